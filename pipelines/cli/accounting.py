@@ -1,0 +1,315 @@
+"""`ppml epsilon`, `ppml noise`, `ppml epochs`: DP-SGD accounting from the command line.
+
+These commands import dp-accounting only (never TensorFlow), so they start in about a second.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+
+import click
+
+from privacy.accounting import (AccountantKind, Adjacency, DpSgdMechanism, Sampling, UnsupportedAccounting,
+                                calibrate_noise_multiplier, compute_epsilon, default_delta, dp_accounting_version,
+                                dp_sgd_report, max_epochs, steps_for_epochs)
+
+_ACCOUNTANTS = {"rdp": (AccountantKind.RDP,), "pld": (AccountantKind.PLD,),
+                "both": (AccountantKind.RDP, AccountantKind.PLD)}
+
+
+def _bad(option: str, message: str) -> click.BadParameter:
+    return click.BadParameter(message, param_hint=f"'{option}'")
+
+
+def _positive(option: str):
+    def check(ctx, param, value):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise _bad(option, f"must be a finite number > 0, got {value!r}")
+        return value
+    return check
+
+
+def _probability(option: str):
+    def check(ctx, param, value):
+        if value is not None and not (0 < value < 1):
+            raise _bad(option, f"must be in (0, 1), got {value!r}")
+        return value
+    return check
+
+
+def _mechanism_options(*, noise: bool, length: bool):
+    """The options that describe a DP-SGD run, shared by the accounting commands."""
+
+    def decorate(fn):
+        options = [
+            click.option("--n", "dataset_size", type=click.IntRange(min=1), required=True,
+                         help="Number of training examples n."),
+            click.option("--batch-size", type=float, callback=_positive("--batch-size"),
+                         help="Batch size B (expected size for Poisson sampling)."),
+            click.option("--sampling-rate", type=float, callback=_positive("--sampling-rate"),
+                         help="Sampling rate q = B/n, instead of --batch-size."),
+        ]
+        if noise:
+            options.append(click.option("--noise-multiplier", type=float, required=True,
+                                        callback=_positive("--noise-multiplier"),
+                                        help="sigma: noise std on the summed clipped gradients is sigma*C."))
+        if length:
+            options += [
+                click.option("--epochs", type=float, callback=_positive("--epochs"),
+                             help="Passes over the data; steps = ceil(epochs * n / B)."),
+                click.option("--steps", type=int, help="Number of noisy steps T, instead of --epochs."),
+            ]
+        options += [
+            click.option("--delta", type=float, callback=_probability("--delta"),
+                         help="delta of the guarantee [default: largest power of ten below 1/n]."),
+            click.option("--sampling", type=click.Choice([s.value for s in Sampling]), default="poisson",
+                         show_default=True,
+                         help="How batches were formed: poisson (exact analysis), fixed (without replacement), "
+                              "shuffle (once-per-epoch bound only)."),
+            click.option("--microbatches", type=int,
+                         help="Clip per microbatch (M microbatches per batch): sensitivity doubles unless "
+                              "each microbatch holds one example."),
+            click.option("--adjacency", type=click.Choice([a.value for a in Adjacency]),
+                         help="Neighbouring datasets [default: add-remove; replace-one for fixed batches]."),
+            click.option("--max-examples-per-user", type=int,
+                         help="User-level guarantee by group privacy for users with at most K examples."),
+            click.option("--accountant", type=click.Choice(list(_ACCOUNTANTS)), default="both", show_default=True),
+            click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table."),
+        ]
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
+def _build_mechanism(*, dataset_size, batch_size, sampling_rate, noise_multiplier=1.0, epochs=None, steps=None,
+                     sampling, microbatches, adjacency, max_examples_per_user, need_length=True) -> DpSgdMechanism:
+    """Checks the options against each other and builds the mechanism; errors name the option."""
+    if (batch_size is None) == (sampling_rate is None):
+        raise click.UsageError("give exactly one of --batch-size and --sampling-rate")
+    if sampling_rate is not None:
+        if sampling_rate > 1:
+            raise _bad("--sampling-rate", f"must be <= 1, got {sampling_rate!r}")
+        batch_size = sampling_rate * dataset_size
+    elif batch_size > dataset_size:
+        raise _bad("--batch-size", f"must be <= --n ({dataset_size}), got {batch_size:g}")
+    sampling = Sampling(sampling)
+    if sampling is not Sampling.POISSON and batch_size != int(batch_size):
+        raise _bad("--batch-size" if sampling_rate is None else "--sampling-rate",
+                   f"{sampling.value} batches need a whole batch size, got {batch_size:g}")
+    if sampling is not Sampling.POISSON:
+        batch_size = int(batch_size)
+    if adjacency is None:
+        adjacency = Adjacency.REPLACE_ONE if sampling is Sampling.FIXED else Adjacency.ADD_REMOVE
+    adjacency = Adjacency(adjacency)
+    if sampling is Sampling.FIXED and adjacency is Adjacency.ADD_REMOVE:
+        raise _bad("--adjacency", "fixed-size batches are analysed only under replace-one adjacency (with "
+                                  "add/remove the batch size reveals n); use --adjacency replace-one or "
+                                  "--sampling poisson")
+    if microbatches is not None:
+        if microbatches < 1:
+            raise _bad("--microbatches", f"must be >= 1, got {microbatches}")
+        if sampling is not Sampling.POISSON and microbatches > batch_size:
+            raise _bad("--microbatches", f"must be <= the batch size {batch_size}, got {microbatches}")
+    if max_examples_per_user is not None and max_examples_per_user < 1:
+        raise _bad("--max-examples-per-user", f"must be >= 1, got {max_examples_per_user}")
+    if need_length:
+        if (epochs is None) == (steps is None):
+            raise click.UsageError("give exactly one of --epochs and --steps")
+        if steps is not None and steps <= 0:
+            raise _bad("--steps", f"must be > 0, got {steps}")
+        if steps is None:
+            steps = steps_for_epochs(epochs, dataset_size, batch_size)
+    return DpSgdMechanism(dataset_size=dataset_size, batch_size=batch_size, noise_multiplier=noise_multiplier,
+                          steps=steps if need_length else 1, sampling=sampling, adjacency=adjacency,
+                          num_microbatches=microbatches, max_examples_per_user=max_examples_per_user)
+
+
+def _emit_json(obj) -> None:
+    click.echo(json.dumps(obj, indent=2, allow_nan=False))
+
+
+def _progress(label: str):
+    """A progress bar on stderr when it is a terminal (so --json output stays clean), else None."""
+    if not sys.stderr.isatty():
+        return None
+    state = {}
+
+    def update(done: int, total: int) -> None:
+        if "bar" not in state:
+            state["bar"] = click.progressbar(length=total, label=label, file=sys.stderr)
+            state["bar"].__enter__()
+        state["bar"].update(1)
+        if done == total:
+            state["bar"].__exit__(None, None, None)
+
+    return update
+
+
+@click.command()
+@_mechanism_options(noise=True, length=True)
+@click.option("--per-epoch", is_flag=True, help="Also print epsilon after every epoch.")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Write a PNG of epsilon over epochs to this file.")
+def epsilon(as_json, accountant, delta, per_epoch, plot, **options):
+    """Epsilon of a DP-SGD configuration under RDP and PLD accounting.
+
+    \b
+    Example (the TF Privacy MNIST tutorial):
+      ppml epsilon --n 60000 --batch-size 256 --noise-multiplier 1.1 --epochs 60 --delta 1e-5
+    """
+    mechanism = _build_mechanism(**options)
+    want_rows = per_epoch or plot is not None
+    report = dp_sgd_report(mechanism, delta=delta, accountants=_ACCOUNTANTS[accountant], per_epoch=want_rows,
+                           progress=_progress("accounting each epoch") if want_rows else None)
+    if plot is not None:
+        _plot_epsilon(report, plot)
+    if as_json:
+        data = report.to_dict()
+        if not per_epoch:
+            data.pop("per_epoch")
+        if plot is not None:
+            data["plot"] = plot
+        _emit_json(data)
+        return
+    click.echo((report if per_epoch else dataclasses.replace(report, per_epoch=())).format_text())
+    if plot is not None:
+        click.echo(f"\n  plot: {plot}")
+
+
+def _plot_epsilon(report, path: str) -> None:
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
+    from matplotlib.ticker import MaxNLocator  # pylint: disable=import-outside-toplevel
+
+    m = report.mechanism
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for kind, style in (("rdp", "o-"), ("pld", "s-")):
+        points = [(r.epoch, r.epsilon.get(kind)) for r in report.per_epoch if r.epsilon.get(kind) is not None]
+        if points:
+            ax.plot(*zip(*points), style, markersize=3, label=f"{kind.upper()} (dp-accounting)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"epsilon at delta = {report.delta:g}")
+    ax.set_title(f"DP-SGD: n={m.dataset_size}, B={m.batch_size:g}, sigma={m.noise_multiplier:g}, "
+                 f"{m.sampling.value} sampling, {m.adjacency.value}", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    try:
+        fig.savefig(path)
+    except OSError as err:
+        raise _bad("--plot", f"cannot write {path}: {err.strerror or err}") from None
+    finally:
+        plt.close(fig)
+
+
+@click.command()
+@click.option("--target-epsilon", type=float, required=True, callback=_positive("--target-epsilon"),
+              help="Epsilon to reach at --delta.")
+@_mechanism_options(noise=False, length=True)
+def noise(target_epsilon, as_json, accountant, delta, **options):
+    """Noise multiplier that reaches a target epsilon (dp-accounting calibration).
+
+    \b
+    Example:
+      ppml noise --target-epsilon 3 --n 60000 --batch-size 256 --epochs 60 --delta 1e-5
+    """
+    mechanism = _build_mechanism(**options)
+    delta = default_delta(mechanism.dataset_size) if delta is None else delta
+    result = _config_dict(mechanism, delta, target_epsilon)
+    result["steps"] = mechanism.steps
+    for kind in _ACCOUNTANTS[accountant]:
+        try:
+            sigma = calibrate_noise_multiplier(mechanism, target_epsilon=target_epsilon, target_delta=delta,
+                                               accountant=kind)
+            eps = compute_epsilon(mechanism.replace(noise_multiplier=sigma), delta, kind)
+        except UnsupportedAccounting as err:
+            sigma = eps = None
+            result.setdefault("unavailable", {})[kind.value] = str(err)
+        except ValueError as err:
+            raise _bad("--target-epsilon", str(err)) from None
+        result[f"noise_multiplier_{kind.value}"] = sigma
+        result[f"epsilon_{kind.value}"] = eps
+    if as_json:
+        _emit_json(result)
+        return
+    click.echo(f"Noise multiplier for epsilon <= {target_epsilon:g} at delta = {delta:g}")
+    click.echo(f"  {mechanism.steps} steps = {mechanism.epochs:.4g} epochs, n = {mechanism.dataset_size}, "
+               f"B = {mechanism.batch_size:g}, {mechanism.sampling.value} sampling, {mechanism.adjacency.value}")
+    click.echo("")
+    click.echo(f"  {'accountant':<11} {'sigma':>9} {'epsilon':>9}")
+    for kind in _ACCOUNTANTS[accountant]:
+        sigma, eps = result[f"noise_multiplier_{kind.value}"], result[f"epsilon_{kind.value}"]
+        if sigma is None:
+            click.echo(f"  {kind.value.upper():<11} {'n/a':>9}  {result['unavailable'][kind.value]}")
+        else:
+            click.echo(f"  {kind.value.upper():<11} {sigma:>9.4f} {eps:>9.4f}")
+    click.echo(f"\n  {result['accountant_version']}; sigma is the noise std on the summed clipped gradients / C.")
+
+
+@click.command()
+@click.option("--target-epsilon", type=float, required=True, callback=_positive("--target-epsilon"),
+              help="Epsilon budget at --delta.")
+@_mechanism_options(noise=True, length=False)
+def epochs(target_epsilon, as_json, accountant, delta, **options):
+    """Epochs (and steps) a noise multiplier affords within a target epsilon.
+
+    \b
+    Example:
+      ppml epochs --target-epsilon 3 --n 60000 --batch-size 256 --noise-multiplier 1.1 --delta 1e-5
+    """
+    mechanism = _build_mechanism(**options, need_length=False)
+    delta = default_delta(mechanism.dataset_size) if delta is None else delta
+    result = _config_dict(mechanism, delta, target_epsilon)
+    result["noise_multiplier"] = mechanism.noise_multiplier
+    for kind in _ACCOUNTANTS[accountant]:
+        try:
+            whole_epochs, steps = max_epochs(mechanism, target_epsilon=target_epsilon, target_delta=delta,
+                                             accountant=kind)
+        except UnsupportedAccounting as err:
+            whole_epochs = steps = None
+            result.setdefault("unavailable", {})[kind.value] = str(err)
+        except ValueError as err:
+            raise _bad("--target-epsilon", str(err)) from None
+        result[f"epochs_{kind.value}"] = whole_epochs
+        result[f"steps_{kind.value}"] = steps
+    if as_json:
+        _emit_json(result)
+        return
+    click.echo(f"Training affordable with sigma = {mechanism.noise_multiplier:g} within epsilon "
+               f"{target_epsilon:g} at delta = {delta:g}")
+    click.echo(f"  n = {mechanism.dataset_size}, B = {mechanism.batch_size:g}, {mechanism.sampling.value} sampling, "
+               f"{mechanism.adjacency.value}")
+    click.echo("")
+    click.echo(f"  {'accountant':<11} {'epochs':>8} {'steps':>9}")
+    for kind in _ACCOUNTANTS[accountant]:
+        e, s = result[f"epochs_{kind.value}"], result[f"steps_{kind.value}"]
+        if e is None:
+            click.echo(f"  {kind.value.upper():<11} {'n/a':>8}  {result['unavailable'][kind.value]}")
+        else:
+            click.echo(f"  {kind.value.upper():<11} {e:>8} {s:>9}")
+    click.echo(f"\n  whole epochs; {result['accountant_version']}")
+
+
+def _config_dict(mechanism: DpSgdMechanism, delta: float, target_epsilon: float) -> dict:
+    return {
+        "target_epsilon": target_epsilon,
+        "delta": delta,
+        "dataset_size": mechanism.dataset_size,
+        "batch_size": mechanism.batch_size,
+        "sampling_rate": mechanism.sampling_probability,
+        "sampling": mechanism.sampling.value,
+        "adjacency": mechanism.adjacency.value,
+        "num_microbatches": mechanism.num_microbatches,
+        "max_examples_per_user": mechanism.max_examples_per_user,
+        "accountant_version": f"dp-accounting {dp_accounting_version()}",
+    }
+
+
+COMMANDS = (epsilon, noise, epochs)

@@ -1,0 +1,126 @@
+"""dp-accounting's RDP and PLD accountants, and group privacy on top of either.
+
+ppml does not re-derive privacy analyses: every epsilon comes from `dp_accounting.rdp.RdpAccountant`
+or `dp_accounting.pld.PLDAccountant`. The one addition is `GroupPrivacyAccountant`, which turns an
+example-level guarantee into a user-level one for users with at most K examples.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib.metadata
+import math
+
+import dp_accounting
+from dp_accounting import dp_event
+
+NeighboringRelation = dp_accounting.NeighboringRelation
+
+PLD_VALUE_DISCRETIZATION_INTERVAL = 1e-4
+"""dp-accounting's default grid for privacy-loss values; results are pessimistic (upper bounds)."""
+
+
+class AccountantKind(str, enum.Enum):
+    RDP = "rdp"
+    PLD = "pld"
+
+
+def dp_accounting_version() -> str:
+    """The installed dp-accounting version, as reported in every privacy report."""
+    return importlib.metadata.version("dp-accounting")
+
+
+def accountant_description(kind: AccountantKind | str) -> str:
+    kind = AccountantKind(kind)
+    if kind is AccountantKind.RDP:
+        return "dp_accounting.rdp.RdpAccountant (default orders, dp-accounting's RDP-to-DP conversion)"
+    return (f"dp_accounting.pld.PLDAccountant (pessimistic, value discretization "
+            f"{PLD_VALUE_DISCRETIZATION_INTERVAL:g})")
+
+
+def make_accountant(kind: AccountantKind | str,
+                    relation: NeighboringRelation = NeighboringRelation.ADD_OR_REMOVE_ONE,
+                    group_size: int = 1) -> dp_accounting.PrivacyAccountant:
+    """A fresh accountant; with ``group_size > 1`` its epsilon is for groups of that size."""
+    kind = AccountantKind(kind)
+    if kind is AccountantKind.RDP:
+        accountant = dp_accounting.rdp.RdpAccountant(neighboring_relation=relation)
+    else:
+        accountant = dp_accounting.pld.PLDAccountant(
+            neighboring_relation=relation, value_discretization_interval=PLD_VALUE_DISCRETIZATION_INTERVAL)
+    if group_size > 1:
+        return GroupPrivacyAccountant(accountant, group_size)
+    return accountant
+
+
+def group_delta(epsilon: float, delta: float, group_size: int) -> float:
+    """delta for groups of ``group_size`` under an (epsilon, delta) guarantee for one record.
+
+    Chaining the guarantee along k neighbouring datasets gives
+    (k * epsilon, delta * sum_{i<k} e^{i * epsilon}) (Dwork & Roth 2014, Thm 2.2 and its proof).
+    """
+    if epsilon == 0:
+        return group_size * delta
+    if group_size * epsilon > 700:  # e^700 is near the float64 limit
+        return math.inf
+    return delta * math.expm1(group_size * epsilon) / math.expm1(epsilon)
+
+
+class GroupPrivacyAccountant(dp_accounting.PrivacyAccountant):
+    """Wraps an accountant; `get_epsilon` bounds groups of ``group_size`` records.
+
+    For a target group delta, it searches the record-level delta' that minimises
+    ``group_size * epsilon(delta')`` subject to ``group_delta(epsilon(delta'), delta') <= delta``.
+    Every returned value satisfies the constraint (it is checked), so the search only affects
+    tightness, never validity. Returns inf when no record-level delta' down to 1e-300 works.
+    """
+
+    def __init__(self, inner: dp_accounting.PrivacyAccountant, group_size: int):
+        super().__init__(inner.neighboring_relation)
+        if group_size < 1:
+            raise ValueError(f"group_size must be >= 1, got {group_size}")
+        self._inner = inner
+        self._group_size = group_size
+
+    @property
+    def group_size(self) -> int:
+        return self._group_size
+
+    def _maybe_compose(self, event: dp_event.DpEvent, count: int, do_compose: bool):
+        return self._inner._maybe_compose(event, count, do_compose)  # pylint: disable=protected-access
+
+    def get_epsilon(self, target_delta: float) -> float:
+        k = self._group_size
+        eps = self._inner.get_epsilon
+
+        def feasible(log_delta: float) -> bool:
+            e = eps(math.exp(log_delta))
+            return math.isfinite(e) and group_delta(e, math.exp(log_delta), k) <= target_delta
+
+        hi = math.log(target_delta / k)
+        if feasible(hi):  # only when epsilon(delta / k) == 0
+            return k * eps(math.exp(hi))
+        lo = hi
+        while not feasible(lo):
+            lo -= math.log(10.0)
+            if lo < math.log(1e-300):
+                return math.inf
+        for _ in range(40):  # bisection in log(delta'); lo stays feasible
+            mid = (lo + hi) / 2
+            if feasible(mid):
+                lo = mid
+            else:
+                hi = mid
+        return k * eps(math.exp(lo))
+
+    def get_delta(self, target_epsilon: float) -> float:
+        k = self._group_size
+        record_epsilon = target_epsilon / k
+        return min(1.0, group_delta(record_epsilon, self._inner.get_delta(record_epsilon), k))
+
+
+def epsilon_of(event: dp_event.DpEvent, *, target_delta: float, accountant: AccountantKind | str,
+               relation: NeighboringRelation = NeighboringRelation.ADD_OR_REMOVE_ONE,
+               group_size: int = 1) -> float:
+    """Epsilon of one event at ``target_delta`` from a fresh accountant."""
+    return make_accountant(accountant, relation, group_size).compose(event).get_epsilon(target_delta)

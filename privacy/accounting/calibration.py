@@ -1,0 +1,106 @@
+"""Calibration: the noise for a target epsilon, and the training a given noise affords.
+
+Both searches are dp-accounting's `calibrate_dp_mechanism` (Brent's method with a guarantee that
+the returned value meets the target); ppml only supplies the event family and a finite bracket.
+"""
+
+from __future__ import annotations
+
+import math
+
+import dp_accounting
+from dp_accounting import dp_event
+
+from privacy.accounting.accountants import AccountantKind, epsilon_of, make_accountant
+from privacy.accounting.mechanism import DpSgdMechanism, UnsupportedAccounting
+
+MIN_NOISE_MULTIPLIER = 0.05
+"""Calibration searches sigma in [MIN_NOISE_MULTIPLIER, inf)."""
+
+
+def calibrate_noise_multiplier(mechanism: DpSgdMechanism, *, target_epsilon: float, target_delta: float,
+                               accountant: AccountantKind | str = AccountantKind.RDP,
+                               tolerance: float = 1e-4) -> float:
+    """Smallest noise multiplier (within ``tolerance``) whose epsilon is <= ``target_epsilon``.
+
+    ``mechanism.noise_multiplier`` is ignored; every other field is kept.
+    """
+    kind = _check(mechanism, target_epsilon, target_delta, accountant)
+
+    def epsilon_gap(sigma: float) -> float:
+        return _epsilon(mechanism.replace(noise_multiplier=sigma).dp_event(), mechanism, kind,
+                        target_delta) - target_epsilon
+
+    lo = hi = 1.0
+    while epsilon_gap(hi) > 0:
+        lo, hi = hi, hi * 2
+        if hi > 1e6:
+            raise ValueError(f"no noise multiplier up to 1e6 reaches epsilon {target_epsilon}")
+    if lo == hi:  # sigma = 1 already suffices: walk down
+        while lo > MIN_NOISE_MULTIPLIER and epsilon_gap(lo) <= 0:
+            hi, lo = lo, max(lo / 2, MIN_NOISE_MULTIPLIER)
+        if epsilon_gap(lo) <= 0:
+            raise ValueError(f"epsilon {target_epsilon} is met even with noise multiplier "
+                             f"{MIN_NOISE_MULTIPLIER}; the target is too loose to calibrate")
+    return dp_accounting.calibrate_dp_mechanism(
+        lambda: make_accountant(kind, mechanism.neighboring_relation, mechanism.max_examples_per_user or 1),
+        lambda sigma: mechanism.replace(noise_multiplier=sigma).dp_event(),
+        target_epsilon, target_delta,
+        bracket_interval=dp_accounting.ExplicitBracketInterval(lo, hi), tol=tolerance)
+
+
+def max_units(mechanism: DpSgdMechanism, *, target_epsilon: float, target_delta: float,
+              accountant: AccountantKind | str = AccountantKind.RDP) -> int:
+    """Largest number of unit events (steps; epochs under shuffling) within ``target_epsilon``.
+
+    ``mechanism.steps`` is ignored. Returns 0 when even one unit exceeds the target.
+    """
+    kind = _check(mechanism, target_epsilon, target_delta, accountant)
+    unit = mechanism.unit_event()
+
+    def epsilon_gap(units: int) -> float:
+        return _epsilon(dp_event.SelfComposedDpEvent(unit, units), mechanism, kind, target_delta) - target_epsilon
+
+    if epsilon_gap(1) > 0:
+        return 0
+    hi = 2
+    while epsilon_gap(hi) <= 0:
+        hi *= 2
+        if hi > 2 ** 40:
+            raise ValueError(f"more than 2**40 units fit in epsilon {target_epsilon}")
+    units = dp_accounting.calibrate_dp_mechanism(
+        lambda: make_accountant(kind, mechanism.neighboring_relation, mechanism.max_examples_per_user or 1),
+        lambda u: dp_event.SelfComposedDpEvent(unit, u),
+        target_epsilon, target_delta,
+        bracket_interval=dp_accounting.ExplicitBracketInterval(hi // 2, hi), discrete=True)
+    while epsilon_gap(units + 1) <= 0:  # within tol=1 of the optimum: close the gap
+        units += 1
+    return int(units)
+
+
+def max_epochs(mechanism: DpSgdMechanism, *, target_epsilon: float, target_delta: float,
+               accountant: AccountantKind | str = AccountantKind.RDP) -> tuple[int, int]:
+    """(whole epochs, steps) affordable within ``target_epsilon``; see `max_units`."""
+    units = max_units(mechanism, target_epsilon=target_epsilon, target_delta=target_delta,
+                      accountant=accountant)
+    n, b = mechanism.dataset_size, mechanism.batch_size
+    if mechanism.sampling.value == "shuffle":
+        return units, math.floor(units * n / b)
+    return math.floor(units * b / n + 1e-9), units
+
+
+def _check(mechanism: DpSgdMechanism, target_epsilon: float, target_delta: float, accountant) -> AccountantKind:
+    kind = AccountantKind(accountant)
+    if not (isinstance(target_epsilon, (int, float)) and 0 < target_epsilon < math.inf):
+        raise ValueError(f"target_epsilon must be a finite number > 0, got {target_epsilon!r}")
+    if not (isinstance(target_delta, (int, float)) and 0 < target_delta < 1):
+        raise ValueError(f"target_delta must be in (0, 1), got {target_delta!r}")
+    reason = mechanism.unsupported_reason(kind.value)
+    if reason:
+        raise UnsupportedAccounting(reason)
+    return kind
+
+
+def _epsilon(event, mechanism: DpSgdMechanism, kind: AccountantKind, delta: float) -> float:
+    return epsilon_of(event, target_delta=delta, accountant=kind, relation=mechanism.neighboring_relation,
+                      group_size=mechanism.max_examples_per_user or 1)

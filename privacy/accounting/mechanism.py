@@ -1,0 +1,219 @@
+"""The DP-SGD mechanism as the accountant sees it: sampling, noise, steps, adjacency.
+
+`DpSgdMechanism` holds only public hyperparameters and turns them into one dp-accounting
+`DpEvent` (and the neighbouring relation it must be accounted under). Noise multipliers are in
+units of the clipping norm C: the Gaussian noise added to the *sum* of clipped gradients has
+standard deviation ``noise_multiplier * C``.
+
+Which analyses exist (dp-accounting 0.6.0):
+
+=========  ============  =============================================  =====  =====
+sampling   adjacency     event                                          RDP    PLD
+=========  ============  =============================================  =====  =====
+poisson    add-remove    T x PoissonSampled(q, Gaussian(sigma / m))     yes    yes
+poisson    replace-one   T x PoissonSampled(q, Gaussian(sigma))         no     yes
+fixed      replace-one   T x SampledWithoutReplacement(n, B,            yes    no
+                         Gaussian(sigma / 2))
+fixed      add-remove    (no analysis: the batch size reveals n)        --     --
+shuffle    either        E x Gaussian(sigma / sensitivity)              yes    yes
+=========  ============  =============================================  =====  =====
+
+* ``m`` is 2 when microbatches can hold several examples: a clipped microbatch *mean* can
+  swing from v to -v, so the add/remove sensitivity is 2C instead of C.
+* Replace-one moves one example's clipped gradient to another: sensitivity 2C. dp-accounting's
+  PLD models this itself for REPLACE_ONE; its RDP Gaussian and sampled-without-replacement
+  terms take the noise multiplier relative to the full sensitivity, hence ``sigma / 2``.
+* Shuffle-and-iterate has no known tight analysis (Chua et al., ICML 2024). What is reported is
+  the bound for "each example is used at most once per epoch", with no amplification: E
+  compositions of the Gaussian mechanism, E the number of (started) epochs. The Gaussian's loss
+  depends only on sigma / sensitivity, so the sensitivity is folded into the noise multiplier.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+
+import dp_accounting
+from dp_accounting import dp_event
+
+NeighboringRelation = dp_accounting.NeighboringRelation
+
+
+class Sampling(str, enum.Enum):
+    """How batches are formed."""
+
+    POISSON = "poisson"
+    """Each example joins each batch independently with probability q."""
+    FIXED = "fixed"
+    """Each batch is B examples drawn uniformly without replacement."""
+    SHUFFLE = "shuffle"
+    """The data is shuffled and cut into consecutive batches, epoch after epoch."""
+
+
+class Adjacency(str, enum.Enum):
+    """Which datasets are neighbours."""
+
+    ADD_REMOVE = "add-remove"
+    """One example added or removed (the dataset size is private)."""
+    REPLACE_ONE = "replace-one"
+    """One example replaced by another (the dataset size is public)."""
+
+
+class UnsupportedAccounting(ValueError):
+    """No analysis of this mechanism exists in the requested accountant."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DpSgdMechanism:
+    """Public hyperparameters of a DP-SGD run.
+
+    Attributes:
+      dataset_size: n, the number of training examples.
+      batch_size: B; for Poisson sampling the expected batch size q * n (may be fractional).
+      noise_multiplier: sigma; noise std on the summed clipped gradients is sigma * C.
+      steps: T, the number of noisy gradient steps.
+      sampling: the batch sampling scheme that actually ran.
+      adjacency: the neighbouring relation of the guarantee.
+      num_microbatches: M if gradients were clipped per microbatch, else None (per example).
+      max_examples_per_user: K for a user-level guarantee via group privacy, else None.
+    """
+
+    dataset_size: int
+    batch_size: float
+    noise_multiplier: float
+    steps: int
+    sampling: Sampling = Sampling.POISSON
+    adjacency: Adjacency = Adjacency.ADD_REMOVE
+    num_microbatches: int | None = None
+    max_examples_per_user: int | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "sampling", Sampling(self.sampling))
+        object.__setattr__(self, "adjacency", Adjacency(self.adjacency))
+        _check_int("dataset_size", self.dataset_size, minimum=1)
+        if not (isinstance(self.batch_size, (int, float)) and 0 < self.batch_size <= self.dataset_size):
+            raise ValueError(
+                f"batch_size must be in (0, dataset_size={self.dataset_size}], got {self.batch_size!r}")
+        if self.sampling is not Sampling.POISSON and float(self.batch_size) != int(self.batch_size):
+            raise ValueError(f"batch_size must be a whole number for {self.sampling.value} batches, "
+                             f"got {self.batch_size!r}")
+        if not (isinstance(self.noise_multiplier, (int, float)) and self.noise_multiplier > 0
+                and math.isfinite(self.noise_multiplier)):
+            raise ValueError(f"noise_multiplier must be a finite number > 0, got {self.noise_multiplier!r}")
+        _check_int("steps", self.steps, minimum=1)
+        if self.num_microbatches is not None:
+            _check_int("num_microbatches", self.num_microbatches, minimum=1)
+            if self.num_microbatches > self.batch_size and self.sampling is not Sampling.POISSON:
+                raise ValueError(f"num_microbatches={self.num_microbatches} exceeds the batch size "
+                                 f"{self.batch_size:g}")
+        if self.max_examples_per_user is not None:
+            _check_int("max_examples_per_user", self.max_examples_per_user, minimum=1)
+        if self.sampling is Sampling.FIXED and self.adjacency is Adjacency.ADD_REMOVE:
+            raise ValueError(
+                "fixed-size batches are analysed only under replace-one adjacency (with add/remove "
+                "the batch size reveals the dataset size); use adjacency='replace-one' or Poisson "
+                "sampling")
+
+    @classmethod
+    def from_epochs(cls, *, dataset_size: int, batch_size: float, epochs: float, **kwargs) -> "DpSgdMechanism":
+        """Builds the mechanism for ``epochs`` passes: T = ceil(epochs * n / B) steps."""
+        if not (isinstance(epochs, (int, float)) and epochs > 0 and math.isfinite(epochs)):
+            raise ValueError(f"epochs must be a finite number > 0, got {epochs!r}")
+        if not (isinstance(batch_size, (int, float)) and batch_size > 0):
+            raise ValueError(f"batch_size must be > 0, got {batch_size!r}")
+        steps = steps_for_epochs(epochs, dataset_size, batch_size)
+        return cls(dataset_size=dataset_size, batch_size=batch_size, steps=steps, **kwargs)
+
+    def replace(self, **changes) -> "DpSgdMechanism":
+        """Returns a copy with some fields changed (and validated)."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def sampling_probability(self) -> float:
+        """q = B / n."""
+        return self.batch_size / self.dataset_size
+
+    @property
+    def epochs(self) -> float:
+        """T * B / n: the number of passes over the data, possibly fractional."""
+        return self.steps * self.batch_size / self.dataset_size
+
+    @property
+    def passes(self) -> int:
+        """Epochs started: the most times one example is used under shuffle-and-iterate."""
+        return math.ceil(self.epochs - 1e-9)
+
+    @property
+    def microbatches_hold_several_examples(self) -> bool:
+        """True when a clipped unit may average more than one example.
+
+        Fixed and shuffled batches of B split into M = B microbatches hold one example each;
+        Poisson batches vary in size, so any microbatching may put two examples together.
+        """
+        if self.num_microbatches is None:
+            return False
+        return self.sampling is Sampling.POISSON or self.num_microbatches < self.batch_size
+
+    @property
+    def sensitivity(self) -> float:
+        """L2 sensitivity of the summed clipped gradients, in units of C."""
+        if self.adjacency is Adjacency.REPLACE_ONE or self.microbatches_hold_several_examples:
+            return 2.0
+        return 1.0
+
+    @property
+    def neighboring_relation(self) -> NeighboringRelation:
+        """The relation `dp_event()` must be accounted under."""
+        if self.sampling is Sampling.SHUFFLE:
+            return NeighboringRelation.ADD_OR_REMOVE_ONE  # sensitivity folded into sigma
+        if self.sampling is Sampling.FIXED or self.adjacency is Adjacency.REPLACE_ONE:
+            return NeighboringRelation.REPLACE_ONE
+        return NeighboringRelation.ADD_OR_REMOVE_ONE
+
+    def unit_event(self) -> dp_event.DpEvent:
+        """The event that `dp_event` composes: one step, or one epoch under shuffling."""
+        if self.sampling is Sampling.SHUFFLE:
+            return dp_event.GaussianDpEvent(self.noise_multiplier / self.sensitivity)
+        if self.sampling is Sampling.FIXED:
+            return dp_event.SampledWithoutReplacementDpEvent(
+                source_dataset_size=self.dataset_size,
+                sample_size=int(self.batch_size),
+                event=dp_event.GaussianDpEvent(self.noise_multiplier / 2.0))
+        # Poisson. Under replace-one dp-accounting's PLD doubles the sensitivity itself.
+        factor = 2.0 if (self.adjacency is Adjacency.ADD_REMOVE and self.sensitivity == 2.0) else 1.0
+        return dp_event.PoissonSampledDpEvent(
+            sampling_probability=self.sampling_probability,
+            event=dp_event.GaussianDpEvent(self.noise_multiplier / factor))
+
+    def units(self, steps: int | None = None) -> int:
+        """How many unit events ``steps`` steps (default: all) amount to."""
+        steps = self.steps if steps is None else steps
+        if self.sampling is Sampling.SHUFFLE:
+            return math.ceil(steps * self.batch_size / self.dataset_size - 1e-9)
+        return steps
+
+    def dp_event(self, steps: int | None = None) -> dp_event.DpEvent:
+        """The whole run (or its first ``steps`` steps) as one DpEvent."""
+        return dp_event.SelfComposedDpEvent(self.unit_event(), self.units(steps))
+
+    def unsupported_reason(self, accountant: str) -> str | None:
+        """Why ``accountant`` ('rdp' or 'pld') cannot analyse this mechanism, or None."""
+        if accountant == "rdp" and self.sampling is Sampling.POISSON and self.adjacency is Adjacency.REPLACE_ONE:
+            return ("dp-accounting's RDP accountant analyses Poisson sampling only under add/remove "
+                    "adjacency; the PLD accountant covers replace-one")
+        if accountant == "pld" and self.sampling is Sampling.FIXED:
+            return ("dp-accounting's PLD accountant has no analysis of fixed-size sampling without "
+                    "replacement; the RDP accountant covers it")
+        return None
+
+
+def steps_for_epochs(epochs: float, dataset_size: int, batch_size: float) -> int:
+    """T = ceil(epochs * n / B), the convention of TF Privacy's statements."""
+    return max(1, math.ceil(epochs * dataset_size / batch_size - 1e-9))
+
+
+def _check_int(name: str, value, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")

@@ -1,0 +1,243 @@
+"""Privacy reports for DP-SGD: epsilon under RDP and PLD with everything needed to read it.
+
+A report always states the sampling scheme, the adjacency, the sensitivity (microbatching), the
+accountant and the dp-accounting version, as "How to DP-fy ML" (Ponomareva et al. 2023, Sec. 5.3)
+asks. The text form is for people; `PrivacyReport.to_dict()` is the stable JSON form.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Sequence
+
+from privacy.accounting.accountants import (AccountantKind, accountant_description, dp_accounting_version,
+                                            epsilon_of)
+from privacy.accounting.events import event_to_json
+from privacy.accounting.mechanism import Adjacency, DpSgdMechanism, Sampling, UnsupportedAccounting
+from privacy.accounting.mechanism import steps_for_epochs
+
+REPORT_FORMAT = "ppml.privacy_report/1"
+
+_SAMPLING_TEXT = {
+    Sampling.POISSON: "poisson (each example joins each batch independently with probability q)",
+    Sampling.FIXED: "fixed (B examples drawn without replacement at every step; n is public)",
+    Sampling.SHUFFLE: "shuffle (shuffle-and-iterate: no tight analysis is known, see the note)",
+}
+_ADJACENCY_TEXT = {
+    Adjacency.ADD_REMOVE: "add-remove (neighbouring datasets differ by one example added or removed)",
+    Adjacency.REPLACE_ONE: "replace-one (neighbouring datasets differ by one example replaced)",
+}
+
+
+def default_delta(dataset_size: int) -> float:
+    """The largest power of ten strictly below 1/n."""
+    return 10.0 ** -(math.floor(math.log10(dataset_size)) + 1)
+
+
+def compute_epsilon(mechanism: DpSgdMechanism, target_delta: float,
+                    accountant: AccountantKind | str = AccountantKind.RDP, *, steps: int | None = None) -> float:
+    """Epsilon of ``mechanism`` (or its first ``steps`` steps) at ``target_delta``.
+
+    Raises:
+      UnsupportedAccounting: when the accountant has no analysis for this sampling/adjacency.
+    """
+    kind = AccountantKind(accountant)
+    reason = mechanism.unsupported_reason(kind.value)
+    if reason:
+        raise UnsupportedAccounting(reason)
+    return epsilon_of(mechanism.dp_event(steps), target_delta=target_delta, accountant=kind,
+                      relation=mechanism.neighboring_relation, group_size=mechanism.max_examples_per_user or 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochRow:
+    epoch: int
+    steps: int
+    epsilon: dict[str, float | None]
+
+
+@dataclasses.dataclass(frozen=True)
+class PrivacyReport:
+    """The (epsilon, delta) guarantee of one DP-SGD configuration, with its context."""
+
+    mechanism: DpSgdMechanism
+    delta: float
+    delta_is_default: bool
+    epsilon: dict[str, float | None]          # accountant -> epsilon (None: unavailable)
+    unavailable: dict[str, str]               # accountant -> why
+    per_epoch: tuple[EpochRow, ...] = ()
+    notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def accountant_version(self) -> str:
+        return f"dp-accounting {dp_accounting_version()}"
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.mechanism
+        return {
+            "format": REPORT_FORMAT,
+            "epsilon_rdp": _finite_or_none(self.epsilon.get("rdp")),
+            "epsilon_pld": _finite_or_none(self.epsilon.get("pld")),
+            "delta": self.delta,
+            "delta_is_default": self.delta_is_default,
+            "steps": m.steps,
+            "epochs": m.epochs,
+            "dataset_size": m.dataset_size,
+            "batch_size": m.batch_size,
+            "sampling_rate": m.sampling_probability,
+            "noise_multiplier": m.noise_multiplier,
+            "sampling": m.sampling.value,
+            "adjacency": m.adjacency.value,
+            "num_microbatches": m.num_microbatches,
+            "sensitivity": m.sensitivity,
+            "max_examples_per_user": m.max_examples_per_user,
+            "privacy_unit": "user" if m.max_examples_per_user else "example",
+            "accountants": {k: accountant_description(k) for k in self.epsilon},
+            "unavailable": dict(self.unavailable),
+            "accountant_version": self.accountant_version,
+            "dp_event": event_to_json(m.dp_event()),
+            "neighboring_relation": m.neighboring_relation.name,
+            "per_epoch": [{"epoch": r.epoch, "steps": r.steps,
+                           **{f"epsilon_{k}": _finite_or_none(v) for k, v in r.epsilon.items()}}
+                          for r in self.per_epoch],
+            "notes": list(self.notes),
+            "warnings": list(self.warnings),
+        }
+
+    def format_text(self) -> str:
+        m = self.mechanism
+        unit = "user" if m.max_examples_per_user else "example"
+        batch = (f"{m.batch_size:g} expected" if m.sampling is Sampling.POISSON else f"{m.batch_size:g}")
+        if m.num_microbatches is None:
+            clipping = f"per example; sensitivity {m.sensitivity:g} C"
+        else:
+            clipping = f"{m.num_microbatches} microbatches; sensitivity {m.sensitivity:g} C"
+        delta = f"{self.delta:g}"
+        if self.delta_is_default:
+            delta += f" (default: largest power of ten below 1/n = {1 / m.dataset_size:.3g})"
+        rows = [
+            ("dataset size n", f"{m.dataset_size} examples"),
+            ("batch size B", f"{batch} (sampling rate q = {m.sampling_probability:.6g})"),
+            ("noise multiplier", f"{m.noise_multiplier:g} (noise std {m.noise_multiplier:g} x C on the summed "
+                                 f"clipped gradients)"),
+            ("training", f"{m.steps} steps = {m.epochs:.4g} epochs"),
+            ("sampling", _SAMPLING_TEXT[m.sampling]),
+            ("adjacency", _ADJACENCY_TEXT[m.adjacency]),
+            ("clipping", clipping),
+        ]
+        if m.max_examples_per_user:
+            rows.append(("privacy unit", f"user, at most {m.max_examples_per_user} examples each (group privacy)"))
+        rows.append(("delta", delta))
+        lines = ["DP-SGD privacy report", ""]
+        lines += [f"  {k:<18} {v}" for k, v in rows]
+        lines += ["", f"  {'accountant':<11} {'epsilon':>9}  analysis"]
+        for kind, eps in self.epsilon.items():
+            shown = "n/a" if eps is None else ("inf" if math.isinf(eps) else f"{eps:.4f}")
+            lines.append(f"  {kind.upper():<11} {shown:>9}  {accountant_description(kind)}")
+        for kind, why in self.unavailable.items():
+            lines.append(f"  {kind.upper()} n/a: {why}")
+        lines.append("")
+        best = [e for e in self.epsilon.values() if e is not None]
+        if best:
+            lines.append(f"  Guarantee: ({min(best):.4g}, {self.delta:g})-DP per {unit}, {m.adjacency.value} "
+                         f"adjacency, {m.sampling.value} sampling; {self.accountant_version}.")
+        if self.per_epoch:
+            kinds = list(self.epsilon)
+            lines += ["", "  " + f"{'epoch':>6} {'steps':>8} " + " ".join(f"{'eps ' + k.upper():>10}" for k in kinds)]
+            for r in self.per_epoch:
+                vals = " ".join(f"{'n/a' if r.epsilon.get(k) is None else format(r.epsilon[k], '.4f'):>10}"
+                                for k in kinds)
+                lines.append(f"  {r.epoch:>6} {r.steps:>8} {vals}")
+        for note in self.notes:
+            lines.append(f"  note: {note}")
+        for warning in self.warnings:
+            lines.append(f"  WARNING: {warning}")
+        return "\n".join(lines)
+
+
+def dp_sgd_report(mechanism: DpSgdMechanism, *, delta: float | None = None,
+                  accountants: Sequence[AccountantKind | str] = (AccountantKind.RDP, AccountantKind.PLD),
+                  per_epoch: bool = False,
+                  progress: Callable[[int, int], None] | None = None) -> PrivacyReport:
+    """Builds the report; ``delta=None`` uses `default_delta(n)`.
+
+    Args:
+      per_epoch: also report epsilon after each whole epoch (one accounting per epoch; PLD takes
+        about a second each for long runs).
+      progress: called as ``progress(done, total)`` while per-epoch rows are computed.
+    """
+    delta_is_default = delta is None
+    delta = default_delta(mechanism.dataset_size) if delta is None else delta
+    if not (isinstance(delta, (int, float)) and 0 < delta < 1):
+        raise ValueError(f"delta must be in (0, 1), got {delta!r}")
+    kinds = [AccountantKind(a) for a in accountants]
+    epsilon: dict[str, float | None] = {}
+    unavailable: dict[str, str] = {}
+    for kind in kinds:
+        try:
+            epsilon[kind.value] = compute_epsilon(mechanism, delta, kind)
+        except UnsupportedAccounting as err:
+            epsilon[kind.value] = None
+            unavailable[kind.value] = str(err)
+    rows = _per_epoch_rows(mechanism, delta, kinds, epsilon, progress) if per_epoch else ()
+    return PrivacyReport(mechanism=mechanism, delta=delta, delta_is_default=delta_is_default, epsilon=epsilon,
+                         unavailable=unavailable, per_epoch=rows, notes=tuple(_notes(mechanism, epsilon)),
+                         warnings=tuple(_warnings(mechanism, delta)))
+
+
+def _per_epoch_rows(mechanism, delta, kinds, final, progress) -> tuple[EpochRow, ...]:
+    whole = math.floor(mechanism.epochs + 1e-9)
+    epochs = list(range(1, whole + 1))
+    if not epochs or steps_for_epochs(epochs[-1], mechanism.dataset_size, mechanism.batch_size) < mechanism.steps:
+        epochs.append(None)  # the final, partial epoch
+    rows = []
+    for i, epoch in enumerate(epochs):
+        steps = (mechanism.steps if epoch is None
+                 else min(mechanism.steps, steps_for_epochs(epoch, mechanism.dataset_size, mechanism.batch_size)))
+        eps = {}
+        for kind in kinds:
+            if final[kind.value] is None:
+                eps[kind.value] = None
+            elif steps == mechanism.steps:
+                eps[kind.value] = final[kind.value]
+            else:
+                eps[kind.value] = compute_epsilon(mechanism, delta, kind, steps=steps)
+        rows.append(EpochRow(epoch=epoch if epoch is not None else mechanism.passes, steps=steps, epsilon=eps))
+        if progress:
+            progress(i + 1, len(epochs))
+    return tuple(rows)
+
+
+def _notes(m: DpSgdMechanism, epsilon) -> list[str]:
+    notes = []
+    if m.sampling is Sampling.SHUFFLE:
+        notes.append(f"shuffled batches: epsilon composes the Gaussian mechanism once per started epoch "
+                     f"({m.passes} times). Do not compare it with Poisson numbers: for shuffling, "
+                     f"the Poisson analysis can underestimate epsilon (Chua et al., ICML 2024).")
+    if m.microbatches_hold_several_examples and m.adjacency is Adjacency.ADD_REMOVE:
+        notes.append("microbatching: a microbatch of several examples is clipped as a mean, which can move "
+                     "by 2C when one example is added or removed; accounted with noise multiplier sigma/2.")
+    if m.adjacency is Adjacency.REPLACE_ONE:
+        notes.append("replace-one: one example's clipped gradient can move by 2C; the analysis accounts "
+                     "sensitivity 2C.")
+    if m.max_examples_per_user:
+        notes.append(f"user level: group privacy over {m.max_examples_per_user} examples, "
+                     f"(k*eps, delta*sum_(i<k) e^(i*eps)) with the example-level delta searched so that "
+                     f"the user-level delta is met.")
+        if any(e is not None and math.isinf(e) for e in epsilon.values()):
+            notes.append("user level: the group-privacy bound diverges for this configuration (inf).")
+    return notes
+
+
+def _warnings(m: DpSgdMechanism, delta: float) -> list[str]:
+    warnings = []
+    if delta >= 1 / m.dataset_size:
+        warnings.append(f"delta={delta:g} is not below 1/n={1 / m.dataset_size:.3g}: a mechanism that "
+                        f"publishes a random example in full meets this delta. Use delta < 1/n.")
+    return warnings
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
