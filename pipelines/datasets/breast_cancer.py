@@ -1,0 +1,44 @@
+"""Wisconsin Diagnostic Breast Cancer data (scikit-learn's bundled copy) as a CSV for CsvExampleGen.
+
+569 patients, 30 real-valued measurements of cell nuclei each, and the diagnosis. Every row is a
+person's medical record: the privacy unit of the pipelines is one row (one patient).
+
+Columns are scikit-learn's feature names in snake_case (``mean radius`` -> ``mean_radius``) plus
+`LABEL_KEY`, the diagnosis as scikit-learn codes it: 1 = benign, 0 = malignant.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+
+LABEL_KEY = "diagnosis"
+FILE_NAME = "breast_cancer.csv"
+
+
+def feature_keys() -> list[str]:
+    """The 30 feature column names, in scikit-learn's order."""
+    from sklearn.datasets import load_breast_cancer  # pylint: disable=import-outside-toplevel
+    return [name.replace(" ", "_") for name in load_breast_cancer().feature_names]
+
+
+def write_csv(directory: str | os.PathLike) -> str:
+    """Writes the data set to ``directory/breast_cancer.csv`` (atomically) and returns the path.
+
+    Values are written with Python's shortest round-trip float repr, so the CSV holds exactly
+    scikit-learn's numbers. ``directory`` should hold nothing else: CsvExampleGen reads every
+    file in it.
+    """
+    from sklearn.datasets import load_breast_cancer  # pylint: disable=import-outside-toplevel
+    data = load_breast_cancer()
+    directory = os.fspath(directory)
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, FILE_NAME)
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(feature_keys() + [LABEL_KEY])
+        for row, label in zip(data.data, data.target):
+            writer.writerow([repr(float(v)) for v in row] + [int(label)])
+    os.replace(tmp, path)
+    return path
