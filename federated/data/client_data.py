@@ -1,0 +1,141 @@
+"""Client data for simulation: one in-memory dataset and a `Partition` saying which client holds what."""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from federated.data.examples import dataset_to_numpy, read_tf_examples, stack_features
+from federated.partitioners import Partition, Partitioner
+
+
+class ClientData:
+    """Features and labels of all simulated clients.
+
+    Args:
+      x: [n, ...] model inputs (float32 after conversion).
+      y: [n] integer labels 0..K-1.
+      partition: which example indices each client holds.
+
+    Raises:
+      ValueError: on mismatched lengths, non-finite features or a partition index out of range.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, partition: Partition):
+        x = np.asarray(x, dtype=np.float32)
+        y = np.asarray(y)
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"x has {x.shape[0]} examples, y has {y.shape[0]}")
+        if y.ndim != 1:
+            raise ValueError(f"y must be [n] integer labels, got shape {y.shape}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("x has NaN or infinite values")
+        top = max(int(ix.max()) for ix in partition.indices)
+        if top >= x.shape[0]:
+            raise ValueError(f"the partition refers to example {top}, but there are only {x.shape[0]}")
+        self.x, self.y = x, y.astype(np.int32)
+        self.partition = partition
+
+    # --- constructors ---------------------------------------------------------------------------
+    @classmethod
+    def from_arrays(cls, x, y, partitioner: Partitioner | None = None, *, keys=None,
+                    partition: Partition | None = None) -> "ClientData":
+        """Splits (x, y) with ``partitioner`` (``keys`` for natural partitions) or a given ``partition``."""
+        if (partitioner is None) == (partition is None):
+            raise ValueError("pass exactly one of partitioner= or partition=")
+        if partition is None:
+            partition = partitioner.partition(np.asarray(y), keys=keys)
+        return cls(x, y, partition)
+
+    @classmethod
+    def from_tf_dataset(cls, dataset, partitioner: Partitioner, *, features: Sequence[str] | None = None,
+                        label: str | None = None, client_key: str | None = None) -> "ClientData":
+        """From a finite unbatched tf.data dataset of (x, y) tuples or of feature dicts.
+
+        For dict elements name the ``features`` (flattened and concatenated), the ``label`` and, for
+        a natural partition, the ``client_key``.
+        """
+        data = dataset_to_numpy(dataset)
+        if isinstance(data, tuple):
+            if len(data) != 2:
+                raise ValueError(f"tuple elements must be (x, y), got {len(data)} parts")
+            return cls.from_arrays(data[0], data[1], partitioner)
+        return cls._from_columns(data, partitioner, features, label, client_key)
+
+    @classmethod
+    def from_tfrecords(cls, file_pattern: str | Iterable[str], partitioner: Partitioner, *,
+                       features: Sequence[str], label: str, client_key: str | None = None,
+                       compression: str | None = "auto") -> "ClientData":
+        """From tf.Example TFRecords, e.g. an ExampleGen split (``<uri>/Split-train/*.gz``)."""
+        return cls._from_columns(read_tf_examples(file_pattern, compression=compression), partitioner,
+                                 features, label, client_key)
+
+    @classmethod
+    def _from_columns(cls, columns, partitioner, features, label, client_key) -> "ClientData":
+        if not features or label is None:
+            raise ValueError(f"name the input features= and the label= among {sorted(columns)}")
+        if label not in columns:
+            raise ValueError(f"no label column {label!r}; available: {sorted(columns)}")
+        keys = None
+        if client_key is not None:
+            if client_key not in columns:
+                raise ValueError(f"no client key column {client_key!r}; available: {sorted(columns)}")
+            keys = columns[client_key]
+        return cls.from_arrays(stack_features(columns, features), columns[label], partitioner, keys=keys)
+
+    # --- access ---------------------------------------------------------------------------------
+    @property
+    def client_ids(self) -> tuple[str, ...]:
+        return self.partition.client_ids
+
+    @property
+    def num_clients(self) -> int:
+        return self.partition.num_clients
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.y.max()) + 1
+
+    def sizes(self) -> np.ndarray:
+        return self.partition.sizes()
+
+    def client(self, position: int) -> tuple[np.ndarray, np.ndarray]:
+        """(x, y) of the client at ``position`` (0..num_clients-1) in `client_ids` order."""
+        ix = self.partition.indices[position]
+        return self.x[ix], self.y[ix]
+
+    def summary(self, max_rows: int = 20) -> str:
+        return self.partition.summary(max_rows)
+
+    # --- persistence ----------------------------------------------------------------------------
+    def save(self, directory: str | os.PathLike) -> None:
+        """Writes ``examples.npz`` and ``partition.json`` (sizes, histograms, indices) to ``directory``."""
+        os.makedirs(directory, exist_ok=True)
+        np.savez(os.path.join(directory, "examples.npz"), x=self.x, y=self.y)
+        self.partition.save(os.path.join(directory, "partition.json"))
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "ClientData":
+        with np.load(os.path.join(directory, "examples.npz")) as arrays:
+            x, y = arrays["x"], arrays["y"]
+        return cls(x, y, Partition.load(os.path.join(directory, "partition.json"), labels=y))
+
+    def __repr__(self) -> str:
+        return f"ClientData(clients={self.num_clients}, examples={self.x.shape[0]}, input_shape={self.x.shape[1:]})"
+
+
+def load_digits_clients(partitioner: Partitioner, *, test_fraction: float = 0.25, seed: int = 0):
+    """scikit-learn's bundled 8x8 digits (1,797 images, values scaled to [0, 1]) as clients.
+
+    Returns (ClientData for the training part, (x_test, y_test)); the split is stratified by label.
+    """
+    from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
+    from sklearn.model_selection import train_test_split  # pylint: disable=import-outside-toplevel
+
+    digits = load_digits()
+    x = (digits.data / 16.0).astype(np.float32)
+    x_train, x_test, y_train, y_test = train_test_split(x, digits.target, test_size=test_fraction,
+                                                        random_state=seed, stratify=digits.target)
+    return ClientData.from_arrays(x_train, y_train, partitioner), (x_test, y_test.astype(np.int32))

@@ -1,0 +1,70 @@
+"""ClientData from numpy, tf.data and (ExampleGen-style, gzipped) TFRecords, and its persistence."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from federated.data import ClientData, load_digits_clients
+from federated.partitioners import IidPartitioner, NaturalPartitioner
+
+
+def test_from_arrays_gives_each_client_its_rows():
+    x = np.arange(20, dtype=np.float32).reshape(10, 2)
+    y = np.arange(10) % 3
+    data = ClientData.from_arrays(x, y, IidPartitioner(num_clients=3, seed=0))
+    for position in range(3):
+        cx, cy = data.client(position)
+        ix = data.partition.indices[position]
+        np.testing.assert_array_equal(cx, x[ix])
+        np.testing.assert_array_equal(cy, y[ix])
+    with pytest.raises(ValueError, match="x has 10 examples, y has 9"):
+        ClientData.from_arrays(x, y[:9], IidPartitioner(num_clients=3))
+    with pytest.raises(ValueError, match="NaN"):
+        ClientData.from_arrays(np.full((10, 2), np.nan), y, IidPartitioner(num_clients=3))
+
+
+def test_from_tf_dataset_tuples_and_dicts():
+    x = np.random.default_rng(0).normal(size=(12, 3)).astype(np.float32)
+    y = np.arange(12) % 2
+    users = np.array([b"u1", b"u2", b"u3"] * 4)
+    from_tuples = ClientData.from_tf_dataset(tf.data.Dataset.from_tensor_slices((x, y)),
+                                             IidPartitioner(num_clients=4, seed=0))
+    np.testing.assert_array_equal(from_tuples.x, x)
+    dicts = tf.data.Dataset.from_tensor_slices({"a": x[:, :2], "b": x[:, 2], "label": y, "user": users})
+    natural = ClientData.from_tf_dataset(dicts, NaturalPartitioner(), features=["a", "b"], label="label",
+                                         client_key="user")
+    assert natural.client_ids == ("u1", "u2", "u3")
+    np.testing.assert_allclose(natural.client(1)[0], x[1::3])
+
+
+def test_from_gzipped_tfrecords_like_examplegen(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(30, 4)).astype(np.float32)
+    y = rng.integers(0, 3, size=30)
+    path = str(tmp_path / "data_tfrecord-00000-of-00001.gz")
+    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+        for row, label in zip(x, y):
+            feature = {"pixels": tf.train.Feature(float_list=tf.train.FloatList(value=row[:3])),
+                       "extra": tf.train.Feature(float_list=tf.train.FloatList(value=row[3:])),
+                       "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+                       "writer": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"w%d" % (label % 2)]))}
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    data = ClientData.from_tfrecords(str(tmp_path / "*.gz"), NaturalPartitioner(), features=["pixels", "extra"],
+                                     label="label", client_key="writer")
+    np.testing.assert_allclose(data.x, x, rtol=1e-7)
+    assert data.client_ids == ("w0", "w1")
+    np.testing.assert_array_equal(data.client(0)[1] % 2, 0)
+    with pytest.raises(ValueError, match="no client key column 'user'"):
+        ClientData.from_tfrecords(path, NaturalPartitioner(), features=["pixels"], label="label", client_key="user")
+    with pytest.raises(ValueError, match="no TFRecord files match"):
+        ClientData.from_tfrecords(str(tmp_path / "nothing*"), NaturalPartitioner(), features=["x"], label="y")
+
+
+def test_save_load_round_trip_and_digits(tmp_path):
+    data, (x_test, y_test) = load_digits_clients(IidPartitioner(num_clients=5, seed=0))
+    assert data.x.shape[1] == 64 and data.num_classes == 10 and x_test.shape[0] == 450
+    data.save(tmp_path / "clients")
+    loaded = ClientData.load(tmp_path / "clients")
+    np.testing.assert_array_equal(loaded.x, data.x)
+    assert loaded.partition == data.partition
+    np.testing.assert_array_equal(loaded.partition.label_histograms(), data.partition.label_histograms())
