@@ -1,0 +1,207 @@
+"""The DP Trainer's settings: what a pipeline author puts in the Trainer's ``custom_config``.
+
+Keys (all optional; the defaults are shown by `DpTrainingConfig`):
+
+=================  ==========================================================================
+private            true: DP-SGD with a privacy ledger; false: ordinary training, no ledger
+batch_size         B, the expected batch size (Poisson) or the batch size (shuffle)
+epochs             passes over the training data: T = ceil(epochs * n / B) noisy steps
+l2_norm_clip       C, the L2 norm each example's gradient is clipped to
+noise_multiplier   sigma: noise std on the summed clipped gradients is sigma * C
+target_epsilon     instead of noise_multiplier: calibrate sigma so that epsilon <= this
+delta              delta of the guarantee (default: the largest power of ten below 1/n)
+sampling           poisson (exact analysis) or shuffle (once-per-epoch bound, no amplification)
+num_microbatches   clip per microbatch instead of per example (sensitivity 2C if several each)
+accountant         rdp or pld: the accountant that calibrates target_epsilon
+=================  ==========================================================================
+
+Other keys are left to the trainer module (e.g. ``learning_rate``), except near-misses of these
+names, which are rejected so that a typo cannot silently turn privacy settings off.
+`DpTrainingConfig.from_custom_config` checks the settings alone; `DpTrainingConfig.plan` checks them
+against the data (n) and resolves sigma and delta. Both raise `InvalidPrivacySetting`, naming the key,
+before any training. This module does not import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from typing import Any, Mapping
+
+from privacy.accounting import (AccountantKind, Adjacency, DpSgdMechanism, PrivacyBudget, Sampling,
+                                UnsupportedAccounting,
+                                calibrate_noise_multiplier, default_delta, steps_for_epochs)
+
+from pipelines.privacy_ledger import PrivacyLedger
+
+SUPPORTED_SAMPLING = (Sampling.POISSON.value, Sampling.SHUFFLE.value)
+
+
+class InvalidPrivacySetting(ValueError):
+    """A DP Trainer setting in ``custom_config`` is invalid; ``setting`` names the key."""
+
+    def __init__(self, setting: str, message: str):
+        super().__init__(f"custom_config[{setting!r}]: {message}")
+        self.setting = setting
+
+
+@dataclasses.dataclass(frozen=True)
+class DpTrainingConfig:
+    """Privacy and batching settings of the DP Trainer (see the module docstring for each key)."""
+
+    private: bool = True
+    batch_size: int = 32
+    epochs: float = 10.0
+    l2_norm_clip: float = 1.0
+    noise_multiplier: float | None = None
+    target_epsilon: float | None = None
+    delta: float | None = None
+    sampling: str = Sampling.POISSON.value
+    num_microbatches: int | None = None
+    accountant: str = AccountantKind.RDP.value
+
+    @classmethod
+    def from_custom_config(cls, custom_config: Mapping[str, Any] | None) -> "DpTrainingConfig":
+        """Reads and checks the settings from a Trainer ``custom_config``.
+
+        Raises:
+          InvalidPrivacySetting: naming the first bad key.
+        """
+        custom_config = dict(custom_config or {})
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key in custom_config:
+            close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.8)
+            if key not in names and close:
+                raise InvalidPrivacySetting(key, f"unknown setting; did you mean {close[0]!r}?")
+        values = {k: custom_config[k] for k in names if k in custom_config}
+        if "private" in values and not isinstance(values["private"], bool):
+            raise InvalidPrivacySetting("private", f"must be true or false, got {values['private']!r}")
+        for key in ("batch_size", "num_microbatches"):
+            if values.get(key) is not None:
+                values[key] = _integer(key, values[key])
+        for key in ("epochs", "l2_norm_clip", "noise_multiplier", "target_epsilon"):
+            if values.get(key) is not None:
+                values[key] = _positive(key, values[key])
+        config = cls(**values)
+        if config.delta is not None:
+            if _number(config.delta) is None or not 0 < config.delta < 1:
+                raise InvalidPrivacySetting("delta", f"must be a number in (0, 1), got {config.delta!r}")
+        if config.sampling not in SUPPORTED_SAMPLING:
+            raise InvalidPrivacySetting("sampling", f"must be one of {', '.join(SUPPORTED_SAMPLING)}, "
+                                                    f"got {config.sampling!r}")
+        if config.accountant not in [a.value for a in AccountantKind]:
+            raise InvalidPrivacySetting("accountant", f"must be 'rdp' or 'pld', got {config.accountant!r}")
+        if config.private and (config.noise_multiplier is None) == (config.target_epsilon is None):
+            both = "both are" if config.noise_multiplier is not None else "neither is"
+            raise InvalidPrivacySetting("noise_multiplier",
+                                        f"private training needs exactly one of 'noise_multiplier' and "
+                                        f"'target_epsilon' ({both} set)")
+        return config
+
+    def to_custom_config(self) -> dict[str, Any]:
+        """The settings as ``custom_config`` entries (JSON values)."""
+        return dataclasses.asdict(self)
+
+    def plan(self, *, dataset_size: int, steps: int | None = None) -> "DpTrainingPlan":
+        """Resolves the run on ``dataset_size`` training examples: steps, delta and sigma.
+
+        Args:
+          dataset_size: n, the number of training examples.
+          steps: the number of steps, when the Trainer's ``train_args.num_steps`` sets it; else
+            ``ceil(epochs * n / B)``.
+
+        Raises:
+          InvalidPrivacySetting: when a setting does not fit the data or the target epsilon cannot
+            be reached.
+        """
+        n = dataset_size
+        if not (isinstance(n, int) and n >= 1):
+            raise ValueError(f"dataset_size must be an integer >= 1, got {n!r}")
+        if self.batch_size > n:
+            raise InvalidPrivacySetting("batch_size", f"must be <= the {n} training examples, got {self.batch_size}")
+        steps = steps_for_epochs(self.epochs, n, self.batch_size) if steps is None else steps
+        if not self.private:
+            return DpTrainingPlan(config=self, dataset_size=n, steps=steps)
+        delta = default_delta(n) if self.delta is None else float(self.delta)
+        if delta >= 1 / n:
+            raise InvalidPrivacySetting("delta", f"must be below 1/n = {1 / n:.3g} for n = {n} training examples "
+                                                 f"(a mechanism that publishes one random record meets delta = 1/n), "
+                                                 f"got {self.delta!r}")
+        try:
+            mechanism = DpSgdMechanism(dataset_size=n, batch_size=self.batch_size,
+                                       noise_multiplier=self.noise_multiplier or 1.0, steps=steps,
+                                       sampling=Sampling(self.sampling), adjacency=Adjacency.ADD_REMOVE,
+                                       num_microbatches=self.num_microbatches)
+        except ValueError as err:
+            setting = "num_microbatches" if "microbatches" in str(err) else "batch_size"
+            raise InvalidPrivacySetting(setting, str(err)) from None
+        if self.target_epsilon is not None:
+            try:
+                sigma = calibrate_noise_multiplier(mechanism, target_epsilon=self.target_epsilon,
+                                                   target_delta=delta, accountant=self.accountant)
+            except (ValueError, UnsupportedAccounting) as err:
+                raise InvalidPrivacySetting("target_epsilon", f"cannot calibrate: {err}") from None
+            mechanism = mechanism.replace(noise_multiplier=sigma)
+        return DpTrainingPlan(config=self, dataset_size=n, steps=steps, mechanism=mechanism, delta=delta)
+
+
+@dataclasses.dataclass(frozen=True)
+class DpTrainingPlan:
+    """A resolved run: how many steps, and for private runs the mechanism to account.
+
+    Attributes:
+      config: the settings it was resolved from.
+      dataset_size: n.
+      steps: T, the number of (noisy, when private) optimizer steps.
+      mechanism: the DP-SGD mechanism (sigma resolved), or None for non-private training.
+      delta: delta of the guarantee, or None for non-private training.
+    """
+
+    config: DpTrainingConfig
+    dataset_size: int
+    steps: int
+    mechanism: DpSgdMechanism | None = None
+    delta: float | None = None
+
+    @property
+    def private(self) -> bool:
+        return self.mechanism is not None
+
+    @property
+    def noise_multiplier(self) -> float | None:
+        return None if self.mechanism is None else self.mechanism.noise_multiplier
+
+    def ledger(self, *, steps_taken: int | None = None, budget: PrivacyBudget | None = None,
+               trainer: dict[str, Any] | None = None) -> PrivacyLedger:
+        """The ledger of the run after ``steps_taken`` steps (default: all planned steps).
+
+        Args:
+          budget: the budget the training callback composed, checked against the plan.
+        """
+        if self.mechanism is None:
+            raise ValueError("a non-private run has no privacy ledger")
+        steps = self.steps if steps_taken is None else steps_taken
+        return PrivacyLedger.for_dp_sgd(self.mechanism.replace(steps=steps), l2_norm_clip=self.config.l2_norm_clip,
+                                        delta=self.delta, delta_is_default=self.config.delta is None,
+                                        budget=budget, trainer=trainer)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _positive(key: str, value: Any) -> float:
+    number = _number(value)
+    if number is None or number <= 0:
+        raise InvalidPrivacySetting(key, f"must be a finite number > 0, got {value!r}")
+    return number
+
+
+def _integer(key: str, value: Any) -> int:
+    number = _number(value)
+    if number is None or number != int(number) or number < 1:
+        raise InvalidPrivacySetting(key, f"must be an integer >= 1, got {value!r}")
+    return int(number)

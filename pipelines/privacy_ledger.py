@@ -1,0 +1,287 @@
+"""The privacy ledger of a trained model, and its epsilon as ML Metadata properties.
+
+Every private trainer in `pipelines/` (DP-SGD today; others may follow) writes one JSON ledger into
+the exported SavedModel, ``<serving model dir>/assets.extra/privacy_ledger.json``, so it travels with
+the model wherever the Pusher or a serving system copies it. The ledger holds the
+`privacy.accounting.PrivacyBudget` the training composed (its dp-accounting DpEvents, neighbouring
+relation, target delta and accountants), the mechanism's public hyperparameters, and, for DP-SGD,
+the `privacy.accounting.PrivacyReport` of the run. Epsilon is recomputed from the DpEvents on every
+read, so a ledger cannot claim an epsilon its events do not support.
+
+Trainer executors copy the headline numbers into custom properties of the Model artifact in
+ML Metadata (`MODEL_PROPERTIES`); `model_properties` reads them back from a TFX artifact or a raw
+MLMD artifact proto. This module imports neither TensorFlow nor TFX.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import math
+import os
+import tempfile
+from typing import Any
+
+from privacy.accounting import (DpSgdMechanism, PrivacyBudget, PrivacyReport, dp_accounting_version,
+                                dp_sgd_report, event_to_json)
+
+LEDGER_FORMAT = "ppml.privacy_ledger/1"
+LEDGER_FILE = "privacy_ledger.json"
+LEDGER_SUBDIR = "assets.extra"
+"""SavedModel sub-folder for files that are not read by the loaders but travel with the model."""
+DP_SGD = "dp-sgd"
+
+# Custom properties of the Model artifact (MLMD). Floats unless noted.
+PRIVATE = "private"                        # int: 1 trained with a DP trainer (ledger present), 0 not
+EPSILON = "epsilon"                        # the guarantee: smallest epsilon over the accountants
+DELTA = "delta"
+EPSILON_RDP = "epsilon_rdp"
+EPSILON_PLD = "epsilon_pld"
+NOISE_MULTIPLIER = "noise_multiplier"
+L2_NORM_CLIP = "l2_norm_clip"
+DP_STEPS = "dp_steps"                      # int: noisy steps taken
+SAMPLING = "sampling"                      # string: poisson | fixed | shuffle
+ADJACENCY = "adjacency"                    # string: add-remove | replace-one
+PRIVACY_MECHANISM = "privacy_mechanism"    # string: e.g. dp-sgd
+ACCOUNTANT_VERSION = "accountant_version"  # string: e.g. dp-accounting 0.6.0
+PRIVACY_LEDGER_URI = "privacy_ledger_uri"  # string
+MODEL_PROPERTIES = (PRIVATE, EPSILON, DELTA, EPSILON_RDP, EPSILON_PLD, NOISE_MULTIPLIER, L2_NORM_CLIP, DP_STEPS,
+                    SAMPLING, ADJACENCY, PRIVACY_MECHANISM, ACCOUNTANT_VERSION, PRIVACY_LEDGER_URI)
+
+
+class LedgerError(ValueError):
+    """A ledger file is unreadable, malformed or inconsistent."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PrivacyLedger:
+    """What one private training run spent.
+
+    Attributes:
+      budget: the budget the training composed: DpEvents, relation, target delta, accountants.
+      mechanism: which mechanism ran, e.g. `DP_SGD`.
+      parameters: the mechanism's public hyperparameters (JSON values). For DP-SGD: the fields of
+        `DpSgdMechanism` plus ``l2_norm_clip`` (C) and ``delta_is_default``.
+      trainer: free-form JSON facts about the trainer (module, library versions).
+    """
+
+    budget: PrivacyBudget
+    mechanism: str
+    parameters: dict[str, Any]
+    trainer: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def for_dp_sgd(cls, mechanism: DpSgdMechanism, *, l2_norm_clip: float, delta: float,
+                   delta_is_default: bool = False, budget: PrivacyBudget | None = None,
+                   trainer: dict[str, Any] | None = None) -> "PrivacyLedger":
+        """The ledger of a DP-SGD run that took ``mechanism.steps`` noisy steps.
+
+        Args:
+          budget: the budget the training callback composed; when None, one is composed from
+            ``mechanism`` (``mechanism.unit_event()`` x ``mechanism.units()``).
+
+        Raises:
+          LedgerError: if ``budget`` does not account exactly the run ``mechanism`` describes.
+        """
+        if not (isinstance(l2_norm_clip, (int, float)) and 0 < l2_norm_clip < math.inf):
+            raise LedgerError(f"l2_norm_clip must be a finite number > 0, got {l2_norm_clip!r}")
+        expected = _dp_sgd_budget(mechanism, delta)
+        if budget is None:
+            budget = expected
+        _check_budget(budget, expected, mechanism)
+        parameters = {f.name: _json_value(getattr(mechanism, f.name)) for f in dataclasses.fields(mechanism)}
+        parameters.update(l2_norm_clip=float(l2_norm_clip), delta_is_default=bool(delta_is_default))
+        return cls(budget=budget, mechanism=DP_SGD, parameters=parameters, trainer=dict(trainer or {}))
+
+    # --- the guarantee --------------------------------------------------------------------------
+    @property
+    def delta(self) -> float:
+        return self.budget.target_delta
+
+    @property
+    def epsilons(self) -> dict[str, float | None]:
+        """{accountant: epsilon} recomputed from the DpEvents; None where an accountant has no analysis."""
+        return self.budget.epsilons()
+
+    @property
+    def epsilon(self) -> float:
+        """The guarantee: the smallest epsilon over the accountants (each is a valid upper bound)."""
+        values = [e for e in self.epsilons.values() if e is not None]
+        if not values:
+            raise LedgerError("no accountant of the ledger can analyse its events")
+        return min(values)
+
+    def dp_sgd_mechanism(self) -> DpSgdMechanism:
+        """The DP-SGD mechanism the ledger describes (only for ``mechanism == 'dp-sgd'``)."""
+        if self.mechanism != DP_SGD:
+            raise LedgerError(f"ledger is for mechanism {self.mechanism!r}, not {DP_SGD!r}")
+        names = {f.name for f in dataclasses.fields(DpSgdMechanism)}
+        try:
+            return DpSgdMechanism(**{k: v for k, v in self.parameters.items() if k in names})
+        except (TypeError, ValueError) as err:
+            raise LedgerError(f"ledger parameters do not describe a DP-SGD run: {err}") from None
+
+    def privacy_report(self) -> PrivacyReport:
+        """The run's report, in the format of ``ppml epsilon`` (DP-SGD ledgers only)."""
+        mechanism = self.dp_sgd_mechanism()
+        report = dp_sgd_report(mechanism, delta=self.delta, accountants=self.budget.accountants)
+        return dataclasses.replace(report, delta_is_default=bool(self.parameters.get("delta_is_default")))
+
+    # --- JSON -----------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        epsilons = {k: (v if v is not None and math.isfinite(v) else None) for k, v in self.epsilons.items()}
+        out = {
+            "format": LEDGER_FORMAT,
+            "mechanism": self.mechanism,
+            "epsilon": epsilons,
+            "delta": self.delta,
+            "accountant_version": f"dp-accounting {dp_accounting_version()}",
+            "dp_event": event_to_json(self.budget.dp_event()),
+            "parameters": dict(self.parameters),
+            "budget": self.budget.to_dict(),
+            "trainer": dict(self.trainer),
+        }
+        if self.mechanism == DP_SGD:
+            out["report"] = self.privacy_report().to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PrivacyLedger":
+        """Reads a ledger back; epsilon is recomputed from the events, never taken from the file."""
+        if not isinstance(data, dict) or data.get("format") != LEDGER_FORMAT:
+            raise LedgerError(f"not a ppml privacy ledger (expected format {LEDGER_FORMAT!r})")
+        try:
+            budget = PrivacyBudget.from_dict(data["budget"])
+            ledger = cls(budget=budget, mechanism=str(data["mechanism"]), parameters=dict(data["parameters"]),
+                         trainer=dict(data.get("trainer") or {}))
+        except (KeyError, TypeError, ValueError) as err:
+            raise LedgerError(f"malformed privacy ledger: {err}") from None
+        if ledger.mechanism == DP_SGD:
+            mechanism = ledger.dp_sgd_mechanism()
+            _check_budget(budget, _dp_sgd_budget(mechanism, budget.target_delta), mechanism)
+        return ledger
+
+
+def _dp_sgd_budget(mechanism: DpSgdMechanism, delta: float) -> PrivacyBudget:
+    return PrivacyBudget.for_mechanism(mechanism, delta).compose(mechanism.unit_event(), mechanism.units())
+
+
+def _check_budget(budget: PrivacyBudget, expected: PrivacyBudget, mechanism: DpSgdMechanism) -> None:
+    """Raises LedgerError unless ``budget`` composed exactly the events of ``mechanism``'s run."""
+    if (budget.ledger != expected.ledger or budget.target_delta != expected.target_delta
+            or budget.neighboring_relation != expected.neighboring_relation
+            or budget.group_size != expected.group_size):
+        raise LedgerError(f"the budget ({budget!r}, events {budget.ledger}) does not account the run "
+                          f"described by {mechanism} at delta={expected.target_delta:g}")
+
+
+def ledger_path(serving_model_dir: str) -> str:
+    """Where the ledger of the SavedModel in ``serving_model_dir`` lives."""
+    return os.path.join(serving_model_dir, LEDGER_SUBDIR, LEDGER_FILE)
+
+
+def write_ledger(serving_model_dir: str, ledger: PrivacyLedger) -> str:
+    """Writes ``ledger`` into the SavedModel folder (atomically on local disks); returns its path."""
+    path = ledger_path(serving_model_dir)
+    text = json.dumps(ledger.to_dict(), indent=2, allow_nan=False)
+    if _is_remote(path):
+        gfile = _gfile()
+        gfile.makedirs(os.path.dirname(path))
+        with gfile.GFile(path, "w") as f:
+            f.write(text)
+        return path
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".ledger-", suffix=".json", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def read_ledger(serving_model_dir: str) -> PrivacyLedger | None:
+    """The ledger of the SavedModel in ``serving_model_dir``, or None if it has none.
+
+    Raises:
+      LedgerError: if a ledger file exists but is malformed or inconsistent.
+    """
+    path = ledger_path(serving_model_dir)
+    try:
+        if _is_remote(path):
+            gfile = _gfile()
+            if not gfile.exists(path):
+                return None
+            with gfile.GFile(path) as f:
+                text = f.read()
+        else:
+            if not os.path.exists(path):
+                return None
+            with open(path) as f:
+                text = f.read()
+        data = json.loads(text)
+    except (OSError, json.JSONDecodeError) as err:
+        raise LedgerError(f"cannot read privacy ledger {path}: {err}") from None
+    return PrivacyLedger.from_dict(data)
+
+
+# --- ML Metadata -------------------------------------------------------------------------------
+def ledger_properties(ledger: PrivacyLedger | None, ledger_uri: str | None = None) -> dict[str, Any]:
+    """The custom properties that record ``ledger`` (None: a model trained without privacy)."""
+    if ledger is None:
+        return {PRIVATE: 0}
+    props: dict[str, Any] = {PRIVATE: 1, EPSILON: ledger.epsilon, DELTA: ledger.delta,
+                             PRIVACY_MECHANISM: ledger.mechanism,
+                             ACCOUNTANT_VERSION: f"dp-accounting {dp_accounting_version()}"}
+    for kind, name in (("rdp", EPSILON_RDP), ("pld", EPSILON_PLD)):
+        value = ledger.epsilons.get(kind)
+        if value is not None:
+            props[name] = value
+    params = ledger.parameters
+    for key, name in (("noise_multiplier", NOISE_MULTIPLIER), ("l2_norm_clip", L2_NORM_CLIP),
+                      ("steps", DP_STEPS), ("sampling", SAMPLING), ("adjacency", ADJACENCY)):
+        if params.get(key) is not None:
+            props[name] = params[key]
+    if ledger_uri:
+        props[PRIVACY_LEDGER_URI] = ledger_uri
+    return {k: v for k, v in props.items() if not (isinstance(v, float) and not math.isfinite(v))}
+
+
+def record_on_artifact(artifact, ledger: PrivacyLedger | None, ledger_uri: str | None = None) -> None:
+    """Sets the ledger's custom properties on a TFX artifact (published to MLMD by the launcher)."""
+    for name, value in ledger_properties(ledger, ledger_uri).items():
+        if isinstance(value, bool) or isinstance(value, int):
+            artifact.set_int_custom_property(name, int(value))
+        elif isinstance(value, float):
+            artifact.set_float_custom_property(name, value)
+        else:
+            artifact.set_string_custom_property(name, str(value))
+
+
+def model_properties(artifact) -> dict[str, Any]:
+    """The privacy custom properties of a TFX artifact or an MLMD ``Artifact`` proto."""
+    out = {}
+    if hasattr(artifact, "mlmd_artifact"):  # a TFX artifact wraps the proto
+        artifact = artifact.mlmd_artifact
+    for name in MODEL_PROPERTIES:
+        if name in artifact.custom_properties:
+            value = artifact.custom_properties[name]
+            out[name] = getattr(value, value.WhichOneof("value"))
+    return out
+
+
+def _json_value(value: Any) -> Any:
+    return value.value if isinstance(value, enum.Enum) else value
+
+
+def _is_remote(path: str) -> bool:
+    return "://" in path
+
+
+def _gfile():
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    return tf.io.gfile

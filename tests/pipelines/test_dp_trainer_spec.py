@@ -1,0 +1,75 @@
+"""DP Trainer settings: every bad value is rejected with the key named, before any training."""
+
+import pytest
+
+from privacy.accounting import calibrate_noise_multiplier, compute_epsilon
+from pipelines.components.dp_trainer.spec import DpTrainingConfig, InvalidPrivacySetting
+
+GOOD = {"private": True, "batch_size": 32, "epochs": 5, "l2_norm_clip": 1.0, "target_epsilon": 3.0}
+
+
+@pytest.mark.parametrize("change, setting", [
+    ({"l2_norm_clip": -1.0}, "l2_norm_clip"),
+    ({"l2_norm_clip": float("nan")}, "l2_norm_clip"),
+    ({"noise_multiplier": 0.0, "target_epsilon": None}, "noise_multiplier"),
+    ({"noise_multiplier": 1.1}, "noise_multiplier"),              # both given
+    ({"target_epsilon": None}, "noise_multiplier"),               # neither given
+    ({"target_epsilon": "3"}, "target_epsilon"),
+    ({"delta": 1.5}, "delta"),
+    ({"sampling": "random"}, "sampling"),
+    ({"num_microbatches": 0}, "num_microbatches"),
+    ({"batch_size": 2.5}, "batch_size"),
+    ({"epochs": 0}, "epochs"),
+    ({"accountant": "prv"}, "accountant"),
+    ({"private": "yes"}, "private"),
+    ({"noise_multipler": 1.0}, "noise_multipler"),                # typo: never silently ignored
+])
+def test_bad_settings_name_the_key(change, setting):
+    with pytest.raises(InvalidPrivacySetting) as info:
+        DpTrainingConfig.from_custom_config({**GOOD, **change})
+    assert info.value.setting == setting
+    assert str(info.value).startswith(f"custom_config[{setting!r}]")
+
+
+def test_unrelated_keys_are_left_to_the_module():
+    config = DpTrainingConfig.from_custom_config({**GOOD, "learning_rate": 0.1, "hidden_units": 16})
+    assert config.target_epsilon == 3.0 and config.batch_size == 32
+
+
+@pytest.mark.parametrize("change, n, setting", [
+    ({"batch_size": 500}, 389, "batch_size"),
+    ({"delta": 0.01}, 389, "delta"),                              # not below 1/n
+    ({"target_epsilon": 1e5}, 389, "target_epsilon"),             # too loose to calibrate
+    ({"num_microbatches": 64, "sampling": "shuffle"}, 389, "num_microbatches"),
+])
+def test_settings_checked_against_the_data(change, n, setting):
+    config = DpTrainingConfig.from_custom_config({**GOOD, **change})
+    with pytest.raises(InvalidPrivacySetting) as info:
+        config.plan(dataset_size=n)
+    assert info.value.setting == setting
+
+
+def test_plan_calibrates_sigma_to_the_target_with_the_accountant():
+    plan = DpTrainingConfig.from_custom_config(GOOD).plan(dataset_size=389)
+    assert plan.steps == 61 and plan.delta == 1e-3  # ceil(5 * 389 / 32); largest power of ten below 1/389
+    m = plan.mechanism
+    assert (m.dataset_size, m.batch_size, m.steps, m.sampling.value) == (389, 32, 61, "poisson")
+    expected = calibrate_noise_multiplier(m.replace(noise_multiplier=1.0), target_epsilon=3.0, target_delta=1e-3)
+    assert m.noise_multiplier == pytest.approx(expected, rel=1e-9)
+    assert compute_epsilon(m, 1e-3, "rdp") <= 3.0
+    ledger = plan.ledger()
+    assert ledger.epsilon <= 3.0 and ledger.parameters["delta_is_default"] is True
+
+
+def test_non_private_plan_has_no_mechanism():
+    plan = DpTrainingConfig.from_custom_config({"private": False, "batch_size": 16, "epochs": 2}).plan(
+        dataset_size=100)
+    assert not plan.private and plan.steps == 13 and plan.mechanism is None
+    with pytest.raises(ValueError, match="no privacy ledger"):
+        plan.ledger()
+
+
+def test_train_args_steps_override_epochs():
+    plan = DpTrainingConfig.from_custom_config({**GOOD, "target_epsilon": None, "noise_multiplier": 1.0}).plan(
+        dataset_size=389, steps=7)
+    assert plan.steps == 7 and plan.mechanism.steps == 7 and plan.noise_multiplier == 1.0

@@ -1,0 +1,95 @@
+"""The privacy ledger: JSON round trip, epsilon recomputed from its events, MLMD properties."""
+
+import json
+import math
+
+import pytest
+from ml_metadata.proto import metadata_store_pb2
+
+from privacy.accounting import DpSgdMechanism, PrivacyBudget, compute_epsilon, event_from_json
+from pipelines import privacy_ledger as pl
+
+MECHANISM = DpSgdMechanism(dataset_size=389, batch_size=32, noise_multiplier=1.3, steps=122)
+
+
+def test_ledger_epsilon_is_the_accountants_value_and_survives_json(tmp_path):
+    ledger = pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.5, delta=1e-3, trainer={"module": "x"})
+    rdp, pld = compute_epsilon(MECHANISM, 1e-3, "rdp"), compute_epsilon(MECHANISM, 1e-3, "pld")
+    assert ledger.epsilons == {"rdp": pytest.approx(rdp, rel=1e-12), "pld": pytest.approx(pld, rel=1e-12)}
+    assert ledger.epsilon == pytest.approx(min(rdp, pld), rel=1e-12)
+    path = pl.write_ledger(str(tmp_path / "Format-Serving"), ledger)
+    assert path == str(tmp_path / "Format-Serving" / "assets.extra" / "privacy_ledger.json")
+    data = json.loads(open(path).read())
+    # The fields the issue asks for.
+    assert event_from_json(data["dp_event"]) == MECHANISM.dp_event()  # 122 x PoissonSampled(Gaussian)
+    assert data["parameters"]["l2_norm_clip"] == 1.5 and data["parameters"]["noise_multiplier"] == 1.3
+    assert data["report"]["sampling"] == "poisson" and data["report"]["adjacency"] == "add-remove"
+    assert data["report"]["steps"] == 122 and data["delta"] == 1e-3
+    assert data["epsilon"]["rdp"] == pytest.approx(rdp) and data["epsilon"]["pld"] == pytest.approx(pld)
+    assert data["accountant_version"].startswith("dp-accounting ")
+    again = pl.read_ledger(str(tmp_path / "Format-Serving"))
+    assert again.epsilons == ledger.epsilons and again.parameters == ledger.parameters
+    assert again.privacy_report().format_text() == ledger.privacy_report().format_text()
+    assert pl.read_ledger(str(tmp_path / "elsewhere")) is None
+
+
+def test_a_ledger_cannot_claim_fewer_steps_than_its_events(tmp_path):
+    ledger = pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.0, delta=1e-3)
+    data = ledger.to_dict()
+    data["parameters"]["steps"] = 10           # hide most of the training
+    data["epsilon"] = {"rdp": 0.1, "pld": 0.1}  # and lie about epsilon
+    with pytest.raises(pl.LedgerError, match="does not account the run"):
+        pl.PrivacyLedger.from_dict(data)
+    data = ledger.to_dict()
+    data["epsilon"] = {"rdp": 0.1, "pld": 0.1}  # a stale epsilon is ignored: recomputed from the events
+    assert pl.PrivacyLedger.from_dict(data).epsilons == ledger.epsilons
+
+
+def test_budget_from_training_must_match_the_mechanism():
+    budget = PrivacyBudget.for_mechanism(MECHANISM, 1e-3).compose(MECHANISM.unit_event(), 121)
+    with pytest.raises(pl.LedgerError, match="does not account the run"):
+        pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.0, delta=1e-3, budget=budget)
+    budget.compose(MECHANISM.unit_event(), 1)
+    assert pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.0, delta=1e-3, budget=budget).budget is budget
+
+
+@pytest.mark.parametrize("text, message", [("{", "cannot read privacy ledger"),
+                                           ('{"format": "other"}', "not a ppml privacy ledger"),
+                                           ('{"format": "ppml.privacy_ledger/1"}', "malformed privacy ledger")])
+def test_bad_ledger_files_are_reported(tmp_path, text, message):
+    (tmp_path / "assets.extra").mkdir()
+    (tmp_path / "assets.extra" / "privacy_ledger.json").write_text(text)
+    with pytest.raises(pl.LedgerError, match=message):
+        pl.read_ledger(str(tmp_path))
+
+
+class _FakeTfxArtifact:
+    """The three setters of tfx.types.Artifact, writing into a real MLMD proto."""
+
+    def __init__(self):
+        self.mlmd_artifact = metadata_store_pb2.Artifact()
+
+    def set_int_custom_property(self, key, value):
+        self.mlmd_artifact.custom_properties[key].int_value = value
+
+    def set_float_custom_property(self, key, value):
+        self.mlmd_artifact.custom_properties[key].double_value = value
+
+    def set_string_custom_property(self, key, value):
+        self.mlmd_artifact.custom_properties[key].string_value = value
+
+
+def test_mlmd_properties_round_trip():
+    ledger = pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.0, delta=1e-3)
+    artifact = _FakeTfxArtifact()
+    pl.record_on_artifact(artifact, ledger, "/m/ledger.json")
+    props = pl.model_properties(artifact.mlmd_artifact)
+    assert props[pl.PRIVATE] == 1 and props[pl.DP_STEPS] == 122
+    assert props[pl.EPSILON] == ledger.epsilon and props[pl.DELTA] == 1e-3
+    assert props[pl.EPSILON_RDP] == ledger.epsilons["rdp"] and props[pl.EPSILON_PLD] == ledger.epsilons["pld"]
+    assert props[pl.NOISE_MULTIPLIER] == 1.3 and props[pl.L2_NORM_CLIP] == 1.0
+    assert props[pl.SAMPLING] == "poisson" and props[pl.PRIVACY_LEDGER_URI] == "/m/ledger.json"
+    plain = _FakeTfxArtifact()
+    pl.record_on_artifact(plain, None)
+    assert pl.model_properties(plain) == {pl.PRIVATE: 0}
+    assert math.isfinite(props[pl.EPSILON])
