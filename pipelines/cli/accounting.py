@@ -14,7 +14,7 @@ import click
 
 from privacy.accounting import (AccountantKind, Adjacency, DpSgdMechanism, Sampling, UnsupportedAccounting,
                                 calibrate_noise_multiplier, compute_epsilon, default_delta, dp_accounting_version,
-                                dp_sgd_report, max_epochs, steps_for_epochs)
+                                dp_sgd_report, max_epochs)
 
 _ACCOUNTANTS = {"rdp": (AccountantKind.RDP,), "pld": (AccountantKind.PLD,),
                 "both": (AccountantKind.RDP, AccountantKind.PLD)}
@@ -59,7 +59,8 @@ def _mechanism_options(*, noise: bool, length: bool):
         if length:
             options += [
                 click.option("--epochs", type=float, callback=_positive("--epochs"),
-                             help="Passes over the data; steps = ceil(epochs * n / B)."),
+                             help="Passes over the data; steps = ceil(epochs * n / B) (shuffle: ceil(n/B) "
+                                  "steps per epoch)."),
                 click.option("--steps", type=int, help="Number of noisy steps T, instead of --epochs."),
             ]
         options += [
@@ -117,16 +118,18 @@ def _build_mechanism(*, dataset_size, batch_size, sampling_rate, noise_multiplie
             raise _bad("--microbatches", f"must be <= the batch size {batch_size}, got {microbatches}")
     if max_examples_per_user is not None and max_examples_per_user < 1:
         raise _bad("--max-examples-per-user", f"must be >= 1, got {max_examples_per_user}")
-    if need_length:
-        if (epochs is None) == (steps is None):
-            raise click.UsageError("give exactly one of --epochs and --steps")
-        if steps is not None and steps <= 0:
-            raise _bad("--steps", f"must be > 0, got {steps}")
-        if steps is None:
-            steps = steps_for_epochs(epochs, dataset_size, batch_size)
-    return DpSgdMechanism(dataset_size=dataset_size, batch_size=batch_size, noise_multiplier=noise_multiplier,
-                          steps=steps if need_length else 1, sampling=sampling, adjacency=adjacency,
-                          num_microbatches=microbatches, max_examples_per_user=max_examples_per_user)
+    fields = dict(dataset_size=dataset_size, batch_size=batch_size, noise_multiplier=noise_multiplier,
+                  sampling=sampling, adjacency=adjacency, num_microbatches=microbatches,
+                  max_examples_per_user=max_examples_per_user)
+    if not need_length:
+        return DpSgdMechanism(steps=1, **fields)
+    if (epochs is None) == (steps is None):
+        raise click.UsageError("give exactly one of --epochs and --steps")
+    if steps is not None and steps <= 0:
+        raise _bad("--steps", f"must be > 0, got {steps}")
+    if epochs is not None:
+        return DpSgdMechanism.from_epochs(epochs=epochs, **fields)
+    return DpSgdMechanism(steps=steps, **fields)
 
 
 def _emit_json(obj) -> None:

@@ -12,7 +12,7 @@ import dp_accounting
 from dp_accounting import dp_event
 
 from privacy.accounting.accountants import AccountantKind, epsilon_of, make_accountant
-from privacy.accounting.mechanism import DpSgdMechanism, UnsupportedAccounting
+from privacy.accounting.mechanism import DpSgdMechanism, Sampling, UnsupportedAccounting
 
 MIN_NOISE_MULTIPLIER = 0.05
 """Calibration searches sigma in [MIN_NOISE_MULTIPLIER, inf)."""
@@ -31,14 +31,16 @@ def calibrate_noise_multiplier(mechanism: DpSgdMechanism, *, target_epsilon: flo
         return _epsilon(mechanism.replace(noise_multiplier=sigma).dp_event(), mechanism, kind,
                         target_delta) - target_epsilon
 
-    lo = hi = 1.0
+    lo = hi = _rdp_hint(kind, mechanism, lambda: calibrate_noise_multiplier(
+        mechanism, target_epsilon=target_epsilon, target_delta=target_delta, accountant=AccountantKind.RDP,
+        tolerance=1e-2)) or 1.0
     while epsilon_gap(hi) > 0:
         lo, hi = hi, hi * 2
         if hi > 1e6:
             raise ValueError(f"no noise multiplier up to 1e6 reaches epsilon {target_epsilon}")
-    if lo == hi:  # sigma = 1 already suffices: walk down
+    if lo == hi:  # the starting sigma already suffices: walk down to bracket the answer
         while lo > MIN_NOISE_MULTIPLIER and epsilon_gap(lo) <= 0:
-            hi, lo = lo, max(lo / 2, MIN_NOISE_MULTIPLIER)
+            hi, lo = lo, max(lo * 0.8, MIN_NOISE_MULTIPLIER)
         if epsilon_gap(lo) <= 0:
             raise ValueError(f"epsilon {target_epsilon} is met even with noise multiplier "
                              f"{MIN_NOISE_MULTIPLIER}; the target is too loose to calibrate")
@@ -63,7 +65,9 @@ def max_units(mechanism: DpSgdMechanism, *, target_epsilon: float, target_delta:
 
     if epsilon_gap(1) > 0:
         return 0
-    hi = 2
+    hint = _rdp_hint(kind, mechanism, lambda: max_units(mechanism, target_epsilon=target_epsilon,
+                                                        target_delta=target_delta, accountant=AccountantKind.RDP))
+    hi = 2 * hint if hint and epsilon_gap(hint) <= 0 else 2
     while epsilon_gap(hi) <= 0:
         hi *= 2
         if hi > 2 ** 40:
@@ -83,10 +87,16 @@ def max_epochs(mechanism: DpSgdMechanism, *, target_epsilon: float, target_delta
     """(whole epochs, steps) affordable within ``target_epsilon``; see `max_units`."""
     units = max_units(mechanism, target_epsilon=target_epsilon, target_delta=target_delta,
                       accountant=accountant)
-    n, b = mechanism.dataset_size, mechanism.batch_size
-    if mechanism.sampling.value == "shuffle":
-        return units, math.floor(units * n / b)
-    return math.floor(units * b / n + 1e-9), units
+    if mechanism.sampling is Sampling.SHUFFLE:
+        return units, math.floor(units * mechanism.epoch_length)
+    return math.floor(units / mechanism.epoch_length + 1e-9), units
+
+
+def _rdp_hint(kind: AccountantKind, mechanism: DpSgdMechanism, rdp_answer):
+    """For PLD, the fast RDP answer as a starting point of the bracket search (PLD is usually tighter)."""
+    if kind is AccountantKind.PLD and mechanism.unsupported_reason("rdp") is None:
+        return rdp_answer()
+    return None
 
 
 def _check(mechanism: DpSgdMechanism, target_epsilon: float, target_delta: float, accountant) -> AccountantKind:

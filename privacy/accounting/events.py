@@ -1,6 +1,6 @@
 """JSON form of dp-accounting's DpEvents, for ledgers and budget state.
 
-An event is written as ``{"event": "<ClassName>", <field>: <value>, ...}`` with nested events
+An event is written as ``{"class_name": "<ClassName>", <field>: <value>, ...}`` with nested events
 as nested objects. Only classes defined in ``dp_accounting.dp_event`` are read back, so a
 ledger file cannot name arbitrary code.
 """
@@ -12,7 +12,7 @@ from typing import Any
 import attr
 from dp_accounting import dp_event
 
-_CLASS_KEY = "event"
+_CLASS_KEY = "class_name"
 
 
 def event_to_json(event: dp_event.DpEvent) -> dict[str, Any]:

@@ -25,8 +25,11 @@ shuffle    either        E x Gaussian(sigma / sensitivity)              yes    y
   terms take the noise multiplier relative to the full sensitivity, hence ``sigma / 2``.
 * Shuffle-and-iterate has no known tight analysis (Chua et al., ICML 2024). What is reported is
   the bound for "each example is used at most once per epoch", with no amplification: E
-  compositions of the Gaussian mechanism, E the number of (started) epochs. The Gaussian's loss
-  depends only on sigma / sensitivity, so the sensitivity is folded into the noise multiplier.
+  compositions of the Gaussian mechanism, E the number of epochs started. An epoch is
+  ``steps_per_epoch`` steps when the training loop says so (Keras: ceil(n / B)); otherwise the
+  conservative floor(n / B), which never undercounts whether the last partial batch is kept,
+  dropped, or batches run across epoch boundaries. The Gaussian's loss depends only on
+  sigma / sensitivity, so the sensitivity is folded into the noise multiplier.
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ class DpSgdMechanism:
       adjacency: the neighbouring relation of the guarantee.
       num_microbatches: M if gradients were clipped per microbatch, else None (per example).
       max_examples_per_user: K for a user-level guarantee via group privacy, else None.
+      steps_per_epoch: steps in one shuffled epoch, when known (shuffle sampling only).
     """
 
     dataset_size: int
@@ -88,6 +92,7 @@ class DpSgdMechanism:
     adjacency: Adjacency = Adjacency.ADD_REMOVE
     num_microbatches: int | None = None
     max_examples_per_user: int | None = None
+    steps_per_epoch: int | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "sampling", Sampling(self.sampling))
@@ -110,6 +115,11 @@ class DpSgdMechanism:
                                  f"{self.batch_size:g}")
         if self.max_examples_per_user is not None:
             _check_int("max_examples_per_user", self.max_examples_per_user, minimum=1)
+        if self.steps_per_epoch is not None:
+            _check_int("steps_per_epoch", self.steps_per_epoch, minimum=1)
+            if self.sampling is not Sampling.SHUFFLE:
+                raise ValueError("steps_per_epoch only applies to shuffle sampling (for Poisson and fixed "
+                                 "batches an epoch is n / B steps by definition)")
         if self.sampling is Sampling.FIXED and self.adjacency is Adjacency.ADD_REMOVE:
             raise ValueError(
                 "fixed-size batches are analysed only under replace-one adjacency (with add/remove "
@@ -118,11 +128,19 @@ class DpSgdMechanism:
 
     @classmethod
     def from_epochs(cls, *, dataset_size: int, batch_size: float, epochs: float, **kwargs) -> "DpSgdMechanism":
-        """Builds the mechanism for ``epochs`` passes: T = ceil(epochs * n / B) steps."""
+        """Builds the mechanism for ``epochs`` passes over the data.
+
+        T = ceil(epochs * n / B) steps; for shuffled batches an epoch is ceil(n / B) steps (the last
+        batch may be partial, as in Keras) and T = ceil(epochs * ceil(n / B)).
+        """
         if not (isinstance(epochs, (int, float)) and epochs > 0 and math.isfinite(epochs)):
             raise ValueError(f"epochs must be a finite number > 0, got {epochs!r}")
-        if not (isinstance(batch_size, (int, float)) and batch_size > 0):
-            raise ValueError(f"batch_size must be > 0, got {batch_size!r}")
+        if not (isinstance(batch_size, (int, float)) and 0 < batch_size <= dataset_size):
+            raise ValueError(f"batch_size must be in (0, dataset_size={dataset_size}], got {batch_size!r}")
+        if Sampling(kwargs.get("sampling", Sampling.POISSON)) is Sampling.SHUFFLE:
+            per_epoch = kwargs.pop("steps_per_epoch", None) or math.ceil(dataset_size / batch_size)
+            return cls(dataset_size=dataset_size, batch_size=batch_size, steps_per_epoch=per_epoch,
+                       steps=max(1, math.ceil(epochs * per_epoch - 1e-9)), **kwargs)
         steps = steps_for_epochs(epochs, dataset_size, batch_size)
         return cls(dataset_size=dataset_size, batch_size=batch_size, steps=steps, **kwargs)
 
@@ -136,14 +154,27 @@ class DpSgdMechanism:
         return self.batch_size / self.dataset_size
 
     @property
+    def epoch_length(self) -> float:
+        """Steps per epoch: n / B, or for shuffled batches `steps_per_epoch` (default floor(n / B))."""
+        if self.sampling is Sampling.SHUFFLE:
+            return self.steps_per_epoch or max(1, math.floor(self.dataset_size / self.batch_size))
+        return self.dataset_size / self.batch_size
+
+    @property
     def epochs(self) -> float:
-        """T * B / n: the number of passes over the data, possibly fractional."""
-        return self.steps * self.batch_size / self.dataset_size
+        """Passes over the data, possibly fractional: T / epoch_length."""
+        return self.steps / self.epoch_length
 
     @property
     def passes(self) -> int:
-        """Epochs started: the most times one example is used under shuffle-and-iterate."""
+        """Epochs started: under shuffle-and-iterate, the most times one example is used."""
         return math.ceil(self.epochs - 1e-9)
+
+    def steps_for(self, epochs: float) -> int:
+        """Steps in the first ``epochs`` epochs of this run (capped at `steps`)."""
+        if self.sampling is Sampling.SHUFFLE:
+            return min(self.steps, math.ceil(epochs * self.epoch_length - 1e-9))
+        return min(self.steps, steps_for_epochs(epochs, self.dataset_size, self.batch_size))
 
     @property
     def microbatches_hold_several_examples(self) -> bool:
@@ -191,7 +222,7 @@ class DpSgdMechanism:
         """How many unit events ``steps`` steps (default: all) amount to."""
         steps = self.steps if steps is None else steps
         if self.sampling is Sampling.SHUFFLE:
-            return math.ceil(steps * self.batch_size / self.dataset_size - 1e-9)
+            return math.ceil(steps / self.epoch_length - 1e-9)
         return steps
 
     def dp_event(self, steps: int | None = None) -> dp_event.DpEvent:

@@ -15,7 +15,6 @@ from privacy.accounting.accountants import (AccountantKind, accountant_descripti
                                             epsilon_of)
 from privacy.accounting.events import event_to_json
 from privacy.accounting.mechanism import Adjacency, DpSgdMechanism, Sampling, UnsupportedAccounting
-from privacy.accounting.mechanism import steps_for_epochs
 
 REPORT_FORMAT = "ppml.privacy_report/1"
 
@@ -190,12 +189,11 @@ def dp_sgd_report(mechanism: DpSgdMechanism, *, delta: float | None = None,
 def _per_epoch_rows(mechanism, delta, kinds, final, progress) -> tuple[EpochRow, ...]:
     whole = math.floor(mechanism.epochs + 1e-9)
     epochs = list(range(1, whole + 1))
-    if not epochs or steps_for_epochs(epochs[-1], mechanism.dataset_size, mechanism.batch_size) < mechanism.steps:
+    if not epochs or mechanism.steps_for(epochs[-1]) < mechanism.steps:
         epochs.append(None)  # the final, partial epoch
     rows = []
     for i, epoch in enumerate(epochs):
-        steps = (mechanism.steps if epoch is None
-                 else min(mechanism.steps, steps_for_epochs(epoch, mechanism.dataset_size, mechanism.batch_size)))
+        steps = mechanism.steps if epoch is None else mechanism.steps_for(epoch)
         eps = {}
         for kind in kinds:
             if final[kind.value] is None:
@@ -213,8 +211,10 @@ def _per_epoch_rows(mechanism, delta, kinds, final, progress) -> tuple[EpochRow,
 def _notes(m: DpSgdMechanism, epsilon) -> list[str]:
     notes = []
     if m.sampling is Sampling.SHUFFLE:
-        notes.append(f"shuffled batches: epsilon composes the Gaussian mechanism once per started epoch "
-                     f"({m.passes} times). Do not compare it with Poisson numbers: for shuffling, "
+        length = (f"{m.steps_per_epoch} steps per epoch" if m.steps_per_epoch else
+                  f"an epoch counted as floor(n/B) = {m.epoch_length:g} steps, which never undercounts")
+        notes.append(f"shuffled batches: epsilon composes the Gaussian mechanism once per epoch started "
+                     f"({m.passes} times; {length}). Do not compare it with Poisson numbers: for shuffling, "
                      f"the Poisson analysis can underestimate epsilon (Chua et al., ICML 2024).")
     if m.microbatches_hold_several_examples and m.adjacency is Adjacency.ADD_REMOVE:
         notes.append("microbatching: a microbatch of several examples is clipped as a mean, which can move "

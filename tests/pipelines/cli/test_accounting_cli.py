@@ -1,0 +1,174 @@
+"""`ppml epsilon`, `ppml noise`, `ppml epochs`: output, JSON, plots and every kind of bad input."""
+
+import importlib.metadata
+import json
+import math
+import os
+import subprocess
+import sys
+
+import dp_accounting as dpa
+import pytest
+from click.testing import CliRunner
+
+from pipelines.cli.main import cli
+
+TUTORIAL = ["--n", "60000", "--batch-size", "256", "--noise-multiplier", "1.1", "--delta", "1e-5"]
+SMALL = ["--n", "1000", "--batch-size", "50", "--noise-multiplier", "1.0"]
+
+
+def run(*args):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def independent(q, sigma, steps, delta, kind):
+    event = dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(q, dpa.GaussianDpEvent(sigma)), steps)
+    acc = dpa.rdp.RdpAccountant() if kind == "rdp" else dpa.pld.PLDAccountant()
+    return acc.compose(event).get_epsilon(delta)
+
+
+def test_epsilon_json_has_the_documented_keys_and_values():
+    result = run("epsilon", *TUTORIAL, "--epochs", "60", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    for key in ("epsilon_rdp", "epsilon_pld", "delta", "steps", "sampling_rate", "noise_multiplier", "sampling",
+                "adjacency", "accountant_version"):
+        assert key in data
+    assert data["steps"] == 14063 and data["sampling"] == "poisson" and data["adjacency"] == "add-remove"
+    assert data["epsilon_rdp"] == pytest.approx(independent(256 / 60000, 1.1, 14063, 1e-5, "rdp"), abs=1e-6)
+    assert data["epsilon_pld"] == pytest.approx(independent(256 / 60000, 1.1, 14063, 1e-5, "pld"), abs=1e-6)
+    assert data["accountant_version"] == f"dp-accounting {importlib.metadata.version('dp-accounting')}"
+
+
+def test_epsilon_table_states_the_context():
+    result = run("epsilon", *SMALL, "--steps", "100")
+    assert result.exit_code == 0
+    for needle in ("poisson", "add-remove", "RDP", "PLD", "dp-accounting", "delta", "default"):
+        assert needle in result.output
+
+
+def test_single_accountant_and_per_epoch():
+    result = run("epsilon", *SMALL, "--epochs", "3", "--accountant", "rdp", "--per-epoch", "--json")
+    data = json.loads(result.output)
+    assert data["epsilon_pld"] is None and "pld" not in data["accountants"]
+    assert [row["epoch"] for row in data["per_epoch"]] == [1, 2, 3]
+    assert data["per_epoch"][-1]["epsilon_rdp"] == data["epsilon_rdp"]
+
+
+def test_shuffle_is_labelled_and_not_poisson():
+    shuffled = json.loads(run("epsilon", *SMALL, "--epochs", "2", "--sampling", "shuffle", "--json").output)
+    poisson = json.loads(run("epsilon", *SMALL, "--epochs", "2", "--json").output)
+    assert shuffled["sampling"] == "shuffle"
+    assert shuffled["epsilon_pld"] > 2 * poisson["epsilon_pld"]
+    assert any("Poisson" in note for note in shuffled["notes"])
+
+
+def test_microbatches_and_user_level_are_reported():
+    data = json.loads(run("epsilon", *SMALL, "--steps", "100", "--microbatches", "10",
+                          "--max-examples-per-user", "2", "--json").output)
+    assert data["sensitivity"] == 2.0 and data["privacy_unit"] == "user"
+    assert any("microbatch" in note for note in data["notes"])
+
+
+def test_fixed_defaults_to_replace_one_and_reports_pld_unavailable():
+    data = json.loads(run("epsilon", *SMALL, "--steps", "100", "--sampling", "fixed", "--json").output)
+    assert data["adjacency"] == "replace-one"
+    assert data["epsilon_pld"] is None and "pld" in data["unavailable"]
+    assert data["epsilon_rdp"] > 0
+
+
+def test_delta_warning_when_not_below_one_over_n():
+    result = run("epsilon", *SMALL, "--steps", "10", "--delta", "0.01")
+    assert result.exit_code == 0 and "WARNING" in result.output and "1/n" in result.output
+
+
+def test_plot_is_a_png(tmp_path):
+    path = tmp_path / "eps.png"
+    result = run("epsilon", *SMALL, "--epochs", "3", "--plot", str(path))
+    assert result.exit_code == 0, result.output
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_noise_round_trip():
+    data = json.loads(run("noise", "--target-epsilon", "2", "--n", "1000", "--batch-size", "50", "--epochs", "5",
+                          "--accountant", "rdp", "--json").output)
+    assert data["epsilon_rdp"] <= 2.0
+    check = json.loads(run("epsilon", "--n", "1000", "--batch-size", "50", "--epochs", "5", "--accountant", "rdp",
+                           "--noise-multiplier", repr(data["noise_multiplier_rdp"] - 1e-3), "--json").output)
+    assert check["epsilon_rdp"] > 2.0
+
+
+def test_epochs_round_trip():
+    data = json.loads(run("epochs", "--target-epsilon", "3", *SMALL, "--accountant", "rdp", "--json").output)
+    steps = data["steps_rdp"]
+    assert steps > 20
+    at = json.loads(run("epsilon", *SMALL, "--steps", str(steps), "--accountant", "rdp", "--json").output)
+    over = json.loads(run("epsilon", *SMALL, "--steps", str(steps + 1), "--accountant", "rdp", "--json").output)
+    assert at["epsilon_rdp"] <= 3.0 < over["epsilon_rdp"]
+    assert data["epochs_rdp"] == math.floor(steps * 50 / 1000)
+
+
+@pytest.mark.parametrize("args,option", [
+    (["--n", "100", "--batch-size", "10", "--noise-multiplier", "0", "--steps", "5"], "--noise-multiplier"),
+    (["--n", "100", "--batch-size", "10", "--noise-multiplier", "-1", "--steps", "5"], "--noise-multiplier"),
+    (["--n", "100", "--batch-size", "10", "--noise-multiplier", "nan", "--steps", "5"], "--noise-multiplier"),
+    (["--n", "100", "--batch-size", "200", "--noise-multiplier", "1", "--steps", "5"], "--batch-size"),
+    (["--n", "100", "--sampling-rate", "1.5", "--noise-multiplier", "1", "--steps", "5"], "--sampling-rate"),
+    (["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5", "--delta", "0"], "--delta"),
+    (["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5", "--delta", "1"], "--delta"),
+    (["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "0"], "--steps"),
+    (["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "-3"], "--steps"),
+    (["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--epochs", "0"], "--epochs"),
+    (["--n", "abc", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5"], "--n"),
+    (["--n", "100", "--batch-size", "ten", "--noise-multiplier", "1", "--steps", "5"], "--batch-size"),
+    (["--n", "0", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5"], "--n"),
+    (["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5", "--microbatches", "0"],
+     "--microbatches"),
+    (["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5", "--sampling", "fixed",
+      "--adjacency", "add-remove"], "--adjacency"),
+    (["--n", "100", "--batch-size", "10.5", "--noise-multiplier", "1", "--steps", "5", "--sampling", "shuffle"],
+     "--batch-size"),
+    (["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5", "--sampling", "sometimes"],
+     "--sampling"),
+])
+def test_bad_input_exits_2_naming_the_option(args, option):
+    result = CliRunner().invoke(cli, ["epsilon", *args])
+    assert result.exit_code == 2, result.output
+    assert option in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args", [["--epochs", "1", "--steps", "5"], []])
+def test_exactly_one_of_epochs_and_steps(args):
+    result = CliRunner().invoke(cli, ["epsilon", *SMALL, *args])
+    assert result.exit_code == 2 and "--epochs" in result.output and "--steps" in result.output
+
+
+def test_bad_target_epsilon():
+    result = CliRunner().invoke(cli, ["noise", "--target-epsilon", "-2", "--n", "100", "--batch-size", "10",
+                                      "--steps", "5"])
+    assert result.exit_code == 2 and "--target-epsilon" in result.output
+
+
+def test_real_subprocess_and_no_tensorflow_import():
+    """The console script works, and the accounting commands never import TensorFlow (start-up time)."""
+    env = dict(os.environ)
+    ppml = os.path.join(os.path.dirname(sys.executable), "ppml")
+    proc = subprocess.run([ppml, "epsilon", *SMALL, "--steps", "20", "--json"], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["steps"] == 20
+    bad = subprocess.run([ppml, "epsilon", *SMALL, "--steps", "x"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--steps" in bad.stderr
+    code = ("import sys; from pipelines.cli.main import cli\n"
+            "for args in (['epsilon', '--n', '100', '--batch-size', '10', '--noise-multiplier', '1', '--steps', '5'],\n"
+            "             ['noise', '--target-epsilon', '5', '--n', '100', '--batch-size', '10', '--steps', '5',\n"
+            "              '--accountant', 'rdp'],\n"
+            "             ['epochs', '--target-epsilon', '5', '--n', '100', '--batch-size', '10',\n"
+            "              '--noise-multiplier', '1', '--accountant', 'rdp']):\n"
+            "    cli(args, standalone_mode=False)\n"
+            "heavy = [m for m in ('tensorflow', 'keras', 'tf_keras', 'tfx') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
+    assert proc.returncode == 0, proc.stderr
