@@ -134,9 +134,7 @@ class PrivacyReport:
         lines += ["", f"  {'accountant':<11} {'epsilon':>9}  analysis"]
         for kind, eps in self.epsilon.items():
             shown = "n/a" if eps is None else ("inf" if math.isinf(eps) else f"{eps:.4f}")
-            lines.append(f"  {kind.upper():<11} {shown:>9}  {accountant_description(kind)}")
-        for kind, why in self.unavailable.items():
-            lines.append(f"  {kind.upper()} n/a: {why}")
+            lines.append(f"  {kind.upper():<11} {shown:>9}  {self.unavailable.get(kind) or accountant_description(kind)}")
         lines.append("")
         best = [e for e in self.epsilon.values() if e is not None]
         if best:
