@@ -1,0 +1,118 @@
+"""Three parties as threads of one process, linked by in-memory queues (tests and benchmarks).
+
+The parties run exactly the code real parties run; only the links differ. Each thread has its own
+`Party` object and sees only its own shares and the messages addressed to it.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+from privacy.encrypted.client import OverflowDetected, Prediction, reconstruct_prediction, share_input
+from privacy.encrypted.costs import CostReport
+from privacy.encrypted.model_shares import share_model
+from privacy.encrypted.party import Party
+from privacy.encrypted.plan import ModelPlan
+from privacy.encrypted.randomness import new_key
+from privacy.encrypted.ring import FixedPoint
+from privacy.encrypted.secure import predict_share
+from privacy.encrypted.shares import NUM_PARTIES, AShare
+from privacy.encrypted.transport import DEFAULT_TIMEOUT_S, Channel, TransportError, queue_links
+
+
+class LocalParties:
+    """Pairwise keys and in-process links for three parties; `run` executes one session.
+
+    Args:
+        range_bits: overflow threshold for comparisons (see `Party`).
+        timeout: seconds a party waits for a message before failing.
+        keys: the pairwise keys k_0, k_1, k_2 (default: fresh from the OS; fixed keys make a run
+            reproducible and are for tests only).
+    """
+
+    def __init__(self, *, range_bits: int, timeout: float = DEFAULT_TIMEOUT_S, keys: list[bytes] | None = None):
+        self.keys = list(keys) if keys is not None else [new_key() for _ in range(NUM_PARTIES)]
+        self.range_bits = range_bits
+        self.timeout = timeout
+        self._session = 0
+
+    def parties(self) -> list[Party]:
+        """Fresh `Party` objects for the next session, connected by fresh queues."""
+        self._session += 1
+        links = queue_links(NUM_PARTIES)
+        return [Party(i, Channel(links[i], timeout=self.timeout), self.keys[i], self.keys[(i + 1) % NUM_PARTIES],
+                      session=self._session, range_bits=self.range_bits) for i in range(NUM_PARTIES)]
+
+    def run(self, fn: Callable[[Party, Any], Any], args: list) -> tuple[list, list[Party]]:
+        """Runs ``fn(party_i, args[i])`` on three threads; returns the three results and the parties.
+
+        Raises:
+            TransportError (or the parties' own error): the first failure, after all threads stopped.
+        """
+        parties = self.parties()
+        results: list = [None] * NUM_PARTIES
+        errors: list = [None] * NUM_PARTIES
+
+        def body(i):
+            try:
+                results[i] = fn(parties[i], args[i])
+            except BaseException as err:  # re-raised in the caller's thread below
+                errors[i] = err
+
+        threads = [threading.Thread(target=body, args=(i,), daemon=True) for i in range(1, NUM_PARTIES)]
+        for t in threads:
+            t.start()
+        body(0)
+        for t in threads:
+            t.join()
+        failures = [e for e in errors if e is not None]
+        if failures:
+            # A party that failed first makes its peers time out: report the root cause.
+            root = next((e for e in failures if not isinstance(e, TransportError)), failures[0])
+            raise root
+        return results, parties
+
+
+class InProcessCluster:
+    """A model owner, three parties and a client in one process: private prediction for tests and benchmarks.
+
+    The model owner's `share_model` runs at construction; afterwards the cluster keeps only the three
+    parties' bundles, and each prediction shares the input, runs the parties on threads and
+    reconstructs the output exactly as the client of real parties does.
+
+    Args:
+        plan: the model to serve (its float weights are shared, then not kept).
+        fixed: fixed-point format.
+        timeout: seconds a party waits for a message.
+    """
+
+    def __init__(self, plan: ModelPlan, fixed: FixedPoint | None = None, *, timeout: float = DEFAULT_TIMEOUT_S):
+        self.fixed = fixed or FixedPoint()
+        self.models = share_model(plan, self.fixed)
+        self.architecture = plan.architecture
+        self.parties = LocalParties(range_bits=self.fixed.range_bits, timeout=timeout)
+        self.last_cost = None
+
+    def predict(self, x, *, output: str = "logits", retries: int = 2) -> Prediction:
+        """Private prediction of a batch; retries (with fresh randomness) if the overflow monitor fires.
+
+        Returns:
+            The reconstructed `Prediction`; `last_cost` then holds its `CostReport`.
+        """
+        for attempt in range(retries + 1):
+            inputs = share_input(x, self.architecture.input_shape, self.fixed)
+            results, parties = self.parties.run(
+                lambda party, share: predict_share(party, self.architecture, self.models[party.index].weights,
+                                                   AShare(*share), self.fixed, output), inputs)
+            client_bytes = sum(a.nbytes + b.nbytes for a, b in inputs) + sum(
+                r.values.nbytes + r.overflow.nbytes for r in results)
+            self.last_cost = CostReport.from_stats([p.channel.stats for p in parties], client_bytes)
+            try:
+                return reconstruct_prediction([r.values for r in results], [r.overflow for r in results],
+                                              output=output, output_activation=self.architecture.output_activation,
+                                              fixed=self.fixed)
+            except OverflowDetected:
+                if attempt == retries:
+                    raise
+

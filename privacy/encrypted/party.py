@@ -1,0 +1,60 @@
+"""One party's protocol state: its index, its channel, and its two pairwise PRF streams.
+
+Keys follow ABY3: key k_j is known to parties j and j-1. Party i therefore holds k_i (shared with its
+predecessor i-1, stream `prf_self`) and k_{i+1} (shared with its successor i+1, stream `prf_next`).
+Component j of any correlated random value is drawn from k_j, so exactly the two parties that must
+hold component j can draw it without talking. Every session re-keys the streams with its own nonce,
+so a failed session never leaves the parties' streams out of step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from privacy.encrypted.randomness import Prf, session_nonce
+from privacy.encrypted.shares import NUM_PARTIES
+from privacy.encrypted.transport import Channel
+
+
+class Party:
+    """Party `index` in one session.
+
+    Args:
+        index: 0, 1 or 2.
+        channel: the party's links to its peers.
+        key_self: k_index, shared with party index-1.
+        key_next: k_(index+1), shared with party index+1.
+        session: session number; streams are AES-CTR under the keys from nonce `session`.
+        range_bits: comparisons flag inputs outside [-2^range_bits, 2^range_bits) (ring units) as overflows.
+    """
+
+    def __init__(self, index: int, channel: Channel, key_self: bytes, key_next: bytes, *, session: int,
+                 range_bits: int):
+        if index not in range(NUM_PARTIES):
+            raise ValueError(f"party index must be 0, 1 or 2, got {index!r}")
+        self.index = index
+        self.channel = channel
+        self.prf_self = Prf(key_self, session_nonce(session))
+        self.prf_next = Prf(key_next, session_nonce(session))
+        self.range_bits = range_bits
+        self.overflow_words: list = []
+
+    @property
+    def prev(self) -> int:
+        return (self.index - 1) % NUM_PARTIES
+
+    @property
+    def next(self) -> int:
+        return (self.index + 1) % NUM_PARTIES
+
+    def zero_share(self, shape) -> np.ndarray:
+        """This party's term of a fresh 3-out-of-3 sharing of zero: F(k_i) - F(k_{i+1})."""
+        return self.prf_self.words(shape) - self.prf_next.words(shape)
+
+    def zero_share_xor(self, shape) -> np.ndarray:
+        """This party's term of a fresh 3-out-of-3 XOR sharing of zero."""
+        return self.prf_self.words(shape) ^ self.prf_next.words(shape)
+
+    def exchange(self, sends: dict | None = None, recv_from: tuple[int, ...] = ()) -> dict:
+        """One protocol step (see `Channel.exchange`)."""
+        return self.channel.exchange(sends or {}, recv_from)
