@@ -1,0 +1,41 @@
+"""Plain aggregation: the server receives each summand and adds them with a `TreeSum`."""
+
+from __future__ import annotations
+
+from federated.aggregation.summand import Summand
+from federated.aggregation.tree_sum import TreeSum
+
+
+class PlainAggregation:
+    """The aggregation protocol every runner drives (see also `SecureAggregation`).
+
+    ``open_round`` (server, before the clients) -> ``encode`` (each client) -> ``new_accumulator`` /
+    ``accumulate`` / ``merge`` (the runner: a Beam CombineFn or a loop) -> ``finish`` (server).
+    """
+
+    name = "plain"
+
+    def open_round(self, plan, seed: int) -> None:
+        return None
+
+    def encode(self, rank: int, summand: Summand, keys) -> tuple[int, Summand]:
+        return rank, summand
+
+    def new_accumulator(self) -> TreeSum:
+        return TreeSum()
+
+    def accumulate(self, accumulator: TreeSum, encoded) -> TreeSum:
+        return accumulator.add(*encoded)
+
+    def merge(self, accumulators) -> TreeSum:
+        accumulators = list(accumulators)
+        first = accumulators[0]
+        for other in accumulators[1:]:
+            first.merge(other)
+        return first
+
+    def finish(self, accumulator: TreeSum, reported, keys) -> tuple[Summand | None, dict]:
+        return accumulator.result(), {}
+
+    def to_dict(self) -> dict:
+        return {"name": self.name}

@@ -1,0 +1,64 @@
+"""What a client runs locally, and what it sends back."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientConfig:
+    """Local training of one round: E epochs of minibatch SGD.
+
+    Attributes:
+      epochs: E, passes over the client's data (>= 1).
+      batch_size: B, examples per step; None means the full local dataset (B = infinity).
+      learning_rate: client SGD step size.
+      proximal_mu: FedProx's mu >= 0: adds (mu / 2) ||w - w_global||^2 to the local loss.
+    """
+
+    epochs: int = 1
+    batch_size: int | None = 10
+    learning_rate: float = 0.1
+    proximal_mu: float = 0.0
+
+    def __post_init__(self):
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(f"epochs must be an integer >= 1, got {self.epochs!r}")
+        if self.batch_size is not None and (isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int)
+                                            or self.batch_size < 1):
+            raise ValueError(f"batch_size must be an integer >= 1 or None (full batch), got {self.batch_size!r}")
+        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0
+                and math.isfinite(self.learning_rate)):
+            raise ValueError(f"learning_rate must be a finite number > 0, got {self.learning_rate!r}")
+        if not (isinstance(self.proximal_mu, (int, float)) and self.proximal_mu >= 0
+                and math.isfinite(self.proximal_mu)):
+            raise ValueError(f"proximal_mu must be a finite number >= 0, got {self.proximal_mu!r}")
+
+    def steps(self, num_examples: int) -> int:
+        """Local SGD steps for a client with ``num_examples`` examples."""
+        batch = num_examples if self.batch_size is None else self.batch_size
+        return self.epochs * math.ceil(num_examples / batch)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientUpdate:
+    """A client's result: delta = w_local - w_global (float64, exact difference of the float32 weights).
+
+    Attributes:
+      delta: flat update vector.
+      num_examples: n_k, the client's example count.
+      loss: mean training loss over its local steps.
+      position: the client's position in the population (its index in `ClientData.client_ids`).
+    """
+
+    delta: np.ndarray
+    num_examples: int
+    loss: float
+    position: int
+
+    @property
+    def finite(self) -> bool:
+        return bool(np.all(np.isfinite(self.delta)))

@@ -1,0 +1,102 @@
+"""Client sampling per round: a uniform fixed-size sample, or Poisson sampling.
+
+The sampler also says how a client-level DP guarantee is accounted: Poisson sampling under
+add/remove-one-client adjacency, a fixed-size uniform sample under replace-one-client adjacency
+(dp-accounting's sampled-without-replacement RDP analysis; the sample size reveals N otherwise).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import math
+
+import numpy as np
+
+from privacy.accounting import Adjacency, Sampling
+
+
+class ClientSampler(abc.ABC):
+    """Chooses the clients of a round from a population of N."""
+
+    @abc.abstractmethod
+    def sample(self, population: int, rng: np.random.Generator) -> np.ndarray:
+        """Sorted positions (0..N-1) of the sampled clients."""
+
+    @abc.abstractmethod
+    def expected_clients(self, population: int) -> float:
+        """E[number sampled]: the public denominator of DP-FedAvg."""
+
+    @property
+    @abc.abstractmethod
+    def accounting(self) -> tuple[Sampling, Adjacency]:
+        """(sampling scheme, adjacency) a client-level DP guarantee is accounted under."""
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, **dataclasses.asdict(self)}
+
+
+@dataclasses.dataclass(frozen=True)
+class UniformSampler(ClientSampler):
+    """m = max(1, round(fraction * N)) clients drawn uniformly without replacement each round.
+
+    Args:
+      fraction: C in (0, 1], McMahan et al.'s client fraction (1.0: every client every round).
+    """
+
+    fraction: float
+    name = "uniform"
+
+    def __post_init__(self):
+        if not (isinstance(self.fraction, (int, float)) and 0 < self.fraction <= 1):
+            raise ValueError(f"fraction must be in (0, 1], got {self.fraction!r}")
+
+    def clients_per_round(self, population: int) -> int:
+        return max(1, int(round(self.fraction * population)))
+
+    def sample(self, population, rng):
+        m = self.clients_per_round(population)
+        return np.sort(rng.choice(population, size=m, replace=False))
+
+    def expected_clients(self, population):
+        return float(self.clients_per_round(population))
+
+    @property
+    def accounting(self):
+        return Sampling.FIXED, Adjacency.REPLACE_ONE
+
+
+@dataclasses.dataclass(frozen=True)
+class PoissonSampler(ClientSampler):
+    """Each client joins each round independently with probability q (rounds may be empty).
+
+    Args:
+      probability: q in (0, 1].
+    """
+
+    probability: float
+    name = "poisson"
+
+    def __post_init__(self):
+        if not (isinstance(self.probability, (int, float)) and 0 < self.probability <= 1
+                and math.isfinite(self.probability)):
+            raise ValueError(f"sampling probability must be in (0, 1], got {self.probability!r}")
+
+    def sample(self, population, rng):
+        return np.flatnonzero(rng.random(population) < self.probability)
+
+    def expected_clients(self, population):
+        return self.probability * population
+
+    @property
+    def accounting(self):
+        return Sampling.POISSON, Adjacency.ADD_REMOVE
+
+
+def sampler_from_dict(spec: dict) -> ClientSampler:
+    spec = dict(spec)
+    name = spec.pop("name", None)
+    classes = {"uniform": UniformSampler, "poisson": PoissonSampler}
+    if name not in classes:
+        raise ValueError(f"unknown client sampler {name!r}; known: {', '.join(classes)}")
+    return classes[name](**spec)

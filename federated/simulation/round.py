@@ -1,0 +1,94 @@
+"""One round's plan and its client half, shared by every runner (so runners agree bit for bit).
+
+All randomness of round t derives from (seed, t): client sampling, dropouts, each client's batch
+shuffling and the server's noise. A resumed run therefore draws exactly what an uninterrupted one
+would, from the seed and the round number alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+from federated.client import ClientTrainer
+
+_SAMPLING, _SERVER, _DROPOUT, _CLIENT = 0, 1, 2, 3
+
+
+def round_rng(seed: int, round_index: int, purpose: int) -> np.random.Generator:
+    return np.random.default_rng([seed, round_index, purpose])
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundPlan:
+    """Who takes part in a round.
+
+    Attributes:
+      round: 1-based round index.
+      positions: sorted population positions of the sampled clients; a client's rank is its index here.
+      seeds: [len(positions), 2] int32 shuffling seeds, one row per rank.
+      dropped: ranks that drop out before reporting (simulated failures).
+      chunk_size: clients trained together (one vectorized call, one Beam element); a power of two.
+    """
+
+    round: int
+    positions: np.ndarray
+    seeds: np.ndarray
+    dropped: frozenset
+    chunk_size: int
+
+    @classmethod
+    def make(cls, *, seed: int, round_index: int, sampler, population: int, dropout_rate: float,
+             chunk_size: int) -> "RoundPlan":
+        positions = np.asarray(sampler.sample(population, round_rng(seed, round_index, _SAMPLING)), np.int64)
+        drops = round_rng(seed, round_index, _DROPOUT).random(positions.size) < dropout_rate
+        seeds = np.array([np.random.SeedSequence([seed, round_index, _CLIENT, int(p)]).generate_state(2)
+                          for p in positions], np.uint32).reshape(-1, 2) >> 1
+        return cls(round_index, positions, seeds.astype(np.int32), frozenset(np.flatnonzero(drops).tolist()),
+                   chunk_size)
+
+    def chunks(self) -> list[list[int]]:
+        """Ranks in consecutive, power-of-two aligned groups (complete `TreeSum` subtrees)."""
+        ranks = list(range(self.positions.size))
+        return [ranks[i:i + self.chunk_size] for i in range(0, len(ranks), self.chunk_size)]
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientDiagnostic:
+    """Per-client facts kept out of the aggregate (not covered by DP or secure aggregation)."""
+
+    rank: int
+    num_examples: int
+    loss: float
+    finite: bool
+
+
+_TRAINERS: dict = {}
+
+
+def trainer_for(model_fn: Callable, loss, execution: str) -> ClientTrainer:
+    """A per-process cache: each (model_fn, loss, execution) is built and traced once per process."""
+    key = (model_fn, repr(loss), execution)
+    if key not in _TRAINERS:
+        _TRAINERS[key] = ClientTrainer(model_fn, loss=loss, execution=execution)
+    return _TRAINERS[key]
+
+
+def train_chunk(trainer: ClientTrainer, data, strategy, state, plan: RoundPlan, ranks, aggregation, keys):
+    """Trains the clients of ``ranks`` that did not drop out; returns (encoded contributions, diagnostics).
+
+    A client whose update is not finite does not report (as a real client would fail): it is
+    counted in the diagnostics and never averaged in.
+    """
+    live = [r for r in ranks if r not in plan.dropped]
+    clients = [(r, *data.client(int(plan.positions[r]))) for r in live]
+    updates = trainer.train(state.weights, clients, strategy.client, plan.seeds[live] if live else plan.seeds[:0])
+    encoded, diagnostics = [], []
+    for update in updates:
+        finite = update.finite and np.isfinite(update.loss)
+        diagnostics.append(ClientDiagnostic(update.position, update.num_examples, update.loss, finite))
+        if finite:
+            encoded.append(aggregation.encode(update.position, strategy.summand(update, state), keys))
+    return encoded, diagnostics

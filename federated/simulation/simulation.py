@@ -1,0 +1,181 @@
+"""The federated simulation loop: sample, train, aggregate, step, evaluate, account, checkpoint.
+
+Algorithms (`federated.strategies`), aggregation protocols (`federated.aggregation`) and runners
+(in-process, Beam) are plugged in; this module only sequences a round and keeps the history.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from federated.aggregation import PlainAggregation
+from federated.client import EXECUTIONS, ClientTrainer
+from federated.data import ClientData
+from federated.sampling import ClientSampler, UniformSampler
+from federated.simulation.checkpoint import load_checkpoint, save_checkpoint
+from federated.simulation.history import History, RoundRecord
+from federated.simulation.inprocess import InProcessRunner
+from federated.simulation.round import _SERVER, RoundPlan, round_rng, trainer_for
+from federated.strategies import RoundContext, ServerState, Strategy
+from federated.weights import num_parameters
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundJob:
+    """Everything a runner needs for one round (picklable when ``model_fn`` is)."""
+
+    model_fn: Callable
+    loss: Any
+    execution: str
+    data: ClientData
+    strategy: Strategy
+    state: ServerState
+    plan: RoundPlan
+    aggregation: Any
+    keys: Any
+
+
+class FederatedSimulation:
+    """Simulates federated training of a Keras model over `ClientData`.
+
+    Args:
+      model_fn: builds the Keras 3 model (its initial weights start the run).
+      data: the clients.
+      strategy: the algorithm (`FedAvg`, `FedAdam`, a DP wrapper, ...).
+      rounds: rounds to run in total (a resumed run continues up to this).
+      sampler: client sampling (default: 10% of the clients, uniformly).
+      seed: seed of every random draw (None: drawn from `secrets`, recorded in the history).
+      loss: Keras loss (default sparse categorical cross-entropy on logits).
+      execution: "sequential", "vectorized" or "auto" (time both on the first chunk, keep the faster).
+      chunk_size: clients per vectorized call and per Beam element; a power of two.
+      evaluation: (x, y) evaluated centrally after rounds, or None.
+      eval_every: evaluate every this many rounds (and after the last).
+      runner: `InProcessRunner()` (default) or `BeamRunner(...)`.
+      aggregation: `PlainAggregation()` (default) or `SecureAggregation(...)`.
+      dropout_rate: probability a sampled client drops out before reporting, in [0, 1).
+      checkpoint_dir: write a checkpoint after every round here, and resume from it when present.
+    """
+
+    def __init__(self, model_fn: Callable, data: ClientData, strategy: Strategy, *, rounds: int,
+                 sampler: ClientSampler | None = None, seed: int | None = None, loss=None, execution: str = "sequential",
+                 chunk_size: int = 8, evaluation: tuple[np.ndarray, np.ndarray] | None = None, eval_every: int = 1,
+                 runner=None, aggregation=None, dropout_rate: float = 0.0, checkpoint_dir: str | None = None):
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+            raise ValueError(f"rounds must be an integer >= 1, got {rounds!r}")
+        if execution not in EXECUTIONS + ("auto",):
+            raise ValueError(f"execution must be one of {EXECUTIONS + ('auto',)}, got {execution!r}")
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1 \
+                or chunk_size & (chunk_size - 1):
+            raise ValueError(f"chunk_size must be a power of two, got {chunk_size!r}")
+        if not (isinstance(dropout_rate, (int, float)) and 0 <= dropout_rate < 1):
+            raise ValueError(f"dropout_rate must be in [0, 1), got {dropout_rate!r}")
+        if not isinstance(eval_every, int) or eval_every < 1:
+            raise ValueError(f"eval_every must be an integer >= 1, got {eval_every!r}")
+        self.model_fn, self.data, self.strategy, self.rounds = model_fn, data, strategy, rounds
+        self.sampler = sampler or UniformSampler(0.1)
+        self.seed = secrets.randbits(63) if seed is None else int(seed)
+        self.loss, self.execution, self.chunk_size = loss, execution, chunk_size
+        self.evaluation, self.eval_every = evaluation, eval_every
+        self.runner = runner or InProcessRunner()
+        self.aggregation = aggregation or PlainAggregation()
+        self.dropout_rate = float(dropout_rate)
+        self.checkpoint_dir = checkpoint_dir
+        self.state: ServerState | None = None
+        self.history: History | None = None
+
+    # --- settings that must match on resume -----------------------------------------------------
+    def settings(self) -> dict[str, Any]:
+        return {"strategy": self.strategy.to_dict(), "sampler": self.sampler.to_dict(), "seed": self.seed,
+                "partition": self.data.partition.spec, "client_sizes_sum": int(self.data.sizes().sum()),
+                "num_clients": self.data.num_clients, "aggregation": self.aggregation.to_dict(),
+                "dropout_rate": self.dropout_rate, "chunk_size": self.chunk_size}
+
+    def _context(self, round_index: int) -> RoundContext:
+        return RoundContext(round=round_index, population=self.data.num_clients, sampler=self.sampler,
+                            total_rounds=self.rounds, rng=round_rng(self.seed, round_index, _SERVER))
+
+    def _start(self) -> None:
+        settings = self.settings()
+        loaded = load_checkpoint(self.checkpoint_dir) if self.checkpoint_dir else None
+        if loaded is not None:
+            state, history, saved = loaded
+            saved_execution = saved.pop("execution")
+            if saved != settings:
+                changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+                raise ValueError(f"the checkpoint in {self.checkpoint_dir} was written with different settings "
+                                 f"({', '.join(changed)}); use another checkpoint_dir or the same settings")
+            if self.execution not in ("auto", saved_execution):
+                raise ValueError(f"the checkpoint ran with execution={saved_execution!r}, not {self.execution!r}")
+            self.execution, self.state, self.history = saved_execution, state, history
+            return
+        if self.execution == "auto":
+            self.execution = self._measure_execution()
+        trainer = trainer_for(self.model_fn, self.loss, self.execution)
+        self.state = self.strategy.initialize(trainer.initial_weights(), self._context(1))
+        self.history = History(config={**settings, "execution": self.execution, "rounds": self.rounds,
+                                       "num_parameters": num_parameters(self.state.weights),
+                                       "runner": self.runner.to_dict(),
+                                       "target_delta": getattr(self.strategy, "target_delta", None)})
+
+    def _measure_execution(self) -> str:
+        """Times both executions on the first chunk of clients; returns the faster."""
+        probe = [(i, *self.data.client(i)) for i in range(min(self.chunk_size, self.data.num_clients))]
+        seeds = np.arange(2 * len(probe), dtype=np.int32).reshape(-1, 2)
+        times = {}
+        for execution in EXECUTIONS:
+            try:
+                trainer = trainer_for(self.model_fn, self.loss, execution)
+            except ValueError:   # e.g. a model with non-trainable state cannot be vectorized
+                continue
+            times[execution] = trainer.time_per_client(trainer.initial_weights(), probe, self.strategy.client, seeds)
+        return min(times, key=times.get)
+
+    # --- the loop -------------------------------------------------------------------------------
+    def run(self, callback: Callable[[RoundRecord], None] | None = None) -> History:
+        """Runs (or resumes) up to ``rounds`` rounds; returns the history. ``callback`` gets each round's record."""
+        if self.state is None:
+            self._start()
+        while self.state.round < self.rounds:
+            ctx = self._context(self.state.round + 1)
+            reason = self.strategy.stop_reason(self.state, ctx)
+            if reason:
+                self.history.stopped = reason
+                break
+            record = self._run_round(ctx)
+            self.history.rounds.append(record)
+            if self.checkpoint_dir:
+                save_checkpoint(self.checkpoint_dir, self.state, self.history,
+                                {**self.settings(), "execution": self.execution})
+            if callback:
+                callback(record)
+        return self.history
+
+    def _run_round(self, ctx: RoundContext) -> RoundRecord:
+        start = time.perf_counter()
+        plan = RoundPlan.make(seed=self.seed, round_index=ctx.round, sampler=self.sampler,
+                              population=self.data.num_clients, dropout_rate=self.dropout_rate,
+                              chunk_size=self.chunk_size)
+        keys = self.aggregation.open_round(plan, self.seed)
+        job = RoundJob(self.model_fn, self.loss, self.execution, self.data, self.strategy, self.state, plan,
+                       self.aggregation, keys)
+        accumulator, diagnostics = self.runner.run_round(job)
+        reported = sorted(d.rank for d in diagnostics if d.finite)
+        total, aggregation_report = self.aggregation.finish(accumulator, reported, keys)
+        self.state, metrics = self.strategy.aggregate(self.state, total, ctx)
+        evaluation = {}
+        if self.evaluation is not None and (ctx.round % self.eval_every == 0 or ctx.round == self.rounds):
+            trainer: ClientTrainer = trainer_for(self.model_fn, self.loss, self.execution)
+            evaluation = trainer.evaluate(self.state.weights, *self.evaluation)
+        finite = [d for d in diagnostics if d.finite]
+        train_loss = None
+        if finite and not self.strategy.private:
+            train_loss = sum(d.loss * d.num_examples for d in finite) / sum(d.num_examples for d in finite)
+        return RoundRecord(round=ctx.round, sampled=int(plan.positions.size), reported=len(reported),
+                           dropped=len(plan.dropped), nonfinite=len(diagnostics) - len(finite), evaluation=evaluation,
+                           train_loss=train_loss, metrics=metrics, aggregation=aggregation_report,
+                           seconds=time.perf_counter() - start)

@@ -1,0 +1,16 @@
+"""Strategies: one federated algorithm per module behind the `Strategy` interface; DP wraps one of them."""
+
+from federated.strategies.dp_adaptive_clipping import DifferentialPrivacyAdaptiveClipping
+from federated.strategies.dp_fixed_clipping import DifferentialPrivacyFixedClipping
+from federated.strategies.fedadagrad import FedAdagrad
+from federated.strategies.fedadam import FedAdam
+from federated.strategies.fedavg import FedAvg
+from federated.strategies.fedavgm import FedAvgM
+from federated.strategies.fedopt import FedOpt
+from federated.strategies.fedprox import FedProx
+from federated.strategies.fedsgd import FedSGD
+from federated.strategies.fedyogi import FedYogi
+from federated.strategies.strategy import RoundContext, ServerState, Strategy
+
+__all__ = ["DifferentialPrivacyAdaptiveClipping", "DifferentialPrivacyFixedClipping", "FedAdagrad", "FedAdam",
+           "FedAvg", "FedAvgM", "FedOpt", "FedProx", "FedSGD", "FedYogi", "RoundContext", "ServerState", "Strategy"]

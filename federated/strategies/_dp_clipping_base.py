@@ -1,0 +1,138 @@
+"""Client-level DP-FedAvg [McMahan et al. 2018, arXiv 1710.06963], as a wrapper around a FedAvg-family strategy.
+
+Each client's update is clipped to L2 norm C where it is formed (before any secure aggregation);
+the server adds Gaussian noise N(0, (z C)^2 I) once to the sum and divides by the expected (public)
+number of sampled clients, then lets the wrapped strategy take its server-optimizer step. Clients
+count equally: a weighted average would give one client sensitivity n_k C.
+
+Every round is accounted with `privacy.accounting.PrivacyBudget`; the event is built by
+`DpSgdMechanism` with clients in the role of examples:
+
+* Poisson client sampling (probability q), add/remove-one-client adjacency:
+  PoissonSampledDpEvent(q, GaussianDpEvent(z)) per round (RDP and PLD).
+* Uniform fixed-size sampling (m of N), replace-one-client adjacency (m reveals N otherwise):
+  SampledWithoutReplacementDpEvent(N, m, GaussianDpEvent(z / 2)) per round (RDP only).
+
+The guarantee covers the sequence of server states (model, clipping norm). Noise comes from the
+round's seeded generator: reproducible for research, not hardened against floating-point attacks.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from federated.aggregation import Summand
+from federated.strategies.fedavg import FedAvg
+from federated.strategies.strategy import RoundContext, ServerState, Strategy
+from federated.weights import flatten
+from privacy.accounting import AccountantKind, DpSgdMechanism, PrivacyBudget
+
+
+class DpClippingBase(Strategy):
+    """Shared by `DifferentialPrivacyFixedClipping` and `DifferentialPrivacyAdaptiveClipping`.
+
+    Args:
+      strategy: the wrapped FedAvg-family strategy; must be unweighted.
+      noise_multiplier: z > 0, the noise std in units of the clipping norm, for the whole round
+        (adaptive clipping splits it between the update and the clipped count).
+      target_delta: delta of the reported (epsilon, delta).
+      max_epsilon: stop before a round that would take epsilon above this (None: never stop).
+      accountant: "rdp" or "pld", the accountant of per-round epsilon and of ``max_epsilon``.
+    """
+
+    def __init__(self, strategy: FedAvg, *, noise_multiplier: float, target_delta: float,
+                 max_epsilon: float | None = None, accountant: str = "rdp"):
+        if not isinstance(strategy, FedAvg):
+            raise TypeError(f"DP wraps a FedAvg-family strategy, got {type(strategy).__name__}")
+        if strategy.weighted:
+            raise ValueError("client-level DP needs clients weighted equally (each moves the sum by at most C); "
+                             "wrap a strategy built with weighted=False")
+        if not (isinstance(noise_multiplier, (int, float)) and noise_multiplier > 0
+                and math.isfinite(noise_multiplier)):
+            raise ValueError(f"noise_multiplier must be a finite number > 0, got {noise_multiplier!r}")
+        if not (isinstance(target_delta, (int, float)) and 0 < target_delta < 1):
+            raise ValueError(f"target_delta must be in (0, 1), got {target_delta!r}")
+        if max_epsilon is not None and not (isinstance(max_epsilon, (int, float)) and max_epsilon > 0):
+            raise ValueError(f"max_epsilon must be > 0 or None, got {max_epsilon!r}")
+        self.inner = strategy
+        self.client = strategy.client
+        self.weighted = False
+        self.noise_multiplier = float(noise_multiplier)
+        self.target_delta = float(target_delta)
+        self.max_epsilon = None if max_epsilon is None else float(max_epsilon)
+        self.accountant = AccountantKind(accountant)
+
+    # --- to be specialised ----------------------------------------------------------------------
+    def initial_clipping_norm(self) -> float:
+        raise NotImplementedError
+
+    def update_noise_multiplier(self, ctx: RoundContext) -> float:
+        """The share of z spent on the update sum (all of it for fixed clipping)."""
+        return self.noise_multiplier
+
+    def next_clipping_norm(self, clipping_norm: float, total: Summand | None, ctx: RoundContext
+                           ) -> tuple[float, dict[str, Any]]:
+        """The clipping norm of the next round (fixed: unchanged) and metrics."""
+        return clipping_norm, {}
+
+    def clip_counts(self, norm: float, clipping_norm: float) -> np.ndarray:
+        """Integers a client adds to the count part of its summand (fixed clipping: none)."""
+        return np.zeros(0, np.int64)
+
+    # --- the strategy ---------------------------------------------------------------------------
+    @property
+    def private(self) -> bool:
+        return True
+
+    def mechanism(self, ctx: RoundContext) -> DpSgdMechanism:
+        """The DP-SGD mechanism with clients as examples and rounds as steps."""
+        sampling, adjacency = ctx.sampler.accounting
+        return DpSgdMechanism(dataset_size=ctx.population, batch_size=ctx.sampler.expected_clients(ctx.population),
+                              noise_multiplier=self.noise_multiplier, steps=max(1, ctx.total_rounds),
+                              sampling=sampling, adjacency=adjacency)
+
+    def initialize(self, weights, ctx):
+        state = self.inner.initialize(weights, ctx)
+        self.update_noise_multiplier(ctx)  # validates the split before anything runs
+        budget = PrivacyBudget.for_mechanism(self.mechanism(ctx), self.target_delta)
+        return state.replace(scalars={**state.scalars, "clipping_norm": self.initial_clipping_norm()},
+                             budget=budget)
+
+    def summand(self, update, state):
+        clipping_norm = state.scalars["clipping_norm"]
+        norm = float(np.linalg.norm(update.delta))
+        scale = min(1.0, clipping_norm / norm) if norm > 0 else 1.0
+        return Summand(vector=update.delta * scale, counts=self.clip_counts(norm, clipping_norm))
+
+    def aggregate(self, state: ServerState, total, ctx):
+        clipping_norm = state.scalars["clipping_norm"]
+        dimension = flatten(state.weights).size
+        stddev = self.update_noise_multiplier(ctx) * clipping_norm
+        summed = total.vector if total is not None else np.zeros(dimension)
+        noisy_mean = (summed + ctx.rng.normal(0.0, stddev, size=dimension)) / ctx.sampler.expected_clients(
+            ctx.population)
+        new = self.inner.apply(state, noisy_mean)
+        next_norm, metrics = self.next_clipping_norm(clipping_norm, total, ctx)
+        budget = state.budget
+        budget.advance_to(new.round, self.mechanism(ctx).unit_event())
+        new = new.replace(scalars={**new.scalars, "clipping_norm": next_norm}, budget=budget)
+        metrics = {"clipping_norm": clipping_norm, "noise_stddev": stddev, **metrics,
+                   f"epsilon_{self.accountant.value}": budget.epsilon(self.accountant)}
+        return new, metrics
+
+    def stop_reason(self, state, ctx):
+        if self.max_epsilon is None:
+            return None
+        upcoming = state.budget.epsilon_after(self.mechanism(ctx).unit_event(), 1, self.accountant)
+        if upcoming > self.max_epsilon:
+            return (f"round {ctx.round} would raise epsilon ({self.accountant.value}) to {upcoming:.4g} > "
+                    f"max_epsilon={self.max_epsilon:g}")
+        return None
+
+    def to_dict(self):
+        return {"name": type(self).__name__, "strategy": self.inner.to_dict(),
+                "noise_multiplier": self.noise_multiplier, "target_delta": self.target_delta,
+                "max_epsilon": self.max_epsilon, "accountant": self.accountant.value}

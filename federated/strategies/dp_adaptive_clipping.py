@@ -1,0 +1,86 @@
+"""DP-FedAvg with adaptive quantile clipping [Andrew, Thakkar, McMahan & Ramaswamy 2021, arXiv 1905.03871].
+
+The clipping norm tracks a target quantile gamma of the client update norms. Each client also
+reports b_i = 1[||delta_i|| <= C]; the server forms the private estimate
+    b = (sum_i (b_i - 1/2) + N(0, sigma_b^2)) / m + 1/2
+(m the expected clients per round) and updates geometrically, C <- C exp(-eta_C (b - gamma)).
+The centred count has add/remove sensitivity 1/2, so the round is one Gaussian mechanism with
+noise multiplier z when the update noise uses z_update = (z^-2 - (2 sigma_b)^-2)^(-1/2)
+(Andrew et al., Sec. 3.1); this needs 2 sigma_b > z.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from federated.strategies._dp_clipping_base import DpClippingBase
+from federated.strategies.fedavg import FedAvg
+
+
+class DifferentialPrivacyAdaptiveClipping(DpClippingBase):
+    """Adaptive clipping to a DP estimate of an update-norm quantile.
+
+    Args:
+      strategy: an unweighted FedAvg-family strategy.
+      noise_multiplier: z > 0 for the whole round (update sum and clipped count together).
+      initial_clipping_norm: C_0 > 0 (TFF's default 0.1).
+      target_unclipped_quantile: gamma in (0, 1), the fraction of updates to leave unclipped.
+      clipping_learning_rate: eta_C > 0 of the geometric update.
+      clipped_count_stddev: sigma_b, the noise std of the count; default m / 20 (TFF's 0.05 x clients).
+      target_delta, max_epsilon, accountant: see `DpClippingBase`.
+    """
+
+    def __init__(self, strategy: FedAvg, *, noise_multiplier: float, target_delta: float,
+                 initial_clipping_norm: float = 0.1, target_unclipped_quantile: float = 0.5,
+                 clipping_learning_rate: float = 0.2, clipped_count_stddev: float | None = None,
+                 max_epsilon: float | None = None, accountant: str = "rdp"):
+        super().__init__(strategy, noise_multiplier=noise_multiplier, target_delta=target_delta,
+                         max_epsilon=max_epsilon, accountant=accountant)
+        checks = (("initial_clipping_norm", initial_clipping_norm, 0, math.inf),
+                  ("target_unclipped_quantile", target_unclipped_quantile, 0, 1),
+                  ("clipping_learning_rate", clipping_learning_rate, 0, math.inf))
+        for name, value, low, high in checks:
+            if not (isinstance(value, (int, float)) and low < value < high):
+                raise ValueError(f"{name} must be in ({low}, {high}), got {value!r}")
+        if clipped_count_stddev is not None and not (isinstance(clipped_count_stddev, (int, float))
+                                                     and clipped_count_stddev > 0):
+            raise ValueError(f"clipped_count_stddev must be > 0, got {clipped_count_stddev!r}")
+        self.initial_norm = float(initial_clipping_norm)
+        self.target_unclipped_quantile = float(target_unclipped_quantile)
+        self.clipping_learning_rate = float(clipping_learning_rate)
+        self.clipped_count_stddev = clipped_count_stddev
+
+    def initial_clipping_norm(self):
+        return self.initial_norm
+
+    def count_stddev(self, ctx) -> float:
+        if self.clipped_count_stddev is not None:
+            return float(self.clipped_count_stddev)
+        return 0.05 * ctx.sampler.expected_clients(ctx.population)
+
+    def update_noise_multiplier(self, ctx):
+        count_multiplier = 2.0 * self.count_stddev(ctx)
+        if count_multiplier <= self.noise_multiplier:
+            raise ValueError(
+                f"clipped_count_stddev={self.count_stddev(ctx):g} is too small for noise_multiplier="
+                f"{self.noise_multiplier:g}: it must exceed noise_multiplier / 2 (more clients per round, or pass "
+                f"clipped_count_stddev)")
+        return (self.noise_multiplier ** -2 - count_multiplier ** -2) ** -0.5
+
+    def clip_counts(self, norm, clipping_norm):
+        return np.array([1, int(norm <= clipping_norm)], np.int64)   # [client, unclipped]
+
+    def next_clipping_norm(self, clipping_norm, total, ctx):
+        clients, unclipped = (0, 0) if total is None else (int(total.counts[-2]), int(total.counts[-1]))
+        noisy = (unclipped - clients / 2.0) + ctx.rng.normal(0.0, self.count_stddev(ctx))
+        estimate = noisy / ctx.sampler.expected_clients(ctx.population) + 0.5
+        updated = clipping_norm * math.exp(-self.clipping_learning_rate * (estimate - self.target_unclipped_quantile))
+        return updated, {"unclipped_fraction_estimate": estimate}
+
+    def to_dict(self):
+        return {**super().to_dict(), "initial_clipping_norm": self.initial_norm,
+                "target_unclipped_quantile": self.target_unclipped_quantile,
+                "clipping_learning_rate": self.clipping_learning_rate,
+                "clipped_count_stddev": self.clipped_count_stddev}

@@ -1,0 +1,61 @@
+"""Adaptive server optimizers (FedOpt) [Reddi et al. 2021, arXiv 2003.00295, Algorithm 2].
+
+With Delta the averaged client update:
+    m <- beta_1 m + (1 - beta_1) Delta
+    v <- second-moment rule (Adagrad, Adam or Yogi; one subclass each)
+    w <- w + eta * m / (sqrt(v) + tau)
+No bias correction, as in the paper.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+
+import numpy as np
+
+from federated.client import ClientConfig
+from federated.strategies.fedavg import FedAvg
+
+
+class FedOpt(FedAvg, abc.ABC):
+    """Base of FedAdagrad, FedAdam and FedYogi.
+
+    Args:
+      server_learning_rate: eta (Reddi et al. tune it on a log grid; 1e-2 is a common start).
+      beta_1: first-moment decay in [0, 1).
+      beta_2: second-moment decay in [0, 1) (unused by Adagrad).
+      tau: adaptivity tau > 0 (the paper's epsilon).
+      initial_accumulator: v_0 >= 0 (Reddi et al. use tau^2).
+    """
+
+    def __init__(self, client: ClientConfig | None = None, *, server_learning_rate: float = 1e-2,
+                 beta_1: float = 0.9, beta_2: float = 0.99, tau: float = 1e-3, initial_accumulator: float | None = None,
+                 weighted: bool = True):
+        super().__init__(client, weighted=weighted, server_learning_rate=server_learning_rate)
+        for name, value in (("beta_1", beta_1), ("beta_2", beta_2)):
+            if not (isinstance(value, (int, float)) and 0 <= value < 1):
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        if not (isinstance(tau, (int, float)) and tau > 0 and math.isfinite(tau)):
+            raise ValueError(f"tau must be a finite number > 0, got {tau!r}")
+        self.beta_1, self.beta_2, self.tau = float(beta_1), float(beta_2), float(tau)
+        self.initial_accumulator = self.tau ** 2 if initial_accumulator is None else float(initial_accumulator)
+        if self.initial_accumulator < 0:
+            raise ValueError(f"initial_accumulator must be >= 0, got {initial_accumulator!r}")
+
+    def initial_slots(self, dimension):
+        return {"m": np.zeros(dimension), "v": np.full(dimension, self.initial_accumulator)}
+
+    @abc.abstractmethod
+    def second_moment(self, v: np.ndarray, squared: np.ndarray) -> np.ndarray:
+        """The new v from the old one and Delta^2."""
+
+    def apply(self, state, mean_update):
+        m = self.beta_1 * state.slots["m"] + (1 - self.beta_1) * mean_update
+        v = self.second_moment(state.slots["v"], np.square(mean_update))
+        step = self.server_learning_rate * m / (np.sqrt(v) + self.tau)
+        return self.step_weights(state, step, m=m, v=v)
+
+    def to_dict(self):
+        return {**super().to_dict(), "beta_1": self.beta_1, "beta_2": self.beta_2, "tau": self.tau,
+                "initial_accumulator": self.initial_accumulator}

@@ -1,0 +1,107 @@
+"""The simulation loop: learning, non-finite updates, checkpoint/resume, and DP accounting per round."""
+
+import dp_accounting
+import numpy as np
+import pytest
+from dp_accounting import dp_event
+
+from federated.client import ClientConfig
+from federated.data import ClientData
+from federated.partitioners import IidPartitioner
+from federated.sampling import PoissonSampler, UniformSampler
+from federated.simulation import FederatedSimulation
+from federated.strategies import DifferentialPrivacyAdaptiveClipping, DifferentialPrivacyFixedClipping, FedAvg
+
+from .conftest import linear_model
+
+CLIENT = ClientConfig(epochs=1, batch_size=10, learning_rate=0.3)
+
+
+def test_fedavg_learns_digits(digits_iid):
+    data, test = digits_iid
+    history = FederatedSimulation(linear_model, data, FedAvg(CLIENT), rounds=6, sampler=UniformSampler(0.5),
+                                  seed=0, evaluation=test, eval_every=3).run()
+    assert [bool(r.evaluation) for r in history.rounds] == [False, False, True, False, False, True]
+    assert history.rounds[-1].evaluation["accuracy"] > 0.85   # softmax regression on digits reaches ~0.95
+    assert all(r.sampled == 10 and r.reported == 10 for r in history.rounds)
+
+
+def test_nonfinite_updates_are_dropped_and_counted(digits_iid):
+    base, test = digits_iid
+    x = base.x.copy()
+    x[base.partition.indices[3]] *= 1e38        # client 3's loss overflows: its update is NaN
+    data = ClientData(x, base.y, base.partition)
+    sim = FederatedSimulation(linear_model, data, FedAvg(CLIENT), rounds=2, sampler=UniformSampler(1.0), seed=0,
+                              evaluation=test)
+    history = sim.run()
+    assert [(r.reported, r.nonfinite) for r in history.rounds] == [(19, 1), (19, 1)]
+    assert all(np.all(np.isfinite(w)) for w in sim.state.weights)
+    assert history.rounds[-1].evaluation["accuracy"] > 0.5
+
+
+def _dp_sim(data, rounds, checkpoint_dir=None, **kwargs):
+    strategy = DifferentialPrivacyAdaptiveClipping(FedAvg(CLIENT, weighted=False), noise_multiplier=0.8,
+                                                   target_delta=1e-4, initial_clipping_norm=0.5, **kwargs)
+    return FederatedSimulation(linear_model, data, strategy, rounds=rounds, sampler=PoissonSampler(0.5), seed=7,
+                               checkpoint_dir=checkpoint_dir, dropout_rate=0.1)
+
+
+def test_resume_continues_exactly_without_double_counting(digits_iid, tmp_path):
+    data, _ = digits_iid
+    straight = _dp_sim(data, 4)
+    straight.run()
+    first = _dp_sim(data, 2, checkpoint_dir=str(tmp_path))
+    first.run()
+    resumed = _dp_sim(data, 4, checkpoint_dir=str(tmp_path))
+    history = resumed.run()
+    assert [r.round for r in history.rounds] == [1, 2, 3, 4]
+    for a, b in zip(resumed.state.weights, straight.state.weights):
+        assert a.tobytes() == b.tobytes()
+    assert resumed.state.scalars == straight.state.scalars
+    assert resumed.state.budget.units == 4
+    assert resumed.state.budget.epsilon() == straight.state.budget.epsilon()
+    again = _dp_sim(data, 4, checkpoint_dir=str(tmp_path))
+    assert again.run().rounds == history.rounds and again.state.budget.units == 4   # nothing more to run
+    with pytest.raises(ValueError, match="different settings"):
+        _dp_sim(data, 4, checkpoint_dir=str(tmp_path), target_unclipped_quantile=0.7).run()
+
+
+def _rdp_epsilon(event, rounds, delta, relation):
+    accountant = dp_accounting.rdp.RdpAccountant(neighboring_relation=relation)
+    return accountant.compose(event, rounds).get_epsilon(delta)
+
+
+def test_dp_fedavg_epsilon_is_the_accountants_every_round(digits_iid):
+    data, _ = digits_iid       # 20 clients
+    strategy = DifferentialPrivacyFixedClipping(FedAvg(CLIENT, weighted=False), clipping_norm=1.0,
+                                                noise_multiplier=1.1, target_delta=1e-3)
+    poisson = FederatedSimulation(linear_model, data, strategy, rounds=3, sampler=PoissonSampler(0.25), seed=1)
+    history = poisson.run()
+    event = dp_event.PoissonSampledDpEvent(0.25, dp_event.GaussianDpEvent(1.1))
+    add_remove = dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE
+    for record in history.rounds:
+        assert record.metrics["epsilon_rdp"] == pytest.approx(
+            _rdp_epsilon(event, record.round, 1e-3, add_remove), rel=1e-12)
+        assert record.train_loss is None       # client losses are not private: not recorded under DP
+    pld = dp_accounting.pld.PLDAccountant(add_remove, value_discretization_interval=1e-4).compose(event, 3)
+    assert poisson.state.budget.epsilon("pld") == pytest.approx(pld.get_epsilon(1e-3), rel=1e-9)
+
+    fixed = FederatedSimulation(linear_model, data, strategy, rounds=2, sampler=UniformSampler(0.25), seed=1)
+    fixed.run()
+    # Fixed-size samples of m = 5 of N = 20 clients: sampled without replacement, replace-one adjacency.
+    event = dp_event.SampledWithoutReplacementDpEvent(20, 5, dp_event.GaussianDpEvent(1.1 / 2))
+    assert fixed.state.budget.epsilon() == pytest.approx(
+        _rdp_epsilon(event, 2, 1e-3, dp_accounting.NeighboringRelation.REPLACE_ONE), rel=1e-12)
+    assert fixed.state.budget.epsilons()["pld"] is None      # no PLD analysis of this sampling
+
+
+def test_max_epsilon_stops_before_exceeding(digits_iid):
+    data, _ = digits_iid
+    strategy = DifferentialPrivacyFixedClipping(FedAvg(CLIENT, weighted=False), clipping_norm=1.0,
+                                                noise_multiplier=1.0, target_delta=1e-3, max_epsilon=3.0)
+    sim = FederatedSimulation(linear_model, data, strategy, rounds=50, sampler=PoissonSampler(0.2), seed=0)
+    history = sim.run()
+    assert 0 < len(history.rounds) < 50 and "max_epsilon=3" in history.stopped
+    assert sim.state.budget.epsilon() <= 3.0
+    event = dp_event.PoissonSampledDpEvent(0.2, dp_event.GaussianDpEvent(1.0))
+    assert sim.state.budget.epsilon_after(event) > 3.0

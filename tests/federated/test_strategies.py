@@ -1,0 +1,140 @@
+"""Strategies: weighted averaging, server optimizers against independent formulas, DP noise and clipping."""
+
+import keras
+import numpy as np
+import pytest
+from scipy import stats
+
+from federated.aggregation import Summand, TreeSum
+from federated.client import ClientConfig, ClientUpdate
+from federated.sampling import PoissonSampler, UniformSampler
+from federated.strategies import (DifferentialPrivacyAdaptiveClipping, DifferentialPrivacyFixedClipping, FedAdagrad,
+                                  FedAdam, FedAvg, FedAvgM, FedYogi, RoundContext)
+
+
+def _ctx(round_index=1, population=100, sampler=None, seed=0):
+    return RoundContext(round=round_index, population=population, sampler=sampler or UniformSampler(0.1),
+                        total_rounds=10, rng=np.random.default_rng(seed))
+
+
+def _update(delta, n, position=0):
+    return ClientUpdate(delta=np.asarray(delta, np.float64), num_examples=n, loss=0.0, position=position)
+
+
+def _round(strategy, state, updates, ctx=None):
+    total = TreeSum.of((i, strategy.summand(u, state)) for i, u in enumerate(updates)).result()
+    return strategy.aggregate(state, total, ctx or _ctx())
+
+
+def test_weighted_and_unweighted_averages():
+    updates = [_update([1.0, 2.0], 10), _update([4.0, -1.0], 30), _update([0.0, 0.5], 60)]
+    for weighted, expected in ((True, (10 * np.array([1, 2]) + 30 * np.array([4, -1]) + 60 * np.array([0, .5])) / 100),
+                               (False, np.array([5.0, 1.5]) / 3)):
+        strategy = FedAvg(weighted=weighted, server_learning_rate=0.5)
+        state = strategy.initialize([np.zeros(2, np.float32)], _ctx())
+        new, _ = _round(strategy, state, updates)
+        np.testing.assert_allclose(new.weights[0], 0.5 * expected, rtol=1e-6)
+        assert new.round == 1
+
+
+def test_tree_sum_is_bitwise_order_independent(rng):
+    leaves = [(i, Summand(rng.normal(size=50) * 10.0 ** rng.integers(-8, 8), np.array([i]))) for i in range(13)]
+    reference = TreeSum.of(leaves).result()
+    for _ in range(5):
+        order = rng.permutation(13)
+        left, right = TreeSum.of(leaves[i] for i in order[:6]), TreeSum.of(leaves[i] for i in order[6:])
+        merged = right.merge(left).result()
+        assert merged.vector.tobytes() == reference.vector.tobytes()
+        np.testing.assert_array_equal(merged.counts, reference.counts)
+    np.testing.assert_allclose(reference.vector, sum(s.vector for _, s in leaves), rtol=1e-12)
+    with pytest.raises(ValueError, match="added twice"):
+        TreeSum.of(leaves + leaves[:1])
+
+
+def _reddi(deltas, rule, eta, b1, b2, tau, v0):
+    """Reddi et al. 2021, Algorithm 2, written out independently."""
+    w, m, v = np.zeros(3), np.zeros(3), np.full(3, v0)
+    for d in deltas:
+        m = b1 * m + (1 - b1) * d
+        if rule == "adagrad":
+            v = v + d ** 2
+        elif rule == "adam":
+            v = b2 * v + (1 - b2) * d ** 2
+        else:
+            v = v - (1 - b2) * d ** 2 * np.sign(v - d ** 2)
+        w = w + eta * m / (np.sqrt(v) + tau)
+    return w
+
+
+@pytest.mark.parametrize("cls, rule", [(FedAdagrad, "adagrad"), (FedAdam, "adam"), (FedYogi, "yogi")])
+def test_adaptive_server_optimizers_follow_reddi_et_al(cls, rule, rng):
+    deltas = [rng.normal(size=3) for _ in range(4)]
+    strategy = cls(server_learning_rate=0.05, beta_1=0.8, beta_2=0.95, tau=1e-2)
+    state = strategy.initialize([np.zeros(3, np.float32)], _ctx())
+    for d in deltas:
+        state, _ = _round(strategy, state, [_update(d, 7)])
+    np.testing.assert_allclose(state.weights[0], _reddi(deltas, rule, 0.05, 0.8, 0.95, 1e-2, 1e-4), rtol=1e-5)
+
+
+def test_fedavgm_is_keras_sgd_momentum_on_minus_delta(rng):
+    deltas = [rng.normal(size=4).astype(np.float32) for _ in range(5)]
+    strategy = FedAvgM(server_learning_rate=0.7, server_momentum=0.9)
+    state = strategy.initialize([np.zeros(4, np.float32)], _ctx())
+    variable = keras.Variable(np.zeros(4, np.float32))
+    optimizer = keras.optimizers.SGD(learning_rate=0.7, momentum=0.9)
+    for d in deltas:
+        state, _ = _round(strategy, state, [_update(d, 3)])
+        optimizer.apply([-d], [variable])
+    np.testing.assert_allclose(state.weights[0], variable.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_dp_clips_each_update_and_adds_noise_of_the_stated_std():
+    # 20,000 coordinates of pure noise: the sample std has relative SE 0.5%; 3% is > 5 SE.
+    d, clip, z, m = 20_000, 2.0, 1.3, 10
+    strategy = DifferentialPrivacyFixedClipping(FedAvg(weighted=False), clipping_norm=clip, noise_multiplier=z,
+                                                target_delta=1e-5)
+    ctx = _ctx(population=100, sampler=UniformSampler(m / 100))
+    state = strategy.initialize([np.zeros(d, np.float32)], ctx)
+    big = np.zeros(d)
+    big[0] = 100.0
+    summand = strategy.summand(_update(big, 1), state)
+    assert np.linalg.norm(summand.vector) == pytest.approx(clip)
+    new, metrics = strategy.aggregate(state, None, ctx)
+    noise = new.weights[0].astype(np.float64)
+    assert metrics["noise_stddev"] == pytest.approx(z * clip)
+    assert np.std(noise) == pytest.approx(z * clip / m, rel=0.03)
+    assert abs(np.mean(noise)) < 5 * z * clip / m / np.sqrt(d)
+    assert stats.normaltest(noise).pvalue > 1e-3
+
+
+def test_adaptive_clipping_moves_towards_the_quantile():
+    strategy = DifferentialPrivacyAdaptiveClipping(FedAvg(weighted=False), noise_multiplier=0.1, target_delta=1e-5,
+                                                   initial_clipping_norm=1.0, clipped_count_stddev=0.1,
+                                                   target_unclipped_quantile=0.5, clipping_learning_rate=0.2)
+    ctx = _ctx(population=1000, sampler=UniformSampler(0.1))
+    state = strategy.initialize([np.zeros(3, np.float32)], ctx)
+    small = [_update([0.1, 0, 0], 5, i) for i in range(100)]   # all unclipped: C shrinks by ~exp(-0.2 * 0.5)
+    new, metrics = _round(strategy, state, small, ctx)
+    assert metrics["unclipped_fraction_estimate"] == pytest.approx(1.0, abs=0.01)
+    assert new.scalars["clipping_norm"] == pytest.approx(np.exp(-0.1), rel=0.01)
+    # The round's noise multiplier is split: 1/z^2 = 1/z_update^2 + 1/(2 sigma_b)^2.
+    z_update = strategy.update_noise_multiplier(ctx)
+    assert 1 / z_update ** 2 + 1 / 0.2 ** 2 == pytest.approx(1 / 0.1 ** 2)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: DifferentialPrivacyFixedClipping(FedAvg(), clipping_norm=1, noise_multiplier=1, target_delta=1e-5),
+     "weighted=False"),
+    (lambda: DifferentialPrivacyFixedClipping(FedAvg(weighted=False), clipping_norm=0, noise_multiplier=1,
+                                              target_delta=1e-5), "clipping_norm must be a finite number > 0, got 0"),
+    (lambda: DifferentialPrivacyAdaptiveClipping(FedAvg(weighted=False), noise_multiplier=1.0, target_delta=1e-5)
+     .initialize([np.zeros(2, np.float32)], _ctx(population=100, sampler=UniformSampler(0.1))),
+     "clipped_count_stddev=0.5 is too small for noise_multiplier=1"),
+    (lambda: UniformSampler(1.5), r"fraction must be in \(0, 1\], got 1.5"),
+    (lambda: PoissonSampler(0.0), r"sampling probability must be in \(0, 1\], got 0.0"),
+    (lambda: FedAvgM(server_momentum=1.0), r"server_momentum must be in \[0, 1\)"),
+    (lambda: ClientConfig(learning_rate=float("nan")), "learning_rate must be a finite number > 0"),
+])
+def test_bad_settings_are_named(make, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        make()

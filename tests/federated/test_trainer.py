@@ -1,0 +1,102 @@
+"""Compiled local training: one trace for all clients, both executions agree, FedAvg/FedSGD/FedProx
+against centralised Keras SGD."""
+
+import keras
+import numpy as np
+import pytest
+
+from federated.client import ClientConfig, ClientTrainer
+from federated.weights import flatten
+
+from .conftest import linear_model, mlp_model
+
+
+def _clients(rng, sizes, dim=64):
+    return [(i, rng.random((n, dim)).astype(np.float32), rng.integers(0, 10, n).astype(np.int32))
+            for i, n in enumerate(sizes)]
+
+
+def test_traced_once_for_all_clients_and_settings(rng):
+    trainer = ClientTrainer(mlp_model)
+    weights = trainer.initial_weights()
+    clients = _clients(rng, [5, 23, 40])
+    seeds = rng.integers(0, 2 ** 31 - 1, (3, 2)).astype(np.int32)
+    for config in (ClientConfig(epochs=1, batch_size=10), ClientConfig(epochs=3, batch_size=None, learning_rate=0.5),
+                   ClientConfig(epochs=2, batch_size=4, proximal_mu=0.3)):
+        trainer.train(weights, clients, config, seeds)
+    assert trainer._sequential.experimental_get_tracing_count() == 1  # pylint: disable=protected-access
+
+
+def test_vectorized_matches_sequential(rng):
+    sequential, vectorized = ClientTrainer(mlp_model), ClientTrainer(mlp_model, execution="vectorized")
+    clients = _clients(rng, [30, 17, 45, 8, 3])
+    seeds = rng.integers(0, 2 ** 31 - 1, (5, 2)).astype(np.int32)
+    config = ClientConfig(epochs=2, batch_size=10, learning_rate=0.1, proximal_mu=0.1)
+    weights = sequential.initial_weights()
+    for a, b in zip(sequential.train(weights, clients, config, seeds), vectorized.train(weights, clients, config, seeds)):
+        assert a.position == b.position and a.num_examples == b.num_examples
+        np.testing.assert_allclose(a.delta, b.delta, atol=2e-7 * 10, rtol=0)   # float32 rounding only
+        assert a.loss == pytest.approx(b.loss, rel=1e-5)
+
+
+def _keras_sgd(x, y, lr, steps):
+    """Centralised full-batch SGD with Keras's own optimizer and loss."""
+    model = linear_model()
+    model.compile(optimizer=keras.optimizers.SGD(lr), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, batch_size=len(y), epochs=steps, shuffle=False, verbose=0)
+    return flatten([v.numpy() for v in model.trainable_variables])
+
+
+def test_one_client_full_batch_fedavg_step_is_centralised_sgd(rng):
+    (_, x, y), = _clients(rng, [50])
+    trainer = ClientTrainer(linear_model)
+    w0 = trainer.initial_weights()
+    update, = trainer.train(w0, [(0, x, y)], ClientConfig(epochs=1, batch_size=None, learning_rate=0.3),
+                            np.zeros((1, 2), np.int32))
+    # Up to float32 rounding of differently ordered (but identical) operations.
+    np.testing.assert_allclose(flatten(w0) + update.delta, _keras_sgd(x, y, 0.3, 1), rtol=1e-5, atol=1e-6)
+
+
+def test_fedsgd_average_is_large_batch_sgd(rng):
+    clients = _clients(rng, [10, 25, 40])
+    trainer = ClientTrainer(linear_model)
+    w0 = trainer.initial_weights()
+    updates = trainer.train(w0, clients, ClientConfig(epochs=1, batch_size=None, learning_rate=0.2),
+                            np.zeros((3, 2), np.int32))
+    weighted = sum(u.num_examples * u.delta for u in updates) / sum(u.num_examples for u in updates)
+    x = np.concatenate([c[1] for c in clients])
+    y = np.concatenate([c[2] for c in clients])
+    np.testing.assert_allclose(flatten(w0) + weighted, _keras_sgd(x, y, 0.2, 1), rtol=1e-5, atol=1e-6)
+
+
+def test_fedprox_adds_the_proximal_gradient(rng):
+    # Full batch, lr a: w1 = w0 - a g(w0) in both; FedProx's second step adds -a mu (w1 - w0).
+    (_, x, y), = _clients(rng, [30])
+    trainer = ClientTrainer(linear_model)
+    w0 = trainer.initial_weights()
+    seeds = np.zeros((1, 2), np.int32)
+    lr, mu = 0.4, 0.7
+
+    def delta(epochs, proximal_mu):
+        config = ClientConfig(epochs=epochs, batch_size=None, learning_rate=lr, proximal_mu=proximal_mu)
+        return trainer.train(w0, [(0, x, y)], config, seeds)[0].delta
+
+    np.testing.assert_allclose(delta(1, mu), delta(1, 0.0), atol=1e-7)
+    np.testing.assert_allclose(delta(2, mu), delta(2, 0.0) - lr * mu * delta(1, 0.0), atol=1e-6)
+
+
+def test_evaluate_and_bad_models():
+    trainer = ClientTrainer(linear_model)
+    x = np.eye(64, dtype=np.float32)[:20]
+    y = np.arange(20) % 10
+    logits = x @ trainer.initial_weights()[0] + trainer.initial_weights()[1]
+    result = trainer.evaluate(trainer.initial_weights(), x, y)
+    assert result["accuracy"] == pytest.approx(np.mean(logits.argmax(1) == y))
+    expected_loss = np.mean(np.log(np.exp(logits).sum(1)) - logits[np.arange(20), y])
+    assert result["loss"] == pytest.approx(expected_loss, rel=1e-5)
+    with pytest.raises(ValueError, match="built model"):
+        ClientTrainer(lambda: keras.Sequential([keras.layers.Dense(3)]))
+    with pytest.raises(ValueError, match="execution must be one of"):
+        ClientTrainer(linear_model, execution="parallel")
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1 or None"):
+        ClientConfig(batch_size=0)
