@@ -4,5 +4,6 @@ aggregation (`aggregation.secure`)."""
 from federated.aggregation.summand import Summand
 from federated.aggregation.tree_sum import TreeSum
 from federated.aggregation.plain import PlainAggregation
+from federated.aggregation.secure import SecureAggregation
 
-__all__ = ["PlainAggregation", "Summand", "TreeSum"]
+__all__ = ["PlainAggregation", "SecureAggregation", "Summand", "TreeSum"]

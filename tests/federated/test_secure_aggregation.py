@@ -1,0 +1,126 @@
+"""Secure aggregation: exact recovery of the quantized sum, dropouts, threshold, and what the server sees."""
+
+import types
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from federated.aggregation import SecureAggregation, Summand
+from federated.aggregation.secure import shamir
+from federated.aggregation.secure.quantization import quantize
+from federated.client import ClientConfig
+from federated.sampling import UniformSampler
+from federated.simulation import FederatedSimulation
+from federated.strategies import FedAvg
+
+from .conftest import linear_model
+
+BITS, RANGE = 12, 1.0
+STEP = 2 * RANGE / ((1 << BITS) - 1)
+
+
+def _plan(m):
+    return types.SimpleNamespace(round=3, positions=np.arange(m))
+
+
+def _run(secagg, summands, dropped=()):
+    keys = secagg.open_round(_plan(len(summands)), seed=11)
+    accumulator = secagg.new_accumulator()
+    reported = [r for r in range(len(summands)) if r not in dropped]
+    for rank in reported[::-1]:     # any order
+        accumulator = secagg.accumulate(accumulator, secagg.encode(rank, summands[rank], keys))
+    return secagg.finish(accumulator, reported, keys), keys
+
+
+def _on_grid(rng, m, d):
+    """Vectors on the quantization grid, so stochastic rounding is exact: v = k * step - r."""
+    ks = rng.integers(0, 1 << BITS, size=(m, d))
+    return ks, [Summand(k * STEP - RANGE, np.array([rng.integers(1, 500), 1])) for k in ks]
+
+
+def test_unmasked_sum_equals_the_plain_quantized_sum(rng):
+    secagg = SecureAggregation(clipping_range=RANGE, bits=BITS, modulus_bits=24)
+    ks, summands = _on_grid(rng, 7, 300)
+    (total, report), _ = _run(secagg, summands)
+    np.testing.assert_array_equal(np.round((total.vector + 7 * RANGE) / STEP).astype(np.int64), ks.sum(axis=0))
+    np.testing.assert_array_equal(total.counts, sum(s.counts for s in summands))
+    np.testing.assert_allclose(total.vector, sum(s.vector for s in summands), atol=1e-9)
+    assert report["aborted"] is False and report["clients"] == 7 and report["client_key_agreements"] == 6
+
+
+def test_random_vectors_are_summed_within_the_quantization_error(rng):
+    secagg = SecureAggregation(clipping_range=RANGE, bits=BITS, modulus_bits=24)
+    summands = [Summand(rng.uniform(-1, 1, 1000), np.array([1])) for _ in range(5)]
+    (total, _), _ = _run(secagg, summands)
+    error = total.vector - sum(s.vector for s in summands)
+    assert np.max(np.abs(error)) <= 5 * STEP
+    assert abs(error.mean()) < 4 * np.sqrt(5 / 6) * STEP / np.sqrt(1000)   # unbiased rounding
+
+
+def test_dropouts_under_the_threshold_still_recover(rng):
+    secagg = SecureAggregation(clipping_range=RANGE, bits=BITS, modulus_bits=24, threshold=0.6)
+    ks, summands = _on_grid(rng, 10, 200)
+    dropped = {1, 4, 8}                 # 7 of 10 report, t = 6
+    (total, report), _ = _run(secagg, summands, dropped)
+    alive = [r for r in range(10) if r not in dropped]
+    np.testing.assert_array_equal(np.round((total.vector + 7 * RANGE) / STEP).astype(np.int64), ks[alive].sum(0))
+    assert report["dropped"] == 3 and report["server_reconstructions"] == 10
+    (none, aborted), _ = _run(secagg, summands, dropped={0, 1, 2, 3, 4})   # 5 < t = 6
+    assert none is None and aborted["aborted"] is True
+
+
+def test_server_view_is_uniform_whatever_the_input(rng):
+    """Each masked vector is uniform mod 2^M and uncorrelated with the input, for extreme inputs."""
+    secagg = SecureAggregation(clipping_range=RANGE, bits=BITS, modulus_bits=24)
+    d = 4096
+    for fill in (-RANGE, RANGE):
+        summands = [Summand(np.full(d, fill), np.zeros(0, np.int64)),
+                    Summand(rng.uniform(-1, 1, d), np.zeros(0, np.int64)),
+                    Summand(np.zeros(d), np.zeros(0, np.int64))]
+        keys = secagg.open_round(_plan(3), seed=0)
+        for rank, summand in enumerate(summands):
+            masked = secagg.encode(rank, summand, keys).total
+            top = (masked >> np.uint64(20)).astype(np.int64)      # 16 bins of the top 4 bits
+            assert stats.chisquare(np.bincount(top, minlength=16)).pvalue > 1e-4
+            assert abs(stats.pearsonr(masked.astype(np.float64), summand.vector + 1e-9 * np.arange(d))[0]) < 0.08
+
+
+def test_shamir_threshold():
+    secret = bytes(range(32))
+    shares = shamir.split(secret, list(range(6)), threshold=4)
+    assert shamir.reconstruct({h: shares[h] for h in (5, 0, 3, 2)}) == secret
+    with pytest.raises(ValueError, match="do not determine"):   # 3 < t: a uniform field element, not the secret
+        shamir.reconstruct({h: shares[h] for h in (0, 1, 2)})
+
+
+def test_bad_settings_and_overflow():
+    with pytest.raises(ValueError, match="threshold must be a fraction in"):
+        SecureAggregation(clipping_range=1.0, threshold=0.5)
+    with pytest.raises(ValueError, match=r"raise modulus_bits to >= 20"):
+        SecureAggregation(clipping_range=1.0, bits=16, modulus_bits=18).open_round(_plan(10), seed=0)
+    values, clipped = quantize(np.array([-3.0, 0.0, 0.5, 9.0]), 1.0, 8, np.random.default_rng(0))
+    assert clipped == 2 and values[0] == 0 and values[-1] == 255
+
+
+def test_simulation_with_secure_aggregation_matches_plain_fedavg(digits_iid):
+    data, test = digits_iid
+    client = ClientConfig(epochs=1, batch_size=10, learning_rate=0.3)
+
+    def run(aggregation, dropout_rate=0.0):
+        sim = FederatedSimulation(linear_model, data, FedAvg(client, weighted=False), rounds=2, sampler=UniformSampler(0.5), seed=3,
+                                  aggregation=aggregation, dropout_rate=dropout_rate, evaluation=test)
+        return sim, sim.run()
+
+    plain, _ = run(None)
+    secure, history = run(SecureAggregation(clipping_range=1.0, bits=20, modulus_bits=40))
+    # Rounding error per coordinate <= one step 2 / (2^20 - 1) per client, then averaged.
+    for a, b in zip(plain.state.weights, secure.state.weights):
+        np.testing.assert_allclose(a, b, atol=2 * 2.0 / 2 ** 20)
+    assert history.rounds[0].aggregation["clients"] == 10
+    assert history.rounds[0].aggregation["clipped_coordinates"] == 0
+    clipped = run(SecureAggregation(clipping_range=1e-3, bits=20, modulus_bits=40))[1]
+    assert clipped.rounds[0].aggregation["clipped_coordinates"] > 0     # reported, so a user can widen the range
+    _, dropped = run(SecureAggregation(clipping_range=1.0, bits=20, modulus_bits=40), dropout_rate=0.2)
+    assert all(r.reported == r.sampled - r.dropped for r in dropped.rounds)
+    assert all(r.aggregation["aborted"] is False for r in dropped.rounds)
