@@ -1,4 +1,7 @@
-"""Simulation: the round loop (`FederatedSimulation`), its runners, checkpoints and history."""
+"""Simulation: the round loop (`FederatedSimulation`), its runners, checkpoints and history.
+
+`BeamRunner` lives in `federated.simulation.beam` and is imported on first use (it needs apache-beam).
+"""
 
 from federated.simulation.checkpoint import load_checkpoint, save_checkpoint
 from federated.simulation.history import History, RoundRecord
@@ -7,3 +10,13 @@ from federated.simulation.simulation import FederatedSimulation, RoundJob
 
 __all__ = ["FederatedSimulation", "History", "InProcessRunner", "RoundJob", "RoundRecord", "load_checkpoint",
            "save_checkpoint"]
+
+
+def __getattr__(name):
+    if name == "BeamRunner":
+        try:
+            from federated.simulation.beam import BeamRunner  # pylint: disable=import-outside-toplevel
+        except ImportError as err:
+            raise ImportError(f"BeamRunner needs apache-beam ({err}); install ppml[tfx]") from err
+        return BeamRunner
+    raise AttributeError(name)

@@ -105,3 +105,25 @@ def test_max_epsilon_stops_before_exceeding(digits_iid):
     assert sim.state.budget.epsilon() <= 3.0
     event = dp_event.PoissonSampledDpEvent(0.2, dp_event.GaussianDpEvent(1.0))
     assert sim.state.budget.epsilon_after(event) > 3.0
+
+
+def test_beam_runner_equals_in_process_bitwise(digits_dirichlet):
+    from federated.aggregation import SecureAggregation
+    from federated.simulation import BeamRunner, InProcessRunner
+
+    data, test = digits_dirichlet    # 40 clients of unequal sizes
+    client = ClientConfig(epochs=1, batch_size=8, learning_rate=0.2)
+
+    def run(runner, **kwargs):
+        sim = FederatedSimulation(linear_model, data, FedAvg(client), rounds=2, sampler=UniformSampler(0.5), seed=5,
+                                  chunk_size=4, runner=runner, dropout_rate=0.1, evaluation=test, **kwargs)
+        return sim, sim.run()
+
+    for kwargs in ({}, {"aggregation": SecureAggregation(clipping_range=64.0, bits=24, modulus_bits=40)}):
+        local, local_history = run(InProcessRunner(), **kwargs)
+        beam, beam_history = run(BeamRunner(), **kwargs)
+        for a, b in zip(local.state.weights, beam.state.weights):
+            assert a.tobytes() == b.tobytes()
+        assert [(r.sampled, r.reported, r.dropped, r.train_loss, r.evaluation) for r in local_history.rounds] == \
+            [(r.sampled, r.reported, r.dropped, r.train_loss, r.evaluation) for r in beam_history.rounds]
+    assert local_history.rounds[0].sampled == 20
