@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from privacy.encrypted.transport import CommStats
-
 
 @dataclasses.dataclass(frozen=True)
 class CostReport:
@@ -18,10 +16,10 @@ class CostReport:
     client_bytes: int = 0
 
     @classmethod
-    def from_stats(cls, stats: list[CommStats], client_bytes: int = 0) -> "CostReport":
-        layers = {}
-        for name, cost in stats[0].layers.items():
-            layers[name] = {"rounds": cost.rounds, "bytes": sum(s.layers[name].bytes_sent for s in stats)}
+    def from_parties(cls, per_party: list[dict], client_bytes: int = 0) -> "CostReport":
+        """Combines the three parties' `CommStats.to_dict()`."""
+        layers = {name: {"rounds": cost["rounds"], "bytes": sum(p[name]["bytes"] for p in per_party)}
+                  for name, cost in per_party[0].items()}
         return cls(layers, client_bytes)
 
     @property

@@ -107,7 +107,7 @@ class InProcessCluster:
                                                    AShare(*share), self.fixed, output), inputs)
             client_bytes = sum(a.nbytes + b.nbytes for a, b in inputs) + sum(
                 r.values.nbytes + r.overflow.nbytes for r in results)
-            self.last_cost = CostReport.from_stats([p.channel.stats for p in parties], client_bytes)
+            self.last_cost = CostReport.from_parties([p.channel.stats.to_dict() for p in parties], client_bytes)
             try:
                 return reconstruct_prediction([r.values for r in results], [r.overflow for r in results],
                                               output=output, output_activation=self.architecture.output_activation,

@@ -134,14 +134,14 @@ class Architecture:
 
     def to_dict(self) -> dict:
         return {"input_shape": list(self.input_shape), "output_activation": self.output_activation,
-                "layers": [dict(kind=_KIND_OF[type(layer)], **dataclasses.asdict(layer)) for layer in self.layers]}
+                "layers": [dict(type=_KIND_OF[type(layer)], **dataclasses.asdict(layer)) for layer in self.layers]}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Architecture":
         layers = []
         for spec in data["layers"]:
             spec = dict(spec)
-            kind = _KINDS[spec.pop("kind")]
+            kind = _KINDS[spec.pop("type")]
             for key in ("kernel_size", "strides", "pool_size", "target_shape"):
                 if key in spec:
                     spec[key] = tuple(spec[key])

@@ -59,6 +59,10 @@ class CommStats:
         cost.rounds += 1
         cost.bytes_sent += nbytes
 
+    def to_dict(self) -> dict:
+        """``{layer: {"rounds": ..., "bytes": ...}}`` in execution order."""
+        return {name: {"rounds": c.rounds, "bytes": c.bytes_sent} for name, c in self.layers.items()}
+
     @property
     def current_layer(self) -> str:
         return self._current

@@ -56,3 +56,68 @@ def run_parties():
 @pytest.fixture
 def fixed():
     return FIXED
+
+
+# Small Keras models trained once per test session (seeded): (model, evaluation inputs).
+def digits():
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    return (x / 16.0).astype(np.float32), y
+
+
+def _train(model, x, y, loss, epochs):
+    import keras
+
+    keras.utils.set_random_seed(1)
+    model.compile(keras.optimizers.Adam(0.01), loss)
+    model.fit(x, y, epochs=epochs, batch_size=64, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tabular():
+    import keras
+    from sklearn.datasets import load_breast_cancer
+
+    x, y = load_breast_cancer(return_X_y=True)
+    x = ((x - x.mean(0)) / x.std(0)).astype(np.float32)
+    model = keras.Sequential([keras.Input((30,)), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dropout(0.1), keras.layers.Dense(1, activation="sigmoid")])
+    return _train(model, x, y, "binary_crossentropy", 20), x[:120]
+
+
+@pytest.fixture(scope="session")
+def digits_mlp():
+    import keras
+
+    x, y = digits()
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu", name="hidden"),
+                              keras.layers.Dense(16, name="narrow"), keras.layers.BatchNormalization(),
+                              keras.layers.ReLU(name="act"), keras.layers.Dense(10, activation="softmax", name="out")])
+    return _train(model, x, y, "sparse_categorical_crossentropy", 6), x[:150]
+
+
+@pytest.fixture(scope="session")
+def digits_cnn():
+    import keras
+
+    x, y = digits()
+    x = x.reshape(-1, 8, 8, 1)
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    h = keras.layers.MaxPooling2D(2)(h)
+    h = keras.layers.Conv2D(8, 3)(h)
+    h = keras.layers.BatchNormalization()(h)
+    h = keras.layers.Activation("relu")(h)
+    h = keras.layers.AveragePooling2D(2)(h)
+    h = keras.layers.Flatten()(h)
+    outputs = keras.layers.Dense(10)(h)
+    model = keras.Model(inputs, outputs)
+    return _train(model, x, y, keras.losses.SparseCategoricalCrossentropy(from_logits=True), 4), x[:60]
+
+
+@pytest.fixture
+def train():
+    """`train(model, x, y, loss, epochs)`: seeded Adam training."""
+    return _train

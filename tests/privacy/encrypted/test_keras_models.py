@@ -4,58 +4,10 @@ import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
-from sklearn.datasets import load_breast_cancer, load_digits  # noqa: E402
 
 from privacy.encrypted import InProcessCluster, UnsupportedModelError, import_keras_model, simulate  # noqa: E402
 from privacy.encrypted.activations import SIGMOID_MAX_ERROR  # noqa: E402
 from privacy.encrypted.client import encode_input  # noqa: E402
-
-
-def digits():
-    x, y = load_digits(return_X_y=True)
-    return (x / 16.0).astype(np.float32), y
-
-
-def train(model, x, y, loss, epochs):
-    keras.utils.set_random_seed(1)
-    model.compile(keras.optimizers.Adam(0.01), loss)
-    model.fit(x, y, epochs=epochs, batch_size=64, verbose=0)
-    return model
-
-
-@pytest.fixture(scope="module")
-def tabular():
-    x, y = load_breast_cancer(return_X_y=True)
-    x = ((x - x.mean(0)) / x.std(0)).astype(np.float32)
-    model = keras.Sequential([keras.Input((30,)), keras.layers.Dense(16, activation="relu"),
-                              keras.layers.Dropout(0.1), keras.layers.Dense(1, activation="sigmoid")])
-    return train(model, x, y, "binary_crossentropy", 20), x[:120]
-
-
-@pytest.fixture(scope="module")
-def digits_mlp():
-    x, y = digits()
-    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu", name="hidden"),
-                              keras.layers.Dense(16, name="narrow"), keras.layers.BatchNormalization(),
-                              keras.layers.ReLU(name="act"), keras.layers.Dense(10, activation="softmax", name="out")])
-    return train(model, x, y, "sparse_categorical_crossentropy", 6), x[:150]
-
-
-@pytest.fixture(scope="module")
-def digits_cnn():
-    x, y = digits()
-    x = x.reshape(-1, 8, 8, 1)
-    inputs = keras.Input((8, 8, 1))
-    h = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
-    h = keras.layers.MaxPooling2D(2)(h)
-    h = keras.layers.Conv2D(8, 3)(h)
-    h = keras.layers.BatchNormalization()(h)
-    h = keras.layers.Activation("relu")(h)
-    h = keras.layers.AveragePooling2D(2)(h)
-    h = keras.layers.Flatten()(h)
-    outputs = keras.layers.Dense(10)(h)
-    model = keras.Model(inputs, outputs)
-    return train(model, x, y, keras.losses.SparseCategoricalCrossentropy(from_logits=True), 4), x[:60]
 
 
 def check_against_keras_and_simulation(model, x):
@@ -91,8 +43,11 @@ def test_functional_cnn_with_pooling_and_batch_norm(digits_cnn):
     check_against_keras_and_simulation(*digits_cnn)
 
 
-def test_hidden_sigmoid_is_piecewise_linear_within_its_error():
-    x, y = digits()
+def test_hidden_sigmoid_is_piecewise_linear_within_its_error(train):
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x = x / 16.0
     inputs = keras.Input((64,))
     hidden = keras.layers.Dense(8, activation="sigmoid", name="squash")(inputs)
     model = train(keras.Model(inputs, keras.layers.Dense(10, name="logits")(hidden)), x, y,

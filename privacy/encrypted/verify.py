@@ -1,0 +1,104 @@
+"""Encrypted versus plaintext predictions of one model on one dataset: the correctness report.
+
+`verify_model` is what `ppml encrypted verify` prints and what the TFX gate records and thresholds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+DEFAULT_MIN_AGREEMENT = 0.995
+DEFAULT_MAX_ACCURACY_DROP = 0.5  # percentage points
+
+
+@dataclasses.dataclass(frozen=True)
+class VerificationReport:
+    """How far encrypted predictions are from plaintext ones.
+
+    Attributes:
+        examples: number of examples compared.
+        decision_agreement: fraction of examples with the same predicted label.
+        max_abs_error: largest |encrypted - plaintext| over all model outputs.
+        plaintext_accuracy / encrypted_accuracy: fractions, if labels were given (else None).
+        accuracy_difference_points: 100 * |plaintext - encrypted accuracy| (None without labels).
+        latency_ms_per_batch: mean wall time of one encrypted prediction call.
+        batch_size: examples per call.
+        rounds_per_batch / bytes_per_batch: communication between parties per call.
+    """
+
+    examples: int
+    decision_agreement: float
+    max_abs_error: float
+    plaintext_accuracy: float | None
+    encrypted_accuracy: float | None
+    accuracy_difference_points: float | None
+    latency_ms_per_batch: float
+    batch_size: int
+    rounds_per_batch: int
+    bytes_per_batch: int
+
+    def passes(self, *, min_agreement: float = DEFAULT_MIN_AGREEMENT,
+               max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP) -> bool:
+        """Agreement at least `min_agreement` and accuracy difference at most `max_accuracy_drop` points."""
+        accuracy_ok = self.accuracy_difference_points is None or self.accuracy_difference_points <= max_accuracy_drop
+        return self.decision_agreement >= min_agreement and accuracy_ok
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def format_text(self) -> str:
+        rows = [("examples", f"{self.examples}"), ("decision agreement", f"{100 * self.decision_agreement:.2f} %"),
+                ("max abs error", f"{self.max_abs_error:.3g}")]
+        if self.plaintext_accuracy is not None:
+            rows += [("plaintext accuracy", f"{100 * self.plaintext_accuracy:.2f} %"),
+                     ("encrypted accuracy", f"{100 * self.encrypted_accuracy:.2f} %"),
+                     ("accuracy difference", f"{self.accuracy_difference_points:.2f} points")]
+        rows += [("latency per batch", f"{self.latency_ms_per_batch:.1f} ms (batch {self.batch_size})"),
+                 ("rounds per batch", f"{self.rounds_per_batch}"),
+                 ("bytes per batch", f"{self.bytes_per_batch / 1e6:.3f} MB between parties")]
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _labels(outputs: np.ndarray) -> np.ndarray:
+    return (outputs[:, 0] > 0.5).astype(np.int64) if outputs.shape[1] == 1 else outputs.argmax(axis=1)
+
+
+def verify_model(model, x: np.ndarray, y: np.ndarray | None, predictor, *, batch_size: int = 100) -> VerificationReport:
+    """Runs `model` in plaintext and `predictor` (an `InProcessCluster` or a connected `RemoteClient`
+    serving the same model) on `x`, and compares.
+
+    Args:
+        model: the Keras model (plaintext baseline).
+        x: examples, shape (n,) + input shape.
+        y: integer labels (n,), or None.
+        predictor: has ``predict(x) -> Prediction`` and ``last_cost``.
+        batch_size: examples per encrypted call.
+    """
+    x = np.asarray(x)
+    if len(x) == 0:
+        raise ValueError("verification needs at least one example")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    plain = np.asarray(model.predict(x, verbose=0), dtype=np.float64).reshape(len(x), -1)
+    encrypted, seconds, rounds, nbytes = [], [], 0, 0
+    for start in range(0, len(x), batch_size):
+        began = time.perf_counter()
+        encrypted.append(predictor.predict(x[start:start + batch_size]).outputs)
+        seconds.append(time.perf_counter() - began)
+        rounds, nbytes = max(rounds, predictor.last_cost.rounds), max(nbytes, predictor.last_cost.bytes)
+    encrypted = np.concatenate(encrypted).reshape(len(x), -1)
+    plain_labels, enc_labels = _labels(plain), _labels(encrypted)
+    plain_acc = enc_acc = diff = None
+    if y is not None:
+        y = np.asarray(y).reshape(-1)
+        if len(y) != len(x):
+            raise ValueError(f"got {len(y)} labels for {len(x)} examples")
+        plain_acc, enc_acc = float((plain_labels == y).mean()), float((enc_labels == y).mean())
+        diff = 100.0 * abs(plain_acc - enc_acc)
+    return VerificationReport(len(x), float((plain_labels == enc_labels).mean()), float(np.abs(encrypted - plain).max()),
+                              plain_acc, enc_acc, diff, 1e3 * float(np.mean(seconds)), min(batch_size, len(x)),
+                              rounds, nbytes)
