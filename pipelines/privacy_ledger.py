@@ -210,7 +210,11 @@ def read_ledger(serving_model_dir: str) -> PrivacyLedger | None:
     Raises:
       LedgerError: if a ledger file exists but is malformed or inconsistent.
     """
-    path = ledger_path(serving_model_dir)
+    return read_ledger_file(ledger_path(serving_model_dir))
+
+
+def read_ledger_file(path: str) -> PrivacyLedger | None:
+    """The ledger in the file ``path``, or None if there is no such file (see `read_ledger`)."""
     try:
         if _is_remote(path):
             gfile = _gfile()

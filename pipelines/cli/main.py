@@ -24,5 +24,7 @@ def cli():
 
 for command in accounting.COMMANDS:
     cli.add_command(command)
-for command in importlib.import_module("pipelines.cli.federated").COMMANDS: cli.add_command(command)
+for command in importlib.import_module("pipelines.cli.pipeline").COMMANDS: cli.add_command(command)
+for command in importlib.import_module("pipelines.cli.report").COMMANDS: cli.add_command(command)
 for command in importlib.import_module("pipelines.cli.encrypted").COMMANDS: cli.add_command(command)
+for command in importlib.import_module("pipelines.cli.federated").COMMANDS: cli.add_command(command)

@@ -73,3 +73,12 @@ def test_train_args_steps_override_epochs():
     plan = DpTrainingConfig.from_custom_config({**GOOD, "target_epsilon": None, "noise_multiplier": 1.0}).plan(
         dataset_size=389, steps=7)
     assert plan.steps == 7 and plan.mechanism.steps == 7 and plan.noise_multiplier == 1.0
+
+
+def test_shuffled_training_runs_whole_epochs():
+    config = DpTrainingConfig.from_custom_config({**GOOD, "sampling": "shuffle", "epochs": 3})
+    plan = config.plan(dataset_size=389)
+    assert plan.steps == 3 * 13 and plan.mechanism.steps_per_epoch == 13 and plan.mechanism.units() == 3
+    with pytest.raises(InvalidPrivacySetting, match="whole epochs") as info:
+        DpTrainingConfig.from_custom_config({**GOOD, "sampling": "shuffle", "epochs": 2.5}).plan(dataset_size=389)
+    assert info.value.setting == "epochs"

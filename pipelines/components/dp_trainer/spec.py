@@ -120,7 +120,10 @@ class DpTrainingConfig:
             raise ValueError(f"dataset_size must be an integer >= 1, got {n!r}")
         if self.batch_size > n:
             raise InvalidPrivacySetting("batch_size", f"must be <= the {n} training examples, got {self.batch_size}")
-        steps = steps_for_epochs(self.epochs, n, self.batch_size) if steps is None else steps
+        if self.sampling == Sampling.SHUFFLE.value:
+            steps = self._shuffled_steps(n, steps)
+        elif steps is None:
+            steps = steps_for_epochs(self.epochs, n, self.batch_size)
         if not self.private:
             return DpTrainingPlan(config=self, dataset_size=n, steps=steps)
         delta = default_delta(n) if self.delta is None else float(self.delta)
@@ -129,10 +132,13 @@ class DpTrainingConfig:
                                                  f"(a mechanism that publishes one random record meets delta = 1/n), "
                                                  f"got {self.delta!r}")
         try:
+            sampling = Sampling(self.sampling)
+            # Shuffled epochs are ceil(n / B) batches, the last one short (as Keras iterates them).
+            steps_per_epoch = math.ceil(n / self.batch_size) if sampling is Sampling.SHUFFLE else None
             mechanism = DpSgdMechanism(dataset_size=n, batch_size=self.batch_size,
                                        noise_multiplier=self.noise_multiplier or 1.0, steps=steps,
-                                       sampling=Sampling(self.sampling), adjacency=Adjacency.ADD_REMOVE,
-                                       num_microbatches=self.num_microbatches)
+                                       sampling=sampling, adjacency=Adjacency.ADD_REMOVE,
+                                       num_microbatches=self.num_microbatches, steps_per_epoch=steps_per_epoch)
         except ValueError as err:
             setting = "num_microbatches" if "microbatches" in str(err) else "batch_size"
             raise InvalidPrivacySetting(setting, str(err)) from None
@@ -144,6 +150,18 @@ class DpTrainingConfig:
                 raise InvalidPrivacySetting("target_epsilon", f"cannot calibrate: {err}") from None
             mechanism = mechanism.replace(noise_multiplier=sigma)
         return DpTrainingPlan(config=self, dataset_size=n, steps=steps, mechanism=mechanism, delta=delta)
+
+    def _shuffled_steps(self, n: int, steps: int | None) -> int:
+        """Shuffled training runs whole epochs of ceil(n / B) batches (the last one short)."""
+        per_epoch = math.ceil(n / self.batch_size)
+        if steps is not None:
+            if steps % per_epoch:
+                raise InvalidPrivacySetting("sampling", f"shuffled training runs whole epochs of {per_epoch} steps; "
+                                                        f"train_args.num_steps={steps} is not a multiple")
+            return steps
+        if self.epochs != int(self.epochs):
+            raise InvalidPrivacySetting("epochs", f"shuffled training runs whole epochs, got {self.epochs:g}")
+        return int(self.epochs) * per_epoch
 
 
 @dataclasses.dataclass(frozen=True)

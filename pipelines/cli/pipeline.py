@@ -1,0 +1,158 @@
+"""`ppml pipeline run` and `ppml pipeline compile`: the TFX pipeline with the DP Trainer and privacy gate.
+
+TFX is imported only when a command runs (after TF_USE_LEGACY_KERAS=1 is set for this process).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+DEFAULT_ROOT = "ppml-pipeline"
+_OPTION_OF_SETTING = {"target_epsilon": "--target-epsilon", "noise_multiplier": "--noise-multiplier",
+                      "epochs": "--epochs", "batch_size": "--batch-size", "l2_norm_clip": "--l2-norm-clip",
+                      "delta": "--delta", "sampling": "--sampling", "learning_rate": "--learning-rate"}
+
+
+def _training_options(fn):
+    options = [
+        click.option("--private/--no-private", default=True, show_default=True,
+                     help="Train with DP-SGD (privacy ledger, epsilon in ML Metadata) or without privacy."),
+        click.option("--target-epsilon", type=float,
+                     help="Calibrate the noise multiplier to this epsilon [default: 3 unless --noise-multiplier]."),
+        click.option("--noise-multiplier", type=float, help="sigma, instead of --target-epsilon."),
+        click.option("--delta", type=float, help="delta of the guarantee [default: largest power of ten below 1/n]."),
+        click.option("--epochs", type=float, default=15, show_default=True, help="Passes over the training data."),
+        click.option("--batch-size", type=int, default=32, show_default=True,
+                     help="Expected batch size B (Poisson sampling)."),
+        click.option("--l2-norm-clip", type=float, default=1.0, show_default=True,
+                     help="Per-example gradient clipping norm C."),
+        click.option("--sampling", type=click.Choice(["poisson", "shuffle"]), default="poisson", show_default=True,
+                     help="Batch sampling; shuffle is accounted by the once-per-epoch bound."),
+        click.option("--learning-rate", type=float, default=0.2, show_default=True, help="SGD learning rate."),
+        click.option("--epsilon-budget", type=float, default=3.0, show_default=True,
+                     help="Evaluator: bless only models with epsilon <= this."),
+        click.option("--max-membership-auc", type=float, default=0.6, show_default=True,
+                     help="Evaluator: bless only if the loss-threshold attack AUC is <= this."),
+        click.option("--min-accuracy", type=float, default=0.85, show_default=True,
+                     help="Evaluator: bless only if binary accuracy on the eval split is >= this."),
+        click.option("--compare-non-private", is_flag=True,
+                     help="Also train and evaluate a non-private model side by side (never pushed)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _pipeline_kwargs(private, target_epsilon, noise_multiplier, delta, epochs, batch_size, l2_norm_clip, sampling,
+                     learning_rate, epsilon_budget, max_membership_auc, min_accuracy, compare_non_private) -> dict:
+    if target_epsilon is None and noise_multiplier is None:
+        target_epsilon = 3.0
+    trainer_config = {"private": private, "epochs": epochs, "batch_size": batch_size, "l2_norm_clip": l2_norm_clip,
+                      "sampling": sampling, "learning_rate": learning_rate, "target_epsilon": target_epsilon,
+                      "noise_multiplier": noise_multiplier, "delta": delta}
+    return {"trainer_config": {k: v for k, v in trainer_config.items() if v is not None},
+            "epsilon_budget": epsilon_budget, "max_membership_auc": max_membership_auc, "min_accuracy": min_accuracy,
+            "compare_non_private": compare_non_private}
+
+
+def _import_tfx(verbose: bool):
+    """Imports the pipeline modules with tf-keras and quiet logs; returns (pipeline, runners, spec)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from pipelines.keras_env import use_tf_keras  # pylint: disable=import-outside-toplevel
+    use_tf_keras()
+    import logging  # pylint: disable=import-outside-toplevel
+    from pipelines import pipeline, runners  # pylint: disable=import-outside-toplevel
+    from pipelines.components.dp_trainer import spec  # pylint: disable=import-outside-toplevel
+    if not verbose:
+        logging.getLogger("absl").setLevel(logging.WARNING)
+    return pipeline, runners, spec
+
+
+def _build(pipeline_module, spec_module, build, **kwargs):
+    try:
+        return build(**kwargs)
+    except spec_module.InvalidPrivacySetting as err:
+        raise click.BadParameter(str(err), param_hint=f"'{_OPTION_OF_SETTING.get(err.setting, err.setting)}'")
+    except ValueError as err:
+        raise click.UsageError(str(err))
+
+
+@click.group()
+def pipeline():
+    """The TFX pipeline: standard stages, DP Trainer, privacy-gated Evaluator and Pusher."""
+
+
+@pipeline.command()
+@_training_options
+@click.option("--pipeline-root", type=click.Path(file_okay=False), default=DEFAULT_ROOT, show_default=True,
+              help="Folder for artifacts, data, ML Metadata (metadata.sqlite) and pushed models; re-running on "
+                   "the same folder reuses cached stages.")
+@click.option("--runner", type=click.Choice(["local", "beam"]), default="local", show_default=True,
+              help="TFX orchestrator: LocalDagRunner or BeamDagRunner.")
+@click.option("--no-cache", is_flag=True, help="Run every stage even when a cached result exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final report as JSON.")
+@click.option("--verbose", is_flag=True, help="Show TFX's INFO logs.")
+def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
+    """Runs CsvExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> Trainer ->
+    Evaluator -> Pusher on the bundled breast-cancer data, then prints the report.
+
+    \b
+    Example:
+      ppml pipeline run --private --target-epsilon 3 --pipeline-root /tmp/ppml
+    """
+    pipeline_module, runners, spec = _import_tfx(verbose)
+    tfx_pipeline = _build(pipeline_module, spec, pipeline_module.bundled_pipeline, pipeline_root=pipeline_root,
+                          enable_cache=not no_cache, **_pipeline_kwargs(**options))
+    current = {}
+
+    def progress(event):
+        current["stage"] = event.stage
+        if event.state == "running":
+            click.echo(f"[{event.index}/{event.total}] {event.stage} ...", err=True)
+        else:
+            click.echo(f"[{event.index}/{event.total}] {event.stage} {event.state} ({event.seconds:.1f} s)", err=True)
+
+    try:
+        runners.run(tfx_pipeline, runner=runner, progress=progress)
+    except Exception as err:  # pylint: disable=broad-except
+        stage = current.get("stage", "the pipeline")
+        raise click.ClickException(f"{stage} failed: {type(err).__name__}: {err}\n"
+                                   f"(artifacts of the stages that completed stay in {pipeline_root} and are "
+                                   f"reused on the next run)") from None
+    from pipelines.report import load_report  # pylint: disable=import-outside-toplevel
+    report = load_report(pipeline_root)
+    click.echo(json.dumps(report.to_dict(), indent=2, allow_nan=False) if as_json else report.format_text())
+
+
+@pipeline.command("compile")
+@_training_options
+@click.option("--kubeflow-v2", "output", type=click.Path(dir_okay=False), required=True,
+              help="Write the Kubeflow Pipelines v2 PipelineSpec (JSON) to this file.")
+@click.option("--pipeline-root", required=True, help="Pipeline root the cluster can reach (e.g. gs://bucket/root).")
+@click.option("--data-root", required=True, help="Folder or bucket URI holding the CSV data.")
+@click.option("--serving-model-dir", required=True, help="Where the Pusher copies blessed models.")
+@click.option("--image", default="ppml:latest", show_default=True, help="Container image with ppml and TFX 1.21.")
+def compile_(output, pipeline_root, data_root, serving_model_dir, image, **options):
+    """Compiles the pipeline for Kubeflow Pipelines v2 (JSON; no cluster needed).
+
+    \b
+    Example:
+      ppml pipeline compile --kubeflow-v2 pipeline.json --pipeline-root gs://b/root \\
+          --data-root gs://b/data --serving-model-dir gs://b/serving
+    """
+    pipeline_module, runners, spec = _import_tfx(verbose=False)
+    tfx_pipeline = _build(pipeline_module, spec, pipeline_module.create_pipeline, pipeline_root=pipeline_root,
+                          data_root=data_root, serving_model_dir=serving_model_dir, beam_pipeline_args=(),
+                          **_pipeline_kwargs(**options))
+    try:
+        path = runners.compile_kubeflow_v2(tfx_pipeline, output, default_image=image)
+    except (ValueError, RuntimeError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"wrote {path}", err=not sys.stdout.isatty())
+
+
+COMMANDS = (pipeline,)

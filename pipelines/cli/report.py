@@ -1,0 +1,37 @@
+"""`ppml report`: the privacy report of a pipeline run, from ML Metadata and the model's ledger.
+
+Imports neither TensorFlow nor TFX.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from pipelines.report import ReportError, load_report
+
+
+@click.command()
+@click.option("--pipeline-root", type=click.Path(file_okay=False), required=True,
+              help="The folder given to `ppml pipeline run --pipeline-root`.")
+@click.option("--pipeline-name", help="Which pipeline, when several share the metadata.")
+@click.option("--variant", type=click.Choice(["private", "non-private"]), default="private", show_default=True,
+              help="Which Trainer/Evaluator branch (non-private: the --compare-non-private one).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+def report(pipeline_root, pipeline_name, variant, as_json):
+    """Privacy report of the latest pipeline run: epsilon (as `ppml epsilon`), utility, audit, gate.
+
+    \b
+    Example:
+      ppml report --pipeline-root /tmp/ppml --json
+    """
+    try:
+        result = load_report(pipeline_root, pipeline_name=pipeline_name,
+                             non_private_variant=variant == "non-private")
+    except ReportError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(json.dumps(result.to_dict(), indent=2, allow_nan=False) if as_json else result.format_text())
+
+
+COMMANDS = (report,)

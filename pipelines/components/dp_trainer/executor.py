@@ -1,0 +1,61 @@
+"""DP Trainer executor: TFX's GenericExecutor, plus privacy checks before and after ``run_fn``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from absl import logging
+from tfx.components.trainer import executor as trainer_executor
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import json_utils
+
+from pipelines import privacy_ledger
+from pipelines.components.dp_trainer import fn_args_utils
+from pipelines.components.dp_trainer.spec import DpTrainingConfig, DpTrainingPlan
+
+
+class Executor(trainer_executor.GenericExecutor):
+    """Checks the privacy settings before training and records the ledger on the Model artifact.
+
+    Before ``run_fn``: the settings in ``custom_config`` are checked and resolved on the training
+    data (n, steps, calibrated sigma); any problem raises `InvalidPrivacySetting` naming the key,
+    and nothing is trained. After: a private run must have written a ledger that accounts the
+    planned mechanism; its epsilon and delta become custom properties of the Model artifact.
+    """
+
+    def Do(self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]],
+           exec_properties: dict[str, Any]) -> None:
+        custom_config = json_utils.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "null")
+        DpTrainingConfig.from_custom_config(custom_config)  # fails fast, before reading any data
+        fn_args = self._GetFnArgs(input_dict, output_dict, exec_properties)
+        plan = fn_args_utils.plan_from_fn_args(fn_args)
+        logging.info("DP Trainer plan: %s", _describe(plan))
+        super().Do(input_dict, output_dict, exec_properties)
+        ledger = privacy_ledger.read_ledger(fn_args.serving_model_dir)
+        _check_ledger(plan, ledger)
+        model = artifact_utils.get_single_instance(output_dict[standard_component_specs.MODEL_KEY])
+        path = privacy_ledger.ledger_path(fn_args.serving_model_dir) if ledger else None
+        privacy_ledger.record_on_artifact(model, ledger, path)
+        if ledger:
+            logging.info("Privacy ledger %s: epsilon %.4g at delta %g", path, ledger.epsilon, ledger.delta)
+
+
+def _check_ledger(plan: DpTrainingPlan, ledger: privacy_ledger.PrivacyLedger | None) -> None:
+    if not plan.private:
+        if ledger is not None:
+            raise RuntimeError("run_fn wrote a privacy ledger although custom_config['private'] is false")
+        return
+    if ledger is None:
+        raise RuntimeError("custom_config['private'] is true but run_fn wrote no privacy ledger; a private "
+                           "run_fn must call pipelines.components.dp_trainer.fn_args_utils.write_run_ledger")
+    ran = ledger.dp_sgd_mechanism()
+    if ran.replace(steps=plan.mechanism.steps) != plan.mechanism or ran.steps > plan.mechanism.steps:
+        raise RuntimeError(f"the ledger describes {ran}, not the planned run {plan.mechanism}")
+
+
+def _describe(plan: DpTrainingPlan) -> str:
+    if not plan.private:
+        return f"non-private, n={plan.dataset_size}, {plan.steps} steps of batch {plan.config.batch_size}"
+    m = plan.mechanism
+    return (f"DP-SGD, n={m.dataset_size}, B={m.batch_size:g} ({m.sampling.value}), {m.steps} steps, "
+            f"C={plan.config.l2_norm_clip:g}, sigma={m.noise_multiplier:.4g}, delta={plan.delta:g}")

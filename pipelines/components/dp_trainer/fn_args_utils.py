@@ -1,0 +1,61 @@
+"""Helpers for a DP Trainer ``run_fn``: the resolved plan of the run, and its ledger.
+
+A module file trains like any TFX ``run_fn`` and calls two things from here::
+
+    plan = fn_args_utils.plan_from_fn_args(fn_args)     # n counted, sigma calibrated, steps
+    ...train plan.steps steps (DP-SGD with plan.mechanism when plan.private)...
+    fn_args_utils.write_run_ledger(fn_args, plan, budget=callback_budget)   # private runs only
+
+The DP Trainer's executor resolves the same plan before training (so bad settings fail early)
+and checks the ledger against it afterwards.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipelines import privacy_ledger
+from pipelines.components.dp_trainer.spec import DpTrainingConfig, DpTrainingPlan
+
+
+def count_examples(file_patterns: list[str]) -> int:
+    """Number of tf.Example records in the (GZIP) TFRecord files matching ``file_patterns``."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    files = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
+    if not files:
+        raise ValueError(f"no training files match {file_patterns}")
+    gzip = [f for f in files if f.endswith(".gz")]
+    count = 0
+    for group, compression in ((gzip, "GZIP"), ([f for f in files if not f.endswith(".gz")], "")):
+        if group:
+            count += int(tf.data.TFRecordDataset(group, compression_type=compression).reduce(0, lambda n, _: n + 1))
+    return count
+
+
+def plan_from_fn_args(fn_args) -> DpTrainingPlan:
+    """Reads the settings from ``fn_args.custom_config`` and resolves them on the training files.
+
+    n is the number of training records (after Transform); ``train_args.num_steps``, when set,
+    fixes the number of steps instead of ``epochs``.
+
+    Raises:
+      InvalidPrivacySetting: naming the bad key.
+    """
+    config = DpTrainingConfig.from_custom_config(fn_args.custom_config)
+    return config.plan(dataset_size=count_examples(list(fn_args.train_files)),
+                       steps=int(fn_args.train_steps) if fn_args.train_steps else None)
+
+
+def write_run_ledger(fn_args, plan: DpTrainingPlan, *, steps_taken: int | None = None, budget=None,
+                     trainer: dict[str, Any] | None = None) -> str:
+    """Writes the ledger of a private run into the exported SavedModel; returns its path.
+
+    Call it after the model is saved to ``fn_args.serving_model_dir``.
+
+    Args:
+      steps_taken: noisy steps actually taken (default: all of ``plan.steps``).
+      budget: the `privacy.accounting.PrivacyBudget` the training composed; it must account
+        exactly the steps taken.
+    """
+    ledger = plan.ledger(steps_taken=steps_taken, budget=budget, trainer=trainer)
+    return privacy_ledger.write_ledger(fn_args.serving_model_dir, ledger)

@@ -1,0 +1,7 @@
+"""Private Evaluator: TFX's Evaluator whose blessing also needs epsilon within budget and a passing
+membership-inference audit.
+
+`spec` says what to put in the EvalConfig (`spec.privacy_metrics`); `metrics` holds the two TFMA
+metrics; `audit` runs the loss-threshold attack on a SavedModel; `component.PrivateEvaluator` is the
+component and `executor.Executor` the work.
+"""

@@ -1,0 +1,149 @@
+"""Private Evaluator executor: the privacy values first, then TFX's Evaluator (TFMA) checks everything."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+import tensorflow_model_analysis as tfma
+from absl import logging
+from tfx.components.evaluator import executor as evaluator_executor
+from tfx.dsl.io import fileio
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import io_utils, json_utils, path_utils, proto_utils
+
+from pipelines import privacy_ledger
+from pipelines.components.private_evaluator import audit, spec
+
+SUMMARY_FORMAT = "ppml.evaluation_summary/1"
+# Custom properties of the ModelBlessing artifact.
+GATE_PASSED = "privacy_gate_passed"   # int 1/0: epsilon and audit within their bounds
+GATE_REASON = "privacy_gate_reason"   # string: why the privacy checks passed or failed
+
+
+class Executor(evaluator_executor.Executor):
+    """Computes epsilon (from the ledger) and the membership audit, then runs TFX's Evaluator.
+
+    The two values are written into the EvalConfig's ``DpEpsilon`` and ``MembershipInferenceAuc``
+    metric configs, so TFMA reports them and checks their thresholds together with the utility
+    metrics: the model is blessed only if every threshold passes. A model without a ledger gets
+    epsilon = inf, which no budget admits.
+    """
+
+    def Do(self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]],
+           exec_properties: dict[str, Any]) -> None:
+        eval_config = tfma.EvalConfig()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.EVAL_CONFIG_KEY], eval_config)
+        settings = spec.gate_settings(eval_config)
+        model_spec = next(m for m in eval_config.model_specs if not m.is_baseline)
+        model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
+        serving_dir = path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
+
+        epsilon, ledger, ledger_note = _epsilon(serving_dir)
+        nonmember_splits = json_utils.loads(exec_properties.get(standard_component_specs.EXAMPLE_SPLITS_KEY)
+                                            or "null") or ["eval"]
+        examples = input_dict[standard_component_specs.EXAMPLES_KEY]
+        membership = audit.audit_saved_model(
+            serving_dir, member_files=_split_files(examples, [settings.member_split]),
+            nonmember_files=_split_files(examples, nonmember_splits), label_key=model_spec.label_key,
+            prediction_key=model_spec.prediction_key or None, signature=model_spec.signature_name or "serving_default",
+            max_examples=settings.max_audit_examples)
+        logging.info("Privacy gate: epsilon %s (%s); %s", epsilon, ledger_note, membership.format_text())
+
+        _set_values(eval_config, {spec.DP_EPSILON: epsilon, spec.MEMBERSHIP_AUC: membership.auc}, model_spec.name)
+        exec_properties = dict(exec_properties)
+        exec_properties[standard_component_specs.EVAL_CONFIG_KEY] = proto_utils.proto_to_json(eval_config)
+        super().Do(input_dict, output_dict, exec_properties)
+
+        evaluation_uri = artifact_utils.get_single_uri(output_dict[standard_component_specs.EVALUATION_KEY])
+        checks = [
+            _check("epsilon", epsilon, settings.epsilon_budget, ledger_note),
+            _check("membership_inference_auc", membership.auc, settings.max_membership_auc,
+                   f"loss-threshold attack, {settings.member_split} vs {', '.join(nonmember_splits)}"),
+        ]
+        summary = _summary(evaluation_uri, model, ledger, membership, checks, settings)
+        io_utils.write_string_file(os.path.join(evaluation_uri, spec.SUMMARY_FILE),
+                                   json.dumps(summary, indent=2, allow_nan=False))
+        if output_dict.get(standard_component_specs.BLESSING_KEY):
+            blessing = artifact_utils.get_single_instance(output_dict[standard_component_specs.BLESSING_KEY])
+            passed = all(c["passed"] for c in checks)
+            blessing.set_int_custom_property(GATE_PASSED, int(passed))
+            blessing.set_string_custom_property(GATE_REASON, "; ".join(c["reason"] for c in checks))
+            if math.isfinite(epsilon):
+                blessing.set_float_custom_property(privacy_ledger.EPSILON, epsilon)
+            blessing.set_float_custom_property(spec.MEMBERSHIP_AUC, membership.auc)
+        logging.info("Privacy gate: %s", "; ".join(c["reason"] for c in checks))
+
+
+def _epsilon(serving_dir: str) -> tuple[float, privacy_ledger.PrivacyLedger | None, str]:
+    """(epsilon, ledger, note); epsilon is inf when there is no valid ledger, and the note says why."""
+    try:
+        ledger = privacy_ledger.read_ledger(serving_dir)
+    except privacy_ledger.LedgerError as err:
+        return math.inf, None, f"the privacy ledger is invalid: {err}"
+    if ledger is None:
+        return math.inf, None, ("the model has no privacy ledger: it was not trained by a DP trainer, so no "
+                                "epsilon bounds its privacy loss")
+    return ledger.epsilon, ledger, f"{ledger.mechanism} ledger, delta = {ledger.delta:g}"
+
+
+def _set_values(eval_config, values: dict[str, float], model_name: str) -> None:
+    for metrics_spec in eval_config.metrics_specs:
+        for metric in metrics_spec.metrics:
+            name = next((n for n, c in spec.CLASS_NAMES.items() if c == metric.class_name), None)
+            if name is not None:
+                config = json.loads(metric.config) if metric.config else {}
+                config.update(name=name, value=values[name], model_name=model_name)
+                metric.config = json.dumps(config)
+
+
+def _split_files(examples: list[Any], splits: list[str]) -> list[str]:
+    files = []
+    for split in splits:
+        for uri in artifact_utils.get_split_uris(examples, split):
+            files += [os.path.join(uri, name) for name in sorted(fileio.listdir(uri))]
+    return files
+
+
+def _check(name: str, value: float, bound: float, context: str) -> dict[str, Any]:
+    passed = value <= bound
+    shown = "inf" if math.isinf(value) else f"{value:.4g}"
+    relation = "<=" if passed else ">"
+    return {"name": name, "value": value if math.isfinite(value) else None, "bound": bound, "passed": passed,
+            "reason": f"{name} {shown} {relation} {bound:g} ({context})"}
+
+
+def _summary(evaluation_uri: str, model, ledger, membership, checks, settings) -> dict[str, Any]:
+    validation = tfma.load_validation_result(evaluation_uri)
+    failures = []
+    for per_slice in validation.metric_validations_per_slice:
+        for failure in per_slice.failures:
+            failures.append({"metric": failure.metric_key.name, "value": _metric_value(failure.metric_value),
+                             "message": failure.message or str(failure.metric_threshold).replace("\n", " ")})
+    metrics = {}
+    for metrics_for_slice in tfma.load_metrics(evaluation_uri):
+        if not metrics_for_slice.slice_key.single_slice_keys:  # the overall slice
+            for entry in metrics_for_slice.metric_keys_and_values:
+                metrics[entry.key.name] = _metric_value(entry.value)
+    return {
+        "format": SUMMARY_FORMAT,
+        "blessed": bool(validation.validation_ok),
+        "model_uri": model.uri,
+        "metrics": metrics,
+        "failures": failures,
+        "privacy_checks": checks,
+        "epsilon_budget": settings.epsilon_budget,
+        "max_membership_auc": settings.max_membership_auc,
+        "ledger": None if ledger is None else {"epsilon": ledger.epsilons, "delta": ledger.delta,
+                                               "mechanism": ledger.mechanism},
+        "membership_audit": membership.to_dict(),
+    }
+
+
+def _metric_value(value) -> float | None:
+    if value.HasField("double_value"):
+        number = value.double_value.value
+        return number if math.isfinite(number) else None
+    return None

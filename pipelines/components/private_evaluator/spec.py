@@ -1,0 +1,101 @@
+"""What a pipeline author configures for the privacy gate: two TFMA metrics with upper bounds.
+
+The gate is expressed in TFMA's own terms, next to the utility metrics of the same EvalConfig::
+
+    eval_config = tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(label_key="diagnosis")],
+        metrics_specs=[tfma.MetricsSpec(metrics=[
+            tfma.MetricConfig(class_name="BinaryAccuracy", threshold=...),
+            *spec.privacy_metrics(epsilon_budget=3.0, max_membership_auc=0.6),
+        ])])
+
+``dp_epsilon`` is the epsilon of the model's privacy ledger (infinite when it has none) and
+``membership_inference_auc`` the AUC of the loss-threshold attack on training vs held-out examples.
+TFMA checks their thresholds like any other, so the blessing requires the utility thresholds AND
+epsilon <= budget AND AUC <= its bound, and the values appear in the ModelEvaluation artifact.
+This module imports TFMA only inside `privacy_metrics`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any
+
+DP_EPSILON = "dp_epsilon"
+MEMBERSHIP_AUC = "membership_inference_auc"
+METRICS_MODULE = "pipelines.components.private_evaluator.metrics"
+CLASS_NAMES = {DP_EPSILON: "DpEpsilon", MEMBERSHIP_AUC: "MembershipInferenceAuc"}
+DEFAULT_MEMBER_SPLIT = "train"
+SUMMARY_FILE = "ppml_evaluation.json"
+"""JSON summary the Private Evaluator writes into the ModelEvaluation artifact: metrics, checks, audit."""
+
+
+@dataclasses.dataclass(frozen=True)
+class GateSettings:
+    """The privacy thresholds found in an EvalConfig."""
+
+    epsilon_budget: float
+    max_membership_auc: float
+    member_split: str = DEFAULT_MEMBER_SPLIT
+    max_audit_examples: int | None = None
+
+
+def privacy_metrics(*, epsilon_budget: float, max_membership_auc: float = 0.6,
+                    member_split: str = DEFAULT_MEMBER_SPLIT, max_audit_examples: int | None = None) -> list:
+    """The two `tfma.MetricConfig`s of the privacy gate.
+
+    Args:
+      epsilon_budget: largest epsilon to bless, at the delta of the model's ledger.
+      max_membership_auc: largest loss-threshold attack AUC to bless, in [0.5, 1].
+      member_split: the split the model was trained on (the attack's members); its non-members
+        are the Evaluator's ``example_splits`` (default 'eval').
+      max_audit_examples: attack at most this many examples of each kind (the first ones).
+    """
+    import tensorflow_model_analysis as tfma  # pylint: disable=import-outside-toplevel
+    if not (isinstance(epsilon_budget, (int, float)) and 0 < epsilon_budget < math.inf):
+        raise ValueError(f"epsilon_budget must be a finite number > 0, got {epsilon_budget!r}")
+    if not (isinstance(max_membership_auc, (int, float)) and 0 <= max_membership_auc <= 1):
+        raise ValueError(f"max_membership_auc must be in [0, 1], got {max_membership_auc!r}")
+    audit_config = {"member_split": member_split}
+    if max_audit_examples is not None:
+        audit_config["max_examples"] = int(max_audit_examples)
+
+    def config(name: str, bound: float, extra: dict[str, Any]):
+        return tfma.MetricConfig(
+            class_name=CLASS_NAMES[name], module=METRICS_MODULE, config=json.dumps({"name": name, **extra}),
+            threshold=tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(upper_bound={"value": bound})))
+
+    return [config(DP_EPSILON, float(epsilon_budget), {}),
+            config(MEMBERSHIP_AUC, float(max_membership_auc), audit_config)]
+
+
+def gate_settings(eval_config) -> GateSettings:
+    """Finds the privacy thresholds in a `tfma.EvalConfig`.
+
+    Raises:
+      ValueError: naming the metric when either is missing or has no upper-bound threshold.
+    """
+    bounds: dict[str, float] = {}
+    audit_config: dict[str, Any] = {}
+    for metrics_spec in eval_config.metrics_specs:
+        for metric in metrics_spec.metrics:
+            name = next((n for n, c in CLASS_NAMES.items() if c == metric.class_name), None)
+            if name is None:
+                continue
+            threshold = metric.threshold.value_threshold
+            if not threshold.HasField("upper_bound"):
+                raise ValueError(f"the privacy gate's metric {name} ({metric.class_name}) needs an upper-bound "
+                                 f"value threshold; build it with privacy_metrics(...)")
+            bounds[name] = threshold.upper_bound.value
+            if name == MEMBERSHIP_AUC and metric.config:
+                audit_config = json.loads(metric.config)
+    for name, class_name in CLASS_NAMES.items():
+        if name not in bounds:
+            raise ValueError(f"the EvalConfig has no {class_name} metric ({name}): the privacy gate needs both "
+                             f"{', '.join(CLASS_NAMES.values())}; add spec.privacy_metrics(epsilon_budget=...) "
+                             f"to a MetricsSpec")
+    return GateSettings(epsilon_budget=bounds[DP_EPSILON], max_membership_auc=bounds[MEMBERSHIP_AUC],
+                        member_split=audit_config.get("member_split", DEFAULT_MEMBER_SPLIT),
+                        max_audit_examples=audit_config.get("max_examples"))

@@ -1,0 +1,144 @@
+"""The pipeline factory: TFX's standard stages with the DP Trainer and the Private Evaluator.
+
+CsvExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> Trainer ->
+Evaluator -> Pusher, on the bundled breast-cancer CSV by default. The Trainer is `DpTrainer` (private
+or not, by ``trainer_config['private']``), the Evaluator is `PrivateEvaluator` (blessing needs
+accuracy >= ``min_accuracy``, epsilon <= ``epsilon_budget`` and membership AUC <= ``max_membership_auc``),
+and the Pusher pushes only blessed models. With ``compare_non_private=True`` a second, non-private
+Trainer and its Evaluator run beside them on the same Transform output ("Trainer_non_private",
+"Evaluator_non_private"; never pushed: without a ledger it cannot be blessed).
+
+Imports TFX: call `pipelines.keras_env.use_tf_keras()` first in a fresh process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Mapping, Sequence
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+
+from pipelines.components.dp_trainer.component import DpTrainer
+from pipelines.components.private_evaluator import spec as gate_spec
+from pipelines.components.private_evaluator.component import PrivateEvaluator
+from pipelines.datasets import breast_cancer
+from pipelines.report import NON_PRIVATE_SUFFIX
+
+PIPELINE_NAME = "ppml-breast-cancer"
+"""Lower case and dashes only: Kubeflow Pipelines requires [a-z0-9][a-z0-9-]{0,127}."""
+MODULE = "pipelines.trainers.breast_cancer"
+"""Module with ``preprocessing_fn`` and ``run_fn``, by dotted path (no module file to package)."""
+DEFAULT_TRAINER_CONFIG: Mapping[str, Any] = {
+    "private": True, "batch_size": 32, "epochs": 15, "l2_norm_clip": 1.0, "target_epsilon": 3.0,
+    "learning_rate": 0.2,
+}
+STAGES = ("CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer", "Evaluator",
+          "Pusher")
+LOCAL_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineLayout:
+    """Where one pipeline root keeps everything: TFX artifacts, data, ML Metadata, pushed models."""
+
+    root: str
+
+    @property
+    def data_root(self) -> str:
+        return os.path.join(self.root, "data")
+
+    @property
+    def metadata_path(self) -> str:
+        return os.path.join(self.root, "metadata.sqlite")
+
+    @property
+    def serving_model_dir(self) -> str:
+        return os.path.join(self.root, "serving_model")
+
+
+def eval_config(*, min_accuracy: float, epsilon_budget: float, max_membership_auc: float,
+                label_key: str = breast_cancer.LABEL_KEY) -> tfma.EvalConfig:
+    """Utility metrics and thresholds plus the privacy gate's, in one TFMA EvalConfig."""
+    accuracy = tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(lower_bound={"value": min_accuracy}))
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(label_key=label_key, signature_name="serving_default",
+                                    prediction_key="probabilities")],
+        slicing_specs=[tfma.SlicingSpec()],
+        metrics_specs=[tfma.MetricsSpec(metrics=[
+            tfma.MetricConfig(class_name="ExampleCount"),
+            tfma.MetricConfig(class_name="BinaryAccuracy", threshold=accuracy),
+            tfma.MetricConfig(class_name="AUC"),
+            tfma.MetricConfig(class_name="BinaryCrossentropy"),
+            *gate_spec.privacy_metrics(epsilon_budget=epsilon_budget, max_membership_auc=max_membership_auc),
+        ])])
+
+
+def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: str,
+                    metadata_path: str | None = None, trainer_config: Mapping[str, Any] = DEFAULT_TRAINER_CONFIG,
+                    epsilon_budget: float = 3.0, max_membership_auc: float = 0.6, min_accuracy: float = 0.85,
+                    compare_non_private: bool = False, module: str = MODULE, pipeline_name: str = PIPELINE_NAME,
+                    beam_pipeline_args: Sequence[str] = LOCAL_BEAM_ARGS, enable_cache: bool = True) -> tfx.dsl.Pipeline:
+    """Builds the pipeline.
+
+    Args:
+      pipeline_root: folder (or bucket URI) for TFX artifacts.
+      data_root: folder holding the CSV file(s), and nothing else.
+      serving_model_dir: where the Pusher copies blessed models.
+      metadata_path: SQLite ML Metadata file for local runs; None for orchestrators with their own.
+      trainer_config: the DP Trainer's ``custom_config`` (see `pipelines.components.dp_trainer.spec`).
+      epsilon_budget, max_membership_auc, min_accuracy: the Evaluator's thresholds.
+      compare_non_private: also train and evaluate a non-private model side by side.
+      module: dotted module path with ``preprocessing_fn`` and ``run_fn``.
+    """
+    config = eval_config(min_accuracy=min_accuracy, epsilon_budget=epsilon_budget,
+                         max_membership_auc=max_membership_auc)
+    example_gen = tfx.components.CsvExampleGen(input_base=data_root)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+    example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"],
+                                                        schema=schema_gen.outputs["schema"])
+    transform = tfx.components.Transform(examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+                                         preprocessing_fn=f"{module}.preprocessing_fn")
+
+    def train_and_evaluate(custom_config: Mapping[str, Any], suffix: str):
+        trainer = DpTrainer(run_fn=f"{module}.run_fn", examples=transform.outputs["transformed_examples"],
+                            transform_graph=transform.outputs["transform_graph"], schema=schema_gen.outputs["schema"],
+                            train_args=tfx.proto.TrainArgs(splits=["train"]),
+                            eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+                            custom_config=dict(custom_config)).with_id("Trainer" + suffix)
+        evaluator = PrivateEvaluator(examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
+                                     eval_config=config).with_id("Evaluator" + suffix)
+        return trainer, evaluator
+
+    trainer, evaluator = train_and_evaluate(trainer_config, "")
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))
+    components = [example_gen, statistics_gen, schema_gen, example_validator, transform, trainer, evaluator, pusher]
+    if compare_non_private:
+        components += train_and_evaluate({**trainer_config, "private": False}, NON_PRIVATE_SUFFIX)
+    return tfx.dsl.Pipeline(
+        pipeline_name=pipeline_name, pipeline_root=pipeline_root, components=components, enable_cache=enable_cache,
+        metadata_connection_config=(tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
+                                    if metadata_path else None),
+        beam_pipeline_args=list(beam_pipeline_args))
+
+
+def bundled_pipeline(pipeline_root: str, **kwargs: Any) -> tfx.dsl.Pipeline:
+    """The pipeline on the bundled breast-cancer data, with everything under one local folder.
+
+    Writes the CSV into ``<root>/data`` if it is not there yet (rewriting it would change its
+    fingerprint and defeat the cache) and keeps ML Metadata in ``<root>/metadata.sqlite`` and pushed
+    models in ``<root>/serving_model``; see `PipelineLayout`. ``kwargs`` go to `create_pipeline`.
+    """
+    layout = PipelineLayout(os.path.abspath(pipeline_root))
+    pipeline = create_pipeline(pipeline_root=layout.root, data_root=layout.data_root,
+                               serving_model_dir=layout.serving_model_dir, metadata_path=layout.metadata_path,
+                               **kwargs)  # checks the settings before anything is written
+    if not os.path.exists(os.path.join(layout.data_root, breast_cancer.FILE_NAME)):
+        breast_cancer.write_csv(layout.data_root)
+    return pipeline
+

@@ -1,0 +1,248 @@
+"""The report of a pipeline run, read from ML Metadata and the files its artifacts point to.
+
+`load_report` takes the latest run of a pipeline in a pipeline root and follows its Trainer,
+Evaluator and Pusher executions: the Model artifact (its MLMD custom properties and its privacy
+ledger), the Private Evaluator's summary (TFMA metrics, gate checks, membership audit) and the
+PushedModel. It imports neither TensorFlow nor TFX, so ``ppml report`` answers in about a second.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from typing import Any
+
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+from pipelines import privacy_ledger
+from pipelines.components.private_evaluator import spec as gate_spec
+
+REPORT_FORMAT = "ppml.pipeline_report/1"
+NON_PRIVATE_SUFFIX = "_non_private"
+"""Stage-id suffix of the non-private Trainer and Evaluator of a side-by-side comparison."""
+METADATA_FILE = "metadata.sqlite"
+_DONE = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
+_STATE_NAMES = {v: k.lower() for k, v in metadata_store_pb2.Execution.State.items()}
+
+
+class ReportError(RuntimeError):
+    """The pipeline root holds no run that can be reported, or its records disagree."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineReport:
+    """What one run of the pipeline produced and decided.
+
+    Attributes:
+      pipeline_name, run_id: which run.
+      stages: {stage id: execution state ('complete', 'cached', 'failed', ...)} in that run.
+      model_uri, model_id: the Model artifact (URI and MLMD id).
+      model_properties: its privacy custom properties in MLMD (see `pipelines.privacy_ledger`).
+      ledger: its privacy ledger, or None when it was trained without privacy.
+      evaluation: the Private Evaluator's summary (metrics, checks, audit), or None if it did not run.
+      evaluation_uri: the ModelEvaluation artifact (TFMA's metrics and validation result), or None.
+      pushed_uri: where the Pusher copied the model, or None when it did not push.
+    """
+
+    pipeline_name: str
+    run_id: str
+    stages: dict[str, str]
+    model_uri: str
+    model_id: int
+    model_properties: dict[str, Any]
+    ledger: privacy_ledger.PrivacyLedger | None
+    evaluation: dict[str, Any] | None
+    evaluation_uri: str | None
+    pushed_uri: str | None
+
+    @property
+    def blessed(self) -> bool | None:
+        return None if self.evaluation is None else bool(self.evaluation["blessed"])
+
+    @property
+    def utility(self) -> dict[str, float | None]:
+        """TFMA metrics of the overall slice, without the privacy gate's two."""
+        metrics = (self.evaluation or {}).get("metrics", {})
+        return {k: v for k, v in sorted(metrics.items()) if k not in gate_spec.CLASS_NAMES}
+
+    def to_dict(self) -> dict[str, Any]:
+        privacy = None
+        if self.ledger is not None:
+            privacy = (self.ledger.privacy_report().to_dict() if self.ledger.mechanism == privacy_ledger.DP_SGD
+                       else {"epsilon": self.ledger.epsilons, "delta": self.ledger.delta})
+            privacy.update(mechanism=self.ledger.mechanism, l2_norm_clip=self.ledger.parameters.get("l2_norm_clip"))
+        evaluation = self.evaluation or {}
+        return {
+            "format": REPORT_FORMAT,
+            "pipeline": self.pipeline_name,
+            "run_id": self.run_id,
+            "stages": dict(self.stages),
+            "model": {"uri": self.model_uri, "mlmd_id": self.model_id, "properties": _finite(self.model_properties)},
+            "privacy": privacy,
+            "utility": self.utility,
+            "membership_audit": evaluation.get("membership_audit"),
+            "gate": None if self.evaluation is None else {
+                "blessed": self.blessed, "evaluation_uri": self.evaluation_uri, "epsilon_budget": evaluation.get("epsilon_budget"),
+                "max_membership_auc": evaluation.get("max_membership_auc"),
+                "privacy_checks": evaluation.get("privacy_checks"), "failures": evaluation.get("failures")},
+            "pushed": {"pushed": self.pushed_uri is not None, "uri": self.pushed_uri},
+        }
+
+    def format_text(self) -> str:
+        lines = []
+        if self.ledger is None:
+            lines += ["No privacy ledger: the model was trained without differential privacy, so no epsilon "
+                      "bounds what it reveals about its training data."]
+        elif self.ledger.mechanism == privacy_ledger.DP_SGD:
+            lines += [self.ledger.privacy_report().format_text(),
+                      f"  {'clipping norm C':<18} {self.ledger.parameters['l2_norm_clip']:g} (per-example L2)"]
+        else:
+            eps = ", ".join(f"{k.upper()} {v:.4f}" for k, v in self.ledger.epsilons.items() if v is not None)
+            lines += [f"{self.ledger.mechanism} privacy ledger: epsilon {eps} at delta {self.ledger.delta:g}"]
+        lines += ["", f"Pipeline {self.pipeline_name}, run {self.run_id}",
+                  "  " + ", ".join(f"{stage} {state}" for stage, state in self.stages.items()),
+                  f"  model              {self.model_uri} (MLMD artifact {self.model_id})"]
+        props = self.model_properties
+        if privacy_ledger.EPSILON in props:
+            lines.append(f"  MLMD properties    epsilon {props[privacy_ledger.EPSILON]:.4f}, "
+                         f"delta {props[privacy_ledger.DELTA]:g}, private {props.get(privacy_ledger.PRIVATE)}")
+        if self.evaluation is None:
+            lines += ["", "Not evaluated: the Evaluator did not complete in this run."]
+            return "\n".join(lines)
+        evaluation = self.evaluation
+        count = self.utility.get("example_count")
+        lines += ["", f"Utility (TFMA, overall slice{f', {count:.0f} held-out examples' if count else ''})"]
+        lines += [f"  {name:<22} {_number(value)}" for name, value in self.utility.items() if name != "example_count"]
+        if evaluation.get("membership_audit"):
+            from privacy.auditing import MembershipAudit  # pylint: disable=import-outside-toplevel
+            lines += [""] + MembershipAudit.from_dict(evaluation["membership_audit"]).format_text().splitlines()
+        lines += ["", f"Evaluator: {'BLESSED' if self.blessed else 'NOT BLESSED'}"]
+        lines += [f"  {'pass' if c['passed'] else 'FAIL'}  {c['reason']}" for c in evaluation.get("privacy_checks", [])]
+        lines += [f"  FAIL  {f['message']}" for f in evaluation.get("failures", [])
+                  if f["metric"] not in gate_spec.CLASS_NAMES]
+        lines.append(f"Pusher: pushed to {self.pushed_uri}" if self.pushed_uri
+                     else "Pusher: not pushed (only blessed models are pushed)")
+        return "\n".join(lines)
+
+
+def load_report(pipeline_root: str, *, pipeline_name: str | None = None, non_private_variant: bool = False,
+                trainer: str = "Trainer", evaluator: str = "Evaluator", pusher: str = "Pusher") -> PipelineReport:
+    """Reads the latest run of the pipeline whose ML Metadata is ``pipeline_root/metadata.sqlite``.
+
+    Args:
+      pipeline_name: needed only when several pipelines share the metadata file.
+      non_private_variant: report the non-private Trainer and Evaluator of a side-by-side run.
+      trainer, evaluator, pusher: stage ids to follow.
+
+    Raises:
+      ReportError: no metadata, no completed Trainer in the latest run, or records that disagree.
+    """
+    path = os.path.join(pipeline_root, METADATA_FILE)
+    if not os.path.exists(path):
+        raise ReportError(f"no ML Metadata at {path}: run the pipeline with --pipeline-root {pipeline_root} first")
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    store = metadata_store.MetadataStore(config)
+    name = _pipeline_name(store, pipeline_name)
+    if non_private_variant:
+        trainer, evaluator = trainer + NON_PRIVATE_SUFFIX, evaluator + NON_PRIVATE_SUFFIX
+    run, stages = _latest_run(store, name)
+    executions = {stage: execution for stage, execution in stages.items()}
+    train = executions.get(trainer)
+    if train is None or train.last_known_state not in _DONE:
+        state = "not run" if train is None else _STATE_NAMES.get(train.last_known_state, "?")
+        raise ReportError(f"the latest run ({run.name}) of {name} has no completed {trainer} ({state})")
+    [model] = _outputs(store, train, "model")
+    blessing_model = evaluation = evaluation_uri = None
+    evaluate = executions.get(evaluator)
+    if evaluate is not None and evaluate.last_known_state in _DONE:
+        [evaluation_artifact] = _outputs(store, evaluate, "evaluation")
+        [blessing_model] = _inputs(store, evaluate, "model")
+        evaluation_uri = evaluation_artifact.uri
+        evaluation = _read_json(os.path.join(evaluation_uri, gate_spec.SUMMARY_FILE))
+    if blessing_model is not None and blessing_model.id != model.id:
+        raise ReportError(f"{evaluator} evaluated model {blessing_model.id}, but {trainer} produced {model.id}")
+    pushed_uri = None
+    push = executions.get(pusher)
+    if push is not None and push.last_known_state in _DONE and _inputs(store, push, "model")[0].id == model.id:
+        [pushed] = _outputs(store, push, "pushed_model")
+        if _property(pushed, "pushed") == 1:
+            pushed_uri = _property(pushed, "pushed_destination")
+    ledger_uri = _property(model, privacy_ledger.PRIVACY_LEDGER_URI)
+    ledger = privacy_ledger.read_ledger_file(ledger_uri) if ledger_uri else None
+    return PipelineReport(
+        pipeline_name=name, run_id=run.name,
+        stages={stage: _STATE_NAMES.get(e.last_known_state, "?") for stage, e in stages.items()},
+        model_uri=model.uri, model_id=model.id, model_properties=privacy_ledger.model_properties(model),
+        ledger=ledger, evaluation=evaluation, evaluation_uri=evaluation_uri, pushed_uri=pushed_uri)
+
+
+def _pipeline_name(store, wanted: str | None) -> str:
+    names = sorted(c.name for c in store.get_contexts_by_type("pipeline"))
+    if wanted is not None:
+        if wanted not in names:
+            raise ReportError(f"no pipeline named {wanted!r} in this metadata (it has {names})")
+        return wanted
+    if len(names) != 1:
+        raise ReportError(f"the metadata holds pipelines {names}: choose one with --pipeline-name")
+    return names[0]
+
+
+def _latest_run(store, pipeline_name: str):
+    """The most recent pipeline_run context of the pipeline, and {stage: its execution in that run}."""
+    prefix = pipeline_name + "."
+    node_of = {}
+    for context in store.get_contexts_by_type("node"):
+        if context.name.startswith(prefix):
+            for execution in store.get_executions_by_context(context.id):
+                node_of[execution.id] = context.name[len(prefix):]
+    runs = []
+    for run in store.get_contexts_by_type("pipeline_run"):
+        executions = [e for e in store.get_executions_by_context(run.id) if e.id in node_of]
+        if executions:
+            runs.append((max(e.id for e in executions), run, executions))
+    if not runs:
+        raise ReportError(f"pipeline {pipeline_name} has no runs recorded")
+    _, run, executions = max(runs, key=lambda item: item[0])
+    stages = {node_of[e.id]: e for e in sorted(executions, key=lambda e: e.id)}
+    return run, stages
+
+
+def _artifacts(store, execution, key: str, event_types) -> list:
+    events = [e for e in store.get_events_by_execution_ids([execution.id])
+              if e.type in event_types and e.path.steps and e.path.steps[0].key == key]
+    return store.get_artifacts_by_id([e.artifact_id for e in events])
+
+
+def _outputs(store, execution, key: str) -> list:
+    return _artifacts(store, execution, key, (metadata_store_pb2.Event.OUTPUT,))
+
+
+def _inputs(store, execution, key: str) -> list:
+    return _artifacts(store, execution, key, (metadata_store_pb2.Event.INPUT,))
+
+
+def _property(artifact, name: str):
+    if name not in artifact.custom_properties:
+        return None
+    value = artifact.custom_properties[name]
+    return getattr(value, value.WhichOneof("value"))
+
+
+def _read_json(path: str) -> dict[str, Any] | None:
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def _number(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _finite(props: dict[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in props.items()}

@@ -1,0 +1,105 @@
+"""Running the pipeline: LocalDagRunner (default) or BeamDagRunner, with per-stage progress, and
+compiling it for Kubeflow Pipelines v2 (a JSON PipelineSpec; no cluster needed).
+
+Imports TFX: call `pipelines.keras_env.use_tf_keras()` first in a fresh process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import time
+from typing import Callable
+
+from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
+from tfx.orchestration.portable import launcher
+
+RUNNERS = ("local", "beam")
+DEFAULT_IMAGE = "ppml:latest"
+"""Container image for Kubeflow: any image with ppml and TFX 1.21 installed."""
+
+
+
+@dataclasses.dataclass(frozen=True)
+class StageEvent:
+    """One stage starting (``state='running'``) or ending (``'complete'`` or ``'cached'``)."""
+
+    stage: str
+    state: str
+    index: int
+    total: int
+    seconds: float = 0.0
+
+
+@contextlib.contextmanager
+def _reporting_stages(stages: list[str], callback: Callable[[StageEvent], None]):
+    """Reports each stage launched in this process while the context is open.
+
+    Both runners launch every node through `tfx.orchestration.portable.launcher.Launcher.launch`;
+    it is wrapped for the duration of the run (log messages are no use: stages reset log levels).
+    """
+    original = launcher.Launcher.launch
+
+    def launch(self):
+        stage = self._pipeline_node.node_info.id  # pylint: disable=protected-access
+        index = stages.index(stage) + 1 if stage in stages else 0
+        callback(StageEvent(stage, "running", index, len(stages)))
+        start = time.monotonic()
+        info = original(self)
+        state = "complete"
+        if info is not None:
+            with self._mlmd_connection as handle:  # pylint: disable=protected-access
+                [execution] = handle.store.get_executions_by_id([info.execution_id])
+                if execution.last_known_state == metadata_store_pb2.Execution.CACHED:
+                    state = "cached"
+        callback(StageEvent(stage, state, index, len(stages), time.monotonic() - start))
+        return info
+
+    launcher.Launcher.launch = launch
+    try:
+        yield
+    finally:
+        launcher.Launcher.launch = original
+
+
+def run(pipeline: tfx.dsl.Pipeline, *, runner: str = "local",
+        progress: Callable[[StageEvent], None] | None = None) -> None:
+    """Runs ``pipeline`` to the end; ``progress`` is called as each stage starts and ends.
+
+    Raises:
+      ValueError: for an unknown ``runner``.
+      Whatever the failing stage raised (TFX records the failed execution in ML Metadata).
+    """
+    if runner not in RUNNERS:
+        raise ValueError(f"runner must be one of {', '.join(RUNNERS)}, got {runner!r}")
+    dag_runner = tfx.orchestration.LocalDagRunner() if runner == "local" else _beam_dag_runner()
+    if progress is None:
+        dag_runner.run(pipeline)
+        return
+    with _reporting_stages([c.id for c in pipeline.components], progress):
+        dag_runner.run(pipeline)
+
+
+def _beam_dag_runner():
+    from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner  # pylint: disable=import-outside-toplevel
+    return BeamDagRunner()
+
+
+def compile_kubeflow_v2(pipeline: tfx.dsl.Pipeline, output_file: str, *, default_image: str = DEFAULT_IMAGE) -> str:
+    """Writes the Kubeflow Pipelines v2 PipelineSpec (JSON) of ``pipeline`` to ``output_file``; returns the path.
+
+    Needs the ``kfp-pipeline-spec`` package. The pipeline should have no local metadata connection
+    (Kubeflow brings its own) and a pipeline root the cluster can reach.
+    """
+    try:
+        runner_config = tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=default_image)
+    except AttributeError:
+        raise RuntimeError("Kubeflow v2 compilation needs the kfp-pipeline-spec package "
+                           "(pip install 'kfp-pipeline-spec<2.17')") from None
+    directory, name = os.path.split(os.path.abspath(output_file))
+    os.makedirs(directory, exist_ok=True)
+    tfx.orchestration.experimental.KubeflowV2DagRunner(
+        config=runner_config, output_dir=directory, output_filename=name).run(pipeline, write_out=True)
+    return os.path.join(directory, name)

@@ -1,0 +1,155 @@
+"""TFX module for the bundled breast-cancer data: Transform's ``preprocessing_fn`` and a DP Trainer ``run_fn``.
+
+Transform z-scores the 30 measurements (full-pass statistics over the training split). The model is
+a small MLP (30 -> hidden ReLU -> 1 sigmoid) with no cross-example layers, so per-example clipping is
+well defined. ``run_fn`` reads its privacy settings through `DpTrainer`'s spec; its own
+``custom_config`` keys are ``learning_rate`` (SGD, default 0.2), ``hidden_units`` (default 16) and
+``seed`` (default 0; weight initialisation and batch order, not the DP noise).
+
+The exported SavedModel's ``serving_default`` signature takes serialized raw tf.Examples, applies
+the Transform graph and returns ``{"probabilities": P(benign)}``, as in any TFX pipeline.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx_bsl.public import tfxio
+
+from pipelines.components.dp_trainer import fn_args_utils
+from pipelines.components.dp_trainer.spec import DpTrainingPlan
+from pipelines.datasets.breast_cancer import LABEL_KEY, feature_keys
+from pipelines.keras_env import require_tf_keras
+
+FEATURE_KEYS = tuple(feature_keys())
+PREDICTION_KEY = "probabilities"
+HYPERPARAMETERS = {"learning_rate": 0.2, "hidden_units": 16, "seed": 0}
+
+
+def transformed_name(key: str) -> str:
+    return f"{key}_xf"
+
+
+def preprocessing_fn(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """z-scores every measurement; passes the label through."""
+    outputs = {transformed_name(key): tft.scale_to_z_score(inputs[key]) for key in FEATURE_KEYS}
+    outputs[LABEL_KEY] = inputs[LABEL_KEY]
+    return outputs
+
+
+def run_fn(fn_args) -> None:
+    """Trains on the transformed training split and exports the serving model (and, when private, its ledger)."""
+    require_tf_keras()
+    plan = fn_args_utils.plan_from_fn_args(fn_args)
+    hp = _hyperparameters(fn_args.custom_config)
+    tft_output = tft.TFTransformOutput(fn_args.transform_output)
+    features, labels = _load(fn_args.train_files, fn_args.data_accessor, tft_output)
+    if len(labels) != plan.dataset_size:
+        raise RuntimeError(f"read {len(labels)} training examples, planned for {plan.dataset_size}")
+    tf.keras.utils.set_random_seed(hp["seed"])
+    model = _model(hp["hidden_units"])
+    if not plan.private:
+        _fit(model, features, labels, plan, hp)
+        _export(model, tft_output, fn_args.serving_model_dir)
+        return
+    steps, budget = _fit_private(model, features, labels, plan, hp)
+    _export(model, tft_output, fn_args.serving_model_dir)
+    fn_args_utils.write_run_ledger(fn_args, plan, steps_taken=steps, budget=budget,
+                                   trainer={"run_fn": f"{__name__}.run_fn", "optimizer": "SGD",
+                                            "learning_rate": hp["learning_rate"], "keras": "tf-keras",
+                                            "tensorflow": tf.__version__, "noise": "CSPRNG-seeded Gaussian"})
+
+
+def _hyperparameters(custom_config: dict[str, Any] | None) -> dict[str, Any]:
+    hp = dict(HYPERPARAMETERS)
+    for key in HYPERPARAMETERS:
+        if (custom_config or {}).get(key) is not None:
+            hp[key] = custom_config[key]
+    lr = hp["learning_rate"]
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < float("inf"):
+        raise ValueError(f"custom_config['learning_rate']: must be a finite number > 0, got {lr!r}")
+    for key, minimum in (("hidden_units", 1), ("seed", 0)):
+        if isinstance(hp[key], bool) or not isinstance(hp[key], int) or hp[key] < minimum:
+            raise ValueError(f"custom_config[{key!r}]: must be an integer >= {minimum}, got {hp[key]!r}")
+    return hp
+
+
+def _load(file_patterns, data_accessor, tft_output) -> tuple[np.ndarray, np.ndarray]:
+    """All transformed training examples as (features [n, 30] float32, labels [n, 1] float32).
+
+    Labels have the predictions' shape, so the loss is one number per example (what DP-SGD clips).
+    """
+    dataset = data_accessor.tf_dataset_factory(
+        file_patterns, tfxio.TensorFlowDatasetOptions(batch_size=1024, num_epochs=1, shuffle=False),
+        tft_output.transformed_metadata.schema)
+    features, labels = [], []
+    for batch in dataset:
+        features.append(_stack(batch).numpy())
+        labels.append(tf.reshape(batch[LABEL_KEY], [-1]).numpy())
+    return np.concatenate(features), np.concatenate(labels).astype(np.float32)[:, None]
+
+
+def _stack(transformed: dict[str, tf.Tensor]) -> tf.Tensor:
+    return tf.concat([tf.reshape(tf.cast(transformed[transformed_name(k)], tf.float32), [-1, 1])
+                      for k in FEATURE_KEYS], axis=1)
+
+
+def _model(hidden_units: int) -> tf.keras.Model:
+    inputs = tf.keras.Input(shape=(len(FEATURE_KEYS),), name="features")
+    hidden = tf.keras.layers.Dense(hidden_units, activation="relu")(inputs)
+    outputs = tf.keras.layers.Dense(1, activation="sigmoid")(hidden)
+    return tf.keras.Model(inputs, outputs)
+
+
+def _fit(model: tf.keras.Model, features: np.ndarray, labels: np.ndarray, plan: DpTrainingPlan,
+         hp: dict[str, Any]) -> None:
+    """Non-private SGD: ``plan.steps`` steps of shuffled batches of ``batch_size``."""
+    model.compile(optimizer=tf.keras.optimizers.SGD(hp["learning_rate"]),
+                  loss=tf.keras.losses.BinaryCrossentropy(), metrics=["binary_accuracy"])
+    dataset = (tf.data.Dataset.from_tensor_slices((features, labels))
+               .shuffle(len(labels), seed=hp["seed"], reshuffle_each_iteration=True)
+               .repeat().batch(plan.config.batch_size))
+    model.fit(dataset, steps_per_epoch=plan.steps, epochs=1, verbose=2)
+
+
+def _fit_private(model: tf.keras.Model, features: np.ndarray, labels: np.ndarray, plan: DpTrainingPlan,
+                 hp: dict[str, Any]):
+    """DP-SGD with ppml's `privacy.keras`: returns (noisy steps taken, the PrivacyBudget they composed).
+
+    Poisson batches come from `privacy.keras.poisson_batches` (exactly ``plan.steps`` of them);
+    shuffled ones are whole epochs of Keras' own batching, accounted by the once-per-epoch bound.
+    The noise generator is seeded from the OS CSPRNG.
+    """
+    from privacy.keras import make_private, poisson_batches, private_training  # pylint: disable=import-outside-toplevel
+    mechanism = plan.mechanism
+    make_private(model, l2_norm_clip=plan.config.l2_norm_clip, noise_multiplier=mechanism.noise_multiplier,
+                 num_microbatches=mechanism.num_microbatches, expected_batch_size=mechanism.batch_size,
+                 dataset_size=mechanism.dataset_size, sampling=mechanism.sampling.value, target_delta=plan.delta,
+                 secure_noise=True)
+    model.compile(optimizer=tf.keras.optimizers.SGD(hp["learning_rate"]),
+                  loss=tf.keras.losses.BinaryCrossentropy(), metrics=["binary_accuracy"])
+    if mechanism.steps_per_epoch is None:  # Poisson
+        batches = poisson_batches(tf.data.Dataset.from_tensor_slices((features, labels)),
+                                  dataset_size=mechanism.dataset_size, expected_batch_size=mechanism.batch_size)
+        model.fit(batches, steps_per_epoch=plan.steps, epochs=1, verbose=2)
+    else:
+        model.fit(features, labels, batch_size=int(mechanism.batch_size),
+                  epochs=plan.steps // mechanism.steps_per_epoch, shuffle=True, verbose=2)
+    training = private_training(model)
+    return training.steps, training.budget
+
+
+def _export(model: tf.keras.Model, tft_output, serving_model_dir: str) -> None:
+    model.tft_layer = tft_output.transform_features_layer()
+    raw_spec = tft_output.raw_feature_spec()
+    raw_spec.pop(LABEL_KEY)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve(serialized):
+        transformed = model.tft_layer(tf.io.parse_example(serialized, raw_spec))
+        return {PREDICTION_KEY: model(_stack(transformed))}
+
+    model.save(serving_model_dir, save_format="tf", signatures={"serving_default": serve})

@@ -1,0 +1,77 @@
+"""The private pipeline runs end to end once per test session; its cached re-runs are fixtures too.
+
+Every run goes through the real command line (``ppml pipeline run ... --json``) in a fresh process,
+which sets TF_USE_LEGACY_KERAS=1 itself before TensorFlow loads (this test process stays on Keras 3).
+Each fixture captures the run's report when it finishes, so tests never depend on which run is latest.
+"""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PIPELINE_OPTIONS = ("--private", "--target-epsilon", "3", "--epochs", "15", "--batch-size", "32")
+
+
+def ppml(*args: str, check: bool = True, timeout: float = 1200) -> subprocess.CompletedProcess:
+    """Runs the ``ppml`` command line in a fresh interpreter; fails the test with its output on error."""
+    proc = subprocess.run([sys.executable, "-c", "from pipelines.cli.main import cli; cli()", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        pytest.fail(f"ppml {' '.join(args)} failed (exit {proc.returncode}):\n--- stdout\n{proc.stdout[-4000:]}\n"
+                    f"--- stderr\n{proc.stderr[-8000:]}", pytrace=False)
+    return proc
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineRun:
+    root: str
+    report: dict               # `ppml pipeline run --json` output
+    progress: list[str]        # the per-stage progress lines on stderr
+    report_text: str = ""      # `ppml report` right after the run
+    report_json: dict | None = None                # `ppml report --json` right after the run
+    non_private_report: dict | None = None         # `ppml report --variant non-private --json`
+
+
+def run_pipeline(root, *options: str, read_reports: bool = False) -> PipelineRun:
+    proc = ppml("pipeline", "run", *options, "--pipeline-root", str(root), "--json")
+    progress = [line for line in proc.stderr.splitlines() if line.startswith("[")]
+    run = PipelineRun(root=str(root), report=json.loads(proc.stdout), progress=progress)
+    if read_reports:
+        report = ("report", "--pipeline-root", str(root))
+        run = dataclasses.replace(run, report_text=ppml(*report).stdout,
+                                  report_json=json.loads(ppml(*report, "--json").stdout),
+                                  non_private_report=json.loads(ppml(*report, "--variant", "non-private",
+                                                                     "--json").stdout))
+    return run
+
+
+@pytest.fixture(scope="session")
+def private_run(tmp_path_factory) -> PipelineRun:
+    """All 8 stages with the DP Trainer, plus a non-private Trainer and Evaluator side by side."""
+    root = tmp_path_factory.mktemp("ppml-pipeline")
+    return run_pipeline(root, *PIPELINE_OPTIONS, "--epsilon-budget", "3", "--compare-non-private", read_reports=True)
+
+
+@pytest.fixture(scope="session")
+def tight_budget_run(private_run) -> PipelineRun:
+    """Same root and training, budget 0.5 < epsilon: Trainer and upstream cached, Evaluator and Pusher re-run."""
+    return run_pipeline(private_run.root, *PIPELINE_OPTIONS, "--epsilon-budget", "0.5")
+
+
+@pytest.fixture(scope="session")
+def strict_audit_run(tight_budget_run, private_run) -> PipelineRun:
+    """Same root and training, membership-AUC bound just below the measured AUC."""
+    bound = private_run.report["membership_audit"]["auc"] - 0.01
+    return run_pipeline(private_run.root, *PIPELINE_OPTIONS, "--epsilon-budget", "3",
+                        "--max-membership-auc", f"{bound:.6f}")
+
+
+@pytest.fixture(scope="session")
+def ppml_cli():
+    """`ppml(*args, check=True, timeout=...)`: the command line in a fresh interpreter."""
+    return ppml

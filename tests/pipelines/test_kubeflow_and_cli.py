@@ -1,0 +1,52 @@
+"""Kubeflow Pipelines v2 compilation (JSON, no cluster) and the command line's errors."""
+
+import json
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def kubeflow_spec(tmp_path_factory, ppml_cli):
+    path = tmp_path_factory.mktemp("kfp") / "pipeline.json"
+    ppml_cli("pipeline", "compile", "--kubeflow-v2", str(path), "--pipeline-root", "gs://bucket/root",
+             "--data-root", "gs://bucket/data", "--serving-model-dir", "gs://bucket/serving",
+             "--target-epsilon", "2.5", "--l2-norm-clip", "0.8", "--compare-non-private")
+    with open(path) as f:
+        return json.load(f)["pipelineSpec"]
+
+
+def _custom_config(spec, task):
+    parameters = spec["root"]["dag"]["tasks"][task]["inputs"]["parameters"]
+    return json.loads(parameters["custom_config"]["runtimeValue"]["constantValue"]["stringValue"])
+
+
+def test_kubeflow_v2_json_carries_the_dp_trainer_custom_config(kubeflow_spec):
+    tasks = kubeflow_spec["root"]["dag"]["tasks"]
+    assert {"CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer", "Evaluator",
+            "Pusher", "Trainer_non_private", "Evaluator_non_private"} == set(tasks)
+    config = _custom_config(kubeflow_spec, "Trainer")
+    assert config["private"] is True and config["target_epsilon"] == 2.5 and config["l2_norm_clip"] == 0.8
+    assert config["batch_size"] == 32 and config["sampling"] == "poisson"
+    assert _custom_config(kubeflow_spec, "Trainer_non_private")["private"] is False
+    executors = kubeflow_spec["deploymentSpec"]["executors"]
+    trainer_args = " ".join(executors["Trainer_executor"]["container"]["args"])
+    evaluator_args = " ".join(executors["Evaluator_executor"]["container"]["args"])
+    assert "pipelines.components.dp_trainer.executor.Executor" in trainer_args
+    assert "pipelines.components.private_evaluator.executor.Executor" in evaluator_args
+    eval_config = tasks["Evaluator"]["inputs"]["parameters"]["eval_config"]["runtimeValue"]["constantValue"]
+    assert '"DpEpsilon"' in eval_config["stringValue"] and '"MembershipInferenceAuc"' in eval_config["stringValue"]
+
+
+def test_invalid_setting_is_refused_before_anything_runs(tmp_path, ppml_cli):
+    root = tmp_path / "root"
+    proc = ppml_cli("pipeline", "run", "--l2-norm-clip", "-1", "--pipeline-root", str(root), check=False)
+    assert proc.returncode == 2
+    assert "'--l2-norm-clip'" in proc.stderr and "custom_config['l2_norm_clip']" in proc.stderr
+    assert "must be a finite number > 0, got -1.0" in proc.stderr and "Traceback" not in proc.stderr
+    assert not root.exists()
+
+
+def test_report_without_a_run_says_so(tmp_path, ppml_cli):
+    proc = ppml_cli("report", "--pipeline-root", str(tmp_path), check=False)
+    assert proc.returncode == 1 and "no ML Metadata at" in proc.stderr and "Traceback" not in proc.stderr
