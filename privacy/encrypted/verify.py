@@ -83,6 +83,9 @@ def verify_model(model, x: np.ndarray, y: np.ndarray | None, predictor, *, batch
         raise ValueError("verification needs at least one example")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    expected = tuple(model.input_shape[1:])
+    if x.shape[1:] != expected:
+        raise ValueError(f"input has shape {x.shape}, expected (batch,) + {expected}")
     plain = np.asarray(model.predict(x, verbose=0), dtype=np.float64).reshape(len(x), -1)
     encrypted, seconds, rounds, nbytes = [], [], 0, 0
     for start in range(0, len(x), batch_size):
