@@ -1,0 +1,95 @@
+"""The gate's executor: load examples and model, compare encrypted with plaintext predictions, bless or not."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from tfx.dsl.components.base import base_executor
+from tfx.dsl.io import fileio
+from tfx.types import artifact_utils
+from tfx.utils import io_utils, path_utils
+
+from pipelines.components.encrypted_gate import spec
+from privacy.encrypted import FixedPoint, InProcessCluster, UnsupportedModelError, import_keras_model
+from privacy.encrypted.verify import verify_model
+
+
+class Executor(base_executor.BaseExecutor):
+    """Writes BLESSED or NOT_BLESSED, the report JSON and the figures as custom properties."""
+
+    def Do(self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]],
+           exec_properties: dict[str, Any]) -> None:
+        settings = spec.GateSettings.from_exec_properties(exec_properties)
+        blessing = artifact_utils.get_single_instance(output_dict[spec.BLESSING_KEY])
+        model_artifact = artifact_utils.get_single_instance(input_dict[spec.MODEL_KEY])
+        blessing.set_string_custom_property("current_model", model_artifact.uri)
+        blessing.set_int_custom_property("current_model_id", model_artifact.id)
+        upstream = input_dict.get(spec.MODEL_BLESSING_KEY) or []
+        if upstream and not artifact_utils.get_single_instance(upstream).get_int_custom_property("blessed"):
+            return _decide(blessing, settings, None, "the upstream blessing is NOT_BLESSED")
+        serving_dir = path_utils.serving_model_path(model_artifact.uri,
+                                                    path_utils.is_old_model_artifact(model_artifact))
+        model = tf.keras.models.load_model(serving_dir)
+        try:
+            plan = import_keras_model(model)
+        except UnsupportedModelError as err:
+            return _decide(blessing, settings, None, f"the model cannot run encrypted: {err}")
+        x, y = _load_examples(input_dict, settings, tuple(plan.architecture.input_shape))
+        report = verify_model(model, x, y, InProcessCluster(plan, FixedPoint(settings.frac_bits)),
+                              batch_size=settings.batch_size)
+        passed = report.passes(min_agreement=settings.min_agreement, max_accuracy_drop=settings.max_accuracy_drop)
+        reason = (f"decision agreement {100 * report.decision_agreement:.2f} % (needs >= "
+                  f"{100 * settings.min_agreement:.2f} %), accuracy difference "
+                  f"{report.accuracy_difference_points:.2f} points (needs <= {settings.max_accuracy_drop:g})")
+        _decide(blessing, settings, report, reason if passed else f"failed: {reason}", passed=passed)
+
+
+def _decide(blessing, settings: spec.GateSettings, report, reason: str, *, passed: bool = False) -> None:
+    blessing.set_int_custom_property("blessed", int(passed))
+    blessing.set_int_custom_property(spec.GATE_PASSED, int(passed))
+    blessing.set_string_custom_property(spec.GATE_REASON, reason)
+    figures = report.to_dict() if report is not None else {}
+    for name in spec.FIGURES:
+        if figures.get(name) is not None:
+            blessing.set_float_custom_property(f"encrypted_{name}", float(figures[name]))
+    io_utils.write_string_file(os.path.join(blessing.uri, spec.REPORT_FILE), json.dumps(
+        {"blessed": passed, "reason": reason, "settings": dict(settings.exec_properties(),
+                                                                feature_keys=list(settings.feature_keys)),
+         "report": figures or None}, indent=2))
+    with fileio.open(os.path.join(blessing.uri, "BLESSED" if passed else "NOT_BLESSED"), "w") as fh:
+        fh.write("")
+
+
+def _load_examples(input_dict, settings: spec.GateSettings, input_shape: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """The first `num_examples` examples of the split: stacked (transformed) features and labels.
+
+    Raises:
+        ValueError: if the split has no examples or a feature is missing (named).
+    """
+    examples = artifact_utils.get_single_instance(input_dict[spec.EXAMPLES_KEY])
+    pattern = io_utils.all_files_pattern(artifact_utils.get_split_uri([examples], settings.split))
+    records = list(tf.data.TFRecordDataset(fileio.glob(pattern), compression_type="GZIP").take(settings.num_examples))
+    if not records:
+        raise ValueError(f"split {settings.split!r} of {examples.uri} has no examples")
+    transform = input_dict.get(spec.TRANSFORM_GRAPH_KEY) or []
+    if transform:
+        import tensorflow_transform as tft  # pylint: disable=import-outside-toplevel
+
+        tft_output = tft.TFTransformOutput(artifact_utils.get_single_instance(transform).uri)
+        parsed = tf.io.parse_example(tf.stack(records), tft_output.raw_feature_spec())
+        features = tft_output.transform_features_layer()(parsed)
+    else:
+        feature_spec = {k: tf.io.FixedLenFeature([], tf.float32) for k in settings.feature_keys}
+        feature_spec[settings.label_key] = tf.io.FixedLenFeature([], tf.int64)
+        features = tf.io.parse_example(tf.stack(records), feature_spec)
+    missing = [k for k in (*settings.feature_keys, settings.label_key) if k not in features]
+    if missing:
+        raise ValueError(f"features {missing} are not in the (transformed) examples; have {sorted(features)}")
+    columns = [tf.reshape(tf.cast(features[k], tf.float64), [len(records), -1]).numpy() for k in settings.feature_keys]
+    x = np.concatenate(columns, axis=1).reshape((len(records),) + input_shape)
+    y = tf.reshape(features[settings.label_key], [-1]).numpy().astype(np.int64)
+    return x, y

@@ -1,0 +1,97 @@
+"""Keys, defaults and the ComponentSpec of the encrypted-inference gate (each declared once, here)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+
+from privacy.encrypted.verify import DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MIN_AGREEMENT
+
+EXAMPLES_KEY = "examples"
+MODEL_KEY = "model"
+TRANSFORM_GRAPH_KEY = "transform_graph"
+MODEL_BLESSING_KEY = "model_blessing"
+BLESSING_KEY = "blessing"
+REPORT_FILE = "encrypted_inference.json"
+"""JSON report written into the blessing artifact: settings, figures, decision and reason."""
+GATE_PASSED = "encrypted_gate_passed"
+GATE_REASON = "encrypted_gate_reason"
+FIGURES = ("decision_agreement", "max_abs_error", "accuracy_difference_points", "plaintext_accuracy",
+           "encrypted_accuracy", "latency_ms_per_batch", "rounds_per_batch", "bytes_per_batch")
+"""Report fields also recorded as custom properties of the blessing (prefixed ``encrypted_``)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class GateSettings:
+    """What the gate checks.
+
+    Attributes:
+        feature_keys: (transformed) feature names stacked, in order, into the model's input.
+        label_key: integer class label.
+        split: the Examples split to predict on.
+        num_examples: how many examples (the first ones) to predict, encrypted and in plaintext.
+        min_agreement: smallest fraction of equal decisions to bless.
+        max_accuracy_drop: largest |accuracy difference| to bless, in percentage points.
+        frac_bits: fixed-point fractional bits of the encrypted engine.
+        batch_size: examples per encrypted prediction call.
+    """
+
+    feature_keys: tuple
+    label_key: str
+    split: str = "eval"
+    num_examples: int = 200
+    min_agreement: float = DEFAULT_MIN_AGREEMENT
+    max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP
+    frac_bits: int = 16
+    batch_size: int = 100
+
+    def __post_init__(self):
+        if not self.feature_keys or not all(isinstance(k, str) and k for k in self.feature_keys):
+            raise ValueError(f"feature_keys must be a non-empty list of feature names, got {self.feature_keys!r}")
+        if not (isinstance(self.label_key, str) and self.label_key):
+            raise ValueError(f"label_key must be a feature name, got {self.label_key!r}")
+        if not 0 <= self.min_agreement <= 1:
+            raise ValueError(f"min_agreement must be in [0, 1], got {self.min_agreement!r}")
+        if not self.max_accuracy_drop >= 0:
+            raise ValueError(f"max_accuracy_drop must be >= 0 (percentage points), got {self.max_accuracy_drop!r}")
+        for name in ("num_examples", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+
+    def exec_properties(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        values["feature_keys"] = json.dumps(list(self.feature_keys))
+        return values
+
+    @classmethod
+    def from_exec_properties(cls, props: dict[str, Any]) -> "GateSettings":
+        values = {f.name: props[f.name] for f in dataclasses.fields(cls) if props.get(f.name) is not None}
+        values["feature_keys"] = tuple(json.loads(values["feature_keys"]))
+        return cls(**values)
+
+
+class EncryptedInferenceGateSpec(ComponentSpec):
+    """Inputs: eval examples, the trained model, optionally its Transform graph and an upstream
+    blessing (e.g. the Evaluator's). Output: a ModelBlessing for the Pusher."""
+
+    PARAMETERS = {
+        "feature_keys": ExecutionParameter(type=str),
+        "label_key": ExecutionParameter(type=str),
+        "split": ExecutionParameter(type=str, optional=True),
+        "num_examples": ExecutionParameter(type=int, optional=True),
+        "min_agreement": ExecutionParameter(type=float, optional=True),
+        "max_accuracy_drop": ExecutionParameter(type=float, optional=True),
+        "frac_bits": ExecutionParameter(type=int, optional=True),
+        "batch_size": ExecutionParameter(type=int, optional=True),
+    }
+    INPUTS = {
+        EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
+        MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+        TRANSFORM_GRAPH_KEY: ChannelParameter(type=standard_artifacts.TransformGraph, optional=True),
+        MODEL_BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing, optional=True),
+    }
+    OUTPUTS = {BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing)}

@@ -1,0 +1,86 @@
+"""The TFX encrypted-inference gate, run by calling its executor's Do on real artifacts (tf-keras process)."""
+
+GATE_SCRIPT = """
+import json, os
+import numpy as np
+import tensorflow as tf
+from sklearn.datasets import load_breast_cancer
+from tfx import types
+from tfx.types import standard_artifacts
+from tfx.utils import path_utils
+from pipelines.components.encrypted_gate import EncryptedInferenceGate
+from pipelines.components.encrypted_gate.executor import Executor
+from pipelines.components.encrypted_gate.spec import GateSettings
+
+root = {root!r}
+x, y = load_breast_cancer(return_X_y=True)
+x = ((x - x.mean(0)) / x.std(0)).astype("float32")
+keys = [f"f{{i:02d}}" for i in range(30)]
+split = os.path.join(root, "examples", "Split-eval")
+os.makedirs(split)
+with tf.io.TFRecordWriter(os.path.join(split, "data.gz"), options="GZIP") as writer:
+    for row, label in zip(x, y):
+        feature = {{k: tf.train.Feature(float_list=tf.train.FloatList(value=[v])) for k, v in zip(keys, row)}}
+        feature["diagnosis"] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)]))
+        writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+examples = standard_artifacts.Examples(); examples.uri = os.path.dirname(split); examples.split_names = '["eval"]'
+
+def saved_model(name, activation):
+    tf.keras.utils.set_random_seed(0)
+    model = tf.keras.Sequential([tf.keras.Input((30,)), tf.keras.layers.Dense(8, activation=activation),
+                                 tf.keras.layers.Dense(1, activation="sigmoid")])
+    model.compile("adam", "binary_crossentropy"); model.fit(x, y, epochs=5, verbose=0)
+    artifact = standard_artifacts.Model(); artifact.uri = os.path.join(root, name)
+    model.save(path_utils.serving_model_path(artifact.uri, path_utils.is_old_model_artifact(artifact)))
+    return artifact, model
+
+def run(name, model, upstream=None, **settings):
+    blessing = standard_artifacts.ModelBlessing(); blessing.uri = os.path.join(root, "blessing-" + name)
+    inputs = {{"examples": [examples], "model": [model]}}
+    if upstream is not None:
+        up = standard_artifacts.ModelBlessing(); up.set_int_custom_property("blessed", upstream); inputs["model_blessing"] = [up]
+    props = GateSettings(feature_keys=tuple(keys), label_key="diagnosis", **settings).exec_properties()
+    Executor().Do(inputs, {{"blessing": [blessing]}}, props)
+    with open(os.path.join(blessing.uri, "encrypted_inference.json")) as fh:
+        report = json.load(fh)
+    files = sorted(f for f in os.listdir(blessing.uri) if f.endswith("BLESSED"))
+    props = {{k: v for k, v in blessing.mlmd_artifact.custom_properties.items()}}
+    return files, report, blessing
+
+relu_model, keras_model = saved_model("relu", "relu")
+files, report, blessing = run("ok", relu_model, num_examples=120, batch_size=50)
+plain = (keras_model.predict(x[:120], verbose=0)[:, 0] > 0.5).astype(int)
+print("OK", files, report["report"]["examples"], report["report"]["decision_agreement"],
+      report["report"]["max_abs_error"] <= 1e-3, report["report"]["plaintext_accuracy"] == (plain == y[:120]).mean(),
+      blessing.get_int_custom_property("blessed"), blessing.get_float_custom_property("encrypted_decision_agreement"))
+files, report, blessing = run("upstream", relu_model, upstream=0, num_examples=10)
+print("UPSTREAM", files, report["reason"], report["report"])
+tanh_model, _ = saved_model("tanh", "tanh")
+files, report, blessing = run("tanh", tanh_model, num_examples=10)
+print("TANH", files, blessing.get_int_custom_property("blessed"), report["reason"])
+files, report, blessing = run("strict", relu_model, num_examples=40, max_accuracy_drop=0.0, min_agreement=1.0)
+print("STRICT", files)
+gate = EncryptedInferenceGate(examples=types.Channel(type=standard_artifacts.Examples),
+                              model=types.Channel(type=standard_artifacts.Model), feature_keys=keys,
+                              label_key="diagnosis", num_examples=50)
+print("COMPONENT", gate.exec_properties["num_examples"], json.loads(gate.exec_properties["feature_keys"])[:2],
+      type(gate.outputs["blessing"]).__name__)
+try:
+    EncryptedInferenceGate(examples=types.Channel(type=standard_artifacts.Examples),
+                           model=types.Channel(type=standard_artifacts.Model), feature_keys=keys,
+                           label_key="diagnosis", min_agreement=1.5)
+except ValueError as err:
+    print("INVALID", err)
+"""
+
+
+def test_gate_blesses_matching_models_and_blocks_others(tmp_path, python_subprocess):
+    out = python_subprocess(GATE_SCRIPT.format(root=str(tmp_path)), legacy_keras=True, timeout=600).stdout
+    lines = {line.split(" ", 1)[0]: line for line in out.splitlines() if line.split(" ", 1)[0].isupper()}
+    assert lines["OK"] == "OK ['BLESSED'] 120 1.0 True True 1 1.0"
+    assert lines["UPSTREAM"] == "UPSTREAM ['NOT_BLESSED'] the upstream blessing is NOT_BLESSED None"
+    assert lines["TANH"].startswith("TANH ['NOT_BLESSED'] 0 the model cannot run encrypted: layer ")
+    assert "activation 'tanh' is not supported" in lines["TANH"]
+    assert lines["STRICT"] == "STRICT ['BLESSED']"
+    assert lines["COMPONENT"] == "COMPONENT 50 ['f00', 'f01'] OutputChannel"
+    assert lines["INVALID"] == "INVALID min_agreement must be in [0, 1], got 1.5"
