@@ -1,0 +1,47 @@
+"""DP-SGD training for Keras 3 (TensorFlow backend) and tf-keras 2.21, with honest accounting.
+
+Front door (works with ordinary `compile` and `fit`):
+
+    from privacy.keras import make_private, poisson_batches, private_training
+
+    model = make_private(model, l2_norm_clip=1.0, noise_multiplier=1.1, expected_batch_size=256,
+                         dataset_size=n, target_delta=1e-5)          # sampling="poisson" by default
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = model.fit(x, y, epochs=3)          # arrays are Poisson-sampled; history.history["epsilon"]
+    # or: model.fit(poisson_batches(examples, dataset_size=n, expected_batch_size=256), epochs=3)
+    private_training(model).budget               # privacy.accounting.PrivacyBudget of the steps that ran
+
+TF Privacy names: `DPKerasSGDOptimizer`, `DPKerasAdamOptimizer`, `DPKerasAdagradOptimizer`
+(l2_norm_clip, noise_multiplier, num_microbatches) with `make_private(model)` or `DPModel` /
+`DPSequential`. What is guaranteed:
+
+* every example's gradient (over all trainable variables) is clipped to L2 norm C, by ghost norms for
+  Dense, EinsumDense, Embedding, Conv1D, Conv2D, DepthwiseConv2D and LayerNormalization, and by exact
+  vectorised per-example gradients for any other layer;
+* Gaussian noise of std noise_multiplier * C is added once (per global batch, also under
+  `tf.distribute.MirroredStrategy`) to the sum of clipped gradients, which is divided by the expected
+  batch size;
+* the budget composes `privacy.accounting`'s event of the sampling that ran, once per step.
+
+The model's class is unchanged, so it saves and serves as an ordinary Keras model. Importing this
+package imports TensorFlow; the Keras flavour of the classes below follows TF_USE_LEGACY_KERAS, while
+`make_private` accepts models of either flavour.
+"""
+
+from privacy.keras.callback import PrivacyBudgetCallback
+from privacy.keras.model import DPModel, DPSequential, make_dp_model_class, make_private, privacy_budget, \
+    private_training
+from privacy.keras.optimizers import DPKerasAdagradOptimizer, DPKerasAdamOptimizer, DPKerasSGDOptimizer, \
+    make_dp_optimizer_class
+from privacy.keras.params import DPConfigurationError, DPParams
+from privacy.keras.private_training import PrivacyBudgetExceeded, PrivateTraining
+from privacy.keras.sampling import BatchSampling, fixed_size_batches, poisson_batches, sampling_of
+from privacy.keras.validator import find_problems, validate
+
+__all__ = [
+    "BatchSampling", "DPConfigurationError", "DPKerasAdagradOptimizer", "DPKerasAdamOptimizer",
+    "DPKerasSGDOptimizer", "DPModel", "DPParams", "DPSequential", "PrivacyBudgetCallback",
+    "PrivacyBudgetExceeded", "PrivateTraining", "find_problems", "fixed_size_batches", "make_dp_model_class",
+    "make_dp_optimizer_class", "make_private", "poisson_batches", "privacy_budget", "private_training",
+    "sampling_of", "validate",
+]

@@ -1,0 +1,59 @@
+"""Per-example (or per-microbatch) clipping: the sum of clipped gradients from one backward pass.
+
+Given what the recorder kept during the forward pass and the gradient of the summed per-example losses
+with respect to every unit's recorded outputs, each unit's rule writes its per-example gradients as
+factors; the squared norms add up across units to each example's full-gradient norm, and every
+example's gradient is scaled by min(1, C / norm) (Abadi et al. 2016, Alg. 1) before summing. A unit
+that was not called contributes zero.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def clipped_gradient_sum(units, records, target_grads, variables, *, l2_norm_clip: float,
+                         num_microbatches: int | None = None):
+    """Sum over clipping units of the gradient clipped to L2 norm ``l2_norm_clip``.
+
+    Args:
+      units: the model's clipping units (`recording.find_units`).
+      records: the `Records` of the forward pass.
+      target_grads: gradients of the summed losses with respect to ``records.targets(units)``, in order.
+      variables: the model's trainable variables; the result is aligned with them.
+      l2_norm_clip: C, the L2 bound on each unit's gradient (over all variables together).
+      num_microbatches: M to clip M contiguous groups of the batch instead of single examples.
+
+    Returns:
+      (list of tensors shaped like ``variables``, per-unit gradient norms before clipping).
+    """
+    factors = {}
+    position = 0
+    for unit in units:
+        calls = records.of(unit)
+        if not calls:
+            continue
+        grads = []
+        for call in calls:
+            grads.append(target_grads[position:position + len(call.targets)])
+            position += len(call.targets)
+        for key, factor in unit.rule.factors(unit.layer, calls, grads, unit.variables).items():
+            factors[key] = factor.grouped(num_microbatches) if num_microbatches else factor
+    if not factors:
+        raise ValueError("no trainable layer of the model was called in the forward pass")
+    squared = tf.add_n([f.squared_norms() for f in factors.values()])
+    norms = tf.sqrt(squared)
+    clip = tf.cast(l2_norm_clip, norms.dtype)
+    scale = clip / tf.maximum(norms, clip)
+    sums = []
+    for variable in variables:
+        factor = factors.get(id(variable))
+        if factor is None:
+            sums.append(tf.zeros(variable.shape, variable.dtype))
+        else:
+            sums.append(tf.cast(factor.clipped_sum(tf.cast(scale, _dtype(factor))), variable.dtype))
+    return sums, norms
+
+
+def _dtype(factor):
+    return getattr(factor, "g", getattr(factor, "grads", None)).dtype

@@ -1,0 +1,108 @@
+"""Per-example gradients of one variable, in a factored form that rarely needs materialising.
+
+A *clipping unit* is one example, or one microbatch when `num_microbatches` is set. Each factor below
+describes the gradient of every unit u with respect to one variable and answers two questions:
+
+* ``squared_norms()``: ||grad_u||^2 for every unit, shape (U,);
+* ``clipped_sum(scale)``: sum_u scale_u * grad_u, shaped like the variable.
+
+`OuterProduct` is the ghost-norm trick (Goodfellow 2015; Li et al. 2022, "Large language models can be
+strong differentially private learners", Sec. 4): the gradient of a linear map z = a W summed over T
+positions is A^T G, and ||A^T G||_F^2 = <A A^T, G G^T> costs O(T^2 (d_in + d_out)) instead of
+O(T d_in d_out). It picks whichever of the two is cheaper for the shapes at hand. The clipped sum is
+computed from the same factors (Bu et al. 2023, "book-keeping"), so no second backward pass is needed.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import tensorflow as tf
+
+
+def _static_or_dynamic(tensor, axis):
+    dim = tensor.shape[axis]
+    return dim if dim is not None else tf.shape(tensor)[axis]
+
+
+def _group(tensor, units, merge_positions: bool):
+    """(b, T, ...) -> (units, b/units * T, ...) when merging positions, else sums (b, ...) -> (units, ...)."""
+    rest = tensor.shape[2:] if merge_positions else tensor.shape[1:]
+    if merge_positions:
+        return tf.reshape(tensor, [units, -1, *rest])
+    return tf.reduce_sum(tf.reshape(tensor, [units, -1, *rest]), axis=1)
+
+
+class OuterProduct:
+    """grad_u = A_u^T G_u with A: (U, T, d_in), G: (U, T, d_out); ``to_variable`` maps (d_in, d_out) to the variable."""
+
+    def __init__(self, a, g, to_variable: Callable[[tf.Tensor], tf.Tensor]):
+        self.a = tf.stop_gradient(tf.cast(a, g.dtype))
+        self.g = g
+        self.to_variable = to_variable
+        self._materialized = None
+
+    def grouped(self, units) -> "OuterProduct":
+        return OuterProduct(_group(self.a, units, True), _group(self.g, units, True), self.to_variable)
+
+    def _use_ghost(self) -> bool:
+        t, d_in, d_out = self.a.shape[1], self.a.shape[2], self.g.shape[2]
+        if t is None or d_in is None or d_out is None:
+            return True
+        return t * t * (d_in + d_out) < t * d_in * d_out
+
+    def squared_norms(self):
+        if self._use_ghost():
+            if self.a.shape[1] == 1:  # one position: ||a||^2 ||g||^2
+                return tf.reduce_sum(tf.square(self.a), [1, 2]) * tf.reduce_sum(tf.square(self.g), [1, 2])
+            aa = tf.einsum("utd,usd->uts", self.a, self.a)
+            gg = tf.einsum("ute,use->uts", self.g, self.g)
+            return tf.reduce_sum(aa * gg, [1, 2])
+        self._materialized = tf.einsum("utd,ute->ude", self.a, self.g)
+        return tf.reduce_sum(tf.square(self._materialized), [1, 2])
+
+    def clipped_sum(self, scale):
+        if self._materialized is not None:
+            return self.to_variable(tf.einsum("u,ude->de", scale, self._materialized))
+        return self.to_variable(tf.einsum("utd,ute->de", self.a * scale[:, None, None], self.g))
+
+
+class PerExample:
+    """Materialised gradients: (U, *variable_shape)."""
+
+    def __init__(self, grads):
+        self.grads = grads
+
+    def grouped(self, units) -> "PerExample":
+        return PerExample(_group(self.grads, units, False))
+
+    def squared_norms(self):
+        return tf.reduce_sum(tf.reshape(tf.square(self.grads), [_static_or_dynamic(self.grads, 0), -1]), axis=1)
+
+    def clipped_sum(self, scale):
+        return tf.tensordot(scale, self.grads, axes=1)
+
+
+class EmbeddingRows:
+    """Row-sparse gradients of an embedding table: row ``ids[u, t]`` receives ``g[u, t]``.
+
+    ||grad_u||^2 = sum_{t,s} [ids_t == ids_s] <g_t, g_s>, without materialising (U, vocab, dim).
+    """
+
+    def __init__(self, ids, g, vocabulary_size: int):
+        self.ids = tf.stop_gradient(tf.cast(ids, tf.int32))
+        self.g = g
+        self.vocabulary_size = vocabulary_size
+
+    def grouped(self, units) -> "EmbeddingRows":
+        return EmbeddingRows(_group(self.ids[..., None], units, True)[..., 0], _group(self.g, units, True),
+                             self.vocabulary_size)
+
+    def squared_norms(self):
+        same = tf.cast(tf.equal(self.ids[:, :, None], self.ids[:, None, :]), self.g.dtype)
+        gg = tf.einsum("ute,use->uts", self.g, self.g)
+        return tf.reduce_sum(same * gg, [1, 2])
+
+    def clipped_sum(self, scale):
+        rows = tf.reshape(self.g * scale[:, None, None], [-1, self.g.shape[-1]])
+        return tf.math.unsorted_segment_sum(rows, tf.reshape(self.ids, [-1]), self.vocabulary_size)

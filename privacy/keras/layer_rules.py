@@ -1,0 +1,324 @@
+"""Per-layer rules: how each layer's per-example gradients are written as factors (see `factors`).
+
+Built-in rules use ghost norms or small materialised gradients for Dense, EinsumDense, Embedding,
+Conv1D, Conv2D, DepthwiseConv2D and LayerNormalization (as shipped by Keras 3 and tf-keras; subclasses
+may change `call`, so they take the fallback). Every other layer that owns trainable variables gets
+`VectorizedRule`: exact per-example gradients of that layer alone, vectorised over the batch with
+`tf.vectorized_map`, so one unsupported layer never slows the rest of the model down.
+
+Rules see each layer call's input and the gradient of the summed per-example losses with respect to
+the layer's pre-activation output, which for example i is the gradient of loss_i alone, because the
+validator rejects layers that mix examples.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Callable
+
+import tensorflow as tf
+
+from privacy.keras import _compat
+from privacy.keras.factors import EmbeddingRows, OuterProduct, PerExample
+from privacy.keras.recording import Call
+
+
+class LayerRule:
+    """Base class: records a layer's input and pre-activation output; subclasses give the factors."""
+
+    name = "ghost"
+    is_fallback = False
+
+    def applies(self, layer) -> bool:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def forward(self, layer, original: Callable, args, kwargs):
+        """Runs the layer; returns its outputs and the `Call` to keep."""
+        inputs = args[0] if args else kwargs["inputs"]
+        activation = getattr(layer, "activation", None)
+        linear = _compat.keras_of(layer).activations.linear
+        if activation is None or activation is linear:
+            z = original(*args, **kwargs)
+            return z, Call({"inputs": inputs}, [z])
+        object.__setattr__(layer, "activation", linear)
+        try:
+            z = original(*args, **kwargs)
+        finally:
+            object.__setattr__(layer, "activation", activation)
+        return activation(z), Call({"inputs": inputs}, [z])
+
+    def factors(self, layer, calls: list[Call], grads: list[list], variables) -> dict:
+        """{id(variable): factor} for ``variables`` (the layer's trainable ones), combining all calls."""
+        per_call = [self.call_factors(layer, call.kept, g[0]) for call, g in zip(calls, grads)]
+        wanted = {id(v) for v in variables}
+        out = {}
+        for key in per_call[0]:
+            if key in wanted:
+                out[key] = _combine([f[key] for f in per_call])
+        return out
+
+    def call_factors(self, layer, kept, grad) -> dict:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+def _combine(factors):
+    if len(factors) == 1:
+        return factors[0]
+    first = factors[0]
+    if isinstance(first, OuterProduct):
+        return OuterProduct(tf.concat([f.a for f in factors], 1), tf.concat([f.g for f in factors], 1),
+                            first.to_variable)
+    if isinstance(first, EmbeddingRows):
+        return EmbeddingRows(tf.concat([f.ids for f in factors], 1), tf.concat([f.g for f in factors], 1),
+                             first.vocabulary_size)
+    return PerExample(tf.add_n([f.grads for f in factors]))
+
+
+def _batch(t):
+    return t.shape[0] if t.shape[0] is not None else tf.shape(t)[0]
+
+
+def _positions(t, last: int):
+    """(b, ..., last) -> (b, T, last)."""
+    return tf.reshape(t, [_batch(t), -1, last])
+
+
+def _plain(layer, *flags) -> bool:
+    """No LoRA, no quantization: the layer computes exactly what its kernel says."""
+    return not getattr(layer, "lora_enabled", False) and not getattr(layer, "quantization_mode", None) and all(flags)
+
+
+class DenseRule(LayerRule):
+    def applies(self, layer):
+        return type(layer) is _compat.keras_of(layer).layers.Dense and _plain(layer)
+
+    def call_factors(self, layer, kept, grad):
+        d_in, d_out = layer.kernel.shape
+        g = _positions(grad, d_out)
+        out = {id(layer.kernel): OuterProduct(_positions(kept["inputs"], d_in), g, lambda m: m)}
+        if layer.bias is not None:
+            out[id(layer.bias)] = PerExample(tf.reduce_sum(g, 1))
+        return out
+
+
+class EinsumDenseRule(LayerRule):
+    """z = einsum(equation, x, W) (+ bias over `bias_axes`), with the batch as x's first letter."""
+
+    def applies(self, layer):
+        if type(layer) is not _compat.keras_of(layer).layers.EinsumDense or not _plain(layer):
+            return False
+        parsed = _parse_einsum(layer.equation)
+        return parsed is not None and parsed[0][0] == parsed[2][0] and parsed[0][0] not in parsed[1] and (
+            not layer.bias_axes or parsed[0][0] not in layer.bias_axes)
+
+    def call_factors(self, layer, kept, grad):
+        x_sub, w_sub, y_sub = _parse_einsum(layer.equation)
+        b = x_sub[0]
+        x, kernel = kept["inputs"], layer.kernel
+        contracted = "".join(c for c in w_sub if c in x_sub and c not in y_sub)
+        produced = "".join(c for c in w_sub if c in y_sub and c not in x_sub)
+        positions = "".join(c for c in x_sub[1:] if c in y_sub and c not in w_sub)
+        standard = (set(x_sub) == set(b + positions + contracted) and set(w_sub) == set(contracted + produced)
+                    and set(y_sub) == set(b + positions + produced))
+        out = {}
+        if standard:
+            a = tf.einsum(f"{x_sub}->{b}{positions}{contracted}", x)
+            g = tf.einsum(f"{y_sub}->{b}{positions}{produced}", grad)
+            d_in = _size(kernel, w_sub, contracted)
+            d_out = _size(kernel, w_sub, produced)
+            in_shape = [kernel.shape[w_sub.index(c)] for c in contracted + produced]
+
+            def to_variable(m):
+                return tf.einsum(f"{contracted}{produced}->{w_sub}", tf.reshape(m, in_shape))
+
+            out[id(kernel)] = OuterProduct(_positions(a, d_in), _positions(g, d_out), to_variable)
+        else:
+            out[id(kernel)] = PerExample(tf.einsum(f"{x_sub},{y_sub}->{b}{w_sub}", x, grad))
+        if layer.bias is not None:
+            kept_letters = "".join(c for c in y_sub if c in layer.bias_axes)
+            per_example = tf.einsum(f"{y_sub}->{b}{kept_letters}", grad)
+            out[id(layer.bias)] = PerExample(tf.reshape(per_example, [_batch(grad), *layer.bias.shape]))
+        return out
+
+
+def _parse_einsum(equation: str):
+    if "..." in equation or "->" not in equation:
+        return None
+    inputs, y_sub = equation.replace(" ", "").split("->")
+    parts = inputs.split(",")
+    if len(parts) != 2 or not all(c in string.ascii_letters for c in "".join(parts) + y_sub):
+        return None
+    return parts[0], parts[1], y_sub
+
+
+def _size(kernel, w_sub, letters):
+    size = 1
+    for c in letters:
+        size *= kernel.shape[w_sub.index(c)]
+    return size
+
+
+class EmbeddingRule(LayerRule):
+    def applies(self, layer):
+        return type(layer) is _compat.keras_of(layer).layers.Embedding and _plain(layer)
+
+    def call_factors(self, layer, kept, grad):
+        table = layer.embeddings
+        ids = tf.reshape(kept["inputs"], [_batch(grad), -1])
+        return {id(table): EmbeddingRows(ids, _positions(grad, table.shape[1]), table.shape[0])}
+
+
+class ConvRule(LayerRule):
+    """Conv1D / Conv2D (channels_last, groups=1): the kernel gradient is patches^T G."""
+
+    def applies(self, layer):
+        layers = _compat.keras_of(layer).layers
+        return (type(layer) in (layers.Conv1D, layers.Conv2D) and _plain(layer)
+                and layer.data_format == "channels_last" and getattr(layer, "groups", 1) == 1)
+
+    def call_factors(self, layer, kept, grad):
+        kernel = layer.kernel
+        patches = _patches(layer, kept["inputs"])
+        g = _positions(grad, kernel.shape[-1])
+        out = {id(kernel): OuterProduct(patches, g, lambda m: tf.reshape(m, kernel.shape))}
+        if layer.bias is not None:
+            out[id(layer.bias)] = PerExample(tf.reduce_sum(g, 1))
+        return out
+
+
+class DepthwiseConv2DRule(LayerRule):
+    """DepthwiseConv2D: grad[kh, kw, c, m] = sum_p patch[p, kh, kw, c] * g[p, c * M + m]."""
+
+    def applies(self, layer):
+        return (type(layer) is _compat.keras_of(layer).layers.DepthwiseConv2D and _plain(layer)
+                and layer.data_format == "channels_last")
+
+    def call_factors(self, layer, kept, grad):
+        kernel = _depthwise_kernel(layer)
+        kh, kw, channels, multiplier = kernel.shape
+        patches = tf.reshape(_patches(layer, kept["inputs"]), [_batch(grad), -1, kh * kw, channels])
+        g = tf.reshape(grad, [_batch(grad), -1, channels, multiplier])
+        per_example = tf.einsum("bpkc,bpcm->bkcm", tf.cast(tf.stop_gradient(patches), g.dtype), g)
+        out = {id(kernel): PerExample(tf.reshape(per_example, [_batch(grad), *kernel.shape]))}
+        if layer.bias is not None:
+            out[id(layer.bias)] = PerExample(tf.reduce_sum(_positions(grad, channels * multiplier), 1))
+        return out
+
+
+def _depthwise_kernel(layer):
+    return layer.depthwise_kernel if hasattr(layer, "depthwise_kernel") else layer.kernel
+
+
+def _patches(layer, inputs):
+    """(b, P, prod(kernel_size) * channels) input patches in the kernel's (spatial..., channel) order."""
+    inputs = tf.stop_gradient(inputs)
+    one_d = len(layer.kernel_size) == 1
+    size = (1, *layer.kernel_size) if one_d else tuple(layer.kernel_size)
+    strides = (1, *layer.strides) if one_d else tuple(layer.strides)
+    rates = (1, *layer.dilation_rate) if one_d else tuple(layer.dilation_rate)
+    padding = layer.padding.upper()
+    if padding == "CAUSAL":
+        inputs = tf.pad(inputs, [[0, 0], [(layer.kernel_size[0] - 1) * layer.dilation_rate[0], 0], [0, 0]])
+        padding = "VALID"
+    if one_d:
+        inputs = inputs[:, None]
+    patches = tf.image.extract_patches(inputs, sizes=[1, *size, 1], strides=[1, *strides, 1],
+                                       rates=[1, *rates, 1], padding=padding)
+    return tf.reshape(patches, [_batch(inputs), -1, patches.shape[-1]])
+
+
+class LayerNormalizationRule(LayerRule):
+    """gamma's gradient is sum over positions of x_hat * g; beta's is sum of g."""
+
+    def applies(self, layer):
+        if type(layer) is not _compat.keras_of(layer).layers.LayerNormalization or getattr(layer, "rms_scaling",
+                                                                                            False):
+            return False
+        return True
+
+    def call_factors(self, layer, kept, grad):
+        x = tf.cast(kept["inputs"], tf.float32)
+        rank = x.shape.rank
+        axes = sorted(a % rank for a in (layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]))
+        mean, variance = tf.nn.moments(x, axes, keepdims=True)
+        x_hat = (x - mean) * tf.math.rsqrt(variance + layer.epsilon)
+        g = tf.cast(grad, tf.float32)
+        summed = [d for d in range(1, rank) if d not in axes]
+        out = {}
+        if layer.scale and layer.gamma is not None:
+            out[id(layer.gamma)] = PerExample(_per_example_shaped(tf.reduce_sum(x_hat * g, summed), layer.gamma))
+        if layer.center and layer.beta is not None:
+            out[id(layer.beta)] = PerExample(_per_example_shaped(tf.reduce_sum(g, summed), layer.beta))
+        return out
+
+
+def _per_example_shaped(t, variable):
+    return tf.reshape(t, [_batch(t), *variable.shape])
+
+
+class VectorizedRule(LayerRule):
+    """Fallback for any layer: exact per-example gradients of this layer's variables, vectorised.
+
+    For example i it recomputes the layer on example i's inputs and takes the vector-Jacobian product
+    with the output gradient of example i, with `tf.vectorized_map`; layers that `tf.vectorized_map`
+    cannot convert (e.g. tf-keras RNNs built on TensorArrays) run as a `tf.map_fn` loop instead.
+    """
+
+    name = "vectorized"
+    is_fallback = True
+
+    def applies(self, layer):
+        return True
+
+    def forward(self, layer, original, args, kwargs):
+        outputs = original(*args, **kwargs)
+        targets = [t for t in tf.nest.flatten(outputs) if tf.is_tensor(t) and t.dtype.is_floating]
+        return outputs, Call({"args": args, "kwargs": kwargs}, targets)
+
+    def factors(self, layer, calls, grads, variables):
+        total = None
+        for call, call_grads in zip(calls, grads):
+            per_example = self._per_example(layer, call, call_grads, variables)
+            total = per_example if total is None else [t + p for t, p in zip(total, per_example)]
+        return {id(v): PerExample(t) for v, t in zip(variables, total)}
+
+    @staticmethod
+    def _per_example(layer, call, grads, variables):
+        structure = (call.kept["args"], call.kept["kwargs"])
+        flat = tf.nest.flatten(structure)
+        batch_dim = call.targets[0].shape[0]
+        batched = [i for i, t in enumerate(flat)
+                   if tf.is_tensor(t) and t.shape.rank and t.shape[0] == batch_dim]
+        original = _compat.class_call(layer)
+
+        def one_example(elems):
+            inputs, output_grads = elems
+            values = list(flat)
+            for i, t in zip(batched, inputs):
+                values[i] = t[None]
+            args, kwargs = tf.nest.pack_sequence_as(structure, values)
+            with tf.GradientTape() as tape:
+                outputs = original(*args, **kwargs)
+            targets = [t for t in tf.nest.flatten(outputs) if tf.is_tensor(t) and t.dtype.is_floating]
+            return tape.gradient(targets, variables, output_gradients=[g[None] for g in output_grads],
+                                 unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+        elems = ([flat[i] for i in batched], list(grads))
+        try:
+            return tf.vectorized_map(one_example, elems)
+        except (TypeError, ValueError, NotImplementedError):  # an op pfor cannot convert: loop instead
+            signature = [tf.TensorSpec(v.shape, v.dtype) for v in variables]
+            return tf.map_fn(one_example, elems, fn_output_signature=signature)
+
+
+RULES: tuple[LayerRule, ...] = (DenseRule(), EinsumDenseRule(), EmbeddingRule(), ConvRule(),
+                                DepthwiseConv2DRule(), LayerNormalizationRule())
+FALLBACK = VectorizedRule()
+
+
+def rule_for(layer) -> LayerRule:
+    """The first built-in rule that applies to ``layer``, else the vectorised fallback."""
+    for rule in RULES:
+        if rule.applies(layer):
+            return rule
+    return FALLBACK

@@ -1,0 +1,276 @@
+"""The front door: `make_private(model, ...)`, and `DPModel` / `DPSequential` for TF Privacy users.
+
+`make_private` validates a Keras model (Keras 3 or tf-keras), attaches a `PrivateTraining` to it and
+replaces two of its methods on the instance only: `train_step` (the DP-SGD step) and `fit` (which checks
+the data's sampling, draws Poisson batches from arrays, and adds the privacy budget callback). The class,
+`compile`, `evaluate`, `predict` and saving are untouched, so the trained model is an ordinary Keras
+model for serving (TFX Pusher/Evaluator included).
+"""
+
+from __future__ import annotations
+
+import math
+import types
+import warnings
+
+import tensorflow as tf
+
+from privacy.accounting import Sampling
+from privacy.keras import _compat, callback, recording, sampling, validator
+from privacy.keras.params import DPConfigurationError, DPParams
+from privacy.keras.private_training import PrivateTraining
+from privacy.keras.train_step import dp_train_step
+
+_ATTRIBUTE = "_ppml_private_training"
+_FIT_ARGUMENTS = ("x", "y", "batch_size", "epochs", "verbose", "callbacks", "validation_split", "validation_data",
+                  "shuffle", "class_weight", "sample_weight", "initial_epoch", "steps_per_epoch")
+_DEFAULT_KERAS_BATCH_SIZE = 32
+
+
+def make_private(model, *, l2_norm_clip: float | None = None, noise_multiplier: float | None = None,
+                 num_microbatches: int | None = None, expected_batch_size: float | None = None,
+                 dataset_size: int | None = None, sampling: str = "poisson", adjacency: str | None = None,
+                 target_delta: float | None = None, target_epsilon: float | None = None,
+                 accountant: str | None = None, state_path: str | None = None, seed: int | None = None,
+                 secure_noise: bool = False):
+    """Makes ``model`` train with DP-SGD through its ordinary `compile` and `fit`; returns ``model``.
+
+    Args:
+      model: a Keras 3 or tf-keras model (Sequential, functional or subclassed).
+      l2_norm_clip: C, the L2 bound on each example's gradient over all trainable variables. With
+        ``noise_multiplier``, or neither when the model is compiled with a DPKeras*Optimizer.
+      noise_multiplier: sigma; noise of std sigma * C is added once to the sum of clipped gradients.
+      num_microbatches: clip M equal slices of each batch instead of examples (sensitivity 2C; accounted).
+      expected_batch_size: B, the public batch size the noisy sum is divided by (for Poisson sampling
+        the expected size q * n). Default: `fit`'s batch_size, or the Poisson dataset's.
+      dataset_size: n, the number of training examples (needed for accounting; taken from arrays or
+        a `poisson_batches` dataset when not given).
+      sampling: "poisson" (default: arrays given to `fit` are Poisson-sampled, datasets must come from
+        `poisson_batches`), "fixed" (`fixed_size_batches`), or "shuffle" (any batches; accounted with the
+        once-per-epoch bound, which claims no amplification).
+      adjacency: "add-remove" (default) or "replace-one" (default for fixed-size batches).
+      target_delta: delta of the reported guarantee; default: the largest power of 10 below 1/n.
+      target_epsilon: stop training before epsilon (at target_delta) would exceed this.
+      accountant: "rdp" or "pld" for logs and stopping; default RDP where it applies, else PLD.
+      state_path: JSON file for the steps and budget ledger, written every epoch; a run started with an
+        existing file resumes its count (pair it with Keras' BackupAndRestore or ModelCheckpoint).
+      seed: seed for reproducible noise and sampling (tests); default: fresh randomness.
+      secure_noise: draw the noise generator's state from the OS CSPRNG (incompatible with ``seed``).
+
+    Returns:
+      ``model`` itself, now private. `private_training(model)` gives its `PrivateTraining` (budget,
+      epsilon, report); `privacy_budget(model)` its `PrivacyBudget`.
+
+    Raises:
+      DPConfigurationError: for layers, losses or settings DP-SGD cannot handle, naming what to use instead.
+    """
+    if (l2_norm_clip is None) != (noise_multiplier is None):
+        raise DPConfigurationError("give both l2_norm_clip and noise_multiplier (or neither, to take them from "
+                                   "a DPKeras*Optimizer at compile time)")
+    if l2_norm_clip is None and num_microbatches is not None:
+        raise DPConfigurationError("num_microbatches goes with l2_norm_clip and noise_multiplier")
+    params = DPParams(l2_norm_clip, noise_multiplier, num_microbatches) if l2_norm_clip is not None else None
+    if hasattr(model, _ATTRIBUTE):
+        raise DPConfigurationError(f"model '{model.name}' is already private")
+    validator.validate(model, target_epsilon=target_epsilon)
+    private = PrivateTraining(params=params, expected_batch_size=expected_batch_size, dataset_size=dataset_size,
+                              sampling=sampling, adjacency=adjacency, target_delta=target_delta,
+                              target_epsilon=target_epsilon, accountant=accountant, state_path=state_path,
+                              seed=seed, secure_noise=secure_noise)
+    _attach(model, private)
+    object.__setattr__(model, "train_step", types.MethodType(_train_step, model))
+    object.__setattr__(model, "fit", types.MethodType(_fit_with(type(model).fit), model))
+    model.train_function = None  # a function traced before holds the non-private step
+    return model
+
+
+def private_training(model) -> PrivateTraining:
+    """The `PrivateTraining` of a model made private by `make_private` or built as DPModel/DPSequential."""
+    private = getattr(model, _ATTRIBUTE, None)
+    if private is None:
+        raise DPConfigurationError(f"model '{getattr(model, 'name', model)}' is not private; call make_private(model)")
+    return private
+
+
+def privacy_budget(model):
+    """The `privacy.accounting.PrivacyBudget` spent by the private steps ``model`` has run."""
+    return private_training(model).budget
+
+
+def _attach(model, private: PrivateTraining) -> None:
+    object.__setattr__(model, _ATTRIBUTE, private)
+    with model.distribute_strategy.scope():
+        private.build()
+
+
+def _train_step(model, data):
+    return dp_train_step(model, private_training(model), data)
+
+
+def _fit_with(class_fit):
+    def fit(model, *args, **kwargs):
+        return private_fit(model, types.MethodType(class_fit, model), *args, **kwargs)
+    return fit
+
+
+def private_fit(model, fit, *args, **kwargs):
+    """`fit` with the checks and defaults of private training (see `make_private`)."""
+    if len(args) > len(_FIT_ARGUMENTS):
+        raise TypeError(f"fit() takes at most {len(_FIT_ARGUMENTS)} positional arguments here")
+    for name, value in zip(_FIT_ARGUMENTS, args):
+        if name in kwargs:
+            raise TypeError(f"fit() got multiple values for argument '{name}'")
+        kwargs[name] = value
+    private = private_training(model)
+    if getattr(model, "optimizer", None) is None:
+        raise DPConfigurationError("compile the model (optimizer and per-example loss) before fit")
+    validator.validate(model, target_epsilon=private.target_epsilon)
+    private.resolve_params(model.optimizer)
+    _prepare_data(model, private, kwargs)
+    _avoid_xla_for_recurrent_fallbacks(model, private)
+    callbacks = list(kwargs.get("callbacks") or [])
+    accounting = private.dataset_size is not None and private.expected_batch_size is not None and \
+        private.params.noise_multiplier > 0
+    if accounting and not any(isinstance(cb, callback._PrivacyBudgetLogic) for cb in callbacks):  # pylint: disable=protected-access
+        callbacks.insert(0, callback.callback_for(model))
+    kwargs["callbacks"] = callbacks
+    return fit(**kwargs)
+
+
+def _prepare_data(model, private: PrivateTraining, kwargs: dict) -> None:
+    x = kwargs.get("x")
+    if isinstance(x, tf.data.Dataset):
+        _check_dataset(private, x, kwargs)
+    elif _is_array_like(x):
+        _sample_arrays(model, private, kwargs)
+    elif private.sampling is not Sampling.SHUFFLE:
+        raise DPConfigurationError(
+            f"fit received {type(x).__name__} input, whose batches cannot be checked for {private.sampling.value} "
+            "sampling; pass arrays or a dataset from poisson_batches / fixed_size_batches, or declare "
+            "sampling='shuffle'")
+
+
+def _check_dataset(private, dataset, kwargs) -> None:
+    seen = sampling.sampling_of(dataset)
+    if seen is None:
+        if private.sampling is Sampling.SHUFFLE:
+            return
+        builder = "poisson_batches" if private.sampling is Sampling.POISSON else "fixed_size_batches"
+        raise DPConfigurationError(
+            f"fit received a tf.data.Dataset that privacy.keras.{builder} did not build, but the training is "
+            f"accounted as {private.sampling.value}-sampled. Build the batches with {builder}(examples, "
+            "dataset_size=..., ...), or pass sampling='shuffle' to make_private to account them as shuffled "
+            "batches (a weaker guarantee)")
+    if seen.sampling is not private.sampling:
+        raise DPConfigurationError(f"the dataset's batches are {seen.sampling.value}-sampled but make_private "
+                                   f"declared sampling='{private.sampling.value}'")
+    _agree(private, "dataset_size", seen.dataset_size)
+    _agree(private, "expected_batch_size", seen.expected_batch_size)
+    kwargs.setdefault("steps_per_epoch", seen.steps_per_epoch)
+    if kwargs.get("steps_per_epoch") is None:
+        kwargs["steps_per_epoch"] = seen.steps_per_epoch
+
+
+def _sample_arrays(model, private, kwargs) -> None:
+    x, y, weights = kwargs.pop("x"), kwargs.pop("y", None), kwargs.pop("sample_weight", None)
+    n = len(tf.nest.flatten(x)[0])
+    batch_size = kwargs.pop("batch_size", None)
+    _agree(private, "dataset_size", n)
+    if private.expected_batch_size is None:
+        private.expected_batch_size = batch_size or _DEFAULT_KERAS_BATCH_SIZE
+    elif batch_size is not None and batch_size != private.expected_batch_size:
+        raise DPConfigurationError(f"fit(batch_size={batch_size}) differs from make_private's "
+                                   f"expected_batch_size={private.expected_batch_size}")
+    if kwargs.get("validation_split"):
+        raise DPConfigurationError("validation_split cannot be combined with sampled batches; pass "
+                                   "validation_data (held-out examples) instead")
+    if private.sampling is Sampling.SHUFFLE:
+        kwargs.update(x=x, y=y, sample_weight=weights, batch_size=int(private.expected_batch_size))
+        private.steps_per_epoch = math.ceil(n / private.expected_batch_size)
+        return
+    examples = (x, y) if weights is None else (x, y, weights)
+    dataset = tf.data.Dataset.from_tensor_slices(examples)
+    seed = private.sampling_seed
+    if private.sampling is Sampling.POISSON:
+        # Pad to a size every replica and microbatch split divides.
+        multiple = math.lcm(private.params.num_microbatches or 1, model.distribute_strategy.num_replicas_in_sync)
+        limit = sampling.default_max_batch_size(n, private.expected_batch_size)
+        batches = sampling.poisson_batches(dataset, dataset_size=n, expected_batch_size=private.expected_batch_size,
+                                           max_batch_size=-(-limit // multiple) * multiple, seed=seed)
+    else:
+        batches = sampling.fixed_size_batches(dataset, dataset_size=n, batch_size=int(private.expected_batch_size),
+                                              seed=seed)
+    kwargs.update(x=batches.prefetch(2), shuffle=False)
+    if kwargs.get("steps_per_epoch") is None:
+        kwargs["steps_per_epoch"] = sampling.sampling_of(batches).steps_per_epoch
+
+
+def _agree(private, name, value) -> None:
+    current = getattr(private, name)
+    if current is None:
+        setattr(private, name, value)
+    elif current != value:
+        raise DPConfigurationError(f"the training data has {name}={value:g} but make_private was given "
+                                   f"{name}={current:g}")
+
+
+def _is_array_like(x) -> bool:
+    leaves = tf.nest.flatten(x)
+    return bool(leaves) and all(hasattr(leaf, "shape") and hasattr(leaf, "__len__") or tf.is_tensor(leaf)
+                                for leaf in leaves) and not isinstance(x, tf.data.Dataset)
+
+
+def _avoid_xla_for_recurrent_fallbacks(model, private) -> None:
+    """XLA cannot compile per-example gradients through Keras 3's RNN loops: compile those steps without it."""
+    if _compat.is_tf_keras(model) or not getattr(model, "jit_compile", False):
+        return
+    loops = [u.name for u in private.units(model) if recording._runs_sublayers_in_loop(u.layer)]  # pylint: disable=protected-access
+    if loops:
+        warnings.warn(f"per-example gradients of {loops} do not compile with XLA; training without jit_compile")
+        model.jit_compile = False
+
+
+def make_dp_model_class(cls: type) -> type:
+    """A subclass of the Keras model class ``cls`` whose constructor takes DP-SGD arguments first.
+
+    ``DP<cls>(l2_norm_clip, noise_multiplier, num_microbatches=None, *args, **kwargs)``: the keyword
+    arguments of `make_private` (expected_batch_size, dataset_size, sampling, ...) are accepted too and
+    the rest goes to ``cls``. Leaving l2_norm_clip and noise_multiplier out takes them from a
+    DPKeras*Optimizer at compile time.
+    """
+    private_options = ("expected_batch_size", "dataset_size", "sampling", "adjacency", "target_delta",
+                       "target_epsilon", "accountant", "state_path", "seed", "secure_noise")
+
+    class DPModelClass(cls):  # pylint: disable=missing-class-docstring
+        def __init__(self, l2_norm_clip=None, noise_multiplier=None, num_microbatches=None, *args, **kwargs):
+            options = {k: kwargs.pop(k) for k in private_options if k in kwargs}
+            super().__init__(*args, **kwargs)
+            if (l2_norm_clip is None) != (noise_multiplier is None):
+                raise DPConfigurationError("give both l2_norm_clip and noise_multiplier, or neither")
+            params = DPParams(l2_norm_clip, noise_multiplier, num_microbatches) if l2_norm_clip is not None \
+                else None
+            _attach(self, PrivateTraining(params=params, **_defaults(options)))
+
+        def train_step(self, data):
+            return dp_train_step(self, private_training(self), data)
+
+        def fit(self, *args, **kwargs):  # pylint: disable=signature-differs
+            return private_fit(self, super().fit, *args, **kwargs)
+
+    DPModelClass.__name__ = DPModelClass.__qualname__ = f"DP{cls.__name__}"
+    DPModelClass.__doc__ = (f"A Keras {cls.__name__} trained with DP-SGD (see `make_dp_model_class` and "
+                            "`make_private`).")
+    return DPModelClass
+
+
+def _defaults(options: dict) -> dict:
+    out = dict(expected_batch_size=None, dataset_size=None, sampling="poisson", adjacency=None, target_delta=None,
+               target_epsilon=None, accountant=None, state_path=None, seed=None, secure_noise=False)
+    out.update(options)
+    return out
+
+
+_keras = _compat.default_keras()
+DPModel = make_dp_model_class(_keras.Model)
+DPSequential = make_dp_model_class(_keras.Sequential)
+del _keras

@@ -1,0 +1,70 @@
+"""Gaussian noise for the summed clipped gradients, added once per global batch.
+
+The generator is TensorFlow's counter-based Philox (`tf.random.Generator`), usable inside XLA. By
+default it is seeded from ``seed`` (reproducible runs) or from TensorFlow's non-deterministic source.
+With ``secure=True`` its 192-bit state (key and counter) is drawn from the operating system's CSPRNG
+(`os.urandom`) and user seeds are refused, so noise cannot be replayed from a guessable seed.
+
+Under `tf.distribute` strategies every replica draws noise but only replica 0's is kept: the optimizer
+sums gradients across replicas, so the global sum receives exactly one draw of std ``sigma * C``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+
+from privacy.keras.params import DPConfigurationError
+
+
+class GaussianNoise:
+    """Adds N(0, stddev^2) noise to tensors, once for the global batch.
+
+    Args:
+      seed: integer seed for reproducible noise, or None.
+      secure: draw the generator state from `os.urandom`; incompatible with ``seed``.
+    """
+
+    def __init__(self, *, seed: int | None = None, secure: bool = False):
+        if secure and seed is not None:
+            raise DPConfigurationError("secure_noise=True draws its seed from the OS CSPRNG; do not pass a seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise DPConfigurationError(f"seed must be an integer or None, got {seed!r}")
+        self.seed = seed
+        self.secure = secure
+        self._generator = None
+
+    def build(self) -> None:
+        """Creates the generator (eagerly, under the distribution strategy in scope)."""
+        if self._generator is not None:
+            return
+        if self.secure:
+            state = [int.from_bytes(os.urandom(8), "little", signed=True) for _ in range(3)]
+            self._generator = tf.random.Generator.from_state(state, alg=tf.random.Algorithm.PHILOX)
+        elif self.seed is not None:
+            self._generator = tf.random.Generator.from_seed(self.seed, alg=tf.random.Algorithm.PHILOX)
+        else:
+            self._generator = tf.random.Generator.from_non_deterministic_state(alg=tf.random.Algorithm.PHILOX)
+
+    def add(self, tensors, stddev: float) -> list:
+        """``tensors`` plus independent noise of standard deviation ``stddev`` (on replica 0 only)."""
+        if stddev == 0:
+            return list(tensors)
+        if self._generator is None:
+            raise RuntimeError("GaussianNoise.build() must run (eagerly) before the training step is traced")
+        keep = _first_replica_indicator()
+        out = []
+        for t in tensors:
+            draw = self._generator.normal(tf.shape(t), stddev=stddev, dtype=t.dtype)
+            out.append(t + (draw if keep is None else draw * tf.cast(keep, t.dtype)))
+        return out
+
+
+def _first_replica_indicator():
+    """1 on replica 0 and 0 elsewhere when several replicas run the step, else None."""
+    strategy = tf.distribute.get_strategy()
+    if strategy.num_replicas_in_sync == 1:
+        return None
+    replica_id = tf.distribute.get_replica_context().replica_id_in_sync_group
+    return tf.equal(replica_id, 0)

@@ -1,0 +1,50 @@
+"""The DP-SGD hyperparameters of the training step: clipping norm, noise multiplier, microbatches."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+
+class DPConfigurationError(ValueError):
+    """A model, optimizer, loss or input that DP-SGD cannot train privately, with what to use instead."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DPParams:
+    """Clipping and noise of one DP-SGD step.
+
+    Attributes:
+      l2_norm_clip: C, the L2 bound on each example's (or microbatch's) gradient, over all variables.
+      noise_multiplier: sigma; Gaussian noise with standard deviation sigma * C is added once to the sum
+        of clipped gradients. 0 trains without noise (no privacy; for tests and baselines).
+      num_microbatches: M to clip the mean gradients of M equal slices of each batch instead of single
+        examples (a microbatch may then hold several examples: the sensitivity doubles, and the
+        accountant is told so); None clips per example.
+    """
+
+    l2_norm_clip: float
+    noise_multiplier: float
+    num_microbatches: int | None = None
+
+    def __post_init__(self):
+        if not (_is_number(self.l2_norm_clip) and self.l2_norm_clip > 0 and math.isfinite(self.l2_norm_clip)):
+            raise DPConfigurationError(f"l2_norm_clip must be a finite number > 0, got {self.l2_norm_clip!r}")
+        if not (_is_number(self.noise_multiplier) and self.noise_multiplier >= 0
+                and math.isfinite(self.noise_multiplier)):
+            raise DPConfigurationError(
+                f"noise_multiplier must be a finite number >= 0, got {self.noise_multiplier!r}")
+        if self.num_microbatches is not None and (
+                isinstance(self.num_microbatches, bool) or not isinstance(self.num_microbatches, int)
+                or self.num_microbatches < 1):
+            raise DPConfigurationError(
+                f"num_microbatches must be None or an integer >= 1, got {self.num_microbatches!r}")
+
+    @property
+    def noise_stddev(self) -> float:
+        """sigma * C: the standard deviation of the noise on the summed clipped gradients."""
+        return self.noise_multiplier * self.l2_norm_clip
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

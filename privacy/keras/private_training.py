@@ -1,0 +1,246 @@
+"""The DP-SGD state of one model: hyperparameters, noise, steps run, and the privacy they spent.
+
+`PrivateTraining` is what `make_private` attaches to a model. It counts private steps in a variable
+that the training step increments (so `fit`, `train_on_batch` and direct `train_step` calls are all
+counted) and turns the count into a `privacy.accounting.PrivacyBudget` by composing the mechanism's
+unit event (`DpSgdMechanism.unit_event`) up to the position reached (`PrivacyBudget.advance_to`):
+accounting is never re-derived here. Its JSON state (steps and budget ledger) is written with the
+checkpoints and read back by a resumed run, which then continues counting from where the state was
+saved.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+
+import tensorflow as tf
+
+from privacy.accounting import (AccountantKind, Adjacency, DpSgdMechanism, PrivacyBudget, PrivacyReport,
+                                Sampling, default_delta, dp_sgd_report)
+from privacy.keras import layer_rules, optimizers, recording
+from privacy.keras.noise import GaussianNoise
+from privacy.keras.params import DPConfigurationError, DPParams
+
+STATE_FORMAT = "ppml.keras.private_training/1"
+
+
+class PrivacyBudgetExceeded(RuntimeError):
+    """Training was asked to continue although the target epsilon is already spent."""
+
+
+class PrivateTraining:
+    """DP-SGD settings and accounting of one model (see `make_private` for the arguments)."""
+
+    def __init__(self, *, params: DPParams | None, expected_batch_size: float | None, dataset_size: int | None,
+                 sampling: Sampling | str, adjacency: Adjacency | str | None, target_delta: float | None,
+                 target_epsilon: float | None, accountant: AccountantKind | str | None,
+                 state_path: str | os.PathLike | None, seed: int | None, secure_noise: bool):
+        self.params = params
+        self.expected_batch_size = _positive_or_none("expected_batch_size", expected_batch_size)
+        if dataset_size is not None and (isinstance(dataset_size, bool) or not isinstance(dataset_size, int)
+                                         or dataset_size < 1):
+            raise DPConfigurationError(f"dataset_size must be an integer >= 1, got {dataset_size!r}")
+        self.dataset_size = dataset_size
+        try:
+            self.sampling = Sampling(sampling)
+            self.adjacency = Adjacency(adjacency) if adjacency is not None else (
+                Adjacency.REPLACE_ONE if self.sampling is Sampling.FIXED else Adjacency.ADD_REMOVE)
+            self.accountant = AccountantKind(accountant) if accountant is not None else None
+        except ValueError as err:
+            raise DPConfigurationError(str(err)) from None
+        if target_delta is not None and not (isinstance(target_delta, (int, float)) and 0 < target_delta < 1):
+            raise DPConfigurationError(f"target_delta must be in (0, 1), got {target_delta!r}")
+        self._target_delta = target_delta
+        self.target_epsilon = _positive_or_none("target_epsilon", target_epsilon)
+        self.state_path = os.fspath(state_path) if state_path is not None else None
+        self.steps_per_epoch: int | None = None  # set by fit for shuffled batches
+        self.noise = GaussianNoise(seed=seed, secure=secure_noise)
+        self.sampling_seed = None if seed is None else seed + 1
+        self._counter = None
+        self._steps_base = 0
+        self._budget: PrivacyBudget | None = None
+        self._units: dict[int, list] = {}
+
+    # --- the training step's needs -------------------------------------------------------------
+    def build(self) -> None:
+        """Creates the noise generator and step counter (eagerly, under the strategy in scope)."""
+        self.noise.build()
+        if self._counter is None:
+            self._counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="ppml_private_steps",
+                                        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+            if self.state_path and os.path.exists(self.state_path):
+                self._load_state(self.state_path)
+
+    def resolve_params(self, optimizer) -> DPParams:
+        """The step's clipping and noise: from `make_private`, or from a DP optimizer (not both, unless equal)."""
+        carried = optimizers.dp_params_of(optimizer)
+        if self.params is not None and carried is not None and carried != self.params:
+            raise DPConfigurationError(
+                f"make_private was given {self.params} but the optimizer carries {carried}; give the DP "
+                "hyperparameters in one place")
+        params = self.params or carried
+        if params is None:
+            raise DPConfigurationError(
+                "no DP-SGD hyperparameters: pass l2_norm_clip and noise_multiplier to make_private, or compile "
+                "with DPKerasSGDOptimizer / DPKerasAdamOptimizer / DPKerasAdagradOptimizer")
+        if optimizers.gradient_accumulation_steps(optimizer) > 1:
+            raise DPConfigurationError(
+                "the optimizer accumulates gradients (gradient_accumulation_steps > 1), which would add noise "
+                "at every accumulated step; use a larger expected batch size instead")
+        self.params = params
+        return params
+
+    def units(self, model) -> list:
+        if id(model) not in self._units:
+            self._units[id(model)] = recording.find_units(model, layer_rules.rule_for)
+        return self._units[id(model)]
+
+    def global_expected_batch_size(self, x, replicas: int) -> float:
+        """B for the division: given, else the static (public) size of the batch times the replicas."""
+        if self.expected_batch_size is not None:
+            return float(self.expected_batch_size)
+        static = tf.nest.flatten(x)[0].shape[0]
+        if static is None:
+            raise DPConfigurationError(
+                "the batch size is not static, so it cannot serve as the public batch size to divide by; pass "
+                "expected_batch_size to make_private (or batch with drop_remainder=True)")
+        return float(static * replicas)
+
+    def count_step(self) -> None:
+        if self._counter is None:
+            raise RuntimeError("PrivateTraining.build() must run before the training step is traced")
+        self._counter.assign_add(1)
+
+    @property
+    def steps(self) -> int:
+        """Private steps run so far, including those of a resumed run's saved state."""
+        return self._steps_base + (int(self._counter.numpy()) if self._counter is not None else 0)
+
+    # --- accounting ----------------------------------------------------------------------------
+    @property
+    def target_delta(self) -> float:
+        if self._target_delta is not None:
+            return self._target_delta
+        self._require_accounting()
+        return default_delta(self.dataset_size)
+
+    def mechanism(self, steps: int | None = None) -> DpSgdMechanism:
+        """The DP-SGD mechanism that ran (``steps`` defaults to the steps run, at least 1)."""
+        self._require_accounting()
+        if self.params.noise_multiplier == 0:
+            raise DPConfigurationError("noise_multiplier is 0: this training is not differentially private")
+        kwargs = {}
+        if self.sampling is Sampling.SHUFFLE:
+            kwargs["steps_per_epoch"] = self.steps_per_epoch or math.ceil(self.dataset_size /
+                                                                          self.expected_batch_size)
+        try:
+            return DpSgdMechanism(dataset_size=self.dataset_size, batch_size=self.expected_batch_size,
+                                  noise_multiplier=self.params.noise_multiplier,
+                                  steps=max(1, self.steps if steps is None else steps), sampling=self.sampling,
+                                  adjacency=self.adjacency, num_microbatches=self.params.num_microbatches,
+                                  **kwargs)
+        except ValueError as err:
+            raise DPConfigurationError(f"cannot account this training: {err}") from None
+
+    @property
+    def budget(self) -> PrivacyBudget:
+        """The privacy spent by the steps run so far (composed up to now on every access)."""
+        mechanism = self.mechanism()
+        if self._budget is None:
+            self._budget = PrivacyBudget.for_mechanism(mechanism, self.target_delta)
+        self._budget.advance_to(mechanism.units(self.steps), mechanism.unit_event())
+        return self._budget
+
+    def accountant_kind(self) -> AccountantKind:
+        """The accountant for logs and stopping: the one asked for, else RDP where it applies, else PLD."""
+        if self.accountant is not None:
+            return self.accountant
+        return AccountantKind.PLD if self.mechanism().unsupported_reason("rdp") else AccountantKind.RDP
+
+    def epsilon(self, accountant: AccountantKind | str | None = None) -> float:
+        """Epsilon spent so far at `target_delta`."""
+        return self.budget.epsilon(accountant or self.accountant_kind())
+
+    def report(self) -> PrivacyReport:
+        """The `PrivacyReport` of the steps run (one DP-SGD configuration throughout)."""
+        budget = self.budget
+        mechanism = self.mechanism()
+        if len(budget.ledger) != 1 or budget.ledger[0][0] != mechanism.unit_event():
+            raise DPConfigurationError("the budget composes several configurations; read it from .budget")
+        return dp_sgd_report(mechanism, delta=self.target_delta)
+
+    def max_steps(self) -> int | None:
+        """The most steps in total (resumed ones included) whose epsilon stays within `target_epsilon`."""
+        if self.target_epsilon is None:
+            return None
+        budget, mechanism, kind = self.budget, self.mechanism(), self.accountant_kind()
+        event = mechanism.unit_event()
+
+        def fits(more: int) -> bool:
+            return budget.epsilon_after(event, more, kind) <= self.target_epsilon
+
+        if not fits(1):
+            return self.steps
+        hi = 2
+        while fits(hi):
+            hi *= 2
+        lo = hi // 2  # fits(lo) holds, fits(hi) does not
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+        allowed_units = budget.units + lo
+        if self.sampling is Sampling.SHUFFLE:
+            return math.floor(allowed_units * mechanism.epoch_length + 1e-9)
+        return allowed_units
+
+    def _require_accounting(self) -> None:
+        missing = [name for name, value in (("dataset_size", self.dataset_size),
+                                            ("expected_batch_size", self.expected_batch_size),
+                                            ("noise_multiplier", self.params)) if value is None]
+        if missing:
+            raise DPConfigurationError(f"accounting needs {', '.join(missing)}; pass them to make_private")
+
+    # --- state ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"format": STATE_FORMAT, "steps": self.steps, "budget": self.budget.to_dict()}
+
+    def save_state(self, path: str | os.PathLike | None = None) -> None:
+        """Writes steps and budget atomically to ``path`` (default: `state_path`)."""
+        path = os.fspath(path or self.state_path)
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".private-training-", suffix=".json", dir=directory)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(self.state_dict(), f, indent=2)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def _load_state(self, path: str) -> None:
+        try:
+            with open(path) as f:
+                state = json.load(f)
+            if state.get("format") != STATE_FORMAT:
+                raise ValueError(f"expected format {STATE_FORMAT!r}")
+            budget = PrivacyBudget.from_dict(state["budget"])
+            steps = int(state["steps"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise DPConfigurationError(f"cannot resume from the private training state {path}: {err}") from None
+        self._steps_base, self._budget = steps, budget
+
+
+def _positive_or_none(name, value):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):
+        raise DPConfigurationError(f"{name} must be a finite number > 0, got {value!r}")
+    return value
+

@@ -1,0 +1,132 @@
+"""Clipping units of a Keras model, and a recorder of their inputs and outputs during one forward pass.
+
+A *unit* is the smallest layer that owns trainable variables (a Dense, a GRU cell's RNN, a custom layer
+with its own weights); every trainable variable of the model belongs to exactly one unit. While the
+recorder is active, each unit's `call` is wrapped so that its rule can keep what it needs (for a Dense:
+the input and the pre-activation output) for per-example gradient norms. The wrappers live on the layer
+instances only for the duration of the `recording()` block, so saved models never see them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+from typing import Any
+
+import tensorflow as tf
+
+from privacy.keras import _compat
+
+_ACTIVE = threading.local()  # .records: the Records being filled in this thread, or None
+
+
+@dataclasses.dataclass
+class Call:
+    """One call of a unit's layer: what its rule kept, and the tensors to differentiate the loss by."""
+
+    kept: dict[str, Any]
+    targets: list  # flat list of tensors; the loss is differentiated with respect to them
+
+
+@dataclasses.dataclass(eq=False)
+class Unit:
+    """A layer whose trainable variables are clipped together by one rule."""
+
+    layer: Any
+    rule: Any  # privacy.keras.layer_rules.LayerRule
+    variables: list
+
+    @property
+    def name(self) -> str:
+        return f"{self.layer.name} ({type(self.layer).__name__}, {self.rule.name})"
+
+
+def find_units(model, rule_for) -> list[Unit]:
+    """Splits ``model``'s trainable variables into units; ``rule_for(layer)`` picks each unit's rule.
+
+    A layer becomes a unit when ``rule_for`` gives it a dedicated (non-fallback) rule, when it owns
+    trainable variables itself, or when it is a recurrent/wrapper layer whose sublayers run inside a
+    loop or on reshaped batches; otherwise its sublayers are searched.
+
+    Raises:
+      ValueError: if some trainable variable belongs to no layer.
+    """
+    units: list[Unit] = []
+
+    def visit(layer):
+        if not layer.trainable or not layer.trainable_variables:
+            return
+        rule = rule_for(layer)
+        if not rule.is_fallback or _compat.own_trainable_variables(layer) or _runs_sublayers_in_loop(layer):
+            units.append(Unit(layer, rule, list(layer.trainable_variables)))
+            return
+        for sub in _compat.sublayers(layer):
+            visit(sub)
+
+    if _compat.own_trainable_variables(model):
+        units.append(Unit(model, rule_for(model), list(model.trainable_variables)))
+    else:
+        for sub in _compat.sublayers(model):
+            visit(sub)
+    covered = {id(v) for unit in units for v in unit.variables}
+    missing = [v.name for v in model.trainable_variables if id(v) not in covered]
+    if missing:
+        raise ValueError(f"trainable variables {missing} belong to no layer of the model; DP-SGD clips per "
+                         f"layer, so create variables inside layers (e.g. with add_weight in a Layer)")
+    return units
+
+
+def _runs_sublayers_in_loop(layer) -> bool:
+    """RNNs run their cell in a loop and TimeDistributed folds time into the batch: clip them whole."""
+    names = {cls.__name__ for cls in type(layer).__mro__}
+    return bool(names & {"RNN", "Bidirectional", "TimeDistributed"})
+
+
+class Records:
+    """What every unit's calls kept during one forward pass."""
+
+    def __init__(self):
+        self.calls: dict[int, list[Call]] = {}
+
+    def add(self, unit: Unit, call: Call) -> None:
+        self.calls.setdefault(id(unit), []).append(call)
+
+    def of(self, unit: Unit) -> list[Call]:
+        return self.calls.get(id(unit), [])
+
+    def targets(self, units) -> list:
+        return [t for unit in units for call in self.of(unit) for t in call.targets]
+
+
+@contextlib.contextmanager
+def recording(units):
+    """Wraps the units' `call` for the duration of the block; yields the `Records` being filled."""
+    records = Records()
+    previous = getattr(_ACTIVE, "records", None)
+    _ACTIVE.records = records
+    patched = []
+    try:
+        for unit in units:
+            if "call" not in vars(unit.layer):
+                object.__setattr__(unit.layer, "call", _wrapper(unit))
+                patched.append(unit.layer)
+        yield records
+    finally:
+        for layer in patched:
+            object.__delattr__(layer, "call")
+        _ACTIVE.records = previous
+
+
+def _wrapper(unit: Unit):
+    @tf.autograph.experimental.do_not_convert
+    def call(*args, **kwargs):
+        original = _compat.class_call(unit.layer)
+        records = getattr(_ACTIVE, "records", None)
+        if records is None:  # another thread's forward pass while ours is recording
+            return original(*args, **kwargs)
+        outputs, kept_call = unit.rule.forward(unit.layer, original, args, kwargs)
+        records.add(unit, kept_call)
+        return outputs
+
+    return call

@@ -1,0 +1,178 @@
+"""Batch sampling as tf.data transformations that the accountant can trust.
+
+`poisson_batches` draws every batch by Poisson sampling (each example joins each batch independently
+with probability q = B / n), the scheme whose amplification `PoissonSampledDpEvent` accounts. Batches
+are padded to a fixed ``max_batch_size`` (static shapes for XLA) and come with a 0/1 weight that
+masks the padding, so an empty batch is just a batch of zero weights: the step still adds noise and
+the accountant still counts it. `fixed_size_batches` draws B examples without replacement per step
+(accounted as such, under replace-one adjacency).
+
+Both return an endless dataset of ``(x, y, weight)`` batches and remember how they were built, so
+`make_private`'s `fit` can check that the sampling it accounts is the sampling that ran (the check
+looks through `prefetch`, `take`, `repeat` and `with_options` applied afterwards). The examples are
+held in memory (one `batch(n)` of the input), as every step looks at all n of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import secrets
+
+import tensorflow as tf
+
+from privacy.accounting import Sampling
+from privacy.keras.params import DPConfigurationError
+
+DEFAULT_OVERFLOW_PROBABILITY = 1e-9
+"""Per-step probability that a Poisson batch exceeds the default `max_batch_size`."""
+
+_TAG = "_ppml_batch_sampling"
+_TRANSPARENT = ("_PrefetchDataset", "_OptionsDataset", "_TakeDataset", "_RepeatDataset")
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchSampling:
+    """How a dataset of batches was drawn (what `sampling_of` reports)."""
+
+    sampling: Sampling
+    dataset_size: int
+    expected_batch_size: float
+    max_batch_size: int
+    steps_per_epoch: int
+
+
+def default_max_batch_size(dataset_size: int, expected_batch_size: float,
+                           overflow_probability: float = DEFAULT_OVERFLOW_PROBABILITY) -> int:
+    """Smallest m with P(Binomial(n, B / n) > m) <= ``overflow_probability``."""
+    from scipy import stats  # pylint: disable=import-outside-toplevel
+
+    q = expected_batch_size / dataset_size
+    return max(1, int(stats.binom.isf(overflow_probability, dataset_size, q)))
+
+
+def poisson_batches(dataset: tf.data.Dataset, *, dataset_size: int, expected_batch_size: float,
+                    max_batch_size: int | None = None, seed: int | None = None) -> tf.data.Dataset:
+    """Endless Poisson-sampled batches of ``dataset``'s examples, padded and masked.
+
+    Args:
+      dataset: finite, unbatched dataset of ``(x, y)`` or ``(x, y, sample_weight)`` examples; x and y
+        may be nested (e.g. a feature dict). It is read once into memory.
+      dataset_size: n, its number of examples (checked when the data is read).
+      expected_batch_size: B; each example joins each batch with probability q = B / n.
+      max_batch_size: padded batch size; default: the (1 - 1e-9) quantile of Binomial(n, q). A batch
+        that would exceed it stops the input pipeline with an error rather than being truncated
+        (truncation would change the mechanism the accountant analyses).
+      seed: seed of the sampling randomness for reproducible runs; default: drawn from `secrets`.
+
+    Returns:
+      A dataset of ``(x, y, weight)`` with leading dimension ``max_batch_size``; weight is 0 on padding.
+    """
+    n, q = _check_sizes(dataset_size, expected_batch_size)
+    limit = max_batch_size if max_batch_size is not None else default_max_batch_size(n, expected_batch_size)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise DPConfigurationError(f"max_batch_size must be an integer >= 1, got {max_batch_size!r}")
+
+    def steps(*element):
+        x, y, w = _split(element)
+        size_check = _size_check(x, n)
+
+        def one_batch(seed_pair):
+            with tf.control_dependencies([size_check]):
+                keep = tf.random.stateless_uniform([n], seed=seed_pair) < q
+            index = tf.cast(tf.where(keep)[:, 0], tf.int32)
+            count = tf.size(index)
+            fits = tf.debugging.assert_less_equal(
+                count, limit, message=f"a Poisson batch exceeded max_batch_size={limit}; pass a larger "
+                                      f"max_batch_size to poisson_batches")
+            with tf.control_dependencies([fits]):
+                index = tf.ensure_shape(tf.pad(index, [[0, limit - count]]), [limit])
+            mask = tf.sequence_mask(count, limit, dtype=tf.float32)
+            return _gather(x, y, w, index, mask)
+
+        return _seed_pairs(seed).map(one_batch)
+
+    batches = dataset.batch(n + 1).take(1).flat_map(steps)
+    return _tagged(batches, BatchSampling(Sampling.POISSON, n, float(expected_batch_size), limit,
+                                          max(1, round(n / expected_batch_size))))
+
+
+def fixed_size_batches(dataset: tf.data.Dataset, *, dataset_size: int, batch_size: int,
+                       seed: int | None = None) -> tf.data.Dataset:
+    """Endless batches of exactly ``batch_size`` examples drawn uniformly without replacement per step.
+
+    Arguments as in `poisson_batches`. Accounted as sampling without replacement (replace-one adjacency).
+    """
+    n, _ = _check_sizes(dataset_size, batch_size)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+        raise DPConfigurationError(f"batch_size must be an integer, got {batch_size!r}")
+
+    def steps(*element):
+        x, y, w = _split(element)
+        size_check = _size_check(x, n)
+
+        def one_batch(seed_pair):
+            with tf.control_dependencies([size_check]):
+                index = tf.math.top_k(tf.random.stateless_uniform([n], seed=seed_pair), batch_size).indices
+            return _gather(x, y, w, index, tf.ones([batch_size], tf.float32))
+
+        return _seed_pairs(seed).map(one_batch)
+
+    batches = dataset.batch(n + 1).take(1).flat_map(steps)
+    return _tagged(batches, BatchSampling(Sampling.FIXED, n, float(batch_size), batch_size,
+                                          max(1, round(n / batch_size))))
+
+
+def sampling_of(dataset) -> BatchSampling | None:
+    """How ``dataset``'s batches were drawn, if by `poisson_batches` / `fixed_size_batches`, else None."""
+    while isinstance(dataset, tf.data.Dataset):
+        found = getattr(dataset, _TAG, None)
+        if found is not None:
+            return found
+        inputs = dataset._inputs()  # pylint: disable=protected-access
+        if type(dataset).__name__ not in _TRANSPARENT or len(inputs) != 1:
+            return None
+        dataset = inputs[0]
+    return None
+
+
+def _check_sizes(dataset_size, batch_size) -> tuple[int, float]:
+    if isinstance(dataset_size, bool) or not isinstance(dataset_size, int) or dataset_size < 1:
+        raise DPConfigurationError(f"dataset_size must be an integer >= 1, got {dataset_size!r}")
+    if not (isinstance(batch_size, (int, float)) and not isinstance(batch_size, bool)
+            and 0 < batch_size <= dataset_size and math.isfinite(batch_size)):
+        raise DPConfigurationError(f"the batch size must be in (0, dataset_size={dataset_size}], got {batch_size!r}")
+    return dataset_size, batch_size / dataset_size
+
+
+def _split(element):
+    if len(element) == 2:
+        return element[0], element[1], None
+    if len(element) == 3:
+        return element
+    raise DPConfigurationError(
+        f"expected examples (x, y) or (x, y, sample_weight), got a {len(element)}-tuple")
+
+
+def _size_check(x, n):
+    size = tf.shape(tf.nest.flatten(x)[0])[0]
+    return tf.debugging.assert_equal(
+        size, n, message=f"the dataset does not hold dataset_size={n} examples (it must be finite and "
+                         f"unbatched, and dataset_size must count it exactly)")
+
+
+def _seed_pairs(seed):
+    if seed is None:
+        seed = secrets.randbits(63)
+    return tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)
+
+
+def _gather(x, y, w, index, mask):
+    take = lambda t: tf.gather(t, index)  # noqa: E731
+    weight = mask if w is None else tf.cast(tf.gather(tf.reshape(w, [-1]), index), tf.float32) * mask
+    return tf.nest.map_structure(take, x), tf.nest.map_structure(take, y), weight
+
+
+def _tagged(dataset, sampling: BatchSampling):
+    setattr(dataset, _TAG, sampling)
+    return dataset

@@ -1,0 +1,196 @@
+"""The private training step (DP-SGD, Abadi et al. 2016, Alg. 1) for Keras 3 and tf-keras models.
+
+One forward pass records every clipping unit's inputs and outputs; one backward pass gives the gradient
+of the summed per-example losses with respect to those outputs; the layer rules turn them into
+per-example gradient norms and the sum of clipped gradients. Then:
+
+    gradient = (sum_i clip_C(g_i) + N(0, (sigma C)^2 I)) / B  +  grad(weight regularization)
+
+with B the *expected* (public) batch size, never the realised one, and the noise added once for the
+global batch. With ``num_microbatches = M`` the clipped units are M equal slices of the batch, each
+contributing (M / B) * sum of its examples' gradients, and the division is by M. Padding examples
+(weight 0) contribute nothing. Everything here is traced into the model's `train_function`, and
+compiles with XLA when the layers do.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import tensorflow as tf
+
+from privacy.keras import _compat, clipping, optimizers, recording
+from privacy.keras.params import DPConfigurationError
+
+
+def dp_train_step(model, private, data):
+    """Runs one DP-SGD step of ``model`` under ``private`` (a `PrivateTraining`); returns the logs."""
+    x, y, sample_weight = _unpack(data)
+    params = private.resolve_params(model.optimizer)
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    expected_batch = private.global_expected_batch_size(x, replicas)
+    weights = _weights(x, sample_weight)
+    clipped = clipped_gradient_sum(model, private.units(model), x, y, weights, params,
+                                   expected_batch_size=expected_batch, replicas=replicas)
+    y_pred, weighted_losses = clipped.predictions, clipped.weighted_losses
+    noisy = private.noise.add(clipped.sums, params.noise_stddev)
+    denominator = params.num_microbatches or expected_batch
+    grads = [g / tf.cast(denominator, g.dtype) for g in noisy]
+    variables = model.trainable_variables
+    regularization = _add_regularization_gradients(model, variables, grads, replicas)
+    with optimizers.private_step():
+        model.optimizer.apply_gradients(zip(grads, variables))
+    private.count_step()
+
+    count = tf.reduce_sum(tf.cast(weights > 0, tf.float32))
+    mean_loss = tf.reduce_sum(weighted_losses) / tf.maximum(count, 1.0)
+    if regularization is not None:
+        mean_loss += regularization
+    _compat.update_loss_metric(model, y_pred, mean_loss, count)
+    return model.compute_metrics(x, y, y_pred, weights)
+
+
+class ClippedSum(NamedTuple):
+    """The noiseless part of a step on one replica."""
+
+    sums: list  # sum of clipped gradients, aligned with model.trainable_variables
+    norms: tf.Tensor  # each unit's gradient norm before clipping, shape (units,)
+    predictions: tf.Tensor
+    weighted_losses: tf.Tensor  # per-example loss times sample weight, shape (batch,)
+
+
+def clipped_gradient_sum(model, units, x, y, weights, params, *, expected_batch_size: float,
+                         replicas: int = 1) -> ClippedSum:
+    """Sums the clipped per-example (or per-microbatch) gradients of one batch on this replica."""
+    microbatches = params.num_microbatches
+    if microbatches is not None:
+        local_microbatches = _local_microbatches(microbatches, replicas, x)
+        unit_scale = microbatches / expected_batch_size
+    else:
+        local_microbatches, unit_scale = None, 1.0
+    call_kwargs = {"training": True} if _compat.call_accepts_training(model) else {}
+    _compat.clear_data_dependent_losses(model)
+    with tf.GradientTape() as tape:
+        with recording.recording(units) as records:
+            y_pred = model(x, **call_kwargs)
+        _reject_data_dependent_losses(model)
+        weighted_losses = per_example_loss(model, y, y_pred) * weights
+        objective = tf.reduce_sum(weighted_losses) * unit_scale
+    target_grads = tape.gradient(objective, records.targets(units),
+                                 unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    sums, norms = clipping.clipped_gradient_sum(units, records, target_grads, model.trainable_variables,
+                                                l2_norm_clip=params.l2_norm_clip,
+                                                num_microbatches=local_microbatches)
+    return ClippedSum(sums, norms, y_pred, weighted_losses)
+
+
+def per_example_loss(model, y, y_pred):
+    """The compiled loss of each example, shape (batch,) (averaged over any other axes, as Keras does)."""
+    loss = _single(model.loss, "loss")
+    if loss is None:
+        raise DPConfigurationError("the model has no loss: compile it with loss=... before training")
+    y_pred = _single(y_pred, "model output")
+    y = _single(y, "target")
+    keras = _compat.keras_of(model)
+    fn = keras.losses.get(loss) if isinstance(loss, (str, dict)) else loss
+    if isinstance(fn, keras.losses.Loss):
+        fn = _unreduced(fn, keras)
+    values = fn(y, y_pred)
+    if values.shape.rank == 0:
+        raise DPConfigurationError(
+            f"the loss {_name(loss)} returned one number for the whole batch; DP-SGD needs one loss per "
+            "example: use a keras.losses.Loss (any reduction) or a function returning shape (batch,)")
+    values = tf.cast(values, tf.float32)
+    if values.shape.rank > 1:
+        values = tf.reduce_mean(tf.reshape(values, [tf.shape(values)[0], -1]), axis=1)
+    return values
+
+
+def _unreduced(loss, keras):
+    """A copy of the Loss object with reduction 'none' (its `call` if it cannot be rebuilt)."""
+    cache = getattr(loss, "_ppml_unreduced", None)
+    if cache is None:
+        try:
+            cache = type(loss).from_config({**loss.get_config(), "reduction": "none"})
+        except (TypeError, ValueError, KeyError):
+            cache = loss.call
+        object.__setattr__(loss, "_ppml_unreduced", cache)
+    return cache
+
+
+def _single(value, what):
+    if isinstance(value, dict) and not value:
+        return None
+    if isinstance(value, dict):
+        if len(value) != 1:
+            raise DPConfigurationError(f"models with several outputs/losses are not supported yet (got {what}s "
+                                       f"{sorted(value)}); combine them into one per-example loss")
+        return next(iter(value.values()))
+    if isinstance(value, (list, tuple)) and what != "target":
+        if len(value) != 1:
+            raise DPConfigurationError(f"models with several outputs/losses are not supported yet (got "
+                                       f"{len(value)} {what}s); combine them into one per-example loss")
+        return value[0]
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        return value[0]
+    return value
+
+
+def _name(loss):
+    return getattr(loss, "name", None) or getattr(loss, "__name__", None) or repr(loss)
+
+
+def _unpack(data):
+    if isinstance(data, tuple) and len(data) in (2, 3):
+        return data if len(data) == 3 else (*data, None)
+    if isinstance(data, tuple) and len(data) == 1:
+        return data[0], None, None
+    return data, None, None
+
+
+def _batch_size(x):
+    first = tf.nest.flatten(x)[0]
+    return first.shape[0] if first.shape[0] is not None else tf.shape(first)[0]
+
+
+def _weights(x, sample_weight):
+    if sample_weight is None:
+        return tf.ones([_batch_size(x)], tf.float32)
+    weights = tf.cast(sample_weight, tf.float32)
+    if weights.shape.rank == 2 and weights.shape[1] == 1:
+        weights = weights[:, 0]
+    if weights.shape.rank != 1:
+        raise DPConfigurationError(f"sample weights must have one value per example, got shape {weights.shape}")
+    return weights
+
+
+def _local_microbatches(microbatches, replicas, x):
+    if microbatches % replicas:
+        raise DPConfigurationError(f"num_microbatches={microbatches} must be divisible by the {replicas} replicas")
+    local = microbatches // replicas
+    batch = tf.nest.flatten(x)[0].shape[0]
+    if batch is not None and batch % local:
+        raise DPConfigurationError(
+            f"a batch of {batch} examples cannot be split into num_microbatches={microbatches} equal parts; "
+            f"use a (padded) batch size divisible by it")
+    return local
+
+
+def _reject_data_dependent_losses(model):
+    if _compat.data_dependent_losses(model):
+        raise DPConfigurationError(
+            "a layer called add_loss() (e.g. an activity_regularizer) during the forward pass; that loss "
+            "depends on the whole batch and cannot be clipped per example. Remove it, or fold it into the "
+            "compiled loss per example")
+
+
+def _add_regularization_gradients(model, variables, grads, replicas):
+    """Adds the gradient of the weight penalties (data-independent: no clipping, no noise) in place."""
+    with tf.GradientTape() as tape:
+        penalty = _compat.weight_regularization_loss(model)
+    if penalty is None:
+        return None
+    for i, g in enumerate(tape.gradient(penalty, variables)):
+        if g is not None:
+            grads[i] = grads[i] + tf.cast(g, grads[i].dtype) / replicas
+    return penalty

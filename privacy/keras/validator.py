@@ -1,0 +1,72 @@
+"""Checks that a Keras model can be trained privately, with errors that say what to use instead.
+
+Run by `make_private` and again by `fit` (after `compile`): it finds every problem at once, so one
+error lists them all. What it looks for:
+
+* layers that mix the examples of a batch (BatchNormalization: one example's gradient then depends on
+  the others, and clipping no longer bounds its influence);
+* losses added during the forward pass (`activity_regularizer`, `add_loss`), which depend on the batch;
+* model classes that override `train_step` or `compute_loss`, which the private step replaces;
+* optimizers that accumulate gradients, and `steps_per_execution > 1` with a target epsilon (Keras
+  would run several steps between two budget checks).
+
+Per-example losses are checked when the step is traced (a loss that returns one number for the batch
+is refused there), and DP optimizers refuse gradients that did not come from the private step.
+"""
+
+from __future__ import annotations
+
+from privacy.keras import _compat, optimizers
+from privacy.keras.params import DPConfigurationError
+
+_CROSS_EXAMPLE_LAYERS = {
+    "BatchNormalization": "LayerNormalization or GroupNormalization (per-example statistics)",
+    "SyncBatchNormalization": "LayerNormalization or GroupNormalization (per-example statistics)",
+}
+_BASE_CLASSES = ("Model", "Sequential", "Functional")
+
+
+def find_problems(model, *, target_epsilon: float | None = None) -> list[str]:
+    """Every reason ``model`` (compiled or not) cannot be trained privately as it stands."""
+    problems = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):  # pylint: disable=protected-access
+        names = [cls.__name__ for cls in type(layer).__mro__]
+        for name, instead in _CROSS_EXAMPLE_LAYERS.items():
+            if name in names:
+                problems.append(f"layer '{layer.name}' ({type(layer).__name__}) mixes the examples of a batch, "
+                                f"so per-example clipping cannot bound one example's influence; use {instead}")
+                break
+        if getattr(layer, "activity_regularizer", None) is not None:
+            problems.append(f"layer '{layer.name}' has an activity_regularizer, a loss that depends on the whole "
+                            "batch; remove it or add a per-example penalty to the compiled loss")
+    for method in ("train_step", "compute_loss"):
+        owner = _defining_class(type(model), method)
+        if owner is not None and owner.__name__ not in _BASE_CLASSES and not owner.__module__.startswith(
+                ("keras.", "tf_keras.", "privacy.keras.")):
+            problems.append(f"{type(model).__name__} overrides {method}(), which the private training step "
+                            f"replaces (so it would be ignored); express the loss as a per-example keras Loss "
+                            "passed to compile() and use a plain Model")
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and optimizers.gradient_accumulation_steps(optimizer) > 1:
+        problems.append("the optimizer accumulates gradients (gradient_accumulation_steps > 1), which would add "
+                        "noise at every accumulated step; use a larger expected batch size instead")
+    if target_epsilon is not None and getattr(model, "optimizer", None) is not None and \
+            _compat.steps_per_execution(model) > 1:
+        problems.append("steps_per_execution > 1 runs several steps between budget checks, so a target epsilon "
+                        "could be overshot; compile with steps_per_execution=1")
+    return problems
+
+
+def validate(model, *, target_epsilon: float | None = None) -> None:
+    """Raises `DPConfigurationError` listing every problem `find_problems` finds."""
+    problems = find_problems(model, target_epsilon=target_epsilon)
+    if problems:
+        raise DPConfigurationError("this model cannot be trained with DP-SGD as it stands:\n  - "
+                                   + "\n  - ".join(problems))
+
+
+def _defining_class(cls, method):
+    for klass in cls.__mro__:
+        if method in vars(klass):
+            return klass
+    return None

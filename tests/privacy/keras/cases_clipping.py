@@ -1,0 +1,161 @@
+"""Clipping cases, run on both Keras flavours by test_clipping.py.
+
+Reference per-example gradients come from `tf.GradientTape.jacobian` of the per-example losses, an
+independent computation that never goes through the layer rules.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from privacy.keras import _compat, layer_rules, recording
+from privacy.keras.params import DPParams
+from privacy.keras.train_step import clipped_gradient_sum, per_example_loss
+
+K = _compat.default_keras()
+L = K.layers
+BATCH = 6
+
+
+class Scale(L.Layer):
+    """A layer no rule knows: its own weight, so it takes the vectorised fallback."""
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="w")
+
+    def call(self, x):
+        return x * self.w + tf.sin(x * self.w)
+
+
+def _model(inputs, outputs, loss="mse"):
+    model = K.Model(inputs, outputs)
+    model.compile(optimizer=K.optimizers.SGD(0.1), loss=loss)
+    return model
+
+
+_MODELS = {}
+
+
+def models():
+    """name -> (model, x, y, expected layer kinds): three small models covering every layer kind (cached)."""
+    if not _MODELS:
+        _MODELS.update(_build_models())
+    return _MODELS
+
+
+def _build_models():
+    rng = np.random.default_rng(0)
+    tf.random.set_seed(0)
+    out = {}
+    sequence, ids = K.Input((9, 5)), K.Input((6,), dtype="int32")
+    h = L.Dense(4, activation="relu")(sequence)  # Dense over positions: ghost norm with T = 9
+    h = L.EinsumDense("abc,cd->abd", output_shape=(9, 4), bias_axes="d", activation="tanh")(h)
+    h = L.EinsumDense("abc,cde->abde", output_shape=(9, 2, 2), bias_axes="e")(h)
+    h = L.Reshape((9, 4))(h)
+    h = L.EinsumDense("abc,c->abc", output_shape=(9, 4))(h)  # not an outer product: materialised
+    h = L.LayerNormalization()(h)
+    h = L.Conv1D(4, 3, strides=2, padding="same", activation="relu")(h)
+    h = L.Conv1D(2, 2, padding="causal", dilation_rate=2)(h)
+    h = L.LayerNormalization(axis=[1, 2])(h)
+    e = L.Flatten()(L.Embedding(5, 3)(ids))  # vocabulary 5, length 6: repeated ids within an example
+    out["sequence"] = (_model([sequence, ids], L.Dense(2)(L.Concatenate()([L.Flatten()(h), e]))),
+                       [rng.normal(size=(BATCH, 9, 5)), rng.integers(0, 5, size=(BATCH, 6))],
+                       rng.normal(size=(BATCH, 2)),
+                       {"Dense", "EinsumDense", "LayerNormalization", "Conv1D", "Embedding"})
+    image = K.Input((7, 7, 3))
+    h = L.Conv2D(4, 3, strides=2, padding="same", activation="tanh")(image)
+    h = L.DepthwiseConv2D(3, depth_multiplier=2, padding="same", activation="tanh")(h)
+    h = L.Conv2D(2, (2, 3), padding="valid")(h)
+    h = L.DepthwiseConv2D(2, padding="valid")(h)
+    out["image"] = (_model(image, L.Dense(2)(L.Flatten()(h))), rng.normal(size=(BATCH, 7, 7, 3)),
+                    rng.normal(size=(BATCH, 2)), {"Conv2D", "DepthwiseConv2D", "Dense"})
+    features = K.Input((4, 3))
+    h = L.SimpleRNN(3)(Scale()(features))
+    out["fallback"] = (_model(features, L.Dense(3, activation="softmax")(h), loss="sparse_categorical_crossentropy"),
+                       rng.normal(size=(BATCH, 4, 3)), rng.integers(0, 3, size=(BATCH,)),
+                       {"Scale", "SimpleRNN", "Dense"})
+    return out
+
+
+def _tensors(x, y):
+    def convert(a):
+        return tf.constant(a, tf.int32 if np.issubdtype(np.asarray(a).dtype, np.integer) else tf.float32)
+    return (tf.nest.map_structure(convert, x, check_types=False) if isinstance(x, list) else convert(x),
+            tf.constant(y, tf.float32))
+
+
+_COMPILED = {}
+
+
+def _clipped(model, x, y, weights, clip, microbatches=None):
+    """The clipped sum and norms for one batch, traced once per model and setting (eager is slow)."""
+    key = (id(model), clip, microbatches)
+    if key not in _COMPILED:
+        units = recording.find_units(model, layer_rules.rule_for)
+        params = DPParams(clip, 0.0, microbatches)
+        _COMPILED[key] = tf.function(lambda x, y, w: clipped_gradient_sum(model, units, x, y, w, params,
+                                                                          expected_batch_size=BATCH),
+                                     autograph=False)
+    return _COMPILED[key](x, y, weights)
+
+
+@tf.function(autograph=False, reduce_retracing=True)
+def _jacobians(model, x, y, weights, microbatches):
+    with tf.GradientTape() as tape:
+        losses = per_example_loss(model, y, model(x, training=True)) * weights
+        if microbatches:
+            losses = tf.reduce_sum(tf.reshape(losses, [microbatches, -1]), 1) * (microbatches / BATCH)
+    return tape.jacobian(losses, model.trainable_variables)
+
+
+def _reference_norms(model, x, y, weights, microbatches=None):
+    units = microbatches or BATCH
+    jacobians = _jacobians(model, x, y, weights, microbatches)
+    return np.sqrt(sum(np.sum(np.reshape(j.numpy(), (units, -1)) ** 2, axis=1) for j in jacobians))
+
+
+def case_every_layer_kind_gets_its_rule():
+    for name, (model, *_, expected) in models().items():
+        units = recording.find_units(model, layer_rules.rule_for)
+        kinds = {type(u.layer).__name__ for u in units}
+        assert kinds == expected, (name, kinds)
+        for unit in units:
+            assert unit.rule.is_fallback == (type(unit.layer).__name__ in ("Scale", "SimpleRNN")), unit.name
+
+
+def case_ghost_norms_equal_jacobian_norms():
+    """Per example (with sample weights, one of them 0) and per microbatch of two examples."""
+    for name, (model, x, y, _) in models().items():
+        x, y = _tensors(x, y)
+        for weights, microbatches in ((tf.constant([1.0, 0.5, 1.0, 0.0, 2.0, 1.0]), None), (tf.ones([BATCH]), 3)):
+            got = _clipped(model, x, y, weights, 1e9, microbatches).norms.numpy()
+            want = _reference_norms(model, x, y, weights, microbatches)
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=f"{name}, {microbatches}")
+
+
+def case_unclipped_sum_equals_full_gradient():
+    for name, (model, x, y, _) in models().items():
+        x, y = _tensors(x, y)
+        weights = tf.ones([BATCH])
+        got = _clipped(model, x, y, weights, 1e9).sums
+        with tf.GradientTape() as tape:
+            total = tf.reduce_sum(per_example_loss(model, y, model(x, training=True)))
+        want = tape.gradient(total, model.trainable_variables)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g.numpy(), tf.convert_to_tensor(w).numpy(), rtol=1e-5, atol=1e-5,
+                                       err_msg=name)
+
+
+def case_neighbouring_batches_differ_by_at_most_the_clip():
+    """Removing one example (weight 0, as Poisson padding does) moves the sum by <= C (2C per microbatch)."""
+    for name, (model, x, y, _) in models().items():
+        x, y = _tensors(x, y)
+        full = tf.ones([BATCH])
+        norms = _clipped(model, x, y, full, clip=1e9).norms.numpy()
+        clip = float(np.median(norms)) / 2  # most examples are clipped
+        for microbatches, bound in ((None, clip), (3, 2 * clip)):
+            base = _clipped(model, x, y, full, clip, microbatches).sums
+            for removed in (0, 4):
+                weights = tf.tensor_scatter_nd_update(full, [[removed]], [0.0])
+                other = _clipped(model, x, y, weights, clip, microbatches).sums
+                distance = np.sqrt(sum(np.sum((a.numpy() - b.numpy()) ** 2) for a, b in zip(base, other)))
+                assert distance <= bound * (1 + 1e-6) + 1e-6, (name, microbatches, removed, distance, bound)
