@@ -80,7 +80,7 @@ def reconstruct_prediction(values: list[np.ndarray], overflow: list[np.ndarray],
     if output == "label":
         return Prediction(None, None, result.view(np.int64).astype(np.int64))
     logits = fixed.decode(result)
-    if np.any(np.abs(logits) >= 2.0 ** 30):
+    if np.any(np.abs(logits) > fixed.max_abs):
         raise OverflowDetected("an output left the representable range (a probabilistic truncation failed); "
                                "result discarded")
     outputs = _activate(logits, output_activation)

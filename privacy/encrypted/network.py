@@ -453,18 +453,17 @@ class RemoteClient:
             request_id = uuid.uuid4().hex
             for sock, (a, b) in zip(self._socks, shares):
                 send_message(sock, {"kind": "predict", "request_id": request_id, "output": output}, [a, b])
-            replies, errors = [], []
+            replies = []
             for i, sock in enumerate(self._socks):
                 try:
-                    replies.append(recv_message(sock, f"party {i}"))
-                except TransportError as err:
-                    errors.append(str(err))
-                    continue
-                if replies[-1][0].get("kind") == "error":
-                    errors.append(replies[-1][0].get("message", "unknown error"))
-            if errors:
-                self.close()
-                raise TransportError("; ".join(dict.fromkeys(errors)))
+                    meta, arrays = recv_message(sock, f"party {i}")
+                except TransportError:
+                    self.close()
+                    raise
+                if meta.get("kind") == "error":  # fail fast: the other parties' answers cannot help
+                    self.close()
+                    raise TransportError(meta.get("message", f"party {i} reported an unknown error"))
+                replies.append((meta, arrays))
             client_bytes = sum(a.nbytes + b.nbytes for a, b in shares) + sum(
                 a.nbytes for _, arrays in replies for a in arrays)
             self.last_cost = CostReport.from_parties([meta["stats"] for meta, _ in replies], client_bytes)
