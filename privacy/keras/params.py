@@ -9,6 +9,8 @@ import math
 class DPConfigurationError(ValueError):
     """A model, optimizer, loss or input that DP-SGD cannot train privately, with what to use instead."""
 
+    ag_pass_through = True  # raised while a step is traced: AutoGraph must not rewrap it as a StagingError
+
 
 @dataclasses.dataclass(frozen=True)
 class DPParams:

@@ -3,7 +3,8 @@
 A case is a function ``case_*`` in a ``cases_*.py`` module of this folder, written once against
 ``privacy.keras._compat.default_keras()``. On Keras 3 it runs in the pytest process; on tf-keras all the
 cases of a module run in one fresh interpreter with TF_USE_LEGACY_KERAS=1 (through the suite's
-`python_subprocess` fixture), which reports every case's traceback or success.
+`python_subprocess` fixture), which reports every case's traceback or success. Modules that must
+configure TensorFlow before it starts (``isolated=True``) run in a fresh interpreter on Keras 3 too.
 """
 
 import importlib.util
@@ -15,7 +16,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 FLAVOURS = ("keras3", "tf_keras")
 _MARK = "@@ppml-case-results@@"
-_tf_keras_results: dict[str, dict[str, str | None]] = {}
+_subprocess_results: dict[tuple[str, str], dict[str, str | None]] = {}
 
 _RUNNER = """
 import importlib.util, json, sys, traceback
@@ -44,21 +45,22 @@ def load_cases(module: str):
 
 @pytest.fixture
 def run_case(python_subprocess):
-    """``run_case(module, case, flavour)`` runs one case on "keras3" or "tf_keras"."""
+    """``run_case(module, case, flavour, isolated=False)`` runs one case on "keras3" or "tf_keras"."""
 
-    def run(module: str, case: str, flavour: str) -> None:
-        if flavour == "keras3":
+    def run(module: str, case: str, flavour: str, isolated: bool = False) -> None:
+        if flavour == "keras3" and not isolated:
             getattr(load_cases(module), case)()
             return
-        if module not in _tf_keras_results:
+        key = (module, flavour)
+        if key not in _subprocess_results:
             code = _RUNNER.format(path=os.path.join(HERE, f"{module}.py"), mark=_MARK)
-            proc = python_subprocess(code, legacy_keras=True, timeout=900)
+            proc = python_subprocess(code, legacy_keras=flavour == "tf_keras", timeout=900)
             line = next(line for line in proc.stdout.splitlines() if line.startswith(_MARK))
-            _tf_keras_results[module] = json.loads(line[len(_MARK):])
-        results = _tf_keras_results[module]
+            _subprocess_results[key] = json.loads(line[len(_MARK):])
+        results = _subprocess_results[key]
         if case not in results:
-            pytest.fail(f"{module}.{case} did not run under tf-keras")
+            pytest.fail(f"{module}.{case} did not run ({flavour})")
         if results[case] is not None:
-            pytest.fail(f"under tf-keras (TF_USE_LEGACY_KERAS=1):\n{results[case]}", pytrace=False)
+            pytest.fail(f"in a fresh interpreter ({flavour}):\n{results[case]}", pytrace=False)
 
     return run

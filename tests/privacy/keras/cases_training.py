@@ -1,0 +1,217 @@
+"""Training cases (the full private step through compile/fit), run on both Keras flavours."""
+
+import json
+import os
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+from click.testing import CliRunner
+from scipy import stats
+
+from pipelines.cli.main import cli
+from privacy.accounting import DpSgdMechanism, compute_epsilon
+from privacy.keras import (DPConfigurationError, DPKerasSGDOptimizer, DPSequential, PrivacyBudgetExceeded, _compat,
+                           make_private, poisson_batches, private_training)
+
+K = _compat.default_keras()
+L = K.layers
+
+
+def _mlp(inputs=8, hidden=16, outputs=3, seed=0, **dense_kwargs):
+    K.utils.set_random_seed(seed)
+    return K.Sequential([K.Input((inputs,)), L.Dense(hidden, activation="tanh", **dense_kwargs),
+                         L.Dense(outputs, **dense_kwargs)])
+
+
+def _data(n=64, inputs=8, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, inputs)).astype("float32"), rng.integers(0, classes, size=n)
+
+
+def _sgd(learning_rate):
+    return K.optimizers.SGD(learning_rate)
+
+
+def _scce():
+    return K.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def case_sigma0_and_huge_clip_equal_the_non_private_update():
+    """With sigma = 0 and C = 1e9 two XLA-compiled private steps equal two plain Keras steps."""
+    x, y = _data(n=32)
+    batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(16, drop_remainder=True)
+    for microbatches in (None, 4):
+        reference = _mlp(kernel_regularizer=K.regularizers.L2(0.01))
+        reference.compile(optimizer=_sgd(0.3), loss=_scce(), jit_compile=True)
+        private = K.models.clone_model(reference)
+        private.set_weights(reference.get_weights())
+        make_private(private, l2_norm_clip=1e9, noise_multiplier=0.0, num_microbatches=microbatches,
+                     expected_batch_size=16, sampling="shuffle")
+        private.compile(optimizer=_sgd(0.3), loss=_scce(), jit_compile=True)
+        reference.fit(batches, epochs=1, verbose=0, shuffle=False)
+        private.fit(batches, epochs=1, verbose=0, shuffle=False)
+        for want, got in zip(reference.get_weights(), private.get_weights()):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        assert private_training(private).steps == 2
+
+
+def case_noise_std_is_sigma_c_over_the_expected_batch_size():
+    """The update of a zero-gradient model is pure noise: N(0, (sigma C / B)^2) per coordinate.
+
+    B is the expected batch size (40); the Poisson batch realised here holds a different number of
+    examples. 40 000 coordinates: the chi-square variance test has power ~1 against a 5% error in the
+    std (a 5% error is ~14 standard errors), and the KS test checks the shape; fixed seeds.
+    """
+    sigma, clip, expected_batch, n = 1.5, 2.0, 40, 400
+    K.utils.set_random_seed(1)
+    model = K.Sequential([K.Input((200,)), L.Dense(200, use_bias=False, kernel_initializer="zeros")])
+    make_private(model, l2_norm_clip=clip, noise_multiplier=sigma, expected_batch_size=expected_batch,
+                 dataset_size=n, seed=11)
+    model.compile(optimizer=_sgd(1.0), loss="mse")
+    x = np.random.default_rng(2).normal(size=(n, 200)).astype("float32")
+    batches = poisson_batches(tf.data.Dataset.from_tensor_slices((x, np.zeros((n, 200), "float32"))),
+                              dataset_size=n, expected_batch_size=expected_batch, seed=3)
+    realised = int(next(iter(batches))[2].numpy().sum())
+    assert realised != expected_batch
+    model.fit(batches, epochs=1, steps_per_epoch=1, verbose=0)
+    update = -model.get_weights()[0].ravel()  # lr 1, weights started at 0
+    std = sigma * clip / expected_batch
+    chi2 = (update.size - 1) * np.var(update, ddof=1) / std ** 2
+    p_variance = 2 * min(stats.chi2.cdf(chi2, update.size - 1), stats.chi2.sf(chi2, update.size - 1))
+    assert p_variance > 1e-3, (np.std(update), std)
+    assert stats.kstest(update / std, "norm").pvalue > 1e-3
+    assert abs(update.mean()) < 4 * std / np.sqrt(update.size)
+
+
+def case_epsilon_in_history_equals_ppml_epsilon():
+    n, batch, sigma, delta = 300, 30, 1.2, 1e-4
+    x, y = _data(n=n)
+    model = make_private(_mlp(), l2_norm_clip=1.0, noise_multiplier=sigma, expected_batch_size=batch,
+                         target_delta=delta, seed=5)
+    model.compile(optimizer=_sgd(0.1), loss=_scce())
+    history = model.fit(x, y, epochs=2, verbose=0)
+    private = private_training(model)
+    assert private.steps == 20 and len(history.history["epsilon"]) == 2
+    result = CliRunner().invoke(cli, ["epsilon", "--n", str(n), "--batch-size", str(batch), "--noise-multiplier",
+                                      str(sigma), "--steps", str(private.steps), "--delta", str(delta), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert history.history["epsilon"][-1] == report["epsilon_rdp"]
+    assert private.budget.epsilon("rdp") == report["epsilon_rdp"]
+    assert private.budget.epsilon("pld") == report["epsilon_pld"]
+    first_epoch = compute_epsilon(DpSgdMechanism(dataset_size=n, batch_size=batch, noise_multiplier=sigma, steps=10),
+                                  delta, "rdp")
+    assert history.history["epsilon"][0] == first_epoch
+
+
+def case_target_epsilon_stops_before_it_is_exceeded():
+    n, batch, sigma, target = 200, 20, 1.5, 2.0
+    x, y = _data(n=n)
+    model = make_private(_mlp(), l2_norm_clip=1.0, noise_multiplier=sigma, expected_batch_size=batch,
+                         target_delta=1e-4, target_epsilon=target, seed=1)
+    model.compile(optimizer=_sgd(0.1), loss=_scce())
+    model.fit(x, y, epochs=50, verbose=0)
+    private = private_training(model)
+    budget = private.budget
+    mechanism = private.mechanism()
+    assert 10 < private.steps < 500
+    assert budget.epsilon("rdp") <= target < budget.epsilon_after(mechanism.unit_event(), 1, "rdp")
+    try:
+        model.fit(x, y, epochs=1, verbose=0)
+    except PrivacyBudgetExceeded as err:
+        assert "target epsilon 2 is spent" in str(err)
+    else:
+        raise AssertionError("training past the target epsilon was allowed")
+
+
+def case_resumed_run_neither_loses_nor_double_counts():
+    """A crash in epoch 3 of 3; the rerun resumes from BackupAndRestore and the saved budget state."""
+    n, batch = 120, 20  # 6 steps per epoch
+    x, y = _data(n=n)
+
+    class Crash(K.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if self.crash and batch == 2 and self.epoch == 2:
+                raise KeyboardInterrupt
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        state = os.path.join(tmp, "private_training.json")
+
+        def run(crash):
+            model = make_private(_mlp(), l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=batch,
+                                 target_delta=1e-4, state_path=state)
+            model.compile(optimizer=_sgd(0.1), loss=_scce())
+            callback = Crash()
+            callback.crash = crash
+            model.fit(x, y, epochs=3, verbose=0,
+                      callbacks=[K.callbacks.BackupAndRestore(os.path.join(tmp, "backup")), callback])
+            return private_training(model)
+
+        try:
+            run(crash=True)
+        except KeyboardInterrupt:
+            pass
+        with open(state) as f:
+            assert json.load(f)["steps"] == 12  # two whole epochs were saved
+        resumed = run(crash=False)
+        assert resumed.steps == 18
+        assert resumed.budget.units == 18 and len(resumed.budget.ledger) == 1
+        uninterrupted = DpSgdMechanism(dataset_size=n, batch_size=batch, noise_multiplier=1.0, steps=18)
+        assert resumed.epsilon("rdp") == compute_epsilon(uninterrupted, 1e-4, "rdp")
+
+
+def case_epsilon_reaches_callbacks_after_it():
+    """History, and any callback listed by the user (TensorBoard, EarlyStopping...), read epsilon in logs."""
+    x, y = _data(n=60)
+    seen = []
+
+    class Reader(K.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(logs["epsilon"])
+
+    model = make_private(_mlp(), l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=20, target_delta=1e-3)
+    model.compile(optimizer=_sgd(0.1), loss=_scce())
+    history = model.fit(x, y, epochs=2, verbose=0, callbacks=[Reader()])
+    assert seen == history.history["epsilon"] and seen[0] < seen[1]
+
+
+def case_empty_poisson_batches_still_step_and_count():
+    """q = 0.5 / 100: most batches are empty; each still adds noise and is accounted."""
+    n = 100
+    x, y = _data(n=n)
+    model = make_private(_mlp(), l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=0.5,
+                         target_delta=1e-3, seed=2)
+    model.compile(optimizer=_sgd(0.1), loss=_scce())
+    before = model.get_weights()
+    history = model.fit(x, y, epochs=1, steps_per_epoch=10, verbose=0)
+    assert private_training(model).steps == 10
+    assert all(np.any(a != b) for a, b in zip(before, model.get_weights()))
+    assert np.isfinite(history.history["loss"][0])
+
+
+def case_dp_optimizer_drop_in():
+    """TF Privacy's names: DPKerasSGDOptimizer with DPSequential, and with make_private(model)."""
+    x, y = _data(n=64)
+    model = DPSequential(layers=[K.Input((8,)), L.Dense(3)], expected_batch_size=16, target_delta=1e-3)
+    model.compile(optimizer=DPKerasSGDOptimizer(l2_norm_clip=1.0, noise_multiplier=1.1, num_microbatches=8,
+                                                learning_rate=0.1), loss=_scce())
+    history = model.fit(x, y, epochs=1, verbose=0)
+    mechanism = private_training(model).mechanism()
+    assert (mechanism.num_microbatches, mechanism.sensitivity, mechanism.noise_multiplier) == (8, 2.0, 1.1)
+    assert history.history["epsilon"][0] == compute_epsilon(mechanism, 1e-3, "rdp")
+
+    plain = _mlp()
+    plain.compile(optimizer=DPKerasSGDOptimizer(1.0, 1.1, learning_rate=0.1), loss=_scce())
+    try:
+        plain.fit(x, y, epochs=1, verbose=0)
+    except DPConfigurationError as err:
+        assert "make_private" in str(err)
+    else:
+        raise AssertionError("a DP optimizer trained a non-private model")
+    make_private(plain, expected_batch_size=16)
+    plain.fit(x, y, epochs=1, verbose=0)
+    assert private_training(plain).steps == 4
