@@ -34,8 +34,6 @@ DEFAULT_TRAINER_CONFIG: Mapping[str, Any] = {
     "private": True, "batch_size": 32, "epochs": 15, "l2_norm_clip": 1.0, "target_epsilon": 3.0,
     "learning_rate": 0.2,
 }
-STAGES = ("CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer", "Evaluator",
-          "Pusher")
 LOCAL_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 
 

@@ -46,6 +46,8 @@ ADJACENCY = "adjacency"                    # string: add-remove | replace-one
 PRIVACY_MECHANISM = "privacy_mechanism"    # string: e.g. dp-sgd
 ACCOUNTANT_VERSION = "accountant_version"  # string: e.g. dp-accounting 0.6.0
 PRIVACY_LEDGER_URI = "privacy_ledger_uri"  # string
+MLMD_SIGNIFICANT_DIGITS = 6
+"""ml-metadata's SQLite store keeps 6 significant digits of a double property (it prints them with %g)."""
 MODEL_PROPERTIES = (PRIVATE, EPSILON, DELTA, EPSILON_RDP, EPSILON_PLD, NOISE_MULTIPLIER, L2_NORM_CLIP, DP_STEPS,
                     SAMPLING, ADJACENCY, PRIVACY_MECHANISM, ACCOUNTANT_VERSION, PRIVACY_LEDGER_URI)
 
@@ -234,17 +236,35 @@ def read_ledger_file(path: str) -> PrivacyLedger | None:
 
 
 # --- ML Metadata -------------------------------------------------------------------------------
+def mlmd_upper_bound(value: float) -> float:
+    """``value`` rounded up to `MLMD_SIGNIFICANT_DIGITS`, so that an epsilon stored in MLMD stays an upper bound.
+
+    The exact values are in the ledger (``privacy_ledger_uri``).
+    """
+    if not math.isfinite(value) or value == 0:
+        return value
+    digits = MLMD_SIGNIFICANT_DIGITS
+    rounded = float(f"{value:.{digits}g}")
+    if rounded < value:
+        step = 10.0 ** (math.floor(math.log10(abs(rounded))) - digits + 1)
+        rounded = float(f"{rounded + step:.{digits}g}")
+    return rounded
+
+
 def ledger_properties(ledger: PrivacyLedger | None, ledger_uri: str | None = None) -> dict[str, Any]:
-    """The custom properties that record ``ledger`` (None: a model trained without privacy)."""
+    """The custom properties that record ``ledger`` (None: a model trained without privacy).
+
+    Epsilons are rounded up to what ML Metadata keeps (`mlmd_upper_bound`); the rest is stored as is.
+    """
     if ledger is None:
         return {PRIVATE: 0}
-    props: dict[str, Any] = {PRIVATE: 1, EPSILON: ledger.epsilon, DELTA: ledger.delta,
+    props: dict[str, Any] = {PRIVATE: 1, EPSILON: mlmd_upper_bound(ledger.epsilon), DELTA: ledger.delta,
                              PRIVACY_MECHANISM: ledger.mechanism,
                              ACCOUNTANT_VERSION: f"dp-accounting {dp_accounting_version()}"}
     for kind, name in (("rdp", EPSILON_RDP), ("pld", EPSILON_PLD)):
         value = ledger.epsilons.get(kind)
         if value is not None:
-            props[name] = value
+            props[name] = mlmd_upper_bound(value)
     params = ledger.parameters
     for key, name in (("noise_multiplier", NOISE_MULTIPLIER), ("l2_norm_clip", L2_NORM_CLIP),
                       ("steps", DP_STEPS), ("sampling", SAMPLING), ("adjacency", ADJACENCY)):

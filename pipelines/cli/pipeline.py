@@ -5,6 +5,7 @@ TFX is imported only when a command runs (after TF_USE_LEGACY_KERAS=1 is set for
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -117,7 +118,8 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
             click.echo(f"[{event.index}/{event.total}] {event.stage} {event.state} ({event.seconds:.1f} s)", err=True)
 
     try:
-        runners.run(tfx_pipeline, runner=runner, progress=progress)
+        with contextlib.redirect_stdout(sys.stderr):  # stdout is for the report (Keras prints its progress)
+            runners.run(tfx_pipeline, runner=runner, progress=progress)
     except Exception as err:  # pylint: disable=broad-except
         stage = current.get("stage", "the pipeline")
         raise click.ClickException(f"{stage} failed: {type(err).__name__}: {err}\n"

@@ -65,10 +65,10 @@ def tight_budget_run(private_run) -> PipelineRun:
 
 @pytest.fixture(scope="session")
 def strict_audit_run(tight_budget_run, private_run) -> PipelineRun:
-    """Same root and training, membership-AUC bound just below the measured AUC."""
+    """Same root and training, membership-AUC bound just below the measured AUC; on BeamDagRunner."""
     bound = private_run.report["membership_audit"]["auc"] - 0.01
     return run_pipeline(private_run.root, *PIPELINE_OPTIONS, "--epsilon-budget", "3",
-                        "--max-membership-auc", f"{bound:.6f}")
+                        "--max-membership-auc", f"{bound:.6f}", "--runner", "beam")
 
 
 @pytest.fixture(scope="session")

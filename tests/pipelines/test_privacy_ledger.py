@@ -85,11 +85,20 @@ def test_mlmd_properties_round_trip():
     pl.record_on_artifact(artifact, ledger, "/m/ledger.json")
     props = pl.model_properties(artifact.mlmd_artifact)
     assert props[pl.PRIVATE] == 1 and props[pl.DP_STEPS] == 122
-    assert props[pl.EPSILON] == ledger.epsilon and props[pl.DELTA] == 1e-3
-    assert props[pl.EPSILON_RDP] == ledger.epsilons["rdp"] and props[pl.EPSILON_PLD] == ledger.epsilons["pld"]
+    assert props[pl.EPSILON] == pl.mlmd_upper_bound(ledger.epsilon) and props[pl.DELTA] == 1e-3
+    assert props[pl.EPSILON_RDP] == pl.mlmd_upper_bound(ledger.epsilons["rdp"])
+    assert props[pl.EPSILON_PLD] == pl.mlmd_upper_bound(ledger.epsilons["pld"])
     assert props[pl.NOISE_MULTIPLIER] == 1.3 and props[pl.L2_NORM_CLIP] == 1.0
     assert props[pl.SAMPLING] == "poisson" and props[pl.PRIVACY_LEDGER_URI] == "/m/ledger.json"
     plain = _FakeTfxArtifact()
     pl.record_on_artifact(plain, None)
     assert pl.model_properties(plain) == {pl.PRIVATE: 0}
     assert math.isfinite(props[pl.EPSILON])
+
+
+@pytest.mark.parametrize("value, stored", [(2.9997151488, 2.99972), (2.5927545031, 2.59276), (1.0, 1.0),
+                                           (9.9999995, 10.0), (0.000123456789, 0.000123457), (3.0, 3.0)])
+def test_mlmd_values_are_rounded_up_to_six_significant_digits(value, stored):
+    rounded = pl.mlmd_upper_bound(value)
+    assert rounded == stored and rounded >= value
+    assert float(f"{rounded:g}") == rounded  # what MLMD's SQLite store keeps (%g) is exactly this number

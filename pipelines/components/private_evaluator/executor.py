@@ -72,7 +72,7 @@ class Executor(evaluator_executor.Executor):
             blessing.set_int_custom_property(GATE_PASSED, int(passed))
             blessing.set_string_custom_property(GATE_REASON, "; ".join(c["reason"] for c in checks))
             if math.isfinite(epsilon):
-                blessing.set_float_custom_property(privacy_ledger.EPSILON, epsilon)
+                blessing.set_float_custom_property(privacy_ledger.EPSILON, privacy_ledger.mlmd_upper_bound(epsilon))
             blessing.set_float_custom_property(spec.MEMBERSHIP_AUC, membership.auc)
         logging.info("Privacy gate: %s", "; ".join(c["reason"] for c in checks))
 

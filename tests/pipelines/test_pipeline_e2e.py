@@ -1,0 +1,202 @@
+"""The full private pipeline, end to end: stages, epsilon in ML Metadata, ledger, gate, push, report.
+
+The checks read ML Metadata and the files directly (not through `pipelines.report`) and recompute
+epsilon with `privacy.accounting` from first principles: n counted in the TFRecords, sigma calibrated
+for the requested target, T = ceil(epochs * n / B).
+"""
+
+import gzip
+import json
+import math
+import os
+import struct
+
+import pytest
+from click.testing import CliRunner
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+from privacy.accounting import DpSgdMechanism, calibrate_noise_multiplier, compute_epsilon, default_delta
+from pipelines.cli.accounting import epsilon as epsilon_command
+
+STAGES = ["CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer", "Evaluator",
+          "Pusher"]
+
+
+def _store(root):
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = os.path.join(root, "metadata.sqlite")
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return metadata_store.MetadataStore(config)
+
+
+def _props(artifact):
+    return {k: getattr(v, v.WhichOneof("value")) for k, v in artifact.custom_properties.items()}
+
+
+def _count_records(directory):
+    """Counts TFRecords in the GZIP files of ``directory`` by their framing (length, crc, data, crc)."""
+    count = 0
+    for name in os.listdir(directory):
+        with gzip.open(os.path.join(directory, name), "rb") as f:
+            while header := f.read(12):
+                (length,) = struct.unpack("<Q", header[:8])
+                f.seek(length + 4, 1)
+                count += 1
+    return count
+
+
+def _artifact(store, artifact_id):
+    [artifact] = store.get_artifacts_by_id([artifact_id])
+    return artifact
+
+
+def test_all_eight_stages_and_the_comparison_branch_complete(private_run):
+    stages = private_run.report["stages"]
+    assert set(stages) == set(STAGES) | {"Trainer_non_private", "Evaluator_non_private"}
+    assert set(stages.values()) == {"complete"}
+    for stage in STAGES:  # progress is shown per stage, as it starts and as it ends
+        assert any(line.endswith(f"{stage} ...") for line in private_run.progress)
+        assert any(f"] {stage} complete (" in line for line in private_run.progress)
+
+
+def test_epsilon_in_mlmd_equals_the_accountants_value_for_the_run(private_run):
+    store = _store(private_run.root)
+    model = _artifact(store, private_run.report["model"]["mlmd_id"])
+    assert model.type == "Model"
+    props = _props(model)
+    # The run, recomputed independently: n from the transformed training records, sigma calibrated
+    # for epsilon 3 at the default delta, T = ceil(15 * n / 32) Poisson steps.
+    [transformed] = [a for a in store.get_artifacts_by_type("Examples") if "/Transform/" in a.uri]
+    n = _count_records(os.path.join(transformed.uri, "Split-train"))
+    assert 300 < n < 450  # about 2/3 of 569
+    delta = default_delta(n)
+    steps = math.ceil(15 * n / 32)
+    sigma = calibrate_noise_multiplier(DpSgdMechanism(dataset_size=n, batch_size=32, noise_multiplier=1.0,
+                                                      steps=steps), target_epsilon=3.0, target_delta=delta)
+    mechanism = DpSgdMechanism(dataset_size=n, batch_size=32, noise_multiplier=sigma, steps=steps)
+    rdp, pld = compute_epsilon(mechanism, delta, "rdp"), compute_epsilon(mechanism, delta, "pld")
+    assert props["private"] == 1 and props["delta"] == delta and props["dp_steps"] == steps
+    assert props["sampling"] == "poisson" and props["l2_norm_clip"] == 1.0
+    # MLMD's SQLite store keeps 6 significant digits; epsilons are stored rounded up (still upper bounds).
+    assert props["noise_multiplier"] == pytest.approx(sigma, rel=1e-5)
+    for stored, exact in ((props["epsilon_rdp"], rdp), (props["epsilon_pld"], pld), (props["epsilon"], min(rdp, pld))):
+        assert exact <= stored <= exact * (1 + 1e-5)
+    assert rdp <= 3.0  # calibrated with RDP to the target
+    # The ledger the properties point to holds the exact values.
+    with open(props["privacy_ledger_uri"]) as f:
+        ledger = json.load(f)
+    assert ledger["epsilon"]["rdp"] == pytest.approx(rdp, rel=1e-12)
+    assert ledger["epsilon"]["pld"] == pytest.approx(pld, rel=1e-12)
+    assert ledger["parameters"]["noise_multiplier"] == pytest.approx(sigma, rel=1e-12)
+
+
+def test_ledger_travels_with_the_model_and_matches_mlmd(private_run):
+    store = _store(private_run.root)
+    props = _props(_artifact(store, private_run.report["model"]["mlmd_id"]))
+    with open(props["privacy_ledger_uri"]) as f:
+        ledger = json.load(f)
+    assert props["privacy_ledger_uri"].endswith("Format-Serving/assets.extra/privacy_ledger.json")
+    assert ledger["epsilon"]["rdp"] <= props["epsilon_rdp"] <= ledger["epsilon"]["rdp"] * (1 + 1e-5)
+    assert ledger["dp_event"]["class_name"] == "SelfComposedDpEvent" and ledger["dp_event"]["count"] == props["dp_steps"]
+    assert ledger["report"]["sampling"] == "poisson" and ledger["report"]["adjacency"] == "add-remove"
+    assert ledger["accountant_version"].startswith("dp-accounting")
+    pushed = private_run.report["pushed"]
+    assert pushed["pushed"] and os.path.exists(os.path.join(pushed["uri"], "saved_model.pb"))
+    with open(os.path.join(pushed["uri"], "assets.extra", "privacy_ledger.json")) as f:
+        assert json.load(f) == ledger
+
+
+def test_private_model_is_blessed_useful_and_audited(private_run):
+    report = private_run.report
+    gate = report["gate"]
+    assert gate["blessed"] is True and gate["failures"] == []
+    assert [c["passed"] for c in gate["privacy_checks"]] == [True, True]
+    assert report["utility"]["binary_accuracy"] >= 0.85
+    assert report["utility"]["example_count"] == report["membership_audit"]["num_nonmembers"]
+    audit = report["membership_audit"]
+    assert audit["num_members"] + audit["num_nonmembers"] == 569
+    assert 0.3 < audit["auc"] < 0.6  # epsilon 3: the loss-threshold attack is near chance
+    store = _store(private_run.root)
+    [blessing] = [a for a in store.get_artifacts_by_type("ModelBlessing")
+                  if _props(a).get("current_model_id") == report["model"]["mlmd_id"]]
+    props = _props(blessing)
+    assert props["blessed"] == 1 and props["privacy_gate_passed"] == 1
+    assert props["membership_inference_auc"] == pytest.approx(audit["auc"])
+
+
+def test_a_model_without_ledger_is_refused_and_the_gate_says_why(private_run):
+    report = private_run.non_private_report
+    assert report["model"]["properties"] == {"private": 0}
+    assert report["privacy"] is None
+    assert report["model"]["uri"] != private_run.report["model"]["uri"]  # its own model, no shared ledger
+    assert not os.path.exists(os.path.join(report["model"]["uri"], "Format-Serving", "assets.extra"))
+    gate = report["gate"]
+    assert gate["blessed"] is False
+    [epsilon_check] = [c for c in gate["privacy_checks"] if c["name"] == "epsilon"]
+    assert not epsilon_check["passed"] and "no privacy ledger" in epsilon_check["reason"]
+    assert report["utility"]["binary_accuracy"] >= 0.85  # useful, but not private: refused anyway
+    assert report["pushed"]["pushed"] is False
+
+
+def test_report_command_prints_the_ppml_epsilon_report_plus_utility_and_audit(private_run):
+    text, as_json = private_run.report_text, private_run.report_json
+    assert as_json == private_run.report
+    privacy = as_json["privacy"]
+    # The privacy section is exactly what `ppml epsilon` prints for the same run.
+    args = ["--n", str(privacy["dataset_size"]), "--batch-size", "32", "--noise-multiplier",
+            repr(privacy["noise_multiplier"]), "--steps", str(privacy["steps"])]
+    expected = CliRunner().invoke(epsilon_command, args).output.rstrip("\n")
+    assert text.startswith(expected)
+    for needle in ("clipping norm C", "Utility (TFMA", "binary_accuracy", "Membership-inference audit",
+                   "attack AUC", "Evaluator: BLESSED", "pass  epsilon", "Pusher: pushed to"):
+        assert needle in text
+
+
+def test_tfma_holds_the_privacy_metrics_and_their_thresholds(private_run, python_subprocess):
+    """Where TFX users look: TFMA's own metrics and validation result of the ModelEvaluation."""
+    uri = private_run.report["gate"]["evaluation_uri"]
+    code = f"""
+import json, tensorflow_model_analysis as tfma
+[overall] = [m for m in tfma.load_metrics({uri!r}) if not m.slice_key.single_slice_keys]
+values = {{e.key.name: e.value.double_value.value for e in overall.metric_keys_and_values}}
+print(json.dumps({{"values": values, "ok": tfma.load_validation_result({uri!r}).validation_ok}}))
+"""
+    result = json.loads(python_subprocess(code, legacy_keras=True).stdout.strip().splitlines()[-1])
+    assert result["ok"] is True
+    privacy = private_run.report["privacy"]
+    assert result["values"]["dp_epsilon"] == pytest.approx(min(privacy["epsilon_rdp"], privacy["epsilon_pld"]),
+                                                           rel=1e-12)
+    assert result["values"]["membership_inference_auc"] == pytest.approx(private_run.report["membership_audit"]["auc"])
+    assert result["values"]["binary_accuracy"] == pytest.approx(private_run.report["utility"]["binary_accuracy"])
+
+
+def test_too_small_budget_blocks_the_push_reusing_cached_stages(private_run, tight_budget_run):
+    stages = tight_budget_run.report["stages"]
+    assert [stages[s] for s in STAGES[:6]] == ["cached"] * 6
+    assert stages["Evaluator"] == "complete" and stages["Pusher"] == "complete"
+    assert any("] Trainer cached (" in line for line in tight_budget_run.progress)
+    # The same model and ledger as the first run: nothing retrained, nothing mixed.
+    assert tight_budget_run.report["model"] == private_run.report["model"]
+    assert tight_budget_run.report["privacy"] == private_run.report["privacy"]
+    gate = tight_budget_run.report["gate"]
+    assert gate["blessed"] is False and gate["epsilon_budget"] == 0.5
+    [epsilon_check] = [c for c in gate["privacy_checks"] if c["name"] == "epsilon"]
+    assert not epsilon_check["passed"] and epsilon_check["value"] > 0.5
+    assert [f["metric"] for f in gate["failures"]] == ["dp_epsilon"]
+    assert tight_budget_run.report["pushed"] == {"pushed": False, "uri": None}
+
+
+def test_audit_auc_over_the_threshold_blocks_the_push_on_the_beam_runner(private_run, strict_audit_run):
+    report = strict_audit_run.report
+    assert report["stages"]["Trainer"] == "cached" and report["model"] == private_run.report["model"]
+    gate = report["gate"]
+    assert gate["blessed"] is False
+    checks = {c["name"]: c for c in gate["privacy_checks"]}
+    assert checks["epsilon"]["passed"] and not checks["membership_inference_auc"]["passed"]
+    assert checks["membership_inference_auc"]["value"] > gate["max_membership_auc"]
+    assert [f["metric"] for f in gate["failures"]] == ["membership_inference_auc"]
+    assert report["pushed"]["pushed"] is False
+    # This re-run went through BeamDagRunner: same stages, same cache, progress shown alike.
+    assert any("] Evaluator complete (" in line for line in strict_audit_run.progress)
+    assert any("] Transform cached (" in line for line in strict_audit_run.progress)
