@@ -13,6 +13,7 @@ _EXPORTS = {
         "AccountantKind", "Adjacency", "DpSgdMechanism", "PrivacyBudget", "PrivacyReport", "Sampling",
         "UnsupportedAccounting", "calibrate_noise_multiplier", "compute_epsilon", "dp_sgd_report", "max_epochs",
     ),
+    "privacy.auditing": ("MembershipAudit", "loss_threshold_audit", "per_example_cross_entropy"),
     "privacy.keras": (
         "DPConfigurationError", "DPKerasAdagradOptimizer", "DPKerasAdamOptimizer", "DPKerasSGDOptimizer",
         "DPModel", "DPSequential", "PrivacyBudgetCallback", "PrivacyBudgetExceeded", "fixed_size_batches",
