@@ -9,6 +9,7 @@ import json
 
 import click
 
+from pipelines.privacy_ledger import LedgerError
 from pipelines.report import ReportError, load_report
 
 
@@ -29,7 +30,7 @@ def report(pipeline_root, pipeline_name, variant, as_json):
     try:
         result = load_report(pipeline_root, pipeline_name=pipeline_name,
                              non_private_variant=variant == "non-private")
-    except ReportError as err:
+    except (ReportError, LedgerError) as err:
         raise click.ClickException(str(err)) from None
     click.echo(json.dumps(result.to_dict(), indent=2, allow_nan=False) if as_json else result.format_text())
 
