@@ -1,0 +1,191 @@
+"""DP-SGD speed and memory: non-private Keras vs ppml vs TF Privacy 0.9.0, ms per step at batch 256.
+
+Models (issue 3): an MLP 784-512-512-10 and the TF Privacy tutorial CNN on MNIST-shaped random data.
+Every configuration runs in its own fresh process (so peak RSS is its own) and trains through `fit` on
+one fixed batch repeated; ms/step is the median time between consecutive steps after a compiling
+warm-up (the mean is in the JSON). Rows:
+
+* keras / ppml on Keras 3 and on tf-keras, each with its flavour's default compilation (Keras 3:
+  XLA; tf-keras: none, as XLA's CPU random number generation makes the noise ~2x slower there);
+* ppml with Poisson batches (expected 256, padded to the 1e-9 quantile): what a real private run pays;
+* TF Privacy 0.9.0 `DPModel` (XLA) in tf-keras mode, with its layer registry (ghost norms; Dense only,
+  so MLP only) and without (vectorized per-example gradients), beside non-private tf-keras in the same
+  Python 3.11 environment, which TF Privacy needs (see benchmarks/README.md).
+
+Ratios are to the non-private row of the same process kind (Keras 3, tf-keras, or the TF Privacy
+environment). Writes a table and JSON.
+
+    make run ARGS='python benchmarks/dp_sgd_speed.py'
+    make run ARGS='python benchmarks/dp_sgd_speed.py --tf-privacy-python /tmp/tfprivacy-venv/bin/python'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+TARGETS = {"mlp": 2.0, "cnn": 3.0}
+ANCHORS = {"mlp": 4.3, "cnn": 9.5}  # TF Privacy's best ratios measured here (field notes, Nov 2026)
+BATCH = 256
+
+
+def build_model(keras, name):
+    layers = keras.layers
+    if name == "mlp":
+        return keras.Sequential([keras.Input((784,)), layers.Dense(512, activation="relu"),
+                                 layers.Dense(512, activation="relu"), layers.Dense(10)])
+    return keras.Sequential([  # the TF Privacy classification tutorial's CNN
+        keras.Input((28, 28, 1)), layers.Conv2D(16, 8, strides=2, padding="same", activation="relu"),
+        layers.MaxPool2D(2, 1), layers.Conv2D(32, 4, strides=2, padding="valid", activation="relu"),
+        layers.MaxPool2D(2, 1), layers.Flatten(), layers.Dense(32, activation="relu"), layers.Dense(10)])
+
+
+def worker(spec: dict) -> dict:
+    """Runs one configuration in this process; returns ms/step and peak RSS."""
+    os.environ["TF_USE_LEGACY_KERAS"] = "1" if spec["flavour"] == "tf_keras" else "0"
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    if spec["flavour"] == "tf_keras":
+        import tf_keras as keras  # pylint: disable=import-outside-toplevel
+    else:
+        import keras  # pylint: disable=import-outside-toplevel
+    keras.utils.set_random_seed(0)
+    shape = (784,) if spec["model"] == "mlp" else (28, 28, 1)
+    rng = np.random.default_rng(0)
+    n = 60000
+    x = rng.normal(size=(BATCH, *shape)).astype("float32")
+    y = rng.integers(0, 10, size=BATCH)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    method = spec["method"]
+    batches = tf.data.Dataset.from_tensors((x, y)).repeat()
+    if method == "tf_privacy":
+        sys.skip_tf_privacy_import = True
+        from tensorflow_privacy.privacy.fast_gradient_clipping import layer_registry  # pylint: disable=import-outside-toplevel
+        from tensorflow_privacy.privacy.keras_models import dp_keras_model  # pylint: disable=import-outside-toplevel
+        registry = layer_registry.make_default_layer_registry() if spec["registry"] else None
+        layers = [keras.Input(shape)] + build_model(keras, spec["model"]).layers  # built: fast clipping needs it
+        model = dp_keras_model.DPSequential(l2_norm_clip=1.0, noise_multiplier=1.1, layers=layers,
+                                            layer_registry=registry)
+        if spec["registry"] and not model._enable_fast_peg_computation:  # pylint: disable=protected-access
+            raise RuntimeError("TF Privacy did not enable fast gradient clipping for this model")
+        model.compile(optimizer=keras.optimizers.SGD(0.1),
+                      loss=keras.losses.SparseCategoricalCrossentropy(
+                          from_logits=True, reduction=keras.losses.Reduction.NONE))
+    else:
+        model = build_model(keras, spec["model"])
+        if method == "ppml":
+            from privacy.keras import make_private, poisson_batches  # pylint: disable=import-outside-toplevel
+            if spec.get("poisson"):
+                xs = rng.normal(size=(n, *shape)).astype("float32")
+                examples = tf.data.Dataset.from_tensor_slices((xs, rng.integers(0, 10, size=n)))
+                batches = poisson_batches(examples, dataset_size=n, expected_batch_size=BATCH, seed=0).prefetch(2)
+                make_private(model, l2_norm_clip=1.0, noise_multiplier=1.1, expected_batch_size=BATCH,
+                             dataset_size=n)
+            else:
+                make_private(model, l2_norm_clip=1.0, noise_multiplier=1.1, expected_batch_size=BATCH,
+                             dataset_size=n, sampling="shuffle")
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss)  # each flavour's default XLA setting
+    ends = []
+
+    class StepClock(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            ends.append(time.perf_counter())
+
+    model.fit(batches, epochs=1, steps_per_epoch=spec["warmup"] + spec["steps"], verbose=0, callbacks=[StepClock()])
+    import resource  # pylint: disable=import-outside-toplevel
+    times = np.diff(ends[spec["warmup"] - 1:]) * 1000
+    return {"ms_per_step": float(np.median(times)), "ms_per_step_mean": float(np.mean(times)),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def run_worker(python: str, spec: dict, env_extra: dict | None = None) -> dict:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env_extra or {}))
+    env["TF_USE_LEGACY_KERAS"] = "1" if spec["flavour"] == "tf_keras" else "0"
+    proc = subprocess.run([python, os.path.abspath(__file__), "--worker", json.dumps(spec)], capture_output=True,
+                          text=True, env=env, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1][:300] if (proc.stderr or proc.stdout)
+                else f"exit {proc.returncode}"}
+    return json.loads(lines[-1])
+
+
+def configurations(models, tf_privacy_python):
+    for model in models:
+        for flavour in ("keras3", "tf_keras"):
+            yield model, f"keras ({flavour})", sys.executable, dict(model=model, method="keras", flavour=flavour)
+            yield model, f"ppml ({flavour})", sys.executable, dict(model=model, method="ppml", flavour=flavour)
+        yield model, "ppml (keras3, Poisson batches)", sys.executable, dict(model=model, method="ppml",
+                                                                           flavour="keras3", poisson=True)
+        if tf_privacy_python:
+            yield model, "keras (tf_keras, TF Privacy env)", tf_privacy_python, dict(
+                model=model, method="keras", flavour="tf_keras")
+            if model == "mlp":
+                yield model, "TF Privacy DPModel + registry", tf_privacy_python, dict(
+                    model=model, method="tf_privacy", flavour="tf_keras", registry=True)
+            yield model, "TF Privacy DPModel (vectorized)", tf_privacy_python, dict(
+                model=model, method="tf_privacy", flavour="tf_keras", registry=False)
+
+
+def baseline_of(label):
+    if "TF Privacy" in label:
+        return "keras (tf_keras, TF Privacy env)"
+    return "keras (tf_keras)" if "tf_keras" in label else "keras (keras3)"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="mlp,cnn")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per configuration")
+    parser.add_argument("--warmup", type=int, default=3, help="steps before timing (tracing, XLA compilation)")
+    parser.add_argument("--tf-privacy-python", help="python of an environment with tensorflow-privacy 0.9.0")
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "dp_sgd_speed.json"))
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return
+    rows = []
+    for model, label, python, spec in configurations(args.models.split(","), args.tf_privacy_python):
+        spec.update(steps=args.steps, warmup=args.warmup)
+        result = run_worker(python, spec)
+        rows.append({"model": model, "method": label, **result})
+        print(f"  {model:<4} {label:<34} {result}", file=sys.stderr)
+    for row in rows:
+        base = next((r for r in rows if r["model"] == row["model"] and r["method"] == baseline_of(row["method"])), {})
+        if "ms_per_step" in row and "ms_per_step" in base:
+            row["ratio"] = row["ms_per_step"] / base["ms_per_step"]
+            row["extra_rss_mb"] = row["peak_rss_mb"] - base["peak_rss_mb"]
+    notes = []
+    if not args.tf_privacy_python:
+        notes.append("TF Privacy 0.9.0 was not run: pass --tf-privacy-python (see benchmarks/README.md)")
+    result = {"benchmark": "dp_sgd_speed", "batch_size": BATCH, "steps": args.steps, "machine": platform.node(),
+              "cpus": os.cpu_count(), "targets_ratio": TARGETS, "tf_privacy_best_ratio_field_notes": ANCHORS,
+              "rows": rows, "notes": notes}
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"{'model':<5} {'method':<34} {'ms/step':>9} {'ratio':>7} {'peak RSS MB':>12} {'+MB':>7}")
+    for row in rows:
+        if "error" in row:
+            print(f"{row['model']:<5} {row['method']:<34} failed: {row['error']}")
+            continue
+        ratio = f"{row['ratio']:.2f}x" if "ratio" in row else ""
+        extra = f"{row['extra_rss_mb']:+.0f}" if "extra_rss_mb" in row else ""
+        print(f"{row['model']:<5} {row['method']:<34} {row['ms_per_step']:>9.1f} {ratio:>7} "
+              f"{row['peak_rss_mb']:>12.0f} {extra:>7}")
+    print(f"targets: ppml <= {TARGETS['mlp']}x (MLP), <= {TARGETS['cnn']}x (CNN); TF Privacy's best in the field "
+          f"notes: {ANCHORS['mlp']}x, {ANCHORS['cnn']}x")
+    for note in notes:
+        print(f"note: {note}")
+    print(f"JSON: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
