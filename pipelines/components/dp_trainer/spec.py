@@ -5,7 +5,8 @@ Keys (all optional; the defaults are shown by `DpTrainingConfig`):
 =================  ==========================================================================
 private            true: DP-SGD with a privacy ledger; false: ordinary training, no ledger
 batch_size         B, the expected batch size (Poisson) or the batch size (shuffle)
-epochs             passes over the training data: T = ceil(epochs * n / B) noisy steps
+epochs             passes over the training data: T = ceil(epochs * n / B) noisy steps (Poisson);
+                   whole epochs of ceil(n / B) steps (shuffle)
 l2_norm_clip       C, the L2 norm each example's gradient is clipped to
 noise_multiplier   sigma: noise std on the summed clipped gradients is sigma * C
 target_epsilon     instead of noise_multiplier: calibrate sigma so that epsilon <= this
@@ -30,8 +31,7 @@ import math
 from typing import Any, Mapping
 
 from privacy.accounting import (AccountantKind, Adjacency, DpSgdMechanism, PrivacyBudget, Sampling,
-                                UnsupportedAccounting,
-                                calibrate_noise_multiplier, default_delta, steps_for_epochs)
+                                UnsupportedAccounting, calibrate_noise_multiplier, default_delta, steps_for_epochs)
 
 from pipelines.privacy_ledger import PrivacyLedger
 
