@@ -5,8 +5,8 @@ Every configuration runs in its own fresh process (so peak RSS is its own) and t
 one fixed batch repeated; ms/step is the median time between consecutive steps after a compiling
 warm-up (the mean is in the JSON). Rows:
 
-* keras / ppml on Keras 3 and on tf-keras, each with its flavour's default compilation (Keras 3:
-  XLA; tf-keras: none, as XLA's CPU random number generation makes the noise ~2x slower there);
+* keras / ppml on Keras 3 and on tf-keras, compiled without XLA (``--xla`` to compile with it: on CPU,
+  XLA's random number generation makes ppml's noise several times slower than TensorFlow's kernels);
 * ppml with Poisson batches (expected 256, padded to the 1e-9 quantile): what a real private run pays;
 * TF Privacy 0.9.0 `DPModel` (XLA) in tf-keras mode, with its layer registry (ghost norms; Dense only,
   so MLP only) and without (vectorized per-example gradients), beside non-private tf-keras in the same
@@ -69,14 +69,14 @@ def worker(spec: dict) -> dict:
         from tensorflow_privacy.privacy.fast_gradient_clipping import layer_registry  # pylint: disable=import-outside-toplevel
         from tensorflow_privacy.privacy.keras_models import dp_keras_model  # pylint: disable=import-outside-toplevel
         registry = layer_registry.make_default_layer_registry() if spec["registry"] else None
+        reduction = keras.losses.Reduction.AUTO if spec["registry"] else keras.losses.Reduction.NONE
         layers = [keras.Input(shape)] + build_model(keras, spec["model"]).layers  # built: fast clipping needs it
         model = dp_keras_model.DPSequential(l2_norm_clip=1.0, noise_multiplier=1.1, layers=layers,
                                             layer_registry=registry)
         if spec["registry"] and not model._enable_fast_peg_computation:  # pylint: disable=protected-access
             raise RuntimeError("TF Privacy did not enable fast gradient clipping for this model")
         model.compile(optimizer=keras.optimizers.SGD(0.1),
-                      loss=keras.losses.SparseCategoricalCrossentropy(
-                          from_logits=True, reduction=keras.losses.Reduction.NONE))
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=reduction))
     else:
         model = build_model(keras, spec["model"])
         if method == "ppml":
@@ -90,7 +90,7 @@ def worker(spec: dict) -> dict:
             else:
                 make_private(model, l2_norm_clip=1.0, noise_multiplier=1.1, expected_batch_size=BATCH,
                              dataset_size=n, sampling="shuffle")
-        model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss)  # each flavour's default XLA setting
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss, jit_compile=spec["xla"])
     ends = []
 
     class StepClock(keras.callbacks.Callback):
@@ -145,6 +145,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=20, help="timed steps per configuration")
     parser.add_argument("--warmup", type=int, default=3, help="steps before timing (tracing, XLA compilation)")
     parser.add_argument("--tf-privacy-python", help="python of an environment with tensorflow-privacy 0.9.0")
+    parser.add_argument("--xla", action="store_true", help="compile the Keras and ppml rows with XLA")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "dp_sgd_speed.json"))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -153,7 +154,7 @@ def main(argv=None):
         return
     rows = []
     for model, label, python, spec in configurations(args.models.split(","), args.tf_privacy_python):
-        spec.update(steps=args.steps, warmup=args.warmup)
+        spec.update(steps=args.steps, warmup=args.warmup, xla=args.xla)
         result = run_worker(python, spec)
         rows.append({"model": model, "method": label, **result})
         print(f"  {model:<4} {label:<34} {result}", file=sys.stderr)
@@ -165,7 +166,8 @@ def main(argv=None):
     notes = []
     if not args.tf_privacy_python:
         notes.append("TF Privacy 0.9.0 was not run: pass --tf-privacy-python (see benchmarks/README.md)")
-    result = {"benchmark": "dp_sgd_speed", "batch_size": BATCH, "steps": args.steps, "machine": platform.node(),
+    result = {"benchmark": "dp_sgd_speed", "batch_size": BATCH, "steps": args.steps, "xla": args.xla,
+              "machine": platform.node(),
               "cpus": os.cpu_count(), "targets_ratio": TARGETS, "tf_privacy_best_ratio_field_notes": ANCHORS,
               "rows": rows, "notes": notes}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

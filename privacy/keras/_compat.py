@@ -109,7 +109,3 @@ def steps_per_execution(model) -> int:
         return int(value.numpy()) if value is not None else 1
     return int(getattr(model, "steps_per_execution", 1) or 1)
 
-
-def as_tensor(variable):
-    """The tf.Variable (or tensor) behind a Keras variable, for `tf.GradientTape`."""
-    return getattr(variable, "value", variable) if not isinstance(variable, tf.Variable) else variable
