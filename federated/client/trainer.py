@@ -1,20 +1,31 @@
-"""Local training as compiled, stateless TensorFlow functions, traced once per process.
+"""Local training as compiled, stateless TensorFlow functions, traced once per shape bucket.
 
 The Keras model is used only through ``model.stateless_call(weights, ...)``: weights go in and come
-out as tensors, so one traced graph serves every client, round and hyperparameter setting (client
-data shapes, E, B, learning rate and mu are all graph inputs). Two executions:
+out as tensors, so one compiled graph serves every client, round and hyperparameter setting that
+shares a shape bucket. A client is a vector of example indices into the dataset, which is converted
+to tensors once (`train_clients`), so no client's data is copied per round. A whole local run
+(E epochs of minibatch SGD) is one call of one XLA-compiled loop; its batches have a fixed size B
+(the last batch of an epoch is masked), so the graph depends only on B, E and the padded client
+size (the next power of two), never on the client. Two executions:
 
-* ``sequential``: one call of the compiled local-SGD loop per client (any Keras model).
-* ``vectorized``: the clients of a chunk are padded to a common size and trained together in one
-  XLA-compiled graph (`tf.vectorized_map` over clients; masked losses make padding inert). It
-  needs a model without non-trainable state and compiles once per (chunk size, padded size).
+* ``sequential``: one call per client (any Keras model XLA can compile; otherwise a plain graph).
+* ``vectorized``: the clients of a chunk (padded to a power of two) trained together in one call
+  (`tf.vectorized_map` of the per-client gradient); it pays off when per-step overhead dominates
+  (small models), not when the matrix products already fill the cores.
 
 Both draw the same batches from the same seeds; their results agree to float32 rounding, not
-bitwise, so a simulation records which one it used.
+bitwise, so a simulation records which one it used. Calls are thread-safe (the in-process runner
+trains chunks on several threads).
+
+Non-trainable state: constants (e.g. a `Normalization` layer's statistics) are used as they are;
+a model whose training changes float non-trainable state (e.g. BatchNormalization's moving
+statistics) is rejected, because FedAvg here averages trainable weights only. Integer state that
+training advances (dropout seed generators) is carried through the local steps (sequential only).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Callable, Sequence
 
@@ -34,12 +45,16 @@ class ClientTrainer:
         ``model.trainable_variables``.
       loss: a Keras loss (instance or name); default sparse categorical cross-entropy on logits.
       execution: "sequential" or "vectorized" (see the module docstring).
+      jit_compile: compile with XLA (True), as a plain TensorFlow graph (False), or XLA when the
+        model compiles and a plain graph otherwise (None).
 
     Raises:
-      ValueError: for an unbuilt model, non-float32 weights or an unknown execution.
+      ValueError: for an unbuilt model, non-float32 weights, training-updated float non-trainable
+        state, or an unknown execution.
     """
 
-    def __init__(self, model_fn: Callable, *, loss=None, execution: str = "sequential"):
+    def __init__(self, model_fn: Callable, *, loss=None, execution: str = "sequential",
+                 jit_compile: bool | None = None):
         import keras  # pylint: disable=import-outside-toplevel
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
@@ -47,39 +62,28 @@ class ClientTrainer:
             raise ValueError(f"execution must be one of {EXECUTIONS}, got {execution!r}")
         self._tf = tf
         model = model_fn()
-        if not model.built:
-            raise ValueError("model_fn must return a built model (give it an Input layer or input_shape)")
+        if not model.built or not getattr(model, "inputs", None):
+            raise ValueError("model_fn must return a built model with an Input layer (or input_shape)")
         bad = [v.path for v in model.trainable_variables if v.dtype != "float32"]
         if bad:
             raise ValueError(f"trainable weights must be float32; these are not: {bad}")
-        if execution == "vectorized" and model.non_trainable_variables:
-            raise ValueError("vectorized execution needs a model without non-trainable state "
-                             f"({[v.path for v in model.non_trainable_variables]}); use execution='sequential'")
         self.model = model
         self.execution = execution
+        self.jit_compile = jit_compile
         loss = keras.losses.get(loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         config = dict(loss.get_config(), reduction=None)
         self._loss = type(loss).from_config(config)
         self._from_logits = bool(config.get("from_logits", False))
-        self._input_shape = tuple(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else None
+        self._input_shape = tuple(model.inputs[0].shape[1:])
         self._ntv = [v.value for v in model.non_trainable_variables]
-        weight_specs = [tf.TensorSpec(v.shape, tf.float32) for v in model.trainable_variables]
-        x_spec = tf.TensorSpec((None,) + tuple(model.inputs[0].shape[1:]), tf.float32)
-        scalar = lambda dtype: tf.TensorSpec([], dtype)  # noqa: E731
-        self._sequential = tf.function(self._local_sgd, input_signature=[
-            weight_specs, x_spec, tf.TensorSpec([None], tf.int32), scalar(tf.int32), scalar(tf.int32),
-            scalar(tf.float32), scalar(tf.float32), tf.TensorSpec([2], tf.int32)])
-        chunk_x = tf.TensorSpec((None,) + x_spec.shape, tf.float32)
-        self._vectorized = tf.function(self._local_sgd_vectorized, jit_compile=True, input_signature=[
-            weight_specs, chunk_x, tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32),
-            scalar(tf.int32), scalar(tf.int32), scalar(tf.float32), scalar(tf.float32),
-            tf.TensorSpec([None, None, None], tf.int32)])
-        self._epoch_orders = tf.function(
-            lambda n, epochs, seed: tf.map_fn(lambda e: _permutation(tf, n, tf.random.experimental.stateless_fold_in(
-                seed, e)), tf.range(epochs)), input_signature=[scalar(tf.int32), scalar(tf.int32),
-                                                                tf.TensorSpec([2], tf.int32)])
+        self._advancing = self._check_state(execution)
+        self._weight_specs = [tf.TensorSpec(v.shape, tf.float32) for v in model.trainable_variables]
+        self._functions: dict = {}
+        self._lock = threading.Lock()
+        self._resident = None   # (ClientData, x tensor, y tensor)
+        x_spec = tf.TensorSpec((None,) + self._input_shape, tf.float32)
         self._predict = tf.function(lambda w, x: self.model.stateless_call(w, self._ntv, x, training=False)[0],
-                                    input_signature=[weight_specs, x_spec])
+                                    input_signature=[self._weight_specs, x_spec])
 
     # --- public ---------------------------------------------------------------------------------
     def initial_weights(self) -> list[np.ndarray]:
@@ -87,43 +91,28 @@ class ClientTrainer:
 
     def train(self, weights: Sequence[np.ndarray], clients: Sequence[tuple[int, np.ndarray, np.ndarray]],
               config: ClientConfig, seeds: np.ndarray) -> list[ClientUpdate]:
-        """Runs local training for each (position, x, y) in ``clients`` from ``weights``.
+        """Runs local training for each (id, x, y) in ``clients`` from ``weights`` (arrays given here).
 
         Args:
           seeds: [len(clients), 2] int32 seeds of each client's batch shuffling.
         """
         if not clients:
             return []
-        tf = self._tf
-        w = [tf.constant(a, tf.float32) for a in weights]
-        hyper = (tf.constant(config.epochs, tf.int32), tf.constant(config.batch_size or 0, tf.int32),
-                 tf.constant(config.learning_rate, tf.float32), tf.constant(config.proximal_mu, tf.float32))
-        global_flat = flatten(weights)
-        if self.execution == "sequential":
-            results = []
-            for (position, x, y), seed in zip(clients, seeds):
-                new, loss = self._sequential(w, tf.constant(x, tf.float32), tf.constant(y, tf.int32), *hyper,
-                                             tf.constant(seed, tf.int32))
-                results.append((position, [t.numpy() for t in new], float(loss), len(y)))
-        else:
-            # Pad to a power-of-two client count and width, so XLA compiles few shapes; padded clients
-            # hold no examples and take no steps.
-            sizes = np.zeros(_bucket(len(clients)), np.int32)
-            sizes[:len(clients)] = [len(y) for _, _, y in clients]
-            width = _bucket(int(sizes.max()))
-            xs = np.zeros((sizes.size, width) + clients[0][1].shape[1:], np.float32)
-            ys = np.zeros((sizes.size, width), np.int32)
-            orders = np.zeros((sizes.size, config.epochs, width), np.int32)
-            for k, ((_, x, y), seed) in enumerate(zip(clients, seeds)):
-                xs[k, :len(y)], ys[k, :len(y)] = x, y
-                orders[k, :, :len(y)] = self._epoch_orders(len(y), config.epochs, tf.constant(seed, tf.int32))
-            new, losses = self._vectorized(w, tf.constant(xs), tf.constant(ys), tf.constant(sizes), *hyper,
-                                           tf.constant(orders))
-            new = [t.numpy() for t in new]
-            results = [(position, [a[k] for a in new], float(losses[k]), int(sizes[k]))
-                       for k, (position, _, _) in enumerate(clients)]
-        return [ClientUpdate(delta=flatten(local) - global_flat, num_examples=n, loss=loss, position=position)
-                for position, local, loss, n in results]
+        sizes = [len(y) for _, _, y in clients]
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        x = self._tf.constant(np.concatenate([np.asarray(c[1], np.float32) for c in clients]))
+        y = self._tf.constant(np.concatenate([np.asarray(c[2]) for c in clients]).astype(np.int32))
+        indexed = [(c[0], np.arange(starts[k], starts[k + 1])) for k, c in enumerate(clients)]
+        return self._train(weights, x, y, indexed, config, seeds)
+
+    def train_clients(self, weights: Sequence[np.ndarray], data, clients: Sequence[tuple[int, int]],
+                      config: ClientConfig, seeds: np.ndarray) -> list[ClientUpdate]:
+        """Like `train`, for (id, position) pairs of ``data`` (a `ClientData`), which is converted to
+        tensors once and then read by index."""
+        if not clients:
+            return []
+        x, y = self._tensors(data)
+        return self._train(weights, x, y, [(i, data.partition.indices[p]) for i, p in clients], config, seeds)
 
     def evaluate(self, weights: Sequence[np.ndarray], x: np.ndarray, y: np.ndarray,
                  batch_size: int = 1024) -> dict[str, float]:
@@ -144,78 +133,200 @@ class ClientTrainer:
             correct += int(np.sum(predicted == yb))
         return {"loss": loss_sum / len(y), "accuracy": correct / len(y)}
 
-    def time_per_client(self, weights, clients, config: ClientConfig, seeds) -> float:
-        """Seconds per client of one warm call on ``clients`` (the first call, which traces, is not timed)."""
-        self.train(weights, clients, config, seeds)
+    def time_calls(self, weights, data, clients, config: ClientConfig, seeds) -> tuple[float, float]:
+        """(seconds of the first call, seconds per client of a second, warm call) on ``clients``
+        ((id, position) pairs of ``data``); the first call includes tracing and compilation."""
         start = time.perf_counter()
-        self.train(weights, clients, config, seeds)
-        return (time.perf_counter() - start) / len(clients)
+        self.train_clients(weights, data, clients, config, seeds)
+        first = time.perf_counter() - start
+        start = time.perf_counter()
+        self.train_clients(weights, data, clients, config, seeds)
+        return first, (time.perf_counter() - start) / len(clients)
+
+    def tracing_count(self) -> int:
+        """Graphs traced so far (one per shape bucket, never one per client)."""
+        return sum(f.experimental_get_tracing_count() for f in self._functions.values())
+
+    # --- driving the graphs ---------------------------------------------------------------------
+    def _tensors(self, data):
+        with self._lock:
+            if self._resident is None or self._resident[0] is not data:
+                tf = self._tf
+                self._resident = (data, tf.constant(data.x, tf.float32), tf.constant(data.y, tf.int32))
+            return self._resident[1:]
+
+    def _train(self, weights, x, y, clients, config, seeds):
+        tf = self._tf
+        sizes = np.array([len(ix) for _, ix in clients], np.int32)
+        if sizes.min() < 1:
+            raise ValueError(f"client {clients[int(np.argmin(sizes))][0]} has no examples")
+        width = _bucket(int(sizes.max()))
+        batch = width if config.batch_size is None else min(config.batch_size, width)
+        w = [tf.constant(a, tf.float32) for a in weights]
+        hyper = (tf.constant(config.learning_rate, tf.float32), tf.constant(config.proximal_mu, tf.float32))
+        rows = _bucket(len(clients)) if self.execution == "vectorized" else len(clients)
+        index = np.zeros((rows, width), np.int32)
+        for k, (_, ix) in enumerate(clients):    # padding repeats the client's own first example (masked)
+            index[k, :len(ix)], index[k, len(ix):] = ix, ix[0]
+        padded_sizes = np.ones(rows, np.int32)   # padded clients have one example and take no steps
+        padded_sizes[:len(clients)] = sizes
+        steps = np.zeros(rows, np.int32)
+        steps[:len(clients)] = [config.steps(int(n)) for n in sizes]
+        padded_seeds = np.zeros((rows, 2), np.int32)
+        padded_seeds[:len(clients)] = seeds
+        results = []
+        if self.execution == "sequential":
+            key = ("sequential", width, batch, config.epochs, config.proximal_mu > 0)
+            for k, (ident, _) in enumerate(clients):
+                new, loss = self._call(key, w, x, y, tf.constant(index[k]), tf.constant(sizes[k]),
+                                       tf.constant(steps[k]), *hyper, tf.constant(padded_seeds[k]))
+                results.append((ident, [t.numpy() for t in new], float(loss), int(sizes[k])))
+        else:
+            new, losses = self._call(("vectorized", rows, width, batch, config.epochs, config.proximal_mu > 0), w, x, y, tf.constant(index),
+                                     tf.constant(padded_sizes), tf.constant(steps), *hyper, tf.constant(padded_seeds))
+            new, losses = [t.numpy() for t in new], losses.numpy()
+            results = [(ident, [a[k] for a in new], float(losses[k]), int(sizes[k]))
+                       for k, (ident, _) in enumerate(clients)]
+        global_flat = flatten(weights)
+        return [ClientUpdate(delta=flatten(local) - global_flat, num_examples=n, loss=loss, position=ident)
+                for ident, local, loss, n in results]
+
+    def _call(self, key, *args):
+        """Calls the function of a shape bucket, traced (and compiled) once. With ``jit_compile=None``
+        a bucket whose first XLA call fails is rebuilt as a plain graph (an op without an XLA kernel)."""
+        with self._lock:
+            if key not in self._functions:
+                self._functions[key] = self._build(key, self.jit_compile is not False)
+                first = True
+            else:
+                first = False
+            function = self._functions[key]
+            if first and self.jit_compile is None:   # compile under the lock: concurrent callers wait
+                try:
+                    return function(*args)
+                except (self._tf.errors.InvalidArgumentError, self._tf.errors.UnimplementedError):
+                    function = self._functions[key] = self._build(key, False)
+        return function(*args)
+
+    def _build(self, key, jit_compile: bool):
+        tf = self._tf
+        scalar = lambda dtype: tf.TensorSpec([], dtype)  # noqa: E731
+        data_specs = [tf.TensorSpec((None,) + self._input_shape, tf.float32), tf.TensorSpec([None], tf.int32)]
+        if key[0] == "sequential":
+            _, width, batch, epochs, proximal = key
+            body = lambda *args: self._local_sgd(*args, batch=batch, epochs=epochs, proximal=proximal)  # noqa: E731
+            signature = [self._weight_specs, *data_specs, tf.TensorSpec([width], tf.int32), scalar(tf.int32),
+                         scalar(tf.int32), scalar(tf.float32), scalar(tf.float32), tf.TensorSpec([2], tf.int32)]
+        else:
+            _, rows, width, batch, epochs, proximal = key
+            body = lambda *args: self._local_sgd_vectorized(  # noqa: E731
+                *args, batch=batch, epochs=epochs, proximal=proximal)
+            signature = [self._weight_specs, *data_specs, tf.TensorSpec([rows, width], tf.int32),
+                         tf.TensorSpec([rows], tf.int32), tf.TensorSpec([rows], tf.int32), scalar(tf.float32),
+                         scalar(tf.float32), tf.TensorSpec([rows, 2], tf.int32)]
+        return tf.function(body, input_signature=signature, jit_compile=jit_compile)
 
     # --- graphs ---------------------------------------------------------------------------------
-    def _batch_loss(self, w, w_global, ntv, xb, yb, mask, mu):
+    def _check_state(self, execution) -> bool:
+        """Rejects float non-trainable state that training changes; True if integer state advances."""
+        if not self._ntv:
+            return False
+        tf = self._tf
+        x = tf.constant(np.random.default_rng(0).normal(size=(4,) + self._input_shape), tf.float32)
+        w = [v.value for v in self.model.trainable_variables]
+        _, after = self.model.stateless_call(w, self._ntv, x, training=True)
+        changed = [(v, b) for v, a, b in zip(self.model.non_trainable_variables, self._ntv, after)
+                   if not np.array_equal(np.asarray(a), np.asarray(b))]
+        floats = [v.path for v, _ in changed if "float" in str(v.dtype)]
+        if floats:
+            raise ValueError(f"training updates the model's non-trainable weights {floats} (e.g. BatchNormalization "
+                             "statistics), which FedAvg here does not average: use LayerNormalization or "
+                             "GroupNormalization, or a model without such state")
+        if changed and execution == "vectorized":
+            raise ValueError(f"vectorized execution cannot carry per-client random state "
+                             f"{[v.path for v, _ in changed]} (e.g. Dropout); use execution='sequential'")
+        return bool(changed)
+
+    def _masked_loss(self, w, w_global, ntv, xb, yb, mask, mu):
+        """(mean loss over the unmasked examples, objective with FedProx's term (none when ``mu`` is
+        None), new non-trainable state)."""
         tf = self._tf
         out, ntv = self.model.stateless_call(w, ntv, xb, training=True)
-        per_example = self._loss(yb, out)
-        loss = tf.reduce_sum(per_example * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+        per_example = tf.where(mask, self._loss(yb, out), 0.0)
+        loss = tf.reduce_sum(per_example) / tf.maximum(tf.reduce_sum(tf.cast(mask, tf.float32)), 1.0)
+        if mu is None:
+            return loss, loss, ntv
         proximal = tf.add_n([tf.reduce_sum(tf.square(a - b)) for a, b in zip(w, w_global)])
         return loss, loss + 0.5 * mu * proximal, ntv
 
-    def _local_sgd(self, w_global, x, y, epochs, batch_size, lr, mu, seed):
+    def _orders(self, n, seed, width, epochs):
+        """[epochs, width] positions 0..width-1: a seeded shuffle of 0..n-1 per epoch, then the padding."""
         tf = self._tf
-        n = tf.shape(y)[0]
-        bs = tf.where(batch_size > 0, tf.minimum(batch_size, n), n)
-        steps_per_epoch = (n + bs - 1) // bs
-        w, ntv, total = list(w_global), list(self._ntv), tf.constant(0.0)
-        for epoch in tf.range(epochs):
-            perm = _permutation(tf, n, tf.random.experimental.stateless_fold_in(seed, epoch))
-            for step in tf.range(steps_per_epoch):
-                idx = perm[step * bs:tf.minimum((step + 1) * bs, n)]
-                xb, yb = tf.gather(x, idx), tf.gather(y, idx)
-                with tf.GradientTape() as tape:
-                    tape.watch(w)
-                    loss, objective, ntv = self._batch_loss(w, w_global, ntv, xb, yb, tf.ones_like(idx, tf.float32),
-                                                            mu)
-                grads = tape.gradient(objective, w)
-                w = [a - lr * g for a, g in zip(w, grads)]
-                total += loss
-        return w, total / tf.cast(epochs * steps_per_epoch, tf.float32)
+        orders = []
+        for epoch in range(epochs):
+            keys = tf.random.stateless_uniform([width], tf.random.experimental.stateless_fold_in(seed, epoch))
+            keys = tf.where(tf.range(width) < n, keys, 2.0)
+            orders.append(tf.argsort(keys, stable=True))
+        return tf.stack(orders)
 
-    def _local_sgd_vectorized(self, w_global, xs, ys, sizes, epochs, batch_size, lr, mu, orders):
+    def _batch(self, x, y, index, orders, n, step, batch):
+        """Examples of local step ``step`` for a leading axis of clients: batch j of its epoch, masked
+        past each client's n. ``index`` [k, width], ``orders`` [k, epochs, width], ``n`` and ``step`` [k]."""
         tf = self._tf
-        k, width = tf.shape(ys)[0], tf.shape(ys)[1]
-        bs = tf.where(batch_size > 0, tf.minimum(batch_size, width), width)
-        full = tf.maximum(tf.where(batch_size > 0, tf.minimum(batch_size, sizes), sizes), 1)  # per-client batch
-        steps_per_epoch = (sizes + full - 1) // full
+        per_epoch = (n + batch - 1) // batch
+        slots = (step % per_epoch)[:, None] * batch + tf.range(batch)[None, :]
+        order = tf.gather(orders, step // per_epoch, batch_dims=1)
+        positions = tf.gather(order, tf.minimum(slots, index.shape[1] - 1), batch_dims=1)
+        rows = tf.gather(index, positions, batch_dims=1)
+        return tf.gather(x, rows), tf.gather(y, rows), slots < n[:, None]
+
+    def _local_sgd(self, w_global, x, y, index, n, steps, lr, mu, seed, *, batch, epochs, proximal):
+        tf = self._tf
+        mu = mu if proximal else None
+        orders = self._orders(n, seed, index.shape[0], epochs)[None]
+
+        def step(s, w, ntv, total):
+            xb, yb, mask = self._batch(x, y, index[None], orders, n[None], s[None], batch)
+            xb, yb, mask = xb[0], yb[0], mask[0]
+            with tf.GradientTape() as tape:
+                tape.watch(w)
+                loss, objective, new_ntv = self._masked_loss(w, w_global, ntv, xb, yb, mask, mu)
+            grads = tape.gradient(objective, w)
+            return s + 1, [a - lr * g for a, g in zip(w, grads)], list(new_ntv) if self._advancing else ntv, \
+                total + loss
+
+        _, w, _, total = tf.while_loop(lambda s, *_: s < steps, step,
+                                       (tf.constant(0), list(w_global), list(self._ntv), tf.constant(0.0)))
+        return w, total / tf.cast(tf.maximum(steps, 1), tf.float32)
+
+    def _local_sgd_vectorized(self, w_global, x, y, index, sizes, steps, lr, mu, seeds, *, batch, epochs, proximal):
+        tf = self._tf
+        mu = mu if proximal else None
+        width = index.shape[1]
+        orders = tf.map_fn(lambda args: self._orders(args[0], args[1], width, epochs), (sizes, seeds),
+                           fn_output_signature=tf.TensorSpec([epochs, width], tf.int32))
+        k = index.shape[0]
         w = [tf.repeat(a[None], k, axis=0) for a in w_global]
-        totals = tf.zeros([k])
 
         def one_client(args):
             wk, xb, yb, mask = args
             with tf.GradientTape() as tape:
                 tape.watch(wk)
-                loss, objective, _ = self._batch_loss(list(wk), w_global, self._ntv, xb, yb, mask, mu)
+                loss, objective, _ = self._masked_loss(list(wk), w_global, self._ntv, xb, yb, mask, mu)
             return tape.gradient(objective, wk), loss
 
-        for step in tf.range(epochs * tf.reduce_max(steps_per_epoch)):
-            epoch, j = step // steps_per_epoch, step % steps_per_epoch      # per client
-            active = epoch < epochs
-            perms = tf.gather(orders, tf.minimum(epoch, epochs - 1), batch_dims=1)   # [k, width]
-            slots = j[:, None] * full[:, None] + tf.range(bs)[None, :]
-            mask = (tf.range(bs)[None, :] < full[:, None]) & (slots < sizes[:, None]) & active[:, None]
-            idx = tf.gather(perms, tf.minimum(slots, width - 1), batch_dims=1)
-            grads, losses = tf.vectorized_map(one_client, (w, tf.gather(xs, idx, batch_dims=1),
-                                                           tf.gather(ys, idx, batch_dims=1), tf.cast(mask, tf.float32)))
+        def step(s, w, totals):
+            active = s < steps
+            xb, yb, mask = self._batch(x, y, index, orders, sizes, tf.minimum(s, tf.maximum(steps - 1, 0)), batch)
+            grads, losses = tf.vectorized_map(one_client, (w, xb, yb, mask & active[:, None]))
             scale = tf.where(active, lr, 0.0)
             w = [a - tf.reshape(scale, [-1] + [1] * (len(a.shape) - 1)) * g for a, g in zip(w, grads)]
-            totals += tf.where(active, losses, 0.0)
-        return w, totals / tf.cast(tf.maximum(epochs * steps_per_epoch, 1), tf.float32)
+            return s + 1, w, totals + tf.where(active, losses, 0.0)
+
+        _, w, totals = tf.while_loop(lambda s, *_: s < tf.reduce_max(steps), step, (tf.constant(0), w, tf.zeros([k])))
+        return w, totals / tf.cast(tf.maximum(steps, 1), tf.float32)
 
 
 def _bucket(n: int) -> int:
     """The next power of two >= max(n, 1)."""
     return 1 << max(0, int(n) - 1).bit_length()
-
-
-def _permutation(tf, n, seed):
-    """A seeded shuffle of 0..n-1 (the same op in both executions, so both draw the same batches)."""
-    return tf.argsort(tf.random.stateless_uniform([n], seed), stable=True)

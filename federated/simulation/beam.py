@@ -3,7 +3,9 @@
 Per round the driver builds one pipeline (a Beam pipeline is acyclic, so the round loop stays in the
 driver): the round's client chunks -> Reshuffle -> ParDo(train the chunk; server state as a side
 input) -> CombineGlobally(the aggregation protocol as a CombineFn) -> written to ``temp_location``
-and read back by the driver, which takes the server step. The CombineFn is `TreeSum` (plain) or a
+and read back by the driver, which takes the server step. The client data is written once per
+simulation to ``temp_location`` and travels by reference (its URI): each worker process loads it
+on first use and keeps it, so a round's pipeline carries only the plan, the state and the settings. The CombineFn is `TreeSum` (plain) or a
 modular sum (secure), both independent of bundle splits and merge order, and the chunks are the
 in-process runner's, so the result is bitwise the in-process result for the same seed when workers
 run the same TensorFlow build.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import pickle
 import tempfile
+import threading
 import uuid
 
 import apache_beam as beam
@@ -41,6 +44,7 @@ class BeamRunner:
     def __init__(self, pipeline_args: list[str] | None = None, temp_location: str | None = None):
         self.pipeline_args = list(pipeline_args or ["--runner=DirectRunner"])
         self.temp_location = temp_location
+        self._data_refs: dict[int, tuple] = {}   # id(ClientData) -> (the data, its ClientDataRef)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "pipeline_args": self.pipeline_args}
@@ -48,6 +52,7 @@ class BeamRunner:
     def run_round(self, job):
         """Returns (accumulator, diagnostics) for ``job``, like `InProcessRunner.run_round`."""
         directory = self.temp_location or tempfile.gettempdir()
+        job = dataclasses.replace(job, data=self._reference(job.data, directory))
         path = FileSystems.join(directory, f"ppml-federated-round-{job.plan.round}-{uuid.uuid4().hex}.pkl")
         with beam.Pipeline(options=PipelineOptions(self.pipeline_args)) as pipeline:
             state = pipeline | "State" >> beam.Create([job.state])
@@ -69,6 +74,44 @@ class BeamRunner:
         return accumulator, sorted(diagnostics, key=lambda d: d.rank)
 
 
+    def _reference(self, data, directory: str) -> "ClientDataRef":
+        """Writes ``data`` under ``directory`` the first time it is seen; returns its reference."""
+        known = self._data_refs.get(id(data))
+        if known is None or known[0] is not data:
+            uri = FileSystems.join(directory, f"ppml-federated-clients-{uuid.uuid4().hex}.pkl")
+            with FileSystems.create(uri) as f:
+                f.write(pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
+            known = self._data_refs[id(data)] = (data, ClientDataRef(uri))
+        return known[1]
+
+    def close(self) -> None:
+        """Deletes the client data files this runner wrote."""
+        uris = [ref.uri for _, ref in self._data_refs.values()]
+        self._data_refs.clear()
+        if uris:
+            FileSystems.delete(uris)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientDataRef:
+    """A `ClientData` by the URI of its pickle; `load` reads it once per process (and keeps only
+    the latest one)."""
+
+    uri: str
+
+    def load(self):
+        global _LOADED  # pylint: disable=global-statement
+        with _LOADED_LOCK:
+            if _LOADED is None or _LOADED[0] != self.uri:
+                with FileSystems.open(self.uri) as f:
+                    _LOADED = (self.uri, pickle.load(f))
+            return _LOADED[1]
+
+
+_LOADED = None   # (uri, ClientData) of this process
+_LOADED_LOCK = threading.Lock()
+
+
 class TrainChunk(beam.DoFn):
     """Trains one chunk of clients (the server state arrives as a side input); emits encoded
     contributions, and diagnostics on a tagged output."""
@@ -80,7 +123,7 @@ class TrainChunk(beam.DoFn):
     def process(self, ranks, state):
         job = self._job
         trainer = trainer_for(job.model_fn, job.loss, job.execution)
-        encoded, diagnostics = train_chunk(trainer, job.data, job.strategy, state, job.plan, ranks,
+        encoded, diagnostics = train_chunk(trainer, job.data.load(), job.strategy, state, job.plan, ranks,
                                            job.aggregation, job.keys)
         yield from encoded
         for item in diagnostics:

@@ -8,6 +8,7 @@ would, from the seed and the round number alone.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from typing import Callable
 
 import numpy as np
@@ -66,14 +67,16 @@ class ClientDiagnostic:
 
 
 _TRAINERS: dict = {}
+_TRAINERS_LOCK = threading.Lock()
 
 
 def trainer_for(model_fn: Callable, loss, execution: str) -> ClientTrainer:
     """A per-process cache: each (model_fn, loss, execution) is built and traced once per process."""
     key = (model_fn, repr(loss), execution)
-    if key not in _TRAINERS:
-        _TRAINERS[key] = ClientTrainer(model_fn, loss=loss, execution=execution)
-    return _TRAINERS[key]
+    with _TRAINERS_LOCK:
+        if key not in _TRAINERS:
+            _TRAINERS[key] = ClientTrainer(model_fn, loss=loss, execution=execution)
+        return _TRAINERS[key]
 
 
 def train_chunk(trainer: ClientTrainer, data, strategy, state, plan: RoundPlan, ranks, aggregation, keys):
@@ -83,8 +86,9 @@ def train_chunk(trainer: ClientTrainer, data, strategy, state, plan: RoundPlan, 
     counted in the diagnostics and never averaged in.
     """
     live = [r for r in ranks if r not in plan.dropped]
-    clients = [(r, *data.client(int(plan.positions[r]))) for r in live]
-    updates = trainer.train(state.weights, clients, strategy.client, plan.seeds[live] if live else plan.seeds[:0])
+    clients = [(r, int(plan.positions[r])) for r in live]
+    updates = trainer.train_clients(state.weights, data, clients, strategy.client,
+                                    plan.seeds[live] if live else plan.seeds[:0])
     encoded, diagnostics = [], []
     for update in updates:
         finite = update.finite and np.isfinite(update.loss)

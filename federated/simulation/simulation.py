@@ -51,7 +51,8 @@ class FederatedSimulation:
       sampler: client sampling (default: 10% of the clients, uniformly).
       seed: seed of every random draw (None: drawn from `secrets`, recorded in the history).
       loss: Keras loss (default sparse categorical cross-entropy on logits).
-      execution: "sequential", "vectorized" or "auto" (time both on the first chunk, keep the faster).
+      execution: "sequential", "vectorized" or "auto" (time both on the first chunk, compilation
+        included, and keep the one with the smaller estimated cost of the whole run).
       chunk_size: clients per vectorized call and per Beam element; a power of two.
       evaluation: (x, y) evaluated centrally after rounds, or None.
       eval_every: evaluate every this many rounds (and after the last).
@@ -85,6 +86,7 @@ class FederatedSimulation:
         self.aggregation = aggregation or PlainAggregation()
         self.dropout_rate = float(dropout_rate)
         self.checkpoint_dir = checkpoint_dir
+        self.execution_costs: dict[str, float] = {}   # the estimates "auto" chose by, in seconds
         self.state: ServerState | None = None
         self.history: History | None = None
 
@@ -117,29 +119,48 @@ class FederatedSimulation:
             self.execution = self._measure_execution()
         trainer = trainer_for(self.model_fn, self.loss, self.execution)
         self.state = self.strategy.initialize(trainer.initial_weights(), self._context(1))
-        self.history = History(config={**settings, "execution": self.execution, "rounds": self.rounds,
+        self.history = History(config={**settings, "execution": self.execution,
+                                       "execution_costs_s": self.execution_costs, "rounds": self.rounds,
                                        "num_parameters": num_parameters(self.state.weights),
                                        "runner": self.runner.to_dict(),
                                        "target_delta": getattr(self.strategy, "target_delta", None)})
 
     def _measure_execution(self) -> str:
-        """Times both executions on the first chunk of clients; returns the faster."""
-        probe = [(i, *self.data.client(i)) for i in range(min(self.chunk_size, self.data.num_clients))]
+        """The execution with the smaller estimated cost of the whole run.
+
+        Each execution trains the first chunk of clients twice: the first call's time (tracing and
+        XLA compilation included) plus the warm time per client times the clients still to train
+        (rounds x expected clients per round) estimates its cost.
+        """
+        probe = [(i, i) for i in range(min(self.chunk_size, self.data.num_clients))]
         seeds = np.arange(2 * len(probe), dtype=np.int32).reshape(-1, 2)
-        times = {}
+        remaining = max(0.0, self.rounds * self.sampler.expected_clients(self.data.num_clients) - 2 * len(probe))
+        costs = {}
         for execution in EXECUTIONS:
             try:
                 trainer = trainer_for(self.model_fn, self.loss, execution)
-            except ValueError:   # e.g. a model with non-trainable state cannot be vectorized
+            except ValueError:   # e.g. per-client random state cannot be vectorized
                 continue
-            times[execution] = trainer.time_per_client(trainer.initial_weights(), probe, self.strategy.client, seeds)
-        return min(times, key=times.get)
+            first, per_client = trainer.time_calls(trainer.initial_weights(), self.data, probe, self.strategy.client,
+                                                   seeds)
+            costs[execution] = first + per_client * (len(probe) + remaining)
+        self.execution_costs = costs
+        return min(costs, key=costs.get)
 
     # --- the loop -------------------------------------------------------------------------------
     def run(self, callback: Callable[[RoundRecord], None] | None = None) -> History:
         """Runs (or resumes) up to ``rounds`` rounds; returns the history. ``callback`` gets each round's record."""
         if self.state is None:
             self._start()
+        try:
+            self._loop(callback)
+        finally:
+            close = getattr(self.runner, "close", None)   # e.g. Beam's client data files
+            if close is not None:
+                close()
+        return self.history
+
+    def _loop(self, callback) -> None:
         while self.state.round < self.rounds:
             ctx = self._context(self.state.round + 1)
             reason = self.strategy.stop_reason(self.state, ctx)
@@ -153,7 +174,6 @@ class FederatedSimulation:
                                 {**self.settings(), "execution": self.execution})
             if callback:
                 callback(record)
-        return self.history
 
     def _run_round(self, ctx: RoundContext) -> RoundRecord:
         start = time.perf_counter()

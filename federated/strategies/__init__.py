@@ -1,5 +1,6 @@
 """Strategies: one federated algorithm per module behind the `Strategy` interface; DP wraps one of them."""
 
+from federated.strategies.build import SERVER_OPTIMIZERS, build_strategy, with_client_dp
 from federated.strategies.dp_adaptive_clipping import DifferentialPrivacyAdaptiveClipping
 from federated.strategies.dp_fixed_clipping import DifferentialPrivacyFixedClipping
 from federated.strategies.fedadagrad import FedAdagrad
@@ -13,4 +14,5 @@ from federated.strategies.fedyogi import FedYogi
 from federated.strategies.strategy import RoundContext, ServerState, Strategy
 
 __all__ = ["DifferentialPrivacyAdaptiveClipping", "DifferentialPrivacyFixedClipping", "FedAdagrad", "FedAdam",
-           "FedAvg", "FedAvgM", "FedOpt", "FedProx", "FedSGD", "FedYogi", "RoundContext", "ServerState", "Strategy"]
+           "FedAvg", "FedAvgM", "FedOpt", "FedProx", "FedSGD", "FedYogi", "RoundContext", "SERVER_OPTIMIZERS",
+           "ServerState", "Strategy", "build_strategy", "with_client_dp"]

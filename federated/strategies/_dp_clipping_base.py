@@ -13,8 +13,16 @@ Every round is accounted with `privacy.accounting.PrivacyBudget`; the event is b
 * Uniform fixed-size sampling (m of N), replace-one-client adjacency (m reveals N otherwise):
   SampledWithoutReplacementDpEvent(N, m, GaussianDpEvent(z / 2)) per round (RDP only).
 
-The guarantee covers the sequence of server states (model, clipping norm). Noise comes from the
-round's seeded generator: reproducible for research, not hardened against floating-point attacks.
+The guarantee covers the sequence of server states (model, clipping norm). Two noise sources:
+
+* seeded (default): the round's numpy generator, derived from the simulation seed and the round.
+  Runs are reproducible (checkpoint/resume, Beam vs in-process), but anyone who knows the seed can
+  subtract the noise: for research, not for releasing a model.
+* ``secure_noise=True``: each round's noise comes from `privacy.keras.noise.GaussianNoise` with
+  ``secure=True`` (the DP-SGD trainer's opt-in mode): a Philox generator whose 192-bit state is
+  drawn from the OS CSPRNG (`os.urandom`) for that round. Not reproducible by design.
+
+Neither is hardened against floating-point attacks on the Gaussian sampler.
 """
 
 from __future__ import annotations
@@ -41,10 +49,12 @@ class DpClippingBase(Strategy):
       target_delta: delta of the reported (epsilon, delta).
       max_epsilon: stop before a round that would take epsilon above this (None: never stop).
       accountant: "rdp" or "pld", the accountant of per-round epsilon and of ``max_epsilon``.
+      secure_noise: draw the noise from a CSPRNG-seeded generator instead of the round's seeded one
+        (see the module docstring).
     """
 
     def __init__(self, strategy: FedAvg, *, noise_multiplier: float, target_delta: float,
-                 max_epsilon: float | None = None, accountant: str = "rdp"):
+                 max_epsilon: float | None = None, accountant: str = "rdp", secure_noise: bool = False):
         if not isinstance(strategy, FedAvg):
             raise TypeError(f"DP wraps a FedAvg-family strategy, got {type(strategy).__name__}")
         if strategy.weighted:
@@ -64,6 +74,9 @@ class DpClippingBase(Strategy):
         self.target_delta = float(target_delta)
         self.max_epsilon = None if max_epsilon is None else float(max_epsilon)
         self.accountant = AccountantKind(accountant)
+        if not isinstance(secure_noise, bool):
+            raise ValueError(f"secure_noise must be True or False, got {secure_noise!r}")
+        self.secure_noise = secure_noise
 
     # --- to be specialised ----------------------------------------------------------------------
     def initial_clipping_norm(self) -> float:
@@ -112,8 +125,7 @@ class DpClippingBase(Strategy):
         dimension = flatten(state.weights).size
         stddev = self.update_noise_multiplier(ctx) * clipping_norm
         summed = total.vector if total is not None else np.zeros(dimension)
-        noisy_mean = (summed + ctx.rng.normal(0.0, stddev, size=dimension)) / ctx.sampler.expected_clients(
-            ctx.population)
+        noisy_mean = (summed + self.gaussian(ctx, stddev, dimension)) / ctx.sampler.expected_clients(ctx.population)
         new = self.inner.apply(state, noisy_mean)
         next_norm, metrics = self.next_clipping_norm(clipping_norm, total, ctx)
         budget = state.budget
@@ -122,6 +134,16 @@ class DpClippingBase(Strategy):
         metrics = {"clipping_norm": clipping_norm, "noise_stddev": stddev, **metrics,
                    f"epsilon_{self.accountant.value}": budget.epsilon(self.accountant)}
         return new, metrics
+
+    def gaussian(self, ctx: RoundContext, stddev: float, size: int) -> np.ndarray:
+        """``size`` independent N(0, stddev^2) draws (float64) from this strategy's noise source."""
+        if not self.secure_noise:
+            return ctx.rng.normal(0.0, stddev, size=size)
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        from privacy.keras.noise import GaussianNoise  # pylint: disable=import-outside-toplevel
+        noise = GaussianNoise(secure=True)
+        noise.build()   # a fresh state from os.urandom for every draw
+        return noise.add([tf.zeros([size], tf.float64)], stddev)[0].numpy()
 
     def stop_reason(self, state, ctx):
         if self.max_epsilon is None:
@@ -135,4 +157,4 @@ class DpClippingBase(Strategy):
     def to_dict(self):
         return {"name": type(self).__name__, "strategy": self.inner.to_dict(),
                 "noise_multiplier": self.noise_multiplier, "target_delta": self.target_delta,
-                "max_epsilon": self.max_epsilon, "accountant": self.accountant.value}
+                "max_epsilon": self.max_epsilon, "accountant": self.accountant.value, "secure_noise": self.secure_noise}

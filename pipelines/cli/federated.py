@@ -13,7 +13,7 @@ import sys
 import click
 import numpy as np
 
-_SERVER_OPTIMIZERS = ("sgd", "avgm", "adam", "yogi", "adagrad")
+_SERVER_OPTIMIZERS = ("sgd", "avgm", "adam", "yogi", "adagrad")   # federated.strategies.SERVER_OPTIMIZERS
 
 
 @click.group()
@@ -53,6 +53,8 @@ def federated():
 @click.option("--target-quantile", type=float, default=0.5, show_default=True, help="Adaptive clipping quantile.")
 @click.option("--target-delta", type=float, default=None, help="delta (default: largest power of 10 below 1/N).")
 @click.option("--max-epsilon", type=float, default=None, help="Stop before a round would exceed this epsilon.")
+@click.option("--secure-noise", is_flag=True,
+              help="Draw the DP noise from a CSPRNG-seeded generator (not reproducible); default: from --seed.")
 @click.option("--secure-aggregation", is_flag=True, help="Simulate secure aggregation of the client contributions.")
 @click.option("--secagg-bits", type=click.IntRange(1, 48), default=16, show_default=True)
 @click.option("--secagg-range", type=float, default=None, help="Clipping range r (default: C with --dp, else 8).")
@@ -72,29 +74,28 @@ def run(**o):
     import federated as fl  # pylint: disable=import-outside-toplevel
     from federated.aggregation import SecureAggregation  # pylint: disable=import-outside-toplevel
     from federated.models import DenseModel  # pylint: disable=import-outside-toplevel
-    from federated.partitioners import PARTITIONERS  # pylint: disable=import-outside-toplevel
+    from federated.partitioners import partitioner_for  # pylint: disable=import-outside-toplevel
+    from federated.strategies import build_strategy, with_client_dp  # pylint: disable=import-outside-toplevel
     from privacy.accounting import default_delta  # pylint: disable=import-outside-toplevel
 
     try:
         x, y, keys, test = _load(o["dataset"])
-        partitioner = _partitioner(PARTITIONERS, o)
+        partitioner = partitioner_for(o["partition"], num_clients=o["clients"], seed=o["seed"], alpha=o["alpha"],
+                                      shards_per_client=o["shards_per_client"])
         data = fl.ClientData.from_arrays(x, y, partitioner, keys=keys)
         hidden = {"linear": (), "2nn": (200, 200), "mlp": tuple(o["hidden"])}[o["model"]]
         model_fn = DenseModel(x.shape[1], int(max(y.max(), test[1].max())) + 1, hidden, seed=o["seed"])
         client = fl.ClientConfig(epochs=o["epochs"], batch_size=o["batch_size"] or None,
                                  learning_rate=o["client_lr"], proximal_mu=o["prox_mu"])
-        strategy = _strategy(fl, o, client)
+        strategy = build_strategy(o["server_optimizer"], client, weighted=not (o["unweighted"] or o["dp"]),
+                                  server_learning_rate=o["server_lr"], server_momentum=o["server_momentum"])
         sampler = (fl.UniformSampler(o["fraction"]) if o["sampling"] == "uniform" else fl.PoissonSampler(o["fraction"]))
         if o["dp"]:
             delta = o["target_delta"] or default_delta(data.num_clients)
-            common = dict(noise_multiplier=o["noise_multiplier"], target_delta=delta, max_epsilon=o["max_epsilon"])
-            if o["clip"] == "fixed":
-                strategy = fl.DifferentialPrivacyFixedClipping(strategy, clipping_norm=o["clipping_norm"] or 0.1,
-                                                               **common)
-            else:
-                strategy = fl.DifferentialPrivacyAdaptiveClipping(
-                    strategy, initial_clipping_norm=o["clipping_norm"] or 0.1,
-                    target_unclipped_quantile=o["target_quantile"], **common)
+            strategy = with_client_dp(strategy, clip=o["clip"], clipping_norm=o["clipping_norm"] or 0.1,
+                                      noise_multiplier=o["noise_multiplier"], target_delta=delta,
+                                      target_quantile=o["target_quantile"], max_epsilon=o["max_epsilon"],
+                                      secure_noise=o["secure_noise"])
         aggregation = None
         if o["secure_aggregation"]:
             default_range = (o["clipping_norm"] or 0.1) * (4 if o["clip"] == "adaptive" else 1) if o["dp"] else 8.0
@@ -162,27 +163,6 @@ def _load(dataset: str):
         else:
             test = (x[:1000], arrays["y"][:1000])
         return x, arrays["y"], keys, test
-
-
-def _partitioner(partitioners, o):
-    name = o["partition"]
-    kwargs = {"natural": {}, "iid": {"num_clients": o["clients"], "seed": o["seed"]}}.get(name)
-    if kwargs is None:
-        kwargs = {"num_clients": o["clients"], "seed": o["seed"]}
-        kwargs.update({"shards_per_client": o["shards_per_client"]} if name == "shards" else {"alpha": o["alpha"]})
-    return partitioners[name](**kwargs)
-
-
-def _strategy(fl, o, client):
-    weighted = not (o["unweighted"] or o["dp"])
-    name = o["server_optimizer"]
-    if name in ("adam", "yogi", "adagrad"):
-        cls = {"adam": fl.FedAdam, "yogi": fl.FedYogi, "adagrad": fl.FedAdagrad}[name]
-        return cls(client, server_learning_rate=o["server_lr"] or 1e-2, weighted=weighted)
-    if name == "avgm":
-        return fl.FedAvgM(client, server_momentum=o["server_momentum"], server_learning_rate=o["server_lr"] or 1.0,
-                          weighted=weighted)
-    return fl.FedAvg(client, server_learning_rate=o["server_lr"] or 1.0, weighted=weighted)
 
 
 COMMANDS = [federated]

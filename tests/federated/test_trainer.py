@@ -16,15 +16,20 @@ def _clients(rng, sizes, dim=64):
             for i, n in enumerate(sizes)]
 
 
-def test_traced_once_for_all_clients_and_settings(rng):
+def test_traced_once_per_shape_bucket_not_per_client(rng):
     trainer = ClientTrainer(mlp_model)
     weights = trainer.initial_weights()
-    clients = _clients(rng, [5, 23, 40])
-    seeds = rng.integers(0, 2 ** 31 - 1, (3, 2)).astype(np.int32)
-    for config in (ClientConfig(epochs=1, batch_size=10), ClientConfig(epochs=3, batch_size=None, learning_rate=0.5),
-                   ClientConfig(epochs=2, batch_size=4, proximal_mu=0.3)):
-        trainer.train(weights, clients, config, seeds)
-    assert trainer._sequential.experimental_get_tracing_count() == 1  # pylint: disable=protected-access
+    clients = _clients(rng, [33, 40, 57, 64])       # one size bucket (64)
+    seeds = rng.integers(0, 2 ** 31 - 1, (4, 2)).astype(np.int32)
+    for lr, mu in ((0.1, 0.2), (0.5, 0.3)):         # learning rate and mu are graph inputs
+        trainer.train(weights, clients, ClientConfig(epochs=1, batch_size=10, learning_rate=lr, proximal_mu=mu),
+                      seeds)
+        trainer.train(weights, clients[1:], ClientConfig(epochs=1, batch_size=10, learning_rate=lr, proximal_mu=mu),
+                      seeds[1:])
+    assert trainer.tracing_count() == 1
+    trainer.train(weights, clients, ClientConfig(epochs=2, batch_size=None), seeds)   # a new (E, B): one more
+    trainer.train(weights, _clients(rng, [3, 7]), ClientConfig(epochs=2, batch_size=None), seeds[:2])  # bucket 8
+    assert trainer.tracing_count() == 3
 
 
 def test_vectorized_matches_sequential(rng):

@@ -1,0 +1,48 @@
+"""Strategies by name, for command lines and pipeline settings: a FedAvg-family algorithm, and its
+client-level DP wrapper."""
+
+from __future__ import annotations
+
+from federated.client import ClientConfig
+from federated.strategies.dp_adaptive_clipping import DifferentialPrivacyAdaptiveClipping
+from federated.strategies.dp_fixed_clipping import DifferentialPrivacyFixedClipping
+from federated.strategies.fedadagrad import FedAdagrad
+from federated.strategies.fedadam import FedAdam
+from federated.strategies.fedavg import FedAvg
+from federated.strategies.fedavgm import FedAvgM
+from federated.strategies.fedyogi import FedYogi
+
+SERVER_OPTIMIZERS = ("sgd", "avgm", "adam", "yogi", "adagrad")
+CLIPPING = ("fixed", "adaptive")
+
+
+def build_strategy(server_optimizer: str, client: ClientConfig, *, weighted: bool = True,
+                   server_learning_rate: float | None = None, server_momentum: float = 0.9) -> FedAvg:
+    """FedAvg (``sgd``), FedAvgM (``avgm``) or FedAdam/FedYogi/FedAdagrad.
+
+    ``server_learning_rate`` defaults to 1 for sgd and avgm, 0.01 for the adaptive optimizers.
+    """
+    if server_optimizer not in SERVER_OPTIMIZERS:
+        raise ValueError(f"server_optimizer must be one of {', '.join(SERVER_OPTIMIZERS)}, got {server_optimizer!r}")
+    if server_optimizer in ("adam", "yogi", "adagrad"):
+        cls = {"adam": FedAdam, "yogi": FedYogi, "adagrad": FedAdagrad}[server_optimizer]
+        return cls(client, server_learning_rate=server_learning_rate or 1e-2, weighted=weighted)
+    if server_optimizer == "avgm":
+        return FedAvgM(client, server_momentum=server_momentum, server_learning_rate=server_learning_rate or 1.0,
+                       weighted=weighted)
+    return FedAvg(client, server_learning_rate=server_learning_rate or 1.0, weighted=weighted)
+
+
+def with_client_dp(strategy: FedAvg, *, clip: str, clipping_norm: float, noise_multiplier: float,
+                   target_delta: float, target_quantile: float = 0.5, max_epsilon: float | None = None,
+                   accountant: str = "rdp", secure_noise: bool = False):
+    """``strategy`` wrapped in DP-FedAvg with fixed clipping (norm ``clipping_norm``) or adaptive
+    clipping (initial norm ``clipping_norm``, towards ``target_quantile``)."""
+    common = dict(noise_multiplier=noise_multiplier, target_delta=target_delta, max_epsilon=max_epsilon,
+                  accountant=accountant, secure_noise=secure_noise)
+    if clip == "fixed":
+        return DifferentialPrivacyFixedClipping(strategy, clipping_norm=clipping_norm, **common)
+    if clip == "adaptive":
+        return DifferentialPrivacyAdaptiveClipping(strategy, initial_clipping_norm=clipping_norm,
+                                                   target_unclipped_quantile=target_quantile, **common)
+    raise ValueError(f"clip must be one of {', '.join(CLIPPING)}, got {clip!r}")
