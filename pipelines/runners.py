@@ -21,10 +21,9 @@ DEFAULT_IMAGE = "ppml:latest"
 """Container image for Kubeflow: any image with ppml and TFX 1.21 installed."""
 
 
-
 @dataclasses.dataclass(frozen=True)
 class StageEvent:
-    """One stage starting (``state='running'``) or ending (``'complete'`` or ``'cached'``)."""
+    """One stage starting (``state='running'``) or ending (``'complete'``, ``'cached'`` or ``'skipped'``)."""
 
     stage: str
     state: str
@@ -48,12 +47,12 @@ def _reporting_stages(stages: list[str], callback: Callable[[StageEvent], None])
         callback(StageEvent(stage, "running", index, len(stages)))
         start = time.monotonic()
         info = original(self)
-        state = "complete"
+        state = "skipped"  # the driver decided not to run it
         if info is not None:
             with self._mlmd_connection as handle:  # pylint: disable=protected-access
                 [execution] = handle.store.get_executions_by_id([info.execution_id])
-                if execution.last_known_state == metadata_store_pb2.Execution.CACHED:
-                    state = "cached"
+                cached = execution.last_known_state == metadata_store_pb2.Execution.CACHED
+                state = "cached" if cached else "complete"
         callback(StageEvent(stage, state, index, len(stages), time.monotonic() - start))
         return info
 

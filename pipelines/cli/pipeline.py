@@ -41,7 +41,8 @@ def _training_options(fn):
         click.option("--min-accuracy", type=float, default=0.85, show_default=True,
                      help="Evaluator: bless only if binary accuracy on the eval split is >= this."),
         click.option("--compare-non-private", is_flag=True,
-                     help="Also train and evaluate a non-private model side by side (never pushed)."),
+                     help="Also train and evaluate a non-private model side by side (never pushed; see "
+                          "`ppml report --variant non-private`)."),
     ]
     for option in reversed(options):
         fn = option(fn)

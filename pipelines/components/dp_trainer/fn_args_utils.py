@@ -12,6 +12,7 @@ and checks the ledger against it afterwards.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from pipelines import privacy_ledger
@@ -42,8 +43,15 @@ def plan_from_fn_args(fn_args) -> DpTrainingPlan:
       InvalidPrivacySetting: naming the bad key.
     """
     config = DpTrainingConfig.from_custom_config(fn_args.custom_config)
-    return config.plan(dataset_size=count_examples(list(fn_args.train_files)),
-                       steps=int(fn_args.train_steps) if fn_args.train_steps else None)
+    return _plan(config, count_examples(list(fn_args.train_files)),
+                 int(fn_args.train_steps) if fn_args.train_steps else None)
+
+
+@functools.lru_cache(maxsize=8)
+def _plan(config: DpTrainingConfig, dataset_size: int, steps: int | None) -> DpTrainingPlan:
+    """`DpTrainingConfig.plan`, remembered: the executor and ``run_fn`` resolve the same plan in one
+    process, and calibrating sigma takes a second or two."""
+    return config.plan(dataset_size=dataset_size, steps=steps)
 
 
 def write_run_ledger(fn_args, plan: DpTrainingPlan, *, steps_taken: int | None = None, budget=None,

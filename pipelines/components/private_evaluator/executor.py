@@ -121,7 +121,7 @@ def _summary(evaluation_uri: str, model, ledger, membership, checks, settings) -
     for per_slice in validation.metric_validations_per_slice:
         for failure in per_slice.failures:
             failures.append({"metric": failure.metric_key.name, "value": _metric_value(failure.metric_value),
-                             "message": failure.message or str(failure.metric_threshold).replace("\n", " ")})
+                             "message": failure.message or _failure_message(failure)})
     metrics = {}
     for metrics_for_slice in tfma.load_metrics(evaluation_uri):
         if not metrics_for_slice.slice_key.single_slice_keys:  # the overall slice
@@ -140,6 +140,17 @@ def _summary(evaluation_uri: str, model, ledger, membership, checks, settings) -
                                                "mechanism": ledger.mechanism},
         "membership_audit": membership.to_dict(),
     }
+
+
+def _failure_message(failure) -> str:
+    """A TFMA ValidationFailure as text, e.g. 'binary_accuracy 0.81 does not meet >= 0.85'."""
+    threshold = failure.metric_threshold.value_threshold
+    bounds = [f"{op} {getattr(threshold, field).value:g}" for op, field in ((">=", "lower_bound"), ("<=", "upper_bound"))
+              if threshold.HasField(field)]
+    value = failure.metric_value.double_value.value if failure.metric_value.HasField("double_value") else None
+    shown = "n/a" if value is None else f"{value:.4g}"
+    rule = " and ".join(bounds) or str(failure.metric_threshold).replace("\n", " ")
+    return f"{failure.metric_key.name} {shown} does not meet {rule}"
 
 
 def _metric_value(value) -> float | None:
