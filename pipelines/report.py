@@ -130,7 +130,8 @@ class PipelineReport:
 
 def load_report(pipeline_root: str, *, pipeline_name: str | None = None, non_private_variant: bool = False,
                 trainer: str = "Trainer", evaluator: str = "Evaluator", pusher: str = "Pusher") -> PipelineReport:
-    """Reads the latest run of the pipeline whose ML Metadata is ``pipeline_root/metadata.sqlite``.
+    """Reads the latest run (that includes ``trainer``) of the pipeline whose ML Metadata is
+    ``pipeline_root/metadata.sqlite``.
 
     Args:
       pipeline_name: needed only when several pipelines share the metadata file.
@@ -150,7 +151,7 @@ def load_report(pipeline_root: str, *, pipeline_name: str | None = None, non_pri
     name = _pipeline_name(store, pipeline_name)
     if non_private_variant:
         trainer, evaluator = trainer + NON_PRIVATE_SUFFIX, evaluator + NON_PRIVATE_SUFFIX
-    run, stages = _latest_run(store, name)
+    run, stages = _latest_run(store, name, trainer)
     executions = {stage: execution for stage, execution in stages.items()}
     train = executions.get(trainer)
     if train is None or train.last_known_state not in _DONE:
@@ -192,8 +193,8 @@ def _pipeline_name(store, wanted: str | None) -> str:
     return names[0]
 
 
-def _latest_run(store, pipeline_name: str):
-    """The most recent pipeline_run context of the pipeline, and {stage: its execution in that run}."""
+def _latest_run(store, pipeline_name: str, trainer: str):
+    """The most recent run of the pipeline that includes ``trainer``, and {stage: its execution in that run}."""
     prefix = pipeline_name + "."
     node_of = {}
     for context in store.get_contexts_by_type("node"):
@@ -203,10 +204,10 @@ def _latest_run(store, pipeline_name: str):
     runs = []
     for run in store.get_contexts_by_type("pipeline_run"):
         executions = [e for e in store.get_executions_by_context(run.id) if e.id in node_of]
-        if executions:
+        if any(node_of[e.id] == trainer for e in executions):
             runs.append((max(e.id for e in executions), run, executions))
     if not runs:
-        raise ReportError(f"pipeline {pipeline_name} has no runs recorded")
+        raise ReportError(f"no recorded run of pipeline {pipeline_name} includes the stage {trainer}")
     _, run, executions = max(runs, key=lambda item: item[0])
     stages = {node_of[e.id]: e for e in sorted(executions, key=lambda e: e.id)}
     return run, stages

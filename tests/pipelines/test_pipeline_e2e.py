@@ -189,6 +189,15 @@ def test_too_small_budget_blocks_the_push_reusing_cached_stages(private_run, tig
     assert tight_budget_run.report["pushed"] == {"pushed": False, "uri": None}
 
 
+def test_report_follows_the_latest_run_of_each_branch(private_run, strict_audit_run, ppml_cli):
+    root = private_run.root
+    latest = json.loads(ppml_cli("report", "--pipeline-root", root, "--json").stdout)
+    assert latest["run_id"] == strict_audit_run.report["run_id"] != private_run.report["run_id"]
+    # The re-runs had no non-private branch: its report is still the first run's.
+    non_private = json.loads(ppml_cli("report", "--pipeline-root", root, "--variant", "non-private", "--json").stdout)
+    assert non_private == private_run.non_private_report
+
+
 def test_audit_auc_over_the_threshold_blocks_the_push_on_the_beam_runner(private_run, strict_audit_run):
     report = strict_audit_run.report
     assert report["stages"]["Trainer"] == "cached" and report["model"] == private_run.report["model"]
