@@ -131,9 +131,11 @@ def private_fit(model, fit, *args, **kwargs):
     callbacks = list(kwargs.get("callbacks") or [])
     accounting = private.dataset_size is not None and private.expected_batch_size is not None and \
         private.params.noise_multiplier > 0
-    if accounting and not any(isinstance(cb, callback._PrivacyBudgetLogic) for cb in callbacks):  # pylint: disable=protected-access
-        callbacks.insert(0, callback.callback_for(model))
-    kwargs["callbacks"] = callbacks
+    ours = [cb for cb in callbacks if isinstance(cb, callback._PrivacyBudgetLogic)]  # pylint: disable=protected-access
+    if accounting and not ours:
+        ours = [callback.callback_for(model)]
+    # First, so that epsilon is in the logs before TensorBoard, History or EarlyStopping read them.
+    kwargs["callbacks"] = ours + [cb for cb in callbacks if cb not in ours]
     return fit(**kwargs)
 
 

@@ -11,8 +11,10 @@ from scipy import stats
 
 from pipelines.cli.main import cli
 from privacy.accounting import DpSgdMechanism, compute_epsilon
-from privacy.keras import (DPConfigurationError, DPKerasSGDOptimizer, DPSequential, PrivacyBudgetExceeded, _compat,
-                           make_private, poisson_batches, private_training)
+from tensorboard.backend.event_processing import event_accumulator
+
+from privacy.keras import (DPConfigurationError, DPKerasSGDOptimizer, DPSequential, PrivacyBudgetCallback,
+                           PrivacyBudgetExceeded, _compat, make_private, poisson_batches, private_training)
 
 K = _compat.default_keras()
 L = K.layers
@@ -177,6 +179,54 @@ def case_epsilon_reaches_callbacks_after_it():
     model.compile(optimizer=_sgd(0.1), loss=_scce())
     history = model.fit(x, y, epochs=2, verbose=0, callbacks=[Reader()])
     assert seen == history.history["epsilon"] and seen[0] < seen[1]
+
+
+def _ppml_epsilon(n, batch, sigma, steps, delta, accountant):
+    """Epsilon from the `ppml epsilon` command, as TensorBoard stores it (float32)."""
+    result = CliRunner().invoke(cli, ["epsilon", "--n", str(n), "--batch-size", str(batch), "--noise-multiplier",
+                                      str(sigma), "--steps", str(steps), "--delta", str(delta),
+                                      "--accountant", accountant, "--json"])
+    assert result.exit_code == 0, result.output
+    return np.float32(json.loads(result.output)[f"epsilon_{accountant}"])
+
+
+def _scalars(run_dir):
+    """{tag: {step: value}} of the scalar summaries in a TensorBoard run directory, read back by tensorboard."""
+    events = event_accumulator.EventAccumulator(run_dir, size_guidance={event_accumulator.TENSORS: 0})
+    events.Reload()
+    return {tag: {e.step: tf.make_ndarray(e.tensor_proto).item() for e in events.Tensors(tag)}
+            for tag in events.Tags()["tensors"]}
+
+
+def case_epsilon_reaches_tensorboard_event_files():
+    """keras.callbacks.TensorBoard writes epsilon (RDP, or PLD when configured) per epoch and every N steps.
+
+    Our callback is listed after TensorBoard on purpose: fit moves it first. The values read back
+    from the event files equal `ppml epsilon --steps s` for the steps s each summary was written at.
+    """
+    n, batch, sigma, delta = 120, 20, 1.2, 1e-4  # 6 steps per epoch
+    x, y = _data(n=n)
+    with tempfile.TemporaryDirectory() as tmp:
+        rdp_dir, pld_dir = os.path.join(tmp, "rdp"), os.path.join(tmp, "pld")
+        model = make_private(_mlp(), l2_norm_clip=1.0, noise_multiplier=sigma, expected_batch_size=batch,
+                             target_delta=delta, seed=3)
+        model.compile(optimizer=_sgd(0.1), loss=_scce())
+        # Every 3 steps: Keras 3's TensorBoard drops epoch summaries at steps its update_freq skips.
+        model.fit(x, y, epochs=2, verbose=0, callbacks=[K.callbacks.TensorBoard(rdp_dir, update_freq=3),
+                                                        PrivacyBudgetCallback(update_freq=3)])
+        written = _scalars(os.path.join(rdp_dir, "train"))
+        assert written["epoch_epsilon"] == {0: _ppml_epsilon(n, batch, sigma, 6, delta, "rdp"),
+                                            1: _ppml_epsilon(n, batch, sigma, 12, delta, "rdp")}
+        assert written["batch_epsilon"] == {s: _ppml_epsilon(n, batch, sigma, s, delta, "rdp") for s in (3, 6, 9, 12)}
+        assert set(written["batch_loss"]) == {3, 6, 9, 12}
+
+        model = make_private(_mlp(), l2_norm_clip=1.0, noise_multiplier=sigma, expected_batch_size=batch,
+                             target_delta=delta, accountant="pld", seed=3)
+        model.compile(optimizer=_sgd(0.1), loss=_scce())
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[K.callbacks.TensorBoard(pld_dir)])
+        written = _scalars(os.path.join(pld_dir, "train"))
+        assert written["epoch_epsilon"] == {0: _ppml_epsilon(n, batch, sigma, 6, delta, "pld")}
+        assert "batch_epsilon" not in written
 
 
 def case_empty_poisson_batches_still_step_and_count():

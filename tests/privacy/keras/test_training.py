@@ -10,6 +10,7 @@ CASES = (
     "case_target_epsilon_stops_before_it_is_exceeded",
     "case_resumed_run_neither_loses_nor_double_counts",
     "case_epsilon_reaches_callbacks_after_it",
+    "case_epsilon_reaches_tensorboard_event_files",
     "case_empty_poisson_batches_still_step_and_count",
     "case_dp_optimizer_drop_in",
 )
