@@ -26,7 +26,6 @@ training advances (dropout seed generators) is carried through the local steps (
 from __future__ import annotations
 
 import threading
-import time
 from typing import Callable, Sequence
 
 import numpy as np
@@ -132,16 +131,6 @@ class ClientTrainer:
                 predicted = (out[..., 0] > (0.0 if self._from_logits else 0.5)).astype(np.int64)
             correct += int(np.sum(predicted == yb))
         return {"loss": loss_sum / len(y), "accuracy": correct / len(y)}
-
-    def time_calls(self, weights, data, clients, config: ClientConfig, seeds) -> tuple[float, float]:
-        """(seconds of the first call, seconds per client of a second, warm call) on ``clients``
-        ((id, position) pairs of ``data``); the first call includes tracing and compilation."""
-        start = time.perf_counter()
-        self.train_clients(weights, data, clients, config, seeds)
-        first = time.perf_counter() - start
-        start = time.perf_counter()
-        self.train_clients(weights, data, clients, config, seeds)
-        return first, (time.perf_counter() - start) / len(clients)
 
     def tracing_count(self) -> int:
         """Graphs traced so far (one per shape bucket, never one per client)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import numpy as np
@@ -51,8 +52,9 @@ class FederatedSimulation:
       sampler: client sampling (default: 10% of the clients, uniformly).
       seed: seed of every random draw (None: drawn from `secrets`, recorded in the history).
       loss: Keras loss (default sparse categorical cross-entropy on logits).
-      execution: "sequential", "vectorized" or "auto" (time both on the first chunk, compilation
-        included, and keep the one with the smaller estimated cost of the whole run).
+      execution: "sequential", "vectorized" or "auto" (time both on a probe of clients, compilation
+        included, run as the runner's workers would; keep the one with the smaller estimated cost
+        of the whole run).
       chunk_size: clients per vectorized call and per Beam element; a power of two.
       evaluation: (x, y) evaluated centrally after rounds, or None.
       eval_every: evaluate every this many rounds (and after the last).
@@ -128,11 +130,14 @@ class FederatedSimulation:
     def _measure_execution(self) -> str:
         """The execution with the smaller estimated cost of the whole run.
 
-        Each execution trains the first chunk of clients twice: the first call's time (tracing and
-        XLA compilation included) plus the warm time per client times the clients still to train
-        (rounds x expected clients per round) estimates its cost.
+        Each execution trains a probe of clients twice, split into calls and spread over the
+        runner's worker threads as the in-process runner does (one client per call when
+        sequential, one chunk per call when vectorized): the first pass's time (tracing and XLA
+        compilation included) plus the second pass's time per client times the clients still to
+        train (rounds x expected clients per round) estimates its cost.
         """
-        probe = [(i, i) for i in range(min(self.chunk_size, self.data.num_clients))]
+        workers = getattr(self.runner, "workers", 1)
+        probe = [(i, i) for i in range(min(workers * self.chunk_size, self.data.num_clients))]
         seeds = np.arange(2 * len(probe), dtype=np.int32).reshape(-1, 2)
         remaining = max(0.0, self.rounds * self.sampler.expected_clients(self.data.num_clients) - 2 * len(probe))
         costs = {}
@@ -141,15 +146,29 @@ class FederatedSimulation:
                 trainer = trainer_for(self.model_fn, self.loss, execution)
             except ValueError:   # e.g. per-client random state cannot be vectorized
                 continue
-            first, per_client = trainer.time_calls(trainer.initial_weights(), self.data, probe, self.strategy.client,
-                                                   seeds)
-            costs[execution] = first + per_client * (len(probe) + remaining)
+            size = 1 if execution == "sequential" else self.chunk_size
+            calls = [(probe[i:i + size], seeds[i:i + size]) for i in range(0, len(probe), size)]
+            weights = trainer.initial_weights()
+
+            def one_pass():
+                start = time.perf_counter()
+                with ThreadPoolExecutor(min(workers, len(calls))) as pool:
+                    list(pool.map(lambda call: trainer.train_clients(weights, self.data, call[0],
+                                                                     self.strategy.client, call[1]), calls))
+                return time.perf_counter() - start
+
+            first, warm = one_pass(), one_pass()
+            costs[execution] = first + warm / len(probe) * (len(probe) + remaining)
         self.execution_costs = costs
         return min(costs, key=costs.get)
 
     # --- the loop -------------------------------------------------------------------------------
-    def run(self, callback: Callable[[RoundRecord], None] | None = None) -> History:
-        """Runs (or resumes) up to ``rounds`` rounds; returns the history. ``callback`` gets each round's record."""
+    def run(self, callback: Callable[[RoundRecord], str | None] | None = None) -> History:
+        """Runs (or resumes) up to ``rounds`` rounds; returns the history.
+
+        ``callback`` gets each round's record; when it returns a non-empty string, the run stops
+        there with that reason (``history.stopped``), e.g. at a target accuracy.
+        """
         if self.state is None:
             self._start()
         try:
@@ -172,8 +191,10 @@ class FederatedSimulation:
             if self.checkpoint_dir:
                 save_checkpoint(self.checkpoint_dir, self.state, self.history,
                                 {**self.settings(), "execution": self.execution})
-            if callback:
-                callback(record)
+            reason = callback(record) if callback else None
+            if reason:
+                self.history.stopped = str(reason)
+                break
 
     def _run_round(self, ctx: RoundContext) -> RoundRecord:
         start = time.perf_counter()

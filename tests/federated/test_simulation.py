@@ -1,5 +1,7 @@
 """The simulation loop: learning, non-finite updates, checkpoint/resume, and DP accounting per round."""
 
+import os
+
 import dp_accounting
 import numpy as np
 import pytest
@@ -107,7 +109,7 @@ def test_max_epsilon_stops_before_exceeding(digits_iid):
     assert sim.state.budget.epsilon_after(event) > 3.0
 
 
-def test_beam_runner_equals_in_process_bitwise(digits_dirichlet):
+def test_beam_runner_and_worker_threads_equal_in_process_bitwise(digits_dirichlet, tmp_path):
     from federated.aggregation import SecureAggregation
     from federated.simulation import BeamRunner, InProcessRunner
 
@@ -119,11 +121,24 @@ def test_beam_runner_equals_in_process_bitwise(digits_dirichlet):
                                   chunk_size=4, runner=runner, dropout_rate=0.1, evaluation=test, **kwargs)
         return sim, sim.run()
 
+    def outcome(history):
+        return [(r.sampled, r.reported, r.dropped, r.train_loss, r.evaluation) for r in history.rounds]
+
     for kwargs in ({}, {"aggregation": SecureAggregation(clipping_range=64.0, bits=24, modulus_bits=40)}):
-        local, local_history = run(InProcessRunner(), **kwargs)
-        beam, beam_history = run(BeamRunner(), **kwargs)
-        for a, b in zip(local.state.weights, beam.state.weights):
-            assert a.tobytes() == b.tobytes()
-        assert [(r.sampled, r.reported, r.dropped, r.train_loss, r.evaluation) for r in local_history.rounds] == \
-            [(r.sampled, r.reported, r.dropped, r.train_loss, r.evaluation) for r in beam_history.rounds]
+        local, local_history = run(InProcessRunner(workers=1), **kwargs)
+        others = [run(InProcessRunner(workers=3), **kwargs), run(BeamRunner(temp_location=str(tmp_path)), **kwargs)]
+        for sim, history in others:
+            for a, b in zip(local.state.weights, sim.state.weights):
+                assert a.tobytes() == b.tobytes()
+            assert outcome(history) == outcome(local_history)
     assert local_history.rounds[0].sampled == 20
+    assert os.listdir(tmp_path) == []    # the client data file Beam's workers read is deleted at the end
+
+
+def test_auto_execution_picks_the_cheaper_estimate_compilation_included(digits_iid):
+    data, _ = digits_iid
+    sim = FederatedSimulation(linear_model, data, FedAvg(CLIENT), rounds=1, seed=0, execution="auto", chunk_size=4)
+    history = sim.run()
+    costs = history.config["execution_costs_s"]
+    assert set(costs) == {"sequential", "vectorized"} and all(c > 0 for c in costs.values())
+    assert sim.execution == min(costs, key=costs.get) == history.config["execution"]

@@ -88,11 +88,12 @@ def test_fedavgm_is_keras_sgd_momentum_on_minus_delta(rng):
     np.testing.assert_allclose(state.weights[0], variable.numpy(), rtol=1e-5, atol=1e-6)
 
 
-def test_dp_clips_each_update_and_adds_noise_of_the_stated_std():
+@pytest.mark.parametrize("secure_noise", [False, True])
+def test_dp_clips_each_update_and_adds_noise_of_the_stated_std(secure_noise):
     # 20,000 coordinates of pure noise: the sample std has relative SE 0.5%; 3% is > 5 SE.
     d, clip, z, m = 20_000, 2.0, 1.3, 10
     strategy = DifferentialPrivacyFixedClipping(FedAvg(weighted=False), clipping_norm=clip, noise_multiplier=z,
-                                                target_delta=1e-5)
+                                                target_delta=1e-5, secure_noise=secure_noise)
     ctx = _ctx(population=100, sampler=UniformSampler(m / 100))
     state = strategy.initialize([np.zeros(d, np.float32)], ctx)
     big = np.zeros(d)
@@ -105,6 +106,9 @@ def test_dp_clips_each_update_and_adds_noise_of_the_stated_std():
     assert np.std(noise) == pytest.approx(z * clip / m, rel=0.03)
     assert abs(np.mean(noise)) < 5 * z * clip / m / np.sqrt(d)
     assert stats.normaltest(noise).pvalue > 1e-3
+    # Seeded noise is a function of the round's seed; CSPRNG-seeded noise never repeats.
+    again, _ = strategy.aggregate(state, None, _ctx(population=100, sampler=UniformSampler(m / 100)))
+    assert (again.weights[0].tobytes() == new.weights[0].tobytes()) is not secure_noise
 
 
 def test_adaptive_clipping_moves_towards_the_quantile():

@@ -17,7 +17,7 @@ def _clients(rng, sizes, dim=64):
 
 
 def test_traced_once_per_shape_bucket_not_per_client(rng):
-    trainer = ClientTrainer(mlp_model)
+    trainer = ClientTrainer(mlp_model, jit_compile=False)   # the same graphs, without XLA's compile time
     weights = trainer.initial_weights()
     clients = _clients(rng, [33, 40, 57, 64])       # one size bucket (64)
     seeds = rng.integers(0, 2 ** 31 - 1, (4, 2)).astype(np.int32)
@@ -52,9 +52,10 @@ def _keras_sgd(x, y, lr, steps):
     return flatten([v.numpy() for v in model.trainable_variables])
 
 
-def test_one_client_full_batch_fedavg_step_is_centralised_sgd(rng):
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_one_client_full_batch_fedavg_step_is_centralised_sgd(rng, jit_compile):
     (_, x, y), = _clients(rng, [50])
-    trainer = ClientTrainer(linear_model)
+    trainer = ClientTrainer(linear_model, jit_compile=jit_compile)
     w0 = trainer.initial_weights()
     update, = trainer.train(w0, [(0, x, y)], ClientConfig(epochs=1, batch_size=None, learning_rate=0.3),
                             np.zeros((1, 2), np.int32))
@@ -64,7 +65,7 @@ def test_one_client_full_batch_fedavg_step_is_centralised_sgd(rng):
 
 def test_fedsgd_average_is_large_batch_sgd(rng):
     clients = _clients(rng, [10, 25, 40])
-    trainer = ClientTrainer(linear_model)
+    trainer = ClientTrainer(linear_model, jit_compile=False)
     w0 = trainer.initial_weights()
     updates = trainer.train(w0, clients, ClientConfig(epochs=1, batch_size=None, learning_rate=0.2),
                             np.zeros((3, 2), np.int32))
@@ -77,7 +78,7 @@ def test_fedsgd_average_is_large_batch_sgd(rng):
 def test_fedprox_adds_the_proximal_gradient(rng):
     # Full batch, lr a: w1 = w0 - a g(w0) in both; FedProx's second step adds -a mu (w1 - w0).
     (_, x, y), = _clients(rng, [30])
-    trainer = ClientTrainer(linear_model)
+    trainer = ClientTrainer(linear_model, jit_compile=False)
     w0 = trainer.initial_weights()
     seeds = np.zeros((1, 2), np.int32)
     lr, mu = 0.4, 0.7
@@ -105,3 +106,23 @@ def test_evaluate_and_bad_models():
         ClientTrainer(linear_model, execution="parallel")
     with pytest.raises(ValueError, match="batch_size must be an integer >= 1 or None"):
         ClientConfig(batch_size=0)
+
+
+def _model_with(layer):
+    def build():
+        keras.utils.set_random_seed(2)
+        return keras.Sequential([keras.Input((64,)), layer(), keras.layers.Dense(10)])
+    return build
+
+
+def test_non_trainable_state_constants_train_and_updated_statistics_are_refused(rng):
+    with pytest.raises(ValueError, match=r"training updates the model's non-trainable weights \[.*moving_mean.*\]"):
+        ClientTrainer(_model_with(keras.layers.BatchNormalization))
+    with pytest.raises(ValueError, match="vectorized execution cannot carry per-client random state"):
+        ClientTrainer(_model_with(lambda: keras.layers.Dropout(0.5)), execution="vectorized")
+    clients = _clients(rng, [30, 20])
+    seeds = np.zeros((2, 2), np.int32)
+    for layer in (lambda: keras.layers.Normalization(mean=0.5, variance=0.1), lambda: keras.layers.Dropout(0.5)):
+        trainer = ClientTrainer(_model_with(layer), jit_compile=False)
+        updates = trainer.train(trainer.initial_weights(), clients, ClientConfig(batch_size=10), seeds)
+        assert all(u.finite and np.any(u.delta != 0) for u in updates)
