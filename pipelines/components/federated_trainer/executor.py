@@ -1,0 +1,41 @@
+"""Federated Trainer executor: TFX's GenericExecutor, plus the settings check before ``run_fn`` and
+the ledger's epsilon on the Model artifact after."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from absl import logging
+from tfx.components.trainer import executor as trainer_executor
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import json_utils
+
+from pipelines import privacy_ledger
+from pipelines.components.federated_trainer.spec import MECHANISM, FederatedTrainingConfig
+
+
+class Executor(trainer_executor.GenericExecutor):
+    """Checks the settings before training and records the ledger on the Model artifact.
+
+    A private run must have written a ``dp-fedavg`` ledger (its epsilon is recomputed from the
+    DpEvents it holds); a non-private run must not have written one.
+    """
+
+    def Do(self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]],
+           exec_properties: dict[str, Any]) -> None:
+        custom_config = json_utils.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "null")
+        config = FederatedTrainingConfig.from_custom_config(custom_config)  # fails fast, before reading data
+        fn_args = self._GetFnArgs(input_dict, output_dict, exec_properties)
+        super().Do(input_dict, output_dict, exec_properties)
+        ledger = privacy_ledger.read_ledger(fn_args.serving_model_dir)
+        if config.private and (ledger is None or ledger.mechanism != MECHANISM):
+            raise RuntimeError(f"custom_config['private'] is true but run_fn wrote no {MECHANISM} privacy ledger "
+                               f"(got {ledger.mechanism if ledger else None!r})")
+        if not config.private and ledger is not None:
+            raise RuntimeError("run_fn wrote a privacy ledger although custom_config['private'] is false")
+        model = artifact_utils.get_single_instance(output_dict[standard_component_specs.MODEL_KEY])
+        path = privacy_ledger.ledger_path(fn_args.serving_model_dir) if ledger else None
+        privacy_ledger.record_on_artifact(model, ledger, path)
+        if ledger:
+            logging.info("Privacy ledger %s: client-level epsilon %.4g at delta %g after %d rounds", path,
+                         ledger.epsilon, ledger.delta, ledger.parameters["steps"])

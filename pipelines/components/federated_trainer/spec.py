@@ -1,0 +1,243 @@
+"""The Federated Trainer's settings: what a pipeline author puts in the Trainer's ``custom_config``.
+
+Keys (all optional except ``label_key``; defaults in `FederatedTrainingConfig`):
+
+=======================  ======================================================================
+label_key                integer class label column of the training examples
+feature_keys             numeric input columns, flattened and concatenated in this order
+                         (default: every numeric column except the label and client key)
+client_key               column naming each example's client: a natural partition
+partition                without ``client_key``: iid | dirichlet | shards | quantity
+num_clients              N, clients of a ``partition`` (default 10)
+alpha                    Dirichlet concentration (dirichlet, quantity)
+shards_per_client        classes-shards per client (shards)
+rounds                   T, federated rounds
+sampling                 uniform (round(C N) clients a round) or poisson (each with probability C)
+fraction                 C in (0, 1]
+local_epochs             E, local passes per round
+batch_size               B, local batch size; null: the client's whole data (FedSGD with E = 1)
+client_learning_rate     local SGD step size
+server_optimizer         sgd | avgm | adam | yogi | adagrad
+server_learning_rate     default 1 (sgd, avgm) or 0.01 (adaptive)
+hidden_units             widths of the model's ReLU layers (the model is an MLP on the features)
+seed                     weight initialisation, partition, sampling and batch order
+execution                local training: sequential | vectorized | auto (time both, keep the cheaper)
+private                  client-level DP-FedAvg with a privacy ledger (clients weighted equally)
+noise_multiplier         z: noise std on the sum of clipped updates is z C
+target_epsilon           instead of noise_multiplier: calibrate z so that epsilon <= this
+clip                     fixed | adaptive (Andrew et al. 2021; clipping_norm is the initial C)
+clipping_norm            C, the L2 bound of each client's update
+delta                    delta of the guarantee (default: the largest power of ten below 1/N)
+accountant               rdp | pld, the accountant of target_epsilon and max_epsilon
+max_epsilon              stop before a round would take epsilon above this
+secure_noise             draw the DP noise from a CSPRNG-seeded generator (not reproducible)
+secure_aggregation       simulate secure aggregation of the client contributions
+=======================  ======================================================================
+
+The privacy unit is one client: a neighbouring dataset adds or removes (Poisson) or replaces
+(uniform) one client's whole data. `FederatedTrainingConfig.from_custom_config` checks the settings
+alone, `plan` checks them against the data (N clients) and resolves z and delta; both raise
+`InvalidFederatedSetting` naming the key, before any training. This module does not import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from typing import Any, Mapping
+
+from privacy.accounting import (AccountantKind, Adjacency, DpSgdMechanism, Sampling, UnsupportedAccounting,
+                                calibrate_noise_multiplier, default_delta)
+
+MECHANISM = "dp-fedavg"
+"""The ``mechanism`` of a Federated Trainer's privacy ledger."""
+PARTITIONS = ("iid", "dirichlet", "shards", "quantity")
+SAMPLINGS = ("uniform", "poisson")
+SERVER_OPTIMIZERS = ("sgd", "avgm", "adam", "yogi", "adagrad")
+CLIPS = ("fixed", "adaptive")
+EXECUTIONS = ("auto", "sequential", "vectorized")
+
+
+class InvalidFederatedSetting(ValueError):
+    """A Federated Trainer setting in ``custom_config`` is invalid; ``setting`` names the key."""
+
+    def __init__(self, setting: str, message: str):
+        super().__init__(f"custom_config[{setting!r}]: {message}")
+        self.setting = setting
+
+
+@dataclasses.dataclass(frozen=True)
+class FederatedTrainingConfig:
+    """Data, FedAvg and privacy settings of the Federated Trainer (see the module docstring)."""
+
+    label_key: str | None = None
+    feature_keys: tuple[str, ...] | None = None
+    client_key: str | None = None
+    partition: str = "iid"
+    num_clients: int = 10
+    alpha: float = 0.5
+    shards_per_client: int = 2
+    rounds: int = 20
+    sampling: str = "uniform"
+    fraction: float = 0.5
+    local_epochs: int = 1
+    batch_size: int | None = 10
+    client_learning_rate: float = 0.1
+    server_optimizer: str = "sgd"
+    server_learning_rate: float | None = None
+    hidden_units: tuple[int, ...] = (16,)
+    seed: int = 0
+    execution: str = "auto"
+    private: bool = False
+    noise_multiplier: float | None = None
+    target_epsilon: float | None = None
+    clip: str = "fixed"
+    clipping_norm: float = 1.0
+    delta: float | None = None
+    accountant: str = AccountantKind.RDP.value
+    max_epsilon: float | None = None
+    secure_noise: bool = False
+    secure_aggregation: bool = False
+
+    @classmethod
+    def from_custom_config(cls, custom_config: Mapping[str, Any] | None) -> "FederatedTrainingConfig":
+        """Reads and checks the settings from a Trainer ``custom_config``.
+
+        Raises:
+          InvalidFederatedSetting: naming the first bad or unknown key.
+        """
+        custom_config = dict(custom_config or {})
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key in custom_config:
+            if key not in names:
+                close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(names)}"
+                raise InvalidFederatedSetting(key, f"unknown setting{hint}")
+        values = dict(custom_config)
+        if not isinstance(values.get("label_key"), str) or not values["label_key"]:
+            raise InvalidFederatedSetting("label_key", f"name the label column, got {values.get('label_key')!r}")
+        for key in ("feature_keys", "hidden_units"):
+            if values.get(key) is not None:
+                if isinstance(values[key], (str, bytes)) or not hasattr(values[key], "__iter__"):
+                    raise InvalidFederatedSetting(key, f"must be a list, got {values[key]!r}")
+                values[key] = tuple(values[key])
+        for key in ("private", "secure_noise", "secure_aggregation"):
+            if key in values and not isinstance(values[key], bool):
+                raise InvalidFederatedSetting(key, f"must be true or false, got {values[key]!r}")
+        for key in ("num_clients", "shards_per_client", "rounds", "local_epochs"):
+            if key in values:
+                values[key] = _integer(key, values[key], minimum=1)
+        if values.get("batch_size") is not None:
+            values["batch_size"] = _integer("batch_size", values["batch_size"], minimum=1)
+        if "seed" in values:
+            values["seed"] = _integer("seed", values["seed"], minimum=0)
+        for key in ("alpha", "client_learning_rate", "clipping_norm", "server_learning_rate", "noise_multiplier",
+                    "target_epsilon", "max_epsilon"):
+            if values.get(key) is not None:
+                values[key] = _positive(key, values[key])
+        config = cls(**values)
+        config._check_choices()
+        return config
+
+    def _check_choices(self) -> None:
+        for key, allowed in (("partition", PARTITIONS), ("sampling", SAMPLINGS),
+                             ("server_optimizer", SERVER_OPTIMIZERS), ("clip", CLIPS), ("execution", EXECUTIONS),
+                             ("accountant", tuple(a.value for a in AccountantKind))):
+            if getattr(self, key) not in allowed:
+                raise InvalidFederatedSetting(key, f"must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
+        if not 0 < self.fraction <= 1 or isinstance(self.fraction, bool):
+            raise InvalidFederatedSetting("fraction", f"must be in (0, 1], got {self.fraction!r}")
+        if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden_units):
+            raise InvalidFederatedSetting("hidden_units", f"must be integers >= 1, got {list(self.hidden_units)!r}")
+        if self.delta is not None and (_number(self.delta) is None or not 0 < self.delta < 1):
+            raise InvalidFederatedSetting("delta", f"must be a number in (0, 1), got {self.delta!r}")
+        if self.private and (self.noise_multiplier is None) == (self.target_epsilon is None):
+            both = "both are" if self.noise_multiplier is not None else "neither is"
+            raise InvalidFederatedSetting("noise_multiplier", f"private training needs exactly one of "
+                                                              f"'noise_multiplier' and 'target_epsilon' ({both} set)")
+        if not self.private:
+            for key in ("noise_multiplier", "target_epsilon", "max_epsilon"):
+                if getattr(self, key) is not None:
+                    raise InvalidFederatedSetting(key, "is a privacy setting, but 'private' is false")
+
+    def to_custom_config(self) -> dict[str, Any]:
+        """The settings as ``custom_config`` entries (JSON values)."""
+        out = dataclasses.asdict(self)
+        for key in ("feature_keys", "hidden_units"):
+            if out[key] is not None:
+                out[key] = list(out[key])
+        return out
+
+    # --- resolved on the data ---------------------------------------------------------------------
+    def expected_clients(self, num_clients: int) -> float:
+        """E[clients per round], the public denominator of DP-FedAvg."""
+        if self.sampling == "poisson":
+            return self.fraction * num_clients
+        return float(max(1, round(self.fraction * num_clients)))
+
+    def plan(self, num_clients: int) -> "FederatedTrainingPlan":
+        """Resolves delta and the noise multiplier for a population of ``num_clients`` clients.
+
+        Raises:
+          InvalidFederatedSetting: when a setting does not fit the population or the target epsilon
+            cannot be reached.
+        """
+        if not (isinstance(num_clients, int) and num_clients >= 1):
+            raise ValueError(f"num_clients must be an integer >= 1, got {num_clients!r}")
+        if not self.private:
+            return FederatedTrainingPlan(config=self, num_clients=num_clients)
+        delta = default_delta(num_clients) if self.delta is None else float(self.delta)
+        if delta >= 1 / num_clients:
+            raise InvalidFederatedSetting("delta", f"must be below 1/N = {1 / num_clients:.3g} for N = {num_clients} "
+                                                   f"clients (the privacy unit is a client), got {delta!r}")
+        sampling, adjacency = ((Sampling.POISSON, Adjacency.ADD_REMOVE) if self.sampling == "poisson"
+                               else (Sampling.FIXED, Adjacency.REPLACE_ONE))
+        mechanism = DpSgdMechanism(dataset_size=num_clients, batch_size=self.expected_clients(num_clients),
+                                   noise_multiplier=self.noise_multiplier or 1.0, steps=self.rounds,
+                                   sampling=sampling, adjacency=adjacency)
+        if self.target_epsilon is not None:
+            try:
+                sigma = calibrate_noise_multiplier(mechanism, target_epsilon=self.target_epsilon,
+                                                   target_delta=delta, accountant=self.accountant)
+            except (ValueError, UnsupportedAccounting) as err:
+                raise InvalidFederatedSetting("target_epsilon", f"cannot calibrate: {err}") from None
+            mechanism = mechanism.replace(noise_multiplier=sigma)
+        if self.max_epsilon is not None and mechanism.unsupported_reason(self.accountant):
+            raise InvalidFederatedSetting("accountant", mechanism.unsupported_reason(self.accountant))
+        return FederatedTrainingPlan(config=self, num_clients=num_clients, mechanism=mechanism, delta=delta)
+
+
+@dataclasses.dataclass(frozen=True)
+class FederatedTrainingPlan:
+    """A resolved run: N clients and, for private runs, the client-level mechanism (clients as
+    examples, rounds as steps) and delta."""
+
+    config: FederatedTrainingConfig
+    num_clients: int
+    mechanism: DpSgdMechanism | None = None
+    delta: float | None = None
+
+    @property
+    def private(self) -> bool:
+        return self.mechanism is not None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _positive(key: str, value: Any) -> float:
+    number = _number(value)
+    if number is None or number <= 0:
+        raise InvalidFederatedSetting(key, f"must be a finite number > 0, got {value!r}")
+    return number
+
+
+def _integer(key: str, value: Any, *, minimum: int) -> int:
+    number = _number(value)
+    if number is None or number != int(number) or number < minimum:
+        raise InvalidFederatedSetting(key, f"must be an integer >= {minimum}, got {value!r}")
+    return int(number)

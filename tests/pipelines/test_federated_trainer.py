@@ -1,0 +1,183 @@
+"""The Federated Trainer: settings checks, a client column at the executor, and a TFX pipeline end to end.
+
+The pipeline (CsvExampleGen -> StatisticsGen -> SchemaGen -> Transform -> FederatedTrainer ->
+PrivateEvaluator -> Pusher on the bundled breast-cancer data) runs once, in a fresh tf-keras process;
+the checks read ML Metadata, the ledger and the SavedModel directly and recompute epsilon with
+dp-accounting from the settings.
+"""
+
+import json
+import os
+
+import dp_accounting
+import pytest
+from dp_accounting import dp_event
+
+from pipelines.components.federated_trainer.spec import FederatedTrainingConfig, InvalidFederatedSetting
+
+from ..conftest import run_python
+
+CONFIG = {"label_key": "diagnosis", "partition": "dirichlet", "alpha": 1.0, "num_clients": 20, "rounds": 8,
+          "sampling": "poisson", "fraction": 0.5, "private": True, "noise_multiplier": 0.5, "clipping_norm": 1.0,
+          "client_learning_rate": 0.1, "local_epochs": 2}
+
+PIPELINE = """
+import json, os, sys
+from pipelines.keras_env import use_tf_keras
+use_tf_keras()
+from tfx import v1 as tfx
+from pipelines import pipeline as factory
+from pipelines.components.federated_trainer.component import FederatedTrainer
+from pipelines.components.private_evaluator.component import PrivateEvaluator
+from pipelines.datasets import breast_cancer
+from pipelines.privacy_ledger import model_properties
+
+root, config = sys.argv[1], json.loads(sys.argv[2])
+layout = factory.PipelineLayout(root)
+breast_cancer.write_csv(layout.data_root)
+example_gen = tfx.components.CsvExampleGen(input_base=layout.data_root)
+statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+transform = tfx.components.Transform(examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+                                     preprocessing_fn=factory.MODULE + ".preprocessing_fn")
+trainer = FederatedTrainer(examples=transform.outputs["transformed_examples"],
+                           transform_graph=transform.outputs["transform_graph"], schema=schema_gen.outputs["schema"],
+                           train_args=tfx.proto.TrainArgs(splits=["train"]),
+                           eval_args=tfx.proto.EvalArgs(splits=["eval"]), custom_config=config)
+evaluator = PrivateEvaluator(examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
+                             eval_config=factory.eval_config(min_accuracy=0.8, epsilon_budget=30.0,
+                                                             max_membership_auc=0.7))
+pusher = tfx.components.Pusher(model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+                               push_destination=tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination
+                                   .Filesystem(base_directory=layout.serving_model_dir)))
+tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
+    pipeline_name="ppml-federated", pipeline_root=root,
+    components=[example_gen, statistics_gen, schema_gen, transform, trainer, evaluator, pusher],
+    metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(layout.metadata_path),
+    beam_pipeline_args=list(factory.LOCAL_BEAM_ARGS)))
+"""
+
+INSPECT = """
+import glob, json, os, sys
+import numpy as np
+import tensorflow as tf
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+root = sys.argv[1]
+connection = metadata_store_pb2.ConnectionConfig()
+connection.sqlite.filename_uri = os.path.join(root, "metadata.sqlite")
+store = metadata_store.MetadataStore(connection)
+props = lambda a: {k: getattr(v, v.WhichOneof("value")) for k, v in a.custom_properties.items()}
+[model] = store.get_artifacts_by_type("Model")
+[blessing] = store.get_artifacts_by_type("ModelBlessing")
+[run] = store.get_artifacts_by_type("ModelRun")
+serving = tf.saved_model.load(os.path.join(model.uri, "Format-Serving")).signatures["serving_default"]
+files = glob.glob(os.path.join(root, "CsvExampleGen", "examples", "*", "Split-eval", "*"))
+records = list(tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator())
+labels = np.array([tf.train.Example.FromString(r).features.feature["diagnosis"].int64_list.value[0]
+                   for r in records])
+probabilities = serving(examples=tf.constant(records))["probabilities"].numpy()
+print(json.dumps({"model": props(model), "model_uri": model.uri, "blessing": props(blessing),
+                  "shape": list(probabilities.shape), "accuracy": float(np.mean((probabilities[:, 0] > 0.5) == labels)),
+                  "history": json.load(open(os.path.join(run.uri, "history.json"))),
+                  "pushed": sorted(os.listdir(os.path.join(root, "serving_model")))}))
+"""
+
+
+@pytest.fixture(scope="module")
+def federated_run(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("ppml-federated-pipeline"))
+    run_python(f"import sys; sys.argv = ['', {root!r}, {json.dumps(CONFIG)!r}]\n{PIPELINE}", legacy_keras=True)
+    out = run_python(f"import sys; sys.argv = ['', {root!r}]\n{INSPECT}", legacy_keras=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_private_federated_model_carries_the_accountants_epsilon(federated_run):
+    props = federated_run["model"]
+    # Client-level DP-FedAvg: Poisson sampling of clients with q = 0.5, z = 0.5, one event per round,
+    # delta = 0.01 (the largest power of ten below 1/N for N = 20 clients).
+    event = dp_event.PoissonSampledDpEvent(0.5, dp_event.GaussianDpEvent(0.5))
+    rdp = dp_accounting.rdp.RdpAccountant().compose(event, 8).get_epsilon(0.01)
+    assert props["private"] == 1 and props["privacy_mechanism"] == "dp-fedavg"
+    assert props["dp_steps"] == 8 and props["delta"] == 0.01 and props["noise_multiplier"] == 0.5
+    assert props["sampling"] == "poisson" and props["adjacency"] == "add-remove" and props["l2_norm_clip"] == 1.0
+    with open(props["privacy_ledger_uri"]) as f:
+        ledger = json.load(f)
+    assert ledger["epsilon"]["rdp"] == pytest.approx(rdp, rel=1e-12)
+    assert props["epsilon"] == min(props["epsilon_rdp"], props["epsilon_pld"])
+    assert props["epsilon_rdp"] == pytest.approx(rdp, rel=1e-5)   # ML Metadata keeps 6 significant digits
+    assert props["privacy_ledger_uri"].startswith(os.path.join(federated_run["model_uri"], "Format-Serving"))
+    assert ledger["mechanism"] == "dp-fedavg" and ledger["parameters"]["unit"] == "client"
+    assert ledger["parameters"]["dataset_size"] == 20
+    history = federated_run["history"]
+    assert history["rounds"][-1]["metrics"]["epsilon_rdp"] == pytest.approx(rdp, rel=1e-12)
+    assert history["config"]["num_clients"] == 20 and history["config"]["partition"]["name"] == "dirichlet"
+
+
+def test_exported_model_serves_raw_examples_and_passes_the_private_evaluator(federated_run):
+    assert federated_run["shape"][1] == 1 and federated_run["accuracy"] > 0.85
+    blessing = federated_run["blessing"]
+    assert blessing["blessed"] == 1 and blessing["privacy_gate_passed"] == 1
+    assert len(federated_run["pushed"]) == 1
+
+
+def test_client_column_partitions_naturally_and_a_public_run_has_no_ledger(tmp_path, python_subprocess):
+    code = f"""
+import json, os
+import tensorflow as tf
+from tfx.types import standard_artifacts
+from pipelines.components.federated_trainer.executor import Executor
+root = {str(tmp_path)!r}
+for split, count in (("train", 240), ("eval", 60)):
+    os.makedirs(os.path.join(root, "examples", "Split-" + split))
+    with tf.io.TFRecordWriter(os.path.join(root, "examples", "Split-" + split, "data.gz"), options="GZIP") as w:
+        for i in range(count):
+            x = [float(i % 2), float((i // 2) % 3)]
+            feature = {{"x": tf.train.Feature(float_list=tf.train.FloatList(value=x)),
+                       "site": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"site-%d" % (i % 6)])),
+                       "y": tf.train.Feature(int64_list=tf.train.Int64List(value=[i % 2]))}}
+            w.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+examples = standard_artifacts.Examples(); examples.uri = os.path.join(root, "examples")
+examples.split_names = '["train", "eval"]'
+model = standard_artifacts.Model(); model.uri = os.path.join(root, "model")
+run = standard_artifacts.ModelRun(); run.uri = os.path.join(root, "run")
+config = {{"label_key": "y", "client_key": "site", "rounds": 3, "fraction": 1.0, "client_learning_rate": 0.5,
+          "execution": "sequential"}}
+Executor().Do({{"examples": [examples]}}, {{"model": [model], "model_run": [run]}},
+              {{"custom_config": json.dumps(config), "run_fn": "pipelines.trainers.federated.run_fn",
+               "train_args": json.dumps({{"splits": ["train"]}}), "eval_args": json.dumps({{"splits": ["eval"]}})}})
+history = json.load(open(os.path.join(root, "run", "history.json")))
+print(json.dumps({{"private": model.get_int_custom_property("private"), "clients": history["config"]["num_clients"],
+                  "partition": history["config"]["partition"]["name"], "sampled": history["rounds"][0]["sampled"],
+                  "accuracy": history["rounds"][-1]["evaluation"]["accuracy"],
+                  "ledger": os.path.exists(os.path.join(root, "model", "Format-Serving", "assets.extra"))}}))
+"""
+    result = json.loads(python_subprocess(code, legacy_keras=True).stdout.strip().splitlines()[-1])
+    assert result["clients"] == 6 and result["partition"] == "natural" and result["sampled"] == 6
+    assert result["private"] == 0 and result["ledger"] is False
+    assert result["accuracy"] == 1.0     # the label is feature x[0]
+
+
+def test_delta_not_below_one_over_n_clients_fails_before_training():
+    config = FederatedTrainingConfig.from_custom_config({**CONFIG, "delta": 0.1})
+    with pytest.raises(InvalidFederatedSetting, match=r"custom_config\['delta'\]: must be below 1/N = 0.05 for "
+                                                      r"N = 20 clients"):
+        config.plan(20)
+    plan = FederatedTrainingConfig.from_custom_config({**CONFIG, "noise_multiplier": None,
+                                                       "target_epsilon": 5.0}).plan(20)
+    event = dp_event.PoissonSampledDpEvent(0.5, dp_event.GaussianDpEvent(plan.mechanism.noise_multiplier))
+    assert dp_accounting.rdp.RdpAccountant().compose(event, 8).get_epsilon(0.01) == pytest.approx(5.0, abs=0.01)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"label_key": None}, r"custom_config\['label_key'\]: name the label column"),
+    ({"num_client": 5}, r"custom_config\['num_client'\]: unknown setting; did you mean 'num_clients'\?"),
+    ({"partition": "pathological"}, r"custom_config\['partition'\]: must be one of iid, dirichlet, shards, quantity"),
+    ({"fraction": 1.5}, r"custom_config\['fraction'\]: must be in \(0, 1\], got 1.5"),
+    ({"noise_multiplier": None}, r"exactly one of 'noise_multiplier' and 'target_epsilon' \(neither is set\)"),
+    ({"private": False}, r"custom_config\['noise_multiplier'\]: is a privacy setting, but 'private' is false"),
+    ({"rounds": 0}, r"custom_config\['rounds'\]: must be an integer >= 1, got 0"),
+])
+def test_bad_settings_are_named(change, message):
+    with pytest.raises(InvalidFederatedSetting, match=message):
+        FederatedTrainingConfig.from_custom_config({**CONFIG, **change})
