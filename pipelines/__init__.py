@@ -5,8 +5,9 @@ Layout (one obvious home per piece; new components and trainer modules slot in b
 - `pipeline`: the pipeline factory (`create_pipeline`, `bundled_pipeline`, `PipelineLayout`).
 - `runners`: LocalDagRunner / BeamDagRunner with per-stage progress; Kubeflow Pipelines v2 compilation.
 - `components/<name>/`: custom TFX components, each ``component.py`` + ``executor.py`` + ``spec.py``:
-  `components.dp_trainer` (Trainer with DP-SGD settings, ledger and epsilon in MLMD) and
-  `components.private_evaluator` (Evaluator whose blessing needs epsilon and a membership audit).
+  `components.dp_trainer` (Trainer with DP-SGD settings, ledger and epsilon in MLMD),
+  `components.private_evaluator` (Evaluator whose blessing needs epsilon and a membership audit),
+  `components.federated_trainer` and `components.encrypted_gate`.
 - `trainers/<dataset>.py`: module files (``preprocessing_fn``, ``run_fn``) by dotted path.
 - `privacy_ledger`: the shared ledger format (JSON in the SavedModel) and the Model artifact's MLMD
   properties; any private trainer writes its ledger with it.

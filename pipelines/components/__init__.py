@@ -5,6 +5,8 @@ built), ``executor.py`` (the work, at run time) and ``spec.py`` (what a pipeline
   and epsilon on the Model artifact.
 - `private_evaluator`: the standard Evaluator whose blessing also requires epsilon within budget and a
   passing membership-inference audit, both as TFMA metrics with thresholds.
+- `federated_trainer`: the standard Trainer running federated averaging (optionally client-level DP,
+  with a ledger like the DP Trainer's).
 - `encrypted_gate`: blesses a model only if its secret-shared predictions match the plaintext ones.
 
 Importing this package imports neither TensorFlow nor TFX; import a component's ``component`` module
