@@ -128,14 +128,42 @@ class PipelineReport:
         return "\n".join(lines)
 
 
+def comparison_text(private: PipelineReport, non_private: PipelineReport) -> str:
+    """The private and non-private branches of one ``--compare-non-private`` run, side by side."""
+    if private.run_id != non_private.run_id:
+        raise ReportError(f"runs {private.run_id} and {non_private.run_id} differ: compare branches of one run")
+    def epsilon(report: PipelineReport) -> str:
+        if report.ledger is None:
+            return "none (no ledger)"
+        return f"{report.ledger.epsilon:.4f} (delta {report.ledger.delta:g})"
+
+    def audit(report: PipelineReport, key: str) -> str:
+        value = ((report.evaluation or {}).get("membership_audit") or {}).get(key)
+        return _number(value)
+
+    rows = [("epsilon", epsilon(private), epsilon(non_private))]
+    for name in sorted(set(private.utility) | set(non_private.utility)):
+        if name != "example_count":
+            rows.append((name, _number(private.utility.get(name)), _number(non_private.utility.get(name))))
+    rows += [("membership-inference AUC", audit(private, "auc"), audit(non_private, "auc")),
+             ("blessed", str(private.blessed), str(non_private.blessed)),
+             ("pushed", str(private.pushed_uri is not None), str(non_private.pushed_uri is not None))]
+    lines = [f"Side by side: {private.pipeline_name}, run {private.run_id}", "",
+             f"  {'':<26} {'private (DP-SGD)':>20} {'non-private':>20}"]
+    lines += [f"  {name:<26} {a:>20} {b:>20}" for name, a, b in rows]
+    return "\n".join(lines)
+
+
 def load_report(pipeline_root: str, *, pipeline_name: str | None = None, non_private_variant: bool = False,
-                trainer: str = "Trainer", evaluator: str = "Evaluator", pusher: str = "Pusher") -> PipelineReport:
+                run_id: str | None = None, trainer: str = "Trainer", evaluator: str = "Evaluator",
+                pusher: str = "Pusher") -> PipelineReport:
     """Reads the latest run (that includes ``trainer``) of the pipeline whose ML Metadata is
     ``pipeline_root/metadata.sqlite``.
 
     Args:
       pipeline_name: needed only when several pipelines share the metadata file.
       non_private_variant: report the non-private Trainer and Evaluator of a side-by-side run.
+      run_id: report this run instead of the latest.
       trainer, evaluator, pusher: stage ids to follow.
 
     Raises:
@@ -151,7 +179,7 @@ def load_report(pipeline_root: str, *, pipeline_name: str | None = None, non_pri
     name = _pipeline_name(store, pipeline_name)
     if non_private_variant:
         trainer, evaluator = trainer + NON_PRIVATE_SUFFIX, evaluator + NON_PRIVATE_SUFFIX
-    run, stages = _latest_run(store, name, trainer)
+    run, stages = _latest_run(store, name, trainer, run_id)
     executions = {stage: execution for stage, execution in stages.items()}
     train = executions.get(trainer)
     if train is None or train.last_known_state not in _DONE:
@@ -193,8 +221,9 @@ def _pipeline_name(store, wanted: str | None) -> str:
     return names[0]
 
 
-def _latest_run(store, pipeline_name: str, trainer: str):
-    """The most recent run of the pipeline that includes ``trainer``, and {stage: its execution in that run}."""
+def _latest_run(store, pipeline_name: str, trainer: str, run_id: str | None):
+    """The most recent run of the pipeline that includes ``trainer`` (or the run ``run_id``), and
+    {stage: its execution in that run}."""
     prefix = pipeline_name + "."
     node_of = {}
     for context in store.get_contexts_by_type("node"):
@@ -203,11 +232,14 @@ def _latest_run(store, pipeline_name: str, trainer: str):
                 node_of[execution.id] = context.name[len(prefix):]
     runs = []
     for run in store.get_contexts_by_type("pipeline_run"):
+        if run_id is not None and run.name != run_id:
+            continue
         executions = [e for e in store.get_executions_by_context(run.id) if e.id in node_of]
         if any(node_of[e.id] == trainer for e in executions):
             runs.append((max(e.id for e in executions), run, executions))
     if not runs:
-        raise ReportError(f"no recorded run of pipeline {pipeline_name} includes the stage {trainer}")
+        which = f"run {run_id}" if run_id is not None else "recorded run"
+        raise ReportError(f"no {which} of pipeline {pipeline_name} includes the stage {trainer}")
     _, run, executions = max(runs, key=lambda item: item[0])
     stages = {node_of[e.id]: e for e in sorted(executions, key=lambda e: e.id)}
     return run, stages

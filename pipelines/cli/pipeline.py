@@ -42,7 +42,7 @@ def _training_options(fn):
                      help="Evaluator: bless only if binary accuracy on the eval split is >= this."),
         click.option("--compare-non-private", is_flag=True,
                      help="Also train and evaluate a non-private model side by side (never pushed; see "
-                          "`ppml report --variant non-private`)."),
+                          "`ppml report --compare`)."),
     ]
     for option in reversed(options):
         fn = option(fn)

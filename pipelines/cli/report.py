@@ -10,7 +10,7 @@ import json
 import click
 
 from pipelines.privacy_ledger import LedgerError
-from pipelines.report import ReportError, load_report
+from pipelines.report import ReportError, comparison_text, load_report
 
 
 @click.command()
@@ -19,15 +19,25 @@ from pipelines.report import ReportError, load_report
 @click.option("--pipeline-name", help="Which pipeline, when several share the metadata.")
 @click.option("--variant", type=click.Choice(["private", "non-private"]), default="private", show_default=True,
               help="Which Trainer/Evaluator branch (non-private: the --compare-non-private one).")
+@click.option("--compare", is_flag=True,
+              help="Table of the private and non-private branches side by side (text; see --variant for JSON).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-def report(pipeline_root, pipeline_name, variant, as_json):
+def report(pipeline_root, pipeline_name, variant, compare, as_json):
     """Privacy report of the latest pipeline run: epsilon (as `ppml epsilon`), utility, audit, gate.
 
     \b
-    Example:
+    Examples:
       ppml report --pipeline-root /tmp/ppml --json
+      ppml report --pipeline-root /tmp/ppml --compare
     """
+    if compare and as_json:
+        raise click.UsageError("--compare prints a table; for JSON, run --json once per --variant")
     try:
+        if compare:  # the latest run with both branches
+            non_private = load_report(pipeline_root, pipeline_name=pipeline_name, non_private_variant=True)
+            private = load_report(pipeline_root, pipeline_name=pipeline_name, run_id=non_private.run_id)
+            click.echo(comparison_text(private, non_private))
+            return
         result = load_report(pipeline_root, pipeline_name=pipeline_name,
                              non_private_variant=variant == "non-private")
     except (ReportError, LedgerError) as err:

@@ -35,6 +35,7 @@ class PipelineRun:
     report_text: str = ""      # `ppml report` right after the run
     report_json: dict | None = None                # `ppml report --json` right after the run
     non_private_report: dict | None = None         # `ppml report --variant non-private --json`
+    comparison_text: str = ""                      # `ppml report --compare`
 
 
 def run_pipeline(root, *options: str, read_reports: bool = False) -> PipelineRun:
@@ -46,7 +47,8 @@ def run_pipeline(root, *options: str, read_reports: bool = False) -> PipelineRun
         run = dataclasses.replace(run, report_text=ppml(*report).stdout,
                                   report_json=json.loads(ppml(*report, "--json").stdout),
                                   non_private_report=json.loads(ppml(*report, "--variant", "non-private",
-                                                                     "--json").stdout))
+                                                                     "--json").stdout),
+                                  comparison_text=ppml(*report, "--compare").stdout)
     return run
 
 

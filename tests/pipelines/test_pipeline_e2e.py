@@ -139,6 +139,19 @@ def test_a_model_without_ledger_is_refused_and_the_gate_says_why(private_run):
     assert report["pushed"]["pushed"] is False
 
 
+def test_compare_shows_both_branches_of_the_run_side_by_side(private_run):
+    private, non_private = private_run.report, private_run.non_private_report
+    lines = {line.split("  ")[1].strip(): line.split() for line in private_run.comparison_text.splitlines()[3:]}
+    assert private_run.comparison_text.startswith(f"Side by side: ppml-breast-cancer, run {private['run_id']}")
+    assert lines["epsilon"][1] == f"{min(private['privacy']['epsilon_rdp'], private['privacy']['epsilon_pld']):.4f}"
+    assert lines["epsilon"][-3:] == ["none", "(no", "ledger)"]
+    assert lines["binary_accuracy"][1:] == [f"{private['utility']['binary_accuracy']:.4f}",
+                                            f"{non_private['utility']['binary_accuracy']:.4f}"]
+    assert lines["membership-inference AUC"][2:] == [f"{private['membership_audit']['auc']:.4f}",
+                                                     f"{non_private['membership_audit']['auc']:.4f}"]
+    assert lines["blessed"][1:] == ["True", "False"] and lines["pushed"][1:] == ["True", "False"]
+
+
 def test_report_command_prints_the_ppml_epsilon_report_plus_utility_and_audit(private_run):
     text, as_json = private_run.report_text, private_run.report_json
     assert as_json == private_run.report
