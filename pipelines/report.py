@@ -180,14 +180,13 @@ def load_report(pipeline_root: str, *, pipeline_name: str | None = None, non_pri
     if non_private_variant:
         trainer, evaluator = trainer + NON_PRIVATE_SUFFIX, evaluator + NON_PRIVATE_SUFFIX
     run, stages = _latest_run(store, name, trainer, run_id)
-    executions = {stage: execution for stage, execution in stages.items()}
-    train = executions.get(trainer)
+    train = stages.get(trainer)
     if train is None or train.last_known_state not in _DONE:
         state = "not run" if train is None else _STATE_NAMES.get(train.last_known_state, "?")
         raise ReportError(f"the latest run ({run.name}) of {name} has no completed {trainer} ({state})")
     [model] = _outputs(store, train, "model")
     blessing_model = evaluation = evaluation_uri = None
-    evaluate = executions.get(evaluator)
+    evaluate = stages.get(evaluator)
     if evaluate is not None and evaluate.last_known_state in _DONE:
         [evaluation_artifact] = _outputs(store, evaluate, "evaluation")
         [blessing_model] = _inputs(store, evaluate, "model")
@@ -196,7 +195,7 @@ def load_report(pipeline_root: str, *, pipeline_name: str | None = None, non_pri
     if blessing_model is not None and blessing_model.id != model.id:
         raise ReportError(f"{evaluator} evaluated model {blessing_model.id}, but {trainer} produced {model.id}")
     pushed_uri = None
-    push = executions.get(pusher)
+    push = stages.get(pusher)
     if push is not None and push.last_known_state in _DONE and _inputs(store, push, "model")[0].id == model.id:
         [pushed] = _outputs(store, push, "pushed_model")
         if _property(pushed, "pushed") == 1:
