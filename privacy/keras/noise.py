@@ -1,9 +1,14 @@
 """Gaussian noise for the summed clipped gradients, added once per global batch.
 
-The generator is TensorFlow's counter-based Philox (`tf.random.Generator`), usable inside XLA. By
-default it is seeded from ``seed`` (reproducible runs) or from TensorFlow's non-deterministic source.
-With ``secure=True`` its 192-bit state (key and counter) is drawn from the operating system's CSPRNG
-(`os.urandom`) and user seeds are refused, so noise cannot be replayed from a guessable seed.
+A `tf.random.Generator` (counter-based Philox) holds the state. Every step it draws one fresh 128-bit
+seed per gradient tensor (`make_seeds`, which advances its state, so no step or tensor ever reuses
+another's draws), and each tensor's noise is `tf.random.stateless_normal` with Philox under that seed.
+The stateless op is what makes the step fast under XLA on CPU: XLA compiles the generator's own
+`normal` about twice as slowly as TensorFlow's kernel, but the stateless Philox normal at the kernel's
+speed (measured in benchmarks/README.md). By default the generator is seeded from ``seed``
+(reproducible runs) or from TensorFlow's non-deterministic source. With ``secure=True`` its 192-bit
+state (key and counter) is drawn from the operating system's CSPRNG (`os.urandom`) and user seeds are
+refused, so noise cannot be replayed from a guessable seed.
 
 Under `tf.distribute` strategies every replica draws noise but only replica 0's is kept: the optimizer
 sums gradients across replicas, so the global sum receives exactly one draw of std ``sigma * C``.
@@ -54,9 +59,11 @@ class GaussianNoise:
         if self._generator is None:
             raise RuntimeError("GaussianNoise.build() must run (eagerly) before the training step is traced")
         keep = _first_replica_indicator()
+        seeds = self._generator.make_seeds(len(tensors))  # shape (2, len(tensors)); advances the state
         out = []
-        for t in tensors:
-            draw = self._generator.normal(tf.shape(t), stddev=stddev, dtype=t.dtype)
+        for i, t in enumerate(tensors):
+            draw = tf.random.stateless_normal(tf.shape(t), seed=seeds[:, i], stddev=stddev, dtype=t.dtype,
+                                              alg=tf.random.Algorithm.PHILOX)
             out.append(t + (draw if keep is None else draw * tf.cast(keep, t.dtype)))
         return out
 

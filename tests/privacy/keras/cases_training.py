@@ -59,31 +59,43 @@ def case_sigma0_and_huge_clip_equal_the_non_private_update():
 
 
 def case_noise_std_is_sigma_c_over_the_expected_batch_size():
-    """The update of a zero-gradient model is pure noise: N(0, (sigma C / B)^2) per coordinate.
+    """Updates of a zero-gradient model are pure noise: N(0, (sigma C / B)^2) per coordinate, never reused.
 
-    B is the expected batch size (40); the Poisson batch realised here holds a different number of
-    examples. 40 000 coordinates: the chi-square variance test has power ~1 against a 5% error in the
-    std (a 5% error is ~14 standard errors), and the KS test checks the shape; fixed seeds.
+    B is the expected batch size (40); the Poisson batches realised here hold other numbers of
+    examples. Inputs are 0, so both 200x200 kernels get zero gradients at every step and each step's
+    update is its noise. Per compile mode (without and with XLA, whose random number generation differs)
+    160 000 coordinates (2 kernels x 2 steps): the chi-square variance test has power ~1 against a 5%
+    error in the std (~28 standard errors) and the KS test checks the shape. The noise of the two
+    kernels and of the two steps must be independent: under independence a correlation of 40 000 pairs
+    has sd 0.005, so |r| < 0.025 (5 sd), while reused draws give r = 1. Fixed seeds.
     """
     sigma, clip, expected_batch, n = 1.5, 2.0, 40, 400
-    K.utils.set_random_seed(1)
-    model = K.Sequential([K.Input((200,)), L.Dense(200, use_bias=False, kernel_initializer="zeros")])
-    make_private(model, l2_norm_clip=clip, noise_multiplier=sigma, expected_batch_size=expected_batch,
-                 dataset_size=n, seed=11)
-    model.compile(optimizer=_sgd(1.0), loss="mse")
-    x = np.random.default_rng(2).normal(size=(n, 200)).astype("float32")
-    batches = poisson_batches(tf.data.Dataset.from_tensor_slices((x, np.zeros((n, 200), "float32"))),
-                              dataset_size=n, expected_batch_size=expected_batch, seed=3)
-    realised = int(next(iter(batches))[2].numpy().sum())
-    assert realised != expected_batch
-    model.fit(batches, epochs=1, steps_per_epoch=1, verbose=0)
-    update = -model.get_weights()[0].ravel()  # lr 1, weights started at 0
     std = sigma * clip / expected_batch
-    chi2 = (update.size - 1) * np.var(update, ddof=1) / std ** 2
-    p_variance = 2 * min(stats.chi2.cdf(chi2, update.size - 1), stats.chi2.sf(chi2, update.size - 1))
-    assert p_variance > 1e-3, (np.std(update), std)
-    assert stats.kstest(update / std, "norm").pvalue > 1e-3
-    assert abs(update.mean()) < 4 * std / np.sqrt(update.size)
+    examples = tf.data.Dataset.from_tensor_slices((np.zeros((n, 200), "float32"), np.zeros((n, 200), "float32")))
+    batches = poisson_batches(examples, dataset_size=n, expected_batch_size=expected_batch, seed=3)
+    assert all(int(w.numpy().sum()) != expected_batch for _, _, w in batches.take(2))
+    for jit_compile in (False, True):
+        K.utils.set_random_seed(1)
+        model = K.Sequential([K.Input((200,)), L.Dense(200, use_bias=False, kernel_initializer="zeros"),
+                              L.Dense(200, use_bias=False, kernel_initializer="zeros")])
+        make_private(model, l2_norm_clip=clip, noise_multiplier=sigma, expected_batch_size=expected_batch,
+                     dataset_size=n, seed=11)
+        model.compile(optimizer=_sgd(1.0), loss="mse", jit_compile=jit_compile)
+        weights = [model.get_weights()]
+        for _ in range(2):
+            model.fit(batches, epochs=1, steps_per_epoch=1, verbose=0)
+            weights.append(model.get_weights())
+        noise = [(before - after).ravel() for step in range(2) for before, after in zip(weights[step],
+                                                                                         weights[step + 1])]
+        update = np.concatenate(noise)
+        chi2 = (update.size - 1) * np.var(update, ddof=1) / std ** 2
+        p_variance = 2 * min(stats.chi2.cdf(chi2, update.size - 1), stats.chi2.sf(chi2, update.size - 1))
+        assert p_variance > 1e-3, (jit_compile, np.std(update), std)
+        assert stats.kstest(update / std, "norm").pvalue > 1e-3, jit_compile
+        assert abs(update.mean()) < 4 * std / np.sqrt(update.size), jit_compile
+        for i in range(4):
+            for j in range(i):
+                assert abs(np.corrcoef(noise[i], noise[j])[0, 1]) < 0.025, (jit_compile, i, j)
 
 
 def case_epsilon_in_history_equals_ppml_epsilon():
