@@ -168,6 +168,7 @@ def _check_dataset(private, dataset, kwargs) -> None:
                                    f"declared sampling='{private.sampling.value}'")
     _agree(private, "dataset_size", seen.dataset_size)
     _agree(private, "expected_batch_size", seen.expected_batch_size)
+    kwargs.setdefault("shuffle", False)  # the sampler draws every batch afresh; Keras would only warn
     kwargs.setdefault("steps_per_epoch", seen.steps_per_epoch)
     if kwargs.get("steps_per_epoch") is None:
         kwargs["steps_per_epoch"] = seen.steps_per_epoch
@@ -190,17 +191,16 @@ def _sample_arrays(model, private, kwargs) -> None:
         kwargs.update(x=x, y=y, sample_weight=weights, batch_size=int(private.expected_batch_size))
         private.steps_per_epoch = math.ceil(n / private.expected_batch_size)
         return
-    examples = (x, y) if weights is None else (x, y, weights)
-    dataset = tf.data.Dataset.from_tensor_slices(examples)
+    examples = (x, y) if weights is None else (x, y, weights)  # gathered from in place, not copied
     seed = private.sampling_seed
     if private.sampling is Sampling.POISSON:
         # Pad to a size every replica and microbatch split divides.
         multiple = math.lcm(private.params.num_microbatches or 1, model.distribute_strategy.num_replicas_in_sync)
         limit = sampling.default_max_batch_size(n, private.expected_batch_size)
-        batches = sampling.poisson_batches(dataset, dataset_size=n, expected_batch_size=private.expected_batch_size,
+        batches = sampling.poisson_batches(examples, dataset_size=n, expected_batch_size=private.expected_batch_size,
                                            max_batch_size=-(-limit // multiple) * multiple, seed=seed)
     else:
-        batches = sampling.fixed_size_batches(dataset, dataset_size=n, batch_size=int(private.expected_batch_size),
+        batches = sampling.fixed_size_batches(examples, dataset_size=n, batch_size=int(private.expected_batch_size),
                                               seed=seed)
     kwargs.update(x=batches.prefetch(2), shuffle=False)
     if kwargs.get("steps_per_epoch") is None:

@@ -7,8 +7,8 @@ import tensorflow as tf
 from scipy import stats
 from sklearn.datasets import load_digits
 
-from privacy.keras import (DPConfigurationError, DPKerasAdamOptimizer, _compat, find_problems, make_private,
-                           poisson_batches, private_training, sampling_of)
+from privacy.keras import (DPConfigurationError, DPKerasAdamOptimizer, _compat, find_problems, fixed_size_batches,
+                           make_private, poisson_batches, private_training, sampling_of)
 from privacy.keras.noise import GaussianNoise
 
 K = _compat.default_keras()
@@ -110,6 +110,32 @@ def case_poisson_batches_are_poisson():
     assert stats.chi2.sf(statistic, n) > 1e-3
     assert abs(np.mean(sizes) - expected) < 4 * np.sqrt(expected * (1 - q) / steps)
     assert min(sizes) == 0  # empty batches happen (P = 0.9**50 per step) and are kept
+
+
+def case_array_examples_are_gathered_in_place():
+    """Arrays give the same batches as a dataset of the same examples, read from the caller's memory.
+
+    A change to the caller's array after the batches were built shows in the next batch: the rows are
+    gathered from it, not from a copy. Nested features, string features and sample weights included.
+    """
+    n = 30
+    x = {"dense": np.arange(2 * n, dtype="float32").reshape(n, 2), "word": np.array([f"w{i}" for i in range(n)])}
+    y, w = np.arange(n), np.linspace(0.5, 2.0, n).astype("float32")
+    for build, kwargs in ((poisson_batches, {"expected_batch_size": 6}), (fixed_size_batches, {"batch_size": 6})):
+        from_arrays = build((x, y, w), dataset_size=n, seed=7, **kwargs)
+        from_dataset = build(tf.data.Dataset.from_tensor_slices((x, y, w)), dataset_size=n, seed=7, **kwargs)
+        assert sampling_of(from_arrays) == sampling_of(from_dataset)
+        for a, b in zip(from_arrays.take(5), from_dataset.take(5)):
+            for leaf_a, leaf_b in zip(tf.nest.flatten(a), tf.nest.flatten(b)):
+                assert leaf_a.shape == leaf_b.shape and np.array_equal(leaf_a.numpy(), leaf_b.numpy())
+        x["dense"] += 1000.0
+        features, labels, weight = next(iter(from_arrays))
+        chosen = weight.numpy() > 0
+        assert chosen.any() and np.all(features["dense"].numpy()[chosen] >= 1000.0)
+        assert np.array_equal(features["dense"].numpy()[chosen, 0], 1000.0 + 2 * labels.numpy()[chosen])
+        x["dense"] -= 1000.0
+    _raises(lambda: poisson_batches((x, y[:-1]), dataset_size=n, expected_batch_size=6), "dataset_size=30 rows")
+    _raises(lambda: poisson_batches((x, None), dataset_size=n, expected_batch_size=6), "tuple (x, y)")
 
 
 def case_secure_noise_state_comes_from_os_urandom():

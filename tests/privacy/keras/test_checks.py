@@ -9,6 +9,7 @@ CASES = (
     "case_custom_loop_with_a_dp_optimizer_is_refused",
     "case_sampling_that_ran_must_match_the_accounting",
     "case_poisson_batches_are_poisson",
+    "case_array_examples_are_gathered_in_place",
     "case_secure_noise_state_comes_from_os_urandom",
     "case_digits_reach_a_sensible_accuracy",
 )
