@@ -171,8 +171,9 @@ class ClientTrainer:
                                        tf.constant(steps[k]), *hyper, tf.constant(padded_seeds[k]))
                 results.append((ident, [t.numpy() for t in new], float(loss), int(sizes[k])))
         else:
-            new, losses = self._call(("vectorized", rows, width, batch, config.epochs, config.proximal_mu > 0), w, x, y, tf.constant(index),
-                                     tf.constant(padded_sizes), tf.constant(steps), *hyper, tf.constant(padded_seeds))
+            key = ("vectorized", rows, width, batch, config.epochs, config.proximal_mu > 0)
+            new, losses = self._call(key, w, x, y, tf.constant(index), tf.constant(padded_sizes), tf.constant(steps),
+                                     *hyper, tf.constant(padded_seeds))
             new, losses = [t.numpy() for t in new], losses.numpy()
             results = [(ident, [a[k] for a in new], float(losses[k]), int(sizes[k]))
                        for k, (ident, _) in enumerate(clients)]

@@ -16,7 +16,8 @@ def test_federated_run_dp_secure_aggregation(tmp_path):
     result = CliRunner().invoke(cli, [
         "federated", "run", "--clients", "20", "--rounds", "3", "--sampling", "poisson", "--fraction", "0.4",
         "--partition", "dirichlet", "--alpha", "0.5", "--dp", "--noise-multiplier", "0.7", "--clip", "fixed",
-        "--clipping-norm", "0.5", "--target-delta", "1e-3", "--secure-aggregation", "--out", str(out), "--json"])
+        "--clipping-norm", "0.5", "--target-delta", "1e-3", "--secure-aggregation", "--secure-noise", "--out", str(out),
+        "--json"])
     assert result.exit_code == 0, result.output
     history = json.loads(result.stdout[result.stdout.index("{"):])
     assert [r["round"] for r in history["rounds"]] == [1, 2, 3]
@@ -25,8 +26,8 @@ def test_federated_run_dp_secure_aggregation(tmp_path):
     assert history["rounds"][-1]["metrics"]["epsilon_rdp"] == pytest.approx(expected, rel=1e-12)
     assert history["rounds"][0]["aggregation"]["aborted"] is False
     assert (out / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert json.loads((out / "history.json").read_text())["config"]["strategy"]["name"] == \
-        "DifferentialPrivacyFixedClipping"
+    strategy = json.loads((out / "history.json").read_text())["config"]["strategy"]
+    assert strategy["name"] == "DifferentialPrivacyFixedClipping" and strategy["secure_noise"] is True
 
 
 def test_federated_run_plain_prints_progress(tmp_path):

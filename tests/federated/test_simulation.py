@@ -9,7 +9,6 @@ from dp_accounting import dp_event
 
 from federated.client import ClientConfig
 from federated.data import ClientData
-from federated.partitioners import IidPartitioner
 from federated.sampling import PoissonSampler, UniformSampler
 from federated.simulation import FederatedSimulation
 from federated.strategies import DifferentialPrivacyAdaptiveClipping, DifferentialPrivacyFixedClipping, FedAvg
