@@ -95,7 +95,7 @@ def per_example_loss(model, y, y_pred):
     fn = keras.losses.get(loss) if isinstance(loss, (str, dict)) else loss
     if isinstance(fn, keras.losses.Loss):
         fn = _unreduced(fn, keras)
-    values = fn(y, y_pred)
+    values = fn(*_same_rank(y, y_pred))
     if values.shape.rank == 0:
         raise DPConfigurationError(
             f"the loss {_name(loss)} returned one number for the whole batch; DP-SGD needs one loss per "
@@ -104,6 +104,18 @@ def per_example_loss(model, y, y_pred):
     if values.shape.rank > 1:
         values = tf.reduce_mean(tf.reshape(values, [tf.shape(values)[0], -1]), axis=1)
     return values
+
+
+def _same_rank(y, y_pred):
+    """Labels of shape (batch,) against outputs (batch, 1), or the reverse, as Keras' losses align them."""
+    y = tf.convert_to_tensor(y)
+    rank, pred_rank = y.shape.rank, y_pred.shape.rank
+    if rank is not None and pred_rank is not None:
+        if rank == pred_rank - 1 and y_pred.shape[-1] == 1:
+            y = tf.expand_dims(y, -1)
+        elif rank == pred_rank + 1 and y.shape[-1] == 1:
+            y = tf.squeeze(y, -1)
+    return y, y_pred
 
 
 def _unreduced(loss, keras):
