@@ -10,6 +10,7 @@ import importlib
 from types import ModuleType
 
 import tensorflow as tf
+from tensorflow.python.ops import control_flow_util  # pylint: disable=no-name-in-module
 
 
 def is_tf_keras(obj) -> bool:
@@ -25,6 +26,11 @@ def keras_of(obj) -> ModuleType:
 def default_keras() -> ModuleType:
     """The Keras behind `tf.keras` in this process (set by TF_USE_LEGACY_KERAS before TF is imported)."""
     return keras_of(tf.keras.layers.Layer())
+
+
+def in_xla_context() -> bool:
+    """Whether the code being traced will be compiled by XLA (e.g. inside ``jit_compile=True``)."""
+    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
 
 def sublayers(layer) -> list:
