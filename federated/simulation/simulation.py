@@ -53,8 +53,8 @@ class FederatedSimulation:
       seed: seed of every random draw (None: drawn from `secrets`, recorded in the history).
       loss: Keras loss (default sparse categorical cross-entropy on logits).
       execution: "sequential", "vectorized" or "auto" (time both on a probe of clients, compilation
-        included, run as the runner's workers would; keep the one with the smaller estimated cost
-        of the whole run).
+        included, run as the runner's workers would; keep the one with the smaller estimated CPU
+        cost of the whole run).
       chunk_size: clients per vectorized call and per Beam element; a power of two.
       evaluation: (x, y) evaluated centrally after rounds, or None.
       eval_every: evaluate every this many rounds (and after the last).
@@ -88,7 +88,7 @@ class FederatedSimulation:
         self.aggregation = aggregation or PlainAggregation()
         self.dropout_rate = float(dropout_rate)
         self.checkpoint_dir = checkpoint_dir
-        self.execution_costs: dict[str, float] = {}   # the estimates "auto" chose by, in seconds
+        self.execution_costs: dict[str, float] = {}   # the estimates "auto" chose by, in CPU seconds
         self.state: ServerState | None = None
         self.history: History | None = None
 
@@ -132,9 +132,11 @@ class FederatedSimulation:
 
         Each execution trains a probe of clients twice, split into calls and spread over the
         runner's worker threads as the in-process runner does (one client per call when
-        sequential, one chunk per call when vectorized): the first pass's time (tracing and XLA
-        compilation included) plus the second pass's time per client times the clients still to
-        train (rounds x expected clients per round) estimates its cost.
+        sequential, one chunk per call when vectorized): the first pass's cost (tracing and XLA
+        compilation included) plus the second pass's cost per client times the clients still to
+        train (rounds x expected clients per round) estimates the run's. Costs are CPU seconds of
+        this process (all threads): with the workers keeping the cores busy they are what wall time
+        becomes on an idle machine, and other jobs on a shared machine do not sway them.
         """
         workers = getattr(self.runner, "workers", 1)
         probe = [(i, i) for i in range(min(workers * self.chunk_size, self.data.num_clients))]
@@ -151,11 +153,11 @@ class FederatedSimulation:
             weights = trainer.initial_weights()
 
             def one_pass():
-                start = time.perf_counter()
+                start = time.process_time()
                 with ThreadPoolExecutor(min(workers, len(calls))) as pool:
                     list(pool.map(lambda call: trainer.train_clients(weights, self.data, call[0],
                                                                      self.strategy.client, call[1]), calls))
-                return time.perf_counter() - start
+                return time.process_time() - start
 
             first, warm = one_pass(), one_pass()
             costs[execution] = first + warm / len(probe) * (len(probe) + remaining)

@@ -47,7 +47,8 @@ def run_fn(fn_args) -> None:
     model_fn = DenseModel(data.x.shape[1], num_classes, tuple(config.hidden_units), seed=config.seed)
     simulation = fl.FederatedSimulation(model_fn, data, strategy(config, plan), rounds=config.rounds,
                                         sampler=sampler(config), seed=config.seed, evaluation=evaluation,
-                                        aggregation=_aggregation(config), execution=config.execution)
+                                        aggregation=_aggregation(config, int(data.sizes().max())),
+                                        execution=config.execution)
     history = simulation.run()
     os.makedirs(fn_args.model_run_dir, exist_ok=True)
     history.config["title"] = f"Federated Trainer: {history.config['strategy']['name']}, N={data.num_clients}"
@@ -128,14 +129,18 @@ def sampler(config: FederatedTrainingConfig):
     return PoissonSampler(config.fraction) if config.sampling == "poisson" else UniformSampler(config.fraction)
 
 
-def _aggregation(config: FederatedTrainingConfig):
+def _aggregation(config: FederatedTrainingConfig, max_client_size: int):
+    """Secure aggregation when asked: summand coordinates are clipped to +-C under DP (a clipped
+    update's coordinates lie there; 4 C for adaptive clipping, whose C moves), else to
+    +-8 x the largest client (weighted FedAvg sends n_k * delta_k), quantized to 32 bits."""
     if not config.secure_aggregation:
         return None
     from federated.aggregation import SecureAggregation  # pylint: disable=import-outside-toplevel
-    # Under DP each summand is clipped to norm C, so C bounds every coordinate; weighted FedAvg sends
-    # n_k * delta_k, for which 8 per example-weighted coordinate is a wide range.
-    return SecureAggregation(clipping_range=config.clipping_norm * (4 if config.clip == "adaptive" else 1)
-                             if config.private else 8.0 * 1024, bits=24, modulus_bits=48)
+    if config.private:
+        clipping_range = config.clipping_norm * (4 if config.clip == "adaptive" else 1)
+    else:
+        clipping_range = 8.0 * max_client_size
+    return SecureAggregation(clipping_range=clipping_range, bits=32, modulus_bits=48)
 
 
 def ledger(plan: FederatedTrainingPlan, budget, *, rounds: int) -> privacy_ledger.PrivacyLedger:

@@ -121,7 +121,7 @@ def test_exported_model_serves_raw_examples_and_passes_the_private_evaluator(fed
     assert len(federated_run["pushed"]) == 1
 
 
-def test_client_column_partitions_naturally_and_a_public_run_has_no_ledger(tmp_path, python_subprocess):
+def test_client_column_partitions_naturally_with_secure_aggregation_and_a_public_run_has_no_ledger(tmp_path, python_subprocess):
     code = f"""
 import json, os
 import tensorflow as tf
@@ -142,18 +142,20 @@ examples.split_names = '["train", "eval"]'
 model = standard_artifacts.Model(); model.uri = os.path.join(root, "model")
 run = standard_artifacts.ModelRun(); run.uri = os.path.join(root, "run")
 config = {{"label_key": "y", "client_key": "site", "rounds": 3, "fraction": 1.0, "client_learning_rate": 0.5,
-          "execution": "sequential"}}
+          "execution": "sequential", "secure_aggregation": True}}
 Executor().Do({{"examples": [examples]}}, {{"model": [model], "model_run": [run]}},
               {{"custom_config": json.dumps(config), "run_fn": "pipelines.trainers.federated.run_fn",
                "train_args": json.dumps({{"splits": ["train"]}}), "eval_args": json.dumps({{"splits": ["eval"]}})}})
 history = json.load(open(os.path.join(root, "run", "history.json")))
 print(json.dumps({{"private": model.get_int_custom_property("private"), "clients": history["config"]["num_clients"],
+                  "aggregation": history["config"]["aggregation"]["name"],
                   "partition": history["config"]["partition"]["name"], "sampled": history["rounds"][0]["sampled"],
                   "accuracy": history["rounds"][-1]["evaluation"]["accuracy"],
                   "ledger": os.path.exists(os.path.join(root, "model", "Format-Serving", "assets.extra"))}}))
 """
     result = json.loads(python_subprocess(code, legacy_keras=True).stdout.strip().splitlines()[-1])
     assert result["clients"] == 6 and result["partition"] == "natural" and result["sampled"] == 6
+    assert result["aggregation"] == "secure"
     assert result["private"] == 0 and result["ledger"] is False
     assert result["accuracy"] == 1.0     # the label is feature x[0]
 

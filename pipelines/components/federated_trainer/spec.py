@@ -31,7 +31,8 @@ delta                    delta of the guarantee (default: the largest power of t
 accountant               rdp | pld, the accountant of target_epsilon and max_epsilon
 max_epsilon              stop before a round would take epsilon above this
 secure_noise             draw the DP noise from a CSPRNG-seeded generator (not reproducible)
-secure_aggregation       simulate secure aggregation of the client contributions
+secure_aggregation       simulate secure aggregation of the client contributions (32-bit
+                         quantization; coordinates clipped to +-C under DP, else to +-8 n_max)
 =======================  ======================================================================
 
 The privacy unit is one client: a neighbouring dataset adds or removes (Poisson) or replaces
