@@ -1,22 +1,25 @@
 """DP-SGD speed and memory: non-private Keras vs ppml vs TF Privacy 0.9.0, ms per step at batch 256.
 
 Models (issue 3): an MLP 784-512-512-10 and the TF Privacy tutorial CNN on MNIST-shaped random data.
-Every configuration runs in its own fresh process (so peak RSS is its own) and trains through `fit` on
-one fixed batch repeated; ms/step is the median time between consecutive steps after a compiling
-warm-up (the mean is in the JSON). Rows:
+Every configuration runs in its own fresh process (so peak RSS is its own) and trains through `fit`;
+ms/step is the median time between consecutive steps after a compiling warm-up (the mean is in the
+JSON), and CPU ms/step the process's CPU time per step (what the step costs the machine, steadier than
+wall time when other jobs share the cores). Rows:
 
-* keras / ppml on Keras 3 and on tf-keras, compiled without XLA (``--xla`` to compile with it: on CPU,
-  XLA's random number generation makes ppml's noise several times slower than TensorFlow's kernels);
-* ppml with Poisson batches (expected 256, padded to the 1e-9 quantile): what a real private run pays;
+* keras / ppml on Keras 3 and on tf-keras, compiled without XLA (the default of both on CPU: Keras 3's
+  jit_compile="auto" turns XLA off on machines without accelerators) and with ``jit_compile=True``;
+* ppml with Poisson batches (expected 256, padded to the 1e-9 quantile) drawn from 60 000 examples
+  given to `fit` as arrays (gathered in place) and as a tf.data.Dataset (read into memory): what a
+  real private run pays; "data MB" is the size of those examples, which the process holds either way;
 * TF Privacy 0.9.0 `DPModel` (XLA) in tf-keras mode, with its layer registry (ghost norms; Dense only,
   so MLP only) and without (vectorized per-example gradients), beside non-private tf-keras in the same
   Python 3.11 environment, which TF Privacy needs (see benchmarks/README.md).
 
-Ratios are to the non-private row of the same process kind (Keras 3, tf-keras, or the TF Privacy
-environment). Writes a table and JSON.
+Ratios are to the non-private row of the same process kind and compile mode (Keras 3, tf-keras, or
+the TF Privacy environment). Writes a table and JSON.
 
     make run ARGS='python benchmarks/dp_sgd_speed.py'
-    make run ARGS='python benchmarks/dp_sgd_speed.py --tf-privacy-python /tmp/tfprivacy-venv/bin/python'
+    make run ARGS='python benchmarks/dp_sgd_speed.py --tf-privacy-python /tmp/tfprivacy-venv/bin/python-tfp'
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ def worker(spec: dict) -> dict:
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     method = spec["method"]
     batches = tf.data.Dataset.from_tensors((x, y)).repeat()
+    data_mb = 0.0
     if method == "tf_privacy":
         sys.skip_tf_privacy_import = True
         from tensorflow_privacy.privacy.fast_gradient_clipping import layer_registry  # pylint: disable=import-outside-toplevel
@@ -82,26 +86,36 @@ def worker(spec: dict) -> dict:
         if method == "ppml":
             from privacy.keras import make_private, poisson_batches  # pylint: disable=import-outside-toplevel
             if spec.get("poisson"):
-                xs = rng.normal(size=(n, *shape)).astype("float32")
-                examples = tf.data.Dataset.from_tensor_slices((xs, rng.integers(0, 10, size=n)))
-                batches = poisson_batches(examples, dataset_size=n, expected_batch_size=BATCH, seed=0).prefetch(2)
+                xs = rng.standard_normal(size=(n, *shape), dtype=np.float32)
+                ys = rng.integers(0, 10, size=n)
+                data_mb = (xs.nbytes + ys.nbytes) / 2 ** 20
+                if spec["poisson"] == "dataset":
+                    batches = poisson_batches(tf.data.Dataset.from_tensor_slices((xs, ys)), dataset_size=n,
+                                              expected_batch_size=BATCH, seed=0).prefetch(2)
                 make_private(model, l2_norm_clip=1.0, noise_multiplier=1.1, expected_batch_size=BATCH,
                              dataset_size=n)
             else:
                 make_private(model, l2_norm_clip=1.0, noise_multiplier=1.1, expected_batch_size=BATCH,
                              dataset_size=n, sampling="shuffle")
         model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss, jit_compile=spec["xla"])
-    ends = []
+    ends, cpu_ends = [], []
 
     class StepClock(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
             ends.append(time.perf_counter())
+            cpu_ends.append(time.process_time())
 
-    model.fit(batches, epochs=1, steps_per_epoch=spec["warmup"] + spec["steps"], verbose=0, callbacks=[StepClock()])
+    steps = spec["warmup"] + spec["steps"]
+    if spec.get("poisson") == "arrays":  # fit draws Poisson batches from the arrays themselves
+        model.fit(xs, ys, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[StepClock()])
+    else:
+        model.fit(batches, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[StepClock()])
     import resource  # pylint: disable=import-outside-toplevel
     times = np.diff(ends[spec["warmup"] - 1:]) * 1000
+    cpu_times = np.diff(cpu_ends[spec["warmup"] - 1:]) * 1000
     return {"ms_per_step": float(np.median(times)), "ms_per_step_mean": float(np.mean(times)),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "cpu_ms_per_step": float(np.median(cpu_times)),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "data_mb": data_mb}
 
 
 def run_worker(python: str, spec: dict, env_extra: dict | None = None) -> dict:
@@ -119,24 +133,29 @@ def run_worker(python: str, spec: dict, env_extra: dict | None = None) -> dict:
 def configurations(models, tf_privacy_python):
     for model in models:
         for flavour in ("keras3", "tf_keras"):
-            yield model, f"keras ({flavour})", sys.executable, dict(model=model, method="keras", flavour=flavour)
-            yield model, f"ppml ({flavour})", sys.executable, dict(model=model, method="ppml", flavour=flavour)
-        yield model, "ppml (keras3, Poisson batches)", sys.executable, dict(model=model, method="ppml",
-                                                                           flavour="keras3", poisson=True)
+            for xla in (False, True):
+                mode = ", XLA" if xla else ""
+                for method in ("keras", "ppml"):
+                    yield model, f"{method} ({flavour}{mode})", sys.executable, dict(
+                        model=model, method=method, flavour=flavour, xla=xla)
+        for source in ("arrays", "dataset"):
+            yield model, f"ppml (keras3, Poisson from {source})", sys.executable, dict(
+                model=model, method="ppml", flavour="keras3", xla=False, poisson=source)
         if tf_privacy_python:
             yield model, "keras (tf_keras, TF Privacy env)", tf_privacy_python, dict(
-                model=model, method="keras", flavour="tf_keras")
+                model=model, method="keras", flavour="tf_keras", xla=False)
             if model == "mlp":
                 yield model, "TF Privacy DPModel + registry", tf_privacy_python, dict(
-                    model=model, method="tf_privacy", flavour="tf_keras", registry=True)
+                    model=model, method="tf_privacy", flavour="tf_keras", registry=True, xla=True)
             yield model, "TF Privacy DPModel (vectorized)", tf_privacy_python, dict(
-                model=model, method="tf_privacy", flavour="tf_keras", registry=False)
+                model=model, method="tf_privacy", flavour="tf_keras", registry=False, xla=True)
 
 
 def baseline_of(label):
     if "TF Privacy" in label:
         return "keras (tf_keras, TF Privacy env)"
-    return "keras (tf_keras)" if "tf_keras" in label else "keras (keras3)"
+    flavour = "tf_keras" if "tf_keras" in label else "keras3"
+    return f"keras ({flavour}, XLA)" if "XLA" in label else f"keras ({flavour})"
 
 
 def main(argv=None):
@@ -145,7 +164,6 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=20, help="timed steps per configuration")
     parser.add_argument("--warmup", type=int, default=3, help="steps before timing (tracing, XLA compilation)")
     parser.add_argument("--tf-privacy-python", help="python of an environment with tensorflow-privacy 0.9.0")
-    parser.add_argument("--xla", action="store_true", help="compile the Keras and ppml rows with XLA")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "dp_sgd_speed.json"))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -154,7 +172,7 @@ def main(argv=None):
         return
     rows = []
     for model, label, python, spec in configurations(args.models.split(","), args.tf_privacy_python):
-        spec.update(steps=args.steps, warmup=args.warmup, xla=args.xla)
+        spec.update(steps=args.steps, warmup=args.warmup)
         result = run_worker(python, spec)
         rows.append({"model": model, "method": label, **result})
         print(f"  {model:<4} {label:<34} {result}", file=sys.stderr)
@@ -162,26 +180,30 @@ def main(argv=None):
         base = next((r for r in rows if r["model"] == row["model"] and r["method"] == baseline_of(row["method"])), {})
         if "ms_per_step" in row and "ms_per_step" in base:
             row["ratio"] = row["ms_per_step"] / base["ms_per_step"]
+            row["cpu_ratio"] = row["cpu_ms_per_step"] / base["cpu_ms_per_step"]
             row["extra_rss_mb"] = row["peak_rss_mb"] - base["peak_rss_mb"]
     notes = []
     if not args.tf_privacy_python:
         notes.append("TF Privacy 0.9.0 was not run: pass --tf-privacy-python (see benchmarks/README.md)")
-    result = {"benchmark": "dp_sgd_speed", "batch_size": BATCH, "steps": args.steps, "xla": args.xla,
+    result = {"benchmark": "dp_sgd_speed", "batch_size": BATCH, "steps": args.steps,
               "machine": platform.node(),
               "cpus": os.cpu_count(), "targets_ratio": TARGETS, "tf_privacy_best_ratio_field_notes": ANCHORS,
               "rows": rows, "notes": notes}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
-    print(f"{'model':<5} {'method':<34} {'ms/step':>9} {'ratio':>7} {'peak RSS MB':>12} {'+MB':>7}")
+    print(f"{'model':<5} {'method':<34} {'ms/step':>8} {'ratio':>6} {'CPU ms':>7} {'ratio':>6} {'peak MB':>8} "
+          f"{'+MB':>6} {'data MB':>8}")
     for row in rows:
         if "error" in row:
             print(f"{row['model']:<5} {row['method']:<34} failed: {row['error']}")
             continue
         ratio = f"{row['ratio']:.2f}x" if "ratio" in row else ""
+        cpu_ratio = f"{row['cpu_ratio']:.2f}x" if "cpu_ratio" in row else ""
         extra = f"{row['extra_rss_mb']:+.0f}" if "extra_rss_mb" in row else ""
-        print(f"{row['model']:<5} {row['method']:<34} {row['ms_per_step']:>9.1f} {ratio:>7} "
-              f"{row['peak_rss_mb']:>12.0f} {extra:>7}")
+        data = f"{row['data_mb']:.0f}" if row.get("data_mb") else ""
+        print(f"{row['model']:<5} {row['method']:<34} {row['ms_per_step']:>8.1f} {ratio:>6} "
+              f"{row['cpu_ms_per_step']:>7.1f} {cpu_ratio:>6} {row['peak_rss_mb']:>8.0f} {extra:>6} {data:>8}")
     print(f"targets: ppml <= {TARGETS['mlp']}x (MLP), <= {TARGETS['cnn']}x (CNN); TF Privacy's best in the field "
           f"notes: {ANCHORS['mlp']}x, {ANCHORS['cnn']}x")
     for note in notes:
