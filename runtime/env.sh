@@ -47,7 +47,7 @@ host_loads_tfx_wheels() {
   local glibc libstdcxx
   glibc="$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{print $2}')"
   [ -n "$glibc" ] || return 1
-  printf '%s\n2.39\n' "$glibc" | sort -V -C || return 1       # 2.39 <= glibc
+  printf '2.39\n%s\n' "$glibc" | sort -V -C || return 1       # sorted means 2.39 <= glibc
   libstdcxx="$(ldconfig -p 2>/dev/null | awk '/libstdc\+\+\.so\.6 .*x86-64/ {print $NF; exit}')"
   [ -n "$libstdcxx" ] && grep -qa 'GLIBCXX_3\.4\.32' "$libstdcxx" || return 1   # GCC 13+
   native_python >/dev/null
