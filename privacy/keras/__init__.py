@@ -23,6 +23,11 @@ TF Privacy names: `DPKerasSGDOptimizer`, `DPKerasAdamOptimizer`, `DPKerasAdagrad
   batch size;
 * the budget composes `privacy.accounting`'s event of the sampling that ran, once per step.
 
+Epsilon is in `fit`'s logs, so History, the progress bar and `keras.callbacks.TensorBoard` show it
+(``epoch_epsilon``; ``batch_epsilon`` with `PrivacyBudgetCallback(update_freq=N)`). Compile as usual:
+on CPU leave ``jit_compile`` at its default (off), which measured as fast as or faster than XLA for
+private steps (benchmarks/README.md); with ``jit_compile=True`` the step is XLA-compiled too.
+
 The model's class is unchanged, so it saves and serves as an ordinary Keras model. Importing this
 package imports TensorFlow; the Keras flavour of the classes below follows TF_USE_LEGACY_KERAS, while
 `make_private` accepts models of either flavour.

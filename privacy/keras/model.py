@@ -45,9 +45,10 @@ def make_private(model, *, l2_norm_clip: float | None = None, noise_multiplier: 
         the expected size q * n). Default: `fit`'s batch_size, or the Poisson dataset's.
       dataset_size: n, the number of training examples (needed for accounting; taken from arrays or
         a `poisson_batches` dataset when not given).
-      sampling: "poisson" (default: arrays given to `fit` are Poisson-sampled, datasets must come from
-        `poisson_batches`), "fixed" (`fixed_size_batches`), or "shuffle" (any batches; accounted with the
-        once-per-epoch bound, which claims no amplification).
+      sampling: "poisson" (default: arrays given to `fit` are Poisson-sampled, their rows gathered in
+        place without copying them; datasets must come from `poisson_batches`), "fixed"
+        (`fixed_size_batches`), or "shuffle" (any batches; accounted with the once-per-epoch bound,
+        which claims no amplification).
       adjacency: "add-remove" (default) or "replace-one" (default for fixed-size batches).
       target_delta: delta of the reported guarantee; default: the largest power of 10 below 1/n.
       target_epsilon: stop training before epsilon (at target_delta) would exceed this.
