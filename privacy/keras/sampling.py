@@ -14,7 +14,7 @@ looks through `prefetch`, `take`, `repeat` and `with_options` applied afterwards
 Memory: every step looks at all n examples, so they must be at hand. Examples given as arrays (what
 `fit(x, y)` passes) are not copied: each step draws the indices of its batch in TensorFlow and gathers
 those rows from the caller's numpy arrays. Examples given as a `tf.data.Dataset` are read once into
-memory (one copy of all n examples, e.g. 188 MB for 60 000 MNIST-shaped float32 images).
+memory (one copy of all n examples, e.g. 180 MB for 60 000 MNIST-shaped float32 images).
 """
 
 from __future__ import annotations
