@@ -10,6 +10,9 @@ EarlyStopping read them. TensorBoard therefore needs nothing special:
     model.fit(x, y, epochs=10, callbacks=[PrivacyBudgetCallback(update_freq=100),
                                           keras.callbacks.TensorBoard(log_dir, update_freq=100)])
     # also "batch_epsilon" every 100 steps, at TensorBoard's step (batches run in this fit)
+
+(Keras 3's TensorBoard with an integer update_freq writes the epoch summaries of every metric only
+for epochs that end on a multiple of it; choose N dividing the steps per epoch to keep them all.)
 """
 
 from __future__ import annotations
