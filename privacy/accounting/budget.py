@@ -9,6 +9,7 @@ it after a restart never counts a unit twice.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -16,12 +17,23 @@ import tempfile
 from typing import Any, Iterable
 
 from dp_accounting import dp_event
+from dp_accounting.rdp import rdp_privacy_accountant
 
 from privacy.accounting.accountants import AccountantKind, dp_accounting_version, make_accountant
 from privacy.accounting.events import event_from_json, event_to_json
 from privacy.accounting.mechanism import DpSgdMechanism, NeighboringRelation, UnsupportedAccounting
 
 STATE_FORMAT = "ppml.privacy_budget/1"
+_RDP_ORDERS = rdp_privacy_accountant.DEFAULT_RDP_ORDERS
+
+
+@functools.lru_cache(maxsize=128)
+def _rdp_curve(event: dp_event.DpEvent, relation: NeighboringRelation):
+    """RDP at dp-accounting's default orders of one run of ``event`` (a fresh RdpAccountant's)."""
+    accountant = make_accountant(AccountantKind.RDP, relation)
+    if not accountant.supports(event):
+        raise UnsupportedAccounting(f"the RDP accountant cannot analyse {type(event).__name__} under {relation.name}")
+    return accountant.compose(event).rdp
 
 
 class PrivacyBudget:
@@ -143,6 +155,11 @@ class PrivacyBudget:
     def _epsilon_of(self, ledger, kind: AccountantKind) -> float:
         if not ledger:
             return 0.0
+        if kind is AccountantKind.RDP and self._group_size == 1:
+            # RDP composes additively: reuse each event's RDP curve (what RdpAccountant would add, count
+            # times), so per-step queries cost a conversion, not a recomputation of the whole ledger.
+            total = sum(count * self._rdp_curve(event) for event, count in ledger)
+            return float(rdp_privacy_accountant.compute_epsilon(_RDP_ORDERS, total, self._delta)[0])
         accountant = make_accountant(kind, self._relation, self._group_size)
         for event, count in ledger:
             if not accountant.supports(event):
@@ -151,6 +168,12 @@ class PrivacyBudget:
                     f"under {self._relation.name}")
             accountant.compose(event, count)
         return float(accountant.get_epsilon(self._delta))
+
+    def _rdp_curve(self, event: dp_event.DpEvent):
+        try:
+            return _rdp_curve(event, self._relation)
+        except TypeError:  # unhashable (e.g. ComposedDpEvent holds a list): not cached
+            return _rdp_curve.__wrapped__(event, self._relation)
 
     # --- state ---------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
