@@ -35,6 +35,7 @@ DP_SGD = "dp-sgd"
 # Custom properties of the Model artifact (MLMD). Floats unless noted.
 PRIVATE = "private"                        # int: 1 trained with a DP trainer (ledger present), 0 not
 EPSILON = "epsilon"                        # the guarantee: smallest epsilon over the accountants
+EPSILON_ACCOUNTANT = "epsilon_accountant"  # string: rdp | pld, the accountant that gave EPSILON
 DELTA = "delta"
 EPSILON_RDP = "epsilon_rdp"
 EPSILON_PLD = "epsilon_pld"
@@ -48,8 +49,9 @@ ACCOUNTANT_VERSION = "accountant_version"  # string: e.g. dp-accounting 0.6.0
 PRIVACY_LEDGER_URI = "privacy_ledger_uri"  # string
 MLMD_SIGNIFICANT_DIGITS = 6
 """ml-metadata's SQLite store keeps 6 significant digits of a double property (it prints them with %g)."""
-MODEL_PROPERTIES = (PRIVATE, EPSILON, DELTA, EPSILON_RDP, EPSILON_PLD, NOISE_MULTIPLIER, L2_NORM_CLIP, DP_STEPS,
-                    SAMPLING, ADJACENCY, PRIVACY_MECHANISM, ACCOUNTANT_VERSION, PRIVACY_LEDGER_URI)
+MODEL_PROPERTIES = (PRIVATE, EPSILON, EPSILON_ACCOUNTANT, DELTA, EPSILON_RDP, EPSILON_PLD, NOISE_MULTIPLIER,
+                    L2_NORM_CLIP, DP_STEPS, SAMPLING, ADJACENCY, PRIVACY_MECHANISM, ACCOUNTANT_VERSION,
+                    PRIVACY_LEDGER_URI)
 
 
 class LedgerError(ValueError):
@@ -109,10 +111,23 @@ class PrivacyLedger:
     @property
     def epsilon(self) -> float:
         """The guarantee: the smallest epsilon over the accountants (each is a valid upper bound)."""
-        values = [e for e in self.epsilons.values() if e is not None]
+        return self.epsilons[self.epsilon_accountant]
+
+    @property
+    def epsilon_accountant(self) -> str:
+        """Which accountant ('rdp' or 'pld') gives `epsilon`; accountants without an analysis are skipped."""
+        values = {kind: e for kind, e in self.epsilons.items() if e is not None}
         if not values:
             raise LedgerError("no accountant of the ledger can analyse its events")
-        return min(values)
+        return min(values, key=values.get)
+
+    def describe_epsilon(self) -> str:
+        """Which accountant gave `epsilon` at which delta, and which had no analysis, e.g.
+        'RDP accountant (PLD: no analysis), dp-sgd ledger, delta = 0.001'."""
+        missing = [kind.upper() for kind, e in self.epsilons.items() if e is None]
+        unavailable = f" ({', '.join(missing)}: no analysis)" if missing else ""
+        return (f"{self.epsilon_accountant.upper()} accountant{unavailable}, {self.mechanism} ledger, "
+                f"delta = {self.delta:g}")
 
     def dp_sgd_mechanism(self) -> DpSgdMechanism:
         """The DP-SGD mechanism the ledger describes (only for ``mechanism == 'dp-sgd'``)."""
@@ -258,7 +273,8 @@ def ledger_properties(ledger: PrivacyLedger | None, ledger_uri: str | None = Non
     """
     if ledger is None:
         return {PRIVATE: 0}
-    props: dict[str, Any] = {PRIVATE: 1, EPSILON: mlmd_upper_bound(ledger.epsilon), DELTA: ledger.delta,
+    props: dict[str, Any] = {PRIVATE: 1, EPSILON: mlmd_upper_bound(ledger.epsilon),
+                             EPSILON_ACCOUNTANT: ledger.epsilon_accountant, DELTA: ledger.delta,
                              PRIVACY_MECHANISM: ledger.mechanism,
                              ACCOUNTANT_VERSION: f"dp-accounting {dp_accounting_version()}"}
     for kind, name in (("rdp", EPSILON_RDP), ("pld", EPSILON_PLD)):

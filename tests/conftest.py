@@ -30,7 +30,7 @@ def run_python(code: str, *, legacy_keras: bool | None = None, env: dict | None 
     return proc
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def python_subprocess():
     """`run_python(code, legacy_keras=..., env=..., timeout=..., check=...)` as a fixture."""
     return run_python

@@ -1,8 +1,15 @@
 """The DP Trainer's executor: settings checked against the data before training; ledger recorded after."""
 
+import glob
+import json
+import math
 import os
 
+import dp_accounting
 import pytest
+from dp_accounting import dp_event
+
+from privacy.accounting import DpSgdMechanism, compute_epsilon
 
 
 def test_delta_not_below_one_over_n_fails_before_training(tmp_path, python_subprocess):
@@ -36,43 +43,105 @@ except InvalidPrivacySetting as err:
     assert not model_uri.exists()  # nothing trained, nothing written
 
 
-def test_shuffled_dp_training_on_the_pipeline_data_records_its_ledger(private_run, tmp_path, python_subprocess):
-    """The executor on the pipeline's real Transform outputs, with shuffled batches: one epoch, accounted
-    by the once-per-epoch bound, recorded on the Model artifact."""
-    import glob
-    import json
-    import math
+TRAINING_RUNS = {
+    # One shuffled epoch, accounted by the once-per-epoch bound.
+    "shuffle": {"sampling": "shuffle", "epochs": 1, "noise_multiplier": 1.0},
+    # Poisson batches clipped in 8 microbatches of several examples each: sensitivity 2C.
+    "microbatches": {"num_microbatches": 8, "epochs": 1, "noise_multiplier": 1.0},
+    # Fixed-size batches, calibrated to epsilon 3 by the RDP accountant (the only one with an analysis).
+    "fixed": {"sampling": "fixed", "epochs": 1, "target_epsilon": 3.0},
+}
 
-    from privacy.accounting import DpSgdMechanism, compute_epsilon
-
-    [examples] = glob.glob(os.path.join(private_run.root, "Transform", "transformed_examples", "*"))
-    [graph] = glob.glob(os.path.join(private_run.root, "Transform", "transform_graph", "*"))
-    config = {"private": True, "sampling": "shuffle", "epochs": 1, "batch_size": 32, "noise_multiplier": 1.0,
-              "l2_norm_clip": 1.0}
-    code = f"""
-import json
+EXECUTOR_RUNS = """
+import json, sys
 from tfx.types import standard_artifacts
 from pipelines.components.dp_trainer.executor import Executor
 from pipelines.privacy_ledger import model_properties
-examples = standard_artifacts.Examples(); examples.uri = {examples!r}; examples.split_names = '["train", "eval"]'
-graph = standard_artifacts.TransformGraph(); graph.uri = {graph!r}
-model = standard_artifacts.Model(); model.uri = {str(tmp_path / 'model')!r}
-run = standard_artifacts.ModelRun(); run.uri = {str(tmp_path / 'run')!r}
-Executor().Do({{"examples": [examples], "transform_graph": [graph]}}, {{"model": [model], "model_run": [run]}},
-              {{"custom_config": json.dumps({config!r}), "run_fn": "pipelines.trainers.breast_cancer.run_fn",
-               "train_args": json.dumps({{"splits": ["train"]}}), "eval_args": json.dumps({{"splits": ["eval"]}})}})
-print("PROPERTIES", json.dumps(model_properties(model)))
+examples_uri, graph_uri, out, runs = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+for name, config in runs.items():
+    examples = standard_artifacts.Examples(); examples.uri = examples_uri; examples.split_names = '["train", "eval"]'
+    graph = standard_artifacts.TransformGraph(); graph.uri = graph_uri
+    model = standard_artifacts.Model(); model.uri = f"{out}/{name}/model"
+    run = standard_artifacts.ModelRun(); run.uri = f"{out}/{name}/run"
+    Executor().Do({"examples": [examples], "transform_graph": [graph]}, {"model": [model], "model_run": [run]},
+                  {"custom_config": json.dumps(config), "run_fn": "pipelines.trainers.breast_cancer.run_fn",
+                   "train_args": json.dumps({"splits": ["train"]}), "eval_args": json.dumps({"splits": ["eval"]})})
+    print("PROPERTIES", name, json.dumps(model_properties(model)))
 """
-    out = python_subprocess(code, legacy_keras=True).stdout
-    props = json.loads(out.split("PROPERTIES ", 1)[1].splitlines()[0])
-    n = private_run.report["privacy"]["dataset_size"]
+
+
+@pytest.fixture(scope="module")
+def executor_runs(private_run, tmp_path_factory, python_subprocess):
+    """The DP Trainer's executor on the pipeline's real Transform outputs, once per entry of TRAINING_RUNS
+    (one process): {name: (MLMD properties of the Model artifact, its ledger JSON)}; n is in ``"n"``."""
+    [examples] = glob.glob(os.path.join(private_run.root, "Transform", "transformed_examples", "*"))
+    [graph] = glob.glob(os.path.join(private_run.root, "Transform", "transform_graph", "*"))
+    runs = {name: {"private": True, "batch_size": 32, "l2_norm_clip": 1.0, **change}
+            for name, change in TRAINING_RUNS.items()}
+    argv = [examples, graph, str(tmp_path_factory.mktemp('dp-trainer')), json.dumps(runs)]
+    script = f"import sys; sys.argv[1:] = {argv!r}\n"
+    out = python_subprocess(script + EXECUTOR_RUNS, legacy_keras=True).stdout
+    results = {"n": private_run.report["privacy"]["dataset_size"]}
+    for line in out.splitlines():
+        if line.startswith("PROPERTIES "):
+            _, name, props = line.split(" ", 2)
+            props = json.loads(props)
+            with open(props["privacy_ledger_uri"]) as f:
+                results[name] = props, json.load(f)
+    return results
+
+
+def _stored(props, exact):
+    """MLMD keeps epsilons rounded up to 6 significant digits."""
+    return exact <= props <= exact * (1 + 1e-5)
+
+
+def test_shuffled_dp_training_on_the_pipeline_data_records_its_ledger(executor_runs):
+    n, (props, ledger) = executor_runs["n"], executor_runs["shuffle"]
     steps = math.ceil(n / 32)
     mechanism = DpSgdMechanism(dataset_size=n, batch_size=32, noise_multiplier=1.0, steps=steps, sampling="shuffle",
                                steps_per_epoch=steps)
-    exact = compute_epsilon(mechanism, 1e-3, "rdp")
     assert props["sampling"] == "shuffle" and props["dp_steps"] == steps and props["private"] == 1
-    assert exact <= props["epsilon_rdp"] <= exact * (1 + 1e-5)
-    with open(props["privacy_ledger_uri"]) as f:
-        ledger = json.load(f)
+    assert _stored(props["epsilon_rdp"], compute_epsilon(mechanism, 1e-3, "rdp"))
     assert ledger["report"]["sampling"] == "shuffle" and ledger["report"]["epochs"] == pytest.approx(1.0)
     assert ledger["dp_event"]["count"] == 1  # one started epoch: one Gaussian mechanism, no amplification
+
+
+def test_microbatched_dp_training_accounts_sensitivity_two_c(executor_runs):
+    """num_microbatches=8 through the executor: the mean gradients of 8 microbatches of a Poisson batch are
+    clipped, so one example can move its microbatch's clipped mean by 2C; the ledger accounts sigma / 2."""
+    n, (props, ledger) = executor_runs["n"], executor_runs["microbatches"]
+    steps = math.ceil(n / 32)
+    assert props["sampling"] == "poisson" and props["dp_steps"] == steps and props["noise_multiplier"] == 1.0
+    assert ledger["parameters"]["num_microbatches"] == 8
+    assert ledger["report"]["sensitivity"] == 2.0 and ledger["report"]["num_microbatches"] == 8
+    assert ledger["dp_event"]["event"]["event"] == {"class_name": "GaussianDpEvent", "noise_multiplier": 0.5}
+    mechanism = DpSgdMechanism(dataset_size=n, batch_size=32, noise_multiplier=1.0, steps=steps, num_microbatches=8)
+    # Independently of privacy.accounting's events: T Poisson-sampled Gaussians at sigma / 2, add/remove.
+    event = dp_event.SelfComposedDpEvent(dp_event.PoissonSampledDpEvent(32 / n, dp_event.GaussianDpEvent(0.5)), steps)
+    for kind, accountant in (("rdp", dp_accounting.rdp.RdpAccountant()),
+                             ("pld", dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4))):
+        exact = compute_epsilon(mechanism, 1e-3, kind)
+        assert exact == pytest.approx(accountant.compose(event).get_epsilon(1e-3), rel=1e-9)
+        assert ledger["epsilon"][kind] == pytest.approx(exact, rel=1e-12) and _stored(props[f"epsilon_{kind}"], exact)
+    assert _stored(props["epsilon"], min(ledger["epsilon"].values()))
+    per_example = compute_epsilon(mechanism.replace(num_microbatches=None), 1e-3, "rdp")
+    assert ledger["epsilon"]["rdp"] > 2 * per_example  # the factor 2 in sensitivity is paid for
+
+
+def test_fixed_size_dp_training_uses_the_rdp_epsilon_and_says_so(executor_runs):
+    n, (props, ledger) = executor_runs["n"], executor_runs["fixed"]
+    steps = math.ceil(n / 32)
+    sigma = ledger["parameters"]["noise_multiplier"]
+    assert props["sampling"] == "fixed" and props["adjacency"] == "replace-one" and props["dp_steps"] == steps
+    # Independently: T samples of 32 of n without replacement, Gaussian at sigma / 2 (replace-one moves a
+    # clipped gradient by 2C), by dp-accounting's RDP accountant; PLD has no analysis of it.
+    event = dp_event.SelfComposedDpEvent(dp_event.SampledWithoutReplacementDpEvent(
+        n, 32, dp_event.GaussianDpEvent(sigma / 2)), steps)
+    exact = dp_accounting.rdp.RdpAccountant(
+        neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE).compose(event).get_epsilon(1e-3)
+    assert 2.9 < exact <= 3.0  # calibrated to the target with RDP
+    assert ledger["epsilon"] == {"rdp": pytest.approx(exact, rel=1e-12), "pld": None}
+    assert ledger["report"]["unavailable"]["pld"].startswith("dp-accounting's PLD accountant has no analysis")
+    assert props["epsilon_accountant"] == "rdp" and "epsilon_pld" not in props
+    assert _stored(props["epsilon"], exact) and props["epsilon"] == props["epsilon_rdp"]

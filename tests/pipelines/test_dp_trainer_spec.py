@@ -2,6 +2,9 @@
 
 import pytest
 
+import dp_accounting
+from dp_accounting import dp_event
+
 from privacy.accounting import calibrate_noise_multiplier, compute_epsilon
 from pipelines.components.dp_trainer.spec import DpTrainingConfig, InvalidPrivacySetting
 
@@ -18,6 +21,9 @@ GOOD = {"private": True, "batch_size": 32, "epochs": 5, "l2_norm_clip": 1.0, "ta
     ({"delta": 1.5}, "delta"),
     ({"sampling": "random"}, "sampling"),
     ({"num_microbatches": 0}, "num_microbatches"),
+    ({"num_microbatches": 64, "sampling": "shuffle"}, "num_microbatches"),  # does not divide B = 32
+    ({"num_microbatches": 5, "sampling": "fixed"}, "num_microbatches"),
+    ({"sampling": "fixed", "accountant": "pld"}, "accountant"),   # PLD has no analysis of fixed-size batches
     ({"batch_size": 2.5}, "batch_size"),
     ({"epochs": 0}, "epochs"),
     ({"accountant": "prv"}, "accountant"),
@@ -40,7 +46,7 @@ def test_unrelated_keys_are_left_to_the_module():
     ({"batch_size": 500}, 389, "batch_size"),
     ({"delta": 0.01}, 389, "delta"),                              # not below 1/n
     ({"target_epsilon": 1e5}, 389, "target_epsilon"),             # too loose to calibrate
-    ({"num_microbatches": 64, "sampling": "shuffle"}, 389, "num_microbatches"),
+    ({"num_microbatches": 8, "sampling": "shuffle"}, 389, "num_microbatches"),  # last batch: 389 % 32 = 5
 ])
 def test_settings_checked_against_the_data(change, n, setting):
     config = DpTrainingConfig.from_custom_config({**GOOD, **change})
@@ -82,3 +88,29 @@ def test_shuffled_training_runs_whole_epochs():
     with pytest.raises(InvalidPrivacySetting, match="whole epochs") as info:
         DpTrainingConfig.from_custom_config({**GOOD, "sampling": "shuffle", "epochs": 2.5}).plan(dataset_size=389)
     assert info.value.setting == "epochs"
+
+
+def test_fixed_size_batches_are_replace_one_and_calibrated_with_rdp():
+    plan = DpTrainingConfig.from_custom_config({**GOOD, "sampling": "fixed", "num_microbatches": 8}).plan(
+        dataset_size=389)
+    m = plan.mechanism
+    assert (m.sampling.value, m.adjacency.value, m.steps, m.sensitivity) == ("fixed", "replace-one", 61, 2.0)
+    # Independently: 61 x sampling 32 of 389 without replacement, Gaussian at sigma / 2 (sensitivity 2C), by
+    # dp-accounting's RDP accountant under replace-one.
+    event = dp_event.SelfComposedDpEvent(dp_event.SampledWithoutReplacementDpEvent(
+        389, 32, dp_event.GaussianDpEvent(m.noise_multiplier / 2)), 61)
+    rdp = dp_accounting.rdp.RdpAccountant(neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE)
+    expected = rdp.compose(event).get_epsilon(1e-3)
+    ledger = plan.ledger()
+    assert ledger.epsilons == {"rdp": pytest.approx(expected, rel=1e-9), "pld": None}
+    assert 2.9 < ledger.epsilon <= 3.0 and ledger.epsilon_accountant == "rdp"
+    assert ledger.describe_epsilon() == "RDP accountant (PLD: no analysis), dp-sgd ledger, delta = 0.001"
+
+
+def test_poisson_microbatches_double_the_sensitivity():
+    plan = DpTrainingConfig.from_custom_config({**GOOD, "num_microbatches": 8, "target_epsilon": None,
+                                                "noise_multiplier": 1.2}).plan(dataset_size=389)
+    m = plan.mechanism
+    assert m.sensitivity == 2.0 and m.unit_event() == dp_event.PoissonSampledDpEvent(
+        32 / 389, dp_event.GaussianDpEvent(0.6))
+    assert plan.ledger().epsilons["rdp"] == pytest.approx(compute_epsilon(m, 1e-3, "rdp"), rel=1e-12)

@@ -88,12 +88,28 @@ def test_mlmd_properties_round_trip():
     assert props[pl.EPSILON] == pl.mlmd_upper_bound(ledger.epsilon) and props[pl.DELTA] == 1e-3
     assert props[pl.EPSILON_RDP] == pl.mlmd_upper_bound(ledger.epsilons["rdp"])
     assert props[pl.EPSILON_PLD] == pl.mlmd_upper_bound(ledger.epsilons["pld"])
+    assert props[pl.EPSILON_ACCOUNTANT] == min(ledger.epsilons, key=ledger.epsilons.get)
     assert props[pl.NOISE_MULTIPLIER] == 1.3 and props[pl.L2_NORM_CLIP] == 1.0
     assert props[pl.SAMPLING] == "poisson" and props[pl.PRIVACY_LEDGER_URI] == "/m/ledger.json"
     plain = _FakeTfxArtifact()
     pl.record_on_artifact(plain, None)
     assert pl.model_properties(plain) == {pl.PRIVATE: 0}
     assert math.isfinite(props[pl.EPSILON])
+
+
+def test_fixed_size_batches_give_the_rdp_epsilon_and_say_so():
+    """Replace-one, sampled without replacement: only the RDP accountant has an analysis."""
+    fixed = MECHANISM.replace(sampling="fixed", adjacency="replace-one")
+    ledger = pl.PrivacyLedger.for_dp_sgd(fixed, l2_norm_clip=1.0, delta=1e-3)
+    assert ledger.epsilons == {"rdp": pytest.approx(compute_epsilon(fixed, 1e-3, "rdp"), rel=1e-12), "pld": None}
+    assert ledger.epsilon == ledger.epsilons["rdp"] and ledger.epsilon_accountant == "rdp"
+    assert ledger.describe_epsilon() == "RDP accountant (PLD: no analysis), dp-sgd ledger, delta = 0.001"
+    artifact = _FakeTfxArtifact()
+    pl.record_on_artifact(artifact, pl.PrivacyLedger.from_dict(json.loads(json.dumps(ledger.to_dict()))))
+    props = pl.model_properties(artifact.mlmd_artifact)
+    assert props[pl.EPSILON] == props[pl.EPSILON_RDP] == pl.mlmd_upper_bound(ledger.epsilon)
+    assert props[pl.EPSILON_ACCOUNTANT] == "rdp" and pl.EPSILON_PLD not in props
+    assert props[pl.SAMPLING] == "fixed" and props[pl.ADJACENCY] == "replace-one"
 
 
 @pytest.mark.parametrize("value, stored", [(2.9997151488, 2.99972), (2.5927545031, 2.59276), (1.0, 1.0),

@@ -4,16 +4,19 @@ Keys (all optional; the defaults are shown by `DpTrainingConfig`):
 
 =================  ==========================================================================
 private            true: DP-SGD with a privacy ledger; false: ordinary training, no ledger
-batch_size         B, the expected batch size (Poisson) or the batch size (shuffle)
-epochs             passes over the training data: T = ceil(epochs * n / B) noisy steps (Poisson);
-                   whole epochs of ceil(n / B) steps (shuffle)
+batch_size         B, the expected batch size (Poisson) or the batch size (fixed, shuffle)
+epochs             passes over the training data: T = ceil(epochs * n / B) noisy steps (Poisson,
+                   fixed); whole epochs of ceil(n / B) steps (shuffle)
 l2_norm_clip       C, the L2 norm each example's gradient is clipped to
 noise_multiplier   sigma: noise std on the summed clipped gradients is sigma * C
 target_epsilon     instead of noise_multiplier: calibrate sigma so that epsilon <= this
 delta              delta of the guarantee (default: the largest power of ten below 1/n)
-sampling           poisson (exact analysis) or shuffle (once-per-epoch bound, no amplification)
-num_microbatches   clip per microbatch instead of per example (sensitivity 2C if several each)
-accountant         rdp or pld: the accountant that calibrates target_epsilon
+sampling           poisson (add/remove adjacency, exact analysis), fixed (B drawn without replacement
+                   at every step; replace-one adjacency, RDP analysis only) or shuffle
+                   (once-per-epoch bound, no amplification)
+num_microbatches   clip per microbatch instead of per example (sensitivity 2C if several each);
+                   must divide fixed and shuffled batches
+accountant         rdp or pld: the accountant that calibrates target_epsilon (fixed: rdp only)
 =================  ==========================================================================
 
 Other keys are left to the trainer module (e.g. ``learning_rate``), except near-misses of these
@@ -35,7 +38,7 @@ from privacy.accounting import (AccountantKind, Adjacency, DpSgdMechanism, Priva
 
 from pipelines.privacy_ledger import PrivacyLedger
 
-SUPPORTED_SAMPLING = (Sampling.POISSON.value, Sampling.SHUFFLE.value)
+SUPPORTED_SAMPLING = tuple(s.value for s in Sampling)
 
 
 class InvalidPrivacySetting(ValueError):
@@ -92,12 +95,27 @@ class DpTrainingConfig:
                                                     f"got {config.sampling!r}")
         if config.accountant not in [a.value for a in AccountantKind]:
             raise InvalidPrivacySetting("accountant", f"must be 'rdp' or 'pld', got {config.accountant!r}")
+        if (config.private and config.target_epsilon is not None and config.sampling == Sampling.FIXED.value
+                and config.accountant == AccountantKind.PLD.value):
+            raise InvalidPrivacySetting("accountant", "dp-accounting's PLD accountant has no analysis of fixed-size "
+                                                      "sampling without replacement, so it cannot calibrate "
+                                                      "target_epsilon; use 'rdp'")
+        if (config.num_microbatches is not None and config.sampling != Sampling.POISSON.value
+                and config.batch_size % config.num_microbatches):
+            raise InvalidPrivacySetting("num_microbatches", f"{config.sampling} batches of {config.batch_size} "
+                                                            f"cannot be split into {config.num_microbatches} equal "
+                                                            f"microbatches; use a divisor of batch_size")
         if config.private and (config.noise_multiplier is None) == (config.target_epsilon is None):
             both = "both are" if config.noise_multiplier is not None else "neither is"
             raise InvalidPrivacySetting("noise_multiplier",
                                         f"private training needs exactly one of 'noise_multiplier' and "
                                         f"'target_epsilon' ({both} set)")
         return config
+
+    @property
+    def adjacency(self) -> Adjacency:
+        """Replace-one for fixed-size batches (the batch size reveals n), else add/remove."""
+        return Adjacency.REPLACE_ONE if self.sampling == Sampling.FIXED.value else Adjacency.ADD_REMOVE
 
     def to_custom_config(self) -> dict[str, Any]:
         """The settings as ``custom_config`` entries (JSON values)."""
@@ -122,6 +140,7 @@ class DpTrainingConfig:
             raise InvalidPrivacySetting("batch_size", f"must be <= the {n} training examples, got {self.batch_size}")
         if self.sampling == Sampling.SHUFFLE.value:
             steps = self._shuffled_steps(n, steps)
+            self._check_last_shuffled_batch(n)
         elif steps is None:
             steps = steps_for_epochs(self.epochs, n, self.batch_size)
         if not self.private:
@@ -137,7 +156,7 @@ class DpTrainingConfig:
             steps_per_epoch = math.ceil(n / self.batch_size) if sampling is Sampling.SHUFFLE else None
             mechanism = DpSgdMechanism(dataset_size=n, batch_size=self.batch_size,
                                        noise_multiplier=self.noise_multiplier or 1.0, steps=steps,
-                                       sampling=sampling, adjacency=Adjacency.ADD_REMOVE,
+                                       sampling=sampling, adjacency=self.adjacency,
                                        num_microbatches=self.num_microbatches, steps_per_epoch=steps_per_epoch)
         except ValueError as err:
             setting = "num_microbatches" if "microbatches" in str(err) else "batch_size"
@@ -150,6 +169,15 @@ class DpTrainingConfig:
                 raise InvalidPrivacySetting("target_epsilon", f"cannot calibrate: {err}") from None
             mechanism = mechanism.replace(noise_multiplier=sigma)
         return DpTrainingPlan(config=self, dataset_size=n, steps=steps, mechanism=mechanism, delta=delta)
+
+    def _check_last_shuffled_batch(self, n: int) -> None:
+        """Every shuffled batch, the short last one included, must split into equal microbatches."""
+        last = n % self.batch_size
+        if self.private and self.num_microbatches is not None and last % self.num_microbatches:
+            raise InvalidPrivacySetting("num_microbatches", f"the last shuffled batch of each epoch holds {last} of "
+                                                            f"the {n} training examples, which "
+                                                            f"{self.num_microbatches} microbatches cannot split "
+                                                            f"equally")
 
     def _shuffled_steps(self, n: int, steps: int | None) -> int:
         """Shuffled training runs whole epochs of ceil(n / B) batches (the last one short)."""

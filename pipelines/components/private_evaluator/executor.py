@@ -86,7 +86,7 @@ def _epsilon(serving_dir: str) -> tuple[float, privacy_ledger.PrivacyLedger | No
     if ledger is None:
         return math.inf, None, ("the model has no privacy ledger: it was not trained by a DP trainer, so no "
                                 "epsilon bounds its privacy loss")
-    return ledger.epsilon, ledger, f"{ledger.mechanism} ledger, delta = {ledger.delta:g}"
+    return ledger.epsilon, ledger, ledger.describe_epsilon()
 
 
 def _set_values(eval_config, values: dict[str, float], model_name: str) -> None:
@@ -137,7 +137,7 @@ def _summary(evaluation_uri: str, model, ledger, membership, checks, settings) -
         "epsilon_budget": settings.epsilon_budget,
         "max_membership_auc": settings.max_membership_auc,
         "ledger": None if ledger is None else {"epsilon": ledger.epsilons, "delta": ledger.delta,
-                                               "mechanism": ledger.mechanism},
+                                               "accountant": ledger.epsilon_accountant, "mechanism": ledger.mechanism},
         "membership_audit": membership.to_dict(),
     }
 
