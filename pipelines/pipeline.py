@@ -4,7 +4,10 @@ CsvExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> 
 Evaluator -> Pusher, on the bundled breast-cancer CSV by default. The Trainer is `DpTrainer` (private
 or not, by ``trainer_config['private']``), the Evaluator is `PrivateEvaluator` (blessing needs
 accuracy >= ``min_accuracy``, epsilon <= ``epsilon_budget`` and membership AUC <= ``max_membership_auc``),
-and the Pusher pushes only blessed models. With ``compare_non_private=True`` a second, non-private
+and the Pusher pushes only blessed models. With ``encrypted_check=True`` an `EncryptedInferenceGate`
+runs between Evaluator and Pusher: it predicts ``encrypted_examples`` evaluation examples secret-shared
+and in plaintext, and its blessing, which the Pusher then follows, holds only if the Evaluator's
+blessing holds and the predictions agree. With ``compare_non_private=True`` a second, non-private
 Trainer and its Evaluator run beside them on the same Transform output ("Trainer_non_private",
 "Evaluator_non_private"; never pushed: without a ledger it cannot be blessed).
 
@@ -14,6 +17,7 @@ Imports TFX: call `pipelines.keras_env.use_tf_keras()` first in a fresh process.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 from typing import Any, Mapping, Sequence
 
@@ -21,15 +25,16 @@ import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
 from pipelines.components.dp_trainer.component import DpTrainer
+from pipelines.components.encrypted_gate.component import EncryptedInferenceGate
 from pipelines.components.private_evaluator import spec as gate_spec
 from pipelines.components.private_evaluator.component import PrivateEvaluator
 from pipelines.datasets import breast_cancer
-from pipelines.report import NON_PRIVATE_SUFFIX
+from pipelines.report import ENCRYPTED_GATE, NON_PRIVATE_SUFFIX
 
 PIPELINE_NAME = "ppml-breast-cancer"
 """Lower case and dashes only: Kubeflow Pipelines requires [a-z0-9][a-z0-9-]{0,127}."""
 MODULE = "pipelines.trainers.breast_cancer"
-"""Module with ``preprocessing_fn`` and ``run_fn``, by dotted path (no module file to package)."""
+"""Module with ``preprocessing_fn``, ``run_fn`` and ``MODEL_INPUT_KEYS``, by dotted path (no module file to package)."""
 DEFAULT_TRAINER_CONFIG: Mapping[str, Any] = {
     "private": True, "batch_size": 32, "epochs": 15, "l2_norm_clip": 1.0, "target_epsilon": 3.0,
     "learning_rate": 0.2,
@@ -76,7 +81,8 @@ def eval_config(*, min_accuracy: float, epsilon_budget: float, max_membership_au
 def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: str,
                     metadata_path: str | None = None, trainer_config: Mapping[str, Any] = DEFAULT_TRAINER_CONFIG,
                     epsilon_budget: float = 3.0, max_membership_auc: float = 0.6, min_accuracy: float = 0.85,
-                    compare_non_private: bool = False, module: str = MODULE, pipeline_name: str = PIPELINE_NAME,
+                    encrypted_check: bool = False, encrypted_examples: int = 200, compare_non_private: bool = False,
+                    module: str = MODULE, pipeline_name: str = PIPELINE_NAME,
                     beam_pipeline_args: Sequence[str] = LOCAL_BEAM_ARGS, enable_cache: bool = True) -> tfx.dsl.Pipeline:
     """Builds the pipeline.
 
@@ -87,8 +93,14 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
       metadata_path: SQLite ML Metadata file for local runs; None for orchestrators with their own.
       trainer_config: the DP Trainer's ``custom_config`` (see `pipelines.components.dp_trainer.spec`).
       epsilon_budget, max_membership_auc, min_accuracy: the Evaluator's thresholds.
+      encrypted_check: run the `EncryptedInferenceGate` after the Evaluator; push only if both bless.
+      encrypted_examples: how many evaluation examples the gate predicts, encrypted and in plaintext.
       compare_non_private: also train and evaluate a non-private model side by side.
-      module: dotted module path with ``preprocessing_fn`` and ``run_fn``.
+      module: dotted module path with ``preprocessing_fn`` and ``run_fn`` (and, for the encrypted
+        check, ``MODEL_INPUT_KEYS``: the transformed features stacked, in order, into the model's input).
+
+    Raises:
+      ValueError, InvalidPrivacySetting: for an invalid setting, naming it.
     """
     config = eval_config(min_accuracy=min_accuracy, epsilon_budget=epsilon_budget,
                          max_membership_auc=max_membership_auc)
@@ -111,11 +123,19 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
         return trainer, evaluator
 
     trainer, evaluator = train_and_evaluate(trainer_config, "")
-    pusher = tfx.components.Pusher(
-        model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+    components = [example_gen, statistics_gen, schema_gen, example_validator, transform, trainer, evaluator]
+    blessing = evaluator.outputs["blessing"]
+    if encrypted_check:
+        gate = EncryptedInferenceGate(examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
+                                      transform_graph=transform.outputs["transform_graph"], model_blessing=blessing,
+                                      feature_keys=_model_input_keys(module), label_key=breast_cancer.LABEL_KEY,
+                                      num_examples=encrypted_examples).with_id(ENCRYPTED_GATE)
+        components.append(gate)
+        blessing = gate.outputs["blessing"]
+    components.append(tfx.components.Pusher(
+        model=trainer.outputs["model"], model_blessing=blessing,
         push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))
-    components = [example_gen, statistics_gen, schema_gen, example_validator, transform, trainer, evaluator, pusher]
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir))))
     if compare_non_private:
         components += train_and_evaluate({**trainer_config, "private": False}, NON_PRIVATE_SUFFIX)
     return tfx.dsl.Pipeline(
@@ -123,6 +143,14 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
         metadata_connection_config=(tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
                                     if metadata_path else None),
         beam_pipeline_args=list(beam_pipeline_args))
+
+
+def _model_input_keys(module: str) -> list[str]:
+    keys = getattr(importlib.import_module(module), "MODEL_INPUT_KEYS", None)
+    if not keys:
+        raise ValueError(f"the encrypted check needs MODEL_INPUT_KEYS in the trainer module {module}: the "
+                         f"transformed features stacked, in order, into the model's input")
+    return list(keys)
 
 
 def bundled_pipeline(pipeline_root: str, **kwargs: Any) -> tfx.dsl.Pipeline:

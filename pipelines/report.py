@@ -1,9 +1,10 @@
 """The report of a pipeline run, read from ML Metadata and the files its artifacts point to.
 
 `load_report` takes the latest run of a pipeline in a pipeline root and follows its Trainer,
-Evaluator and Pusher executions: the Model artifact (its MLMD custom properties and its privacy
-ledger), the Private Evaluator's summary (TFMA metrics, gate checks, membership audit) and the
-PushedModel. It imports neither TensorFlow nor TFX, so ``ppml report`` answers in about a second.
+Evaluator, encrypted-inference gate (when the run has one) and Pusher executions: the Model artifact
+(its MLMD custom properties and its privacy ledger), the Private Evaluator's summary (TFMA metrics,
+gate checks, membership audit), the gate's figures and the PushedModel. It imports neither TensorFlow
+nor TFX, so ``ppml report`` answers in about a second.
 """
 
 from __future__ import annotations
@@ -18,11 +19,15 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from pipelines import privacy_ledger
+from pipelines.components.encrypted_gate import spec as encrypted_spec
 from pipelines.components.private_evaluator import spec as gate_spec
+from privacy.encrypted.verify import VerificationReport
 
 REPORT_FORMAT = "ppml.pipeline_report/1"
 NON_PRIVATE_SUFFIX = "_non_private"
 """Stage-id suffix of the non-private Trainer and Evaluator of a side-by-side comparison."""
+ENCRYPTED_GATE = "EncryptedInferenceGate"
+"""Stage id of the encrypted-inference gate between Evaluator and Pusher."""
 METADATA_FILE = "metadata.sqlite"
 _DONE = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
 _STATE_NAMES = {v: k.lower() for k, v in metadata_store_pb2.Execution.State.items()}
@@ -45,6 +50,8 @@ class PipelineReport:
       evaluation: the Private Evaluator's summary (metrics, checks, audit), or None if it did not run.
       evaluation_uri: the ModelEvaluation artifact (TFMA's metrics and validation result), or None.
       pushed_uri: where the Pusher copied the model, or None when it did not push.
+      encrypted_check: the encrypted-inference gate's record (``blessed``, ``reason``, ``settings``
+        and the ``report`` figures, None when it did not predict), or None when the run had no gate.
     """
 
     pipeline_name: str
@@ -57,6 +64,7 @@ class PipelineReport:
     evaluation: dict[str, Any] | None
     evaluation_uri: str | None
     pushed_uri: str | None
+    encrypted_check: dict[str, Any] | None = None
 
     @property
     def blessed(self) -> bool | None:
@@ -88,6 +96,7 @@ class PipelineReport:
                 "blessed": self.blessed, "evaluation_uri": self.evaluation_uri, "epsilon_budget": evaluation.get("epsilon_budget"),
                 "max_membership_auc": evaluation.get("max_membership_auc"),
                 "privacy_checks": evaluation.get("privacy_checks"), "failures": evaluation.get("failures")},
+            "encrypted_check": self.encrypted_check,
             "pushed": {"pushed": self.pushed_uri is not None, "uri": self.pushed_uri},
         }
 
@@ -123,9 +132,22 @@ class PipelineReport:
         lines += [f"  {'pass' if c['passed'] else 'FAIL'}  {c['reason']}" for c in evaluation.get("privacy_checks", [])]
         lines += [f"  FAIL  {f['message']}" for f in evaluation.get("failures", [])
                   if f["metric"] not in gate_spec.CLASS_NAMES]
+        if self.encrypted_check is not None:
+            lines += [""] + _encrypted_check_lines(self.encrypted_check)
         lines.append(f"Pusher: pushed to {self.pushed_uri}" if self.pushed_uri
                      else "Pusher: not pushed (only blessed models are pushed)")
         return "\n".join(lines)
+
+
+def _encrypted_check_lines(check: dict[str, Any]) -> list[str]:
+    settings = check["settings"]
+    lines = [f"Encrypted inference gate: {'BLESSED' if check['blessed'] else 'NOT BLESSED'} (3-party secret "
+             f"sharing, {settings['frac_bits']} fractional bits, up to {settings['num_examples']} "
+             f"{settings['split']} examples)"]
+    if check["report"] is not None:
+        lines += ["  " + line for line in VerificationReport(**check["report"]).format_text().splitlines()]
+    lines.append(f"  {'pass' if check['blessed'] else 'FAIL'}  {check['reason']}")
+    return lines
 
 
 def comparison_text(private: PipelineReport, non_private: PipelineReport) -> str:
@@ -156,7 +178,7 @@ def comparison_text(private: PipelineReport, non_private: PipelineReport) -> str
 
 def load_report(pipeline_root: str, *, pipeline_name: str | None = None, non_private_variant: bool = False,
                 run_id: str | None = None, trainer: str = "Trainer", evaluator: str = "Evaluator",
-                pusher: str = "Pusher") -> PipelineReport:
+                encrypted_gate: str = ENCRYPTED_GATE, pusher: str = "Pusher") -> PipelineReport:
     """Reads the latest run (that includes ``trainer``) of the pipeline whose ML Metadata is
     ``pipeline_root/metadata.sqlite``.
 
@@ -164,7 +186,7 @@ def load_report(pipeline_root: str, *, pipeline_name: str | None = None, non_pri
       pipeline_name: needed only when several pipelines share the metadata file.
       non_private_variant: report the non-private Trainer and Evaluator of a side-by-side run.
       run_id: report this run instead of the latest.
-      trainer, evaluator, pusher: stage ids to follow.
+      trainer, evaluator, encrypted_gate, pusher: stage ids to follow.
 
     Raises:
       ReportError: no metadata, no completed Trainer in the latest run, or records that disagree.
@@ -194,6 +216,13 @@ def load_report(pipeline_root: str, *, pipeline_name: str | None = None, non_pri
         evaluation = _read_json(os.path.join(evaluation_uri, gate_spec.SUMMARY_FILE))
     if blessing_model is not None and blessing_model.id != model.id:
         raise ReportError(f"{evaluator} evaluated model {blessing_model.id}, but {trainer} produced {model.id}")
+    encrypted_check = None
+    gate = stages.get(encrypted_gate)
+    if not non_private_variant and gate is not None and gate.last_known_state in _DONE:
+        if _inputs(store, gate, encrypted_spec.MODEL_KEY)[0].id != model.id:
+            raise ReportError(f"{encrypted_gate} checked another model than {trainer}'s {model.id}")
+        [gate_blessing] = _outputs(store, gate, encrypted_spec.BLESSING_KEY)
+        encrypted_check = _read_json(os.path.join(gate_blessing.uri, encrypted_spec.REPORT_FILE))
     pushed_uri = None
     push = stages.get(pusher)
     if push is not None and push.last_known_state in _DONE and _inputs(store, push, "model")[0].id == model.id:
@@ -206,7 +235,8 @@ def load_report(pipeline_root: str, *, pipeline_name: str | None = None, non_pri
         pipeline_name=name, run_id=run.name,
         stages={stage: _STATE_NAMES.get(e.last_known_state, "?") for stage, e in stages.items()},
         model_uri=model.uri, model_id=model.id, model_properties=privacy_ledger.model_properties(model),
-        ledger=ledger, evaluation=evaluation, evaluation_uri=evaluation_uri, pushed_uri=pushed_uri)
+        ledger=ledger, evaluation=evaluation, evaluation_uri=evaluation_uri, pushed_uri=pushed_uri,
+        encrypted_check=encrypted_check)
 
 
 def _pipeline_name(store, wanted: str | None) -> str:

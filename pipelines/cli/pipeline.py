@@ -1,6 +1,7 @@
 """`ppml pipeline run` and `ppml pipeline compile`: the TFX pipeline with the DP Trainer and privacy gate.
 
-TFX is imported only when a command runs (after TF_USE_LEGACY_KERAS=1 is set for this process).
+TFX is imported only when a command runs (after TF_USE_LEGACY_KERAS=1 is set for this process). Unless
+``--verbose``, what TFX, TensorFlow and Beam print goes to a log file (`pipelines.run_log`), not the terminal.
 """
 
 from __future__ import annotations
@@ -9,13 +10,17 @@ import contextlib
 import json
 import os
 import sys
+import traceback
 
 import click
+
+from pipelines import run_log
 
 DEFAULT_ROOT = "ppml-pipeline"
 _OPTION_OF_SETTING = {"target_epsilon": "--target-epsilon", "noise_multiplier": "--noise-multiplier",
                       "epochs": "--epochs", "batch_size": "--batch-size", "l2_norm_clip": "--l2-norm-clip",
-                      "delta": "--delta", "sampling": "--sampling", "learning_rate": "--learning-rate"}
+                      "delta": "--delta", "sampling": "--sampling", "num_microbatches": "--num-microbatches",
+                      "learning_rate": "--learning-rate"}
 
 
 def _training_options(fn):
@@ -28,11 +33,16 @@ def _training_options(fn):
         click.option("--delta", type=float, help="delta of the guarantee [default: largest power of ten below 1/n]."),
         click.option("--epochs", type=float, default=15, show_default=True, help="Passes over the training data."),
         click.option("--batch-size", type=int, default=32, show_default=True,
-                     help="Expected batch size B (Poisson sampling)."),
+                     help="Batch size B (the expected one under Poisson sampling)."),
         click.option("--l2-norm-clip", type=float, default=1.0, show_default=True,
                      help="Per-example gradient clipping norm C."),
-        click.option("--sampling", type=click.Choice(["poisson", "shuffle"]), default="poisson", show_default=True,
-                     help="Batch sampling; shuffle is accounted by the once-per-epoch bound."),
+        click.option("--sampling", type=click.Choice(["poisson", "fixed", "shuffle"]), default="poisson",
+                     show_default=True,
+                     help="Batch sampling: poisson (add/remove adjacency), fixed (B drawn without replacement; "
+                          "replace-one adjacency, RDP only) or shuffle (once-per-epoch bound)."),
+        click.option("--num-microbatches", type=int,
+                     help="Clip per microbatch instead of per example (sensitivity 2C when a microbatch holds "
+                          "several examples)."),
         click.option("--learning-rate", type=float, default=0.2, show_default=True, help="SGD learning rate."),
         click.option("--epsilon-budget", type=float, default=3.0, show_default=True,
                      help="Evaluator: bless only models with epsilon <= this."),
@@ -40,6 +50,11 @@ def _training_options(fn):
                      help="Evaluator: bless only if the loss-threshold attack AUC is <= this."),
         click.option("--min-accuracy", type=float, default=0.85, show_default=True,
                      help="Evaluator: bless only if binary accuracy on the eval split is >= this."),
+        click.option("--encrypted-check", is_flag=True,
+                     help="Run the encrypted-inference gate after the Evaluator: secret-shared vs plaintext "
+                          "predictions on evaluation examples; push only if both bless."),
+        click.option("--encrypted-examples", type=click.IntRange(min=1), default=200, show_default=True,
+                     help="Evaluation examples the encrypted-inference gate predicts."),
         click.option("--compare-non-private", is_flag=True,
                      help="Also train and evaluate a non-private model side by side (never pushed; see "
                           "`ppml report --compare`)."),
@@ -50,28 +65,46 @@ def _training_options(fn):
 
 
 def _pipeline_kwargs(private, target_epsilon, noise_multiplier, delta, epochs, batch_size, l2_norm_clip, sampling,
-                     learning_rate, epsilon_budget, max_membership_auc, min_accuracy, compare_non_private) -> dict:
+                     num_microbatches, learning_rate, epsilon_budget, max_membership_auc, min_accuracy,
+                     encrypted_check, encrypted_examples, compare_non_private) -> dict:
     if target_epsilon is None and noise_multiplier is None:
         target_epsilon = 3.0
     trainer_config = {"private": private, "epochs": epochs, "batch_size": batch_size, "l2_norm_clip": l2_norm_clip,
-                      "sampling": sampling, "learning_rate": learning_rate, "target_epsilon": target_epsilon,
-                      "noise_multiplier": noise_multiplier, "delta": delta}
+                      "sampling": sampling, "num_microbatches": num_microbatches, "learning_rate": learning_rate,
+                      "target_epsilon": target_epsilon, "noise_multiplier": noise_multiplier, "delta": delta}
     return {"trainer_config": {k: v for k, v in trainer_config.items() if v is not None},
             "epsilon_budget": epsilon_budget, "max_membership_auc": max_membership_auc, "min_accuracy": min_accuracy,
+            "encrypted_check": encrypted_check, "encrypted_examples": encrypted_examples,
             "compare_non_private": compare_non_private}
 
 
-def _import_tfx(verbose: bool):
-    """Imports the pipeline modules with tf-keras and quiet logs; returns (pipeline, runners, spec)."""
+def _import_tfx():
+    """Imports the pipeline modules with tf-keras; returns (pipeline, runners, spec)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from pipelines.keras_env import use_tf_keras  # pylint: disable=import-outside-toplevel
     use_tf_keras()
-    import logging  # pylint: disable=import-outside-toplevel
     from pipelines import pipeline, runners  # pylint: disable=import-outside-toplevel
     from pipelines.components.dp_trainer import spec  # pylint: disable=import-outside-toplevel
-    if not verbose:
-        logging.getLogger("absl").setLevel(logging.WARNING)
     return pipeline, runners, spec
+
+
+@contextlib.contextmanager
+def _library_output(verbose: bool):
+    """Yields (terminal stream, `run_log.RunLog` or None) with absl logging at INFO (TFX's and our
+    executors' records): with ``verbose`` the libraries print to the terminal as usual (stdout kept for
+    the report); else to a `run_log` capture. Afterwards absl logs at its former level again."""
+    from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel
+    former = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.INFO)
+    try:
+        if verbose:
+            with contextlib.redirect_stdout(sys.stderr):  # stdout is for the report (Keras prints its progress)
+                yield sys.stderr, None
+        else:
+            with run_log.captured_output(self_explaining=(click.ClickException,)) as log:
+                yield log.terminal, log
+    finally:
+        absl_logging.set_verbosity(former)
 
 
 def _build(pipeline_module, spec_module, build, **kwargs):
@@ -97,35 +130,45 @@ def pipeline():
               help="TFX orchestrator: LocalDagRunner or BeamDagRunner.")
 @click.option("--no-cache", is_flag=True, help="Run every stage even when a cached result exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final report as JSON.")
-@click.option("--verbose", is_flag=True, help="Show TFX's INFO logs.")
+@click.option("--verbose", is_flag=True,
+              help="Print what TFX, TensorFlow and Beam log (INFO and up) here instead of to the log file.")
 def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
     """Runs CsvExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> Trainer ->
-    Evaluator -> Pusher on the bundled breast-cancer data, then prints the report.
+    Evaluator [-> EncryptedInferenceGate] -> Pusher on the bundled breast-cancer data, then prints the report.
+
+    Progress is shown per stage; what TFX, TensorFlow and Beam print goes to
+    PIPELINE_ROOT/logs/run-<time>.log (its path is shown first; --verbose prints it here instead).
 
     \b
     Example:
       ppml pipeline run --private --target-epsilon 3 --pipeline-root /tmp/ppml
     """
-    pipeline_module, runners, spec = _import_tfx(verbose)
-    tfx_pipeline = _build(pipeline_module, spec, pipeline_module.bundled_pipeline, pipeline_root=pipeline_root,
-                          enable_cache=not no_cache, **_pipeline_kwargs(**options))
     current = {}
+    with _library_output(verbose) as (terminal, log):
+        pipeline_module, runners, spec = _import_tfx()
+        tfx_pipeline = _build(pipeline_module, spec, pipeline_module.bundled_pipeline, pipeline_root=pipeline_root,
+                              enable_cache=not no_cache, **_pipeline_kwargs(**options))
+        if log is not None:
+            path = log.keep_at(run_log.new_log_path(pipeline_root))
+            click.echo(f"Logs of TFX, TensorFlow and Beam: {path} (--verbose shows them here)", file=terminal)
 
-    def progress(event):
-        current["stage"] = event.stage
-        if event.state == "running":
-            click.echo(f"[{event.index}/{event.total}] {event.stage} ...", err=True)
-        else:
-            click.echo(f"[{event.index}/{event.total}] {event.stage} {event.state} ({event.seconds:.1f} s)", err=True)
+        def progress(event):
+            current["stage"] = event.stage
+            if event.state == "running":
+                click.echo(f"[{event.index}/{event.total}] {event.stage} ...", file=terminal)
+            else:
+                click.echo(f"[{event.index}/{event.total}] {event.stage} {event.state} ({event.seconds:.1f} s)",
+                           file=terminal)
 
-    try:
-        with contextlib.redirect_stdout(sys.stderr):  # stdout is for the report (Keras prints its progress)
+        try:
             runners.run(tfx_pipeline, runner=runner, progress=progress)
-    except Exception as err:  # pylint: disable=broad-except
-        stage = current.get("stage", "the pipeline")
-        raise click.ClickException(f"{stage} failed: {type(err).__name__}: {err}\n"
-                                   f"(artifacts of the stages that completed stay in {pipeline_root} and are "
-                                   f"reused on the next run)") from None
+        except Exception as err:  # pylint: disable=broad-except
+            traceback.print_exc()  # into the log (or here with --verbose)
+            stage = current.get("stage", "the pipeline")
+            where = f"; full log in {log.path}" if log is not None else ""
+            raise click.ClickException(f"{stage} failed: {type(err).__name__}: {err}\n"
+                                       f"(artifacts of the stages that completed stay in {pipeline_root} and are "
+                                       f"reused on the next run{where})") from None
     from pipelines.report import load_report  # pylint: disable=import-outside-toplevel
     report = load_report(pipeline_root)
     click.echo(json.dumps(report.to_dict(), indent=2, allow_nan=False) if as_json else report.format_text())
@@ -139,7 +182,8 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
 @click.option("--data-root", required=True, help="Folder or bucket URI holding the CSV data.")
 @click.option("--serving-model-dir", required=True, help="Where the Pusher copies blessed models.")
 @click.option("--image", default="ppml:latest", show_default=True, help="Container image with ppml and TFX 1.21.")
-def compile_(output, pipeline_root, data_root, serving_model_dir, image, **options):
+@click.option("--verbose", is_flag=True, help="Print what TFX and TensorFlow log (else shown only on failure).")
+def compile_(output, pipeline_root, data_root, serving_model_dir, image, verbose, **options):
     """Compiles the pipeline for Kubeflow Pipelines v2 (JSON; no cluster needed).
 
     \b
@@ -147,14 +191,15 @@ def compile_(output, pipeline_root, data_root, serving_model_dir, image, **optio
       ppml pipeline compile --kubeflow-v2 pipeline.json --pipeline-root gs://b/root \\
           --data-root gs://b/data --serving-model-dir gs://b/serving
     """
-    pipeline_module, runners, spec = _import_tfx(verbose=False)
-    tfx_pipeline = _build(pipeline_module, spec, pipeline_module.create_pipeline, pipeline_root=pipeline_root,
-                          data_root=data_root, serving_model_dir=serving_model_dir, beam_pipeline_args=(),
-                          **_pipeline_kwargs(**options))
-    try:
-        path = runners.compile_kubeflow_v2(tfx_pipeline, output, default_image=image)
-    except (ValueError, RuntimeError) as err:
-        raise click.ClickException(str(err)) from None
+    with _library_output(verbose):
+        pipeline_module, runners, spec = _import_tfx()
+        tfx_pipeline = _build(pipeline_module, spec, pipeline_module.create_pipeline, pipeline_root=pipeline_root,
+                              data_root=data_root, serving_model_dir=serving_model_dir, beam_pipeline_args=(),
+                              **_pipeline_kwargs(**options))
+        try:
+            path = runners.compile_kubeflow_v2(tfx_pipeline, output, default_image=image)
+        except (ValueError, RuntimeError) as err:
+            raise click.ClickException(str(err)) from None
     click.echo(f"wrote {path}", err=not sys.stdout.isatty())
 
 

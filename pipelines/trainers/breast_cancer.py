@@ -33,6 +33,10 @@ def transformed_name(key: str) -> str:
     return f"{key}_xf"
 
 
+MODEL_INPUT_KEYS = tuple(transformed_name(key) for key in FEATURE_KEYS)
+"""The transformed features stacked, in this order, into the model's input (for the encrypted check)."""
+
+
 def preprocessing_fn(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     """z-scores every measurement; passes the label through."""
     outputs = {transformed_name(key): tft.scale_to_z_score(inputs[key]) for key in FEATURE_KEYS}
@@ -93,8 +97,7 @@ def _load(file_patterns, data_accessor, tft_output) -> tuple[np.ndarray, np.ndar
 
 
 def _stack(transformed: dict[str, tf.Tensor]) -> tf.Tensor:
-    return tf.concat([tf.reshape(tf.cast(transformed[transformed_name(k)], tf.float32), [-1, 1])
-                      for k in FEATURE_KEYS], axis=1)
+    return tf.concat([tf.reshape(tf.cast(transformed[k], tf.float32), [-1, 1]) for k in MODEL_INPUT_KEYS], axis=1)
 
 
 def _model(hidden_units: int) -> tf.keras.Model:
@@ -119,25 +122,23 @@ def _fit_private(model: tf.keras.Model, features: np.ndarray, labels: np.ndarray
                  hp: dict[str, Any]):
     """DP-SGD with ppml's `privacy.keras`: returns (noisy steps taken, the PrivacyBudget they composed).
 
-    Poisson batches come from `privacy.keras.poisson_batches` (exactly ``plan.steps`` of them);
-    shuffled ones are whole epochs of Keras' own batching, accounted by the once-per-epoch bound.
-    The noise generator is seeded from the OS CSPRNG.
+    Poisson and fixed-size batches are drawn by `privacy.keras` from the arrays (exactly ``plan.steps``
+    of them; Poisson batches padded to a multiple of the microbatches); shuffled ones are whole epochs
+    of Keras' own batching, accounted by the once-per-epoch bound. The noise generator is seeded from
+    the OS CSPRNG.
     """
-    from privacy.keras import make_private, poisson_batches, private_training  # pylint: disable=import-outside-toplevel
+    from privacy.keras import make_private, private_training  # pylint: disable=import-outside-toplevel
     mechanism = plan.mechanism
     make_private(model, l2_norm_clip=plan.config.l2_norm_clip, noise_multiplier=mechanism.noise_multiplier,
                  num_microbatches=mechanism.num_microbatches, expected_batch_size=mechanism.batch_size,
-                 dataset_size=mechanism.dataset_size, sampling=mechanism.sampling.value, target_delta=plan.delta,
-                 secure_noise=True)
+                 dataset_size=mechanism.dataset_size, sampling=mechanism.sampling.value,
+                 adjacency=mechanism.adjacency.value, target_delta=plan.delta, secure_noise=True)
     model.compile(optimizer=tf.keras.optimizers.SGD(hp["learning_rate"]),
                   loss=tf.keras.losses.BinaryCrossentropy(), metrics=["binary_accuracy"])
-    if mechanism.steps_per_epoch is None:  # Poisson
-        batches = poisson_batches(tf.data.Dataset.from_tensor_slices((features, labels)),
-                                  dataset_size=mechanism.dataset_size, expected_batch_size=mechanism.batch_size)
-        model.fit(batches, steps_per_epoch=plan.steps, epochs=1, verbose=2)
+    if mechanism.steps_per_epoch is None:  # Poisson or fixed: one Keras epoch of all the planned steps
+        model.fit(features, labels, steps_per_epoch=plan.steps, epochs=1, verbose=2)
     else:
-        model.fit(features, labels, batch_size=int(mechanism.batch_size),
-                  epochs=plan.steps // mechanism.steps_per_epoch, shuffle=True, verbose=2)
+        model.fit(features, labels, epochs=plan.steps // mechanism.steps_per_epoch, shuffle=True, verbose=2)
     training = private_training(model)
     return training.steps, training.budget
 

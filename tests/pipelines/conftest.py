@@ -32,20 +32,23 @@ class PipelineRun:
     root: str
     report: dict               # `ppml pipeline run --json` output
     progress: list[str]        # the per-stage progress lines on stderr
+    stderr: str                # all of it
     report_text: str = ""      # `ppml report` right after the run
     report_json: dict | None = None                # `ppml report --json` right after the run
     non_private_report: dict | None = None         # `ppml report --variant non-private --json`
     comparison_text: str = ""                      # `ppml report --compare`
 
 
-def run_pipeline(root, *options: str, read_reports: bool = False) -> PipelineRun:
+def run_pipeline(root, *options: str, read_reports: bool = False, read_text: bool = False) -> PipelineRun:
+    """Runs the pipeline; ``read_text`` reads `ppml report` right after it, ``read_reports`` all four reports."""
     proc = ppml("pipeline", "run", *options, "--pipeline-root", str(root), "--json")
     progress = [line for line in proc.stderr.splitlines() if line.startswith("[")]
-    run = PipelineRun(root=str(root), report=json.loads(proc.stdout), progress=progress)
+    run = PipelineRun(root=str(root), report=json.loads(proc.stdout), progress=progress, stderr=proc.stderr)
+    report = ("report", "--pipeline-root", str(root))
+    if read_text or read_reports:
+        run = dataclasses.replace(run, report_text=ppml(*report).stdout)
     if read_reports:
-        report = ("report", "--pipeline-root", str(root))
-        run = dataclasses.replace(run, report_text=ppml(*report).stdout,
-                                  report_json=json.loads(ppml(*report, "--json").stdout),
+        run = dataclasses.replace(run, report_json=json.loads(ppml(*report, "--json").stdout),
                                   non_private_report=json.loads(ppml(*report, "--variant", "non-private",
                                                                      "--json").stdout),
                                   comparison_text=ppml(*report, "--compare").stdout)
@@ -70,7 +73,23 @@ def strict_audit_run(tight_budget_run, private_run) -> PipelineRun:
     """Same root and training, membership-AUC bound just below the measured AUC; on BeamDagRunner."""
     bound = private_run.report["membership_audit"]["auc"] - 0.01
     return run_pipeline(private_run.root, *PIPELINE_OPTIONS, "--epsilon-budget", "3",
-                        "--max-membership-auc", f"{bound:.6f}", "--runner", "beam")
+                        "--max-membership-auc", f"{bound:.6f}", "--runner", "beam", read_reports=True)
+
+
+@pytest.fixture(scope="session")
+def fixed_batches_run(strict_audit_run, private_run) -> PipelineRun:
+    """Same root, fixed-size batches (upstream stages cached, a new Trainer), min accuracy 0.999 that no
+    model here reaches: the privacy checks pass on the RDP epsilon, the utility threshold fails."""
+    return run_pipeline(private_run.root, *PIPELINE_OPTIONS, "--sampling", "fixed", "--epsilon-budget", "3",
+                        "--min-accuracy", "0.999", read_text=True)
+
+
+@pytest.fixture(scope="session")
+def encrypted_check_run(fixed_batches_run, private_run) -> PipelineRun:
+    """The first run's settings plus the encrypted-inference gate on 100 evaluation examples: everything
+    up to the Evaluator cached, the gate and the Pusher run."""
+    return run_pipeline(private_run.root, *PIPELINE_OPTIONS, "--epsilon-budget", "3", "--encrypted-check",
+                        "--encrypted-examples", "100", read_text=True)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,8 @@ def kubeflow_spec(tmp_path_factory, ppml_cli):
     path = tmp_path_factory.mktemp("kfp") / "pipeline.json"
     ppml_cli("pipeline", "compile", "--kubeflow-v2", str(path), "--pipeline-root", "gs://bucket/root",
              "--data-root", "gs://bucket/data", "--serving-model-dir", "gs://bucket/serving",
-             "--target-epsilon", "2.5", "--l2-norm-clip", "0.8", "--compare-non-private")
+             "--target-epsilon", "2.5", "--l2-norm-clip", "0.8", "--compare-non-private", "--encrypted-check",
+             "--encrypted-examples", "150")
     with open(path) as f:
         return json.load(f)["pipelineSpec"]
 
@@ -24,7 +25,7 @@ def _custom_config(spec, task):
 def test_kubeflow_v2_json_carries_the_dp_trainer_custom_config(kubeflow_spec):
     tasks = kubeflow_spec["root"]["dag"]["tasks"]
     assert {"CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer", "Evaluator",
-            "Pusher", "Trainer_non_private", "Evaluator_non_private"} == set(tasks)
+            "EncryptedInferenceGate", "Pusher", "Trainer_non_private", "Evaluator_non_private"} == set(tasks)
     config = _custom_config(kubeflow_spec, "Trainer")
     assert config["private"] is True and config["target_epsilon"] == 2.5 and config["l2_norm_clip"] == 0.8
     assert config["batch_size"] == 32 and config["sampling"] == "poisson"
@@ -36,6 +37,25 @@ def test_kubeflow_v2_json_carries_the_dp_trainer_custom_config(kubeflow_spec):
     assert "pipelines.components.private_evaluator.executor.Executor" in evaluator_args
     eval_config = tasks["Evaluator"]["inputs"]["parameters"]["eval_config"]["runtimeValue"]["constantValue"]
     assert '"DpEpsilon"' in eval_config["stringValue"] and '"MembershipInferenceAuc"' in eval_config["stringValue"]
+
+
+def test_kubeflow_v2_json_runs_the_encrypted_gate_between_evaluator_and_pusher(kubeflow_spec):
+    tasks = kubeflow_spec["root"]["dag"]["tasks"]
+    gate = tasks["EncryptedInferenceGate"]
+    artifacts = gate["inputs"]["artifacts"]
+    assert artifacts["model_blessing"]["taskOutputArtifact"] == {"producerTask": "Evaluator",
+                                                                  "outputArtifactKey": "blessing"}
+    assert artifacts["examples"]["taskOutputArtifact"]["producerTask"] == "CsvExampleGen"
+    assert artifacts["transform_graph"]["taskOutputArtifact"]["producerTask"] == "Transform"
+    parameters = gate["inputs"]["parameters"]
+    assert parameters["num_examples"]["runtimeValue"]["constantValue"] in ({"intValue": "150"}, {"numberValue": 150})
+    keys = json.loads(parameters["feature_keys"]["runtimeValue"]["constantValue"]["stringValue"])
+    assert len(keys) == 30 and keys[0] == "mean_radius_xf"
+    # The Pusher follows the gate's blessing, which holds only if the Evaluator's does.
+    assert tasks["Pusher"]["inputs"]["artifacts"]["model_blessing"]["taskOutputArtifact"] == {
+        "producerTask": "EncryptedInferenceGate", "outputArtifactKey": "blessing"}
+    executor = kubeflow_spec["deploymentSpec"]["executors"]["EncryptedInferenceGate_executor"]
+    assert "pipelines.components.encrypted_gate.executor.Executor" in " ".join(executor["container"]["args"])
 
 
 def test_invalid_setting_is_refused_before_anything_runs(tmp_path, ppml_cli):

@@ -21,6 +21,8 @@ from pipelines.cli.accounting import epsilon as epsilon_command
 
 STAGES = ["CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer", "Evaluator",
           "Pusher"]
+LOG_NOISE = ("WARNING", "I0000", "E0000", "Instructions for updating", "cudart_stub")
+"""What TFX, absl, Beam and TensorFlow print, which the terminal must not show without --verbose."""
 
 
 def _store(root):
@@ -202,13 +204,12 @@ def test_too_small_budget_blocks_the_push_reusing_cached_stages(private_run, tig
     assert tight_budget_run.report["pushed"] == {"pushed": False, "uri": None}
 
 
-def test_report_follows_the_latest_run_of_each_branch(private_run, strict_audit_run, ppml_cli):
-    root = private_run.root
-    latest = json.loads(ppml_cli("report", "--pipeline-root", root, "--json").stdout)
-    assert latest["run_id"] == strict_audit_run.report["run_id"] != private_run.report["run_id"]
+def test_report_follows_the_latest_run_of_each_branch(private_run, strict_audit_run):
+    # Read right after the strict-audit run, when it was the latest.
+    assert strict_audit_run.report_json == strict_audit_run.report
+    assert strict_audit_run.report["run_id"] != private_run.report["run_id"]
     # The re-runs had no non-private branch: its report is still the first run's.
-    non_private = json.loads(ppml_cli("report", "--pipeline-root", root, "--variant", "non-private", "--json").stdout)
-    assert non_private == private_run.non_private_report
+    assert strict_audit_run.non_private_report == private_run.non_private_report
 
 
 def test_audit_auc_over_the_threshold_blocks_the_push_on_the_beam_runner(private_run, strict_audit_run):
@@ -224,3 +225,85 @@ def test_audit_auc_over_the_threshold_blocks_the_push_on_the_beam_runner(private
     # This re-run went through BeamDagRunner: same stages, same cache, progress shown alike.
     assert any("] Evaluator complete (" in line for line in strict_audit_run.progress)
     assert any("] Transform cached (" in line for line in strict_audit_run.progress)
+
+
+def test_library_logs_go_to_a_log_file_under_the_root_not_the_terminal(private_run):
+    lines = private_run.stderr.splitlines()
+    first, rest = lines[0], lines[1:]
+    assert first.startswith("Logs of TFX, TensorFlow and Beam: ") and first.endswith(" (--verbose shows them here)")
+    path = first[len("Logs of TFX, TensorFlow and Beam: "):-len(" (--verbose shows them here)")]
+    assert os.path.dirname(path) == os.path.join(private_run.root, "logs") and path.endswith(".log")
+    assert rest == private_run.progress  # the terminal shows the per-stage progress, and only that
+    assert not any(noise in private_run.stderr for noise in LOG_NOISE)
+    with open(path) as f:
+        log = f.read()
+    # What used to flood the terminal is in the file: absl/TFX warnings, the Trainer's Keras progress, and
+    # the INFO records of our own executors.
+    assert "WARNING:absl:" in log and "epsilon: " in log and "DP Trainer plan: DP-SGD" in log
+
+
+def test_fixed_size_batches_end_to_end_and_a_utility_failure_blocks_the_push(private_run, fixed_batches_run):
+    """The utility threshold is checked like the privacy ones: min accuracy 0.999 leaves the model NOT
+    BLESSED and unpushed although epsilon and the audit pass, and `ppml report` says why."""
+    report = fixed_batches_run.report
+    stages = report["stages"]
+    assert [stages[s] for s in STAGES[:5]] == ["cached"] * 5 and stages["Trainer"] == "complete"
+    assert report["model"]["uri"] != private_run.report["model"]["uri"]
+    privacy = report["privacy"]
+    assert privacy["sampling"] == "fixed" and privacy["adjacency"] == "replace-one"
+    assert privacy["epsilon_pld"] is None and privacy["epsilon_rdp"] <= 3.0
+    assert report["model"]["properties"]["epsilon_accountant"] == "rdp"
+    gate = report["gate"]
+    assert gate["blessed"] is False
+    checks = {c["name"]: c for c in gate["privacy_checks"]}
+    assert checks["epsilon"]["passed"] and checks["membership_inference_auc"]["passed"]
+    assert checks["epsilon"]["value"] == pytest.approx(privacy["epsilon_rdp"], rel=1e-12)
+    assert "(RDP accountant (PLD: no analysis), dp-sgd ledger, delta = " in checks["epsilon"]["reason"]
+    [failure] = gate["failures"]  # TFMA's validation failed on the utility metric, and only on it
+    accuracy = report["utility"]["binary_accuracy"]
+    assert failure["metric"] == "binary_accuracy" and accuracy < 0.999
+    assert failure["message"] == f"binary_accuracy {accuracy:.4g} does not meet >= 0.999"
+    assert report["pushed"] == {"pushed": False, "uri": None}
+    store = _store(private_run.root)
+    [blessing] = [a for a in store.get_artifacts_by_type("ModelBlessing")
+                  if _props(a).get("current_model_id") == report["model"]["mlmd_id"]]
+    assert _props(blessing)["blessed"] == 0 and _props(blessing)["privacy_gate_passed"] == 1
+    text = fixed_batches_run.report_text
+    for needle in (f"{'sampling':<18} fixed", f"{'PLD':<11} {'n/a':>9}", "Evaluator: NOT BLESSED",
+                   f"  FAIL  binary_accuracy {accuracy:.4g} does not meet >= 0.999",
+                   "  pass  epsilon", "Pusher: not pushed (only blessed models are pushed)"):
+        assert needle in text
+
+
+def test_encrypted_check_runs_after_the_evaluator_and_gates_the_push(private_run, encrypted_check_run):
+    report = encrypted_check_run.report
+    stages = report["stages"]
+    assert list(stages) == STAGES[:7] + ["EncryptedInferenceGate", "Pusher"]
+    assert [stages[s] for s in STAGES[:7]] == ["cached"] * 7  # same model, same Evaluator result
+    assert stages["EncryptedInferenceGate"] == "complete" and stages["Pusher"] == "complete"
+    assert any(line.startswith("[8/9] EncryptedInferenceGate complete (") for line in encrypted_check_run.progress)
+    assert report["model"] == private_run.report["model"] and report["gate"]["blessed"] is True
+    check = report["encrypted_check"]
+    figures = check["report"]
+    assert check["blessed"] is True and check["settings"]["num_examples"] == 100
+    assert figures["examples"] == 100 and figures["decision_agreement"] >= 0.995
+    assert figures["accuracy_difference_points"] <= 0.5 and figures["max_abs_error"] < 1e-2
+    assert figures["bytes_per_batch"] > 0 and figures["rounds_per_batch"] > 0 and figures["latency_ms_per_batch"] > 0
+    # Pushed because both blessings hold: the Pusher read the gate's blessing, which requires the Evaluator's.
+    store = _store(private_run.root)
+    [gate_blessing] = [a for a in store.get_artifacts_by_type("ModelBlessing") if "EncryptedInferenceGate" in a.uri]
+    props = _props(gate_blessing)
+    assert props["blessed"] == 1 and props["current_model_id"] == report["model"]["mlmd_id"]
+    assert props["encrypted_decision_agreement"] == figures["decision_agreement"]
+    push = max((e for t in store.get_execution_types() if t.name.endswith("Pusher")
+                for e in store.get_executions_by_type(t.name)), key=lambda e: e.id)
+    inputs = [ev.artifact_id for ev in store.get_events_by_execution_ids([push.id])
+              if ev.type == metadata_store_pb2.Event.INPUT and ev.path.steps[0].key == "model_blessing"]
+    assert inputs == [gate_blessing.id]
+    assert report["pushed"]["pushed"] and report["pushed"]["uri"] != private_run.report["pushed"]["uri"]
+    text = encrypted_check_run.report_text
+    for needle in ("Encrypted inference gate: BLESSED (3-party secret sharing, 16 fractional bits, up to 100 eval",
+                   f"  {'decision agreement':<19}  {100 * figures['decision_agreement']:.2f} %",
+                   f"  {'accuracy difference':<19}  {figures['accuracy_difference_points']:.2f} points",
+                   "latency per batch", "bytes per batch", "  pass  decision agreement", "Pusher: pushed to"):
+        assert needle in text

@@ -5,8 +5,32 @@ from __future__ import annotations
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from pipelines.components.encrypted_gate import executor, spec
+
+
+class EncryptedInferenceGateSpec(ComponentSpec):
+    """Inputs: eval examples, the trained model, optionally its Transform graph and an upstream
+    blessing (e.g. the Evaluator's). Output: a ModelBlessing for the Pusher."""
+
+    PARAMETERS = {
+        "feature_keys": ExecutionParameter(type=str),
+        "label_key": ExecutionParameter(type=str),
+        "split": ExecutionParameter(type=str, optional=True),
+        "num_examples": ExecutionParameter(type=int, optional=True),
+        "min_agreement": ExecutionParameter(type=float, optional=True),
+        "max_accuracy_drop": ExecutionParameter(type=float, optional=True),
+        "frac_bits": ExecutionParameter(type=int, optional=True),
+        "batch_size": ExecutionParameter(type=int, optional=True),
+    }
+    INPUTS = {
+        spec.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
+        spec.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+        spec.TRANSFORM_GRAPH_KEY: ChannelParameter(type=standard_artifacts.TransformGraph, optional=True),
+        spec.MODEL_BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing, optional=True),
+    }
+    OUTPUTS = {spec.BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing)}
 
 
 class EncryptedInferenceGate(base_component.BaseComponent):
@@ -22,7 +46,7 @@ class EncryptedInferenceGate(base_component.BaseComponent):
         ValueError: at construction, for an invalid setting (the message names it).
     """
 
-    SPEC_CLASS = spec.EncryptedInferenceGateSpec
+    SPEC_CLASS = EncryptedInferenceGateSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
     def __init__(self, *, examples: types.BaseChannel, model: types.BaseChannel, feature_keys: list[str],
@@ -30,6 +54,6 @@ class EncryptedInferenceGate(base_component.BaseComponent):
                  model_blessing: types.BaseChannel | None = None, **settings):
         """Args: the channels, and the fields of `spec.GateSettings` by keyword."""
         gate = spec.GateSettings(feature_keys=tuple(feature_keys), label_key=label_key, **settings)
-        super().__init__(spec=spec.EncryptedInferenceGateSpec(
+        super().__init__(spec=EncryptedInferenceGateSpec(
             examples=examples, model=model, transform_graph=transform_graph, model_blessing=model_blessing,
             blessing=types.Channel(type=standard_artifacts.ModelBlessing), **gate.exec_properties()))

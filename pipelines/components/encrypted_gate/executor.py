@@ -33,7 +33,7 @@ class Executor(base_executor.BaseExecutor):
             return _decide(blessing, settings, None, "the upstream blessing is NOT_BLESSED")
         serving_dir = path_utils.serving_model_path(model_artifact.uri,
                                                     path_utils.is_old_model_artifact(model_artifact))
-        model = tf.keras.models.load_model(serving_dir)
+        model = _graph_only(tf.keras.models.load_model(serving_dir))
         try:
             plan = import_keras_model(model)
         except UnsupportedModelError as err:
@@ -46,6 +46,15 @@ class Executor(base_executor.BaseExecutor):
                   f"{100 * settings.min_agreement:.2f} %), accuracy difference "
                   f"{report.accuracy_difference_points:.2f} points (needs <= {settings.max_accuracy_drop:g})")
         _decide(blessing, settings, report, reason if passed else f"failed: {reason}", passed=passed)
+
+
+def _graph_only(model):
+    """The model from its inputs to its outputs. A TFX module file attaches the Transform layer to the
+    model it exports (``model.tft_layer``), which then counts among the model's layers but is not part
+    of its graph; the gate runs that graph (on transformed features), so it leaves such layers out."""
+    if type(model).__name__ == "Sequential" or not getattr(model, "inputs", None):
+        return model
+    return tf.keras.Model(model.inputs, model.outputs, name=model.name)
 
 
 def _decide(blessing, settings: spec.GateSettings, report, reason: str, *, passed: bool = False) -> None:

@@ -1,13 +1,14 @@
-"""Keys, defaults and the ComponentSpec of the encrypted-inference gate (each declared once, here)."""
+"""Keys, defaults and settings of the encrypted-inference gate (each declared once, here).
+
+Imports neither TensorFlow nor TFX, so reports can read the gate's artifacts cheaply; the
+ComponentSpec is in `component`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 from typing import Any
-
-from tfx.types import standard_artifacts
-from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from privacy.encrypted.verify import DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MIN_AGREEMENT
 
@@ -72,26 +73,3 @@ class GateSettings:
         values = {f.name: props[f.name] for f in dataclasses.fields(cls) if props.get(f.name) is not None}
         values["feature_keys"] = tuple(json.loads(values["feature_keys"]))
         return cls(**values)
-
-
-class EncryptedInferenceGateSpec(ComponentSpec):
-    """Inputs: eval examples, the trained model, optionally its Transform graph and an upstream
-    blessing (e.g. the Evaluator's). Output: a ModelBlessing for the Pusher."""
-
-    PARAMETERS = {
-        "feature_keys": ExecutionParameter(type=str),
-        "label_key": ExecutionParameter(type=str),
-        "split": ExecutionParameter(type=str, optional=True),
-        "num_examples": ExecutionParameter(type=int, optional=True),
-        "min_agreement": ExecutionParameter(type=float, optional=True),
-        "max_accuracy_drop": ExecutionParameter(type=float, optional=True),
-        "frac_bits": ExecutionParameter(type=int, optional=True),
-        "batch_size": ExecutionParameter(type=int, optional=True),
-    }
-    INPUTS = {
-        EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
-        MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
-        TRANSFORM_GRAPH_KEY: ChannelParameter(type=standard_artifacts.TransformGraph, optional=True),
-        MODEL_BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing, optional=True),
-    }
-    OUTPUTS = {BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing)}
