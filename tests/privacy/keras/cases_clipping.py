@@ -148,9 +148,11 @@ def case_unclipped_sum_equals_full_gradient():
         want = tape.gradient(total, model.trainable_variables)
         for jit_compile in _compile_modes(name):
             got = _clipped(model, x, y, weights, 1e9, jit_compile=jit_compile).sums
+            # XLA fuses and reorders float32 reductions: up to ~3e-5 relative seen on the sequence model.
+            tolerance = 1e-4 if jit_compile else 1e-5
             for g, w in zip(got, want):
-                np.testing.assert_allclose(g.numpy(), tf.convert_to_tensor(w).numpy(), rtol=1e-5, atol=1e-5,
-                                           err_msg=f"{name}, XLA {jit_compile}")
+                np.testing.assert_allclose(g.numpy(), tf.convert_to_tensor(w).numpy(), rtol=tolerance,
+                                           atol=tolerance, err_msg=f"{name}, XLA {jit_compile}")
 
 
 def case_neighbouring_batches_differ_by_at_most_the_clip():
