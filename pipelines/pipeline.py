@@ -2,7 +2,8 @@
 
 CsvExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> Trainer ->
 Evaluator -> Pusher, on the bundled breast-cancer CSV by default. The Trainer is `DpTrainer` (private
-or not, by ``trainer_config['private']``), the Evaluator is `PrivateEvaluator` (blessing needs
+or not, by ``trainer_config['private']``) or, with ``trainer="federated"``, `FederatedTrainer` (FedAvg
+over clients partitioned from the training split, client-level DP when private), the Evaluator is `PrivateEvaluator` (blessing needs
 accuracy >= ``min_accuracy``, epsilon <= ``epsilon_budget`` and membership AUC <= ``max_membership_auc``),
 and the Pusher pushes only blessed models. With ``encrypted_check=True`` an `EncryptedInferenceGate`
 runs between Evaluator and Pusher: it predicts ``encrypted_examples`` evaluation examples secret-shared
@@ -26,6 +27,7 @@ from tfx import v1 as tfx
 
 from pipelines.components.dp_trainer.component import DpTrainer
 from pipelines.components.encrypted_gate.component import EncryptedInferenceGate
+from pipelines.components.federated_trainer.component import FederatedTrainer
 from pipelines.components.private_evaluator import spec as gate_spec
 from pipelines.components.private_evaluator.component import PrivateEvaluator
 from pipelines.datasets import breast_cancer
@@ -39,6 +41,10 @@ DEFAULT_TRAINER_CONFIG: Mapping[str, Any] = {
     "private": True, "batch_size": 32, "epochs": 15, "l2_norm_clip": 1.0, "target_epsilon": 3.0,
     "learning_rate": 0.2,
 }
+_PRIVACY_KEYS = ("target_epsilon", "noise_multiplier", "max_epsilon")
+"""Settings a non-private Trainer of a side-by-side comparison drops."""
+TRAINERS = ("dp", "federated")
+"""`DpTrainer` (DP-SGD, or ordinary training) or `FederatedTrainer` (FedAvg, DP-FedAvg)."""
 LOCAL_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 
 
@@ -79,7 +85,8 @@ def eval_config(*, min_accuracy: float, epsilon_budget: float, max_membership_au
 
 
 def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: str,
-                    metadata_path: str | None = None, trainer_config: Mapping[str, Any] = DEFAULT_TRAINER_CONFIG,
+                    metadata_path: str | None = None, trainer: str = "dp",
+                    trainer_config: Mapping[str, Any] | None = None,
                     epsilon_budget: float = 3.0, max_membership_auc: float = 0.6, min_accuracy: float = 0.85,
                     encrypted_check: bool = False, encrypted_examples: int = 200, compare_non_private: bool = False,
                     module: str = MODULE, pipeline_name: str = PIPELINE_NAME,
@@ -91,7 +98,11 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
       data_root: folder holding the CSV file(s), and nothing else.
       serving_model_dir: where the Pusher copies blessed models.
       metadata_path: SQLite ML Metadata file for local runs; None for orchestrators with their own.
-      trainer_config: the DP Trainer's ``custom_config`` (see `pipelines.components.dp_trainer.spec`).
+      trainer: one of `TRAINERS`.
+      trainer_config: the Trainer's ``custom_config`` (see `pipelines.components.dp_trainer.spec` or
+        `pipelines.components.federated_trainer.spec`; the federated one's ``label_key`` defaults to
+        the dataset's label). Default: `DEFAULT_TRAINER_CONFIG` for the DP Trainer, the spec's own
+        defaults for the Federated Trainer.
       epsilon_budget, max_membership_auc, min_accuracy: the Evaluator's thresholds.
       encrypted_check: run the `EncryptedInferenceGate` after the Evaluator; push only if both bless.
       encrypted_examples: how many evaluation examples the gate predicts, encrypted and in plaintext.
@@ -100,8 +111,13 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
         check, ``MODEL_INPUT_KEYS``: the transformed features stacked, in order, into the model's input).
 
     Raises:
-      ValueError, InvalidPrivacySetting: for an invalid setting, naming it.
+      ValueError, InvalidPrivacySetting, InvalidFederatedSetting: for an invalid setting, naming it.
     """
+    if trainer not in TRAINERS:
+        raise ValueError(f"trainer must be one of {', '.join(TRAINERS)}, got {trainer!r}")
+    if trainer == "federated" and encrypted_check:
+        raise ValueError("the encrypted check runs Keras models; the Federated Trainer exports a SavedModel "
+                         "without one (use trainer='dp')")
     config = eval_config(min_accuracy=min_accuracy, epsilon_budget=epsilon_budget,
                          max_membership_auc=max_membership_auc)
     example_gen = tfx.components.CsvExampleGen(input_base=data_root)
@@ -113,31 +129,37 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
                                          preprocessing_fn=f"{module}.preprocessing_fn")
 
     def train_and_evaluate(custom_config: Mapping[str, Any], suffix: str):
-        trainer = DpTrainer(run_fn=f"{module}.run_fn", examples=transform.outputs["transformed_examples"],
-                            transform_graph=transform.outputs["transform_graph"], schema=schema_gen.outputs["schema"],
-                            train_args=tfx.proto.TrainArgs(splits=["train"]),
-                            eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-                            custom_config=dict(custom_config)).with_id("Trainer" + suffix)
-        evaluator = PrivateEvaluator(examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
+        inputs = dict(examples=transform.outputs["transformed_examples"],
+                      transform_graph=transform.outputs["transform_graph"], schema=schema_gen.outputs["schema"],
+                      train_args=tfx.proto.TrainArgs(splits=["train"]), eval_args=tfx.proto.EvalArgs(splits=["eval"]))
+        if trainer == "dp":
+            trained = DpTrainer(run_fn=f"{module}.run_fn", custom_config=dict(custom_config), **inputs)
+        else:
+            trained = FederatedTrainer(custom_config={"label_key": breast_cancer.LABEL_KEY, **custom_config}, **inputs)
+        trained = trained.with_id("Trainer" + suffix)
+        evaluator = PrivateEvaluator(examples=example_gen.outputs["examples"], model=trained.outputs["model"],
                                      eval_config=config).with_id("Evaluator" + suffix)
-        return trainer, evaluator
+        return trained, evaluator
 
-    trainer, evaluator = train_and_evaluate(trainer_config, "")
-    components = [example_gen, statistics_gen, schema_gen, example_validator, transform, trainer, evaluator]
+    if trainer_config is None:
+        trainer_config = DEFAULT_TRAINER_CONFIG if trainer == "dp" else {}
+    trained, evaluator = train_and_evaluate(trainer_config, "")
+    components = [example_gen, statistics_gen, schema_gen, example_validator, transform, trained, evaluator]
     blessing = evaluator.outputs["blessing"]
     if encrypted_check:
-        gate = EncryptedInferenceGate(examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
+        gate = EncryptedInferenceGate(examples=example_gen.outputs["examples"], model=trained.outputs["model"],
                                       transform_graph=transform.outputs["transform_graph"], model_blessing=blessing,
                                       feature_keys=_model_input_keys(module), label_key=breast_cancer.LABEL_KEY,
                                       num_examples=encrypted_examples).with_id(ENCRYPTED_GATE)
         components.append(gate)
         blessing = gate.outputs["blessing"]
     components.append(tfx.components.Pusher(
-        model=trainer.outputs["model"], model_blessing=blessing,
+        model=trained.outputs["model"], model_blessing=blessing,
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir))))
     if compare_non_private:
-        components += train_and_evaluate({**trainer_config, "private": False}, NON_PRIVATE_SUFFIX)
+        public = {k: v for k, v in trainer_config.items() if k not in _PRIVACY_KEYS}
+        components += train_and_evaluate({**public, "private": False}, NON_PRIVATE_SUFFIX)
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name, pipeline_root=pipeline_root, components=components, enable_cache=enable_cache,
         metadata_connection_config=(tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)

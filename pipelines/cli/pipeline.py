@@ -23,10 +23,20 @@ _OPTION_OF_SETTING = {"target_epsilon": "--target-epsilon", "noise_multiplier": 
                       "learning_rate": "--learning-rate"}
 
 
+_DP_SGD_ONLY = ("epochs", "batch_size", "l2_norm_clip", "sampling", "num_microbatches", "learning_rate")
+
+
 def _training_options(fn):
     options = [
+        click.option("--trainer", type=click.Choice(["dp", "federated"]), default="dp", show_default=True,
+                     help="The DP Trainer (DP-SGD) or the Federated Trainer (FedAvg over clients partitioned "
+                          "from the training split; DP-FedAvg when private)."),
+        click.option("--trainer-config", "trainer_config_json", metavar="JSON",
+                     help="Further keys of the Trainer's custom_config, as a JSON object, e.g. "
+                          "'{\"num_clients\": 40, \"rounds\": 20}' (keys: pipelines/components/"
+                          "{dp,federated}_trainer/spec.py)."),
         click.option("--private/--no-private", default=True, show_default=True,
-                     help="Train with DP-SGD (privacy ledger, epsilon in ML Metadata) or without privacy."),
+                     help="Train with DP (privacy ledger, epsilon in ML Metadata) or without privacy."),
         click.option("--target-epsilon", type=float,
                      help="Calibrate the noise multiplier to this epsilon [default: 3 unless --noise-multiplier]."),
         click.option("--noise-multiplier", type=float, help="sigma, instead of --target-epsilon."),
@@ -64,15 +74,34 @@ def _training_options(fn):
     return fn
 
 
-def _pipeline_kwargs(private, target_epsilon, noise_multiplier, delta, epochs, batch_size, l2_norm_clip, sampling,
-                     num_microbatches, learning_rate, epsilon_budget, max_membership_auc, min_accuracy,
-                     encrypted_check, encrypted_examples, compare_non_private) -> dict:
-    if target_epsilon is None and noise_multiplier is None:
+def _pipeline_kwargs(trainer, trainer_config_json, private, target_epsilon, noise_multiplier, delta, epochs,
+                     batch_size, l2_norm_clip, sampling, num_microbatches, learning_rate, epsilon_budget,
+                     max_membership_auc, min_accuracy, encrypted_check, encrypted_examples,
+                     compare_non_private) -> dict:
+    if private and target_epsilon is None and noise_multiplier is None:
         target_epsilon = 3.0
-    trainer_config = {"private": private, "epochs": epochs, "batch_size": batch_size, "l2_norm_clip": l2_norm_clip,
-                      "sampling": sampling, "num_microbatches": num_microbatches, "learning_rate": learning_rate,
-                      "target_epsilon": target_epsilon, "noise_multiplier": noise_multiplier, "delta": delta}
-    return {"trainer_config": {k: v for k, v in trainer_config.items() if v is not None},
+    trainer_config = {"private": private, "target_epsilon": target_epsilon, "noise_multiplier": noise_multiplier,
+                      "delta": delta}
+    if trainer == "dp":
+        trainer_config.update(epochs=epochs, batch_size=batch_size, l2_norm_clip=l2_norm_clip, sampling=sampling,
+                              num_microbatches=num_microbatches, learning_rate=learning_rate)
+    else:
+        context = click.get_current_context()
+        given = [name for name in _DP_SGD_ONLY
+                 if context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
+        if given:
+            raise click.UsageError(f"{_OPTION_OF_SETTING[given[0]]} sets DP-SGD training (--trainer dp); give the "
+                                   f"Federated Trainer's settings with --trainer-config")
+    if trainer_config_json:
+        try:
+            extra = json.loads(trainer_config_json)
+        except json.JSONDecodeError as err:
+            raise click.BadParameter(f"not JSON ({err})", param_hint="'--trainer-config'") from None
+        if not isinstance(extra, dict):
+            raise click.BadParameter(f"must be a JSON object, got {trainer_config_json!r}",
+                                     param_hint="'--trainer-config'")
+        trainer_config.update(extra)
+    return {"trainer": trainer, "trainer_config": {k: v for k, v in trainer_config.items() if v is not None},
             "epsilon_budget": epsilon_budget, "max_membership_auc": max_membership_auc, "min_accuracy": min_accuracy,
             "encrypted_check": encrypted_check, "encrypted_examples": encrypted_examples,
             "compare_non_private": compare_non_private}
@@ -111,7 +140,7 @@ def _build(pipeline_module, spec_module, build, **kwargs):
     try:
         return build(**kwargs)
     except spec_module.InvalidPrivacySetting as err:
-        raise click.BadParameter(str(err), param_hint=f"'{_OPTION_OF_SETTING.get(err.setting, err.setting)}'")
+        raise click.BadParameter(str(err), param_hint=f"'{_OPTION_OF_SETTING.get(err.setting, '--trainer-config')}'")
     except ValueError as err:
         raise click.UsageError(str(err))
 
@@ -143,11 +172,11 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
     Example:
       ppml pipeline run --private --target-epsilon 3 --pipeline-root /tmp/ppml
     """
-    current = {}
+    current, settings = {}, _pipeline_kwargs(**options)
     with _library_output(verbose) as (terminal, log):
         pipeline_module, runners, spec = _import_tfx()
         tfx_pipeline = _build(pipeline_module, spec, pipeline_module.bundled_pipeline, pipeline_root=pipeline_root,
-                              enable_cache=not no_cache, **_pipeline_kwargs(**options))
+                              enable_cache=not no_cache, **settings)
         if log is not None:
             path = log.keep_at(run_log.new_log_path(pipeline_root))
             click.echo(f"Logs of TFX, TensorFlow and Beam: {path} (--verbose shows them here)", file=terminal)
@@ -191,11 +220,12 @@ def compile_(output, pipeline_root, data_root, serving_model_dir, image, verbose
       ppml pipeline compile --kubeflow-v2 pipeline.json --pipeline-root gs://b/root \\
           --data-root gs://b/data --serving-model-dir gs://b/serving
     """
+    settings = _pipeline_kwargs(**options)
     with _library_output(verbose):
         pipeline_module, runners, spec = _import_tfx()
         tfx_pipeline = _build(pipeline_module, spec, pipeline_module.create_pipeline, pipeline_root=pipeline_root,
                               data_root=data_root, serving_model_dir=serving_model_dir, beam_pipeline_args=(),
-                              **_pipeline_kwargs(**options))
+                              **settings)
         try:
             path = runners.compile_kubeflow_v2(tfx_pipeline, output, default_image=image)
         except (ValueError, RuntimeError) as err:

@@ -1,9 +1,8 @@
 """The Federated Trainer: settings checks, a client column at the executor, and a TFX pipeline end to end.
 
-The pipeline (CsvExampleGen -> StatisticsGen -> SchemaGen -> Transform -> FederatedTrainer ->
-PrivateEvaluator -> Pusher on the bundled breast-cancer data) runs once, in a fresh tf-keras process;
-the checks read ML Metadata, the ledger and the SavedModel directly and recompute epsilon with
-dp-accounting from the settings.
+The pipeline (the factory's eight stages on the bundled breast-cancer data, with the Federated Trainer)
+runs once through ``ppml pipeline run --trainer federated``; the checks read ML Metadata, the ledger and
+the SavedModel directly and recompute epsilon with dp-accounting from the settings.
 """
 
 import json
@@ -16,46 +15,11 @@ from dp_accounting import dp_event
 from pipelines.components.federated_trainer.spec import FederatedTrainingConfig, InvalidFederatedSetting
 
 from ..conftest import run_python
+from .conftest import ppml
 
 CONFIG = {"label_key": "diagnosis", "partition": "dirichlet", "alpha": 1.0, "num_clients": 20, "rounds": 8,
           "sampling": "poisson", "fraction": 0.5, "private": True, "noise_multiplier": 0.5, "clipping_norm": 1.0,
           "client_learning_rate": 0.1, "local_epochs": 2}
-
-PIPELINE = """
-import json, os, sys
-from pipelines.keras_env import use_tf_keras
-use_tf_keras()
-from tfx import v1 as tfx
-from pipelines import pipeline as factory
-from pipelines.components.federated_trainer.component import FederatedTrainer
-from pipelines.components.private_evaluator.component import PrivateEvaluator
-from pipelines.datasets import breast_cancer
-from pipelines.privacy_ledger import model_properties
-
-root, config = sys.argv[1], json.loads(sys.argv[2])
-layout = factory.PipelineLayout(root)
-breast_cancer.write_csv(layout.data_root)
-example_gen = tfx.components.CsvExampleGen(input_base=layout.data_root)
-statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
-transform = tfx.components.Transform(examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
-                                     preprocessing_fn=factory.MODULE + ".preprocessing_fn")
-trainer = FederatedTrainer(examples=transform.outputs["transformed_examples"],
-                           transform_graph=transform.outputs["transform_graph"], schema=schema_gen.outputs["schema"],
-                           train_args=tfx.proto.TrainArgs(splits=["train"]),
-                           eval_args=tfx.proto.EvalArgs(splits=["eval"]), custom_config=config)
-evaluator = PrivateEvaluator(examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
-                             eval_config=factory.eval_config(min_accuracy=0.8, epsilon_budget=30.0,
-                                                             max_membership_auc=0.7))
-pusher = tfx.components.Pusher(model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
-                               push_destination=tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination
-                                   .Filesystem(base_directory=layout.serving_model_dir)))
-tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
-    pipeline_name="ppml-federated", pipeline_root=root,
-    components=[example_gen, statistics_gen, schema_gen, transform, trainer, evaluator, pusher],
-    metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(layout.metadata_path),
-    beam_pipeline_args=list(factory.LOCAL_BEAM_ARGS)))
-"""
 
 INSPECT = """
 import glob, json, os, sys
@@ -87,9 +51,12 @@ print(json.dumps({"model": props(model), "model_uri": model.uri, "blessing": pro
 @pytest.fixture(scope="module")
 def federated_run(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("ppml-federated-pipeline"))
-    run_python(f"import sys; sys.argv = ['', {root!r}, {json.dumps(CONFIG)!r}]\n{PIPELINE}", legacy_keras=True)
+    settings = {k: v for k, v in CONFIG.items() if k not in ("private", "noise_multiplier")}
+    proc = ppml("pipeline", "run", "--trainer", "federated", "--private", "--noise-multiplier", "0.5",
+                "--trainer-config", json.dumps(settings), "--epsilon-budget", "30", "--max-membership-auc", "0.7",
+                "--min-accuracy", "0.8", "--pipeline-root", root, "--json")
     out = run_python(f"import sys; sys.argv = ['', {root!r}]\n{INSPECT}", legacy_keras=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return {**json.loads(out.strip().splitlines()[-1]), "report": json.loads(proc.stdout), "stderr": proc.stderr}
 
 
 def test_private_federated_model_carries_the_accountants_epsilon(federated_run):
@@ -119,6 +86,31 @@ def test_exported_model_serves_raw_examples_and_passes_the_private_evaluator(fed
     blessing = federated_run["blessing"]
     assert blessing["blessed"] == 1 and blessing["privacy_gate_passed"] == 1
     assert len(federated_run["pushed"]) == 1
+
+
+def test_pipeline_command_runs_the_federated_trainer_and_reports_its_ledger(federated_run):
+    report = federated_run["report"]
+    assert list(report["stages"]) == ["CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform",
+                                      "Trainer", "Evaluator", "Pusher"]
+    assert set(report["stages"].values()) == {"complete"}
+    privacy = report["privacy"]
+    assert privacy["mechanism"] == "dp-fedavg" and privacy["delta"] == 0.01
+    assert privacy["epsilon"]["rdp"] == pytest.approx(federated_run["model"]["epsilon_rdp"], rel=1e-5)
+    assert report["gate"]["blessed"] is True and report["pushed"]["pushed"] is True
+    assert any(line.startswith("[6/8] Trainer complete (") for line in federated_run["stderr"].splitlines())
+
+
+@pytest.mark.parametrize("options, message", [
+    (("--epochs", "3"), "--epochs sets DP-SGD training (--trainer dp)"),
+    (("--encrypted-check",), "the encrypted check runs Keras models"),
+    (("--trainer-config", "[1]"), "must be a JSON object"),
+    (("--trainer-config", '{"num_clients": 0}'), "custom_config['num_clients']"),
+])
+def test_pipeline_command_refuses_federated_settings_it_cannot_run(tmp_path, options, message):
+    root = tmp_path / "root"
+    proc = ppml("pipeline", "run", "--trainer", "federated", *options, "--pipeline-root", str(root), check=False)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert not (root / "metadata.sqlite").exists()
 
 
 def test_client_column_partitions_naturally_with_secure_aggregation_and_a_public_run_has_no_ledger(tmp_path, python_subprocess):
