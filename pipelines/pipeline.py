@@ -1,11 +1,11 @@
-"""The pipeline factory: TFX's standard stages with the DP Trainer and the Private Evaluator.
+"""The pipeline factory: TFX's standard stages with the DP (or Federated) Trainer and the Private Evaluator.
 
 CsvExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> Trainer ->
 Evaluator -> Pusher, on the bundled breast-cancer CSV by default. The Trainer is `DpTrainer` (private
 or not, by ``trainer_config['private']``) or, with ``trainer="federated"``, `FederatedTrainer` (FedAvg
-over clients partitioned from the training split, client-level DP when private), the Evaluator is `PrivateEvaluator` (blessing needs
-accuracy >= ``min_accuracy``, epsilon <= ``epsilon_budget`` and membership AUC <= ``max_membership_auc``),
-and the Pusher pushes only blessed models. With ``encrypted_check=True`` an `EncryptedInferenceGate`
+over clients partitioned from the training split, client-level DP when private); the Evaluator is
+`PrivateEvaluator` (blessing needs accuracy >= ``min_accuracy``, epsilon <= ``epsilon_budget`` and
+membership AUC <= ``max_membership_auc``), and the Pusher pushes only blessed models. With ``encrypted_check=True`` an `EncryptedInferenceGate`
 runs between Evaluator and Pusher: it predicts ``encrypted_examples`` evaluation examples secret-shared
 and in plaintext, and its blessing, which the Pusher then follows, holds only if the Evaluator's
 blessing holds and the predictions agree. With ``compare_non_private=True`` a second, non-private

@@ -1,4 +1,5 @@
-"""`ppml pipeline run` and `ppml pipeline compile`: the TFX pipeline with the DP Trainer and privacy gate.
+"""`ppml pipeline run` and `ppml pipeline compile`: the TFX pipeline with the DP (or Federated) Trainer and
+the privacy gate.
 
 TFX is imported only when a command runs (after TF_USE_LEGACY_KERAS=1 is set for this process). Unless
 ``--verbose``, what TFX, TensorFlow and Beam print goes to a log file (`pipelines.run_log`), not the terminal.
@@ -147,7 +148,7 @@ def _build(pipeline_module, spec_module, build, **kwargs):
 
 @click.group()
 def pipeline():
-    """The TFX pipeline: standard stages, DP Trainer, privacy-gated Evaluator and Pusher."""
+    """The TFX pipeline: standard stages, DP or Federated Trainer, privacy-gated Evaluator and Pusher."""
 
 
 @pipeline.command()
