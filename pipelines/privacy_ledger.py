@@ -20,11 +20,11 @@ import enum
 import json
 import math
 import os
-import tempfile
 from typing import Any
 
 from privacy.accounting import (DpSgdMechanism, PrivacyBudget, PrivacyReport, dp_accounting_version,
                                 dp_sgd_report, event_to_json)
+from privacy.atomic_files import write_atomically
 
 LEDGER_FORMAT = "ppml.privacy_ledger/1"
 LEDGER_FILE = "privacy_ledger.json"
@@ -208,17 +208,7 @@ def write_ledger(serving_model_dir: str, ledger: PrivacyLedger) -> str:
         with gfile.GFile(path, "w") as f:
             f.write(text)
         return path
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".ledger-", suffix=".json", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_atomically(path, text)
 
 
 def read_ledger(serving_model_dir: str) -> PrivacyLedger | None:

@@ -13,7 +13,6 @@ import functools
 import json
 import math
 import os
-import tempfile
 from typing import Any, Iterable
 
 from dp_accounting import dp_event
@@ -22,6 +21,7 @@ from dp_accounting.rdp import rdp_privacy_accountant
 from privacy.accounting.accountants import AccountantKind, dp_accounting_version, make_accountant
 from privacy.accounting.events import event_from_json, event_to_json
 from privacy.accounting.mechanism import DpSgdMechanism, NeighboringRelation, UnsupportedAccounting
+from privacy.atomic_files import write_atomically
 
 STATE_FORMAT = "ppml.privacy_budget/1"
 _RDP_ORDERS = rdp_privacy_accountant.DEFAULT_RDP_ORDERS
@@ -208,20 +208,7 @@ class PrivacyBudget:
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the state atomically (a crash leaves the old file or the new one, never half)."""
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".budget-", suffix=".json", dir=directory)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.to_dict(), f, indent=2)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        write_atomically(path, json.dumps(self.to_dict(), indent=2))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "PrivacyBudget":

@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 
 import tensorflow as tf
 
 from privacy.accounting import (AccountantKind, Adjacency, DpSgdMechanism, PrivacyBudget, PrivacyReport,
                                 Sampling, default_delta, dp_sgd_report)
+from privacy.atomic_files import write_atomically
 from privacy.keras import layer_rules, optimizers, recording
 from privacy.keras.noise import GaussianNoise
 from privacy.keras.params import DPConfigurationError, DPParams
@@ -209,20 +209,7 @@ class PrivateTraining:
 
     def save_state(self, path: str | os.PathLike | None = None) -> None:
         """Writes steps and budget atomically to ``path`` (default: `state_path`)."""
-        path = os.fspath(path or self.state_path)
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".private-training-", suffix=".json", dir=directory)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.state_dict(), f, indent=2)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        write_atomically(path or self.state_path, json.dumps(self.state_dict(), indent=2))
 
     def _load_state(self, path: str) -> None:
         try:

@@ -36,17 +36,14 @@ from typing import Any, Mapping
 from privacy.accounting import (AccountantKind, Adjacency, DpSgdMechanism, PrivacyBudget, Sampling,
                                 UnsupportedAccounting, calibrate_noise_multiplier, default_delta, steps_for_epochs)
 
+from pipelines.components import settings
 from pipelines.privacy_ledger import PrivacyLedger
 
 SUPPORTED_SAMPLING = tuple(s.value for s in Sampling)
 
 
-class InvalidPrivacySetting(ValueError):
+class InvalidPrivacySetting(settings.InvalidSetting):
     """A DP Trainer setting in ``custom_config`` is invalid; ``setting`` names the key."""
-
-    def __init__(self, setting: str, message: str):
-        super().__init__(f"custom_config[{setting!r}]: {message}")
-        self.setting = setting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,14 +79,13 @@ class DpTrainingConfig:
             raise InvalidPrivacySetting("private", f"must be true or false, got {values['private']!r}")
         for key in ("batch_size", "num_microbatches"):
             if values.get(key) is not None:
-                values[key] = _integer(key, values[key])
+                values[key] = settings.integer(InvalidPrivacySetting, key, values[key])
         for key in ("epochs", "l2_norm_clip", "noise_multiplier", "target_epsilon"):
             if values.get(key) is not None:
-                values[key] = _positive(key, values[key])
+                values[key] = settings.positive(InvalidPrivacySetting, key, values[key])
+        if values.get("delta") is not None:
+            values["delta"] = settings.probability(InvalidPrivacySetting, "delta", values["delta"])
         config = cls(**values)
-        if config.delta is not None:
-            if _number(config.delta) is None or not 0 < config.delta < 1:
-                raise InvalidPrivacySetting("delta", f"must be a number in (0, 1), got {config.delta!r}")
         if config.sampling not in SUPPORTED_SAMPLING:
             raise InvalidPrivacySetting("sampling", f"must be one of {', '.join(SUPPORTED_SAMPLING)}, "
                                                     f"got {config.sampling!r}")
@@ -232,22 +228,3 @@ class DpTrainingPlan:
                                         delta=self.delta, delta_is_default=self.config.delta is None,
                                         budget=budget, trainer=trainer)
 
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-def _positive(key: str, value: Any) -> float:
-    number = _number(value)
-    if number is None or number <= 0:
-        raise InvalidPrivacySetting(key, f"must be a finite number > 0, got {value!r}")
-    return number
-
-
-def _integer(key: str, value: Any) -> int:
-    number = _number(value)
-    if number is None or number != int(number) or number < 1:
-        raise InvalidPrivacySetting(key, f"must be an integer >= 1, got {value!r}")
-    return int(number)

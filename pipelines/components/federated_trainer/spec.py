@@ -45,9 +45,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 from typing import Any, Mapping
 
+from pipelines.components import settings
 from privacy.accounting import (AccountantKind, Adjacency, DpSgdMechanism, Sampling, UnsupportedAccounting,
                                 calibrate_noise_multiplier, default_delta)
 
@@ -60,12 +60,8 @@ CLIPS = ("fixed", "adaptive")
 EXECUTIONS = ("auto", "sequential", "vectorized")
 
 
-class InvalidFederatedSetting(ValueError):
+class InvalidFederatedSetting(settings.InvalidSetting):
     """A Federated Trainer setting in ``custom_config`` is invalid; ``setting`` names the key."""
-
-    def __init__(self, setting: str, message: str):
-        super().__init__(f"custom_config[{setting!r}]: {message}")
-        self.setting = setting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,15 +124,17 @@ class FederatedTrainingConfig:
                 raise InvalidFederatedSetting(key, f"must be true or false, got {values[key]!r}")
         for key in ("num_clients", "shards_per_client", "rounds", "local_epochs"):
             if key in values:
-                values[key] = _integer(key, values[key], minimum=1)
+                values[key] = settings.integer(InvalidFederatedSetting, key, values[key])
         if values.get("batch_size") is not None:
-            values["batch_size"] = _integer("batch_size", values["batch_size"], minimum=1)
+            values["batch_size"] = settings.integer(InvalidFederatedSetting, "batch_size", values["batch_size"])
         if "seed" in values:
-            values["seed"] = _integer("seed", values["seed"], minimum=0)
+            values["seed"] = settings.integer(InvalidFederatedSetting, "seed", values["seed"], minimum=0)
         for key in ("alpha", "client_learning_rate", "clipping_norm", "server_learning_rate", "noise_multiplier",
                     "target_epsilon", "max_epsilon"):
             if values.get(key) is not None:
-                values[key] = _positive(key, values[key])
+                values[key] = settings.positive(InvalidFederatedSetting, key, values[key])
+        if values.get("delta") is not None:
+            values["delta"] = settings.probability(InvalidFederatedSetting, "delta", values["delta"])
         config = cls(**values)
         config._check_choices()
         return config
@@ -147,12 +145,11 @@ class FederatedTrainingConfig:
                              ("accountant", tuple(a.value for a in AccountantKind))):
             if getattr(self, key) not in allowed:
                 raise InvalidFederatedSetting(key, f"must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
-        if not 0 < self.fraction <= 1 or isinstance(self.fraction, bool):
+        fraction = settings.number(self.fraction)
+        if fraction is None or not 0 < fraction <= 1:
             raise InvalidFederatedSetting("fraction", f"must be in (0, 1], got {self.fraction!r}")
         if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden_units):
             raise InvalidFederatedSetting("hidden_units", f"must be integers >= 1, got {list(self.hidden_units)!r}")
-        if self.delta is not None and (_number(self.delta) is None or not 0 < self.delta < 1):
-            raise InvalidFederatedSetting("delta", f"must be a number in (0, 1), got {self.delta!r}")
         if self.private and (self.noise_multiplier is None) == (self.target_epsilon is None):
             both = "both are" if self.noise_multiplier is not None else "neither is"
             raise InvalidFederatedSetting("noise_multiplier", f"private training needs exactly one of "
@@ -223,22 +220,3 @@ class FederatedTrainingPlan:
     def private(self) -> bool:
         return self.mechanism is not None
 
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-def _positive(key: str, value: Any) -> float:
-    number = _number(value)
-    if number is None or number <= 0:
-        raise InvalidFederatedSetting(key, f"must be a finite number > 0, got {value!r}")
-    return number
-
-
-def _integer(key: str, value: Any, *, minimum: int) -> int:
-    number = _number(value)
-    if number is None or number != int(number) or number < minimum:
-        raise InvalidFederatedSetting(key, f"must be an integer >= {minimum}, got {value!r}")
-    return int(number)

@@ -7,6 +7,7 @@ cases of a module run in one fresh interpreter with TF_USE_LEGACY_KERAS=1 (throu
 configure TensorFlow before it starts (``isolated=True``) run in a fresh interpreter on Keras 3 too.
 """
 
+import ast
 import importlib.util
 import json
 import os
@@ -32,6 +33,13 @@ for name in sorted(n for n in dir(module) if n.startswith("case_")):
         results[name] = traceback.format_exc()
 print({mark!r} + json.dumps(results))
 """
+
+
+def case_names(module: str) -> list[str]:
+    """The ``case_*`` functions of ``cases_<module>.py``, in file order, read without importing it."""
+    with open(os.path.join(HERE, f"{module}.py")) as f:
+        tree = ast.parse(f.read())
+    return [node.name for node in tree.body if isinstance(node, ast.FunctionDef) and node.name.startswith("case_")]
 
 
 def load_cases(module: str):

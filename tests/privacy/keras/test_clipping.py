@@ -2,12 +2,10 @@
 
 import pytest
 
-FLAVOURS = ("keras3", "tf_keras")
-CASES = ("case_every_layer_kind_gets_its_rule", "case_ghost_norms_equal_jacobian_norms",
-         "case_unclipped_sum_equals_full_gradient", "case_neighbouring_batches_differ_by_at_most_the_clip")
+from .conftest import FLAVOURS, case_names
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", case_names("cases_clipping"))
 def test_clipping(run_case, case, flavour):
     run_case("cases_clipping", case, flavour)

@@ -2,11 +2,10 @@
 
 import pytest
 
-FLAVOURS = ("keras3", "tf_keras")
-CASES = ("case_two_replicas_clip_per_example_like_one_device", "case_noise_is_added_once_for_the_global_batch")
+from .conftest import FLAVOURS, case_names
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", case_names("cases_distributed"))
 def test_distributed(run_case, case, flavour):
     run_case("cases_distributed", case, flavour, isolated=True)

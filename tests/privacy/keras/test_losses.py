@@ -2,11 +2,10 @@
 
 import pytest
 
-FLAVOURS = ("keras3", "tf_keras")
-CASES = ("case_flat_labels_against_a_single_output_column", "case_fit_with_flat_labels_trains_and_accounts")
+from .conftest import FLAVOURS, case_names
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", case_names("cases_losses"))
 def test_losses(run_case, case, flavour):
     run_case("cases_losses", case, flavour)
