@@ -13,6 +13,7 @@ import math
 import types
 import warnings
 
+import numpy as np
 import tensorflow as tf
 
 from privacy.accounting import Sampling
@@ -65,12 +66,7 @@ def make_private(model, *, l2_norm_clip: float | None = None, noise_multiplier: 
     Raises:
       DPConfigurationError: for layers, losses or settings DP-SGD cannot handle, naming what to use instead.
     """
-    if (l2_norm_clip is None) != (noise_multiplier is None):
-        raise DPConfigurationError("give both l2_norm_clip and noise_multiplier (or neither, to take them from "
-                                   "a DPKeras*Optimizer at compile time)")
-    if l2_norm_clip is None and num_microbatches is not None:
-        raise DPConfigurationError("num_microbatches goes with l2_norm_clip and noise_multiplier")
-    params = DPParams(l2_norm_clip, noise_multiplier, num_microbatches) if l2_norm_clip is not None else None
+    params = _params(l2_norm_clip, noise_multiplier, num_microbatches)
     if hasattr(model, _ATTRIBUTE):
         raise DPConfigurationError(f"model '{model.name}' is already private")
     validator.validate(model, target_epsilon=target_epsilon)
@@ -130,6 +126,8 @@ def private_fit(model, fit, *args, **kwargs):
     _prepare_data(model, private, kwargs)
     _avoid_xla_for_recurrent_fallbacks(model, private)
     callbacks = list(kwargs.get("callbacks") or [])
+    if private.state_path:
+        _check_checkpoint_frequency(callbacks)
     accounting = private.dataset_size is not None and private.expected_batch_size is not None and \
         private.params.noise_multiplier > 0
     ours = [cb for cb in callbacks if isinstance(cb, callback._PrivacyBudgetLogic)]  # pylint: disable=protected-access
@@ -138,6 +136,18 @@ def private_fit(model, fit, *args, **kwargs):
     # First, so that epsilon is in the logs before TensorBoard, History or EarlyStopping read them.
     kwargs["callbacks"] = ours + [cb for cb in callbacks if cb not in ours]
     return fit(**kwargs)
+
+
+def _check_checkpoint_frequency(callbacks) -> None:
+    """The privacy state is saved at epoch ends: a checkpoint saved mid-epoch would restore weights
+    trained by steps that the saved state does not count, so a resumed run would under-report epsilon."""
+    for cb in callbacks:
+        frequency = getattr(cb, "save_freq", "epoch")
+        if frequency not in ("epoch", False, None):
+            raise DPConfigurationError(
+                f"{type(cb).__name__}(save_freq={frequency!r}) checkpoints within epochs, but the privacy state "
+                f"(state_path) is saved at the end of each epoch; use save_freq='epoch' (pass steps_per_epoch "
+                f"to fit for shorter epochs)")
 
 
 def _prepare_data(model, private: PrivateTraining, kwargs: dict) -> None:
@@ -151,6 +161,11 @@ def _prepare_data(model, private: PrivateTraining, kwargs: dict) -> None:
             f"fit received {type(x).__name__} input, whose batches cannot be checked for {private.sampling.value} "
             "sampling; pass arrays or a dataset from poisson_batches / fixed_size_batches, or declare "
             "sampling='shuffle'")
+
+
+def _microbatched(private) -> bool:
+    """True when the batch is clipped in microbatches of several consecutive slots."""
+    return bool(private.params is not None and (private.params.num_microbatches or 1) > 1)
 
 
 def _check_dataset(private, dataset, kwargs) -> None:
@@ -169,6 +184,10 @@ def _check_dataset(private, dataset, kwargs) -> None:
                                    f"declared sampling='{private.sampling.value}'")
     _agree(private, "dataset_size", seen.dataset_size)
     _agree(private, "expected_batch_size", seen.expected_batch_size)
+    if seen.sampling is Sampling.POISSON and _microbatched(private) and not seen.random_slots:
+        raise DPConfigurationError("clipping Poisson batches in microbatches needs poisson_batches(..., "
+                                   "random_slots=True): with the examples first, one added example shifts every "
+                                   "later microbatch and the sensitivity is no longer 2C")
     kwargs.setdefault("shuffle", False)  # the sampler draws every batch afresh; Keras would only warn
     kwargs.setdefault("steps_per_epoch", seen.steps_per_epoch)
     if kwargs.get("steps_per_epoch") is None:
@@ -193,13 +212,16 @@ def _sample_arrays(model, private, kwargs) -> None:
         private.steps_per_epoch = math.ceil(n / private.expected_batch_size)
         return
     examples = (x, y) if weights is None else (x, y, weights)  # gathered from in place, not copied
-    seed = private.sampling_seed
+    # A seeded run continues its sampling stream from the steps already taken (each fit, a resumed run).
+    seed = (None if private.sampling_seed is None
+            else int(np.random.SeedSequence([private.sampling_seed, private.steps]).generate_state(1)[0]))
     if private.sampling is Sampling.POISSON:
         # Pad to a size every replica and microbatch split divides.
         multiple = math.lcm(private.params.num_microbatches or 1, model.distribute_strategy.num_replicas_in_sync)
         limit = sampling.default_max_batch_size(n, private.expected_batch_size)
         batches = sampling.poisson_batches(examples, dataset_size=n, expected_batch_size=private.expected_batch_size,
-                                           max_batch_size=-(-limit // multiple) * multiple, seed=seed)
+                                           max_batch_size=-(-limit // multiple) * multiple, seed=seed,
+                                           random_slots=_microbatched(private))
     else:
         batches = sampling.fixed_size_batches(examples, dataset_size=n, batch_size=int(private.expected_batch_size),
                                               seed=seed)
@@ -248,11 +270,8 @@ def make_dp_model_class(cls: type) -> type:
         def __init__(self, l2_norm_clip=None, noise_multiplier=None, num_microbatches=None, *args, **kwargs):
             options = {k: kwargs.pop(k) for k in private_options if k in kwargs}
             super().__init__(*args, **kwargs)
-            if (l2_norm_clip is None) != (noise_multiplier is None):
-                raise DPConfigurationError("give both l2_norm_clip and noise_multiplier, or neither")
-            params = DPParams(l2_norm_clip, noise_multiplier, num_microbatches) if l2_norm_clip is not None \
-                else None
-            _attach(self, PrivateTraining(params=params, **_defaults(options)))
+            _attach(self, PrivateTraining(params=_params(l2_norm_clip, noise_multiplier, num_microbatches),
+                                          **_defaults(options)))
 
         def train_step(self, data):
             return dp_train_step(self, private_training(self), data)
@@ -264,6 +283,16 @@ def make_dp_model_class(cls: type) -> type:
     DPModelClass.__doc__ = (f"A Keras {cls.__name__} trained with DP-SGD (see `make_dp_model_class` and "
                             "`make_private`).")
     return DPModelClass
+
+
+def _params(l2_norm_clip, noise_multiplier, num_microbatches) -> DPParams | None:
+    """The DP-SGD parameters given to a front door, or None to take them from a DPKeras*Optimizer."""
+    if (l2_norm_clip is None) != (noise_multiplier is None):
+        raise DPConfigurationError("give both l2_norm_clip and noise_multiplier (or neither, to take them from "
+                                   "a DPKeras*Optimizer at compile time)")
+    if l2_norm_clip is None and num_microbatches is not None:
+        raise DPConfigurationError("num_microbatches goes with l2_norm_clip and noise_multiplier")
+    return DPParams(l2_norm_clip, noise_multiplier, num_microbatches) if l2_norm_clip is not None else None
 
 
 def _defaults(options: dict) -> dict:

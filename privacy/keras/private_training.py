@@ -132,10 +132,9 @@ class PrivateTraining:
         self._require_accounting()
         if self.params.noise_multiplier == 0:
             raise DPConfigurationError("noise_multiplier is 0: this training is not differentially private")
-        kwargs = {}
-        if self.sampling is Sampling.SHUFFLE:
-            kwargs["steps_per_epoch"] = self.steps_per_epoch or math.ceil(self.dataset_size /
-                                                                          self.expected_batch_size)
+        # Keras' own batching of arrays sets steps_per_epoch (ceil(n / B)); for a user's dataset of shuffled
+        # batches the epoch length is unknown and the mechanism takes the conservative floor(n / B).
+        kwargs = {"steps_per_epoch": self.steps_per_epoch} if self.sampling is Sampling.SHUFFLE else {}
         try:
             return DpSgdMechanism(dataset_size=self.dataset_size, batch_size=self.expected_batch_size,
                                   noise_multiplier=self.params.noise_multiplier,

@@ -47,6 +47,7 @@ class BatchSampling:
     expected_batch_size: float
     max_batch_size: int
     steps_per_epoch: int
+    random_slots: bool = False
 
 
 def default_max_batch_size(dataset_size: int, expected_batch_size: float,
@@ -59,7 +60,7 @@ def default_max_batch_size(dataset_size: int, expected_batch_size: float,
 
 
 def poisson_batches(examples, *, dataset_size: int, expected_batch_size: float, max_batch_size: int | None = None,
-                    seed: int | None = None) -> tf.data.Dataset:
+                    seed: int | None = None, random_slots: bool = False) -> tf.data.Dataset:
     """Endless Poisson-sampled batches of ``examples``, padded and masked.
 
     Args:
@@ -72,6 +73,10 @@ def poisson_batches(examples, *, dataset_size: int, expected_batch_size: float, 
         that would exceed it stops the input pipeline with an error rather than being truncated
         (truncation would change the mechanism the accountant analyses).
       seed: seed of the sampling randomness for reproducible runs; default: drawn from `secrets`.
+      random_slots: put the sampled examples and the padding in uniformly random slots instead of
+        examples first (in dataset order). Required when the batch is clipped in microbatches of
+        consecutive slots: an added example then takes one free slot and changes one microbatch (2C),
+        instead of shifting every later example into the next microbatch.
 
     Returns:
       A dataset of ``(x, y, weight)`` with leading dimension ``max_batch_size``; weight is 0 on padding.
@@ -91,11 +96,16 @@ def poisson_batches(examples, *, dataset_size: int, expected_batch_size: float, 
                                   f"max_batch_size to poisson_batches")
         with tf.control_dependencies([fits]):
             index = tf.ensure_shape(tf.pad(index, [[0, limit - count]]), [limit])
-        return gather(index, tf.sequence_mask(count, limit, dtype=tf.float32))
+        mask = tf.sequence_mask(count, limit, dtype=tf.float32)
+        if random_slots:
+            slots = tf.argsort(tf.random.stateless_uniform(
+                [limit], seed=tf.random.experimental.stateless_fold_in(seed_pair, 1)))
+            index, mask = tf.gather(index, slots), tf.gather(mask, slots)
+        return gather(index, mask)
 
     return _tagged(_batches(examples, n, seed, draw),
                    BatchSampling(Sampling.POISSON, n, float(expected_batch_size), limit,
-                                 max(1, round(n / expected_batch_size))))
+                                 max(1, round(n / expected_batch_size)), random_slots=bool(random_slots)))
 
 
 def fixed_size_batches(examples, *, dataset_size: int, batch_size: int, seed: int | None = None) -> tf.data.Dataset:
@@ -194,9 +204,10 @@ def _split(element):
 
 
 def _seed_pairs(seed):
+    """Per-batch seed pairs; every new iterator (each `fit`) draws a new stream, never a replay."""
     if seed is None:
         seed = secrets.randbits(63)
-    return tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)
+    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2, drop_remainder=True)
 
 
 def _gather(x, y, w, index, mask):

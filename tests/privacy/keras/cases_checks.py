@@ -112,6 +112,30 @@ def case_poisson_batches_are_poisson():
     assert min(sizes) == 0  # empty batches happen (P = 0.9**50 per step) and are kept
 
 
+def case_microbatched_poisson_batches_take_random_slots():
+    """Microbatches are consecutive slots: with the examples first, one added example would shift every
+    later microbatch. So microbatched Poisson batches put examples and padding in random slots, and fit
+    refuses Poisson batches laid out examples-first when it clips in microbatches."""
+    n = 40
+    x = np.arange(n, dtype="float32")[:, None]
+    batches = poisson_batches((x, x), dataset_size=n, expected_batch_size=8, seed=5, random_slots=True)
+    assert sampling_of(batches).random_slots
+    interleaved = 0
+    for features, labels, weight in batches.take(50):
+        kept = weight.numpy() > 0
+        assert np.array_equal(features, labels) and len(set(features.numpy()[kept, 0])) == kept.sum()
+        interleaved += int(kept.any() and not np.all(kept[:kept.sum()]))  # a padding slot before an example
+    assert interleaved > 40
+    model = make_private(K.Sequential([K.Input((1,)), L.Dense(2)]), l2_norm_clip=1.0, noise_multiplier=1.0,
+                         num_microbatches=4, expected_batch_size=8)
+    model.compile(optimizer="sgd", loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
+    y = np.arange(n) % 2
+    examples_first = poisson_batches((x, y), dataset_size=n, expected_batch_size=8, max_batch_size=24)
+    _raises(lambda: model.fit(examples_first, steps_per_epoch=2, epochs=1, verbose=0), "random_slots=True")
+    model.fit(x, y, epochs=1, verbose=0)  # fit's own Poisson batches take random slots
+    assert private_training(model).steps == 5
+
+
 def case_array_examples_are_gathered_in_place():
     """Arrays give the same batches as a dataset of the same examples, read from the caller's memory.
 

@@ -72,7 +72,7 @@ def case_noise_std_is_sigma_c_over_the_expected_batch_size():
     sigma, clip, expected_batch, n = 1.5, 2.0, 40, 400
     std = sigma * clip / expected_batch
     examples = tf.data.Dataset.from_tensor_slices((np.zeros((n, 200), "float32"), np.zeros((n, 200), "float32")))
-    batches = poisson_batches(examples, dataset_size=n, expected_batch_size=expected_batch, seed=3)
+    batches = poisson_batches(examples, dataset_size=n, expected_batch_size=expected_batch, seed=5)
     assert all(int(w.numpy().sum()) != expected_batch for _, _, w in batches.take(2))
     for jit_compile in (False, True):
         K.utils.set_random_seed(1)
@@ -173,6 +173,18 @@ def case_resumed_run_neither_loses_nor_double_counts():
             assert json.load(f)["steps"] == 12  # two whole epochs were saved
         resumed = run(crash=False)
         assert resumed.steps == 18
+        # Checkpoints within an epoch would restore weights from steps the saved state never counted.
+        model = make_private(_mlp(), l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=batch,
+                             target_delta=1e-4, state_path=os.path.join(tmp, "other.json"))
+        model.compile(optimizer=_sgd(0.1), loss=_scce())
+        backup = K.callbacks.BackupAndRestore(os.path.join(tmp, "backup2"), save_freq=2)
+        try:
+            model.fit(x, y, epochs=1, verbose=0, callbacks=[backup])
+        except DPConfigurationError as err:
+            assert "BackupAndRestore(save_freq=2)" in str(err) and "save_freq='epoch'" in str(err)
+        else:
+            raise AssertionError("a mid-epoch checkpoint was allowed beside a state_path")
+        assert private_training(model).steps == 0
         assert resumed.budget.units == 18 and len(resumed.budget.ledger) == 1
         uninterrupted = DpSgdMechanism(dataset_size=n, batch_size=batch, noise_multiplier=1.0, steps=18)
         assert resumed.epsilon("rdp") == compute_epsilon(uninterrupted, 1e-4, "rdp")
