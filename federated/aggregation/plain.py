@@ -37,5 +37,9 @@ class PlainAggregation:
     def finish(self, accumulator: TreeSum, reported, keys) -> tuple[Summand | None, dict]:
         return accumulator.result(), {}
 
+    def rounding_bound(self, dimension: int) -> float:
+        """How far (L2) encoding may move one summand vector of ``dimension`` coordinates: 0, exact."""
+        return 0.0
+
     def to_dict(self) -> dict:
         return {"name": self.name}

@@ -126,10 +126,10 @@ class ClientData:
         return f"ClientData(clients={self.num_clients}, examples={self.x.shape[0]}, input_shape={self.x.shape[1:]})"
 
 
-def load_digits_clients(partitioner: Partitioner, *, test_fraction: float = 0.25, seed: int = 0):
-    """scikit-learn's bundled 8x8 digits (1,797 images, values scaled to [0, 1]) as clients.
+def load_digits_split(*, test_fraction: float = 0.25, seed: int = 0):
+    """scikit-learn's bundled 8x8 digits (1,797 images, values scaled to [0, 1]), split stratified by label.
 
-    Returns (ClientData for the training part, (x_test, y_test)); the split is stratified by label.
+    Returns ((x_train, y_train), (x_test, y_test)).
     """
     from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
     from sklearn.model_selection import train_test_split  # pylint: disable=import-outside-toplevel
@@ -138,4 +138,10 @@ def load_digits_clients(partitioner: Partitioner, *, test_fraction: float = 0.25
     x = (digits.data / 16.0).astype(np.float32)
     x_train, x_test, y_train, y_test = train_test_split(x, digits.target, test_size=test_fraction,
                                                         random_state=seed, stratify=digits.target)
-    return ClientData.from_arrays(x_train, y_train, partitioner), (x_test, y_test.astype(np.int32))
+    return (x_train, y_train), (x_test, y_test.astype(np.int32))
+
+
+def load_digits_clients(partitioner: Partitioner, *, test_fraction: float = 0.25, seed: int = 0):
+    """The digits training part (`load_digits_split`) as clients: (ClientData, (x_test, y_test))."""
+    (x_train, y_train), test = load_digits_split(test_fraction=test_fraction, seed=seed)
+    return ClientData.from_arrays(x_train, y_train, partitioner), test

@@ -2,12 +2,14 @@
 
 All randomness of round t derives from (seed, t): client sampling, dropouts, each client's batch
 shuffling and the server's noise. A resumed run therefore draws exactly what an uninterrupted one
-would, from the seed and the round number alone.
+would, from the seed and the round number alone; except, for a strategy with `secret_randomness`,
+the client sample and the noise, which come from the OS CSPRNG.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import threading
 from typing import Callable
 
@@ -42,8 +44,12 @@ class RoundPlan:
 
     @classmethod
     def make(cls, *, seed: int, round_index: int, sampler, population: int, dropout_rate: float,
-             chunk_size: int) -> "RoundPlan":
-        positions = np.asarray(sampler.sample(population, round_rng(seed, round_index, _SAMPLING)), np.int64)
+             chunk_size: int, secret_sampling: bool = False) -> "RoundPlan":
+        """The round's plan from (seed, round); with ``secret_sampling`` the clients are sampled by a
+        generator seeded from the OS CSPRNG instead."""
+        sampling_rng = (np.random.default_rng(secrets.randbits(128)) if secret_sampling
+                        else round_rng(seed, round_index, _SAMPLING))
+        positions = np.asarray(sampler.sample(population, sampling_rng), np.int64)
         drops = round_rng(seed, round_index, _DROPOUT).random(positions.size) < dropout_rate
         seeds = np.array([np.random.SeedSequence([seed, round_index, _CLIENT, int(p)]).generate_state(2)
                           for p in positions], np.uint32).reshape(-1, 2) >> 1

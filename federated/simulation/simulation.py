@@ -99,9 +99,12 @@ class FederatedSimulation:
                 "num_clients": self.data.num_clients, "aggregation": self.aggregation.to_dict(),
                 "dropout_rate": self.dropout_rate, "chunk_size": self.chunk_size}
 
-    def _context(self, round_index: int) -> RoundContext:
+    def _context(self, round_index: int, weights=None) -> RoundContext:
+        """Round ``round_index``'s context; ``weights`` (default: the server's) size the rounding bound."""
+        dimension = num_parameters(self.state.weights if weights is None else weights)
         return RoundContext(round=round_index, population=self.data.num_clients, sampler=self.sampler,
-                            total_rounds=self.rounds, rng=round_rng(self.seed, round_index, _SERVER))
+                            total_rounds=self.rounds, rng=round_rng(self.seed, round_index, _SERVER),
+                            rounding_bound=self.aggregation.rounding_bound(dimension))
 
     def _start(self) -> None:
         settings = self.settings()
@@ -120,7 +123,8 @@ class FederatedSimulation:
         if self.execution == "auto":
             self.execution = self._measure_execution()
         trainer = trainer_for(self.model_fn, self.loss, self.execution)
-        self.state = self.strategy.initialize(trainer.initial_weights(), self._context(1))
+        weights = trainer.initial_weights()
+        self.state = self.strategy.initialize(weights, self._context(1, weights))
         self.history = History(config={**settings, "execution": self.execution,
                                        "execution_costs_s": self.execution_costs, "rounds": self.rounds,
                                        "num_parameters": num_parameters(self.state.weights),
@@ -202,7 +206,7 @@ class FederatedSimulation:
         start = time.perf_counter()
         plan = RoundPlan.make(seed=self.seed, round_index=ctx.round, sampler=self.sampler,
                               population=self.data.num_clients, dropout_rate=self.dropout_rate,
-                              chunk_size=self.chunk_size)
+                              chunk_size=self.chunk_size, secret_sampling=self.strategy.secret_randomness)
         keys = self.aggregation.open_round(plan, self.seed)
         job = RoundJob(self.model_fn, self.loss, self.execution, self.data, self.strategy, self.state, plan,
                        self.aggregation, keys)

@@ -1,7 +1,9 @@
 """Client-level DP-FedAvg [McMahan et al. 2018, arXiv 1710.06963], as a wrapper around a FedAvg-family strategy.
 
 Each client's update is clipped to L2 norm C where it is formed (before any secure aggregation);
-the server adds Gaussian noise N(0, (z C)^2 I) once to the sum and divides by the expected (public)
+the server adds Gaussian noise N(0, (z C')^2 I) once to the sum, where C' = C plus how far secure
+aggregation's quantization may move one clipped update (`RoundContext.rounding_bound`; 0 without it),
+so z stays the noise multiplier of the actual sensitivity, and divides by the expected (public)
 number of sampled clients, then lets the wrapped strategy take its server-optimizer step. Clients
 count equally: a weighted average would give one client sensitivity n_k C.
 
@@ -20,7 +22,9 @@ The guarantee covers the sequence of server states (model, clipping norm). Two n
   subtract the noise: for research, not for releasing a model.
 * ``secure_noise=True``: each round's noise comes from `privacy.keras.noise.GaussianNoise` with
   ``secure=True`` (the DP-SGD trainer's opt-in mode): a Philox generator whose 192-bit state is
-  drawn from the OS CSPRNG (`os.urandom`) for that round. Not reproducible by design.
+  drawn from the OS CSPRNG (`os.urandom`) for that round; the round's client sample is drawn from
+  the CSPRNG too (`secret_randomness`), since sampling amplification assumes nobody knows who was
+  sampled. Not reproducible by design.
 
 Neither is hardened against floating-point attacks on the Gaussian sampler.
 """
@@ -100,6 +104,10 @@ class DpClippingBase(Strategy):
     def private(self) -> bool:
         return True
 
+    @property
+    def secret_randomness(self) -> bool:
+        return self.secure_noise
+
     def mechanism(self, ctx: RoundContext) -> DpSgdMechanism:
         """The DP-SGD mechanism with clients as examples and rounds as steps."""
         sampling, adjacency = ctx.sampler.accounting
@@ -123,7 +131,7 @@ class DpClippingBase(Strategy):
     def aggregate(self, state: ServerState, total, ctx):
         clipping_norm = state.scalars["clipping_norm"]
         dimension = flatten(state.weights).size
-        stddev = self.update_noise_multiplier(ctx) * clipping_norm
+        stddev = self.update_noise_multiplier(ctx) * (clipping_norm + ctx.rounding_bound)
         summed = total.vector if total is not None else np.zeros(dimension)
         noisy_mean = (summed + self.gaussian(ctx, stddev, dimension)) / ctx.sampler.expected_clients(ctx.population)
         new = self.inner.apply(state, noisy_mean)

@@ -54,6 +54,8 @@ class RoundContext:
       sampler: how this round's clients were drawn.
       total_rounds: rounds planned for the run.
       rng: the server's random generator for this round (seeded per round).
+      rounding_bound: how far (L2) the aggregation's encoding may move one client's contribution
+        (secure aggregation's quantization); DP noise covers clipping norm plus this.
     """
 
     round: int
@@ -61,6 +63,7 @@ class RoundContext:
     sampler: ClientSampler
     total_rounds: int
     rng: np.random.Generator
+    rounding_bound: float = 0.0
 
 
 class Strategy(abc.ABC):
@@ -92,6 +95,12 @@ class Strategy(abc.ABC):
     @property
     def private(self) -> bool:
         """True when the released outputs carry a DP guarantee (then client diagnostics are not recorded)."""
+        return False
+
+    @property
+    def secret_randomness(self) -> bool:
+        """True when the draws the guarantee rests on (noise, client sampling) must come from the OS
+        CSPRNG instead of the simulation seed, which is recorded and would let anyone replay them."""
         return False
 
     def stop_reason(self, state: ServerState, ctx: RoundContext) -> str | None:

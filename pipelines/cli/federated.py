@@ -54,7 +54,8 @@ def federated():
 @click.option("--target-delta", type=float, default=None, help="delta (default: largest power of 10 below 1/N).")
 @click.option("--max-epsilon", type=float, default=None, help="Stop before a round would exceed this epsilon.")
 @click.option("--secure-noise", is_flag=True,
-              help="Draw the DP noise from a CSPRNG-seeded generator (not reproducible); default: from --seed.")
+              help="Draw the DP noise and each round's client sample from CSPRNG-seeded generators (not "
+                   "reproducible; needed for the guarantee of a released model); default: from --seed.")
 @click.option("--secure-aggregation", is_flag=True, help="Simulate secure aggregation of the client contributions.")
 @click.option("--secagg-bits", type=click.IntRange(1, 48), default=16, show_default=True)
 @click.option("--secagg-range", type=float, default=None, help="Clipping range r (default: C with --dp, else 8).")
@@ -144,13 +145,9 @@ def run(**o):
 
 def _load(dataset: str):
     if dataset == "digits":
-        from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
-        from sklearn.model_selection import train_test_split  # pylint: disable=import-outside-toplevel
-        digits = load_digits()
-        x = (digits.data / 16.0).astype(np.float32)
-        x_train, x_test, y_train, y_test = train_test_split(x, digits.target, test_size=0.25, random_state=0,
-                                                            stratify=digits.target)
-        return x_train, y_train, None, (x_test, y_test.astype(np.int32))
+        from federated.data import load_digits_split  # pylint: disable=import-outside-toplevel
+        (x_train, y_train), test = load_digits_split()
+        return x_train, y_train, None, test
     if not dataset.endswith(".npz") or not os.path.exists(dataset):
         raise ValueError(f"--dataset must be 'digits' or an existing .npz file, got {dataset!r}")
     with np.load(dataset, allow_pickle=False) as arrays:

@@ -121,7 +121,7 @@ def strategy(config: FederatedTrainingConfig, plan: FederatedTrainingPlan):
     return with_client_dp(algorithm, clip=config.clip, clipping_norm=config.clipping_norm,
                           noise_multiplier=plan.mechanism.noise_multiplier, target_delta=plan.delta,
                           max_epsilon=config.max_epsilon, accountant=config.accountant,
-                          secure_noise=config.secure_noise)
+                          secure_noise=True)  # a released model: noise nobody can regenerate from the ledger
 
 
 def sampler(config: FederatedTrainingConfig):
@@ -157,8 +157,7 @@ def ledger(plan: FederatedTrainingPlan, budget, *, rounds: int) -> privacy_ledge
         "unit": "client", "dataset_size": plan.num_clients, "batch_size": mechanism.batch_size,
         "noise_multiplier": mechanism.noise_multiplier, "steps": rounds, "sampling": mechanism.sampling.value,
         "adjacency": mechanism.adjacency.value, "l2_norm_clip": plan.config.clipping_norm, "clip": plan.config.clip,
-        "delta_is_default": plan.config.delta is None, "noise": "CSPRNG-seeded" if plan.config.secure_noise
-        else "seeded (reproducible)"}
+        "delta_is_default": plan.config.delta is None, "noise": "CSPRNG-seeded"}
     return privacy_ledger.PrivacyLedger(budget=budget, mechanism=MECHANISM, parameters=parameters,
                                         trainer={"run_fn": f"{__name__}.run_fn",
                                                  "settings": plan.config.to_custom_config()})

@@ -124,3 +124,15 @@ def test_simulation_with_secure_aggregation_matches_plain_fedavg(digits_iid):
     _, dropped = run(SecureAggregation(clipping_range=1.0, bits=20, modulus_bits=40), dropout_rate=0.2)
     assert all(r.reported == r.sampled - r.dropped for r in dropped.rounds)
     assert all(r.aggregation["aborted"] is False for r in dropped.rounds)
+
+
+def test_rounding_bound_covers_the_quantization_of_a_clipped_update():
+    """Stochastic rounding moves one vector by less than sqrt(d) steps in L2 (the DP noise covers this)."""
+    secagg = SecureAggregation(clipping_range=RANGE, bits=BITS)
+    rng = np.random.default_rng(3)
+    d = 2_000
+    vector = rng.uniform(-RANGE, RANGE, d)
+    values, _ = quantize(vector, RANGE, BITS, rng)
+    moved = np.linalg.norm(values.astype(np.float64) * STEP - RANGE - vector)
+    assert 0 < moved <= secagg.rounding_bound(d) == pytest.approx(np.sqrt(d) * STEP)
+    assert moved > 0.3 * secagg.rounding_bound(d)   # the bound is the worst case, not far above typical

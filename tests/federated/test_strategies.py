@@ -142,3 +142,24 @@ def test_adaptive_clipping_moves_towards_the_quantile():
 def test_bad_settings_are_named(make, message):
     with pytest.raises((ValueError, TypeError), match=message):
         make()
+
+
+def test_dp_noise_covers_the_aggregations_rounding_and_secure_noise_hides_the_sample():
+    """With secure aggregation's quantization one clipped update can move by C + rounding_bound: the
+    noise is z times that. With secure noise the round's clients come from the OS CSPRNG, not the seed."""
+    from federated.simulation.round import RoundPlan
+
+    clip, z, bound = 2.0, 1.3, 0.25
+    strategy = DifferentialPrivacyFixedClipping(FedAvg(weighted=False), clipping_norm=clip, noise_multiplier=z,
+                                                target_delta=1e-5, secure_noise=True)
+    ctx = RoundContext(round=1, population=100, sampler=UniformSampler(0.1), total_rounds=10,
+                       rng=np.random.default_rng(0), rounding_bound=bound)
+    state = strategy.initialize([np.zeros(4, np.float32)], ctx)
+    _, metrics = strategy.aggregate(state, None, ctx)
+    assert metrics["noise_stddev"] == pytest.approx(z * (clip + bound))
+    assert strategy.secret_randomness and not FedAvg(weighted=False).secret_randomness
+    plans = [RoundPlan.make(seed=7, round_index=3, sampler=UniformSampler(0.5), population=1000, dropout_rate=0.0,
+                            chunk_size=8, secret_sampling=secret) for secret in (False, False, True, True)]
+    assert np.array_equal(plans[0].positions, plans[1].positions)    # seeded: replayable from the seed
+    assert not np.array_equal(plans[2].positions, plans[3].positions)  # C(1000, 500) samples: never equal
+    assert len(plans[2].positions) == len(plans[0].positions) == 500

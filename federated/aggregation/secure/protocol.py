@@ -82,6 +82,11 @@ class SecureAggregation:
         self.clipping_range, self.bits = float(clipping_range), bits
         self.modulus_bits, self.threshold = modulus_bits, float(threshold)
 
+    def rounding_bound(self, dimension: int) -> float:
+        """How far (L2) quantization may move one summand vector: stochastic rounding moves each of the
+        ``dimension`` coordinates by less than one step 2r / (2^b - 1) (clipping to [-r, r] only shrinks)."""
+        return math.sqrt(dimension) * 2.0 * self.clipping_range / ((1 << self.bits) - 1)
+
     def to_dict(self) -> dict:
         return {"name": self.name, "clipping_range": self.clipping_range, "bits": self.bits,
                 "modulus_bits": self.modulus_bits, "threshold": self.threshold}

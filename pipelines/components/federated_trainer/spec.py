@@ -30,13 +30,14 @@ clipping_norm            C, the L2 bound of each client's update
 delta                    delta of the guarantee (default: the largest power of ten below 1/N)
 accountant               rdp | pld, the accountant of target_epsilon and max_epsilon
 max_epsilon              stop before a round would take epsilon above this
-secure_noise             draw the DP noise from a CSPRNG-seeded generator (not reproducible)
 secure_aggregation       simulate secure aggregation of the client contributions (32-bit
                          quantization; coordinates clipped to +-C under DP, else to +-8 n_max)
 =======================  ======================================================================
 
 The privacy unit is one client: a neighbouring dataset adds or removes (Poisson) or replaces
-(uniform) one client's whole data. `FederatedTrainingConfig.from_custom_config` checks the settings
+(uniform) one client's whole data. A private run draws its noise and its client sample from the OS
+CSPRNG (the model is released; a seed in the ledger must not let anyone replay either).
+`FederatedTrainingConfig.from_custom_config` checks the settings
 alone, `plan` checks them against the data (N clients) and resolves z and delta; both raise
 `InvalidFederatedSetting` naming the key, before any training. This module does not import TensorFlow.
 """
@@ -94,7 +95,6 @@ class FederatedTrainingConfig:
     delta: float | None = None
     accountant: str = AccountantKind.RDP.value
     max_epsilon: float | None = None
-    secure_noise: bool = False
     secure_aggregation: bool = False
 
     @classmethod
@@ -119,7 +119,7 @@ class FederatedTrainingConfig:
                 if isinstance(values[key], (str, bytes)) or not hasattr(values[key], "__iter__"):
                     raise InvalidFederatedSetting(key, f"must be a list, got {values[key]!r}")
                 values[key] = tuple(values[key])
-        for key in ("private", "secure_noise", "secure_aggregation"):
+        for key in ("private", "secure_aggregation"):
             if key in values and not isinstance(values[key], bool):
                 raise InvalidFederatedSetting(key, f"must be true or false, got {values[key]!r}")
         for key in ("num_clients", "shards_per_client", "rounds", "local_epochs"):
