@@ -259,12 +259,13 @@ def mlmd_upper_bound(value: float) -> float:
 def ledger_properties(ledger: PrivacyLedger | None, ledger_uri: str | None = None) -> dict[str, Any]:
     """The custom properties that record ``ledger`` (None: a model trained without privacy).
 
-    Epsilons are rounded up to what ML Metadata keeps (`mlmd_upper_bound`); the rest is stored as is.
+    Rounded to what ML Metadata keeps on the conservative side: epsilons and delta up
+    (`mlmd_upper_bound`), the noise multiplier down; the rest is stored as is.
     """
     if ledger is None:
         return {PRIVATE: 0}
     props: dict[str, Any] = {PRIVATE: 1, EPSILON: mlmd_upper_bound(ledger.epsilon),
-                             EPSILON_ACCOUNTANT: ledger.epsilon_accountant, DELTA: ledger.delta,
+                             EPSILON_ACCOUNTANT: ledger.epsilon_accountant, DELTA: mlmd_upper_bound(ledger.delta),
                              PRIVACY_MECHANISM: ledger.mechanism,
                              ACCOUNTANT_VERSION: f"dp-accounting {dp_accounting_version()}"}
     for kind, name in (("rdp", EPSILON_RDP), ("pld", EPSILON_PLD)):
@@ -276,6 +277,8 @@ def ledger_properties(ledger: PrivacyLedger | None, ledger_uri: str | None = Non
                       ("steps", DP_STEPS), ("sampling", SAMPLING), ("adjacency", ADJACENCY)):
         if params.get(key) is not None:
             props[name] = params[key]
+    if NOISE_MULTIPLIER in props:
+        props[NOISE_MULTIPLIER] = -mlmd_upper_bound(-float(props[NOISE_MULTIPLIER]))  # rounded down
     if ledger_uri:
         props[PRIVACY_LEDGER_URI] = ledger_uri
     return {k: v for k, v in props.items() if not (isinstance(v, float) and not math.isfinite(v))}

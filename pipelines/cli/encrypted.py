@@ -114,8 +114,9 @@ def setup(out_dir, parties, valid_days):
 def share_model_command(model_path, deployment_dir, frac_bits, tf_keras):
     """Secret-share the weights of a saved Keras MODEL (run by the model owner).
 
-    Writes DEPLOYMENT/party-<i>/model.npz: party i's two random components of every weight, plus the
-    public architecture. Hand each file to its party; no party ever sees plaintext weights.
+    Writes DEPLOYMENT/party-<i>/model.npz (mode 0600): party i's two random components of every weight,
+    plus the public architecture. Hand each file to its party, then delete the local copies: any two
+    files together give the plaintext weights; no single party ever sees them.
     """
     _keras_env(tf_keras)
     from privacy.encrypted import FixedPoint, UnsupportedModelError, import_keras_model

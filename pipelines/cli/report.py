@@ -1,6 +1,7 @@
 """`ppml report`: the privacy report of a pipeline run, from ML Metadata and the model's ledger.
 
-Imports neither TensorFlow nor TFX.
+Imports neither TensorFlow nor TFX; ML Metadata and the report modules only when the command runs, so
+that registering it costs the other commands nothing.
 """
 
 from __future__ import annotations
@@ -8,9 +9,6 @@ from __future__ import annotations
 import json
 
 import click
-
-from pipelines.privacy_ledger import LedgerError
-from pipelines.report import ReportError, comparison_text, load_report
 
 
 @click.command()
@@ -32,6 +30,8 @@ def report(pipeline_root, pipeline_name, variant, compare, as_json):
     """
     if compare and as_json:
         raise click.UsageError("--compare prints a table; for JSON, run --json once per --variant")
+    from pipelines.privacy_ledger import LedgerError  # pylint: disable=import-outside-toplevel
+    from pipelines.report import ReportError, comparison_text, load_report  # pylint: disable=import-outside-toplevel
     try:
         if compare:  # the latest run with both branches
             non_private = load_report(pipeline_root, pipeline_name=pipeline_name, non_private_variant=True)

@@ -8,6 +8,7 @@ built), ``executor.py`` (the work, at run time) and ``spec.py`` (what a pipeline
 - `federated_trainer`: the standard Trainer running federated averaging (optionally client-level DP,
   with a ledger like the DP Trainer's).
 - `encrypted_gate`: blesses a model only if its secret-shared predictions match the plaintext ones.
+- `settings`: the number checks the specs share, each naming the ``custom_config`` key it refuses.
 
 Importing this package imports neither TensorFlow nor TFX; import a component's ``component`` module
 to use it.

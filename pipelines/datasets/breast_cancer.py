@@ -10,7 +10,10 @@ Columns are scikit-learn's feature names in snake_case (``mean radius`` -> ``mea
 from __future__ import annotations
 
 import csv
+import io
 import os
+
+from privacy.atomic_files import write_atomically
 
 LABEL_KEY = "diagnosis"
 FILE_NAME = "breast_cancer.csv"
@@ -19,7 +22,11 @@ FILE_NAME = "breast_cancer.csv"
 def feature_keys() -> list[str]:
     """The 30 feature column names, in scikit-learn's order."""
     from sklearn.datasets import load_breast_cancer  # pylint: disable=import-outside-toplevel
-    return [name.replace(" ", "_") for name in load_breast_cancer().feature_names]
+    return _column_names(load_breast_cancer().feature_names)
+
+
+def _column_names(feature_names) -> list[str]:
+    return [name.replace(" ", "_") for name in feature_names]
 
 
 def write_csv(directory: str | os.PathLike) -> str:
@@ -31,14 +38,9 @@ def write_csv(directory: str | os.PathLike) -> str:
     """
     from sklearn.datasets import load_breast_cancer  # pylint: disable=import-outside-toplevel
     data = load_breast_cancer()
-    directory = os.fspath(directory)
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, FILE_NAME)
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(feature_keys() + [LABEL_KEY])
-        for row, label in zip(data.data, data.target):
-            writer.writerow([repr(float(v)) for v in row] + [int(label)])
-    os.replace(tmp, path)
-    return path
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(_column_names(data.feature_names) + [LABEL_KEY])
+    for row, label in zip(data.data, data.target):
+        writer.writerow([repr(float(v)) for v in row] + [int(label)])
+    return write_atomically(os.path.join(os.fspath(directory), FILE_NAME), text.getvalue())

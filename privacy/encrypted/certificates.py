@@ -103,7 +103,9 @@ def _san(host: str) -> x509.GeneralName:
 
 def _write(path: str, data: bytes, private: bool = False) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-    fd = os.open(path, flags, 0o600 if private else 0o644)
+    mode = 0o600 if private else 0o644
+    fd = os.open(path, flags, mode)
+    os.fchmod(fd, mode)  # also when the file existed with another mode
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
 

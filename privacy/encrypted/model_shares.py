@@ -39,7 +39,8 @@ class PartyModel:
                 "output_activation": self.architecture.output_activation, "frac_bits": self.fixed.frac_bits}
 
     def save(self, path: str) -> None:
-        """Writes the bundle as one .npz file (the weight components and a JSON header)."""
+        """Writes the bundle as one .npz file (the weight components and a JSON header), readable by its
+        owner only: two parties' bundles together give the plaintext weights."""
         header = {"format": FORMAT, "index": self.index, "model_id": self.model_id,
                   "frac_bits": self.fixed.frac_bits, "architecture": self.architecture.to_dict()}
         arrays = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
@@ -48,7 +49,9 @@ class PartyModel:
                 comp = getattr(layer, part)
                 arrays[f"{name}/{part}/a"], arrays[f"{name}/{part}/b"] = comp.a, comp.b
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "wb") as fh:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # also when the file existed with a wider mode
+        with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **arrays)
 
     @classmethod

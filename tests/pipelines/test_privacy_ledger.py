@@ -118,3 +118,12 @@ def test_mlmd_values_are_rounded_up_to_six_significant_digits(value, stored):
     rounded = pl.mlmd_upper_bound(value)
     assert rounded == stored and rounded >= value
     assert float(f"{rounded:g}") == rounded  # what MLMD's SQLite store keeps (%g) is exactly this number
+
+
+def test_delta_and_sigma_in_mlmd_are_rounded_to_the_conservative_side():
+    """ML Metadata keeps 6 significant digits: delta is stored rounded up, the noise multiplier down."""
+    mechanism = MECHANISM.replace(noise_multiplier=1.23456789)
+    ledger = pl.PrivacyLedger.for_dp_sgd(mechanism, l2_norm_clip=1.0, delta=1.23456789e-4)
+    props = pl.ledger_properties(ledger)
+    assert props[pl.DELTA] == 1.23457e-4 >= ledger.delta
+    assert props[pl.NOISE_MULTIPLIER] == 1.23456 <= 1.23456789

@@ -29,8 +29,14 @@ class Executor(base_executor.BaseExecutor):
         blessing.set_string_custom_property("current_model", model_artifact.uri)
         blessing.set_int_custom_property("current_model_id", model_artifact.id)
         upstream = input_dict.get(spec.MODEL_BLESSING_KEY) or []
-        if upstream and not artifact_utils.get_single_instance(upstream).get_int_custom_property("blessed"):
-            return _decide(blessing, settings, None, "the upstream blessing is NOT_BLESSED")
+        if upstream:
+            upstream_blessing = artifact_utils.get_single_instance(upstream)
+            if not upstream_blessing.get_int_custom_property("blessed"):
+                return _decide(blessing, settings, None, "the upstream blessing is NOT_BLESSED")
+            blessed_id = upstream_blessing.get_int_custom_property("current_model_id")
+            if blessed_id != model_artifact.id:
+                return _decide(blessing, settings, None, f"the upstream blessing is for model {blessed_id}, not "
+                                                         f"for this model ({model_artifact.id})")
         serving_dir = path_utils.serving_model_path(model_artifact.uri,
                                                     path_utils.is_old_model_artifact(model_artifact))
         model = _graph_only(tf.keras.models.load_model(serving_dir))

@@ -37,6 +37,7 @@ def test_setup_share_serve_predict(saved):
     result = run("encrypted", "share-model", folder / "model.keras", "--deployment", dep)
     assert result.exit_code == 0, result.output
     assert all((dep / f"party-{i}" / "model.npz").exists() for i in range(3))
+    assert all((dep / f"party-{i}" / "model.npz").stat().st_mode & 0o077 == 0 for i in range(3))  # owner only
     serve = [sys.executable, "-c", "from pipelines.cli.main import cli; cli()", "encrypted", "serve"]
     procs = [subprocess.Popen(serve + ["--party", str(i), "--deployment", str(dep), "--timeout", "10"], stdout=subprocess.PIPE,
                               stderr=subprocess.DEVNULL, text=True, cwd=os.getcwd()) for i in range(3)]

@@ -34,11 +34,12 @@ def saved_model(name, activation):
     model.save(path_utils.serving_model_path(artifact.uri, path_utils.is_old_model_artifact(artifact)))
     return artifact, model
 
-def run(name, model, upstream=None, **settings):
+def run(name, model, upstream=None, upstream_model_id=0, **settings):
     blessing = standard_artifacts.ModelBlessing(); blessing.uri = os.path.join(root, "blessing-" + name)
     inputs = {{"examples": [examples], "model": [model]}}
     if upstream is not None:
         up = standard_artifacts.ModelBlessing(); up.set_int_custom_property("blessed", upstream); inputs["model_blessing"] = [up]
+        up.set_int_custom_property("current_model_id", upstream_model_id)
     props = GateSettings(feature_keys=tuple(keys), label_key="diagnosis", **settings).exec_properties()
     Executor().Do(inputs, {{"blessing": [blessing]}}, props)
     with open(os.path.join(blessing.uri, "encrypted_inference.json")) as fh:
@@ -55,6 +56,8 @@ print("OK", files, report["report"]["examples"], report["report"]["decision_agre
       blessing.get_int_custom_property("blessed"), blessing.get_float_custom_property("encrypted_decision_agreement"))
 files, report, blessing = run("upstream", relu_model, upstream=0, num_examples=10)
 print("UPSTREAM", files, report["reason"], report["report"])
+files, report, blessing = run("other", relu_model, upstream=1, upstream_model_id=99, num_examples=10)
+print("OTHER", files, report["reason"])
 tanh_model, _ = saved_model("tanh", "tanh")
 files, report, blessing = run("tanh", tanh_model, num_examples=10)
 print("TANH", files, blessing.get_int_custom_property("blessed"), report["reason"])
@@ -79,6 +82,8 @@ def test_gate_blesses_matching_models_and_blocks_others(tmp_path, python_subproc
     lines = {line.split(" ", 1)[0]: line for line in out.splitlines() if line.split(" ", 1)[0].isupper()}
     assert lines["OK"] == "OK ['BLESSED'] 120 1.0 True True 1 1.0"
     assert lines["UPSTREAM"] == "UPSTREAM ['NOT_BLESSED'] the upstream blessing is NOT_BLESSED None"
+    # A blessing of another model (e.g. a non-private branch's) is not passed on.
+    assert lines["OTHER"] == "OTHER ['NOT_BLESSED'] the upstream blessing is for model 99, not for this model (0)"
     assert lines["TANH"].startswith("TANH ['NOT_BLESSED'] 0 the model cannot run encrypted: layer ")
     assert "activation 'tanh' is not supported" in lines["TANH"]
     assert lines["STRICT"] == "STRICT ['BLESSED']"
