@@ -116,6 +116,9 @@ class DpClippingBase(Strategy):
                               sampling=sampling, adjacency=adjacency)
 
     def initialize(self, weights, ctx):
+        reason = self.mechanism(ctx).unsupported_reason(self.accountant.value)
+        if reason:  # epsilon is reported every round: refuse before any training
+            raise ValueError(f"accountant={self.accountant.value!r} cannot account this run: {reason}")
         state = self.inner.initialize(weights, ctx)
         self.update_noise_multiplier(ctx)  # validates the split before anything runs
         budget = PrivacyBudget.for_mechanism(self.mechanism(ctx), self.target_delta)

@@ -63,8 +63,17 @@ class VerificationReport:
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
-def _labels(outputs: np.ndarray) -> np.ndarray:
-    return (outputs[:, 0] > 0.5).astype(np.int64) if outputs.shape[1] == 1 else outputs.argmax(axis=1)
+def _labels(outputs: np.ndarray, threshold: float) -> np.ndarray:
+    return (outputs[:, 0] > threshold).astype(np.int64) if outputs.shape[1] == 1 else outputs.argmax(axis=1)
+
+
+def _decision_threshold(model) -> float:
+    """Where a single-unit output decides: its activation at logit 0 (sigmoid 0.5, linear 0), as
+    `Prediction.labels` decides on the logit."""
+    activation = getattr(model.layers[-1], "activation", None)
+    if activation is None:
+        return 0.0
+    return float(np.asarray(activation(np.zeros((1, 1), np.float32))).reshape(-1)[0])
 
 
 def verify_model(model, x: np.ndarray, y: np.ndarray | None, predictor, *, batch_size: int = 100) -> VerificationReport:
@@ -94,7 +103,8 @@ def verify_model(model, x: np.ndarray, y: np.ndarray | None, predictor, *, batch
         seconds.append(time.perf_counter() - began)
         rounds, nbytes = max(rounds, predictor.last_cost.rounds), max(nbytes, predictor.last_cost.bytes)
     encrypted = np.concatenate(encrypted).reshape(len(x), -1)
-    plain_labels, enc_labels = _labels(plain), _labels(encrypted)
+    threshold = _decision_threshold(model)
+    plain_labels, enc_labels = _labels(plain, threshold), _labels(encrypted, threshold)
     plain_acc = enc_acc = diff = None
     if y is not None:
         y = np.asarray(y).reshape(-1)

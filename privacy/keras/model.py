@@ -189,7 +189,6 @@ def _check_dataset(private, dataset, kwargs) -> None:
                                    "random_slots=True): with the examples first, one added example shifts every "
                                    "later microbatch and the sensitivity is no longer 2C")
     kwargs.setdefault("shuffle", False)  # the sampler draws every batch afresh; Keras would only warn
-    kwargs.setdefault("steps_per_epoch", seen.steps_per_epoch)
     if kwargs.get("steps_per_epoch") is None:
         kwargs["steps_per_epoch"] = seen.steps_per_epoch
 

@@ -163,3 +163,12 @@ def test_dp_noise_covers_the_aggregations_rounding_and_secure_noise_hides_the_sa
     assert np.array_equal(plans[0].positions, plans[1].positions)    # seeded: replayable from the seed
     assert not np.array_equal(plans[2].positions, plans[3].positions)  # C(1000, 500) samples: never equal
     assert len(plans[2].positions) == len(plans[0].positions) == 500
+
+
+def test_an_accountant_without_an_analysis_is_refused_before_any_round():
+    """Uniform client sampling is sampling without replacement: dp-accounting's PLD has no analysis."""
+    strategy = DifferentialPrivacyFixedClipping(FedAvg(weighted=False), clipping_norm=1.0, noise_multiplier=1.0,
+                                                target_delta=1e-5, accountant="pld")
+    with pytest.raises(ValueError, match="accountant='pld' cannot account this run: dp-accounting's PLD"):
+        strategy.initialize([np.zeros(3, np.float32)], _ctx(sampler=UniformSampler(0.1)))
+    strategy.initialize([np.zeros(3, np.float32)], _ctx(sampler=PoissonSampler(0.1)))

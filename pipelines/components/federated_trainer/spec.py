@@ -201,7 +201,7 @@ class FederatedTrainingConfig:
             except (ValueError, UnsupportedAccounting) as err:
                 raise InvalidFederatedSetting("target_epsilon", f"cannot calibrate: {err}") from None
             mechanism = mechanism.replace(noise_multiplier=sigma)
-        if self.max_epsilon is not None and mechanism.unsupported_reason(self.accountant):
+        if mechanism.unsupported_reason(self.accountant):  # it reports epsilon every round
             raise InvalidFederatedSetting("accountant", mechanism.unsupported_reason(self.accountant))
         return FederatedTrainingPlan(config=self, num_clients=num_clients, mechanism=mechanism, delta=delta)
 

@@ -115,3 +115,15 @@ print("ok", keras.__version__)
 def test_tf_keras_sequential_and_functional_models(python_subprocess):
     result = python_subprocess(TF_KERAS_SCRIPT, legacy_keras=True, timeout=300)
     assert result.stdout.strip().startswith("ok 2.")
+
+
+def test_verify_decides_a_single_linear_output_at_logit_zero():
+    """A one-unit model with a linear output gives logits: class 1 means logit > 0, not > 0.5."""
+    from privacy.encrypted.verify import verify_model
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.layers[-1].set_weights([np.array([[1.0], [0.0]]), np.zeros(1)])
+    x = np.array([[0.25, 0.0], [-0.25, 0.0], [0.75, 0.0], [-0.75, 0.0]])
+    y = np.array([1, 0, 1, 0])
+    report = verify_model(model, x, y, InProcessCluster(import_keras_model(model)))
+    assert report.plaintext_accuracy == report.encrypted_accuracy == 1.0 and report.decision_agreement == 1.0
