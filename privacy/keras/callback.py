@@ -32,8 +32,8 @@ class _PrivacyBudgetLogic:
       progress bar and TensorBoard (as ``epoch_epsilon``) record it like any metric.
     * With ``update_freq="batch"`` or an integer N it is also put in the batch logs after every step
       or every N steps of the current `fit` (the batches `keras.callbacks.TensorBoard` with the same
-      ``update_freq`` writes as ``batch_epsilon``). Each value composes the whole ledger afresh, which
-      costs tens of milliseconds with RDP and about a second with PLD on 2 CPU cores: choose N so
+      ``update_freq`` writes as ``batch_epsilon``). Each value composes the ledger: under a millisecond
+      with RDP (cached per-event curves), about a second with PLD on 2 CPU cores: with PLD choose N so
       that this stays small beside N training steps.
     * With a ``target_epsilon`` given to `make_private`, training stops after the last step that keeps
       epsilon within it; starting `fit` with nothing left raises `PrivacyBudgetExceeded`.
