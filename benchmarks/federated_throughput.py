@@ -1,4 +1,4 @@
-"""Clients per second of FedAvg rounds: ppml in-process (sequential, vectorized, auto), ppml on Beam's
+"""Clients per second of FedAvg rounds: ppml in-process (sequential, vectorized, numpy, auto), ppml on Beam's
 DirectRunner, and Flower's simulation with a compiled client, side by side in one run.
 
 Workload (issue 5, McMahan et al. 2017): synthetic MNIST-shaped data, 600 examples per client,
@@ -29,6 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from federated import ClientConfig, ClientData, FedAvg, FederatedSimulation, UniformSampler  # noqa: E402
+from federated.client import EXECUTIONS  # noqa: E402
 from federated.models import DenseModel  # noqa: E402
 from federated.partitioners import IidPartitioner  # noqa: E402
 from federated.simulation import InProcessRunner  # noqa: E402
@@ -99,7 +100,7 @@ def main():
     for name in args.models.split(","):
         model_fn = DenseModel(784, 10, (200, 200) if name == "2nn" else ())
         row = {"model": name, "goal_clients_per_s": GOALS[name], "anchors": ANCHORS[name]}
-        for execution in ("auto", "sequential", "vectorized"):   # auto first: its estimate includes compiling
+        for execution in ("auto",) + EXECUTIONS:   # auto first: its estimate includes compiling
             row[f"ppml_{execution}"] = _ppml(model_fn, data, args.clients_per_round, args.rounds, execution, runner,
                                              chunk)
         if not args.skip_beam:
@@ -109,7 +110,7 @@ def main():
         row["flower"], note = _flower(args.flower_python, name, args.clients_per_round, args.rounds)
         if note:
             notes.add(note)
-        best = max(row[f"ppml_{e}"]["clients_per_s"] for e in ("sequential", "vectorized", "auto"))
+        best = max(row[f"ppml_{e}"]["clients_per_s"] for e in ("auto",) + EXECUTIONS)
         row["best_vs_goal"] = best / GOALS[name]
         rows.append(row)
     load = {"before": load_before, "after": os.getloadavg()}
@@ -123,7 +124,7 @@ def main():
 
 
 def _print(rows, args, runner, chunk, load, notes):
-    columns = ["ppml_sequential", "ppml_vectorized", "ppml_auto", "ppml_beam_direct", "flower"]
+    columns = [f"ppml_{e}" for e in EXECUTIONS + ("auto",)] + ["ppml_beam_direct", "flower"]
     print(f"clients/s, {args.clients_per_round} clients per round (chunks of {chunk}, {runner.workers} workers), "
           f"600 examples each, E=1, B=10; {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
           f"load average {load['before'][0]:.1f} before, {load['after'][0]:.1f} after")
@@ -131,7 +132,7 @@ def _print(rows, args, runner, chunk, load, notes):
     for row in rows:
         cells = "".join(f"{row[c]['clients_per_s']:>18.1f}" if row.get(c) else f"{'n/a':>18}" for c in columns)
         print(f"{row['model']:<8}{cells}{row['goal_clients_per_s']:>8.0f}{row['best_vs_goal']:>11.2f}")
-        cpu = ", ".join(f"{e} {row['ppml_' + e]['cpu_s_per_client'] * 1e3:.1f}" for e in ("sequential", "vectorized"))
+        cpu = ", ".join(f"{e} {row['ppml_' + e]['cpu_s_per_client'] * 1e3:.1f}" for e in EXECUTIONS)
         first = ", ".join(f"{c.replace('ppml_', '')} {row[c]['first_round_s']:.1f}" for c in columns if row.get(c))
         print(f"{'':8}CPU ms per client: {cpu}; auto chose {row['ppml_auto']['execution']}; first round s: {first}")
         print(f"{'':8}anchors ({row['anchors']})")

@@ -1,19 +1,21 @@
-"""Local training as compiled, stateless TensorFlow functions, traced once per shape bucket.
+"""Local training of a Keras model from weights given as arrays, traced once per shape bucket.
 
 The Keras model is used only through ``model.stateless_call(weights, ...)``: weights go in and come
 out as tensors, so one compiled graph serves every client, round and hyperparameter setting that
 shares a shape bucket. A client is a vector of example indices into the dataset, which is converted
 to tensors once (`train_clients`), so no client's data is copied per round. A whole local run
-(E epochs of minibatch SGD) is one call of one XLA-compiled loop; its batches have a fixed size B
-(the last batch of an epoch is masked), so the graph depends only on B, E and the padded client
-size (the next power of two), never on the client. Two executions:
+(E epochs of minibatch SGD) is one call of one XLA-compiled loop over a `BatchSchedule` (batches of
+B slots, the last of an epoch masked) padded to E * ceil(width / B) steps, so the graph depends only
+on B, E and the padded client size (the next power of two), never on the client. Three executions:
 
 * ``sequential``: one call per client (any Keras model XLA can compile; otherwise a plain graph).
 * ``vectorized``: the clients of a chunk (padded to a power of two) trained together in one call
   (`tf.vectorized_map` of the per-client gradient); it pays off when per-step overhead dominates
   (small models), not when the matrix products already fill the cores.
+* ``numpy``: the clients of a chunk trained together by `NumpyDenseSgd` (numpy's BLAS products,
+  no TensorFlow per step); Dense-layer stacks on logits only, the fastest for the smallest models.
 
-Both draw the same batches from the same seeds; their results agree to float32 rounding, not
+All draw the same batches from the same seeds; their results agree to float32 rounding, not
 bitwise, so a simulation records which one it used. Calls are thread-safe (the in-process runner
 trains chunks on several threads).
 
@@ -30,10 +32,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from federated.client.batches import batch_schedule
 from federated.client.config import ClientConfig, ClientUpdate
+from federated.client.numpy_sgd import NumpyDenseSgd
 from federated.weights import flatten
 
-EXECUTIONS = ("sequential", "vectorized")
+EXECUTIONS = ("sequential", "vectorized", "numpy")
 
 
 class ClientTrainer:
@@ -42,14 +46,15 @@ class ClientTrainer:
     Args:
       model_fn: builds the (built) Keras 3 model; called once here. Weight order is
         ``model.trainable_variables``.
-      loss: a Keras loss (instance or name); default sparse categorical cross-entropy on logits.
-      execution: "sequential" or "vectorized" (see the module docstring).
+      loss: a Keras loss (`keras.losses.Loss` instance or class name); default sparse categorical
+        cross-entropy on logits.
+      execution: "sequential", "vectorized" or "numpy" (see the module docstring).
       jit_compile: compile with XLA (True), as a plain TensorFlow graph (False), or XLA when the
         model compiles and a plain graph otherwise (None).
 
     Raises:
       ValueError: for an unbuilt model, non-float32 weights, training-updated float non-trainable
-        state, or an unknown execution.
+        state, an unknown execution, or a model or loss the execution does not cover.
     """
 
     def __init__(self, model_fn: Callable, *, loss=None, execution: str = "sequential",
@@ -70,16 +75,20 @@ class ClientTrainer:
         self.execution = execution
         self.jit_compile = jit_compile
         loss = keras.losses.get(loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        if not isinstance(loss, keras.losses.Loss):
+            raise ValueError(f"loss must be a keras.losses.Loss instance or a Loss class name (e.g. "
+                             f"'SparseCategoricalCrossentropy'), got {loss!r}")
         config = dict(loss.get_config(), reduction=None)
         self._loss = type(loss).from_config(config)
         self._from_logits = bool(config.get("from_logits", False))
         self._input_shape = tuple(model.inputs[0].shape[1:])
         self._ntv = [v.value for v in model.non_trainable_variables]
         self._advancing = self._check_state(execution)
+        self._numpy = NumpyDenseSgd(model, self._loss) if execution == "numpy" else None
         self._weight_specs = [tf.TensorSpec(v.shape, tf.float32) for v in model.trainable_variables]
         self._functions: dict = {}
         self._lock = threading.Lock()
-        self._resident = None   # (ClientData, x tensor, y tensor)
+        self._resident = None   # (ClientData, x, y) as this execution reads them
         x_spec = tf.TensorSpec((None,) + self._input_shape, tf.float32)
         self._predict = tf.function(lambda w, x: self.model.stateless_call(w, self._ntv, x, training=False)[0],
                                     input_signature=[self._weight_specs, x_spec])
@@ -93,14 +102,14 @@ class ClientTrainer:
         """Runs local training for each (id, x, y) in ``clients`` from ``weights`` (arrays given here).
 
         Args:
-          seeds: [len(clients), 2] int32 seeds of each client's batch shuffling.
+          seeds: [len(clients), 2] non-negative integer seeds of each client's batch shuffling.
         """
         if not clients:
             return []
         sizes = [len(y) for _, _, y in clients]
         starts = np.concatenate([[0], np.cumsum(sizes)])
-        x = self._tf.constant(np.concatenate([np.asarray(c[1], np.float32) for c in clients]))
-        y = self._tf.constant(np.concatenate([np.asarray(c[2]) for c in clients]).astype(np.int32))
+        x, y = self._as_read(np.concatenate([np.asarray(c[1], np.float32) for c in clients]),
+                             np.concatenate([np.asarray(c[2]) for c in clients]))
         indexed = [(c[0], np.arange(starts[k], starts[k + 1])) for k, c in enumerate(clients)]
         return self._train(weights, x, y, indexed, config, seeds)
 
@@ -110,7 +119,10 @@ class ClientTrainer:
         tensors once and then read by index."""
         if not clients:
             return []
-        x, y = self._tensors(data)
+        with self._lock:
+            if self._resident is None or self._resident[0] is not data:
+                self._resident = (data, *self._as_read(data.x, data.y))
+            x, y = self._resident[1:]
         return self._train(weights, x, y, [(i, data.partition.indices[p]) for i, p in clients], config, seeds)
 
     def evaluate(self, weights: Sequence[np.ndarray], x: np.ndarray, y: np.ndarray,
@@ -137,12 +149,11 @@ class ClientTrainer:
         return sum(f.experimental_get_tracing_count() for f in self._functions.values())
 
     # --- driving the graphs ---------------------------------------------------------------------
-    def _tensors(self, data):
-        with self._lock:
-            if self._resident is None or self._resident[0] is not data:
-                tf = self._tf
-                self._resident = (data, tf.constant(data.x, tf.float32), tf.constant(data.y, tf.int32))
-            return self._resident[1:]
+    def _as_read(self, x, y):
+        """(x float32, y int32) as this execution reads them: numpy arrays or TensorFlow tensors."""
+        if self.execution == "numpy":
+            return np.asarray(x, np.float32), np.asarray(y, np.int32)
+        return self._tf.constant(x, self._tf.float32), self._tf.constant(y, self._tf.int32)
 
     def _train(self, weights, x, y, clients, config, seeds):
         tf = self._tf
@@ -151,35 +162,27 @@ class ClientTrainer:
             raise ValueError(f"client {clients[int(np.argmin(sizes))][0]} has no examples")
         width = _bucket(int(sizes.max()))
         batch = width if config.batch_size is None else min(config.batch_size, width)
-        w = [tf.constant(a, tf.float32) for a in weights]
-        hyper = (tf.constant(config.learning_rate, tf.float32), tf.constant(config.proximal_mu, tf.float32))
         rows = _bucket(len(clients)) if self.execution == "vectorized" else len(clients)
-        index = np.zeros((rows, width), np.int32)
-        for k, (_, ix) in enumerate(clients):    # padding repeats the client's own first example (masked)
-            index[k, :len(ix)], index[k, len(ix):] = ix, ix[0]
-        padded_sizes = np.ones(rows, np.int32)   # padded clients have one example and take no steps
-        padded_sizes[:len(clients)] = sizes
-        steps = np.zeros(rows, np.int32)
-        steps[:len(clients)] = [config.steps(int(n)) for n in sizes]
-        padded_seeds = np.zeros((rows, 2), np.int32)
-        padded_seeds[:len(clients)] = seeds
-        results = []
-        if self.execution == "sequential":
-            key = ("sequential", width, batch, config.epochs, config.proximal_mu > 0)
-            for k, (ident, _) in enumerate(clients):
-                new, loss = self._call(key, w, x, y, tf.constant(index[k]), tf.constant(sizes[k]),
-                                       tf.constant(steps[k]), *hyper, tf.constant(padded_seeds[k]))
-                results.append((ident, [t.numpy() for t in new], float(loss), int(sizes[k])))
+        schedule = batch_schedule([ix for _, ix in clients], seeds, epochs=config.epochs, batch=batch, width=width,
+                                  clients=rows)
+        if self.execution == "numpy":
+            new, losses = self._numpy.local_sgd(weights, x, y, schedule, config.learning_rate, config.proximal_mu)
         else:
-            key = ("vectorized", rows, width, batch, config.epochs, config.proximal_mu > 0)
-            new, losses = self._call(key, w, x, y, tf.constant(index), tf.constant(padded_sizes), tf.constant(steps),
-                                     *hyper, tf.constant(padded_seeds))
-            new, losses = [t.numpy() for t in new], losses.numpy()
-            results = [(ident, [a[k] for a in new], float(losses[k]), int(sizes[k]))
-                       for k, (ident, _) in enumerate(clients)]
+            w = [tf.constant(a, tf.float32) for a in weights]
+            hyper = (tf.constant(config.learning_rate, tf.float32), tf.constant(config.proximal_mu, tf.float32))
+            parts = (schedule.rows, schedule.mask, schedule.steps)
+            key = (self.execution, schedule.rows.shape[1], batch, config.proximal_mu > 0)
+            if self.execution == "sequential":
+                calls = [self._call(key, w, x, y, *(tf.constant(a[k]) for a in parts), *hyper) for k in range(rows)]
+                new = [np.stack([call[0][i].numpy() for call in calls]) for i in range(len(w))]
+                losses = np.array([float(call[1]) for call in calls])
+            else:
+                new, losses = self._call(key + (rows,), w, x, y, *(tf.constant(a) for a in parts), *hyper)
+                new, losses = [t.numpy() for t in new], losses.numpy()
         global_flat = flatten(weights)
-        return [ClientUpdate(delta=flatten(local) - global_flat, num_examples=n, loss=loss, position=ident)
-                for ident, local, loss, n in results]
+        return [ClientUpdate(delta=flatten([a[k] for a in new]) - global_flat, num_examples=int(sizes[k]),
+                             loss=float(losses[k]), position=ident)
+                for k, (ident, _) in enumerate(clients)]
 
     def _call(self, key, *args):
         """Calls the function of a shape bucket, traced (and compiled) once. With ``jit_compile=None``
@@ -200,21 +203,16 @@ class ClientTrainer:
 
     def _build(self, key, jit_compile: bool):
         tf = self._tf
-        scalar = lambda dtype: tf.TensorSpec([], dtype)  # noqa: E731
+        scalar = tf.TensorSpec([], tf.float32)
         data_specs = [tf.TensorSpec((None,) + self._input_shape, tf.float32), tf.TensorSpec([None], tf.int32)]
-        if key[0] == "sequential":
-            _, width, batch, epochs, proximal = key
-            body = lambda *args: self._local_sgd(*args, batch=batch, epochs=epochs, proximal=proximal)  # noqa: E731
-            signature = [self._weight_specs, *data_specs, tf.TensorSpec([width], tf.int32), scalar(tf.int32),
-                         scalar(tf.int32), scalar(tf.float32), scalar(tf.float32), tf.TensorSpec([2], tf.int32)]
-        else:
-            _, rows, width, batch, epochs, proximal = key
-            body = lambda *args: self._local_sgd_vectorized(  # noqa: E731
-                *args, batch=batch, epochs=epochs, proximal=proximal)
-            signature = [self._weight_specs, *data_specs, tf.TensorSpec([rows, width], tf.int32),
-                         tf.TensorSpec([rows], tf.int32), tf.TensorSpec([rows], tf.int32), scalar(tf.float32),
-                         scalar(tf.float32), tf.TensorSpec([rows, 2], tf.int32)]
-        return tf.function(body, input_signature=signature, jit_compile=jit_compile)
+        execution, max_steps, batch, proximal = key[:4]
+        clients = list(key[4:])   # [rows] when vectorized, [] when sequential
+        schedule_specs = [tf.TensorSpec(clients + [max_steps, batch], tf.int32),
+                          tf.TensorSpec(clients + [max_steps, batch], tf.bool), tf.TensorSpec(clients, tf.int32)]
+        local_sgd = self._local_sgd if execution == "sequential" else self._local_sgd_vectorized
+        return tf.function(lambda *args: local_sgd(*args, proximal=proximal),
+                           input_signature=[self._weight_specs, *data_specs, *schedule_specs, scalar, scalar],
+                           jit_compile=jit_compile)
 
     # --- graphs ---------------------------------------------------------------------------------
     def _check_state(self, execution) -> bool:
@@ -249,38 +247,15 @@ class ClientTrainer:
         proximal = tf.add_n([tf.reduce_sum(tf.square(a - b)) for a, b in zip(w, w_global)])
         return loss, loss + 0.5 * mu * proximal, ntv
 
-    def _orders(self, n, seed, width, epochs):
-        """[epochs, width] positions 0..width-1: a seeded shuffle of 0..n-1 per epoch, then the padding."""
-        tf = self._tf
-        orders = []
-        for epoch in range(epochs):
-            keys = tf.random.stateless_uniform([width], tf.random.experimental.stateless_fold_in(seed, epoch))
-            keys = tf.where(tf.range(width) < n, keys, 2.0)
-            orders.append(tf.argsort(keys, stable=True))
-        return tf.stack(orders)
-
-    def _batch(self, x, y, index, orders, n, step, batch):
-        """Examples of local step ``step`` for a leading axis of clients: batch j of its epoch, masked
-        past each client's n. ``index`` [k, width], ``orders`` [k, epochs, width], ``n`` and ``step`` [k]."""
-        tf = self._tf
-        per_epoch = (n + batch - 1) // batch
-        slots = (step % per_epoch)[:, None] * batch + tf.range(batch)[None, :]
-        order = tf.gather(orders, step // per_epoch, batch_dims=1)
-        positions = tf.gather(order, tf.minimum(slots, index.shape[1] - 1), batch_dims=1)
-        rows = tf.gather(index, positions, batch_dims=1)
-        return tf.gather(x, rows), tf.gather(y, rows), slots < n[:, None]
-
-    def _local_sgd(self, w_global, x, y, index, n, steps, lr, mu, seed, *, batch, epochs, proximal):
+    def _local_sgd(self, w_global, x, y, rows, mask, steps, lr, mu, *, proximal):
         tf = self._tf
         mu = mu if proximal else None
-        orders = self._orders(n, seed, index.shape[0], epochs)[None]
 
         def step(s, w, ntv, total):
-            xb, yb, mask = self._batch(x, y, index[None], orders, n[None], s[None], batch)
-            xb, yb, mask = xb[0], yb[0], mask[0]
             with tf.GradientTape() as tape:
                 tape.watch(w)
-                loss, objective, new_ntv = self._masked_loss(w, w_global, ntv, xb, yb, mask, mu)
+                loss, objective, new_ntv = self._masked_loss(w, w_global, ntv, tf.gather(x, rows[s]),
+                                                             tf.gather(y, rows[s]), mask[s], mu)
             grads = tape.gradient(objective, w)
             return s + 1, [a - lr * g for a, g in zip(w, grads)], list(new_ntv) if self._advancing else ntv, \
                 total + loss
@@ -289,26 +264,24 @@ class ClientTrainer:
                                        (tf.constant(0), list(w_global), list(self._ntv), tf.constant(0.0)))
         return w, total / tf.cast(tf.maximum(steps, 1), tf.float32)
 
-    def _local_sgd_vectorized(self, w_global, x, y, index, sizes, steps, lr, mu, seeds, *, batch, epochs, proximal):
+    def _local_sgd_vectorized(self, w_global, x, y, rows, mask, steps, lr, mu, *, proximal):
         tf = self._tf
         mu = mu if proximal else None
-        width = index.shape[1]
-        orders = tf.map_fn(lambda args: self._orders(args[0], args[1], width, epochs), (sizes, seeds),
-                           fn_output_signature=tf.TensorSpec([epochs, width], tf.int32))
-        k = index.shape[0]
+        k = rows.shape[0]
         w = [tf.repeat(a[None], k, axis=0) for a in w_global]
 
         def one_client(args):
-            wk, xb, yb, mask = args
+            wk, xb, yb, mask_k = args
             with tf.GradientTape() as tape:
                 tape.watch(wk)
-                loss, objective, _ = self._masked_loss(list(wk), w_global, self._ntv, xb, yb, mask, mu)
+                loss, objective, _ = self._masked_loss(list(wk), w_global, self._ntv, xb, yb, mask_k, mu)
             return tape.gradient(objective, wk), loss
 
         def step(s, w, totals):
             active = s < steps
-            xb, yb, mask = self._batch(x, y, index, orders, sizes, tf.minimum(s, tf.maximum(steps - 1, 0)), batch)
-            grads, losses = tf.vectorized_map(one_client, (w, xb, yb, mask & active[:, None]))
+            batch_rows = rows[:, s]
+            grads, losses = tf.vectorized_map(one_client, (w, tf.gather(x, batch_rows), tf.gather(y, batch_rows),
+                                                           mask[:, s] & active[:, None]))
             scale = tf.where(active, lr, 0.0)
             w = [a - tf.reshape(scale, [-1] + [1] * (len(a.shape) - 1)) * g for a, g in zip(w, grads)]
             return s + 1, w, totals + tf.where(active, losses, 0.0)

@@ -13,6 +13,8 @@ import sys
 import click
 import numpy as np
 
+from federated.client import EXECUTIONS
+
 _SERVER_OPTIMIZERS = ("sgd", "avgm", "adam", "yogi", "adagrad")   # federated.strategies.SERVER_OPTIMIZERS
 
 
@@ -63,8 +65,9 @@ def federated():
 @click.option("--dropout-rate", type=float, default=0.0, show_default=True, help="Client dropout probability.")
 @click.option("--runner", type=click.Choice(["inprocess", "beam"]), default="inprocess", show_default=True)
 @click.option("--beam-arg", multiple=True, help="Beam pipeline flag (repeatable), e.g. --beam-arg=--runner=FlinkRunner.")
-@click.option("--execution", type=click.Choice(["sequential", "vectorized", "auto"]), default="sequential",
-              show_default=True)
+@click.option("--execution", type=click.Choice([*EXECUTIONS, "auto"]), default="sequential", show_default=True,
+              help="Local training: numpy covers Dense-only models and is the fastest for small ones; auto times "
+                   "each on a probe and keeps the cheapest.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None, help="Checkpoint/resume here.")
 @click.option("--out", type=click.Path(file_okay=False), default="federated-run", show_default=True,

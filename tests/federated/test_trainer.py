@@ -1,5 +1,5 @@
-"""Compiled local training: one trace for all clients, both executions agree, FedAvg/FedSGD/FedProx
-against centralised Keras SGD."""
+"""Local training: one trace for all clients, the executions agree, FedAvg/FedSGD/FedProx against
+centralised Keras SGD, and what the numpy execution refuses."""
 
 import keras
 import numpy as np
@@ -14,6 +14,13 @@ from .conftest import linear_model, mlp_model
 def _clients(rng, sizes, dim=64):
     return [(i, rng.random((n, dim)).astype(np.float32), rng.integers(0, 10, n).astype(np.int32))
             for i, n in enumerate(sizes)]
+
+
+def _model_with(layer):
+    def build():
+        keras.utils.set_random_seed(2)
+        return keras.Sequential([keras.Input((64,)), layer(), keras.layers.Dense(10)])
+    return build
 
 
 def test_traced_once_per_shape_bucket_not_per_client(rng):
@@ -32,16 +39,60 @@ def test_traced_once_per_shape_bucket_not_per_client(rng):
     assert trainer.tracing_count() == 3
 
 
-def test_vectorized_matches_sequential(rng):
-    sequential, vectorized = ClientTrainer(mlp_model), ClientTrainer(mlp_model, execution="vectorized")
-    clients = _clients(rng, [30, 17, 45, 8, 3])
+def _deep_model():
+    """Flatten, three hidden activations (one layer without bias), logits: all the numpy execution covers."""
+    keras.utils.set_random_seed(3)
+    return keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Dense(16, activation="relu"),
+                             keras.layers.Dense(12, activation="tanh", use_bias=False),
+                             keras.layers.Dense(9, activation="sigmoid"), keras.layers.Dense(10)])
+
+
+@pytest.mark.parametrize("execution,model_fn,batch_size", [("vectorized", mlp_model, 10), ("numpy", mlp_model, 10),
+                                                           ("numpy", _deep_model, 10), ("numpy", _deep_model, None)])
+def test_executions_match_sequential(rng, execution, model_fn, batch_size):
+    sequential, other = ClientTrainer(model_fn), ClientTrainer(model_fn, execution=execution)
+    clients = [(i, x.reshape((-1,) + sequential.model.inputs[0].shape[1:]), y)
+               for i, x, y in _clients(rng, [30, 17, 45, 8, 3])]
     seeds = rng.integers(0, 2 ** 31 - 1, (5, 2)).astype(np.int32)
-    config = ClientConfig(epochs=2, batch_size=10, learning_rate=0.1, proximal_mu=0.1)
+    config = ClientConfig(epochs=2, batch_size=batch_size, learning_rate=0.1, proximal_mu=0.1)
     weights = sequential.initial_weights()
-    for a, b in zip(sequential.train(weights, clients, config, seeds), vectorized.train(weights, clients, config, seeds)):
+    for a, b in zip(sequential.train(weights, clients, config, seeds), other.train(weights, clients, config, seeds)):
         assert a.position == b.position and a.num_examples == b.num_examples
+        assert np.max(np.abs(a.delta)) > 1e-3                                   # the clients did train
         np.testing.assert_allclose(a.delta, b.delta, atol=2e-7 * 10, rtol=0)   # float32 rounding only
         assert a.loss == pytest.approx(b.loss, rel=1e-5)
+
+
+def _functional_skip():
+    inputs = keras.Input((64,))
+    hidden = keras.layers.Dense(64, activation="relu")(inputs)
+    return keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Add()([inputs, hidden])))
+
+
+def _frozen():
+    model = linear_model()
+    model.layers[-1].trainable = False
+    return model
+
+
+@pytest.mark.parametrize("model_fn,loss,message", [
+    (_model_with(lambda: keras.layers.Dropout(0.5)), None, r"covers Dense and Flatten layers, not dropout.*Dropout"),
+    (lambda: keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="softmax")]), None,
+     "activation 'softmax'"),
+    (lambda: keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="relu")]), None,
+     "end in a Dense layer with linear activation"),
+    (lambda: keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="gelu")]), None,
+     "layer dense.* has activation 'gelu'"),
+    (lambda: keras.Sequential([keras.Input((8, 8)), keras.layers.Dense(10)]), None,
+     r"sees inputs of shape \(8, 8\).*add a Flatten layer"),
+    (_functional_skip, None, "not add"),
+    (_frozen, None, "frozen"),
+    (linear_model, keras.losses.SparseCategoricalCrossentropy(), r"from_logits=True\) only"),
+    (linear_model, "MeanSquaredError", "not MeanSquaredError"),
+])
+def test_numpy_execution_refuses_what_it_does_not_cover(model_fn, loss, message):
+    with pytest.raises(ValueError, match=message + ".*use execution 'sequential' or 'vectorized'"):
+        ClientTrainer(model_fn, loss=loss, execution="numpy")
 
 
 def _keras_sgd(x, y, lr, steps):
@@ -104,15 +155,10 @@ def test_evaluate_and_bad_models():
         ClientTrainer(lambda: keras.Sequential([keras.layers.Dense(3)]))
     with pytest.raises(ValueError, match="execution must be one of"):
         ClientTrainer(linear_model, execution="parallel")
+    with pytest.raises(ValueError, match="loss must be a keras.losses.Loss instance or a Loss class name"):
+        ClientTrainer(linear_model, loss="mse")
     with pytest.raises(ValueError, match="batch_size must be an integer >= 1 or None"):
         ClientConfig(batch_size=0)
-
-
-def _model_with(layer):
-    def build():
-        keras.utils.set_random_seed(2)
-        return keras.Sequential([keras.Input((64,)), layer(), keras.layers.Dense(10)])
-    return build
 
 
 def test_non_trainable_state_constants_train_and_updated_statistics_are_refused(rng):

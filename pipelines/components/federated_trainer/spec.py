@@ -21,7 +21,7 @@ server_optimizer         sgd | avgm | adam | yogi | adagrad
 server_learning_rate     default 1 (sgd, avgm) or 0.01 (adaptive)
 hidden_units             widths of the model's ReLU layers (the model is an MLP on the features)
 seed                     weight initialisation, partition, sampling and batch order
-execution                local training: sequential | vectorized | auto (time both, keep the cheaper)
+execution                local training: sequential | vectorized | numpy | auto (time each, keep the cheapest)
 private                  client-level DP-FedAvg with a privacy ledger (clients weighted equally)
 noise_multiplier         z: noise std on the sum of clipped updates is z C
 target_epsilon           instead of noise_multiplier: calibrate z so that epsilon <= this
@@ -48,6 +48,7 @@ import dataclasses
 import difflib
 from typing import Any, Mapping
 
+from federated.client import EXECUTIONS as CLIENT_EXECUTIONS
 from pipelines.components import settings
 from privacy.accounting import (AccountantKind, Adjacency, DpSgdMechanism, Sampling, UnsupportedAccounting,
                                 calibrate_noise_multiplier, default_delta)
@@ -58,7 +59,7 @@ PARTITIONS = ("iid", "dirichlet", "shards", "quantity")
 SAMPLINGS = ("uniform", "poisson")
 SERVER_OPTIMIZERS = ("sgd", "avgm", "adam", "yogi", "adagrad")
 CLIPS = ("fixed", "adaptive")
-EXECUTIONS = ("auto", "sequential", "vectorized")
+EXECUTIONS = ("auto",) + CLIENT_EXECUTIONS
 
 
 class InvalidFederatedSetting(settings.InvalidSetting):
