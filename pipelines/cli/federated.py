@@ -25,7 +25,9 @@ def federated():
 
 @federated.command()
 @click.option("--dataset", default="digits", show_default=True,
-              help="'digits' (scikit-learn's bundled 8x8 digits) or a .npz file with arrays x, y (and optional keys).")
+              help="'digits' (scikit-learn's bundled 8x8 digits, 25% held out) or a .npz file with arrays x, y "
+                   "(optional: keys, and x_test, y_test to evaluate on; without them a seeded 20% of the rows "
+                   "is held out for evaluation and never trained on).")
 @click.option("--partition", type=click.Choice(["iid", "dirichlet", "shards", "quantity", "natural"]), default="iid",
               show_default=True, help="How examples are split among clients ('natural' needs keys in the .npz).")
 @click.option("--alpha", type=float, default=0.5, show_default=True, help="Dirichlet concentration (dirichlet, quantity).")
@@ -83,7 +85,7 @@ def run(**o):
     from privacy.accounting import default_delta  # pylint: disable=import-outside-toplevel
 
     try:
-        x, y, keys, test = _load(o["dataset"])
+        x, y, keys, test = _load(o["dataset"], o["seed"])
         partitioner = partitioner_for(o["partition"], num_clients=o["clients"], seed=o["seed"], alpha=o["alpha"],
                                       shards_per_client=o["shards_per_client"])
         data = fl.ClientData.from_arrays(x, y, partitioner, keys=keys)
@@ -146,7 +148,8 @@ def run(**o):
     click.echo(f"wrote {os.path.join(o['out'], 'history.json')} and accuracy.png")
 
 
-def _load(dataset: str):
+def _load(dataset: str, seed: int):
+    """(x, y, keys or None, (x_test, y_test)); evaluation rows are never among the training rows."""
     if dataset == "digits":
         from federated.data import load_digits_split  # pylint: disable=import-outside-toplevel
         (x_train, y_train), test = load_digits_split()
@@ -154,15 +157,20 @@ def _load(dataset: str):
     if not dataset.endswith(".npz") or not os.path.exists(dataset):
         raise ValueError(f"--dataset must be 'digits' or an existing .npz file, got {dataset!r}")
     with np.load(dataset, allow_pickle=False) as arrays:
-        if "x" not in arrays or "y" not in arrays:
-            raise ValueError(f"{dataset} must hold arrays 'x' and 'y' (and optionally 'keys', 'x_test', 'y_test')")
+        if "x" not in arrays or "y" not in arrays or ("x_test" in arrays) != ("y_test" in arrays):
+            raise ValueError(f"{dataset} must hold arrays 'x' and 'y' (and optionally 'keys', and 'x_test' with "
+                             f"'y_test'); it holds {sorted(arrays.files)}")
         x = arrays["x"].reshape(len(arrays["x"]), -1).astype(np.float32)
-        keys = arrays["keys"] if "keys" in arrays else None
+        y, keys = arrays["y"], (arrays["keys"] if "keys" in arrays else None)
         if "x_test" in arrays:
-            test = (arrays["x_test"].reshape(len(arrays["x_test"]), -1).astype(np.float32), arrays["y_test"])
-        else:
-            test = (x[:1000], arrays["y"][:1000])
-        return x, arrays["y"], keys, test
+            return x, y, keys, (arrays["x_test"].reshape(len(arrays["x_test"]), -1).astype(np.float32),
+                                arrays["y_test"])
+    held_out = np.zeros(len(y), bool)
+    held_out[np.random.default_rng(seed).permutation(len(y))[:len(y) // 5]] = True
+    if held_out.all() or not held_out.any():
+        raise ValueError(f"{dataset} has {len(y)} rows: too few to hold out 20% for evaluation; add x_test, y_test")
+    train = ~held_out
+    return x[train], y[train], None if keys is None else keys[train], (x[held_out], y[held_out])
 
 
 COMMANDS = [federated]

@@ -4,6 +4,7 @@ import json
 import re
 
 import dp_accounting
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from dp_accounting import dp_event
@@ -35,6 +36,24 @@ def test_federated_run_plain_prints_progress(tmp_path):
                                       "--server-optimizer", "adam", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "round 2: 5/5 clients" in result.output and "final accuracy" in result.output
+
+
+def test_npz_without_a_test_split_holds_out_a_fifth_for_evaluation(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.random((200, 6)).astype(np.float32)
+    y = (x[:, 0] > 0.5).astype(np.int64)
+    np.savez(tmp_path / "data.npz", x=x, y=y, keys=np.arange(200) % 8)
+    result = CliRunner().invoke(cli, ["federated", "run", "--dataset", str(tmp_path / "data.npz"), "--partition",
+                                      "natural", "--rounds", "2", "--fraction", "0.5", "--execution", "numpy",
+                                      "--out", str(tmp_path / "run"), "--json"])
+    assert result.exit_code == 0, result.output
+    history = json.loads(result.stdout[result.stdout.index("{"):])
+    assert history["config"]["client_sizes_sum"] == 160 and history["config"]["num_clients"] == 8
+    assert history["config"]["execution"] == "numpy" and history["rounds"][-1]["evaluation"]["accuracy"] > 0
+    np.savez(tmp_path / "half.npz", x=x, y=y, x_test=x[:10])
+    result = CliRunner().invoke(cli, ["federated", "run", "--dataset", str(tmp_path / "half.npz"), "--rounds", "1",
+                                      "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "'x_test' with 'y_test'); it holds ['x', 'x_test', 'y']" in result.output
 
 
 @pytest.mark.parametrize("args, message", [
