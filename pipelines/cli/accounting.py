@@ -14,7 +14,7 @@ import click
 
 from privacy.accounting import (AccountantKind, Adjacency, DpSgdMechanism, Sampling, UnsupportedAccounting,
                                 calibrate_noise_multiplier, compute_epsilon, default_delta, dp_accounting_version,
-                                dp_sgd_report, max_epochs)
+                                dp_sgd_report, max_epochs, resolve_adjacency)
 
 _ACCOUNTANTS = {"rdp": (AccountantKind.RDP,), "pld": (AccountantKind.PLD,),
                 "both": (AccountantKind.RDP, AccountantKind.PLD)}
@@ -69,12 +69,14 @@ def _mechanism_options(*, noise: bool, length: bool):
             click.option("--sampling", type=click.Choice([s.value for s in Sampling]), default="poisson",
                          show_default=True,
                          help="How batches were formed: poisson (exact analysis), fixed (without replacement), "
-                              "shuffle (once-per-epoch bound only)."),
+                              "shuffle (once-per-epoch bound only); fixed and shuffle are analysed under "
+                              "replace-one adjacency only."),
             click.option("--microbatches", type=int,
                          help="Clip per microbatch (M microbatches per batch): sensitivity doubles unless "
                               "each microbatch holds one example."),
             click.option("--adjacency", type=click.Choice([a.value for a in Adjacency]),
-                         help="Neighbouring datasets [default: add-remove; replace-one for fixed batches]."),
+                         help="Neighbouring datasets [default: add-remove for poisson, replace-one for fixed "
+                              "and shuffle, which have no add-remove analysis]."),
             click.option("--max-examples-per-user", type=int,
                          help="User-level guarantee by group privacy for users with at most K examples."),
             click.option("--accountant", type=click.Choice(list(_ACCOUNTANTS)), default="both", show_default=True),
@@ -104,13 +106,10 @@ def _build_mechanism(*, dataset_size, batch_size, sampling_rate, noise_multiplie
                    f"{sampling.value} batches need a whole batch size, got {batch_size:g}")
     if sampling is not Sampling.POISSON:
         batch_size = int(batch_size)
-    if adjacency is None:
-        adjacency = Adjacency.REPLACE_ONE if sampling is Sampling.FIXED else Adjacency.ADD_REMOVE
-    adjacency = Adjacency(adjacency)
-    if sampling is Sampling.FIXED and adjacency is Adjacency.ADD_REMOVE:
-        raise _bad("--adjacency", "fixed-size batches are analysed only under replace-one adjacency (with "
-                                  "add/remove the batch size reveals n); use --adjacency replace-one or "
-                                  "--sampling poisson")
+    try:
+        adjacency = resolve_adjacency(sampling, adjacency)
+    except ValueError as err:
+        raise _bad("--adjacency", str(err)) from None
     if microbatches is not None:
         if microbatches < 1:
             raise _bad("--microbatches", f"must be >= 1, got {microbatches}")

@@ -50,7 +50,8 @@ def _training_options(fn):
         click.option("--sampling", type=click.Choice(["poisson", "fixed", "shuffle"]), default="poisson",
                      show_default=True,
                      help="Batch sampling: poisson (add/remove adjacency), fixed (B drawn without replacement; "
-                          "replace-one adjacency, RDP only) or shuffle (once-per-epoch bound)."),
+                          "replace-one adjacency, RDP only) or shuffle (once-per-epoch bound, replace-one "
+                          "adjacency)."),
         click.option("--num-microbatches", type=int,
                      help="Clip per microbatch instead of per example (sensitivity 2C when a microbatch holds "
                           "several examples)."),

@@ -9,7 +9,7 @@ from privacy.accounting.budget import PrivacyBudget
 from privacy.accounting.calibration import calibrate_noise_multiplier, max_epochs, max_units
 from privacy.accounting.events import event_from_json, event_to_json
 from privacy.accounting.mechanism import (Adjacency, DpSgdMechanism, NeighboringRelation, Sampling,
-                                          UnsupportedAccounting, steps_for_epochs)
+                                          UnsupportedAccounting, resolve_adjacency, steps_for_epochs)
 from privacy.accounting.report import PrivacyReport, compute_epsilon, default_delta, dp_sgd_report
 
 __all__ = [
@@ -17,5 +17,5 @@ __all__ = [
     "PrivacyBudget", "PrivacyReport", "Sampling", "UnsupportedAccounting", "calibrate_noise_multiplier",
     "compute_epsilon", "default_delta", "dp_accounting_version", "dp_sgd_report", "epsilon_of",
     "event_from_json", "event_to_json", "group_delta", "make_accountant", "max_epochs", "max_units",
-    "steps_for_epochs",
+    "resolve_adjacency", "steps_for_epochs",
 ]

@@ -14,9 +14,14 @@ poisson    add-remove    T x PoissonSampled(q, Gaussian(sigma / m))     yes    y
 poisson    replace-one   T x PoissonSampled(q, Gaussian(sigma))         no     yes
 fixed      replace-one   T x SampledWithoutReplacement(n, B,            yes    no
                          Gaussian(sigma / 2))
-fixed      add-remove    (no analysis: the batch size reveals n)        --     --
-shuffle    either        E x Gaussian(sigma / sensitivity)              yes    yes
+fixed      add-remove    (refused: the batch size reveals n)            --     --
+shuffle    replace-one   E x Gaussian(sigma / 2)                        yes    yes
+shuffle    add-remove    (refused: one added example shifts every       --     --
+                         later batch, and the batch count reveals n)
 =========  ============  =============================================  =====  =====
+
+The default adjacency is the sampling's natural one (`resolve_adjacency`): add-remove for Poisson
+sampling, replace-one for fixed and shuffled batches.
 
 * ``m`` is 2 when microbatches can hold several examples: a clipped microbatch *mean* can
   swing from v to -v, so the add/remove sensitivity is 2C instead of C.
@@ -25,11 +30,13 @@ shuffle    either        E x Gaussian(sigma / sensitivity)              yes    y
   terms take the noise multiplier relative to the full sensitivity, hence ``sigma / 2``.
 * Shuffle-and-iterate has no known tight analysis (Chua et al., ICML 2024). What is reported is
   the bound for "each example is used at most once per epoch", with no amplification: E
-  compositions of the Gaussian mechanism, E the number of epochs started. An epoch is
-  ``steps_per_epoch`` steps when the training loop says so (Keras: ceil(n / B)); otherwise the
-  conservative floor(n / B), which never undercounts whether the last partial batch is kept,
-  dropped, or batches run across epoch boundaries. The Gaussian's loss depends only on
-  sigma / sensitivity, so the sensitivity is folded into the noise multiplier.
+  compositions of the Gaussian mechanism, E the number of epochs started. It holds under
+  replace-one adjacency only, where the replaced example sits in one batch of each epoch and
+  every other batch is unchanged (sensitivity 2C). An epoch is ``steps_per_epoch`` steps when the
+  training loop says so (Keras: ceil(n / B)); otherwise the conservative floor(n / B), which never
+  undercounts whether the last partial batch is kept, dropped, or batches run across epoch
+  boundaries. The Gaussian's loss depends only on sigma / sensitivity, so the sensitivity is
+  folded into the noise multiplier.
 """
 
 from __future__ import annotations
@@ -78,7 +85,8 @@ class DpSgdMechanism:
       noise_multiplier: sigma; noise std on the summed clipped gradients is sigma * C.
       steps: T, the number of noisy gradient steps.
       sampling: the batch sampling scheme that actually ran.
-      adjacency: the neighbouring relation of the guarantee.
+      adjacency: the neighbouring relation of the guarantee; None (the default) takes the
+        sampling's natural one (`resolve_adjacency`). Always a concrete `Adjacency` once built.
       num_microbatches: M if gradients were clipped per microbatch, else None (per example).
       max_examples_per_user: K for a user-level guarantee via group privacy, else None.
       steps_per_epoch: steps in one shuffled epoch, when known (shuffle sampling only).
@@ -89,14 +97,14 @@ class DpSgdMechanism:
     noise_multiplier: float
     steps: int
     sampling: Sampling = Sampling.POISSON
-    adjacency: Adjacency = Adjacency.ADD_REMOVE
+    adjacency: Adjacency | None = None
     num_microbatches: int | None = None
     max_examples_per_user: int | None = None
     steps_per_epoch: int | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "sampling", Sampling(self.sampling))
-        object.__setattr__(self, "adjacency", Adjacency(self.adjacency))
+        object.__setattr__(self, "adjacency", resolve_adjacency(self.sampling, self.adjacency))
         _check_int("dataset_size", self.dataset_size, minimum=1)
         if not (isinstance(self.batch_size, (int, float)) and 0 < self.batch_size <= self.dataset_size):
             raise ValueError(
@@ -120,11 +128,6 @@ class DpSgdMechanism:
             if self.sampling is not Sampling.SHUFFLE:
                 raise ValueError("steps_per_epoch only applies to shuffle sampling (for Poisson and fixed "
                                  "batches an epoch is n / B steps by definition)")
-        if self.sampling is Sampling.FIXED and self.adjacency is Adjacency.ADD_REMOVE:
-            raise ValueError(
-                "fixed-size batches are analysed only under replace-one adjacency (with add/remove "
-                "the batch size reveals the dataset size); use adjacency='replace-one' or Poisson "
-                "sampling")
 
     @classmethod
     def from_epochs(cls, *, dataset_size: int, batch_size: float, epochs: float, **kwargs) -> "DpSgdMechanism":
@@ -145,7 +148,11 @@ class DpSgdMechanism:
         return cls(dataset_size=dataset_size, batch_size=batch_size, steps=steps, **kwargs)
 
     def replace(self, **changes) -> "DpSgdMechanism":
-        """Returns a copy with some fields changed (and validated)."""
+        """Returns a copy with some fields changed (and validated).
+
+        The adjacency is kept as it is: give it again when changing the sampling to one it does not
+        fit (e.g. ``replace(sampling="shuffle", adjacency="replace-one")`` from a Poisson run).
+        """
         return dataclasses.replace(self, **changes)
 
     @property
@@ -238,6 +245,33 @@ class DpSgdMechanism:
             return ("dp-accounting's PLD accountant has no analysis of fixed-size sampling without "
                     "replacement; the RDP accountant covers it")
         return None
+
+
+def resolve_adjacency(sampling: Sampling | str, adjacency: Adjacency | str | None = None) -> Adjacency:
+    """The adjacency a run of ``sampling`` is accounted under.
+
+    Args:
+      sampling: the batch sampling scheme.
+      adjacency: the relation asked for, or None for the sampling's natural one: add/remove for
+        Poisson sampling; replace-one for fixed-size and shuffled batches, whose number and
+        positions depend on n, so that only a replaced example leaves the other batches unchanged.
+
+    Raises:
+      ValueError: naming the value, for an unknown adjacency, or add/remove with fixed-size or
+        shuffled batches (no analysis backs that claim).
+    """
+    sampling = Sampling(sampling)
+    if adjacency is None:
+        return Adjacency.ADD_REMOVE if sampling is Sampling.POISSON else Adjacency.REPLACE_ONE
+    adjacency = Adjacency(adjacency)
+    if adjacency is Adjacency.ADD_REMOVE and sampling is not Sampling.POISSON:
+        batches, why = (("fixed-size", "the batch size reveals the dataset size") if sampling is Sampling.FIXED
+                        else ("shuffled", "one added example shifts every later batch of the epoch, and the "
+                                          "number of batches reveals the dataset size"))
+        raise ValueError(
+            f"adjacency={adjacency.value!r} with sampling={sampling.value!r}: {batches} batches are analysed "
+            f"only under replace-one adjacency ({why}); use adjacency='replace-one' or Poisson sampling")
+    return adjacency
 
 
 def steps_for_epochs(epochs: float, dataset_size: int, batch_size: float) -> int:

@@ -50,7 +50,8 @@ def make_private(model, *, l2_norm_clip: float | None = None, noise_multiplier: 
         place without copying them; datasets must come from `poisson_batches`), "fixed"
         (`fixed_size_batches`), or "shuffle" (any batches; accounted with the once-per-epoch bound,
         which claims no amplification).
-      adjacency: "add-remove" (default) or "replace-one" (default for fixed-size batches).
+      adjacency: "add-remove" or "replace-one"; default: the sampling's natural one, add-remove for
+        Poisson sampling and replace-one for fixed-size and shuffled batches (which refuse add-remove).
       target_delta: delta of the reported guarantee; default: the largest power of 10 below 1/n.
       target_epsilon: stop training before epsilon (at target_delta) would exceed this.
       accountant: "rdp" or "pld" for logs and stopping; default RDP where it applies, else PLD.

@@ -18,7 +18,7 @@ import os
 import tensorflow as tf
 
 from privacy.accounting import (AccountantKind, Adjacency, DpSgdMechanism, PrivacyBudget, PrivacyReport,
-                                Sampling, default_delta, dp_sgd_report)
+                                Sampling, default_delta, dp_sgd_report, resolve_adjacency)
 from privacy.atomic_files import write_atomically
 from privacy.keras import layer_rules, optimizers, recording
 from privacy.keras.noise import GaussianNoise
@@ -46,8 +46,7 @@ class PrivateTraining:
         self.dataset_size = dataset_size
         try:
             self.sampling = Sampling(sampling)
-            self.adjacency = Adjacency(adjacency) if adjacency is not None else (
-                Adjacency.REPLACE_ONE if self.sampling is Sampling.FIXED else Adjacency.ADD_REMOVE)
+            self.adjacency = resolve_adjacency(self.sampling, adjacency)
             self.accountant = AccountantKind(accountant) if accountant is not None else None
         except ValueError as err:
             raise DPConfigurationError(str(err)) from None

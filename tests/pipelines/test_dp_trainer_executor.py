@@ -44,7 +44,7 @@ except InvalidPrivacySetting as err:
 
 
 TRAINING_RUNS = {
-    # One shuffled epoch, accounted by the once-per-epoch bound.
+    # One shuffled epoch, accounted by the once-per-epoch bound under replace-one adjacency.
     "shuffle": {"sampling": "shuffle", "epochs": 1, "noise_multiplier": 1.0},
     # Poisson batches clipped in 8 microbatches of several examples each: sensitivity 2C.
     "microbatches": {"num_microbatches": 8, "epochs": 1, "noise_multiplier": 1.0},
@@ -99,12 +99,15 @@ def _stored(props, exact):
 def test_shuffled_dp_training_on_the_pipeline_data_records_its_ledger(executor_runs):
     n, (props, ledger) = executor_runs["n"], executor_runs["shuffle"]
     steps = math.ceil(n / 32)
-    mechanism = DpSgdMechanism(dataset_size=n, batch_size=32, noise_multiplier=1.0, steps=steps, sampling="shuffle",
-                               steps_per_epoch=steps)
     assert props["sampling"] == "shuffle" and props["dp_steps"] == steps and props["private"] == 1
-    assert _stored(props["epsilon_rdp"], compute_epsilon(mechanism, 1e-3, "rdp"))
+    assert props["adjacency"] == "replace-one" and ledger["report"]["adjacency"] == "replace-one"
     assert ledger["report"]["sampling"] == "shuffle" and ledger["report"]["epochs"] == pytest.approx(1.0)
-    assert ledger["dp_event"]["count"] == 1  # one started epoch: one Gaussian mechanism, no amplification
+    # One started epoch: one Gaussian mechanism, no amplification; replace-one moves a clipped gradient by 2C.
+    assert ledger["dp_event"] == {"class_name": "SelfComposedDpEvent", "count": 1,
+                                  "event": {"class_name": "GaussianDpEvent", "noise_multiplier": 0.5}}
+    # Independently of privacy.accounting: RDP of the Gaussian at sigma / 2 (relative to 2C).
+    exact = dp_accounting.rdp.RdpAccountant().compose(dp_event.GaussianDpEvent(0.5)).get_epsilon(1e-3)
+    assert ledger["epsilon"]["rdp"] == pytest.approx(exact, rel=1e-9) and _stored(props["epsilon_rdp"], exact)
 
 
 def test_microbatched_dp_training_accounts_sensitivity_two_c(executor_runs):

@@ -81,10 +81,22 @@ def test_train_args_steps_override_epochs():
     assert plan.steps == 7 and plan.mechanism.steps == 7 and plan.noise_multiplier == 1.0
 
 
-def test_shuffled_training_runs_whole_epochs():
+def test_shuffled_training_runs_whole_epochs_under_replace_one():
     config = DpTrainingConfig.from_custom_config({**GOOD, "sampling": "shuffle", "epochs": 3})
     plan = config.plan(dataset_size=389)
-    assert plan.steps == 3 * 13 and plan.mechanism.steps_per_epoch == 13 and plan.mechanism.units() == 3
+    m = plan.mechanism
+    assert plan.steps == 3 * 13 and m.steps_per_epoch == 13 and m.units() == 3
+    # Shuffled batches have no add/remove analysis: replace-one, 3 Gaussians of sensitivity 2C (independently,
+    # RDP with the noise multiplier relative to 2C; PLD by dp-accounting's own replace-one analysis).
+    assert (m.adjacency.value, m.sensitivity) == ("replace-one", 2.0)
+    rdp = dp_accounting.rdp.RdpAccountant().compose(
+        dp_event.SelfComposedDpEvent(dp_event.GaussianDpEvent(m.noise_multiplier / 2), 3))
+    pld = dp_accounting.pld.PLDAccountant(dp_accounting.NeighboringRelation.REPLACE_ONE).compose(
+        dp_event.SelfComposedDpEvent(dp_event.GaussianDpEvent(m.noise_multiplier), 3))
+    ledger = plan.ledger()
+    assert ledger.epsilons["rdp"] == pytest.approx(rdp.get_epsilon(1e-3), rel=1e-9)
+    assert ledger.epsilons["pld"] == pytest.approx(pld.get_epsilon(1e-3), rel=1e-4)
+    assert 2.9 < ledger.epsilons["rdp"] <= 3.0  # calibrated to the target with RDP
     with pytest.raises(InvalidPrivacySetting, match="whole epochs") as info:
         DpTrainingConfig.from_custom_config({**GOOD, "sampling": "shuffle", "epochs": 2.5}).plan(dataset_size=389)
     assert info.value.setting == "epochs"

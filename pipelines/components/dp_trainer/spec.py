@@ -13,7 +13,7 @@ target_epsilon     instead of noise_multiplier: calibrate sigma so that epsilon 
 delta              delta of the guarantee (default: the largest power of ten below 1/n)
 sampling           poisson (add/remove adjacency, exact analysis), fixed (B drawn without replacement
                    at every step; replace-one adjacency, RDP analysis only) or shuffle
-                   (once-per-epoch bound, no amplification)
+                   (replace-one adjacency, once-per-epoch bound, no amplification)
 num_microbatches   clip per microbatch instead of per example (sensitivity 2C if several each);
                    must divide fixed and shuffled batches
 accountant         rdp or pld: the accountant that calibrates target_epsilon (fixed: rdp only)
@@ -33,8 +33,8 @@ import difflib
 import math
 from typing import Any, Mapping
 
-from privacy.accounting import (AccountantKind, Adjacency, DpSgdMechanism, PrivacyBudget, Sampling,
-                                UnsupportedAccounting, calibrate_noise_multiplier, default_delta, steps_for_epochs)
+from privacy.accounting import (AccountantKind, DpSgdMechanism, PrivacyBudget, Sampling, UnsupportedAccounting,
+                                calibrate_noise_multiplier, default_delta, steps_for_epochs)
 
 from pipelines.components import settings
 from pipelines.privacy_ledger import PrivacyLedger
@@ -108,11 +108,6 @@ class DpTrainingConfig:
                                         f"'target_epsilon' ({both} set)")
         return config
 
-    @property
-    def adjacency(self) -> Adjacency:
-        """Replace-one for fixed-size batches (the batch size reveals n), else add/remove."""
-        return Adjacency.REPLACE_ONE if self.sampling == Sampling.FIXED.value else Adjacency.ADD_REMOVE
-
     def to_custom_config(self) -> dict[str, Any]:
         """The settings as ``custom_config`` entries (JSON values)."""
         return dataclasses.asdict(self)
@@ -152,8 +147,8 @@ class DpTrainingConfig:
             steps_per_epoch = math.ceil(n / self.batch_size) if sampling is Sampling.SHUFFLE else None
             mechanism = DpSgdMechanism(dataset_size=n, batch_size=self.batch_size,
                                        noise_multiplier=self.noise_multiplier or 1.0, steps=steps,
-                                       sampling=sampling, adjacency=self.adjacency,
-                                       num_microbatches=self.num_microbatches, steps_per_epoch=steps_per_epoch)
+                                       sampling=sampling, num_microbatches=self.num_microbatches,
+                                       steps_per_epoch=steps_per_epoch)  # the sampling's natural adjacency
         except ValueError as err:
             setting = "num_microbatches" if "microbatches" in str(err) else "batch_size"
             raise InvalidPrivacySetting(setting, str(err)) from None

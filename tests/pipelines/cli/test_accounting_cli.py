@@ -55,12 +55,33 @@ def test_single_accountant_and_per_epoch():
     assert data["per_epoch"][-1]["epsilon_rdp"] == data["epsilon_rdp"]
 
 
-def test_shuffle_is_labelled_and_not_poisson():
+def test_shuffle_is_labelled_replace_one_and_not_poisson():
     shuffled = json.loads(run("epsilon", *SMALL, "--epochs", "2", "--sampling", "shuffle", "--json").output)
     poisson = json.loads(run("epsilon", *SMALL, "--epochs", "2", "--json").output)
-    assert shuffled["sampling"] == "shuffle"
+    assert (shuffled["sampling"], shuffled["adjacency"], shuffled["steps"]) == ("shuffle", "replace-one", 40)
+    # Two epochs, each one Gaussian mechanism of sensitivity 2C (sigma 1.0): RDP with the noise multiplier
+    # relative to 2C, PLD by dp-accounting's own replace-one analysis.
+    rdp = dpa.rdp.RdpAccountant().compose(dpa.SelfComposedDpEvent(dpa.GaussianDpEvent(0.5), 2))
+    pld = dpa.pld.PLDAccountant(dpa.NeighboringRelation.REPLACE_ONE).compose(
+        dpa.SelfComposedDpEvent(dpa.GaussianDpEvent(1.0), 2))
+    assert shuffled["delta"] == 1e-4
+    assert shuffled["epsilon_rdp"] == pytest.approx(rdp.get_epsilon(1e-4), abs=1e-6)
+    assert shuffled["epsilon_pld"] == pytest.approx(pld.get_epsilon(1e-4), rel=1e-4)
     assert shuffled["epsilon_pld"] > 2 * poisson["epsilon_pld"]
     assert any("Poisson" in note for note in shuffled["notes"])
+
+
+@pytest.mark.parametrize("command", [["epsilon", "--epochs", "2"], ["noise", "--target-epsilon", "2", "--epochs", "2"],
+                                     ["epochs", "--target-epsilon", "2"]])
+def test_shuffle_with_add_remove_is_a_usage_error(command):
+    args = ["--n", "1000", "--batch-size", "50", "--sampling", "shuffle", "--adjacency", "add-remove"]
+    if command[0] != "noise":
+        args += ["--noise-multiplier", "1.0"]
+    result = CliRunner().invoke(cli, [*command, *args])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())  # click wraps long messages
+    assert "'--adjacency'" in message and "adjacency='add-remove' with sampling='shuffle'" in message
+    assert "use adjacency='replace-one' or Poisson sampling" in message and "Traceback" not in message
 
 
 def test_microbatches_and_user_level_are_reported():
@@ -125,6 +146,8 @@ def test_epochs_round_trip():
     (["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5", "--microbatches", "0"],
      "--microbatches"),
     (["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5", "--sampling", "fixed",
+      "--adjacency", "add-remove"], "--adjacency"),
+    (["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5", "--sampling", "shuffle",
       "--adjacency", "add-remove"], "--adjacency"),
     (["--n", "100", "--batch-size", "10.5", "--noise-multiplier", "1", "--steps", "5", "--sampling", "shuffle"],
      "--batch-size"),

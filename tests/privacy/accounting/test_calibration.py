@@ -42,7 +42,7 @@ def test_max_epochs_whole_epochs_fit():
 
 
 def test_shuffle_counts_epochs():
-    shuffle = BASE.replace(sampling="shuffle", noise_multiplier=5.0)
+    shuffle = BASE.replace(sampling="shuffle", adjacency="replace-one", noise_multiplier=5.0)
     epochs, steps = max_epochs(shuffle, target_epsilon=2.0, target_delta=1e-5)
     assert compute_epsilon(shuffle.replace(steps=steps), 1e-5, "rdp") <= 2.0
     assert compute_epsilon(shuffle.replace(steps=steps + 1), 1e-5, "rdp") > 2.0

@@ -10,7 +10,7 @@ import dp_accounting as dpa
 import pytest
 
 from privacy.accounting import (Adjacency, DpSgdMechanism, Sampling, UnsupportedAccounting, compute_epsilon,
-                                dp_sgd_report, steps_for_epochs)
+                                dp_sgd_report, resolve_adjacency, steps_for_epochs)
 
 R = dpa.NeighboringRelation
 
@@ -64,12 +64,15 @@ def test_microbatching_doubles_sensitivity():
     assert compute_epsilon(m, 1e-5, "pld") == pytest.approx(pld(poisson(256 / 60000, 0.55, 1000)), abs=1e-6)
 
 
-def test_one_example_per_microbatch_keeps_sensitivity_for_fixed_batches():
+def test_one_example_per_microbatch_adds_nothing_to_shuffled_batches():
     m = DpSgdMechanism(dataset_size=1000, batch_size=50, noise_multiplier=1.0, steps=100, sampling="shuffle",
                        num_microbatches=50)
-    assert m.sensitivity == 1.0
-    # Poisson batches vary in size, so any microbatching can pair examples up.
-    assert m.replace(sampling="poisson").sensitivity == 2.0
+    assert not m.microbatches_hold_several_examples
+    assert m.sensitivity == m.replace(num_microbatches=None).sensitivity == 2.0  # replace-one: 2C either way
+    assert compute_epsilon(m, 1e-5, "rdp") == compute_epsilon(m.replace(num_microbatches=None), 1e-5, "rdp")
+    # Poisson batches vary in size, so any microbatching can pair examples up: 2C under add/remove too.
+    poisson = m.replace(sampling="poisson", adjacency="add-remove", steps_per_epoch=None)
+    assert poisson.microbatches_hold_several_examples and poisson.sensitivity == 2.0
 
 
 def test_replace_one_poisson_is_pld_only():
@@ -91,20 +94,49 @@ def test_fixed_batches_use_sampling_without_replacement_with_sensitivity_2c():
         compute_epsilon(m, 1e-5, "pld")
 
 
-def test_fixed_batches_refuse_add_remove():
-    with pytest.raises(ValueError, match="replace-one"):
-        DpSgdMechanism(dataset_size=100, batch_size=10, noise_multiplier=1.0, steps=10, sampling="fixed")
+@pytest.mark.parametrize("sampling,batches", [("fixed", "fixed-size"), ("shuffle", "shuffled")])
+def test_fixed_and_shuffled_batches_refuse_add_remove(sampling, batches):
+    """Adding an example changes how many batches there are (and, shuffled, shifts every later one)."""
+    with pytest.raises(ValueError, match=f"adjacency='add-remove' with sampling='{sampling}': {batches} batches "
+                                         f"are analysed only under replace-one adjacency") as err:
+        DpSgdMechanism(dataset_size=100, batch_size=10, noise_multiplier=1.0, steps=10, sampling=sampling,
+                       adjacency="add-remove")
+    assert "use adjacency='replace-one' or Poisson sampling" in str(err.value)
+    with pytest.raises(ValueError, match="add-remove"):
+        resolve_adjacency(sampling, Adjacency.ADD_REMOVE)
+
+
+@pytest.mark.parametrize("sampling,natural", [("poisson", Adjacency.ADD_REMOVE), ("fixed", Adjacency.REPLACE_ONE),
+                                              ("shuffle", Adjacency.REPLACE_ONE)])
+def test_default_adjacency_is_the_samplings_natural_one(sampling, natural):
+    m = DpSgdMechanism(dataset_size=100, batch_size=10, noise_multiplier=1.0, steps=10, sampling=sampling)
+    assert m.adjacency is natural and resolve_adjacency(sampling) is natural
+    assert m == m.replace(adjacency=natural.value)  # the stored field is the concrete relation
+    assert resolve_adjacency(sampling, "replace-one") is Adjacency.REPLACE_ONE
+    with pytest.raises(ValueError, match="sideways"):
+        resolve_adjacency(sampling, "sideways")
 
 
 def test_shuffle_reports_once_per_epoch_bound_not_poisson():
     m = DpSgdMechanism.from_epochs(dataset_size=60000, batch_size=256, noise_multiplier=1.1, epochs=3,
                                    sampling="shuffle")
     assert (m.steps, m.steps_per_epoch, m.passes) == (705, 235, 3)   # Keras: the last batch is partial
-    gaussian3 = dpa.SelfComposedDpEvent(dpa.GaussianDpEvent(1.1), 3)
-    assert compute_epsilon(m, 1e-5, "rdp") == pytest.approx(rdp(gaussian3), abs=1e-6)
-    assert compute_epsilon(m, 1e-5, "pld") == pytest.approx(pld(gaussian3), abs=1e-6)
-    poisson_eps = compute_epsilon(m.replace(sampling="poisson", steps_per_epoch=None), 1e-5, "pld")
-    assert compute_epsilon(m, 1e-5, "pld") > 5 * poisson_eps
+    assert (m.adjacency, m.sensitivity) == (Adjacency.REPLACE_ONE, 2.0)
+    # Three epochs, each one Gaussian mechanism of sensitivity 2C: noise multiplier 1.1 / 2 relative to it
+    # (RDP), or dp-accounting's own replace-one analysis of the Gaussian with sigma 1.1 (PLD).
+    assert compute_epsilon(m, 1e-5, "rdp") == pytest.approx(
+        rdp(dpa.SelfComposedDpEvent(dpa.GaussianDpEvent(0.55), 3)), abs=1e-6)
+    assert compute_epsilon(m, 1e-5, "pld") == pytest.approx(
+        pld(dpa.SelfComposedDpEvent(dpa.GaussianDpEvent(1.1), 3), relation=R.REPLACE_ONE), rel=1e-4)
+    poisson = m.replace(sampling="poisson", adjacency="replace-one", steps_per_epoch=None)
+    assert compute_epsilon(m, 1e-5, "pld") > 5 * compute_epsilon(poisson, 1e-5, "pld")
+
+
+def test_shuffle_report_states_replace_one():
+    report = dp_sgd_report(DpSgdMechanism.from_epochs(dataset_size=1000, batch_size=100, noise_multiplier=2.0,
+                                                      epochs=2, sampling="shuffle"))
+    assert report.to_dict()["adjacency"] == "replace-one" and report.to_dict()["sampling"] == "shuffle"
+    assert "replace-one adjacency, shuffle sampling" in report.format_text()
 
 
 def test_shuffle_replace_one_matches_dp_accountings_own_replace_analysis():

@@ -2,6 +2,7 @@
 
 import os
 
+import dp_accounting
 import numpy as np
 import tensorflow as tf
 from scipy import stats
@@ -85,6 +86,27 @@ def case_sampling_that_ran_must_match_the_accounting():
     assert private_training(model).dataset_size == 30
     assert private_training(model).steps == 3
     _raises(lambda: model.fit(x, y, epochs=1, verbose=0), "dataset_size=40", "dataset_size=30")
+
+
+def case_shuffled_batches_are_accounted_under_replace_one():
+    """Shuffled batches have no add/remove analysis (one added example shifts every later batch): refused by
+    make_private; by default they are accounted under replace-one, one Gaussian of sensitivity 2C per epoch."""
+    _raises(lambda: make_private(K.Sequential([K.Input((4,)), L.Dense(2)]), l2_norm_clip=1.0,
+                                 noise_multiplier=1.0, sampling="shuffle", adjacency="add-remove"),
+            "adjacency='add-remove' with sampling='shuffle'", "use adjacency='replace-one' or Poisson sampling")
+    x, y = _data()
+    model = make_private(K.Sequential([K.Input((4,)), L.Dense(2)]), l2_norm_clip=1.0, noise_multiplier=1.2,
+                         sampling="shuffle", seed=0)
+    model.compile(optimizer="sgd", loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, batch_size=10, epochs=2, verbose=0)
+    private = private_training(model)
+    report = private.report().to_dict()
+    assert private.steps == 8 and (report["sampling"], report["adjacency"]) == ("shuffle", "replace-one")
+    # Independently: 2 epochs x Gaussian with noise multiplier 1.2 / 2 relative to the sensitivity 2C.
+    expected = dp_accounting.rdp.RdpAccountant().compose(dp_accounting.SelfComposedDpEvent(
+        dp_accounting.GaussianDpEvent(0.6), 2)).get_epsilon(0.01)
+    assert private.target_delta == 0.01 and abs(private.epsilon("rdp") - expected) < 1e-9, (private.epsilon("rdp"),
+                                                                                             expected)
 
 
 def case_poisson_batches_are_poisson():
