@@ -149,6 +149,11 @@ class PrivateTraining:
         mechanism = self.mechanism()
         if self._budget is None:
             self._budget = PrivacyBudget.for_mechanism(mechanism, self.target_delta)
+        if self._budget.neighboring_relation != mechanism.neighboring_relation:
+            raise DPConfigurationError(
+                f"the resumed state {self.state_path} was accounted under {self._budget.neighboring_relation.name} "
+                f"adjacency, this training under {mechanism.neighboring_relation.name}: one budget cannot mix "
+                f"them; resume with the same adjacency or use a new state_path")
         self._budget.advance_to(mechanism.units(self.steps), mechanism.unit_event())
         return self._budget
 

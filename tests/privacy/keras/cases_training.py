@@ -185,6 +185,18 @@ def case_resumed_run_neither_loses_nor_double_counts():
         else:
             raise AssertionError("a mid-epoch checkpoint was allowed beside a state_path")
         assert private_training(model).steps == 0
+        # Resuming the add/remove budget under replace-one would mix two relations in one ledger.
+        model = make_private(_mlp(), l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=batch,
+                             target_delta=1e-4, state_path=state, adjacency="replace-one")
+        model.compile(optimizer=_sgd(0.1), loss=_scce())
+        try:
+            model.fit(x, y, epochs=1, verbose=0)
+        except DPConfigurationError as err:
+            assert "accounted under ADD_OR_REMOVE_ONE adjacency, this training under REPLACE_ONE" in str(err)
+        else:
+            raise AssertionError("a budget was resumed under another adjacency")
+        with open(state) as f:
+            assert json.load(f)["steps"] == 18   # the saved state is untouched
         assert resumed.budget.units == 18 and len(resumed.budget.ledger) == 1
         uninterrupted = DpSgdMechanism(dataset_size=n, batch_size=batch, noise_multiplier=1.0, steps=18)
         assert resumed.epsilon("rdp") == compute_epsilon(uninterrupted, 1e-4, "rdp")
