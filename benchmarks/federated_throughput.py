@@ -86,14 +86,16 @@ def main():
     parser.add_argument("--clients-per-round", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds (after one warm-up round)")
     parser.add_argument("--workers", type=int, default=None, help="in-process threads (default: CPUs, at most 4)")
+    parser.add_argument("--chunk-size", type=int, default=None,
+                        help="clients per vectorized/numpy call (default: clients per round / workers, a power of two)")
     parser.add_argument("--skip-beam", action="store_true")
     parser.add_argument("--flower-python", default=None, help="interpreter with flwr[simulation] and tensorflow")
     parser.add_argument("--models", default="2nn,linear")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "federated_throughput.json"))
     args = parser.parse_args()
     runner = InProcessRunner(args.workers)
-    chunk = max(1, args.clients_per_round // runner.workers)
-    chunk = 1 << (chunk.bit_length() - 1)            # a power of two: one vectorized chunk per worker
+    chunk = args.chunk_size or max(1, args.clients_per_round // runner.workers)
+    chunk = 1 << (chunk.bit_length() - 1)            # a power of two: by default one chunk per worker
     data = _data(args.clients_per_round * 2)
     load_before = os.getloadavg()
     rows, notes = [], set()

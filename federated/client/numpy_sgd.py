@@ -100,32 +100,37 @@ class NumpyDenseSgd:
         Returns:
           ([clients, *shape] float32 weights after each client's steps, [clients] mean loss per step).
         """
-        clients, _, batch = schedule.rows.shape
+        clients, max_steps, batch = schedule.rows.shape
         global_w = [np.asarray(w, np.float32) for w in weights]
         w = [np.repeat(a[None], clients, axis=0) for a in global_w]
         mu = np.float32(proximal_mu)
-        # Per slot: 1 / (examples in the step) for the client's examples, 0 for masked slots.
-        slot_weights = schedule.mask / np.maximum(schedule.mask.sum(-1, keepdims=True), 1).astype(np.float32)
+        # Per step, computed up front (small arrays): one-hot targets; each slot's weight in the step's
+        # mean, 1 / (examples in the step) or 0 for a masked slot; each client's step size, 0 once done.
+        classes = w[self._layers[-1].kernel].shape[-1]
+        targets = np.eye(classes, dtype=np.float32)[y[schedule.rows]]
+        slot_weights = (schedule.mask / np.maximum(schedule.mask.sum(-1, keepdims=True), 1))[..., None]
+        slot_weights = slot_weights.astype(np.float32)
+        active = schedule.steps[:, None] > np.arange(max_steps)
+        step_sizes = np.where(active, np.float32(learning_rate), np.float32(0))[..., None, None]
         totals = np.zeros(clients, np.float64)
         with np.errstate(all="ignore"):   # a diverging client ends non-finite and is dropped by the caller
             for s in range(int(schedule.steps.max(initial=0))):
-                rows, mask, slot_weight = schedule.rows[:, s], schedule.mask[:, s], slot_weights[:, s]
-                hs, zs = [x[rows].reshape(clients, batch, -1)], []
+                hs, zs = [np.take(x, schedule.rows[:, s], axis=0).reshape(clients, batch, -1)], []
                 for layer in self._layers:
                     z, h = self._apply(layer, w, hs[-1])
                     zs.append(z)
                     hs.append(h)
-                losses, dz = _cross_entropy(zs[-1], y[rows], mask, slot_weight)
-                active = schedule.steps > s
-                totals += np.where(active, losses, 0)
-                step = np.where(active, np.float32(learning_rate), np.float32(0))[:, None, None]
+                losses, dz = _cross_entropy(zs[-1], targets[:, s], slot_weights[:, s])
+                totals += losses * active[:, s]
+                step = step_sizes[:, s]
                 for i in reversed(range(len(self._layers))):
                     layer = self._layers[i]
                     if i > 0:   # before this layer's weights change
-                        dh = np.matmul(dz, np.swapaxes(w[layer.kernel], 1, 2))
-                    self._step(w, global_w, layer.kernel, np.matmul(np.swapaxes(hs[i], 1, 2), dz), step, mu)
+                        dh = np.matmul(dz, w[layer.kernel].transpose(0, 2, 1))
+                    scaled = dz * step   # the step size applied to the small factor, not the product
+                    self._descend(w, global_w, layer.kernel, np.matmul(hs[i].transpose(0, 2, 1), scaled), step, mu)
                     if layer.bias is not None:
-                        self._step(w, global_w, layer.bias, dz.sum(1), step[:, 0], mu)
+                        self._descend(w, global_w, layer.bias, scaled.sum(1), step[:, 0], mu)
                     if i > 0:
                         dz = dh * _derivative(self._layers[i - 1].activation, zs[i - 1], hs[i])
         return w, (totals / np.maximum(schedule.steps, 1)).astype(np.float32)
@@ -139,10 +144,11 @@ class NumpyDenseSgd:
         return z, _activate(layer.activation, z)
 
     @staticmethod
-    def _step(w, global_w, index, gradient, step, mu):
+    def _descend(w, global_w, index, scaled_gradient, step, mu):
+        """w[index] -= step * (gradient + mu (w - w_global)), given step * gradient."""
         if mu:
-            gradient += mu * (w[index] - global_w[index])
-        w[index] -= step * gradient
+            scaled_gradient += (step * mu) * (w[index] - global_w[index])
+        w[index] -= scaled_gradient
 
     def _check_forward(self, model) -> None:
         """Refuses a model whose own forward pass differs from this module's (e.g. a non-chain graph)."""
@@ -155,20 +161,19 @@ class NumpyDenseSgd:
                              "use execution 'sequential' or 'vectorized'")
 
 
-def _cross_entropy(logits, labels, mask, slot_weight):
-    """Per client: (mean cross-entropy over the unmasked slots, its gradient wrt the logits).
+def _cross_entropy(logits, targets, slot_weight):
+    """Per client: (mean cross-entropy over the step's examples, its gradient wrt the logits).
 
-    logits [clients, B, classes], labels and mask [clients, B], slot_weight [clients, B] (1/count or 0).
+    logits and one-hot targets [clients, B, classes]; slot_weight [clients, B, 1]: 1 / count for the
+    step's examples, 0 for masked slots (which read one of the client's own examples, so they are
+    finite whenever the client's are).
     """
     shifted = logits - logits.max(-1, keepdims=True)
     exp = np.exp(shifted)
     total = exp.sum(-1, keepdims=True)
-    clients, slots = np.ogrid[:labels.shape[0], :labels.shape[1]]
-    per_example = np.log(total[..., 0]) - shifted[clients, slots, labels]
-    gradient = exp / total
-    gradient[clients, slots, labels] -= 1
-    gradient *= slot_weight[..., None]
-    return (np.where(mask, per_example, 0) * slot_weight).sum(1), gradient
+    per_example = np.log(total) - (shifted * targets).sum(-1, keepdims=True)
+    gradient = (exp / total - targets) * slot_weight
+    return (per_example * slot_weight).sum((1, 2)), gradient
 
 
 def _activate(name: str, z: np.ndarray) -> np.ndarray:
