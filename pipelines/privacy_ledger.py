@@ -1,6 +1,6 @@
 """The privacy ledger of a trained model, and its epsilon as ML Metadata properties.
 
-Every private trainer in `pipelines/` (DP-SGD today; others may follow) writes one JSON ledger into
+Every private trainer in `pipelines/` (the DP Trainer's DP-SGD, the Federated Trainer's DP-FedAvg) writes one JSON ledger into
 the exported SavedModel, ``<serving model dir>/assets.extra/privacy_ledger.json``, so it travels with
 the model wherever the Pusher or a serving system copies it. The ledger holds the
 `privacy.accounting.PrivacyBudget` the training composed (its dp-accounting DpEvents, neighbouring
@@ -31,6 +31,8 @@ LEDGER_FILE = "privacy_ledger.json"
 LEDGER_SUBDIR = "assets.extra"
 """SavedModel sub-folder for files that are not read by the loaders but travel with the model."""
 DP_SGD = "dp-sgd"
+DP_FEDAVG = "dp-fedavg"
+"""Client-level DP-FedAvg: a `DpSgdMechanism` with clients as examples and rounds as steps."""
 
 # Custom properties of the Model artifact (MLMD). Floats unless noted.
 PRIVATE = "private"                        # int: 1 trained with a DP trainer (ledger present), 0 not
@@ -66,7 +68,8 @@ class PrivacyLedger:
       budget: the budget the training composed: DpEvents, relation, target delta, accountants.
       mechanism: which mechanism ran, e.g. `DP_SGD`.
       parameters: the mechanism's public hyperparameters (JSON values). For DP-SGD: the fields of
-        `DpSgdMechanism` plus ``l2_norm_clip`` (C) and ``delta_is_default``.
+        `DpSgdMechanism` plus ``l2_norm_clip`` (C) and ``delta_is_default``; for DP-FedAvg the
+        `DpSgdMechanism` fields of its client-level mechanism and the clipping settings.
       trainer: free-form JSON facts about the trainer (module, library versions).
     """
 
@@ -90,10 +93,9 @@ class PrivacyLedger:
         """
         if not (isinstance(l2_norm_clip, (int, float)) and 0 < l2_norm_clip < math.inf):
             raise LedgerError(f"l2_norm_clip must be a finite number > 0, got {l2_norm_clip!r}")
-        expected = _dp_sgd_budget(mechanism, delta)
         if budget is None:
-            budget = expected
-        _check_budget(budget, expected, mechanism)
+            budget = _composed(mechanism, delta)
+        check_budget(budget, mechanism, delta)
         parameters = {f.name: _json_value(getattr(mechanism, f.name)) for f in dataclasses.fields(mechanism)}
         parameters.update(l2_norm_clip=float(l2_norm_clip), delta_is_default=bool(delta_is_default))
         return cls(budget=budget, mechanism=DP_SGD, parameters=parameters, trainer=dict(trainer or {}))
@@ -133,11 +135,18 @@ class PrivacyLedger:
         """The DP-SGD mechanism the ledger describes (only for ``mechanism == 'dp-sgd'``)."""
         if self.mechanism != DP_SGD:
             raise LedgerError(f"ledger is for mechanism {self.mechanism!r}, not {DP_SGD!r}")
+        return self.accounted_mechanism()
+
+    def accounted_mechanism(self) -> DpSgdMechanism:
+        """The `DpSgdMechanism` whose events the budget composed (DP-SGD, or DP-FedAvg's
+        client-level one)."""
+        if self.mechanism not in (DP_SGD, DP_FEDAVG):
+            raise LedgerError(f"ledger mechanism {self.mechanism!r} is none of {DP_SGD!r}, {DP_FEDAVG!r}")
         names = {f.name for f in dataclasses.fields(DpSgdMechanism)}
         try:
             return DpSgdMechanism(**{k: v for k, v in self.parameters.items() if k in names})
         except (TypeError, ValueError) as err:
-            raise LedgerError(f"ledger parameters do not describe a DP-SGD run: {err}") from None
+            raise LedgerError(f"ledger parameters do not describe a {self.mechanism} run: {err}") from None
 
     def privacy_report(self) -> PrivacyReport:
         """The run's report, in the format of ``ppml epsilon`` (DP-SGD ledgers only)."""
@@ -174,18 +183,18 @@ class PrivacyLedger:
                          trainer=dict(data.get("trainer") or {}))
         except (KeyError, TypeError, ValueError) as err:
             raise LedgerError(f"malformed privacy ledger: {err}") from None
-        if ledger.mechanism == DP_SGD:
-            mechanism = ledger.dp_sgd_mechanism()
-            _check_budget(budget, _dp_sgd_budget(mechanism, budget.target_delta), mechanism)
+        check_budget(budget, ledger.accounted_mechanism(), budget.target_delta)
         return ledger
 
 
-def _dp_sgd_budget(mechanism: DpSgdMechanism, delta: float) -> PrivacyBudget:
+def _composed(mechanism: DpSgdMechanism, delta: float) -> PrivacyBudget:
     return PrivacyBudget.for_mechanism(mechanism, delta).compose(mechanism.unit_event(), mechanism.units())
 
 
-def _check_budget(budget: PrivacyBudget, expected: PrivacyBudget, mechanism: DpSgdMechanism) -> None:
-    """Raises LedgerError unless ``budget`` composed exactly the events of ``mechanism``'s run."""
+def check_budget(budget: PrivacyBudget, mechanism: DpSgdMechanism, delta: float) -> None:
+    """Raises LedgerError unless ``budget`` composed exactly the events of ``mechanism``'s run
+    (its unit event, once per unit), under its relation and at ``delta``."""
+    expected = _composed(mechanism, delta)
     if (budget.ledger != expected.ledger or budget.target_delta != expected.target_delta
             or budget.neighboring_relation != expected.neighboring_relation
             or budget.group_size != expected.group_size):

@@ -82,9 +82,18 @@ class DpClippingBase(Strategy):
             raise ValueError(f"secure_noise must be True or False, got {secure_noise!r}")
         self.secure_noise = secure_noise
 
+    range_headroom = 1.0
+    """How far past the initial clipping norm update coordinates may go (adaptive clipping's C moves)."""
+
     # --- to be specialised ----------------------------------------------------------------------
     def initial_clipping_norm(self) -> float:
         raise NotImplementedError
+
+    def secure_aggregation_range(self) -> float:
+        """A coordinate range r for `SecureAggregation`: a clipped update's coordinates lie in
+        [-C, C], so r = C_0 x `range_headroom` (rounds whose C outgrows it clip coordinates, which
+        each round's aggregation report counts)."""
+        return self.initial_clipping_norm() * self.range_headroom
 
     def update_noise_multiplier(self, ctx: RoundContext) -> float:
         """The share of z spent on the update sum (all of it for fixed clipping)."""

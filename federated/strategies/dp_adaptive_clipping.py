@@ -52,6 +52,8 @@ class DifferentialPrivacyAdaptiveClipping(DpClippingBase):
         self.clipping_learning_rate = float(clipping_learning_rate)
         self.clipped_count_stddev = clipped_count_stddev
 
+    range_headroom = 4.0
+
     def initial_clipping_norm(self):
         return self.initial_norm
 

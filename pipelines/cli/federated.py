@@ -14,8 +14,7 @@ import click
 import numpy as np
 
 from federated.client import EXECUTIONS
-
-_SERVER_OPTIMIZERS = ("sgd", "avgm", "adam", "yogi", "adagrad")   # federated.strategies.SERVER_OPTIMIZERS
+from federated.strategies import SERVER_OPTIMIZERS
 
 
 @click.group()
@@ -44,7 +43,7 @@ def federated():
 @click.option("--batch-size", "-B", type=click.IntRange(min=0), default=10, show_default=True,
               help="Local batch size B; 0 = full batch (B = infinity).")
 @click.option("--client-lr", type=float, default=0.1, show_default=True, help="Client SGD learning rate.")
-@click.option("--server-optimizer", type=click.Choice(_SERVER_OPTIMIZERS), default="sgd", show_default=True)
+@click.option("--server-optimizer", type=click.Choice(SERVER_OPTIMIZERS), default="sgd", show_default=True)
 @click.option("--server-lr", type=float, default=None, help="Server learning rate (default 1.0; 0.01 for adaptive).")
 @click.option("--server-momentum", type=float, default=0.9, show_default=True, help="For --server-optimizer avgm.")
 @click.option("--prox-mu", type=float, default=0.0, show_default=True, help="FedProx mu (0: FedAvg).")
@@ -104,7 +103,7 @@ def run(**o):
                                       secure_noise=o["secure_noise"])
         aggregation = None
         if o["secure_aggregation"]:
-            default_range = (o["clipping_norm"] or 0.1) * (4 if o["clip"] == "adaptive" else 1) if o["dp"] else 8.0
+            default_range = strategy.secure_aggregation_range() if strategy.private else 8.0
             aggregation = SecureAggregation(clipping_range=o["secagg_range"] or default_range, bits=o["secagg_bits"],
                                             modulus_bits=o["secagg_modulus_bits"])
         runner = None

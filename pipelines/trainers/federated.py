@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from pipelines import privacy_ledger
-from pipelines.components.federated_trainer.spec import MECHANISM, FederatedTrainingConfig, FederatedTrainingPlan
+from pipelines.components.federated_trainer.spec import FederatedTrainingConfig, FederatedTrainingPlan
 
 PREDICTION_KEY = "probabilities"
 
@@ -45,9 +45,10 @@ def run_fn(fn_args) -> None:
                   _labels(eval_columns, config.label_key))
     num_classes = max(2, data.num_classes, int(evaluation[1].max()) + 1)
     model_fn = DenseModel(data.x.shape[1], num_classes, tuple(config.hidden_units), seed=config.seed)
-    simulation = fl.FederatedSimulation(model_fn, data, strategy(config, plan), rounds=config.rounds,
-                                        sampler=sampler(config), seed=config.seed, evaluation=evaluation,
-                                        aggregation=_aggregation(config, int(data.sizes().max())),
+    algorithm = strategy(config, plan)
+    simulation = fl.FederatedSimulation(model_fn, data, algorithm, rounds=config.rounds,
+                                        sampler=config.sampler(), seed=config.seed, evaluation=evaluation,
+                                        aggregation=_aggregation(config, algorithm, int(data.sizes().max())),
                                         execution=config.execution)
     history = simulation.run()
     os.makedirs(fn_args.model_run_dir, exist_ok=True)
@@ -124,20 +125,15 @@ def strategy(config: FederatedTrainingConfig, plan: FederatedTrainingPlan):
                           secure_noise=True)  # a released model: noise nobody can regenerate from the ledger
 
 
-def sampler(config: FederatedTrainingConfig):
-    from federated import PoissonSampler, UniformSampler  # pylint: disable=import-outside-toplevel
-    return PoissonSampler(config.fraction) if config.sampling == "poisson" else UniformSampler(config.fraction)
-
-
-def _aggregation(config: FederatedTrainingConfig, max_client_size: int):
-    """Secure aggregation when asked: summand coordinates are clipped to +-C under DP (a clipped
-    update's coordinates lie there; 4 C for adaptive clipping, whose C moves), else to
-    +-8 x the largest client (weighted FedAvg sends n_k * delta_k), quantized to 32 bits."""
+def _aggregation(config: FederatedTrainingConfig, algorithm, max_client_size: int):
+    """Secure aggregation when asked: summand coordinates are clipped to the DP strategy's
+    `secure_aggregation_range`, else to +-8 x the largest client (weighted FedAvg sends
+    n_k * delta_k), quantized to 32 bits."""
     if not config.secure_aggregation:
         return None
     from federated.aggregation import SecureAggregation  # pylint: disable=import-outside-toplevel
-    if config.private:
-        clipping_range = config.clipping_norm * (4 if config.clip == "adaptive" else 1)
+    if algorithm.private:
+        clipping_range = algorithm.secure_aggregation_range()
     else:
         clipping_range = 8.0 * max_client_size
     return SecureAggregation(clipping_range=clipping_range, bits=32, modulus_bits=48)
@@ -150,15 +146,13 @@ def ledger(plan: FederatedTrainingPlan, budget, *, rounds: int) -> privacy_ledge
       privacy_ledger.LedgerError: if ``budget`` does not account exactly those rounds of the plan.
     """
     mechanism = plan.mechanism.replace(steps=rounds)
-    if budget.ledger != budget.for_mechanism(mechanism, plan.delta).compose(mechanism.unit_event(),
-                                                                             rounds).ledger:
-        raise privacy_ledger.LedgerError(f"the simulation's budget does not account {rounds} rounds of {mechanism}")
+    privacy_ledger.check_budget(budget, mechanism, plan.delta)
     parameters: dict[str, Any] = {
         "unit": "client", "dataset_size": plan.num_clients, "batch_size": mechanism.batch_size,
         "noise_multiplier": mechanism.noise_multiplier, "steps": rounds, "sampling": mechanism.sampling.value,
         "adjacency": mechanism.adjacency.value, "l2_norm_clip": plan.config.clipping_norm, "clip": plan.config.clip,
         "delta_is_default": plan.config.delta is None, "noise": "CSPRNG-seeded"}
-    return privacy_ledger.PrivacyLedger(budget=budget, mechanism=MECHANISM, parameters=parameters,
+    return privacy_ledger.PrivacyLedger(budget=budget, mechanism=privacy_ledger.DP_FEDAVG, parameters=parameters,
                                         trainer={"run_fn": f"{__name__}.run_fn",
                                                  "settings": plan.config.to_custom_config()})
 

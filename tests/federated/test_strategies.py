@@ -124,6 +124,10 @@ def test_adaptive_clipping_moves_towards_the_quantile():
     # The round's noise multiplier is split: 1/z^2 = 1/z_update^2 + 1/(2 sigma_b)^2.
     z_update = strategy.update_noise_multiplier(ctx)
     assert 1 / z_update ** 2 + 1 / 0.2 ** 2 == pytest.approx(1 / 0.1 ** 2)
+    # Secure aggregation's coordinate range leaves the moving norm headroom: 4 C_0 (fixed clipping: C).
+    assert strategy.secure_aggregation_range() == 4.0
+    assert DifferentialPrivacyFixedClipping(FedAvg(weighted=False), clipping_norm=0.3, noise_multiplier=1.0,
+                                            target_delta=1e-5).secure_aggregation_range() == 0.3
 
 
 @pytest.mark.parametrize("make, message", [

@@ -53,6 +53,25 @@ def test_budget_from_training_must_match_the_mechanism():
     assert pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.0, delta=1e-3, budget=budget).budget is budget
 
 
+def test_a_dp_fedavg_ledger_is_checked_against_its_client_level_mechanism():
+    clients = DpSgdMechanism(dataset_size=50, batch_size=5, noise_multiplier=0.9, steps=30, sampling="fixed")
+    budget = PrivacyBudget.for_mechanism(clients, 1e-3).compose(clients.unit_event(), 30)
+    parameters = {"unit": "client", "dataset_size": 50, "batch_size": 5, "noise_multiplier": 0.9, "steps": 30,
+                  "sampling": "fixed", "adjacency": "replace-one", "l2_norm_clip": 0.5, "clip": "fixed"}
+    ledger = pl.PrivacyLedger(budget=budget, mechanism=pl.DP_FEDAVG, parameters=parameters)
+    again = pl.PrivacyLedger.from_dict(json.loads(json.dumps(ledger.to_dict())))
+    assert again.accounted_mechanism() == clients
+    assert again.epsilons["rdp"] == pytest.approx(compute_epsilon(clients, 1e-3, "rdp"), rel=1e-12)
+    data = ledger.to_dict()
+    data["parameters"]["steps"] = 3            # claim 3 rounds where 30 were composed
+    with pytest.raises(pl.LedgerError, match="does not account the run"):
+        pl.PrivacyLedger.from_dict(data)
+    with pytest.raises(pl.LedgerError, match="does not account the run"):
+        pl.check_budget(budget, clients.replace(steps=29), 1e-3)
+    with pytest.raises(pl.LedgerError, match="not 'dp-sgd'"):
+        again.dp_sgd_mechanism()
+
+
 @pytest.mark.parametrize("text, message", [("{", "cannot read privacy ledger"),
                                            ('{"format": "other"}', "not a ppml privacy ledger"),
                                            ('{"format": "ppml.privacy_ledger/1"}', "malformed privacy ledger")])

@@ -11,7 +11,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import json_utils
 
 from pipelines import privacy_ledger
-from pipelines.components.federated_trainer.spec import MECHANISM, FederatedTrainingConfig
+from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
 
 
 class Executor(trainer_executor.GenericExecutor):
@@ -28,8 +28,8 @@ class Executor(trainer_executor.GenericExecutor):
         fn_args = self._GetFnArgs(input_dict, output_dict, exec_properties)
         super().Do(input_dict, output_dict, exec_properties)
         ledger = privacy_ledger.read_ledger(fn_args.serving_model_dir)
-        if config.private and (ledger is None or ledger.mechanism != MECHANISM):
-            raise RuntimeError(f"custom_config['private'] is true but run_fn wrote no {MECHANISM} privacy ledger "
+        if config.private and (ledger is None or ledger.mechanism != privacy_ledger.DP_FEDAVG):
+            raise RuntimeError(f"custom_config['private'] is true but run_fn wrote no {privacy_ledger.DP_FEDAVG} privacy ledger "
                                f"(got {ledger.mechanism if ledger else None!r})")
         if not config.private and ledger is not None:
             raise RuntimeError("run_fn wrote a privacy ledger although custom_config['private'] is false")

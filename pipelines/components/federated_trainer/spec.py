@@ -49,15 +49,14 @@ import difflib
 from typing import Any, Mapping
 
 from federated.client import EXECUTIONS as CLIENT_EXECUTIONS
+from federated.sampling import PoissonSampler, UniformSampler
+from federated.strategies import SERVER_OPTIMIZERS
 from pipelines.components import settings
-from privacy.accounting import (AccountantKind, Adjacency, DpSgdMechanism, Sampling, UnsupportedAccounting,
+from privacy.accounting import (AccountantKind, DpSgdMechanism, UnsupportedAccounting,
                                 calibrate_noise_multiplier, default_delta)
 
-MECHANISM = "dp-fedavg"
-"""The ``mechanism`` of a Federated Trainer's privacy ledger."""
 PARTITIONS = ("iid", "dirichlet", "shards", "quantity")
 SAMPLINGS = ("uniform", "poisson")
-SERVER_OPTIMIZERS = ("sgd", "avgm", "adam", "yogi", "adagrad")
 CLIPS = ("fixed", "adaptive")
 EXECUTIONS = ("auto",) + CLIENT_EXECUTIONS
 
@@ -169,11 +168,13 @@ class FederatedTrainingConfig:
         return out
 
     # --- resolved on the data ---------------------------------------------------------------------
+    def sampler(self):
+        """The client sampler of ``sampling`` and ``fraction``."""
+        return PoissonSampler(self.fraction) if self.sampling == "poisson" else UniformSampler(self.fraction)
+
     def expected_clients(self, num_clients: int) -> float:
         """E[clients per round], the public denominator of DP-FedAvg."""
-        if self.sampling == "poisson":
-            return self.fraction * num_clients
-        return float(max(1, round(self.fraction * num_clients)))
+        return self.sampler().expected_clients(num_clients)
 
     def plan(self, num_clients: int) -> "FederatedTrainingPlan":
         """Resolves delta and the noise multiplier for a population of ``num_clients`` clients.
@@ -190,8 +191,7 @@ class FederatedTrainingConfig:
         if delta >= 1 / num_clients:
             raise InvalidFederatedSetting("delta", f"must be below 1/N = {1 / num_clients:.3g} for N = {num_clients} "
                                                    f"clients (the privacy unit is a client), got {delta!r}")
-        sampling, adjacency = ((Sampling.POISSON, Adjacency.ADD_REMOVE) if self.sampling == "poisson"
-                               else (Sampling.FIXED, Adjacency.REPLACE_ONE))
+        sampling, adjacency = self.sampler().accounting
         mechanism = DpSgdMechanism(dataset_size=num_clients, batch_size=self.expected_clients(num_clients),
                                    noise_multiplier=self.noise_multiplier or 1.0, steps=self.rounds,
                                    sampling=sampling, adjacency=adjacency)
