@@ -177,7 +177,9 @@ class PrivacyBudget:
 
     # --- state ---------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        epsilons = {k: (v if v is None or math.isfinite(v) else None) for k, v in self.epsilons().items()}
+        """The state as JSON values. Its ``epsilon`` holds the epsilons already computed (saving never
+        computes one: a PLD epsilon costs about a second, and states are saved every epoch or round)."""
+        epsilons = {k.value: (v if math.isfinite(v) else None) for k, v in self._cache.items()}
         return {
             "format": STATE_FORMAT,
             "target_delta": self._delta,
@@ -186,7 +188,7 @@ class PrivacyBudget:
             "accountants": [a.value for a in self._accountants],
             "units": self.units,
             "ledger": [{"event": event_to_json(e), "count": c} for e, c in self._ledger],
-            "epsilon": epsilons,  # informative; recomputed on load
+            "epsilon": epsilons,  # informative, those computed so far; recomputed on load
             "dp_accounting_version": dp_accounting_version(),
         }
 

@@ -52,9 +52,11 @@ def test_restart_neither_loses_nor_double_counts(tmp_path):
 
 def test_state_is_plain_json_with_the_event(tmp_path):
     budget = PrivacyBudget.for_mechanism(MECH, 1e-5).compose(MECH.unit_event(), 3)
+    assert budget.to_dict()["epsilon"] == {}   # saving computes no epsilon (PLD costs about a second)
+    budget.epsilon("rdp")
     budget.save(tmp_path / "b.json")
     state = json.loads((tmp_path / "b.json").read_text())
-    assert state["units"] == 3
+    assert state["units"] == 3 and list(state["epsilon"]) == ["rdp"]
     assert state["ledger"][0]["event"]["class_name"] == "PoissonSampledDpEvent"
     assert state["ledger"][0]["event"]["event"]["class_name"] == "GaussianDpEvent"
     assert state["epsilon"]["rdp"] == pytest.approx(budget.epsilon("rdp"))
