@@ -10,7 +10,12 @@ from typing import Any
 
 @dataclasses.dataclass(frozen=True)
 class RoundRecord:
-    """One round's outcome.
+    """One round's outcome, as the (trusted) server of the simulation sees it.
+
+    Under DP only the model, the clipping norm and what derives from them are covered by the
+    guarantee. The client counts and the aggregation report are exact, un-noised facts of the round
+    (secure aggregation's ``clipped_coordinates`` even counts what clients clipped, which a real
+    server would not learn): diagnostics for the researcher, not for release beside the model.
 
     Attributes:
       round: 1-based index.
