@@ -10,13 +10,12 @@ computes it. Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import time
 
-from privacy.accounting import DpSgdMechanism, compute_epsilon, dp_accounting_version
+from privacy.accounting import DpSgdMechanism, compute_epsilon
+from results_io import write_results
 
 CONFIG = dict(dataset_size=60000, batch_size=256, noise_multiplier=1.1)
 DELTA = 1e-5
@@ -43,12 +42,8 @@ def main() -> None:
     print(f"{'epochs':>6} {'steps':>6} {'accountant':>10} {'epsilon':>9} {'seconds':>9}")
     for r in rows:
         print(f"{r['epochs']:>6} {r['steps']:>6} {r['accountant']:>10} {r['epsilon']:>9.4f} {r['seconds_median']:>9.3f}")
-    result = {"benchmark": "accounting", "config": {**CONFIG, "delta": DELTA, "sampling": "poisson"},
-              "dp_accounting_version": dp_accounting_version(), "python": platform.python_version(),
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}, "rows": rows}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
+    write_results(args.out, {"benchmark": "accounting", "config": {**CONFIG, "delta": DELTA, "sampling": "poisson"},
+                             "rows": rows})
     print(f"\nwrote {args.out}")
 
 

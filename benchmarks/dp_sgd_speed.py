@@ -27,10 +27,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
+
+from results_io import write_results
 
 TARGETS = {"mlp": 2.0, "cnn": 3.0}
 ANCHORS = {"mlp": 4.3, "cnn": 9.5}  # TF Privacy's best ratios measured here (field notes, Nov 2026)
@@ -185,13 +186,9 @@ def main(argv=None):
     notes = []
     if not args.tf_privacy_python:
         notes.append("TF Privacy 0.9.0 was not run: pass --tf-privacy-python (see benchmarks/README.md)")
-    result = {"benchmark": "dp_sgd_speed", "batch_size": BATCH, "steps": args.steps,
-              "machine": platform.node(),
-              "cpus": os.cpu_count(), "targets_ratio": TARGETS, "tf_privacy_best_ratio_field_notes": ANCHORS,
-              "rows": rows, "notes": notes}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
+    write_results(args.out, {"benchmark": "dp_sgd_speed", "batch_size": BATCH, "steps": args.steps,
+                             "targets_ratio": TARGETS, "tf_privacy_best_ratio_field_notes": ANCHORS, "rows": rows,
+                             "notes": notes})
     print(f"{'model':<5} {'method':<34} {'ms/step':>8} {'ratio':>6} {'CPU ms':>7} {'ratio':>6} {'peak MB':>8} "
           f"{'+MB':>6} {'data MB':>8}")
     for row in rows:

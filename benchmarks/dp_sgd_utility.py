@@ -13,11 +13,12 @@ non-private baseline trained the same way. Several seeds give mean and spread.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 import numpy as np
+
+from results_io import write_results
 
 DELTA = 1e-5
 
@@ -108,13 +109,11 @@ def main(argv=None):
             print(f"  {dataset} sigma={sigma}: {rows[-1]['accuracy_mean']:.4f}", file=sys.stderr)
         results[dataset] = {"train_size": len(data[0]), "test_size": len(data[2]), "hidden_units": data[4],
                             "rows": rows}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     png = os.path.splitext(args.out)[0] + ".png"
-    plot(results, png)
     config = {k: getattr(args, k) for k in ("epochs", "batch_size", "clip", "learning_rate", "seeds")}
-    with open(args.out, "w") as f:
-        json.dump({"benchmark": "dp_sgd_utility", "delta": DELTA, "sampling": "poisson", "adjacency": "add-remove",
-                   "config": config, "results": results, "plot": png}, f, indent=2)
+    write_results(args.out, {"benchmark": "dp_sgd_utility", "delta": DELTA, "sampling": "poisson",
+                             "adjacency": "add-remove", "config": config, "results": results, "plot": png})
+    plot(results, png)
     print(f"{'data':<7} {'sigma':>6} {'eps RDP':>8} {'eps PLD':>8} {'accuracy':>16}")
     for dataset, result in results.items():
         for row in result["rows"]:

@@ -13,9 +13,7 @@ measured on the same MLP on this machine kind (field notes, enc.md; not re-run h
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import time
 
@@ -29,6 +27,7 @@ from privacy.encrypted.benchmark import reference_plan, time_predictions  # noqa
 from privacy.encrypted.network import RemoteClient  # noqa: E402
 from privacy.encrypted.plan import Activation, Conv2D, Dense, Reshape  # noqa: E402
 from privacy.encrypted.processes import loopback_parties  # noqa: E402
+from results_io import write_results  # noqa: E402
 
 GOALS_MS = {("mlp", "in-process", 1): 50.0, ("mlp", "3 processes", 1): 100.0}
 ANCHORS = "CrypTen 2PC 82 ms / 2.0 MB / 22 rounds; tf-encrypted ABY3 410-640 ms; SPU 220-500 ms (MLP batch 1)"
@@ -104,10 +103,7 @@ def main():
         print(f"{r['model']:<5} {r['mode']:<16} {r['batch']:>5} {r['median_ms']:>10.1f} {ratio:>8} {r['rounds']:>6} "
               f"{r['bytes'] / 1e6:>8.3f} {goal:>9}")
     print(f"anchors (field notes, not re-run): {ANCHORS}")
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as fh:
-        json.dump({"machine": platform.platform(), "cpus": os.cpu_count(), "repeats": args.repeats,
-                   "anchors": ANCHORS, "rows": rows}, fh, indent=2)
+    write_results(args.out, {"repeats": args.repeats, "anchors": ANCHORS, "rows": rows})
     print(f"wrote {args.out}")
 
 

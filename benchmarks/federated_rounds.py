@@ -28,6 +28,7 @@ import numpy as np  # noqa: E402
 from federated import ClientConfig, ClientData, FedAvg, FederatedSimulation, UniformSampler  # noqa: E402
 from federated.models import DenseModel  # noqa: E402
 from federated.partitioners import IidPartitioner, ShardPartitioner  # noqa: E402
+from results_io import write_results  # noqa: E402
 
 GRID = ((1, None), (5, None), (1, 50), (20, None), (1, 10), (5, 50), (20, 50), (5, 10), (20, 10))
 """(E, B) in the order of McMahan et al.'s Table 2; B = None is B = infinity."""
@@ -122,11 +123,10 @@ def _report(results, curves, args, target, clients, fraction, hidden, mnist):
         print(f"{epochs:>3} {'inf' if batch is None else batch:>4}  {cells[0]}  {cells[1]}")
     if mnist:
         print(f"paper (2NN, E=1, C=0.1, rounds to 97%): {json.dumps(PAPER_2NN_MNIST['E=1'])}")
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out + ".json", "w") as f:
-        json.dump({"dataset": dataset, "target": target, "clients": clients, "fraction": fraction,
-                   "hidden": list(hidden), "learning_rate": args.learning_rate, "max_rounds": args.max_rounds,
-                   "rows": results, "paper_2nn_mnist": PAPER_2NN_MNIST if mnist else None}, f, indent=2)
+    write_results(args.out + ".json", {"dataset": dataset, "target": target, "clients": clients, "fraction": fraction,
+                                       "hidden": list(hidden), "learning_rate": args.learning_rate,
+                                       "max_rounds": args.max_rounds, "rows": results,
+                                       "paper_2nn_mnist": PAPER_2NN_MNIST if mnist else None})
     _plot(curves, args.out + ".png", target, dataset)
     print("wrote", args.out + ".json", "and", args.out + ".png")
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import time
 
@@ -33,6 +32,7 @@ from federated.client import EXECUTIONS  # noqa: E402
 from federated.models import DenseModel  # noqa: E402
 from federated.partitioners import IidPartitioner  # noqa: E402
 from federated.simulation import InProcessRunner  # noqa: E402
+from results_io import machine_info, write_results  # noqa: E402
 
 GOALS = {"2nn": 15.0, "linear": 500.0}   # clients/s on 2 cores (issue 5)
 ANCHORS = {"2nn": "field notes, this machine kind: compiled loop 12-19, TFF 0.87 8.5, Flower+Ray 3.0-3.2",
@@ -117,18 +117,17 @@ def main():
         rows.append(row)
     load = {"before": load_before, "after": os.getloadavg()}
     _print(rows, args, runner, chunk, load, notes)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump({"rows": rows, "notes": sorted(notes), "clients_per_round": args.clients_per_round,
-                   "chunk_size": chunk, "workers": runner.workers, "timed_rounds": args.rounds,
-                   "cpus": os.cpu_count(), "load_average": load}, f, indent=2)
+    write_results(args.out, {"rows": rows, "notes": sorted(notes), "clients_per_round": args.clients_per_round,
+                             "chunk_size": chunk, "workers": runner.workers, "timed_rounds": args.rounds,
+                             "load_average": load})
     print("wrote", args.out)
 
 
 def _print(rows, args, runner, chunk, load, notes):
     columns = [f"ppml_{e}" for e in EXECUTIONS + ("auto",)] + ["ppml_beam_direct", "flower"]
+    machine = machine_info()
     print(f"clients/s, {args.clients_per_round} clients per round (chunks of {chunk}, {runner.workers} workers), "
-          f"600 examples each, E=1, B=10; {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
+          f"600 examples each, E=1, B=10; {machine['cpus']} CPUs ({machine['processor']}), "
           f"load average {load['before'][0]:.1f} before, {load['after'][0]:.1f} after")
     print(f"{'model':<8}" + "".join(f"{c:>18}" for c in columns) + f"{'goal':>8}{'best/goal':>11}")
     for row in rows:

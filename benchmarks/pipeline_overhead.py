@@ -18,13 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from results_io import write_results
 
 STAGES = ("CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer", "Evaluator",
           "Pusher")
@@ -106,14 +107,11 @@ def main() -> None:
     print(f"\nprivate model: epsilon RDP {epsilon['rdp']:.3f}, PLD {epsilon['pld']:.3f} at delta "
           f"{runs[True][0]['delta']:g}; whole pipeline {by_stage['pipeline']['ratio']:.2f}x the non-private one "
           f"({trainer_only_ratio:.2f}x counting the Trainer's difference only; goal <= 1.2x)")
-    result = {"benchmark": "pipeline_overhead", "target_epsilon": args.target_epsilon, "repeats": args.repeats,
-              "timing": "best of the repeats", "stages": rows, "trainer_only_ratio": trainer_only_ratio,
-              "utility": utility, "membership_inference_auc": mia, "epsilon": epsilon,
-              "delta": runs[True][0]["delta"], "runs": runs[True] + runs[False],
-              "python": platform.python_version(), "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
+    write_results(args.out, {"benchmark": "pipeline_overhead", "target_epsilon": args.target_epsilon,
+                             "repeats": args.repeats, "timing": "best of the repeats", "stages": rows,
+                             "trainer_only_ratio": trainer_only_ratio, "utility": utility,
+                             "membership_inference_auc": mia, "epsilon": epsilon, "delta": runs[True][0]["delta"],
+                             "runs": runs[True] + runs[False]})
     print(f"\nwrote {args.out}")
 
 

@@ -1,0 +1,86 @@
+"""Writing a benchmark's JSON result with the facts of the machine that measured it.
+
+Every script in benchmarks/ imports this module by name (``from results_io import write_results``):
+the scripts run as ``python benchmarks/<script>.py``, which puts benchmarks/ first on ``sys.path``.
+Only the standard library is used, so that the scripts' worker interpreters (e.g. the TF Privacy
+environment on Python 3.11) can import it too.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+
+MACHINE_KEY = "machine"
+"""The key of the machine facts in every result file."""
+
+VERSIONED = ("ppml", "numpy", "tensorflow", "keras", "tf-keras", "dp-accounting", "apache-beam", "tfx")
+"""Distributions whose installed versions are recorded (None when not installed)."""
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def machine_info() -> dict:
+    """Facts about this machine and environment, read now.
+
+    Returns:
+        A JSON-serializable dict: ``cpus`` (os.cpu_count()), ``cpus_usable`` (CPUs this process may run
+        on), ``processor`` (platform.processor(), or the machine type where that is empty),
+        ``platform``, ``node`` (host name), ``python`` (version), ``load_average`` (1, 5 and 15 minute
+        load averages, or None where the OS has none) and ``versions`` (installed versions of
+        ``VERSIONED``). Nothing is imported to read the versions.
+    """
+    try:
+        load = list(os.getloadavg())
+    except (AttributeError, OSError):
+        load = None
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpus": os.cpu_count(), "cpus_usable": usable,
+            "processor": platform.processor() or platform.machine(), "platform": platform.platform(),
+            "node": platform.node(), "python": platform.python_version(), "load_average": load,
+            "versions": {name: _version(name) for name in VERSIONED}}
+
+
+def write_results(path: str, payload: dict) -> dict:
+    """Writes ``payload`` and the machine facts as indented JSON to ``path``, all or nothing.
+
+    The parent folder is created if missing. The JSON goes to a temporary file beside ``path`` that
+    then replaces ``path`` in one step, so a reader (or a failed run) never sees a partial file.
+
+    Args:
+        path: the JSON file to write.
+        payload: the benchmark's result; must be JSON-serializable and must not have the key
+            ``MACHINE_KEY``, which this function fills with `machine_info()`.
+
+    Returns:
+        The dict written (``payload`` with ``MACHINE_KEY`` added last).
+
+    Raises:
+        ValueError: ``payload`` already has the key ``MACHINE_KEY``.
+        TypeError: ``payload`` holds a value JSON cannot encode (``path`` is then left as it was).
+    """
+    if MACHINE_KEY in payload:
+        raise ValueError(f"payload already has the key {MACHINE_KEY!r} (value {payload[MACHINE_KEY]!r}); "
+                         "write_results fills it with machine_info()")
+    result = {**payload, MACHINE_KEY: machine_info()}
+    path = os.path.abspath(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    temporary = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(temporary, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+    return result
