@@ -48,6 +48,28 @@ def reshare(p: Party, z: np.ndarray) -> AShare:
     return AShare(z, received[p.next][0])
 
 
+def reshare_from_party0(p: Party, value: np.ndarray, *, xor: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Components (v - m, m, c2) of v + c2, from a v only party 0 knows: 1 round, one message.
+
+    Party 0 passes v; parties 1 and 2 pass the component c2 they both hold. The mask m is drawn from
+    k_1 (parties 0 and 1) and party 0 sends c0 = v - m to party 2. With ``xor`` the components are
+    (v ^ m, m, c2), a binary sharing of v ^ c2.
+
+    Returns:
+        This party's pair (c_i, c_{i+1}), for an `AShare` or a `BShare`.
+    """
+    if p.index == 0:
+        m = p.prf_next.words(value.shape)
+        c0 = value ^ m if xor else value - m
+        p.exchange({2: [c0]})
+        return c0, m
+    if p.index == 1:
+        m = p.prf_self.words(value.shape)
+        p.exchange()
+        return m, value
+    return value, p.exchange({}, (0,))[0][0]
+
+
 def mul_local(x: AShare, y: AShare) -> np.ndarray:
     """This party's 3-out-of-3 term of the elementwise product x*y (no communication)."""
     return x.a * y.a + x.a * y.b + x.b * y.a
@@ -67,16 +89,9 @@ def truncate(p: Party, x: AShare, bits: int) -> AShare:
     """floor(x / 2^bits) + {0, 1}, probabilistically (see module docstring): 1 round."""
     d = DTYPE(bits)
     if p.index == 0:
-        r = p.prf_next.words(x.shape)
-        y0 = logical_shift(x.a + x.b, d) - r
-        p.exchange({2: [y0]})
-        return AShare(y0, r)
-    if p.index == 1:
-        r = p.prf_self.words(x.shape)
-        p.exchange()
-        return AShare(r, -logical_shift(-x.b, d))
-    received = p.exchange({}, (0,))
-    return AShare(-logical_shift(-x.a, d), received[0][0])
+        return AShare(*reshare_from_party0(p, logical_shift(x.a + x.b, d)))
+    c2 = x.b if p.index == 1 else x.a
+    return AShare(*reshare_from_party0(p, -logical_shift(-c2, d)))
 
 
 def open_share(p: Party, x: AShare) -> np.ndarray:

@@ -10,6 +10,7 @@ instead of returning a wrong answer; a fresh run uses fresh randomness and almos
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import numpy as np
 
@@ -86,3 +87,25 @@ def reconstruct_prediction(values: list[np.ndarray], overflow: list[np.ndarray],
     outputs = _activate(logits, output_activation)
     labels = (logits[..., 0] > 0).astype(np.int64) if logits.shape[-1] == 1 else logits.argmax(axis=-1)
     return Prediction(outputs, logits, labels)
+
+
+def predict_with_retries(run: Callable[[], tuple[list[np.ndarray], list[np.ndarray]]], *, retries: int, output: str,
+                         output_activation: str, fixed: FixedPoint) -> Prediction:
+    """Reconstructs ``run()``'s prediction, running it again (with fresh randomness) if the overflow monitor fires.
+
+    Args:
+        run: one private prediction from freshly shared input; returns the parties' output shares and
+            overflow words (see `reconstruct_prediction`).
+        retries: runs after the first one before giving up.
+
+    Raises:
+        OverflowDetected: if all 1 + `retries` runs overflowed.
+    """
+    for attempt in range(retries + 1):
+        values, overflow = run()
+        try:
+            return reconstruct_prediction(values, overflow, output=output, output_activation=output_activation,
+                                          fixed=fixed)
+        except OverflowDetected:
+            if attempt == retries:
+                raise

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from privacy.encrypted.arithmetic import mul, public_share
+from privacy.encrypted.arithmetic import mul, public_share, reshare_from_party0
 from privacy.encrypted.party import Party
 from privacy.encrypted.ring import DTYPE
 from privacy.encrypted.shares import AShare, BShare
@@ -53,18 +53,8 @@ def _shl(x: BShare, k: int) -> BShare:
 def bit_decompose(p: Party, x: AShare) -> BShare:
     """Binary share of the ring elements x (all 64 bits): 8 rounds."""
     zero = np.zeros(x.shape, dtype=DTYPE)
-    if p.index == 0:
-        m = p.prf_next.words(x.shape)
-        masked = (x.a + x.b) ^ m
-        p.exchange({2: [masked]})
-        s, c2 = BShare(masked, m), BShare(zero, zero)
-    elif p.index == 1:
-        m = p.prf_self.words(x.shape)
-        p.exchange()
-        s, c2 = BShare(m, zero), BShare(zero, x.b)
-    else:
-        masked = p.exchange({}, (0,))[0][0]
-        s, c2 = BShare(zero, masked), BShare(x.a, zero)
+    s = BShare(*reshare_from_party0(p, x.a + x.b if p.index == 0 else zero, xor=True))
+    c2 = BShare(zero, x.b) if p.index == 1 else BShare(x.a, zero) if p.index == 2 else BShare(zero, zero)
     propagate = s ^ c2
     (generate,) = and_many(p, [(s, c2)])
     group_p, group_g, k = propagate, generate, 1
@@ -99,18 +89,9 @@ def bit_not(p: Party, bit: BShare) -> BShare:
 def bit_to_arith(p: Party, bit: BShare) -> AShare:
     """A 0/1 bit (bit 0 of each word) as an arithmetic share of the integer 0 or 1: 2 rounds."""
     zero = np.zeros(bit.shape, dtype=DTYPE)
-    if p.index == 0:
-        m = p.prf_next.words(bit.shape)
-        first = ((bit.a ^ bit.b) & _ONE) - m
-        p.exchange({2: [first]})
-        c, b2 = AShare(first, m), AShare(zero, zero)
-    elif p.index == 1:
-        m = p.prf_self.words(bit.shape)
-        p.exchange()
-        c, b2 = AShare(m, zero), AShare(zero, bit.b & _ONE)
-    else:
-        first = p.exchange({}, (0,))[0][0]
-        c, b2 = AShare(zero, first), AShare(bit.a & _ONE, zero)
+    c = AShare(*reshare_from_party0(p, (bit.a ^ bit.b) & _ONE if p.index == 0 else zero))
+    b2 = (AShare(zero, bit.b & _ONE) if p.index == 1 else AShare(bit.a & _ONE, zero) if p.index == 2
+          else AShare(zero, zero))
     both = mul(p, c, b2)
     return c + b2 - both.times_public(DTYPE(2))
 

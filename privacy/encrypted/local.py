@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
-from privacy.encrypted.client import OverflowDetected, Prediction, reconstruct_prediction, share_input
+from privacy.encrypted.client import Prediction, predict_with_retries, share_input
 from privacy.encrypted.costs import CostReport
 from privacy.encrypted.model_shares import share_model
 from privacy.encrypted.party import Party
@@ -100,7 +100,8 @@ class InProcessCluster:
         Returns:
             The reconstructed `Prediction`; `last_cost` then holds its `CostReport`.
         """
-        for attempt in range(retries + 1):
+
+        def run():
             inputs = share_input(x, self.architecture.input_shape, self.fixed)
             results, parties = self.parties.run(
                 lambda party, share: predict_share(party, self.architecture, self.models[party.index].weights,
@@ -108,11 +109,7 @@ class InProcessCluster:
             client_bytes = sum(a.nbytes + b.nbytes for a, b in inputs) + sum(
                 r.values.nbytes + r.overflow.nbytes for r in results)
             self.last_cost = CostReport.from_parties([p.channel.stats.to_dict() for p in parties], client_bytes)
-            try:
-                return reconstruct_prediction([r.values for r in results], [r.overflow for r in results],
-                                              output=output, output_activation=self.architecture.output_activation,
-                                              fixed=self.fixed)
-            except OverflowDetected:
-                if attempt == retries:
-                    raise
+            return [r.values for r in results], [r.overflow for r in results]
 
+        return predict_with_retries(run, retries=retries, output=output,
+                                    output_activation=self.architecture.output_activation, fixed=self.fixed)

@@ -34,7 +34,7 @@ import uuid
 import numpy as np
 
 from privacy.encrypted.certificates import CLIENT_ROLE, Deployment, party_role, peer_role
-from privacy.encrypted.client import OverflowDetected, Prediction, reconstruct_prediction, share_input
+from privacy.encrypted.client import Prediction, predict_with_retries, share_input
 from privacy.encrypted.costs import CostReport
 from privacy.encrypted.model_shares import PartyModel
 from privacy.encrypted.party import Party
@@ -448,7 +448,8 @@ class RemoteClient:
         if self._socks is None:
             self.connect()
         fixed = FixedPoint(self.info["frac_bits"])
-        for attempt in range(retries + 1):
+
+        def run():
             shares = share_input(x, tuple(self.info["input_shape"]), fixed)
             request_id = uuid.uuid4().hex
             for sock, (a, b) in zip(self._socks, shares):
@@ -467,10 +468,7 @@ class RemoteClient:
             client_bytes = sum(a.nbytes + b.nbytes for a, b in shares) + sum(
                 a.nbytes for _, arrays in replies for a in arrays)
             self.last_cost = CostReport.from_parties([meta["stats"] for meta, _ in replies], client_bytes)
-            try:
-                return reconstruct_prediction([arrays[0] for _, arrays in replies],
-                                              [arrays[1] for _, arrays in replies], output=output,
-                                              output_activation=self.info["output_activation"], fixed=fixed)
-            except OverflowDetected:
-                if attempt == retries:
-                    raise
+            return [arrays[0] for _, arrays in replies], [arrays[1] for _, arrays in replies]
+
+        return predict_with_retries(run, retries=retries, output=output,
+                                    output_activation=self.info["output_activation"], fixed=fixed)

@@ -5,6 +5,7 @@ import pytest
 
 from privacy.encrypted import arithmetic, comparison
 from privacy.encrypted.activations import KNOTS, SIGMOID_MAX_ERROR, pwl_sigmoid
+from privacy.encrypted.client import OverflowDetected, predict_with_retries
 from privacy.encrypted.layers import sigmoid
 from privacy.encrypted.ring import DTYPE, arithmetic_shift, as_ring, as_signed
 from privacy.encrypted.secure import SecureBackend
@@ -128,3 +129,29 @@ def test_piecewise_linear_sigmoid_meets_its_stated_error(run_parties, fixed):
     assert np.abs(got - pwl_sigmoid(x)).max() < 5e-4
     bounds = sigmoid(IntervalBackend(fixed), Interval.exact(enc), fixed)
     assert bounds.contains(fixed.encode(got)).all()
+
+
+def test_prediction_is_rerun_while_the_overflow_monitor_fires(fixed):
+    logits = np.array([[0.5, -1.25], [2.0, 3.0]])
+    values = [c for c, _ in share(fixed.encode(logits))]  # c0, c1, c2
+    clean = [np.zeros(2, dtype=DTYPE)] * 3
+    flagged = [np.array([0, 4], dtype=DTYPE), np.zeros(2, dtype=DTYPE), np.zeros(2, dtype=DTYPE)]
+
+    def runs(monitors):
+        calls = []
+
+        def run():
+            calls.append(1)
+            return values, monitors[len(calls) - 1]
+        return run, calls
+
+    run, calls = runs([flagged, flagged, clean])
+    got = predict_with_retries(run, retries=2, output="logits", output_activation="linear", fixed=fixed)
+    assert len(calls) == 3
+    np.testing.assert_array_equal(got.logits, logits)
+    np.testing.assert_array_equal(got.labels, [0, 1])
+
+    run, calls = runs([flagged, flagged, clean])
+    with pytest.raises(OverflowDetected, match="1 compared value"):
+        predict_with_retries(run, retries=1, output="logits", output_activation="linear", fixed=fixed)
+    assert len(calls) == 2
