@@ -17,12 +17,17 @@ import os
 import click
 import numpy as np
 
+from pipelines.keras_env import VARIABLE, use_tf_keras
+
 DEFAULT_DEPLOYMENT = "ppml-encrypted"
 
 
 def _keras_env(tf_keras: bool) -> None:
-    """TensorFlow reads TF_USE_LEGACY_KERAS once, at import: set it before anything imports it."""
-    os.environ["TF_USE_LEGACY_KERAS"] = "1" if tf_keras else os.environ.get("TF_USE_LEGACY_KERAS", "0")
+    """Before TensorFlow loads: tf-keras if asked (`use_tf_keras`), else Keras 3 unless TF_USE_LEGACY_KERAS is set."""
+    if tf_keras:
+        use_tf_keras()
+    else:
+        os.environ.setdefault(VARIABLE, "0")
 
 
 def _load_keras_model(path: str):
