@@ -20,9 +20,10 @@ from typing import Callable
 import tensorflow as tf
 
 
-def _static_or_dynamic(tensor, axis):
-    dim = tensor.shape[axis]
-    return dim if dim is not None else tf.shape(tensor)[axis]
+def dim(tensor, axis: int = 0):
+    """``tensor``'s size along ``axis``: the static int when known, else a scalar tensor."""
+    size = tensor.shape[axis]
+    return size if size is not None else tf.shape(tensor)[axis]
 
 
 def _group(tensor, units, merge_positions: bool):
@@ -77,7 +78,7 @@ class PerExample:
         return PerExample(_group(self.grads, units, False))
 
     def squared_norms(self):
-        return tf.reduce_sum(tf.reshape(tf.square(self.grads), [_static_or_dynamic(self.grads, 0), -1]), axis=1)
+        return tf.reduce_sum(tf.reshape(tf.square(self.grads), [dim(self.grads), -1]), axis=1)
 
     def clipped_sum(self, scale):
         return tf.tensordot(scale, self.grads, axes=1)

@@ -19,7 +19,7 @@ from typing import Callable
 import tensorflow as tf
 
 from privacy.keras import _compat
-from privacy.keras.factors import EmbeddingRows, OuterProduct, PerExample
+from privacy.keras.factors import EmbeddingRows, OuterProduct, PerExample, dim
 from privacy.keras.recording import Call
 
 
@@ -74,13 +74,9 @@ def _combine(factors):
     return PerExample(tf.add_n([f.grads for f in factors]))
 
 
-def _batch(t):
-    return t.shape[0] if t.shape[0] is not None else tf.shape(t)[0]
-
-
 def _positions(t, last: int):
     """(b, ..., last) -> (b, T, last)."""
-    return tf.reshape(t, [_batch(t), -1, last])
+    return tf.reshape(t, [dim(t), -1, last])
 
 
 def _plain(layer, *flags) -> bool:
@@ -137,7 +133,7 @@ class EinsumDenseRule(LayerRule):
         if layer.bias is not None:
             kept_letters = "".join(c for c in y_sub if c in layer.bias_axes)
             per_example = tf.einsum(f"{y_sub}->{b}{kept_letters}", grad)
-            out[id(layer.bias)] = PerExample(tf.reshape(per_example, [_batch(grad), *layer.bias.shape]))
+            out[id(layer.bias)] = PerExample(tf.reshape(per_example, [dim(grad), *layer.bias.shape]))
         return out
 
 
@@ -164,7 +160,7 @@ class EmbeddingRule(LayerRule):
 
     def call_factors(self, layer, kept, grad):
         table = layer.embeddings
-        ids = tf.reshape(kept["inputs"], [_batch(grad), -1])
+        ids = tf.reshape(kept["inputs"], [dim(grad), -1])
         return {id(table): EmbeddingRows(ids, _positions(grad, table.shape[1]), table.shape[0])}
 
 
@@ -196,10 +192,10 @@ class DepthwiseConv2DRule(LayerRule):
     def call_factors(self, layer, kept, grad):
         kernel = _depthwise_kernel(layer)
         kh, kw, channels, multiplier = kernel.shape
-        patches = tf.reshape(_patches(layer, kept["inputs"]), [_batch(grad), -1, kh * kw, channels])
-        g = tf.reshape(grad, [_batch(grad), -1, channels, multiplier])
+        patches = tf.reshape(_patches(layer, kept["inputs"]), [dim(grad), -1, kh * kw, channels])
+        g = tf.reshape(grad, [dim(grad), -1, channels, multiplier])
         per_example = tf.einsum("bpkc,bpcm->bkcm", tf.cast(tf.stop_gradient(patches), g.dtype), g)
-        out = {id(kernel): PerExample(tf.reshape(per_example, [_batch(grad), *kernel.shape]))}
+        out = {id(kernel): PerExample(tf.reshape(per_example, [dim(grad), *kernel.shape]))}
         if layer.bias is not None:
             out[id(layer.bias)] = PerExample(tf.reduce_sum(_positions(grad, channels * multiplier), 1))
         return out
@@ -227,7 +223,7 @@ def _patches(layer, inputs):
     else:
         patches = tf.image.extract_patches(inputs, sizes=[1, *size, 1], strides=[1, *strides, 1],
                                            rates=[1, *rates, 1], padding=padding)
-    return tf.reshape(patches, [_batch(inputs), -1, patches.shape[-1]])
+    return tf.reshape(patches, [dim(inputs), -1, patches.shape[-1]])
 
 
 def _patches_by_slicing(inputs, size, strides, rates, padding):
@@ -237,17 +233,17 @@ def _patches_by_slicing(inputs, size, strides, rates, padding):
     patches of the TF Privacy tutorial CNN: ~6x slower); without XLA the TensorFlow kernel is faster.
     """
     pads, outs = [], []
-    for dim, k, stride, rate in zip(inputs.shape[1:3], size, strides, rates):
+    for length, k, stride, rate in zip(inputs.shape[1:3], size, strides, rates):
         span = (k - 1) * rate + 1
-        out = -(-dim // stride) if padding == "SAME" else (dim - span) // stride + 1
-        total = max((out - 1) * stride + span - dim, 0) if padding == "SAME" else 0
+        out = -(-length // stride) if padding == "SAME" else (length - span) // stride + 1
+        total = max((out - 1) * stride + span - length, 0) if padding == "SAME" else 0
         pads.append([total // 2, total - total // 2])
         outs.append(out)
     inputs = tf.pad(inputs, [[0, 0], *pads, [0, 0]])
     parts = [inputs[:, i * rates[0]:i * rates[0] + (outs[0] - 1) * strides[0] + 1:strides[0],
                     j * rates[1]:j * rates[1] + (outs[1] - 1) * strides[1] + 1:strides[1], :]
              for i in range(size[0]) for j in range(size[1])]
-    return tf.reshape(tf.stack(parts, axis=3), [_batch(inputs), outs[0], outs[1], -1])
+    return tf.reshape(tf.stack(parts, axis=3), [dim(inputs), outs[0], outs[1], -1])
 
 
 class LayerNormalizationRule(LayerRule):
@@ -276,7 +272,7 @@ class LayerNormalizationRule(LayerRule):
 
 
 def _per_example_shaped(t, variable):
-    return tf.reshape(t, [_batch(t), *variable.shape])
+    return tf.reshape(t, [dim(t), *variable.shape])
 
 
 class VectorizedRule(LayerRule):

@@ -64,6 +64,10 @@ def make_private(model, *, l2_norm_clip: float | None = None, noise_multiplier: 
       ``model`` itself, now private. `private_training(model)` gives its `PrivateTraining` (budget,
       epsilon, report); `privacy_budget(model)` its `PrivacyBudget`.
 
+    Every private step is counted, but only `fit` checks that its batches are what ``sampling``
+    declares (Poisson datasets, batch sizes, epoch lengths). Steps taken with `train_on_batch` or by
+    calling `train_step` directly are accounted under the declared sampling on the caller's word.
+
     Raises:
       DPConfigurationError: for layers, losses or settings DP-SGD cannot handle, naming what to use instead.
     """

@@ -50,10 +50,8 @@ def make_dp_optimizer_class(base: type) -> type:
     class DPOptimizer(base):  # pylint: disable=missing-class-docstring
         def __init__(self, l2_norm_clip: float, noise_multiplier: float, num_microbatches: int | None = None,
                      *args, **kwargs):
-            if kwargs.get("gradient_accumulation_steps"):
-                raise DPConfigurationError(
-                    "gradient_accumulation_steps would add noise at every accumulated step; use a larger "
-                    "expected batch size (Poisson sampling keeps memory bounded by max_batch_size) instead")
+            if (kwargs.get("gradient_accumulation_steps") or 1) > 1:
+                raise DPConfigurationError(ACCUMULATION_REFUSED)
             params = DPParams(l2_norm_clip, noise_multiplier, num_microbatches)
             super().__init__(*args, **kwargs)
             self.dp_params = params
@@ -103,6 +101,13 @@ def dp_params_of(optimizer) -> DPParams | None:
 
 def gradient_accumulation_steps(optimizer) -> int:
     return int(getattr(optimizer, "gradient_accumulation_steps", None) or 1)
+
+
+ACCUMULATION_REFUSED = (
+    "the optimizer accumulates gradients (gradient_accumulation_steps > 1), which would add noise at every "
+    "accumulated step; use a larger expected batch size instead (Poisson sampling keeps memory bounded by "
+    "max_batch_size)")
+"""Why DP-SGD refuses gradient accumulation (one message for the optimizer, the training and the validator)."""
 
 
 _keras = _compat.default_keras()

@@ -86,9 +86,7 @@ class PrivateTraining:
                 "no DP-SGD hyperparameters: pass l2_norm_clip and noise_multiplier to make_private, or compile "
                 "with DPKerasSGDOptimizer / DPKerasAdamOptimizer / DPKerasAdagradOptimizer")
         if optimizers.gradient_accumulation_steps(optimizer) > 1:
-            raise DPConfigurationError(
-                "the optimizer accumulates gradients (gradient_accumulation_steps > 1), which would add noise "
-                "at every accumulated step; use a larger expected batch size instead")
+            raise DPConfigurationError(optimizers.ACCUMULATION_REFUSED)
         self.params = params
         return params
 

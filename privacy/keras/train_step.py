@@ -20,6 +20,7 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from privacy.keras import _compat, clipping, optimizers, recording
+from privacy.keras.factors import dim
 from privacy.keras.params import DPConfigurationError
 
 
@@ -161,8 +162,7 @@ def _unpack(data):
 
 
 def _batch_size(x):
-    first = tf.nest.flatten(x)[0]
-    return first.shape[0] if first.shape[0] is not None else tf.shape(first)[0]
+    return dim(tf.nest.flatten(x)[0])
 
 
 def _weights(x, sample_weight):

@@ -48,8 +48,7 @@ def find_problems(model, *, target_epsilon: float | None = None) -> list[str]:
                             "passed to compile() and use a plain Model")
     optimizer = getattr(model, "optimizer", None)
     if optimizer is not None and optimizers.gradient_accumulation_steps(optimizer) > 1:
-        problems.append("the optimizer accumulates gradients (gradient_accumulation_steps > 1), which would add "
-                        "noise at every accumulated step; use a larger expected batch size instead")
+        problems.append(optimizers.ACCUMULATION_REFUSED)
     if target_epsilon is not None and getattr(model, "optimizer", None) is not None and \
             _compat.steps_per_execution(model) > 1:
         problems.append("steps_per_execution > 1 runs several steps between budget checks, so a target epsilon "

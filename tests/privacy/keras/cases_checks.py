@@ -60,6 +60,22 @@ def case_losses_without_per_example_values_are_refused():
     assert private_training(model).steps == 0
 
 
+def case_gradient_accumulation_is_refused_everywhere():
+    _raises(lambda: DPKerasAdamOptimizer(l2_norm_clip=1.0, noise_multiplier=1.0, gradient_accumulation_steps=4),
+            "gradient_accumulation_steps > 1", "noise at every accumulated step")
+    try:
+        accumulating = K.optimizers.SGD(0.1, gradient_accumulation_steps=2)
+    except TypeError:   # tf-keras's optimizers do not accumulate
+        return
+    x, y = _data()
+    model = make_private(K.Sequential([K.Input((4,)), L.Dense(2)]), l2_norm_clip=1.0, noise_multiplier=1.0,
+                         expected_batch_size=10)
+    model.compile(optimizer=accumulating, loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
+    assert any("gradient_accumulation_steps > 1" in p for p in find_problems(model))
+    _raises(lambda: model.fit(x, y, epochs=1, verbose=0), "noise at every accumulated step")
+    assert private_training(model).steps == 0
+
+
 def case_custom_loop_with_a_dp_optimizer_is_refused():
     x, y = _data()
     model = K.Sequential([K.Input((4,)), L.Dense(2)])
