@@ -76,10 +76,7 @@ class PrivacyBudget:
             raise TypeError(f"event must be a dp_accounting DpEvent, got {type(event).__name__}")
         if count == 0:
             return self
-        if self._ledger and self._ledger[-1][0] == event:
-            self._ledger[-1][1] += count
-        else:
-            self._ledger.append([event, count])
+        _append_run(self._ledger, event, count)
         self._cache.clear()
         return self
 
@@ -146,10 +143,8 @@ class PrivacyBudget:
                       accountant: AccountantKind | str = AccountantKind.RDP) -> float:
         """Epsilon if ``event`` were composed ``count`` more times; the budget is unchanged."""
         ledger = [list(item) for item in self._ledger]
-        if ledger and ledger[-1][0] == event:
-            ledger[-1][1] += count
-        elif count:
-            ledger.append([event, count])
+        if count:
+            _append_run(ledger, event, count)
         return self._epsilon_of(ledger, AccountantKind(accountant))
 
     def _epsilon_of(self, ledger, kind: AccountantKind) -> float:
@@ -220,3 +215,11 @@ class PrivacyBudget:
     def __repr__(self) -> str:
         return (f"PrivacyBudget(units={self.units}, target_delta={self._delta:g}, "
                 f"relation={self._relation.name}, group_size={self._group_size})")
+
+
+def _append_run(ledger: list, event: dp_event.DpEvent, count: int) -> None:
+    """Adds ``count`` runs of ``event`` to a run-length ``ledger`` of [event, count] pairs."""
+    if ledger and ledger[-1][0] == event:
+        ledger[-1][1] += count
+    else:
+        ledger.append([event, count])
