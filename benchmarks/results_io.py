@@ -2,8 +2,9 @@
 
 Every script in benchmarks/ imports this module by name (``from results_io import write_results``):
 the scripts run as ``python benchmarks/<script>.py``, which puts benchmarks/ first on ``sys.path``.
-Only the standard library is used, so that the scripts' worker interpreters (e.g. the TF Privacy
-environment on Python 3.11) can import it too.
+It imports only the standard library at load time, so that the scripts' worker interpreters (e.g.
+the TF Privacy environment, which has no ppml) can import it too; `write_results`, which only the
+ppml environment calls, writes through `privacy.atomic_files`.
 """
 
 from __future__ import annotations
@@ -69,18 +70,8 @@ def write_results(path: str, payload: dict) -> dict:
     if MACHINE_KEY in payload:
         raise ValueError(f"payload already has the key {MACHINE_KEY!r} (value {payload[MACHINE_KEY]!r}); "
                          "write_results fills it with machine_info()")
+    from privacy.atomic_files import write_atomically  # pylint: disable=import-outside-toplevel
+
     result = {**payload, MACHINE_KEY: machine_info()}
-    path = os.path.abspath(path)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    temporary = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(temporary, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    write_atomically(path, json.dumps(result, indent=2))   # encoding fails before anything is written
     return result
