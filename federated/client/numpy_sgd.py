@@ -1,7 +1,8 @@
 """Local SGD of Dense-layer stacks in numpy: the ``numpy`` execution.
 
-For small dense models TensorFlow's per-op cost, not arithmetic, bounds local training on CPU: a
-[10, 784] x [784, 10] product costs more in an XLA loop than in numpy's BLAS call. This module
+For small dense models the cost of local training on CPU is TensorFlow's batched matrix product at
+tiny shapes: per client, a [10, 784] x [784, 10] product costs about three times more in XLA (or
+oneDNN) than in numpy's BLAS call (benchmarks/README.md, federated_throughput). This module
 trains all clients of a call together with numpy's batched matrix products (threads release the
 GIL inside them) and hand-written backpropagation, for the models where that backpropagation is
 short and checkable: an input, optional Flatten layers, and Dense layers (linear, relu, tanh or

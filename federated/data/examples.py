@@ -1,7 +1,9 @@
-"""Reading tf.Example TFRecords (e.g. TFX ExampleGen splits) and tf.data datasets into numpy columns."""
+"""Reading tf.Example TFRecords (e.g. TFX ExampleGen splits), CSV files and tf.data datasets into numpy
+columns, and choosing and stacking a model's feature columns."""
 
 from __future__ import annotations
 
+import csv
 import glob
 from typing import Any, Iterable
 
@@ -51,6 +53,48 @@ def read_tf_examples(file_pattern: str | Iterable[str], *, compression: str | No
         raise ValueError(f"no records in {files}")
     dtypes = {"int64_list": np.int64, "float_list": np.float32, "bytes_list": object}
     return {key: np.asarray(columns[key], dtype=dtypes[kind]) for key, (kind, _) in kinds.items()}
+
+
+def read_csv_columns(path: str) -> dict[str, np.ndarray]:
+    """The columns of a CSV file with a header row: int64 where every value is an integer, float32
+    where every value is a number, else strings (object arrays).
+
+    Raises:
+      ValueError: for a file without a header or rows, or a row whose length differs from the header's.
+    """
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if len(rows) < 2:
+        raise ValueError(f"{path} needs a header row and at least one data row")
+    header, body = rows[0], rows[1:]
+    bad = [i + 2 for i, row in enumerate(body) if len(row) != len(header)]
+    if bad:
+        raise ValueError(f"{path}: line {bad[0]} has a different number of fields than the header ({len(header)})")
+    columns = {}
+    for j, name in enumerate(header):
+        values = [row[j] for row in body]
+        for dtype in (np.int64, np.float32):
+            try:
+                columns[name] = np.array(values, dtype=dtype)
+                break
+            except ValueError:
+                continue
+        else:
+            columns[name] = np.array(values, dtype=object)
+    return columns
+
+
+def feature_columns(columns: dict[str, np.ndarray], exclude: Iterable[str | None]) -> list[str]:
+    """Every numeric column except those in ``exclude`` (e.g. the label and the client key), sorted.
+
+    Raises:
+      ValueError: when no such column is left.
+    """
+    excluded = set(exclude)
+    keys = [k for k in sorted(columns) if k not in excluded and np.asarray(columns[k]).dtype != object]
+    if not keys:
+        raise ValueError(f"no numeric feature columns besides {sorted(k for k in excluded if k)} in {sorted(columns)}")
+    return keys
 
 
 def dataset_to_numpy(dataset) -> dict[str, np.ndarray] | tuple[np.ndarray, ...]:

@@ -6,6 +6,7 @@ PNG of accuracy (and epsilon) per round to --out.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import sys
@@ -24,11 +25,17 @@ def federated():
 
 @federated.command()
 @click.option("--dataset", default="digits", show_default=True,
-              help="'digits' (scikit-learn's bundled 8x8 digits, 25% held out) or a .npz file with arrays x, y "
-                   "(optional: keys, and x_test, y_test to evaluate on; without them a seeded 20% of the rows "
-                   "is held out for evaluation and never trained on).")
+              help="'digits' (scikit-learn's bundled 8x8 digits, 25% held out); a .npz file with arrays x, y "
+                   "(optional: keys, and x_test, y_test to evaluate on); a .csv file with a header; or tf.Example "
+                   "TFRecord files (a path or glob, e.g. an ExampleGen split; .gz read as GZIP). CSV and "
+                   "TFRecords: every numeric column but --label-column and --client-column is a feature. "
+                   "Without a test split a seeded 20% of the rows is held out for evaluation, never trained on.")
+@click.option("--label-column", default="label", show_default=True, help="Class column of a CSV or TFRecords.")
+@click.option("--client-column", default=None,
+              help="Column naming each example's client in a CSV or TFRecords (for --partition natural).")
 @click.option("--partition", type=click.Choice(["iid", "dirichlet", "shards", "quantity", "natural"]), default="iid",
-              show_default=True, help="How examples are split among clients ('natural' needs keys in the .npz).")
+              show_default=True, help="How examples are split among clients ('natural' needs keys in the .npz, "
+                                      "or --client-column).")
 @click.option("--alpha", type=float, default=0.5, show_default=True, help="Dirichlet concentration (dirichlet, quantity).")
 @click.option("--shards-per-client", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--clients", type=click.IntRange(min=1), default=100, show_default=True, help="Number of clients N.")
@@ -84,7 +91,7 @@ def run(**o):
     from privacy.accounting import default_delta  # pylint: disable=import-outside-toplevel
 
     try:
-        x, y, keys, test = _load(o["dataset"], o["seed"])
+        x, y, keys, test = _load(o["dataset"], o["seed"], o["label_column"], o["client_column"])
         partitioner = partitioner_for(o["partition"], num_clients=o["clients"], seed=o["seed"], alpha=o["alpha"],
                                       shards_per_client=o["shards_per_client"])
         data = fl.ClientData.from_arrays(x, y, partitioner, keys=keys)
@@ -147,29 +154,59 @@ def run(**o):
     click.echo(f"wrote {os.path.join(o['out'], 'history.json')} and accuracy.png")
 
 
-def _load(dataset: str, seed: int):
+def _load(dataset: str, seed: int, label_column: str, client_column: str | None):
     """(x, y, keys or None, (x_test, y_test)); evaluation rows are never among the training rows."""
     if dataset == "digits":
         from federated.data import load_digits_split  # pylint: disable=import-outside-toplevel
         (x_train, y_train), test = load_digits_split()
         return x_train, y_train, None, test
-    if not dataset.endswith(".npz") or not os.path.exists(dataset):
-        raise ValueError(f"--dataset must be 'digits' or an existing .npz file, got {dataset!r}")
+    if dataset.endswith(".npz") and os.path.exists(dataset):
+        x, y, keys, test = _load_npz(dataset)
+    elif dataset.endswith(".csv") and os.path.exists(dataset):
+        from federated.data.examples import read_csv_columns  # pylint: disable=import-outside-toplevel
+        x, y, keys, test = (*_from_columns(read_csv_columns(dataset), dataset, label_column, client_column), None)
+    elif any(os.path.isfile(f) for f in glob.glob(dataset)):
+        from federated.data import read_tf_examples  # pylint: disable=import-outside-toplevel
+        files = sorted(f for f in glob.glob(dataset) if os.path.isfile(f))
+        x, y, keys, test = (*_from_columns(read_tf_examples(files), dataset, label_column, client_column), None)
+    else:
+        raise ValueError(f"--dataset must be 'digits', an existing .npz or .csv file, or TFRecord files (a path or "
+                         f"glob), got {dataset!r}")
+    if test is not None:
+        return x, y, keys, test
+    held_out = np.zeros(len(y), bool)
+    held_out[np.random.default_rng(seed).permutation(len(y))[:len(y) // 5]] = True
+    if held_out.all() or not held_out.any():
+        raise ValueError(f"{dataset} has {len(y)} rows: too few to hold out 20% for evaluation")
+    train = ~held_out
+    return x[train], y[train], None if keys is None else keys[train], (x[held_out], y[held_out])
+
+
+def _load_npz(dataset: str):
     with np.load(dataset, allow_pickle=False) as arrays:
         if "x" not in arrays or "y" not in arrays or ("x_test" in arrays) != ("y_test" in arrays):
             raise ValueError(f"{dataset} must hold arrays 'x' and 'y' (and optionally 'keys', and 'x_test' with "
                              f"'y_test'); it holds {sorted(arrays.files)}")
         x = arrays["x"].reshape(len(arrays["x"]), -1).astype(np.float32)
         y, keys = arrays["y"], (arrays["keys"] if "keys" in arrays else None)
+        test = None
         if "x_test" in arrays:
-            return x, y, keys, (arrays["x_test"].reshape(len(arrays["x_test"]), -1).astype(np.float32),
-                                arrays["y_test"])
-    held_out = np.zeros(len(y), bool)
-    held_out[np.random.default_rng(seed).permutation(len(y))[:len(y) // 5]] = True
-    if held_out.all() or not held_out.any():
-        raise ValueError(f"{dataset} has {len(y)} rows: too few to hold out 20% for evaluation; add x_test, y_test")
-    train = ~held_out
-    return x[train], y[train], None if keys is None else keys[train], (x[held_out], y[held_out])
+            test = (arrays["x_test"].reshape(len(arrays["x_test"]), -1).astype(np.float32), arrays["y_test"])
+        return x, y, keys, test
+
+
+def _from_columns(columns: dict, dataset: str, label_column: str, client_column: str | None):
+    """(x, y, keys) of named columns: the features are every other numeric column."""
+    from federated.data.examples import feature_columns, stack_features  # pylint: disable=import-outside-toplevel
+    for option, name in (("--label-column", label_column), ("--client-column", client_column)):
+        if name is not None and name not in columns:
+            raise ValueError(f"{option}: {dataset} has no column {name!r}; its columns are {sorted(columns)}")
+    labels = np.asarray(columns[label_column])
+    if labels.dtype.kind not in "iu" or labels.ndim != 1 or labels.min() < 0:
+        raise ValueError(f"--label-column: {label_column!r} must hold one integer class >= 0 per row, got "
+                         f"dtype {labels.dtype} and shape {labels.shape}")
+    x = stack_features(columns, feature_columns(columns, (label_column, client_column)))
+    return x, labels.astype(np.int32), None if client_column is None else np.asarray(columns[client_column])
 
 
 COMMANDS = [federated]

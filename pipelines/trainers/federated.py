@@ -80,11 +80,8 @@ def resolve_feature_keys(config: FederatedTrainingConfig, columns: dict[str, np.
                              f"they have {sorted(columns)}")
     if config.feature_keys is not None:
         return list(config.feature_keys)
-    keys = [k for k in sorted(columns) if k not in (config.label_key, config.client_key)
-            and columns[k].dtype != object]
-    if not keys:
-        raise ValueError(f"no numeric feature columns besides the label in {sorted(columns)}")
-    return keys
+    from federated.data.examples import feature_columns  # pylint: disable=import-outside-toplevel
+    return feature_columns(columns, (config.label_key, config.client_key))
 
 
 def client_data(config: FederatedTrainingConfig, columns: dict[str, np.ndarray], feature_keys: list[str]):

@@ -56,11 +56,42 @@ def test_npz_without_a_test_split_holds_out_a_fifth_for_evaluation(tmp_path):
     assert result.exit_code == 2 and "'x_test' with 'y_test'); it holds ['x', 'x_test', 'y']" in result.output
 
 
+def _columns(n=150):
+    rng = np.random.default_rng(1)
+    x = rng.random((n, 3)).astype(np.float32)
+    return x, (x[:, 0] + x[:, 1] > 1).astype(np.int64), np.arange(n) % 6
+
+
+def test_csv_and_tfrecord_datasets_take_every_numeric_column_but_label_and_client(tmp_path):
+    import tensorflow as tf   # the test writes TFRecords as ExampleGen does
+    x, y, users = _columns()
+    lines = ["f1,f2,f3,target,user,note"] + [f"{a},{b},{c},{t},u{k},x" for (a, b, c), t, k in zip(x, y, users)]
+    (tmp_path / "data.csv").write_text("\n".join(lines) + "\n")
+    with tf.io.TFRecordWriter(str(tmp_path / "part-0.gz"), options="GZIP") as writer:
+        for (a, b, c), t in zip(x, y):
+            feature = {"f": tf.train.Feature(float_list=tf.train.FloatList(value=[a, b, c])),
+                       "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[t]))}
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    runs = {"csv": ["--dataset", str(tmp_path / "data.csv"), "--label-column", "target", "--client-column", "user",
+                    "--partition", "natural"],
+            "tfrecord": ["--dataset", str(tmp_path / "part-*"), "--clients", "5"]}
+    for name, args in runs.items():
+        result = CliRunner().invoke(cli, ["federated", "run", "--rounds", "2", "--fraction", "1.0", "--execution",
+                                          "numpy", "--json", "--out", str(tmp_path / name)] + args)
+        assert result.exit_code == 0, result.output
+        config = json.loads(result.stdout[result.stdout.index("{"):])["config"]
+        assert config["client_sizes_sum"] == 120 and config["num_clients"] == (6 if name == "csv" else 5)
+        assert config["num_parameters"] == 3 * 2 + 2    # three features (not target, user, note), two classes
+    result = CliRunner().invoke(cli, ["federated", "run", "--dataset", str(tmp_path / "data.csv"), "--rounds", "1",
+                                      "--out", str(tmp_path / "bad")])
+    assert result.exit_code == 2 and "--label-column: " in result.output and "has no column 'label'" in result.output
+
+
 @pytest.mark.parametrize("args, message", [
     (["--partition", "dirichlet", "--alpha", "0"], "alpha must be a finite number > 0, got 0.0"),
     (["--fraction", "1.5"], r"fraction must be in \(0, 1\], got 1.5"),
     (["--partition", "shards", "--clients", "1000"], "2000 shards"),
-    (["--dataset", "mnist.npz"], "--dataset must be 'digits' or an existing .npz file"),
+    (["--dataset", "mnist.npz"], "--dataset must be 'digits', an existing .npz or .csv file, or TFRecord files"),
 ])
 def test_bad_options_are_named(args, message, tmp_path):
     result = CliRunner().invoke(cli, ["federated", "run", "--rounds", "1", "--out", str(tmp_path)] + args)
