@@ -21,7 +21,7 @@ class BatchSchedule:
 
     Attributes:
       rows: [clients, max_steps, B] int32 dataset rows read at each step (masked slots hold a valid
-        row, the client's first, so gathers stay in range).
+        row, the client's first, or row 0 for padding clients, so gathers stay in range).
       mask: [clients, max_steps, B] bool, True where the slot holds one of the client's examples.
       steps: [clients] int32 local steps each client takes (0 for padding clients).
     """

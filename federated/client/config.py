@@ -37,11 +37,6 @@ class ClientConfig:
                 and math.isfinite(self.proximal_mu)):
             raise ValueError(f"proximal_mu must be a finite number >= 0, got {self.proximal_mu!r}")
 
-    def steps(self, num_examples: int) -> int:
-        """Local SGD steps for a client with ``num_examples`` examples."""
-        batch = num_examples if self.batch_size is None else self.batch_size
-        return self.epochs * math.ceil(num_examples / batch)
-
 
 @dataclasses.dataclass(frozen=True)
 class ClientUpdate:

@@ -101,40 +101,55 @@ class NumpyDenseSgd:
         Returns:
           ([clients, *shape] float32 weights after each client's steps, [clients] mean loss per step).
         """
-        clients, max_steps, batch = schedule.rows.shape
         global_w = [np.asarray(w, np.float32) for w in weights]
-        w = [np.repeat(a[None], clients, axis=0) for a in global_w]
-        mu = np.float32(proximal_mu)
-        # Per step, computed up front (small arrays): one-hot targets; each slot's weight in the step's
-        # mean, 1 / (examples in the step) or 0 for a masked slot; each client's step size, 0 once done.
+        w = [np.repeat(a[None], schedule.rows.shape[0], axis=0) for a in global_w]
+        learning_rate, mu = np.float32(learning_rate), np.float32(proximal_mu)
+        # Computed up front (small arrays): one-hot targets, and each slot's weight in its step's mean
+        # loss, 1 / (examples in the step) or 0 for a masked slot.
         classes = w[self._layers[-1].kernel].shape[-1]
-        targets = np.eye(classes, dtype=np.float32)[y[schedule.rows]]
+        labels = y[schedule.rows]
+        if labels.size and labels.max() >= classes:
+            raise ValueError(f"label {labels.max()} is not a class of the model's {classes} outputs")
+        targets = np.eye(classes, dtype=np.float32)[labels]
         slot_weights = (schedule.mask / np.maximum(schedule.mask.sum(-1, keepdims=True), 1))[..., None]
         slot_weights = slot_weights.astype(np.float32)
-        active = schedule.steps[:, None] > np.arange(max_steps)
-        step_sizes = np.where(active, np.float32(learning_rate), np.float32(0))[..., None, None]
-        totals = np.zeros(clients, np.float64)
+        totals = np.zeros(len(w[0]), np.float64)
         with np.errstate(all="ignore"):   # a diverging client ends non-finite and is dropped by the caller
             for s in range(int(schedule.steps.max(initial=0))):
-                hs, zs = [np.take(x, schedule.rows[:, s], axis=0).reshape(clients, batch, -1)], []
-                for layer in self._layers:
-                    z, h = self._apply(layer, w, hs[-1])
-                    zs.append(z)
-                    hs.append(h)
-                losses, dz = _cross_entropy(zs[-1], targets[:, s], slot_weights[:, s])
-                totals += losses * active[:, s]
-                step = step_sizes[:, s]
-                for i in reversed(range(len(self._layers))):
-                    layer = self._layers[i]
-                    if i > 0:   # before this layer's weights change
-                        dh = np.matmul(dz, w[layer.kernel].transpose(0, 2, 1))
-                    scaled = dz * step   # the step size applied to the small factor, not the product
-                    self._descend(w, global_w, layer.kernel, np.matmul(hs[i].transpose(0, 2, 1), scaled), step, mu)
-                    if layer.bias is not None:
-                        self._descend(w, global_w, layer.bias, scaled.sum(1), step[:, 0], mu)
-                    if i > 0:
-                        dz = dh * _derivative(self._layers[i - 1].activation, zs[i - 1], hs[i])
+                live = schedule.steps > s
+                if live.all():
+                    totals += self._sgd_step(w, global_w, np.take(x, schedule.rows[:, s], axis=0), targets[:, s],
+                                             slot_weights[:, s], learning_rate, mu)
+                    continue
+                live = np.flatnonzero(live)   # clients done with their steps take no part (and cost nothing)
+                part = [a[live] for a in w]
+                totals[live] += self._sgd_step(part, global_w, np.take(x, schedule.rows[live, s], axis=0),
+                                               targets[live, s], slot_weights[live, s], learning_rate, mu)
+                for a, updated in zip(w, part):
+                    a[live] = updated
         return w, (totals / np.maximum(schedule.steps, 1)).astype(np.float32)
+
+    def _sgd_step(self, w, global_w, x, targets, slot_weight, learning_rate, mu) -> np.ndarray:
+        """One SGD step of every client in ``w`` (updated in place) on its batch x [clients, B, ...];
+        returns each client's mean loss on the batch."""
+        hs, zs = [x.reshape(x.shape[0], x.shape[1], -1)], []
+        for layer in self._layers:
+            z, h = self._apply(layer, w, hs[-1])
+            zs.append(z)
+            hs.append(h)
+        losses, dz = _cross_entropy(zs[-1], targets, slot_weight)
+        for i in reversed(range(len(self._layers))):
+            layer = self._layers[i]
+            if i > 0:   # before this layer's weights change
+                dh = np.matmul(dz, w[layer.kernel].transpose(0, 2, 1))
+            scaled = dz * learning_rate   # the step size applied to the small factor, not the product
+            self._descend(w, global_w, layer.kernel, np.matmul(hs[i].transpose(0, 2, 1), scaled), learning_rate,
+                          mu)
+            if layer.bias is not None:
+                self._descend(w, global_w, layer.bias, scaled.sum(1), learning_rate, mu)
+            if i > 0:
+                dz = dh * _derivative(self._layers[i - 1].activation, zs[i - 1], hs[i])
+        return losses
 
     # --- pieces ---------------------------------------------------------------------------------
     @staticmethod
@@ -145,10 +160,10 @@ class NumpyDenseSgd:
         return z, _activate(layer.activation, z)
 
     @staticmethod
-    def _descend(w, global_w, index, scaled_gradient, step, mu):
-        """w[index] -= step * (gradient + mu (w - w_global)), given step * gradient."""
+    def _descend(w, global_w, index, scaled_gradient, learning_rate, mu):
+        """w[index] -= learning_rate * (gradient + mu (w - w_global)), given learning_rate * gradient."""
         if mu:
-            scaled_gradient += (step * mu) * (w[index] - global_w[index])
+            scaled_gradient += (learning_rate * mu) * (w[index] - global_w[index])
         w[index] -= scaled_gradient
 
     def _check_forward(self, model) -> None:

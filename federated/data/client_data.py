@@ -30,6 +30,8 @@ class ClientData:
             raise ValueError(f"x has {x.shape[0]} examples, y has {y.shape[0]}")
         if y.ndim != 1:
             raise ValueError(f"y must be [n] integer labels, got shape {y.shape}")
+        if y.size and y.min() < 0:
+            raise ValueError(f"labels must be >= 0, got {y.min()}")
         if not np.all(np.isfinite(x)):
             raise ValueError("x has NaN or infinite values")
         top = max(int(ix.max()) for ix in partition.indices)

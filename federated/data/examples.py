@@ -33,7 +33,12 @@ def read_tf_examples(file_pattern: str | Iterable[str], *, compression: str | No
     records = tf.data.TFRecordDataset(files, compression_type=compression or "")
     columns: dict[str, list[Any]] = {}
     kinds: dict[str, tuple[str, int]] = {}
-    for count, raw in enumerate(records.as_numpy_iterator()):
+    try:
+        raws = list(records.as_numpy_iterator())
+    except tf.errors.OpError as err:   # e.g. DataLossError: not TFRecords, or another compression
+        raise ValueError(f"{files} are not readable as TFRecord files (compression {compression or 'none'!r}): "
+                         f"{err.message}") from None
+    for count, raw in enumerate(raws):
         example = tf.train.Example.FromString(raw)
         features = example.features.feature
         if count == 0:
@@ -60,9 +65,10 @@ def read_csv_columns(path: str) -> dict[str, np.ndarray]:
     where every value is a number, else strings (object arrays).
 
     Raises:
-      ValueError: for a file without a header or rows, or a row whose length differs from the header's.
+      ValueError: for a file without a header or rows, a row whose length differs from the header's,
+        or a column of numbers with empty cells.
     """
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:
         rows = list(csv.reader(f))
     if len(rows) < 2:
         raise ValueError(f"{path} needs a header row and at least one data row")
@@ -73,15 +79,20 @@ def read_csv_columns(path: str) -> dict[str, np.ndarray]:
     columns = {}
     for j, name in enumerate(header):
         values = [row[j] for row in body]
-        for dtype in (np.int64, np.float32):
-            try:
-                columns[name] = np.array(values, dtype=dtype)
-                break
-            except ValueError:
-                continue
-        else:
-            columns[name] = np.array(values, dtype=object)
+        columns[name] = _parse_column(values)
+        if columns[name].dtype == object and "" in values and _parse_column([v for v in values if v]).dtype != object:
+            raise ValueError(f"{path}: column {name!r} holds numbers but line {values.index('') + 2} is empty")
     return columns
+
+
+def _parse_column(values: list[str]) -> np.ndarray:
+    """int64 if every value is an integer that fits, float32 if every value is a number, else strings."""
+    for dtype in (np.int64, np.float32):
+        try:
+            return np.array(values, dtype=dtype)
+        except (ValueError, OverflowError):
+            continue
+    return np.array(values, dtype=object)
 
 
 def feature_columns(columns: dict[str, np.ndarray], exclude: Iterable[str | None]) -> list[str]:
@@ -95,6 +106,21 @@ def feature_columns(columns: dict[str, np.ndarray], exclude: Iterable[str | None
     if not keys:
         raise ValueError(f"no numeric feature columns besides {sorted(k for k in excluded if k)} in {sorted(columns)}")
     return keys
+
+
+def class_labels(columns: dict[str, np.ndarray], key: str, *, setting: str) -> np.ndarray:
+    """Column ``key`` as int32 class labels; ``setting`` names the option or config key in errors.
+
+    Raises:
+      ValueError: for a missing column, or one that is not one integer class >= 0 per example.
+    """
+    if key not in columns:
+        raise ValueError(f"{setting}: no column {key!r}; the columns are {sorted(columns)}")
+    labels = np.asarray(columns[key])
+    if labels.ndim != 1 or labels.size == 0 or labels.dtype.kind not in "iu" or labels.min() < 0:
+        raise ValueError(f"{setting}: column {key!r} must hold one integer class >= 0 per example, got dtype "
+                         f"{labels.dtype} and shape {labels.shape}")
+    return labels.astype(np.int32)
 
 
 def dataset_to_numpy(dataset) -> dict[str, np.ndarray] | tuple[np.ndarray, ...]:

@@ -52,9 +52,9 @@ class FederatedSimulation:
       sampler: client sampling (default: 10% of the clients, uniformly).
       seed: seed of every random draw (None: drawn from `secrets`, recorded in the history).
       loss: Keras loss (default sparse categorical cross-entropy on logits).
-      execution: "sequential", "vectorized" or "auto" (time both on a probe of clients, compilation
-        included, run as the runner's workers would; keep the one with the smaller estimated CPU
-        cost of the whole run).
+      execution: "sequential", "vectorized", "numpy" or "auto" (time each on a probe of clients,
+        compilation included, run as the runner's workers would; keep the one with the smallest
+        estimated CPU cost of the whole run; an execution the model does not fit is skipped).
       chunk_size: clients per vectorized call and per Beam element; a power of two.
       evaluation: (x, y) evaluated centrally after rounds, or None.
       eval_every: evaluate every this many rounds (and after the last).
@@ -132,11 +132,11 @@ class FederatedSimulation:
                                        "target_delta": getattr(self.strategy, "target_delta", None)})
 
     def _measure_execution(self) -> str:
-        """The execution with the smaller estimated cost of the whole run.
+        """The execution with the smallest estimated cost of the whole run.
 
         Each execution trains a probe of clients twice, split into calls and spread over the
         runner's worker threads as the in-process runner does (one client per call when
-        sequential, one chunk per call when vectorized): the first pass's cost (tracing and XLA
+        sequential, one chunk per call otherwise): the first pass's cost (tracing and XLA
         compilation included) plus the second pass's cost per client times the clients still to
         train (rounds x expected clients per round) estimates the run's. Costs are CPU seconds of
         this process (all threads): with the workers keeping the cores busy they are what wall time

@@ -46,6 +46,9 @@ from privacy.accounting import AccountantKind, DpSgdMechanism, PrivacyBudget
 class DpClippingBase(Strategy):
     """Shared by `DifferentialPrivacyFixedClipping` and `DifferentialPrivacyAdaptiveClipping`.
 
+    Class attribute ``range_headroom``: how far past the initial clipping norm C_0 update
+    coordinates may go (1 for fixed clipping; adaptive clipping's C moves).
+
     Args:
       strategy: the wrapped FedAvg-family strategy; must be unweighted.
       noise_multiplier: z > 0, the noise std in units of the clipping norm, for the whole round
@@ -56,6 +59,8 @@ class DpClippingBase(Strategy):
       secure_noise: draw the noise from a CSPRNG-seeded generator instead of the round's seeded one
         (see the module docstring).
     """
+
+    range_headroom = 1.0
 
     def __init__(self, strategy: FedAvg, *, noise_multiplier: float, target_delta: float,
                  max_epsilon: float | None = None, accountant: str = "rdp", secure_noise: bool = False):
@@ -82,17 +87,13 @@ class DpClippingBase(Strategy):
             raise ValueError(f"secure_noise must be True or False, got {secure_noise!r}")
         self.secure_noise = secure_noise
 
-    range_headroom = 1.0
-    """How far past the initial clipping norm update coordinates may go (adaptive clipping's C moves)."""
-
     # --- to be specialised ----------------------------------------------------------------------
     def initial_clipping_norm(self) -> float:
         raise NotImplementedError
 
-    def secure_aggregation_range(self) -> float:
-        """A coordinate range r for `SecureAggregation`: a clipped update's coordinates lie in
-        [-C, C], so r = C_0 x `range_headroom` (rounds whose C outgrows it clip coordinates, which
-        each round's aggregation report counts)."""
+    def secure_aggregation_range(self, max_client_size: int = 1) -> float:
+        """A clipped update's coordinates lie in [-C, C]: r = C_0 x `range_headroom` (rounds whose C
+        outgrows it clip coordinates, which each round's aggregation report counts)."""
         return self.initial_clipping_norm() * self.range_headroom
 
     def update_noise_multiplier(self, ctx: RoundContext) -> float:

@@ -68,14 +68,17 @@ def federated():
                    "reproducible; needed for the guarantee of a released model); default: from --seed.")
 @click.option("--secure-aggregation", is_flag=True, help="Simulate secure aggregation of the client contributions.")
 @click.option("--secagg-bits", type=click.IntRange(1, 48), default=16, show_default=True)
-@click.option("--secagg-range", type=float, default=None, help="Clipping range r (default: C with --dp, else 8).")
+@click.option("--secagg-range", type=float, default=None,
+              help="Coordinate clipping range r (default: C with --dp, 4 C with --clip adaptive; without --dp "
+                   "8 x the largest client, or 8 with --unweighted).")
 @click.option("--secagg-modulus-bits", type=click.IntRange(2, 63), default=40, show_default=True)
 @click.option("--dropout-rate", type=float, default=0.0, show_default=True, help="Client dropout probability.")
 @click.option("--runner", type=click.Choice(["inprocess", "beam"]), default="inprocess", show_default=True)
 @click.option("--beam-arg", multiple=True, help="Beam pipeline flag (repeatable), e.g. --beam-arg=--runner=FlinkRunner.")
 @click.option("--execution", type=click.Choice([*EXECUTIONS, "auto"]), default="sequential", show_default=True,
-              help="Local training: numpy covers Dense-only models and is the fastest for small ones; auto times "
-                   "each on a probe and keeps the cheapest.")
+              help="Local training: numpy covers Dense-only models and is the fastest for the smallest (e.g. "
+                   "linear; slower than XLA once hidden layers are ~200 wide); auto times each on a probe and "
+                   "keeps the cheapest.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None, help="Checkpoint/resume here.")
 @click.option("--out", type=click.Path(file_okay=False), default="federated-run", show_default=True,
@@ -110,7 +113,7 @@ def run(**o):
                                       secure_noise=o["secure_noise"])
         aggregation = None
         if o["secure_aggregation"]:
-            default_range = strategy.secure_aggregation_range() if strategy.private else 8.0
+            default_range = strategy.secure_aggregation_range(int(data.sizes().max()))
             aggregation = SecureAggregation(clipping_range=o["secagg_range"] or default_range, bits=o["secagg_bits"],
                                             modulus_bits=o["secagg_modulus_bits"])
         runner = None
@@ -196,17 +199,15 @@ def _load_npz(dataset: str):
 
 
 def _from_columns(columns: dict, dataset: str, label_column: str, client_column: str | None):
-    """(x, y, keys) of named columns: the features are every other numeric column."""
-    from federated.data.examples import feature_columns, stack_features  # pylint: disable=import-outside-toplevel
-    for option, name in (("--label-column", label_column), ("--client-column", client_column)):
-        if name is not None and name not in columns:
-            raise ValueError(f"{option}: {dataset} has no column {name!r}; its columns are {sorted(columns)}")
-    labels = np.asarray(columns[label_column])
-    if labels.dtype.kind not in "iu" or labels.ndim != 1 or labels.min() < 0:
-        raise ValueError(f"--label-column: {label_column!r} must hold one integer class >= 0 per row, got "
-                         f"dtype {labels.dtype} and shape {labels.shape}")
+    """(x, y, keys) of named columns of ``dataset``: the features are every other numeric column."""
+    from federated.data.examples import (class_labels, feature_columns,  # pylint: disable=import-outside-toplevel
+                                         stack_features)
+    if client_column is not None and client_column not in columns:
+        raise ValueError(f"--client-column: {dataset} has no column {client_column!r}; the columns are "
+                         f"{sorted(columns)}")
+    labels = class_labels(columns, label_column, setting=f"--label-column ({dataset})")
     x = stack_features(columns, feature_columns(columns, (label_column, client_column)))
-    return x, labels.astype(np.int32), None if client_column is None else np.asarray(columns[client_column])
+    return x, labels, None if client_column is None else np.asarray(columns[client_column])
 
 
 COMMANDS = [federated]

@@ -98,11 +98,8 @@ def client_data(config: FederatedTrainingConfig, columns: dict[str, np.ndarray],
 
 
 def _labels(columns, label_key: str) -> np.ndarray:
-    labels = np.asarray(columns[label_key])
-    if labels.dtype.kind not in "iu" or labels.ndim != 1 or labels.min() < 0:
-        raise ValueError(f"custom_config['label_key']: column {label_key!r} must hold one integer class >= 0 "
-                         f"per example, got dtype {labels.dtype} and shape {labels.shape}")
-    return labels.astype(np.int32)
+    from federated.data.examples import class_labels  # pylint: disable=import-outside-toplevel
+    return class_labels(columns, label_key, setting="custom_config['label_key']")
 
 
 # --- the algorithm ---------------------------------------------------------------------------------
@@ -123,17 +120,13 @@ def strategy(config: FederatedTrainingConfig, plan: FederatedTrainingPlan):
 
 
 def _aggregation(config: FederatedTrainingConfig, algorithm, max_client_size: int):
-    """Secure aggregation when asked: summand coordinates are clipped to the DP strategy's
-    `secure_aggregation_range`, else to +-8 x the largest client (weighted FedAvg sends
-    n_k * delta_k), quantized to 32 bits."""
+    """Secure aggregation when asked: coordinates clipped to the strategy's `secure_aggregation_range`,
+    quantized to 32 bits."""
     if not config.secure_aggregation:
         return None
     from federated.aggregation import SecureAggregation  # pylint: disable=import-outside-toplevel
-    if algorithm.private:
-        clipping_range = algorithm.secure_aggregation_range()
-    else:
-        clipping_range = 8.0 * max_client_size
-    return SecureAggregation(clipping_range=clipping_range, bits=32, modulus_bits=48)
+    return SecureAggregation(clipping_range=algorithm.secure_aggregation_range(max_client_size), bits=32,
+                             modulus_bits=48)
 
 
 def ledger(plan: FederatedTrainingPlan, budget, *, rounds: int) -> privacy_ledger.PrivacyLedger:

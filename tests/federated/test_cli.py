@@ -82,9 +82,14 @@ def test_csv_and_tfrecord_datasets_take_every_numeric_column_but_label_and_clien
         config = json.loads(result.stdout[result.stdout.index("{"):])["config"]
         assert config["client_sizes_sum"] == 120 and config["num_clients"] == (6 if name == "csv" else 5)
         assert config["num_parameters"] == 3 * 2 + 2    # three features (not target, user, note), two classes
-    result = CliRunner().invoke(cli, ["federated", "run", "--dataset", str(tmp_path / "data.csv"), "--rounds", "1",
-                                      "--out", str(tmp_path / "bad")])
-    assert result.exit_code == 2 and "--label-column: " in result.output and "has no column 'label'" in result.output
+    (tmp_path / "gap.csv").write_text("a,label\n1.5,0\n,1\n2.5,1\n")
+    (tmp_path / "notes.txt").write_text("not a TFRecord\n")
+    for dataset, message in (("data.csv", r"--label-column \(.*data.csv\): no column 'label'"),
+                             ("gap.csv", "column 'a' holds numbers but line 3 is empty"),
+                             ("notes.*", "not readable as TFRecord files")):
+        result = CliRunner().invoke(cli, ["federated", "run", "--dataset", str(tmp_path / dataset), "--rounds", "1",
+                                          "--out", str(tmp_path / "bad")])
+        assert result.exit_code == 2 and re.search(message, result.output), result.output
 
 
 @pytest.mark.parametrize("args, message", [

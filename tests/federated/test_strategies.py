@@ -125,9 +125,11 @@ def test_adaptive_clipping_moves_towards_the_quantile():
     z_update = strategy.update_noise_multiplier(ctx)
     assert 1 / z_update ** 2 + 1 / 0.2 ** 2 == pytest.approx(1 / 0.1 ** 2)
     # Secure aggregation's coordinate range leaves the moving norm headroom: 4 C_0 (fixed clipping: C).
-    assert strategy.secure_aggregation_range() == 4.0
+    assert strategy.secure_aggregation_range(600) == 4.0
     assert DifferentialPrivacyFixedClipping(FedAvg(weighted=False), clipping_norm=0.3, noise_multiplier=1.0,
-                                            target_delta=1e-5).secure_aggregation_range() == 0.3
+                                            target_delta=1e-5).secure_aggregation_range(600) == 0.3
+    # Without DP: weighted averaging sends n_k * delta_k.
+    assert FedAvg().secure_aggregation_range(600) == 4800.0 and FedAvg(weighted=False).secure_aggregation_range(600) == 8.0
 
 
 @pytest.mark.parametrize("make, message", [

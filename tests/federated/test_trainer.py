@@ -69,6 +69,12 @@ def _functional_skip():
     return keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Add()([inputs, hidden])))
 
 
+def _dense_used_twice():
+    inputs = keras.Input((64,))
+    shared = keras.layers.Dense(64, activation="relu")
+    return keras.Model(inputs, keras.layers.Dense(10)(shared(shared(inputs))))
+
+
 def _frozen():
     model = linear_model()
     model.layers[-1].trainable = False
@@ -86,6 +92,7 @@ def _frozen():
     (lambda: keras.Sequential([keras.Input((8, 8)), keras.layers.Dense(10)]), None,
      r"sees inputs of shape \(8, 8\).*add a Flatten layer"),
     (_functional_skip, None, "not add"),
+    (_dense_used_twice, None, "forward pass is not the chain of its Dense layers"),
     (_frozen, None, "frozen"),
     (linear_model, keras.losses.SparseCategoricalCrossentropy(), r"from_logits=True\) only"),
     (linear_model, "MeanSquaredError", "not MeanSquaredError"),
