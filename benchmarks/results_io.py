@@ -74,4 +74,5 @@ def write_results(path: str, payload: dict) -> dict:
 
     result = {**payload, MACHINE_KEY: machine_info()}
     write_atomically(path, json.dumps(result, indent=2))   # encoding fails before anything is written
+    os.chmod(path, 0o644)   # results are for everyone to read (the atomic write's temporary file is 0600)
     return result

@@ -25,7 +25,10 @@ DEFAULT_DEPLOYMENT = "ppml-encrypted"
 def _keras_env(tf_keras: bool) -> None:
     """Before TensorFlow loads: tf-keras if asked (`use_tf_keras`), else Keras 3 unless TF_USE_LEGACY_KERAS is set."""
     if tf_keras:
-        use_tf_keras()
+        try:
+            use_tf_keras()
+        except RuntimeError as err:   # TensorFlow was loaded with Keras 3 before this command ran
+            raise click.UsageError(f"--tf-keras: {err}") from None
     else:
         os.environ.setdefault(VARIABLE, "0")
 

@@ -174,7 +174,7 @@ class PrivacyBudget:
     def to_dict(self) -> dict[str, Any]:
         """The state as JSON values. Its ``epsilon`` holds the epsilons already computed (saving never
         computes one: a PLD epsilon costs about a second, and states are saved every epoch or round)."""
-        epsilons = {k.value: (v if math.isfinite(v) else None) for k, v in self._cache.items()}
+        epsilons = {k.value: (v if math.isfinite(v) else None) for k, v in sorted(self._cache.items())}
         return {
             "format": STATE_FORMAT,
             "target_delta": self._delta,

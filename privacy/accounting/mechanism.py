@@ -34,9 +34,11 @@ sampling, replace-one for fixed and shuffled batches.
   replace-one adjacency only, where the replaced example sits in one batch of each epoch and
   every other batch is unchanged (sensitivity 2C). An epoch is ``steps_per_epoch`` steps when the
   training loop says so (Keras: ceil(n / B)); otherwise the conservative floor(n / B), which never
-  undercounts whether the last partial batch is kept, dropped, or batches run across epoch
-  boundaries. The Gaussian's loss depends only on sigma / sensitivity, so the sensitivity is
-  folded into the noise multiplier.
+  undercounts whether the last partial batch is kept or dropped. The bound assumes each epoch is
+  a fresh permutation batched within the epoch: a batch that straddles two epochs (e.g.
+  ``repeat().batch(B)``) can hold one example twice, which this analysis does not cover. The
+  Gaussian's loss depends only on sigma / sensitivity, so the sensitivity is folded into the
+  noise multiplier.
 """
 
 from __future__ import annotations

@@ -101,6 +101,8 @@ def predict_with_retries(run: Callable[[], tuple[list[np.ndarray], list[np.ndarr
     Raises:
         OverflowDetected: if all 1 + `retries` runs overflowed.
     """
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be an integer >= 0, got {retries!r}")
     for attempt in range(retries + 1):
         values, overflow = run()
         try:

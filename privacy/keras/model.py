@@ -48,8 +48,8 @@ def make_private(model, *, l2_norm_clip: float | None = None, noise_multiplier: 
         a `poisson_batches` dataset when not given).
       sampling: "poisson" (default: arrays given to `fit` are Poisson-sampled, their rows gathered in
         place without copying them; datasets must come from `poisson_batches`), "fixed"
-        (`fixed_size_batches`), or "shuffle" (any batches; accounted with the once-per-epoch bound,
-        which claims no amplification).
+        (`fixed_size_batches`), or "shuffle" (each epoch a fresh permutation batched within the epoch;
+        accounted with the once-per-epoch bound, which claims no amplification).
       adjacency: "add-remove" or "replace-one"; default: the sampling's natural one, add-remove for
         Poisson sampling and replace-one for fixed-size and shuffled batches (which refuse add-remove).
       target_delta: delta of the reported guarantee; default: the largest power of 10 below 1/n.

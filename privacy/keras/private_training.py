@@ -24,7 +24,7 @@ from privacy.keras import layer_rules, optimizers, recording
 from privacy.keras.noise import GaussianNoise
 from privacy.keras.params import DPConfigurationError, DPParams
 
-STATE_FORMAT = "ppml.keras.private_training/1"
+STATE_FORMAT = "ppml.keras.private_training/2"   # /2: records the sampling and adjacency
 
 
 class PrivacyBudgetExceeded(RuntimeError):
@@ -147,11 +147,6 @@ class PrivateTraining:
         mechanism = self.mechanism()
         if self._budget is None:
             self._budget = PrivacyBudget.for_mechanism(mechanism, self.target_delta)
-        if self._budget.neighboring_relation != mechanism.neighboring_relation:
-            raise DPConfigurationError(
-                f"the resumed state {self.state_path} was accounted under {self._budget.neighboring_relation.name} "
-                f"adjacency, this training under {mechanism.neighboring_relation.name}: one budget cannot mix "
-                f"them; resume with the same adjacency or use a new state_path")
         self._budget.advance_to(mechanism.units(self.steps), mechanism.unit_event())
         return self._budget
 
@@ -206,7 +201,8 @@ class PrivateTraining:
 
     # --- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {"format": STATE_FORMAT, "steps": self.steps, "budget": self.budget.to_dict()}
+        return {"format": STATE_FORMAT, "steps": self.steps, "sampling": self.sampling.value,
+                "adjacency": self.adjacency.value, "budget": self.budget.to_dict()}
 
     def save_state(self, path: str | os.PathLike | None = None) -> None:
         """Writes steps and budget atomically to ``path`` (default: `state_path`)."""
@@ -220,8 +216,15 @@ class PrivateTraining:
                 raise ValueError(f"expected format {STATE_FORMAT!r}")
             budget = PrivacyBudget.from_dict(state["budget"])
             steps = int(state["steps"])
+            ran = (Sampling(state["sampling"]), Adjacency(state["adjacency"]))
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise DPConfigurationError(f"cannot resume from the private training state {path}: {err}") from None
+        if ran != (self.sampling, self.adjacency):
+            # Steps and epochs are different units, and one ledger cannot mix relations.
+            raise DPConfigurationError(
+                f"cannot resume from the private training state {path}: it accounted {ran[0].value} batches under "
+                f"{ran[1].value} adjacency, this training declares {self.sampling.value} under "
+                f"{self.adjacency.value}; resume with the same sampling and adjacency or use a new state_path")
         self._steps_base, self._budget = steps, budget
 
 

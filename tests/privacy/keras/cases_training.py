@@ -185,16 +185,19 @@ def case_resumed_run_neither_loses_nor_double_counts():
         else:
             raise AssertionError("a mid-epoch checkpoint was allowed beside a state_path")
         assert private_training(model).steps == 0
-        # Resuming the add/remove budget under replace-one would mix two relations in one ledger.
-        model = make_private(_mlp(), l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=batch,
-                             target_delta=1e-4, state_path=state, adjacency="replace-one")
-        model.compile(optimizer=_sgd(0.1), loss=_scce())
-        try:
-            model.fit(x, y, epochs=1, verbose=0)
-        except DPConfigurationError as err:
-            assert "accounted under ADD_OR_REMOVE_ONE adjacency, this training under REPLACE_ONE" in str(err)
-        else:
-            raise AssertionError("a budget was resumed under another adjacency")
+        # Another adjacency would mix relations in one ledger; shuffled batches count epochs, not steps.
+        for other in ({"adjacency": "replace-one"}, {"sampling": "shuffle"}):
+            try:   # refused before any step, at make_private or at the start of fit
+                model = make_private(_mlp(), l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=batch,
+                                     target_delta=1e-4, state_path=state, **other)
+                model.compile(optimizer=_sgd(0.1), loss=_scce())
+                model.fit(x, y, epochs=1, verbose=0, batch_size=batch)
+            except DPConfigurationError as err:
+                declared = "poisson under replace-one" if "adjacency" in other else "shuffle under replace-one"
+                assert "it accounted poisson batches under add-remove adjacency" in str(err), str(err)
+                assert f"this training declares {declared}" in str(err), str(err)
+            else:
+                raise AssertionError(f"a budget was resumed with {other}")
         with open(state) as f:
             assert json.load(f)["steps"] == 18   # the saved state is untouched
         assert resumed.budget.units == 18 and len(resumed.budget.ledger) == 1
