@@ -1,8 +1,9 @@
 """The privacy ledger of a trained model, and its epsilon as ML Metadata properties.
 
-Every private trainer in `pipelines/` (the DP Trainer's DP-SGD, the Federated Trainer's DP-FedAvg) writes one JSON ledger into
-the exported SavedModel, ``<serving model dir>/assets.extra/privacy_ledger.json``, so it travels with
-the model wherever the Pusher or a serving system copies it. The ledger holds the
+Every private trainer in `pipelines/` (the DP Trainer's DP-SGD, the Federated Trainer's DP-FedAvg)
+writes one JSON ledger into the exported SavedModel, ``<serving model dir>/assets.extra/
+privacy_ledger.json``, so it travels with the model wherever the Pusher or a serving system copies
+it. The ledger holds the
 `privacy.accounting.PrivacyBudget` the training composed (its dp-accounting DpEvents, neighbouring
 relation, target delta and accountants), the mechanism's public hyperparameters, and, for DP-SGD,
 the `privacy.accounting.PrivacyReport` of the run. Epsilon is recomputed from the DpEvents on every

@@ -129,7 +129,8 @@ def test_adaptive_clipping_moves_towards_the_quantile():
     assert DifferentialPrivacyFixedClipping(FedAvg(weighted=False), clipping_norm=0.3, noise_multiplier=1.0,
                                             target_delta=1e-5).secure_aggregation_range(600) == 0.3
     # Without DP: weighted averaging sends n_k * delta_k.
-    assert FedAvg().secure_aggregation_range(600) == 4800.0 and FedAvg(weighted=False).secure_aggregation_range(600) == 8.0
+    assert FedAvg().secure_aggregation_range(600) == 4800.0
+    assert FedAvg(weighted=False).secure_aggregation_range(600) == 8.0
 
 
 @pytest.mark.parametrize("make, message", [

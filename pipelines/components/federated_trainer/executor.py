@@ -29,8 +29,8 @@ class Executor(trainer_executor.GenericExecutor):
         super().Do(input_dict, output_dict, exec_properties)
         ledger = privacy_ledger.read_ledger(fn_args.serving_model_dir)
         if config.private and (ledger is None or ledger.mechanism != privacy_ledger.DP_FEDAVG):
-            raise RuntimeError(f"custom_config['private'] is true but run_fn wrote no {privacy_ledger.DP_FEDAVG} privacy ledger "
-                               f"(got {ledger.mechanism if ledger else None!r})")
+            raise RuntimeError(f"custom_config['private'] is true but run_fn wrote no {privacy_ledger.DP_FEDAVG} "
+                               f"privacy ledger (got {ledger.mechanism if ledger else None!r})")
         if not config.private and ledger is not None:
             raise RuntimeError("run_fn wrote a privacy ledger although custom_config['private'] is false")
         model = artifact_utils.get_single_instance(output_dict[standard_component_specs.MODEL_KEY])
