@@ -16,6 +16,7 @@ import traceback
 import click
 
 from pipelines import run_log
+from privacy.accounting import Sampling
 
 DEFAULT_ROOT = "ppml-pipeline"
 _OPTION_OF_SETTING = {"target_epsilon": "--target-epsilon", "noise_multiplier": "--noise-multiplier",
@@ -47,7 +48,7 @@ def _training_options(fn):
                      help="Batch size B (the expected one under Poisson sampling)."),
         click.option("--l2-norm-clip", type=float, default=1.0, show_default=True,
                      help="Per-example gradient clipping norm C."),
-        click.option("--sampling", type=click.Choice(["poisson", "fixed", "shuffle"]), default="poisson",
+        click.option("--sampling", type=click.Choice([s.value for s in Sampling]), default="poisson",
                      show_default=True,
                      help="Batch sampling: poisson (add/remove adjacency), fixed (B drawn without replacement; "
                           "replace-one adjacency, RDP only) or shuffle (once-per-epoch bound, replace-one "
