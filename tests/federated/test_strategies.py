@@ -90,7 +90,8 @@ def test_fedavgm_is_keras_sgd_momentum_on_minus_delta(rng):
 
 @pytest.mark.parametrize("secure_noise", [False, True])
 def test_dp_clips_each_update_and_adds_noise_of_the_stated_std(secure_noise):
-    # 20,000 coordinates of pure noise: the sample std has relative SE 0.5%; 3% is > 5 SE.
+    # 20,000 coordinates of pure noise: the sample std has relative SE 0.5%; 3% is > 5 SE. CSPRNG noise is
+    # not seeded, so every bound here leaves a false alarm below 1e-6 per run.
     d, clip, z, m = 20_000, 2.0, 1.3, 10
     strategy = DifferentialPrivacyFixedClipping(FedAvg(weighted=False), clipping_norm=clip, noise_multiplier=z,
                                                 target_delta=1e-5, secure_noise=secure_noise)
@@ -105,7 +106,7 @@ def test_dp_clips_each_update_and_adds_noise_of_the_stated_std(secure_noise):
     assert metrics["noise_stddev"] == pytest.approx(z * clip)
     assert np.std(noise) == pytest.approx(z * clip / m, rel=0.03)
     assert abs(np.mean(noise)) < 5 * z * clip / m / np.sqrt(d)
-    assert stats.normaltest(noise).pvalue > 1e-3
+    assert stats.normaltest(noise).pvalue > 1e-6
     # Seeded noise is a function of the round's seed; CSPRNG-seeded noise never repeats.
     again, _ = strategy.aggregate(state, None, _ctx(population=100, sampler=UniformSampler(m / 100)))
     assert (again.weights[0].tobytes() == new.weights[0].tobytes()) is not secure_noise
