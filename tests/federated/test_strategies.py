@@ -91,7 +91,7 @@ def test_fedavgm_is_keras_sgd_momentum_on_minus_delta(rng):
 @pytest.mark.parametrize("secure_noise", [False, True])
 def test_dp_clips_each_update_and_adds_noise_of_the_stated_std(secure_noise):
     # 20,000 coordinates of pure noise: the sample std has relative SE 0.5%; 3% is > 5 SE. CSPRNG noise is
-    # not seeded, so every bound here leaves a false alarm below 1e-6 per run.
+    # not seeded, so each bound here keeps its false-alarm rate at or below 1e-6 per run.
     d, clip, z, m = 20_000, 2.0, 1.3, 10
     strategy = DifferentialPrivacyFixedClipping(FedAvg(weighted=False), clipping_norm=clip, noise_multiplier=z,
                                                 target_delta=1e-5, secure_noise=secure_noise)
