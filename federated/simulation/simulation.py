@@ -21,7 +21,7 @@ from federated.sampling import ClientSampler, UniformSampler
 from federated.simulation.checkpoint import load_checkpoint, save_checkpoint
 from federated.simulation.history import History, RoundRecord
 from federated.simulation.inprocess import InProcessRunner
-from federated.simulation.round import _SERVER, RoundPlan, round_rng, trainer_for
+from federated.simulation.round import _SERVER, RoundPlan, client_keys, round_rng, trainer_for
 from federated.strategies import RoundContext, ServerState, Strategy
 from federated.weights import num_parameters
 
@@ -88,6 +88,7 @@ class FederatedSimulation:
         self.aggregation = aggregation or PlainAggregation()
         self.dropout_rate = float(dropout_rate)
         self.checkpoint_dir = checkpoint_dir
+        self._client_keys = client_keys(data.client_ids)
         self.execution_costs: dict[str, float] = {}   # the estimates "auto" chose by, in CPU seconds
         self.state: ServerState | None = None
         self.history: History | None = None
@@ -206,7 +207,8 @@ class FederatedSimulation:
         start = time.perf_counter()
         plan = RoundPlan.make(seed=self.seed, round_index=ctx.round, sampler=self.sampler,
                               population=self.data.num_clients, dropout_rate=self.dropout_rate,
-                              chunk_size=self.chunk_size, secret_sampling=self.strategy.secret_randomness)
+                              chunk_size=self.chunk_size, client_keys=self._client_keys,
+                              secret_sampling=self.strategy.secret_randomness)
         keys = self.aggregation.open_round(plan, self.seed)
         job = RoundJob(self.model_fn, self.loss, self.execution, self.data, self.strategy, self.state, plan,
                        self.aggregation, keys)

@@ -21,7 +21,8 @@ STEP = 2 * RANGE / ((1 << BITS) - 1)
 
 
 def _plan(m):
-    return types.SimpleNamespace(round=3, positions=np.arange(m))
+    return types.SimpleNamespace(round=3, positions=np.arange(m), client_keys=np.arange(m, dtype=np.uint64),
+                                 secret=False)
 
 
 def _run(secagg, summands, dropped=()):
@@ -136,3 +137,38 @@ def test_rounding_bound_covers_the_quantization_of_a_clipped_update():
     moved = np.linalg.norm(values.astype(np.float64) * STEP - RANGE - vector)
     assert 0 < moved <= secagg.rounding_bound(d) == pytest.approx(np.sqrt(d) * STEP)
     assert moved > 0.3 * secagg.rounding_bound(d)   # the bound is the worst case, not far above typical
+
+
+def _neighbour_plans(secret=False):
+    """The same round over clients {a, b, c, d} and over {new, a, b, c, d}: client 'c' has rank 2, then 3."""
+    from federated.simulation.round import RoundPlan, client_keys
+    plans = []
+    for ids in (["a", "b", "c", "d"], ["new", "a", "b", "c", "d"]):
+        plans.append(RoundPlan.make(seed=5, round_index=2, sampler=UniformSampler(1.0), population=len(ids),
+                                    dropout_rate=0.0, chunk_size=8, client_keys=client_keys(ids),
+                                    secret_sampling=secret))
+    return plans
+
+
+def test_one_clients_presence_changes_nothing_about_the_others_rounding(rng):
+    """Stochastic rounding draws from each client's own randomness: adding a client before 'c' shifts
+    its rank, not its rounding (seeded from the client's id, never from its rank)."""
+    secagg = SecureAggregation(clipping_range=RANGE, bits=BITS, modulus_bits=24)
+    summand = Summand(rng.uniform(-1, 1, 500), np.zeros(0, np.int64))    # off the grid: rounding is random
+    without, with_new = _neighbour_plans()
+    values = [secagg.quantized(rank, summand, secagg.open_round(plan, seed=5))
+              for plan, rank in ((without, 2), (with_new, 3))]
+    np.testing.assert_array_equal(values[0], values[1])
+    other = secagg.quantized(1, summand, secagg.open_round(without, seed=5))    # client 'b': its own draws
+    assert not np.array_equal(values[0], other)
+
+
+def test_secret_randomness_draws_each_clients_rounding_from_the_csprng(rng):
+    """With the DP strategies' CSPRNG randomness the rounding is not a function of the seed either."""
+    secagg = SecureAggregation(clipping_range=RANGE, bits=BITS, modulus_bits=24)
+    summand = Summand(rng.uniform(-1, 1, 500), np.zeros(0, np.int64))
+    plan, _ = _neighbour_plans(secret=True)
+    first, second = (secagg.quantized(2, summand, secagg.open_round(plan, seed=5)) for _ in range(2))
+    assert not np.array_equal(first, second)     # 500 coordinates rounded up or down: never all equal
+    keys = secagg.open_round(plan, seed=5)
+    assert len(set(keys.rounding_entropy.values())) == 4
