@@ -19,7 +19,9 @@ class RoundRecord:
 
     Attributes:
       round: 1-based index.
-      sampled / reported / dropped / nonfinite: client counts (sampled = reported + dropped + nonfinite).
+      sampled / reported / dropped / nonfinite: client counts. ``nonfinite`` clients' local updates
+        were not finite: without DP they do not report (sampled = reported + dropped + nonfinite);
+        under DP they report a zero update (sampled = reported + dropped).
       evaluation: central evaluation after the round ({"loss", "accuracy"}), or {} when not evaluated.
       train_loss: example-weighted mean local training loss (None under DP: it is not private).
       metrics: the strategy's round metrics (clipping norm, epsilon, ...).

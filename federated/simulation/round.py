@@ -96,6 +96,7 @@ class ClientDiagnostic:
     num_examples: int
     loss: float
     finite: bool
+    reported: bool
 
 
 _TRAINERS: dict = {}
@@ -114,8 +115,10 @@ def trainer_for(model_fn: Callable, loss, execution: str) -> ClientTrainer:
 def train_chunk(trainer: ClientTrainer, data, strategy, state, plan: RoundPlan, ranks, aggregation, keys):
     """Trains the clients of ``ranks`` that did not drop out; returns (encoded contributions, diagnostics).
 
-    A client whose update is not finite does not report (as a real client would fail): it is
-    counted in the diagnostics and never averaged in.
+    A client whose update is not finite is counted in the diagnostics and never averaged in. Without
+    DP it does not report (as a real client would fail). Under DP it reports a zero update (the DP
+    strategies' ``summand``): whether a round's secure aggregation meets its threshold must not turn on
+    one client's data, since an abort discards every other client's contribution.
     """
     live = [r for r in ranks if r not in plan.dropped]
     clients = [(r, int(plan.positions[r])) for r in live]
@@ -124,7 +127,8 @@ def train_chunk(trainer: ClientTrainer, data, strategy, state, plan: RoundPlan, 
     encoded, diagnostics = [], []
     for update in updates:
         finite = update.finite and np.isfinite(update.loss)
-        diagnostics.append(ClientDiagnostic(update.position, update.num_examples, update.loss, finite))
-        if finite:
+        reports = finite or strategy.private
+        diagnostics.append(ClientDiagnostic(update.position, update.num_examples, update.loss, finite, reports))
+        if reports:
             encoded.append(aggregation.encode(update.position, strategy.summand(update, state), keys))
     return encoded, diagnostics

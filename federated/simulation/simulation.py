@@ -24,6 +24,7 @@ from federated.simulation.inprocess import InProcessRunner
 from federated.simulation.round import _SERVER, RoundPlan, client_keys, round_rng, trainer_for
 from federated.strategies import RoundContext, ServerState, Strategy
 from federated.weights import num_parameters
+from privacy.accounting import Adjacency
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,10 +89,31 @@ class FederatedSimulation:
         self.aggregation = aggregation or PlainAggregation()
         self.dropout_rate = float(dropout_rate)
         self.checkpoint_dir = checkpoint_dir
+        self._check_abort_rule()
         self._client_keys = client_keys(data.client_ids)
         self.execution_costs: dict[str, float] = {}   # the estimates "auto" chose by, in CPU seconds
         self.state: ServerState | None = None
         self.history: History | None = None
+
+    def _check_abort_rule(self) -> None:
+        """Refuses DP runs in which one client's presence could decide whether a round aborts.
+
+        Secure aggregation aborts a round when fewer than its threshold fraction of the sampled
+        clients report, discarding every contribution. Under DP every sampled client reports (a
+        non-finite update as zero), so only dropouts can abort. Under replace-one adjacency (uniform
+        sampling) the dropouts do not depend on which client is present: the abort is the same for
+        neighbouring data sets and the noise covers the one changed contribution. Under add/remove
+        adjacency (Poisson sampling) one added client that drops out can abort a round the smaller
+        set would finish, which the analysis does not cover: refused.
+        """
+        if not (self.strategy.private and self.dropout_rate > 0 and getattr(self.aggregation, "can_abort", False)):
+            return
+        if self.sampler.accounting[1] is Adjacency.ADD_REMOVE:
+            raise ValueError(
+                f"with dropout_rate={self.dropout_rate:g} and {self.aggregation.name} aggregation's threshold, "
+                f"one client's presence can abort a round (by dropping out), which client-level DP under "
+                f"{self.sampler.name} sampling (add/remove one client) does not cover: use uniform sampling or "
+                f"dropout_rate=0")
 
     # --- settings that must match on resume -----------------------------------------------------
     def settings(self) -> dict[str, Any]:
@@ -213,7 +235,7 @@ class FederatedSimulation:
         job = RoundJob(self.model_fn, self.loss, self.execution, self.data, self.strategy, self.state, plan,
                        self.aggregation, keys)
         accumulator, diagnostics = self.runner.run_round(job)
-        reported = sorted(d.rank for d in diagnostics if d.finite)
+        reported = sorted(d.rank for d in diagnostics if d.reported)
         total, aggregation_report = self.aggregation.finish(accumulator, reported, keys)
         self.state, metrics = self.strategy.aggregate(self.state, total, ctx)
         evaluation = {}

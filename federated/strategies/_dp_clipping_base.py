@@ -136,7 +136,11 @@ class DpClippingBase(Strategy):
                              budget=budget)
 
     def summand(self, update, state):
+        """The update clipped to L2 norm C; a non-finite update becomes zero and counts as clipped (the
+        client still reports: see `federated.simulation.round.train_chunk`)."""
         clipping_norm = state.scalars["clipping_norm"]
+        if not update.finite:
+            return Summand(vector=np.zeros_like(update.delta), counts=self.clip_counts(math.inf, clipping_norm))
         norm = float(np.linalg.norm(update.delta))
         scale = min(1.0, clipping_norm / norm) if norm > 0 else 1.0
         return Summand(vector=update.delta * scale, counts=self.clip_counts(norm, clipping_norm))

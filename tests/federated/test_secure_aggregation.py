@@ -172,3 +172,62 @@ def test_secret_randomness_draws_each_clients_rounding_from_the_csprng(rng):
     assert not np.array_equal(first, second)     # 500 coordinates rounded up or down: never all equal
     keys = secagg.open_round(plan, seed=5)
     assert len(set(keys.rounding_entropy.values())) == 4
+
+
+def _poisoned(data, client):
+    """``data`` with one client's features scaled until its local loss overflows (a NaN update)."""
+    from federated.data import ClientData
+    x = data.x.copy()
+    x[data.partition.indices[client]] *= 1e38
+    return ClientData(x, data.y, data.partition)
+
+
+def test_under_dp_a_nonfinite_client_reports_zero_and_cannot_abort_the_round(digits_iid):
+    """With every client required (threshold 1), one client whose update is NaN would abort the round
+    and discard everyone's contribution; under DP it reports a zero update (clipped) instead."""
+    from federated.strategies import DifferentialPrivacyAdaptiveClipping
+    data, _ = digits_iid
+    client = ClientConfig(epochs=1, batch_size=10, learning_rate=0.3)
+
+    def round_one(clients, strategy):
+        sim = FederatedSimulation(linear_model, clients, strategy, rounds=1, sampler=UniformSampler(1.0), seed=3,
+                                  aggregation=SecureAggregation(clipping_range=1.0, bits=20, modulus_bits=40,
+                                                                threshold=1.0))
+        return sim.run().rounds[0]
+
+    dp = DifferentialPrivacyAdaptiveClipping(FedAvg(client, weighted=False), noise_multiplier=0.5, target_delta=1e-3,
+                                             clipped_count_stddev=2.0, secure_noise=False)
+    record = round_one(_poisoned(data, 3), dp)
+    assert (record.sampled, record.reported, record.nonfinite) == (20, 20, 1)
+    assert record.aggregation["aborted"] is False
+    # The poisoned client counts as clipped, like any update above C; its vector is zero.
+    clean = round_one(data, dp)
+    assert clean.aggregation["aborted"] is False and clean.reported == 20
+    public = round_one(_poisoned(data, 3), FedAvg(client, weighted=False))   # no DP: it does not report
+    assert (public.reported, public.nonfinite, public.aggregation["aborted"]) == (19, 1, True)
+
+
+def test_dp_refuses_dropouts_that_let_one_clients_presence_abort_a_poisson_round(digits_iid):
+    """Under Poisson sampling the threshold counts the sampled clients, so one added client that drops out
+    can abort a round another client set would finish: outside the add/remove analysis, refused. With
+    uniform sampling (replace-one) the abort depends on the dropouts alone, which no client's data sets."""
+    from federated.sampling import PoissonSampler
+    from federated.strategies import DifferentialPrivacyFixedClipping
+    data, _ = digits_iid
+    client = ClientConfig(epochs=1, batch_size=10, learning_rate=0.3)
+    dp = DifferentialPrivacyFixedClipping(FedAvg(client, weighted=False), clipping_norm=1.0, noise_multiplier=1.0,
+                                          target_delta=1e-3, secure_noise=False)
+    secagg = SecureAggregation(clipping_range=1.0, bits=20, modulus_bits=40, threshold=0.9)
+    with pytest.raises(ValueError, match="one client's presence can abort a round"):
+        FederatedSimulation(linear_model, data, dp, rounds=1, sampler=PoissonSampler(0.5), aggregation=secagg,
+                            dropout_rate=0.2)
+    FederatedSimulation(linear_model, data, dp, rounds=1, sampler=PoissonSampler(0.5), aggregation=secagg)
+
+    def aborts(clients):
+        sim = FederatedSimulation(linear_model, clients, dp, rounds=6, sampler=UniformSampler(0.5), seed=1,
+                                  aggregation=secagg, dropout_rate=0.2)
+        return [r.aggregation["aborted"] for r in sim.run().rounds]
+
+    outcome = aborts(data)
+    assert True in outcome and False in outcome       # some rounds abort, some do not
+    assert aborts(_poisoned(data, 0)) == aborts(_poisoned(data, 7)) == outcome

@@ -75,6 +75,7 @@ class SecureAggregation:
     """
 
     name = "secure"
+    can_abort = True   # below the threshold the sum cannot be unmasked
 
     def __init__(self, *, clipping_range: float, bits: int = 16, modulus_bits: int = 32, threshold: float = 2 / 3):
         if not (isinstance(clipping_range, (int, float)) and clipping_range > 0 and math.isfinite(clipping_range)):
