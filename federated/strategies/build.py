@@ -35,7 +35,7 @@ def build_strategy(server_optimizer: str, client: ClientConfig, *, weighted: boo
 
 def with_client_dp(strategy: FedAvg, *, clip: str, clipping_norm: float, noise_multiplier: float,
                    target_delta: float, target_quantile: float = 0.5, max_epsilon: float | None = None,
-                   accountant: str = "rdp", secure_noise: bool = False):
+                   accountant: str = "rdp", secure_noise: bool = True):
     """``strategy`` wrapped in DP-FedAvg with fixed clipping (norm ``clipping_norm``) or adaptive
     clipping (initial norm ``clipping_norm``, towards ``target_quantile``)."""
     common = dict(noise_multiplier=noise_multiplier, target_delta=target_delta, max_epsilon=max_epsilon,

@@ -35,7 +35,7 @@ class DifferentialPrivacyAdaptiveClipping(DpClippingBase):
     def __init__(self, strategy: FedAvg, *, noise_multiplier: float, target_delta: float,
                  initial_clipping_norm: float = 0.1, target_unclipped_quantile: float = 0.5,
                  clipping_learning_rate: float = 0.2, clipped_count_stddev: float | None = None,
-                 max_epsilon: float | None = None, accountant: str = "rdp", secure_noise: bool = False):
+                 max_epsilon: float | None = None, accountant: str = "rdp", secure_noise: bool = True):
         super().__init__(strategy, noise_multiplier=noise_multiplier, target_delta=target_delta,
                          max_epsilon=max_epsilon, accountant=accountant, secure_noise=secure_noise)
         checks = (("initial_clipping_norm", initial_clipping_norm, 0, math.inf),
