@@ -20,7 +20,8 @@ from typing import Callable
 
 import numpy as np
 
-from federated.client import ClientTrainer
+from federated.client import ClientTrainer, ClientUpdate
+from federated.weights import num_parameters
 
 _SAMPLING, _SERVER, _DROPOUT, _CLIENT = 0, 1, 2, 3
 
@@ -121,9 +122,14 @@ def train_chunk(trainer: ClientTrainer, data, strategy, state, plan: RoundPlan, 
     one client's data, since an abort discards every other client's contribution.
     """
     live = [r for r in ranks if r not in plan.dropped]
+    empty = [r for r in live if data.partition.indices[int(plan.positions[r])].size == 0]
+    live = [r for r in live if r not in empty]
     clients = [(r, int(plan.positions[r])) for r in live]
     updates = trainer.train_clients(state.weights, data, clients, strategy.client,
                                     plan.seeds[live] if live else plan.seeds[:0])
+    if empty:   # a client without examples (keyed partitions) takes no step: a zero update of weight 0
+        dimension = num_parameters(state.weights)
+        updates += [ClientUpdate(np.zeros(dimension), num_examples=0, loss=0.0, position=r) for r in empty]
     encoded, diagnostics = [], []
     for update in updates:
         finite = update.finite and np.isfinite(update.loss)

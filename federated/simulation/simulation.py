@@ -166,7 +166,7 @@ class FederatedSimulation:
         becomes on an idle machine, and other jobs on a shared machine do not sway them.
         """
         workers = getattr(self.runner, "workers", 1)
-        probe = [(i, i) for i in range(min(workers * self.chunk_size, self.data.num_clients))]
+        probe = [(int(i), int(i)) for i in np.flatnonzero(self.data.sizes())[:workers * self.chunk_size]]
         seeds = np.arange(2 * len(probe), dtype=np.int32).reshape(-1, 2)
         remaining = max(0.0, self.rounds * self.sampler.expected_clients(self.data.num_clients) - 2 * len(probe))
         costs = {}
@@ -244,7 +244,7 @@ class FederatedSimulation:
             evaluation = trainer.evaluate(self.state.weights, *self.evaluation)
         finite = [d for d in diagnostics if d.finite]
         train_loss = None
-        if finite and not self.strategy.private:
+        if finite and not self.strategy.private and sum(d.num_examples for d in finite):
             train_loss = sum(d.loss * d.num_examples for d in finite) / sum(d.num_examples for d in finite)
         return RoundRecord(round=ctx.round, sampled=int(plan.positions.size), reported=len(reported),
                            dropped=len(plan.dropped), nonfinite=len(diagnostics) - len(finite), evaluation=evaluation,

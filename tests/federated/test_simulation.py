@@ -156,3 +156,32 @@ def test_auto_execution_picks_the_cheaper_estimate_compilation_included(digits_i
     costs = history.config["execution_costs_s"]
     assert set(costs) == set(EXECUTIONS) and all(c > 0 for c in costs.values())   # numpy covers the model
     assert sim.execution == min(costs, key=costs.get) == history.config["execution"]
+
+
+def test_empty_clients_of_a_keyed_partition_send_zero_updates(digits_iid):
+    """A fixed, public N can exceed the clients that hold data: empty ones take part and change nothing."""
+    from federated.partitioners import KeyedPartitioner
+    base, test = digits_iid
+    data = ClientData.from_arrays(base.x[:30], base.y[:30], KeyedPartitioner(num_clients=60, seed=0))
+    assert (data.sizes() == 0).sum() > 20
+    for strategy in (FedAvg(CLIENT), DifferentialPrivacyFixedClipping(FedAvg(CLIENT, weighted=False),
+                                                                     clipping_norm=1.0, noise_multiplier=0.5,
+                                                                     target_delta=1e-3)):
+        sim = FederatedSimulation(linear_model, data, strategy, rounds=2, sampler=UniformSampler(0.5), seed=0,
+                                  evaluation=test, execution="auto")
+        history = sim.run()
+        assert all(r.sampled == r.reported == 30 and r.nonfinite == 0 for r in history.rounds)
+        assert all(np.all(np.isfinite(w)) for w in sim.state.weights)
+    only_empty = np.flatnonzero(data.sizes() == 0)
+    sim = FederatedSimulation(linear_model, data, FedAvg(CLIENT), rounds=1, sampler=UniformSampler(1 / 60), seed=0)
+    sim.run()   # whichever client is drawn, the round finishes (an empty draw leaves the weights)
+    assert only_empty.size
+
+
+def test_rounds_that_sample_no_client_leave_the_weights(digits_iid):
+    data, _ = digits_iid
+    sim = FederatedSimulation(linear_model, data, FedAvg(CLIENT), rounds=2, sampler=PoissonSampler(1e-9), seed=0)
+    initial = [w.copy() for w in sim._start() or sim.state.weights]
+    history = sim.run()
+    assert [(r.sampled, r.metrics) for r in history.rounds] == [(0, {"skipped": True})] * 2
+    assert all(np.array_equal(a, b) for a, b in zip(initial, sim.state.weights))
