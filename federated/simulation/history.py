@@ -5,7 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from typing import Any
+
+from privacy.atomic_files import write_atomically
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,12 +76,13 @@ class History:
         return cls(config=data["config"], rounds=[RoundRecord(**r) for r in data["rounds"]],
                    stopped=data.get("stopped"))
 
-    def save_json(self, path) -> None:
-        with open(path, "w") as f:
-            json.dump(self.to_dict(), f, indent=2)
+    def save_json(self, path) -> str:
+        """Writes the history as JSON, atomically (a crash leaves no half-written file); returns ``path``."""
+        return write_atomically(path, json.dumps(self.to_dict(), indent=2))
 
-    def plot(self, path) -> None:
-        """Writes a PNG of evaluation accuracy per round, with epsilon on a second axis when present."""
+    def plot(self, path) -> str:
+        """Writes a plot of evaluation accuracy per round, with epsilon on a second axis when present, in
+        the format of ``path``'s extension (e.g. .png, .pdf, .svg), atomically; returns ``path``."""
         import matplotlib  # pylint: disable=import-outside-toplevel
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
@@ -98,8 +102,17 @@ class History:
                            color="tab:red")
         ax.set_title(self.config.get("title", "federated simulation"), fontsize=9)
         fig.tight_layout()
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
+        path = os.fspath(path)
+        root, extension = os.path.splitext(path)
+        staging = f"{root}.partial{extension}"
+        try:
+            fig.savefig(staging, dpi=120)
+            os.replace(staging, path)
+        finally:
+            plt.close(fig)
+            if os.path.exists(staging):
+                os.unlink(staging)
+        return path
 
 
 def _finite(value):

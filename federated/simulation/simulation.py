@@ -117,7 +117,8 @@ class FederatedSimulation:
 
     # --- settings that must match on resume -----------------------------------------------------
     def settings(self) -> dict[str, Any]:
-        return {"strategy": self.strategy.to_dict(), "sampler": self.sampler.to_dict(), "seed": self.seed,
+        return {"model": _describe(self.model_fn), "strategy": self.strategy.to_dict(),
+                "sampler": self.sampler.to_dict(), "seed": self.seed,
                 "partition": self.data.partition.spec, "client_sizes_sum": int(self.data.sizes().sum()),
                 "num_clients": self.data.num_clients, "aggregation": self.aggregation.to_dict(),
                 "dropout_rate": self.dropout_rate, "chunk_size": self.chunk_size}
@@ -129,7 +130,14 @@ class FederatedSimulation:
                             total_rounds=self.rounds, rng=round_rng(self.seed, round_index, _SERVER),
                             rounding_bound=self.aggregation.rounding_bound(dimension))
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Resumes from the checkpoint, or builds the model and the initial state (once; `run` calls it).
+
+        Raises:
+          ValueError: for a checkpoint written with other settings, or an unreadable one.
+        """
+        if self.state is not None:
+            return
         settings = self.settings()
         loaded = load_checkpoint(self.checkpoint_dir) if self.checkpoint_dir else None
         if loaded is not None:
@@ -198,8 +206,7 @@ class FederatedSimulation:
         ``callback`` gets each round's record; when it returns a non-empty string, the run stops
         there with that reason (``history.stopped``), e.g. at a target accuracy.
         """
-        if self.state is None:
-            self._start()
+        self.start()
         try:
             self._loop(callback)
         finally:
@@ -250,3 +257,11 @@ class FederatedSimulation:
                            dropped=len(plan.dropped), nonfinite=len(diagnostics) - len(finite), evaluation=evaluation,
                            train_loss=train_loss, metrics=metrics, aggregation=aggregation_report,
                            seconds=time.perf_counter() - start)
+
+
+def _describe(model_fn) -> str:
+    """What builds the model, stable across processes: a dataclass builder's repr (its settings), else
+    the function's qualified name."""
+    if dataclasses.is_dataclass(model_fn):
+        return repr(model_fn)
+    return getattr(model_fn, "__qualname__", type(model_fn).__qualname__)
