@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import os
+import tempfile
 from typing import Any
 
 from privacy.atomic_files import write_atomically
@@ -26,7 +27,9 @@ class RoundRecord:
         were not finite: without DP they do not report (sampled = reported + dropped + nonfinite);
         under DP they report a zero update (sampled = reported + dropped).
       evaluation: central evaluation after the round ({"loss", "accuracy"}), or {} when not evaluated.
-      train_loss: example-weighted mean local training loss (None under DP: it is not private).
+      train_loss: the round's local training loss as TFF defines it: every batch's mean loss, taken with
+        the weights before its step, weighted by the batch's examples, over all reporting clients (None
+        under DP: it is not private).
       metrics: the strategy's round metrics (clipping norm, epsilon, ...).
       aggregation: the aggregation's report (secure aggregation cost), or {}.
       seconds: wall time of the round.
@@ -103,8 +106,9 @@ class History:
         ax.set_title(self.config.get("title", "federated simulation"), fontsize=9)
         fig.tight_layout()
         path = os.fspath(path)
-        root, extension = os.path.splitext(path)
-        staging = f"{root}.partial{extension}"
+        fd, staging = tempfile.mkstemp(prefix=f".{os.path.basename(path)}-", suffix=os.path.splitext(path)[1],
+                                       dir=os.path.dirname(os.path.abspath(path)))
+        os.close(fd)
         try:
             fig.savefig(staging, dpi=120)
             os.replace(staging, path)

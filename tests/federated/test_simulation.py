@@ -186,3 +186,27 @@ def test_rounds_that_sample_no_client_leave_the_weights(digits_iid):
     history = sim.run()
     assert [(r.sampled, r.metrics) for r in history.rounds] == [(0, {"skipped": True})] * 2
     assert all(np.array_equal(a, b) for a, b in zip(initial, sim.state.weights))
+
+
+def test_beam_worker_processes_equal_the_in_process_run_bitwise(digits_dirichlet, tmp_path):
+    """DirectRunner with two worker processes (multi_processing): each trains its chunks in its own
+    interpreter, and the aggregate is independent of which worker trained what."""
+    from federated.models import DenseModel
+    from federated.simulation import BeamRunner, InProcessRunner
+
+    data, test = digits_dirichlet
+    client = ClientConfig(epochs=1, batch_size=8, learning_rate=0.2)
+
+    def run(runner):
+        sim = FederatedSimulation(DenseModel(64, 10), data, FedAvg(client), rounds=2, sampler=UniformSampler(0.5),
+                                  seed=5, chunk_size=4, runner=runner, evaluation=test)
+        return sim, sim.run()
+
+    local, local_history = run(InProcessRunner(workers=1))
+    workers = BeamRunner(["--runner=DirectRunner", "--direct_running_mode=multi_processing",
+                          "--direct_num_workers=2"], temp_location=str(tmp_path))
+    beam, beam_history = run(workers)
+    assert BeamRunner(["--temp_location=/shared/tmp"]).temp_location == "/shared/tmp"   # where workers read
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(local.state.weights, beam.state.weights))
+    assert [(r.reported, r.train_loss, r.evaluation) for r in beam_history.rounds] == \
+        [(r.reported, r.train_loss, r.evaluation) for r in local_history.rounds]

@@ -26,6 +26,8 @@ local_epochs                  1                                      E
 batch_size                    10                                     B (null: the client's whole data)
 client_learning_rate          0.1                                    local SGD step size
 proximal_mu                   0                                      FedProx's mu (0: FedAvg)
+weighted                      true                                   average weighted by example counts
+                                                                     (FedAvg); under DP clients count equally
 server_optimizer              sgd                                    sgd | avgm | adam | yogi | adagrad
 server_learning_rate          1 (sgd, avgm), 0.01 (adaptive)         model averaging; Reddi et al.'s start
 server_momentum               0.9                                    FedAvgM's beta
