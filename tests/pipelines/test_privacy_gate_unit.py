@@ -22,7 +22,7 @@ def test_a_ledger_meets_only_a_budget_in_its_own_unit():
     ledger = _fedavg_ledger(privacy_unit="client", noise="csprng")
     epsilon, note = spec.budget_epsilon(ledger, "client")
     assert epsilon == pytest.approx(compute_epsilon(CLIENTS, 1e-3, "rdp"), rel=1e-12)
-    assert note.startswith("client-level, RDP accountant")
+    assert note.startswith("RDP accountant") and note.endswith(", client-level")
     for budget_unit in ("example", "user"):
         epsilon, note = spec.budget_epsilon(ledger, budget_unit)
         assert math.isinf(epsilon) and f"the ledger's epsilon is client-level, the budget is {budget_unit}" in note

@@ -129,4 +129,4 @@ def budget_epsilon(ledger: privacy_ledger.PrivacyLedger | None, privacy_unit: st
     if ledger.parameters.get("noise") == "seeded":
         return math.inf, ("the ledger's noise was drawn from a recorded seed (research mode): anyone with the seed "
                           "can remove it, so its epsilon is no guarantee for a released model")
-    return ledger.epsilon, f"{ledger.privacy_unit}-level, {ledger.describe_epsilon()}"
+    return ledger.epsilon, f"{ledger.describe_epsilon()}, {ledger.privacy_unit}-level"
