@@ -90,7 +90,8 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
                     metadata_path: str | None = None, trainer: str = "dp",
                     trainer_config: Mapping[str, Any] | None = None,
                     epsilon_budget: float = 3.0, max_membership_auc: float = 0.6, min_accuracy: float = 0.85,
-                    privacy_unit: str = gate_spec.DEFAULT_PRIVACY_UNIT, encrypted_check: bool = False, encrypted_examples: int = 200, compare_non_private: bool = False,
+                    privacy_unit: str = gate_spec.DEFAULT_PRIVACY_UNIT,
+                    encrypted_check: bool = False, encrypted_examples: int = 200, compare_non_private: bool = False,
                     module: str = MODULE, pipeline_name: str = PIPELINE_NAME,
                     beam_pipeline_args: Sequence[str] = LOCAL_BEAM_ARGS, enable_cache: bool = True) -> tfx.dsl.Pipeline:
     """Builds the pipeline.

@@ -112,7 +112,8 @@ def _pipeline_kwargs(trainer, trainer_config_json, private, target_epsilon, nois
                                      param_hint="'--trainer-config'")
         trainer_config.update(extra)
     return {"trainer": trainer, "trainer_config": {k: v for k, v in trainer_config.items() if v is not None},
-            "epsilon_budget": epsilon_budget, "privacy_unit": privacy_unit, "max_membership_auc": max_membership_auc, "min_accuracy": min_accuracy,
+            "epsilon_budget": epsilon_budget, "privacy_unit": privacy_unit,
+            "max_membership_auc": max_membership_auc, "min_accuracy": min_accuracy,
             "encrypted_check": encrypted_check, "encrypted_examples": encrypted_examples,
             "compare_non_private": compare_non_private}
 

@@ -156,7 +156,8 @@ def test_cut_partitions_re_deal_every_client_under_a_one_record_change():
     flipped = y.copy()
     flipped[0] = (y[0] + 1) % 6
     dirichlet = DirichletPartitioner(num_clients=30, alpha=0.5, seed=9)
-    assert len(_differing_clients(_clients_as_records(dirichlet, x, y), _clients_as_records(dirichlet, x, flipped))) > 20
+    flipped_clients = _clients_as_records(dirichlet, x, flipped)
+    assert len(_differing_clients(_clients_as_records(dirichlet, x, y), flipped_clients)) > 20
 
 
 def test_keyed_shares_follow_the_rule_and_clients_may_be_empty():

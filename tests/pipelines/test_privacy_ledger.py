@@ -123,7 +123,8 @@ def test_the_unit_of_privacy_is_recorded_in_the_ledger_and_in_mlmd():
     parameters = {"dataset_size": 50, "batch_size": 5, "noise_multiplier": 0.9, "steps": 3, "sampling": "fixed",
                   "adjacency": "replace-one", "l2_norm_clip": 0.5}
     for unit in ("user", "client"):
-        ledger = pl.PrivacyLedger(budget=budget, mechanism=pl.DP_FEDAVG, parameters={**parameters, "privacy_unit": unit})
+        ledger = pl.PrivacyLedger(budget=budget, mechanism=pl.DP_FEDAVG,
+                                  parameters={**parameters, "privacy_unit": unit})
         data = ledger.to_dict()
         assert data["privacy_unit"] == unit and pl.PrivacyLedger.from_dict(data).privacy_unit == unit
         artifact = _FakeTfxArtifact()
