@@ -68,7 +68,8 @@ class PipelineLayout:
 
 
 def eval_config(*, min_accuracy: float, epsilon_budget: float, max_membership_auc: float,
-                label_key: str = breast_cancer.LABEL_KEY) -> tfma.EvalConfig:
+                label_key: str = breast_cancer.LABEL_KEY,
+                privacy_unit: str = gate_spec.DEFAULT_PRIVACY_UNIT) -> tfma.EvalConfig:
     """Utility metrics and thresholds plus the privacy gate's, in one TFMA EvalConfig."""
     accuracy = tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(lower_bound={"value": min_accuracy}))
     return tfma.EvalConfig(
@@ -80,7 +81,8 @@ def eval_config(*, min_accuracy: float, epsilon_budget: float, max_membership_au
             tfma.MetricConfig(class_name="BinaryAccuracy", threshold=accuracy),
             tfma.MetricConfig(class_name="AUC"),
             tfma.MetricConfig(class_name="BinaryCrossentropy"),
-            *gate_spec.privacy_metrics(epsilon_budget=epsilon_budget, max_membership_auc=max_membership_auc),
+            *gate_spec.privacy_metrics(epsilon_budget=epsilon_budget, max_membership_auc=max_membership_auc,
+                                       privacy_unit=privacy_unit),
         ])])
 
 
@@ -88,6 +90,7 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
                     metadata_path: str | None = None, trainer: str = "dp",
                     trainer_config: Mapping[str, Any] | None = None,
                     epsilon_budget: float = 3.0, max_membership_auc: float = 0.6, min_accuracy: float = 0.85,
+                    privacy_unit: str = gate_spec.DEFAULT_PRIVACY_UNIT,
                     encrypted_check: bool = False, encrypted_examples: int = 200, compare_non_private: bool = False,
                     module: str = MODULE, pipeline_name: str = PIPELINE_NAME,
                     beam_pipeline_args: Sequence[str] = LOCAL_BEAM_ARGS, enable_cache: bool = True) -> tfx.dsl.Pipeline:
@@ -104,6 +107,8 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
         the dataset's label). Default: `DEFAULT_TRAINER_CONFIG` for the DP Trainer, the spec's own
         defaults for the Federated Trainer.
       epsilon_budget, max_membership_auc, min_accuracy: the Evaluator's thresholds.
+      privacy_unit: the unit of privacy ``epsilon_budget`` is stated in (example, user or client): the
+        Federated Trainer's ledger is client-level (user-level with a client key), so its budget says so.
       encrypted_check: run the `EncryptedInferenceGate` after the Evaluator; push only if both bless.
       encrypted_examples: how many evaluation examples the gate predicts, encrypted and in plaintext.
       compare_non_private: also train and evaluate a non-private model side by side.
@@ -119,7 +124,7 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
         raise ValueError("the encrypted check runs Keras models; the Federated Trainer exports a SavedModel "
                          "without one (use trainer='dp')")
     config = eval_config(min_accuracy=min_accuracy, epsilon_budget=epsilon_budget,
-                         max_membership_auc=max_membership_auc)
+                         max_membership_auc=max_membership_auc, privacy_unit=privacy_unit)
     example_gen = tfx.components.CsvExampleGen(input_base=data_root)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)

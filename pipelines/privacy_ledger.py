@@ -35,6 +35,11 @@ DP_SGD = "dp-sgd"
 DP_FEDAVG = "dp-fedavg"
 """Client-level DP-FedAvg: a `DpSgdMechanism` with clients as examples and rounds as steps."""
 
+PRIVACY_UNITS = ("example", "user", "client")
+"""What neighbouring data sets differ in: one example; all examples of one user (DP-SGD's group privacy over
+``max_examples_per_user``, or FedAvg with one client per user key); all examples of one client that ppml cut
+from the data (FedAvg over a keyed partition). A guarantee in one unit is not one in another."""
+
 # Custom properties of the Model artifact (MLMD). Floats unless noted.
 PRIVATE = "private"                        # int: 1 trained with a DP trainer (ledger present), 0 not
 EPSILON = "epsilon"                        # the guarantee: smallest epsilon over the accountants
@@ -50,11 +55,12 @@ ADJACENCY = "adjacency"                    # string: add-remove | replace-one
 PRIVACY_MECHANISM = "privacy_mechanism"    # string: e.g. dp-sgd
 ACCOUNTANT_VERSION = "accountant_version"  # string: e.g. dp-accounting 0.6.0
 PRIVACY_LEDGER_URI = "privacy_ledger_uri"  # string
+PRIVACY_UNIT = "privacy_unit"              # string: one of PRIVACY_UNITS
 MLMD_SIGNIFICANT_DIGITS = 6
 """ml-metadata's SQLite store keeps 6 significant digits of a double property (it prints them with %g)."""
 MODEL_PROPERTIES = (PRIVATE, EPSILON, EPSILON_ACCOUNTANT, DELTA, EPSILON_RDP, EPSILON_PLD, NOISE_MULTIPLIER,
                     L2_NORM_CLIP, DP_STEPS, SAMPLING, ADJACENCY, PRIVACY_MECHANISM, ACCOUNTANT_VERSION,
-                    PRIVACY_LEDGER_URI)
+                    PRIVACY_LEDGER_URI, PRIVACY_UNIT)
 
 
 class LedgerError(ValueError):
@@ -102,6 +108,16 @@ class PrivacyLedger:
         return cls(budget=budget, mechanism=DP_SGD, parameters=parameters, trainer=dict(trainer or {}))
 
     # --- the guarantee --------------------------------------------------------------------------
+    @property
+    def privacy_unit(self) -> str:
+        """One of `PRIVACY_UNITS`: ``parameters['privacy_unit']``, else (older ledgers) 'client' for
+        DP-FedAvg, 'user' for DP-SGD with ``max_examples_per_user``, 'example' for DP-SGD."""
+        unit = self.parameters.get("privacy_unit") or self.parameters.get("unit")
+        if unit is None:
+            unit = ("client" if self.mechanism == DP_FEDAVG
+                    else "user" if self.parameters.get("max_examples_per_user") else "example")
+        return unit
+
     @property
     def delta(self) -> float:
         return self.budget.target_delta
@@ -161,6 +177,7 @@ class PrivacyLedger:
         out = {
             "format": LEDGER_FORMAT,
             "mechanism": self.mechanism,
+            "privacy_unit": self.privacy_unit,
             "epsilon": epsilons,
             "delta": self.delta,
             "accountant_version": f"dp-accounting {dp_accounting_version()}",
@@ -184,6 +201,8 @@ class PrivacyLedger:
                          trainer=dict(data.get("trainer") or {}))
         except (KeyError, TypeError, ValueError) as err:
             raise LedgerError(f"malformed privacy ledger: {err}") from None
+        if ledger.privacy_unit not in PRIVACY_UNITS:
+            raise LedgerError(f"privacy unit {ledger.privacy_unit!r} is none of {', '.join(PRIVACY_UNITS)}")
         check_budget(budget, ledger.accounted_mechanism(), budget.target_delta)
         return ledger
 
@@ -210,7 +229,11 @@ def ledger_path(serving_model_dir: str) -> str:
 
 def write_ledger(serving_model_dir: str, ledger: PrivacyLedger) -> str:
     """Writes ``ledger`` into the SavedModel folder (atomically on local disks); returns its path."""
-    path = ledger_path(serving_model_dir)
+    return write_ledger_file(ledger_path(serving_model_dir), ledger)
+
+
+def write_ledger_file(path: str, ledger: PrivacyLedger) -> str:
+    """Writes ``ledger`` to the file ``path`` (atomically on local disks); returns ``path``."""
     text = json.dumps(ledger.to_dict(), indent=2, allow_nan=False)
     if _is_remote(path):
         gfile = _gfile()
@@ -276,7 +299,7 @@ def ledger_properties(ledger: PrivacyLedger | None, ledger_uri: str | None = Non
         return {PRIVATE: 0}
     props: dict[str, Any] = {PRIVATE: 1, EPSILON: mlmd_upper_bound(ledger.epsilon),
                              EPSILON_ACCOUNTANT: ledger.epsilon_accountant, DELTA: mlmd_upper_bound(ledger.delta),
-                             PRIVACY_MECHANISM: ledger.mechanism,
+                             PRIVACY_MECHANISM: ledger.mechanism, PRIVACY_UNIT: ledger.privacy_unit,
                              ACCOUNTANT_VERSION: f"dp-accounting {dp_accounting_version()}"}
     for kind, name in (("rdp", EPSILON_RDP), ("pld", EPSILON_PLD)):
         value = ledger.epsilons.get(kind)

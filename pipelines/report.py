@@ -81,7 +81,8 @@ class PipelineReport:
         if self.ledger is not None:
             privacy = (self.ledger.privacy_report().to_dict() if self.ledger.mechanism == privacy_ledger.DP_SGD
                        else {"epsilon": self.ledger.epsilons, "delta": self.ledger.delta})
-            privacy.update(mechanism=self.ledger.mechanism, l2_norm_clip=self.ledger.parameters.get("l2_norm_clip"))
+            privacy.update(mechanism=self.ledger.mechanism, l2_norm_clip=self.ledger.parameters.get("l2_norm_clip"),
+                           privacy_unit=self.ledger.privacy_unit)
         evaluation = self.evaluation or {}
         return {
             "format": REPORT_FORMAT,
@@ -94,6 +95,7 @@ class PipelineReport:
             "membership_audit": evaluation.get("membership_audit"),
             "gate": None if self.evaluation is None else {
                 "blessed": self.blessed, "evaluation_uri": self.evaluation_uri, "epsilon_budget": evaluation.get("epsilon_budget"),
+                "privacy_unit": evaluation.get("privacy_unit"),
                 "max_membership_auc": evaluation.get("max_membership_auc"),
                 "privacy_checks": evaluation.get("privacy_checks"), "failures": evaluation.get("failures")},
             "encrypted_check": self.encrypted_check,
@@ -110,7 +112,8 @@ class PipelineReport:
                       f"  {'clipping norm C':<18} {self.ledger.parameters['l2_norm_clip']:g} (per-example L2)"]
         else:
             eps = ", ".join(f"{k.upper()} {v:.4f}" for k, v in self.ledger.epsilons.items() if v is not None)
-            lines += [f"{self.ledger.mechanism} privacy ledger: epsilon {eps} at delta {self.ledger.delta:g}"]
+            lines += [f"{self.ledger.mechanism} privacy ledger: {self.ledger.privacy_unit}-level epsilon {eps} at "
+                      f"delta {self.ledger.delta:g}"]
         lines += ["", f"Pipeline {self.pipeline_name}, run {self.run_id}",
                   "  " + ", ".join(f"{stage} {state}" for stage, state in self.stages.items()),
                   f"  model              {self.model_uri} (MLMD artifact {self.model_id})"]

@@ -14,6 +14,7 @@ class PlainAggregation:
     """
 
     name = "plain"
+    can_abort = False
 
     def open_round(self, plan, seed: int) -> None:
         return None

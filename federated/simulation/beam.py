@@ -11,8 +11,27 @@ merge order, so the result is bitwise the in-process result for the same seed wh
 same TensorFlow build. Each round still pays the runner's fixed cost of starting a pipeline (about
 1.5-2 s on the DirectRunner here), so put many clients in a round.
 
-On a distributed runner, ``model_fn`` and the strategy must be importable on the workers, and
-``temp_location`` must be a path every worker and the driver can reach (e.g. gs://...).
+Where the rounds run is a matter of Beam flags (``pipeline_args``; ``ppml federated run`` takes them as
+``--beam-arg``), never of code:
+
+* here, in one process: ``--runner=DirectRunner`` (the default);
+* here, with worker processes: add ``--direct_running_mode=multi_processing --direct_num_workers=W``.
+  Each round's pipeline starts its W workers afresh (each imports TensorFlow and traces the model),
+  which costs seconds per round (benchmarks/README.md, federated_scaleout.py): worth it only for
+  rounds of many clients;
+* Flink: ``--runner=FlinkRunner --flink_master=HOST:8081 --environment_type=DOCKER
+  --sdk_container_image=IMAGE`` (``--flink_master=[local] --environment_type=LOOPBACK`` to try it here);
+* Spark: ``--runner=SparkRunner --spark_master_url=spark://HOST:7077`` with the same environment flags;
+* Dataflow: ``--runner=DataflowRunner --project=P --region=R --temp_location=gs://BUCKET/tmp
+  --sdk_container_image=IMAGE`` (or ``--requirements_file``/``--setup_file`` instead of an image).
+
+On a distributed runner the workers need ppml and TensorFlow installed (the SDK container image, built
+from Beam's Python image with ``pip install`` of this repository), ``model_fn`` and the strategy must be
+importable there (e.g. `federated.models.DenseModel`, not a function defined in a notebook), and the
+client data and round results travel through ``temp_location``, which every worker and the driver must
+reach (gs://, s3://, hdfs:// with Beam's matching extra): it defaults to Beam's ``--temp_location`` flag,
+else a local temporary folder (one machine only). The driver runs the server step, so only the clients'
+training is spread.
 """
 
 from __future__ import annotations
@@ -25,7 +44,7 @@ import uuid
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
 from federated.simulation.round import train_chunk, trainer_for
 
@@ -37,14 +56,16 @@ class BeamRunner:
 
     Args:
       pipeline_args: Beam pipeline flags (default: ``--runner=DirectRunner``).
-      temp_location: where round results are written for the driver (default: a local temp dir).
+      temp_location: where client data and round results are written for the workers and the driver
+        (default: the flags' ``--temp_location``, else a local temporary folder).
     """
 
     name = "beam"
 
     def __init__(self, pipeline_args: list[str] | None = None, temp_location: str | None = None):
         self.pipeline_args = list(pipeline_args or ["--runner=DirectRunner"])
-        self.temp_location = temp_location
+        self.temp_location = temp_location or PipelineOptions(self.pipeline_args).view_as(
+            GoogleCloudOptions).temp_location
         self._data_refs: dict[int, tuple] = {}   # id(ClientData) -> (the data, its ClientDataRef)
 
     def to_dict(self) -> dict:

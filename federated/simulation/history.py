@@ -5,7 +5,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import tempfile
 from typing import Any
+
+from privacy.atomic_files import write_atomically
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,9 +23,13 @@ class RoundRecord:
 
     Attributes:
       round: 1-based index.
-      sampled / reported / dropped / nonfinite: client counts (sampled = reported + dropped + nonfinite).
+      sampled / reported / dropped / nonfinite: client counts. ``nonfinite`` clients' local updates
+        were not finite: without DP they do not report (sampled = reported + dropped + nonfinite);
+        under DP they report a zero update (sampled = reported + dropped).
       evaluation: central evaluation after the round ({"loss", "accuracy"}), or {} when not evaluated.
-      train_loss: example-weighted mean local training loss (None under DP: it is not private).
+      train_loss: the round's local training loss as TFF defines it: every batch's mean loss, taken with
+        the weights before its step, weighted by the batch's examples, over all reporting clients (None
+        under DP: it is not private).
       metrics: the strategy's round metrics (clipping norm, epsilon, ...).
       aggregation: the aggregation's report (secure aggregation cost), or {}.
       seconds: wall time of the round.
@@ -71,12 +79,13 @@ class History:
         return cls(config=data["config"], rounds=[RoundRecord(**r) for r in data["rounds"]],
                    stopped=data.get("stopped"))
 
-    def save_json(self, path) -> None:
-        with open(path, "w") as f:
-            json.dump(self.to_dict(), f, indent=2)
+    def save_json(self, path) -> str:
+        """Writes the history as JSON, atomically (a crash leaves no half-written file); returns ``path``."""
+        return write_atomically(path, json.dumps(self.to_dict(), indent=2))
 
-    def plot(self, path) -> None:
-        """Writes a PNG of evaluation accuracy per round, with epsilon on a second axis when present."""
+    def plot(self, path) -> str:
+        """Writes a plot of evaluation accuracy per round, with epsilon on a second axis when present, in
+        the format of ``path``'s extension (e.g. .png, .pdf, .svg), atomically; returns ``path``."""
         import matplotlib  # pylint: disable=import-outside-toplevel
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
@@ -96,8 +105,18 @@ class History:
                            color="tab:red")
         ax.set_title(self.config.get("title", "federated simulation"), fontsize=9)
         fig.tight_layout()
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
+        path = os.fspath(path)
+        fd, staging = tempfile.mkstemp(prefix=f".{os.path.basename(path)}-", suffix=os.path.splitext(path)[1],
+                                       dir=os.path.dirname(os.path.abspath(path)))
+        os.close(fd)
+        try:
+            fig.savefig(staging, dpi=120)
+            os.replace(staging, path)
+        finally:
+            plt.close(fig)
+            if os.path.exists(staging):
+                os.unlink(staging)
+        return path
 
 
 def _finite(value):

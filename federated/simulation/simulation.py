@@ -21,9 +21,10 @@ from federated.sampling import ClientSampler, UniformSampler
 from federated.simulation.checkpoint import load_checkpoint, save_checkpoint
 from federated.simulation.history import History, RoundRecord
 from federated.simulation.inprocess import InProcessRunner
-from federated.simulation.round import _SERVER, RoundPlan, round_rng, trainer_for
+from federated.simulation.round import _SERVER, RoundPlan, client_keys, round_rng, trainer_for
 from federated.strategies import RoundContext, ServerState, Strategy
 from federated.weights import num_parameters
+from privacy.accounting import Adjacency
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,13 +89,36 @@ class FederatedSimulation:
         self.aggregation = aggregation or PlainAggregation()
         self.dropout_rate = float(dropout_rate)
         self.checkpoint_dir = checkpoint_dir
+        self._check_abort_rule()
+        self._client_keys = client_keys(data.client_ids)
         self.execution_costs: dict[str, float] = {}   # the estimates "auto" chose by, in CPU seconds
         self.state: ServerState | None = None
         self.history: History | None = None
 
+    def _check_abort_rule(self) -> None:
+        """Refuses DP runs in which one client's presence could decide whether a round aborts.
+
+        Secure aggregation aborts a round when fewer than its threshold fraction of the sampled
+        clients report, discarding every contribution. Under DP every sampled client reports (a
+        non-finite update as zero), so only dropouts can abort. Under replace-one adjacency (uniform
+        sampling) the dropouts do not depend on which client is present: the abort is the same for
+        neighbouring data sets and the noise covers the one changed contribution. Under add/remove
+        adjacency (Poisson sampling) one added client that drops out can abort a round the smaller
+        set would finish, which the analysis does not cover: refused.
+        """
+        if not (self.strategy.private and self.dropout_rate > 0 and getattr(self.aggregation, "can_abort", False)):
+            return
+        if self.sampler.accounting[1] is Adjacency.ADD_REMOVE:
+            raise ValueError(
+                f"with dropout_rate={self.dropout_rate:g} and {self.aggregation.name} aggregation's threshold, "
+                f"one client's presence can abort a round (by dropping out), which client-level DP under "
+                f"{self.sampler.name} sampling (add/remove one client) does not cover: use uniform sampling or "
+                f"dropout_rate=0")
+
     # --- settings that must match on resume -----------------------------------------------------
     def settings(self) -> dict[str, Any]:
-        return {"strategy": self.strategy.to_dict(), "sampler": self.sampler.to_dict(), "seed": self.seed,
+        return {"model": _describe(self.model_fn), "strategy": self.strategy.to_dict(),
+                "sampler": self.sampler.to_dict(), "seed": self.seed,
                 "partition": self.data.partition.spec, "client_sizes_sum": int(self.data.sizes().sum()),
                 "num_clients": self.data.num_clients, "aggregation": self.aggregation.to_dict(),
                 "dropout_rate": self.dropout_rate, "chunk_size": self.chunk_size}
@@ -106,7 +130,14 @@ class FederatedSimulation:
                             total_rounds=self.rounds, rng=round_rng(self.seed, round_index, _SERVER),
                             rounding_bound=self.aggregation.rounding_bound(dimension))
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Resumes from the checkpoint, or builds the model and the initial state (once; `run` calls it).
+
+        Raises:
+          ValueError: for a checkpoint written with other settings, or an unreadable one.
+        """
+        if self.state is not None:
+            return
         settings = self.settings()
         loaded = load_checkpoint(self.checkpoint_dir) if self.checkpoint_dir else None
         if loaded is not None:
@@ -143,7 +174,7 @@ class FederatedSimulation:
         becomes on an idle machine, and other jobs on a shared machine do not sway them.
         """
         workers = getattr(self.runner, "workers", 1)
-        probe = [(i, i) for i in range(min(workers * self.chunk_size, self.data.num_clients))]
+        probe = [(int(i), int(i)) for i in np.flatnonzero(self.data.sizes())[:workers * self.chunk_size]]
         seeds = np.arange(2 * len(probe), dtype=np.int32).reshape(-1, 2)
         remaining = max(0.0, self.rounds * self.sampler.expected_clients(self.data.num_clients) - 2 * len(probe))
         costs = {}
@@ -175,8 +206,7 @@ class FederatedSimulation:
         ``callback`` gets each round's record; when it returns a non-empty string, the run stops
         there with that reason (``history.stopped``), e.g. at a target accuracy.
         """
-        if self.state is None:
-            self._start()
+        self.start()
         try:
             self._loop(callback)
         finally:
@@ -206,12 +236,13 @@ class FederatedSimulation:
         start = time.perf_counter()
         plan = RoundPlan.make(seed=self.seed, round_index=ctx.round, sampler=self.sampler,
                               population=self.data.num_clients, dropout_rate=self.dropout_rate,
-                              chunk_size=self.chunk_size, secret_sampling=self.strategy.secret_randomness)
+                              chunk_size=self.chunk_size, client_keys=self._client_keys,
+                              secret_sampling=self.strategy.secret_randomness)
         keys = self.aggregation.open_round(plan, self.seed)
         job = RoundJob(self.model_fn, self.loss, self.execution, self.data, self.strategy, self.state, plan,
                        self.aggregation, keys)
         accumulator, diagnostics = self.runner.run_round(job)
-        reported = sorted(d.rank for d in diagnostics if d.finite)
+        reported = sorted(d.rank for d in diagnostics if d.reported)
         total, aggregation_report = self.aggregation.finish(accumulator, reported, keys)
         self.state, metrics = self.strategy.aggregate(self.state, total, ctx)
         evaluation = {}
@@ -220,9 +251,17 @@ class FederatedSimulation:
             evaluation = trainer.evaluate(self.state.weights, *self.evaluation)
         finite = [d for d in diagnostics if d.finite]
         train_loss = None
-        if finite and not self.strategy.private:
+        if finite and not self.strategy.private and sum(d.num_examples for d in finite):
             train_loss = sum(d.loss * d.num_examples for d in finite) / sum(d.num_examples for d in finite)
         return RoundRecord(round=ctx.round, sampled=int(plan.positions.size), reported=len(reported),
                            dropped=len(plan.dropped), nonfinite=len(diagnostics) - len(finite), evaluation=evaluation,
                            train_loss=train_loss, metrics=metrics, aggregation=aggregation_report,
                            seconds=time.perf_counter() - start)
+
+
+def _describe(model_fn) -> str:
+    """What builds the model, stable across processes: a dataclass builder's repr (its settings), else
+    the function's qualified name."""
+    if dataclasses.is_dataclass(model_fn):
+        return repr(model_fn)
+    return getattr(model_fn, "__qualname__", type(model_fn).__qualname__)

@@ -17,14 +17,15 @@ Every round is accounted with `privacy.accounting.PrivacyBudget`; the event is b
 
 The guarantee covers the sequence of server states (model, clipping norm). Two noise sources:
 
-* seeded (default): the round's numpy generator, derived from the simulation seed and the round.
-  Runs are reproducible (checkpoint/resume, Beam vs in-process), but anyone who knows the seed can
-  subtract the noise: for research, not for releasing a model.
-* ``secure_noise=True``: each round's noise comes from `privacy.keras.noise.GaussianNoise` with
-  ``secure=True`` (the DP-SGD trainer's opt-in mode): a Philox generator whose 192-bit state is
-  drawn from the OS CSPRNG (`os.urandom`) for that round; the round's client sample is drawn from
-  the CSPRNG too (`secret_randomness`), since sampling amplification assumes nobody knows who was
-  sampled. Not reproducible by design.
+* ``secure_noise=True`` (default): each round's noise comes from `privacy.keras.noise.GaussianNoise`
+  with ``secure=True``: a Philox generator whose 192-bit state is drawn from the OS CSPRNG
+  (`os.urandom`) for that round; the round's client sample and secure aggregation's rounding are
+  drawn from the CSPRNG too (`secret_randomness`), since sampling amplification assumes nobody knows
+  who was sampled. Not reproducible by design.
+* ``secure_noise=False`` (research only): the round's numpy generator, derived from the simulation
+  seed and the round. Runs are reproducible (checkpoint/resume, Beam vs in-process), but anyone who
+  knows the seed can subtract the noise and replay the sample: the epsilon then describes the
+  mechanism, and the guarantee does not hold for a released model.
 
 Neither is hardened against floating-point attacks on the Gaussian sampler.
 """
@@ -56,14 +57,14 @@ class DpClippingBase(Strategy):
       target_delta: delta of the reported (epsilon, delta).
       max_epsilon: stop before a round that would take epsilon above this (None: never stop).
       accountant: "rdp" or "pld", the accountant of per-round epsilon and of ``max_epsilon``.
-      secure_noise: draw the noise from a CSPRNG-seeded generator instead of the round's seeded one
-        (see the module docstring).
+      secure_noise: draw the noise (and the client sample) from the OS CSPRNG (default); False draws
+        them from the simulation seed, reproducibly, for research only (see the module docstring).
     """
 
     range_headroom = 1.0
 
     def __init__(self, strategy: FedAvg, *, noise_multiplier: float, target_delta: float,
-                 max_epsilon: float | None = None, accountant: str = "rdp", secure_noise: bool = False):
+                 max_epsilon: float | None = None, accountant: str = "rdp", secure_noise: bool = True):
         if not isinstance(strategy, FedAvg):
             raise TypeError(f"DP wraps a FedAvg-family strategy, got {type(strategy).__name__}")
         if strategy.weighted:
@@ -136,7 +137,11 @@ class DpClippingBase(Strategy):
                              budget=budget)
 
     def summand(self, update, state):
+        """The update clipped to L2 norm C; a non-finite update becomes zero and counts as clipped (the
+        client still reports: see `federated.simulation.round.train_chunk`)."""
         clipping_norm = state.scalars["clipping_norm"]
+        if not update.finite:
+            return Summand(vector=np.zeros_like(update.delta), counts=self.clip_counts(math.inf, clipping_norm))
         norm = float(np.linalg.norm(update.delta))
         scale = min(1.0, clipping_norm / norm) if norm > 0 else 1.0
         return Summand(vector=update.delta * scale, counts=self.clip_counts(norm, clipping_norm))

@@ -34,15 +34,17 @@ def build_strategy(server_optimizer: str, client: ClientConfig, *, weighted: boo
 
 
 def with_client_dp(strategy: FedAvg, *, clip: str, clipping_norm: float, noise_multiplier: float,
-                   target_delta: float, target_quantile: float = 0.5, max_epsilon: float | None = None,
-                   accountant: str = "rdp", secure_noise: bool = False):
+                   target_delta: float, target_quantile: float = 0.5, clipped_count_stddev: float | None = None,
+                   max_epsilon: float | None = None, accountant: str = "rdp", secure_noise: bool = True):
     """``strategy`` wrapped in DP-FedAvg with fixed clipping (norm ``clipping_norm``) or adaptive
-    clipping (initial norm ``clipping_norm``, towards ``target_quantile``)."""
+    clipping (initial norm ``clipping_norm``, towards ``target_quantile``, count noise
+    ``clipped_count_stddev``)."""
     common = dict(noise_multiplier=noise_multiplier, target_delta=target_delta, max_epsilon=max_epsilon,
                   accountant=accountant, secure_noise=secure_noise)
     if clip == "fixed":
         return DifferentialPrivacyFixedClipping(strategy, clipping_norm=clipping_norm, **common)
     if clip == "adaptive":
         return DifferentialPrivacyAdaptiveClipping(strategy, initial_clipping_norm=clipping_norm,
-                                                   target_unclipped_quantile=target_quantile, **common)
+                                                   target_unclipped_quantile=target_quantile,
+                                                   clipped_count_stddev=clipped_count_stddev, **common)
     raise ValueError(f"clip must be one of {', '.join(CLIPPING)}, got {clip!r}")

@@ -18,7 +18,7 @@ class DifferentialPrivacyFixedClipping(DpClippingBase):
     """
 
     def __init__(self, strategy: FedAvg, *, clipping_norm: float, noise_multiplier: float, target_delta: float,
-                 max_epsilon: float | None = None, accountant: str = "rdp", secure_noise: bool = False):
+                 max_epsilon: float | None = None, accountant: str = "rdp", secure_noise: bool = True):
         super().__init__(strategy, noise_multiplier=noise_multiplier, target_delta=target_delta,
                          max_epsilon=max_epsilon, accountant=accountant, secure_noise=secure_noise)
         if not (isinstance(clipping_norm, (int, float)) and clipping_norm > 0 and math.isfinite(clipping_norm)):

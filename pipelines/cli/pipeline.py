@@ -16,6 +16,8 @@ import traceback
 import click
 
 from pipelines import run_log
+from pipelines.components.private_evaluator.spec import DEFAULT_PRIVACY_UNIT
+from pipelines.privacy_ledger import PRIVACY_UNITS
 from privacy.accounting import Sampling
 
 DEFAULT_ROOT = "ppml-pipeline"
@@ -59,6 +61,11 @@ def _training_options(fn):
         click.option("--learning-rate", type=float, default=0.2, show_default=True, help="SGD learning rate."),
         click.option("--epsilon-budget", type=float, default=3.0, show_default=True,
                      help="Evaluator: bless only models with epsilon <= this."),
+        click.option("--privacy-unit", type=click.Choice(PRIVACY_UNITS), default=DEFAULT_PRIVACY_UNIT,
+                     show_default=True,
+                     help="What --epsilon-budget protects: one example, one user, or one client (the Federated "
+                          "Trainer's ledgers are client-level, user-level with a client key); a model whose "
+                          "ledger is in another unit is not blessed."),
         click.option("--max-membership-auc", type=float, default=0.6, show_default=True,
                      help="Evaluator: bless only if the loss-threshold attack AUC is <= this."),
         click.option("--min-accuracy", type=float, default=0.85, show_default=True,
@@ -79,7 +86,7 @@ def _training_options(fn):
 
 def _pipeline_kwargs(trainer, trainer_config_json, private, target_epsilon, noise_multiplier, delta, epochs,
                      batch_size, l2_norm_clip, sampling, num_microbatches, learning_rate, epsilon_budget,
-                     max_membership_auc, min_accuracy, encrypted_check, encrypted_examples,
+                     privacy_unit, max_membership_auc, min_accuracy, encrypted_check, encrypted_examples,
                      compare_non_private) -> dict:
     if private and target_epsilon is None and noise_multiplier is None:
         target_epsilon = 3.0
@@ -105,7 +112,8 @@ def _pipeline_kwargs(trainer, trainer_config_json, private, target_epsilon, nois
                                      param_hint="'--trainer-config'")
         trainer_config.update(extra)
     return {"trainer": trainer, "trainer_config": {k: v for k, v in trainer_config.items() if v is not None},
-            "epsilon_budget": epsilon_budget, "max_membership_auc": max_membership_auc, "min_accuracy": min_accuracy,
+            "epsilon_budget": epsilon_budget, "privacy_unit": privacy_unit,
+            "max_membership_auc": max_membership_auc, "min_accuracy": min_accuracy,
             "encrypted_check": encrypted_check, "encrypted_examples": encrypted_examples,
             "compare_non_private": compare_non_private}
 

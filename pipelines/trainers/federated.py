@@ -1,8 +1,10 @@
 """TFX ``run_fn`` of the Federated Trainer: FedAvg over the training split divided among simulated clients.
 
 The training split (Transform's output when the Trainer has a transform graph, else ExampleGen's) is
-read into a `federated.ClientData`, split by the ``client_key`` column or a partitioner, and trained
-with `federated.FederatedSimulation` (FedAvg family; client-level DP-FedAvg when ``private``). The
+read into a `federated.ClientData`, split by the ``client_key`` column or dealt to N clients by each
+record's content (`KeyedPartitioner`: one record changes one client), and trained with
+`federated.FederatedSimulation` (FedAvg family; client-level DP-FedAvg when ``private``), all built by
+the settings' plan (`pipelines.components.federated_trainer.spec`, shared with ``ppml federated run``). The
 settings are `pipelines.components.federated_trainer.spec` keys in the Trainer's ``custom_config``.
 The model is an MLP on the feature vector (ReLU layers of ``hidden_units``, softmax logits).
 
@@ -19,12 +21,11 @@ Outputs, like the DP Trainer's:
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import numpy as np
 
 from pipelines import privacy_ledger
-from pipelines.components.federated_trainer.spec import FederatedTrainingConfig, FederatedTrainingPlan
+from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
 
 PREDICTION_KEY = "probabilities"
 
@@ -35,7 +36,7 @@ def run_fn(fn_args) -> None:
     from federated.data.examples import stack_features  # pylint: disable=import-outside-toplevel
     from federated.models import DenseModel  # pylint: disable=import-outside-toplevel
 
-    config = FederatedTrainingConfig.from_custom_config(fn_args.custom_config)
+    config = FederatedTrainingConfig.for_trainer(fn_args.custom_config)
     columns = read_split(fn_args.train_files)
     feature_keys = resolve_feature_keys(config, columns)
     data = client_data(config, columns, feature_keys)
@@ -45,10 +46,10 @@ def run_fn(fn_args) -> None:
                   _labels(eval_columns, config.label_key))
     num_classes = max(2, data.num_classes, int(evaluation[1].max()) + 1)
     model_fn = DenseModel(data.x.shape[1], num_classes, tuple(config.hidden_units), seed=config.seed)
-    algorithm = strategy(config, plan)
+    algorithm = plan.strategy()
     simulation = fl.FederatedSimulation(model_fn, data, algorithm, rounds=config.rounds,
                                         sampler=config.sampler(), seed=config.seed, evaluation=evaluation,
-                                        aggregation=_aggregation(config, algorithm, int(data.sizes().max())),
+                                        aggregation=plan.aggregation(algorithm, int(data.sizes().max())),
                                         execution=config.execution)
     history = simulation.run()
     os.makedirs(fn_args.model_run_dir, exist_ok=True)
@@ -57,8 +58,9 @@ def run_fn(fn_args) -> None:
     history.plot(os.path.join(fn_args.model_run_dir, "accuracy.png"))
     export(model_fn, simulation.state.weights, fn_args, columns, feature_keys, config)
     if plan.private:
-        privacy_ledger.write_ledger(fn_args.serving_model_dir,
-                                    ledger(plan, simulation.state.budget, rounds=simulation.state.round))
+        ledger = plan.ledger(simulation.state.budget, rounds=simulation.state.round,
+                             trainer={"run_fn": f"{__name__}.run_fn"})
+        privacy_ledger.write_ledger(fn_args.serving_model_dir, ledger)
 
 
 # --- data ------------------------------------------------------------------------------------------
@@ -85,66 +87,17 @@ def resolve_feature_keys(config: FederatedTrainingConfig, columns: dict[str, np.
 
 
 def client_data(config: FederatedTrainingConfig, columns: dict[str, np.ndarray], feature_keys: list[str]):
-    """The training examples as `ClientData`: by the ``client_key`` column, or by the partitioner."""
+    """The training examples as `ClientData`: by the ``client_key`` column, or dealt by record key."""
     from federated.data import ClientData  # pylint: disable=import-outside-toplevel
     from federated.data.examples import stack_features  # pylint: disable=import-outside-toplevel
-    from federated.partitioners import partitioner_for  # pylint: disable=import-outside-toplevel
-    name = "natural" if config.client_key else config.partition
-    partitioner = partitioner_for(name, num_clients=config.num_clients, seed=config.seed, alpha=config.alpha,
-                                  shards_per_client=config.shards_per_client)
     keys = columns[config.client_key] if config.client_key else None
     return ClientData.from_arrays(stack_features(columns, feature_keys), _labels(columns, config.label_key),
-                                  partitioner, keys=keys)
+                                  config.partitioner(), keys=keys)
 
 
 def _labels(columns, label_key: str) -> np.ndarray:
     from federated.data.examples import class_labels  # pylint: disable=import-outside-toplevel
     return class_labels(columns, label_key, setting="custom_config['label_key']")
-
-
-# --- the algorithm ---------------------------------------------------------------------------------
-def strategy(config: FederatedTrainingConfig, plan: FederatedTrainingPlan):
-    """The FedAvg-family strategy of ``config`` (wrapped in DP-FedAvg for a private plan)."""
-    from federated import ClientConfig  # pylint: disable=import-outside-toplevel
-    from federated.strategies import build_strategy, with_client_dp  # pylint: disable=import-outside-toplevel
-    client = ClientConfig(epochs=config.local_epochs, batch_size=config.batch_size,
-                          learning_rate=config.client_learning_rate)
-    algorithm = build_strategy(config.server_optimizer, client, weighted=not plan.private,
-                               server_learning_rate=config.server_learning_rate)
-    if not plan.private:
-        return algorithm
-    return with_client_dp(algorithm, clip=config.clip, clipping_norm=config.clipping_norm,
-                          noise_multiplier=plan.mechanism.noise_multiplier, target_delta=plan.delta,
-                          max_epsilon=config.max_epsilon, accountant=config.accountant,
-                          secure_noise=True)  # a released model: noise nobody can regenerate from the ledger
-
-
-def _aggregation(config: FederatedTrainingConfig, algorithm, max_client_size: int):
-    """Secure aggregation when asked: coordinates clipped to the strategy's `secure_aggregation_range`,
-    quantized to 32 bits."""
-    if not config.secure_aggregation:
-        return None
-    from federated.aggregation import SecureAggregation  # pylint: disable=import-outside-toplevel
-    return SecureAggregation(clipping_range=algorithm.secure_aggregation_range(max_client_size), bits=32,
-                             modulus_bits=48)
-
-
-def ledger(plan: FederatedTrainingPlan, budget, *, rounds: int) -> privacy_ledger.PrivacyLedger:
-    """The ledger of a DP-FedAvg run of ``rounds`` rounds (the budget the simulation composed).
-
-    Raises:
-      privacy_ledger.LedgerError: if ``budget`` does not account exactly those rounds of the plan.
-    """
-    mechanism = plan.mechanism.replace(steps=rounds)
-    privacy_ledger.check_budget(budget, mechanism, plan.delta)
-    parameters: dict[str, Any] = {
-        "unit": "client", "dataset_size": plan.num_clients, "batch_size": mechanism.batch_size,
-        "noise_multiplier": mechanism.noise_multiplier, "steps": rounds, "sampling": mechanism.sampling.value,
-        "adjacency": mechanism.adjacency.value, "l2_norm_clip": plan.config.clipping_norm, "clip": plan.config.clip,
-        "delta_is_default": plan.config.delta is None, "noise": "CSPRNG-seeded"}
-    return privacy_ledger.PrivacyLedger(budget=budget, mechanism=privacy_ledger.DP_FEDAVG, parameters=parameters,
-                                        trainer={"run_fn": f"{__name__}.run_fn",
-                                                 "settings": plan.config.to_custom_config()})
 
 
 # --- export ----------------------------------------------------------------------------------------

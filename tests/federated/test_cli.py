@@ -77,7 +77,8 @@ def test_csv_and_tfrecord_datasets_take_every_numeric_column_but_label_and_clien
             "tfrecord": ["--dataset", str(tmp_path / "part-*"), "--clients", "5"]}
     for name, args in runs.items():
         result = CliRunner().invoke(cli, ["federated", "run", "--rounds", "2", "--fraction", "1.0", "--execution",
-                                          "numpy", "--json", "--out", str(tmp_path / name)] + args)
+                                          "numpy", "--model", "linear", "--json", "--out", str(tmp_path / name)]
+                                    + args)
         assert result.exit_code == 0, result.output
         config = json.loads(result.stdout[result.stdout.index("{"):])["config"]
         assert config["client_sizes_sum"] == 120 and config["num_clients"] == (6 if name == "csv" else 5)
@@ -92,13 +93,239 @@ def test_csv_and_tfrecord_datasets_take_every_numeric_column_but_label_and_clien
         assert result.exit_code == 2 and re.search(message, result.output), result.output
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--partition", "dirichlet", "--alpha", "0"], "alpha must be a finite number > 0, got 0.0"),
-    (["--fraction", "1.5"], r"fraction must be in \(0, 1\], got 1.5"),
-    (["--partition", "shards", "--clients", "1000"], "2000 shards"),
-    (["--dataset", "mnist.npz"], "--dataset must be 'digits', an existing .npz or .csv file, or TFRecord files"),
-])
-def test_bad_options_are_named(args, message, tmp_path):
-    result = CliRunner().invoke(cli, ["federated", "run", "--rounds", "1", "--out", str(tmp_path)] + args)
-    assert result.exit_code == 2
-    assert re.search(message, result.output), result.output
+def _run(args, tmp_path, **kwargs):
+    return CliRunner(**kwargs).invoke(cli, ["federated", "run", "--out", str(tmp_path / "run")] + list(args))
+
+
+def _history(result):
+    return json.loads(result.stdout[result.stdout.index("{"):])
+
+
+def test_the_default_dp_run_works_with_csprng_noise_and_writes_the_trainers_ledger(tmp_path):
+    """`ppml federated run --dp` with every default (it ended in a traceback): N = 100 clients, 10 a
+    round, fixed clipping, z = 1, noise and sample from the OS CSPRNG, a dp-fedavg ledger."""
+    from pipelines import privacy_ledger
+    result = _run(["--dp", "--rounds", "3"], tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "client-level epsilon at delta=0.001" in result.stdout and "research mode" not in result.stdout
+    ledger = privacy_ledger.read_ledger_file(str(tmp_path / "run" / "privacy_ledger.json"))
+    event = dp_event.SampledWithoutReplacementDpEvent(100, 10, dp_event.GaussianDpEvent(1.0 / 2))
+    expected = dp_accounting.rdp.RdpAccountant(
+        neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE).compose(event, 3).get_epsilon(1e-3)
+    assert ledger.mechanism == "dp-fedavg" and ledger.privacy_unit == "client"
+    assert ledger.epsilons["rdp"] == pytest.approx(expected, rel=1e-12)
+    assert ledger.parameters["noise"] == "csprng" and ledger.parameters["clients"] == "keyed iid partition"
+    strategy = json.loads((tmp_path / "run" / "history.json").read_text())["config"]["strategy"]
+    assert strategy["name"] == "DifferentialPrivacyFixedClipping" and strategy["secure_noise"] is True
+
+
+def test_a_cohort_too_small_for_adaptive_clipping_is_a_one_line_usage_error(tmp_path):
+    """m = 10 clients a round gives a count noise of 0.5, not above z / 2 = 0.5: say what to change."""
+    result = _run(["--clients", "20", "-C", "0.5", "--dp", "--clip", "adaptive"], tmp_path)
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+    assert result.stderr.startswith("Error: --clipped-count-stddev: clipped_count_stddev=0.5 is too small for "
+                                    "noise_multiplier=1: adaptive clipping needs it above noise_multiplier / 2 = 0.5")
+    assert "(0.05 x 10 expected clients per round)" in result.stderr
+    assert not (tmp_path / "run").exists()
+    result = _run(["--clients", "20", "-C", "0.5", "--dp", "--clip", "adaptive", "--clipped-count-stddev", "0.8",
+                   "--rounds", "2", "--json"], tmp_path)
+    assert result.exit_code == 0, result.output
+    assert _history(result)["config"]["strategy"]["clipped_count_stddev"] == 0.8
+
+
+def test_seeded_noise_is_an_explicit_research_option_and_says_so(tmp_path):
+    args = ["--dp", "--seeded-noise", "--rounds", "2", "--clients", "20", "-C", "0.5", "--model", "linear"]
+    first, second = (_run(args + ["--out", str(tmp_path / name)], tmp_path) for name in ("a", "b"))
+    assert first.exit_code == 0, first.output
+    assert "research mode (--seeded-noise)" in first.stdout and "no guarantee for a released model" in first.stdout
+    histories = [json.loads((tmp_path / name / "history.json").read_text()) for name in ("a", "b")]
+    assert [r["evaluation"] for r in histories[0]["rounds"]] == [r["evaluation"] for r in histories[1]["rounds"]]
+    from pipelines import privacy_ledger
+    from pipelines.components.private_evaluator.spec import budget_epsilon
+    ledger = privacy_ledger.read_ledger_file(str(tmp_path / "a" / "privacy_ledger.json"))
+    assert ledger.parameters["noise"] == "seeded" and budget_epsilon(ledger, "client")[0] == float("inf")
+
+
+def test_target_epsilon_calibrates_the_noise_for_the_planned_rounds(tmp_path):
+    result = _run(["--dp", "--target-epsilon", "4", "--rounds", "3", "--sampling", "poisson", "--clients", "40",
+                   "-C", "0.25", "--model", "linear", "--json"], tmp_path)
+    assert result.exit_code == 0, result.output
+    z = _history(result)["config"]["strategy"]["noise_multiplier"]
+    event = dp_event.PoissonSampledDpEvent(0.25, dp_event.GaussianDpEvent(z))
+    reached = dp_accounting.rdp.RdpAccountant().compose(event, 3).get_epsilon(0.01)
+    assert 4 - 0.01 <= reached <= 4.0
+    assert _history(result)["rounds"][-1]["metrics"]["epsilon_rdp"] == pytest.approx(reached, rel=1e-12)
+
+
+def test_the_command_line_takes_its_defaults_from_the_federated_trainers_settings():
+    from pipelines.cli.federated import OPTION_OF_SETTING, run
+    from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
+    defaults = FederatedTrainingConfig()
+    flags = {f"--{p.name.replace('_', '-')}": p for p in run.params}
+    compared = 0
+    for setting, flag in OPTION_OF_SETTING.items():
+        value = getattr(defaults, setting)
+        if flag in ("--unweighted", "--dp", "--seeded-noise", "--secure-aggregation", "--label-column",
+                    "--client-column") or value is None:
+            continue
+        default = flags[flag].default
+        assert (tuple(default) if flag == "--hidden" else default) == value, flag
+        compared += 1
+    assert compared >= 20
+
+
+def test_plain_output_is_one_line_per_round_without_blank_lines(tmp_path):
+    result = _run(["--clients", "10", "--rounds", "3", "--fraction", "0.5", "--model", "linear"], tmp_path)
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    rounds = [line for line in lines if line.startswith("round ")]
+    assert len(rounds) == 3 and "" not in lines[lines.index(rounds[0]):]
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad-inputs")
+    rng = np.random.default_rng(0)
+    x, y = rng.random((60, 4)).astype(np.float32), rng.integers(0, 3, 60)
+    np.savez(root / "good.npz", x=x, y=y)
+    files = {"corrupt.npz": rng.bytes(300), "truncated.npz": (root / "good.npz").read_bytes()[:200],
+             "empty.csv": b"", "notes.csv": b"a,b\n1,x\n"}
+    for name, content in files.items():
+        (root / name).write_bytes(content)
+    np.save(root / "single.npy", x)
+    (root / "single.npy").rename(root / "single.npz")
+    variants = {"lengths.npz": dict(x=x, y=y[:50]), "dims.npz": dict(x=x, y=y, x_test=x[:5, :3], y_test=y[:5]),
+                "floats.npz": dict(x=x, y=y + 0.5), "nan.npz": dict(x=np.where(x > 0.9, np.nan, x), y=y),
+                "keys.npz": dict(x=x, y=y, keys=np.arange(10)), "negative.npz": dict(x=x, y=y - 1),
+                "scalar.npz": dict(x=np.float32(1), y=y)}
+    for name, arrays in variants.items():
+        np.savez(root / name, **arrays)
+    (root / "a-file").write_text("not a folder")
+    for name, corrupt in (("bad-json", {"state.json": b"{", "arrays.npz": b""}),
+                          ("bad-npz", {"state.json": json.dumps({"format": "ppml.federated.checkpoint/1", "round": 1,
+                                                                 "num_weights": 2, "slots": [], "scalars": {},
+                                                                 "settings": {}, "budget": None,
+                                                                 "history": {"config": {}, "rounds": []}}).encode(),
+                                       "arrays.npz": (root / "good.npz").read_bytes()[:100]})):
+        (root / name / "latest").mkdir(parents=True)
+        for file, content in corrupt.items():
+            (root / name / "latest" / file).write_bytes(content)
+    return root
+
+
+BAD_INPUTS = [  # (arguments, the option the one-line error names); {d} is the folder of bad files
+    (["--fraction", "1.5"], "--fraction"), (["--fraction", "nan"], "--fraction"), (["--rounds", "0"], "--rounds"),
+    (["--rounds", "abc"], "--rounds"), (["--seed", str(2 ** 32)], "--seed"), (["--seed", "-1"], "--seed"),
+    (["--hidden", "100000000"], "--hidden"), (["--clients", "1000000000"], "--clients"),
+    (["--epochs", "1000000000"], "--epochs"), (["--batch-size", "-1"], "--batch-size"),
+    (["--client-lr", "inf"], "--client-lr"), (["--alpha", "0"], "--alpha"), (["--hidden", "0"], "--hidden"),
+    (["--server-momentum", "1"], "--server-momentum"), (["--prox-mu", "-1"], "--prox-mu"),
+    (["--dp", "--target-epsilon", "-1"], "--target-epsilon"), (["--dp", "--target-epsilon", "nan"], "--target-epsilon"),
+    (["--dp", "--noise-multiplier", "0"], "--noise-multiplier"),
+    (["--dp", "--noise-multiplier", "1e-300"], "--noise-multiplier"),
+    (["--dp", "--noise-multiplier", "1e300"], "--noise-multiplier"),
+    (["--dp", "--noise-multiplier", "1", "--target-epsilon", "3"], "--noise-multiplier"),
+    (["--dp", "--target-delta", "2"], "--target-delta"), (["--dp", "--target-delta", "0.5"], "--target-delta"),
+    (["--dp", "--max-epsilon", "0"], "--max-epsilon"), (["--dp", "--partition", "shards"], "--partition"),
+    (["--dp", "--accountant", "pld"], "--accountant"), (["--noise-multiplier", "2"], "--noise-multiplier"),
+    (["--seeded-noise"], "--seeded-noise"), (["--partition", "natural"], "--partition"),
+    (["--partition", "shards", "--clients", "1000"], "--clients"), (["--client-column", "user"], "--client-column"),
+    (["--secure-aggregation", "--secagg-bits", "60"], "--secagg-bits"),
+    (["--secure-aggregation", "--secagg-modulus-bits", "10"], "--secagg-modulus-bits"),
+    (["--secure-aggregation", "--secagg-range", "-1"], "--secagg-range"),
+    (["--dropout-rate", "1"], "--dropout-rate"),
+    (["--dp", "--secure-aggregation", "--sampling", "poisson", "--dropout-rate", "0.2"], "--dropout-rate"),
+    (["--runner", "beam", "--beam-arg=--runner=NoSuchRunner"], "--beam-arg"),
+    (["--beam-arg=--runner=DirectRunner"], "--beam-arg"),
+    (["--plot", "{d}/accuracy.xyz"], "--plot"), (["--plot", "{d}/accuracy"], "--plot"),
+    (["--dataset", "{d}/missing.npz"], "--dataset"), (["--dataset", "{d}"], "--dataset"),
+    (["--dataset", "{d}/corrupt.npz"], "--dataset"), (["--dataset", "{d}/truncated.npz"], "--dataset"),
+    (["--dataset", "{d}/single.npz"], "--dataset"), (["--dataset", "{d}/lengths.npz"], "--dataset"),
+    (["--dataset", "{d}/dims.npz"], "--dataset"), (["--dataset", "{d}/floats.npz"], "--dataset"),
+    (["--dataset", "{d}/nan.npz"], "--dataset"), (["--dataset", "{d}/negative.npz"], "--dataset"),
+    (["--dataset", "{d}/scalar.npz"], "--dataset"),
+    (["--dataset", "{d}/keys.npz", "--partition", "natural"], "--dataset"),
+    (["--dataset", "{d}/empty.csv"], "--dataset"), (["--dataset", "{d}/notes.csv"], "--label-column"),
+    (["--out", "{d}/a-file"], "--out"), (["--out", "{d}/a-file/run"], "--out"), (["--out", "/proc/ppml-run"], "--out"),
+    (["--checkpoint-dir", "{d}/a-file"], "--checkpoint-dir"), (["--checkpoint-dir", "/proc/ppml"], "--checkpoint-dir"),
+    (["--checkpoint-dir", "{d}/bad-json"], "--checkpoint-dir"),
+    (["--checkpoint-dir", "{d}/bad-npz"], "--checkpoint-dir"),
+    (["--no-such-flag"], "--no-such-flag"),
+]
+
+
+@pytest.mark.parametrize("args, option", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def test_bad_inputs_are_one_line_errors_naming_the_option_and_leave_nothing(args, option, bad_files, tmp_path):
+    args = [a.format(d=bad_files) for a in args]
+    out = tmp_path / "out" / "run"
+    before = sorted(p.name for p in bad_files.rglob("*"))
+    result = CliRunner().invoke(cli, ["federated", "run", "--rounds", "1", "--out", str(out), *args])
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert option in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists() and sorted(p.name for p in bad_files.rglob("*")) == before
+
+
+def test_valid_extremes_run(tmp_path):
+    """Poisson sampling with C = 1e-9 samples nobody ("max_workers must be greater than 0" before)."""
+    result = _run(["--fraction", "1e-9", "--sampling", "poisson", "--rounds", "2", "--json"], tmp_path)
+    assert result.exit_code == 0, result.output
+    assert [r["sampled"] for r in _history(result)["rounds"]] == [0, 0]
+
+
+def test_killed_runs_resume_from_their_checkpoint_to_the_uninterrupted_result(tmp_path):
+    """SIGINT (exit 130, a line saying how to resume), then SIGKILL, mid-run: the same command resumes from
+    the checkpoint, and the final history and epsilon equal an uninterrupted run's (seeded noise)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from pipelines import privacy_ledger
+
+    args = ["--dp", "--seeded-noise", "--sampling", "poisson", "--clients", "20", "-C", "0.5", "--model", "2nn",
+            "--rounds", "24", "--seed", "3"]
+
+    def start(name, checkpoint=None):
+        extra = ["--checkpoint-dir", str(checkpoint)] if checkpoint else []
+        return subprocess.Popen([sys.executable, "-c", "from pipelines.cli.main import cli; cli()", "federated", "run",
+                                 *args, *extra, "--out", str(tmp_path / name)], cwd=os.getcwd(), text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def rounds_done(checkpoint):
+        try:
+            return json.loads((checkpoint / "latest" / "state.json").read_text())["round"]
+        except (OSError, ValueError, KeyError):
+            return 0
+
+    def stop_after(proc, checkpoint, done, sig):
+        deadline = time.monotonic() + 600
+        while rounds_done(checkpoint) < done and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run finished before it could be interrupted"
+        proc.send_signal(sig)
+        return proc.communicate(timeout=600)
+
+    straight = start("straight")
+    checkpoint = tmp_path / "ckpt"
+    _, stderr = stop_after(start("resumed", checkpoint), checkpoint, 3, signal.SIGINT)
+    assert "interrupted after round" in stderr and "run the same command to resume" in stderr
+    assert not (tmp_path / "resumed" / "history.json").exists()
+    interrupted_at = rounds_done(checkpoint)
+    killed = start("resumed", checkpoint)
+    stop_after(killed, checkpoint, interrupted_at + 3, signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL and 0 < rounds_done(checkpoint) < 24
+    resumed = start("resumed", checkpoint)
+    for proc in (straight, resumed):
+        stdout, stderr = proc.communicate(timeout=900)
+        assert proc.returncode == 0, stderr[-3000:]
+    histories = [json.loads((tmp_path / name / "history.json").read_text()) for name in ("straight", "resumed")]
+    without_time = [[{k: v for k, v in r.items() if k != "seconds"} for r in h["rounds"]] for h in histories]
+    assert len(without_time[0]) == 24 and without_time[0] == without_time[1]
+    ledgers = [privacy_ledger.read_ledger_file(str(tmp_path / name / "privacy_ledger.json"))
+               for name in ("straight", "resumed")]
+    assert ledgers[0].epsilons == ledgers[1].epsilons and ledgers[1].budget.units == 24
+    event = dp_event.PoissonSampledDpEvent(0.5, dp_event.GaussianDpEvent(1.0))
+    assert ledgers[1].epsilons["rdp"] == pytest.approx(
+        dp_accounting.rdp.RdpAccountant().compose(event, 24).get_epsilon(0.01), rel=1e-12)

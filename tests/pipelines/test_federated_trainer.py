@@ -53,7 +53,8 @@ def federated_run(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("ppml-federated-pipeline"))
     settings = {k: v for k, v in CONFIG.items() if k not in ("private", "noise_multiplier")}
     proc = ppml("pipeline", "run", "--trainer", "federated", "--private", "--noise-multiplier", "0.5",
-                "--trainer-config", json.dumps(settings), "--epsilon-budget", "30", "--max-membership-auc", "0.7",
+                "--trainer-config", json.dumps(settings), "--epsilon-budget", "30", "--privacy-unit", "client",
+                "--max-membership-auc", "0.7",
                 "--min-accuracy", "0.8", "--pipeline-root", root, "--json")
     out = run_python(f"import sys; sys.argv = ['', {root!r}]\n{INSPECT}", legacy_keras=True).stdout
     return {**json.loads(out.strip().splitlines()[-1]), "report": json.loads(proc.stdout), "stderr": proc.stderr}
@@ -74,11 +75,13 @@ def test_private_federated_model_carries_the_accountants_epsilon(federated_run):
     assert props["epsilon"] == min(props["epsilon_rdp"], props["epsilon_pld"])
     assert props["epsilon_rdp"] == pytest.approx(rdp, rel=1e-5)   # ML Metadata keeps 6 significant digits
     assert props["privacy_ledger_uri"].startswith(os.path.join(federated_run["model_uri"], "Format-Serving"))
-    assert ledger["mechanism"] == "dp-fedavg" and ledger["parameters"]["unit"] == "client"
-    assert ledger["parameters"]["dataset_size"] == 20
+    assert ledger["mechanism"] == "dp-fedavg" and ledger["privacy_unit"] == "client" == props["privacy_unit"]
+    assert ledger["parameters"]["dataset_size"] == 20 and ledger["parameters"]["noise"] == "csprng"
     history = federated_run["history"]
     assert history["rounds"][-1]["metrics"]["epsilon_rdp"] == pytest.approx(rdp, rel=1e-12)
-    assert history["config"]["num_clients"] == 20 and history["config"]["partition"]["name"] == "dirichlet"
+    assert history["config"]["num_clients"] == 20
+    assert history["config"]["partition"] == {"name": "keyed", "num_clients": 20, "rule": "dirichlet", "alpha": 1.0,
+                                              "seed": 0}
 
 
 def test_exported_model_serves_raw_examples_and_passes_the_private_evaluator(federated_run):
@@ -166,12 +169,40 @@ def test_delta_not_below_one_over_n_clients_fails_before_training():
 @pytest.mark.parametrize("change, message", [
     ({"label_key": None}, r"custom_config\['label_key'\]: name the label column"),
     ({"num_client": 5}, r"custom_config\['num_client'\]: unknown setting; did you mean 'num_clients'\?"),
-    ({"partition": "pathological"}, r"custom_config\['partition'\]: must be one of iid, dirichlet, shards, quantity"),
+    ({"partition": "pathological"}, r"custom_config\['partition'\]: must be one of iid, dirichlet, quantity, shards"),
     ({"fraction": 1.5}, r"custom_config\['fraction'\]: must be in \(0, 1\], got 1.5"),
-    ({"noise_multiplier": None}, r"exactly one of 'noise_multiplier' and 'target_epsilon' \(neither is set\)"),
+    ({"target_epsilon": 3.0}, r"custom_config\['noise_multiplier'\]: give noise_multiplier or target_epsilon, "
+                              r"not both"),
+    ({"partition": "shards"}, r"custom_config\['partition'\]: shards cut the label-sorted records"),
+    ({"seed": 2 ** 32}, r"custom_config\['seed'\]: must be at most 2\^32 - 1"),
     ({"private": False}, r"custom_config\['noise_multiplier'\]: is a privacy setting, but 'private' is false"),
     ({"rounds": 0}, r"custom_config\['rounds'\]: must be an integer >= 1, got 0"),
 ])
 def test_bad_settings_are_named(change, message):
     with pytest.raises(InvalidFederatedSetting, match=message):
         FederatedTrainingConfig.from_custom_config({**CONFIG, **change})
+
+
+def test_the_trainer_refuses_seeded_noise_and_defaults_to_z_one():
+    with pytest.raises(InvalidFederatedSetting, match=r"custom_config\['seeded_noise'\]: the Federated Trainer"):
+        FederatedTrainingConfig.for_trainer({**CONFIG, "seeded_noise": True})
+    plan = FederatedTrainingConfig.for_trainer({**CONFIG, "noise_multiplier": None}).plan(20)
+    assert plan.mechanism.noise_multiplier == 1.0 and plan.strategy().secure_noise is True
+
+
+def test_the_trainers_clients_change_by_one_under_a_one_record_change():
+    """Records are dealt by content (KeyedPartitioner): one added or removed training record changes one client."""
+    import numpy as np
+
+    from pipelines.trainers.federated import client_data
+    config = FederatedTrainingConfig.from_custom_config(CONFIG)
+    rng = np.random.default_rng(0)
+    columns = {"x": rng.normal(size=(300, 3)).astype(np.float32), "diagnosis": rng.integers(0, 2, 300)}
+    fewer = {k: v[1:] for k, v in columns.items()}
+
+    def clients(cols):
+        data = client_data(config, cols, ["x"])
+        return [{(tuple(data.x[i]), int(data.y[i])) for i in ix} for ix in data.partition.indices]
+
+    changed = [k for k, (a, b) in enumerate(zip(clients(columns), clients(fewer))) if a != b]
+    assert len(changed) == 1

@@ -33,5 +33,5 @@ class FederatedTrainer(Trainer):
     def __init__(self, *, custom_config: dict[str, Any] | None = None, run_fn: str = RUN_FN, **kwargs: Any):
         """Takes `tfx.v1.components.Trainer`'s arguments, by keyword (``run_fn`` defaults to `RUN_FN`)."""
         if not isinstance(custom_config, data_types.RuntimeParameter):
-            FederatedTrainingConfig.from_custom_config(custom_config)
+            FederatedTrainingConfig.for_trainer(custom_config)
         super().__init__(custom_config=custom_config, run_fn=run_fn, **kwargs)

@@ -41,7 +41,7 @@ class Executor(evaluator_executor.Executor):
         model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
         serving_dir = path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
 
-        epsilon, ledger, ledger_note = _epsilon(serving_dir)
+        epsilon, ledger, ledger_note = _epsilon(serving_dir, settings.privacy_unit)
         nonmember_splits = json_utils.loads(exec_properties.get(standard_component_specs.EXAMPLE_SPLITS_KEY)
                                             or "null") or ["eval"]
         examples = input_dict[standard_component_specs.EXAMPLES_KEY]
@@ -77,16 +77,15 @@ class Executor(evaluator_executor.Executor):
         logging.info("Privacy gate: %s", "; ".join(c["reason"] for c in checks))
 
 
-def _epsilon(serving_dir: str) -> tuple[float, privacy_ledger.PrivacyLedger | None, str]:
-    """(epsilon, ledger, note); epsilon is inf when there is no valid ledger, and the note says why."""
+def _epsilon(serving_dir: str, privacy_unit: str) -> tuple[float, privacy_ledger.PrivacyLedger | None, str]:
+    """(epsilon, ledger, note); epsilon is inf when there is no valid ledger or it does not bound the
+    budget's unit (`spec.budget_epsilon`), and the note says why."""
     try:
         ledger = privacy_ledger.read_ledger(serving_dir)
     except privacy_ledger.LedgerError as err:
         return math.inf, None, f"the privacy ledger is invalid: {err}"
-    if ledger is None:
-        return math.inf, None, ("the model has no privacy ledger: it was not trained by a DP trainer, so no "
-                                "epsilon bounds its privacy loss")
-    return ledger.epsilon, ledger, ledger.describe_epsilon()
+    epsilon, note = spec.budget_epsilon(ledger, privacy_unit)
+    return epsilon, ledger, note
 
 
 def _set_values(eval_config, values: dict[str, float], model_name: str) -> None:
@@ -135,9 +134,11 @@ def _summary(evaluation_uri: str, model, ledger, membership, checks, settings) -
         "failures": failures,
         "privacy_checks": checks,
         "epsilon_budget": settings.epsilon_budget,
+        "privacy_unit": settings.privacy_unit,
         "max_membership_auc": settings.max_membership_auc,
         "ledger": None if ledger is None else {"epsilon": ledger.epsilons, "delta": ledger.delta,
-                                               "accountant": ledger.epsilon_accountant, "mechanism": ledger.mechanism},
+                                               "accountant": ledger.epsilon_accountant, "mechanism": ledger.mechanism,
+                                               "privacy_unit": ledger.privacy_unit},
         "membership_audit": membership.to_dict(),
     }
 
