@@ -11,7 +11,7 @@ Which analyses exist (dp-accounting 0.6.0):
 sampling   adjacency     event                                          RDP    PLD
 =========  ============  =============================================  =====  =====
 poisson    add-remove    T x PoissonSampled(q, Gaussian(sigma / m))     yes    yes
-poisson    replace-one   T x PoissonSampled(q, Gaussian(sigma))         no     yes
+poisson    replace-one   T x PoissonSampled(q, Gaussian(sigma / m))     no     yes
 fixed      replace-one   T x SampledWithoutReplacement(n, B,            yes    no
                          Gaussian(sigma / 2))
 fixed      add-remove    (refused: the batch size reveals n)            --     --
@@ -24,10 +24,14 @@ The default adjacency is the sampling's natural one (`resolve_adjacency`): add-r
 sampling, replace-one for fixed and shuffled batches.
 
 * ``m`` is 2 when microbatches can hold several examples: a clipped microbatch *mean* can
-  swing from v to -v, so the add/remove sensitivity is 2C instead of C.
+  swing from v to -v when one example joins it, so the sum moves by 2C instead of C. Under
+  Poisson sampling this holds whatever the adjacency: dp-accounting's REPLACE_ONE analysis of a
+  Poisson-sampled Gaussian puts x's and x''s contributions on either side of the sum without
+  them, each at most ``m`` C away (4C apart when microbatched).
 * Replace-one moves one example's clipped gradient to another: sensitivity 2C. dp-accounting's
   PLD models this itself for REPLACE_ONE; its RDP Gaussian and sampled-without-replacement
-  terms take the noise multiplier relative to the full sensitivity, hence ``sigma / 2``.
+  terms take the noise multiplier relative to the full sensitivity, hence ``sigma / 2``. Fixed
+  and shuffled batches put x' in x's slot, so its microbatch moves by 2C at most either way.
 * Shuffle-and-iterate has no known tight analysis (Chua et al., ICML 2024). What is reported is
   the bound for "each example is used at most once per epoch", with no amplification: E
   compositions of the Gaussian mechanism, E the number of epochs started. It holds under
@@ -198,10 +202,12 @@ class DpSgdMechanism:
 
     @property
     def sensitivity(self) -> float:
-        """L2 sensitivity of the summed clipped gradients, in units of C."""
-        if self.adjacency is Adjacency.REPLACE_ONE or self.microbatches_hold_several_examples:
-            return 2.0
-        return 1.0
+        """Largest L2 distance, in units of C, between one step's summed clipped gradients on two
+        neighbouring datasets (the one that differs sampled: Poisson replace-one counts x against x')."""
+        per_side = 2.0 if self.microbatches_hold_several_examples else 1.0
+        if self.sampling is Sampling.POISSON:
+            return 2 * per_side if self.adjacency is Adjacency.REPLACE_ONE else per_side
+        return 2.0  # replace-one in x's slot: its example or microbatch moves by at most 2C
 
     @property
     def neighboring_relation(self) -> NeighboringRelation:
@@ -221,11 +227,12 @@ class DpSgdMechanism:
                 source_dataset_size=self.dataset_size,
                 sample_size=int(self.batch_size),
                 event=dp_event.GaussianDpEvent(self.noise_multiplier / 2.0))
-        # Poisson. Under replace-one dp-accounting's PLD doubles the sensitivity itself.
-        factor = 2.0 if (self.adjacency is Adjacency.ADD_REMOVE and self.sensitivity == 2.0) else 1.0
+        # Poisson: the noise relative to how far x's inclusion moves the sum (under replace-one,
+        # dp-accounting's PLD puts x and x' on either side of the sum without them).
+        per_side = 2.0 if self.microbatches_hold_several_examples else 1.0
         return dp_event.PoissonSampledDpEvent(
             sampling_probability=self.sampling_probability,
-            event=dp_event.GaussianDpEvent(self.noise_multiplier / factor))
+            event=dp_event.GaussianDpEvent(self.noise_multiplier / per_side))
 
     def units(self, steps: int | None = None) -> int:
         """How many unit events ``steps`` steps (default: all) amount to."""

@@ -214,12 +214,14 @@ def _notes(m: DpSgdMechanism, epsilon) -> list[str]:
         notes.append(f"shuffled batches: epsilon composes the Gaussian mechanism once per epoch started "
                      f"({m.passes} times; {length}). Do not compare it with Poisson numbers: for shuffling, "
                      f"the Poisson analysis can underestimate epsilon (Chua et al., ICML 2024).")
-    if m.microbatches_hold_several_examples and m.adjacency is Adjacency.ADD_REMOVE:
+    if m.microbatches_hold_several_examples and m.sampling is Sampling.POISSON:
         notes.append("microbatching: a microbatch of several examples is clipped as a mean, which can move "
-                     "by 2C when one example is added or removed; accounted with noise multiplier sigma/2.")
+                     "by 2C when one example joins it; accounted with noise multiplier sigma/2"
+                     + (" (x and its replacement x' on either side: 4C apart)."
+                        if m.adjacency is Adjacency.REPLACE_ONE else "."))
     if m.adjacency is Adjacency.REPLACE_ONE:
-        notes.append("replace-one: one example's clipped gradient can move by 2C; the analysis accounts "
-                     "sensitivity 2C.")
+        notes.append(f"replace-one: one example's clipped contribution can move by 2C; the analysis accounts "
+                     f"sensitivity {m.sensitivity:g}C.")
     if m.max_examples_per_user:
         notes.append(f"user level: group privacy over {m.max_examples_per_user} examples, "
                      f"(k*eps, delta*sum_(i<k) e^(i*eps)) with the example-level delta searched so that "

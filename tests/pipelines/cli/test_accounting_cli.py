@@ -91,6 +91,26 @@ def test_microbatches_and_user_level_are_reported():
     assert any("microbatch" in note for note in data["notes"])
 
 
+def test_microbatches_under_replace_one_are_accounted_with_sigma_over_2():
+    """Poisson + replace-one + microbatches: Gaussian(sigma / 2) under REPLACE_ONE in all three commands."""
+    args = ["--n", "1000", "--batch-size", "50", "--adjacency", "replace-one", "--microbatches", "10",
+            "--accountant", "pld", "--delta", "1e-4", "--json"]
+
+    def expected(sigma, steps):
+        event = dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(0.05, dpa.GaussianDpEvent(sigma / 2)), steps)
+        return dpa.pld.PLDAccountant(dpa.NeighboringRelation.REPLACE_ONE).compose(event).get_epsilon(1e-4)
+
+    data = json.loads(run("epsilon", *args, "--noise-multiplier", "2.0", "--steps", "100").output)
+    assert data["sensitivity"] == 4.0
+    assert data["epsilon_pld"] == pytest.approx(expected(2.0, 100), abs=1e-6)
+    noise = json.loads(run("noise", *args, "--target-epsilon", "3", "--steps", "100").output)
+    sigma = noise["noise_multiplier_pld"]
+    assert expected(sigma, 100) <= 3.0 < expected(sigma - 1e-3, 100)
+    epochs = json.loads(run("epochs", *args, "--target-epsilon", "3", "--noise-multiplier", "2.0").output)
+    steps = epochs["steps_pld"]
+    assert expected(2.0, steps) <= 3.0 < expected(2.0, steps + 1)
+
+
 def test_fixed_defaults_to_replace_one_and_reports_pld_unavailable():
     data = json.loads(run("epsilon", *SMALL, "--steps", "100", "--sampling", "fixed", "--json").output)
     assert data["adjacency"] == "replace-one"
