@@ -2,7 +2,7 @@
 
 `make_private` validates a Keras model (Keras 3 or tf-keras), attaches a `PrivateTraining` to it and
 replaces two of its methods on the instance only: `train_step` (the DP-SGD step) and `fit` (which checks
-the data's sampling, draws Poisson batches from arrays, and adds the privacy budget callback). The class,
+the data's sampling, draws the batches from arrays, and adds the privacy budget callback). The class,
 `compile`, `evaluate`, `predict` and saving are untouched, so the trained model is an ordinary Keras
 model for serving (TFX Pusher/Evaluator included).
 """
@@ -19,7 +19,7 @@ import tensorflow as tf
 from privacy.accounting import Sampling
 from privacy.keras import _compat, callback, recording, sampling, validator
 from privacy.keras.params import DPConfigurationError, DPParams
-from privacy.keras.private_training import PrivateTraining
+from privacy.keras.private_training import CALLERS_DATASET, IN_ORDER, PERMUTED, PrivateTraining
 from privacy.keras.train_step import dp_train_step
 
 _ATTRIBUTE = "_ppml_private_training"
@@ -48,8 +48,12 @@ def make_private(model, *, l2_norm_clip: float | None = None, noise_multiplier: 
         a `poisson_batches` dataset when not given).
       sampling: "poisson" (default: arrays given to `fit` are Poisson-sampled, their rows gathered in
         place without copying them; datasets must come from `poisson_batches`), "fixed"
-        (`fixed_size_batches`), or "shuffle" (each epoch a fresh permutation batched within the epoch;
-        accounted with the once-per-epoch bound, which claims no amplification).
+        (`fixed_size_batches`), or "shuffle" (each epoch a permutation batched within the epoch;
+        accounted with the once-per-epoch bound, which claims no amplification). Under shuffling,
+        arrays run as ppml's epochs (``fit(shuffle=False)``: in the arrays' order), continued across
+        `fit` calls and resumed runs; a caller's tf.data.Dataset gives the epoch length by its
+        cardinality (or that of the dataset it repeats), each batch is checked to hold at most
+        ``expected_batch_size`` examples, and a new pass over it may start only at an epoch boundary.
       adjacency: "add-remove" or "replace-one"; default: the sampling's natural one, add-remove for
         Poisson sampling and replace-one for fixed-size and shuffled batches (which refuse add-remove).
       target_delta: delta of the reported guarantee; default: the largest power of 10 below 1/n.
@@ -128,7 +132,7 @@ def private_fit(model, fit, *args, **kwargs):
         raise DPConfigurationError("compile the model (optimizer and per-example loss) before fit")
     validator.validate(model, target_epsilon=private.target_epsilon)
     private.resolve_params(model.optimizer)
-    _prepare_data(model, private, kwargs)
+    shuffled_from = _prepare_data(model, private, kwargs)
     _avoid_xla_for_recurrent_fallbacks(model, private)
     callbacks = list(kwargs.get("callbacks") or [])
     if private.state_path:
@@ -140,7 +144,11 @@ def private_fit(model, fit, *args, **kwargs):
         ours = [callback.callback_for(model)]
     # First, so that epsilon is in the logs before TensorBoard, History or EarlyStopping read them.
     kwargs["callbacks"] = ours + [cb for cb in callbacks if cb not in ours]
-    return fit(**kwargs)
+    try:
+        return fit(**kwargs)
+    finally:
+        if shuffled_from is not None:
+            private.end_shuffled_fit(shuffled_from)
 
 
 def _check_checkpoint_frequency(callbacks) -> None:
@@ -155,17 +163,24 @@ def _check_checkpoint_frequency(callbacks) -> None:
                 f"to fit for shorter epochs)")
 
 
-def _prepare_data(model, private: PrivateTraining, kwargs: dict) -> None:
+def _prepare_data(model, private: PrivateTraining, kwargs: dict) -> str | None:
+    """Puts the batches that will run in ``kwargs``, checked against the declared sampling.
+
+    Returns where shuffled batches come from (`private_training.PERMUTED`, `IN_ORDER` or
+    `CALLERS_DATASET`), or None for Poisson and fixed-size batches.
+    """
     x = kwargs.get("x")
+    if kwargs.get("validation_split"):
+        raise DPConfigurationError("validation_split cannot be combined with private training's batches; pass "
+                                   "validation_data (held-out examples) instead")
     if isinstance(x, tf.data.Dataset):
-        _check_dataset(private, x, kwargs)
-    elif _is_array_like(x):
-        _sample_arrays(model, private, kwargs)
-    elif private.sampling is not Sampling.SHUFFLE:
-        raise DPConfigurationError(
-            f"fit received {type(x).__name__} input, whose batches cannot be checked for {private.sampling.value} "
-            "sampling; pass arrays or a dataset from poisson_batches / fixed_size_batches, or declare "
-            "sampling='shuffle'")
+        return _check_dataset(private, x, kwargs)
+    if _is_array_like(x):
+        return _sample_arrays(model, private, kwargs)
+    raise DPConfigurationError(
+        f"fit received {type(x).__name__} input, whose batches cannot be checked for {private.sampling.value} "
+        "sampling; pass arrays, a dataset from poisson_batches / fixed_size_batches, or (with sampling='shuffle') "
+        "a tf.data.Dataset of shuffled batches")
 
 
 def _microbatched(private) -> bool:
@@ -173,11 +188,11 @@ def _microbatched(private) -> bool:
     return bool(private.params is not None and (private.params.num_microbatches or 1) > 1)
 
 
-def _check_dataset(private, dataset, kwargs) -> None:
+def _check_dataset(private, dataset, kwargs) -> str | None:
     seen = sampling.sampling_of(dataset)
     if seen is None:
         if private.sampling is Sampling.SHUFFLE:
-            return
+            return _check_shuffled_dataset(private, dataset, kwargs)
         builder = "poisson_batches" if private.sampling is Sampling.POISSON else "fixed_size_batches"
         raise DPConfigurationError(
             f"fit received a tf.data.Dataset that privacy.keras.{builder} did not build, but the training is "
@@ -196,9 +211,28 @@ def _check_dataset(private, dataset, kwargs) -> None:
     kwargs.setdefault("shuffle", False)  # the sampler draws every batch afresh; Keras would only warn
     if kwargs.get("steps_per_epoch") is None:
         kwargs["steps_per_epoch"] = seen.steps_per_epoch
+    return None
 
 
-def _sample_arrays(model, private, kwargs) -> None:
+def _check_shuffled_dataset(private, dataset, kwargs) -> str:
+    """A caller's dataset of shuffled batches: the epoch length from the data, every batch's size checked.
+
+    Accepted: a finite dataset of known cardinality (one epoch = one pass = its batches), or one
+    `repeat()` of such a dataset (one epoch per repetition). That every example appears at most once
+    per pass (e.g. ``examples.shuffle(n).batch(B)``) is what ``sampling='shuffle'`` declares.
+    """
+    per_epoch = sampling.batches_per_pass(dataset)
+    private.set_epoch_length(per_epoch, "the dataset")
+    if private.expected_batch_size is None:
+        static = tf.nest.flatten(dataset.element_spec)[0].shape
+        private.expected_batch_size = static[0] if static.rank and static[0] is not None else None
+    if private.expected_batch_size is not None:
+        kwargs["x"] = sampling.at_most(dataset, int(private.expected_batch_size))
+    private.begin_shuffled_fit(CALLERS_DATASET)
+    return CALLERS_DATASET
+
+
+def _sample_arrays(model, private, kwargs) -> str | None:
     x, y, weights = kwargs.pop("x"), kwargs.pop("y", None), kwargs.pop("sample_weight", None)
     n = len(tf.nest.flatten(x)[0])
     batch_size = kwargs.pop("batch_size", None)
@@ -208,14 +242,9 @@ def _sample_arrays(model, private, kwargs) -> None:
     elif batch_size is not None and batch_size != private.expected_batch_size:
         raise DPConfigurationError(f"fit(batch_size={batch_size}) differs from make_private's "
                                    f"expected_batch_size={private.expected_batch_size}")
-    if kwargs.get("validation_split"):
-        raise DPConfigurationError("validation_split cannot be combined with sampled batches; pass "
-                                   "validation_data (held-out examples) instead")
-    if private.sampling is Sampling.SHUFFLE:
-        kwargs.update(x=x, y=y, sample_weight=weights, batch_size=int(private.expected_batch_size))
-        private.steps_per_epoch = math.ceil(n / private.expected_batch_size)
-        return
     examples = (x, y) if weights is None else (x, y, weights)  # gathered from in place, not copied
+    if private.sampling is Sampling.SHUFFLE:
+        return _shuffle_arrays(private, examples, n, kwargs)
     # A seeded run continues its sampling stream from the steps already taken (each fit, a resumed run).
     seed = (None if private.sampling_seed is None
             else int(np.random.SeedSequence([private.sampling_seed, private.steps]).generate_state(1)[0]))
@@ -232,6 +261,32 @@ def _sample_arrays(model, private, kwargs) -> None:
     kwargs.update(x=batches.prefetch(2), shuffle=False)
     if kwargs.get("steps_per_epoch") is None:
         kwargs["steps_per_epoch"] = sampling.sampling_of(batches).steps_per_epoch
+    return None
+
+
+def _shuffle_arrays(private, examples, n: int, kwargs) -> str:
+    """Shuffle-and-iterate over arrays: ppml's stream, which continues a partial epoch in the next fit."""
+    order = kwargs.pop("shuffle", True)
+    if order not in (True, False):
+        raise DPConfigurationError(f"fit(shuffle={order!r}) is not supported with sampling='shuffle'; use True "
+                                   "(a new permutation every epoch) or False (the arrays' order)")
+    source = PERMUTED if order else IN_ORDER
+    batch = private.expected_batch_size
+    if float(batch) != int(batch):
+        raise DPConfigurationError(f"shuffled batches need a whole expected_batch_size, got {batch!r}")
+    microbatches = private.params.num_microbatches
+    if microbatches and (int(batch) % microbatches or n % int(batch) % microbatches):
+        raise DPConfigurationError(
+            f"shuffled batches of {int(batch)} (the last of each epoch holding {n % int(batch) or int(batch)} of the "
+            f"{n} examples) cannot all be split into num_microbatches={microbatches} equal parts")
+    private.set_epoch_length(math.ceil(n / batch), f"{n} examples in batches of {int(batch)}")
+    start = private.begin_shuffled_fit(source)
+    batches = sampling.shuffled_batches(examples, dataset_size=n, batch_size=int(batch), seed=private.shuffle_seed,
+                                        start_step=start, shuffle=order)
+    kwargs.update(x=batches.prefetch(2), shuffle=False)
+    if kwargs.get("steps_per_epoch") is None:
+        kwargs["steps_per_epoch"] = private.steps_per_epoch
+    return source
 
 
 def _agree(private, name, value) -> None:

@@ -41,7 +41,7 @@ def dp_train_step(model, private, data):
     regularization = _add_regularization_gradients(model, variables, grads, replicas)
     with optimizers.private_step():
         model.optimizer.apply_gradients(zip(grads, variables))
-    private.count_step()
+    private.count_step(after=grads)
 
     count = tf.reduce_sum(tf.cast(weights > 0, tf.float32))
     mean_loss = tf.reduce_sum(weighted_losses) / tf.maximum(count, 1.0)

@@ -4,6 +4,7 @@ import json
 import os
 import tempfile
 
+import dp_accounting
 import numpy as np
 import tensorflow as tf
 from click.testing import CliRunner
@@ -304,3 +305,135 @@ def case_dp_optimizer_drop_in():
     make_private(plain, expected_batch_size=16)
     plain.fit(x, y, epochs=1, verbose=0)
     assert private_training(plain).steps == 4
+
+
+class _Uses:
+    """The example ids each private step saw (column 0 of x; 0 marks padding)."""
+
+    def __init__(self):
+        self.batches = []
+
+    def counts(self, n):
+        ids = np.concatenate(self.batches) if self.batches else np.zeros(0)
+        return np.bincount(ids[ids > 0].astype(int), minlength=n + 1)[1:]
+
+
+class _Recorder(L.Layer):
+    """Passes x through and notes column 0 of every batch the step runs on."""
+
+    def __init__(self, uses, **kwargs):
+        super().__init__(**kwargs)
+        self.uses = uses
+
+    def call(self, x):
+        def note(ids):
+            self.uses.batches.append(ids.copy())
+            return np.int32(0)
+
+        token = tf.numpy_function(note, [x[:, 0]], tf.int32, stateful=True)
+        with tf.control_dependencies([token]):
+            return tf.identity(x)
+
+
+def _id_data(n, inputs=4, classes=3, seed=0):
+    """Features whose column 0 is the example's id 1..n (so a recorder can tell the examples apart)."""
+    x, y = _data(n=n, inputs=inputs, classes=classes, seed=seed)
+    x[:, 0] = np.arange(1, n + 1)
+    return x, y
+
+
+def _recording_mlp(uses, inputs=4, outputs=3, seed=0):
+    K.utils.set_random_seed(seed)
+    return K.Sequential([K.Input((inputs,)), _Recorder(uses), L.Dense(8, activation="tanh"), L.Dense(outputs)])
+
+
+def _shuffle_epsilon(sigma, epochs, delta):
+    """Independently: each shuffled epoch is one Gaussian of sensitivity 2C (noise multiplier sigma / 2)."""
+    event = dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(sigma / 2), epochs)
+    return dp_accounting.rdp.RdpAccountant().compose(event).get_epsilon(delta)
+
+
+def case_shuffled_dataset_epochs_come_from_the_data():
+    """A dataset batched at 50 with expected_batch_size 10 is refused at its first batch (it was accounted
+    as one epoch of 10 steps for five real passes); batched at 10, its cardinality gives the epoch length."""
+    n, sigma, delta = 100, 1.0, 1e-3
+    x, y = _data(n=n, inputs=8)
+    model = make_private(_mlp(), l2_norm_clip=1.0, noise_multiplier=sigma, sampling="shuffle", expected_batch_size=10,
+                         dataset_size=n, target_delta=delta, seed=0)
+    model.compile(optimizer=_sgd(0.1), loss=_scce())
+    examples = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(n)
+    try:
+        model.fit(examples.batch(50), epochs=5, verbose=0)
+    except Exception as err:  # noqa: BLE001 - tf.errors.InvalidArgumentError from the input pipeline
+        assert "more examples than expected_batch_size=10" in str(err), str(err)
+    else:
+        raise AssertionError("batches larger than expected_batch_size were trained on")
+    private = private_training(model)
+    assert private.steps == 0, private.steps
+    model.fit(examples.batch(10), epochs=3, verbose=0)
+    assert (private.steps, private.mechanism().steps_per_epoch, private.mechanism().passes) == (30, 10, 3)
+    assert abs(private.epsilon("rdp") - _shuffle_epsilon(sigma, 3, delta)) < 1e-9
+    # A repeated dataset: one epoch per repetition, whatever steps_per_epoch says.
+    model.fit(examples.batch(10).repeat().prefetch(1), epochs=4, steps_per_epoch=5, verbose=0)
+    assert (private.steps, private.mechanism().passes) == (50, 5)
+    for hidden_repeat in (examples.batch(10).repeat().take(25), examples.repeat().batch(10)):
+        try:
+            model.fit(hidden_repeat, epochs=1, verbose=0)
+        except DPConfigurationError as err:
+            assert "steps of one shuffled epoch cannot be read" in str(err), str(err)
+        else:
+            raise AssertionError("a dataset whose epoch length cannot be read was accounted")
+    assert private.steps == 50
+
+
+def case_shuffled_epochs_continue_across_fit_calls():
+    """Two fit(steps_per_epoch=5) on a 10-step epoch of arrays: ppml's stream continues the permutation, so
+    each example is used once in what is accounted as one epoch (a new permutation per fit used some
+    twice). A caller's dataset cannot be continued, so a new pass after a partial epoch is refused."""
+    n, batch, sigma, delta = 100, 10, 1.0, 1e-3
+    x, y = _id_data(n)
+    uses = _Uses()
+    model = make_private(_recording_mlp(uses), l2_norm_clip=1.0, noise_multiplier=sigma, sampling="shuffle",
+                         expected_batch_size=batch, target_delta=delta, seed=0)
+    model.compile(optimizer=_sgd(0.1), loss=_scce())
+    for _ in range(2):
+        model.fit(x, y, epochs=1, steps_per_epoch=5, verbose=0)
+    private = private_training(model)
+    assert private.steps == 10 and private.mechanism().passes == 1
+    assert uses.counts(n).max() == 1 and uses.counts(n).sum() == n
+    model.fit(x, y, epochs=1, steps_per_epoch=3, verbose=0)
+    model.fit(x, y, epochs=1, verbose=0)   # 10 more steps: 7 to finish epoch 2, 3 of epoch 3
+    assert private.steps == 23 and private.mechanism().passes == 3
+    assert set(uses.counts(n)) == {2, 3} and uses.counts(n).max() <= private.mechanism().passes
+    assert abs(private.epsilon("rdp") - _shuffle_epsilon(sigma, 3, delta)) < 1e-9
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(n).batch(batch)
+    try:
+        model.fit(dataset, epochs=1, verbose=0)
+    except DPConfigurationError as err:
+        assert "stopped after 3 of its 10 steps" in str(err) and "use some of its examples twice" in str(err)
+    else:
+        raise AssertionError("a new pass over a dataset was accounted as the rest of an epoch")
+    model.fit(x, y, epochs=1, steps_per_epoch=7, verbose=0)
+    model.fit(dataset, epochs=1, verbose=0)   # at an epoch boundary a dataset's pass is a new epoch
+    assert private.steps == 40 and private.mechanism().passes == 4
+
+
+def case_resumed_shuffled_epoch_continues_its_permutation():
+    """A run saved in the middle of a shuffled epoch resumes the same permutation (its seed and position are
+    in the state): across both processes every example is used once in what is accounted as one epoch."""
+    n, batch = 60, 10
+    x, y = _id_data(n)
+    uses = _Uses()
+    with tempfile.TemporaryDirectory() as tmp:
+        state = os.path.join(tmp, "private_training.json")
+        for _ in range(2):
+            model = make_private(_recording_mlp(uses), l2_norm_clip=1.0, noise_multiplier=1.0, sampling="shuffle",
+                                 expected_batch_size=batch, target_delta=1e-3, state_path=state)
+            model.compile(optimizer=_sgd(0.1), loss=_scce())
+            model.fit(x, y, epochs=1, steps_per_epoch=3, verbose=0)
+        with open(state) as f:
+            saved = json.load(f)
+        assert saved["steps"] == 6 and saved["shuffle"]["open_epoch"] is None
+        assert saved["shuffle"]["steps_per_epoch"] == 6
+    assert uses.counts(n).tolist() == [1] * n
+    assert private_training(model).mechanism().passes == 1
