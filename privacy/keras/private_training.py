@@ -68,6 +68,7 @@ class PrivateTraining:
         self.shuffle_seed = secrets.randbits(63) if seed is None else seed + 2  # saved in the state
         self._open_epoch: str | None = None  # shuffled batches: the source of an epoch left partial
         self._counter = None
+        self._dropped = None
         self._steps_base = 0
         self._budget: PrivacyBudget | None = None
         self._units: dict[int, list] = {}
@@ -79,6 +80,8 @@ class PrivateTraining:
         if self._counter is None:
             self._counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="ppml_private_steps",
                                         aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+            self._dropped = tf.Variable(0, dtype=tf.int64, trainable=False, name="ppml_dropped_examples",
+                                        aggregation=tf.VariableAggregation.SUM)
             if self.state_path and os.path.exists(self.state_path):
                 self._load_state(self.state_path)
 
@@ -122,6 +125,15 @@ class PrivateTraining:
             raise RuntimeError("PrivateTraining.build() must run before the training step is traced")
         with tf.control_dependencies(after):
             self._counter.assign_add(1)
+
+    def count_dropped(self, examples) -> None:
+        """Counts examples whose gradient was not finite (dropped: they contributed 0 to the step)."""
+        self._dropped.assign_add(examples)
+
+    @property
+    def dropped_examples(self) -> int:
+        """Examples dropped so far because their gradient, loss or weight was not finite (this process)."""
+        return int(self._dropped.numpy()) if self._counter is not None else 0
 
     @property
     def steps(self) -> int:

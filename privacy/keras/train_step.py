@@ -43,12 +43,17 @@ def dp_train_step(model, private, data):
         model.optimizer.apply_gradients(zip(grads, variables))
     private.count_step(after=grads)
 
-    count = tf.reduce_sum(tf.cast(weights > 0, tf.float32))
-    mean_loss = tf.reduce_sum(weighted_losses) / tf.maximum(count, 1.0)
+    # Examples (not padding) whose clipping unit was dropped, or whose weight or loss is not finite.
+    real = tf.not_equal(weights, 0.0)
+    kept = tf.repeat(tf.math.is_finite(clipped.norms), tf.shape(weights)[0] // tf.size(clipped.norms))
+    ok = real & tf.math.is_finite(weights) & kept & tf.math.is_finite(weighted_losses)
+    private.count_dropped(tf.reduce_sum(tf.cast(real & ~ok, tf.int64)))
+    count = tf.reduce_sum(tf.cast(ok, tf.float32))
+    mean_loss = tf.reduce_sum(tf.where(ok, weighted_losses, 0.0)) / tf.maximum(count, 1.0)
     if regularization is not None:
         mean_loss += regularization
     _compat.update_loss_metric(model, y_pred, mean_loss, count)
-    return model.compute_metrics(x, y, y_pred, weights)
+    return model.compute_metrics(x, _rows(ok, y), _rows(ok, y_pred), tf.where(ok, weights, 0.0))
 
 
 class ClippedSum(NamedTuple):
@@ -71,11 +76,14 @@ def clipped_gradient_sum(model, units, x, y, weights, params, *, expected_batch_
         local_microbatches, unit_scale = None, 1.0
     call_kwargs = {"training": True} if _compat.call_accepts_training(model) else {}
     _compat.clear_data_dependent_losses(model)
+    usable = tf.not_equal(weights, 0.0) & tf.math.is_finite(weights)
     with tf.GradientTape() as tape:
         with recording.recording(units) as records:
             y_pred = model(x, **call_kwargs)
         _reject_data_dependent_losses(model)
-        weighted_losses = per_example_loss(model, y, y_pred) * weights
+        losses = per_example_loss(model, y, y_pred)
+        # Selected, not multiplied: padding (weight 0) must add exactly 0 even where its loss is not finite.
+        weighted_losses = tf.where(usable, losses * tf.where(usable, weights, 0.0), 0.0)
         objective = tf.reduce_sum(weighted_losses) * unit_scale
     target_grads = tape.gradient(objective, records.targets(units),
                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
@@ -105,6 +113,17 @@ def per_example_loss(model, y, y_pred):
     if values.shape.rank > 1:
         values = tf.reduce_mean(tf.reshape(values, [tf.shape(values)[0], -1]), axis=1)
     return values
+
+
+def _rows(keep, tensors):
+    """``tensors`` (any structure, batch first) with the rows where ``keep`` is False set to zero."""
+    def select(t):
+        t = tf.convert_to_tensor(t)
+        if t.shape.rank == 0:
+            return t
+        return tf.where(tf.reshape(keep, [-1] + [1] * (t.shape.rank - 1)), t, tf.zeros_like(t))
+
+    return None if tensors is None else tf.nest.map_structure(select, tensors)
 
 
 def _same_rank(y, y_pred):

@@ -169,3 +169,22 @@ def case_neighbouring_batches_differ_by_at_most_the_clip():
                 other = _clipped(model, x, y, weights, clip, microbatches).sums
                 distance = np.sqrt(sum(np.sum((a.numpy() - b.numpy()) ** 2) for a, b in zip(base, other)))
                 assert distance <= bound * (1 + 1e-6) + 1e-6, (name, microbatches, removed, distance, bound)
+
+
+def case_a_non_finite_example_contributes_nothing():
+    """An example with inf features is dropped: the clipped sum equals the sum without it (weight 0), with
+    and without microbatches, and no NaN reaches the other examples' contributions."""
+    for name, (model, x, y, _) in models().items():
+        x, y = _tensors(x, y)
+        poisoned = list(x) if isinstance(x, list) else [x]
+        poisoned[0] = tf.tensor_scatter_nd_update(poisoned[0], [[2]], [tf.fill(poisoned[0].shape[1:], np.inf)])
+        poisoned = poisoned if isinstance(x, list) else poisoned[0]
+        for microbatches, removed in ((None, [[2]]), (3, [[2], [3]])):  # the microbatch of examples 2 and 3
+            full = tf.ones([BATCH])
+            bad = _clipped(model, poisoned, y, full, 0.5, microbatches)
+            assert not np.isfinite(bad.norms.numpy()[2 if microbatches is None else 1]), name
+            without = _clipped(model, x, y, tf.tensor_scatter_nd_update(full, removed, [0.0] * len(removed)), 0.5,
+                               microbatches)
+            for got, want in zip(bad.sums, without.sums):
+                np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6,
+                                           err_msg=f"{name}, {microbatches}")

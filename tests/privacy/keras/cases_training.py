@@ -437,3 +437,37 @@ def case_resumed_shuffled_epoch_continues_its_permutation():
         assert saved["shuffle"]["steps_per_epoch"] == 6
     assert uses.counts(n).tolist() == [1] * n
     assert private_training(model).mechanism().passes == 1
+
+
+def case_non_finite_examples_are_dropped_and_counted():
+    """Example 0 holds inf: unsampled it must not touch any step (padding used to copy it, and 0 x inf is
+    NaN), sampled its gradient is dropped (contributes 0), counted, and reported in the logs. A NaN label
+    and a NaN sample weight are dropped the same way."""
+    n, batch = 40, 4
+    x, y = _id_data(n, inputs=4)
+    x[0, 1] = np.inf
+    uses = _Uses()
+    model = make_private(_recording_mlp(uses), l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=batch,
+                         target_delta=1e-3, seed=3)
+    model.compile(optimizer=_sgd(0.1), loss=_scce())
+    history = model.fit(x, y, epochs=3, verbose=0)
+    private = private_training(model)
+    sampled = int(uses.counts(n)[0])
+    assert 0 < sampled < private.steps, (sampled, private.steps)
+    assert all(np.all(np.isfinite(w)) for w in model.get_weights())
+    assert private.dropped_examples == sampled
+    assert history.history["dropped_examples"][-1] == sampled and np.all(np.isfinite(history.history["loss"]))
+    for microbatches in (None, 2):
+        regression = make_private(_recording_mlp(_Uses(), outputs=1), l2_norm_clip=1.0, noise_multiplier=1.0,
+                                  num_microbatches=microbatches, expected_batch_size=batch, target_delta=1e-3,
+                                  seed=4)
+        regression.compile(optimizer=_sgd(0.1), loss="mse")
+        targets = y.astype("float32")
+        targets[5] = np.nan
+        weights = np.ones(n, "float32")
+        weights[7] = np.nan
+        for labels, sample_weight in ((targets, np.ones(n, "float32")), (y.astype("float32"), weights)):
+            before = private_training(regression).dropped_examples
+            regression.fit(x[1:], labels[1:], sample_weight=sample_weight[1:], epochs=2, verbose=0)
+            assert all(np.all(np.isfinite(w)) for w in regression.get_weights()), microbatches
+            assert private_training(regression).dropped_examples > before, microbatches
