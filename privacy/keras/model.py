@@ -137,8 +137,7 @@ def private_fit(model, fit, *args, **kwargs):
     callbacks = list(kwargs.get("callbacks") or [])
     if private.state_path:
         _check_checkpoint_frequency(callbacks)
-    accounting = private.dataset_size is not None and private.expected_batch_size is not None and \
-        private.params.noise_multiplier > 0
+    accounting = _check_accounting(private)
     ours = [cb for cb in callbacks if isinstance(cb, callback._PrivacyBudgetLogic)]  # pylint: disable=protected-access
     if accounting and not ours:
         ours = [callback.callback_for(model)]
@@ -149,6 +148,23 @@ def private_fit(model, fit, *args, **kwargs):
     finally:
         if shuffled_from is not None:
             private.end_shuffled_fit(shuffled_from)
+
+
+def _check_accounting(private) -> bool:
+    """Whether this fit is accounted; a target epsilon or a state_path that could not be honoured is refused."""
+    missing = [name for name, value in (("dataset_size", private.dataset_size),
+                                        ("expected_batch_size", private.expected_batch_size)) if value is None]
+    why = ("noise_multiplier is 0 (no privacy)" if private.params.noise_multiplier == 0
+           else f"{' and '.join(missing)} unknown (pass {' and '.join(missing)} to make_private)" if missing else None)
+    if why is None:
+        return True
+    for option, value in (("target_epsilon", private.target_epsilon), ("state_path", private.state_path)):
+        if value is not None:
+            raise DPConfigurationError(f"make_private({option}={value!r}) needs the privacy spent, but fit cannot "
+                                       f"account this training: {why}")
+    if private.params.noise_multiplier > 0:
+        warnings.warn(f"this private training is not accounted (no epsilon): {why}", stacklevel=3)
+    return False
 
 
 def _check_checkpoint_frequency(callbacks) -> None:

@@ -471,3 +471,26 @@ def case_non_finite_examples_are_dropped_and_counted():
             regression.fit(x[1:], labels[1:], sample_weight=sample_weight[1:], epochs=2, verbose=0)
             assert all(np.all(np.isfinite(w)) for w in regression.get_weights()), microbatches
             assert private_training(regression).dropped_examples > before, microbatches
+
+
+def case_a_target_epsilon_that_cannot_be_accounted_is_refused():
+    """Shuffled batches of a dataset without dataset_size cannot be accounted: with a target epsilon (or a
+    state_path) fit refuses before any step, instead of running unchecked (300 steps ran against a target
+    of 1.0 whose epsilon was about 320)."""
+    x, y = _data(n=100, inputs=8)
+    batches = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(100).batch(10)
+    for kwargs in ({"noise_multiplier": 1.0, "target_epsilon": 1.0},
+                   {"noise_multiplier": 1.0, "state_path": os.path.join(tempfile.gettempdir(), "never.json")},
+                   {"noise_multiplier": 0.0, "target_epsilon": 1.0, "dataset_size": 100}):
+        model = make_private(_mlp(), l2_norm_clip=1.0, sampling="shuffle", expected_batch_size=10, target_delta=1e-3,
+                             **kwargs)
+        model.compile(optimizer=_sgd(0.1), loss=_scce())
+        try:
+            model.fit(batches, epochs=30, verbose=0)
+        except DPConfigurationError as err:
+            needed = "noise_multiplier is 0" if kwargs["noise_multiplier"] == 0 else "dataset_size"
+            assert "cannot account" in str(err) and needed in str(err), str(err)
+        else:
+            raise AssertionError(f"fit ran without accounting under {kwargs}")
+        assert private_training(model).steps == 0
+        assert not os.path.exists(os.path.join(tempfile.gettempdir(), "never.json"))
