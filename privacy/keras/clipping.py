@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from privacy.keras.factors import combined
+
 
 def clipped_gradient_sum(units, records, target_grads, variables, *, l2_norm_clip: float,
                          num_microbatches: int | None = None):
@@ -41,7 +43,9 @@ def clipped_gradient_sum(units, records, target_grads, variables, *, l2_norm_cli
             grads.append(target_grads[position:position + len(call.targets)])
             position += len(call.targets)
         for key, factor in unit.rule.factors(unit.layer, calls, grads, unit.variables).items():
-            factors[key] = factor.grouped(num_microbatches) if num_microbatches else factor
+            factor = factor.grouped(num_microbatches) if num_microbatches else factor
+            # A variable several layers use (tied weights) gets every use's per-example gradient.
+            factors[key] = combined(factors[key], factor) if key in factors else factor
     if not factors:
         raise ValueError("no trainable layer of the model was called in the forward pass")
     squared = tf.add_n([f.squared_norms() for f in factors.values()])

@@ -84,10 +84,15 @@ def _runs_sublayers_in_loop(layer) -> bool:
 
 
 class Records:
-    """What every unit's calls kept during one forward pass."""
+    """What every unit's calls kept during one forward pass.
+
+    ``outside`` watches the variables read outside the units' calls: a trainable variable read there
+    (another layer computing with a unit's weights) has gradient paths no rule sees.
+    """
 
     def __init__(self):
         self.calls: dict[int, list[Call]] = {}
+        self.outside = tf.GradientTape(watch_accessed_variables=True)
 
     def add(self, unit: Unit, call: Call) -> None:
         self.calls.setdefault(id(unit), []).append(call)
@@ -97,6 +102,11 @@ class Records:
 
     def targets(self, units) -> list:
         return [t for unit in units for call in self.of(unit) for t in call.targets]
+
+    def read_outside(self, variables) -> list:
+        """Those of ``variables`` that the forward pass read outside every unit's call."""
+        seen = {id(v.handle) for v in self.outside.watched_variables()}
+        return [v for v in variables if id(v.handle) in seen]
 
 
 @contextlib.contextmanager
@@ -111,7 +121,8 @@ def recording(units):
             if "call" not in vars(unit.layer):
                 object.__setattr__(unit.layer, "call", _wrapper(unit))
                 patched.append(unit.layer)
-        yield records
+        with records.outside:
+            yield records
     finally:
         for layer in patched:
             object.__delattr__(layer, "call")
@@ -125,7 +136,8 @@ def _wrapper(unit: Unit):
         records = getattr(_ACTIVE, "records", None)
         if records is None:  # another thread's forward pass while ours is recording
             return original(*args, **kwargs)
-        outputs, kept_call = unit.rule.forward(unit.layer, original, args, kwargs)
+        with records.outside.stop_recording():
+            outputs, kept_call = unit.rule.forward(unit.layer, original, args, kwargs)
         records.add(unit, kept_call)
         return outputs
 

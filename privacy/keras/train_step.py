@@ -81,6 +81,7 @@ def clipped_gradient_sum(model, units, x, y, weights, params, *, expected_batch_
         with recording.recording(units) as records:
             y_pred = model(x, **call_kwargs)
         _reject_data_dependent_losses(model)
+        _reject_weights_used_outside_their_layers(records, model)
         losses = per_example_loss(model, y, y_pred)
         # Selected, not multiplied: padding (weight 0) must add exactly 0 even where its loss is not finite.
         weighted_losses = tf.where(usable, losses * tf.where(usable, weights, 0.0), 0.0)
@@ -213,6 +214,16 @@ def _reject_data_dependent_losses(model):
             "a layer called add_loss() (e.g. an activity_regularizer) during the forward pass; that loss "
             "depends on the whole batch and cannot be clipped per example. Remove it, or fold it into the "
             "compiled loss per example")
+
+
+def _reject_weights_used_outside_their_layers(records, model):
+    outside = records.read_outside(model.trainable_variables)
+    if outside:
+        raise DPConfigurationError(
+            f"the forward pass computes with {[v.name for v in outside]} outside the layer that owns them (e.g. "
+            "an output layer reading an embedding's matrix: tied weights); per-example clipping would miss the "
+            "gradient of that use. Give that layer the variable as its own weight (ppml clips a variable "
+            "several layers own as one), or compute with weights only inside the layers that own them")
 
 
 def _add_regularization_gradients(model, variables, grads, replicas):

@@ -7,7 +7,7 @@ independent computation that never goes through the layer rules.
 import numpy as np
 import tensorflow as tf
 
-from privacy.keras import _compat, layer_rules, recording
+from privacy.keras import DPConfigurationError, _compat, layer_rules, recording
 from privacy.keras.params import DPParams
 from privacy.keras.train_step import clipped_gradient_sum, per_example_loss
 
@@ -188,3 +188,73 @@ def case_a_non_finite_example_contributes_nothing():
             for got, want in zip(bad.sums, without.sums):
                 np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6,
                                            err_msg=f"{name}, {microbatches}")
+
+
+def _tied_model():
+    """Ids -> Embedding(6, 6) -> Dense(6) whose kernel is the embedding matrix itself (tied weights)."""
+    K.utils.set_random_seed(1)
+    ids = K.Input((1,), dtype="int32")
+    embedding, output = L.Embedding(6, 6), L.Dense(6, use_bias=False)
+    h = L.Reshape((6,))(embedding(ids))
+    logits = output(L.Activation("tanh")(h))
+    model = K.Model(ids, logits)
+    tied, own = embedding.embeddings, output.kernel
+
+    def forget(tracked):
+        del tracked[next(i for i, w in enumerate(tracked) if w is own)]
+
+    if _compat.is_tf_keras(output):
+        output.kernel = tied  # tf-keras stops tracking the kernel it replaces
+    else:  # Keras 3 locks a built layer's state and reads Dense.kernel from _kernel
+        output._tracker.unlock()
+        output._kernel = tied
+        forget(output._trainable_variables)
+        output._tracker.lock()
+    assert output.kernel is tied and len(model.trainable_variables) == 1
+    model.compile(optimizer=K.optimizers.SGD(0.1), loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model, tied
+
+
+def case_tied_weights_get_both_paths():
+    """A variable used by two layers (the lookup and the output projection) gets the gradient of both uses:
+    the clipped sum with a huge clip equals the full gradient, and the norms equal the Jacobian's."""
+    model, tied = _tied_model()
+    x = tf.constant([[0], [3], [3], [5], [1], [2]], tf.int32)
+    y = tf.constant([1, 0, 4, 5, 2, 3], tf.float32)
+    weights = tf.ones([BATCH])
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(per_example_loss(model, y, model(x, training=True)))
+    index = [id(v) for v in model.trainable_variables].index(id(tied))
+    want = tf.convert_to_tensor(tape.gradient(total, model.trainable_variables)[index]).numpy()
+    got = _clipped(model, x, y, weights, 1e9)
+    np.testing.assert_allclose(got.sums[index].numpy(), want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got.norms.numpy(), _reference_norms(model, x, y, weights), rtol=1e-5, atol=1e-6)
+
+
+class _TiedOutput(L.Layer):
+    """Logits from an embedding's matrix read directly (not by calling the Embedding layer)."""
+
+    def __init__(self, embedding, **kwargs):
+        super().__init__(**kwargs)
+        self.embedding = embedding
+
+    def call(self, h):
+        return tf.matmul(h, self.embedding.embeddings, transpose_b=True)
+
+
+def case_weights_read_outside_their_layer_are_refused():
+    """A layer computing with another layer's weights hides a gradient path from every rule: refused,
+    naming the variable, before any gradient is taken."""
+    K.utils.set_random_seed(1)
+    ids = K.Input((1,), dtype="int32")
+    embedding = L.Embedding(6, 4)
+    logits = _TiedOutput(embedding)(L.Reshape((4,))(embedding(ids)))
+    model = K.Model(ids, logits)
+    model.compile(optimizer=K.optimizers.SGD(0.1), loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = tf.constant([[0], [3], [3], [5], [1], [2]], tf.int32), tf.constant([1, 0, 4, 5, 2, 3], tf.float32)
+    try:
+        _clipped(model, x, y, tf.ones([BATCH]), 1.0)
+    except DPConfigurationError as err:
+        assert "outside the layer that owns them" in str(err) and "embeddings" in str(err), str(err)
+    else:
+        raise AssertionError("a weight used outside its layer was clipped without that use")
