@@ -13,8 +13,8 @@ import sys
 import click
 
 from privacy.accounting import (AccountantKind, Adjacency, DpSgdMechanism, Sampling, UnsupportedAccounting,
-                                calibrate_noise_multiplier, compute_epsilon, default_delta, dp_accounting_version,
-                                dp_sgd_report, max_epochs, resolve_adjacency)
+                                calibrate_noise_multiplier, compute_epsilon, default_delta, delta_warning,
+                                dp_accounting_version, dp_sgd_report, max_epochs, resolve_adjacency)
 
 _ACCOUNTANTS = {"rdp": (AccountantKind.RDP,), "pld": (AccountantKind.PLD,),
                 "both": (AccountantKind.RDP, AccountantKind.PLD)}
@@ -253,6 +253,7 @@ def noise(target_epsilon, as_json, accountant, delta, **options):
         else:
             click.echo(f"  {kind.value.upper():<11} {sigma:>9.4f} {eps:>9.4f}")
     click.echo(f"\n  {result['accountant_version']}; sigma is the noise std on the summed clipped gradients / C.")
+    _echo_warnings(result)
 
 
 @click.command()
@@ -297,9 +298,16 @@ def epochs(target_epsilon, as_json, accountant, delta, **options):
         else:
             click.echo(f"  {kind.value.upper():<11} {e:>8} {s:>9}")
     click.echo(f"\n  whole epochs; {result['accountant_version']}")
+    _echo_warnings(result)
+
+
+def _echo_warnings(result: dict) -> None:
+    for warning in result["warnings"]:
+        click.echo(f"  WARNING: {warning}")
 
 
 def _config_dict(mechanism: DpSgdMechanism, delta: float, target_epsilon: float) -> dict:
+    warning = delta_warning(delta, mechanism.dataset_size)
     return {
         "target_epsilon": target_epsilon,
         "delta": delta,
@@ -311,6 +319,7 @@ def _config_dict(mechanism: DpSgdMechanism, delta: float, target_epsilon: float)
         "num_microbatches": mechanism.num_microbatches,
         "max_examples_per_user": mechanism.max_examples_per_user,
         "accountant_version": f"dp-accounting {dp_accounting_version()}",
+        "warnings": [warning] if warning else [],
     }
 
 

@@ -231,12 +231,30 @@ def _notes(m: DpSgdMechanism, epsilon) -> list[str]:
     return notes
 
 
+DELTA_WARNING_FRACTION = 0.5
+"""`delta_warning` speaks up once n * delta exceeds this (1/(2n) is the largest delta commonly used)."""
+
+
+def delta_warning(delta: float, dataset_size: int) -> str | None:
+    """Why ``delta`` is too large for ``dataset_size`` examples, or None.
+
+    A mechanism that publishes each example in full with probability delta is (0, delta)-DP, so
+    delta near 1/n allows about n * delta examples in the clear (the default delta can be 0.999/n).
+    """
+    share = delta * dataset_size
+    if share >= 1:
+        return (f"delta={delta:g} is not below 1/n={1 / dataset_size:.3g}: a mechanism that publishes a random "
+                f"example in full meets this delta. Use delta < 1/n.")
+    if share > DELTA_WARNING_FRACTION:
+        return (f"delta={delta:g} is {share:.3g}/n (n={dataset_size}), close to 1/n: a mechanism that publishes "
+                f"each example in full with probability delta meets it, {share:.2g} examples in the clear on average. "
+                f"Prefer delta <= 1/(2n) = {1 / (2 * dataset_size):.3g} or smaller.")
+    return None
+
+
 def _warnings(m: DpSgdMechanism, delta: float) -> list[str]:
-    warnings = []
-    if delta >= 1 / m.dataset_size:
-        warnings.append(f"delta={delta:g} is not below 1/n={1 / m.dataset_size:.3g}: a mechanism that "
-                        f"publishes a random example in full meets this delta. Use delta < 1/n.")
-    return warnings
+    warning = delta_warning(delta, m.dataset_size)
+    return [warning] if warning else []
 
 
 def _finite_or_none(value: float | None) -> float | None:

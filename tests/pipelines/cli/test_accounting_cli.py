@@ -123,6 +123,20 @@ def test_delta_warning_when_not_below_one_over_n():
     assert result.exit_code == 0 and "WARNING" in result.output and "1/n" in result.output
 
 
+@pytest.mark.parametrize("args,fraction", [(["--n", "999"], "0.999/n"),   # the default delta, 1e-3
+                                           (["--n", "60000", "--delta", "1e-5"], "0.6/n")])
+def test_delta_warning_when_close_to_one_over_n(args, fraction):
+    """A delta close to 1/n lets a mechanism publish about n * delta examples in full: warned, in the table
+    and in the JSON; well below 1/n it is not."""
+    common = ["--batch-size", "50", "--noise-multiplier", "1.0", "--steps", "10"]
+    result = run("epsilon", *args, *common)
+    assert result.exit_code == 0 and "WARNING" in result.output and fraction in result.output, result.output
+    data = json.loads(run("epsilon", *args, *common, "--json").output)
+    assert any(fraction in w for w in data["warnings"])
+    quiet = json.loads(run("epsilon", "--n", "60000", "--delta", "1e-6", *common, "--json").output)
+    assert quiet["warnings"] == []
+
+
 def test_plot_is_a_png(tmp_path):
     path = tmp_path / "eps.png"
     result = run("epsilon", *SMALL, "--epochs", "3", "--plot", str(path))
