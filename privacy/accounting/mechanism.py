@@ -54,7 +54,23 @@ import math
 import dp_accounting
 from dp_accounting import dp_event
 
+from privacy.accounting.accountants import epsilon_of
+
 NeighboringRelation = dp_accounting.NeighboringRelation
+
+NOISE_MULTIPLIER_RANGE = (1e-3, 1e6)
+"""Noise multipliers a mechanism may have. Below, epsilon is in the thousands and PLD's grid does not fit
+in memory; above, noise hides everything (and dp-accounting's RDP terms overflow at about 1e154)."""
+MAX_STEPS = 10 ** 12
+"""Most steps a mechanism may have: more than any training runs (a sign of mixed-up units)."""
+PLD_MIN_STEP_NOISE = 0.2
+"""PLD is not asked to compose Poisson-sampled Gaussians of a smaller noise multiplier (relative to how far
+one example moves the sum): 0.1 took 18 s and 0.05 over a minute for 1000 steps on 2 cores."""
+PLD_MAX_UNITS = 10 ** 7
+"""PLD is not asked to compose more Poisson-sampled steps (10^7 at q = 0.05: 24 s; 10^12 needs 450 GB)."""
+PLD_MAX_EPSILON = 100.0
+"""PLD is not asked for Poisson-sampled runs whose RDP epsilon exceeds this: its grid of privacy losses
+grows with epsilon (epsilon 28 800 took a minute), and such a guarantee says nothing anyway."""
 
 
 class Sampling(str, enum.Enum):
@@ -118,10 +134,12 @@ class DpSgdMechanism:
         if self.sampling is not Sampling.POISSON and float(self.batch_size) != int(self.batch_size):
             raise ValueError(f"batch_size must be a whole number for {self.sampling.value} batches, "
                              f"got {self.batch_size!r}")
-        if not (isinstance(self.noise_multiplier, (int, float)) and self.noise_multiplier > 0
-                and math.isfinite(self.noise_multiplier)):
-            raise ValueError(f"noise_multiplier must be a finite number > 0, got {self.noise_multiplier!r}")
+        low, high = NOISE_MULTIPLIER_RANGE
+        if not (isinstance(self.noise_multiplier, (int, float)) and low <= self.noise_multiplier <= high):
+            raise ValueError(f"noise_multiplier must be a number in [{low:g}, {high:g}], got {self.noise_multiplier!r}")
         _check_int("steps", self.steps, minimum=1)
+        if self.steps > MAX_STEPS:
+            raise ValueError(f"steps must be at most {MAX_STEPS:.0e}, got {self.steps:.3g}")
         if self.num_microbatches is not None:
             _check_int("num_microbatches", self.num_microbatches, minimum=1)
             if self.num_microbatches > self.batch_size and self.sampling is not Sampling.POISSON:
@@ -129,6 +147,9 @@ class DpSgdMechanism:
                                  f"{self.batch_size:g}")
         if self.max_examples_per_user is not None:
             _check_int("max_examples_per_user", self.max_examples_per_user, minimum=1)
+            if self.max_examples_per_user > self.dataset_size:
+                raise ValueError(f"max_examples_per_user={self.max_examples_per_user} exceeds the dataset size "
+                                 f"{self.dataset_size}")
         if self.steps_per_epoch is not None:
             _check_int("steps_per_epoch", self.steps_per_epoch, minimum=1)
             if self.sampling is not Sampling.SHUFFLE:
@@ -253,6 +274,28 @@ class DpSgdMechanism:
         if accountant == "pld" and self.sampling is Sampling.FIXED:
             return ("dp-accounting's PLD accountant has no analysis of fixed-size sampling without "
                     "replacement; the RDP accountant covers it")
+        return None
+
+    def cost_reason(self, accountant: str, delta: float) -> str | None:
+        """Why ``accountant`` is not asked for this mechanism's epsilon at ``delta`` (minutes of work and
+        gigabytes: PLD of Poisson-sampled steps beyond `PLD_MIN_STEP_NOISE`, `PLD_MAX_UNITS` or
+        `PLD_MAX_EPSILON`), or None. Checked before any PLD work, with RDP (milliseconds)."""
+        if accountant != "pld" or self.sampling is not Sampling.POISSON:
+            return None
+        step_noise = self.unit_event().event.noise_multiplier
+        if step_noise < PLD_MIN_STEP_NOISE:
+            return (f"PLD is not asked to account a noise multiplier of {step_noise:.3g} per step (below "
+                    f"{PLD_MIN_STEP_NOISE:g}: minutes and gigabytes); the RDP accountant covers it")
+        if self.units() > PLD_MAX_UNITS:
+            return (f"PLD is not asked to compose more than {PLD_MAX_UNITS:.0e} steps (got {self.units():.3g}); "
+                    f"the RDP accountant covers it")
+        # RDP of the same steps under add/remove; replace-one moves the sum twice as far at most.
+        rough = epsilon_of(self.dp_event(), target_delta=delta, accountant="rdp")
+        if self.adjacency is Adjacency.REPLACE_ONE:
+            rough *= 2
+        if rough > PLD_MAX_EPSILON:
+            return (f"PLD is not asked for an epsilon of about {rough:.3g} by RDP (above {PLD_MAX_EPSILON:g}, its "
+                    f"grid needs minutes and gigabytes); the RDP accountant covers it")
         return None
 
 

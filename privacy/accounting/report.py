@@ -17,6 +17,8 @@ from privacy.accounting.events import event_to_json
 from privacy.accounting.mechanism import Adjacency, DpSgdMechanism, Sampling, UnsupportedAccounting
 
 REPORT_FORMAT = "ppml.privacy_report/1"
+MAX_PER_EPOCH_ROWS = 1000
+"""Most per-epoch rows a report computes (each is one accounting; about a second with PLD)."""
 
 _SAMPLING_TEXT = {
     Sampling.POISSON: "poisson (each example joins each batch independently with probability q)",
@@ -42,7 +44,7 @@ def compute_epsilon(mechanism: DpSgdMechanism, target_delta: float,
       UnsupportedAccounting: when the accountant has no analysis for this sampling/adjacency.
     """
     kind = AccountantKind(accountant)
-    reason = mechanism.unsupported_reason(kind.value)
+    reason = mechanism.unsupported_reason(kind.value) or mechanism.cost_reason(kind.value, target_delta)
     if reason:
         raise UnsupportedAccounting(reason)
     return epsilon_of(mechanism.dp_event(steps), target_delta=target_delta, accountant=kind,
@@ -169,6 +171,8 @@ def dp_sgd_report(mechanism: DpSgdMechanism, *, delta: float | None = None,
     delta = default_delta(mechanism.dataset_size) if delta is None else delta
     if not (isinstance(delta, (int, float)) and 0 < delta < 1):
         raise ValueError(f"delta must be in (0, 1), got {delta!r}")
+    if per_epoch and mechanism.passes > MAX_PER_EPOCH_ROWS:
+        raise ValueError(f"per-epoch rows are computed for at most {MAX_PER_EPOCH_ROWS} epochs, got {mechanism.passes}")
     kinds = [AccountantKind(a) for a in accountants]
     epsilon: dict[str, float | None] = {}
     unavailable: dict[str, str] = {}
