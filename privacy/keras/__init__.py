@@ -34,12 +34,11 @@ package imports TensorFlow; the Keras flavour of the classes below follows TF_US
 """
 
 from privacy.keras.callback import PrivacyBudgetCallback
-from privacy.keras.model import DPModel, DPSequential, make_dp_model_class, make_private, privacy_budget, \
-    private_training
+from privacy.keras.model import DPModel, DPSequential, make_dp_model_class, make_private
 from privacy.keras.optimizers import DPKerasAdagradOptimizer, DPKerasAdamOptimizer, DPKerasSGDOptimizer, \
     make_dp_optimizer_class
 from privacy.keras.params import DPConfigurationError, DPParams
-from privacy.keras.private_training import PrivacyBudgetExceeded, PrivateTraining
+from privacy.keras.private_training import PrivacyBudgetExceeded, PrivateTraining, privacy_budget, private_training
 from privacy.keras.sampling import BatchSampling, fixed_size_batches, poisson_batches, sampling_of
 from privacy.keras.validator import find_problems, validate
 

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import functools
 
-from privacy.keras import _compat
-from privacy.keras.private_training import PrivacyBudgetExceeded
+from privacy.keras import compat
+from privacy.keras.private_training import PrivacyBudgetExceeded, private_training
 
 
-class _PrivacyBudgetLogic:
+class PrivacyBudgetLogic:
     """Composes the budget as steps run, logs epsilon, stops before a target, saves its state.
 
     * After every epoch ``logs["epsilon"]`` is the epsilon spent so far (all private steps of the
@@ -64,7 +64,6 @@ class _PrivacyBudgetLogic:
 
     @property
     def private(self):
-        from privacy.keras.model import private_training  # pylint: disable=import-outside-toplevel
         return private_training(self.model)
 
     def on_train_begin(self, logs=None):
@@ -102,13 +101,13 @@ class _PrivacyBudgetLogic:
 @functools.cache
 def callback_class(keras) -> type:
     """`PrivacyBudgetCallback` for the Keras package ``keras`` (`keras` or `tf_keras`)."""
-    return type("PrivacyBudgetCallback", (_PrivacyBudgetLogic, keras.callbacks.Callback),
-                {"__doc__": _PrivacyBudgetLogic.__doc__, "__module__": __name__})
+    return type("PrivacyBudgetCallback", (PrivacyBudgetLogic, keras.callbacks.Callback),
+                {"__doc__": PrivacyBudgetLogic.__doc__, "__module__": __name__})
 
 
 def callback_for(model, update_freq: str | int = "epoch"):
     """A `PrivacyBudgetCallback` of ``model``'s Keras flavour."""
-    return callback_class(_compat.keras_of(model))(update_freq)
+    return callback_class(compat.keras_of(model))(update_freq)
 
 
-PrivacyBudgetCallback = callback_class(_compat.default_keras())
+PrivacyBudgetCallback = callback_class(compat.default_keras())

@@ -17,12 +17,12 @@ import numpy as np
 import tensorflow as tf
 
 from privacy.accounting import Sampling
-from privacy.keras import _compat, callback, recording, sampling, validator
+from privacy.keras import callback, compat, recording, sampling, validator
 from privacy.keras.params import DPConfigurationError, DPParams
-from privacy.keras.private_training import CALLERS_DATASET, IN_ORDER, PERMUTED, PrivateTraining
+from privacy.keras.private_training import (CALLERS_DATASET, IN_ORDER, PERMUTED, PrivateTraining, attach, is_private,
+                                            private_training)
 from privacy.keras.train_step import dp_train_step
 
-_ATTRIBUTE = "_ppml_private_training"
 _FIT_ARGUMENTS = ("x", "y", "batch_size", "epochs", "verbose", "callbacks", "validation_split", "validation_data",
                   "shuffle", "class_weight", "sample_weight", "initial_epoch", "steps_per_epoch")
 _DEFAULT_KERAS_BATCH_SIZE = 32
@@ -76,37 +76,18 @@ def make_private(model, *, l2_norm_clip: float | None = None, noise_multiplier: 
       DPConfigurationError: for layers, losses or settings DP-SGD cannot handle, naming what to use instead.
     """
     params = _params(l2_norm_clip, noise_multiplier, num_microbatches)
-    if hasattr(model, _ATTRIBUTE):
+    if is_private(model):
         raise DPConfigurationError(f"model '{model.name}' is already private")
     validator.validate(model, target_epsilon=target_epsilon)
     private = PrivateTraining(params=params, expected_batch_size=expected_batch_size, dataset_size=dataset_size,
                               sampling=sampling, adjacency=adjacency, target_delta=target_delta,
                               target_epsilon=target_epsilon, accountant=accountant, state_path=state_path,
                               seed=seed, secure_noise=secure_noise)
-    _attach(model, private)
+    attach(model, private)
     object.__setattr__(model, "train_step", types.MethodType(_train_step, model))
     object.__setattr__(model, "fit", types.MethodType(_fit_with(type(model).fit), model))
     model.train_function = None  # a function traced before holds the non-private step
     return model
-
-
-def private_training(model) -> PrivateTraining:
-    """The `PrivateTraining` of a model made private by `make_private` or built as DPModel/DPSequential."""
-    private = getattr(model, _ATTRIBUTE, None)
-    if private is None:
-        raise DPConfigurationError(f"model '{getattr(model, 'name', model)}' is not private; call make_private(model)")
-    return private
-
-
-def privacy_budget(model):
-    """The `privacy.accounting.PrivacyBudget` spent by the private steps ``model`` has run."""
-    return private_training(model).budget
-
-
-def _attach(model, private: PrivateTraining) -> None:
-    object.__setattr__(model, _ATTRIBUTE, private)
-    with model.distribute_strategy.scope():
-        private.build()
 
 
 def _train_step(model, data):
@@ -138,7 +119,7 @@ def private_fit(model, fit, *args, **kwargs):
     if private.state_path:
         _check_checkpoint_frequency(callbacks)
     accounting = _check_accounting(private)
-    ours = [cb for cb in callbacks if isinstance(cb, callback._PrivacyBudgetLogic)]  # pylint: disable=protected-access
+    ours = [cb for cb in callbacks if isinstance(cb, callback.PrivacyBudgetLogic)]
     if accounting and not ours:
         ours = [callback.callback_for(model)]
     # First, so that epsilon is in the logs before TensorBoard, History or EarlyStopping read them.
@@ -322,9 +303,9 @@ def _is_array_like(x) -> bool:
 
 def _avoid_xla_for_recurrent_fallbacks(model, private) -> None:
     """XLA cannot compile per-example gradients through Keras 3's RNN loops: compile those steps without it."""
-    if _compat.is_tf_keras(model) or not getattr(model, "jit_compile", False):
+    if compat.is_tf_keras(model) or not getattr(model, "jit_compile", False):
         return
-    loops = [u.name for u in private.units(model) if recording._runs_sublayers_in_loop(u.layer)]  # pylint: disable=protected-access
+    loops = [u.name for u in private.units(model) if recording.runs_sublayers_in_loop(u.layer)]
     if loops:
         warnings.warn(f"per-example gradients of {loops} do not compile with XLA; training without jit_compile")
         model.jit_compile = False
@@ -345,7 +326,7 @@ def make_dp_model_class(cls: type) -> type:
         def __init__(self, l2_norm_clip=None, noise_multiplier=None, num_microbatches=None, *args, **kwargs):
             options = {k: kwargs.pop(k) for k in private_options if k in kwargs}
             super().__init__(*args, **kwargs)
-            _attach(self, PrivateTraining(params=_params(l2_norm_clip, noise_multiplier, num_microbatches),
+            attach(self, PrivateTraining(params=_params(l2_norm_clip, noise_multiplier, num_microbatches),
                                           **_defaults(options)))
 
         def train_step(self, data):
@@ -377,7 +358,7 @@ def _defaults(options: dict) -> dict:
     return out
 
 
-_keras = _compat.default_keras()
+_keras = compat.default_keras()
 DPModel = make_dp_model_class(_keras.Model)
 DPSequential = make_dp_model_class(_keras.Sequential)
 del _keras

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import threading
 
-from privacy.keras import _compat
+from privacy.keras import compat
 from privacy.keras.params import DPConfigurationError, DPParams
 
 _PRIVATE_STEP = threading.local()
@@ -110,7 +110,7 @@ ACCUMULATION_REFUSED = (
 """Why DP-SGD refuses gradient accumulation (one message for the optimizer, the training and the validator)."""
 
 
-_keras = _compat.default_keras()
+_keras = compat.default_keras()
 _register = _keras.saving.register_keras_serializable(package="ppml")
 DPKerasSGDOptimizer = _register(make_dp_optimizer_class(_keras.optimizers.SGD))
 DPKerasAdamOptimizer = _register(make_dp_optimizer_class(_keras.optimizers.Adam))

@@ -34,6 +34,9 @@ epochs, or in order with ``shuffle=False``), which a later `fit` continues; or t
 whose next iterator starts a new pass."""
 
 
+_ATTRIBUTE = "_ppml_private_training"
+
+
 class PrivacyBudgetExceeded(RuntimeError):
     """Training was asked to continue although the target epsilon is already spent."""
 
@@ -307,3 +310,26 @@ def _positive_or_none(name, value):
         raise DPConfigurationError(f"{name} must be a finite number > 0, got {value!r}")
     return value
 
+
+def private_training(model) -> PrivateTraining:
+    """The `PrivateTraining` of a model made private by `make_private` or built as DPModel/DPSequential."""
+    private = getattr(model, _ATTRIBUTE, None)
+    if private is None:
+        raise DPConfigurationError(f"model '{getattr(model, 'name', model)}' is not private; call make_private(model)")
+    return private
+
+
+def privacy_budget(model) -> PrivacyBudget:
+    """The `privacy.accounting.PrivacyBudget` spent by the private steps ``model`` has run."""
+    return private_training(model).budget
+
+
+def is_private(model) -> bool:
+    return hasattr(model, _ATTRIBUTE)
+
+
+def attach(model, private: PrivateTraining) -> None:
+    """Makes ``private`` the `PrivateTraining` of ``model`` and builds it under the model's strategy."""
+    object.__setattr__(model, _ATTRIBUTE, private)
+    with model.distribute_strategy.scope():
+        private.build()

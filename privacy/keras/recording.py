@@ -16,7 +16,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from privacy.keras import _compat
+from privacy.keras import compat
 
 _ACTIVE = threading.local()  # .records: the Records being filled in this thread, or None
 
@@ -55,19 +55,19 @@ def find_units(model, rule_for) -> list[Unit]:
     units: list[Unit] = []
 
     def visit(layer):
-        if not layer.trainable or not layer.trainable_variables:
-            return
+        if not layer.trainable or not layer.trainable_variables or any(u.layer is layer for u in units):
+            return  # a layer shared by two parents is one unit
         rule = rule_for(layer)
-        if not rule.is_fallback or _compat.own_trainable_variables(layer) or _runs_sublayers_in_loop(layer):
+        if not rule.is_fallback or compat.own_trainable_variables(layer) or runs_sublayers_in_loop(layer):
             units.append(Unit(layer, rule, list(layer.trainable_variables)))
             return
-        for sub in _compat.sublayers(layer):
+        for sub in compat.sublayers(layer):
             visit(sub)
 
-    if _compat.own_trainable_variables(model):
+    if compat.own_trainable_variables(model):
         units.append(Unit(model, rule_for(model), list(model.trainable_variables)))
     else:
-        for sub in _compat.sublayers(model):
+        for sub in compat.sublayers(model):
             visit(sub)
     covered = {id(v) for unit in units for v in unit.variables}
     missing = [v.name for v in model.trainable_variables if id(v) not in covered]
@@ -77,7 +77,7 @@ def find_units(model, rule_for) -> list[Unit]:
     return units
 
 
-def _runs_sublayers_in_loop(layer) -> bool:
+def runs_sublayers_in_loop(layer) -> bool:
     """RNNs run their cell in a loop and TimeDistributed folds time into the batch: clip them whole."""
     names = {cls.__name__ for cls in type(layer).__mro__}
     return bool(names & {"RNN", "Bidirectional", "TimeDistributed"})
@@ -132,7 +132,7 @@ def recording(units):
 def _wrapper(unit: Unit):
     @tf.autograph.experimental.do_not_convert
     def call(*args, **kwargs):
-        original = _compat.class_call(unit.layer)
+        original = compat.class_call(unit.layer)
         records = getattr(_ACTIVE, "records", None)
         if records is None:  # another thread's forward pass while ours is recording
             return original(*args, **kwargs)

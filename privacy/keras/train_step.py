@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from privacy.keras import _compat, clipping, optimizers, recording
+from privacy.keras import clipping, compat, optimizers, recording
 from privacy.keras.factors import dim
 from privacy.keras.params import DPConfigurationError
 
@@ -52,7 +52,7 @@ def dp_train_step(model, private, data):
     mean_loss = tf.reduce_sum(tf.where(ok, weighted_losses, 0.0)) / tf.maximum(count, 1.0)
     if regularization is not None:
         mean_loss += regularization
-    _compat.update_loss_metric(model, y_pred, mean_loss, count)
+    compat.update_loss_metric(model, y_pred, mean_loss, count)
     return model.compute_metrics(x, _rows(ok, y), _rows(ok, y_pred), tf.where(ok, weights, 0.0))
 
 
@@ -74,8 +74,8 @@ def clipped_gradient_sum(model, units, x, y, weights, params, *, expected_batch_
         unit_scale = microbatches / expected_batch_size
     else:
         local_microbatches, unit_scale = None, 1.0
-    call_kwargs = {"training": True} if _compat.call_accepts_training(model) else {}
-    _compat.clear_data_dependent_losses(model)
+    call_kwargs = {"training": True} if compat.call_accepts_training(model) else {}
+    compat.clear_data_dependent_losses(model)
     usable = tf.not_equal(weights, 0.0) & tf.math.is_finite(weights)
     with tf.GradientTape() as tape:
         with recording.recording(units) as records:
@@ -101,7 +101,7 @@ def per_example_loss(model, y, y_pred):
         raise DPConfigurationError("the model has no loss: compile it with loss=... before training")
     y_pred = _single(y_pred, "model output")
     y = _single(y, "target")
-    keras = _compat.keras_of(model)
+    keras = compat.keras_of(model)
     fn = keras.losses.get(loss) if isinstance(loss, (str, dict)) else loss
     if isinstance(fn, keras.losses.Loss):
         fn = _unreduced(fn, keras)
@@ -209,7 +209,7 @@ def _local_microbatches(microbatches, replicas, x):
 
 
 def _reject_data_dependent_losses(model):
-    if _compat.data_dependent_losses(model):
+    if compat.data_dependent_losses(model):
         raise DPConfigurationError(
             "a layer called add_loss() (e.g. an activity_regularizer) during the forward pass; that loss "
             "depends on the whole batch and cannot be clipped per example. Remove it, or fold it into the "
@@ -229,7 +229,7 @@ def _reject_weights_used_outside_their_layers(records, model):
 def _add_regularization_gradients(model, variables, grads, replicas):
     """Adds the gradient of the weight penalties (data-independent: no clipping, no noise) in place."""
     with tf.GradientTape() as tape:
-        penalty = _compat.weight_regularization_loss(model)
+        penalty = compat.weight_regularization_loss(model)
     if penalty is None:
         return None
     for i, g in enumerate(tape.gradient(penalty, variables)):

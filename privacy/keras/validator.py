@@ -16,7 +16,7 @@ is refused there), and DP optimizers refuse gradients that did not come from the
 
 from __future__ import annotations
 
-from privacy.keras import _compat, optimizers
+from privacy.keras import compat, optimizers
 from privacy.keras.params import DPConfigurationError
 
 _CROSS_EXAMPLE_LAYERS = {
@@ -50,7 +50,7 @@ def find_problems(model, *, target_epsilon: float | None = None) -> list[str]:
     if optimizer is not None and optimizers.gradient_accumulation_steps(optimizer) > 1:
         problems.append(optimizers.ACCUMULATION_REFUSED)
     if target_epsilon is not None and getattr(model, "optimizer", None) is not None and \
-            _compat.steps_per_execution(model) > 1:
+            compat.steps_per_execution(model) > 1:
         problems.append("steps_per_execution > 1 runs several steps between budget checks, so a target epsilon "
                         "could be overshot; compile with steps_per_execution=1")
     return problems

@@ -8,11 +8,11 @@ import tensorflow as tf
 from scipy import stats
 from sklearn.datasets import load_digits
 
-from privacy.keras import (DPConfigurationError, DPKerasAdamOptimizer, _compat, find_problems, fixed_size_batches,
+from privacy.keras import (DPConfigurationError, DPKerasAdamOptimizer, compat, find_problems, fixed_size_batches,
                            make_private, poisson_batches, private_training, sampling_of)
 from privacy.keras.noise import GaussianNoise
 
-K = _compat.default_keras()
+K = compat.default_keras()
 L = K.layers
 
 

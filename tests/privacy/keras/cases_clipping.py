@@ -7,11 +7,11 @@ independent computation that never goes through the layer rules.
 import numpy as np
 import tensorflow as tf
 
-from privacy.keras import DPConfigurationError, _compat, layer_rules, recording
+from privacy.keras import DPConfigurationError, compat, layer_rules, recording
 from privacy.keras.params import DPParams
 from privacy.keras.train_step import clipped_gradient_sum, per_example_loss
 
-K = _compat.default_keras()
+K = compat.default_keras()
 L = K.layers
 BATCH = 6
 
@@ -203,7 +203,7 @@ def _tied_model():
     def forget(tracked):
         del tracked[next(i for i, w in enumerate(tracked) if w is own)]
 
-    if _compat.is_tf_keras(output):
+    if compat.is_tf_keras(output):
         output.kernel = tied  # tf-keras stops tracking the kernel it replaces
     else:  # Keras 3 locks a built layer's state and reads Dense.kernel from _kernel
         output._tracker.unlock()

@@ -3,10 +3,10 @@
 import numpy as np
 import tensorflow as tf
 
-from privacy.keras import _compat, make_private
+from privacy.keras import compat, make_private
 from privacy.keras.train_step import per_example_loss
 
-K = _compat.default_keras()
+K = compat.default_keras()
 L = K.layers
 
 

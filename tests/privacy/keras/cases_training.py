@@ -15,9 +15,9 @@ from privacy.accounting import DpSgdMechanism, compute_epsilon
 from tensorboard.backend.event_processing import event_accumulator
 
 from privacy.keras import (DPConfigurationError, DPKerasSGDOptimizer, DPSequential, PrivacyBudgetCallback,
-                           PrivacyBudgetExceeded, _compat, make_private, poisson_batches, private_training)
+                           PrivacyBudgetExceeded, compat, make_private, poisson_batches, private_training)
 
-K = _compat.default_keras()
+K = compat.default_keras()
 L = K.layers
 
 
