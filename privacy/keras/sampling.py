@@ -247,7 +247,7 @@ def _in_place_gather(examples, n: int) -> Callable:
         raise DPConfigurationError(
             f"examples must be a tf.data.Dataset or a tuple (x, y) / (x, y, sample_weight) of arrays, got "
             f"{examples!r:.80}")
-    examples = tuple(examples)
+    examples = _tuples(tuple(examples))  # tf.data would stack a list of outputs' targets into one tensor
     _split(examples)
     arrays = [np.asarray(leaf) for leaf in tf.nest.flatten(examples)]
     sizes = sorted({len(a) if a.ndim else 0 for a in arrays})
@@ -265,6 +265,15 @@ def _in_place_gather(examples, n: int) -> Callable:
         return _padded(x, y, w, keep)
 
     return gather
+
+
+def _tuples(structure):
+    """``structure`` with its lists as tuples (tf.data reads a list as one tensor, a tuple as a structure)."""
+    if isinstance(structure, (list, tuple)):
+        return tuple(_tuples(part) for part in structure)
+    if isinstance(structure, dict):
+        return {key: _tuples(part) for key, part in structure.items()}
+    return structure
 
 
 def _split(element):

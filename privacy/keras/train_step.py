@@ -95,12 +95,65 @@ def clipped_gradient_sum(model, units, x, y, weights, params, *, expected_batch_
 
 
 def per_example_loss(model, y, y_pred):
-    """The compiled loss of each example, shape (batch,) (averaged over any other axes, as Keras does)."""
-    loss = _single(model.loss, "loss")
-    if loss is None:
+    """The compiled loss of each example, shape (batch,): for several outputs, the sum over outputs of each
+    output's loss times its ``loss_weights`` entry, as Keras weighs them (each averaged over any axes but
+    the batch, as Keras does)."""
+    if model.loss is None or (isinstance(model.loss, (dict, list, tuple)) and not model.loss):
         raise DPConfigurationError("the model has no loss: compile it with loss=... before training")
-    y_pred = _single(y_pred, "model output")
-    y = _single(y, "target")
+    outputs = _outputs(model, y, y_pred)
+    weights = compat.loss_weights(model)
+    total = None
+    for index, (name, target, prediction) in enumerate(outputs):
+        loss = _for_output(model.loss, name, index, len(outputs), "losses")
+        weight = 1.0 if weights is None else _for_output(weights, name, index, len(outputs), "loss_weights")
+        values = _one_loss(model, loss, target, prediction) * tf.cast(weight, tf.float32)
+        total = values if total is None else total + values
+    return total
+
+
+def _outputs(model, y, y_pred) -> list:
+    """[(output name, target, prediction)] for each output of the model."""
+    if isinstance(y_pred, dict):
+        names, predictions = list(y_pred), list(y_pred.values())
+    elif isinstance(y_pred, (list, tuple)):
+        predictions = list(y_pred)
+        names = list(getattr(model, "output_names", None) or [])
+        names = names if len(names) == len(predictions) else [str(i) for i in range(len(predictions))]
+    else:
+        return [(None, _unwrapped(y), y_pred)]
+    if len(predictions) == 1:
+        return [(names[0], _unwrapped(y), predictions[0])]
+    if isinstance(y, dict):
+        missing = [name for name in names if name not in y]
+        if missing:
+            raise DPConfigurationError(f"the targets have no entry for the model outputs {missing}")
+        targets = [y[name] for name in names]
+    elif isinstance(y, (list, tuple)) and len(y) == len(predictions):
+        targets = list(y)
+    else:
+        raise DPConfigurationError(f"the model has {len(predictions)} outputs {names}; give one target per output "
+                                   "(a list in output order, or a dict by output name)")
+    return list(zip(names, targets, predictions))
+
+
+def _for_output(value, name, index, count, what):
+    """``value``'s entry for one output: by name in a dict, by position in a list, else shared by all."""
+    if isinstance(value, dict):
+        if name not in value:
+            raise DPConfigurationError(f"the {what} given to compile have no entry for the output {name!r}")
+        return value[name]
+    if isinstance(value, (list, tuple)):
+        if len(value) != count:
+            raise DPConfigurationError(f"compile was given {len(value)} {what} for a model with {count} outputs")
+        return value[index]
+    return value
+
+
+def _unwrapped(value):
+    return value[0] if isinstance(value, (list, tuple)) and len(value) == 1 else value
+
+
+def _one_loss(model, loss, y, y_pred):
     keras = compat.keras_of(model)
     fn = keras.losses.get(loss) if isinstance(loss, (str, dict)) else loss
     if isinstance(fn, keras.losses.Loss):
@@ -149,24 +202,6 @@ def _unreduced(loss, keras):
             cache = loss.call
         object.__setattr__(loss, "_ppml_unreduced", cache)
     return cache
-
-
-def _single(value, what):
-    if isinstance(value, dict) and not value:
-        return None
-    if isinstance(value, dict):
-        if len(value) != 1:
-            raise DPConfigurationError(f"models with several outputs/losses are not supported yet (got {what}s "
-                                       f"{sorted(value)}); combine them into one per-example loss")
-        return next(iter(value.values()))
-    if isinstance(value, (list, tuple)) and what != "target":
-        if len(value) != 1:
-            raise DPConfigurationError(f"models with several outputs/losses are not supported yet (got "
-                                       f"{len(value)} {what}s); combine them into one per-example loss")
-        return value[0]
-    if isinstance(value, (list, tuple)) and len(value) == 1:
-        return value[0]
-    return value
 
 
 def _name(loss):
