@@ -9,6 +9,7 @@ model for serving (TFX Pusher/Evaluator included).
 
 from __future__ import annotations
 
+import functools
 import math
 import types
 import warnings
@@ -17,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from privacy.accounting import Sampling
-from privacy.keras import callback, compat, recording, sampling, validator
+from privacy.keras import callback, compat, optimizers, recording, sampling, validator
 from privacy.keras.params import DPConfigurationError, DPParams
 from privacy.keras.private_training import (CALLERS_DATASET, IN_ORDER, PERMUTED, PrivateTraining, attach, is_private,
                                             private_training)
@@ -358,7 +359,32 @@ def _defaults(options: dict) -> dict:
     return out
 
 
+def install_compile_hook(model_class) -> None:
+    """Makes ``model_class.compile`` make a model private when its optimizer is a DP optimizer.
+
+    TF Privacy's pattern, ``model.compile(optimizer=DPKerasSGDOptimizer(...), loss=...)`` on a plain
+    model, then trains privately: `make_private(model, sampling="shuffle")` (Keras' own batches, the once-
+    per-epoch bound). Models already private, and models whose class overrides `train_step` (their step
+    calls the optimizer's own `minimize` with the tape), are left as they are. Idempotent.
+    """
+    original = model_class.compile
+    if getattr(original, "ppml_compile_hook", False):
+        return
+
+    @functools.wraps(original)
+    def compile(model, *args, **kwargs):  # pylint: disable=redefined-builtin
+        result = original(model, *args, **kwargs)
+        if (optimizers.dp_params_of(getattr(model, "optimizer", None)) is not None and not is_private(model)
+                and not validator.overridden_training(model)):
+            make_private(model, sampling="shuffle")
+        return result
+
+    compile.ppml_compile_hook = True
+    model_class.compile = compile
+
+
 _keras = compat.default_keras()
+install_compile_hook(_keras.Model)
 DPModel = make_dp_model_class(_keras.Model)
 DPSequential = make_dp_model_class(_keras.Sequential)
 del _keras
