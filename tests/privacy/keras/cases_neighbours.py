@@ -258,7 +258,8 @@ def _recording_mlp(uses, inputs=4, outputs=3, seed=0):
 
 
 def _compiled(model, loss=None):
-    model.compile(optimizer=K.optimizers.SGD(0.1), loss=loss or K.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(optimizer=K.optimizers.SGD(0.1),
+                  loss=loss or K.losses.SparseCategoricalCrossentropy(from_logits=True))
     return model
 
 
