@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from privacy.encrypted import InProcessCluster  # noqa: E402
-from privacy.encrypted.benchmark import reference_plan, time_predictions  # noqa: E402
+from privacy.encrypted.benchmark import reference_bounds, reference_plan, time_predictions  # noqa: E402
 from privacy.encrypted.network import RemoteClient  # noqa: E402
 from privacy.encrypted.plan import Activation, Conv2D, Dense, Reshape  # noqa: E402
 from privacy.encrypted.processes import loopback_parties  # noqa: E402
@@ -76,7 +76,7 @@ def main():
         plan = reference_plan(name)
         x = np.random.default_rng(1).random((max(args.batches),) + plan.architecture.input_shape)
         model = keras_model(plan)
-        cluster = InProcessCluster(plan)
+        cluster = InProcessCluster(plan, reference_bounds(plan))
         for batch in args.batches:
             base = time_keras(model, x[:batch], args.repeats)
             rows.append(dict(model=name, mode="plaintext keras", **base))
@@ -85,7 +85,7 @@ def main():
             rows.append(dict(model=name, mode="in-process", max_abs_error=error,
                              vs_plaintext=measured["median_ms"] / base["median_ms"], **measured))
         if not args.skip_processes:
-            with loopback_parties(plan) as deployment, RemoteClient(deployment) as client:
+            with loopback_parties(plan, reference_bounds(plan)) as deployment, RemoteClient(deployment) as client:
                 for batch in args.batches:
                     base = next(r for r in rows if r["model"] == name and r["mode"] == "plaintext keras"
                                 and r["batch"] == batch)

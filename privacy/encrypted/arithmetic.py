@@ -1,28 +1,39 @@
-"""Arithmetic on replicated shares: public operations, multiplication, truncation, opening.
+"""Arithmetic on shares: public operations, local products, truncation and re-sharing, opening.
 
-Multiplication (ABY3, semi-honest): party i computes its term of a 3-out-of-3 sharing of x*y from
-the four components it holds, ``z_i = x_i y_i + x_i y_{i+1} + x_{i+1} y_i``, masks it with a fresh
-zero-sharing and sends it to party i-1 (`reshare`): one round, one ring element per output element
-per party, no dealer and no precomputed triples. Matrix products work the same way on matrices.
+Products (ABY3, semi-honest): from replicated shares, party i computes its term of an additive
+3-out-of-3 sharing of x*y locally, ``z_i = x_i y_i + x_i y_{i+1} + x_{i+1} y_i`` (matrix products the
+same way): `mul_local`, `matmul_local`. No dealer, no triples.
 
-Truncation (ABY3's Pi_trunc1 idea, SecureML's local shift on a two-out-of-two split): a fixed-point
-product carries 2f fractional bits and must be divided by 2^f. Write x = s + c2 with s = c0 + c1
-(held by party 0) and c2 (held by parties 1 and 2). Party 0 shifts s, parties 1 and 2 compute
--((-c2) >> f), and party 0 re-shares its part with one message: one round, one element per output
-element. Because s is uniformly random, the result is floor(x / 2^f) + e with e in {0, 1} and
-E[e] = frac(x / 2^f) (unbiased stochastic rounding), except with probability |x| / 2^64 (x in ring
-units), when it is off by about 2^(64-f). Such failures are what the overflow monitor catches: every
-secure comparison checks that its input lies in [-2^range_bits, 2^range_bits) and reports the bits
-above to the client (see `privacy.encrypted.comparison`).
+Truncation and re-sharing (`truncate`, one round): turn terms z_0 + z_1 + z_2 into a replicated share
+of floor(z / 2^shift) + e, e in {0, 1} (shift 0: of z exactly). With a helper h and the pair
+u = h+1, v = h+2: u sends z_u + a to v and v sends z_v + b to u (a is known to h and u, b to h and v,
+both fresh PRF output), so u and v both learn s = z_u + z_v + a + b, a uniformly random ring element;
+h computes the rest, w = z_h - a - b + 2^Z, from its own data. Then s + w = z + 2^Z, which lies in
+[0, 2^(Z+1)) because the model's interval analysis proves |z| < 2^Z (`privacy.encrypted.ranges`). The
+pair shifts s down, h rounds w up (``ceil(w / 2^shift) - 2^(64 - shift)``) and removes the offset;
+the sum of the two is floor(z / 2^shift) + e, with E[e] = frac(z / 2^shift) (unbiased), unless the
+unsigned sum s + w did not wrap past 2^64. That can only happen if s < 2^(Z+1): an event the pair
+sees, of probability 2^(Z+1-64), that does not depend on z or on anything secret (s is uniform
+whatever z is). The pair then sets `Party.rerun`, withholds its output shares, and the client runs
+the query again with fresh randomness. So a truncation never returns a wrong value unnoticed, and
+noticing reveals nothing. h splits its part into the two components it shares with u and with v and
+sends one to u; it knows its whole share before the round, which lets a following comparison, for
+which h is the helper, send its first message in the same round (`Pending`).
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import numpy as np
 
 from privacy.encrypted.party import Party
 from privacy.encrypted.ring import DTYPE, logical_shift
-from privacy.encrypted.shares import AShare
+from privacy.encrypted.rounds import Round
+from privacy.encrypted.shares import NUM_PARTIES, AShare, Terms
+
+HELPER = 2
+"""Default helper of `truncate`: parties 0 and 1 learn the masked sum, party 2 computes the rest."""
 
 
 def add_public(p: Party, x: AShare, c) -> AShare:
@@ -35,68 +46,142 @@ def add_public(p: Party, x: AShare, c) -> AShare:
     return AShare(x.a + np.zeros_like(c), x.b + np.zeros_like(c))
 
 
+def add_public_terms(p: Party, x: Terms, c) -> Terms:
+    """x + c on terms: the first party whose term may be nonzero adds c."""
+    c = np.asarray(c, dtype=DTYPE)
+    adder = 0 if x.zero != 0 else 1
+    return Terms(x.term + (c if p.index == adder else np.zeros_like(c)), x.zero)
+
+
 def public_share(p: Party, c: np.ndarray) -> AShare:
     """A (non-random) sharing of the public ring elements c."""
     zero = np.zeros_like(np.asarray(c, dtype=DTYPE))
     return add_public(p, AShare(zero, zero), c)
 
 
-def reshare(p: Party, z: np.ndarray) -> AShare:
-    """Turns this party's term z_i of a 3-out-of-3 sharing into a fresh replicated share (1 round)."""
-    z = z + p.zero_share(z.shape)
-    received = p.exchange({p.prev: [z]}, (p.next,))
-    return AShare(z, received[p.next][0])
+def mul_local(x: AShare, y: AShare) -> Terms:
+    """This party's term of the elementwise product x*y (no communication)."""
+    return Terms(x.a * y.a + x.a * y.b + x.b * y.a)
 
 
-def reshare_from_party0(p: Party, value: np.ndarray, *, xor: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Components (v - m, m, c2) of v + c2, from a v only party 0 knows: 1 round, one message.
+def matmul_local(x: AShare, w: AShare) -> Terms:
+    """This party's term of the matrix product x @ w (no communication)."""
+    return Terms(x.a @ (w.a + w.b) + x.b @ w.a)
 
-    Party 0 passes v; parties 1 and 2 pass the component c2 they both hold. The mask m is drawn from
-    k_1 (parties 0 and 1) and party 0 sends c0 = v - m to party 2. With ``xor`` the components are
-    (v ^ m, m, c2), a binary sharing of v ^ c2.
 
-    Returns:
-        This party's pair (c_i, c_{i+1}), for an `AShare` or a `BShare`.
+class Pending:
+    """A replicated share whose round is prepared but has not run yet.
+
+    Attributes:
+        rnd: the round that completes it (other operations may still add messages to it).
+        ready: the party that already knows its own share; the helper of a comparison of this value
+            sends its first message in `rnd` (`privacy.encrypted.comparison.compare`).
+        early: that party's share (None at the other parties).
+        shape: shape of the shared value.
     """
-    if p.index == 0:
-        m = p.prf_next.words(value.shape)
-        c0 = value ^ m if xor else value - m
-        p.exchange({2: [c0]})
-        return c0, m
-    if p.index == 1:
-        m = p.prf_self.words(value.shape)
-        p.exchange()
-        return m, value
-    return value, p.exchange({}, (0,))[0][0]
+
+    def __init__(self, rnd: Round, ready: int, early: AShare | None, finish: Callable[[], AShare], shape: tuple):
+        self.rnd, self.ready, self.early, self.shape = rnd, ready, early, tuple(shape)
+        self._finish, self._value = finish, None
+
+    def value(self) -> AShare:
+        """This party's share (runs the round if nobody has yet)."""
+        if self._value is None:
+            self.rnd.run()
+            self._value = self._finish()
+        return self._value
+
+    def then(self, fn: Callable[[AShare], AShare], shape: tuple) -> "Pending":
+        """The pending result of a local (public, linear) operation on this value."""
+        return Pending(self.rnd, self.ready, None if self.early is None else fn(self.early),
+                       lambda: fn(self.value()), shape)
+
+    @classmethod
+    def of_share(cls, p: Party, x: AShare, ready: int = HELPER) -> "Pending":
+        """An already known share, with a fresh (so far empty) round for messages about it."""
+        return cls(p.round(), ready, x if p.index == ready else None, lambda: x, x.shape)
 
 
-def mul_local(x: AShare, y: AShare) -> np.ndarray:
-    """This party's 3-out-of-3 term of the elementwise product x*y (no communication)."""
-    return x.a * y.a + x.a * y.b + x.b * y.a
+def _ceil_shift(w: np.ndarray, shift: int) -> np.ndarray:
+    """ceil(w / 2^shift) - 2^(64 - shift) mod 2^64 for w != 0 (and 0 for w == 0)."""
+    return -logical_shift(-w, shift)
 
 
-def matmul_local(x: AShare, w: AShare) -> np.ndarray:
-    """This party's 3-out-of-3 term of the matrix product x @ w (no communication)."""
-    return x.a @ (w.a + w.b) + x.b @ w.a
+def truncate(p: Party, z: Terms, *, shift: int, bound_bits: int = 0, helper: int = HELPER,
+             rnd: Round | None = None) -> Pending:
+    """Replicated share of floor(z / 2^shift) + {0, 1} from terms with |z| < 2^bound_bits: 1 round.
+
+    See the module docstring. With shift 0 this only re-shares z (exactly). With shift > 0,
+    `bound_bits` must be at least `shift` and at most 61, and a draw inside the failure window sets
+    ``p.rerun``.
+
+    Args:
+        rnd: an open round to add the messages to (default: a new one).
+    """
+    if shift and not shift <= bound_bits <= 61:
+        raise ValueError(f"truncation needs shift <= bound_bits <= 61, got shift {shift}, bound_bits {bound_bits}")
+    h, u, v = helper, (helper + 1) % NUM_PARTIES, (helper + 2) % NUM_PARTIES
+    rnd = rnd or p.round()
+    shape = z.shape
+    if p.index == h:
+        a, b = p.prf_with(u).words(shape), p.prf_with(v).words(shape)
+        rest = z.term - a - b
+        if shift:
+            rest = _ceil_shift(rest + DTYPE(1 << bound_bits), shift) - DTYPE(1 << (bound_bits - shift))
+        r = p.prf_with(v).words(shape)
+        rnd.send(u, rest - r)
+        share = AShare(r, rest - r)  # components (c_h, c_u)
+        return Pending(rnd, h, share, lambda: share, shape)
+    first = p.index == u
+    mask = p.prf_with(h).words(shape)  # a at u, b at v
+    r = None if first else p.prf_with(h).words(shape)
+    rnd.send(v if first else u, z.term + mask)
+    other = rnd.receive(v if first else u, shape)
+    from_helper = rnd.receive(h, shape) if first else None
+
+    def finish() -> AShare:
+        s = z.term + mask + other.value
+        if shift:
+            if np.any(s < DTYPE(1 << (bound_bits + 1))):
+                p.rerun = True
+            s = logical_shift(s, shift)
+        return AShare(from_helper.value, s) if first else AShare(s, r)  # u: (c_u, c_v); v: (c_v, c_h)
+
+    return Pending(rnd, h, None, finish, shape)
 
 
-def mul(p: Party, x: AShare, y: AShare) -> AShare:
-    """Elementwise x*y without truncation (for products with 0/1 bits or integers): 1 round."""
-    return reshare(p, mul_local(x, y))
+def reshare_pair(p: Party, y: Terms, rnd: Round | None = None) -> Pending:
+    """Replicated share of y = t_u + t_v, held by the pair u, v of helper ``h = y.zero``: 1 round.
+
+    The pair draws nu and xi from their common key and sends the helper t_u - nu + xi and t_v - xi
+    (uniform to it); the components are (c_h, c_u, c_v) = (t_v - xi, t_u - nu + xi, nu). Party u knows
+    its share before the round (`Pending.ready`), so a comparison with u as helper can start in it.
+    """
+    h = y.zero
+    if h is None:
+        raise ValueError("reshare_pair needs terms with one zero party")
+    u, v = (h + 1) % NUM_PARTIES, (h + 2) % NUM_PARTIES
+    rnd = rnd or p.round()
+    shape = y.shape
+    if p.index == h:
+        c_u, c_h = rnd.receive(u, shape), rnd.receive(v, shape)
+        return Pending(rnd, u, None, lambda: AShare(c_h.value, c_u.value), shape)
+    pair = p.prf_with(v if p.index == u else u)
+    nu, xi = pair.words(shape), pair.words(shape)
+    if p.index == u:
+        c_u = y.term - nu + xi
+        rnd.send(h, c_u)
+        share = AShare(c_u, nu)
+        return Pending(rnd, u, share, lambda: share, shape)
+    c_h = y.term - xi
+    rnd.send(h, c_h)
+    share = AShare(nu, c_h)
+    return Pending(rnd, u, None, lambda: share, shape)
 
 
-def truncate(p: Party, x: AShare, bits: int) -> AShare:
-    """floor(x / 2^bits) + {0, 1}, probabilistically (see module docstring): 1 round."""
-    d = DTYPE(bits)
-    if p.index == 0:
-        return AShare(*reshare_from_party0(p, logical_shift(x.a + x.b, d)))
-    c2 = x.b if p.index == 1 else x.a
-    return AShare(*reshare_from_party0(p, -logical_shift(-c2, d)))
-
-
-def open_share(p: Party, x: AShare) -> np.ndarray:
-    """What party i sends the output's owner: its component, re-randomized by a zero-sharing.
+def open_terms(p: Party, x: Terms) -> np.ndarray:
+    """What this party sends the output's owner: its term, re-randomized by a zero-sharing.
 
     The three values are a uniformly random 3-out-of-3 sharing of x, so they reveal x and nothing else.
     """
-    return x.a + p.zero_share(x.shape)
+    return x.term + p.zero_share(x.shape)

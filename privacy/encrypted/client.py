@@ -1,10 +1,13 @@
-"""The client's side of a private prediction: share the input, reconstruct and check the output.
+"""The client's side of a private prediction: check and share the input, reconstruct the output.
 
-The client encodes its input in fixed point, splits it into replicated shares (one pair per party)
-and later sums the three output shares it gets back. It alone sees the result. It also reconstructs
-the overflow monitor's words: any nonzero word means a probabilistic truncation failed somewhere (or
-a value left the representable range), and the prediction is rejected with `OverflowDetected`
-instead of returning a wrong answer; a fresh run uses fresh randomness and almost surely succeeds.
+The client checks its input against the public input bounds the model was shared with (inputs
+outside them are refused before anything is shared: the parties' computation is only proven correct
+inside them), encodes it in fixed point, splits it into replicated shares (one pair per party) and
+later combines the three output shares it gets back. It alone sees the result, and it gets nothing
+else: no intermediate value, no per-neuron signal. If a party reports that a truncation's randomness
+fell into its failure window (an event independent of all data), that party withholds its share and
+the client runs the query again with fresh randomness; a result outside the model's proven output
+range is rejected too (`ResultRejected`).
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ from typing import Callable
 
 import numpy as np
 
-from privacy.encrypted.ring import FixedPoint
-from privacy.encrypted.shares import reconstruct, reconstruct_xor, share
+from privacy.encrypted.ranges import RangePlan
+from privacy.encrypted.ring import DTYPE, FixedPoint, as_signed
+from privacy.encrypted.shares import reconstruct, share
 
 
-class OverflowDetected(RuntimeError):
-    """The overflow monitor fired: the shared computation left its range; the result was discarded."""
+class ResultRejected(RuntimeError):
+    """No acceptable result: every attempt was asked to re-run, or the output left its proven range."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,30 +35,36 @@ class Prediction:
             (probabilities for softmax/sigmoid models); None when only labels were requested.
         logits: (batch, units) pre-activation outputs; None when only labels were requested.
         labels: (batch,) predicted class (argmax of the logits, or logit > 0 for a single unit).
+        attempts: how many runs it took (more than 1 after re-runs).
     """
 
     outputs: np.ndarray | None
     logits: np.ndarray | None
     labels: np.ndarray
+    attempts: int = 1
 
 
-def encode_input(x, input_shape: tuple, fixed: FixedPoint) -> np.ndarray:
-    """Checks the shape of a batch of inputs and encodes it.
+def encode_input(x, input_shape: tuple, fixed: FixedPoint, ranges: RangePlan | None = None) -> np.ndarray:
+    """Checks the shape (and the bounds of `ranges`) of a batch of inputs and encodes it.
 
     Raises:
-        ValueError: naming the expected and the actual shape, or the range problem.
+        ValueError: naming the expected and the actual shape, or the encoding problem.
+        InputOutOfBounds: if `ranges` is given and a value lies outside its input bounds.
     """
     x = np.asarray(x, dtype=np.float64)
     if x.shape[1:] != tuple(input_shape) or x.ndim != len(input_shape) + 1:
         raise ValueError(f"input has shape {x.shape}, expected (batch,) + {tuple(input_shape)}")
     if x.shape[0] == 0:
         raise ValueError("input batch is empty")
-    return fixed.encode(x, what="input")
+    encoded = fixed.encode(x, what="input")
+    if ranges is not None:
+        ranges.input_bounds.check(encoded, fixed)
+    return encoded
 
 
-def share_input(x, input_shape: tuple, fixed: FixedPoint) -> list[tuple[np.ndarray, np.ndarray]]:
+def share_input(x, input_shape: tuple, fixed: FixedPoint, ranges: RangePlan | None = None) -> list:
     """Encoded, replicated shares of a batch of inputs; element i goes to party i."""
-    return share(encode_input(x, input_shape, fixed))
+    return share(encode_input(x, input_shape, fixed, ranges))
 
 
 def _activate(logits: np.ndarray, activation: str) -> np.ndarray:
@@ -66,48 +76,53 @@ def _activate(logits: np.ndarray, activation: str) -> np.ndarray:
     return logits
 
 
-def reconstruct_prediction(values: list[np.ndarray], overflow: list[np.ndarray], *, output: str,
-                           output_activation: str, fixed: FixedPoint) -> Prediction:
-    """Sums the parties' output shares, checks the overflow monitor, decodes.
+class RerunRequested(Exception):
+    """A party asked for the query to be run again (internal to `predict_with_retries`)."""
+
+
+def reconstruct_prediction(shares: list, *, output: str, output_activation: str, ranges: RangePlan) -> Prediction:
+    """Combines the three parties' `OutputShare`s, checks the proven output range, decodes.
 
     Raises:
-        OverflowDetected: if any monitor word is nonzero.
+        RerunRequested: if a party withheld its share and asked for a re-run.
+        ResultRejected: if a logit lies outside the model's proven output range.
     """
-    words = reconstruct_xor(overflow)
-    if np.any(words):
-        raise OverflowDetected(f"{int(np.count_nonzero(words))} compared value(s) left the representable range "
-                               f"(a probabilistic truncation failed or activations are too large); result discarded")
-    result = reconstruct(values)
+    if any(s.rerun or s.values is None for s in shares):
+        raise RerunRequested
+    values = [np.asarray(s.values, dtype=DTYPE) for s in shares]
+    result = (values[0] ^ values[1] ^ values[2]) if shares[0].combine == "xor" else reconstruct(values)
     if output == "label":
-        return Prediction(None, None, result.view(np.int64).astype(np.int64))
-    logits = fixed.decode(result)
-    if np.any(np.abs(logits) > fixed.max_abs):
-        raise OverflowDetected("an output left the representable range (a probabilistic truncation failed); "
-                               "result discarded")
-    outputs = _activate(logits, output_activation)
-    labels = (logits[..., 0] > 0).astype(np.int64) if logits.shape[-1] == 1 else logits.argmax(axis=-1)
-    return Prediction(outputs, logits, labels)
+        return Prediction(None, None, as_signed(result).astype(np.int64))
+    integers = as_signed(result)
+    limit = 2 ** ranges.output_bits
+    if np.any((integers < -limit) | (integers >= limit)):
+        raise ResultRejected("the reconstructed output lies outside the model's proven output range; "
+                             "result discarded (a party deviated from the protocol or the data was corrupted)")
+    logits = integers.astype(np.float64) / float(1 << shares[0].frac_bits)
+    labels = (integers[..., 0] > 0).astype(np.int64) if logits.shape[-1] == 1 else integers.argmax(axis=-1)
+    return Prediction(_activate(logits, output_activation), logits, labels)
 
 
-def predict_with_retries(run: Callable[[], tuple[list[np.ndarray], list[np.ndarray]]], *, retries: int, output: str,
-                         output_activation: str, fixed: FixedPoint) -> Prediction:
-    """Reconstructs ``run()``'s prediction, running it again (with fresh randomness) if the overflow monitor fires.
+def predict_with_retries(run: Callable[[], list], *, retries: int, output: str, output_activation: str,
+                         ranges: RangePlan) -> Prediction:
+    """Reconstructs ``run()``'s prediction, running it again (fresh shares, fresh randomness) on a re-run request.
 
     Args:
-        run: one private prediction from freshly shared input; returns the parties' output shares and
-            overflow words (see `reconstruct_prediction`).
+        run: one private prediction from freshly shared input; returns the three `OutputShare`s.
         retries: runs after the first one before giving up.
 
     Raises:
-        OverflowDetected: if all 1 + `retries` runs overflowed.
+        ResultRejected: if all 1 + `retries` runs asked for a re-run.
     """
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValueError(f"retries must be an integer >= 0, got {retries!r}")
     for attempt in range(retries + 1):
-        values, overflow = run()
         try:
-            return reconstruct_prediction(values, overflow, output=output, output_activation=output_activation,
-                                          fixed=fixed)
-        except OverflowDetected:
-            if attempt == retries:
-                raise
+            prediction = reconstruct_prediction(run(), output=output, output_activation=output_activation,
+                                                ranges=ranges)
+        except RerunRequested:
+            continue
+        return dataclasses.replace(prediction, attempts=attempt + 1)
+    raise ResultRejected(f"all {retries + 1} attempts were asked to re-run (a truncation's randomness fell into "
+                         f"its failure window, probability {ranges.rerun_probability:.2g} per example, independent "
+                         f"of the data); try again")

@@ -1,151 +1,192 @@
-"""Secure comparison by bit decomposition, and what is built on it: ReLU, maximum, argmax.
+"""Secure comparison with a helper, and the gating of values by its result (ReLU, max, argmax).
 
-Bits are handled 64 at a time: a binary share packs the 64 bits of a ring element into one uint64
-word, so XOR, shifts and bit broadcasts are local word operations and one AND round processes all
-bits of all elements at once.
+Every replicated share splits into two addends without communication: x = A + B with A = c_{h+2},
+the component the pair u = h+1, v = h+2 holds in common, and B = c_h + c_{h+1}, the sum of the
+helper h's two components. When the interval analysis proves x in [-2^R, 2^R), the sign of x is bit
+R of X = A + B' with B' = B + 2^R, and that bit is A_R xor B'_R xor carry, where carry = [a > c'] for
+a = A mod 2^R (known to the pair) and c' = 2^R - 1 - (B' mod 2^R) (known to the helper).
 
-Bit decomposition (ABY3's A2B with a Kogge-Stone adder): x = s + c2 with s = c0 + c1 known to party
-0 and c2 known to parties 1 and 2. Party 0 XOR-shares s (1 round); the two binary numbers are added
-with a parallel-prefix adder: generate g = s & c2 (1 round) and six prefix levels (1 round each),
-8 rounds in all. The sign bit of x is bit 63 of the sum. The same sum is used for the overflow
-monitor: the bits of ``(x XOR sign) >> range_bits`` are zero exactly when -2^range_bits <= x < 2^range_bits, and
-are opened to the client with the output.
+`compare` decides [a > c'] in the style of SecureNN's private compare, with the roles of two parties
+who know one number and a third who knows the other:
 
-Bit injection (a 0/1 bit times an arithmetic share): party 0 knows c = b0 ^ b1 and parties 1, 2 know
-b2; b = c + b2 - 2*c*b2 over the ring takes one sharing round and one multiplication round, and the
-product with x one more. ReLU(x) = x * NOT sign(x): 11 rounds. max(a, b) = a + [a < b] * (b - a).
+1. The helper sends u additive shares mod p = 127 of the R bits of c' (v draws its shares from the
+   key it shares with the helper). This message rides on the round that made x (`Pending`).
+2. The pair draws a secret bit beta. For beta = 0 it tests a > c', for beta = 1 it tests c' > a - 1
+   (c' >= a); in both cases the test is whether some w_i = 0 for
+   ``w_i = (y_i - t_i + 1) + sum_{j>i} (t_j xor y_j)`` (t, y the tested numbers' bits), which is
+   linear in the shared bits of c'. Each w_i is multiplied by a random nonzero rho_i, the vector is
+   rotated by a random offset, both pair members mask their shares with a common random vector and
+   send them to the helper. The helper adds them: at most one entry is zero, at a uniformly random
+   position, and the others are uniform nonzero; it learns delta = carry xor beta, a uniform bit.
+   One round, R bytes per element from each pair member.
+
+Then [x >= 0] = beta' xor delta' with beta' = A_R xor beta at the pair and delta' = B'_R xor delta at
+the helper (`Bit`). `gate` multiplies values by that bit in one round (the helper sends u three masked
+products per value) and leaves the results as terms of u and v (`Terms` with the helper's term zero);
+`arithmetic.reshare_pair` makes them replicated again when a product with secret weights needs that.
+ReLU(x) = x * [x >= 0]: one comparison round, one gating round, plus one re-sharing round before the
+next secret product, and the helper's first message merged into the round that made x.
+
+Correctness needs x in [-2^R, 2^R), which `privacy.encrypted.ranges` proves for every compared value
+from the declared input bounds; nothing here detects a violation, and nothing is revealed either.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from privacy.encrypted.arithmetic import mul, public_share, reshare_from_party0
+from privacy.encrypted.arithmetic import Pending
 from privacy.encrypted.party import Party
 from privacy.encrypted.ring import DTYPE
-from privacy.encrypted.shares import AShare, BShare
+from privacy.encrypted.shares import NUM_PARTIES, AShare, Terms
 
-_ONE = DTYPE(1)
-WORD_BITS = 64
-
-
-def _and_local(x: BShare, y: BShare) -> np.ndarray:
-    return (x.a & y.a) ^ (x.a & y.b) ^ (x.b & y.a)
-
-
-def and_many(p: Party, pairs: list[tuple[BShare, BShare]]) -> list[BShare]:
-    """Bitwise ANDs of several pairs of binary shares in one round."""
-    terms = [_and_local(x, y) for x, y in pairs]
-    flat = np.concatenate([t.ravel() for t in terms])
-    flat = flat ^ p.zero_share_xor(flat.shape)
-    received = p.exchange({p.prev: [flat]}, (p.next,))[p.next][0]
-    out, start = [], 0
-    for t in terms:
-        out.append(BShare(flat[start:start + t.size].reshape(t.shape), received[start:start + t.size].reshape(t.shape)))
-        start += t.size
-    return out
+MODULUS = 127
+"""The prime p of the helper's test vectors: larger than every w_i (at most R + 2 <= 63), and 2^7 - 1,
+so that residues fit a byte and sample with few rejections."""
+MAX_BITS = 61
+"""Largest R: compared values must lie in [-2^61, 2^61)."""
 
 
-def _shl(x: BShare, k: int) -> BShare:
-    return x.map(lambda c: c << DTYPE(k))
+@dataclasses.dataclass(frozen=True)
+class Bit:
+    """A secret bit b = beta' xor delta': `value` is beta' at the helper's pair, delta' at the helper."""
+
+    helper: int
+    value: np.ndarray
+
+    @property
+    def shape(self) -> tuple:
+        return self.value.shape
 
 
-def bit_decompose(p: Party, x: AShare) -> BShare:
-    """Binary share of the ring elements x (all 64 bits): 8 rounds."""
-    zero = np.zeros(x.shape, dtype=DTYPE)
-    s = BShare(*reshare_from_party0(p, x.a + x.b if p.index == 0 else zero, xor=True))
-    c2 = BShare(zero, x.b) if p.index == 1 else BShare(x.a, zero) if p.index == 2 else BShare(zero, zero)
-    propagate = s ^ c2
-    (generate,) = and_many(p, [(s, c2)])
-    group_p, group_g, k = propagate, generate, 1
-    while k < WORD_BITS:
-        if 2 * k < WORD_BITS:
-            new_g, group_p = and_many(p, [(group_p, _shl(group_g, k)), (group_p, _shl(group_p, k))])
-        else:
-            (new_g,) = and_many(p, [(group_p, _shl(group_g, k))])
-        group_g = group_g ^ new_g
-        k *= 2
-    return propagate ^ _shl(group_g, 1)
+def _roles(helper: int) -> tuple[int, int, int]:
+    return helper, (helper + 1) % NUM_PARTIES, (helper + 2) % NUM_PARTIES
 
 
-def sign_bit(p: Party, x: AShare) -> BShare:
-    """[x < 0] as a binary share in bit 0 of each word; records the overflow check of x."""
-    bits = bit_decompose(p, x)
-    sign = bits.map(lambda c: c >> DTYPE(WORD_BITS - 1))
-    spread = bits.map(lambda c: (c.view(np.int64) >> np.int64(WORD_BITS - 1)).view(DTYPE))
-    p.overflow_words.append((bits ^ spread).map(lambda c: (c >> DTYPE(p.range_bits)).ravel()))
-    return sign
+def _bits(v: np.ndarray, count: int) -> np.ndarray:
+    """Bits count-1..0 of uint64 values, most significant first, as int16 along a trailing axis."""
+    v = np.asarray(v, dtype=DTYPE)
+    top = np.ascontiguousarray(v.reshape(-1, 1) << DTYPE(64 - count))
+    flat = np.unpackbits(top.byteswap().view(np.uint8), axis=-1, count=count)
+    return flat.reshape(v.shape + (count,)).astype(np.int16)
 
 
-def bit_not(p: Party, bit: BShare) -> BShare:
-    """1 - bit for bits held in bit 0 (flips component 0, held by parties 0 and 2)."""
-    if p.index == 0:
-        return BShare(bit.a ^ _ONE, bit.b)
-    if p.index == 2:
-        return BShare(bit.a, bit.b ^ _ONE)
-    return bit
+_OFFSET = 1 << 14
+_REDUCE = ((np.arange(2 * _OFFSET) - _OFFSET) % MODULUS).astype(np.int16)
 
 
-def bit_to_arith(p: Party, bit: BShare) -> AShare:
-    """A 0/1 bit (bit 0 of each word) as an arithmetic share of the integer 0 or 1: 2 rounds."""
-    zero = np.zeros(bit.shape, dtype=DTYPE)
-    c = AShare(*reshare_from_party0(p, (bit.a ^ bit.b) & _ONE if p.index == 0 else zero))
-    b2 = (AShare(zero, bit.b & _ONE) if p.index == 1 else AShare(bit.a & _ONE, zero) if p.index == 2
-          else AShare(zero, zero))
-    both = mul(p, c, b2)
-    return c + b2 - both.times_public(DTYPE(2))
+def _mod(w: np.ndarray) -> np.ndarray:
+    """w mod p for int16 values in [-2^14, 2^14) (a table lookup: numpy's integer remainder is slow)."""
+    return _REDUCE[w + _OFFSET]
 
 
-def less_than_zero(p: Party, x: AShare) -> AShare:
-    """[x < 0] as an arithmetic 0/1 share: 10 rounds."""
-    return bit_to_arith(p, sign_bit(p, x))
+def _before(g: np.ndarray) -> np.ndarray:
+    """sum of g over the earlier positions of the last axis (the more significant bits)."""
+    return np.cumsum(g, axis=-1, dtype=np.int16) - g
 
 
-def relu(p: Party, x: AShare) -> AShare:
-    """max(x, 0) exactly, elementwise: 11 rounds."""
-    positive = bit_to_arith(p, bit_not(p, sign_bit(p, x)))
-    return mul(p, positive, x)
+def _rotate(w: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Each row of the last axis rotated left by its own offset."""
+    rows = w.reshape(-1, w.shape[-1])
+    doubled = np.lib.stride_tricks.sliding_window_view(np.concatenate([rows, rows], axis=-1), w.shape[-1], axis=-1)
+    return doubled[np.arange(len(rows)), offsets.reshape(-1)].reshape(w.shape)
 
 
-def maximum(p: Party, x: AShare) -> AShare:
-    """Maximum over the last axis by a tournament: ceil(log2 n) comparison levels of 11 rounds."""
-    while x.shape[-1] > 1:
-        pairs = x.shape[-1] // 2
-        left = x.map(lambda c: c[..., 0:2 * pairs:2])
-        right = x.map(lambda c: c[..., 1:2 * pairs:2])
-        diff = right - left
-        right_wins = less_than_zero(p, -diff)
-        best = left + mul(p, right_wins, diff)
-        if x.shape[-1] % 2:
-            best = _append_last(best, x)
-        x = best
-    return x.map(lambda c: c[..., 0])
+def compare(p: Party, x: Pending, bits: int, *, strict: bool = False) -> Bit:
+    """[x >= 0] (or [x > 0] with `strict`) for x in [-2^bits, 2^bits) (x - 1 in that range if strict).
+
+    The helper is ``x.ready``; its first message goes into ``x.rnd`` (which then runs), the second round
+    is the pair's. See the module docstring.
+    """
+    if not 1 <= bits <= MAX_BITS:
+        raise ValueError(f"comparison bits must be in [1, {MAX_BITS}], got {bits}")
+    h, u, v = _roles(x.ready)
+    shape, low = x.shape, DTYPE((1 << bits) - 1)
+    offset = DTYPE((1 << bits) - (1 if strict else 0))
+    if p.index == h:
+        big = x.early.a + x.early.b + offset  # B'
+        shares = p.prf_with(v).residues(shape + (bits,), MODULUS)
+        x.rnd.send(u, _mod(_bits(low - (big & low), bits) - shares).astype(np.uint8))
+        x.value()
+        rnd = p.round()
+        vectors = [rnd.receive(j, shape + (bits,), np.uint8) for j in (u, v)]
+        rnd.run()
+        total = vectors[0].value.astype(np.int16) + vectors[1].value
+        delta = np.any((total == 0) | (total == MODULUS), axis=-1).astype(DTYPE)
+        return Bit(h, ((big >> DTYPE(bits)) & DTYPE(1)) ^ delta)
+    first = p.index == u
+    slot = x.rnd.receive(h, shape + (bits,), np.uint8) if first else None
+    shares = None if first else p.prf_with(h).residues(shape + (bits,), MODULUS)
+    share = x.value()
+    big = share.b if first else share.a  # A = c_{h+2}
+    shares = (slot.value if first else shares).astype(np.int16)
+    pair = p.prf_with(v if first else u)
+    beta = pair.words(shape) & DTYPE(1)
+    rho = pair.residues(shape + (bits,), MODULUS - 1).astype(np.int16) + 1
+    rotation = (pair.words(shape) % DTYPE(bits)).astype(np.int64)
+    mask = pair.residues(shape + (bits,), MODULUS).astype(np.int16)
+    a = big & low
+    t = _bits(np.where(beta == 1, (a - DTYPE(1)) & low, a), bits)  # a, or a - 1 for the test c' > a - 1
+    negate = (beta == 1)[..., None]  # False: is a > c'; True: is c' > a - 1
+    g = shares - 2 * t * shares  # (t_j xor c'_j) - t_j, on shares of c'
+    if first:
+        g += t
+        w = _before(g) + np.where(negate, t - shares, shares - t) + 1
+    else:
+        w = _before(g) + np.where(negate, -shares, shares)
+    always = (beta == 1) & (a == 0)  # c' > -1 holds: a vector with exactly one zero
+    if np.any(always):
+        w[always] = np.concatenate([[0], np.ones(bits - 1, dtype=np.int16)]) if first else 0
+    w = _mod(w) * rho + (mask if first else MODULUS - mask)
+    rnd = p.round()
+    rnd.send(h, _mod(_rotate(w, rotation)).astype(np.uint8))
+    rnd.run()
+    return Bit(h, ((big >> DTYPE(bits)) & DTYPE(1)) ^ beta)
 
 
-def argmax(p: Party, x: AShare) -> AShare:
-    """Index of the maximum over the last axis (first index on ties), as an arithmetic integer share."""
-    index = public_share(p, np.broadcast_to(np.arange(x.shape[-1], dtype=DTYPE), x.shape).copy())
-    while x.shape[-1] > 1:
-        pairs = x.shape[-1] // 2
-        pick = lambda s, start: s.map(lambda c: c[..., start:2 * pairs:2])  # noqa: E731
-        left, right, left_i, right_i = pick(x, 0), pick(x, 1), pick(index, 0), pick(index, 1)
-        diff, diff_i = right - left, right_i - left_i
-        right_wins = less_than_zero(p, left - right)
-        both = mul(p, AShare(np.stack([right_wins.a] * 2), np.stack([right_wins.b] * 2)),
-                   AShare(np.stack([diff.a, diff_i.a]), np.stack([diff.b, diff_i.b])))
-        new_x = left + both.map(lambda c: c[0])
-        new_i = left_i + both.map(lambda c: c[1])
-        if x.shape[-1] % 2:
-            new_x, new_i = _append_last(new_x, x), _append_last(new_i, index)
-        x, index = new_x, new_i
-    return index.map(lambda c: c[..., 0])
+def gate(p: Party, bit: Bit, values: list[AShare]) -> list[Terms]:
+    """value * bit for each value (shapes equal to the bit's): 1 round; terms of the helper's pair.
+
+    With b = beta' + sigma * delta' (sigma = 1 - 2 beta') and value = A + B:
+    value * b = A beta' + B beta' + sigma A delta' + sigma B delta'. The helper sends u the B-side
+    factors delta', B and B delta', each minus a mask drawn from the key it shares with v; u and v
+    then hold additive terms of the product.
+    """
+    h, u, v = _roles(bit.helper)
+    shape = bit.shape
+    rnd = p.round()
+    if p.index == h:
+        key = p.prf_with(v)
+        delta = bit.value
+        rnd.send(u, delta - key.words(shape))
+        for value in values:
+            both = value.a + value.b
+            rnd.send(u, both - key.words(shape))
+            rnd.send(u, both * delta - key.words(shape))
+        rnd.run()
+        return [Terms(np.zeros(shape, dtype=DTYPE), h) for _ in values]
+    beta = bit.value
+    sigma = DTYPE(1) - DTYPE(2) * beta
+    if p.index == u:
+        delta = rnd.receive(h, shape)
+        factors = [(rnd.receive(h, shape), rnd.receive(h, shape)) for _ in values]
+        rnd.run()
+        return [Terms(value.b * beta + beta * both.value + sigma * value.b * delta.value + sigma * product.value, h)
+                for value, (both, product) in zip(values, factors)]
+    key = p.prf_with(h)
+    delta = key.words(shape)
+    masks = [(key.words(shape), key.words(shape)) for _ in values]
+    rnd.run()
+    return [Terms(beta * both + sigma * value.a * delta + sigma * product, h)
+            for value, (both, product) in zip(values, masks)]
 
 
-def _append_last(best: AShare, source: AShare) -> AShare:
-    return AShare(np.concatenate([best.a, source.a[..., -1:]], axis=-1),
-                  np.concatenate([best.b, source.b[..., -1:]], axis=-1))
-
-
-def positive(p: Party, x: AShare) -> BShare:
-    """[x > 0] as a binary share in bit 0 (the label of a single-logit classifier)."""
-    return sign_bit(p, -x)
+def open_bit(p: Party, bit: Bit) -> np.ndarray:
+    """What this party sends the output's owner: three XOR shares of the bit, uniform one by one."""
+    h, u, v = _roles(bit.helper)
+    if p.index == h:
+        return bit.value
+    blind = p.prf_with(v if p.index == u else u).words(bit.shape) & DTYPE(1)
+    return bit.value ^ blind if p.index == u else blind

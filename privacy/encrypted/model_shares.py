@@ -2,57 +2,62 @@
 
 `share_model` runs in the model owner's process. It encodes the weights and splits every kernel and
 bias into replicated shares; bundle i holds only the components party i may see (two uniformly random
-ring arrays per tensor) plus the public architecture, the fixed-point format and a random model id
-that lets the client check that all three parties serve the same sharing.
+ring arrays per tensor) plus the public architecture, the fixed-point format, the range plan proven
+from the declared input bounds (`privacy.encrypted.ranges`; sharing is refused if the model's values
+could leave the ring's headroom) and a random model id that lets the client check that all three
+parties serve the same sharing.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
-import os
 import secrets
 
 import numpy as np
 
 from privacy.encrypted.plan import Architecture, EncodedLayer, ModelPlan
+from privacy.encrypted.ranges import InputBounds, RangePlan, analyse
 from privacy.encrypted.ring import FixedPoint
+from privacy.encrypted.secret_files import write_owner_only
 from privacy.encrypted.shares import NUM_PARTIES, AShare, share
 
-FORMAT = "ppml-encrypted-model-share/1"
+FORMAT = "ppml-encrypted-model-share/2"
 
 
 @dataclasses.dataclass(frozen=True)
 class PartyModel:
-    """Party `index`'s share of a model: public architecture and format, private weight shares."""
+    """Party `index`'s share of a model: public architecture, format and range plan, private weight shares."""
 
     index: int
     model_id: str
     architecture: Architecture
     fixed: FixedPoint
+    ranges: RangePlan
     weights: dict
 
     def public_info(self) -> dict:
-        """What any party may tell a client: id, input shape, output activation, fixed-point format."""
+        """What any party may tell a client: id, shapes, output activation, fixed-point format, range plan."""
         return {"model_id": self.model_id, "input_shape": list(self.architecture.input_shape),
                 "output_shape": list(self.architecture.output_shape),
-                "output_activation": self.architecture.output_activation, "frac_bits": self.fixed.frac_bits}
+                "output_activation": self.architecture.output_activation, "frac_bits": self.fixed.frac_bits,
+                "ranges": self.ranges.to_dict()}
 
     def save(self, path: str) -> None:
         """Writes the bundle as one .npz file (the weight components and a JSON header), readable by its
         owner only: two parties' bundles together give the plaintext weights."""
         header = {"format": FORMAT, "index": self.index, "model_id": self.model_id,
-                  "frac_bits": self.fixed.frac_bits, "architecture": self.architecture.to_dict()}
+                  "frac_bits": self.fixed.frac_bits, "architecture": self.architecture.to_dict(),
+                  "ranges": self.ranges.to_dict()}
         arrays = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
         for name, layer in self.weights.items():
             for part in ("kernel", "bias"):
                 comp = getattr(layer, part)
                 arrays[f"{name}/{part}/a"], arrays[f"{name}/{part}/b"] = comp.a, comp.b
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(fd, 0o600)  # also when the file existed with a wider mode
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        write_owner_only(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path: str) -> "PartyModel":
@@ -62,28 +67,48 @@ class PartyModel:
             ValueError: if the file is not a ppml model share bundle.
         """
         try:
-            data = np.load(path, allow_pickle=False)
-            header = json.loads(bytes(data["header"]).decode())
-        except (OSError, ValueError, KeyError) as err:
-            raise ValueError(f"{path!r} is not a ppml model share bundle ({err.__class__.__name__})") from None
-        if header.get("format") != FORMAT:
-            raise ValueError(f"{path!r} has format {header.get('format')!r}, expected {FORMAT!r}")
-        weights = {}
-        for key in data.files:
-            if key.endswith("/kernel/a"):
-                name = key[:-len("/kernel/a")]
-                weights[name] = EncodedLayer(*(AShare(data[f"{name}/{p}/a"], data[f"{name}/{p}/b"])
-                                               for p in ("kernel", "bias")))
-        return cls(header["index"], header["model_id"], Architecture.from_dict(header["architecture"]),
-                   FixedPoint(header["frac_bits"]), weights)
+            with np.load(path, allow_pickle=False) as data:
+                header = json.loads(bytes(data["header"]).decode())
+                if not isinstance(header, dict) or header.get("format") != FORMAT:
+                    raise ValueError(f"{path!r} is not a {FORMAT!r} bundle")
+                architecture = Architecture.from_dict(header["architecture"])
+                weights = {}
+                for key in data.files:
+                    if key.endswith("/kernel/a"):
+                        name = key[:-len("/kernel/a")]
+                        weights[name] = EncodedLayer(*(AShare(*(data[f"{name}/{p}/{c}"] for c in "ab"))
+                                                       for p in ("kernel", "bias")))
+                model = cls(int(header["index"]), str(header["model_id"]), architecture,
+                            FixedPoint(header["frac_bits"]),
+                            RangePlan.from_dict(header["ranges"], architecture.input_shape), weights)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError) as err:
+            raise ValueError(f"{path!r} is not a ppml model share bundle ({err.__class__.__name__}: {err})") from None
+        expected = architecture.weight_shapes()
+        for name, (kernel, bias) in expected.items():
+            layer = model.weights.get(name)
+            got = None if layer is None else [c.shape for part in (layer.kernel, layer.bias) for c in (part.a, part.b)]
+            if got != [kernel, kernel, bias, bias] or any(
+                    c.dtype != np.uint64 for part in (layer.kernel, layer.bias) for c in (part.a, part.b)):
+                raise ValueError(f"{path!r} has no valid weight shares for layer {name!r} (expected uint64 arrays "
+                                 f"of shapes {kernel} and {bias})")
+        return model
 
 
-def share_model(plan: ModelPlan, fixed: FixedPoint = FixedPoint()) -> list[PartyModel]:
-    """Encodes and secret-shares all weights of `plan`; element i is party i's bundle."""
+def share_model(plan: ModelPlan, fixed: FixedPoint, bounds: InputBounds) -> list[PartyModel]:
+    """Proves the model's ranges for the input bounds, then encodes and secret-shares all weights.
+
+    Returns:
+        Element i is party i's bundle.
+
+    Raises:
+        ModelRangeError: if some value could leave the ring's headroom (`privacy.encrypted.ranges`).
+    """
+    encoded = plan.encode(fixed)
+    ranges = analyse(plan.architecture, encoded, bounds, fixed)
     model_id = secrets.token_hex(16)
     bundles = [dict() for _ in range(NUM_PARTIES)]
-    for name, layer in plan.encode(fixed).items():
+    for name, layer in encoded.items():
         kernel, bias = share(layer.kernel), share(layer.bias)
         for i in range(NUM_PARTIES):
             bundles[i][name] = EncodedLayer(AShare(*kernel[i]), AShare(*bias[i]))
-    return [PartyModel(i, model_id, plan.architecture, fixed, bundles[i]) for i in range(NUM_PARTIES)]
+    return [PartyModel(i, model_id, plan.architecture, fixed, ranges, bundles[i]) for i in range(NUM_PARTIES)]

@@ -4,10 +4,10 @@ Wire format (every message, both between parties and with clients)::
 
     b"PPML" | version (1 byte) | header length (4 bytes, big endian) | JSON header | array payloads
 
-The JSON header holds public metadata only (message kind, session and step numbers, shapes); the
-payloads are uint64 share arrays. Anything else (wrong magic, oversized header or payload, a dtype
-other than uint64, a shape that does not match the bytes) is a `MalformedMessage`: the connection is
-dropped and the error names the peer, never the contents.
+The JSON header holds public metadata only (message kind, session and step numbers, shapes, dtypes);
+the payloads are little-endian uint64 share arrays or uint8 residue arrays. Anything else (wrong
+magic, oversized header or payload, another dtype, a shape that does not match the bytes) is a
+`MalformedMessage`: the connection is dropped and the error names the peer, never the contents.
 
 Sessions: party 0 orders the clients' requests. For each one it tells parties 1 and 2 which request
 comes next; each party checks it holds that request with the same public shape and answers ready or
@@ -40,7 +40,8 @@ from privacy.encrypted.model_shares import PartyModel
 from privacy.encrypted.party import Party
 from privacy.encrypted.randomness import new_key
 from privacy.encrypted.ring import DTYPE, FixedPoint
-from privacy.encrypted.secure import OUTPUTS, predict_share
+from privacy.encrypted.ranges import RangePlan
+from privacy.encrypted.secure import OUTPUTS, OutputShare, predict_share
 from privacy.encrypted.shares import NUM_PARTIES, AShare
 from privacy.encrypted.transport import DEFAULT_TIMEOUT_S, Channel, Link, TransportError
 
@@ -52,7 +53,7 @@ _PREFIX = struct.Struct("!4sBI")
 MAX_HEADER_BYTES = 1 << 16
 MAX_PAYLOAD_BYTES = 1 << 31
 MAX_BATCH = 100_000
-_WIRE_DTYPE = np.dtype("<u8")
+_WIRE_DTYPES = {"u8": np.dtype("<u8"), "u1": np.dtype("u1")}
 
 
 def _no_delay(sock: socket.socket) -> socket.socket:
@@ -65,10 +66,15 @@ class MalformedMessage(TransportError):
     """A peer sent bytes that are not a well-formed ppml message."""
 
 
+def _wire(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=_WIRE_DTYPES["u1" if np.asarray(a).dtype == np.uint8 else "u8"])
+
+
 def send_message(sock: socket.socket, meta: dict, arrays=()) -> None:
-    """Writes one framed message (metadata and uint64 arrays)."""
-    arrays = [np.ascontiguousarray(a, dtype=_WIRE_DTYPE) for a in arrays]
-    header = json.dumps({"meta": meta, "shapes": [list(a.shape) for a in arrays]}).encode()
+    """Writes one framed message (metadata and uint64 or uint8 arrays)."""
+    arrays = [_wire(a) for a in arrays]
+    header = json.dumps({"meta": meta, "shapes": [list(a.shape) for a in arrays],
+                         "dtypes": ["u1" if a.dtype == np.uint8 else "u8" for a in arrays]}).encode()
     sock.sendall(b"".join([_PREFIX.pack(MAGIC, VERSION, len(header)), header] + [a.tobytes() for a in arrays]))
 
 
@@ -98,17 +104,18 @@ def recv_message(sock: socket.socket, who: str) -> tuple[dict, list[np.ndarray]]
     try:
         header = json.loads(bytes(_recv_exact(sock, header_len, who)).decode())
         meta, shapes = header["meta"], [tuple(int(d) for d in s) for s in header["shapes"]]
-        if not isinstance(meta, dict) or any(d < 0 for s in shapes for d in s):
+        dtypes = [_WIRE_DTYPES[d] for d in header.get("dtypes", ["u8"] * len(shapes))]
+        if not isinstance(meta, dict) or any(d < 0 for s in shapes for d in s) or len(dtypes) != len(shapes):
             raise ValueError
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         raise MalformedMessage(f"{who} sent an unreadable message header") from None
-    sizes = [int(np.prod(s, dtype=np.int64)) * _WIRE_DTYPE.itemsize for s in shapes]
+    sizes = [int(np.prod(s, dtype=np.int64)) * d.itemsize for s, d in zip(shapes, dtypes)]
     if sum(sizes) > MAX_PAYLOAD_BYTES:
         raise MalformedMessage(f"{who} announced {sum(sizes)} payload bytes (limit {MAX_PAYLOAD_BYTES})")
     payload = _recv_exact(sock, sum(sizes), who)
     arrays, start = [], 0
-    for shape, size in zip(shapes, sizes):
-        arrays.append(np.frombuffer(payload, dtype=_WIRE_DTYPE, count=size // 8, offset=start).reshape(shape))
+    for shape, size, dtype in zip(shapes, sizes, dtypes):
+        arrays.append(np.frombuffer(payload, dtype=dtype, count=size // dtype.itemsize, offset=start).reshape(shape))
         start += size
     return meta, arrays
 
@@ -300,13 +307,13 @@ class PartyServer:
         for link in self.links.values():
             link.session = session
         channel = Channel(self.links, timeout=self.timeout)
-        party = Party(self.index, channel, self._keys[0], self._keys[1], session=session,
-                      range_bits=self.model.fixed.range_bits)
+        party = Party(self.index, channel, self._keys[0], self._keys[1], session=session)
         started = time.perf_counter()
         result = predict_share(party, self.model.architecture, self.model.weights, AShare(*arrays),
-                               self.model.fixed, meta["output"])
-        conn.reply({"kind": "result", "request_id": meta["request_id"], "stats": channel.stats.to_dict()},
-                   [result.values, result.overflow])
+                               self.model.fixed, self.model.ranges, meta["output"])
+        conn.reply({"kind": "result", "request_id": meta["request_id"], "stats": channel.stats.to_dict(),
+                    "combine": result.combine, "frac_bits": result.frac_bits, "rerun": result.rerun},
+                   [] if result.values is None else [result.values])
         log.info("party %d: session %d done in %.1f ms (%d rounds, %d bytes sent)", self.index, session,
                  1e3 * (time.perf_counter() - started), channel.stats.rounds, channel.stats.bytes_sent)
 
@@ -448,9 +455,10 @@ class RemoteClient:
         if self._socks is None:
             self.connect()
         fixed = FixedPoint(self.info["frac_bits"])
+        ranges = RangePlan.from_dict(self.info["ranges"], tuple(self.info["input_shape"]))
 
         def run():
-            shares = share_input(x, tuple(self.info["input_shape"]), fixed)
+            shares = share_input(x, tuple(self.info["input_shape"]), fixed, ranges)
             request_id = uuid.uuid4().hex
             for sock, (a, b) in zip(self._socks, shares):
                 send_message(sock, {"kind": "predict", "request_id": request_id, "output": output}, [a, b])
@@ -468,7 +476,8 @@ class RemoteClient:
             client_bytes = sum(a.nbytes + b.nbytes for a, b in shares) + sum(
                 a.nbytes for _, arrays in replies for a in arrays)
             self.last_cost = CostReport.from_parties([meta["stats"] for meta, _ in replies], client_bytes)
-            return [arrays[0] for _, arrays in replies], [arrays[1] for _, arrays in replies]
+            return [OutputShare(arrays[0] if arrays else None, meta["combine"], int(meta["frac_bits"]),
+                                bool(meta["rerun"])) for meta, arrays in replies]
 
         return predict_with_retries(run, retries=retries, output=output,
-                                    output_activation=self.info["output_activation"], fixed=fixed)
+                                    output_activation=self.info["output_activation"], ranges=ranges)

@@ -20,6 +20,7 @@ from privacy.encrypted.certificates import Deployment, create_deployment, party_
 from privacy.encrypted.model_shares import PartyModel, share_model
 from privacy.encrypted.network import PartyServer
 from privacy.encrypted.plan import ModelPlan
+from privacy.encrypted.ranges import InputBounds
 from privacy.encrypted.ring import FixedPoint
 from privacy.encrypted.shares import NUM_PARTIES
 from privacy.encrypted.transport import DEFAULT_TIMEOUT_S
@@ -33,10 +34,15 @@ def model_path(deployment_dir: str, index: int) -> str:
     return os.path.join(deployment_dir, party_role(index), MODEL_FILE)
 
 
-def save_model_shares(plan: ModelPlan, deployment_dir: str, fixed: FixedPoint = FixedPoint()) -> list[str]:
-    """Shares `plan` (model owner side) and writes each party's bundle into its credentials folder."""
+def save_model_shares(plan: ModelPlan, deployment_dir: str, fixed: FixedPoint, bounds: InputBounds) -> list[str]:
+    """Shares `plan` for inputs within `bounds` (model owner side) and writes each party's bundle into its
+    credentials folder.
+
+    Raises:
+        ModelRangeError: if the model's values could leave the ring's headroom for these bounds.
+    """
     paths = []
-    for bundle in share_model(plan, fixed):
+    for bundle in share_model(plan, fixed, bounds):
         path = model_path(deployment_dir, bundle.index)
         bundle.save(path)
         paths.append(path)
@@ -66,9 +72,10 @@ def free_ports(count: int) -> list[int]:
 
 
 @contextlib.contextmanager
-def loopback_parties(plan: ModelPlan, *, fixed: FixedPoint = FixedPoint(), timeout: float = DEFAULT_TIMEOUT_S,
-                     directory: str | None = None, startup_s: float = 120.0):
-    """Three party processes on 127.0.0.1 serving `plan`; yields the `Deployment` (client credentials included).
+def loopback_parties(plan: ModelPlan, bounds: InputBounds, *, fixed: FixedPoint = FixedPoint(),
+                     timeout: float = DEFAULT_TIMEOUT_S, directory: str | None = None, startup_s: float = 120.0):
+    """Three party processes on 127.0.0.1 serving `plan` shared for inputs within `bounds`; yields the
+    `Deployment` (client credentials included).
 
     Raises:
         RuntimeError: if a party exits or is not ready within `startup_s` (its stderr tail is included).
@@ -77,7 +84,7 @@ def loopback_parties(plan: ModelPlan, *, fixed: FixedPoint = FixedPoint(), timeo
         if directory is None:
             directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="ppml-parties-"))
         deployment = create_deployment(directory, [("127.0.0.1", p) for p in free_ports(NUM_PARTIES)])
-        save_model_shares(plan, directory, fixed)
+        save_model_shares(plan, directory, fixed, bounds)
         procs = []
         try:
             for i in range(NUM_PARTIES):

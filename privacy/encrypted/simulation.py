@@ -1,22 +1,22 @@
-"""Exact cleartext simulation of the fixed-point computation the parties perform.
+"""Exact interval arithmetic over the parties' fixed-point computation, in unbounded integers.
 
-The simulation runs the same layer code as the parties (`privacy.encrypted.layers`) on integers in the
-same ring. It tracks three integer arrays per value:
+The interval backend runs the same layer code as the parties (`privacy.encrypted.layers`) on Python
+integers (no wrap-around). It tracks three integer arrays per value:
 
 * ``point``: the result with every truncation rounded down (the fixed-point model, deterministic);
-* ``lo`` and ``hi``: bounds that enclose every result the protocol can return. The only freedom the
-  protocol has is its probabilistic truncation, which returns floor(z / 2^f) or floor(z / 2^f) + 1;
-  bounds are pushed through linear layers with the signs of the (public to the simulation) weights
-  and through ReLU, max and the sigmoid's ReLUs by monotonicity.
+* ``lo`` and ``hi``: bounds that enclose every result the protocol can return, for every input in the
+  input interval. The protocol's only freedom is its probabilistic truncation, which returns
+  floor(z / 2^f) or one more; bounds go through linear layers with the signs of the weights and
+  through ReLU, gating and max by monotonicity.
 
-So a correct protocol output satisfies ``lo <= output <= hi`` bit for bit, and ``lo == hi`` wherever no
-truncation happened. The simulation also accumulates, per layer, the union bound ``sum |z| / 2^64`` on
-the probability that some truncation fails (the event the runtime overflow monitor detects).
+Run on one exact input (`simulate`), a correct protocol output satisfies ``lo <= output <= hi`` bit for
+bit. Run on a box of inputs (`privacy.encrypted.ranges.analyse`), it records for every truncation and
+every comparison the number of bits its operand needs: |z| < 2^bits before a truncation, x in
+[-2^bits, 2^bits) at a comparison. Those are the bounds the protocol relies on.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import dataclasses
 
@@ -24,46 +24,72 @@ import numpy as np
 
 from privacy.encrypted.layers import evaluate
 from privacy.encrypted.plan import Architecture
-from privacy.encrypted.ring import DTYPE, FixedPoint, arithmetic_shift, as_signed
+from privacy.encrypted.ring import DTYPE, FixedPoint, as_signed
+
+
+def as_integers(v) -> np.ndarray:
+    """Ring elements (uint64) or integers as an object array of Python ints (two's complement read)."""
+    v = np.asarray(v)
+    if v.dtype == object:
+        return v
+    return as_signed(v).astype(object) if v.dtype == DTYPE else v.astype(np.int64).astype(object)
+
+
+def bits_needed(lo: np.ndarray, hi: np.ndarray) -> int:
+    """Smallest b >= 1 with -2^b <= lo and hi < 2^b for all elements."""
+    if not np.size(lo):
+        return 1
+    need = max(-int(np.min(lo)), int(np.max(hi)) + 1, 2)
+    return (need - 1).bit_length()
 
 
 @dataclasses.dataclass(frozen=True)
 class Interval:
-    """A fixed-point value in the ring (uint64) with its floor-rounded `point` and enclosing bounds."""
+    """A fixed-point value as Python-int arrays: floor-rounded `point` and enclosing `lo`, `hi`."""
 
     point: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
+    wide: bool = False
 
     @classmethod
-    def exact(cls, v: np.ndarray) -> "Interval":
-        v = np.asarray(v, dtype=DTYPE)
-        return cls(v, v, v)
+    def exact(cls, v, wide: bool = False) -> "Interval":
+        v = as_integers(v)
+        return cls(v, v, v, wide)
 
     @property
     def shape(self) -> tuple:
         return self.point.shape
 
     def map(self, fn) -> "Interval":
-        return Interval(fn(self.point), fn(self.lo), fn(self.hi))
+        return Interval(fn(self.point), fn(self.lo), fn(self.hi), self.wide)
 
-    def contains(self, v: np.ndarray) -> np.ndarray:
-        """Elementwise lo <= v <= hi (signed comparison)."""
-        v = as_signed(np.asarray(v, dtype=DTYPE))
-        return (as_signed(self.lo) <= v) & (v <= as_signed(self.hi))
+    def contains(self, v) -> np.ndarray:
+        """Elementwise lo <= v <= hi, with v ring elements or integers."""
+        v = as_integers(v)
+        return (self.lo <= v) & (v <= self.hi)
+
+
+@dataclasses.dataclass(frozen=True)
+class RangeOp:
+    """A truncation ('trunc': |z| < 2^bits) or comparison ('cmp': x in [-2^bits, 2^bits)) of a layer."""
+
+    layer: str
+    kind: str
+    bits: int
+    elements: int
 
 
 def _split_signs(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    s = as_signed(w)
-    return np.maximum(s, 0).view(DTYPE), np.minimum(s, 0).view(DTYPE)
+    return np.where(w > 0, w, 0), np.where(w < 0, w, 0)
 
 
 class IntervalBackend:
-    """The backend interface of `privacy.encrypted.layers` on `Interval` values."""
+    """The backend interface of `privacy.encrypted.layers` on `Interval` values; records `ops`."""
 
     def __init__(self, fixed: FixedPoint):
         self.fixed = fixed
-        self.failure_bound: dict[str, float] = collections.OrderedDict()
+        self.ops: list[RangeOp] = []
         self._layer = "input"
 
     @contextlib.contextmanager
@@ -74,6 +100,10 @@ class IntervalBackend:
         finally:
             self._layer = previous
 
+    def _record(self, kind: str, lo, hi) -> None:
+        elements = int(np.prod(lo.shape[1:], dtype=np.int64)) if lo.ndim else 1
+        self.ops.append(RangeOp(self._layer, kind, bits_needed(lo, hi), elements))
+
     @staticmethod
     def shape(x: Interval) -> tuple:
         return x.shape
@@ -82,58 +112,101 @@ class IntervalBackend:
     def map(x: Interval, fn) -> Interval:
         return x.map(fn)
 
-    def _truncate(self, point, lo, hi) -> Interval:
-        largest = np.maximum(np.abs(as_signed(lo).astype(np.float64)), np.abs(as_signed(hi).astype(np.float64)))
-        self.failure_bound[self._layer] = self.failure_bound.get(self._layer, 0.0) + float(largest.sum()) / 2.0 ** 64
+    def narrow(self, x: Interval) -> Interval:
+        if not x.wide:
+            return x
         f = self.fixed.frac_bits
-        return Interval(arithmetic_shift(point, f), arithmetic_shift(lo, f), arithmetic_shift(hi, f) + DTYPE(1))
+        self._record("trunc", x.lo, x.hi)
+        return Interval(x.point >> f, x.lo >> f, (x.hi >> f) + 1)
 
     def linear(self, x: Interval, encoded) -> Interval:
-        pos, neg = _split_signs(encoded.kernel)
-        return self._truncate(x.point @ encoded.kernel + encoded.bias,
-                              x.lo @ pos + x.hi @ neg + encoded.bias, x.hi @ pos + x.lo @ neg + encoded.bias)
+        kernel, bias = as_integers(encoded.kernel), as_integers(encoded.bias)
+        pos, neg = _split_signs(kernel)
+        return Interval(x.point @ kernel + bias, x.lo @ pos + x.hi @ neg + bias, x.hi @ pos + x.lo @ neg + bias,
+                        wide=True)
+
+    def _scaled(self, x: Interval, c) -> np.ndarray:
+        c = as_integers(c)
+        return c * (1 << self.fixed.frac_bits) if x.wide else c
 
     def add_public(self, x: Interval, c) -> Interval:
-        c = np.asarray(c, dtype=DTYPE)
-        return Interval(x.point + c, x.lo + c, x.hi + c)
+        c = self._scaled(x, c)
+        return Interval(x.point + c, x.lo + c, x.hi + c, x.wide)
 
     def dot_public(self, x: Interval, c) -> Interval:
-        pos, neg = _split_signs(np.asarray(c, dtype=DTYPE))
-        total = lambda v: v.sum(axis=-1, dtype=DTYPE)  # noqa: E731
-        return self._truncate(total(x.point * np.asarray(c, dtype=DTYPE)),
-                              total(x.lo * pos + x.hi * neg), total(x.hi * pos + x.lo * neg))
+        x = self.narrow(x)
+        c = as_integers(c)
+        pos, neg = _split_signs(c)
+        total = lambda v: v.sum(axis=-1)  # noqa: E731
+        return self.narrow(Interval(total(x.point * c), total(x.lo * pos + x.hi * neg),
+                                    total(x.hi * pos + x.lo * neg), wide=True))
 
     @staticmethod
-    def relu(x: Interval) -> Interval:
-        return x.map(lambda v: np.maximum(as_signed(v), 0).view(DTYPE))
+    def add(x: Interval, y: Interval) -> Interval:
+        return Interval(x.point + y.point, x.lo + y.lo, x.hi + y.hi, x.wide)
 
     @staticmethod
-    def maximum(x: Interval) -> Interval:
-        return x.map(lambda v: as_signed(v).max(axis=-1).view(DTYPE))
+    def sub(x: Interval, y: Interval) -> Interval:
+        return Interval(x.point - y.point, x.lo - y.hi, x.hi - y.lo, x.wide)
+
+    @staticmethod
+    def concat(xs: list) -> Interval:
+        join = lambda part: np.concatenate([getattr(x, part) for x in xs], axis=-1)  # noqa: E731
+        return Interval(join("point"), join("lo"), join("hi"), xs[0].wide)
+
+    @staticmethod
+    def constant(c) -> Interval:
+        return Interval.exact(np.asarray(c, dtype=np.int64))
+
+    def gate(self, x: Interval, values: list, strict: bool = False) -> list:
+        shift = 1 if strict else 0
+        self._record("cmp", x.lo - shift, x.hi - shift)
+        on, off = x.point - shift >= 0, x.hi - shift < 0
+        always = x.lo - shift >= 0
+        out = []
+        for v in values:
+            if v is x and not strict:  # ReLU: monotone in x
+                lo, hi = np.maximum(x.lo, 0), np.maximum(x.hi, 0)
+            else:
+                lo = np.where(always, v.lo, np.where(off, 0, np.minimum(v.lo, 0)))
+                hi = np.where(always, v.hi, np.where(off, 0, np.maximum(v.hi, 0)))
+            out.append(Interval(np.where(on, v.point, 0), lo, hi, v.wide))
+        return out
+
+    def bit(self, x: Interval, strict: bool = False) -> Interval:
+        shift = 1 if strict else 0
+        self._record("cmp", x.lo - shift, x.hi - shift)
+        return Interval((x.point - shift >= 0).astype(np.int64).astype(object),
+                        (x.lo - shift >= 0).astype(np.int64).astype(object),
+                        (x.hi - shift >= 0).astype(np.int64).astype(object))
 
 
 @dataclasses.dataclass(frozen=True)
 class Simulation:
-    """Result of `simulate`: the logits as an `Interval` and the truncation-failure union bound."""
+    """Result of `simulate`: the logits as an `Interval` (wide if the last layer is linear)."""
 
     logits: Interval
-    failure_bound: dict
 
     def labels(self) -> np.ndarray:
         """Labels of the floor-rounded logits (argmax, or [logit > 0] for one logit)."""
-        point = as_signed(self.logits.point)
+        point = self.logits.point.astype(np.float64)
         return (point[..., 0] > 0).astype(np.int64) if point.shape[-1] == 1 else point.argmax(axis=-1)
 
     def possible_labels(self) -> np.ndarray:
         """Boolean (batch, classes) mask of the labels some protocol run could return."""
-        lo, hi = as_signed(self.logits.lo), as_signed(self.logits.hi)
+        lo, hi = self.logits.lo, self.logits.hi
         if lo.shape[-1] == 1:
-            return np.stack([lo[..., 0] <= 0, hi[..., 0] > 0], axis=-1)
-        return hi >= lo.max(axis=-1, keepdims=True)
+            return np.stack([lo[..., 0] <= 0, hi[..., 0] > 0], axis=-1).astype(bool)
+        return (hi >= lo.max(axis=-1, keepdims=True)).astype(bool)
 
 
 def simulate(architecture: Architecture, encoded: dict, x: np.ndarray, fixed: FixedPoint) -> Simulation:
     """Runs the fixed-point computation in the clear on an encoded input (uint64, leading batch axis)."""
-    backend = IntervalBackend(fixed)
-    logits = evaluate(architecture, encoded, Interval.exact(x), backend, fixed)
-    return Simulation(logits, dict(backend.failure_bound))
+    return Simulation(evaluate(architecture, encoded, Interval.exact(x), IntervalBackend(fixed), fixed))
+
+
+def box(lo: np.ndarray, hi: np.ndarray) -> Interval:
+    """The interval of all encoded inputs between `lo` and `hi` (ring elements, one example)."""
+    lo, hi = as_integers(lo)[None], as_integers(hi)[None]
+    return Interval(lo, lo, hi)
+

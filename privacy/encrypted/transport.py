@@ -121,6 +121,11 @@ class Channel:
         self.stats = CommStats()
         self._step = 0
 
+    @property
+    def step(self) -> int:
+        """Number of steps taken so far."""
+        return self._step
+
     def exchange(self, sends: dict[int, list[np.ndarray]], recv_from: tuple[int, ...] = ()) -> dict:
         """Sends ``sends[j]`` to each party j, then receives one message from each party in `recv_from`."""
         self._step += 1

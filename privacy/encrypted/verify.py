@@ -103,7 +103,7 @@ def verify_model(model, x: np.ndarray, y: np.ndarray | None, predictor, *, batch
         seconds.append(time.perf_counter() - began)
         rounds, nbytes = max(rounds, predictor.last_cost.rounds), max(nbytes, predictor.last_cost.bytes)
     encrypted = np.concatenate(encrypted).reshape(len(x), -1)
-    threshold = _decision_threshold(model)
+    threshold = _decision_threshold(model) if plain.shape[1] == 1 else 0.0
     plain_labels, enc_labels = _labels(plain, threshold), _labels(encrypted, threshold)
     plain_acc = enc_acc = diff = None
     if y is not None:

@@ -35,6 +35,8 @@ def test_setup_share_serve_predict(saved):
     parties = [a for p in ports for a in ("--party", f"127.0.0.1:{p}")]
     assert run("encrypted", "setup", "--out", dep, *parties).exit_code == 0
     result = run("encrypted", "share-model", folder / "model.keras", "--deployment", dep)
+    assert result.exit_code == 2 and "--input-range LO HI or --calibration FILE" in result.output
+    result = run("encrypted", "share-model", folder / "model.keras", "--deployment", dep, "--input-range", 0, 1)
     assert result.exit_code == 0, result.output
     assert all((dep / f"party-{i}" / "model.npz").exists() for i in range(3))
     assert all((dep / f"party-{i}" / "model.npz").stat().st_mode & 0o077 == 0 for i in range(3))  # owner only
@@ -73,13 +75,13 @@ def test_verify_reports_agreement_and_passes(saved):
 
 def test_bad_inputs_are_named(saved, tmp_path):
     folder, _, _ = saved
-    result = run("encrypted", "share-model", tmp_path / "missing.keras", "--deployment", tmp_path)
+    result = run("encrypted", "share-model", tmp_path / "missing.keras", "--deployment", tmp_path, "--input-range", 0, 1)
     assert result.exit_code == 2 and "no such file" in result.output
     np.save(tmp_path / "bad.npy", np.zeros((2, 5)))
     result = run("encrypted", "verify", folder / "model.keras", tmp_path / "bad.npy")
-    assert result.exit_code == 1 and "input has shape (2, 5), expected (batch,) + (64,)" in result.output
+    assert result.exit_code == 2 and "shape (2, 5), expected (n,) + (64,)" in result.output
     result = run("encrypted", "predict", "--input", folder / "x.npy", "--deployment", tmp_path / "nowhere")
-    assert result.exit_code == 1 and "run `ppml encrypted setup` first" in result.output
+    assert result.exit_code == 2 and "run `ppml encrypted setup` first" in result.output
     assert run("encrypted", "setup", "--out", tmp_path, "--party", "localhost").exit_code == 2
 
 

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from privacy.encrypted import TransportError, import_keras_model
+from privacy.encrypted import InputBounds, TransportError, import_keras_model
 from privacy.encrypted.certificates import create_deployment
 from privacy.encrypted.network import RemoteClient, recv_message, send_message
 from privacy.encrypted.plan import Activation, Architecture, Dense, ModelPlan
@@ -22,7 +22,8 @@ def test_three_processes_agree_with_keras(request, fixture):
     model, x = request.getfixturevalue(fixture)
     plan = import_keras_model(model)
     expected = np.asarray(model.predict(x, verbose=0), dtype=np.float64)
-    with loopback_parties(plan, timeout=20) as deployment, RemoteClient(deployment, timeout=20) as client:
+    bounds = InputBounds.from_data(x, plan.architecture.input_shape)
+    with loopback_parties(plan, bounds, timeout=20) as deployment, RemoteClient(deployment, timeout=20) as client:
         got = client.predict(x)
         labels = client.predict(x[:7], output="label").labels
         cost = client.last_cost
@@ -39,6 +40,9 @@ def tiny_plan():
                             "out": (rng.normal(size=(3, 2)), rng.normal(size=2))})
 
 
+TINY_BOUNDS = InputBounds.declared(-4.0, 4.0, (4,))
+
+
 def raw_client(deployment, index):
     host, port = deployment.addresses[index]
     context = deployment.tls_context("client", server=False)
@@ -49,7 +53,7 @@ def raw_client(deployment, index):
 
 def test_faulty_clients_get_clear_errors_and_the_parties_keep_serving(tmp_path):
     x = np.array([[0.123456789, -1.5, 2.25, 0.5]])
-    with loopback_parties(tiny_plan(), timeout=5, directory=str(tmp_path / "dep")) as deployment:
+    with loopback_parties(tiny_plan(), TINY_BOUNDS, timeout=5, directory=str(tmp_path / "dep")) as deployment:
         # A certificate from another CA is refused during the handshake.
         other = create_deployment(str(tmp_path / "other"), list(deployment.addresses))
         with pytest.raises(TransportError, match="TLS handshake with party 0 .* failed"):
@@ -78,7 +82,7 @@ def test_faulty_clients_get_clear_errors_and_the_parties_keep_serving(tmp_path):
 
 @pytest.mark.parametrize("fault", ["killed", "stalled"])
 def test_a_party_that_dies_or_stalls_gives_an_error_not_a_hang(tmp_path, fault):
-    with loopback_parties(tiny_plan(), timeout=3, directory=str(tmp_path)) as deployment:
+    with loopback_parties(tiny_plan(), TINY_BOUNDS, timeout=3, directory=str(tmp_path)) as deployment:
         with RemoteClient(deployment, timeout=8) as client:
             client.predict(np.zeros((1, 4)))
             pid = int([line for line in open(tmp_path / "party-2.log") if "pid" in line][0].split()[-1])
