@@ -85,7 +85,7 @@ def main():
             rows.append(dict(model=name, mode="in-process", max_abs_error=error,
                              vs_plaintext=measured["median_ms"] / base["median_ms"], **measured))
         if not args.skip_processes:
-            with loopback_parties(plan, reference_bounds(plan)) as deployment, RemoteClient(deployment) as client:
+            with loopback_parties(plan, reference_bounds(plan)) as parties, RemoteClient(parties.deployment) as client:
                 for batch in args.batches:
                     base = next(r for r in rows if r["model"] == name and r["mode"] == "plaintext keras"
                                 and r["batch"] == batch)

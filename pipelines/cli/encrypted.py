@@ -2,6 +2,8 @@
 
 \b
   ppml encrypted setup         certificates and party list for three parties
+  ppml encrypted add-client    admit a client (its own certificate)
+  ppml encrypted revoke-client refuse a client's certificate from now on
   ppml encrypted share-model   secret-share a Keras model into the parties' bundles
   ppml encrypted serve         run one party
   ppml encrypted predict       the client: share an input, reconstruct the prediction
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 
 import click
 import numpy as np
@@ -24,7 +27,6 @@ from pipelines.keras_env import VARIABLE, use_tf_keras
 
 DEFAULT_DEPLOYMENT = "ppml-encrypted"
 MAX_TIMEOUT_S = 86400.0
-MAX_VALID_DAYS = 36500
 MAX_BENCH_BATCH = 10_000
 
 
@@ -86,8 +88,9 @@ def _load_array(path: str, what: str) -> np.ndarray:
         else:
             x = np.atleast_2d(np.loadtxt(path, delimiter=",", dtype=np.float64))
         x = np.asarray(x, dtype=np.float64)
-    except (OSError, ValueError, TypeError, EOFError) as err:
-        raise click.BadParameter(f"cannot read numbers from {path}: {str(err).splitlines()[0]}", param_hint=what) from None
+    except (OSError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as err:
+        first = (str(err).splitlines() or [err.__class__.__name__])[0]
+        raise click.BadParameter(f"cannot read numbers from {path}: {first}", param_hint=what) from None
     if not np.all(np.isfinite(x)):
         raise click.BadParameter(f"{path} contains NaN or infinite values", param_hint=what)
     return x
@@ -152,6 +155,8 @@ deployment_option = click.option("--deployment", "deployment_dir", default=DEFAU
                                  type=click.Path(file_okay=False), help="Folder written by `ppml encrypted setup`.")
 timeout_option = click.option("--timeout", type=click.FloatRange(min=0.1, max=MAX_TIMEOUT_S), default=30.0,
                               show_default=True, help="Seconds to wait for a party's message before failing.")
+valid_days_option = click.option("--valid-days", type=click.IntRange(1, 36500), default=365, show_default=True,
+                                 help="Lifetime of the certificates, in days.")
 input_range_option = click.option("--input-range", nargs=2, type=float, metavar="LO HI",
                                   help="Bounds every input feature must lie in.")
 calibration_option = click.option("--calibration", "calibration_path", metavar="FILE",
@@ -169,12 +174,15 @@ def encrypted():
               help="Folder for the party list and credentials.")
 @click.option("--party", "parties", multiple=True, metavar="HOST:PORT",
               help="Address of party 0, 1, 2 (give it three times) [default: 127.0.0.1:7400-7402].")
-@click.option("--valid-days", type=click.IntRange(1, MAX_VALID_DAYS), default=365, show_default=True)
-def setup(out_dir, parties, valid_days):
-    """Create a private CA, certificates for the three parties and the client, and the party list.
+@click.option("--client", "clients", multiple=True, metavar="NAME",
+              help="Admit a client with its own certificate (repeat for more) [default: one named 'client'].")
+@valid_days_option
+def setup(out_dir, parties, clients, valid_days):
+    """Create a private CA, certificates for the three parties and for each client, and the party list.
 
-    Copy OUT/party-<i>/ to party i's machine and OUT/client/ plus OUT/deployment.json to clients.
-    The CA key is discarded after signing.
+    Copy OUT/party-<i>/ plus OUT/deployment.json and OUT/revoked.json to party i's machine, and
+    OUT/clients/<name>/ plus OUT/deployment.json to client <name>. Keep OUT/ca/ (the CA key, mode 0600)
+    where clients are admitted and revoked; never copy it to a party.
     """
     from privacy.encrypted.certificates import create_deployment
 
@@ -183,11 +191,45 @@ def setup(out_dir, parties, valid_days):
         raise click.BadParameter(f"give exactly three addresses, got {len(addresses)}", param_hint="'--party'")
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise click.BadParameter(f"{out_dir} is a file", param_hint="'--out'")
+    clients = clients or ("client",)
     try:
-        create_deployment(out_dir, addresses, valid_days=valid_days)
+        create_deployment(out_dir, addresses, clients=clients, valid_days=valid_days)
     except ValueError as err:
-        _fail(err)
-    click.echo(f"wrote {out_dir}/deployment.json and credentials for party-0, party-1, party-2, client")
+        raise click.BadParameter(str(err), param_hint="'--client'") from None
+    click.echo(f"wrote {out_dir}/deployment.json and credentials for party-0, party-1, party-2 and client(s) "
+               f"{', '.join(clients)}")
+
+
+@encrypted.command("add-client")
+@click.argument("name")
+@deployment_option
+@valid_days_option
+def add_client_command(name, deployment_dir, valid_days):
+    """Admit client NAME: its own key and certificate in DEPLOYMENT/clients/NAME/ (needs DEPLOYMENT/ca/)."""
+    from privacy.encrypted.certificates import add_client
+
+    _deployment(deployment_dir)
+    try:
+        folder = add_client(deployment_dir, name, valid_days=valid_days)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="'NAME'") from None
+    click.echo(f"wrote {folder}/ (copy it and {deployment_dir}/deployment.json to the client)")
+
+
+@encrypted.command("revoke-client")
+@click.argument("name")
+@deployment_option
+def revoke_client_command(name, deployment_dir):
+    """Refuse client NAME's certificate: listed in DEPLOYMENT/revoked.json, which parties re-read when it
+    changes (copy the file to every party's deployment folder)."""
+    from privacy.encrypted.certificates import revoke_client
+
+    _deployment(deployment_dir)
+    try:
+        serial = revoke_client(deployment_dir, name)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="'NAME'") from None
+    click.echo(f"revoked client {name} (certificate serial {serial:x}) in {deployment_dir}/revoked.json")
 
 
 @encrypted.command("share-model")
@@ -218,9 +260,7 @@ def share_model_command(model_path, deployment_dir, input_range, calibration_pat
     try:
         paths = save_model_shares(plan, deployment_dir, FixedPoint(frac_bits), bounds)
     except ModelRangeError as err:
-        raise click.BadParameter(str(err), param_hint="'--input-range' / '--calibration'") from None
-    except ValueError as err:
-        _fail(err)
+        raise click.BadParameter(str(err), param_hint="'MODEL' / '--input-range' / '--calibration'") from None
     for path in paths:
         click.echo(f"wrote {path}")
 
@@ -231,8 +271,19 @@ def share_model_command(model_path, deployment_dir, input_range, calibration_pat
 @click.option("--model", "model_file", type=click.Path(dir_okay=False),
               help="This party's share bundle [default: DEPLOYMENT/party-<i>/model.npz].")
 @timeout_option
-def serve(index, deployment_dir, model_file, timeout):
-    """Run party --party; prints `ready` once connected to the other two parties."""
+@click.option("--memory-budget", type=click.IntRange(1, 1 << 20), default=1024, show_default=True, metavar="MB",
+              help="MiB for requests and their sessions; the largest batch follows from it.")
+@click.option("--max-connections", type=click.IntRange(1, 10_000), default=64, show_default=True,
+              help="Client connections held at once (a new one evicts the one idle longest).")
+@click.option("--idle-timeout", type=click.FloatRange(min=0.1, max=MAX_TIMEOUT_S), default=120.0, show_default=True,
+              help="Seconds a client connection may stay silent.")
+@click.option("--refresh-every", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Re-randomize the weight shares every N sessions (0: only when the parties connect).")
+def serve(index, deployment_dir, model_file, timeout, memory_budget, max_connections, idle_timeout, refresh_every):
+    """Run party --party; prints `ready` once connected to the other two parties, then serves until killed.
+
+    A party that loses a peer keeps running, tells waiting clients, and connects again when the peer is back.
+    """
     from privacy.encrypted.model_shares import PartyModel
     from privacy.encrypted.processes import model_path, run_party
     from privacy.encrypted.transport import TransportError
@@ -240,12 +291,18 @@ def serve(index, deployment_dir, model_file, timeout):
     deployment = _deployment(deployment_dir)
     path = model_file or model_path(deployment_dir, index)
     try:
-        PartyModel.load(path)
+        model = PartyModel.load(path)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="'--model'") from None
+    if model.index != index:
+        raise click.BadParameter(f"{path} is party {model.index}'s share, not party {index}'s", param_hint="'--model'")
+    limits = dict(memory_budget=memory_budget << 20, max_connections=max_connections, idle_timeout=idle_timeout,
+                  refresh_every=refresh_every)
     try:
-        run_party(index, deployment.directory, path, timeout=timeout)
-    except (TransportError, ValueError) as err:
+        run_party(index, deployment.directory, path, timeout=timeout, **limits)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="'--memory-budget'") from None
+    except TransportError as err:
         _fail(err)
 
 
@@ -256,9 +313,11 @@ def serve(index, deployment_dir, model_file, timeout):
               help="Reveal the model outputs, or only the predicted labels.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False),
               help="Also save the outputs as .npy (mode 0600: they are the client's secret).")
+@click.option("--client", "client", metavar="NAME",
+              help="Whose credentials (DEPLOYMENT/clients/NAME/) [default: the only client].")
 @timeout_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def predict(input_path, deployment_dir, output, out_path, timeout, as_json):
+def predict(input_path, deployment_dir, output, out_path, client, timeout, as_json):
     """Private prediction: share the input with the three parties and reconstruct the result."""
     from privacy.encrypted import InputOutOfBounds, ResultRejected, TransportError
     from privacy.encrypted.network import RemoteClient
@@ -268,9 +327,13 @@ def predict(input_path, deployment_dir, output, out_path, timeout, as_json):
         raise click.BadParameter(f"{out_path} is a folder", param_hint="'--out'")
     deployment = _deployment(deployment_dir)
     try:
-        with RemoteClient(deployment, timeout=timeout) as client:
-            result = client.predict(_as_batch(x, client.info["input_shape"]), output=output)
-            cost = client.last_cost
+        remote = RemoteClient(deployment, client=client, timeout=timeout)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="'--client'") from None
+    try:
+        with remote:
+            result = remote.predict(_as_batch(x, remote.info["input_shape"]), output=output)
+            cost = remote.last_cost
     except InputOutOfBounds as err:
         raise click.BadParameter(str(err), param_hint="'--input'") from None
     except (TransportError, ResultRejected, ValueError) as err:
@@ -321,6 +384,8 @@ def verify(model_path, data_path, labels_path, limit, batch_size, processes, inp
         y = _load_array(labels_path, "'--labels'").reshape(-1)[:limit]
         if not np.array_equal(y, np.round(y)):
             raise click.BadParameter("labels must be integers", param_hint="'--labels'")
+        if len(y) != len(x):
+            raise click.BadParameter(f"{len(y)} labels for {len(x)} examples", param_hint="'--labels'")
         y = y.astype(np.int64)
     _keras_env(tf_keras)
     from privacy.encrypted import (InProcessCluster, InputOutOfBounds, ModelRangeError, ResultRejected,
@@ -337,12 +402,12 @@ def verify(model_path, data_path, labels_path, limit, batch_size, processes, inp
         raise click.BadParameter(str(err), param_hint="'DATA'") from None
     try:
         if processes:
-            with loopback_parties(plan, bounds) as deployment, RemoteClient(deployment) as client:
+            with loopback_parties(plan, bounds) as parties, RemoteClient(parties.deployment) as client:
                 report = verify_model(model, x, y, client, batch_size=batch_size)
         else:
             report = verify_model(model, x, y, InProcessCluster(plan, bounds), batch_size=batch_size)
     except (ModelRangeError, InputOutOfBounds) as err:
-        raise click.BadParameter(str(err), param_hint="'DATA' / '--input-range'") from None
+        raise click.BadParameter(str(err), param_hint="'MODEL' / 'DATA' / '--input-range'") from None
     except (ResultRejected, TransportError, ValueError, RuntimeError) as err:
         _fail(err)
     passed = report.passes(min_agreement=min_agreement, max_accuracy_drop=max_accuracy_drop)
@@ -380,7 +445,7 @@ def bench(models, batches, repeats, processes, as_json):
             rows.append(dict(model=name, mode="in-process",
                              **time_predictions(InProcessCluster(plan, bounds), data[:batch], repeats=repeats)))
         if processes:
-            with loopback_parties(plan, bounds) as deployment, RemoteClient(deployment) as client:
+            with loopback_parties(plan, bounds) as parties, RemoteClient(parties.deployment) as client:
                 for batch in batches or (1, 100):
                     rows.append(dict(model=name, mode="3 processes",
                                      **time_predictions(client, data[:batch], repeats=repeats)))

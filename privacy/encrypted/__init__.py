@@ -26,7 +26,11 @@ Threat model
   with wrapped activations (the library refuses such inputs before sharing them).
 * Randomness comes only from AES-128-CTR keyed from os.urandom (`privacy.encrypted.randomness`), with
   a known-answer self-test at start-up. Pairwise keys are exchanged over mutually authenticated TLS
-  1.3 between processes (`privacy.encrypted.network`); certificates come from `ppml encrypted setup`.
+  1.3 between processes (`privacy.encrypted.network`); certificates come from `ppml encrypted setup`,
+  one per party and one per client (revocable, `certificates`). Weight shares are re-randomized
+  whenever the parties connect and every ``refresh_every`` sessions.
+* Availability: no client behaviour stops a server (bounded connections, memory budget, strict
+  message parsing, request expiry, sessions aborted instead of servers; `network`).
 * Out of scope: side channels (timing of the parties' arithmetic is data-independent except numpy's),
   denial of service by a party, and the security of the machines holding keys and share bundles.
 

@@ -14,14 +14,16 @@ import dataclasses
 import io
 import json
 import secrets
+import zipfile
 
 import numpy as np
 
+from privacy.encrypted.arithmetic import truncate
 from privacy.encrypted.plan import Architecture, EncodedLayer, ModelPlan
-from privacy.encrypted.ranges import InputBounds, RangePlan, analyse
+from privacy.encrypted.ranges import InputBounds, ModelRangeError, RangePlan, analyse
 from privacy.encrypted.ring import FixedPoint
 from privacy.encrypted.secret_files import write_owner_only
-from privacy.encrypted.shares import NUM_PARTIES, AShare, share
+from privacy.encrypted.shares import NUM_PARTIES, AShare, Terms, share
 
 FORMAT = "ppml-encrypted-model-share/2"
 
@@ -43,6 +45,20 @@ class PartyModel:
                 "output_shape": list(self.architecture.output_shape),
                 "output_activation": self.architecture.output_activation, "frac_bits": self.fixed.frac_bits,
                 "ranges": self.ranges.to_dict()}
+
+    def refreshed(self, party) -> "PartyModel":
+        """The same weights under a fresh random sharing: all three parties call it in one session (1 round).
+
+        Each party re-shares its term of every weight (`arithmetic.truncate` with shift 0): the new
+        components are independent of the old ones, so shares a party held before and after a refresh
+        do not combine.
+        """
+        rnd = party.round()
+        pending = {name: [truncate(party, Terms.of_share(c), shift=0, rnd=rnd) for c in (w.kernel, w.bias)]
+                   for name, w in self.weights.items()}
+        rnd.run()
+        weights = {name: EncodedLayer(kernel.value(), bias.value()) for name, (kernel, bias) in pending.items()}
+        return dataclasses.replace(self, weights=weights)
 
     def save(self, path: str) -> None:
         """Writes the bundle as one .npz file (the weight components and a JSON header), readable by its
@@ -81,7 +97,7 @@ class PartyModel:
                 model = cls(int(header["index"]), str(header["model_id"]), architecture,
                             FixedPoint(header["frac_bits"]),
                             RangePlan.from_dict(header["ranges"], architecture.input_shape), weights)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError) as err:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile) as err:
             raise ValueError(f"{path!r} is not a ppml model share bundle ({err.__class__.__name__}: {err})") from None
         expected = architecture.weight_shapes()
         for name, (kernel, bias) in expected.items():
@@ -103,7 +119,10 @@ def share_model(plan: ModelPlan, fixed: FixedPoint, bounds: InputBounds) -> list
     Raises:
         ModelRangeError: if some value could leave the ring's headroom (`privacy.encrypted.ranges`).
     """
-    encoded = plan.encode(fixed)
+    try:
+        encoded = plan.encode(fixed)
+    except ValueError as err:  # a weight the fixed-point format cannot hold
+        raise ModelRangeError(str(err)) from None
     ranges = analyse(plan.architecture, encoded, bounds, fixed)
     model_id = secrets.token_hex(16)
     bundles = [dict() for _ in range(NUM_PARTIES)]

@@ -1,132 +1,83 @@
-"""Real parties: separate processes talking over TCP with mutual TLS 1.3.
+"""Real parties: separate processes talking over TCP with mutual TLS 1.3 (messages: `privacy.encrypted.wire`).
 
-Wire format (every message, both between parties and with clients)::
+No client behaviour may stop a server, so `PartyServer` bounds everything a client can make it hold:
 
-    b"PPML" | version (1 byte) | header length (4 bytes, big endian) | JSON header | array payloads
-
-The JSON header holds public metadata only (message kind, session and step numbers, shapes, dtypes);
-the payloads are little-endian uint64 share arrays or uint8 residue arrays. Anything else (wrong
-magic, oversized header or payload, another dtype, a shape that does not match the bytes) is a
-`MalformedMessage`: the connection is dropped and the error names the peer, never the contents.
-
-Sessions: party 0 orders the clients' requests. For each one it tells parties 1 and 2 which request
-comes next; each party checks it holds that request with the same public shape and answers ready or
-refuse; party 0 then says go (all run the protocol) or abort (all tell the client why). A party that
-disconnects or stays silent past the timeout during a protocol run makes the others fail with a
-`TransportError` naming it; they report the failure to the client and stop serving, since their
-correlated randomness and step counters can no longer be trusted.
+* Connections: at most `max_connections` client or not yet authenticated connections at once; a new
+  one beyond that evicts the connection idle the longest. A TLS handshake must finish within
+  `HANDSHAKE_TIMEOUT_S`; a client that sends nothing for `idle_timeout` seconds is disconnected, and a
+  message must arrive completely within `timeout` seconds of its first byte. The accept loop survives
+  every error (out of file descriptors included) and keeps accepting.
+* Memory: a request's cost (its input shares and the session's working memory, `memory.request_bytes`)
+  is reserved from `memory_budget` when its header arrives, before a byte of the payload is read, and
+  released when its reply has been sent or it expired. The largest batch follows
+  from the budget and is announced to clients. Every malformed or refused message gets an error reply,
+  then the connection is closed.
+* Sessions: party 0 orders the requests. For each one it tells parties 1 and 2 which request is next;
+  they wait up to `request_wait` seconds for it to arrive and answer ready or refuse, and party 0 waits
+  that long plus `timeout` for the answers, then says go (all run the protocol) or abort (all tell the
+  client why). A request that reached party 0 only is therefore aborted, not the servers. Requests no
+  session picked up expire after `request_wait` seconds with an error reply.
+* Faults among the parties: a party that disconnects or stalls past `timeout` mid-protocol makes the
+  others abort the session (the client gets the error), drop all links and connect again with fresh
+  keys; a killed party rejoins when it is restarted. Weight shares are re-randomized (a fresh
+  replicated sharing, one round) every time the parties connect and every `refresh_every` sessions,
+  so shares a party holds in memory at different times do not combine; each (re)connection starts
+  from the bundles on disk, which keep the owner's sharing (run `share-model` again to renew those).
+* Clients authenticate with their own certificate; revoked ones (`certificates.revoke_client`) are
+  refused at the handshake.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import dataclasses
 import logging
+import math
 import os
 import queue
+import re
 import socket
 import ssl
-import struct
 import threading
 import time
 import uuid
 
 import numpy as np
 
-from privacy.encrypted.certificates import CLIENT_ROLE, Deployment, party_role, peer_role
+from privacy.encrypted.certificates import (CLIENT_PREFIX, Deployment, client_role, party_role, peer_role,
+                                            peer_serial)
 from privacy.encrypted.client import Prediction, predict_with_retries, share_input
 from privacy.encrypted.costs import CostReport
+from privacy.encrypted.memory import MemoryBudget, largest_batch, request_bytes
 from privacy.encrypted.model_shares import PartyModel
 from privacy.encrypted.party import Party
 from privacy.encrypted.randomness import new_key
-from privacy.encrypted.ring import DTYPE, FixedPoint
 from privacy.encrypted.ranges import RangePlan
+from privacy.encrypted.ring import DTYPE, FixedPoint
 from privacy.encrypted.secure import OUTPUTS, OutputShare, predict_share
 from privacy.encrypted.shares import NUM_PARTIES, AShare
 from privacy.encrypted.transport import DEFAULT_TIMEOUT_S, Channel, Link, TransportError
+from privacy.encrypted.wire import MalformedMessage, MessageRefused, no_delay, recv_message, send_message
 
 log = logging.getLogger("ppml.encrypted")
 
-MAGIC = b"PPML"
-VERSION = 1
-_PREFIX = struct.Struct("!4sBI")
-MAX_HEADER_BYTES = 1 << 16
-MAX_PAYLOAD_BYTES = 1 << 31
-MAX_BATCH = 100_000
-_WIRE_DTYPES = {"u8": np.dtype("<u8"), "u1": np.dtype("u1")}
-
-
-def _no_delay(sock: socket.socket) -> socket.socket:
-    """Small protocol messages must leave at once, not wait for Nagle's algorithm (40 ms stalls)."""
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
-
-
-class MalformedMessage(TransportError):
-    """A peer sent bytes that are not a well-formed ppml message."""
-
-
-def _wire(a: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(a, dtype=_WIRE_DTYPES["u1" if np.asarray(a).dtype == np.uint8 else "u8"])
-
-
-def send_message(sock: socket.socket, meta: dict, arrays=()) -> None:
-    """Writes one framed message (metadata and uint64 or uint8 arrays)."""
-    arrays = [_wire(a) for a in arrays]
-    header = json.dumps({"meta": meta, "shapes": [list(a.shape) for a in arrays],
-                         "dtypes": ["u1" if a.dtype == np.uint8 else "u8" for a in arrays]}).encode()
-    sock.sendall(b"".join([_PREFIX.pack(MAGIC, VERSION, len(header)), header] + [a.tobytes() for a in arrays]))
-
-
-def _recv_exact(sock: socket.socket, count: int, who: str) -> bytearray:
-    buf = bytearray(count)
-    view, got = memoryview(buf), 0
-    while got < count:
-        try:
-            n = sock.recv_into(view[got:], count - got)
-        except socket.timeout:
-            raise TransportError(f"{who} sent nothing for {sock.gettimeout():g} s") from None
-        except (ssl.SSLError, OSError) as err:
-            raise TransportError(f"connection to {who} failed: {err.__class__.__name__}") from None
-        if n == 0:
-            raise TransportError(f"{who} closed the connection")
-        got += n
-    return buf
-
-
-def recv_message(sock: socket.socket, who: str) -> tuple[dict, list[np.ndarray]]:
-    """Reads one framed message; raises `MalformedMessage` or `TransportError` naming `who`."""
-    magic, version, header_len = _PREFIX.unpack(bytes(_recv_exact(sock, _PREFIX.size, who)))
-    if magic != MAGIC or version != VERSION:
-        raise MalformedMessage(f"{who} sent a message that is not ppml protocol version {VERSION}")
-    if header_len > MAX_HEADER_BYTES:
-        raise MalformedMessage(f"{who} sent a {header_len}-byte header (limit {MAX_HEADER_BYTES})")
-    try:
-        header = json.loads(bytes(_recv_exact(sock, header_len, who)).decode())
-        meta, shapes = header["meta"], [tuple(int(d) for d in s) for s in header["shapes"]]
-        dtypes = [_WIRE_DTYPES[d] for d in header.get("dtypes", ["u8"] * len(shapes))]
-        if not isinstance(meta, dict) or any(d < 0 for s in shapes for d in s) or len(dtypes) != len(shapes):
-            raise ValueError
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        raise MalformedMessage(f"{who} sent an unreadable message header") from None
-    sizes = [int(np.prod(s, dtype=np.int64)) * d.itemsize for s, d in zip(shapes, dtypes)]
-    if sum(sizes) > MAX_PAYLOAD_BYTES:
-        raise MalformedMessage(f"{who} announced {sum(sizes)} payload bytes (limit {MAX_PAYLOAD_BYTES})")
-    payload = _recv_exact(sock, sum(sizes), who)
-    arrays, start = [], 0
-    for shape, size, dtype in zip(shapes, sizes, dtypes):
-        arrays.append(np.frombuffer(payload, dtype=dtype, count=size // dtype.itemsize, offset=start).reshape(shape))
-        start += size
-    return meta, arrays
+HANDSHAKE_TIMEOUT_S = 10.0
+DEFAULT_MEMORY_BUDGET = 1 << 30
+DEFAULT_MAX_CONNECTIONS = 64
+DEFAULT_IDLE_TIMEOUT_S = 120.0
+_REQUEST_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+_RESET = object()
 
 
 class TlsLink(Link):
     """A party-to-party link over one TLS connection; a reader thread queues incoming messages."""
 
-    def __init__(self, sock: ssl.SSLSocket, peer: int):
+    def __init__(self, sock: ssl.SSLSocket, peer: int, on_broken=None):
         self.sock, self.peer, self.session = sock, peer, 0
+        self.broken = False
         self._inbox: queue.Queue = queue.Queue()
         self._send_lock = threading.Lock()
+        self._on_broken = on_broken
         threading.Thread(target=self._read, daemon=True, name=f"link-{peer}").start()
 
     def _read(self):
@@ -134,8 +85,18 @@ class TlsLink(Link):
             try:
                 self._inbox.put(recv_message(self.sock, f"party {self.peer}"))
             except TransportError as err:
+                self.broken = True
                 self._inbox.put(err)
+                if self._on_broken:
+                    self._on_broken(self)
                 return
+
+    def close(self) -> None:
+        self.broken = True
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            self.sock.close()
 
     def _send(self, meta, arrays=()):
         try:
@@ -175,19 +136,42 @@ class TlsLink(Link):
         return meta, arrays
 
 
-class _ClientConnection:
-    """A client's TLS connection as seen by a party: requests in, results out."""
+class _Connection:
+    """An accepted connection (client, or not yet authenticated) as seen by a party."""
 
-    def __init__(self, sock: ssl.SSLSocket, address):
+    def __init__(self, sock: socket.socket, address):
         self.sock, self.address = sock, address
+        self.who = f"client {address[0]}:{address[1]}"
+        self.last_active = time.monotonic()
         self._lock = threading.Lock()
+        self.closed = False
 
-    def reply(self, meta, arrays=()):
+    def reply(self, meta, arrays=()) -> None:
         try:
             with self._lock:
                 send_message(self.sock, meta, arrays)
         except (ssl.SSLError, OSError):
-            log.warning("client %s:%s left before its reply", *self.address[:2])
+            log.warning("%s left before its reply", self.who)
+            self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+@dataclasses.dataclass
+class _Request:
+    conn: _Connection
+    request_id: str
+    output: str
+    shares: tuple
+    reserved: int
+    arrived: float
 
 
 class PartyServer:
@@ -197,206 +181,416 @@ class PartyServer:
         index: 0, 1 or 2.
         deployment: addresses and credentials (from `ppml encrypted setup`).
         model: this party's `PartyModel` (from `ppml encrypted share-model`).
-        timeout: seconds to wait for a peer's message (and for peers to come up, times four).
+        timeout: seconds to wait for a peer's message; also how long a request waits for its session.
+        memory_budget: bytes for requests and their sessions (the model's shares come on top).
+        max_connections: client (or unauthenticated) connections held at once.
+        idle_timeout: seconds a client connection may stay silent.
+        refresh_every: re-randomize the weight shares every this many sessions (0: only when connecting).
+
+    Raises:
+        ValueError: if the model share is another party's or one example does not fit the budget.
     """
 
-    def __init__(self, index: int, deployment: Deployment, model: PartyModel, *, timeout: float = DEFAULT_TIMEOUT_S):
+    def __init__(self, index: int, deployment: Deployment, model: PartyModel, *, timeout: float = DEFAULT_TIMEOUT_S,
+                 memory_budget: int = DEFAULT_MEMORY_BUDGET, max_connections: int = DEFAULT_MAX_CONNECTIONS,
+                 idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S, refresh_every: int = 0):
         if model.index != index:
             raise ValueError(f"the model share is party {model.index}'s, but this is party {index}")
         self.index, self.deployment, self.model, self.timeout = index, deployment, model, timeout
+        self._loaded = model  # the sharing on disk, which a restarted party starts from
+        self.request_wait, self.idle_timeout = timeout, idle_timeout
+        self.max_connections, self.refresh_every = max_connections, refresh_every
+        self.budget = MemoryBudget(memory_budget)
+        self.input_size = math.prod(model.architecture.input_shape)
+        self.max_batch = largest_batch(model.architecture, model.ranges, memory_budget)
+        if self.max_batch < 1:
+            raise ValueError(f"a memory budget of {memory_budget} bytes does not fit one example of this model "
+                             f"({request_bytes(model.architecture, model.ranges, 1)} bytes)")
         self.links: dict[int, TlsLink] = {}
-        self._peers_ready = threading.Condition()
-        self._requests: dict[str, tuple] = {}
+        self._incoming: dict[int, TlsLink] = {}
+        self._peers = threading.Condition()
+        self._connections: set[_Connection] = set()
+        self._connections_lock = threading.Lock()
+        self._requests: dict[str, _Request] = {}
         self._requests_ready = threading.Condition()
         self._order: queue.Queue = queue.Queue()
+        self._established = False
+        self._session = 0
+        self._since_refresh = 0
+        self._revoked: tuple = (None, frozenset())
         self._server_context = deployment.tls_context(party_role(index), server=True)
         self._client_context = deployment.tls_context(party_role(index), server=False)
 
     # -- connections -------------------------------------------------------------------------
     def _accept_loop(self, listener):
         while True:
-            sock, address = listener.accept()
-            threading.Thread(target=self._handshake, args=(sock, address), daemon=True).start()
+            try:
+                sock, address = listener.accept()
+            except OSError as err:  # e.g. out of file descriptors: wait for some to be freed
+                log.warning("party %d: accept failed (%s); retrying", self.index, err.__class__.__name__)
+                time.sleep(0.2)
+                continue
+            conn = _Connection(sock, address)
+            with self._connections_lock:
+                victim = (min(self._connections, key=lambda c: c.last_active)
+                          if len(self._connections) >= self.max_connections else None)
+                self._connections.add(conn)
+            if victim is not None:
+                log.warning("party %d: %d connections; closing the one idle longest (%s)", self.index,
+                            self.max_connections, victim.who)
+                victim.close()
+                with self._connections_lock:
+                    self._connections.discard(victim)
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
 
-    def _handshake(self, sock, address):
+    def _revoked_serials(self) -> frozenset:
+        path = os.path.join(self.deployment.directory, "revoked.json")
         try:
-            _no_delay(sock).settimeout(self.timeout)
-            tls = self._server_context.wrap_socket(sock, server_side=True)
-            tls.settimeout(None)
-        except (ssl.SSLError, OSError) as err:
-            log.warning("party %d: TLS handshake from %s:%s failed (%s)", self.index, address[0], address[1],
-                        getattr(err, "reason", None) or err.__class__.__name__)
-            sock.close()
-            return
-        role = peer_role(tls)
-        peers = {party_role(j): j for j in range(self.index + 1, NUM_PARTIES)}
-        if role in peers:
-            with self._peers_ready:
-                self.links[peers[role]] = TlsLink(tls, peers[role])
-                self._peers_ready.notify_all()
-        elif role == CLIENT_ROLE:
-            self._serve_client(_ClientConnection(tls, address))
-        else:
-            log.warning("party %d: rejected a connection from %r at %s", self.index, role, address[0])
-            tls.close()
+            stamp = os.stat(path).st_mtime_ns
+        except OSError:
+            stamp = None
+        if stamp != self._revoked[0]:
+            self._revoked = (stamp, self.deployment.revoked())
+        return self._revoked[1]
 
-    def _connect(self, j: int, deadline: float) -> TlsLink:
+    def _handle(self, conn: _Connection):
+        try:
+            no_delay(conn.sock).settimeout(HANDSHAKE_TIMEOUT_S)
+            # The TLS socket takes over the descriptor: keep it reachable so that eviction can close it.
+            tls = conn.sock = self._server_context.wrap_socket(conn.sock, server_side=True,
+                                                                do_handshake_on_connect=False)
+            if conn.closed:
+                raise OSError("evicted")
+            tls.do_handshake()
+        except (ssl.SSLError, OSError, ValueError) as err:
+            log.warning("party %d: TLS handshake from %s:%s failed (%s)", self.index, conn.address[0],
+                        conn.address[1], getattr(err, "reason", None) or err.__class__.__name__)
+            self._drop(conn)
+            return
+        try:
+            role = peer_role(tls)
+            peers = {party_role(j): j for j in range(self.index + 1, NUM_PARTIES)}
+            if role in peers:
+                conn.closed = True  # the socket now belongs to the peer link
+                self._peer_arrived(peers[role], tls)
+                return
+            try:
+                revoked = peer_serial(tls) in self._revoked_serials()
+            except ValueError as err:
+                log.error("party %d: %s; refusing clients", self.index, err)
+                revoked = True
+            if role.startswith(CLIENT_PREFIX) and not revoked:
+                conn.who = f"{role} at {conn.address[0]}:{conn.address[1]}"
+                tls.settimeout(self.idle_timeout)
+                self._serve_client(conn)
+            else:
+                log.warning("party %d: rejected a connection from %r at %s%s", self.index, role, conn.address[0],
+                            " (revoked)" if revoked else "")
+        except Exception:  # a bug must cost this connection only, never the server
+            log.exception("party %d: connection from %s failed", self.index, conn.address[0])
+        finally:
+            self._drop(conn)
+
+    def _drop(self, conn: _Connection):
+        conn.close()
+        with self._connections_lock:
+            self._connections.discard(conn)
+
+    def _peer_arrived(self, j: int, tls: ssl.SSLSocket):
+        tls.settimeout(None)
+        link = TlsLink(tls, j, self._link_broken)
+        with self._peers:
+            old = self._incoming.pop(j, None)
+            self._incoming[j] = link
+            self._peers.notify_all()
+        if old is not None:
+            old.close()
+        if self._established:  # the peer restarted or reset: start over together
+            self._request_reset(f"party {j} connected again")
+
+    def _link_broken(self, link: TlsLink):
+        if self._established and self.links.get(link.peer) is link:
+            self._request_reset(f"the link to party {link.peer} broke")
+
+    def _request_reset(self, why: str):
+        log.warning("party %d: %s; resetting", self.index, why)
+        self._established = False
+        for link in list(self.links.values()):
+            link.close()
+        self._order.put(_RESET)
+
+    def _connect(self, j: int) -> TlsLink:
         host, port = self.deployment.addresses[j]
+        started = time.monotonic()
         while True:
             try:
-                sock = _no_delay(socket.create_connection((host, port), timeout=self.timeout))
+                sock = no_delay(socket.create_connection((host, port), timeout=self.timeout))
                 tls = self._client_context.wrap_socket(sock)
                 break
-            except ssl.SSLError as err:
-                raise TransportError(f"TLS handshake with party {j} at {host}:{port} failed: {err.reason}") from None
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise TransportError(f"party {j} at {host}:{port} did not come up") from None
+            except (ssl.SSLError, OSError) as err:
+                if time.monotonic() - started > 4 * self.timeout:
+                    raise TransportError(f"party {j} at {host}:{port} did not come up "
+                                         f"({getattr(err, 'reason', None) or err.__class__.__name__})") from None
                 time.sleep(0.1)
         if peer_role(tls) != party_role(j):
+            tls.close()
             raise TransportError(f"the server at {host}:{port} is {peer_role(tls)!r}, not {party_role(j)!r}")
         tls.settimeout(None)
-        return TlsLink(tls, j)
+        return TlsLink(tls, j, self._link_broken)
 
-    def _serve_client(self, conn: _ClientConnection):
-        conn.reply({"kind": "hello", "party": self.index, **self.model.public_info()})
-        while True:
+    # -- requests ----------------------------------------------------------------------------
+    def _admit(self, nbytes: int, reserved: list) -> bool:
+        batch = math.ceil(nbytes / (2 * 8 * self.input_size))
+        if batch > self.max_batch:
+            return False
+        cost = request_bytes(self.model.architecture, self.model.ranges, max(batch, 1))
+        if not self.budget.reserve(cost):
+            return False
+        reserved.append(cost)
+        return True
+
+    def _serve_client(self, conn: _Connection):
+        conn.reply({"kind": "hello", "party": self.index, "max_batch": self.max_batch, **self.model.public_info()})
+        while not conn.closed:
+            reserved: list = []
             try:
-                meta, arrays = recv_message(conn.sock, f"client {conn.address[0]}:{conn.address[1]}")
+                meta, arrays = recv_message(conn.sock, conn.who, admit=lambda n: self._admit(n, reserved),
+                                            within=self.timeout)
             except TransportError as err:
-                if isinstance(err, MalformedMessage):
+                self.budget.release(sum(reserved))
+                if isinstance(err, MessageRefused):
+                    conn.reply({"kind": "error", "message": f"{err} (largest batch {self.max_batch}; the party "
+                                                            f"may be busy)"})
+                elif isinstance(err, MalformedMessage):
                     log.warning("party %d: %s; connection dropped", self.index, err)
                     conn.reply({"kind": "error", "message": str(err)})
-                conn.sock.close()
                 return
-            request_id = str(meta.get("request_id", ""))
-            if meta.get("kind") != "predict" or not request_id:
-                conn.reply({"kind": "error", "message": "expected a predict request with a request_id"})
+            conn.last_active = time.monotonic()
+            cost = sum(reserved)
+            problem, request_id = self._validate(meta, arrays)
+            if problem is None:
+                with self._requests_ready:
+                    if request_id in self._requests:
+                        problem = f"request {request_id} is already waiting"
+                    else:
+                        self._requests[request_id] = _Request(conn, request_id, meta["output"], tuple(arrays), cost,
+                                                              time.monotonic())
+                        self._requests_ready.notify_all()
+            if problem is not None:
+                self.budget.release(cost)
+                conn.reply({"kind": "error", "request_id": request_id, "message": problem})
                 continue
-            with self._requests_ready:
-                self._requests[request_id] = (conn, meta, arrays)
-                self._requests_ready.notify_all()
             if self.index == 0:
                 self._order.put(request_id)
 
-    # -- sessions ----------------------------------------------------------------------------
-    def _take_request(self, request_id: str, timeout: float | None):
+    def _validate(self, meta: dict, arrays: list) -> tuple[str | None, str | None]:
+        """Why a request cannot be accepted (None if it can), and its id if it has a valid one."""
+        request_id = meta.get("request_id")
+        request_id = request_id if isinstance(request_id, str) and _REQUEST_ID.fullmatch(request_id) else None
+        if meta.get("kind") != "predict" or request_id is None:
+            return "expected a predict request with a request_id of 1-64 letters, digits, '_' or '-'", request_id
+        if meta.get("output") not in OUTPUTS:
+            return f"output must be one of {OUTPUTS}", request_id
+        expected = tuple(self.model.architecture.input_shape)
+        if len(arrays) != 2 or any(a.dtype != DTYPE or a.shape != arrays[0].shape for a in arrays) \
+                or arrays[0].shape[1:] != expected:
+            got = [a.shape for a in arrays]
+            return f"party {self.index} got input shares of shapes {got}, expected two uint64 (batch,) + {expected}", \
+                request_id
+        if not 0 < arrays[0].shape[0] <= self.max_batch:
+            return f"batch size must be in 1..{self.max_batch}, got {arrays[0].shape[0]}", request_id
+        return None, request_id
+
+    def _take_request(self, request_id: str, timeout: float | None) -> _Request | None:
         with self._requests_ready:
             self._requests_ready.wait_for(lambda: request_id in self._requests, timeout=timeout)
             return self._requests.pop(request_id, None)
 
+    def _expire_loop(self):
+        while True:
+            time.sleep(min(0.2, self.request_wait / 4))
+            now = time.monotonic()
+            with self._requests_ready:
+                old = [r for r in self._requests.values() if now - r.arrived > self.request_wait]
+                for r in old:
+                    del self._requests[r.request_id]
+            why = "the other parties did not get it, or are busy" if self._established else self._waiting_for()
+            for r in old:
+                self._finish_request(r, f"party {self.index}: the request expired after {self.request_wait:g} s "
+                                        f"without a session ({why})")
+
+    def _waiting_for(self) -> str:
+        missing = [j for j in range(NUM_PARTIES) if j != self.index and j not in self._incoming
+                   and (j not in self.links or self.links[j].broken)]
+        return f"the parties are reconnecting; not connected: {', '.join(f'party {j}' for j in missing) or 'none'}"
+
+    def _finish_request(self, request: _Request, problem: str | None, meta=None, arrays=()):
+        try:
+            if problem is None:
+                request.conn.reply(meta, arrays)
+            else:
+                request.conn.reply({"kind": "error", "request_id": request.request_id, "message": problem})
+        finally:
+            self.budget.release(request.reserved)
+
+    # -- sessions ----------------------------------------------------------------------------
     def _check(self, request, shape=None, output=None) -> str | None:
-        """Why a request cannot run (None if it can); only public metadata is looked at."""
+        """Why a proposed request cannot run here (None if it can)."""
         if request is None:
             return f"party {self.index} did not receive the request"
-        _, meta, arrays = request
-        expected = tuple(self.model.architecture.input_shape)
-        if len(arrays) != 2 or arrays[0].shape != arrays[1].shape or arrays[0].shape[1:] != expected:
-            got = [a.shape for a in arrays]
-            return f"party {self.index} got input shares of shapes {got}, expected (batch,) + {expected}"
-        if not 0 < arrays[0].shape[0] <= MAX_BATCH:
-            return f"batch size must be in 1..{MAX_BATCH}, got {arrays[0].shape[0]}"
-        if meta.get("output") not in OUTPUTS:
-            return f"output must be one of {OUTPUTS}, got {meta.get('output')!r}"
-        if shape is not None and (list(arrays[0].shape) != shape or meta.get("output") != output):
+        if shape is not None and (list(request.shares[0].shape) != shape or request.output != output):
             return f"party {self.index} got a request of another shape or output than party 0"
         return None
 
-    def _run(self, session: int, request):
-        conn, meta, arrays = request
+    def _party(self, session: int) -> Party:
         for link in self.links.values():
             link.session = session
-        channel = Channel(self.links, timeout=self.timeout)
-        party = Party(self.index, channel, self._keys[0], self._keys[1], session=session)
+        return Party(self.index, Channel(self.links, timeout=self.timeout), self._keys[0], self._keys[1],
+                     session=session)
+
+    def _run(self, session: int, request: _Request):
+        party = self._party(session)
         started = time.perf_counter()
-        result = predict_share(party, self.model.architecture, self.model.weights, AShare(*arrays),
-                               self.model.fixed, self.model.ranges, meta["output"])
-        conn.reply({"kind": "result", "request_id": meta["request_id"], "stats": channel.stats.to_dict(),
-                    "combine": result.combine, "frac_bits": result.frac_bits, "rerun": result.rerun},
-                   [] if result.values is None else [result.values])
-        log.info("party %d: session %d done in %.1f ms (%d rounds, %d bytes sent)", self.index, session,
-                 1e3 * (time.perf_counter() - started), channel.stats.rounds, channel.stats.bytes_sent)
+        try:
+            result = predict_share(party, self.model.architecture, self.model.weights, AShare(*request.shares),
+                                   self.model.fixed, self.model.ranges, request.output)
+        except TransportError as err:
+            self._finish_request(request, f"party {self.index}: {err}")
+            raise
+        except Exception as err:  # out of step with the others now: report, then reconnect
+            log.exception("party %d: session %d failed", self.index, session)
+            self._finish_request(request, f"party {self.index}: the session failed ({err.__class__.__name__})")
+            raise TransportError(f"session {session} failed") from None
+        stats = party.channel.stats
+        self._finish_request(request, None, {"kind": "result", "request_id": request.request_id,
+                                             "stats": stats.to_dict(), "combine": result.combine,
+                                             "frac_bits": result.frac_bits, "rerun": result.rerun},
+                             [] if result.values is None else [result.values])
+        log.info("party %d: session %d done in %.1f ms (%d rounds, %d bytes sent)%s", self.index, session,
+                 1e3 * (time.perf_counter() - started), stats.rounds, stats.bytes_sent,
+                 "; asked for a re-run" if result.rerun else "")
+
+    def _refresh(self, session: int):
+        """Re-randomizes the weight shares (all parties at once, one round)."""
+        self.model = self.model.refreshed(self._party(session))
+        self._since_refresh = 0
+        log.info("party %d: weight shares re-randomized (session %d)", self.index, session)
+
+    def _lead_refresh(self):
+        self._session += 1
+        for link in self.links.values():
+            link.send_control({"kind": "refresh", "session": self._session})
+        self._refresh(self._session)
+
+    def _decide(self, session: int, request: _Request | None, problem: str | None):
+        if problem is None:
+            self._since_refresh += 1
+            self._run(session, request)
+        elif request is not None:
+            self._finish_request(request, problem)
 
     def _lead(self):
-        session = 0
+        self._lead_refresh()
         while True:
-            request_id = self._order.get()
-            session += 1
-            request = self._take_request(request_id, 0)
-            with self._failing_session(request):
+            if self.refresh_every and self._since_refresh >= self.refresh_every:
+                self._lead_refresh()
+            item = self._order.get()
+            if item is _RESET:
+                raise TransportError("reset requested")
+            request = self._take_request(item, 0)
+            if request is None:
+                continue  # expired already
+            self._session += 1
+            try:
                 problem = self._check(request)
-                shape = list(request[2][0].shape) if problem is None else None
-                output = request[1].get("output") if request else None
+                shape = list(request.shares[0].shape)
                 for link in self.links.values():
-                    link.send_control({"kind": "session", "session": session, "request_id": request_id,
-                                       "shape": shape, "output": output})
+                    link.send_control({"kind": "session", "session": self._session, "request_id": item,
+                                       "shape": shape, "output": request.output})
                 for link in self.links.values():
-                    answer, _ = link.recv_control(self.timeout, "answer to a session proposal")
+                    answer, _ = link.recv_control(self.request_wait + self.timeout, "answer to a session proposal")
                     problem = problem or answer.get("problem")
                 for link in self.links.values():
                     link.send_control({"kind": "go" if problem is None else "abort", "problem": problem})
-                self._finish(session, request, problem)
+            except TransportError as err:
+                self._finish_request(request, f"party {self.index}: {err}")
+                raise
+            self._decide(self._session, request, problem)
 
     def _follow(self):
         leader = self.links[0]
         while True:
             proposal, _ = leader.recv_control(None, "session proposal")
-            request = self._take_request(proposal["request_id"], self.timeout)
-            with self._failing_session(request):
+            self._session = int(proposal["session"])
+            if proposal.get("kind") == "refresh":
+                self._refresh(self._session)
+                continue
+            request = self._take_request(str(proposal["request_id"]), self.request_wait)
+            try:
                 problem = self._check(request, proposal["shape"], proposal["output"])
                 leader.send_control({"kind": "answer", "problem": problem})
                 decision, _ = leader.recv_control(self.timeout, "go or abort")
-                self._finish(proposal["session"], request, decision.get("problem"))
+            except TransportError as err:
+                if request is not None:
+                    self._finish_request(request, f"party {self.index}: {err}")
+                raise
+            self._decide(self._session, request, decision.get("problem"))
 
-    @contextlib.contextmanager
-    def _failing_session(self, request):
-        """Tells the client why its request failed if a peer fails; then the party stops (re-raises)."""
-        try:
-            yield
-        except TransportError as err:
-            log.error("party %d: %s; stopping", self.index, err)
-            if request is not None:
-                request[0].reply({"kind": "error", "request_id": request[1].get("request_id"),
-                                  "message": f"party {self.index}: {err}"})
-            raise
-
-    def _finish(self, session, request, problem):
-        if problem is None:
-            self._run(session, request)
-        elif request is not None:
-            conn, meta, _ = request
-            conn.reply({"kind": "error", "request_id": meta.get("request_id"), "message": problem})
+    def _establish(self):
+        """Connects to parties 0..index-1, waits for index+1..2, agrees fresh pairwise keys."""
+        for link in self.links.values():
+            link.close()
+        self.links = {}
+        for j in range(self.index):
+            self.links[j] = self._connect(j)
+        later = range(self.index + 1, NUM_PARTIES)
+        with self._peers:
+            if not self._peers.wait_for(lambda: all(j in self._incoming for j in later), timeout=4 * self.timeout):
+                missing = [j for j in later if j not in self._incoming]
+                raise TransportError(f"parties {missing} did not connect to party {self.index}")
+            for j in later:
+                self.links[j] = self._incoming.pop(j)
+        prev, nxt = (self.index - 1) % NUM_PARTIES, (self.index + 1) % NUM_PARTIES
+        own_key = new_key()  # k_i, shared with the predecessor
+        self.links[prev].send_control({"kind": "key"}, [np.frombuffer(own_key, dtype=DTYPE)])
+        meta, arrays = self.links[nxt].recv_control(self.timeout, "key")
+        if meta.get("kind") != "key" or len(arrays) != 1 or arrays[0].shape != (2,):
+            raise TransportError(f"party {nxt} sent no key")
+        self._keys = (own_key, arrays[0].tobytes())
+        self._session = 0
+        self.model = self._loaded  # every party restarts the chain of refreshes from the sharing on disk
+        self._established = True
 
     def serve(self, on_ready=None) -> None:
-        """Listens, connects to the other parties, agrees pairwise keys, then serves forever.
+        """Listens, connects to the other parties, agrees keys, then serves forever (reconnecting after faults).
 
         Args:
-            on_ready: called with no arguments once keys are agreed and requests can be served.
-
-        Raises:
-            TransportError: if peers do not come up, present wrong certificates, or fail mid-protocol.
+            on_ready: called once, with no arguments, when requests can first be served.
         """
         host, port = self.deployment.addresses[self.index]
         listener = socket.create_server((host, port), reuse_port=False)
         threading.Thread(target=self._accept_loop, args=(listener,), daemon=True, name="accept").start()
-        deadline = time.monotonic() + 4 * self.timeout
-        for j in range(self.index):
-            link = self._connect(j, deadline)
-            self.links[j] = link
-        with self._peers_ready:
-            if not self._peers_ready.wait_for(lambda: len(self.links) == NUM_PARTIES - 1,
-                                              timeout=max(deadline - time.monotonic(), 0)):
-                missing = sorted(set(range(NUM_PARTIES)) - set(self.links) - {self.index})
-                raise TransportError(f"parties {missing} did not connect to party {self.index}")
-        prev, nxt = (self.index - 1) % NUM_PARTIES, (self.index + 1) % NUM_PARTIES
-        own_key = new_key()  # k_i, shared with the predecessor
-        self.links[prev].send_control({"kind": "key"}, [np.frombuffer(own_key, dtype=DTYPE)])
-        _, (next_key,) = self.links[nxt].recv_control(self.timeout, "key")
-        self._keys = (own_key, next_key.tobytes())
-        log.info("party %d: ready on %s:%d, pid %d", self.index, host, port, os.getpid())
-        if on_ready:
-            on_ready()
-        self._lead() if self.index == 0 else self._follow()
+        threading.Thread(target=self._expire_loop, daemon=True, name="expire").start()
+        while True:
+            try:
+                self._establish()
+                log.info("party %d: ready on %s:%d, pid %d (largest batch %d)", self.index, host, port,
+                         os.getpid(), self.max_batch)
+                if on_ready:
+                    on_ready()
+                    on_ready = None
+                self._lead() if self.index == 0 else self._follow()
+            except TransportError as err:
+                log.error("party %d: %s; connecting to the others again", self.index, err)
+                self._established = False
+                time.sleep(0.2)
+                pending = []
+                while not self._order.empty():  # drop reset markers, keep the order of waiting requests
+                    item = self._order.get_nowait()
+                    if item is not _RESET:
+                        pending.append(item)
+                for item in pending:
+                    self._order.put(item)
 
 
 class RemoteClient:
@@ -404,36 +598,58 @@ class RemoteClient:
 
     Args:
         deployment: addresses and the client's credentials.
+        client: this client's name (its credentials are DEPLOYMENT/clients/<name>/); default: the only one.
         timeout: seconds to wait for a party.
+
+    Raises:
+        ValueError: if `client` is not given and the deployment has no or several clients.
     """
 
-    def __init__(self, deployment: Deployment, *, timeout: float = DEFAULT_TIMEOUT_S):
-        self.deployment, self.timeout = deployment, timeout
-        self._context = deployment.tls_context(CLIENT_ROLE, server=False)
+    def __init__(self, deployment: Deployment, *, client: str | None = None, timeout: float = DEFAULT_TIMEOUT_S):
+        names = deployment.client_names()
+        if client is None:
+            if len(names) != 1:
+                raise ValueError(f"choose a client: {deployment.directory!r} has credentials for {names or 'none'}")
+            client = names[0]
+        self.deployment, self.timeout, self.name = deployment, timeout, client
+        self._context = deployment.tls_context(client_role(client), server=False)
         self._socks: list | None = None
         self.info: dict | None = None
+        self.max_batch: int | None = None
         self.last_cost: CostReport | None = None
 
     def connect(self) -> dict:
         """Opens the three TLS connections and checks that the parties serve one model; returns its info."""
         socks, infos = [], []
-        for i, (host, port) in enumerate(self.deployment.addresses):
-            try:
-                sock = _no_delay(socket.create_connection((host, port), timeout=self.timeout))
-                tls = self._context.wrap_socket(sock)
-            except ssl.SSLError as err:
-                raise TransportError(f"TLS handshake with party {i} at {host}:{port} failed: {err.reason}") from None
-            except OSError as err:
-                raise TransportError(f"cannot reach party {i} at {host}:{port}: {err.strerror or err}") from None
-            if peer_role(tls) != party_role(i):
-                raise TransportError(f"the server at {host}:{port} is {peer_role(tls)!r}, not {party_role(i)!r}")
-            socks.append(tls)
-            meta, _ = recv_message(tls, f"party {i}")
-            infos.append({k: v for k, v in meta.items() if k not in ("kind", "party")})
-        if any(info != infos[0] for info in infos):
+        try:
+            for i, (host, port) in enumerate(self.deployment.addresses):
+                try:
+                    sock = no_delay(socket.create_connection((host, port), timeout=self.timeout))
+                    tls = self._context.wrap_socket(sock)
+                except ssl.SSLError as err:
+                    raise TransportError(f"TLS handshake with party {i} at {host}:{port} failed: "
+                                         f"{err.reason}") from None
+                except OSError as err:
+                    raise TransportError(f"cannot reach party {i} at {host}:{port}: {err.strerror or err}") from None
+                socks.append(tls)
+                if peer_role(tls) != party_role(i):
+                    raise TransportError(f"the server at {host}:{port} is {peer_role(tls)!r}, not {party_role(i)!r}")
+                meta, _ = recv_message(tls, f"party {i}", within=self.timeout)
+                if meta.get("kind") != "hello":
+                    raise TransportError(f"party {i}: {meta.get('message', 'no hello')}")
+                infos.append(meta)
+        except (TransportError, ValueError):
+            for sock in socks:
+                sock.close()
+            raise
+        info = [{k: v for k, v in m.items() if k not in ("kind", "party", "max_batch")} for m in infos]
+        if any(i != info[0] for i in info):
+            for sock in socks:
+                sock.close()
             raise TransportError("the three parties serve different model shares (model ids differ); "
                                  "re-run `ppml encrypted share-model` and restart them")
-        self._socks, self.info = socks, infos[0]
+        self._socks, self.info = socks, info[0]
+        self.max_batch = min(int(m.get("max_batch", 1)) for m in infos)
         return self.info
 
     def close(self) -> None:
@@ -449,29 +665,42 @@ class RemoteClient:
         self.close()
 
     def predict(self, x, *, output: str = "logits", retries: int = 2) -> Prediction:
-        """Private prediction of a batch (see `InProcessCluster.predict`)."""
+        """Private prediction of a batch (see `InProcessCluster.predict`).
+
+        Raises:
+            InputOutOfBounds: if x lies outside the model's input bounds (nothing is sent).
+            ValueError: for a wrong shape or a batch larger than the parties accept.
+            TransportError: if a party cannot be reached, reports an error or times out.
+        """
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
         if self._socks is None:
             self.connect()
         fixed = FixedPoint(self.info["frac_bits"])
         ranges = RangePlan.from_dict(self.info["ranges"], tuple(self.info["input_shape"]))
+        if len(np.asarray(x)) > self.max_batch:
+            raise ValueError(f"a batch of {len(np.asarray(x))} examples exceeds the parties' limit of "
+                             f"{self.max_batch}; split it")
 
         def run():
             shares = share_input(x, tuple(self.info["input_shape"]), fixed, ranges)
             request_id = uuid.uuid4().hex
-            for sock, (a, b) in zip(self._socks, shares):
-                send_message(sock, {"kind": "predict", "request_id": request_id, "output": output}, [a, b])
+            try:
+                for sock, (a, b) in zip(self._socks, shares):
+                    send_message(sock, {"kind": "predict", "request_id": request_id, "output": output}, [a, b])
+            except (ssl.SSLError, OSError) as err:
+                self.close()
+                raise TransportError(f"cannot send the request: {err.__class__.__name__}") from None
             replies = []
             for i, sock in enumerate(self._socks):
                 try:
-                    meta, arrays = recv_message(sock, f"party {i}")
+                    meta, arrays = recv_message(sock, f"party {i}", within=self.timeout)
                 except TransportError:
                     self.close()
                     raise
-                if meta.get("kind") == "error":  # fail fast: the other parties' answers cannot help
-                    self.close()
-                    raise TransportError(meta.get("message", f"party {i} reported an unknown error"))
+                if meta.get("kind") != "result" or meta.get("request_id") != request_id:
+                    self.close()  # fail fast: the other parties' answers cannot help
+                    raise TransportError(meta.get("message", f"party {i} sent no result"))
                 replies.append((meta, arrays))
             client_bytes = sum(a.nbytes + b.nbytes for a, b in shares) + sum(
                 a.nbytes for _, arrays in replies for a in arrays)

@@ -160,7 +160,11 @@ def analyse(architecture, encoded: dict, bounds: InputBounds, fixed: FixedPoint)
             contributes most to a re-run probability above `MAX_RERUN_PROBABILITY`.
     """
     backend = IntervalBackend(fixed)
-    logits = evaluate(architecture, encoded, box(*bounds.encoded(fixed)), backend, fixed)
+    try:
+        lo, hi = bounds.encoded(fixed)
+    except ValueError as err:
+        raise ModelRangeError(str(err)) from None
+    logits = evaluate(architecture, encoded, box(lo, hi), backend, fixed)
     label_start = len(backend.ops)
     label(backend, logits)
     ops = tuple(backend.ops)

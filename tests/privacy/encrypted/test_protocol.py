@@ -228,3 +228,41 @@ def test_rerun_flags_reach_the_client_and_withhold_the_output(monkeypatch):
     got = cluster.predict(np.random.default_rng(1).random((2, 784)))
     assert got.attempts == 2 and len(calls) == 6
 
+
+
+def test_refreshed_weight_shares_are_fresh_and_share_the_same_weights(fixed):
+    from privacy.encrypted.benchmark import reference_plan, reference_bounds
+    from privacy.encrypted.local import LocalParties
+    from privacy.encrypted.model_shares import share_model
+
+    plan = reference_plan("mlp")
+    models = share_model(plan, fixed, reference_bounds(plan))
+    refreshed, _ = LocalParties().run(lambda party, model: model.refreshed(party), models)
+    for name, layer in plan.encode(fixed).items():
+        for part in ("kernel", "bias"):
+            old = [getattr(m.weights[name], part) for m in models]
+            new = [getattr(m.weights[name], part) for m in refreshed]
+            assert np.array_equal(reconstruct([s.a for s in new]), getattr(layer, part))
+            assert all(np.array_equal(new[i].b, new[(i + 1) % 3].a) for i in range(3))  # replicated
+            assert not any(np.array_equal(o.a, n.a) for o, n in zip(old, new))  # every component changed
+
+
+def test_the_memory_estimate_bounds_what_a_party_allocates():
+    import tracemalloc
+
+    from privacy.encrypted.benchmark import reference_bounds, reference_plan
+    from privacy.encrypted.local import InProcessCluster
+    from privacy.encrypted.memory import request_bytes
+
+    for name in ("mlp", "cnn"):
+        plan = reference_plan(name)
+        cluster = InProcessCluster(plan, reference_bounds(plan))
+        for batch, output in ((1, "logits"), (16, "label")):
+            x = np.random.default_rng(0).random((batch,) + plan.architecture.input_shape)
+            cluster.predict(x, output=output)
+            tracemalloc.start()
+            cluster.predict(x, output=output)
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            # The three parties and the client together stay below three parties' estimates.
+            assert peak < 3 * request_bytes(plan.architecture, cluster.ranges, batch), (name, batch, output)
