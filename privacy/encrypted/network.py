@@ -57,7 +57,7 @@ from privacy.encrypted.ring import DTYPE, FixedPoint
 from privacy.encrypted.secure import OUTPUTS, OutputShare, predict_share
 from privacy.encrypted.shares import NUM_PARTIES, AShare
 from privacy.encrypted.transport import DEFAULT_TIMEOUT_S, Channel, Link, TransportError
-from privacy.encrypted.wire import MalformedMessage, MessageRefused, no_delay, recv_message, send_message
+from privacy.encrypted.wire import MalformedMessage, MessageRefused, TlsStream, no_delay, recv_message, send_message
 
 log = logging.getLogger("ppml.encrypted")
 
@@ -70,10 +70,11 @@ _RESET = object()
 
 
 class TlsLink(Link):
-    """A party-to-party link over one TLS connection; a reader thread queues incoming messages."""
+    """A party-to-party link over one TLS connection; a reader thread queues incoming messages and owns
+    the connection (others only shut it down, see `_Connection`)."""
 
-    def __init__(self, sock: ssl.SSLSocket, peer: int, on_broken=None):
-        self.sock, self.peer, self.session = sock, peer, 0
+    def __init__(self, sock: ssl.SSLSocket, peer: int, on_broken=None, *, send_timeout: float | None = None):
+        self.sock, self.peer, self.session = TlsStream(sock, None, send_timeout), peer, 0
         self.broken = False
         self._inbox: queue.Queue = queue.Queue()
         self._send_lock = threading.Lock()
@@ -93,10 +94,7 @@ class TlsLink(Link):
 
     def close(self) -> None:
         self.broken = True
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        with contextlib.suppress(OSError):
-            self.sock.close()
+        self.sock.close()
 
     def _send(self, meta, arrays=()):
         try:
@@ -137,31 +135,81 @@ class TlsLink(Link):
 
 
 class _Connection:
-    """An accepted connection (client, or not yet authenticated) as seen by a party."""
+    """An accepted connection (client, or not yet authenticated) as seen by a party.
+
+    After the handshake its TLS connection is a `TlsStream`: the handler thread reads requests, and
+    replies go through an outbox to a writer thread, so that a client that does not read its replies
+    delays only its own connection, never a session. Other threads only ever shut the connection down
+    (`shutdown`); the thread that owns the descriptor (the writer, or the handler before there is one)
+    closes it, so a descriptor number is never reused while a thread still waits on it.
+    """
 
     def __init__(self, sock: socket.socket, address):
         self.sock, self.address = sock, address
         self.who = f"client {address[0]}:{address[1]}"
         self.last_active = time.monotonic()
-        self._lock = threading.Lock()
         self.closed = False
+        self._outbox: queue.Queue = queue.Queue()
+        self._writing = False
+        self._state = threading.Lock()
 
-    def reply(self, meta, arrays=()) -> None:
-        try:
-            with self._lock:
-                send_message(self.sock, meta, arrays)
-        except (ssl.SSLError, OSError):
-            log.warning("%s left before its reply", self.who)
-            self.close()
+    def start(self, tls: ssl.SSLSocket, *, idle_timeout: float, send_timeout: float) -> None:
+        """Switches to the authenticated TLS connection and starts the writer (which then owns it)."""
+        self.sock = TlsStream(tls, idle_timeout, send_timeout)
+        self._writing = True
+        threading.Thread(target=self._write, daemon=True, name="reply").start()
 
-    def close(self) -> None:
-        if self.closed:
-            return
+    def _write(self):
+        while True:
+            item = self._outbox.get()
+            if item is None:
+                break
+            meta, arrays, done = item
+            try:
+                if not self.closed:
+                    send_message(self.sock, meta, arrays)
+            except (ssl.SSLError, OSError):
+                log.warning("%s did not take its reply", self.who)
+                self.shutdown()
+            finally:
+                if done:
+                    done()
+        with self._state:
+            self._writing = False
+        while not self._outbox.empty():  # replies queued after the end: release what they hold
+            item = self._outbox.get_nowait()
+            if item is not None and item[2]:
+                item[2]()
+        self.sock.close()
+
+    def reply(self, meta, arrays=(), done=None) -> None:
+        """Queues a reply; `done` runs once it has been sent or dropped."""
+        with self._state:
+            if self._writing:
+                self._outbox.put((meta, arrays, done))
+                return
+        if done:
+            done()
+
+    def shutdown(self) -> None:
+        """Ends the connection from any thread: its reader and writer wake up and finish."""
         self.closed = True
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        with contextlib.suppress(OSError):
-            self.sock.close()
+        if self.sock is None:
+            return
+        if isinstance(self.sock, TlsStream):
+            self.sock.shutdown()
+        else:
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
+
+    def finish(self) -> None:
+        """Called by the handler when it is done: the writer sends what is queued, then closes."""
+        if isinstance(self.sock, TlsStream):
+            self._outbox.put(None)
+        elif self.sock is not None:
+            self.closed = True
+            with contextlib.suppress(OSError):
+                self.sock.close()
 
 
 @dataclasses.dataclass
@@ -238,7 +286,7 @@ class PartyServer:
             if victim is not None:
                 log.warning("party %d: %d connections; closing the one idle longest (%s)", self.index,
                             self.max_connections, victim.who)
-                victim.close()
+                victim.shutdown()
                 with self._connections_lock:
                     self._connections.discard(victim)
             threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
@@ -271,7 +319,7 @@ class PartyServer:
             role = peer_role(tls)
             peers = {party_role(j): j for j in range(self.index + 1, NUM_PARTIES)}
             if role in peers:
-                conn.closed = True  # the socket now belongs to the peer link
+                conn.sock = None  # the connection now belongs to the peer link
                 self._peer_arrived(peers[role], tls)
                 return
             try:
@@ -281,7 +329,7 @@ class PartyServer:
                 revoked = True
             if role.startswith(CLIENT_PREFIX) and not revoked:
                 conn.who = f"{role} at {conn.address[0]}:{conn.address[1]}"
-                tls.settimeout(self.idle_timeout)
+                conn.start(tls, idle_timeout=self.idle_timeout, send_timeout=self.timeout)
                 self._serve_client(conn)
             else:
                 log.warning("party %d: rejected a connection from %r at %s%s", self.index, role, conn.address[0],
@@ -292,13 +340,12 @@ class PartyServer:
             self._drop(conn)
 
     def _drop(self, conn: _Connection):
-        conn.close()
+        conn.finish()
         with self._connections_lock:
             self._connections.discard(conn)
 
     def _peer_arrived(self, j: int, tls: ssl.SSLSocket):
-        tls.settimeout(None)
-        link = TlsLink(tls, j, self._link_broken)
+        link = TlsLink(tls, j, self._link_broken, send_timeout=self.timeout)
         with self._peers:
             old = self._incoming.pop(j, None)
             self._incoming[j] = link
@@ -315,7 +362,7 @@ class PartyServer:
     def _request_reset(self, why: str):
         log.warning("party %d: %s; resetting", self.index, why)
         self._established = False
-        for link in list(self.links.values()):
+        for link in list(dict(self.links).values()):
             link.close()
         self._order.put(_RESET)
 
@@ -335,8 +382,7 @@ class PartyServer:
         if peer_role(tls) != party_role(j):
             tls.close()
             raise TransportError(f"the server at {host}:{port} is {peer_role(tls)!r}, not {party_role(j)!r}")
-        tls.settimeout(None)
-        return TlsLink(tls, j, self._link_broken)
+        return TlsLink(tls, j, self._link_broken, send_timeout=self.timeout)
 
     # -- requests ----------------------------------------------------------------------------
     def _admit(self, nbytes: int, reserved: list) -> bool:
@@ -409,29 +455,33 @@ class PartyServer:
     def _expire_loop(self):
         while True:
             time.sleep(min(0.2, self.request_wait / 4))
-            now = time.monotonic()
-            with self._requests_ready:
-                old = [r for r in self._requests.values() if now - r.arrived > self.request_wait]
-                for r in old:
-                    del self._requests[r.request_id]
-            why = "the other parties did not get it, or are busy" if self._established else self._waiting_for()
+            try:
+                self._expire()
+            except Exception:  # this thread must outlive any bug
+                log.exception("party %d: expiring requests failed", self.index)
+
+    def _expire(self):
+        now = time.monotonic()
+        with self._requests_ready:
+            old = [r for r in self._requests.values() if now - r.arrived > self.request_wait]
             for r in old:
-                self._finish_request(r, f"party {self.index}: the request expired after {self.request_wait:g} s "
-                                        f"without a session ({why})")
+                del self._requests[r.request_id]
+        why = "the other parties did not get it, or are busy" if self._established else self._waiting_for()
+        for r in old:
+            self._finish_request(r, f"party {self.index}: the request expired after {self.request_wait:g} s "
+                                    f"without a session ({why})")
 
     def _waiting_for(self) -> str:
-        missing = [j for j in range(NUM_PARTIES) if j != self.index and j not in self._incoming
-                   and (j not in self.links or self.links[j].broken)]
+        links, incoming = dict(self.links), dict(self._incoming)  # other threads replace them
+        missing = [j for j in range(NUM_PARTIES) if j != self.index and j not in incoming
+                   and (j not in links or links[j].broken)]
         return f"the parties are reconnecting; not connected: {', '.join(f'party {j}' for j in missing) or 'none'}"
 
     def _finish_request(self, request: _Request, problem: str | None, meta=None, arrays=()):
-        try:
-            if problem is None:
-                request.conn.reply(meta, arrays)
-            else:
-                request.conn.reply({"kind": "error", "request_id": request.request_id, "message": problem})
-        finally:
-            self.budget.release(request.reserved)
+        """Queues the reply; the request's memory is released once it has been sent."""
+        if problem is not None:
+            meta, arrays = {"kind": "error", "request_id": request.request_id, "message": problem}, ()
+        request.conn.reply(meta, arrays, done=lambda: self.budget.release(request.reserved))
 
     # -- sessions ----------------------------------------------------------------------------
     def _check(self, request, shape=None, output=None) -> str | None:

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import json
 import math
+import select
 import socket
 import ssl
 import struct
+import threading
 import time
 
 import numpy as np
@@ -50,6 +52,83 @@ def no_delay(sock: socket.socket) -> socket.socket:
     """Small protocol messages must leave at once, not wait for Nagle's algorithm (40 ms stalls)."""
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
+
+
+class TlsStream:
+    """A TLS connection that one reader thread and other (writing) threads use at once.
+
+    OpenSSL forbids concurrent calls on one connection, so every TLS call holds a lock; the socket is
+    non-blocking, and waiting for data or buffer space happens in select() outside the lock (in slices
+    of at most 0.2 s, so data that a writer's TLS call buffered is never waited on for long). It offers
+    what `send_message` and `recv_message` use: ``sendall``, ``recv_into``, ``settimeout``/``gettimeout``.
+    """
+
+    _SLICE = 0.2
+
+    def __init__(self, sock: ssl.SSLSocket, timeout: float | None = None, send_timeout: float | None = None):
+        """`timeout`: seconds a read waits for data (None: forever); `send_timeout`: for a whole sendall."""
+        self._sock, self._timeout, self._send_timeout = sock, timeout, send_timeout
+        self._lock = threading.Lock()
+        sock.setblocking(False)
+
+    def settimeout(self, timeout: float | None) -> None:
+        self._timeout = timeout
+
+    def gettimeout(self) -> float | None:
+        return self._timeout
+
+    def getpeercert(self):
+        return self._sock.getpeercert()
+
+    def _wait(self, deadline: float | None, *, read: bool) -> None:
+        remaining = self._SLICE if deadline is None else min(self._SLICE, deadline - time.monotonic())
+        if remaining <= 0:
+            raise socket.timeout("timed out")
+        if self._sock.fileno() < 0:
+            raise ConnectionAbortedError("the connection was closed")
+        if read:
+            select.select([self._sock], [], [], remaining)
+        else:
+            select.select([], [self._sock], [], remaining)
+
+    def recv_into(self, view, nbytes: int) -> int:
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        while True:
+            with self._lock:
+                try:
+                    return self._sock.recv_into(view, nbytes)
+                except (ssl.SSLWantReadError, BlockingIOError):
+                    write = False
+                except ssl.SSLWantWriteError:
+                    write = True
+            self._wait(deadline, read=not write)
+
+    def sendall(self, data) -> None:
+        deadline = None if self._send_timeout is None else time.monotonic() + self._send_timeout
+        view = memoryview(data).cast("B")
+        with self._lock:
+            while len(view):
+                try:
+                    view = view[self._sock.send(view):]
+                except (ssl.SSLWantWriteError, BlockingIOError):
+                    self._wait(deadline, read=False)
+                except ssl.SSLWantReadError:
+                    self._wait(deadline, read=True)
+
+    def shutdown(self) -> None:
+        """Ends the connection at the socket level (wakes a reader waiting in select; no TLS call)."""
+        try:
+            socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.shutdown()
+        with self._lock:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
 
 
 def _code(a: np.ndarray) -> str:

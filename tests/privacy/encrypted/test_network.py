@@ -1,15 +1,17 @@
 """Three real party processes on 127.0.0.1 with mutual TLS: correctness, and no client behaviour stops a server."""
 
+import collections
 import os
 import signal
 import socket
 import struct
+import threading
 import time
 
 import numpy as np
 import pytest
 
-from privacy.encrypted import InputBounds, TransportError, import_keras_model
+from privacy.encrypted import InputBounds, ResultRejected, TransportError, import_keras_model
 from privacy.encrypted.certificates import add_client, client_role, create_deployment, revoke_client
 from privacy.encrypted.network import RemoteClient
 from privacy.encrypted.plan import Activation, Architecture, Dense, ModelPlan
@@ -199,3 +201,149 @@ def test_a_party_that_dies_or_stalls_gives_an_error_and_the_others_recover(fault
         for _ in range(3):  # weight shares re-randomized every 2 sessions, answers unchanged
             assert serves_correctly(parties.deployment)
         assert "re-randomized" in parties.log(1) and "connecting to the others again" in parties.log(0)
+
+
+# -- soak test --------------------------------------------------------------------------------------
+# A bounded loop (about 15 s) interleaves correct queries (some from four clients at once) with garbage and plain-TCP connections,
+# half-delivered requests, oversized announcements, malformed headers, idle connections, and a party
+# killed and restarted. Every legitimate query must return the right answer or a clear error within its
+# timeout; nothing may hang; the parties must keep serving; each party's peak resident memory above its
+# size at start-up must stay under its memory budget. The counts are printed (`pytest -s`) and checked.
+
+BUDGET = 16 << 20
+TIMEOUT = 1.0
+CLIENT_TIMEOUT = 6.0
+ROUNDS = 150
+
+
+def peak_rss(pid: int) -> int:
+    """The process's peak resident set size in bytes (VmHWM)."""
+    with open(f"/proc/{pid}/status") as fh:
+        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmHWM:"))
+
+
+def current_rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmRSS:"))
+
+
+COUNTING = threading.Lock()
+
+
+def legitimate_query(deployment, rng, counts, outcomes):
+    x = rng.uniform(-4, 4, size=(int(rng.integers(1, 20)), 4))
+    start = time.monotonic()
+    try:
+        with RemoteClient(deployment, client="loopback", timeout=CLIENT_TIMEOUT) as client:
+            got = client.predict(x)
+        outcome = "correct answers" if np.abs(got.logits - reference(x)).max() < 1e-3 else "WRONG ANSWERS"
+    except (TransportError, ResultRejected) as err:
+        outcome = "clear errors"
+        outcomes.append(str(err))
+    with COUNTING:
+        counts[outcome] += 1
+        counts["slowest query (s)"] = max(counts["slowest query (s)"], round(time.monotonic() - start, 2))
+
+
+def burst(deployment, seed, counts, outcomes, during=None):
+    """Four clients query at once (while `during()` runs, if given)."""
+    threads = [threading.Thread(target=legitimate_query,
+                                args=(deployment, np.random.default_rng(seed + k), counts, outcomes))
+               for k in range(4)]
+    for t in threads:
+        t.start()
+    result = during() if during else None
+    for t in threads:
+        t.join(timeout=3 * (CLIENT_TIMEOUT + TIMEOUT))
+    assert not any(t.is_alive() for t in threads)
+    return result
+
+
+def fault(kind, deployment, parties, rng, counts, held):
+    host, port = deployment.addresses[int(rng.integers(3))]
+    if kind == "garbage":
+        with socket.create_connection((host, port), timeout=5) as sock:
+            sock.sendall(bytes(rng.integers(0, 256, size=200, dtype=np.uint8)))
+    elif kind == "plain tcp":
+        held.extend(socket.create_connection((host, port), timeout=5) for _ in range(10))
+    elif kind in ("malformed header", "oversized announcement"):
+        name = "2 GiB announced" if kind == "oversized announcement" else str(rng.choice(sorted(MALFORMED)[:-1]))
+        sock, _ = raw_client(deployment, int(rng.integers(3)))
+        sock.sendall(MALFORMED[name] if kind == "malformed header" else frame(MALFORMED[name][9:]))
+        reply, _ = recv_message(sock, "party", within=5)
+        assert reply["kind"] == "error", (kind, name, reply)
+        sock.close()
+    elif kind == "half-delivered request":
+        index = int(rng.integers(3))
+        sock, _ = raw_client(deployment, index)
+        a, b = share(np.zeros((1, 4), dtype=np.uint64))[index]
+        send_message(sock, {"kind": "predict", "request_id": f"half{rng.integers(1 << 30)}", "output": "logits"},
+                     [a, b])
+        reply, _ = recv_message(sock, "party", within=3 * TIMEOUT + 5)
+        assert reply["kind"] == "error"
+        sock.close()
+    elif kind == "idle connection":
+        sock, _ = raw_client(deployment, int(rng.integers(3)))
+        held.append(sock)
+    elif kind == "killed and restarted":
+        index = int(rng.integers(3))
+        parties.stop(index, signal.SIGKILL)
+        parties.launch(index)
+        parties.wait_ready(index)
+        return index
+    counts[kind] += 1
+    return None
+
+
+def test_parties_keep_serving_through_mixed_faults(tmp_path):
+    rng = np.random.default_rng(2026)
+    counts, outcomes, held = collections.Counter(), [], []
+    counts["slowest query (s)"] = 0.0
+    kinds = ["garbage", "plain tcp", "malformed header", "oversized announcement", "half-delivered request",
+             "idle connection"]
+    with loopback_parties(tiny_plan(), TINY_BOUNDS, timeout=TIMEOUT, directory=str(tmp_path), memory_budget=BUDGET,
+                          max_connections=12, idle_timeout=3.0, refresh_every=7) as parties:
+        deployment = parties.deployment
+        started = time.monotonic()
+        baseline = {i: current_rss(parties.pid(i)) for i in range(3)}
+        for step in range(ROUNDS):
+            if step in (40, 100):  # a party killed while four clients query, then restarted
+                restarted = burst(deployment, step * 10, counts, outcomes, lambda: fault(
+                    "killed and restarted", deployment, parties, rng, counts, held))
+                counts["killed and restarted"] += 1
+                baseline[restarted] = current_rss(parties.pid(restarted))
+            elif step % 12 == 5:
+                burst(deployment, step * 10, counts, outcomes)
+            elif step % 2:
+                legitimate_query(deployment, rng, counts, outcomes)
+            else:
+                fault(kinds[int(rng.integers(len(kinds)))], deployment, parties, rng, counts, held)
+            if len(held) > 30:
+                for sock in held[:20]:
+                    sock.close()
+                del held[:20]
+        for sock in held:
+            sock.close()
+        deadline = time.monotonic() + 30
+        while True:  # after the last fault, the parties serve again
+            try:
+                with RemoteClient(deployment, client="loopback", timeout=CLIENT_TIMEOUT) as client:
+                    x = rng.uniform(-4, 4, size=(5, 4))
+                    assert np.abs(client.predict(x).logits - reference(x)).max() < 1e-3
+                break
+            except TransportError:
+                assert time.monotonic() < deadline
+                time.sleep(0.5)
+        growth = {i: peak_rss(parties.pid(i)) - baseline[i] for i in range(3)}
+        elapsed = time.monotonic() - started
+        logs = "".join(parties.log(i) for i in range(3))
+    print(f"\nsoak: {ROUNDS} steps in {elapsed:.1f} s: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+          + f"; peak memory growth per party (MiB): {[round(g / 2 ** 20, 1) for g in growth.values()]} "
+          f"(budget {BUDGET >> 20})")
+    assert counts["WRONG ANSWERS"] == 0
+    assert counts["correct answers"] >= ROUNDS // 2  # answered, not only refused
+    assert counts["clear errors"] <= 2 * 4 + 4  # the queries in flight when a party was killed, and a few more
+    assert counts["slowest query (s)"] < CLIENT_TIMEOUT  # every answer or error came before the client gave up
+    assert all(g <= BUDGET for g in growth.values()), growth
+    assert all(("expired" in e or "party" in e or "re-run" in e) for e in outcomes), outcomes
+    assert "Traceback" not in logs
