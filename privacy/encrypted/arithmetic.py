@@ -107,6 +107,12 @@ def _ceil_shift(w: np.ndarray, shift: int) -> np.ndarray:
     return -logical_shift(-w, shift)
 
 
+def in_failure_window(s: np.ndarray, bound_bits: int) -> bool:
+    """Whether some masked sum s lies below 2^(bound_bits + 1), where a truncation may go wrong (a check
+    the pair makes on its own data)."""
+    return bool(np.any(s < DTYPE(1 << (bound_bits + 1))))
+
+
 def truncate(p: Party, z: Terms, *, shift: int, bound_bits: int = 0, helper: int = HELPER,
              rnd: Round | None = None) -> Pending:
     """Replicated share of floor(z / 2^shift) + {0, 1} from terms with |z| < 2^bound_bits: 1 round.
@@ -142,8 +148,7 @@ def truncate(p: Party, z: Terms, *, shift: int, bound_bits: int = 0, helper: int
     def finish() -> AShare:
         s = z.term + mask + other.value
         if shift:
-            if np.any(s < DTYPE(1 << (bound_bits + 1))):
-                p.rerun = True
+            p.rerun |= in_failure_window(s, bound_bits)
             s = logical_shift(s, shift)
         return AShare(from_helper.value, s) if first else AShare(s, r)  # u: (c_u, c_v); v: (c_v, c_h)
 

@@ -80,6 +80,18 @@ class RerunRequested(Exception):
     """A party asked for the query to be run again (internal to `predict_with_retries`)."""
 
 
+def check_output_range(integers: np.ndarray, ranges: RangePlan) -> None:
+    """Rejects reconstructed logits outside the model's proven output range.
+
+    Raises:
+        ResultRejected: if some |logit| >= 2^output_bits (in the logits' fixed-point units).
+    """
+    limit = 2 ** ranges.output_bits
+    if np.any((integers < -limit) | (integers >= limit)):
+        raise ResultRejected("the reconstructed output lies outside the model's proven output range; "
+                             "result discarded (a party deviated from the protocol or the data was corrupted)")
+
+
 def reconstruct_prediction(shares: list, *, output: str, output_activation: str, ranges: RangePlan) -> Prediction:
     """Combines the three parties' `OutputShare`s, checks the proven output range, decodes.
 
@@ -94,10 +106,7 @@ def reconstruct_prediction(shares: list, *, output: str, output_activation: str,
     if output == "label":
         return Prediction(None, None, as_signed(result).astype(np.int64))
     integers = as_signed(result)
-    limit = 2 ** ranges.output_bits
-    if np.any((integers < -limit) | (integers >= limit)):
-        raise ResultRejected("the reconstructed output lies outside the model's proven output range; "
-                             "result discarded (a party deviated from the protocol or the data was corrupted)")
+    check_output_range(integers, ranges)
     logits = integers.astype(np.float64) / float(1 << shares[0].frac_bits)
     labels = (integers[..., 0] > 0).astype(np.int64) if logits.shape[-1] == 1 else integers.argmax(axis=-1)
     return Prediction(_activate(logits, output_activation), logits, labels)
