@@ -21,7 +21,7 @@ needs 22; its figures come from the field notes: it cannot be installed next to 
 benchmarks/README.md). Measured figures and how to rerun are in benchmarks/README.md.
 
     git archive c03d14f privacy | tar -x -C /tmp/ppml-before     # outside the runtime (no git inside)
-    make run ARGS='python benchmarks/encrypted_inference.py [--repeats 10] [--skip-processes] [--before /tmp/ppml-before]'
+    make run ARGS='python benchmarks/encrypted_inference.py [--repeats 30] [--skip-processes] [--before DIR]'
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ ANCHOR = "CrypTen 0.4.1 2PC, MLP batch 1: 22 rounds, 2.0 MB, 82 ms in-process (f
 # Runs in a fresh interpreter whose sys.path starts with the tree to measure (this one, or an older one
 # extracted by `git archive`); it adapts to the older API (no input bounds, loopback yields a Deployment).
 WORKER = r'''
-import inspect, json, os, queue, statistics, sys, threading, time
+import inspect, json, queue, statistics, sys, time
 import numpy as np
 from privacy.encrypted import InProcessCluster
 from privacy.encrypted import local, transport

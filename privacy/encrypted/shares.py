@@ -1,9 +1,9 @@
 """Replicated secret shares (2-out-of-3) of ring elements, and the data owner's side of sharing.
 
-A secret x is split into three components with x = c0 + c1 + c2 (mod 2^64) for arithmetic shares, or
-x = c0 ^ c1 ^ c2 for binary (bitwise) shares. Party i holds the pair (c_i, c_{i+1}) (indices mod 3):
-any one party sees two uniformly random components and learns nothing about x; any two parties
-together could reconstruct, which is why the security model needs an honest majority.
+A secret x is split into three components with x = c0 + c1 + c2 (mod 2^64). Party i holds the pair
+(c_i, c_{i+1}) (indices mod 3): any one party sees two uniformly random components and learns nothing
+about x; any two parties together could reconstruct, which is why the security model needs an honest
+majority.
 
 `AShare` is one party's pair of components; linear operations on it are local. `Terms` is one party's
 term of an additive 3-out-of-3 sharing (what local products give before any communication), possibly
@@ -117,9 +117,3 @@ def reconstruct(components: list[np.ndarray]) -> np.ndarray:
         raise ValueError(f"reconstruction needs {NUM_PARTIES} components, got {len(components)}")
     return components[0] + components[1] + components[2]
 
-
-def reconstruct_xor(components: list[np.ndarray]) -> np.ndarray:
-    """XORs three binary components (or 3-out-of-3 XOR shares) into the secret."""
-    if len(components) != NUM_PARTIES:
-        raise ValueError(f"reconstruction needs {NUM_PARTIES} components, got {len(components)}")
-    return components[0] ^ components[1] ^ components[2]

@@ -53,7 +53,8 @@ class Executor(base_executor.BaseExecutor):
             cluster = InProcessCluster(plan, bounds, FixedPoint(settings.frac_bits))
             report = verify_model(model, x, y, cluster, batch_size=settings.batch_size)
         except ModelRangeError as err:
-            return _decide(blessing, settings, None, f"the model cannot run encrypted within the ring's headroom: {err}")
+            return _decide(blessing, settings, None,
+                           f"the model cannot run encrypted within the ring's headroom: {err}")
         except InputOutOfBounds as err:
             return _decide(blessing, settings, None, f"the examples exceed the declared input range: {err}")
         except ResultRejected as err:

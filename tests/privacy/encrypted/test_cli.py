@@ -41,8 +41,9 @@ def test_setup_share_serve_predict(saved):
     assert all((dep / f"party-{i}" / "model.npz").exists() for i in range(3))
     assert all((dep / f"party-{i}" / "model.npz").stat().st_mode & 0o077 == 0 for i in range(3))  # owner only
     serve = [sys.executable, "-c", "from pipelines.cli.main import cli; cli()", "encrypted", "serve"]
-    procs = [subprocess.Popen(serve + ["--party", str(i), "--deployment", str(dep), "--timeout", "10"], stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True, cwd=os.getcwd()) for i in range(3)]
+    procs = [subprocess.Popen(serve + ["--party", str(i), "--deployment", str(dep), "--timeout", "10"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=os.getcwd())
+             for i in range(3)]
     try:
         assert [p.stdout.readline().strip() for p in procs] == ["ready"] * 3
         result = run("encrypted", "predict", "--input", folder / "x.csv", "--deployment", dep, "--json")
@@ -54,8 +55,8 @@ def test_setup_share_serve_predict(saved):
         assert got["cost"]["rounds"] > 0
         result = run("encrypted", "predict", "--input", folder / "x.npy", "--deployment", dep, "--output", "label",
                      "--out", folder / "labels.npy")
-        assert result.exit_code == 0 and np.array_equal(np.load(folder / "labels.npy"), expected.argmax(1).tolist()
-                                                        + np.asarray(model.predict(x[3:], verbose=0)).argmax(1).tolist())
+        want = expected.argmax(1).tolist() + np.asarray(model.predict(x[3:], verbose=0)).argmax(1).tolist()
+        assert result.exit_code == 0 and np.array_equal(np.load(folder / "labels.npy"), want)
         assert (folder / "labels.npy").stat().st_mode & 0o077 == 0  # the client's secret: owner only
         # One certificate per client: a second client works, a revoked one is refused, the first still works.
         assert run("encrypted", "add-client", "bob", "--deployment", dep).exit_code == 0

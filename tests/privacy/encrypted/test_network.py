@@ -204,11 +204,12 @@ def test_a_party_that_dies_or_stalls_gives_an_error_and_the_others_recover(fault
 
 
 # -- soak test --------------------------------------------------------------------------------------
-# A bounded loop (about 15 s) interleaves correct queries (some from four clients at once) with garbage and plain-TCP connections,
-# half-delivered requests, oversized announcements, malformed headers, idle connections, and a party
-# killed and restarted. Every legitimate query must return the right answer or a clear error within its
-# timeout; nothing may hang; the parties must keep serving; each party's peak resident memory above its
-# size at start-up must stay under its memory budget. The counts are printed (`pytest -s`) and checked.
+# A bounded loop (about 15 s) interleaves correct queries (some from four clients at once) with garbage
+# and plain-TCP connections, half-delivered requests, oversized announcements, malformed headers, idle
+# connections, and two parties killed and restarted while clients query. Every legitimate query must
+# return the right answer or a clear error within its timeout; nothing may hang; the parties must keep
+# serving; each party's peak resident memory above its size at start-up must stay under its memory
+# budget. The counts are printed (`pytest -s`) and checked.
 
 BUDGET = 16 << 20
 TIMEOUT = 1.0

@@ -37,7 +37,8 @@ def random_plan(rng) -> ModelPlan:
         side, channels = int(rng.integers(5, 9)), int(rng.integers(1, 3))
         input_shape = (side, side, channels)
         filters, kernel = int(rng.integers(1, 4)), int(rng.integers(1, 4))
-        conv = Conv2D("conv", filters, (kernel, kernel), (int(rng.integers(1, 3)),) * 2, str(rng.choice(["valid", "same"])))
+        stride, padding = int(rng.integers(1, 3)), str(rng.choice(["valid", "same"]))
+        conv = Conv2D("conv", filters, (kernel, kernel), (stride, stride), padding)
         layers.append(conv)
         weighted("conv", kernel * kernel * channels, filters, (kernel, kernel, channels, filters))
         activation("conv")
@@ -74,7 +75,8 @@ def forward(plan: ModelPlan, x: np.ndarray, weights: dict, q=lambda v: np.asarra
             wins = windows(x, layer.pool_size, layer.strides, "valid")
             wins = wins.reshape(wins.shape[:3] + (layer.pool_size[0] * layer.pool_size[1], x.shape[-1]))
             area = wins.shape[3]
-            x = wins.max(axis=3) if layer.kind == "max" else np.einsum("...kc,k->...c", wins, q(np.full(area, 1 / area)))
+            x = (wins.max(axis=3) if layer.kind == "max"
+                 else np.einsum("...kc,k->...c", wins, q(np.full(area, 1 / area))))
         elif isinstance(layer, Reshape):
             x = x.reshape((len(x),) + tuple(layer.target_shape))
         elif layer.function == "relu":

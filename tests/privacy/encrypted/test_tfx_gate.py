@@ -38,7 +38,8 @@ def run(name, model, upstream=None, upstream_model_id=0, **settings):
     blessing = standard_artifacts.ModelBlessing(); blessing.uri = os.path.join(root, "blessing-" + name)
     inputs = {{"examples": [examples], "model": [model]}}
     if upstream is not None:
-        up = standard_artifacts.ModelBlessing(); up.set_int_custom_property("blessed", upstream); inputs["model_blessing"] = [up]
+        up = standard_artifacts.ModelBlessing(); up.set_int_custom_property("blessed", upstream)
+        inputs["model_blessing"] = [up]
         up.set_int_custom_property("current_model_id", upstream_model_id)
     props = GateSettings(feature_keys=tuple(keys), label_key="diagnosis", **settings).exec_properties()
     Executor().Do(inputs, {{"blessing": [blessing]}}, props)
@@ -93,7 +94,8 @@ def test_gate_blesses_matching_models_and_blocks_others(tmp_path, python_subproc
     assert lines["STRICT"] == "STRICT ['BLESSED']"
     # A model that cannot be proven within the ring's headroom for the declared range fails closed, with
     # the reason recorded (the run itself completes: `ppml report` has something to show).
-    assert lines["RANGE"].startswith("RANGE ['NOT_BLESSED'] 0 the model cannot run encrypted within the ring's headroom")
+    assert lines["RANGE"].startswith("RANGE ['NOT_BLESSED'] 0 the model cannot run encrypted within the ring's "
+                                     "headroom")
     assert "bits" in lines["RANGE"] or "re-run" in lines["RANGE"]
     assert lines["OUTSIDE"].startswith("OUTSIDE ['NOT_BLESSED'] the examples exceed the declared input range")
     assert lines["COMPONENT"] == "COMPONENT 50 ['f00', 'f01'] OutputChannel"

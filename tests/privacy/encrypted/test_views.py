@@ -15,7 +15,6 @@ from scipy import stats
 
 from privacy.encrypted import arithmetic, comparison
 from privacy.encrypted.comparison import MODULUS
-from privacy.encrypted.shares import Terms
 
 N = 4000
 ALPHA = 1e-4  # per test; about 100 tests, so a false alarm has probability < 1 % (and keys are fixed)
