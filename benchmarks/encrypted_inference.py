@@ -42,15 +42,22 @@ RTT_S = 0.010
 ANCHOR = "CrypTen 0.4.1 2PC, MLP batch 1: 22 rounds, 2.0 MB, 82 ms in-process (field notes, not re-run)"
 
 # Runs in a fresh interpreter whose sys.path starts with the tree to measure (this one, or an older one
-# extracted by `git archive`); it adapts to the older API (no input bounds, loopback yields a Deployment).
+# extracted by `git archive`); it adapts to the older API (flat modules, no input bounds, loopback yields
+# a Deployment).
 WORKER = r'''
 import inspect, json, queue, statistics, sys, time
 import numpy as np
 from privacy.encrypted import InProcessCluster
-from privacy.encrypted import local, transport
 from privacy.encrypted.benchmark import reference_plan
-from privacy.encrypted.network import RemoteClient
-from privacy.encrypted.processes import loopback_parties
+try:
+    from privacy.encrypted import in_process as local
+    from privacy.encrypted.network.processes import loopback_parties
+    from privacy.encrypted.network.remote import RemoteClient
+    from privacy.encrypted.protocol import transport
+except ImportError:
+    from privacy.encrypted import local, transport
+    from privacy.encrypted.network import RemoteClient
+    from privacy.encrypted.processes import loopback_parties
 
 args = json.loads(sys.argv[1])
 NEW = "bounds" in inspect.signature(InProcessCluster).parameters
@@ -111,7 +118,8 @@ def time_it(predictor, x, extra_s=0.0, settings=(None,)):
 
 def checks(on):
     """Switches the correctness checks on or off (off: only to measure their cost)."""
-    from privacy.encrypted import arithmetic, client, ranges
+    from privacy.encrypted.model import ranges
+    from privacy.encrypted.protocol import arithmetic, client
     if not hasattr(checks, "saved"):
         checks.saved = (arithmetic.in_failure_window, client.check_output_range, ranges.InputBounds.check)
     window, output, inputs = checks.saved if on else (lambda s, bits: False, lambda i, p: None, lambda b, x, f: None)
@@ -160,7 +168,7 @@ def keras_rows(batches, repeats) -> list[dict]:
     import numpy as np
 
     from privacy.encrypted.benchmark import reference_plan
-    from privacy.encrypted.plan import Activation, Conv2D, Dense, Reshape
+    from privacy.encrypted.model.plan import Activation, Conv2D, Dense, Reshape
 
     rows = []
     for name in ("mlp", "cnn"):

@@ -116,7 +116,7 @@ def _address(value: str) -> tuple[str, int]:
 
 
 def _deployment(directory: str):
-    from privacy.encrypted.certificates import Deployment
+    from privacy.encrypted.network.certificates import Deployment
 
     try:
         return Deployment.load(directory)
@@ -184,7 +184,7 @@ def setup(out_dir, parties, clients, valid_days):
     OUT/clients/<name>/ plus OUT/deployment.json to client <name>. Keep OUT/ca/ (the CA key, mode 0600)
     where clients are admitted and revoked; never copy it to a party.
     """
-    from privacy.encrypted.certificates import create_deployment
+    from privacy.encrypted.network.certificates import create_deployment
 
     addresses = [_address(p) for p in parties] or [("127.0.0.1", 7400 + i) for i in range(3)]
     if len(addresses) != 3:
@@ -206,7 +206,7 @@ def setup(out_dir, parties, clients, valid_days):
 @valid_days_option
 def add_client_command(name, deployment_dir, valid_days):
     """Admit client NAME: its own key and certificate in DEPLOYMENT/clients/NAME/ (needs DEPLOYMENT/ca/)."""
-    from privacy.encrypted.certificates import add_client
+    from privacy.encrypted.network.certificates import add_client
 
     _deployment(deployment_dir)
     try:
@@ -222,7 +222,7 @@ def add_client_command(name, deployment_dir, valid_days):
 def revoke_client_command(name, deployment_dir):
     """Refuse client NAME's certificate: listed in DEPLOYMENT/revoked.json, which parties re-read when it
     changes (copy the file to every party's deployment folder)."""
-    from privacy.encrypted.certificates import revoke_client
+    from privacy.encrypted.network.certificates import revoke_client
 
     _deployment(deployment_dir)
     try:
@@ -253,7 +253,7 @@ def share_model_command(model_path, deployment_dir, input_range, calibration_pat
     _check_bound_options(input_range, calibration_path, required=True)
     _keras_env(tf_keras)
     from privacy.encrypted import FixedPoint, ModelRangeError
-    from privacy.encrypted.processes import save_model_shares
+    from privacy.encrypted.network.processes import save_model_shares
 
     _, plan = _load_plan(model_path)
     bounds = _bounds(plan, input_range, calibration_path)
@@ -284,9 +284,9 @@ def serve(index, deployment_dir, model_file, timeout, memory_budget, max_connect
 
     A party that loses a peer keeps running, tells waiting clients, and connects again when the peer is back.
     """
-    from privacy.encrypted.model_shares import PartyModel
-    from privacy.encrypted.processes import model_path, run_party
-    from privacy.encrypted.transport import TransportError
+    from privacy.encrypted.network.processes import model_path, run_party
+    from privacy.encrypted.protocol.model_shares import PartyModel
+    from privacy.encrypted.protocol.transport import TransportError
 
     deployment = _deployment(deployment_dir)
     path = model_file or model_path(deployment_dir, index)
@@ -320,7 +320,7 @@ def serve(index, deployment_dir, model_file, timeout, memory_budget, max_connect
 def predict(input_path, deployment_dir, output, out_path, client, timeout, as_json):
     """Private prediction: share the input with the three parties and reconstruct the result."""
     from privacy.encrypted import InputOutOfBounds, ResultRejected, TransportError
-    from privacy.encrypted.network import RemoteClient
+    from privacy.encrypted.network.remote import RemoteClient
 
     x = _load_array(input_path, "'--input'")
     if out_path and os.path.isdir(out_path):
@@ -342,7 +342,7 @@ def predict(input_path, deployment_dir, output, out_path, client, timeout, as_js
     if out_path:
         from io import BytesIO
 
-        from privacy.encrypted.secret_files import write_owner_only
+        from privacy.encrypted.protocol.secret_files import write_owner_only
 
         buffer = BytesIO()
         np.save(buffer, values)
@@ -388,10 +388,9 @@ def verify(model_path, data_path, labels_path, limit, batch_size, processes, inp
             raise click.BadParameter(f"{len(y)} labels for {len(x)} examples", param_hint="'--labels'")
         y = y.astype(np.int64)
     _keras_env(tf_keras)
-    from privacy.encrypted import (InProcessCluster, InputOutOfBounds, ModelRangeError, ResultRejected,
-                                   TransportError)
-    from privacy.encrypted.network import RemoteClient
-    from privacy.encrypted.processes import loopback_parties
+    from privacy.encrypted import InProcessCluster, InputOutOfBounds, ModelRangeError, ResultRejected, TransportError
+    from privacy.encrypted.network.processes import loopback_parties
+    from privacy.encrypted.network.remote import RemoteClient
     from privacy.encrypted.verify import verify_model
 
     model, plan = _load_plan(model_path)
@@ -433,8 +432,8 @@ def bench(models, batches, repeats, processes, as_json):
     """Latency, rounds and bytes per prediction of the reference MLP 784-128-128-10 and small CNN."""
     from privacy.encrypted import InProcessCluster
     from privacy.encrypted.benchmark import reference_bounds, reference_plan, time_predictions
-    from privacy.encrypted.network import RemoteClient
-    from privacy.encrypted.processes import loopback_parties
+    from privacy.encrypted.network.processes import loopback_parties
+    from privacy.encrypted.network.remote import RemoteClient
 
     rows = []
     for name in models or ("mlp", "cnn"):

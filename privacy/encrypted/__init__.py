@@ -13,7 +13,7 @@ Threat model
   the result wrong (there are no MACs) but still learns nothing beyond its view.
 * Public: the architecture (layer kinds and shapes), the fixed-point format, the batch size, the
   per-layer communication pattern, and the model's range plan: the declared input bounds and, per
-  layer, the bit length of the largest value the layer can produce over them (`ranges`). Private:
+  layer, the bit length of the largest value the layer can produce over them (`model.ranges`). Private:
   input values and weight values.
 * The client learns the output it asked for (logits, or only the label) and nothing else: no
   intermediate value and no per-neuron signal. When a truncation's randomness falls into its failure
@@ -24,44 +24,50 @@ Threat model
   extraction), revealed logits carry the stochastic rounding noise of the last truncations, and a
   client that bypasses the library and sends inputs outside the declared bounds gets outputs computed
   with wrapped activations (the library refuses such inputs before sharing them).
-* Randomness comes only from AES-128-CTR keyed from os.urandom (`privacy.encrypted.randomness`), with
+* Randomness comes only from AES-128-CTR keyed from os.urandom (`privacy.encrypted.protocol.randomness`), with
   a known-answer self-test at start-up. Pairwise keys are exchanged over mutually authenticated TLS
   1.3 between processes (`privacy.encrypted.network`); certificates come from `ppml encrypted setup`,
-  one per party and one per client (revocable, `certificates`). Weight shares are re-randomized
+  one per party and one per client (revocable, `network.certificates`). Weight shares are re-randomized
   whenever the parties connect and every ``refresh_every`` sessions.
 * Availability: no client behaviour stops a server (bounded connections, memory budget, strict
-  message parsing, request expiry, sessions aborted instead of servers; `network`).
+  message parsing, request expiry, sessions aborted instead of servers; `network.server`).
 * Out of scope: side channels (timing of the parties' arithmetic is data-independent except numpy's),
   denial of service by a party, and the security of the machines holding keys and share bundles.
 
 Correctness: a wrap-around in the ring cannot be detected after the fact, so it is prevented. At
-sharing time an interval analysis over the declared input bounds (`ranges.analyse`) proves that every
-value entering a truncation or a comparison fits the ring's headroom, and refuses the model otherwise;
-the client refuses out-of-bound inputs. Truncation (one round, fused with re-sharing) returns
-floor(z / 2^f) or one more, unbiased, and never a wrong value unnoticed (`arithmetic.truncate`).
-Comparisons are exact for proven-range operands (`comparison`); ReLU and max-pooling are exact on the
-fixed-point values; hidden sigmoids are piecewise linear with error at most `SIGMOID_MAX_ERROR`; the
-last layer's logits are opened before truncation (2f fractional bits). `simulate` computes the same
-fixed-point arithmetic in the clear with bounds every protocol output must lie in.
+sharing time an interval analysis over the declared input bounds (`model.ranges.analyse`) proves that
+every value entering a truncation or a comparison fits the ring's headroom, and refuses the model
+otherwise; the client refuses out-of-bound inputs. Truncation (one round, fused with re-sharing)
+returns floor(z / 2^f) or one more, unbiased, and never a wrong value unnoticed
+(`protocol.arithmetic.truncate`). Comparisons are exact for proven-range operands
+(`protocol.comparison`); ReLU and max-pooling are exact on the fixed-point values; hidden sigmoids are
+piecewise linear with error at most `SIGMOID_MAX_ERROR`; the last layer's logits are opened before
+truncation (2f fractional bits). `simulate` computes the same fixed-point arithmetic in the clear with
+bounds every protocol output must lie in.
 
-Front door: `import_keras_model` -> `InProcessCluster` (one process) or `share_model` + `run_party`
-+ `RemoteClient` (three processes); `verify_model` compares encrypted and plaintext predictions.
+Modules, by group: `model` (the plaintext side: fixed point, plans, Keras import, layers, interval
+analysis, ranges), `protocol` (the three-party protocol on shares, the client's and the model owner's
+side of it), `network` (parties as processes: wire format, certificates, memory budget, server, remote
+client). Front door (exported here): `import_keras_model` -> `InProcessCluster` (one process), or
+`save_model_shares` (model owner) + `run_party` (each server) + `RemoteClient` (each client) for three
+processes (`loopback_parties` starts three on one machine); `verify_model` compares encrypted and
+plaintext predictions.
 """
 
-from privacy.encrypted.activations import SIGMOID_MAX_ERROR
-from privacy.encrypted.client import Prediction, ResultRejected
-from privacy.encrypted.costs import CostReport
-from privacy.encrypted.keras_import import UnsupportedModelError, import_keras_model
-from privacy.encrypted.local import InProcessCluster
-from privacy.encrypted.model_shares import PartyModel, share_model
-from privacy.encrypted.network import RemoteClient
-from privacy.encrypted.plan import Architecture, ModelPlan
-from privacy.encrypted.processes import loopback_parties, run_party, save_model_shares
-from privacy.encrypted.ranges import InputBounds, InputOutOfBounds, ModelRangeError, RangePlan
-from privacy.encrypted.randomness import RandomnessSelfTestError
-from privacy.encrypted.ring import FixedPoint
-from privacy.encrypted.simulation import simulate
-from privacy.encrypted.transport import TransportError
+from privacy.encrypted.in_process import InProcessCluster
+from privacy.encrypted.model.activations import SIGMOID_MAX_ERROR
+from privacy.encrypted.model.intervals import simulate
+from privacy.encrypted.model.keras_import import UnsupportedModelError, import_keras_model
+from privacy.encrypted.model.plan import Architecture, ModelPlan
+from privacy.encrypted.model.ranges import InputBounds, InputOutOfBounds, ModelRangeError, RangePlan
+from privacy.encrypted.model.ring import FixedPoint
+from privacy.encrypted.network.processes import loopback_parties, run_party, save_model_shares
+from privacy.encrypted.network.remote import RemoteClient
+from privacy.encrypted.protocol.client import Prediction, ResultRejected
+from privacy.encrypted.protocol.costs import CostReport
+from privacy.encrypted.protocol.model_shares import PartyModel, share_model
+from privacy.encrypted.protocol.randomness import RandomnessSelfTestError
+from privacy.encrypted.protocol.transport import TransportError
 from privacy.encrypted.verify import VerificationReport, verify_model
 
 __all__ = [

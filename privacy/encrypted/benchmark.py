@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
-from privacy.encrypted.plan import Activation, Architecture, Conv2D, Dense, ModelPlan, Reshape
-from privacy.encrypted.ranges import InputBounds
+from privacy.encrypted.model.plan import Activation, Architecture, Conv2D, Dense, ModelPlan, Reshape
+from privacy.encrypted.model.ranges import InputBounds
 
 REFERENCE_MODELS = ("mlp", "cnn")
 

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from privacy.encrypted.arithmetic import Pending, open_terms
-from privacy.encrypted.comparison import Bit, open_bit
-from privacy.encrypted.local import LocalParties
-from privacy.encrypted.randomness import Prf
-from privacy.encrypted.ring import FixedPoint
-from privacy.encrypted.shares import AShare, Terms, reconstruct, share
+from privacy.encrypted.in_process import LocalParties
+from privacy.encrypted.model.ring import FixedPoint
+from privacy.encrypted.protocol.arithmetic import Pending, open_terms
+from privacy.encrypted.protocol.comparison import Bit, open_bit
+from privacy.encrypted.protocol.randomness import Prf
+from privacy.encrypted.protocol.shares import AShare, Terms, reconstruct, share
 
 FIXED = FixedPoint(16)
 TEST_KEYS = [bytes([i + 1]) * 16 for i in range(3)]

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipelines.cli.main import cli
-from privacy.encrypted.processes import free_ports
+from privacy.encrypted.network.processes import free_ports
 
 
 def run(*args):

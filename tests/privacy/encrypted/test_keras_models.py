@@ -7,8 +7,8 @@ keras = pytest.importorskip("keras")
 
 from privacy.encrypted import (InProcessCluster, InputBounds, UnsupportedModelError, import_keras_model,  # noqa: E402
                                simulate)
-from privacy.encrypted.activations import SIGMOID_MAX_ERROR  # noqa: E402
-from privacy.encrypted.client import encode_input  # noqa: E402
+from privacy.encrypted.model.activations import SIGMOID_MAX_ERROR  # noqa: E402
+from privacy.encrypted.protocol.client import encode_input  # noqa: E402
 
 
 def cluster_for(model, x):

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from privacy.encrypted import InputBounds, ResultRejected, TransportError, import_keras_model
-from privacy.encrypted.certificates import add_client, client_role, create_deployment, revoke_client
-from privacy.encrypted.network import RemoteClient
-from privacy.encrypted.plan import Activation, Architecture, Dense, ModelPlan
-from privacy.encrypted.processes import loopback_parties
-from privacy.encrypted.shares import share
-from privacy.encrypted.wire import MAGIC, VERSION, recv_message, send_message
+from privacy.encrypted.model.plan import Activation, Architecture, Dense, ModelPlan
+from privacy.encrypted.network.certificates import add_client, client_role, create_deployment, revoke_client
+from privacy.encrypted.network.processes import loopback_parties
+from privacy.encrypted.network.remote import RemoteClient
+from privacy.encrypted.network.wire import MAGIC, VERSION, recv_message, send_message
+from privacy.encrypted.protocol.shares import share
 
 
 @pytest.mark.parametrize("fixture", ["tabular", "digits_mlp", "digits_cnn"])

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from privacy.encrypted import InProcessCluster, InputBounds, InputOutOfBounds, ModelRangeError, simulate
-from privacy.encrypted.activations import KNOTS, pwl_coefficients
-from privacy.encrypted.client import encode_input
-from privacy.encrypted.layers import windows
-from privacy.encrypted.plan import Activation, Architecture, Conv2D, Dense, ModelPlan, Pool2D, Reshape
+from privacy.encrypted.model.activations import KNOTS, pwl_coefficients
+from privacy.encrypted.model.layers import windows
+from privacy.encrypted.model.plan import Activation, Architecture, Conv2D, Dense, ModelPlan, Pool2D, Reshape
+from privacy.encrypted.protocol.client import encode_input
 
 MODELS = 40
 

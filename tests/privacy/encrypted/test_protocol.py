@@ -3,16 +3,16 @@
 import numpy as np
 import pytest
 
-from privacy.encrypted import arithmetic, comparison
-from privacy.encrypted.activations import KNOTS, SIGMOID_MAX_ERROR, pwl_sigmoid
-from privacy.encrypted.arithmetic import Pending
-from privacy.encrypted.client import ResultRejected, predict_with_retries
-from privacy.encrypted.layers import argmax, maximum, sigmoid
-from privacy.encrypted.ranges import InputBounds, RangePlan
-from privacy.encrypted.ring import arithmetic_shift, as_ring, as_signed
-from privacy.encrypted.secure import OutputShare, SecureBackend, Value
-from privacy.encrypted.shares import Terms, reconstruct, share
-from privacy.encrypted.simulation import Interval, IntervalBackend
+from privacy.encrypted.model.activations import KNOTS, SIGMOID_MAX_ERROR, pwl_sigmoid
+from privacy.encrypted.model.intervals import Interval, IntervalBackend
+from privacy.encrypted.model.layers import argmax, maximum, sigmoid
+from privacy.encrypted.model.ranges import InputBounds, RangePlan
+from privacy.encrypted.model.ring import arithmetic_shift, as_ring, as_signed
+from privacy.encrypted.protocol import arithmetic, comparison
+from privacy.encrypted.protocol.arithmetic import Pending
+from privacy.encrypted.protocol.backend import OutputShare, SecureBackend, Value
+from privacy.encrypted.protocol.client import ResultRejected, predict_with_retries
+from privacy.encrypted.protocol.shares import Terms, reconstruct, share
 
 RNG = np.random.default_rng(7)  # test data only; shares and masks never use numpy randomness
 
@@ -127,7 +127,7 @@ def backend_ops(fn, x):
 
 
 def fixed_point():
-    from privacy.encrypted.ring import FixedPoint
+    from privacy.encrypted.model.ring import FixedPoint
 
     return FixedPoint(16)
 
@@ -197,7 +197,7 @@ def test_prediction_is_rerun_while_a_party_asks_for_it(fixed):
 
 def test_rounds_of_relu_after_a_dense_layer_and_of_the_reference_mlp(run_parties):
     from privacy.encrypted.benchmark import reference_plan
-    from privacy.encrypted.local import InProcessCluster
+    from privacy.encrypted.in_process import InProcessCluster
 
     plan = reference_plan("mlp")
     cluster = InProcessCluster(plan, InputBounds.declared(0.0, 1.0, (784,)))
@@ -210,12 +210,12 @@ def test_rounds_of_relu_after_a_dense_layer_and_of_the_reference_mlp(run_parties
 def test_rerun_flags_reach_the_client_and_withhold_the_output(monkeypatch):
     """A party that raised its flag sends no share; the client runs the query again."""
     from privacy.encrypted.benchmark import reference_plan
-    from privacy.encrypted.local import InProcessCluster
-    from privacy.encrypted import secure
+    from privacy.encrypted.in_process import InProcessCluster
+    from privacy.encrypted.protocol import backend
 
     plan = reference_plan("mlp")
     cluster = InProcessCluster(plan, InputBounds.declared(0.0, 1.0, (784,)))
-    real = secure.predict_share
+    real = backend.predict_share
     calls = []
 
     def flaky(party, *args, **kwargs):
@@ -224,7 +224,7 @@ def test_rerun_flags_reach_the_client_and_withhold_the_output(monkeypatch):
         calls.append(party.index)
         return real(party, *args, **kwargs)
 
-    monkeypatch.setattr("privacy.encrypted.local.predict_share", flaky)
+    monkeypatch.setattr("privacy.encrypted.in_process.predict_share", flaky)
     got = cluster.predict(np.random.default_rng(1).random((2, 784)))
     assert got.attempts == 2 and len(calls) == 6
 
@@ -232,8 +232,8 @@ def test_rerun_flags_reach_the_client_and_withhold_the_output(monkeypatch):
 
 def test_refreshed_weight_shares_are_fresh_and_share_the_same_weights(fixed):
     from privacy.encrypted.benchmark import reference_plan, reference_bounds
-    from privacy.encrypted.local import LocalParties
-    from privacy.encrypted.model_shares import share_model
+    from privacy.encrypted.in_process import LocalParties
+    from privacy.encrypted.protocol.model_shares import share_model
 
     plan = reference_plan("mlp")
     models = share_model(plan, fixed, reference_bounds(plan))
@@ -251,8 +251,8 @@ def test_the_memory_estimate_bounds_what_a_party_allocates():
     import tracemalloc
 
     from privacy.encrypted.benchmark import reference_bounds, reference_plan
-    from privacy.encrypted.local import InProcessCluster
-    from privacy.encrypted.memory import request_bytes
+    from privacy.encrypted.in_process import InProcessCluster
+    from privacy.encrypted.network.memory import request_bytes
 
     for name in ("mlp", "cnn"):
         plan = reference_plan(name)

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from privacy.encrypted import arithmetic, comparison
-from privacy.encrypted.comparison import MODULUS
+from privacy.encrypted.protocol import arithmetic, comparison
+from privacy.encrypted.protocol.comparison import MODULUS
 
 N = 4000
 ALPHA = 1e-4  # per test; about 100 tests, so a false alarm has probability < 1 % (and keys are fixed)

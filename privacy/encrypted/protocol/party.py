@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from privacy.encrypted.randomness import Prf, session_nonce
-from privacy.encrypted.rounds import Round
-from privacy.encrypted.shares import NUM_PARTIES
-from privacy.encrypted.transport import Channel
+from privacy.encrypted.protocol.randomness import Prf, session_nonce
+from privacy.encrypted.protocol.rounds import Round
+from privacy.encrypted.protocol.shares import NUM_PARTIES
+from privacy.encrypted.protocol.transport import Channel
 
 
 class Party:
@@ -59,7 +59,7 @@ class Party:
         raise ValueError(f"party {self.index} shares no key with party {peer}")
 
     def round(self) -> Round:
-        """A new protocol step to add messages to (see `privacy.encrypted.rounds`)."""
+        """A new protocol step to add messages to (see `privacy.encrypted.protocol.rounds`)."""
         return Round(self)
 
     def zero_share(self, shape) -> np.ndarray:

@@ -8,7 +8,7 @@ stands for ``v.view(int64) / 2**frac_bits``.
 Headroom: the product of two encodings carries ``2 * frac_bits`` fractional bits before truncation.
 `FixedPoint.encode` refuses single values above ``FixedPoint.max_abs`` = 2^(62 - 2f) (2^30 for f = 16);
 whether the values a model computes from its weights and inputs fit the ring is proven per model by
-the interval analysis of `privacy.encrypted.ranges`.
+the interval analysis of `privacy.encrypted.model.ranges`.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ Each message carries the step number; a message for another step means the parti
 of step and is an error, not a silent misreading.
 
 `QueueLink` connects parties that run as threads of one process (tests, benchmarks); real parties use
-the TLS links of `privacy.encrypted.network`, which implement the same `Link` interface.
+the TLS links of `privacy.encrypted.network.server`, which implement the same `Link` interface.
 """
 
 from __future__ import annotations

@@ -17,9 +17,9 @@ from typing import Callable
 
 import numpy as np
 
-from privacy.encrypted.ranges import RangePlan
-from privacy.encrypted.ring import DTYPE, FixedPoint, as_signed
-from privacy.encrypted.shares import reconstruct, share
+from privacy.encrypted.model.ranges import RangePlan
+from privacy.encrypted.model.ring import DTYPE, FixedPoint, as_signed
+from privacy.encrypted.protocol.shares import reconstruct, share
 
 
 class ResultRejected(RuntimeError):

@@ -9,17 +9,17 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
-from privacy.encrypted.client import Prediction, predict_with_retries, share_input
-from privacy.encrypted.costs import CostReport
-from privacy.encrypted.model_shares import share_model
-from privacy.encrypted.party import Party
-from privacy.encrypted.plan import ModelPlan
-from privacy.encrypted.randomness import new_key
-from privacy.encrypted.ranges import InputBounds
-from privacy.encrypted.ring import FixedPoint
-from privacy.encrypted.secure import predict_share
-from privacy.encrypted.shares import NUM_PARTIES, AShare
-from privacy.encrypted.transport import DEFAULT_TIMEOUT_S, Channel, TransportError, queue_links
+from privacy.encrypted.model.plan import ModelPlan
+from privacy.encrypted.model.ranges import InputBounds
+from privacy.encrypted.model.ring import FixedPoint
+from privacy.encrypted.protocol.backend import predict_share
+from privacy.encrypted.protocol.client import Prediction, predict_with_retries, share_input
+from privacy.encrypted.protocol.costs import CostReport
+from privacy.encrypted.protocol.model_shares import share_model
+from privacy.encrypted.protocol.party import Party
+from privacy.encrypted.protocol.randomness import new_key
+from privacy.encrypted.protocol.shares import NUM_PARTIES, AShare
+from privacy.encrypted.protocol.transport import DEFAULT_TIMEOUT_S, Channel, TransportError, queue_links
 
 
 class LocalParties:

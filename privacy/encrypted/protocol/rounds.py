@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from privacy.encrypted.transport import TransportError
+from privacy.encrypted.protocol.transport import TransportError
 
 
 class Slot:

@@ -19,8 +19,8 @@ from typing import Callable
 
 import numpy as np
 
-from privacy.encrypted.randomness import Prf, new_key
-from privacy.encrypted.ring import DTYPE
+from privacy.encrypted.model.ring import DTYPE
+from privacy.encrypted.protocol.randomness import Prf, new_key
 
 NUM_PARTIES = 3
 

@@ -1,10 +1,10 @@
 """Layers written once, against a small backend interface, for both shares and intervals.
 
 `evaluate` runs an `Architecture` on a backend value. The secure backend
-(`privacy.encrypted.secure.SecureBackend`) holds one party's shares; the interval backend
-(`privacy.encrypted.simulation.IntervalBackend`) holds exact integer bounds. Because both run this
+(`privacy.encrypted.protocol.backend.SecureBackend`) holds one party's shares; the interval backend
+(`privacy.encrypted.model.intervals.IntervalBackend`) holds exact integer bounds. Because both run this
 same code, the interval analysis sees exactly the truncations and comparisons the parties perform, in
-the same order, and proves a bound for each (`privacy.encrypted.ranges`).
+the same order, and proves a bound for each (`privacy.encrypted.model.ranges`).
 
 Values are "narrow" (f fractional bits) or "wide" (2f, a product not yet truncated). Linear layers
 take narrow values and return wide ones; everything else narrows its input first, so a truncation
@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from privacy.encrypted.activations import KNOTS, pwl_coefficients
-from privacy.encrypted.plan import Activation, Architecture, Conv2D, Dense, Pool2D, Reshape
-from privacy.encrypted.ring import FixedPoint
+from privacy.encrypted.model.activations import KNOTS, pwl_coefficients
+from privacy.encrypted.model.plan import Activation, Architecture, Conv2D, Dense, Pool2D, Reshape
+from privacy.encrypted.model.ring import FixedPoint
 
 
 def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -99,7 +99,7 @@ def relu(backend, x):
 
 
 def sigmoid(backend, x, fixed: FixedPoint):
-    """The piecewise-linear sigmoid of `privacy.encrypted.activations` on a narrow backend value."""
+    """The piecewise-linear sigmoid of `privacy.encrypted.model.activations` on a narrow backend value."""
     constant, changes = pwl_coefficients()
     knots = fixed.encode(KNOTS, what="sigmoid knots")
     spread = backend.map(x, lambda c: np.repeat(c[..., None], len(KNOTS), axis=-1))

@@ -15,8 +15,8 @@ import threading
 
 import numpy as np
 
-from privacy.encrypted.plan import Architecture, Conv2D, Pool2D
-from privacy.encrypted.ranges import RangePlan
+from privacy.encrypted.model.plan import Architecture, Conv2D, Pool2D
+from privacy.encrypted.model.ranges import RangePlan
 
 SAFETY = 2
 """Factor between the estimate of the live arrays and the reservation (temporaries, allocator slack)."""

@@ -31,8 +31,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from privacy.encrypted.secret_files import write_owner_only
-from privacy.encrypted.shares import NUM_PARTIES
+from privacy.encrypted.protocol.secret_files import write_owner_only
+from privacy.encrypted.protocol.shares import NUM_PARTIES
 
 DEPLOYMENT_FILE = "deployment.json"
 REVOKED_FILE = "revoked.json"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from privacy.encrypted.plan import Activation, Architecture, Conv2D, Dense, ModelPlan, Pool2D, Reshape, _pair
+from privacy.encrypted.model.plan import Activation, Architecture, Conv2D, Dense, ModelPlan, Pool2D, Reshape, _pair
 
 HIDDEN_ACTIVATIONS = ("relu", "sigmoid")
 SUPPORTED = ("InputLayer", "Dense", "Conv2D", "AveragePooling2D", "MaxPooling2D", "Flatten", "Reshape",

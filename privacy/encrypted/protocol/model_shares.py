@@ -3,7 +3,7 @@
 `share_model` runs in the model owner's process. It encodes the weights and splits every kernel and
 bias into replicated shares; bundle i holds only the components party i may see (two uniformly random
 ring arrays per tensor) plus the public architecture, the fixed-point format, the range plan proven
-from the declared input bounds (`privacy.encrypted.ranges`; sharing is refused if the model's values
+from the declared input bounds (`privacy.encrypted.model.ranges`; sharing is refused if the model's values
 could leave the ring's headroom) and a random model id that lets the client check that all three
 parties serve the same sharing.
 """
@@ -18,12 +18,12 @@ import zipfile
 
 import numpy as np
 
-from privacy.encrypted.arithmetic import truncate
-from privacy.encrypted.plan import Architecture, EncodedLayer, ModelPlan
-from privacy.encrypted.ranges import InputBounds, ModelRangeError, RangePlan, analyse
-from privacy.encrypted.ring import FixedPoint
-from privacy.encrypted.secret_files import write_owner_only
-from privacy.encrypted.shares import NUM_PARTIES, AShare, Terms, share
+from privacy.encrypted.model.plan import Architecture, EncodedLayer, ModelPlan
+from privacy.encrypted.model.ranges import InputBounds, ModelRangeError, RangePlan, analyse
+from privacy.encrypted.model.ring import FixedPoint
+from privacy.encrypted.protocol.arithmetic import truncate
+from privacy.encrypted.protocol.secret_files import write_owner_only
+from privacy.encrypted.protocol.shares import NUM_PARTIES, AShare, Terms, share
 
 FORMAT = "ppml-encrypted-model-share/2"
 
@@ -117,7 +117,7 @@ def share_model(plan: ModelPlan, fixed: FixedPoint, bounds: InputBounds) -> list
         Element i is party i's bundle.
 
     Raises:
-        ModelRangeError: if some value could leave the ring's headroom (`privacy.encrypted.ranges`).
+        ModelRangeError: if some value could leave the ring's headroom (`privacy.encrypted.model.ranges`).
     """
     try:
         encoded = plan.encode(fixed)

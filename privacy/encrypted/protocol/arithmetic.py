@@ -9,7 +9,7 @@ of floor(z / 2^shift) + e, e in {0, 1} (shift 0: of z exactly). With a helper h 
 u = h+1, v = h+2: u sends z_u + a to v and v sends z_v + b to u (a is known to h and u, b to h and v,
 both fresh PRF output), so u and v both learn s = z_u + z_v + a + b, a uniformly random ring element;
 h computes the rest, w = z_h - a - b + 2^Z, from its own data. Then s + w = z + 2^Z, which lies in
-[0, 2^(Z+1)) because the model's interval analysis proves |z| < 2^Z (`privacy.encrypted.ranges`). The
+[0, 2^(Z+1)) because the model's interval analysis proves |z| < 2^Z (`privacy.encrypted.model.ranges`). The
 pair shifts s down, h rounds w up (``ceil(w / 2^shift) - 2^(64 - shift)``) and removes the offset;
 the sum of the two is floor(z / 2^shift) + e, with E[e] = frac(z / 2^shift) (unbiased), unless the
 unsigned sum s + w did not wrap past 2^64. That can only happen if s < 2^(Z+1): an event the pair
@@ -27,10 +27,10 @@ from typing import Callable
 
 import numpy as np
 
-from privacy.encrypted.party import Party
-from privacy.encrypted.ring import DTYPE, logical_shift
-from privacy.encrypted.rounds import Round
-from privacy.encrypted.shares import NUM_PARTIES, AShare, Terms
+from privacy.encrypted.model.ring import DTYPE, logical_shift
+from privacy.encrypted.protocol.party import Party
+from privacy.encrypted.protocol.rounds import Round
+from privacy.encrypted.protocol.shares import NUM_PARTIES, AShare, Terms
 
 HELPER = 2
 """Default helper of `truncate`: parties 0 and 1 learn the masked sum, party 2 computes the rest."""
@@ -75,7 +75,7 @@ class Pending:
     Attributes:
         rnd: the round that completes it (other operations may still add messages to it).
         ready: the party that already knows its own share; the helper of a comparison of this value
-            sends its first message in `rnd` (`privacy.encrypted.comparison.compare`).
+            sends its first message in `rnd` (`privacy.encrypted.protocol.comparison.compare`).
         early: that party's share (None at the other parties).
         shape: shape of the shared value.
     """

@@ -27,7 +27,7 @@ products per value) and leaves the results as terms of u and v (`Terms` with the
 ReLU(x) = x * [x >= 0]: one comparison round, one gating round, plus one re-sharing round before the
 next secret product, and the helper's first message merged into the round that made x.
 
-Correctness needs x in [-2^R, 2^R), which `privacy.encrypted.ranges` proves for every compared value
+Correctness needs x in [-2^R, 2^R), which `privacy.encrypted.model.ranges` proves for every compared value
 from the declared input bounds; nothing here detects a violation, and nothing is revealed either.
 """
 
@@ -37,10 +37,10 @@ import dataclasses
 
 import numpy as np
 
-from privacy.encrypted.arithmetic import Pending
-from privacy.encrypted.party import Party
-from privacy.encrypted.ring import DTYPE
-from privacy.encrypted.shares import NUM_PARTIES, AShare, Terms
+from privacy.encrypted.model.ring import DTYPE
+from privacy.encrypted.protocol.arithmetic import Pending
+from privacy.encrypted.protocol.party import Party
+from privacy.encrypted.protocol.shares import NUM_PARTIES, AShare, Terms
 
 MODULUS = 127
 """The prime p of the helper's test vectors: larger than every w_i (at most R + 2 <= 63), and 2^7 - 1,

@@ -16,7 +16,7 @@ from typing import Union
 
 import numpy as np
 
-from privacy.encrypted.ring import FixedPoint
+from privacy.encrypted.model.ring import FixedPoint
 
 OUTPUT_ACTIVATIONS = ("linear", "softmax", "sigmoid")
 
@@ -87,7 +87,7 @@ class Reshape:
 
 @dataclasses.dataclass(frozen=True)
 class Activation:
-    """Elementwise 'relu' (exact) or 'sigmoid' (piecewise linear, see `privacy.encrypted.activations`)."""
+    """Elementwise 'relu' (exact) or 'sigmoid' (piecewise linear, see `privacy.encrypted.model.activations`)."""
 
     name: str
     function: str

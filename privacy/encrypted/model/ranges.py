@@ -3,14 +3,14 @@
 A wrap-around in Z_2^64 cannot be detected after it happened, so it is prevented. The model owner
 declares bounds on every input feature, or gives calibration data whose per-feature minimum and
 maximum become the bounds (`InputBounds`). `analyse` runs the model's fixed-point computation on the
-box of all inputs within the bounds, with exact integer intervals (`privacy.encrypted.simulation`),
+box of all inputs within the bounds, with exact integer intervals (`privacy.encrypted.model.intervals`),
 and records for every truncation the bits b with |z| < 2^b and for every comparison the bits R with
 x in [-2^R, 2^R) (`RangePlan`). Sharing is refused (`ModelRangeError`) if
 
 * some value needs more than `HEADROOM_BITS` = 61 bits: a truncation adds an offset 2^b and needs
   z + 2^b in [0, 2^(b+1)) with 2^(b+1) <= 2^62, a comparison needs x + 2^R in [0, 2^(R+1)); or
 * the probability that a query must be re-run, the sum over all truncated elements of one example of
-  2^(b+1-64) (`privacy.encrypted.arithmetic.truncate`), exceeds `MAX_RERUN_PROBABILITY`.
+  2^(b+1-64) (`privacy.encrypted.protocol.arithmetic.truncate`), exceeds `MAX_RERUN_PROBABILITY`.
 
 The parties use the recorded bits as the public parameters of each truncation and comparison; the
 client refuses inputs outside the bounds before it shares them (`InputBounds.check`).
@@ -26,9 +26,9 @@ import dataclasses
 
 import numpy as np
 
-from privacy.encrypted.layers import evaluate, label
-from privacy.encrypted.ring import FixedPoint, as_signed
-from privacy.encrypted.simulation import IntervalBackend, RangeOp, bits_needed, box
+from privacy.encrypted.model.intervals import IntervalBackend, RangeOp, bits_needed, box
+from privacy.encrypted.model.layers import evaluate, label
+from privacy.encrypted.model.ring import FixedPoint, as_signed
 
 HEADROOM_BITS = 61
 """Largest bit length of any value at a truncation or comparison (see the module docstring)."""

@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from privacy.encrypted.transport import TransportError
+from privacy.encrypted.protocol.transport import TransportError
 
 MAGIC = b"PPML"
 VERSION = 2

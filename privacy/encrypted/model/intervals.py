@@ -1,6 +1,6 @@
 """Exact interval arithmetic over the parties' fixed-point computation, in unbounded integers.
 
-The interval backend runs the same layer code as the parties (`privacy.encrypted.layers`) on Python
+The interval backend runs the same layer code as the parties (`privacy.encrypted.model.layers`) on Python
 integers (no wrap-around). It tracks three integer arrays per value:
 
 * ``point``: the result with every truncation rounded down (the fixed-point model, deterministic);
@@ -10,7 +10,7 @@ integers (no wrap-around). It tracks three integer arrays per value:
   through ReLU, gating and max by monotonicity.
 
 Run on one exact input (`simulate`), a correct protocol output satisfies ``lo <= output <= hi`` bit for
-bit. Run on a box of inputs (`privacy.encrypted.ranges.analyse`), it records for every truncation and
+bit. Run on a box of inputs (`privacy.encrypted.model.ranges.analyse`), it records for every truncation and
 every comparison the number of bits its operand needs: |z| < 2^bits before a truncation, x in
 [-2^bits, 2^bits) at a comparison. Those are the bounds the protocol relies on.
 """
@@ -22,9 +22,9 @@ import dataclasses
 
 import numpy as np
 
-from privacy.encrypted.layers import evaluate
-from privacy.encrypted.plan import Architecture
-from privacy.encrypted.ring import DTYPE, FixedPoint, as_signed
+from privacy.encrypted.model.layers import evaluate
+from privacy.encrypted.model.plan import Architecture
+from privacy.encrypted.model.ring import DTYPE, FixedPoint, as_signed
 
 
 def as_integers(v) -> np.ndarray:
@@ -85,7 +85,7 @@ def _split_signs(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class IntervalBackend:
-    """The backend interface of `privacy.encrypted.layers` on `Interval` values; records `ops`."""
+    """The backend interface of `privacy.encrypted.model.layers` on `Interval` values; records `ops`."""
 
     def __init__(self, fixed: FixedPoint):
         self.fixed = fixed

@@ -1,4 +1,4 @@
-"""One party's side of a private prediction: the layers of `privacy.encrypted.layers` on shares.
+"""One party's side of a private prediction: the layers of `privacy.encrypted.model.layers` on shares.
 
 `predict_share` is everything a server does for one request: evaluate the architecture on its shares
 of the input and of the weights, with the public bounds of the model's `RangePlan` as the parameters of
@@ -18,15 +18,15 @@ import dataclasses
 
 import numpy as np
 
-from privacy.encrypted import comparison
-from privacy.encrypted.arithmetic import (HELPER, Pending, add_public, add_public_terms, matmul_local, open_terms,
-                                          public_share, reshare_pair, truncate)
-from privacy.encrypted.layers import evaluate, label
-from privacy.encrypted.party import Party
-from privacy.encrypted.plan import Architecture
-from privacy.encrypted.ranges import RangePlan, truncation_bits
-from privacy.encrypted.ring import DTYPE, FixedPoint
-from privacy.encrypted.shares import NUM_PARTIES, AShare, Terms
+from privacy.encrypted.model.layers import evaluate, label
+from privacy.encrypted.model.plan import Architecture
+from privacy.encrypted.model.ranges import RangePlan, truncation_bits
+from privacy.encrypted.model.ring import DTYPE, FixedPoint
+from privacy.encrypted.protocol import comparison
+from privacy.encrypted.protocol.arithmetic import (HELPER, Pending, add_public, add_public_terms, matmul_local,
+                                                   open_terms, public_share, reshare_pair, truncate)
+from privacy.encrypted.protocol.party import Party
+from privacy.encrypted.protocol.shares import NUM_PARTIES, AShare, Terms
 
 OUTPUTS = ("logits", "label")
 
@@ -44,7 +44,7 @@ class Value:
 
 
 class SecureBackend:
-    """The backend interface of `privacy.encrypted.layers` on one party's shares.
+    """The backend interface of `privacy.encrypted.model.layers` on one party's shares.
 
     Args:
         party: this party in this session.

@@ -17,14 +17,14 @@ import subprocess
 import sys
 import tempfile
 
-from privacy.encrypted.certificates import Deployment, create_deployment, party_role
-from privacy.encrypted.model_shares import PartyModel, share_model
-from privacy.encrypted.network import PartyServer
-from privacy.encrypted.plan import ModelPlan
-from privacy.encrypted.ranges import InputBounds
-from privacy.encrypted.ring import FixedPoint
-from privacy.encrypted.shares import NUM_PARTIES
-from privacy.encrypted.transport import DEFAULT_TIMEOUT_S
+from privacy.encrypted.model.plan import ModelPlan
+from privacy.encrypted.model.ranges import InputBounds
+from privacy.encrypted.model.ring import FixedPoint
+from privacy.encrypted.network.certificates import Deployment, create_deployment, party_role
+from privacy.encrypted.network.server import PartyServer
+from privacy.encrypted.protocol.model_shares import PartyModel, share_model
+from privacy.encrypted.protocol.shares import NUM_PARTIES
+from privacy.encrypted.protocol.transport import DEFAULT_TIMEOUT_S
 
 READY = "ready"
 MODEL_FILE = "model.npz"
@@ -98,7 +98,7 @@ class Loopback:
 
     def launch(self, index: int) -> None:
         """Starts party `index` (again); `wait_ready` waits for it."""
-        code = (f"from privacy.encrypted.processes import run_party; "
+        code = (f"from privacy.encrypted.network.processes import run_party; "
                 f"run_party({index}, {self.directory!r}, timeout={self._timeout!r}, **{self._limits!r})")
         with open(os.path.join(self.directory, f"party-{index}.log"), "a") as log_file:
             self._procs[index] = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
