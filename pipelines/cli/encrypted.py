@@ -342,11 +342,11 @@ def predict(input_path, deployment_dir, output, out_path, client, timeout, as_js
     if out_path:
         from io import BytesIO
 
-        from privacy.encrypted.protocol.secret_files import write_owner_only
+        from privacy.atomic_files import write_atomically
 
         buffer = BytesIO()
         np.save(buffer, values)
-        write_owner_only(out_path, buffer.getvalue())
+        write_atomically(out_path, buffer.getvalue())  # owner-only: the client's secret
     if as_json:
         click.echo(json.dumps({"labels": result.labels.tolist(),
                                "outputs": None if result.outputs is None else result.outputs.tolist(),

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from privacy.encrypted.protocol.secret_files import write_owner_only
+from privacy.atomic_files import write_atomically
 from privacy.encrypted.protocol.shares import NUM_PARTIES
 
 DEPLOYMENT_FILE = "deployment.json"
@@ -159,7 +159,7 @@ def _san(host: str) -> x509.GeneralName:
 
 def _write(path: str, data: bytes, private: bool = False) -> None:
     if private:
-        write_owner_only(path, data)
+        write_atomically(path, data)  # owner-only
         return
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "wb") as fh:

@@ -4,5 +4,5 @@
 `party` (one party's messages and keys), `arithmetic` (products, truncation, re-sharing), `comparison`
 (comparison, ReLU, gating), `backend` (a prediction on one party's shares), `client` (the client's side:
 check and share inputs, reconstruct outputs), `model_shares` (the model owner's side and the parties'
-bundles), `costs`, and `secret_files` (owner-only files for secrets).
+bundles) and `costs`.
 """

@@ -18,11 +18,11 @@ import zipfile
 
 import numpy as np
 
+from privacy.atomic_files import write_atomically
 from privacy.encrypted.model.plan import Architecture, EncodedLayer, ModelPlan
 from privacy.encrypted.model.ranges import InputBounds, ModelRangeError, RangePlan, analyse
 from privacy.encrypted.model.ring import FixedPoint
 from privacy.encrypted.protocol.arithmetic import truncate
-from privacy.encrypted.protocol.secret_files import write_owner_only
 from privacy.encrypted.protocol.shares import NUM_PARTIES, AShare, Terms, share
 
 FORMAT = "ppml-encrypted-model-share/2"
@@ -73,7 +73,7 @@ class PartyModel:
                 arrays[f"{name}/{part}/a"], arrays[f"{name}/{part}/b"] = comp.a, comp.b
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
-        write_owner_only(path, buffer.getvalue())
+        write_atomically(path, buffer.getvalue())  # owner-only
 
     @classmethod
     def load(cls, path: str) -> "PartyModel":
