@@ -188,6 +188,23 @@ def test_rounds_that_sample_no_client_leave_the_weights(digits_iid):
     assert all(np.array_equal(a, b) for a, b in zip(initial, sim.state.weights))
 
 
+def test_beam_writes_the_client_data_into_a_folder_only_its_user_can_open(digits_iid, tmp_path):
+    """The pickles Beam's workers read hold the clients' private data (they were 0644 in the shared /tmp)."""
+    import stat
+    import tempfile
+
+    from federated.simulation import BeamRunner
+    data, _ = digits_iid
+    for runner, base in ((BeamRunner(temp_location=str(tmp_path)), str(tmp_path)), (BeamRunner(), None)):
+        uri = runner._reference(data, runner._directory()).uri
+        folder = os.path.dirname(uri)
+        assert os.path.dirname(folder) == (base or tempfile.gettempdir())
+        assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700 and os.path.isfile(uri)
+        runner.close()
+        assert not os.path.exists(folder)
+    assert os.listdir(tmp_path) == []
+
+
 def test_beam_worker_processes_equal_the_in_process_run_bitwise(digits_dirichlet, tmp_path):
     """DirectRunner with two worker processes (multi_processing): each trains its chunks in its own
     interpreter, and the aggregate is independent of which worker trained what."""
