@@ -21,8 +21,9 @@ from federated.sampling import ClientSampler, UniformSampler
 from federated.simulation.checkpoint import load_checkpoint, save_checkpoint
 from federated.simulation.history import History, RoundRecord
 from federated.simulation.inprocess import InProcessRunner
-from federated.simulation.round import _SERVER, RoundPlan, client_keys, round_rng, trainer_for
+from federated.simulation.round import RoundPlan, client_keys, round_rng, trainer_for
 from federated.strategies import RoundContext, ServerState, Strategy
+from federated.streams import Stream
 from federated.weights import num_parameters
 from privacy.accounting import Adjacency
 
@@ -127,7 +128,7 @@ class FederatedSimulation:
         """Round ``round_index``'s context; ``weights`` (default: the server's) size the rounding bound."""
         dimension = num_parameters(self.state.weights if weights is None else weights)
         return RoundContext(round=round_index, population=self.data.num_clients, sampler=self.sampler,
-                            total_rounds=self.rounds, rng=round_rng(self.seed, round_index, _SERVER),
+                            total_rounds=self.rounds, rng=round_rng(self.seed, round_index, Stream.SERVER),
                             rounding_bound=self.aggregation.rounding_bound(dimension))
 
     def start(self) -> None:

@@ -31,9 +31,9 @@ import numpy as np
 from federated.aggregation.secure import masking, shamir
 from federated.aggregation.secure.quantization import dequantize_sum, quantize
 from federated.aggregation.summand import Summand
+from federated.streams import Stream
 
 _SHARE_BYTES = 66   # a GF(2^521 - 1) element
-_ROUNDING = 4       # purpose id of seeded rounding draws (beside round.py's sampling, server, dropout, client)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,7 +111,7 @@ class SecureAggregation:
         if plan.secret:
             rounding = {i: (secrets.randbits(128),) for i in participants}
         else:
-            rounding = {i: (seed, plan.round, _ROUNDING, int(plan.client_keys[i])) for i in participants}
+            rounding = {i: (seed, plan.round, int(Stream.ROUNDING), int(plan.client_keys[i])) for i in participants}
         return RoundKeys(
             round=plan.round, seed=seed, participants=participants, threshold=threshold, private_keys=private,
             public_keys={i: masking.public_key(k) for i, k in private.items()}, self_mask_seeds=self_seeds,
