@@ -35,12 +35,12 @@ def build_strategy(server_optimizer: str, client: ClientConfig, *, weighted: boo
 
 def with_client_dp(strategy: FedAvg, *, clip: str, clipping_norm: float, noise_multiplier: float,
                    target_delta: float, target_quantile: float = 0.5, clipped_count_stddev: float | None = None,
-                   max_epsilon: float | None = None, accountant: str = "rdp", secure_noise: bool = True):
+                   max_epsilon: float | None = None, accountant: str = "rdp", seeded_noise: bool = False):
     """``strategy`` wrapped in DP-FedAvg with fixed clipping (norm ``clipping_norm``) or adaptive
     clipping (initial norm ``clipping_norm``, towards ``target_quantile``, count noise
     ``clipped_count_stddev``)."""
     common = dict(noise_multiplier=noise_multiplier, target_delta=target_delta, max_epsilon=max_epsilon,
-                  accountant=accountant, secure_noise=secure_noise)
+                  accountant=accountant, seeded_noise=seeded_noise)
     if clip == "fixed":
         return DifferentialPrivacyFixedClipping(strategy, clipping_norm=clipping_norm, **common)
     if clip == "adaptive":

@@ -144,7 +144,6 @@ def _default(setting: str):
               help="Research only: draw the DP noise and each round's client sample from --seed (reproducible); "
                    "anyone with the seed can remove the noise, so the epsilon is no guarantee for a released "
                    "model. Default: the OS CSPRNG.")
-@click.option("--secure-noise", is_flag=True, hidden=True, help="Deprecated: CSPRNG noise is the default.")
 @click.option("--secure-aggregation", is_flag=True, help="Simulate secure aggregation of the client contributions.")
 @click.option("--secagg-bits", type=int, default=_default("secagg_bits"), show_default=True)
 @click.option("--secagg-range", type=float, default=None,
@@ -186,8 +185,6 @@ def _config(o) -> FederatedTrainingConfig:
         raise _usage("--partition", "natural clients need keys: an .npz with a 'keys' array, or --client-column")
     if o["client_column"] is not None and (o["dataset"] == "digits" or o["dataset"].endswith(".npz")):
         raise _usage("--client-column", "names a column of a CSV file or TFRecords (an .npz gives 'keys')")
-    if o["seeded_noise"] and o["secure_noise"]:
-        raise _usage("--seeded-noise", "give --seeded-noise or --secure-noise (the default), not both")
     values = {
         "label_key": o["label_column"], "client_key": o["client_column"],
         "partition": DEFAULTS.partition if o["partition"] == "natural" else o["partition"], "alpha": o["alpha"],

@@ -17,7 +17,7 @@ def test_federated_run_dp_secure_aggregation(tmp_path):
     result = CliRunner().invoke(cli, [
         "federated", "run", "--clients", "20", "--rounds", "3", "--sampling", "poisson", "--fraction", "0.4",
         "--partition", "dirichlet", "--alpha", "0.5", "--dp", "--noise-multiplier", "0.7", "--clip", "fixed",
-        "--clipping-norm", "0.5", "--target-delta", "1e-3", "--secure-aggregation", "--secure-noise", "--out", str(out),
+        "--clipping-norm", "0.5", "--target-delta", "1e-3", "--secure-aggregation", "--out", str(out),
         "--json"])
     assert result.exit_code == 0, result.output
     history = json.loads(result.stdout[result.stdout.index("{"):])
@@ -28,7 +28,7 @@ def test_federated_run_dp_secure_aggregation(tmp_path):
     assert history["rounds"][0]["aggregation"]["aborted"] is False
     assert (out / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     strategy = json.loads((out / "history.json").read_text())["config"]["strategy"]
-    assert strategy["name"] == "DifferentialPrivacyFixedClipping" and strategy["secure_noise"] is True
+    assert strategy["name"] == "DifferentialPrivacyFixedClipping" and strategy["seeded_noise"] is False
 
 
 def test_federated_run_plain_prints_progress(tmp_path):
@@ -116,7 +116,7 @@ def test_the_default_dp_run_works_with_csprng_noise_and_writes_the_trainers_ledg
     assert ledger.epsilons["rdp"] == pytest.approx(expected, rel=1e-12)
     assert ledger.parameters["noise"] == "csprng" and ledger.parameters["clients"] == "keyed iid partition"
     strategy = json.loads((tmp_path / "run" / "history.json").read_text())["config"]["strategy"]
-    assert strategy["name"] == "DifferentialPrivacyFixedClipping" and strategy["secure_noise"] is True
+    assert strategy["name"] == "DifferentialPrivacyFixedClipping" and strategy["seeded_noise"] is False
 
 
 def test_a_cohort_too_small_for_adaptive_clipping_is_a_one_line_usage_error(tmp_path):

@@ -196,7 +196,7 @@ def test_under_dp_a_nonfinite_client_reports_zero_and_cannot_abort_the_round(dig
         return sim.run().rounds[0]
 
     dp = DifferentialPrivacyAdaptiveClipping(FedAvg(client, weighted=False), noise_multiplier=0.5, target_delta=1e-3,
-                                             clipped_count_stddev=2.0, secure_noise=False)
+                                             clipped_count_stddev=2.0, seeded_noise=True)
     record = round_one(_poisoned(data, 3), dp)
     assert (record.sampled, record.reported, record.nonfinite) == (20, 20, 1)
     assert record.aggregation["aborted"] is False
@@ -216,7 +216,7 @@ def test_dp_refuses_dropouts_that_let_one_clients_presence_abort_a_poisson_round
     data, _ = digits_iid
     client = ClientConfig(epochs=1, batch_size=10, learning_rate=0.3)
     dp = DifferentialPrivacyFixedClipping(FedAvg(client, weighted=False), clipping_norm=1.0, noise_multiplier=1.0,
-                                          target_delta=1e-3, secure_noise=False)
+                                          target_delta=1e-3, seeded_noise=True)
     secagg = SecureAggregation(clipping_range=1.0, bits=20, modulus_bits=40, threshold=0.9)
     with pytest.raises(ValueError, match="one client's presence can abort a round"):
         FederatedSimulation(linear_model, data, dp, rounds=1, sampler=PoissonSampler(0.5), aggregation=secagg,

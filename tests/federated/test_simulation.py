@@ -44,7 +44,7 @@ def test_nonfinite_updates_are_dropped_and_counted(digits_iid, execution):
 def _dp_sim(data, rounds, checkpoint_dir=None, **kwargs):
     """Seeded noise (the research option): a resumed run can then equal an uninterrupted one bitwise."""
     strategy = DifferentialPrivacyAdaptiveClipping(FedAvg(CLIENT, weighted=False), noise_multiplier=0.8,
-                                                   target_delta=1e-4, initial_clipping_norm=0.5, secure_noise=False,
+                                                   target_delta=1e-4, initial_clipping_norm=0.5, seeded_noise=True,
                                                    **kwargs)
     return FederatedSimulation(linear_model, data, strategy, rounds=rounds, sampler=PoissonSampler(0.5), seed=7,
                                checkpoint_dir=checkpoint_dir, dropout_rate=0.1)
@@ -54,7 +54,7 @@ def test_dp_noise_and_sample_come_from_the_csprng_by_default(digits_iid):
     data, _ = digits_iid
     strategy = DifferentialPrivacyFixedClipping(FedAvg(CLIENT, weighted=False), clipping_norm=1.0,
                                                 noise_multiplier=1.0, target_delta=1e-3)
-    assert strategy.secure_noise and strategy.secret_randomness and strategy.to_dict()["secure_noise"] is True
+    assert not strategy.seeded_noise and strategy.secret_randomness and strategy.to_dict()["seeded_noise"] is False
     runs = [FederatedSimulation(linear_model, data, strategy, rounds=1, sampler=PoissonSampler(0.5), seed=0)
             for _ in range(2)]
     for sim in runs:

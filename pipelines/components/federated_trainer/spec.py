@@ -334,7 +334,7 @@ class FederatedTrainingPlan:
                               noise_multiplier=self.mechanism.noise_multiplier, target_delta=self.delta,
                               target_quantile=c.target_unclipped_quantile,
                               clipped_count_stddev=c.clipped_count_stddev, max_epsilon=c.max_epsilon,
-                              accountant=c.accountant, secure_noise=not c.seeded_noise)
+                              accountant=c.accountant, seeded_noise=c.seeded_noise)
 
     def aggregation(self, strategy, max_client_size: int):
         """Secure aggregation when asked (range ``secagg_range`` or the strategy's), else None (plain)."""
