@@ -16,7 +16,12 @@ before any data is seen:
 
 Adding or removing one example changes exactly one client's data; replacing one (or changing its
 label) changes at most two. N is a public setting, so a client may be empty (it sends a zero update).
-A key is a stable record id, or the record's content (`content_keys`: its features and label).
+A key is a stable record id, or the record's content (`content_keys`: its features and label). Hash
+the record as it was collected, before any data-dependent preprocessing (a z-score's mean and
+standard deviation move with every record, and with them every transformed record's content).
+
+`keyed_hold_out` sets rows aside for evaluation the same way (a hash salted apart from the
+partition's), so adding or removing one record moves no other record between training and evaluation.
 """
 
 from __future__ import annotations
@@ -89,9 +94,23 @@ class KeyedPartitioner(Partitioner):
 
     def uniforms(self, keys) -> np.ndarray:
         """u_i in [0, 1): the keyed hash of each key."""
-        secret = self.seed.to_bytes(16, "big", signed=False)
-        return np.array([int.from_bytes(hashlib.blake2b(_key_bytes(k), digest_size=8, key=secret).digest(), "big")
-                         for k in keys], np.float64) / 2.0 ** 64
+        return keyed_uniforms(keys, self.seed)
+
+
+def keyed_uniforms(keys, seed: int, *, salt: bytes = b"") -> np.ndarray:
+    """u_i in [0, 1): BLAKE2b of each key, keyed by ``seed``; another ``salt`` (at most 16 bytes) gives
+    draws independent of the unsalted ones."""
+    secret = seed.to_bytes(16, "big", signed=False)
+    return np.array([int.from_bytes(hashlib.blake2b(_key_bytes(k), digest_size=8, key=secret, salt=salt).digest(),
+                                    "big") for k in keys], np.float64) / 2.0 ** 64
+
+
+def keyed_hold_out(keys, *, fraction: float, seed: int) -> np.ndarray:
+    """[n] bool: record i is held out iff its keyed hash (salted apart from `KeyedPartitioner`'s) is below
+    ``fraction``, a function of the seed and its key alone: adding or removing one record moves no other."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction!r}")
+    return keyed_uniforms(keys, seed, salt=b"hold-out") < fraction
 
 
 def content_keys(x, y) -> list[bytes]:

@@ -115,10 +115,11 @@ def trainer_for(model_fn: Callable, loss, execution: str) -> ClientTrainer:
 def train_chunk(trainer: ClientTrainer, data, strategy, state, plan: RoundPlan, ranks, aggregation, keys):
     """Trains the clients of ``ranks`` that did not drop out; returns (encoded contributions, diagnostics).
 
-    A client whose update is not finite is counted in the diagnostics and never averaged in. Without
-    DP it does not report (as a real client would fail). Under DP it reports a zero update (the DP
-    strategies' ``summand``): whether a round's secure aggregation meets its threshold must not turn on
-    one client's data, since an abort discards every other client's contribution.
+    A client whose update or loss is not finite is counted in the diagnostics. Without DP it does not
+    report (as a real client would fail). Under DP every client reports: whether a round's secure
+    aggregation meets its threshold must not turn on one client's data, since an abort discards every
+    other client's contribution. The DP strategies' ``summand`` turns a non-finite update into a zero
+    (counted as clipped) and clips any other, a finite update with a non-finite loss included.
     """
     live = [r for r in ranks if r not in plan.dropped]
     empty = [r for r in live if data.partition.indices[int(plan.positions[r])].size == 0]

@@ -94,7 +94,7 @@ class DpClippingBase(Strategy):
 
     def secure_aggregation_range(self, max_client_size: int = 1) -> float:
         """A clipped update's coordinates lie in [-C, C]: r = C_0 x `range_headroom` (rounds whose C
-        outgrows it clip coordinates, which each round's aggregation report counts)."""
+        outgrows it clip coordinates, which only shrinks the update: the noise still covers it)."""
         return self.initial_clipping_norm() * self.range_headroom
 
     def update_noise_multiplier(self, ctx: RoundContext) -> float:

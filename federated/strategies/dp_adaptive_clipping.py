@@ -82,9 +82,13 @@ class DifferentialPrivacyAdaptiveClipping(DpClippingBase):
                 "clipped_count_stddev": self.clipped_count_stddev}
 
 
+COUNT_STDDEV_SHARE = 0.05
+"""The default clipped-count noise: sigma_b = this x the expected clients per round (TFF's default)."""
+
+
 def default_count_stddev(expected_clients: float) -> float:
-    """sigma_b = 0.05 x the expected clients per round (TFF's default)."""
-    return 0.05 * expected_clients
+    """sigma_b = `COUNT_STDDEV_SHARE` x the expected clients per round (TFF's default)."""
+    return COUNT_STDDEV_SHARE * expected_clients
 
 
 def update_noise_multiplier(noise_multiplier: float, count_stddev: float) -> float:

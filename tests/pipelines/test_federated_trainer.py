@@ -57,7 +57,8 @@ def federated_run(tmp_path_factory):
                 "--max-membership-auc", "0.7",
                 "--min-accuracy", "0.8", "--pipeline-root", root, "--json")
     out = run_python(f"import sys; sys.argv = ['', {root!r}]\n{INSPECT}", legacy_keras=True).stdout
-    return {**json.loads(out.strip().splitlines()[-1]), "report": json.loads(proc.stdout), "stderr": proc.stderr}
+    return {**json.loads(out.strip().splitlines()[-1]), "report": json.loads(proc.stdout), "stderr": proc.stderr,
+            "root": root}
 
 
 def test_private_federated_model_carries_the_accountants_epsilon(federated_run):
@@ -77,8 +78,16 @@ def test_private_federated_model_carries_the_accountants_epsilon(federated_run):
     assert props["privacy_ledger_uri"].startswith(os.path.join(federated_run["model_uri"], "Format-Serving"))
     assert ledger["mechanism"] == "dp-fedavg" and ledger["privacy_unit"] == "client" == props["privacy_unit"]
     assert ledger["parameters"]["dataset_size"] == 20 and ledger["parameters"]["noise"] == "csprng"
+    # One record changes one client's data (N fixed): a client replaced, which add/remove accounting of
+    # Poisson sampling does not cover; the ledger accounts it beside, replace-one (PLD).
+    replaced = dp_accounting.pld.PLDAccountant(dp_accounting.NeighboringRelation.REPLACE_ONE,
+                                               value_discretization_interval=1e-4).compose(event, 8).get_epsilon(0.01)
+    record = ledger["parameters"]["record_level"]
+    assert record["adjacency"] == "replace-one" and record["epsilon"] == pytest.approx(replaced, rel=1e-9)
+    assert record["epsilon"] > ledger["epsilon"]["pld"]
     history = federated_run["history"]
     assert history["rounds"][-1]["metrics"]["epsilon_rdp"] == pytest.approx(rdp, rel=1e-12)
+    assert "client_sizes_sum" not in history["config"] and history["rounds"][0]["nonfinite"] is None
     assert history["config"]["num_clients"] == 20
     assert history["config"]["partition"] == {"name": "keyed", "num_clients": 20, "rule": "dirichlet", "alpha": 1.0,
                                               "seed": 0}
@@ -108,6 +117,9 @@ def test_pipeline_command_runs_the_federated_trainer_and_reports_its_ledger(fede
     (("--encrypted-check",), "the encrypted check runs Keras models"),
     (("--trainer-config", "[1]"), "must be a JSON object"),
     (("--trainer-config", '{"num_clients": 0}'), "custom_config['num_clients']"),
+    ((), "privacy_unit (--privacy-unit) 'example': the Federated Trainer's epsilon is client-level"),
+    (("--trainer-config", '{"client_key": "mean_radius"}', "--privacy-unit", "client"),
+     "'client': the Federated Trainer's epsilon is user-level"),
 ])
 def test_pipeline_command_refuses_federated_settings_it_cannot_run(tmp_path, options, message):
     root = tmp_path / "root"
@@ -169,13 +181,18 @@ def test_delta_not_below_one_over_n_clients_fails_before_training():
 @pytest.mark.parametrize("change, message", [
     ({"label_key": None}, r"custom_config\['label_key'\]: name the label column"),
     ({"num_client": 5}, r"custom_config\['num_client'\]: unknown setting; did you mean 'num_clients'\?"),
-    ({"partition": "pathological"}, r"custom_config\['partition'\]: must be one of iid, dirichlet, quantity, shards"),
+    ({"partition": "pathological"}, r"custom_config\['partition'\]: must be one of iid, quantity, dirichlet, shards"),
     ({"fraction": 1.5}, r"custom_config\['fraction'\]: must be in \(0, 1\], got 1.5"),
     ({"target_epsilon": 3.0}, r"custom_config\['noise_multiplier'\]: give noise_multiplier or target_epsilon, "
                               r"not both"),
     ({"partition": "shards"}, r"custom_config\['partition'\]: shards cut the label-sorted records"),
     ({"seed": 2 ** 32}, r"custom_config\['seed'\]: must be at most 2\^32 - 1"),
     ({"private": False}, r"custom_config\['noise_multiplier'\]: is a privacy setting, but 'private' is false"),
+    ({"private": False, "noise_multiplier": None, "clip": "adaptive"},
+     r"custom_config\['clip'\]: is a privacy setting, but 'private' is false"),
+    ({"private": False, "noise_multiplier": None, "clipping_norm": None, "delta": 1e-3},
+     r"custom_config\['delta'\]: is a privacy setting, but 'private' is false"),
+    ({"execution": "auto"}, r"custom_config\['execution'\]: 'auto' picks by timing the clients' training"),
     ({"rounds": 0}, r"custom_config\['rounds'\]: must be an integer >= 1, got 0"),
 ])
 def test_bad_settings_are_named(change, message):
@@ -183,11 +200,15 @@ def test_bad_settings_are_named(change, message):
         FederatedTrainingConfig.from_custom_config({**CONFIG, **change})
 
 
-def test_the_trainer_refuses_seeded_noise_and_defaults_to_z_one():
+def test_the_trainer_refuses_seeded_noise_and_calibrates_for_epsilon_three_by_default():
+    """ppml's one default for a private run without a noise setting: z calibrated for epsilon 3."""
     with pytest.raises(InvalidFederatedSetting, match=r"custom_config\['seeded_noise'\]: the Federated Trainer"):
         FederatedTrainingConfig.for_trainer({**CONFIG, "seeded_noise": True})
     plan = FederatedTrainingConfig.for_trainer({**CONFIG, "noise_multiplier": None}).plan(20)
-    assert plan.mechanism.noise_multiplier == 1.0 and plan.strategy().secure_noise is True
+    z = plan.mechanism.noise_multiplier
+    event = dp_event.PoissonSampledDpEvent(0.5, dp_event.GaussianDpEvent(z))
+    assert 3.0 - 0.01 <= dp_accounting.rdp.RdpAccountant().compose(event, 8).get_epsilon(0.01) <= 3.0
+    assert plan.target_epsilon == 3.0 and plan.strategy().seeded_noise is False
 
 
 def test_the_trainers_clients_change_by_one_under_a_one_record_change():
