@@ -143,7 +143,10 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
                                          preprocessing_fn=f"{module}.preprocessing_fn")
 
     def train_and_evaluate(custom_config: Mapping[str, Any], suffix: str):
-        inputs = dict(examples=transform.outputs["transformed_examples"],
+        # The Federated Trainer keys records by their raw content (before Transform's data-dependent
+        # constants) and applies the transform graph itself: it reads ExampleGen's examples.
+        examples = transform.outputs["transformed_examples"] if trainer == "dp" else example_gen.outputs["examples"]
+        inputs = dict(examples=examples,
                       transform_graph=transform.outputs["transform_graph"], schema=schema_gen.outputs["schema"],
                       train_args=tfx.proto.TrainArgs(splits=["train"]), eval_args=tfx.proto.EvalArgs(splits=["eval"]))
         if trainer == "dp":

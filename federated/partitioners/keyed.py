@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-from typing import ClassVar
+from typing import ClassVar, Mapping
 
 import numpy as np
 
@@ -118,6 +118,27 @@ def content_keys(x, y) -> list[bytes]:
     x = np.ascontiguousarray(np.asarray(x, np.float32).reshape(len(x), -1))
     y = np.asarray(y).astype(np.int64)
     return [row.tobytes() + label.tobytes() for row, label in zip(x, y)]
+
+
+def record_keys(columns: Mapping[str, np.ndarray]) -> list[bytes]:
+    """One key per record of named columns (e.g. tf.Example features as ExampleGen wrote them): every
+    column's name and the record's value in it, so equal records, and only they, share a key."""
+    names = sorted(columns)
+    if not names:
+        raise ValueError("no columns to key records by")
+    count = len(columns[names[0]])
+    parts = []
+    for name in names:
+        column = np.asarray(columns[name])
+        if len(column) != count:
+            raise ValueError(f"column {name!r} has {len(column)} values, {names[0]!r} {count}")
+        if column.dtype == object:
+            values = [_key_bytes(v) if isinstance(v, (bytes, str)) else repr(list(v)).encode() for v in column]
+        else:
+            values = [row.tobytes() for row in np.ascontiguousarray(column.reshape(count, -1))]
+        tag = name.encode() + column.dtype.str.encode()
+        parts.append([len(tag).to_bytes(4, "big") + tag + len(v).to_bytes(4, "big") + v for v in values])
+    return [b"".join(row) for row in zip(*parts)]
 
 
 def _key_bytes(key) -> bytes:

@@ -87,6 +87,7 @@ def test_private_federated_model_carries_the_accountants_epsilon(federated_run):
     assert record["epsilon"] > ledger["epsilon"]["pld"]
     history = federated_run["history"]
     assert history["rounds"][-1]["metrics"]["epsilon_rdp"] == pytest.approx(rdp, rel=1e-12)
+    assert "evaluation" in history["config"]["outside_guarantee"]     # the eval split: private rows
     assert "client_sizes_sum" not in history["config"] and history["rounds"][0]["nonfinite"] is None
     assert history["config"]["num_clients"] == 20
     assert history["config"]["partition"] == {"name": "keyed", "num_clients": 20, "rule": "dirichlet", "alpha": 1.0,
@@ -211,19 +212,92 @@ def test_the_trainer_refuses_seeded_noise_and_calibrates_for_epsilon_three_by_de
     assert plan.target_epsilon == 3.0 and plan.strategy().seeded_noise is False
 
 
-def test_the_trainers_clients_change_by_one_under_a_one_record_change():
-    """Records are dealt by content (KeyedPartitioner): one added or removed training record changes one client."""
-    import numpy as np
+NEIGHBOURS = """
+import glob, json, os, sys
+import apache_beam as beam
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
+from federated.data.examples import read_tf_records, stack_features
+from federated.partitioners import KeyedPartitioner, content_keys
+from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
+from pipelines.trainers import breast_cancer
+from pipelines.trainers.federated import client_data, read_split, resolve_feature_keys
+root, work, settings = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+config = FederatedTrainingConfig.for_trainer(settings)
+[graph] = glob.glob(os.path.join(root, "Transform", "transform_graph", "*"))
+spec = tft.TFTransformOutput(graph).raw_feature_spec()
+records = read_tf_records(sorted(glob.glob(os.path.join(root, "CsvExampleGen", "examples", "*", "Split-train", "*"))))
 
-    from pipelines.trainers.federated import client_data
-    config = FederatedTrainingConfig.from_custom_config(CONFIG)
-    rng = np.random.default_rng(0)
-    columns = {"x": rng.normal(size=(300, 3)).astype(np.float32), "diagnosis": rng.integers(0, 2, 300)}
-    fewer = {k: v[1:] for k, v in columns.items()}
+def transform_and_read(name, chosen):
+    # What the pipeline does with this training split: Transform fits its analyzers on it, the Trainer reads it.
+    path = os.path.join(work, name + ".tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        for record in chosen:
+            writer.write(record)
+    rows = [{k: v.numpy() for k, v in tf.io.parse_single_example(r, spec).items()} for r in chosen]
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
+    graph = os.path.join(work, name + "-graph")
+    with beam.Pipeline() as pipeline:
+        with tft_beam.Context(temp_dir=os.path.join(work, name + "-tmp")):
+            fitted = (pipeline | beam.Create(rows), metadata) | tft_beam.AnalyzeDataset(breast_cancer.preprocessing_fn)
+            _ = fitted | tft_beam.WriteTransformFn(graph)
+    metadata_io.write_metadata(metadata, os.path.join(graph, tft.TFTransformOutput.RAW_METADATA_DIR))
+    return read_split([path], tft.TFTransformOutput(graph))
 
-    def clients(cols):
-        data = client_data(config, cols, ["x"])
-        return [{(tuple(data.x[i]), int(data.y[i])) for i in ix} for ix in data.partition.indices]
+def clients(split):
+    data = client_data(config, split, resolve_feature_keys(config, split))
+    return [{split.keys[i] for i in ix} for ix in data.partition.indices]
 
-    changed = [k for k, (a, b) in enumerate(zip(clients(columns), clients(fewer))) if a != b]
-    assert len(changed) == 1
+def transformed_content_clients(split):   # keying Transform's output instead: what the Trainer did before
+    x = stack_features(split.columns, resolve_feature_keys(config, split))
+    data = client_data(config, split, resolve_feature_keys(config, split))
+    owner = np.empty(len(x), int)
+    for k, ix in enumerate(KeyedPartitioner(num_clients=20, rule="dirichlet", alpha=1.0).partition(
+            data.y, keys=content_keys(x, data.y)).indices):
+        owner[ix] = k
+    return owner
+
+full, fewer = transform_and_read("full", records), transform_and_read("fewer", records[1:])
+feature = resolve_feature_keys(config, full)[0]
+print(json.dumps({
+    "records": len(records),
+    "changed_clients": sum(a != b for a, b in zip(clients(full), clients(fewer))),
+    "transform_moved": bool(not np.array_equal(full.columns[feature][1:], fewer.columns[feature])),
+    "moved_by_transformed_keys": int(np.sum(transformed_content_clients(full)[1:]
+                                            != transformed_content_clients(fewer))),
+}))
+"""
+
+
+def test_one_removed_record_changes_one_client_through_transform(federated_run, tmp_path):
+    """The Trainer's partition of neighbouring training splits, each transformed by a graph fitted on it
+    (as Transform does in the pipeline): the z-score's constants move every transformed record, yet the
+    Trainer keys records by their raw content, so exactly one client changes. Keys of the transformed
+    records (the Trainer before) move most records to another client."""
+    proc = run_python(f"import sys; sys.argv = ['', {federated_run['root']!r}, {str(tmp_path)!r}, "
+                      f"{json.dumps(CONFIG)!r}]\n{NEIGHBOURS}", legacy_keras=True)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["records"] > 300 and result["transform_moved"] is True
+    assert result["changed_clients"] == 1
+    assert result["moved_by_transformed_keys"] > result["records"] // 2
+
+
+def test_the_trainer_refuses_transformed_examples_it_cannot_key_by_raw_content(federated_run):
+    """Transform's output with the transform graph: the raw features are gone, so the records cannot be keyed
+    before Transform's constants; a one-line error says which examples to give."""
+    proc = run_python(f"""
+import glob, os, sys
+import tensorflow_transform as tft
+from pipelines.trainers.federated import read_split
+root = {federated_run['root']!r}
+[graph] = glob.glob(os.path.join(root, "Transform", "transform_graph", "*"))
+try:
+    read_split([os.path.join(root, "Transform", "transformed_examples", "*", "Split-train", "*")],
+               tft.TFTransformOutput(graph))
+except ValueError as err:
+    print(err)
+""", legacy_keras=True)
+    assert "give it ExampleGen's examples, not Transform's" in proc.stdout
