@@ -19,6 +19,9 @@ OUTSIDE_GUARANTEE = {
     "epsilon": ("seeded noise: no guarantee",
                 "the noise and the client samples were drawn from the recorded seed, which anyone can replay: the "
                 "epsilon describes the mechanism, not a released model"),
+    "classes": ("classes from private labels",
+                "the model's number of outputs is 1 + the largest label of the private data, read without noise "
+                "(name the number of classes to keep it out)"),
 }
 """What a private run reports outside its DP guarantee: key -> (short tag shown beside the value, reason)."""
 

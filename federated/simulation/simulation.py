@@ -64,10 +64,11 @@ class FederatedSimulation:
         "auto" for a private strategy: the choice and its timings depend on the clients' data.
       chunk_size: clients per vectorized call and per Beam element; a power of two.
       evaluation: (x, y) evaluated centrally after rounds, or None.
-      evaluation_private: the evaluation rows are rows of the private data set (e.g. held out from it):
-        a private run then lists their metrics in ``history.config["outside_guarantee"]``. Rows of a
-        separate test set need no label: their metrics depend on the training data only through the
-        model.
+      outside_guarantee: keys of `OUTSIDE_GUARANTEE` that the caller released outside a private run's
+        guarantee, listed with their reasons in ``history.config["outside_guarantee"]``: "evaluation"
+        when the evaluation rows are rows of the private data set (e.g. held out from it; a separate
+        test set's metrics depend on the training data only through the model), "classes" when the
+        model's size came from the private labels. The run adds "epsilon" itself under seeded noise.
       eval_every: evaluate every this many rounds (and after the last).
       runner: `InProcessRunner()` (default) or `BeamRunner(...)`.
       aggregation: `PlainAggregation()` (default) or `SecureAggregation(...)`.
@@ -83,7 +84,7 @@ class FederatedSimulation:
     def __init__(self, model_fn: Callable, data: ClientData, strategy: Strategy, *, rounds: int,
                  sampler: ClientSampler | None = None, seed: int | None = None, loss=None, execution: str = "sequential",
                  chunk_size: int = 8, evaluation: tuple[np.ndarray, np.ndarray] | None = None, eval_every: int = 1,
-                 evaluation_private: bool = False, runner=None, aggregation=None, dropout_rate: float = 0.0,
+                 outside_guarantee: tuple[str, ...] = (), runner=None, aggregation=None, dropout_rate: float = 0.0,
                  checkpoint_dir: str | None = None):
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
             raise ValueError(f"rounds must be an integer >= 1, got {rounds!r}")
@@ -105,7 +106,10 @@ class FederatedSimulation:
         self.seed = secrets.randbits(63) if seed is None else int(seed)
         self.loss, self.execution, self.chunk_size = loss, execution, chunk_size
         self.evaluation, self.eval_every = evaluation, eval_every
-        self.evaluation_private = bool(evaluation_private)
+        unknown = sorted(set(outside_guarantee) - set(OUTSIDE_GUARANTEE))
+        if unknown:
+            raise ValueError(f"outside_guarantee takes {', '.join(OUTSIDE_GUARANTEE)}, got {unknown}")
+        self.outside_guarantee = tuple(outside_guarantee)
         self.runner = runner or InProcessRunner()
         self.aggregation = aggregation or PlainAggregation()
         self.dropout_rate = float(dropout_rate)
@@ -192,9 +196,7 @@ class FederatedSimulation:
 
     def _outside_guarantee(self) -> dict[str, str]:
         """What this private run reports outside its guarantee (`OUTSIDE_GUARANTEE` keys and reasons)."""
-        outside = []
-        if self.evaluation is not None and self.evaluation_private:
-            outside.append("evaluation")
+        outside = [key for key in self.outside_guarantee if key != "evaluation" or self.evaluation is not None]
         if not self.strategy.secret_randomness:
             outside.append("epsilon")
         return {key: OUTSIDE_GUARANTEE[key][1] for key in outside}

@@ -46,13 +46,15 @@ OPTION_OF_SETTING = {
     "delta": "--target-delta", "accountant": "--accountant", "max_epsilon": "--max-epsilon",
     "seeded_noise": "--seeded-noise", "secure_aggregation": "--secure-aggregation", "secagg_bits": "--secagg-bits",
     "secagg_range": "--secagg-range", "secagg_modulus_bits": "--secagg-modulus-bits", "seed": "--seed",
-    "execution": "--execution"}
+    "execution": "--execution", "num_classes": "--num-classes"}
 MODELS = {"linear": (), "2nn": (200, 200)}
 """--model: hidden layers of the linear model and of McMahan et al.'s 2NN; 'mlp' takes --hidden."""
 INTERRUPTED = 130
 """Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
 DELTA_WARNING_SHARE = 0.5
 """Warn when delta x N exceeds this (delta above 1/(2N)): a placeholder for privacy.accounting's delta warning."""
+DIGITS_CLASSES = 10
+"""The bundled digits' classes: a public fact, so --num-classes defaults to it there."""
 HOLD_OUT = 0.2
 """Share of the rows of a data set without a test split held out for evaluation (by a keyed hash of each row)."""
 
@@ -121,6 +123,10 @@ def _default(setting: str):
               help="linear (softmax regression), 2nn (2x200 ReLU, McMahan et al.) or mlp (--hidden).")
 @click.option("--hidden", type=int, multiple=True, default=_default("hidden_units"), show_default=True,
               help="Widths of the MLP's ReLU layers (repeatable).")
+@click.option("--num-classes", type=int, default=None,
+              help=f"The model's classes [default: {DIGITS_CLASSES} for digits, else 1 + the largest label of the "
+                   f"data, at least 2; under --dp that default is read from the private labels and listed outside "
+                   f"the guarantee].")
 @click.option("--epochs", "-E", type=int, default=_default("local_epochs"), show_default=True,
               help="Local epochs E per round.")
 @click.option("--batch-size", "-B", type=click.IntRange(min=0), default=_default("batch_size"), show_default=True,
@@ -164,9 +170,9 @@ def _default(setting: str):
 @click.option("--secure-aggregation", is_flag=True, help="Simulate secure aggregation of the client contributions.")
 @click.option("--secagg-bits", type=int, default=_default("secagg_bits"), show_default=True)
 @click.option("--secagg-range", type=float, default=None,
-              help=f"Coordinate clipping range r [default: {DifferentialPrivacyFixedClipping.range_headroom:g} C with "
-                   f"--dp, {DifferentialPrivacyAdaptiveClipping.range_headroom:g} C with --clip adaptive; without "
-                   f"--dp {FedAvg.unclipped_range:g} x the largest client, or {FedAvg.unclipped_range:g} with "
+              help=f"Coordinate clipping range r [default: C x {DifferentialPrivacyFixedClipping.range_headroom:g} "
+                   f"with --dp, C x {DifferentialPrivacyAdaptiveClipping.range_headroom:g} with --clip adaptive; "
+                   f"without --dp {FedAvg.unclipped_range:g} x the largest client, or {FedAvg.unclipped_range:g} with "
                    f"--unweighted].")
 @click.option("--secagg-modulus-bits", type=int, default=_default("secagg_modulus_bits"), show_default=True)
 @click.option("--dropout-rate", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
@@ -221,7 +227,8 @@ def _config(o) -> FederatedTrainingConfig:
         "max_epsilon": o["max_epsilon"], "seeded_noise": o["seeded_noise"],
         "secure_aggregation": o["secure_aggregation"], "secagg_bits": o["secagg_bits"],
         "secagg_range": o["secagg_range"], "secagg_modulus_bits": o["secagg_modulus_bits"], "seed": o["seed"],
-        "execution": o["execution"]}
+        "execution": o["execution"],
+        "num_classes": DIGITS_CLASSES if o["num_classes"] is None and o["dataset"] == "digits" else o["num_classes"]}
     if o["partition"] == "natural" and o["client_column"] is None:
         values["client_key"] = "keys"
     if not o["dp"]:   # privacy flags are refused without --dp, not ignored; at their defaults they are no settings
@@ -310,26 +317,27 @@ def _remove_empty(folders: list[str]) -> None:
 
 
 def _client_data(o, config: FederatedTrainingConfig):
-    """(ClientData, (x_test, y_test), whether the test rows are private): --dataset read, its evaluation rows
-    set aside and its training rows dealt to clients."""
+    """(ClientData, (x_test, y_test), the model's classes, what a private run would release outside its
+    guarantee (`FederatedSimulation`'s outside_guarantee)): --dataset read, its evaluation rows set aside
+    and its training rows dealt to clients."""
     x, y, keys, test, test_is_private = _load(o["dataset"], o["seed"], o["label_column"], o["client_column"])
-    _check_memory(x.shape[1], _num_classes(y, test), config, o, largest_client=len(y))
+    try:
+        num_classes = config.model_classes(int(max(y.max(), test[1].max())))
+    except InvalidFederatedSetting as err:
+        raise _usage("--num-classes", err.message) from None
+    outside = ("evaluation",) * test_is_private + ("classes",) * (config.num_classes is None)
+    _check_memory(x.shape[1], num_classes, config, o, largest_client=len(y))
     from federated import ClientData  # pylint: disable=import-outside-toplevel
     try:
         data = ClientData.from_arrays(x, y, config.partitioner(), keys=keys if config.client_key else None)
     except ValueError as err:
         option = "--clients" if "num_clients" in str(err) or "clients x" in str(err) else "--partition"
         raise _usage(option, err) from None
-    return data, test, test_is_private
-
-
-def _num_classes(y, test) -> int:
-    return int(max(y.max(), test[1].max())) + 1
+    return data, test, num_classes, outside
 
 
 def _run(o, config: FederatedTrainingConfig, plot: str, beam_args: list[str] | None) -> None:
-    data, test, test_is_private = _client_data(o, config)
-    num_classes = _num_classes(data.y, test)
+    data, test, num_classes, outside = _client_data(o, config)
     import federated as fl  # pylint: disable=import-outside-toplevel
     from federated.models import DenseModel  # pylint: disable=import-outside-toplevel
     from federated.simulation import CheckpointError, UnaccountedAbort  # pylint: disable=import-outside-toplevel
@@ -347,7 +355,7 @@ def _run(o, config: FederatedTrainingConfig, plot: str, beam_args: list[str] | N
     try:
         sim = fl.FederatedSimulation(model_fn, data, strategy, rounds=config.rounds, sampler=config.sampler(),
                                      seed=config.seed, execution=config.execution, evaluation=test,
-                                     evaluation_private=test_is_private, runner=runner,
+                                     outside_guarantee=outside, runner=runner,
                                      aggregation=plan.aggregation(strategy, int(data.sizes().max())),
                                      dropout_rate=o["dropout_rate"], checkpoint_dir=o["checkpoint_dir"])
     except UnaccountedAbort as err:   # the DP abort rule: dropouts under Poisson sampling and secure aggregation
@@ -372,7 +380,8 @@ def _run(o, config: FederatedTrainingConfig, plot: str, beam_args: list[str] | N
     written = [history.save_json(os.path.join(o["out"], "history.json")), history.plot(plot)]
     if plan.private:
         from pipelines import privacy_ledger  # pylint: disable=import-outside-toplevel
-        ledger = plan.ledger(sim.state.budget, rounds=sim.state.round, trainer={"command": "ppml federated run"})
+        ledger = plan.ledger(sim.state.budget, rounds=sim.state.round, trainer={"command": "ppml federated run"},
+                             outside_guarantee=history.config["outside_guarantee"])
         written.append(privacy_ledger.write_ledger_file(os.path.join(o["out"], privacy_ledger.LEDGER_FILE), ledger))
     if o["as_json"]:
         json.dump(history.to_dict(), sys.stdout, indent=2)

@@ -21,8 +21,9 @@ Outputs, like the DP Trainer's:
 * for private runs, the privacy ledger (`pipelines.privacy_ledger`, mechanism ``dp-fedavg``) in
   ``serving_model_dir/assets.extra``;
 * ``model_run_dir``: the simulation's ``history.json`` (per-round accuracy on the evaluation split, a
-  private split of the same data, so a private run lists it outside its guarantee; epsilon) and
-  ``accuracy.png``.
+  private split of the same data, so a private run lists it outside its guarantee, as it does the
+  number of classes unless ``num_classes`` is set; epsilon) and ``accuracy.png``. The ledger lists the
+  same.
 """
 
 from __future__ import annotations
@@ -54,12 +55,12 @@ def run_fn(fn_args) -> None:
     plan = config.plan(data.num_clients)
     evaluated = read_split(fn_args.eval_files, transform)
     evaluation = (stack_features(evaluated.columns, feature_keys), _labels(evaluated, config.label_key))
-    num_classes = max(2, data.num_classes, int(evaluation[1].max()) + 1)
+    num_classes = config.model_classes(int(max(data.y.max(), evaluation[1].max())))
     model_fn = DenseModel(data.x.shape[1], num_classes, tuple(config.hidden_units), seed=config.seed)
     algorithm = plan.strategy()
     simulation = fl.FederatedSimulation(model_fn, data, algorithm, rounds=config.rounds,
                                         sampler=config.sampler(), seed=config.seed, evaluation=evaluation,
-                                        evaluation_private=True,
+                                        outside_guarantee=("evaluation",) + ("classes",) * (config.num_classes is None),
                                         aggregation=plan.aggregation(algorithm, int(data.sizes().max())),
                                         execution=config.execution)
     history = simulation.run()
@@ -70,7 +71,8 @@ def run_fn(fn_args) -> None:
     export(model_fn, simulation.state.weights, fn_args, train.columns, feature_keys, config)
     if plan.private:
         ledger = plan.ledger(simulation.state.budget, rounds=simulation.state.round,
-                             trainer={"run_fn": f"{__name__}.run_fn"})
+                             trainer={"run_fn": f"{__name__}.run_fn"},
+                             outside_guarantee=history.config["outside_guarantee"])
         privacy_ledger.write_ledger(fn_args.serving_model_dir, ledger)
 
 

@@ -80,10 +80,10 @@ def _cli_rows(args):
     """The CLI's data path (read, hold out, deal): {client id: its rows}, the evaluation rows, their privacy."""
     from pipelines.cli.federated import _client_data, _config, run
     with run.make_context("run", list(args)) as ctx:
-        data, (x_test, y_test), private = _client_data(ctx.params, _config(ctx.params))
+        data, (x_test, y_test), _, outside = _client_data(ctx.params, _config(ctx.params))
     rows = lambda x, y: {tuple(features) + (int(label),) for features, label in zip(x.tolist(), y)}  # noqa: E731
     clients = {cid: rows(*data.client(k)) for k, cid in enumerate(data.client_ids)}
-    return clients, rows(x_test, y_test), private
+    return clients, rows(x_test, y_test), "evaluation" in outside
 
 
 @pytest.mark.parametrize("users", [False, True], ids=["keyed-clients", "one-client-per-user"])
@@ -137,10 +137,12 @@ def test_under_dp_metrics_of_held_out_rows_are_labelled_outside_the_guarantee(tm
                                     for r, line in zip(history["rounds"], rounds))
     assert f"after 2 rounds ({tag})" in result.stdout and f"outside the DP guarantee ({tag})" in result.stdout
     assert tag in History.from_dict(history).axis_labels()[0]
-    result = _run(common + ["--dataset", str(tmp_path / "split.npz"), "--json"], tmp_path)
+    result = _run(common + ["--dataset", str(tmp_path / "split.npz"), "--num-classes", "2", "--json"], tmp_path)
     assert result.exit_code == 0, result.output
     history = _history(result)
     assert history["config"]["outside_guarantee"] == {} and "not DP" not in result.output
+    ledger = json.loads((tmp_path / "run" / "privacy_ledger.json").read_text())
+    assert ledger["parameters"]["outside_guarantee"] == {}
     assert History.from_dict(history).axis_labels()[0] == "evaluation accuracy"
 
 
@@ -329,7 +331,8 @@ BAD_INPUTS = [  # (arguments, the option the one-line error names); {d} is the f
     (["--clip", "adaptive"], "--clip"), (["--clipping-norm", "7"], "--clipping-norm"),
     (["--target-quantile", "0.3"], "--target-quantile"), (["--accountant", "rdp"], "--accountant"),
     (["--secure-noise"], "--secure-noise"), (["--dp", "--execution", "auto"], "--execution"),
-    (["--partition", "natural"], "--partition"),
+    (["--partition", "natural"], "--partition"), (["--num-classes", "1"], "--num-classes"),
+    (["--dataset", "{d}/good.npz", "--num-classes", "2"], "--num-classes"),
     (["--partition", "shards", "--clients", "1000"], "--clients"), (["--client-column", "user"], "--client-column"),
     (["--secure-aggregation", "--secagg-bits", "60"], "--secagg-bits"),
     (["--secure-aggregation", "--secagg-modulus-bits", "10"], "--secagg-modulus-bits"),
@@ -412,6 +415,31 @@ def test_under_dp_neighbouring_data_sets_release_no_exact_fact_of_the_data(tmp_p
         assert "client_sizes_sum" not in history["config"] and history["config"]["execution_costs_s"] == {}
     assert runs["clean"] == runs["plus_one"]
     assert runs["clean"][3][0] == "20 clients (keyed iid partition)"
+
+
+def test_under_dp_the_models_classes_come_from_a_setting_or_are_listed_outside_the_guarantee(tmp_path):
+    """One added record with a new label grows the model's output layer when the classes are read from the
+    labels: under --dp that is listed outside the guarantee (history, ledger, report); --num-classes keeps
+    the model the same for both neighbours."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((120, 4)).astype(np.float32), rng.integers(0, 3, 120)
+    np.savez(tmp_path / "base.npz", x=x, y=y, x_test=x[:20], y_test=y[:20])
+    np.savez(tmp_path / "plus.npz", x=np.concatenate([x, x[:1]]), y=np.concatenate([y, [7]]), x_test=x[:20],
+             y_test=y[:20])
+    common = ["--dp", "--rounds", "1", "--clients", "10", "-C", "0.5", "--model", "linear", "--execution", "numpy"]
+    sizes = {}
+    for classes in ([], ["--num-classes", "8"]):
+        for name in ("base", "plus"):
+            result = _run(common + classes + ["--dataset", str(tmp_path / f"{name}.npz"), "--out",
+                                              str(tmp_path / name)], tmp_path)
+            assert result.exit_code == 0, result.output
+            history = json.loads((tmp_path / name / "history.json").read_text())
+            ledger = json.loads((tmp_path / name / "privacy_ledger.json").read_text())
+            listed = "classes" in history["config"]["outside_guarantee"]
+            assert listed == ("classes" in ledger["parameters"]["outside_guarantee"]) == (not classes)
+            assert listed == ("outside the DP guarantee (classes from private labels)" in result.stdout)
+            sizes[len(classes), name] = history["config"]["num_parameters"]
+    assert sizes[0, "base"] == 4 * 3 + 3 and sizes[0, "plus"] == 4 * 8 + 8 == sizes[2, "base"] == sizes[2, "plus"]
 
 
 def test_killed_runs_resume_from_their_checkpoint_to_the_uninterrupted_result(tmp_path):

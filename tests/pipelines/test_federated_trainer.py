@@ -87,7 +87,9 @@ def test_private_federated_model_carries_the_accountants_epsilon(federated_run):
     assert record["epsilon"] > ledger["epsilon"]["pld"]
     history = federated_run["history"]
     assert history["rounds"][-1]["metrics"]["epsilon_rdp"] == pytest.approx(rdp, rel=1e-12)
-    assert "evaluation" in history["config"]["outside_guarantee"]     # the eval split: private rows
+    # The eval split's rows and the classes read from the labels are private facts: listed, here and in the ledger.
+    assert set(history["config"]["outside_guarantee"]) == set(ledger["parameters"]["outside_guarantee"]) \
+        == {"evaluation", "classes"}
     assert "client_sizes_sum" not in history["config"] and history["rounds"][0]["nonfinite"] is None
     assert history["config"]["num_clients"] == 20
     assert history["config"]["partition"] == {"name": "keyed", "num_clients": 20, "rule": "dirichlet", "alpha": 1.0,

@@ -32,6 +32,9 @@ server_optimizer              sgd                                    sgd | avgm 
 server_learning_rate          1 (sgd, avgm), 0.01 (adaptive)         model averaging; Reddi et al.'s start
 server_momentum               0.9                                    FedAvgM's beta
 hidden_units                  [16]                                   ReLU layers of the MLP; small and quick
+num_classes                   1 + the largest label (at least 2)     the model's outputs; when private, name it:
+                                                                     the default is read from the private labels
+                                                                     (listed outside the guarantee)
 seed                          0                                      partition, initial weights, batch order;
                                                                      in [0, 2^32)
 execution                     sequential                             runs any model and gives the same result on
@@ -138,6 +141,7 @@ class FederatedTrainingConfig:
     server_learning_rate: float | None = None
     server_momentum: float = 0.9
     hidden_units: tuple[int, ...] = (16,)
+    num_classes: int | None = None
     seed: int = 0
     execution: str = "sequential"
     private: bool = False
@@ -183,6 +187,9 @@ class FederatedTrainingConfig:
         for key in ("num_clients", "shards_per_client", "rounds", "local_epochs"):
             if key in values:
                 values[key] = settings.integer(InvalidFederatedSetting, key, values[key])
+        if values.get("num_classes") is not None:
+            values["num_classes"] = settings.integer(InvalidFederatedSetting, "num_classes", values["num_classes"],
+                                                     minimum=2)
         if values.get("batch_size") is not None:
             values["batch_size"] = settings.integer(InvalidFederatedSetting, "batch_size", values["batch_size"])
         if "seed" in values:
@@ -268,6 +275,19 @@ class FederatedTrainingConfig:
     def privacy_unit(self) -> str:
         """'user' with a client key (one client per key), else 'client' (`privacy_ledger.PRIVACY_UNITS`)."""
         return "user" if self.client_key is not None else "client"
+
+    def model_classes(self, largest_label: int) -> int:
+        """The model's number of classes: ``num_classes``, else 1 + ``largest_label`` (at least 2).
+
+        Raises:
+          InvalidFederatedSetting: when ``largest_label`` does not fit ``num_classes``.
+        """
+        if self.num_classes is None:
+            return max(2, int(largest_label) + 1)
+        if largest_label >= self.num_classes:
+            raise InvalidFederatedSetting("num_classes", f"the labels go up to {largest_label}, which does not fit "
+                                                         f"{self.num_classes} classes (0..{self.num_classes - 1})")
+        return self.num_classes
 
     def sampler(self):
         """The client sampler of ``sampling`` and ``fraction``."""
@@ -403,8 +423,10 @@ class FederatedTrainingPlan:
                 "epsilon": float(compute_epsilon(replaced, self.delta, AccountantKind.PLD)), "delta": self.delta,
                 "neighboring_relation": replaced.neighboring_relation.name, "event": event_to_json(replaced.dp_event())}
 
-    def ledger(self, budget, *, rounds: int, trainer: Mapping[str, Any]) -> privacy_ledger.PrivacyLedger:
-        """The ``dp-fedavg`` ledger of ``rounds`` rounds of this plan (the budget the simulation composed).
+    def ledger(self, budget, *, rounds: int, trainer: Mapping[str, Any],
+               outside_guarantee: Mapping[str, str] | None = None) -> privacy_ledger.PrivacyLedger:
+        """The ``dp-fedavg`` ledger of ``rounds`` rounds of this plan (the budget the simulation composed), with
+        what the run released outside its guarantee (the history's ``outside_guarantee``).
 
         Raises:
           privacy_ledger.LedgerError: if ``budget`` does not account exactly those rounds of the plan.
@@ -418,7 +440,7 @@ class FederatedTrainingPlan:
             "adjacency": mechanism.adjacency.value, "l2_norm_clip": c.clipping_norm, "clip": c.clip,
             "clients": c.clients,
             "delta_is_default": c.delta is None, "noise": "seeded" if c.seeded_noise else "csprng",
-            "record_level": self.record_level(rounds)}
+            "record_level": self.record_level(rounds), "outside_guarantee": dict(outside_guarantee or {})}
         return privacy_ledger.PrivacyLedger(budget=budget, mechanism=privacy_ledger.DP_FEDAVG, parameters=parameters,
                                             trainer={**trainer, "settings": c.to_custom_config()})
 
