@@ -27,6 +27,7 @@ from tfx import v1 as tfx
 
 from pipelines.components.dp_trainer.component import DpTrainer
 from pipelines.components.encrypted_gate.component import EncryptedInferenceGate
+from pipelines.components.federated_trainer import spec as federated_spec
 from pipelines.components.federated_trainer.component import FederatedTrainer
 from pipelines.components.private_evaluator import spec as gate_spec
 from pipelines.components.private_evaluator.component import PrivateEvaluator
@@ -42,7 +43,8 @@ DEFAULT_TRAINER_CONFIG: Mapping[str, Any] = {
     "learning_rate": 0.2,
 }
 _PRIVACY_KEYS = ("target_epsilon", "noise_multiplier", "max_epsilon")
-"""Settings a non-private Trainer of a side-by-side comparison drops."""
+"""Settings a non-private DP Trainer of a side-by-side comparison drops (the Federated Trainer's: its spec's
+PRIVACY_SETTINGS)."""
 TRAINERS = ("dp", "federated")
 """`DpTrainer` (DP-SGD, or ordinary training) or `FederatedTrainer` (FedAvg, DP-FedAvg)."""
 LOCAL_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
@@ -123,6 +125,13 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
     if trainer == "federated" and encrypted_check:
         raise ValueError("the encrypted check runs Keras models; the Federated Trainer exports a SavedModel "
                          "without one (use trainer='dp')")
+    if trainer == "federated":
+        federated = federated_spec.FederatedTrainingConfig.for_trainer(
+            {"label_key": breast_cancer.LABEL_KEY, **(trainer_config or {})})
+        if federated.private and federated.privacy_unit != privacy_unit:   # else only the gate would say, at the end
+            raise ValueError(f"privacy_unit (--privacy-unit) {privacy_unit!r}: the Federated Trainer's epsilon is "
+                             f"{federated.privacy_unit}-level (clients: {federated.clients}), and a ledger in another "
+                             f"unit meets no budget; state the budget per {federated.privacy_unit}")
     config = eval_config(min_accuracy=min_accuracy, epsilon_budget=epsilon_budget,
                          max_membership_auc=max_membership_auc, privacy_unit=privacy_unit)
     example_gen = tfx.components.CsvExampleGen(input_base=data_root)
@@ -134,7 +143,10 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
                                          preprocessing_fn=f"{module}.preprocessing_fn")
 
     def train_and_evaluate(custom_config: Mapping[str, Any], suffix: str):
-        inputs = dict(examples=transform.outputs["transformed_examples"],
+        # The Federated Trainer keys records by their raw content (before Transform's data-dependent
+        # constants) and applies the transform graph itself: it reads ExampleGen's examples.
+        examples = transform.outputs["transformed_examples"] if trainer == "dp" else example_gen.outputs["examples"]
+        inputs = dict(examples=examples,
                       transform_graph=transform.outputs["transform_graph"], schema=schema_gen.outputs["schema"],
                       train_args=tfx.proto.TrainArgs(splits=["train"]), eval_args=tfx.proto.EvalArgs(splits=["eval"]))
         if trainer == "dp":
@@ -163,7 +175,8 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir))))
     if compare_non_private:
-        public = {k: v for k, v in trainer_config.items() if k not in _PRIVACY_KEYS}
+        dropped = _PRIVACY_KEYS if trainer == "dp" else federated_spec.PRIVACY_SETTINGS
+        public = {k: v for k, v in trainer_config.items() if k not in dropped}
         components += train_and_evaluate({**public, "private": False}, NON_PRIVATE_SUFFIX)
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name, pipeline_root=pipeline_root, components=components, enable_cache=enable_cache,

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 from federated.partitioners.base import Partitioner
 from federated.partitioners.dirichlet import DirichletPartitioner
 from federated.partitioners.iid import IidPartitioner
-from federated.partitioners.keyed import KeyedPartitioner, content_keys
+from federated.partitioners.keyed import KeyedPartitioner, content_keys, keyed_hold_out, record_keys
 from federated.partitioners.natural import NaturalPartitioner
 from federated.partitioners.partition import Partition
 from federated.partitioners.quantity_skew import QuantitySkewPartitioner
@@ -36,4 +36,4 @@ def partitioner_from_dict(spec: Mapping[str, Any]) -> Partitioner:
 
 __all__ = ["DirichletPartitioner", "IidPartitioner", "KeyedPartitioner", "NaturalPartitioner", "PARTITIONERS",
            "Partition", "Partitioner", "QuantitySkewPartitioner", "ShardPartitioner", "content_keys",
-           "partitioner_from_dict"]
+           "keyed_hold_out", "partitioner_from_dict", "record_keys"]

@@ -16,7 +16,12 @@ before any data is seen:
 
 Adding or removing one example changes exactly one client's data; replacing one (or changing its
 label) changes at most two. N is a public setting, so a client may be empty (it sends a zero update).
-A key is a stable record id, or the record's content (`content_keys`: its features and label).
+A key is a stable record id, or the record's content (`content_keys`: its features and label). Hash
+the record as it was collected, before any data-dependent preprocessing (a z-score's mean and
+standard deviation move with every record, and with them every transformed record's content).
+
+`keyed_hold_out` sets rows aside for evaluation the same way (a hash salted apart from the
+partition's), so adding or removing one record moves no other record between training and evaluation.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-from typing import ClassVar
+from typing import ClassVar, Mapping
 
 import numpy as np
 
@@ -89,9 +94,23 @@ class KeyedPartitioner(Partitioner):
 
     def uniforms(self, keys) -> np.ndarray:
         """u_i in [0, 1): the keyed hash of each key."""
-        secret = self.seed.to_bytes(16, "big", signed=False)
-        return np.array([int.from_bytes(hashlib.blake2b(_key_bytes(k), digest_size=8, key=secret).digest(), "big")
-                         for k in keys], np.float64) / 2.0 ** 64
+        return keyed_uniforms(keys, self.seed)
+
+
+def keyed_uniforms(keys, seed: int, *, salt: bytes = b"") -> np.ndarray:
+    """u_i in [0, 1): BLAKE2b of each key, keyed by ``seed``; another ``salt`` (at most 16 bytes) gives
+    draws independent of the unsalted ones."""
+    secret = seed.to_bytes(16, "big", signed=False)
+    return np.array([int.from_bytes(hashlib.blake2b(_key_bytes(k), digest_size=8, key=secret, salt=salt).digest(),
+                                    "big") for k in keys], np.float64) / 2.0 ** 64
+
+
+def keyed_hold_out(keys, *, fraction: float, seed: int) -> np.ndarray:
+    """[n] bool: record i is held out iff its keyed hash (salted apart from `KeyedPartitioner`'s) is below
+    ``fraction``, a function of the seed and its key alone: adding or removing one record moves no other."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction!r}")
+    return keyed_uniforms(keys, seed, salt=b"hold-out") < fraction
 
 
 def content_keys(x, y) -> list[bytes]:
@@ -99,6 +118,27 @@ def content_keys(x, y) -> list[bytes]:
     x = np.ascontiguousarray(np.asarray(x, np.float32).reshape(len(x), -1))
     y = np.asarray(y).astype(np.int64)
     return [row.tobytes() + label.tobytes() for row, label in zip(x, y)]
+
+
+def record_keys(columns: Mapping[str, np.ndarray]) -> list[bytes]:
+    """One key per record of named columns (e.g. tf.Example features as ExampleGen wrote them): every
+    column's name and the record's value in it, so equal records, and only they, share a key."""
+    names = sorted(columns)
+    if not names:
+        raise ValueError("no columns to key records by")
+    count = len(columns[names[0]])
+    parts = []
+    for name in names:
+        column = np.asarray(columns[name])
+        if len(column) != count:
+            raise ValueError(f"column {name!r} has {len(column)} values, {names[0]!r} {count}")
+        if column.dtype == object:
+            values = [_key_bytes(v) if isinstance(v, (bytes, str)) else repr(list(v)).encode() for v in column]
+        else:
+            values = [row.tobytes() for row in np.ascontiguousarray(column.reshape(count, -1))]
+        tag = name.encode() + column.dtype.str.encode()
+        parts.append([len(tag).to_bytes(4, "big") + tag + len(v).to_bytes(4, "big") + v for v in values])
+    return [b"".join(row) for row in zip(*parts)]
 
 
 def _key_bytes(key) -> bytes:

@@ -30,14 +30,18 @@ from Beam's Python image with ``pip install`` of this repository), ``model_fn`` 
 importable there (e.g. `federated.models.DenseModel`, not a function defined in a notebook), and the
 client data and round results travel through ``temp_location``, which every worker and the driver must
 reach (gs://, s3://, hdfs:// with Beam's matching extra): it defaults to Beam's ``--temp_location`` flag,
-else a local temporary folder (one machine only). The driver runs the server step, so only the clients'
-training is spread.
+else a local temporary folder (one machine only). The files hold the clients' private data: on a local
+file system they go into a fresh folder only this user can open (mode 0700), removed by `close`; on a
+remote one the bucket's access rules are what protects them. The driver runs the server step, so only
+the clients' training is spread.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import pickle
+import shutil
 import tempfile
 import threading
 import uuid
@@ -57,7 +61,8 @@ class BeamRunner:
     Args:
       pipeline_args: Beam pipeline flags (default: ``--runner=DirectRunner``).
       temp_location: where client data and round results are written for the workers and the driver
-        (default: the flags' ``--temp_location``, else a local temporary folder).
+        (default: the flags' ``--temp_location``, else the local temporary folder), each run in a folder
+        of its own (local: mode 0700).
     """
 
     name = "beam"
@@ -67,13 +72,14 @@ class BeamRunner:
         self.temp_location = temp_location or PipelineOptions(self.pipeline_args).view_as(
             GoogleCloudOptions).temp_location
         self._data_refs: dict[int, tuple] = {}   # id(ClientData) -> (the data, its ClientDataRef)
+        self._folder: str | None = None           # this runner's folder under temp_location
 
     def to_dict(self) -> dict:
         return {"name": self.name, "pipeline_args": self.pipeline_args}
 
     def run_round(self, job):
         """Returns (accumulator, diagnostics) for ``job``, like `InProcessRunner.run_round`."""
-        directory = self.temp_location or tempfile.gettempdir()
+        directory = self._directory()
         job = dataclasses.replace(job, data=self._reference(job.data, directory))
         path = FileSystems.join(directory, f"ppml-federated-round-{job.plan.round}-{uuid.uuid4().hex}.pkl")
         with beam.Pipeline(options=PipelineOptions(self.pipeline_args)) as pipeline:
@@ -96,6 +102,19 @@ class BeamRunner:
         return accumulator, sorted(diagnostics, key=lambda d: d.rank)
 
 
+    def _directory(self) -> str:
+        """This runner's folder under ``temp_location``: on a local file system a fresh one that only this
+        user can open (mode 0700), since its files hold the clients' data."""
+        if self._folder is None:
+            base = self.temp_location or tempfile.gettempdir()
+            if FileSystems.get_scheme(base) in (None, "file"):
+                local = base[len("file://"):] if base.startswith("file://") else base
+                os.makedirs(local, exist_ok=True)
+                self._folder = tempfile.mkdtemp(prefix="ppml-federated-", dir=local)
+            else:
+                self._folder = FileSystems.join(base, f"ppml-federated-{uuid.uuid4().hex}")
+        return self._folder
+
     def _reference(self, data, directory: str) -> "ClientDataRef":
         """Writes ``data`` under ``directory`` the first time it is seen; returns its reference."""
         known = self._data_refs.get(id(data))
@@ -107,11 +126,14 @@ class BeamRunner:
         return known[1]
 
     def close(self) -> None:
-        """Deletes the client data files this runner wrote."""
+        """Deletes the client data files this runner wrote, and its local folder."""
         uris = [ref.uri for _, ref in self._data_refs.values()]
         self._data_refs.clear()
         if uris:
             FileSystems.delete(uris)
+        if self._folder is not None and FileSystems.get_scheme(self._folder) is None:
+            shutil.rmtree(self._folder, ignore_errors=True)   # with a failed round's result, if any
+        self._folder = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,6 +22,10 @@ from privacy.accounting import PrivacyBudget
 FORMAT = "ppml.federated.checkpoint/1"
 
 
+class CheckpointError(ValueError):
+    """A checkpoint is unreadable, not ppml's, or was written with other settings."""
+
+
 def save_checkpoint(directory: str, state: ServerState, history: History, settings: dict) -> None:
     """Replaces ``directory/latest`` with this state (a crash leaves the old checkpoint or the new one)."""
     os.makedirs(directory, exist_ok=True)
@@ -52,12 +56,12 @@ def load_checkpoint(directory: str) -> tuple[ServerState, History, dict] | None:
     """(state, history, settings) from ``directory``, or None when it holds no checkpoint.
 
     Raises:
-      ValueError: for a checkpoint that is not one of ppml's, or is truncated or corrupt.
+      CheckpointError: for a checkpoint that is not one of ppml's, or is truncated or corrupt.
     """
     try:
         return _load(directory)
     except (OSError, EOFError, KeyError, TypeError, IndexError, zipfile.BadZipFile, json.JSONDecodeError) as err:
-        raise ValueError(f"the checkpoint in {directory} is unreadable (truncated or corrupt?): "
+        raise CheckpointError(f"the checkpoint in {directory} is unreadable (truncated or corrupt?): "
                          f"{type(err).__name__}: {err}") from None
 
 
@@ -71,7 +75,7 @@ def _load(directory: str):
     with open(os.path.join(target, "state.json")) as f:
         meta = json.load(f)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(f"{target} is not a ppml federated checkpoint (format {FORMAT!r})")
+        raise CheckpointError(f"{target} is not a ppml federated checkpoint (format {FORMAT!r})")
     with np.load(os.path.join(target, "arrays.npz"), allow_pickle=False) as arrays:
         weights = [arrays[f"weight_{i}"] for i in range(meta["num_weights"])]
         slots = {name: arrays[f"slot_{name}"] for name in meta["slots"]}

@@ -21,13 +21,12 @@ from typing import Callable
 import numpy as np
 
 from federated.client import ClientTrainer, ClientUpdate
+from federated.streams import Stream
 from federated.weights import num_parameters
 
-_SAMPLING, _SERVER, _DROPOUT, _CLIENT = 0, 1, 2, 3
-
-
-def round_rng(seed: int, round_index: int, purpose: int) -> np.random.Generator:
-    return np.random.default_rng([seed, round_index, purpose])
+def round_rng(seed: int, round_index: int, stream: Stream) -> np.random.Generator:
+    """The generator of round ``round_index``'s draws of one kind (`federated.streams.Stream`)."""
+    return np.random.default_rng([seed, round_index, int(stream)])
 
 
 def client_keys(client_ids) -> np.ndarray:
@@ -74,11 +73,11 @@ class RoundPlan:
         if keys.shape != (population,):
             raise ValueError(f"client_keys has shape {keys.shape}, expected ({population},)")
         sampling_rng = (np.random.default_rng(secrets.randbits(128)) if secret_sampling
-                        else round_rng(seed, round_index, _SAMPLING))
+                        else round_rng(seed, round_index, Stream.SAMPLING))
         positions = np.asarray(sampler.sample(population, sampling_rng), np.int64)
-        drops = round_rng(seed, round_index, _DROPOUT).random(positions.size) < dropout_rate
+        drops = round_rng(seed, round_index, Stream.DROPOUT).random(positions.size) < dropout_rate
         sampled = keys[positions]
-        seeds = np.array([np.random.SeedSequence([seed, round_index, _CLIENT, int(k)]).generate_state(2)
+        seeds = np.array([np.random.SeedSequence([seed, round_index, int(Stream.CLIENT), int(k)]).generate_state(2)
                           for k in sampled], np.uint32).reshape(-1, 2) >> 1
         return cls(round_index, positions, seeds.astype(np.int32), frozenset(np.flatnonzero(drops).tolist()),
                    chunk_size, sampled, bool(secret_sampling))
@@ -116,10 +115,11 @@ def trainer_for(model_fn: Callable, loss, execution: str) -> ClientTrainer:
 def train_chunk(trainer: ClientTrainer, data, strategy, state, plan: RoundPlan, ranks, aggregation, keys):
     """Trains the clients of ``ranks`` that did not drop out; returns (encoded contributions, diagnostics).
 
-    A client whose update is not finite is counted in the diagnostics and never averaged in. Without
-    DP it does not report (as a real client would fail). Under DP it reports a zero update (the DP
-    strategies' ``summand``): whether a round's secure aggregation meets its threshold must not turn on
-    one client's data, since an abort discards every other client's contribution.
+    A client whose update or loss is not finite is counted in the diagnostics. Without DP it does not
+    report (as a real client would fail). Under DP every client reports: whether a round's secure
+    aggregation meets its threshold must not turn on one client's data, since an abort discards every
+    other client's contribution. The DP strategies' ``summand`` turns a non-finite update into a zero
+    (counted as clipped) and clips any other, a finite update with a non-finite loss included.
     """
     live = [r for r in ranks if r not in plan.dropped]
     empty = [r for r in live if data.partition.indices[int(plan.positions[r])].size == 0]

@@ -29,15 +29,15 @@ class DifferentialPrivacyAdaptiveClipping(DpClippingBase):
       target_unclipped_quantile: gamma in (0, 1), the fraction of updates to leave unclipped.
       clipping_learning_rate: eta_C > 0 of the geometric update.
       clipped_count_stddev: sigma_b, the noise std of the count; default m / 20 (TFF's 0.05 x clients).
-      target_delta, max_epsilon, accountant, secure_noise: see `DpClippingBase`.
+      target_delta, max_epsilon, accountant, seeded_noise: see `DpClippingBase`.
     """
 
     def __init__(self, strategy: FedAvg, *, noise_multiplier: float, target_delta: float,
                  initial_clipping_norm: float = 0.1, target_unclipped_quantile: float = 0.5,
                  clipping_learning_rate: float = 0.2, clipped_count_stddev: float | None = None,
-                 max_epsilon: float | None = None, accountant: str = "rdp", secure_noise: bool = True):
+                 max_epsilon: float | None = None, accountant: str = "rdp", seeded_noise: bool = False):
         super().__init__(strategy, noise_multiplier=noise_multiplier, target_delta=target_delta,
-                         max_epsilon=max_epsilon, accountant=accountant, secure_noise=secure_noise)
+                         max_epsilon=max_epsilon, accountant=accountant, seeded_noise=seeded_noise)
         checks = (("initial_clipping_norm", initial_clipping_norm, 0, math.inf),
                   ("target_unclipped_quantile", target_unclipped_quantile, 0, 1),
                   ("clipping_learning_rate", clipping_learning_rate, 0, math.inf))
@@ -82,9 +82,13 @@ class DifferentialPrivacyAdaptiveClipping(DpClippingBase):
                 "clipped_count_stddev": self.clipped_count_stddev}
 
 
+COUNT_STDDEV_SHARE = 0.05
+"""The default clipped-count noise: sigma_b = this x the expected clients per round (TFF's default)."""
+
+
 def default_count_stddev(expected_clients: float) -> float:
-    """sigma_b = 0.05 x the expected clients per round (TFF's default)."""
-    return 0.05 * expected_clients
+    """sigma_b = `COUNT_STDDEV_SHARE` x the expected clients per round (TFF's default)."""
+    return COUNT_STDDEV_SHARE * expected_clients
 
 
 def update_noise_multiplier(noise_multiplier: float, count_stddev: float) -> float:

@@ -5,8 +5,11 @@ source of their defaults), plus the simulation's own (data set, model size, runn
 checkpoints, outputs). Every setting, path and size is checked before TensorFlow is imported; a bad one
 is a one-line error naming its flag (exit 2), and nothing is written. The run writes ``history.json``, a
 plot of accuracy (and epsilon) per round and, under ``--dp``, the privacy ledger in the Federated
-Trainer's format (``privacy_ledger.json``), each atomically. Ctrl-C stops it with exit 130; with
-``--checkpoint-dir`` the same command resumes where it stopped.
+Trainer's format (``privacy_ledger.json``), each atomically. Under ``--dp`` it prints and writes no exact
+fact of the data (per-client sizes, record and non-finite counts, timings), and tags what it reports
+outside the guarantee (accuracy on held-out private rows; epsilon under ``--seeded-noise``) wherever it
+appears. Ctrl-C stops it with exit 130; with ``--checkpoint-dir`` the same command resumes where it
+stopped.
 """
 
 from __future__ import annotations
@@ -20,11 +23,14 @@ import zipfile
 
 import click
 import numpy as np
+from click.core import ParameterSource
 
-from pipelines.components.federated_trainer.spec import (CLIPS, DEFAULT_NOISE_MULTIPLIER, EXECUTIONS, MAX_SEED,
-                                                         PARTITIONS, SAMPLINGS, FederatedTrainingConfig,
-                                                         InvalidFederatedSetting)
-from federated.strategies import SERVER_OPTIMIZERS
+from pipelines.components.federated_trainer.spec import (CLIPS, DEFAULT_TARGET_EPSILON, EXECUTIONS, MAX_SEED,
+                                                         PARTITIONS, PRIVACY_SETTINGS, SAMPLINGS,
+                                                         FederatedTrainingConfig, InvalidFederatedSetting)
+from federated.strategies import (DEFAULT_SERVER_LEARNING_RATES, SERVER_OPTIMIZERS,
+                                  DifferentialPrivacyAdaptiveClipping, DifferentialPrivacyFixedClipping, FedAvg)
+from federated.strategies.dp_adaptive_clipping import COUNT_STDDEV_SHARE
 from privacy.accounting import AccountantKind
 
 DEFAULTS = FederatedTrainingConfig()
@@ -40,11 +46,17 @@ OPTION_OF_SETTING = {
     "delta": "--target-delta", "accountant": "--accountant", "max_epsilon": "--max-epsilon",
     "seeded_noise": "--seeded-noise", "secure_aggregation": "--secure-aggregation", "secagg_bits": "--secagg-bits",
     "secagg_range": "--secagg-range", "secagg_modulus_bits": "--secagg-modulus-bits", "seed": "--seed",
-    "execution": "--execution"}
+    "execution": "--execution", "num_classes": "--num-classes"}
 MODELS = {"linear": (), "2nn": (200, 200)}
 """--model: hidden layers of the linear model and of McMahan et al.'s 2NN; 'mlp' takes --hidden."""
 INTERRUPTED = 130
 """Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
+DELTA_WARNING_SHARE = 0.5
+"""Warn when delta x N exceeds this (delta above 1/(2N)): a placeholder for privacy.accounting's delta warning."""
+DIGITS_CLASSES = 10
+"""The bundled digits' classes: a public fact, so --num-classes defaults to it there."""
+HOLD_OUT = 0.2
+"""Share of the rows of a data set without a test split held out for evaluation (by a keyed hash of each row)."""
 
 
 class _OneLineErrors(click.Command):
@@ -85,7 +97,9 @@ def _default(setting: str):
                    "(optional: keys, and x_test, y_test to evaluate on); a .csv file with a header; or tf.Example "
                    "TFRecord files (a path or glob, e.g. an ExampleGen split; .gz read as GZIP). CSV and "
                    "TFRecords: every numeric column but --label-column and --client-column is a feature. "
-                   "Without a test split a seeded 20% of the rows is held out for evaluation, never trained on.")
+                   f"Without a test split each row is held out for evaluation with probability {HOLD_OUT:.0%}, by a "
+                   "keyed hash of its content (one added row moves no other), and never trained on; under --dp "
+                   "their loss and accuracy are reported outside the guarantee.")
 @click.option("--label-column", default="label", show_default=True, help="Class column of a CSV or TFRecords.")
 @click.option("--client-column", default=None,
               help="Column naming each example's client in a CSV or TFRecords: one client per value (a user).")
@@ -109,6 +123,10 @@ def _default(setting: str):
               help="linear (softmax regression), 2nn (2x200 ReLU, McMahan et al.) or mlp (--hidden).")
 @click.option("--hidden", type=int, multiple=True, default=_default("hidden_units"), show_default=True,
               help="Widths of the MLP's ReLU layers (repeatable).")
+@click.option("--num-classes", type=int, default=None,
+              help=f"The model's classes [default: {DIGITS_CLASSES} for digits, else 1 + the largest label of the "
+                   f"data, at least 2; under --dp that default is read from the private labels and listed outside "
+                   f"the guarantee].")
 @click.option("--epochs", "-E", type=int, default=_default("local_epochs"), show_default=True,
               help="Local epochs E per round.")
 @click.option("--batch-size", "-B", type=click.IntRange(min=0), default=_default("batch_size"), show_default=True,
@@ -117,7 +135,10 @@ def _default(setting: str):
               help="Client SGD learning rate.")
 @click.option("--server-optimizer", type=click.Choice(SERVER_OPTIMIZERS), default=_default("server_optimizer"),
               show_default=True)
-@click.option("--server-lr", type=float, default=None, help="Server learning rate [default: 1.0; 0.01 for adaptive].")
+@click.option("--server-lr", type=float, default=None,
+              help="Server learning rate [default: " + "; ".join(
+                  f"{rate:g} for {', '.join(k for k, r in DEFAULT_SERVER_LEARNING_RATES.items() if r == rate)}"
+                  for rate in dict.fromkeys(DEFAULT_SERVER_LEARNING_RATES.values())) + "].")
 @click.option("--server-momentum", type=float, default=_default("server_momentum"), show_default=True,
               help="For --server-optimizer avgm.")
 @click.option("--prox-mu", type=float, default=_default("proximal_mu"), show_default=True,
@@ -125,9 +146,10 @@ def _default(setting: str):
 @click.option("--unweighted", is_flag=True, help="Weight clients equally (always so with --dp).")
 @click.option("--dp", is_flag=True, help="Client-level DP-FedAvg (clipping + Gaussian noise, accounted per round).")
 @click.option("--noise-multiplier", type=float, default=None,
-              help=f"z [default: {DEFAULT_NOISE_MULTIPLIER:g} unless --target-epsilon].")
+              help="z, instead of calibrating it for --target-epsilon.")
 @click.option("--target-epsilon", type=float, default=None,
-              help="Calibrate z so that epsilon after --rounds rounds is at most this (--accountant).")
+              help=f"Calibrate z so that epsilon after --rounds rounds is at most this (--accountant) "
+                   f"[default: {DEFAULT_TARGET_EPSILON:g} unless --noise-multiplier].")
 @click.option("--clip", type=click.Choice(CLIPS), default=_default("clip"), show_default=True,
               help="fixed, or adaptive (Andrew et al. 2021: needs --clipped-count-stddev > z / 2).")
 @click.option("--clipping-norm", type=float, default=_default("clipping_norm"), show_default=True,
@@ -135,7 +157,8 @@ def _default(setting: str):
 @click.option("--target-quantile", type=float, default=_default("target_unclipped_quantile"), show_default=True,
               help="Adaptive clipping's target quantile of unclipped updates.")
 @click.option("--clipped-count-stddev", type=float, default=None,
-              help="Noise std of adaptive clipping's count [default: 0.05 x expected clients per round].")
+              help=f"Noise std of adaptive clipping's count [default: {COUNT_STDDEV_SHARE:g} x expected clients per "
+                   f"round].")
 @click.option("--target-delta", type=float, default=None, help="delta [default: largest power of 10 below 1/N].")
 @click.option("--accountant", type=click.Choice([a.value for a in AccountantKind]), default=_default("accountant"),
               show_default=True, help="Accountant of --target-epsilon and --max-epsilon.")
@@ -144,12 +167,13 @@ def _default(setting: str):
               help="Research only: draw the DP noise and each round's client sample from --seed (reproducible); "
                    "anyone with the seed can remove the noise, so the epsilon is no guarantee for a released "
                    "model. Default: the OS CSPRNG.")
-@click.option("--secure-noise", is_flag=True, hidden=True, help="Deprecated: CSPRNG noise is the default.")
 @click.option("--secure-aggregation", is_flag=True, help="Simulate secure aggregation of the client contributions.")
 @click.option("--secagg-bits", type=int, default=_default("secagg_bits"), show_default=True)
 @click.option("--secagg-range", type=float, default=None,
-              help="Coordinate clipping range r [default: C with --dp, 4 C with --clip adaptive; without --dp "
-                   "8 x the largest client, or 8 with --unweighted].")
+              help=f"Coordinate clipping range r [default: C x {DifferentialPrivacyFixedClipping.range_headroom:g} "
+                   f"with --dp, C x {DifferentialPrivacyAdaptiveClipping.range_headroom:g} with --clip adaptive; "
+                   f"without --dp {FedAvg.unclipped_range:g} x the largest client, or {FedAvg.unclipped_range:g} with "
+                   f"--unweighted].")
 @click.option("--secagg-modulus-bits", type=int, default=_default("secagg_modulus_bits"), show_default=True)
 @click.option("--dropout-rate", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="Probability that a sampled client drops out.")
@@ -159,10 +183,12 @@ def _default(setting: str):
 @click.option("--execution", type=click.Choice(EXECUTIONS), default=_default("execution"), show_default=True,
               help="Local training: numpy covers Dense-only models and is the fastest for the smallest (e.g. "
                    "linear; slower than XLA once hidden layers are ~200 wide); auto times each on a probe and "
-                   "keeps the cheapest (results then depend on the timing, to float32 rounding).")
+                   "keeps the cheapest (results then depend on the timing, to float32 rounding; not with --dp, whose "
+                   "timings would be facts of the data).")
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=_default("seed"), show_default=True)
 @click.option("--checkpoint-dir", default=None,
-              help="Checkpoint after every round here; the same command resumes from it.")
+              help="Checkpoint after every round here; the same command resumes from it (the checkpoint holds "
+                   "exact facts of the data: not for release).")
 @click.option("--out", default="federated-run", show_default=True,
               help="Folder for history.json, the plot and (with --dp) privacy_ledger.json.")
 @click.option("--plot", default=None, help="Plot file [default: OUT/accuracy.png]; its extension sets the format.")
@@ -186,8 +212,6 @@ def _config(o) -> FederatedTrainingConfig:
         raise _usage("--partition", "natural clients need keys: an .npz with a 'keys' array, or --client-column")
     if o["client_column"] is not None and (o["dataset"] == "digits" or o["dataset"].endswith(".npz")):
         raise _usage("--client-column", "names a column of a CSV file or TFRecords (an .npz gives 'keys')")
-    if o["seeded_noise"] and o["secure_noise"]:
-        raise _usage("--seeded-noise", "give --seeded-noise or --secure-noise (the default), not both")
     values = {
         "label_key": o["label_column"], "client_key": o["client_column"],
         "partition": DEFAULTS.partition if o["partition"] == "natural" else o["partition"], "alpha": o["alpha"],
@@ -203,12 +227,17 @@ def _config(o) -> FederatedTrainingConfig:
         "max_epsilon": o["max_epsilon"], "seeded_noise": o["seeded_noise"],
         "secure_aggregation": o["secure_aggregation"], "secagg_bits": o["secagg_bits"],
         "secagg_range": o["secagg_range"], "secagg_modulus_bits": o["secagg_modulus_bits"], "seed": o["seed"],
-        "execution": o["execution"]}
+        "execution": o["execution"],
+        "num_classes": DIGITS_CLASSES if o["num_classes"] is None and o["dataset"] == "digits" else o["num_classes"]}
     if o["partition"] == "natural" and o["client_column"] is None:
         values["client_key"] = "keys"
-    if not o["dp"]:   # privacy flags at their defaults are not settings of a public run
-        values = {k: v for k, v in values.items() if k not in ("noise_multiplier", "target_epsilon", "max_epsilon",
-                                                                "clipped_count_stddev") or v is not None}
+    if not o["dp"]:   # privacy flags are refused without --dp, not ignored; at their defaults they are no settings
+        source = click.get_current_context().get_parameter_source
+        given = [OPTION_OF_SETTING[k] for k in PRIVACY_SETTINGS
+                 if source(OPTION_OF_SETTING[k][2:].replace("-", "_")) not in (ParameterSource.DEFAULT, None)]
+        if given:
+            raise _usage(given[0], "is a privacy setting: it applies with --dp only")
+        values = {k: v for k, v in values.items() if k not in PRIVACY_SETTINGS}
     try:
         return FederatedTrainingConfig.from_custom_config(values)
     except InvalidFederatedSetting as err:
@@ -287,66 +316,96 @@ def _remove_empty(folders: list[str]) -> None:
             pass
 
 
-def _run(o, config: FederatedTrainingConfig, plot: str, beam_args: list[str] | None) -> None:
-    x, y, keys, test = _load(o["dataset"], o["seed"], o["label_column"], o["client_column"])
-    num_classes = int(max(y.max(), test[1].max())) + 1
-    _check_memory(x.shape[1], num_classes, config, o, largest_client=len(y))
-    import federated as fl  # pylint: disable=import-outside-toplevel
-    from federated.models import DenseModel  # pylint: disable=import-outside-toplevel
-    from federated.simulation import load_checkpoint  # pylint: disable=import-outside-toplevel
-
+def _client_data(o, config: FederatedTrainingConfig):
+    """(ClientData, (x_test, y_test), the model's classes, what a private run would release outside its
+    guarantee (`FederatedSimulation`'s outside_guarantee)): --dataset read, its evaluation rows set aside
+    and its training rows dealt to clients."""
+    x, y, keys, test, test_is_private = _load(o["dataset"], o["seed"], o["label_column"], o["client_column"])
     try:
-        data = fl.ClientData.from_arrays(x, y, config.partitioner(), keys=keys if config.client_key else None)
+        num_classes = config.model_classes(int(max(y.max(), test[1].max())))
+    except InvalidFederatedSetting as err:
+        raise _usage("--num-classes", err.message) from None
+    outside = ("evaluation",) * test_is_private + ("classes",) * (config.num_classes is None)
+    _check_memory(x.shape[1], num_classes, config, o, largest_client=len(y))
+    from federated import ClientData  # pylint: disable=import-outside-toplevel
+    try:
+        data = ClientData.from_arrays(x, y, config.partitioner(), keys=keys if config.client_key else None)
     except ValueError as err:
         option = "--clients" if "num_clients" in str(err) or "clients x" in str(err) else "--partition"
         raise _usage(option, err) from None
+    return data, test, num_classes, outside
+
+
+def _run(o, config: FederatedTrainingConfig, plot: str, beam_args: list[str] | None) -> None:
+    data, test, num_classes, outside = _client_data(o, config)
+    import federated as fl  # pylint: disable=import-outside-toplevel
+    from federated.models import DenseModel  # pylint: disable=import-outside-toplevel
+    from federated.simulation import CheckpointError, UnaccountedAbort  # pylint: disable=import-outside-toplevel
+
     try:
         plan = config.plan(data.num_clients)
     except InvalidFederatedSetting as err:
         raise _usage(OPTION_OF_SETTING.get(err.setting, err.setting), err.message) from None
-    if o["checkpoint_dir"]:
-        try:
-            load_checkpoint(o["checkpoint_dir"])
-        except ValueError as err:
-            raise _usage("--checkpoint-dir", err) from None
     strategy = plan.strategy()
-    model_fn = DenseModel(x.shape[1], num_classes, config.hidden_units, seed=config.seed)
+    model_fn = DenseModel(data.x.shape[1], num_classes, config.hidden_units, seed=config.seed)
     runner = None
     if beam_args is not None:
         from federated.simulation.beam import BeamRunner  # pylint: disable=import-outside-toplevel
         runner = BeamRunner(beam_args)
     try:
         sim = fl.FederatedSimulation(model_fn, data, strategy, rounds=config.rounds, sampler=config.sampler(),
-                                     seed=config.seed, execution=config.execution, evaluation=test, runner=runner,
+                                     seed=config.seed, execution=config.execution, evaluation=test,
+                                     outside_guarantee=outside, runner=runner,
                                      aggregation=plan.aggregation(strategy, int(data.sizes().max())),
                                      dropout_rate=o["dropout_rate"], checkpoint_dir=o["checkpoint_dir"])
-    except ValueError as err:   # the DP abort rule: dropouts under Poisson sampling and secure aggregation
+    except UnaccountedAbort as err:   # the DP abort rule: dropouts under Poisson sampling and secure aggregation
         raise _usage("--dropout-rate", err) from None
     try:
         sim.start()
-    except ValueError as err:   # a checkpoint of other settings
+    except CheckpointError as err:   # unreadable, or written with other settings
         raise _usage("--checkpoint-dir", err) from None
 
     err_stream = click.get_text_stream("stderr")
-    if not o["as_json"]:
-        click.echo(data.summary(max_rows=5), err=True)
-        if plan.private and config.target_epsilon is not None:
-            click.echo(f"noise multiplier {plan.mechanism.noise_multiplier:.4g}: calibrated for epsilon <= "
-                       f"{config.target_epsilon:g} after {config.rounds} rounds ({config.accountant.upper()})",
-                       err=True)
+    if not o["as_json"]:   # per-client sizes and label histograms are exact facts of the data: not under --dp
+        click.echo(f"{data.num_clients} clients ({config.clients})" if plan.private else data.summary(max_rows=5),
+                   err=True)
+    if plan.private:
+        for line in _privacy_plan(plan):
+            click.echo(line, err=True)
     history = _train(sim, config.rounds, err_stream, quiet=o["as_json"], checkpoint_dir=o["checkpoint_dir"])
     history.config["title"] = f"{strategy.to_dict()['name']} on {o['dataset']} ({data.partition.spec['name']}, " \
                               f"N={data.num_clients})"
+    if plan.private:
+        history.config["record_level"] = plan.record_level(sim.state.round)
     written = [history.save_json(os.path.join(o["out"], "history.json")), history.plot(plot)]
     if plan.private:
         from pipelines import privacy_ledger  # pylint: disable=import-outside-toplevel
-        ledger = plan.ledger(sim.state.budget, rounds=sim.state.round, trainer={"command": "ppml federated run"})
+        ledger = plan.ledger(sim.state.budget, rounds=sim.state.round, trainer={"command": "ppml federated run"},
+                             outside_guarantee=history.config["outside_guarantee"])
         written.append(privacy_ledger.write_ledger_file(os.path.join(o["out"], privacy_ledger.LEDGER_FILE), ledger))
     if o["as_json"]:
         json.dump(history.to_dict(), sys.stdout, indent=2)
         click.echo()
+        for note in _outside_guarantee(history):
+            click.echo(note, err=True)
         return
     _report(history, sim, plan, written)
+
+
+def _privacy_plan(plan) -> list[str]:
+    """What the run will spend (z, delta, and where each came from), and a warning for a delta too large."""
+    c = plan.config
+    z = plan.mechanism.noise_multiplier
+    how = (f"calibrated for epsilon <= {plan.target_epsilon:g} after {c.rounds} rounds ({c.accountant.upper()}"
+           + (", the default target" if c.target_epsilon is None else "") + ")") if plan.target_epsilon else "given"
+    where = "given" if c.delta is not None else "the default: the largest power of ten below 1/N"
+    lines = [f"{c.privacy_unit}-level DP: noise multiplier z = {z:.4g} ({how}); delta = {plan.delta:g} ({where}, "
+             f"N = {plan.num_clients} clients)"]
+    if plan.delta * plan.num_clients > DELTA_WARNING_SHARE:
+        lines.append(f"warning: delta = {plan.delta:g} is {plan.delta * plan.num_clients:.2g}/N: a mechanism that "
+                     f"publishes each client's data in full with probability delta meets it; prefer delta <= 1/(2N) "
+                     f"= {1 / (2 * plan.num_clients):.3g} (--target-delta)")
+    return lines
 
 
 def _train(sim, rounds: int, err_stream, *, quiet: bool, checkpoint_dir: str | None):
@@ -355,14 +414,14 @@ def _train(sim, rounds: int, err_stream, *, quiet: bool, checkpoint_dir: str | N
     if quiet or not err_stream.isatty():
         def progress(record):
             if not quiet:
-                click.echo(record.line(), err=True)
+                click.echo(sim.history.line(record), err=True)
         bar = None
     else:
         bar = click.progressbar(length=rounds, label="rounds", file=err_stream, show_pos=True)
         bar.update(done)
 
         def progress(record):
-            click.echo("\r\x1b[K" + record.line(), err=True)   # over the bar, which redraws below
+            click.echo("\r\x1b[K" + sim.history.line(record), err=True)   # over the bar, which redraws below
             bar.update(1)
     try:
         if bar is None:
@@ -382,7 +441,9 @@ def _report(history, sim, plan, written: list[str]) -> None:
         click.echo(f"stopped: {history.stopped}")
     last = history.rounds[-1] if history.rounds else None
     if last and last.evaluation:
-        click.echo(f"final accuracy {last.evaluation['accuracy']:.4f} after {last.round} rounds")
+        tag = history.tags().get("evaluation")
+        click.echo(f"final accuracy {last.evaluation['accuracy']:.4f} after {last.round} rounds"
+                   + (f" ({tag})" if tag else ""))
     if plan.private:
         budget = sim.state.budget
         sampling, adjacency = sim.sampler.accounting
@@ -391,11 +452,24 @@ def _report(history, sim, plan, written: list[str]) -> None:
         click.echo(f"{plan.config.privacy_unit}-level epsilon at delta={budget.target_delta:g}: {eps} "
                    f"(z = {plan.mechanism.noise_multiplier:.4g}, {sampling.value} sampling of clients, "
                    f"{adjacency.value} adjacency, dp-accounting)")
-        if plan.config.seeded_noise:
-            click.echo(f"research mode (--seeded-noise): the noise and the client samples were drawn from --seed "
-                       f"{plan.config.seed}, which anyone can replay: this epsilon is no guarantee for a released "
-                       f"model")
+        record = history.config.get("record_level")
+        if record and "epsilon" in record:
+            click.echo(f"record-level epsilon at delta={budget.target_delta:g}: PLD {record['epsilon']:.4g} (one "
+                       f"record added or removed changes one client's data, N fixed: a client replaced, accounted "
+                       f"replace-one)")
+        elif record:
+            click.echo("record-level epsilon: the client-level one (one record added or removed changes one "
+                       "client's data, N fixed: a client replaced, which replace-one accounting covers)")
+    for note in _outside_guarantee(history):
+        click.echo(note)
     click.echo("wrote " + ", ".join(written))
+
+
+def _outside_guarantee(history) -> list[str]:
+    """One line per thing a private run reports outside its guarantee (the history's list)."""
+    tags = history.tags()
+    return [f"outside the DP guarantee ({tags[key]}): {reason}"
+            for key, reason in history.config.get("outside_guarantee", {}).items()]
 
 
 def _check_memory(input_dim: int, num_classes: int, config: FederatedTrainingConfig, o, largest_client: int) -> None:
@@ -404,7 +478,7 @@ def _check_memory(input_dim: int, num_classes: int, config: FederatedTrainingCon
     bookkeeping, and the batch schedules of a chunk of clients (E passes over the largest client)."""
     widths = [input_dim, *config.hidden_units, num_classes]
     parameters = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
-    clients = max(1.0, config.fraction * config.num_clients)
+    clients = max(1.0, config.sampler().expected_clients(config.num_clients))
     parts = {"--hidden" if o["model"] == "mlp" else "--model": parameters * (16 + 8 * (clients + 40)),
              "--clients": 1024.0 * config.num_clients,
              "--epochs": 2.0 * largest_client * config.local_epochs * 5 * 16}
@@ -433,7 +507,12 @@ def _available_memory() -> float | None:
 
 
 def _load(dataset: str, seed: int, label_column: str, client_column: str | None):
-    """(x, y, keys or None, (x_test, y_test)); evaluation rows are never among the training rows.
+    """(x, y, keys or None, (x_test, y_test), whether the test rows are private); evaluation rows are never
+    among the training rows.
+
+    Without a test split each row is held out by a keyed hash of its content (`keyed_hold_out`, salted
+    apart from the partition's hash), so adding or removing one row moves no other row between training
+    and evaluation; the held-out rows are private rows of the data set.
 
     Raises:
       click.UsageError: naming --dataset (or the column option) for a missing, unreadable, corrupt or
@@ -450,13 +529,13 @@ def _load(dataset: str, seed: int, label_column: str, client_column: str | None)
     if problem:
         raise _usage("--dataset", f"{dataset}: {problem}")
     if test is not None:
-        return x, y, keys, test
-    held_out = np.zeros(len(y), bool)
-    held_out[np.random.default_rng(seed).permutation(len(y))[:len(y) // 5]] = True
+        return x, y, keys, test, False
+    from federated.partitioners import content_keys, keyed_hold_out  # pylint: disable=import-outside-toplevel
+    held_out = keyed_hold_out(content_keys(x, y), fraction=HOLD_OUT, seed=seed)
     if held_out.all() or not held_out.any():
-        raise _usage("--dataset", f"{dataset} has {len(y)} rows: too few to hold out 20% for evaluation")
+        raise _usage("--dataset", f"{dataset} has {len(y)} rows: too few to hold out {HOLD_OUT:.0%} for evaluation")
     train = ~held_out
-    return x[train], y[train], None if keys is None else keys[train], (x[held_out], y[held_out])
+    return x[train], y[train], None if keys is None else keys[train], (x[held_out], y[held_out]), True
 
 
 def _read(dataset: str, label_column: str, client_column: str | None):

@@ -1,12 +1,17 @@
 """TFX ``run_fn`` of the Federated Trainer: FedAvg over the training split divided among simulated clients.
 
-The training split (Transform's output when the Trainer has a transform graph, else ExampleGen's) is
-read into a `federated.ClientData`, split by the ``client_key`` column or dealt to N clients by each
-record's content (`KeyedPartitioner`: one record changes one client), and trained with
-`federated.FederatedSimulation` (FedAvg family; client-level DP-FedAvg when ``private``), all built by
-the settings' plan (`pipelines.components.federated_trainer.spec`, shared with ``ppml federated run``). The
-settings are `pipelines.components.federated_trainer.spec` keys in the Trainer's ``custom_config``.
-The model is an MLP on the feature vector (ReLU layers of ``hidden_units``, softmax logits).
+The Trainer reads raw examples (ExampleGen's output) and, when it has a transform graph, applies the
+graph itself. Each training record is keyed by its raw content (`federated.partitioners.record_keys`)
+before any preprocessing: Transform's analyzers (a z-score's mean and standard deviation) move with
+every record, so keys of transformed records would move every record when one is added. The split is
+then divided by the ``client_key`` column, or dealt to N clients by key (`KeyedPartitioner`: one record
+changes one client), and trained with `federated.FederatedSimulation` (FedAvg family; client-level
+DP-FedAvg when ``private``), all built by the settings' plan
+(`pipelines.components.federated_trainer.spec` keys in the Trainer's ``custom_config``, shared with
+``ppml federated run``). The model is an MLP on the feature vector (ReLU layers of ``hidden_units``,
+softmax logits). The partition never depends on Transform's constants; the model's inputs do, so the
+guarantee of the pushed model assumes constants that are public or released under their own DP
+accounting.
 
 Outputs, like the DP Trainer's:
 
@@ -15,11 +20,15 @@ Outputs, like the DP Trainer's:
   (P(label = 1), shape [n, 1], for two classes; [n, classes] otherwise);
 * for private runs, the privacy ledger (`pipelines.privacy_ledger`, mechanism ``dp-fedavg``) in
   ``serving_model_dir/assets.extra``;
-* ``model_run_dir``: the simulation's ``history.json`` (per-round accuracy, epsilon) and ``accuracy.png``.
+* ``model_run_dir``: the simulation's ``history.json`` (per-round accuracy on the evaluation split, a
+  private split of the same data, so a private run lists it outside its guarantee, as it does the
+  number of classes unless ``num_classes`` is set; epsilon) and ``accuracy.png``. The ledger lists the
+  same.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -28,6 +37,8 @@ from pipelines import privacy_ledger
 from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
 
 PREDICTION_KEY = "probabilities"
+TRANSFORM_BATCH = 1024
+"""Records per call of the transform graph."""
 
 
 def run_fn(fn_args) -> None:
@@ -37,18 +48,19 @@ def run_fn(fn_args) -> None:
     from federated.models import DenseModel  # pylint: disable=import-outside-toplevel
 
     config = FederatedTrainingConfig.for_trainer(fn_args.custom_config)
-    columns = read_split(fn_args.train_files)
-    feature_keys = resolve_feature_keys(config, columns)
-    data = client_data(config, columns, feature_keys)
+    transform = _transform_output(fn_args)
+    train = read_split(fn_args.train_files, transform)
+    feature_keys = resolve_feature_keys(config, train)
+    data = client_data(config, train, feature_keys)
     plan = config.plan(data.num_clients)
-    eval_columns = read_split(fn_args.eval_files)
-    evaluation = (stack_features(eval_columns, feature_keys),
-                  _labels(eval_columns, config.label_key))
-    num_classes = max(2, data.num_classes, int(evaluation[1].max()) + 1)
+    evaluated = read_split(fn_args.eval_files, transform)
+    evaluation = (stack_features(evaluated.columns, feature_keys), _labels(evaluated, config.label_key))
+    num_classes = config.model_classes(int(max(data.y.max(), evaluation[1].max())))
     model_fn = DenseModel(data.x.shape[1], num_classes, tuple(config.hidden_units), seed=config.seed)
     algorithm = plan.strategy()
     simulation = fl.FederatedSimulation(model_fn, data, algorithm, rounds=config.rounds,
                                         sampler=config.sampler(), seed=config.seed, evaluation=evaluation,
+                                        outside_guarantee=("evaluation",) + ("classes",) * (config.num_classes is None),
                                         aggregation=plan.aggregation(algorithm, int(data.sizes().max())),
                                         execution=config.execution)
     history = simulation.run()
@@ -56,48 +68,108 @@ def run_fn(fn_args) -> None:
     history.config["title"] = f"Federated Trainer: {history.config['strategy']['name']}, N={data.num_clients}"
     history.save_json(os.path.join(fn_args.model_run_dir, "history.json"))
     history.plot(os.path.join(fn_args.model_run_dir, "accuracy.png"))
-    export(model_fn, simulation.state.weights, fn_args, columns, feature_keys, config)
+    export(model_fn, simulation.state.weights, fn_args, train.columns, feature_keys, config)
     if plan.private:
         ledger = plan.ledger(simulation.state.budget, rounds=simulation.state.round,
-                             trainer={"run_fn": f"{__name__}.run_fn"})
+                             trainer={"run_fn": f"{__name__}.run_fn"},
+                             outside_guarantee=history.config["outside_guarantee"])
         privacy_ledger.write_ledger(fn_args.serving_model_dir, ledger)
 
 
 # --- data ------------------------------------------------------------------------------------------
-def read_split(file_patterns) -> dict[str, np.ndarray]:
-    """All columns of the tf.Example files matching ``file_patterns`` (a TFX split's ``*`` globs)."""
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """One split's records.
+
+    Attributes:
+      columns: the records as the model sees them: Transform's outputs when there is a transform
+        graph, else the raw features.
+      raw: the records as ExampleGen wrote them.
+      keys: one key per record, from its raw content (`record_keys`).
+    """
+
+    columns: dict[str, np.ndarray]
+    raw: dict[str, np.ndarray]
+    keys: list[bytes]
+
+
+def read_split(file_patterns, transform=None) -> Split:
+    """The raw tf.Examples of the files matching ``file_patterns`` (a TFX split's ``*`` globs), keyed by
+    their raw content and, with ``transform`` (a ``tft.TFTransformOutput``), transformed by its graph.
+
+    Raises:
+      ValueError: when no file matches, or the examples lack the transform graph's raw features (they are
+        Transform's output: give the Trainer ExampleGen's examples).
+    """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from federated.data import read_tf_examples  # pylint: disable=import-outside-toplevel
+    from federated.data.examples import examples_to_columns, read_tf_records  # pylint: disable=import-outside-toplevel
+    from federated.partitioners import record_keys  # pylint: disable=import-outside-toplevel
     files = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
     if not files:
         raise ValueError(f"no example files match {list(file_patterns)}")
-    return read_tf_examples(files)
+    records = read_tf_records(files)
+    if not records:
+        raise ValueError(f"no records in {files}")
+    raw = examples_to_columns(records)
+    if transform is None:
+        return Split(columns=raw, raw=raw, keys=record_keys(raw))
+    spec = transform.raw_feature_spec()
+    missing = sorted(set(spec) - set(raw))
+    if missing:
+        raise ValueError(f"the examples lack the transform graph's raw features {missing}: the Federated Trainer "
+                         f"keys each record by its raw content and applies the transform graph itself, so give "
+                         f"it ExampleGen's examples, not Transform's")
+    return Split(columns=_transformed(records, transform, spec), raw=raw, keys=record_keys(raw))
 
 
-def resolve_feature_keys(config: FederatedTrainingConfig, columns: dict[str, np.ndarray]) -> list[str]:
-    """``feature_keys``, or every numeric column but the label and the client key (sorted)."""
+def _transformed(records: list[bytes], transform, spec) -> dict[str, np.ndarray]:
+    """Transform's outputs for serialized raw ``records``, as numpy columns ([n], or [n, L] for L > 1 values)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    layer = transform.transform_features_layer()
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(records), TRANSFORM_BATCH):
+        outputs = layer(tf.io.parse_example(tf.constant(records[start:start + TRANSFORM_BATCH]), spec))
+        for key, value in outputs.items():
+            if isinstance(value, tf.SparseTensor):
+                raise ValueError(f"Transform output {key!r} is sparse; the Federated Trainer takes dense features")
+            array = value.numpy().reshape(len(value), -1)   # [n] for one value per record, as read_tf_examples
+            parts.setdefault(key, []).append(array[:, 0] if array.shape[1] == 1 else array)
+    return {key: np.concatenate(values) for key, values in parts.items()}
+
+
+def _transform_output(fn_args):
+    if not fn_args.transform_output:
+        return None
+    import tensorflow_transform as tft  # pylint: disable=import-outside-toplevel
+    return tft.TFTransformOutput(fn_args.transform_output)
+
+
+def resolve_feature_keys(config: FederatedTrainingConfig, split: Split) -> list[str]:
+    """``feature_keys``, or every numeric model-input column but the label and the client key (sorted)."""
     for key, role in ((config.label_key, "label_key"), (config.client_key, "client_key")):
-        if key is not None and key not in columns:
+        if key is not None and key not in split.columns and key not in split.raw:
             raise ValueError(f"custom_config[{role!r}]: no column {key!r} in the training examples; "
-                             f"they have {sorted(columns)}")
+                             f"they have {sorted(split.columns)}")
     if config.feature_keys is not None:
         return list(config.feature_keys)
     from federated.data.examples import feature_columns  # pylint: disable=import-outside-toplevel
-    return feature_columns(columns, (config.label_key, config.client_key))
+    return feature_columns(split.columns, (config.label_key, config.client_key))
 
 
-def client_data(config: FederatedTrainingConfig, columns: dict[str, np.ndarray], feature_keys: list[str]):
-    """The training examples as `ClientData`: by the ``client_key`` column, or dealt by record key."""
+def client_data(config: FederatedTrainingConfig, split: Split, feature_keys: list[str]):
+    """The training split as `ClientData`: by the raw ``client_key`` column, or dealt by raw record key."""
     from federated.data import ClientData  # pylint: disable=import-outside-toplevel
     from federated.data.examples import stack_features  # pylint: disable=import-outside-toplevel
-    keys = columns[config.client_key] if config.client_key else None
-    return ClientData.from_arrays(stack_features(columns, feature_keys), _labels(columns, config.label_key),
+    keys = split.raw[config.client_key] if config.client_key else split.keys
+    return ClientData.from_arrays(stack_features(split.columns, feature_keys), _labels(split, config.label_key),
                                   config.partitioner(), keys=keys)
 
 
-def _labels(columns, label_key: str) -> np.ndarray:
+def _labels(split: Split, label_key: str) -> np.ndarray:
+    """The label column: Transform's output of that name when there is one, else the raw column."""
     from federated.data.examples import class_labels  # pylint: disable=import-outside-toplevel
-    return class_labels(columns, label_key, setting="custom_config['label_key']")
+    return class_labels(split.columns if label_key in split.columns else split.raw, label_key,
+                        setting="custom_config['label_key']")
 
 
 # --- export ----------------------------------------------------------------------------------------

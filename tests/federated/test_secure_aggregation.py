@@ -196,9 +196,9 @@ def test_under_dp_a_nonfinite_client_reports_zero_and_cannot_abort_the_round(dig
         return sim.run().rounds[0]
 
     dp = DifferentialPrivacyAdaptiveClipping(FedAvg(client, weighted=False), noise_multiplier=0.5, target_delta=1e-3,
-                                             clipped_count_stddev=2.0, secure_noise=False)
+                                             clipped_count_stddev=2.0, seeded_noise=True)
     record = round_one(_poisoned(data, 3), dp)
-    assert (record.sampled, record.reported, record.nonfinite) == (20, 20, 1)
+    assert (record.sampled, record.reported, record.nonfinite) == (20, 20, None)   # not recorded under DP
     assert record.aggregation["aborted"] is False
     # The poisoned client counts as clipped, like any update above C; its vector is zero.
     clean = round_one(data, dp)
@@ -216,18 +216,36 @@ def test_dp_refuses_dropouts_that_let_one_clients_presence_abort_a_poisson_round
     data, _ = digits_iid
     client = ClientConfig(epochs=1, batch_size=10, learning_rate=0.3)
     dp = DifferentialPrivacyFixedClipping(FedAvg(client, weighted=False), clipping_norm=1.0, noise_multiplier=1.0,
-                                          target_delta=1e-3, secure_noise=False)
+                                          target_delta=1e-3, seeded_noise=True)
     secagg = SecureAggregation(clipping_range=1.0, bits=20, modulus_bits=40, threshold=0.9)
     with pytest.raises(ValueError, match="one client's presence can abort a round"):
         FederatedSimulation(linear_model, data, dp, rounds=1, sampler=PoissonSampler(0.5), aggregation=secagg,
                             dropout_rate=0.2)
     FederatedSimulation(linear_model, data, dp, rounds=1, sampler=PoissonSampler(0.5), aggregation=secagg)
 
-    def aborts(clients):
-        sim = FederatedSimulation(linear_model, clients, dp, rounds=6, sampler=UniformSampler(0.5), seed=1,
+    def aborts(clients, seed=1):
+        sim = FederatedSimulation(linear_model, clients, dp, rounds=6, sampler=UniformSampler(0.5), seed=seed,
                                   aggregation=secagg, dropout_rate=0.2)
         return [r.aggregation["aborted"] for r in sim.run().rounds]
 
     outcome = aborts(data)
     assert True in outcome and False in outcome       # some rounds abort, some do not
-    assert aborts(_poisoned(data, 0)) == aborts(_poisoned(data, 7)) == outcome
+    # Replace-one neighbours: client 7's data replaced by nothing, by a copy of client 0's, by every
+    # example, or by data whose update is not finite. The abort pattern is the same for each.
+    for replaced in (_with_client(data, 7, []), _with_client(data, 7, data.partition.indices[0]),
+                     _with_client(data, 7, np.arange(len(data.y))), _poisoned(data, 7)):
+        assert replaced.num_clients == data.num_clients and aborts(replaced) == outcome
+    # ... whereas the dropout draws do decide it: other seeds abort other rounds.
+    assert any(aborts(data, seed) != outcome for seed in (2, 3, 4))
+
+
+def _with_client(data, client, rows):
+    """``data`` with client ``client`` holding copies of the examples ``rows`` instead (N unchanged)."""
+    from federated.data import ClientData
+    from federated.partitioners import Partition
+    rows = np.asarray(rows, np.int64)
+    new = np.arange(len(data.y), len(data.y) + rows.size)
+    indices = [new if k == client else ix for k, ix in enumerate(data.partition.indices)]
+    y = np.concatenate([data.y, data.y[rows]])
+    return ClientData(np.concatenate([data.x, data.x[rows]]), y,
+                      Partition(list(data.client_ids), indices, labels=y, allow_empty=True))

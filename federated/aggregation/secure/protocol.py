@@ -31,9 +31,9 @@ import numpy as np
 from federated.aggregation.secure import masking, shamir
 from federated.aggregation.secure.quantization import dequantize_sum, quantize
 from federated.aggregation.summand import Summand
+from federated.streams import Stream
 
 _SHARE_BYTES = 66   # a GF(2^521 - 1) element
-_ROUNDING = 4       # purpose id of seeded rounding draws (beside round.py's sampling, server, dropout, client)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +68,8 @@ class SecureAggregation:
     Args:
       clipping_range: r > 0; summand vector coordinates are clipped to [-r, r] before quantization.
         Weighted FedAvg sends n_k * delta_k, so r must cover that (or use weighted=False; under DP
-        the clipping norm C is a safe r). Each round's report counts the clipped coordinates.
+        the clipping norm C is a safe r). Each round's report counts the clipped coordinates (a private
+        simulation leaves that count out: `data_dependent`).
       bits: b, quantization bits per coordinate (1..48).
       modulus_bits: M, arithmetic is mod 2^M (b + log2(clients) must fit; at most 63).
       threshold: fraction of a round's sampled clients that must report, in (1/2, 1]; t = ceil(fraction * m).
@@ -76,6 +77,7 @@ class SecureAggregation:
 
     name = "secure"
     can_abort = True   # below the threshold the sum cannot be unmasked
+    data_dependent = ("clipped_coordinates",)   # what clients clipped: a private run leaves it out of the report
 
     def __init__(self, *, clipping_range: float, bits: int = 16, modulus_bits: int = 32, threshold: float = 2 / 3):
         if not (isinstance(clipping_range, (int, float)) and clipping_range > 0 and math.isfinite(clipping_range)):
@@ -111,7 +113,7 @@ class SecureAggregation:
         if plan.secret:
             rounding = {i: (secrets.randbits(128),) for i in participants}
         else:
-            rounding = {i: (seed, plan.round, _ROUNDING, int(plan.client_keys[i])) for i in participants}
+            rounding = {i: (seed, plan.round, int(Stream.ROUNDING), int(plan.client_keys[i])) for i in participants}
         return RoundKeys(
             round=plan.round, seed=seed, participants=participants, threshold=threshold, private_keys=private,
             public_keys={i: masking.public_key(k) for i, k in private.items()}, self_mask_seeds=self_seeds,

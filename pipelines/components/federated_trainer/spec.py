@@ -32,14 +32,20 @@ server_optimizer              sgd                                    sgd | avgm 
 server_learning_rate          1 (sgd, avgm), 0.01 (adaptive)         model averaging; Reddi et al.'s start
 server_momentum               0.9                                    FedAvgM's beta
 hidden_units                  [16]                                   ReLU layers of the MLP; small and quick
+num_classes                   1 + the largest label (at least 2)     the model's outputs; when private, name it:
+                                                                     the default is read from the private labels
+                                                                     (listed outside the guarantee)
 seed                          0                                      partition, initial weights, batch order;
                                                                      in [0, 2^32)
 execution                     sequential                             runs any model and gives the same result on
-                                                                     every machine ("auto" picks by timing)
+                                                                     every machine ("auto" picks by timing; not
+                                                                     private: the timing depends on the data)
 private                       false                                  client-level DP-FedAvg with a privacy ledger
-noise_multiplier              1.0 unless target_epsilon is given     z: noise std on the sum of clipped updates
+noise_multiplier              calibrated for target_epsilon          z: noise std on the sum of clipped updates
                                                                      is z C
-target_epsilon                none                                   calibrate z for the planned rounds instead
+target_epsilon                3 unless noise_multiplier is given     calibrate z for the planned rounds: ppml's
+                                                                     one default (as ``ppml pipeline run
+                                                                     --private``)
 clip                          fixed                                  fixed works for any cohort; adaptive needs
                                                                      clipped_count_stddev > z / 2
 clipping_norm                 1.0                                    C (the initial C for adaptive clipping)
@@ -60,9 +66,16 @@ secagg_range                  C (4 C adaptive); else 8 x largest     coordinate 
 
 Clients and the unit of privacy. With ``client_key`` each value is a client and the privacy unit is a
 user (all records of one key). Otherwise ppml deals records to N clients with a `KeyedPartitioner`: a
-record's client is a function of the seed, the record's content and its label alone, so adding or removing
-one record changes exactly one client, and the privacy unit is a client. Under DP, Poisson sampling gives
-add/remove-one-client adjacency, uniform sampling replace-one-client; the ledger records both.
+record's client is a function of the seed, the record's content (as collected, before any
+preprocessing) and its label alone, so adding or removing one record changes exactly one client's data,
+and the privacy unit is a client. Under DP, Poisson sampling gives add/remove-one-client adjacency,
+uniform sampling replace-one-client; the ledger records both. N is fixed, so a one-record change
+replaces one client's data (its update can move by 2C): under uniform sampling the client-level epsilon
+covers it; under Poisson sampling the add/remove one does not, and `FederatedTrainingPlan.record_level`
+accounts the replacement (PLD; dp-accounting's RDP has no replace-one analysis of Poisson sampling),
+reported beside the client-level epsilon in the ledger and by ``ppml federated run``.
+
+The privacy settings (`PRIVACY_SETTINGS`) are refused when ``private`` is false, rather than ignored.
 
 `FederatedTrainingConfig.from_custom_config` checks the settings alone, `plan` checks them against the
 data (N clients) and resolves z and delta; both raise `InvalidFederatedSetting` naming the key, before any
@@ -74,22 +87,29 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import numbers
 from typing import Any, Mapping
 
 from federated.client import EXECUTIONS as CLIENT_EXECUTIONS
+from federated.partitioners.keyed import RULES as KEYED_RULES
 from federated.sampling import PoissonSampler, UniformSampler
 from federated.strategies import SERVER_OPTIMIZERS
-from federated.strategies.dp_adaptive_clipping import default_count_stddev, update_noise_multiplier
+from federated.strategies.dp_adaptive_clipping import COUNT_STDDEV_SHARE, default_count_stddev, update_noise_multiplier
 from pipelines import privacy_ledger
 from pipelines.components import settings
-from privacy.accounting import (AccountantKind, DpSgdMechanism, UnsupportedAccounting,
-                                calibrate_noise_multiplier, compute_epsilon, default_delta)
+from privacy.accounting import (Adjacency, AccountantKind, DpSgdMechanism, UnsupportedAccounting,
+                                calibrate_noise_multiplier, compute_epsilon, default_delta, event_to_json)
 
-PARTITIONS = ("iid", "dirichlet", "quantity", "shards")
+PARTITIONS = KEYED_RULES + ("shards",)
+"""Keyed rules (one record changes one client), and McMahan's label-sorted shards (non-private runs only)."""
 SAMPLINGS = ("uniform", "poisson")
 CLIPS = ("fixed", "adaptive")
 EXECUTIONS = CLIENT_EXECUTIONS + ("auto",)
-DEFAULT_NOISE_MULTIPLIER = 1.0
+DEFAULT_TARGET_EPSILON = 3.0
+"""The target epsilon of a private run that names neither noise_multiplier nor target_epsilon."""
+PRIVACY_SETTINGS = ("noise_multiplier", "target_epsilon", "clip", "clipping_norm", "target_unclipped_quantile",
+                    "clipped_count_stddev", "delta", "accountant", "max_epsilon", "seeded_noise")
+"""Settings that only mean something under DP: refused, not ignored, when 'private' is false."""
 MAX_SEED = 2 ** 32 - 1
 """Keras seeds its generators with 32 bits."""
 
@@ -121,6 +141,7 @@ class FederatedTrainingConfig:
     server_learning_rate: float | None = None
     server_momentum: float = 0.9
     hidden_units: tuple[int, ...] = (16,)
+    num_classes: int | None = None
     seed: int = 0
     execution: str = "sequential"
     private: bool = False
@@ -166,6 +187,9 @@ class FederatedTrainingConfig:
         for key in ("num_clients", "shards_per_client", "rounds", "local_epochs"):
             if key in values:
                 values[key] = settings.integer(InvalidFederatedSetting, key, values[key])
+        if values.get("num_classes") is not None:
+            values["num_classes"] = settings.integer(InvalidFederatedSetting, "num_classes", values["num_classes"],
+                                                     minimum=2)
         if values.get("batch_size") is not None:
             values["batch_size"] = settings.integer(InvalidFederatedSetting, "batch_size", values["batch_size"])
         if "seed" in values:
@@ -187,6 +211,10 @@ class FederatedTrainingConfig:
         if "secagg_modulus_bits" in values:
             values["secagg_modulus_bits"] = settings.integer(InvalidFederatedSetting, "secagg_modulus_bits",
                                                              values["secagg_modulus_bits"])
+        if not values.get("private", False):
+            given = [k for k in PRIVACY_SETTINGS if values.get(k) not in (None, False)]
+            if given:
+                raise InvalidFederatedSetting(given[0], "is a privacy setting, but 'private' is false")
         config = cls(**values)
         config._check()
         return config
@@ -217,17 +245,15 @@ class FederatedTrainingConfig:
                                                                  f"(above secagg_bits), got {self.secagg_modulus_bits}")
         if self.private and self.noise_multiplier is not None and self.target_epsilon is not None:
             raise InvalidFederatedSetting("noise_multiplier", "give noise_multiplier or target_epsilon, not both")
+        if self.private and self.execution == "auto":
+            raise InvalidFederatedSetting("execution", "'auto' picks by timing the clients' training on their data, "
+                                                       "so the choice and its timings are exact facts of the "
+                                                       "private data; name sequential, vectorized or numpy")
         if self.private and self.partition == "shards" and self.client_key is None:
             raise InvalidFederatedSetting("partition", "shards cut the label-sorted records, so adding one record "
                                                        "re-deals every client and a client-level guarantee says "
                                                        "nothing about records; for label skew use dirichlet with a "
                                                        "small alpha")
-        if not self.private:
-            for key in ("noise_multiplier", "target_epsilon", "max_epsilon", "clipped_count_stddev"):
-                if getattr(self, key) is not None:
-                    raise InvalidFederatedSetting(key, "is a privacy setting, but 'private' is false")
-            if self.seeded_noise:
-                raise InvalidFederatedSetting("seeded_noise", "is a privacy setting, but 'private' is false")
 
     def to_custom_config(self) -> dict[str, Any]:
         """The settings as ``custom_config`` entries (JSON values)."""
@@ -239,9 +265,29 @@ class FederatedTrainingConfig:
 
     # --- resolved on the data ---------------------------------------------------------------------
     @property
+    def clients(self) -> str:
+        """Where the clients come from, in words (public settings only)."""
+        if self.client_key:
+            return f"one per value of {self.client_key!r}"
+        return "label-sorted shards" if self.partition == "shards" else f"keyed {self.partition} partition"
+
+    @property
     def privacy_unit(self) -> str:
         """'user' with a client key (one client per key), else 'client' (`privacy_ledger.PRIVACY_UNITS`)."""
         return "user" if self.client_key is not None else "client"
+
+    def model_classes(self, largest_label: int) -> int:
+        """The model's number of classes: ``num_classes``, else 1 + ``largest_label`` (at least 2).
+
+        Raises:
+          InvalidFederatedSetting: when ``largest_label`` does not fit ``num_classes``.
+        """
+        if self.num_classes is None:
+            return max(2, int(largest_label) + 1)
+        if largest_label >= self.num_classes:
+            raise InvalidFederatedSetting("num_classes", f"the labels go up to {largest_label}, which does not fit "
+                                                         f"{self.num_classes} classes (0..{self.num_classes - 1})")
+        return self.num_classes
 
     def sampler(self):
         """The client sampler of ``sampling`` and ``fraction``."""
@@ -259,7 +305,8 @@ class FederatedTrainingConfig:
                                              seed=self.seed)
 
     def plan(self, num_clients: int) -> "FederatedTrainingPlan":
-        """Resolves delta and the noise multiplier for a population of ``num_clients`` clients.
+        """Resolves delta and the noise multiplier for a population of ``num_clients`` clients: z as given,
+        else calibrated for ``target_epsilon`` (default `DEFAULT_TARGET_EPSILON`) over the planned rounds.
 
         Raises:
           InvalidFederatedSetting: when a setting does not fit the population, the target epsilon
@@ -276,33 +323,43 @@ class FederatedTrainingConfig:
                                                    f"got {delta!r}")
         sampling, adjacency = self.sampler().accounting
         expected = self.sampler().expected_clients(num_clients)
+        target = self.target_epsilon
+        if self.noise_multiplier is None and target is None:
+            target = DEFAULT_TARGET_EPSILON
         mechanism = DpSgdMechanism(dataset_size=num_clients, batch_size=expected,
-                                   noise_multiplier=self.noise_multiplier or DEFAULT_NOISE_MULTIPLIER,
+                                   noise_multiplier=self.noise_multiplier or 1.0,   # calibrated below if not given
                                    steps=self.rounds, sampling=sampling, adjacency=adjacency)
-        if self.target_epsilon is not None:
-            try:
-                sigma = calibrate_noise_multiplier(mechanism, target_epsilon=self.target_epsilon,
-                                                   target_delta=delta, accountant=self.accountant)
-            except (ValueError, UnsupportedAccounting) as err:
-                raise InvalidFederatedSetting("target_epsilon", f"cannot calibrate: {err}") from None
-            mechanism = mechanism.replace(noise_multiplier=sigma)
         if mechanism.unsupported_reason(self.accountant):  # it reports epsilon every round
             raise InvalidFederatedSetting("accountant", mechanism.unsupported_reason(self.accountant))
+        if target is not None:
+            try:
+                sigma = calibrate_noise_multiplier(mechanism, target_epsilon=target, target_delta=delta,
+                                                   accountant=self.accountant)
+            except (ValueError, UnsupportedAccounting) as err:
+                which = "" if self.target_epsilon is not None else \
+                    f" the default target epsilon {DEFAULT_TARGET_EPSILON:g} (or give the noise multiplier)"
+                raise InvalidFederatedSetting("target_epsilon", f"cannot calibrate{which}: {err}") from None
+            mechanism = mechanism.replace(noise_multiplier=sigma)
         try:   # the epsilon reported every round must be computable, e.g. not for z = 1e-300 or 1e300
             planned = compute_epsilon(mechanism, delta, self.accountant)
         except (ArithmeticError, ValueError) as err:
             planned = f"{type(err).__name__}: {err}"
+        if isinstance(planned, numbers.Real) and not isinstance(planned, bool):   # 0 comes back as int 0
+            planned = float(planned)
         if not isinstance(planned, float) or math.isnan(planned):
-            raise InvalidFederatedSetting("noise_multiplier", f"z = {mechanism.noise_multiplier:g} cannot be accounted "
-                                                              f"by dp-accounting ({planned})")
+            raise InvalidFederatedSetting("noise_multiplier" if target is None else "target_epsilon",
+                                          f"z = {mechanism.noise_multiplier:g} cannot be accounted by dp-accounting "
+                                          f"({planned})")
         if self.clip == "adaptive":
             stddev = self.clipped_count_stddev or default_count_stddev(expected)
             try:
                 update_noise_multiplier(mechanism.noise_multiplier, stddev)
             except ValueError as err:
-                default = "" if self.clipped_count_stddev else f" (0.05 x {expected:g} expected clients per round)"
+                default = "" if self.clipped_count_stddev else f" ({COUNT_STDDEV_SHARE:g} x {expected:g} expected " \
+                                                               f"clients per round)"
                 raise InvalidFederatedSetting("clipped_count_stddev", f"{err}{default}") from None
-        return FederatedTrainingPlan(config=self, num_clients=num_clients, mechanism=mechanism, delta=delta)
+        return FederatedTrainingPlan(config=self, num_clients=num_clients, mechanism=mechanism, delta=delta,
+                                     target_epsilon=target)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -314,6 +371,8 @@ class FederatedTrainingPlan:
     num_clients: int
     mechanism: DpSgdMechanism | None = None
     delta: float | None = None
+    target_epsilon: float | None = None
+    """The epsilon z was calibrated for (the setting or `DEFAULT_TARGET_EPSILON`), None when z was given."""
 
     @property
     def private(self) -> bool:
@@ -334,7 +393,7 @@ class FederatedTrainingPlan:
                               noise_multiplier=self.mechanism.noise_multiplier, target_delta=self.delta,
                               target_quantile=c.target_unclipped_quantile,
                               clipped_count_stddev=c.clipped_count_stddev, max_epsilon=c.max_epsilon,
-                              accountant=c.accountant, secure_noise=not c.seeded_noise)
+                              accountant=c.accountant, seeded_noise=c.seeded_noise)
 
     def aggregation(self, strategy, max_client_size: int):
         """Secure aggregation when asked (range ``secagg_range`` or the strategy's), else None (plain)."""
@@ -345,8 +404,29 @@ class FederatedTrainingPlan:
         return SecureAggregation(clipping_range=c.secagg_range or strategy.secure_aggregation_range(max_client_size),
                                  bits=c.secagg_bits, modulus_bits=c.secagg_modulus_bits)
 
-    def ledger(self, budget, *, rounds: int, trainer: Mapping[str, Any]) -> privacy_ledger.PrivacyLedger:
-        """The ``dp-fedavg`` ledger of ``rounds`` rounds of this plan (the budget the simulation composed).
+    def record_level(self, rounds: int) -> dict[str, Any] | None:
+        """What one added or removed record costs after ``rounds`` rounds of a keyed partition (None for
+        one client per user, whose unit is the user).
+
+        N is fixed, so a one-record change replaces one client's data: its clipped update can move by 2C.
+        Uniform sampling is accounted replace-one: the client-level epsilon is the record-level one.
+        Poisson sampling is accounted add/remove (a client's update moving by C): the replacement is
+        accounted here, by PLD under REPLACE_ONE (the Poisson-sampled Gaussian of the same z).
+        """
+        if self.config.privacy_unit != "client":
+            return None
+        mechanism = self.mechanism.replace(steps=rounds)
+        if mechanism.adjacency is Adjacency.REPLACE_ONE:
+            return {"adjacency": mechanism.adjacency.value, "epsilon_is": "the client-level epsilon"}
+        replaced = mechanism.replace(adjacency=Adjacency.REPLACE_ONE)
+        return {"adjacency": replaced.adjacency.value, "accountant": AccountantKind.PLD.value,
+                "epsilon": float(compute_epsilon(replaced, self.delta, AccountantKind.PLD)), "delta": self.delta,
+                "neighboring_relation": replaced.neighboring_relation.name, "event": event_to_json(replaced.dp_event())}
+
+    def ledger(self, budget, *, rounds: int, trainer: Mapping[str, Any],
+               outside_guarantee: Mapping[str, str] | None = None) -> privacy_ledger.PrivacyLedger:
+        """The ``dp-fedavg`` ledger of ``rounds`` rounds of this plan (the budget the simulation composed), with
+        what the run released outside its guarantee (the history's ``outside_guarantee``).
 
         Raises:
           privacy_ledger.LedgerError: if ``budget`` does not account exactly those rounds of the plan.
@@ -358,8 +438,9 @@ class FederatedTrainingPlan:
             "privacy_unit": c.privacy_unit, "dataset_size": self.num_clients, "batch_size": mechanism.batch_size,
             "noise_multiplier": mechanism.noise_multiplier, "steps": rounds, "sampling": mechanism.sampling.value,
             "adjacency": mechanism.adjacency.value, "l2_norm_clip": c.clipping_norm, "clip": c.clip,
-            "clients": f"one per value of {c.client_key!r}" if c.client_key else f"keyed {c.partition} partition",
-            "delta_is_default": c.delta is None, "noise": "seeded" if c.seeded_noise else "csprng"}
+            "clients": c.clients,
+            "delta_is_default": c.delta is None, "noise": "seeded" if c.seeded_noise else "csprng",
+            "record_level": self.record_level(rounds), "outside_guarantee": dict(outside_guarantee or {})}
         return privacy_ledger.PrivacyLedger(budget=budget, mechanism=privacy_ledger.DP_FEDAVG, parameters=parameters,
                                             trainer={**trainer, "settings": c.to_custom_config()})
 
