@@ -31,7 +31,7 @@ from pipelines.components.federated_trainer.spec import (CLIPS, DEFAULT_TARGET_E
 from federated.strategies import (DEFAULT_SERVER_LEARNING_RATES, SERVER_OPTIMIZERS,
                                   DifferentialPrivacyAdaptiveClipping, DifferentialPrivacyFixedClipping, FedAvg)
 from federated.strategies.dp_adaptive_clipping import COUNT_STDDEV_SHARE
-from privacy.accounting import AccountantKind
+from privacy.accounting import AccountantKind, delta_warning
 
 DEFAULTS = FederatedTrainingConfig()
 OPTION_OF_SETTING = {
@@ -51,8 +51,6 @@ MODELS = {"linear": (), "2nn": (200, 200)}
 """--model: hidden layers of the linear model and of McMahan et al.'s 2NN; 'mlp' takes --hidden."""
 INTERRUPTED = 130
 """Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
-DELTA_WARNING_SHARE = 0.5
-"""Warn when delta x N exceeds this (delta above 1/(2N)): a placeholder for privacy.accounting's delta warning."""
 DIGITS_CLASSES = 10
 """The bundled digits' classes: a public fact, so --num-classes defaults to it there."""
 HOLD_OUT = 0.2
@@ -401,10 +399,9 @@ def _privacy_plan(plan) -> list[str]:
     where = "given" if c.delta is not None else "the default: the largest power of ten below 1/N"
     lines = [f"{c.privacy_unit}-level DP: noise multiplier z = {z:.4g} ({how}); delta = {plan.delta:g} ({where}, "
              f"N = {plan.num_clients} clients)"]
-    if plan.delta * plan.num_clients > DELTA_WARNING_SHARE:
-        lines.append(f"warning: delta = {plan.delta:g} is {plan.delta * plan.num_clients:.2g}/N: a mechanism that "
-                     f"publishes each client's data in full with probability delta meets it; prefer delta <= 1/(2N) "
-                     f"= {1 / (2 * plan.num_clients):.3g} (--target-delta)")
+    warning = delta_warning(plan.delta, plan.num_clients, unit="client")
+    if warning:
+        lines.append(f"warning (--target-delta): {warning}")
     return lines
 
 
@@ -454,7 +451,8 @@ def _report(history, sim, plan, written: list[str]) -> None:
                    f"{adjacency.value} adjacency, dp-accounting)")
         record = history.config.get("record_level")
         if record and "epsilon" in record:
-            click.echo(f"record-level epsilon at delta={budget.target_delta:g}: PLD {record['epsilon']:.4g} (one "
+            value = "not available" if record["epsilon"] is None else f"{record['epsilon']:.4g}"
+            click.echo(f"record-level epsilon at delta={budget.target_delta:g}: {value} ({record['accountant']}; one "
                        f"record added or removed changes one client's data, N fixed: a client replaced, accounted "
                        f"replace-one)")
         elif record:

@@ -239,20 +239,20 @@ DELTA_WARNING_FRACTION = 0.5
 """`delta_warning` speaks up once n * delta exceeds this (1/(2n) is the largest delta commonly used)."""
 
 
-def delta_warning(delta: float, dataset_size: int) -> str | None:
-    """Why ``delta`` is too large for ``dataset_size`` examples, or None.
+def delta_warning(delta: float, dataset_size: int, unit: str = "example") -> str | None:
+    """Why ``delta`` is too large for ``dataset_size`` privacy units (examples, users, clients), or None.
 
-    A mechanism that publishes each example in full with probability delta is (0, delta)-DP, so
-    delta near 1/n allows about n * delta examples in the clear (the default delta can be 0.999/n).
+    A mechanism that publishes each unit's data in full with probability delta is (0, delta)-DP, so
+    delta near 1/n allows about n * delta units in the clear (the default delta can be 0.999/n).
     """
     share = delta * dataset_size
     if share >= 1:
         return (f"delta={delta:g} is not below 1/n={1 / dataset_size:.3g}: a mechanism that publishes a random "
-                f"example in full meets this delta. Use delta < 1/n.")
+                f"{unit} in full meets this delta. Use delta < 1/n.")
     if share > DELTA_WARNING_FRACTION:
-        return (f"delta={delta:g} is {share:.3g}/n (n={dataset_size}), close to 1/n: a mechanism that publishes "
-                f"each example in full with probability delta meets it, {share:.2g} examples in the clear on average. "
-                f"Prefer delta <= 1/(2n) = {1 / (2 * dataset_size):.3g} or smaller.")
+        return (f"delta={delta:g} is {share:.3g}/n (n={dataset_size} {unit}s), close to 1/n: a mechanism that "
+                f"publishes each {unit} in full with probability delta meets it, {share:.2g} {unit}s in the clear on "
+                f"average. Prefer delta <= 1/(2n) = {1 / (2 * dataset_size):.3g} or smaller.")
     return None
 
 

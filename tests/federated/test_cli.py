@@ -1,6 +1,7 @@
 """`ppml federated run` end to end on digits: JSON history, PNG, epsilon, and named errors."""
 
 import json
+import math
 import re
 
 import dp_accounting
@@ -256,6 +257,19 @@ def test_target_epsilon_calibrates_the_noise_for_the_planned_rounds(tmp_path):
     assert _history(result)["rounds"][-1]["metrics"]["epsilon_rdp"] == pytest.approx(reached, rel=1e-12)
 
 
+def test_a_delta_close_to_one_over_n_clients_is_warned_about_before_training(tmp_path):
+    """privacy.accounting's one delta warning, in clients: delta = 0.04 for N = 20 is 0.8/N."""
+    args = ["--dp", "--rounds", "1", "--clients", "20", "-C", "0.5", "--model", "linear", "--noise-multiplier", "2"]
+    result = _run([*args, "--target-delta", "0.04"], tmp_path)
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning (--target-delta): ")]
+    assert warnings == ["warning (--target-delta): delta=0.04 is 0.8/n (n=20 clients), close to 1/n: a mechanism "
+                        "that publishes each client in full with probability delta meets it, 0.8 clients in the "
+                        "clear on average. Prefer delta <= 1/(2n) = 0.025 or smaller."]
+    result = _run([*args, "--target-delta", "0.01", "--out", str(tmp_path / "small")], tmp_path)
+    assert result.exit_code == 0 and "warning" not in result.stderr, result.output
+
+
 def test_the_command_line_takes_its_defaults_from_the_federated_trainers_settings():
     from pipelines.cli.federated import OPTION_OF_SETTING, run
     from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
@@ -380,8 +394,15 @@ def test_valid_extremes_run(tmp_path):
         result = _run(["--dp", *noise, "--fraction", "1e-9", "--sampling", "poisson", "--rounds", "2", "--json"],
                       tmp_path)
         assert result.exit_code == 0, result.output
-        assert [r["sampled"] for r in _history(result)["rounds"]] == [0, 0]
-        assert _history(result)["rounds"][-1]["metrics"]["epsilon_rdp"] <= 3
+        history = _history(result)
+        assert [r["sampled"] for r in history["rounds"]] == [0, 0]
+        assert history["rounds"][-1]["metrics"]["epsilon_rdp"] <= 3
+    # calibrated for epsilon 3 at q = 1e-9, z is below PLD's cost limit and RDP's group bound over 2 neighbours
+    # (a replacement as a removal and an addition) diverges: the record-level figure is reported unavailable
+    record = history["config"]["record_level"]
+    assert record["epsilon"] is None and record["accountant"].startswith("none: PLD is not asked")
+    z = history["config"]["strategy"]["noise_multiplier"]
+    assert z < 0.2
 
 
 def test_under_dp_neighbouring_data_sets_release_no_exact_fact_of_the_data(tmp_path):

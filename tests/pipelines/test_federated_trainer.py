@@ -9,6 +9,7 @@ import json
 import os
 
 import dp_accounting
+import numpy as np
 import pytest
 from dp_accounting import dp_event
 
@@ -212,6 +213,23 @@ def test_the_trainer_refuses_seeded_noise_and_calibrates_for_epsilon_three_by_de
     event = dp_event.PoissonSampledDpEvent(0.5, dp_event.GaussianDpEvent(z))
     assert 3.0 - 0.01 <= dp_accounting.rdp.RdpAccountant().compose(event, 8).get_epsilon(0.01) <= 3.0
     assert plan.target_epsilon == 3.0 and plan.strategy().seeded_noise is False
+
+
+def test_record_level_epsilon_falls_back_to_group_privacy_where_pld_declines():
+    """z = 0.19 under Poisson sampling is below PLD's cost limit: a replaced client is a removal and an addition,
+    so RDP group privacy over 2 neighbours bounds it: min over delta' of 2 eps(delta') with
+    delta' (1 + e^eps(delta')) <= delta, recomputed here on a grid from dp-accounting (the search beats the grid)."""
+    settings = {**CONFIG, "num_clients": 100, "fraction": 0.1, "rounds": 3, "noise_multiplier": 0.19}
+    plan = FederatedTrainingConfig.for_trainer(settings).plan(100)
+    record = plan.record_level(3)
+    assert record["accountant"] == "rdp, group privacy of 2" and record["adjacency"] == "replace-one"
+    event = dp_event.PoissonSampledDpEvent(0.1, dp_event.GaussianDpEvent(0.19))
+    accountant = dp_accounting.rdp.RdpAccountant().compose(event, 3)
+    grid = [10.0 ** (-k / 4) for k in range(8, 1200)]
+    feasible = [2 * e for d, e in ((d, accountant.get_epsilon(d)) for d in grid)
+                if d * (1 + np.exp(min(e, 700))) <= plan.delta]
+    assert feasible and accountant.get_epsilon(plan.delta) < record["epsilon"] <= min(feasible) * (1 + 1e-9)
+    assert record["epsilon"] >= 0.95 * min(feasible)
 
 
 NEIGHBOURS = """

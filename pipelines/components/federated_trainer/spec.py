@@ -97,8 +97,9 @@ from federated.strategies import SERVER_OPTIMIZERS
 from federated.strategies.dp_adaptive_clipping import COUNT_STDDEV_SHARE, default_count_stddev, update_noise_multiplier
 from pipelines import privacy_ledger
 from pipelines.components import settings
-from privacy.accounting import (Adjacency, AccountantKind, DpSgdMechanism, UnsupportedAccounting,
-                                calibrate_noise_multiplier, compute_epsilon, default_delta, event_to_json)
+from privacy.accounting import (NOISE_MULTIPLIER_RANGE, AccountantKind, Adjacency, DpSgdMechanism,
+                                UnsupportedAccounting, calibrate_noise_multiplier, compute_epsilon, default_delta,
+                                event_to_json)
 
 PARTITIONS = KEYED_RULES + ("shards",)
 """Keyed rules (one record changes one client), and McMahan's label-sorted shards (non-private runs only)."""
@@ -245,6 +246,10 @@ class FederatedTrainingConfig:
                                                                  f"(above secagg_bits), got {self.secagg_modulus_bits}")
         if self.private and self.noise_multiplier is not None and self.target_epsilon is not None:
             raise InvalidFederatedSetting("noise_multiplier", "give noise_multiplier or target_epsilon, not both")
+        low, high = NOISE_MULTIPLIER_RANGE
+        if self.private and self.noise_multiplier is not None and not low <= self.noise_multiplier <= high:
+            raise InvalidFederatedSetting("noise_multiplier", f"must be in [{low:g}, {high:g}], the range ppml's "
+                                                              f"accounting answers for, got {self.noise_multiplier:g}")
         if self.private and self.execution == "auto":
             raise InvalidFederatedSetting("execution", "'auto' picks by timing the clients' training on their data, "
                                                        "so the choice and its timings are exact facts of the "
@@ -411,7 +416,8 @@ class FederatedTrainingPlan:
         N is fixed, so a one-record change replaces one client's data: its clipped update can move by 2C.
         Uniform sampling is accounted replace-one: the client-level epsilon is the record-level one.
         Poisson sampling is accounted add/remove (a client's update moving by C): the replacement is
-        accounted here, by PLD under REPLACE_ONE (the Poisson-sampled Gaussian of the same z).
+        accounted here, by PLD under REPLACE_ONE (the Poisson-sampled Gaussian of the same z), or where PLD
+        declines, by RDP group privacy over two add/remove neighbours (a removal, then an addition).
         """
         if self.config.privacy_unit != "client":
             return None
@@ -419,8 +425,16 @@ class FederatedTrainingPlan:
         if mechanism.adjacency is Adjacency.REPLACE_ONE:
             return {"adjacency": mechanism.adjacency.value, "epsilon_is": "the client-level epsilon"}
         replaced = mechanism.replace(adjacency=Adjacency.REPLACE_ONE)
-        return {"adjacency": replaced.adjacency.value, "accountant": AccountantKind.PLD.value,
-                "epsilon": float(compute_epsilon(replaced, self.delta, AccountantKind.PLD)), "delta": self.delta,
+        try:
+            epsilon, how = compute_epsilon(replaced, self.delta, AccountantKind.PLD), AccountantKind.PLD.value
+        except UnsupportedAccounting as declined:   # e.g. z below PLD's cost limit: a replacement is a removal
+            # then an addition, so RDP group privacy over 2 add/remove neighbours bounds it (looser)
+            replaced = mechanism.replace(max_examples_per_user=2)
+            epsilon, how = compute_epsilon(replaced, self.delta, AccountantKind.RDP), "rdp, group privacy of 2"
+            if not math.isfinite(epsilon):
+                epsilon, how = None, f"none: {declined}; RDP group privacy of 2 diverges"
+        return {"adjacency": Adjacency.REPLACE_ONE.value, "accountant": how,
+                "epsilon": None if epsilon is None else float(epsilon), "delta": self.delta,
                 "neighboring_relation": replaced.neighboring_relation.name, "event": event_to_json(replaced.dp_event())}
 
     def ledger(self, budget, *, rounds: int, trainer: Mapping[str, Any],
