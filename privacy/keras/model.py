@@ -125,11 +125,8 @@ def private_fit(model, fit, *args, **kwargs):
         ours = [callback.callback_for(model)]
     # First, so that epsilon is in the logs before TensorBoard, History or EarlyStopping read them.
     kwargs["callbacks"] = ours + [cb for cb in callbacks if cb not in ours]
-    try:
+    with private.shuffled_fit(shuffled_from):
         return fit(**kwargs)
-    finally:
-        if shuffled_from is not None:
-            private.end_shuffled_fit(shuffled_from)
 
 
 def _check_accounting(private) -> bool:
@@ -226,7 +223,7 @@ def _check_shuffled_dataset(private, dataset, kwargs) -> str:
         private.expected_batch_size = static[0] if static.rank and static[0] is not None else None
     if private.expected_batch_size is not None:
         kwargs["x"] = sampling.at_most(dataset, int(private.expected_batch_size))
-    private.begin_shuffled_fit(CALLERS_DATASET)
+    private.shuffled_start(CALLERS_DATASET)
     return CALLERS_DATASET
 
 
@@ -278,7 +275,7 @@ def _shuffle_arrays(private, examples, n: int, kwargs) -> str:
             f"shuffled batches of {int(batch)} (the last of each epoch holding {n % int(batch) or int(batch)} of the "
             f"{n} examples) cannot all be split into num_microbatches={microbatches} equal parts")
     private.set_epoch_length(math.ceil(n / batch), f"{n} examples in batches of {int(batch)}")
-    start = private.begin_shuffled_fit(source)
+    start = private.shuffled_start(source)
     batches = sampling.shuffled_batches(examples, dataset_size=n, batch_size=int(batch), seed=private.shuffle_seed,
                                         start_step=start, shuffle=order)
     kwargs.update(x=batches.prefetch(2), shuffle=False)

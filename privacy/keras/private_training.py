@@ -11,6 +11,7 @@ saved.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -32,6 +33,10 @@ PERMUTED, IN_ORDER, CALLERS_DATASET = "permuted", "in order", "the caller's data
 """Where the steps of a shuffled epoch come from: ppml's stream of the arrays given to `fit` (permuted
 epochs, or in order with ``shuffle=False``), which a later `fit` continues; or the caller's dataset,
 whose next iterator starts a new pass."""
+OUTSIDE_FIT = "steps taken outside fit"
+"""The steps of a shuffled epoch taken by `train_on_batch` or direct `train_step` calls, on the caller's
+word: no `fit` can continue that epoch."""
+_SOURCES = (PERMUTED, IN_ORDER, CALLERS_DATASET, OUTSIDE_FIT)
 
 
 _ATTRIBUTE = "_ppml_private_training"
@@ -69,7 +74,10 @@ class PrivateTraining:
         self.noise = GaussianNoise(seed=seed, secure=secure_noise)
         self.sampling_seed = None if seed is None else seed + 1
         self.shuffle_seed = secrets.randbits(63) if seed is None else seed + 2  # saved in the state
-        self._open_epoch: str | None = None  # shuffled batches: the source of an epoch left partial
+        # Shuffled batches: the source of the partial epoch as of _noted_steps, and of the fit running now.
+        self._open_epoch: str | None = None
+        self._noted_steps = 0
+        self._fitting: str | None = None
         self._counter = None
         self._dropped = None
         self._steps_base = 0
@@ -156,25 +164,45 @@ class PrivateTraining:
                 f"taken were accounted with {self.steps_per_epoch}; keep the batch size and data of the run")
         self.steps_per_epoch = steps_per_epoch
 
-    def begin_shuffled_fit(self, source: str) -> int:
-        """Checks that a `fit` drawing its shuffled batches from ``source`` can follow the steps taken.
+    def open_epoch(self) -> str | None:
+        """Where the steps of the current, partial shuffled epoch came from (one of `PERMUTED`, `IN_ORDER`,
+        `CALLERS_DATASET`, `OUTSIDE_FIT`), or None at an epoch boundary."""
+        if not self.steps_per_epoch or self.steps % self.steps_per_epoch == 0:
+            return None
+        if self._fitting is not None:
+            return self._fitting
+        return self._open_epoch if self.steps == self._noted_steps else OUTSIDE_FIT
 
-        A new iterator over the caller's dataset starts a new pass; in the middle of an epoch, examples
-        of the partial epoch could be used twice in what is accounted as one, so that is refused. ppml's
-        own stream (``PERMUTED`` or ``IN_ORDER``) continues the epoch instead. Returns the step to start at.
+    def shuffled_start(self, source: str) -> int:
+        """Checks that a `fit` drawing its shuffled batches from ``source`` can follow the steps taken;
+        returns the step it starts at.
+
+        In the middle of an epoch only ppml's own stream (``PERMUTED`` or ``IN_ORDER``) can continue it,
+        and only if that epoch's steps so far came from the same stream: a new pass over the caller's
+        dataset, another order, or an epoch begun by steps outside fit could use some examples twice in
+        what is accounted as one epoch, so those are refused.
         """
         position = self.steps % self.steps_per_epoch
-        if position and (source == CALLERS_DATASET or self._open_epoch not in (None, source)):
-            left = self._open_epoch or "steps taken outside fit"
+        open_epoch = self.open_epoch()
+        if position and (source == CALLERS_DATASET or open_epoch != source):
             raise DPConfigurationError(
                 f"the last shuffled epoch stopped after {position} of its {self.steps_per_epoch} steps "
-                f"({left}); a new pass over {source} would use some of its examples twice in what is accounted "
-                f"as one epoch. Finish epochs within one fit (leave steps_per_epoch unset for a dataset), or "
-                f"give fit the arrays, whose shuffled epochs ppml continues across fit calls")
+                f"({open_epoch}); a new pass over {source} would use some of its examples twice in what is "
+                f"accounted as one epoch. Finish epochs within one fit (leave steps_per_epoch unset for a dataset), "
+                f"or give fit the arrays with the same shuffle setting, whose epochs ppml continues across fit calls")
         return self.steps
 
-    def end_shuffled_fit(self, source: str) -> None:
-        self._open_epoch = source if self.steps % self.steps_per_epoch else None
+    @contextlib.contextmanager
+    def shuffled_fit(self, source: str | None):
+        """Marks the steps run inside the block as drawn from ``source`` (None: not shuffled; nothing to do)."""
+        if source is None:
+            yield
+            return
+        self._fitting = source
+        try:
+            yield
+        finally:
+            self._open_epoch, self._fitting, self._noted_steps = self.open_epoch(), None, self.steps
 
     # --- accounting ----------------------------------------------------------------------------
     @property
@@ -265,7 +293,7 @@ class PrivateTraining:
                  "adjacency": self.adjacency.value, "budget": self.budget.to_dict()}
         if self.sampling is Sampling.SHUFFLE:
             state["shuffle"] = {"seed": self.shuffle_seed, "steps_per_epoch": self.steps_per_epoch,
-                                "open_epoch": self._open_epoch}
+                                "open_epoch": self.open_epoch()}
         return state
 
     def save_state(self, path: str | os.PathLike | None = None) -> None:
@@ -288,7 +316,7 @@ class PrivateTraining:
             if shuffled is not None:
                 seed, per_epoch, open_epoch = (int(shuffled["seed"]), shuffled["steps_per_epoch"],
                                                shuffled["open_epoch"])
-                if open_epoch not in (None, PERMUTED, IN_ORDER, CALLERS_DATASET):
+                if open_epoch not in (None, *_SOURCES):
                     raise ValueError(f"unknown open_epoch {open_epoch!r}")
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise DPConfigurationError(f"cannot resume from the private training state {path}: {err}") from None
@@ -301,6 +329,7 @@ class PrivateTraining:
         self._steps_base, self._budget = steps, budget
         if shuffled is not None:
             self.shuffle_seed, self.steps_per_epoch, self._open_epoch = seed, per_epoch, open_epoch
+            self._noted_steps = steps
 
 
 def _positive_or_none(name, value):

@@ -365,6 +365,76 @@ def case_shuffled_epochs_continue_across_fit_calls():
     assert private.steps == 40 and private.mechanism().passes == 4
 
 
+def _refused(fn, *fragments):
+    try:
+        fn()
+    except DPConfigurationError as err:
+        assert all(fragment in str(err) for fragment in fragments), (fragments, str(err))
+    else:
+        raise AssertionError(f"not refused: expected an error mentioning {fragments}")
+
+
+def _own_batches(model, x, y, steps, batch, seed=1):
+    """``steps`` train_on_batch calls with the caller's own shuffled batches (outside fit)."""
+    order = np.random.default_rng(seed).permutation(len(x))
+    for k in range(steps):
+        rows = order[k * batch:(k + 1) * batch]
+        model.train_on_batch(x[rows], y[rows])
+
+
+def case_steps_taken_outside_fit_cannot_be_continued_by_fit():
+    """A full epoch by fit, then 3 train_on_batch steps with the caller's own shuffled batches: a fit on the
+    arrays would have resumed ppml's permutation at step 3 of that epoch (23 examples used twice in it), in
+    this process or in a run resumed from the saved state, so it is refused in either order; once the caller
+    completes the epoch, fit starts the next one."""
+    n, batch = 100, 10
+    x, y = _id_data(n)
+    with tempfile.TemporaryDirectory() as tmp:
+        options = dict(l2_norm_clip=1.0, noise_multiplier=SIGMA, sampling="shuffle", expected_batch_size=batch,
+                       target_delta=DELTA, seed=0, state_path=os.path.join(tmp, "state.json"))
+        model = _compiled(make_private(_recording_mlp(_Uses()), **options))
+        model.fit(x, y, epochs=1, verbose=0)
+        _own_batches(model, x, y, 3, batch)
+        private = private_training(model)
+        private.save_state()
+        resumed = _compiled(make_private(_recording_mlp(_Uses()), **options))
+        for trained in (model, resumed):
+            for shuffle in (True, False):
+                _refused(lambda: trained.fit(x, y, epochs=1, shuffle=shuffle, verbose=0),
+                         "stopped after 3 of its 10 steps (steps taken outside fit)", "use some of its examples twice")
+        assert private.steps == private_training(resumed).steps == 13
+    _own_batches(model, x, y, 7, batch, seed=2)
+    model.fit(x, y, epochs=1, verbose=0)
+    assert private.steps == 30 and private.mechanism().passes == 3
+
+
+def case_a_resumed_run_cannot_switch_the_order_of_its_epoch():
+    """A run stopped after 3 of 10 shuffled steps saves where the partial epoch came from (the state used to say
+    no epoch was open, because it was written before fit ended): a rerun with fit(shuffle=False) would have used
+    17 examples twice in that epoch, so it is refused; with shuffle=True it continues the permutation and every
+    example is used once."""
+    n, batch = 100, 10
+    x, y = _id_data(n)
+    uses = _Uses()
+    with tempfile.TemporaryDirectory() as tmp:
+        state = os.path.join(tmp, "state.json")
+
+        def run():
+            return _compiled(make_private(_recording_mlp(uses), l2_norm_clip=1.0, noise_multiplier=SIGMA,
+                                          sampling="shuffle", expected_batch_size=batch, target_delta=DELTA,
+                                          state_path=state))
+
+        run().fit(x, y, epochs=1, steps_per_epoch=3, verbose=0)
+        with open(state) as f:
+            assert json.load(f)["shuffle"]["open_epoch"] == "permuted"
+        rerun = run()
+        _refused(lambda: rerun.fit(x, y, epochs=1, steps_per_epoch=7, shuffle=False, verbose=0),
+                 "stopped after 3 of its 10 steps (permuted)", "use some of its examples twice")
+        rerun.fit(x, y, epochs=1, steps_per_epoch=7, verbose=0)
+        assert private_training(rerun).steps == 10 and private_training(rerun).mechanism().passes == 1
+    assert uses.counts(n).tolist() == [1] * n
+
+
 def case_resumed_shuffled_epoch_continues_its_permutation():
     """A run saved in the middle of a shuffled epoch resumes the same permutation (its seed and position are
     in the state): across both processes every example is used once in what is accounted as one epoch."""
