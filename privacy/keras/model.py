@@ -213,8 +213,9 @@ def _check_shuffled_dataset(private, dataset, kwargs) -> str:
     """A caller's dataset of shuffled batches: the epoch length from the data, every batch's size checked.
 
     Accepted: a finite dataset of known cardinality (one epoch = one pass = its batches), or one
-    `repeat()` of such a dataset (one epoch per repetition). That every example appears at most once
-    per pass (e.g. ``examples.shuffle(n).batch(B)``) is what ``sampling='shuffle'`` declares.
+    `repeat()` of such a dataset (one epoch per repetition). Each batch may hold at most
+    ``expected_batch_size`` examples and each pass at most ``dataset_size``; that no example appears
+    twice in a pass (e.g. ``examples.shuffle(n).batch(B)``) is what ``sampling='shuffle'`` declares.
     """
     per_epoch = sampling.batches_per_pass(dataset)
     private.set_epoch_length(per_epoch, "the dataset")
@@ -222,7 +223,8 @@ def _check_shuffled_dataset(private, dataset, kwargs) -> str:
         static = tf.nest.flatten(dataset.element_spec)[0].shape
         private.expected_batch_size = static[0] if static.rank and static[0] is not None else None
     if private.expected_batch_size is not None:
-        kwargs["x"] = sampling.at_most(dataset, int(private.expected_batch_size))
+        kwargs["x"] = sampling.checked_passes(dataset, batch_size=int(private.expected_batch_size),
+                                              batches_per_pass=per_epoch, dataset_size=private.dataset_size)
     private.shuffled_start(CALLERS_DATASET)
     return CALLERS_DATASET
 

@@ -334,6 +334,30 @@ def case_shuffled_dataset_epochs_come_from_the_data():
     assert private.steps == 50
 
 
+def case_a_pass_over_a_dataset_holds_at_most_n_examples():
+    """one_pass.concatenate(one_pass) has a known cardinality (20 batches of 10 for n = 100), but each of its
+    passes uses every example twice: it was accounted as 3 epochs for 6 uses. Its 11th batch would exceed n
+    examples in the pass, so the input pipeline stops there: the 10 steps that ran used each example once."""
+    n, batch = 100, 10
+    x, y = _id_data(n)
+    one_pass = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(n).batch(batch)
+    for doubled, steps_per_epoch in ((one_pass.concatenate(one_pass), None),
+                                     (one_pass.concatenate(one_pass).repeat(), 15)):
+        uses = _Uses()
+        model = _compiled(make_private(_recording_mlp(uses), l2_norm_clip=1.0, noise_multiplier=SIGMA,
+                                       sampling="shuffle", expected_batch_size=batch, dataset_size=n,
+                                       target_delta=DELTA, seed=0))
+        try:
+            model.fit(doubled, epochs=3, steps_per_epoch=steps_per_epoch, verbose=0)
+        except Exception as err:  # noqa: BLE001 - tf.errors.InvalidArgumentError from the input pipeline
+            assert "one pass over the dataset (20 batches) holds more examples than dataset_size=100" in str(err)
+        else:
+            raise AssertionError("a pass using every example twice was accounted as one epoch")
+        private = private_training(model)
+        assert private.steps == 10 and uses.counts(n).tolist() == [1] * n, private.steps
+        assert private.mechanism().passes == 1
+
+
 def case_shuffled_epochs_continue_across_fit_calls():
     """Two fit(steps_per_epoch=5) on a 10-step epoch of arrays: ppml's stream continues the permutation, so
     each example is used once in what is accounted as one epoch (a new permutation per fit used some
