@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 
 from privacy.keras import compat
-from privacy.keras.private_training import PrivacyBudgetExceeded, private_training
+from privacy.keras.private_training import private_training
 
 
 class PrivacyBudgetLogic:
@@ -68,12 +68,8 @@ class PrivacyBudgetLogic:
 
     def on_train_begin(self, logs=None):
         private = self.private
-        self._max_steps = private.max_steps()
+        self._max_steps = private.check_budget()
         self._steps_at_begin = private.steps
-        if self._max_steps is not None and private.steps >= self._max_steps:
-            raise PrivacyBudgetExceeded(
-                f"target epsilon {private.target_epsilon:g} is spent: {private.steps} private steps give "
-                f"epsilon {private.epsilon():.4g} at delta {private.target_delta:g}; training more would exceed it")
 
     def on_train_batch_end(self, batch, logs=None):
         private = self.private

@@ -16,13 +16,14 @@ import json
 import math
 import os
 import secrets
+import threading
 
 import tensorflow as tf
 
 from privacy.accounting import (AccountantKind, Adjacency, DpSgdMechanism, PrivacyBudget, PrivacyReport,
                                 Sampling, default_delta, dp_sgd_report, resolve_adjacency)
 from privacy.atomic_files import write_atomically
-from privacy.keras import layer_rules, optimizers, recording
+from privacy.keras import compat, layer_rules, optimizers, recording
 from privacy.keras.noise import GaussianNoise
 from privacy.keras.params import DPConfigurationError, DPParams
 
@@ -40,6 +41,8 @@ _SOURCES = (PERMUTED, IN_ORDER, CALLERS_DATASET, OUTSIDE_FIT)
 
 
 _ATTRIBUTE = "_ppml_private_training"
+_NO_LIMIT = 2 ** 62
+_ENTRY = threading.local()  # .checked: a step traced now is reached through fit or train_on_batch
 
 
 class PrivacyBudgetExceeded(RuntimeError):
@@ -80,6 +83,8 @@ class PrivateTraining:
         self._fitting: str | None = None
         self._counter = None
         self._dropped = None
+        self._limit = None  # the counter must stay below it (target_epsilon); set by check_budget
+        self._max_steps: tuple | None = None  # (what it depends on, max_steps)
         self._steps_base = 0
         self._budget: PrivacyBudget | None = None
         self._units: dict[int, list] = {}
@@ -93,6 +98,9 @@ class PrivateTraining:
                                         aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
             self._dropped = tf.Variable(0, dtype=tf.int64, trainable=False, name="ppml_dropped_examples",
                                         aggregation=tf.VariableAggregation.SUM)
+            self._limit = tf.Variable(_NO_LIMIT if self.target_epsilon is None else 0, dtype=tf.int64,
+                                      trainable=False, name="ppml_step_limit",
+                                      aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
             if self.state_path and os.path.exists(self.state_path):
                 self._load_state(self.state_path)
 
@@ -140,6 +148,37 @@ class PrivateTraining:
     def count_dropped(self, examples) -> None:
         """Counts examples whose gradient was not finite (dropped: they contributed 0 to the step)."""
         self._dropped.assign_add(examples)
+
+    def step_checks(self, x, replicas: int) -> list:
+        """Assertions the training step makes before it applies its update: the step stays within the
+        target epsilon (`check_budget` sets the limit), and shuffled or fixed-size batches hold at most
+        ``expected_batch_size`` examples (over all replicas).
+
+        XLA drops assertions, so `fit` and `train_on_batch` check the same in Python and in the input
+        pipeline; a step traced for XLA outside them with something to check is refused.
+        """
+        checks = []
+        if self.target_epsilon is not None:
+            checks.append(tf.debugging.assert_less(
+                self._counter, self._limit,
+                message=f"make_private(target_epsilon={self.target_epsilon:g}) allows no further private step: "
+                        f"the target would be exceeded, or the limit was never computed (fit and train_on_batch "
+                        f"compute it; a loop calling train_step calls private_training(model).check_budget() "
+                        f"first)"))
+        if self.sampling is not Sampling.POISSON and self.expected_batch_size is not None:
+            rows = tf.cast(tf.shape(tf.nest.flatten(x)[0])[0], tf.int64)
+            if replicas > 1:
+                rows = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, rows)
+            checks.append(tf.debugging.assert_less_equal(
+                rows, tf.constant(int(self.expected_batch_size), tf.int64),
+                message=f"a batch holds more examples than expected_batch_size={int(self.expected_batch_size)}, "
+                        f"the batch size {self.sampling.value} batches are accounted with"))
+        if checks and compat.in_xla_context() and not getattr(_ENTRY, "checked", False):
+            raise DPConfigurationError(
+                "train_step is compiled with XLA outside fit and train_on_batch, and XLA drops the step's checks of "
+                "the target epsilon and the batch size; train with fit or train_on_batch, or compile the loop "
+                "without jit_compile")
+        return checks
 
     @property
     def dropped_examples(self) -> int:
@@ -262,23 +301,35 @@ class PrivateTraining:
             return None
         budget, mechanism, kind = self.budget, self.mechanism(), self.accountant_kind()
         event = mechanism.unit_event()
+        ledger = budget.ledger
+        before = ledger[:-1] if ledger and ledger[-1][0] == event else ledger  # earlier configurations
+        key = (event, before, kind, self.target_epsilon, self.target_delta, mechanism.epoch_length)
+        if self._max_steps is None or self._max_steps[0] != key:
+            trial = PrivacyBudget(target_delta=self.target_delta, neighboring_relation=budget.neighboring_relation,
+                                  group_size=budget.group_size)
+            for earlier, count in before:
+                trial.compose(earlier, count)
+            units = trial.units + _most(lambda more: trial.epsilon_after(event, more, kind) <= self.target_epsilon)
+            steps = (math.floor(units * mechanism.epoch_length + 1e-9) if self.sampling is Sampling.SHUFFLE
+                     else units)
+            self._max_steps = (key, steps)
+        return self._max_steps[1]
 
-        def fits(more: int) -> bool:
-            return budget.epsilon_after(event, more, kind) <= self.target_epsilon
+    def check_budget(self) -> int | None:
+        """Lets the training step run up to `max_steps` (None: no target) and returns it.
 
-        if not fits(1):
-            return self.steps
-        hi = 2
-        while fits(hi):
-            hi *= 2
-        lo = hi // 2  # fits(lo) holds, fits(hi) does not
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-        allowed_units = budget.units + lo
-        if self.sampling is Sampling.SHUFFLE:
-            return math.floor(allowed_units * mechanism.epoch_length + 1e-9)
-        return allowed_units
+        Raises:
+          PrivacyBudgetExceeded: when no step is left within `target_epsilon`.
+        """
+        limit = self.max_steps()
+        if limit is None:
+            return None
+        self._limit.assign(limit - self._steps_base)
+        if self.steps >= limit:
+            raise PrivacyBudgetExceeded(
+                f"target epsilon {self.target_epsilon:g} is spent: {self.steps} private steps give epsilon "
+                f"{self.epsilon():.4g} at delta {self.target_delta:g}; training more would exceed it")
+        return limit
 
     def _require_accounting(self) -> None:
         missing = [name for name, value in (("dataset_size", self.dataset_size),
@@ -330,6 +381,32 @@ class PrivateTraining:
         if shuffled is not None:
             self.shuffle_seed, self.steps_per_epoch, self._open_epoch = seed, per_epoch, open_epoch
             self._noted_steps = steps
+
+
+def _most(fits) -> int:
+    """The largest k >= 0 with fits(k), for fits true at 0 and monotone (0 when fits(1) is false)."""
+    if not fits(1):
+        return 0
+    hi = 2
+    while fits(hi):
+        hi *= 2
+    lo = hi // 2  # fits(lo) holds, fits(hi) does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
+
+
+@contextlib.contextmanager
+def checked_entry():
+    """Marks the steps traced inside the block as reached through `fit` or `train_on_batch`, which check
+    the target epsilon and the batch size outside the compiled step (see `PrivateTraining.step_checks`)."""
+    previous = getattr(_ENTRY, "checked", False)
+    _ENTRY.checked = True
+    try:
+        yield
+    finally:
+        _ENTRY.checked = previous
 
 
 def _positive_or_none(name, value):

@@ -29,6 +29,7 @@ def dp_train_step(model, private, data):
     x, y, sample_weight = _unpack(data)
     params = private.resolve_params(model.optimizer)
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    checks = private.step_checks(x, replicas)
     expected_batch = private.global_expected_batch_size(x, replicas)
     weights = _weights(x, sample_weight)
     clipped = clipped_gradient_sum(model, private.units(model), x, y, weights, params,
@@ -39,7 +40,7 @@ def dp_train_step(model, private, data):
     grads = [g / tf.cast(denominator, g.dtype) for g in noisy]
     variables = model.trainable_variables
     regularization = _add_regularization_gradients(model, variables, grads, replicas)
-    with optimizers.private_step():
+    with optimizers.private_step(), tf.control_dependencies(checks):
         model.optimizer.apply_gradients(zip(grads, variables))
     private.count_step(after=grads)
 

@@ -24,8 +24,8 @@ import numpy as np
 import tensorflow as tf
 
 from privacy.accounting import DpSgdMechanism, compute_epsilon
-from privacy.keras import (DPConfigurationError, compat, fixed_size_batches, make_private, poisson_batches,
-                           private_training, recording)
+from privacy.keras import (DPConfigurationError, PrivacyBudgetExceeded, compat, fixed_size_batches, make_private,
+                           poisson_batches, private_training, recording)
 from privacy.keras.layer_rules import rule_for
 from privacy.keras.params import DPParams
 from privacy.keras.sampling import shuffled_batches
@@ -294,6 +294,57 @@ def case_steps_that_ran_are_the_steps_accounted():
         assert private.budget.ledger == ((unit, 13),), label
         accountant = private.accountant_kind().value
         assert abs(private.epsilon() - _epsilon(unit, relation, 13, accountant)) < 1e-9, label
+
+
+def case_target_epsilon_holds_outside_fit():
+    """target_epsilon 2 with sigma 1: train_on_batch used to run past it (40 calls ended at epsilon 17 against a
+    target of 1). Now train_on_batch stops at the last step within the target (recomputed here from
+    dp-accounting), and so does the step itself when called directly (refused when compiled for XLA, which drops
+    the check); a shuffled batch larger than expected_batch_size is refused by train_on_batch and by the step."""
+    n, batch, target = 100, 10, 2.0
+    x, y = _id_data(n)
+    unit, relation = _expected("poisson", "add-remove", None, n, batch)
+    allowed = next(t for t in range(1000) if _epsilon(unit, relation, t + 1) > target)
+    assert allowed > 1
+    model = _compiled(make_private(_recording_mlp(_Uses()), l2_norm_clip=1.0, noise_multiplier=SIGMA,
+                                   expected_batch_size=batch, dataset_size=n, target_epsilon=target,
+                                   target_delta=DELTA, seed=0))
+    private = private_training(model)
+    try:
+        model.train_step((tf.constant(x[:batch]), tf.constant(y[:batch])))  # the step knows no limit yet
+    except tf.errors.InvalidArgumentError as err:
+        assert "allows no further private step" in str(err), str(err)
+    else:
+        raise AssertionError("the step ran with a target epsilon it never checked")
+    assert private.steps == 0
+    for _ in range(allowed + 5):
+        try:
+            model.train_on_batch(x[:batch], y[:batch])
+        except PrivacyBudgetExceeded:
+            break
+    assert private.steps == allowed and private.epsilon() <= target < _epsilon(unit, relation, allowed + 1), \
+        (private.steps, allowed, private.epsilon(), private.max_steps())
+    try:
+        model.train_step((tf.constant(x[:batch]), tf.constant(y[:batch])))
+    except tf.errors.InvalidArgumentError as err:
+        assert "allows no further private step" in str(err), str(err)
+    else:
+        raise AssertionError("the step ran past the target epsilon")
+    xla_step = tf.function(model.train_step, jit_compile=True)  # XLA would drop the step's own check
+    _refused(lambda: xla_step((tf.constant(x[:batch]), tf.constant(y[:batch]))), "compiled with XLA outside fit")
+    assert private.steps == allowed
+    shuffled = _compiled(make_private(_recording_mlp(_Uses()), l2_norm_clip=1.0, noise_multiplier=SIGMA,
+                                      sampling="shuffle", expected_batch_size=batch, dataset_size=n,
+                                      target_delta=DELTA))
+    _refused(lambda: shuffled.train_on_batch(x[:2 * batch], y[:2 * batch]),
+             "received 20 examples, more than expected_batch_size=10")
+    try:
+        shuffled.train_step((tf.constant(x[:2 * batch]), tf.constant(y[:2 * batch])))
+    except tf.errors.InvalidArgumentError as err:
+        assert "more examples than expected_batch_size=10" in str(err), str(err)
+    else:
+        raise AssertionError("a batch larger than expected_batch_size was trained on")
+    assert private_training(shuffled).steps == 0
 
 
 def _shuffle_epsilon(epochs):
