@@ -26,9 +26,11 @@ per-example loss vector (see `privacy.keras.optimizers`). What is guaranteed:
 * the budget composes `privacy.accounting`'s event of the sampling that ran, once per step.
 
 Epsilon is in `fit`'s logs, so History, the progress bar and `keras.callbacks.TensorBoard` show it
-(``epoch_epsilon``; ``batch_epsilon`` with `PrivacyBudgetCallback(update_freq=N)`). Compile as usual:
-on CPU leave ``jit_compile`` at its default (off), which measured as fast as or faster than XLA for
-private steps (benchmarks/README.md); with ``jit_compile=True`` the step is XLA-compiled too.
+(``epoch_epsilon``; ``batch_epsilon`` with `PrivacyBudgetCallback(update_freq=N)`). The training loss
+and metrics beside it are computed without noise and are not covered by epsilon (`NOT_COVERED`).
+Compile as usual: on CPU leave ``jit_compile`` at its default (off), which measured as fast as or
+faster than XLA for private steps (benchmarks/README.md); with ``jit_compile=True`` the step is
+XLA-compiled too.
 
 The model's class is unchanged, so it saves and serves as an ordinary Keras model. Importing this
 package imports TensorFlow; the Keras flavour of the classes below follows TF_USE_LEGACY_KERAS, while
@@ -40,14 +42,15 @@ from privacy.keras.model import DPModel, DPSequential, make_dp_model_class, make
 from privacy.keras.optimizers import DPGradientDescentGaussianOptimizer, DPKerasAdagradOptimizer, \
     DPKerasAdamOptimizer, DPKerasSGDOptimizer, make_dp_optimizer_class
 from privacy.keras.params import DPConfigurationError, DPParams
-from privacy.keras.private_training import PrivacyBudgetExceeded, PrivateTraining, privacy_budget, private_training
+from privacy.keras.private_training import (NOT_COVERED, PrivacyBudgetExceeded, PrivateTraining, privacy_budget,
+                                            private_training)
 from privacy.keras.sampling import BatchSampling, fixed_size_batches, poisson_batches, sampling_of
 from privacy.keras.validator import find_problems, validate
 
 __all__ = [
     "BatchSampling", "DPConfigurationError", "DPGradientDescentGaussianOptimizer", "DPKerasAdagradOptimizer",
-    "DPKerasAdamOptimizer", "DPKerasSGDOptimizer", "DPModel", "DPParams", "DPSequential", "PrivacyBudgetCallback",
-    "PrivacyBudgetExceeded", "PrivateTraining", "find_problems", "fixed_size_batches", "make_dp_model_class",
-    "make_dp_optimizer_class", "make_private", "poisson_batches", "privacy_budget", "private_training",
-    "sampling_of", "validate",
+    "DPKerasAdamOptimizer", "DPKerasSGDOptimizer", "DPModel", "DPParams", "DPSequential", "NOT_COVERED",
+    "PrivacyBudgetCallback", "PrivacyBudgetExceeded", "PrivateTraining", "find_problems", "fixed_size_batches",
+    "make_dp_model_class", "make_dp_optimizer_class", "make_private", "poisson_batches", "privacy_budget",
+    "private_training", "sampling_of", "validate",
 ]

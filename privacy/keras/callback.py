@@ -29,8 +29,9 @@ class PrivacyBudgetLogic:
     * After every epoch ``logs["epsilon"]`` is the epsilon spent so far (all private steps of the
       model, resumed ones included) at the model's target delta, from the accountant `PrivateTraining`
       uses (``accountant=`` of `make_private`, else RDP where it applies, else PLD). History, the
-      progress bar and TensorBoard (as ``epoch_epsilon``) record it like any metric. Once examples
-      were dropped for a non-finite gradient, loss or weight, ``logs["dropped_examples"]`` counts them.
+      progress bar and TensorBoard (as ``epoch_epsilon``) record it like any metric. The training loss
+      and metrics Keras logs beside it are computed from the training batches without noise: they are
+      outside the guarantee (diagnostics, not for release with the model), as the report notes.
     * With ``update_freq="batch"`` or an integer N it is also put in the batch logs after every step
       or every N steps of the current `fit` (the batches `keras.callbacks.TensorBoard` with the same
       ``update_freq`` writes as ``batch_epsilon``). Each value composes the ledger: under a millisecond
@@ -83,8 +84,6 @@ class PrivacyBudgetLogic:
         private = self.private
         if logs is not None:
             logs["epsilon"] = private.epsilon()
-            if private.dropped_examples:
-                logs["dropped_examples"] = private.dropped_examples
         if private.state_path:
             private.save_state()
 

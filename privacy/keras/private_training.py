@@ -12,6 +12,7 @@ saved.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -39,6 +40,11 @@ OUTSIDE_FIT = "steps taken outside fit"
 word: no `fit` can continue that epoch."""
 _SOURCES = (PERMUTED, IN_ORDER, CALLERS_DATASET, OUTSIDE_FIT)
 
+
+NOT_COVERED = ("fit's training loss and metrics (History, progress bar, TensorBoard) and "
+               "PrivateTraining.dropped_examples are computed from the training data without noise: they are "
+               "outside this guarantee (diagnostics, not for release with the model)")
+"""What private training shows that its epsilon does not cover (a note of every `PrivateTraining.report`)."""
 
 _ATTRIBUTE = "_ppml_private_training"
 _NO_LIMIT = 2 ** 62
@@ -182,7 +188,11 @@ class PrivateTraining:
 
     @property
     def dropped_examples(self) -> int:
-        """Examples dropped so far because their gradient, loss or weight was not finite (this process)."""
+        """Examples dropped so far because their gradient, loss or weight was not finite (this process).
+
+        An exact count computed from the training data without noise: outside the privacy guarantee (it
+        can tell that a given record is in the data), so it is not in `fit`'s logs; a diagnostic only.
+        """
         return int(self._dropped.numpy()) if self._counter is not None else 0
 
     @property
@@ -293,7 +303,8 @@ class PrivateTraining:
         mechanism = self.mechanism()
         if len(budget.ledger) != 1 or budget.ledger[0][0] != mechanism.unit_event():
             raise DPConfigurationError("the budget composes several configurations; read it from .budget")
-        return dp_sgd_report(mechanism, delta=self.target_delta)
+        report = dp_sgd_report(mechanism, delta=self.target_delta)
+        return dataclasses.replace(report, notes=(*report.notes, f"not covered: {NOT_COVERED}."))
 
     def max_steps(self) -> int | None:
         """The most steps in total (resumed ones included) whose epsilon stays within `target_epsilon`."""
