@@ -12,10 +12,13 @@ Front door (works with ordinary `compile` and `fit`):
     private_training(model).budget               # privacy.accounting.PrivacyBudget of the steps that ran
 
 TF Privacy names: `DPKerasSGDOptimizer` (also `DPGradientDescentGaussianOptimizer`), `DPKerasAdamOptimizer`,
-`DPKerasAdagradOptimizer` (l2_norm_clip, noise_multiplier, num_microbatches): compiling a plain model with
-one makes it private (Keras' own batches, accounted as shuffled), or use them with `make_private(model)`
-or `DPModel` / `DPSequential`; their `minimize(loss, var_list, tape=tape)` runs TF Privacy's step on a
-per-example loss vector (see `privacy.keras.optimizers`). What is guaranteed:
+`DPKerasAdagradOptimizer` (l2_norm_clip, noise_multiplier, num_microbatches): a plain model compiled with
+one becomes private at its first `fit` (`make_private(model, sampling="shuffle")`: shuffled epochs of
+the arrays, or the caller's dataset, accounted by the once-per-epoch bound); or use them with
+`make_private(model)` or `DPModel` / `DPSequential`; their `minimize(loss, var_list, tape=tape)` runs TF
+Privacy's step on a per-example loss vector (see `privacy.keras.optimizers`). For that, importing this
+package wraps `keras.Model.fit` (of the Keras behind tf.keras; see `model.install_drop_in`); nothing
+else of Keras is changed. What is guaranteed:
 
 * every example's gradient (over all trainable variables) is clipped to L2 norm C, by ghost norms for
   Dense, EinsumDense, Embedding, Conv1D, Conv2D, DepthwiseConv2D and LayerNormalization, and by exact

@@ -22,7 +22,7 @@ from privacy.accounting import Sampling
 from privacy.keras import callback, compat, optimizers, recording, sampling, validator
 from privacy.keras.params import DPConfigurationError, DPParams
 from privacy.keras.private_training import (CALLERS_DATASET, IN_ORDER, PERMUTED, PrivateTraining, attach,
-                                            checked_entry, is_private, private_training)
+                                            checked_entry, detach, is_private, private_training)
 from privacy.keras.train_step import dp_train_step
 
 _FIT_ARGUMENTS = ("x", "y", "batch_size", "epochs", "verbose", "callbacks", "validation_split", "validation_data",
@@ -81,7 +81,9 @@ def make_private(model, *, l2_norm_clip: float | None = None, noise_multiplier: 
     """
     params = _params(l2_norm_clip, noise_multiplier, num_microbatches)
     if is_private(model):
-        raise DPConfigurationError(f"model '{model.name}' is already private")
+        raise DPConfigurationError(f"model '{model.name}' is already private (by make_private, as a DPModel or "
+                                   f"DPSequential, or by a fit with a DP optimizer); call make_private once, before "
+                                   f"the first fit")
     validator.validate(model, target_epsilon=target_epsilon)
     private = PrivateTraining(params=params, expected_batch_size=expected_batch_size, dataset_size=dataset_size,
                               sampling=sampling, adjacency=adjacency, target_delta=target_delta,
@@ -159,9 +161,9 @@ def _ready(model) -> PrivateTraining:
 
 
 def _check_accounting(private) -> bool:
-    """Whether this fit is accounted; a target epsilon or a state_path that could not be honoured is refused."""
-    missing = [name for name, value in (("dataset_size", private.dataset_size),
-                                        ("expected_batch_size", private.expected_batch_size)) if value is None]
+    """Whether this training is accounted. Refused when it cannot be: with a target epsilon or a state_path,
+    and for a model made private by its DP optimizer (the drop-in); otherwise a private training warns."""
+    missing = private.missing_for_accounting()
     why = ("noise_multiplier is 0 (no privacy)" if private.params.noise_multiplier == 0
            else f"{' and '.join(missing)} unknown (pass {' and '.join(missing)} to make_private)" if missing else None)
     if why is None:
@@ -171,6 +173,11 @@ def _check_accounting(private) -> bool:
             raise DPConfigurationError(f"make_private({option}={value!r}) needs the privacy spent, but fit cannot "
                                        f"account this training: {why}")
     if private.params.noise_multiplier > 0:
+        if private.require_accounting:
+            raise DPConfigurationError(
+                f"the model is compiled with a DP optimizer, so fit trains it privately, but cannot account this "
+                f"training: {' and '.join(missing)} unknown. Call make_private(model, "
+                f"{', '.join(f'{name}=...' for name in missing)}, sampling='shuffle') before fit")
         warnings.warn(f"this private training is not accounted (no epsilon): {why}", stacklevel=3)
     return False
 
@@ -251,6 +258,7 @@ def _check_shuffled_dataset(private, dataset, kwargs) -> str:
     if private.expected_batch_size is None:
         static = tf.nest.flatten(dataset.element_spec)[0].shape
         private.expected_batch_size = static[0] if static.rank and static[0] is not None else None
+    kwargs.setdefault("shuffle", False)  # the caller's dataset is shuffled by the caller; Keras would only warn
     if private.expected_batch_size is not None:
         kwargs["x"] = sampling.checked_passes(dataset, batch_size=int(private.expected_batch_size),
                                               batches_per_pass=per_epoch, dataset_size=private.dataset_size)
@@ -390,32 +398,57 @@ def _defaults(options: dict) -> dict:
     return out
 
 
-def install_compile_hook(model_class) -> None:
-    """Makes ``model_class.compile`` make a model private when its optimizer is a DP optimizer.
+def install_drop_in(model_class) -> None:
+    """Wraps ``model_class.fit`` so that TF Privacy's pattern trains privately; idempotent.
 
-    TF Privacy's pattern, ``model.compile(optimizer=DPKerasSGDOptimizer(...), loss=...)`` on a plain
-    model, then trains privately: `make_private(model, sampling="shuffle")` (Keras' own batches, the once-
-    per-epoch bound). Models already private, and models whose class overrides `train_step` (their step
-    calls the optimizer's own `minimize` with the tape), are left as they are. Idempotent.
+    This is all that ``import privacy.keras`` changes in Keras: ``keras.Model.fit`` (of the Keras behind
+    tf.keras) becomes a wrapper that, for a model compiled with a DPKeras*Optimizer that is not private
+    and whose class does not override `train_step` (such a step calls the optimizer's `minimize`), calls
+    `make_private(model, sampling="shuffle")` and then the private `fit`. Every other call runs Keras'
+    own `fit` unchanged; `compile`, saving and loading are untouched, so a loaded model is made private
+    only by a later `fit`, and one whose optimizer already took steps is refused there (no ledger holds
+    them). A first `fit` refused before any step leaves the model as it was, so `make_private` can
+    still choose other settings.
     """
-    original = model_class.compile
-    if getattr(original, "ppml_compile_hook", False):
+    original = model_class.fit
+    if getattr(original, "ppml_drop_in", False):
         return
 
     @functools.wraps(original)
-    def compile(model, *args, **kwargs):  # pylint: disable=redefined-builtin
-        result = original(model, *args, **kwargs)
-        if (optimizers.dp_params_of(getattr(model, "optimizer", None)) is not None and not is_private(model)
-                and not validator.overridden_training(model)):
-            make_private(model, sampling="shuffle")
-        return result
+    def fit(model, *args, **kwargs):
+        if is_private(model) or optimizers.dp_params_of(getattr(model, "optimizer", None)) is None or \
+                validator.overridden_training(model):
+            return original(model, *args, **kwargs)
+        taken = int(model.optimizer.iterations.numpy())
+        if taken:
+            raise DPConfigurationError(
+                f"model '{model.name}' is compiled with {type(model.optimizer).__name__}, which has already applied "
+                f"{taken} steps that no privacy ledger of ppml holds (e.g. a model loaded from a file), so fit cannot "
+                f"account them. Resume the run that trained it with make_private(model, state_path=...), or call "
+                f"make_private(model, ...) yourself to account the steps from now on only")
+        make_private(model, sampling="shuffle")
+        private_training(model).require_accounting = True
+        try:
+            return model.fit(*args, **kwargs)
+        except DPConfigurationError:
+            if private_training(model).steps == 0:
+                _undo_make_private(model)
+            raise
 
-    compile.ppml_compile_hook = True
-    model_class.compile = compile
+    fit.ppml_drop_in = True
+    model_class.fit = fit
+
+
+def _undo_make_private(model) -> None:
+    """Returns a model that ran no private step to its state before `make_private`."""
+    for name in ("train_step", "fit", "train_on_batch"):
+        object.__delattr__(model, name)
+    detach(model)
+    model.train_function = None
 
 
 _keras = compat.default_keras()
-install_compile_hook(_keras.Model)
+install_drop_in(_keras.Model)
 DPModel = make_dp_model_class(_keras.Model)
 DPSequential = make_dp_model_class(_keras.Sequential)
 del _keras

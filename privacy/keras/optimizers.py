@@ -5,10 +5,12 @@ Keras SGD that carries DP-SGD hyperparameters (``DPGradientDescentGaussianOptimi
 under TF Privacy's older name). Two ways to train with it:
 
 * ``model.compile(optimizer=DPKerasSGDOptimizer(...), loss=...)`` then `fit`, as TF Privacy's tutorials
-  do: compiling a model with a DP optimizer makes it private (`make_private(model, sampling="shuffle")`:
-  Keras' own batches of the arrays given to `fit`, accounted by the once-per-epoch bound; call
-  `make_private` before `compile` for Poisson sampling). Its private step clips per example with ghost
-  norms and reads the optimizer's hyperparameters. Models that override `train_step` are left alone.
+  do: the first `fit` of a model compiled with a DP optimizer makes it private (`make_private(model,
+  sampling="shuffle")`: shuffled epochs of the arrays given to `fit` in batches of its batch_size, or
+  the caller's dataset of shuffled batches, accounted by the once-per-epoch bound; a training it cannot
+  account is refused; call `make_private` yourself before the first `fit` for Poisson sampling or other
+  settings). Its private step clips per example with ghost norms and reads the optimizer's
+  hyperparameters. Models that override `train_step` are left alone.
 * ``optimizer.minimize(loss, var_list, tape=tape)`` (or `compute_gradients`, or TF Privacy's
   `_compute_gradients`) with a per-example loss vector and the tape that recorded it, as tf-keras's
   own `train_step` and TF Privacy's custom loops call it: the loss is averaged over

@@ -92,6 +92,7 @@ class PrivateTraining:
         self._limit = None  # the counter must stay below it (target_epsilon); set by check_budget
         self._max_steps: tuple | None = None  # (what it depends on, max_steps)
         self._steps_base = 0
+        self.require_accounting = False  # set for the drop-in: fit refuses a private training it cannot account
         self._budget: PrivacyBudget | None = None
         self._units: dict[int, list] = {}
 
@@ -342,10 +343,14 @@ class PrivateTraining:
                 f"{self.epsilon():.4g} at delta {self.target_delta:g}; training more would exceed it")
         return limit
 
+    def missing_for_accounting(self) -> list[str]:
+        """What accounting still lacks, among dataset_size, expected_batch_size and noise_multiplier."""
+        return [name for name, value in (("dataset_size", self.dataset_size),
+                                         ("expected_batch_size", self.expected_batch_size),
+                                         ("noise_multiplier", self.params)) if value is None]
+
     def _require_accounting(self) -> None:
-        missing = [name for name, value in (("dataset_size", self.dataset_size),
-                                            ("expected_batch_size", self.expected_batch_size),
-                                            ("noise_multiplier", self.params)) if value is None]
+        missing = self.missing_for_accounting()
         if missing:
             raise DPConfigurationError(f"accounting needs {', '.join(missing)}; pass them to make_private")
 
@@ -443,6 +448,11 @@ def privacy_budget(model) -> PrivacyBudget:
 
 def is_private(model) -> bool:
     return hasattr(model, _ATTRIBUTE)
+
+
+def detach(model) -> None:
+    """Removes ``model``'s `PrivateTraining` (see `attach`)."""
+    object.__delattr__(model, _ATTRIBUTE)
 
 
 def attach(model, private: PrivateTraining) -> None:

@@ -24,10 +24,11 @@ import numpy as np
 import tensorflow as tf
 
 from privacy.accounting import DpSgdMechanism, compute_epsilon
-from privacy.keras import (DPConfigurationError, PrivacyBudgetExceeded, compat, fixed_size_batches, make_private,
-                           poisson_batches, private_training, recording)
+from privacy.keras import (DPConfigurationError, DPKerasSGDOptimizer, PrivacyBudgetExceeded, compat,
+                           fixed_size_batches, make_private, poisson_batches, private_training, recording)
 from privacy.keras.layer_rules import rule_for
 from privacy.keras.params import DPParams
+from privacy.keras.private_training import is_private
 from privacy.keras.sampling import shuffled_batches
 from privacy.keras.train_step import clipped_gradient_sum
 
@@ -345,6 +346,30 @@ def case_target_epsilon_holds_outside_fit():
     else:
         raise AssertionError("a batch larger than expected_batch_size was trained on")
     assert private_training(shuffled).steps == 0
+
+
+def case_a_loaded_model_brings_no_steps_outside_a_ledger():
+    """A model trained by the TF Privacy drop-in (7 steps), saved and loaded: tf-keras's load_model compiled it,
+    which made it private with an empty ledger, so further training reported the epsilon of the new steps only.
+    Loading now leaves it a plain model, and its first fit is refused before any step: its optimizer has
+    applied 7 steps that no ledger holds."""
+    n, batch = 105, 15
+    x, y = _id_data(n)
+    model = K.Sequential([K.Input((4,)), L.Dense(3)])
+    model.compile(optimizer=DPKerasSGDOptimizer(l2_norm_clip=1.0, noise_multiplier=1.1, learning_rate=0.1),
+                  loss=K.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none"))
+    model.fit(x, y, epochs=1, batch_size=batch, verbose=0)
+    assert private_training(model).steps == 7
+    formats = ("model.keras", "model.h5") if compat.is_tf_keras(model) else ("model.keras",)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in formats:
+            model.save(os.path.join(tmp, name))
+            loaded = K.models.load_model(os.path.join(tmp, name))
+            assert not is_private(loaded) and int(loaded.optimizer.iterations.numpy()) == 7, name
+            before = [w.copy() for w in loaded.get_weights()]
+            _refused(lambda: loaded.fit(x, y, epochs=1, batch_size=batch, verbose=0),
+                     "has already applied 7 steps that no privacy ledger of ppml holds", "make_private")
+            assert not is_private(loaded) and all(np.array_equal(a, b) for a, b in zip(before, loaded.get_weights()))
 
 
 def _shuffle_epsilon(epochs):
