@@ -15,9 +15,10 @@ under TF Privacy's older name). Two ways to train with it:
   `_compute_gradients`) with a per-example loss vector and the tape that recorded it, as tf-keras's
   own `train_step` and TF Privacy's custom loops call it: the loss is averaged over
   ``num_microbatches`` equal microbatches (default: one per example), each microbatch's gradient is
-  clipped to L2 norm C over all variables (one that is not finite contributes 0), noise of std sigma C
-  is added once to their sum, and the result is divided by the number of microbatches, as TF Privacy
-  does. These steps are not accounted by ppml (`compute_dp_sgd_privacy` or `privacy.accounting` do it).
+  clipped to L2 norm C over all variables (one whose gradient or loss is not finite contributes 0),
+  noise of std sigma C is added once to their sum, and the result is divided by the number of
+  microbatches, as TF Privacy does. These steps are not accounted by ppml (`compute_dp_sgd_privacy` or
+  `privacy.accounting` do it).
 
 Gradients from anywhere else (a custom loop applying ordinary averaged gradients) are refused with an
 error naming `make_private`, instead of silently training without privacy (TF Privacy #134).
@@ -33,7 +34,7 @@ import threading
 
 import tensorflow as tf
 
-from privacy.keras import compat
+from privacy.keras import clipping, compat
 from privacy.keras.noise import GaussianNoise
 from privacy.keras.params import DPConfigurationError, DPParams
 
@@ -138,9 +139,9 @@ def dp_gradients(params: DPParams, noise: GaussianNoise, loss, var_list, tape=No
 
     ``loss`` is a vector of per-example losses recorded by ``tape``, or a callable returning it (then
     ``tape`` may be None). Microbatch losses are means over ``num_microbatches`` equal slices (default:
-    one per example); each microbatch's gradient is clipped to ``l2_norm_clip`` over all variables, a
-    non-finite one contributes 0, Gaussian noise of std sigma C is added once to the sum, and the sum is
-    divided by the number of microbatches.
+    one per example); each microbatch's gradient is clipped to ``l2_norm_clip`` over all variables, one
+    whose gradient or loss is not finite contributes 0, Gaussian noise of std sigma C is added once to the
+    sum, and the sum is divided by the number of microbatches.
     """
     if not callable(loss) and tape is None:
         raise ValueError("`tape` is required when a `Tensor` loss is passed.")
@@ -161,8 +162,8 @@ def dp_gradients(params: DPParams, noise: GaussianNoise, loss, var_list, tape=No
     jacobians = [tf.zeros([count, *v.shape], loss.dtype) if j is None else j for j, v in zip(jacobians, var_list)]
     squared = tf.add_n([tf.reduce_sum(tf.reshape(tf.square(j), [count, -1]), axis=1) for j in jacobians])
     norms = tf.sqrt(squared)
-    finite = tf.math.is_finite(norms)
-    scale = tf.where(finite, params.l2_norm_clip / tf.maximum(norms, params.l2_norm_clip), tf.zeros_like(norms))
+    finite = tf.math.is_finite(norms) & tf.math.is_finite(microbatch_losses)
+    scale = clipping.clip_scale(norms, params.l2_norm_clip, finite)
     sums = [tf.tensordot(scale, tf.where(tf.reshape(finite, [-1] + [1] * (j.shape.rank - 1)), j, tf.zeros_like(j)),
                          axes=1) for j in jacobians]
     noisy = noise.add(sums, params.noise_stddev)

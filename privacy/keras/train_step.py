@@ -44,10 +44,10 @@ def dp_train_step(model, private, data):
         model.optimizer.apply_gradients(zip(grads, variables))
     private.count_step(after=grads)
 
-    # Examples (not padding) whose clipping unit was dropped, or whose weight or loss is not finite.
+    # Examples (not padding) whose clipping unit was dropped, or whose weight is not finite.
     real = tf.not_equal(weights, 0.0)
-    kept = tf.repeat(tf.math.is_finite(clipped.norms), tf.shape(weights)[0] // tf.size(clipped.norms))
-    ok = real & tf.math.is_finite(weights) & kept & tf.math.is_finite(weighted_losses)
+    kept = tf.repeat(clipped.kept, tf.shape(weights)[0] // tf.size(clipped.kept))
+    ok = real & tf.math.is_finite(weights) & kept
     private.count_dropped(tf.reduce_sum(tf.cast(real & ~ok, tf.int64)))
     count = tf.reduce_sum(tf.cast(ok, tf.float32))
     mean_loss = tf.reduce_sum(tf.where(ok, weighted_losses, 0.0)) / tf.maximum(count, 1.0)
@@ -62,6 +62,7 @@ class ClippedSum(NamedTuple):
 
     sums: list  # sum of clipped gradients, aligned with model.trainable_variables
     norms: tf.Tensor  # each unit's gradient norm before clipping, shape (units,)
+    kept: tf.Tensor  # the units that contributed (finite gradient and loss), shape (units,)
     predictions: tf.Tensor
     weighted_losses: tf.Tensor  # per-example loss times sample weight, shape (batch,)
 
@@ -89,10 +90,13 @@ def clipped_gradient_sum(model, units, x, y, weights, params, *, expected_batch_
         objective = tf.reduce_sum(weighted_losses) * unit_scale
     target_grads = tape.gradient(objective, records.targets(units),
                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
-    sums, norms = clipping.clipped_gradient_sum(units, records, target_grads, model.trainable_variables,
-                                                l2_norm_clip=params.l2_norm_clip,
-                                                num_microbatches=local_microbatches)
-    return ClippedSum(sums, norms, y_pred, weighted_losses)
+    finite = tf.math.is_finite(weighted_losses)  # padding rows are 0
+    if local_microbatches is not None:
+        finite = tf.reduce_all(tf.reshape(finite, [local_microbatches, -1]), axis=1)
+    sums, norms, kept = clipping.clipped_gradient_sum(units, records, target_grads, model.trainable_variables,
+                                                      l2_norm_clip=params.l2_norm_clip,
+                                                      num_microbatches=local_microbatches, finite_losses=finite)
+    return ClippedSum(sums, norms, kept, y_pred, weighted_losses)
 
 
 def per_example_loss(model, y, y_pred):

@@ -47,7 +47,8 @@ def case_compute_gradients_of_a_loss_vector_and_its_tape():
 
 def case_clipping_noise_and_apply():
     """TF Privacy's testClippingNorm ([-0.6, -0.8]), testNoiseMultiplier (std C sigma / M) and
-    testAssertOnNoCallOfComputeGradients (applying gradients it did not compute is refused)."""
+    testAssertOnNoCallOfComputeGradients (applying gradients it did not compute is refused); a microbatch
+    whose loss is not finite is dropped."""
     var0 = tf.Variable([0.0, 0.0])
     data0 = tf.constant([[3.0, 4.0], [6.0, 8.0]])
     opt = DPKerasSGDOptimizer(l2_norm_clip=1.0, noise_multiplier=0.0, num_microbatches=1, learning_rate=2.0)
@@ -61,6 +62,12 @@ def case_clipping_noise_and_apply():
         assert "make_private" in str(err), str(err)
     else:
         raise AssertionError("gradients were applied twice")
+    # A microbatch whose loss is not finite although its gradient is (|inf - v| has gradient -1) contributes 0.
+    var1 = tf.Variable([0.0, 0.0])
+    data1 = tf.constant([[3.0, 4.0], [np.inf, 0.0]])
+    opt = DPKerasSGDOptimizer(l2_norm_clip=1.0, noise_multiplier=0.0, num_microbatches=2, learning_rate=1.0)
+    grads = opt._compute_gradients(lambda: tf.reduce_sum(tf.abs(data1 - var1), axis=1), [var1])
+    np.testing.assert_allclose(grads[0][0].numpy(), [-0.5 / np.sqrt(2)] * 2, rtol=1e-6)
     for clip, sigma, microbatches in ((2.0, 4.0, 1), (4.0, 1.0, 4), (3.0, 2.0, None)):
         var = tf.Variable(tf.zeros([20000]))
         opt = DPKerasSGDOptimizer(l2_norm_clip=clip, noise_multiplier=sigma, num_microbatches=microbatches,
