@@ -261,9 +261,10 @@ def _reject_weights_used_outside_their_layers(records, model):
     if outside:
         raise DPConfigurationError(
             f"the forward pass computes with {[v.name for v in outside]} outside the layer that owns them (e.g. "
-            "an output layer reading an embedding's matrix: tied weights); per-example clipping would miss the "
-            "gradient of that use. Give that layer the variable as its own weight (ppml clips a variable "
-            "several layers own as one), or compute with weights only inside the layers that own them")
+            "an output layer reading an embedding's matrix through a reference it does not track: tied "
+            "weights); per-example clipping would miss the gradient of that use. Give that layer the variable "
+            "as its own weight (ppml clips a variable several layers own as one), or compute with weights only "
+            "inside the layers that own them")
 
 
 def _add_regularization_gradients(model, variables, grads, replicas):
