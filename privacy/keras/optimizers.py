@@ -35,6 +35,7 @@ import threading
 import tensorflow as tf
 
 from privacy.keras import clipping, compat
+from privacy.keras.masking import select_rows
 from privacy.keras.noise import GaussianNoise
 from privacy.keras.params import DPConfigurationError, DPParams
 
@@ -103,19 +104,22 @@ def make_dp_optimizer_class(base: type) -> type:
             return self.dp_params.num_microbatches
 
         def apply_gradients(self, grads_and_vars, *args, **kwargs):
-            noised, self._ppml_noised = self._ppml_noised, False
-            if not noised:
-                _require_private_step(self)
-            with private_step():
+            with self._applying():
                 return super().apply_gradients(grads_and_vars, *args, **kwargs)
 
         if hasattr(base, "apply"):
             def apply(self, grads, trainable_variables=None):  # Keras 3's entry point
-                noised, self._ppml_noised = self._ppml_noised, False
-                if not noised:
-                    _require_private_step(self)
-                with private_step():
+                with self._applying():
                     return super().apply(grads, trainable_variables)
+
+        @contextlib.contextmanager
+        def _applying(self):
+            """Applies only gradients of the private step or of this optimizer's own DP gradients."""
+            noised, self._ppml_noised = self._ppml_noised, False
+            if not noised:
+                _require_private_step(self)
+            with private_step():
+                yield
 
         def get_config(self):
             config = super().get_config()
@@ -129,7 +133,8 @@ def make_dp_optimizer_class(base: type) -> type:
         "    Args:\n"
         "      l2_norm_clip: C, the L2 bound on each example's (or microbatch's) gradient.\n"
         "      noise_multiplier: sigma; the noise on the summed clipped gradients has std sigma * C.\n"
-        "      num_microbatches: clip M microbatches instead of single examples (sensitivity 2C).\n"
+        "      num_microbatches: clip M microbatches instead of single examples (one example can move a\n"
+        "        microbatch by 2C; see `privacy.accounting.DpSgdMechanism.sensitivity`).\n"
         f"      *args, **kwargs: the arguments of {base.__name__}.\n")
     return DPOptimizer
 
@@ -164,8 +169,7 @@ def dp_gradients(params: DPParams, noise: GaussianNoise, loss, var_list, tape=No
     norms = tf.sqrt(squared)
     finite = tf.math.is_finite(norms) & tf.math.is_finite(microbatch_losses)
     scale = clipping.clip_scale(norms, params.l2_norm_clip, finite)
-    sums = [tf.tensordot(scale, tf.where(tf.reshape(finite, [-1] + [1] * (j.shape.rank - 1)), j, tf.zeros_like(j)),
-                         axes=1) for j in jacobians]
+    sums = [tf.tensordot(scale, select_rows(finite, j), axes=1) for j in jacobians]
     noisy = noise.add(sums, params.noise_stddev)
     return [(g / tf.cast(count, g.dtype), v) for g, v in zip(noisy, var_list)]
 

@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from privacy.accounting import Sampling
+from privacy.keras.masking import select_rows
 from privacy.keras.params import DPConfigurationError
 
 DEFAULT_OVERFLOW_PROBABILITY = 1e-9
@@ -313,13 +314,11 @@ def _padded(x, y, w, keep):
     Padding is selected away, never multiplied by 0: a copy of a real example could hold inf or NaN,
     and 0 x inf is NaN, which would reach every step whether that example was sampled or not.
     """
-    def blank(t):
-        rows = tf.reshape(keep, [-1] + [1] * (t.shape.rank - 1))
-        return tf.where(rows, t, tf.zeros_like(t))
+    def blank(structure):
+        return tf.nest.map_structure(lambda t: select_rows(keep, t), structure)
 
     weight = tf.ones(tf.shape(keep), tf.float32) if w is None else tf.cast(tf.reshape(w, [-1]), tf.float32)
-    return (tf.nest.map_structure(blank, x), tf.nest.map_structure(blank, y),
-            tf.where(keep, weight, tf.zeros_like(weight)))
+    return blank(x), blank(y), select_rows(keep, weight)
 
 
 def _tagged(dataset, sampling: BatchSampling):

@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from privacy.keras import clipping, compat, optimizers, recording
 from privacy.keras.factors import dim
+from privacy.keras.masking import select_rows
 from privacy.keras.params import DPConfigurationError
 
 
@@ -54,7 +55,7 @@ def dp_train_step(model, private, data):
     if regularization is not None:
         mean_loss += regularization
     compat.update_loss_metric(model, y_pred, mean_loss, count)
-    return model.compute_metrics(x, _rows(ok, y), _rows(ok, y_pred), tf.where(ok, weights, 0.0))
+    return model.compute_metrics(x, _rows(ok, y), _rows(ok, y_pred), select_rows(ok, weights))
 
 
 class ClippedSum(NamedTuple):
@@ -176,13 +177,7 @@ def _one_loss(model, loss, y, y_pred):
 
 def _rows(keep, tensors):
     """``tensors`` (any structure, batch first) with the rows where ``keep`` is False set to zero."""
-    def select(t):
-        t = tf.convert_to_tensor(t)
-        if t.shape.rank == 0:
-            return t
-        return tf.where(tf.reshape(keep, [-1] + [1] * (t.shape.rank - 1)), t, tf.zeros_like(t))
-
-    return None if tensors is None else tf.nest.map_structure(select, tensors)
+    return None if tensors is None else tf.nest.map_structure(lambda t: select_rows(keep, t), tensors)
 
 
 def _same_rank(y, y_pred):
