@@ -219,13 +219,12 @@ def _notes(m: DpSgdMechanism, epsilon) -> list[str]:
                      f"({m.passes} times; {length}). Do not compare it with Poisson numbers: for shuffling, "
                      f"the Poisson analysis can underestimate epsilon (Chua et al., ICML 2024).")
     if m.microbatches_hold_several_examples and m.sampling is Sampling.POISSON:
-        notes.append("microbatching: a microbatch of several examples is clipped as a mean, which can move "
-                     "by 2C when one example joins it; accounted with noise multiplier sigma/2"
-                     + (" (x and its replacement x' on either side: 4C apart)."
-                        if m.adjacency is Adjacency.REPLACE_ONE else "."))
+        notes.append("microbatching: a microbatch of several examples is clipped as a mean, which one example "
+                     "joining it can move by 2C; accounted with noise multiplier sigma/2.")
     if m.adjacency is Adjacency.REPLACE_ONE:
-        notes.append(f"replace-one: one example's clipped contribution can move by 2C; the analysis accounts "
-                     f"sensitivity {m.sensitivity:g}C.")
+        notes.append(f"replace-one: the summed clipped gradients with an example x and with its replacement x' are "
+                     f"at most {m.sensitivity:g}C apart ({_replace_one_distance(m)}); that is the sensitivity "
+                     f"accounted.")
     if m.max_examples_per_user:
         notes.append(f"user level: group privacy over {m.max_examples_per_user} examples, "
                      f"(k*eps, delta*sum_(i<k) e^(i*eps)) with the example-level delta searched so that "
@@ -233,6 +232,15 @@ def _notes(m: DpSgdMechanism, epsilon) -> list[str]:
         if any(e is not None and math.isinf(e) for e in epsilon.values()):
             notes.append("user level: the group-privacy bound diverges for this configuration (inf).")
     return notes
+
+
+def _replace_one_distance(m: DpSgdMechanism) -> str:
+    """Why x and x' move one step's sum by at most `m.sensitivity` C."""
+    if m.sampling is not Sampling.POISSON:
+        return "x' takes x's slot, and its example or microbatch moves by at most 2C"
+    if m.per_side == 2:
+        return "each moves the sum without either by up to 2C, its microbatch's mean flipping"
+    return "each contributes at most C"
 
 
 DELTA_WARNING_FRACTION = 0.5

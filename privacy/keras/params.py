@@ -24,8 +24,8 @@ class DPParams:
         of clipped gradients; in `privacy.accounting.NOISE_MULTIPLIER_RANGE`, or 0 to train without noise
         (no privacy; for tests and baselines).
       num_microbatches: M to clip the mean gradients of M equal slices of each batch instead of single
-        examples (a microbatch may then hold several examples: the sensitivity doubles, and the
-        accountant is told so); None clips per example.
+        examples (a microbatch may then hold several examples, and one of them can move its clipped
+        mean by 2C: the accountant is told so); None clips per example.
     """
 
     l2_norm_clip: float
