@@ -43,7 +43,9 @@ def make_private(model, *, l2_norm_clip: float | None = None, noise_multiplier: 
       l2_norm_clip: C, the L2 bound on each example's gradient over all trainable variables. With
         ``noise_multiplier``, or neither when the model is compiled with a DPKeras*Optimizer.
       noise_multiplier: sigma; noise of std sigma * C is added once to the sum of clipped gradients.
-      num_microbatches: clip M equal slices of each batch instead of examples (sensitivity 2C; accounted).
+      num_microbatches: clip M equal slices of each batch instead of examples (a microbatch moves by up to
+        2C when one example joins it, so x and a replacement x' are up to 4C apart under Poisson
+        replace-one; the accountant is told: `DpSgdMechanism.sensitivity`).
       expected_batch_size: B, the public batch size the noisy sum is divided by (for Poisson sampling
         the expected size q * n). Default: `fit`'s batch_size, or the Poisson dataset's.
       dataset_size: n, the number of training examples (needed for accounting; taken from arrays or
@@ -167,6 +169,10 @@ def _check_accounting(private) -> bool:
     why = ("noise_multiplier is 0 (no privacy)" if private.params.noise_multiplier == 0
            else f"{' and '.join(missing)} unknown (pass {' and '.join(missing)} to make_private)" if missing else None)
     if why is None:
+        reason = private.unaccountable_reason()
+        if reason:
+            kind = private.accountant_kind().value.upper()
+            raise DPConfigurationError(f"cannot account this training with the {kind} accountant: {reason}")
         return True
     for option, value in (("target_epsilon", private.target_epsilon), ("state_path", private.state_path)):
         if value is not None:

@@ -21,8 +21,8 @@ import threading
 
 import tensorflow as tf
 
-from privacy.accounting import (AccountantKind, Adjacency, DpSgdMechanism, PrivacyBudget, PrivacyReport,
-                                Sampling, default_delta, dp_sgd_report, resolve_adjacency)
+from privacy.accounting import (MAX_STEPS, AccountantKind, Adjacency, DpSgdMechanism, PrivacyBudget, PrivacyReport,
+                                Sampling, UnsupportedAccounting, default_delta, dp_sgd_report, resolve_adjacency)
 from privacy.atomic_files import write_atomically
 from privacy.keras import compat, layer_rules, optimizers, recording
 from privacy.keras.noise import GaussianNoise
@@ -294,9 +294,25 @@ class PrivateTraining:
             return self.accountant
         return AccountantKind.PLD if self.mechanism().unsupported_reason("rdp") else AccountantKind.RDP
 
+    def unaccountable_reason(self, accountant: AccountantKind | str | None = None,
+                             steps: int | None = None) -> str | None:
+        """Why ``accountant`` (default: `accountant_kind`) is not asked for the epsilon of ``steps`` steps
+        (default: those run): no analysis, or PLD's cost limits (as `privacy.accounting.compute_epsilon`)."""
+        kind = AccountantKind(accountant) if accountant is not None else self.accountant_kind()
+        mechanism = self.mechanism(steps)
+        return mechanism.unsupported_reason(kind.value) or mechanism.cost_reason(kind.value, self.target_delta)
+
     def epsilon(self, accountant: AccountantKind | str | None = None) -> float:
-        """Epsilon spent so far at `target_delta`."""
-        return self.budget.epsilon(accountant or self.accountant_kind())
+        """Epsilon spent so far at `target_delta`.
+
+        Raises:
+          UnsupportedAccounting: where the accountant has no analysis or PLD would exceed its cost limits.
+        """
+        kind = AccountantKind(accountant) if accountant is not None else self.accountant_kind()
+        reason = self.unaccountable_reason(kind)
+        if reason:
+            raise UnsupportedAccounting(reason)
+        return self.budget.epsilon(kind)
 
     def report(self) -> PrivacyReport:
         """The `PrivacyReport` of the steps run (one DP-SGD configuration throughout)."""
@@ -321,10 +337,18 @@ class PrivateTraining:
                                   group_size=budget.group_size)
             for earlier, count in before:
                 trial.compose(earlier, count)
-            units = trial.units + _most(lambda more: trial.epsilon_after(event, more, kind) <= self.target_epsilon)
-            steps = (math.floor(units * mechanism.epoch_length + 1e-9) if self.sampling is Sampling.SHUFFLE
-                     else units)
-            self._max_steps = (key, steps)
+
+            def steps_of(units: int) -> int:
+                if self.sampling is Sampling.SHUFFLE:
+                    return math.floor(units * mechanism.epoch_length + 1e-9)
+                return units
+
+            def fits(more: int) -> bool:  # beyond MAX_STEPS or PLD's cost limits nothing is known to fit
+                steps = steps_of(trial.units + more)
+                return (steps <= MAX_STEPS and self.unaccountable_reason(kind, steps) is None
+                        and trial.epsilon_after(event, more, kind) <= self.target_epsilon)
+
+            self._max_steps = (key, steps_of(trial.units + _most(fits)))
         return self._max_steps[1]
 
     def check_budget(self) -> int | None:
