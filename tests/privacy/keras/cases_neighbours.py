@@ -175,16 +175,24 @@ def case_one_step_moves_no_further_than_the_accounted_event_assumes():
         if microbatches is None:
             np.testing.assert_allclose(poisoned, without_x, atol=1e-6, err_msg=str(label))
         assert np.all(np.isfinite(poisoned)) and np.linalg.norm(poisoned - without_x) <= allowed + 1e-5, label
-        # A user with two examples (the adversary and a second one like it): up to twice as far.
+        # A user with two examples (the adversary and a second one like it), removed or both replaced: up to
+        # twice as far as one example, under either adjacency.
         second = int(np.flatnonzero((w > 0) & (np.arange(len(w)) != slot))[0])
         user = _neighbour(batch, second, y_value=ADVERSARY)
-        user_moves = np.linalg.norm(_clipped_sum(model, private, *user)
-                                    - _clipped_sum(model, private, *_neighbour(_neighbour(user, slot, remove=True),
-                                                                             second, remove=True)))
-        if adjacency == "add-remove":
-            assert user_moves <= 2 * allowed + 1e-5, label
-            if microbatches is None:  # beyond what one example may move: only group privacy covers it
-                assert user_moves >= 2 * allowed - 1e-5, label
+        with_user = _clipped_sum(model, private, *user)
+        without_user = _clipped_sum(model, private, *_neighbour(_neighbour(user, slot, remove=True), second,
+                                                                remove=True))
+        replaced_user = _clipped_sum(model, private, *_neighbour(_neighbour(user, slot, y_value=REPLACEMENT), second,
+                                                                 y_value=REPLACEMENT))
+        if kind == "per side":
+            user_moves = max(np.linalg.norm(with_user - without_user), np.linalg.norm(replaced_user - without_user))
+        elif adjacency == "add-remove":
+            user_moves = np.linalg.norm(with_user - without_user)
+        else:
+            user_moves = np.linalg.norm(with_user - replaced_user)
+        assert user_moves <= 2 * allowed + 1e-5, (label, user_moves)
+        if microbatches is None:  # beyond what one example may move: only group privacy covers it
+            assert user_moves >= 2 * allowed - 1e-5, (label, user_moves)
 
 
 def case_an_example_with_a_non_finite_loss_contributes_nothing():
