@@ -30,7 +30,6 @@ tf-keras when TF_USE_LEGACY_KERAS=1); `make_dp_optimizer_class` wraps any other 
 from __future__ import annotations
 
 import contextlib
-import threading
 
 import tensorflow as tf
 
@@ -38,23 +37,15 @@ from privacy.keras import clipping, compat
 from privacy.keras.masking import select_rows
 from privacy.keras.noise import GaussianNoise
 from privacy.keras.params import DPConfigurationError, DPParams
+from privacy.keras.thread_flag import ThreadFlag
 
-_PRIVATE_STEP = threading.local()
-
-
-@contextlib.contextmanager
-def private_step():
-    """Marks the enclosed `apply_gradients` as coming from the private training step."""
-    previous = getattr(_PRIVATE_STEP, "active", False)
-    _PRIVATE_STEP.active = True
-    try:
-        yield
-    finally:
-        _PRIVATE_STEP.active = previous
+_PRIVATE_STEP = ThreadFlag()
+private_step = _PRIVATE_STEP.raised
+"""Marks the enclosed `apply_gradients` as coming from the private training step."""
 
 
 def _require_private_step(optimizer) -> None:
-    if not getattr(_PRIVATE_STEP, "active", False):
+    if not _PRIVATE_STEP.up:
         raise DPConfigurationError(
             f"{type(optimizer).__name__} was asked to apply gradients that did not come from the private "
             "training step or from its own minimize / compute_gradients, so they were never clipped per "

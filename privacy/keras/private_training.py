@@ -17,7 +17,6 @@ import json
 import math
 import os
 import secrets
-import threading
 
 import tensorflow as tf
 
@@ -27,6 +26,7 @@ from privacy.atomic_files import write_atomically
 from privacy.keras import compat, layer_rules, optimizers, recording
 from privacy.keras.noise import GaussianNoise
 from privacy.keras.params import DPConfigurationError, DPParams
+from privacy.keras.thread_flag import ThreadFlag
 
 STATE_FORMAT = "ppml.keras.private_training/3"   # /3: the shuffled epochs' order; /2: sampling and adjacency
 _STATE_FORMATS = (STATE_FORMAT, "ppml.keras.private_training/2")
@@ -48,7 +48,7 @@ NOT_COVERED = ("fit's training loss and metrics (History, progress bar, TensorBo
 
 _ATTRIBUTE = "_ppml_private_training"
 _NO_LIMIT = 2 ** 62
-_ENTRY = threading.local()  # .checked: a step traced now is reached through fit or train_on_batch
+_ENTRY = ThreadFlag()  # up: a step traced now is reached through fit or train_on_batch
 
 
 class PrivacyBudgetExceeded(RuntimeError):
@@ -180,7 +180,7 @@ class PrivateTraining:
                 rows, tf.constant(int(self.expected_batch_size), tf.int64),
                 message=f"a batch holds more examples than expected_batch_size={int(self.expected_batch_size)}, "
                         f"the batch size {self.sampling.value} batches are accounted with"))
-        if checks and compat.in_xla_context() and not getattr(_ENTRY, "checked", False):
+        if checks and compat.in_xla_context() and not _ENTRY.up:
             raise DPConfigurationError(
                 "train_step is compiled with XLA outside fit and train_on_batch, and XLA drops the step's checks of "
                 "the target epsilon and the batch size; train with fit or train_on_batch, or compile the loop "
@@ -437,16 +437,9 @@ def _most(fits) -> int:
     return lo
 
 
-@contextlib.contextmanager
-def checked_entry():
-    """Marks the steps traced inside the block as reached through `fit` or `train_on_batch`, which check
-    the target epsilon and the batch size outside the compiled step (see `PrivateTraining.step_checks`)."""
-    previous = getattr(_ENTRY, "checked", False)
-    _ENTRY.checked = True
-    try:
-        yield
-    finally:
-        _ENTRY.checked = previous
+checked_entry = _ENTRY.raised
+"""Marks the steps traced inside the block as reached through `fit` or `train_on_batch`, which check
+the target epsilon and the batch size outside the compiled step (see `PrivateTraining.step_checks`)."""
 
 
 def _positive_or_none(name, value):
