@@ -13,10 +13,10 @@ import sys
 
 import click
 
-from privacy.accounting import (MAX_PER_EPOCH_ROWS, MAX_STEPS, NOISE_MULTIPLIER_RANGE, AccountantKind, Adjacency,
-                                DpSgdMechanism, Sampling, UnsupportedAccounting, calibrate_noise_multiplier,
-                                compute_epsilon, default_delta, delta_warning, dp_accounting_version, dp_sgd_report,
-                                max_epochs, resolve_adjacency, steps_per_epoch)
+from privacy.accounting import (DEFAULT_DELTA_RULE, MAX_PER_EPOCH_ROWS, MAX_STEPS, NOISE_MULTIPLIER_RANGE,
+                                AccountantKind, Adjacency, DpSgdMechanism, Sampling, UnsupportedAccounting,
+                                calibrate_noise_multiplier, compute_epsilon, default_delta, delta_warning,
+                                dp_accounting_version, dp_sgd_report, max_epochs, resolve_adjacency, steps_per_epoch)
 
 _ACCOUNTANTS = {"rdp": (AccountantKind.RDP,), "pld": (AccountantKind.PLD,),
                 "both": (AccountantKind.RDP, AccountantKind.PLD)}
@@ -78,7 +78,7 @@ def _mechanism_options(*, noise: bool, length: bool):
             ]
         options += [
             click.option("--delta", type=float, callback=_probability("--delta"),
-                         help="delta of the guarantee [default: largest power of ten below 1/n]."),
+                         help=f"delta of the guarantee [default: {DEFAULT_DELTA_RULE}]."),
             click.option("--sampling", type=click.Choice([s.value for s in Sampling]), default="poisson",
                          show_default=True,
                          help="How batches were formed: poisson (exact analysis), fixed (without replacement), "

@@ -31,9 +31,14 @@ _ADJACENCY_TEXT = {
 }
 
 
+DEFAULT_DELTA_RULE = "the largest power of ten at most 1/(2n)"
+"""How `default_delta` picks delta (for help texts): never close enough to 1/n for `delta_warning`."""
+
+
 def default_delta(dataset_size: int) -> float:
-    """The largest power of ten strictly below 1/n."""
-    return 10.0 ** -(math.floor(math.log10(dataset_size)) + 1)
+    """The largest power of ten at most 1/(2n) (n = 60000: 1e-6), computed exactly: 10^-k for the
+    number of digits k of 2n - 1."""
+    return 10.0 ** -len(str(2 * dataset_size - 1))
 
 
 def compute_epsilon(mechanism: DpSgdMechanism, target_delta: float,
@@ -117,7 +122,7 @@ class PrivacyReport:
             clipping = f"{m.num_microbatches} microbatches; sensitivity {m.sensitivity:g} C"
         delta = f"{self.delta:g}"
         if self.delta_is_default:
-            delta += f" (default: largest power of ten below 1/n = {1 / m.dataset_size:.3g})"
+            delta += f" (default: {DEFAULT_DELTA_RULE} = {1 / (2 * m.dataset_size):.3g})"
         rows = [
             ("dataset size n", f"{m.dataset_size} examples"),
             ("batch size B", f"{batch} (sampling rate q = {m.sampling_probability:.6g})"),
@@ -251,7 +256,7 @@ def delta_warning(delta: float, dataset_size: int) -> str | None:
     """Why ``delta`` is too large for ``dataset_size`` examples, or None.
 
     A mechanism that publishes each example in full with probability delta is (0, delta)-DP, so
-    delta near 1/n allows about n * delta examples in the clear (the default delta can be 0.999/n).
+    delta near 1/n allows about n * delta examples in the clear (`default_delta` stays at 1/(2n) or below).
     """
     share = delta * dataset_size
     if share >= 1:
