@@ -5,7 +5,7 @@ Front door (works with ordinary `compile` and `fit`):
     from privacy.keras import make_private, poisson_batches, private_training
 
     model = make_private(model, l2_norm_clip=1.0, noise_multiplier=1.1, expected_batch_size=256,
-                         dataset_size=n, target_delta=1e-5)          # sampling="poisson" by default
+                         dataset_size=n)         # sampling="poisson"; target_delta <= 1/(2n) by default
     model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     history = model.fit(x, y, epochs=3)          # arrays are Poisson-sampled; history.history["epsilon"]
     # or: model.fit(poisson_batches(examples, dataset_size=n, expected_batch_size=256), epochs=3)

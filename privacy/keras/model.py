@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from privacy.accounting import Sampling
+from privacy.accounting import Sampling, delta_warning
 from privacy.keras import callback, compat, optimizers, recording, sampling, validator
 from privacy.keras.params import DPConfigurationError, DPParams
 from privacy.keras.private_training import (CALLERS_DATASET, IN_ORDER, PERMUTED, PrivateTraining, attach,
@@ -60,7 +60,8 @@ def make_private(model, *, l2_norm_clip: float | None = None, noise_multiplier: 
         ``expected_batch_size`` examples, and a new pass over it may start only at an epoch boundary.
       adjacency: "add-remove" or "replace-one"; default: the sampling's natural one, add-remove for
         Poisson sampling and replace-one for fixed-size and shuffled batches (which refuse add-remove).
-      target_delta: delta of the reported guarantee; default: the largest power of 10 below 1/n.
+      target_delta: delta of the reported guarantee; default: the largest power of 10 at most 1/(2n). A
+        larger one (above 1/(2n)) gets a warning at fit, and in the report.
       target_epsilon: stop training before epsilon (at target_delta) would exceed this.
       accountant: "rdp" or "pld" for logs and stopping; default RDP where it applies, else PLD.
       state_path: JSON file for the steps and budget ledger, written every epoch; a run started with an
@@ -173,6 +174,9 @@ def _check_accounting(private) -> bool:
         if reason:
             kind = private.accountant_kind().value.upper()
             raise DPConfigurationError(f"cannot account this training with the {kind} accountant: {reason}")
+        too_large = delta_warning(private.target_delta, private.dataset_size)
+        if too_large:
+            warnings.warn(f"target_delta: {too_large}", stacklevel=3)
         return True
     for option, value in (("target_epsilon", private.target_epsilon), ("state_path", private.state_path)):
         if value is not None:

@@ -3,6 +3,7 @@
 import json
 import os
 import tempfile
+import warnings
 
 import dp_accounting
 import numpy as np
@@ -354,3 +355,22 @@ def case_pld_cost_limits_hold_for_training_too():
     event = dp_accounting.PoissonSampledDpEvent(0.1, dp_accounting.GaussianDpEvent(0.15))
     expected = dp_accounting.rdp.RdpAccountant().compose(dp_accounting.SelfComposedDpEvent(event, 10))
     assert abs(private.epsilon("rdp") - expected.get_epsilon(1e-3)) < 1e-9
+
+
+def case_a_delta_close_to_one_over_n_is_warned_at_fit():
+    """target_delta above 1/(2n) lets a mechanism publish about n * delta examples in full: fit warns (and
+    the report says so); the default, at most 1/(2n), does not."""
+    x, y = _data(n=100, inputs=8)
+    for target_delta, warned in ((6e-3, True), (None, False)):
+        model = make_private(_mlp(), l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=10,
+                             target_delta=target_delta)
+        model.compile(optimizer=_sgd(0.1), loss=_scce())
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.fit(x, y, epochs=1, verbose=0)
+        said = [str(w.message) for w in caught if "close to 1/n" in str(w.message)]
+        assert bool(said) is warned, (target_delta, said)
+        report = private_training(model).report()
+        assert bool(report.warnings) is warned, report.warnings
+        if not warned:
+            assert report.delta == 1e-3
