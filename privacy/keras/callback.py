@@ -82,10 +82,10 @@ class PrivacyBudgetLogic:
 
     def on_epoch_end(self, epoch, logs=None):
         private = self.private
+        if private.state_path:  # first: the steps are saved even where epsilon raises (PLD's cost limits)
+            private.save_state()
         if logs is not None:
             logs["epsilon"] = private.epsilon()
-        if private.state_path:
-            private.save_state()
 
     def on_train_end(self, logs=None):
         private = self.private
