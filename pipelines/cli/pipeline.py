@@ -56,8 +56,8 @@ def _training_options(fn):
                           "replace-one adjacency, RDP only) or shuffle (once-per-epoch bound, replace-one "
                           "adjacency)."),
         click.option("--num-microbatches", type=int,
-                     help="Clip per microbatch instead of per example (sensitivity 2C when a microbatch holds "
-                          "several examples)."),
+                     help="Clip per microbatch instead of per example (one example moves a microbatch of several "
+                          "examples by up to 2C; accounted)."),
         click.option("--learning-rate", type=float, default=0.2, show_default=True, help="SGD learning rate."),
         click.option("--epsilon-budget", type=float, default=3.0, show_default=True,
                      help="Evaluator: bless only models with epsilon <= this."),

@@ -14,7 +14,7 @@ delta              delta of the guarantee (default: the largest power of ten at 
 sampling           poisson (add/remove adjacency, exact analysis), fixed (B drawn without replacement
                    at every step; replace-one adjacency, RDP analysis only) or shuffle
                    (replace-one adjacency, once-per-epoch bound, no amplification)
-num_microbatches   clip per microbatch instead of per example (sensitivity 2C if several each);
+num_microbatches   clip per microbatch instead of per example (one example moves a microbatch of several by 2C);
                    must divide fixed and shuffled batches
 accountant         rdp or pld: the accountant that calibrates target_epsilon (fixed: rdp only)
 =================  ==========================================================================
