@@ -13,10 +13,10 @@ import sys
 
 import click
 
-from privacy.accounting import (MAX_PER_EPOCH_ROWS, MAX_STEPS, NOISE_MULTIPLIER_RANGE, AccountantKind, Adjacency,
-                                DpSgdMechanism, Sampling, UnsupportedAccounting, calibrate_noise_multiplier,
-                                compute_epsilon, default_delta, delta_warning, dp_accounting_version, dp_sgd_report,
-                                max_epochs, resolve_adjacency)
+from privacy.accounting import (DEFAULT_DELTA_RULE, MAX_PER_EPOCH_ROWS, MAX_STEPS, NOISE_MULTIPLIER_RANGE,
+                                AccountantKind, Adjacency, DpSgdMechanism, Sampling, UnsupportedAccounting,
+                                calibrate_noise_multiplier, compute_epsilon, default_delta, delta_warning,
+                                dp_accounting_version, dp_sgd_report, max_epochs, resolve_adjacency, steps_per_epoch)
 
 _ACCOUNTANTS = {"rdp": (AccountantKind.RDP,), "pld": (AccountantKind.PLD,),
                 "both": (AccountantKind.RDP, AccountantKind.PLD)}
@@ -78,7 +78,7 @@ def _mechanism_options(*, noise: bool, length: bool):
             ]
         options += [
             click.option("--delta", type=float, callback=_probability("--delta"),
-                         help="delta of the guarantee [default: largest power of ten below 1/n]."),
+                         help=f"delta of the guarantee [default: {DEFAULT_DELTA_RULE}]."),
             click.option("--sampling", type=click.Choice([s.value for s in Sampling]), default="poisson",
                          show_default=True,
                          help="How batches were formed: poisson (exact analysis), fixed (without replacement), "
@@ -140,7 +140,7 @@ def _build_mechanism(*, dataset_size, batch_size, sampling_rate, noise_multiplie
     if steps is not None and not 0 < steps <= MAX_STEPS:
         raise _bad("--steps", f"must be in [1, {MAX_STEPS:.0e}], got {steps}")
     if epochs is not None:
-        per_epoch = math.ceil(dataset_size / batch_size) if sampling is Sampling.SHUFFLE else dataset_size / batch_size
+        per_epoch = steps_per_epoch(dataset_size, batch_size, sampling)
         if epochs * per_epoch > MAX_STEPS:
             raise _bad("--epochs", f"{epochs:g} epochs of {per_epoch:.3g} steps are {epochs * per_epoch:.3g} steps, "
                                    f"more than {MAX_STEPS:.0e}; lower --epochs or raise the batch size")

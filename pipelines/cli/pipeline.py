@@ -18,7 +18,7 @@ import click
 from pipelines import run_log
 from pipelines.components.private_evaluator.spec import DEFAULT_PRIVACY_UNIT
 from pipelines.privacy_ledger import PRIVACY_UNITS
-from privacy.accounting import Sampling
+from privacy.accounting import DEFAULT_DELTA_RULE, Sampling
 
 DEFAULT_ROOT = "ppml-pipeline"
 _OPTION_OF_SETTING = {"target_epsilon": "--target-epsilon", "noise_multiplier": "--noise-multiplier",
@@ -44,7 +44,7 @@ def _training_options(fn):
         click.option("--target-epsilon", type=float,
                      help="Calibrate the noise multiplier to this epsilon [default: 3 unless --noise-multiplier]."),
         click.option("--noise-multiplier", type=float, help="sigma, instead of --target-epsilon."),
-        click.option("--delta", type=float, help="delta of the guarantee [default: largest power of ten below 1/n]."),
+        click.option("--delta", type=float, help=f"delta of the guarantee [default: {DEFAULT_DELTA_RULE}]."),
         click.option("--epochs", type=float, default=15, show_default=True, help="Passes over the training data."),
         click.option("--batch-size", type=int, default=32, show_default=True,
                      help="Batch size B (the expected one under Poisson sampling)."),
@@ -56,8 +56,8 @@ def _training_options(fn):
                           "replace-one adjacency, RDP only) or shuffle (once-per-epoch bound, replace-one "
                           "adjacency)."),
         click.option("--num-microbatches", type=int,
-                     help="Clip per microbatch instead of per example (sensitivity 2C when a microbatch holds "
-                          "several examples)."),
+                     help="Clip per microbatch instead of per example (one example moves a microbatch of several "
+                          "examples by up to 2C; accounted)."),
         click.option("--learning-rate", type=float, default=0.2, show_default=True, help="SGD learning rate."),
         click.option("--epsilon-budget", type=float, default=3.0, show_default=True,
                      help="Evaluator: bless only models with epsilon <= this."),

@@ -67,11 +67,9 @@ def max_units(mechanism: DpSgdMechanism, *, target_epsilon: float, target_delta:
     """
     kind = _check(mechanism, target_epsilon, target_delta, accountant)
     _check_pld_target(mechanism, kind, target_epsilon)
-    if kind is AccountantKind.PLD and mechanism.sampling is Sampling.POISSON:
-        step_noise = mechanism.unit_event().event.noise_multiplier
-        if step_noise < PLD_MIN_STEP_NOISE:
-            raise UnsupportedAccounting(f"PLD is not asked to account a noise multiplier of {step_noise:.3g} per "
-                                        f"step (below {PLD_MIN_STEP_NOISE:g}); the RDP accountant covers it")
+    reason = mechanism.pld_step_noise_reason() if kind is AccountantKind.PLD else None
+    if reason:
+        raise UnsupportedAccounting(reason)
     unit = mechanism.unit_event()
 
     def epsilon_gap(units: int) -> float:
@@ -119,8 +117,7 @@ def _check_pld_target(mechanism: DpSgdMechanism, kind: AccountantKind, target_ep
 def _lowest_noise_multiplier(mechanism: DpSgdMechanism, kind: AccountantKind) -> float:
     """Where the search stops going down: MIN_NOISE_MULTIPLIER, or PLD's floor for Poisson-sampled steps."""
     if kind is AccountantKind.PLD and mechanism.sampling is Sampling.POISSON:
-        per_step = mechanism.unit_event().event.noise_multiplier / mechanism.noise_multiplier
-        return max(MIN_NOISE_MULTIPLIER, PLD_MIN_STEP_NOISE / per_step)
+        return max(MIN_NOISE_MULTIPLIER, PLD_MIN_STEP_NOISE * mechanism.per_side)  # see pld_step_noise_reason
     return MIN_NOISE_MULTIPLIER
 
 

@@ -167,8 +167,12 @@ class DpSgdMechanism:
             raise ValueError(f"epochs must be a finite number > 0, got {epochs!r}")
         if not (isinstance(batch_size, (int, float)) and 0 < batch_size <= dataset_size):
             raise ValueError(f"batch_size must be in (0, dataset_size={dataset_size}], got {batch_size!r}")
-        if Sampling(kwargs.get("sampling", Sampling.POISSON)) is Sampling.SHUFFLE:
-            per_epoch = kwargs.pop("steps_per_epoch", None) or math.ceil(dataset_size / batch_size)
+        sampling = Sampling(kwargs.get("sampling", Sampling.POISSON))
+        per_epoch = kwargs.pop("steps_per_epoch", None) or steps_per_epoch(dataset_size, batch_size, sampling)
+        if epochs * per_epoch > MAX_STEPS:
+            raise ValueError(f"{epochs:g} epochs of {per_epoch:.3g} steps are {epochs * per_epoch:.3g} steps, more "
+                             f"than {MAX_STEPS:.0e}")
+        if sampling is Sampling.SHUFFLE:
             return cls(dataset_size=dataset_size, batch_size=batch_size, steps_per_epoch=per_epoch,
                        steps=max(1, math.ceil(epochs * per_epoch - 1e-9)), **kwargs)
         steps = steps_for_epochs(epochs, dataset_size, batch_size)
@@ -222,12 +226,17 @@ class DpSgdMechanism:
         return self.sampling is Sampling.POISSON or self.num_microbatches < self.batch_size
 
     @property
+    def per_side(self) -> float:
+        """How far, in units of C, adding one example (or putting it in a free slot) moves one step's
+        sum of clipped gradients: 2 when it can flip a microbatch of several examples, else 1."""
+        return 2.0 if self.microbatches_hold_several_examples else 1.0
+
+    @property
     def sensitivity(self) -> float:
         """Largest L2 distance, in units of C, between one step's summed clipped gradients on two
         neighbouring datasets (the one that differs sampled: Poisson replace-one counts x against x')."""
-        per_side = 2.0 if self.microbatches_hold_several_examples else 1.0
         if self.sampling is Sampling.POISSON:
-            return 2 * per_side if self.adjacency is Adjacency.REPLACE_ONE else per_side
+            return 2 * self.per_side if self.adjacency is Adjacency.REPLACE_ONE else self.per_side
         return 2.0  # replace-one in x's slot: its example or microbatch moves by at most 2C
 
     @property
@@ -250,10 +259,9 @@ class DpSgdMechanism:
                 event=dp_event.GaussianDpEvent(self.noise_multiplier / 2.0))
         # Poisson: the noise relative to how far x's inclusion moves the sum (under replace-one,
         # dp-accounting's PLD puts x and x' on either side of the sum without them).
-        per_side = 2.0 if self.microbatches_hold_several_examples else 1.0
         return dp_event.PoissonSampledDpEvent(
             sampling_probability=self.sampling_probability,
-            event=dp_event.GaussianDpEvent(self.noise_multiplier / per_side))
+            event=dp_event.GaussianDpEvent(self.noise_multiplier / self.per_side))
 
     def units(self, steps: int | None = None) -> int:
         """How many unit events ``steps`` steps (default: all) amount to."""
@@ -276,26 +284,38 @@ class DpSgdMechanism:
                     "replacement; the RDP accountant covers it")
         return None
 
+    def pld_step_noise_reason(self) -> str | None:
+        """Why PLD is not asked to account these Poisson-sampled steps at all (their noise multiplier
+        relative to one example's move, sigma / `per_side`, is below `PLD_MIN_STEP_NOISE`), or None."""
+        step_noise = self.noise_multiplier / self.per_side
+        if self.sampling is Sampling.POISSON and step_noise < PLD_MIN_STEP_NOISE:
+            return (f"PLD is not asked to account a noise multiplier of {step_noise:.3g} per step (below "
+                    f"{PLD_MIN_STEP_NOISE:g}: minutes and gigabytes){self._rdp_instead()}")
+        return None
+
+    def _rdp_instead(self) -> str:
+        return ("; the RDP accountant covers it" if self.unsupported_reason("rdp") is None
+                else "; no other accountant covers it here")
+
     def cost_reason(self, accountant: str, delta: float) -> str | None:
         """Why ``accountant`` is not asked for this mechanism's epsilon at ``delta`` (minutes of work and
         gigabytes: PLD of Poisson-sampled steps beyond `PLD_MIN_STEP_NOISE`, `PLD_MAX_UNITS` or
         `PLD_MAX_EPSILON`), or None. Checked before any PLD work, with RDP (milliseconds)."""
         if accountant != "pld" or self.sampling is not Sampling.POISSON:
             return None
-        step_noise = self.unit_event().event.noise_multiplier
-        if step_noise < PLD_MIN_STEP_NOISE:
-            return (f"PLD is not asked to account a noise multiplier of {step_noise:.3g} per step (below "
-                    f"{PLD_MIN_STEP_NOISE:g}: minutes and gigabytes); the RDP accountant covers it")
+        reason = self.pld_step_noise_reason()
+        if reason:
+            return reason
         if self.units() > PLD_MAX_UNITS:
-            return (f"PLD is not asked to compose more than {PLD_MAX_UNITS:.0e} steps (got {self.units():.3g}); "
-                    f"the RDP accountant covers it")
+            return (f"PLD is not asked to compose more than {PLD_MAX_UNITS:.0e} steps (got "
+                    f"{self.units():.3g}){self._rdp_instead()}")
         # RDP of the same steps under add/remove; replace-one moves the sum twice as far at most.
         rough = epsilon_of(self.dp_event(), target_delta=delta, accountant="rdp")
         if self.adjacency is Adjacency.REPLACE_ONE:
             rough *= 2
         if rough > PLD_MAX_EPSILON:
             return (f"PLD is not asked for an epsilon of about {rough:.3g} by RDP (above {PLD_MAX_EPSILON:g}, its "
-                    f"grid needs minutes and gigabytes); the RDP accountant covers it")
+                    f"grid needs minutes and gigabytes){self._rdp_instead()}")
         return None
 
 
@@ -324,6 +344,14 @@ def resolve_adjacency(sampling: Sampling | str, adjacency: Adjacency | str | Non
             f"adjacency={adjacency.value!r} with sampling={sampling.value!r}: {batches} batches are analysed "
             f"only under replace-one adjacency ({why}); use adjacency='replace-one' or Poisson sampling")
     return adjacency
+
+
+def steps_per_epoch(dataset_size: int, batch_size: float, sampling: Sampling | str) -> float:
+    """Steps of one epoch as `DpSgdMechanism.from_epochs` counts them: ceil(n / B) for shuffled batches
+    (the last one partial, as in Keras), n / B (possibly fractional) otherwise."""
+    if Sampling(sampling) is Sampling.SHUFFLE:
+        return math.ceil(dataset_size / batch_size)
+    return dataset_size / batch_size
 
 
 def steps_for_epochs(epochs: float, dataset_size: int, batch_size: float) -> int:

@@ -31,9 +31,14 @@ _ADJACENCY_TEXT = {
 }
 
 
+DEFAULT_DELTA_RULE = "the largest power of ten at most 1/(2n)"
+"""How `default_delta` picks delta (for help texts): never close enough to 1/n for `delta_warning`."""
+
+
 def default_delta(dataset_size: int) -> float:
-    """The largest power of ten strictly below 1/n."""
-    return 10.0 ** -(math.floor(math.log10(dataset_size)) + 1)
+    """The largest power of ten at most 1/(2n) (n = 60000: 1e-6), computed exactly: 10^-k for the
+    number of digits k of 2n - 1."""
+    return 10.0 ** -len(str(2 * dataset_size - 1))
 
 
 def compute_epsilon(mechanism: DpSgdMechanism, target_delta: float,
@@ -117,7 +122,7 @@ class PrivacyReport:
             clipping = f"{m.num_microbatches} microbatches; sensitivity {m.sensitivity:g} C"
         delta = f"{self.delta:g}"
         if self.delta_is_default:
-            delta += f" (default: largest power of ten below 1/n = {1 / m.dataset_size:.3g})"
+            delta += f" (default: {DEFAULT_DELTA_RULE} = {1 / (2 * m.dataset_size):.3g})"
         rows = [
             ("dataset size n", f"{m.dataset_size} examples"),
             ("batch size B", f"{batch} (sampling rate q = {m.sampling_probability:.6g})"),
@@ -219,13 +224,12 @@ def _notes(m: DpSgdMechanism, epsilon) -> list[str]:
                      f"({m.passes} times; {length}). Do not compare it with Poisson numbers: for shuffling, "
                      f"the Poisson analysis can underestimate epsilon (Chua et al., ICML 2024).")
     if m.microbatches_hold_several_examples and m.sampling is Sampling.POISSON:
-        notes.append("microbatching: a microbatch of several examples is clipped as a mean, which can move "
-                     "by 2C when one example joins it; accounted with noise multiplier sigma/2"
-                     + (" (x and its replacement x' on either side: 4C apart)."
-                        if m.adjacency is Adjacency.REPLACE_ONE else "."))
+        notes.append("microbatching: a microbatch of several examples is clipped as a mean, which one example "
+                     "joining it can move by 2C; accounted with noise multiplier sigma/2.")
     if m.adjacency is Adjacency.REPLACE_ONE:
-        notes.append(f"replace-one: one example's clipped contribution can move by 2C; the analysis accounts "
-                     f"sensitivity {m.sensitivity:g}C.")
+        notes.append(f"replace-one: the summed clipped gradients with an example x and with its replacement x' are "
+                     f"at most {m.sensitivity:g}C apart ({_replace_one_distance(m)}); that is the sensitivity "
+                     f"accounted.")
     if m.max_examples_per_user:
         notes.append(f"user level: group privacy over {m.max_examples_per_user} examples, "
                      f"(k*eps, delta*sum_(i<k) e^(i*eps)) with the example-level delta searched so that "
@@ -233,6 +237,15 @@ def _notes(m: DpSgdMechanism, epsilon) -> list[str]:
         if any(e is not None and math.isinf(e) for e in epsilon.values()):
             notes.append("user level: the group-privacy bound diverges for this configuration (inf).")
     return notes
+
+
+def _replace_one_distance(m: DpSgdMechanism) -> str:
+    """Why x and x' move one step's sum by at most `m.sensitivity` C."""
+    if m.sampling is not Sampling.POISSON:
+        return "x' takes x's slot, and its example or microbatch moves by at most 2C"
+    if m.per_side == 2:
+        return "each moves the sum without either by up to 2C, its microbatch's mean flipping"
+    return "each contributes at most C"
 
 
 DELTA_WARNING_FRACTION = 0.5
@@ -243,7 +256,7 @@ def delta_warning(delta: float, dataset_size: int, unit: str = "example") -> str
     """Why ``delta`` is too large for ``dataset_size`` privacy units (examples, users, clients), or None.
 
     A mechanism that publishes each unit's data in full with probability delta is (0, delta)-DP, so
-    delta near 1/n allows about n * delta units in the clear (the default delta can be 0.999/n).
+    delta near 1/n allows about n * delta units in the clear (`default_delta` stays at 1/(2n) or below).
     """
     share = delta * dataset_size
     if share >= 1:

@@ -5,17 +5,20 @@ Front door (works with ordinary `compile` and `fit`):
     from privacy.keras import make_private, poisson_batches, private_training
 
     model = make_private(model, l2_norm_clip=1.0, noise_multiplier=1.1, expected_batch_size=256,
-                         dataset_size=n, target_delta=1e-5)          # sampling="poisson" by default
+                         dataset_size=n)         # sampling="poisson"; target_delta <= 1/(2n) by default
     model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     history = model.fit(x, y, epochs=3)          # arrays are Poisson-sampled; history.history["epsilon"]
     # or: model.fit(poisson_batches(examples, dataset_size=n, expected_batch_size=256), epochs=3)
     private_training(model).budget               # privacy.accounting.PrivacyBudget of the steps that ran
 
 TF Privacy names: `DPKerasSGDOptimizer` (also `DPGradientDescentGaussianOptimizer`), `DPKerasAdamOptimizer`,
-`DPKerasAdagradOptimizer` (l2_norm_clip, noise_multiplier, num_microbatches): compiling a plain model with
-one makes it private (Keras' own batches, accounted as shuffled), or use them with `make_private(model)`
-or `DPModel` / `DPSequential`; their `minimize(loss, var_list, tape=tape)` runs TF Privacy's step on a
-per-example loss vector (see `privacy.keras.optimizers`). What is guaranteed:
+`DPKerasAdagradOptimizer` (l2_norm_clip, noise_multiplier, num_microbatches): a plain model compiled with
+one becomes private at its first `fit` (`make_private(model, sampling="shuffle")`: shuffled epochs of
+the arrays, or the caller's dataset, accounted by the once-per-epoch bound); or use them with
+`make_private(model)` or `DPModel` / `DPSequential`; their `minimize(loss, var_list, tape=tape)` runs TF
+Privacy's step on a per-example loss vector (see `privacy.keras.optimizers`). For that, importing this
+package wraps `keras.Model.fit` (of the Keras behind tf.keras; see `model.install_drop_in`); nothing
+else of Keras is changed. What is guaranteed:
 
 * every example's gradient (over all trainable variables) is clipped to L2 norm C, by ghost norms for
   Dense, EinsumDense, Embedding, Conv1D, Conv2D, DepthwiseConv2D and LayerNormalization, and by exact
@@ -26,9 +29,11 @@ per-example loss vector (see `privacy.keras.optimizers`). What is guaranteed:
 * the budget composes `privacy.accounting`'s event of the sampling that ran, once per step.
 
 Epsilon is in `fit`'s logs, so History, the progress bar and `keras.callbacks.TensorBoard` show it
-(``epoch_epsilon``; ``batch_epsilon`` with `PrivacyBudgetCallback(update_freq=N)`). Compile as usual:
-on CPU leave ``jit_compile`` at its default (off), which measured as fast as or faster than XLA for
-private steps (benchmarks/README.md); with ``jit_compile=True`` the step is XLA-compiled too.
+(``epoch_epsilon``; ``batch_epsilon`` with `PrivacyBudgetCallback(update_freq=N)`). The training loss
+and metrics beside it are computed without noise and are not covered by epsilon (`NOT_COVERED`).
+Compile as usual: on CPU leave ``jit_compile`` at its default (off), which measured as fast as or
+faster than XLA for private steps (benchmarks/README.md); with ``jit_compile=True`` the step is
+XLA-compiled too.
 
 The model's class is unchanged, so it saves and serves as an ordinary Keras model. Importing this
 package imports TensorFlow; the Keras flavour of the classes below follows TF_USE_LEGACY_KERAS, while
@@ -40,14 +45,15 @@ from privacy.keras.model import DPModel, DPSequential, make_dp_model_class, make
 from privacy.keras.optimizers import DPGradientDescentGaussianOptimizer, DPKerasAdagradOptimizer, \
     DPKerasAdamOptimizer, DPKerasSGDOptimizer, make_dp_optimizer_class
 from privacy.keras.params import DPConfigurationError, DPParams
-from privacy.keras.private_training import PrivacyBudgetExceeded, PrivateTraining, privacy_budget, private_training
+from privacy.keras.private_training import (NOT_COVERED, PrivacyBudgetExceeded, PrivateTraining, privacy_budget,
+                                            private_training)
 from privacy.keras.sampling import BatchSampling, fixed_size_batches, poisson_batches, sampling_of
 from privacy.keras.validator import find_problems, validate
 
 __all__ = [
     "BatchSampling", "DPConfigurationError", "DPGradientDescentGaussianOptimizer", "DPKerasAdagradOptimizer",
-    "DPKerasAdamOptimizer", "DPKerasSGDOptimizer", "DPModel", "DPParams", "DPSequential", "PrivacyBudgetCallback",
-    "PrivacyBudgetExceeded", "PrivateTraining", "find_problems", "fixed_size_batches", "make_dp_model_class",
-    "make_dp_optimizer_class", "make_private", "poisson_batches", "privacy_budget", "private_training",
-    "sampling_of", "validate",
+    "DPKerasAdamOptimizer", "DPKerasSGDOptimizer", "DPModel", "DPParams", "DPSequential", "NOT_COVERED",
+    "PrivacyBudgetCallback", "PrivacyBudgetExceeded", "PrivateTraining", "find_problems", "fixed_size_batches",
+    "make_dp_model_class", "make_dp_optimizer_class", "make_private", "poisson_batches", "privacy_budget",
+    "private_training", "sampling_of", "validate",
 ]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 
 from privacy.keras import compat
-from privacy.keras.private_training import PrivacyBudgetExceeded, private_training
+from privacy.keras.private_training import private_training
 
 
 class PrivacyBudgetLogic:
@@ -29,8 +29,9 @@ class PrivacyBudgetLogic:
     * After every epoch ``logs["epsilon"]`` is the epsilon spent so far (all private steps of the
       model, resumed ones included) at the model's target delta, from the accountant `PrivateTraining`
       uses (``accountant=`` of `make_private`, else RDP where it applies, else PLD). History, the
-      progress bar and TensorBoard (as ``epoch_epsilon``) record it like any metric. Once examples
-      were dropped for a non-finite gradient, loss or weight, ``logs["dropped_examples"]`` counts them.
+      progress bar and TensorBoard (as ``epoch_epsilon``) record it like any metric. The training loss
+      and metrics Keras logs beside it are computed from the training batches without noise: they are
+      outside the guarantee (diagnostics, not for release with the model), as the report notes.
     * With ``update_freq="batch"`` or an integer N it is also put in the batch logs after every step
       or every N steps of the current `fit` (the batches `keras.callbacks.TensorBoard` with the same
       ``update_freq`` writes as ``batch_epsilon``). Each value composes the ledger: under a millisecond
@@ -68,12 +69,8 @@ class PrivacyBudgetLogic:
 
     def on_train_begin(self, logs=None):
         private = self.private
-        self._max_steps = private.max_steps()
+        self._max_steps = private.check_budget()
         self._steps_at_begin = private.steps
-        if self._max_steps is not None and private.steps >= self._max_steps:
-            raise PrivacyBudgetExceeded(
-                f"target epsilon {private.target_epsilon:g} is spent: {private.steps} private steps give "
-                f"epsilon {private.epsilon():.4g} at delta {private.target_delta:g}; training more would exceed it")
 
     def on_train_batch_end(self, batch, logs=None):
         private = self.private
@@ -85,12 +82,10 @@ class PrivacyBudgetLogic:
 
     def on_epoch_end(self, epoch, logs=None):
         private = self.private
+        if private.state_path:  # first: the steps are saved even where epsilon raises (PLD's cost limits)
+            private.save_state()
         if logs is not None:
             logs["epsilon"] = private.epsilon()
-            if private.dropped_examples:
-                logs["dropped_examples"] = private.dropped_examples
-        if private.state_path:
-            private.save_state()
 
     def on_train_end(self, logs=None):
         private = self.private

@@ -4,9 +4,10 @@ Given what the recorder kept during the forward pass and the gradient of the sum
 with respect to every unit's recorded outputs, each unit's rule writes its per-example gradients as
 factors; the squared norms add up across units to each example's full-gradient norm, and every
 example's gradient is scaled by min(1, C / norm) (Abadi et al. 2016, Alg. 1) before summing. A unit
-that was not called contributes zero. A clipping unit whose gradient is not finite (an example with inf
-or NaN features, labels or weight) is dropped: it contributes exactly 0 (selected away, since 0 x inf is
-NaN), which keeps every unit's contribution within norm C, and the caller counts it.
+that was not called contributes zero. A clipping unit whose gradient or loss is not finite (an example
+with inf or NaN features, labels or weight; e.g. an inf label under MAE has an inf loss but a finite
+gradient) is dropped: it contributes exactly 0 (selected away, since 0 x inf is NaN), which keeps every
+unit's contribution within norm C, and the caller counts it.
 """
 
 from __future__ import annotations
@@ -16,8 +17,14 @@ import tensorflow as tf
 from privacy.keras.factors import combined
 
 
+def clip_scale(norms, l2_norm_clip: float, keep):
+    """Each clipping unit's factor min(1, C / norm) (Abadi et al. 2016), or 0 where ``keep`` is False."""
+    clip = tf.cast(l2_norm_clip, norms.dtype)
+    return tf.where(keep, clip / tf.maximum(norms, clip), tf.zeros_like(norms))
+
+
 def clipped_gradient_sum(units, records, target_grads, variables, *, l2_norm_clip: float,
-                         num_microbatches: int | None = None):
+                         num_microbatches: int | None = None, finite_losses=None):
     """Sum over clipping units of the gradient clipped to L2 norm ``l2_norm_clip``.
 
     Args:
@@ -27,10 +34,11 @@ def clipped_gradient_sum(units, records, target_grads, variables, *, l2_norm_cli
       variables: the model's trainable variables; the result is aligned with them.
       l2_norm_clip: C, the L2 bound on each unit's gradient (over all variables together).
       num_microbatches: M to clip M contiguous groups of the batch instead of single examples.
+      finite_losses: per unit, whether its loss is finite (False drops it); default: all are.
 
     Returns:
-      (list of tensors shaped like ``variables``, per-unit gradient norms before clipping (inf or NaN
-      for the dropped units)).
+      (list of tensors shaped like ``variables``, per-unit gradient norms before clipping, per-unit
+      mask of the units kept: finite norm and loss).
     """
     factors = {}
     position = 0
@@ -50,17 +58,16 @@ def clipped_gradient_sum(units, records, target_grads, variables, *, l2_norm_cli
         raise ValueError("no trainable layer of the model was called in the forward pass")
     squared = tf.add_n([f.squared_norms() for f in factors.values()])
     norms = tf.sqrt(squared)
-    finite = tf.math.is_finite(norms)
-    clip = tf.cast(l2_norm_clip, norms.dtype)
-    scale = tf.where(finite, clip / tf.maximum(norms, clip), tf.zeros_like(norms))
+    kept = tf.math.is_finite(norms) if finite_losses is None else tf.math.is_finite(norms) & finite_losses
+    scale = clip_scale(norms, l2_norm_clip, kept)
     sums = []
     for variable in variables:
         factor = factors.get(id(variable))
         if factor is None:
             sums.append(tf.zeros(variable.shape, variable.dtype))
         else:
-            sums.append(tf.cast(factor.kept(finite).clipped_sum(tf.cast(scale, _dtype(factor))), variable.dtype))
-    return sums, norms
+            sums.append(tf.cast(factor.kept(kept).clipped_sum(tf.cast(scale, _dtype(factor))), variable.dtype))
+    return sums, norms, kept
 
 
 def _dtype(factor):

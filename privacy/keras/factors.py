@@ -23,6 +23,8 @@ from typing import Callable
 
 import tensorflow as tf
 
+from privacy.keras.masking import select_rows
+
 
 def dim(tensor, axis: int = 0):
     """``tensor``'s size along ``axis``: the static int when known, else a scalar tensor."""
@@ -76,9 +78,9 @@ class OuterProduct:
         return tf.vectorized_map(self.to_variable, per_unit)
 
     def kept(self, keep) -> "OuterProduct":
-        out = OuterProduct(_select(keep, self.a), _select(keep, self.g), self.to_variable)
+        out = OuterProduct(select_rows(keep, self.a), select_rows(keep, self.g), self.to_variable)
         if self._materialized is not None:
-            out._materialized = _select(keep, self._materialized)
+            out._materialized = select_rows(keep, self._materialized)
         return out
 
 
@@ -101,7 +103,7 @@ class PerExample:
         return self.grads
 
     def kept(self, keep) -> "PerExample":
-        return PerExample(_select(keep, self.grads))
+        return PerExample(select_rows(keep, self.grads))
 
 
 class EmbeddingRows:
@@ -136,15 +138,9 @@ class EmbeddingRows:
         return tf.reshape(table, [units, rows, self.g.shape[-1]])
 
     def kept(self, keep) -> "EmbeddingRows":
-        return EmbeddingRows(self.ids, _select(keep, self.g), self.vocabulary_size)
+        return EmbeddingRows(self.ids, select_rows(keep, self.g), self.vocabulary_size)
 
 
 def combined(first, second) -> PerExample:
     """The factor of a variable used by two layers: each unit's gradients of both uses, added."""
     return PerExample(first.materialized() + tf.cast(second.materialized(), first.materialized().dtype))
-
-
-def _select(keep, tensor):
-    """``tensor`` (units first) with the units where ``keep`` is False replaced by zeros."""
-    rows = tf.reshape(keep, [-1] + [1] * (tensor.shape.rank - 1))
-    return tf.where(rows, tensor, tf.zeros_like(tensor))

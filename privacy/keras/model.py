@@ -1,8 +1,9 @@
 """The front door: `make_private(model, ...)`, and `DPModel` / `DPSequential` for TF Privacy users.
 
 `make_private` validates a Keras model (Keras 3 or tf-keras), attaches a `PrivateTraining` to it and
-replaces two of its methods on the instance only: `train_step` (the DP-SGD step) and `fit` (which checks
-the data's sampling, draws the batches from arrays, and adds the privacy budget callback). The class,
+replaces three of its methods on the instance only: `train_step` (the DP-SGD step), `fit` (which checks
+the data's sampling, draws the batches from arrays, and adds the privacy budget callback) and
+`train_on_batch` (which checks the batch size and the target epsilon first). The class,
 `compile`, `evaluate`, `predict` and saving are untouched, so the trained model is an ordinary Keras
 model for serving (TFX Pusher/Evaluator included).
 """
@@ -17,11 +18,11 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from privacy.accounting import Sampling
+from privacy.accounting import Sampling, delta_warning
 from privacy.keras import callback, compat, optimizers, recording, sampling, validator
 from privacy.keras.params import DPConfigurationError, DPParams
-from privacy.keras.private_training import (CALLERS_DATASET, IN_ORDER, PERMUTED, PrivateTraining, attach, is_private,
-                                            private_training)
+from privacy.keras.private_training import (CALLERS_DATASET, IN_ORDER, PERMUTED, PrivateTraining, attach,
+                                            checked_entry, detach, is_private, private_training)
 from privacy.keras.train_step import dp_train_step
 
 _FIT_ARGUMENTS = ("x", "y", "batch_size", "epochs", "verbose", "callbacks", "validation_split", "validation_data",
@@ -42,7 +43,9 @@ def make_private(model, *, l2_norm_clip: float | None = None, noise_multiplier: 
       l2_norm_clip: C, the L2 bound on each example's gradient over all trainable variables. With
         ``noise_multiplier``, or neither when the model is compiled with a DPKeras*Optimizer.
       noise_multiplier: sigma; noise of std sigma * C is added once to the sum of clipped gradients.
-      num_microbatches: clip M equal slices of each batch instead of examples (sensitivity 2C; accounted).
+      num_microbatches: clip M equal slices of each batch instead of examples (a microbatch moves by up to
+        2C when one example joins it, so x and a replacement x' are up to 4C apart under Poisson
+        replace-one; the accountant is told: `DpSgdMechanism.sensitivity`).
       expected_batch_size: B, the public batch size the noisy sum is divided by (for Poisson sampling
         the expected size q * n). Default: `fit`'s batch_size, or the Poisson dataset's.
       dataset_size: n, the number of training examples (needed for accounting; taken from arrays or
@@ -57,7 +60,8 @@ def make_private(model, *, l2_norm_clip: float | None = None, noise_multiplier: 
         ``expected_batch_size`` examples, and a new pass over it may start only at an epoch boundary.
       adjacency: "add-remove" or "replace-one"; default: the sampling's natural one, add-remove for
         Poisson sampling and replace-one for fixed-size and shuffled batches (which refuse add-remove).
-      target_delta: delta of the reported guarantee; default: the largest power of 10 below 1/n.
+      target_delta: delta of the reported guarantee; default: the largest power of 10 at most 1/(2n). A
+        larger one (above 1/(2n)) gets a warning at fit, and in the report.
       target_epsilon: stop training before epsilon (at target_delta) would exceed this.
       accountant: "rdp" or "pld" for logs and stopping; default RDP where it applies, else PLD.
       state_path: JSON file for the steps and budget ledger, written every epoch; a run started with an
@@ -69,16 +73,20 @@ def make_private(model, *, l2_norm_clip: float | None = None, noise_multiplier: 
       ``model`` itself, now private. `private_training(model)` gives its `PrivateTraining` (budget,
       epsilon, report); `privacy_budget(model)` its `PrivacyBudget`.
 
-    Every private step is counted, but only `fit` checks that its batches are what ``sampling``
-    declares (Poisson datasets, batch sizes, epoch lengths). Steps taken with `train_on_batch` or by
-    calling `train_step` directly are accounted under the declared sampling on the caller's word.
+    Every private step is counted and kept within ``target_epsilon`` (by `fit`, `train_on_batch` and
+    the step itself). `fit` checks that its batches are what ``sampling`` declares (Poisson datasets,
+    batch sizes, epoch lengths, examples per pass). Steps taken with `train_on_batch` or by calling
+    `train_step` directly have shuffled or fixed-size batches checked for their size only: their
+    sampling is the caller's word, and under shuffling no later `fit` continues an epoch they began.
 
     Raises:
       DPConfigurationError: for layers, losses or settings DP-SGD cannot handle, naming what to use instead.
     """
     params = _params(l2_norm_clip, noise_multiplier, num_microbatches)
     if is_private(model):
-        raise DPConfigurationError(f"model '{model.name}' is already private")
+        raise DPConfigurationError(f"model '{model.name}' is already private (by make_private, as a DPModel or "
+                                   f"DPSequential, or by a fit with a DP optimizer); call make_private once, before "
+                                   f"the first fit")
     validator.validate(model, target_epsilon=target_epsilon)
     private = PrivateTraining(params=params, expected_batch_size=expected_batch_size, dataset_size=dataset_size,
                               sampling=sampling, adjacency=adjacency, target_delta=target_delta,
@@ -86,7 +94,9 @@ def make_private(model, *, l2_norm_clip: float | None = None, noise_multiplier: 
                               seed=seed, secure_noise=secure_noise)
     attach(model, private)
     object.__setattr__(model, "train_step", types.MethodType(_train_step, model))
-    object.__setattr__(model, "fit", types.MethodType(_fit_with(type(model).fit), model))
+    object.__setattr__(model, "fit", types.MethodType(_with(private_fit, type(model).fit), model))
+    object.__setattr__(model, "train_on_batch", types.MethodType(_with(private_train_on_batch,
+                                                                       type(model).train_on_batch), model))
     model.train_function = None  # a function traced before holds the non-private step
     return model
 
@@ -95,10 +105,11 @@ def _train_step(model, data):
     return dp_train_step(model, private_training(model), data)
 
 
-def _fit_with(class_fit):
-    def fit(model, *args, **kwargs):
-        return private_fit(model, types.MethodType(class_fit, model), *args, **kwargs)
-    return fit
+def _with(private_method, class_method):
+    """``class_method`` run through ``private_method`` (`private_fit` or `private_train_on_batch`)."""
+    def method(model, *args, **kwargs):
+        return private_method(model, types.MethodType(class_method, model), *args, **kwargs)
+    return method
 
 
 def private_fit(model, fit, *args, **kwargs):
@@ -109,11 +120,7 @@ def private_fit(model, fit, *args, **kwargs):
         if name in kwargs:
             raise TypeError(f"fit() got multiple values for argument '{name}'")
         kwargs[name] = value
-    private = private_training(model)
-    if getattr(model, "optimizer", None) is None:
-        raise DPConfigurationError("compile the model (optimizer and per-example loss) before fit")
-    validator.validate(model, target_epsilon=private.target_epsilon)
-    private.resolve_params(model.optimizer)
+    private = _ready(model)
     shuffled_from = _prepare_data(model, private, kwargs)
     _avoid_xla_for_recurrent_fallbacks(model, private)
     callbacks = list(kwargs.get("callbacks") or [])
@@ -125,26 +132,62 @@ def private_fit(model, fit, *args, **kwargs):
         ours = [callback.callback_for(model)]
     # First, so that epsilon is in the logs before TensorBoard, History or EarlyStopping read them.
     kwargs["callbacks"] = ours + [cb for cb in callbacks if cb not in ours]
-    try:
+    with private.shuffled_fit(shuffled_from), checked_entry():
         return fit(**kwargs)
-    finally:
-        if shuffled_from is not None:
-            private.end_shuffled_fit(shuffled_from)
+
+
+def private_train_on_batch(model, train_on_batch, x, *args, **kwargs):
+    """`train_on_batch` with the checks the step cannot make under XLA: the target epsilon, and at most
+    ``expected_batch_size`` examples in a shuffled or fixed-size batch. The batch's sampling itself is
+    the caller's word."""
+    private = _ready(model)
+    rows = tf.nest.flatten(x)[0].shape[0]
+    if private.sampling is not Sampling.POISSON and private.expected_batch_size is not None and \
+            rows is not None and rows > private.expected_batch_size:
+        raise DPConfigurationError(f"train_on_batch received {rows} examples, more than expected_batch_size="
+                                   f"{private.expected_batch_size:g}, the batch size {private.sampling.value} "
+                                   f"batches are accounted with")
+    if _check_accounting(private):
+        private.check_budget()
+    with checked_entry():
+        return train_on_batch(x, *args, **kwargs)
+
+
+def _ready(model) -> PrivateTraining:
+    """The model's `PrivateTraining` once the compiled model passes the validator, hyperparameters resolved."""
+    private = private_training(model)
+    if getattr(model, "optimizer", None) is None:
+        raise DPConfigurationError("compile the model (optimizer and per-example loss) before training")
+    validator.validate(model, target_epsilon=private.target_epsilon)
+    private.resolve_params(model.optimizer)
+    return private
 
 
 def _check_accounting(private) -> bool:
-    """Whether this fit is accounted; a target epsilon or a state_path that could not be honoured is refused."""
-    missing = [name for name, value in (("dataset_size", private.dataset_size),
-                                        ("expected_batch_size", private.expected_batch_size)) if value is None]
+    """Whether this training is accounted. Refused when it cannot be: with a target epsilon or a state_path,
+    and for a model made private by its DP optimizer (the drop-in); otherwise a private training warns."""
+    missing = private.missing_for_accounting()
     why = ("noise_multiplier is 0 (no privacy)" if private.params.noise_multiplier == 0
            else f"{' and '.join(missing)} unknown (pass {' and '.join(missing)} to make_private)" if missing else None)
     if why is None:
+        reason = private.unaccountable_reason()
+        if reason:
+            kind = private.accountant_kind().value.upper()
+            raise DPConfigurationError(f"cannot account this training with the {kind} accountant: {reason}")
+        too_large = delta_warning(private.target_delta, private.dataset_size)
+        if too_large:
+            warnings.warn(f"target_delta: {too_large}", stacklevel=3)
         return True
     for option, value in (("target_epsilon", private.target_epsilon), ("state_path", private.state_path)):
         if value is not None:
             raise DPConfigurationError(f"make_private({option}={value!r}) needs the privacy spent, but fit cannot "
                                        f"account this training: {why}")
     if private.params.noise_multiplier > 0:
+        if private.require_accounting:
+            raise DPConfigurationError(
+                f"the model is compiled with a DP optimizer, so fit trains it privately, but cannot account this "
+                f"training: {' and '.join(missing)} unknown. Call make_private(model, "
+                f"{', '.join(f'{name}=...' for name in missing)}, sampling='shuffle') before fit")
         warnings.warn(f"this private training is not accounted (no epsilon): {why}", stacklevel=3)
     return False
 
@@ -216,17 +259,20 @@ def _check_shuffled_dataset(private, dataset, kwargs) -> str:
     """A caller's dataset of shuffled batches: the epoch length from the data, every batch's size checked.
 
     Accepted: a finite dataset of known cardinality (one epoch = one pass = its batches), or one
-    `repeat()` of such a dataset (one epoch per repetition). That every example appears at most once
-    per pass (e.g. ``examples.shuffle(n).batch(B)``) is what ``sampling='shuffle'`` declares.
+    `repeat()` of such a dataset (one epoch per repetition). Each batch may hold at most
+    ``expected_batch_size`` examples and each pass at most ``dataset_size``; that no example appears
+    twice in a pass (e.g. ``examples.shuffle(n).batch(B)``) is what ``sampling='shuffle'`` declares.
     """
     per_epoch = sampling.batches_per_pass(dataset)
     private.set_epoch_length(per_epoch, "the dataset")
     if private.expected_batch_size is None:
         static = tf.nest.flatten(dataset.element_spec)[0].shape
         private.expected_batch_size = static[0] if static.rank and static[0] is not None else None
+    kwargs.setdefault("shuffle", False)  # the caller's dataset is shuffled by the caller; Keras would only warn
     if private.expected_batch_size is not None:
-        kwargs["x"] = sampling.at_most(dataset, int(private.expected_batch_size))
-    private.begin_shuffled_fit(CALLERS_DATASET)
+        kwargs["x"] = sampling.checked_passes(dataset, batch_size=int(private.expected_batch_size),
+                                              batches_per_pass=per_epoch, dataset_size=private.dataset_size)
+    private.shuffled_start(CALLERS_DATASET)
     return CALLERS_DATASET
 
 
@@ -278,7 +324,7 @@ def _shuffle_arrays(private, examples, n: int, kwargs) -> str:
             f"shuffled batches of {int(batch)} (the last of each epoch holding {n % int(batch) or int(batch)} of the "
             f"{n} examples) cannot all be split into num_microbatches={microbatches} equal parts")
     private.set_epoch_length(math.ceil(n / batch), f"{n} examples in batches of {int(batch)}")
-    start = private.begin_shuffled_fit(source)
+    start = private.shuffled_start(source)
     batches = sampling.shuffled_batches(examples, dataset_size=n, batch_size=int(batch), seed=private.shuffle_seed,
                                         start_step=start, shuffle=order)
     kwargs.update(x=batches.prefetch(2), shuffle=False)
@@ -336,6 +382,9 @@ def make_dp_model_class(cls: type) -> type:
         def fit(self, *args, **kwargs):  # pylint: disable=signature-differs
             return private_fit(self, super().fit, *args, **kwargs)
 
+        def train_on_batch(self, *args, **kwargs):  # pylint: disable=signature-differs
+            return private_train_on_batch(self, super().train_on_batch, *args, **kwargs)
+
     DPModelClass.__name__ = DPModelClass.__qualname__ = f"DP{cls.__name__}"
     DPModelClass.__doc__ = (f"A Keras {cls.__name__} trained with DP-SGD (see `make_dp_model_class` and "
                             "`make_private`).")
@@ -359,32 +408,57 @@ def _defaults(options: dict) -> dict:
     return out
 
 
-def install_compile_hook(model_class) -> None:
-    """Makes ``model_class.compile`` make a model private when its optimizer is a DP optimizer.
+def install_drop_in(model_class) -> None:
+    """Wraps ``model_class.fit`` so that TF Privacy's pattern trains privately; idempotent.
 
-    TF Privacy's pattern, ``model.compile(optimizer=DPKerasSGDOptimizer(...), loss=...)`` on a plain
-    model, then trains privately: `make_private(model, sampling="shuffle")` (Keras' own batches, the once-
-    per-epoch bound). Models already private, and models whose class overrides `train_step` (their step
-    calls the optimizer's own `minimize` with the tape), are left as they are. Idempotent.
+    This is all that ``import privacy.keras`` changes in Keras: ``keras.Model.fit`` (of the Keras behind
+    tf.keras) becomes a wrapper that, for a model compiled with a DPKeras*Optimizer that is not private
+    and whose class does not override `train_step` (such a step calls the optimizer's `minimize`), calls
+    `make_private(model, sampling="shuffle")` and then the private `fit`. Every other call runs Keras'
+    own `fit` unchanged; `compile`, saving and loading are untouched, so a loaded model is made private
+    only by a later `fit`, and one whose optimizer already took steps is refused there (no ledger holds
+    them). A first `fit` refused before any step leaves the model as it was, so `make_private` can
+    still choose other settings.
     """
-    original = model_class.compile
-    if getattr(original, "ppml_compile_hook", False):
+    original = model_class.fit
+    if getattr(original, "ppml_drop_in", False):
         return
 
     @functools.wraps(original)
-    def compile(model, *args, **kwargs):  # pylint: disable=redefined-builtin
-        result = original(model, *args, **kwargs)
-        if (optimizers.dp_params_of(getattr(model, "optimizer", None)) is not None and not is_private(model)
-                and not validator.overridden_training(model)):
-            make_private(model, sampling="shuffle")
-        return result
+    def fit(model, *args, **kwargs):
+        if is_private(model) or optimizers.dp_params_of(getattr(model, "optimizer", None)) is None or \
+                validator.overridden_training(model):
+            return original(model, *args, **kwargs)
+        taken = int(model.optimizer.iterations.numpy())
+        if taken:
+            raise DPConfigurationError(
+                f"model '{model.name}' is compiled with {type(model.optimizer).__name__}, which has already applied "
+                f"{taken} steps that no privacy ledger of ppml holds (e.g. a model loaded from a file), so fit cannot "
+                f"account them. Resume the run that trained it with make_private(model, state_path=...), or call "
+                f"make_private(model, ...) yourself to account the steps from now on only")
+        make_private(model, sampling="shuffle")
+        private_training(model).require_accounting = True
+        try:
+            return model.fit(*args, **kwargs)
+        except DPConfigurationError:
+            if private_training(model).steps == 0:
+                _undo_make_private(model)
+            raise
 
-    compile.ppml_compile_hook = True
-    model_class.compile = compile
+    fit.ppml_drop_in = True
+    model_class.fit = fit
+
+
+def _undo_make_private(model) -> None:
+    """Returns a model that ran no private step to its state before `make_private`."""
+    for name in ("train_step", "fit", "train_on_batch"):
+        object.__delattr__(model, name)
+    detach(model)
+    model.train_function = None
 
 
 _keras = compat.default_keras()
-install_compile_hook(_keras.Model)
+install_drop_in(_keras.Model)
 DPModel = make_dp_model_class(_keras.Model)
 DPSequential = make_dp_model_class(_keras.Sequential)
 del _keras

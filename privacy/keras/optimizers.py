@@ -5,17 +5,20 @@ Keras SGD that carries DP-SGD hyperparameters (``DPGradientDescentGaussianOptimi
 under TF Privacy's older name). Two ways to train with it:
 
 * ``model.compile(optimizer=DPKerasSGDOptimizer(...), loss=...)`` then `fit`, as TF Privacy's tutorials
-  do: compiling a model with a DP optimizer makes it private (`make_private(model, sampling="shuffle")`:
-  Keras' own batches of the arrays given to `fit`, accounted by the once-per-epoch bound; call
-  `make_private` before `compile` for Poisson sampling). Its private step clips per example with ghost
-  norms and reads the optimizer's hyperparameters. Models that override `train_step` are left alone.
+  do: the first `fit` of a model compiled with a DP optimizer makes it private (`make_private(model,
+  sampling="shuffle")`: shuffled epochs of the arrays given to `fit` in batches of its batch_size, or
+  the caller's dataset of shuffled batches, accounted by the once-per-epoch bound; a training it cannot
+  account is refused; call `make_private` yourself before the first `fit` for Poisson sampling or other
+  settings). Its private step clips per example with ghost norms and reads the optimizer's
+  hyperparameters. Models that override `train_step` are left alone.
 * ``optimizer.minimize(loss, var_list, tape=tape)`` (or `compute_gradients`, or TF Privacy's
   `_compute_gradients`) with a per-example loss vector and the tape that recorded it, as tf-keras's
   own `train_step` and TF Privacy's custom loops call it: the loss is averaged over
   ``num_microbatches`` equal microbatches (default: one per example), each microbatch's gradient is
-  clipped to L2 norm C over all variables (one that is not finite contributes 0), noise of std sigma C
-  is added once to their sum, and the result is divided by the number of microbatches, as TF Privacy
-  does. These steps are not accounted by ppml (`compute_dp_sgd_privacy` or `privacy.accounting` do it).
+  clipped to L2 norm C over all variables (one whose gradient or loss is not finite contributes 0),
+  noise of std sigma C is added once to their sum, and the result is divided by the number of
+  microbatches, as TF Privacy does. These steps are not accounted by ppml (`compute_dp_sgd_privacy` or
+  `privacy.accounting` do it).
 
 Gradients from anywhere else (a custom loop applying ordinary averaged gradients) are refused with an
 error naming `make_private`, instead of silently training without privacy (TF Privacy #134).
@@ -27,30 +30,22 @@ tf-keras when TF_USE_LEGACY_KERAS=1); `make_dp_optimizer_class` wraps any other 
 from __future__ import annotations
 
 import contextlib
-import threading
 
 import tensorflow as tf
 
-from privacy.keras import compat
+from privacy.keras import clipping, compat
+from privacy.keras.masking import select_rows
 from privacy.keras.noise import GaussianNoise
 from privacy.keras.params import DPConfigurationError, DPParams
+from privacy.keras.thread_flag import ThreadFlag
 
-_PRIVATE_STEP = threading.local()
-
-
-@contextlib.contextmanager
-def private_step():
-    """Marks the enclosed `apply_gradients` as coming from the private training step."""
-    previous = getattr(_PRIVATE_STEP, "active", False)
-    _PRIVATE_STEP.active = True
-    try:
-        yield
-    finally:
-        _PRIVATE_STEP.active = previous
+_PRIVATE_STEP = ThreadFlag()
+private_step = _PRIVATE_STEP.raised
+"""Marks the enclosed `apply_gradients` as coming from the private training step."""
 
 
 def _require_private_step(optimizer) -> None:
-    if not getattr(_PRIVATE_STEP, "active", False):
+    if not _PRIVATE_STEP.up:
         raise DPConfigurationError(
             f"{type(optimizer).__name__} was asked to apply gradients that did not come from the private "
             "training step or from its own minimize / compute_gradients, so they were never clipped per "
@@ -100,19 +95,22 @@ def make_dp_optimizer_class(base: type) -> type:
             return self.dp_params.num_microbatches
 
         def apply_gradients(self, grads_and_vars, *args, **kwargs):
-            noised, self._ppml_noised = self._ppml_noised, False
-            if not noised:
-                _require_private_step(self)
-            with private_step():
+            with self._applying():
                 return super().apply_gradients(grads_and_vars, *args, **kwargs)
 
         if hasattr(base, "apply"):
             def apply(self, grads, trainable_variables=None):  # Keras 3's entry point
-                noised, self._ppml_noised = self._ppml_noised, False
-                if not noised:
-                    _require_private_step(self)
-                with private_step():
+                with self._applying():
                     return super().apply(grads, trainable_variables)
+
+        @contextlib.contextmanager
+        def _applying(self):
+            """Applies only gradients of the private step or of this optimizer's own DP gradients."""
+            noised, self._ppml_noised = self._ppml_noised, False
+            if not noised:
+                _require_private_step(self)
+            with private_step():
+                yield
 
         def get_config(self):
             config = super().get_config()
@@ -126,7 +124,8 @@ def make_dp_optimizer_class(base: type) -> type:
         "    Args:\n"
         "      l2_norm_clip: C, the L2 bound on each example's (or microbatch's) gradient.\n"
         "      noise_multiplier: sigma; the noise on the summed clipped gradients has std sigma * C.\n"
-        "      num_microbatches: clip M microbatches instead of single examples (sensitivity 2C).\n"
+        "      num_microbatches: clip M microbatches instead of single examples (one example can move a\n"
+        "        microbatch by 2C; see `privacy.accounting.DpSgdMechanism.sensitivity`).\n"
         f"      *args, **kwargs: the arguments of {base.__name__}.\n")
     return DPOptimizer
 
@@ -136,9 +135,9 @@ def dp_gradients(params: DPParams, noise: GaussianNoise, loss, var_list, tape=No
 
     ``loss`` is a vector of per-example losses recorded by ``tape``, or a callable returning it (then
     ``tape`` may be None). Microbatch losses are means over ``num_microbatches`` equal slices (default:
-    one per example); each microbatch's gradient is clipped to ``l2_norm_clip`` over all variables, a
-    non-finite one contributes 0, Gaussian noise of std sigma C is added once to the sum, and the sum is
-    divided by the number of microbatches.
+    one per example); each microbatch's gradient is clipped to ``l2_norm_clip`` over all variables, one
+    whose gradient or loss is not finite contributes 0, Gaussian noise of std sigma C is added once to the
+    sum, and the sum is divided by the number of microbatches.
     """
     if not callable(loss) and tape is None:
         raise ValueError("`tape` is required when a `Tensor` loss is passed.")
@@ -159,10 +158,9 @@ def dp_gradients(params: DPParams, noise: GaussianNoise, loss, var_list, tape=No
     jacobians = [tf.zeros([count, *v.shape], loss.dtype) if j is None else j for j, v in zip(jacobians, var_list)]
     squared = tf.add_n([tf.reduce_sum(tf.reshape(tf.square(j), [count, -1]), axis=1) for j in jacobians])
     norms = tf.sqrt(squared)
-    finite = tf.math.is_finite(norms)
-    scale = tf.where(finite, params.l2_norm_clip / tf.maximum(norms, params.l2_norm_clip), tf.zeros_like(norms))
-    sums = [tf.tensordot(scale, tf.where(tf.reshape(finite, [-1] + [1] * (j.shape.rank - 1)), j, tf.zeros_like(j)),
-                         axes=1) for j in jacobians]
+    finite = tf.math.is_finite(norms) & tf.math.is_finite(microbatch_losses)
+    scale = clipping.clip_scale(norms, params.l2_norm_clip, finite)
+    sums = [tf.tensordot(scale, select_rows(finite, j), axes=1) for j in jacobians]
     noisy = noise.add(sums, params.noise_stddev)
     return [(g / tf.cast(count, g.dtype), v) for g, v in zip(noisy, var_list)]
 

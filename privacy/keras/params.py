@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from privacy.accounting import NOISE_MULTIPLIER_RANGE
+
 
 class DPConfigurationError(ValueError):
     """A model, optimizer, loss or input that DP-SGD cannot train privately, with what to use instead."""
@@ -19,10 +21,11 @@ class DPParams:
     Attributes:
       l2_norm_clip: C, the L2 bound on each example's (or microbatch's) gradient, over all variables.
       noise_multiplier: sigma; Gaussian noise with standard deviation sigma * C is added once to the sum
-        of clipped gradients. 0 trains without noise (no privacy; for tests and baselines).
+        of clipped gradients; in `privacy.accounting.NOISE_MULTIPLIER_RANGE`, or 0 to train without noise
+        (no privacy; for tests and baselines).
       num_microbatches: M to clip the mean gradients of M equal slices of each batch instead of single
-        examples (a microbatch may then hold several examples: the sensitivity doubles, and the
-        accountant is told so); None clips per example.
+        examples (a microbatch may then hold several examples, and one of them can move its clipped
+        mean by 2C: the accountant is told so); None clips per example.
     """
 
     l2_norm_clip: float
@@ -32,10 +35,12 @@ class DPParams:
     def __post_init__(self):
         if not (_is_number(self.l2_norm_clip) and self.l2_norm_clip > 0 and math.isfinite(self.l2_norm_clip)):
             raise DPConfigurationError(f"l2_norm_clip must be a finite number > 0, got {self.l2_norm_clip!r}")
-        if not (_is_number(self.noise_multiplier) and self.noise_multiplier >= 0
-                and math.isfinite(self.noise_multiplier)):
+        low, high = NOISE_MULTIPLIER_RANGE
+        if not (_is_number(self.noise_multiplier) and (self.noise_multiplier == 0
+                                                       or low <= self.noise_multiplier <= high)):
             raise DPConfigurationError(
-                f"noise_multiplier must be a finite number >= 0, got {self.noise_multiplier!r}")
+                f"noise_multiplier must be 0 (no privacy) or a number in [{low:g}, {high:g}] (the range the "
+                f"accountants are used on), got {self.noise_multiplier!r}")
         if self.num_microbatches is not None and (
                 isinstance(self.num_microbatches, bool) or not isinstance(self.num_microbatches, int)
                 or self.num_microbatches < 1):

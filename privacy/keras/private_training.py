@@ -11,6 +11,8 @@ saved.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -18,12 +20,13 @@ import secrets
 
 import tensorflow as tf
 
-from privacy.accounting import (AccountantKind, Adjacency, DpSgdMechanism, PrivacyBudget, PrivacyReport,
-                                Sampling, default_delta, dp_sgd_report, resolve_adjacency)
+from privacy.accounting import (MAX_STEPS, AccountantKind, Adjacency, DpSgdMechanism, PrivacyBudget, PrivacyReport,
+                                Sampling, UnsupportedAccounting, default_delta, dp_sgd_report, resolve_adjacency)
 from privacy.atomic_files import write_atomically
-from privacy.keras import layer_rules, optimizers, recording
+from privacy.keras import compat, layer_rules, optimizers, recording
 from privacy.keras.noise import GaussianNoise
 from privacy.keras.params import DPConfigurationError, DPParams
+from privacy.keras.thread_flag import ThreadFlag
 
 STATE_FORMAT = "ppml.keras.private_training/3"   # /3: the shuffled epochs' order; /2: sampling and adjacency
 _STATE_FORMATS = (STATE_FORMAT, "ppml.keras.private_training/2")
@@ -32,9 +35,20 @@ PERMUTED, IN_ORDER, CALLERS_DATASET = "permuted", "in order", "the caller's data
 """Where the steps of a shuffled epoch come from: ppml's stream of the arrays given to `fit` (permuted
 epochs, or in order with ``shuffle=False``), which a later `fit` continues; or the caller's dataset,
 whose next iterator starts a new pass."""
+OUTSIDE_FIT = "steps taken outside fit"
+"""The steps of a shuffled epoch taken by `train_on_batch` or direct `train_step` calls, on the caller's
+word: no `fit` can continue that epoch."""
+_SOURCES = (PERMUTED, IN_ORDER, CALLERS_DATASET, OUTSIDE_FIT)
 
+
+NOT_COVERED = ("fit's training loss and metrics (History, progress bar, TensorBoard) and "
+               "PrivateTraining.dropped_examples are computed from the training data without noise: they are "
+               "outside this guarantee (diagnostics, not for release with the model)")
+"""What private training shows that its epsilon does not cover (a note of every `PrivateTraining.report`)."""
 
 _ATTRIBUTE = "_ppml_private_training"
+_NO_LIMIT = 2 ** 62
+_ENTRY = ThreadFlag()  # up: a step traced now is reached through fit or train_on_batch
 
 
 class PrivacyBudgetExceeded(RuntimeError):
@@ -69,10 +83,16 @@ class PrivateTraining:
         self.noise = GaussianNoise(seed=seed, secure=secure_noise)
         self.sampling_seed = None if seed is None else seed + 1
         self.shuffle_seed = secrets.randbits(63) if seed is None else seed + 2  # saved in the state
-        self._open_epoch: str | None = None  # shuffled batches: the source of an epoch left partial
+        # Shuffled batches: the source of the partial epoch as of _noted_steps, and of the fit running now.
+        self._open_epoch: str | None = None
+        self._noted_steps = 0
+        self._fitting: str | None = None
         self._counter = None
         self._dropped = None
+        self._limit = None  # the counter must stay below it (target_epsilon); set by check_budget
+        self._max_steps: tuple | None = None  # (what it depends on, max_steps)
         self._steps_base = 0
+        self.require_accounting = False  # set for the drop-in: fit refuses a private training it cannot account
         self._budget: PrivacyBudget | None = None
         self._units: dict[int, list] = {}
 
@@ -85,6 +105,9 @@ class PrivateTraining:
                                         aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
             self._dropped = tf.Variable(0, dtype=tf.int64, trainable=False, name="ppml_dropped_examples",
                                         aggregation=tf.VariableAggregation.SUM)
+            self._limit = tf.Variable(_NO_LIMIT if self.target_epsilon is None else 0, dtype=tf.int64,
+                                      trainable=False, name="ppml_step_limit",
+                                      aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
             if self.state_path and os.path.exists(self.state_path):
                 self._load_state(self.state_path)
 
@@ -133,9 +156,44 @@ class PrivateTraining:
         """Counts examples whose gradient was not finite (dropped: they contributed 0 to the step)."""
         self._dropped.assign_add(examples)
 
+    def step_checks(self, x, replicas: int) -> list:
+        """Assertions the training step makes before it applies its update: the step stays within the
+        target epsilon (`check_budget` sets the limit), and shuffled or fixed-size batches hold at most
+        ``expected_batch_size`` examples (over all replicas).
+
+        XLA drops assertions, so `fit` and `train_on_batch` check the same in Python and in the input
+        pipeline; a step traced for XLA outside them with something to check is refused.
+        """
+        checks = []
+        if self.target_epsilon is not None:
+            checks.append(tf.debugging.assert_less(
+                self._counter, self._limit,
+                message=f"make_private(target_epsilon={self.target_epsilon:g}) allows no further private step: "
+                        f"the target would be exceeded, or the limit was never computed (fit and train_on_batch "
+                        f"compute it; a loop calling train_step calls private_training(model).check_budget() "
+                        f"first)"))
+        if self.sampling is not Sampling.POISSON and self.expected_batch_size is not None:
+            rows = tf.cast(tf.shape(tf.nest.flatten(x)[0])[0], tf.int64)
+            if replicas > 1:
+                rows = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, rows)
+            checks.append(tf.debugging.assert_less_equal(
+                rows, tf.constant(int(self.expected_batch_size), tf.int64),
+                message=f"a batch holds more examples than expected_batch_size={int(self.expected_batch_size)}, "
+                        f"the batch size {self.sampling.value} batches are accounted with"))
+        if checks and compat.in_xla_context() and not _ENTRY.up:
+            raise DPConfigurationError(
+                "train_step is compiled with XLA outside fit and train_on_batch, and XLA drops the step's checks of "
+                "the target epsilon and the batch size; train with fit or train_on_batch, or compile the loop "
+                "without jit_compile")
+        return checks
+
     @property
     def dropped_examples(self) -> int:
-        """Examples dropped so far because their gradient, loss or weight was not finite (this process)."""
+        """Examples dropped so far because their gradient, loss or weight was not finite (this process).
+
+        An exact count computed from the training data without noise: outside the privacy guarantee (it
+        can tell that a given record is in the data), so it is not in `fit`'s logs; a diagnostic only.
+        """
         return int(self._dropped.numpy()) if self._counter is not None else 0
 
     @property
@@ -156,25 +214,45 @@ class PrivateTraining:
                 f"taken were accounted with {self.steps_per_epoch}; keep the batch size and data of the run")
         self.steps_per_epoch = steps_per_epoch
 
-    def begin_shuffled_fit(self, source: str) -> int:
-        """Checks that a `fit` drawing its shuffled batches from ``source`` can follow the steps taken.
+    def open_epoch(self) -> str | None:
+        """Where the steps of the current, partial shuffled epoch came from (one of `PERMUTED`, `IN_ORDER`,
+        `CALLERS_DATASET`, `OUTSIDE_FIT`), or None at an epoch boundary."""
+        if not self.steps_per_epoch or self.steps % self.steps_per_epoch == 0:
+            return None
+        if self._fitting is not None:
+            return self._fitting
+        return self._open_epoch if self.steps == self._noted_steps else OUTSIDE_FIT
 
-        A new iterator over the caller's dataset starts a new pass; in the middle of an epoch, examples
-        of the partial epoch could be used twice in what is accounted as one, so that is refused. ppml's
-        own stream (``PERMUTED`` or ``IN_ORDER``) continues the epoch instead. Returns the step to start at.
+    def shuffled_start(self, source: str) -> int:
+        """Checks that a `fit` drawing its shuffled batches from ``source`` can follow the steps taken;
+        returns the step it starts at.
+
+        In the middle of an epoch only ppml's own stream (``PERMUTED`` or ``IN_ORDER``) can continue it,
+        and only if that epoch's steps so far came from the same stream: a new pass over the caller's
+        dataset, another order, or an epoch begun by steps outside fit could use some examples twice in
+        what is accounted as one epoch, so those are refused.
         """
         position = self.steps % self.steps_per_epoch
-        if position and (source == CALLERS_DATASET or self._open_epoch not in (None, source)):
-            left = self._open_epoch or "steps taken outside fit"
+        open_epoch = self.open_epoch()
+        if position and (source == CALLERS_DATASET or open_epoch != source):
             raise DPConfigurationError(
                 f"the last shuffled epoch stopped after {position} of its {self.steps_per_epoch} steps "
-                f"({left}); a new pass over {source} would use some of its examples twice in what is accounted "
-                f"as one epoch. Finish epochs within one fit (leave steps_per_epoch unset for a dataset), or "
-                f"give fit the arrays, whose shuffled epochs ppml continues across fit calls")
+                f"({open_epoch}); a new pass over {source} would use some of its examples twice in what is "
+                f"accounted as one epoch. Finish epochs within one fit (leave steps_per_epoch unset for a dataset), "
+                f"or give fit the arrays with the same shuffle setting, whose epochs ppml continues across fit calls")
         return self.steps
 
-    def end_shuffled_fit(self, source: str) -> None:
-        self._open_epoch = source if self.steps % self.steps_per_epoch else None
+    @contextlib.contextmanager
+    def shuffled_fit(self, source: str | None):
+        """Marks the steps run inside the block as drawn from ``source`` (None: not shuffled; nothing to do)."""
+        if source is None:
+            yield
+            return
+        self._fitting = source
+        try:
+            yield
+        finally:
+            self._open_epoch, self._fitting, self._noted_steps = self.open_epoch(), None, self.steps
 
     # --- accounting ----------------------------------------------------------------------------
     @property
@@ -216,9 +294,25 @@ class PrivateTraining:
             return self.accountant
         return AccountantKind.PLD if self.mechanism().unsupported_reason("rdp") else AccountantKind.RDP
 
+    def unaccountable_reason(self, accountant: AccountantKind | str | None = None,
+                             steps: int | None = None) -> str | None:
+        """Why ``accountant`` (default: `accountant_kind`) is not asked for the epsilon of ``steps`` steps
+        (default: those run): no analysis, or PLD's cost limits (as `privacy.accounting.compute_epsilon`)."""
+        kind = AccountantKind(accountant) if accountant is not None else self.accountant_kind()
+        mechanism = self.mechanism(steps)
+        return mechanism.unsupported_reason(kind.value) or mechanism.cost_reason(kind.value, self.target_delta)
+
     def epsilon(self, accountant: AccountantKind | str | None = None) -> float:
-        """Epsilon spent so far at `target_delta`."""
-        return self.budget.epsilon(accountant or self.accountant_kind())
+        """Epsilon spent so far at `target_delta`.
+
+        Raises:
+          UnsupportedAccounting: where the accountant has no analysis or PLD would exceed its cost limits.
+        """
+        kind = AccountantKind(accountant) if accountant is not None else self.accountant_kind()
+        reason = self.unaccountable_reason(kind)
+        if reason:
+            raise UnsupportedAccounting(reason)
+        return self.budget.epsilon(kind)
 
     def report(self) -> PrivacyReport:
         """The `PrivacyReport` of the steps run (one DP-SGD configuration throughout)."""
@@ -226,7 +320,8 @@ class PrivateTraining:
         mechanism = self.mechanism()
         if len(budget.ledger) != 1 or budget.ledger[0][0] != mechanism.unit_event():
             raise DPConfigurationError("the budget composes several configurations; read it from .budget")
-        return dp_sgd_report(mechanism, delta=self.target_delta)
+        report = dp_sgd_report(mechanism, delta=self.target_delta)
+        return dataclasses.replace(report, notes=(*report.notes, f"not covered: {NOT_COVERED}."))
 
     def max_steps(self) -> int | None:
         """The most steps in total (resumed ones included) whose epsilon stays within `target_epsilon`."""
@@ -234,28 +329,52 @@ class PrivateTraining:
             return None
         budget, mechanism, kind = self.budget, self.mechanism(), self.accountant_kind()
         event = mechanism.unit_event()
+        ledger = budget.ledger
+        before = ledger[:-1] if ledger and ledger[-1][0] == event else ledger  # earlier configurations
+        key = (event, before, kind, self.target_epsilon, self.target_delta, mechanism.epoch_length)
+        if self._max_steps is None or self._max_steps[0] != key:
+            trial = PrivacyBudget(target_delta=self.target_delta, neighboring_relation=budget.neighboring_relation,
+                                  group_size=budget.group_size)
+            for earlier, count in before:
+                trial.compose(earlier, count)
 
-        def fits(more: int) -> bool:
-            return budget.epsilon_after(event, more, kind) <= self.target_epsilon
+            def steps_of(units: int) -> int:
+                if self.sampling is Sampling.SHUFFLE:
+                    return math.floor(units * mechanism.epoch_length + 1e-9)
+                return units
 
-        if not fits(1):
-            return self.steps
-        hi = 2
-        while fits(hi):
-            hi *= 2
-        lo = hi // 2  # fits(lo) holds, fits(hi) does not
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-        allowed_units = budget.units + lo
-        if self.sampling is Sampling.SHUFFLE:
-            return math.floor(allowed_units * mechanism.epoch_length + 1e-9)
-        return allowed_units
+            def fits(more: int) -> bool:  # beyond MAX_STEPS or PLD's cost limits nothing is known to fit
+                steps = steps_of(trial.units + more)
+                return (steps <= MAX_STEPS and self.unaccountable_reason(kind, steps) is None
+                        and trial.epsilon_after(event, more, kind) <= self.target_epsilon)
+
+            self._max_steps = (key, steps_of(trial.units + _most(fits)))
+        return self._max_steps[1]
+
+    def check_budget(self) -> int | None:
+        """Lets the training step run up to `max_steps` (None: no target) and returns it.
+
+        Raises:
+          PrivacyBudgetExceeded: when no step is left within `target_epsilon`.
+        """
+        limit = self.max_steps()
+        if limit is None:
+            return None
+        self._limit.assign(limit - self._steps_base)
+        if self.steps >= limit:
+            raise PrivacyBudgetExceeded(
+                f"target epsilon {self.target_epsilon:g} is spent: {self.steps} private steps give epsilon "
+                f"{self.epsilon():.4g} at delta {self.target_delta:g}; training more would exceed it")
+        return limit
+
+    def missing_for_accounting(self) -> list[str]:
+        """What accounting still lacks, among dataset_size, expected_batch_size and noise_multiplier."""
+        return [name for name, value in (("dataset_size", self.dataset_size),
+                                         ("expected_batch_size", self.expected_batch_size),
+                                         ("noise_multiplier", self.params)) if value is None]
 
     def _require_accounting(self) -> None:
-        missing = [name for name, value in (("dataset_size", self.dataset_size),
-                                            ("expected_batch_size", self.expected_batch_size),
-                                            ("noise_multiplier", self.params)) if value is None]
+        missing = self.missing_for_accounting()
         if missing:
             raise DPConfigurationError(f"accounting needs {', '.join(missing)}; pass them to make_private")
 
@@ -265,7 +384,7 @@ class PrivateTraining:
                  "adjacency": self.adjacency.value, "budget": self.budget.to_dict()}
         if self.sampling is Sampling.SHUFFLE:
             state["shuffle"] = {"seed": self.shuffle_seed, "steps_per_epoch": self.steps_per_epoch,
-                                "open_epoch": self._open_epoch}
+                                "open_epoch": self.open_epoch()}
         return state
 
     def save_state(self, path: str | os.PathLike | None = None) -> None:
@@ -288,7 +407,7 @@ class PrivateTraining:
             if shuffled is not None:
                 seed, per_epoch, open_epoch = (int(shuffled["seed"]), shuffled["steps_per_epoch"],
                                                shuffled["open_epoch"])
-                if open_epoch not in (None, PERMUTED, IN_ORDER, CALLERS_DATASET):
+                if open_epoch not in (None, *_SOURCES):
                     raise ValueError(f"unknown open_epoch {open_epoch!r}")
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise DPConfigurationError(f"cannot resume from the private training state {path}: {err}") from None
@@ -301,6 +420,26 @@ class PrivateTraining:
         self._steps_base, self._budget = steps, budget
         if shuffled is not None:
             self.shuffle_seed, self.steps_per_epoch, self._open_epoch = seed, per_epoch, open_epoch
+            self._noted_steps = steps
+
+
+def _most(fits) -> int:
+    """The largest k >= 0 with fits(k), for fits true at 0 and monotone (0 when fits(1) is false)."""
+    if not fits(1):
+        return 0
+    hi = 2
+    while fits(hi):
+        hi *= 2
+    lo = hi // 2  # fits(lo) holds, fits(hi) does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
+
+
+checked_entry = _ENTRY.raised
+"""Marks the steps traced inside the block as reached through `fit` or `train_on_batch`, which check
+the target epsilon and the batch size outside the compiled step (see `PrivateTraining.step_checks`)."""
 
 
 def _positive_or_none(name, value):
@@ -326,6 +465,11 @@ def privacy_budget(model) -> PrivacyBudget:
 
 def is_private(model) -> bool:
     return hasattr(model, _ATTRIBUTE)
+
+
+def detach(model) -> None:
+    """Removes ``model``'s `PrivateTraining` (see `attach`)."""
+    object.__delattr__(model, _ATTRIBUTE)
 
 
 def attach(model, private: PrivateTraining) -> None:

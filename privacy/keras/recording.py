@@ -86,13 +86,17 @@ def runs_sublayers_in_loop(layer) -> bool:
 class Records:
     """What every unit's calls kept during one forward pass.
 
-    ``outside`` watches the variables read outside the units' calls: a trainable variable read there
-    (another layer computing with a unit's weights) has gradient paths no rule sees.
+    ``outside`` watches the variables read outside the units' calls, and each unit's call is watched for
+    variables it does not own: a trainable variable read there (another layer computing with a unit's
+    weights) has gradient paths no rule sees. ``inside`` is the unit whose call is running: a unit called
+    within it (a layer shared by two parents) is part of that call, whose rule covers it.
     """
 
     def __init__(self):
         self.calls: dict[int, list[Call]] = {}
         self.outside = tf.GradientTape(watch_accessed_variables=True)
+        self.inside: Unit | None = None
+        self._foreign: set[int] = set()  # handles read inside the call of a unit that does not own them
 
     def add(self, unit: Unit, call: Call) -> None:
         self.calls.setdefault(id(unit), []).append(call)
@@ -103,9 +107,15 @@ class Records:
     def targets(self, units) -> list:
         return [t for unit in units for call in self.of(unit) for t in call.targets]
 
+    def note_reads(self, unit: Unit, read) -> None:
+        """Notes the variables ``read`` during a call of ``unit`` that it does not own."""
+        own = {id(v.handle) for v in unit.variables}
+        self._foreign.update(id(v.handle) for v in read if id(v.handle) not in own)
+
     def read_outside(self, variables) -> list:
-        """Those of ``variables`` that the forward pass read outside every unit's call."""
-        seen = {id(v.handle) for v in self.outside.watched_variables()}
+        """Those of ``variables`` that the forward pass read outside every unit's call, or inside the call
+        of a unit that does not own them."""
+        seen = {id(v.handle) for v in self.outside.watched_variables()} | self._foreign
         return [v for v in variables if id(v.handle) in seen]
 
 
@@ -134,10 +144,15 @@ def _wrapper(unit: Unit):
     def call(*args, **kwargs):
         original = compat.class_call(unit.layer)
         records = getattr(_ACTIVE, "records", None)
-        if records is None:  # another thread's forward pass while ours is recording
+        if records is None or records.inside is not None:  # another thread's forward pass, or within a unit
             return original(*args, **kwargs)
-        with records.outside.stop_recording():
-            outputs, kept_call = unit.rule.forward(unit.layer, original, args, kwargs)
+        records.inside = unit
+        try:
+            with records.outside.stop_recording(), tf.GradientTape(watch_accessed_variables=True) as reads:
+                outputs, kept_call = unit.rule.forward(unit.layer, original, args, kwargs)
+        finally:
+            records.inside = None
+        records.note_reads(unit, reads.watched_variables())
         records.add(unit, kept_call)
         return outputs
 

@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from privacy.accounting import Sampling
+from privacy.keras.masking import select_rows
 from privacy.keras.params import DPConfigurationError
 
 DEFAULT_OVERFLOW_PROBABILITY = 1e-9
@@ -192,18 +193,33 @@ def _repeats_inside(dataset) -> bool:
     return any(type(d).__name__ == "_RepeatDataset" or _repeats_inside(d) for d in inputs)
 
 
-def at_most(dataset, batch_size: int):
-    """``dataset`` with every batch checked to hold at most ``batch_size`` examples (an error otherwise)."""
-    def check(*element):
-        size = tf.shape(tf.nest.flatten(element)[0])[0]
-        fits = tf.debugging.assert_less_equal(
-            size, batch_size, message=f"a batch holds more examples than expected_batch_size={batch_size}, the "
-                                      f"batch size the run is accounted with")
-        with tf.control_dependencies([fits]):
-            element = tf.nest.map_structure(tf.identity, element)
-        return element if len(element) > 1 else element[0]
+def checked_passes(dataset, *, batch_size: int, batches_per_pass: int, dataset_size: int | None):
+    """``dataset`` with every batch checked to hold at most ``batch_size`` examples and every pass (its
+    ``batches_per_pass`` consecutive batches from the start of an iterator, or of a repetition) at most
+    ``dataset_size`` examples; an error stops the input pipeline otherwise (before the batch is used).
 
-    return dataset.map(check)
+    A pass holding more examples than the data set has uses some of them twice in what is accounted as
+    one epoch (e.g. ``one_pass.concatenate(one_pass)``). That no example repeats within a pass is what
+    ``sampling='shuffle'`` declares and cannot be checked here.
+    """
+    def check(state, element):
+        index, in_pass = state
+        size = tf.cast(tf.shape(tf.nest.flatten(element)[0])[0], tf.int64)
+        in_pass = tf.where(index % batches_per_pass == 0, tf.constant(0, tf.int64), in_pass) + size
+        checks = [tf.debugging.assert_less_equal(
+            size, tf.constant(batch_size, tf.int64),
+            message=f"a batch holds more examples than expected_batch_size={batch_size}, the batch size the run "
+                    f"is accounted with")]
+        if dataset_size is not None:
+            checks.append(tf.debugging.assert_less_equal(
+                in_pass, tf.constant(dataset_size, tf.int64),
+                message=f"one pass over the dataset ({batches_per_pass} batches) holds more examples than "
+                        f"dataset_size={dataset_size}, so some are used twice in what is accounted as one epoch"))
+        with tf.control_dependencies(checks):
+            element = tf.nest.map_structure(tf.identity, element)
+        return (index + 1, in_pass), element
+
+    return dataset.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), check)
 
 
 def _check_sizes(dataset_size, batch_size) -> tuple[int, float]:
@@ -298,13 +314,11 @@ def _padded(x, y, w, keep):
     Padding is selected away, never multiplied by 0: a copy of a real example could hold inf or NaN,
     and 0 x inf is NaN, which would reach every step whether that example was sampled or not.
     """
-    def blank(t):
-        rows = tf.reshape(keep, [-1] + [1] * (t.shape.rank - 1))
-        return tf.where(rows, t, tf.zeros_like(t))
+    def blank(structure):
+        return tf.nest.map_structure(lambda t: select_rows(keep, t), structure)
 
     weight = tf.ones(tf.shape(keep), tf.float32) if w is None else tf.cast(tf.reshape(w, [-1]), tf.float32)
-    return (tf.nest.map_structure(blank, x), tf.nest.map_structure(blank, y),
-            tf.where(keep, weight, tf.zeros_like(weight)))
+    return blank(x), blank(y), select_rows(keep, weight)
 
 
 def _tagged(dataset, sampling: BatchSampling):

@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from privacy.keras import clipping, compat, optimizers, recording
 from privacy.keras.factors import dim
+from privacy.keras.masking import select_rows
 from privacy.keras.params import DPConfigurationError
 
 
@@ -29,6 +30,7 @@ def dp_train_step(model, private, data):
     x, y, sample_weight = _unpack(data)
     params = private.resolve_params(model.optimizer)
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    checks = private.step_checks(x, replicas)
     expected_batch = private.global_expected_batch_size(x, replicas)
     weights = _weights(x, sample_weight)
     clipped = clipped_gradient_sum(model, private.units(model), x, y, weights, params,
@@ -39,21 +41,21 @@ def dp_train_step(model, private, data):
     grads = [g / tf.cast(denominator, g.dtype) for g in noisy]
     variables = model.trainable_variables
     regularization = _add_regularization_gradients(model, variables, grads, replicas)
-    with optimizers.private_step():
+    with optimizers.private_step(), tf.control_dependencies(checks):
         model.optimizer.apply_gradients(zip(grads, variables))
     private.count_step(after=grads)
 
-    # Examples (not padding) whose clipping unit was dropped, or whose weight or loss is not finite.
+    # Examples (not padding) whose clipping unit was dropped, or whose weight is not finite.
     real = tf.not_equal(weights, 0.0)
-    kept = tf.repeat(tf.math.is_finite(clipped.norms), tf.shape(weights)[0] // tf.size(clipped.norms))
-    ok = real & tf.math.is_finite(weights) & kept & tf.math.is_finite(weighted_losses)
+    kept = tf.repeat(clipped.kept, tf.shape(weights)[0] // tf.size(clipped.kept))
+    ok = real & tf.math.is_finite(weights) & kept
     private.count_dropped(tf.reduce_sum(tf.cast(real & ~ok, tf.int64)))
     count = tf.reduce_sum(tf.cast(ok, tf.float32))
     mean_loss = tf.reduce_sum(tf.where(ok, weighted_losses, 0.0)) / tf.maximum(count, 1.0)
     if regularization is not None:
         mean_loss += regularization
     compat.update_loss_metric(model, y_pred, mean_loss, count)
-    return model.compute_metrics(x, _rows(ok, y), _rows(ok, y_pred), tf.where(ok, weights, 0.0))
+    return model.compute_metrics(x, _rows(ok, y), _rows(ok, y_pred), select_rows(ok, weights))
 
 
 class ClippedSum(NamedTuple):
@@ -61,6 +63,7 @@ class ClippedSum(NamedTuple):
 
     sums: list  # sum of clipped gradients, aligned with model.trainable_variables
     norms: tf.Tensor  # each unit's gradient norm before clipping, shape (units,)
+    kept: tf.Tensor  # the units that contributed (finite gradient and loss), shape (units,)
     predictions: tf.Tensor
     weighted_losses: tf.Tensor  # per-example loss times sample weight, shape (batch,)
 
@@ -88,10 +91,13 @@ def clipped_gradient_sum(model, units, x, y, weights, params, *, expected_batch_
         objective = tf.reduce_sum(weighted_losses) * unit_scale
     target_grads = tape.gradient(objective, records.targets(units),
                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
-    sums, norms = clipping.clipped_gradient_sum(units, records, target_grads, model.trainable_variables,
-                                                l2_norm_clip=params.l2_norm_clip,
-                                                num_microbatches=local_microbatches)
-    return ClippedSum(sums, norms, y_pred, weighted_losses)
+    finite = tf.math.is_finite(weighted_losses)  # padding rows are 0
+    if local_microbatches is not None:
+        finite = tf.reduce_all(tf.reshape(finite, [local_microbatches, -1]), axis=1)
+    sums, norms, kept = clipping.clipped_gradient_sum(units, records, target_grads, model.trainable_variables,
+                                                      l2_norm_clip=params.l2_norm_clip,
+                                                      num_microbatches=local_microbatches, finite_losses=finite)
+    return ClippedSum(sums, norms, kept, y_pred, weighted_losses)
 
 
 def per_example_loss(model, y, y_pred):
@@ -171,13 +177,7 @@ def _one_loss(model, loss, y, y_pred):
 
 def _rows(keep, tensors):
     """``tensors`` (any structure, batch first) with the rows where ``keep`` is False set to zero."""
-    def select(t):
-        t = tf.convert_to_tensor(t)
-        if t.shape.rank == 0:
-            return t
-        return tf.where(tf.reshape(keep, [-1] + [1] * (t.shape.rank - 1)), t, tf.zeros_like(t))
-
-    return None if tensors is None else tf.nest.map_structure(select, tensors)
+    return None if tensors is None else tf.nest.map_structure(lambda t: select_rows(keep, t), tensors)
 
 
 def _same_rank(y, y_pred):
@@ -256,9 +256,10 @@ def _reject_weights_used_outside_their_layers(records, model):
     if outside:
         raise DPConfigurationError(
             f"the forward pass computes with {[v.name for v in outside]} outside the layer that owns them (e.g. "
-            "an output layer reading an embedding's matrix: tied weights); per-example clipping would miss the "
-            "gradient of that use. Give that layer the variable as its own weight (ppml clips a variable "
-            "several layers own as one), or compute with weights only inside the layers that own them")
+            "an output layer reading an embedding's matrix through a reference it does not track: tied "
+            "weights); per-example clipping would miss the gradient of that use. Give that layer the variable "
+            "as its own weight (ppml clips a variable several layers own as one), or compute with weights only "
+            "inside the layers that own them")
 
 
 def _add_regularization_gradients(model, variables, grads, replicas):

@@ -10,11 +10,11 @@ epochs             passes over the training data: T = ceil(epochs * n / B) noisy
 l2_norm_clip       C, the L2 norm each example's gradient is clipped to
 noise_multiplier   sigma: noise std on the summed clipped gradients is sigma * C
 target_epsilon     instead of noise_multiplier: calibrate sigma so that epsilon <= this
-delta              delta of the guarantee (default: the largest power of ten below 1/n)
+delta              delta of the guarantee (default: the largest power of ten at most 1/(2n))
 sampling           poisson (add/remove adjacency, exact analysis), fixed (B drawn without replacement
                    at every step; replace-one adjacency, RDP analysis only) or shuffle
                    (replace-one adjacency, once-per-epoch bound, no amplification)
-num_microbatches   clip per microbatch instead of per example (sensitivity 2C if several each);
+num_microbatches   clip per microbatch instead of per example (one example moves a microbatch of several by 2C);
                    must divide fixed and shuffled batches
 accountant         rdp or pld: the accountant that calibrates target_epsilon (fixed: rdp only)
 =================  ==========================================================================

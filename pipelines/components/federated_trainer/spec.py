@@ -51,7 +51,7 @@ clip                          fixed                                  fixed works
 clipping_norm                 1.0                                    C (the initial C for adaptive clipping)
 target_unclipped_quantile     0.5                                    adaptive clipping's quantile (the median)
 clipped_count_stddev          0.05 x expected clients per round      adaptive clipping's count noise (TFF's)
-delta                         largest power of ten below 1/N         delta of the guarantee
+delta                         largest power of ten <= 1/(2N)         delta of the guarantee
 accountant                    rdp                                    rdp | pld, for target_epsilon, max_epsilon
 max_epsilon                   none                                   stop before a round would exceed it
 seeded_noise                  false                                  noise and client sample from the OS CSPRNG;

@@ -123,7 +123,7 @@ def test_delta_warning_when_not_below_one_over_n():
     assert result.exit_code == 0 and "WARNING" in result.output and "1/n" in result.output
 
 
-@pytest.mark.parametrize("args,fraction", [(["--n", "999"], "0.999/n"),   # the default delta, 1e-3
+@pytest.mark.parametrize("args,fraction", [(["--n", "999", "--delta", "1e-3"], "0.999/n"),   # ppml's old default
                                            (["--n", "60000", "--delta", "1e-5"], "0.6/n")])
 def test_delta_warning_when_close_to_one_over_n(args, fraction):
     """A delta close to 1/n lets a mechanism publish about n * delta examples in full: warned, in the table
@@ -135,6 +135,8 @@ def test_delta_warning_when_close_to_one_over_n(args, fraction):
     assert any(fraction in w for w in data["warnings"])
     quiet = json.loads(run("epsilon", "--n", "60000", "--delta", "1e-6", *common, "--json").output)
     assert quiet["warnings"] == []
+    default = json.loads(run("epsilon", "--n", "999", *common, "--json").output)  # at most 1/(2n)
+    assert default["delta"] == 1e-4 and default["warnings"] == []
 
 
 def test_plot_is_a_png(tmp_path):

@@ -5,12 +5,13 @@ sampling scheme and adjacency, so a mistake in `DpSgdMechanism`'s event construc
 """
 
 import math
+from fractions import Fraction
 
 import dp_accounting as dpa
 import pytest
 
 from privacy.accounting import (Adjacency, DpSgdMechanism, Sampling, UnsupportedAccounting, compute_epsilon,
-                                dp_sgd_report, resolve_adjacency, steps_for_epochs)
+                                default_delta, delta_warning, dp_sgd_report, resolve_adjacency, steps_for_epochs)
 
 R = dpa.NeighboringRelation
 
@@ -198,13 +199,14 @@ def test_report_states_context_and_versions():
     m = DpSgdMechanism.from_epochs(dataset_size=60000, batch_size=256, noise_multiplier=1.1, epochs=1)
     report = dp_sgd_report(m)
     data = report.to_dict()
-    assert data["delta"] == 1e-5 and data["delta_is_default"]
+    assert data["delta"] == 1e-6 and data["delta_is_default"] and data["warnings"] == []
     assert data["accountant_version"].startswith("dp-accounting 0.6")
     assert data["sampling"] == "poisson" and data["adjacency"] == "add-remove"
     assert data["epsilon_pld"] < data["epsilon_rdp"]
     assert data["dp_event"]["class_name"] == "SelfComposedDpEvent"
     text = report.format_text()
-    for needle in ("poisson", "add-remove", "RdpAccountant", "PLDAccountant", "dp-accounting 0.6", "1e-05"):
+    for needle in ("poisson", "add-remove", "RdpAccountant", "PLDAccountant", "dp-accounting 0.6",
+                   "1e-06 (default: the largest power of ten at most 1/(2n) = 8.33e-06)"):
         assert needle in text
 
 
@@ -218,6 +220,15 @@ def test_report_per_epoch_rows_end_at_the_headline_value():
     assert rows[0].epsilon["rdp"] == pytest.approx(compute_epsilon(m, 1e-4, "rdp", steps=16), abs=1e-9)
     eps = [r.epsilon["pld"] for r in rows]
     assert eps == sorted(eps)
+
+
+def test_default_delta_is_the_largest_power_of_ten_at_most_one_over_2n():
+    """Never close enough to 1/n for delta_warning (it could be 0.999/n), and no smaller than needed."""
+    for n in [*range(1, 2001), 4999, 5000, 5001, 59999, 60000, 10 ** 9, 5 * 10 ** 9]:
+        delta = default_delta(n)
+        exponent = round(-math.log10(delta))
+        assert delta == 10.0 ** -exponent and delta_warning(delta, n) is None, n
+        assert Fraction(1, 10 ** exponent) <= Fraction(1, 2 * n) < Fraction(1, 10 ** (exponent - 1)), n
 
 
 def test_report_warns_when_delta_not_below_one_over_n():

@@ -50,6 +50,19 @@ def case_validator_names_what_to_use_instead():
     _raises(lambda: make_private(custom, l2_norm_clip=1.0, noise_multiplier=1.0), "overrides train_step()")
 
 
+def case_noise_multipliers_the_accountants_cannot_take_are_refused_up_front():
+    """sigma = 1e-4 was accepted by make_private and the DP optimizers; fit trained a whole epoch and then
+    failed to account it. Outside [1e-3, 1e6] (0, no privacy, aside) both refuse it before any step."""
+    from privacy.accounting import NOISE_MULTIPLIER_RANGE  # pylint: disable=import-outside-toplevel
+
+    for sigma in (1e-4, 2e6, -1.0, float("nan")):
+        _raises(lambda: make_private(K.Sequential([K.Input((4,)), L.Dense(2)]), l2_norm_clip=1.0,
+                                     noise_multiplier=sigma), "noise_multiplier must be 0", "[0.001, 1e+06]")
+        _raises(lambda: DPKerasAdamOptimizer(l2_norm_clip=1.0, noise_multiplier=sigma), "noise_multiplier must be 0")
+    for sigma in (0.0, *NOISE_MULTIPLIER_RANGE):
+        DPKerasAdamOptimizer(l2_norm_clip=1.0, noise_multiplier=sigma)
+
+
 def case_losses_without_per_example_values_are_refused():
     x, y = _data()
     model = make_private(K.Sequential([K.Input((4,)), L.Dense(2)]), l2_norm_clip=1.0, noise_multiplier=1.0,

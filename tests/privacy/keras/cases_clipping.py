@@ -242,19 +242,73 @@ class _TiedOutput(L.Layer):
         return tf.matmul(h, self.embedding.embeddings, transpose_b=True)
 
 
+class _TiedOutputWithBias(L.Layer):
+    """Logits from an embedding's matrix read through an untracked reference, plus a bias of its own: the layer
+    is a clipping unit, and the read happens inside its call."""
+
+    def __init__(self, embedding, **kwargs):
+        super().__init__(**kwargs)
+        self._table = lambda: embedding.embeddings
+
+    def build(self, input_shape):
+        self.b = self.add_weight(shape=(6,), initializer="zeros", name="b")
+
+    def call(self, h):
+        return tf.matmul(h, self._table(), transpose_b=True) + self.b
+
+
 def case_weights_read_outside_their_layer_are_refused():
-    """A layer computing with another layer's weights hides a gradient path from every rule: refused,
-    naming the variable, before any gradient is taken."""
+    """A layer computing with another layer's weights hides a gradient path from every rule: refused, naming
+    the variable, before any gradient is taken; also when the reading layer has weights of its own (the read
+    happens inside a clipping unit's call, and that gradient was silently not trained)."""
+    for output in (_TiedOutput, _TiedOutputWithBias):
+        K.utils.set_random_seed(1)
+        ids = K.Input((1,), dtype="int32")
+        embedding = L.Embedding(6, 4)
+        logits = output(embedding)(L.Reshape((4,))(embedding(ids)))
+        model = K.Model(ids, logits)
+        model.compile(optimizer=K.optimizers.SGD(0.1),
+                      loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
+        x, y = tf.constant([[0], [3], [3], [5], [1], [2]], tf.int32), tf.constant([1, 0, 4, 5, 2, 3], tf.float32)
+        try:
+            _clipped(model, x, y, tf.ones([BATCH]), 1.0)
+        except DPConfigurationError as err:
+            assert "outside the layer that owns them" in str(err) and "embeddings" in str(err), str(err)
+        else:
+            raise AssertionError(f"a weight used outside its layer ({output.__name__}) was clipped without that use")
+
+
+class _Scaled(L.Layer):
+    """A weight of its own times a shared Embedding called inside (the Embedding is also used directly)."""
+
+    def __init__(self, embedding, **kwargs):
+        super().__init__(**kwargs)
+        self.embedding = embedding
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(4,), initializer="ones", name="w")
+
+    def call(self, ids):
+        return self.embedding(ids) * self.w
+
+
+def case_a_layer_shared_inside_another_unit_gets_both_paths():
+    """An Embedding used directly and inside a custom layer with its own weight (a clipping unit that holds it):
+    the nested call crashed with "Tape is not recording". It is part of the outer unit's call, so each example's
+    gradient has both paths: the clipped sum with a huge clip equals the full gradient, and the norms equal the
+    Jacobian's."""
     K.utils.set_random_seed(1)
     ids = K.Input((1,), dtype="int32")
     embedding = L.Embedding(6, 4)
-    logits = _TiedOutput(embedding)(L.Reshape((4,))(embedding(ids)))
-    model = K.Model(ids, logits)
+    h = L.Reshape((4,))(L.Add()([embedding(ids), _Scaled(embedding)(ids)]))
+    model = K.Model(ids, L.Dense(6)(h))
     model.compile(optimizer=K.optimizers.SGD(0.1), loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
     x, y = tf.constant([[0], [3], [3], [5], [1], [2]], tf.int32), tf.constant([1, 0, 4, 5, 2, 3], tf.float32)
-    try:
-        _clipped(model, x, y, tf.ones([BATCH]), 1.0)
-    except DPConfigurationError as err:
-        assert "outside the layer that owns them" in str(err) and "embeddings" in str(err), str(err)
-    else:
-        raise AssertionError("a weight used outside its layer was clipped without that use")
+    weights = tf.ones([BATCH])
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(per_example_loss(model, y, model(x, training=True)))
+    want = [tf.convert_to_tensor(g).numpy() for g in tape.gradient(total, model.trainable_variables)]
+    got = _clipped(model, x, y, weights, 1e9)
+    for variable, a, b in zip(model.trainable_variables, got.sums, want):
+        np.testing.assert_allclose(a.numpy(), b, rtol=1e-5, atol=1e-6, err_msg=variable.name)
+    np.testing.assert_allclose(got.norms.numpy(), _reference_norms(model, x, y, weights), rtol=1e-5, atol=1e-6)

@@ -4,6 +4,9 @@ The expected values are TF Privacy's (its optimizer and DPSequential tests), rec
 and every epsilon with dp-accounting directly.
 """
 
+import os
+import tempfile
+
 import dp_accounting
 import numpy as np
 import tensorflow as tf
@@ -11,7 +14,8 @@ from scipy import stats
 
 from privacy.accounting import compute_dp_sgd_privacy
 from privacy.keras import (DPConfigurationError, DPGradientDescentGaussianOptimizer, DPKerasAdagradOptimizer,
-                           DPKerasAdamOptimizer, DPKerasSGDOptimizer, compat, private_training)
+                           DPKerasAdamOptimizer, DPKerasSGDOptimizer, compat, make_private, private_training)
+from privacy.keras.private_training import is_private
 
 K = compat.default_keras()
 L = K.layers
@@ -43,7 +47,8 @@ def case_compute_gradients_of_a_loss_vector_and_its_tape():
 
 def case_clipping_noise_and_apply():
     """TF Privacy's testClippingNorm ([-0.6, -0.8]), testNoiseMultiplier (std C sigma / M) and
-    testAssertOnNoCallOfComputeGradients (applying gradients it did not compute is refused)."""
+    testAssertOnNoCallOfComputeGradients (applying gradients it did not compute is refused); a microbatch
+    whose loss is not finite is dropped."""
     var0 = tf.Variable([0.0, 0.0])
     data0 = tf.constant([[3.0, 4.0], [6.0, 8.0]])
     opt = DPKerasSGDOptimizer(l2_norm_clip=1.0, noise_multiplier=0.0, num_microbatches=1, learning_rate=2.0)
@@ -57,6 +62,12 @@ def case_clipping_noise_and_apply():
         assert "make_private" in str(err), str(err)
     else:
         raise AssertionError("gradients were applied twice")
+    # A microbatch whose loss is not finite although its gradient is (|inf - v| has gradient -1) contributes 0.
+    var1 = tf.Variable([0.0, 0.0])
+    data1 = tf.constant([[3.0, 4.0], [np.inf, 0.0]])
+    opt = DPKerasSGDOptimizer(l2_norm_clip=1.0, noise_multiplier=0.0, num_microbatches=2, learning_rate=1.0)
+    grads = opt._compute_gradients(lambda: tf.reduce_sum(tf.abs(data1 - var1), axis=1), [var1])
+    np.testing.assert_allclose(grads[0][0].numpy(), [-0.5 / np.sqrt(2)] * 2, rtol=1e-6)
     for clip, sigma, microbatches in ((2.0, 4.0, 1), (4.0, 1.0, 4), (3.0, 2.0, None)):
         var = tf.Variable(tf.zeros([20000]))
         opt = DPKerasSGDOptimizer(l2_norm_clip=clip, noise_multiplier=sigma, num_microbatches=microbatches,
@@ -97,6 +108,81 @@ def case_compiling_a_plain_model_with_a_dp_optimizer_trains_privately():
     expected = dp_accounting.rdp.RdpAccountant().compose(
         dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(0.55), 3)).get_epsilon(private.target_delta)
     assert abs(history.history["epsilon"][-1] - expected) < 1e-9
+
+
+def _refused(fn, *fragments):
+    try:
+        fn()
+    except DPConfigurationError as err:
+        assert all(fragment in str(err) for fragment in fragments), (fragments, str(err))
+    else:
+        raise AssertionError(f"not refused: expected an error mentioning {fragments}")
+
+
+def case_the_drop_in_leaves_every_other_model_to_keras():
+    """Importing privacy.keras wraps keras.Model.fit only: compile is Keras' own, so Keras 3's load_model (which
+    treated every model as having a custom compile and restored no optimizer: evaluate failed with "No loss to
+    compute") and clone_model restore a plain model's compiled state, on both flavours and save formats."""
+    import warnings  # pylint: disable=import-outside-toplevel
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 4)).astype("float32"), rng.integers(0, 3, 32)
+    model = K.Sequential([K.Input((4,)), L.Dense(3)])
+    model.compile(optimizer=K.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, epochs=1, verbose=0)
+    formats = ("model.keras", "model.h5") if compat.is_tf_keras(model) else ("model.keras",)
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # "compile() was not called as part of model loading"
+        warnings.filterwarnings("ignore", "You are saving your model as an HDF5 file")
+        for name in formats:
+            model.save(os.path.join(tmp, name))
+            loaded = K.models.load_model(os.path.join(tmp, name))
+            assert type(loaded.optimizer).__name__ == "SGD", (name, loaded.optimizer)
+            np.testing.assert_allclose(loaded.evaluate(x, y, verbose=0), model.evaluate(x, y, verbose=0), rtol=1e-5)
+        if not compat.is_tf_keras(model):
+            clone = K.models.clone_model(model)
+            clone.compile_from_config(model.get_compile_config())
+            assert type(clone.optimizer).__name__ == "SGD"
+    assert K.Model.compile.__module__.split(".")[0] in ("keras", "tf_keras")  # compile is Keras' own
+
+
+def case_the_drop_in_can_still_be_configured_or_refuses_with_the_fix():
+    """compile with a DP optimizer, then make_private (the order TF Privacy users reach for) gives Poisson
+    sampling; a first fit that cannot be accounted (a dataset without dataset_size, batched with or without
+    drop_remainder) is refused before any step naming make_private's arguments, and leaves the model as it
+    was, so that make_private can follow; a model with BatchNormalization compiles and is refused at fit with
+    what to use instead."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(105, 4)).astype("float32"), rng.integers(0, 3, 105)
+    loss = K.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
+
+    def compiled(*layers):
+        model = K.Sequential([K.Input((4,)), *layers, L.Dense(3)])
+        model.compile(optimizer=DPKerasSGDOptimizer(l2_norm_clip=1.0, noise_multiplier=1.1, learning_rate=0.1),
+                      loss=loss)
+        return model
+
+    model = compiled()
+    make_private(model, expected_batch_size=10, target_delta=1e-3)
+    model.fit(x, y, epochs=1, verbose=0)
+    assert (private_training(model).sampling.value, private_training(model).steps) == ("poisson", round(105 / 10))
+    batches = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(105)
+    for dataset, missing in ((batches.batch(10), "dataset_size=..., expected_batch_size=..., sampling='shuffle'"),
+                             (batches.batch(10, drop_remainder=True), "dataset_size=..., sampling='shuffle'")):
+        model = compiled()
+        before = [w.copy() for w in model.get_weights()]
+        _refused(lambda: model.fit(dataset, epochs=2, verbose=0), "compiled with a DP optimizer",
+                 f"make_private(model, {missing}) before fit")
+        assert not is_private(model) and all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    make_private(model, dataset_size=105, expected_batch_size=10, sampling="shuffle", target_delta=1e-3)
+    history = model.fit(batches.batch(10, drop_remainder=True), epochs=2, verbose=0)
+    expected = dp_accounting.rdp.RdpAccountant().compose(
+        dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(0.55), 2)).get_epsilon(1e-3)
+    assert private_training(model).steps == 20 and abs(history.history["epsilon"][-1] - expected) < 1e-9
+    with_batch_norm = compiled(L.BatchNormalization())
+    _refused(lambda: with_batch_norm.fit(x, y, epochs=1, verbose=0), "BatchNormalization",
+             "LayerNormalization or GroupNormalization")
+    assert not is_private(with_batch_norm)
 
 
 class OwnStep(K.Model):

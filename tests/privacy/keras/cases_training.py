@@ -3,14 +3,16 @@
 import json
 import os
 import tempfile
+import warnings
 
+import dp_accounting
 import numpy as np
 import tensorflow as tf
 from click.testing import CliRunner
 from scipy import stats
 
 from pipelines.cli.main import cli
-from privacy.accounting import DpSgdMechanism, compute_epsilon
+from privacy.accounting import DpSgdMechanism, UnsupportedAccounting, compute_epsilon
 from tensorboard.backend.event_processing import event_accumulator
 
 from privacy.keras import (DPConfigurationError, DPKerasSGDOptimizer, DPSequential, PrivacyBudgetCallback,
@@ -305,18 +307,70 @@ def case_a_target_epsilon_that_cannot_be_accounted_is_refused():
     of 1.0 whose epsilon was about 320)."""
     x, y = _data(n=100, inputs=8)
     batches = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(100).batch(10)
-    for kwargs in ({"noise_multiplier": 1.0, "target_epsilon": 1.0},
-                   {"noise_multiplier": 1.0, "state_path": os.path.join(tempfile.gettempdir(), "never.json")},
-                   {"noise_multiplier": 0.0, "target_epsilon": 1.0, "dataset_size": 100}):
-        model = make_private(_mlp(), l2_norm_clip=1.0, sampling="shuffle", expected_batch_size=10, target_delta=1e-3,
-                             **kwargs)
+    with tempfile.TemporaryDirectory() as tmp:
+        for kwargs in ({"noise_multiplier": 1.0, "target_epsilon": 1.0},
+                       {"noise_multiplier": 1.0, "state_path": os.path.join(tmp, "never.json")},
+                       {"noise_multiplier": 0.0, "target_epsilon": 1.0, "dataset_size": 100}):
+            model = make_private(_mlp(), l2_norm_clip=1.0, sampling="shuffle", expected_batch_size=10,
+                                 target_delta=1e-3, **kwargs)
+            model.compile(optimizer=_sgd(0.1), loss=_scce())
+            try:
+                model.fit(batches, epochs=30, verbose=0)
+            except DPConfigurationError as err:
+                needed = "noise_multiplier is 0" if kwargs["noise_multiplier"] == 0 else "dataset_size"
+                assert "cannot account" in str(err) and needed in str(err), str(err)
+            else:
+                raise AssertionError(f"fit ran without accounting under {kwargs}")
+            assert private_training(model).steps == 0
+            assert not os.listdir(tmp)
+
+
+def case_pld_cost_limits_hold_for_training_too():
+    """PLD is not asked for Poisson-sampled steps whose noise multiplier per step is below 0.2 (minutes and
+    gigabytes), as in privacy.accounting.compute_epsilon: a training only PLD could account (Poisson
+    replace-one, microbatched at sigma 0.3: 0.15 per step) is refused before any step, and epsilon('pld') of
+    one that RDP accounts says why instead of computing."""
+    x, y = _data(n=100, inputs=8)
+    model = make_private(_mlp(), l2_norm_clip=1.0, noise_multiplier=0.3, num_microbatches=2, expected_batch_size=10,
+                         adjacency="replace-one", target_delta=1e-3)
+    model.compile(optimizer=_sgd(0.1), loss=_scce())
+    try:
+        model.fit(x, y, epochs=1, verbose=0)
+    except DPConfigurationError as err:
+        assert "with the PLD accountant" in str(err) and "0.15 per step" in str(err), str(err)
+        assert "no other accountant covers it here" in str(err), str(err)
+    else:
+        raise AssertionError("a training beyond PLD's cost limits was accounted with PLD")
+    assert private_training(model).steps == 0
+    model = make_private(_mlp(), l2_norm_clip=1.0, noise_multiplier=0.15, expected_batch_size=10, target_delta=1e-3)
+    model.compile(optimizer=_sgd(0.1), loss=_scce())
+    model.fit(x, y, epochs=1, verbose=0)
+    private = private_training(model)
+    try:
+        private.epsilon("pld")
+    except UnsupportedAccounting as err:
+        assert "0.15 per step" in str(err) and "the RDP accountant covers it" in str(err), str(err)
+    else:
+        raise AssertionError("PLD was asked beyond its cost limits")
+    event = dp_accounting.PoissonSampledDpEvent(0.1, dp_accounting.GaussianDpEvent(0.15))
+    expected = dp_accounting.rdp.RdpAccountant().compose(dp_accounting.SelfComposedDpEvent(event, 10))
+    assert abs(private.epsilon("rdp") - expected.get_epsilon(1e-3)) < 1e-9
+
+
+def case_a_delta_close_to_one_over_n_is_warned_at_fit():
+    """target_delta above 1/(2n) lets a mechanism publish about n * delta examples in full: fit warns (and
+    the report says so); the default, at most 1/(2n), does not."""
+    x, y = _data(n=100, inputs=8)
+    for target_delta, warned in ((6e-3, True), (None, False)):
+        model = make_private(_mlp(), l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=10,
+                             target_delta=target_delta)
         model.compile(optimizer=_sgd(0.1), loss=_scce())
-        try:
-            model.fit(batches, epochs=30, verbose=0)
-        except DPConfigurationError as err:
-            needed = "noise_multiplier is 0" if kwargs["noise_multiplier"] == 0 else "dataset_size"
-            assert "cannot account" in str(err) and needed in str(err), str(err)
-        else:
-            raise AssertionError(f"fit ran without accounting under {kwargs}")
-        assert private_training(model).steps == 0
-        assert not os.path.exists(os.path.join(tempfile.gettempdir(), "never.json"))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.fit(x, y, epochs=1, verbose=0)
+        said = [str(w.message) for w in caught if "close to 1/n" in str(w.message)]
+        assert bool(said) is warned, (target_delta, said)
+        report = private_training(model).report()
+        assert bool(report.warnings) is warned, report.warnings
+        if not warned:
+            assert report.delta == 1e-3
