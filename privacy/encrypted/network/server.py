@@ -73,7 +73,6 @@ class TlsLink(Link):
         self.sock, self.peer, self.session = TlsStream(sock, None, send_timeout), peer, 0
         self.broken = False
         self._inbox: queue.Queue = queue.Queue()
-        self._send_lock = threading.Lock()
         self._on_broken = on_broken
         threading.Thread(target=self._read, daemon=True, name=f"link-{peer}").start()
 
@@ -94,8 +93,7 @@ class TlsLink(Link):
 
     def _send(self, meta, arrays=()):
         try:
-            with self._send_lock:
-                send_message(self.sock, meta, arrays)
+            send_message(self.sock, meta, arrays)  # one sendall: TlsStream lets one writer at a time through
         except (ssl.SSLError, OSError) as err:
             raise TransportError(f"cannot send to party {self.peer}: {err.__class__.__name__}") from None
 
