@@ -35,15 +35,19 @@ def model_path(deployment_dir: str, index: int) -> str:
     return os.path.join(deployment_dir, party_role(index), MODEL_FILE)
 
 
-def save_model_shares(plan: ModelPlan, deployment_dir: str, fixed: FixedPoint, bounds: InputBounds) -> list[str]:
+def save_model_shares(plan: ModelPlan, deployment_dir: str, fixed: FixedPoint, bounds: InputBounds, *,
+                      allow_logits: bool = False) -> list[str]:
     """Shares `plan` for inputs within `bounds` (model owner side) and writes each party's bundle into its
     credentials folder.
+
+    Args:
+        allow_logits: the release policy the parties enforce (`share_model`): labels only unless True.
 
     Raises:
         ModelRangeError: if the model's values could leave the ring's headroom for these bounds.
     """
     paths = []
-    for bundle in share_model(plan, fixed, bounds):
+    for bundle in share_model(plan, fixed, bounds, allow_logits=allow_logits):
         path = model_path(deployment_dir, bundle.index)
         bundle.save(path)
         paths.append(path)
@@ -140,10 +144,11 @@ class Loopback:
 @contextlib.contextmanager
 def loopback_parties(plan: ModelPlan, bounds: InputBounds, *, fixed: FixedPoint = FixedPoint(),
                      timeout: float = DEFAULT_TIMEOUT_S, directory: str | None = None, startup_s: float = 120.0,
-                     **limits):
+                     allow_logits: bool = False, **limits):
     """Three party processes on 127.0.0.1 serving `plan` shared for inputs within `bounds`; yields a `Loopback`.
 
     Args:
+        allow_logits: the model owner's release policy (`share_model`).
         limits: passed to each `PartyServer` (memory_budget, max_connections, idle_timeout, refresh_every).
 
     Raises:
@@ -154,7 +159,7 @@ def loopback_parties(plan: ModelPlan, bounds: InputBounds, *, fixed: FixedPoint 
             directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="ppml-parties-"))
         deployment = create_deployment(directory, [("127.0.0.1", p) for p in free_ports(NUM_PARTIES)],
                                        clients=("loopback",))
-        save_model_shares(plan, directory, fixed, bounds)
+        save_model_shares(plan, directory, fixed, bounds, allow_logits=allow_logits)
         parties = Loopback(deployment, timeout=timeout, startup_s=startup_s, limits=limits)
         try:
             for i in range(NUM_PARTIES):

@@ -20,11 +20,14 @@ No client behaviour may stop a server, so `PartyServer` bounds everything a clie
 * Faults among the parties: a party that disconnects or stalls past `timeout` mid-protocol makes the
   others abort the session (the client gets the error), drop all links and connect again with fresh
   keys; a killed party rejoins when it is restarted. Weight shares are re-randomized (a fresh
-  replicated sharing, one round) every time the parties connect and every `refresh_every` sessions,
-  so shares a party holds in memory at different times do not combine; each (re)connection starts
+  replicated sharing, one round) every time the parties connect and every `refresh_every` sessions;
+  the pairwise keys last for the connection, so one party's share and keys from one time combine with
+  another party's share from a later time of the same connection (`PartyModel.refreshed`); each (re)connection starts
   from the bundles on disk, which keep the owner's sharing (run `share-model` again to renew those).
 * Clients authenticate with their own certificate; revoked ones (`certificates.revoke_client`) are
-  refused at the handshake.
+  refused at the handshake (an open connection is not closed by a revocation).
+* Not bounded per client: one authenticated client can hold the session queue with requests sent to
+  party 0 only, or the whole memory budget with maximal requests, and so delay or starve other clients.
 """
 
 from __future__ import annotations
@@ -244,10 +247,10 @@ class PartyServer:
         self.max_connections, self.refresh_every = max_connections, refresh_every
         self.budget = MemoryBudget(memory_budget)
         self.input_size = math.prod(model.architecture.input_shape)
-        self.max_batch = largest_batch(model.architecture, model.ranges, memory_budget)
+        self.max_batch = largest_batch(model, memory_budget)
         if self.max_batch < 1:
             raise ValueError(f"a memory budget of {memory_budget} bytes does not fit one example of this model "
-                             f"({request_bytes(model.architecture, model.ranges, 1)} bytes)")
+                             f"({request_bytes(model, 1)} bytes)")
         self.links: dict[int, TlsLink] = {}
         self._incoming: dict[int, TlsLink] = {}
         self._peers = threading.Condition()
@@ -383,7 +386,7 @@ class PartyServer:
         batch = math.ceil(nbytes / (2 * 8 * self.input_size))
         if batch > self.max_batch:
             return False
-        cost = request_bytes(self.model.architecture, self.model.ranges, max(batch, 1))
+        cost = request_bytes(self.model, max(batch, 1))
         if not self.budget.reserve(cost):
             return False
         reserved.append(cost)
@@ -431,6 +434,8 @@ class PartyServer:
             return "expected a predict request with a request_id of 1-64 letters, digits, '_' or '-'", request_id
         if meta.get("output") not in OUTPUTS:
             return f"output must be one of {OUTPUTS}", request_id
+        if meta["output"] == "logits" and not self.model.allow_logits:
+            return "this model's owner allows only labels to be revealed (output 'label')", request_id
         expected = tuple(self.model.architecture.input_shape)
         if len(arrays) != 2 or any(a.dtype != DTYPE or a.shape != arrays[0].shape for a in arrays) \
                 or arrays[0].shape[1:] != expected:
@@ -496,8 +501,7 @@ class PartyServer:
         party = self._party(session)
         started = time.perf_counter()
         try:
-            result = predict_share(party, self.model.architecture, self.model.weights, AShare(*request.shares),
-                                   self.model.fixed, self.model.ranges, request.output)
+            result = predict_share(party, self.model, AShare(*request.shares), request.output)
         except TransportError as err:
             self._finish_request(request, f"party {self.index}: {err}")
             raise
@@ -506,13 +510,17 @@ class PartyServer:
             self._finish_request(request, f"party {self.index}: the session failed ({err.__class__.__name__})")
             raise TransportError(f"session {session} failed") from None
         stats = party.channel.stats
+        if result.refused is not None:
+            log.warning("party %d: session %d: input refused: %s", self.index, session, result.refused)
+        rerun = [] if result.rerun is None else [result.rerun.astype(np.uint8)]
         self._finish_request(request, None, {"kind": "result", "request_id": request.request_id,
                                              "stats": stats.to_dict(), "combine": result.combine,
-                                             "frac_bits": result.frac_bits, "rerun": result.rerun},
-                             [] if result.values is None else [result.values])
+                                             "frac_bits": result.frac_bits, "rerun": bool(rerun),
+                                             "refused": result.refused},
+                             [] if result.values is None else [result.values] + rerun)
         log.info("party %d: session %d done in %.1f ms (%d rounds, %d bytes sent)%s", self.index, session,
                  1e3 * (time.perf_counter() - started), stats.rounds, stats.bytes_sent,
-                 "; asked for a re-run" if result.rerun else "")
+                 f"; withheld {int(result.rerun.sum())} example(s) for a re-run" if rerun else "")
 
     def _refresh(self, session: int):
         """Re-randomizes the weight shares (all parties at once, one round)."""

@@ -11,7 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from privacy.encrypted import InputBounds, ResultRejected, TransportError, import_keras_model
+from privacy.encrypted import InputBounds, OutputNotAllowed, ResultRejected, TransportError, import_keras_model
+from privacy.encrypted.model.ring import FixedPoint
 from privacy.encrypted.model.plan import Activation, Architecture, Dense, ModelPlan
 from privacy.encrypted.network.certificates import add_client, client_role, create_deployment, revoke_client
 from privacy.encrypted.network.processes import loopback_parties
@@ -26,8 +27,9 @@ def test_three_processes_agree_with_keras(request, fixture):
     plan = import_keras_model(model)
     expected = np.asarray(model.predict(x, verbose=0), dtype=np.float64)
     bounds = InputBounds.from_data(x, plan.architecture.input_shape)
-    with loopback_parties(plan, bounds, timeout=20) as parties, RemoteClient(parties.deployment, timeout=20) as client:
-        got = client.predict(x)
+    with loopback_parties(plan, bounds, allow_logits=True, timeout=20) as parties, \
+            RemoteClient(parties.deployment, timeout=20) as client:
+        got = client.predict(x, output="logits")
         labels = client.predict(x[:7], output="label").labels
         cost = client.last_cost
     want = (expected[:, 0] > 0.5) if expected.shape[1] == 1 else expected.argmax(1)
@@ -64,9 +66,11 @@ def frame(header: bytes, payload: bytes = b"") -> bytes:
     return struct.pack("!4sBI", MAGIC, VERSION, len(header)) + header + payload
 
 
-def serves_correctly(deployment, timeout=10):
+def serves_correctly(deployment, timeout=10, output="logits"):
     with RemoteClient(deployment, client="loopback", timeout=timeout) as client:
-        return np.abs(client.predict(X).logits - reference(X)).max() < 1e-3
+        if output == "label":
+            return client.predict(X).labels.tolist() == reference(X).argmax(1).tolist()
+        return np.abs(client.predict(X, output="logits").logits - reference(X)).max() < 1e-3
 
 
 MALFORMED = {
@@ -84,7 +88,8 @@ MALFORMED = {
 
 
 def test_faulty_clients_get_clear_errors_and_the_parties_keep_serving(tmp_path):
-    with loopback_parties(tiny_plan(), TINY_BOUNDS, timeout=5, directory=str(tmp_path / "dep")) as parties:
+    with loopback_parties(tiny_plan(), TINY_BOUNDS, allow_logits=True, timeout=5,
+                          directory=str(tmp_path / "dep")) as parties:
         deployment = parties.deployment
         # A certificate from another CA is refused during the handshake.
         other = create_deployment(str(tmp_path / "other"), list(deployment.addresses))
@@ -114,9 +119,36 @@ def test_faulty_clients_get_clear_errors_and_the_parties_keep_serving(tmp_path):
     assert "done in" in logs and "TLS handshake from" in logs and "123456" not in logs
 
 
+def test_servers_enforce_the_release_policy_and_the_input_bounds_whatever_the_client_sends():
+    """Labels-only parties (the default): a request for logits gets an error reply; shares of an input outside
+    the declared bounds, sent without the library's check, get no output share; in-range raw shares work."""
+    with loopback_parties(tiny_plan(), TINY_BOUNDS, timeout=5) as parties:
+        deployment = parties.deployment
+        with RemoteClient(deployment, timeout=5) as client:
+            with pytest.raises(OutputNotAllowed):
+                client.predict(X, output="logits")
+            assert client.predict(X).labels.tolist() == reference(X).argmax(1).tolist()
+
+        def raw_request(x, output, request_id):
+            socks = [raw_client(deployment, i)[0] for i in range(3)]
+            for sock, (a, b) in zip(socks, share(FixedPoint().encode(x, what="input"))):
+                send_message(sock, {"kind": "predict", "request_id": request_id, "output": output}, [a, b])
+            return [recv_message(sock, "party", within=10) for sock in socks]
+
+        replies = raw_request(X, "logits", "logits1")
+        assert all(r["kind"] == "error" and "only labels" in r["message"] for r, _ in replies)
+        replies = raw_request(np.vstack([X, X * 10]), "label", "outside1")  # 10 * X leaves [-4, 4]
+        refused = [(r, arrays) for r, arrays in replies if r.get("refused")]
+        assert refused and all(not arrays for _, arrays in refused)
+        assert "1 example(s) hold values outside the bounds" in refused[0][0]["refused"]
+        replies = raw_request(X, "label", "inside1")
+        assert all(r["kind"] == "result" and not r.get("refused") for r, _ in replies)
+        assert serves_correctly(deployment, output="label")
+
+
 def test_a_half_delivered_request_aborts_the_session_not_the_servers():
     """A client that reaches party 0 only: the followers' wait ends first, all three reply, all keep serving."""
-    with loopback_parties(tiny_plan(), TINY_BOUNDS, timeout=1) as parties:
+    with loopback_parties(tiny_plan(), TINY_BOUNDS, allow_logits=True, timeout=1) as parties:
         for run in range(3):
             sock, _ = raw_client(parties.deployment, 0)
             a, b = share(np.zeros((1, 4), dtype=np.uint64))[0]
@@ -136,7 +168,7 @@ def test_a_half_delivered_request_aborts_the_session_not_the_servers():
 
 
 def test_plain_tcp_connections_cannot_exhaust_the_parties():
-    with loopback_parties(tiny_plan(), TINY_BOUNDS, timeout=5, max_connections=8) as parties:
+    with loopback_parties(tiny_plan(), TINY_BOUNDS, allow_logits=True, timeout=5, max_connections=8) as parties:
         host, port = parties.deployment.addresses[0]
         held = [socket.create_connection((host, port)) for _ in range(200)]
         time.sleep(0.5)
@@ -149,7 +181,8 @@ def test_plain_tcp_connections_cannot_exhaust_the_parties():
 
 
 def test_idle_clients_are_disconnected_and_budgets_bound_the_batch():
-    with loopback_parties(tiny_plan(), TINY_BOUNDS, timeout=5, idle_timeout=1.0, memory_budget=4 << 20) as parties:
+    with loopback_parties(tiny_plan(), TINY_BOUNDS, allow_logits=True, timeout=5, idle_timeout=1.0,
+                          memory_budget=16 << 20) as parties:
         sock, hello = raw_client(parties.deployment, 2)
         assert 0 < hello["max_batch"] < 4 << 20
         time.sleep(1.5)
@@ -159,26 +192,27 @@ def test_idle_clients_are_disconnected_and_budgets_bound_the_batch():
             assert client.max_batch == hello["max_batch"]
             with pytest.raises(ValueError, match=f"limit of {hello['max_batch']}"):
                 client.predict(np.zeros((hello["max_batch"] + 1, 4)))
-            big = client.predict(np.zeros((hello["max_batch"], 4)))
+            big = client.predict(np.zeros((hello["max_batch"], 4)), output="logits")
             assert big.logits.shape == (hello["max_batch"], 2)
 
 
 def test_revoked_clients_are_refused_and_others_keep_working(tmp_path):
-    with loopback_parties(tiny_plan(), TINY_BOUNDS, timeout=5, directory=str(tmp_path)) as parties:
+    with loopback_parties(tiny_plan(), TINY_BOUNDS, allow_logits=True, timeout=5, directory=str(tmp_path)) as parties:
         add_client(str(tmp_path), "alice")
-        assert np.abs(RemoteClient(parties.deployment, client="alice").predict(X).logits - reference(X)).max() < 1e-3
+        got = RemoteClient(parties.deployment, client="alice").predict(X, output="logits")
+        assert np.abs(got.logits - reference(X)).max() < 1e-3
         revoke_client(str(tmp_path), "alice")
         with pytest.raises(TransportError):
-            RemoteClient(parties.deployment, client="alice", timeout=5).predict(X)
+            RemoteClient(parties.deployment, client="alice", timeout=5).predict(X, output="logits")
         assert serves_correctly(parties.deployment)
     assert "(revoked)" in parties.log(0)
 
 
 @pytest.mark.parametrize("fault", ["killed", "stalled"])
 def test_a_party_that_dies_or_stalls_gives_an_error_and_the_others_recover(fault):
-    with loopback_parties(tiny_plan(), TINY_BOUNDS, timeout=2, refresh_every=2) as parties:
+    with loopback_parties(tiny_plan(), TINY_BOUNDS, allow_logits=True, timeout=2, refresh_every=2) as parties:
         client = RemoteClient(parties.deployment, timeout=6)
-        client.predict(X)
+        client.predict(X, output="logits")
         parties.stop(2, signal.SIGKILL if fault == "killed" else signal.SIGSTOP)
         start = time.monotonic()
         with pytest.raises(TransportError, match="party 2") as err:
@@ -236,7 +270,7 @@ def legitimate_query(deployment, rng, counts, outcomes):
     start = time.monotonic()
     try:
         with RemoteClient(deployment, client="loopback", timeout=CLIENT_TIMEOUT) as client:
-            got = client.predict(x)
+            got = client.predict(x, output="logits")
         outcome = "correct answers" if np.abs(got.logits - reference(x)).max() < 1e-3 else "WRONG ANSWERS"
     except (TransportError, ResultRejected) as err:
         outcome = "clear errors"
@@ -302,7 +336,8 @@ def test_parties_keep_serving_through_mixed_faults(tmp_path):
     counts["slowest query (s)"] = 0.0
     kinds = ["garbage", "plain tcp", "malformed header", "oversized announcement", "half-delivered request",
              "idle connection"]
-    with loopback_parties(tiny_plan(), TINY_BOUNDS, timeout=TIMEOUT, directory=str(tmp_path), memory_budget=BUDGET,
+    with loopback_parties(tiny_plan(), TINY_BOUNDS, allow_logits=True, timeout=TIMEOUT, directory=str(tmp_path),
+                          memory_budget=BUDGET,
                           max_connections=12, idle_timeout=3.0, refresh_every=7) as parties:
         deployment = parties.deployment
         started = time.monotonic()
@@ -330,7 +365,7 @@ def test_parties_keep_serving_through_mixed_faults(tmp_path):
             try:
                 with RemoteClient(deployment, client="loopback", timeout=CLIENT_TIMEOUT) as client:
                     x = rng.uniform(-4, 4, size=(5, 4))
-                    assert np.abs(client.predict(x).logits - reference(x)).max() < 1e-3
+                    assert np.abs(client.predict(x, output="logits").logits - reference(x)).max() < 1e-3
                 break
             except TransportError:
                 assert time.monotonic() < deadline
