@@ -25,7 +25,8 @@ No client behaviour may stop a server, so `PartyServer` bounds everything a clie
   another party's share from a later time of the same connection (`PartyModel.refreshed`); each (re)connection starts
   from the bundles on disk, which keep the owner's sharing (run `share-model` again to renew those).
 * Clients authenticate with their own certificate; revoked ones (`certificates.revoke_client`) are
-  refused at the handshake (an open connection is not closed by a revocation).
+  refused at the handshake, and their open connections are closed within a fraction of a second of
+  the change to ``revoked.json``.
 * Not bounded per client: one authenticated client can hold the session queue with requests sent to
   party 0 only, or the whole memory budget with maximal requests, and so delay or starve other clients.
 """
@@ -144,6 +145,7 @@ class _Connection:
     def __init__(self, sock: socket.socket, address):
         self.sock, self.address = sock, address
         self.who = f"client {address[0]}:{address[1]}"
+        self.serial: int | None = None  # the client certificate's, once authenticated
         self.last_active = time.monotonic()
         self.closed = False
         self._outbox: queue.Queue = queue.Queue()
@@ -320,7 +322,8 @@ class PartyServer:
                 self._peer_arrived(peers[role], tls)
                 return
             try:
-                revoked = peer_serial(tls) in self._revoked_serials()
+                conn.serial = peer_serial(tls)
+                revoked = conn.serial in self._revoked_serials()
             except ValueError as err:
                 log.error("party %d: %s; refusing clients", self.index, err)
                 revoked = True
@@ -459,7 +462,22 @@ class PartyServer:
             except Exception:  # this thread must outlive any bug
                 log.exception("party %d: expiring requests failed", self.index)
 
+    def _end_revoked(self):
+        """Closes the open connections of clients revoked since they connected."""
+        try:
+            revoked = self._revoked_serials()
+        except ValueError as err:
+            log.error("party %d: %s; closing all client connections", self.index, err)
+            revoked = None
+        with self._connections_lock:
+            ended = [c for c in self._connections
+                     if c.serial is not None and (revoked is None or c.serial in revoked)]
+        for conn in ended:
+            log.warning("party %d: %s was revoked; connection closed", self.index, conn.who)
+            conn.shutdown()
+
     def _expire(self):
+        self._end_revoked()
         now = time.monotonic()
         with self._requests_ready:
             old = [r for r in self._requests.values() if now - r.arrived > self.request_wait]

@@ -197,11 +197,16 @@ def test_idle_clients_are_disconnected_and_budgets_bound_the_batch():
 
 
 def test_revoked_clients_are_refused_and_others_keep_working(tmp_path):
+    """Revocation ends the client's open connections too, not only new ones (review B4)."""
     with loopback_parties(tiny_plan(), TINY_BOUNDS, allow_logits=True, timeout=5, directory=str(tmp_path)) as parties:
         add_client(str(tmp_path), "alice")
-        got = RemoteClient(parties.deployment, client="alice").predict(X, output="logits")
-        assert np.abs(got.logits - reference(X)).max() < 1e-3
-        revoke_client(str(tmp_path), "alice")
+        with RemoteClient(parties.deployment, client="alice", timeout=5) as open_connection:
+            got = open_connection.predict(X, output="logits")
+            assert np.abs(got.logits - reference(X)).max() < 1e-3
+            revoke_client(str(tmp_path), "alice")
+            time.sleep(1.0)  # the parties notice revoked.json's change within 0.2 s
+            with pytest.raises(TransportError):
+                open_connection.predict(X, output="logits")
         with pytest.raises(TransportError):
             RemoteClient(parties.deployment, client="alice", timeout=5).predict(X, output="logits")
         assert serves_correctly(parties.deployment)
