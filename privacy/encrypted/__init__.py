@@ -47,8 +47,8 @@ otherwise; the client refuses out-of-bound inputs and the servers check them aga
 floor(z / 2^f) exactly and never a wrong value unnoticed (`protocol.truncation`). Comparisons are
 exact for proven-range operands (`protocol.comparison`); ReLU and max-pooling are exact on the
 fixed-point values; hidden sigmoids are piecewise linear with error at most `SIGMOID_MAX_ERROR`; the
-last layer's logits are opened before truncation (2f fractional bits). `simulate` computes the same fixed-point arithmetic in the clear; the
-protocol's output equals it bit for bit.
+last layer's logits are opened before truncation (2f fractional bits). `simulate` computes the same
+fixed-point arithmetic in the clear; the protocol's output equals it bit for bit.
 
 Modules, by group: `model` (the plaintext side: fixed point, plans, Keras import, layers, interval
 analysis, ranges), `protocol` (the three-party protocol on shares, the client's and the model owner's
