@@ -277,14 +277,18 @@ def share_model_command(model_path, deployment_dir, input_range, calibration_pat
               help="This party's share bundle [default: DEPLOYMENT/party-<i>/model.npz].")
 @timeout_option
 @click.option("--memory-budget", type=click.IntRange(1, 1 << 20), default=1024, show_default=True, metavar="MB",
-              help="MiB for requests and their sessions; the largest batch follows from it.")
+              help="MiB for requests and their sessions.")
+@click.option("--client-quota", type=click.IntRange(1, 1 << 20), metavar="MB",
+              help="MiB of the budget one client may hold at once; the largest batch follows from it "
+                   "[default: a quarter of --memory-budget].")
 @click.option("--max-connections", type=click.IntRange(1, 10_000), default=64, show_default=True,
               help="Client connections held at once (a new one evicts the one idle longest).")
 @click.option("--idle-timeout", type=click.FloatRange(min=0.1, max=MAX_TIMEOUT_S), default=120.0, show_default=True,
               help="Seconds a client connection may stay silent.")
 @click.option("--refresh-every", type=click.IntRange(min=0), default=0, show_default=True,
               help="Re-randomize the weight shares every N sessions (0: only when the parties connect).")
-def serve(index, deployment_dir, model_file, timeout, memory_budget, max_connections, idle_timeout, refresh_every):
+def serve(index, deployment_dir, model_file, timeout, memory_budget, client_quota, max_connections, idle_timeout,
+          refresh_every):
     """Run party --party; prints `ready` once connected to the other two parties, then serves until killed.
 
     A party that loses a peer keeps running, tells waiting clients, and connects again when the peer is back.
@@ -301,12 +305,15 @@ def serve(index, deployment_dir, model_file, timeout, memory_budget, max_connect
         raise click.BadParameter(str(err), param_hint="'--model'") from None
     if model.index != index:
         raise click.BadParameter(f"{path} is party {model.index}'s share, not party {index}'s", param_hint="'--model'")
+    if client_quota is not None and client_quota > memory_budget:
+        raise click.BadParameter(f"{client_quota} MiB exceeds --memory-budget ({memory_budget} MiB)",
+                                 param_hint="'--client-quota'")
     limits = dict(memory_budget=memory_budget << 20, max_connections=max_connections, idle_timeout=idle_timeout,
-                  refresh_every=refresh_every)
+                  refresh_every=refresh_every, client_quota=None if client_quota is None else client_quota << 20)
     try:
         run_party(index, deployment.directory, path, timeout=timeout, **limits)
     except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="'--memory-budget'") from None
+        raise click.BadParameter(str(err), param_hint="'--memory-budget' / '--client-quota'") from None
     except TransportError as err:
         _fail(err)
 

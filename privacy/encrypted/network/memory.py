@@ -104,27 +104,41 @@ def largest_batch(model, budget: int) -> int:
 
 
 class MemoryBudget:
-    """Thread-safe reservations of bytes against a fixed total."""
+    """Thread-safe reservations of bytes against a fixed total, and against a quota per owner (a client).
 
-    def __init__(self, total: int):
+    Args:
+        total: bytes.
+        quota: the most bytes one owner may hold at once (default: the total).
+    """
+
+    def __init__(self, total: int, quota: int | None = None):
         if isinstance(total, bool) or not isinstance(total, int) or total < 1:
             raise ValueError(f"the memory budget must be a positive number of bytes, got {total!r}")
-        self.total = total
+        quota = total if quota is None else quota
+        if isinstance(quota, bool) or not isinstance(quota, int) or not 1 <= quota <= total:
+            raise ValueError(f"the per-client quota must be 1..{total} bytes, got {quota!r}")
+        self.total, self.quota = total, quota
         self._used = 0
+        self._owners: dict = {}
         self._lock = threading.Lock()
 
     @property
     def used(self) -> int:
         return self._used
 
-    def reserve(self, nbytes: int) -> bool:
-        """Takes `nbytes` if they are free; False (and nothing taken) otherwise."""
+    def reserve(self, nbytes: int, owner=None) -> bool:
+        """Takes `nbytes` for `owner` if they are free and within its quota; False (nothing taken) otherwise."""
         with self._lock:
-            if nbytes < 0 or self._used + nbytes > self.total:
+            held = self._owners.get(owner, 0)
+            if nbytes < 0 or self._used + nbytes > self.total or held + nbytes > self.quota:
                 return False
             self._used += nbytes
+            self._owners[owner] = held + nbytes
             return True
 
-    def release(self, nbytes: int) -> None:
+    def release(self, nbytes: int, owner=None) -> None:
         with self._lock:
             self._used = max(self._used - nbytes, 0)
+            held = self._owners.pop(owner, 0) - nbytes
+            if held > 0:
+                self._owners[owner] = held

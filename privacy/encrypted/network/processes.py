@@ -59,7 +59,7 @@ def run_party(index: int, deployment_dir: str, model_file: str | None = None, *,
     """Serves as party `index` until killed; prints ``ready`` on stdout once it can take requests.
 
     Args:
-        limits: `PartyServer`'s memory_budget, max_connections, idle_timeout, refresh_every.
+        limits: `PartyServer`'s memory_budget, client_quota, max_connections, idle_timeout, refresh_every.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     deployment = Deployment.load(deployment_dir)
@@ -149,7 +149,8 @@ def loopback_parties(plan: ModelPlan, bounds: InputBounds, *, fixed: FixedPoint 
 
     Args:
         allow_logits: the model owner's release policy (`share_model`).
-        limits: passed to each `PartyServer` (memory_budget, max_connections, idle_timeout, refresh_every).
+        limits: passed to each `PartyServer` (memory_budget, client_quota, max_connections, idle_timeout,
+            refresh_every).
 
     Raises:
         RuntimeError: if a party exits or is not ready within `startup_s` (its log's tail is included).

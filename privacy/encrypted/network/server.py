@@ -9,8 +9,9 @@ No client behaviour may stop a server, so `PartyServer` bounds everything a clie
   every error (out of file descriptors included) and keeps accepting.
 * Memory: a request's cost (its input shares and the session's working memory, `memory.request_bytes`)
   is reserved from `memory_budget` when its header arrives, before a byte of the payload is read, and
-  released when its reply has been sent or it expired. The largest batch follows
-  from the budget and is announced to clients. Every malformed or refused message gets an error reply,
+  released when its reply has been sent or it expired. One client (certificate) may hold at most
+  `client_quota` of it at once, so no client can take the whole budget; the largest batch follows
+  from the quota and is announced to clients. Every malformed or refused message gets an error reply,
   then the connection is closed.
 * Sessions: party 0 orders the requests. For each one it tells parties 1 and 2 which request is next;
   they wait up to `request_wait` seconds for it to arrive and answer ready or refuse, and party 0 waits
@@ -28,7 +29,7 @@ No client behaviour may stop a server, so `PartyServer` bounds everything a clie
   refused at the handshake, and their open connections are closed within a fraction of a second of
   the change to ``revoked.json``.
 * Not bounded per client: one authenticated client can hold the session queue with requests sent to
-  party 0 only, or the whole memory budget with maximal requests, and so delay or starve other clients.
+  party 0 only, and so delay or starve other clients; a few clients together can hold the budget.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ log = logging.getLogger("ppml.encrypted")
 
 HANDSHAKE_TIMEOUT_S = 10.0
 DEFAULT_MEMORY_BUDGET = 1 << 30
+CLIENT_SHARE = 4
+"""The default per-client quota is the memory budget divided by this."""
 DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_IDLE_TIMEOUT_S = 120.0
 _REQUEST_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
@@ -230,6 +233,8 @@ class PartyServer:
         model: this party's `PartyModel` (from `ppml encrypted share-model`).
         timeout: seconds to wait for a peer's message; also how long a request waits for its session.
         memory_budget: bytes for requests and their sessions (the model's shares come on top).
+        client_quota: the most of the budget one client (certificate) may hold at once (default: a
+            quarter); the largest batch follows from it.
         max_connections: client (or unauthenticated) connections held at once.
         idle_timeout: seconds a client connection may stay silent.
         refresh_every: re-randomize the weight shares every this many sessions (0: only when connecting).
@@ -239,7 +244,8 @@ class PartyServer:
     """
 
     def __init__(self, index: int, deployment: Deployment, model: PartyModel, *, timeout: float = DEFAULT_TIMEOUT_S,
-                 memory_budget: int = DEFAULT_MEMORY_BUDGET, max_connections: int = DEFAULT_MAX_CONNECTIONS,
+                 memory_budget: int = DEFAULT_MEMORY_BUDGET, client_quota: int | None = None,
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS,
                  idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S, refresh_every: int = 0):
         if model.index != index:
             raise ValueError(f"the model share is party {model.index}'s, but this is party {index}")
@@ -247,11 +253,12 @@ class PartyServer:
         self._loaded = model  # the sharing on disk, which a restarted party starts from
         self.request_wait, self.idle_timeout = timeout, idle_timeout
         self.max_connections, self.refresh_every = max_connections, refresh_every
-        self.budget = MemoryBudget(memory_budget)
+        client_quota = memory_budget // CLIENT_SHARE if client_quota is None else client_quota
+        self.budget = MemoryBudget(memory_budget, client_quota)
         self.input_size = math.prod(model.architecture.input_shape)
-        self.max_batch = largest_batch(model, memory_budget)
+        self.max_batch = largest_batch(model, self.budget.quota)
         if self.max_batch < 1:
-            raise ValueError(f"a memory budget of {memory_budget} bytes does not fit one example of this model "
+            raise ValueError(f"a client quota of {self.budget.quota} bytes does not fit one example of this model "
                              f"({request_bytes(model, 1)} bytes)")
         self.links: dict[int, TlsLink] = {}
         self._incoming: dict[int, TlsLink] = {}
@@ -385,12 +392,12 @@ class PartyServer:
         return TlsLink(tls, j, self._link_broken, send_timeout=self.timeout)
 
     # -- requests ----------------------------------------------------------------------------
-    def _admit(self, nbytes: int, reserved: list) -> bool:
+    def _admit(self, nbytes: int, reserved: list, owner) -> bool:
         batch = math.ceil(nbytes / (2 * 8 * self.input_size))
         if batch > self.max_batch:
             return False
         cost = request_bytes(self.model, max(batch, 1))
-        if not self.budget.reserve(cost):
+        if not self.budget.reserve(cost, owner):
             return False
         reserved.append(cost)
         return True
@@ -400,13 +407,13 @@ class PartyServer:
         while not conn.closed:
             reserved: list = []
             try:
-                meta, arrays = recv_message(conn.sock, conn.who, admit=lambda n: self._admit(n, reserved),
-                                            within=self.timeout)
+                meta, arrays = recv_message(conn.sock, conn.who, within=self.timeout,
+                                            admit=lambda n: self._admit(n, reserved, conn.serial))
             except TransportError as err:
-                self.budget.release(sum(reserved))
+                self.budget.release(sum(reserved), conn.serial)
                 if isinstance(err, MessageRefused):
                     conn.reply({"kind": "error", "message": f"{err} (largest batch {self.max_batch}; the party "
-                                                            f"may be busy)"})
+                                                            f"may be busy, or this client holds its quota)"})
                 elif isinstance(err, MalformedMessage):
                     log.warning("party %d: %s; connection dropped", self.index, err)
                     conn.reply({"kind": "error", "message": str(err)})
@@ -423,7 +430,7 @@ class PartyServer:
                                                               time.monotonic())
                         self._requests_ready.notify_all()
             if problem is not None:
-                self.budget.release(cost)
+                self.budget.release(cost, conn.serial)
                 conn.reply({"kind": "error", "request_id": request_id, "message": problem})
                 continue
             if self.index == 0:
@@ -498,7 +505,7 @@ class PartyServer:
         """Queues the reply; the request's memory is released once it has been sent."""
         if problem is not None:
             meta, arrays = {"kind": "error", "request_id": request.request_id, "message": problem}, ()
-        request.conn.reply(meta, arrays, done=lambda: self.budget.release(request.reserved))
+        request.conn.reply(meta, arrays, done=lambda: self.budget.release(request.reserved, request.conn.serial))
 
     # -- sessions ----------------------------------------------------------------------------
     def _check(self, request, shape=None, output=None) -> str | None:

@@ -1,6 +1,7 @@
 """Three real party processes on 127.0.0.1 with mutual TLS: correctness, and no client behaviour stops a server."""
 
 import collections
+import contextlib
 import os
 import signal
 import socket
@@ -194,6 +195,32 @@ def test_idle_clients_are_disconnected_and_budgets_bound_the_batch():
                 client.predict(np.zeros((hello["max_batch"] + 1, 4)))
             big = client.predict(np.zeros((hello["max_batch"], 4)), output="logits")
             assert big.logits.shape == (hello["max_batch"], 2)
+
+
+def test_one_client_cannot_hold_the_whole_memory_budget(tmp_path):
+    """Largest-batch requests sent to party 1 only, from several connections of one client, hold memory until
+    they expire; they stop at that client's quota (a quarter of the budget), so another client is served
+    (review B2)."""
+    with loopback_parties(tiny_plan(), TINY_BOUNDS, timeout=5, memory_budget=16 << 20,
+                          directory=str(tmp_path)) as parties:
+        add_client(str(tmp_path), "alice")
+        held, refused = [], 0
+        for k in range(8):
+            sock, hello = raw_client(parties.deployment, 1)
+            a, b = share(np.zeros((hello["max_batch"], 4), dtype=np.uint64))[1]
+            with contextlib.suppress(OSError):  # a party that refused the header may close before the payload
+                send_message(sock, {"kind": "predict", "request_id": f"hog{k}", "output": "label"}, [a, b])
+            held.append(sock)
+        for sock in held:
+            sock.settimeout(0.3)
+            try:
+                reply, _ = recv_message(sock, "party 1", within=0.3)
+                refused += "quota" in reply.get("message", "")
+            except (TransportError, OSError):
+                pass  # still held: no reply before it expires
+        with RemoteClient(parties.deployment, client="alice", timeout=5) as client:
+            assert client.predict(X).labels.tolist() == reference(X).argmax(1).tolist()
+        assert refused >= 4
 
 
 def test_revoked_clients_are_refused_and_others_keep_working(tmp_path):
