@@ -36,7 +36,7 @@ Threat model
   shares of one connection from an adversary who also holds a party's keys (`PartyModel.refreshed`).
 * Availability: no client behaviour stops a server process (bounded connections, memory budget, strict
   message parsing, request expiry, sessions aborted instead of servers; `network.server`); one
-  authenticated client can still delay or starve others through the session queue (see the README).
+  authenticated client can still delay others (sessions run one at a time; see the README).
 * Out of scope: side channels (timing of the parties' arithmetic is data-independent except numpy's),
   denial of service by a party, and the security of the machines holding keys and share bundles.
 

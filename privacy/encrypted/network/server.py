@@ -13,11 +13,11 @@ No client behaviour may stop a server, so `PartyServer` bounds everything a clie
   `client_quota` of it at once, so no client can take the whole budget; the largest batch follows
   from the quota and is announced to clients. Every malformed or refused message gets an error reply,
   then the connection is closed.
-* Sessions: party 0 orders the requests. For each one it tells parties 1 and 2 which request is next;
-  they wait up to `request_wait` seconds for it to arrive and answer ready or refuse, and party 0 waits
-  that long plus `timeout` for the answers, then says go (all run the protocol) or abort (all tell the
-  client why). A request that reached party 0 only is therefore aborted, not the servers. Requests no
-  session picked up expire after `request_wait` seconds with an error reply.
+* Sessions: party 0 orders the requests. Parties 1 and 2 announce each request they receive to party 0
+  (an out-of-band control message, `NOTICE`); party 0 proposes the oldest request that all three hold,
+  the others answer ready or refuse, and party 0 says go (all run the protocol) or abort (all tell the
+  client why). A request that reached only some parties never holds the queue: it expires after
+  `request_wait` seconds with an error reply, while complete requests are served.
 * Faults among the parties: a party that disconnects or stalls past `timeout` mid-protocol makes the
   others abort the session (the client gets the error), drop all links and connect again with fresh
   keys; a killed party rejoins when it is restarted. Weight shares are re-randomized (a fresh
@@ -28,8 +28,8 @@ No client behaviour may stop a server, so `PartyServer` bounds everything a clie
 * Clients authenticate with their own certificate; revoked ones (`certificates.revoke_client`) are
   refused at the handshake, and their open connections are closed within a fraction of a second of
   the change to ``revoked.json``.
-* Not bounded per client: one authenticated client can hold the session queue with requests sent to
-  party 0 only, and so delay or starve other clients; a few clients together can hold the budget.
+* Not bounded per client: sessions run one at a time, so a client's complete requests delay other
+  clients' by their running time; a few clients together can hold the memory budget.
 """
 
 from __future__ import annotations
@@ -69,24 +69,30 @@ CLIENT_SHARE = 4
 DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_IDLE_TIMEOUT_S = 120.0
 _REQUEST_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
-_RESET = object()
+NOTICE = "have"
+"""A follower's out-of-band control message to party 0: it holds request `request_id`."""
 
 
 class TlsLink(Link):
     """A party-to-party link over one TLS connection; a reader thread queues incoming messages and owns
     the connection (others only shut it down, see `_Connection`)."""
 
-    def __init__(self, sock: ssl.SSLSocket, peer: int, on_broken=None, *, send_timeout: float | None = None):
+    def __init__(self, sock: ssl.SSLSocket, peer: int, on_broken=None, *, send_timeout: float | None = None,
+                 on_notice=None):
         self.sock, self.peer, self.session = TlsStream(sock, None, send_timeout), peer, 0
         self.broken = False
         self._inbox: queue.Queue = queue.Queue()
-        self._on_broken = on_broken
+        self._on_broken, self._on_notice = on_broken, on_notice
         threading.Thread(target=self._read, daemon=True, name=f"link-{peer}").start()
 
     def _read(self):
         while True:
             try:
-                self._inbox.put(recv_message(self.sock, f"party {self.peer}"))
+                meta, arrays = recv_message(self.sock, f"party {self.peer}")
+                if meta.get("control") and meta.get("kind") == NOTICE and self._on_notice:
+                    self._on_notice(self.peer, meta)  # out of band: not part of the protocol's sequence
+                else:
+                    self._inbox.put((meta, arrays))
             except TransportError as err:
                 self.broken = True
                 self._inbox.put(err)
@@ -267,7 +273,8 @@ class PartyServer:
         self._connections_lock = threading.Lock()
         self._requests: dict[str, _Request] = {}
         self._requests_ready = threading.Condition()
-        self._order: queue.Queue = queue.Queue()
+        self._announced: dict[str, tuple[set, float]] = {}  # party 0: which followers hold a request, since
+        self._reset = False
         self._established = False
         self._session = 0
         self._since_refresh = 0
@@ -352,7 +359,7 @@ class PartyServer:
             self._connections.discard(conn)
 
     def _peer_arrived(self, j: int, tls: ssl.SSLSocket):
-        link = TlsLink(tls, j, self._link_broken, send_timeout=self.timeout)
+        link = TlsLink(tls, j, self._link_broken, send_timeout=self.timeout, on_notice=self._noticed)
         with self._peers:
             old = self._incoming.pop(j, None)
             self._incoming[j] = link
@@ -371,7 +378,9 @@ class PartyServer:
         self._established = False
         for link in list(dict(self.links).values()):
             link.close()
-        self._order.put(_RESET)
+        with self._requests_ready:
+            self._reset = True
+            self._requests_ready.notify_all()
 
     def _connect(self, j: int) -> TlsLink:
         host, port = self.deployment.addresses[j]
@@ -389,7 +398,7 @@ class PartyServer:
         if peer_role(tls) != party_role(j):
             tls.close()
             raise TransportError(f"the server at {host}:{port} is {peer_role(tls)!r}, not {party_role(j)!r}")
-        return TlsLink(tls, j, self._link_broken, send_timeout=self.timeout)
+        return TlsLink(tls, j, self._link_broken, send_timeout=self.timeout, on_notice=self._noticed)
 
     # -- requests ----------------------------------------------------------------------------
     def _admit(self, nbytes: int, reserved: list, owner) -> bool:
@@ -433,8 +442,37 @@ class PartyServer:
                 self.budget.release(cost, conn.serial)
                 conn.reply({"kind": "error", "request_id": request_id, "message": problem})
                 continue
-            if self.index == 0:
-                self._order.put(request_id)
+            if self.index != 0:
+                self._announce(request_id)
+
+    def _announce(self, request_id: str) -> None:
+        """A follower tells party 0 that it holds a request (party 0 proposes only requests all three hold)."""
+        link = self.links.get(0)
+        if self._established and link is not None and not link.broken:
+            with contextlib.suppress(TransportError):
+                link.send_control({"kind": NOTICE, "request_id": request_id})
+
+    def _noticed(self, peer: int, meta: dict) -> None:
+        request_id = meta.get("request_id")
+        if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
+            return
+        with self._requests_ready:
+            holders, since = self._announced.get(request_id, (set(), time.monotonic()))
+            self._announced[request_id] = (holders | {peer}, since)
+            self._requests_ready.notify_all()
+
+    def _next_ready(self) -> _Request:
+        """Party 0: the oldest request that all three parties hold (waits for one); raises on a reset."""
+        followers = set(range(1, NUM_PARTIES))
+        with self._requests_ready:
+            while True:
+                if self._reset:
+                    raise TransportError("reset requested")
+                for request_id in self._requests:
+                    if self._announced.get(request_id, (set(), 0))[0] >= followers:
+                        del self._announced[request_id]
+                        return self._requests.pop(request_id)
+                self._requests_ready.wait(timeout=1.0)
 
     def _validate(self, meta: dict, arrays: list) -> tuple[str | None, str | None]:
         """Why a request cannot be accepted (None if it can), and its id if it has a valid one."""
@@ -490,8 +528,18 @@ class PartyServer:
             old = [r for r in self._requests.values() if now - r.arrived > self.request_wait]
             for r in old:
                 del self._requests[r.request_id]
-        why = "the other parties did not get it, or are busy" if self._established else self._waiting_for()
+            holders = {r.request_id: self._announced.get(r.request_id, (set(), 0))[0] for r in old}
+            for request_id in [k for k, (_, since) in self._announced.items() if now - since > self.request_wait]:
+                del self._announced[request_id]
         for r in old:
+            if not self._established:
+                why = self._waiting_for()
+            elif self.index == 0:
+                missing = sorted(set(range(1, NUM_PARTIES)) - holders[r.request_id])
+                why = (f"{' and '.join(f'party {j}' for j in missing)} did not get it" if missing
+                       else "the parties were busy")
+            else:
+                why = "party 0 did not start it: it or the other party did not get it, or they are busy"
             self._finish_request(r, f"party {self.index}: the request expired after {self.request_wait:g} s "
                                     f"without a session ({why})")
 
@@ -571,12 +619,8 @@ class PartyServer:
         while True:
             if self.refresh_every and self._since_refresh >= self.refresh_every:
                 self._lead_refresh()
-            item = self._order.get()
-            if item is _RESET:
-                raise TransportError("reset requested")
-            request = self._take_request(item, 0)
-            if request is None:
-                continue  # expired already
+            request = self._next_ready()
+            item = request.request_id
             self._session += 1
             try:
                 problem = self._check(request)
@@ -637,6 +681,11 @@ class PartyServer:
         self._session = 0
         self.model = self._loaded  # every party restarts the chain of refreshes from the sharing on disk
         self._established = True
+        if self.index != 0:  # party 0 forgot what the followers held before: tell it again
+            with self._requests_ready:
+                waiting = list(self._requests)
+            for request_id in waiting:
+                self._announce(request_id)
 
     def serve(self, on_ready=None) -> None:
         """Listens, connects to the other parties, agrees keys, then serves forever (reconnecting after faults).
@@ -661,10 +710,6 @@ class PartyServer:
                 log.error("party %d: %s; connecting to the others again", self.index, err)
                 self._established = False
                 time.sleep(0.2)
-                pending = []
-                while not self._order.empty():  # drop reset markers, keep the order of waiting requests
-                    item = self._order.get_nowait()
-                    if item is not _RESET:
-                        pending.append(item)
-                for item in pending:
-                    self._order.put(item)
+                with self._requests_ready:
+                    self._reset = False
+                    self._announced.clear()

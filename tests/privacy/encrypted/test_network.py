@@ -148,7 +148,8 @@ def test_servers_enforce_the_release_policy_and_the_input_bounds_whatever_the_cl
 
 
 def test_a_half_delivered_request_aborts_the_session_not_the_servers():
-    """A client that reaches party 0 only: the followers' wait ends first, all three reply, all keep serving."""
+    """A client that reaches party 0 only: no session starts for it (the others never announced it), it expires
+    at party 0 with an error reply, and all keep serving."""
     with loopback_parties(tiny_plan(), TINY_BOUNDS, allow_logits=True, timeout=1) as parties:
         for run in range(3):
             sock, _ = raw_client(parties.deployment, 0)
@@ -156,8 +157,8 @@ def test_a_half_delivered_request_aborts_the_session_not_the_servers():
             start = time.monotonic()
             send_message(sock, {"kind": "predict", "request_id": f"half{run}", "output": "logits"}, [a, b])
             reply, _ = recv_message(sock, "party 0", within=10)
-            assert reply["kind"] == "error" and "did not receive the request" in reply["message"]
-            assert time.monotonic() - start < 2 * 1 + 1
+            assert reply["kind"] == "error" and "expired" in reply["message"]
+            assert time.monotonic() - start < 1 + 1
             # Requests that reached only parties 1 and 2 expire there with an error reply.
             socks = [raw_client(parties.deployment, i)[0] for i in (1, 2)]
             for sock, (a, b) in zip(socks, share(np.zeros((1, 4), dtype=np.uint64))[1:]):
@@ -166,6 +167,39 @@ def test_a_half_delivered_request_aborts_the_session_not_the_servers():
                 reply, _ = recv_message(sock, "party", within=10)
                 assert reply["kind"] == "error" and "expired" in reply["message"]
             assert serves_correctly(parties.deployment)
+
+
+def test_requests_that_reach_party_0_only_do_not_starve_other_clients(tmp_path):
+    """A client sending two small requests per second to party 0 only (review B1): party 0 runs a session
+    only for requests the other two parties announced, so the half-delivered ones expire on their own and
+    another client's queries are all answered."""
+    with loopback_parties(tiny_plan(), TINY_BOUNDS, timeout=2, directory=str(tmp_path)) as parties:
+        add_client(str(tmp_path), "alice")
+        stop = threading.Event()
+
+        def attack():
+            sock, _ = raw_client(parties.deployment, 0)
+            k = 0
+            while not stop.is_set():
+                a, b = share(np.zeros((1, 4), dtype=np.uint64))[0]
+                with contextlib.suppress(OSError):
+                    send_message(sock, {"kind": "predict", "request_id": f"starve{k}", "output": "label"}, [a, b])
+                k += 1
+                stop.wait(0.5)
+
+        attacker = threading.Thread(target=attack, daemon=True)
+        attacker.start()
+        try:
+            time.sleep(1.0)
+            answered = 0
+            with RemoteClient(parties.deployment, client="alice", timeout=10) as client:
+                for _ in range(5):
+                    with contextlib.suppress(TransportError):
+                        answered += client.predict(X).labels.tolist() == reference(X).argmax(1).tolist()
+        finally:
+            stop.set()
+            attacker.join()
+        assert answered == 5
 
 
 def test_plain_tcp_connections_cannot_exhaust_the_parties():
@@ -266,7 +300,10 @@ def test_a_party_that_dies_or_stalls_gives_an_error_and_the_others_recover(fault
                 time.sleep(0.5)
         for _ in range(3):  # weight shares re-randomized every 2 sessions, answers unchanged
             assert serves_correctly(parties.deployment)
-        assert "re-randomized" in parties.log(1) and "connecting to the others again" in parties.log(0)
+        assert "re-randomized" in parties.log(1)
+        # A killed party's links broke: the others reconnect. A stalled one was never in a session (party 0
+        # starts one only for requests all three announced), so its links may survive the stall.
+        assert fault == "stalled" or "connecting to the others again" in parties.log(0)
 
 
 # -- soak test --------------------------------------------------------------------------------------
