@@ -282,7 +282,8 @@ def share_model_command(model_path, deployment_dir, input_range, calibration_pat
               help="MiB of the budget one client may hold at once; the largest batch follows from it "
                    "[default: a quarter of --memory-budget].")
 @click.option("--max-connections", type=click.IntRange(1, 10_000), default=64, show_default=True,
-              help="Client connections held at once (a new one evicts the one idle longest).")
+              help="Client connections held at once (a new one evicts one not yet authenticated, else the "
+                   "client idle longest).")
 @click.option("--idle-timeout", type=click.FloatRange(min=0.1, max=MAX_TIMEOUT_S), default=120.0, show_default=True,
               help="Seconds a client connection may stay silent.")
 @click.option("--refresh-every", type=click.IntRange(min=0), default=0, show_default=True,

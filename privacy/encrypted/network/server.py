@@ -3,10 +3,11 @@
 No client behaviour may stop a server, so `PartyServer` bounds everything a client can make it hold:
 
 * Connections: at most `max_connections` client or not yet authenticated connections at once; a new
-  one beyond that evicts the connection idle the longest. A TLS handshake must finish within
+  one beyond that evicts the not yet authenticated connection open the longest, or, if all are
+  authenticated clients, the one idle the longest. A TLS handshake must finish within
   `HANDSHAKE_TIMEOUT_S`; a client that sends nothing for `idle_timeout` seconds is disconnected, and a
   message must arrive completely within `timeout` seconds of its first byte. The accept loop survives
-  every error (out of file descriptors included) and keeps accepting.
+  every error (out of file descriptors or threads included) and keeps accepting.
 * Memory: a request's cost (its input shares and the session's working memory, `memory.request_bytes`)
   is reserved from `memory_budget` when its header arrives, before a byte of the payload is read, and
   released when its reply has been sent or it expired. One client (certificate) may hold at most
@@ -293,8 +294,11 @@ class PartyServer:
                 continue
             conn = _Connection(sock, address)
             with self._connections_lock:
-                victim = (min(self._connections, key=lambda c: c.last_active)
-                          if len(self._connections) >= self.max_connections else None)
+                victim = None
+                if len(self._connections) >= self.max_connections:
+                    # Not yet authenticated ones first: nobody without a certificate can push a client out.
+                    anonymous = [c for c in self._connections if c.serial is None]
+                    victim = min(anonymous or self._connections, key=lambda c: c.last_active)
                 self._connections.add(conn)
             if victim is not None:
                 log.warning("party %d: %d connections; closing the one idle longest (%s)", self.index,
@@ -302,7 +306,11 @@ class PartyServer:
                 victim.shutdown()
                 with self._connections_lock:
                     self._connections.discard(victim)
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+            try:
+                threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+            except RuntimeError as err:  # out of threads: this connection goes, the loop keeps accepting
+                log.warning("party %d: no thread for %s (%s); connection dropped", self.index, conn.who, err)
+                self._drop(conn)
 
     def _revoked_serials(self) -> frozenset:
         path = os.path.join(self.deployment.directory, "revoked.json")

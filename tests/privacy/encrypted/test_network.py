@@ -203,12 +203,17 @@ def test_requests_that_reach_party_0_only_do_not_starve_other_clients(tmp_path):
 
 
 def test_plain_tcp_connections_cannot_exhaust_the_parties():
-    with loopback_parties(tiny_plan(), TINY_BOUNDS, allow_logits=True, timeout=5, max_connections=8) as parties:
+    """Connections without a certificate are evicted before authenticated ones: an open client connection
+    survives 200 plain TCP connections (review B3)."""
+    with loopback_parties(tiny_plan(), TINY_BOUNDS, allow_logits=True, timeout=5, max_connections=8) as parties, \
+            RemoteClient(parties.deployment, timeout=5) as open_connection:
+        assert np.abs(open_connection.predict(X, output="logits").logits - reference(X)).max() < 1e-3
         host, port = parties.deployment.addresses[0]
         held = [socket.create_connection((host, port)) for _ in range(200)]
         time.sleep(0.5)
         fds = len(os.listdir(f"/proc/{parties.pid(0)}/fd"))
         assert fds < 8 + 40  # the cap, the links, the listener, the log: not 200 sockets
+        assert np.abs(open_connection.predict(X, output="logits").logits - reference(X)).max() < 1e-3
         assert serves_correctly(parties.deployment)
         for sock in held:
             sock.close()
@@ -452,3 +457,48 @@ def test_parties_keep_serving_through_mixed_faults(tmp_path):
     assert all(g <= BUDGET for g in growth.values()), growth
     assert all(("expired" in e or "party" in e or "re-run" in e) for e in outcomes), outcomes
     assert "Traceback" not in logs
+
+
+def test_the_accept_loop_survives_a_thread_that_cannot_start(monkeypatch):
+    """Out of threads (review B6): the connection is dropped, the accept loop goes on with the next one."""
+    from privacy.encrypted.network import server as server_module
+
+    class Done(BaseException):
+        pass
+
+    pairs = [socket.socketpair() for _ in range(2)]
+
+    class Listener:
+        def __init__(self):
+            self.calls = 0
+
+        def accept(self):
+            self.calls += 1
+            if self.calls > len(pairs):
+                raise Done
+            return pairs[self.calls - 1][0], ("127.0.0.1", self.calls)
+
+    started = []
+
+    class Thread:
+        def __init__(self, target, args=(), **kwargs):
+            self.args = args
+
+        def start(self):
+            if not started:
+                started.append(None)
+                raise RuntimeError("can't start new thread")
+            started.append(self.args[0])
+
+    monkeypatch.setattr(server_module.threading, "Thread", Thread)
+    party = object.__new__(server_module.PartyServer)
+    party.index, party.max_connections = 0, 8
+    party._connections, party._connections_lock = set(), threading.Lock()
+    with pytest.raises(Done):
+        party._accept_loop(Listener())
+    assert len(started) == 2 and started[1].sock is pairs[1][0]  # the second connection got its thread
+    assert pairs[0][0].fileno() == -1  # the first one was closed, not leaked
+    assert party._connections == {started[1]}
+    for a, b in pairs:
+        a.close()
+        b.close()
