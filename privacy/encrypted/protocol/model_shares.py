@@ -130,7 +130,7 @@ def share_model(plan: ModelPlan, fixed: FixedPoint, bounds: InputBounds, *, allo
     Args:
         allow_logits: let the parties release logits to clients that ask (default: labels only). Logits
             are the fixed-point model's exact outputs; far fewer queries recover a model's weights from
-            logits than from labels (for the last layer, as many as it has inputs plus one).
+            logits than from labels (model extraction).
 
     Returns:
         Element i is party i's bundle.
