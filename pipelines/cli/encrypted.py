@@ -239,16 +239,21 @@ def revoke_client_command(name, deployment_dir):
 @calibration_option
 @click.option("--frac-bits", type=click.IntRange(1, 24), default=16, show_default=True,
               help="Fractional bits of the fixed-point encoding.")
+@click.option("--allow-logits", is_flag=True,
+              help="Let the parties reveal logits to clients that ask (default: only labels). Logits give a "
+                   "client the model's exact outputs: far fewer queries recover weights from them.")
 @click.option("--tf-keras", is_flag=True, help="Load MODEL with tf-keras (Keras 2) instead of Keras 3.")
-def share_model_command(model_path, deployment_dir, input_range, calibration_path, frac_bits, tf_keras):
+def share_model_command(model_path, deployment_dir, input_range, calibration_path, frac_bits, allow_logits,
+                        tf_keras):
     """Secret-share the weights of a saved Keras MODEL (run by the model owner).
 
     The inputs' bounds (--input-range or --calibration) are required: an interval analysis proves from
     them that no value of the computation can leave the 64-bit ring's headroom, and refuses the model
-    otherwise; clients are refused inputs outside them. Writes DEPLOYMENT/party-<i>/model.npz (mode 0600):
-    party i's two random components of every weight, plus the public architecture and range plan. Hand
-    each file to its party, then delete the local copies: any two files together give the plaintext
-    weights; no single party ever sees them.
+    otherwise; the parties refuse inputs outside them. The parties release only predicted labels unless
+    --allow-logits is given (the policy is in the bundles; clients cannot change it). Writes
+    DEPLOYMENT/party-<i>/model.npz (mode 0600): party i's two random components of every weight, plus the
+    public architecture, range plan and release policy. Hand each file to its party, then delete the local
+    copies: any two files together give the plaintext weights; no single party ever sees them.
     """
     _check_bound_options(input_range, calibration_path, required=True)
     _keras_env(tf_keras)
@@ -258,7 +263,7 @@ def share_model_command(model_path, deployment_dir, input_range, calibration_pat
     _, plan = _load_plan(model_path)
     bounds = _bounds(plan, input_range, calibration_path)
     try:
-        paths = save_model_shares(plan, deployment_dir, FixedPoint(frac_bits), bounds)
+        paths = save_model_shares(plan, deployment_dir, FixedPoint(frac_bits), bounds, allow_logits=allow_logits)
     except ModelRangeError as err:
         raise click.BadParameter(str(err), param_hint="'MODEL' / '--input-range' / '--calibration'") from None
     for path in paths:
@@ -272,14 +277,19 @@ def share_model_command(model_path, deployment_dir, input_range, calibration_pat
               help="This party's share bundle [default: DEPLOYMENT/party-<i>/model.npz].")
 @timeout_option
 @click.option("--memory-budget", type=click.IntRange(1, 1 << 20), default=1024, show_default=True, metavar="MB",
-              help="MiB for requests and their sessions; the largest batch follows from it.")
+              help="MiB for requests and their sessions.")
+@click.option("--client-quota", type=click.IntRange(1, 1 << 20), metavar="MB",
+              help="MiB of the budget one client may hold at once; the largest batch follows from it "
+                   "[default: a quarter of --memory-budget].")
 @click.option("--max-connections", type=click.IntRange(1, 10_000), default=64, show_default=True,
-              help="Client connections held at once (a new one evicts the one idle longest).")
+              help="Client connections held at once (a new one evicts one not yet authenticated, else the "
+                   "client idle longest).")
 @click.option("--idle-timeout", type=click.FloatRange(min=0.1, max=MAX_TIMEOUT_S), default=120.0, show_default=True,
               help="Seconds a client connection may stay silent.")
 @click.option("--refresh-every", type=click.IntRange(min=0), default=0, show_default=True,
               help="Re-randomize the weight shares every N sessions (0: only when the parties connect).")
-def serve(index, deployment_dir, model_file, timeout, memory_budget, max_connections, idle_timeout, refresh_every):
+def serve(index, deployment_dir, model_file, timeout, memory_budget, client_quota, max_connections, idle_timeout,
+          refresh_every):
     """Run party --party; prints `ready` once connected to the other two parties, then serves until killed.
 
     A party that loses a peer keeps running, tells waiting clients, and connects again when the peer is back.
@@ -296,12 +306,15 @@ def serve(index, deployment_dir, model_file, timeout, memory_budget, max_connect
         raise click.BadParameter(str(err), param_hint="'--model'") from None
     if model.index != index:
         raise click.BadParameter(f"{path} is party {model.index}'s share, not party {index}'s", param_hint="'--model'")
+    if client_quota is not None and client_quota > memory_budget:
+        raise click.BadParameter(f"{client_quota} MiB exceeds --memory-budget ({memory_budget} MiB)",
+                                 param_hint="'--client-quota'")
     limits = dict(memory_budget=memory_budget << 20, max_connections=max_connections, idle_timeout=idle_timeout,
-                  refresh_every=refresh_every)
+                  refresh_every=refresh_every, client_quota=None if client_quota is None else client_quota << 20)
     try:
         run_party(index, deployment.directory, path, timeout=timeout, **limits)
     except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="'--memory-budget'") from None
+        raise click.BadParameter(str(err), param_hint="'--memory-budget' / '--client-quota'") from None
     except TransportError as err:
         _fail(err)
 
@@ -309,8 +322,9 @@ def serve(index, deployment_dir, model_file, timeout, memory_budget, max_connect
 @encrypted.command()
 @click.option("--input", "input_path", required=True, help="Examples (.npy, .npz or .csv), one per row/first axis.")
 @deployment_option
-@click.option("--output", type=click.Choice(["logits", "label"]), default="logits", show_default=True,
-              help="Reveal the model outputs, or only the predicted labels.")
+@click.option("--output", type=click.Choice(["label", "logits"]), default="label", show_default=True,
+              help="Reveal only the predicted labels, or the model outputs (if the model was shared with "
+                   "--allow-logits).")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False),
               help="Also save the outputs as .npy (mode 0600: they are the client's secret).")
 @click.option("--client", "client", metavar="NAME",
@@ -319,7 +333,7 @@ def serve(index, deployment_dir, model_file, timeout, memory_budget, max_connect
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def predict(input_path, deployment_dir, output, out_path, client, timeout, as_json):
     """Private prediction: share the input with the three parties and reconstruct the result."""
-    from privacy.encrypted import InputOutOfBounds, ResultRejected, TransportError
+    from privacy.encrypted import InputOutOfBounds, OutputNotAllowed, ResultRejected, TransportError
     from privacy.encrypted.network.remote import RemoteClient
 
     x = _load_array(input_path, "'--input'")
@@ -334,6 +348,8 @@ def predict(input_path, deployment_dir, output, out_path, client, timeout, as_js
         with remote:
             result = remote.predict(_as_batch(x, remote.info["input_shape"]), output=output)
             cost = remote.last_cost
+    except OutputNotAllowed as err:
+        raise click.BadParameter(str(err), param_hint="'--output'") from None
     except InputOutOfBounds as err:
         raise click.BadParameter(str(err), param_hint="'--input'") from None
     except (TransportError, ResultRejected, ValueError) as err:
@@ -401,10 +417,12 @@ def verify(model_path, data_path, labels_path, limit, batch_size, processes, inp
         raise click.BadParameter(str(err), param_hint="'DATA'") from None
     try:
         if processes:
-            with loopback_parties(plan, bounds) as parties, RemoteClient(parties.deployment) as client:
+            with loopback_parties(plan, bounds, allow_logits=True) as parties, \
+                    RemoteClient(parties.deployment) as client:
                 report = verify_model(model, x, y, client, batch_size=batch_size)
         else:
-            report = verify_model(model, x, y, InProcessCluster(plan, bounds), batch_size=batch_size)
+            report = verify_model(model, x, y, InProcessCluster(plan, bounds, allow_logits=True),
+                                  batch_size=batch_size)
     except (ModelRangeError, InputOutOfBounds) as err:
         raise click.BadParameter(str(err), param_hint="'MODEL' / 'DATA' / '--input-range'") from None
     except (ResultRejected, TransportError, ValueError, RuntimeError) as err:

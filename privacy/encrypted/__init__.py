@@ -15,35 +15,40 @@ Threat model
   per-layer communication pattern, and the model's range plan: the declared input bounds and, per
   layer, the bit length of the largest value the layer can produce over them (`model.ranges`). Private:
   input values and weight values.
-* The client learns the output it asked for (logits, or only the label) and nothing else: no
-  intermediate value and no per-neuron signal. When a truncation's randomness falls into its failure
-  window, the two parties that see it withhold their output shares and the client runs the query
-  again; that event has a fixed probability (the plan's ``rerun_probability``, about 1e-5 per example
-  for the reference MLP) and does not depend on any data, so the retry tells the client and the
-  servers nothing. Outputs themselves can leak the model to a client making many queries (model
-  extraction), revealed logits carry the stochastic rounding noise of the last truncations, and a
-  client that bypasses the library and sends inputs outside the declared bounds gets outputs computed
-  with wrapped activations (the library refuses such inputs before sharing them).
+* The client learns the predicted label and nothing else: no intermediate value and no per-neuron
+  signal; logits only where the model owner allowed them at sharing time (`share_model(...,
+  allow_logits=True)`, enforced by every party). Outputs are the fixed-point model's exact values
+  (exact truncation), so asking one input again reveals nothing new. When a truncation's randomness
+  falls into its failure window, the two parties that see it withhold that example's output shares
+  and the client runs it again; that event has a fixed probability (the plan's ``rerun_probability``,
+  about 1e-5 per example for the reference MLP) and does not depend on any data, so the retry tells
+  the client nothing (the servers see one bit per query). The servers check every input's shares
+  against the declared bounds and for consistency (`protocol.input_check`) and release nothing when
+  the check fails, so a client that bypasses the library gets no output for out-of-bounds or
+  inconsistent inputs. Outputs themselves can leak the model to a client making many different
+  queries (model extraction; far fewer with logits).
 * Randomness comes only from AES-128-CTR keyed from os.urandom (`privacy.encrypted.protocol.randomness`), with
   a known-answer self-test at start-up. Pairwise keys are exchanged over mutually authenticated TLS
   1.3 between processes (`privacy.encrypted.network`); certificates come from `ppml encrypted setup`,
-  one per party and one per client (revocable, `network.certificates`). Weight shares are re-randomized
-  whenever the parties connect and every ``refresh_every`` sessions.
-* Availability: no client behaviour stops a server (bounded connections, memory budget, strict
-  message parsing, request expiry, sessions aborted instead of servers; `network.server`).
+  one per party and one per client (revocable, which also ends its open connections;
+  `network.certificates`). Weight shares are re-randomized whenever the parties connect and every
+  ``refresh_every`` sessions; the pairwise keys last for a connection, so a refresh does not separate
+  shares of one connection from an adversary who also holds a party's keys (`PartyModel.refreshed`).
+* Availability: no client behaviour stops a server process (bounded connections, memory budget, strict
+  message parsing, request expiry, sessions aborted instead of servers; `network.server`); one
+  authenticated client can still delay others (sessions run one at a time; see the README).
 * Out of scope: side channels (timing of the parties' arithmetic is data-independent except numpy's),
   denial of service by a party, and the security of the machines holding keys and share bundles.
 
 Correctness: a wrap-around in the ring cannot be detected after the fact, so it is prevented. At
 sharing time an interval analysis over the declared input bounds (`model.ranges.analyse`) proves that
 every value entering a truncation or a comparison fits the ring's headroom, and refuses the model
-otherwise; the client refuses out-of-bound inputs. Truncation (one round, fused with re-sharing)
-returns floor(z / 2^f) or one more, unbiased, and never a wrong value unnoticed
-(`protocol.arithmetic.truncate`). Comparisons are exact for proven-range operands
-(`protocol.comparison`); ReLU and max-pooling are exact on the fixed-point values; hidden sigmoids are
-piecewise linear with error at most `SIGMOID_MAX_ERROR`; the last layer's logits are opened before
-truncation (2f fractional bits). `simulate` computes the same fixed-point arithmetic in the clear with
-bounds every protocol output must lie in.
+otherwise; the client refuses out-of-bound inputs and the servers check them again. Truncation returns
+floor(z / 2^f) exactly and never a wrong value unnoticed (`protocol.truncation`). Comparisons are
+exact for proven-range operands (`protocol.comparison`); ReLU and max-pooling are exact on the
+fixed-point values; hidden sigmoids are piecewise linear with error at most `SIGMOID_MAX_ERROR`; the
+last layer's logits are opened before truncation (2f fractional bits). `simulate` computes the same
+fixed-point arithmetic in the clear; the protocol's output equals it bit for bit.
 
 Modules, by group: `model` (the plaintext side: fixed point, plans, Keras import, layers, interval
 analysis, ranges), `protocol` (the three-party protocol on shares, the client's and the model owner's
@@ -63,7 +68,8 @@ from privacy.encrypted.model.ranges import InputBounds, InputOutOfBounds, ModelR
 from privacy.encrypted.model.ring import FixedPoint
 from privacy.encrypted.network.processes import loopback_parties, run_party, save_model_shares
 from privacy.encrypted.network.remote import RemoteClient
-from privacy.encrypted.protocol.client import Prediction, ResultRejected
+from privacy.encrypted.protocol.backend import OutputNotAllowed
+from privacy.encrypted.protocol.client import InputRefused, Prediction, ResultRejected
 from privacy.encrypted.protocol.costs import CostReport
 from privacy.encrypted.protocol.model_shares import PartyModel, share_model
 from privacy.encrypted.protocol.randomness import RandomnessSelfTestError
@@ -71,8 +77,9 @@ from privacy.encrypted.protocol.transport import TransportError
 from privacy.encrypted.verify import VerificationReport, verify_model
 
 __all__ = [
-    "Architecture", "CostReport", "FixedPoint", "InProcessCluster", "InputBounds", "InputOutOfBounds", "ModelPlan",
-    "ModelRangeError", "PartyModel", "Prediction", "RandomnessSelfTestError", "RangePlan", "RemoteClient",
+    "Architecture", "CostReport", "FixedPoint", "InProcessCluster", "InputBounds", "InputOutOfBounds",
+    "InputRefused", "ModelPlan", "ModelRangeError", "OutputNotAllowed", "PartyModel", "Prediction",
+    "RandomnessSelfTestError", "RangePlan", "RemoteClient",
     "ResultRejected", "SIGMOID_MAX_ERROR", "TransportError", "UnsupportedModelError", "VerificationReport",
     "import_keras_model", "loopback_parties", "run_party", "save_model_shares", "share_model", "simulate",
     "verify_model",

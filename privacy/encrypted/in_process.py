@@ -12,13 +12,13 @@ from typing import Any, Callable
 from privacy.encrypted.model.plan import ModelPlan
 from privacy.encrypted.model.ranges import InputBounds
 from privacy.encrypted.model.ring import FixedPoint
-from privacy.encrypted.protocol.backend import predict_share
-from privacy.encrypted.protocol.client import Prediction, predict_with_retries, share_input
+from privacy.encrypted.protocol.backend import OUTPUTS, OutputNotAllowed, predict_share
+from privacy.encrypted.protocol.client import Prediction, encode_input, predict_with_retries
 from privacy.encrypted.protocol.costs import CostReport
 from privacy.encrypted.protocol.model_shares import share_model
 from privacy.encrypted.protocol.party import Party
 from privacy.encrypted.protocol.randomness import new_key
-from privacy.encrypted.protocol.shares import NUM_PARTIES, AShare
+from privacy.encrypted.protocol.shares import NUM_PARTIES, AShare, share
 from privacy.encrypted.protocol.transport import DEFAULT_TIMEOUT_S, Channel, TransportError, queue_links
 
 
@@ -85,6 +85,7 @@ class InProcessCluster:
         plan: the model to serve (its float weights are shared, then not kept).
         bounds: the input bounds the model is shared with (`InputBounds`); inputs outside are refused.
         fixed: fixed-point format.
+        allow_logits: the parties' release policy (`share_model`): labels only unless True.
         timeout: seconds a party waits for a message.
         link_factory: ``n -> links`` for the parties (default: in-memory queues; tests and benchmarks pass
             links that simulate network latency).
@@ -94,33 +95,42 @@ class InProcessCluster:
     """
 
     def __init__(self, plan: ModelPlan, bounds: InputBounds, fixed: FixedPoint | None = None, *,
-                 timeout: float = DEFAULT_TIMEOUT_S, link_factory=None):
+                 allow_logits: bool = False, timeout: float = DEFAULT_TIMEOUT_S, link_factory=None):
         self.fixed = fixed or FixedPoint()
-        self.models = share_model(plan, self.fixed, bounds)
+        self.models = share_model(plan, self.fixed, bounds, allow_logits=allow_logits)
         self.architecture = plan.architecture
         self.ranges = self.models[0].ranges
         self.parties = LocalParties(timeout=timeout, link_factory=link_factory)
         self.last_cost = None
 
-    def predict(self, x, *, output: str = "logits", retries: int = 2) -> Prediction:
-        """Private prediction of a batch; runs it again (fresh randomness) when a party asks for a re-run.
+    def predict(self, x, *, output: str = OUTPUTS[0], retries: int = 2) -> Prediction:
+        """Private prediction of a batch; runs the examples a party withheld again (fresh randomness).
+
+        Args:
+            output: 'label' or 'logits' (if allowed).
 
         Returns:
-            The reconstructed `Prediction`; `last_cost` then holds its `CostReport`.
+            The reconstructed `Prediction`; `last_cost` then holds the `CostReport` of the last run.
 
         Raises:
             InputOutOfBounds: if x lies outside the bounds (before anything is shared).
+            OutputNotAllowed: for logits from a cluster that allows labels only.
         """
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        if output == "logits" and not self.models[0].allow_logits:
+            raise OutputNotAllowed("this cluster releases labels only (allow_logits=False)")
+        x = encode_input(x, self.architecture.input_shape, self.fixed, self.ranges)
+        return predict_with_retries(lambda rows: self.run_shares(share(x[rows]), output), len(x), retries=retries,
+                                    output=output, output_activation=self.architecture.output_activation,
+                                    ranges=self.ranges)
 
-        def run():
-            inputs = share_input(x, self.architecture.input_shape, self.fixed, self.ranges)
-            results, parties = self.parties.run(
-                lambda party, share: predict_share(party, self.architecture, self.models[party.index].weights,
-                                                   AShare(*share), self.fixed, self.ranges, output), inputs)
-            client_bytes = sum(a.nbytes + b.nbytes for a, b in inputs) + sum(
-                r.values.nbytes for r in results if r.values is not None)
-            self.last_cost = CostReport.from_parties([p.channel.stats.to_dict() for p in parties], client_bytes)
-            return results
-
-        return predict_with_retries(run, retries=retries, output=output,
-                                    output_activation=self.architecture.output_activation, ranges=self.ranges)
+    def run_shares(self, inputs: list, output: str = OUTPUTS[0]) -> list:
+        """The parties' `OutputShare`s for input shares as a client sends them (no client-side check: what a
+        client that bypasses the library gets); sets `last_cost`."""
+        results, parties = self.parties.run(
+            lambda party, share: predict_share(party, self.models[party.index], AShare(*share), output), inputs)
+        client_bytes = sum(a.nbytes + b.nbytes for a, b in inputs) + sum(
+            r.values.nbytes for r in results if r.values is not None)
+        self.last_cost = CostReport.from_parties([p.channel.stats.to_dict() for p in parties], client_bytes)
+        return results

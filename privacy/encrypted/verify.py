@@ -78,13 +78,13 @@ def _decision_threshold(model) -> float:
 
 def verify_model(model, x: np.ndarray, y: np.ndarray | None, predictor, *, batch_size: int = 100) -> VerificationReport:
     """Runs `model` in plaintext and `predictor` (an `InProcessCluster` or a connected `RemoteClient`
-    serving the same model) on `x`, and compares.
+    serving the same model, shared with logits allowed: the model owner's check) on `x`, and compares.
 
     Args:
         model: the Keras model (plaintext baseline).
         x: examples, shape (n,) + input shape.
         y: integer labels (n,), or None.
-        predictor: has ``predict(x) -> Prediction`` and ``last_cost``.
+        predictor: has ``predict(x, output='logits') -> Prediction`` and ``last_cost``.
         batch_size: examples per encrypted call.
     """
     x = np.asarray(x)
@@ -99,7 +99,7 @@ def verify_model(model, x: np.ndarray, y: np.ndarray | None, predictor, *, batch
     encrypted, seconds, rounds, nbytes = [], [], 0, 0
     for start in range(0, len(x), batch_size):
         began = time.perf_counter()
-        encrypted.append(predictor.predict(x[start:start + batch_size]).outputs)
+        encrypted.append(predictor.predict(x[start:start + batch_size], output="logits").outputs)
         seconds.append(time.perf_counter() - began)
         rounds, nbytes = max(rounds, predictor.last_cost.rounds), max(nbytes, predictor.last_cost.bytes)
     encrypted = np.concatenate(encrypted).reshape(len(x), -1)

@@ -50,7 +50,7 @@ class Executor(base_executor.BaseExecutor):
         bounds = (InputBounds.from_data(x, shape) if settings.input_lo is None
                   else InputBounds.declared(settings.input_lo, settings.input_hi, shape))
         try:
-            cluster = InProcessCluster(plan, bounds, FixedPoint(settings.frac_bits))
+            cluster = InProcessCluster(plan, bounds, FixedPoint(settings.frac_bits), allow_logits=True)
             report = verify_model(model, x, y, cluster, batch_size=settings.batch_size)
         except ModelRangeError as err:
             return _decide(blessing, settings, None,

@@ -4,15 +4,16 @@ The interval backend runs the same layer code as the parties (`privacy.encrypted
 integers (no wrap-around). It tracks three integer arrays per value:
 
 * ``point``: the result with every truncation rounded down (the fixed-point model, deterministic);
-* ``lo`` and ``hi``: bounds that enclose every result the protocol can return, for every input in the
-  input interval. The protocol's only freedom is its probabilistic truncation, which returns
-  floor(z / 2^f) or one more; bounds go through linear layers with the signs of the weights and
-  through ReLU, gating and max by monotonicity.
+* ``lo`` and ``hi``: bounds that enclose the result for every input in the input interval; bounds go
+  through linear layers with the signs of the weights and through ReLU, gating and max by monotonicity.
 
-Run on one exact input (`simulate`), a correct protocol output satisfies ``lo <= output <= hi`` bit for
-bit. Run on a box of inputs (`privacy.encrypted.model.ranges.analyse`), it records for every truncation and
-every comparison the number of bits its operand needs: |z| < 2^bits before a truncation, x in
-[-2^bits, 2^bits) at a comparison. Those are the bounds the protocol relies on.
+The protocol's truncation is exact (`privacy.encrypted.protocol.truncation`), so run on one exact input
+(`simulate`), a correct protocol output equals ``point`` bit for bit (and ``lo == point == hi``). Run on a
+box of inputs (`privacy.encrypted.model.ranges.analyse`), it records for every truncation and every
+comparison the number of bits its operand needs: |z| < 2^bits before a truncation, x in [-2^bits, 2^bits)
+at a comparison. Those are the bounds the protocol relies on. A ReLU of a fresh truncation's result y
+compares y' in [y - 1, y] instead (`privacy.encrypted.protocol.backend.fused`): `Interval.carry` marks
+such values, as long as only index operations and public additions touched them.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class Interval:
     lo: np.ndarray
     hi: np.ndarray
     wide: bool = False
+    carry: bool = False
 
     @classmethod
     def exact(cls, v, wide: bool = False) -> "Interval":
@@ -62,7 +64,7 @@ class Interval:
         return self.point.shape
 
     def map(self, fn) -> "Interval":
-        return Interval(fn(self.point), fn(self.lo), fn(self.hi), self.wide)
+        return Interval(fn(self.point), fn(self.lo), fn(self.hi), self.wide, self.carry)
 
     def contains(self, v) -> np.ndarray:
         """Elementwise lo <= v <= hi, with v ring elements or integers."""
@@ -117,7 +119,7 @@ class IntervalBackend:
             return x
         f = self.fixed.frac_bits
         self._record("trunc", x.lo, x.hi)
-        return Interval(x.point >> f, x.lo >> f, (x.hi >> f) + 1)
+        return Interval(x.point >> f, x.lo >> f, x.hi >> f, carry=True)
 
     def linear(self, x: Interval, encoded) -> Interval:
         kernel, bias = as_integers(encoded.kernel), as_integers(encoded.bias)
@@ -131,7 +133,7 @@ class IntervalBackend:
 
     def add_public(self, x: Interval, c) -> Interval:
         c = self._scaled(x, c)
-        return Interval(x.point + c, x.lo + c, x.hi + c, x.wide)
+        return Interval(x.point + c, x.lo + c, x.hi + c, x.wide, x.carry)
 
     def dot_public(self, x: Interval, c) -> Interval:
         x = self.narrow(x)
@@ -160,7 +162,8 @@ class IntervalBackend:
 
     def gate(self, x: Interval, values: list, strict: bool = False) -> list:
         shift = 1 if strict else 0
-        self._record("cmp", x.lo - shift, x.hi - shift)
+        fused = x.carry and not strict and all(v is x for v in values)  # as `backend.fused`: y' in [y - 1, y]
+        self._record("cmp", x.lo - (1 if fused else shift), x.hi - shift)
         on, off = x.point - shift >= 0, x.hi - shift < 0
         always = x.lo - shift >= 0
         out = []

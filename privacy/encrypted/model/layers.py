@@ -19,7 +19,7 @@ Backend interface (values carry a leading batch axis):
     add(x, y), sub(x, y), concat(xs)   elementwise sums; concatenation along the last axis
     constant(c)              a public integer array as a value (argmax indices)
     gate(x, values, strict)  [v * [x >= 0] for v in values] ([x > 0] if strict)
-    bit(x, strict)           [x >= 0] ([x > 0]) as an output bit
+    bit(x, strict)           [x >= 0] ([x > 0]) as a bit (an output)
     layer(name)              context manager around each layer (counters, keys of the range plan)
 """
 
@@ -124,7 +124,8 @@ def maximum(backend, x):
 
 
 def argmax(backend, x):
-    """Index of the maximum over the last axis (first index on ties), as an integer value."""
+    """Index of the maximum over the last axis (first index on ties), as an integer value: a tournament,
+    3 rounds per halving on shares."""
     index = backend.constant(np.broadcast_to(np.arange(backend.shape(x)[-1]), backend.shape(x)))
     while backend.shape(x)[-1] > 1:
         left, right, finish = _halves(backend, x)
@@ -133,6 +134,28 @@ def argmax(backend, x):
         gain, gain_i = backend.gate(diff, [diff, backend.sub(right_i, left_i)], strict=True)
         x, index = finish(backend.add(left, gain)), finish_i(backend.add(left_i, gain_i))
     return backend.map(index, lambda c: c[..., 0])
+
+
+PAIRWISE_CLASSES = 16
+"""Up to this many classes the label is a one-hot vector from all pairs compared at once (5 rounds on
+shares, n(n-1)/2 comparisons); above, the index from the tournament (`argmax`)."""
+
+
+def one_hot_argmax(backend, x):
+    """A one-hot bit vector (batch, n) marking the maximum over the last axis (first index on ties).
+
+    All differences x_i - x_j (i < j) are compared at once; gating the constant 1 by [x_i >= x_j] makes
+    the bits values; i beats j if (i < j and x_i >= x_j) or (i > j and x_i > x_j), so the wins of i are
+    sum_{j>i} [x_i >= x_j] + sum_{j<i} (1 - [x_j >= x_i]), a total order: exactly one i wins n - 1 times.
+    """
+    n = backend.shape(x)[-1]
+    first, second = np.triu_indices(n, 1)
+    diffs = backend.sub(backend.map(x, lambda c: c[..., first]), backend.map(x, lambda c: c[..., second]))
+    (beats,) = backend.gate(diffs, [backend.constant(np.ones(backend.shape(diffs), dtype=np.int64))])
+    won, lost = ((pair[:, None] == np.arange(n)).astype(np.int64) for pair in (first, second))
+    wins = backend.sub(backend.map(beats, lambda c: c @ won.astype(c.dtype)),
+                       backend.map(beats, lambda c: c @ lost.astype(c.dtype)))
+    return backend.bit(backend.add_public(wins, np.arange(n) - (n - 1)))
 
 
 _APPLY = {Dense: _dense, Conv2D: _conv2d, Pool2D: _pool2d, Reshape: _reshape, Activation: _activation}
@@ -147,8 +170,10 @@ def evaluate(architecture: Architecture, encoded: dict, x, backend, fixed: Fixed
 
 
 def label(backend, logits):
-    """The predicted label: argmax of the logits, or [logit > 0] for a single logit (a backend bit)."""
+    """The predicted label: [logit > 0] for a single logit (a backend bit, batch,), a one-hot bit vector
+    (batch, classes) for up to `PAIRWISE_CLASSES` classes, else the index of the maximum (batch,)."""
     with backend.layer("label"):
-        if backend.shape(logits)[-1] == 1:
+        classes = backend.shape(logits)[-1]
+        if classes == 1:
             return backend.bit(backend.map(logits, lambda c: c[..., 0]), strict=True)
-        return argmax(backend, logits)
+        return one_hot_argmax(backend, logits) if classes <= PAIRWISE_CLASSES else argmax(backend, logits)

@@ -1,11 +1,13 @@
 """A party's memory budget: what one example of a request costs, and reservations against the budget.
 
 `request_bytes` bounds what a party allocates for a request of a given batch: a fixed part (temporaries
-of the size of the largest weight matrix) plus, per example, its two input shares, the largest layer's
-values and windows, and the largest comparison's test vectors (R residues per element and their int16
-temporaries), with a factor of safety; tests measure the real peak with tracemalloc against it. A
-server reserves that from a `MemoryBudget` before it reads a request's payload; the largest batch it
-accepts is what fits the budget (`largest_batch`).
+of the size of the largest weight matrix), the comparisons' int16 temporaries (computed in slices of at
+most `comparison.CHUNK` residues, `slice_bytes`) plus, per example, its two input shares, the input check's comparisons
+(2k + 1 residues per input value), the largest layer's values and windows, and the comparisons of the
+layer that compares most (R residues per element, plus f for each truncation's carry), with a factor
+of safety; tests measure the real peak with tracemalloc against it. A server reserves that from a
+`MemoryBudget` before it reads a request's payload; the largest batch it accepts is what fits the
+budget (`largest_batch`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ import numpy as np
 
 from privacy.encrypted.model.plan import Architecture, Conv2D, Pool2D
 from privacy.encrypted.model.ranges import RangePlan
+from privacy.encrypted.model.ring import FixedPoint
+from privacy.encrypted.protocol.comparison import CHUNK
+from privacy.encrypted.protocol.input_check import bound_bits
 
 SAFETY = 2
 """Factor between the estimate of the live arrays and the reservation (temporaries, allocator slack)."""
@@ -34,55 +39,106 @@ def _window_elements(architecture: Architecture) -> int:
     return largest
 
 
+RESIDUE_BYTES = 6
+"""Per compared residue: the uint8 messages sent and received, the pair's multipliers and masks."""
+ELEMENT_BYTES = 128
+"""Per compared element: its split, bits, masks and result (uint64 arrays)."""
+
+
 def fixed_bytes(architecture: Architecture) -> int:
     """Per request, independent of the batch: temporaries the size of the largest weight matrix."""
     shapes = [math.prod(kernel) for kernel, _ in architecture.weight_shapes().values()]
     return SAFETY * 3 * 8 * max(shapes, default=0)
 
 
-def bytes_per_example(architecture: Architecture, ranges: RangePlan) -> int:
+def slice_bytes(model, batch: int) -> int:
+    """About twelve int16 arrays of one slice of a comparison: `comparison.CHUNK` residues, or all of the
+    largest comparison's residues if fewer."""
+    residues = max(_compared(model.ranges, model.fixed.frac_bits)[0], _check_residues(model.ranges,
+                                                                                       model.fixed.frac_bits))
+    return SAFETY * 12 * 2 * min(CHUNK, batch * residues)
+
+
+def _check_residues(ranges: RangePlan, frac_bits: int) -> int:
+    """Residues per example of the servers' input check (`input_check`): 2k + 1 per input value."""
+    lo, hi = ranges.input_bounds.encoded(FixedPoint(frac_bits))
+    return int(np.size(lo)) * (2 * bound_bits(lo, hi) + 1)
+
+
+def _compared(ranges: RangePlan, frac_bits: int) -> tuple[int, int]:
+    """(residues, elements) per example of the layer that compares most: R per compared element, and f per
+    truncated element for its carry."""
+    layers: dict[str, list[int]] = {}
+    for op in ranges.ops:
+        work = layers.setdefault(op.layer, [0, 0])
+        work[0] += op.elements * (frac_bits if op.kind == "trunc" else op.bits)
+        work[1] += op.elements
+    return max((tuple(w) for w in layers.values()), default=(0, 0))
+
+
+def bytes_per_example(architecture: Architecture, ranges: RangePlan, frac_bits: int) -> int:
     """An upper bound on one party's memory per example of a prediction (either output)."""
     values = max([int(np.prod(s)) for s in architecture.shapes()] + [_window_elements(architecture)])
     # A value is at most an AShare (two uint64 arrays) plus a few temporaries of the same size.
     layer_bytes = 6 * 8 * values
-    # A comparison of n elements with R bits: about ten int16/uint8 arrays of n * R, uint64 per element.
-    compare_bytes = max([op.elements * (op.bits * 24 + 96) for op in ranges.ops if op.kind == "cmp"], default=0)
-    inputs = 2 * 8 * int(np.prod(architecture.input_shape))
-    return SAFETY * (inputs + max(layer_bytes, compare_bytes))
+    residues, elements = _compared(ranges, frac_bits)
+    compare_bytes = residues * RESIDUE_BYTES + elements * ELEMENT_BYTES
+    inputs = int(np.prod(architecture.input_shape))
+    check_bytes = _check_residues(ranges, frac_bits) * RESIDUE_BYTES + inputs * ELEMENT_BYTES
+    return SAFETY * (2 * 8 * inputs + check_bytes + max(layer_bytes, compare_bytes))
 
 
-def request_bytes(architecture: Architecture, ranges: RangePlan, batch: int) -> int:
-    """An upper bound on one party's memory for a request of `batch` examples."""
-    return fixed_bytes(architecture) + batch * bytes_per_example(architecture, ranges)
+def request_bytes(model, batch: int) -> int:
+    """An upper bound on one party's memory for a request of `batch` examples of `model` (a `PartyModel`)."""
+    return fixed_bytes(model.architecture) + slice_bytes(model, batch) + batch * bytes_per_example(
+        model.architecture, model.ranges, model.fixed.frac_bits)
 
 
-def largest_batch(architecture: Architecture, ranges: RangePlan, budget: int) -> int:
-    """The largest batch whose `request_bytes` fit `budget` (0 if none does)."""
-    return max((budget - fixed_bytes(architecture)) // bytes_per_example(architecture, ranges), 0)
+def largest_batch(model, budget: int) -> int:
+    """The largest batch whose `request_bytes` fit `budget` (0 if none does; request_bytes grows with the batch)."""
+    low, high = 0, max(budget // bytes_per_example(model.architecture, model.ranges, model.fixed.frac_bits), 0)
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if request_bytes(model, middle) <= budget else (low, middle - 1)
+    return low
 
 
 class MemoryBudget:
-    """Thread-safe reservations of bytes against a fixed total."""
+    """Thread-safe reservations of bytes against a fixed total, and against a quota per owner (a client).
 
-    def __init__(self, total: int):
+    Args:
+        total: bytes.
+        quota: the most bytes one owner may hold at once (default: the total).
+    """
+
+    def __init__(self, total: int, quota: int | None = None):
         if isinstance(total, bool) or not isinstance(total, int) or total < 1:
             raise ValueError(f"the memory budget must be a positive number of bytes, got {total!r}")
-        self.total = total
+        quota = total if quota is None else quota
+        if isinstance(quota, bool) or not isinstance(quota, int) or not 1 <= quota <= total:
+            raise ValueError(f"the per-client quota must be 1..{total} bytes, got {quota!r}")
+        self.total, self.quota = total, quota
         self._used = 0
+        self._owners: dict = {}
         self._lock = threading.Lock()
 
     @property
     def used(self) -> int:
         return self._used
 
-    def reserve(self, nbytes: int) -> bool:
-        """Takes `nbytes` if they are free; False (and nothing taken) otherwise."""
+    def reserve(self, nbytes: int, owner=None) -> bool:
+        """Takes `nbytes` for `owner` if they are free and within its quota; False (nothing taken) otherwise."""
         with self._lock:
-            if nbytes < 0 or self._used + nbytes > self.total:
+            held = self._owners.get(owner, 0)
+            if nbytes < 0 or self._used + nbytes > self.total or held + nbytes > self.quota:
                 return False
             self._used += nbytes
+            self._owners[owner] = held + nbytes
             return True
 
-    def release(self, nbytes: int) -> None:
+    def release(self, nbytes: int, owner=None) -> None:
         with self._lock:
             self._used = max(self._used - nbytes, 0)
+            held = self._owners.pop(owner, 0) - nbytes
+            if held > 0:
+                self._owners[owner] = held

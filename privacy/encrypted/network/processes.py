@@ -35,15 +35,19 @@ def model_path(deployment_dir: str, index: int) -> str:
     return os.path.join(deployment_dir, party_role(index), MODEL_FILE)
 
 
-def save_model_shares(plan: ModelPlan, deployment_dir: str, fixed: FixedPoint, bounds: InputBounds) -> list[str]:
+def save_model_shares(plan: ModelPlan, deployment_dir: str, fixed: FixedPoint, bounds: InputBounds, *,
+                      allow_logits: bool = False) -> list[str]:
     """Shares `plan` for inputs within `bounds` (model owner side) and writes each party's bundle into its
     credentials folder.
+
+    Args:
+        allow_logits: the release policy the parties enforce (`share_model`): labels only unless True.
 
     Raises:
         ModelRangeError: if the model's values could leave the ring's headroom for these bounds.
     """
     paths = []
-    for bundle in share_model(plan, fixed, bounds):
+    for bundle in share_model(plan, fixed, bounds, allow_logits=allow_logits):
         path = model_path(deployment_dir, bundle.index)
         bundle.save(path)
         paths.append(path)
@@ -55,7 +59,7 @@ def run_party(index: int, deployment_dir: str, model_file: str | None = None, *,
     """Serves as party `index` until killed; prints ``ready`` on stdout once it can take requests.
 
     Args:
-        limits: `PartyServer`'s memory_budget, max_connections, idle_timeout, refresh_every.
+        limits: `PartyServer`'s memory_budget, client_quota, max_connections, idle_timeout, refresh_every.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     deployment = Deployment.load(deployment_dir)
@@ -140,11 +144,13 @@ class Loopback:
 @contextlib.contextmanager
 def loopback_parties(plan: ModelPlan, bounds: InputBounds, *, fixed: FixedPoint = FixedPoint(),
                      timeout: float = DEFAULT_TIMEOUT_S, directory: str | None = None, startup_s: float = 120.0,
-                     **limits):
+                     allow_logits: bool = False, **limits):
     """Three party processes on 127.0.0.1 serving `plan` shared for inputs within `bounds`; yields a `Loopback`.
 
     Args:
-        limits: passed to each `PartyServer` (memory_budget, max_connections, idle_timeout, refresh_every).
+        allow_logits: the model owner's release policy (`share_model`).
+        limits: passed to each `PartyServer` (memory_budget, client_quota, max_connections, idle_timeout,
+            refresh_every).
 
     Raises:
         RuntimeError: if a party exits or is not ready within `startup_s` (its log's tail is included).
@@ -154,7 +160,7 @@ def loopback_parties(plan: ModelPlan, bounds: InputBounds, *, fixed: FixedPoint 
             directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="ppml-parties-"))
         deployment = create_deployment(directory, [("127.0.0.1", p) for p in free_ports(NUM_PARTIES)],
                                        clients=("loopback",))
-        save_model_shares(plan, directory, fixed, bounds)
+        save_model_shares(plan, directory, fixed, bounds, allow_logits=allow_logits)
         parties = Loopback(deployment, timeout=timeout, startup_s=startup_s, limits=limits)
         try:
             for i in range(NUM_PARTIES):

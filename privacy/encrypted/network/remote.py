@@ -12,9 +12,10 @@ from privacy.encrypted.model.ranges import RangePlan
 from privacy.encrypted.model.ring import FixedPoint
 from privacy.encrypted.network.certificates import Deployment, client_role, party_role, peer_role
 from privacy.encrypted.network.wire import no_delay, recv_message, send_message
-from privacy.encrypted.protocol.backend import OUTPUTS, OutputShare
-from privacy.encrypted.protocol.client import Prediction, predict_with_retries, share_input
+from privacy.encrypted.protocol.backend import OUTPUTS, OutputNotAllowed, OutputShare
+from privacy.encrypted.protocol.client import Prediction, encode_input, predict_with_retries
 from privacy.encrypted.protocol.costs import CostReport
+from privacy.encrypted.protocol.shares import share
 from privacy.encrypted.protocol.transport import DEFAULT_TIMEOUT_S, TransportError
 
 
@@ -89,11 +90,12 @@ class RemoteClient:
     def __exit__(self, *exc):
         self.close()
 
-    def predict(self, x, *, output: str = "logits", retries: int = 2) -> Prediction:
+    def predict(self, x, *, output: str = OUTPUTS[0], retries: int = 2) -> Prediction:
         """Private prediction of a batch (see `InProcessCluster.predict`).
 
         Raises:
             InputOutOfBounds: if x lies outside the model's input bounds (nothing is sent).
+            OutputNotAllowed: for logits from parties that release labels only.
             ValueError: for a wrong shape or a batch larger than the parties accept.
             TransportError: if a party cannot be reached, reports an error or times out.
         """
@@ -103,12 +105,15 @@ class RemoteClient:
             self.connect()
         fixed = FixedPoint(self.info["frac_bits"])
         ranges = RangePlan.from_dict(self.info["ranges"], tuple(self.info["input_shape"]))
+        if output == "logits" and not self.info.get("allow_logits"):
+            raise OutputNotAllowed("the model owner allows only labels to be revealed (--output label)")
         if len(np.asarray(x)) > self.max_batch:
             raise ValueError(f"a batch of {len(np.asarray(x))} examples exceeds the parties' limit of "
                              f"{self.max_batch}; split it")
+        x = encode_input(x, tuple(self.info["input_shape"]), fixed, ranges)
 
-        def run():
-            shares = share_input(x, tuple(self.info["input_shape"]), fixed, ranges)
+        def run(rows):
+            shares = share(x[rows])
             request_id = uuid.uuid4().hex
             try:
                 for sock, (a, b) in zip(self._socks, shares):
@@ -131,7 +136,8 @@ class RemoteClient:
                 a.nbytes for _, arrays in replies for a in arrays)
             self.last_cost = CostReport.from_parties([meta["stats"] for meta, _ in replies], client_bytes)
             return [OutputShare(arrays[0] if arrays else None, meta["combine"], int(meta["frac_bits"]),
-                                bool(meta["rerun"])) for meta, arrays in replies]
+                                arrays[1].astype(bool) if len(arrays) > 1 else None, meta.get("refused"))
+                    for meta, arrays in replies]
 
-        return predict_with_retries(run, retries=retries, output=output,
+        return predict_with_retries(run, len(x), retries=retries, output=output,
                                     output_activation=self.info["output_activation"], ranges=ranges)

@@ -3,28 +3,34 @@
 No client behaviour may stop a server, so `PartyServer` bounds everything a client can make it hold:
 
 * Connections: at most `max_connections` client or not yet authenticated connections at once; a new
-  one beyond that evicts the connection idle the longest. A TLS handshake must finish within
+  one beyond that evicts the not yet authenticated connection open the longest, or, if all are
+  authenticated clients, the one idle the longest. A TLS handshake must finish within
   `HANDSHAKE_TIMEOUT_S`; a client that sends nothing for `idle_timeout` seconds is disconnected, and a
   message must arrive completely within `timeout` seconds of its first byte. The accept loop survives
-  every error (out of file descriptors included) and keeps accepting.
+  every error (out of file descriptors or threads included) and keeps accepting.
 * Memory: a request's cost (its input shares and the session's working memory, `memory.request_bytes`)
   is reserved from `memory_budget` when its header arrives, before a byte of the payload is read, and
-  released when its reply has been sent or it expired. The largest batch follows
-  from the budget and is announced to clients. Every malformed or refused message gets an error reply,
+  released when its reply has been sent or it expired. One client (certificate) may hold at most
+  `client_quota` of it at once, so no client can take the whole budget; the largest batch follows
+  from the quota and is announced to clients. Every malformed or refused message gets an error reply,
   then the connection is closed.
-* Sessions: party 0 orders the requests. For each one it tells parties 1 and 2 which request is next;
-  they wait up to `request_wait` seconds for it to arrive and answer ready or refuse, and party 0 waits
-  that long plus `timeout` for the answers, then says go (all run the protocol) or abort (all tell the
-  client why). A request that reached party 0 only is therefore aborted, not the servers. Requests no
-  session picked up expire after `request_wait` seconds with an error reply.
+* Sessions: party 0 orders the requests. Parties 1 and 2 announce each request they receive to party 0
+  (an out-of-band control message, `NOTICE`); party 0 proposes the oldest request that all three hold,
+  the others answer ready or refuse, and party 0 says go (all run the protocol) or abort (all tell the
+  client why). A request that reached only some parties never holds the queue: it expires after
+  `request_wait` seconds with an error reply, while complete requests are served.
 * Faults among the parties: a party that disconnects or stalls past `timeout` mid-protocol makes the
   others abort the session (the client gets the error), drop all links and connect again with fresh
   keys; a killed party rejoins when it is restarted. Weight shares are re-randomized (a fresh
-  replicated sharing, one round) every time the parties connect and every `refresh_every` sessions,
-  so shares a party holds in memory at different times do not combine; each (re)connection starts
+  replicated sharing, one round) every time the parties connect and every `refresh_every` sessions;
+  the pairwise keys last for the connection, so one party's share and keys from one time combine with
+  another party's share from a later time of the same connection (`PartyModel.refreshed`); each (re)connection starts
   from the bundles on disk, which keep the owner's sharing (run `share-model` again to renew those).
 * Clients authenticate with their own certificate; revoked ones (`certificates.revoke_client`) are
-  refused at the handshake.
+  refused at the handshake, and their open connections are closed within a fraction of a second of
+  the change to ``revoked.json``.
+* Not bounded per client: sessions run one at a time, so a client's complete requests delay other
+  clients' by their running time; a few clients together can hold the memory budget.
 """
 
 from __future__ import annotations
@@ -59,28 +65,35 @@ log = logging.getLogger("ppml.encrypted")
 
 HANDSHAKE_TIMEOUT_S = 10.0
 DEFAULT_MEMORY_BUDGET = 1 << 30
+CLIENT_SHARE = 4
+"""The default per-client quota is the memory budget divided by this."""
 DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_IDLE_TIMEOUT_S = 120.0
 _REQUEST_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
-_RESET = object()
+NOTICE = "have"
+"""A follower's out-of-band control message to party 0: it holds request `request_id`."""
 
 
 class TlsLink(Link):
     """A party-to-party link over one TLS connection; a reader thread queues incoming messages and owns
     the connection (others only shut it down, see `_Connection`)."""
 
-    def __init__(self, sock: ssl.SSLSocket, peer: int, on_broken=None, *, send_timeout: float | None = None):
+    def __init__(self, sock: ssl.SSLSocket, peer: int, on_broken=None, *, send_timeout: float | None = None,
+                 on_notice=None):
         self.sock, self.peer, self.session = TlsStream(sock, None, send_timeout), peer, 0
         self.broken = False
         self._inbox: queue.Queue = queue.Queue()
-        self._send_lock = threading.Lock()
-        self._on_broken = on_broken
+        self._on_broken, self._on_notice = on_broken, on_notice
         threading.Thread(target=self._read, daemon=True, name=f"link-{peer}").start()
 
     def _read(self):
         while True:
             try:
-                self._inbox.put(recv_message(self.sock, f"party {self.peer}"))
+                meta, arrays = recv_message(self.sock, f"party {self.peer}")
+                if meta.get("control") and meta.get("kind") == NOTICE and self._on_notice:
+                    self._on_notice(self.peer, meta)  # out of band: not part of the protocol's sequence
+                else:
+                    self._inbox.put((meta, arrays))
             except TransportError as err:
                 self.broken = True
                 self._inbox.put(err)
@@ -94,8 +107,7 @@ class TlsLink(Link):
 
     def _send(self, meta, arrays=()):
         try:
-            with self._send_lock:
-                send_message(self.sock, meta, arrays)
+            send_message(self.sock, meta, arrays)  # one sendall: TlsStream lets one writer at a time through
         except (ssl.SSLError, OSError) as err:
             raise TransportError(f"cannot send to party {self.peer}: {err.__class__.__name__}") from None
 
@@ -143,6 +155,7 @@ class _Connection:
     def __init__(self, sock: socket.socket, address):
         self.sock, self.address = sock, address
         self.who = f"client {address[0]}:{address[1]}"
+        self.serial: int | None = None  # the client certificate's, once authenticated
         self.last_active = time.monotonic()
         self.closed = False
         self._outbox: queue.Queue = queue.Queue()
@@ -227,6 +240,8 @@ class PartyServer:
         model: this party's `PartyModel` (from `ppml encrypted share-model`).
         timeout: seconds to wait for a peer's message; also how long a request waits for its session.
         memory_budget: bytes for requests and their sessions (the model's shares come on top).
+        client_quota: the most of the budget one client (certificate) may hold at once (default: a
+            quarter); the largest batch follows from it.
         max_connections: client (or unauthenticated) connections held at once.
         idle_timeout: seconds a client connection may stay silent.
         refresh_every: re-randomize the weight shares every this many sessions (0: only when connecting).
@@ -236,7 +251,8 @@ class PartyServer:
     """
 
     def __init__(self, index: int, deployment: Deployment, model: PartyModel, *, timeout: float = DEFAULT_TIMEOUT_S,
-                 memory_budget: int = DEFAULT_MEMORY_BUDGET, max_connections: int = DEFAULT_MAX_CONNECTIONS,
+                 memory_budget: int = DEFAULT_MEMORY_BUDGET, client_quota: int | None = None,
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS,
                  idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S, refresh_every: int = 0):
         if model.index != index:
             raise ValueError(f"the model share is party {model.index}'s, but this is party {index}")
@@ -244,12 +260,13 @@ class PartyServer:
         self._loaded = model  # the sharing on disk, which a restarted party starts from
         self.request_wait, self.idle_timeout = timeout, idle_timeout
         self.max_connections, self.refresh_every = max_connections, refresh_every
-        self.budget = MemoryBudget(memory_budget)
+        client_quota = memory_budget // CLIENT_SHARE if client_quota is None else client_quota
+        self.budget = MemoryBudget(memory_budget, client_quota)
         self.input_size = math.prod(model.architecture.input_shape)
-        self.max_batch = largest_batch(model.architecture, model.ranges, memory_budget)
+        self.max_batch = largest_batch(model, self.budget.quota)
         if self.max_batch < 1:
-            raise ValueError(f"a memory budget of {memory_budget} bytes does not fit one example of this model "
-                             f"({request_bytes(model.architecture, model.ranges, 1)} bytes)")
+            raise ValueError(f"a client quota of {self.budget.quota} bytes does not fit one example of this model "
+                             f"({request_bytes(model, 1)} bytes)")
         self.links: dict[int, TlsLink] = {}
         self._incoming: dict[int, TlsLink] = {}
         self._peers = threading.Condition()
@@ -257,7 +274,8 @@ class PartyServer:
         self._connections_lock = threading.Lock()
         self._requests: dict[str, _Request] = {}
         self._requests_ready = threading.Condition()
-        self._order: queue.Queue = queue.Queue()
+        self._announced: dict[str, tuple[set, float]] = {}  # party 0: which followers hold a request, since
+        self._reset = False
         self._established = False
         self._session = 0
         self._since_refresh = 0
@@ -276,8 +294,11 @@ class PartyServer:
                 continue
             conn = _Connection(sock, address)
             with self._connections_lock:
-                victim = (min(self._connections, key=lambda c: c.last_active)
-                          if len(self._connections) >= self.max_connections else None)
+                victim = None
+                if len(self._connections) >= self.max_connections:
+                    # Not yet authenticated ones first: nobody without a certificate can push a client out.
+                    anonymous = [c for c in self._connections if c.serial is None]
+                    victim = min(anonymous or self._connections, key=lambda c: c.last_active)
                 self._connections.add(conn)
             if victim is not None:
                 log.warning("party %d: %d connections; closing the one idle longest (%s)", self.index,
@@ -285,7 +306,11 @@ class PartyServer:
                 victim.shutdown()
                 with self._connections_lock:
                     self._connections.discard(victim)
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+            try:
+                threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+            except RuntimeError as err:  # out of threads: this connection goes, the loop keeps accepting
+                log.warning("party %d: no thread for %s (%s); connection dropped", self.index, conn.who, err)
+                self._drop(conn)
 
     def _revoked_serials(self) -> frozenset:
         path = os.path.join(self.deployment.directory, "revoked.json")
@@ -319,7 +344,8 @@ class PartyServer:
                 self._peer_arrived(peers[role], tls)
                 return
             try:
-                revoked = peer_serial(tls) in self._revoked_serials()
+                conn.serial = peer_serial(tls)
+                revoked = conn.serial in self._revoked_serials()
             except ValueError as err:
                 log.error("party %d: %s; refusing clients", self.index, err)
                 revoked = True
@@ -341,7 +367,7 @@ class PartyServer:
             self._connections.discard(conn)
 
     def _peer_arrived(self, j: int, tls: ssl.SSLSocket):
-        link = TlsLink(tls, j, self._link_broken, send_timeout=self.timeout)
+        link = TlsLink(tls, j, self._link_broken, send_timeout=self.timeout, on_notice=self._noticed)
         with self._peers:
             old = self._incoming.pop(j, None)
             self._incoming[j] = link
@@ -360,7 +386,9 @@ class PartyServer:
         self._established = False
         for link in list(dict(self.links).values()):
             link.close()
-        self._order.put(_RESET)
+        with self._requests_ready:
+            self._reset = True
+            self._requests_ready.notify_all()
 
     def _connect(self, j: int) -> TlsLink:
         host, port = self.deployment.addresses[j]
@@ -378,15 +406,15 @@ class PartyServer:
         if peer_role(tls) != party_role(j):
             tls.close()
             raise TransportError(f"the server at {host}:{port} is {peer_role(tls)!r}, not {party_role(j)!r}")
-        return TlsLink(tls, j, self._link_broken, send_timeout=self.timeout)
+        return TlsLink(tls, j, self._link_broken, send_timeout=self.timeout, on_notice=self._noticed)
 
     # -- requests ----------------------------------------------------------------------------
-    def _admit(self, nbytes: int, reserved: list) -> bool:
+    def _admit(self, nbytes: int, reserved: list, owner) -> bool:
         batch = math.ceil(nbytes / (2 * 8 * self.input_size))
         if batch > self.max_batch:
             return False
-        cost = request_bytes(self.model.architecture, self.model.ranges, max(batch, 1))
-        if not self.budget.reserve(cost):
+        cost = request_bytes(self.model, max(batch, 1))
+        if not self.budget.reserve(cost, owner):
             return False
         reserved.append(cost)
         return True
@@ -396,13 +424,13 @@ class PartyServer:
         while not conn.closed:
             reserved: list = []
             try:
-                meta, arrays = recv_message(conn.sock, conn.who, admit=lambda n: self._admit(n, reserved),
-                                            within=self.timeout)
+                meta, arrays = recv_message(conn.sock, conn.who, within=self.timeout,
+                                            admit=lambda n: self._admit(n, reserved, conn.serial))
             except TransportError as err:
-                self.budget.release(sum(reserved))
+                self.budget.release(sum(reserved), conn.serial)
                 if isinstance(err, MessageRefused):
                     conn.reply({"kind": "error", "message": f"{err} (largest batch {self.max_batch}; the party "
-                                                            f"may be busy)"})
+                                                            f"may be busy, or this client holds its quota)"})
                 elif isinstance(err, MalformedMessage):
                     log.warning("party %d: %s; connection dropped", self.index, err)
                     conn.reply({"kind": "error", "message": str(err)})
@@ -419,11 +447,40 @@ class PartyServer:
                                                               time.monotonic())
                         self._requests_ready.notify_all()
             if problem is not None:
-                self.budget.release(cost)
+                self.budget.release(cost, conn.serial)
                 conn.reply({"kind": "error", "request_id": request_id, "message": problem})
                 continue
-            if self.index == 0:
-                self._order.put(request_id)
+            if self.index != 0:
+                self._announce(request_id)
+
+    def _announce(self, request_id: str) -> None:
+        """A follower tells party 0 that it holds a request (party 0 proposes only requests all three hold)."""
+        link = self.links.get(0)
+        if self._established and link is not None and not link.broken:
+            with contextlib.suppress(TransportError):
+                link.send_control({"kind": NOTICE, "request_id": request_id})
+
+    def _noticed(self, peer: int, meta: dict) -> None:
+        request_id = meta.get("request_id")
+        if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
+            return
+        with self._requests_ready:
+            holders, since = self._announced.get(request_id, (set(), time.monotonic()))
+            self._announced[request_id] = (holders | {peer}, since)
+            self._requests_ready.notify_all()
+
+    def _next_ready(self) -> _Request:
+        """Party 0: the oldest request that all three parties hold (waits for one); raises on a reset."""
+        followers = set(range(1, NUM_PARTIES))
+        with self._requests_ready:
+            while True:
+                if self._reset:
+                    raise TransportError("reset requested")
+                for request_id in self._requests:
+                    if self._announced.get(request_id, (set(), 0))[0] >= followers:
+                        del self._announced[request_id]
+                        return self._requests.pop(request_id)
+                self._requests_ready.wait(timeout=1.0)
 
     def _validate(self, meta: dict, arrays: list) -> tuple[str | None, str | None]:
         """Why a request cannot be accepted (None if it can), and its id if it has a valid one."""
@@ -433,6 +490,8 @@ class PartyServer:
             return "expected a predict request with a request_id of 1-64 letters, digits, '_' or '-'", request_id
         if meta.get("output") not in OUTPUTS:
             return f"output must be one of {OUTPUTS}", request_id
+        if meta["output"] == "logits" and not self.model.allow_logits:
+            return "this model's owner allows only labels to be revealed (output 'label')", request_id
         expected = tuple(self.model.architecture.input_shape)
         if len(arrays) != 2 or any(a.dtype != DTYPE or a.shape != arrays[0].shape for a in arrays) \
                 or arrays[0].shape[1:] != expected:
@@ -456,14 +515,39 @@ class PartyServer:
             except Exception:  # this thread must outlive any bug
                 log.exception("party %d: expiring requests failed", self.index)
 
+    def _end_revoked(self):
+        """Closes the open connections of clients revoked since they connected."""
+        try:
+            revoked = self._revoked_serials()
+        except ValueError as err:
+            log.error("party %d: %s; closing all client connections", self.index, err)
+            revoked = None
+        with self._connections_lock:
+            ended = [c for c in self._connections
+                     if c.serial is not None and (revoked is None or c.serial in revoked)]
+        for conn in ended:
+            log.warning("party %d: %s was revoked; connection closed", self.index, conn.who)
+            conn.shutdown()
+
     def _expire(self):
+        self._end_revoked()
         now = time.monotonic()
         with self._requests_ready:
             old = [r for r in self._requests.values() if now - r.arrived > self.request_wait]
             for r in old:
                 del self._requests[r.request_id]
-        why = "the other parties did not get it, or are busy" if self._established else self._waiting_for()
+            holders = {r.request_id: self._announced.get(r.request_id, (set(), 0))[0] for r in old}
+            for request_id in [k for k, (_, since) in self._announced.items() if now - since > self.request_wait]:
+                del self._announced[request_id]
         for r in old:
+            if not self._established:
+                why = self._waiting_for()
+            elif self.index == 0:
+                missing = sorted(set(range(1, NUM_PARTIES)) - holders[r.request_id])
+                why = (f"{' and '.join(f'party {j}' for j in missing)} did not get it" if missing
+                       else "the parties were busy")
+            else:
+                why = "party 0 did not start it: it or the other party did not get it, or they are busy"
             self._finish_request(r, f"party {self.index}: the request expired after {self.request_wait:g} s "
                                     f"without a session ({why})")
 
@@ -477,7 +561,7 @@ class PartyServer:
         """Queues the reply; the request's memory is released once it has been sent."""
         if problem is not None:
             meta, arrays = {"kind": "error", "request_id": request.request_id, "message": problem}, ()
-        request.conn.reply(meta, arrays, done=lambda: self.budget.release(request.reserved))
+        request.conn.reply(meta, arrays, done=lambda: self.budget.release(request.reserved, request.conn.serial))
 
     # -- sessions ----------------------------------------------------------------------------
     def _check(self, request, shape=None, output=None) -> str | None:
@@ -498,8 +582,7 @@ class PartyServer:
         party = self._party(session)
         started = time.perf_counter()
         try:
-            result = predict_share(party, self.model.architecture, self.model.weights, AShare(*request.shares),
-                                   self.model.fixed, self.model.ranges, request.output)
+            result = predict_share(party, self.model, AShare(*request.shares), request.output)
         except TransportError as err:
             self._finish_request(request, f"party {self.index}: {err}")
             raise
@@ -508,13 +591,17 @@ class PartyServer:
             self._finish_request(request, f"party {self.index}: the session failed ({err.__class__.__name__})")
             raise TransportError(f"session {session} failed") from None
         stats = party.channel.stats
+        if result.refused is not None:
+            log.warning("party %d: session %d: input refused: %s", self.index, session, result.refused)
+        rerun = [] if result.rerun is None else [result.rerun.astype(np.uint8)]
         self._finish_request(request, None, {"kind": "result", "request_id": request.request_id,
                                              "stats": stats.to_dict(), "combine": result.combine,
-                                             "frac_bits": result.frac_bits, "rerun": result.rerun},
-                             [] if result.values is None else [result.values])
+                                             "frac_bits": result.frac_bits, "rerun": bool(rerun),
+                                             "refused": result.refused},
+                             [] if result.values is None else [result.values] + rerun)
         log.info("party %d: session %d done in %.1f ms (%d rounds, %d bytes sent)%s", self.index, session,
                  1e3 * (time.perf_counter() - started), stats.rounds, stats.bytes_sent,
-                 "; asked for a re-run" if result.rerun else "")
+                 f"; withheld {int(result.rerun.sum())} example(s) for a re-run" if rerun else "")
 
     def _refresh(self, session: int):
         """Re-randomizes the weight shares (all parties at once, one round)."""
@@ -540,12 +627,8 @@ class PartyServer:
         while True:
             if self.refresh_every and self._since_refresh >= self.refresh_every:
                 self._lead_refresh()
-            item = self._order.get()
-            if item is _RESET:
-                raise TransportError("reset requested")
-            request = self._take_request(item, 0)
-            if request is None:
-                continue  # expired already
+            request = self._next_ready()
+            item = request.request_id
             self._session += 1
             try:
                 problem = self._check(request)
@@ -606,6 +689,11 @@ class PartyServer:
         self._session = 0
         self.model = self._loaded  # every party restarts the chain of refreshes from the sharing on disk
         self._established = True
+        if self.index != 0:  # party 0 forgot what the followers held before: tell it again
+            with self._requests_ready:
+                waiting = list(self._requests)
+            for request_id in waiting:
+                self._announce(request_id)
 
     def serve(self, on_ready=None) -> None:
         """Listens, connects to the other parties, agrees keys, then serves forever (reconnecting after faults).
@@ -630,10 +718,6 @@ class PartyServer:
                 log.error("party %d: %s; connecting to the others again", self.index, err)
                 self._established = False
                 time.sleep(0.2)
-                pending = []
-                while not self._order.empty():  # drop reset markers, keep the order of waiting requests
-                    item = self._order.get_nowait()
-                    if item is not _RESET:
-                        pending.append(item)
-                for item in pending:
-                    self._order.put(item)
+                with self._requests_ready:
+                    self._reset = False
+                    self._announced.clear()

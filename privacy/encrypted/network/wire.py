@@ -57,10 +57,14 @@ def no_delay(sock: socket.socket) -> socket.socket:
 class TlsStream:
     """A TLS connection that one reader thread and other (writing) threads use at once.
 
-    OpenSSL forbids concurrent calls on one connection, so every TLS call holds a lock; the socket is
-    non-blocking, and waiting for data or buffer space happens in select() outside the lock (in slices
-    of at most 0.2 s, so data that a writer's TLS call buffered is never waited on for long). It offers
-    what `send_message` and `recv_message` use: ``sendall``, ``recv_into``, ``settimeout``/``gettimeout``.
+    OpenSSL forbids concurrent calls on one connection, so every single TLS call holds `_lock`; the
+    socket is non-blocking, and waiting for data or buffer space happens in select() outside that lock
+    (in slices of at most 0.2 s, so data that a writer's TLS call buffered is never waited on for long).
+    A writer holds `_write_lock` for a whole ``sendall`` (a write OpenSSL could not finish must be retried
+    with the same bytes before another write starts) but takes `_lock` only around each call, so while
+    it waits for the peer to drain its buffer, this side's reader keeps draining the peer's messages:
+    two parties sending large messages to each other at once cannot deadlock. It offers what
+    `send_message` and `recv_message` use: ``sendall``, ``recv_into``, ``settimeout``/``gettimeout``.
     """
 
     _SLICE = 0.2
@@ -69,6 +73,7 @@ class TlsStream:
         """`timeout`: seconds a read waits for data (None: forever); `send_timeout`: for a whole sendall."""
         self._sock, self._timeout, self._send_timeout = sock, timeout, send_timeout
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         sock.setblocking(False)
 
     def settimeout(self, timeout: float | None) -> None:
@@ -106,14 +111,17 @@ class TlsStream:
     def sendall(self, data) -> None:
         deadline = None if self._send_timeout is None else time.monotonic() + self._send_timeout
         view = memoryview(data).cast("B")
-        with self._lock:
+        with self._write_lock:
             while len(view):
-                try:
-                    view = view[self._sock.send(view):]
-                except (ssl.SSLWantWriteError, BlockingIOError):
-                    self._wait(deadline, read=False)
-                except ssl.SSLWantReadError:
-                    self._wait(deadline, read=True)
+                with self._lock:
+                    try:
+                        view = view[self._sock.send(view):]
+                        continue
+                    except (ssl.SSLWantWriteError, BlockingIOError):
+                        read = False
+                    except ssl.SSLWantReadError:
+                        read = True
+                self._wait(deadline, read=read)
 
     def shutdown(self) -> None:
         """Ends the connection at the socket level (wakes a reader waiting in select; no TLS call)."""

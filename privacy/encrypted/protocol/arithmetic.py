@@ -1,24 +1,18 @@
-"""Arithmetic on shares: public operations, local products, truncation and re-sharing, opening.
+"""Arithmetic on shares: public operations, local products, re-sharing, opening.
 
 Products (ABY3, semi-honest): from replicated shares, party i computes its term of an additive
 3-out-of-3 sharing of x*y locally, ``z_i = x_i y_i + x_i y_{i+1} + x_{i+1} y_i`` (matrix products the
 same way): `mul_local`, `matmul_local`. No dealer, no triples.
 
-Truncation and re-sharing (`truncate`, one round): turn terms z_0 + z_1 + z_2 into a replicated share
-of floor(z / 2^shift) + e, e in {0, 1} (shift 0: of z exactly). With a helper h and the pair
-u = h+1, v = h+2: u sends z_u + a to v and v sends z_v + b to u (a is known to h and u, b to h and v,
-both fresh PRF output), so u and v both learn s = z_u + z_v + a + b, a uniformly random ring element;
-h computes the rest, w = z_h - a - b + 2^Z, from its own data. Then s + w = z + 2^Z, which lies in
-[0, 2^(Z+1)) because the model's interval analysis proves |z| < 2^Z (`privacy.encrypted.model.ranges`). The
-pair shifts s down, h rounds w up (``ceil(w / 2^shift) - 2^(64 - shift)``) and removes the offset;
-the sum of the two is floor(z / 2^shift) + e, with E[e] = frac(z / 2^shift) (unbiased), unless the
-unsigned sum s + w did not wrap past 2^64. That can only happen if s < 2^(Z+1): an event the pair
-sees, of probability 2^(Z+1-64), that does not depend on z or on anything secret (s is uniform
-whatever z is). The pair then sets `Party.rerun`, withholds its output shares, and the client runs
-the query again with fresh randomness. So a truncation never returns a wrong value unnoticed, and
-noticing reveals nothing. h splits its part into the two components it shares with u and with v and
-sends one to u; it knows its whole share before the round, which lets a following comparison, for
-which h is the helper, send its first message in the same round (`Pending`).
+Terms become a replicated share again in one round, in which a helper h and its pair u = h+1, v = h+2
+split z = z_0 + z_1 + z_2 into s + w (`masked_sum`): u sends z_u + a to v and v sends z_v + b to u (a is
+known to h and u, b to h and v, both fresh PRF output), so u and v both learn s = z_u + z_v + a + b, a
+uniformly random ring element, and h computes w = z_h - a - b from its own data. `reshare` hands out
+s and w as components; `privacy.encrypted.protocol.truncation` divides the same split exactly by 2^f.
+The helper knows its whole share before the round, which lets a following comparison, for which h is
+the helper, send its first message in the same round (`Pending`).
+
+`open_terms` is what a party sends the output's owner: its term re-randomized by a zero-sharing.
 """
 
 from __future__ import annotations
@@ -27,13 +21,13 @@ from typing import Callable
 
 import numpy as np
 
-from privacy.encrypted.model.ring import DTYPE, logical_shift
+from privacy.encrypted.model.ring import DTYPE
 from privacy.encrypted.protocol.party import Party
 from privacy.encrypted.protocol.rounds import Round
 from privacy.encrypted.protocol.shares import NUM_PARTIES, AShare, Terms
 
 HELPER = 2
-"""Default helper of `truncate`: parties 0 and 1 learn the masked sum, party 2 computes the rest."""
+"""Default helper of `reshare`: parties 0 and 1 learn the masked sum, party 2 computes the rest."""
 
 
 def add_public(p: Party, x: AShare, c) -> AShare:
@@ -75,7 +69,7 @@ class Pending:
     Attributes:
         rnd: the round that completes it (other operations may still add messages to it).
         ready: the party that already knows its own share; the helper of a comparison of this value
-            sends its first message in `rnd` (`privacy.encrypted.protocol.comparison.compare`).
+            sends its first message in `rnd` (`privacy.encrypted.protocol.comparison.Comparison`).
         early: that party's share (None at the other parties).
         shape: shape of the shared value.
     """
@@ -102,57 +96,55 @@ class Pending:
         return cls(p.round(), ready, x if p.index == ready else None, lambda: x, x.shape)
 
 
-def _ceil_shift(w: np.ndarray, shift: int) -> np.ndarray:
-    """ceil(w / 2^shift) - 2^(64 - shift) mod 2^64 for w != 0 (and 0 for w == 0)."""
-    return -logical_shift(-w, shift)
+def in_failure_window(s: np.ndarray, bound_bits: int) -> np.ndarray:
+    """Per example (first axis), whether some masked sum s lies below 2^(bound_bits + 1): where a
+    truncation may go wrong (a check the pair makes on its own data)."""
+    low = s < DTYPE(1 << (bound_bits + 1))
+    return low.reshape(len(low), -1).any(axis=1) if low.ndim else np.array([bool(low)])
 
 
-def in_failure_window(s: np.ndarray, bound_bits: int) -> bool:
-    """Whether some masked sum s lies below 2^(bound_bits + 1), where a truncation may go wrong (a check
-    the pair makes on its own data)."""
-    return bool(np.any(s < DTYPE(1 << (bound_bits + 1))))
+def roles(helper: int) -> tuple[int, int, int]:
+    """(h, u, v): the helper and its pair."""
+    return helper, (helper + 1) % NUM_PARTIES, (helper + 2) % NUM_PARTIES
 
 
-def truncate(p: Party, z: Terms, *, shift: int, bound_bits: int = 0, helper: int = HELPER,
-             rnd: Round | None = None) -> Pending:
-    """Replicated share of floor(z / 2^shift) + {0, 1} from terms with |z| < 2^bound_bits: 1 round.
+def masked_sum(p: Party, z: Terms, helper: int, rnd: Round) -> tuple[np.ndarray | None, Callable[[], np.ndarray]]:
+    """Adds the split of z to `rnd`: returns (w, None) at the helper and (None, s) at its pair, where
+    z = s + w, s = z_u + z_v + a + b is uniformly random and known to u and v once `rnd` has run
+    (call the function), and w = z_h - a - b is known to h now."""
+    h, u, v = roles(helper)
+    shape = z.shape
+    if p.index == h:
+        return z.term - p.prf_with(u).words(shape) - p.prf_with(v).words(shape), None
+    first = p.index == u
+    mask = p.prf_with(h).words(shape)  # a at u, b at v
+    rnd.send(v if first else u, z.term + mask)
+    other = rnd.receive(v if first else u, shape)
+    return None, lambda: z.term + mask + other.value
 
-    See the module docstring. With shift 0 this only re-shares z (exactly). With shift > 0,
-    `bound_bits` must be at least `shift` and at most 61, and a draw inside the failure window sets
-    ``p.rerun``.
+
+def reshare(p: Party, z: Terms, *, helper: int = HELPER, rnd: Round | None = None) -> Pending:
+    """Replicated share of z from terms: 1 round (see the module docstring).
+
+    Components: (c_h, c_u) = (r, w - r) at h, which sends c_u to u; (c_u, c_v) = (c_u, s) at u;
+    (c_v, c_h) = (s, r) at v, with r from the key of h and v.
 
     Args:
         rnd: an open round to add the messages to (default: a new one).
     """
-    if shift and not shift <= bound_bits <= 61:
-        raise ValueError(f"truncation needs shift <= bound_bits <= 61, got shift {shift}, bound_bits {bound_bits}")
-    h, u, v = helper, (helper + 1) % NUM_PARTIES, (helper + 2) % NUM_PARTIES
+    h, u, v = roles(helper)
     rnd = rnd or p.round()
     shape = z.shape
+    w, s = masked_sum(p, z, helper, rnd)
     if p.index == h:
-        a, b = p.prf_with(u).words(shape), p.prf_with(v).words(shape)
-        rest = z.term - a - b
-        if shift:
-            rest = _ceil_shift(rest + DTYPE(1 << bound_bits), shift) - DTYPE(1 << (bound_bits - shift))
         r = p.prf_with(v).words(shape)
-        rnd.send(u, rest - r)
-        share = AShare(r, rest - r)  # components (c_h, c_u)
+        rnd.send(u, w - r)
+        share = AShare(r, w - r)  # components (c_h, c_u)
         return Pending(rnd, h, share, lambda: share, shape)
     first = p.index == u
-    mask = p.prf_with(h).words(shape)  # a at u, b at v
     r = None if first else p.prf_with(h).words(shape)
-    rnd.send(v if first else u, z.term + mask)
-    other = rnd.receive(v if first else u, shape)
     from_helper = rnd.receive(h, shape) if first else None
-
-    def finish() -> AShare:
-        s = z.term + mask + other.value
-        if shift:
-            p.rerun |= in_failure_window(s, bound_bits)
-            s = logical_shift(s, shift)
-        return AShare(from_helper.value, s) if first else AShare(s, r)  # u: (c_u, c_v); v: (c_v, c_h)
-
-    return Pending(rnd, h, None, finish, shape)
+    return Pending(rnd, h, None, lambda: AShare(from_helper.value, s()) if first else AShare(s(), r), shape)
 
 
 def reshare_pair(p: Party, y: Terms, rnd: Round | None = None) -> Pending:
@@ -162,10 +154,9 @@ def reshare_pair(p: Party, y: Terms, rnd: Round | None = None) -> Pending:
     (uniform to it); the components are (c_h, c_u, c_v) = (t_v - xi, t_u - nu + xi, nu). Party u knows
     its share before the round (`Pending.ready`), so a comparison with u as helper can start in it.
     """
-    h = y.zero
-    if h is None:
+    if y.zero is None:
         raise ValueError("reshare_pair needs terms with one zero party")
-    u, v = (h + 1) % NUM_PARTIES, (h + 2) % NUM_PARTIES
+    h, u, v = roles(y.zero)
     rnd = rnd or p.round()
     shape = y.shape
     if p.index == h:

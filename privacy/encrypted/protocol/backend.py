@@ -1,14 +1,17 @@
 """One party's side of a private prediction: the layers of `privacy.encrypted.model.layers` on shares.
 
-`predict_share` is everything a server does for one request: evaluate the architecture on its shares
-of the input and of the weights, with the public bounds of the model's `RangePlan` as the parameters of
-each truncation and comparison, then hand the client a re-randomized share of the output (logits, or
-only the predicted label). Nothing is ever opened to a server. If a truncation's randomness fell into
-its failure window (`Party.rerun`), the party sends no output share, only the request to re-run.
+`predict_share` is everything a server does for one request: check the client's input shares against
+the model's declared bounds (`input_check`, riding on the first rounds), evaluate the architecture on
+its shares of the input and of the weights, with the public bounds of the model's `RangePlan` as the
+parameters of each truncation and comparison, then hand the client a re-randomized share of the output
+(the predicted label, or the logits where the model owner allows them). Nothing is ever opened to a
+server but the input check's counts. If the input check failed, the party sends no output share, only
+the reason; for an example in which a truncation's randomness fell into its failure window
+(`Party.rerun`), it withholds that example's share and asks for a re-run of it.
 
-Values are kept in whichever form costs no communication (`AShare`, `Terms`, or a `Pending` share
-whose round has not run), so that a comparison's first message rides on the round that produced its
-operand and linear maps of gated values need no re-sharing round.
+Values are kept in whichever form costs no communication (`AShare`, `Terms`, a `Pending` share whose
+round has not run, or an exact truncation's `Exact` split), so that a comparison's first message rides
+on the round that produced its operand and linear maps of gated values need no re-sharing round.
 """
 
 from __future__ import annotations
@@ -19,16 +22,24 @@ import dataclasses
 import numpy as np
 
 from privacy.encrypted.model.layers import evaluate, label
-from privacy.encrypted.model.plan import Architecture
-from privacy.encrypted.model.ranges import RangePlan, truncation_bits
+from privacy.encrypted.model.ranges import truncation_bits
 from privacy.encrypted.model.ring import DTYPE, FixedPoint
 from privacy.encrypted.protocol import comparison
 from privacy.encrypted.protocol.arithmetic import (HELPER, Pending, add_public, add_public_terms, matmul_local,
-                                                   open_terms, public_share, reshare_pair, truncate)
+                                                   open_terms, public_share, reshare, reshare_pair)
+from privacy.encrypted.protocol.comparison import Comparison, Split
+from privacy.encrypted.protocol.input_check import InputCheck
 from privacy.encrypted.protocol.party import Party
 from privacy.encrypted.protocol.shares import NUM_PARTIES, AShare, Terms
+from privacy.encrypted.protocol.truncation import Exact, Truncation
 
-OUTPUTS = ("logits", "label")
+OUTPUTS = ("label", "logits")
+"""What a client may ask for; the first is the default. Logits only where the model owner allows them
+(`PartyModel.allow_logits`)."""
+
+
+class OutputNotAllowed(ValueError):
+    """The client asked for logits, which the model owner did not allow (only labels are released)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,23 +96,26 @@ class SecureBackend:
     def _pending(self, t: Terms, rnd=None) -> Pending:
         if t.zero is not None:
             return reshare_pair(self.party, t, rnd)
-        return truncate(self.party, t, shift=0, helper=self._helper(), rnd=rnd)
+        return reshare(self.party, t, helper=self._helper(), rnd=rnd)
 
     def _share(self, x: Value) -> AShare:
         d = x.data
         if isinstance(d, AShare):
             return d
-        return (d if isinstance(d, Pending) else self._pending(d)).value()
+        return (d if isinstance(d, Pending) else self._pending(self._terms(x))).value()
 
     def _terms(self, x: Value) -> Terms:
-        return x.data if isinstance(x.data, Terms) else Terms.of_share(self._share(x))
+        d = x.data
+        if isinstance(d, Terms):
+            return d
+        return d.terms() if isinstance(d, Exact) else Terms.of_share(self._share(x))
 
     def _open_round(self, x: Value) -> Pending:
         d = x.data
         if isinstance(d, Pending) and not d.rnd.done:
             return d
-        if isinstance(d, Terms):
-            return self._pending(d)
+        if isinstance(d, (Terms, Exact)):
+            return self._pending(self._terms(x))
         return Pending.of_share(self.party, self._share(x), self._helper())
 
     # -- the backend interface ---------------------------------------------------------------
@@ -112,6 +126,8 @@ class SecureBackend:
     @staticmethod
     def map(x: Value, fn) -> Value:
         d = x.data
+        if isinstance(d, Exact):
+            return Value(d.map(fn), x.wide)
         if isinstance(d, Pending):
             return Value(d.then(lambda s: s.map(fn), fn(np.zeros(d.shape, dtype=np.uint8)).shape), x.wide)
         return Value(d.map(fn), x.wide)
@@ -120,8 +136,8 @@ class SecureBackend:
         if not x.wide:
             return x
         bits = truncation_bits(self._next("trunc"), self.fixed)
-        return Value(truncate(self.party, self._terms(x), shift=self.fixed.frac_bits, bound_bits=bits,
-                              helper=self._helper()))
+        return Value(Exact(Truncation(self.party, self._terms(x), shift=self.fixed.frac_bits, bound_bits=bits,
+                                      helper=self._helper())))
 
     def linear(self, x: Value, encoded) -> Value:
         product = matmul_local(self._share(x), encoded.kernel)
@@ -130,6 +146,8 @@ class SecureBackend:
     def add_public(self, x: Value, c) -> Value:
         c = np.asarray(c, dtype=DTYPE) << DTYPE(self.fixed.frac_bits if x.wide else 0)
         d, p = x.data, self.party
+        if isinstance(d, Exact):
+            return Value(d.add_public(c), x.wide)
         if isinstance(d, AShare):
             return Value(add_public(p, d, c), x.wide)
         if isinstance(d, Terms):
@@ -167,22 +185,35 @@ class SecureBackend:
         return Value(public_share(self.party, np.array(c, dtype=np.int64).view(DTYPE)))
 
     def gate(self, x: Value, values: list, strict: bool = False) -> list:
-        bits = self._next("cmp").bits
+        """values * [x >= 0]; for a ReLU of an exact truncation (`fused`), the sign of y' = S + W and the
+        carry share their rounds (`privacy.encrypted.protocol.truncation`); the range plan records y''s bits."""
+        p, bits = self.party, self._next("cmp").bits
+        if fused(x, values, strict):
+            exact = x.data
+            sign = Comparison(p, exact.split(), bits)
+            rnd = p.round()
+            sign.send(rnd)
+            exact.trunc.send_carry(rnd)
+            rnd.run()
+            parts = exact.gate_parts()
+            return [Value(t, v.wide) for t, v in zip(comparison.gate(p, sign.bit(), [parts] * len(values)), values)]
         operand = self._open_round(x)
         prepared = []
         for v in values:
             if v is x:
                 prepared.append(operand)
-            elif isinstance(v.data, Terms):
-                prepared.append(self._pending(v.data, operand.rnd))
+            elif isinstance(v.data, (Terms, Exact)):
+                prepared.append(self._pending(self._terms(v), operand.rnd))
             else:
                 prepared.append(v.data)
-        bit = comparison.compare(self.party, operand, bits, strict=strict)
+        bit = comparison.compare(p, Split.of_share(p, operand), bits, strict=strict)
         shares = [v.value() if isinstance(v, Pending) else v for v in prepared]
-        return [Value(t, v.wide) for t, v in zip(comparison.gate(self.party, bit, shares), values)]
+        return [Value(t, v.wide) for t, v in zip(comparison.gate(p, bit, shares), values)]
 
     def bit(self, x: Value, strict: bool = False) -> Value:
-        return Value(comparison.compare(self.party, self._open_round(x), self._next("cmp").bits, strict=strict))
+        bits = self._next("cmp").bits
+        return Value(comparison.compare(self.party, Split.of_share(self.party, self._open_round(x)), bits,
+                                        strict=strict))
 
     def open(self, x: Value) -> tuple[np.ndarray, str]:
         """This party's share of `x` for the client, and how shares combine ('add' or 'xor')."""
@@ -191,46 +222,64 @@ class SecureBackend:
         return open_terms(self.party, self._terms(x)), "add"
 
 
+def fused(x: Value, values: list, strict: bool) -> bool:
+    """Whether `gate` compares y' instead of y: a non-strict gate of an exact truncation's result by itself
+    (the interval analysis makes the same choice, `privacy.encrypted.model.intervals`)."""
+    return isinstance(x.data, Exact) and not strict and all(v is x for v in values)
+
+
 @dataclasses.dataclass(frozen=True)
 class OutputShare:
     """What one party sends the client.
 
     Attributes:
-        values: this party's share of the output (None if it asks for a re-run).
+        values: this party's share of the output, (batch, ...); None if the input check failed.
         combine: 'add' (sum the three shares mod 2^64) or 'xor'.
         frac_bits: fractional bits of the reconstructed integers (0 for labels).
-        rerun: the party saw a truncation draw in its failure window: run the query again.
+        rerun: per example, whether this party withheld it (its share is zero there) because a
+            truncation draw fell into its failure window: run those examples again. None: none withheld.
+        refused: why the parties release nothing for this input (the input check failed), or None.
     """
 
     values: np.ndarray | None
     combine: str
     frac_bits: int
-    rerun: bool = False
+    rerun: np.ndarray | None = None
+    refused: str | None = None
 
 
-def predict_share(party: Party, architecture: Architecture, weights: dict, x: AShare, fixed: FixedPoint,
-                  ranges: RangePlan, output: str = "logits") -> OutputShare:
-    """Runs the model on shares and returns this party's share of the result for the client.
+def predict_share(party: Party, model, x: AShare, output: str = OUTPUTS[0]) -> OutputShare:
+    """Checks the input, runs the model on shares and returns this party's share of the result for the client.
 
     Args:
         party: this party in this session.
-        architecture: the public model description.
-        weights: this party's shares, ``{layer: EncodedLayer(kernel=AShare, bias=AShare)}``.
+        model: this party's `PartyModel` (architecture, fixed point, range plan, weight shares, policy).
         x: this party's share of the fixed-point input, shape (batch,) + architecture.input_shape.
-        fixed: the fixed-point encoding the model was shared with.
-        ranges: the model's public range plan (the bits of every truncation and comparison).
-        output: 'logits' (the last layer's values) or 'label' (argmax, or [logit > 0] for one logit).
+        output: 'label' (argmax as a one-hot vector, or [logit > 0] for one logit) or 'logits' (the last
+            layer's values, if the model owner allows them).
+
+    Raises:
+        OutputNotAllowed: for 'logits' when the model's policy allows labels only.
     """
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-    backend = SecureBackend(party, fixed, ranges.ops_for(output))
-    y = evaluate(architecture, weights, Value(x), backend, fixed)
-    frac_bits = (2 if y.wide else 1) * fixed.frac_bits
+    if output == "logits" and not model.allow_logits:
+        raise OutputNotAllowed("the model owner allows only labels to be revealed (share-model --allow-logits "
+                               "allows logits)")
+    check = InputCheck(party, x, *model.ranges.input_bounds.encoded(model.fixed))
+    backend = SecureBackend(party, model.fixed, model.ranges.ops_for(output))
+    y = evaluate(model.architecture, model.weights, Value(x), backend, model.fixed)
+    frac_bits = (2 if y.wide else 1) * model.fixed.frac_bits
     if output == "label":
         y, frac_bits = label(backend, y), 0
     with backend.layer("output"):
         values, combine = backend.open(y)
+        party.finish_riders()
     backend.finish()
-    if party.rerun:
-        return OutputShare(None, combine, frac_bits, rerun=True)
+    refused = check.refused()
+    if refused is not None:
+        return OutputShare(None, combine, frac_bits, refused=refused)
+    if party.rerun is not None and party.rerun.any():
+        values = np.where(party.rerun.reshape((-1,) + (1,) * (values.ndim - 1)), DTYPE(0), values)
+        return OutputShare(values, combine, frac_bits, rerun=party.rerun)
     return OutputShare(values, combine, frac_bits)

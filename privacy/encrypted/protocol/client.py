@@ -1,13 +1,14 @@
 """The client's side of a private prediction: check and share the input, reconstruct the output.
 
 The client checks its input against the public input bounds the model was shared with (inputs
-outside them are refused before anything is shared: the parties' computation is only proven correct
-inside them), encodes it in fixed point, splits it into replicated shares (one pair per party) and
-later combines the three output shares it gets back. It alone sees the result, and it gets nothing
-else: no intermediate value, no per-neuron signal. If a party reports that a truncation's randomness
-fell into its failure window (an event independent of all data), that party withholds its share and
-the client runs the query again with fresh randomness; a result outside the model's proven output
-range is rejected too (`ResultRejected`).
+outside them are refused before anything is shared; the parties check again and release nothing for
+them, `privacy.encrypted.protocol.input_check`), encodes it in fixed point, splits it into replicated
+shares (one pair per party) and later combines the three output shares it gets back. It alone sees the
+result, and it gets nothing else: no intermediate value, no per-neuron signal. If parties report that a
+truncation's randomness fell into its failure window for some examples (an event independent of all
+data), they withhold those examples' shares and the client runs those examples again with fresh
+randomness; a result outside the model's proven output range, or a label that is not one-hot, is
+rejected (`ResultRejected`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ class ResultRejected(RuntimeError):
     """No acceptable result: every attempt was asked to re-run, or the output left its proven range."""
 
 
+class InputRefused(ResultRejected):
+    """The parties' input check failed: the shares were out of bounds or inconsistent; nothing was released."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Prediction:
     """A reconstructed private prediction.
@@ -35,7 +40,7 @@ class Prediction:
             (probabilities for softmax/sigmoid models); None when only labels were requested.
         logits: (batch, units) pre-activation outputs; None when only labels were requested.
         labels: (batch,) predicted class (argmax of the logits, or logit > 0 for a single unit).
-        attempts: how many runs it took (more than 1 after re-runs).
+        attempts: how many runs it took (more than 1 after re-runs of some examples).
     """
 
     outputs: np.ndarray | None
@@ -76,10 +81,6 @@ def _activate(logits: np.ndarray, activation: str) -> np.ndarray:
     return logits
 
 
-class RerunRequested(Exception):
-    """A party asked for the query to be run again (internal to `predict_with_retries`)."""
-
-
 def check_output_range(integers: np.ndarray, ranges: RangePlan) -> None:
     """Rejects reconstructed logits outside the model's proven output range.
 
@@ -92,46 +93,78 @@ def check_output_range(integers: np.ndarray, ranges: RangePlan) -> None:
                              "result discarded (a party deviated from the protocol or the data was corrupted)")
 
 
-def reconstruct_prediction(shares: list, *, output: str, output_activation: str, ranges: RangePlan) -> Prediction:
+def _labels(result: np.ndarray, combine: str) -> np.ndarray:
+    """Labels from the opened label head: a one-hot vector per example (argmax), a bit, or an index."""
+    if result.ndim == 2:
+        if np.any(result > 1) or np.any(result.sum(axis=1) != 1):
+            raise ResultRejected("the revealed label is not one-hot; result discarded (a party deviated from the "
+                                 "protocol or the data was corrupted)")
+        return result.argmax(axis=1).astype(np.int64)
+    return (result if combine == "xor" else as_signed(result)).astype(np.int64)
+
+
+def reconstruct_prediction(shares: list, *, output: str, output_activation: str, ranges: RangePlan
+                           ) -> tuple[Prediction, np.ndarray]:
     """Combines the three parties' `OutputShare`s, checks the proven output range, decodes.
 
+    Returns:
+        The prediction, and per example whether some party withheld it (those rows are not valid).
+
     Raises:
-        RerunRequested: if a party withheld its share and asked for a re-run.
-        ResultRejected: if a logit lies outside the model's proven output range.
+        InputRefused: if the parties' input check failed.
+        ResultRejected: if a logit lies outside the model's proven output range or a label is not one-hot.
     """
-    if any(s.rerun or s.values is None for s in shares):
-        raise RerunRequested
+    reasons = [s.refused for s in shares if s.refused is not None]
+    if reasons or any(s.values is None for s in shares):
+        raise InputRefused(f"the parties refused the input: {reasons[0] if reasons else 'no output share'}")
     values = [np.asarray(s.values, dtype=DTYPE) for s in shares]
-    result = (values[0] ^ values[1] ^ values[2]) if shares[0].combine == "xor" else reconstruct(values)
+    withheld = np.zeros(len(values[0]), dtype=bool)
+    for s in shares:
+        if s.rerun is not None:
+            withheld |= np.asarray(s.rerun, dtype=bool)
+    combine = shares[0].combine
+    result = (values[0] ^ values[1] ^ values[2]) if combine == "xor" else reconstruct(values)
+    keep = ~withheld
     if output == "label":
-        return Prediction(None, None, as_signed(result).astype(np.int64))
+        labels = np.zeros(len(result), dtype=np.int64)
+        labels[keep] = _labels(result[keep], combine)
+        return Prediction(None, None, labels), withheld
     integers = as_signed(result)
-    check_output_range(integers, ranges)
+    check_output_range(integers[keep], ranges)
     logits = integers.astype(np.float64) / float(1 << shares[0].frac_bits)
     labels = (integers[..., 0] > 0).astype(np.int64) if logits.shape[-1] == 1 else integers.argmax(axis=-1)
-    return Prediction(_activate(logits, output_activation), logits, labels)
+    return Prediction(_activate(logits, output_activation), logits, labels), withheld
 
 
-def predict_with_retries(run: Callable[[], list], *, retries: int, output: str, output_activation: str,
-                         ranges: RangePlan) -> Prediction:
-    """Reconstructs ``run()``'s prediction, running it again (fresh shares, fresh randomness) on a re-run request.
+def predict_with_retries(run: Callable[[np.ndarray], list], batch: int, *, retries: int, output: str,
+                         output_activation: str, ranges: RangePlan) -> Prediction:
+    """Reconstructs ``run(rows)``'s prediction, running the examples some party withheld again (fresh shares,
+    fresh randomness), up to `retries` times.
 
     Args:
-        run: one private prediction from freshly shared input; returns the three `OutputShare`s.
+        run: one private prediction of the examples at indices `rows` from freshly shared input; returns
+            the three `OutputShare`s.
+        batch: the number of examples.
         retries: runs after the first one before giving up.
 
     Raises:
-        ResultRejected: if all 1 + `retries` runs asked for a re-run.
+        ResultRejected: if an example was still withheld after 1 + `retries` runs.
     """
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValueError(f"retries must be an integer >= 0, got {retries!r}")
+    rows, merged = np.arange(batch), None
     for attempt in range(retries + 1):
-        try:
-            prediction = reconstruct_prediction(run(), output=output, output_activation=output_activation,
-                                                ranges=ranges)
-        except RerunRequested:
-            continue
-        return dataclasses.replace(prediction, attempts=attempt + 1)
-    raise ResultRejected(f"all {retries + 1} attempts were asked to re-run (a truncation's randomness fell into "
-                         f"its failure window, probability {ranges.rerun_probability:.2g} per example, independent "
-                         f"of the data); try again")
+        prediction, withheld = reconstruct_prediction(run(rows), output=output,
+                                                      output_activation=output_activation, ranges=ranges)
+        if merged is None:
+            merged = prediction
+        else:
+            for field in ("outputs", "logits", "labels"):
+                if getattr(merged, field) is not None:
+                    getattr(merged, field)[rows[~withheld]] = getattr(prediction, field)[~withheld]
+        rows = rows[withheld]
+        if not len(rows):
+            return dataclasses.replace(merged, attempts=attempt + 1)
+    raise ResultRejected(f"{len(rows)} example(s) were withheld in all {retries + 1} attempts (a truncation's "
+                         f"randomness fell into its failure window, probability {ranges.rerun_probability:.2g} per "
+                         f"example, independent of the data); try again")

@@ -1,52 +1,59 @@
 """Secure comparison with a helper, and the gating of values by its result (ReLU, max, argmax).
 
-Every replicated share splits into two addends without communication: x = A + B with A = c_{h+2},
-the component the pair u = h+1, v = h+2 holds in common, and B = c_h + c_{h+1}, the sum of the
-helper h's two components. When the interval analysis proves x in [-2^R, 2^R), the sign of x is bit
-R of X = A + B' with B' = B + 2^R, and that bit is A_R xor B'_R xor carry, where carry = [a > c'] for
-a = A mod 2^R (known to the pair) and c' = 2^R - 1 - (B' mod 2^R) (known to the helper).
+A comparison looks at a value split in two addends, x = A + B, where the helper h knows B and its pair
+u = h+1, v = h+2 both know A (`Split`). Every replicated share splits so without communication
+(A = c_{h+2}, the component the pair holds in common, B = c_h + c_{h+1}); so do the masked sum of a
+re-sharing or truncation round (`arithmetic.masked_sum`) and the parts of an exact truncation
+(`privacy.encrypted.protocol.truncation`). When x is in [-2^R, 2^R), the sign of x is bit R of
+X = A + B' with B' = B + 2^R, and that bit is A_R xor B'_R xor carry, where carry = [a > c'] for
+a = A mod 2^R (known to the pair) and c' = 2^R - 1 - (B' mod 2^R) (known to the helper). With R = 63 this
+is the sign of any ring element read as a signed 64-bit integer, whatever its range.
 
-`compare` decides [a > c'] in the style of SecureNN's private compare, with the roles of two parties
+`Comparison` decides [a > c'] in the style of SecureNN's private compare, with the roles of two parties
 who know one number and a third who knows the other:
 
 1. The helper sends u additive shares mod p = 127 of the R bits of c' (v draws its shares from the
-   key it shares with the helper). This message rides on the round that made x (`Pending`).
+   key it shares with the helper). This message rides on the round that made x (`Split.rnd`).
 2. The pair draws a secret bit beta. For beta = 0 it tests a > c', for beta = 1 it tests c' > a - 1
    (c' >= a); in both cases the test is whether some w_i = 0 for
    ``w_i = (y_i - t_i + 1) + sum_{j>i} (t_j xor y_j)`` (t, y the tested numbers' bits), which is
    linear in the shared bits of c'. Each w_i is multiplied by a random nonzero rho_i, the vector is
    rotated by a random offset, both pair members mask their shares with a common random vector and
-   send them to the helper. The helper adds them: at most one entry is zero, at a uniformly random
-   position, and the others are uniform nonzero; it learns delta = carry xor beta, a uniform bit.
-   One round, R bytes per element from each pair member.
+   send them to the helper (`_blind`). The helper adds them: at most one entry is zero, at a uniformly
+   random position, and the others are uniform nonzero; it learns delta = carry xor beta, a uniform
+   bit. One round (`Comparison.send`; several comparisons share it), R bytes per element from each
+   pair member.
 
 Then [x >= 0] = beta' xor delta' with beta' = A_R xor beta at the pair and delta' = B'_R xor delta at
-the helper (`Bit`). `gate` multiplies values by that bit in one round (the helper sends u three masked
-products per value) and leaves the results as terms of u and v (`Terms` with the helper's term zero);
+the helper (`Bit`). `gate` multiplies values by that bit in one round (the helper sends u masked
+products) and leaves the results as terms of u and v (`Terms` with the helper's term zero);
 `arithmetic.reshare_pair` makes them replicated again when a product with secret weights needs that.
-ReLU(x) = x * [x >= 0]: one comparison round, one gating round, plus one re-sharing round before the
-next secret product, and the helper's first message merged into the round that made x.
 
 Correctness needs x in [-2^R, 2^R), which `privacy.encrypted.model.ranges` proves for every compared value
-from the declared input bounds; nothing here detects a violation, and nothing is revealed either.
+from the declared input bounds (the servers check the inputs against those bounds,
+`privacy.encrypted.protocol.input_check`); nothing here detects a violation, and nothing is revealed either.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import numpy as np
 
 from privacy.encrypted.model.ring import DTYPE
-from privacy.encrypted.protocol.arithmetic import Pending
+from privacy.encrypted.protocol.arithmetic import Pending, roles
 from privacy.encrypted.protocol.party import Party
-from privacy.encrypted.protocol.shares import NUM_PARTIES, AShare, Terms
+from privacy.encrypted.protocol.rounds import Round
+from privacy.encrypted.protocol.shares import AShare, Terms
 
 MODULUS = 127
-"""The prime p of the helper's test vectors: larger than every w_i (at most R + 2 <= 63), and 2^7 - 1,
+"""The prime p of the helper's test vectors: larger than every w_i (at most R + 2 <= 65), and 2^7 - 1,
 so that residues fit a byte and sample with few rejections."""
-MAX_BITS = 61
-"""Largest R: compared values must lie in [-2^61, 2^61)."""
+MAX_BITS = 63
+"""Largest R: with R = 63 a comparison decides the sign of any ring element (signed 64-bit reading)."""
+CHUNK = 1 << 18
+"""Residues per slice of the int16 arithmetic: the temporaries stay a few MB whatever the batch."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,9 +67,36 @@ class Bit:
     def shape(self) -> tuple:
         return self.value.shape
 
+    def map(self, fn: Callable[[np.ndarray], np.ndarray]) -> "Bit":
+        """An index operation (reshape, repeat, slice) on the bits."""
+        return Bit(self.helper, fn(self.value))
 
-def _roles(helper: int) -> tuple[int, int, int]:
-    return helper, (helper + 1) % NUM_PARTIES, (helper + 2) % NUM_PARTIES
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """x = A + B for a comparison with helper `helper`: `helper_part` (B, at the helper) is known now,
+    `pair_part()` (A, at u and v) once `rnd` has run. The helper's first message rides on `rnd` if it
+    has not run yet (otherwise on a round of its own)."""
+
+    rnd: Round
+    helper: int
+    shape: tuple
+    helper_part: np.ndarray | None = None
+    pair_part: Callable[[], np.ndarray] | None = None
+
+    @classmethod
+    def of_share(cls, p: Party, x: Pending) -> "Split":
+        """A replicated share: A = c_{h+2}, B = c_h + c_{h+1}, with the helper ``x.ready``."""
+        h, u, _ = roles(x.ready)
+        if p.index == h:
+            return cls(x.rnd, h, x.shape, helper_part=x.early.a + x.early.b)
+        return cls(x.rnd, h, x.shape, pair_part=lambda: x.value().b if p.index == u else x.value().a)
+
+    def plus(self, c: np.ndarray) -> "Split":
+        """x + c for public c (the helper adds it)."""
+        if self.helper_part is None:
+            return self
+        return dataclasses.replace(self, helper_part=self.helper_part + np.asarray(c, dtype=DTYPE))
 
 
 def _bits(v: np.ndarray, count: int) -> np.ndarray:
@@ -94,98 +128,205 @@ def _rotate(w: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return doubled[np.arange(len(rows)), offsets.reshape(-1)].reshape(w.shape)
 
 
-def compare(p: Party, x: Pending, bits: int, *, strict: bool = False) -> Bit:
-    """[x >= 0] (or [x > 0] with `strict`) for x in [-2^bits, 2^bits) (x - 1 in that range if strict).
+def _blind(w: np.ndarray, rho: np.ndarray, rotation: np.ndarray, mask: np.ndarray, first: bool) -> np.ndarray:
+    """A pair member's test vector as it is sent: times the nonzero multipliers rho, plus (u) or minus (v)
+    the common mask, rotated by the common offset. The helper's sum has at most one zero, at a uniform
+    position, and uniform nonzero entries elsewhere."""
+    return _mod(_rotate(_mod(w) * rho + (mask if first else MODULUS - mask), rotation)).astype(np.uint8)
 
-    The helper is ``x.ready``; its first message goes into ``x.rnd`` (which then runs), the second round
-    is the pair's. See the module docstring.
+
+def _slices(count: int, bits: int):
+    step = max(1, CHUNK // bits)
+    return (slice(k, min(k + step, count)) for k in range(0, count, step))
+
+
+class Comparison:
+    """[x >= 0] (or [x > 0] with `strict`) for x = A + B in [-2^bits, 2^bits) (x - 1 there if strict).
+
+    Construction adds the helper's first message to ``split.rnd``; `send` adds the pair's test vectors
+    to a later round (several comparisons can share it); `bit` returns the result once that round ran.
     """
-    if not 1 <= bits <= MAX_BITS:
-        raise ValueError(f"comparison bits must be in [1, {MAX_BITS}], got {bits}")
-    h, u, v = _roles(x.ready)
-    shape, low = x.shape, DTYPE((1 << bits) - 1)
-    offset = DTYPE((1 << bits) - (1 if strict else 0))
-    if p.index == h:
-        big = x.early.a + x.early.b + offset  # B'
-        shares = p.prf_with(v).residues(shape + (bits,), MODULUS)
-        x.rnd.send(u, _mod(_bits(low - (big & low), bits) - shares).astype(np.uint8))
-        x.value()
-        rnd = p.round()
-        vectors = [rnd.receive(j, shape + (bits,), np.uint8) for j in (u, v)]
-        rnd.run()
-        total = vectors[0].value.astype(np.int16) + vectors[1].value
-        delta = np.any((total == 0) | (total == MODULUS), axis=-1).astype(DTYPE)
-        return Bit(h, ((big >> DTYPE(bits)) & DTYPE(1)) ^ delta)
-    first = p.index == u
-    slot = x.rnd.receive(h, shape + (bits,), np.uint8) if first else None
-    shares = None if first else p.prf_with(h).residues(shape + (bits,), MODULUS)
-    share = x.value()
-    big = share.b if first else share.a  # A = c_{h+2}
-    shares = (slot.value if first else shares).astype(np.int16)
-    pair = p.prf_with(v if first else u)
-    beta = pair.words(shape) & DTYPE(1)
-    rho = pair.residues(shape + (bits,), MODULUS - 1).astype(np.int16) + 1
-    rotation = (pair.words(shape) % DTYPE(bits)).astype(np.int64)
-    mask = pair.residues(shape + (bits,), MODULUS).astype(np.int16)
-    a = big & low
-    t = _bits(np.where(beta == 1, (a - DTYPE(1)) & low, a), bits)  # a, or a - 1 for the test c' > a - 1
-    negate = (beta == 1)[..., None]  # False: is a > c'; True: is c' > a - 1
-    g = shares - 2 * t * shares  # (t_j xor c'_j) - t_j, on shares of c'
-    if first:
-        g += t
-        w = _before(g) + np.where(negate, t - shares, shares - t) + 1
-    else:
-        w = _before(g) + np.where(negate, -shares, shares)
-    always = (beta == 1) & (a == 0)  # c' > -1 holds: a vector with exactly one zero
-    if np.any(always):
-        w[always] = np.concatenate([[0], np.ones(bits - 1, dtype=np.int16)]) if first else 0
-    w = _mod(w) * rho + (mask if first else MODULUS - mask)
+
+    def __init__(self, p: Party, split: Split, bits: int, *, strict: bool = False):
+        if not 1 <= bits <= MAX_BITS:
+            raise ValueError(f"comparison bits must be in [1, {MAX_BITS}], got {bits}")
+        self.p, self.split, self.bits, self.helper = p, split, bits, split.helper
+        self._first = split.rnd if not split.rnd.done else p.round()
+        h, u, v = roles(split.helper)
+        shape = split.shape + (bits,)
+        self._low = DTYPE((1 << bits) - 1)
+        self._sent: Round | None = None
+        if p.index == h:
+            self._big = split.helper_part + DTYPE((1 << bits) - (1 if strict else 0))  # B'
+            shares = p.prf_with(v).residues(shape, MODULUS).reshape(-1, bits)
+            other = (self._low - (self._big & self._low)).reshape(-1)  # c'
+            message = np.empty_like(shares)
+            for rows in _slices(len(shares), bits):
+                message[rows] = _mod(_bits(other[rows], bits) - shares[rows])
+            self._first.send(u, message.reshape(shape))
+        elif p.index == u:
+            self._slot = self._first.receive(h, shape, np.uint8)
+        else:
+            self._shares = p.prf_with(h).residues(shape, MODULUS)
+
+    def send(self, rnd: Round) -> None:
+        """Adds the pair's test vectors to `rnd` (runs the first round if nobody has yet)."""
+        if self._sent is not None:
+            raise RuntimeError("a comparison's test vectors are sent once")
+        self._sent = rnd
+        self._first.run()
+        p, bits = self.p, self.bits
+        h, u, v = roles(self.helper)
+        shape = self.split.shape + (bits,)
+        if p.index == h:
+            self._vectors = [rnd.receive(j, shape, np.uint8) for j in (u, v)]
+            return
+        first = p.index == u
+        self._big = self.split.pair_part()  # A
+        shares = (self._slot.value if first else self._shares).reshape(-1, bits)
+        pair = p.prf_with(v if first else u)
+        self._beta = pair.words(self.split.shape) & DTYPE(1)
+        rho = pair.residues(shape, MODULUS - 1).reshape(-1, bits)  # multipliers rho - 1
+        rotation = (pair.words(self.split.shape) % DTYPE(bits)).astype(np.int64).reshape(-1)
+        mask = pair.residues(shape, MODULUS).reshape(-1, bits)
+        a = (self._big & self._low).reshape(-1)
+        beta = self._beta.reshape(-1)
+        out = np.empty(shares.shape, dtype=np.uint8)
+        for rows in _slices(len(out), bits):
+            out[rows] = _blind(self._vector(a[rows], beta[rows], shares[rows].astype(np.int16), first),
+                               rho[rows].astype(np.int16) + 1, rotation[rows], mask[rows].astype(np.int16), first)
+        rnd.send(h, out.reshape(shape))
+
+    def _vector(self, a: np.ndarray, beta: np.ndarray, shares: np.ndarray, first: bool) -> np.ndarray:
+        """This pair member's shares of the test vector w (before blinding); see the module docstring."""
+        bits = self.bits
+        t = _bits(np.where(beta == 1, (a - DTYPE(1)) & self._low, a), bits)  # a, or a - 1 for c' > a - 1
+        negate = (beta == 1)[:, None]  # False: is a > c'; True: is c' > a - 1
+        g = shares - 2 * t * shares  # (t_j xor c'_j) - t_j, on shares of c'
+        if first:
+            g += t
+            w = _before(g) + np.where(negate, t - shares, shares - t) + 1
+        else:
+            w = _before(g) + np.where(negate, -shares, shares)
+        always = (beta == 1) & (a == 0)  # c' > -1 holds: a vector with exactly one zero
+        if np.any(always):
+            w[always] = np.concatenate([[0], np.ones(bits - 1, dtype=np.int16)]) if first else 0
+        return w
+
+    def bit(self) -> Bit:
+        """The result (runs the pair's round if nobody has yet)."""
+        if self._sent is None:
+            raise RuntimeError("the comparison's test vectors were not sent")
+        self._sent.run()
+        if self.p.index == self.helper:
+            u_vec, v_vec = (s.value.reshape(-1, self.bits) for s in self._vectors)
+            delta = np.empty(len(u_vec), dtype=DTYPE)
+            for rows in _slices(len(u_vec), self.bits):
+                total = u_vec[rows].astype(np.int16) + v_vec[rows]
+                delta[rows] = np.any((total == 0) | (total == MODULUS), axis=-1)
+            return Bit(self.helper, ((self._big >> DTYPE(self.bits)) & DTYPE(1)) ^ delta.reshape(self.split.shape))
+        return Bit(self.helper, ((self._big >> DTYPE(self.bits)) & DTYPE(1)) ^ self._beta)
+
+
+def compare(p: Party, split: Split, bits: int, *, strict: bool = False) -> Bit:
+    """One comparison on its own: the helper's message in ``split.rnd``, the pair's in a round of its own."""
+    comparison = Comparison(p, split, bits, strict=strict)
     rnd = p.round()
-    rnd.send(h, _mod(_rotate(w, rotation)).astype(np.uint8))
+    comparison.send(rnd)
     rnd.run()
-    return Bit(h, ((big >> DTYPE(bits)) & DTYPE(1)) ^ beta)
+    return comparison.bit()
 
 
-def gate(p: Party, bit: Bit, values: list[AShare]) -> list[Terms]:
-    """value * bit for each value (shapes equal to the bit's): 1 round; terms of the helper's pair.
+@dataclasses.dataclass(frozen=True)
+class GateParts:
+    """A value to gate, value = A + B + c: A at the bit's pair, B at its helper (or 0 for everyone if
+    `helper_zero`), and an optional carry bit c = beta xor delta with the same helper (an exact
+    truncation's, `privacy.encrypted.protocol.truncation`)."""
 
-    With b = beta' + sigma * delta' (sigma = 1 - 2 beta') and value = A + B:
-    value * b = A beta' + B beta' + sigma A delta' + sigma B delta'. The helper sends u the B-side
-    factors delta', B and B delta', each minus a mask drawn from the key it shares with v; u and v
-    then hold additive terms of the product.
+    pair: np.ndarray | None
+    helper: np.ndarray | None
+    carry: Bit | None = None
+    helper_zero: bool = False
+
+    @property
+    def factors(self) -> int:
+        """How many masked factors the helper sends for this value."""
+        return (0 if self.helper_zero else 2) + (0 if self.carry is None else 2)
+
+    @classmethod
+    def of_share(cls, p: Party, x: AShare, helper: int) -> "GateParts":
+        h, u, _ = roles(helper)
+        if p.index == h:
+            return cls(None, x.a + x.b)
+        return cls(x.b if p.index == u else x.a, None)
+
+
+def gate_in(p: Party, bit: Bit, values: list, rnd: Round) -> Callable[[], list[Terms]]:
+    """value * bit for each value (AShare or `GateParts`, shapes equal to the bit's): adds the messages to
+    `rnd` and returns what gives the results (terms of the helper's pair) once `rnd` has run.
+
+    With b = beta' + sigma * delta' (sigma = 1 - 2 beta') and value = A + B + beta_c + sigma_c * delta_c:
+    the pair knows A, beta', beta_c, sigma_c, the helper B, delta', delta_c; every product of a pair's and a
+    helper's factor is formed from the helper's factors delta', B, B delta' (and delta_c, delta_c delta'),
+    each sent to u minus a mask drawn from the key the helper shares with v, which v uses instead.
     """
-    h, u, v = _roles(bit.helper)
+    h, u, v = roles(bit.helper)
     shape = bit.shape
-    rnd = p.round()
+    parts = [x if isinstance(x, GateParts) else GateParts.of_share(p, x, bit.helper) for x in values]
     if p.index == h:
         key = p.prf_with(v)
         delta = bit.value
         rnd.send(u, delta - key.words(shape))
-        for value in values:
-            both = value.a + value.b
-            rnd.send(u, both - key.words(shape))
-            rnd.send(u, both * delta - key.words(shape))
-        rnd.run()
-        return [Terms(np.zeros(shape, dtype=DTYPE), h) for _ in values]
+        for part in parts:
+            factors = [] if part.helper_zero else [part.helper, part.helper * delta]
+            if part.carry is not None:
+                factors += [part.carry.value, part.carry.value * delta]
+            for factor in factors:
+                rnd.send(u, factor - key.words(shape))
+        return lambda: [Terms(np.zeros(shape, dtype=DTYPE), h) for _ in values]
     beta = bit.value
     sigma = DTYPE(1) - DTYPE(2) * beta
-    if p.index == u:
+    first = p.index == u
+    if first:
         delta = rnd.receive(h, shape)
-        factors = [(rnd.receive(h, shape), rnd.receive(h, shape)) for _ in values]
-        rnd.run()
-        return [Terms(value.b * beta + beta * both.value + sigma * value.b * delta.value + sigma * product.value, h)
-                for value, (both, product) in zip(values, factors)]
-    key = p.prf_with(h)
-    delta = key.words(shape)
-    masks = [(key.words(shape), key.words(shape)) for _ in values]
+        factors = [[rnd.receive(h, shape) for _ in range(part.factors)] for part in parts]
+    else:
+        key = p.prf_with(h)
+        delta = key.words(shape)
+        factors = [[key.words(shape) for _ in range(part.factors)] for part in parts]
+
+    def finish() -> list[Terms]:
+        got = (lambda f: f.value) if first else (lambda f: f)
+        out = []
+        for part, received in zip(parts, factors):
+            carry_beta = DTYPE(0) if part.carry is None else part.carry.value
+            pair = part.pair + carry_beta  # A + beta_c
+            term = sigma * pair * got(delta)
+            if first:
+                term = term + pair * beta
+            if not part.helper_zero:
+                both, product = got(received[0]), got(received[1])
+                term = term + beta * both + sigma * product
+            if part.carry is not None:
+                sigma_c = DTYPE(1) - DTYPE(2) * carry_beta
+                term = term + sigma_c * beta * got(received[-2]) + sigma_c * sigma * got(received[-1])
+            out.append(Terms(term, h))
+        return out
+
+    return finish
+
+
+def gate(p: Party, bit: Bit, values: list) -> list[Terms]:
+    """`gate_in` in a round of its own: 1 round."""
+    rnd = p.round()
+    finish = gate_in(p, bit, values, rnd)
     rnd.run()
-    return [Terms(beta * both + sigma * value.a * delta + sigma * product, h)
-            for value, (both, product) in zip(values, masks)]
+    return finish()
 
 
 def open_bit(p: Party, bit: Bit) -> np.ndarray:
     """What this party sends the output's owner: three XOR shares of the bit, uniform one by one."""
-    h, u, v = _roles(bit.helper)
+    h, u, v = roles(bit.helper)
     if p.index == h:
         return bit.value
     blind = p.prf_with(v if p.index == u else u).words(bit.shape) & DTYPE(1)

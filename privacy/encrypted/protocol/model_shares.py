@@ -4,8 +4,8 @@
 bias into replicated shares; bundle i holds only the components party i may see (two uniformly random
 ring arrays per tensor) plus the public architecture, the fixed-point format, the range plan proven
 from the declared input bounds (`privacy.encrypted.model.ranges`; sharing is refused if the model's values
-could leave the ring's headroom) and a random model id that lets the client check that all three
-parties serve the same sharing.
+could leave the ring's headroom), the model owner's release policy (labels only, unless logits are
+allowed) and a random model id that lets the client check that all three parties serve the same sharing.
 """
 
 from __future__ import annotations
@@ -22,15 +22,21 @@ from privacy.atomic_files import write_atomically
 from privacy.encrypted.model.plan import Architecture, EncodedLayer, ModelPlan
 from privacy.encrypted.model.ranges import InputBounds, ModelRangeError, RangePlan, analyse
 from privacy.encrypted.model.ring import FixedPoint
-from privacy.encrypted.protocol.arithmetic import truncate
+from privacy.encrypted.protocol.arithmetic import reshare
 from privacy.encrypted.protocol.shares import NUM_PARTIES, AShare, Terms, share
 
-FORMAT = "ppml-encrypted-model-share/2"
+FORMAT = "ppml-encrypted-model-share/3"
 
 
 @dataclasses.dataclass(frozen=True)
 class PartyModel:
-    """Party `index`'s share of a model: public architecture, format and range plan, private weight shares."""
+    """Party `index`'s share of a model: public architecture, format, range plan and release policy, private
+    weight shares.
+
+    Attributes:
+        allow_logits: whether the parties release logits to a client that asks for them; otherwise only
+            labels. The model owner's choice at sharing time, enforced by every party.
+    """
 
     index: int
     model_id: str
@@ -38,23 +44,27 @@ class PartyModel:
     fixed: FixedPoint
     ranges: RangePlan
     weights: dict
+    allow_logits: bool = False
 
     def public_info(self) -> dict:
-        """What any party may tell a client: id, shapes, output activation, fixed-point format, range plan."""
+        """What any party may tell a client: id, shapes, output activation, fixed-point format, range plan,
+        release policy."""
         return {"model_id": self.model_id, "input_shape": list(self.architecture.input_shape),
                 "output_shape": list(self.architecture.output_shape),
                 "output_activation": self.architecture.output_activation, "frac_bits": self.fixed.frac_bits,
-                "ranges": self.ranges.to_dict()}
+                "ranges": self.ranges.to_dict(), "allow_logits": self.allow_logits}
 
     def refreshed(self, party) -> "PartyModel":
         """The same weights under a fresh random sharing: all three parties call it in one session (1 round).
 
-        Each party re-shares its term of every weight (`arithmetic.truncate` with shift 0): the new
-        components are independent of the old ones, so shares a party held before and after a refresh
-        do not combine.
+        Each party re-shares its term of every weight (`arithmetic.reshare`): the helper's new components
+        come from its old ones and masks drawn from `party`'s keys. So the old and new shares of different
+        parties combine to the weights for whoever also knows those keys. The servers' pairwise keys last
+        for a connection (`network.server`), so a refresh separates shares taken at different times only
+        from an adversary who did not also take a party's keys (a limitation stated in the README).
         """
         rnd = party.round()
-        pending = {name: [truncate(party, Terms.of_share(c), shift=0, rnd=rnd) for c in (w.kernel, w.bias)]
+        pending = {name: [reshare(party, Terms.of_share(c), rnd=rnd) for c in (w.kernel, w.bias)]
                    for name, w in self.weights.items()}
         rnd.run()
         weights = {name: EncodedLayer(kernel.value(), bias.value()) for name, (kernel, bias) in pending.items()}
@@ -65,7 +75,7 @@ class PartyModel:
         owner only: two parties' bundles together give the plaintext weights."""
         header = {"format": FORMAT, "index": self.index, "model_id": self.model_id,
                   "frac_bits": self.fixed.frac_bits, "architecture": self.architecture.to_dict(),
-                  "ranges": self.ranges.to_dict()}
+                  "ranges": self.ranges.to_dict(), "allow_logits": self.allow_logits}
         arrays = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
         for name, layer in self.weights.items():
             for part in ("kernel", "bias"):
@@ -94,9 +104,12 @@ class PartyModel:
                         name = key[:-len("/kernel/a")]
                         weights[name] = EncodedLayer(*(AShare(*(data[f"{name}/{p}/{c}"] for c in "ab"))
                                                        for p in ("kernel", "bias")))
+                if not isinstance(header.get("allow_logits"), bool):
+                    raise ValueError("the header has no release policy")
                 model = cls(int(header["index"]), str(header["model_id"]), architecture,
                             FixedPoint(header["frac_bits"]),
-                            RangePlan.from_dict(header["ranges"], architecture.input_shape), weights)
+                            RangePlan.from_dict(header["ranges"], architecture.input_shape), weights,
+                            header["allow_logits"])
         except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile) as err:
             raise ValueError(f"{path!r} is not a ppml model share bundle ({err.__class__.__name__}: {err})") from None
         expected = architecture.weight_shapes()
@@ -110,8 +123,14 @@ class PartyModel:
         return model
 
 
-def share_model(plan: ModelPlan, fixed: FixedPoint, bounds: InputBounds) -> list[PartyModel]:
+def share_model(plan: ModelPlan, fixed: FixedPoint, bounds: InputBounds, *, allow_logits: bool = False
+                ) -> list[PartyModel]:
     """Proves the model's ranges for the input bounds, then encodes and secret-shares all weights.
+
+    Args:
+        allow_logits: let the parties release logits to clients that ask (default: labels only). Logits
+            are the fixed-point model's exact outputs; far fewer queries recover a model's weights from
+            logits than from labels (model extraction).
 
     Returns:
         Element i is party i's bundle.
@@ -130,4 +149,5 @@ def share_model(plan: ModelPlan, fixed: FixedPoint, bounds: InputBounds) -> list
         kernel, bias = share(layer.kernel), share(layer.bias)
         for i in range(NUM_PARTIES):
             bundles[i][name] = EncodedLayer(AShare(*kernel[i]), AShare(*bias[i]))
-    return [PartyModel(i, model_id, plan.architecture, fixed, ranges, bundles[i]) for i in range(NUM_PARTIES)]
+    return [PartyModel(i, model_id, plan.architecture, fixed, ranges, bundles[i], allow_logits)
+            for i in range(NUM_PARTIES)]

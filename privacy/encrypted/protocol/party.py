@@ -29,8 +29,10 @@ class Party:
         session: session number; streams are AES-CTR under the keys from nonce `session`.
 
     Attributes:
-        rerun: set when a truncation's randomness fell into its failure window (`arithmetic.truncate`):
-            an event independent of the data, after which this party withholds its output share.
+        rerun: per example (bool array), whether a truncation's randomness fell into its failure window
+            (`privacy.encrypted.protocol.truncation`): an event independent of the data, after which this
+            party withholds its output share for that example; None while nothing was flagged.
+        riders: operations whose messages ride on the rounds the protocol runs anyway (`ride`).
     """
 
     def __init__(self, index: int, channel: Channel, key_self: bytes, key_next: bytes, *, session: int):
@@ -40,7 +42,8 @@ class Party:
         self.channel = channel
         self.prf_self = Prf(key_self, session_nonce(session))
         self.prf_next = Prf(key_next, session_nonce(session))
-        self.rerun = False
+        self.rerun: np.ndarray | None = None
+        self.riders: list = []
 
     @property
     def prev(self) -> int:
@@ -61,6 +64,30 @@ class Party:
     def round(self) -> Round:
         """A new protocol step to add messages to (see `privacy.encrypted.protocol.rounds`)."""
         return Round(self)
+
+    def flag_rerun(self, examples: np.ndarray) -> None:
+        """Marks the examples (bool per example) whose output this party must withhold."""
+        self.rerun = examples.copy() if self.rerun is None else self.rerun | examples
+
+    def add_rider(self, steps) -> None:
+        """Lets the generator `steps` ride on the coming rounds: before each round runs, ``steps.send(rnd)``
+        adds its messages to it (having read what the previous round brought). Every party adds the same
+        riders at the same step, so they stay in step like the rest of the protocol."""
+        next(steps)
+        self.riders.append(steps)
+
+    def ride(self, rnd: Round) -> None:
+        """Called by `Round.run` before the round's messages go out."""
+        for steps in list(self.riders):
+            try:
+                steps.send(rnd)
+            except StopIteration:
+                self.riders.remove(steps)
+
+    def finish_riders(self) -> None:
+        """Runs rounds with nothing but the riders' messages until every rider is done."""
+        while self.riders:
+            self.round().run()
 
     def zero_share(self, shape) -> np.ndarray:
         """This party's term of a fresh 3-out-of-3 sharing of zero: F(k_i) - F(k_{i+1})."""

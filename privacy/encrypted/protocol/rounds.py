@@ -5,7 +5,8 @@ them as one `Channel.exchange`. Every party builds the same rounds in the same p
 arrays a peer sends arrive in the order this party registered their slots. Operations that do not
 depend on each other's results add their messages to one open round (for example the helper's bit
 shares of a comparison ride on the round of the truncation whose result is compared), which is how the
-protocol keeps its round count low.
+protocol keeps its round count low. Operations that need a few rounds but no particular ones (the
+servers' input check) ride along: `Party.ride` lets them add messages to every round before it runs.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Round:
         """Sends everything, receives everything (idempotent)."""
         if self.done:
             return
+        self.party.ride(self)
         self.done = True
         received = self.party.exchange(self.sends, tuple(sorted(self.slots)))
         for peer, slots in self.slots.items():

@@ -27,7 +27,8 @@ class Runner:
     """Runs ``fn(party, *shares)`` on three in-process parties; reconstructs what it returns.
 
     Keys and the data owner's randomness are fixed, so every run is reproducible. After a run,
-    `rerun` says whether some party asked for a re-run.
+    `flagged` holds the examples some party flagged for a re-run (bool per example, or None) and
+    `rerun` whether there was any.
     """
 
     def __init__(self):
@@ -48,7 +49,9 @@ class Runner:
         for k, (kind, _) in enumerate(results[0][0]):
             comps = [results[i][0][k][1] for i in range(3)]
             values.append(comps[0] ^ comps[1] ^ comps[2] if kind == "xor" else reconstruct(comps))
-        self.rerun = any(r[1] for r in results)
+        flags = [r[1] for r in results if r[1] is not None]
+        self.flagged = np.any(flags, axis=0) if flags else None
+        self.rerun = bool(flags) and bool(self.flagged.any())
         return values[0] if len(values) == 1 else values
 
 

@@ -50,10 +50,12 @@ def test_setup_share_serve_predict(saved):
         assert result.exit_code == 0, result.output
         got = json.loads(result.output)
         expected = np.asarray(model.predict(x[:3], verbose=0))
-        assert got["labels"] == expected.argmax(1).tolist()
-        assert np.abs(np.array(got["outputs"]) - expected).max() <= 1e-3
+        assert got["labels"] == expected.argmax(1).tolist() and got["outputs"] is None  # labels by default
         assert got["cost"]["rounds"] > 0
-        result = run("encrypted", "predict", "--input", folder / "x.npy", "--deployment", dep, "--output", "label",
+        # The model was shared without --allow-logits: the client cannot ask for more (one line, exit 2).
+        result = run("encrypted", "predict", "--input", folder / "x.csv", "--deployment", dep, "--output", "logits")
+        assert result.exit_code == 2 and "only labels" in result.output and "Traceback" not in result.output
+        result = run("encrypted", "predict", "--input", folder / "x.npy", "--deployment", dep,
                      "--out", folder / "labels.npy")
         want = expected.argmax(1).tolist() + np.asarray(model.predict(x[3:], verbose=0)).argmax(1).tolist()
         assert result.exit_code == 0 and np.array_equal(np.load(folder / "labels.npy"), want)

@@ -14,13 +14,13 @@ from privacy.encrypted.protocol.client import encode_input  # noqa: E402
 def cluster_for(model, x):
     """An in-process cluster serving `model`, with input bounds calibrated on `x`."""
     plan = import_keras_model(model)
-    return InProcessCluster(plan, InputBounds.from_data(x, plan.architecture.input_shape))
+    return InProcessCluster(plan, InputBounds.from_data(x, plan.architecture.input_shape), allow_logits=True)
 
 
 def check_against_keras_and_simulation(model, x):
     plan = import_keras_model(model)
-    cluster = InProcessCluster(plan, InputBounds.from_data(x, plan.architecture.input_shape))
-    got = cluster.predict(x)
+    cluster = InProcessCluster(plan, InputBounds.from_data(x, plan.architecture.input_shape), allow_logits=True)
+    got = cluster.predict(x, output="logits")
     expected = np.asarray(model.predict(x, verbose=0), dtype=np.float64)
     labels = (expected[:, 0] > 0.5) if expected.shape[1] == 1 else expected.argmax(1)
     assert np.array_equal(got.labels, labels)
@@ -28,7 +28,7 @@ def check_against_keras_and_simulation(model, x):
     sim = simulate(plan.architecture, plan.encode(cluster.fixed), encode_input(x, plan.architecture.input_shape,
                                                                               cluster.fixed), cluster.fixed)
     frac = (2 if sim.logits.wide else 1) * cluster.fixed.frac_bits
-    assert sim.logits.contains(np.rint(got.logits * 2.0 ** frac).astype(np.int64)).all()
+    assert np.array_equal(np.rint(got.logits * 2.0 ** frac).astype(np.int64), sim.logits.point)  # exact
     only_labels = cluster.predict(x, output="label")
     assert only_labels.outputs is None and np.array_equal(only_labels.labels, got.labels)
     return cluster
@@ -44,9 +44,10 @@ def test_digits_mlp_with_batch_norm_folded_and_softmax_output(digits_mlp):
         "hidden", "hidden.relu", "narrow", "act.relu", "out"]
     cost = cluster.last_cost  # of the label-only prediction
     # A ReLU takes 3 rounds (the truncation's round carries the comparison's first message), the next
-    # Dense 1 (re-sharing its input); the logits are opened untruncated; argmax of 10: 4 levels of 3.
+    # Dense 1 (re-sharing its input); the logits are opened untruncated; the label of 10 classes: all 45
+    # pairs compared at once, a one-hot vector (5 rounds, `layers.one_hot_argmax`).
     assert {name: c["rounds"] for name, c in cost.layers.items()} == {
-        "hidden.relu": 3, "narrow": 1, "act.relu": 3, "out": 1, "label": 12}
+        "hidden.relu": 3, "narrow": 1, "act.relu": 3, "out": 1, "label": 5}
 
 
 def test_functional_cnn_with_pooling_and_batch_norm(digits_cnn):
@@ -63,7 +64,8 @@ def test_hidden_sigmoid_is_piecewise_linear_within_its_error(train):
     model = train(keras.Model(inputs, keras.layers.Dense(10, name="logits")(hidden)), x, y,
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True), 2)
     plan = import_keras_model(model)
-    got = InProcessCluster(plan, InputBounds.declared(0.0, 1.0, (64,))).predict(x[:40]).logits
+    got = InProcessCluster(plan, InputBounds.declared(0.0, 1.0, (64,)), allow_logits=True).predict(
+        x[:40], output="logits").logits
     # Logit error = sum_j |w_j| * (sigmoid error) plus fixed-point rounding.
     kernel = plan.weights["logits"][0]
     bound = np.abs(kernel).sum(axis=0).max() * SIGMOID_MAX_ERROR + 1e-3
@@ -114,7 +116,8 @@ fun = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(h))
 for model, data in ((seq, x[:40]), (fun, x[:40].reshape(-1, 8, 8, 1))):
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(data if model is fun else x, y if model is seq else y[:40], epochs=2, verbose=0)
-    got = InProcessCluster(import_keras_model(model), InputBounds.declared(0, 1, data.shape[1:])).predict(data)
+    got = InProcessCluster(import_keras_model(model), InputBounds.declared(0, 1, data.shape[1:]),
+                           allow_logits=True).predict(data, output="logits")
     ref = model.predict(data, verbose=0)
     assert (got.labels == ref.argmax(1)).all(), "labels differ"
     assert np.abs(got.outputs - ref).max() <= 1e-3, np.abs(got.outputs - ref).max()

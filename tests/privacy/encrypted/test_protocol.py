@@ -5,14 +5,16 @@ import pytest
 
 from privacy.encrypted.model.activations import KNOTS, SIGMOID_MAX_ERROR, pwl_sigmoid
 from privacy.encrypted.model.intervals import Interval, IntervalBackend
-from privacy.encrypted.model.layers import argmax, maximum, sigmoid
+from privacy.encrypted.model.layers import PAIRWISE_CLASSES, argmax, maximum, one_hot_argmax, relu, sigmoid
 from privacy.encrypted.model.ranges import InputBounds, RangePlan
-from privacy.encrypted.model.ring import arithmetic_shift, as_ring, as_signed
+from privacy.encrypted.model.ring import FixedPoint, arithmetic_shift, as_ring, as_signed
 from privacy.encrypted.protocol import arithmetic, comparison
 from privacy.encrypted.protocol.arithmetic import Pending
 from privacy.encrypted.protocol.backend import OutputShare, SecureBackend, Value
 from privacy.encrypted.protocol.client import ResultRejected, predict_with_retries
+from privacy.encrypted.protocol.comparison import Split
 from privacy.encrypted.protocol.shares import Terms, reconstruct, share
+from privacy.encrypted.protocol.truncation import Truncation
 
 RNG = np.random.default_rng(7)  # test data only; shares and masks never use numpy randomness
 
@@ -22,7 +24,9 @@ def full_ring(n):
 
 
 def in_range(bits, n):
-    """Values spread over [-2^bits, 2^bits), with its edges, zero and +-1."""
+    """Values spread over [-2^bits, 2^bits), with its edges, zero and +-1 (any ring element for bits = 63)."""
+    if bits == 63:
+        return np.concatenate([full_ring(n), as_ring([0, 1, -1, 2 ** 63 - 1, -2 ** 63 + 1, -2 ** 63])])
     edge = 2 ** bits
     return as_ring(np.concatenate([RNG.integers(-edge, edge, size=n), [0, 1, -1, edge - 1, -edge + 1, -edge]]))
 
@@ -47,76 +51,104 @@ def test_linear_operations_are_exact(run_parties):
 def test_products_and_resharing_are_exact_in_the_whole_ring(run_parties, helper):
     x, y = full_ring(2000), full_ring(2000)
     m, w = full_ring(3 * 40).reshape(3, 40), full_ring(40 * 7).reshape(40, 7)
-    product = run_parties(lambda p, a, b: arithmetic.truncate(p, arithmetic.mul_local(a, b), shift=0, helper=helper),
-                          x, y)
+    product = run_parties(lambda p, a, b: arithmetic.reshare(p, arithmetic.mul_local(a, b), helper=helper), x, y)
     assert np.array_equal(product, x * y)
     assert run_parties.last_parties[0].channel.stats.rounds == 1
     assert np.array_equal(run_parties(lambda p, a, b: arithmetic.matmul_local(a, b), m, w), m @ w)
 
 
+def bounded(bits, n):
+    """Values with |z| < 2^bits: spread over the range, its edges, zero, +-1 and the multiples of 2^16 near 0."""
+    edge = 2 ** bits - 1
+    return as_ring(np.concatenate([RNG.integers(-edge, edge + 1, size=n), [0, 1, -1, edge, -edge],
+                                   np.arange(-4, 5) * 2 ** 16, np.arange(-4, 5) * 2 ** 16 - 1]))
+
+
 @pytest.mark.parametrize("helper", [0, 1, 2])
-def test_truncation_is_floor_or_floor_plus_one_and_unbiased(run_parties, fixed, helper):
-    # x = k + 0.25 units of 2^-f: the result is k+1 with probability 0.25 exactly. |x| < 2^37, so the
-    # failure window has probability 2^-26 per element (keys are fixed: the run is deterministic).
+def test_truncation_is_exact(run_parties, fixed, helper):
+    """floor(z / 2^f), bit for bit, over the proven range |z| < 2^37. The failure window has probability
+    2^-26 per element; keys are fixed, so the run is deterministic and has no draw in it. Used on its own a
+    truncation takes 3 rounds: its own, the carry comparison's second, and the one making terms of it."""
     f = fixed.frac_bits
-    k = RNG.integers(-2 ** 20, 2 ** 20, size=40000)
-    v = as_ring(k * 2 ** f + 2 ** (f - 2))
-    got = run_parties(lambda p, a: arithmetic.truncate(p, Terms.of_share(a), shift=f, bound_bits=37,
-                                                        helper=helper), v)
-    error = as_signed(got) - k
-    assert set(np.unique(error)) <= {0, 1}
-    # Binomial(40000, 0.25): std of the mean 0.0022; +-0.011 is 5 sigma.
-    assert abs(error.mean() - 0.25) < 0.011
-    assert run_parties.last_parties[0].channel.stats.rounds == 1 and not run_parties.rerun
+    z = bounded(37, 30000)
+    got = run_parties(lambda p, a: Truncation(p, Terms.of_share(a), shift=f, bound_bits=37, helper=helper).terms(),
+                      z)
+    assert np.array_equal(got, arithmetic_shift(z, f)) and not run_parties.rerun
+    assert run_parties.last_parties[0].channel.stats.rounds == 3
 
 
 def test_every_wrong_truncation_is_flagged_and_flags_do_not_depend_on_the_data(run_parties, fixed):
-    """With |z| just below 2^58 a truncation fails with probability ~2^-5 per element; the pair's flag
-    (its masked sum below 2^59) must be raised in every run that returned a wrong value. The flag's
+    """With |z| just below 2^58 a truncation fails with probability ~2^-5 per element; the pair's flag on the
+    element's example (its masked sum below 2^59) must be raised wherever a wrong value came out. The flag's
     rate must be the same for z near the bound and for z = 0 (it does not depend on z)."""
     f, bits = fixed.frac_bits, 58
-    runs = {"large": [], "zero": []}
+    flags = {"large": [], "zero": []}
     for name, value in (("large", 2 ** bits - 2 ** f), ("zero", 0)):
         for _ in range(150):
-            z = as_ring(np.full(8, value))
-            got = run_parties(lambda p, a: arithmetic.truncate(p, Terms.of_share(a), shift=f, bound_bits=bits), z)
-            runs[name].append((bool(run_parties.rerun), bool(np.any(got != arithmetic_shift(z, f)))))
-    assert not any(wrong and not flagged for flagged, wrong in runs["large"] + runs["zero"])
-    assert any(wrong for _, wrong in runs["large"])  # failures do happen, so the check can fail
-    flagged = {name: sum(flag for flag, _ in r) for name, r in runs.items()}
-    # Each run is flagged with probability 1 - (1 - 2^-5)^8 = 0.224: 150 runs give 33.6 +- 5.1.
-    assert all(12 <= n <= 56 for n in flagged.values()), flagged
+            z = as_ring(np.full(8, value))  # 8 examples of one element
+            got = run_parties(lambda p, a: Truncation(p, Terms.of_share(a), shift=f, bound_bits=bits,
+                                                      helper=2).terms(), z)
+            flagged = np.zeros(8, bool) if run_parties.flagged is None else run_parties.flagged
+            wrong = got != arithmetic_shift(z, f)
+            assert not np.any(wrong & ~flagged)
+            flags[name].append((int(flagged.sum()), int(wrong.sum())))
+    assert sum(w for _, w in flags["large"]) > 0  # failures do happen, so the check can fail
+    counts = {name: sum(n for n, _ in r) for name, r in flags.items()}
+    # 1200 examples flagged with probability 2^-5 each: 37.5 +- 6.0.
+    assert all(15 <= n <= 60 for n in counts.values()), counts
 
 
 def relu_and_sign(p, a, bits):
     x = Pending.of_share(p, a, 1)  # nothing else in its round: the helper's first message takes a round
-    sign = comparison.compare(p, x, bits)
-    (relu,) = comparison.gate(p, sign, [x.value()])
-    return relu, sign
+    sign = comparison.compare(p, Split.of_share(p, x), bits)
+    (out,) = comparison.gate(p, sign, [x.value()])
+    return out, sign
 
 
-@pytest.mark.parametrize("bits", [1, 5, 30, 61])
+@pytest.mark.parametrize("bits", [1, 5, 30, 61, 63])
 def test_comparison_and_relu_are_exact_in_the_proven_range(run_parties, bits):
+    """R = 63 decides the sign of any ring element (what the servers' input check relies on)."""
     v = in_range(bits, 3000)
-    relu, positive = run_parties(lambda p, a: relu_and_sign(p, a, bits), v)
+    out, positive = run_parties(lambda p, a: relu_and_sign(p, a, bits), v)
     signed = as_signed(v)
-    assert np.array_equal(as_signed(relu), np.maximum(signed, 0))
+    assert np.array_equal(as_signed(out), np.maximum(signed, 0))
     assert np.array_equal(positive, (signed >= 0).astype(np.uint64))
     # compare: the helper's own round, the pair's round; gate: one round.
     assert run_parties.last_parties[0].channel.stats.rounds == 3
 
 
-def test_strict_comparison_and_a_comparison_merged_into_a_truncation(run_parties, fixed):
-    f = fixed.frac_bits
-    k = np.concatenate([RNG.integers(-2 ** 20, 2 ** 20, size=2000), [0, 1, -1]])
-    v = as_ring(k * 2 ** f)  # exact multiples: the truncation returns k itself
+def secure_on_wide(fn, z, fixed):
+    """Runs `fn(backend, value)` on the wide value z (2f fractional bits) with its recorded range plan."""
+    intervals = IntervalBackend(fixed)
+    fn(intervals, Interval.exact(z, wide=True))
+    ops = tuple(intervals.ops)
 
     def body(p, a):
-        x = arithmetic.truncate(p, Terms.of_share(a), shift=f, bound_bits=40, helper=0)
-        return comparison.compare(p, x, 21, strict=True)
+        backend = SecureBackend(p, fixed, ops)
+        out = fn(backend, Value(Terms.of_share(a), wide=True))
+        backend.finish()
+        return out.data if isinstance(out.data, comparison.Bit) else backend._terms(out)
 
-    assert np.array_equal(run_parties(body, v), (k > 0).astype(np.uint64))
-    assert run_parties.last_parties[0].channel.stats.rounds == 2
+    return body
+
+
+def test_relu_of_a_truncation_is_exact_in_three_rounds(run_parties, fixed):
+    """relu(floor(z / 2^f)): the sign of y' = S + W and the carry share the truncation's and the pair's
+    rounds, the gating multiplies the carry in: 3 rounds, exact (y' and y differ only at y = 0)."""
+    f = fixed.frac_bits
+    z = bounded(40, 20000)
+    got = run_parties(secure_on_wide(lambda b, x: relu(b, b.narrow(x)), z, fixed), z)
+    assert np.array_equal(as_signed(got), np.maximum(as_signed(arithmetic_shift(z, f)), 0))
+    assert run_parties.last_parties[0].channel.stats.rounds == 3
+
+
+def test_strict_comparison_of_a_truncation(run_parties, fixed):
+    """[floor(z / 2^f) > 0]: not a ReLU, so the truncation is made terms (3 rounds), then compared (2)."""
+    f = fixed.frac_bits
+    z = bounded(40, 5000)
+    got = run_parties(secure_on_wide(lambda b, x: b.bit(b.narrow(x), strict=True), z, fixed), z)
+    assert np.array_equal(got, (as_signed(arithmetic_shift(z, f)) > 0).astype(np.uint64))
+    assert run_parties.last_parties[0].channel.stats.rounds == 5
 
 
 def backend_ops(fn, x):
@@ -127,26 +159,30 @@ def backend_ops(fn, x):
 
 
 def fixed_point():
-    from privacy.encrypted.model.ring import FixedPoint
-
     return FixedPoint(16)
 
 
-@pytest.mark.parametrize("width", [2, 3, 5, 10])
+@pytest.mark.parametrize("width", [2, 3, 5, 10, 16, 17, 20])
 def test_maximum_and_argmax_match_numpy_including_ties(run_parties, width):
+    """The tournament's maximum and index; up to 16 classes the one-hot argmax of all pairs (5 rounds)."""
     values = RNG.integers(-5, 5, size=(300, width)) * 2 ** 30  # many ties
     v = as_ring(values)
-    ops = backend_ops(lambda b, x: (maximum(b, x), argmax(b, x)), v)
+    ops = backend_ops(lambda b, x: (maximum(b, x), argmax(b, x), one_hot_argmax(b, x)), v)
 
     def body(p, a):
         backend = SecureBackend(p, fixed_point(), ops)
-        best, index = maximum(backend, Value(a)), argmax(backend, Value(a))
+        best, index, hot = maximum(backend, Value(a)), argmax(backend, Value(a)), one_hot_argmax(backend, Value(a))
         backend.finish()
-        return best.data, index.data
+        return best.data, index.data, hot.data
 
-    biggest, index = run_parties(body, v)
+    biggest, index, hot = run_parties(body, v)
     assert np.array_equal(as_signed(biggest), values.max(axis=1))
     assert np.array_equal(index.astype(np.int64), values.argmax(axis=1))
+    assert np.array_equal(hot, np.eye(width, dtype=np.uint64)[values.argmax(axis=1)])
+    if width <= PAIRWISE_CLASSES:
+        run_parties(lambda p, a: one_hot_argmax(SecureBackend(p, fixed_point(), backend_ops(one_hot_argmax, v)),
+                                                Value(a)).data, v)
+        assert run_parties.last_parties[0].channel.stats.rounds == 5
 
 
 def test_piecewise_linear_sigmoid_meets_its_stated_error(run_parties, fixed):
@@ -155,60 +191,71 @@ def test_piecewise_linear_sigmoid_meets_its_stated_error(run_parties, fixed):
     ops = backend_ops(lambda b, v: sigmoid(b, v, fixed), enc)
 
     def body(p, a):
-        return sigmoid(SecureBackend(p, fixed, ops), Value(a), fixed).data
+        backend = SecureBackend(p, fixed, ops)
+        return backend._terms(sigmoid(backend, Value(a), fixed))
 
-    got = fixed.decode(run_parties(body, enc))
-    assert np.abs(got - 0.5 * (1 + np.tanh(x / 2))).max() <= SIGMOID_MAX_ERROR
-    assert np.abs(got - pwl_sigmoid(x)).max() < 5e-4
-    bounds = sigmoid(IntervalBackend(fixed), Interval.exact(enc), fixed)
-    assert bounds.contains(fixed.encode(got)).all()
+    got = run_parties(body, enc)
+    assert np.abs(fixed.decode(got) - 0.5 * (1 + np.tanh(x / 2))).max() <= SIGMOID_MAX_ERROR
+    assert np.abs(fixed.decode(got) - pwl_sigmoid(x)).max() < 5e-4
+    exact = sigmoid(IntervalBackend(fixed), Interval.exact(enc), fixed)
+    assert np.array_equal(as_signed(got), exact.point.astype(np.int64))  # the fixed-point value, bit for bit
 
 
-def test_prediction_is_rerun_while_a_party_asks_for_it(fixed):
-    logits = np.array([[0.5, -1.25], [2.0, 3.0]])
+def test_examples_a_party_withholds_are_run_again(fixed):
+    """Parties withhold the examples they flagged (zero shares there); the client runs only those again."""
+    logits = np.array([[0.5, -1.25], [2.0, 3.0], [-1.0, 0.0]])
     values = [c for c, _ in share(fixed.encode(logits))]  # c0, c1, c2
     ranges = RangePlan(InputBounds.declared(0, 1, (2,)), (), 0, 20, 1e-6)
-    clean = [OutputShare(v, "add", fixed.frac_bits) for v in values]
-    withheld = [OutputShare(None, "add", fixed.frac_bits, rerun=True)] * 2 + [clean[2]]
+    row = np.array([False, True, False])
 
-    def runs(results):
-        calls = []
+    def shares(rows, withhold):
+        flagged = row[rows] if withhold else None
+        out = [OutputShare(v[rows], "add", fixed.frac_bits) for v in values]
+        if withhold:  # the pair of the failing truncation (parties 0 and 1) zeroes the row and says so
+            out[:2] = [OutputShare(np.where(flagged[:, None], np.uint64(0), v[rows]), "add", fixed.frac_bits,
+                                   rerun=flagged) for v in values[:2]]
+        return out
 
-        def run():
-            calls.append(1)
-            return results[len(calls) - 1]
-        return run, calls
+    calls = []
 
-    run, calls = runs([withheld, withheld, clean])
-    got = predict_with_retries(run, retries=2, output="logits", output_activation="linear", ranges=ranges)
-    assert len(calls) == 3 and got.attempts == 3
+    def run(rows):
+        calls.append(rows.tolist())
+        return shares(rows, withhold=len(calls) <= 2)
+
+    got = predict_with_retries(run, 3, retries=2, output="logits", output_activation="linear", ranges=ranges)
+    assert calls == [[0, 1, 2], [1], [1]] and got.attempts == 3
     np.testing.assert_array_equal(got.logits, logits)
-    np.testing.assert_array_equal(got.labels, [0, 1])
+    np.testing.assert_array_equal(got.labels, [0, 1, 1])
 
-    run, calls = runs([withheld, withheld, clean])
-    with pytest.raises(ResultRejected, match="all 2 attempts were asked to re-run"):
-        predict_with_retries(run, retries=1, output="logits", output_activation="linear", ranges=ranges)
-    assert len(calls) == 2
+    calls.clear()
+    with pytest.raises(ResultRejected, match="1 example\\(s\\) were withheld in all 2 attempts"):
+        predict_with_retries(run, 3, retries=1, output="logits", output_activation="linear", ranges=ranges)
+    assert calls == [[0, 1, 2], [1]]
     too_large = RangePlan(ranges.input_bounds, (), 0, 16, 1e-6)  # |logit| < 2^16 units = 1.0
     with pytest.raises(ResultRejected, match="outside the model's proven output range"):
-        predict_with_retries(runs([clean])[0], retries=0, output="logits", output_activation="linear",
-                             ranges=too_large)
+        predict_with_retries(lambda rows: shares(rows, False), 3, retries=0, output="logits",
+                             output_activation="linear", ranges=too_large)
 
 
-def test_rounds_of_relu_after_a_dense_layer_and_of_the_reference_mlp(run_parties):
+def test_rounds_of_the_reference_mlp():
+    """8 rounds for the logits (relu: truncation + comparisons + gating, next dense: re-sharing), 13 with the
+    label (all pairs compared: 5); the input check rides on the first four."""
     from privacy.encrypted.benchmark import reference_plan
     from privacy.encrypted.in_process import InProcessCluster
 
     plan = reference_plan("mlp")
-    cluster = InProcessCluster(plan, InputBounds.declared(0.0, 1.0, (784,)))
-    cluster.predict(np.random.default_rng(1).random((1, 784)))
-    assert {name: c["rounds"] for name, c in cluster.last_cost.layers.items()} == {
-        "relu_0": 3, "dense_1": 1, "relu_1": 3, "dense_2": 1}
-    assert cluster.last_cost.rounds == 8
+    cluster = InProcessCluster(plan, InputBounds.declared(0.0, 1.0, (784,)), allow_logits=True)
+    x = np.random.default_rng(1).random((1, 784))
+    cluster.predict(x, output="logits")
+    layers = {"relu_0": 3, "dense_1": 1, "relu_1": 3, "dense_2": 1}
+    assert {name: c["rounds"] for name, c in cluster.last_cost.layers.items()} == layers
+    cluster.predict(x)
+    assert {name: c["rounds"] for name, c in cluster.last_cost.layers.items()} == dict(layers, label=5)
+    assert cluster.last_cost.rounds == 13
 
 
-def test_rerun_flags_reach_the_client_and_withhold_the_output(monkeypatch):
-    """A party that raised its flag sends no share; the client runs the query again."""
+def test_rerun_flags_reach_the_client_and_withhold_the_example(monkeypatch):
+    """The parties that flag an example send a zero share for it; the client runs that example again."""
     from privacy.encrypted.benchmark import reference_plan
     from privacy.encrypted.in_process import InProcessCluster
     from privacy.encrypted.protocol import backend
@@ -216,18 +263,21 @@ def test_rerun_flags_reach_the_client_and_withhold_the_output(monkeypatch):
     plan = reference_plan("mlp")
     cluster = InProcessCluster(plan, InputBounds.declared(0.0, 1.0, (784,)))
     real = backend.predict_share
-    calls = []
+    batches = []
 
-    def flaky(party, *args, **kwargs):
-        if len(calls) < 3:  # the first session: every party flags
-            party.rerun = True
-        calls.append(party.index)
-        return real(party, *args, **kwargs)
+    def flaky(party, model, x, output):
+        if len(batches) < 3:  # the first session: parties 0 and 1 flag example 1
+            if party.index in (0, 1):
+                party.flag_rerun(np.arange(len(x.a)) == 1)
+        batches.append(len(x.a))
+        return real(party, model, x, output)
 
     monkeypatch.setattr("privacy.encrypted.in_process.predict_share", flaky)
-    got = cluster.predict(np.random.default_rng(1).random((2, 784)))
-    assert got.attempts == 2 and len(calls) == 6
-
+    x = np.random.default_rng(1).random((3, 784))
+    got = cluster.predict(x)
+    assert got.attempts == 2 and sorted(batches) == [1, 1, 1, 3, 3, 3]
+    monkeypatch.undo()
+    assert np.array_equal(got.labels, cluster.predict(x).labels)
 
 
 def test_refreshed_weight_shares_are_fresh_and_share_the_same_weights(fixed):
@@ -256,7 +306,7 @@ def test_the_memory_estimate_bounds_what_a_party_allocates():
 
     for name in ("mlp", "cnn"):
         plan = reference_plan(name)
-        cluster = InProcessCluster(plan, reference_bounds(plan))
+        cluster = InProcessCluster(plan, reference_bounds(plan), allow_logits=True)
         for batch, output in ((1, "logits"), (16, "label")):
             x = np.random.default_rng(0).random((batch,) + plan.architecture.input_shape)
             cluster.predict(x, output=output)
@@ -265,4 +315,4 @@ def test_the_memory_estimate_bounds_what_a_party_allocates():
             peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
             # The three parties and the client together stay below three parties' estimates.
-            assert peak < 3 * request_bytes(plan.architecture, cluster.ranges, batch), (name, batch, output)
+            assert peak < 3 * request_bytes(cluster.models[0], batch), (name, batch, output)

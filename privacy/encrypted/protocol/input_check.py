@@ -1,0 +1,121 @@
+"""The servers' check of a client's input: consistent shares within the declared bounds, or no output.
+
+The model's arithmetic is proven correct only for inputs within the bounds it was shared with, and a
+client that bypasses the library can send anything: values out of range (a comparison outside its proven
+range returns a bit of the operand, which exposes weights; a value just outside the bounds can reach
+neurons that are dead inside them), or replicated shares whose copies disagree (each party then computes
+on another input, some combination of the weight shares). So the parties check, and a party that sees
+the check fail releases nothing; one withheld share leaves the client with two uniformly random ones.
+The check's messages ride on the model's first four rounds (`Party.add_rider`): no round of its own for
+any model with four rounds or more.
+
+1. Consistency (round 1): component c_j is held by parties j and j-1; party i sends party i+1 a SHA-256
+   digest of its copy of c_{i+1}, which party i+1 compares with its own; a mismatch (a hash collision
+   aside) means the client sent inconsistent shares, and party i+1 withholds its output.
+2. Bounds, for every value x with bounds [lo, hi]: d = x - lo must lie in [0, m], m = hi - lo < 2^k.
+   Helper 0 knows B = c_0 + c_1 - lo and its pair (1, 2) knows A = c_2, with d = A + B mod 2^64. Two
+   comparisons (`comparison`, rounds 1-2) give the carry c = [A mod 2^k + B mod 2^k >= 2^k] (k bits)
+   and g = [m - d >= 0] (k + 1 bits; exact whenever d < 2^k). Round 3 makes both bits arithmetic
+   (gating the constant 1), and in round 4 parties 1 and 2 send party 0 their terms of
+   W = d - (A mod 2^k) - (B mod 2^k) + 2^k c + 1 - g, masked by a value only they share.
+   W = 2^k floor(d / 2^k) + (1 - g) mod 2^64, so W = 0 exactly when d < 2^k and d <= m, that is when
+   lo <= x <= hi. Party 0 learns W, which is 0 for every input the library sends; for a client that
+   bypasses the library it shows the high bits of its out-of-range values.
+
+Cost per input value: 2k + 1 residues mod 127 from each of three messages and four ring words (k = 17
+for inputs in [0, 1] with 16 fractional bits).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from privacy.encrypted.model.ring import DTYPE
+from privacy.encrypted.protocol.comparison import Comparison, GateParts, Split, gate_in
+from privacy.encrypted.protocol.party import Party
+from privacy.encrypted.protocol.shares import AShare
+
+ROUNDS = 4
+"""Rounds the check needs (it rides on the model's)."""
+OPENER = 0
+"""The party that learns W: the helper of both comparisons (its pair is parties 1 and 2)."""
+
+
+def _digest(component: np.ndarray) -> np.ndarray:
+    return np.frombuffer(hashlib.sha256(b"ppml input component\0" + component.tobytes()).digest(), np.uint8)
+
+
+def bound_bits(lo: np.ndarray, hi: np.ndarray) -> int:
+    """k with hi - lo < 2^k for every feature (encoded bounds)."""
+    span = (np.asarray(hi, dtype=DTYPE) - np.asarray(lo, dtype=DTYPE)).view(np.int64)
+    return max(int(span.max()).bit_length(), 1)
+
+
+class InputCheck:
+    """The check of one input; its messages ride on the next `ROUNDS` rounds of the party.
+
+    Args:
+        x: this party's share of the encoded input, (batch,) + input shape.
+        lo, hi: the encoded bounds (ring elements, input shape).
+    """
+
+    def __init__(self, p: Party, x: AShare, lo: np.ndarray, hi: np.ndarray):
+        self.p, self.x, self.k = p, x, bound_bits(lo, hi)
+        self.lo, self.span = (np.broadcast_to(np.asarray(b, dtype=DTYPE), x.shape) for b in (lo, hi - lo))
+        self._verdict = None
+        p.add_rider(self._steps())
+
+    def _splits(self, rnd) -> tuple[Split, Split, np.ndarray]:
+        """The comparisons' splits (carry, bound) and this party's term of d - (A mod 2^k) - (B mod 2^k)."""
+        p, x, k = self.p, self.x, self.k
+        low = DTYPE((1 << k) - 1)
+        if p.index == OPENER:
+            big = x.a + x.b - self.lo  # B
+            return (Split(rnd, OPENER, x.shape, helper_part=(big & low) - DTYPE(1 << k)),
+                    Split(rnd, OPENER, x.shape, helper_part=self.span - big), big & ~low)
+        common = x.b if p.index == OPENER + 1 else x.a  # A = c_2
+        return (Split(rnd, OPENER, x.shape, pair_part=lambda: common & low),
+                Split(rnd, OPENER, x.shape, pair_part=lambda: -common),
+                common & ~low if p.index == OPENER + 1 else np.zeros_like(common))
+
+    def _steps(self):
+        p, x, k = self.p, self.x, self.k
+        rnd = yield
+        rnd.send(p.next, _digest(x.b))
+        theirs = rnd.receive(p.prev, (32,), np.uint8)
+        carry_split, bound_split, high = self._splits(rnd)
+        carry, bound = Comparison(p, carry_split, k), Comparison(p, bound_split, k + 1)
+        rnd = yield
+        inconsistent = not np.array_equal(theirs.value, _digest(x.a))
+        carry.send(rnd)
+        bound.send(rnd)
+        rnd = yield
+        one = GateParts(None if p.index == OPENER else np.ones(x.shape, dtype=DTYPE), None, helper_zero=True)
+        gated = [gate_in(p, comparison.bit(), [one], rnd) for comparison in (carry, bound)]
+        rnd = yield
+        if p.index == OPENER:
+            received = [rnd.receive(j, x.shape) for j in (1, 2)]
+            self._verdict = lambda: (inconsistent, high + received[0].value + received[1].value)
+            return
+        (carry_term,), (bound_term,) = (finish() for finish in gated)
+        term = high + (carry_term.term << DTYPE(k)) - bound_term.term
+        if p.index == OPENER + 1:
+            term = term + DTYPE(1)
+        mask = p.prf_with(3 - p.index).words(x.shape)  # parties 1 and 2: a mask party 0 does not know
+        rnd.send(OPENER, term + mask if p.index == 1 else term - mask)
+        self._verdict = lambda: (inconsistent, None)
+
+    def refused(self) -> str | None:
+        """Why this party must release nothing (None if it saw no problem); after the check's rounds ran."""
+        if self._verdict is None or self.p.riders:
+            raise RuntimeError("the input check has not finished its rounds")
+        inconsistent, w = self._verdict()
+        if inconsistent:
+            return "the parties' copies of the input shares differ (the client sent inconsistent shares)"
+        if w is not None and np.any(w):
+            bad = w.reshape(len(w), -1) != 0
+            return (f"{int(bad.any(axis=1).sum())} example(s) hold values outside the bounds the model was shared "
+                    f"with ({int(bad.sum())} values); nothing was released")
+        return None
