@@ -93,6 +93,25 @@ class PoissonSampler(ClientSampler):
         return Sampling.POISSON, Adjacency.ADD_REMOVE
 
 
+def check_public_population(sampler: ClientSampler, *, population_from_data: bool) -> None:
+    """Refuses client-level DP whose adjacency would have to hide N, the number of clients.
+
+    A private run releases N: the round's sample sizes, the update's scale (the noisy sum over the
+    expected q N), the calibrated z and the default delta depend on it. N is public when it is a setting
+    (a keyed partition of N clients), or when the adjacency holds it fixed (uniform sampling: one client
+    replaced). With one client per user N is counted from the data, and Poisson sampling's add/remove
+    adjacency is a user more or less: the released N alone would tell the neighbours apart.
+
+    Raises:
+      ValueError: for add/remove adjacency over a population counted from the data.
+    """
+    if population_from_data and sampler.accounting[1] is Adjacency.ADD_REMOVE:
+        raise ValueError(f"with one client per user, N is the number of users in the data, which a private run "
+                         f"releases (sample sizes, delta, the update's scale) and {sampler.name} sampling's "
+                         f"add/remove adjacency (a user more or less) would change: use uniform sampling "
+                         f"(replace-one user adjacency, N fixed)")
+
+
 def sampler_from_dict(spec: dict) -> ClientSampler:
     spec = dict(spec)
     name = spec.pop("name", None)

@@ -114,7 +114,8 @@ def _default(setting: str):
               help="Number of clients N (public; a client may hold no record).")
 @click.option("--rounds", type=int, default=_default("rounds"), show_default=True)
 @click.option("--sampling", type=click.Choice(SAMPLINGS), default=_default("sampling"), show_default=True,
-              help="uniform: round(C*N) clients per round; poisson: each client with probability C.")
+              help="uniform: round(C*N) clients per round; poisson: each client with probability C (not with --dp "
+                   "and one client per user, whose number N a private run releases).")
 @click.option("--fraction", "-C", type=float, default=_default("fraction"), show_default=True,
               help="Client fraction C in (0, 1].")
 @click.option("--model", type=click.Choice([*MODELS, "mlp"]), default="mlp", show_default=True,
@@ -398,8 +399,8 @@ def _privacy_plan(plan) -> list[str]:
            + (", the default target" if c.target_epsilon is None else "") + ")") if plan.target_epsilon else "given"
     where = "given" if c.delta is not None else "the default: the largest power of ten below 1/N"
     lines = [f"{c.privacy_unit}-level DP: noise multiplier z = {z:.4g} ({how}); delta = {plan.delta:g} ({where}, "
-             f"N = {plan.num_clients} clients)"]
-    warning = delta_warning(plan.delta, plan.num_clients, unit="client")
+             f"N = {plan.num_clients} {c.privacy_unit}s)"]
+    warning = delta_warning(plan.delta, plan.num_clients, unit=c.privacy_unit)
     if warning:
         lines.append(f"warning (--target-delta): {warning}")
     return lines

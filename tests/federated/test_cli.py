@@ -519,3 +519,60 @@ def test_killed_runs_resume_from_their_checkpoint_to_the_uninterrupted_result(tm
     event = dp_event.PoissonSampledDpEvent(0.5, dp_event.GaussianDpEvent(1.0))
     assert ledgers[1].epsilons["rdp"] == pytest.approx(
         dp_accounting.rdp.RdpAccountant().compose(event, 24).get_epsilon(0.01), rel=1e-12)
+
+
+def _users_csv(path, users: int, replace_last: bool = False):
+    """A CSV of ``users`` users (10 to 40 rows each); ``replace_last`` gives the last user's place to a new user
+    with other rows (another count), which is a replace-one neighbour of the same number of users."""
+    rng = np.random.default_rng(1)
+    sizes = rng.integers(10, 40, users)
+    x = rng.normal(size=(int(sizes.sum()), 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    names = np.repeat([f"u{i}" for i in range(users)], sizes)
+    if replace_last:
+        keep = names != f"u{users - 1}"
+        extra = np.random.default_rng(2).normal(size=(7, 4)).astype(np.float32)
+        x, y = np.concatenate([x[keep], extra]), np.concatenate([y[keep], (extra[:, 0] > 0).astype(np.int64)])
+        names = np.concatenate([names[keep], ["newcomer"] * 7])
+    return _write_csv(path, x, y, names)
+
+
+def test_user_level_dp_releases_the_number_of_users_only_where_the_adjacency_holds_it_fixed(tmp_path):
+    """One client per user: N is the number of users, which the ledger, history.json and the terminal carry
+    (it sets delta, the calibrated z and the update's scale). Poisson sampling's add/remove neighbours (9 vs 10
+    users) would differ in N, so it is refused with the same one line for both, before reading anything;
+    uniform sampling's replace-one neighbours (a user replaced) have the same N, and every output but the
+    noise-dependent metrics is the same, with the epsilon dp-accounting gives."""
+    users = ["--client-column", "user", "--partition", "natural", "--num-classes", "2"]
+    common = ["--dp", "--rounds", "2", "-C", "0.5", "--model", "linear", "--execution", "numpy", *users]
+    refusals = []
+    for count in (9, 10):
+        result = _run([*common, "--sampling", "poisson", "--dataset", _users_csv(tmp_path / f"u{count}.csv", count)],
+                      tmp_path)
+        assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+        refusals.append(result.stderr)
+    assert refusals[0] == refusals[1] and refusals[0].startswith("Error: --sampling: with one client per user, N "
+                                                                 "is the number of users in the data")
+    assert "use uniform sampling" in refusals[0] and not (tmp_path / "run").exists()
+    runs = {}
+    for name, replaced in (("ten", False), ("replaced", True)):
+        out = tmp_path / name
+        result = _run([*common, "--dataset", _users_csv(tmp_path / f"{name}.csv", 10, replaced), "--out", str(out)],
+                      tmp_path)
+        assert result.exit_code == 0, result.output
+        history = json.loads((out / "history.json").read_text())
+        ledger = json.loads((out / "privacy_ledger.json").read_text())
+        runs[name] = ({k: v for k, v in history["config"].items() if k != "title"},
+                      [{k: v for k, v in r.items() if k != "evaluation"} for r in history["rounds"]], ledger,
+                      [line for line in result.stderr.splitlines() if not line.startswith("round ")],
+                      [line for line in result.stdout.splitlines() if not line.startswith(("final accuracy", "wrote"))])
+    assert runs["ten"] == runs["replaced"]
+    config, rounds, ledger, stderr, _ = runs["ten"]
+    assert ledger["parameters"]["dataset_size"] == 10 and ledger["parameters"]["privacy_unit"] == "user"
+    assert ledger["parameters"]["adjacency"] == "replace-one" and [r["sampled"] for r in rounds] == [5, 5]
+    assert "delta = 0.01 (the default: the largest power of ten below 1/N, N = 10 users)" in stderr[1]
+    z = ledger["parameters"]["noise_multiplier"]
+    event = dp_event.SampledWithoutReplacementDpEvent(10, 5, dp_event.GaussianDpEvent(z / 2))
+    expected = dp_accounting.rdp.RdpAccountant(
+        neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE).compose(event, 2).get_epsilon(0.01)
+    assert ledger["epsilon"]["rdp"] == pytest.approx(expected, rel=1e-12) and 2.99 <= expected <= 3

@@ -198,6 +198,7 @@ def test_delta_not_below_one_over_n_clients_fails_before_training():
      r"custom_config\['delta'\]: is a privacy setting, but 'private' is false"),
     ({"execution": "auto"}, r"custom_config\['execution'\]: 'auto' picks by timing the clients' training"),
     ({"rounds": 0}, r"custom_config\['rounds'\]: must be an integer >= 1, got 0"),
+    ({"client_key": "user"}, r"custom_config\['sampling'\]: with one client per user, N is the number of users"),
 ])
 def test_bad_settings_are_named(change, message):
     with pytest.raises(InvalidFederatedSetting, match=message):

@@ -21,6 +21,7 @@ shards_per_client             2                                      McMahan et 
 rounds                        50                                     T federated rounds
 sampling                      uniform                                round(C N) clients a round (replace-one
                                                                      adjacency); poisson: each with probability C
+                                                                     (add/remove; private: not with client_key)
 fraction                      0.1                                    C, McMahan et al.'s C = 0.1
 local_epochs                  1                                      E
 batch_size                    10                                     B (null: the client's whole data)
@@ -65,7 +66,9 @@ secagg_range                  C (4 C adaptive); else 8 x largest     coordinate 
 ============================  =====================================  ===========================================
 
 Clients and the unit of privacy. With ``client_key`` each value is a client and the privacy unit is a
-user (all records of one key). Otherwise ppml deals records to N clients with a `KeyedPartitioner`: a
+user (all records of one key); N is then the number of users in the data, which a private run releases
+(sample sizes, delta, the update's scale), so private runs sample users uniformly (replace-one user
+adjacency, which holds N fixed) and Poisson sampling is refused. Otherwise ppml deals records to N clients with a `KeyedPartitioner`: a
 record's client is a function of the seed, the record's content (as collected, before any
 preprocessing) and its label alone, so adding or removing one record changes exactly one client's data,
 and the privacy unit is a client. Under DP, Poisson sampling gives add/remove-one-client adjacency,
@@ -92,7 +95,7 @@ from typing import Any, Mapping
 
 from federated.client import EXECUTIONS as CLIENT_EXECUTIONS
 from federated.partitioners.keyed import RULES as KEYED_RULES
-from federated.sampling import PoissonSampler, UniformSampler
+from federated.sampling import PoissonSampler, UniformSampler, check_public_population
 from federated.strategies import SERVER_OPTIMIZERS
 from federated.strategies.dp_adaptive_clipping import COUNT_STDDEV_SHARE, default_count_stddev, update_noise_multiplier
 from pipelines import privacy_ledger
@@ -254,6 +257,11 @@ class FederatedTrainingConfig:
             raise InvalidFederatedSetting("execution", "'auto' picks by timing the clients' training on their data, "
                                                        "so the choice and its timings are exact facts of the "
                                                        "private data; name sequential, vectorized or numpy")
+        if self.private:
+            try:
+                check_public_population(self.sampler(), population_from_data=self.partitioner().population_from_data)
+            except ValueError as err:
+                raise InvalidFederatedSetting("sampling", str(err)) from None
         if self.private and self.partition == "shards" and self.client_key is None:
             raise InvalidFederatedSetting("partition", "shards cut the label-sorted records, so adding one record "
                                                        "re-deals every client and a client-level guarantee says "
