@@ -97,7 +97,9 @@ def _default(setting: str):
                    "TFRecords: every numeric column but --label-column and --client-column is a feature. "
                    f"Without a test split each row is held out for evaluation with probability {HOLD_OUT:.0%}, by a "
                    "keyed hash of its content (one added row moves no other), and never trained on; under --dp "
-                   "their loss and accuracy are reported outside the guarantee.")
+                   "their loss and accuracy are reported outside the guarantee. Under --dp a row with a NaN or "
+                   "infinite feature (in float32) or a label outside the classes is left out alone, uncounted, "
+                   "where a run without --dp refuses the data set.")
 @click.option("--label-column", default="label", show_default=True, help="Class column of a CSV or TFRecords.")
 @click.option("--client-column", default=None,
               help="Column naming each example's client in a CSV or TFRecords: one client per value (a user).")
@@ -319,16 +321,23 @@ def _client_data(o, config: FederatedTrainingConfig):
     """(ClientData, (x_test, y_test), the model's classes, what a private run would release outside its
     guarantee (`FederatedSimulation`'s outside_guarantee)): --dataset read, its evaluation rows set aside
     and its training rows dealt to clients."""
-    x, y, keys, test, test_is_private = _load(o["dataset"], o["seed"], o["label_column"], o["client_column"])
+    x, y, keys, test, test_is_private = _load(o["dataset"], o["seed"], o["label_column"], o["client_column"],
+                                              private=config.private)
+    from federated.data.screen import largest_label, trainable  # pylint: disable=import-outside-toplevel
     try:
-        num_classes = config.model_classes(int(max(y.max(), test[1].max())))
+        num_classes = config.model_classes(largest_label(y, test[1]))
     except InvalidFederatedSetting as err:
         raise _usage("--num-classes", err.message) from None
     outside = ("evaluation",) * test_is_private + ("classes",) * (config.num_classes is None)
     _check_memory(x.shape[1], num_classes, config, o, largest_client=len(y))
     from federated import ClientData  # pylint: disable=import-outside-toplevel
+    keys = keys if config.client_key else None
     try:
-        data = ClientData.from_arrays(x, y, config.partitioner(), keys=keys if config.client_key else None)
+        if config.private:   # each record a private run cannot train on is left out alone (federated.data.screen)
+            data = ClientData.for_private_run(x, y, config.partitioner(), num_classes=num_classes, keys=keys)
+            test = tuple(a[trainable(*test, num_classes)] for a in test)
+        else:
+            data = ClientData.from_arrays(x, y, config.partitioner(), keys=keys)
     except ValueError as err:
         option = "--clients" if "num_clients" in str(err) or "clients x" in str(err) else "--partition"
         raise _usage(option, err) from None
@@ -505,9 +514,9 @@ def _available_memory() -> float | None:
         return None
 
 
-def _load(dataset: str, seed: int, label_column: str, client_column: str | None):
+def _load(dataset: str, seed: int, label_column: str, client_column: str | None, *, private: bool):
     """(x, y, keys or None, (x_test, y_test), whether the test rows are private); evaluation rows are never
-    among the training rows.
+    among the training rows. A private run refuses no record for its values (`federated.data.screen`).
 
     Without a test split each row is held out by a keyed hash of its content (`keyed_hold_out`, salted
     apart from the partition's hash), so adding or removing one row moves no other row between training
@@ -524,7 +533,7 @@ def _load(dataset: str, seed: int, label_column: str, client_column: str | None)
     except ValueError as err:   # messages of column options start with the option's name
         message = " ".join(str(err).split())
         raise (click.UsageError(message) if message.startswith("--") else _usage("--dataset", message)) from None
-    problem = _inconsistency(x, y, keys, test)
+    problem = _inconsistency(x, y, keys, test, private=private)
     if problem:
         raise _usage("--dataset", f"{dataset}: {problem}")
     if test is not None:
@@ -572,8 +581,8 @@ def _read_npz(dataset: str):
     return as_rows(x), y, keys, None if test is None else (as_rows(test[0]), test[1])
 
 
-def _inconsistency(x, y, keys, test) -> str | None:
-    """What is wrong with the arrays' shapes or values, or None."""
+def _inconsistency(x, y, keys, test, *, private: bool) -> str | None:
+    """What is wrong with the arrays' shapes or values (shapes and types only when ``private``), or None."""
     y_test = None if test is None else test[1]
     for name, labels in (("y", y), ("y_test", y_test)):
         if labels is None:
@@ -581,9 +590,10 @@ def _inconsistency(x, y, keys, test) -> str | None:
         labels = np.asarray(labels)
         if labels.ndim != 1 or labels.size == 0:
             return f"'{name}' must be a non-empty 1-D array of labels, got shape {labels.shape}"
-        if labels.dtype.kind not in "iu" and not (labels.dtype.kind == "f" and np.all(np.mod(labels, 1) == 0)):
+        if labels.dtype.kind not in "iuf" or not (private or labels.dtype.kind in "iu"
+                                                  or np.all(np.mod(labels, 1) == 0)):
             return f"'{name}' must hold integer class labels, got dtype {labels.dtype}"
-        if labels.min() < 0:
+        if not private and labels.min() < 0:
             return f"'{name}' must hold labels >= 0, got {labels.min()}"
     if len(x) != len(y):
         return f"'x' has {len(x)} rows but 'y' has {len(y)}"
@@ -593,7 +603,7 @@ def _inconsistency(x, y, keys, test) -> str | None:
         return f"'x_test' {test[0].shape} does not fit 'y_test' {np.shape(y_test)} and 'x' {x.shape}"
     if x.shape[1] == 0:
         return "'x' has no features"
-    if not (np.all(np.isfinite(x)) and (test is None or np.all(np.isfinite(test[0])))):
+    if not private and not (np.all(np.isfinite(x)) and (test is None or np.all(np.isfinite(test[0])))):
         return "'x' or 'x_test' has NaN or infinite values"
     return None
 

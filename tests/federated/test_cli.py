@@ -576,3 +576,43 @@ def test_user_level_dp_releases_the_number_of_users_only_where_the_adjacency_hol
     expected = dp_accounting.rdp.RdpAccountant(
         neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE).compose(event, 2).get_epsilon(0.01)
     assert ledger["epsilon"]["rdp"] == pytest.approx(expected, rel=1e-12) and 2.99 <= expected <= 3
+
+
+@pytest.mark.parametrize("bad, refusal", [
+    ("nan", "--dataset: .*'x' or 'x_test' has NaN or infinite values"),
+    ("inf", "--dataset: .*'x' or 'x_test' has NaN or infinite values"),
+    ("1e300", "--dataset: .*'x' or 'x_test' has NaN or infinite values"),
+    ("label 7", "--num-classes: the labels go up to 7, which does not fit 3 classes"),
+    ("label -1", "--dataset: .*'y' must hold labels >= 0, got -1")])
+def test_under_dp_one_bad_record_does_not_decide_whether_the_run_happens(tmp_path, bad, refusal):
+    """Neighbouring CSV files, one with a record whose feature is NaN, infinite or 1e300 (infinite in
+    float32), or whose label is outside --num-classes: without --dp the run is refused in one line; under
+    --dp both neighbours run, the record is left out alone, and the ledger, the history's settings and
+    rounds (but the noisy evaluation) and the terminal lines are the same (the count left out is not
+    reported)."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(200, 4)), rng.integers(0, 3, 200)
+    row, label = np.zeros(4), 1
+    if bad.startswith("label"):
+        label = int(bad.split()[1])
+    else:
+        row[2] = float(bad)
+    clean = _write_csv(tmp_path / "clean.csv", x, y)
+    plus = _write_csv(tmp_path / "plus.csv", np.vstack([x, row]), np.append(y, label))
+    common = ["--rounds", "2", "--clients", "10", "-C", "0.5", "--model", "linear", "--execution", "numpy",
+              "--num-classes", "3"]
+    public = _run([*common, "--dataset", plus], tmp_path)
+    assert public.exit_code == 2 and public.stderr.count("\n") == 1 and re.search(refusal, public.stderr), \
+        public.output
+    runs = {}
+    for name, dataset in (("clean", clean), ("plus", plus)):
+        out = tmp_path / name
+        result = _run([*common, "--dp", "--dataset", dataset, "--out", str(out)], tmp_path)
+        assert result.exit_code == 0, result.output
+        history = json.loads((out / "history.json").read_text())
+        runs[name] = ({k: v for k, v in history["config"].items() if k != "title"},
+                      [{k: v for k, v in r.items() if k != "evaluation"} for r in history["rounds"]],
+                      json.loads((out / "privacy_ledger.json").read_text()),
+                      [line for line in result.stderr.splitlines() if not line.startswith("round ")],
+                      [line for line in result.stdout.splitlines() if not line.startswith(("final accuracy", "wrote"))])
+    assert runs["clean"] == runs["plus"]

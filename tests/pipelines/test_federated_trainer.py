@@ -269,12 +269,12 @@ def transform_and_read(name, chosen):
     return read_split([path], tft.TFTransformOutput(graph))
 
 def clients(split):
-    data = client_data(config, split, resolve_feature_keys(config, split))
+    data = client_data(config, split, resolve_feature_keys(config, split), 2)
     return [{split.keys[i] for i in ix} for ix in data.partition.indices]
 
 def transformed_content_clients(split):   # keying Transform's output instead: what the Trainer did before
     x = stack_features(split.columns, resolve_feature_keys(config, split))
-    data = client_data(config, split, resolve_feature_keys(config, split))
+    data = client_data(config, split, resolve_feature_keys(config, split), 2)
     owner = np.empty(len(x), int)
     for k, ix in enumerate(KeyedPartitioner(num_clients=20, rule="dirichlet", alpha=1.0).partition(
             data.y, keys=content_keys(x, data.y)).indices):
@@ -322,3 +322,26 @@ except ValueError as err:
     print(err)
 """, legacy_keras=True)
     assert "give it ExampleGen's examples, not Transform's" in proc.stdout
+
+
+def test_a_private_trainer_leaves_out_a_record_it_cannot_train_on_instead_of_failing():
+    """One record with a NaN feature or a label outside num_classes: the public Trainer refuses it, a private
+    one deals the same clients as without it (the run's existence is no function of one record)."""
+    from federated.partitioners import record_keys
+    from pipelines.trainers.federated import Split, client_data
+    rng = np.random.default_rng(0)
+    columns = {"a": rng.normal(size=80).astype(np.float32), "b": rng.normal(size=80).astype(np.float32),
+               "diagnosis": rng.integers(0, 2, 80)}
+    config = FederatedTrainingConfig.for_trainer({**CONFIG, "num_classes": 2})
+    clean = client_data(config, Split(columns, columns, record_keys(columns)), ["a", "b"], 2)
+    for bad in ({"a": np.nan}, {"b": np.inf}, {"diagnosis": 5}):
+        row = {"a": 0.5, "b": 0.5, "diagnosis": 1, **bad}
+        plus = {k: np.append(v, np.asarray(row[k], v.dtype)) for k, v in columns.items()}
+        data = client_data(config, Split(plus, plus, record_keys(plus)), ["a", "b"], 2)
+        assert data.partition == clean.partition and np.array_equal(data.x, clean.x)
+        assert config.model_classes(5) == 2
+        public = FederatedTrainingConfig.for_trainer({**CONFIG, "private": False, "noise_multiplier": None,
+                                                      "clipping_norm": None, "num_classes": 2})
+        with pytest.raises((ValueError, InvalidFederatedSetting), match="NaN|does not fit 2 classes"):
+            public.model_classes(5) if "diagnosis" in bad else \
+                client_data(public, Split(plus, plus, record_keys(plus)), ["a", "b"], 2)

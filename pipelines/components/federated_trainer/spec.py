@@ -293,11 +293,12 @@ class FederatedTrainingConfig:
         """The model's number of classes: ``num_classes``, else 1 + ``largest_label`` (at least 2).
 
         Raises:
-          InvalidFederatedSetting: when ``largest_label`` does not fit ``num_classes``.
+          InvalidFederatedSetting: when ``largest_label`` does not fit ``num_classes`` (not when private:
+            a private run leaves such records out one by one, `federated.data.screen`).
         """
         if self.num_classes is None:
             return max(2, int(largest_label) + 1)
-        if largest_label >= self.num_classes:
+        if largest_label >= self.num_classes and not self.private:
             raise InvalidFederatedSetting("num_classes", f"the labels go up to {largest_label}, which does not fit "
                                                          f"{self.num_classes} classes (0..{self.num_classes - 1})")
         return self.num_classes
