@@ -27,6 +27,10 @@ class ClientSampler(abc.ABC):
     def expected_clients(self, population: int) -> float:
         """E[number sampled]: the public denominator of DP-FedAvg."""
 
+    @abc.abstractmethod
+    def most_clients(self, population: int) -> int:
+        """The most clients a round can sample (what secure aggregation's modulus must hold)."""
+
     @property
     @abc.abstractmethod
     def accounting(self) -> tuple[Sampling, Adjacency]:
@@ -61,6 +65,9 @@ class UniformSampler(ClientSampler):
     def expected_clients(self, population):
         return float(self.clients_per_round(population))
 
+    def most_clients(self, population):
+        return self.clients_per_round(population)
+
     @property
     def accounting(self):
         return Sampling.FIXED, Adjacency.REPLACE_ONE
@@ -87,6 +94,9 @@ class PoissonSampler(ClientSampler):
 
     def expected_clients(self, population):
         return self.probability * population
+
+    def most_clients(self, population):
+        return population
 
     @property
     def accounting(self):

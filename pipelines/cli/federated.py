@@ -25,13 +25,13 @@ import click
 import numpy as np
 from click.core import ParameterSource
 
-from pipelines.components.federated_trainer.spec import (CLIPS, DEFAULT_TARGET_EPSILON, EXECUTIONS, MAX_SEED,
-                                                         PARTITIONS, PRIVACY_SETTINGS, SAMPLINGS,
+from pipelines.components.federated_trainer.spec import (CLIPS, DEALING_SETTINGS, DEFAULT_TARGET_EPSILON,
+                                                         EXECUTIONS, MAX_SEED, PARTITIONS, PRIVACY_SETTINGS, SAMPLINGS,
                                                          FederatedTrainingConfig, InvalidFederatedSetting)
 from federated.strategies import (DEFAULT_SERVER_LEARNING_RATES, SERVER_OPTIMIZERS,
                                   DifferentialPrivacyAdaptiveClipping, DifferentialPrivacyFixedClipping, FedAvg)
 from federated.strategies.dp_adaptive_clipping import COUNT_STDDEV_SHARE
-from privacy.accounting import AccountantKind, delta_warning
+from privacy.accounting import AccountantKind
 
 DEFAULTS = FederatedTrainingConfig()
 OPTION_OF_SETTING = {
@@ -167,7 +167,8 @@ def _default(setting: str):
 @click.option("--seeded-noise", is_flag=True,
               help="Research only: draw the DP noise and each round's client sample from --seed (reproducible); "
                    "anyone with the seed can remove the noise, so the epsilon is no guarantee for a released "
-                   "model. Default: the OS CSPRNG.")
+                   "model. Default: generators seeded afresh from the OS CSPRNG every round (not CSPRNG streams "
+                   "themselves: Philox for the noise, PCG64 for the sample).")
 @click.option("--secure-aggregation", is_flag=True, help="Simulate secure aggregation of the client contributions.")
 @click.option("--secagg-bits", type=int, default=_default("secagg_bits"), show_default=True)
 @click.option("--secagg-range", type=float, default=None,
@@ -232,12 +233,16 @@ def _config(o) -> FederatedTrainingConfig:
         "num_classes": DIGITS_CLASSES if o["num_classes"] is None and o["dataset"] == "digits" else o["num_classes"]}
     if o["partition"] == "natural" and o["client_column"] is None:
         values["client_key"] = "keys"
+    source = click.get_current_context().get_parameter_source
+    given = lambda setting: source(OPTION_OF_SETTING[setting][2:].replace("-", "_")) not in (  # noqa: E731
+        ParameterSource.DEFAULT, None)
+    if values["client_key"] is not None:   # dealing flags at their defaults (or --partition natural) are no settings
+        values = {k: v for k, v in values.items() if k not in DEALING_SETTINGS
+                  or (given(k) and not (k == "partition" and o["partition"] == "natural"))}
     if not o["dp"]:   # privacy flags are refused without --dp, not ignored; at their defaults they are no settings
-        source = click.get_current_context().get_parameter_source
-        given = [OPTION_OF_SETTING[k] for k in PRIVACY_SETTINGS
-                 if source(OPTION_OF_SETTING[k][2:].replace("-", "_")) not in (ParameterSource.DEFAULT, None)]
-        if given:
-            raise _usage(given[0], "is a privacy setting: it applies with --dp only")
+        privacy = [OPTION_OF_SETTING[k] for k in PRIVACY_SETTINGS if given(k)]
+        if privacy:
+            raise _usage(privacy[0], "is a privacy setting: it applies with --dp only")
         values = {k: v for k, v in values.items() if k not in PRIVACY_SETTINGS}
     try:
         return FederatedTrainingConfig.from_custom_config(values)
@@ -409,9 +414,8 @@ def _privacy_plan(plan) -> list[str]:
     where = "given" if c.delta is not None else "the default: the largest power of ten below 1/N"
     lines = [f"{c.privacy_unit}-level DP: noise multiplier z = {z:.4g} ({how}); delta = {plan.delta:g} ({where}, "
              f"N = {plan.num_clients} {c.privacy_unit}s)"]
-    warning = delta_warning(plan.delta, plan.num_clients, unit=c.privacy_unit)
-    if warning:
-        lines.append(f"warning (--target-delta): {warning}")
+    if plan.delta_warning:
+        lines.append(f"warning (--target-delta): {plan.delta_warning}")
     return lines
 
 
@@ -456,18 +460,19 @@ def _report(history, sim, plan, written: list[str]) -> None:
         sampling, adjacency = sim.sampler.accounting
         eps = ", ".join(f"{k.upper()} {v:.4g}" if v is not None else f"{k.upper()} n/a"
                         for k, v in budget.epsilons().items())
+        seeded = f" ({history.tags()['epsilon']})" if "epsilon" in history.tags() else ""
         click.echo(f"{plan.config.privacy_unit}-level epsilon at delta={budget.target_delta:g}: {eps} "
                    f"(z = {plan.mechanism.noise_multiplier:.4g}, {sampling.value} sampling of clients, "
-                   f"{adjacency.value} adjacency, dp-accounting)")
+                   f"{adjacency.value} adjacency, dp-accounting){seeded}")
         record = history.config.get("record_level")
         if record and "epsilon" in record:
             value = "not available" if record["epsilon"] is None else f"{record['epsilon']:.4g}"
             click.echo(f"record-level epsilon at delta={budget.target_delta:g}: {value} ({record['accountant']}; one "
                        f"record added or removed changes one client's data, N fixed: a client replaced, accounted "
-                       f"replace-one)")
+                       f"replace-one){seeded}")
         elif record:
             click.echo("record-level epsilon: the client-level one (one record added or removed changes one "
-                       "client's data, N fixed: a client replaced, which replace-one accounting covers)")
+                       f"client's data, N fixed: a client replaced, which replace-one accounting covers){seeded}")
     for note in _outside_guarantee(history):
         click.echo(note)
     click.echo("wrote " + ", ".join(written))

@@ -59,6 +59,9 @@ def run_fn(fn_args) -> None:
     if config.private:   # each evaluation record it cannot score is left out alone (federated.data.screen)
         evaluation = tuple(a[trainable(*evaluation, num_classes)] for a in evaluation)
     plan = config.plan(data.num_clients)
+    if plan.delta_warning:   # also in the ledger's parameters
+        from absl import logging  # pylint: disable=import-outside-toplevel
+        logging.warning("Federated Trainer: %s", plan.delta_warning)
     model_fn = DenseModel(data.x.shape[1], num_classes, tuple(config.hidden_units), seed=config.seed)
     algorithm = plan.strategy()
     simulation = fl.FederatedSimulation(model_fn, data, algorithm, rounds=config.rounds,

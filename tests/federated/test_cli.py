@@ -238,6 +238,8 @@ def test_seeded_noise_is_an_explicit_research_option_and_says_so(tmp_path):
     assert "the epsilon describes the mechanism, not a released model" in first.stdout
     assert all(line.endswith("(seeded noise: no guarantee)") for line in first.stderr.splitlines()
                if line.startswith("round "))
+    headlines = [line for line in first.stdout.splitlines() if "epsilon at delta" in line or "epsilon:" in line]
+    assert len(headlines) == 2 and all(line.endswith("(seeded noise: no guarantee)") for line in headlines)
     histories = [json.loads((tmp_path / name / "history.json").read_text()) for name in ("a", "b")]
     assert [r["evaluation"] for r in histories[0]["rounds"]] == [r["evaluation"] for r in histories[1]["rounds"]]
     from pipelines import privacy_ledger
@@ -266,6 +268,8 @@ def test_a_delta_close_to_one_over_n_clients_is_warned_about_before_training(tmp
     assert warnings == ["warning (--target-delta): delta=0.04 is 0.8/n (n=20 clients), close to 1/n: a mechanism "
                         "that publishes each client in full with probability delta meets it, 0.8 clients in the "
                         "clear on average. Prefer delta <= 1/(2n) = 0.025 or smaller."]
+    ledger = json.loads((tmp_path / "run" / "privacy_ledger.json").read_text())
+    assert ledger["parameters"]["delta_warning"] == warnings[0][len("warning (--target-delta): "):]
     result = _run([*args, "--target-delta", "0.01", "--out", str(tmp_path / "small")], tmp_path)
     assert result.exit_code == 0 and "warning" not in result.stderr, result.output
 
@@ -351,6 +355,11 @@ BAD_INPUTS = [  # (arguments, the option the one-line error names); {d} is the f
     (["--secure-aggregation", "--secagg-bits", "60"], "--secagg-bits"),
     (["--secure-aggregation", "--secagg-modulus-bits", "10"], "--secagg-modulus-bits"),
     (["--secure-aggregation", "--secagg-range", "-1"], "--secagg-range"),
+    (["--clients", "20", "-C", "0.5", "--secure-aggregation", "--secagg-modulus-bits", "19"], "--secagg-modulus-bits"),
+    (["--clients", "20", "-C", "0.1", "--sampling", "poisson", "--secure-aggregation", "--secagg-modulus-bits", "20"],
+     "--secagg-modulus-bits"),
+    (["--dataset", "{d}/notes.csv", "--client-column", "a", "--clients", "5"], "--clients"),
+    (["--dataset", "{d}/notes.csv", "--client-column", "a", "--partition", "dirichlet"], "--partition"),
     (["--dropout-rate", "1"], "--dropout-rate"),
     (["--dp", "--secure-aggregation", "--sampling", "poisson", "--dropout-rate", "0.2"], "--dropout-rate"),
     (["--runner", "beam", "--beam-arg=--runner=NoSuchRunner"], "--beam-arg"),

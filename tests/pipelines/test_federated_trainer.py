@@ -198,11 +198,28 @@ def test_delta_not_below_one_over_n_clients_fails_before_training():
      r"custom_config\['delta'\]: is a privacy setting, but 'private' is false"),
     ({"execution": "auto"}, r"custom_config\['execution'\]: 'auto' picks by timing the clients' training"),
     ({"rounds": 0}, r"custom_config\['rounds'\]: must be an integer >= 1, got 0"),
-    ({"client_key": "user"}, r"custom_config\['sampling'\]: with one client per user, N is the number of users"),
 ])
 def test_bad_settings_are_named(change, message):
     with pytest.raises(InvalidFederatedSetting, match=message):
         FederatedTrainingConfig.from_custom_config({**CONFIG, **change})
+
+
+def test_with_a_client_key_the_trainer_refuses_dealing_settings_and_poisson_sampling_and_warns_in_users():
+    """One client per key: the dealing settings are refused rather than ignored; N is the number of users,
+    released, so only uniform sampling (replace-one user) is private; a delta near 1/N warns in users, in the
+    Trainer's log and its ledger, as the command line does."""
+    users = {k: v for k, v in CONFIG.items() if k not in ("partition", "alpha", "num_clients")}
+    users["client_key"] = "user"
+    for key in ("partition", "num_clients", "alpha", "shards_per_client"):
+        with pytest.raises(InvalidFederatedSetting, match=rf"custom_config\['{key}'\]: deals records to clients, "
+                                                          rf"but with client_key 'user' each of its values is a client"):
+            FederatedTrainingConfig.for_trainer({**users, key: CONFIG.get(key, 2)})
+    with pytest.raises(InvalidFederatedSetting, match=r"custom_config\['sampling'\]: with one client per user, N is "
+                                                      r"the number of users in the data"):
+        FederatedTrainingConfig.for_trainer(users)
+    plan = FederatedTrainingConfig.for_trainer({**users, "sampling": "uniform", "delta": 0.08}).plan(10)
+    assert plan.delta_warning.startswith("delta=0.08 is 0.8/n (n=10 users), close to 1/n")
+    assert FederatedTrainingConfig.for_trainer({**users, "sampling": "uniform"}).plan(10).delta_warning is None
 
 
 def test_the_trainer_refuses_seeded_noise_and_calibrates_for_epsilon_three_by_default():
