@@ -56,8 +56,12 @@ def run_fn(fn_args) -> None:
     evaluation = (stack_features(evaluated.columns, feature_keys), _labels(evaluated, config.label_key))
     num_classes = config.model_classes(largest_label(_labels(train, config.label_key), evaluation[1]))
     data = client_data(config, train, feature_keys, num_classes)
+    scored = trainable(*evaluation, num_classes)
     if config.private:   # each evaluation record it cannot score is left out alone (federated.data.screen)
-        evaluation = tuple(a[trainable(*evaluation, num_classes)] for a in evaluation)
+        evaluation = tuple(a[scored] for a in evaluation)
+    elif not scored.all():
+        raise ValueError(f"evaluation record {int(np.flatnonzero(~scored)[0])} has a NaN or infinite feature or a "
+                         f"label outside 0..{num_classes - 1}")
     plan = config.plan(data.num_clients)
     if plan.delta_warning:   # also in the ledger's parameters
         from absl import logging  # pylint: disable=import-outside-toplevel
