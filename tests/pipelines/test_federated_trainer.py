@@ -211,8 +211,8 @@ def test_with_a_client_key_the_trainer_refuses_dealing_settings_and_poisson_samp
     users = {k: v for k, v in CONFIG.items() if k not in ("partition", "alpha", "num_clients")}
     users["client_key"] = "user"
     for key in ("partition", "num_clients", "alpha", "shards_per_client"):
-        with pytest.raises(InvalidFederatedSetting, match=rf"custom_config\['{key}'\]: deals records to clients, "
-                                                          rf"but with client_key 'user' each of its values is a client"):
+        with pytest.raises(InvalidFederatedSetting, match=rf"custom_config\['{key}'\]: deals records to "
+                                                          rf"clients, but with client_key 'user' each of its values"):
             FederatedTrainingConfig.for_trainer({**users, key: CONFIG.get(key, 2)})
     with pytest.raises(InvalidFederatedSetting, match=r"custom_config\['sampling'\]: with one client per user, N is "
                                                       r"the number of users in the data"):

@@ -67,9 +67,7 @@ secagg_range                  C (4 C adaptive); else 8 x largest     coordinate 
 ============================  =====================================  ===========================================
 
 Clients and the unit of privacy. With ``client_key`` each value is a client and the privacy unit is a
-user (all records of one key); N is then the number of users in the data, which a private run releases
-(sample sizes, delta, the update's scale), so private runs sample users uniformly (replace-one user
-adjacency, which holds N fixed) and Poisson sampling is refused. Otherwise ppml deals records to N clients with a `KeyedPartitioner`: a
+user (all records of one key). Otherwise ppml deals records to N clients with a `KeyedPartitioner`: a
 record's client is a function of the seed, the record's content (as collected, before any
 preprocessing) and its label alone, so adding or removing one record changes exactly one client's data,
 and the privacy unit is a client. Under DP, Poisson sampling gives add/remove-one-client adjacency,
@@ -78,6 +76,10 @@ replaces one client's data (its update can move by 2C): under uniform sampling t
 covers it; under Poisson sampling the add/remove one does not, and `FederatedTrainingPlan.record_level`
 accounts the replacement (PLD; dp-accounting's RDP has no replace-one analysis of Poisson sampling),
 reported beside the client-level epsilon in the ledger and by ``ppml federated run``.
+
+With ``client_key``, N is the number of users in the data, which a private run releases (sample
+sizes, delta, the update's scale): private runs sample users uniformly (replace-one user adjacency,
+which holds N fixed), and Poisson sampling is refused.
 
 The privacy settings (`PRIVACY_SETTINGS`) are refused when ``private`` is false, and the dealing settings
 (`DEALING_SETTINGS`) with a ``client_key``, rather than ignored.
@@ -342,10 +344,10 @@ class FederatedTrainingConfig:
             most = self.sampler().most_clients(num_clients)
             needed = SecureAggregation.required_modulus_bits(self.secagg_bits, most)
             if needed > self.secagg_modulus_bits:
-                raise InvalidFederatedSetting("secagg_modulus_bits", f"a round of up to {most} clients ({self.sampling} "
-                                                                     f"sampling of {num_clients}) sums {self.secagg_bits}"
-                                                                     f"-bit values past 2^{self.secagg_modulus_bits}: "
-                                                                     f"give at least {needed}")
+                raise InvalidFederatedSetting(
+                    "secagg_modulus_bits", f"a round of up to {most} clients ({self.sampling} sampling of "
+                                           f"{num_clients}) sums {self.secagg_bits}-bit values past "
+                                           f"2^{self.secagg_modulus_bits}: give at least {needed}")
         if not self.private:
             return FederatedTrainingPlan(config=self, num_clients=num_clients)
         delta = default_delta(num_clients) if self.delta is None else float(self.delta)
