@@ -27,6 +27,10 @@ class ClientSampler(abc.ABC):
     def expected_clients(self, population: int) -> float:
         """E[number sampled]: the public denominator of DP-FedAvg."""
 
+    @abc.abstractmethod
+    def most_clients(self, population: int) -> int:
+        """The most clients a round can sample (what secure aggregation's modulus must hold)."""
+
     @property
     @abc.abstractmethod
     def accounting(self) -> tuple[Sampling, Adjacency]:
@@ -61,6 +65,9 @@ class UniformSampler(ClientSampler):
     def expected_clients(self, population):
         return float(self.clients_per_round(population))
 
+    def most_clients(self, population):
+        return self.clients_per_round(population)
+
     @property
     def accounting(self):
         return Sampling.FIXED, Adjacency.REPLACE_ONE
@@ -88,9 +95,31 @@ class PoissonSampler(ClientSampler):
     def expected_clients(self, population):
         return self.probability * population
 
+    def most_clients(self, population):
+        return population
+
     @property
     def accounting(self):
         return Sampling.POISSON, Adjacency.ADD_REMOVE
+
+
+def check_public_population(sampler: ClientSampler, *, population_from_data: bool) -> None:
+    """Refuses client-level DP whose adjacency would have to hide N, the number of clients.
+
+    A private run releases N: the round's sample sizes, the update's scale (the noisy sum over the
+    expected q N), the calibrated z and the default delta depend on it. N is public when it is a setting
+    (a keyed partition of N clients), or when the adjacency holds it fixed (uniform sampling: one client
+    replaced). With one client per user N is counted from the data, and Poisson sampling's add/remove
+    adjacency is a user more or less: the released N alone would tell the neighbours apart.
+
+    Raises:
+      ValueError: for add/remove adjacency over a population counted from the data.
+    """
+    if population_from_data and sampler.accounting[1] is Adjacency.ADD_REMOVE:
+        raise ValueError(f"with one client per user, N is the number of users in the data, which a private run "
+                         f"releases (sample sizes, delta, the update's scale) and {sampler.name} sampling's "
+                         f"add/remove adjacency (a user more or less) would change: use uniform sampling "
+                         f"(replace-one user adjacency, N fixed)")
 
 
 def sampler_from_dict(spec: dict) -> ClientSampler:

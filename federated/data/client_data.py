@@ -8,6 +8,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from federated.data.examples import dataset_to_numpy, read_tf_examples, stack_features
+from federated.data.screen import trainable
 from federated.partitioners import Partition, Partitioner
 
 
@@ -56,6 +57,18 @@ class ClientData:
                 keys = partitioner.default_keys(x, y)
             partition = partitioner.partition(np.asarray(y), keys=keys)
         return cls(x, y, partition)
+
+    @classmethod
+    def for_private_run(cls, x, y, partitioner: Partitioner, *, num_classes: int, keys=None) -> "ClientData":
+        """`from_arrays` for a private run: the records are dealt first, then each record that is not
+        `federated.data.screen.trainable` is left out of its client (which stays, possibly empty), so no
+        one record's value can refuse the run (`federated.data.screen`)."""
+        keep = trainable(x, y, num_classes)
+        if keys is None:
+            keys = partitioner.default_keys(x, y)
+        placeholder = np.where(keep, np.asarray(y, np.float64), 0).astype(np.int64)   # left-out records' labels
+        partition = partitioner.partition(placeholder, keys=keys).select(keep)
+        return cls(np.asarray(x)[keep], placeholder[keep], partition)
 
     @classmethod
     def from_tf_dataset(cls, dataset, partitioner: Partitioner, *, features: Sequence[str] | None = None,

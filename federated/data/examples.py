@@ -111,7 +111,8 @@ def _parse_column(values: list[str]) -> np.ndarray:
     """int64 if every value is an integer that fits, float32 if every value is a number, else strings."""
     for dtype in (np.int64, np.float32):
         try:
-            return np.array(values, dtype=dtype)
+            with np.errstate(over="ignore"):   # a number beyond float32's range reads as infinite
+                return np.array(values, dtype=dtype)
         except (ValueError, OverflowError):
             continue
     return np.array(values, dtype=object)
@@ -133,14 +134,17 @@ def feature_columns(columns: dict[str, np.ndarray], exclude: Iterable[str | None
 def class_labels(columns: dict[str, np.ndarray], key: str, *, setting: str) -> np.ndarray:
     """Column ``key`` as int32 class labels; ``setting`` names the option or config key in errors.
 
+    The values are not checked here (a negative one included): a private run leaves such records out
+    one by one (`federated.data.screen`), others refuse them where the labels are used.
+
     Raises:
-      ValueError: for a missing column, or one that is not one integer class >= 0 per example.
+      ValueError: for a missing column, or one that is not one integer per example.
     """
     if key not in columns:
         raise ValueError(f"{setting}: no column {key!r}; the columns are {sorted(columns)}")
     labels = np.asarray(columns[key])
-    if labels.ndim != 1 or labels.size == 0 or labels.dtype.kind not in "iu" or labels.min() < 0:
-        raise ValueError(f"{setting}: column {key!r} must hold one integer class >= 0 per example, got dtype "
+    if labels.ndim != 1 or labels.size == 0 or labels.dtype.kind not in "iu":
+        raise ValueError(f"{setting}: column {key!r} must hold one integer class per example, got dtype "
                          f"{labels.dtype} and shape {labels.shape}")
     return labels.astype(np.int32)
 

@@ -21,6 +21,8 @@ class Partitioner(abc.ABC):
 
     name: ClassVar[str]
     allows_empty_clients: ClassVar[bool] = False
+    population_from_data: ClassVar[bool] = False
+    """N is counted from the data (one client per key), not a setting (`federated.sampling.check_public_population`)."""
 
     def default_keys(self, x: np.ndarray, y: np.ndarray):
         """Keys to use when the caller gives none (`ClientData.from_arrays`); None: this rule needs none."""

@@ -115,8 +115,9 @@ def keyed_hold_out(keys, *, fraction: float, seed: int) -> np.ndarray:
 
 def content_keys(x, y) -> list[bytes]:
     """One key per example: its features (float32) and label (int64) as bytes."""
-    x = np.ascontiguousarray(np.asarray(x, np.float32).reshape(len(x), -1))
-    y = np.asarray(y).astype(np.int64)
+    with np.errstate(over="ignore", invalid="ignore"):   # a record beyond float32, or a NaN label, keys as it casts
+        x = np.ascontiguousarray(np.asarray(x, np.float32).reshape(len(x), -1))
+        y = np.asarray(y).astype(np.int64)
     return [row.tobytes() + label.tobytes() for row, label in zip(x, y)]
 
 

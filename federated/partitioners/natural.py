@@ -19,6 +19,7 @@ class NaturalPartitioner(Partitioner):
 
     max_clients: int | None = None
     name = "natural"
+    population_from_data = True
 
     def _split(self, labels, keys):
         if keys is None:

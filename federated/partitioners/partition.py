@@ -112,6 +112,15 @@ class Partition:
             lines.append(text)
         return "\n".join(lines)
 
+    def select(self, keep) -> "Partition":
+        """The partition of the records where ``keep`` ([n] bool) holds, renumbered in order; every client
+        stays, empty ones too."""
+        keep = np.asarray(keep, bool)
+        position = np.cumsum(keep) - 1
+        return Partition(self._ids, [position[ix[keep[ix]]] for ix in self._indices],
+                         labels=None if self._labels is None else self._labels[keep], spec=self._spec,
+                         allow_empty=True)
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "format": FORMAT, "spec": self._spec, "allow_empty": self._allow_empty, "clients": [

@@ -3,7 +3,7 @@
 All randomness of round t derives from (seed, t): client sampling, dropouts, each client's batch
 shuffling and the server's noise. A resumed run therefore draws exactly what an uninterrupted one
 would, from the seed and the round number alone; except, for a strategy with `secret_randomness`,
-the client sample and the noise, which come from the OS CSPRNG.
+the client sample and the noise, which come from generators seeded afresh from the OS CSPRNG.
 
 A client's own draws (its batch shuffling, secure aggregation's rounding) derive from its key, a hash
 of its id (`client_keys`), never from its rank in the round or its position in the population: adding

@@ -17,7 +17,8 @@ import numpy as np
 from federated.aggregation import PlainAggregation
 from federated.client import EXECUTIONS, ClientTrainer
 from federated.data import ClientData
-from federated.sampling import ClientSampler, UniformSampler
+from federated.partitioners import PARTITIONERS
+from federated.sampling import ClientSampler, UniformSampler, check_public_population
 from federated.simulation.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from federated.simulation.history import OUTSIDE_GUARANTEE, History, RoundRecord
 from federated.simulation.inprocess import InProcessRunner
@@ -78,7 +79,9 @@ class FederatedSimulation:
     Raises:
       UnaccountedAbort: for a private strategy whose secure aggregation one client's presence could
         abort (`_check_abort_rule`).
-      ValueError: for any other bad argument.
+      ValueError: for any other bad argument, e.g. a private strategy with Poisson sampling of a
+        population counted from the data (`check_public_population`; a partition without a
+        partitioner's spec counts as public).
     """
 
     def __init__(self, model_fn: Callable, data: ClientData, strategy: Strategy, *, rounds: int,
@@ -115,6 +118,10 @@ class FederatedSimulation:
         self.dropout_rate = float(dropout_rate)
         self.checkpoint_dir = checkpoint_dir
         self._check_abort_rule()
+        if strategy.private:
+            partitioner = PARTITIONERS.get(data.partition.spec.get("name"))
+            check_public_population(self.sampler, population_from_data=bool(
+                partitioner and partitioner.population_from_data))
         self._client_keys = client_keys(data.client_ids)
         self.execution_costs: dict[str, float] = {}   # the estimates "auto" chose by, in CPU seconds
         self.state: ServerState | None = None

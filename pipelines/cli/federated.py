@@ -25,13 +25,13 @@ import click
 import numpy as np
 from click.core import ParameterSource
 
-from pipelines.components.federated_trainer.spec import (CLIPS, DEFAULT_TARGET_EPSILON, EXECUTIONS, MAX_SEED,
-                                                         PARTITIONS, PRIVACY_SETTINGS, SAMPLINGS,
+from pipelines.components.federated_trainer.spec import (CLIPS, DEALING_SETTINGS, DEFAULT_TARGET_EPSILON,
+                                                         EXECUTIONS, MAX_SEED, PARTITIONS, PRIVACY_SETTINGS, SAMPLINGS,
                                                          FederatedTrainingConfig, InvalidFederatedSetting)
 from federated.strategies import (DEFAULT_SERVER_LEARNING_RATES, SERVER_OPTIMIZERS,
                                   DifferentialPrivacyAdaptiveClipping, DifferentialPrivacyFixedClipping, FedAvg)
 from federated.strategies.dp_adaptive_clipping import COUNT_STDDEV_SHARE
-from privacy.accounting import AccountantKind, delta_warning
+from privacy.accounting import AccountantKind
 
 DEFAULTS = FederatedTrainingConfig()
 OPTION_OF_SETTING = {
@@ -97,7 +97,9 @@ def _default(setting: str):
                    "TFRecords: every numeric column but --label-column and --client-column is a feature. "
                    f"Without a test split each row is held out for evaluation with probability {HOLD_OUT:.0%}, by a "
                    "keyed hash of its content (one added row moves no other), and never trained on; under --dp "
-                   "their loss and accuracy are reported outside the guarantee.")
+                   "their loss and accuracy are reported outside the guarantee. Under --dp a row with a NaN or "
+                   "infinite feature (in float32) or a label outside the classes is left out alone, uncounted, "
+                   "where a run without --dp refuses the data set.")
 @click.option("--label-column", default="label", show_default=True, help="Class column of a CSV or TFRecords.")
 @click.option("--client-column", default=None,
               help="Column naming each example's client in a CSV or TFRecords: one client per value (a user).")
@@ -114,7 +116,8 @@ def _default(setting: str):
               help="Number of clients N (public; a client may hold no record).")
 @click.option("--rounds", type=int, default=_default("rounds"), show_default=True)
 @click.option("--sampling", type=click.Choice(SAMPLINGS), default=_default("sampling"), show_default=True,
-              help="uniform: round(C*N) clients per round; poisson: each client with probability C.")
+              help="uniform: round(C*N) clients per round; poisson: each client with probability C (not with --dp "
+                   "and one client per user, whose number N a private run releases).")
 @click.option("--fraction", "-C", type=float, default=_default("fraction"), show_default=True,
               help="Client fraction C in (0, 1].")
 @click.option("--model", type=click.Choice([*MODELS, "mlp"]), default="mlp", show_default=True,
@@ -164,7 +167,8 @@ def _default(setting: str):
 @click.option("--seeded-noise", is_flag=True,
               help="Research only: draw the DP noise and each round's client sample from --seed (reproducible); "
                    "anyone with the seed can remove the noise, so the epsilon is no guarantee for a released "
-                   "model. Default: the OS CSPRNG.")
+                   "model. Default: generators seeded afresh from the OS CSPRNG every round (not CSPRNG streams "
+                   "themselves: Philox for the noise, PCG64 for the sample).")
 @click.option("--secure-aggregation", is_flag=True, help="Simulate secure aggregation of the client contributions.")
 @click.option("--secagg-bits", type=int, default=_default("secagg_bits"), show_default=True)
 @click.option("--secagg-range", type=float, default=None,
@@ -229,12 +233,16 @@ def _config(o) -> FederatedTrainingConfig:
         "num_classes": DIGITS_CLASSES if o["num_classes"] is None and o["dataset"] == "digits" else o["num_classes"]}
     if o["partition"] == "natural" and o["client_column"] is None:
         values["client_key"] = "keys"
+    source = click.get_current_context().get_parameter_source
+    given = lambda setting: source(OPTION_OF_SETTING[setting][2:].replace("-", "_")) not in (  # noqa: E731
+        ParameterSource.DEFAULT, None)
+    if values["client_key"] is not None:   # dealing flags at their defaults (or --partition natural) are no settings
+        values = {k: v for k, v in values.items() if k not in DEALING_SETTINGS
+                  or (given(k) and not (k == "partition" and o["partition"] == "natural"))}
     if not o["dp"]:   # privacy flags are refused without --dp, not ignored; at their defaults they are no settings
-        source = click.get_current_context().get_parameter_source
-        given = [OPTION_OF_SETTING[k] for k in PRIVACY_SETTINGS
-                 if source(OPTION_OF_SETTING[k][2:].replace("-", "_")) not in (ParameterSource.DEFAULT, None)]
-        if given:
-            raise _usage(given[0], "is a privacy setting: it applies with --dp only")
+        privacy = [OPTION_OF_SETTING[k] for k in PRIVACY_SETTINGS if given(k)]
+        if privacy:
+            raise _usage(privacy[0], "is a privacy setting: it applies with --dp only")
         values = {k: v for k, v in values.items() if k not in PRIVACY_SETTINGS}
     try:
         return FederatedTrainingConfig.from_custom_config(values)
@@ -318,16 +326,23 @@ def _client_data(o, config: FederatedTrainingConfig):
     """(ClientData, (x_test, y_test), the model's classes, what a private run would release outside its
     guarantee (`FederatedSimulation`'s outside_guarantee)): --dataset read, its evaluation rows set aside
     and its training rows dealt to clients."""
-    x, y, keys, test, test_is_private = _load(o["dataset"], o["seed"], o["label_column"], o["client_column"])
+    x, y, keys, test, test_is_private = _load(o["dataset"], o["seed"], o["label_column"], o["client_column"],
+                                              private=config.private)
+    from federated.data.screen import largest_label, trainable  # pylint: disable=import-outside-toplevel
     try:
-        num_classes = config.model_classes(int(max(y.max(), test[1].max())))
+        num_classes = config.model_classes(largest_label(y, test[1]))
     except InvalidFederatedSetting as err:
         raise _usage("--num-classes", err.message) from None
     outside = ("evaluation",) * test_is_private + ("classes",) * (config.num_classes is None)
     _check_memory(x.shape[1], num_classes, config, o, largest_client=len(y))
     from federated import ClientData  # pylint: disable=import-outside-toplevel
+    keys = keys if config.client_key else None
     try:
-        data = ClientData.from_arrays(x, y, config.partitioner(), keys=keys if config.client_key else None)
+        if config.private:   # each record a private run cannot train on is left out alone (federated.data.screen)
+            data = ClientData.for_private_run(x, y, config.partitioner(), num_classes=num_classes, keys=keys)
+            test = tuple(a[trainable(*test, num_classes)] for a in test)
+        else:
+            data = ClientData.from_arrays(x, y, config.partitioner(), keys=keys)
     except ValueError as err:
         option = "--clients" if "num_clients" in str(err) or "clients x" in str(err) else "--partition"
         raise _usage(option, err) from None
@@ -398,10 +413,9 @@ def _privacy_plan(plan) -> list[str]:
            + (", the default target" if c.target_epsilon is None else "") + ")") if plan.target_epsilon else "given"
     where = "given" if c.delta is not None else "the default: the largest power of ten below 1/N"
     lines = [f"{c.privacy_unit}-level DP: noise multiplier z = {z:.4g} ({how}); delta = {plan.delta:g} ({where}, "
-             f"N = {plan.num_clients} clients)"]
-    warning = delta_warning(plan.delta, plan.num_clients, unit="client")
-    if warning:
-        lines.append(f"warning (--target-delta): {warning}")
+             f"N = {plan.num_clients} {c.privacy_unit}s)"]
+    if plan.delta_warning:
+        lines.append(f"warning (--target-delta): {plan.delta_warning}")
     return lines
 
 
@@ -446,18 +460,19 @@ def _report(history, sim, plan, written: list[str]) -> None:
         sampling, adjacency = sim.sampler.accounting
         eps = ", ".join(f"{k.upper()} {v:.4g}" if v is not None else f"{k.upper()} n/a"
                         for k, v in budget.epsilons().items())
+        seeded = f" ({history.tags()['epsilon']})" if "epsilon" in history.tags() else ""
         click.echo(f"{plan.config.privacy_unit}-level epsilon at delta={budget.target_delta:g}: {eps} "
                    f"(z = {plan.mechanism.noise_multiplier:.4g}, {sampling.value} sampling of clients, "
-                   f"{adjacency.value} adjacency, dp-accounting)")
+                   f"{adjacency.value} adjacency, dp-accounting){seeded}")
         record = history.config.get("record_level")
         if record and "epsilon" in record:
             value = "not available" if record["epsilon"] is None else f"{record['epsilon']:.4g}"
             click.echo(f"record-level epsilon at delta={budget.target_delta:g}: {value} ({record['accountant']}; one "
                        f"record added or removed changes one client's data, N fixed: a client replaced, accounted "
-                       f"replace-one)")
+                       f"replace-one){seeded}")
         elif record:
             click.echo("record-level epsilon: the client-level one (one record added or removed changes one "
-                       "client's data, N fixed: a client replaced, which replace-one accounting covers)")
+                       f"client's data, N fixed: a client replaced, which replace-one accounting covers){seeded}")
     for note in _outside_guarantee(history):
         click.echo(note)
     click.echo("wrote " + ", ".join(written))
@@ -504,9 +519,9 @@ def _available_memory() -> float | None:
         return None
 
 
-def _load(dataset: str, seed: int, label_column: str, client_column: str | None):
+def _load(dataset: str, seed: int, label_column: str, client_column: str | None, *, private: bool):
     """(x, y, keys or None, (x_test, y_test), whether the test rows are private); evaluation rows are never
-    among the training rows.
+    among the training rows. A private run refuses no record for its values (`federated.data.screen`).
 
     Without a test split each row is held out by a keyed hash of its content (`keyed_hold_out`, salted
     apart from the partition's hash), so adding or removing one row moves no other row between training
@@ -523,7 +538,7 @@ def _load(dataset: str, seed: int, label_column: str, client_column: str | None)
     except ValueError as err:   # messages of column options start with the option's name
         message = " ".join(str(err).split())
         raise (click.UsageError(message) if message.startswith("--") else _usage("--dataset", message)) from None
-    problem = _inconsistency(x, y, keys, test)
+    problem = _inconsistency(x, y, keys, test, private=private)
     if problem:
         raise _usage("--dataset", f"{dataset}: {problem}")
     if test is not None:
@@ -571,8 +586,8 @@ def _read_npz(dataset: str):
     return as_rows(x), y, keys, None if test is None else (as_rows(test[0]), test[1])
 
 
-def _inconsistency(x, y, keys, test) -> str | None:
-    """What is wrong with the arrays' shapes or values, or None."""
+def _inconsistency(x, y, keys, test, *, private: bool) -> str | None:
+    """What is wrong with the arrays' shapes or values (shapes and types only when ``private``), or None."""
     y_test = None if test is None else test[1]
     for name, labels in (("y", y), ("y_test", y_test)):
         if labels is None:
@@ -580,9 +595,10 @@ def _inconsistency(x, y, keys, test) -> str | None:
         labels = np.asarray(labels)
         if labels.ndim != 1 or labels.size == 0:
             return f"'{name}' must be a non-empty 1-D array of labels, got shape {labels.shape}"
-        if labels.dtype.kind not in "iu" and not (labels.dtype.kind == "f" and np.all(np.mod(labels, 1) == 0)):
+        if labels.dtype.kind not in "iuf" or not (private or labels.dtype.kind in "iu"
+                                                  or np.all(np.mod(labels, 1) == 0)):
             return f"'{name}' must hold integer class labels, got dtype {labels.dtype}"
-        if labels.min() < 0:
+        if not private and labels.min() < 0:
             return f"'{name}' must hold labels >= 0, got {labels.min()}"
     if len(x) != len(y):
         return f"'x' has {len(x)} rows but 'y' has {len(y)}"
@@ -592,7 +608,7 @@ def _inconsistency(x, y, keys, test) -> str | None:
         return f"'x_test' {test[0].shape} does not fit 'y_test' {np.shape(y_test)} and 'x' {x.shape}"
     if x.shape[1] == 0:
         return "'x' has no features"
-    if not (np.all(np.isfinite(x)) and (test is None or np.all(np.isfinite(test[0])))):
+    if not private and not (np.all(np.isfinite(x)) and (test is None or np.all(np.isfinite(test[0])))):
         return "'x' or 'x_test' has NaN or infinite values"
     return None
 

@@ -45,17 +45,27 @@ def run_fn(fn_args) -> None:
     """Trains on ``fn_args.train_files`` (evaluating on ``fn_args.eval_files``) and exports the model."""
     import federated as fl  # pylint: disable=import-outside-toplevel
     from federated.data.examples import stack_features  # pylint: disable=import-outside-toplevel
+    from federated.data.screen import largest_label, trainable  # pylint: disable=import-outside-toplevel
     from federated.models import DenseModel  # pylint: disable=import-outside-toplevel
 
     config = FederatedTrainingConfig.for_trainer(fn_args.custom_config)
     transform = _transform_output(fn_args)
     train = read_split(fn_args.train_files, transform)
     feature_keys = resolve_feature_keys(config, train)
-    data = client_data(config, train, feature_keys)
-    plan = config.plan(data.num_clients)
     evaluated = read_split(fn_args.eval_files, transform)
     evaluation = (stack_features(evaluated.columns, feature_keys), _labels(evaluated, config.label_key))
-    num_classes = config.model_classes(int(max(data.y.max(), evaluation[1].max())))
+    num_classes = config.model_classes(largest_label(_labels(train, config.label_key), evaluation[1]))
+    data = client_data(config, train, feature_keys, num_classes)
+    scored = trainable(*evaluation, num_classes)
+    if config.private:   # each evaluation record it cannot score is left out alone (federated.data.screen)
+        evaluation = tuple(a[scored] for a in evaluation)
+    elif not scored.all():
+        raise ValueError(f"evaluation record {int(np.flatnonzero(~scored)[0])} has a NaN or infinite feature or a "
+                         f"label outside 0..{num_classes - 1}")
+    plan = config.plan(data.num_clients)
+    if plan.delta_warning:   # also in the ledger's parameters
+        from absl import logging  # pylint: disable=import-outside-toplevel
+        logging.warning("Federated Trainer: %s", plan.delta_warning)
     model_fn = DenseModel(data.x.shape[1], num_classes, tuple(config.hidden_units), seed=config.seed)
     algorithm = plan.strategy()
     simulation = fl.FederatedSimulation(model_fn, data, algorithm, rounds=config.rounds,
@@ -156,13 +166,16 @@ def resolve_feature_keys(config: FederatedTrainingConfig, split: Split) -> list[
     return feature_columns(split.columns, (config.label_key, config.client_key))
 
 
-def client_data(config: FederatedTrainingConfig, split: Split, feature_keys: list[str]):
-    """The training split as `ClientData`: by the raw ``client_key`` column, or dealt by raw record key."""
+def client_data(config: FederatedTrainingConfig, split: Split, feature_keys: list[str], num_classes: int):
+    """The training split as `ClientData`: by the raw ``client_key`` column, or dealt by raw record key; a
+    private run leaves out, one by one, the records it cannot train on (`ClientData.for_private_run`)."""
     from federated.data import ClientData  # pylint: disable=import-outside-toplevel
     from federated.data.examples import stack_features  # pylint: disable=import-outside-toplevel
     keys = split.raw[config.client_key] if config.client_key else split.keys
-    return ClientData.from_arrays(stack_features(split.columns, feature_keys), _labels(split, config.label_key),
-                                  config.partitioner(), keys=keys)
+    x, y = stack_features(split.columns, feature_keys), _labels(split, config.label_key)
+    if config.private:
+        return ClientData.for_private_run(x, y, config.partitioner(), num_classes=num_classes, keys=keys)
+    return ClientData.from_arrays(x, y, config.partitioner(), keys=keys)
 
 
 def _labels(split: Split, label_key: str) -> np.ndarray:

@@ -238,6 +238,8 @@ def test_seeded_noise_is_an_explicit_research_option_and_says_so(tmp_path):
     assert "the epsilon describes the mechanism, not a released model" in first.stdout
     assert all(line.endswith("(seeded noise: no guarantee)") for line in first.stderr.splitlines()
                if line.startswith("round "))
+    headlines = [line for line in first.stdout.splitlines() if "epsilon at delta" in line or "epsilon:" in line]
+    assert len(headlines) == 2 and all(line.endswith("(seeded noise: no guarantee)") for line in headlines)
     histories = [json.loads((tmp_path / name / "history.json").read_text()) for name in ("a", "b")]
     assert [r["evaluation"] for r in histories[0]["rounds"]] == [r["evaluation"] for r in histories[1]["rounds"]]
     from pipelines import privacy_ledger
@@ -266,6 +268,8 @@ def test_a_delta_close_to_one_over_n_clients_is_warned_about_before_training(tmp
     assert warnings == ["warning (--target-delta): delta=0.04 is 0.8/n (n=20 clients), close to 1/n: a mechanism "
                         "that publishes each client in full with probability delta meets it, 0.8 clients in the "
                         "clear on average. Prefer delta <= 1/(2n) = 0.025 or smaller."]
+    ledger = json.loads((tmp_path / "run" / "privacy_ledger.json").read_text())
+    assert ledger["parameters"]["delta_warning"] == warnings[0][len("warning (--target-delta): "):]
     result = _run([*args, "--target-delta", "0.01", "--out", str(tmp_path / "small")], tmp_path)
     assert result.exit_code == 0 and "warning" not in result.stderr, result.output
 
@@ -351,6 +355,11 @@ BAD_INPUTS = [  # (arguments, the option the one-line error names); {d} is the f
     (["--secure-aggregation", "--secagg-bits", "60"], "--secagg-bits"),
     (["--secure-aggregation", "--secagg-modulus-bits", "10"], "--secagg-modulus-bits"),
     (["--secure-aggregation", "--secagg-range", "-1"], "--secagg-range"),
+    (["--clients", "20", "-C", "0.5", "--secure-aggregation", "--secagg-modulus-bits", "19"], "--secagg-modulus-bits"),
+    (["--clients", "20", "-C", "0.1", "--sampling", "poisson", "--secure-aggregation", "--secagg-modulus-bits", "20"],
+     "--secagg-modulus-bits"),
+    (["--dataset", "{d}/notes.csv", "--client-column", "a", "--clients", "5"], "--clients"),
+    (["--dataset", "{d}/notes.csv", "--client-column", "a", "--partition", "dirichlet"], "--partition"),
     (["--dropout-rate", "1"], "--dropout-rate"),
     (["--dp", "--secure-aggregation", "--sampling", "poisson", "--dropout-rate", "0.2"], "--dropout-rate"),
     (["--runner", "beam", "--beam-arg=--runner=NoSuchRunner"], "--beam-arg"),
@@ -519,3 +528,100 @@ def test_killed_runs_resume_from_their_checkpoint_to_the_uninterrupted_result(tm
     event = dp_event.PoissonSampledDpEvent(0.5, dp_event.GaussianDpEvent(1.0))
     assert ledgers[1].epsilons["rdp"] == pytest.approx(
         dp_accounting.rdp.RdpAccountant().compose(event, 24).get_epsilon(0.01), rel=1e-12)
+
+
+def _users_csv(path, users: int, replace_last: bool = False):
+    """A CSV of ``users`` users (10 to 40 rows each); ``replace_last`` gives the last user's place to a new user
+    with other rows (another count), which is a replace-one neighbour of the same number of users."""
+    rng = np.random.default_rng(1)
+    sizes = rng.integers(10, 40, users)
+    x = rng.normal(size=(int(sizes.sum()), 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    names = np.repeat([f"u{i}" for i in range(users)], sizes)
+    if replace_last:
+        keep = names != f"u{users - 1}"
+        extra = np.random.default_rng(2).normal(size=(7, 4)).astype(np.float32)
+        x, y = np.concatenate([x[keep], extra]), np.concatenate([y[keep], (extra[:, 0] > 0).astype(np.int64)])
+        names = np.concatenate([names[keep], ["newcomer"] * 7])
+    return _write_csv(path, x, y, names)
+
+
+def test_user_level_dp_releases_the_number_of_users_only_where_the_adjacency_holds_it_fixed(tmp_path):
+    """One client per user: N is the number of users, which the ledger, history.json and the terminal carry
+    (it sets delta, the calibrated z and the update's scale). Poisson sampling's add/remove neighbours (9 vs 10
+    users) would differ in N, so it is refused with the same one line for both, before reading anything;
+    uniform sampling's replace-one neighbours (a user replaced) have the same N, and every output but the
+    noise-dependent metrics is the same, with the epsilon dp-accounting gives."""
+    users = ["--client-column", "user", "--partition", "natural", "--num-classes", "2"]
+    common = ["--dp", "--rounds", "2", "-C", "0.5", "--model", "linear", "--execution", "numpy", *users]
+    refusals = []
+    for count in (9, 10):
+        result = _run([*common, "--sampling", "poisson", "--dataset", _users_csv(tmp_path / f"u{count}.csv", count)],
+                      tmp_path)
+        assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+        refusals.append(result.stderr)
+    assert refusals[0] == refusals[1] and refusals[0].startswith("Error: --sampling: with one client per user, N "
+                                                                 "is the number of users in the data")
+    assert "use uniform sampling" in refusals[0] and not (tmp_path / "run").exists()
+    runs = {}
+    for name, replaced in (("ten", False), ("replaced", True)):
+        out = tmp_path / name
+        result = _run([*common, "--dataset", _users_csv(tmp_path / f"{name}.csv", 10, replaced), "--out", str(out)],
+                      tmp_path)
+        assert result.exit_code == 0, result.output
+        history = json.loads((out / "history.json").read_text())
+        ledger = json.loads((out / "privacy_ledger.json").read_text())
+        runs[name] = ({k: v for k, v in history["config"].items() if k != "title"},
+                      [{k: v for k, v in r.items() if k != "evaluation"} for r in history["rounds"]], ledger,
+                      [line for line in result.stderr.splitlines() if not line.startswith("round ")],
+                      [line for line in result.stdout.splitlines() if not line.startswith(("final accuracy", "wrote"))])
+    assert runs["ten"] == runs["replaced"]
+    config, rounds, ledger, stderr, _ = runs["ten"]
+    assert ledger["parameters"]["dataset_size"] == 10 and ledger["parameters"]["privacy_unit"] == "user"
+    assert ledger["parameters"]["adjacency"] == "replace-one" and [r["sampled"] for r in rounds] == [5, 5]
+    assert "delta = 0.01 (the default: the largest power of ten below 1/N, N = 10 users)" in stderr[1]
+    z = ledger["parameters"]["noise_multiplier"]
+    event = dp_event.SampledWithoutReplacementDpEvent(10, 5, dp_event.GaussianDpEvent(z / 2))
+    expected = dp_accounting.rdp.RdpAccountant(
+        neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE).compose(event, 2).get_epsilon(0.01)
+    assert ledger["epsilon"]["rdp"] == pytest.approx(expected, rel=1e-12) and 2.99 <= expected <= 3
+
+
+@pytest.mark.parametrize("bad, refusal", [
+    ("nan", "--dataset: .*'x' or 'x_test' has NaN or infinite values"),
+    ("inf", "--dataset: .*'x' or 'x_test' has NaN or infinite values"),
+    ("1e300", "--dataset: .*'x' or 'x_test' has NaN or infinite values"),
+    ("label 7", "--num-classes: the labels go up to 7, which does not fit 3 classes"),
+    ("label -1", "--dataset: .*'y' must hold labels >= 0, got -1")])
+def test_under_dp_one_bad_record_does_not_decide_whether_the_run_happens(tmp_path, bad, refusal):
+    """Neighbouring CSV files, one with a record whose feature is NaN, infinite or 1e300 (infinite in
+    float32), or whose label is outside --num-classes: without --dp the run is refused in one line; under
+    --dp both neighbours run, the record is left out alone, and the ledger, the history's settings and
+    rounds (but the noisy evaluation) and the terminal lines are the same (the count left out is not
+    reported)."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(200, 4)), rng.integers(0, 3, 200)
+    row, label = np.zeros(4), 1
+    if bad.startswith("label"):
+        label = int(bad.split()[1])
+    else:
+        row[2] = float(bad)
+    clean = _write_csv(tmp_path / "clean.csv", x, y)
+    plus = _write_csv(tmp_path / "plus.csv", np.vstack([x, row]), np.append(y, label))
+    common = ["--rounds", "2", "--clients", "10", "-C", "0.5", "--model", "linear", "--execution", "numpy",
+              "--num-classes", "3"]
+    public = _run([*common, "--dataset", plus], tmp_path)
+    assert public.exit_code == 2 and public.stderr.count("\n") == 1 and re.search(refusal, public.stderr), \
+        public.output
+    runs = {}
+    for name, dataset in (("clean", clean), ("plus", plus)):
+        out = tmp_path / name
+        result = _run([*common, "--dp", "--dataset", dataset, "--out", str(out)], tmp_path)
+        assert result.exit_code == 0, result.output
+        history = json.loads((out / "history.json").read_text())
+        runs[name] = ({k: v for k, v in history["config"].items() if k != "title"},
+                      [{k: v for k, v in r.items() if k != "evaluation"} for r in history["rounds"]],
+                      json.loads((out / "privacy_ledger.json").read_text()),
+                      [line for line in result.stderr.splitlines() if not line.startswith("round ")],
+                      [line for line in result.stdout.splitlines() if not line.startswith(("final accuracy", "wrote"))])
+    assert runs["clean"] == runs["plus"]

@@ -70,3 +70,32 @@ def test_save_load_round_trip_and_digits(tmp_path):
     np.testing.assert_array_equal(loaded.x, data.x)
     assert loaded.partition == data.partition
     np.testing.assert_array_equal(loaded.partition.label_histograms(), data.partition.label_histograms())
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "1e300", "label 3", "label -1", "label nan"])
+def test_a_private_run_leaves_each_record_it_cannot_train_on_out_of_its_client_alone(bad):
+    """Neighbours differing by one bad record give the same clients (a keyed partition's, and one client per
+    user, where the bad record's user stays, empty if it had no other record)."""
+    from federated.partitioners import KeyedPartitioner
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(60, 3)), (rng.integers(0, 3, 60)).astype(np.float64)
+    users = np.array([f"u{i % 7}" for i in range(60)] + ["only-bad"])
+    row, label = np.zeros((1, 3)), 1.0
+    if bad.startswith("label"):
+        label = float(bad.split()[1])
+    else:
+        row[0, 1] = float(bad)
+    x_bad, y_bad = np.concatenate([x, row]), np.append(y, label)
+    for partitioner, keys in ((KeyedPartitioner(num_clients=8, seed=3), None), (NaturalPartitioner(), users)):
+        clean = ClientData.for_private_run(x, y, partitioner, num_classes=3, keys=None if keys is None else keys[:60])
+        plus = ClientData.for_private_run(x_bad, y_bad, partitioner, num_classes=3, keys=keys)
+        np.testing.assert_array_equal(plus.x, clean.x)
+        np.testing.assert_array_equal(plus.y, clean.y)
+        extra = set(plus.client_ids) - set(clean.client_ids)
+        assert extra == (set() if keys is None else {"only-bad"})
+        assert all(np.array_equal(plus.partition.indices[plus.client_ids.index(c)], ix)
+                   for c, ix in zip(clean.client_ids, clean.partition.indices))
+        assert all(plus.sizes()[plus.client_ids.index(c)] == 0 for c in extra)
+    if bad != "label 3":   # without DP: refused (label 3: by the model's classes, FederatedTrainingConfig)
+        with pytest.raises(ValueError, match="NaN|labels"):
+            ClientData.from_arrays(x_bad, y_bad, KeyedPartitioner(num_clients=8, seed=3))

@@ -242,3 +242,18 @@ def test_beam_worker_processes_equal_the_in_process_run_bitwise(digits_dirichlet
     assert all(a.tobytes() == b.tobytes() for a, b in zip(local.state.weights, beam.state.weights))
     assert [(r.reported, r.train_loss, r.evaluation) for r in beam_history.rounds] == \
         [(r.reported, r.train_loss, r.evaluation) for r in local_history.rounds]
+
+
+def test_private_runs_over_one_client_per_user_sample_uniformly(digits_iid):
+    """N counted from the data (one client per key) is released by every private run: only replace-one
+    adjacency (uniform sampling) holds it fixed; add/remove (Poisson) is refused, a keyed N is a setting."""
+    from federated.partitioners import NaturalPartitioner
+    base, _ = digits_iid
+    data = ClientData.from_arrays(base.x, base.y, NaturalPartitioner(), keys=np.arange(len(base.y)) % 12)
+    strategy = DifferentialPrivacyFixedClipping(FedAvg(CLIENT, weighted=False), clipping_norm=1.0,
+                                                noise_multiplier=1.0, target_delta=1e-3)
+    with pytest.raises(ValueError, match="with one client per user, N is the number of users in the data"):
+        FederatedSimulation(linear_model, data, strategy, rounds=1, sampler=PoissonSampler(0.5))
+    FederatedSimulation(linear_model, data, strategy, rounds=1, sampler=UniformSampler(0.5))
+    FederatedSimulation(linear_model, data, FedAvg(CLIENT), rounds=1, sampler=PoissonSampler(0.5))
+    FederatedSimulation(linear_model, base, strategy, rounds=1, sampler=PoissonSampler(0.5))

@@ -204,6 +204,24 @@ def test_bad_settings_are_named(change, message):
         FederatedTrainingConfig.from_custom_config({**CONFIG, **change})
 
 
+def test_with_a_client_key_the_trainer_refuses_dealing_settings_and_poisson_sampling_and_warns_in_users():
+    """One client per key: the dealing settings are refused rather than ignored; N is the number of users,
+    released, so only uniform sampling (replace-one user) is private; a delta near 1/N warns in users, in the
+    Trainer's log and its ledger, as the command line does."""
+    users = {k: v for k, v in CONFIG.items() if k not in ("partition", "alpha", "num_clients")}
+    users["client_key"] = "user"
+    for key in ("partition", "num_clients", "alpha", "shards_per_client"):
+        with pytest.raises(InvalidFederatedSetting, match=rf"custom_config\['{key}'\]: deals records to "
+                                                          rf"clients, but with client_key 'user' each of its values"):
+            FederatedTrainingConfig.for_trainer({**users, key: CONFIG.get(key, 2)})
+    with pytest.raises(InvalidFederatedSetting, match=r"custom_config\['sampling'\]: with one client per user, N is "
+                                                      r"the number of users in the data"):
+        FederatedTrainingConfig.for_trainer(users)
+    plan = FederatedTrainingConfig.for_trainer({**users, "sampling": "uniform", "delta": 0.08}).plan(10)
+    assert plan.delta_warning.startswith("delta=0.08 is 0.8/n (n=10 users), close to 1/n")
+    assert FederatedTrainingConfig.for_trainer({**users, "sampling": "uniform"}).plan(10).delta_warning is None
+
+
 def test_the_trainer_refuses_seeded_noise_and_calibrates_for_epsilon_three_by_default():
     """ppml's one default for a private run without a noise setting: z calibrated for epsilon 3."""
     with pytest.raises(InvalidFederatedSetting, match=r"custom_config\['seeded_noise'\]: the Federated Trainer"):
@@ -268,12 +286,12 @@ def transform_and_read(name, chosen):
     return read_split([path], tft.TFTransformOutput(graph))
 
 def clients(split):
-    data = client_data(config, split, resolve_feature_keys(config, split))
+    data = client_data(config, split, resolve_feature_keys(config, split), 2)
     return [{split.keys[i] for i in ix} for ix in data.partition.indices]
 
 def transformed_content_clients(split):   # keying Transform's output instead: what the Trainer did before
     x = stack_features(split.columns, resolve_feature_keys(config, split))
-    data = client_data(config, split, resolve_feature_keys(config, split))
+    data = client_data(config, split, resolve_feature_keys(config, split), 2)
     owner = np.empty(len(x), int)
     for k, ix in enumerate(KeyedPartitioner(num_clients=20, rule="dirichlet", alpha=1.0).partition(
             data.y, keys=content_keys(x, data.y)).indices):
@@ -321,3 +339,26 @@ except ValueError as err:
     print(err)
 """, legacy_keras=True)
     assert "give it ExampleGen's examples, not Transform's" in proc.stdout
+
+
+def test_a_private_trainer_leaves_out_a_record_it_cannot_train_on_instead_of_failing():
+    """One record with a NaN feature or a label outside num_classes: the public Trainer refuses it, a private
+    one deals the same clients as without it (the run's existence is no function of one record)."""
+    from federated.partitioners import record_keys
+    from pipelines.trainers.federated import Split, client_data
+    rng = np.random.default_rng(0)
+    columns = {"a": rng.normal(size=80).astype(np.float32), "b": rng.normal(size=80).astype(np.float32),
+               "diagnosis": rng.integers(0, 2, 80)}
+    config = FederatedTrainingConfig.for_trainer({**CONFIG, "num_classes": 2})
+    clean = client_data(config, Split(columns, columns, record_keys(columns)), ["a", "b"], 2)
+    for bad in ({"a": np.nan}, {"b": np.inf}, {"diagnosis": 5}):
+        row = {"a": 0.5, "b": 0.5, "diagnosis": 1, **bad}
+        plus = {k: np.append(v, np.asarray(row[k], v.dtype)) for k, v in columns.items()}
+        data = client_data(config, Split(plus, plus, record_keys(plus)), ["a", "b"], 2)
+        assert data.partition == clean.partition and np.array_equal(data.x, clean.x)
+        assert config.model_classes(5) == 2
+        public = FederatedTrainingConfig.for_trainer({**CONFIG, "private": False, "noise_multiplier": None,
+                                                      "clipping_norm": None, "num_classes": 2})
+        with pytest.raises((ValueError, InvalidFederatedSetting), match="NaN|does not fit 2 classes"):
+            public.model_classes(5) if "diagnosis" in bad else \
+                client_data(public, Split(plus, plus, record_keys(plus)), ["a", "b"], 2)

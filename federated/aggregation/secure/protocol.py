@@ -13,8 +13,8 @@ between objects, and the protocol is semi-honest (no signatures or consistency c
 arithmetic (clip, quantize, mod 2^M, mask cancellation, dropout recovery) is the real one, so the
 result is what a deployment would compute. Key pairs, self-mask seeds and Shamir coefficients come
 from the OS CSPRNG (`cryptography`, `secrets`); masks are ChaCha20 streams. Each client's
-stochastic rounding draws from its own randomness, independent of every other client's: from the OS
-CSPRNG when the round's draws must be secret (the DP strategies' default), else seeded by (seed,
+stochastic rounding draws from its own randomness, independent of every other client's: a generator
+seeded from the OS CSPRNG when the round's draws must be secret (the DP strategies' default), else seeded by (seed,
 round, the client's key) so that research runs are reproducible. Either way adding or removing one
 client changes no other client's rounding, so the DP noise's allowance for rounding (C plus
 `rounding_bound`) covers the one client that changed.
@@ -91,6 +91,11 @@ class SecureAggregation:
         self.clipping_range, self.bits = float(clipping_range), bits
         self.modulus_bits, self.threshold = modulus_bits, float(threshold)
 
+    @staticmethod
+    def required_modulus_bits(bits: int, clients: int) -> int:
+        """The least M whose sums of ``clients`` b-bit values cannot overflow: b + ceil(log2(clients + 1))."""
+        return bits + math.ceil(math.log2(clients + 1)) if clients else bits
+
     def rounding_bound(self, dimension: int) -> float:
         """How far (L2) quantization may move one summand vector: stochastic rounding moves each of the
         ``dimension`` coordinates by less than one step 2r / (2^b - 1) (clipping to [-r, r] only shrinks)."""
@@ -104,9 +109,9 @@ class SecureAggregation:
     def open_round(self, plan, seed: int) -> RoundKeys:
         participants = tuple(range(plan.positions.size))
         m = len(participants)
-        if m and self.bits + math.ceil(math.log2(m + 1)) > self.modulus_bits:
+        if self.required_modulus_bits(self.bits, m) > self.modulus_bits:
             raise ValueError(f"{m} clients of {self.bits}-bit values can overflow mod 2^{self.modulus_bits}; "
-                             f"raise modulus_bits to >= {self.bits + math.ceil(math.log2(m + 1))}")
+                             f"raise modulus_bits to >= {self.required_modulus_bits(self.bits, m)}")
         threshold = max(1, math.ceil(self.threshold * m)) if m else 0
         private = {i: masking.new_private_key() for i in participants}
         self_seeds = {i: secrets.token_bytes(32) for i in participants}

@@ -21,6 +21,7 @@ shards_per_client             2                                      McMahan et 
 rounds                        50                                     T federated rounds
 sampling                      uniform                                round(C N) clients a round (replace-one
                                                                      adjacency); poisson: each with probability C
+                                                                     (add/remove; private: not with client_key)
 fraction                      0.1                                    C, McMahan et al.'s C = 0.1
 local_epochs                  1                                      E
 batch_size                    10                                     B (null: the client's whole data)
@@ -54,7 +55,8 @@ clipped_count_stddev          0.05 x expected clients per round      adaptive cl
 delta                         largest power of ten <= 1/(2N)         delta of the guarantee
 accountant                    rdp                                    rdp | pld, for target_epsilon, max_epsilon
 max_epsilon                   none                                   stop before a round would exceed it
-seeded_noise                  false                                  noise and client sample from the OS CSPRNG;
+seeded_noise                  false                                  noise and client sample from generators
+                                                                     seeded afresh from the OS CSPRNG;
                                                                      true (``ppml federated run`` only) draws
                                                                      them from the seed: research, no guarantee
 secure_aggregation            false                                  simulate secure aggregation
@@ -75,7 +77,12 @@ covers it; under Poisson sampling the add/remove one does not, and `FederatedTra
 accounts the replacement (PLD; dp-accounting's RDP has no replace-one analysis of Poisson sampling),
 reported beside the client-level epsilon in the ledger and by ``ppml federated run``.
 
-The privacy settings (`PRIVACY_SETTINGS`) are refused when ``private`` is false, rather than ignored.
+With ``client_key``, N is the number of users in the data, which a private run releases (sample
+sizes, delta, the update's scale): private runs sample users uniformly (replace-one user adjacency,
+which holds N fixed), and Poisson sampling is refused.
+
+The privacy settings (`PRIVACY_SETTINGS`) are refused when ``private`` is false, and the dealing settings
+(`DEALING_SETTINGS`) with a ``client_key``, rather than ignored.
 
 `FederatedTrainingConfig.from_custom_config` checks the settings alone, `plan` checks them against the
 data (N clients) and resolves z and delta; both raise `InvalidFederatedSetting` naming the key, before any
@@ -92,14 +99,14 @@ from typing import Any, Mapping
 
 from federated.client import EXECUTIONS as CLIENT_EXECUTIONS
 from federated.partitioners.keyed import RULES as KEYED_RULES
-from federated.sampling import PoissonSampler, UniformSampler
+from federated.sampling import PoissonSampler, UniformSampler, check_public_population
 from federated.strategies import SERVER_OPTIMIZERS
 from federated.strategies.dp_adaptive_clipping import COUNT_STDDEV_SHARE, default_count_stddev, update_noise_multiplier
 from pipelines import privacy_ledger
 from pipelines.components import settings
 from privacy.accounting import (NOISE_MULTIPLIER_RANGE, AccountantKind, Adjacency, DpSgdMechanism,
                                 UnsupportedAccounting, calibrate_noise_multiplier, compute_epsilon, default_delta,
-                                event_to_json)
+                                delta_warning, event_to_json)
 
 PARTITIONS = KEYED_RULES + ("shards",)
 """Keyed rules (one record changes one client), and McMahan's label-sorted shards (non-private runs only)."""
@@ -111,6 +118,8 @@ DEFAULT_TARGET_EPSILON = 3.0
 PRIVACY_SETTINGS = ("noise_multiplier", "target_epsilon", "clip", "clipping_norm", "target_unclipped_quantile",
                     "clipped_count_stddev", "delta", "accountant", "max_epsilon", "seeded_noise")
 """Settings that only mean something under DP: refused, not ignored, when 'private' is false."""
+DEALING_SETTINGS = ("partition", "num_clients", "alpha", "shards_per_client")
+"""Settings of how records are dealt to clients: refused, not ignored, with a client_key (a client per value)."""
 MAX_SEED = 2 ** 32 - 1
 """Keras seeds its generators with 32 bits."""
 
@@ -212,6 +221,10 @@ class FederatedTrainingConfig:
         if "secagg_modulus_bits" in values:
             values["secagg_modulus_bits"] = settings.integer(InvalidFederatedSetting, "secagg_modulus_bits",
                                                              values["secagg_modulus_bits"])
+        if values.get("client_key") is not None and any(k in values for k in DEALING_SETTINGS):
+            key = next(k for k in DEALING_SETTINGS if k in values)
+            raise InvalidFederatedSetting(key, f"deals records to clients, but with client_key "
+                                               f"{values['client_key']!r} each of its values is a client")
         if not values.get("private", False):
             given = [k for k in PRIVACY_SETTINGS if values.get(k) not in (None, False)]
             if given:
@@ -254,6 +267,11 @@ class FederatedTrainingConfig:
             raise InvalidFederatedSetting("execution", "'auto' picks by timing the clients' training on their data, "
                                                        "so the choice and its timings are exact facts of the "
                                                        "private data; name sequential, vectorized or numpy")
+        if self.private:
+            try:
+                check_public_population(self.sampler(), population_from_data=self.partitioner().population_from_data)
+            except ValueError as err:
+                raise InvalidFederatedSetting("sampling", str(err)) from None
         if self.private and self.partition == "shards" and self.client_key is None:
             raise InvalidFederatedSetting("partition", "shards cut the label-sorted records, so adding one record "
                                                        "re-deals every client and a client-level guarantee says "
@@ -285,11 +303,12 @@ class FederatedTrainingConfig:
         """The model's number of classes: ``num_classes``, else 1 + ``largest_label`` (at least 2).
 
         Raises:
-          InvalidFederatedSetting: when ``largest_label`` does not fit ``num_classes``.
+          InvalidFederatedSetting: when ``largest_label`` does not fit ``num_classes`` (not when private:
+            a private run leaves such records out one by one, `federated.data.screen`).
         """
         if self.num_classes is None:
             return max(2, int(largest_label) + 1)
-        if largest_label >= self.num_classes:
+        if largest_label >= self.num_classes and not self.private:
             raise InvalidFederatedSetting("num_classes", f"the labels go up to {largest_label}, which does not fit "
                                                          f"{self.num_classes} classes (0..{self.num_classes - 1})")
         return self.num_classes
@@ -314,11 +333,21 @@ class FederatedTrainingConfig:
         else calibrated for ``target_epsilon`` (default `DEFAULT_TARGET_EPSILON`) over the planned rounds.
 
         Raises:
-          InvalidFederatedSetting: when a setting does not fit the population, the target epsilon
+          InvalidFederatedSetting: when a setting does not fit the population (secure aggregation's
+            modulus included: it must hold the sum of the most clients a round can sample), the target epsilon
             cannot be reached, or adaptive clipping's count noise is too small for the round's z.
         """
         if not (isinstance(num_clients, int) and num_clients >= 1):
             raise ValueError(f"num_clients must be an integer >= 1, got {num_clients!r}")
+        if self.secure_aggregation:   # checked here, not in a round that samples many clients
+            from federated.aggregation import SecureAggregation  # pylint: disable=import-outside-toplevel
+            most = self.sampler().most_clients(num_clients)
+            needed = SecureAggregation.required_modulus_bits(self.secagg_bits, most)
+            if needed > self.secagg_modulus_bits:
+                raise InvalidFederatedSetting(
+                    "secagg_modulus_bits", f"a round of up to {most} clients ({self.sampling} sampling of "
+                                           f"{num_clients}) sums {self.secagg_bits}-bit values past "
+                                           f"2^{self.secagg_modulus_bits}: give at least {needed}")
         if not self.private:
             return FederatedTrainingPlan(config=self, num_clients=num_clients)
         delta = default_delta(num_clients) if self.delta is None else float(self.delta)
@@ -382,6 +411,11 @@ class FederatedTrainingPlan:
     @property
     def private(self) -> bool:
         return self.mechanism is not None
+
+    @property
+    def delta_warning(self) -> str | None:
+        """Why delta is too large for N privacy units (`privacy.accounting.delta_warning`), or None."""
+        return delta_warning(self.delta, self.num_clients, unit=self.config.privacy_unit) if self.private else None
 
     def strategy(self):
         """The FedAvg-family strategy (clients weighted equally and wrapped in DP-FedAvg when private)."""
@@ -453,7 +487,8 @@ class FederatedTrainingPlan:
             "noise_multiplier": mechanism.noise_multiplier, "steps": rounds, "sampling": mechanism.sampling.value,
             "adjacency": mechanism.adjacency.value, "l2_norm_clip": c.clipping_norm, "clip": c.clip,
             "clients": c.clients,
-            "delta_is_default": c.delta is None, "noise": "seeded" if c.seeded_noise else "csprng",
+            "delta_is_default": c.delta is None, "delta_warning": self.delta_warning,
+            "noise": "seeded" if c.seeded_noise else "csprng",
             "record_level": self.record_level(rounds), "outside_guarantee": dict(outside_guarantee or {})}
         return privacy_ledger.PrivacyLedger(budget=budget, mechanism=privacy_ledger.DP_FEDAVG, parameters=parameters,
                                             trainer={**trainer, "settings": c.to_custom_config()})
