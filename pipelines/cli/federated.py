@@ -126,7 +126,8 @@ def _default(setting: str):
                    f"data, at least 2; under --dp that default is read from the private labels and listed outside "
                    f"the guarantee].")
 @click.option("--epochs", "-E", type=int, default=_default("local_epochs"), show_default=True,
-              help="Local epochs E per round.")
+              help="Local epochs E: passes each sampled client makes over its own data in every round (not the "
+                   "total passes over the data that `ppml pipeline run --epochs` counts).")
 @click.option("--batch-size", "-B", type=click.IntRange(min=0), default=_default("batch_size"), show_default=True,
               help="Local batch size B; 0 = full batch (B = infinity).")
 @click.option("--client-lr", type=float, default=_default("client_learning_rate"), show_default=True,
