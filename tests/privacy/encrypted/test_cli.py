@@ -164,6 +164,8 @@ BAD = [  # (command line, the option or argument the one-line error must name)
     ("verify {saved}/model.keras {saved}/x.npy --max-accuracy-drop nan", "--max-accuracy-drop"),
     ("verify {saved}/model.keras {saved}/x.npy --max-accuracy-drop inf", "--max-accuracy-drop"),
     ("verify {saved}/model.keras {saved}/x.npy --input-range 1 0", "--input-range"),
+    ("verify {saved}/model.keras {saved}/x.npy --input-range 0 1e300", "--input-range"),   # beyond the ring
+    ("verify {saved}/model.keras {saved}/x.npy --input-range -1e6 1e6", "--input-range"),   # overflows inside
     ("bench --batch 0", "--batch"), ("bench --batch 1000000000", "--batch"), ("bench --repeats 0", "--repeats"),
     ("bench --model resnet", "--model"),
     ("add-client 'bad name!' --deployment {bad}/dep", "NAME"), ("add-client client --deployment {bad}/dep", "NAME"),
