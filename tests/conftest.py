@@ -48,8 +48,13 @@ TFX_TESTS = {"test_the_budgets_unit_travels_in_the_eval_config",
              "test_pipeline_command_refuses_federated_settings_it_cannot_run",
              "test_client_column_partitions_naturally_with_secure_aggregation_and_a_public_run_has_no_ledger"}
 """Tests outside TFX_MODULES that import TFX in a fresh interpreter; tests named *beam* run Beam too."""
-SLOW_TESTS = set()
-"""Tests that take more than about 20 s alone on 2 cores (measured: README, "Tests")."""
+SLOW_TESTS = {"test_killed_runs_resume_from_their_checkpoint_to_the_uninterrupted_result",
+              "test_microbatches_under_replace_one_are_accounted_with_sigma_over_2",
+              "test_federated_run_dp_secure_aggregation", "test_parties_keep_serving_through_mixed_faults"}
+SLOW_CASES = {"case_steps_that_ran_are_the_steps_accounted", "case_ghost_norms_equal_jacobian_norms",
+              "case_neighbouring_batches_differ_by_at_most_the_clip", "case_unclipped_sum_equals_full_gradient"}
+"""Tests, and Keras 3 cases of tests/privacy/keras, that take more than about 20 s alone on 2 cores; so does
+the tf-keras half of every Keras case (a fresh interpreter per module). Measured: README, "Tests"."""
 
 
 def tier_markers(path: str, name: str, fixtures, params) -> set[str]:
@@ -57,7 +62,7 @@ def tier_markers(path: str, name: str, fixtures, params) -> set[str]:
     markers = set()
     if path in TFX_MODULES or TFX_FIXTURES.intersection(fixtures) or name in TFX_TESTS or "beam" in name:
         markers.add("tfx")
-    if name in SLOW_TESTS:
+    if name in SLOW_TESTS or params.get("case") in SLOW_CASES or params.get("flavour") == "tf_keras":
         markers.add("slow")
     if "flavour" in params:
         markers.add("keras_flavours")

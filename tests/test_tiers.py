@@ -22,8 +22,14 @@ def test_deprecation_warnings_of_other_packages_stay_warnings(module):
     ("tests/pipelines/test_privacy_ledger.py", "test_x", ("private_run",), {}, {"tfx"}),
     ("tests/federated/test_simulation.py", "test_beam_runner_and_worker_threads_equal_in_process_bitwise", (), {},
      {"tfx"}),
-    ("tests/privacy/keras/test_training.py", "test_training", ("run_case",), {"flavour": "tf_keras"},
+    ("tests/privacy/keras/test_training.py", "test_training", ("run_case",), {"flavour": "keras3", "case": "case_x"},
      {"keras_flavours"}),
+    ("tests/privacy/keras/test_training.py", "test_training", ("run_case",), {"flavour": "tf_keras", "case": "case_x"},
+     {"keras_flavours", "slow"}),
+    ("tests/privacy/keras/test_clipping.py", "test_clipping", ("run_case",),
+     {"flavour": "keras3", "case": "case_ghost_norms_equal_jacobian_norms"}, {"keras_flavours", "slow"}),
+    ("tests/federated/test_cli.py", "test_killed_runs_resume_from_their_checkpoint_to_the_uninterrupted_result", (),
+     {}, {"slow"}),
     ("tests/federated/test_cli.py", "test_plain_output_is_one_line_per_round_without_blank_lines", ("tmp_path",), {},
      set()),
 ])
@@ -34,10 +40,10 @@ def test_tiers_follow_module_fixture_and_name(path, name, fixtures, params, tier
 
 
 def test_every_slow_or_tfx_test_named_exists():
-    """A renamed test drops out of its tier: every name in the tier lists is a test function of the suite."""
+    """A renamed test would drop out of its tier: every name in the tier lists is a test or case of the suite."""
     import pathlib
 
-    from tests.conftest import REPO, SLOW_TESTS, TFX_TESTS
+    from tests.conftest import REPO, SLOW_CASES, SLOW_TESTS, TFX_TESTS
 
-    source = "\n".join(p.read_text() for p in pathlib.Path(REPO, "tests").rglob("test_*.py"))
-    assert all(f"def {name}(" in source for name in SLOW_TESTS | TFX_TESTS)
+    source = "\n".join(p.read_text() for p in pathlib.Path(REPO, "tests").rglob("*.py"))
+    assert all(f"def {name}(" in source for name in SLOW_TESTS | SLOW_CASES | TFX_TESTS)

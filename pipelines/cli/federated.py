@@ -365,7 +365,7 @@ def _run(o, config: FederatedTrainingConfig, plot: str, beam_args: list[str] | N
     except CheckpointError as err:   # unreadable, or written with other settings
         raise _usage("--checkpoint-dir", err) from None
 
-    err_stream = click.get_text_stream("stderr")
+    err_stream = sys.stderr   # the one click.echo(err=True) writes to (swapped by CliRunner in tests)
     if not o["as_json"]:   # per-client sizes and label histograms are exact facts of the data: not under --dp
         click.echo(f"{data.num_clients} clients ({config.clients})" if plan.private else data.summary(max_rows=5),
                    err=True)
