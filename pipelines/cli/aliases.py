@@ -1,11 +1,10 @@
 """Old flag spellings kept for one release after a rename to the CLI's one glossary.
 
-The glossary (one name per concept across commands): ``--target-delta`` (was ``--delta``),
-``--num-microbatches`` (was ``--microbatches``), ``--dp`` (was ``--private``). A renamed flag keeps its
-old spelling as a hidden option that sets the same value, prints one warning line on stderr and raises
-a `DeprecationWarning` (an error in ppml's tests, so no test leans on an old spelling); giving both
-spellings is a usage error naming the old one.
-"""
+The glossary (one name per concept across commands): ``--target-delta``, ``--num-microbatches``, ``--dp``.
+A command that spelled one differently (``ppml epsilon``, ``noise`` and ``epochs``: ``--delta`` and
+``--microbatches``) keeps the old spelling as a hidden option that sets the same value, prints one warning
+line on stderr and raises a `DeprecationWarning` (an error in ppml's tests, so no test leans on an old
+spelling); giving both spellings is a usage error naming the old one."""
 
 from __future__ import annotations
 
