@@ -4,13 +4,17 @@ SHELL := /bin/bash
 ENV := runtime/env.sh
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo shell run info
+.PHONY: setup test test-fast demo shell run info
 
 setup:
 	@$(ENV) setup
 
+# The full suite (CI: .ci/run). test-fast leaves out the TFX/Beam and slow tiers (markers in setup.cfg; README, Tests).
 test: setup
 	$(ENV) exec python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(ENV) exec python -m pytest -m "not tfx and not slow" $(PYTEST_ARGS)
 
 # The main job on bundled data: the private TFX pipeline on scikit-learn's breast-cancer data, end to end
 # (all eight stages, DP-SGD calibrated to epsilon 3, privacy-gated Evaluator, Pusher), then its report.

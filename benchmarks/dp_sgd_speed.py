@@ -1,6 +1,7 @@
 """DP-SGD speed and memory: non-private Keras vs ppml vs TF Privacy 0.9.0, ms per step at batch 256.
 
-Models (issue 3): an MLP 784-512-512-10 and the TF Privacy tutorial CNN on MNIST-shaped random data.
+Models: an MLP 784-512-512-10 and the TF Privacy tutorial CNN on MNIST-shaped random data (targets and
+anchors: benchmarks/README.md, section dp_sgd_speed.py).
 Every configuration runs in its own fresh process (so peak RSS is its own) and trains through `fit`;
 ms/step is the median time between consecutive steps after a compiling warm-up (the mean is in the
 JSON), and CPU ms/step the process's CPU time per step (what the step costs the machine, steadier than
@@ -34,7 +35,7 @@ import time
 from results_io import write_results
 
 TARGETS = {"mlp": 2.0, "cnn": 3.0}
-ANCHORS = {"mlp": 4.3, "cnn": 9.5}  # TF Privacy's best ratios measured here (field notes, Nov 2026)
+ANCHORS = {"mlp": 4.3, "cnn": 9.5}  # TF Privacy's best ratios on this machine kind, Nov 2026 (benchmarks/README.md)
 BATCH = 256
 
 
@@ -187,7 +188,7 @@ def main(argv=None):
     if not args.tf_privacy_python:
         notes.append("TF Privacy 0.9.0 was not run: pass --tf-privacy-python (see benchmarks/README.md)")
     write_results(args.out, {"benchmark": "dp_sgd_speed", "batch_size": BATCH, "steps": args.steps,
-                             "targets_ratio": TARGETS, "tf_privacy_best_ratio_field_notes": ANCHORS, "rows": rows,
+                             "targets_ratio": TARGETS, "tf_privacy_best_ratio_anchor": ANCHORS, "rows": rows,
                              "notes": notes})
     print(f"{'model':<5} {'method':<34} {'ms/step':>8} {'ratio':>6} {'CPU ms':>7} {'ratio':>6} {'peak MB':>8} "
           f"{'+MB':>6} {'data MB':>8}")

@@ -17,8 +17,8 @@ depend on weight values. One run measures, side by side:
                             subprocess with the same measuring code
 
 Goals: the checks cost at most 20 % latency; the MLP at batch 1 needs at most 16 rounds (CrypTen 0.4.1
-needs 22; its figures come from the field notes: it cannot be installed next to TF 2.21, see
-benchmarks/README.md). Measured figures and how to rerun are in benchmarks/README.md.
+needs 22; its figures, measured on this machine kind and not re-run, are in benchmarks/README.md: it cannot
+be installed next to TF 2.21). Measured figures and how to rerun are in benchmarks/README.md.
 
     git archive c03d14f privacy | tar -x -C /tmp/ppml-before     # outside the runtime (no git inside)
     make run ARGS='python benchmarks/encrypted_inference.py [--repeats 30] [--skip-processes] [--before DIR]'
@@ -39,7 +39,7 @@ from results_io import machine_info, write_results  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RTT_S = 0.010
-ANCHOR = "CrypTen 0.4.1 2PC, MLP batch 1: 22 rounds, 2.0 MB, 82 ms in-process (field notes, not re-run)"
+ANCHOR = "CrypTen 0.4.1 2PC, MLP batch 1: 22 rounds, 2.0 MB, 82 ms in-process (benchmarks/README.md, not re-run)"
 
 # Runs in a fresh interpreter whose sys.path starts with the tree to measure (this one, or an older one
 # extracted by `git archive`); it adapts to the older API (flat modules, no input bounds, loopback yields

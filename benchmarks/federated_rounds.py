@@ -34,7 +34,7 @@ GRID = ((1, None), (5, None), (1, 50), (20, None), (1, 10), (5, 50), (20, 50), (
 """(E, B) in the order of McMahan et al.'s Table 2; B = None is B = infinity."""
 PAPER_2NN_MNIST = {"target": 0.97, "C": 0.1,
                    "E=1": {"iid": {"B=inf": 1474, "B=10": 87}, "non-iid": {"B=inf": 1796, "B=10": 664}}}
-"""McMahan et al. 2017, Table 1 (2NN, E = 1, C = 0.1): rounds to 97% on MNIST (via the field notes)."""
+"""McMahan et al. 2017, Table 1 (2NN, E = 1, C = 0.1): rounds to 97% on MNIST (benchmarks/README.md)."""
 
 
 def _digits():

@@ -1,12 +1,12 @@
 """Clients per second of FedAvg rounds: ppml in-process (sequential, vectorized, numpy, auto), ppml on Beam's
 DirectRunner, and Flower's simulation with a compiled client, side by side in one run.
 
-Workload (issue 5, McMahan et al. 2017): synthetic MNIST-shaped data, 600 examples per client,
-E = 1, B = 10 (60 SGD steps per client), the 2NN (2x200 ReLU, 199,210 parameters) and the linear
-784 -> 10 model. Round 1 (tracing, XLA compilation, Flower's Ray start) is excluded from the rates
-and reported apart. ppml's in-process rows also give CPU seconds per client (all threads), which
-is what to read on a shared machine: on an idle machine with W cores the rate approaches
-min(W, workers) / cpu_s. Flower runs in another interpreter (``--flower-python``, with flwr and
+Workload (McMahan et al. 2017; goals and anchors in benchmarks/README.md): synthetic MNIST-shaped
+data, 600 examples per client, E = 1, B = 10 (60 SGD steps per client), the 2NN (2x200 ReLU, 199,210
+parameters) and the linear 784 -> 10 model. Round 1 (tracing, XLA compilation, Flower's Ray start)
+is excluded from the rates and reported apart. ppml's in-process rows also give CPU seconds per client
+(all threads), which is what to read on a shared machine: on an idle machine with W cores the rate
+approaches min(W, workers) / cpu_s. Flower runs in another interpreter (``--flower-python``, with flwr and
 TensorFlow installed; see benchmarks/README.md); when it cannot run, the table says why. Prints a
 table and writes JSON to benchmarks/results/federated_throughput.json.
 
@@ -34,9 +34,9 @@ from federated.partitioners import IidPartitioner  # noqa: E402
 from federated.simulation import InProcessRunner  # noqa: E402
 from results_io import machine_info, write_results  # noqa: E402
 
-GOALS = {"2nn": 15.0, "linear": 500.0}   # clients/s on 2 cores (issue 5)
-ANCHORS = {"2nn": "field notes, this machine kind: compiled loop 12-19, TFF 0.87 8.5, Flower+Ray 3.0-3.2",
-           "linear": "field notes: compiled loop 87-216, vectorized 233-530, TFF 10.9, Flower+Ray 7.6-8.5"}
+GOALS = {"2nn": 15.0, "linear": 500.0}   # clients/s on 2 cores (benchmarks/README.md)
+ANCHORS = {"2nn": "benchmarks/README.md, this machine kind: compiled loop 12-19, TFF 0.87 8.5, Flower+Ray 3.0-3.2",
+           "linear": "benchmarks/README.md: compiled loop 87-216, vectorized 233-530, TFF 10.9, Flower+Ray 7.6-8.5"}
 BEAM_ARGS = ["--runner=DirectRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1"]
 
 

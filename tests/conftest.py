@@ -34,3 +34,44 @@ def run_python(code: str, *, legacy_keras: bool | None = None, env: dict | None 
 def python_subprocess():
     """`run_python(code, legacy_keras=..., env=..., timeout=..., check=...)` as a fixture."""
     return run_python
+
+
+# Test tiers: the markers of setup.cfg, set here by module, fixture and name so the test files stay as they are.
+# `make test-fast` runs `-m "not tfx and not slow"`; `make test` runs everything.
+TFX_MODULES = {"tests/pipelines/test_pipeline_e2e.py", "tests/pipelines/test_dp_trainer_executor.py",
+               "tests/pipelines/test_kubeflow_and_cli.py", "tests/privacy/encrypted/test_tfx_gate.py",
+               "tests/test_runtime.py"}
+TFX_FIXTURES = {"private_run", "tight_budget_run", "strict_audit_run", "fixed_batches_run", "encrypted_check_run",
+                "federated_run", "executor_runs", "kubeflow_spec"}
+"""Fixtures that run `ppml pipeline run` (tests/pipelines/conftest.py and its test modules)."""
+TFX_TESTS = {"test_the_budgets_unit_travels_in_the_eval_config",
+             "test_pipeline_command_refuses_federated_settings_it_cannot_run",
+             "test_client_column_partitions_naturally_with_secure_aggregation_and_a_public_run_has_no_ledger"}
+"""Tests outside TFX_MODULES that import TFX in a fresh interpreter; tests named *beam* run Beam too."""
+SLOW_TESTS = {"test_killed_runs_resume_from_their_checkpoint_to_the_uninterrupted_result",
+              "test_microbatches_under_replace_one_are_accounted_with_sigma_over_2",
+              "test_federated_run_dp_secure_aggregation", "test_parties_keep_serving_through_mixed_faults"}
+SLOW_CASES = {"case_steps_that_ran_are_the_steps_accounted", "case_ghost_norms_equal_jacobian_norms",
+              "case_neighbouring_batches_differ_by_at_most_the_clip", "case_unclipped_sum_equals_full_gradient"}
+"""Tests, and Keras 3 cases of tests/privacy/keras, that take more than about 20 s alone on 2 cores; so does
+the tf-keras half of every Keras case (a fresh interpreter per module). Measured: README, "Tests"."""
+
+
+def tier_markers(path: str, name: str, fixtures, params) -> set[str]:
+    """The tier markers of the test ``name`` (its function's name) in ``path`` (relative to the repo)."""
+    markers = set()
+    if path in TFX_MODULES or TFX_FIXTURES.intersection(fixtures) or name in TFX_TESTS or "beam" in name:
+        markers.add("tfx")
+    if name in SLOW_TESTS or params.get("case") in SLOW_CASES or params.get("flavour") == "tf_keras":
+        markers.add("slow")
+    if "flavour" in params:
+        markers.add("keras_flavours")
+    return markers
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        for marker in tier_markers(os.path.relpath(str(item.path), REPO), getattr(item, "originalname", item.name),
+                                   item.fixturenames, params):
+            item.add_marker(marker)

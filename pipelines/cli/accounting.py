@@ -13,6 +13,7 @@ import sys
 
 import click
 
+from pipelines.cli.aliases import deprecated_alias
 from privacy.accounting import (DEFAULT_DELTA_RULE, MAX_PER_EPOCH_ROWS, MAX_STEPS, NOISE_MULTIPLIER_RANGE,
                                 AccountantKind, Adjacency, DpSgdMechanism, Sampling, UnsupportedAccounting,
                                 calibrate_noise_multiplier, compute_epsilon, default_delta, delta_warning,
@@ -77,14 +78,14 @@ def _mechanism_options(*, noise: bool, length: bool):
                                                        f"{MAX_STEPS:.0e})."),
             ]
         options += [
-            click.option("--delta", type=float, callback=_probability("--delta"),
+            click.option("--target-delta", "delta", type=float, callback=_probability("--target-delta"),
                          help=f"delta of the guarantee [default: {DEFAULT_DELTA_RULE}]."),
             click.option("--sampling", type=click.Choice([s.value for s in Sampling]), default="poisson",
                          show_default=True,
                          help="How batches were formed: poisson (exact analysis), fixed (without replacement), "
                               "shuffle (once-per-epoch bound only); fixed and shuffle are analysed under "
                               "replace-one adjacency only."),
-            click.option("--microbatches", type=int,
+            click.option("--num-microbatches", "microbatches", type=int,
                          help="Clip per microbatch (M microbatches per batch): sensitivity doubles unless "
                               "each microbatch holds one example."),
             click.option("--adjacency", type=click.Choice([a.value for a in Adjacency]),
@@ -95,6 +96,9 @@ def _mechanism_options(*, noise: bool, length: bool):
             click.option("--accountant", type=click.Choice(list(_ACCOUNTANTS)), default="both", show_default=True),
             click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table."),
         ]
+        options += [deprecated_alias("--delta", "--target-delta", "delta", type=float,
+                                     callback=_probability("--delta")),
+                    deprecated_alias("--microbatches", "--num-microbatches", "microbatches", type=int)]
         for option in reversed(options):
             fn = option(fn)
         return fn
@@ -125,9 +129,9 @@ def _build_mechanism(*, dataset_size, batch_size, sampling_rate, noise_multiplie
         raise _bad("--adjacency", str(err)) from None
     if microbatches is not None:
         if microbatches < 1:
-            raise _bad("--microbatches", f"must be >= 1, got {microbatches}")
+            raise _bad("--num-microbatches", f"must be >= 1, got {microbatches}")
         if sampling is not Sampling.POISSON and microbatches > batch_size:
-            raise _bad("--microbatches", f"must be <= the batch size {batch_size}, got {microbatches}")
+            raise _bad("--num-microbatches", f"must be <= the batch size {batch_size}, got {microbatches}")
     if max_examples_per_user is not None and not 1 <= max_examples_per_user <= dataset_size:
         raise _bad("--max-examples-per-user", f"must be in [1, --n={dataset_size}], got {max_examples_per_user}")
     fields = dict(dataset_size=dataset_size, batch_size=batch_size, noise_multiplier=noise_multiplier,
@@ -189,7 +193,7 @@ def epsilon(as_json, accountant, delta, per_epoch, plot, **options):
 
     \b
     Example (the TF Privacy MNIST tutorial):
-      ppml epsilon --n 60000 --batch-size 256 --noise-multiplier 1.1 --epochs 60 --delta 1e-5
+      ppml epsilon --n 60000 --batch-size 256 --noise-multiplier 1.1 --epochs 60 --target-delta 1e-5
     """
     if plot is not None:
         _check_plot_path(plot)
@@ -260,14 +264,14 @@ def _plot_epsilon(report, path: str) -> None:
 
 @click.command()
 @click.option("--target-epsilon", type=float, required=True, callback=_positive("--target-epsilon"),
-              help="Epsilon to reach at --delta.")
+              help="Epsilon to reach at --target-delta.")
 @_mechanism_options(noise=False, length=True)
 def noise(target_epsilon, as_json, accountant, delta, **options):
     """Noise multiplier that reaches a target epsilon (dp-accounting calibration).
 
     \b
     Example:
-      ppml noise --target-epsilon 3 --n 60000 --batch-size 256 --epochs 60 --delta 1e-5
+      ppml noise --target-epsilon 3 --n 60000 --batch-size 256 --epochs 60 --target-delta 1e-5
     """
     mechanism = _build_mechanism(**options)
     delta = default_delta(mechanism.dataset_size) if delta is None else delta
@@ -305,14 +309,14 @@ def noise(target_epsilon, as_json, accountant, delta, **options):
 
 @click.command()
 @click.option("--target-epsilon", type=float, required=True, callback=_positive("--target-epsilon"),
-              help="Epsilon budget at --delta.")
+              help="Epsilon budget at --target-delta.")
 @_mechanism_options(noise=True, length=False)
 def epochs(target_epsilon, as_json, accountant, delta, **options):
     """Epochs (and steps) a noise multiplier affords within a target epsilon.
 
     \b
     Example:
-      ppml epochs --target-epsilon 3 --n 60000 --batch-size 256 --noise-multiplier 1.1 --delta 1e-5
+      ppml epochs --target-epsilon 3 --n 60000 --batch-size 256 --noise-multiplier 1.1 --target-delta 1e-5
     """
     mechanism = _build_mechanism(**options, need_length=False)
     delta = default_delta(mechanism.dataset_size) if delta is None else delta

@@ -23,6 +23,7 @@ import zipfile
 import click
 import numpy as np
 
+from pipelines.cli.types import FiniteFloatRange
 from pipelines.keras_env import VARIABLE, use_tf_keras
 
 DEFAULT_DEPLOYMENT = "ppml-encrypted"
@@ -153,7 +154,7 @@ def _fail(err: Exception):
 
 deployment_option = click.option("--deployment", "deployment_dir", default=DEFAULT_DEPLOYMENT, show_default=True,
                                  type=click.Path(file_okay=False), help="Folder written by `ppml encrypted setup`.")
-timeout_option = click.option("--timeout", type=click.FloatRange(min=0.1, max=MAX_TIMEOUT_S), default=30.0,
+timeout_option = click.option("--timeout", type=FiniteFloatRange(min=0.1, max=MAX_TIMEOUT_S), default=30.0,
                               show_default=True, help="Seconds to wait for a party's message before failing.")
 valid_days_option = click.option("--valid-days", type=click.IntRange(1, 36500), default=365, show_default=True,
                                  help="Lifetime of the certificates, in days.")
@@ -284,7 +285,7 @@ def share_model_command(model_path, deployment_dir, input_range, calibration_pat
 @click.option("--max-connections", type=click.IntRange(1, 10_000), default=64, show_default=True,
               help="Client connections held at once (a new one evicts one not yet authenticated, else the "
                    "client idle longest).")
-@click.option("--idle-timeout", type=click.FloatRange(min=0.1, max=MAX_TIMEOUT_S), default=120.0, show_default=True,
+@click.option("--idle-timeout", type=FiniteFloatRange(min=0.1, max=MAX_TIMEOUT_S), default=120.0, show_default=True,
               help="Seconds a client connection may stay silent.")
 @click.option("--refresh-every", type=click.IntRange(min=0), default=0, show_default=True,
               help="Re-randomize the weight shares every N sessions (0: only when the parties connect).")
@@ -383,8 +384,8 @@ def predict(input_path, deployment_dir, output, out_path, client, timeout, as_js
 @click.option("--processes", is_flag=True,
               help="Run the parties as three processes on 127.0.0.1 with TLS (default: threads in this process).")
 @input_range_option
-@click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.995, show_default=True)
-@click.option("--max-accuracy-drop", type=click.FloatRange(min=0), default=0.5, show_default=True,
+@click.option("--min-agreement", type=FiniteFloatRange(0, 1), default=0.995, show_default=True)
+@click.option("--max-accuracy-drop", type=FiniteFloatRange(0, 100), default=0.5, show_default=True,
               help="Largest accuracy difference allowed, in percentage points.")
 @click.option("--tf-keras", is_flag=True, help="Load MODEL with tf-keras (Keras 2).")
 @click.option("--json", "as_json", is_flag=True)

@@ -31,7 +31,8 @@ from pipelines.components.federated_trainer.spec import (CLIPS, DEALING_SETTINGS
 from federated.strategies import (DEFAULT_SERVER_LEARNING_RATES, SERVER_OPTIMIZERS,
                                   DifferentialPrivacyAdaptiveClipping, DifferentialPrivacyFixedClipping, FedAvg)
 from federated.strategies.dp_adaptive_clipping import COUNT_STDDEV_SHARE
-from privacy.accounting import AccountantKind
+from pipelines.cli.types import FiniteFloatRange
+from privacy.accounting import MAX_STEPS, AccountantKind
 
 DEFAULTS = FederatedTrainingConfig()
 OPTION_OF_SETTING = {
@@ -114,7 +115,7 @@ def _default(setting: str):
 @click.option("--shards-per-client", type=int, default=_default("shards_per_client"), show_default=True)
 @click.option("--clients", type=int, default=_default("num_clients"), show_default=True,
               help="Number of clients N (public; a client may hold no record).")
-@click.option("--rounds", type=int, default=_default("rounds"), show_default=True)
+@click.option("--rounds", type=click.IntRange(max=MAX_STEPS), default=_default("rounds"), show_default=True)
 @click.option("--sampling", type=click.Choice(SAMPLINGS), default=_default("sampling"), show_default=True,
               help="uniform: round(C*N) clients per round; poisson: each client with probability C (not with --dp "
                    "and one client per user, whose number N a private run releases).")
@@ -129,7 +130,8 @@ def _default(setting: str):
                    f"data, at least 2; under --dp that default is read from the private labels and listed outside "
                    f"the guarantee].")
 @click.option("--epochs", "-E", type=int, default=_default("local_epochs"), show_default=True,
-              help="Local epochs E per round.")
+              help="Local epochs E: passes each sampled client makes over its own data in every round (not the "
+                   "total passes over the data that `ppml pipeline run --epochs` counts).")
 @click.option("--batch-size", "-B", type=click.IntRange(min=0), default=_default("batch_size"), show_default=True,
               help="Local batch size B; 0 = full batch (B = infinity).")
 @click.option("--client-lr", type=float, default=_default("client_learning_rate"), show_default=True,
@@ -177,7 +179,7 @@ def _default(setting: str):
                    f"without --dp {FedAvg.unclipped_range:g} x the largest client, or {FedAvg.unclipped_range:g} with "
                    f"--unweighted].")
 @click.option("--secagg-modulus-bits", type=int, default=_default("secagg_modulus_bits"), show_default=True)
-@click.option("--dropout-rate", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+@click.option("--dropout-rate", type=FiniteFloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="Probability that a sampled client drops out.")
 @click.option("--runner", type=click.Choice(["inprocess", "beam"]), default="inprocess", show_default=True)
 @click.option("--beam-arg", multiple=True,
@@ -378,7 +380,7 @@ def _run(o, config: FederatedTrainingConfig, plot: str, beam_args: list[str] | N
     except CheckpointError as err:   # unreadable, or written with other settings
         raise _usage("--checkpoint-dir", err) from None
 
-    err_stream = click.get_text_stream("stderr")
+    err_stream = sys.stderr   # the one click.echo(err=True) writes to (swapped by CliRunner in tests)
     if not o["as_json"]:   # per-client sizes and label histograms are exact facts of the data: not under --dp
         click.echo(f"{data.num_clients} clients ({config.clients})" if plan.private else data.summary(max_rows=5),
                    err=True)
@@ -492,7 +494,9 @@ def _check_memory(input_dim: int, num_classes: int, config: FederatedTrainingCon
     widths = [input_dim, *config.hidden_units, num_classes]
     parameters = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
     clients = max(1.0, config.sampler().expected_clients(config.num_clients))
-    parts = {"--hidden" if o["model"] == "mlp" else "--model": parameters * (16 + 8 * (clients + 40)),
+    widest = max((input_dim, "--dataset"), *((w, "--hidden" if o["model"] == "mlp" else "--model")
+                                             for w in config.hidden_units), (num_classes, "--num-classes"))
+    parts = {widest[1]: parameters * (16 + 8 * (clients + 40)),
              "--clients": 1024.0 * config.num_clients,
              "--epochs": 2.0 * largest_client * config.local_epochs * 5 * 16}
     needed = sum(parts.values())
@@ -582,8 +586,9 @@ def _read_npz(dataset: str):
         test = (arrays["x_test"], arrays["y_test"]) if "x_test" in arrays else None
     if x.ndim < 1 or (test is not None and test[0].ndim < 1):
         raise ValueError(f"{dataset}: 'x' and 'x_test' must have one row per example")
-    as_rows = lambda a: np.asarray(a, np.float32).reshape(len(a), -1)   # noqa: E731
-    return as_rows(x), y, keys, None if test is None else (as_rows(test[0]), test[1])
+    with np.errstate(over="ignore"):   # values beyond float32's range become inf, refused by `_inconsistency`
+        rows = [np.asarray(a, np.float32).reshape(len(a), -1) for a in (x, *(test or ())[:1])]
+    return rows[0], y, keys, None if test is None else (rows[1], test[1])
 
 
 def _inconsistency(x, y, keys, test, *, private: bool) -> str | None:
@@ -609,7 +614,7 @@ def _inconsistency(x, y, keys, test, *, private: bool) -> str | None:
     if x.shape[1] == 0:
         return "'x' has no features"
     if not private and not (np.all(np.isfinite(x)) and (test is None or np.all(np.isfinite(test[0])))):
-        return "'x' or 'x_test' has NaN or infinite values"
+        return "'x' or 'x_test' has NaN or infinite values (or values beyond float32's range)"
     return None
 
 

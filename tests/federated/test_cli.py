@@ -314,7 +314,8 @@ def bad_files(tmp_path_factory):
     variants = {"lengths.npz": dict(x=x, y=y[:50]), "dims.npz": dict(x=x, y=y, x_test=x[:5, :3], y_test=y[:5]),
                 "floats.npz": dict(x=x, y=y + 0.5), "nan.npz": dict(x=np.where(x > 0.9, np.nan, x), y=y),
                 "keys.npz": dict(x=x, y=y, keys=np.arange(10)), "negative.npz": dict(x=x, y=y - 1),
-                "scalar.npz": dict(x=np.float32(1), y=y)}
+                "scalar.npz": dict(x=np.float32(1), y=y), "beyond_float32.npz": dict(x=np.full((60, 4), 1e300), y=y),
+                "huge_labels.npz": dict(x=x, y=np.full(60, 10 ** 15))}
     for name, arrays in variants.items():
         np.savez(root / name, **arrays)
     (root / "a-file").write_text("not a folder")
@@ -361,6 +362,10 @@ BAD_INPUTS = [  # (arguments, the option the one-line error names); {d} is the f
     (["--dataset", "{d}/notes.csv", "--client-column", "a", "--clients", "5"], "--clients"),
     (["--dataset", "{d}/notes.csv", "--client-column", "a", "--partition", "dirichlet"], "--partition"),
     (["--dropout-rate", "1"], "--dropout-rate"),
+    (["--dropout-rate", "nan"], "--dropout-rate"),
+    (["--dp", "--rounds", "1000000000000000"], "--rounds"), (["--num-classes", "1000000000000"], "--num-classes"),
+    (["--dataset", "{d}/beyond_float32.npz"], "--dataset"),
+    (["--dataset", "{d}/huge_labels.npz"], "--num-classes"),   # the model's output layer would not fit
     (["--dp", "--secure-aggregation", "--sampling", "poisson", "--dropout-rate", "0.2"], "--dropout-rate"),
     (["--runner", "beam", "--beam-arg=--runner=NoSuchRunner"], "--beam-arg"),
     (["--beam-arg=--runner=DirectRunner"], "--beam-arg"),

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from pipelines.cli.main import cli
 
-TUTORIAL = ["--n", "60000", "--batch-size", "256", "--noise-multiplier", "1.1", "--delta", "1e-5"]
+TUTORIAL = ["--n", "60000", "--batch-size", "256", "--noise-multiplier", "1.1", "--target-delta", "1e-5"]
 SMALL = ["--n", "1000", "--batch-size", "50", "--noise-multiplier", "1.0"]
 
 
@@ -85,7 +85,7 @@ def test_shuffle_with_add_remove_is_a_usage_error(command):
 
 
 def test_microbatches_and_user_level_are_reported():
-    data = json.loads(run("epsilon", *SMALL, "--steps", "100", "--microbatches", "10",
+    data = json.loads(run("epsilon", *SMALL, "--steps", "100", "--num-microbatches", "10",
                           "--max-examples-per-user", "2", "--json").output)
     assert data["sensitivity"] == 2.0 and data["privacy_unit"] == "user"
     assert any("microbatch" in note for note in data["notes"])
@@ -93,8 +93,8 @@ def test_microbatches_and_user_level_are_reported():
 
 def test_microbatches_under_replace_one_are_accounted_with_sigma_over_2():
     """Poisson + replace-one + microbatches: Gaussian(sigma / 2) under REPLACE_ONE in all three commands."""
-    args = ["--n", "1000", "--batch-size", "50", "--adjacency", "replace-one", "--microbatches", "10",
-            "--accountant", "pld", "--delta", "1e-4", "--json"]
+    args = ["--n", "1000", "--batch-size", "50", "--adjacency", "replace-one", "--num-microbatches", "10",
+            "--accountant", "pld", "--target-delta", "1e-4", "--json"]
 
     def expected(sigma, steps):
         event = dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(0.05, dpa.GaussianDpEvent(sigma / 2)), steps)
@@ -119,12 +119,12 @@ def test_fixed_defaults_to_replace_one_and_reports_pld_unavailable():
 
 
 def test_delta_warning_when_not_below_one_over_n():
-    result = run("epsilon", *SMALL, "--steps", "10", "--delta", "0.01")
+    result = run("epsilon", *SMALL, "--steps", "10", "--target-delta", "0.01")
     assert result.exit_code == 0 and "WARNING" in result.output and "1/n" in result.output
 
 
-@pytest.mark.parametrize("args,fraction", [(["--n", "999", "--delta", "1e-3"], "0.999/n"),   # ppml's old default
-                                           (["--n", "60000", "--delta", "1e-5"], "0.6/n")])
+@pytest.mark.parametrize("args,fraction", [(["--n", "999", "--target-delta", "1e-3"], "0.999/n"),   # ppml's old default
+                                           (["--n", "60000", "--target-delta", "1e-5"], "0.6/n")])
 def test_delta_warning_when_close_to_one_over_n(args, fraction):
     """A delta close to 1/n lets a mechanism publish about n * delta examples in full: warned, in the table
     and in the JSON; well below 1/n it is not."""
@@ -133,7 +133,7 @@ def test_delta_warning_when_close_to_one_over_n(args, fraction):
     assert result.exit_code == 0 and "WARNING" in result.output and fraction in result.output, result.output
     data = json.loads(run("epsilon", *args, *common, "--json").output)
     assert any(fraction in w for w in data["warnings"])
-    quiet = json.loads(run("epsilon", "--n", "60000", "--delta", "1e-6", *common, "--json").output)
+    quiet = json.loads(run("epsilon", "--n", "60000", "--target-delta", "1e-6", *common, "--json").output)
     assert quiet["warnings"] == []
     default = json.loads(run("epsilon", "--n", "999", *common, "--json").output)  # at most 1/(2n)
     assert default["delta"] == 1e-4 and default["warnings"] == []
@@ -171,16 +171,18 @@ def test_epochs_round_trip():
     (["--n", "100", "--batch-size", "10", "--noise-multiplier", "nan", "--steps", "5"], "--noise-multiplier"),
     (["--n", "100", "--batch-size", "200", "--noise-multiplier", "1", "--steps", "5"], "--batch-size"),
     (["--n", "100", "--sampling-rate", "1.5", "--noise-multiplier", "1", "--steps", "5"], "--sampling-rate"),
-    (["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5", "--delta", "0"], "--delta"),
-    (["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5", "--delta", "1"], "--delta"),
+    (["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5", "--target-delta", "0"],
+     "--target-delta"),
+    (["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5", "--target-delta", "1"],
+     "--target-delta"),
     (["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "0"], "--steps"),
     (["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "-3"], "--steps"),
     (["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--epochs", "0"], "--epochs"),
     (["--n", "abc", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5"], "--n"),
     (["--n", "100", "--batch-size", "ten", "--noise-multiplier", "1", "--steps", "5"], "--batch-size"),
     (["--n", "0", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5"], "--n"),
-    (["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5", "--microbatches", "0"],
-     "--microbatches"),
+    (["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5", "--num-microbatches", "0"],
+     "--num-microbatches"),
     (["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5", "--sampling", "fixed",
       "--adjacency", "add-remove"], "--adjacency"),
     (["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5", "--sampling", "shuffle",
@@ -240,8 +242,9 @@ _BAD = [  # (commands, option, value): valid-looking but out of range, non-finit
     (("epsilon", "noise", "epochs"), "--n", "1e18"), (("epsilon", "noise", "epochs"), "--n", "-5"),
     (("epsilon", "noise", "epochs"), "--n", "nan"), (("epsilon", "noise", "epochs"), "--batch-size", "inf"),
     (("epsilon", "noise", "epochs"), "--batch-size", "-1"), (("epsilon", "noise", "epochs"), "--batch-size", "1e300"),
-    (("epsilon", "noise", "epochs"), "--delta", "nan"), (("epsilon", "noise", "epochs"), "--delta", "1.5"),
-    (("epsilon", "noise", "epochs"), "--microbatches", "-2"), (("epsilon", "noise", "epochs"), "--sampling", "x"),
+    (("epsilon", "noise", "epochs"), "--target-delta", "nan"),
+    (("epsilon", "noise", "epochs"), "--target-delta", "1.5"),
+    (("epsilon", "noise", "epochs"), "--num-microbatches", "-2"), (("epsilon", "noise", "epochs"), "--sampling", "x"),
     (("epsilon", "noise", "epochs"), "--max-examples-per-user", "1000000"),
     (("epsilon", "noise", "epochs"), "--accountant", "both2"),
     (("epsilon", "epochs"), "--noise-multiplier", "1e-300"), (("epsilon", "epochs"), "--noise-multiplier", "1e300"),
@@ -285,7 +288,8 @@ def test_bad_inputs_are_one_line_naming_the_option(args, option):
 @pytest.mark.parametrize("args", [
     ["epsilon", "--n", "1000", "--batch-size", "50", "--noise-multiplier", "0.05", "--steps", "100"],
     ["epsilon", "--n", "1000", "--batch-size", "50", "--noise-multiplier", "1", "--steps", "100000000"],
-    ["epsilon", "--n", "1000", "--batch-size", "50", "--noise-multiplier", "1", "--steps", "10", "--delta", "1e-300"],
+    ["epsilon", "--n", "1000", "--batch-size", "50", "--noise-multiplier", "1", "--steps", "10", "--target-delta",
+     "1e-300"],
     ["epochs", "--target-epsilon", "1000", "--n", "1000", "--batch-size", "50", "--noise-multiplier", "3"],
 ])
 def test_extreme_but_valid_inputs_answer_quickly(args):
@@ -297,3 +301,22 @@ def test_extreme_but_valid_inputs_answer_quickly(args):
     if "pld" in data.get("unavailable", {}):
         assert "RDP accountant covers it" in data["unavailable"]["pld"]
     assert "epsilon_rdp" in data or "epochs_rdp" in data
+
+
+@pytest.mark.parametrize("old, new, value", [("--delta", "--target-delta", "1e-4"),
+                                             ("--microbatches", "--num-microbatches", "5")])
+def test_old_spellings_still_work_for_one_release_with_a_deprecation_warning(old, new, value):
+    """The old flag gives the same result as the new one, a warning line naming both on stderr and a
+    DeprecationWarning; both spellings at once are a usage error; the old one is not in --help."""
+    args = ["epsilon", *SMALL, "--steps", "20", "--accountant", "rdp", "--json"]
+    with pytest.deprecated_call(match=f"{old} is deprecated"):
+        old_result = CliRunner().invoke(cli, [*args, old, value])
+    new_result = CliRunner().invoke(cli, [*args, new, value])
+    assert old_result.exit_code == new_result.exit_code == 0, old_result.output
+    assert json.loads(old_result.stdout) == json.loads(new_result.stdout)
+    assert old_result.stderr.splitlines()[0] == f"warning: {old} is deprecated and goes in the next release: use {new}"
+    both = CliRunner().invoke(cli, [*args, old, value, new, value])
+    assert both.exit_code == 2 and both.stderr.count("\n") == 1
+    assert f"{old}: is the old spelling of {new}" in both.stderr
+    help_text = CliRunner().invoke(cli, ["epsilon", "--help"]).output
+    assert new in help_text and f"{old} " not in help_text

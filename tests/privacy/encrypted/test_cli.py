@@ -133,6 +133,7 @@ BAD = [  # (command line, the option or argument the one-line error must name)
     ("share-model {saved}/model.keras --calibration {bad}/wrong_shape.npy", "--calibration"),
     ("serve --party 0 --deployment {bad}/dep --timeout inf", "--timeout"),
     ("serve --party 0 --deployment {bad}/dep --timeout -1", "--timeout"),
+    ("serve --party 0 --deployment {bad}/dep --idle-timeout nan", "--idle-timeout"),
     ("serve --party 3 --deployment {bad}/dep", "--party"),
     ("serve --party 0 --deployment {bad}/nowhere", "--deployment"),
     ("serve --party 0 --deployment {bad}/port", "--deployment"),
@@ -149,6 +150,7 @@ BAD = [  # (command line, the option or argument the one-line error must name)
     ("predict --input {bad}/a_folder --deployment {bad}/dep", "--input"),
     ("predict --input {saved}/x.npy --deployment {bad}/dep --out {bad}/a_folder", "--out"),
     ("predict --input {saved}/x.npy --deployment {bad}/dep --timeout inf", "--timeout"),
+    ("predict --input {saved}/x.npy --deployment {bad}/dep --timeout nan", "--timeout"),
     ("predict --input {saved}/x.npy --deployment {bad}/nowhere", "--deployment"),
     ("predict --input {saved}/x.npy --deployment {bad}/dep --client nobody", "--client"),
     ("verify {saved}/model.keras {bad}/missing.npy", "DATA"),
@@ -160,7 +162,12 @@ BAD = [  # (command line, the option or argument the one-line error must name)
     ("verify {saved}/model.keras {saved}/x.npy --batch-size 0", "--batch-size"),
     ("verify {saved}/model.keras {saved}/x.npy --n 0", "--n"),
     ("verify {saved}/model.keras {saved}/x.npy --min-agreement 2", "--min-agreement"),
+    ("verify {saved}/model.keras {saved}/x.npy --min-agreement nan", "--min-agreement"),
+    ("verify {saved}/model.keras {saved}/x.npy --max-accuracy-drop nan", "--max-accuracy-drop"),
+    ("verify {saved}/model.keras {saved}/x.npy --max-accuracy-drop inf", "--max-accuracy-drop"),
     ("verify {saved}/model.keras {saved}/x.npy --input-range 1 0", "--input-range"),
+    ("verify {saved}/model.keras {saved}/x.npy --input-range 0 1e300", "--input-range"),   # beyond the ring
+    ("verify {saved}/model.keras {saved}/x.npy --input-range -1e6 1e6", "--input-range"),   # overflows inside
     ("bench --batch 0", "--batch"), ("bench --batch 1000000000", "--batch"), ("bench --repeats 0", "--repeats"),
     ("bench --model resnet", "--model"),
     ("add-client 'bad name!' --deployment {bad}/dep", "NAME"), ("add-client client --deployment {bad}/dep", "NAME"),
@@ -181,6 +188,7 @@ def test_bad_inputs_end_in_one_line_naming_the_option(saved, bad_files, line, op
     assert "Traceback" not in result.output
     error = result.output.strip().splitlines()[-1]
     assert error.startswith("Error: ") and option in error, error
+    assert result.stderr.count("\n") == 1, result.stderr   # that line only
     assert sorted(p for p in bad_files.rglob("*")) == before  # nothing written
 
 

@@ -110,7 +110,8 @@ def case_epsilon_in_history_equals_ppml_epsilon():
     private = private_training(model)
     assert private.steps == 20 and len(history.history["epsilon"]) == 2
     result = CliRunner().invoke(cli, ["epsilon", "--n", str(n), "--batch-size", str(batch), "--noise-multiplier",
-                                      str(sigma), "--steps", str(private.steps), "--delta", str(delta), "--json"])
+                                      str(sigma), "--steps", str(private.steps), "--target-delta", str(delta),
+                                      "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert history.history["epsilon"][-1] == report["epsilon_rdp"]
@@ -225,7 +226,7 @@ def case_epsilon_reaches_callbacks_after_it():
 def _ppml_epsilon(n, batch, sigma, steps, delta, accountant):
     """Epsilon from the `ppml epsilon` command, as TensorBoard stores it (float32)."""
     result = CliRunner().invoke(cli, ["epsilon", "--n", str(n), "--batch-size", str(batch), "--noise-multiplier",
-                                      str(sigma), "--steps", str(steps), "--delta", str(delta),
+                                      str(sigma), "--steps", str(steps), "--target-delta", str(delta),
                                       "--accountant", accountant, "--json"])
     assert result.exit_code == 0, result.output
     return np.float32(json.loads(result.output)[f"epsilon_{accountant}"])
