@@ -8,9 +8,9 @@ composes exactly with DP-SGD or DP-FedAvg in one accountant (RDP and PLD):
 - `MeanVariance` (mean and variance: z-scores), `TreeHistogram` (quantiles: buckets, min-max),
   `GaussianThresholding` (vocabularies with private partition selection, which adds a delta);
 - `PreprocessingBudget`: the preprocessing's (epsilon, delta) and each mechanism's share of it;
-- `MechanismRecord`, `PublicDeclaration`, `CoverageRecord`: what was released, as text records that
-  travel inside the artifact; `PreprocessingAccount` turns them back into events and `PreprocessingPart`
-  accounts them for one trainer's neighbours (adjacency, records per privacy unit);
+- `MechanismRecord`, `ReleaseRecord`, `PublicDeclaration`, `CoverageRecord`: what was released, as text
+  records that travel inside the artifact; `PreprocessingAccount` turns them back into events and
+  `PreprocessingPart` accounts them for one trainer's neighbours (adjacency, records per privacy unit);
 - `adapted_layers`: Keras preprocessing layers adapted on data (exact statistics), with what to use.
 
 Noise comes from a CSPRNG-keyed generator (`NoiseSource`). Nothing here imports TensorFlow or TFX: the
@@ -28,12 +28,12 @@ from privacy.preprocessing.partition_selection import GaussianThresholding, addi
 from privacy.preprocessing.quantiles import TreeHistogram
 from privacy.preprocessing.records import (EXACT, GAUSSIAN_SUMS, GAUSSIAN_THRESHOLDING, TREE_HISTOGRAM,
                                            CoverageRecord, MechanismRecord, PublicDeclaration, RecordError,
-                                           from_text, group_factor, to_text)
+                                           ReleaseRecord, from_text, group_factor, to_text)
 
 __all__ = [
     "ADAPTED_LAYERS", "Bounds", "Component", "CoverageRecord", "EXACT", "GAUSSIAN_SUMS", "GAUSSIAN_THRESHOLDING",
     "GaussianThresholding", "Grid", "MeanVariance", "MechanismRecord", "NoiseSource", "PreprocessingAccount",
-    "PreprocessingBudget", "PreprocessingPart", "PublicDeclaration", "RecordError", "TREE_HISTOGRAM", "TreeHistogram",
+    "PreprocessingBudget", "PreprocessingPart", "PublicDeclaration", "RecordError", "ReleaseRecord", "TREE_HISTOGRAM", "TreeHistogram",
     "adapted_layer_problem", "adapted_layers", "additive_delta", "allocate", "check_share", "from_text",
     "gaussian_event", "group_factor", "noise_multiplier_of", "to_text",
 ]

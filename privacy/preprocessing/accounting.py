@@ -16,7 +16,7 @@ from dp_accounting import dp_event
 
 from privacy.accounting import Adjacency
 from privacy.preprocessing.records import (EXACT, CoverageRecord, MechanismRecord, PublicDeclaration, RecordError,
-                                           from_text)
+                                           ReleaseRecord, from_text)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,28 +28,32 @@ class PreprocessingAccount:
       coverage: its coverage record, or None when it had none (it did not use ppml's private analyzers).
       unaccounted: statistics found in the artifact that no record accounts for (descriptions), set by
         whoever inspected the artifact when there is no coverage record.
+      releases: {release name: the noisy values it published}, where recorded (informative).
     """
 
     mechanisms: tuple[MechanismRecord, ...] = ()
     coverage: CoverageRecord | None = None
     unaccounted: tuple[str, ...] = ()
+    releases: dict[str, tuple[float, ...]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_texts(cls, texts: Iterable[str | bytes], unaccounted: Iterable[str] = ()) -> "PreprocessingAccount":
         """The account of the records in ``texts`` (each record once; at most one coverage record)."""
-        mechanisms, coverage = {}, []
+        mechanisms, coverage, releases = {}, [], {}
         for text in sorted(set(t.decode("utf-8") if isinstance(t, bytes) else t for t in texts)):
             record = from_text(text)
-            if isinstance(record, MechanismRecord):
-                if record.name in mechanisms:
-                    raise RecordError(f"two different releases are both named {record.name!r}")
-                mechanisms[record.name] = record
+            if isinstance(record, (MechanismRecord, ReleaseRecord)):
+                found = mechanisms if isinstance(record, MechanismRecord) else releases
+                if record.name in found:
+                    raise RecordError(f"two different records are both named {record.name!r}")
+                found[record.name] = record if isinstance(record, MechanismRecord) else record.values
             elif isinstance(record, CoverageRecord):
                 coverage.append(record)
         if len(coverage) > 1:
             raise RecordError(f"{len(coverage)} coverage records: the artifact mixes several preprocessing functions")
         return cls(mechanisms=tuple(mechanisms[k] for k in sorted(mechanisms)),
-                   coverage=coverage[0] if coverage else None, unaccounted=tuple(unaccounted))
+                   coverage=coverage[0] if coverage else None, unaccounted=tuple(unaccounted),
+                   releases={k: releases[k] for k in sorted(releases)})
 
     @property
     def declarations(self) -> tuple[PublicDeclaration, ...]:
@@ -84,15 +88,17 @@ class PreprocessingAccount:
     def to_dict(self) -> dict[str, Any]:
         return {"mechanisms": [m.to_dict() for m in self.mechanisms],
                 "coverage": None if self.coverage is None else self.coverage.to_dict(),
-                "unaccounted": list(self.unaccounted)}
+                "unaccounted": list(self.unaccounted),
+                "releases": {name: list(values) for name, values in self.releases.items()}}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PreprocessingAccount":
         try:
             return cls(mechanisms=tuple(MechanismRecord.from_dict(m) for m in data["mechanisms"]),
                        coverage=None if data.get("coverage") is None else CoverageRecord.from_dict(data["coverage"]),
-                       unaccounted=tuple(data.get("unaccounted") or ()))
-        except (KeyError, TypeError) as err:
+                       unaccounted=tuple(data.get("unaccounted") or ()),
+                       releases={k: tuple(float(v) for v in vs) for k, vs in (data.get("releases") or {}).items()})
+        except (KeyError, TypeError, ValueError) as err:
             raise RecordError(f"malformed preprocessing account: {err}") from None
 
 

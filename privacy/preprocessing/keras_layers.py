@@ -5,7 +5,8 @@ constants (mean and variance, bin boundaries, vocabularies) from data in ``adapt
 private training data, they carry exact statistics that no epsilon covers. Given their constants in
 the constructor (from a private release of `privacy.preprocessing`, or declared public) they carry
 nothing of the data, and the constants appear in their config. A layer counts as adapted when its
-config lacks them.
+config lacks them, or (a Keras 3 `Discretization`, whose config keeps what ``adapt`` learnt) when it was
+built with ``num_bins`` for ``adapt`` to fill.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def adapted_layer_problem(name: str, class_name: str, config: dict[str, Any] | N
         return None
     keys, instead = ADAPTED_LAYERS[class_name]
     config = config or {}
-    if all(config.get(key) is not None for key in keys):
+    if all(config.get(key) is not None for key in keys) and config.get("num_bins") is None:
         return None
     return (f"layer '{name}' ({class_name}) learns {' and '.join(keys)} from data with adapt(), so it carries exact "
             f"statistics of the training data that no epsilon covers; use {instead}")

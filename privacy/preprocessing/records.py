@@ -2,7 +2,7 @@
 
 A `MechanismRecord` describes one release: the analyzer, the mechanism and its public parameters
 (bounds, grid, threshold), each noised block's sensitivity and noise, where the noise came from and the
-budget share (the released values are constants of the same graph). A `PublicDeclaration` records
+budget share, and a `ReleaseRecord` the noisy values it released. A `PublicDeclaration` records
 constants a pipeline author states are public, with the reason. A `CoverageRecord` says, for a whole
 preprocessing function, how many statistics it computed from the data and which of them no private
 mechanism or declaration covers.
@@ -109,6 +109,25 @@ class MechanismRecord:
 
 
 @dataclasses.dataclass(frozen=True)
+class ReleaseRecord:
+    """The noisy values one release published (its `MechanismRecord` has the same name): for mean and
+    variance the noisy [count, sum, sum of squares], for quantiles the noisy counts of every tree node."""
+
+    name: str
+    values: tuple[float, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "release", "name": self.name, "values": list(self.values)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ReleaseRecord":
+        try:
+            return cls(name=str(data["name"]), values=tuple(float(v) for v in data["values"]))
+        except (KeyError, TypeError, ValueError) as err:
+            raise RecordError(f"malformed release record: {err}") from None
+
+
+@dataclasses.dataclass(frozen=True)
 class PublicDeclaration:
     """Constants a pipeline author declares public (domain knowledge, a public data set).
 
@@ -194,7 +213,8 @@ def from_text(text: str | bytes):
         data = json.loads(text[len(RECORD_PREFIX):])
     except json.JSONDecodeError as err:
         raise RecordError(f"malformed preprocessing record: {err}") from None
-    kinds = {"mechanism": MechanismRecord, "public": PublicDeclaration, "coverage": CoverageRecord}
+    kinds = {"mechanism": MechanismRecord, "release": ReleaseRecord, "public": PublicDeclaration,
+             "coverage": CoverageRecord}
     if not isinstance(data, dict) or data.get("kind") not in kinds:
         raise RecordError(f"unknown preprocessing record kind {data.get('kind') if isinstance(data, dict) else data!r}")
     return kinds[data["kind"]].from_dict(data)
