@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from privacy.accounting import Sampling
-from privacy.keras import _compat, callback, recording, sampling, validator
+from privacy.keras import _compat, callback, monitoring, recording, sampling, validator
 from privacy.keras.params import DPConfigurationError, DPParams
 from privacy.keras.private_training import PrivateTraining
 from privacy.keras.train_step import dp_train_step
@@ -131,6 +131,10 @@ def private_fit(model, fit, *args, **kwargs):
     _prepare_data(model, private, kwargs)
     _avoid_xla_for_recurrent_fallbacks(model, private)
     callbacks = list(kwargs.get("callbacks") or [])
+    problems = monitoring.training_metric_problems(callbacks)
+    if problems:
+        raise DPConfigurationError("private training refuses callbacks that act on training metrics:\n  - "
+                                   + "\n  - ".join(problems))
     if private.state_path:
         _check_checkpoint_frequency(callbacks)
     accounting = private.dataset_size is not None and private.expected_batch_size is not None and \
