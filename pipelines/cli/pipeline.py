@@ -16,6 +16,7 @@ import traceback
 import click
 
 from pipelines import run_log
+from pipelines.transform.spec import DEFAULT_SHARE
 from privacy.accounting import Sampling
 
 DEFAULT_ROOT = "ppml-pipeline"
@@ -57,8 +58,18 @@ def _training_options(fn):
                      help="Clip per microbatch instead of per example (sensitivity 2C when a microbatch holds "
                           "several examples)."),
         click.option("--learning-rate", type=float, default=0.2, show_default=True, help="SGD learning rate."),
+        click.option("--preprocessing-share", type=click.FloatRange(0, 1, min_open=True), default=DEFAULT_SHARE,
+                     show_default=True,
+                     help="Fraction of --target-epsilon the Transform's private analyzers are calibrated to spend; "
+                          "the Trainer's noise is calibrated so that preprocessing and training together meet "
+                          "the target."),
+        click.option("--preprocessing-epsilon", type=click.FloatRange(0, min_open=True),
+                     help="The Transform's budget itself, instead of a share (needed with --noise-multiplier)."),
         click.option("--epsilon-budget", type=float, default=3.0, show_default=True,
-                     help="Evaluator: bless only models with epsilon <= this."),
+                     help="Evaluator: bless only models with epsilon <= this (the whole artifact: preprocessing and "
+                          "training composed)."),
+        click.option("--delta-budget", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+                     help="Evaluator: bless only models with delta <= this [default: any delta below 1/n]."),
         click.option("--max-membership-auc", type=float, default=0.6, show_default=True,
                      help="Evaluator: bless only if the loss-threshold attack AUC is <= this."),
         click.option("--min-accuracy", type=float, default=0.85, show_default=True,
@@ -78,9 +89,9 @@ def _training_options(fn):
 
 
 def _pipeline_kwargs(trainer, trainer_config_json, private, target_epsilon, noise_multiplier, delta, epochs,
-                     batch_size, l2_norm_clip, sampling, num_microbatches, learning_rate, epsilon_budget,
-                     max_membership_auc, min_accuracy, encrypted_check, encrypted_examples,
-                     compare_non_private) -> dict:
+                     batch_size, l2_norm_clip, sampling, num_microbatches, learning_rate, preprocessing_share,
+                     preprocessing_epsilon, epsilon_budget, delta_budget, max_membership_auc, min_accuracy,
+                     encrypted_check, encrypted_examples, compare_non_private) -> dict:
     if private and target_epsilon is None and noise_multiplier is None:
         target_epsilon = 3.0
     trainer_config = {"private": private, "target_epsilon": target_epsilon, "noise_multiplier": noise_multiplier,
@@ -105,9 +116,10 @@ def _pipeline_kwargs(trainer, trainer_config_json, private, target_epsilon, nois
                                      param_hint="'--trainer-config'")
         trainer_config.update(extra)
     return {"trainer": trainer, "trainer_config": {k: v for k, v in trainer_config.items() if v is not None},
-            "epsilon_budget": epsilon_budget, "max_membership_auc": max_membership_auc, "min_accuracy": min_accuracy,
-            "encrypted_check": encrypted_check, "encrypted_examples": encrypted_examples,
-            "compare_non_private": compare_non_private}
+            "epsilon_budget": epsilon_budget, "delta_budget": delta_budget, "max_membership_auc": max_membership_auc,
+            "min_accuracy": min_accuracy, "preprocessing_share": preprocessing_share,
+            "preprocessing_epsilon": preprocessing_epsilon, "encrypted_check": encrypted_check,
+            "encrypted_examples": encrypted_examples, "compare_non_private": compare_non_private}
 
 
 def _import_tfx():

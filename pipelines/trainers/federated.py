@@ -39,7 +39,11 @@ def run_fn(fn_args) -> None:
     columns = read_split(fn_args.train_files)
     feature_keys = resolve_feature_keys(config, columns)
     data = client_data(config, columns, feature_keys)
-    plan = config.plan(data.num_clients)
+    preprocessing = None
+    if config.private and fn_args.transform_output:
+        from pipelines.transform.artifact import transform_graph_account  # pylint: disable=import-outside-toplevel
+        preprocessing = transform_graph_account(fn_args.transform_output)
+    plan = config.plan(data.num_clients, preprocessing=preprocessing, largest_client=int(data.sizes().max()))
     eval_columns = read_split(fn_args.eval_files)
     evaluation = (stack_features(eval_columns, feature_keys),
                   _labels(eval_columns, config.label_key))
@@ -130,13 +134,15 @@ def _aggregation(config: FederatedTrainingConfig, algorithm, max_client_size: in
 
 
 def ledger(plan: FederatedTrainingPlan, budget, *, rounds: int) -> privacy_ledger.PrivacyLedger:
-    """The ledger of a DP-FedAvg run of ``rounds`` rounds (the budget the simulation composed).
+    """The ledger of a DP-FedAvg run of ``rounds`` rounds (the budget the simulation composed), with the
+    plan's preprocessing releases composed before the rounds.
 
     Raises:
       privacy_ledger.LedgerError: if ``budget`` does not account exactly those rounds of the plan.
     """
     mechanism = plan.mechanism.replace(steps=rounds)
-    privacy_ledger.check_budget(budget, mechanism, plan.delta)
+    budget = privacy_ledger.with_preprocessing(budget, mechanism, privacy_ledger.accountant_delta_of(
+        plan.delta, plan.preprocessing), plan.preprocessing)
     parameters: dict[str, Any] = {
         "unit": "client", "dataset_size": plan.num_clients, "batch_size": mechanism.batch_size,
         "noise_multiplier": mechanism.noise_multiplier, "steps": rounds, "sampling": mechanism.sampling.value,
@@ -144,7 +150,8 @@ def ledger(plan: FederatedTrainingPlan, budget, *, rounds: int) -> privacy_ledge
         "delta_is_default": plan.config.delta is None, "noise": "CSPRNG-seeded"}
     return privacy_ledger.PrivacyLedger(budget=budget, mechanism=privacy_ledger.DP_FEDAVG, parameters=parameters,
                                         trainer={"run_fn": f"{__name__}.run_fn",
-                                                 "settings": plan.config.to_custom_config()})
+                                                 "settings": plan.config.to_custom_config()},
+                                        preprocessing=plan.preprocessing)
 
 
 # --- export ----------------------------------------------------------------------------------------

@@ -92,6 +92,46 @@ def encrypted_check_run(fixed_batches_run, private_run) -> PipelineRun:
                         "--encrypted-examples", "100", read_text=True)
 
 
+PLAIN_TFT_MODULE = """
+import tensorflow_transform as tft
+from pipelines.trainers.breast_cancer import FEATURE_KEYS, LABEL_KEY, MODEL_INPUT_KEYS, run_fn, transformed_name
+
+
+def preprocessing_fn(inputs):
+    outputs = {transformed_name(key): tft.scale_to_z_score(inputs[key]) for key in FEATURE_KEYS}
+    outputs[LABEL_KEY] = inputs[LABEL_KEY]
+    return outputs
+"""
+"""The bundled pipeline's trainer module with plain tft z-scores: exact statistics in the Transform graph."""
+
+RUN_WITH_MODULE = """
+import json, sys
+from pipelines.keras_env import use_tf_keras
+use_tf_keras()
+from pipelines import pipeline, runners
+from pipelines.report import load_report
+root, module = sys.argv[1:3]
+runners.run(pipeline.bundled_pipeline(root, module=module, trainer_config=dict(pipeline.DEFAULT_TRAINER_CONFIG)))
+print("REPORT " + json.dumps(load_report(root).to_dict()))
+"""
+
+
+@pytest.fixture(scope="session")
+def plain_tft_run(encrypted_check_run, private_run, tmp_path_factory) -> dict:
+    """The first run's settings with a preprocessing_fn that calls tft.scale_to_z_score itself (its
+    statistics exact), on the same root after the other runs: upstream of Transform cached. The report."""
+    folder = tmp_path_factory.mktemp("plain-module")
+    (folder / "ppml_plain_tft_module.py").write_text(PLAIN_TFT_MODULE)
+    code = f"import sys; sys.argv[1:] = [{private_run.root!r}, 'ppml_plain_tft_module']\n" + RUN_WITH_MODULE
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(folder), REPO]), TF_USE_LEGACY_KERAS="1")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=1800)
+    if proc.returncode != 0:
+        pytest.fail(f"the plain-tft pipeline failed:\n{proc.stderr[-8000:]}", pytrace=False)
+    [line] = [line for line in proc.stdout.splitlines() if line.startswith("REPORT ")]
+    return json.loads(line[len("REPORT "):])
+
+
 @pytest.fixture(scope="session")
 def ppml_cli():
     """`ppml(*args, check=True, timeout=...)`: the command line in a fresh interpreter."""

@@ -6,6 +6,7 @@ the SavedModel directly and recompute epsilon with dp-accounting from the settin
 """
 
 import json
+import math
 import os
 
 import dp_accounting
@@ -19,7 +20,11 @@ from .conftest import ppml
 
 CONFIG = {"label_key": "diagnosis", "partition": "dirichlet", "alpha": 1.0, "num_clients": 20, "rounds": 8,
           "sampling": "poisson", "fraction": 0.5, "private": True, "noise_multiplier": 0.5, "clipping_norm": 1.0,
-          "client_learning_rate": 0.1, "local_epochs": 2}
+          "client_learning_rate": 0.1, "local_epochs": 2, "max_examples_per_client": 60}
+PREPROCESSING_EPSILON = 1.0
+"""The Transform's private analyzers' budget (per record). A client of up to 60 records moves them 60 times as
+far: the model's client-level epsilon is in the hundreds, which is what central preprocessing costs a
+client-level guarantee; the test checks the accounting and the gate's mechanics with a budget of 1000."""
 
 INSPECT = """
 import glob, json, os, sys
@@ -53,8 +58,9 @@ def federated_run(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("ppml-federated-pipeline"))
     settings = {k: v for k, v in CONFIG.items() if k not in ("private", "noise_multiplier")}
     proc = ppml("pipeline", "run", "--trainer", "federated", "--private", "--noise-multiplier", "0.5",
-                "--trainer-config", json.dumps(settings), "--epsilon-budget", "30", "--max-membership-auc", "0.7",
-                "--min-accuracy", "0.8", "--pipeline-root", root, "--json")
+                "--preprocessing-epsilon", str(PREPROCESSING_EPSILON), "--trainer-config", json.dumps(settings),
+                "--epsilon-budget", "1000", "--max-membership-auc", "0.7", "--min-accuracy", "0.8",
+                "--pipeline-root", root, "--json")
     out = run_python(f"import sys; sys.argv = ['', {root!r}]\n{INSPECT}", legacy_keras=True).stdout
     return {**json.loads(out.strip().splitlines()[-1]), "report": json.loads(proc.stdout), "stderr": proc.stderr}
 
@@ -62,22 +68,32 @@ def federated_run(tmp_path_factory):
 def test_private_federated_model_carries_the_accountants_epsilon(federated_run):
     props = federated_run["model"]
     # Client-level DP-FedAvg: Poisson sampling of clients with q = 0.5, z = 0.5, one event per round,
-    # delta = 0.01 (the largest power of ten below 1/N for N = 20 clients).
+    # delta = 0.01 (the largest power of ten below 1/N for N = 20 clients), after the Transform graph's 30
+    # private releases, which a client of up to K = 60 records moves 60 times as far as one record.
+    with open(props["privacy_ledger_uri"]) as f:
+        ledger = json.load(f)
+    prior = []
+    for record in ledger["preprocessing"]["account"]["mechanisms"]:
+        per_record = 1 / math.sqrt(sum((c["sensitivity"] / c["noise_std"]) ** 2 for c in record["components"]
+                                       if c["sensitivity"]))
+        prior.append(dp_event.GaussianDpEvent(per_record / 60))
+    assert len(prior) == 30 and ledger["preprocessing"]["group_size"] == 60
     event = dp_event.PoissonSampledDpEvent(0.5, dp_event.GaussianDpEvent(0.5))
-    rdp = dp_accounting.rdp.RdpAccountant().compose(event, 8).get_epsilon(0.01)
+    rdp = dp_accounting.rdp.RdpAccountant().compose(
+        dp_event.ComposedDpEvent(prior + [dp_event.SelfComposedDpEvent(event, 8)])).get_epsilon(0.01)
+    rounds_alone = dp_accounting.rdp.RdpAccountant().compose(event, 8).get_epsilon(0.01)
     assert props["private"] == 1 and props["privacy_mechanism"] == "dp-fedavg"
     assert props["dp_steps"] == 8 and props["delta"] == 0.01 and props["noise_multiplier"] == 0.5
     assert props["sampling"] == "poisson" and props["adjacency"] == "add-remove" and props["l2_norm_clip"] == 1.0
-    with open(props["privacy_ledger_uri"]) as f:
-        ledger = json.load(f)
-    assert ledger["epsilon"]["rdp"] == pytest.approx(rdp, rel=1e-12)
+    assert ledger["epsilon"]["rdp"] == pytest.approx(rdp, rel=1e-9)
+    assert ledger["composition"]["parts"]["training"]["rdp"] == pytest.approx(rounds_alone, rel=1e-9)
     assert props["epsilon"] == min(props["epsilon_rdp"], props["epsilon_pld"])
     assert props["epsilon_rdp"] == pytest.approx(rdp, rel=1e-5)   # ML Metadata keeps 6 significant digits
     assert props["privacy_ledger_uri"].startswith(os.path.join(federated_run["model_uri"], "Format-Serving"))
     assert ledger["mechanism"] == "dp-fedavg" and ledger["parameters"]["unit"] == "client"
     assert ledger["parameters"]["dataset_size"] == 20
     history = federated_run["history"]
-    assert history["rounds"][-1]["metrics"]["epsilon_rdp"] == pytest.approx(rdp, rel=1e-12)
+    assert history["rounds"][-1]["metrics"]["epsilon_rdp"] == pytest.approx(rounds_alone, rel=1e-12)
     assert history["config"]["num_clients"] == 20 and history["config"]["partition"]["name"] == "dirichlet"
 
 
@@ -96,6 +112,7 @@ def test_pipeline_command_runs_the_federated_trainer_and_reports_its_ledger(fede
     privacy = report["privacy"]
     assert privacy["mechanism"] == "dp-fedavg" and privacy["delta"] == 0.01
     assert privacy["epsilon"]["rdp"] == pytest.approx(federated_run["model"]["epsilon_rdp"], rel=1e-5)
+    assert privacy["artifact"]["parts"]["preprocessing"]["rdp"] > privacy["artifact"]["parts"]["training"]["rdp"]
     assert report["gate"]["blessed"] is True and report["pushed"]["pushed"] is True
     assert any(line.startswith("[6/8] Trainer complete (") for line in federated_run["stderr"].splitlines())
 

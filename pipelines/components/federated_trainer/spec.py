@@ -32,6 +32,10 @@ accountant               rdp | pld, the accountant of target_epsilon and max_eps
 max_epsilon              stop before a round would take epsilon above this
 secure_aggregation       simulate secure aggregation of the client contributions (32-bit
                          quantization; coordinates clipped to +-C under DP, else to +-8 n_max)
+max_examples_per_client  K, a public bound on any client's training records; needed when a
+                         private run's Transform graph has private preprocessing releases, which
+                         are example-level: a client moves them as K records do (a client with
+                         more is refused before training)
 =======================  ======================================================================
 
 The privacy unit is one client: a neighbouring dataset adds or removes (Poisson) or replaces
@@ -40,6 +44,10 @@ CSPRNG (the model is released; a seed in the ledger must not let anyone replay e
 `FederatedTrainingConfig.from_custom_config` checks the settings
 alone, `plan` checks them against the data (N clients) and resolves z and delta; both raise
 `InvalidFederatedSetting` naming the key, before any training. This module does not import TensorFlow.
+
+A Transform graph's private preprocessing releases are part of the exported model: a private plan composes
+their events before the rounds, as seen by neighbouring data sets that differ in one client (K records
+added or removed, or replaced), and calibrates z so that both together meet ``target_epsilon``.
 """
 
 from __future__ import annotations
@@ -52,8 +60,10 @@ from federated.client import EXECUTIONS as CLIENT_EXECUTIONS
 from federated.sampling import PoissonSampler, UniformSampler
 from federated.strategies import SERVER_OPTIMIZERS
 from pipelines.components import settings
+from pipelines.privacy_ledger import LedgerError, accountant_delta_of
 from privacy.accounting import (AccountantKind, DpSgdMechanism, UnsupportedAccounting,
                                 calibrate_noise_multiplier, default_delta)
+from privacy.preprocessing import PreprocessingAccount, PreprocessingPart, RecordError
 
 PARTITIONS = ("iid", "dirichlet", "shards", "quantity")
 SAMPLINGS = ("uniform", "poisson")
@@ -96,6 +106,7 @@ class FederatedTrainingConfig:
     accountant: str = AccountantKind.RDP.value
     max_epsilon: float | None = None
     secure_aggregation: bool = False
+    max_examples_per_client: int | None = None
 
     @classmethod
     def from_custom_config(cls, custom_config: Mapping[str, Any] | None) -> "FederatedTrainingConfig":
@@ -122,8 +133,8 @@ class FederatedTrainingConfig:
         for key in ("private", "secure_aggregation"):
             if key in values and not isinstance(values[key], bool):
                 raise InvalidFederatedSetting(key, f"must be true or false, got {values[key]!r}")
-        for key in ("num_clients", "shards_per_client", "rounds", "local_epochs"):
-            if key in values:
+        for key in ("num_clients", "shards_per_client", "rounds", "local_epochs", "max_examples_per_client"):
+            if values.get(key) is not None:
                 values[key] = settings.integer(InvalidFederatedSetting, key, values[key])
         if values.get("batch_size") is not None:
             values["batch_size"] = settings.integer(InvalidFederatedSetting, "batch_size", values["batch_size"])
@@ -176,8 +187,14 @@ class FederatedTrainingConfig:
         """E[clients per round], the public denominator of DP-FedAvg."""
         return self.sampler().expected_clients(num_clients)
 
-    def plan(self, num_clients: int) -> "FederatedTrainingPlan":
+    def plan(self, num_clients: int, *, preprocessing: PreprocessingAccount | None = None,
+             largest_client: int | None = None) -> "FederatedTrainingPlan":
         """Resolves delta and the noise multiplier for a population of ``num_clients`` clients.
+
+        Args:
+          preprocessing: what the Transform graph the model embeds released (private runs compose it first).
+          largest_client: the most training records any client holds (checked against
+            ``max_examples_per_client`` when there is preprocessing to account).
 
         Raises:
           InvalidFederatedSetting: when a setting does not fit the population or the target epsilon
@@ -195,27 +212,59 @@ class FederatedTrainingConfig:
         mechanism = DpSgdMechanism(dataset_size=num_clients, batch_size=self.expected_clients(num_clients),
                                    noise_multiplier=self.noise_multiplier or 1.0, steps=self.rounds,
                                    sampling=sampling, adjacency=adjacency)
+        part = self._preprocessing(preprocessing, mechanism, largest_client)
+        try:
+            accountant_delta = accountant_delta_of(delta, part)
+        except LedgerError as err:
+            raise InvalidFederatedSetting("delta", str(err)) from None
         if self.target_epsilon is not None:
             try:
                 sigma = calibrate_noise_multiplier(mechanism, target_epsilon=self.target_epsilon,
-                                                   target_delta=delta, accountant=self.accountant)
+                                                   target_delta=accountant_delta, accountant=self.accountant,
+                                                   prior_events=[] if part is None else part.private_events())
             except (ValueError, UnsupportedAccounting) as err:
                 raise InvalidFederatedSetting("target_epsilon", f"cannot calibrate: {err}") from None
             mechanism = mechanism.replace(noise_multiplier=sigma)
         if mechanism.unsupported_reason(self.accountant):  # it reports epsilon every round
             raise InvalidFederatedSetting("accountant", mechanism.unsupported_reason(self.accountant))
-        return FederatedTrainingPlan(config=self, num_clients=num_clients, mechanism=mechanism, delta=delta)
+        return FederatedTrainingPlan(config=self, num_clients=num_clients, mechanism=mechanism, delta=delta,
+                                     preprocessing=part)
+
+    def _preprocessing(self, account: PreprocessingAccount | None, mechanism: DpSgdMechanism,
+                       largest_client: int | None) -> PreprocessingPart | None:
+        """The preprocessing releases as a client moves them: a group of ``max_examples_per_client`` records."""
+        if account is None or not (account.mechanisms or account.unaccounted or account.coverage):
+            return None
+        if self.max_examples_per_client is None:
+            raise InvalidFederatedSetting("max_examples_per_client", "the Transform graph's private preprocessing "
+                                                                     "is accounted per record; set a public bound K "
+                                                                     "on each client's records so that its events "
+                                                                     "can be accounted per client")
+        if largest_client is not None and largest_client > self.max_examples_per_client:
+            raise InvalidFederatedSetting("max_examples_per_client", f"a client holds {largest_client} training "
+                                                                     f"records, more than the bound "
+                                                                     f"{self.max_examples_per_client}")
+        if self.max_epsilon is not None:
+            raise InvalidFederatedSetting("max_epsilon", "the round-by-round stop sees only the rounds' events, not "
+                                                         "the preprocessing's; use target_epsilon")
+        part = PreprocessingPart(account, mechanism.adjacency, self.max_examples_per_client)
+        try:
+            part.events()
+        except RecordError as err:
+            raise InvalidFederatedSetting("max_examples_per_client", str(err)) from None
+        return part
 
 
 @dataclasses.dataclass(frozen=True)
 class FederatedTrainingPlan:
     """A resolved run: N clients and, for private runs, the client-level mechanism (clients as
-    examples, rounds as steps) and delta."""
+    examples, rounds as steps), delta (the artifact's) and the preprocessing releases composed first."""
 
     config: FederatedTrainingConfig
     num_clients: int
     mechanism: DpSgdMechanism | None = None
     delta: float | None = None
+    preprocessing: PreprocessingPart | None = None
 
     @property
     def private(self) -> bool:

@@ -9,10 +9,14 @@ The gate is expressed in TFMA's own terms, next to the utility metrics of the sa
             *spec.privacy_metrics(epsilon_budget=3.0, max_membership_auc=0.6),
         ])])
 
-``dp_epsilon`` is the epsilon of the model's privacy ledger (infinite when it has none) and
-``membership_inference_auc`` the AUC of the loss-threshold attack on training vs held-out examples.
-TFMA checks their thresholds like any other, so the blessing requires the utility thresholds AND
-epsilon <= budget AND AUC <= its bound, and the values appear in the ModelEvaluation artifact.
+``dp_epsilon`` is the epsilon of the model's privacy ledger: the whole artifact's, preprocessing and
+training composed; infinite when it has no ledger or carries statistics no epsilon covers (see
+`pipelines.components.private_evaluator.coverage`). ``membership_inference_auc`` is the AUC of the
+loss-threshold attack on training vs held-out examples, an internal diagnostic that epsilon does not
+cover (it is computed from the training records themselves). With a ``delta_budget``, ``dp_delta`` is the
+ledger's delta (1 without a ledger). TFMA checks their thresholds like any other, so the blessing requires
+the utility thresholds AND epsilon <= budget AND AUC <= its bound (AND delta <= its budget), and the
+values appear in the ModelEvaluation artifact.
 This module imports TFMA only inside `privacy_metrics`.
 """
 
@@ -25,8 +29,13 @@ from typing import Any
 
 DP_EPSILON = "dp_epsilon"
 MEMBERSHIP_AUC = "membership_inference_auc"
+DP_DELTA = "dp_delta"
 METRICS_MODULE = "pipelines.components.private_evaluator.metrics"
-CLASS_NAMES = {DP_EPSILON: "DpEpsilon", MEMBERSHIP_AUC: "MembershipInferenceAuc"}
+CLASS_NAMES = {DP_EPSILON: "DpEpsilon", MEMBERSHIP_AUC: "MembershipInferenceAuc", DP_DELTA: "DpDelta"}
+REQUIRED = (DP_EPSILON, MEMBERSHIP_AUC)
+"""The gate's metrics every EvalConfig must hold (``dp_delta`` is there when a delta budget is set)."""
+DELTA_WARNING = 0.1
+"""The gate warns when delta > DELTA_WARNING / n: close to 1/n, where publishing one random record meets delta."""
 DEFAULT_MEMBER_SPLIT = "train"
 SUMMARY_FILE = "ppml_evaluation.json"
 """JSON summary the Private Evaluator writes into the ModelEvaluation artifact: metrics, checks, audit."""
@@ -40,14 +49,17 @@ class GateSettings:
     max_membership_auc: float
     member_split: str = DEFAULT_MEMBER_SPLIT
     max_audit_examples: int | None = None
+    delta_budget: float | None = None
 
 
 def privacy_metrics(*, epsilon_budget: float, max_membership_auc: float = 0.6,
-                    member_split: str = DEFAULT_MEMBER_SPLIT, max_audit_examples: int | None = None) -> list:
-    """The two `tfma.MetricConfig`s of the privacy gate.
+                    member_split: str = DEFAULT_MEMBER_SPLIT, max_audit_examples: int | None = None,
+                    delta_budget: float | None = None) -> list:
+    """The `tfma.MetricConfig`s of the privacy gate (two, three with a ``delta_budget``).
 
     Args:
       epsilon_budget: largest epsilon to bless, at the delta of the model's ledger.
+      delta_budget: largest delta to bless; None: any delta below 1/n (which every ledger has).
       max_membership_auc: largest loss-threshold attack AUC to bless, in [0.5, 1].
       member_split: the split the model was trained on (the attack's members); its non-members
         are the Evaluator's ``example_splits`` (default 'eval').
@@ -58,6 +70,8 @@ def privacy_metrics(*, epsilon_budget: float, max_membership_auc: float = 0.6,
         raise ValueError(f"epsilon_budget must be a finite number > 0, got {epsilon_budget!r}")
     if not (isinstance(max_membership_auc, (int, float)) and 0 <= max_membership_auc <= 1):
         raise ValueError(f"max_membership_auc must be in [0, 1], got {max_membership_auc!r}")
+    if delta_budget is not None and not (isinstance(delta_budget, (int, float)) and 0 < delta_budget < 1):
+        raise ValueError(f"delta_budget must be in (0, 1), got {delta_budget!r}")
     audit_config = {"member_split": member_split}
     if max_audit_examples is not None:
         audit_config["max_examples"] = int(max_audit_examples)
@@ -67,8 +81,11 @@ def privacy_metrics(*, epsilon_budget: float, max_membership_auc: float = 0.6,
             class_name=CLASS_NAMES[name], module=METRICS_MODULE, config=json.dumps({"name": name, **extra}),
             threshold=tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(upper_bound={"value": bound})))
 
-    return [config(DP_EPSILON, float(epsilon_budget), {}),
-            config(MEMBERSHIP_AUC, float(max_membership_auc), audit_config)]
+    metrics = [config(DP_EPSILON, float(epsilon_budget), {}),
+               config(MEMBERSHIP_AUC, float(max_membership_auc), audit_config)]
+    if delta_budget is not None:
+        metrics.append(config(DP_DELTA, float(delta_budget), {}))
+    return metrics
 
 
 def gate_settings(eval_config) -> GateSettings:
@@ -91,11 +108,11 @@ def gate_settings(eval_config) -> GateSettings:
             bounds[name] = threshold.upper_bound.value
             if name == MEMBERSHIP_AUC and metric.config:
                 audit_config = json.loads(metric.config)
-    for name, class_name in CLASS_NAMES.items():
+    for name in REQUIRED:
         if name not in bounds:
-            raise ValueError(f"the EvalConfig has no {class_name} metric ({name}): the privacy gate needs both "
-                             f"{', '.join(CLASS_NAMES.values())}; add spec.privacy_metrics(epsilon_budget=...) "
-                             f"to a MetricsSpec")
+            raise ValueError(f"the EvalConfig has no {CLASS_NAMES[name]} metric ({name}): the privacy gate needs "
+                             f"{', '.join(CLASS_NAMES[n] for n in REQUIRED)}; add spec.privacy_metrics("
+                             f"epsilon_budget=...) to a MetricsSpec")
     return GateSettings(epsilon_budget=bounds[DP_EPSILON], max_membership_auc=bounds[MEMBERSHIP_AUC],
                         member_split=audit_config.get("member_split", DEFAULT_MEMBER_SPLIT),
-                        max_audit_examples=audit_config.get("max_examples"))
+                        max_audit_examples=audit_config.get("max_examples"), delta_budget=bounds.get(DP_DELTA))
