@@ -63,6 +63,27 @@ class Bounds:
         return [self.lower, self.upper]
 
 
+def check_values_per_record(d) -> None:
+    """d, the values each record holds, must be an integer >= 1."""
+    if isinstance(d, bool) or not isinstance(d, int) or d < 1:
+        raise ValueError(f"values_per_record must be an integer >= 1, got {d!r}")
+
+
+def records(batch, values_per_record: int) -> np.ndarray:
+    """A batch of records (first axis) as a [records, values_per_record] array.
+
+    Raises:
+      ValueError: when a record does not hold exactly ``values_per_record`` values (the sensitivity assumes it).
+    """
+    values = np.asarray(batch)
+    rows = values.shape[0] if values.ndim else 1
+    values = values.reshape(rows, -1)
+    if values.shape[1] != values_per_record:
+        raise ValueError(f"each record must hold {values_per_record} values (the feature's static size), "
+                         f"got {values.shape[1]}")
+    return values
+
+
 SCALES = ("linear", "log")
 
 

@@ -24,7 +24,7 @@ import dataclasses
 import numpy as np
 
 from privacy.accounting import Adjacency
-from privacy.preprocessing.bounds import Bounds
+from privacy.preprocessing.bounds import Bounds, check_values_per_record, records
 from privacy.preprocessing.gaussian import Component, allocate
 from privacy.preprocessing.noise import NoiseSource
 
@@ -53,9 +53,7 @@ class MeanVariance:
     def __post_init__(self):
         object.__setattr__(self, "bounds", Bounds.of(self.bounds))
         object.__setattr__(self, "adjacency", Adjacency(self.adjacency))
-        d = self.values_per_record
-        if isinstance(d, bool) or not isinstance(d, int) or d < 1:
-            raise ValueError(f"values_per_record must be an integer >= 1, got {d!r}")
+        check_values_per_record(self.values_per_record)
 
     @property
     def components(self) -> tuple[Component, ...]:
@@ -68,14 +66,9 @@ class MeanVariance:
 
     def accumulate(self, batch) -> np.ndarray:
         """[N, S1, S2] of a batch of records (first axis: records)."""
-        values = np.asarray(batch)
-        rows = values.shape[0] if values.ndim else 1
-        values = values.reshape(rows, -1)
-        if values.shape[1] != self.values_per_record:
-            raise ValueError(f"each record must hold {self.values_per_record} values (the feature's static size), "
-                             f"got {values.shape[1]}")
+        values = records(batch, self.values_per_record)
         centred = self.bounds.clip(values) - self.bounds.midpoint
-        return np.array([rows, centred.sum(), np.square(centred).sum()], dtype=np.float64)
+        return np.array([len(values), centred.sum(), np.square(centred).sum()], dtype=np.float64)
 
     def release(self, sums: np.ndarray, noise: NoiseSource) -> dict[str, float]:
         """Noisy sums and the estimates derived from them."""

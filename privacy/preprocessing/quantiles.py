@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from privacy.accounting import Adjacency
-from privacy.preprocessing.bounds import Grid
+from privacy.preprocessing.bounds import Grid, check_values_per_record, records
 from privacy.preprocessing.gaussian import Component, allocate
 from privacy.preprocessing.noise import NoiseSource
 
@@ -49,9 +49,7 @@ class TreeHistogram:
             raise ValueError(f"branching must be an integer >= 2, got {b!r}")
         if b ** self.height != self.grid.bins:
             raise ValueError(f"bins ({self.grid.bins}) must be a power of branching ({b})")
-        d = self.values_per_record
-        if isinstance(d, bool) or not isinstance(d, int) or d < 1:
-            raise ValueError(f"values_per_record must be an integer >= 1, got {d!r}")
+        check_values_per_record(self.values_per_record)
 
     @property
     def height(self) -> int:
@@ -67,12 +65,7 @@ class TreeHistogram:
 
     def accumulate(self, batch) -> np.ndarray:
         """Leaf counts (bins,) of a batch of records."""
-        values = np.asarray(batch)
-        rows = values.shape[0] if values.ndim else 1
-        values = values.reshape(rows, -1)
-        if values.shape[1] != self.values_per_record:
-            raise ValueError(f"each record must hold {self.values_per_record} values (the feature's static size), "
-                             f"got {values.shape[1]}")
+        values = records(batch, self.values_per_record)
         return np.bincount(self.grid.bin_of(values).ravel(), minlength=self.grid.bins).astype(np.float64)
 
     def release(self, leaf_counts: np.ndarray, noise: NoiseSource) -> list[np.ndarray]:
