@@ -31,8 +31,10 @@ import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
 from pipelines.components.dp_trainer.component import DpTrainer
+from pipelines.components.dp_trainer.spec import DpTrainingConfig
 from pipelines.components.encrypted_gate.component import EncryptedInferenceGate
 from pipelines.components.federated_trainer.component import FederatedTrainer
+from pipelines.components.federated_trainer.spec import FederatedTrainingConfig, InvalidFederatedSetting
 from pipelines.components.private_evaluator import spec as gate_spec
 from pipelines.components.private_evaluator.component import PrivateEvaluator
 from pipelines.datasets import breast_cancer
@@ -197,25 +199,30 @@ def preprocessing_config(trainer: str, trainer_config: Mapping[str, Any], *, sha
 
     Raises:
       ValueError: naming the setting, for a share outside (0, 1] or a budget that cannot be set.
+      InvalidPrivacySetting, InvalidFederatedSetting: for an invalid Trainer setting, naming it.
     """
     if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
         raise ValueError(f"preprocessing_share must be in (0, 1], got {share!r}")
-    private = bool(trainer_config.get("private", trainer == "dp"))
-    if not private:
+    if trainer == "dp":
+        config = DpTrainingConfig.from_custom_config(trainer_config)
+        adjacency = resolve_adjacency(config.sampling)
+    else:
+        config = FederatedTrainingConfig.from_custom_config({"label_key": breast_cancer.LABEL_KEY, **trainer_config})
+        adjacency = Adjacency.ADD_REMOVE
+    if not config.private:
         return preprocessing_spec.PreprocessingConfig(private=False)
     if epsilon is None:
-        target = trainer_config.get("target_epsilon")
-        if target is None:
+        if config.target_epsilon is None:
             raise ValueError("a Trainer with a noise_multiplier instead of a target_epsilon needs "
                              "preprocessing_epsilon: the budget of the Transform's private analyzers")
-        epsilon = share * float(target)
-    if trainer == "dp":
-        adjacency = resolve_adjacency(trainer_config.get("sampling", "poisson"))
-    else:
-        adjacency = Adjacency.ADD_REMOVE
-    delta = trainer_config.get("delta") or preprocessing_spec.CALIBRATION_DELTA
-    config = {preprocessing_spec.CONFIG_KEY: {"epsilon": epsilon, "delta": delta, "adjacency": adjacency.value}}
-    return preprocessing_spec.PreprocessingConfig.from_custom_config(config)
+        epsilon = share * config.target_epsilon
+    if trainer != "dp" and config.max_examples_per_client is None:
+        raise InvalidFederatedSetting("max_examples_per_client", "the private Transform's releases are accounted "
+                                                                 "per record; set a public bound K on each client's "
+                                                                 "records so that they can be accounted per client")
+    delta = config.delta or preprocessing_spec.CALIBRATION_DELTA
+    values = {"epsilon": epsilon, "delta": delta, "adjacency": adjacency.value}
+    return preprocessing_spec.PreprocessingConfig.from_custom_config({preprocessing_spec.CONFIG_KEY: values})
 
 
 def _model_input_keys(module: str) -> list[str]:

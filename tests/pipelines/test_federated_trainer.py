@@ -122,6 +122,8 @@ def test_pipeline_command_runs_the_federated_trainer_and_reports_its_ledger(fede
     (("--encrypted-check",), "the encrypted check runs Keras models"),
     (("--trainer-config", "[1]"), "must be a JSON object"),
     (("--trainer-config", '{"num_clients": 0}'), "custom_config['num_clients']"),
+    (("--private", "--noise-multiplier", "1", "--preprocessing-epsilon", "1"),
+     "custom_config['max_examples_per_client']: the private Transform's releases are accounted per record"),
 ])
 def test_pipeline_command_refuses_federated_settings_it_cannot_run(tmp_path, options, message):
     root = tmp_path / "root"
