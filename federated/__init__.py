@@ -2,8 +2,8 @@
 
 Rooms: `partitioners` (how data is split among clients), `data` (client data from numpy, tf.data,
 TFRecords), `client` (compiled local training), `strategies` (FedAvg family, DP wrappers),
-`aggregation` (reproducible sums, secure aggregation), `sampling`, and `simulation` (the round
-loop, runners, checkpoints). Importing this package does not import TensorFlow.
+`aggregation` (reproducible sums, secure aggregation), `sampling`, `streams` (the seeded random
+streams), and `simulation` (the round loop, runners, checkpoints). Importing this package does not import TensorFlow.
 """
 
 from federated.client import ClientConfig

@@ -33,8 +33,8 @@ from tfx import v1 as tfx
 from pipelines.components.dp_trainer.component import DpTrainer
 from pipelines.components.dp_trainer.spec import DpTrainingConfig
 from pipelines.components.encrypted_gate.component import EncryptedInferenceGate
+from pipelines.components.federated_trainer import spec as federated_spec
 from pipelines.components.federated_trainer.component import FederatedTrainer
-from pipelines.components.federated_trainer.spec import FederatedTrainingConfig, InvalidFederatedSetting
 from pipelines.components.private_evaluator import spec as gate_spec
 from pipelines.components.private_evaluator.component import PrivateEvaluator
 from pipelines.datasets import breast_cancer
@@ -51,7 +51,8 @@ DEFAULT_TRAINER_CONFIG: Mapping[str, Any] = {
     "learning_rate": 0.2,
 }
 _PRIVACY_KEYS = ("target_epsilon", "noise_multiplier", "max_epsilon")
-"""Settings a non-private Trainer of a side-by-side comparison drops."""
+"""Settings a non-private DP Trainer of a side-by-side comparison drops (the Federated Trainer's: its spec's
+PRIVACY_SETTINGS)."""
 TRAINERS = ("dp", "federated")
 """`DpTrainer` (DP-SGD, or ordinary training) or `FederatedTrainer` (FedAvg, DP-FedAvg)."""
 LOCAL_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
@@ -77,7 +78,8 @@ class PipelineLayout:
 
 
 def eval_config(*, min_accuracy: float, epsilon_budget: float, max_membership_auc: float,
-                delta_budget: float | None = None, label_key: str = breast_cancer.LABEL_KEY) -> tfma.EvalConfig:
+                delta_budget: float | None = None, label_key: str = breast_cancer.LABEL_KEY,
+                privacy_unit: str = gate_spec.DEFAULT_PRIVACY_UNIT) -> tfma.EvalConfig:
     """Utility metrics and thresholds plus the privacy gate's, in one TFMA EvalConfig."""
     accuracy = tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(lower_bound={"value": min_accuracy}))
     return tfma.EvalConfig(
@@ -90,7 +92,7 @@ def eval_config(*, min_accuracy: float, epsilon_budget: float, max_membership_au
             tfma.MetricConfig(class_name="AUC"),
             tfma.MetricConfig(class_name="BinaryCrossentropy"),
             *gate_spec.privacy_metrics(epsilon_budget=epsilon_budget, max_membership_auc=max_membership_auc,
-                                       delta_budget=delta_budget),
+                                       delta_budget=delta_budget, privacy_unit=privacy_unit),
         ])])
 
 
@@ -98,7 +100,7 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
                     metadata_path: str | None = None, trainer: str = "dp",
                     trainer_config: Mapping[str, Any] | None = None,
                     epsilon_budget: float = 3.0, max_membership_auc: float = 0.6, min_accuracy: float = 0.85,
-                    delta_budget: float | None = None,
+                    delta_budget: float | None = None, privacy_unit: str = gate_spec.DEFAULT_PRIVACY_UNIT,
                     preprocessing_share: float = preprocessing_spec.DEFAULT_SHARE,
                     preprocessing_epsilon: float | None = None,
                     encrypted_check: bool = False, encrypted_examples: int = 200, compare_non_private: bool = False,
@@ -118,6 +120,8 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
         defaults for the Federated Trainer.
       epsilon_budget, max_membership_auc, min_accuracy: the Evaluator's thresholds.
       delta_budget: the largest delta the Evaluator blesses (None: below 1/n, as every ledger is).
+      privacy_unit: the unit of privacy ``epsilon_budget`` is stated in (example, user or client): the
+        Federated Trainer's ledger is client-level (user-level with a client key), so its budget says so.
       preprocessing_share: the fraction of the Trainer's ``target_epsilon`` the Transform's private
         analyzers are calibrated to spend (alone); see `pipelines.transform.spec`.
       preprocessing_epsilon: the Transform's budget itself, instead of a share (needed when the Trainer
@@ -136,8 +140,15 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
     if trainer == "federated" and encrypted_check:
         raise ValueError("the encrypted check runs Keras models; the Federated Trainer exports a SavedModel "
                          "without one (use trainer='dp')")
+    if trainer == "federated":
+        federated = federated_spec.FederatedTrainingConfig.for_trainer(
+            {"label_key": breast_cancer.LABEL_KEY, **(trainer_config or {})})
+        if federated.private and federated.privacy_unit != privacy_unit:   # else only the gate would say, at the end
+            raise ValueError(f"privacy_unit (--privacy-unit) {privacy_unit!r}: the Federated Trainer's epsilon is "
+                             f"{federated.privacy_unit}-level (clients: {federated.clients}), and a ledger in another "
+                             f"unit meets no budget; state the budget per {federated.privacy_unit}")
     config = eval_config(min_accuracy=min_accuracy, epsilon_budget=epsilon_budget,
-                         max_membership_auc=max_membership_auc, delta_budget=delta_budget)
+                         max_membership_auc=max_membership_auc, delta_budget=delta_budget, privacy_unit=privacy_unit)
     if trainer_config is None:
         trainer_config = DEFAULT_TRAINER_CONFIG if trainer == "dp" else {}
     preprocessing = preprocessing_config(trainer, trainer_config, share=preprocessing_share,
@@ -152,7 +163,10 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
                                          custom_config=preprocessing.to_custom_config())
 
     def train_and_evaluate(custom_config: Mapping[str, Any], suffix: str):
-        inputs = dict(examples=transform.outputs["transformed_examples"],
+        # The Federated Trainer keys records by their raw content (before Transform's data-dependent
+        # constants) and applies the transform graph itself: it reads ExampleGen's examples.
+        examples = transform.outputs["transformed_examples"] if trainer == "dp" else example_gen.outputs["examples"]
+        inputs = dict(examples=examples,
                       transform_graph=transform.outputs["transform_graph"], schema=schema_gen.outputs["schema"],
                       train_args=tfx.proto.TrainArgs(splits=["train"]), eval_args=tfx.proto.EvalArgs(splits=["eval"]))
         if trainer == "dp":
@@ -179,7 +193,8 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir))))
     if compare_non_private:
-        public = {k: v for k, v in trainer_config.items() if k not in _PRIVACY_KEYS}
+        dropped = _PRIVACY_KEYS if trainer == "dp" else federated_spec.PRIVACY_SETTINGS
+        public = {k: v for k, v in trainer_config.items() if k not in dropped}
         components += train_and_evaluate({**public, "private": False}, NON_PRIVATE_SUFFIX)
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name, pipeline_root=pipeline_root, components=components, enable_cache=enable_cache,
@@ -207,19 +222,23 @@ def preprocessing_config(trainer: str, trainer_config: Mapping[str, Any], *, sha
         config = DpTrainingConfig.from_custom_config(trainer_config)
         adjacency = resolve_adjacency(config.sampling)
     else:
-        config = FederatedTrainingConfig.from_custom_config({"label_key": breast_cancer.LABEL_KEY, **trainer_config})
+        config = federated_spec.FederatedTrainingConfig.for_trainer({"label_key": breast_cancer.LABEL_KEY,
+                                                                     **trainer_config})
         adjacency = Adjacency.ADD_REMOVE
     if not config.private:
         return preprocessing_spec.PreprocessingConfig(private=False)
     if epsilon is None:
-        if config.target_epsilon is None:
+        target = config.target_epsilon
+        if target is None and trainer != "dp" and config.noise_multiplier is None:
+            target = federated_spec.DEFAULT_TARGET_EPSILON   # what the Federated Trainer's plan calibrates for
+        if target is None:
             raise ValueError("a Trainer with a noise_multiplier instead of a target_epsilon needs "
                              "preprocessing_epsilon: the budget of the Transform's private analyzers")
-        epsilon = share * config.target_epsilon
+        epsilon = share * target
     if trainer != "dp" and config.max_examples_per_client is None:
-        raise InvalidFederatedSetting("max_examples_per_client", "the private Transform's releases are accounted "
-                                                                 "per record; set a public bound K on each client's "
-                                                                 "records so that they can be accounted per client")
+        raise federated_spec.InvalidFederatedSetting(
+            "max_examples_per_client", "the private Transform's releases are accounted per record; set a public "
+                                       "bound K on each client's records so that they can be accounted per client")
     delta = config.delta or preprocessing_spec.CALIBRATION_DELTA
     values = {"epsilon": epsilon, "delta": delta, "adjacency": adjacency.value}
     return preprocessing_spec.PreprocessingConfig.from_custom_config({preprocessing_spec.CONFIG_KEY: values})

@@ -44,6 +44,11 @@ DP_SGD = "dp-sgd"
 DP_FEDAVG = "dp-fedavg"
 """Client-level DP-FedAvg: a `DpSgdMechanism` with clients as examples and rounds as steps."""
 
+PRIVACY_UNITS = ("example", "user", "client")
+"""What neighbouring data sets differ in: one example; all examples of one user (DP-SGD's group privacy over
+``max_examples_per_user``, or FedAvg with one client per user key); all examples of one client that ppml cut
+from the data (FedAvg over a keyed partition). A guarantee in one unit is not one in another."""
+
 # Custom properties of the Model artifact (MLMD). Floats unless noted.
 PRIVATE = "private"                        # int: 1 trained with a DP trainer (ledger present), 0 not
 EPSILON = "epsilon"                        # the guarantee: smallest epsilon over the accountants
@@ -59,13 +64,14 @@ ADJACENCY = "adjacency"                    # string: add-remove | replace-one
 PRIVACY_MECHANISM = "privacy_mechanism"    # string: e.g. dp-sgd
 ACCOUNTANT_VERSION = "accountant_version"  # string: e.g. dp-accounting 0.6.0
 PRIVACY_LEDGER_URI = "privacy_ledger_uri"  # string
+PRIVACY_UNIT = "privacy_unit"              # string: one of PRIVACY_UNITS
 EPSILON_PREPROCESSING = "epsilon_preprocessing"  # the preprocessing releases alone (smallest over accountants)
 EPSILON_TRAINING = "epsilon_training"            # the training alone
 MLMD_SIGNIFICANT_DIGITS = 6
 """ml-metadata's SQLite store keeps 6 significant digits of a double property (it prints them with %g)."""
 MODEL_PROPERTIES = (PRIVATE, EPSILON, EPSILON_ACCOUNTANT, DELTA, EPSILON_RDP, EPSILON_PLD, NOISE_MULTIPLIER,
                     L2_NORM_CLIP, DP_STEPS, SAMPLING, ADJACENCY, PRIVACY_MECHANISM, ACCOUNTANT_VERSION,
-                    PRIVACY_LEDGER_URI, EPSILON_PREPROCESSING, EPSILON_TRAINING)
+                    PRIVACY_LEDGER_URI, PRIVACY_UNIT, EPSILON_PREPROCESSING, EPSILON_TRAINING)
 
 
 class LedgerError(ValueError):
@@ -121,6 +127,16 @@ class PrivacyLedger:
                    preprocessing=preprocessing)
 
     # --- the guarantee --------------------------------------------------------------------------
+    @property
+    def privacy_unit(self) -> str:
+        """One of `PRIVACY_UNITS`: ``parameters['privacy_unit']``, else (older ledgers) 'client' for
+        DP-FedAvg, 'user' for DP-SGD with ``max_examples_per_user``, 'example' for DP-SGD."""
+        unit = self.parameters.get("privacy_unit") or self.parameters.get("unit")
+        if unit is None:
+            unit = ("client" if self.mechanism == DP_FEDAVG
+                    else "user" if self.parameters.get("max_examples_per_user") else "example")
+        return unit
+
     @property
     def delta(self) -> float:
         """The artifact's delta: the accountant's plus the preprocessing's additive delta."""
@@ -222,6 +238,7 @@ class PrivacyLedger:
         out = {
             "format": LEDGER_FORMAT,
             "mechanism": self.mechanism,
+            "privacy_unit": self.privacy_unit,
             "epsilon": epsilons,
             "delta": self.delta,
             "accountant_version": f"dp-accounting {dp_accounting_version()}",
@@ -261,6 +278,8 @@ class PrivacyLedger:
                          trainer=dict(data.get("trainer") or {}), preprocessing=preprocessing)
         except (KeyError, TypeError, ValueError) as err:
             raise LedgerError(f"malformed privacy ledger: {err}") from None
+        if ledger.privacy_unit not in PRIVACY_UNITS:
+            raise LedgerError(f"privacy unit {ledger.privacy_unit!r} is none of {', '.join(PRIVACY_UNITS)}")
         check_budget(budget, ledger.accounted_mechanism(), budget.target_delta, preprocessing)
         return ledger
 
@@ -337,7 +356,11 @@ def ledger_path(serving_model_dir: str) -> str:
 
 def write_ledger(serving_model_dir: str, ledger: PrivacyLedger) -> str:
     """Writes ``ledger`` into the SavedModel folder (atomically on local disks); returns its path."""
-    path = ledger_path(serving_model_dir)
+    return write_ledger_file(ledger_path(serving_model_dir), ledger)
+
+
+def write_ledger_file(path: str, ledger: PrivacyLedger) -> str:
+    """Writes ``ledger`` to the file ``path`` (atomically on local disks); returns ``path``."""
     text = json.dumps(ledger.to_dict(), indent=2, allow_nan=False)
     if _is_remote(path):
         gfile = _gfile()
@@ -403,7 +426,7 @@ def ledger_properties(ledger: PrivacyLedger | None, ledger_uri: str | None = Non
         return {PRIVATE: 0}
     props: dict[str, Any] = {PRIVATE: 1, EPSILON: mlmd_upper_bound(ledger.epsilon),
                              EPSILON_ACCOUNTANT: ledger.epsilon_accountant, DELTA: mlmd_upper_bound(ledger.delta),
-                             PRIVACY_MECHANISM: ledger.mechanism,
+                             PRIVACY_MECHANISM: ledger.mechanism, PRIVACY_UNIT: ledger.privacy_unit,
                              ACCOUNTANT_VERSION: f"dp-accounting {dp_accounting_version()}"}
     for kind, name in (("rdp", EPSILON_RDP), ("pld", EPSILON_PLD)):
         value = ledger.epsilons.get(kind)

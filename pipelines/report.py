@@ -81,7 +81,8 @@ class PipelineReport:
         if self.ledger is not None:
             privacy = (self.ledger.privacy_report().to_dict() if self.ledger.mechanism == privacy_ledger.DP_SGD
                        else {"epsilon": self.ledger.epsilons, "delta": self.ledger.delta})
-            privacy.update(mechanism=self.ledger.mechanism, l2_norm_clip=self.ledger.parameters.get("l2_norm_clip"))
+            privacy.update(mechanism=self.ledger.mechanism, l2_norm_clip=self.ledger.parameters.get("l2_norm_clip"),
+                           privacy_unit=self.ledger.privacy_unit)
             privacy["artifact"] = artifact_privacy(self.ledger)
         evaluation = self.evaluation or {}
         return {
@@ -96,6 +97,7 @@ class PipelineReport:
             "gate": None if self.evaluation is None else {
                 "blessed": self.blessed, "evaluation_uri": self.evaluation_uri,
                 "epsilon_budget": evaluation.get("epsilon_budget"), "delta_budget": evaluation.get("delta_budget"),
+                "privacy_unit": evaluation.get("privacy_unit"),
                 "max_membership_auc": evaluation.get("max_membership_auc"),
                 "privacy_checks": evaluation.get("privacy_checks"), "failures": evaluation.get("failures"),
                 "warnings": evaluation.get("warnings", [])},
@@ -117,7 +119,8 @@ class PipelineReport:
                       f"  {'clipping norm C':<18} {self.ledger.parameters['l2_norm_clip']:g} (per-example L2)"]
         else:
             eps = ", ".join(f"{k.upper()} {v:.4f}" for k, v in self.ledger.epsilons.items() if v is not None)
-            lines += [f"{self.ledger.mechanism} privacy ledger: epsilon {eps} at delta {self.ledger.delta:g}"]
+            lines += [f"{self.ledger.mechanism} privacy ledger: {self.ledger.privacy_unit}-level epsilon {eps} at "
+                      f"delta {self.ledger.delta:g}"]
             if self.ledger.preprocessing is not None:
                 lines += [""] + artifact_lines(self.ledger)
         lines += ["", f"Pipeline {self.pipeline_name}, run {self.run_id}",

@@ -11,11 +11,13 @@ import importlib
 _EXPORTS = {
     "privacy.accounting": (
         "AccountantKind", "Adjacency", "DpSgdMechanism", "PrivacyBudget", "PrivacyReport", "Sampling",
-        "UnsupportedAccounting", "calibrate_noise_multiplier", "compute_epsilon", "dp_sgd_report", "max_epochs",
+        "UnsupportedAccounting", "calibrate_noise_multiplier", "compute_dp_sgd_privacy", "compute_epsilon",
+        "dp_sgd_report", "max_epochs",
     ),
     "privacy.auditing": ("MembershipAudit", "loss_threshold_audit", "per_example_cross_entropy"),
     "privacy.keras": (
-        "DPConfigurationError", "DPKerasAdagradOptimizer", "DPKerasAdamOptimizer", "DPKerasSGDOptimizer",
+        "DPConfigurationError", "DPGradientDescentGaussianOptimizer", "DPKerasAdagradOptimizer",
+        "DPKerasAdamOptimizer", "DPKerasSGDOptimizer",
         "DPModel", "DPSequential", "PrivacyBudgetCallback", "PrivacyBudgetExceeded", "fixed_size_batches",
         "make_private", "poisson_batches", "privacy_budget", "private_training",
     ),

@@ -14,6 +14,9 @@ class PlainAggregation:
     """
 
     name = "plain"
+    can_abort = False
+    data_dependent: tuple[str, ...] = ()
+    """Entries of the round report that are exact facts of the clients' data (a private run leaves them out)."""
 
     def open_round(self, plan, seed: int) -> None:
         return None

@@ -1,7 +1,8 @@
 """Which examples each local SGD step of a client reads: the batch schedule every execution shares.
 
-Each epoch a client shuffles its n examples (a permutation drawn from its seed) and cuts them into
-ceil(n / B) consecutive batches of B slots; the last batch's empty slots are masked. Schedules are
+Each epoch a client shuffles its n examples (a permutation drawn from its seed; or keeps their order,
+without shuffling) and cuts them into ceil(n / B) consecutive batches of B slots; the last batch's empty
+slots are masked. Schedules are
 padded to a fixed number of steps per shape bucket (E * ceil(width / B)) so compiled graphs see one
 shape for all clients of a bucket.
 """
@@ -32,7 +33,7 @@ class BatchSchedule:
 
 
 def batch_schedule(indices: Sequence[np.ndarray], seeds: np.ndarray, *, epochs: int, batch: int, width: int,
-                   clients: int | None = None) -> BatchSchedule:
+                   clients: int | None = None, shuffle: bool = True) -> BatchSchedule:
     """The schedule of clients whose examples are the dataset rows ``indices[k]`` (each non-empty).
 
     Args:
@@ -42,6 +43,7 @@ def batch_schedule(indices: Sequence[np.ndarray], seeds: np.ndarray, *, epochs: 
       batch: B, slots per step; every client has at most ``width`` examples and ``B <= width``.
       width: the shape bucket's client size (sets ``max_steps = E * ceil(width / B)``).
       clients: pad to this many clients (taking no steps); default ``len(indices)``.
+      shuffle: False reads each client's examples in ``indices[k]`` order every epoch.
     """
     clients = len(indices) if clients is None else clients
     max_steps = epochs * math.ceil(width / batch)
@@ -54,7 +56,7 @@ def batch_schedule(indices: Sequence[np.ndarray], seeds: np.ndarray, *, epochs: 
         rng = np.random.default_rng([int(s) for s in seeds[k]])
         order = np.full((epochs, per_epoch * batch), -1, np.int64)
         for epoch in range(epochs):
-            order[epoch, :n] = rng.permutation(n)
+            order[epoch, :n] = rng.permutation(n) if shuffle else np.arange(n)
         order = order.reshape(epochs * per_epoch, batch)
         steps[k] = epochs * per_epoch
         mask[k, :steps[k]] = order >= 0

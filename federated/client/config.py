@@ -17,12 +17,15 @@ class ClientConfig:
       batch_size: B, examples per step; None means the full local dataset (B = infinity).
       learning_rate: client SGD step size.
       proximal_mu: FedProx's mu >= 0: adds (mu / 2) ||w - w_global||^2 to the local loss.
+      shuffle: reshuffle the client's examples every epoch (from its seed); False keeps their order,
+        epoch after epoch, as TFF's ``dataset.batch(B).repeat(E)`` does (each epoch's last batch partial).
     """
 
     epochs: int = 1
     batch_size: int | None = 10
     learning_rate: float = 0.1
     proximal_mu: float = 0.0
+    shuffle: bool = True
 
     def __post_init__(self):
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
@@ -36,6 +39,8 @@ class ClientConfig:
         if not (isinstance(self.proximal_mu, (int, float)) and self.proximal_mu >= 0
                 and math.isfinite(self.proximal_mu)):
             raise ValueError(f"proximal_mu must be a finite number >= 0, got {self.proximal_mu!r}")
+        if not isinstance(self.shuffle, bool):
+            raise ValueError(f"shuffle must be True or False, got {self.shuffle!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +50,8 @@ class ClientUpdate:
     Attributes:
       delta: flat update vector.
       num_examples: n_k, the client's example count.
-      loss: mean training loss over its local steps.
+      loss: mean training loss per example processed (E n_k of them), each batch's loss taken with
+        the weights before its step (TFF's definition: ``sum_b |b| loss_b / sum_b |b|``).
       position: the client's position in the population (its index in `ClientData.client_ids`).
     """
 

@@ -99,7 +99,8 @@ class NumpyDenseSgd:
           x, y: the dataset the schedule's rows index (x float32 [n, *input_shape], y int [n]).
 
         Returns:
-          ([clients, *shape] float32 weights after each client's steps, [clients] mean loss per step).
+          ([clients, *shape] float32 weights after each client's steps, [clients] mean loss per example
+          processed, each batch's loss taken with the weights before its step).
         """
         global_w = [np.asarray(w, np.float32) for w in weights]
         w = [np.repeat(a[None], schedule.rows.shape[0], axis=0) for a in global_w]
@@ -114,20 +115,23 @@ class NumpyDenseSgd:
         slot_weights = (schedule.mask / np.maximum(schedule.mask.sum(-1, keepdims=True), 1))[..., None]
         slot_weights = slot_weights.astype(np.float32)
         totals = np.zeros(len(w[0]), np.float64)
+        counts = schedule.mask.sum(-1)   # [clients, max_steps] examples in each step
         with np.errstate(all="ignore"):   # a diverging client ends non-finite and is dropped by the caller
             for s in range(int(schedule.steps.max(initial=0))):
                 live = schedule.steps > s
                 if live.all():
-                    totals += self._sgd_step(w, global_w, np.take(x, schedule.rows[:, s], axis=0), targets[:, s],
-                                             slot_weights[:, s], learning_rate, mu)
+                    totals += counts[:, s] * self._sgd_step(w, global_w, np.take(x, schedule.rows[:, s], axis=0),
+                                                            targets[:, s], slot_weights[:, s], learning_rate, mu)
                     continue
                 live = np.flatnonzero(live)   # clients done with their steps take no part (and cost nothing)
                 part = [a[live] for a in w]
-                totals[live] += self._sgd_step(part, global_w, np.take(x, schedule.rows[live, s], axis=0),
-                                               targets[live, s], slot_weights[live, s], learning_rate, mu)
+                totals[live] += counts[live, s] * self._sgd_step(part, global_w,
+                                                                 np.take(x, schedule.rows[live, s], axis=0),
+                                                                 targets[live, s], slot_weights[live, s],
+                                                                 learning_rate, mu)
                 for a, updated in zip(w, part):
                     a[live] = updated
-        return w, (totals / np.maximum(schedule.steps, 1)).astype(np.float32)
+        return w, (totals / np.maximum(counts.sum(-1), 1)).astype(np.float32)
 
     def _sgd_step(self, w, global_w, x, targets, slot_weight, learning_rate, mu) -> np.ndarray:
         """One SGD step of every client in ``w`` (updated in place) on its batch x [clients, B, ...];

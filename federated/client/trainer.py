@@ -164,7 +164,7 @@ class ClientTrainer:
         batch = width if config.batch_size is None else min(config.batch_size, width)
         rows = _bucket(len(clients)) if self.execution == "vectorized" else len(clients)
         schedule = batch_schedule([ix for _, ix in clients], seeds, epochs=config.epochs, batch=batch, width=width,
-                                  clients=rows)
+                                  clients=rows, shuffle=config.shuffle)
         if self.execution == "numpy":
             new, losses = self._numpy.local_sgd(weights, x, y, schedule, config.learning_rate, config.proximal_mu)
         else:
@@ -258,11 +258,11 @@ class ClientTrainer:
                                                              tf.gather(y, rows[s]), mask[s], mu)
             grads = tape.gradient(objective, w)
             return s + 1, [a - lr * g for a, g in zip(w, grads)], list(new_ntv) if self._advancing else ntv, \
-                total + loss
+                total + loss * tf.reduce_sum(tf.cast(mask[s], tf.float32))
 
         _, w, _, total = tf.while_loop(lambda s, *_: s < steps, step,
                                        (tf.constant(0), list(w_global), list(self._ntv), tf.constant(0.0)))
-        return w, total / tf.cast(tf.maximum(steps, 1), tf.float32)
+        return w, total / tf.maximum(tf.reduce_sum(tf.cast(mask, tf.float32)), 1.0)
 
     def _local_sgd_vectorized(self, w_global, x, y, rows, mask, steps, lr, mu, *, proximal):
         tf = self._tf
@@ -284,10 +284,11 @@ class ClientTrainer:
                                                            mask[:, s] & active[:, None]))
             scale = tf.where(active, lr, 0.0)
             w = [a - tf.reshape(scale, [-1] + [1] * (len(a.shape) - 1)) * g for a, g in zip(w, grads)]
-            return s + 1, w, totals + tf.where(active, losses, 0.0)
+            counts = tf.reduce_sum(tf.cast(mask[:, s] & active[:, None], tf.float32), axis=1)
+            return s + 1, w, totals + tf.where(active, losses * counts, 0.0)
 
         _, w, totals = tf.while_loop(lambda s, *_: s < tf.reduce_max(steps), step, (tf.constant(0), w, tf.zeros([k])))
-        return w, totals / tf.cast(tf.maximum(steps, 1), tf.float32)
+        return w, totals / tf.maximum(tf.reduce_sum(tf.cast(mask, tf.float32), axis=[1, 2]), 1.0)
 
 
 def _bucket(n: int) -> int:

@@ -34,7 +34,7 @@ class ClientData:
             raise ValueError(f"labels must be >= 0, got {y.min()}")
         if not np.all(np.isfinite(x)):
             raise ValueError("x has NaN or infinite values")
-        top = max(int(ix.max()) for ix in partition.indices)
+        top = max((int(ix.max()) for ix in partition.indices if ix.size), default=-1)
         if top >= x.shape[0]:
             raise ValueError(f"the partition refers to example {top}, but there are only {x.shape[0]}")
         self.x, self.y = x, y.astype(np.int32)
@@ -44,10 +44,16 @@ class ClientData:
     @classmethod
     def from_arrays(cls, x, y, partitioner: Partitioner | None = None, *, keys=None,
                     partition: Partition | None = None) -> "ClientData":
-        """Splits (x, y) with ``partitioner`` (``keys`` for natural partitions) or a given ``partition``."""
+        """Splits (x, y) with ``partitioner`` or a given ``partition``.
+
+        ``keys``: client keys of a natural partition, or record keys of a keyed one (default: the
+        partitioner's `default_keys`, e.g. each record's content).
+        """
         if (partitioner is None) == (partition is None):
             raise ValueError("pass exactly one of partitioner= or partition=")
         if partition is None:
+            if keys is None:
+                keys = partitioner.default_keys(x, y)
             partition = partitioner.partition(np.asarray(y), keys=keys)
         return cls(x, y, partition)
 

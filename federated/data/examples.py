@@ -11,17 +11,27 @@ import numpy as np
 
 
 def read_tf_examples(file_pattern: str | Iterable[str], *, compression: str | None = "auto") -> dict[str, np.ndarray]:
-    """All features of the tf.Examples in ``file_pattern`` as numpy columns.
-
-    The feature spec is read from the first record: int64 and float features of fixed length L
-    become [n] (L = 1) or [n, L] arrays; bytes features become object arrays of bytes.
+    """All features of the tf.Examples in ``file_pattern`` as numpy columns (`read_tf_records`, then
+    `examples_to_columns`).
 
     Args:
       file_pattern: a glob (e.g. ``.../Split-train/*``) or a list of files.
       compression: "GZIP", "" (none) or "auto" (GZIP for files ending in .gz, as ExampleGen writes).
 
     Raises:
-      ValueError: when no file matches, a file is empty or a feature's length varies.
+      ValueError: when no file matches, a file is unreadable or empty, or a feature's length varies.
+    """
+    records = read_tf_records(file_pattern, compression=compression)
+    if not records:
+        raise ValueError(f"no records in {file_pattern}")
+    return examples_to_columns(records)
+
+
+def read_tf_records(file_pattern: str | Iterable[str], *, compression: str | None = "auto") -> list[bytes]:
+    """The serialized records of the TFRecord files ``file_pattern``, in file order (files sorted when a glob).
+
+    Raises:
+      ValueError: when no file matches, or the files are not readable as TFRecords of that compression.
     """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
@@ -31,14 +41,26 @@ def read_tf_examples(file_pattern: str | Iterable[str], *, compression: str | No
     if compression == "auto":
         compression = "GZIP" if all(f.endswith(".gz") for f in files) else ""
     records = tf.data.TFRecordDataset(files, compression_type=compression or "")
-    columns: dict[str, list[Any]] = {}
-    kinds: dict[str, tuple[str, int]] = {}
     try:
-        raws = list(records.as_numpy_iterator())
+        return list(records.as_numpy_iterator())
     except tf.errors.OpError as err:   # e.g. DataLossError: not TFRecords, or another compression
         raise ValueError(f"{files} are not readable as TFRecord files (compression {compression or 'none'!r}): "
                          f"{err.message}") from None
-    for count, raw in enumerate(raws):
+
+
+def examples_to_columns(records: Iterable[bytes]) -> dict[str, np.ndarray]:
+    """Serialized tf.Examples as numpy columns. The feature spec is read from the first record: int64 and
+    float features of fixed length L become [n] (L = 1) or [n, L] arrays; bytes features become object
+    arrays of bytes.
+
+    Raises:
+      ValueError: when there is no record, or a record lacks a feature or changes its length.
+    """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    columns: dict[str, list[Any]] = {}
+    kinds: dict[str, tuple[str, int]] = {}
+    for count, raw in enumerate(records):
         example = tf.train.Example.FromString(raw)
         features = example.features.feature
         if count == 0:
@@ -55,7 +77,7 @@ def read_tf_examples(file_pattern: str | Iterable[str], *, compression: str | No
                                  f"only fixed-length features are supported")
             columns[key].append(values[0] if length == 1 else list(values))
     if not kinds:
-        raise ValueError(f"no records in {files}")
+        raise ValueError("no records")
     dtypes = {"int64_list": np.int64, "float_list": np.float32, "bytes_list": object}
     return {key: np.asarray(columns[key], dtype=dtypes[kind]) for key, (kind, _) in kinds.items()}
 

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 from federated.partitioners.base import Partitioner
 from federated.partitioners.dirichlet import DirichletPartitioner
 from federated.partitioners.iid import IidPartitioner
+from federated.partitioners.keyed import KeyedPartitioner, content_keys, keyed_hold_out, record_keys
 from federated.partitioners.natural import NaturalPartitioner
 from federated.partitioners.partition import Partition
 from federated.partitioners.quantity_skew import QuantitySkewPartitioner
@@ -18,7 +19,7 @@ from federated.partitioners.shards import ShardPartitioner
 
 PARTITIONERS: dict[str, type[Partitioner]] = {
     cls.name: cls for cls in (IidPartitioner, DirichletPartitioner, ShardPartitioner, QuantitySkewPartitioner,
-                              NaturalPartitioner)}
+                              NaturalPartitioner, KeyedPartitioner)}
 
 
 def partitioner_from_dict(spec: Mapping[str, Any]) -> Partitioner:
@@ -33,20 +34,6 @@ def partitioner_from_dict(spec: Mapping[str, Any]) -> Partitioner:
         raise ValueError(f"bad settings for the {name} partitioner: {err}") from None
 
 
-def partitioner_for(name: str, *, num_clients: int | None = None, seed: int = 0, alpha: float = 0.5,
-                    shards_per_client: int = 2) -> Partitioner:
-    """The partitioner ``name`` with the settings it uses (``natural`` takes none: clients are keys)."""
-    if name not in PARTITIONERS:
-        raise ValueError(f"unknown partitioner {name!r}; known: {', '.join(PARTITIONERS)}")
-    if name == "natural":
-        return NaturalPartitioner()
-    kwargs: dict[str, Any] = {"num_clients": num_clients, "seed": seed}
-    if name == "shards":
-        kwargs["shards_per_client"] = shards_per_client
-    elif name in ("dirichlet", "quantity"):
-        kwargs["alpha"] = alpha
-    return PARTITIONERS[name](**kwargs)
-
-
-__all__ = ["DirichletPartitioner", "IidPartitioner", "NaturalPartitioner", "PARTITIONERS", "Partition",
-           "Partitioner", "QuantitySkewPartitioner", "ShardPartitioner", "partitioner_for", "partitioner_from_dict"]
+__all__ = ["DirichletPartitioner", "IidPartitioner", "KeyedPartitioner", "NaturalPartitioner", "PARTITIONERS",
+           "Partition", "Partitioner", "QuantitySkewPartitioner", "ShardPartitioner", "content_keys",
+           "keyed_hold_out", "partitioner_from_dict", "record_keys"]

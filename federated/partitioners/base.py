@@ -20,17 +20,22 @@ class Partitioner(abc.ABC):
     """
 
     name: ClassVar[str]
+    allows_empty_clients: ClassVar[bool] = False
+
+    def default_keys(self, x: np.ndarray, y: np.ndarray):
+        """Keys to use when the caller gives none (`ClientData.from_arrays`); None: this rule needs none."""
+        return None
 
     def partition(self, labels: np.ndarray, *, keys: np.ndarray | None = None) -> Partition:
         """Splits examples ``0..len(labels)-1``.
 
         Args:
           labels: [n] integer class labels 0..K-1 (used by label-aware rules and for histograms).
-          keys: [n] natural client keys (only `NaturalPartitioner` uses them).
+          keys: [n] natural client keys (`NaturalPartitioner`) or record keys (`KeyedPartitioner`).
         """
         labels = _check_labels(labels)
         indices, ids = self._split(labels, keys)
-        return Partition(ids, indices, labels=labels, spec=self.to_dict())
+        return Partition(ids, indices, labels=labels, spec=self.to_dict(), allow_empty=self.allows_empty_clients)
 
     @abc.abstractmethod
     def _split(self, labels: np.ndarray, keys: np.ndarray | None) -> tuple[list[np.ndarray], list[str]]:

@@ -24,13 +24,15 @@ class Partition:
         non-empty and no index appears twice.
       labels: the labels the partition was made from (for label histograms), or None.
       spec: the partitioner's settings (``Partitioner.to_dict()``), recorded for provenance.
+      allow_empty: clients may hold no examples (keyed partitions of a fixed, public N).
 
     Raises:
-      ValueError: on an empty client, a repeated index or mismatched lengths, naming the client.
+      ValueError: on an empty client (unless allowed), a repeated index or mismatched lengths, naming
+        the client.
     """
 
     def __init__(self, client_ids: Sequence[str], indices: Sequence[np.ndarray], *,
-                 labels: np.ndarray | None = None, spec: Mapping[str, Any] | None = None):
+                 labels: np.ndarray | None = None, spec: Mapping[str, Any] | None = None, allow_empty: bool = False):
         if len(client_ids) != len(indices):
             raise ValueError(f"{len(client_ids)} client ids for {len(indices)} index arrays")
         if len(set(client_ids)) != len(client_ids):
@@ -40,9 +42,11 @@ class Partition:
         self._ids = tuple(str(c) for c in client_ids)
         self._indices = tuple(np.asarray(ix, dtype=np.int64) for ix in indices)
         for cid, ix in zip(self._ids, self._indices):
-            if ix.ndim != 1 or ix.size == 0:
+            if ix.ndim != 1 or (ix.size == 0 and not allow_empty):
                 raise ValueError(f"client {cid!r} has no examples; every client needs at least one")
         flat = np.concatenate(self._indices)
+        if flat.size == 0:
+            raise ValueError("a partition needs at least one example")
         if flat.min() < 0:
             raise ValueError("example indices must be >= 0")
         if np.unique(flat).size != flat.size:
@@ -53,6 +57,7 @@ class Partition:
                 raise ValueError(f"index {int(flat.max())} is out of range for {labels.shape[0]} labels")
         self._labels = labels
         self._spec = dict(spec or {})
+        self._allow_empty = bool(allow_empty)
 
     @property
     def client_ids(self) -> tuple[str, ...]:
@@ -109,7 +114,7 @@ class Partition:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "format": FORMAT, "spec": self._spec, "clients": [
+            "format": FORMAT, "spec": self._spec, "allow_empty": self._allow_empty, "clients": [
                 {"id": cid, "size": int(ix.size), "indices": ix.tolist()}
                 for cid, ix in zip(self._ids, self._indices)]}
         if self._labels is not None:
@@ -130,7 +135,7 @@ class Partition:
             raise ValueError(f"{os.fspath(path)!r} is not a ppml partition file (format {FORMAT!r})")
         clients = data["clients"]
         return cls([c["id"] for c in clients], [np.asarray(c["indices"], np.int64) for c in clients],
-                   labels=labels, spec=data.get("spec"))
+                   labels=labels, spec=data.get("spec"), allow_empty=bool(data.get("allow_empty", False)))
 
     def __eq__(self, other) -> bool:
         return (isinstance(other, Partition) and self._ids == other._ids

@@ -3,13 +3,13 @@
 `BeamRunner` lives in `federated.simulation.beam` and is imported on first use (it needs apache-beam).
 """
 
-from federated.simulation.checkpoint import load_checkpoint, save_checkpoint
+from federated.simulation.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from federated.simulation.history import History, RoundRecord
 from federated.simulation.inprocess import InProcessRunner
-from federated.simulation.simulation import FederatedSimulation, RoundJob
+from federated.simulation.simulation import FederatedSimulation, RoundJob, UnaccountedAbort
 
-__all__ = ["FederatedSimulation", "History", "InProcessRunner", "RoundJob", "RoundRecord", "load_checkpoint",
-           "save_checkpoint"]
+__all__ = ["CheckpointError", "FederatedSimulation", "History", "InProcessRunner", "RoundJob", "RoundRecord",
+           "UnaccountedAbort", "load_checkpoint", "save_checkpoint"]
 
 
 def __getattr__(name):

@@ -11,21 +11,44 @@ merge order, so the result is bitwise the in-process result for the same seed wh
 same TensorFlow build. Each round still pays the runner's fixed cost of starting a pipeline (about
 1.5-2 s on the DirectRunner here), so put many clients in a round.
 
-On a distributed runner, ``model_fn`` and the strategy must be importable on the workers, and
-``temp_location`` must be a path every worker and the driver can reach (e.g. gs://...).
+Where the rounds run is a matter of Beam flags (``pipeline_args``; ``ppml federated run`` takes them as
+``--beam-arg``), never of code:
+
+* here, in one process: ``--runner=DirectRunner`` (the default);
+* here, with worker processes: add ``--direct_running_mode=multi_processing --direct_num_workers=W``.
+  Each round's pipeline starts its W workers afresh (each imports TensorFlow and traces the model),
+  which costs seconds per round (benchmarks/README.md, federated_scaleout.py): worth it only for
+  rounds of many clients;
+* Flink: ``--runner=FlinkRunner --flink_master=HOST:8081 --environment_type=DOCKER
+  --sdk_container_image=IMAGE`` (``--flink_master=[local] --environment_type=LOOPBACK`` to try it here);
+* Spark: ``--runner=SparkRunner --spark_master_url=spark://HOST:7077`` with the same environment flags;
+* Dataflow: ``--runner=DataflowRunner --project=P --region=R --temp_location=gs://BUCKET/tmp
+  --sdk_container_image=IMAGE`` (or ``--requirements_file``/``--setup_file`` instead of an image).
+
+On a distributed runner the workers need ppml and TensorFlow installed (the SDK container image, built
+from Beam's Python image with ``pip install`` of this repository), ``model_fn`` and the strategy must be
+importable there (e.g. `federated.models.DenseModel`, not a function defined in a notebook), and the
+client data and round results travel through ``temp_location``, which every worker and the driver must
+reach (gs://, s3://, hdfs:// with Beam's matching extra): it defaults to Beam's ``--temp_location`` flag,
+else a local temporary folder (one machine only). The files hold the clients' private data: on a local
+file system they go into a fresh folder only this user can open (mode 0700), removed by `close`; on a
+remote one the bucket's access rules are what protects them. The driver runs the server step, so only
+the clients' training is spread.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import pickle
+import shutil
 import tempfile
 import threading
 import uuid
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
 from federated.simulation.round import train_chunk, trainer_for
 
@@ -37,22 +60,26 @@ class BeamRunner:
 
     Args:
       pipeline_args: Beam pipeline flags (default: ``--runner=DirectRunner``).
-      temp_location: where round results are written for the driver (default: a local temp dir).
+      temp_location: where client data and round results are written for the workers and the driver
+        (default: the flags' ``--temp_location``, else the local temporary folder), each run in a folder
+        of its own (local: mode 0700).
     """
 
     name = "beam"
 
     def __init__(self, pipeline_args: list[str] | None = None, temp_location: str | None = None):
         self.pipeline_args = list(pipeline_args or ["--runner=DirectRunner"])
-        self.temp_location = temp_location
+        self.temp_location = temp_location or PipelineOptions(self.pipeline_args).view_as(
+            GoogleCloudOptions).temp_location
         self._data_refs: dict[int, tuple] = {}   # id(ClientData) -> (the data, its ClientDataRef)
+        self._folder: str | None = None           # this runner's folder under temp_location
 
     def to_dict(self) -> dict:
         return {"name": self.name, "pipeline_args": self.pipeline_args}
 
     def run_round(self, job):
         """Returns (accumulator, diagnostics) for ``job``, like `InProcessRunner.run_round`."""
-        directory = self.temp_location or tempfile.gettempdir()
+        directory = self._directory()
         job = dataclasses.replace(job, data=self._reference(job.data, directory))
         path = FileSystems.join(directory, f"ppml-federated-round-{job.plan.round}-{uuid.uuid4().hex}.pkl")
         with beam.Pipeline(options=PipelineOptions(self.pipeline_args)) as pipeline:
@@ -75,6 +102,19 @@ class BeamRunner:
         return accumulator, sorted(diagnostics, key=lambda d: d.rank)
 
 
+    def _directory(self) -> str:
+        """This runner's folder under ``temp_location``: on a local file system a fresh one that only this
+        user can open (mode 0700), since its files hold the clients' data."""
+        if self._folder is None:
+            base = self.temp_location or tempfile.gettempdir()
+            if FileSystems.get_scheme(base) in (None, "file"):
+                local = base[len("file://"):] if base.startswith("file://") else base
+                os.makedirs(local, exist_ok=True)
+                self._folder = tempfile.mkdtemp(prefix="ppml-federated-", dir=local)
+            else:
+                self._folder = FileSystems.join(base, f"ppml-federated-{uuid.uuid4().hex}")
+        return self._folder
+
     def _reference(self, data, directory: str) -> "ClientDataRef":
         """Writes ``data`` under ``directory`` the first time it is seen; returns its reference."""
         known = self._data_refs.get(id(data))
@@ -86,11 +126,14 @@ class BeamRunner:
         return known[1]
 
     def close(self) -> None:
-        """Deletes the client data files this runner wrote."""
+        """Deletes the client data files this runner wrote, and its local folder."""
         uris = [ref.uri for _, ref in self._data_refs.values()]
         self._data_refs.clear()
         if uris:
             FileSystems.delete(uris)
+        if self._folder is not None and FileSystems.get_scheme(self._folder) is None:
+            shutil.rmtree(self._folder, ignore_errors=True)   # with a failed round's result, if any
+        self._folder = None
 
 
 @dataclasses.dataclass(frozen=True)

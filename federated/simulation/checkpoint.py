@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 
 import numpy as np
 
@@ -19,6 +20,10 @@ from federated.strategies import ServerState
 from privacy.accounting import PrivacyBudget
 
 FORMAT = "ppml.federated.checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is unreadable, not ppml's, or was written with other settings."""
 
 
 def save_checkpoint(directory: str, state: ServerState, history: History, settings: dict) -> None:
@@ -48,7 +53,19 @@ def save_checkpoint(directory: str, state: ServerState, history: History, settin
 
 
 def load_checkpoint(directory: str) -> tuple[ServerState, History, dict] | None:
-    """(state, history, settings) from ``directory``, or None when it holds no checkpoint."""
+    """(state, history, settings) from ``directory``, or None when it holds no checkpoint.
+
+    Raises:
+      CheckpointError: for a checkpoint that is not one of ppml's, or is truncated or corrupt.
+    """
+    try:
+        return _load(directory)
+    except (OSError, EOFError, KeyError, TypeError, IndexError, zipfile.BadZipFile, json.JSONDecodeError) as err:
+        raise CheckpointError(f"the checkpoint in {directory} is unreadable (truncated or corrupt?): "
+                         f"{type(err).__name__}: {err}") from None
+
+
+def _load(directory: str):
     target = os.path.join(directory, "latest")
     if not os.path.exists(os.path.join(target, "state.json")):
         old = os.path.join(directory, ".old")   # a crash between the two renames
@@ -57,9 +74,9 @@ def load_checkpoint(directory: str) -> tuple[ServerState, History, dict] | None:
         target = old
     with open(os.path.join(target, "state.json")) as f:
         meta = json.load(f)
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{target} is not a ppml federated checkpoint (format {FORMAT!r})")
-    with np.load(os.path.join(target, "arrays.npz")) as arrays:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{target} is not a ppml federated checkpoint (format {FORMAT!r})")
+    with np.load(os.path.join(target, "arrays.npz"), allow_pickle=False) as arrays:
         weights = [arrays[f"weight_{i}"] for i in range(meta["num_weights"])]
         slots = {name: arrays[f"slot_{name}"] for name in meta["slots"]}
     budget = PrivacyBudget.from_dict(meta["budget"]) if meta["budget"] is not None else None

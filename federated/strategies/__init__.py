@@ -1,6 +1,6 @@
 """Strategies: one federated algorithm per module behind the `Strategy` interface; DP wraps one of them."""
 
-from federated.strategies.build import SERVER_OPTIMIZERS, build_strategy, with_client_dp
+from federated.strategies.build import DEFAULT_SERVER_LEARNING_RATES, SERVER_OPTIMIZERS, build_strategy, with_client_dp
 from federated.strategies.dp_adaptive_clipping import DifferentialPrivacyAdaptiveClipping
 from federated.strategies.dp_fixed_clipping import DifferentialPrivacyFixedClipping
 from federated.strategies.fedadagrad import FedAdagrad
@@ -13,6 +13,6 @@ from federated.strategies.fedsgd import FedSGD
 from federated.strategies.fedyogi import FedYogi
 from federated.strategies.strategy import RoundContext, ServerState, Strategy
 
-__all__ = ["DifferentialPrivacyAdaptiveClipping", "DifferentialPrivacyFixedClipping", "FedAdagrad", "FedAdam",
-           "FedAvg", "FedAvgM", "FedOpt", "FedProx", "FedSGD", "FedYogi", "RoundContext", "SERVER_OPTIMIZERS",
-           "ServerState", "Strategy", "build_strategy", "with_client_dp"]
+__all__ = ["DEFAULT_SERVER_LEARNING_RATES", "DifferentialPrivacyAdaptiveClipping", "DifferentialPrivacyFixedClipping",
+           "FedAdagrad", "FedAdam", "FedAvg", "FedAvgM", "FedOpt", "FedProx", "FedSGD", "FedYogi", "RoundContext",
+           "SERVER_OPTIMIZERS", "ServerState", "Strategy", "build_strategy", "with_client_dp"]

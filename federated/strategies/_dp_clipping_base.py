@@ -17,14 +17,15 @@ Every round is accounted with `privacy.accounting.PrivacyBudget`; the event is b
 
 The guarantee covers the sequence of server states (model, clipping norm). Two noise sources:
 
-* seeded (default): the round's numpy generator, derived from the simulation seed and the round.
-  Runs are reproducible (checkpoint/resume, Beam vs in-process), but anyone who knows the seed can
-  subtract the noise: for research, not for releasing a model.
-* ``secure_noise=True``: each round's noise comes from `privacy.keras.noise.GaussianNoise` with
-  ``secure=True`` (the DP-SGD trainer's opt-in mode): a Philox generator whose 192-bit state is
-  drawn from the OS CSPRNG (`os.urandom`) for that round; the round's client sample is drawn from
-  the CSPRNG too (`secret_randomness`), since sampling amplification assumes nobody knows who was
-  sampled. Not reproducible by design.
+* ``seeded_noise=False`` (default): each round's noise comes from `privacy.keras.noise.GaussianNoise`
+  with ``secure=True``: a Philox generator whose 192-bit state is drawn from the OS CSPRNG
+  (`os.urandom`) for that round; the round's client sample and secure aggregation's rounding are
+  drawn from the CSPRNG too (`secret_randomness`), since sampling amplification assumes nobody knows
+  who was sampled. Not reproducible by design.
+* ``seeded_noise=True`` (research only): the round's numpy generator, derived from the simulation
+  seed and the round. Runs are reproducible (checkpoint/resume, Beam vs in-process), but anyone who
+  knows the seed can subtract the noise and replay the sample: the epsilon then describes the
+  mechanism, and the guarantee does not hold for a released model.
 
 Neither is hardened against floating-point attacks on the Gaussian sampler.
 """
@@ -56,14 +57,14 @@ class DpClippingBase(Strategy):
       target_delta: delta of the reported (epsilon, delta).
       max_epsilon: stop before a round that would take epsilon above this (None: never stop).
       accountant: "rdp" or "pld", the accountant of per-round epsilon and of ``max_epsilon``.
-      secure_noise: draw the noise from a CSPRNG-seeded generator instead of the round's seeded one
-        (see the module docstring).
+      seeded_noise: draw the noise (and the client sample) from the simulation seed, reproducibly, for
+        research only; False (default): from the OS CSPRNG (see the module docstring).
     """
 
     range_headroom = 1.0
 
     def __init__(self, strategy: FedAvg, *, noise_multiplier: float, target_delta: float,
-                 max_epsilon: float | None = None, accountant: str = "rdp", secure_noise: bool = False):
+                 max_epsilon: float | None = None, accountant: str = "rdp", seeded_noise: bool = False):
         if not isinstance(strategy, FedAvg):
             raise TypeError(f"DP wraps a FedAvg-family strategy, got {type(strategy).__name__}")
         if strategy.weighted:
@@ -83,9 +84,9 @@ class DpClippingBase(Strategy):
         self.target_delta = float(target_delta)
         self.max_epsilon = None if max_epsilon is None else float(max_epsilon)
         self.accountant = AccountantKind(accountant)
-        if not isinstance(secure_noise, bool):
-            raise ValueError(f"secure_noise must be True or False, got {secure_noise!r}")
-        self.secure_noise = secure_noise
+        if not isinstance(seeded_noise, bool):
+            raise ValueError(f"seeded_noise must be True or False, got {seeded_noise!r}")
+        self.seeded_noise = seeded_noise
 
     # --- to be specialised ----------------------------------------------------------------------
     def initial_clipping_norm(self) -> float:
@@ -93,7 +94,7 @@ class DpClippingBase(Strategy):
 
     def secure_aggregation_range(self, max_client_size: int = 1) -> float:
         """A clipped update's coordinates lie in [-C, C]: r = C_0 x `range_headroom` (rounds whose C
-        outgrows it clip coordinates, which each round's aggregation report counts)."""
+        outgrows it clip coordinates, which only shrinks the update: the noise still covers it)."""
         return self.initial_clipping_norm() * self.range_headroom
 
     def update_noise_multiplier(self, ctx: RoundContext) -> float:
@@ -116,7 +117,7 @@ class DpClippingBase(Strategy):
 
     @property
     def secret_randomness(self) -> bool:
-        return self.secure_noise
+        return not self.seeded_noise
 
     def mechanism(self, ctx: RoundContext) -> DpSgdMechanism:
         """The DP-SGD mechanism with clients as examples and rounds as steps."""
@@ -136,7 +137,11 @@ class DpClippingBase(Strategy):
                              budget=budget)
 
     def summand(self, update, state):
+        """The update clipped to L2 norm C; a non-finite update becomes zero and counts as clipped (the
+        client still reports: see `federated.simulation.round.train_chunk`)."""
         clipping_norm = state.scalars["clipping_norm"]
+        if not update.finite:
+            return Summand(vector=np.zeros_like(update.delta), counts=self.clip_counts(math.inf, clipping_norm))
         norm = float(np.linalg.norm(update.delta))
         scale = min(1.0, clipping_norm / norm) if norm > 0 else 1.0
         return Summand(vector=update.delta * scale, counts=self.clip_counts(norm, clipping_norm))
@@ -158,7 +163,7 @@ class DpClippingBase(Strategy):
 
     def gaussian(self, ctx: RoundContext, stddev: float, size: int) -> np.ndarray:
         """``size`` independent N(0, stddev^2) draws (float64) from this strategy's noise source."""
-        if not self.secure_noise:
+        if self.seeded_noise:
             return ctx.rng.normal(0.0, stddev, size=size)
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
         from privacy.keras.noise import GaussianNoise  # pylint: disable=import-outside-toplevel
@@ -178,4 +183,4 @@ class DpClippingBase(Strategy):
     def to_dict(self):
         return {"name": type(self).__name__, "strategy": self.inner.to_dict(),
                 "noise_multiplier": self.noise_multiplier, "target_delta": self.target_delta,
-                "max_epsilon": self.max_epsilon, "accountant": self.accountant.value, "secure_noise": self.secure_noise}
+                "max_epsilon": self.max_epsilon, "accountant": self.accountant.value, "seeded_noise": self.seeded_noise}

@@ -13,6 +13,8 @@ from federated.strategies.fedavgm import FedAvgM
 from federated.strategies.fedyogi import FedYogi
 
 SERVER_OPTIMIZERS = ("sgd", "avgm", "adam", "yogi", "adagrad")
+DEFAULT_SERVER_LEARNING_RATES = {"sgd": 1.0, "avgm": 1.0, "adam": 1e-2, "yogi": 1e-2, "adagrad": 1e-2}
+"""Model averaging (sgd, avgm); Reddi et al.'s starting point for the adaptive optimizers."""
 CLIPPING = ("fixed", "adaptive")
 
 
@@ -20,29 +22,32 @@ def build_strategy(server_optimizer: str, client: ClientConfig, *, weighted: boo
                    server_learning_rate: float | None = None, server_momentum: float = 0.9) -> FedAvg:
     """FedAvg (``sgd``), FedAvgM (``avgm``) or FedAdam/FedYogi/FedAdagrad.
 
-    ``server_learning_rate`` defaults to 1 for sgd and avgm, 0.01 for the adaptive optimizers.
+    ``server_learning_rate`` defaults to `DEFAULT_SERVER_LEARNING_RATES` (1 for sgd and avgm, 0.01 for the
+    adaptive optimizers).
     """
     if server_optimizer not in SERVER_OPTIMIZERS:
         raise ValueError(f"server_optimizer must be one of {', '.join(SERVER_OPTIMIZERS)}, got {server_optimizer!r}")
+    rate = server_learning_rate or DEFAULT_SERVER_LEARNING_RATES[server_optimizer]
     if server_optimizer in ("adam", "yogi", "adagrad"):
         cls = {"adam": FedAdam, "yogi": FedYogi, "adagrad": FedAdagrad}[server_optimizer]
-        return cls(client, server_learning_rate=server_learning_rate or 1e-2, weighted=weighted)
+        return cls(client, server_learning_rate=rate, weighted=weighted)
     if server_optimizer == "avgm":
-        return FedAvgM(client, server_momentum=server_momentum, server_learning_rate=server_learning_rate or 1.0,
-                       weighted=weighted)
-    return FedAvg(client, server_learning_rate=server_learning_rate or 1.0, weighted=weighted)
+        return FedAvgM(client, server_momentum=server_momentum, server_learning_rate=rate, weighted=weighted)
+    return FedAvg(client, server_learning_rate=rate, weighted=weighted)
 
 
 def with_client_dp(strategy: FedAvg, *, clip: str, clipping_norm: float, noise_multiplier: float,
-                   target_delta: float, target_quantile: float = 0.5, max_epsilon: float | None = None,
-                   accountant: str = "rdp", secure_noise: bool = False):
+                   target_delta: float, target_quantile: float = 0.5, clipped_count_stddev: float | None = None,
+                   max_epsilon: float | None = None, accountant: str = "rdp", seeded_noise: bool = False):
     """``strategy`` wrapped in DP-FedAvg with fixed clipping (norm ``clipping_norm``) or adaptive
-    clipping (initial norm ``clipping_norm``, towards ``target_quantile``)."""
+    clipping (initial norm ``clipping_norm``, towards ``target_quantile``, count noise
+    ``clipped_count_stddev``)."""
     common = dict(noise_multiplier=noise_multiplier, target_delta=target_delta, max_epsilon=max_epsilon,
-                  accountant=accountant, secure_noise=secure_noise)
+                  accountant=accountant, seeded_noise=seeded_noise)
     if clip == "fixed":
         return DifferentialPrivacyFixedClipping(strategy, clipping_norm=clipping_norm, **common)
     if clip == "adaptive":
         return DifferentialPrivacyAdaptiveClipping(strategy, initial_clipping_norm=clipping_norm,
-                                                   target_unclipped_quantile=target_quantile, **common)
+                                                   target_unclipped_quantile=target_quantile,
+                                                   clipped_count_stddev=clipped_count_stddev, **common)
     raise ValueError(f"clip must be one of {', '.join(CLIPPING)}, got {clip!r}")

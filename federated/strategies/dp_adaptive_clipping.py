@@ -29,15 +29,15 @@ class DifferentialPrivacyAdaptiveClipping(DpClippingBase):
       target_unclipped_quantile: gamma in (0, 1), the fraction of updates to leave unclipped.
       clipping_learning_rate: eta_C > 0 of the geometric update.
       clipped_count_stddev: sigma_b, the noise std of the count; default m / 20 (TFF's 0.05 x clients).
-      target_delta, max_epsilon, accountant, secure_noise: see `DpClippingBase`.
+      target_delta, max_epsilon, accountant, seeded_noise: see `DpClippingBase`.
     """
 
     def __init__(self, strategy: FedAvg, *, noise_multiplier: float, target_delta: float,
                  initial_clipping_norm: float = 0.1, target_unclipped_quantile: float = 0.5,
                  clipping_learning_rate: float = 0.2, clipped_count_stddev: float | None = None,
-                 max_epsilon: float | None = None, accountant: str = "rdp", secure_noise: bool = False):
+                 max_epsilon: float | None = None, accountant: str = "rdp", seeded_noise: bool = False):
         super().__init__(strategy, noise_multiplier=noise_multiplier, target_delta=target_delta,
-                         max_epsilon=max_epsilon, accountant=accountant, secure_noise=secure_noise)
+                         max_epsilon=max_epsilon, accountant=accountant, seeded_noise=seeded_noise)
         checks = (("initial_clipping_norm", initial_clipping_norm, 0, math.inf),
                   ("target_unclipped_quantile", target_unclipped_quantile, 0, 1),
                   ("clipping_learning_rate", clipping_learning_rate, 0, math.inf))
@@ -60,16 +60,10 @@ class DifferentialPrivacyAdaptiveClipping(DpClippingBase):
     def count_stddev(self, ctx) -> float:
         if self.clipped_count_stddev is not None:
             return float(self.clipped_count_stddev)
-        return 0.05 * ctx.sampler.expected_clients(ctx.population)
+        return default_count_stddev(ctx.sampler.expected_clients(ctx.population))
 
     def update_noise_multiplier(self, ctx):
-        count_multiplier = 2.0 * self.count_stddev(ctx)
-        if count_multiplier <= self.noise_multiplier:
-            raise ValueError(
-                f"clipped_count_stddev={self.count_stddev(ctx):g} is too small for noise_multiplier="
-                f"{self.noise_multiplier:g}: it must exceed noise_multiplier / 2 (more clients per round, or pass "
-                f"clipped_count_stddev)")
-        return (self.noise_multiplier ** -2 - count_multiplier ** -2) ** -0.5
+        return update_noise_multiplier(self.noise_multiplier, self.count_stddev(ctx))
 
     def clip_counts(self, norm, clipping_norm):
         return np.array([1, int(norm <= clipping_norm)], np.int64)   # [client, unclipped]
@@ -86,3 +80,26 @@ class DifferentialPrivacyAdaptiveClipping(DpClippingBase):
                 "target_unclipped_quantile": self.target_unclipped_quantile,
                 "clipping_learning_rate": self.clipping_learning_rate,
                 "clipped_count_stddev": self.clipped_count_stddev}
+
+
+COUNT_STDDEV_SHARE = 0.05
+"""The default clipped-count noise: sigma_b = this x the expected clients per round (TFF's default)."""
+
+
+def default_count_stddev(expected_clients: float) -> float:
+    """sigma_b = `COUNT_STDDEV_SHARE` x the expected clients per round (TFF's default)."""
+    return COUNT_STDDEV_SHARE * expected_clients
+
+
+def update_noise_multiplier(noise_multiplier: float, count_stddev: float) -> float:
+    """z_update = (z^-2 - (2 sigma_b)^-2)^(-1/2), the share of the round's z left for the update sum.
+
+    Raises:
+      ValueError: when 2 sigma_b <= z (the count alone would spend the round's budget).
+    """
+    if 2.0 * count_stddev <= noise_multiplier:
+        raise ValueError(f"clipped_count_stddev={count_stddev:g} is too small for noise_multiplier="
+                         f"{noise_multiplier:g}: adaptive clipping needs it above noise_multiplier / 2 = "
+                         f"{noise_multiplier / 2:g} (sample more clients per round, raise clipped_count_stddev, "
+                         f"or clip fixed)")
+    return (noise_multiplier ** -2 - (2.0 * count_stddev) ** -2) ** -0.5

@@ -14,13 +14,13 @@ class DifferentialPrivacyFixedClipping(DpClippingBase):
     Args:
       strategy: an unweighted FedAvg-family strategy.
       clipping_norm: C > 0, the L2 bound of each client's update.
-      noise_multiplier, target_delta, max_epsilon, accountant, secure_noise: see `DpClippingBase`.
+      noise_multiplier, target_delta, max_epsilon, accountant, seeded_noise: see `DpClippingBase`.
     """
 
     def __init__(self, strategy: FedAvg, *, clipping_norm: float, noise_multiplier: float, target_delta: float,
-                 max_epsilon: float | None = None, accountant: str = "rdp", secure_noise: bool = False):
+                 max_epsilon: float | None = None, accountant: str = "rdp", seeded_noise: bool = False):
         super().__init__(strategy, noise_multiplier=noise_multiplier, target_delta=target_delta,
-                         max_epsilon=max_epsilon, accountant=accountant, secure_noise=secure_noise)
+                         max_epsilon=max_epsilon, accountant=accountant, seeded_noise=seeded_noise)
         if not (isinstance(clipping_norm, (int, float)) and clipping_norm > 0 and math.isfinite(clipping_norm)):
             raise ValueError(f"clipping_norm must be a finite number > 0, got {clipping_norm!r}")
         self.clipping_norm = float(clipping_norm)

@@ -39,7 +39,7 @@ class FedAvg(Strategy):
         return Summand(vector=weight * update.delta, counts=np.array([weight], np.int64))
 
     def aggregate(self, state, total, ctx):
-        if total is None:  # empty or failed round: the weights stay
+        if total is None or total.counts[0] == 0:  # empty or failed round, or only empty clients: the weights stay
             return state.replace(round=state.round + 1), {"skipped": True}
         return self.apply(state, total.vector / float(total.counts[0])), {}
 

@@ -3,8 +3,8 @@
 With Delta the averaged client update:
     m <- beta_1 m + (1 - beta_1) Delta
     v <- second-moment rule (Adagrad, Adam or Yogi; one subclass each)
-    w <- w + eta * m / (sqrt(v) + tau)
-No bias correction, as in the paper.
+    w <- w + eta_t * m / (sqrt(v) + tau)
+with eta_t = eta (no bias correction, as in the paper); `FedAdam` also offers TFF's bias-corrected step.
 """
 
 from __future__ import annotations
@@ -50,11 +50,16 @@ class FedOpt(FedAvg, abc.ABC):
     def second_moment(self, v: np.ndarray, squared: np.ndarray) -> np.ndarray:
         """The new v from the old one and Delta^2."""
 
+    def step_size(self, slots: dict) -> tuple[float, dict]:
+        """(eta_t of this step, slots to update with it): eta and none, unless a subclass corrects bias."""
+        return self.server_learning_rate, {}
+
     def apply(self, state, mean_update):
         m = self.beta_1 * state.slots["m"] + (1 - self.beta_1) * mean_update
         v = self.second_moment(state.slots["v"], np.square(mean_update))
-        step = self.server_learning_rate * m / (np.sqrt(v) + self.tau)
-        return self.step_weights(state, step, m=m, v=v)
+        eta, slots = self.step_size(state.slots)
+        step = eta * m / (np.sqrt(v) + self.tau)
+        return self.step_weights(state, step, m=m, v=v, **slots)
 
     def to_dict(self):
         return {**super().to_dict(), "beta_1": self.beta_1, "beta_2": self.beta_2, "tau": self.tau,

@@ -97,11 +97,15 @@ class Strategy(abc.ABC):
         """True when the released outputs carry a DP guarantee (then client diagnostics are not recorded)."""
         return False
 
+    unclipped_range = 8.0
+    """`secure_aggregation_range` per example of the largest client (weighted) or in all (unweighted)."""
+
     def secure_aggregation_range(self, max_client_size: int) -> float:
-        """A coordinate range r for `SecureAggregation`'s clipping: 8 x the largest client for weighted
-        averaging (a client sends n_k * delta_k), else 8 (a heuristic for unclipped updates; rounds that
-        exceed it clip coordinates, which each round's aggregation report counts)."""
-        return 8.0 * (max_client_size if self.weighted else 1)
+        """A coordinate range r for `SecureAggregation`'s clipping: `unclipped_range` x the largest client
+        for weighted averaging (a client sends n_k * delta_k), else `unclipped_range` (a heuristic for
+        unclipped updates; rounds that exceed it clip coordinates, which each round's aggregation report
+        counts)."""
+        return self.unclipped_range * (max_client_size if self.weighted else 1)
 
     @property
     def secret_randomness(self) -> bool:

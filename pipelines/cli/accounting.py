@@ -8,13 +8,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import sys
 
 import click
 
-from privacy.accounting import (AccountantKind, Adjacency, DpSgdMechanism, Sampling, UnsupportedAccounting,
-                                calibrate_noise_multiplier, compute_epsilon, default_delta, dp_accounting_version,
-                                dp_sgd_report, max_epochs, resolve_adjacency)
+from privacy.accounting import (MAX_PER_EPOCH_ROWS, MAX_STEPS, NOISE_MULTIPLIER_RANGE, AccountantKind, Adjacency,
+                                DpSgdMechanism, Sampling, UnsupportedAccounting, calibrate_noise_multiplier,
+                                compute_epsilon, default_delta, delta_warning, dp_accounting_version, dp_sgd_report,
+                                max_epochs, resolve_adjacency)
 
 _ACCOUNTANTS = {"rdp": (AccountantKind.RDP,), "pld": (AccountantKind.PLD,),
                 "both": (AccountantKind.RDP, AccountantKind.PLD)}
@@ -28,6 +30,14 @@ def _positive(option: str):
     def check(ctx, param, value):
         if value is not None and not (math.isfinite(value) and value > 0):
             raise _bad(option, f"must be a finite number > 0, got {value!r}")
+        return value
+    return check
+
+
+def _between(option: str, low: float, high: float):
+    def check(ctx, param, value):
+        if value is not None and not low <= value <= high:
+            raise _bad(option, f"must be in [{low:g}, {high:g}], got {value!r}")
         return value
     return check
 
@@ -54,14 +64,17 @@ def _mechanism_options(*, noise: bool, length: bool):
         ]
         if noise:
             options.append(click.option("--noise-multiplier", type=float, required=True,
-                                        callback=_positive("--noise-multiplier"),
-                                        help="sigma: noise std on the summed clipped gradients is sigma*C."))
+                                        callback=_between("--noise-multiplier", *NOISE_MULTIPLIER_RANGE),
+                                        help="sigma: noise std on the summed clipped gradients is sigma*C "
+                                             f"(in [{NOISE_MULTIPLIER_RANGE[0]:g}, "
+                                             f"{NOISE_MULTIPLIER_RANGE[1]:g}])."))
         if length:
             options += [
                 click.option("--epochs", type=float, callback=_positive("--epochs"),
                              help="Passes over the data; steps = ceil(epochs * n / B) (shuffle: ceil(n/B) "
                                   "steps per epoch)."),
-                click.option("--steps", type=int, help="Number of noisy steps T, instead of --epochs."),
+                click.option("--steps", type=int, help=f"Number of noisy steps T, instead of --epochs (at most "
+                                                       f"{MAX_STEPS:.0e})."),
             ]
         options += [
             click.option("--delta", type=float, callback=_probability("--delta"),
@@ -115,20 +128,34 @@ def _build_mechanism(*, dataset_size, batch_size, sampling_rate, noise_multiplie
             raise _bad("--microbatches", f"must be >= 1, got {microbatches}")
         if sampling is not Sampling.POISSON and microbatches > batch_size:
             raise _bad("--microbatches", f"must be <= the batch size {batch_size}, got {microbatches}")
-    if max_examples_per_user is not None and max_examples_per_user < 1:
-        raise _bad("--max-examples-per-user", f"must be >= 1, got {max_examples_per_user}")
+    if max_examples_per_user is not None and not 1 <= max_examples_per_user <= dataset_size:
+        raise _bad("--max-examples-per-user", f"must be in [1, --n={dataset_size}], got {max_examples_per_user}")
     fields = dict(dataset_size=dataset_size, batch_size=batch_size, noise_multiplier=noise_multiplier,
                   sampling=sampling, adjacency=adjacency, num_microbatches=microbatches,
                   max_examples_per_user=max_examples_per_user)
     if not need_length:
-        return DpSgdMechanism(steps=1, **fields)
+        return _mechanism(steps=1, **fields)
     if (epochs is None) == (steps is None):
         raise click.UsageError("give exactly one of --epochs and --steps")
-    if steps is not None and steps <= 0:
-        raise _bad("--steps", f"must be > 0, got {steps}")
+    if steps is not None and not 0 < steps <= MAX_STEPS:
+        raise _bad("--steps", f"must be in [1, {MAX_STEPS:.0e}], got {steps}")
     if epochs is not None:
-        return DpSgdMechanism.from_epochs(epochs=epochs, **fields)
-    return DpSgdMechanism(steps=steps, **fields)
+        per_epoch = math.ceil(dataset_size / batch_size) if sampling is Sampling.SHUFFLE else dataset_size / batch_size
+        if epochs * per_epoch > MAX_STEPS:
+            raise _bad("--epochs", f"{epochs:g} epochs of {per_epoch:.3g} steps are {epochs * per_epoch:.3g} steps, "
+                                   f"more than {MAX_STEPS:.0e}; lower --epochs or raise the batch size")
+        return _mechanism(epochs=epochs, **fields)
+    return _mechanism(steps=steps, **fields)
+
+
+def _mechanism(*, epochs=None, **fields) -> DpSgdMechanism:
+    """The mechanism of options already checked one by one (a remaining conflict is a usage error)."""
+    try:
+        if epochs is not None:
+            return DpSgdMechanism.from_epochs(epochs=epochs, **fields)
+        return DpSgdMechanism(**fields)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
 
 
 def _emit_json(obj) -> None:
@@ -155,7 +182,8 @@ def _progress(label: str):
 @click.command()
 @_mechanism_options(noise=True, length=True)
 @click.option("--per-epoch", is_flag=True, help="Also print epsilon after every epoch.")
-@click.option("--plot", type=click.Path(dir_okay=False), help="Write a PNG of epsilon over epochs to this file.")
+@click.option("--plot", type=click.Path(dir_okay=False),
+              help="Write a plot of epsilon over epochs to this file (.png, .pdf or .svg).")
 def epsilon(as_json, accountant, delta, per_epoch, plot, **options):
     """Epsilon of a DP-SGD configuration under RDP and PLD accounting.
 
@@ -163,8 +191,14 @@ def epsilon(as_json, accountant, delta, per_epoch, plot, **options):
     Example (the TF Privacy MNIST tutorial):
       ppml epsilon --n 60000 --batch-size 256 --noise-multiplier 1.1 --epochs 60 --delta 1e-5
     """
+    if plot is not None:
+        _check_plot_path(plot)
     mechanism = _build_mechanism(**options)
     want_rows = per_epoch or plot is not None
+    if want_rows and mechanism.passes > MAX_PER_EPOCH_ROWS:
+        raise _bad("--per-epoch" if per_epoch else "--plot",
+                   f"epsilon is computed per epoch for at most {MAX_PER_EPOCH_ROWS} epochs, this run has "
+                   f"{mechanism.passes}")
     report = dp_sgd_report(mechanism, delta=delta, accountants=_ACCOUNTANTS[accountant], per_epoch=want_rows,
                            progress=_progress("accounting each epoch") if want_rows else None)
     if plot is not None:
@@ -180,6 +214,19 @@ def epsilon(as_json, accountant, delta, per_epoch, plot, **options):
     click.echo((report if per_epoch else dataclasses.replace(report, per_epoch=())).format_text())
     if plot is not None:
         click.echo(f"\n  plot: {plot}")
+
+
+PLOT_FORMATS = (".png", ".pdf", ".svg")
+
+
+def _check_plot_path(path: str) -> None:
+    """Refuses a plot file that cannot be written, before any accounting."""
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in PLOT_FORMATS:
+        raise _bad("--plot", f"must end in {', '.join(PLOT_FORMATS)}, got {path!r}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise _bad("--plot", f"cannot write into {folder}: not a writable folder")
 
 
 def _plot_epsilon(report, path: str) -> None:
@@ -253,6 +300,7 @@ def noise(target_epsilon, as_json, accountant, delta, **options):
         else:
             click.echo(f"  {kind.value.upper():<11} {sigma:>9.4f} {eps:>9.4f}")
     click.echo(f"\n  {result['accountant_version']}; sigma is the noise std on the summed clipped gradients / C.")
+    _echo_warnings(result)
 
 
 @click.command()
@@ -297,9 +345,16 @@ def epochs(target_epsilon, as_json, accountant, delta, **options):
         else:
             click.echo(f"  {kind.value.upper():<11} {e:>8} {s:>9}")
     click.echo(f"\n  whole epochs; {result['accountant_version']}")
+    _echo_warnings(result)
+
+
+def _echo_warnings(result: dict) -> None:
+    for warning in result["warnings"]:
+        click.echo(f"  WARNING: {warning}")
 
 
 def _config_dict(mechanism: DpSgdMechanism, delta: float, target_epsilon: float) -> dict:
+    warning = delta_warning(delta, mechanism.dataset_size)
     return {
         "target_epsilon": target_epsilon,
         "delta": delta,
@@ -311,6 +366,7 @@ def _config_dict(mechanism: DpSgdMechanism, delta: float, target_epsilon: float)
         "num_microbatches": mechanism.num_microbatches,
         "max_examples_per_user": mechanism.max_examples_per_user,
         "accountant_version": f"dp-accounting {dp_accounting_version()}",
+        "warnings": [warning] if warning else [],
     }
 
 

@@ -2,17 +2,23 @@
 
 \b
   ppml encrypted setup         certificates and party list for three parties
+  ppml encrypted add-client    admit a client (its own certificate)
+  ppml encrypted revoke-client refuse a client's certificate from now on
   ppml encrypted share-model   secret-share a Keras model into the parties' bundles
   ppml encrypted serve         run one party
   ppml encrypted predict       the client: share an input, reconstruct the prediction
   ppml encrypted verify        encrypted vs plaintext predictions of a model on a dataset
   ppml encrypted bench         latency, rounds and bytes of the reference models
+
+Bad options and files end in one line naming the option and exit 2; failures of a run (a party down,
+a rejected result) end in one line and exit 1; nothing is half written.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import zipfile
 
 import click
 import numpy as np
@@ -20,6 +26,21 @@ import numpy as np
 from pipelines.keras_env import VARIABLE, use_tf_keras
 
 DEFAULT_DEPLOYMENT = "ppml-encrypted"
+MAX_TIMEOUT_S = 86400.0
+MAX_BENCH_BATCH = 10_000
+
+
+class _Commands(click.Group):
+    """Expected failures of any command (files, memory) end in one line, never in a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except MemoryError:
+            raise click.ClickException("not enough memory for this request; use a smaller batch") from None
+        except OSError as err:
+            where = f": {err.filename}" if err.filename else ""
+            raise click.ClickException(f"{err.strerror or err}{where}") from None
 
 
 def _keras_env(tf_keras: bool) -> None:
@@ -33,29 +54,46 @@ def _keras_env(tf_keras: bool) -> None:
         os.environ.setdefault(VARIABLE, "0")
 
 
-def _load_keras_model(path: str):
+def _load_plan(path: str):
+    """The saved Keras model at `path` and its `ModelPlan`; one-line errors naming MODEL."""
     if not os.path.exists(path):
         raise click.BadParameter(f"no such file: {path}", param_hint="'MODEL'")
     import tensorflow as tf  # noqa: PLC0415  (after TF_USE_LEGACY_KERAS is set)
+
+    from privacy.encrypted import UnsupportedModelError, import_keras_model
+
     try:
-        return tf.keras.models.load_model(path, compile=False)
-    except (OSError, ValueError, TypeError) as err:
-        raise click.BadParameter(f"cannot load a Keras model from {path}: {err}", param_hint="'MODEL'") from None
+        model = tf.keras.models.load_model(path, compile=False)
+    except Exception as err:  # noqa: BLE001  (Keras raises many kinds for corrupt or foreign files)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
+        raise click.BadParameter(f"cannot load a Keras model from {path}: {first}", param_hint="'MODEL'") from None
+    try:
+        return model, import_keras_model(model)
+    except UnsupportedModelError as err:
+        raise click.BadParameter(str(err), param_hint="'MODEL'") from None
 
 
 def _load_array(path: str, what: str) -> np.ndarray:
     """Reads .npy, .npz (first array) or .csv (comma separated, numbers only)."""
-    if not os.path.exists(path):
+    if not os.path.isfile(path):
         raise click.BadParameter(f"no such file: {path}", param_hint=what)
     try:
         if path.endswith(".npy"):
-            return np.load(path, allow_pickle=False)
-        if path.endswith(".npz"):
-            data = np.load(path, allow_pickle=False)
-            return data[data.files[0]]
-        return np.atleast_2d(np.loadtxt(path, delimiter=",", dtype=np.float64))
-    except (OSError, ValueError) as err:
-        raise click.BadParameter(f"cannot read numbers from {path}: {err}", param_hint=what) from None
+            x = np.load(path, allow_pickle=False)
+        elif path.endswith(".npz"):
+            with np.load(path, allow_pickle=False) as data:
+                if not data.files:
+                    raise ValueError("the archive holds no arrays")
+                x = data[data.files[0]]
+        else:
+            x = np.atleast_2d(np.loadtxt(path, delimiter=",", dtype=np.float64))
+        x = np.asarray(x, dtype=np.float64)
+    except (OSError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as err:
+        first = (str(err).splitlines() or [err.__class__.__name__])[0]
+        raise click.BadParameter(f"cannot read numbers from {path}: {first}", param_hint=what) from None
+    if not np.all(np.isfinite(x)):
+        raise click.BadParameter(f"{path} contains NaN or infinite values", param_hint=what)
+    return x
 
 
 def _as_batch(x: np.ndarray, input_shape) -> np.ndarray:
@@ -72,9 +110,41 @@ def _as_batch(x: np.ndarray, input_shape) -> np.ndarray:
 
 def _address(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise click.BadParameter(f"expected HOST:PORT, got {value!r}", param_hint="'--party'")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.BadParameter(f"expected HOST:PORT with a port in 1..65535, got {value!r}", param_hint="'--party'")
     return host, int(port)
+
+
+def _deployment(directory: str):
+    from privacy.encrypted.network.certificates import Deployment
+
+    try:
+        return Deployment.load(directory)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="'--deployment'") from None
+
+
+def _check_bound_options(input_range, calibration_path, *, required: bool) -> None:
+    if input_range and calibration_path:
+        raise click.UsageError("give --input-range or --calibration, not both")
+    if required and not (input_range or calibration_path):
+        raise click.UsageError("declare the inputs' bounds with --input-range LO HI or --calibration FILE: the "
+                               "parties' arithmetic is proven correct only inside them")
+
+
+def _bounds(plan, input_range, calibration_path, *, default_data=None):
+    """`InputBounds` from --input-range LO HI or --calibration FILE (else from `default_data`)."""
+    from privacy.encrypted import InputBounds
+
+    shape = plan.architecture.input_shape
+    try:
+        if input_range:
+            return InputBounds.declared(*input_range, shape)
+        if calibration_path:
+            return InputBounds.from_data(_as_batch(_load_array(calibration_path, "'--calibration'"), shape), shape)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="'--input-range' / '--calibration'") from None
+    return InputBounds.from_data(default_data, shape)
 
 
 def _fail(err: Exception):
@@ -83,9 +153,17 @@ def _fail(err: Exception):
 
 deployment_option = click.option("--deployment", "deployment_dir", default=DEFAULT_DEPLOYMENT, show_default=True,
                                  type=click.Path(file_okay=False), help="Folder written by `ppml encrypted setup`.")
+timeout_option = click.option("--timeout", type=click.FloatRange(min=0.1, max=MAX_TIMEOUT_S), default=30.0,
+                              show_default=True, help="Seconds to wait for a party's message before failing.")
+valid_days_option = click.option("--valid-days", type=click.IntRange(1, 36500), default=365, show_default=True,
+                                 help="Lifetime of the certificates, in days.")
+input_range_option = click.option("--input-range", nargs=2, type=float, metavar="LO HI",
+                                  help="Bounds every input feature must lie in.")
+calibration_option = click.option("--calibration", "calibration_path", metavar="FILE",
+                                  help="Examples (.npy, .npz or .csv) whose per-feature min and max become the bounds.")
 
 
-@click.group("encrypted")
+@click.group("encrypted", cls=_Commands)
 def encrypted():
     """Encrypted inference: three parties predict on secret shares (3-party replicated sharing, semi-honest,
     honest majority); no party sees the input or the weights, only the client sees the output."""
@@ -96,45 +174,93 @@ def encrypted():
               help="Folder for the party list and credentials.")
 @click.option("--party", "parties", multiple=True, metavar="HOST:PORT",
               help="Address of party 0, 1, 2 (give it three times) [default: 127.0.0.1:7400-7402].")
-@click.option("--valid-days", type=click.IntRange(min=1), default=365, show_default=True)
-def setup(out_dir, parties, valid_days):
-    """Create a private CA, certificates for the three parties and the client, and the party list.
+@click.option("--client", "clients", multiple=True, metavar="NAME",
+              help="Admit a client with its own certificate (repeat for more) [default: one named 'client'].")
+@valid_days_option
+def setup(out_dir, parties, clients, valid_days):
+    """Create a private CA, certificates for the three parties and for each client, and the party list.
 
-    Copy OUT/party-<i>/ to party i's machine and OUT/client/ plus OUT/deployment.json to clients.
-    The CA key is discarded after signing.
+    Copy OUT/party-<i>/ plus OUT/deployment.json and OUT/revoked.json to party i's machine, and
+    OUT/clients/<name>/ plus OUT/deployment.json to client <name>. Keep OUT/ca/ (the CA key, mode 0600)
+    where clients are admitted and revoked; never copy it to a party.
     """
-    from privacy.encrypted.certificates import create_deployment
+    from privacy.encrypted.network.certificates import create_deployment
 
     addresses = [_address(p) for p in parties] or [("127.0.0.1", 7400 + i) for i in range(3)]
+    if len(addresses) != 3:
+        raise click.BadParameter(f"give exactly three addresses, got {len(addresses)}", param_hint="'--party'")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise click.BadParameter(f"{out_dir} is a file", param_hint="'--out'")
+    clients = clients or ("client",)
     try:
-        create_deployment(out_dir, addresses, valid_days=valid_days)
+        create_deployment(out_dir, addresses, clients=clients, valid_days=valid_days)
     except ValueError as err:
-        _fail(err)
-    click.echo(f"wrote {out_dir}/deployment.json and credentials for party-0, party-1, party-2, client")
+        raise click.BadParameter(str(err), param_hint="'--client'") from None
+    click.echo(f"wrote {out_dir}/deployment.json and credentials for party-0, party-1, party-2 and client(s) "
+               f"{', '.join(clients)}")
+
+
+@encrypted.command("add-client")
+@click.argument("name")
+@deployment_option
+@valid_days_option
+def add_client_command(name, deployment_dir, valid_days):
+    """Admit client NAME: its own key and certificate in DEPLOYMENT/clients/NAME/ (needs DEPLOYMENT/ca/)."""
+    from privacy.encrypted.network.certificates import add_client
+
+    _deployment(deployment_dir)
+    try:
+        folder = add_client(deployment_dir, name, valid_days=valid_days)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="'NAME'") from None
+    click.echo(f"wrote {folder}/ (copy it and {deployment_dir}/deployment.json to the client)")
+
+
+@encrypted.command("revoke-client")
+@click.argument("name")
+@deployment_option
+def revoke_client_command(name, deployment_dir):
+    """Refuse client NAME's certificate: listed in DEPLOYMENT/revoked.json, which parties re-read when it
+    changes (copy the file to every party's deployment folder)."""
+    from privacy.encrypted.network.certificates import revoke_client
+
+    _deployment(deployment_dir)
+    try:
+        serial = revoke_client(deployment_dir, name)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="'NAME'") from None
+    click.echo(f"revoked client {name} (certificate serial {serial:x}) in {deployment_dir}/revoked.json")
 
 
 @encrypted.command("share-model")
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=True))
 @deployment_option
+@input_range_option
+@calibration_option
 @click.option("--frac-bits", type=click.IntRange(1, 24), default=16, show_default=True,
               help="Fractional bits of the fixed-point encoding.")
 @click.option("--tf-keras", is_flag=True, help="Load MODEL with tf-keras (Keras 2) instead of Keras 3.")
-def share_model_command(model_path, deployment_dir, frac_bits, tf_keras):
+def share_model_command(model_path, deployment_dir, input_range, calibration_path, frac_bits, tf_keras):
     """Secret-share the weights of a saved Keras MODEL (run by the model owner).
 
-    Writes DEPLOYMENT/party-<i>/model.npz (mode 0600): party i's two random components of every weight,
-    plus the public architecture. Hand each file to its party, then delete the local copies: any two
-    files together give the plaintext weights; no single party ever sees them.
+    The inputs' bounds (--input-range or --calibration) are required: an interval analysis proves from
+    them that no value of the computation can leave the 64-bit ring's headroom, and refuses the model
+    otherwise; clients are refused inputs outside them. Writes DEPLOYMENT/party-<i>/model.npz (mode 0600):
+    party i's two random components of every weight, plus the public architecture and range plan. Hand
+    each file to its party, then delete the local copies: any two files together give the plaintext
+    weights; no single party ever sees them.
     """
+    _check_bound_options(input_range, calibration_path, required=True)
     _keras_env(tf_keras)
-    from privacy.encrypted import FixedPoint, UnsupportedModelError, import_keras_model
-    from privacy.encrypted.processes import save_model_shares
+    from privacy.encrypted import FixedPoint, ModelRangeError
+    from privacy.encrypted.network.processes import save_model_shares
 
-    model = _load_keras_model(model_path)
+    _, plan = _load_plan(model_path)
+    bounds = _bounds(plan, input_range, calibration_path)
     try:
-        paths = save_model_shares(import_keras_model(model), deployment_dir, FixedPoint(frac_bits))
-    except (UnsupportedModelError, ValueError) as err:
-        _fail(err)
+        paths = save_model_shares(plan, deployment_dir, FixedPoint(frac_bits), bounds)
+    except ModelRangeError as err:
+        raise click.BadParameter(str(err), param_hint="'MODEL' / '--input-range' / '--calibration'") from None
     for path in paths:
         click.echo(f"wrote {path}")
 
@@ -144,16 +270,39 @@ def share_model_command(model_path, deployment_dir, frac_bits, tf_keras):
 @deployment_option
 @click.option("--model", "model_file", type=click.Path(dir_okay=False),
               help="This party's share bundle [default: DEPLOYMENT/party-<i>/model.npz].")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
-              help="Seconds to wait for a peer's message before failing.")
-def serve(index, deployment_dir, model_file, timeout):
-    """Run party --party; prints `ready` once connected to the other two parties."""
-    from privacy.encrypted.processes import run_party
-    from privacy.encrypted.transport import TransportError
+@timeout_option
+@click.option("--memory-budget", type=click.IntRange(1, 1 << 20), default=1024, show_default=True, metavar="MB",
+              help="MiB for requests and their sessions; the largest batch follows from it.")
+@click.option("--max-connections", type=click.IntRange(1, 10_000), default=64, show_default=True,
+              help="Client connections held at once (a new one evicts the one idle longest).")
+@click.option("--idle-timeout", type=click.FloatRange(min=0.1, max=MAX_TIMEOUT_S), default=120.0, show_default=True,
+              help="Seconds a client connection may stay silent.")
+@click.option("--refresh-every", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Re-randomize the weight shares every N sessions (0: only when the parties connect).")
+def serve(index, deployment_dir, model_file, timeout, memory_budget, max_connections, idle_timeout, refresh_every):
+    """Run party --party; prints `ready` once connected to the other two parties, then serves until killed.
 
+    A party that loses a peer keeps running, tells waiting clients, and connects again when the peer is back.
+    """
+    from privacy.encrypted.network.processes import model_path, run_party
+    from privacy.encrypted.protocol.model_shares import PartyModel
+    from privacy.encrypted.protocol.transport import TransportError
+
+    deployment = _deployment(deployment_dir)
+    path = model_file or model_path(deployment_dir, index)
     try:
-        run_party(index, deployment_dir, model_file, timeout=timeout)
-    except (TransportError, ValueError, OSError) as err:
+        model = PartyModel.load(path)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="'--model'") from None
+    if model.index != index:
+        raise click.BadParameter(f"{path} is party {model.index}'s share, not party {index}'s", param_hint="'--model'")
+    limits = dict(memory_budget=memory_budget << 20, max_connections=max_connections, idle_timeout=idle_timeout,
+                  refresh_every=refresh_every)
+    try:
+        run_party(index, deployment.directory, path, timeout=timeout, **limits)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="'--memory-budget'") from None
+    except TransportError as err:
         _fail(err)
 
 
@@ -162,25 +311,42 @@ def serve(index, deployment_dir, model_file, timeout):
 @deployment_option
 @click.option("--output", type=click.Choice(["logits", "label"]), default="logits", show_default=True,
               help="Reveal the model outputs, or only the predicted labels.")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Also save the outputs as .npy.")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False),
+              help="Also save the outputs as .npy (mode 0600: they are the client's secret).")
+@click.option("--client", "client", metavar="NAME",
+              help="Whose credentials (DEPLOYMENT/clients/NAME/) [default: the only client].")
+@timeout_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def predict(input_path, deployment_dir, output, out_path, timeout, as_json):
+def predict(input_path, deployment_dir, output, out_path, client, timeout, as_json):
     """Private prediction: share the input with the three parties and reconstruct the result."""
-    from privacy.encrypted import OverflowDetected, TransportError
-    from privacy.encrypted.certificates import Deployment
-    from privacy.encrypted.network import RemoteClient
+    from privacy.encrypted import InputOutOfBounds, ResultRejected, TransportError
+    from privacy.encrypted.network.remote import RemoteClient
 
     x = _load_array(input_path, "'--input'")
+    if out_path and os.path.isdir(out_path):
+        raise click.BadParameter(f"{out_path} is a folder", param_hint="'--out'")
+    deployment = _deployment(deployment_dir)
     try:
-        with RemoteClient(Deployment.load(deployment_dir), timeout=timeout) as client:
-            result = client.predict(_as_batch(x, client.info["input_shape"]), output=output)
-            cost = client.last_cost
-    except (TransportError, OverflowDetected, ValueError) as err:
+        remote = RemoteClient(deployment, client=client, timeout=timeout)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="'--client'") from None
+    try:
+        with remote:
+            result = remote.predict(_as_batch(x, remote.info["input_shape"]), output=output)
+            cost = remote.last_cost
+    except InputOutOfBounds as err:
+        raise click.BadParameter(str(err), param_hint="'--input'") from None
+    except (TransportError, ResultRejected, ValueError) as err:
         _fail(err)
     values = result.labels if output == "label" else result.outputs
     if out_path:
-        np.save(out_path, values)
+        from io import BytesIO
+
+        from privacy.atomic_files import write_atomically
+
+        buffer = BytesIO()
+        np.save(buffer, values)
+        write_atomically(out_path, buffer.getvalue())  # owner-only: the client's secret
     if as_json:
         click.echo(json.dumps({"labels": result.labels.tolist(),
                                "outputs": None if result.outputs is None else result.outputs.tolist(),
@@ -197,35 +363,51 @@ def predict(input_path, deployment_dir, output, out_path, timeout, as_json):
 @click.option("--labels", "labels_path", help="Integer labels (.npy/.csv) for the accuracy comparison.")
 @click.option("--n", "limit", type=click.IntRange(min=1), default=100, show_default=True,
               help="Number of examples (the first N).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, MAX_BENCH_BATCH), default=100, show_default=True)
 @click.option("--processes", is_flag=True,
               help="Run the parties as three processes on 127.0.0.1 with TLS (default: threads in this process).")
+@input_range_option
 @click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.995, show_default=True)
 @click.option("--max-accuracy-drop", type=click.FloatRange(min=0), default=0.5, show_default=True,
               help="Largest accuracy difference allowed, in percentage points.")
 @click.option("--tf-keras", is_flag=True, help="Load MODEL with tf-keras (Keras 2).")
 @click.option("--json", "as_json", is_flag=True)
-def verify(model_path, data_path, labels_path, limit, batch_size, processes, min_agreement, max_accuracy_drop,
-           tf_keras, as_json):
-    """Compare encrypted and plaintext predictions of MODEL on DATA; exit 1 if below the thresholds."""
+def verify(model_path, data_path, labels_path, limit, batch_size, processes, input_range, min_agreement,
+           max_accuracy_drop, tf_keras, as_json):
+    """Compare encrypted and plaintext predictions of MODEL on DATA; exit 1 if below the thresholds.
+
+    The model is shared for inputs within --input-range, or within DATA's per-feature minimum and maximum.
+    """
+    x = _load_array(data_path, "'DATA'")[:limit]
+    y = None
+    if labels_path:
+        y = _load_array(labels_path, "'--labels'").reshape(-1)[:limit]
+        if not np.array_equal(y, np.round(y)):
+            raise click.BadParameter("labels must be integers", param_hint="'--labels'")
+        if len(y) != len(x):
+            raise click.BadParameter(f"{len(y)} labels for {len(x)} examples", param_hint="'--labels'")
+        y = y.astype(np.int64)
     _keras_env(tf_keras)
-    from privacy.encrypted import InProcessCluster, UnsupportedModelError, import_keras_model
-    from privacy.encrypted.network import RemoteClient
-    from privacy.encrypted.processes import loopback_parties
+    from privacy.encrypted import InProcessCluster, InputOutOfBounds, ModelRangeError, ResultRejected, TransportError
+    from privacy.encrypted.network.processes import loopback_parties
+    from privacy.encrypted.network.remote import RemoteClient
     from privacy.encrypted.verify import verify_model
 
-    model = _load_keras_model(model_path)
-    x = _load_array(data_path, "'DATA'")[:limit]
-    y = _load_array(labels_path, "'--labels'").reshape(-1)[:limit].astype(np.int64) if labels_path else None
+    model, plan = _load_plan(model_path)
+    x = _as_batch(x, plan.architecture.input_shape)
     try:
-        plan = import_keras_model(model)
-        x = _as_batch(x, plan.architecture.input_shape)
+        bounds = _bounds(plan, input_range, None, default_data=x)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="'DATA'") from None
+    try:
         if processes:
-            with loopback_parties(plan) as deployment, RemoteClient(deployment) as client:
+            with loopback_parties(plan, bounds) as parties, RemoteClient(parties.deployment) as client:
                 report = verify_model(model, x, y, client, batch_size=batch_size)
         else:
-            report = verify_model(model, x, y, InProcessCluster(plan), batch_size=batch_size)
-    except (UnsupportedModelError, ValueError) as err:
+            report = verify_model(model, x, y, InProcessCluster(plan, bounds), batch_size=batch_size)
+    except (ModelRangeError, InputOutOfBounds) as err:
+        raise click.BadParameter(str(err), param_hint="'MODEL' / 'DATA' / '--input-range'") from None
+    except (ResultRejected, TransportError, ValueError, RuntimeError) as err:
         _fail(err)
     passed = report.passes(min_agreement=min_agreement, max_accuracy_drop=max_accuracy_drop)
     if as_json:
@@ -241,26 +423,28 @@ def verify(model_path, data_path, labels_path, limit, batch_size, processes, min
 @encrypted.command()
 @click.option("--model", "models", type=click.Choice(["mlp", "cnn"]), multiple=True,
               help="Reference model(s) [default: both].")
-@click.option("--batch", "batches", type=click.IntRange(min=1), multiple=True, help="Batch size(s) [default: 1, 100].")
-@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--batch", "batches", type=click.IntRange(1, MAX_BENCH_BATCH), multiple=True,
+              help="Batch size(s) [default: 1, 100].")
+@click.option("--repeats", type=click.IntRange(1, 1000), default=5, show_default=True)
 @click.option("--processes", is_flag=True, help="Also measure three processes on 127.0.0.1 with TLS.")
 @click.option("--json", "as_json", is_flag=True)
 def bench(models, batches, repeats, processes, as_json):
     """Latency, rounds and bytes per prediction of the reference MLP 784-128-128-10 and small CNN."""
     from privacy.encrypted import InProcessCluster
-    from privacy.encrypted.benchmark import reference_plan, time_predictions
-    from privacy.encrypted.network import RemoteClient
-    from privacy.encrypted.processes import loopback_parties
+    from privacy.encrypted.benchmark import reference_bounds, reference_plan, time_predictions
+    from privacy.encrypted.network.processes import loopback_parties
+    from privacy.encrypted.network.remote import RemoteClient
 
     rows = []
     for name in models or ("mlp", "cnn"):
         plan = reference_plan(name)
+        bounds = reference_bounds(plan)
         data = np.random.default_rng(1).random((max(batches or (100,)),) + plan.architecture.input_shape)
         for batch in batches or (1, 100):
             rows.append(dict(model=name, mode="in-process",
-                             **time_predictions(InProcessCluster(plan), data[:batch], repeats=repeats)))
+                             **time_predictions(InProcessCluster(plan, bounds), data[:batch], repeats=repeats)))
         if processes:
-            with loopback_parties(plan) as deployment, RemoteClient(deployment) as client:
+            with loopback_parties(plan, bounds) as parties, RemoteClient(parties.deployment) as client:
                 for batch in batches or (1, 100):
                     rows.append(dict(model=name, mode="3 processes",
                                      **time_predictions(client, data[:batch], repeats=repeats)))

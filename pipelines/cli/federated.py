@@ -1,7 +1,15 @@
 """`ppml federated run`: simulate federated training from the command line.
 
-Parses options into `federated` objects and runs a `FederatedSimulation`; writes history.json and a
-PNG of accuracy (and epsilon) per round to --out.
+The flags are the Federated Trainer's settings (`pipelines.components.federated_trainer.spec`, the one
+source of their defaults), plus the simulation's own (data set, model size, runner, dropouts,
+checkpoints, outputs). Every setting, path and size is checked before TensorFlow is imported; a bad one
+is a one-line error naming its flag (exit 2), and nothing is written. The run writes ``history.json``, a
+plot of accuracy (and epsilon) per round and, under ``--dp``, the privacy ledger in the Federated
+Trainer's format (``privacy_ledger.json``), each atomically. Under ``--dp`` it prints and writes no exact
+fact of the data (per-client sizes, record and non-finite counts, timings), and tags what it reports
+outside the guarantee (accuracy on held-out private rows; epsilon under ``--seeded-noise``) wherever it
+appears. Ctrl-C stops it with exit 130; with ``--checkpoint-dir`` the same command resumes where it
+stopped.
 """
 
 from __future__ import annotations
@@ -10,12 +18,66 @@ import glob
 import json
 import os
 import sys
+import tempfile
+import zipfile
 
 import click
 import numpy as np
+from click.core import ParameterSource
 
-from federated.client import EXECUTIONS
-from federated.strategies import SERVER_OPTIMIZERS
+from pipelines.components.federated_trainer.spec import (CLIPS, DEFAULT_TARGET_EPSILON, EXECUTIONS, MAX_SEED,
+                                                         PARTITIONS, PRIVACY_SETTINGS, SAMPLINGS,
+                                                         FederatedTrainingConfig, InvalidFederatedSetting)
+from federated.strategies import (DEFAULT_SERVER_LEARNING_RATES, SERVER_OPTIMIZERS,
+                                  DifferentialPrivacyAdaptiveClipping, DifferentialPrivacyFixedClipping, FedAvg)
+from federated.strategies.dp_adaptive_clipping import COUNT_STDDEV_SHARE
+from privacy.accounting import AccountantKind, delta_warning
+
+DEFAULTS = FederatedTrainingConfig()
+OPTION_OF_SETTING = {
+    "label_key": "--label-column", "client_key": "--client-column", "partition": "--partition", "alpha": "--alpha",
+    "shards_per_client": "--shards-per-client", "num_clients": "--clients", "rounds": "--rounds",
+    "sampling": "--sampling", "fraction": "--fraction", "hidden_units": "--hidden", "local_epochs": "--epochs",
+    "batch_size": "--batch-size", "client_learning_rate": "--client-lr", "server_optimizer": "--server-optimizer",
+    "server_learning_rate": "--server-lr", "server_momentum": "--server-momentum", "proximal_mu": "--prox-mu",
+    "weighted": "--unweighted", "private": "--dp", "noise_multiplier": "--noise-multiplier",
+    "target_epsilon": "--target-epsilon", "clip": "--clip", "clipping_norm": "--clipping-norm",
+    "target_unclipped_quantile": "--target-quantile", "clipped_count_stddev": "--clipped-count-stddev",
+    "delta": "--target-delta", "accountant": "--accountant", "max_epsilon": "--max-epsilon",
+    "seeded_noise": "--seeded-noise", "secure_aggregation": "--secure-aggregation", "secagg_bits": "--secagg-bits",
+    "secagg_range": "--secagg-range", "secagg_modulus_bits": "--secagg-modulus-bits", "seed": "--seed",
+    "execution": "--execution", "num_classes": "--num-classes"}
+MODELS = {"linear": (), "2nn": (200, 200)}
+"""--model: hidden layers of the linear model and of McMahan et al.'s 2NN; 'mlp' takes --hidden."""
+INTERRUPTED = 130
+"""Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
+DIGITS_CLASSES = 10
+"""The bundled digits' classes: a public fact, so --num-classes defaults to it there."""
+HOLD_OUT = 0.2
+"""Share of the rows of a data set without a test split held out for evaluation (by a keyed hash of each row)."""
+
+
+class _OneLineErrors(click.Command):
+    """A command whose usage errors print as one line, ``Error: <flag>: <what to fix>``, without the usage."""
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as err:
+            err.ctx = None
+            raise
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as err:
+            err.ctx = None
+            raise
+
+
+def _usage(option: str, message: str) -> click.UsageError:
+    """A one-line usage error (exit 2) naming ``option``."""
+    return click.UsageError(f"{option}: {' '.join(str(message).split())}")
 
 
 @click.group()
@@ -23,179 +85,516 @@ def federated():
     """Federated averaging simulation (FedAvg family, client-level DP, secure aggregation)."""
 
 
-@federated.command()
+def _default(setting: str):
+    return getattr(DEFAULTS, setting)
+
+
+@federated.command(cls=_OneLineErrors)
 @click.option("--dataset", default="digits", show_default=True,
               help="'digits' (scikit-learn's bundled 8x8 digits, 25% held out); a .npz file with arrays x, y "
                    "(optional: keys, and x_test, y_test to evaluate on); a .csv file with a header; or tf.Example "
                    "TFRecord files (a path or glob, e.g. an ExampleGen split; .gz read as GZIP). CSV and "
                    "TFRecords: every numeric column but --label-column and --client-column is a feature. "
-                   "Without a test split a seeded 20% of the rows is held out for evaluation, never trained on.")
+                   f"Without a test split each row is held out for evaluation with probability {HOLD_OUT:.0%}, by a "
+                   "keyed hash of its content (one added row moves no other), and never trained on; under --dp "
+                   "their loss and accuracy are reported outside the guarantee.")
 @click.option("--label-column", default="label", show_default=True, help="Class column of a CSV or TFRecords.")
 @click.option("--client-column", default=None,
-              help="Column naming each example's client in a CSV or TFRecords (for --partition natural).")
-@click.option("--partition", type=click.Choice(["iid", "dirichlet", "shards", "quantity", "natural"]), default="iid",
-              show_default=True, help="How examples are split among clients ('natural' needs keys in the .npz, "
-                                      "or --client-column).")
-@click.option("--alpha", type=float, default=0.5, show_default=True, help="Dirichlet concentration (dirichlet, quantity).")
-@click.option("--shards-per-client", type=click.IntRange(min=1), default=2, show_default=True)
-@click.option("--clients", type=click.IntRange(min=1), default=100, show_default=True, help="Number of clients N.")
-@click.option("--rounds", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--sampling", type=click.Choice(["uniform", "poisson"]), default="uniform", show_default=True,
+              help="Column naming each example's client in a CSV or TFRecords: one client per value (a user).")
+@click.option("--partition", type=click.Choice([*PARTITIONS, "natural"]), default=_default("partition"),
+              show_default=True,
+              help="How records are dealt to --clients clients: iid, dirichlet (label skew) or quantity (size skew), "
+                   "each record's client fixed by its content, so one record changes one client; shards (McMahan's "
+                   "label-sorted cut; not with --dp); natural: one client per key (the .npz 'keys' array or "
+                   "--client-column).")
+@click.option("--alpha", type=float, default=_default("alpha"), show_default=True,
+              help="Dirichlet concentration (dirichlet, quantity).")
+@click.option("--shards-per-client", type=int, default=_default("shards_per_client"), show_default=True)
+@click.option("--clients", type=int, default=_default("num_clients"), show_default=True,
+              help="Number of clients N (public; a client may hold no record).")
+@click.option("--rounds", type=int, default=_default("rounds"), show_default=True)
+@click.option("--sampling", type=click.Choice(SAMPLINGS), default=_default("sampling"), show_default=True,
               help="uniform: round(C*N) clients per round; poisson: each client with probability C.")
-@click.option("--fraction", "-C", type=float, default=0.1, show_default=True, help="Client fraction C in (0, 1].")
-@click.option("--model", type=click.Choice(["linear", "2nn", "mlp"]), default="linear", show_default=True,
+@click.option("--fraction", "-C", type=float, default=_default("fraction"), show_default=True,
+              help="Client fraction C in (0, 1].")
+@click.option("--model", type=click.Choice([*MODELS, "mlp"]), default="mlp", show_default=True,
               help="linear (softmax regression), 2nn (2x200 ReLU, McMahan et al.) or mlp (--hidden).")
-@click.option("--hidden", type=click.IntRange(min=1), multiple=True, default=(64,), show_default=True)
-@click.option("--epochs", "-E", type=click.IntRange(min=1), default=1, show_default=True, help="Local epochs E.")
-@click.option("--batch-size", "-B", type=click.IntRange(min=0), default=10, show_default=True,
+@click.option("--hidden", type=int, multiple=True, default=_default("hidden_units"), show_default=True,
+              help="Widths of the MLP's ReLU layers (repeatable).")
+@click.option("--num-classes", type=int, default=None,
+              help=f"The model's classes [default: {DIGITS_CLASSES} for digits, else 1 + the largest label of the "
+                   f"data, at least 2; under --dp that default is read from the private labels and listed outside "
+                   f"the guarantee].")
+@click.option("--epochs", "-E", type=int, default=_default("local_epochs"), show_default=True,
+              help="Local epochs E per round.")
+@click.option("--batch-size", "-B", type=click.IntRange(min=0), default=_default("batch_size"), show_default=True,
               help="Local batch size B; 0 = full batch (B = infinity).")
-@click.option("--client-lr", type=float, default=0.1, show_default=True, help="Client SGD learning rate.")
-@click.option("--server-optimizer", type=click.Choice(SERVER_OPTIMIZERS), default="sgd", show_default=True)
-@click.option("--server-lr", type=float, default=None, help="Server learning rate (default 1.0; 0.01 for adaptive).")
-@click.option("--server-momentum", type=float, default=0.9, show_default=True, help="For --server-optimizer avgm.")
-@click.option("--prox-mu", type=float, default=0.0, show_default=True, help="FedProx mu (0: FedAvg).")
+@click.option("--client-lr", type=float, default=_default("client_learning_rate"), show_default=True,
+              help="Client SGD learning rate.")
+@click.option("--server-optimizer", type=click.Choice(SERVER_OPTIMIZERS), default=_default("server_optimizer"),
+              show_default=True)
+@click.option("--server-lr", type=float, default=None,
+              help="Server learning rate [default: " + "; ".join(
+                  f"{rate:g} for {', '.join(k for k, r in DEFAULT_SERVER_LEARNING_RATES.items() if r == rate)}"
+                  for rate in dict.fromkeys(DEFAULT_SERVER_LEARNING_RATES.values())) + "].")
+@click.option("--server-momentum", type=float, default=_default("server_momentum"), show_default=True,
+              help="For --server-optimizer avgm.")
+@click.option("--prox-mu", type=float, default=_default("proximal_mu"), show_default=True,
+              help="FedProx mu (0: FedAvg).")
 @click.option("--unweighted", is_flag=True, help="Weight clients equally (always so with --dp).")
 @click.option("--dp", is_flag=True, help="Client-level DP-FedAvg (clipping + Gaussian noise, accounted per round).")
-@click.option("--noise-multiplier", type=float, default=1.0, show_default=True)
-@click.option("--clip", type=click.Choice(["fixed", "adaptive"]), default="adaptive", show_default=True)
-@click.option("--clipping-norm", type=float, default=None,
-              help="Fixed clipping norm C, or the initial one for adaptive (default 0.1).")
-@click.option("--target-quantile", type=float, default=0.5, show_default=True, help="Adaptive clipping quantile.")
-@click.option("--target-delta", type=float, default=None, help="delta (default: largest power of 10 below 1/N).")
+@click.option("--noise-multiplier", type=float, default=None,
+              help="z, instead of calibrating it for --target-epsilon.")
+@click.option("--target-epsilon", type=float, default=None,
+              help=f"Calibrate z so that epsilon after --rounds rounds is at most this (--accountant) "
+                   f"[default: {DEFAULT_TARGET_EPSILON:g} unless --noise-multiplier].")
+@click.option("--clip", type=click.Choice(CLIPS), default=_default("clip"), show_default=True,
+              help="fixed, or adaptive (Andrew et al. 2021: needs --clipped-count-stddev > z / 2).")
+@click.option("--clipping-norm", type=float, default=_default("clipping_norm"), show_default=True,
+              help="Clipping norm C (the initial one for --clip adaptive).")
+@click.option("--target-quantile", type=float, default=_default("target_unclipped_quantile"), show_default=True,
+              help="Adaptive clipping's target quantile of unclipped updates.")
+@click.option("--clipped-count-stddev", type=float, default=None,
+              help=f"Noise std of adaptive clipping's count [default: {COUNT_STDDEV_SHARE:g} x expected clients per "
+                   f"round].")
+@click.option("--target-delta", type=float, default=None, help="delta [default: largest power of 10 below 1/N].")
+@click.option("--accountant", type=click.Choice([a.value for a in AccountantKind]), default=_default("accountant"),
+              show_default=True, help="Accountant of --target-epsilon and --max-epsilon.")
 @click.option("--max-epsilon", type=float, default=None, help="Stop before a round would exceed this epsilon.")
-@click.option("--secure-noise", is_flag=True,
-              help="Draw the DP noise and each round's client sample from CSPRNG-seeded generators (not "
-                   "reproducible; needed for the guarantee of a released model); default: from --seed.")
+@click.option("--seeded-noise", is_flag=True,
+              help="Research only: draw the DP noise and each round's client sample from --seed (reproducible); "
+                   "anyone with the seed can remove the noise, so the epsilon is no guarantee for a released "
+                   "model. Default: the OS CSPRNG.")
 @click.option("--secure-aggregation", is_flag=True, help="Simulate secure aggregation of the client contributions.")
-@click.option("--secagg-bits", type=click.IntRange(1, 48), default=16, show_default=True)
+@click.option("--secagg-bits", type=int, default=_default("secagg_bits"), show_default=True)
 @click.option("--secagg-range", type=float, default=None,
-              help="Coordinate clipping range r (default: C with --dp, 4 C with --clip adaptive; without --dp "
-                   "8 x the largest client, or 8 with --unweighted).")
-@click.option("--secagg-modulus-bits", type=click.IntRange(2, 63), default=40, show_default=True)
-@click.option("--dropout-rate", type=float, default=0.0, show_default=True, help="Client dropout probability.")
+              help=f"Coordinate clipping range r [default: C x {DifferentialPrivacyFixedClipping.range_headroom:g} "
+                   f"with --dp, C x {DifferentialPrivacyAdaptiveClipping.range_headroom:g} with --clip adaptive; "
+                   f"without --dp {FedAvg.unclipped_range:g} x the largest client, or {FedAvg.unclipped_range:g} with "
+                   f"--unweighted].")
+@click.option("--secagg-modulus-bits", type=int, default=_default("secagg_modulus_bits"), show_default=True)
+@click.option("--dropout-rate", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="Probability that a sampled client drops out.")
 @click.option("--runner", type=click.Choice(["inprocess", "beam"]), default="inprocess", show_default=True)
-@click.option("--beam-arg", multiple=True, help="Beam pipeline flag (repeatable), e.g. --beam-arg=--runner=FlinkRunner.")
-@click.option("--execution", type=click.Choice([*EXECUTIONS, "auto"]), default="sequential", show_default=True,
+@click.option("--beam-arg", multiple=True,
+              help="Beam pipeline flag (repeatable), e.g. --beam-arg=--direct_running_mode=multi_processing.")
+@click.option("--execution", type=click.Choice(EXECUTIONS), default=_default("execution"), show_default=True,
               help="Local training: numpy covers Dense-only models and is the fastest for the smallest (e.g. "
                    "linear; slower than XLA once hidden layers are ~200 wide); auto times each on a probe and "
-                   "keeps the cheapest.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--checkpoint-dir", type=click.Path(file_okay=False), default=None, help="Checkpoint/resume here.")
-@click.option("--out", type=click.Path(file_okay=False), default="federated-run", show_default=True,
-              help="Folder for history.json and accuracy.png.")
+                   "keeps the cheapest (results then depend on the timing, to float32 rounding; not with --dp, whose "
+                   "timings would be facts of the data).")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=_default("seed"), show_default=True)
+@click.option("--checkpoint-dir", default=None,
+              help="Checkpoint after every round here; the same command resumes from it (the checkpoint holds "
+                   "exact facts of the data: not for release).")
+@click.option("--out", default="federated-run", show_default=True,
+              help="Folder for history.json, the plot and (with --dp) privacy_ledger.json.")
+@click.option("--plot", default=None, help="Plot file [default: OUT/accuracy.png]; its extension sets the format.")
 @click.option("--json", "as_json", is_flag=True, help="Print the history as JSON on stdout.")
 def run(**o):
     """Run a federated simulation and report accuracy (and epsilon) per round."""
+    config = _config(o)
+    plot = _plot_path(o)
+    runner_args = _beam_args(o)
+    created = _prepare_folders(o)
+    try:
+        _run(o, config, plot, runner_args)
+    except BaseException:
+        _remove_empty(created)
+        raise
+
+
+def _config(o) -> FederatedTrainingConfig:
+    """The flags' settings, checked (`FederatedTrainingConfig`)."""
+    if o["partition"] == "natural" and o["client_column"] is None and not o["dataset"].endswith(".npz"):
+        raise _usage("--partition", "natural clients need keys: an .npz with a 'keys' array, or --client-column")
+    if o["client_column"] is not None and (o["dataset"] == "digits" or o["dataset"].endswith(".npz")):
+        raise _usage("--client-column", "names a column of a CSV file or TFRecords (an .npz gives 'keys')")
+    values = {
+        "label_key": o["label_column"], "client_key": o["client_column"],
+        "partition": DEFAULTS.partition if o["partition"] == "natural" else o["partition"], "alpha": o["alpha"],
+        "shards_per_client": o["shards_per_client"], "num_clients": o["clients"], "rounds": o["rounds"],
+        "sampling": o["sampling"], "fraction": o["fraction"],
+        "hidden_units": MODELS.get(o["model"], tuple(o["hidden"])), "local_epochs": o["epochs"],
+        "batch_size": o["batch_size"] or None, "client_learning_rate": o["client_lr"],
+        "server_optimizer": o["server_optimizer"], "server_learning_rate": o["server_lr"],
+        "server_momentum": o["server_momentum"], "proximal_mu": o["prox_mu"], "weighted": not o["unweighted"],
+        "private": o["dp"], "noise_multiplier": o["noise_multiplier"], "target_epsilon": o["target_epsilon"],
+        "clip": o["clip"], "clipping_norm": o["clipping_norm"], "target_unclipped_quantile": o["target_quantile"],
+        "clipped_count_stddev": o["clipped_count_stddev"], "delta": o["target_delta"], "accountant": o["accountant"],
+        "max_epsilon": o["max_epsilon"], "seeded_noise": o["seeded_noise"],
+        "secure_aggregation": o["secure_aggregation"], "secagg_bits": o["secagg_bits"],
+        "secagg_range": o["secagg_range"], "secagg_modulus_bits": o["secagg_modulus_bits"], "seed": o["seed"],
+        "execution": o["execution"],
+        "num_classes": DIGITS_CLASSES if o["num_classes"] is None and o["dataset"] == "digits" else o["num_classes"]}
+    if o["partition"] == "natural" and o["client_column"] is None:
+        values["client_key"] = "keys"
+    if not o["dp"]:   # privacy flags are refused without --dp, not ignored; at their defaults they are no settings
+        source = click.get_current_context().get_parameter_source
+        given = [OPTION_OF_SETTING[k] for k in PRIVACY_SETTINGS
+                 if source(OPTION_OF_SETTING[k][2:].replace("-", "_")) not in (ParameterSource.DEFAULT, None)]
+        if given:
+            raise _usage(given[0], "is a privacy setting: it applies with --dp only")
+        values = {k: v for k, v in values.items() if k not in PRIVACY_SETTINGS}
+    try:
+        return FederatedTrainingConfig.from_custom_config(values)
+    except InvalidFederatedSetting as err:
+        raise _usage(OPTION_OF_SETTING.get(err.setting, err.setting), err.message) from None
+
+
+def _plot_path(o) -> str:
+    """--plot (default OUT/accuracy.png), its extension one matplotlib writes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=import-outside-toplevel
+    path = o["plot"] or os.path.join(o["out"], "accuracy.png")
+    extension = os.path.splitext(path)[1].lstrip(".").lower()
+    formats = sorted(FigureCanvasAgg.get_supported_filetypes())
+    if extension not in formats:
+        raise _usage("--plot", f"{path!r} has extension {extension or '(none)'!r}; use one of {', '.join(formats)}")
+    return path
+
+
+def _beam_args(o) -> list[str] | None:
+    """--beam-arg flags, their runner known to Beam (checked now, not after the first round's work)."""
+    if o["runner"] != "beam":
+        if o["beam_arg"]:
+            raise _usage("--beam-arg", "applies to --runner beam")
+        return None
+    args = list(o["beam_arg"]) or ["--runner=DirectRunner"]
+    from apache_beam.options import pipeline_options  # pylint: disable=import-outside-toplevel
+    from apache_beam.runners.runner import create_runner  # pylint: disable=import-outside-toplevel
+    name = pipeline_options.PipelineOptions(args).view_as(pipeline_options.StandardOptions).runner or "DirectRunner"
+    try:
+        create_runner(name)
+    except ValueError as err:
+        raise _usage("--beam-arg", err) from None
+    return args
+
+
+def _prepare_folders(o) -> list[str]:
+    """Creates --out and --checkpoint-dir (and the plot's folder) and checks they take files; returns the
+    folders this created (removed again if the run fails before writing into them)."""
+    created = []
+    folders = [("--out", o["out"]), ("--plot", os.path.dirname(os.path.abspath(o["plot"])) if o["plot"] else None),
+               ("--checkpoint-dir", o["checkpoint_dir"])]
+    try:
+        for option, folder in folders:
+            if folder:
+                created += _writable_folder(option, folder)
+    except click.UsageError:
+        _remove_empty(created)
+        raise
+    return created
+
+
+def _writable_folder(option: str, folder: str) -> list[str]:
+    missing, parent = [], os.path.abspath(folder)
+    while not os.path.exists(parent):
+        missing.append(parent)
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise _usage(option, f"{folder!r} is not a folder ({parent} is a file)")
+    made = []
+    try:
+        for path in reversed(missing):
+            os.mkdir(path)
+            made.append(path)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        _remove_empty(made)
+        raise _usage(option, f"cannot write to {folder!r}: {err.strerror or err}") from None
+    return made
+
+
+def _remove_empty(folders: list[str]) -> None:
+    for folder in reversed(folders):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            pass
+
+
+def _client_data(o, config: FederatedTrainingConfig):
+    """(ClientData, (x_test, y_test), the model's classes, what a private run would release outside its
+    guarantee (`FederatedSimulation`'s outside_guarantee)): --dataset read, its evaluation rows set aside
+    and its training rows dealt to clients."""
+    x, y, keys, test, test_is_private = _load(o["dataset"], o["seed"], o["label_column"], o["client_column"])
+    try:
+        num_classes = config.model_classes(int(max(y.max(), test[1].max())))
+    except InvalidFederatedSetting as err:
+        raise _usage("--num-classes", err.message) from None
+    outside = ("evaluation",) * test_is_private + ("classes",) * (config.num_classes is None)
+    _check_memory(x.shape[1], num_classes, config, o, largest_client=len(y))
+    from federated import ClientData  # pylint: disable=import-outside-toplevel
+    try:
+        data = ClientData.from_arrays(x, y, config.partitioner(), keys=keys if config.client_key else None)
+    except ValueError as err:
+        option = "--clients" if "num_clients" in str(err) or "clients x" in str(err) else "--partition"
+        raise _usage(option, err) from None
+    return data, test, num_classes, outside
+
+
+def _run(o, config: FederatedTrainingConfig, plot: str, beam_args: list[str] | None) -> None:
+    data, test, num_classes, outside = _client_data(o, config)
     import federated as fl  # pylint: disable=import-outside-toplevel
-    from federated.aggregation import SecureAggregation  # pylint: disable=import-outside-toplevel
     from federated.models import DenseModel  # pylint: disable=import-outside-toplevel
-    from federated.partitioners import partitioner_for  # pylint: disable=import-outside-toplevel
-    from federated.strategies import build_strategy, with_client_dp  # pylint: disable=import-outside-toplevel
-    from privacy.accounting import default_delta  # pylint: disable=import-outside-toplevel
+    from federated.simulation import CheckpointError, UnaccountedAbort  # pylint: disable=import-outside-toplevel
 
     try:
-        x, y, keys, test = _load(o["dataset"], o["seed"], o["label_column"], o["client_column"])
-        partitioner = partitioner_for(o["partition"], num_clients=o["clients"], seed=o["seed"], alpha=o["alpha"],
-                                      shards_per_client=o["shards_per_client"])
-        data = fl.ClientData.from_arrays(x, y, partitioner, keys=keys)
-        hidden = {"linear": (), "2nn": (200, 200), "mlp": tuple(o["hidden"])}[o["model"]]
-        model_fn = DenseModel(x.shape[1], int(max(y.max(), test[1].max())) + 1, hidden, seed=o["seed"])
-        client = fl.ClientConfig(epochs=o["epochs"], batch_size=o["batch_size"] or None,
-                                 learning_rate=o["client_lr"], proximal_mu=o["prox_mu"])
-        strategy = build_strategy(o["server_optimizer"], client, weighted=not (o["unweighted"] or o["dp"]),
-                                  server_learning_rate=o["server_lr"], server_momentum=o["server_momentum"])
-        sampler = (fl.UniformSampler(o["fraction"]) if o["sampling"] == "uniform" else fl.PoissonSampler(o["fraction"]))
-        if o["dp"]:
-            delta = o["target_delta"] or default_delta(data.num_clients)
-            strategy = with_client_dp(strategy, clip=o["clip"], clipping_norm=o["clipping_norm"] or 0.1,
-                                      noise_multiplier=o["noise_multiplier"], target_delta=delta,
-                                      target_quantile=o["target_quantile"], max_epsilon=o["max_epsilon"],
-                                      secure_noise=o["secure_noise"])
-        aggregation = None
-        if o["secure_aggregation"]:
-            default_range = strategy.secure_aggregation_range(int(data.sizes().max()))
-            aggregation = SecureAggregation(clipping_range=o["secagg_range"] or default_range, bits=o["secagg_bits"],
-                                            modulus_bits=o["secagg_modulus_bits"])
-        runner = None
-        if o["runner"] == "beam":
-            from federated.simulation.beam import BeamRunner  # pylint: disable=import-outside-toplevel
-            runner = BeamRunner(list(o["beam_arg"]) or None)
-        sim = fl.FederatedSimulation(model_fn, data, strategy, rounds=o["rounds"], sampler=sampler, seed=o["seed"],
-                                     execution=o["execution"], evaluation=test, runner=runner, aggregation=aggregation,
+        plan = config.plan(data.num_clients)
+    except InvalidFederatedSetting as err:
+        raise _usage(OPTION_OF_SETTING.get(err.setting, err.setting), err.message) from None
+    strategy = plan.strategy()
+    model_fn = DenseModel(data.x.shape[1], num_classes, config.hidden_units, seed=config.seed)
+    runner = None
+    if beam_args is not None:
+        from federated.simulation.beam import BeamRunner  # pylint: disable=import-outside-toplevel
+        runner = BeamRunner(beam_args)
+    try:
+        sim = fl.FederatedSimulation(model_fn, data, strategy, rounds=config.rounds, sampler=config.sampler(),
+                                     seed=config.seed, execution=config.execution, evaluation=test,
+                                     outside_guarantee=outside, runner=runner,
+                                     aggregation=plan.aggregation(strategy, int(data.sizes().max())),
                                      dropout_rate=o["dropout_rate"], checkpoint_dir=o["checkpoint_dir"])
-    except (ValueError, TypeError) as err:
-        raise click.UsageError(str(err)) from None
+    except UnaccountedAbort as err:   # the DP abort rule: dropouts under Poisson sampling and secure aggregation
+        raise _usage("--dropout-rate", err) from None
+    try:
+        sim.start()
+    except CheckpointError as err:   # unreadable, or written with other settings
+        raise _usage("--checkpoint-dir", err) from None
 
-    err = click.get_text_stream("stderr")
-    if not o["as_json"]:
-        click.echo(data.summary(max_rows=5), err=True)
-    with click.progressbar(length=o["rounds"], label="rounds", file=err, show_pos=True) as bar:
-        def progress(record):
-            bar.update(1)
-            if not o["as_json"]:
-                click.echo("\n" + record.line(), err=True)
-        history = sim.run(progress)
-    os.makedirs(o["out"], exist_ok=True)
-    history.config["title"] = f"{strategy.to_dict()['name']} on {o['dataset']} ({o['partition']}, N={o['clients']})"
-    history.save_json(os.path.join(o["out"], "history.json"))
-    history.plot(os.path.join(o["out"], "accuracy.png"))
+    err_stream = click.get_text_stream("stderr")
+    if not o["as_json"]:   # per-client sizes and label histograms are exact facts of the data: not under --dp
+        click.echo(f"{data.num_clients} clients ({config.clients})" if plan.private else data.summary(max_rows=5),
+                   err=True)
+    if plan.private:
+        for line in _privacy_plan(plan):
+            click.echo(line, err=True)
+    history = _train(sim, config.rounds, err_stream, quiet=o["as_json"], checkpoint_dir=o["checkpoint_dir"])
+    history.config["title"] = f"{strategy.to_dict()['name']} on {o['dataset']} ({data.partition.spec['name']}, " \
+                              f"N={data.num_clients})"
+    if plan.private:
+        history.config["record_level"] = plan.record_level(sim.state.round)
+    written = [history.save_json(os.path.join(o["out"], "history.json")), history.plot(plot)]
+    if plan.private:
+        from pipelines import privacy_ledger  # pylint: disable=import-outside-toplevel
+        ledger = plan.ledger(sim.state.budget, rounds=sim.state.round, trainer={"command": "ppml federated run"},
+                             outside_guarantee=history.config["outside_guarantee"])
+        written.append(privacy_ledger.write_ledger_file(os.path.join(o["out"], privacy_ledger.LEDGER_FILE), ledger))
     if o["as_json"]:
         json.dump(history.to_dict(), sys.stdout, indent=2)
         click.echo()
+        for note in _outside_guarantee(history):
+            click.echo(note, err=True)
         return
+    _report(history, sim, plan, written)
+
+
+def _privacy_plan(plan) -> list[str]:
+    """What the run will spend (z, delta, and where each came from), and a warning for a delta too large."""
+    c = plan.config
+    z = plan.mechanism.noise_multiplier
+    how = (f"calibrated for epsilon <= {plan.target_epsilon:g} after {c.rounds} rounds ({c.accountant.upper()}"
+           + (", the default target" if c.target_epsilon is None else "") + ")") if plan.target_epsilon else "given"
+    where = "given" if c.delta is not None else "the default: the largest power of ten below 1/N"
+    lines = [f"{c.privacy_unit}-level DP: noise multiplier z = {z:.4g} ({how}); delta = {plan.delta:g} ({where}, "
+             f"N = {plan.num_clients} clients)"]
+    warning = delta_warning(plan.delta, plan.num_clients, unit="client")
+    if warning:
+        lines.append(f"warning (--target-delta): {warning}")
+    return lines
+
+
+def _train(sim, rounds: int, err_stream, *, quiet: bool, checkpoint_dir: str | None):
+    """Runs the simulation with one line per round (and a progress bar on a terminal); Ctrl-C exits 130."""
+    done = len(sim.history.rounds)
+    if quiet or not err_stream.isatty():
+        def progress(record):
+            if not quiet:
+                click.echo(sim.history.line(record), err=True)
+        bar = None
+    else:
+        bar = click.progressbar(length=rounds, label="rounds", file=err_stream, show_pos=True)
+        bar.update(done)
+
+        def progress(record):
+            click.echo("\r\x1b[K" + sim.history.line(record), err=True)   # over the bar, which redraws below
+            bar.update(1)
+    try:
+        if bar is None:
+            return sim.run(progress)
+        with bar:
+            return sim.run(progress)
+    except KeyboardInterrupt:
+        finished = sim.state.round if sim.state is not None else 0
+        where = (f"the checkpoint in {checkpoint_dir} holds {finished} rounds: run the same command to resume"
+                 if checkpoint_dir else "no --checkpoint-dir, so a rerun starts over")
+        click.echo(f"\ninterrupted after round {finished}; {where}", err=True)
+        sys.exit(INTERRUPTED)
+
+
+def _report(history, sim, plan, written: list[str]) -> None:
     if history.stopped:
         click.echo(f"stopped: {history.stopped}")
     last = history.rounds[-1] if history.rounds else None
     if last and last.evaluation:
-        click.echo(f"final accuracy {last.evaluation['accuracy']:.4f} after {last.round} rounds")
-    if sim.state.budget is not None:
-        eps = sim.state.budget.epsilons()
-        sampling, adjacency = sampler.accounting
-        click.echo(f"client-level epsilon at delta={sim.state.budget.target_delta:g}: "
-                   + ", ".join(f"{k.upper()} {v:.4g}" if v is not None else f"{k.upper()} n/a" for k, v in eps.items())
-                   + f" ({sampling.value} sampling of clients, {adjacency.value} one client, dp-accounting)")
-    click.echo(f"wrote {os.path.join(o['out'], 'history.json')} and accuracy.png")
+        tag = history.tags().get("evaluation")
+        click.echo(f"final accuracy {last.evaluation['accuracy']:.4f} after {last.round} rounds"
+                   + (f" ({tag})" if tag else ""))
+    if plan.private:
+        budget = sim.state.budget
+        sampling, adjacency = sim.sampler.accounting
+        eps = ", ".join(f"{k.upper()} {v:.4g}" if v is not None else f"{k.upper()} n/a"
+                        for k, v in budget.epsilons().items())
+        click.echo(f"{plan.config.privacy_unit}-level epsilon at delta={budget.target_delta:g}: {eps} "
+                   f"(z = {plan.mechanism.noise_multiplier:.4g}, {sampling.value} sampling of clients, "
+                   f"{adjacency.value} adjacency, dp-accounting)")
+        record = history.config.get("record_level")
+        if record and "epsilon" in record:
+            value = "not available" if record["epsilon"] is None else f"{record['epsilon']:.4g}"
+            click.echo(f"record-level epsilon at delta={budget.target_delta:g}: {value} ({record['accountant']}; one "
+                       f"record added or removed changes one client's data, N fixed: a client replaced, accounted "
+                       f"replace-one)")
+        elif record:
+            click.echo("record-level epsilon: the client-level one (one record added or removed changes one "
+                       "client's data, N fixed: a client replaced, which replace-one accounting covers)")
+    for note in _outside_guarantee(history):
+        click.echo(note)
+    click.echo("wrote " + ", ".join(written))
+
+
+def _outside_guarantee(history) -> list[str]:
+    """One line per thing a private run reports outside its guarantee (the history's list)."""
+    tags = history.tags()
+    return [f"outside the DP guarantee ({tags[key]}): {reason}"
+            for key, reason in history.config.get("outside_guarantee", {}).items()]
+
+
+def _check_memory(input_dim: int, num_classes: int, config: FederatedTrainingConfig, o, largest_client: int) -> None:
+    """Refuses a run the machine cannot hold, before allocating it, naming the setting that asks for most:
+    the model (float32 copies; float64 client updates of a round, server slots and sums), the clients'
+    bookkeeping, and the batch schedules of a chunk of clients (E passes over the largest client)."""
+    widths = [input_dim, *config.hidden_units, num_classes]
+    parameters = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+    clients = max(1.0, config.sampler().expected_clients(config.num_clients))
+    parts = {"--hidden" if o["model"] == "mlp" else "--model": parameters * (16 + 8 * (clients + 40)),
+             "--clients": 1024.0 * config.num_clients,
+             "--epochs": 2.0 * largest_client * config.local_epochs * 5 * 16}
+    needed = sum(parts.values())
+    available = _available_memory()
+    if available is not None and needed > available:
+        option = max(parts, key=parts.get)
+        raise _usage(option, f"this run needs about {needed / 2 ** 30:.3g} GiB (a model of {parameters:.3g} "
+                             f"parameters, {config.num_clients} clients, {clients:g} a round, {config.local_epochs} "
+                             f"local epochs); this machine has {available / 2 ** 30:.3g} GiB available")
+
+
+def _available_memory() -> float | None:
+    """Bytes of memory available now (MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def _load(dataset: str, seed: int, label_column: str, client_column: str | None):
-    """(x, y, keys or None, (x_test, y_test)); evaluation rows are never among the training rows."""
+    """(x, y, keys or None, (x_test, y_test), whether the test rows are private); evaluation rows are never
+    among the training rows.
+
+    Without a test split each row is held out by a keyed hash of its content (`keyed_hold_out`, salted
+    apart from the partition's hash), so adding or removing one row moves no other row between training
+    and evaluation; the held-out rows are private rows of the data set.
+
+    Raises:
+      click.UsageError: naming --dataset (or the column option) for a missing, unreadable, corrupt or
+        inconsistent data set.
+    """
+    try:
+        x, y, keys, test = _read(dataset, label_column, client_column)
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as err:
+        raise _usage("--dataset", f"cannot read {dataset}: {err}") from None
+    except ValueError as err:   # messages of column options start with the option's name
+        message = " ".join(str(err).split())
+        raise (click.UsageError(message) if message.startswith("--") else _usage("--dataset", message)) from None
+    problem = _inconsistency(x, y, keys, test)
+    if problem:
+        raise _usage("--dataset", f"{dataset}: {problem}")
+    if test is not None:
+        return x, y, keys, test, False
+    from federated.partitioners import content_keys, keyed_hold_out  # pylint: disable=import-outside-toplevel
+    held_out = keyed_hold_out(content_keys(x, y), fraction=HOLD_OUT, seed=seed)
+    if held_out.all() or not held_out.any():
+        raise _usage("--dataset", f"{dataset} has {len(y)} rows: too few to hold out {HOLD_OUT:.0%} for evaluation")
+    train = ~held_out
+    return x[train], y[train], None if keys is None else keys[train], (x[held_out], y[held_out]), True
+
+
+def _read(dataset: str, label_column: str, client_column: str | None):
     if dataset == "digits":
         from federated.data import load_digits_split  # pylint: disable=import-outside-toplevel
         (x_train, y_train), test = load_digits_split()
         return x_train, y_train, None, test
-    if dataset.endswith(".npz") and os.path.exists(dataset):
-        x, y, keys, test = _load_npz(dataset)
-    elif dataset.endswith(".csv") and os.path.exists(dataset):
+    if dataset.endswith(".npz") and os.path.isfile(dataset):
+        return _read_npz(dataset)
+    if dataset.endswith(".csv") and os.path.isfile(dataset):
         from federated.data.examples import read_csv_columns  # pylint: disable=import-outside-toplevel
-        x, y, keys, test = (*_from_columns(read_csv_columns(dataset), dataset, label_column, client_column), None)
-    elif any(os.path.isfile(f) for f in glob.glob(dataset)):
+        return (*_from_columns(read_csv_columns(dataset), dataset, label_column, client_column), None)
+    if any(os.path.isfile(f) for f in glob.glob(dataset)):
         from federated.data import read_tf_examples  # pylint: disable=import-outside-toplevel
         files = sorted(f for f in glob.glob(dataset) if os.path.isfile(f))
-        x, y, keys, test = (*_from_columns(read_tf_examples(files), dataset, label_column, client_column), None)
-    else:
-        raise ValueError(f"--dataset must be 'digits', an existing .npz or .csv file, or TFRecord files (a path or "
-                         f"glob), got {dataset!r}")
-    if test is not None:
-        return x, y, keys, test
-    held_out = np.zeros(len(y), bool)
-    held_out[np.random.default_rng(seed).permutation(len(y))[:len(y) // 5]] = True
-    if held_out.all() or not held_out.any():
-        raise ValueError(f"{dataset} has {len(y)} rows: too few to hold out 20% for evaluation")
-    train = ~held_out
-    return x[train], y[train], None if keys is None else keys[train], (x[held_out], y[held_out])
+        return (*_from_columns(read_tf_examples(files), dataset, label_column, client_column), None)
+    raise ValueError(f"--dataset must be 'digits', an existing .npz or .csv file, or TFRecord files (a path or "
+                     f"glob), got {dataset!r}")
 
 
-def _load_npz(dataset: str):
-    with np.load(dataset, allow_pickle=False) as arrays:
+def _read_npz(dataset: str):
+    loaded = np.load(dataset, allow_pickle=False)
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ValueError(f"{dataset} holds a single array, not an .npz archive of arrays 'x' and 'y'")
+    with loaded as arrays:
         if "x" not in arrays or "y" not in arrays or ("x_test" in arrays) != ("y_test" in arrays):
             raise ValueError(f"{dataset} must hold arrays 'x' and 'y' (and optionally 'keys', and 'x_test' with "
                              f"'y_test'); it holds {sorted(arrays.files)}")
-        x = arrays["x"].reshape(len(arrays["x"]), -1).astype(np.float32)
-        y, keys = arrays["y"], (arrays["keys"] if "keys" in arrays else None)
-        test = None
-        if "x_test" in arrays:
-            test = (arrays["x_test"].reshape(len(arrays["x_test"]), -1).astype(np.float32), arrays["y_test"])
-        return x, y, keys, test
+        x, y = arrays["x"], arrays["y"]
+        keys = arrays["keys"] if "keys" in arrays else None
+        test = (arrays["x_test"], arrays["y_test"]) if "x_test" in arrays else None
+    if x.ndim < 1 or (test is not None and test[0].ndim < 1):
+        raise ValueError(f"{dataset}: 'x' and 'x_test' must have one row per example")
+    as_rows = lambda a: np.asarray(a, np.float32).reshape(len(a), -1)   # noqa: E731
+    return as_rows(x), y, keys, None if test is None else (as_rows(test[0]), test[1])
+
+
+def _inconsistency(x, y, keys, test) -> str | None:
+    """What is wrong with the arrays' shapes or values, or None."""
+    y_test = None if test is None else test[1]
+    for name, labels in (("y", y), ("y_test", y_test)):
+        if labels is None:
+            continue
+        labels = np.asarray(labels)
+        if labels.ndim != 1 or labels.size == 0:
+            return f"'{name}' must be a non-empty 1-D array of labels, got shape {labels.shape}"
+        if labels.dtype.kind not in "iu" and not (labels.dtype.kind == "f" and np.all(np.mod(labels, 1) == 0)):
+            return f"'{name}' must hold integer class labels, got dtype {labels.dtype}"
+        if labels.min() < 0:
+            return f"'{name}' must hold labels >= 0, got {labels.min()}"
+    if len(x) != len(y):
+        return f"'x' has {len(x)} rows but 'y' has {len(y)}"
+    if keys is not None and np.shape(keys) != np.shape(y):
+        return f"'keys' has shape {np.shape(keys)}, 'y' {np.shape(y)}: one key per example"
+    if test is not None and (len(test[0]) != len(y_test) or test[0].shape[1:] != x.shape[1:]):
+        return f"'x_test' {test[0].shape} does not fit 'y_test' {np.shape(y_test)} and 'x' {x.shape}"
+    if x.shape[1] == 0:
+        return "'x' has no features"
+    if not (np.all(np.isfinite(x)) and (test is None or np.all(np.isfinite(test[0])))):
+        return "'x' or 'x_test' has NaN or infinite values"
+    return None
 
 
 def _from_columns(columns: dict, dataset: str, label_column: str, client_column: str | None):

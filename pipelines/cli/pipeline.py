@@ -16,6 +16,8 @@ import traceback
 import click
 
 from pipelines import run_log
+from pipelines.components.private_evaluator.spec import DEFAULT_PRIVACY_UNIT
+from pipelines.privacy_ledger import PRIVACY_UNITS
 from pipelines.transform.spec import DEFAULT_SHARE
 from privacy.accounting import Sampling
 
@@ -70,6 +72,11 @@ def _training_options(fn):
                           "training composed)."),
         click.option("--delta-budget", type=click.FloatRange(0, 1, min_open=True, max_open=True),
                      help="Evaluator: bless only models with delta <= this [default: any delta below 1/n]."),
+        click.option("--privacy-unit", type=click.Choice(PRIVACY_UNITS), default=DEFAULT_PRIVACY_UNIT,
+                     show_default=True,
+                     help="What --epsilon-budget protects: one example, one user, or one client (the Federated "
+                          "Trainer's ledgers are client-level, user-level with a client key); a model whose "
+                          "ledger is in another unit is not blessed."),
         click.option("--max-membership-auc", type=float, default=0.6, show_default=True,
                      help="Evaluator: bless only if the loss-threshold attack AUC is <= this."),
         click.option("--min-accuracy", type=float, default=0.85, show_default=True,
@@ -90,8 +97,8 @@ def _training_options(fn):
 
 def _pipeline_kwargs(trainer, trainer_config_json, private, target_epsilon, noise_multiplier, delta, epochs,
                      batch_size, l2_norm_clip, sampling, num_microbatches, learning_rate, preprocessing_share,
-                     preprocessing_epsilon, epsilon_budget, delta_budget, max_membership_auc, min_accuracy,
-                     encrypted_check, encrypted_examples, compare_non_private) -> dict:
+                     preprocessing_epsilon, epsilon_budget, delta_budget, privacy_unit, max_membership_auc,
+                     min_accuracy, encrypted_check, encrypted_examples, compare_non_private) -> dict:
     if private and target_epsilon is None and noise_multiplier is None:
         target_epsilon = 3.0
     trainer_config = {"private": private, "target_epsilon": target_epsilon, "noise_multiplier": noise_multiplier,
@@ -116,10 +123,11 @@ def _pipeline_kwargs(trainer, trainer_config_json, private, target_epsilon, nois
                                      param_hint="'--trainer-config'")
         trainer_config.update(extra)
     return {"trainer": trainer, "trainer_config": {k: v for k, v in trainer_config.items() if v is not None},
-            "epsilon_budget": epsilon_budget, "delta_budget": delta_budget, "max_membership_auc": max_membership_auc,
-            "min_accuracy": min_accuracy, "preprocessing_share": preprocessing_share,
-            "preprocessing_epsilon": preprocessing_epsilon, "encrypted_check": encrypted_check,
-            "encrypted_examples": encrypted_examples, "compare_non_private": compare_non_private}
+            "epsilon_budget": epsilon_budget, "delta_budget": delta_budget, "privacy_unit": privacy_unit,
+            "max_membership_auc": max_membership_auc, "min_accuracy": min_accuracy,
+            "preprocessing_share": preprocessing_share, "preprocessing_epsilon": preprocessing_epsilon,
+            "encrypted_check": encrypted_check, "encrypted_examples": encrypted_examples,
+            "compare_non_private": compare_non_private}
 
 
 def _import_tfx():

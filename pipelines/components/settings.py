@@ -16,6 +16,7 @@ class InvalidSetting(ValueError):
     def __init__(self, setting: str, message: str):
         super().__init__(f"custom_config[{setting!r}]: {message}")
         self.setting = setting
+        self.message = message
 
 
 def number(value: Any) -> float | None:

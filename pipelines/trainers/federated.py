@@ -1,10 +1,18 @@
 """TFX ``run_fn`` of the Federated Trainer: FedAvg over the training split divided among simulated clients.
 
-The training split (Transform's output when the Trainer has a transform graph, else ExampleGen's) is
-read into a `federated.ClientData`, split by the ``client_key`` column or a partitioner, and trained
-with `federated.FederatedSimulation` (FedAvg family; client-level DP-FedAvg when ``private``). The
-settings are `pipelines.components.federated_trainer.spec` keys in the Trainer's ``custom_config``.
-The model is an MLP on the feature vector (ReLU layers of ``hidden_units``, softmax logits).
+The Trainer reads raw examples (ExampleGen's output) and, when it has a transform graph, applies the
+graph itself. Each training record is keyed by its raw content (`federated.partitioners.record_keys`)
+before any preprocessing: Transform's analyzers (a z-score's mean and standard deviation) move with
+every record, so keys of transformed records would move every record when one is added. The split is
+then divided by the ``client_key`` column, or dealt to N clients by key (`KeyedPartitioner`: one record
+changes one client), and trained with `federated.FederatedSimulation` (FedAvg family; client-level
+DP-FedAvg when ``private``), all built by the settings' plan
+(`pipelines.components.federated_trainer.spec` keys in the Trainer's ``custom_config``, shared with
+``ppml federated run``). The model is an MLP on the feature vector (ReLU layers of ``hidden_units``,
+softmax logits). The partition never depends on Transform's constants; the model's inputs do, so a
+private run composes the transform graph's private releases (`pipelines.transform.artifact`) before the
+rounds, as one client's ``max_examples_per_client`` records move them, and the Private Evaluator refuses a
+graph whose statistics are neither private nor declared public.
 
 Outputs, like the DP Trainer's:
 
@@ -13,20 +21,25 @@ Outputs, like the DP Trainer's:
   (P(label = 1), shape [n, 1], for two classes; [n, classes] otherwise);
 * for private runs, the privacy ledger (`pipelines.privacy_ledger`, mechanism ``dp-fedavg``) in
   ``serving_model_dir/assets.extra``;
-* ``model_run_dir``: the simulation's ``history.json`` (per-round accuracy, epsilon) and ``accuracy.png``.
+* ``model_run_dir``: the simulation's ``history.json`` (per-round accuracy on the evaluation split, a
+  private split of the same data, so a private run lists it outside its guarantee, as it does the
+  number of classes unless ``num_classes`` is set; epsilon) and ``accuracy.png``. The ledger lists the
+  same.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from typing import Any
 
 import numpy as np
 
 from pipelines import privacy_ledger
-from pipelines.components.federated_trainer.spec import FederatedTrainingConfig, FederatedTrainingPlan
+from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
 
 PREDICTION_KEY = "probabilities"
+TRANSFORM_BATCH = 1024
+"""Records per call of the transform graph."""
 
 
 def run_fn(fn_args) -> None:
@@ -35,123 +48,133 @@ def run_fn(fn_args) -> None:
     from federated.data.examples import stack_features  # pylint: disable=import-outside-toplevel
     from federated.models import DenseModel  # pylint: disable=import-outside-toplevel
 
-    config = FederatedTrainingConfig.from_custom_config(fn_args.custom_config)
-    columns = read_split(fn_args.train_files)
-    feature_keys = resolve_feature_keys(config, columns)
-    data = client_data(config, columns, feature_keys)
+    config = FederatedTrainingConfig.for_trainer(fn_args.custom_config)
+    transform = _transform_output(fn_args)
+    train = read_split(fn_args.train_files, transform)
+    feature_keys = resolve_feature_keys(config, train)
+    data = client_data(config, train, feature_keys)
     preprocessing = None
-    if config.private and fn_args.transform_output:
+    if config.private and transform is not None:
         from pipelines.transform.artifact import transform_graph_account  # pylint: disable=import-outside-toplevel
         preprocessing = transform_graph_account(fn_args.transform_output)
     plan = config.plan(data.num_clients, preprocessing=preprocessing, largest_client=int(data.sizes().max()))
-    eval_columns = read_split(fn_args.eval_files)
-    evaluation = (stack_features(eval_columns, feature_keys),
-                  _labels(eval_columns, config.label_key))
-    num_classes = max(2, data.num_classes, int(evaluation[1].max()) + 1)
+    evaluated = read_split(fn_args.eval_files, transform)
+    evaluation = (stack_features(evaluated.columns, feature_keys), _labels(evaluated, config.label_key))
+    num_classes = config.model_classes(int(max(data.y.max(), evaluation[1].max())))
     model_fn = DenseModel(data.x.shape[1], num_classes, tuple(config.hidden_units), seed=config.seed)
-    algorithm = strategy(config, plan)
+    algorithm = plan.strategy()
     simulation = fl.FederatedSimulation(model_fn, data, algorithm, rounds=config.rounds,
                                         sampler=config.sampler(), seed=config.seed, evaluation=evaluation,
-                                        aggregation=_aggregation(config, algorithm, int(data.sizes().max())),
+                                        outside_guarantee=("evaluation",) + ("classes",) * (config.num_classes is None),
+                                        aggregation=plan.aggregation(algorithm, int(data.sizes().max())),
                                         execution=config.execution)
     history = simulation.run()
     os.makedirs(fn_args.model_run_dir, exist_ok=True)
     history.config["title"] = f"Federated Trainer: {history.config['strategy']['name']}, N={data.num_clients}"
     history.save_json(os.path.join(fn_args.model_run_dir, "history.json"))
     history.plot(os.path.join(fn_args.model_run_dir, "accuracy.png"))
-    export(model_fn, simulation.state.weights, fn_args, columns, feature_keys, config)
+    export(model_fn, simulation.state.weights, fn_args, train.columns, feature_keys, config)
     if plan.private:
-        privacy_ledger.write_ledger(fn_args.serving_model_dir,
-                                    ledger(plan, simulation.state.budget, rounds=simulation.state.round))
+        ledger = plan.ledger(simulation.state.budget, rounds=simulation.state.round,
+                             trainer={"run_fn": f"{__name__}.run_fn"},
+                             outside_guarantee=history.config["outside_guarantee"])
+        privacy_ledger.write_ledger(fn_args.serving_model_dir, ledger)
 
 
 # --- data ------------------------------------------------------------------------------------------
-def read_split(file_patterns) -> dict[str, np.ndarray]:
-    """All columns of the tf.Example files matching ``file_patterns`` (a TFX split's ``*`` globs)."""
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """One split's records.
+
+    Attributes:
+      columns: the records as the model sees them: Transform's outputs when there is a transform
+        graph, else the raw features.
+      raw: the records as ExampleGen wrote them.
+      keys: one key per record, from its raw content (`record_keys`).
+    """
+
+    columns: dict[str, np.ndarray]
+    raw: dict[str, np.ndarray]
+    keys: list[bytes]
+
+
+def read_split(file_patterns, transform=None) -> Split:
+    """The raw tf.Examples of the files matching ``file_patterns`` (a TFX split's ``*`` globs), keyed by
+    their raw content and, with ``transform`` (a ``tft.TFTransformOutput``), transformed by its graph.
+
+    Raises:
+      ValueError: when no file matches, or the examples lack the transform graph's raw features (they are
+        Transform's output: give the Trainer ExampleGen's examples).
+    """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from federated.data import read_tf_examples  # pylint: disable=import-outside-toplevel
+    from federated.data.examples import examples_to_columns, read_tf_records  # pylint: disable=import-outside-toplevel
+    from federated.partitioners import record_keys  # pylint: disable=import-outside-toplevel
     files = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
     if not files:
         raise ValueError(f"no example files match {list(file_patterns)}")
-    return read_tf_examples(files)
+    records = read_tf_records(files)
+    if not records:
+        raise ValueError(f"no records in {files}")
+    raw = examples_to_columns(records)
+    if transform is None:
+        return Split(columns=raw, raw=raw, keys=record_keys(raw))
+    spec = transform.raw_feature_spec()
+    missing = sorted(set(spec) - set(raw))
+    if missing:
+        raise ValueError(f"the examples lack the transform graph's raw features {missing}: the Federated Trainer "
+                         f"keys each record by its raw content and applies the transform graph itself, so give "
+                         f"it ExampleGen's examples, not Transform's")
+    return Split(columns=_transformed(records, transform, spec), raw=raw, keys=record_keys(raw))
 
 
-def resolve_feature_keys(config: FederatedTrainingConfig, columns: dict[str, np.ndarray]) -> list[str]:
-    """``feature_keys``, or every numeric column but the label and the client key (sorted)."""
+def _transformed(records: list[bytes], transform, spec) -> dict[str, np.ndarray]:
+    """Transform's outputs for serialized raw ``records``, as numpy columns ([n], or [n, L] for L > 1 values)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    layer = transform.transform_features_layer()
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(records), TRANSFORM_BATCH):
+        outputs = layer(tf.io.parse_example(tf.constant(records[start:start + TRANSFORM_BATCH]), spec))
+        for key, value in outputs.items():
+            if isinstance(value, tf.SparseTensor):
+                raise ValueError(f"Transform output {key!r} is sparse; the Federated Trainer takes dense features")
+            array = value.numpy().reshape(len(value), -1)   # [n] for one value per record, as read_tf_examples
+            parts.setdefault(key, []).append(array[:, 0] if array.shape[1] == 1 else array)
+    return {key: np.concatenate(values) for key, values in parts.items()}
+
+
+def _transform_output(fn_args):
+    if not fn_args.transform_output:
+        return None
+    import tensorflow_transform as tft  # pylint: disable=import-outside-toplevel
+    return tft.TFTransformOutput(fn_args.transform_output)
+
+
+def resolve_feature_keys(config: FederatedTrainingConfig, split: Split) -> list[str]:
+    """``feature_keys``, or every numeric model-input column but the label and the client key (sorted)."""
     for key, role in ((config.label_key, "label_key"), (config.client_key, "client_key")):
-        if key is not None and key not in columns:
+        if key is not None and key not in split.columns and key not in split.raw:
             raise ValueError(f"custom_config[{role!r}]: no column {key!r} in the training examples; "
-                             f"they have {sorted(columns)}")
+                             f"they have {sorted(split.columns)}")
     if config.feature_keys is not None:
         return list(config.feature_keys)
     from federated.data.examples import feature_columns  # pylint: disable=import-outside-toplevel
-    return feature_columns(columns, (config.label_key, config.client_key))
+    return feature_columns(split.columns, (config.label_key, config.client_key))
 
 
-def client_data(config: FederatedTrainingConfig, columns: dict[str, np.ndarray], feature_keys: list[str]):
-    """The training examples as `ClientData`: by the ``client_key`` column, or by the partitioner."""
+def client_data(config: FederatedTrainingConfig, split: Split, feature_keys: list[str]):
+    """The training split as `ClientData`: by the raw ``client_key`` column, or dealt by raw record key."""
     from federated.data import ClientData  # pylint: disable=import-outside-toplevel
     from federated.data.examples import stack_features  # pylint: disable=import-outside-toplevel
-    from federated.partitioners import partitioner_for  # pylint: disable=import-outside-toplevel
-    name = "natural" if config.client_key else config.partition
-    partitioner = partitioner_for(name, num_clients=config.num_clients, seed=config.seed, alpha=config.alpha,
-                                  shards_per_client=config.shards_per_client)
-    keys = columns[config.client_key] if config.client_key else None
-    return ClientData.from_arrays(stack_features(columns, feature_keys), _labels(columns, config.label_key),
-                                  partitioner, keys=keys)
+    keys = split.raw[config.client_key] if config.client_key else split.keys
+    return ClientData.from_arrays(stack_features(split.columns, feature_keys), _labels(split, config.label_key),
+                                  config.partitioner(), keys=keys)
 
 
-def _labels(columns, label_key: str) -> np.ndarray:
+def _labels(split: Split, label_key: str) -> np.ndarray:
+    """The label column: Transform's output of that name when there is one, else the raw column."""
     from federated.data.examples import class_labels  # pylint: disable=import-outside-toplevel
-    return class_labels(columns, label_key, setting="custom_config['label_key']")
-
-
-# --- the algorithm ---------------------------------------------------------------------------------
-def strategy(config: FederatedTrainingConfig, plan: FederatedTrainingPlan):
-    """The FedAvg-family strategy of ``config`` (wrapped in DP-FedAvg for a private plan)."""
-    from federated import ClientConfig  # pylint: disable=import-outside-toplevel
-    from federated.strategies import build_strategy, with_client_dp  # pylint: disable=import-outside-toplevel
-    client = ClientConfig(epochs=config.local_epochs, batch_size=config.batch_size,
-                          learning_rate=config.client_learning_rate)
-    algorithm = build_strategy(config.server_optimizer, client, weighted=not plan.private,
-                               server_learning_rate=config.server_learning_rate)
-    if not plan.private:
-        return algorithm
-    return with_client_dp(algorithm, clip=config.clip, clipping_norm=config.clipping_norm,
-                          noise_multiplier=plan.mechanism.noise_multiplier, target_delta=plan.delta,
-                          max_epsilon=config.max_epsilon, accountant=config.accountant,
-                          secure_noise=True)  # a released model: noise nobody can regenerate from the ledger
-
-
-def _aggregation(config: FederatedTrainingConfig, algorithm, max_client_size: int):
-    """Secure aggregation when asked: coordinates clipped to the strategy's `secure_aggregation_range`,
-    quantized to 32 bits."""
-    if not config.secure_aggregation:
-        return None
-    from federated.aggregation import SecureAggregation  # pylint: disable=import-outside-toplevel
-    return SecureAggregation(clipping_range=algorithm.secure_aggregation_range(max_client_size), bits=32,
-                             modulus_bits=48)
-
-
-def ledger(plan: FederatedTrainingPlan, budget, *, rounds: int) -> privacy_ledger.PrivacyLedger:
-    """The ledger of a DP-FedAvg run of ``rounds`` rounds (the budget the simulation composed), with the
-    plan's preprocessing releases composed before the rounds.
-
-    Raises:
-      privacy_ledger.LedgerError: if ``budget`` does not account exactly those rounds of the plan.
-    """
-    mechanism = plan.mechanism.replace(steps=rounds)
-    budget = privacy_ledger.with_preprocessing(budget, mechanism, privacy_ledger.accountant_delta_of(
-        plan.delta, plan.preprocessing), plan.preprocessing)
-    parameters: dict[str, Any] = {
-        "unit": "client", "dataset_size": plan.num_clients, "batch_size": mechanism.batch_size,
-        "noise_multiplier": mechanism.noise_multiplier, "steps": rounds, "sampling": mechanism.sampling.value,
-        "adjacency": mechanism.adjacency.value, "l2_norm_clip": plan.config.clipping_norm, "clip": plan.config.clip,
-        "delta_is_default": plan.config.delta is None, "noise": "CSPRNG-seeded"}
-    return privacy_ledger.PrivacyLedger(budget=budget, mechanism=privacy_ledger.DP_FEDAVG, parameters=parameters,
-                                        trainer={"run_fn": f"{__name__}.run_fn",
-                                                 "settings": plan.config.to_custom_config()},
-                                        preprocessing=plan.preprocessing)
+    return class_labels(split.columns if label_key in split.columns else split.raw, label_key,
+                        setting="custom_config['label_key']")
 
 
 # --- export ----------------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ import dp_accounting
 from dp_accounting import dp_event
 
 from privacy.accounting.accountants import AccountantKind, epsilon_of, make_accountant
-from privacy.accounting.mechanism import DpSgdMechanism, Sampling, UnsupportedAccounting
+from privacy.accounting.mechanism import (NOISE_MULTIPLIER_RANGE, PLD_MAX_EPSILON, PLD_MAX_UNITS, PLD_MIN_STEP_NOISE,
+                                          DpSgdMechanism, Sampling, UnsupportedAccounting)
 
 MIN_NOISE_MULTIPLIER = 0.05
 """Calibration searches sigma in [MIN_NOISE_MULTIPLIER, inf)."""
@@ -32,6 +33,7 @@ def calibrate_noise_multiplier(mechanism: DpSgdMechanism, *, target_epsilon: flo
       ValueError: when the target is out of reach (e.g. the prior events alone exceed it).
     """
     kind = _check(mechanism, target_epsilon, target_delta, accountant)
+    _check_pld_target(mechanism, kind, target_epsilon)
     prior = list(prior_events)
     if prior and _epsilon(dp_event.ComposedDpEvent(prior), mechanism, kind, target_delta) >= target_epsilon:
         raise ValueError(f"the {len(prior)} prior events alone spend epsilon >= {target_epsilon} at delta "
@@ -44,19 +46,25 @@ def calibrate_noise_multiplier(mechanism: DpSgdMechanism, *, target_epsilon: flo
     def epsilon_gap(sigma: float) -> float:
         return _epsilon(run(sigma), mechanism, kind, target_delta) - target_epsilon
 
-    lo = hi = _rdp_hint(kind, mechanism, lambda: calibrate_noise_multiplier(
+    floor = _lowest_noise_multiplier(mechanism, kind)
+    lo = hi = max(floor, _rdp_hint(kind, mechanism, lambda: calibrate_noise_multiplier(
         mechanism, target_epsilon=target_epsilon, target_delta=target_delta, accountant=AccountantKind.RDP,
-        tolerance=1e-2, prior_events=prior)) or 1.0
+        tolerance=1e-2, prior_events=prior)) or 1.0)
+    highest = NOISE_MULTIPLIER_RANGE[1]
     while epsilon_gap(hi) > 0:
         lo, hi = hi, hi * 2
-        if hi > 1e6:
-            raise ValueError(f"no noise multiplier up to 1e6 reaches epsilon {target_epsilon}")
+        if hi > highest:
+            raise ValueError(f"no noise multiplier up to {highest:g} reaches epsilon {target_epsilon}")
     if lo == hi:  # the starting sigma already suffices: walk down to bracket the answer
-        while lo > MIN_NOISE_MULTIPLIER and epsilon_gap(lo) <= 0:
-            hi, lo = lo, max(lo * 0.8, MIN_NOISE_MULTIPLIER)
+        while lo > floor and epsilon_gap(lo) <= 0:
+            hi, lo = lo, max(lo * 0.8, floor)
+        if epsilon_gap(lo) <= 0 and floor > MIN_NOISE_MULTIPLIER:
+            raise UnsupportedAccounting(f"epsilon {target_epsilon:g} is met even with noise multiplier {floor:.3g}, "
+                                        f"below which PLD is not asked to account these steps; the RDP accountant "
+                                        f"covers it")
         if epsilon_gap(lo) <= 0:
-            raise ValueError(f"epsilon {target_epsilon} is met even with noise multiplier "
-                             f"{MIN_NOISE_MULTIPLIER}; the target is too loose to calibrate")
+            raise ValueError(f"epsilon {target_epsilon} is met even with noise multiplier {floor:g}; the target is "
+                             f"too loose to calibrate")
     return dp_accounting.calibrate_dp_mechanism(
         lambda: make_accountant(kind, mechanism.neighboring_relation, mechanism.max_examples_per_user or 1),
         run, target_epsilon, target_delta,
@@ -70,6 +78,12 @@ def max_units(mechanism: DpSgdMechanism, *, target_epsilon: float, target_delta:
     ``mechanism.steps`` is ignored. Returns 0 when even one unit exceeds the target.
     """
     kind = _check(mechanism, target_epsilon, target_delta, accountant)
+    _check_pld_target(mechanism, kind, target_epsilon)
+    if kind is AccountantKind.PLD and mechanism.sampling is Sampling.POISSON:
+        step_noise = mechanism.unit_event().event.noise_multiplier
+        if step_noise < PLD_MIN_STEP_NOISE:
+            raise UnsupportedAccounting(f"PLD is not asked to account a noise multiplier of {step_noise:.3g} per "
+                                        f"step (below {PLD_MIN_STEP_NOISE:g}); the RDP accountant covers it")
     unit = mechanism.unit_event()
 
     def epsilon_gap(units: int) -> float:
@@ -77,13 +91,17 @@ def max_units(mechanism: DpSgdMechanism, *, target_epsilon: float, target_delta:
 
     if epsilon_gap(1) > 0:
         return 0
+    limit = PLD_MAX_UNITS if kind is AccountantKind.PLD and mechanism.sampling is Sampling.POISSON else 2 ** 40
     hint = _rdp_hint(kind, mechanism, lambda: max_units(mechanism, target_epsilon=target_epsilon,
                                                         target_delta=target_delta, accountant=AccountantKind.RDP))
-    hi = 2 * hint if hint and epsilon_gap(hint) <= 0 else 2
+    hi = min(2 * hint, limit) if hint and hint <= limit and epsilon_gap(hint) <= 0 else 2
     while epsilon_gap(hi) <= 0:
-        hi *= 2
-        if hi > 2 ** 40:
+        if hi >= limit:
+            if kind is AccountantKind.PLD:
+                raise UnsupportedAccounting(f"more than {limit:.0e} steps fit in epsilon {target_epsilon:g}, more "
+                                            f"than PLD composes here; the RDP accountant covers it")
             raise ValueError(f"more than 2**40 units fit in epsilon {target_epsilon}")
+        hi = min(hi * 2, limit)
     units = dp_accounting.calibrate_dp_mechanism(
         lambda: make_accountant(kind, mechanism.neighboring_relation, mechanism.max_examples_per_user or 1),
         lambda u: dp_event.SelfComposedDpEvent(unit, u),
@@ -104,6 +122,20 @@ def max_epochs(mechanism: DpSgdMechanism, *, target_epsilon: float, target_delta
     return math.floor(units / mechanism.epoch_length + 1e-9), units
 
 
+def _check_pld_target(mechanism: DpSgdMechanism, kind: AccountantKind, target_epsilon: float) -> None:
+    if kind is AccountantKind.PLD and mechanism.sampling is Sampling.POISSON and target_epsilon > PLD_MAX_EPSILON:
+        raise UnsupportedAccounting(f"PLD is not asked for epsilons above {PLD_MAX_EPSILON:g} (its grid needs minutes "
+                                    f"and gigabytes); the RDP accountant covers it")
+
+
+def _lowest_noise_multiplier(mechanism: DpSgdMechanism, kind: AccountantKind) -> float:
+    """Where the search stops going down: MIN_NOISE_MULTIPLIER, or PLD's floor for Poisson-sampled steps."""
+    if kind is AccountantKind.PLD and mechanism.sampling is Sampling.POISSON:
+        per_step = mechanism.unit_event().event.noise_multiplier / mechanism.noise_multiplier
+        return max(MIN_NOISE_MULTIPLIER, PLD_MIN_STEP_NOISE / per_step)
+    return MIN_NOISE_MULTIPLIER
+
+
 def _rdp_hint(kind: AccountantKind, mechanism: DpSgdMechanism, rdp_answer):
     """For PLD, the fast RDP answer as a starting point of the bracket search (PLD is usually tighter)."""
     if kind is AccountantKind.PLD and mechanism.unsupported_reason("rdp") is None:
@@ -117,7 +149,7 @@ def _check(mechanism: DpSgdMechanism, target_epsilon: float, target_delta: float
         raise ValueError(f"target_epsilon must be a finite number > 0, got {target_epsilon!r}")
     if not (isinstance(target_delta, (int, float)) and 0 < target_delta < 1):
         raise ValueError(f"target_delta must be in (0, 1), got {target_delta!r}")
-    reason = mechanism.unsupported_reason(kind.value)
+    reason = mechanism.unsupported_reason(kind.value)  # PLD's cost limits are kept by the searches themselves
     if reason:
         raise UnsupportedAccounting(reason)
     return kind

@@ -11,7 +11,7 @@ Which analyses exist (dp-accounting 0.6.0):
 sampling   adjacency     event                                          RDP    PLD
 =========  ============  =============================================  =====  =====
 poisson    add-remove    T x PoissonSampled(q, Gaussian(sigma / m))     yes    yes
-poisson    replace-one   T x PoissonSampled(q, Gaussian(sigma))         no     yes
+poisson    replace-one   T x PoissonSampled(q, Gaussian(sigma / m))     no     yes
 fixed      replace-one   T x SampledWithoutReplacement(n, B,            yes    no
                          Gaussian(sigma / 2))
 fixed      add-remove    (refused: the batch size reveals n)            --     --
@@ -24,10 +24,14 @@ The default adjacency is the sampling's natural one (`resolve_adjacency`): add-r
 sampling, replace-one for fixed and shuffled batches.
 
 * ``m`` is 2 when microbatches can hold several examples: a clipped microbatch *mean* can
-  swing from v to -v, so the add/remove sensitivity is 2C instead of C.
+  swing from v to -v when one example joins it, so the sum moves by 2C instead of C. Under
+  Poisson sampling this holds whatever the adjacency: dp-accounting's REPLACE_ONE analysis of a
+  Poisson-sampled Gaussian puts x's and x''s contributions on either side of the sum without
+  them, each at most ``m`` C away (4C apart when microbatched).
 * Replace-one moves one example's clipped gradient to another: sensitivity 2C. dp-accounting's
   PLD models this itself for REPLACE_ONE; its RDP Gaussian and sampled-without-replacement
-  terms take the noise multiplier relative to the full sensitivity, hence ``sigma / 2``.
+  terms take the noise multiplier relative to the full sensitivity, hence ``sigma / 2``. Fixed
+  and shuffled batches put x' in x's slot, so its microbatch moves by 2C at most either way.
 * Shuffle-and-iterate has no known tight analysis (Chua et al., ICML 2024). What is reported is
   the bound for "each example is used at most once per epoch", with no amplification: E
   compositions of the Gaussian mechanism, E the number of epochs started. It holds under
@@ -50,7 +54,23 @@ import math
 import dp_accounting
 from dp_accounting import dp_event
 
+from privacy.accounting.accountants import epsilon_of
+
 NeighboringRelation = dp_accounting.NeighboringRelation
+
+NOISE_MULTIPLIER_RANGE = (1e-3, 1e6)
+"""Noise multipliers a mechanism may have. Below, epsilon is in the thousands and PLD's grid does not fit
+in memory; above, noise hides everything (and dp-accounting's RDP terms overflow at about 1e154)."""
+MAX_STEPS = 10 ** 12
+"""Most steps a mechanism may have: more than any training runs (a sign of mixed-up units)."""
+PLD_MIN_STEP_NOISE = 0.2
+"""PLD is not asked to compose Poisson-sampled Gaussians of a smaller noise multiplier (relative to how far
+one example moves the sum): 0.1 took 18 s and 0.05 over a minute for 1000 steps on 2 cores."""
+PLD_MAX_UNITS = 10 ** 7
+"""PLD is not asked to compose more Poisson-sampled steps (10^7 at q = 0.05: 24 s; 10^12 needs 450 GB)."""
+PLD_MAX_EPSILON = 100.0
+"""PLD is not asked for Poisson-sampled runs whose RDP epsilon exceeds this: its grid of privacy losses
+grows with epsilon (epsilon 28 800 took a minute), and such a guarantee says nothing anyway."""
 
 
 class Sampling(str, enum.Enum):
@@ -114,10 +134,12 @@ class DpSgdMechanism:
         if self.sampling is not Sampling.POISSON and float(self.batch_size) != int(self.batch_size):
             raise ValueError(f"batch_size must be a whole number for {self.sampling.value} batches, "
                              f"got {self.batch_size!r}")
-        if not (isinstance(self.noise_multiplier, (int, float)) and self.noise_multiplier > 0
-                and math.isfinite(self.noise_multiplier)):
-            raise ValueError(f"noise_multiplier must be a finite number > 0, got {self.noise_multiplier!r}")
+        low, high = NOISE_MULTIPLIER_RANGE
+        if not (isinstance(self.noise_multiplier, (int, float)) and low <= self.noise_multiplier <= high):
+            raise ValueError(f"noise_multiplier must be a number in [{low:g}, {high:g}], got {self.noise_multiplier!r}")
         _check_int("steps", self.steps, minimum=1)
+        if self.steps > MAX_STEPS:
+            raise ValueError(f"steps must be at most {MAX_STEPS:.0e}, got {self.steps:.3g}")
         if self.num_microbatches is not None:
             _check_int("num_microbatches", self.num_microbatches, minimum=1)
             if self.num_microbatches > self.batch_size and self.sampling is not Sampling.POISSON:
@@ -125,6 +147,9 @@ class DpSgdMechanism:
                                  f"{self.batch_size:g}")
         if self.max_examples_per_user is not None:
             _check_int("max_examples_per_user", self.max_examples_per_user, minimum=1)
+            if self.max_examples_per_user > self.dataset_size:
+                raise ValueError(f"max_examples_per_user={self.max_examples_per_user} exceeds the dataset size "
+                                 f"{self.dataset_size}")
         if self.steps_per_epoch is not None:
             _check_int("steps_per_epoch", self.steps_per_epoch, minimum=1)
             if self.sampling is not Sampling.SHUFFLE:
@@ -198,10 +223,12 @@ class DpSgdMechanism:
 
     @property
     def sensitivity(self) -> float:
-        """L2 sensitivity of the summed clipped gradients, in units of C."""
-        if self.adjacency is Adjacency.REPLACE_ONE or self.microbatches_hold_several_examples:
-            return 2.0
-        return 1.0
+        """Largest L2 distance, in units of C, between one step's summed clipped gradients on two
+        neighbouring datasets (the one that differs sampled: Poisson replace-one counts x against x')."""
+        per_side = 2.0 if self.microbatches_hold_several_examples else 1.0
+        if self.sampling is Sampling.POISSON:
+            return 2 * per_side if self.adjacency is Adjacency.REPLACE_ONE else per_side
+        return 2.0  # replace-one in x's slot: its example or microbatch moves by at most 2C
 
     @property
     def neighboring_relation(self) -> NeighboringRelation:
@@ -221,11 +248,12 @@ class DpSgdMechanism:
                 source_dataset_size=self.dataset_size,
                 sample_size=int(self.batch_size),
                 event=dp_event.GaussianDpEvent(self.noise_multiplier / 2.0))
-        # Poisson. Under replace-one dp-accounting's PLD doubles the sensitivity itself.
-        factor = 2.0 if (self.adjacency is Adjacency.ADD_REMOVE and self.sensitivity == 2.0) else 1.0
+        # Poisson: the noise relative to how far x's inclusion moves the sum (under replace-one,
+        # dp-accounting's PLD puts x and x' on either side of the sum without them).
+        per_side = 2.0 if self.microbatches_hold_several_examples else 1.0
         return dp_event.PoissonSampledDpEvent(
             sampling_probability=self.sampling_probability,
-            event=dp_event.GaussianDpEvent(self.noise_multiplier / factor))
+            event=dp_event.GaussianDpEvent(self.noise_multiplier / per_side))
 
     def units(self, steps: int | None = None) -> int:
         """How many unit events ``steps`` steps (default: all) amount to."""
@@ -246,6 +274,28 @@ class DpSgdMechanism:
         if accountant == "pld" and self.sampling is Sampling.FIXED:
             return ("dp-accounting's PLD accountant has no analysis of fixed-size sampling without "
                     "replacement; the RDP accountant covers it")
+        return None
+
+    def cost_reason(self, accountant: str, delta: float) -> str | None:
+        """Why ``accountant`` is not asked for this mechanism's epsilon at ``delta`` (minutes of work and
+        gigabytes: PLD of Poisson-sampled steps beyond `PLD_MIN_STEP_NOISE`, `PLD_MAX_UNITS` or
+        `PLD_MAX_EPSILON`), or None. Checked before any PLD work, with RDP (milliseconds)."""
+        if accountant != "pld" or self.sampling is not Sampling.POISSON:
+            return None
+        step_noise = self.unit_event().event.noise_multiplier
+        if step_noise < PLD_MIN_STEP_NOISE:
+            return (f"PLD is not asked to account a noise multiplier of {step_noise:.3g} per step (below "
+                    f"{PLD_MIN_STEP_NOISE:g}: minutes and gigabytes); the RDP accountant covers it")
+        if self.units() > PLD_MAX_UNITS:
+            return (f"PLD is not asked to compose more than {PLD_MAX_UNITS:.0e} steps (got {self.units():.3g}); "
+                    f"the RDP accountant covers it")
+        # RDP of the same steps under add/remove; replace-one moves the sum twice as far at most.
+        rough = epsilon_of(self.dp_event(), target_delta=delta, accountant="rdp")
+        if self.adjacency is Adjacency.REPLACE_ONE:
+            rough *= 2
+        if rough > PLD_MAX_EPSILON:
+            return (f"PLD is not asked for an epsilon of about {rough:.3g} by RDP (above {PLD_MAX_EPSILON:g}, its "
+                    f"grid needs minutes and gigabytes); the RDP accountant covers it")
         return None
 
 

@@ -17,6 +17,8 @@ from privacy.accounting.events import event_to_json
 from privacy.accounting.mechanism import Adjacency, DpSgdMechanism, Sampling, UnsupportedAccounting
 
 REPORT_FORMAT = "ppml.privacy_report/1"
+MAX_PER_EPOCH_ROWS = 1000
+"""Most per-epoch rows a report computes (each is one accounting; about a second with PLD)."""
 
 _SAMPLING_TEXT = {
     Sampling.POISSON: "poisson (each example joins each batch independently with probability q)",
@@ -42,7 +44,7 @@ def compute_epsilon(mechanism: DpSgdMechanism, target_delta: float,
       UnsupportedAccounting: when the accountant has no analysis for this sampling/adjacency.
     """
     kind = AccountantKind(accountant)
-    reason = mechanism.unsupported_reason(kind.value)
+    reason = mechanism.unsupported_reason(kind.value) or mechanism.cost_reason(kind.value, target_delta)
     if reason:
         raise UnsupportedAccounting(reason)
     return epsilon_of(mechanism.dp_event(steps), target_delta=target_delta, accountant=kind,
@@ -169,6 +171,8 @@ def dp_sgd_report(mechanism: DpSgdMechanism, *, delta: float | None = None,
     delta = default_delta(mechanism.dataset_size) if delta is None else delta
     if not (isinstance(delta, (int, float)) and 0 < delta < 1):
         raise ValueError(f"delta must be in (0, 1), got {delta!r}")
+    if per_epoch and mechanism.passes > MAX_PER_EPOCH_ROWS:
+        raise ValueError(f"per-epoch rows are computed for at most {MAX_PER_EPOCH_ROWS} epochs, got {mechanism.passes}")
     kinds = [AccountantKind(a) for a in accountants]
     epsilon: dict[str, float | None] = {}
     unavailable: dict[str, str] = {}
@@ -214,12 +218,14 @@ def _notes(m: DpSgdMechanism, epsilon) -> list[str]:
         notes.append(f"shuffled batches: epsilon composes the Gaussian mechanism once per epoch started "
                      f"({m.passes} times; {length}). Do not compare it with Poisson numbers: for shuffling, "
                      f"the Poisson analysis can underestimate epsilon (Chua et al., ICML 2024).")
-    if m.microbatches_hold_several_examples and m.adjacency is Adjacency.ADD_REMOVE:
+    if m.microbatches_hold_several_examples and m.sampling is Sampling.POISSON:
         notes.append("microbatching: a microbatch of several examples is clipped as a mean, which can move "
-                     "by 2C when one example is added or removed; accounted with noise multiplier sigma/2.")
+                     "by 2C when one example joins it; accounted with noise multiplier sigma/2"
+                     + (" (x and its replacement x' on either side: 4C apart)."
+                        if m.adjacency is Adjacency.REPLACE_ONE else "."))
     if m.adjacency is Adjacency.REPLACE_ONE:
-        notes.append("replace-one: one example's clipped gradient can move by 2C; the analysis accounts "
-                     "sensitivity 2C.")
+        notes.append(f"replace-one: one example's clipped contribution can move by 2C; the analysis accounts "
+                     f"sensitivity {m.sensitivity:g}C.")
     if m.max_examples_per_user:
         notes.append(f"user level: group privacy over {m.max_examples_per_user} examples, "
                      f"(k*eps, delta*sum_(i<k) e^(i*eps)) with the example-level delta searched so that "
@@ -229,12 +235,30 @@ def _notes(m: DpSgdMechanism, epsilon) -> list[str]:
     return notes
 
 
+DELTA_WARNING_FRACTION = 0.5
+"""`delta_warning` speaks up once n * delta exceeds this (1/(2n) is the largest delta commonly used)."""
+
+
+def delta_warning(delta: float, dataset_size: int, unit: str = "example") -> str | None:
+    """Why ``delta`` is too large for ``dataset_size`` privacy units (examples, users, clients), or None.
+
+    A mechanism that publishes each unit's data in full with probability delta is (0, delta)-DP, so
+    delta near 1/n allows about n * delta units in the clear (the default delta can be 0.999/n).
+    """
+    share = delta * dataset_size
+    if share >= 1:
+        return (f"delta={delta:g} is not below 1/n={1 / dataset_size:.3g}: a mechanism that publishes a random "
+                f"{unit} in full meets this delta. Use delta < 1/n.")
+    if share > DELTA_WARNING_FRACTION:
+        return (f"delta={delta:g} is {share:.3g}/n (n={dataset_size} {unit}s), close to 1/n: a mechanism that "
+                f"publishes each {unit} in full with probability delta meets it, {share:.2g} {unit}s in the clear on "
+                f"average. Prefer delta <= 1/(2n) = {1 / (2 * dataset_size):.3g} or smaller.")
+    return None
+
+
 def _warnings(m: DpSgdMechanism, delta: float) -> list[str]:
-    warnings = []
-    if delta >= 1 / m.dataset_size:
-        warnings.append(f"delta={delta:g} is not below 1/n={1 / m.dataset_size:.3g}: a mechanism that "
-                        f"publishes a random example in full meets this delta. Use delta < 1/n.")
-    return warnings
+    warning = delta_warning(delta, m.dataset_size)
+    return [warning] if warning else []
 
 
 def _finite_or_none(value: float | None) -> float | None:

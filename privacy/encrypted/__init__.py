@@ -11,43 +11,69 @@ Threat model
   components of every shared value and the messages it receives) is independent of the input and of
   the weights. Two colluding parties can reconstruct everything; an actively cheating party can make
   the result wrong (there are no MACs) but still learns nothing beyond its view.
-* Public: the architecture (layer kinds and shapes), the fixed-point format, the batch size, and the
-  per-layer communication pattern. Private: input values and weight values.
-* The client learns the output it asked for (logits, or only the label) and the overflow monitor's
-  words: for each securely compared value v, the bits of (v XOR sign) above 2^(62 - f). They are zero
-  unless v left the representable range (a failed probabilistic truncation), in which case the client
-  discards the result. Outputs themselves can leak the model to a client making many queries (model
-  extraction); revealing only labels reduces but does not remove that.
-* Randomness comes only from AES-128-CTR keyed from os.urandom (`privacy.encrypted.randomness`), with
+* Public: the architecture (layer kinds and shapes), the fixed-point format, the batch size, the
+  per-layer communication pattern, and the model's range plan: the declared input bounds and, per
+  layer, the bit length of the largest value the layer can produce over them (`model.ranges`). Private:
+  input values and weight values.
+* The client learns the output it asked for (logits, or only the label) and nothing else: no
+  intermediate value and no per-neuron signal. When a truncation's randomness falls into its failure
+  window, the two parties that see it withhold their output shares and the client runs the query
+  again; that event has a fixed probability (the plan's ``rerun_probability``, about 1e-5 per example
+  for the reference MLP) and does not depend on any data, so the retry tells the client and the
+  servers nothing. Outputs themselves can leak the model to a client making many queries (model
+  extraction), revealed logits carry the stochastic rounding noise of the last truncations, and a
+  client that bypasses the library and sends inputs outside the declared bounds gets outputs computed
+  with wrapped activations (the library refuses such inputs before sharing them).
+* Randomness comes only from AES-128-CTR keyed from os.urandom (`privacy.encrypted.protocol.randomness`), with
   a known-answer self-test at start-up. Pairwise keys are exchanged over mutually authenticated TLS
-  1.3 between processes (`privacy.encrypted.network`); certificates come from `ppml encrypted setup`.
+  1.3 between processes (`privacy.encrypted.network`); certificates come from `ppml encrypted setup`,
+  one per party and one per client (revocable, `network.certificates`). Weight shares are re-randomized
+  whenever the parties connect and every ``refresh_every`` sessions.
+* Availability: no client behaviour stops a server (bounded connections, memory budget, strict
+  message parsing, request expiry, sessions aborted instead of servers; `network.server`).
 * Out of scope: side channels (timing of the parties' arithmetic is data-independent except numpy's),
   denial of service by a party, and the security of the machines holding keys and share bundles.
 
-Accuracy: fixed point with f fractional bits (16 by default) and probabilistic truncation after every
-product (result floor(z/2^f) or one more, failing with probability |z|/2^64, detected by the monitor);
-ReLU and max-pooling are exact on the fixed-point values; hidden sigmoids are piecewise linear with
-error at most `SIGMOID_MAX_ERROR`. `simulate` computes the same fixed-point arithmetic in the clear
-with bounds every protocol output must lie in.
+Correctness: a wrap-around in the ring cannot be detected after the fact, so it is prevented. At
+sharing time an interval analysis over the declared input bounds (`model.ranges.analyse`) proves that
+every value entering a truncation or a comparison fits the ring's headroom, and refuses the model
+otherwise; the client refuses out-of-bound inputs. Truncation (one round, fused with re-sharing)
+returns floor(z / 2^f) or one more, unbiased, and never a wrong value unnoticed
+(`protocol.arithmetic.truncate`). Comparisons are exact for proven-range operands
+(`protocol.comparison`); ReLU and max-pooling are exact on the fixed-point values; hidden sigmoids are
+piecewise linear with error at most `SIGMOID_MAX_ERROR`; the last layer's logits are opened before
+truncation (2f fractional bits). `simulate` computes the same fixed-point arithmetic in the clear with
+bounds every protocol output must lie in.
 
-Front door: `import_keras_model` -> `InProcessCluster` (one process) or `share_model` + `serve_party`
-+ `RemoteClient` (three processes); `verify_model` compares encrypted and plaintext predictions.
+Modules, by group: `model` (the plaintext side: fixed point, plans, Keras import, layers, interval
+analysis, ranges), `protocol` (the three-party protocol on shares, the client's and the model owner's
+side of it), `network` (parties as processes: wire format, certificates, memory budget, server, remote
+client). Front door (exported here): `import_keras_model` -> `InProcessCluster` (one process), or
+`save_model_shares` (model owner) + `run_party` (each server) + `RemoteClient` (each client) for three
+processes (`loopback_parties` starts three on one machine); `verify_model` compares encrypted and
+plaintext predictions.
 """
 
-from privacy.encrypted.activations import SIGMOID_MAX_ERROR
-from privacy.encrypted.client import OverflowDetected, Prediction
-from privacy.encrypted.costs import CostReport
-from privacy.encrypted.keras_import import UnsupportedModelError, import_keras_model
-from privacy.encrypted.local import InProcessCluster
-from privacy.encrypted.model_shares import PartyModel, share_model
-from privacy.encrypted.plan import Architecture, ModelPlan
-from privacy.encrypted.randomness import RandomnessSelfTestError
-from privacy.encrypted.ring import FixedPoint
-from privacy.encrypted.simulation import simulate
-from privacy.encrypted.transport import TransportError
+from privacy.encrypted.in_process import InProcessCluster
+from privacy.encrypted.model.activations import SIGMOID_MAX_ERROR
+from privacy.encrypted.model.intervals import simulate
+from privacy.encrypted.model.keras_import import UnsupportedModelError, import_keras_model
+from privacy.encrypted.model.plan import Architecture, ModelPlan
+from privacy.encrypted.model.ranges import InputBounds, InputOutOfBounds, ModelRangeError, RangePlan
+from privacy.encrypted.model.ring import FixedPoint
+from privacy.encrypted.network.processes import loopback_parties, run_party, save_model_shares
+from privacy.encrypted.network.remote import RemoteClient
+from privacy.encrypted.protocol.client import Prediction, ResultRejected
+from privacy.encrypted.protocol.costs import CostReport
+from privacy.encrypted.protocol.model_shares import PartyModel, share_model
+from privacy.encrypted.protocol.randomness import RandomnessSelfTestError
+from privacy.encrypted.protocol.transport import TransportError
+from privacy.encrypted.verify import VerificationReport, verify_model
 
 __all__ = [
-    "Architecture", "CostReport", "FixedPoint", "InProcessCluster", "ModelPlan", "OverflowDetected", "PartyModel",
-    "Prediction", "RandomnessSelfTestError", "SIGMOID_MAX_ERROR", "TransportError", "UnsupportedModelError",
-    "import_keras_model", "share_model", "simulate",
+    "Architecture", "CostReport", "FixedPoint", "InProcessCluster", "InputBounds", "InputOutOfBounds", "ModelPlan",
+    "ModelRangeError", "PartyModel", "Prediction", "RandomnessSelfTestError", "RangePlan", "RemoteClient",
+    "ResultRejected", "SIGMOID_MAX_ERROR", "TransportError", "UnsupportedModelError", "VerificationReport",
+    "import_keras_model", "loopback_parties", "run_party", "save_model_shares", "share_model", "simulate",
+    "verify_model",
 ]

@@ -1,9 +1,9 @@
 """Reference models and timing helpers for `ppml encrypted bench` and `benchmarks/encrypted_inference.py`.
 
-The reference models are the ones the anchors were measured on (field notes, enc.md): an MLP
-784-128-128-10 with ReLUs, and a small CNN (conv 5x5 stride 2 with 16 filters, ReLU, dense 100, ReLU,
-dense 10) on 28x28x1 inputs. Weights are random (Glorot-scaled, seeded): latency, rounds and bytes
-do not depend on the weight values.
+The reference models are the ones the anchors were measured on: an MLP 784-128-128-10 with ReLUs,
+and a small CNN (conv 5x5 stride 2 with 16 filters, ReLU, dense 100, ReLU, dense 10) on 28x28x1
+inputs in [0, 1] (`reference_bounds`). Weights are random (Glorot-scaled, seeded): latency, rounds and
+bytes do not depend on the weight values.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import time
 
 import numpy as np
 
-from privacy.encrypted.plan import Activation, Architecture, Conv2D, Dense, ModelPlan, Reshape
+from privacy.encrypted.model.plan import Activation, Architecture, Conv2D, Dense, ModelPlan, Reshape
+from privacy.encrypted.model.ranges import InputBounds
 
 REFERENCE_MODELS = ("mlp", "cnn")
 
@@ -43,6 +44,11 @@ def reference_plan(name: str, seed: int = 0) -> ModelPlan:
                    "dense_1": (_glorot(rng, (100, 10), 100, 10), rng.normal(0, 0.05, 10))}
         return ModelPlan(Architecture((28, 28, 1), layers, "softmax"), weights)
     raise ValueError(f"unknown reference model {name!r}; choose from {REFERENCE_MODELS}")
+
+
+def reference_bounds(plan: ModelPlan) -> InputBounds:
+    """Pixel intensities in [0, 1]: the input bounds the reference models are shared with."""
+    return InputBounds.declared(0.0, 1.0, plan.architecture.input_shape)
 
 
 def time_predictions(predictor, x: np.ndarray, *, repeats: int, warmup: int = 2) -> dict:

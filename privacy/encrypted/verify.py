@@ -103,7 +103,7 @@ def verify_model(model, x: np.ndarray, y: np.ndarray | None, predictor, *, batch
         seconds.append(time.perf_counter() - began)
         rounds, nbytes = max(rounds, predictor.last_cost.rounds), max(nbytes, predictor.last_cost.bytes)
     encrypted = np.concatenate(encrypted).reshape(len(x), -1)
-    threshold = _decision_threshold(model)
+    threshold = _decision_threshold(model) if plain.shape[1] == 1 else 0.0
     plain_labels, enc_labels = _labels(plain, threshold), _labels(encrypted, threshold)
     plain_acc = enc_acc = diff = None
     if y is not None:
@@ -112,6 +112,7 @@ def verify_model(model, x: np.ndarray, y: np.ndarray | None, predictor, *, batch
             raise ValueError(f"got {len(y)} labels for {len(x)} examples")
         plain_acc, enc_acc = float((plain_labels == y).mean()), float((enc_labels == y).mean())
         diff = 100.0 * abs(plain_acc - enc_acc)
-    return VerificationReport(len(x), float((plain_labels == enc_labels).mean()), float(np.abs(encrypted - plain).max()),
+    return VerificationReport(len(x), float((plain_labels == enc_labels).mean()),
+                              float(np.abs(encrypted - plain).max()),
                               plain_acc, enc_acc, diff, 1e3 * float(np.mean(seconds)), min(batch_size, len(x)),
                               rounds, nbytes)

@@ -11,9 +11,11 @@ Front door (works with ordinary `compile` and `fit`):
     # or: model.fit(poisson_batches(examples, dataset_size=n, expected_batch_size=256), epochs=3)
     private_training(model).budget               # privacy.accounting.PrivacyBudget of the steps that ran
 
-TF Privacy names: `DPKerasSGDOptimizer`, `DPKerasAdamOptimizer`, `DPKerasAdagradOptimizer`
-(l2_norm_clip, noise_multiplier, num_microbatches) with `make_private(model)` or `DPModel` /
-`DPSequential`. What is guaranteed:
+TF Privacy names: `DPKerasSGDOptimizer` (also `DPGradientDescentGaussianOptimizer`), `DPKerasAdamOptimizer`,
+`DPKerasAdagradOptimizer` (l2_norm_clip, noise_multiplier, num_microbatches): compiling a plain model with
+one makes it private (Keras' own batches, accounted as shuffled), or use them with `make_private(model)`
+or `DPModel` / `DPSequential`; their `minimize(loss, var_list, tape=tape)` runs TF Privacy's step on a
+per-example loss vector (see `privacy.keras.optimizers`). What is guaranteed:
 
 * every example's gradient (over all trainable variables) is clipped to L2 norm C, by ghost norms for
   Dense, EinsumDense, Embedding, Conv1D, Conv2D, DepthwiseConv2D and LayerNormalization, and by exact
@@ -34,18 +36,17 @@ package imports TensorFlow; the Keras flavour of the classes below follows TF_US
 """
 
 from privacy.keras.callback import PrivacyBudgetCallback
-from privacy.keras.model import DPModel, DPSequential, make_dp_model_class, make_private, privacy_budget, \
-    private_training
-from privacy.keras.optimizers import DPKerasAdagradOptimizer, DPKerasAdamOptimizer, DPKerasSGDOptimizer, \
-    make_dp_optimizer_class
+from privacy.keras.model import DPModel, DPSequential, make_dp_model_class, make_private
+from privacy.keras.optimizers import DPGradientDescentGaussianOptimizer, DPKerasAdagradOptimizer, \
+    DPKerasAdamOptimizer, DPKerasSGDOptimizer, make_dp_optimizer_class
 from privacy.keras.params import DPConfigurationError, DPParams
-from privacy.keras.private_training import PrivacyBudgetExceeded, PrivateTraining
+from privacy.keras.private_training import PrivacyBudgetExceeded, PrivateTraining, privacy_budget, private_training
 from privacy.keras.sampling import BatchSampling, fixed_size_batches, poisson_batches, sampling_of
 from privacy.keras.validator import find_problems, validate
 
 __all__ = [
-    "BatchSampling", "DPConfigurationError", "DPKerasAdagradOptimizer", "DPKerasAdamOptimizer",
-    "DPKerasSGDOptimizer", "DPModel", "DPParams", "DPSequential", "PrivacyBudgetCallback",
+    "BatchSampling", "DPConfigurationError", "DPGradientDescentGaussianOptimizer", "DPKerasAdagradOptimizer",
+    "DPKerasAdamOptimizer", "DPKerasSGDOptimizer", "DPModel", "DPParams", "DPSequential", "PrivacyBudgetCallback",
     "PrivacyBudgetExceeded", "PrivateTraining", "find_problems", "fixed_size_batches", "make_dp_model_class",
     "make_dp_optimizer_class", "make_private", "poisson_batches", "privacy_budget", "private_training",
     "sampling_of", "validate",

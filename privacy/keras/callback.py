@@ -19,17 +19,18 @@ from __future__ import annotations
 
 import functools
 
-from privacy.keras import _compat
-from privacy.keras.private_training import PrivacyBudgetExceeded
+from privacy.keras import compat
+from privacy.keras.private_training import PrivacyBudgetExceeded, private_training
 
 
-class _PrivacyBudgetLogic:
+class PrivacyBudgetLogic:
     """Composes the budget as steps run, logs epsilon, stops before a target, saves its state.
 
     * After every epoch ``logs["epsilon"]`` is the epsilon spent so far (all private steps of the
       model, resumed ones included) at the model's target delta, from the accountant `PrivateTraining`
       uses (``accountant=`` of `make_private`, else RDP where it applies, else PLD). History, the
-      progress bar and TensorBoard (as ``epoch_epsilon``) record it like any metric.
+      progress bar and TensorBoard (as ``epoch_epsilon``) record it like any metric. Once examples
+      were dropped for a non-finite gradient, loss or weight, ``logs["dropped_examples"]`` counts them.
     * With ``update_freq="batch"`` or an integer N it is also put in the batch logs after every step
       or every N steps of the current `fit` (the batches `keras.callbacks.TensorBoard` with the same
       ``update_freq`` writes as ``batch_epsilon``). Each value composes the ledger: under a millisecond
@@ -63,7 +64,6 @@ class _PrivacyBudgetLogic:
 
     @property
     def private(self):
-        from privacy.keras.model import private_training  # pylint: disable=import-outside-toplevel
         return private_training(self.model)
 
     def on_train_begin(self, logs=None):
@@ -87,6 +87,8 @@ class _PrivacyBudgetLogic:
         private = self.private
         if logs is not None:
             logs["epsilon"] = private.epsilon()
+            if private.dropped_examples:
+                logs["dropped_examples"] = private.dropped_examples
         if private.state_path:
             private.save_state()
 
@@ -99,13 +101,13 @@ class _PrivacyBudgetLogic:
 @functools.cache
 def callback_class(keras) -> type:
     """`PrivacyBudgetCallback` for the Keras package ``keras`` (`keras` or `tf_keras`)."""
-    return type("PrivacyBudgetCallback", (_PrivacyBudgetLogic, keras.callbacks.Callback),
-                {"__doc__": _PrivacyBudgetLogic.__doc__, "__module__": __name__})
+    return type("PrivacyBudgetCallback", (PrivacyBudgetLogic, keras.callbacks.Callback),
+                {"__doc__": PrivacyBudgetLogic.__doc__, "__module__": __name__})
 
 
 def callback_for(model, update_freq: str | int = "epoch"):
     """A `PrivacyBudgetCallback` of ``model``'s Keras flavour."""
-    return callback_class(_compat.keras_of(model))(update_freq)
+    return callback_class(compat.keras_of(model))(update_freq)
 
 
-PrivacyBudgetCallback = callback_class(_compat.default_keras())
+PrivacyBudgetCallback = callback_class(compat.default_keras())

@@ -4,12 +4,16 @@ Given what the recorder kept during the forward pass and the gradient of the sum
 with respect to every unit's recorded outputs, each unit's rule writes its per-example gradients as
 factors; the squared norms add up across units to each example's full-gradient norm, and every
 example's gradient is scaled by min(1, C / norm) (Abadi et al. 2016, Alg. 1) before summing. A unit
-that was not called contributes zero.
+that was not called contributes zero. A clipping unit whose gradient is not finite (an example with inf
+or NaN features, labels or weight) is dropped: it contributes exactly 0 (selected away, since 0 x inf is
+NaN), which keeps every unit's contribution within norm C, and the caller counts it.
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
+
+from privacy.keras.factors import combined
 
 
 def clipped_gradient_sum(units, records, target_grads, variables, *, l2_norm_clip: float,
@@ -25,7 +29,8 @@ def clipped_gradient_sum(units, records, target_grads, variables, *, l2_norm_cli
       num_microbatches: M to clip M contiguous groups of the batch instead of single examples.
 
     Returns:
-      (list of tensors shaped like ``variables``, per-unit gradient norms before clipping).
+      (list of tensors shaped like ``variables``, per-unit gradient norms before clipping (inf or NaN
+      for the dropped units)).
     """
     factors = {}
     position = 0
@@ -38,20 +43,23 @@ def clipped_gradient_sum(units, records, target_grads, variables, *, l2_norm_cli
             grads.append(target_grads[position:position + len(call.targets)])
             position += len(call.targets)
         for key, factor in unit.rule.factors(unit.layer, calls, grads, unit.variables).items():
-            factors[key] = factor.grouped(num_microbatches) if num_microbatches else factor
+            factor = factor.grouped(num_microbatches) if num_microbatches else factor
+            # A variable several layers use (tied weights) gets every use's per-example gradient.
+            factors[key] = combined(factors[key], factor) if key in factors else factor
     if not factors:
         raise ValueError("no trainable layer of the model was called in the forward pass")
     squared = tf.add_n([f.squared_norms() for f in factors.values()])
     norms = tf.sqrt(squared)
+    finite = tf.math.is_finite(norms)
     clip = tf.cast(l2_norm_clip, norms.dtype)
-    scale = clip / tf.maximum(norms, clip)
+    scale = tf.where(finite, clip / tf.maximum(norms, clip), tf.zeros_like(norms))
     sums = []
     for variable in variables:
         factor = factors.get(id(variable))
         if factor is None:
             sums.append(tf.zeros(variable.shape, variable.dtype))
         else:
-            sums.append(tf.cast(factor.clipped_sum(tf.cast(scale, _dtype(factor))), variable.dtype))
+            sums.append(tf.cast(factor.kept(finite).clipped_sum(tf.cast(scale, _dtype(factor))), variable.dtype))
     return sums, norms
 
 

@@ -4,7 +4,11 @@ A *clipping unit* is one example, or one microbatch when `num_microbatches` is s
 describes the gradient of every unit u with respect to one variable and answers two questions:
 
 * ``squared_norms()``: ||grad_u||^2 for every unit, shape (U,);
-* ``clipped_sum(scale)``: sum_u scale_u * grad_u, shaped like the variable.
+* ``clipped_sum(scale)``: sum_u scale_u * grad_u, shaped like the variable;
+* ``kept(keep)``: the same with the units where ``keep`` is False set to zero by selection (so that a
+  non-finite unit contributes 0, not 0 x inf = NaN);
+* ``materialized()``: every unit's gradient, shape (U, *variable_shape) (for variables that several
+  layers use, e.g. tied weights, whose per-example gradients add up: `combined`).
 
 `OuterProduct` is the ghost-norm trick (Goodfellow 2015; Li et al. 2022, "Large language models can be
 strong differentially private learners", Sec. 4): the gradient of a linear map z = a W summed over T
@@ -67,6 +71,16 @@ class OuterProduct:
             return self.to_variable(tf.einsum("u,ude->de", scale, self._materialized))
         return self.to_variable(tf.einsum("utd,ute->de", self.a * scale[:, None, None], self.g))
 
+    def materialized(self):
+        per_unit = self._materialized if self._materialized is not None else tf.einsum("utd,ute->ude", self.a, self.g)
+        return tf.vectorized_map(self.to_variable, per_unit)
+
+    def kept(self, keep) -> "OuterProduct":
+        out = OuterProduct(_select(keep, self.a), _select(keep, self.g), self.to_variable)
+        if self._materialized is not None:
+            out._materialized = _select(keep, self._materialized)
+        return out
+
 
 class PerExample:
     """Materialised gradients: (U, *variable_shape)."""
@@ -82,6 +96,12 @@ class PerExample:
 
     def clipped_sum(self, scale):
         return tf.tensordot(scale, self.grads, axes=1)
+
+    def materialized(self):
+        return self.grads
+
+    def kept(self, keep) -> "PerExample":
+        return PerExample(_select(keep, self.grads))
 
 
 class EmbeddingRows:
@@ -107,3 +127,24 @@ class EmbeddingRows:
     def clipped_sum(self, scale):
         rows = tf.reshape(self.g * scale[:, None, None], [-1, self.g.shape[-1]])
         return tf.math.unsorted_segment_sum(rows, tf.reshape(self.ids, [-1]), self.vocabulary_size)
+
+    def materialized(self):
+        units, rows = dim(self.g), self.vocabulary_size
+        segments = self.ids + tf.range(units)[:, None] * rows
+        table = tf.math.unsorted_segment_sum(tf.reshape(self.g, [-1, self.g.shape[-1]]), tf.reshape(segments, [-1]),
+                                             units * rows)
+        return tf.reshape(table, [units, rows, self.g.shape[-1]])
+
+    def kept(self, keep) -> "EmbeddingRows":
+        return EmbeddingRows(self.ids, _select(keep, self.g), self.vocabulary_size)
+
+
+def combined(first, second) -> PerExample:
+    """The factor of a variable used by two layers: each unit's gradients of both uses, added."""
+    return PerExample(first.materialized() + tf.cast(second.materialized(), first.materialized().dtype))
+
+
+def _select(keep, tensor):
+    """``tensor`` (units first) with the units where ``keep`` is False replaced by zeros."""
+    rows = tf.reshape(keep, [-1] + [1] * (tensor.shape.rank - 1))
+    return tf.where(rows, tensor, tf.zeros_like(tensor))

@@ -18,7 +18,7 @@ from typing import Callable
 
 import tensorflow as tf
 
-from privacy.keras import _compat
+from privacy.keras import compat
 from privacy.keras.factors import EmbeddingRows, OuterProduct, PerExample, dim
 from privacy.keras.recording import Call
 
@@ -36,7 +36,7 @@ class LayerRule:
         """Runs the layer; returns its outputs and the `Call` to keep."""
         inputs = args[0] if args else kwargs["inputs"]
         activation = getattr(layer, "activation", None)
-        linear = _compat.keras_of(layer).activations.linear
+        linear = compat.keras_of(layer).activations.linear
         if activation is None or activation is linear:
             z = original(*args, **kwargs)
             return z, Call({"inputs": inputs}, [z])
@@ -86,7 +86,7 @@ def _plain(layer, *flags) -> bool:
 
 class DenseRule(LayerRule):
     def applies(self, layer):
-        return type(layer) is _compat.keras_of(layer).layers.Dense and _plain(layer)
+        return type(layer) is compat.keras_of(layer).layers.Dense and _plain(layer)
 
     def call_factors(self, layer, kept, grad):
         d_in, d_out = layer.kernel.shape
@@ -101,7 +101,7 @@ class EinsumDenseRule(LayerRule):
     """z = einsum(equation, x, W) (+ bias over `bias_axes`), with the batch as x's first letter."""
 
     def applies(self, layer):
-        if type(layer) is not _compat.keras_of(layer).layers.EinsumDense or not _plain(layer):
+        if type(layer) is not compat.keras_of(layer).layers.EinsumDense or not _plain(layer):
             return False
         parsed = _parse_einsum(layer.equation)
         return parsed is not None and parsed[0][0] == parsed[2][0] and parsed[0][0] not in parsed[1] and (
@@ -156,7 +156,7 @@ def _size(kernel, w_sub, letters):
 
 class EmbeddingRule(LayerRule):
     def applies(self, layer):
-        return type(layer) is _compat.keras_of(layer).layers.Embedding and _plain(layer)
+        return type(layer) is compat.keras_of(layer).layers.Embedding and _plain(layer)
 
     def call_factors(self, layer, kept, grad):
         table = layer.embeddings
@@ -168,7 +168,7 @@ class ConvRule(LayerRule):
     """Conv1D / Conv2D (channels_last, groups=1): the kernel gradient is patches^T G."""
 
     def applies(self, layer):
-        layers = _compat.keras_of(layer).layers
+        layers = compat.keras_of(layer).layers
         return (type(layer) in (layers.Conv1D, layers.Conv2D) and _plain(layer)
                 and layer.data_format == "channels_last" and getattr(layer, "groups", 1) == 1)
 
@@ -186,7 +186,7 @@ class DepthwiseConv2DRule(LayerRule):
     """DepthwiseConv2D: grad[kh, kw, c, m] = sum_p patch[p, kh, kw, c] * g[p, c * M + m]."""
 
     def applies(self, layer):
-        return (type(layer) is _compat.keras_of(layer).layers.DepthwiseConv2D and _plain(layer)
+        return (type(layer) is compat.keras_of(layer).layers.DepthwiseConv2D and _plain(layer)
                 and layer.data_format == "channels_last")
 
     def call_factors(self, layer, kept, grad):
@@ -218,7 +218,7 @@ def _patches(layer, inputs):
         padding = "VALID"
     if one_d:
         inputs = inputs[:, None]
-    if _compat.in_xla_context() and None not in inputs.shape[1:]:
+    if compat.in_xla_context() and None not in inputs.shape[1:]:
         patches = _patches_by_slicing(inputs, size, strides, rates, padding)
     else:
         patches = tf.image.extract_patches(inputs, sizes=[1, *size, 1], strides=[1, *strides, 1],
@@ -250,7 +250,7 @@ class LayerNormalizationRule(LayerRule):
     """gamma's gradient is sum over positions of x_hat * g; beta's is sum of g."""
 
     def applies(self, layer):
-        if type(layer) is not _compat.keras_of(layer).layers.LayerNormalization or getattr(layer, "rms_scaling",
+        if type(layer) is not compat.keras_of(layer).layers.LayerNormalization or getattr(layer, "rms_scaling",
                                                                                             False):
             return False
         return True
@@ -308,7 +308,7 @@ class VectorizedRule(LayerRule):
         batch_dim = call.targets[0].shape[0]
         batched = [i for i, t in enumerate(flat)
                    if tf.is_tensor(t) and t.shape.rank and t.shape[0] == batch_dim]
-        original = _compat.class_call(layer)
+        original = compat.class_call(layer)
 
         def one_example(elems):
             inputs, output_grads = elems

@@ -2,13 +2,14 @@
 
 `make_private` validates a Keras model (Keras 3 or tf-keras), attaches a `PrivateTraining` to it and
 replaces two of its methods on the instance only: `train_step` (the DP-SGD step) and `fit` (which checks
-the data's sampling, draws Poisson batches from arrays, and adds the privacy budget callback). The class,
+the data's sampling, draws the batches from arrays, and adds the privacy budget callback). The class,
 `compile`, `evaluate`, `predict` and saving are untouched, so the trained model is an ordinary Keras
 model for serving (TFX Pusher/Evaluator included).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import types
 import warnings
@@ -17,12 +18,12 @@ import numpy as np
 import tensorflow as tf
 
 from privacy.accounting import Sampling
-from privacy.keras import _compat, callback, monitoring, recording, sampling, validator
+from privacy.keras import callback, compat, monitoring, optimizers, recording, sampling, validator
 from privacy.keras.params import DPConfigurationError, DPParams
-from privacy.keras.private_training import PrivateTraining
+from privacy.keras.private_training import (CALLERS_DATASET, IN_ORDER, PERMUTED, PrivateTraining, attach, is_private,
+                                            private_training)
 from privacy.keras.train_step import dp_train_step
 
-_ATTRIBUTE = "_ppml_private_training"
 _FIT_ARGUMENTS = ("x", "y", "batch_size", "epochs", "verbose", "callbacks", "validation_split", "validation_data",
                   "shuffle", "class_weight", "sample_weight", "initial_epoch", "steps_per_epoch")
 _DEFAULT_KERAS_BATCH_SIZE = 32
@@ -48,8 +49,12 @@ def make_private(model, *, l2_norm_clip: float | None = None, noise_multiplier: 
         a `poisson_batches` dataset when not given).
       sampling: "poisson" (default: arrays given to `fit` are Poisson-sampled, their rows gathered in
         place without copying them; datasets must come from `poisson_batches`), "fixed"
-        (`fixed_size_batches`), or "shuffle" (each epoch a fresh permutation batched within the epoch;
-        accounted with the once-per-epoch bound, which claims no amplification).
+        (`fixed_size_batches`), or "shuffle" (each epoch a permutation batched within the epoch;
+        accounted with the once-per-epoch bound, which claims no amplification). Under shuffling,
+        arrays run as ppml's epochs (``fit(shuffle=False)``: in the arrays' order), continued across
+        `fit` calls and resumed runs; a caller's tf.data.Dataset gives the epoch length by its
+        cardinality (or that of the dataset it repeats), each batch is checked to hold at most
+        ``expected_batch_size`` examples, and a new pass over it may start only at an epoch boundary.
       adjacency: "add-remove" or "replace-one"; default: the sampling's natural one, add-remove for
         Poisson sampling and replace-one for fixed-size and shuffled batches (which refuse add-remove).
       target_delta: delta of the reported guarantee; default: the largest power of 10 below 1/n.
@@ -72,37 +77,18 @@ def make_private(model, *, l2_norm_clip: float | None = None, noise_multiplier: 
       DPConfigurationError: for layers, losses or settings DP-SGD cannot handle, naming what to use instead.
     """
     params = _params(l2_norm_clip, noise_multiplier, num_microbatches)
-    if hasattr(model, _ATTRIBUTE):
+    if is_private(model):
         raise DPConfigurationError(f"model '{model.name}' is already private")
     validator.validate(model, target_epsilon=target_epsilon)
     private = PrivateTraining(params=params, expected_batch_size=expected_batch_size, dataset_size=dataset_size,
                               sampling=sampling, adjacency=adjacency, target_delta=target_delta,
                               target_epsilon=target_epsilon, accountant=accountant, state_path=state_path,
                               seed=seed, secure_noise=secure_noise)
-    _attach(model, private)
+    attach(model, private)
     object.__setattr__(model, "train_step", types.MethodType(_train_step, model))
     object.__setattr__(model, "fit", types.MethodType(_fit_with(type(model).fit), model))
     model.train_function = None  # a function traced before holds the non-private step
     return model
-
-
-def private_training(model) -> PrivateTraining:
-    """The `PrivateTraining` of a model made private by `make_private` or built as DPModel/DPSequential."""
-    private = getattr(model, _ATTRIBUTE, None)
-    if private is None:
-        raise DPConfigurationError(f"model '{getattr(model, 'name', model)}' is not private; call make_private(model)")
-    return private
-
-
-def privacy_budget(model):
-    """The `privacy.accounting.PrivacyBudget` spent by the private steps ``model`` has run."""
-    return private_training(model).budget
-
-
-def _attach(model, private: PrivateTraining) -> None:
-    object.__setattr__(model, _ATTRIBUTE, private)
-    with model.distribute_strategy.scope():
-        private.build()
 
 
 def _train_step(model, data):
@@ -128,7 +114,7 @@ def private_fit(model, fit, *args, **kwargs):
         raise DPConfigurationError("compile the model (optimizer and per-example loss) before fit")
     validator.validate(model, target_epsilon=private.target_epsilon)
     private.resolve_params(model.optimizer)
-    _prepare_data(model, private, kwargs)
+    shuffled_from = _prepare_data(model, private, kwargs)
     _avoid_xla_for_recurrent_fallbacks(model, private)
     callbacks = list(kwargs.get("callbacks") or [])
     problems = monitoring.training_metric_problems(callbacks)
@@ -137,14 +123,34 @@ def private_fit(model, fit, *args, **kwargs):
                                    + "\n  - ".join(problems))
     if private.state_path:
         _check_checkpoint_frequency(callbacks)
-    accounting = private.dataset_size is not None and private.expected_batch_size is not None and \
-        private.params.noise_multiplier > 0
-    ours = [cb for cb in callbacks if isinstance(cb, callback._PrivacyBudgetLogic)]  # pylint: disable=protected-access
+    accounting = _check_accounting(private)
+    ours = [cb for cb in callbacks if isinstance(cb, callback.PrivacyBudgetLogic)]
     if accounting and not ours:
         ours = [callback.callback_for(model)]
     # First, so that epsilon is in the logs before TensorBoard, History or EarlyStopping read them.
     kwargs["callbacks"] = ours + [cb for cb in callbacks if cb not in ours]
-    return fit(**kwargs)
+    try:
+        return fit(**kwargs)
+    finally:
+        if shuffled_from is not None:
+            private.end_shuffled_fit(shuffled_from)
+
+
+def _check_accounting(private) -> bool:
+    """Whether this fit is accounted; a target epsilon or a state_path that could not be honoured is refused."""
+    missing = [name for name, value in (("dataset_size", private.dataset_size),
+                                        ("expected_batch_size", private.expected_batch_size)) if value is None]
+    why = ("noise_multiplier is 0 (no privacy)" if private.params.noise_multiplier == 0
+           else f"{' and '.join(missing)} unknown (pass {' and '.join(missing)} to make_private)" if missing else None)
+    if why is None:
+        return True
+    for option, value in (("target_epsilon", private.target_epsilon), ("state_path", private.state_path)):
+        if value is not None:
+            raise DPConfigurationError(f"make_private({option}={value!r}) needs the privacy spent, but fit cannot "
+                                       f"account this training: {why}")
+    if private.params.noise_multiplier > 0:
+        warnings.warn(f"this private training is not accounted (no epsilon): {why}", stacklevel=3)
+    return False
 
 
 def _check_checkpoint_frequency(callbacks) -> None:
@@ -159,17 +165,24 @@ def _check_checkpoint_frequency(callbacks) -> None:
                 f"to fit for shorter epochs)")
 
 
-def _prepare_data(model, private: PrivateTraining, kwargs: dict) -> None:
+def _prepare_data(model, private: PrivateTraining, kwargs: dict) -> str | None:
+    """Puts the batches that will run in ``kwargs``, checked against the declared sampling.
+
+    Returns where shuffled batches come from (`private_training.PERMUTED`, `IN_ORDER` or
+    `CALLERS_DATASET`), or None for Poisson and fixed-size batches.
+    """
     x = kwargs.get("x")
+    if kwargs.get("validation_split"):
+        raise DPConfigurationError("validation_split cannot be combined with private training's batches; pass "
+                                   "validation_data (held-out examples) instead")
     if isinstance(x, tf.data.Dataset):
-        _check_dataset(private, x, kwargs)
-    elif _is_array_like(x):
-        _sample_arrays(model, private, kwargs)
-    elif private.sampling is not Sampling.SHUFFLE:
-        raise DPConfigurationError(
-            f"fit received {type(x).__name__} input, whose batches cannot be checked for {private.sampling.value} "
-            "sampling; pass arrays or a dataset from poisson_batches / fixed_size_batches, or declare "
-            "sampling='shuffle'")
+        return _check_dataset(private, x, kwargs)
+    if _is_array_like(x):
+        return _sample_arrays(model, private, kwargs)
+    raise DPConfigurationError(
+        f"fit received {type(x).__name__} input, whose batches cannot be checked for {private.sampling.value} "
+        "sampling; pass arrays, a dataset from poisson_batches / fixed_size_batches, or (with sampling='shuffle') "
+        "a tf.data.Dataset of shuffled batches")
 
 
 def _microbatched(private) -> bool:
@@ -177,11 +190,11 @@ def _microbatched(private) -> bool:
     return bool(private.params is not None and (private.params.num_microbatches or 1) > 1)
 
 
-def _check_dataset(private, dataset, kwargs) -> None:
+def _check_dataset(private, dataset, kwargs) -> str | None:
     seen = sampling.sampling_of(dataset)
     if seen is None:
         if private.sampling is Sampling.SHUFFLE:
-            return
+            return _check_shuffled_dataset(private, dataset, kwargs)
         builder = "poisson_batches" if private.sampling is Sampling.POISSON else "fixed_size_batches"
         raise DPConfigurationError(
             f"fit received a tf.data.Dataset that privacy.keras.{builder} did not build, but the training is "
@@ -200,9 +213,28 @@ def _check_dataset(private, dataset, kwargs) -> None:
     kwargs.setdefault("shuffle", False)  # the sampler draws every batch afresh; Keras would only warn
     if kwargs.get("steps_per_epoch") is None:
         kwargs["steps_per_epoch"] = seen.steps_per_epoch
+    return None
 
 
-def _sample_arrays(model, private, kwargs) -> None:
+def _check_shuffled_dataset(private, dataset, kwargs) -> str:
+    """A caller's dataset of shuffled batches: the epoch length from the data, every batch's size checked.
+
+    Accepted: a finite dataset of known cardinality (one epoch = one pass = its batches), or one
+    `repeat()` of such a dataset (one epoch per repetition). That every example appears at most once
+    per pass (e.g. ``examples.shuffle(n).batch(B)``) is what ``sampling='shuffle'`` declares.
+    """
+    per_epoch = sampling.batches_per_pass(dataset)
+    private.set_epoch_length(per_epoch, "the dataset")
+    if private.expected_batch_size is None:
+        static = tf.nest.flatten(dataset.element_spec)[0].shape
+        private.expected_batch_size = static[0] if static.rank and static[0] is not None else None
+    if private.expected_batch_size is not None:
+        kwargs["x"] = sampling.at_most(dataset, int(private.expected_batch_size))
+    private.begin_shuffled_fit(CALLERS_DATASET)
+    return CALLERS_DATASET
+
+
+def _sample_arrays(model, private, kwargs) -> str | None:
     x, y, weights = kwargs.pop("x"), kwargs.pop("y", None), kwargs.pop("sample_weight", None)
     n = len(tf.nest.flatten(x)[0])
     batch_size = kwargs.pop("batch_size", None)
@@ -212,14 +244,9 @@ def _sample_arrays(model, private, kwargs) -> None:
     elif batch_size is not None and batch_size != private.expected_batch_size:
         raise DPConfigurationError(f"fit(batch_size={batch_size}) differs from make_private's "
                                    f"expected_batch_size={private.expected_batch_size}")
-    if kwargs.get("validation_split"):
-        raise DPConfigurationError("validation_split cannot be combined with sampled batches; pass "
-                                   "validation_data (held-out examples) instead")
-    if private.sampling is Sampling.SHUFFLE:
-        kwargs.update(x=x, y=y, sample_weight=weights, batch_size=int(private.expected_batch_size))
-        private.steps_per_epoch = math.ceil(n / private.expected_batch_size)
-        return
     examples = (x, y) if weights is None else (x, y, weights)  # gathered from in place, not copied
+    if private.sampling is Sampling.SHUFFLE:
+        return _shuffle_arrays(private, examples, n, kwargs)
     # A seeded run continues its sampling stream from the steps already taken (each fit, a resumed run).
     seed = (None if private.sampling_seed is None
             else int(np.random.SeedSequence([private.sampling_seed, private.steps]).generate_state(1)[0]))
@@ -236,6 +263,32 @@ def _sample_arrays(model, private, kwargs) -> None:
     kwargs.update(x=batches.prefetch(2), shuffle=False)
     if kwargs.get("steps_per_epoch") is None:
         kwargs["steps_per_epoch"] = sampling.sampling_of(batches).steps_per_epoch
+    return None
+
+
+def _shuffle_arrays(private, examples, n: int, kwargs) -> str:
+    """Shuffle-and-iterate over arrays: ppml's stream, which continues a partial epoch in the next fit."""
+    order = kwargs.pop("shuffle", True)
+    if order not in (True, False):
+        raise DPConfigurationError(f"fit(shuffle={order!r}) is not supported with sampling='shuffle'; use True "
+                                   "(a new permutation every epoch) or False (the arrays' order)")
+    source = PERMUTED if order else IN_ORDER
+    batch = private.expected_batch_size
+    if float(batch) != int(batch):
+        raise DPConfigurationError(f"shuffled batches need a whole expected_batch_size, got {batch!r}")
+    microbatches = private.params.num_microbatches
+    if microbatches and (int(batch) % microbatches or n % int(batch) % microbatches):
+        raise DPConfigurationError(
+            f"shuffled batches of {int(batch)} (the last of each epoch holding {n % int(batch) or int(batch)} of the "
+            f"{n} examples) cannot all be split into num_microbatches={microbatches} equal parts")
+    private.set_epoch_length(math.ceil(n / batch), f"{n} examples in batches of {int(batch)}")
+    start = private.begin_shuffled_fit(source)
+    batches = sampling.shuffled_batches(examples, dataset_size=n, batch_size=int(batch), seed=private.shuffle_seed,
+                                        start_step=start, shuffle=order)
+    kwargs.update(x=batches.prefetch(2), shuffle=False)
+    if kwargs.get("steps_per_epoch") is None:
+        kwargs["steps_per_epoch"] = private.steps_per_epoch
+    return source
 
 
 def _agree(private, name, value) -> None:
@@ -255,9 +308,9 @@ def _is_array_like(x) -> bool:
 
 def _avoid_xla_for_recurrent_fallbacks(model, private) -> None:
     """XLA cannot compile per-example gradients through Keras 3's RNN loops: compile those steps without it."""
-    if _compat.is_tf_keras(model) or not getattr(model, "jit_compile", False):
+    if compat.is_tf_keras(model) or not getattr(model, "jit_compile", False):
         return
-    loops = [u.name for u in private.units(model) if recording._runs_sublayers_in_loop(u.layer)]  # pylint: disable=protected-access
+    loops = [u.name for u in private.units(model) if recording.runs_sublayers_in_loop(u.layer)]
     if loops:
         warnings.warn(f"per-example gradients of {loops} do not compile with XLA; training without jit_compile")
         model.jit_compile = False
@@ -278,7 +331,7 @@ def make_dp_model_class(cls: type) -> type:
         def __init__(self, l2_norm_clip=None, noise_multiplier=None, num_microbatches=None, *args, **kwargs):
             options = {k: kwargs.pop(k) for k in private_options if k in kwargs}
             super().__init__(*args, **kwargs)
-            _attach(self, PrivateTraining(params=_params(l2_norm_clip, noise_multiplier, num_microbatches),
+            attach(self, PrivateTraining(params=_params(l2_norm_clip, noise_multiplier, num_microbatches),
                                           **_defaults(options)))
 
         def train_step(self, data):
@@ -310,7 +363,32 @@ def _defaults(options: dict) -> dict:
     return out
 
 
-_keras = _compat.default_keras()
+def install_compile_hook(model_class) -> None:
+    """Makes ``model_class.compile`` make a model private when its optimizer is a DP optimizer.
+
+    TF Privacy's pattern, ``model.compile(optimizer=DPKerasSGDOptimizer(...), loss=...)`` on a plain
+    model, then trains privately: `make_private(model, sampling="shuffle")` (Keras' own batches, the once-
+    per-epoch bound). Models already private, and models whose class overrides `train_step` (their step
+    calls the optimizer's own `minimize` with the tape), are left as they are. Idempotent.
+    """
+    original = model_class.compile
+    if getattr(original, "ppml_compile_hook", False):
+        return
+
+    @functools.wraps(original)
+    def compile(model, *args, **kwargs):  # pylint: disable=redefined-builtin
+        result = original(model, *args, **kwargs)
+        if (optimizers.dp_params_of(getattr(model, "optimizer", None)) is not None and not is_private(model)
+                and not validator.overridden_training(model)):
+            make_private(model, sampling="shuffle")
+        return result
+
+    compile.ppml_compile_hook = True
+    model_class.compile = compile
+
+
+_keras = compat.default_keras()
+install_compile_hook(_keras.Model)
 DPModel = make_dp_model_class(_keras.Model)
 DPSequential = make_dp_model_class(_keras.Sequential)
 del _keras

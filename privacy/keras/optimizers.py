@@ -1,12 +1,24 @@
 """DP optimizers with the names and arguments TF Privacy users know.
 
 ``DPKerasSGDOptimizer(l2_norm_clip, noise_multiplier, num_microbatches=None, learning_rate=...)`` is a
-Keras SGD that carries DP-SGD hyperparameters. Per-example clipping needs each example's loss, which an
-optimizer never sees in Keras 3's `fit`, so the work is done by the private training step that
-`make_private` (or `DPModel` / `DPSequential`) installs on the model; that step reads the optimizer's
-hyperparameters. Used on a model without the private step, or from a custom loop that computes
-ordinary averaged gradients, the optimizer refuses to apply them and says what to do, instead of
-silently training without privacy (TF Privacy #134).
+Keras SGD that carries DP-SGD hyperparameters (``DPGradientDescentGaussianOptimizer`` is the same class
+under TF Privacy's older name). Two ways to train with it:
+
+* ``model.compile(optimizer=DPKerasSGDOptimizer(...), loss=...)`` then `fit`, as TF Privacy's tutorials
+  do: compiling a model with a DP optimizer makes it private (`make_private(model, sampling="shuffle")`:
+  Keras' own batches of the arrays given to `fit`, accounted by the once-per-epoch bound; call
+  `make_private` before `compile` for Poisson sampling). Its private step clips per example with ghost
+  norms and reads the optimizer's hyperparameters. Models that override `train_step` are left alone.
+* ``optimizer.minimize(loss, var_list, tape=tape)`` (or `compute_gradients`, or TF Privacy's
+  `_compute_gradients`) with a per-example loss vector and the tape that recorded it, as tf-keras's
+  own `train_step` and TF Privacy's custom loops call it: the loss is averaged over
+  ``num_microbatches`` equal microbatches (default: one per example), each microbatch's gradient is
+  clipped to L2 norm C over all variables (one that is not finite contributes 0), noise of std sigma C
+  is added once to their sum, and the result is divided by the number of microbatches, as TF Privacy
+  does. These steps are not accounted by ppml (`compute_dp_sgd_privacy` or `privacy.accounting` do it).
+
+Gradients from anywhere else (a custom loop applying ordinary averaged gradients) are refused with an
+error naming `make_private`, instead of silently training without privacy (TF Privacy #134).
 
 The classes subclass the optimizers of the Keras behind `tf.keras` in this process (Keras 3, or
 tf-keras when TF_USE_LEGACY_KERAS=1); `make_dp_optimizer_class` wraps any other optimizer class.
@@ -17,7 +29,10 @@ from __future__ import annotations
 import contextlib
 import threading
 
-from privacy.keras import _compat
+import tensorflow as tf
+
+from privacy.keras import compat
+from privacy.keras.noise import GaussianNoise
 from privacy.keras.params import DPConfigurationError, DPParams
 
 _PRIVATE_STEP = threading.local()
@@ -38,10 +53,10 @@ def _require_private_step(optimizer) -> None:
     if not getattr(_PRIVATE_STEP, "active", False):
         raise DPConfigurationError(
             f"{type(optimizer).__name__} was asked to apply gradients that did not come from the private "
-            "training step, so they were never clipped per example and no noise was added. Wrap the model "
-            "with privacy.keras.make_private(model) (or build it as DPModel / DPSequential) and train with "
-            "model.fit(...) or model.train_step(batch); a custom GradientTape loop cannot be made private by "
-            "the optimizer alone.")
+            "training step or from its own minimize / compute_gradients, so they were never clipped per "
+            "example and no noise was added. Wrap the model with privacy.keras.make_private(model) (or "
+            "compile a plain model with this optimizer) and train with model.fit(...), or in a custom loop "
+            "call optimizer.minimize(per_example_losses, variables, tape=tape).")
 
 
 def make_dp_optimizer_class(base: type) -> type:
@@ -55,6 +70,22 @@ def make_dp_optimizer_class(base: type) -> type:
             params = DPParams(l2_norm_clip, noise_multiplier, num_microbatches)
             super().__init__(*args, **kwargs)
             self.dp_params = params
+            self._ppml_noise = GaussianNoise()
+            self._ppml_noise.build()
+            self._ppml_noised = False  # DP gradients computed and not yet applied
+
+        def compute_gradients(self, loss, var_list, tape=None):
+            """DP-SGD gradients of a per-example ``loss`` vector recorded by ``tape`` (see the module)."""
+            grads = dp_gradients(self.dp_params, self._ppml_noise, loss, var_list, tape)
+            self._ppml_noised = True
+            return grads
+
+        def _compute_gradients(self, loss, var_list, grad_loss=None, tape=None):  # TF Privacy's name
+            del grad_loss
+            return self.compute_gradients(loss, var_list, tape)
+
+        def minimize(self, loss, var_list, tape=None):
+            self.apply_gradients(self.compute_gradients(loss, var_list, tape))
 
         @property
         def l2_norm_clip(self) -> float:
@@ -69,13 +100,19 @@ def make_dp_optimizer_class(base: type) -> type:
             return self.dp_params.num_microbatches
 
         def apply_gradients(self, grads_and_vars, *args, **kwargs):
-            _require_private_step(self)
-            return super().apply_gradients(grads_and_vars, *args, **kwargs)
+            noised, self._ppml_noised = self._ppml_noised, False
+            if not noised:
+                _require_private_step(self)
+            with private_step():
+                return super().apply_gradients(grads_and_vars, *args, **kwargs)
 
         if hasattr(base, "apply"):
             def apply(self, grads, trainable_variables=None):  # Keras 3's entry point
-                _require_private_step(self)
-                return super().apply(grads, trainable_variables)
+                noised, self._ppml_noised = self._ppml_noised, False
+                if not noised:
+                    _require_private_step(self)
+                with private_step():
+                    return super().apply(grads, trainable_variables)
 
         def get_config(self):
             config = super().get_config()
@@ -94,6 +131,42 @@ def make_dp_optimizer_class(base: type) -> type:
     return DPOptimizer
 
 
+def dp_gradients(params: DPParams, noise: GaussianNoise, loss, var_list, tape=None) -> list:
+    """TF Privacy's optimizer step: [(gradient, variable)] from a per-example loss vector and its tape.
+
+    ``loss`` is a vector of per-example losses recorded by ``tape``, or a callable returning it (then
+    ``tape`` may be None). Microbatch losses are means over ``num_microbatches`` equal slices (default:
+    one per example); each microbatch's gradient is clipped to ``l2_norm_clip`` over all variables, a
+    non-finite one contributes 0, Gaussian noise of std sigma C is added once to the sum, and the sum is
+    divided by the number of microbatches.
+    """
+    if not callable(loss) and tape is None:
+        raise ValueError("`tape` is required when a `Tensor` loss is passed.")
+    tape = tape if tape is not None else tf.GradientTape()
+    with tape:
+        if callable(loss):
+            if not callable(var_list):
+                tape.watch(var_list)
+            loss = loss()
+        if loss.shape.rank != 1:
+            raise DPConfigurationError(
+                f"DP-SGD needs one loss per example (a vector), got shape {loss.shape}; use a loss with "
+                "reduction NONE (e.g. keras.losses.CategoricalCrossentropy(reduction='none'))")
+        count = params.num_microbatches or tf.shape(loss)[0]
+        microbatch_losses = tf.reduce_mean(tf.reshape(loss, [count, -1]), axis=1)
+    var_list = tf.nest.flatten(var_list() if callable(var_list) else var_list)
+    jacobians = tape.jacobian(microbatch_losses, var_list)
+    jacobians = [tf.zeros([count, *v.shape], loss.dtype) if j is None else j for j, v in zip(jacobians, var_list)]
+    squared = tf.add_n([tf.reduce_sum(tf.reshape(tf.square(j), [count, -1]), axis=1) for j in jacobians])
+    norms = tf.sqrt(squared)
+    finite = tf.math.is_finite(norms)
+    scale = tf.where(finite, params.l2_norm_clip / tf.maximum(norms, params.l2_norm_clip), tf.zeros_like(norms))
+    sums = [tf.tensordot(scale, tf.where(tf.reshape(finite, [-1] + [1] * (j.shape.rank - 1)), j, tf.zeros_like(j)),
+                         axes=1) for j in jacobians]
+    noisy = noise.add(sums, params.noise_stddev)
+    return [(g / tf.cast(count, g.dtype), v) for g, v in zip(noisy, var_list)]
+
+
 def dp_params_of(optimizer) -> DPParams | None:
     """The DP hyperparameters an optimizer carries, or None for an ordinary optimizer."""
     return getattr(optimizer, "dp_params", None)
@@ -110,9 +183,12 @@ ACCUMULATION_REFUSED = (
 """Why DP-SGD refuses gradient accumulation (one message for the optimizer, the training and the validator)."""
 
 
-_keras = _compat.default_keras()
+_keras = compat.default_keras()
 _register = _keras.saving.register_keras_serializable(package="ppml")
 DPKerasSGDOptimizer = _register(make_dp_optimizer_class(_keras.optimizers.SGD))
 DPKerasAdamOptimizer = _register(make_dp_optimizer_class(_keras.optimizers.Adam))
 DPKerasAdagradOptimizer = _register(make_dp_optimizer_class(_keras.optimizers.Adagrad))
+DPGradientDescentGaussianOptimizer = DPKerasSGDOptimizer
+"""TF Privacy's older name for DP-SGD with Gaussian noise (same arguments: l2_norm_clip, noise_multiplier,
+num_microbatches, learning_rate)."""
 del _keras, _register

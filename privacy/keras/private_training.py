@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 
 import tensorflow as tf
 
@@ -24,7 +25,16 @@ from privacy.keras import layer_rules, optimizers, recording
 from privacy.keras.noise import GaussianNoise
 from privacy.keras.params import DPConfigurationError, DPParams
 
-STATE_FORMAT = "ppml.keras.private_training/2"   # /2: records the sampling and adjacency
+STATE_FORMAT = "ppml.keras.private_training/3"   # /3: the shuffled epochs' order; /2: sampling and adjacency
+_STATE_FORMATS = (STATE_FORMAT, "ppml.keras.private_training/2")
+
+PERMUTED, IN_ORDER, CALLERS_DATASET = "permuted", "in order", "the caller's dataset"
+"""Where the steps of a shuffled epoch come from: ppml's stream of the arrays given to `fit` (permuted
+epochs, or in order with ``shuffle=False``), which a later `fit` continues; or the caller's dataset,
+whose next iterator starts a new pass."""
+
+
+_ATTRIBUTE = "_ppml_private_training"
 
 
 class PrivacyBudgetExceeded(RuntimeError):
@@ -55,10 +65,13 @@ class PrivateTraining:
         self._target_delta = target_delta
         self.target_epsilon = _positive_or_none("target_epsilon", target_epsilon)
         self.state_path = os.fspath(state_path) if state_path is not None else None
-        self.steps_per_epoch: int | None = None  # set by fit for shuffled batches
+        self.steps_per_epoch: int | None = None  # shuffled batches: steps per epoch, set by fit from the data
         self.noise = GaussianNoise(seed=seed, secure=secure_noise)
         self.sampling_seed = None if seed is None else seed + 1
+        self.shuffle_seed = secrets.randbits(63) if seed is None else seed + 2  # saved in the state
+        self._open_epoch: str | None = None  # shuffled batches: the source of an epoch left partial
         self._counter = None
+        self._dropped = None
         self._steps_base = 0
         self._budget: PrivacyBudget | None = None
         self._units: dict[int, list] = {}
@@ -70,6 +83,8 @@ class PrivateTraining:
         if self._counter is None:
             self._counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="ppml_private_steps",
                                         aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+            self._dropped = tf.Variable(0, dtype=tf.int64, trainable=False, name="ppml_dropped_examples",
+                                        aggregation=tf.VariableAggregation.SUM)
             if self.state_path and os.path.exists(self.state_path):
                 self._load_state(self.state_path)
 
@@ -106,15 +121,60 @@ class PrivateTraining:
                 "expected_batch_size to make_private (or batch with drop_remainder=True)")
         return float(static * replicas)
 
-    def count_step(self) -> None:
+    def count_step(self, after) -> None:
+        """Counts one step once the tensors ``after`` (the step's gradients) exist: a step whose batch
+        failed to load is not counted (it changed nothing)."""
         if self._counter is None:
             raise RuntimeError("PrivateTraining.build() must run before the training step is traced")
-        self._counter.assign_add(1)
+        with tf.control_dependencies(after):
+            self._counter.assign_add(1)
+
+    def count_dropped(self, examples) -> None:
+        """Counts examples whose gradient was not finite (dropped: they contributed 0 to the step)."""
+        self._dropped.assign_add(examples)
+
+    @property
+    def dropped_examples(self) -> int:
+        """Examples dropped so far because their gradient, loss or weight was not finite (this process)."""
+        return int(self._dropped.numpy()) if self._counter is not None else 0
 
     @property
     def steps(self) -> int:
         """Private steps run so far, including those of a resumed run's saved state."""
         return self._steps_base + (int(self._counter.numpy()) if self._counter is not None else 0)
+
+    # --- shuffled epochs -----------------------------------------------------------------------
+    def set_epoch_length(self, steps_per_epoch: int, where: str) -> None:
+        """Fixes the steps of one shuffled epoch (``where`` says what they were read from).
+
+        One run has one epoch length: after steps were taken with another, the epochs counted so far
+        would no longer be the passes that ran, so it is refused.
+        """
+        if self.steps_per_epoch not in (None, steps_per_epoch) and self.steps > 0:
+            raise DPConfigurationError(
+                f"{where} gives {steps_per_epoch} steps per shuffled epoch, but the {self.steps} steps already "
+                f"taken were accounted with {self.steps_per_epoch}; keep the batch size and data of the run")
+        self.steps_per_epoch = steps_per_epoch
+
+    def begin_shuffled_fit(self, source: str) -> int:
+        """Checks that a `fit` drawing its shuffled batches from ``source`` can follow the steps taken.
+
+        A new iterator over the caller's dataset starts a new pass; in the middle of an epoch, examples
+        of the partial epoch could be used twice in what is accounted as one, so that is refused. ppml's
+        own stream (``PERMUTED`` or ``IN_ORDER``) continues the epoch instead. Returns the step to start at.
+        """
+        position = self.steps % self.steps_per_epoch
+        if position and (source == CALLERS_DATASET or self._open_epoch not in (None, source)):
+            left = self._open_epoch or "steps taken outside fit"
+            raise DPConfigurationError(
+                f"the last shuffled epoch stopped after {position} of its {self.steps_per_epoch} steps "
+                f"({left}); a new pass over {source} would use some of its examples twice in what is accounted "
+                f"as one epoch. Finish epochs within one fit (leave steps_per_epoch unset for a dataset), or "
+                f"give fit the arrays, whose shuffled epochs ppml continues across fit calls")
+        return self.steps
+
+    def end_shuffled_fit(self, source: str) -> None:
+        self._open_epoch = source if self.steps % self.steps_per_epoch else None
 
     # --- accounting ----------------------------------------------------------------------------
     @property
@@ -129,8 +189,8 @@ class PrivateTraining:
         self._require_accounting()
         if self.params.noise_multiplier == 0:
             raise DPConfigurationError("noise_multiplier is 0: this training is not differentially private")
-        # Keras' own batching of arrays sets steps_per_epoch (ceil(n / B)); for a user's dataset of shuffled
-        # batches the epoch length is unknown and the mechanism takes the conservative floor(n / B).
+        # fit sets steps_per_epoch from the data; for steps taken only outside fit the epoch length is
+        # unknown and the mechanism takes the conservative floor(n / B).
         kwargs = {"steps_per_epoch": self.steps_per_epoch} if self.sampling is Sampling.SHUFFLE else {}
         try:
             return DpSgdMechanism(dataset_size=self.dataset_size, batch_size=self.expected_batch_size,
@@ -201,8 +261,12 @@ class PrivateTraining:
 
     # --- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        return {"format": STATE_FORMAT, "steps": self.steps, "sampling": self.sampling.value,
-                "adjacency": self.adjacency.value, "budget": self.budget.to_dict()}
+        state = {"format": STATE_FORMAT, "steps": self.steps, "sampling": self.sampling.value,
+                 "adjacency": self.adjacency.value, "budget": self.budget.to_dict()}
+        if self.sampling is Sampling.SHUFFLE:
+            state["shuffle"] = {"seed": self.shuffle_seed, "steps_per_epoch": self.steps_per_epoch,
+                                "open_epoch": self._open_epoch}
+        return state
 
     def save_state(self, path: str | os.PathLike | None = None) -> None:
         """Writes steps and budget atomically to ``path`` (default: `state_path`)."""
@@ -212,11 +276,20 @@ class PrivateTraining:
         try:
             with open(path) as f:
                 state = json.load(f)
-            if state.get("format") != STATE_FORMAT:
+            if state.get("format") not in _STATE_FORMATS:
                 raise ValueError(f"expected format {STATE_FORMAT!r}")
             budget = PrivacyBudget.from_dict(state["budget"])
             steps = int(state["steps"])
             ran = (Sampling(state["sampling"]), Adjacency(state["adjacency"]))
+            shuffled = state.get("shuffle") if ran[0] is Sampling.SHUFFLE else None
+            if ran[0] is Sampling.SHUFFLE and shuffled is None:
+                raise ValueError("it was saved without the order of its shuffled epochs (an older ppml); "
+                                 "start from a new state_path")
+            if shuffled is not None:
+                seed, per_epoch, open_epoch = (int(shuffled["seed"]), shuffled["steps_per_epoch"],
+                                               shuffled["open_epoch"])
+                if open_epoch not in (None, PERMUTED, IN_ORDER, CALLERS_DATASET):
+                    raise ValueError(f"unknown open_epoch {open_epoch!r}")
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise DPConfigurationError(f"cannot resume from the private training state {path}: {err}") from None
         if ran != (self.sampling, self.adjacency):
@@ -226,6 +299,8 @@ class PrivateTraining:
                 f"{ran[1].value} adjacency, this training declares {self.sampling.value} under "
                 f"{self.adjacency.value}; resume with the same sampling and adjacency or use a new state_path")
         self._steps_base, self._budget = steps, budget
+        if shuffled is not None:
+            self.shuffle_seed, self.steps_per_epoch, self._open_epoch = seed, per_epoch, open_epoch
 
 
 def _positive_or_none(name, value):
@@ -235,3 +310,26 @@ def _positive_or_none(name, value):
         raise DPConfigurationError(f"{name} must be a finite number > 0, got {value!r}")
     return value
 
+
+def private_training(model) -> PrivateTraining:
+    """The `PrivateTraining` of a model made private by `make_private` or built as DPModel/DPSequential."""
+    private = getattr(model, _ATTRIBUTE, None)
+    if private is None:
+        raise DPConfigurationError(f"model '{getattr(model, 'name', model)}' is not private; call make_private(model)")
+    return private
+
+
+def privacy_budget(model) -> PrivacyBudget:
+    """The `privacy.accounting.PrivacyBudget` spent by the private steps ``model`` has run."""
+    return private_training(model).budget
+
+
+def is_private(model) -> bool:
+    return hasattr(model, _ATTRIBUTE)
+
+
+def attach(model, private: PrivateTraining) -> None:
+    """Makes ``private`` the `PrivateTraining` of ``model`` and builds it under the model's strategy."""
+    object.__setattr__(model, _ATTRIBUTE, private)
+    with model.distribute_strategy.scope():
+        private.build()

@@ -16,7 +16,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from privacy.keras import _compat
+from privacy.keras import compat
 
 _ACTIVE = threading.local()  # .records: the Records being filled in this thread, or None
 
@@ -55,19 +55,19 @@ def find_units(model, rule_for) -> list[Unit]:
     units: list[Unit] = []
 
     def visit(layer):
-        if not layer.trainable or not layer.trainable_variables:
-            return
+        if not layer.trainable or not layer.trainable_variables or any(u.layer is layer for u in units):
+            return  # a layer shared by two parents is one unit
         rule = rule_for(layer)
-        if not rule.is_fallback or _compat.own_trainable_variables(layer) or _runs_sublayers_in_loop(layer):
+        if not rule.is_fallback or compat.own_trainable_variables(layer) or runs_sublayers_in_loop(layer):
             units.append(Unit(layer, rule, list(layer.trainable_variables)))
             return
-        for sub in _compat.sublayers(layer):
+        for sub in compat.sublayers(layer):
             visit(sub)
 
-    if _compat.own_trainable_variables(model):
+    if compat.own_trainable_variables(model):
         units.append(Unit(model, rule_for(model), list(model.trainable_variables)))
     else:
-        for sub in _compat.sublayers(model):
+        for sub in compat.sublayers(model):
             visit(sub)
     covered = {id(v) for unit in units for v in unit.variables}
     missing = [v.name for v in model.trainable_variables if id(v) not in covered]
@@ -77,17 +77,22 @@ def find_units(model, rule_for) -> list[Unit]:
     return units
 
 
-def _runs_sublayers_in_loop(layer) -> bool:
+def runs_sublayers_in_loop(layer) -> bool:
     """RNNs run their cell in a loop and TimeDistributed folds time into the batch: clip them whole."""
     names = {cls.__name__ for cls in type(layer).__mro__}
     return bool(names & {"RNN", "Bidirectional", "TimeDistributed"})
 
 
 class Records:
-    """What every unit's calls kept during one forward pass."""
+    """What every unit's calls kept during one forward pass.
+
+    ``outside`` watches the variables read outside the units' calls: a trainable variable read there
+    (another layer computing with a unit's weights) has gradient paths no rule sees.
+    """
 
     def __init__(self):
         self.calls: dict[int, list[Call]] = {}
+        self.outside = tf.GradientTape(watch_accessed_variables=True)
 
     def add(self, unit: Unit, call: Call) -> None:
         self.calls.setdefault(id(unit), []).append(call)
@@ -97,6 +102,11 @@ class Records:
 
     def targets(self, units) -> list:
         return [t for unit in units for call in self.of(unit) for t in call.targets]
+
+    def read_outside(self, variables) -> list:
+        """Those of ``variables`` that the forward pass read outside every unit's call."""
+        seen = {id(v.handle) for v in self.outside.watched_variables()}
+        return [v for v in variables if id(v.handle) in seen]
 
 
 @contextlib.contextmanager
@@ -111,7 +121,8 @@ def recording(units):
             if "call" not in vars(unit.layer):
                 object.__setattr__(unit.layer, "call", _wrapper(unit))
                 patched.append(unit.layer)
-        yield records
+        with records.outside:
+            yield records
     finally:
         for layer in patched:
             object.__delattr__(layer, "call")
@@ -121,11 +132,12 @@ def recording(units):
 def _wrapper(unit: Unit):
     @tf.autograph.experimental.do_not_convert
     def call(*args, **kwargs):
-        original = _compat.class_call(unit.layer)
+        original = compat.class_call(unit.layer)
         records = getattr(_ACTIVE, "records", None)
         if records is None:  # another thread's forward pass while ours is recording
             return original(*args, **kwargs)
-        outputs, kept_call = unit.rule.forward(unit.layer, original, args, kwargs)
+        with records.outside.stop_recording():
+            outputs, kept_call = unit.rule.forward(unit.layer, original, args, kwargs)
         records.add(unit, kept_call)
         return outputs
 

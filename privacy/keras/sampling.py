@@ -9,7 +9,9 @@ the accountant still counts it. `fixed_size_batches` draws B examples without re
 
 Both return an endless dataset of ``(x, y, weight)`` batches and remember how they were built, so
 `make_private`'s `fit` can check that the sampling it accounts is the sampling that ran (the check
-looks through `prefetch`, `take`, `repeat` and `with_options` applied afterwards).
+looks through `prefetch`, `take`, `repeat` and `with_options` applied afterwards). Padding rows are
+zeros with weight 0 (never copies of an example). `shuffled_batches` is what `fit` runs on arrays
+under shuffling: epochs of a permutation that continues across `fit` calls and resumed runs.
 
 Memory: every step looks at all n examples, so they must be at hand. Examples given as arrays (what
 `fit(x, y)` passes) are not copied: each step draws the indices of its batch in TensorFlow and gathers
@@ -20,7 +22,6 @@ memory (one copy of all n examples, e.g. 180 MB for 60 000 MNIST-shaped float32 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import secrets
 from typing import Callable
@@ -35,6 +36,7 @@ DEFAULT_OVERFLOW_PROBABILITY = 1e-9
 """Per-step probability that a Poisson batch exceeds the default `max_batch_size`."""
 
 _TAG = "_ppml_batch_sampling"
+_FOREVER = 2 ** 62
 _TRANSPARENT = ("_PrefetchDataset", "_OptionsDataset", "_TakeDataset", "_RepeatDataset")
 
 
@@ -86,9 +88,8 @@ def poisson_batches(examples, *, dataset_size: int, expected_batch_size: float, 
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise DPConfigurationError(f"max_batch_size must be an integer >= 1, got {max_batch_size!r}")
 
-    def draw(seed_pair, size_check, gather):
-        with tf.control_dependencies([size_check]):
-            keep = tf.random.stateless_uniform([n], seed=seed_pair) < q
+    def draw(seed_pair):
+        keep = tf.random.stateless_uniform([n], seed=seed_pair) < q
         index = tf.cast(tf.where(keep)[:, 0], tf.int32)
         count = tf.size(index)
         fits = tf.debugging.assert_less_equal(
@@ -96,14 +97,14 @@ def poisson_batches(examples, *, dataset_size: int, expected_batch_size: float, 
                                   f"max_batch_size to poisson_batches")
         with tf.control_dependencies([fits]):
             index = tf.ensure_shape(tf.pad(index, [[0, limit - count]]), [limit])
-        mask = tf.sequence_mask(count, limit, dtype=tf.float32)
+        mask = tf.sequence_mask(count, limit)
         if random_slots:
             slots = tf.argsort(tf.random.stateless_uniform(
                 [limit], seed=tf.random.experimental.stateless_fold_in(seed_pair, 1)))
             index, mask = tf.gather(index, slots), tf.gather(mask, slots)
-        return gather(index, mask)
+        return index, mask
 
-    return _tagged(_batches(examples, n, seed, draw),
+    return _tagged(_batches(examples, n, _seed_pairs(seed).map(draw)),
                    BatchSampling(Sampling.POISSON, n, float(expected_batch_size), limit,
                                  max(1, round(n / expected_batch_size)), random_slots=bool(random_slots)))
 
@@ -117,13 +118,40 @@ def fixed_size_batches(examples, *, dataset_size: int, batch_size: int, seed: in
     if isinstance(batch_size, bool) or not isinstance(batch_size, int):
         raise DPConfigurationError(f"batch_size must be an integer, got {batch_size!r}")
 
-    def draw(seed_pair, size_check, gather):
-        with tf.control_dependencies([size_check]):
-            index = tf.math.top_k(tf.random.stateless_uniform([n], seed=seed_pair), batch_size).indices
-        return gather(index, tf.ones([batch_size], tf.float32))
+    def draw(seed_pair):
+        index = tf.math.top_k(tf.random.stateless_uniform([n], seed=seed_pair), batch_size).indices
+        return index, tf.ones([batch_size], tf.bool)
 
-    return _tagged(_batches(examples, n, seed, draw),
+    return _tagged(_batches(examples, n, _seed_pairs(seed).map(draw)),
                    BatchSampling(Sampling.FIXED, n, float(batch_size), batch_size, max(1, round(n / batch_size))))
+
+
+def shuffled_batches(examples, *, dataset_size: int, batch_size: int, seed: int, start_step: int = 0,
+                     shuffle: bool = True) -> tf.data.Dataset:
+    """Endless shuffle-and-iterate batches from global step ``start_step`` on (what `fit` runs under shuffling).
+
+    Epoch e is a permutation of the n examples (derived from ``seed`` and e; the identity with
+    ``shuffle=False``) cut into ceil(n / B) consecutive batches, the last one partial, so every example
+    is used exactly once per epoch and no batch straddles two epochs. Step k of the run is batch k mod
+    ceil(n / B) of epoch k // ceil(n / B) whichever iterator draws it: a new `fit`, or a run resumed
+    from its saved state, continues the epoch where the previous one stopped instead of starting a new
+    permutation (which would use some examples twice in what is accounted as one epoch). The seed is
+    not secret: the once-per-epoch bound claims no amplification from the order.
+    """
+    n, _ = _check_sizes(dataset_size, batch_size)
+    per_epoch = math.ceil(n / batch_size)
+    first_epoch, offset = divmod(start_step, per_epoch)
+
+    def epoch(e):
+        order = (tf.random.experimental.stateless_shuffle(tf.range(n), seed=tf.stack([tf.constant(seed, tf.int64), e]))
+                 if shuffle else tf.range(n))
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+    def in_order(index):
+        return index, tf.ones(tf.shape(index), tf.bool)
+
+    indices = tf.data.Dataset.range(first_epoch, _FOREVER).flat_map(epoch).skip(offset).map(in_order)
+    return _batches(examples, n, indices)
 
 
 def sampling_of(dataset) -> BatchSampling | None:
@@ -139,6 +167,45 @@ def sampling_of(dataset) -> BatchSampling | None:
     return None
 
 
+def batches_per_pass(dataset) -> int:
+    """Batches in one pass of a caller's dataset of shuffled batches: its cardinality, or for
+    ``batches.repeat()`` that of ``batches``; refused when it cannot be read from the dataset."""
+    while type(dataset).__name__ in ("_PrefetchDataset", "_OptionsDataset"):
+        dataset = dataset._inputs()[0]  # pylint: disable=protected-access
+    where = "the dataset"
+    if type(dataset).__name__ == "_RepeatDataset":
+        dataset, where = dataset._inputs()[0], "the repeated dataset"  # pylint: disable=protected-access
+    count = int(dataset.cardinality())
+    if count < 1 or _repeats_inside(dataset):
+        why = ("it is empty" if count == 0 else "it repeats before it ends" if count > 0
+               else "its cardinality is infinite" if count == tf.data.INFINITE_CARDINALITY
+               else "its cardinality is unknown")
+        raise DPConfigurationError(
+            f"the steps of one shuffled epoch cannot be read from {where}: {why}. Batch a finite dataset, e.g. "
+            "examples.shuffle(n).batch(B), optionally followed by .repeat(); or give fit the arrays")
+    return count
+
+
+def _repeats_inside(dataset) -> bool:
+    """Whether a `repeat` hides inside (e.g. ``repeat().take(k)``, whose cardinality is no pass)."""
+    inputs = dataset._inputs()  # pylint: disable=protected-access
+    return any(type(d).__name__ == "_RepeatDataset" or _repeats_inside(d) for d in inputs)
+
+
+def at_most(dataset, batch_size: int):
+    """``dataset`` with every batch checked to hold at most ``batch_size`` examples (an error otherwise)."""
+    def check(*element):
+        size = tf.shape(tf.nest.flatten(element)[0])[0]
+        fits = tf.debugging.assert_less_equal(
+            size, batch_size, message=f"a batch holds more examples than expected_batch_size={batch_size}, the "
+                                      f"batch size the run is accounted with")
+        with tf.control_dependencies([fits]):
+            element = tf.nest.map_structure(tf.identity, element)
+        return element if len(element) > 1 else element[0]
+
+    return dataset.map(check)
+
+
 def _check_sizes(dataset_size, batch_size) -> tuple[int, float]:
     if isinstance(dataset_size, bool) or not isinstance(dataset_size, int) or dataset_size < 1:
         raise DPConfigurationError(f"dataset_size must be an integer >= 1, got {dataset_size!r}")
@@ -148,9 +215,8 @@ def _check_sizes(dataset_size, batch_size) -> tuple[int, float]:
     return dataset_size, batch_size / dataset_size
 
 
-def _batches(examples, n: int, seed, draw: Callable) -> tf.data.Dataset:
-    """One batch per seed: ``draw(seed_pair, size_check, gather)`` picks the indices and gathers them."""
-    seeds = _seed_pairs(seed)
+def _batches(examples, n: int, indices: tf.data.Dataset) -> tf.data.Dataset:
+    """A batch of rows for every ``(index, keep)`` of ``indices``; rows where ``keep`` is False are padding."""
     if isinstance(examples, tf.data.Dataset):
         def from_memory(*element):
             x, y, w = _split(element)
@@ -158,11 +224,18 @@ def _batches(examples, n: int, seed, draw: Callable) -> tf.data.Dataset:
             size_check = tf.debugging.assert_equal(
                 size, n, message=f"the dataset does not hold dataset_size={n} examples (it must be finite and "
                                  f"unbatched, and dataset_size must count it exactly)")
-            return seeds.map(lambda pair: draw(pair, size_check, functools.partial(_gather, x, y, w)))
+
+            def gather(index, keep):
+                with tf.control_dependencies([size_check]):
+                    index = tf.identity(index)
+                take = lambda t: tf.gather(t, index)  # noqa: E731
+                weight = None if w is None else take(tf.reshape(w, [-1]))
+                return _padded(tf.nest.map_structure(take, x), tf.nest.map_structure(take, y), weight, keep)
+
+            return indices.map(gather)
 
         return examples.batch(n + 1).take(1).flat_map(from_memory)
-    gather = _in_place_gather(examples, n)
-    return seeds.map(lambda pair: draw(pair, tf.no_op(), gather))
+    return indices.map(_in_place_gather(examples, n))
 
 
 def _in_place_gather(examples, n: int) -> Callable:
@@ -174,7 +247,7 @@ def _in_place_gather(examples, n: int) -> Callable:
         raise DPConfigurationError(
             f"examples must be a tf.data.Dataset or a tuple (x, y) / (x, y, sample_weight) of arrays, got "
             f"{examples!r:.80}")
-    examples = tuple(examples)
+    examples = _tuples(tuple(examples))  # tf.data would stack a list of outputs' targets into one tensor
     _split(examples)
     arrays = [np.asarray(leaf) for leaf in tf.nest.flatten(examples)]
     sizes = sorted({len(a) if a.ndim else 0 for a in arrays})
@@ -183,15 +256,24 @@ def _in_place_gather(examples, n: int) -> Callable:
     strings = {i: tf.constant(a) for i, a in enumerate(arrays) if a.dtype.kind in "OSU"}
     numeric = [i for i in range(len(arrays)) if i not in strings]
 
-    def gather(index, mask):
+    def gather(index, keep):
         taken = tf.numpy_function(lambda i: [np.take(arrays[k], i, axis=0) for k in numeric], [index],
                                   [tf.as_dtype(arrays[k].dtype) for k in numeric], stateful=False) if numeric else []
         rows = {k: tf.ensure_shape(t, [index.shape[0], *arrays[k].shape[1:]]) for k, t in zip(numeric, taken)}
         rows.update({k: tf.gather(t, index) for k, t in strings.items()})
         x, y, w = _split(tf.nest.pack_sequence_as(examples, [rows[k] for k in range(len(arrays))]))
-        return x, y, mask if w is None else tf.cast(tf.reshape(w, [-1]), tf.float32) * mask
+        return _padded(x, y, w, keep)
 
     return gather
+
+
+def _tuples(structure):
+    """``structure`` with its lists as tuples (tf.data reads a list as one tensor, a tuple as a structure)."""
+    if isinstance(structure, (list, tuple)):
+        return tuple(_tuples(part) for part in structure)
+    if isinstance(structure, dict):
+        return {key: _tuples(part) for key, part in structure.items()}
+    return structure
 
 
 def _split(element):
@@ -210,10 +292,19 @@ def _seed_pairs(seed):
     return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2, drop_remainder=True)
 
 
-def _gather(x, y, w, index, mask):
-    take = lambda t: tf.gather(t, index)  # noqa: E731
-    weight = mask if w is None else tf.cast(tf.gather(tf.reshape(w, [-1]), index), tf.float32) * mask
-    return tf.nest.map_structure(take, x), tf.nest.map_structure(take, y), weight
+def _padded(x, y, w, keep):
+    """``(x, y, weight)`` with the padding rows (``keep`` False) replaced by zeros and weight 0.
+
+    Padding is selected away, never multiplied by 0: a copy of a real example could hold inf or NaN,
+    and 0 x inf is NaN, which would reach every step whether that example was sampled or not.
+    """
+    def blank(t):
+        rows = tf.reshape(keep, [-1] + [1] * (t.shape.rank - 1))
+        return tf.where(rows, t, tf.zeros_like(t))
+
+    weight = tf.ones(tf.shape(keep), tf.float32) if w is None else tf.cast(tf.reshape(w, [-1]), tf.float32)
+    return (tf.nest.map_structure(blank, x), tf.nest.map_structure(blank, y),
+            tf.where(keep, weight, tf.zeros_like(weight)))
 
 
 def _tagged(dataset, sampling: BatchSampling):

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from privacy.keras import _compat, clipping, optimizers, recording
+from privacy.keras import clipping, compat, optimizers, recording
 from privacy.keras.factors import dim
 from privacy.keras.params import DPConfigurationError
 
@@ -41,14 +41,19 @@ def dp_train_step(model, private, data):
     regularization = _add_regularization_gradients(model, variables, grads, replicas)
     with optimizers.private_step():
         model.optimizer.apply_gradients(zip(grads, variables))
-    private.count_step()
+    private.count_step(after=grads)
 
-    count = tf.reduce_sum(tf.cast(weights > 0, tf.float32))
-    mean_loss = tf.reduce_sum(weighted_losses) / tf.maximum(count, 1.0)
+    # Examples (not padding) whose clipping unit was dropped, or whose weight or loss is not finite.
+    real = tf.not_equal(weights, 0.0)
+    kept = tf.repeat(tf.math.is_finite(clipped.norms), tf.shape(weights)[0] // tf.size(clipped.norms))
+    ok = real & tf.math.is_finite(weights) & kept & tf.math.is_finite(weighted_losses)
+    private.count_dropped(tf.reduce_sum(tf.cast(real & ~ok, tf.int64)))
+    count = tf.reduce_sum(tf.cast(ok, tf.float32))
+    mean_loss = tf.reduce_sum(tf.where(ok, weighted_losses, 0.0)) / tf.maximum(count, 1.0)
     if regularization is not None:
         mean_loss += regularization
-    _compat.update_loss_metric(model, y_pred, mean_loss, count)
-    return model.compute_metrics(x, y, y_pred, weights)
+    compat.update_loss_metric(model, y_pred, mean_loss, count)
+    return model.compute_metrics(x, _rows(ok, y), _rows(ok, y_pred), tf.where(ok, weights, 0.0))
 
 
 class ClippedSum(NamedTuple):
@@ -69,13 +74,17 @@ def clipped_gradient_sum(model, units, x, y, weights, params, *, expected_batch_
         unit_scale = microbatches / expected_batch_size
     else:
         local_microbatches, unit_scale = None, 1.0
-    call_kwargs = {"training": True} if _compat.call_accepts_training(model) else {}
-    _compat.clear_data_dependent_losses(model)
+    call_kwargs = {"training": True} if compat.call_accepts_training(model) else {}
+    compat.clear_data_dependent_losses(model)
+    usable = tf.not_equal(weights, 0.0) & tf.math.is_finite(weights)
     with tf.GradientTape() as tape:
         with recording.recording(units) as records:
             y_pred = model(x, **call_kwargs)
         _reject_data_dependent_losses(model)
-        weighted_losses = per_example_loss(model, y, y_pred) * weights
+        _reject_weights_used_outside_their_layers(records, model)
+        losses = per_example_loss(model, y, y_pred)
+        # Selected, not multiplied: padding (weight 0) must add exactly 0 even where its loss is not finite.
+        weighted_losses = tf.where(usable, losses * tf.where(usable, weights, 0.0), 0.0)
         objective = tf.reduce_sum(weighted_losses) * unit_scale
     target_grads = tape.gradient(objective, records.targets(units),
                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
@@ -86,13 +95,66 @@ def clipped_gradient_sum(model, units, x, y, weights, params, *, expected_batch_
 
 
 def per_example_loss(model, y, y_pred):
-    """The compiled loss of each example, shape (batch,) (averaged over any other axes, as Keras does)."""
-    loss = _single(model.loss, "loss")
-    if loss is None:
+    """The compiled loss of each example, shape (batch,): for several outputs, the sum over outputs of each
+    output's loss times its ``loss_weights`` entry, as Keras weighs them (each averaged over any axes but
+    the batch, as Keras does)."""
+    if model.loss is None or (isinstance(model.loss, (dict, list, tuple)) and not model.loss):
         raise DPConfigurationError("the model has no loss: compile it with loss=... before training")
-    y_pred = _single(y_pred, "model output")
-    y = _single(y, "target")
-    keras = _compat.keras_of(model)
+    outputs = _outputs(model, y, y_pred)
+    weights = compat.loss_weights(model)
+    total = None
+    for index, (name, target, prediction) in enumerate(outputs):
+        loss = _for_output(model.loss, name, index, len(outputs), "losses")
+        weight = 1.0 if weights is None else _for_output(weights, name, index, len(outputs), "loss_weights")
+        values = _one_loss(model, loss, target, prediction) * tf.cast(weight, tf.float32)
+        total = values if total is None else total + values
+    return total
+
+
+def _outputs(model, y, y_pred) -> list:
+    """[(output name, target, prediction)] for each output of the model."""
+    if isinstance(y_pred, dict):
+        names, predictions = list(y_pred), list(y_pred.values())
+    elif isinstance(y_pred, (list, tuple)):
+        predictions = list(y_pred)
+        names = list(getattr(model, "output_names", None) or [])
+        names = names if len(names) == len(predictions) else [str(i) for i in range(len(predictions))]
+    else:
+        return [(None, _unwrapped(y), y_pred)]
+    if len(predictions) == 1:
+        return [(names[0], _unwrapped(y), predictions[0])]
+    if isinstance(y, dict):
+        missing = [name for name in names if name not in y]
+        if missing:
+            raise DPConfigurationError(f"the targets have no entry for the model outputs {missing}")
+        targets = [y[name] for name in names]
+    elif isinstance(y, (list, tuple)) and len(y) == len(predictions):
+        targets = list(y)
+    else:
+        raise DPConfigurationError(f"the model has {len(predictions)} outputs {names}; give one target per output "
+                                   "(a list in output order, or a dict by output name)")
+    return list(zip(names, targets, predictions))
+
+
+def _for_output(value, name, index, count, what):
+    """``value``'s entry for one output: by name in a dict, by position in a list, else shared by all."""
+    if isinstance(value, dict):
+        if name not in value:
+            raise DPConfigurationError(f"the {what} given to compile have no entry for the output {name!r}")
+        return value[name]
+    if isinstance(value, (list, tuple)):
+        if len(value) != count:
+            raise DPConfigurationError(f"compile was given {len(value)} {what} for a model with {count} outputs")
+        return value[index]
+    return value
+
+
+def _unwrapped(value):
+    return value[0] if isinstance(value, (list, tuple)) and len(value) == 1 else value
+
+
+def _one_loss(model, loss, y, y_pred):
+    keras = compat.keras_of(model)
     fn = keras.losses.get(loss) if isinstance(loss, (str, dict)) else loss
     if isinstance(fn, keras.losses.Loss):
         fn = _unreduced(fn, keras)
@@ -105,6 +167,17 @@ def per_example_loss(model, y, y_pred):
     if values.shape.rank > 1:
         values = tf.reduce_mean(tf.reshape(values, [tf.shape(values)[0], -1]), axis=1)
     return values
+
+
+def _rows(keep, tensors):
+    """``tensors`` (any structure, batch first) with the rows where ``keep`` is False set to zero."""
+    def select(t):
+        t = tf.convert_to_tensor(t)
+        if t.shape.rank == 0:
+            return t
+        return tf.where(tf.reshape(keep, [-1] + [1] * (t.shape.rank - 1)), t, tf.zeros_like(t))
+
+    return None if tensors is None else tf.nest.map_structure(select, tensors)
 
 
 def _same_rank(y, y_pred):
@@ -129,24 +202,6 @@ def _unreduced(loss, keras):
             cache = loss.call
         object.__setattr__(loss, "_ppml_unreduced", cache)
     return cache
-
-
-def _single(value, what):
-    if isinstance(value, dict) and not value:
-        return None
-    if isinstance(value, dict):
-        if len(value) != 1:
-            raise DPConfigurationError(f"models with several outputs/losses are not supported yet (got {what}s "
-                                       f"{sorted(value)}); combine them into one per-example loss")
-        return next(iter(value.values()))
-    if isinstance(value, (list, tuple)) and what != "target":
-        if len(value) != 1:
-            raise DPConfigurationError(f"models with several outputs/losses are not supported yet (got "
-                                       f"{len(value)} {what}s); combine them into one per-example loss")
-        return value[0]
-    if isinstance(value, (list, tuple)) and len(value) == 1:
-        return value[0]
-    return value
 
 
 def _name(loss):
@@ -189,17 +244,27 @@ def _local_microbatches(microbatches, replicas, x):
 
 
 def _reject_data_dependent_losses(model):
-    if _compat.data_dependent_losses(model):
+    if compat.data_dependent_losses(model):
         raise DPConfigurationError(
             "a layer called add_loss() (e.g. an activity_regularizer) during the forward pass; that loss "
             "depends on the whole batch and cannot be clipped per example. Remove it, or fold it into the "
             "compiled loss per example")
 
 
+def _reject_weights_used_outside_their_layers(records, model):
+    outside = records.read_outside(model.trainable_variables)
+    if outside:
+        raise DPConfigurationError(
+            f"the forward pass computes with {[v.name for v in outside]} outside the layer that owns them (e.g. "
+            "an output layer reading an embedding's matrix: tied weights); per-example clipping would miss the "
+            "gradient of that use. Give that layer the variable as its own weight (ppml clips a variable "
+            "several layers own as one), or compute with weights only inside the layers that own them")
+
+
 def _add_regularization_gradients(model, variables, grads, replicas):
     """Adds the gradient of the weight penalties (data-independent: no clipping, no noise) in place."""
     with tf.GradientTape() as tape:
-        penalty = _compat.weight_regularization_loss(model)
+        penalty = compat.weight_regularization_loss(model)
     if penalty is None:
         return None
     for i, g in enumerate(tape.gradient(penalty, variables)):

@@ -19,7 +19,7 @@ is refused there), and DP optimizers refuse gradients that did not come from the
 
 from __future__ import annotations
 
-from privacy.keras import _compat, optimizers
+from privacy.keras import compat, optimizers
 from privacy.keras.params import DPConfigurationError
 from privacy.preprocessing.keras_layers import adapted_layers
 
@@ -44,18 +44,15 @@ def find_problems(model, *, target_epsilon: float | None = None) -> list[str]:
         if getattr(layer, "activity_regularizer", None) is not None:
             problems.append(f"layer '{layer.name}' has an activity_regularizer, a loss that depends on the whole "
                             "batch; remove it or add a per-example penalty to the compiled loss")
-    for method in ("train_step", "compute_loss"):
-        owner = _defining_class(type(model), method)
-        if owner is not None and owner.__name__ not in _BASE_CLASSES and not owner.__module__.startswith(
-                ("keras.", "tf_keras.", "privacy.keras.")):
-            problems.append(f"{type(model).__name__} overrides {method}(), which the private training step "
-                            f"replaces (so it would be ignored); express the loss as a per-example keras Loss "
-                            "passed to compile() and use a plain Model")
+    for method in overridden_training(model):
+        problems.append(f"{type(model).__name__} overrides {method}(), which the private training step "
+                        f"replaces (so it would be ignored); express the loss as a per-example keras Loss "
+                        "passed to compile() and use a plain Model")
     optimizer = getattr(model, "optimizer", None)
     if optimizer is not None and optimizers.gradient_accumulation_steps(optimizer) > 1:
         problems.append(optimizers.ACCUMULATION_REFUSED)
     if target_epsilon is not None and getattr(model, "optimizer", None) is not None and \
-            _compat.steps_per_execution(model) > 1:
+            compat.steps_per_execution(model) > 1:
         problems.append("steps_per_execution > 1 runs several steps between budget checks, so a target epsilon "
                         "could be overshot; compile with steps_per_execution=1")
     return problems
@@ -67,6 +64,17 @@ def validate(model, *, target_epsilon: float | None = None) -> None:
     if problems:
         raise DPConfigurationError("this model cannot be trained with DP-SGD as it stands:\n  - "
                                    + "\n  - ".join(problems))
+
+
+def overridden_training(model) -> list[str]:
+    """Which of `train_step` and `compute_loss` the model's class defines itself (not Keras or ppml)."""
+    out = []
+    for method in ("train_step", "compute_loss"):
+        owner = _defining_class(type(model), method)
+        if owner is not None and owner.__name__ not in _BASE_CLASSES and not owner.__module__.startswith(
+                ("keras.", "tf_keras.", "privacy.keras.")):
+            out.append(method)
+    return out
 
 
 def _defining_class(cls, method):

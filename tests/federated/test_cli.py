@@ -1,6 +1,7 @@
 """`ppml federated run` end to end on digits: JSON history, PNG, epsilon, and named errors."""
 
 import json
+import math
 import re
 
 import dp_accounting
@@ -17,7 +18,7 @@ def test_federated_run_dp_secure_aggregation(tmp_path):
     result = CliRunner().invoke(cli, [
         "federated", "run", "--clients", "20", "--rounds", "3", "--sampling", "poisson", "--fraction", "0.4",
         "--partition", "dirichlet", "--alpha", "0.5", "--dp", "--noise-multiplier", "0.7", "--clip", "fixed",
-        "--clipping-norm", "0.5", "--target-delta", "1e-3", "--secure-aggregation", "--secure-noise", "--out", str(out),
+        "--clipping-norm", "0.5", "--target-delta", "1e-3", "--secure-aggregation", "--out", str(out),
         "--json"])
     assert result.exit_code == 0, result.output
     history = json.loads(result.stdout[result.stdout.index("{"):])
@@ -25,10 +26,15 @@ def test_federated_run_dp_secure_aggregation(tmp_path):
     event = dp_event.PoissonSampledDpEvent(0.4, dp_event.GaussianDpEvent(0.7))
     expected = dp_accounting.rdp.RdpAccountant().compose(event, 3).get_epsilon(1e-3)
     assert history["rounds"][-1]["metrics"]["epsilon_rdp"] == pytest.approx(expected, rel=1e-12)
+    # One record changes one client's data with N fixed: a client replaced, accounted replace-one (PLD).
+    replaced = dp_accounting.pld.PLDAccountant(dp_accounting.NeighboringRelation.REPLACE_ONE,
+                                               value_discretization_interval=1e-4).compose(event, 3).get_epsilon(1e-3)
+    assert history["config"]["record_level"]["epsilon"] == pytest.approx(replaced, rel=1e-9)
+    assert replaced > dp_accounting.pld.PLDAccountant().compose(event, 3).get_epsilon(1e-3)
     assert history["rounds"][0]["aggregation"]["aborted"] is False
     assert (out / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     strategy = json.loads((out / "history.json").read_text())["config"]["strategy"]
-    assert strategy["name"] == "DifferentialPrivacyFixedClipping" and strategy["secure_noise"] is True
+    assert strategy["name"] == "DifferentialPrivacyFixedClipping" and strategy["seeded_noise"] is False
 
 
 def test_federated_run_plain_prints_progress(tmp_path):
@@ -38,7 +44,13 @@ def test_federated_run_plain_prints_progress(tmp_path):
     assert "round 2: 5/5 clients" in result.output and "final accuracy" in result.output
 
 
-def test_npz_without_a_test_split_holds_out_a_fifth_for_evaluation(tmp_path):
+def _trained_rows(x, y, seed=0):
+    """How many rows the command line trains on: those its keyed hash does not hold out."""
+    from federated.partitioners import content_keys, keyed_hold_out
+    return int((~keyed_hold_out(content_keys(x, y), fraction=0.2, seed=seed)).sum())
+
+
+def test_npz_without_a_test_split_holds_out_about_a_fifth_for_evaluation(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.random((200, 6)).astype(np.float32)
     y = (x[:, 0] > 0.5).astype(np.int64)
@@ -48,12 +60,91 @@ def test_npz_without_a_test_split_holds_out_a_fifth_for_evaluation(tmp_path):
                                       "--out", str(tmp_path / "run"), "--json"])
     assert result.exit_code == 0, result.output
     history = json.loads(result.stdout[result.stdout.index("{"):])
-    assert history["config"]["client_sizes_sum"] == 160 and history["config"]["num_clients"] == 8
+    trained = history["config"]["client_sizes_sum"]
+    assert trained == _trained_rows(x, y) and 140 < trained < 180 and history["config"]["num_clients"] == 8
     assert history["config"]["execution"] == "numpy" and history["rounds"][-1]["evaluation"]["accuracy"] > 0
     np.savez(tmp_path / "half.npz", x=x, y=y, x_test=x[:10])
     result = CliRunner().invoke(cli, ["federated", "run", "--dataset", str(tmp_path / "half.npz"), "--rounds", "1",
                                       "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and "'x_test' with 'y_test'); it holds ['x', 'x_test', 'y']" in result.output
+
+
+def _write_csv(path, x, y, users=None):
+    header = ",".join(f"f{j}" for j in range(x.shape[1])) + (",user" if users is not None else "") + ",label"
+    rows = [",".join(repr(float(v)) for v in features) + (f",{users[i]}" if users is not None else "") + f",{y[i]}"
+            for i, features in enumerate(x)]
+    path.write_text("\n".join([header] + rows) + "\n")
+    return str(path)
+
+
+def _cli_rows(args):
+    """The CLI's data path (read, hold out, deal): {client id: its rows}, the evaluation rows, their privacy."""
+    from pipelines.cli.federated import _client_data, _config, run
+    with run.make_context("run", list(args)) as ctx:
+        data, (x_test, y_test), _, outside = _client_data(ctx.params, _config(ctx.params))
+    rows = lambda x, y: {tuple(features) + (int(label),) for features, label in zip(x.tolist(), y)}  # noqa: E731
+    clients = {cid: rows(*data.client(k)) for k, cid in enumerate(data.client_ids)}
+    return clients, rows(x_test, y_test), "evaluation" in outside
+
+
+@pytest.mark.parametrize("users", [False, True], ids=["keyed-clients", "one-client-per-user"])
+def test_one_added_row_changes_one_client_or_the_evaluation_rows_and_nothing_else(tmp_path, users):
+    """Neighbouring CSV files (one row appended) through the command line's data path: the row lands in one
+    client (its user's) or among the held-out rows, and every other row stays where it was (a permutation
+    of the row count re-dealt 61 of 100 clients, and with --client-column the rows of 42 of 50 users)."""
+    rng = np.random.default_rng(0)
+    n = 400
+    x = rng.normal(size=(n + 6, 4)).astype(np.float32)
+    y = rng.integers(0, 3, n + 6)
+    user = rng.integers(0, 30, n + 6) if users else None
+    args = ["--client-column", "user", "--partition", "natural"] if users else []
+    base = _cli_rows(["--dataset", _write_csv(tmp_path / "base.csv", x[:n], y[:n], user), *args])
+    assert base[2] is True and 0.1 < len(base[1]) / n < 0.3    # held-out rows: private rows of the data set
+    places = []
+    for extra in range(n, n + 6):
+        keep = np.r_[0:n, extra]
+        clients, held_out, _ = _cli_rows(["--dataset", _write_csv(tmp_path / f"plus{extra}.csv", x[keep], y[keep],
+                                                                   None if user is None else user[keep]), *args])
+        row = tuple(x[extra].tolist()) + (int(y[extra]),)
+        changed = {k for k in clients.keys() | base[0].keys() if clients.get(k) != base[0].get(k)}
+        if row in held_out:
+            assert held_out == base[1] | {row} and not changed
+            places.append("evaluation")
+        else:
+            assert held_out == base[1] and len(changed) == 1
+            [k] = changed
+            assert clients[k] == base[0].get(k, set()) | {row}
+            assert not users or k == str(user[extra])
+            places.append("training")
+    assert "training" in places
+
+
+def test_under_dp_metrics_of_held_out_rows_are_labelled_outside_the_guarantee(tmp_path):
+    """Held-out rows are private rows: their loss and accuracy are tagged on every line, in history.json and
+    on the plot's axis; a separate test split's are not."""
+    from federated.simulation import History
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    np.savez(tmp_path / "split.npz", x=x[:240], y=y[:240], x_test=x[240:], y_test=y[240:])
+    common = ["--dp", "--rounds", "2", "--clients", "10", "-C", "0.5", "--model", "linear", "--execution", "numpy"]
+    tag = "held-out private rows, not DP"
+    result = _run(common + ["--dataset", _write_csv(tmp_path / "d.csv", x, y)], tmp_path)
+    assert result.exit_code == 0, result.output
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert "rows held out of the private data set" in history["config"]["outside_guarantee"]["evaluation"]
+    rounds = [line for line in result.stderr.splitlines() if line.startswith("round ")]
+    assert len(rounds) == 2 and all(f"acc {r['evaluation']['accuracy']:.4f} ({tag})" in line
+                                    for r, line in zip(history["rounds"], rounds))
+    assert f"after 2 rounds ({tag})" in result.stdout and f"outside the DP guarantee ({tag})" in result.stdout
+    assert tag in History.from_dict(history).axis_labels()[0]
+    result = _run(common + ["--dataset", str(tmp_path / "split.npz"), "--num-classes", "2", "--json"], tmp_path)
+    assert result.exit_code == 0, result.output
+    history = _history(result)
+    assert history["config"]["outside_guarantee"] == {} and "not DP" not in result.output
+    ledger = json.loads((tmp_path / "run" / "privacy_ledger.json").read_text())
+    assert ledger["parameters"]["outside_guarantee"] == {}
+    assert History.from_dict(history).axis_labels()[0] == "evaluation accuracy"
 
 
 def _columns(n=150):
@@ -77,10 +168,12 @@ def test_csv_and_tfrecord_datasets_take_every_numeric_column_but_label_and_clien
             "tfrecord": ["--dataset", str(tmp_path / "part-*"), "--clients", "5"]}
     for name, args in runs.items():
         result = CliRunner().invoke(cli, ["federated", "run", "--rounds", "2", "--fraction", "1.0", "--execution",
-                                          "numpy", "--json", "--out", str(tmp_path / name)] + args)
+                                          "numpy", "--model", "linear", "--json", "--out", str(tmp_path / name)]
+                                    + args)
         assert result.exit_code == 0, result.output
         config = json.loads(result.stdout[result.stdout.index("{"):])["config"]
-        assert config["client_sizes_sum"] == 120 and config["num_clients"] == (6 if name == "csv" else 5)
+        assert config["client_sizes_sum"] == _trained_rows(x, y)
+        assert config["num_clients"] == (6 if name == "csv" else 5)
         assert config["num_parameters"] == 3 * 2 + 2    # three features (not target, user, note), two classes
     (tmp_path / "gap.csv").write_text("a,label\n1.5,0\n,1\n2.5,1\n")
     (tmp_path / "notes.txt").write_text("not a TFRecord\n")
@@ -92,13 +185,337 @@ def test_csv_and_tfrecord_datasets_take_every_numeric_column_but_label_and_clien
         assert result.exit_code == 2 and re.search(message, result.output), result.output
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--partition", "dirichlet", "--alpha", "0"], "alpha must be a finite number > 0, got 0.0"),
-    (["--fraction", "1.5"], r"fraction must be in \(0, 1\], got 1.5"),
-    (["--partition", "shards", "--clients", "1000"], "2000 shards"),
-    (["--dataset", "mnist.npz"], "--dataset must be 'digits', an existing .npz or .csv file, or TFRecord files"),
-])
-def test_bad_options_are_named(args, message, tmp_path):
-    result = CliRunner().invoke(cli, ["federated", "run", "--rounds", "1", "--out", str(tmp_path)] + args)
-    assert result.exit_code == 2
-    assert re.search(message, result.output), result.output
+def _run(args, tmp_path, **kwargs):
+    return CliRunner(**kwargs).invoke(cli, ["federated", "run", "--out", str(tmp_path / "run")] + list(args))
+
+
+def _history(result):
+    return json.loads(result.stdout[result.stdout.index("{"):])
+
+
+def test_the_default_dp_run_works_with_csprng_noise_and_writes_the_trainers_ledger(tmp_path):
+    """`ppml federated run --dp` with every default (it ended in a traceback, then at epsilon 42): N = 100
+    clients, 10 a round, fixed clipping, z calibrated for epsilon 3 over the planned rounds (ppml's one
+    default), noise and sample from the OS CSPRNG, a dp-fedavg ledger."""
+    from pipelines import privacy_ledger
+    result = _run(["--dp", "--rounds", "3"], tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "client-level epsilon at delta=0.001" in result.stdout and "outside the DP guarantee" not in result.stdout
+    assert "record-level epsilon: the client-level one" in result.stdout
+    assert "(calibrated for epsilon <= 3 after 3 rounds (RDP, the default target)); delta = 0.001 (the default" \
+        in result.stderr
+    ledger = privacy_ledger.read_ledger_file(str(tmp_path / "run" / "privacy_ledger.json"))
+    z = ledger.parameters["noise_multiplier"]
+    event = dp_event.SampledWithoutReplacementDpEvent(100, 10, dp_event.GaussianDpEvent(z / 2))
+    expected = dp_accounting.rdp.RdpAccountant(
+        neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE).compose(event, 3).get_epsilon(1e-3)
+    assert ledger.mechanism == "dp-fedavg" and ledger.privacy_unit == "client"
+    assert ledger.epsilons["rdp"] == pytest.approx(expected, rel=1e-12) and 3 - 0.01 <= expected <= 3
+    assert ledger.parameters["noise"] == "csprng" and ledger.parameters["clients"] == "keyed iid partition"
+    strategy = json.loads((tmp_path / "run" / "history.json").read_text())["config"]["strategy"]
+    assert strategy["name"] == "DifferentialPrivacyFixedClipping" and strategy["seeded_noise"] is False
+
+
+def test_a_cohort_too_small_for_adaptive_clipping_is_a_one_line_usage_error(tmp_path):
+    """m = 10 clients a round gives a count noise of 0.5, not above z / 2 = 0.5: say what to change."""
+    result = _run(["--clients", "20", "-C", "0.5", "--dp", "--clip", "adaptive", "--noise-multiplier", "1"], tmp_path)
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+    assert result.stderr.startswith("Error: --clipped-count-stddev: clipped_count_stddev=0.5 is too small for "
+                                    "noise_multiplier=1: adaptive clipping needs it above noise_multiplier / 2 = 0.5")
+    assert "(0.05 x 10 expected clients per round)" in result.stderr
+    assert not (tmp_path / "run").exists()
+    result = _run(["--clients", "20", "-C", "0.5", "--dp", "--clip", "adaptive", "--noise-multiplier", "1",
+                   "--clipped-count-stddev", "0.8", "--rounds", "2", "--json"], tmp_path)
+    assert result.exit_code == 0, result.output
+    assert _history(result)["config"]["strategy"]["clipped_count_stddev"] == 0.8
+
+
+def test_seeded_noise_is_an_explicit_research_option_and_says_so(tmp_path):
+    args = ["--dp", "--seeded-noise", "--rounds", "2", "--clients", "20", "-C", "0.5", "--model", "linear"]
+    first, second = (_run(args + ["--out", str(tmp_path / name)], tmp_path) for name in ("a", "b"))
+    assert first.exit_code == 0, first.output
+    assert "outside the DP guarantee (seeded noise: no guarantee)" in first.stdout
+    assert "the epsilon describes the mechanism, not a released model" in first.stdout
+    assert all(line.endswith("(seeded noise: no guarantee)") for line in first.stderr.splitlines()
+               if line.startswith("round "))
+    histories = [json.loads((tmp_path / name / "history.json").read_text()) for name in ("a", "b")]
+    assert [r["evaluation"] for r in histories[0]["rounds"]] == [r["evaluation"] for r in histories[1]["rounds"]]
+    from pipelines import privacy_ledger
+    from pipelines.components.private_evaluator.spec import budget_epsilon
+    ledger = privacy_ledger.read_ledger_file(str(tmp_path / "a" / "privacy_ledger.json"))
+    assert ledger.parameters["noise"] == "seeded" and budget_epsilon(ledger, "client")[0] == float("inf")
+
+
+def test_target_epsilon_calibrates_the_noise_for_the_planned_rounds(tmp_path):
+    result = _run(["--dp", "--target-epsilon", "4", "--rounds", "3", "--sampling", "poisson", "--clients", "40",
+                   "-C", "0.25", "--model", "linear", "--json"], tmp_path)
+    assert result.exit_code == 0, result.output
+    z = _history(result)["config"]["strategy"]["noise_multiplier"]
+    event = dp_event.PoissonSampledDpEvent(0.25, dp_event.GaussianDpEvent(z))
+    reached = dp_accounting.rdp.RdpAccountant().compose(event, 3).get_epsilon(0.01)
+    assert 4 - 0.01 <= reached <= 4.0
+    assert _history(result)["rounds"][-1]["metrics"]["epsilon_rdp"] == pytest.approx(reached, rel=1e-12)
+
+
+def test_a_delta_close_to_one_over_n_clients_is_warned_about_before_training(tmp_path):
+    """privacy.accounting's one delta warning, in clients: delta = 0.04 for N = 20 is 0.8/N."""
+    args = ["--dp", "--rounds", "1", "--clients", "20", "-C", "0.5", "--model", "linear", "--noise-multiplier", "2"]
+    result = _run([*args, "--target-delta", "0.04"], tmp_path)
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning (--target-delta): ")]
+    assert warnings == ["warning (--target-delta): delta=0.04 is 0.8/n (n=20 clients), close to 1/n: a mechanism "
+                        "that publishes each client in full with probability delta meets it, 0.8 clients in the "
+                        "clear on average. Prefer delta <= 1/(2n) = 0.025 or smaller."]
+    result = _run([*args, "--target-delta", "0.01", "--out", str(tmp_path / "small")], tmp_path)
+    assert result.exit_code == 0 and "warning" not in result.stderr, result.output
+
+
+def test_the_command_line_takes_its_defaults_from_the_federated_trainers_settings():
+    from pipelines.cli.federated import OPTION_OF_SETTING, run
+    from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
+    defaults = FederatedTrainingConfig()
+    flags = {f"--{p.name.replace('_', '-')}": p for p in run.params}
+    compared = 0
+    for setting, flag in OPTION_OF_SETTING.items():
+        value = getattr(defaults, setting)
+        if flag in ("--unweighted", "--dp", "--seeded-noise", "--secure-aggregation", "--label-column",
+                    "--client-column") or value is None:
+            continue
+        default = flags[flag].default
+        assert (tuple(default) if flag == "--hidden" else default) == value, flag
+        compared += 1
+    assert compared >= 20
+
+
+def test_plain_output_is_one_line_per_round_without_blank_lines(tmp_path):
+    result = _run(["--clients", "10", "--rounds", "3", "--fraction", "0.5", "--model", "linear"], tmp_path)
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    rounds = [line for line in lines if line.startswith("round ")]
+    assert len(rounds) == 3 and "" not in lines[lines.index(rounds[0]):]
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad-inputs")
+    rng = np.random.default_rng(0)
+    x, y = rng.random((60, 4)).astype(np.float32), rng.integers(0, 3, 60)
+    np.savez(root / "good.npz", x=x, y=y)
+    files = {"corrupt.npz": rng.bytes(300), "truncated.npz": (root / "good.npz").read_bytes()[:200],
+             "empty.csv": b"", "notes.csv": b"a,b\n1,x\n"}
+    for name, content in files.items():
+        (root / name).write_bytes(content)
+    np.save(root / "single.npy", x)
+    (root / "single.npy").rename(root / "single.npz")
+    variants = {"lengths.npz": dict(x=x, y=y[:50]), "dims.npz": dict(x=x, y=y, x_test=x[:5, :3], y_test=y[:5]),
+                "floats.npz": dict(x=x, y=y + 0.5), "nan.npz": dict(x=np.where(x > 0.9, np.nan, x), y=y),
+                "keys.npz": dict(x=x, y=y, keys=np.arange(10)), "negative.npz": dict(x=x, y=y - 1),
+                "scalar.npz": dict(x=np.float32(1), y=y)}
+    for name, arrays in variants.items():
+        np.savez(root / name, **arrays)
+    (root / "a-file").write_text("not a folder")
+    for name, corrupt in (("bad-json", {"state.json": b"{", "arrays.npz": b""}),
+                          ("bad-npz", {"state.json": json.dumps({"format": "ppml.federated.checkpoint/1", "round": 1,
+                                                                 "num_weights": 2, "slots": [], "scalars": {},
+                                                                 "settings": {}, "budget": None,
+                                                                 "history": {"config": {}, "rounds": []}}).encode(),
+                                       "arrays.npz": (root / "good.npz").read_bytes()[:100]})):
+        (root / name / "latest").mkdir(parents=True)
+        for file, content in corrupt.items():
+            (root / name / "latest" / file).write_bytes(content)
+    return root
+
+
+BAD_INPUTS = [  # (arguments, the option the one-line error names); {d} is the folder of bad files
+    (["--fraction", "1.5"], "--fraction"), (["--fraction", "nan"], "--fraction"), (["--rounds", "0"], "--rounds"),
+    (["--rounds", "abc"], "--rounds"), (["--seed", str(2 ** 32)], "--seed"), (["--seed", "-1"], "--seed"),
+    (["--hidden", "100000000"], "--hidden"), (["--clients", "1000000000"], "--clients"),
+    (["--epochs", "1000000000"], "--epochs"), (["--batch-size", "-1"], "--batch-size"),
+    (["--client-lr", "inf"], "--client-lr"), (["--alpha", "0"], "--alpha"), (["--hidden", "0"], "--hidden"),
+    (["--server-momentum", "1"], "--server-momentum"), (["--prox-mu", "-1"], "--prox-mu"),
+    (["--dp", "--target-epsilon", "-1"], "--target-epsilon"), (["--dp", "--target-epsilon", "nan"], "--target-epsilon"),
+    (["--dp", "--noise-multiplier", "0"], "--noise-multiplier"),
+    (["--dp", "--noise-multiplier", "1e-300"], "--noise-multiplier"),
+    (["--dp", "--noise-multiplier", "1e300"], "--noise-multiplier"),
+    (["--dp", "--noise-multiplier", "1", "--target-epsilon", "3"], "--noise-multiplier"),
+    (["--dp", "--target-delta", "2"], "--target-delta"), (["--dp", "--target-delta", "0.5"], "--target-delta"),
+    (["--dp", "--max-epsilon", "0"], "--max-epsilon"), (["--dp", "--partition", "shards"], "--partition"),
+    (["--dp", "--accountant", "pld"], "--accountant"), (["--noise-multiplier", "2"], "--noise-multiplier"),
+    (["--seeded-noise"], "--seeded-noise"), (["--target-delta", "0.5"], "--target-delta"),
+    (["--clip", "adaptive"], "--clip"), (["--clipping-norm", "7"], "--clipping-norm"),
+    (["--target-quantile", "0.3"], "--target-quantile"), (["--accountant", "rdp"], "--accountant"),
+    (["--secure-noise"], "--secure-noise"), (["--dp", "--execution", "auto"], "--execution"),
+    (["--partition", "natural"], "--partition"), (["--num-classes", "1"], "--num-classes"),
+    (["--dataset", "{d}/good.npz", "--num-classes", "2"], "--num-classes"),
+    (["--partition", "shards", "--clients", "1000"], "--clients"), (["--client-column", "user"], "--client-column"),
+    (["--secure-aggregation", "--secagg-bits", "60"], "--secagg-bits"),
+    (["--secure-aggregation", "--secagg-modulus-bits", "10"], "--secagg-modulus-bits"),
+    (["--secure-aggregation", "--secagg-range", "-1"], "--secagg-range"),
+    (["--dropout-rate", "1"], "--dropout-rate"),
+    (["--dp", "--secure-aggregation", "--sampling", "poisson", "--dropout-rate", "0.2"], "--dropout-rate"),
+    (["--runner", "beam", "--beam-arg=--runner=NoSuchRunner"], "--beam-arg"),
+    (["--beam-arg=--runner=DirectRunner"], "--beam-arg"),
+    (["--plot", "{d}/accuracy.xyz"], "--plot"), (["--plot", "{d}/accuracy"], "--plot"),
+    (["--dataset", "{d}/missing.npz"], "--dataset"), (["--dataset", "{d}"], "--dataset"),
+    (["--dataset", "{d}/corrupt.npz"], "--dataset"), (["--dataset", "{d}/truncated.npz"], "--dataset"),
+    (["--dataset", "{d}/single.npz"], "--dataset"), (["--dataset", "{d}/lengths.npz"], "--dataset"),
+    (["--dataset", "{d}/dims.npz"], "--dataset"), (["--dataset", "{d}/floats.npz"], "--dataset"),
+    (["--dataset", "{d}/nan.npz"], "--dataset"), (["--dataset", "{d}/negative.npz"], "--dataset"),
+    (["--dataset", "{d}/scalar.npz"], "--dataset"),
+    (["--dataset", "{d}/keys.npz", "--partition", "natural"], "--dataset"),
+    (["--dataset", "{d}/empty.csv"], "--dataset"), (["--dataset", "{d}/notes.csv"], "--label-column"),
+    (["--out", "{d}/a-file"], "--out"), (["--out", "{d}/a-file/run"], "--out"), (["--out", "/proc/ppml-run"], "--out"),
+    (["--checkpoint-dir", "{d}/a-file"], "--checkpoint-dir"), (["--checkpoint-dir", "/proc/ppml"], "--checkpoint-dir"),
+    (["--checkpoint-dir", "{d}/bad-json"], "--checkpoint-dir"),
+    (["--checkpoint-dir", "{d}/bad-npz"], "--checkpoint-dir"),
+    (["--no-such-flag"], "--no-such-flag"),
+]
+
+
+@pytest.mark.parametrize("args, option", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def test_bad_inputs_are_one_line_errors_naming_the_option_and_leave_nothing(args, option, bad_files, tmp_path):
+    args = [a.format(d=bad_files) for a in args]
+    out = tmp_path / "out" / "run"
+    before = sorted(p.name for p in bad_files.rglob("*"))
+    result = CliRunner().invoke(cli, ["federated", "run", "--rounds", "1", "--out", str(out), *args])
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert option in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists() and sorted(p.name for p in bad_files.rglob("*")) == before
+
+
+def test_valid_extremes_run(tmp_path):
+    """Poisson sampling with C = 1e-9 samples nobody ("max_workers must be greater than 0" before); under
+    --dp such a run spends epsilon 0, which dp-accounting returns as the integer 0 (refused before)."""
+    result = _run(["--fraction", "1e-9", "--sampling", "poisson", "--rounds", "2", "--json"], tmp_path)
+    assert result.exit_code == 0, result.output
+    assert [r["sampled"] for r in _history(result)["rounds"]] == [0, 0]
+    for noise in (["--noise-multiplier", "1"], []):   # given, or calibrated for the default target epsilon 3
+        result = _run(["--dp", *noise, "--fraction", "1e-9", "--sampling", "poisson", "--rounds", "2", "--json"],
+                      tmp_path)
+        assert result.exit_code == 0, result.output
+        history = _history(result)
+        assert [r["sampled"] for r in history["rounds"]] == [0, 0]
+        assert history["rounds"][-1]["metrics"]["epsilon_rdp"] <= 3
+    # calibrated for epsilon 3 at q = 1e-9, z is below PLD's cost limit and RDP's group bound over 2 neighbours
+    # (a replacement as a removal and an addition) diverges: the record-level figure is reported unavailable
+    record = history["config"]["record_level"]
+    assert record["epsilon"] is None and record["accountant"].startswith("none: PLD is not asked")
+    z = history["config"]["strategy"]["noise_multiplier"]
+    assert z < 0.2
+
+
+def test_under_dp_neighbouring_data_sets_release_no_exact_fact_of_the_data(tmp_path):
+    """One added record whose update overflows: without DP the run reports it (non-finite count, record
+    count, per-client sizes); under --dp the history, the ledger's parameters and the terminal carry none
+    of it (they differed in the non-finite count and the record count before)."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((200, 8)).astype(np.float32), rng.integers(0, 3, 200)
+    x_test, y_test = rng.random((50, 8)).astype(np.float32), rng.integers(0, 3, 50)
+    np.savez(tmp_path / "clean.npz", x=x, y=y, x_test=x_test, y_test=y_test)
+    np.savez(tmp_path / "plus_one.npz", x=np.concatenate([x, np.full((1, 8), 3e38, np.float32)]),
+             y=np.concatenate([y, [1]]), x_test=x_test, y_test=y_test)
+    common = ["--rounds", "3", "--clients", "20", "-C", "1.0", "--model", "linear", "--execution", "numpy",
+              "--secure-aggregation"]
+    public = _run(common[:-1] + ["--dataset", str(tmp_path / "plus_one.npz"), "--json"], tmp_path)
+    assert public.exit_code == 0, public.output
+    assert _history(public)["config"]["client_sizes_sum"] == 201 and _history(public)["rounds"][0]["nonfinite"] == 1
+    runs = {}
+    for name in ("clean", "plus_one"):
+        result = _run(common + ["--dp", "--dataset", str(tmp_path / f"{name}.npz"), "--out", str(tmp_path / name)],
+                      tmp_path)
+        assert result.exit_code == 0, result.output
+        history = json.loads((tmp_path / name / "history.json").read_text())
+        ledger = json.loads((tmp_path / name / "privacy_ledger.json").read_text())
+        lines = [line for line in result.stderr.splitlines() if not line.startswith("round ")]
+        runs[name] = ({k: v for k, v in history["config"].items() if k != "title"},
+                      [{k: v for k, v in r.items() if k not in ("evaluation", "metrics")} for r in history["rounds"]],
+                      ledger["parameters"], lines)
+        assert all(r["nonfinite"] is None and r["seconds"] is None and "clipped_coordinates" not in r["aggregation"]
+                   for r in history["rounds"])
+        assert "client_sizes_sum" not in history["config"] and history["config"]["execution_costs_s"] == {}
+    assert runs["clean"] == runs["plus_one"]
+    assert runs["clean"][3][0] == "20 clients (keyed iid partition)"
+
+
+def test_under_dp_the_models_classes_come_from_a_setting_or_are_listed_outside_the_guarantee(tmp_path):
+    """One added record with a new label grows the model's output layer when the classes are read from the
+    labels: under --dp that is listed outside the guarantee (history, ledger, report); --num-classes keeps
+    the model the same for both neighbours."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((120, 4)).astype(np.float32), rng.integers(0, 3, 120)
+    np.savez(tmp_path / "base.npz", x=x, y=y, x_test=x[:20], y_test=y[:20])
+    np.savez(tmp_path / "plus.npz", x=np.concatenate([x, x[:1]]), y=np.concatenate([y, [7]]), x_test=x[:20],
+             y_test=y[:20])
+    common = ["--dp", "--rounds", "1", "--clients", "10", "-C", "0.5", "--model", "linear", "--execution", "numpy"]
+    sizes = {}
+    for classes in ([], ["--num-classes", "8"]):
+        for name in ("base", "plus"):
+            result = _run(common + classes + ["--dataset", str(tmp_path / f"{name}.npz"), "--out",
+                                              str(tmp_path / name)], tmp_path)
+            assert result.exit_code == 0, result.output
+            history = json.loads((tmp_path / name / "history.json").read_text())
+            ledger = json.loads((tmp_path / name / "privacy_ledger.json").read_text())
+            listed = "classes" in history["config"]["outside_guarantee"]
+            assert listed == ("classes" in ledger["parameters"]["outside_guarantee"]) == (not classes)
+            assert listed == ("outside the DP guarantee (classes from private labels)" in result.stdout)
+            sizes[len(classes), name] = history["config"]["num_parameters"]
+    assert sizes[0, "base"] == 4 * 3 + 3 and sizes[0, "plus"] == 4 * 8 + 8 == sizes[2, "base"] == sizes[2, "plus"]
+
+
+def test_killed_runs_resume_from_their_checkpoint_to_the_uninterrupted_result(tmp_path):
+    """SIGINT (exit 130, a line saying how to resume), then SIGKILL, mid-run: the same command resumes from
+    the checkpoint, and the final history and epsilon equal an uninterrupted run's (seeded noise)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from pipelines import privacy_ledger
+
+    args = ["--dp", "--seeded-noise", "--noise-multiplier", "1", "--sampling", "poisson", "--clients", "20", "-C",
+            "0.5", "--model", "2nn", "--rounds", "24", "--seed", "3"]
+
+    def start(name, checkpoint=None):
+        extra = ["--checkpoint-dir", str(checkpoint)] if checkpoint else []
+        return subprocess.Popen([sys.executable, "-c", "from pipelines.cli.main import cli; cli()", "federated", "run",
+                                 *args, *extra, "--out", str(tmp_path / name)], cwd=os.getcwd(), text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def rounds_done(checkpoint):
+        try:
+            return json.loads((checkpoint / "latest" / "state.json").read_text())["round"]
+        except (OSError, ValueError, KeyError):
+            return 0
+
+    def stop_after(proc, checkpoint, done, sig):
+        deadline = time.monotonic() + 600
+        while rounds_done(checkpoint) < done and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run finished before it could be interrupted"
+        proc.send_signal(sig)
+        return proc.communicate(timeout=600)
+
+    straight = start("straight")
+    checkpoint = tmp_path / "ckpt"
+    _, stderr = stop_after(start("resumed", checkpoint), checkpoint, 3, signal.SIGINT)
+    assert "interrupted after round" in stderr and "run the same command to resume" in stderr
+    assert not (tmp_path / "resumed" / "history.json").exists()
+    interrupted_at = rounds_done(checkpoint)
+    killed = start("resumed", checkpoint)
+    stop_after(killed, checkpoint, interrupted_at + 3, signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL and 0 < rounds_done(checkpoint) < 24
+    resumed = start("resumed", checkpoint)
+    for proc in (straight, resumed):
+        stdout, stderr = proc.communicate(timeout=900)
+        assert proc.returncode == 0, stderr[-3000:]
+    histories = [json.loads((tmp_path / name / "history.json").read_text()) for name in ("straight", "resumed")]
+    without_time = [[{k: v for k, v in r.items() if k != "seconds"} for r in h["rounds"]] for h in histories]
+    assert len(without_time[0]) == 24 and without_time[0] == without_time[1]
+    ledgers = [privacy_ledger.read_ledger_file(str(tmp_path / name / "privacy_ledger.json"))
+               for name in ("straight", "resumed")]
+    assert ledgers[0].epsilons == ledgers[1].epsilons and ledgers[1].budget.units == 24
+    event = dp_event.PoissonSampledDpEvent(0.5, dp_event.GaussianDpEvent(1.0))
+    assert ledgers[1].epsilons["rdp"] == pytest.approx(
+        dp_accounting.rdp.RdpAccountant().compose(event, 24).get_epsilon(0.01), rel=1e-12)

@@ -113,3 +113,73 @@ def test_save_load_and_summary(tmp_path):
     text = partition.summary(max_rows=3)
     assert "8 clients, 1000 examples" in text and "5 more clients" in text
     assert " ".join(f"{c:>4}" for c in partition.label_histograms()[0]) in text
+
+
+def _clients_as_records(partitioner, x, y):
+    """Each client's examples as a set of (features, label) records: comparable across data sets."""
+    from federated.data import ClientData
+    data = ClientData.from_arrays(x, y, partitioner)
+    return [{(tuple(data.x[i]), int(data.y[i])) for i in ix} for ix in data.partition.indices]
+
+
+def _differing_clients(a, b):
+    return [k for k, (left, right) in enumerate(zip(a, b)) if left != right]
+
+
+@pytest.mark.parametrize("rule", ["iid", "quantity", "dirichlet"])
+def test_keyed_partition_under_a_one_record_change_differs_in_exactly_one_client(rule):
+    """A neighbouring data set (one record added, or removed, anywhere in the file) changes one client."""
+    from federated.partitioners import KeyedPartitioner
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(600, 5)).astype(np.float32), rng.integers(0, 6, 600)
+    partitioner = KeyedPartitioner(num_clients=30, rule=rule, alpha=0.3, seed=9)
+    base = _clients_as_records(partitioner, x, y)
+    assert sum(map(len, base)) == 600
+    for position in (0, 317, 599):   # first, middle, last record of the file
+        removed = _clients_as_records(partitioner, np.delete(x, position, 0), np.delete(y, position))
+        assert len(_differing_clients(base, removed)) == 1
+        record = rng.normal(size=(1, 5)).astype(np.float32)
+        added = _clients_as_records(partitioner, np.insert(x, position, record, 0), np.insert(y, position, 2))
+        assert len(_differing_clients(base, added)) == 1
+    flipped_y = y.copy()
+    flipped_y[10] = (y[10] + 1) % 6     # a replaced record (new label): it may move, at most two clients change
+    assert 1 <= len(_differing_clients(base, _clients_as_records(partitioner, x, flipped_y))) <= 2
+
+
+def test_cut_partitions_re_deal_every_client_under_a_one_record_change():
+    """Why the Federated Trainer and the CLI under DP use keyed partitions: cutting a shuffle re-deals."""
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(600, 5)).astype(np.float32), rng.integers(0, 6, 600)
+    base = _clients_as_records(IidPartitioner(num_clients=30, seed=9), x, y)
+    removed = _clients_as_records(IidPartitioner(num_clients=30, seed=9), x[1:], y[1:])
+    assert len(_differing_clients(base, removed)) > 20
+    flipped = y.copy()
+    flipped[0] = (y[0] + 1) % 6
+    dirichlet = DirichletPartitioner(num_clients=30, alpha=0.5, seed=9)
+    flipped_clients = _clients_as_records(dirichlet, x, flipped)
+    assert len(_differing_clients(_clients_as_records(dirichlet, x, y), flipped_clients)) > 20
+
+
+def test_keyed_shares_follow_the_rule_and_clients_may_be_empty():
+    from federated.partitioners import KeyedPartitioner
+    labels = np.repeat(np.arange(4), 5000)
+    keys = np.arange(labels.size)
+    iid = KeyedPartitioner(num_clients=10, rule="iid", seed=1).partition(labels, keys=keys)
+    # Multinomial(20000, 1/10) sizes: sd 42; 6 sd would be a broken hash.
+    assert np.all(np.abs(iid.sizes() - 2000) < 255)
+    skewed = KeyedPartitioner(num_clients=10, rule="dirichlet", alpha=0.05, seed=1).partition(labels, keys=keys)
+    assert ((skewed.label_histograms() > 0).sum(axis=1)).mean() < 3
+    for label in range(4):   # each class's split follows its shares p_c: chi-square at p > 1e-6
+        p = KeyedPartitioner(num_clients=10, rule="dirichlet", alpha=0.05, seed=1).shares(label)
+        observed = skewed.label_histograms()[:, label]
+        expected = 5000 * p
+        kept = expected > 5
+        assert np.all(observed[~kept] <= 40)
+        statistic = np.sum((observed[kept] - expected[kept]) ** 2 / expected[kept])
+        from scipy import stats
+        assert stats.chi2.sf(statistic, max(1, kept.sum() - 1)) > 1e-6
+    sparse = KeyedPartitioner(num_clients=50, seed=0).partition(labels[:20], keys=keys[:20])
+    assert sparse.num_clients == 50 and sparse.sizes().min() == 0 and sparse.sizes().sum() == 20
+    with pytest.raises(ValueError, match="needs one key per example"):
+        KeyedPartitioner(num_clients=5).partition(labels)
+    assert partitioner_from_dict(KeyedPartitioner(num_clients=5, rule="quantity").to_dict()).rule == "quantity"

@@ -21,7 +21,8 @@ STEP = 2 * RANGE / ((1 << BITS) - 1)
 
 
 def _plan(m):
-    return types.SimpleNamespace(round=3, positions=np.arange(m))
+    return types.SimpleNamespace(round=3, positions=np.arange(m), client_keys=np.arange(m, dtype=np.uint64),
+                                 secret=False)
 
 
 def _run(secagg, summands, dropped=()):
@@ -136,3 +137,115 @@ def test_rounding_bound_covers_the_quantization_of_a_clipped_update():
     moved = np.linalg.norm(values.astype(np.float64) * STEP - RANGE - vector)
     assert 0 < moved <= secagg.rounding_bound(d) == pytest.approx(np.sqrt(d) * STEP)
     assert moved > 0.3 * secagg.rounding_bound(d)   # the bound is the worst case, not far above typical
+
+
+def _neighbour_plans(secret=False):
+    """The same round over clients {a, b, c, d} and over {new, a, b, c, d}: client 'c' has rank 2, then 3."""
+    from federated.simulation.round import RoundPlan, client_keys
+    plans = []
+    for ids in (["a", "b", "c", "d"], ["new", "a", "b", "c", "d"]):
+        plans.append(RoundPlan.make(seed=5, round_index=2, sampler=UniformSampler(1.0), population=len(ids),
+                                    dropout_rate=0.0, chunk_size=8, client_keys=client_keys(ids),
+                                    secret_sampling=secret))
+    return plans
+
+
+def test_one_clients_presence_changes_nothing_about_the_others_rounding(rng):
+    """Stochastic rounding draws from each client's own randomness: adding a client before 'c' shifts
+    its rank, not its rounding (seeded from the client's id, never from its rank)."""
+    secagg = SecureAggregation(clipping_range=RANGE, bits=BITS, modulus_bits=24)
+    summand = Summand(rng.uniform(-1, 1, 500), np.zeros(0, np.int64))    # off the grid: rounding is random
+    without, with_new = _neighbour_plans()
+    values = [secagg.quantized(rank, summand, secagg.open_round(plan, seed=5))
+              for plan, rank in ((without, 2), (with_new, 3))]
+    np.testing.assert_array_equal(values[0], values[1])
+    other = secagg.quantized(1, summand, secagg.open_round(without, seed=5))    # client 'b': its own draws
+    assert not np.array_equal(values[0], other)
+
+
+def test_secret_randomness_draws_each_clients_rounding_from_the_csprng(rng):
+    """With the DP strategies' CSPRNG randomness the rounding is not a function of the seed either."""
+    secagg = SecureAggregation(clipping_range=RANGE, bits=BITS, modulus_bits=24)
+    summand = Summand(rng.uniform(-1, 1, 500), np.zeros(0, np.int64))
+    plan, _ = _neighbour_plans(secret=True)
+    first, second = (secagg.quantized(2, summand, secagg.open_round(plan, seed=5)) for _ in range(2))
+    assert not np.array_equal(first, second)     # 500 coordinates rounded up or down: never all equal
+    keys = secagg.open_round(plan, seed=5)
+    assert len(set(keys.rounding_entropy.values())) == 4
+
+
+def _poisoned(data, client):
+    """``data`` with one client's features scaled until its local loss overflows (a NaN update)."""
+    from federated.data import ClientData
+    x = data.x.copy()
+    x[data.partition.indices[client]] *= 1e38
+    return ClientData(x, data.y, data.partition)
+
+
+def test_under_dp_a_nonfinite_client_reports_zero_and_cannot_abort_the_round(digits_iid):
+    """With every client required (threshold 1), one client whose update is NaN would abort the round
+    and discard everyone's contribution; under DP it reports a zero update (clipped) instead."""
+    from federated.strategies import DifferentialPrivacyAdaptiveClipping
+    data, _ = digits_iid
+    client = ClientConfig(epochs=1, batch_size=10, learning_rate=0.3)
+
+    def round_one(clients, strategy):
+        sim = FederatedSimulation(linear_model, clients, strategy, rounds=1, sampler=UniformSampler(1.0), seed=3,
+                                  aggregation=SecureAggregation(clipping_range=1.0, bits=20, modulus_bits=40,
+                                                                threshold=1.0))
+        return sim.run().rounds[0]
+
+    dp = DifferentialPrivacyAdaptiveClipping(FedAvg(client, weighted=False), noise_multiplier=0.5, target_delta=1e-3,
+                                             clipped_count_stddev=2.0, seeded_noise=True)
+    record = round_one(_poisoned(data, 3), dp)
+    assert (record.sampled, record.reported, record.nonfinite) == (20, 20, None)   # not recorded under DP
+    assert record.aggregation["aborted"] is False
+    # The poisoned client counts as clipped, like any update above C; its vector is zero.
+    clean = round_one(data, dp)
+    assert clean.aggregation["aborted"] is False and clean.reported == 20
+    public = round_one(_poisoned(data, 3), FedAvg(client, weighted=False))   # no DP: it does not report
+    assert (public.reported, public.nonfinite, public.aggregation["aborted"]) == (19, 1, True)
+
+
+def test_dp_refuses_dropouts_that_let_one_clients_presence_abort_a_poisson_round(digits_iid):
+    """Under Poisson sampling the threshold counts the sampled clients, so one added client that drops out
+    can abort a round another client set would finish: outside the add/remove analysis, refused. With
+    uniform sampling (replace-one) the abort depends on the dropouts alone, which no client's data sets."""
+    from federated.sampling import PoissonSampler
+    from federated.strategies import DifferentialPrivacyFixedClipping
+    data, _ = digits_iid
+    client = ClientConfig(epochs=1, batch_size=10, learning_rate=0.3)
+    dp = DifferentialPrivacyFixedClipping(FedAvg(client, weighted=False), clipping_norm=1.0, noise_multiplier=1.0,
+                                          target_delta=1e-3, seeded_noise=True)
+    secagg = SecureAggregation(clipping_range=1.0, bits=20, modulus_bits=40, threshold=0.9)
+    with pytest.raises(ValueError, match="one client's presence can abort a round"):
+        FederatedSimulation(linear_model, data, dp, rounds=1, sampler=PoissonSampler(0.5), aggregation=secagg,
+                            dropout_rate=0.2)
+    FederatedSimulation(linear_model, data, dp, rounds=1, sampler=PoissonSampler(0.5), aggregation=secagg)
+
+    def aborts(clients, seed=1):
+        sim = FederatedSimulation(linear_model, clients, dp, rounds=6, sampler=UniformSampler(0.5), seed=seed,
+                                  aggregation=secagg, dropout_rate=0.2)
+        return [r.aggregation["aborted"] for r in sim.run().rounds]
+
+    outcome = aborts(data)
+    assert True in outcome and False in outcome       # some rounds abort, some do not
+    # Replace-one neighbours: client 7's data replaced by nothing, by a copy of client 0's, by every
+    # example, or by data whose update is not finite. The abort pattern is the same for each.
+    for replaced in (_with_client(data, 7, []), _with_client(data, 7, data.partition.indices[0]),
+                     _with_client(data, 7, np.arange(len(data.y))), _poisoned(data, 7)):
+        assert replaced.num_clients == data.num_clients and aborts(replaced) == outcome
+    # ... whereas the dropout draws do decide it: other seeds abort other rounds.
+    assert any(aborts(data, seed) != outcome for seed in (2, 3, 4))
+
+
+def _with_client(data, client, rows):
+    """``data`` with client ``client`` holding copies of the examples ``rows`` instead (N unchanged)."""
+    from federated.data import ClientData
+    from federated.partitioners import Partition
+    rows = np.asarray(rows, np.int64)
+    new = np.arange(len(data.y), len(data.y) + rows.size)
+    indices = [new if k == client else ix for k, ix in enumerate(data.partition.indices)]
+    y = np.concatenate([data.y, data.y[rows]])
+    return ClientData(np.concatenate([data.x, data.x[rows]]), y,
+                      Partition(list(data.client_ids), indices, labels=y, allow_empty=True))

@@ -42,10 +42,24 @@ def test_nonfinite_updates_are_dropped_and_counted(digits_iid, execution):
 
 
 def _dp_sim(data, rounds, checkpoint_dir=None, **kwargs):
+    """Seeded noise (the research option): a resumed run can then equal an uninterrupted one bitwise."""
     strategy = DifferentialPrivacyAdaptiveClipping(FedAvg(CLIENT, weighted=False), noise_multiplier=0.8,
-                                                   target_delta=1e-4, initial_clipping_norm=0.5, **kwargs)
+                                                   target_delta=1e-4, initial_clipping_norm=0.5, seeded_noise=True,
+                                                   **kwargs)
     return FederatedSimulation(linear_model, data, strategy, rounds=rounds, sampler=PoissonSampler(0.5), seed=7,
                                checkpoint_dir=checkpoint_dir, dropout_rate=0.1)
+
+
+def test_dp_noise_and_sample_come_from_the_csprng_by_default(digits_iid):
+    data, _ = digits_iid
+    strategy = DifferentialPrivacyFixedClipping(FedAvg(CLIENT, weighted=False), clipping_norm=1.0,
+                                                noise_multiplier=1.0, target_delta=1e-3)
+    assert not strategy.seeded_noise and strategy.secret_randomness and strategy.to_dict()["seeded_noise"] is False
+    runs = [FederatedSimulation(linear_model, data, strategy, rounds=1, sampler=PoissonSampler(0.5), seed=0)
+            for _ in range(2)]
+    for sim in runs:
+        sim.run()
+    assert runs[0].state.weights[0].tobytes() != runs[1].state.weights[0].tobytes()   # same seed, other noise
 
 
 def test_resume_continues_exactly_without_double_counting(digits_iid, tmp_path):
@@ -142,3 +156,89 @@ def test_auto_execution_picks_the_cheaper_estimate_compilation_included(digits_i
     costs = history.config["execution_costs_s"]
     assert set(costs) == set(EXECUTIONS) and all(c > 0 for c in costs.values())   # numpy covers the model
     assert sim.execution == min(costs, key=costs.get) == history.config["execution"]
+
+
+def test_empty_clients_of_a_keyed_partition_send_zero_updates(digits_iid):
+    """A fixed, public N can exceed the clients that hold data: empty ones take part and change nothing."""
+    from federated.partitioners import KeyedPartitioner
+    from federated.simulation.round import RoundPlan, client_keys
+    base, test = digits_iid
+    data = ClientData.from_arrays(base.x[:30], base.y[:30], KeyedPartitioner(num_clients=60, seed=0))
+    assert (data.sizes() == 0).sum() > 20
+    for strategy in (FedAvg(CLIENT), DifferentialPrivacyFixedClipping(FedAvg(CLIENT, weighted=False),
+                                                                     clipping_norm=1.0, noise_multiplier=0.5,
+                                                                     target_delta=1e-3)):
+        sim = FederatedSimulation(linear_model, data, strategy, rounds=2, sampler=UniformSampler(0.5), seed=0,
+                                  evaluation=test, execution="numpy")
+        history = sim.run()
+        assert all(r.sampled == r.reported == 30 for r in history.rounds)
+        assert [r.nonfinite for r in history.rounds] == ([None] * 2 if strategy.private else [0, 0])
+        assert all(np.all(np.isfinite(w)) for w in sim.state.weights)
+
+    def drawn_client(seed):   # the one client round 1 samples, as the simulation draws it
+        plan = RoundPlan.make(seed=seed, round_index=1, sampler=UniformSampler(1 / 60), population=60,
+                              dropout_rate=0.0, chunk_size=8, client_keys=client_keys(data.client_ids))
+        return int(plan.positions[0])
+
+    seeds = {size > 0: seed for seed in range(40) for size in [data.sizes()[drawn_client(seed)]]}
+    assert set(seeds) == {True, False}
+    for holds_data, seed in seeds.items():
+        sim = FederatedSimulation(linear_model, data, FedAvg(CLIENT), rounds=1, sampler=UniformSampler(1 / 60),
+                                  seed=seed, execution="numpy")
+        sim.start()
+        initial = [w.copy() for w in sim.state.weights]
+        record = sim.run().rounds[0]
+        assert (record.sampled, record.reported) == (1, 1)
+        unchanged = all(a.tobytes() == b.tobytes() for a, b in zip(initial, sim.state.weights))
+        assert unchanged is not holds_data     # an empty client's round leaves the weights exactly
+
+
+def test_rounds_that_sample_no_client_leave_the_weights(digits_iid):
+    data, _ = digits_iid
+    sim = FederatedSimulation(linear_model, data, FedAvg(CLIENT), rounds=2, sampler=PoissonSampler(1e-9), seed=0)
+    sim.start()
+    initial = [w.copy() for w in sim.state.weights]
+    history = sim.run()
+    assert [(r.sampled, r.metrics) for r in history.rounds] == [(0, {"skipped": True})] * 2
+    assert all(np.array_equal(a, b) for a, b in zip(initial, sim.state.weights))
+
+
+def test_beam_writes_the_client_data_into_a_folder_only_its_user_can_open(digits_iid, tmp_path):
+    """The pickles Beam's workers read hold the clients' private data (they were 0644 in the shared /tmp)."""
+    import stat
+    import tempfile
+
+    from federated.simulation import BeamRunner
+    data, _ = digits_iid
+    for runner, base in ((BeamRunner(temp_location=str(tmp_path)), str(tmp_path)), (BeamRunner(), None)):
+        uri = runner._reference(data, runner._directory()).uri
+        folder = os.path.dirname(uri)
+        assert os.path.dirname(folder) == (base or tempfile.gettempdir())
+        assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700 and os.path.isfile(uri)
+        runner.close()
+        assert not os.path.exists(folder)
+    assert os.listdir(tmp_path) == []
+
+
+def test_beam_worker_processes_equal_the_in_process_run_bitwise(digits_dirichlet, tmp_path):
+    """DirectRunner with two worker processes (multi_processing): each trains its chunks in its own
+    interpreter, and the aggregate is independent of which worker trained what."""
+    from federated.models import DenseModel
+    from federated.simulation import BeamRunner, InProcessRunner
+
+    data, test = digits_dirichlet
+    client = ClientConfig(epochs=1, batch_size=8, learning_rate=0.2)
+
+    def run(runner):
+        sim = FederatedSimulation(DenseModel(64, 10), data, FedAvg(client), rounds=2, sampler=UniformSampler(0.5),
+                                  seed=5, chunk_size=4, runner=runner, evaluation=test)
+        return sim, sim.run()
+
+    local, local_history = run(InProcessRunner(workers=1))
+    workers = BeamRunner(["--runner=DirectRunner", "--direct_running_mode=multi_processing",
+                          "--direct_num_workers=2"], temp_location=str(tmp_path))
+    beam, beam_history = run(workers)
+    assert BeamRunner(["--temp_location=/shared/tmp"]).temp_location == "/shared/tmp"   # where workers read
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(local.state.weights, beam.state.weights))
+    assert [(r.reported, r.train_loss, r.evaluation) for r in beam_history.rounds] == \
+        [(r.reported, r.train_loss, r.evaluation) for r in local_history.rounds]

@@ -88,13 +88,13 @@ def test_fedavgm_is_keras_sgd_momentum_on_minus_delta(rng):
     np.testing.assert_allclose(state.weights[0], variable.numpy(), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("secure_noise", [False, True])
-def test_dp_clips_each_update_and_adds_noise_of_the_stated_std(secure_noise):
+@pytest.mark.parametrize("seeded_noise", [True, False])
+def test_dp_clips_each_update_and_adds_noise_of_the_stated_std(seeded_noise):
     # 20,000 coordinates of pure noise: the sample std has relative SE 0.5%; 3% is > 5 SE. CSPRNG noise is
     # not seeded, so each bound here keeps its false-alarm rate at or below 1e-6 per run.
     d, clip, z, m = 20_000, 2.0, 1.3, 10
     strategy = DifferentialPrivacyFixedClipping(FedAvg(weighted=False), clipping_norm=clip, noise_multiplier=z,
-                                                target_delta=1e-5, secure_noise=secure_noise)
+                                                target_delta=1e-5, seeded_noise=seeded_noise)
     ctx = _ctx(population=100, sampler=UniformSampler(m / 100))
     state = strategy.initialize([np.zeros(d, np.float32)], ctx)
     big = np.zeros(d)
@@ -109,7 +109,7 @@ def test_dp_clips_each_update_and_adds_noise_of_the_stated_std(secure_noise):
     assert stats.normaltest(noise).pvalue > 1e-6
     # Seeded noise is a function of the round's seed; CSPRNG-seeded noise never repeats.
     again, _ = strategy.aggregate(state, None, _ctx(population=100, sampler=UniformSampler(m / 100)))
-    assert (again.weights[0].tobytes() == new.weights[0].tobytes()) is not secure_noise
+    assert (again.weights[0].tobytes() == new.weights[0].tobytes()) is seeded_noise
 
 
 def test_adaptive_clipping_moves_towards_the_quantile():
@@ -152,14 +152,14 @@ def test_bad_settings_are_named(make, message):
         make()
 
 
-def test_dp_noise_covers_the_aggregations_rounding_and_secure_noise_hides_the_sample():
+def test_dp_noise_covers_the_aggregations_rounding_and_csprng_noise_hides_the_sample():
     """With secure aggregation's quantization one clipped update can move by C + rounding_bound: the
-    noise is z times that. With secure noise the round's clients come from the OS CSPRNG, not the seed."""
+    noise is z times that. Without seeded noise the round's clients come from the OS CSPRNG, not the seed."""
     from federated.simulation.round import RoundPlan
 
     clip, z, bound = 2.0, 1.3, 0.25
     strategy = DifferentialPrivacyFixedClipping(FedAvg(weighted=False), clipping_norm=clip, noise_multiplier=z,
-                                                target_delta=1e-5, secure_noise=True)
+                                                target_delta=1e-5)
     ctx = RoundContext(round=1, population=100, sampler=UniformSampler(0.1), total_rounds=10,
                        rng=np.random.default_rng(0), rounding_bound=bound)
     state = strategy.initialize([np.zeros(4, np.float32)], ctx)

@@ -10,6 +10,7 @@ import math
 import os
 
 import dp_accounting
+import numpy as np
 import pytest
 from dp_accounting import dp_event
 
@@ -59,10 +60,11 @@ def federated_run(tmp_path_factory):
     settings = {k: v for k, v in CONFIG.items() if k not in ("private", "noise_multiplier")}
     proc = ppml("pipeline", "run", "--trainer", "federated", "--private", "--noise-multiplier", "0.5",
                 "--preprocessing-epsilon", str(PREPROCESSING_EPSILON), "--trainer-config", json.dumps(settings),
-                "--epsilon-budget", "1000", "--max-membership-auc", "0.7", "--min-accuracy", "0.8",
-                "--pipeline-root", root, "--json")
+                "--epsilon-budget", "1000", "--privacy-unit", "client", "--max-membership-auc", "0.7",
+                "--min-accuracy", "0.8", "--pipeline-root", root, "--json")
     out = run_python(f"import sys; sys.argv = ['', {root!r}]\n{INSPECT}", legacy_keras=True).stdout
-    return {**json.loads(out.strip().splitlines()[-1]), "report": json.loads(proc.stdout), "stderr": proc.stderr}
+    return {**json.loads(out.strip().splitlines()[-1]), "report": json.loads(proc.stdout), "stderr": proc.stderr,
+            "root": root}
 
 
 def test_private_federated_model_carries_the_accountants_epsilon(federated_run):
@@ -90,11 +92,24 @@ def test_private_federated_model_carries_the_accountants_epsilon(federated_run):
     assert props["epsilon"] == min(props["epsilon_rdp"], props["epsilon_pld"])
     assert props["epsilon_rdp"] == pytest.approx(rdp, rel=1e-5)   # ML Metadata keeps 6 significant digits
     assert props["privacy_ledger_uri"].startswith(os.path.join(federated_run["model_uri"], "Format-Serving"))
-    assert ledger["mechanism"] == "dp-fedavg" and ledger["parameters"]["unit"] == "client"
-    assert ledger["parameters"]["dataset_size"] == 20
+    assert ledger["mechanism"] == "dp-fedavg" and ledger["privacy_unit"] == "client" == props["privacy_unit"]
+    assert ledger["parameters"]["dataset_size"] == 20 and ledger["parameters"]["noise"] == "csprng"
+    # One record changes one client's data (N fixed): a client replaced, which add/remove accounting of
+    # Poisson sampling does not cover; the ledger accounts it beside, replace-one (PLD).
+    replaced = dp_accounting.pld.PLDAccountant(dp_accounting.NeighboringRelation.REPLACE_ONE,
+                                               value_discretization_interval=1e-4).compose(event, 8).get_epsilon(0.01)
+    record = ledger["parameters"]["record_level"]
+    assert record["adjacency"] == "replace-one" and record["epsilon"] == pytest.approx(replaced, rel=1e-9)
+    assert record["epsilon"] > ledger["epsilon"]["pld"]
     history = federated_run["history"]
     assert history["rounds"][-1]["metrics"]["epsilon_rdp"] == pytest.approx(rounds_alone, rel=1e-12)
-    assert history["config"]["num_clients"] == 20 and history["config"]["partition"]["name"] == "dirichlet"
+    # The eval split's rows and the classes read from the labels are private facts: listed, here and in the ledger.
+    assert set(history["config"]["outside_guarantee"]) == set(ledger["parameters"]["outside_guarantee"]) \
+        == {"evaluation", "classes"}
+    assert "client_sizes_sum" not in history["config"] and history["rounds"][0]["nonfinite"] is None
+    assert history["config"]["num_clients"] == 20
+    assert history["config"]["partition"] == {"name": "keyed", "num_clients": 20, "rule": "dirichlet", "alpha": 1.0,
+                                              "seed": 0}
 
 
 def test_exported_model_serves_raw_examples_and_passes_the_private_evaluator(federated_run):
@@ -122,8 +137,11 @@ def test_pipeline_command_runs_the_federated_trainer_and_reports_its_ledger(fede
     (("--encrypted-check",), "the encrypted check runs Keras models"),
     (("--trainer-config", "[1]"), "must be a JSON object"),
     (("--trainer-config", '{"num_clients": 0}'), "custom_config['num_clients']"),
-    (("--private", "--noise-multiplier", "1", "--preprocessing-epsilon", "1"),
+    (("--private", "--noise-multiplier", "1", "--preprocessing-epsilon", "1", "--privacy-unit", "client"),
      "custom_config['max_examples_per_client']: the private Transform's releases are accounted per record"),
+    ((), "privacy_unit (--privacy-unit) 'example': the Federated Trainer's epsilon is client-level"),
+    (("--trainer-config", '{"client_key": "mean_radius"}', "--privacy-unit", "client"),
+     "'client': the Federated Trainer's epsilon is user-level"),
 ])
 def test_pipeline_command_refuses_federated_settings_it_cannot_run(tmp_path, options, message):
     root = tmp_path / "root"
@@ -185,12 +203,139 @@ def test_delta_not_below_one_over_n_clients_fails_before_training():
 @pytest.mark.parametrize("change, message", [
     ({"label_key": None}, r"custom_config\['label_key'\]: name the label column"),
     ({"num_client": 5}, r"custom_config\['num_client'\]: unknown setting; did you mean 'num_clients'\?"),
-    ({"partition": "pathological"}, r"custom_config\['partition'\]: must be one of iid, dirichlet, shards, quantity"),
+    ({"partition": "pathological"}, r"custom_config\['partition'\]: must be one of iid, quantity, dirichlet, shards"),
     ({"fraction": 1.5}, r"custom_config\['fraction'\]: must be in \(0, 1\], got 1.5"),
-    ({"noise_multiplier": None}, r"exactly one of 'noise_multiplier' and 'target_epsilon' \(neither is set\)"),
+    ({"target_epsilon": 3.0}, r"custom_config\['noise_multiplier'\]: give noise_multiplier or target_epsilon, "
+                              r"not both"),
+    ({"partition": "shards"}, r"custom_config\['partition'\]: shards cut the label-sorted records"),
+    ({"seed": 2 ** 32}, r"custom_config\['seed'\]: must be at most 2\^32 - 1"),
     ({"private": False}, r"custom_config\['noise_multiplier'\]: is a privacy setting, but 'private' is false"),
+    ({"private": False, "noise_multiplier": None, "clip": "adaptive"},
+     r"custom_config\['clip'\]: is a privacy setting, but 'private' is false"),
+    ({"private": False, "noise_multiplier": None, "clipping_norm": None, "delta": 1e-3},
+     r"custom_config\['delta'\]: is a privacy setting, but 'private' is false"),
+    ({"execution": "auto"}, r"custom_config\['execution'\]: 'auto' picks by timing the clients' training"),
     ({"rounds": 0}, r"custom_config\['rounds'\]: must be an integer >= 1, got 0"),
 ])
 def test_bad_settings_are_named(change, message):
     with pytest.raises(InvalidFederatedSetting, match=message):
         FederatedTrainingConfig.from_custom_config({**CONFIG, **change})
+
+
+def test_the_trainer_refuses_seeded_noise_and_calibrates_for_epsilon_three_by_default():
+    """ppml's one default for a private run without a noise setting: z calibrated for epsilon 3."""
+    with pytest.raises(InvalidFederatedSetting, match=r"custom_config\['seeded_noise'\]: the Federated Trainer"):
+        FederatedTrainingConfig.for_trainer({**CONFIG, "seeded_noise": True})
+    plan = FederatedTrainingConfig.for_trainer({**CONFIG, "noise_multiplier": None}).plan(20)
+    z = plan.mechanism.noise_multiplier
+    event = dp_event.PoissonSampledDpEvent(0.5, dp_event.GaussianDpEvent(z))
+    assert 3.0 - 0.01 <= dp_accounting.rdp.RdpAccountant().compose(event, 8).get_epsilon(0.01) <= 3.0
+    assert plan.target_epsilon == 3.0 and plan.strategy().seeded_noise is False
+
+
+def test_record_level_epsilon_falls_back_to_group_privacy_where_pld_declines():
+    """z = 0.19 under Poisson sampling is below PLD's cost limit: a replaced client is a removal and an addition,
+    so RDP group privacy over 2 neighbours bounds it: min over delta' of 2 eps(delta') with
+    delta' (1 + e^eps(delta')) <= delta, recomputed here on a grid from dp-accounting (the search beats the grid)."""
+    settings = {**CONFIG, "num_clients": 100, "fraction": 0.1, "rounds": 3, "noise_multiplier": 0.19}
+    plan = FederatedTrainingConfig.for_trainer(settings).plan(100)
+    record = plan.record_level(3)
+    assert record["accountant"] == "rdp, group privacy of 2" and record["adjacency"] == "replace-one"
+    event = dp_event.PoissonSampledDpEvent(0.1, dp_event.GaussianDpEvent(0.19))
+    accountant = dp_accounting.rdp.RdpAccountant().compose(event, 3)
+    grid = [10.0 ** (-k / 4) for k in range(8, 1200)]
+    feasible = [2 * e for d, e in ((d, accountant.get_epsilon(d)) for d in grid)
+                if d * (1 + np.exp(min(e, 700))) <= plan.delta]
+    assert feasible and accountant.get_epsilon(plan.delta) < record["epsilon"] <= min(feasible) * (1 + 1e-9)
+    assert record["epsilon"] >= 0.95 * min(feasible)
+
+
+NEIGHBOURS = """
+import glob, json, os, sys
+import apache_beam as beam
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
+from federated.data.examples import read_tf_records, stack_features
+from federated.partitioners import KeyedPartitioner, content_keys
+from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
+from pipelines.trainers import breast_cancer
+from pipelines.trainers.federated import client_data, read_split, resolve_feature_keys
+root, work, settings = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+config = FederatedTrainingConfig.for_trainer(settings)
+[graph] = glob.glob(os.path.join(root, "Transform", "transform_graph", "*"))
+spec = tft.TFTransformOutput(graph).raw_feature_spec()
+records = read_tf_records(sorted(glob.glob(os.path.join(root, "CsvExampleGen", "examples", "*", "Split-train", "*"))))
+
+def transform_and_read(name, chosen):
+    # What the pipeline does with this training split: Transform fits its analyzers on it, the Trainer reads it.
+    path = os.path.join(work, name + ".tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        for record in chosen:
+            writer.write(record)
+    rows = [{k: v.numpy() for k, v in tf.io.parse_single_example(r, spec).items()} for r in chosen]
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
+    graph = os.path.join(work, name + "-graph")
+    with beam.Pipeline() as pipeline:
+        with tft_beam.Context(temp_dir=os.path.join(work, name + "-tmp")):
+            fitted = (pipeline | beam.Create(rows), metadata) | tft_beam.AnalyzeDataset(breast_cancer.preprocessing_fn)
+            _ = fitted | tft_beam.WriteTransformFn(graph)
+    metadata_io.write_metadata(metadata, os.path.join(graph, tft.TFTransformOutput.RAW_METADATA_DIR))
+    return read_split([path], tft.TFTransformOutput(graph))
+
+def clients(split):
+    data = client_data(config, split, resolve_feature_keys(config, split))
+    return [{split.keys[i] for i in ix} for ix in data.partition.indices]
+
+def transformed_content_clients(split):   # keying Transform's output instead: what the Trainer did before
+    x = stack_features(split.columns, resolve_feature_keys(config, split))
+    data = client_data(config, split, resolve_feature_keys(config, split))
+    owner = np.empty(len(x), int)
+    for k, ix in enumerate(KeyedPartitioner(num_clients=20, rule="dirichlet", alpha=1.0).partition(
+            data.y, keys=content_keys(x, data.y)).indices):
+        owner[ix] = k
+    return owner
+
+full, fewer = transform_and_read("full", records), transform_and_read("fewer", records[1:])
+feature = resolve_feature_keys(config, full)[0]
+print(json.dumps({
+    "records": len(records),
+    "changed_clients": sum(a != b for a, b in zip(clients(full), clients(fewer))),
+    "transform_moved": bool(not np.array_equal(full.columns[feature][1:], fewer.columns[feature])),
+    "moved_by_transformed_keys": int(np.sum(transformed_content_clients(full)[1:]
+                                            != transformed_content_clients(fewer))),
+}))
+"""
+
+
+def test_one_removed_record_changes_one_client_through_transform(federated_run, tmp_path):
+    """The Trainer's partition of neighbouring training splits, each transformed by a graph fitted on it
+    (as Transform does in the pipeline): the z-score's constants move every transformed record, yet the
+    Trainer keys records by their raw content, so exactly one client changes. Keys of the transformed
+    records (the Trainer before) move most records to another client."""
+    proc = run_python(f"import sys; sys.argv = ['', {federated_run['root']!r}, {str(tmp_path)!r}, "
+                      f"{json.dumps(CONFIG)!r}]\n{NEIGHBOURS}", legacy_keras=True)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["records"] > 300 and result["transform_moved"] is True
+    assert result["changed_clients"] == 1
+    assert result["moved_by_transformed_keys"] > result["records"] // 2
+
+
+def test_the_trainer_refuses_transformed_examples_it_cannot_key_by_raw_content(federated_run):
+    """Transform's output with the transform graph: the raw features are gone, so the records cannot be keyed
+    before Transform's constants; a one-line error says which examples to give."""
+    proc = run_python(f"""
+import glob, os, sys
+import tensorflow_transform as tft
+from pipelines.trainers.federated import read_split
+root = {federated_run['root']!r}
+[graph] = glob.glob(os.path.join(root, "Transform", "transform_graph", "*"))
+try:
+    read_split([os.path.join(root, "Transform", "transformed_examples", "*", "Split-train", "*")],
+               tft.TFTransformOutput(graph))
+except ValueError as err:
+    print(err)
+""", legacy_keras=True)
+    assert "give it ExampleGen's examples, not Transform's" in proc.stdout

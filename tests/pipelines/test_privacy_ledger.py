@@ -119,6 +119,28 @@ def test_mlmd_properties_round_trip():
     pl.record_on_artifact(plain, None)
     assert pl.model_properties(plain) == {pl.PRIVATE: 0}
     assert math.isfinite(props[pl.EPSILON])
+    assert props[pl.PRIVACY_UNIT] == "example"
+
+
+def test_the_unit_of_privacy_is_recorded_in_the_ledger_and_in_mlmd():
+    clients = DpSgdMechanism(dataset_size=50, batch_size=5, noise_multiplier=0.9, steps=3, sampling="fixed")
+    budget = PrivacyBudget.for_mechanism(clients, 1e-3).compose(clients.unit_event(), 3)
+    parameters = {"dataset_size": 50, "batch_size": 5, "noise_multiplier": 0.9, "steps": 3, "sampling": "fixed",
+                  "adjacency": "replace-one", "l2_norm_clip": 0.5}
+    for unit in ("user", "client"):
+        ledger = pl.PrivacyLedger(budget=budget, mechanism=pl.DP_FEDAVG,
+                                  parameters={**parameters, "privacy_unit": unit})
+        data = ledger.to_dict()
+        assert data["privacy_unit"] == unit and pl.PrivacyLedger.from_dict(data).privacy_unit == unit
+        artifact = _FakeTfxArtifact()
+        pl.record_on_artifact(artifact, ledger)
+        assert pl.model_properties(artifact)[pl.PRIVACY_UNIT] == unit
+    grouped = MECHANISM.replace(max_examples_per_user=4)
+    assert pl.PrivacyLedger.for_dp_sgd(grouped, l2_norm_clip=1.0, delta=1e-3).privacy_unit == "user"
+    data = pl.PrivacyLedger(budget=budget, mechanism=pl.DP_FEDAVG, parameters={**parameters,
+                                                                                "privacy_unit": "row"}).to_dict()
+    with pytest.raises(pl.LedgerError, match="privacy unit 'row' is none of example, user, client"):
+        pl.PrivacyLedger.from_dict(data)
 
 
 def test_fixed_size_batches_give_the_rdp_epsilon_and_say_so():

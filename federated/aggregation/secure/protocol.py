@@ -12,8 +12,12 @@ What is simulated rather than run: every party lives in this process, shares tra
 between objects, and the protocol is semi-honest (no signatures or consistency checks). The
 arithmetic (clip, quantize, mod 2^M, mask cancellation, dropout recovery) is the real one, so the
 result is what a deployment would compute. Key pairs, self-mask seeds and Shamir coefficients come
-from the OS CSPRNG (`cryptography`, `secrets`); masks are ChaCha20 streams. Quantization's
-stochastic rounding is seeded per (seed, round, client) so that runs are reproducible.
+from the OS CSPRNG (`cryptography`, `secrets`); masks are ChaCha20 streams. Each client's
+stochastic rounding draws from its own randomness, independent of every other client's: from the OS
+CSPRNG when the round's draws must be secret (the DP strategies' default), else seeded by (seed,
+round, the client's key) so that research runs are reproducible. Either way adding or removing one
+client changes no other client's rounding, so the DP noise's allowance for rounding (C plus
+`rounding_bound`) covers the one client that changed.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import numpy as np
 from federated.aggregation.secure import masking, shamir
 from federated.aggregation.secure.quantization import dequantize_sum, quantize
 from federated.aggregation.summand import Summand
+from federated.streams import Stream
 
 _SHARE_BYTES = 66   # a GF(2^521 - 1) element
 
@@ -44,6 +49,7 @@ class RoundKeys:
     self_mask_seeds: dict
     key_shares: dict       # owner -> {holder: share of the owner's private key}
     seed_shares: dict      # owner -> {holder: share of the owner's self-mask seed}
+    rounding_entropy: dict  # owner -> entropy (a tuple of ints) of its stochastic rounding
 
 
 @dataclasses.dataclass
@@ -62,13 +68,16 @@ class SecureAggregation:
     Args:
       clipping_range: r > 0; summand vector coordinates are clipped to [-r, r] before quantization.
         Weighted FedAvg sends n_k * delta_k, so r must cover that (or use weighted=False; under DP
-        the clipping norm C is a safe r). Each round's report counts the clipped coordinates.
+        the clipping norm C is a safe r). Each round's report counts the clipped coordinates (a private
+        simulation leaves that count out: `data_dependent`).
       bits: b, quantization bits per coordinate (1..48).
       modulus_bits: M, arithmetic is mod 2^M (b + log2(clients) must fit; at most 63).
       threshold: fraction of a round's sampled clients that must report, in (1/2, 1]; t = ceil(fraction * m).
     """
 
     name = "secure"
+    can_abort = True   # below the threshold the sum cannot be unmasked
+    data_dependent = ("clipped_coordinates",)   # what clients clipped: a private run leaves it out of the report
 
     def __init__(self, *, clipping_range: float, bits: int = 16, modulus_bits: int = 32, threshold: float = 2 / 3):
         if not (isinstance(clipping_range, (int, float)) and clipping_range > 0 and math.isfinite(clipping_range)):
@@ -101,17 +110,29 @@ class SecureAggregation:
         threshold = max(1, math.ceil(self.threshold * m)) if m else 0
         private = {i: masking.new_private_key() for i in participants}
         self_seeds = {i: secrets.token_bytes(32) for i in participants}
+        if plan.secret:
+            rounding = {i: (secrets.randbits(128),) for i in participants}
+        else:
+            rounding = {i: (seed, plan.round, int(Stream.ROUNDING), int(plan.client_keys[i])) for i in participants}
         return RoundKeys(
             round=plan.round, seed=seed, participants=participants, threshold=threshold, private_keys=private,
             public_keys={i: masking.public_key(k) for i, k in private.items()}, self_mask_seeds=self_seeds,
             key_shares={i: shamir.split(private[i], list(participants), threshold) for i in participants},
-            seed_shares={i: shamir.split(self_seeds[i], list(participants), threshold) for i in participants})
+            seed_shares={i: shamir.split(self_seeds[i], list(participants), threshold) for i in participants},
+            rounding_entropy=rounding)
 
     # --- client ---------------------------------------------------------------------------------
+    def quantized(self, rank: int, summand: Summand, keys: RoundKeys) -> np.ndarray:
+        """Client ``rank``'s summand vector clipped and quantized (uint64), before masking."""
+        return self._quantize(rank, summand, keys)[0]
+
+    def _quantize(self, rank, summand, keys):
+        rng = np.random.default_rng(list(keys.rounding_entropy[rank]))
+        return quantize(summand.vector, self.clipping_range, self.bits, rng)
+
     def encode(self, rank: int, summand: Summand, keys: RoundKeys) -> ModularSum:
         """Client ``rank``'s masked vector mod 2^M, as a one-client partial sum."""
-        rng = np.random.default_rng([keys.seed, keys.round, 4, rank])
-        values, clipped = quantize(summand.vector, self.clipping_range, self.bits, rng)
+        values, clipped = self._quantize(rank, summand, keys)
         counts = np.asarray(summand.counts, np.int64)
         limit = 1 << (self.modulus_bits - math.ceil(math.log2(len(keys.participants) + 1)))
         if counts.size and (counts.min() < 0 or counts.max() >= limit):

@@ -23,6 +23,8 @@ class EncryptedInferenceGateSpec(ComponentSpec):
         "max_accuracy_drop": ExecutionParameter(type=float, optional=True),
         "frac_bits": ExecutionParameter(type=int, optional=True),
         "batch_size": ExecutionParameter(type=int, optional=True),
+        "input_lo": ExecutionParameter(type=float, optional=True),
+        "input_hi": ExecutionParameter(type=float, optional=True),
     }
     INPUTS = {
         spec.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
@@ -37,7 +39,9 @@ class EncryptedInferenceGate(base_component.BaseComponent):
     """Runs the model encrypted (3-party secret sharing, `privacy.encrypted`) and in plaintext on
     ``num_examples`` examples and blesses it only if decisions agree on at least ``min_agreement`` of
     them and accuracies differ by at most ``max_accuracy_drop`` points (and the upstream blessing, if
-    given, is blessed). Wire the Pusher to ``outputs['blessing']`` to block unblessed pushes.
+    given, is blessed). A model whose values could leave the ring's headroom for the input bounds
+    (``input_lo``/``input_hi``, or the examples' range), or whose encrypted results are rejected, is
+    NOT_BLESSED with the reason. Wire the Pusher to ``outputs['blessing']`` to block unblessed pushes.
 
     The figures go into the blessing artifact: custom properties ``encrypted_<figure>`` and the JSON
     report ``encrypted_inference.json``.

@@ -14,7 +14,8 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
 from pipelines.components.encrypted_gate import spec
-from privacy.encrypted import FixedPoint, InProcessCluster, UnsupportedModelError, import_keras_model
+from privacy.encrypted import (FixedPoint, InProcessCluster, InputBounds, InputOutOfBounds, ModelRangeError,
+                               ResultRejected, UnsupportedModelError, import_keras_model)
 from privacy.encrypted.verify import verify_model
 
 
@@ -45,8 +46,19 @@ class Executor(base_executor.BaseExecutor):
         except UnsupportedModelError as err:
             return _decide(blessing, settings, None, f"the model cannot run encrypted: {err}")
         x, y = _load_examples(input_dict, settings, tuple(plan.architecture.input_shape))
-        report = verify_model(model, x, y, InProcessCluster(plan, FixedPoint(settings.frac_bits)),
-                              batch_size=settings.batch_size)
+        shape = plan.architecture.input_shape
+        bounds = (InputBounds.from_data(x, shape) if settings.input_lo is None
+                  else InputBounds.declared(settings.input_lo, settings.input_hi, shape))
+        try:
+            cluster = InProcessCluster(plan, bounds, FixedPoint(settings.frac_bits))
+            report = verify_model(model, x, y, cluster, batch_size=settings.batch_size)
+        except ModelRangeError as err:
+            return _decide(blessing, settings, None,
+                           f"the model cannot run encrypted within the ring's headroom: {err}")
+        except InputOutOfBounds as err:
+            return _decide(blessing, settings, None, f"the examples exceed the declared input range: {err}")
+        except ResultRejected as err:
+            return _decide(blessing, settings, None, f"the encrypted predictions were rejected: {err}")
         passed = report.passes(min_agreement=settings.min_agreement, max_accuracy_drop=settings.max_accuracy_drop)
         reason = (f"decision agreement {100 * report.decision_agreement:.2f} % (needs >= "
                   f"{100 * settings.min_agreement:.2f} %), accuracy difference "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any
 
 from privacy.encrypted.verify import DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MIN_AGREEMENT
@@ -39,6 +40,8 @@ class GateSettings:
         max_accuracy_drop: largest |accuracy difference| to bless, in percentage points.
         frac_bits: fixed-point fractional bits of the encrypted engine.
         batch_size: examples per encrypted prediction call.
+        input_lo / input_hi: bounds every input feature is declared to lie in (both or neither); by
+            default the model is shared for the per-feature range of the checked examples.
     """
 
     feature_keys: tuple
@@ -49,6 +52,8 @@ class GateSettings:
     max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP
     frac_bits: int = 16
     batch_size: int = 100
+    input_lo: float | None = None
+    input_hi: float | None = None
 
     def __post_init__(self):
         if not self.feature_keys or not all(isinstance(k, str) and k for k in self.feature_keys):
@@ -62,6 +67,11 @@ class GateSettings:
         for name in ("num_examples", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if (self.input_lo is None) != (self.input_hi is None):
+            raise ValueError("input_lo and input_hi go together: give both or neither")
+        if self.input_lo is not None and not (math.isfinite(self.input_lo) and math.isfinite(self.input_hi)
+                                              and self.input_lo <= self.input_hi):
+            raise ValueError(f"need finite input_lo <= input_hi, got {self.input_lo!r} and {self.input_hi!r}")
 
     def exec_properties(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)

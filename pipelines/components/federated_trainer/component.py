@@ -17,8 +17,11 @@ RUN_FN = "pipelines.trainers.federated.run_fn"
 class FederatedTrainer(Trainer):
     """TFX's Trainer (same inputs and outputs) that trains by FedAvg over simulated clients.
 
-    The training split is divided among clients by ``custom_config['client_key']`` (a column) or
-    a partitioner; see `pipelines.components.federated_trainer.spec` for every setting. With
+    Give it ExampleGen's raw examples (and Transform's graph, which it applies itself): it keys each
+    record by its raw content, before Transform's data-dependent constants, so adding one record
+    changes one client (`pipelines.trainers.federated`). The training split is divided among clients
+    by ``custom_config['client_key']`` (a column) or a keyed partition; see
+    `pipelines.components.federated_trainer.spec` for every setting. With
     ``private: true`` it runs client-level DP-FedAvg, writes a privacy ledger into the SavedModel
     and records epsilon on the Model artifact (custom properties of `pipelines.privacy_ledger`), so
     the Private Evaluator and ``ppml report`` treat it like the DP Trainer's model.
@@ -33,5 +36,5 @@ class FederatedTrainer(Trainer):
     def __init__(self, *, custom_config: dict[str, Any] | None = None, run_fn: str = RUN_FN, **kwargs: Any):
         """Takes `tfx.v1.components.Trainer`'s arguments, by keyword (``run_fn`` defaults to `RUN_FN`)."""
         if not isinstance(custom_config, data_types.RuntimeParameter):
-            FederatedTrainingConfig.from_custom_config(custom_config)
+            FederatedTrainingConfig.for_trainer(custom_config)
         super().__init__(custom_config=custom_config, run_fn=run_fn, **kwargs)

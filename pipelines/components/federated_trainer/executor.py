@@ -24,7 +24,7 @@ class Executor(trainer_executor.GenericExecutor):
     def Do(self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]],
            exec_properties: dict[str, Any]) -> None:
         custom_config = json_utils.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "null")
-        config = FederatedTrainingConfig.from_custom_config(custom_config)  # fails fast, before reading data
+        config = FederatedTrainingConfig.for_trainer(custom_config)  # fails fast, before reading data
         fn_args = self._GetFnArgs(input_dict, output_dict, exec_properties)
         super().Do(input_dict, output_dict, exec_properties)
         ledger = privacy_ledger.read_ledger(fn_args.serving_model_dir)

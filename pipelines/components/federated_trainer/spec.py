@@ -1,128 +1,192 @@
-"""The Federated Trainer's settings: what a pipeline author puts in the Trainer's ``custom_config``.
+"""Federated training settings: the one source of defaults for the Federated Trainer and ``ppml federated run``.
 
-Keys (all optional except ``label_key``; defaults in `FederatedTrainingConfig`):
+A pipeline author puts these keys in the Trainer's ``custom_config``; ``ppml federated run`` takes the same
+settings as flags (its ``--help`` shows these defaults). All optional except ``label_key`` (the command line
+defaults it to ``label``).
 
-=======================  ======================================================================
-label_key                integer class label column of the training examples
-feature_keys             numeric input columns, flattened and concatenated in this order
-                         (default: every numeric column except the label and client key)
-client_key               column naming each example's client: a natural partition
-partition                without ``client_key``: iid | dirichlet | shards | quantity
-num_clients              N, clients of a ``partition`` (default 10)
-alpha                    Dirichlet concentration (dirichlet, quantity)
-shards_per_client        classes-shards per client (shards)
-rounds                   T, federated rounds
-sampling                 uniform (round(C N) clients a round) or poisson (each with probability C)
-fraction                 C in (0, 1]
-local_epochs             E, local passes per round
-batch_size               B, local batch size; null: the client's whole data (FedSGD with E = 1)
-client_learning_rate     local SGD step size
-server_optimizer         sgd | avgm | adam | yogi | adagrad
-server_learning_rate     default 1 (sgd, avgm) or 0.01 (adaptive)
-hidden_units             widths of the model's ReLU layers (the model is an MLP on the features)
-seed                     weight initialisation, partition, sampling and batch order
-execution                local training: sequential | vectorized | numpy | auto (time each, keep the cheapest)
-private                  client-level DP-FedAvg with a privacy ledger (clients weighted equally)
-noise_multiplier         z: noise std on the sum of clipped updates is z C
-target_epsilon           instead of noise_multiplier: calibrate z so that epsilon <= this
-clip                     fixed | adaptive (Andrew et al. 2021; clipping_norm is the initial C)
-clipping_norm            C, the L2 bound of each client's update
-delta                    delta of the guarantee (default: the largest power of ten below 1/N)
-accountant               rdp | pld, the accountant of target_epsilon and max_epsilon
-max_epsilon              stop before a round would take epsilon above this
-secure_aggregation       simulate secure aggregation of the client contributions (32-bit
-                         quantization; coordinates clipped to +-C under DP, else to +-8 n_max)
-max_examples_per_client  K, a public bound on any client's training records; needed when a
-                         private run's Transform graph has private preprocessing releases, which
-                         are example-level: a client moves them as K records do (a client with
-                         more is refused before training)
-=======================  ======================================================================
+============================  =====================================  ===========================================
+key                           default                                why this default
+============================  =====================================  ===========================================
+label_key                     (required)                             integer class label column
+feature_keys                  every numeric column but label and     the model is an MLP on the feature vector
+                              client key, sorted
+client_key                    none                                   a column naming each record's client (a
+                                                                     user, a site): one client per value
+partition                     iid                                    without client_key: iid | dirichlet |
+                                                                     quantity, keyed (below); shards (cut by
+                                                                     label, non-private runs only)
+num_clients                   100                                    N, public; McMahan et al.'s K = 100
+alpha                         0.5                                    Dirichlet concentration (dirichlet, quantity)
+shards_per_client             2                                      McMahan et al.'s pathological split
+rounds                        50                                     T federated rounds
+sampling                      uniform                                round(C N) clients a round (replace-one
+                                                                     adjacency); poisson: each with probability C
+fraction                      0.1                                    C, McMahan et al.'s C = 0.1
+local_epochs                  1                                      E
+batch_size                    10                                     B (null: the client's whole data)
+client_learning_rate          0.1                                    local SGD step size
+proximal_mu                   0                                      FedProx's mu (0: FedAvg)
+weighted                      true                                   average weighted by example counts
+                                                                     (FedAvg); under DP clients count equally
+server_optimizer              sgd                                    sgd | avgm | adam | yogi | adagrad
+server_learning_rate          1 (sgd, avgm), 0.01 (adaptive)         model averaging; Reddi et al.'s start
+server_momentum               0.9                                    FedAvgM's beta
+hidden_units                  [16]                                   ReLU layers of the MLP; small and quick
+num_classes                   1 + the largest label (at least 2)     the model's outputs; when private, name it:
+                                                                     the default is read from the private labels
+                                                                     (listed outside the guarantee)
+seed                          0                                      partition, initial weights, batch order;
+                                                                     in [0, 2^32)
+execution                     sequential                             runs any model and gives the same result on
+                                                                     every machine ("auto" picks by timing; not
+                                                                     private: the timing depends on the data)
+private                       false                                  client-level DP-FedAvg with a privacy ledger
+noise_multiplier              calibrated for target_epsilon          z: noise std on the sum of clipped updates
+                                                                     is z C
+target_epsilon                3 unless noise_multiplier is given     calibrate z for the planned rounds: ppml's
+                                                                     one default (as ``ppml pipeline run
+                                                                     --private``)
+clip                          fixed                                  fixed works for any cohort; adaptive needs
+                                                                     clipped_count_stddev > z / 2
+clipping_norm                 1.0                                    C (the initial C for adaptive clipping)
+target_unclipped_quantile     0.5                                    adaptive clipping's quantile (the median)
+clipped_count_stddev          0.05 x expected clients per round      adaptive clipping's count noise (TFF's)
+delta                         largest power of ten below 1/N         delta of the guarantee
+accountant                    rdp                                    rdp | pld, for target_epsilon, max_epsilon
+max_epsilon                   none                                   stop before a round would exceed it
+seeded_noise                  false                                  noise and client sample from the OS CSPRNG;
+                                                                     true (``ppml federated run`` only) draws
+                                                                     them from the seed: research, no guarantee
+secure_aggregation            false                                  simulate secure aggregation
+secagg_bits                   16                                     b bits per coordinate (Bonawitz et al.)
+secagg_modulus_bits           40                                     sums mod 2^40
+secagg_range                  C (4 C adaptive); else 8 x largest     coordinate clipping range r
+                              client (8 unweighted)
+max_examples_per_client       none                                   K, a public bound on any client's training
+                                                                     records; needed when a private run's
+                                                                     Transform graph has private preprocessing
+                                                                     releases, which are per record: a client
+                                                                     moves them as K records do (a client with
+                                                                     more is refused before training)
+============================  =====================================  ===========================================
 
-The privacy unit is one client: a neighbouring dataset adds or removes (Poisson) or replaces
-(uniform) one client's whole data. A private run draws its noise and its client sample from the OS
-CSPRNG (the model is released; a seed in the ledger must not let anyone replay either).
-`FederatedTrainingConfig.from_custom_config` checks the settings
-alone, `plan` checks them against the data (N clients) and resolves z and delta; both raise
-`InvalidFederatedSetting` naming the key, before any training. This module does not import TensorFlow.
+Clients and the unit of privacy. With ``client_key`` each value is a client and the privacy unit is a
+user (all records of one key). Otherwise ppml deals records to N clients with a `KeyedPartitioner`: a
+record's client is a function of the seed, the record's content (as collected, before any
+preprocessing) and its label alone, so adding or removing one record changes exactly one client's data,
+and the privacy unit is a client. Under DP, Poisson sampling gives add/remove-one-client adjacency,
+uniform sampling replace-one-client; the ledger records both. N is fixed, so a one-record change
+replaces one client's data (its update can move by 2C): under uniform sampling the client-level epsilon
+covers it; under Poisson sampling the add/remove one does not, and `FederatedTrainingPlan.record_level`
+accounts the replacement (PLD; dp-accounting's RDP has no replace-one analysis of Poisson sampling),
+reported beside the client-level epsilon in the ledger and by ``ppml federated run``.
 
 A Transform graph's private preprocessing releases are part of the exported model: a private plan composes
 their events before the rounds, as seen by neighbouring data sets that differ in one client (K records
-added or removed, or replaced), and calibrates z so that both together meet ``target_epsilon``.
+added or removed, or replaced), and calibrates z so that both together meet the target epsilon.
+
+The privacy settings (`PRIVACY_SETTINGS`) are refused when ``private`` is false, rather than ignored.
+
+`FederatedTrainingConfig.from_custom_config` checks the settings alone, `plan` checks them against the
+data (N clients) and resolves z and delta; both raise `InvalidFederatedSetting` naming the key, before any
+training. This module does not import TensorFlow.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import numbers
 from typing import Any, Mapping
 
 from federated.client import EXECUTIONS as CLIENT_EXECUTIONS
+from federated.partitioners.keyed import RULES as KEYED_RULES
 from federated.sampling import PoissonSampler, UniformSampler
 from federated.strategies import SERVER_OPTIMIZERS
+from federated.strategies.dp_adaptive_clipping import COUNT_STDDEV_SHARE, default_count_stddev, update_noise_multiplier
+from pipelines import privacy_ledger
 from pipelines.components import settings
-from pipelines.privacy_ledger import LedgerError, accountant_delta_of
-from privacy.accounting import (AccountantKind, DpSgdMechanism, UnsupportedAccounting,
-                                calibrate_noise_multiplier, default_delta)
+from privacy.accounting import (NOISE_MULTIPLIER_RANGE, AccountantKind, Adjacency, DpSgdMechanism,
+                                UnsupportedAccounting, calibrate_noise_multiplier, compute_epsilon, default_delta,
+                                event_to_json)
 from privacy.preprocessing import PreprocessingAccount, PreprocessingPart, RecordError
 
-PARTITIONS = ("iid", "dirichlet", "shards", "quantity")
+PARTITIONS = KEYED_RULES + ("shards",)
+"""Keyed rules (one record changes one client), and McMahan's label-sorted shards (non-private runs only)."""
 SAMPLINGS = ("uniform", "poisson")
 CLIPS = ("fixed", "adaptive")
-EXECUTIONS = ("auto",) + CLIENT_EXECUTIONS
+EXECUTIONS = CLIENT_EXECUTIONS + ("auto",)
+DEFAULT_TARGET_EPSILON = 3.0
+"""The target epsilon of a private run that names neither noise_multiplier nor target_epsilon."""
+PRIVACY_SETTINGS = ("noise_multiplier", "target_epsilon", "clip", "clipping_norm", "target_unclipped_quantile",
+                    "clipped_count_stddev", "delta", "accountant", "max_epsilon", "seeded_noise")
+"""Settings that only mean something under DP: refused, not ignored, when 'private' is false."""
+MAX_SEED = 2 ** 32 - 1
+"""Keras seeds its generators with 32 bits."""
 
 
 class InvalidFederatedSetting(settings.InvalidSetting):
-    """A Federated Trainer setting in ``custom_config`` is invalid; ``setting`` names the key."""
+    """A federated setting is invalid; ``setting`` names the key."""
 
 
 @dataclasses.dataclass(frozen=True)
 class FederatedTrainingConfig:
-    """Data, FedAvg and privacy settings of the Federated Trainer (see the module docstring)."""
+    """Data, FedAvg and privacy settings (see the module docstring for each key and its default)."""
 
     label_key: str | None = None
     feature_keys: tuple[str, ...] | None = None
     client_key: str | None = None
     partition: str = "iid"
-    num_clients: int = 10
+    num_clients: int = 100
     alpha: float = 0.5
     shards_per_client: int = 2
-    rounds: int = 20
+    rounds: int = 50
     sampling: str = "uniform"
-    fraction: float = 0.5
+    fraction: float = 0.1
     local_epochs: int = 1
     batch_size: int | None = 10
     client_learning_rate: float = 0.1
+    proximal_mu: float = 0.0
+    weighted: bool = True
     server_optimizer: str = "sgd"
     server_learning_rate: float | None = None
+    server_momentum: float = 0.9
     hidden_units: tuple[int, ...] = (16,)
+    num_classes: int | None = None
     seed: int = 0
-    execution: str = "auto"
+    execution: str = "sequential"
     private: bool = False
     noise_multiplier: float | None = None
     target_epsilon: float | None = None
     clip: str = "fixed"
     clipping_norm: float = 1.0
+    target_unclipped_quantile: float = 0.5
+    clipped_count_stddev: float | None = None
     delta: float | None = None
     accountant: str = AccountantKind.RDP.value
     max_epsilon: float | None = None
+    seeded_noise: bool = False
     secure_aggregation: bool = False
+    secagg_bits: int = 16
+    secagg_modulus_bits: int = 40
+    secagg_range: float | None = None
     max_examples_per_client: int | None = None
 
     @classmethod
     def from_custom_config(cls, custom_config: Mapping[str, Any] | None) -> "FederatedTrainingConfig":
-        """Reads and checks the settings from a Trainer ``custom_config``.
+        """Reads and checks the settings (a Trainer ``custom_config``, or the command line's flags).
 
         Raises:
           InvalidFederatedSetting: naming the first bad or unknown key.
         """
-        custom_config = dict(custom_config or {})
+        values = dict(custom_config or {})
         names = [f.name for f in dataclasses.fields(cls)]
-        for key in custom_config:
+        for key in values:
             if key not in names:
                 close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
                 hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(names)}"
                 raise InvalidFederatedSetting(key, f"unknown setting{hint}")
-        values = dict(custom_config)
         if not isinstance(values.get("label_key"), str) or not values["label_key"]:
             raise InvalidFederatedSetting("label_key", f"name the label column, got {values.get('label_key')!r}")
         for key in ("feature_keys", "hidden_units"):
@@ -130,45 +194,83 @@ class FederatedTrainingConfig:
                 if isinstance(values[key], (str, bytes)) or not hasattr(values[key], "__iter__"):
                     raise InvalidFederatedSetting(key, f"must be a list, got {values[key]!r}")
                 values[key] = tuple(values[key])
-        for key in ("private", "secure_aggregation"):
+        for key in ("private", "secure_aggregation", "seeded_noise", "weighted"):
             if key in values and not isinstance(values[key], bool):
                 raise InvalidFederatedSetting(key, f"must be true or false, got {values[key]!r}")
         for key in ("num_clients", "shards_per_client", "rounds", "local_epochs", "max_examples_per_client"):
             if values.get(key) is not None:
                 values[key] = settings.integer(InvalidFederatedSetting, key, values[key])
+        if values.get("num_classes") is not None:
+            values["num_classes"] = settings.integer(InvalidFederatedSetting, "num_classes", values["num_classes"],
+                                                     minimum=2)
         if values.get("batch_size") is not None:
             values["batch_size"] = settings.integer(InvalidFederatedSetting, "batch_size", values["batch_size"])
         if "seed" in values:
             values["seed"] = settings.integer(InvalidFederatedSetting, "seed", values["seed"], minimum=0)
+            if values["seed"] > MAX_SEED:
+                raise InvalidFederatedSetting("seed", f"must be at most 2^32 - 1 = {MAX_SEED}, got {values['seed']}")
         for key in ("alpha", "client_learning_rate", "clipping_norm", "server_learning_rate", "noise_multiplier",
-                    "target_epsilon", "max_epsilon"):
+                    "target_epsilon", "max_epsilon", "clipped_count_stddev", "secagg_range"):
             if values.get(key) is not None:
                 values[key] = settings.positive(InvalidFederatedSetting, key, values[key])
+        for key, low, high, closed in (("proximal_mu", 0.0, math.inf, "[)"), ("server_momentum", 0.0, 1.0, "[)"),
+                                       ("target_unclipped_quantile", 0.0, 1.0, "()"), ("fraction", 0.0, 1.0, "(]")):
+            if key in values:
+                values[key] = _interval(key, values[key], low, high, closed)
         if values.get("delta") is not None:
             values["delta"] = settings.probability(InvalidFederatedSetting, "delta", values["delta"])
+        if "secagg_bits" in values:
+            values["secagg_bits"] = settings.integer(InvalidFederatedSetting, "secagg_bits", values["secagg_bits"])
+        if "secagg_modulus_bits" in values:
+            values["secagg_modulus_bits"] = settings.integer(InvalidFederatedSetting, "secagg_modulus_bits",
+                                                             values["secagg_modulus_bits"])
+        if not values.get("private", False):
+            given = [k for k in PRIVACY_SETTINGS if values.get(k) not in (None, False)]
+            if given:
+                raise InvalidFederatedSetting(given[0], "is a privacy setting, but 'private' is false")
         config = cls(**values)
-        config._check_choices()
+        config._check()
         return config
 
-    def _check_choices(self) -> None:
+    @classmethod
+    def for_trainer(cls, custom_config: Mapping[str, Any] | None) -> "FederatedTrainingConfig":
+        """`from_custom_config` for the Federated Trainer, which exports a model for release: its
+        noise must come from the OS CSPRNG (``seeded_noise`` is for ``ppml federated run``)."""
+        config = cls.from_custom_config(custom_config)
+        if config.seeded_noise:
+            raise InvalidFederatedSetting("seeded_noise", "the Federated Trainer exports a model for release, whose "
+                                                          "noise nobody may replay from a seed; seeded noise is for "
+                                                          "research runs of ppml federated run")
+        return config
+
+    def _check(self) -> None:
         for key, allowed in (("partition", PARTITIONS), ("sampling", SAMPLINGS),
                              ("server_optimizer", SERVER_OPTIMIZERS), ("clip", CLIPS), ("execution", EXECUTIONS),
                              ("accountant", tuple(a.value for a in AccountantKind))):
             if getattr(self, key) not in allowed:
                 raise InvalidFederatedSetting(key, f"must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
-        fraction = settings.number(self.fraction)
-        if fraction is None or not 0 < fraction <= 1:
-            raise InvalidFederatedSetting("fraction", f"must be in (0, 1], got {self.fraction!r}")
         if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden_units):
             raise InvalidFederatedSetting("hidden_units", f"must be integers >= 1, got {list(self.hidden_units)!r}")
-        if self.private and (self.noise_multiplier is None) == (self.target_epsilon is None):
-            both = "both are" if self.noise_multiplier is not None else "neither is"
-            raise InvalidFederatedSetting("noise_multiplier", f"private training needs exactly one of "
-                                                              f"'noise_multiplier' and 'target_epsilon' ({both} set)")
-        if not self.private:
-            for key in ("noise_multiplier", "target_epsilon", "max_epsilon"):
-                if getattr(self, key) is not None:
-                    raise InvalidFederatedSetting(key, "is a privacy setting, but 'private' is false")
+        if not 1 <= self.secagg_bits <= 48:
+            raise InvalidFederatedSetting("secagg_bits", f"must be an integer in [1, 48], got {self.secagg_bits}")
+        if not self.secagg_bits < self.secagg_modulus_bits <= 63:
+            raise InvalidFederatedSetting("secagg_modulus_bits", f"must be an integer in ({self.secagg_bits}, 63] "
+                                                                 f"(above secagg_bits), got {self.secagg_modulus_bits}")
+        if self.private and self.noise_multiplier is not None and self.target_epsilon is not None:
+            raise InvalidFederatedSetting("noise_multiplier", "give noise_multiplier or target_epsilon, not both")
+        low, high = NOISE_MULTIPLIER_RANGE
+        if self.private and self.noise_multiplier is not None and not low <= self.noise_multiplier <= high:
+            raise InvalidFederatedSetting("noise_multiplier", f"must be in [{low:g}, {high:g}], the range ppml's "
+                                                              f"accounting answers for, got {self.noise_multiplier:g}")
+        if self.private and self.execution == "auto":
+            raise InvalidFederatedSetting("execution", "'auto' picks by timing the clients' training on their data, "
+                                                       "so the choice and its timings are exact facts of the "
+                                                       "private data; name sequential, vectorized or numpy")
+        if self.private and self.partition == "shards" and self.client_key is None:
+            raise InvalidFederatedSetting("partition", "shards cut the label-sorted records, so adding one record "
+                                                       "re-deals every client and a client-level guarantee says "
+                                                       "nothing about records; for label skew use dirichlet with a "
+                                                       "small alpha")
 
     def to_custom_config(self) -> dict[str, Any]:
         """The settings as ``custom_config`` entries (JSON values)."""
@@ -179,17 +281,51 @@ class FederatedTrainingConfig:
         return out
 
     # --- resolved on the data ---------------------------------------------------------------------
+    @property
+    def clients(self) -> str:
+        """Where the clients come from, in words (public settings only)."""
+        if self.client_key:
+            return f"one per value of {self.client_key!r}"
+        return "label-sorted shards" if self.partition == "shards" else f"keyed {self.partition} partition"
+
+    @property
+    def privacy_unit(self) -> str:
+        """'user' with a client key (one client per key), else 'client' (`privacy_ledger.PRIVACY_UNITS`)."""
+        return "user" if self.client_key is not None else "client"
+
+    def model_classes(self, largest_label: int) -> int:
+        """The model's number of classes: ``num_classes``, else 1 + ``largest_label`` (at least 2).
+
+        Raises:
+          InvalidFederatedSetting: when ``largest_label`` does not fit ``num_classes``.
+        """
+        if self.num_classes is None:
+            return max(2, int(largest_label) + 1)
+        if largest_label >= self.num_classes:
+            raise InvalidFederatedSetting("num_classes", f"the labels go up to {largest_label}, which does not fit "
+                                                         f"{self.num_classes} classes (0..{self.num_classes - 1})")
+        return self.num_classes
+
     def sampler(self):
         """The client sampler of ``sampling`` and ``fraction``."""
         return PoissonSampler(self.fraction) if self.sampling == "poisson" else UniformSampler(self.fraction)
 
-    def expected_clients(self, num_clients: int) -> float:
-        """E[clients per round], the public denominator of DP-FedAvg."""
-        return self.sampler().expected_clients(num_clients)
+    def partitioner(self):
+        """Natural clients by ``client_key``; else ``partition`` keyed by record content (shards: cut)."""
+        from federated import partitioners  # pylint: disable=import-outside-toplevel
+        if self.client_key is not None:
+            return partitioners.NaturalPartitioner()
+        if self.partition == "shards":
+            return partitioners.ShardPartitioner(num_clients=self.num_clients, shards_per_client=self.shards_per_client,
+                                    seed=self.seed)
+        return partitioners.KeyedPartitioner(num_clients=self.num_clients, rule=self.partition, alpha=self.alpha,
+                                             seed=self.seed)
 
     def plan(self, num_clients: int, *, preprocessing: PreprocessingAccount | None = None,
              largest_client: int | None = None) -> "FederatedTrainingPlan":
-        """Resolves delta and the noise multiplier for a population of ``num_clients`` clients.
+        """Resolves delta and the noise multiplier for a population of ``num_clients`` clients: z as given,
+        else calibrated for ``target_epsilon`` (default `DEFAULT_TARGET_EPSILON`) over the planned rounds,
+        composed after the preprocessing releases.
 
         Args:
           preprocessing: what the Transform graph the model embeds released (private runs compose it first).
@@ -197,8 +333,8 @@ class FederatedTrainingConfig:
             ``max_examples_per_client`` when there is preprocessing to account).
 
         Raises:
-          InvalidFederatedSetting: when a setting does not fit the population or the target epsilon
-            cannot be reached.
+          InvalidFederatedSetting: when a setting does not fit the population, the target epsilon
+            cannot be reached, or adaptive clipping's count noise is too small for the round's z.
         """
         if not (isinstance(num_clients, int) and num_clients >= 1):
             raise ValueError(f"num_clients must be an integer >= 1, got {num_clients!r}")
@@ -207,28 +343,53 @@ class FederatedTrainingConfig:
         delta = default_delta(num_clients) if self.delta is None else float(self.delta)
         if delta >= 1 / num_clients:
             raise InvalidFederatedSetting("delta", f"must be below 1/N = {1 / num_clients:.3g} for N = {num_clients} "
-                                                   f"clients (the privacy unit is a client), got {delta!r}")
+                                                   f"clients (the privacy unit is a {self.privacy_unit}), "
+                                                   f"got {delta!r}")
         sampling, adjacency = self.sampler().accounting
-        mechanism = DpSgdMechanism(dataset_size=num_clients, batch_size=self.expected_clients(num_clients),
-                                   noise_multiplier=self.noise_multiplier or 1.0, steps=self.rounds,
-                                   sampling=sampling, adjacency=adjacency)
-        part = self._preprocessing(preprocessing, mechanism, largest_client)
-        try:
-            accountant_delta = accountant_delta_of(delta, part)
-        except LedgerError as err:
-            raise InvalidFederatedSetting("delta", str(err)) from None
-        if self.target_epsilon is not None:
-            try:
-                sigma = calibrate_noise_multiplier(mechanism, target_epsilon=self.target_epsilon,
-                                                   target_delta=accountant_delta, accountant=self.accountant,
-                                                   prior_events=[] if part is None else part.private_events())
-            except (ValueError, UnsupportedAccounting) as err:
-                raise InvalidFederatedSetting("target_epsilon", f"cannot calibrate: {err}") from None
-            mechanism = mechanism.replace(noise_multiplier=sigma)
+        expected = self.sampler().expected_clients(num_clients)
+        target = self.target_epsilon
+        if self.noise_multiplier is None and target is None:
+            target = DEFAULT_TARGET_EPSILON
+        mechanism = DpSgdMechanism(dataset_size=num_clients, batch_size=expected,
+                                   noise_multiplier=self.noise_multiplier or 1.0,   # calibrated below if not given
+                                   steps=self.rounds, sampling=sampling, adjacency=adjacency)
         if mechanism.unsupported_reason(self.accountant):  # it reports epsilon every round
             raise InvalidFederatedSetting("accountant", mechanism.unsupported_reason(self.accountant))
+        part = self._preprocessing(preprocessing, mechanism, largest_client)
+        try:
+            accountant_delta = privacy_ledger.accountant_delta_of(delta, part)
+        except privacy_ledger.LedgerError as err:
+            raise InvalidFederatedSetting("delta", str(err)) from None
+        if target is not None:
+            try:
+                sigma = calibrate_noise_multiplier(mechanism, target_epsilon=target, target_delta=accountant_delta,
+                                                   accountant=self.accountant,
+                                                   prior_events=[] if part is None else part.private_events())
+            except (ValueError, UnsupportedAccounting) as err:
+                which = "" if self.target_epsilon is not None else \
+                    f" the default target epsilon {DEFAULT_TARGET_EPSILON:g} (or give the noise multiplier)"
+                raise InvalidFederatedSetting("target_epsilon", f"cannot calibrate{which}: {err}") from None
+            mechanism = mechanism.replace(noise_multiplier=sigma)
+        try:   # the epsilon reported every round must be computable, e.g. not for z = 1e-300 or 1e300
+            planned = compute_epsilon(mechanism, delta, self.accountant)
+        except (ArithmeticError, ValueError) as err:
+            planned = f"{type(err).__name__}: {err}"
+        if isinstance(planned, numbers.Real) and not isinstance(planned, bool):   # 0 comes back as int 0
+            planned = float(planned)
+        if not isinstance(planned, float) or math.isnan(planned):
+            raise InvalidFederatedSetting("noise_multiplier" if target is None else "target_epsilon",
+                                          f"z = {mechanism.noise_multiplier:g} cannot be accounted by dp-accounting "
+                                          f"({planned})")
+        if self.clip == "adaptive":
+            stddev = self.clipped_count_stddev or default_count_stddev(expected)
+            try:
+                update_noise_multiplier(mechanism.noise_multiplier, stddev)
+            except ValueError as err:
+                default = "" if self.clipped_count_stddev else f" ({COUNT_STDDEV_SHARE:g} x {expected:g} expected " \
+                                                               f"clients per round)"
+                raise InvalidFederatedSetting("clipped_count_stddev", f"{err}{default}") from None
         return FederatedTrainingPlan(config=self, num_clients=num_clients, mechanism=mechanism, delta=delta,
-                                     preprocessing=part)
+                                     target_epsilon=target, preprocessing=part)
 
     def _preprocessing(self, account: PreprocessingAccount | None, mechanism: DpSgdMechanism,
                        largest_client: int | None) -> PreprocessingPart | None:
@@ -258,15 +419,110 @@ class FederatedTrainingConfig:
 @dataclasses.dataclass(frozen=True)
 class FederatedTrainingPlan:
     """A resolved run: N clients and, for private runs, the client-level mechanism (clients as
-    examples, rounds as steps), delta (the artifact's) and the preprocessing releases composed first."""
+    examples, rounds as steps), delta (the artifact's) and the preprocessing releases composed before the
+    rounds; it builds the run's federated objects."""
 
     config: FederatedTrainingConfig
     num_clients: int
     mechanism: DpSgdMechanism | None = None
     delta: float | None = None
+    target_epsilon: float | None = None
+    """The epsilon z was calibrated for (the setting or `DEFAULT_TARGET_EPSILON`), None when z was given."""
     preprocessing: PreprocessingPart | None = None
+    """The Transform graph's private releases as one client moves them, or None without any."""
 
     @property
     def private(self) -> bool:
         return self.mechanism is not None
 
+    def strategy(self):
+        """The FedAvg-family strategy (clients weighted equally and wrapped in DP-FedAvg when private)."""
+        from federated import ClientConfig  # pylint: disable=import-outside-toplevel
+        from federated.strategies import build_strategy, with_client_dp  # pylint: disable=import-outside-toplevel
+        c = self.config
+        client = ClientConfig(epochs=c.local_epochs, batch_size=c.batch_size, learning_rate=c.client_learning_rate,
+                              proximal_mu=c.proximal_mu)
+        algorithm = build_strategy(c.server_optimizer, client, weighted=c.weighted and not self.private,
+                                   server_learning_rate=c.server_learning_rate, server_momentum=c.server_momentum)
+        if not self.private:
+            return algorithm
+        return with_client_dp(algorithm, clip=c.clip, clipping_norm=c.clipping_norm,
+                              noise_multiplier=self.mechanism.noise_multiplier, target_delta=self.delta,
+                              target_quantile=c.target_unclipped_quantile,
+                              clipped_count_stddev=c.clipped_count_stddev, max_epsilon=c.max_epsilon,
+                              accountant=c.accountant, seeded_noise=c.seeded_noise)
+
+    def aggregation(self, strategy, max_client_size: int):
+        """Secure aggregation when asked (range ``secagg_range`` or the strategy's), else None (plain)."""
+        c = self.config
+        if not c.secure_aggregation:
+            return None
+        from federated.aggregation import SecureAggregation  # pylint: disable=import-outside-toplevel
+        return SecureAggregation(clipping_range=c.secagg_range or strategy.secure_aggregation_range(max_client_size),
+                                 bits=c.secagg_bits, modulus_bits=c.secagg_modulus_bits)
+
+    def record_level(self, rounds: int) -> dict[str, Any] | None:
+        """What one added or removed record costs after ``rounds`` rounds of a keyed partition (None for
+        one client per user, whose unit is the user).
+
+        N is fixed, so a one-record change replaces one client's data: its clipped update can move by 2C.
+        Uniform sampling is accounted replace-one: the client-level epsilon is the record-level one.
+        Poisson sampling is accounted add/remove (a client's update moving by C): the replacement is
+        accounted here, by PLD under REPLACE_ONE (the Poisson-sampled Gaussian of the same z), or where PLD
+        declines, by RDP group privacy over two add/remove neighbours (a removal, then an addition).
+        """
+        if self.config.privacy_unit != "client":
+            return None
+        mechanism = self.mechanism.replace(steps=rounds)
+        if mechanism.adjacency is Adjacency.REPLACE_ONE:
+            return {"adjacency": mechanism.adjacency.value, "epsilon_is": "the client-level epsilon"}
+        replaced = mechanism.replace(adjacency=Adjacency.REPLACE_ONE)
+        try:
+            epsilon, how = compute_epsilon(replaced, self.delta, AccountantKind.PLD), AccountantKind.PLD.value
+        except UnsupportedAccounting as declined:   # e.g. z below PLD's cost limit: a replacement is a removal
+            # then an addition, so RDP group privacy over 2 add/remove neighbours bounds it (looser)
+            replaced = mechanism.replace(max_examples_per_user=2)
+            epsilon, how = compute_epsilon(replaced, self.delta, AccountantKind.RDP), "rdp, group privacy of 2"
+            if not math.isfinite(epsilon):
+                epsilon, how = None, f"none: {declined}; RDP group privacy of 2 diverges"
+        out = {"adjacency": Adjacency.REPLACE_ONE.value, "accountant": how,
+               "epsilon": None if epsilon is None else float(epsilon), "delta": self.delta,
+               "neighboring_relation": replaced.neighboring_relation.name, "event": event_to_json(replaced.dp_event())}
+        if self.preprocessing is not None:
+            out["covers"] = ("the rounds only: the preprocessing releases are in the client-level epsilon (as a "
+                             "client's K records), not in this record-level one")
+        return out
+
+    def ledger(self, budget, *, rounds: int, trainer: Mapping[str, Any],
+               outside_guarantee: Mapping[str, str] | None = None) -> privacy_ledger.PrivacyLedger:
+        """The ``dp-fedavg`` ledger of ``rounds`` rounds of this plan (the budget the simulation composed), with
+        the plan's preprocessing releases composed before the rounds and what the run released outside its
+        guarantee (the history's ``outside_guarantee``).
+
+        Raises:
+          privacy_ledger.LedgerError: if ``budget`` does not account exactly those rounds of the plan.
+        """
+        mechanism = self.mechanism.replace(steps=rounds)
+        budget = privacy_ledger.with_preprocessing(
+            budget, mechanism, privacy_ledger.accountant_delta_of(self.delta, self.preprocessing), self.preprocessing)
+        c = self.config
+        parameters: dict[str, Any] = {
+            "privacy_unit": c.privacy_unit, "dataset_size": self.num_clients, "batch_size": mechanism.batch_size,
+            "noise_multiplier": mechanism.noise_multiplier, "steps": rounds, "sampling": mechanism.sampling.value,
+            "adjacency": mechanism.adjacency.value, "l2_norm_clip": c.clipping_norm, "clip": c.clip,
+            "clients": c.clients,
+            "delta_is_default": c.delta is None, "noise": "seeded" if c.seeded_noise else "csprng",
+            "record_level": self.record_level(rounds), "outside_guarantee": dict(outside_guarantee or {})}
+        return privacy_ledger.PrivacyLedger(budget=budget, mechanism=privacy_ledger.DP_FEDAVG, parameters=parameters,
+                                            trainer={**trainer, "settings": c.to_custom_config()},
+                                            preprocessing=self.preprocessing)
+
+
+def _interval(key: str, value: Any, low: float, high: float, closed: str) -> float:
+    """A number in the interval from ``low`` to ``high``, brackets as in ``closed`` (e.g. "[)")."""
+    checked = settings.number(value)
+    inside = checked is not None and (checked >= low if closed[0] == "[" else checked > low) and \
+        (checked <= high if closed[1] == "]" else checked < high)
+    if not inside:
+        raise InvalidFederatedSetting(key, f"must be in {closed[0]}{low:g}, {high:g}{closed[1]}, got {value!r}")
+    return checked

@@ -25,8 +25,8 @@ OUTSIDE_THE_GUARANTEE = (
     "membership-inference audit (AUC, mean member loss): an internal diagnostic computed from the training "
     "records themselves, not covered by epsilon",
     "utility metrics: computed on the held-out evaluation split, whose records epsilon does not cover",
-    "n, the number of training records (privacy units): treated as public; it is in the ledger and sets the "
-    "sampling rate q = B / n",
+    "n, the number of training privacy units (records, users or clients): treated as public; it is in the "
+    "ledger and sets the sampling rate q = B / n",
 )
 """What the evaluation publishes outside the model's guarantee, labelled in its summary and in the report."""
 
@@ -52,7 +52,7 @@ class Executor(evaluator_executor.Executor):
         model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
         serving_dir = path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
 
-        epsilon, ledger, ledger_note = _epsilon(serving_dir)
+        epsilon, ledger, ledger_note = _epsilon(serving_dir, settings.privacy_unit)
         problems, warnings = _coverage(serving_dir, ledger)
         if problems:
             epsilon = math.inf
@@ -87,7 +87,7 @@ class Executor(evaluator_executor.Executor):
                    f"diagnostic, not covered by epsilon"),
         ]
         summary = _summary(evaluation_uri, model, ledger, membership, checks, settings)
-        summary.update(warnings=warnings, outside_the_guarantee=list(OUTSIDE_THE_GUARANTEE))
+        summary.update(warnings=warnings, outside_the_guarantee=outside_the_guarantee(ledger))
         io_utils.write_string_file(os.path.join(evaluation_uri, spec.SUMMARY_FILE),
                                    json.dumps(summary, indent=2, allow_nan=False))
         if output_dict.get(standard_component_specs.BLESSING_KEY):
@@ -102,16 +102,22 @@ class Executor(evaluator_executor.Executor):
         logging.info("Privacy gate: %s", "; ".join(c["reason"] for c in checks))
 
 
-def _epsilon(serving_dir: str) -> tuple[float, privacy_ledger.PrivacyLedger | None, str]:
-    """(epsilon, ledger, note); epsilon is inf when there is no valid ledger, and the note says why."""
+def _epsilon(serving_dir: str, privacy_unit: str) -> tuple[float, privacy_ledger.PrivacyLedger | None, str]:
+    """(epsilon, ledger, note); epsilon is inf when there is no valid ledger or it does not bound the
+    budget's unit (`spec.budget_epsilon`), and the note says why."""
     try:
         ledger = privacy_ledger.read_ledger(serving_dir)
     except privacy_ledger.LedgerError as err:
         return math.inf, None, f"the privacy ledger is invalid: {err}"
-    if ledger is None:
-        return math.inf, None, ("the model has no privacy ledger: it was not trained by a DP trainer, so no "
-                                "epsilon bounds its privacy loss")
-    return ledger.epsilon, ledger, ledger.describe_epsilon()
+    epsilon, note = spec.budget_epsilon(ledger, privacy_unit)
+    return epsilon, ledger, note
+
+
+def outside_the_guarantee(ledger: privacy_ledger.PrivacyLedger | None) -> list[str]:
+    """`OUTSIDE_THE_GUARANTEE`, then what the trainer listed in its ledger (``parameters['outside_guarantee']``:
+    e.g. the Federated Trainer's evaluation split and the classes read from the labels)."""
+    listed = {} if ledger is None else ledger.parameters.get("outside_guarantee") or {}
+    return list(OUTSIDE_THE_GUARANTEE) + [f"{name} (listed by the trainer): {why}" for name, why in listed.items()]
 
 
 def _coverage(serving_dir: str, ledger) -> tuple[list[str], list[str]]:
@@ -174,11 +180,12 @@ def _summary(evaluation_uri: str, model, ledger, membership, checks, settings) -
         "failures": failures,
         "privacy_checks": checks,
         "epsilon_budget": settings.epsilon_budget,
+        "privacy_unit": settings.privacy_unit,
         "max_membership_auc": settings.max_membership_auc,
         "delta_budget": settings.delta_budget,
         "ledger": None if ledger is None else {
             "epsilon": _finite(ledger.epsilons), "delta": ledger.delta, "accountant": ledger.epsilon_accountant,
-            "mechanism": ledger.mechanism,
+            "mechanism": ledger.mechanism, "privacy_unit": ledger.privacy_unit,
             "parts": {k: _finite(v) for k, v in ledger.parts.items()} if ledger.preprocessing is not None else None},
         "membership_audit": membership.to_dict(),
     }

@@ -10,7 +10,8 @@ The gate is expressed in TFMA's own terms, next to the utility metrics of the sa
         ])])
 
 ``dp_epsilon`` is the epsilon of the model's privacy ledger: the whole artifact's, preprocessing and
-training composed; infinite when it has no ledger or carries statistics no epsilon covers (see
+training composed; infinite when it has no ledger, when its unit of privacy is not the budget's, when its
+noise was seeded (see `budget_epsilon`), or when the model carries statistics no epsilon covers (see
 `pipelines.components.private_evaluator.coverage`). ``membership_inference_auc`` is the AUC of the
 loss-threshold attack on training vs held-out examples, an internal diagnostic that epsilon does not
 cover (it is computed from the training records themselves). With a ``delta_budget``, ``dp_delta`` is the
@@ -27,6 +28,8 @@ import json
 import math
 from typing import Any
 
+from pipelines import privacy_ledger
+
 DP_EPSILON = "dp_epsilon"
 MEMBERSHIP_AUC = "membership_inference_auc"
 DP_DELTA = "dp_delta"
@@ -37,6 +40,7 @@ REQUIRED = (DP_EPSILON, MEMBERSHIP_AUC)
 DELTA_WARNING = 0.1
 """The gate warns when delta > DELTA_WARNING / n: close to 1/n, where publishing one random record meets delta."""
 DEFAULT_MEMBER_SPLIT = "train"
+DEFAULT_PRIVACY_UNIT = "example"
 SUMMARY_FILE = "ppml_evaluation.json"
 """JSON summary the Private Evaluator writes into the ModelEvaluation artifact: metrics, checks, audit."""
 
@@ -50,16 +54,19 @@ class GateSettings:
     member_split: str = DEFAULT_MEMBER_SPLIT
     max_audit_examples: int | None = None
     delta_budget: float | None = None
+    privacy_unit: str = DEFAULT_PRIVACY_UNIT
 
 
 def privacy_metrics(*, epsilon_budget: float, max_membership_auc: float = 0.6,
                     member_split: str = DEFAULT_MEMBER_SPLIT, max_audit_examples: int | None = None,
-                    delta_budget: float | None = None) -> list:
+                    delta_budget: float | None = None, privacy_unit: str = DEFAULT_PRIVACY_UNIT) -> list:
     """The `tfma.MetricConfig`s of the privacy gate (two, three with a ``delta_budget``).
 
     Args:
       epsilon_budget: largest epsilon to bless, at the delta of the model's ledger.
       delta_budget: largest delta to bless; None: any delta below 1/n (which every ledger has).
+      privacy_unit: what the budget protects, one of `privacy_ledger.PRIVACY_UNITS` (example, user,
+        client); a ledger in another unit does not meet it.
       max_membership_auc: largest loss-threshold attack AUC to bless, in [0.5, 1].
       member_split: the split the model was trained on (the attack's members); its non-members
         are the Evaluator's ``example_splits`` (default 'eval').
@@ -72,6 +79,8 @@ def privacy_metrics(*, epsilon_budget: float, max_membership_auc: float = 0.6,
         raise ValueError(f"max_membership_auc must be in [0, 1], got {max_membership_auc!r}")
     if delta_budget is not None and not (isinstance(delta_budget, (int, float)) and 0 < delta_budget < 1):
         raise ValueError(f"delta_budget must be in (0, 1), got {delta_budget!r}")
+    if privacy_unit not in privacy_ledger.PRIVACY_UNITS:
+        raise ValueError(f"privacy_unit must be one of {', '.join(privacy_ledger.PRIVACY_UNITS)}, got {privacy_unit!r}")
     audit_config = {"member_split": member_split}
     if max_audit_examples is not None:
         audit_config["max_examples"] = int(max_audit_examples)
@@ -81,7 +90,7 @@ def privacy_metrics(*, epsilon_budget: float, max_membership_auc: float = 0.6,
             class_name=CLASS_NAMES[name], module=METRICS_MODULE, config=json.dumps({"name": name, **extra}),
             threshold=tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(upper_bound={"value": bound})))
 
-    metrics = [config(DP_EPSILON, float(epsilon_budget), {}),
+    metrics = [config(DP_EPSILON, float(epsilon_budget), {"privacy_unit": privacy_unit}),
                config(MEMBERSHIP_AUC, float(max_membership_auc), audit_config)]
     if delta_budget is not None:
         metrics.append(config(DP_DELTA, float(delta_budget), {}))
@@ -96,6 +105,7 @@ def gate_settings(eval_config) -> GateSettings:
     """
     bounds: dict[str, float] = {}
     audit_config: dict[str, Any] = {}
+    epsilon_config: dict[str, Any] = {}
     for metrics_spec in eval_config.metrics_specs:
         for metric in metrics_spec.metrics:
             name = next((n for n, c in CLASS_NAMES.items() if c == metric.class_name), None)
@@ -108,6 +118,8 @@ def gate_settings(eval_config) -> GateSettings:
             bounds[name] = threshold.upper_bound.value
             if name == MEMBERSHIP_AUC and metric.config:
                 audit_config = json.loads(metric.config)
+            if name == DP_EPSILON and metric.config:
+                epsilon_config = json.loads(metric.config)
     for name in REQUIRED:
         if name not in bounds:
             raise ValueError(f"the EvalConfig has no {CLASS_NAMES[name]} metric ({name}): the privacy gate needs "
@@ -115,4 +127,22 @@ def gate_settings(eval_config) -> GateSettings:
                              f"epsilon_budget=...) to a MetricsSpec")
     return GateSettings(epsilon_budget=bounds[DP_EPSILON], max_membership_auc=bounds[MEMBERSHIP_AUC],
                         member_split=audit_config.get("member_split", DEFAULT_MEMBER_SPLIT),
-                        max_audit_examples=audit_config.get("max_examples"), delta_budget=bounds.get(DP_DELTA))
+                        max_audit_examples=audit_config.get("max_examples"), delta_budget=bounds.get(DP_DELTA),
+                        privacy_unit=epsilon_config.get("privacy_unit", DEFAULT_PRIVACY_UNIT))
+
+
+def budget_epsilon(ledger: privacy_ledger.PrivacyLedger | None, privacy_unit: str) -> tuple[float, str]:
+    """(epsilon to check against a budget in ``privacy_unit``, why): the ledger's epsilon, or inf when
+    there is no ledger, when its unit of privacy differs from the budget's (no conversion between
+    units is made), or when its noise was drawn from a recorded seed (no guarantee for a released model)."""
+    if ledger is None:
+        return math.inf, ("the model has no privacy ledger: it was not trained by a DP trainer, so no epsilon "
+                          "bounds its privacy loss")
+    if ledger.privacy_unit != privacy_unit:
+        return math.inf, (f"the ledger's epsilon is {ledger.privacy_unit}-level, the budget is {privacy_unit}-level: "
+                          f"a guarantee in one unit is not one in another (state the budget's unit as "
+                          f"{ledger.privacy_unit!r} if that is what it means)")
+    if ledger.parameters.get("noise") == "seeded":
+        return math.inf, ("the ledger's noise was drawn from a recorded seed (research mode): anyone with the seed "
+                          "can remove it, so its epsilon is no guarantee for a released model")
+    return ledger.epsilon, f"{ledger.describe_epsilon()}, {ledger.privacy_unit}-level"

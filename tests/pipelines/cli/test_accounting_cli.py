@@ -91,6 +91,26 @@ def test_microbatches_and_user_level_are_reported():
     assert any("microbatch" in note for note in data["notes"])
 
 
+def test_microbatches_under_replace_one_are_accounted_with_sigma_over_2():
+    """Poisson + replace-one + microbatches: Gaussian(sigma / 2) under REPLACE_ONE in all three commands."""
+    args = ["--n", "1000", "--batch-size", "50", "--adjacency", "replace-one", "--microbatches", "10",
+            "--accountant", "pld", "--delta", "1e-4", "--json"]
+
+    def expected(sigma, steps):
+        event = dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(0.05, dpa.GaussianDpEvent(sigma / 2)), steps)
+        return dpa.pld.PLDAccountant(dpa.NeighboringRelation.REPLACE_ONE).compose(event).get_epsilon(1e-4)
+
+    data = json.loads(run("epsilon", *args, "--noise-multiplier", "2.0", "--steps", "100").output)
+    assert data["sensitivity"] == 4.0
+    assert data["epsilon_pld"] == pytest.approx(expected(2.0, 100), abs=1e-6)
+    noise = json.loads(run("noise", *args, "--target-epsilon", "3", "--steps", "100").output)
+    sigma = noise["noise_multiplier_pld"]
+    assert expected(sigma, 100) <= 3.0 < expected(sigma - 1e-3, 100)
+    epochs = json.loads(run("epochs", *args, "--target-epsilon", "1", "--noise-multiplier", "2.0").output)
+    steps = epochs["steps_pld"]
+    assert expected(2.0, steps) <= 1.0 < expected(2.0, steps + 1)
+
+
 def test_fixed_defaults_to_replace_one_and_reports_pld_unavailable():
     data = json.loads(run("epsilon", *SMALL, "--steps", "100", "--sampling", "fixed", "--json").output)
     assert data["adjacency"] == "replace-one"
@@ -101,6 +121,20 @@ def test_fixed_defaults_to_replace_one_and_reports_pld_unavailable():
 def test_delta_warning_when_not_below_one_over_n():
     result = run("epsilon", *SMALL, "--steps", "10", "--delta", "0.01")
     assert result.exit_code == 0 and "WARNING" in result.output and "1/n" in result.output
+
+
+@pytest.mark.parametrize("args,fraction", [(["--n", "999"], "0.999/n"),   # the default delta, 1e-3
+                                           (["--n", "60000", "--delta", "1e-5"], "0.6/n")])
+def test_delta_warning_when_close_to_one_over_n(args, fraction):
+    """A delta close to 1/n lets a mechanism publish about n * delta examples in full: warned, in the table
+    and in the JSON; well below 1/n it is not."""
+    common = ["--batch-size", "50", "--noise-multiplier", "1.0", "--steps", "10"]
+    result = run("epsilon", *args, *common)
+    assert result.exit_code == 0 and "WARNING" in result.output and fraction in result.output, result.output
+    data = json.loads(run("epsilon", *args, *common, "--json").output)
+    assert any(fraction in w for w in data["warnings"])
+    quiet = json.loads(run("epsilon", "--n", "60000", "--delta", "1e-6", *common, "--json").output)
+    assert quiet["warnings"] == []
 
 
 def test_plot_is_a_png(tmp_path):
@@ -195,3 +229,69 @@ def test_real_subprocess_and_no_tensorflow_import():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                           cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
     assert proc.returncode == 0, proc.stderr
+
+
+_BASE = {"epsilon": ["--n", "1000", "--batch-size", "50", "--noise-multiplier", "1", "--steps", "10"],
+         "noise": ["--target-epsilon", "2", "--n", "1000", "--batch-size", "50", "--steps", "10"],
+         "epochs": ["--target-epsilon", "2", "--n", "1000", "--batch-size", "50", "--noise-multiplier", "1"]}
+_BAD = [  # (commands, option, value): valid-looking but out of range, non-finite, or not a number
+    (("epsilon", "noise", "epochs"), "--n", "1e18"), (("epsilon", "noise", "epochs"), "--n", "-5"),
+    (("epsilon", "noise", "epochs"), "--n", "nan"), (("epsilon", "noise", "epochs"), "--batch-size", "inf"),
+    (("epsilon", "noise", "epochs"), "--batch-size", "-1"), (("epsilon", "noise", "epochs"), "--batch-size", "1e300"),
+    (("epsilon", "noise", "epochs"), "--delta", "nan"), (("epsilon", "noise", "epochs"), "--delta", "1.5"),
+    (("epsilon", "noise", "epochs"), "--microbatches", "-2"), (("epsilon", "noise", "epochs"), "--sampling", "x"),
+    (("epsilon", "noise", "epochs"), "--max-examples-per-user", "1000000"),
+    (("epsilon", "noise", "epochs"), "--accountant", "both2"),
+    (("epsilon", "epochs"), "--noise-multiplier", "1e-300"), (("epsilon", "epochs"), "--noise-multiplier", "1e300"),
+    (("epsilon", "epochs"), "--noise-multiplier", "inf"), (("epsilon", "epochs"), "--noise-multiplier", "abc"),
+    (("epsilon", "noise"), "--steps", "1000000000000000"), (("epsilon", "noise"), "--steps", "1e15"),
+    (("noise", "epochs"), "--target-epsilon", "nan"), (("noise", "epochs"), "--target-epsilon", "-inf"),
+    (("noise", "epochs"), "--target-epsilon", "1e300"),
+]
+
+
+def _with(command, option, value):
+    """The command's valid base arguments with ``option`` set to ``value`` (--epochs replaces --steps)."""
+    args = list(_BASE[command])
+    if option in args:
+        args[args.index(option) + 1] = value
+    else:
+        args += [option, value]
+    return [command, *args]
+
+
+@pytest.mark.parametrize("args,option", [
+    *[(_with(command, option, value), option) for commands, option, value in _BAD for command in commands],
+    (["epsilon", "--n", "60000", "--batch-size", "256", "--noise-multiplier", "1", "--epochs", "1e300"], "--epochs"),
+    (["epsilon", "--n", "1000000000000000000", "--batch-size", "256", "--noise-multiplier", "1", "--epochs", "1"],
+     "--epochs"),
+    (["noise", "--target-epsilon", "2", "--n", "1000", "--batch-size", "50", "--epochs", "1e300"], "--epochs"),
+    (["epsilon", *_BASE["epsilon"][:-2], "--epochs", "5000", "--per-epoch"], "--per-epoch"),
+    (["epsilon", *_BASE["epsilon"], "--plot", "epsilon.gif"], "--plot"),
+    (["epsilon", *_BASE["epsilon"], "--plot", "/proc/no/such/folder/epsilon.png"], "--plot"),
+])
+def test_bad_inputs_are_one_line_naming_the_option(args, option):
+    """Exit 2, one error line on stderr naming the option, no traceback, nothing on stdout; fast (checked
+    before any accounting: an epsilon for 1e300 epochs, or PLD over 1e15 steps, would not end)."""
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, (args, result.output, result.exception)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and option in errors[0], (args, result.stderr)
+    assert "Traceback" not in result.stderr and result.stdout == "", (args, result.output)
+
+
+@pytest.mark.parametrize("args", [
+    ["epsilon", "--n", "1000", "--batch-size", "50", "--noise-multiplier", "0.05", "--steps", "100"],
+    ["epsilon", "--n", "1000", "--batch-size", "50", "--noise-multiplier", "1", "--steps", "100000000"],
+    ["epsilon", "--n", "1000", "--batch-size", "50", "--noise-multiplier", "1", "--steps", "10", "--delta", "1e-300"],
+    ["epochs", "--target-epsilon", "1000", "--n", "1000", "--batch-size", "50", "--noise-multiplier", "3"],
+])
+def test_extreme_but_valid_inputs_answer_quickly(args):
+    """Where PLD would need minutes and gigabytes (a small noise multiplier per step, 10^8 steps) it is
+    reported unavailable with the reason, and RDP answers."""
+    result = CliRunner().invoke(cli, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    if "pld" in data.get("unavailable", {}):
+        assert "RDP accountant covers it" in data["unavailable"]["pld"]
+    assert "epsilon_rdp" in data or "epochs_rdp" in data

@@ -1,5 +1,6 @@
 """Calibration round trips: the returned parameter meets the target, and is tight."""
 
+import dp_accounting as dpa
 import pytest
 
 from privacy.accounting import (DpSgdMechanism, UnsupportedAccounting, calibrate_noise_multiplier,
@@ -25,6 +26,19 @@ def test_calibration_accounts_microbatching():
     plain = calibrate_noise_multiplier(BASE, target_epsilon=2.0, target_delta=1e-5)
     micro = calibrate_noise_multiplier(BASE.replace(num_microbatches=8), target_epsilon=2.0, target_delta=1e-5)
     assert micro == pytest.approx(2 * plain, rel=1e-3)
+
+
+def test_calibration_accounts_microbatching_under_replace_one():
+    """Poisson + replace-one + microbatches: the sigma found for the target meets it under the event of
+    Gaussian(sigma / 2) under REPLACE_ONE, recomputed here from dp-accounting directly."""
+    micro = BASE.replace(adjacency="replace-one", num_microbatches=8)
+    sigma = calibrate_noise_multiplier(micro, target_epsilon=2.0, target_delta=1e-5, accountant="pld")
+
+    def epsilon(s):
+        event = dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(40 / 2000, dpa.GaussianDpEvent(s / 2)), 500)
+        return dpa.pld.PLDAccountant(dpa.NeighboringRelation.REPLACE_ONE).compose(event).get_epsilon(1e-5)
+
+    assert epsilon(sigma) <= 2.0 < epsilon(sigma - 1e-3)
 
 
 @pytest.mark.parametrize("kind", ["rdp", "pld"])

@@ -85,6 +85,18 @@ def test_replace_one_poisson_is_pld_only():
         compute_epsilon(m, 1e-5, "rdp")
 
 
+def test_microbatches_under_poisson_replace_one_move_2c_on_each_side():
+    """A clipped microbatch mean can move by 2C when its example is sampled (v to -v), so under replace-one
+    each side of dp-accounting's analysis (x sampled, x' sampled) is 2C from the sum without them: Gaussian
+    of sigma / 2 under REPLACE_ONE, 4C between the two. The tutorial run: 19.26, not the 4.22 reported for
+    per-example clipping."""
+    m = DpSgdMechanism.from_epochs(epochs=60, adjacency="replace-one", num_microbatches=32, **TUTORIAL)
+    expected = pld(poisson(256 / 60000, 0.55, 14063), relation=R.REPLACE_ONE)
+    assert m.sensitivity == 4.0
+    assert compute_epsilon(m, 1e-5, "pld") == pytest.approx(expected, abs=1e-6)
+    assert 19.2 < expected < 19.3
+
+
 def test_fixed_batches_use_sampling_without_replacement_with_sensitivity_2c():
     m = DpSgdMechanism(dataset_size=10000, batch_size=100, noise_multiplier=1.5, steps=300, sampling="fixed",
                        adjacency="replace-one")

@@ -3,24 +3,35 @@
 import numpy as np
 import pytest
 
-from privacy.encrypted.arithmetic import open_share
-from privacy.encrypted.local import LocalParties
-from privacy.encrypted.randomness import Prf
-from privacy.encrypted.ring import FixedPoint
-from privacy.encrypted.shares import AShare, BShare, reconstruct, reconstruct_xor, share
+from privacy.encrypted.in_process import LocalParties
+from privacy.encrypted.model.ring import FixedPoint
+from privacy.encrypted.protocol.arithmetic import Pending, open_terms
+from privacy.encrypted.protocol.comparison import Bit, open_bit
+from privacy.encrypted.protocol.randomness import Prf
+from privacy.encrypted.protocol.shares import AShare, Terms, reconstruct, share
 
 FIXED = FixedPoint(16)
 TEST_KEYS = [bytes([i + 1]) * 16 for i in range(3)]
 
 
+def open_value(party, out):
+    """This party's share of a protocol value for reconstruction: ('add' | 'xor', array)."""
+    if isinstance(out, Bit):
+        return "xor", open_bit(party, out)
+    if isinstance(out, Pending):
+        out = out.value()
+    return "add", open_terms(party, out if isinstance(out, Terms) else Terms.of_share(out))
+
+
 class Runner:
     """Runs ``fn(party, *shares)`` on three in-process parties; reconstructs what it returns.
 
-    Keys and the data owner's randomness are fixed, so every run is reproducible.
+    Keys and the data owner's randomness are fixed, so every run is reproducible. After a run,
+    `rerun` says whether some party asked for a re-run.
     """
 
     def __init__(self):
-        self.parties = LocalParties(range_bits=FIXED.range_bits, keys=TEST_KEYS, timeout=20)
+        self.parties = LocalParties(keys=TEST_KEYS, timeout=20)
         self.owner = Prf(bytes(16))
         self.last_parties = None
 
@@ -30,21 +41,14 @@ class Runner:
         def body(party, index):
             outs = fn(party, *[AShare(*s[index]) for s in shared])
             outs = outs if isinstance(outs, tuple) else (outs,)
-            opened = []
-            for out in outs:
-                if isinstance(out, BShare):
-                    opened.append(("xor", out.a ^ party.zero_share_xor(out.shape)))
-                else:
-                    opened.append(("add", open_share(party, out)))
-            return opened, party.overflow_words
+            return [open_value(party, out) for out in outs], party.rerun
 
         results, self.last_parties = self.parties.run(body, [0, 1, 2])
         values = []
         for k, (kind, _) in enumerate(results[0][0]):
             comps = [results[i][0][k][1] for i in range(3)]
-            values.append(reconstruct_xor(comps) if kind == "xor" else reconstruct(comps))
-        self.overflow = (reconstruct_xor([np.concatenate([w.a for w in results[i][1]]) for i in range(3)])
-                         if results[0][1] else np.zeros(0, dtype=np.uint64))
+            values.append(comps[0] ^ comps[1] ^ comps[2] if kind == "xor" else reconstruct(comps))
+        self.rerun = any(r[1] for r in results)
         return values[0] if len(values) == 1 else values
 
 

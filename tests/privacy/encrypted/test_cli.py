@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipelines.cli.main import cli
-from privacy.encrypted.processes import free_ports
+from privacy.encrypted.network.processes import free_ports
 
 
 def run(*args):
@@ -35,12 +35,15 @@ def test_setup_share_serve_predict(saved):
     parties = [a for p in ports for a in ("--party", f"127.0.0.1:{p}")]
     assert run("encrypted", "setup", "--out", dep, *parties).exit_code == 0
     result = run("encrypted", "share-model", folder / "model.keras", "--deployment", dep)
+    assert result.exit_code == 2 and "--input-range LO HI or --calibration FILE" in result.output
+    result = run("encrypted", "share-model", folder / "model.keras", "--deployment", dep, "--input-range", 0, 1)
     assert result.exit_code == 0, result.output
     assert all((dep / f"party-{i}" / "model.npz").exists() for i in range(3))
     assert all((dep / f"party-{i}" / "model.npz").stat().st_mode & 0o077 == 0 for i in range(3))  # owner only
     serve = [sys.executable, "-c", "from pipelines.cli.main import cli; cli()", "encrypted", "serve"]
-    procs = [subprocess.Popen(serve + ["--party", str(i), "--deployment", str(dep), "--timeout", "10"], stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True, cwd=os.getcwd()) for i in range(3)]
+    procs = [subprocess.Popen(serve + ["--party", str(i), "--deployment", str(dep), "--timeout", "10"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=os.getcwd())
+             for i in range(3)]
     try:
         assert [p.stdout.readline().strip() for p in procs] == ["ready"] * 3
         result = run("encrypted", "predict", "--input", folder / "x.csv", "--deployment", dep, "--json")
@@ -52,8 +55,18 @@ def test_setup_share_serve_predict(saved):
         assert got["cost"]["rounds"] > 0
         result = run("encrypted", "predict", "--input", folder / "x.npy", "--deployment", dep, "--output", "label",
                      "--out", folder / "labels.npy")
-        assert result.exit_code == 0 and np.array_equal(np.load(folder / "labels.npy"), expected.argmax(1).tolist()
-                                                        + np.asarray(model.predict(x[3:], verbose=0)).argmax(1).tolist())
+        want = expected.argmax(1).tolist() + np.asarray(model.predict(x[3:], verbose=0)).argmax(1).tolist()
+        assert result.exit_code == 0 and np.array_equal(np.load(folder / "labels.npy"), want)
+        assert (folder / "labels.npy").stat().st_mode & 0o077 == 0  # the client's secret: owner only
+        # One certificate per client: a second client works, a revoked one is refused, the first still works.
+        assert run("encrypted", "add-client", "bob", "--deployment", dep).exit_code == 0
+        assert run("encrypted", "predict", "--input", folder / "x.csv", "--deployment", dep,
+                   "--client", "bob").exit_code == 0
+        assert run("encrypted", "revoke-client", "bob", "--deployment", dep).exit_code == 0
+        result = run("encrypted", "predict", "--input", folder / "x.csv", "--deployment", dep, "--client", "bob")
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert run("encrypted", "predict", "--input", folder / "x.csv", "--deployment", dep,
+                   "--client", "client").exit_code == 0
     finally:
         for p in procs:
             p.terminate()
@@ -71,16 +84,102 @@ def test_verify_reports_agreement_and_passes(saved):
     assert report["batch_size"] == 8 and report["rounds_per_batch"] > 0
 
 
-def test_bad_inputs_are_named(saved, tmp_path):
-    folder, _, _ = saved
-    result = run("encrypted", "share-model", tmp_path / "missing.keras", "--deployment", tmp_path)
-    assert result.exit_code == 2 and "no such file" in result.output
-    np.save(tmp_path / "bad.npy", np.zeros((2, 5)))
-    result = run("encrypted", "verify", folder / "model.keras", tmp_path / "bad.npy")
-    assert result.exit_code == 1 and "input has shape (2, 5), expected (batch,) + (64,)" in result.output
-    result = run("encrypted", "predict", "--input", folder / "x.npy", "--deployment", tmp_path / "nowhere")
-    assert result.exit_code == 1 and "run `ppml encrypted setup` first" in result.output
-    assert run("encrypted", "setup", "--out", tmp_path, "--party", "localhost").exit_code == 2
+@pytest.fixture(scope="module")
+def bad_files(saved, tmp_path_factory):
+    """Files that are wrong in every way the commands should name."""
+    import keras
+
+    folder = tmp_path_factory.mktemp("bad")
+    (folder / "garbage.keras").write_bytes(b"not a model")
+    keras.Sequential([keras.layers.Dense(2)]).save(folder / "unbuilt.keras")
+    np.save(folder / "wrong_shape.npy", np.zeros((2, 5)))
+    np.save(folder / "nan.npy", np.array([[np.nan] * 64]))
+    np.save(folder / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    np.save(folder / "outside.npy", np.full((2, 64), 5.0))
+    np.save(folder / "float_labels.npy", np.full(20, 0.5))
+    np.save(folder / "short_labels.npy", np.zeros(3))
+    (folder / "text.csv").write_text("a,b,c\n")
+    (folder / "corrupt.npz").write_bytes(b"PK\x03\x04 truncated")
+    (folder / "a_folder").mkdir()
+    for name, body in {"port": {"parties": [{"host": "127.0.0.1", "port": 70000}] * 3},
+                       "nested": {"parties": [[[[]]]]}, "two": {"parties": [{"host": "h", "port": 1}] * 2}}.items():
+        (folder / name).mkdir()
+        (folder / name / "deployment.json").write_text(json.dumps(body))
+    dep = folder / "dep"
+    assert run("encrypted", "setup", "--out", dep).exit_code == 0
+    assert run("encrypted", "share-model", saved[0] / "model.keras", "--deployment", dep,
+               "--input-range", 0, 1).exit_code == 0
+    (dep / "party-1" / "broken.npz").write_bytes(b"garbage")
+    return folder
+
+
+BAD = [  # (command line, the option or argument the one-line error must name)
+    ("setup --valid-days 1000000", "--valid-days"), ("setup --valid-days inf", "--valid-days"),
+    ("setup --party localhost", "--party"), ("setup --party 127.0.0.1:70000", "--party"),
+    ("setup --party 127.0.0.1:1 --party 127.0.0.1:2", "--party"), ("setup --client 'bad name!'", "--client"),
+    ("setup --out {bad}/garbage.keras", "--out"),
+    ("share-model {bad}/missing.keras --input-range 0 1", "MODEL"),
+    ("share-model {saved}/model.keras", "--input-range"),
+    ("share-model {saved}/model.keras --input-range 0 1 --calibration {saved}/x.npy", "--calibration"),
+    ("share-model {saved}/model.keras --input-range 1 0", "--input-range"),
+    ("share-model {saved}/model.keras --input-range nan 1", "--input-range"),
+    ("share-model {saved}/model.keras --input-range 0 1e300", "--input-range"),
+    ("share-model {bad}/garbage.keras --input-range 0 1", "MODEL"),
+    ("share-model {bad}/unbuilt.keras --input-range 0 1", "MODEL"),
+    ("share-model {saved}/model.keras --input-range 0 1 --frac-bits 40", "--frac-bits"),
+    ("share-model {saved}/model.keras --calibration {bad}/missing.npy", "--calibration"),
+    ("share-model {saved}/model.keras --calibration {bad}/wrong_shape.npy", "--calibration"),
+    ("serve --party 0 --deployment {bad}/dep --timeout inf", "--timeout"),
+    ("serve --party 0 --deployment {bad}/dep --timeout -1", "--timeout"),
+    ("serve --party 3 --deployment {bad}/dep", "--party"),
+    ("serve --party 0 --deployment {bad}/nowhere", "--deployment"),
+    ("serve --party 0 --deployment {bad}/port", "--deployment"),
+    ("serve --party 0 --deployment {bad}/nested", "--deployment"),
+    ("serve --party 0 --deployment {bad}/two", "--deployment"),
+    ("serve --party 1 --deployment {bad}/dep --model {bad}/dep/party-1/broken.npz", "--model"),
+    ("serve --party 1 --deployment {bad}/dep --model {bad}/dep/party-0/model.npz", "--model"),
+    ("serve --party 0 --deployment {bad}/dep --memory-budget 0", "--memory-budget"),
+    ("predict --input {bad}/missing.npy --deployment {bad}/dep", "--input"),
+    ("predict --input {bad}/text.csv --deployment {bad}/dep", "--input"),
+    ("predict --input {bad}/nan.npy --deployment {bad}/dep", "--input"),
+    ("predict --input {bad}/objects.npy --deployment {bad}/dep", "--input"),
+    ("predict --input {bad}/corrupt.npz --deployment {bad}/dep", "--input"),
+    ("predict --input {bad}/a_folder --deployment {bad}/dep", "--input"),
+    ("predict --input {saved}/x.npy --deployment {bad}/dep --out {bad}/a_folder", "--out"),
+    ("predict --input {saved}/x.npy --deployment {bad}/dep --timeout inf", "--timeout"),
+    ("predict --input {saved}/x.npy --deployment {bad}/nowhere", "--deployment"),
+    ("predict --input {saved}/x.npy --deployment {bad}/dep --client nobody", "--client"),
+    ("verify {saved}/model.keras {bad}/missing.npy", "DATA"),
+    ("verify {saved}/model.keras {bad}/wrong_shape.npy", "DATA"),
+    ("verify {saved}/model.keras {bad}/outside.npy --input-range 0 1", "DATA"),
+    ("verify {bad}/garbage.keras {saved}/x.npy", "MODEL"),
+    ("verify {saved}/model.keras {saved}/x.npy --labels {bad}/float_labels.npy", "--labels"),
+    ("verify {saved}/model.keras {saved}/x.npy --labels {bad}/short_labels.npy", "--labels"),
+    ("verify {saved}/model.keras {saved}/x.npy --batch-size 0", "--batch-size"),
+    ("verify {saved}/model.keras {saved}/x.npy --n 0", "--n"),
+    ("verify {saved}/model.keras {saved}/x.npy --min-agreement 2", "--min-agreement"),
+    ("verify {saved}/model.keras {saved}/x.npy --input-range 1 0", "--input-range"),
+    ("bench --batch 0", "--batch"), ("bench --batch 1000000000", "--batch"), ("bench --repeats 0", "--repeats"),
+    ("bench --model resnet", "--model"),
+    ("add-client 'bad name!' --deployment {bad}/dep", "NAME"), ("add-client client --deployment {bad}/dep", "NAME"),
+    ("add-client carol --deployment {bad}/nowhere", "--deployment"),
+    ("revoke-client nobody --deployment {bad}/dep", "NAME"),
+]
+
+
+@pytest.mark.parametrize("line, option", BAD, ids=[line for line, _ in BAD])
+def test_bad_inputs_end_in_one_line_naming_the_option(saved, bad_files, line, option):
+    import shlex
+
+    before = sorted(p for p in bad_files.rglob("*"))
+    args = shlex.split(line.format(saved=saved[0], bad=bad_files))
+    result = CliRunner().invoke(cli, ["encrypted"] + args)
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    error = result.output.strip().splitlines()[-1]
+    assert error.startswith("Error: ") and option in error, error
+    assert sorted(p for p in bad_files.rglob("*")) == before  # nothing written
 
 
 def test_bench_prints_a_table():

@@ -5,14 +5,21 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from privacy.encrypted import InProcessCluster, UnsupportedModelError, import_keras_model, simulate  # noqa: E402
-from privacy.encrypted.activations import SIGMOID_MAX_ERROR  # noqa: E402
-from privacy.encrypted.client import encode_input  # noqa: E402
+from privacy.encrypted import (InProcessCluster, InputBounds, UnsupportedModelError, import_keras_model,  # noqa: E402
+                               simulate)
+from privacy.encrypted.model.activations import SIGMOID_MAX_ERROR  # noqa: E402
+from privacy.encrypted.protocol.client import encode_input  # noqa: E402
+
+
+def cluster_for(model, x):
+    """An in-process cluster serving `model`, with input bounds calibrated on `x`."""
+    plan = import_keras_model(model)
+    return InProcessCluster(plan, InputBounds.from_data(x, plan.architecture.input_shape))
 
 
 def check_against_keras_and_simulation(model, x):
     plan = import_keras_model(model)
-    cluster = InProcessCluster(plan)
+    cluster = InProcessCluster(plan, InputBounds.from_data(x, plan.architecture.input_shape))
     got = cluster.predict(x)
     expected = np.asarray(model.predict(x, verbose=0), dtype=np.float64)
     labels = (expected[:, 0] > 0.5) if expected.shape[1] == 1 else expected.argmax(1)
@@ -20,7 +27,8 @@ def check_against_keras_and_simulation(model, x):
     assert np.abs(got.outputs - expected).max() <= 1e-3
     sim = simulate(plan.architecture, plan.encode(cluster.fixed), encode_input(x, plan.architecture.input_shape,
                                                                               cluster.fixed), cluster.fixed)
-    assert sim.logits.contains(cluster.fixed.encode(got.logits)).all()
+    frac = (2 if sim.logits.wide else 1) * cluster.fixed.frac_bits
+    assert sim.logits.contains(np.rint(got.logits * 2.0 ** frac).astype(np.int64)).all()
     only_labels = cluster.predict(x, output="label")
     assert only_labels.outputs is None and np.array_equal(only_labels.labels, got.labels)
     return cluster
@@ -34,9 +42,11 @@ def test_digits_mlp_with_batch_norm_folded_and_softmax_output(digits_mlp):
     cluster = check_against_keras_and_simulation(*digits_mlp)
     assert [layer.name for layer in cluster.architecture.layers] == [
         "hidden", "hidden.relu", "narrow", "act.relu", "out"]
-    cost = cluster.last_cost
-    assert cost.layers["hidden"]["rounds"] == 2 and cost.layers["hidden.relu"]["rounds"] == 11
-    assert cost.layers["label"]["rounds"] == 44  # argmax of 10: four tournament levels
+    cost = cluster.last_cost  # of the label-only prediction
+    # A ReLU takes 3 rounds (the truncation's round carries the comparison's first message), the next
+    # Dense 1 (re-sharing its input); the logits are opened untruncated; argmax of 10: 4 levels of 3.
+    assert {name: c["rounds"] for name, c in cost.layers.items()} == {
+        "hidden.relu": 3, "narrow": 1, "act.relu": 3, "out": 1, "label": 12}
 
 
 def test_functional_cnn_with_pooling_and_batch_norm(digits_cnn):
@@ -53,7 +63,7 @@ def test_hidden_sigmoid_is_piecewise_linear_within_its_error(train):
     model = train(keras.Model(inputs, keras.layers.Dense(10, name="logits")(hidden)), x, y,
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True), 2)
     plan = import_keras_model(model)
-    got = InProcessCluster(plan).predict(x[:40]).logits
+    got = InProcessCluster(plan, InputBounds.declared(0.0, 1.0, (64,))).predict(x[:40]).logits
     # Logit error = sum_j |w_j| * (sigmoid error) plus fixed-point rounding.
     kernel = plan.weights["logits"][0]
     bound = np.abs(kernel).sum(axis=0).max() * SIGMOID_MAX_ERROR + 1e-3
@@ -61,7 +71,7 @@ def test_hidden_sigmoid_is_piecewise_linear_within_its_error(train):
 
 
 def test_wrong_input_shape_is_named(digits_mlp):
-    cluster = InProcessCluster(import_keras_model(digits_mlp[0]))
+    cluster = cluster_for(*digits_mlp)
     with pytest.raises(ValueError, match=r"input has shape \(2, 63\), expected \(batch,\) \+ \(64,\)"):
         cluster.predict(np.zeros((2, 63)))
 
@@ -92,7 +102,7 @@ def test_branching_functional_model_is_rejected():
 TF_KERAS_SCRIPT = """
 import numpy as np, tf_keras as keras
 from sklearn.datasets import load_digits
-from privacy.encrypted import InProcessCluster, import_keras_model
+from privacy.encrypted import InProcessCluster, InputBounds, import_keras_model
 x, y = load_digits(return_X_y=True); x = (x / 16.0).astype("float32")
 keras.utils.set_random_seed(0)
 seq = keras.Sequential([keras.layers.InputLayer(input_shape=(64,)), keras.layers.Dense(16),
@@ -104,7 +114,7 @@ fun = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(h))
 for model, data in ((seq, x[:40]), (fun, x[:40].reshape(-1, 8, 8, 1))):
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(data if model is fun else x, y if model is seq else y[:40], epochs=2, verbose=0)
-    got = InProcessCluster(import_keras_model(model)).predict(data)
+    got = InProcessCluster(import_keras_model(model), InputBounds.declared(0, 1, data.shape[1:])).predict(data)
     ref = model.predict(data, verbose=0)
     assert (got.labels == ref.argmax(1)).all(), "labels differ"
     assert np.abs(got.outputs - ref).max() <= 1e-3, np.abs(got.outputs - ref).max()
@@ -125,5 +135,5 @@ def test_verify_decides_a_single_linear_output_at_logit_zero():
     model.layers[-1].set_weights([np.array([[1.0], [0.0]]), np.zeros(1)])
     x = np.array([[0.25, 0.0], [-0.25, 0.0], [0.75, 0.0], [-0.75, 0.0]])
     y = np.array([1, 0, 1, 0])
-    report = verify_model(model, x, y, InProcessCluster(import_keras_model(model)))
+    report = verify_model(model, x, y, cluster_for(model, x))
     assert report.plaintext_accuracy == report.encrypted_accuracy == 1.0 and report.decision_agreement == 1.0

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from privacy.encrypted import randomness
-from privacy.encrypted.randomness import Prf, RandomnessSelfTestError, session_nonce
-from privacy.encrypted.ring import FixedPoint, as_signed
+from privacy.encrypted.model.ring import FixedPoint, as_signed
+from privacy.encrypted.protocol import randomness
+from privacy.encrypted.protocol.randomness import Prf, RandomnessSelfTestError, session_nonce
 
 
 def test_encoding_rounds_to_the_nearest_multiple_of_the_resolution():

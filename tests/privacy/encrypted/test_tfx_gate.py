@@ -38,7 +38,8 @@ def run(name, model, upstream=None, upstream_model_id=0, **settings):
     blessing = standard_artifacts.ModelBlessing(); blessing.uri = os.path.join(root, "blessing-" + name)
     inputs = {{"examples": [examples], "model": [model]}}
     if upstream is not None:
-        up = standard_artifacts.ModelBlessing(); up.set_int_custom_property("blessed", upstream); inputs["model_blessing"] = [up]
+        up = standard_artifacts.ModelBlessing(); up.set_int_custom_property("blessed", upstream)
+        inputs["model_blessing"] = [up]
         up.set_int_custom_property("current_model_id", upstream_model_id)
     props = GateSettings(feature_keys=tuple(keys), label_key="diagnosis", **settings).exec_properties()
     Executor().Do(inputs, {{"blessing": [blessing]}}, props)
@@ -63,6 +64,10 @@ files, report, blessing = run("tanh", tanh_model, num_examples=10)
 print("TANH", files, blessing.get_int_custom_property("blessed"), report["reason"])
 files, report, blessing = run("strict", relu_model, num_examples=40, max_accuracy_drop=0.0, min_agreement=1.0)
 print("STRICT", files)
+files, report, blessing = run("range", relu_model, num_examples=10, input_lo=-1e8, input_hi=1e8)
+print("RANGE", files, blessing.get_int_custom_property("blessed"), report["reason"])
+files, report, blessing = run("outside", relu_model, num_examples=10, input_lo=-0.5, input_hi=0.5)
+print("OUTSIDE", files, report["reason"])
 gate = EncryptedInferenceGate(examples=types.Channel(type=standard_artifacts.Examples),
                               model=types.Channel(type=standard_artifacts.Model), feature_keys=keys,
                               label_key="diagnosis", num_examples=50)
@@ -87,5 +92,11 @@ def test_gate_blesses_matching_models_and_blocks_others(tmp_path, python_subproc
     assert lines["TANH"].startswith("TANH ['NOT_BLESSED'] 0 the model cannot run encrypted: layer ")
     assert "activation 'tanh' is not supported" in lines["TANH"]
     assert lines["STRICT"] == "STRICT ['BLESSED']"
+    # A model that cannot be proven within the ring's headroom for the declared range fails closed, with
+    # the reason recorded (the run itself completes: `ppml report` has something to show).
+    assert lines["RANGE"].startswith("RANGE ['NOT_BLESSED'] 0 the model cannot run encrypted within the ring's "
+                                     "headroom")
+    assert "bits" in lines["RANGE"] or "re-run" in lines["RANGE"]
+    assert lines["OUTSIDE"].startswith("OUTSIDE ['NOT_BLESSED'] the examples exceed the declared input range")
     assert lines["COMPONENT"] == "COMPONENT 50 ['f00', 'f01'] OutputChannel"
     assert lines["INVALID"] == "INVALID min_agreement must be in [0, 1], got 1.5"

@@ -3,9 +3,9 @@ data: preprocessing layers adapted on it, and callbacks that decide from trainin
 
 import numpy as np
 
-from privacy.keras import DPConfigurationError, _compat, find_problems, make_private
+from privacy.keras import DPConfigurationError, compat, find_problems, make_private
 
-K = _compat.default_keras()
+K = compat.default_keras()
 L = K.layers
 
 

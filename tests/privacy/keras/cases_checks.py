@@ -8,11 +8,11 @@ import tensorflow as tf
 from scipy import stats
 from sklearn.datasets import load_digits
 
-from privacy.keras import (DPConfigurationError, DPKerasAdamOptimizer, _compat, find_problems, fixed_size_batches,
+from privacy.keras import (DPConfigurationError, DPKerasAdamOptimizer, compat, find_problems, fixed_size_batches,
                            make_private, poisson_batches, private_training, sampling_of)
 from privacy.keras.noise import GaussianNoise
 
-K = _compat.default_keras()
+K = compat.default_keras()
 L = K.layers
 
 
@@ -84,7 +84,11 @@ def case_custom_loop_with_a_dp_optimizer_is_refused():
         loss = tf.reduce_mean(K.losses.sparse_categorical_crossentropy(y, model(x), from_logits=True))
     grads = tape.gradient(loss, model.trainable_variables)
     before = [w.copy() for w in model.get_weights()]
-    _raises(lambda: optimizer.apply_gradients(zip(grads, model.trainable_variables)), "custom GradientTape loop")
+    _raises(lambda: optimizer.apply_gradients(zip(grads, model.trainable_variables)), "make_private(model)",
+            "optimizer.minimize(per_example_losses, variables, tape=tape)")
+    with tf.GradientTape() as tape:  # minimize with the tape, but of the batch's mean loss
+        loss = tf.reduce_mean(K.losses.sparse_categorical_crossentropy(y, model(x), from_logits=True))
+    _raises(lambda: optimizer.minimize(loss, model.trainable_variables, tape=tape), "one loss per example")
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
 
 

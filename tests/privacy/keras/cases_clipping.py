@@ -7,11 +7,11 @@ independent computation that never goes through the layer rules.
 import numpy as np
 import tensorflow as tf
 
-from privacy.keras import _compat, layer_rules, recording
+from privacy.keras import DPConfigurationError, compat, layer_rules, recording
 from privacy.keras.params import DPParams
 from privacy.keras.train_step import clipped_gradient_sum, per_example_loss
 
-K = _compat.default_keras()
+K = compat.default_keras()
 L = K.layers
 BATCH = 6
 
@@ -169,3 +169,92 @@ def case_neighbouring_batches_differ_by_at_most_the_clip():
                 other = _clipped(model, x, y, weights, clip, microbatches).sums
                 distance = np.sqrt(sum(np.sum((a.numpy() - b.numpy()) ** 2) for a, b in zip(base, other)))
                 assert distance <= bound * (1 + 1e-6) + 1e-6, (name, microbatches, removed, distance, bound)
+
+
+def case_a_non_finite_example_contributes_nothing():
+    """An example with inf features is dropped: the clipped sum equals the sum without it (weight 0), with
+    and without microbatches, and no NaN reaches the other examples' contributions."""
+    for name, (model, x, y, _) in models().items():
+        x, y = _tensors(x, y)
+        poisoned = list(x) if isinstance(x, list) else [x]
+        poisoned[0] = tf.tensor_scatter_nd_update(poisoned[0], [[2]], [tf.fill(poisoned[0].shape[1:], np.inf)])
+        poisoned = poisoned if isinstance(x, list) else poisoned[0]
+        for microbatches, removed in ((None, [[2]]), (3, [[2], [3]])):  # the microbatch of examples 2 and 3
+            full = tf.ones([BATCH])
+            bad = _clipped(model, poisoned, y, full, 0.5, microbatches)
+            assert not np.isfinite(bad.norms.numpy()[2 if microbatches is None else 1]), name
+            without = _clipped(model, x, y, tf.tensor_scatter_nd_update(full, removed, [0.0] * len(removed)), 0.5,
+                               microbatches)
+            for got, want in zip(bad.sums, without.sums):
+                np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6,
+                                           err_msg=f"{name}, {microbatches}")
+
+
+def _tied_model():
+    """Ids -> Embedding(6, 6) -> Dense(6) whose kernel is the embedding matrix itself (tied weights)."""
+    K.utils.set_random_seed(1)
+    ids = K.Input((1,), dtype="int32")
+    embedding, output = L.Embedding(6, 6), L.Dense(6, use_bias=False)
+    h = L.Reshape((6,))(embedding(ids))
+    logits = output(L.Activation("tanh")(h))
+    model = K.Model(ids, logits)
+    tied, own = embedding.embeddings, output.kernel
+
+    def forget(tracked):
+        del tracked[next(i for i, w in enumerate(tracked) if w is own)]
+
+    if compat.is_tf_keras(output):
+        output.kernel = tied  # tf-keras stops tracking the kernel it replaces
+    else:  # Keras 3 locks a built layer's state and reads Dense.kernel from _kernel
+        output._tracker.unlock()
+        output._kernel = tied
+        forget(output._trainable_variables)
+        output._tracker.lock()
+    assert output.kernel is tied and len(model.trainable_variables) == 1
+    model.compile(optimizer=K.optimizers.SGD(0.1), loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model, tied
+
+
+def case_tied_weights_get_both_paths():
+    """A variable used by two layers (the lookup and the output projection) gets the gradient of both uses:
+    the clipped sum with a huge clip equals the full gradient, and the norms equal the Jacobian's."""
+    model, tied = _tied_model()
+    x = tf.constant([[0], [3], [3], [5], [1], [2]], tf.int32)
+    y = tf.constant([1, 0, 4, 5, 2, 3], tf.float32)
+    weights = tf.ones([BATCH])
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(per_example_loss(model, y, model(x, training=True)))
+    index = [id(v) for v in model.trainable_variables].index(id(tied))
+    want = tf.convert_to_tensor(tape.gradient(total, model.trainable_variables)[index]).numpy()
+    got = _clipped(model, x, y, weights, 1e9)
+    np.testing.assert_allclose(got.sums[index].numpy(), want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got.norms.numpy(), _reference_norms(model, x, y, weights), rtol=1e-5, atol=1e-6)
+
+
+class _TiedOutput(L.Layer):
+    """Logits from an embedding's matrix read directly (not by calling the Embedding layer)."""
+
+    def __init__(self, embedding, **kwargs):
+        super().__init__(**kwargs)
+        self.embedding = embedding
+
+    def call(self, h):
+        return tf.matmul(h, self.embedding.embeddings, transpose_b=True)
+
+
+def case_weights_read_outside_their_layer_are_refused():
+    """A layer computing with another layer's weights hides a gradient path from every rule: refused,
+    naming the variable, before any gradient is taken."""
+    K.utils.set_random_seed(1)
+    ids = K.Input((1,), dtype="int32")
+    embedding = L.Embedding(6, 4)
+    logits = _TiedOutput(embedding)(L.Reshape((4,))(embedding(ids)))
+    model = K.Model(ids, logits)
+    model.compile(optimizer=K.optimizers.SGD(0.1), loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = tf.constant([[0], [3], [3], [5], [1], [2]], tf.int32), tf.constant([1, 0, 4, 5, 2, 3], tf.float32)
+    try:
+        _clipped(model, x, y, tf.ones([BATCH]), 1.0)
+    except DPConfigurationError as err:
+        assert "outside the layer that owns them" in str(err) and "embeddings" in str(err), str(err)
+    else:
+        raise AssertionError("a weight used outside its layer was clipped without that use")

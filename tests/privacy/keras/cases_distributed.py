@@ -8,9 +8,9 @@ tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU"
 import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from privacy.keras import _compat, make_private, private_training  # noqa: E402
+from privacy.keras import compat, make_private, private_training  # noqa: E402
 
-K = _compat.default_keras()
+K = compat.default_keras()
 L = K.layers
 STRATEGY = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])  # one per process: collectives share keys
 

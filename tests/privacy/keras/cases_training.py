@@ -14,9 +14,9 @@ from privacy.accounting import DpSgdMechanism, compute_epsilon
 from tensorboard.backend.event_processing import event_accumulator
 
 from privacy.keras import (DPConfigurationError, DPKerasSGDOptimizer, DPSequential, PrivacyBudgetCallback,
-                           PrivacyBudgetExceeded, _compat, make_private, poisson_batches, private_training)
+                           PrivacyBudgetExceeded, compat, make_private, poisson_batches, private_training)
 
-K = _compat.default_keras()
+K = compat.default_keras()
 L = K.layers
 
 
@@ -293,14 +293,30 @@ def case_dp_optimizer_drop_in():
     assert (mechanism.num_microbatches, mechanism.sensitivity, mechanism.noise_multiplier) == (8, 2.0, 1.1)
     assert history.history["epsilon"][0] == compute_epsilon(mechanism, 1e-3, "rdp")
 
-    plain = _mlp()
+    plain = make_private(_mlp(), expected_batch_size=16)  # Poisson sampling, hyperparameters from the optimizer
     plain.compile(optimizer=DPKerasSGDOptimizer(1.0, 1.1, learning_rate=0.1), loss=_scce())
-    try:
-        plain.fit(x, y, epochs=1, verbose=0)
-    except DPConfigurationError as err:
-        assert "make_private" in str(err)
-    else:
-        raise AssertionError("a DP optimizer trained a non-private model")
-    make_private(plain, expected_batch_size=16)
     plain.fit(x, y, epochs=1, verbose=0)
-    assert private_training(plain).steps == 4
+    assert private_training(plain).steps == 4 and private_training(plain).sampling.value == "poisson"
+
+
+def case_a_target_epsilon_that_cannot_be_accounted_is_refused():
+    """Shuffled batches of a dataset without dataset_size cannot be accounted: with a target epsilon (or a
+    state_path) fit refuses before any step, instead of running unchecked (300 steps ran against a target
+    of 1.0 whose epsilon was about 320)."""
+    x, y = _data(n=100, inputs=8)
+    batches = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(100).batch(10)
+    for kwargs in ({"noise_multiplier": 1.0, "target_epsilon": 1.0},
+                   {"noise_multiplier": 1.0, "state_path": os.path.join(tempfile.gettempdir(), "never.json")},
+                   {"noise_multiplier": 0.0, "target_epsilon": 1.0, "dataset_size": 100}):
+        model = make_private(_mlp(), l2_norm_clip=1.0, sampling="shuffle", expected_batch_size=10, target_delta=1e-3,
+                             **kwargs)
+        model.compile(optimizer=_sgd(0.1), loss=_scce())
+        try:
+            model.fit(batches, epochs=30, verbose=0)
+        except DPConfigurationError as err:
+            needed = "noise_multiplier is 0" if kwargs["noise_multiplier"] == 0 else "dataset_size"
+            assert "cannot account" in str(err) and needed in str(err), str(err)
+        else:
+            raise AssertionError(f"fit ran without accounting under {kwargs}")
+        assert private_training(model).steps == 0
+        assert not os.path.exists(os.path.join(tempfile.gettempdir(), "never.json"))

@@ -1,7 +1,7 @@
 """Runs each test case on both Keras flavours.
 
 A case is a function ``case_*`` in a ``cases_*.py`` module of this folder, written once against
-``privacy.keras._compat.default_keras()``. On Keras 3 it runs in the pytest process; on tf-keras all the
+``privacy.keras.compat.default_keras()``. On Keras 3 it runs in the pytest process; on tf-keras all the
 cases of a module run in one fresh interpreter with TF_USE_LEGACY_KERAS=1 (through the suite's
 `python_subprocess` fixture), which reports every case's traceback or success. Modules that must
 configure TensorFlow before it starts (``isolated=True``) run in a fresh interpreter on Keras 3 too.

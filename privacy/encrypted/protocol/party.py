@@ -3,17 +3,19 @@
 Keys follow ABY3: key k_j is known to parties j and j-1. Party i therefore holds k_i (shared with its
 predecessor i-1, stream `prf_self`) and k_{i+1} (shared with its successor i+1, stream `prf_next`).
 Component j of any correlated random value is drawn from k_j, so exactly the two parties that must
-hold component j can draw it without talking. Every session re-keys the streams with its own nonce,
-so a failed session never leaves the parties' streams out of step.
+hold component j can draw it without talking; `prf_with(j)` is the stream this party shares with
+party j. Every session re-keys the streams with its own nonce, so a failed session never leaves the
+parties' streams out of step.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from privacy.encrypted.randomness import Prf, session_nonce
-from privacy.encrypted.shares import NUM_PARTIES
-from privacy.encrypted.transport import Channel
+from privacy.encrypted.protocol.randomness import Prf, session_nonce
+from privacy.encrypted.protocol.rounds import Round
+from privacy.encrypted.protocol.shares import NUM_PARTIES
+from privacy.encrypted.protocol.transport import Channel
 
 
 class Party:
@@ -25,19 +27,20 @@ class Party:
         key_self: k_index, shared with party index-1.
         key_next: k_(index+1), shared with party index+1.
         session: session number; streams are AES-CTR under the keys from nonce `session`.
-        range_bits: comparisons flag inputs outside [-2^range_bits, 2^range_bits) (ring units) as overflows.
+
+    Attributes:
+        rerun: set when a truncation's randomness fell into its failure window (`arithmetic.truncate`):
+            an event independent of the data, after which this party withholds its output share.
     """
 
-    def __init__(self, index: int, channel: Channel, key_self: bytes, key_next: bytes, *, session: int,
-                 range_bits: int):
+    def __init__(self, index: int, channel: Channel, key_self: bytes, key_next: bytes, *, session: int):
         if index not in range(NUM_PARTIES):
             raise ValueError(f"party index must be 0, 1 or 2, got {index!r}")
         self.index = index
         self.channel = channel
         self.prf_self = Prf(key_self, session_nonce(session))
         self.prf_next = Prf(key_next, session_nonce(session))
-        self.range_bits = range_bits
-        self.overflow_words: list = []
+        self.rerun = False
 
     @property
     def prev(self) -> int:
@@ -46,6 +49,18 @@ class Party:
     @property
     def next(self) -> int:
         return (self.index + 1) % NUM_PARTIES
+
+    def prf_with(self, peer: int) -> Prf:
+        """The stream this party shares with `peer` (key k_index with the predecessor, k_index+1 with the successor)."""
+        if peer == self.next:
+            return self.prf_next
+        if peer == self.prev:
+            return self.prf_self
+        raise ValueError(f"party {self.index} shares no key with party {peer}")
+
+    def round(self) -> Round:
+        """A new protocol step to add messages to (see `privacy.encrypted.protocol.rounds`)."""
+        return Round(self)
 
     def zero_share(self, shape) -> np.ndarray:
         """This party's term of a fresh 3-out-of-3 sharing of zero: F(k_i) - F(k_{i+1})."""

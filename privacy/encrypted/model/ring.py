@@ -5,10 +5,10 @@ exactly the ring's addition and multiplication. A ring element v stands for the 
 ``v.view(int64)`` (two's complement), and a fixed-point number with ``frac_bits`` fractional bits
 stands for ``v.view(int64) / 2**frac_bits``.
 
-Headroom: the product of two encodings carries ``2 * frac_bits`` fractional bits before truncation,
-so with the default f = 16 a product must stay below 2^(63 - 32) = 2^31 in absolute value, and values
-that go through a comparison must stay below 2^(62 - 2f) = 2^30 (`range_bits`). Inputs and weights
-are rejected at encoding time if they exceed ``FixedPoint.max_abs``.
+Headroom: the product of two encodings carries ``2 * frac_bits`` fractional bits before truncation.
+`FixedPoint.encode` refuses single values above ``FixedPoint.max_abs`` = 2^(62 - 2f) (2^30 for f = 16);
+whether the values a model computes from its weights and inputs fit the ring is proven per model by
+the interval analysis of `privacy.encrypted.model.ranges`.
 """
 
 from __future__ import annotations
@@ -63,16 +63,8 @@ class FixedPoint:
 
     @property
     def max_abs(self) -> float:
-        """Largest |x| accepted by `encode`: 2^(62 - 2f), the range compared values must stay in."""
-        return float(2 ** (self.range_bits - self.frac_bits))
-
-    @property
-    def range_bits(self) -> int:
-        """Overflow threshold for compared values: -2^(62 - f) <= v < 2^(62 - f) in ring units (|x| < 2^30 for f = 16).
-
-        A failed probabilistic truncation is off by about 2^(64 - f) and always lands above it.
-        """
-        return BITS - 2 - self.frac_bits
+        """Largest |x| accepted by `encode`: 2^(62 - 2f), so that x * 2^(2f) still fits 62 bits."""
+        return float(2 ** (BITS - 2 - 2 * self.frac_bits))
 
     def encode(self, x, *, what: str = "value", frac_bits: int | None = None) -> np.ndarray:
         """Rounds reals to the nearest multiple of 2^-f and maps them into the ring.

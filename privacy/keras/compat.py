@@ -78,6 +78,12 @@ def update_loss_metric(model, y_pred, loss, count) -> None:
         metric.update_state(loss, sample_weight=count)
 
 
+def loss_weights(model):
+    """The ``loss_weights`` given to `compile` (a list, a dict by output name, or None)."""
+    container = model.compiled_loss if is_tf_keras(model) else getattr(model, "_compile_loss", None)
+    return getattr(container, "_user_loss_weights", None) if container is not None else None
+
+
 def data_dependent_losses(model) -> list:
     """Losses added with `add_loss` during the last forward pass (activity regularizers and the like)."""
     out = []

@@ -7,7 +7,7 @@ Each message carries the step number; a message for another step means the parti
 of step and is an error, not a silent misreading.
 
 `QueueLink` connects parties that run as threads of one process (tests, benchmarks); real parties use
-the TLS links of `privacy.encrypted.network`, which implement the same `Link` interface.
+the TLS links of `privacy.encrypted.network.server`, which implement the same `Link` interface.
 """
 
 from __future__ import annotations
@@ -120,6 +120,11 @@ class Channel:
         self.timeout = timeout
         self.stats = CommStats()
         self._step = 0
+
+    @property
+    def step(self) -> int:
+        """Number of steps taken so far."""
+        return self._step
 
     def exchange(self, sends: dict[int, list[np.ndarray]], recv_from: tuple[int, ...] = ()) -> dict:
         """Sends ``sends[j]`` to each party j, then receives one message from each party in `recv_from`."""

@@ -9,40 +9,40 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
-from privacy.encrypted.client import Prediction, predict_with_retries, share_input
-from privacy.encrypted.costs import CostReport
-from privacy.encrypted.model_shares import share_model
-from privacy.encrypted.party import Party
-from privacy.encrypted.plan import ModelPlan
-from privacy.encrypted.randomness import new_key
-from privacy.encrypted.ring import FixedPoint
-from privacy.encrypted.secure import predict_share
-from privacy.encrypted.shares import NUM_PARTIES, AShare
-from privacy.encrypted.transport import DEFAULT_TIMEOUT_S, Channel, TransportError, queue_links
+from privacy.encrypted.model.plan import ModelPlan
+from privacy.encrypted.model.ranges import InputBounds
+from privacy.encrypted.model.ring import FixedPoint
+from privacy.encrypted.protocol.backend import predict_share
+from privacy.encrypted.protocol.client import Prediction, predict_with_retries, share_input
+from privacy.encrypted.protocol.costs import CostReport
+from privacy.encrypted.protocol.model_shares import share_model
+from privacy.encrypted.protocol.party import Party
+from privacy.encrypted.protocol.randomness import new_key
+from privacy.encrypted.protocol.shares import NUM_PARTIES, AShare
+from privacy.encrypted.protocol.transport import DEFAULT_TIMEOUT_S, Channel, TransportError, queue_links
 
 
 class LocalParties:
     """Pairwise keys and in-process links for three parties; `run` executes one session.
 
     Args:
-        range_bits: overflow threshold for comparisons (see `Party`).
         timeout: seconds a party waits for a message before failing.
         keys: the pairwise keys k_0, k_1, k_2 (default: fresh from the OS; fixed keys make a run
             reproducible and are for tests only).
     """
 
-    def __init__(self, *, range_bits: int, timeout: float = DEFAULT_TIMEOUT_S, keys: list[bytes] | None = None):
+    def __init__(self, *, timeout: float = DEFAULT_TIMEOUT_S, keys: list[bytes] | None = None, link_factory=None):
         self.keys = list(keys) if keys is not None else [new_key() for _ in range(NUM_PARTIES)]
-        self.range_bits = range_bits
         self.timeout = timeout
+        self.link_factory = link_factory or queue_links
         self._session = 0
 
     def parties(self) -> list[Party]:
         """Fresh `Party` objects for the next session, connected by fresh queues."""
         self._session += 1
-        links = queue_links(NUM_PARTIES)
+        links = self.link_factory(NUM_PARTIES)
         return [Party(i, Channel(links[i], timeout=self.timeout), self.keys[i], self.keys[(i + 1) % NUM_PARTIES],
-                      session=self._session, range_bits=self.range_bits) for i in range(NUM_PARTIES)]
+                      session=self._session) for i in range(NUM_PARTIES)]
 
     def run(self, fn: Callable[[Party, Any], Any], args: list) -> tuple[list, list[Party]]:
         """Runs ``fn(party_i, args[i])`` on three threads; returns the three results and the parties.
@@ -83,33 +83,44 @@ class InProcessCluster:
 
     Args:
         plan: the model to serve (its float weights are shared, then not kept).
+        bounds: the input bounds the model is shared with (`InputBounds`); inputs outside are refused.
         fixed: fixed-point format.
         timeout: seconds a party waits for a message.
+        link_factory: ``n -> links`` for the parties (default: in-memory queues; tests and benchmarks pass
+            links that simulate network latency).
+
+    Raises:
+        ModelRangeError: if the model's values could leave the ring's headroom for these bounds.
     """
 
-    def __init__(self, plan: ModelPlan, fixed: FixedPoint | None = None, *, timeout: float = DEFAULT_TIMEOUT_S):
+    def __init__(self, plan: ModelPlan, bounds: InputBounds, fixed: FixedPoint | None = None, *,
+                 timeout: float = DEFAULT_TIMEOUT_S, link_factory=None):
         self.fixed = fixed or FixedPoint()
-        self.models = share_model(plan, self.fixed)
+        self.models = share_model(plan, self.fixed, bounds)
         self.architecture = plan.architecture
-        self.parties = LocalParties(range_bits=self.fixed.range_bits, timeout=timeout)
+        self.ranges = self.models[0].ranges
+        self.parties = LocalParties(timeout=timeout, link_factory=link_factory)
         self.last_cost = None
 
     def predict(self, x, *, output: str = "logits", retries: int = 2) -> Prediction:
-        """Private prediction of a batch; retries (with fresh randomness) if the overflow monitor fires.
+        """Private prediction of a batch; runs it again (fresh randomness) when a party asks for a re-run.
 
         Returns:
             The reconstructed `Prediction`; `last_cost` then holds its `CostReport`.
+
+        Raises:
+            InputOutOfBounds: if x lies outside the bounds (before anything is shared).
         """
 
         def run():
-            inputs = share_input(x, self.architecture.input_shape, self.fixed)
+            inputs = share_input(x, self.architecture.input_shape, self.fixed, self.ranges)
             results, parties = self.parties.run(
                 lambda party, share: predict_share(party, self.architecture, self.models[party.index].weights,
-                                                   AShare(*share), self.fixed, output), inputs)
+                                                   AShare(*share), self.fixed, self.ranges, output), inputs)
             client_bytes = sum(a.nbytes + b.nbytes for a, b in inputs) + sum(
-                r.values.nbytes + r.overflow.nbytes for r in results)
+                r.values.nbytes for r in results if r.values is not None)
             self.last_cost = CostReport.from_parties([p.channel.stats.to_dict() for p in parties], client_bytes)
-            return [r.values for r in results], [r.overflow for r in results]
+            return results
 
         return predict_with_retries(run, retries=retries, output=output,
-                                    output_activation=self.architecture.output_activation, fixed=self.fixed)
+                                    output_activation=self.architecture.output_activation, ranges=self.ranges)

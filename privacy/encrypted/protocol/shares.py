@@ -1,12 +1,14 @@
 """Replicated secret shares (2-out-of-3) of ring elements, and the data owner's side of sharing.
 
-A secret x is split into three components with x = c0 + c1 + c2 (mod 2^64) for arithmetic shares, or
-x = c0 ^ c1 ^ c2 for binary (bitwise) shares. Party i holds the pair (c_i, c_{i+1}) (indices mod 3):
-any one party sees two uniformly random components and learns nothing about x; any two parties
-together could reconstruct, which is why the security model needs an honest majority.
+A secret x is split into three components with x = c0 + c1 + c2 (mod 2^64). Party i holds the pair
+(c_i, c_{i+1}) (indices mod 3): any one party sees two uniformly random components and learns nothing
+about x; any two parties together could reconstruct, which is why the security model needs an honest
+majority.
 
-`AShare` and `BShare` are one party's pair of components. Linear operations on them are local.
-`share` and `reconstruct` are what a data owner (the client with its input, the model owner with its
+`AShare` is one party's pair of components; linear operations on it are local. `Terms` is one party's
+term of an additive 3-out-of-3 sharing (what local products give before any communication), possibly
+with one party's term fixed at zero (a 2-out-of-2 sharing between the other two). `share` and
+`reconstruct` are what a data owner (the client with its input, the model owner with its
 weights) runs in its own process; servers never call them on plaintext.
 """
 
@@ -17,8 +19,8 @@ from typing import Callable
 
 import numpy as np
 
-from privacy.encrypted.randomness import Prf, new_key
-from privacy.encrypted.ring import DTYPE
+from privacy.encrypted.model.ring import DTYPE
+from privacy.encrypted.protocol.randomness import Prf, new_key
 
 NUM_PARTIES = 3
 
@@ -57,22 +59,37 @@ class AShare:
 
 
 @dataclasses.dataclass(frozen=True)
-class BShare:
-    """One party's binary share: components c_i (`a`) and c_{i+1} (`b`) of x = c0 ^ c1 ^ c2."""
+class Terms:
+    """This party's term of x = t_0 + t_1 + t_2; if `zero` is a party index, that party's term is 0.
 
-    a: np.ndarray
-    b: np.ndarray
+    Public linear maps are local: each party applies them to its term (a public constant is added by one
+    party only, never by the `zero` party, so that it keeps a zero term).
+    """
+
+    term: np.ndarray
+    zero: int | None = None
 
     @property
     def shape(self) -> tuple:
-        return self.a.shape
+        return self.term.shape
 
-    def map(self, fn: Callable[[np.ndarray], np.ndarray]) -> "BShare":
-        """Applies an XOR-linear map (shift, bit broadcast, reshape, slice) to both components."""
-        return BShare(fn(self.a), fn(self.b))
+    def map(self, fn: Callable[[np.ndarray], np.ndarray]) -> "Terms":
+        """Applies a linear index operation (reshape, slice, pad with zeros, window, sum)."""
+        return Terms(fn(self.term), self.zero)
 
-    def __xor__(self, other: "BShare") -> "BShare":
-        return BShare(self.a ^ other.a, self.b ^ other.b)
+    def __add__(self, other: "Terms") -> "Terms":
+        return Terms(self.term + other.term, self.zero if self.zero == other.zero else None)
+
+    def __sub__(self, other: "Terms") -> "Terms":
+        return Terms(self.term - other.term, self.zero if self.zero == other.zero else None)
+
+    def times_public(self, k: np.ndarray) -> "Terms":
+        return Terms(self.term * np.asarray(k, dtype=DTYPE), self.zero)
+
+    @classmethod
+    def of_share(cls, x: AShare) -> "Terms":
+        """A replicated share read as additive terms: party i's term is its component c_i."""
+        return cls(x.a)
 
 
 def share(secret: np.ndarray, prf: Prf | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -100,9 +117,3 @@ def reconstruct(components: list[np.ndarray]) -> np.ndarray:
         raise ValueError(f"reconstruction needs {NUM_PARTIES} components, got {len(components)}")
     return components[0] + components[1] + components[2]
 
-
-def reconstruct_xor(components: list[np.ndarray]) -> np.ndarray:
-    """XORs three binary components (or 3-out-of-3 XOR shares) into the secret."""
-    if len(components) != NUM_PARTIES:
-        raise ValueError(f"reconstruction needs {NUM_PARTIES} components, got {len(components)}")
-    return components[0] ^ components[1] ^ components[2]

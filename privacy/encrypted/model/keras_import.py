@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from privacy.encrypted.plan import Activation, Architecture, Conv2D, Dense, ModelPlan, Pool2D, Reshape, _pair
+from privacy.encrypted.model.plan import Activation, Architecture, Conv2D, Dense, ModelPlan, Pool2D, Reshape, _pair
 
 HIDDEN_ACTIVATIONS = ("relu", "sigmoid")
 SUPPORTED = ("InputLayer", "Dense", "Conv2D", "AveragePooling2D", "MaxPooling2D", "Flatten", "Reshape",
@@ -94,10 +94,15 @@ def import_keras_model(model) -> ModelPlan:
     Raises:
         UnsupportedModelError: naming the first layer, option or connection that cannot be run.
     """
-    input_shape = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
+    try:
+        declared = model.input_shape
+    except (AttributeError, ValueError):
+        raise UnsupportedModelError(f"model {getattr(model, 'name', '?')!r} is not built (it has no input shape); "
+                                    f"give it an Input layer or call it on data once") from None
+    input_shape = tuple(declared[1:]) if not isinstance(declared, list) else None
     if input_shape is None or any(d is None for d in input_shape):
         raise UnsupportedModelError(f"model {model.name!r} needs one input with a fully known shape, "
-                                    f"got {model.input_shape}")
+                                    f"got {declared}")
     ops, weights = [], {}
     last_linear = None  # name of a Dense/Conv2D whose output nothing has touched yet
 

@@ -16,7 +16,7 @@ from typing import Union
 
 import numpy as np
 
-from privacy.encrypted.ring import FixedPoint
+from privacy.encrypted.model.ring import FixedPoint
 
 OUTPUT_ACTIVATIONS = ("linear", "softmax", "sigmoid")
 
@@ -87,7 +87,7 @@ class Reshape:
 
 @dataclasses.dataclass(frozen=True)
 class Activation:
-    """Elementwise 'relu' (exact) or 'sigmoid' (piecewise linear, see `privacy.encrypted.activations`)."""
+    """Elementwise 'relu' (exact) or 'sigmoid' (piecewise linear, see `privacy.encrypted.model.activations`)."""
 
     name: str
     function: str
@@ -132,6 +132,17 @@ class Architecture:
     def output_shape(self) -> tuple:
         return self.shapes()[-1]
 
+    def weight_shapes(self) -> dict[str, tuple[tuple, tuple]]:
+        """``{layer: ((fan_in, units), (units,))}`` for every Dense and Conv2D: the encoded kernel and bias shapes."""
+        out = {}
+        for layer, shape in zip(self.layers, self.shapes()):
+            if isinstance(layer, Dense):
+                out[layer.name] = ((shape[-1], layer.units), (layer.units,))
+            elif isinstance(layer, Conv2D):
+                fan_in = layer.kernel_size[0] * layer.kernel_size[1] * shape[-1]
+                out[layer.name] = ((fan_in, layer.filters), (layer.filters,))
+        return out
+
     def to_dict(self) -> dict:
         return {"input_shape": list(self.input_shape), "output_activation": self.output_activation,
                 "layers": [dict(type=_KIND_OF[type(layer)], **dataclasses.asdict(layer)) for layer in self.layers]}
@@ -166,15 +177,11 @@ class ModelPlan:
     weights: dict
 
     def __post_init__(self):
-        shapes = self.architecture.shapes()
-        for layer, shape in zip(self.architecture.layers, shapes):
-            if isinstance(layer, (Dense, Conv2D)):
-                kernel, bias = self.weights[layer.name]
-                fan_in = shape[-1] if isinstance(layer, Dense) else layer.kernel_size[0] * layer.kernel_size[1] * shape[-1]
-                units = layer.units if isinstance(layer, Dense) else layer.filters
-                if kernel.size != fan_in * units or bias.shape != (units,):
-                    raise ValueError(f"layer {layer.name!r}: kernel {kernel.shape} / bias {bias.shape} do not fit "
-                                     f"input {shape} -> {units} units")
+        for name, ((fan_in, units), bias_shape) in self.architecture.weight_shapes().items():
+            kernel, bias = self.weights[name]
+            if np.size(kernel) != fan_in * units or np.shape(bias) != bias_shape:
+                raise ValueError(f"layer {name!r}: kernel {np.shape(kernel)} / bias {np.shape(bias)} do not fit "
+                                 f"{fan_in} inputs -> {units} units")
 
     def encode(self, fixed: FixedPoint) -> dict[str, EncodedLayer]:
         """Fixed-point encodings of all weights (kernels reshaped to (fan_in, units) matrices)."""

@@ -90,3 +90,21 @@ class Prf:
         """The next prod(shape) uniform uint64 words of the stream (a read-only array)."""
         count = int(np.prod(shape, dtype=np.int64))
         return np.frombuffer(self._encryptor.update(bytes(8 * count)), dtype="<u8").reshape(shape)
+
+    def residues(self, shape, modulus: int) -> np.ndarray:
+        """The next prod(shape) values uniform in [0, modulus) (uint8), by rejection sampling.
+
+        Each value is a stream byte's low k bits (2^k >= modulus, k <= 8); the positions where that is
+        >= modulus are drawn again, in order, until none is left: exactly uniform, and two streams in
+        step return the same values and stay in step.
+        """
+        if not 2 <= modulus <= 256:
+            raise ValueError(f"modulus must be in [2, 256], got {modulus}")
+        bits_mask = np.uint8((1 << (modulus - 1).bit_length()) - 1)
+        count = int(np.prod(shape, dtype=np.int64))
+        values = np.frombuffer(self._encryptor.update(bytes(count)), np.uint8) & bits_mask
+        redo = np.flatnonzero(values >= modulus)
+        while len(redo):
+            values[redo] = np.frombuffer(self._encryptor.update(bytes(len(redo))), np.uint8) & bits_mask
+            redo = redo[values[redo] >= modulus]
+        return values.reshape(shape)

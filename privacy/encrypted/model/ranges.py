@@ -1,0 +1,190 @@
+"""Input bounds, and the interval analysis proving that no shared value leaves the ring's headroom.
+
+A wrap-around in Z_2^64 cannot be detected after it happened, so it is prevented. The model owner
+declares bounds on every input feature, or gives calibration data whose per-feature minimum and
+maximum become the bounds (`InputBounds`). `analyse` runs the model's fixed-point computation on the
+box of all inputs within the bounds, with exact integer intervals (`privacy.encrypted.model.intervals`),
+and records for every truncation the bits b with |z| < 2^b and for every comparison the bits R with
+x in [-2^R, 2^R) (`RangePlan`). Sharing is refused (`ModelRangeError`) if
+
+* some value needs more than `HEADROOM_BITS` = 61 bits: a truncation adds an offset 2^b and needs
+  z + 2^b in [0, 2^(b+1)) with 2^(b+1) <= 2^62, a comparison needs x + 2^R in [0, 2^(R+1)); or
+* the probability that a query must be re-run, the sum over all truncated elements of one example of
+  2^(b+1-64) (`privacy.encrypted.protocol.arithmetic.truncate`), exceeds `MAX_RERUN_PROBABILITY`.
+
+The parties use the recorded bits as the public parameters of each truncation and comparison; the
+client refuses inputs outside the bounds before it shares them (`InputBounds.check`).
+
+The plan is public: it is in every party's bundle and in what the parties tell clients. Besides the
+input bounds it reveals, per layer, the bit length of the largest value the layer can produce over the
+box: about log2 of the largest weighted sum, a few bits about the weights' magnitudes per layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from privacy.encrypted.model.intervals import IntervalBackend, RangeOp, bits_needed, box
+from privacy.encrypted.model.layers import evaluate, label
+from privacy.encrypted.model.ring import FixedPoint, as_signed
+
+HEADROOM_BITS = 61
+"""Largest bit length of any value at a truncation or comparison (see the module docstring)."""
+MAX_RERUN_PROBABILITY = 2.0 ** -10
+"""Largest accepted probability, per example, that a query is re-run because of a truncation draw."""
+
+
+class ModelRangeError(ValueError):
+    """The model's values, for the declared input bounds, could leave the ring's headroom."""
+
+
+class InputOutOfBounds(ValueError):
+    """An input lies outside the bounds the model was shared with (refused before it is shared)."""
+
+
+def _compact(a: np.ndarray):
+    return float(a.flat[0]) if a.size and np.all(a == a.flat[0]) else a.tolist()
+
+
+@dataclasses.dataclass(frozen=True)
+class InputBounds:
+    """Per-feature bounds lo <= x <= hi on one example (float64 arrays of the model's input shape)."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+
+    @classmethod
+    def declared(cls, lo, hi, input_shape: tuple) -> "InputBounds":
+        """Bounds from scalars or arrays broadcastable to `input_shape`.
+
+        Raises:
+            ValueError: if a bound is not finite, lo > hi somewhere, or the shapes do not fit.
+        """
+        try:
+            lo, hi = (np.broadcast_to(np.asarray(v, dtype=np.float64), tuple(input_shape)).copy() for v in (lo, hi))
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"input bounds do not fit the input shape {tuple(input_shape)}: {err}") from None
+        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+            raise ValueError("input bounds must be finite numbers")
+        if np.any(lo > hi):
+            raise ValueError(f"input bounds have lo > hi at {np.count_nonzero(lo > hi)} feature(s)")
+        return cls(lo, hi)
+
+    @classmethod
+    def from_data(cls, x, input_shape: tuple) -> "InputBounds":
+        """Per-feature minimum and maximum of calibration examples x, shape (n,) + input_shape."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != len(input_shape) + 1 or x.shape[1:] != tuple(input_shape) or not len(x):
+            raise ValueError(f"calibration data has shape {x.shape}, expected (n,) + {tuple(input_shape)} with n >= 1")
+        return cls.declared(x.min(axis=0), x.max(axis=0), input_shape)
+
+    def encoded(self, fixed: FixedPoint) -> tuple[np.ndarray, np.ndarray]:
+        """The bounds as ring elements (the same rounding as the inputs' encoding)."""
+        return fixed.encode(self.lo, what="lower input bound"), fixed.encode(self.hi, what="upper input bound")
+
+    def check(self, encoded_x: np.ndarray, fixed: FixedPoint) -> None:
+        """Refuses encoded inputs (batch,) + shape outside the bounds.
+
+        Raises:
+            InputOutOfBounds: naming how many values are out and where the first one is (not its value).
+        """
+        lo, hi = (as_signed(b) for b in self.encoded(fixed))
+        x = as_signed(encoded_x)
+        outside = (x < lo) | (x > hi)
+        if np.any(outside):
+            first = np.argwhere(outside)[0]
+            raise InputOutOfBounds(
+                f"{np.count_nonzero(outside)} input value(s) lie outside the bounds the model was shared with "
+                f"(first: example {first[0]}, feature {tuple(int(i) for i in first[1:])}, bounds "
+                f"[{self.lo[tuple(first[1:])]:g}, {self.hi[tuple(first[1:])]:g}]); refused before sharing")
+
+    def to_dict(self) -> dict:
+        return {"lo": _compact(self.lo), "hi": _compact(self.hi)}
+
+    @classmethod
+    def from_dict(cls, data: dict, input_shape: tuple) -> "InputBounds":
+        return cls.declared(data["lo"], data["hi"], input_shape)
+
+
+@dataclasses.dataclass(frozen=True)
+class RangePlan:
+    """The public result of `analyse`.
+
+    Attributes:
+        input_bounds: what clients may send.
+        ops: every truncation and comparison of one prediction, in execution order, with its bits.
+        label_start: index in `ops` where the label head (argmax or sign) begins.
+        output_bits: |logit| < 2^output_bits in the logits' fixed-point units.
+        rerun_probability: per example, the probability that a query is re-run (a truncation's
+            randomness in its failure window; independent of the data).
+    """
+
+    input_bounds: InputBounds
+    ops: tuple
+    label_start: int
+    output_bits: int
+    rerun_probability: float
+
+    def ops_for(self, output: str) -> tuple:
+        """The operations of a prediction revealing 'logits' or 'label'."""
+        return self.ops if output == "label" else self.ops[:self.label_start]
+
+    def to_dict(self) -> dict:
+        return {"input_bounds": self.input_bounds.to_dict(), "label_start": self.label_start,
+                "output_bits": self.output_bits, "rerun_probability": self.rerun_probability,
+                "ops": [[op.layer, op.kind, op.bits, op.elements] for op in self.ops]}
+
+    @classmethod
+    def from_dict(cls, data: dict, input_shape: tuple) -> "RangePlan":
+        return cls(InputBounds.from_dict(data["input_bounds"], input_shape),
+                   tuple(RangeOp(str(a), str(b), int(c), int(d)) for a, b, c, d in data["ops"]),
+                   int(data["label_start"]), int(data["output_bits"]), float(data["rerun_probability"]))
+
+
+def truncation_bits(op: RangeOp, fixed: FixedPoint) -> int:
+    """The offset exponent a truncation uses: its recorded bits, at least the shift."""
+    return max(op.bits, fixed.frac_bits)
+
+
+def analyse(architecture, encoded: dict, bounds: InputBounds, fixed: FixedPoint) -> RangePlan:
+    """Proves bounds for every truncation and comparison of the model over the input box.
+
+    Args:
+        architecture: the public model description.
+        encoded: the model owner's encoded weights (`ModelPlan.encode`).
+
+    Raises:
+        ModelRangeError: naming the layer whose values could leave the headroom, or the layer that
+            contributes most to a re-run probability above `MAX_RERUN_PROBABILITY`.
+    """
+    backend = IntervalBackend(fixed)
+    try:
+        lo, hi = bounds.encoded(fixed)
+    except ValueError as err:
+        raise ModelRangeError(str(err)) from None
+    logits = evaluate(architecture, encoded, box(lo, hi), backend, fixed)
+    label_start = len(backend.ops)
+    label(backend, logits)
+    ops = tuple(backend.ops)
+    for op in ops:
+        if op.bits > HEADROOM_BITS:
+            what = "before truncation" if op.kind == "trunc" else "at a comparison"
+            raise ModelRangeError(
+                f"layer {op.layer!r}: for the declared input bounds its values {what} can need {op.bits} bits, "
+                f"more than the {HEADROOM_BITS} the 64-bit ring leaves room for; declare tighter input bounds, "
+                f"use fewer fractional bits or rescale the model")
+    per_layer: dict[str, float] = {}
+    for op in ops:
+        if op.kind == "trunc":
+            per_layer[op.layer] = per_layer.get(op.layer, 0.0) + op.elements * 2.0 ** (
+                truncation_bits(op, fixed) + 1 - 64)
+    rerun = sum(per_layer.values())
+    if rerun > MAX_RERUN_PROBABILITY:
+        worst = max(per_layer, key=per_layer.get)
+        raise ModelRangeError(
+            f"for the declared input bounds a query would have to be re-run with probability {rerun:.2g} per example "
+            f"(limit {MAX_RERUN_PROBABILITY:.2g}); layer {worst!r} contributes {per_layer[worst]:.2g}: declare tighter "
+            f"input bounds or rescale the model")
+    return RangePlan(bounds, ops, label_start, bits_needed(logits.lo, logits.hi), rerun)

@@ -1,0 +1,639 @@
+"""A party as a process: serving private predictions over TCP with mutual TLS 1.3 (messages: `wire`).
+
+No client behaviour may stop a server, so `PartyServer` bounds everything a client can make it hold:
+
+* Connections: at most `max_connections` client or not yet authenticated connections at once; a new
+  one beyond that evicts the connection idle the longest. A TLS handshake must finish within
+  `HANDSHAKE_TIMEOUT_S`; a client that sends nothing for `idle_timeout` seconds is disconnected, and a
+  message must arrive completely within `timeout` seconds of its first byte. The accept loop survives
+  every error (out of file descriptors included) and keeps accepting.
+* Memory: a request's cost (its input shares and the session's working memory, `memory.request_bytes`)
+  is reserved from `memory_budget` when its header arrives, before a byte of the payload is read, and
+  released when its reply has been sent or it expired. The largest batch follows
+  from the budget and is announced to clients. Every malformed or refused message gets an error reply,
+  then the connection is closed.
+* Sessions: party 0 orders the requests. For each one it tells parties 1 and 2 which request is next;
+  they wait up to `request_wait` seconds for it to arrive and answer ready or refuse, and party 0 waits
+  that long plus `timeout` for the answers, then says go (all run the protocol) or abort (all tell the
+  client why). A request that reached party 0 only is therefore aborted, not the servers. Requests no
+  session picked up expire after `request_wait` seconds with an error reply.
+* Faults among the parties: a party that disconnects or stalls past `timeout` mid-protocol makes the
+  others abort the session (the client gets the error), drop all links and connect again with fresh
+  keys; a killed party rejoins when it is restarted. Weight shares are re-randomized (a fresh
+  replicated sharing, one round) every time the parties connect and every `refresh_every` sessions,
+  so shares a party holds in memory at different times do not combine; each (re)connection starts
+  from the bundles on disk, which keep the owner's sharing (run `share-model` again to renew those).
+* Clients authenticate with their own certificate; revoked ones (`certificates.revoke_client`) are
+  refused at the handshake.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import os
+import queue
+import re
+import socket
+import ssl
+import threading
+import time
+
+import numpy as np
+
+from privacy.encrypted.model.ring import DTYPE
+from privacy.encrypted.network.certificates import CLIENT_PREFIX, Deployment, party_role, peer_role, peer_serial
+from privacy.encrypted.network.memory import MemoryBudget, largest_batch, request_bytes
+from privacy.encrypted.network.wire import (MalformedMessage, MessageRefused, TlsStream, no_delay, recv_message,
+                                            send_message)
+from privacy.encrypted.protocol.backend import OUTPUTS, predict_share
+from privacy.encrypted.protocol.model_shares import PartyModel
+from privacy.encrypted.protocol.party import Party
+from privacy.encrypted.protocol.randomness import new_key
+from privacy.encrypted.protocol.shares import NUM_PARTIES, AShare
+from privacy.encrypted.protocol.transport import DEFAULT_TIMEOUT_S, Channel, Link, TransportError
+
+log = logging.getLogger("ppml.encrypted")
+
+HANDSHAKE_TIMEOUT_S = 10.0
+DEFAULT_MEMORY_BUDGET = 1 << 30
+DEFAULT_MAX_CONNECTIONS = 64
+DEFAULT_IDLE_TIMEOUT_S = 120.0
+_REQUEST_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+_RESET = object()
+
+
+class TlsLink(Link):
+    """A party-to-party link over one TLS connection; a reader thread queues incoming messages and owns
+    the connection (others only shut it down, see `_Connection`)."""
+
+    def __init__(self, sock: ssl.SSLSocket, peer: int, on_broken=None, *, send_timeout: float | None = None):
+        self.sock, self.peer, self.session = TlsStream(sock, None, send_timeout), peer, 0
+        self.broken = False
+        self._inbox: queue.Queue = queue.Queue()
+        self._send_lock = threading.Lock()
+        self._on_broken = on_broken
+        threading.Thread(target=self._read, daemon=True, name=f"link-{peer}").start()
+
+    def _read(self):
+        while True:
+            try:
+                self._inbox.put(recv_message(self.sock, f"party {self.peer}"))
+            except TransportError as err:
+                self.broken = True
+                self._inbox.put(err)
+                if self._on_broken:
+                    self._on_broken(self)
+                return
+
+    def close(self) -> None:
+        self.broken = True
+        self.sock.close()
+
+    def _send(self, meta, arrays=()):
+        try:
+            with self._send_lock:
+                send_message(self.sock, meta, arrays)
+        except (ssl.SSLError, OSError) as err:
+            raise TransportError(f"cannot send to party {self.peer}: {err.__class__.__name__}") from None
+
+    def _next(self, timeout, what):
+        try:
+            item = self._inbox.get(timeout=timeout)
+        except queue.Empty:
+            raise TransportError(f"party {self.peer} sent no {what} within {timeout:g} s") from None
+        if isinstance(item, TransportError):
+            self._inbox.put(item)  # the link stays broken
+            raise item
+        return item
+
+    def send(self, step, arrays):
+        self._send({"kind": "step", "session": self.session, "step": step}, arrays)
+
+    def recv(self, step, timeout):
+        meta, arrays = self._next(timeout, f"message for step {step}")
+        if meta.get("kind") != "step" or meta.get("session") != self.session or meta.get("step") != step:
+            raise TransportError(f"party {self.peer} sent {meta.get('kind')} message for session "
+                                 f"{meta.get('session')} step {meta.get('step')}, expected session {self.session} "
+                                 f"step {step}")
+        return arrays
+
+    def send_control(self, meta, arrays=()):
+        self._send(dict(meta, control=True), arrays)
+
+    def recv_control(self, timeout, what: str) -> tuple[dict, list]:
+        meta, arrays = self._next(timeout, what)
+        if not meta.get("control"):
+            raise TransportError(f"party {self.peer} sent a protocol message while {what} was expected")
+        return meta, arrays
+
+
+class _Connection:
+    """An accepted connection (client, or not yet authenticated) as seen by a party.
+
+    After the handshake its TLS connection is a `TlsStream`: the handler thread reads requests, and
+    replies go through an outbox to a writer thread, so that a client that does not read its replies
+    delays only its own connection, never a session. Other threads only ever shut the connection down
+    (`shutdown`); the thread that owns the descriptor (the writer, or the handler before there is one)
+    closes it, so a descriptor number is never reused while a thread still waits on it.
+    """
+
+    def __init__(self, sock: socket.socket, address):
+        self.sock, self.address = sock, address
+        self.who = f"client {address[0]}:{address[1]}"
+        self.last_active = time.monotonic()
+        self.closed = False
+        self._outbox: queue.Queue = queue.Queue()
+        self._writing = False
+        self._state = threading.Lock()
+
+    def start(self, tls: ssl.SSLSocket, *, idle_timeout: float, send_timeout: float) -> None:
+        """Switches to the authenticated TLS connection and starts the writer (which then owns it)."""
+        self.sock = TlsStream(tls, idle_timeout, send_timeout)
+        self._writing = True
+        threading.Thread(target=self._write, daemon=True, name="reply").start()
+
+    def _write(self):
+        while True:
+            item = self._outbox.get()
+            if item is None:
+                break
+            meta, arrays, done = item
+            try:
+                if not self.closed:
+                    send_message(self.sock, meta, arrays)
+            except (ssl.SSLError, OSError):
+                log.warning("%s did not take its reply", self.who)
+                self.shutdown()
+            finally:
+                if done:
+                    done()
+        with self._state:
+            self._writing = False
+        while not self._outbox.empty():  # replies queued after the end: release what they hold
+            item = self._outbox.get_nowait()
+            if item is not None and item[2]:
+                item[2]()
+        self.sock.close()
+
+    def reply(self, meta, arrays=(), done=None) -> None:
+        """Queues a reply; `done` runs once it has been sent or dropped."""
+        with self._state:
+            if self._writing:
+                self._outbox.put((meta, arrays, done))
+                return
+        if done:
+            done()
+
+    def shutdown(self) -> None:
+        """Ends the connection from any thread: its reader and writer wake up and finish."""
+        self.closed = True
+        if self.sock is None:
+            return
+        if isinstance(self.sock, TlsStream):
+            self.sock.shutdown()
+        else:
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
+
+    def finish(self) -> None:
+        """Called by the handler when it is done: the writer sends what is queued, then closes."""
+        if isinstance(self.sock, TlsStream):
+            self._outbox.put(None)
+        elif self.sock is not None:
+            self.closed = True
+            with contextlib.suppress(OSError):
+                self.sock.close()
+
+
+@dataclasses.dataclass
+class _Request:
+    conn: _Connection
+    request_id: str
+    output: str
+    shares: tuple
+    reserved: int
+    arrived: float
+
+
+class PartyServer:
+    """Party `index` of a deployment, serving private predictions with its model share.
+
+    Args:
+        index: 0, 1 or 2.
+        deployment: addresses and credentials (from `ppml encrypted setup`).
+        model: this party's `PartyModel` (from `ppml encrypted share-model`).
+        timeout: seconds to wait for a peer's message; also how long a request waits for its session.
+        memory_budget: bytes for requests and their sessions (the model's shares come on top).
+        max_connections: client (or unauthenticated) connections held at once.
+        idle_timeout: seconds a client connection may stay silent.
+        refresh_every: re-randomize the weight shares every this many sessions (0: only when connecting).
+
+    Raises:
+        ValueError: if the model share is another party's or one example does not fit the budget.
+    """
+
+    def __init__(self, index: int, deployment: Deployment, model: PartyModel, *, timeout: float = DEFAULT_TIMEOUT_S,
+                 memory_budget: int = DEFAULT_MEMORY_BUDGET, max_connections: int = DEFAULT_MAX_CONNECTIONS,
+                 idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S, refresh_every: int = 0):
+        if model.index != index:
+            raise ValueError(f"the model share is party {model.index}'s, but this is party {index}")
+        self.index, self.deployment, self.model, self.timeout = index, deployment, model, timeout
+        self._loaded = model  # the sharing on disk, which a restarted party starts from
+        self.request_wait, self.idle_timeout = timeout, idle_timeout
+        self.max_connections, self.refresh_every = max_connections, refresh_every
+        self.budget = MemoryBudget(memory_budget)
+        self.input_size = math.prod(model.architecture.input_shape)
+        self.max_batch = largest_batch(model.architecture, model.ranges, memory_budget)
+        if self.max_batch < 1:
+            raise ValueError(f"a memory budget of {memory_budget} bytes does not fit one example of this model "
+                             f"({request_bytes(model.architecture, model.ranges, 1)} bytes)")
+        self.links: dict[int, TlsLink] = {}
+        self._incoming: dict[int, TlsLink] = {}
+        self._peers = threading.Condition()
+        self._connections: set[_Connection] = set()
+        self._connections_lock = threading.Lock()
+        self._requests: dict[str, _Request] = {}
+        self._requests_ready = threading.Condition()
+        self._order: queue.Queue = queue.Queue()
+        self._established = False
+        self._session = 0
+        self._since_refresh = 0
+        self._revoked: tuple = (None, frozenset())
+        self._server_context = deployment.tls_context(party_role(index), server=True)
+        self._client_context = deployment.tls_context(party_role(index), server=False)
+
+    # -- connections -------------------------------------------------------------------------
+    def _accept_loop(self, listener):
+        while True:
+            try:
+                sock, address = listener.accept()
+            except OSError as err:  # e.g. out of file descriptors: wait for some to be freed
+                log.warning("party %d: accept failed (%s); retrying", self.index, err.__class__.__name__)
+                time.sleep(0.2)
+                continue
+            conn = _Connection(sock, address)
+            with self._connections_lock:
+                victim = (min(self._connections, key=lambda c: c.last_active)
+                          if len(self._connections) >= self.max_connections else None)
+                self._connections.add(conn)
+            if victim is not None:
+                log.warning("party %d: %d connections; closing the one idle longest (%s)", self.index,
+                            self.max_connections, victim.who)
+                victim.shutdown()
+                with self._connections_lock:
+                    self._connections.discard(victim)
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _revoked_serials(self) -> frozenset:
+        path = os.path.join(self.deployment.directory, "revoked.json")
+        try:
+            stamp = os.stat(path).st_mtime_ns
+        except OSError:
+            stamp = None
+        if stamp != self._revoked[0]:
+            self._revoked = (stamp, self.deployment.revoked())
+        return self._revoked[1]
+
+    def _handle(self, conn: _Connection):
+        try:
+            no_delay(conn.sock).settimeout(HANDSHAKE_TIMEOUT_S)
+            # The TLS socket takes over the descriptor: keep it reachable so that eviction can close it.
+            tls = conn.sock = self._server_context.wrap_socket(conn.sock, server_side=True,
+                                                                do_handshake_on_connect=False)
+            if conn.closed:
+                raise OSError("evicted")
+            tls.do_handshake()
+        except (ssl.SSLError, OSError, ValueError) as err:
+            log.warning("party %d: TLS handshake from %s:%s failed (%s)", self.index, conn.address[0],
+                        conn.address[1], getattr(err, "reason", None) or err.__class__.__name__)
+            self._drop(conn)
+            return
+        try:
+            role = peer_role(tls)
+            peers = {party_role(j): j for j in range(self.index + 1, NUM_PARTIES)}
+            if role in peers:
+                conn.sock = None  # the connection now belongs to the peer link
+                self._peer_arrived(peers[role], tls)
+                return
+            try:
+                revoked = peer_serial(tls) in self._revoked_serials()
+            except ValueError as err:
+                log.error("party %d: %s; refusing clients", self.index, err)
+                revoked = True
+            if role.startswith(CLIENT_PREFIX) and not revoked:
+                conn.who = f"{role} at {conn.address[0]}:{conn.address[1]}"
+                conn.start(tls, idle_timeout=self.idle_timeout, send_timeout=self.timeout)
+                self._serve_client(conn)
+            else:
+                log.warning("party %d: rejected a connection from %r at %s%s", self.index, role, conn.address[0],
+                            " (revoked)" if revoked else "")
+        except Exception:  # a bug must cost this connection only, never the server
+            log.exception("party %d: connection from %s failed", self.index, conn.address[0])
+        finally:
+            self._drop(conn)
+
+    def _drop(self, conn: _Connection):
+        conn.finish()
+        with self._connections_lock:
+            self._connections.discard(conn)
+
+    def _peer_arrived(self, j: int, tls: ssl.SSLSocket):
+        link = TlsLink(tls, j, self._link_broken, send_timeout=self.timeout)
+        with self._peers:
+            old = self._incoming.pop(j, None)
+            self._incoming[j] = link
+            self._peers.notify_all()
+        if old is not None:
+            old.close()
+        if self._established:  # the peer restarted or reset: start over together
+            self._request_reset(f"party {j} connected again")
+
+    def _link_broken(self, link: TlsLink):
+        if self._established and self.links.get(link.peer) is link:
+            self._request_reset(f"the link to party {link.peer} broke")
+
+    def _request_reset(self, why: str):
+        log.warning("party %d: %s; resetting", self.index, why)
+        self._established = False
+        for link in list(dict(self.links).values()):
+            link.close()
+        self._order.put(_RESET)
+
+    def _connect(self, j: int) -> TlsLink:
+        host, port = self.deployment.addresses[j]
+        started = time.monotonic()
+        while True:
+            try:
+                sock = no_delay(socket.create_connection((host, port), timeout=self.timeout))
+                tls = self._client_context.wrap_socket(sock)
+                break
+            except (ssl.SSLError, OSError) as err:
+                if time.monotonic() - started > 4 * self.timeout:
+                    raise TransportError(f"party {j} at {host}:{port} did not come up "
+                                         f"({getattr(err, 'reason', None) or err.__class__.__name__})") from None
+                time.sleep(0.1)
+        if peer_role(tls) != party_role(j):
+            tls.close()
+            raise TransportError(f"the server at {host}:{port} is {peer_role(tls)!r}, not {party_role(j)!r}")
+        return TlsLink(tls, j, self._link_broken, send_timeout=self.timeout)
+
+    # -- requests ----------------------------------------------------------------------------
+    def _admit(self, nbytes: int, reserved: list) -> bool:
+        batch = math.ceil(nbytes / (2 * 8 * self.input_size))
+        if batch > self.max_batch:
+            return False
+        cost = request_bytes(self.model.architecture, self.model.ranges, max(batch, 1))
+        if not self.budget.reserve(cost):
+            return False
+        reserved.append(cost)
+        return True
+
+    def _serve_client(self, conn: _Connection):
+        conn.reply({"kind": "hello", "party": self.index, "max_batch": self.max_batch, **self.model.public_info()})
+        while not conn.closed:
+            reserved: list = []
+            try:
+                meta, arrays = recv_message(conn.sock, conn.who, admit=lambda n: self._admit(n, reserved),
+                                            within=self.timeout)
+            except TransportError as err:
+                self.budget.release(sum(reserved))
+                if isinstance(err, MessageRefused):
+                    conn.reply({"kind": "error", "message": f"{err} (largest batch {self.max_batch}; the party "
+                                                            f"may be busy)"})
+                elif isinstance(err, MalformedMessage):
+                    log.warning("party %d: %s; connection dropped", self.index, err)
+                    conn.reply({"kind": "error", "message": str(err)})
+                return
+            conn.last_active = time.monotonic()
+            cost = sum(reserved)
+            problem, request_id = self._validate(meta, arrays)
+            if problem is None:
+                with self._requests_ready:
+                    if request_id in self._requests:
+                        problem = f"request {request_id} is already waiting"
+                    else:
+                        self._requests[request_id] = _Request(conn, request_id, meta["output"], tuple(arrays), cost,
+                                                              time.monotonic())
+                        self._requests_ready.notify_all()
+            if problem is not None:
+                self.budget.release(cost)
+                conn.reply({"kind": "error", "request_id": request_id, "message": problem})
+                continue
+            if self.index == 0:
+                self._order.put(request_id)
+
+    def _validate(self, meta: dict, arrays: list) -> tuple[str | None, str | None]:
+        """Why a request cannot be accepted (None if it can), and its id if it has a valid one."""
+        request_id = meta.get("request_id")
+        request_id = request_id if isinstance(request_id, str) and _REQUEST_ID.fullmatch(request_id) else None
+        if meta.get("kind") != "predict" or request_id is None:
+            return "expected a predict request with a request_id of 1-64 letters, digits, '_' or '-'", request_id
+        if meta.get("output") not in OUTPUTS:
+            return f"output must be one of {OUTPUTS}", request_id
+        expected = tuple(self.model.architecture.input_shape)
+        if len(arrays) != 2 or any(a.dtype != DTYPE or a.shape != arrays[0].shape for a in arrays) \
+                or arrays[0].shape[1:] != expected:
+            got = [a.shape for a in arrays]
+            return f"party {self.index} got input shares of shapes {got}, expected two uint64 (batch,) + {expected}", \
+                request_id
+        if not 0 < arrays[0].shape[0] <= self.max_batch:
+            return f"batch size must be in 1..{self.max_batch}, got {arrays[0].shape[0]}", request_id
+        return None, request_id
+
+    def _take_request(self, request_id: str, timeout: float | None) -> _Request | None:
+        with self._requests_ready:
+            self._requests_ready.wait_for(lambda: request_id in self._requests, timeout=timeout)
+            return self._requests.pop(request_id, None)
+
+    def _expire_loop(self):
+        while True:
+            time.sleep(min(0.2, self.request_wait / 4))
+            try:
+                self._expire()
+            except Exception:  # this thread must outlive any bug
+                log.exception("party %d: expiring requests failed", self.index)
+
+    def _expire(self):
+        now = time.monotonic()
+        with self._requests_ready:
+            old = [r for r in self._requests.values() if now - r.arrived > self.request_wait]
+            for r in old:
+                del self._requests[r.request_id]
+        why = "the other parties did not get it, or are busy" if self._established else self._waiting_for()
+        for r in old:
+            self._finish_request(r, f"party {self.index}: the request expired after {self.request_wait:g} s "
+                                    f"without a session ({why})")
+
+    def _waiting_for(self) -> str:
+        links, incoming = dict(self.links), dict(self._incoming)  # other threads replace them
+        missing = [j for j in range(NUM_PARTIES) if j != self.index and j not in incoming
+                   and (j not in links or links[j].broken)]
+        return f"the parties are reconnecting; not connected: {', '.join(f'party {j}' for j in missing) or 'none'}"
+
+    def _finish_request(self, request: _Request, problem: str | None, meta=None, arrays=()):
+        """Queues the reply; the request's memory is released once it has been sent."""
+        if problem is not None:
+            meta, arrays = {"kind": "error", "request_id": request.request_id, "message": problem}, ()
+        request.conn.reply(meta, arrays, done=lambda: self.budget.release(request.reserved))
+
+    # -- sessions ----------------------------------------------------------------------------
+    def _check(self, request, shape=None, output=None) -> str | None:
+        """Why a proposed request cannot run here (None if it can)."""
+        if request is None:
+            return f"party {self.index} did not receive the request"
+        if shape is not None and (list(request.shares[0].shape) != shape or request.output != output):
+            return f"party {self.index} got a request of another shape or output than party 0"
+        return None
+
+    def _party(self, session: int) -> Party:
+        for link in self.links.values():
+            link.session = session
+        return Party(self.index, Channel(self.links, timeout=self.timeout), self._keys[0], self._keys[1],
+                     session=session)
+
+    def _run(self, session: int, request: _Request):
+        party = self._party(session)
+        started = time.perf_counter()
+        try:
+            result = predict_share(party, self.model.architecture, self.model.weights, AShare(*request.shares),
+                                   self.model.fixed, self.model.ranges, request.output)
+        except TransportError as err:
+            self._finish_request(request, f"party {self.index}: {err}")
+            raise
+        except Exception as err:  # out of step with the others now: report, then reconnect
+            log.exception("party %d: session %d failed", self.index, session)
+            self._finish_request(request, f"party {self.index}: the session failed ({err.__class__.__name__})")
+            raise TransportError(f"session {session} failed") from None
+        stats = party.channel.stats
+        self._finish_request(request, None, {"kind": "result", "request_id": request.request_id,
+                                             "stats": stats.to_dict(), "combine": result.combine,
+                                             "frac_bits": result.frac_bits, "rerun": result.rerun},
+                             [] if result.values is None else [result.values])
+        log.info("party %d: session %d done in %.1f ms (%d rounds, %d bytes sent)%s", self.index, session,
+                 1e3 * (time.perf_counter() - started), stats.rounds, stats.bytes_sent,
+                 "; asked for a re-run" if result.rerun else "")
+
+    def _refresh(self, session: int):
+        """Re-randomizes the weight shares (all parties at once, one round)."""
+        self.model = self.model.refreshed(self._party(session))
+        self._since_refresh = 0
+        log.info("party %d: weight shares re-randomized (session %d)", self.index, session)
+
+    def _lead_refresh(self):
+        self._session += 1
+        for link in self.links.values():
+            link.send_control({"kind": "refresh", "session": self._session})
+        self._refresh(self._session)
+
+    def _decide(self, session: int, request: _Request | None, problem: str | None):
+        if problem is None:
+            self._since_refresh += 1
+            self._run(session, request)
+        elif request is not None:
+            self._finish_request(request, problem)
+
+    def _lead(self):
+        self._lead_refresh()
+        while True:
+            if self.refresh_every and self._since_refresh >= self.refresh_every:
+                self._lead_refresh()
+            item = self._order.get()
+            if item is _RESET:
+                raise TransportError("reset requested")
+            request = self._take_request(item, 0)
+            if request is None:
+                continue  # expired already
+            self._session += 1
+            try:
+                problem = self._check(request)
+                shape = list(request.shares[0].shape)
+                for link in self.links.values():
+                    link.send_control({"kind": "session", "session": self._session, "request_id": item,
+                                       "shape": shape, "output": request.output})
+                for link in self.links.values():
+                    answer, _ = link.recv_control(self.request_wait + self.timeout, "answer to a session proposal")
+                    problem = problem or answer.get("problem")
+                for link in self.links.values():
+                    link.send_control({"kind": "go" if problem is None else "abort", "problem": problem})
+            except TransportError as err:
+                self._finish_request(request, f"party {self.index}: {err}")
+                raise
+            self._decide(self._session, request, problem)
+
+    def _follow(self):
+        leader = self.links[0]
+        while True:
+            proposal, _ = leader.recv_control(None, "session proposal")
+            self._session = int(proposal["session"])
+            if proposal.get("kind") == "refresh":
+                self._refresh(self._session)
+                continue
+            request = self._take_request(str(proposal["request_id"]), self.request_wait)
+            try:
+                problem = self._check(request, proposal["shape"], proposal["output"])
+                leader.send_control({"kind": "answer", "problem": problem})
+                decision, _ = leader.recv_control(self.timeout, "go or abort")
+            except TransportError as err:
+                if request is not None:
+                    self._finish_request(request, f"party {self.index}: {err}")
+                raise
+            self._decide(self._session, request, decision.get("problem"))
+
+    def _establish(self):
+        """Connects to parties 0..index-1, waits for index+1..2, agrees fresh pairwise keys."""
+        for link in self.links.values():
+            link.close()
+        self.links = {}
+        for j in range(self.index):
+            self.links[j] = self._connect(j)
+        later = range(self.index + 1, NUM_PARTIES)
+        with self._peers:
+            if not self._peers.wait_for(lambda: all(j in self._incoming for j in later), timeout=4 * self.timeout):
+                missing = [j for j in later if j not in self._incoming]
+                raise TransportError(f"parties {missing} did not connect to party {self.index}")
+            for j in later:
+                self.links[j] = self._incoming.pop(j)
+        prev, nxt = (self.index - 1) % NUM_PARTIES, (self.index + 1) % NUM_PARTIES
+        own_key = new_key()  # k_i, shared with the predecessor
+        self.links[prev].send_control({"kind": "key"}, [np.frombuffer(own_key, dtype=DTYPE)])
+        meta, arrays = self.links[nxt].recv_control(self.timeout, "key")
+        if meta.get("kind") != "key" or len(arrays) != 1 or arrays[0].shape != (2,):
+            raise TransportError(f"party {nxt} sent no key")
+        self._keys = (own_key, arrays[0].tobytes())
+        self._session = 0
+        self.model = self._loaded  # every party restarts the chain of refreshes from the sharing on disk
+        self._established = True
+
+    def serve(self, on_ready=None) -> None:
+        """Listens, connects to the other parties, agrees keys, then serves forever (reconnecting after faults).
+
+        Args:
+            on_ready: called once, with no arguments, when requests can first be served.
+        """
+        host, port = self.deployment.addresses[self.index]
+        listener = socket.create_server((host, port), reuse_port=False)
+        threading.Thread(target=self._accept_loop, args=(listener,), daemon=True, name="accept").start()
+        threading.Thread(target=self._expire_loop, daemon=True, name="expire").start()
+        while True:
+            try:
+                self._establish()
+                log.info("party %d: ready on %s:%d, pid %d (largest batch %d)", self.index, host, port,
+                         os.getpid(), self.max_batch)
+                if on_ready:
+                    on_ready()
+                    on_ready = None
+                self._lead() if self.index == 0 else self._follow()
+            except TransportError as err:
+                log.error("party %d: %s; connecting to the others again", self.index, err)
+                self._established = False
+                time.sleep(0.2)
+                pending = []
+                while not self._order.empty():  # drop reset markers, keep the order of waiting requests
+                    item = self._order.get_nowait()
+                    if item is not _RESET:
+                        pending.append(item)
+                for item in pending:
+                    self._order.put(item)

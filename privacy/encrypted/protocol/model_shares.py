@@ -1,0 +1,133 @@
+"""The model owner's side: secret-share a model's weights, and each party's share bundle on disk.
+
+`share_model` runs in the model owner's process. It encodes the weights and splits every kernel and
+bias into replicated shares; bundle i holds only the components party i may see (two uniformly random
+ring arrays per tensor) plus the public architecture, the fixed-point format, the range plan proven
+from the declared input bounds (`privacy.encrypted.model.ranges`; sharing is refused if the model's values
+could leave the ring's headroom) and a random model id that lets the client check that all three
+parties serve the same sharing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import secrets
+import zipfile
+
+import numpy as np
+
+from privacy.atomic_files import write_atomically
+from privacy.encrypted.model.plan import Architecture, EncodedLayer, ModelPlan
+from privacy.encrypted.model.ranges import InputBounds, ModelRangeError, RangePlan, analyse
+from privacy.encrypted.model.ring import FixedPoint
+from privacy.encrypted.protocol.arithmetic import truncate
+from privacy.encrypted.protocol.shares import NUM_PARTIES, AShare, Terms, share
+
+FORMAT = "ppml-encrypted-model-share/2"
+
+
+@dataclasses.dataclass(frozen=True)
+class PartyModel:
+    """Party `index`'s share of a model: public architecture, format and range plan, private weight shares."""
+
+    index: int
+    model_id: str
+    architecture: Architecture
+    fixed: FixedPoint
+    ranges: RangePlan
+    weights: dict
+
+    def public_info(self) -> dict:
+        """What any party may tell a client: id, shapes, output activation, fixed-point format, range plan."""
+        return {"model_id": self.model_id, "input_shape": list(self.architecture.input_shape),
+                "output_shape": list(self.architecture.output_shape),
+                "output_activation": self.architecture.output_activation, "frac_bits": self.fixed.frac_bits,
+                "ranges": self.ranges.to_dict()}
+
+    def refreshed(self, party) -> "PartyModel":
+        """The same weights under a fresh random sharing: all three parties call it in one session (1 round).
+
+        Each party re-shares its term of every weight (`arithmetic.truncate` with shift 0): the new
+        components are independent of the old ones, so shares a party held before and after a refresh
+        do not combine.
+        """
+        rnd = party.round()
+        pending = {name: [truncate(party, Terms.of_share(c), shift=0, rnd=rnd) for c in (w.kernel, w.bias)]
+                   for name, w in self.weights.items()}
+        rnd.run()
+        weights = {name: EncodedLayer(kernel.value(), bias.value()) for name, (kernel, bias) in pending.items()}
+        return dataclasses.replace(self, weights=weights)
+
+    def save(self, path: str) -> None:
+        """Writes the bundle as one .npz file (the weight components and a JSON header), readable by its
+        owner only: two parties' bundles together give the plaintext weights."""
+        header = {"format": FORMAT, "index": self.index, "model_id": self.model_id,
+                  "frac_bits": self.fixed.frac_bits, "architecture": self.architecture.to_dict(),
+                  "ranges": self.ranges.to_dict()}
+        arrays = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
+        for name, layer in self.weights.items():
+            for part in ("kernel", "bias"):
+                comp = getattr(layer, part)
+                arrays[f"{name}/{part}/a"], arrays[f"{name}/{part}/b"] = comp.a, comp.b
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        write_atomically(path, buffer.getvalue())  # owner-only
+
+    @classmethod
+    def load(cls, path: str) -> "PartyModel":
+        """Reads a bundle written by `save`.
+
+        Raises:
+            ValueError: if the file is not a ppml model share bundle.
+        """
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                header = json.loads(bytes(data["header"]).decode())
+                if not isinstance(header, dict) or header.get("format") != FORMAT:
+                    raise ValueError(f"{path!r} is not a {FORMAT!r} bundle")
+                architecture = Architecture.from_dict(header["architecture"])
+                weights = {}
+                for key in data.files:
+                    if key.endswith("/kernel/a"):
+                        name = key[:-len("/kernel/a")]
+                        weights[name] = EncodedLayer(*(AShare(*(data[f"{name}/{p}/{c}"] for c in "ab"))
+                                                       for p in ("kernel", "bias")))
+                model = cls(int(header["index"]), str(header["model_id"]), architecture,
+                            FixedPoint(header["frac_bits"]),
+                            RangePlan.from_dict(header["ranges"], architecture.input_shape), weights)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile) as err:
+            raise ValueError(f"{path!r} is not a ppml model share bundle ({err.__class__.__name__}: {err})") from None
+        expected = architecture.weight_shapes()
+        for name, (kernel, bias) in expected.items():
+            layer = model.weights.get(name)
+            got = None if layer is None else [c.shape for part in (layer.kernel, layer.bias) for c in (part.a, part.b)]
+            if got != [kernel, kernel, bias, bias] or any(
+                    c.dtype != np.uint64 for part in (layer.kernel, layer.bias) for c in (part.a, part.b)):
+                raise ValueError(f"{path!r} has no valid weight shares for layer {name!r} (expected uint64 arrays "
+                                 f"of shapes {kernel} and {bias})")
+        return model
+
+
+def share_model(plan: ModelPlan, fixed: FixedPoint, bounds: InputBounds) -> list[PartyModel]:
+    """Proves the model's ranges for the input bounds, then encodes and secret-shares all weights.
+
+    Returns:
+        Element i is party i's bundle.
+
+    Raises:
+        ModelRangeError: if some value could leave the ring's headroom (`privacy.encrypted.model.ranges`).
+    """
+    try:
+        encoded = plan.encode(fixed)
+    except ValueError as err:  # a weight the fixed-point format cannot hold
+        raise ModelRangeError(str(err)) from None
+    ranges = analyse(plan.architecture, encoded, bounds, fixed)
+    model_id = secrets.token_hex(16)
+    bundles = [dict() for _ in range(NUM_PARTIES)]
+    for name, layer in encoded.items():
+        kernel, bias = share(layer.kernel), share(layer.bias)
+        for i in range(NUM_PARTIES):
+            bundles[i][name] = EncodedLayer(AShare(*kernel[i]), AShare(*bias[i]))
+    return [PartyModel(i, model_id, plan.architecture, fixed, ranges, bundles[i]) for i in range(NUM_PARTIES)]
