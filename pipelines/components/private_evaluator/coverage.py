@@ -14,8 +14,8 @@ import json
 import os
 
 from pipelines import privacy_ledger
-from pipelines.components.private_evaluator import spec
 from pipelines.transform.artifact import records_in_saved_model
+from privacy.accounting import delta_warning
 from privacy.preprocessing import PreprocessingAccount, RecordError, adapted_layer_problem
 
 KERAS_METADATA = "keras_metadata.pb"
@@ -64,17 +64,14 @@ def keras_layer_problems(serving_dir: str) -> list[str]:
 
 
 def delta_findings(ledger: privacy_ledger.PrivacyLedger) -> tuple[list[str], list[str]]:
-    """(problems, warnings) of the ledger's delta against 1/n, n the number of privacy units it accounts."""
+    """(problems, warnings) of the ledger's delta against 1/n, n the number of privacy units it accounts
+    (`privacy.accounting.delta_warning`: at or above 1/n a problem, close to it a warning)."""
     try:
         n = ledger.accounted_mechanism().dataset_size
     except privacy_ledger.LedgerError:
         return [], []
-    delta = ledger.delta
-    if delta >= 1 / n:
-        return [f"delta {delta:g} >= 1/n = {1 / n:.3g}: a mechanism that publishes one random privacy unit of the "
-                f"{n} meets it"], []
-    if delta * n > spec.DELTA_WARNING:
-        return [], [f"delta {delta:g} is close to 1/n = {1 / n:.3g} (n = {n} privacy units): the chance that the "
-                    f"guarantee fails for some unit can reach n * delta = {n * delta:.2g}; a delta well below "
-                    f"{spec.DELTA_WARNING}/n is safer"]
-    return [], []
+    unit = ledger.privacy_unit if ledger.mechanism == privacy_ledger.DP_FEDAVG else "example"   # what n counts
+    finding = delta_warning(ledger.delta, n, unit=unit)
+    if finding is None:
+        return [], []
+    return ([finding], []) if ledger.delta * n >= 1 else ([], [finding])

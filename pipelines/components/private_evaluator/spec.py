@@ -37,8 +37,6 @@ METRICS_MODULE = "pipelines.components.private_evaluator.metrics"
 CLASS_NAMES = {DP_EPSILON: "DpEpsilon", MEMBERSHIP_AUC: "MembershipInferenceAuc", DP_DELTA: "DpDelta"}
 REQUIRED = (DP_EPSILON, MEMBERSHIP_AUC)
 """The gate's metrics every EvalConfig must hold (``dp_delta`` is there when a delta budget is set)."""
-DELTA_WARNING = 0.1
-"""The gate warns when delta > DELTA_WARNING / n: close to 1/n, where publishing one random record meets delta."""
 DEFAULT_MEMBER_SPLIT = "train"
 DEFAULT_PRIVACY_UNIT = "example"
 SUMMARY_FILE = "ppml_evaluation.json"
