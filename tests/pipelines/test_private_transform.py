@@ -112,6 +112,30 @@ def test_neighbouring_data_sets_move_the_releases_by_at_most_the_stated_sensitiv
     assert sensitivity[1] == 6.0 and sensitivity[2] == 36.0
 
 
+@private_preprocessing_fn
+def _quantile_analyzers(inputs, analyzers):
+    return {"bucket": analyzers.bucketize(inputs["mean_radius"], 4, bounds=(0.0, 40.0), share=0.5),
+            "scaled": analyzers.scale_by_min_max(inputs["mean_area"], bounds=(0.0, 3000.0), share=0.5, bins=64,
+                                                 tail=0.05)}
+
+
+def test_neighbouring_data_sets_move_the_quantile_trees_by_their_stated_sensitivity(tmp_path_factory, data):
+    """bucketize and scale_by_min_max on D, D minus its first record and D plus an adversarial record (huge,
+    NaN), noise fixed: every tree node's noisy count moves by the record's one count per level, an L2 change
+    of exactly the sensitivity their records state, sqrt(levels)."""
+    adversarial = {**data[0], "mean_radius": 1e30, "mean_area": float("nan")}
+    account = _account(_analyze(tmp_path_factory, data, _config(seed=0), _quantile_analyzers))
+    assert sorted(m.analyzer for m in account.mechanisms) == ["quantiles", "quantiles"]
+    for neighbour in (data[1:], data + [adversarial]):
+        other = _account(_analyze(tmp_path_factory, neighbour, _config(seed=0), _quantile_analyzers)).releases
+        for record in account.mechanisms:
+            change = np.array(other[record.name]) - np.array(account.releases[record.name])
+            [component] = record.components
+            levels = round(math.log(record.parameters["bins"], record.parameters["branching"])) + 1
+            np.testing.assert_allclose(np.abs(change[np.abs(change) > 0.5]), 1.0, atol=1e-6)
+            assert np.linalg.norm(change) == pytest.approx(component.sensitivity) == pytest.approx(math.sqrt(levels))
+
+
 def test_the_noise_matches_the_recorded_mechanisms(tmp_path_factory, data, base):
     """Across seeds, noisy minus exact sums, standardised by each block's recorded noise, are N(0, 1); the
     records' noise multipliers are the budget's, split in equal shares."""
@@ -148,7 +172,7 @@ def test_the_transform_graph_z_scores_with_the_released_statistics(base):
     np.testing.assert_allclose(z, (np.array([1.0, 2.0]) - mean) / math.sqrt(variance), rtol=1e-4)
 
 
-def test_plain_tft_analyzers_are_refused_under_a_private_config(data):
+def test_plain_tft_analyzers_are_refused_under_a_private_config(tmp_path_factory, data):
     @private_preprocessing_fn
     def plain(inputs, analyzers):
         return {"x": tft.scale_to_z_score(inputs["mean_radius"]), "y": tft.bucketize(inputs["mean_area"], 3)}
@@ -164,7 +188,10 @@ def test_plain_tft_analyzers_are_refused_under_a_private_config(data):
         n = analyzers.declare_public(lambda: tft.size(inputs["mean_radius"]), reason="n is public", name="n")
         return {"x": tf.cast(inputs["mean_radius"], tf.float32) / tf.cast(n, tf.float32)}
 
-    _trace(declared, data, _config())
+    account = _account(_analyze(tmp_path_factory, data[:50], _config(), declared))
+    [declaration] = account.declarations
+    assert (declaration.name, declaration.reason) == ("n", "n is public") and len(declaration.analyzers) == 1
+    assert account.problems() == [] and account.mechanisms == ()
 
 
 def test_an_unwrapped_preprocessing_fn_leaves_unaccounted_statistics(tmp_path_factory, data):
