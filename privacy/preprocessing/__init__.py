@@ -33,7 +33,8 @@ from privacy.preprocessing.records import (EXACT, GAUSSIAN_SUMS, GAUSSIAN_THRESH
 __all__ = [
     "ADAPTED_LAYERS", "Bounds", "Component", "CoverageRecord", "EXACT", "GAUSSIAN_SUMS", "GAUSSIAN_THRESHOLDING",
     "GaussianThresholding", "Grid", "MeanVariance", "MechanismRecord", "NoiseSource", "PreprocessingAccount",
-    "PreprocessingBudget", "PreprocessingPart", "PublicDeclaration", "RecordError", "ReleaseRecord", "TREE_HISTOGRAM", "TreeHistogram",
+    "PreprocessingBudget", "PreprocessingPart", "PublicDeclaration", "RecordError", "ReleaseRecord", "TREE_HISTOGRAM",
+    "TreeHistogram",
     "adapted_layer_problem", "adapted_layers", "additive_delta", "allocate", "check_share", "from_text",
     "gaussian_event", "group_factor", "noise_multiplier_of", "to_text",
 ]
