@@ -503,6 +503,7 @@ class FederatedTrainingPlan:
           privacy_ledger.LedgerError: if ``budget`` does not account exactly those rounds of the plan.
         """
         mechanism = self.mechanism.replace(steps=rounds)
+        privacy_ledger.check_budget(budget, mechanism, self.delta)   # the rounds, at the delta they were run at
         budget = privacy_ledger.with_preprocessing(
             budget, mechanism, privacy_ledger.accountant_delta_of(self.delta, self.preprocessing), self.preprocessing)
         c = self.config
