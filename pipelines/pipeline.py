@@ -12,6 +12,11 @@ blessing holds and the predictions agree. With ``compare_non_private=True`` a se
 Trainer and its Evaluator run beside them on the same Transform output ("Trainer_non_private",
 "Evaluator_non_private"; never pushed: without a ledger it cannot be blessed).
 
+The Transform's analyzers are private (`pipelines.transform`) when the Trainer is: the pipeline gives
+them ``preprocessing_share`` of the target epsilon (or ``preprocessing_epsilon``) under the Trainer's
+adjacency, and the Trainer calibrates its noise so that preprocessing and training together meet the
+target. The side-by-side non-private Trainer trains on the same (privately preprocessed) features.
+
 Imports TFX: call `pipelines.keras_env.use_tf_keras()` first in a fresh process.
 """
 
@@ -26,6 +31,7 @@ import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
 from pipelines.components.dp_trainer.component import DpTrainer
+from pipelines.components.dp_trainer.spec import DpTrainingConfig
 from pipelines.components.encrypted_gate.component import EncryptedInferenceGate
 from pipelines.components.federated_trainer import spec as federated_spec
 from pipelines.components.federated_trainer.component import FederatedTrainer
@@ -33,6 +39,8 @@ from pipelines.components.private_evaluator import spec as gate_spec
 from pipelines.components.private_evaluator.component import PrivateEvaluator
 from pipelines.datasets import breast_cancer
 from pipelines.report import ENCRYPTED_GATE, NON_PRIVATE_SUFFIX
+from pipelines.transform import spec as preprocessing_spec
+from privacy.accounting import Adjacency, resolve_adjacency
 
 PIPELINE_NAME = "ppml-breast-cancer"
 """Lower case and dashes only: Kubeflow Pipelines requires [a-z0-9][a-z0-9-]{0,127}."""
@@ -70,7 +78,7 @@ class PipelineLayout:
 
 
 def eval_config(*, min_accuracy: float, epsilon_budget: float, max_membership_auc: float,
-                label_key: str = breast_cancer.LABEL_KEY,
+                delta_budget: float | None = None, label_key: str = breast_cancer.LABEL_KEY,
                 privacy_unit: str = gate_spec.DEFAULT_PRIVACY_UNIT) -> tfma.EvalConfig:
     """Utility metrics and thresholds plus the privacy gate's, in one TFMA EvalConfig."""
     accuracy = tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(lower_bound={"value": min_accuracy}))
@@ -84,7 +92,7 @@ def eval_config(*, min_accuracy: float, epsilon_budget: float, max_membership_au
             tfma.MetricConfig(class_name="AUC"),
             tfma.MetricConfig(class_name="BinaryCrossentropy"),
             *gate_spec.privacy_metrics(epsilon_budget=epsilon_budget, max_membership_auc=max_membership_auc,
-                                       privacy_unit=privacy_unit),
+                                       delta_budget=delta_budget, privacy_unit=privacy_unit),
         ])])
 
 
@@ -92,7 +100,9 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
                     metadata_path: str | None = None, trainer: str = "dp",
                     trainer_config: Mapping[str, Any] | None = None,
                     epsilon_budget: float = 3.0, max_membership_auc: float = 0.6, min_accuracy: float = 0.85,
-                    privacy_unit: str = gate_spec.DEFAULT_PRIVACY_UNIT,
+                    delta_budget: float | None = None, privacy_unit: str = gate_spec.DEFAULT_PRIVACY_UNIT,
+                    preprocessing_share: float = preprocessing_spec.DEFAULT_SHARE,
+                    preprocessing_epsilon: float | None = None,
                     encrypted_check: bool = False, encrypted_examples: int = 200, compare_non_private: bool = False,
                     module: str = MODULE, pipeline_name: str = PIPELINE_NAME,
                     beam_pipeline_args: Sequence[str] = LOCAL_BEAM_ARGS, enable_cache: bool = True) -> tfx.dsl.Pipeline:
@@ -109,8 +119,13 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
         the dataset's label). Default: `DEFAULT_TRAINER_CONFIG` for the DP Trainer, the spec's own
         defaults for the Federated Trainer.
       epsilon_budget, max_membership_auc, min_accuracy: the Evaluator's thresholds.
+      delta_budget: the largest delta the Evaluator blesses (None: below 1/n, as every ledger is).
       privacy_unit: the unit of privacy ``epsilon_budget`` is stated in (example, user or client): the
         Federated Trainer's ledger is client-level (user-level with a client key), so its budget says so.
+      preprocessing_share: the fraction of the Trainer's ``target_epsilon`` the Transform's private
+        analyzers are calibrated to spend (alone); see `pipelines.transform.spec`.
+      preprocessing_epsilon: the Transform's budget itself, instead of a share (needed when the Trainer
+        takes a ``noise_multiplier`` rather than a ``target_epsilon``).
       encrypted_check: run the `EncryptedInferenceGate` after the Evaluator; push only if both bless.
       encrypted_examples: how many evaluation examples the gate predicts, encrypted and in plaintext.
       compare_non_private: also train and evaluate a non-private model side by side.
@@ -133,14 +148,19 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
                              f"{federated.privacy_unit}-level (clients: {federated.clients}), and a ledger in another "
                              f"unit meets no budget; state the budget per {federated.privacy_unit}")
     config = eval_config(min_accuracy=min_accuracy, epsilon_budget=epsilon_budget,
-                         max_membership_auc=max_membership_auc, privacy_unit=privacy_unit)
+                         max_membership_auc=max_membership_auc, delta_budget=delta_budget, privacy_unit=privacy_unit)
+    if trainer_config is None:
+        trainer_config = DEFAULT_TRAINER_CONFIG if trainer == "dp" else {}
+    preprocessing = preprocessing_config(trainer, trainer_config, share=preprocessing_share,
+                                         epsilon=preprocessing_epsilon)
     example_gen = tfx.components.CsvExampleGen(input_base=data_root)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
     example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"],
                                                         schema=schema_gen.outputs["schema"])
     transform = tfx.components.Transform(examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
-                                         preprocessing_fn=f"{module}.preprocessing_fn")
+                                         preprocessing_fn=f"{module}.preprocessing_fn",
+                                         custom_config=preprocessing.to_custom_config())
 
     def train_and_evaluate(custom_config: Mapping[str, Any], suffix: str):
         # The Federated Trainer keys records by their raw content (before Transform's data-dependent
@@ -158,8 +178,6 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
                                      eval_config=config).with_id("Evaluator" + suffix)
         return trained, evaluator
 
-    if trainer_config is None:
-        trainer_config = DEFAULT_TRAINER_CONFIG if trainer == "dp" else {}
     trained, evaluator = train_and_evaluate(trainer_config, "")
     components = [example_gen, statistics_gen, schema_gen, example_validator, transform, trained, evaluator]
     blessing = evaluator.outputs["blessing"]
@@ -183,6 +201,47 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
         metadata_connection_config=(tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
                                     if metadata_path else None),
         beam_pipeline_args=list(beam_pipeline_args))
+
+
+def preprocessing_config(trainer: str, trainer_config: Mapping[str, Any], *, share: float,
+                         epsilon: float | None = None) -> preprocessing_spec.PreprocessingConfig:
+    """The Transform's private preprocessing settings for a Trainer with ``trainer_config``.
+
+    Private when the Trainer is; the budget is ``epsilon`` or ``share`` x the target epsilon, calibrated at
+    the Trainer's delta (or `pipelines.transform.spec.CALIBRATION_DELTA`); the adjacency is the DP
+    Trainer's (from its sampling), add-remove for the Federated Trainer (which accounts the releases for
+    groups of a client's records).
+
+    Raises:
+      ValueError: naming the setting, for a share outside (0, 1] or a budget that cannot be set.
+      InvalidPrivacySetting, InvalidFederatedSetting: for an invalid Trainer setting, naming it.
+    """
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+        raise ValueError(f"preprocessing_share must be in (0, 1], got {share!r}")
+    if trainer == "dp":
+        config = DpTrainingConfig.from_custom_config(trainer_config)
+        adjacency = resolve_adjacency(config.sampling)
+    else:
+        config = federated_spec.FederatedTrainingConfig.for_trainer({"label_key": breast_cancer.LABEL_KEY,
+                                                                     **trainer_config})
+        adjacency = Adjacency.ADD_REMOVE
+    if not config.private:
+        return preprocessing_spec.PreprocessingConfig(private=False)
+    if epsilon is None:
+        target = config.target_epsilon
+        if target is None and trainer != "dp" and config.noise_multiplier is None:
+            target = federated_spec.DEFAULT_TARGET_EPSILON   # what the Federated Trainer's plan calibrates for
+        if target is None:
+            raise ValueError("a Trainer with a noise_multiplier instead of a target_epsilon needs "
+                             "preprocessing_epsilon: the budget of the Transform's private analyzers")
+        epsilon = share * target
+    if trainer != "dp" and config.max_examples_per_client is None:
+        raise federated_spec.InvalidFederatedSetting(
+            "max_examples_per_client", "the private Transform's releases are accounted per record; set a public "
+                                       "bound K on each client's records so that they can be accounted per client")
+    delta = config.delta or preprocessing_spec.CALIBRATION_DELTA
+    values = {"epsilon": epsilon, "delta": delta, "adjacency": adjacency.value}
+    return preprocessing_spec.PreprocessingConfig.from_custom_config({preprocessing_spec.CONFIG_KEY: values})
 
 
 def _model_input_keys(module: str) -> list[str]:

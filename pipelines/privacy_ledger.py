@@ -9,6 +9,13 @@ relation, target delta and accountants), the mechanism's public hyperparameters,
 the `privacy.accounting.PrivacyReport` of the run. Epsilon is recomputed from the DpEvents on every
 read, so a ledger cannot claim an epsilon its events do not support.
 
+The ledger covers the whole artifact. When the model embeds a Transform graph, its preprocessing
+releases (`privacy.preprocessing.PreprocessingPart`) come first in the budget, before the training's
+events, and the epsilon is the composition of both in one accountant (RDP and PLD); each part's epsilon
+alone is listed beside it (`parts`). The delta is the accountant's delta plus the delta that
+thresholded partition selection adds (`additive_delta`, never multiplied by e^epsilon: see
+`privacy.preprocessing.partition_selection`).
+
 Trainer executors copy the headline numbers into custom properties of the Model artifact in
 ML Metadata (`MODEL_PROPERTIES`); `model_properties` reads them back from a TFX artifact or a raw
 MLMD artifact proto. This module imports neither TensorFlow nor TFX.
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import json
 import math
 import os
@@ -25,6 +33,7 @@ from typing import Any
 
 from privacy.accounting import (DpSgdMechanism, PrivacyBudget, PrivacyReport, dp_accounting_version,
                                 dp_sgd_report, event_to_json)
+from privacy.preprocessing import PreprocessingPart, RecordError
 from privacy.atomic_files import write_atomically
 
 LEDGER_FORMAT = "ppml.privacy_ledger/1"
@@ -56,11 +65,13 @@ PRIVACY_MECHANISM = "privacy_mechanism"    # string: e.g. dp-sgd
 ACCOUNTANT_VERSION = "accountant_version"  # string: e.g. dp-accounting 0.6.0
 PRIVACY_LEDGER_URI = "privacy_ledger_uri"  # string
 PRIVACY_UNIT = "privacy_unit"              # string: one of PRIVACY_UNITS
+EPSILON_PREPROCESSING = "epsilon_preprocessing"  # the preprocessing releases alone (smallest over accountants)
+EPSILON_TRAINING = "epsilon_training"            # the training alone
 MLMD_SIGNIFICANT_DIGITS = 6
 """ml-metadata's SQLite store keeps 6 significant digits of a double property (it prints them with %g)."""
 MODEL_PROPERTIES = (PRIVATE, EPSILON, EPSILON_ACCOUNTANT, DELTA, EPSILON_RDP, EPSILON_PLD, NOISE_MULTIPLIER,
                     L2_NORM_CLIP, DP_STEPS, SAMPLING, ADJACENCY, PRIVACY_MECHANISM, ACCOUNTANT_VERSION,
-                    PRIVACY_LEDGER_URI, PRIVACY_UNIT)
+                    PRIVACY_LEDGER_URI, PRIVACY_UNIT, EPSILON_PREPROCESSING, EPSILON_TRAINING)
 
 
 class LedgerError(ValueError):
@@ -78,34 +89,42 @@ class PrivacyLedger:
         `DpSgdMechanism` plus ``l2_norm_clip`` (C) and ``delta_is_default``; for DP-FedAvg the
         `DpSgdMechanism` fields of its client-level mechanism and the clipping settings.
       trainer: free-form JSON facts about the trainer (module, library versions).
+      preprocessing: the releases of the model's preprocessing, accounted before the training's
+        events; None when the model embeds no Transform graph.
     """
 
     budget: PrivacyBudget
     mechanism: str
     parameters: dict[str, Any]
     trainer: dict[str, Any] = dataclasses.field(default_factory=dict)
+    preprocessing: PreprocessingPart | None = None
 
     @classmethod
     def for_dp_sgd(cls, mechanism: DpSgdMechanism, *, l2_norm_clip: float, delta: float,
                    delta_is_default: bool = False, budget: PrivacyBudget | None = None,
-                   trainer: dict[str, Any] | None = None) -> "PrivacyLedger":
+                   trainer: dict[str, Any] | None = None,
+                   preprocessing: PreprocessingPart | None = None) -> "PrivacyLedger":
         """The ledger of a DP-SGD run that took ``mechanism.steps`` noisy steps.
 
         Args:
-          budget: the budget the training callback composed; when None, one is composed from
-            ``mechanism`` (``mechanism.unit_event()`` x ``mechanism.units()``).
+          delta: the artifact's delta (the accountant's plus the preprocessing's additive delta).
+          budget: the budget the training callback composed (the training's events only); when None,
+            one is composed from ``mechanism`` (``mechanism.unit_event()`` x ``mechanism.units()``).
+          preprocessing: the preprocessing releases the model carries, composed before the training.
 
         Raises:
           LedgerError: if ``budget`` does not account exactly the run ``mechanism`` describes.
         """
         if not (isinstance(l2_norm_clip, (int, float)) and 0 < l2_norm_clip < math.inf):
             raise LedgerError(f"l2_norm_clip must be a finite number > 0, got {l2_norm_clip!r}")
+        accountant_delta = accountant_delta_of(delta, preprocessing)
         if budget is None:
-            budget = _composed(mechanism, delta)
-        check_budget(budget, mechanism, delta)
+            budget = _composed(mechanism, accountant_delta)
+        budget = with_preprocessing(budget, mechanism, accountant_delta, preprocessing)
         parameters = {f.name: _json_value(getattr(mechanism, f.name)) for f in dataclasses.fields(mechanism)}
         parameters.update(l2_norm_clip=float(l2_norm_clip), delta_is_default=bool(delta_is_default))
-        return cls(budget=budget, mechanism=DP_SGD, parameters=parameters, trainer=dict(trainer or {}))
+        return cls(budget=budget, mechanism=DP_SGD, parameters=parameters, trainer=dict(trainer or {}),
+                   preprocessing=preprocessing)
 
     # --- the guarantee --------------------------------------------------------------------------
     @property
@@ -120,7 +139,47 @@ class PrivacyLedger:
 
     @property
     def delta(self) -> float:
+        """The artifact's delta: the accountant's plus the preprocessing's additive delta."""
+        return self.budget.target_delta + self.additive_delta
+
+    @property
+    def accountant_delta(self) -> float:
+        """The delta the accountants' epsilons are computed at."""
         return self.budget.target_delta
+
+    @property
+    def additive_delta(self) -> float:
+        """What thresholded partition selection adds to the accountant's delta (0 without it)."""
+        return 0.0 if self.preprocessing is None else self.preprocessing.additive_delta()
+
+    @functools.cached_property
+    def parts(self) -> dict[str, dict[str, float | None]]:
+        """{'preprocessing' | 'training': {accountant: epsilon of that part alone}} at the accountant's delta.
+
+        Composed, the parts spend `epsilons` (less than their sum: RDP and PLD compose tighter than
+        adding epsilons). Without preprocessing the training is the whole.
+        """
+        count = 0 if self.preprocessing is None else len(self.preprocessing.events())
+        ledger, prior = list(self.budget.ledger), []
+        while count and ledger:
+            event, runs = ledger[0]
+            taken = min(runs, count)
+            prior.append((event, taken))
+            count -= taken
+            ledger[0] = (event, runs - taken)
+            if ledger[0][1] == 0:
+                ledger.pop(0)
+        out = {}
+        for name, events in (("preprocessing", prior), ("training", ledger)):
+            if name == "preprocessing" and self.preprocessing is None:
+                continue
+            part = PrivacyBudget(target_delta=self.budget.target_delta,
+                                 neighboring_relation=self.budget.neighboring_relation,
+                                 group_size=self.budget.group_size, accountants=self.budget.accountants)
+            for event, runs in events:
+                part.compose(event, runs)
+            out[name] = part.epsilons()
+        return out
 
     @property
     def epsilons(self) -> dict[str, float | None]:
@@ -145,7 +204,8 @@ class PrivacyLedger:
         'RDP accountant (PLD: no analysis), dp-sgd ledger, delta = 0.001'."""
         missing = [kind.upper() for kind, e in self.epsilons.items() if e is None]
         unavailable = f" ({', '.join(missing)}: no analysis)" if missing else ""
-        return (f"{self.epsilon_accountant.upper()} accountant{unavailable}, {self.mechanism} ledger, "
+        whole = ", preprocessing and training composed" if self.preprocessing is not None else ""
+        return (f"{self.epsilon_accountant.upper()} accountant{unavailable}, {self.mechanism} ledger{whole}, "
                 f"delta = {self.delta:g}")
 
     def dp_sgd_mechanism(self) -> DpSgdMechanism:
@@ -166,9 +226,10 @@ class PrivacyLedger:
             raise LedgerError(f"ledger parameters do not describe a {self.mechanism} run: {err}") from None
 
     def privacy_report(self) -> PrivacyReport:
-        """The run's report, in the format of ``ppml epsilon`` (DP-SGD ledgers only)."""
+        """The training's report, in the format of ``ppml epsilon`` (DP-SGD ledgers only), at the
+        accountant's delta: the DP-SGD part alone (`epsilons` is the artifact's)."""
         mechanism = self.dp_sgd_mechanism()
-        report = dp_sgd_report(mechanism, delta=self.delta, accountants=self.budget.accountants)
+        report = dp_sgd_report(mechanism, delta=self.accountant_delta, accountants=self.budget.accountants)
         return dataclasses.replace(report, delta_is_default=bool(self.parameters.get("delta_is_default")))
 
     # --- JSON -----------------------------------------------------------------------------------
@@ -188,6 +249,20 @@ class PrivacyLedger:
         }
         if self.mechanism == DP_SGD:
             out["report"] = self.privacy_report().to_dict()
+        if self.preprocessing is not None:
+            out["preprocessing"] = self.preprocessing.to_dict()
+            out["composition"] = {
+                "epsilon": epsilons, "delta": self.delta, "accountant_delta": self.accountant_delta,
+                "additive_delta": self.additive_delta,
+                "analysis": {
+                    "epsilon": "dp-accounting's RDP and PLD accountants over every event of the budget (the "
+                               "preprocessing releases, then the training) at accountant_delta",
+                    "parts": "the same accountants over each part's events alone, at accountant_delta",
+                    "additive_delta": "the sum over private vocabularies of the bound on releasing a token that "
+                                      "only one privacy unit holds (privacy.preprocessing.partition_selection)",
+                    "delta": "accountant_delta + additive_delta"},
+                "parts": {name: {k: (v if v is not None and math.isfinite(v) else None) for k, v in eps.items()}
+                          for name, eps in self.parts.items()}}
         return out
 
     @classmethod
@@ -197,24 +272,76 @@ class PrivacyLedger:
             raise LedgerError(f"not a ppml privacy ledger (expected format {LEDGER_FORMAT!r})")
         try:
             budget = PrivacyBudget.from_dict(data["budget"])
+            preprocessing = (PreprocessingPart.from_dict(data["preprocessing"]) if data.get("preprocessing") is not None
+                             else None)
             ledger = cls(budget=budget, mechanism=str(data["mechanism"]), parameters=dict(data["parameters"]),
-                         trainer=dict(data.get("trainer") or {}))
+                         trainer=dict(data.get("trainer") or {}), preprocessing=preprocessing)
         except (KeyError, TypeError, ValueError) as err:
             raise LedgerError(f"malformed privacy ledger: {err}") from None
         if ledger.privacy_unit not in PRIVACY_UNITS:
             raise LedgerError(f"privacy unit {ledger.privacy_unit!r} is none of {', '.join(PRIVACY_UNITS)}")
-        check_budget(budget, ledger.accounted_mechanism(), budget.target_delta)
+        check_budget(budget, ledger.accounted_mechanism(), budget.target_delta, preprocessing)
         return ledger
 
 
-def _composed(mechanism: DpSgdMechanism, delta: float) -> PrivacyBudget:
-    return PrivacyBudget.for_mechanism(mechanism, delta).compose(mechanism.unit_event(), mechanism.units())
+def _composed(mechanism: DpSgdMechanism, delta: float, preprocessing: PreprocessingPart | None = None) -> PrivacyBudget:
+    budget = PrivacyBudget.for_mechanism(mechanism, delta)
+    for event in _preprocessing_events(preprocessing, mechanism):
+        budget.compose(event)
+    return budget.compose(mechanism.unit_event(), mechanism.units())
 
 
-def check_budget(budget: PrivacyBudget, mechanism: DpSgdMechanism, delta: float) -> None:
-    """Raises LedgerError unless ``budget`` composed exactly the events of ``mechanism``'s run
-    (its unit event, once per unit), under its relation and at ``delta``."""
-    expected = _composed(mechanism, delta)
+def _preprocessing_events(preprocessing: PreprocessingPart | None, mechanism: DpSgdMechanism) -> list:
+    if preprocessing is None:
+        return []
+    if preprocessing.adjacency is not mechanism.adjacency:
+        raise LedgerError(f"the preprocessing is accounted under {preprocessing.adjacency.value} adjacency, the "
+                          f"training under {mechanism.adjacency.value}: one guarantee needs one relation")
+    try:
+        return preprocessing.events()
+    except RecordError as err:
+        raise LedgerError(str(err)) from None
+
+
+def accountant_delta_of(delta: float, preprocessing: PreprocessingPart | None) -> float:
+    """The accountant's share of the artifact's ``delta`` once the preprocessing's additive delta is taken out.
+
+    Raises:
+      LedgerError: when the additive delta leaves nothing.
+    """
+    additive = 0.0 if preprocessing is None else preprocessing.additive_delta()
+    if not delta - additive > 0:
+        raise LedgerError(f"the preprocessing's partition selection adds delta {additive:g}, which leaves nothing of "
+                          f"the artifact's delta {delta:g} for the accountant; lower the vocabularies' threshold_delta")
+    return delta - additive
+
+
+def with_preprocessing(training: PrivacyBudget, mechanism: DpSgdMechanism, delta: float,
+                       preprocessing: PreprocessingPart | None) -> PrivacyBudget:
+    """The artifact's budget: the preprocessing's events, then those ``training`` composed (at the accountant's
+    ``delta``), checked against ``mechanism``'s run.
+
+    Raises:
+      LedgerError: when ``training`` does not account exactly that run.
+    """
+    check_budget(training, mechanism, training.target_delta)
+    if preprocessing is None and training.target_delta == delta:
+        return training
+    budget = PrivacyBudget(target_delta=delta, neighboring_relation=training.neighboring_relation,
+                           group_size=training.group_size, accountants=training.accountants)
+    for event in _preprocessing_events(preprocessing, mechanism):
+        budget.compose(event)
+    for event, count in training.ledger:
+        budget.compose(event, count)
+    return budget
+
+
+def check_budget(budget: PrivacyBudget, mechanism: DpSgdMechanism, delta: float,
+                 preprocessing: PreprocessingPart | None = None) -> None:
+    """Raises LedgerError unless ``budget`` composed exactly the events of ``preprocessing`` (if any),
+    then those of ``mechanism``'s run (its unit event, once per unit), under its relation and at the
+    accountant's ``delta``."""
+    expected = _composed(mechanism, delta, preprocessing)
     if (budget.ledger != expected.ledger or budget.target_delta != expected.target_delta
             or budget.neighboring_relation != expected.neighboring_relation
             or budget.group_size != expected.group_size):
@@ -305,6 +432,11 @@ def ledger_properties(ledger: PrivacyLedger | None, ledger_uri: str | None = Non
         value = ledger.epsilons.get(kind)
         if value is not None:
             props[name] = mlmd_upper_bound(value)
+    if ledger.preprocessing is not None:
+        for part, name in (("preprocessing", EPSILON_PREPROCESSING), ("training", EPSILON_TRAINING)):
+            values = [e for e in ledger.parts[part].values() if e is not None]
+            if values:
+                props[name] = mlmd_upper_bound(min(values))
     params = ledger.parameters
     for key, name in (("noise_multiplier", NOISE_MULTIPLIER), ("l2_norm_clip", L2_NORM_CLIP),
                       ("steps", DP_STEPS), ("sampling", SAMPLING), ("adjacency", ADJACENCY)):

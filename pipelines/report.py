@@ -83,6 +83,7 @@ class PipelineReport:
                        else {"epsilon": self.ledger.epsilons, "delta": self.ledger.delta})
             privacy.update(mechanism=self.ledger.mechanism, l2_norm_clip=self.ledger.parameters.get("l2_norm_clip"),
                            privacy_unit=self.ledger.privacy_unit)
+            privacy["artifact"] = artifact_privacy(self.ledger)
         evaluation = self.evaluation or {}
         return {
             "format": REPORT_FORMAT,
@@ -94,10 +95,13 @@ class PipelineReport:
             "utility": self.utility,
             "membership_audit": evaluation.get("membership_audit"),
             "gate": None if self.evaluation is None else {
-                "blessed": self.blessed, "evaluation_uri": self.evaluation_uri, "epsilon_budget": evaluation.get("epsilon_budget"),
+                "blessed": self.blessed, "evaluation_uri": self.evaluation_uri,
+                "epsilon_budget": evaluation.get("epsilon_budget"), "delta_budget": evaluation.get("delta_budget"),
                 "privacy_unit": evaluation.get("privacy_unit"),
                 "max_membership_auc": evaluation.get("max_membership_auc"),
-                "privacy_checks": evaluation.get("privacy_checks"), "failures": evaluation.get("failures")},
+                "privacy_checks": evaluation.get("privacy_checks"), "failures": evaluation.get("failures"),
+                "warnings": evaluation.get("warnings", [])},
+            "outside_the_guarantee": evaluation.get("outside_the_guarantee", []),
             "encrypted_check": self.encrypted_check,
             "pushed": {"pushed": self.pushed_uri is not None, "uri": self.pushed_uri},
         }
@@ -108,12 +112,17 @@ class PipelineReport:
             lines += ["No privacy ledger: the model was trained without differential privacy, so no epsilon "
                       "bounds what it reveals about its training data."]
         elif self.ledger.mechanism == privacy_ledger.DP_SGD:
+            if self.ledger.preprocessing is not None:
+                lines += artifact_lines(self.ledger) + ["", "The training part alone (the model's guarantee is the "
+                                                            "composed one above):", ""]
             lines += [self.ledger.privacy_report().format_text(),
                       f"  {'clipping norm C':<18} {self.ledger.parameters['l2_norm_clip']:g} (per-example L2)"]
         else:
             eps = ", ".join(f"{k.upper()} {v:.4f}" for k, v in self.ledger.epsilons.items() if v is not None)
             lines += [f"{self.ledger.mechanism} privacy ledger: {self.ledger.privacy_unit}-level epsilon {eps} at "
                       f"delta {self.ledger.delta:g}"]
+            if self.ledger.preprocessing is not None:
+                lines += [""] + artifact_lines(self.ledger)
         lines += ["", f"Pipeline {self.pipeline_name}, run {self.run_id}",
                   "  " + ", ".join(f"{stage} {state}" for stage, state in self.stages.items()),
                   f"  model              {self.model_uri} (MLMD artifact {self.model_id})"]
@@ -133,13 +142,62 @@ class PipelineReport:
             lines += [""] + MembershipAudit.from_dict(evaluation["membership_audit"]).format_text().splitlines()
         lines += ["", f"Evaluator: {'BLESSED' if self.blessed else 'NOT BLESSED'}"]
         lines += [f"  {'pass' if c['passed'] else 'FAIL'}  {c['reason']}" for c in evaluation.get("privacy_checks", [])]
+        lines += [f"  warn  {w}" for w in evaluation.get("warnings", [])]
         lines += [f"  FAIL  {f['message']}" for f in evaluation.get("failures", [])
                   if f["metric"] not in gate_spec.CLASS_NAMES]
         if self.encrypted_check is not None:
             lines += [""] + _encrypted_check_lines(self.encrypted_check)
         lines.append(f"Pusher: pushed to {self.pushed_uri}" if self.pushed_uri
                      else "Pusher: not pushed (only blessed models are pushed)")
+        if evaluation.get("outside_the_guarantee"):
+            lines += ["", "Outside the guarantee (published, but not covered by epsilon):"]
+            lines += [f"  - {item}" for item in evaluation["outside_the_guarantee"]]
         return "\n".join(lines)
+
+
+def artifact_privacy(ledger: privacy_ledger.PrivacyLedger) -> dict[str, Any]:
+    """The whole artifact's epsilon and delta, and each part's epsilon alone (JSON values)."""
+    out = {"epsilon": _finite(ledger.epsilons), "delta": ledger.delta, "accountant_delta": ledger.accountant_delta,
+           "additive_delta": ledger.additive_delta, "accountant": ledger.epsilon_accountant,
+           "parts": {name: _finite(eps) for name, eps in ledger.parts.items()}, "preprocessing": None}
+    if ledger.preprocessing is not None:
+        account = ledger.preprocessing.account
+        budget = account.coverage.budget if account.coverage is not None else None
+        out["preprocessing"] = {
+            "releases": [{"name": m.name, "analyzer": m.analyzer, "mechanism": m.mechanism,
+                          "noise_multiplier": m.noise_multiplier} for m in account.mechanisms],
+            "public": [d.to_dict() for d in account.declarations],
+            "configured_epsilon": None if budget is None else budget.get("epsilon"),
+            "problems": account.problems()}
+    return out
+
+
+def artifact_lines(ledger: privacy_ledger.PrivacyLedger) -> list[str]:
+    """The artifact block of the text report: composed epsilon, then each part alone."""
+    def shown(epsilons):
+        return ", ".join(f"{k.upper()} {_number(v)}" for k, v in epsilons.items() if v is not None) or "n/a"
+
+    account = ledger.preprocessing.account
+    analyzers: dict[str, int] = {}
+    for m in account.mechanisms:
+        analyzers[m.analyzer] = analyzers.get(m.analyzer, 0) + 1
+    budget = account.coverage.budget if account.coverage is not None else None
+    configured = f"; calibrated to epsilon {budget['epsilon']:g} alone" if budget else ""
+    parts = ledger.parts
+    delta = f"{ledger.delta:g}"
+    if ledger.additive_delta:
+        delta += f" (accountant {ledger.accountant_delta:g} + partition selection {ledger.additive_delta:g})"
+    lines = ["Privacy of the model as a whole: its preprocessing and its training, composed in one accountant",
+             f"  epsilon            {shown(ledger.epsilons)} at delta {delta}",
+             f"  preprocessing      {len(account.mechanisms)} private release(s) "
+             f"({', '.join(f'{k} x{v}' for k, v in sorted(analyzers.items())) or 'none'}){configured}; "
+             f"alone: epsilon {shown(parts['preprocessing'])}",
+             f"  training           {ledger.mechanism} alone: epsilon {shown(parts['training'])}",
+             "  (composed, the parts spend less than the sum of their epsilons)"]
+    if account.declarations:
+        lines += [f"  declared public    {d.name}: {d.reason}" for d in account.declarations]
+    lines += [f"  NOT COVERED        {p}" for p in account.problems()]
+    return lines
 
 
 def _encrypted_check_lines(check: dict[str, Any]) -> list[str]:

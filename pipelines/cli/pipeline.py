@@ -18,6 +18,7 @@ import click
 from pipelines import run_log
 from pipelines.components.private_evaluator.spec import DEFAULT_PRIVACY_UNIT
 from pipelines.privacy_ledger import PRIVACY_UNITS
+from pipelines.transform.spec import DEFAULT_SHARE
 from privacy.accounting import DEFAULT_DELTA_RULE, Sampling
 
 DEFAULT_ROOT = "ppml-pipeline"
@@ -59,8 +60,18 @@ def _training_options(fn):
                      help="Clip per microbatch instead of per example (one example moves a microbatch of several "
                           "examples by up to 2C; accounted)."),
         click.option("--learning-rate", type=float, default=0.2, show_default=True, help="SGD learning rate."),
+        click.option("--preprocessing-share", type=click.FloatRange(0, 1, min_open=True), default=DEFAULT_SHARE,
+                     show_default=True,
+                     help="Fraction of --target-epsilon the Transform's private analyzers are calibrated to spend; "
+                          "the Trainer's noise is calibrated so that preprocessing and training together meet "
+                          "the target."),
+        click.option("--preprocessing-epsilon", type=click.FloatRange(0, min_open=True),
+                     help="The Transform's budget itself, instead of a share (needed with --noise-multiplier)."),
         click.option("--epsilon-budget", type=float, default=3.0, show_default=True,
-                     help="Evaluator: bless only models with epsilon <= this."),
+                     help="Evaluator: bless only models with epsilon <= this (the whole artifact: preprocessing and "
+                          "training composed)."),
+        click.option("--delta-budget", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+                     help="Evaluator: bless only models with delta <= this [default: any delta below 1/n]."),
         click.option("--privacy-unit", type=click.Choice(PRIVACY_UNITS), default=DEFAULT_PRIVACY_UNIT,
                      show_default=True,
                      help="What --epsilon-budget protects: one example, one user, or one client (the Federated "
@@ -85,9 +96,9 @@ def _training_options(fn):
 
 
 def _pipeline_kwargs(trainer, trainer_config_json, private, target_epsilon, noise_multiplier, delta, epochs,
-                     batch_size, l2_norm_clip, sampling, num_microbatches, learning_rate, epsilon_budget,
-                     privacy_unit, max_membership_auc, min_accuracy, encrypted_check, encrypted_examples,
-                     compare_non_private) -> dict:
+                     batch_size, l2_norm_clip, sampling, num_microbatches, learning_rate, preprocessing_share,
+                     preprocessing_epsilon, epsilon_budget, delta_budget, privacy_unit, max_membership_auc,
+                     min_accuracy, encrypted_check, encrypted_examples, compare_non_private) -> dict:
     if private and target_epsilon is None and noise_multiplier is None:
         target_epsilon = 3.0
     trainer_config = {"private": private, "target_epsilon": target_epsilon, "noise_multiplier": noise_multiplier,
@@ -112,8 +123,9 @@ def _pipeline_kwargs(trainer, trainer_config_json, private, target_epsilon, nois
                                      param_hint="'--trainer-config'")
         trainer_config.update(extra)
     return {"trainer": trainer, "trainer_config": {k: v for k, v in trainer_config.items() if v is not None},
-            "epsilon_budget": epsilon_budget, "privacy_unit": privacy_unit,
+            "epsilon_budget": epsilon_budget, "delta_budget": delta_budget, "privacy_unit": privacy_unit,
             "max_membership_auc": max_membership_auc, "min_accuracy": min_accuracy,
+            "preprocessing_share": preprocessing_share, "preprocessing_epsilon": preprocessing_epsilon,
             "encrypted_check": encrypted_check, "encrypted_examples": encrypted_examples,
             "compare_non_private": compare_non_private}
 

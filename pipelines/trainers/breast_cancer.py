@@ -1,6 +1,9 @@
 """TFX module for the bundled breast-cancer data: Transform's ``preprocessing_fn`` and a DP Trainer ``run_fn``.
 
-Transform z-scores the 30 measurements (full-pass statistics over the training split). The model is
+Transform z-scores the log10 of each of the 30 measurements with a private mean and variance
+(`pipelines.transform.analyzers`): the statistics the model carries are released with differential
+privacy and accounted with the training. The public clipping bounds are declared, not read from the
+data (`LOG10_BOUNDS`). The model is
 a small MLP (30 -> hidden ReLU -> 1 sigmoid) with no cross-example layers, so per-example clipping is
 well defined. ``run_fn`` reads its privacy settings through `DpTrainer`'s spec; its own
 ``custom_config`` keys are ``learning_rate`` (SGD, default 0.2), ``hidden_units`` (default 16) and
@@ -23,10 +26,18 @@ from pipelines.components.dp_trainer import fn_args_utils
 from pipelines.components.dp_trainer.spec import DpTrainingPlan
 from pipelines.datasets.breast_cancer import LABEL_KEY, feature_keys
 from pipelines.keras_env import require_tf_keras
+from pipelines.transform.analyzers import PrivateAnalyzers, private_preprocessing_fn
 
 FEATURE_KEYS = tuple(feature_keys())
 PREDICTION_KEY = "probabilities"
 HYPERPARAMETERS = {"learning_rate": 0.2, "hidden_units": 16, "seed": 0}
+LOG10_BOUNDS = (-6.0, 6.0)
+"""Declared domain of log10 of every measurement, the private statistics' clipping bounds: the 30 features
+are non-negative sizes, areas, grey-level spreads, ratios and fractal dimensions of cell nuclei, and
+1e-6 .. 1e6 in the data's units is a range chosen wide enough not to be informed by the data (values
+outside it are clipped for the statistics; zeros count as 1e-6). Not derived from the data set or its
+documented minima and maxima."""
+LOG10_FLOOR = 10.0 ** LOG10_BOUNDS[0]
 
 
 def transformed_name(key: str) -> str:
@@ -37,9 +48,15 @@ MODEL_INPUT_KEYS = tuple(transformed_name(key) for key in FEATURE_KEYS)
 """The transformed features stacked, in this order, into the model's input (for the encrypted check)."""
 
 
-def preprocessing_fn(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-    """z-scores every measurement; passes the label through."""
-    outputs = {transformed_name(key): tft.scale_to_z_score(inputs[key]) for key in FEATURE_KEYS}
+@private_preprocessing_fn
+def preprocessing_fn(inputs: dict[str, tf.Tensor], analyzers: PrivateAnalyzers) -> dict[str, tf.Tensor]:
+    """z-scores log10 of every measurement with a private mean and variance (an equal share of the
+    preprocessing budget each); passes the label through."""
+    share = 1 / len(FEATURE_KEYS)
+    outputs = {}
+    for key in FEATURE_KEYS:
+        log10 = tf.math.log(tf.maximum(tf.cast(inputs[key], tf.float32), LOG10_FLOOR)) / tf.math.log(10.0)
+        outputs[transformed_name(key)] = analyzers.scale_to_z_score(log10, bounds=LOG10_BOUNDS, share=share, name=key)
     outputs[LABEL_KEY] = inputs[LABEL_KEY]
     return outputs
 
@@ -119,26 +136,30 @@ def _fit(model: tf.keras.Model, features: np.ndarray, labels: np.ndarray, plan: 
 
 
 def _fit_private(model: tf.keras.Model, features: np.ndarray, labels: np.ndarray, plan: DpTrainingPlan,
-                 hp: dict[str, Any]):
+                 hp: dict[str, Any], noise_seed: int | None = None):
     """DP-SGD with ppml's `privacy.keras`: returns (noisy steps taken, the PrivacyBudget they composed).
 
     Poisson and fixed-size batches are drawn by `privacy.keras` from the arrays (exactly ``plan.steps``
     of them; Poisson batches padded to a multiple of the microbatches); shuffled ones are whole epochs
     of Keras' own batching, accounted by the once-per-epoch bound. The noise generator is seeded from
-    the OS CSPRNG.
+    the OS CSPRNG (``noise_seed`` seeds it instead, for benchmarks: such a model is not private to whoever
+    knows the seed, and ``run_fn`` never passes one). Keras prints nothing (verbose=0): its per-epoch
+    training loss and accuracy are exact statistics of the training data, and the Trainer's log is not
+    covered by epsilon.
     """
     from privacy.keras import make_private, private_training  # pylint: disable=import-outside-toplevel
     mechanism = plan.mechanism
     make_private(model, l2_norm_clip=plan.config.l2_norm_clip, noise_multiplier=mechanism.noise_multiplier,
                  num_microbatches=mechanism.num_microbatches, expected_batch_size=mechanism.batch_size,
                  dataset_size=mechanism.dataset_size, sampling=mechanism.sampling.value,
-                 adjacency=mechanism.adjacency.value, target_delta=plan.delta, secure_noise=True)
+                 adjacency=mechanism.adjacency.value, target_delta=plan.delta, secure_noise=noise_seed is None,
+                 seed=noise_seed)
     model.compile(optimizer=tf.keras.optimizers.SGD(hp["learning_rate"]),
                   loss=tf.keras.losses.BinaryCrossentropy(), metrics=["binary_accuracy"])
     if mechanism.steps_per_epoch is None:  # Poisson or fixed: one Keras epoch of all the planned steps
-        model.fit(features, labels, steps_per_epoch=plan.steps, epochs=1, verbose=2)
+        model.fit(features, labels, steps_per_epoch=plan.steps, epochs=1, verbose=0)
     else:
-        model.fit(features, labels, epochs=plan.steps // mechanism.steps_per_epoch, shuffle=True, verbose=2)
+        model.fit(features, labels, epochs=plan.steps // mechanism.steps_per_epoch, shuffle=True, verbose=0)
     training = private_training(model)
     return training.steps, training.budget
 

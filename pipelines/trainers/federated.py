@@ -9,9 +9,10 @@ changes one client), and trained with `federated.FederatedSimulation` (FedAvg fa
 DP-FedAvg when ``private``), all built by the settings' plan
 (`pipelines.components.federated_trainer.spec` keys in the Trainer's ``custom_config``, shared with
 ``ppml federated run``). The model is an MLP on the feature vector (ReLU layers of ``hidden_units``,
-softmax logits). The partition never depends on Transform's constants; the model's inputs do, so the
-guarantee of the pushed model assumes constants that are public or released under their own DP
-accounting.
+softmax logits). The partition never depends on Transform's constants; the model's inputs do, so a
+private run composes the transform graph's private releases (`pipelines.transform.artifact`) before the
+rounds, as one client's ``max_examples_per_client`` records move them, and the Private Evaluator refuses a
+graph whose statistics are neither private nor declared public.
 
 Outputs, like the DP Trainer's:
 
@@ -62,7 +63,11 @@ def run_fn(fn_args) -> None:
     elif not scored.all():
         raise ValueError(f"evaluation record {int(np.flatnonzero(~scored)[0])} has a NaN or infinite feature or a "
                          f"label outside 0..{num_classes - 1}")
-    plan = config.plan(data.num_clients)
+    preprocessing = None
+    if config.private and transform is not None:
+        from pipelines.transform.artifact import transform_graph_account  # pylint: disable=import-outside-toplevel
+        preprocessing = transform_graph_account(fn_args.transform_output)
+    plan = config.plan(data.num_clients, preprocessing=preprocessing, largest_client=int(data.sizes().max()))
     if plan.delta_warning:   # also in the ledger's parameters
         from absl import logging  # pylint: disable=import-outside-toplevel
         logging.warning("Federated Trainer: %s", plan.delta_warning)

@@ -7,6 +7,7 @@ the returned value meets the target); ppml only supplies the event family and a 
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import dp_accounting
 from dp_accounting import dp_event
@@ -21,22 +22,34 @@ MIN_NOISE_MULTIPLIER = 0.05
 
 def calibrate_noise_multiplier(mechanism: DpSgdMechanism, *, target_epsilon: float, target_delta: float,
                                accountant: AccountantKind | str = AccountantKind.RDP,
-                               tolerance: float = 1e-4) -> float:
+                               tolerance: float = 1e-4, prior_events: Sequence[dp_event.DpEvent] = ()) -> float:
     """Smallest noise multiplier (within ``tolerance``) whose epsilon is <= ``target_epsilon``.
 
-    ``mechanism.noise_multiplier`` is ignored; every other field is kept.
+    ``mechanism.noise_multiplier`` is ignored; every other field is kept. ``prior_events`` (e.g. the
+    releases of private preprocessing) are composed before the run, under the mechanism's relation, so
+    that the returned sigma makes everything together meet the target.
+
+    Raises:
+      ValueError: when the target is out of reach (e.g. the prior events alone exceed it).
     """
     kind = _check(mechanism, target_epsilon, target_delta, accountant)
     _check_pld_target(mechanism, kind, target_epsilon)
+    prior = list(prior_events)
+    if prior and _epsilon(dp_event.ComposedDpEvent(prior), mechanism, kind, target_delta) >= target_epsilon:
+        raise ValueError(f"the {len(prior)} prior events alone spend epsilon >= {target_epsilon} at delta "
+                         f"{target_delta:g}; nothing is left for training")
+
+    def run(sigma: float) -> dp_event.DpEvent:
+        event = mechanism.replace(noise_multiplier=sigma).dp_event()
+        return dp_event.ComposedDpEvent(prior + [event]) if prior else event
 
     def epsilon_gap(sigma: float) -> float:
-        return _epsilon(mechanism.replace(noise_multiplier=sigma).dp_event(), mechanism, kind,
-                        target_delta) - target_epsilon
+        return _epsilon(run(sigma), mechanism, kind, target_delta) - target_epsilon
 
     floor = _lowest_noise_multiplier(mechanism, kind)
     lo = hi = max(floor, _rdp_hint(kind, mechanism, lambda: calibrate_noise_multiplier(
         mechanism, target_epsilon=target_epsilon, target_delta=target_delta, accountant=AccountantKind.RDP,
-        tolerance=1e-2)) or 1.0)
+        tolerance=1e-2, prior_events=prior)) or 1.0)
     highest = NOISE_MULTIPLIER_RANGE[1]
     while epsilon_gap(hi) > 0:
         lo, hi = hi, hi * 2
@@ -54,8 +67,7 @@ def calibrate_noise_multiplier(mechanism: DpSgdMechanism, *, target_epsilon: flo
                              f"too loose to calibrate")
     return dp_accounting.calibrate_dp_mechanism(
         lambda: make_accountant(kind, mechanism.neighboring_relation, mechanism.max_examples_per_user or 1),
-        lambda sigma: mechanism.replace(noise_multiplier=sigma).dp_event(),
-        target_epsilon, target_delta,
+        run, target_epsilon, target_delta,
         bracket_interval=dp_accounting.ExplicitBracketInterval(lo, hi), tol=tolerance)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from privacy.accounting import Sampling, delta_warning
-from privacy.keras import callback, compat, optimizers, recording, sampling, validator
+from privacy.keras import callback, compat, monitoring, optimizers, recording, sampling, validator
 from privacy.keras.params import DPConfigurationError, DPParams
 from privacy.keras.private_training import (CALLERS_DATASET, IN_ORDER, PERMUTED, PrivateTraining, attach,
                                             checked_entry, detach, is_private, private_training)
@@ -124,6 +124,10 @@ def private_fit(model, fit, *args, **kwargs):
     shuffled_from = _prepare_data(model, private, kwargs)
     _avoid_xla_for_recurrent_fallbacks(model, private)
     callbacks = list(kwargs.get("callbacks") or [])
+    problems = monitoring.training_metric_problems(callbacks)
+    if problems:
+        raise DPConfigurationError("private training refuses callbacks that act on training metrics:\n  - "
+                                   + "\n  - ".join(problems))
     if private.state_path:
         _check_checkpoint_frequency(callbacks)
     accounting = _check_accounting(private)

@@ -6,6 +6,9 @@ error lists them all. What it looks for:
 * layers that mix the examples of a batch (BatchNormalization: one example's gradient then depends on
   the others, and clipping no longer bounds its influence);
 * losses added during the forward pass (`activity_regularizer`, `add_loss`), which depend on the batch;
+* preprocessing layers adapted on data (`Normalization`, `Discretization`, `StringLookup`,
+  `IntegerLookup`, `TextVectorization`): exact statistics of the training data inside the model
+  (`privacy.preprocessing.adapted_layers`);
 * model classes that override `train_step` or `compute_loss`, which the private step replaces;
 * optimizers that accumulate gradients, and `steps_per_execution > 1` with a target epsilon (Keras
   would run several steps between two budget checks).
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 from privacy.keras import compat, optimizers
 from privacy.keras.params import DPConfigurationError
+from privacy.preprocessing.keras_layers import adapted_layers
 
 _CROSS_EXAMPLE_LAYERS = {
     "BatchNormalization": "LayerNormalization or GroupNormalization (per-example statistics)",
@@ -28,8 +32,9 @@ _BASE_CLASSES = ("Model", "Sequential", "Functional")
 
 def find_problems(model, *, target_epsilon: float | None = None) -> list[str]:
     """Every reason ``model`` (compiled or not) cannot be trained privately as it stands."""
-    problems = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):  # pylint: disable=protected-access
+    layers = list(model._flatten_layers(include_self=False, recursive=True))  # pylint: disable=protected-access
+    problems = adapted_layers(layers)
+    for layer in layers:
         names = [cls.__name__ for cls in type(layer).__mro__]
         for name, instead in _CROSS_EXAMPLE_LAYERS.items():
             if name in names:

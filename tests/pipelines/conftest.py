@@ -11,7 +11,10 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+
+from ..conftest import run_python
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PIPELINE_OPTIONS = ("--private", "--target-epsilon", "3", "--epochs", "15", "--batch-size", "32")
@@ -92,7 +95,102 @@ def encrypted_check_run(fixed_batches_run, private_run) -> PipelineRun:
                         "--encrypted-examples", "100", read_text=True)
 
 
+PLAIN_TFT_MODULE = """
+import tensorflow_transform as tft
+from pipelines.trainers.breast_cancer import FEATURE_KEYS, LABEL_KEY, MODEL_INPUT_KEYS, run_fn, transformed_name
+
+
+def preprocessing_fn(inputs):
+    outputs = {transformed_name(key): tft.scale_to_z_score(inputs[key]) for key in FEATURE_KEYS}
+    outputs[LABEL_KEY] = inputs[LABEL_KEY]
+    return outputs
+"""
+"""The bundled pipeline's trainer module with plain tft z-scores: exact statistics in the Transform graph."""
+
+RUN_WITH_MODULE = """
+import json, sys
+from pipelines.keras_env import use_tf_keras
+use_tf_keras()
+from pipelines import pipeline, runners
+from pipelines.report import load_report
+root, module = sys.argv[1:3]
+runners.run(pipeline.bundled_pipeline(root, module=module, trainer_config=dict(pipeline.DEFAULT_TRAINER_CONFIG)))
+print("REPORT " + json.dumps(load_report(root).to_dict()))
+"""
+
+
+@pytest.fixture(scope="session")
+def plain_tft_run(encrypted_check_run, private_run, tmp_path_factory) -> dict:
+    """The first run's settings with a preprocessing_fn that calls tft.scale_to_z_score itself (its
+    statistics exact), on the same root after the other runs: upstream of Transform cached. The report."""
+    folder = tmp_path_factory.mktemp("plain-module")
+    (folder / "ppml_plain_tft_module.py").write_text(PLAIN_TFT_MODULE)
+    code = f"import sys; sys.argv[1:] = [{private_run.root!r}, 'ppml_plain_tft_module']\n" + RUN_WITH_MODULE
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(folder), REPO]), TF_USE_LEGACY_KERAS="1")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=1800)
+    if proc.returncode != 0:
+        pytest.fail(f"the plain-tft pipeline failed:\n{proc.stderr[-8000:]}", pytrace=False)
+    [line] = [line for line in proc.stdout.splitlines() if line.startswith("REPORT ")]
+    return json.loads(line[len("REPORT "):])
+
+
 @pytest.fixture(scope="session")
 def ppml_cli():
     """`ppml(*args, check=True, timeout=...)`: the command line in a fresh interpreter."""
     return ppml
+
+
+CARRIED_STATISTICS = """
+import glob, json, os, sys
+import numpy as np
+import tensorflow as tf
+from pipelines.trainers.breast_cancer import FEATURE_KEYS, LOG10_BOUNDS, LOG10_FLOOR, transformed_name
+from privacy.preprocessing import Bounds, MeanVariance, PreprocessingPart
+model_dir, train_dir = sys.argv[1:3]
+layer = tf.saved_model.load(model_dir).tft_layer
+probe = {k: tf.constant([[1.0], [100.0]]) for k in FEATURE_KEYS}   # log10: 0 and 2 (the schema's shape [1])
+z = {k: v.numpy().ravel() for k, v in layer(probe).items()}
+files = glob.glob(os.path.join(train_dir, "*"))
+records = [tf.train.Example.FromString(r).features.feature
+           for r in tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator()]
+with open(os.path.join(model_dir, "assets.extra", "privacy_ledger.json")) as f:
+    account = PreprocessingPart.from_dict(json.load(f)["preprocessing"]).account
+records_by_name = {m.name: m for m in account.mechanisms}
+out = {}
+for key in FEATURE_KEYS:
+    z0, z2 = z[transformed_name(key)][:2]
+    std = 2.0 / (z2 - z0)
+    x = np.array([r[key].float_list.value[0] for r in records], dtype=np.float32)
+    logs = np.clip(np.log10(np.maximum(x, np.float32(LOG10_FLOOR))).astype(np.float64), *LOG10_BOUNDS)
+    mid = sum(LOG10_BOUNDS) / 2
+    exact = np.array([len(logs), (logs - mid).sum(), np.square(logs - mid).sum()])
+    record = records_by_name[key + "/mean_and_var"]
+    noisy = np.array(account.releases[record.name])
+    mechanism = MeanVariance(Bounds.of(record.parameters["bounds"]), 1.0, record.adjacency,
+                             record.parameters["values_per_record"])
+    released = mechanism.estimates(noisy)
+    out[key] = {"model": [float(-z0 * std), float(std ** 2)], "released": [released["mean"], released["variance"]],
+                "exact": [float(logs.mean()), float(logs.var())],
+                "standardised": ((noisy - exact) / np.array([c.noise_std for c in record.components])).tolist()}
+print(json.dumps(out))
+"""
+"""Reads back, through a saved model's own Transform layer, the mean and variance it z-scores each feature
+with, and sets them beside the statistics released in its ledger and the exact ones of the training split
+(argv: the model's folder, the raw train split's folder); prints JSON by feature."""
+
+
+def carried_statistics(model_dir: str, train_dir: str) -> dict:
+    """`CARRIED_STATISTICS` run on a saved model (tf-keras, as the trainers export)."""
+    code = f"import sys; sys.argv = ['', {model_dir!r}, {train_dir!r}]\n{CARRIED_STATISTICS}"
+    return json.loads(run_python(code, legacy_keras=True).stdout.strip().splitlines()[-1])
+
+
+def assert_carries_only_released_statistics(statistics: dict) -> None:
+    """Each feature's z-score constants are the ledger's noisy release (to float32 precision), and the releases
+    differ from the exact sums of the training split by noise of the recorded size (not by rounding)."""
+    for key, s in statistics.items():
+        np.testing.assert_allclose(s["model"], s["released"], rtol=1e-4, err_msg=key)
+    standardised = np.abs([v for s in statistics.values() for v in s["standardised"]])
+    assert np.median(standardised) > 0.1 and np.max(standardised) < 8, standardised
+    assert max(abs(s["model"][0] - s["exact"][0]) for s in statistics.values()) > 1e-3

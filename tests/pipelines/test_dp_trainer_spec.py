@@ -126,3 +126,44 @@ def test_poisson_microbatches_double_the_sensitivity():
     assert m.sensitivity == 2.0 and m.unit_event() == dp_event.PoissonSampledDpEvent(
         32 / 389, dp_event.GaussianDpEvent(0.6))
     assert plan.ledger().epsilons["rdp"] == pytest.approx(compute_epsilon(m, 1e-3, "rdp"), rel=1e-12)
+
+
+def _preprocessing(epsilon: float, adjacency: str = "add-remove", releases: int = 30):
+    """The account of ``releases`` mean-and-variance releases spending ``epsilon`` (alone, at 1e-3) together."""
+    from privacy.preprocessing import (CoverageRecord, MeanVariance, MechanismRecord, PreprocessingAccount,
+                                       PreprocessingBudget, to_text)
+    budget = PreprocessingBudget(epsilon, 1e-3, adjacency)
+    records = [MechanismRecord(name=f"f{i}/mean_and_var", analyzer="mean_and_var", mechanism="gaussian-sums",
+                               adjacency=adjacency, components=MeanVariance(
+                                   (-6, 6), budget.noise_multiplier_for(1 / releases), adjacency).components,
+                               parameters={}, noise="CSPRNG-keyed Philox (os.urandom)", share=1 / releases)
+               for i in range(releases)]
+    coverage = CoverageRecord(analyzer_outputs=3 * releases, private=tuple(r.name for r in records))
+    return PreprocessingAccount.from_texts([to_text(r) for r in records] + [to_text(coverage)])
+
+
+def test_sigma_is_calibrated_so_that_preprocessing_and_training_together_meet_the_target():
+    config = DpTrainingConfig.from_custom_config(GOOD)
+    alone = config.plan(dataset_size=385)
+    plan = config.plan(dataset_size=385, preprocessing=_preprocessing(1.5))
+    assert plan.noise_multiplier > alone.noise_multiplier  # training gets what preprocessing leaves
+    # Independently: the 30 releases (Gaussians) and T Poisson-sampled Gaussians, composed by dp-accounting.
+    prior = plan.preprocessing.events()
+    assert len(prior) == 30 and all(isinstance(e, dp_event.GaussianDpEvent) for e in prior)
+    training = plan.mechanism.dp_event()
+    epsilon = dp_accounting.rdp.RdpAccountant().compose(dp_event.ComposedDpEvent(prior + [training])).get_epsilon(1e-3)
+    assert 3.0 - 1e-3 <= epsilon <= 3.0
+    assert plan.ledger().epsilons["rdp"] == pytest.approx(epsilon, rel=1e-9)
+
+
+def test_preprocessing_that_spends_the_whole_target_or_another_adjacency_is_refused():
+    config = DpTrainingConfig.from_custom_config(GOOD)
+    with pytest.raises(InvalidPrivacySetting, match="target_epsilon.*prior events alone spend"):
+        config.plan(dataset_size=385, preprocessing=_preprocessing(3.5))
+    with pytest.raises(InvalidPrivacySetting, match="sampling.*cannot be accounted for add-remove"):
+        config.plan(dataset_size=385, preprocessing=_preprocessing(1.0, adjacency="replace-one"))
+    # Shuffled batches are accounted under replace-one: add-remove releases count twice (remove, then add).
+    shuffled = DpTrainingConfig.from_custom_config({**GOOD, "sampling": "shuffle"})
+    plan = shuffled.plan(dataset_size=385, preprocessing=_preprocessing(1.0))
+    record = plan.preprocessing.account.mechanisms[0]
+    assert plan.preprocessing.events()[0] == dp_event.GaussianDpEvent(record.noise_multiplier / 2)

@@ -70,3 +70,16 @@ def test_invalid_setting_is_refused_before_anything_runs(tmp_path, ppml_cli):
 def test_report_without_a_run_says_so(tmp_path, ppml_cli):
     proc = ppml_cli("report", "--pipeline-root", str(tmp_path), check=False)
     assert proc.returncode == 1 and "no ML Metadata at" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_transform_gets_its_share_of_the_target_as_its_private_budget(kubeflow_spec):
+    transform = _custom_config(kubeflow_spec, "Transform")["ppml_preprocessing"]
+    assert transform == {"private": True, "epsilon": pytest.approx(0.75 * 2.5), "delta": 1e-3,
+                         "adjacency": "add-remove"}
+
+
+def test_a_noise_multiplier_without_a_preprocessing_budget_is_refused(tmp_path, ppml_cli):
+    root = tmp_path / "root"
+    proc = ppml_cli("pipeline", "run", "--noise-multiplier", "1.0", "--pipeline-root", str(root), check=False)
+    assert proc.returncode == 2 and "needs preprocessing_epsilon" in proc.stderr and "Traceback" not in proc.stderr
+    assert not root.exists()

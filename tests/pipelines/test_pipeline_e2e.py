@@ -1,10 +1,13 @@
 """The full private pipeline, end to end: stages, epsilon in ML Metadata, ledger, gate, push, report.
 
 The checks read ML Metadata and the files directly (not through `pipelines.report`) and recompute
-epsilon with `privacy.accounting` from first principles: n counted in the TFRecords, sigma calibrated
-for the requested target, T = ceil(epochs * n / B).
+epsilon from first principles: n counted in the TFRecords, the preprocessing releases' Gaussian noise
+multipliers from the sensitivities and noise their records (found in the Transform graph) state, sigma
+calibrated for the requested target after them, T = ceil(epochs * n / B), and the composition by
+dp-accounting's accountants directly.
 """
 
+import glob
 import gzip
 import json
 import math
@@ -16,8 +19,15 @@ from click.testing import CliRunner
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from privacy.accounting import DpSgdMechanism, calibrate_noise_multiplier, compute_epsilon, default_delta
+import dp_accounting
+from dp_accounting import dp_event
+
+from privacy.accounting import DpSgdMechanism, calibrate_noise_multiplier, default_delta
 from pipelines.cli.accounting import epsilon as epsilon_command
+from pipelines.transform.artifact import records_in_saved_model
+from privacy.preprocessing import MechanismRecord, from_text
+
+from .conftest import assert_carries_only_released_statistics, carried_statistics
 
 STAGES = ["CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer", "Evaluator",
           "Pusher"]
@@ -53,6 +63,27 @@ def _artifact(store, artifact_id):
     return artifact
 
 
+def _preprocessing_events(store):
+    """GaussianDpEvents of the private releases recorded in the (first) Transform graph, from each record's
+    blocks: noise multiplier 1 / sqrt(sum (sensitivity / noise std)^2)."""
+    [graph] = sorted(store.get_artifacts_by_type("TransformGraph"), key=lambda a: a.id)[:1]  # the first run's
+    records = [from_text(t) for t in records_in_saved_model(os.path.join(graph.uri, "transform_fn"))]
+    events = []
+    for record in sorted((r for r in records if isinstance(r, MechanismRecord)), key=lambda r: r.name):
+        assert record.mechanism == "gaussian-sums" and record.adjacency == "add-remove"
+        events.append(dp_event.GaussianDpEvent(
+            1 / math.sqrt(sum((c.sensitivity / c.noise_std) ** 2 for c in record.components if c.sensitivity))))
+    return events
+
+
+def _composed_epsilons(events, delta):
+    """(RDP, PLD) epsilon of ``events`` composed, from dp-accounting's accountants directly."""
+    rdp = dp_accounting.rdp.RdpAccountant().compose(dp_event.ComposedDpEvent(events)).get_epsilon(delta)
+    pld = dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4).compose(
+        dp_event.ComposedDpEvent(events)).get_epsilon(delta)
+    return rdp, pld
+
+
 def test_all_eight_stages_and_the_comparison_branch_complete(private_run):
     stages = private_run.report["stages"]
     assert set(stages) == set(STAGES) | {"Trainer_non_private", "Evaluator_non_private"}
@@ -67,30 +98,48 @@ def test_epsilon_in_mlmd_equals_the_accountants_value_for_the_run(private_run):
     model = _artifact(store, private_run.report["model"]["mlmd_id"])
     assert model.type == "Model"
     props = _props(model)
-    # The run, recomputed independently: n from the transformed training records, sigma calibrated
-    # for epsilon 3 at the default delta, T = ceil(15 * n / 32) Poisson steps.
-    [transformed] = [a for a in store.get_artifacts_by_type("Examples") if "/Transform/" in a.uri]
+    # The run, recomputed independently: n from the transformed training records, the 30 preprocessing
+    # releases from their records, sigma calibrated for epsilon 3 at the default delta after them, and
+    # T = ceil(15 * n / 32) Poisson steps; the whole artifact composed by dp-accounting's accountants.
+    [transformed] = sorted((a for a in store.get_artifacts_by_type("Examples") if "/Transform/" in a.uri),
+                           key=lambda a: a.id)[:1]
     n = _count_records(os.path.join(transformed.uri, "Split-train"))
     assert 300 < n < 450  # about 2/3 of 569
     delta = default_delta(n)
     steps = math.ceil(15 * n / 32)
+    prior = _preprocessing_events(store)
+    assert len(prior) == 30
     sigma = calibrate_noise_multiplier(DpSgdMechanism(dataset_size=n, batch_size=32, noise_multiplier=1.0,
-                                                      steps=steps), target_epsilon=3.0, target_delta=delta)
-    mechanism = DpSgdMechanism(dataset_size=n, batch_size=32, noise_multiplier=sigma, steps=steps)
-    rdp, pld = compute_epsilon(mechanism, delta, "rdp"), compute_epsilon(mechanism, delta, "pld")
+                                                      steps=steps), target_epsilon=3.0, target_delta=delta,
+                                       prior_events=prior)
+    training = dp_event.SelfComposedDpEvent(dp_event.PoissonSampledDpEvent(32 / n, dp_event.GaussianDpEvent(sigma)),
+                                            steps)
+    rdp, pld = _composed_epsilons(prior + [training], delta)
+    alone = {"preprocessing": _composed_epsilons(prior, delta), "training": _composed_epsilons([training], delta)}
     assert props["private"] == 1 and props["delta"] == delta and props["dp_steps"] == steps
     assert props["sampling"] == "poisson" and props["l2_norm_clip"] == 1.0
     # MLMD's SQLite store keeps 6 significant digits; epsilons are stored rounded up (still upper bounds).
     assert props["noise_multiplier"] == pytest.approx(sigma, rel=1e-5)
-    for stored, exact in ((props["epsilon_rdp"], rdp), (props["epsilon_pld"], pld), (props["epsilon"], min(rdp, pld))):
+    for stored, exact in ((props["epsilon_rdp"], rdp), (props["epsilon_pld"], pld), (props["epsilon"], min(rdp, pld)),
+                          (props["epsilon_preprocessing"], min(alone["preprocessing"])),
+                          (props["epsilon_training"], min(alone["training"]))):
         assert exact <= stored <= exact * (1 + 1e-5)
-    assert rdp <= 3.0  # calibrated with RDP to the target
-    # The ledger the properties point to holds the exact values.
+    assert 2.99 <= rdp <= 3.0  # preprocessing and training together calibrated with RDP to the target
+    assert min(alone["training"]) < min(rdp, pld) < sum(min(e) for e in alone.values())
+    # The ledger the properties point to holds the exact values, and lists every release.
     with open(props["privacy_ledger_uri"]) as f:
         ledger = json.load(f)
-    assert ledger["epsilon"]["rdp"] == pytest.approx(rdp, rel=1e-12)
-    assert ledger["epsilon"]["pld"] == pytest.approx(pld, rel=1e-12)
+    assert ledger["epsilon"]["rdp"] == pytest.approx(rdp, rel=1e-9)
+    assert ledger["epsilon"]["pld"] == pytest.approx(pld, rel=1e-6)  # PLD: 30 equal events composed as one run
     assert ledger["parameters"]["noise_multiplier"] == pytest.approx(sigma, rel=1e-12)
+    composition = ledger["composition"]
+    for part, (part_rdp, part_pld) in alone.items():
+        assert composition["parts"][part] == {"rdp": pytest.approx(part_rdp, rel=1e-9),
+                                              "pld": pytest.approx(part_pld, rel=1e-6)}
+    assert composition["delta"] == delta and composition["additive_delta"] == 0
+    mechanisms = ledger["preprocessing"]["account"]["mechanisms"]
+    assert len(mechanisms) == 30 and {m["analyzer"] for m in mechanisms} == {"mean_and_var"}
+    assert ledger["preprocessing"]["account"]["coverage"]["uncovered"] == []
 
 
 def test_ledger_travels_with_the_model_and_matches_mlmd(private_run):
@@ -99,8 +148,15 @@ def test_ledger_travels_with_the_model_and_matches_mlmd(private_run):
     with open(props["privacy_ledger_uri"]) as f:
         ledger = json.load(f)
     assert props["privacy_ledger_uri"].endswith("Format-Serving/assets.extra/privacy_ledger.json")
+    # The pushed model carries the preprocessing records its ledger accounts, and nothing else.
+    carried = [from_text(t) for t in records_in_saved_model(private_run.report["pushed"]["uri"])]
+    assert sorted(r.name for r in carried if isinstance(r, MechanismRecord)) == sorted(
+        m["name"] for m in ledger["preprocessing"]["account"]["mechanisms"])
     assert ledger["epsilon"]["rdp"] <= props["epsilon_rdp"] <= ledger["epsilon"]["rdp"] * (1 + 1e-5)
-    assert ledger["dp_event"]["class_name"] == "SelfComposedDpEvent" and ledger["dp_event"]["count"] == props["dp_steps"]
+    # The preprocessing's 30 releases (equal events, one run), then the training's steps.
+    [releases, steps] = ledger["dp_event"]["events"]
+    assert ledger["dp_event"]["class_name"] == "ComposedDpEvent" and releases["count"] == 30
+    assert releases["event"]["class_name"] == "GaussianDpEvent" and steps["count"] == props["dp_steps"]
     assert ledger["report"]["sampling"] == "poisson" and ledger["report"]["adjacency"] == "add-remove"
     assert ledger["accountant_version"].startswith("dp-accounting")
     pushed = private_run.report["pushed"]
@@ -109,11 +165,23 @@ def test_ledger_travels_with_the_model_and_matches_mlmd(private_run):
         assert json.load(f) == ledger
 
 
+def test_the_pushed_model_carries_its_released_statistics_not_the_exact_ones(private_run):
+    """Read back through the pushed model's own Transform layer, each feature's mean and variance are the
+    ledger's noisy release, which differs from the training split's exact sums by the recorded noise."""
+    [train] = glob.glob(os.path.join(private_run.root, "CsvExampleGen", "examples", "*", "Split-train"))
+    assert_carries_only_released_statistics(carried_statistics(private_run.report["pushed"]["uri"], train))
+
+
 def test_private_model_is_blessed_useful_and_audited(private_run):
     report = private_run.report
     gate = report["gate"]
     assert gate["blessed"] is True and gate["failures"] == []
-    assert [c["passed"] for c in gate["privacy_checks"]] == [True, True]
+    assert [(c["name"], c["passed"]) for c in gate["privacy_checks"]] == [
+        ("epsilon", True), ("coverage", True), ("membership_inference_auc", True)]
+    # n = 385 with the default delta 0.001 = 0.385/n: below 1/(2n), no warning (privacy.accounting.delta_warning).
+    assert gate["warnings"] == []
+    assert any("membership-inference audit" in item and "not covered by epsilon" in item
+               for item in report["outside_the_guarantee"])
     assert report["utility"]["binary_accuracy"] >= 0.85
     assert report["utility"]["example_count"] == report["membership_audit"]["num_nonmembers"]
     audit = report["membership_audit"]
@@ -146,7 +214,7 @@ def test_compare_shows_both_branches_of_the_run_side_by_side(private_run):
     private, non_private = private_run.report, private_run.non_private_report
     lines = {line.split("  ")[1].strip(): line.split() for line in private_run.comparison_text.splitlines()[3:]}
     assert private_run.comparison_text.startswith(f"Side by side: ppml-breast-cancer, run {private['run_id']}")
-    assert lines["epsilon"][1] == f"{min(private['privacy']['epsilon_rdp'], private['privacy']['epsilon_pld']):.4f}"
+    assert lines["epsilon"][1] == f"{min(private['privacy']['artifact']['epsilon'].values()):.4f}"
     assert lines["epsilon"][-3:] == ["none", "(no", "ledger)"]
     assert lines["binary_accuracy"][1:] == [f"{private['utility']['binary_accuracy']:.4f}",
                                             f"{non_private['utility']['binary_accuracy']:.4f}"]
@@ -163,9 +231,16 @@ def test_report_command_prints_the_ppml_epsilon_report_plus_utility_and_audit(pr
     args = ["--n", str(privacy["dataset_size"]), "--batch-size", "32", "--noise-multiplier",
             repr(privacy["noise_multiplier"]), "--steps", str(privacy["steps"])]
     expected = CliRunner().invoke(epsilon_command, args).output.rstrip("\n")
-    assert text.startswith(expected)
+    assert expected in text  # the training part alone, after the whole artifact's epsilon
+    artifact = privacy["artifact"]
+    assert text.startswith("Privacy of the model as a whole: its preprocessing and its training, composed")
+    assert (f"  epsilon            RDP {artifact['epsilon']['rdp']:.4f}, PLD {artifact['epsilon']['pld']:.4f} "
+            f"at delta {artifact['delta']:g}") in text
+    assert "30 private release(s) (mean_and_var x30); calibrated to epsilon 2.25 alone" in text
     for needle in ("clipping norm C", "Utility (TFMA", "binary_accuracy", "Membership-inference audit",
-                   "attack AUC", "Evaluator: BLESSED", "pass  epsilon", "Pusher: pushed to"):
+                   "attack AUC", "Evaluator: BLESSED", "pass  epsilon", "pass  coverage", "Pusher: pushed to",
+                   "Outside the guarantee (published, but not covered by epsilon):",
+                   "n, the number of training privacy units (records, users or clients): treated as public"):
         assert needle in text
 
 
@@ -180,9 +255,8 @@ print(json.dumps({{"values": values, "ok": tfma.load_validation_result({uri!r}).
 """
     result = json.loads(python_subprocess(code, legacy_keras=True).stdout.strip().splitlines()[-1])
     assert result["ok"] is True
-    privacy = private_run.report["privacy"]
-    assert result["values"]["dp_epsilon"] == pytest.approx(min(privacy["epsilon_rdp"], privacy["epsilon_pld"]),
-                                                           rel=1e-12)
+    artifact = private_run.report["privacy"]["artifact"]
+    assert result["values"]["dp_epsilon"] == pytest.approx(min(artifact["epsilon"].values()), rel=1e-12)
     assert result["values"]["membership_inference_auc"] == pytest.approx(private_run.report["membership_audit"]["auc"])
     assert result["values"]["binary_accuracy"] == pytest.approx(private_run.report["utility"]["binary_accuracy"])
 
@@ -240,7 +314,8 @@ def test_library_logs_go_to_a_log_file_under_the_root_not_the_terminal(private_r
         log = f.read()
     # What used to flood the terminal is in the file: absl/TFX warnings, the Trainer's Keras progress, and
     # the INFO records of our own executors.
-    assert "WARNING:absl:" in log and "epsilon: " in log and "DP Trainer plan: DP-SGD" in log
+    assert "WARNING:absl:" in log and "Privacy ledger " in log and "DP Trainer plan: DP-SGD" in log
+    assert "after 30 preprocessing releases" in log
 
 
 def test_fixed_size_batches_end_to_end_and_a_utility_failure_blocks_the_push(private_run, fixed_batches_run):
@@ -248,18 +323,23 @@ def test_fixed_size_batches_end_to_end_and_a_utility_failure_blocks_the_push(pri
     BLESSED and unpushed although epsilon and the audit pass, and `ppml report` says why."""
     report = fixed_batches_run.report
     stages = report["stages"]
-    assert [stages[s] for s in STAGES[:5]] == ["cached"] * 5 and stages["Trainer"] == "complete"
+    # Replace-one adjacency: the Transform runs again, its private analyzers analysed under replace-one.
+    assert [stages[s] for s in STAGES[:4]] == ["cached"] * 4
+    assert stages["Transform"] == "complete" and stages["Trainer"] == "complete"
     assert report["model"]["uri"] != private_run.report["model"]["uri"]
     privacy = report["privacy"]
     assert privacy["sampling"] == "fixed" and privacy["adjacency"] == "replace-one"
     assert privacy["epsilon_pld"] is None and privacy["epsilon_rdp"] <= 3.0
+    artifact = privacy["artifact"]
+    assert artifact["epsilon"]["pld"] is None and 2.99 <= artifact["epsilon"]["rdp"] <= 3.0
     assert report["model"]["properties"]["epsilon_accountant"] == "rdp"
     gate = report["gate"]
     assert gate["blessed"] is False
     checks = {c["name"]: c for c in gate["privacy_checks"]}
     assert checks["epsilon"]["passed"] and checks["membership_inference_auc"]["passed"]
-    assert checks["epsilon"]["value"] == pytest.approx(privacy["epsilon_rdp"], rel=1e-12)
-    assert "(RDP accountant (PLD: no analysis), dp-sgd ledger, delta = " in checks["epsilon"]["reason"]
+    assert checks["epsilon"]["value"] == pytest.approx(artifact["epsilon"]["rdp"], rel=1e-12)
+    assert ("(RDP accountant (PLD: no analysis), dp-sgd ledger, preprocessing and training composed, delta = "
+            in checks["epsilon"]["reason"])
     [failure] = gate["failures"]  # TFMA's validation failed on the utility metric, and only on it
     accuracy = report["utility"]["binary_accuracy"]
     assert failure["metric"] == "binary_accuracy" and accuracy < 0.999
@@ -271,6 +351,7 @@ def test_fixed_size_batches_end_to_end_and_a_utility_failure_blocks_the_push(pri
     assert _props(blessing)["blessed"] == 0 and _props(blessing)["privacy_gate_passed"] == 1
     text = fixed_batches_run.report_text
     for needle in (f"{'sampling':<18} fixed", f"{'PLD':<11} {'n/a':>9}", "Evaluator: NOT BLESSED",
+                   f"  epsilon            RDP {artifact['epsilon']['rdp']:.4f} at delta",
                    f"  FAIL  binary_accuracy {accuracy:.4g} does not meet >= 0.999",
                    "  pass  epsilon", "Pusher: not pushed (only blessed models are pushed)"):
         assert needle in text
@@ -308,3 +389,20 @@ def test_encrypted_check_runs_after_the_evaluator_and_gates_the_push(private_run
                    f"  {'accuracy difference':<19}  {figures['accuracy_difference_points']:.2f} points",
                    "latency per batch", "bytes per batch", "  pass  decision agreement", "Pusher: pushed to"):
         assert needle in text
+
+
+def test_plain_tft_analyzers_leave_the_model_unblessed_and_unpushed(plain_tft_run):
+    """A preprocessing_fn with tft.scale_to_z_score (exact training statistics in the model): the Trainer
+    records the Transform graph's 60 exact constants in the ledger, and the gate refuses the model, naming
+    the analyzer and its private replacement. Nothing is pushed."""
+    report = plain_tft_run
+    assert report["stages"]["Transform"] == "complete" and report["stages"]["Trainer"] == "complete"
+    gate = report["gate"]
+    assert gate["blessed"] is False and report["pushed"] == {"pushed": False, "uri": None}
+    checks = {c["name"]: c for c in gate["privacy_checks"]}
+    assert not checks["coverage"]["passed"] and not checks["epsilon"]["passed"]
+    assert checks["epsilon"]["value"] is None  # infinite: the artifact carries uncovered statistics
+    reason = checks["coverage"]["reason"]
+    assert "60 constant(s) of the transform graph used by scale_to_z_score" in reason
+    assert "use PrivateAnalyzers.scale_to_z_score(x, bounds=..., share=...)" in reason
+    assert report["privacy"]["artifact"]["preprocessing"]["problems"]

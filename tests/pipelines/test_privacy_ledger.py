@@ -3,10 +3,15 @@
 import json
 import math
 
+import dp_accounting
 import pytest
+from dp_accounting import dp_event
 from ml_metadata.proto import metadata_store_pb2
+from scipy import stats
 
 from privacy.accounting import DpSgdMechanism, PrivacyBudget, compute_epsilon, event_from_json
+from privacy.preprocessing import (CoverageRecord, GaussianThresholding, MeanVariance, MechanismRecord,
+                                   PreprocessingAccount, PreprocessingBudget, PreprocessingPart, to_text)
 from pipelines import privacy_ledger as pl
 
 MECHANISM = DpSgdMechanism(dataset_size=389, batch_size=32, noise_multiplier=1.3, steps=122)
@@ -168,3 +173,99 @@ def test_delta_and_sigma_in_mlmd_are_rounded_to_the_conservative_side():
     props = pl.ledger_properties(ledger)
     assert props[pl.DELTA] == 1.23457e-4 >= ledger.delta
     assert props[pl.NOISE_MULTIPLIER] == 1.23456 <= 1.23456789
+
+
+def _account(with_vocabulary: bool = False, adjacency: str = "add-remove") -> PreprocessingAccount:
+    """Three mean-and-variance releases of a preprocessing budget (epsilon 1 at 1e-3), and optionally a vocabulary."""
+    budget = PreprocessingBudget(1.0, 1e-3, adjacency)
+    records = [MechanismRecord(name=f"f{i}/mean_and_var", analyzer="mean_and_var", mechanism="gaussian-sums",
+                               adjacency=adjacency, components=MeanVariance((-6, 6), budget.noise_multiplier_for(
+                                   0.25), adjacency).components, parameters={"bounds": [-6, 6]},
+                               noise="CSPRNG-keyed Philox (os.urandom)", share=0.25) for i in range(3)]
+    if with_vocabulary:
+        vocabulary = GaussianThresholding(budget.noise_multiplier_for(0.25), 1e-5, 2)
+        records.append(MechanismRecord(name="city/vocabulary", analyzer="vocabulary", mechanism="gaussian-thresholding",
+                                       adjacency=adjacency, components=vocabulary.components,
+                                       parameters=vocabulary.parameters(), noise="CSPRNG-keyed Philox (os.urandom)",
+                                       share=0.25))
+    coverage = CoverageRecord(analyzer_outputs=3 * len(records), private=tuple(r.name for r in records))
+    return PreprocessingAccount.from_texts([to_text(r) for r in records] + [to_text(coverage)])
+
+
+def _listed_events(ledger_json: dict) -> list:
+    """The events the ledger lists, rebuilt here from each record's sensitivities and noise, then the training's."""
+    part = ledger_json["preprocessing"]
+    events = []
+    for record in part["account"]["mechanisms"]:
+        multiplier = 1 / math.sqrt(sum((c["sensitivity"] / c["noise_std"]) ** 2 for c in record["components"]
+                                       if c["sensitivity"]))
+        events.append(dp_event.GaussianDpEvent(multiplier / part["group_size"]))
+    return events
+
+
+@pytest.mark.parametrize("accountant", ["rdp", "pld"])
+def test_the_composed_epsilon_is_dp_accountings_over_every_listed_event(accountant):
+    part = PreprocessingPart(_account(with_vocabulary=True), "add-remove")
+    ledger = pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.0, delta=1e-3, preprocessing=part)
+    data = json.loads(json.dumps(ledger.to_dict()))
+    prior = _listed_events(data)
+    assert len(prior) == 4
+    # The vocabulary's thresholding adds its bound on releasing a token one record holds to the delta.
+    vocabulary = next(m for m in data["preprocessing"]["account"]["mechanisms"] if m["analyzer"] == "vocabulary")
+    p = vocabulary["parameters"]
+    additive = 2 * stats.norm.sf((p["threshold"] - 1) / p["noise_std"])
+    assert data["composition"]["additive_delta"] == pytest.approx(additive, rel=1e-9) == pytest.approx(1e-5)
+    assert data["delta"] == pytest.approx(1e-3)
+    assert data["composition"]["accountant_delta"] == pytest.approx(1e-3 - 1e-5)
+    make = {"rdp": dp_accounting.rdp.RdpAccountant,
+            "pld": lambda: dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4)}[accountant]
+    training = dp_event.SelfComposedDpEvent(MECHANISM.unit_event(), MECHANISM.steps)
+    accountant_delta = 1e-3 - additive
+    composed = make().compose(dp_event.ComposedDpEvent(prior + [training])).get_epsilon(accountant_delta)
+    # The ledger composes equal events as one run (count 3); PLD discretises the two orders slightly differently.
+    rel = 1e-9 if accountant == "rdp" else 1e-6
+    assert data["epsilon"][accountant] == pytest.approx(composed, rel=rel)
+    assert pl.PrivacyLedger.from_dict(data).epsilons[accountant] == pytest.approx(composed, rel=rel)
+    parts = data["composition"]["parts"]
+    assert parts["preprocessing"][accountant] == pytest.approx(
+        make().compose(dp_event.ComposedDpEvent(prior)).get_epsilon(accountant_delta), rel=rel)
+    assert parts["training"][accountant] == pytest.approx(make().compose(training).get_epsilon(accountant_delta),
+                                                          rel=rel)
+    assert parts["training"][accountant] < composed < parts["training"][accountant] + parts["preprocessing"][accountant]
+
+
+def test_a_ledger_cannot_hide_or_change_a_preprocessing_release():
+    part = PreprocessingPart(_account(), "add-remove")
+    ledger = pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.0, delta=1e-3, preprocessing=part)
+    dropped = ledger.to_dict()
+    dropped["preprocessing"]["account"]["mechanisms"].pop()  # hide a release whose event is in the budget
+    with pytest.raises(pl.LedgerError, match="does not account the run"):
+        pl.PrivacyLedger.from_dict(dropped)
+    noisier = ledger.to_dict()
+    noisier["preprocessing"]["account"]["mechanisms"][0]["components"][1]["noise_std"] *= 10  # claim more noise
+    with pytest.raises(pl.LedgerError, match="does not account the run"):
+        pl.PrivacyLedger.from_dict(noisier)
+    mismatched = PreprocessingPart(_account(adjacency="replace-one"), "replace-one")
+    with pytest.raises(pl.LedgerError, match="one guarantee needs one relation"):
+        pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.0, delta=1e-3, preprocessing=mismatched)
+
+
+def test_mlmd_holds_the_whole_artifacts_epsilon_and_each_part_alone():
+    part = PreprocessingPart(_account(), "add-remove")
+    ledger = pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.0, delta=1e-3, preprocessing=part)
+    props = pl.ledger_properties(ledger)
+    assert props[pl.EPSILON] == pl.mlmd_upper_bound(ledger.epsilon)
+    assert props[pl.EPSILON_PREPROCESSING] == pl.mlmd_upper_bound(min(ledger.parts["preprocessing"].values()))
+    assert props[pl.EPSILON_TRAINING] == pl.mlmd_upper_bound(min(ledger.parts["training"].values()))
+    assert props[pl.EPSILON_TRAINING] < props[pl.EPSILON]
+    assert "preprocessing and training composed" in ledger.describe_epsilon()
+
+
+def test_exact_preprocessing_makes_the_artifacts_epsilon_infinite():
+    exact = MechanismRecord(name="x/mean_and_var", analyzer="mean_and_var", mechanism="exact", adjacency="add-remove",
+                            components=(), parameters={}, noise="none (exact statistics)")
+    part = PreprocessingPart(PreprocessingAccount(mechanisms=(exact,)), "add-remove")
+    ledger = pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.0, delta=1e-3, preprocessing=part)
+    assert ledger.epsilons == {"rdp": math.inf, "pld": math.inf}
+    assert pl.EPSILON not in pl.ledger_properties(ledger)  # MLMD keeps no infinite epsilon
+    assert json.loads(json.dumps(ledger.to_dict(), allow_nan=False))["epsilon"] == {"rdp": None, "pld": None}

@@ -51,11 +51,17 @@ def _check_ledger(plan: DpTrainingPlan, ledger: privacy_ledger.PrivacyLedger | N
     ran = ledger.dp_sgd_mechanism()
     if ran.replace(steps=plan.mechanism.steps) != plan.mechanism or ran.steps > plan.mechanism.steps:
         raise RuntimeError(f"the ledger describes {ran}, not the planned run {plan.mechanism}")
+    if ledger.preprocessing != plan.preprocessing or \
+            ledger.accountant_delta != privacy_ledger.accountant_delta_of(plan.delta, plan.preprocessing):
+        raise RuntimeError("the ledger does not account the preprocessing of the Trainer's Transform graph (write it "
+                           "with fn_args_utils.write_run_ledger and the plan of plan_from_fn_args)")
 
 
 def _describe(plan: DpTrainingPlan) -> str:
     if not plan.private:
         return f"non-private, n={plan.dataset_size}, {plan.steps} steps of batch {plan.config.batch_size}"
     m = plan.mechanism
+    releases = "" if plan.preprocessing is None else (
+        f", after {len(plan.preprocessing.events())} preprocessing releases")
     return (f"DP-SGD, n={m.dataset_size}, B={m.batch_size:g} ({m.sampling.value}), {m.steps} steps, "
-            f"C={plan.config.l2_norm_clip:g}, sigma={m.noise_multiplier:.4g}, delta={plan.delta:g}")
+            f"C={plan.config.l2_norm_clip:g}, sigma={m.noise_multiplier:.4g}, delta={plan.delta:g}{releases}")

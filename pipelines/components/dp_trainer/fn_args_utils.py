@@ -37,21 +37,28 @@ def plan_from_fn_args(fn_args) -> DpTrainingPlan:
     """Reads the settings from ``fn_args.custom_config`` and resolves them on the training files.
 
     n is the number of training records (after Transform); ``train_args.num_steps``, when set,
-    fixes the number of steps instead of ``epochs``.
+    fixes the number of steps instead of ``epochs``. A private run with a Transform graph
+    (``fn_args.transform_output``) accounts the graph's preprocessing releases too.
 
     Raises:
       InvalidPrivacySetting: naming the bad key.
     """
     config = DpTrainingConfig.from_custom_config(fn_args.custom_config)
     return _plan(config, count_examples(list(fn_args.train_files)),
-                 int(fn_args.train_steps) if fn_args.train_steps else None)
+                 int(fn_args.train_steps) if fn_args.train_steps else None,
+                 getattr(fn_args, "transform_output", None) or None)
 
 
 @functools.lru_cache(maxsize=8)
-def _plan(config: DpTrainingConfig, dataset_size: int, steps: int | None) -> DpTrainingPlan:
+def _plan(config: DpTrainingConfig, dataset_size: int, steps: int | None,
+          transform_output: str | None) -> DpTrainingPlan:
     """`DpTrainingConfig.plan`, remembered: the executor and ``run_fn`` resolve the same plan in one
     process, and calibrating sigma takes a second or two."""
-    return config.plan(dataset_size=dataset_size, steps=steps)
+    preprocessing = None
+    if config.private and transform_output:
+        from pipelines.transform.artifact import transform_graph_account  # pylint: disable=import-outside-toplevel
+        preprocessing = transform_graph_account(transform_output)
+    return config.plan(dataset_size=dataset_size, steps=steps, preprocessing=preprocessing)
 
 
 def write_run_ledger(fn_args, plan: DpTrainingPlan, *, steps_taken: int | None = None, budget=None,

@@ -21,6 +21,11 @@ accountant         rdp or pld: the accountant that calibrates target_epsilon (fi
 
 Other keys are left to the trainer module (e.g. ``learning_rate``), except near-misses of these
 names, which are rejected so that a typo cannot silently turn privacy settings off.
+
+When the Trainer has a Transform graph, its private preprocessing releases are part of the model:
+`DpTrainingConfig.plan` composes their events before the training's, calibrates sigma so that both
+together meet ``target_epsilon`` at the accountant's delta (``delta`` minus what private vocabularies
+add), and the ledger lists both parts.
 `DpTrainingConfig.from_custom_config` checks the settings alone; `DpTrainingConfig.plan` checks them
 against the data (n) and resolves sigma and delta. Both raise `InvalidPrivacySetting`, naming the key,
 before any training. This module does not import TensorFlow.
@@ -37,7 +42,8 @@ from privacy.accounting import (AccountantKind, DpSgdMechanism, PrivacyBudget, S
                                 calibrate_noise_multiplier, default_delta, steps_for_epochs)
 
 from pipelines.components import settings
-from pipelines.privacy_ledger import PrivacyLedger
+from pipelines.privacy_ledger import LedgerError, PrivacyLedger, accountant_delta_of
+from privacy.preprocessing import PreprocessingAccount, PreprocessingPart, RecordError
 
 SUPPORTED_SAMPLING = tuple(s.value for s in Sampling)
 
@@ -112,13 +118,16 @@ class DpTrainingConfig:
         """The settings as ``custom_config`` entries (JSON values)."""
         return dataclasses.asdict(self)
 
-    def plan(self, *, dataset_size: int, steps: int | None = None) -> "DpTrainingPlan":
+    def plan(self, *, dataset_size: int, steps: int | None = None,
+             preprocessing: PreprocessingAccount | None = None) -> "DpTrainingPlan":
         """Resolves the run on ``dataset_size`` training examples: steps, delta and sigma.
 
         Args:
           dataset_size: n, the number of training examples.
           steps: the number of steps, when the Trainer's ``train_args.num_steps`` sets it; else
             ``ceil(epochs * n / B)``.
+          preprocessing: what the Transform graph the model embeds released; its events are composed
+            before the training's (sigma is calibrated for both together).
 
         Raises:
           InvalidPrivacySetting: when a setting does not fit the data or the target epsilon cannot
@@ -152,14 +161,34 @@ class DpTrainingConfig:
         except ValueError as err:
             setting = "num_microbatches" if "microbatches" in str(err) else "batch_size"
             raise InvalidPrivacySetting(setting, str(err)) from None
+        part, accountant_delta = self._preprocessing(preprocessing, mechanism, delta)
         if self.target_epsilon is not None:
             try:
                 sigma = calibrate_noise_multiplier(mechanism, target_epsilon=self.target_epsilon,
-                                                   target_delta=delta, accountant=self.accountant)
+                                                   target_delta=accountant_delta, accountant=self.accountant,
+                                                   prior_events=[] if part is None else part.private_events())
             except (ValueError, UnsupportedAccounting) as err:
                 raise InvalidPrivacySetting("target_epsilon", f"cannot calibrate: {err}") from None
             mechanism = mechanism.replace(noise_multiplier=sigma)
-        return DpTrainingPlan(config=self, dataset_size=n, steps=steps, mechanism=mechanism, delta=delta)
+        return DpTrainingPlan(config=self, dataset_size=n, steps=steps, mechanism=mechanism, delta=delta,
+                              preprocessing=part)
+
+    @staticmethod
+    def _preprocessing(account: PreprocessingAccount | None, mechanism: DpSgdMechanism,
+                       delta: float) -> tuple[PreprocessingPart | None, float]:
+        """The preprocessing part under the training's adjacency, and the accountant's delta it leaves."""
+        if account is None or not (account.mechanisms or account.unaccounted or account.coverage):
+            return None, delta  # no Transform graph, or one that computes nothing from the data
+        part = PreprocessingPart(account, mechanism.adjacency)
+        try:
+            part.events()
+            return part, accountant_delta_of(delta, part)
+        except RecordError as err:
+            raise InvalidPrivacySetting("sampling", f"the Transform's private preprocessing does not fit the "
+                                                    f"training's {mechanism.adjacency.value} adjacency: "
+                                                    f"{err}") from None
+        except LedgerError as err:
+            raise InvalidPrivacySetting("delta", str(err)) from None
 
     def _check_last_shuffled_batch(self, n: int) -> None:
         """Every shuffled batch, the short last one included, must split into equal microbatches."""
@@ -192,7 +221,8 @@ class DpTrainingPlan:
       dataset_size: n.
       steps: T, the number of (noisy, when private) optimizer steps.
       mechanism: the DP-SGD mechanism (sigma resolved), or None for non-private training.
-      delta: delta of the guarantee, or None for non-private training.
+      delta: delta of the guarantee (the artifact's), or None for non-private training.
+      preprocessing: the Transform graph's releases, accounted before the training, or None.
     """
 
     config: DpTrainingConfig
@@ -200,6 +230,7 @@ class DpTrainingPlan:
     steps: int
     mechanism: DpSgdMechanism | None = None
     delta: float | None = None
+    preprocessing: PreprocessingPart | None = None
 
     @property
     def private(self) -> bool:
@@ -221,5 +252,5 @@ class DpTrainingPlan:
         steps = self.steps if steps_taken is None else steps_taken
         return PrivacyLedger.for_dp_sgd(self.mechanism.replace(steps=steps), l2_norm_clip=self.config.l2_norm_clip,
                                         delta=self.delta, delta_is_default=self.config.delta is None,
-                                        budget=budget, trainer=trainer)
+                                        budget=budget, trainer=trainer, preprocessing=self.preprocessing)
 

@@ -64,6 +64,12 @@ secagg_bits                   16                                     b bits per 
 secagg_modulus_bits           40                                     sums mod 2^40
 secagg_range                  C (4 C adaptive); else 8 x largest     coordinate clipping range r
                               client (8 unweighted)
+max_examples_per_client       none                                   K, a public bound on any client's training
+                                                                     records; needed when a private run's
+                                                                     Transform graph has private preprocessing
+                                                                     releases, which are per record: a client
+                                                                     moves them as K records do (a client with
+                                                                     more is refused before training)
 ============================  =====================================  ===========================================
 
 Clients and the unit of privacy. With ``client_key`` each value is a client and the privacy unit is a
@@ -80,6 +86,10 @@ reported beside the client-level epsilon in the ledger and by ``ppml federated r
 With ``client_key``, N is the number of users in the data, which a private run releases (sample
 sizes, delta, the update's scale): private runs sample users uniformly (replace-one user adjacency,
 which holds N fixed), and Poisson sampling is refused.
+
+A Transform graph's private preprocessing releases are part of the exported model: a private plan composes
+their events before the rounds, as seen by neighbouring data sets that differ in one client (K records
+added or removed, or replaced), and calibrates z so that both together meet the target epsilon.
 
 The privacy settings (`PRIVACY_SETTINGS`) are refused when ``private`` is false, and the dealing settings
 (`DEALING_SETTINGS`) with a ``client_key``, rather than ignored.
@@ -107,6 +117,7 @@ from pipelines.components import settings
 from privacy.accounting import (NOISE_MULTIPLIER_RANGE, AccountantKind, Adjacency, DpSgdMechanism,
                                 UnsupportedAccounting, calibrate_noise_multiplier, compute_epsilon, default_delta,
                                 delta_warning, event_to_json)
+from privacy.preprocessing import PreprocessingAccount, PreprocessingPart, RecordError
 
 PARTITIONS = KEYED_RULES + ("shards",)
 """Keyed rules (one record changes one client), and McMahan's label-sorted shards (non-private runs only)."""
@@ -169,6 +180,7 @@ class FederatedTrainingConfig:
     secagg_bits: int = 16
     secagg_modulus_bits: int = 40
     secagg_range: float | None = None
+    max_examples_per_client: int | None = None
 
     @classmethod
     def from_custom_config(cls, custom_config: Mapping[str, Any] | None) -> "FederatedTrainingConfig":
@@ -194,8 +206,8 @@ class FederatedTrainingConfig:
         for key in ("private", "secure_aggregation", "seeded_noise", "weighted"):
             if key in values and not isinstance(values[key], bool):
                 raise InvalidFederatedSetting(key, f"must be true or false, got {values[key]!r}")
-        for key in ("num_clients", "shards_per_client", "rounds", "local_epochs"):
-            if key in values:
+        for key in ("num_clients", "shards_per_client", "rounds", "local_epochs", "max_examples_per_client"):
+            if values.get(key) is not None:
                 values[key] = settings.integer(InvalidFederatedSetting, key, values[key])
         if values.get("num_classes") is not None:
             values["num_classes"] = settings.integer(InvalidFederatedSetting, "num_classes", values["num_classes"],
@@ -328,9 +340,16 @@ class FederatedTrainingConfig:
         return partitioners.KeyedPartitioner(num_clients=self.num_clients, rule=self.partition, alpha=self.alpha,
                                              seed=self.seed)
 
-    def plan(self, num_clients: int) -> "FederatedTrainingPlan":
+    def plan(self, num_clients: int, *, preprocessing: PreprocessingAccount | None = None,
+             largest_client: int | None = None) -> "FederatedTrainingPlan":
         """Resolves delta and the noise multiplier for a population of ``num_clients`` clients: z as given,
-        else calibrated for ``target_epsilon`` (default `DEFAULT_TARGET_EPSILON`) over the planned rounds.
+        else calibrated for ``target_epsilon`` (default `DEFAULT_TARGET_EPSILON`) over the planned rounds,
+        composed after the preprocessing releases.
+
+        Args:
+          preprocessing: what the Transform graph the model embeds released (private runs compose it first).
+          largest_client: the most training records any client holds (checked against
+            ``max_examples_per_client`` when there is preprocessing to account).
 
         Raises:
           InvalidFederatedSetting: when a setting does not fit the population (secure aggregation's
@@ -365,10 +384,16 @@ class FederatedTrainingConfig:
                                    steps=self.rounds, sampling=sampling, adjacency=adjacency)
         if mechanism.unsupported_reason(self.accountant):  # it reports epsilon every round
             raise InvalidFederatedSetting("accountant", mechanism.unsupported_reason(self.accountant))
+        part = self._preprocessing(preprocessing, mechanism, largest_client)
+        try:
+            accountant_delta = privacy_ledger.accountant_delta_of(delta, part)
+        except privacy_ledger.LedgerError as err:
+            raise InvalidFederatedSetting("delta", str(err)) from None
         if target is not None:
             try:
-                sigma = calibrate_noise_multiplier(mechanism, target_epsilon=target, target_delta=delta,
-                                                   accountant=self.accountant)
+                sigma = calibrate_noise_multiplier(mechanism, target_epsilon=target, target_delta=accountant_delta,
+                                                   accountant=self.accountant,
+                                                   prior_events=[] if part is None else part.private_events())
             except (ValueError, UnsupportedAccounting) as err:
                 which = "" if self.target_epsilon is not None else \
                     f" the default target epsilon {DEFAULT_TARGET_EPSILON:g} (or give the noise multiplier)"
@@ -393,13 +418,38 @@ class FederatedTrainingConfig:
                                                                f"clients per round)"
                 raise InvalidFederatedSetting("clipped_count_stddev", f"{err}{default}") from None
         return FederatedTrainingPlan(config=self, num_clients=num_clients, mechanism=mechanism, delta=delta,
-                                     target_epsilon=target)
+                                     target_epsilon=target, preprocessing=part)
+
+    def _preprocessing(self, account: PreprocessingAccount | None, mechanism: DpSgdMechanism,
+                       largest_client: int | None) -> PreprocessingPart | None:
+        """The preprocessing releases as a client moves them: a group of ``max_examples_per_client`` records."""
+        if account is None or not (account.mechanisms or account.unaccounted or account.coverage):
+            return None
+        if self.max_examples_per_client is None:
+            raise InvalidFederatedSetting("max_examples_per_client", "the Transform graph's private preprocessing "
+                                                                     "is accounted per record; set a public bound K "
+                                                                     "on each client's records so that its events "
+                                                                     "can be accounted per client")
+        if largest_client is not None and largest_client > self.max_examples_per_client:
+            raise InvalidFederatedSetting("max_examples_per_client", f"a client holds {largest_client} training "
+                                                                     f"records, more than the bound "
+                                                                     f"{self.max_examples_per_client}")
+        if self.max_epsilon is not None:
+            raise InvalidFederatedSetting("max_epsilon", "the round-by-round stop sees only the rounds' events, not "
+                                                         "the preprocessing's; use target_epsilon")
+        part = PreprocessingPart(account, mechanism.adjacency, self.max_examples_per_client)
+        try:
+            part.events()
+        except RecordError as err:
+            raise InvalidFederatedSetting("max_examples_per_client", str(err)) from None
+        return part
 
 
 @dataclasses.dataclass(frozen=True)
 class FederatedTrainingPlan:
     """A resolved run: N clients and, for private runs, the client-level mechanism (clients as
-    examples, rounds as steps) and delta; it builds the run's federated objects."""
+    examples, rounds as steps), delta (the artifact's) and the preprocessing releases composed before the
+    rounds; it builds the run's federated objects."""
 
     config: FederatedTrainingConfig
     num_clients: int
@@ -407,6 +457,8 @@ class FederatedTrainingPlan:
     delta: float | None = None
     target_epsilon: float | None = None
     """The epsilon z was calibrated for (the setting or `DEFAULT_TARGET_EPSILON`), None when z was given."""
+    preprocessing: PreprocessingPart | None = None
+    """The Transform graph's private releases as one client moves them, or None without any."""
 
     @property
     def private(self) -> bool:
@@ -467,20 +519,27 @@ class FederatedTrainingPlan:
             epsilon, how = compute_epsilon(replaced, self.delta, AccountantKind.RDP), "rdp, group privacy of 2"
             if not math.isfinite(epsilon):
                 epsilon, how = None, f"none: {declined}; RDP group privacy of 2 diverges"
-        return {"adjacency": Adjacency.REPLACE_ONE.value, "accountant": how,
-                "epsilon": None if epsilon is None else float(epsilon), "delta": self.delta,
-                "neighboring_relation": replaced.neighboring_relation.name, "event": event_to_json(replaced.dp_event())}
+        out = {"adjacency": Adjacency.REPLACE_ONE.value, "accountant": how,
+               "epsilon": None if epsilon is None else float(epsilon), "delta": self.delta,
+               "neighboring_relation": replaced.neighboring_relation.name, "event": event_to_json(replaced.dp_event())}
+        if self.preprocessing is not None:
+            out["covers"] = ("the rounds only: the preprocessing releases are in the client-level epsilon (as a "
+                             "client's K records), not in this record-level one")
+        return out
 
     def ledger(self, budget, *, rounds: int, trainer: Mapping[str, Any],
                outside_guarantee: Mapping[str, str] | None = None) -> privacy_ledger.PrivacyLedger:
         """The ``dp-fedavg`` ledger of ``rounds`` rounds of this plan (the budget the simulation composed), with
-        what the run released outside its guarantee (the history's ``outside_guarantee``).
+        the plan's preprocessing releases composed before the rounds and what the run released outside its
+        guarantee (the history's ``outside_guarantee``).
 
         Raises:
           privacy_ledger.LedgerError: if ``budget`` does not account exactly those rounds of the plan.
         """
         mechanism = self.mechanism.replace(steps=rounds)
-        privacy_ledger.check_budget(budget, mechanism, self.delta)
+        privacy_ledger.check_budget(budget, mechanism, self.delta)   # the rounds, at the delta they were run at
+        budget = privacy_ledger.with_preprocessing(
+            budget, mechanism, privacy_ledger.accountant_delta_of(self.delta, self.preprocessing), self.preprocessing)
         c = self.config
         parameters: dict[str, Any] = {
             "privacy_unit": c.privacy_unit, "dataset_size": self.num_clients, "batch_size": mechanism.batch_size,
@@ -491,7 +550,8 @@ class FederatedTrainingPlan:
             "noise": "seeded" if c.seeded_noise else "csprng",
             "record_level": self.record_level(rounds), "outside_guarantee": dict(outside_guarantee or {})}
         return privacy_ledger.PrivacyLedger(budget=budget, mechanism=privacy_ledger.DP_FEDAVG, parameters=parameters,
-                                            trainer={**trainer, "settings": c.to_custom_config()})
+                                            trainer={**trainer, "settings": c.to_custom_config()},
+                                            preprocessing=self.preprocessing)
 
 
 def _interval(key: str, value: Any, low: float, high: float, closed: str) -> float:

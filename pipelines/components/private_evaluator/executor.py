@@ -15,21 +15,32 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, json_utils, path_utils, proto_utils
 
 from pipelines import privacy_ledger
-from pipelines.components.private_evaluator import audit, spec
+from pipelines.components.private_evaluator import audit, coverage, spec
 
 SUMMARY_FORMAT = "ppml.evaluation_summary/1"
 # Custom properties of the ModelBlessing artifact.
 GATE_PASSED = "privacy_gate_passed"   # int 1/0: epsilon and audit within their bounds
 GATE_REASON = "privacy_gate_reason"   # string: why the privacy checks passed or failed
+OUTSIDE_THE_GUARANTEE = (
+    "membership-inference audit (AUC, mean member loss): an internal diagnostic computed from the training "
+    "records themselves, not covered by epsilon",
+    "utility metrics: computed on the held-out evaluation split, whose records epsilon does not cover",
+    "n, the number of training privacy units (records, users or clients): treated as public; it is in the "
+    "ledger and sets the sampling rate q = B / n",
+)
+"""What the evaluation publishes outside the model's guarantee, labelled in its summary and in the report."""
 
 
 class Executor(evaluator_executor.Executor):
     """Computes epsilon (from the ledger) and the membership audit, then runs TFX's Evaluator.
 
-    The two values are written into the EvalConfig's ``DpEpsilon`` and ``MembershipInferenceAuc``
+    The values are written into the EvalConfig's ``DpEpsilon``, ``MembershipInferenceAuc`` (and ``DpDelta``)
     metric configs, so TFMA reports them and checks their thresholds together with the utility
     metrics: the model is blessed only if every threshold passes. A model without a ledger gets
-    epsilon = inf, which no budget admits.
+    epsilon = inf, which no budget admits; so does a model that carries statistics its ledger does not
+    cover (`coverage.artifact_problems`: analyzer outputs neither private nor declared public, exact or
+    seeded preprocessing, records that differ from the ledger's, adapted Keras preprocessing layers) or a
+    delta >= 1/n. A delta close to 1/n is a warning in the summary.
     """
 
     def Do(self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]],
@@ -42,6 +53,11 @@ class Executor(evaluator_executor.Executor):
         serving_dir = path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
 
         epsilon, ledger, ledger_note = _epsilon(serving_dir, settings.privacy_unit)
+        problems, warnings = _coverage(serving_dir, ledger)
+        if problems:
+            epsilon = math.inf
+            ledger_note = "the model carries statistics of its training data that no epsilon covers"
+        delta = 1.0 if ledger is None else ledger.delta
         nonmember_splits = json_utils.loads(exec_properties.get(standard_component_specs.EXAMPLE_SPLITS_KEY)
                                             or "null") or ["eval"]
         examples = input_dict[standard_component_specs.EXAMPLES_KEY]
@@ -51,8 +67,11 @@ class Executor(evaluator_executor.Executor):
             prediction_key=model_spec.prediction_key or None, signature=model_spec.signature_name or "serving_default",
             max_examples=settings.max_audit_examples)
         logging.info("Privacy gate: epsilon %s (%s); %s", epsilon, ledger_note, membership.format_text())
+        for warning in warnings:
+            logging.warning("Privacy gate: %s", warning)
 
-        _set_values(eval_config, {spec.DP_EPSILON: epsilon, spec.MEMBERSHIP_AUC: membership.auc}, model_spec.name)
+        _set_values(eval_config, {spec.DP_EPSILON: epsilon, spec.MEMBERSHIP_AUC: membership.auc, spec.DP_DELTA: delta},
+                    model_spec.name)
         exec_properties = dict(exec_properties)
         exec_properties[standard_component_specs.EVAL_CONFIG_KEY] = proto_utils.proto_to_json(eval_config)
         super().Do(input_dict, output_dict, exec_properties)
@@ -60,10 +79,15 @@ class Executor(evaluator_executor.Executor):
         evaluation_uri = artifact_utils.get_single_uri(output_dict[standard_component_specs.EVALUATION_KEY])
         checks = [
             _check("epsilon", epsilon, settings.epsilon_budget, ledger_note),
+            _coverage_check(problems),
+            *([_check("delta", delta, settings.delta_budget, "the ledger's delta, accountant's and additive")]
+              if settings.delta_budget is not None else []),
             _check("membership_inference_auc", membership.auc, settings.max_membership_auc,
-                   f"loss-threshold attack, {settings.member_split} vs {', '.join(nonmember_splits)}"),
+                   f"loss-threshold attack, {settings.member_split} vs {', '.join(nonmember_splits)}; an internal "
+                   f"diagnostic, not covered by epsilon"),
         ]
         summary = _summary(evaluation_uri, model, ledger, membership, checks, settings)
+        summary.update(warnings=warnings, outside_the_guarantee=outside_the_guarantee(ledger))
         io_utils.write_string_file(os.path.join(evaluation_uri, spec.SUMMARY_FILE),
                                    json.dumps(summary, indent=2, allow_nan=False))
         if output_dict.get(standard_component_specs.BLESSING_KEY):
@@ -73,6 +97,7 @@ class Executor(evaluator_executor.Executor):
             blessing.set_string_custom_property(GATE_REASON, "; ".join(c["reason"] for c in checks))
             if math.isfinite(epsilon):
                 blessing.set_float_custom_property(privacy_ledger.EPSILON, privacy_ledger.mlmd_upper_bound(epsilon))
+                blessing.set_float_custom_property(privacy_ledger.DELTA, privacy_ledger.mlmd_upper_bound(delta))
             blessing.set_float_custom_property(spec.MEMBERSHIP_AUC, membership.auc)
         logging.info("Privacy gate: %s", "; ".join(c["reason"] for c in checks))
 
@@ -86,6 +111,27 @@ def _epsilon(serving_dir: str, privacy_unit: str) -> tuple[float, privacy_ledger
         return math.inf, None, f"the privacy ledger is invalid: {err}"
     epsilon, note = spec.budget_epsilon(ledger, privacy_unit)
     return epsilon, ledger, note
+
+
+def outside_the_guarantee(ledger: privacy_ledger.PrivacyLedger | None) -> list[str]:
+    """`OUTSIDE_THE_GUARANTEE`, then what the trainer listed in its ledger (``parameters['outside_guarantee']``:
+    e.g. the Federated Trainer's evaluation split and the classes read from the labels)."""
+    listed = {} if ledger is None else ledger.parameters.get("outside_guarantee") or {}
+    return list(OUTSIDE_THE_GUARANTEE) + [f"{name} (listed by the trainer): {why}" for name, why in listed.items()]
+
+
+def _coverage(serving_dir: str, ledger) -> tuple[list[str], list[str]]:
+    """(problems, warnings) of the model as an artifact (none without a ledger: its epsilon is inf anyway)."""
+    if ledger is None:
+        return [], []
+    problems, warnings = coverage.delta_findings(ledger)
+    return coverage.artifact_problems(serving_dir, ledger) + problems, warnings
+
+
+def _coverage_check(problems: list[str]) -> dict[str, Any]:
+    reason = ("coverage: every statistic the model carries is covered by its ledger" if not problems
+              else "coverage: " + "; ".join(problems))
+    return {"name": "coverage", "value": len(problems), "bound": 0, "passed": not problems, "reason": reason}
 
 
 def _set_values(eval_config, values: dict[str, float], model_name: str) -> None:
@@ -136,11 +182,17 @@ def _summary(evaluation_uri: str, model, ledger, membership, checks, settings) -
         "epsilon_budget": settings.epsilon_budget,
         "privacy_unit": settings.privacy_unit,
         "max_membership_auc": settings.max_membership_auc,
-        "ledger": None if ledger is None else {"epsilon": ledger.epsilons, "delta": ledger.delta,
-                                               "accountant": ledger.epsilon_accountant, "mechanism": ledger.mechanism,
-                                               "privacy_unit": ledger.privacy_unit},
+        "delta_budget": settings.delta_budget,
+        "ledger": None if ledger is None else {
+            "epsilon": _finite(ledger.epsilons), "delta": ledger.delta, "accountant": ledger.epsilon_accountant,
+            "mechanism": ledger.mechanism, "privacy_unit": ledger.privacy_unit,
+            "parts": {k: _finite(v) for k, v in ledger.parts.items()} if ledger.preprocessing is not None else None},
         "membership_audit": membership.to_dict(),
     }
+
+
+def _finite(epsilons: dict[str, float | None]) -> dict[str, float | None]:
+    return {k: v if v is not None and math.isfinite(v) else None for k, v in epsilons.items()}
 
 
 def _failure_message(failure) -> str:

@@ -15,7 +15,7 @@ import apache_beam as beam
 from tensorflow_model_analysis import constants
 from tensorflow_model_analysis.metrics import metric_types
 
-from pipelines.components.private_evaluator.spec import DP_EPSILON, MEMBERSHIP_AUC
+from pipelines.components.private_evaluator.spec import DP_DELTA, DP_EPSILON, MEMBERSHIP_AUC
 
 
 class _ValueFromPrivateEvaluator(metric_types.Metric):
@@ -40,8 +40,16 @@ class DpEpsilon(_ValueFromPrivateEvaluator):
         super().__init__(name, **kwargs)
 
 
+class DpDelta(_ValueFromPrivateEvaluator):
+    """Delta of the model's privacy ledger (the accountant's plus what partition selection adds); 1 without one."""
+
+    def __init__(self, name: str = DP_DELTA, **kwargs: Any):
+        super().__init__(name, **kwargs)
+
+
 class MembershipInferenceAuc(_ValueFromPrivateEvaluator):
-    """ROC AUC of the loss-threshold membership-inference attack, training vs held-out examples."""
+    """ROC AUC of the loss-threshold membership-inference attack, training vs held-out examples: an internal
+    diagnostic, computed from the training records and not covered by epsilon."""
 
     def __init__(self, name: str = MEMBERSHIP_AUC, **kwargs: Any):
         super().__init__(name, **kwargs)

@@ -9,11 +9,15 @@ The gate is expressed in TFMA's own terms, next to the utility metrics of the sa
             *spec.privacy_metrics(epsilon_budget=3.0, max_membership_auc=0.6),
         ])])
 
-``dp_epsilon`` is the epsilon of the model's privacy ledger (infinite when it has none, when its unit of
-privacy is not the budget's, or when its noise was seeded; see `budget_epsilon`) and
-``membership_inference_auc`` the AUC of the loss-threshold attack on training vs held-out examples.
-TFMA checks their thresholds like any other, so the blessing requires the utility thresholds AND
-epsilon <= budget AND AUC <= its bound, and the values appear in the ModelEvaluation artifact.
+``dp_epsilon`` is the epsilon of the model's privacy ledger: the whole artifact's, preprocessing and
+training composed; infinite when it has no ledger, when its unit of privacy is not the budget's, when its
+noise was seeded (see `budget_epsilon`), or when the model carries statistics no epsilon covers (see
+`pipelines.components.private_evaluator.coverage`). ``membership_inference_auc`` is the AUC of the
+loss-threshold attack on training vs held-out examples, an internal diagnostic that epsilon does not
+cover (it is computed from the training records themselves). With a ``delta_budget``, ``dp_delta`` is the
+ledger's delta (1 without a ledger). TFMA checks their thresholds like any other, so the blessing requires
+the utility thresholds AND epsilon <= budget AND AUC <= its bound (AND delta <= its budget), and the
+values appear in the ModelEvaluation artifact.
 This module imports TFMA only inside `privacy_metrics`.
 """
 
@@ -28,8 +32,11 @@ from pipelines import privacy_ledger
 
 DP_EPSILON = "dp_epsilon"
 MEMBERSHIP_AUC = "membership_inference_auc"
+DP_DELTA = "dp_delta"
 METRICS_MODULE = "pipelines.components.private_evaluator.metrics"
-CLASS_NAMES = {DP_EPSILON: "DpEpsilon", MEMBERSHIP_AUC: "MembershipInferenceAuc"}
+CLASS_NAMES = {DP_EPSILON: "DpEpsilon", MEMBERSHIP_AUC: "MembershipInferenceAuc", DP_DELTA: "DpDelta"}
+REQUIRED = (DP_EPSILON, MEMBERSHIP_AUC)
+"""The gate's metrics every EvalConfig must hold (``dp_delta`` is there when a delta budget is set)."""
 DEFAULT_MEMBER_SPLIT = "train"
 DEFAULT_PRIVACY_UNIT = "example"
 SUMMARY_FILE = "ppml_evaluation.json"
@@ -44,16 +51,18 @@ class GateSettings:
     max_membership_auc: float
     member_split: str = DEFAULT_MEMBER_SPLIT
     max_audit_examples: int | None = None
+    delta_budget: float | None = None
     privacy_unit: str = DEFAULT_PRIVACY_UNIT
 
 
 def privacy_metrics(*, epsilon_budget: float, max_membership_auc: float = 0.6,
                     member_split: str = DEFAULT_MEMBER_SPLIT, max_audit_examples: int | None = None,
-                    privacy_unit: str = DEFAULT_PRIVACY_UNIT) -> list:
-    """The two `tfma.MetricConfig`s of the privacy gate.
+                    delta_budget: float | None = None, privacy_unit: str = DEFAULT_PRIVACY_UNIT) -> list:
+    """The `tfma.MetricConfig`s of the privacy gate (two, three with a ``delta_budget``).
 
     Args:
       epsilon_budget: largest epsilon to bless, at the delta of the model's ledger.
+      delta_budget: largest delta to bless; None: any delta below 1/n (which every ledger has).
       privacy_unit: what the budget protects, one of `privacy_ledger.PRIVACY_UNITS` (example, user,
         client); a ledger in another unit does not meet it.
       max_membership_auc: largest loss-threshold attack AUC to bless, in [0.5, 1].
@@ -66,6 +75,8 @@ def privacy_metrics(*, epsilon_budget: float, max_membership_auc: float = 0.6,
         raise ValueError(f"epsilon_budget must be a finite number > 0, got {epsilon_budget!r}")
     if not (isinstance(max_membership_auc, (int, float)) and 0 <= max_membership_auc <= 1):
         raise ValueError(f"max_membership_auc must be in [0, 1], got {max_membership_auc!r}")
+    if delta_budget is not None and not (isinstance(delta_budget, (int, float)) and 0 < delta_budget < 1):
+        raise ValueError(f"delta_budget must be in (0, 1), got {delta_budget!r}")
     if privacy_unit not in privacy_ledger.PRIVACY_UNITS:
         raise ValueError(f"privacy_unit must be one of {', '.join(privacy_ledger.PRIVACY_UNITS)}, got {privacy_unit!r}")
     audit_config = {"member_split": member_split}
@@ -77,8 +88,11 @@ def privacy_metrics(*, epsilon_budget: float, max_membership_auc: float = 0.6,
             class_name=CLASS_NAMES[name], module=METRICS_MODULE, config=json.dumps({"name": name, **extra}),
             threshold=tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(upper_bound={"value": bound})))
 
-    return [config(DP_EPSILON, float(epsilon_budget), {"privacy_unit": privacy_unit}),
-            config(MEMBERSHIP_AUC, float(max_membership_auc), audit_config)]
+    metrics = [config(DP_EPSILON, float(epsilon_budget), {"privacy_unit": privacy_unit}),
+               config(MEMBERSHIP_AUC, float(max_membership_auc), audit_config)]
+    if delta_budget is not None:
+        metrics.append(config(DP_DELTA, float(delta_budget), {}))
+    return metrics
 
 
 def gate_settings(eval_config) -> GateSettings:
@@ -104,14 +118,14 @@ def gate_settings(eval_config) -> GateSettings:
                 audit_config = json.loads(metric.config)
             if name == DP_EPSILON and metric.config:
                 epsilon_config = json.loads(metric.config)
-    for name, class_name in CLASS_NAMES.items():
+    for name in REQUIRED:
         if name not in bounds:
-            raise ValueError(f"the EvalConfig has no {class_name} metric ({name}): the privacy gate needs both "
-                             f"{', '.join(CLASS_NAMES.values())}; add spec.privacy_metrics(epsilon_budget=...) "
-                             f"to a MetricsSpec")
+            raise ValueError(f"the EvalConfig has no {CLASS_NAMES[name]} metric ({name}): the privacy gate needs "
+                             f"{', '.join(CLASS_NAMES[n] for n in REQUIRED)}; add spec.privacy_metrics("
+                             f"epsilon_budget=...) to a MetricsSpec")
     return GateSettings(epsilon_budget=bounds[DP_EPSILON], max_membership_auc=bounds[MEMBERSHIP_AUC],
                         member_split=audit_config.get("member_split", DEFAULT_MEMBER_SPLIT),
-                        max_audit_examples=audit_config.get("max_examples"),
+                        max_audit_examples=audit_config.get("max_examples"), delta_budget=bounds.get(DP_DELTA),
                         privacy_unit=epsilon_config.get("privacy_unit", DEFAULT_PRIVACY_UNIT))
 
 

@@ -1,0 +1,83 @@
+"""The preprocessing records inside a transform graph or a model, and what they account for.
+
+The private analyzers leave their `privacy.preprocessing` records as string constants in the transform
+graph; a model that embeds the graph (through ``TFTransformOutput.transform_features_layer``) carries
+them too. `records_in_saved_model` finds them in any SavedModel; `transform_graph_account` reads a
+Transform output into a `privacy.preprocessing.PreprocessingAccount`, listing, when the graph has no
+coverage record (a preprocessing_fn not built with `private_preprocessing_fn`), the statistics it
+carries anyway: the constants its transform function captures and its asset files.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pipelines.transform.spec import REPLACEMENTS, replacement_for
+from privacy.preprocessing import PreprocessingAccount
+from privacy.preprocessing.records import RECORD_PREFIX
+
+TRANSFORM_FN_DIR = "transform_fn"
+
+
+def records_in_saved_model(saved_model_dir: str) -> list[str]:
+    """The texts of every preprocessing record stored as a string constant in the SavedModel (sorted, once each)."""
+    from tensorflow.core.framework import types_pb2  # pylint: disable=import-outside-toplevel
+    from tensorflow.python.saved_model import loader_impl  # pylint: disable=import-outside-toplevel
+    saved_model = loader_impl.parse_saved_model(saved_model_dir)
+    prefix = RECORD_PREFIX.encode("utf-8")
+    texts = set()
+    for meta_graph in saved_model.meta_graphs:
+        graph = meta_graph.graph_def
+        for node in [*graph.node, *(n for f in graph.library.function for n in f.node_def)]:
+            if node.op == "Const" and node.attr["dtype"].type == types_pb2.DT_STRING:
+                texts.update(v.decode("utf-8") for v in node.attr["value"].tensor.string_val if v.startswith(prefix))
+    return sorted(texts)
+
+
+def released_values(saved_model_dir: str) -> dict[str, list[float]]:
+    """{release name: the noisy values it released} of the private analyzers recorded in a SavedModel, e.g.
+    {'mean_radius/mean_and_var': [noisy count, noisy sum, noisy sum of squares]}."""
+    return {name: list(values) for name, values in
+            PreprocessingAccount.from_texts(records_in_saved_model(saved_model_dir)).releases.items()}
+
+
+def transform_graph_account(transform_output: str) -> PreprocessingAccount:
+    """The account of the Transform output folder ``transform_output`` (with its ``transform_fn``)."""
+    saved_model = os.path.join(transform_output, TRANSFORM_FN_DIR)
+    texts = records_in_saved_model(saved_model)
+    account = PreprocessingAccount.from_texts(texts)
+    if account.coverage is not None:
+        return account
+    return PreprocessingAccount.from_texts(texts, unaccounted=_statistics_without_records(saved_model))
+
+
+def _statistics_without_records(saved_model_dir: str) -> list[str]:
+    """The constants tf.Transform's transform function captures (analyzer outputs become captured constants),
+    grouped by the tft analyzer whose ops use them, and its asset files.
+
+    A captured tensor enters the traced function as an argument named after its first use (e.g.
+    'scale_to_z_score_sub_y'); the traced feature inputs are the arguments named 'inputs...'.
+    """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from tensorflow.core.framework import types_pb2  # pylint: disable=import-outside-toplevel
+    from tensorflow.python.saved_model import loader_impl  # pylint: disable=import-outside-toplevel
+    uses: dict[str, int] = {}
+    for meta_graph in loader_impl.parse_saved_model(saved_model_dir).meta_graphs:
+        for function in meta_graph.graph_def.library.function:
+            if not function.signature.name.startswith("__inference_pruned"):
+                continue
+            for arg in function.signature.input_arg:
+                if arg.name.startswith("inputs") or arg.type == types_pb2.DT_RESOURCE:
+                    continue
+                analyzer = max((a for a in REPLACEMENTS if arg.name.startswith(a)), key=len, default=arg.name)
+                uses[analyzer] = uses.get(analyzer, 0) + 1
+    found = [f"{count} constant(s) of the transform graph used by {analyzer} (tft.{analyzer}? use "
+             f"{replacement_for(analyzer)})" for analyzer, count in sorted(uses.items())]
+    assets = os.path.join(saved_model_dir, "assets")
+    if tf.io.gfile.isdir(assets):
+        found += [f"the asset file {name} of the transform graph (a vocabulary? use {replacement_for('vocabulary')})"
+                  for name in sorted(tf.io.gfile.listdir(assets))]
+    if found:
+        found.append("the transform graph has no ppml coverage record: its preprocessing_fn was not built with "
+                     "pipelines.transform.analyzers.private_preprocessing_fn, so the statistics above are exact")
+    return found

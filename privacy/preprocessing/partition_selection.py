@@ -1,0 +1,111 @@
+"""Private partition selection: which tokens a vocabulary may contain, by Gaussian thresholding.
+
+Each record contributes its distinct tokens, at most ``max_tokens_per_record`` (l0) of them (the first
+l0 in the record's own order: a choice that depends on that record alone). Token counts get Gaussian
+noise of standard deviation s = m sqrt(l0), and a token is kept when its noisy count reaches the
+threshold tau = 1 + s * Phi^-1(1 - delta_t / l0): a token that only one record holds is released with
+probability at most delta_t / l0, and one record holds at most l0 tokens.
+
+Guarantee, under add/remove adjacency (D' = D plus one record r, whose unique tokens U number at most
+l0). Run on a fixed token domain, the mechanism is post-processing of the Gaussian mechanism on a
+count vector that r moves by at most sqrt(l0) in L2 norm: `GaussianDpEvent(m)`, which dp-accounting
+composes exactly with the artifact's other events to some (epsilon, delta_acc). The real mechanism's
+domain is the data's tokens, so two couplings bridge the difference. On the domain of D', the run on D
+differs from the real one only by releasing a token of U from a count of 0 (probability
+p_0 <= l0 Phi(-tau / s)); this bounds P[M(D) in S] - e^epsilon P[M(D') in S] by delta_acc + p_0. On the
+domain of D, the run on D' differs from the real one only in never releasing a token of U, which the
+real one releases from a count of 1 with probability p_1 <= l0 Phi((1 - tau) / s) = delta_t; this bounds
+the other direction by
+delta_acc + p_1. So the release is (epsilon, delta_acc + delta_t)-DP: the additive term is never
+multiplied by e^epsilon, and additive terms of several vocabularies add up. For a group of K records (a
+client holding K of them) the event is `GaussianDpEvent(m / K)` and the additive term
+K l0 Phi((K - tau) / s) (`additive_delta`). Replace-one adjacency is not supported: a replaced record's
+unique tokens and its replacement's both differ, and no domain has neither.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Iterable
+
+import numpy as np
+from scipy import special
+
+from privacy.accounting import Adjacency
+from privacy.preprocessing.gaussian import Component, allocate
+from privacy.preprocessing.noise import NoiseSource
+
+
+@dataclasses.dataclass(frozen=True)
+class GaussianThresholding:
+    """Gaussian thresholding of token counts.
+
+    Attributes:
+      noise_multiplier: m, of the count vector (from the budget share).
+      threshold_delta: delta_t, the bound on releasing any token that only one record holds.
+      max_tokens_per_record: l0.
+      adjacency: must be add-remove.
+    """
+
+    noise_multiplier: float
+    threshold_delta: float
+    max_tokens_per_record: int = 1
+    adjacency: Adjacency = Adjacency.ADD_REMOVE
+
+    def __post_init__(self):
+        object.__setattr__(self, "adjacency", Adjacency(self.adjacency))
+        if self.adjacency is not Adjacency.ADD_REMOVE:
+            raise ValueError("private vocabularies are analysed under add-remove adjacency only (a replaced record's "
+                             "unique tokens can appear on both sides); use Poisson sampling in the Trainer")
+        l0 = self.max_tokens_per_record
+        if isinstance(l0, bool) or not isinstance(l0, int) or l0 < 1:
+            raise ValueError(f"max_tokens_per_record must be an integer >= 1, got {l0!r}")
+        t = self.threshold_delta
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < 1:
+            raise ValueError(f"threshold_delta must be in (0, 1), got {t!r}")
+
+    @property
+    def components(self) -> tuple[Component, ...]:
+        return allocate({"counts": math.sqrt(self.max_tokens_per_record)}, {"counts": 1.0}, self.noise_multiplier)
+
+    @property
+    def noise_std(self) -> float:
+        return self.components[0].noise_std
+
+    @property
+    def threshold(self) -> float:
+        """tau: a token is kept when its noisy count is >= tau."""
+        return 1.0 + self.noise_std * float(-special.ndtri(self.threshold_delta / self.max_tokens_per_record))
+
+    def record_tokens(self, values: Iterable) -> list:
+        """The tokens one record contributes: its distinct values in order, at most l0 of them."""
+        seen = []
+        for token in values:
+            if token not in seen:
+                seen.append(token)
+                if len(seen) == self.max_tokens_per_record:
+                    break
+        return seen
+
+    def release(self, counts: dict, noise: NoiseSource) -> list[tuple]:
+        """(token, noisy count) of the kept tokens, most frequent first (ties by token)."""
+        tokens = sorted(counts)
+        noisy = np.array([counts[t] for t in tokens], dtype=np.float64) + noise.normal(self.noise_std, len(tokens))
+        kept = [(t, float(c)) for t, c in zip(tokens, noisy) if c >= self.threshold]
+        return sorted(kept, key=lambda tc: (-tc[1], tc[0]))
+
+    def parameters(self) -> dict:
+        return {"threshold": self.threshold, "noise_std": self.noise_std, "threshold_delta": self.threshold_delta,
+                "max_tokens_per_record": self.max_tokens_per_record}
+
+
+def additive_delta(*, threshold: float, noise_std: float, max_tokens_per_record: int, group_size: int = 1) -> float:
+    """The probability bound K l0 Phi((K - tau) / s) that a token only a group of K records holds is released.
+
+    Returns 1 when tau <= K (no bound).
+    """
+    k, l0 = group_size, max_tokens_per_record
+    if threshold <= k:
+        return 1.0
+    return min(1.0, k * l0 * float(special.ndtr((k - threshold) / noise_std)))

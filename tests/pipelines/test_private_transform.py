@@ -1,0 +1,256 @@
+"""The private analyzers inside tf.Transform, run on the bundled breast-cancer data with the bundled
+pipeline's preprocessing_fn: neighbouring data sets with the noise fixed, the noise against the recorded
+standard deviations, refusals of non-private analyzers and of bad settings, vocabularies."""
+
+import csv
+import functools
+import math
+import os
+
+import numpy as np
+import pytest
+from scipy import stats
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "0")
+import apache_beam as beam  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tensorflow_transform as tft  # noqa: E402
+import tensorflow_transform.beam as tft_beam  # noqa: E402
+
+from pipelines.datasets import breast_cancer  # noqa: E402
+from pipelines.trainers import breast_cancer as module  # noqa: E402
+from pipelines.transform import artifact  # noqa: E402
+from pipelines.transform.analyzers import private_preprocessing_fn  # noqa: E402
+from pipelines.transform.spec import PreprocessingConfig  # noqa: E402
+from privacy.preprocessing import MeanVariance, PreprocessingAccount, noise_multiplier_of  # noqa: E402
+
+EPSILON = 1.5
+
+
+def _config(seed: int | None = 0, **changes) -> dict:
+    return PreprocessingConfig(epsilon=EPSILON, delta=1e-3, noise_seed=seed, **changes).to_custom_config()
+
+
+def _rows(tmp_path_factory) -> list[dict]:
+    path = breast_cancer.write_csv(tmp_path_factory.mktemp("data"))
+    with open(path) as f:
+        return [{k: (int(v) if k == breast_cancer.LABEL_KEY else float(v)) for k, v in row.items()}
+                for row in csv.DictReader(f)][:385]
+
+
+def _dtype(value):
+    return tf.int64 if isinstance(value, int) else tf.string if isinstance(value, str) else tf.float32
+
+
+def _spec(rows) -> dict:
+    return {k: tf.io.FixedLenFeature([], _dtype(v)) for k, v in rows[0].items()}
+
+
+def _trace(preprocessing_fn, rows, custom_config):
+    """Traces the function as tf.Transform does before any analysis (no Beam), with the rows' types."""
+    specs = {k: tf.TensorSpec([None], _dtype(v)) for k, v in rows[0].items()}
+    return tft.get_analyze_input_columns(functools.partial(preprocessing_fn, custom_config=custom_config), specs)
+
+
+def _analyze(tmp_path_factory, rows, custom_config, preprocessing_fn=module.preprocessing_fn) -> str:
+    """tf.Transform's analysis of ``rows``; returns the transform graph's folder."""
+    out = str(tmp_path_factory.mktemp("transform"))
+    metadata = tft.DatasetMetadata.from_feature_spec(_spec(rows))
+    with tft_beam.Context(temp_dir=str(tmp_path_factory.mktemp("tmp")), force_tf_compat_v1=False):
+        with beam.Pipeline() as pipeline:
+            transform_fn = ((pipeline | beam.Create(rows, reshuffle=False), metadata)
+                            | tft_beam.AnalyzeDataset(functools.partial(preprocessing_fn, custom_config=custom_config)))
+            _ = transform_fn | tft_beam.WriteTransformFn(out)
+    return out
+
+
+def _account(out) -> PreprocessingAccount:
+    return artifact.transform_graph_account(out)
+
+
+def _centred_sums(rows) -> dict[str, np.ndarray]:
+    """[count, sum, sum of squares] of each feature's clipped, centred log10 value, computed here from the rows."""
+    lo, hi = module.LOG10_BOUNDS
+    out = {}
+    for key in module.FEATURE_KEYS:
+        x = np.array([r[key] for r in rows], dtype=np.float64)
+        logs = np.log10(np.maximum(np.nan_to_num(x, nan=np.inf), module.LOG10_FLOOR))
+        logs = np.where(np.isnan(x), (lo + hi) / 2, logs)
+        c = np.clip(logs, lo, hi) - (lo + hi) / 2
+        out[f"{key}/mean_and_var"] = np.array([len(rows), c.sum(), np.square(c).sum()])
+    return out
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return _rows(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory, data):
+    return _analyze(tmp_path_factory, data, _config(seed=0))
+
+
+def test_neighbouring_data_sets_move_the_releases_by_at_most_the_stated_sensitivity(tmp_path_factory, data, base):
+    """D, D minus its first record, D plus an adversarial record: with the noise fixed (same seed, same
+    stream), each feature's noisy sums differ by the record's own clipped contribution, at most the
+    sensitivity its mechanism record states."""
+    adversarial = dict(data[0])
+    adversarial.update({key: value for key, value in zip(module.FEATURE_KEYS[:4], [1e30, float("nan"), 0.0, -7.0])})
+    account = _account(base)
+    released = account.releases
+    assert len(released) == len(module.FEATURE_KEYS) == len(account.mechanisms)
+    for neighbour in (data[1:], data + [adversarial]):
+        other = _account(_analyze(tmp_path_factory, neighbour, _config(seed=0))).releases
+        exact_change = {k: _centred_sums(neighbour)[k] - v for k, v in _centred_sums(data).items()}
+        for record in account.mechanisms:
+            change = np.array(other[record.name]) - np.array(released[record.name])
+            sensitivity = np.array([c.sensitivity for c in record.components])
+            assert np.all(np.abs(change) <= sensitivity + 1e-6), (record.name, change, sensitivity)
+            np.testing.assert_allclose(change, exact_change[record.name], atol=1e-4)  # log10 in float32
+    # The adversarial record reaches the bound on the features it pushes to the clipping range's ends.
+    assert sensitivity[1] == 6.0 and sensitivity[2] == 36.0
+
+
+@private_preprocessing_fn
+def _quantile_analyzers(inputs, analyzers):
+    return {"bucket": analyzers.bucketize(inputs["mean_radius"], 4, bounds=(0.0, 40.0), share=0.5),
+            "scaled": analyzers.scale_by_min_max(inputs["mean_area"], bounds=(0.0, 3000.0), share=0.5, bins=64,
+                                                 tail=0.05)}
+
+
+def test_neighbouring_data_sets_move_the_quantile_trees_by_their_stated_sensitivity(tmp_path_factory, data):
+    """bucketize and scale_by_min_max on D, D minus its first record and D plus an adversarial record (huge,
+    NaN), noise fixed: every tree node's noisy count moves by the record's one count per level, an L2 change
+    of exactly the sensitivity their records state, sqrt(levels)."""
+    adversarial = {**data[0], "mean_radius": 1e30, "mean_area": float("nan")}
+    account = _account(_analyze(tmp_path_factory, data, _config(seed=0), _quantile_analyzers))
+    assert sorted(m.analyzer for m in account.mechanisms) == ["quantiles", "quantiles"]
+    for neighbour in (data[1:], data + [adversarial]):
+        other = _account(_analyze(tmp_path_factory, neighbour, _config(seed=0), _quantile_analyzers)).releases
+        for record in account.mechanisms:
+            change = np.array(other[record.name]) - np.array(account.releases[record.name])
+            [component] = record.components
+            levels = round(math.log(record.parameters["bins"], record.parameters["branching"])) + 1
+            np.testing.assert_allclose(np.abs(change[np.abs(change) > 0.5]), 1.0, atol=1e-6)
+            assert np.linalg.norm(change) == pytest.approx(component.sensitivity) == pytest.approx(math.sqrt(levels))
+
+
+def test_the_noise_matches_the_recorded_mechanisms(tmp_path_factory, data, base):
+    """Across seeds, noisy minus exact sums, standardised by each block's recorded noise, are N(0, 1); the
+    records' noise multipliers are the budget's, split in equal shares."""
+    exact = _centred_sums(data)
+    standardised = []
+    for out in [base] + [_analyze(tmp_path_factory, data, _config(seed=s)) for s in (1, 2)]:
+        account = _account(out)
+        for record in account.mechanisms:
+            stds = np.array([c.noise_std for c in record.components])
+            standardised += list((np.array(account.releases[record.name]) - exact[record.name]) / stds)
+    assert len(standardised) == 3 * 3 * len(module.FEATURE_KEYS)
+    assert stats.kstest(standardised, "norm").pvalue > 1e-6
+    assert np.std(standardised) == pytest.approx(1.0, abs=0.15)
+    account = _account(base)
+    budget = PreprocessingConfig.from_custom_config(_config()).budget()
+    for record in account.mechanisms:
+        assert record.share == pytest.approx(1 / 30) and "seeded" in record.noise
+        assert noise_multiplier_of(record.components) == pytest.approx(
+            budget.noise_multiplier / math.sqrt(1 / 30), rel=1e-9)
+    assert account.coverage.analyzer_outputs == 30 * 3 and not account.coverage.uncovered
+
+
+def test_the_transform_graph_z_scores_with_the_released_statistics(base):
+    """The constants the graph applies are post-processing of the release (mean = c + S1/N, ...)."""
+    account = _account(base)
+    key = module.FEATURE_KEYS[0]
+    [record] = [m for m in account.mechanisms if m.name == f"{key}/mean_and_var"]
+    estimates = MeanVariance(tuple(record.parameters["bounds"]), 1.0).estimates(np.array(account.releases[record.name]))
+    mean, variance = estimates["mean"], estimates["variance"]
+    output = tft.TFTransformOutput(base).transform_raw_features(
+        {k: tf.constant([10.0, 100.0]) for k in module.FEATURE_KEYS} | {breast_cancer.LABEL_KEY: tf.constant([0, 1],
+                                                                                                             tf.int64)})
+    z = output[module.transformed_name(key)].numpy()
+    np.testing.assert_allclose(z, (np.array([1.0, 2.0]) - mean) / math.sqrt(variance), rtol=1e-4)
+
+
+def test_plain_tft_analyzers_are_refused_under_a_private_config(tmp_path_factory, data):
+    @private_preprocessing_fn
+    def plain(inputs, analyzers):
+        return {"x": tft.scale_to_z_score(inputs["mean_radius"]), "y": tft.bucketize(inputs["mean_area"], 3)}
+
+    with pytest.raises(ValueError) as err:
+        _trace(plain, data, _config())
+    message = str(err.value)
+    assert "tft.scale_to_z_score (name scope 'scale_to_z_score'): use PrivateAnalyzers.scale_to_z_score" in message
+    assert "tft.bucketize" in message and "PrivateAnalyzers.bucketize" in message
+    # Declared public (with a reason), the same analyzer passes, and the declaration is recorded.
+    @private_preprocessing_fn
+    def declared(inputs, analyzers):
+        n = analyzers.declare_public(lambda: tft.size(inputs["mean_radius"]), reason="n is public", name="n")
+        return {"x": tf.cast(inputs["mean_radius"], tf.float32) / tf.cast(n, tf.float32)}
+
+    account = _account(_analyze(tmp_path_factory, data[:50], _config(), declared))
+    [declaration] = account.declarations
+    assert (declaration.name, declaration.reason) == ("n", "n is public") and len(declaration.analyzers) == 1
+    assert account.problems() == [] and account.mechanisms == ()
+
+
+def test_an_unwrapped_preprocessing_fn_leaves_unaccounted_statistics(tmp_path_factory, data):
+    def unwrapped(inputs, custom_config=None):
+        return {"x": tft.scale_to_z_score(inputs["mean_radius"])}
+
+    problems = _account(_analyze(tmp_path_factory, data[:50], {}, unwrapped)).problems()
+    assert any("used by scale_to_z_score" in p and "PrivateAnalyzers.scale_to_z_score" in p for p in problems)
+    assert any("no ppml coverage record" in p for p in problems)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda a, x: a.scale_to_z_score(x, bounds=None, share=0.5), "needs public bounds"),
+    (lambda a, x: a.scale_to_z_score(x, bounds=(3, 1), share=0.5), "lower must be below upper"),
+    (lambda a, x: a.scale_to_z_score(x, bounds=(0, 1), share=0), "share must be a number in \\(0, 1\\]"),
+    (lambda a, x: [a.mean_and_var(x, bounds=(0, 1), share=0.6), a.quantiles(x, [0.5], bounds=(0, 1), share=0.6)],
+     "share 0.6 would take the analyzers' shares to 1.2 > 1"),
+    (lambda a, x: a.quantiles(x, [1.5], bounds=(0, 1), share=0.5), "probabilities must be"),
+])
+def test_bad_settings_fail_when_the_function_is_traced_before_any_analysis(data, call, message):
+    @private_preprocessing_fn
+    def bad(inputs, analyzers):
+        call(analyzers, inputs["mean_radius"])
+        return {"x": inputs["mean_radius"]}
+
+    with pytest.raises(ValueError, match=message):
+        _trace(bad, data, _config())
+
+
+def test_a_missing_budget_is_refused_naming_the_setting(data):
+    @private_preprocessing_fn
+    def fn(inputs, analyzers):
+        return {"x": analyzers.scale_to_z_score(inputs["mean_radius"], bounds=(0, 50), share=1.0)}
+
+    with pytest.raises(ValueError, match="ppml_preprocessing.epsilon"):
+        _trace(fn, data, {})
+
+
+def test_a_private_vocabulary_never_holds_a_token_only_one_record_has(tmp_path_factory):
+    rows = [{"city": c} for c in ["paris"] * 300 + ["oslo"] * 200 + [f"unique{i}" for i in range(50)]]
+
+    @private_preprocessing_fn
+    def vocab(inputs, analyzers):
+        return {"id": analyzers.compute_and_apply_vocabulary(inputs["city"], share=1.0)}
+
+    for seed in (0, 1):
+        config = PreprocessingConfig(epsilon=2.0, delta=1e-5, noise_seed=seed).to_custom_config()
+        out = _analyze(tmp_path_factory, rows, config, vocab)
+        files = tf.io.gfile.listdir(os.path.join(out, "transform_fn", "assets"))
+        [name] = [f for f in files if f.startswith("ppml_vocabulary")]
+        with open(os.path.join(out, "transform_fn", "assets", name)) as f:
+            assert f.read().split() == ["paris", "oslo"]
+        [record] = _account(out).mechanisms
+        assert record.mechanism == "gaussian-thresholding" and record.additive_delta("add-remove") <= 1e-6 + 1e-18
+
+
+def test_a_non_private_config_records_exact_statistics_that_no_epsilon_covers(tmp_path_factory, data):
+    out = _analyze(tmp_path_factory, data[:50], PreprocessingConfig(private=False).to_custom_config())
+    account = _account(out)
+    assert {m.mechanism for m in account.mechanisms} == {"exact"}
+    assert all(m.noise == "none (exact statistics)" for m in account.mechanisms)
+    assert len([p for p in account.problems() if "exact statistics" in p]) == 30

@@ -1,0 +1,60 @@
+"""What private training refuses because the released model would carry exact statistics of the training
+data: preprocessing layers adapted on it, and callbacks that decide from training metrics."""
+
+import numpy as np
+
+from privacy.keras import DPConfigurationError, compat, find_problems, make_private
+
+K = compat.default_keras()
+L = K.layers
+
+
+def _data(n=40):
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(n, 4)).astype("float32"), rng.integers(0, 2, size=n)
+
+
+def _model(first):
+    return K.Sequential([K.Input((4,)), first, L.Dense(2)])
+
+
+def case_an_adapted_normalization_is_refused_and_a_given_one_is_not():
+    x, _ = _data()
+    adapted = L.Normalization(name="adapted")
+    adapted.adapt(x)
+    [problem] = find_problems(_model(adapted))
+    assert "layer 'adapted' (Normalization)" in problem and "Normalization(mean=..., variance=...)" in problem
+    given = L.Normalization(mean=np.zeros(4), variance=np.ones(4), name="given")
+    assert find_problems(_model(given)) == []
+    try:
+        make_private(_model(adapted), l2_norm_clip=1.0, noise_multiplier=1.0)
+    except DPConfigurationError as err:
+        assert "adapt()" in str(err)
+    else:
+        raise AssertionError("make_private accepted an adapted Normalization layer")
+
+
+def _fit(callback):
+    x, y = _data()
+    model = make_private(_model(L.Dense(3)), l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=10,
+                         target_delta=1e-3)
+    model.compile(optimizer=K.optimizers.SGD(0.1),
+                  loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model.fit(x, y, epochs=2, verbose=0, callbacks=[callback], validation_data=(x[:10], y[:10]))
+
+
+def case_callbacks_deciding_from_training_metrics_are_refused():
+    for callback, name in ((K.callbacks.EarlyStopping(monitor="loss"), "EarlyStopping(monitor='loss')"),
+                           (K.callbacks.ReduceLROnPlateau(monitor="loss"), "ReduceLROnPlateau(monitor='loss')")):
+        try:
+            _fit(callback)
+        except DPConfigurationError as err:
+            assert name in str(err) and "'val_loss'" in str(err), str(err)
+        else:
+            raise AssertionError(f"{name} was accepted")
+
+
+def case_callbacks_on_validation_metrics_or_epsilon_are_allowed():
+    for callback in (K.callbacks.EarlyStopping(monitor="val_loss", patience=5),
+                     K.callbacks.EarlyStopping(monitor="epsilon", mode="max", patience=5)):
+        assert len(_fit(callback).history["epsilon"]) == 2

@@ -1,0 +1,221 @@
+"""Private preprocessing mechanisms: adversarial neighbours against the stated sensitivity, the noise
+against the recorded standard deviations, the events against dp-accounting, and bad settings."""
+
+import math
+
+import dp_accounting
+import numpy as np
+import pytest
+from dp_accounting import dp_event
+from scipy import special, stats
+
+from privacy.accounting import Adjacency
+from privacy.preprocessing import (Bounds, CoverageRecord, GaussianThresholding, Grid, MeanVariance,
+                                   MechanismRecord, NoiseSource, PreprocessingAccount, PreprocessingBudget,
+                                   PreprocessingPart, PublicDeclaration, RecordError, ReleaseRecord, TreeHistogram,
+                                   additive_delta, check_share, from_text, group_factor, noise_multiplier_of, to_text)
+
+RNG = np.random.default_rng(7)
+DATA = np.concatenate([[[-5.0, -5.0]], RNG.uniform(-3, 9, size=(200, 2))])  # first record at the lower bounds
+ADVERSARIAL = [[1e30, -1e30], [np.nan, np.inf], [-np.inf, np.nan], [10.0, 10.0], [-5.0, 15.0]]
+"""Records that are huge, non-finite, or at and beyond the bounds [-5, 10] (replace-one swaps them in)."""
+
+
+def _neighbours(data, adjacency):
+    """(D, D') pairs: one adversarial record added (add-remove) or swapped for the first record (replace-one)."""
+    for record in ADVERSARIAL:
+        row = np.array([record], dtype=np.float64)
+        if adjacency is Adjacency.ADD_REMOVE:
+            yield data, np.concatenate([data, row])
+        else:
+            yield data, np.concatenate([row, data[1:]])
+
+
+class _NoNoise:
+    @staticmethod
+    def normal(std, size=None):
+        return np.zeros(np.broadcast(np.asarray(std), np.empty(size if size is not None else ())).shape)
+
+
+@pytest.mark.parametrize("adjacency", list(Adjacency))
+def test_mean_variance_moves_each_block_by_at_most_its_sensitivity(adjacency):
+    mechanism = MeanVariance((-5, 10), noise_multiplier=2.0, adjacency=adjacency, values_per_record=2)
+    sensitivity = np.array([c.sensitivity for c in mechanism.components])
+    assert list(sensitivity) == ([1, 15, 7.5 ** 2 * 2] if adjacency is Adjacency.ADD_REMOVE else [0, 30, 7.5 ** 2 * 2])
+    moved = []
+    for d, d_prime in _neighbours(DATA, adjacency):
+        change = np.abs(mechanism.accumulate(d_prime) - mechanism.accumulate(d))
+        assert np.all(change <= sensitivity * (1 + 1e-12)), (change, sensitivity)
+        moved.append(change)
+    # The bound is reached: a record at the upper bounds added, or swapped for one at the lower bounds.
+    assert np.max(np.array(moved)[:, 1]) == pytest.approx(sensitivity[1], rel=0.05)
+
+
+@pytest.mark.parametrize("adjacency", list(Adjacency))
+@pytest.mark.parametrize("branching, bins", [(2, 16), (4, 64), (64, 64)])
+def test_tree_histogram_moves_all_levels_by_at_most_its_sensitivity(adjacency, branching, bins):
+    mechanism = TreeHistogram(Grid(Bounds(-5, 10), bins), 2.0, branching, adjacency, values_per_record=2)
+    [component] = mechanism.components
+    for d, d_prime in _neighbours(DATA, adjacency):
+        levels = [mechanism.release(mechanism.accumulate(x), _NoNoise()) for x in (d, d_prime)]
+        change = math.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(*levels)))
+        assert change <= component.sensitivity * (1 + 1e-12)
+    assert component.sensitivity == 2 * math.sqrt((1 if adjacency is Adjacency.ADD_REMOVE else 2) *
+                                                  (mechanism.height + 1))
+
+
+def test_thresholding_counts_move_by_at_most_sqrt_l0():
+    mechanism = GaussianThresholding(noise_multiplier=2.0, threshold_delta=1e-6, max_tokens_per_record=3)
+    records = [["a", "b"], ["a"], ["c", "a", "a", "b"]]
+    extra = ["z", "z", "y", "a", "x", "w"]  # repeated tokens, more than l0 of them
+    assert mechanism.record_tokens(extra) == ["z", "y", "a"]
+
+    def counts(rows):
+        out = {}
+        for row in rows:
+            for token in mechanism.record_tokens(row):
+                out[token] = out.get(token, 0) + 1
+        return out
+
+    before, after = counts(records), counts(records + [extra])
+    change = math.sqrt(sum((after.get(t, 0) - before.get(t, 0)) ** 2 for t in set(before) | set(after)))
+    assert change <= mechanism.components[0].sensitivity == math.sqrt(3)
+
+
+def test_noise_matches_the_recorded_standard_deviations():
+    """Seeded draws, standardised by each block's recorded std, are N(0, 1) (Kolmogorov-Smirnov, p > 1e-6)."""
+    mechanism = MeanVariance((0, 4), noise_multiplier=1.7)
+    sums = mechanism.accumulate(RNG.uniform(0, 4, 50))
+    stds = np.array([c.noise_std for c in mechanism.components])
+    draws = np.array([[mechanism.release(sums, NoiseSource(seed, "feature"))[k]
+                       for k in ("count", "sum", "sum_of_squares")] for seed in range(600)])
+    standardised = ((draws - sums) / stds).ravel()
+    assert stats.kstest(standardised, "norm").pvalue > 1e-6
+    assert np.std(standardised) == pytest.approx(1.0, abs=0.06)
+    # Same seed and stream, same noise; another stream, independent noise.
+    again = mechanism.release(sums, NoiseSource(3, "feature"))
+    assert again == mechanism.release(sums, NoiseSource(3, "feature"))
+    assert again != mechanism.release(sums, NoiseSource(3, "other"))
+    assert not NoiseSource().seeded and NoiseSource(1).seeded
+
+
+def test_a_release_is_the_gaussian_event_its_blocks_add_up_to():
+    mechanism = MeanVariance((0, 4), noise_multiplier=1.7)
+    blocks = mechanism.components
+    assert noise_multiplier_of(blocks) == pytest.approx(1.7, rel=1e-12)
+    assert noise_multiplier_of(blocks) == pytest.approx(1 / math.sqrt(sum((c.sensitivity / c.noise_std) ** 2
+                                                                          for c in blocks)), rel=1e-12)
+    # Replace-one: the count is exact (n is public) and carries no privacy loss.
+    replace = MeanVariance((0, 4), noise_multiplier=1.7, adjacency="replace-one").components
+    assert replace[0].sensitivity == 0 and replace[0].noise_std == 0
+    assert noise_multiplier_of(replace) == pytest.approx(1.7, rel=1e-12)
+
+
+def test_shares_that_sum_to_one_spend_exactly_the_preprocessing_budget():
+    budget = PreprocessingBudget(epsilon=1.2, delta=1e-5)
+    shares = [0.5, 0.3, 0.2]
+    events = [dp_event.GaussianDpEvent(budget.noise_multiplier_for(s)) for s in shares]
+    rdp = dp_accounting.rdp.RdpAccountant().compose(dp_event.ComposedDpEvent(events)).get_epsilon(1e-5)
+    pld = dp_accounting.pld.PLDAccountant().compose(dp_event.ComposedDpEvent(events)).get_epsilon(1e-5)
+    assert rdp == pytest.approx(1.2, abs=1e-5)  # calibrated with the RDP accountant (the budget's default)
+    assert pld <= rdp  # PLD's analysis of the same events is tighter
+
+
+def test_quantiles_without_noise_are_within_one_bin():
+    values = np.exp(RNG.normal(0, 1, 5000))
+    for grid, branching in ((Grid(Bounds(1e-3, 1e3), 256, "log"), 4), (Grid(Bounds(0, 50), 64), 64)):
+        mechanism = TreeHistogram(grid, 1.0, branching)
+        estimate = mechanism.quantiles(mechanism.release(mechanism.accumulate(values), _NoNoise()), [0.1, 0.5, 0.9])
+        exact = np.quantile(values, [0.1, 0.5, 0.9])
+        edges = grid.edges()
+        width = np.diff(edges)[np.clip(np.searchsorted(edges, exact) - 1, 0, grid.bins - 1)]
+        assert np.all(np.abs(estimate - exact) <= width), (estimate, exact)
+        assert np.all(np.diff(estimate) >= 0)
+
+
+def test_thresholding_releases_a_token_one_record_holds_with_probability_delta_t_over_l0():
+    mechanism = GaussianThresholding(noise_multiplier=1.0, threshold_delta=0.2, max_tokens_per_record=2)
+    s = mechanism.noise_std
+    assert s == pytest.approx(math.sqrt(2))
+    assert stats.norm.sf((mechanism.threshold - 1) / s) == pytest.approx(0.1, rel=1e-9)
+    kept = sum(bool(mechanism.release({"rare": 1}, NoiseSource(seed, "v"))) for seed in range(4000))
+    assert kept / 4000 == pytest.approx(0.1, abs=0.02)
+    # A group of K records: K l0 Phi((K - tau) / s).
+    for k in (1, 2, 3):
+        expected = min(1.0, k * 2 * special.ndtr((k - mechanism.threshold) / s))
+        assert additive_delta(threshold=mechanism.threshold, noise_std=s, max_tokens_per_record=2,
+                              group_size=k) == pytest.approx(expected, rel=1e-12)
+    assert additive_delta(threshold=0.5, noise_std=1.0, max_tokens_per_record=1) == 1.0
+
+
+def test_bad_settings_are_refused_naming_them():
+    with pytest.raises(ValueError, match="bounds: a private analyzer needs public bounds"):
+        Bounds.of(None)
+    with pytest.raises(ValueError, match="lower must be below upper"):
+        Bounds.of((3, 1))
+    with pytest.raises(ValueError, match="upper must be a finite number"):
+        Bounds.of((0, math.inf))
+    with pytest.raises(ValueError, match="share must be a number in \\(0, 1\\]"):
+        check_share(0)
+    with pytest.raises(ValueError, match="share must be"):
+        check_share(1.5)
+    with pytest.raises(ValueError, match="log-scale grid needs bounds above 0"):
+        Grid(Bounds(0, 10), 16, "log")
+    with pytest.raises(ValueError, match="must be a power of branching"):
+        TreeHistogram(Grid(Bounds(0, 10), 48), 1.0, 4)
+    with pytest.raises(ValueError, match="add-remove adjacency only"):
+        GaussianThresholding(1.0, 1e-6, adjacency="replace-one")
+    with pytest.raises(ValueError, match="preprocessing epsilon must be"):
+        PreprocessingBudget(0, 1e-5)
+    with pytest.raises(ValueError, match="each record must hold 2 values"):
+        MeanVariance((0, 1), 1.0, values_per_record=2).accumulate(np.zeros((4, 3)))
+
+
+def test_group_factor_covers_what_the_neighbours_can_move():
+    assert group_factor("add-remove", "add-remove", 1) == 1
+    assert group_factor("add-remove", "add-remove", 5) == 5
+    assert group_factor("add-remove", "replace-one", 5) == 10
+    assert group_factor("replace-one", "replace-one", 1) == 1
+    for target, k in (("add-remove", 1), ("replace-one", 2)):
+        with pytest.raises(RecordError, match="cannot be accounted"):
+            group_factor("replace-one", target, k)
+
+
+def test_records_round_trip_and_account_for_a_trainer():
+    mechanism = MeanVariance((0, 4), noise_multiplier=2.0)
+    record = MechanismRecord(name="x/mean_and_var", analyzer="mean_and_var", mechanism="gaussian-sums",
+                             adjacency="add-remove", components=mechanism.components,
+                             parameters={"bounds": [0, 4]}, noise="CSPRNG-keyed Philox (os.urandom)", share=0.5)
+    vocabulary = GaussianThresholding(3.0, 1e-7, 2)
+    vocab_record = MechanismRecord(name="v/vocabulary", analyzer="vocabulary", mechanism="gaussian-thresholding",
+                                   adjacency="add-remove", components=vocabulary.components,
+                                   parameters=vocabulary.parameters(), noise="CSPRNG-keyed Philox (os.urandom)")
+    coverage = CoverageRecord(analyzer_outputs=3, private=("v/vocabulary", "x/mean_and_var"),
+                              public=(PublicDeclaration("n", "the count is public", None, ("size:0",)),))
+    texts = [to_text(r) for r in (record, vocab_record, coverage, ReleaseRecord("x/mean_and_var", (1.0, 2.0, 3.0)))]
+    assert [from_text(t) for t in texts][:3] == [record, vocab_record, coverage]
+    account = PreprocessingAccount.from_texts(texts + texts[:1])  # a record found twice counts once
+    assert account.problems() == [] and account.releases == {"x/mean_and_var": (1.0, 2.0, 3.0)}
+    assert PreprocessingAccount.from_dict(account.to_dict()) == account
+    part = PreprocessingPart(account, "add-remove", group_size=2)
+    assert part.events() == [dp_event.GaussianDpEvent(3.0 / 2), dp_event.GaussianDpEvent(2.0 / 2)]
+    assert part.additive_delta() == pytest.approx(
+        2 * 2 * special.ndtr((2 - vocabulary.threshold) / vocabulary.noise_std), rel=1e-12)
+    with pytest.raises(RecordError, match="add-remove adjacency only"):
+        PreprocessingPart(account, "replace-one").additive_delta()
+    with pytest.raises(RecordError, match="not a ppml preprocessing record"):
+        from_text("hello")
+    with pytest.raises(RecordError, match="a reason is required"):
+        PublicDeclaration("n", " ")
+
+
+def test_problems_name_what_no_epsilon_covers():
+    exact = MechanismRecord(name="x/mean_and_var", analyzer="mean_and_var", mechanism="exact", adjacency="add-remove",
+                            components=(), parameters={}, noise="none (exact statistics)")
+    coverage = CoverageRecord(analyzer_outputs=2, private=("x/mean_and_var", "y/mean_and_var"), uncovered=(
+        {"output": "scale_to_z_score/x:0", "analyzer": "tft.scale_to_z_score", "replacement": "P.scale_to_z_score"},))
+    problems = PreprocessingAccount(mechanisms=(exact,), coverage=coverage).problems()
+    assert any("tft.scale_to_z_score" in p and "P.scale_to_z_score" in p for p in problems)
+    assert any("'y/mean_and_var' is listed but its record is missing" in p for p in problems)
+    assert any("computed exact statistics" in p for p in problems)
+    assert exact.event("add-remove") == dp_event.NonPrivateDpEvent()
