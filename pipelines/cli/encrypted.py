@@ -258,13 +258,15 @@ def share_model_command(model_path, deployment_dir, input_range, calibration_pat
     """
     _check_bound_options(input_range, calibration_path, required=True)
     _keras_env(tf_keras)
-    from privacy.encrypted import FixedPoint, ModelRangeError
+    from privacy.encrypted import FixedPoint, LogitsOutOfRange, ModelRangeError
     from privacy.encrypted.network.processes import save_model_shares
 
     _, plan = _load_plan(model_path)
     bounds = _bounds(plan, input_range, calibration_path)
     try:
         paths = save_model_shares(plan, deployment_dir, FixedPoint(frac_bits), bounds, allow_logits=allow_logits)
+    except LogitsOutOfRange as err:
+        raise click.BadParameter(str(err), param_hint="'--allow-logits'") from None
     except ModelRangeError as err:
         raise click.BadParameter(str(err), param_hint="'MODEL' / '--input-range' / '--calibration'") from None
     for path in paths:
