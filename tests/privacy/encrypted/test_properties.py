@@ -4,8 +4,11 @@ Inside the declared bounds, the encrypted logits lie bit for bit inside the exac
 the fixed-point computation, and the real-valued computation with the quantized weights, inputs and
 constants lies in the same interval: encrypted and plaintext differ by at most the fixed-point error
 that interval measures (and by little in absolute terms); revealed labels are ones the interval allows.
-Outside the bounds, the client refuses before anything is shared: no party runs.
+Outside the bounds, the client refuses before anything is shared: no party runs. At the edge of the ring
+(logits of about 2^63 in their 2f fractional bits), released logits are exact or their release is refused.
 """
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -191,4 +194,7 @@ def test_logits_that_wrap_the_ring_are_refused_with_the_setting_to_change():
     bounds = InputBounds.declared([1.0, 0.0], [1.0, 1.0], (2,))
     with pytest.raises(LogitsOutOfRange, match=r"64 bits.*allow_logits=False, no --allow-logits"):
         InProcessCluster(plan, bounds, allow_logits=True)
-    assert np.array_equal(InProcessCluster(plan, bounds).predict([[1.0, 0.25], [1.0, 0.75]]).labels, [0, 0])
+    labels_only = InProcessCluster(plan, bounds)
+    assert np.array_equal(labels_only.predict([[1.0, 0.25], [1.0, 0.75]]).labels, [0, 0])
+    with pytest.raises(LogitsOutOfRange):  # a party's bundle cannot carry that policy either (`PartyModel.load`)
+        dataclasses.replace(labels_only.models[1], allow_logits=True)
