@@ -242,7 +242,8 @@ def revoke_client_command(name, deployment_dir):
               help="Fractional bits of the fixed-point encoding.")
 @click.option("--allow-logits", is_flag=True,
               help="Let the parties reveal logits to clients that ask (default: only labels). Logits give a "
-                   "client the model's exact outputs: far fewer queries recover weights from them.")
+                   "client the model's exact outputs: far fewer queries recover weights from them. Refused if "
+                   "the logits could need more than the 63 bits a 64-bit ring element holds.")
 @click.option("--tf-keras", is_flag=True, help="Load MODEL with tf-keras (Keras 2) instead of Keras 3.")
 def share_model_command(model_path, deployment_dir, input_range, calibration_path, frac_bits, allow_logits,
                         tf_keras):
