@@ -242,7 +242,8 @@ def revoke_client_command(name, deployment_dir):
               help="Fractional bits of the fixed-point encoding.")
 @click.option("--allow-logits", is_flag=True,
               help="Let the parties reveal logits to clients that ask (default: only labels). Logits give a "
-                   "client the model's exact outputs: far fewer queries recover weights from them.")
+                   "client the model's exact outputs: far fewer queries recover weights from them. Refused if "
+                   "the logits could need more than the 63 bits a 64-bit ring element holds.")
 @click.option("--tf-keras", is_flag=True, help="Load MODEL with tf-keras (Keras 2) instead of Keras 3.")
 def share_model_command(model_path, deployment_dir, input_range, calibration_path, frac_bits, allow_logits,
                         tf_keras):
@@ -258,13 +259,15 @@ def share_model_command(model_path, deployment_dir, input_range, calibration_pat
     """
     _check_bound_options(input_range, calibration_path, required=True)
     _keras_env(tf_keras)
-    from privacy.encrypted import FixedPoint, ModelRangeError
+    from privacy.encrypted import FixedPoint, LogitsOutOfRange, ModelRangeError
     from privacy.encrypted.network.processes import save_model_shares
 
     _, plan = _load_plan(model_path)
     bounds = _bounds(plan, input_range, calibration_path)
     try:
         paths = save_model_shares(plan, deployment_dir, FixedPoint(frac_bits), bounds, allow_logits=allow_logits)
+    except LogitsOutOfRange as err:
+        raise click.BadParameter(str(err), param_hint="'--allow-logits'") from None
     except ModelRangeError as err:
         raise click.BadParameter(str(err), param_hint="'MODEL' / '--input-range' / '--calibration'") from None
     for path in paths:

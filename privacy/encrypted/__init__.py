@@ -47,7 +47,8 @@ otherwise; the client refuses out-of-bound inputs and the servers check them aga
 floor(z / 2^f) exactly and never a wrong value unnoticed (`protocol.truncation`). Comparisons are
 exact for proven-range operands (`protocol.comparison`); ReLU and max-pooling are exact on the
 fixed-point values; hidden sigmoids are piecewise linear with error at most `SIGMOID_MAX_ERROR`; the
-last layer's logits are opened before truncation (2f fractional bits). `simulate` computes the same
+last layer's logits are opened before truncation (2f fractional bits), and a model may release them
+only if they are proven to fit 63 bits (`LogitsOutOfRange`). `simulate` computes the same
 fixed-point arithmetic in the clear; the protocol's output equals it bit for bit.
 
 Modules, by group: `model` (the plaintext side: fixed point, plans, Keras import, layers, interval
@@ -64,7 +65,7 @@ from privacy.encrypted.model.activations import SIGMOID_MAX_ERROR
 from privacy.encrypted.model.intervals import simulate
 from privacy.encrypted.model.keras_import import UnsupportedModelError, import_keras_model
 from privacy.encrypted.model.plan import Architecture, ModelPlan
-from privacy.encrypted.model.ranges import InputBounds, InputOutOfBounds, ModelRangeError, RangePlan
+from privacy.encrypted.model.ranges import InputBounds, InputOutOfBounds, LogitsOutOfRange, ModelRangeError, RangePlan
 from privacy.encrypted.model.ring import FixedPoint
 from privacy.encrypted.network.processes import loopback_parties, run_party, save_model_shares
 from privacy.encrypted.network.remote import RemoteClient
@@ -78,7 +79,7 @@ from privacy.encrypted.verify import VerificationReport, verify_model
 
 __all__ = [
     "Architecture", "CostReport", "FixedPoint", "InProcessCluster", "InputBounds", "InputOutOfBounds",
-    "InputRefused", "ModelPlan", "ModelRangeError", "OutputNotAllowed", "PartyModel", "Prediction",
+    "InputRefused", "LogitsOutOfRange", "ModelPlan", "ModelRangeError", "OutputNotAllowed", "PartyModel", "Prediction",
     "RandomnessSelfTestError", "RangePlan", "RemoteClient",
     "ResultRejected", "SIGMOID_MAX_ERROR", "TransportError", "UnsupportedModelError", "VerificationReport",
     "import_keras_model", "loopback_parties", "run_party", "save_model_shares", "share_model", "simulate",

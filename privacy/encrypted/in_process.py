@@ -90,6 +90,10 @@ class InProcessCluster:
         link_factory: ``n -> links`` for the parties (default: in-memory queues; tests and benchmarks pass
             links that simulate network latency).
 
+    Attributes:
+        check_input: whether the parties run their input check (`predict_share`); set it to False only to
+            measure the check's cost (benchmarks).
+
     Raises:
         ModelRangeError: if the model's values could leave the ring's headroom for these bounds.
     """
@@ -102,6 +106,7 @@ class InProcessCluster:
         self.ranges = self.models[0].ranges
         self.parties = LocalParties(timeout=timeout, link_factory=link_factory)
         self.last_cost = None
+        self.check_input = True
 
     def predict(self, x, *, output: str = OUTPUTS[0], retries: int = 2) -> Prediction:
         """Private prediction of a batch; runs the examples a party withheld again (fresh randomness).
@@ -129,7 +134,8 @@ class InProcessCluster:
         """The parties' `OutputShare`s for input shares as a client sends them (no client-side check: what a
         client that bypasses the library gets); sets `last_cost`."""
         results, parties = self.parties.run(
-            lambda party, share: predict_share(party, self.models[party.index], AShare(*share), output), inputs)
+            lambda party, share: predict_share(party, self.models[party.index], AShare(*share), output,
+                                               check_input=self.check_input), inputs)
         client_bytes = sum(a.nbytes + b.nbytes for a, b in inputs) + sum(
             r.values.nbytes for r in results if r.values is not None)
         self.last_cost = CostReport.from_parties([p.channel.stats.to_dict() for p in parties], client_bytes)

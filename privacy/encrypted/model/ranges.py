@@ -12,6 +12,11 @@ x in [-2^R, 2^R) (`RangePlan`). Sharing is refused (`ModelRangeError`) if
 * the probability that a query must be re-run, the sum over all truncated elements of one example of
   2^(b+1-64) (`privacy.encrypted.protocol.arithmetic.truncate`), exceeds `MAX_RERUN_PROBABILITY`.
 
+The logits are bounded too (`RangePlan.output_bits`). The label head compares only their differences,
+which are checked like every comparison, so labels stay exact even where the logits themselves would
+not fit; released logits must fit a signed 64-bit integer, so a release policy that allows logits is
+refused (`RangePlan.check_logits_release`, `LogitsOutOfRange`) when they need more than `LOGITS_BITS`.
+
 The parties use the recorded bits as the public parameters of each truncation and comparison; the
 client refuses inputs outside the bounds before it shares them (`InputBounds.check`).
 
@@ -32,12 +37,18 @@ from privacy.encrypted.model.ring import FixedPoint, as_signed
 
 HEADROOM_BITS = 61
 """Largest bit length of any value at a truncation or comparison (see the module docstring)."""
+LOGITS_BITS = 63
+"""Largest bit length of released logits: [-2^63, 2^63) is what a 64-bit ring element reads back as."""
 MAX_RERUN_PROBABILITY = 2.0 ** -10
 """Largest accepted probability, per example, that a query is re-run because of a truncation draw."""
 
 
 class ModelRangeError(ValueError):
     """The model's values, for the declared input bounds, could leave the ring's headroom."""
+
+
+class LogitsOutOfRange(ModelRangeError):
+    """The model's logits could wrap the ring, so they may not be released (labels still can be)."""
 
 
 class InputOutOfBounds(ValueError):
@@ -126,6 +137,18 @@ class RangePlan:
     label_start: int
     output_bits: int
     rerun_probability: float
+
+    def check_logits_release(self) -> None:
+        """Refuses a release policy that allows logits when they could leave [-2^63, 2^63).
+
+        Raises:
+            LogitsOutOfRange: naming the bits the logits need and the setting to change.
+        """
+        if self.output_bits > LOGITS_BITS:
+            raise LogitsOutOfRange(
+                f"for the declared input bounds the logits can need {self.output_bits} bits, more than the "
+                f"{LOGITS_BITS} a 64-bit ring holds, so released logits could wrap: release labels only "
+                f"(allow_logits=False, no --allow-logits), declare tighter input bounds or rescale the model")
 
     def ops_for(self, output: str) -> tuple:
         """The operations of a prediction revealing 'logits' or 'label'."""

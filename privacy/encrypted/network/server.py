@@ -14,11 +14,14 @@ No client behaviour may stop a server, so `PartyServer` bounds everything a clie
   `client_quota` of it at once, so no client can take the whole budget; the largest batch follows
   from the quota and is announced to clients. Every malformed or refused message gets an error reply,
   then the connection is closed.
-* Sessions: party 0 orders the requests. Parties 1 and 2 announce each request they receive to party 0
-  (an out-of-band control message, `NOTICE`); party 0 proposes the oldest request that all three hold,
-  the others answer ready or refuse, and party 0 says go (all run the protocol) or abort (all tell the
-  client why). A request that reached only some parties never holds the queue: it expires after
-  `request_wait` seconds with an error reply, while complete requests are served.
+* Sessions: party 0 orders the requests. A request is known by its client's certificate serial and
+  the id the client chose, so one client cannot name, answer for or join another client's request.
+  Parties 1 and 2 announce each request they receive to party 0 (an out-of-band control message,
+  `NOTICE`); party 0 proposes the oldest request that all three hold, the others answer ready or
+  refuse, and party 0 says go (all run the protocol) or abort (all tell the client why). A request that
+  reached only some parties never holds the queue: it expires after `request_wait` seconds with an
+  error reply, while complete requests are served. A follower that no longer holds a proposed request
+  (it expired there first) refuses it at once: it announced the request, so waiting cannot bring it.
 * Faults among the parties: a party that disconnects or stalls past `timeout` mid-protocol makes the
   others abort the session (the client gets the error), drop all links and connect again with fresh
   keys; a killed party rejoins when it is restarted. Weight shares are re-randomized (a fresh
@@ -71,7 +74,7 @@ DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_IDLE_TIMEOUT_S = 120.0
 _REQUEST_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 NOTICE = "have"
-"""A follower's out-of-band control message to party 0: it holds request `request_id`."""
+"""A follower's out-of-band control message to party 0: it holds request `request_id` of client `client`."""
 
 
 class TlsLink(Link):
@@ -230,6 +233,20 @@ class _Request:
     reserved: int
     arrived: float
 
+    @property
+    def key(self) -> tuple[int, str]:
+        """(client certificate serial, request id): request ids are the client's own, not shared across clients."""
+        return self.conn.serial, self.request_id
+
+
+def _request_key(meta: dict) -> tuple[int, str] | None:
+    """The (client serial, request id) a control message names, or None if it names none validly."""
+    client, request_id = meta.get("client"), meta.get("request_id")
+    if isinstance(client, bool) or not isinstance(client, int) or client < 0 \
+            or not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
+        return None
+    return client, request_id
+
 
 class PartyServer:
     """Party `index` of a deployment, serving private predictions with its model share.
@@ -272,9 +289,9 @@ class PartyServer:
         self._peers = threading.Condition()
         self._connections: set[_Connection] = set()
         self._connections_lock = threading.Lock()
-        self._requests: dict[str, _Request] = {}
+        self._requests: dict[tuple[int, str], _Request] = {}  # by `_Request.key`
         self._requests_ready = threading.Condition()
-        self._announced: dict[str, tuple[set, float]] = {}  # party 0: which followers hold a request, since
+        self._announced: dict[tuple[int, str], tuple[set, float]] = {}  # party 0: followers holding a request, since
         self._reset = False
         self._established = False
         self._session = 0
@@ -439,34 +456,34 @@ class PartyServer:
             cost = sum(reserved)
             problem, request_id = self._validate(meta, arrays)
             if problem is None:
+                request = _Request(conn, request_id, meta["output"], tuple(arrays), cost, time.monotonic())
                 with self._requests_ready:
-                    if request_id in self._requests:
+                    if request.key in self._requests:
                         problem = f"request {request_id} is already waiting"
                     else:
-                        self._requests[request_id] = _Request(conn, request_id, meta["output"], tuple(arrays), cost,
-                                                              time.monotonic())
+                        self._requests[request.key] = request
                         self._requests_ready.notify_all()
             if problem is not None:
                 self.budget.release(cost, conn.serial)
                 conn.reply({"kind": "error", "request_id": request_id, "message": problem})
                 continue
             if self.index != 0:
-                self._announce(request_id)
+                self._announce(request.key)
 
-    def _announce(self, request_id: str) -> None:
+    def _announce(self, key: tuple[int, str]) -> None:
         """A follower tells party 0 that it holds a request (party 0 proposes only requests all three hold)."""
         link = self.links.get(0)
         if self._established and link is not None and not link.broken:
             with contextlib.suppress(TransportError):
-                link.send_control({"kind": NOTICE, "request_id": request_id})
+                link.send_control({"kind": NOTICE, "client": key[0], "request_id": key[1]})
 
     def _noticed(self, peer: int, meta: dict) -> None:
-        request_id = meta.get("request_id")
-        if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
+        key = _request_key(meta)
+        if key is None:
             return
         with self._requests_ready:
-            holders, since = self._announced.get(request_id, (set(), time.monotonic()))
-            self._announced[request_id] = (holders | {peer}, since)
+            holders, since = self._announced.get(key, (set(), time.monotonic()))
+            self._announced[key] = (holders | {peer}, since)
             self._requests_ready.notify_all()
 
     def _next_ready(self) -> _Request:
@@ -476,10 +493,10 @@ class PartyServer:
             while True:
                 if self._reset:
                     raise TransportError("reset requested")
-                for request_id in self._requests:
-                    if self._announced.get(request_id, (set(), 0))[0] >= followers:
-                        del self._announced[request_id]
-                        return self._requests.pop(request_id)
+                for key in self._requests:
+                    if self._announced.get(key, (set(), 0))[0] >= followers:
+                        del self._announced[key]
+                        return self._requests.pop(key)
                 self._requests_ready.wait(timeout=1.0)
 
     def _validate(self, meta: dict, arrays: list) -> tuple[str | None, str | None]:
@@ -502,10 +519,11 @@ class PartyServer:
             return f"batch size must be in 1..{self.max_batch}, got {arrays[0].shape[0]}", request_id
         return None, request_id
 
-    def _take_request(self, request_id: str, timeout: float | None) -> _Request | None:
+    def _take_request(self, key: tuple[int, str] | None) -> _Request | None:
+        """A follower's request that party 0 proposed, or None at once: party 0 proposes only requests this
+        party announced, so one it does not hold has expired here (waiting would only hold the queue)."""
         with self._requests_ready:
-            self._requests_ready.wait_for(lambda: request_id in self._requests, timeout=timeout)
-            return self._requests.pop(request_id, None)
+            return self._requests.pop(key, None) if key is not None else None
 
     def _expire_loop(self):
         while True:
@@ -535,15 +553,15 @@ class PartyServer:
         with self._requests_ready:
             old = [r for r in self._requests.values() if now - r.arrived > self.request_wait]
             for r in old:
-                del self._requests[r.request_id]
-            holders = {r.request_id: self._announced.get(r.request_id, (set(), 0))[0] for r in old}
-            for request_id in [k for k, (_, since) in self._announced.items() if now - since > self.request_wait]:
-                del self._announced[request_id]
+                del self._requests[r.key]
+            holders = {r.key: self._announced.get(r.key, (set(), 0))[0] for r in old}
+            for key in [k for k, (_, since) in self._announced.items() if now - since > self.request_wait]:
+                del self._announced[key]
         for r in old:
             if not self._established:
                 why = self._waiting_for()
             elif self.index == 0:
-                missing = sorted(set(range(1, NUM_PARTIES)) - holders[r.request_id])
+                missing = sorted(set(range(1, NUM_PARTIES)) - holders[r.key])
                 why = (f"{' and '.join(f'party {j}' for j in missing)} did not get it" if missing
                        else "the parties were busy")
             else:
@@ -628,16 +646,16 @@ class PartyServer:
             if self.refresh_every and self._since_refresh >= self.refresh_every:
                 self._lead_refresh()
             request = self._next_ready()
-            item = request.request_id
+            item = request.key
             self._session += 1
             try:
                 problem = self._check(request)
                 shape = list(request.shares[0].shape)
                 for link in self.links.values():
-                    link.send_control({"kind": "session", "session": self._session, "request_id": item,
-                                       "shape": shape, "output": request.output})
+                    link.send_control({"kind": "session", "session": self._session, "client": item[0],
+                                       "request_id": item[1], "shape": shape, "output": request.output})
                 for link in self.links.values():
-                    answer, _ = link.recv_control(self.request_wait + self.timeout, "answer to a session proposal")
+                    answer, _ = link.recv_control(self.timeout, "answer to a session proposal")  # given at once
                     problem = problem or answer.get("problem")
                 for link in self.links.values():
                     link.send_control({"kind": "go" if problem is None else "abort", "problem": problem})
@@ -654,7 +672,7 @@ class PartyServer:
             if proposal.get("kind") == "refresh":
                 self._refresh(self._session)
                 continue
-            request = self._take_request(str(proposal["request_id"]), self.request_wait)
+            request = self._take_request(_request_key(proposal))
             try:
                 problem = self._check(request, proposal["shape"], proposal["output"])
                 leader.send_control({"kind": "answer", "problem": problem})
@@ -692,8 +710,8 @@ class PartyServer:
         if self.index != 0:  # party 0 forgot what the followers held before: tell it again
             with self._requests_ready:
                 waiting = list(self._requests)
-            for request_id in waiting:
-                self._announce(request_id)
+            for key in waiting:
+                self._announce(key)
 
     def serve(self, on_ready=None) -> None:
         """Listens, connects to the other parties, agrees keys, then serves forever (reconnecting after faults).

@@ -248,7 +248,8 @@ class OutputShare:
     refused: str | None = None
 
 
-def predict_share(party: Party, model, x: AShare, output: str = OUTPUTS[0]) -> OutputShare:
+def predict_share(party: Party, model, x: AShare, output: str = OUTPUTS[0], *, check_input: bool = True
+                  ) -> OutputShare:
     """Checks the input, runs the model on shares and returns this party's share of the result for the client.
 
     Args:
@@ -257,6 +258,9 @@ def predict_share(party: Party, model, x: AShare, output: str = OUTPUTS[0]) -> O
         x: this party's share of the fixed-point input, shape (batch,) + architecture.input_shape.
         output: 'label' (argmax as a one-hot vector, or [logit > 0] for one logit) or 'logits' (the last
             layer's values, if the model owner allows them).
+        check_input: False skips the input check (`input_check`); only to measure its cost (benchmarks): an
+            unchecked input out of bounds or shared inconsistently can expose weights. All three parties must
+            agree, or their messages do not match.
 
     Raises:
         OutputNotAllowed: for 'logits' when the model's policy allows labels only.
@@ -266,7 +270,7 @@ def predict_share(party: Party, model, x: AShare, output: str = OUTPUTS[0]) -> O
     if output == "logits" and not model.allow_logits:
         raise OutputNotAllowed("the model owner allows only labels to be revealed (share-model --allow-logits "
                                "allows logits)")
-    check = InputCheck(party, x, *model.ranges.input_bounds.encoded(model.fixed))
+    check = InputCheck(party, x, *model.ranges.input_bounds.encoded(model.fixed)) if check_input else None
     backend = SecureBackend(party, model.fixed, model.ranges.ops_for(output))
     y = evaluate(model.architecture, model.weights, Value(x), backend, model.fixed)
     frac_bits = (2 if y.wide else 1) * model.fixed.frac_bits
@@ -276,7 +280,7 @@ def predict_share(party: Party, model, x: AShare, output: str = OUTPUTS[0]) -> O
         values, combine = backend.open(y)
         party.finish_riders()
     backend.finish()
-    refused = check.refused()
+    refused = check.refused() if check is not None else None
     if refused is not None:
         return OutputShare(None, combine, frac_bits, refused=refused)
     if party.rerun is not None and party.rerun.any():

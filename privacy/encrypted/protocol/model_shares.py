@@ -35,7 +35,8 @@ class PartyModel:
 
     Attributes:
         allow_logits: whether the parties release logits to a client that asks for them; otherwise only
-            labels. The model owner's choice at sharing time, enforced by every party.
+            labels. The model owner's choice at sharing time, enforced by every party; refused
+            (`LogitsOutOfRange`) if the range plan does not prove that the logits fit the ring.
     """
 
     index: int
@@ -45,6 +46,10 @@ class PartyModel:
     ranges: RangePlan
     weights: dict
     allow_logits: bool = False
+
+    def __post_init__(self):
+        if self.allow_logits:
+            self.ranges.check_logits_release()
 
     def public_info(self) -> dict:
         """What any party may tell a client: id, shapes, output activation, fixed-point format, range plan,
@@ -110,6 +115,8 @@ class PartyModel:
                             FixedPoint(header["frac_bits"]),
                             RangePlan.from_dict(header["ranges"], architecture.input_shape), weights,
                             header["allow_logits"])
+        except ModelRangeError:  # a valid bundle whose release policy the range plan does not allow
+            raise
         except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile) as err:
             raise ValueError(f"{path!r} is not a ppml model share bundle ({err.__class__.__name__}: {err})") from None
         expected = architecture.weight_shapes()
@@ -136,7 +143,8 @@ def share_model(plan: ModelPlan, fixed: FixedPoint, bounds: InputBounds, *, allo
         Element i is party i's bundle.
 
     Raises:
-        ModelRangeError: if some value could leave the ring's headroom (`privacy.encrypted.model.ranges`).
+        ModelRangeError: if some value could leave the ring's headroom (`privacy.encrypted.model.ranges`),
+            or `LogitsOutOfRange` if logits are allowed but could wrap the ring.
     """
     try:
         encoded = plan.encode(fixed)

@@ -94,6 +94,9 @@ def bad_files(saved, tmp_path_factory):
     folder = tmp_path_factory.mktemp("bad")
     (folder / "garbage.keras").write_bytes(b"not a model")
     keras.Sequential([keras.layers.Dense(2)]).save(folder / "unbuilt.keras")
+    wrap = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)])  # logits of about 2^31 on inputs of 1
+    wrap.set_weights([np.array([[2.0 ** 30, 2.0 ** 30], [1.0, -1.0]]), np.full(2, 2.0 ** 30)])
+    wrap.save(folder / "wrap.keras")
     np.save(folder / "wrong_shape.npy", np.zeros((2, 5)))
     np.save(folder / "nan.npy", np.array([[np.nan] * 64]))
     np.save(folder / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
@@ -131,6 +134,7 @@ BAD = [  # (command line, the option or argument the one-line error must name)
     ("share-model {saved}/model.keras --input-range 0 1 --frac-bits 40", "--frac-bits"),
     ("share-model {saved}/model.keras --calibration {bad}/missing.npy", "--calibration"),
     ("share-model {saved}/model.keras --calibration {bad}/wrong_shape.npy", "--calibration"),
+    ("share-model {bad}/wrap.keras --input-range 1 1 --allow-logits --deployment {bad}/dep", "--allow-logits"),
     ("serve --party 0 --deployment {bad}/dep --timeout inf", "--timeout"),
     ("serve --party 0 --deployment {bad}/dep --timeout -1", "--timeout"),
     ("serve --party 0 --deployment {bad}/dep --idle-timeout nan", "--idle-timeout"),

@@ -556,3 +556,67 @@ def test_the_accept_loop_survives_a_thread_that_cannot_start(monkeypatch):
     for a, b in pairs:
         a.close()
         b.close()
+
+
+def test_a_follower_refuses_at_once_a_proposed_request_it_no_longer_holds(tmp_path):
+    """Review 2, R3: party 0 proposes only requests a follower announced, so one the follower does not hold
+    has expired there (its expiry sweep ran before party 0's). It answers "did not receive" at once instead
+    of holding the session queue for `request_wait` (30 s here). The race depends on the sweeps' phases,
+    so the follower's loop is driven directly."""
+    from privacy.encrypted.network.server import PartyServer
+    from privacy.encrypted.protocol.model_shares import share_model
+
+    deployment = create_deployment(str(tmp_path), [("127.0.0.1", 1), ("127.0.0.1", 2), ("127.0.0.1", 3)])
+    follower = PartyServer(1, deployment, share_model(tiny_plan(), FixedPoint(), TINY_BOUNDS)[1], timeout=30)
+
+    class Leader:
+        sent, proposed = [], None
+
+        def recv_control(self, timeout, what):
+            if self.proposed is None:
+                self.proposed = time.monotonic()
+                return {"control": True, "kind": "session", "session": 1, "client": 7, "request_id": "expired",
+                        "shape": [1, 4], "output": "label"}, []
+            raise TransportError("stop")  # the leader's decision: end the loop
+
+        def send_control(self, meta, arrays=()):
+            self.sent.append((time.monotonic() - self.proposed, meta))
+
+    follower.links = {0: Leader()}
+    with pytest.raises(TransportError, match="stop"):
+        follower._follow()
+    (elapsed, answer), = Leader.sent
+    assert answer == {"kind": "answer", "problem": "party 1 did not receive the request"}
+    assert elapsed < 1.0
+
+
+def test_request_ids_belong_to_their_client(tmp_path):
+    """Review 2, R5: requests are known by (client certificate, id). Another client that sends the same id
+    is served on its own, and does not take over, answer for or join the first client's request."""
+    with loopback_parties(tiny_plan(), TINY_BOUNDS, allow_logits=True, timeout=5, directory=str(tmp_path)) as parties:
+        add_client(str(tmp_path), "alice")
+        deployment = parties.deployment
+        x = np.vstack([X, -X])
+        mine, theirs = share(FixedPoint().encode(x[:1], what="input")), share(FixedPoint().encode(x[1:], what="input"))
+        alice = [raw_client(deployment, i, "alice")[0] for i in range(3)]
+        other = [raw_client(deployment, i)[0] for i in range(3)]
+        request = {"kind": "predict", "request_id": "same", "output": "logits"}
+        for i in (1, 2):  # alice's request waits at parties 1 and 2 for its part at party 0
+            send_message(alice[i], request, list(mine[i]))
+        time.sleep(0.3)
+        for sock, parts in zip(other, theirs):  # the other client, same id, all three parties
+            send_message(sock, request, list(parts))
+        replies = [recv_message(sock, "party", within=10) for sock in other]
+        assert all(meta["kind"] == "result" and not meta.get("refused") for meta, _ in replies), replies
+        logits = as_logits(replies)
+        assert np.abs(logits - reference(x[1:])).max() < 1e-3
+        send_message(alice[0], request, list(mine[0]))
+        replies = [recv_message(sock, "party", within=10) for sock in alice]
+        assert all(meta["kind"] == "result" and not meta.get("refused") for meta, _ in replies), replies
+        assert np.abs(as_logits(replies) - reference(x[:1])).max() < 1e-3
+
+
+def as_logits(replies) -> np.ndarray:
+    """Logits from the three parties' raw result replies (additive shares, 2f fractional bits)."""
+    total = sum(arrays[0] for _, arrays in replies).astype(np.uint64)
+    return total.view(np.int64).astype(np.float64) / 2.0 ** replies[0][0]["frac_bits"]

@@ -254,6 +254,26 @@ def test_rounds_of_the_reference_mlp():
     assert cluster.last_cost.rounds == 13
 
 
+def test_the_benchmark_switch_really_skips_the_input_check():
+    """`check_input=False` (benchmarks only) must remove the check's traffic and its refusal, and nothing else:
+    the same rounds and the same logits."""
+    from privacy.encrypted.benchmark import reference_plan
+    from privacy.encrypted.in_process import InProcessCluster
+
+    cluster = InProcessCluster(reference_plan("mlp"), InputBounds.declared(0.0, 1.0, (784,)), allow_logits=True)
+    x = np.random.default_rng(2).random((2, 784))
+    outside = np.where(np.arange(784) == 5, 3.0, x)  # feature 5 out of bounds
+    encoded = FixedPoint(16).encode(outside, what="input")
+    checked = cluster.predict(x, output="logits")
+    cost = cluster.last_cost
+    assert any(r.refused for r in cluster.run_shares(share(encoded), "logits"))
+    cluster.check_input = False
+    unchecked = cluster.predict(x, output="logits")
+    assert np.array_equal(unchecked.logits, checked.logits)
+    assert cluster.last_cost.rounds == cost.rounds and cluster.last_cost.bytes < cost.bytes / 2
+    assert not any(r.refused for r in cluster.run_shares(share(encoded), "logits"))
+
+
 def test_rerun_flags_reach_the_client_and_withhold_the_example(monkeypatch):
     """The parties that flag an example send a zero share for it; the client runs that example again."""
     from privacy.encrypted.benchmark import reference_plan
@@ -265,12 +285,12 @@ def test_rerun_flags_reach_the_client_and_withhold_the_example(monkeypatch):
     real = backend.predict_share
     batches = []
 
-    def flaky(party, model, x, output):
+    def flaky(party, model, x, output, **options):
         if len(batches) < 3:  # the first session: parties 0 and 1 flag example 1
             if party.index in (0, 1):
                 party.flag_rerun(np.arange(len(x.a)) == 1)
         batches.append(len(x.a))
-        return real(party, model, x, output)
+        return real(party, model, x, output, **options)
 
     monkeypatch.setattr("privacy.encrypted.in_process.predict_share", flaky)
     x = np.random.default_rng(1).random((3, 784))
