@@ -12,12 +12,18 @@ import importlib.metadata
 import math
 
 import dp_accounting
+import numpy as np
 from dp_accounting import dp_event
+from dp_accounting.rdp import rdp_privacy_accountant
 
 NeighboringRelation = dp_accounting.NeighboringRelation
 
 PLD_VALUE_DISCRETIZATION_INTERVAL = 1e-4
 """dp-accounting's default grid for privacy-loss values; results are pessimistic (upper bounds)."""
+
+
+class UnsupportedAccounting(ValueError):
+    """No analysis of this mechanism exists in the requested accountant, or none it can vouch for."""
 
 
 class AccountantKind(str, enum.Enum):
@@ -44,13 +50,62 @@ def make_accountant(kind: AccountantKind | str,
     """A fresh accountant; with ``group_size > 1`` its epsilon is for groups of that size."""
     kind = AccountantKind(kind)
     if kind is AccountantKind.RDP:
-        accountant = dp_accounting.rdp.RdpAccountant(neighboring_relation=relation)
+        accountant = CheckedRdpAccountant(neighboring_relation=relation)
     else:
         accountant = dp_accounting.pld.PLDAccountant(
             neighboring_relation=relation, value_discretization_interval=PLD_VALUE_DISCRETIZATION_INTERVAL)
     if group_size > 1:
         return GroupPrivacyAccountant(accountant, group_size)
     return accountant
+
+
+def rdp_epsilon(orders, rdp, delta: float) -> tuple[float, float]:
+    """(epsilon, optimal order) of an RDP curve at ``delta``, by dp-accounting's conversion.
+
+    dp-accounting turns a negative Renyi divergence (numerical cancellation at extreme noise multipliers or
+    sampling rates) into epsilon 0 with a log warning, and reports 0 through its KL bound wherever a
+    divergence is below delta^2, far below what float64 resolves in its sums. Neither is a value it can
+    vouch for, so an RDP epsilon is never 0 here: both are refused.
+
+    Raises:
+      UnsupportedAccounting: when any order's divergence is negative or NaN, or the epsilon would be 0.
+    """
+    _check_rdp_curve(orders, rdp)
+    epsilon, order = rdp_privacy_accountant.compute_epsilon(orders, rdp, delta)
+    if epsilon <= 0:
+        raise UnsupportedAccounting(
+            f"dp-accounting's RDP accountant reports epsilon 0 at delta {delta:g} (a zero from its KL bound at "
+            f"divergences down to {float(np.min(rdp)):.3g}, near what float64 resolves), which ppml does not report")
+    return epsilon, order
+
+
+def _check_rdp_curve(orders, rdp) -> None:
+    rdp = np.asarray(rdp, dtype=float)
+    bad = np.isnan(rdp) | (rdp < 0)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise UnsupportedAccounting(
+            f"dp-accounting's RDP accountant is numerically unstable here (Renyi divergence {rdp[i]:.3g} at order "
+            f"{orders[i]:g}: the noise is too large or the sampling too sparse for its precision), so it cannot "
+            f"vouch for any epsilon")
+
+
+class CheckedRdpAccountant(dp_accounting.rdp.RdpAccountant):
+    """dp-accounting's RdpAccountant whose epsilon and delta are refused where its RDP curve is numerically
+    broken (see `rdp_epsilon`), instead of reported as 0."""
+
+    def get_epsilon_and_optimal_order(self, target_delta: float) -> tuple[float, float]:
+        return rdp_epsilon(self._orders, self._rdp, target_delta)
+
+    def get_epsilon(self, target_delta: float) -> float:
+        return self.get_epsilon_and_optimal_order(target_delta)[0]
+
+    def get_delta_and_optimal_order(self, target_epsilon: float) -> tuple[float, float]:
+        _check_rdp_curve(self._orders, self._rdp)
+        return super().get_delta_and_optimal_order(target_epsilon)
+
+    def get_delta(self, target_epsilon: float) -> float:
+        return self.get_delta_and_optimal_order(target_epsilon)[0]
 
 
 def group_delta(epsilon: float, delta: float, group_size: int) -> float:
