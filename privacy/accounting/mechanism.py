@@ -138,8 +138,9 @@ class DpSgdMechanism:
             raise ValueError(f"steps must be at most {MAX_STEPS:.0e}, got {self.steps:.3g}")
         if self.num_microbatches is not None:
             _check_int("num_microbatches", self.num_microbatches, minimum=1)
-            if self.num_microbatches > self.batch_size and self.sampling is not Sampling.POISSON:
-                raise ValueError(f"num_microbatches={self.num_microbatches} exceeds the batch size "
+            if self.num_microbatches > self.batch_size:  # Poisson too: most microbatches would be empty
+                raise ValueError(f"num_microbatches={self.num_microbatches} exceeds the "
+                                 f"{'expected ' if self.sampling is Sampling.POISSON else ''}batch size "
                                  f"{self.batch_size:g}")
         if self.max_examples_per_user is not None:
             _check_int("max_examples_per_user", self.max_examples_per_user, minimum=1)
