@@ -41,7 +41,24 @@ from federated.aggregation import Summand
 from federated.strategies.fedavg import FedAvg
 from federated.strategies.strategy import RoundContext, ServerState, Strategy
 from federated.weights import flatten
-from privacy.accounting import AccountantKind, DpSgdMechanism, PrivacyBudget
+from privacy.accounting import NOISE_MULTIPLIER_RANGE, AccountantKind, DpSgdMechanism, PrivacyBudget
+
+MAX_NOISE_STDDEV = 1e12
+"""Largest noise std z x C a round may add to the summed updates. The float32 model then stays finite
+(a 40-sigma draw is 4e13, far below float32's 3.4e38, with room for the forward pass); no meaningful update
+norm needs more."""
+MAX_CLIPPING_NORM = MAX_NOISE_STDDEV / NOISE_MULTIPLIER_RANGE[1]
+"""Largest clipping norm C (initial C for adaptive clipping): 1e6, so that z x C stays within
+`MAX_NOISE_STDDEV` for every noise multiplier ppml accounts."""
+
+
+def check_clipping_norm(clipping_norm) -> float:
+    """``clipping_norm`` as a float in (0, `MAX_CLIPPING_NORM`]; raises ValueError naming it otherwise."""
+    if not (isinstance(clipping_norm, (int, float)) and not isinstance(clipping_norm, bool)
+            and 0 < clipping_norm <= MAX_CLIPPING_NORM):
+        raise ValueError(f"clipping_norm must be in (0, {MAX_CLIPPING_NORM:g}] (beyond it the noise z x C can "
+                         f"overflow the float32 model), got {clipping_norm!r}")
+    return float(clipping_norm)
 
 
 class DpClippingBase(Strategy):

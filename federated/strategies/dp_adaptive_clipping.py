@@ -15,8 +15,9 @@ import math
 
 import numpy as np
 
-from federated.strategies._dp_clipping_base import DpClippingBase
+from federated.strategies._dp_clipping_base import MAX_CLIPPING_NORM, DpClippingBase, check_clipping_norm
 from federated.strategies.fedavg import FedAvg
+from privacy.accounting import NOISE_MULTIPLIER_RANGE
 
 
 class DifferentialPrivacyAdaptiveClipping(DpClippingBase):
@@ -38,8 +39,7 @@ class DifferentialPrivacyAdaptiveClipping(DpClippingBase):
                  max_epsilon: float | None = None, accountant: str = "rdp", seeded_noise: bool = False):
         super().__init__(strategy, noise_multiplier=noise_multiplier, target_delta=target_delta,
                          max_epsilon=max_epsilon, accountant=accountant, seeded_noise=seeded_noise)
-        checks = (("initial_clipping_norm", initial_clipping_norm, 0, math.inf),
-                  ("target_unclipped_quantile", target_unclipped_quantile, 0, 1),
+        checks = (("target_unclipped_quantile", target_unclipped_quantile, 0, 1),
                   ("clipping_learning_rate", clipping_learning_rate, 0, math.inf))
         for name, value, low, high in checks:
             if not (isinstance(value, (int, float)) and low < value < high):
@@ -47,7 +47,7 @@ class DifferentialPrivacyAdaptiveClipping(DpClippingBase):
         if clipped_count_stddev is not None and not (isinstance(clipped_count_stddev, (int, float))
                                                      and clipped_count_stddev > 0):
             raise ValueError(f"clipped_count_stddev must be > 0, got {clipped_count_stddev!r}")
-        self.initial_norm = float(initial_clipping_norm)
+        self.initial_norm = check_clipping_norm(initial_clipping_norm)
         self.target_unclipped_quantile = float(target_unclipped_quantile)
         self.clipping_learning_rate = float(clipping_learning_rate)
         self.clipped_count_stddev = clipped_count_stddev
@@ -72,7 +72,8 @@ class DifferentialPrivacyAdaptiveClipping(DpClippingBase):
         clients, unclipped = (0, 0) if total is None else (int(total.counts[-2]), int(total.counts[-1]))
         noisy = (unclipped - clients / 2.0) + float(self.gaussian(ctx, self.count_stddev(ctx), 1)[0])
         estimate = noisy / ctx.sampler.expected_clients(ctx.population) + 0.5
-        updated = clipping_norm * math.exp(-self.clipping_learning_rate * (estimate - self.target_unclipped_quantile))
+        step = -self.clipping_learning_rate * (estimate - self.target_unclipped_quantile)
+        updated = min(clipping_norm * math.exp(min(step, 700.0)), MAX_CLIPPING_NORM)  # z x C stays in float32
         return updated, {"unclipped_fraction_estimate": estimate}
 
     def to_dict(self):
@@ -95,11 +96,17 @@ def update_noise_multiplier(noise_multiplier: float, count_stddev: float) -> flo
     """z_update = (z^-2 - (2 sigma_b)^-2)^(-1/2), the share of the round's z left for the update sum.
 
     Raises:
-      ValueError: when 2 sigma_b <= z (the count alone would spend the round's budget).
+      ValueError: when 2 sigma_b <= z (the count alone would spend the round's budget), or z_update exceeds
+        the largest noise multiplier ppml accounts (its noise z_update x C could overflow the float32 model).
     """
+    advice = "sample more clients per round, raise clipped_count_stddev, or clip fixed"
     if 2.0 * count_stddev <= noise_multiplier:
         raise ValueError(f"clipped_count_stddev={count_stddev:g} is too small for noise_multiplier="
                          f"{noise_multiplier:g}: adaptive clipping needs it above noise_multiplier / 2 = "
-                         f"{noise_multiplier / 2:g} (sample more clients per round, raise clipped_count_stddev, "
-                         f"or clip fixed)")
-    return (noise_multiplier ** -2 - (2.0 * count_stddev) ** -2) ** -0.5
+                         f"{noise_multiplier / 2:g} ({advice})")
+    z_update = (noise_multiplier ** -2 - (2.0 * count_stddev) ** -2) ** -0.5
+    if not z_update <= NOISE_MULTIPLIER_RANGE[1]:
+        raise ValueError(f"clipped_count_stddev={count_stddev:g} is so close to noise_multiplier / 2 = "
+                         f"{noise_multiplier / 2:g} that the update noise multiplier is {z_update:.3g}, above "
+                         f"{NOISE_MULTIPLIER_RANGE[1]:g} ({advice})")
+    return z_update

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import math
-
-from federated.strategies._dp_clipping_base import DpClippingBase
+from federated.strategies._dp_clipping_base import DpClippingBase, check_clipping_norm
 from federated.strategies.fedavg import FedAvg
 
 
@@ -21,9 +19,7 @@ class DifferentialPrivacyFixedClipping(DpClippingBase):
                  max_epsilon: float | None = None, accountant: str = "rdp", seeded_noise: bool = False):
         super().__init__(strategy, noise_multiplier=noise_multiplier, target_delta=target_delta,
                          max_epsilon=max_epsilon, accountant=accountant, seeded_noise=seeded_noise)
-        if not (isinstance(clipping_norm, (int, float)) and clipping_norm > 0 and math.isfinite(clipping_norm)):
-            raise ValueError(f"clipping_norm must be a finite number > 0, got {clipping_norm!r}")
-        self.clipping_norm = float(clipping_norm)
+        self.clipping_norm = check_clipping_norm(clipping_norm)
 
     def initial_clipping_norm(self):
         return self.clipping_norm

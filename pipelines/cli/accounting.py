@@ -130,8 +130,8 @@ def _build_mechanism(*, dataset_size, batch_size, sampling_rate, noise_multiplie
     if microbatches is not None:
         if microbatches < 1:
             raise _bad("--num-microbatches", f"must be >= 1, got {microbatches}")
-        if sampling is not Sampling.POISSON and microbatches > batch_size:
-            raise _bad("--num-microbatches", f"must be <= the batch size {batch_size}, got {microbatches}")
+        if microbatches > batch_size:  # under Poisson sampling too: most microbatches would be empty
+            raise _bad("--num-microbatches", f"must be <= the (expected) batch size {batch_size:g}, got {microbatches}")
     if max_examples_per_user is not None and not 1 <= max_examples_per_user <= dataset_size:
         raise _bad("--max-examples-per-user", f"must be in [1, --n={dataset_size}], got {max_examples_per_user}")
     fields = dict(dataset_size=dataset_size, batch_size=batch_size, noise_multiplier=noise_multiplier,

@@ -12,12 +12,18 @@ import importlib.metadata
 import math
 
 import dp_accounting
+import numpy as np
 from dp_accounting import dp_event
+from dp_accounting.rdp import rdp_privacy_accountant
 
 NeighboringRelation = dp_accounting.NeighboringRelation
 
 PLD_VALUE_DISCRETIZATION_INTERVAL = 1e-4
 """dp-accounting's default grid for privacy-loss values; results are pessimistic (upper bounds)."""
+
+
+class UnsupportedAccounting(ValueError):
+    """No analysis of this mechanism exists in the requested accountant, or none it can vouch for."""
 
 
 class AccountantKind(str, enum.Enum):
@@ -44,13 +50,65 @@ def make_accountant(kind: AccountantKind | str,
     """A fresh accountant; with ``group_size > 1`` its epsilon is for groups of that size."""
     kind = AccountantKind(kind)
     if kind is AccountantKind.RDP:
-        accountant = dp_accounting.rdp.RdpAccountant(neighboring_relation=relation)
+        accountant = CheckedRdpAccountant(neighboring_relation=relation)
     else:
         accountant = dp_accounting.pld.PLDAccountant(
             neighboring_relation=relation, value_discretization_interval=PLD_VALUE_DISCRETIZATION_INTERVAL)
     if group_size > 1:
         return GroupPrivacyAccountant(accountant, group_size)
     return accountant
+
+
+def rdp_epsilon(orders, rdp, delta: float) -> tuple[float, float]:
+    """(epsilon, optimal order) of an RDP curve at ``delta``, by dp-accounting's conversion, never a false 0.
+
+    dp-accounting turns a negative Renyi divergence (numerical cancellation at huge noise multipliers or tiny
+    sampling rates) into epsilon 0 with a log warning: refused here, the curve cannot be trusted. Its KL
+    branch also reports 0 at any order whose divergence r has 1 - e^-r < delta^2; such orders are left out
+    (any subset of orders gives a valid bound), so the epsilon is the conversion's bound at the other orders.
+
+    Raises:
+      UnsupportedAccounting: when any order's divergence is negative or NaN, or no order gives an epsilon > 0.
+    """
+    _check_rdp_curve(orders, rdp)
+    orders, rdp = np.asarray(orders, dtype=float), np.asarray(rdp, dtype=float)
+    keep = delta ** 2 + np.expm1(-rdp) <= 0
+    if keep.any():
+        epsilon, order = rdp_privacy_accountant.compute_epsilon(orders[keep], rdp[keep], delta)
+        if epsilon > 0:
+            return float(epsilon), float(order)
+    raise UnsupportedAccounting(
+        f"dp-accounting's RDP conversion gives epsilon 0 at delta {delta:g} (divergences down to "
+        f"{float(np.min(rdp)):.3g}), a value ppml does not report; the PLD accountant may answer")
+
+
+def _check_rdp_curve(orders, rdp) -> None:
+    rdp = np.asarray(rdp, dtype=float)
+    bad = np.isnan(rdp) | (rdp < 0)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise UnsupportedAccounting(
+            f"dp-accounting's RDP accountant is numerically unstable here (Renyi divergence {rdp[i]:.3g} at order "
+            f"{orders[i]:g}: the noise is too large or the sampling too sparse for its precision), so it cannot "
+            f"vouch for any epsilon")
+
+
+class CheckedRdpAccountant(dp_accounting.rdp.RdpAccountant):
+    """dp-accounting's RdpAccountant whose epsilon is never a false 0 (see `rdp_epsilon`), and whose epsilon
+    and delta are refused where its RDP curve is numerically broken."""
+
+    def get_epsilon_and_optimal_order(self, target_delta: float) -> tuple[float, float]:
+        return rdp_epsilon(self._orders, self._rdp, target_delta)
+
+    def get_epsilon(self, target_delta: float) -> float:
+        return self.get_epsilon_and_optimal_order(target_delta)[0]
+
+    def get_delta_and_optimal_order(self, target_epsilon: float) -> tuple[float, float]:
+        _check_rdp_curve(self._orders, self._rdp)
+        return super().get_delta_and_optimal_order(target_epsilon)
+
+    def get_delta(self, target_epsilon: float) -> float:
+        return self.get_delta_and_optimal_order(target_epsilon)[0]
 
 
 def group_delta(epsilon: float, delta: float, group_size: int) -> float:

@@ -18,7 +18,7 @@ from typing import Any, Iterable
 from dp_accounting import dp_event
 from dp_accounting.rdp import rdp_privacy_accountant
 
-from privacy.accounting.accountants import AccountantKind, dp_accounting_version, make_accountant
+from privacy.accounting.accountants import AccountantKind, dp_accounting_version, make_accountant, rdp_epsilon
 from privacy.accounting.events import event_from_json, event_to_json
 from privacy.accounting.mechanism import DpSgdMechanism, NeighboringRelation, UnsupportedAccounting
 from privacy.atomic_files import write_atomically
@@ -154,7 +154,7 @@ class PrivacyBudget:
             # RDP composes additively: reuse each event's RDP curve (what RdpAccountant would add, count
             # times), so per-step queries cost a conversion, not a recomputation of the whole ledger.
             total = sum(count * self._rdp_curve(event) for event, count in ledger)
-            return float(rdp_privacy_accountant.compute_epsilon(_RDP_ORDERS, total, self._delta)[0])
+            return float(rdp_epsilon(_RDP_ORDERS, total, self._delta)[0])
         accountant = make_accountant(kind, self._relation, self._group_size)
         for event, count in ledger:
             if not accountant.supports(event):

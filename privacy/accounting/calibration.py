@@ -51,7 +51,7 @@ def calibrate_noise_multiplier(mechanism: DpSgdMechanism, *, target_epsilon: flo
         mechanism, target_epsilon=target_epsilon, target_delta=target_delta, accountant=AccountantKind.RDP,
         tolerance=1e-2, prior_events=prior)) or 1.0)
     highest = NOISE_MULTIPLIER_RANGE[1]
-    while epsilon_gap(hi) > 0:
+    while _gap_or_refuse(epsilon_gap, hi, target_epsilon, kind) > 0:
         lo, hi = hi, hi * 2
         if hi > highest:
             raise ValueError(f"no noise multiplier up to {highest:g} reaches epsilon {target_epsilon}")
@@ -120,6 +120,16 @@ def max_epochs(mechanism: DpSgdMechanism, *, target_epsilon: float, target_delta
     return math.floor(units / mechanism.epoch_length + 1e-9), units
 
 
+def _gap_or_refuse(epsilon_gap, sigma: float, target_epsilon: float, kind: AccountantKind) -> float:
+    """``epsilon_gap(sigma)``; where the accountant cannot vouch for an epsilon at ``sigma`` (RDP's numerical
+    floor), the target is out of its reach: no larger sigma is tried, so the search never lands there."""
+    try:
+        return epsilon_gap(sigma)
+    except UnsupportedAccounting as err:
+        raise UnsupportedAccounting(f"epsilon {target_epsilon:g} is not reached before noise multiplier {sigma:.4g}, "
+                                    f"where {err}") from None
+
+
 def _check_pld_target(mechanism: DpSgdMechanism, kind: AccountantKind, target_epsilon: float) -> None:
     if kind is AccountantKind.PLD and mechanism.sampling is Sampling.POISSON and target_epsilon > PLD_MAX_EPSILON:
         raise UnsupportedAccounting(f"PLD is not asked for epsilons above {PLD_MAX_EPSILON:g} (its grid needs minutes "
@@ -136,7 +146,10 @@ def _lowest_noise_multiplier(mechanism: DpSgdMechanism, kind: AccountantKind) ->
 def _rdp_hint(kind: AccountantKind, mechanism: DpSgdMechanism, rdp_answer):
     """For PLD, the fast RDP answer as a starting point of the bracket search (PLD is usually tighter)."""
     if kind is AccountantKind.PLD and mechanism.unsupported_reason("rdp") is None:
-        return rdp_answer()
+        try:
+            return rdp_answer()
+        except UnsupportedAccounting:  # beyond RDP's numerical reach: PLD searches on its own
+            return None
     return None
 
 

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import functools
 
+from privacy.accounting import UnsupportedAccounting
 from privacy.keras import compat
+from privacy.keras.params import DPConfigurationError
 from privacy.keras.private_training import private_training
 
 
@@ -78,19 +80,34 @@ class PrivacyBudgetLogic:
             self.model.stop_training = True
         steps_this_fit = private.steps - self._steps_at_begin
         if self._every is not None and logs is not None and steps_this_fit % self._every == 0:
-            logs["epsilon"] = private.epsilon()
+            logs["epsilon"] = _epsilon(private)
 
     def on_epoch_end(self, epoch, logs=None):
         private = self.private
         if private.state_path:  # first: the steps are saved even where epsilon raises (PLD's cost limits)
             private.save_state()
         if logs is not None:
-            logs["epsilon"] = private.epsilon()
+            logs["epsilon"] = _epsilon(private)
 
     def on_train_end(self, logs=None):
         private = self.private
         if private.state_path:
             private.save_state()
+
+
+def _epsilon(private) -> float:
+    """``private.epsilon()``; where the accountant is not asked for it (PLD's cost limits crossed by a fit
+    whose length was not known up front), the steps are saved (with a state_path) and a one-line
+    `DPConfigurationError` says so."""
+    try:
+        return private.epsilon()
+    except UnsupportedAccounting as err:
+        saved = ""
+        if private.state_path:
+            private.save_state()
+            saved = f"; the {private.steps} steps run are saved in {private.state_path}"
+        raise DPConfigurationError(f"after {private.steps} private steps the epsilon cannot be reported: "
+                                   f"{err}{saved}") from None
 
 
 @functools.cache

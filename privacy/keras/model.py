@@ -131,6 +131,8 @@ def private_fit(model, fit, *args, **kwargs):
     if private.state_path:
         _check_checkpoint_frequency(callbacks)
     accounting = _check_accounting(private)
+    if accounting:
+        _check_planned_steps(private, kwargs)
     ours = [cb for cb in callbacks if isinstance(cb, callback.PrivacyBudgetLogic)]
     if accounting and not ours:
         ours = [callback.callback_for(model)]
@@ -206,6 +208,23 @@ def _check_checkpoint_frequency(callbacks) -> None:
                 f"{type(cb).__name__}(save_freq={frequency!r}) checkpoints within epochs, but the privacy state "
                 f"(state_path) is saved at the end of each epoch; use save_freq='epoch' (pass steps_per_epoch "
                 f"to fit for shorter epochs)")
+
+
+def _check_planned_steps(private: PrivateTraining, kwargs: dict) -> None:
+    """Refuses, before the first step, a fit without a target epsilon whose planned steps (epochs x steps per
+    epoch, after those run) its accountant cannot account (PLD's cost limits), instead of failing mid-fit.
+    With a target epsilon, training stops in time (`PrivateTraining.max_steps`); with an unknown epoch length
+    the callback reports it when it happens."""
+    per_epoch = kwargs.get("steps_per_epoch") or private.steps_per_epoch
+    if private.target_epsilon is not None or per_epoch is None:
+        return
+    planned = private.steps + max(0, kwargs.get("epochs", 1) - kwargs.get("initial_epoch", 0)) * int(per_epoch)
+    reason = private.unaccountable_reason(steps=planned)
+    if reason:
+        kind = private.accountant_kind().value.upper()
+        raise DPConfigurationError(f"fit plans {planned} private steps in all, whose epsilon the {kind} accountant "
+                                   f"is not asked for: {reason}; train fewer steps, or give make_private a "
+                                   f"target_epsilon or another accountant")
 
 
 def _prepare_data(model, private: PrivateTraining, kwargs: dict) -> str | None:

@@ -64,6 +64,11 @@ class PrivateTraining:
                  state_path: str | os.PathLike | None, seed: int | None, secure_noise: bool):
         self.params = params
         self.expected_batch_size = _positive_or_none("expected_batch_size", expected_batch_size)
+        microbatches = params.num_microbatches if params is not None else None
+        if microbatches and self.expected_batch_size is not None and microbatches > self.expected_batch_size:
+            raise DPConfigurationError(f"num_microbatches={microbatches} exceeds expected_batch_size="
+                                       f"{self.expected_batch_size:g}: most microbatches would be empty; give at "
+                                       f"most one microbatch per expected example")
         if dataset_size is not None and (isinstance(dataset_size, bool) or not isinstance(dataset_size, int)
                                          or dataset_size < 1):
             raise DPConfigurationError(f"dataset_size must be an integer >= 1, got {dataset_size!r}")

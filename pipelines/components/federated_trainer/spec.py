@@ -49,7 +49,7 @@ target_epsilon                3 unless noise_multiplier is given     calibrate z
                                                                      --private``)
 clip                          fixed                                  fixed works for any cohort; adaptive needs
                                                                      clipped_count_stddev > z / 2
-clipping_norm                 1.0                                    C (the initial C for adaptive clipping)
+clipping_norm                 1.0                                    C (the initial C for adaptive clipping), <= 1e6
 target_unclipped_quantile     0.5                                    adaptive clipping's quantile (the median)
 clipped_count_stddev          0.05 x expected clients per round      adaptive clipping's count noise (TFF's)
 delta                         largest power of ten <= 1/(2N)         delta of the guarantee
@@ -110,7 +110,7 @@ from typing import Any, Mapping
 from federated.client import EXECUTIONS as CLIENT_EXECUTIONS
 from federated.partitioners.keyed import RULES as KEYED_RULES
 from federated.sampling import PoissonSampler, UniformSampler, check_public_population
-from federated.strategies import SERVER_OPTIMIZERS
+from federated.strategies import SERVER_OPTIMIZERS, check_clipping_norm
 from federated.strategies.dp_adaptive_clipping import COUNT_STDDEV_SHARE, default_count_stddev, update_noise_multiplier
 from pipelines import privacy_ledger
 from pipelines.components import settings
@@ -275,6 +275,11 @@ class FederatedTrainingConfig:
         if self.private and self.noise_multiplier is not None and not low <= self.noise_multiplier <= high:
             raise InvalidFederatedSetting("noise_multiplier", f"must be in [{low:g}, {high:g}], the range ppml's "
                                                               f"accounting answers for, got {self.noise_multiplier:g}")
+        if self.private:
+            try:
+                check_clipping_norm(self.clipping_norm)
+            except ValueError as err:
+                raise InvalidFederatedSetting("clipping_norm", str(err)) from None
         if self.private and self.execution == "auto":
             raise InvalidFederatedSetting("execution", "'auto' picks by timing the clients' training on their data, "
                                                        "so the choice and its timings are exact facts of the "

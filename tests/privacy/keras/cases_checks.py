@@ -191,6 +191,17 @@ def case_microbatched_poisson_batches_take_random_slots():
     assert private_training(model).steps == 5
 
 
+def case_more_microbatches_than_expected_examples_are_refused():
+    """num_microbatches above the expected batch size was accepted under Poisson sampling: most microbatches
+    would be empty. make_private refuses it before any step; M = B is fine."""
+    for sampling in ("poisson", "fixed"):
+        _raises(lambda: make_private(K.Sequential([K.Input((1,)), L.Dense(2)]), l2_norm_clip=1.0,
+                                     noise_multiplier=1.0, num_microbatches=9, expected_batch_size=8,
+                                     sampling=sampling), "num_microbatches=9 exceeds expected_batch_size=8")
+    make_private(K.Sequential([K.Input((1,)), L.Dense(2)]), l2_norm_clip=1.0, noise_multiplier=1.0,
+                 num_microbatches=8, expected_batch_size=8)
+
+
 def case_array_examples_are_gathered_in_place():
     """Arrays give the same batches as a dataset of the same examples, read from the caller's memory.
 

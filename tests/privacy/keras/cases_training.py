@@ -326,6 +326,56 @@ def case_a_target_epsilon_that_cannot_be_accounted_is_refused():
             assert not os.listdir(tmp)
 
 
+def case_pld_cost_limit_crossed_by_the_planned_fit_is_refused_before_any_step():
+    """Without a target epsilon, a fit whose planned steps cross PLD's cost limits (here RDP's rough epsilon
+    above 100 after 200 steps) raised UnsupportedAccounting from the callback mid-fit. It is refused before the
+    first step; a fit within the limits runs; and where the limit is crossed anyway, the callback saves the
+    steps and raises a one-line DPConfigurationError."""
+    from privacy.keras import callback  # pylint: disable=import-outside-toplevel
+
+    x, y = _data(n=100, inputs=8)
+    with tempfile.TemporaryDirectory() as tmp:
+        state = os.path.join(tmp, "state.json")
+        model = make_private(_mlp(), l2_norm_clip=1.0, noise_multiplier=0.5, expected_batch_size=10,
+                             adjacency="replace-one", target_delta=1e-3, state_path=state)
+        model.compile(optimizer=_sgd(0.1), loss=_scce())
+        planned = DpSgdMechanism(dataset_size=100, batch_size=10, noise_multiplier=0.5, steps=200,
+                                 adjacency="replace-one")
+        assert planned.cost_reason("pld", 1e-3) and not planned.replace(steps=100).cost_reason("pld", 1e-3)
+        try:
+            model.fit(x, y, epochs=20, verbose=0)
+        except DPConfigurationError as err:
+            assert "fit plans 200 private steps" in str(err) and "PLD" in str(err), str(err)
+        else:
+            raise AssertionError("a fit beyond PLD's cost limits started")
+        private = private_training(model)
+        assert private.steps == 0
+        model.fit(x, y, epochs=10, verbose=0)
+        assert private.steps == 100
+        expected = dp_accounting.pld.PLDAccountant(neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE,
+                                                   value_discretization_interval=1e-4).compose(
+            dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(
+                0.1, dp_accounting.GaussianDpEvent(0.5)), 100)).get_epsilon(1e-3)
+        assert abs(private.epsilon() - expected) < 1e-9
+
+        class Crossed:  # the training as the callback sees it once the limit is crossed mid-fit
+            state_path, steps, saved = state, 250, False
+
+            def epsilon(self):
+                raise UnsupportedAccounting("PLD is not asked for an epsilon of about 130")
+
+            def save_state(self):
+                Crossed.saved = True
+
+        try:
+            callback._epsilon(Crossed())  # pylint: disable=protected-access
+        except DPConfigurationError as err:
+            assert "after 250 private steps" in str(err) and state in str(err) and "\n" not in str(err)
+        else:
+            raise AssertionError("no DPConfigurationError")
+        assert Crossed.saved
+
+
 def case_pld_cost_limits_hold_for_training_too():
     """PLD is not asked for Poisson-sampled steps whose noise multiplier per step is below 0.2 (minutes and
     gigabytes), as in privacy.accounting.compute_epsilon: a training only PLD could account (Poisson

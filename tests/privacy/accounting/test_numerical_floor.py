@@ -1,0 +1,119 @@
+"""Where dp-accounting's RDP accountant cannot vouch for an epsilon, ppml refuses it instead of reporting 0.
+
+dp-accounting 0.6.0 turns a negative Renyi divergence (cancellation at huge noise multipliers or tiny
+sampling rates) into epsilon 0, and reports 0 through its KL branch at orders whose divergence r has
+1 - e^-r < delta^2. Each case is recomputed here from dp-accounting directly, to show the 0 it would give.
+"""
+
+import json
+import logging
+
+import dp_accounting as dpa
+import numpy as np
+import pytest
+from dp_accounting.rdp import rdp_privacy_accountant
+from click.testing import CliRunner
+
+from pipelines.cli.main import cli
+from privacy.accounting import (DpSgdMechanism, PrivacyBudget, UnsupportedAccounting, calibrate_noise_multiplier,
+                                compute_epsilon, dp_sgd_report, event_from_json)
+
+
+def poisson(q, sigma, steps):
+    return dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(q, dpa.GaussianDpEvent(sigma)), steps)
+
+
+def raw_rdp(event, delta):
+    return dpa.rdp.RdpAccountant().compose(event).get_epsilon(delta)
+
+
+def kl_free_epsilon(accountant, delta):
+    """dp-accounting's conversion at the orders where its KL branch (1 - e^-r < delta^2) does not apply."""
+    orders, curve = np.array(accountant._orders), accountant.rdp  # pylint: disable=protected-access
+    keep = 1 - np.exp(-curve) >= delta ** 2
+    assert 0 < keep.sum() < len(orders)
+    return rdp_privacy_accountant.compute_epsilon(orders[keep], curve[keep], delta)[0]
+
+
+TINY_Q = DpSgdMechanism(dataset_size=60000, batch_size=60000 * 1e-300, noise_multiplier=1.1, steps=1000)
+HUGE_SIGMA = DpSgdMechanism(dataset_size=60000, batch_size=256, noise_multiplier=6e5, steps=14063)
+
+
+def test_negative_divergence_is_refused_not_zero():
+    assert raw_rdp(poisson(1e-300, 1.1, 1000), 1e-6) == 0  # what dp-accounting alone reports
+    with pytest.raises(UnsupportedAccounting, match="numerically unstable"):
+        compute_epsilon(TINY_Q, 1e-6, "rdp")
+    budget = PrivacyBudget.for_mechanism(TINY_Q, 1e-6)
+    budget.compose(TINY_Q.unit_event(), 1000)
+    with pytest.raises(UnsupportedAccounting, match="numerically unstable"):
+        budget.epsilon()
+
+
+def test_kl_branch_zero_becomes_the_bound_at_the_other_orders():
+    event = poisson(256 / 60000, 6e5, 14063)
+    assert raw_rdp(event, 1e-6) == 0
+    expected = kl_free_epsilon(dpa.rdp.RdpAccountant().compose(event), 1e-6)
+    assert expected > 0.005
+    assert compute_epsilon(HUGE_SIGMA, 1e-6, "rdp") == pytest.approx(expected, rel=1e-12)
+
+
+def test_pld_zero_at_tiny_sampling_rate_is_a_true_bound():
+    """T * q <= delta: the example is sampled at all with probability <= delta, so (0, delta) holds."""
+    assert TINY_Q.steps * TINY_Q.sampling_probability <= 1e-6
+    direct = dpa.pld.PLDAccountant(value_discretization_interval=1e-4).compose(
+        poisson(TINY_Q.sampling_probability, 1.1, 1000)).get_epsilon(1e-6)
+    report = dp_sgd_report(TINY_Q, delta=1e-6)
+    assert report.epsilon["pld"] == direct == 0
+    assert report.epsilon["rdp"] is None and "numerically unstable" in report.unavailable["rdp"]
+
+
+@pytest.mark.parametrize("kind", ["rdp", "pld"])
+def test_calibration_never_lands_where_rdp_reports_zero(kind):
+    mechanism = HUGE_SIGMA.replace(noise_multiplier=1.0)
+    with pytest.raises(ValueError, match="no noise multiplier up to 1e\\+06 reaches epsilon 1e-300"):
+        calibrate_noise_multiplier(mechanism, target_epsilon=1e-300, target_delta=1e-6, accountant=kind)
+    tiny_q = TINY_Q.replace(noise_multiplier=1.0)  # RDP breaks down at every sigma: refused, never calibrated to 0
+    with pytest.raises(UnsupportedAccounting, match="not reached before noise multiplier"):
+        calibrate_noise_multiplier(tiny_q, target_epsilon=1e-300, target_delta=1e-6, accountant="rdp")
+    # a reachable small target still calibrates, and its epsilon is recomputed directly
+    sigma = calibrate_noise_multiplier(mechanism, target_epsilon=0.01, target_delta=1e-6, accountant="rdp")
+    assert 0 < raw_rdp(poisson(256 / 60000, sigma, 14063), 1e-6) <= 0.01
+
+
+def test_cli_noise_refuses_unreachable_target():
+    result = CliRunner().invoke(cli, ["noise", "--target-epsilon", "1e-300", "--n", "60000", "--batch-size", "256",
+                                      "--epochs", "60"])
+    assert result.exit_code == 2 and "--target-epsilon" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(cli, ["noise", "--target-epsilon", "1e-300", "--n", "60000", "--batch-size", "256",
+                                      "--epochs", "60", "--accountant", "rdp", "--json"])
+    assert result.exit_code == 2 and "--target-epsilon" in result.output
+
+
+def test_cli_epsilon_tiny_sampling_rate_is_quiet_and_right(caplog):
+    with caplog.at_level(logging.WARNING):
+        result = CliRunner().invoke(cli, ["epsilon", "--sampling-rate", "1e-300", "--n", "60000",
+                                          "--noise-multiplier", "1.1", "--steps", "1000", "--target-delta", "1e-6",
+                                          "--json"])
+    assert result.exit_code == 0, result.output
+    assert not [r for r in caplog.records if "Renyi" in r.getMessage()]
+    data = json.loads(result.output)
+    assert data["epsilon_rdp"] is None and data["epsilon_pld"] == 0.0
+
+
+def test_federated_run_reports_a_positive_epsilon_at_large_z(tmp_path):
+    result = CliRunner().invoke(cli, ["federated", "run", "--dp", "--noise-multiplier", "1000", "--rounds", "2",
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    ledger = json.loads((tmp_path / "out" / "privacy_ledger.json").read_text())
+    event = event_from_json(ledger["dp_event"])
+    accountant = dpa.rdp.RdpAccountant(neighboring_relation=dpa.NeighboringRelation.REPLACE_ONE).compose(event)
+    assert accountant.get_epsilon(ledger["delta"]) == 0  # dp-accounting alone: the 0 that was written
+    assert ledger["epsilon"]["rdp"] == pytest.approx(kl_free_epsilon(accountant, ledger["delta"]), rel=1e-9)
+    assert ledger["epsilon"]["rdp"] > 0.001
+
+
+def test_federated_run_refuses_unreachable_target(tmp_path):
+    result = CliRunner().invoke(cli, ["federated", "run", "--dp", "--target-epsilon", "1e-300", "--rounds", "2",
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code != 0 and "--target-epsilon" in result.output
+    assert "epsilon rdp 0" not in result.output and "Traceback" not in result.output
