@@ -69,7 +69,9 @@ max_examples_per_client       none                                   K, a public
                                                                      Transform graph has private preprocessing
                                                                      releases, which are per record: a client
                                                                      moves them as K records do (a client with
-                                                                     more is refused before training)
+                                                                     more trains on its K of smallest raw
+                                                                     record key, never refused: its size is
+                                                                     private data)
 ============================  =====================================  ===========================================
 
 Clients and the unit of privacy. With ``client_key`` each value is a client and the privacy unit is a
@@ -340,16 +342,13 @@ class FederatedTrainingConfig:
         return partitioners.KeyedPartitioner(num_clients=self.num_clients, rule=self.partition, alpha=self.alpha,
                                              seed=self.seed)
 
-    def plan(self, num_clients: int, *, preprocessing: PreprocessingAccount | None = None,
-             largest_client: int | None = None) -> "FederatedTrainingPlan":
+    def plan(self, num_clients: int, *, preprocessing: PreprocessingAccount | None = None) -> "FederatedTrainingPlan":
         """Resolves delta and the noise multiplier for a population of ``num_clients`` clients: z as given,
         else calibrated for ``target_epsilon`` (default `DEFAULT_TARGET_EPSILON`) over the planned rounds,
         composed after the preprocessing releases.
 
         Args:
           preprocessing: what the Transform graph the model embeds released (private runs compose it first).
-          largest_client: the most training records any client holds (checked against
-            ``max_examples_per_client`` when there is preprocessing to account).
 
         Raises:
           InvalidFederatedSetting: when a setting does not fit the population (secure aggregation's
@@ -384,7 +383,7 @@ class FederatedTrainingConfig:
                                    steps=self.rounds, sampling=sampling, adjacency=adjacency)
         if mechanism.unsupported_reason(self.accountant):  # it reports epsilon every round
             raise InvalidFederatedSetting("accountant", mechanism.unsupported_reason(self.accountant))
-        part = self._preprocessing(preprocessing, mechanism, largest_client)
+        part = self._preprocessing(preprocessing, mechanism)
         try:
             accountant_delta = privacy_ledger.accountant_delta_of(delta, part)
         except privacy_ledger.LedgerError as err:
@@ -420,8 +419,7 @@ class FederatedTrainingConfig:
         return FederatedTrainingPlan(config=self, num_clients=num_clients, mechanism=mechanism, delta=delta,
                                      target_epsilon=target, preprocessing=part)
 
-    def _preprocessing(self, account: PreprocessingAccount | None, mechanism: DpSgdMechanism,
-                       largest_client: int | None) -> PreprocessingPart | None:
+    def _preprocessing(self, account: PreprocessingAccount | None, mechanism: DpSgdMechanism) -> PreprocessingPart | None:
         """The preprocessing releases as a client moves them: a group of ``max_examples_per_client`` records."""
         if account is None or not (account.mechanisms or account.unaccounted or account.coverage):
             return None
@@ -430,10 +428,6 @@ class FederatedTrainingConfig:
                                                                      "is accounted per record; set a public bound K "
                                                                      "on each client's records so that its events "
                                                                      "can be accounted per client")
-        if largest_client is not None and largest_client > self.max_examples_per_client:
-            raise InvalidFederatedSetting("max_examples_per_client", f"a client holds {largest_client} training "
-                                                                     f"records, more than the bound "
-                                                                     f"{self.max_examples_per_client}")
         if self.max_epsilon is not None:
             raise InvalidFederatedSetting("max_epsilon", "the round-by-round stop sees only the rounds' events, not "
                                                          "the preprocessing's; use target_epsilon")
