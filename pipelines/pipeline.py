@@ -121,7 +121,8 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
       epsilon_budget, max_membership_auc, min_accuracy: the Evaluator's thresholds.
       delta_budget: the largest delta the Evaluator blesses (None: below 1/n, as every ledger is).
       privacy_unit: the unit of privacy ``epsilon_budget`` is stated in (example, user or client): the
-        Federated Trainer's ledger is client-level (user-level with a client key), so its budget says so.
+        Federated Trainer's ledger is client-level (user-level with a client key), so its budget says so; a
+        budget per example meets a keyed partition's record-level epsilon (one record replaces a client).
       preprocessing_share: the fraction of the Trainer's ``target_epsilon`` the Transform's private
         analyzers are calibrated to spend (alone); see `pipelines.transform.spec`.
       preprocessing_epsilon: the Transform's budget itself, instead of a share (needed when the Trainer
@@ -143,7 +144,8 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
     if trainer == "federated":
         federated = federated_spec.FederatedTrainingConfig.for_trainer(
             {"label_key": breast_cancer.LABEL_KEY, **(trainer_config or {})})
-        if federated.private and federated.privacy_unit != privacy_unit:   # else only the gate would say, at the end
+        per_record = federated.privacy_unit == "client" and privacy_unit == "example"   # its record-level figure
+        if federated.private and federated.privacy_unit != privacy_unit and not per_record:   # else only the gate
             raise ValueError(f"privacy_unit (--privacy-unit) {privacy_unit!r}: the Federated Trainer's epsilon is "
                              f"{federated.privacy_unit}-level (clients: {federated.clients}), and a ledger in another "
                              f"unit meets no budget; state the budget per {federated.privacy_unit}")

@@ -67,11 +67,12 @@ PRIVACY_LEDGER_URI = "privacy_ledger_uri"  # string
 PRIVACY_UNIT = "privacy_unit"              # string: one of PRIVACY_UNITS
 EPSILON_PREPROCESSING = "epsilon_preprocessing"  # the preprocessing releases alone (smallest over accountants)
 EPSILON_TRAINING = "epsilon_training"            # the training alone
+EPSILON_RECORD_LEVEL = "epsilon_record_level"    # a keyed client partition's one-record figure (record_level_epsilon)
 MLMD_SIGNIFICANT_DIGITS = 6
 """ml-metadata's SQLite store keeps 6 significant digits of a double property (it prints them with %g)."""
 MODEL_PROPERTIES = (PRIVATE, EPSILON, EPSILON_ACCOUNTANT, DELTA, EPSILON_RDP, EPSILON_PLD, NOISE_MULTIPLIER,
                     L2_NORM_CLIP, DP_STEPS, SAMPLING, ADJACENCY, PRIVACY_MECHANISM, ACCOUNTANT_VERSION,
-                    PRIVACY_LEDGER_URI, PRIVACY_UNIT, EPSILON_PREPROCESSING, EPSILON_TRAINING)
+                    PRIVACY_LEDGER_URI, PRIVACY_UNIT, EPSILON_PREPROCESSING, EPSILON_TRAINING, EPSILON_RECORD_LEVEL)
 
 
 class LedgerError(ValueError):
@@ -198,6 +199,24 @@ class PrivacyLedger:
         if not values:
             raise LedgerError("no accountant of the ledger can analyse its events")
         return min(values, key=values.get)
+
+    def record_level_epsilon(self) -> tuple[float, str] | None:
+        """(epsilon, how) of one record added or removed, for a client-level ledger of clients ppml dealt records
+        to (``parameters['record_level']``, written by the Federated Trainer: with N fixed, one record replaces
+        one client's data); None for any other unit. Infinite when the ledger holds no such figure."""
+        if self.privacy_unit != "client":
+            return None
+        record = self.parameters.get("record_level")
+        if not record:
+            return math.inf, "the ledger has no record-level figure for its client-level epsilon"
+        if record.get("epsilon_is"):   # replace-one accounting: the client-level epsilon is the record-level one
+            return self.epsilon, f"{self.describe_epsilon()}, client-level, replace-one: also record-level"
+        if record.get("epsilon") is None:
+            return math.inf, f"no record-level epsilon could be accounted ({record.get('accountant')})"
+        covers = f", covering {record['covers']}" if record.get("covers") else ""
+        return float(record["epsilon"]), (f"record-level: one record replaces a client's data, accounted "
+                                          f"{record['adjacency']} by {record['accountant']}{covers}, "
+                                          f"delta = {record['delta']:g}")
 
     def describe_epsilon(self) -> str:
         """Which accountant gave `epsilon` at which delta, and which had no analysis, e.g.
@@ -437,6 +456,9 @@ def ledger_properties(ledger: PrivacyLedger | None, ledger_uri: str | None = Non
             values = [e for e in ledger.parts[part].values() if e is not None]
             if values:
                 props[name] = mlmd_upper_bound(min(values))
+    record_level = ledger.record_level_epsilon()
+    if record_level is not None:
+        props[EPSILON_RECORD_LEVEL] = mlmd_upper_bound(record_level[0])   # left out below when infinite
     params = ledger.parameters
     for key, name in (("noise_multiplier", NOISE_MULTIPLIER), ("l2_norm_clip", L2_NORM_CLIP),
                       ("steps", DP_STEPS), ("sampling", SAMPLING), ("adjacency", ADJACENCY)):

@@ -83,6 +83,9 @@ class PipelineReport:
                        else {"epsilon": self.ledger.epsilons, "delta": self.ledger.delta})
             privacy.update(mechanism=self.ledger.mechanism, l2_norm_clip=self.ledger.parameters.get("l2_norm_clip"),
                            privacy_unit=self.ledger.privacy_unit)
+            if self.ledger.mechanism == privacy_ledger.DP_FEDAVG:
+                privacy.update(record_level=self.ledger.parameters.get("record_level"),
+                               outside_guarantee=self.ledger.parameters.get("outside_guarantee") or {})
             privacy["artifact"] = artifact_privacy(self.ledger)
         evaluation = self.evaluation or {}
         return {
@@ -121,6 +124,12 @@ class PipelineReport:
             eps = ", ".join(f"{k.upper()} {v:.4f}" for k, v in self.ledger.epsilons.items() if v is not None)
             lines += [f"{self.ledger.mechanism} privacy ledger: {self.ledger.privacy_unit}-level epsilon {eps} at "
                       f"delta {self.ledger.delta:g}"]
+            record_level = self.ledger.record_level_epsilon()
+            if record_level is not None:
+                lines.append(f"  one record        epsilon {_number(record_level[0])} ({record_level[1]})")
+            if self.evaluation is None:   # else the Evaluator's list below holds the trainer's
+                lines += [f"  outside the guarantee: {name}: {why}"
+                          for name, why in (self.ledger.parameters.get("outside_guarantee") or {}).items()]
             if self.ledger.preprocessing is not None:
                 lines += [""] + artifact_lines(self.ledger)
         lines += ["", f"Pipeline {self.pipeline_name}, run {self.run_id}",

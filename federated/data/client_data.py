@@ -59,16 +59,24 @@ class ClientData:
         return cls(x, y, partition)
 
     @classmethod
-    def for_private_run(cls, x, y, partitioner: Partitioner, *, num_classes: int, keys=None) -> "ClientData":
+    def for_private_run(cls, x, y, partitioner: Partitioner, *, num_classes: int, keys=None,
+                        max_examples_per_client: int | None = None, record_keys=None) -> "ClientData":
         """`from_arrays` for a private run: the records are dealt first, then each record that is not
         `federated.data.screen.trainable` is left out of its client (which stays, possibly empty), so no
-        one record's value can refuse the run (`federated.data.screen`)."""
+        one record's value can refuse the run (`federated.data.screen`).
+
+        With ``max_examples_per_client`` K, each client keeps only the K dealt records of smallest
+        ``record_keys`` (one bytes key per record, from its content; `capped`), so a client's size never
+        decides whether the run happens, and adding or removing one record changes that record's client only.
+        """
         keep = trainable(x, y, num_classes)
         if keys is None:
             keys = partitioner.default_keys(x, y)
         placeholder = np.where(keep, np.asarray(y, np.float64), 0).astype(np.int64)   # left-out records' labels
-        partition = partitioner.partition(placeholder, keys=keys).select(keep)
-        return cls(np.asarray(x)[keep], placeholder[keep], partition)
+        partition = partitioner.partition(placeholder, keys=keys)
+        if max_examples_per_client is not None:
+            keep &= capped(partition, record_keys, max_examples_per_client)
+        return cls(np.asarray(x)[keep], placeholder[keep], partition.select(keep))
 
     @classmethod
     def from_tf_dataset(cls, dataset, partitioner: Partitioner, *, features: Sequence[str] | None = None,
@@ -166,3 +174,21 @@ def load_digits_clients(partitioner: Partitioner, *, test_fraction: float = 0.25
     """The digits training part (`load_digits_split`) as clients: (ClientData, (x_test, y_test))."""
     (x_train, y_train), test = load_digits_split(test_fraction=test_fraction, seed=seed)
     return ClientData.from_arrays(x_train, y_train, partitioner), test
+
+
+def capped(partition: Partition, record_keys: Sequence[bytes], max_examples_per_client: int) -> np.ndarray:
+    """[n] bool: in each client of ``partition``, its ``max_examples_per_client`` records of smallest key.
+
+    The order is the records' own keys (ties, i.e. repeated records, by position), never their positions
+    or another client's records, so a one-record change moves at most one record in and one out of one client.
+    """
+    if not (isinstance(max_examples_per_client, int) and max_examples_per_client >= 1):
+        raise ValueError(f"max_examples_per_client must be an integer >= 1, got {max_examples_per_client!r}")
+    if record_keys is None:
+        raise ValueError("capping clients needs record_keys (one key per record, from its content)")
+    keys = list(record_keys)
+    keep = np.zeros(len(keys), bool)
+    for ix in partition.indices:
+        ordered = sorted(ix.tolist(), key=lambda i: (keys[i], i))
+        keep[ordered[:max_examples_per_client]] = True
+    return keep

@@ -76,7 +76,8 @@ def _training_options(fn):
                      show_default=True,
                      help="What --epsilon-budget protects: one example, one user, or one client (the Federated "
                           "Trainer's ledgers are client-level, user-level with a client key); a model whose "
-                          "ledger is in another unit is not blessed."),
+                          "ledger is in another unit is not blessed, but a budget per example meets a keyed "
+                          "client-level ledger at its record-level epsilon."),
         click.option("--max-membership-auc", type=float, default=0.6, show_default=True,
                      help="Evaluator: bless only if the loss-threshold attack AUC is <= this."),
         click.option("--min-accuracy", type=float, default=0.85, show_default=True,

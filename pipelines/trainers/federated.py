@@ -11,7 +11,9 @@ DP-FedAvg when ``private``), all built by the settings' plan
 ``ppml federated run``). The model is an MLP on the feature vector (ReLU layers of ``hidden_units``,
 softmax logits). The partition never depends on Transform's constants; the model's inputs do, so a
 private run composes the transform graph's private releases (`pipelines.transform.artifact`) before the
-rounds, as one client's ``max_examples_per_client`` records move them, and the Private Evaluator refuses a
+rounds, as one client's ``max_examples_per_client`` records move them (a private run trains each client on
+at most that many records, its first by raw record key, rather than refusing a larger client, whose size is
+private), and the Private Evaluator refuses a
 graph whose statistics are neither private nor declared public.
 
 Outputs, like the DP Trainer's:
@@ -40,6 +42,11 @@ from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
 PREDICTION_KEY = "probabilities"
 TRANSFORM_BATCH = 1024
 """Records per call of the transform graph."""
+PREPROCESSING_CAVEAT = {
+    "preprocessing beyond K records per client": "training takes at most max_examples_per_client (K) records of a "
+    "client, but Transform's analyzers read every training record and are accounted as K records per client: for "
+    "a client holding more than K, the preprocessing releases are covered per record, not per client"}
+"""Listed outside the guarantee of a private run whose Transform graph has private releases."""
 
 
 def run_fn(fn_args) -> None:
@@ -67,7 +74,7 @@ def run_fn(fn_args) -> None:
     if config.private and transform is not None:
         from pipelines.transform.artifact import transform_graph_account  # pylint: disable=import-outside-toplevel
         preprocessing = transform_graph_account(fn_args.transform_output)
-    plan = config.plan(data.num_clients, preprocessing=preprocessing, largest_client=int(data.sizes().max()))
+    plan = config.plan(data.num_clients, preprocessing=preprocessing)
     if plan.delta_warning:   # also in the ledger's parameters
         from absl import logging  # pylint: disable=import-outside-toplevel
         logging.warning("Federated Trainer: %s", plan.delta_warning)
@@ -87,7 +94,8 @@ def run_fn(fn_args) -> None:
     if plan.private:
         ledger = plan.ledger(simulation.state.budget, rounds=simulation.state.round,
                              trainer={"run_fn": f"{__name__}.run_fn"},
-                             outside_guarantee=history.config["outside_guarantee"])
+                             outside_guarantee={**history.config["outside_guarantee"],
+                                                **(PREPROCESSING_CAVEAT if plan.preprocessing is not None else {})})
         privacy_ledger.write_ledger(fn_args.serving_model_dir, ledger)
 
 
@@ -173,13 +181,17 @@ def resolve_feature_keys(config: FederatedTrainingConfig, split: Split) -> list[
 
 def client_data(config: FederatedTrainingConfig, split: Split, feature_keys: list[str], num_classes: int):
     """The training split as `ClientData`: by the raw ``client_key`` column, or dealt by raw record key; a
-    private run leaves out, one by one, the records it cannot train on (`ClientData.for_private_run`)."""
+    private run leaves out, one by one, the records it cannot train on and, with ``max_examples_per_client``
+    K, each client's records past its K of smallest raw record key (`ClientData.for_private_run`; how many
+    were capped is not reported)."""
     from federated.data import ClientData  # pylint: disable=import-outside-toplevel
     from federated.data.examples import stack_features  # pylint: disable=import-outside-toplevel
     keys = split.raw[config.client_key] if config.client_key else split.keys
     x, y = stack_features(split.columns, feature_keys), _labels(split, config.label_key)
     if config.private:
-        return ClientData.for_private_run(x, y, config.partitioner(), num_classes=num_classes, keys=keys)
+        return ClientData.for_private_run(x, y, config.partitioner(), num_classes=num_classes, keys=keys,
+                                          max_examples_per_client=config.max_examples_per_client,
+                                          record_keys=split.keys)
     return ClientData.from_arrays(x, y, config.partitioner(), keys=keys)
 
 

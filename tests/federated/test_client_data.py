@@ -99,3 +99,48 @@ def test_a_private_run_leaves_each_record_it_cannot_train_on_out_of_its_client_a
     if bad != "label 3":   # without DP: refused (label 3: by the model's classes, FederatedTrainingConfig)
         with pytest.raises(ValueError, match="NaN|labels"):
             ClientData.from_arrays(x_bad, y_bad, KeyedPartitioner(num_clients=8, seed=3))
+
+
+@pytest.mark.parametrize("natural", [False, True])
+def test_a_private_run_caps_each_client_at_k_records_by_record_key(natural):
+    """Neighbours: one client at K records vs the same client at K + 1 (one record added). Both runs happen, the
+    client keeps K records in both (differing by at most one in and one out), every other client is unchanged."""
+    from federated.partitioners import KeyedPartitioner, record_keys
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(80, 3)), rng.integers(0, 2, 80).astype(np.float64)
+    users = np.array([f"u{i % 6}" for i in range(80)])
+    partitioner = NaturalPartitioner() if natural else KeyedPartitioner(num_clients=6, seed=5)
+    rkeys = record_keys({"x": x, "y": y})
+    base = ClientData.from_arrays(x, y, partitioner, keys=users if natural else rkeys)
+    target = int(np.argmax(base.sizes()))
+    k = int(base.sizes()[target])
+    client = base.partition.indices[target]
+    row = x[client[:1]] + 0.5   # a new record; redeal until it lands in the target client
+    for shift in np.arange(0.5, 50, 0.5):
+        row = x[client[:1]] + shift
+        x1, y1 = np.concatenate([x, row]), np.append(y, y[client[0]])
+        keys1 = np.append(users, users[client[0]]) if natural else record_keys({"x": x1, "y": y1})
+        plus_all = ClientData.from_arrays(x1, y1, partitioner, keys=keys1)
+        if plus_all.sizes()[plus_all.client_ids.index(base.client_ids[target])] == k + 1:
+            break
+    else:
+        pytest.fail("no added record landed in the target client")
+    at_k = ClientData.for_private_run(x, y, partitioner, num_classes=2, keys=users if natural else rkeys,
+                                      max_examples_per_client=k, record_keys=rkeys)
+    over = ClientData.for_private_run(x1, y1, partitioner, num_classes=2, keys=keys1,
+                                      max_examples_per_client=k, record_keys=record_keys({"x": x1, "y": y1}))
+    assert at_k.client_ids == over.client_ids and at_k.sizes().max() == over.sizes().max() == k
+    name = base.client_ids[target]
+    for position, cid in enumerate(at_k.client_ids):
+        a, b = at_k.client(position), over.client(over.client_ids.index(cid))
+        rows_a, rows_b = {r.tobytes() for r in a[0]}, {r.tobytes() for r in b[0]}
+        if cid == name:
+            assert len(rows_a) == len(rows_b) == k and len(rows_a - rows_b) <= 1
+        else:
+            assert rows_a == rows_b
+    smaller = ClientData.for_private_run(x, y, partitioner, num_classes=2, keys=users if natural else rkeys,
+                                         max_examples_per_client=k - 1, record_keys=rkeys)
+    assert smaller.sizes().max() == k - 1
+    with pytest.raises(ValueError, match="record_keys"):
+        ClientData.for_private_run(x, y, partitioner, num_classes=2, keys=users if natural else rkeys,
+                                   max_examples_per_client=k)

@@ -75,11 +75,12 @@ def test_private_federated_model_carries_the_accountants_epsilon(federated_run):
     # private releases, which a client of up to K = 90 records moves 90 times as far as one record.
     with open(props["privacy_ledger_uri"]) as f:
         ledger = json.load(f)
-    prior = []
+    prior, prior_replaced = [], []
     for record in ledger["preprocessing"]["account"]["mechanisms"]:
         per_record = 1 / math.sqrt(sum((c["sensitivity"] / c["noise_std"]) ** 2 for c in record["components"]
                                        if c["sensitivity"]))
         prior.append(dp_event.GaussianDpEvent(per_record / 90))
+        prior_replaced.append(dp_event.GaussianDpEvent(per_record / 2))   # one record replaced: removed, added
     assert len(prior) == 30 and ledger["preprocessing"]["group_size"] == 90
     event = dp_event.PoissonSampledDpEvent(0.5, dp_event.GaussianDpEvent(0.5))
     rdp = dp_accounting.rdp.RdpAccountant().compose(
@@ -96,18 +97,22 @@ def test_private_federated_model_carries_the_accountants_epsilon(federated_run):
     assert ledger["mechanism"] == "dp-fedavg" and ledger["privacy_unit"] == "client" == props["privacy_unit"]
     assert ledger["parameters"]["dataset_size"] == 20 and ledger["parameters"]["noise"] == "csprng"
     # One record changes one client's data (N fixed): a client replaced, which add/remove accounting of
-    # Poisson sampling does not cover; the ledger accounts it beside, replace-one (PLD).
+    # Poisson sampling does not cover; the ledger accounts it beside, replace-one (PLD), after the preprocessing
+    # releases as one replaced record moves them.
     replaced = dp_accounting.pld.PLDAccountant(dp_accounting.NeighboringRelation.REPLACE_ONE,
-                                               value_discretization_interval=1e-4).compose(event, 8).get_epsilon(0.01)
+                                               value_discretization_interval=1e-4).compose(
+        dp_event.ComposedDpEvent(prior_replaced + [dp_event.SelfComposedDpEvent(event, 8)])).get_epsilon(0.01)
     record = ledger["parameters"]["record_level"]
     assert record["adjacency"] == "replace-one" and record["epsilon"] == pytest.approx(replaced, rel=1e-9)
-    # It accounts the rounds only (the preprocessing is in the client-level epsilon, as K records), and says so.
-    assert record["epsilon"] > ledger["composition"]["parts"]["training"]["pld"] and "rounds only" in record["covers"]
+    assert record["epsilon"] > ledger["composition"]["parts"]["training"]["pld"] and "the artifact" in record["covers"]
+    assert props["epsilon_record_level"] == pytest.approx(replaced, rel=1e-5)
+    assert federated_run["report"]["privacy"]["record_level"]["epsilon"] == record["epsilon"]
     history = federated_run["history"]
     assert history["rounds"][-1]["metrics"]["epsilon_rdp"] == pytest.approx(rounds_alone, rel=1e-12)
     # The eval split's rows and the classes read from the labels are private facts: listed, here and in the ledger.
-    assert set(history["config"]["outside_guarantee"]) == set(ledger["parameters"]["outside_guarantee"]) \
-        == {"evaluation", "classes"}
+    assert set(history["config"]["outside_guarantee"]) == {"evaluation", "classes"}
+    assert set(ledger["parameters"]["outside_guarantee"]) == {"evaluation", "classes",
+                                                              "preprocessing beyond K records per client"}
     assert "client_sizes_sum" not in history["config"] and history["rounds"][0]["nonfinite"] is None
     assert history["config"]["num_clients"] == 20
     assert history["config"]["partition"] == {"name": "keyed", "num_clients": 20, "rule": "dirichlet", "alpha": 1.0,
@@ -141,7 +146,13 @@ def test_pipeline_command_runs_the_federated_trainer_and_reports_its_ledger(fede
     assert report["gate"]["blessed"] is True and report["pushed"]["pushed"] is True
     # What the trainer listed outside its guarantee in the ledger is labelled in the report too.
     assert {item.split(" (listed by the trainer)")[0] for item in report["outside_the_guarantee"]
-            if "(listed by the trainer)" in item} == {"evaluation", "classes"}
+            if "(listed by the trainer)" in item} == {"evaluation", "classes",
+                                                      "preprocessing beyond K records per client"}
+    assert report["privacy"]["outside_guarantee"].keys() == {"evaluation", "classes",
+                                                             "preprocessing beyond K records per client"}
+    # The push decision (accuracy >= --min-accuracy on the private eval rows, without noise) is labelled.
+    assert any(item.startswith("the blessing and push decision") and "outside epsilon" in item
+               for item in report["outside_the_guarantee"])
     assert any(line.startswith("[6/8] Trainer complete (") for line in federated_run["stderr"].splitlines())
 
 
@@ -152,7 +163,8 @@ def test_pipeline_command_runs_the_federated_trainer_and_reports_its_ledger(fede
     (("--trainer-config", '{"num_clients": 0}'), "custom_config['num_clients']"),
     (("--private", "--noise-multiplier", "1", "--preprocessing-epsilon", "1", "--privacy-unit", "client"),
      "custom_config['max_examples_per_client']: the private Transform's releases are accounted per record"),
-    ((), "privacy_unit (--privacy-unit) 'example': the Federated Trainer's epsilon is client-level"),
+    (("--trainer-config", '{"client_key": "mean_radius"}'),
+     "privacy_unit (--privacy-unit) 'example': the Federated Trainer's epsilon is user-level"),
     (("--trainer-config", '{"client_key": "mean_radius"}', "--privacy-unit", "client"),
      "'client': the Federated Trainer's epsilon is user-level"),
 ])

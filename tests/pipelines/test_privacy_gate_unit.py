@@ -23,9 +23,10 @@ def test_a_ledger_meets_only_a_budget_in_its_own_unit():
     epsilon, note = spec.budget_epsilon(ledger, "client")
     assert epsilon == pytest.approx(compute_epsilon(CLIENTS, 1e-3, "rdp"), rel=1e-12)
     assert note.startswith("RDP accountant") and note.endswith(", client-level")
-    for budget_unit in ("example", "user"):
-        epsilon, note = spec.budget_epsilon(ledger, budget_unit)
-        assert math.isinf(epsilon) and f"the ledger's epsilon is client-level, the budget is {budget_unit}" in note
+    epsilon, note = spec.budget_epsilon(ledger, "user")
+    assert math.isinf(epsilon) and "the ledger's epsilon is client-level, the budget is user" in note
+    epsilon, note = spec.budget_epsilon(ledger, "example")   # no record-level figure in this ledger
+    assert math.isinf(epsilon) and "no record-level figure" in note
     dp_sgd = pl.PrivacyLedger.for_dp_sgd(DpSgdMechanism(dataset_size=389, batch_size=32, noise_multiplier=1.3,
                                                         steps=122), l2_norm_clip=1.0, delta=1e-3)
     assert spec.budget_epsilon(dp_sgd, "example")[0] == dp_sgd.epsilon
@@ -51,3 +52,42 @@ except ValueError as err:
 """
     lines = python_subprocess(code, legacy_keras=True).stdout.strip().splitlines()
     assert lines[-2:] == ["user example", "privacy_unit must be one of example, user, client, got 'row'"]
+
+
+def test_a_budget_per_example_meets_a_keyed_poisson_ledger_at_its_record_level_figure():
+    """Poisson sampling over keyed clients is accounted add/remove per client, but one record replaces a client's
+    data (N fixed): a budget per example is compared with the replace-one figure, recomputed here (PLD)."""
+    import dp_accounting
+    from dp_accounting import dp_event
+
+    from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
+    plan = FederatedTrainingConfig.for_trainer({"label_key": "y", "num_clients": 20, "rounds": 8, "fraction": 0.5,
+                                                "sampling": "poisson", "private": True, "target_epsilon": 3.0}).plan(20)
+    m = plan.mechanism
+    ledger = plan.ledger(PrivacyBudget.for_mechanism(m, plan.delta).compose(m.unit_event(), m.units()), rounds=8,
+                         trainer={})
+    event = dp_event.PoissonSampledDpEvent(0.5, dp_event.GaussianDpEvent(m.noise_multiplier))
+    client_level = dp_accounting.rdp.RdpAccountant().compose(event, 8).get_epsilon(plan.delta)
+    replaced = dp_accounting.pld.PLDAccountant(dp_accounting.NeighboringRelation.REPLACE_ONE,
+                                               value_discretization_interval=1e-4).compose(
+        dp_event.SelfComposedDpEvent(event, 8)).get_epsilon(plan.delta)
+    assert ledger.epsilon <= client_level * (1 + 1e-9) <= 3.0 < replaced
+    per_client, note = spec.budget_epsilon(ledger, "client")
+    assert per_client == ledger.epsilon and note.endswith("client-level")
+    per_example, note = spec.budget_epsilon(ledger, "example")
+    assert per_example == pytest.approx(replaced, rel=1e-9)
+    assert note.startswith("record-level") and "replace-one" in note
+    assert math.isinf(spec.budget_epsilon(ledger, "user")[0])
+    assert pl.ledger_properties(ledger)[pl.EPSILON_RECORD_LEVEL] == pl.mlmd_upper_bound(per_example)
+    # Uniform sampling is accounted replace-one: the client-level figure is the record-level one.
+    uniform = FederatedTrainingConfig.for_trainer({"label_key": "y", "num_clients": 20, "rounds": 8, "fraction": 0.5,
+                                                   "private": True, "noise_multiplier": 1.0}).plan(20)
+    u = uniform.mechanism
+    ledger = uniform.ledger(PrivacyBudget.for_mechanism(u, uniform.delta).compose(u.unit_event(), u.units()),
+                            rounds=8, trainer={})
+    assert spec.budget_epsilon(ledger, "example")[0] == ledger.epsilon
+    # A ledger without the figure (older) meets no budget per example; seeded noise meets none at all.
+    older = pl.PrivacyLedger.from_dict({**ledger.to_dict(), "parameters": {**ledger.parameters, "record_level": None}})
+    assert math.isinf(spec.budget_epsilon(older, "example")[0])
+    seeded = pl.PrivacyLedger.from_dict({**ledger.to_dict(), "parameters": {**ledger.parameters, "noise": "seeded"}})
+    assert math.isinf(spec.budget_epsilon(seeded, "example")[0])

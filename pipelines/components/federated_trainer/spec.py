@@ -69,7 +69,9 @@ max_examples_per_client       none                                   K, a public
                                                                      Transform graph has private preprocessing
                                                                      releases, which are per record: a client
                                                                      moves them as K records do (a client with
-                                                                     more is refused before training)
+                                                                     more trains on its K of smallest raw
+                                                                     record key, never refused: its size is
+                                                                     private data)
 ============================  =====================================  ===========================================
 
 Clients and the unit of privacy. With ``client_key`` each value is a client and the privacy unit is a
@@ -107,6 +109,8 @@ import math
 import numbers
 from typing import Any, Mapping
 
+from dp_accounting import dp_event
+
 from federated.client import EXECUTIONS as CLIENT_EXECUTIONS
 from federated.partitioners.keyed import RULES as KEYED_RULES
 from federated.sampling import PoissonSampler, UniformSampler, check_public_population
@@ -116,7 +120,7 @@ from pipelines import privacy_ledger
 from pipelines.components import settings
 from privacy.accounting import (NOISE_MULTIPLIER_RANGE, AccountantKind, Adjacency, DpSgdMechanism,
                                 UnsupportedAccounting, calibrate_noise_multiplier, compute_epsilon, default_delta,
-                                delta_warning, event_to_json)
+                                delta_warning, epsilon_of, event_to_json)
 from privacy.preprocessing import PreprocessingAccount, PreprocessingPart, RecordError
 
 PARTITIONS = KEYED_RULES + ("shards",)
@@ -345,16 +349,13 @@ class FederatedTrainingConfig:
         return partitioners.KeyedPartitioner(num_clients=self.num_clients, rule=self.partition, alpha=self.alpha,
                                              seed=self.seed)
 
-    def plan(self, num_clients: int, *, preprocessing: PreprocessingAccount | None = None,
-             largest_client: int | None = None) -> "FederatedTrainingPlan":
+    def plan(self, num_clients: int, *, preprocessing: PreprocessingAccount | None = None) -> "FederatedTrainingPlan":
         """Resolves delta and the noise multiplier for a population of ``num_clients`` clients: z as given,
         else calibrated for ``target_epsilon`` (default `DEFAULT_TARGET_EPSILON`) over the planned rounds,
         composed after the preprocessing releases.
 
         Args:
           preprocessing: what the Transform graph the model embeds released (private runs compose it first).
-          largest_client: the most training records any client holds (checked against
-            ``max_examples_per_client`` when there is preprocessing to account).
 
         Raises:
           InvalidFederatedSetting: when a setting does not fit the population (secure aggregation's
@@ -389,7 +390,7 @@ class FederatedTrainingConfig:
                                    steps=self.rounds, sampling=sampling, adjacency=adjacency)
         if mechanism.unsupported_reason(self.accountant):  # it reports epsilon every round
             raise InvalidFederatedSetting("accountant", mechanism.unsupported_reason(self.accountant))
-        part = self._preprocessing(preprocessing, mechanism, largest_client)
+        part = self._preprocessing(preprocessing, mechanism)
         try:
             accountant_delta = privacy_ledger.accountant_delta_of(delta, part)
         except privacy_ledger.LedgerError as err:
@@ -425,8 +426,8 @@ class FederatedTrainingConfig:
         return FederatedTrainingPlan(config=self, num_clients=num_clients, mechanism=mechanism, delta=delta,
                                      target_epsilon=target, preprocessing=part)
 
-    def _preprocessing(self, account: PreprocessingAccount | None, mechanism: DpSgdMechanism,
-                       largest_client: int | None) -> PreprocessingPart | None:
+    def _preprocessing(self, account: PreprocessingAccount | None,
+                       mechanism: DpSgdMechanism) -> PreprocessingPart | None:
         """The preprocessing releases as a client moves them: a group of ``max_examples_per_client`` records."""
         if account is None or not (account.mechanisms or account.unaccounted or account.coverage):
             return None
@@ -435,10 +436,6 @@ class FederatedTrainingConfig:
                                                                      "is accounted per record; set a public bound K "
                                                                      "on each client's records so that its events "
                                                                      "can be accounted per client")
-        if largest_client is not None and largest_client > self.max_examples_per_client:
-            raise InvalidFederatedSetting("max_examples_per_client", f"a client holds {largest_client} training "
-                                                                     f"records, more than the bound "
-                                                                     f"{self.max_examples_per_client}")
         if self.max_epsilon is not None:
             raise InvalidFederatedSetting("max_epsilon", "the round-by-round stop sees only the rounds' events, not "
                                                          "the preprocessing's; use target_epsilon")
@@ -507,8 +504,12 @@ class FederatedTrainingPlan:
         N is fixed, so a one-record change replaces one client's data: its clipped update can move by 2C.
         Uniform sampling is accounted replace-one: the client-level epsilon is the record-level one.
         Poisson sampling is accounted add/remove (a client's update moving by C): the replacement is
-        accounted here, by PLD under REPLACE_ONE (the Poisson-sampled Gaussian of the same z), or where PLD
-        declines, by RDP group privacy over two add/remove neighbours (a removal, then an addition).
+        accounted here, by PLD under REPLACE_ONE (the Poisson-sampled Gaussian of the same z), after the
+        preprocessing releases as one record replaced moves them (their replace-one events, group 1), so
+        ``epsilon`` covers the artifact; or where PLD declines, by RDP group privacy over two add/remove
+        neighbours (a removal, then an addition) of the rounds, when there is no preprocessing to compose
+        (else ``epsilon`` is None and ``accountant`` says why). This is the figure a budget per example meets
+        (`pipelines.components.private_evaluator.spec.budget_epsilon`).
         """
         if self.config.privacy_unit != "client":
             return None
@@ -518,19 +519,35 @@ class FederatedTrainingPlan:
         replaced = mechanism.replace(adjacency=Adjacency.REPLACE_ONE)
         try:
             epsilon, how = compute_epsilon(replaced, self.delta, AccountantKind.PLD), AccountantKind.PLD.value
+            if self.preprocessing is not None:
+                epsilon, how = self._record_level_artifact(replaced)
         except UnsupportedAccounting as declined:   # e.g. z below PLD's cost limit: a replacement is a removal
             # then an addition, so RDP group privacy over 2 add/remove neighbours bounds it (looser)
             replaced = mechanism.replace(max_examples_per_user=2)
             epsilon, how = compute_epsilon(replaced, self.delta, AccountantKind.RDP), "rdp, group privacy of 2"
-            if not math.isfinite(epsilon):
+            if self.preprocessing is not None:
+                epsilon, how = None, f"none: {declined}; group privacy is not composed with the preprocessing"
+            elif not math.isfinite(epsilon):
                 epsilon, how = None, f"none: {declined}; RDP group privacy of 2 diverges"
         out = {"adjacency": Adjacency.REPLACE_ONE.value, "accountant": how,
                "epsilon": None if epsilon is None else float(epsilon), "delta": self.delta,
                "neighboring_relation": replaced.neighboring_relation.name, "event": event_to_json(replaced.dp_event())}
         if self.preprocessing is not None:
-            out["covers"] = ("the rounds only: the preprocessing releases are in the client-level epsilon (as a "
-                             "client's K records), not in this record-level one")
+            out["covers"] = "the artifact: the preprocessing releases (one record replaced), then the rounds"
         return out
+
+    def _record_level_artifact(self, replaced: DpSgdMechanism) -> tuple[float | None, str]:
+        """(epsilon, accountant) of one replaced record under PLD: the preprocessing releases' replace-one events
+        (group 1), then ``replaced``'s rounds, at the delta left after the releases' additive delta."""
+        account = self.preprocessing.account
+        try:
+            prior = account.events(Adjacency.REPLACE_ONE, 1)
+            delta = self.delta - account.additive_delta(Adjacency.REPLACE_ONE, 1)
+        except RecordError as err:   # e.g. a private vocabulary: analysed under add-remove only
+            return None, f"none: {err}"
+        epsilon = epsilon_of(dp_event.ComposedDpEvent([*prior, replaced.dp_event()]), target_delta=delta,
+                             accountant=AccountantKind.PLD, relation=replaced.neighboring_relation)
+        return (float(epsilon), AccountantKind.PLD.value) if math.isfinite(epsilon) else (None, "none: PLD diverges")
 
     def ledger(self, budget, *, rounds: int, trainer: Mapping[str, Any],
                outside_guarantee: Mapping[str, str] | None = None) -> privacy_ledger.PrivacyLedger:

@@ -25,6 +25,8 @@ OUTSIDE_THE_GUARANTEE = (
     "membership-inference audit (AUC, mean member loss): an internal diagnostic computed from the training "
     "records themselves, not covered by epsilon",
     "utility metrics: computed on the held-out evaluation split, whose records epsilon does not cover",
+    "the blessing and push decision: the utility thresholds (e.g. accuracy >= min_accuracy) are checked without "
+    "noise on the evaluation split's private rows, so whether the model is pushed is released outside epsilon",
     "n, the number of training privacy units (records, users or clients): treated as public; it is in the "
     "ledger and sets the sampling rate q = B / n",
 )

@@ -10,7 +10,8 @@ The gate is expressed in TFMA's own terms, next to the utility metrics of the sa
         ])])
 
 ``dp_epsilon`` is the epsilon of the model's privacy ledger: the whole artifact's, preprocessing and
-training composed; infinite when it has no ledger, when its unit of privacy is not the budget's, when its
+training composed (for a budget per example and a keyed Federated Trainer's ledger, its record-level figure);
+infinite when it has no ledger, when its unit of privacy is not the budget's, when its
 noise was seeded (see `budget_epsilon`), or when the model carries statistics no epsilon covers (see
 `pipelines.components.private_evaluator.coverage`). ``membership_inference_auc`` is the AUC of the
 loss-threshold attack on training vs held-out examples, an internal diagnostic that epsilon does not
@@ -64,7 +65,8 @@ def privacy_metrics(*, epsilon_budget: float, max_membership_auc: float = 0.6,
       epsilon_budget: largest epsilon to bless, at the delta of the model's ledger.
       delta_budget: largest delta to bless; None: any delta below 1/n (which every ledger has).
       privacy_unit: what the budget protects, one of `privacy_ledger.PRIVACY_UNITS` (example, user,
-        client); a ledger in another unit does not meet it.
+        client); a ledger in another unit does not meet it, except that a budget per example meets a
+        Federated Trainer's keyed client-level ledger through its record-level epsilon (`budget_epsilon`).
       max_membership_auc: largest loss-threshold attack AUC to bless, in [0.5, 1].
       member_split: the split the model was trained on (the attack's members); its non-members
         are the Evaluator's ``example_splits`` (default 'eval').
@@ -131,16 +133,22 @@ def gate_settings(eval_config) -> GateSettings:
 
 def budget_epsilon(ledger: privacy_ledger.PrivacyLedger | None, privacy_unit: str) -> tuple[float, str]:
     """(epsilon to check against a budget in ``privacy_unit``, why): the ledger's epsilon, or inf when
-    there is no ledger, when its unit of privacy differs from the budget's (no conversion between
-    units is made), or when its noise was drawn from a recorded seed (no guarantee for a released model)."""
+    there is no ledger, when its unit of privacy differs from the budget's, or when its noise was drawn
+    from a recorded seed (no guarantee for a released model). One conversion is made: a budget per
+    example meets a client-level ledger of clients ppml dealt records to through the ledger's record-level
+    figure (`privacy_ledger.PrivacyLedger.record_level_epsilon`: one record replaces a client's data),
+    never through the smaller add/remove client-level epsilon."""
     if ledger is None:
         return math.inf, ("the model has no privacy ledger: it was not trained by a DP trainer, so no epsilon "
                           "bounds its privacy loss")
+    if ledger.parameters.get("noise") == "seeded":
+        return math.inf, ("the ledger's noise was drawn from a recorded seed (research mode): anyone with the seed "
+                          "can remove it, so its epsilon is no guarantee for a released model")
+    record_level = ledger.record_level_epsilon()
+    if privacy_unit == "example" and record_level is not None:
+        return record_level
     if ledger.privacy_unit != privacy_unit:
         return math.inf, (f"the ledger's epsilon is {ledger.privacy_unit}-level, the budget is {privacy_unit}-level: "
                           f"a guarantee in one unit is not one in another (state the budget's unit as "
                           f"{ledger.privacy_unit!r} if that is what it means)")
-    if ledger.parameters.get("noise") == "seeded":
-        return math.inf, ("the ledger's noise was drawn from a recorded seed (research mode): anyone with the seed "
-                          "can remove it, so its epsilon is no guarantee for a released model")
     return ledger.epsilon, f"{ledger.describe_epsilon()}, {ledger.privacy_unit}-level"
