@@ -21,7 +21,7 @@ test-fast: setup
 # Re-running reuses cached stages; `make demo DEMO_ROOT=...` picks another folder.
 DEMO_ROOT ?= out/demo-pipeline
 demo: setup
-	$(ENV) exec ppml pipeline run --private --target-epsilon 3 --pipeline-root $(DEMO_ROOT)
+	$(ENV) exec ppml pipeline run --dp --target-epsilon 3 --pipeline-root $(DEMO_ROOT)
 
 shell: setup
 	$(ENV) shell

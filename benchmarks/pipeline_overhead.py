@@ -36,7 +36,7 @@ def run_variant(private: bool, target_epsilon: float, workdir: str) -> dict:
     """One fresh run of the pipeline; returns stage seconds, total seconds and the report."""
     root = tempfile.mkdtemp(prefix="private-" if private else "non-private-", dir=workdir)
     command = [sys.executable, "-c", "from pipelines.cli.main import cli; cli()", "pipeline", "run",
-               "--private" if private else "--no-private", "--target-epsilon", str(target_epsilon),
+               "--dp" if private else "--no-dp", "--target-epsilon", str(target_epsilon),
                "--epsilon-budget", str(target_epsilon), "--pipeline-root", root, "--json"]
     start = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True)

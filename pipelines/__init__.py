@@ -2,7 +2,9 @@
 
 Layout (one obvious home per piece; new components and trainer modules slot in beside these):
 
-- `pipeline`: the pipeline factory (`create_pipeline`, `bundled_pipeline`, `PipelineLayout`).
+- `plan`: one run's settings checked once into a `PipelinePlan`, without TFX (`resolve_plan`, `PipelineLayout`).
+- `pipeline`: the pipeline factory (`create_pipeline`, `bundled_pipeline`), built from a plan.
+- `root_lock`: one `ppml pipeline run` per pipeline root at a time (an OS file lock).
 - `runners`: LocalDagRunner / BeamDagRunner with per-stage progress; Kubeflow Pipelines v2 compilation.
 - `components/<name>/`: custom TFX components, each ``component.py`` + ``executor.py`` + ``spec.py``:
   `components.dp_trainer` (Trainer with DP-SGD settings, ledger and epsilon in MLMD),

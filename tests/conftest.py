@@ -39,16 +39,16 @@ def python_subprocess():
 # Test tiers: the markers of setup.cfg, set here by module, fixture and name so the test files stay as they are.
 # `make test-fast` runs `-m "not tfx and not slow"`; `make test` runs everything.
 TFX_MODULES = {"tests/pipelines/test_pipeline_e2e.py", "tests/pipelines/test_dp_trainer_executor.py",
-               "tests/pipelines/test_kubeflow_and_cli.py", "tests/privacy/encrypted/test_tfx_gate.py",
-               "tests/test_runtime.py"}
+               "tests/pipelines/test_kubeflow_and_cli.py", "tests/pipelines/test_interrupted_run.py",
+               "tests/privacy/encrypted/test_tfx_gate.py", "tests/test_runtime.py"}
 TFX_FIXTURES = {"private_run", "tight_budget_run", "strict_audit_run", "fixed_batches_run", "encrypted_check_run",
                 "federated_run", "executor_runs", "kubeflow_spec"}
 """Fixtures that run `ppml pipeline run` (tests/pipelines/conftest.py and its test modules)."""
 TFX_TESTS = {"test_the_budgets_unit_travels_in_the_eval_config",
-             "test_pipeline_command_refuses_federated_settings_it_cannot_run",
              "test_client_column_partitions_naturally_with_secure_aggregation_and_a_public_run_has_no_ledger"}
 """Tests outside TFX_MODULES that import TFX in a fresh interpreter; tests named *beam* run Beam too."""
 SLOW_TESTS = {"test_killed_runs_resume_from_their_checkpoint_to_the_uninterrupted_result",
+              "test_a_run_killed_in_the_trainer_resumes_with_cached_stages_and_the_report_never_reads_half",
               "test_microbatches_under_replace_one_are_accounted_with_sigma_over_2",
               "test_federated_run_dp_secure_aggregation", "test_parties_keep_serving_through_mixed_faults"}
 SLOW_CASES = {"case_steps_that_ran_are_the_steps_accounted", "case_ghost_norms_equal_jacobian_norms",

@@ -21,9 +21,9 @@ def deprecated_alias(old: str, new: str, dest: str, **option_kwargs):
     """Decorator for a click command: ``old`` is a hidden alias of the option ``new`` (parameter ``dest``).
 
     ``option_kwargs`` (type, callback, is_flag) describe the old option as the new one; its value, when
-    given, replaces ``dest``'s.
+    given, replaces ``dest``'s. A boolean flag pair is spelled as click spells it, e.g. ``--private/--no-private``.
     """
-    hidden_dest = "deprecated_" + old.lstrip("-").replace("-", "_")
+    hidden_dest = "deprecated_" + old.split("/")[0].lstrip("-").replace("-", "_")
 
     def decorate(fn):
         @functools.wraps(fn)

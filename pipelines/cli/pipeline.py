@@ -1,8 +1,11 @@
 """`ppml pipeline run` and `ppml pipeline compile`: the TFX pipeline with the DP (or Federated) Trainer and
 the privacy gate.
 
-TFX is imported only when a command runs (after TF_USE_LEGACY_KERAS=1 is set for this process). Unless
-``--verbose``, what TFX, TensorFlow and Beam print goes to a log file (`pipelines.run_log`), not the terminal.
+Every setting is checked first, into one `pipelines.plan.PipelinePlan` (no TFX import: a bad setting is
+refused in about a second, before anything is written); then `ppml pipeline run` takes the pipeline root's
+lock (`pipelines.root_lock`: one run per root at a time) and imports TFX (after TF_USE_LEGACY_KERAS=1 is set
+for this process). Unless ``--verbose``, what TFX, TensorFlow and Beam print goes to a log file
+(`pipelines.run_log`), not the terminal.
 """
 
 from __future__ import annotations
@@ -16,16 +19,21 @@ import traceback
 import click
 
 from pipelines import run_log
+from pipelines.cli.aliases import deprecated_alias
+from pipelines.cli.types import FiniteFloatRange
 from pipelines.components.private_evaluator.spec import DEFAULT_PRIVACY_UNIT
+from pipelines.components.settings import InvalidSetting
+from pipelines.plan import resolve_plan
 from pipelines.privacy_ledger import PRIVACY_UNITS
+from pipelines.root_lock import RootBusy, exclusive_root
 from pipelines.transform.spec import DEFAULT_SHARE
 from privacy.accounting import DEFAULT_DELTA_RULE, Sampling
 
 DEFAULT_ROOT = "ppml-pipeline"
 _OPTION_OF_SETTING = {"target_epsilon": "--target-epsilon", "noise_multiplier": "--noise-multiplier",
                       "epochs": "--epochs", "batch_size": "--batch-size", "l2_norm_clip": "--l2-norm-clip",
-                      "delta": "--delta", "sampling": "--sampling", "num_microbatches": "--num-microbatches",
-                      "learning_rate": "--learning-rate"}
+                      "delta": "--target-delta", "sampling": "--sampling", "num_microbatches": "--num-microbatches",
+                      "learning_rate": "--learning-rate", "private": "--dp"}
 
 
 _DP_SGD_ONLY = ("epochs", "batch_size", "l2_norm_clip", "sampling", "num_microbatches", "learning_rate")
@@ -40,13 +48,16 @@ def _training_options(fn):
                      help="Further keys of the Trainer's custom_config, as a JSON object, e.g. "
                           "'{\"num_clients\": 40, \"rounds\": 20}' (keys: pipelines/components/"
                           "{dp,federated}_trainer/spec.py)."),
-        click.option("--private/--no-private", default=True, show_default=True,
+        click.option("--dp/--no-dp", "private", default=True, show_default=True,
                      help="Train with DP (privacy ledger, epsilon in ML Metadata) or without privacy."),
         click.option("--target-epsilon", type=float,
                      help="Calibrate the noise multiplier to this epsilon [default: 3 unless --noise-multiplier]."),
         click.option("--noise-multiplier", type=float, help="sigma, instead of --target-epsilon."),
-        click.option("--delta", type=float, help=f"delta of the guarantee [default: {DEFAULT_DELTA_RULE}]."),
-        click.option("--epochs", type=float, default=15, show_default=True, help="Passes over the training data."),
+        click.option("--target-delta", "delta", type=float,
+                     help=f"delta of the guarantee [default: {DEFAULT_DELTA_RULE}]."),
+        click.option("--epochs", type=float, default=15, show_default=True,
+                     help="Total passes over the training data (DP-SGD; not the local epochs per round of "
+                          "`ppml federated`: the Federated Trainer's go in --trainer-config)."),
         click.option("--batch-size", type=int, default=32, show_default=True,
                      help="Batch size B (the expected one under Poisson sampling)."),
         click.option("--l2-norm-clip", type=float, default=1.0, show_default=True,
@@ -67,7 +78,7 @@ def _training_options(fn):
                           "the target."),
         click.option("--preprocessing-epsilon", type=click.FloatRange(0, min_open=True),
                      help="The Transform's budget itself, instead of a share (needed with --noise-multiplier)."),
-        click.option("--epsilon-budget", type=float, default=3.0, show_default=True,
+        click.option("--epsilon-budget", type=FiniteFloatRange(0, min_open=True), default=3.0, show_default=True,
                      help="Evaluator: bless only models with epsilon <= this (the whole artifact: preprocessing and "
                           "training composed)."),
         click.option("--delta-budget", type=click.FloatRange(0, 1, min_open=True, max_open=True),
@@ -78,9 +89,9 @@ def _training_options(fn):
                           "Trainer's ledgers are client-level, user-level with a client key); a model whose "
                           "ledger is in another unit is not blessed, but a budget per example meets a keyed "
                           "client-level ledger at its record-level epsilon."),
-        click.option("--max-membership-auc", type=float, default=0.6, show_default=True,
+        click.option("--max-membership-auc", type=FiniteFloatRange(0, 1), default=0.6, show_default=True,
                      help="Evaluator: bless only if the loss-threshold attack AUC is <= this."),
-        click.option("--min-accuracy", type=float, default=0.85, show_default=True,
+        click.option("--min-accuracy", type=FiniteFloatRange(0, 1), default=0.85, show_default=True,
                      help="Evaluator: bless only if binary accuracy on the eval split is >= this."),
         click.option("--encrypted-check", is_flag=True,
                      help="Run the encrypted-inference gate after the Evaluator: secret-shared vs plaintext "
@@ -91,15 +102,18 @@ def _training_options(fn):
                      help="Also train and evaluate a non-private model side by side (never pushed; see "
                           "`ppml report --compare`)."),
     ]
+    options += [deprecated_alias("--delta", "--target-delta", "delta", type=float),
+                deprecated_alias("--private/--no-private", "--dp/--no-dp", "private", default=None)]
     for option in reversed(options):
         fn = option(fn)
     return fn
 
 
-def _pipeline_kwargs(trainer, trainer_config_json, private, target_epsilon, noise_multiplier, delta, epochs,
+def _plan(trainer, trainer_config_json, private, target_epsilon, noise_multiplier, delta, epochs,
                      batch_size, l2_norm_clip, sampling, num_microbatches, learning_rate, preprocessing_share,
                      preprocessing_epsilon, epsilon_budget, delta_budget, privacy_unit, max_membership_auc,
-                     min_accuracy, encrypted_check, encrypted_examples, compare_non_private) -> dict:
+                     min_accuracy, encrypted_check, encrypted_examples, compare_non_private):
+    """The options resolved and checked into one `PipelinePlan` (no TFX import); usage errors name the option."""
     if private and target_epsilon is None and noise_multiplier is None:
         target_epsilon = 3.0
     trainer_config = {"private": private, "target_epsilon": target_epsilon, "noise_multiplier": noise_multiplier,
@@ -123,22 +137,43 @@ def _pipeline_kwargs(trainer, trainer_config_json, private, target_epsilon, nois
             raise click.BadParameter(f"must be a JSON object, got {trainer_config_json!r}",
                                      param_hint="'--trainer-config'")
         trainer_config.update(extra)
-    return {"trainer": trainer, "trainer_config": {k: v for k, v in trainer_config.items() if v is not None},
-            "epsilon_budget": epsilon_budget, "delta_budget": delta_budget, "privacy_unit": privacy_unit,
-            "max_membership_auc": max_membership_auc, "min_accuracy": min_accuracy,
-            "preprocessing_share": preprocessing_share, "preprocessing_epsilon": preprocessing_epsilon,
-            "encrypted_check": encrypted_check, "encrypted_examples": encrypted_examples,
-            "compare_non_private": compare_non_private}
+    try:
+        return resolve_plan(trainer=trainer, trainer_config={k: v for k, v in trainer_config.items() if v is not None},
+                            epsilon_budget=epsilon_budget, delta_budget=delta_budget, privacy_unit=privacy_unit,
+                            max_membership_auc=max_membership_auc, min_accuracy=min_accuracy,
+                            preprocessing_share=preprocessing_share, preprocessing_epsilon=preprocessing_epsilon,
+                            encrypted_check=encrypted_check, encrypted_examples=encrypted_examples,
+                            compare_non_private=compare_non_private)
+    except InvalidSetting as err:
+        raise click.BadParameter(str(err), param_hint=f"'{_OPTION_OF_SETTING.get(err.setting, '--trainer-config')}'")
+    except ValueError as err:
+        raise click.UsageError(str(err))
 
 
 def _import_tfx():
-    """Imports the pipeline modules with tf-keras; returns (pipeline, runners, spec)."""
+    """Imports the pipeline modules with tf-keras; returns (pipeline, runners)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from pipelines.keras_env import use_tf_keras  # pylint: disable=import-outside-toplevel
     use_tf_keras()
     from pipelines import pipeline, runners  # pylint: disable=import-outside-toplevel
-    from pipelines.components.dp_trainer import spec  # pylint: disable=import-outside-toplevel
-    return pipeline, runners, spec
+    return pipeline, runners
+
+
+@contextlib.contextmanager
+def _locked_root(pipeline_root: str):
+    """Holds ``pipeline_root``'s lock (creating the folder): one run per root; errors in one line."""
+    held = contextlib.ExitStack()
+    try:
+        held.enter_context(exclusive_root(pipeline_root))
+    except RootBusy as err:
+        raise click.ClickException(str(err)) from None
+    except OSError as err:
+        if err.filename is None or not os.path.abspath(err.filename).startswith(os.path.abspath(pipeline_root)):
+            raise
+        raise click.BadParameter(f"cannot create or lock {pipeline_root!r}: {err.strerror or err}",
+                                 param_hint="'--pipeline-root'") from None
+    with held:
+        yield
 
 
 @contextlib.contextmanager
@@ -158,15 +193,6 @@ def _library_output(verbose: bool):
                 yield log.terminal, log
     finally:
         absl_logging.set_verbosity(former)
-
-
-def _build(pipeline_module, spec_module, build, **kwargs):
-    try:
-        return build(**kwargs)
-    except spec_module.InvalidPrivacySetting as err:
-        raise click.BadParameter(str(err), param_hint=f"'{_OPTION_OF_SETTING.get(err.setting, '--trainer-config')}'")
-    except ValueError as err:
-        raise click.UsageError(str(err))
 
 
 @click.group()
@@ -194,36 +220,39 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
 
     \b
     Example:
-      ppml pipeline run --private --target-epsilon 3 --pipeline-root /tmp/ppml
+      ppml pipeline run --dp --target-epsilon 3 --pipeline-root /tmp/ppml
+
+    Exit status: 0 after the report; 2 for a bad option (before anything is written); 1 when the run
+    fails, or when another run holds the same --pipeline-root.
     """
-    current, settings = {}, _pipeline_kwargs(**options)
-    with _library_output(verbose) as (terminal, log):
-        pipeline_module, runners, spec = _import_tfx()
-        tfx_pipeline = _build(pipeline_module, spec, pipeline_module.bundled_pipeline, pipeline_root=pipeline_root,
-                              enable_cache=not no_cache, **settings)
-        if log is not None:
-            path = log.keep_at(run_log.new_log_path(pipeline_root))
-            click.echo(f"Logs of TFX, TensorFlow and Beam: {path} (--verbose shows them here)", file=terminal)
+    current, plan = {}, _plan(**options)
+    with _locked_root(pipeline_root):   # held until the report is read: one run per root
+        with _library_output(verbose) as (terminal, log):
+            pipeline_module, runners = _import_tfx()
+            tfx_pipeline = pipeline_module.bundled_pipeline(pipeline_root, plan=plan, enable_cache=not no_cache)
+            if log is not None:
+                path = log.keep_at(run_log.new_log_path(pipeline_root))
+                click.echo(f"Logs of TFX, TensorFlow and Beam: {path} (--verbose shows them here)", file=terminal)
 
-        def progress(event):
-            current["stage"] = event.stage
-            if event.state == "running":
-                click.echo(f"[{event.index}/{event.total}] {event.stage} ...", file=terminal)
-            else:
-                click.echo(f"[{event.index}/{event.total}] {event.stage} {event.state} ({event.seconds:.1f} s)",
-                           file=terminal)
+            def progress(event):
+                current["stage"] = event.stage
+                if event.state == "running":
+                    click.echo(f"[{event.index}/{event.total}] {event.stage} ...", file=terminal)
+                else:
+                    click.echo(f"[{event.index}/{event.total}] {event.stage} {event.state} ({event.seconds:.1f} s)",
+                               file=terminal)
 
-        try:
-            runners.run(tfx_pipeline, runner=runner, progress=progress)
-        except Exception as err:  # pylint: disable=broad-except
-            traceback.print_exc()  # into the log (or here with --verbose)
-            stage = current.get("stage", "the pipeline")
-            where = f"; full log in {log.path}" if log is not None else ""
-            raise click.ClickException(f"{stage} failed: {type(err).__name__}: {err}\n"
-                                       f"(artifacts of the stages that completed stay in {pipeline_root} and are "
-                                       f"reused on the next run{where})") from None
-    from pipelines.report import load_report  # pylint: disable=import-outside-toplevel
-    report = load_report(pipeline_root)
+            try:
+                runners.run(tfx_pipeline, runner=runner, progress=progress)
+            except Exception as err:  # pylint: disable=broad-except
+                traceback.print_exc()  # into the log (or here with --verbose)
+                stage = current.get("stage", "the pipeline")
+                where = f"; full log in {log.path}" if log is not None else ""
+                raise click.ClickException(f"{stage} failed: {type(err).__name__}: {err}\n"
+                                           f"(artifacts of the stages that completed stay in {pipeline_root} and are "
+                                           f"reused on the next run{where})") from None
+        from pipelines.report import load_report  # pylint: disable=import-outside-toplevel
+        report = load_report(pipeline_root)
     click.echo(json.dumps(report.to_dict(), indent=2, allow_nan=False) if as_json else report.format_text())
 
 
@@ -244,12 +273,11 @@ def compile_(output, pipeline_root, data_root, serving_model_dir, image, verbose
       ppml pipeline compile --kubeflow-v2 pipeline.json --pipeline-root gs://b/root \\
           --data-root gs://b/data --serving-model-dir gs://b/serving
     """
-    settings = _pipeline_kwargs(**options)
+    plan = _plan(**options)
     with _library_output(verbose):
-        pipeline_module, runners, spec = _import_tfx()
-        tfx_pipeline = _build(pipeline_module, spec, pipeline_module.create_pipeline, pipeline_root=pipeline_root,
-                              data_root=data_root, serving_model_dir=serving_model_dir, beam_pipeline_args=(),
-                              **settings)
+        pipeline_module, runners = _import_tfx()
+        tfx_pipeline = pipeline_module.create_pipeline(plan=plan, pipeline_root=pipeline_root, data_root=data_root,
+                                                       serving_model_dir=serving_model_dir, beam_pipeline_args=())
         try:
             path = runners.compile_kubeflow_v2(tfx_pipeline, output, default_image=image)
         except (ValueError, RuntimeError) as err:

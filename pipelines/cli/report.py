@@ -7,8 +7,23 @@ that registering it costs the other commands nothing.
 from __future__ import annotations
 
 import json
+import os
 
 import click
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _check_metadata_file(pipeline_root: str) -> None:
+    """Refuses a metadata.sqlite that is not a SQLite database (empty, truncated, another file), in one line."""
+    path = os.path.join(pipeline_root, "metadata.sqlite")
+    if not os.path.isfile(path):
+        return   # load_report says that there is no run yet
+    with open(path, "rb") as file:
+        header = file.read(len(SQLITE_HEADER))
+    if header != SQLITE_HEADER:
+        raise click.BadParameter(f"{path} is not an ML Metadata store (not a SQLite database; "
+                                 f"{os.path.getsize(path)} bytes)", param_hint="'--pipeline-root'")
 
 
 @click.command()
@@ -30,6 +45,7 @@ def report(pipeline_root, pipeline_name, variant, compare, as_json):
     """
     if compare and as_json:
         raise click.UsageError("--compare prints a table; for JSON, run --json once per --variant")
+    _check_metadata_file(pipeline_root)
     from pipelines.privacy_ledger import LedgerError  # pylint: disable=import-outside-toplevel
     from pipelines.report import ReportError, comparison_text, load_report  # pylint: disable=import-outside-toplevel
     try:

@@ -17,7 +17,7 @@ import pytest
 from ..conftest import run_python
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PIPELINE_OPTIONS = ("--private", "--target-epsilon", "3", "--epochs", "15", "--batch-size", "32")
+PIPELINE_OPTIONS = ("--dp", "--target-epsilon", "3", "--epochs", "15", "--batch-size", "32")
 
 
 def ppml(*args: str, check: bool = True, timeout: float = 1200) -> subprocess.CompletedProcess:

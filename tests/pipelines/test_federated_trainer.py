@@ -59,7 +59,7 @@ print(json.dumps({"model": props(model), "model_uri": model.uri, "blessing": pro
 def federated_run(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("ppml-federated-pipeline"))
     settings = {k: v for k, v in CONFIG.items() if k not in ("private", "noise_multiplier")}
-    proc = ppml("pipeline", "run", "--trainer", "federated", "--private", "--noise-multiplier", "0.5",
+    proc = ppml("pipeline", "run", "--trainer", "federated", "--dp", "--noise-multiplier", "0.5",
                 "--preprocessing-epsilon", str(PREPROCESSING_EPSILON), "--trainer-config", json.dumps(settings),
                 "--epsilon-budget", "1000", "--privacy-unit", "client", "--max-membership-auc", "0.7",
                 "--min-accuracy", "0.8", "--pipeline-root", root, "--json")
@@ -161,7 +161,7 @@ def test_pipeline_command_runs_the_federated_trainer_and_reports_its_ledger(fede
     (("--encrypted-check",), "the encrypted check runs Keras models"),
     (("--trainer-config", "[1]"), "must be a JSON object"),
     (("--trainer-config", '{"num_clients": 0}'), "custom_config['num_clients']"),
-    (("--private", "--noise-multiplier", "1", "--preprocessing-epsilon", "1", "--privacy-unit", "client"),
+    (("--dp", "--noise-multiplier", "1", "--preprocessing-epsilon", "1", "--privacy-unit", "client"),
      "custom_config['max_examples_per_client']: the private Transform's releases are accounted per record"),
     (("--trainer-config", '{"client_key": "mean_radius"}'),
      "privacy_unit (--privacy-unit) 'example': the Federated Trainer's epsilon is user-level"),

@@ -1,0 +1,174 @@
+"""One typed plan per pipeline run: `create_pipeline`'s settings resolved and checked once, without TFX.
+
+`resolve_plan` checks every setting (the Trainer's ``custom_config``, the Transform's private budget,
+the privacy unit against the Trainer's) and returns a `PipelinePlan`; `pipelines.pipeline.create_pipeline`
+builds the TFX pipeline from it. The CLI resolves the plan before it imports TFX, so that a bad setting is
+refused in about a second. This module imports neither TensorFlow nor TFX.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+from typing import Any, Mapping
+
+from pipelines.components.dp_trainer.spec import DpTrainingConfig
+from pipelines.components.federated_trainer import spec as federated_spec
+from pipelines.components.private_evaluator import spec as gate_spec
+from pipelines.datasets import breast_cancer
+from pipelines.transform import spec as preprocessing_spec
+from privacy.accounting import Adjacency, resolve_adjacency
+
+MODULE = "pipelines.trainers.breast_cancer"
+"""Module with ``preprocessing_fn``, ``run_fn`` and ``MODEL_INPUT_KEYS``, by dotted path (no module file to package)."""
+DEFAULT_TRAINER_CONFIG: Mapping[str, Any] = types.MappingProxyType({
+    "private": True, "batch_size": 32, "epochs": 15, "l2_norm_clip": 1.0, "target_epsilon": 3.0,
+    "learning_rate": 0.2,
+})
+PRIVACY_KEYS = ("target_epsilon", "noise_multiplier", "max_epsilon")
+"""Settings a non-private DP Trainer of a side-by-side comparison drops (the Federated Trainer's: its spec's
+PRIVACY_SETTINGS)."""
+TRAINERS = ("dp", "federated")
+"""`DpTrainer` (DP-SGD, or ordinary training) or `FederatedTrainer` (FedAvg, DP-FedAvg)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineLayout:
+    """Where one pipeline root keeps everything: TFX artifacts, data, ML Metadata, pushed models."""
+
+    root: str
+
+    @property
+    def data_root(self) -> str:
+        return os.path.join(self.root, "data")
+
+    @property
+    def metadata_path(self) -> str:
+        return os.path.join(self.root, "metadata.sqlite")
+
+    @property
+    def serving_model_dir(self) -> str:
+        return os.path.join(self.root, "serving_model")
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelinePlan:
+    """What one pipeline runs, checked (see `resolve_plan` for each field)."""
+
+    trainer: str
+    trainer_config: Mapping[str, Any]
+    preprocessing: preprocessing_spec.PreprocessingConfig
+    epsilon_budget: float
+    max_membership_auc: float
+    min_accuracy: float
+    delta_budget: float | None
+    privacy_unit: str
+    encrypted_check: bool
+    encrypted_examples: int
+    compare_non_private: bool
+    module: str
+
+    @property
+    def non_private_trainer_config(self) -> dict[str, Any]:
+        """The side-by-side non-private Trainer's ``custom_config``: this one without its privacy settings."""
+        dropped = PRIVACY_KEYS if self.trainer == "dp" else federated_spec.PRIVACY_SETTINGS
+        return {**{k: v for k, v in self.trainer_config.items() if k not in dropped}, "private": False}
+
+
+def resolve_plan(*, trainer: str = "dp", trainer_config: Mapping[str, Any] | None = None,
+                 epsilon_budget: float = 3.0, max_membership_auc: float = 0.6, min_accuracy: float = 0.85,
+                 delta_budget: float | None = None, privacy_unit: str = gate_spec.DEFAULT_PRIVACY_UNIT,
+                 preprocessing_share: float = preprocessing_spec.DEFAULT_SHARE,
+                 preprocessing_epsilon: float | None = None, encrypted_check: bool = False,
+                 encrypted_examples: int = 200, compare_non_private: bool = False,
+                 module: str = MODULE) -> PipelinePlan:
+    """Checks the settings of one pipeline and resolves them into a `PipelinePlan`.
+
+    Args:
+      trainer: one of `TRAINERS`.
+      trainer_config: the Trainer's ``custom_config`` (see `pipelines.components.dp_trainer.spec` or
+        `pipelines.components.federated_trainer.spec`; the federated one's ``label_key`` defaults to
+        the dataset's label). Default: `DEFAULT_TRAINER_CONFIG` for the DP Trainer, the spec's own
+        defaults for the Federated Trainer.
+      epsilon_budget, max_membership_auc, min_accuracy: the Evaluator's thresholds.
+      delta_budget: the largest delta the Evaluator blesses (None: below 1/n, as every ledger is).
+      privacy_unit: the unit of privacy ``epsilon_budget`` is stated in (example, user or client): the
+        Federated Trainer's ledger is client-level (user-level with a client key), so its budget says so; a
+        budget per example meets a keyed partition's record-level epsilon (one record replaces a client).
+      preprocessing_share: the fraction of the Trainer's ``target_epsilon`` the Transform's private
+        analyzers are calibrated to spend (alone); see `pipelines.transform.spec`.
+      preprocessing_epsilon: the Transform's budget itself, instead of a share (needed when the Trainer
+        takes a ``noise_multiplier`` rather than a ``target_epsilon``).
+      encrypted_check: run the `EncryptedInferenceGate` after the Evaluator; push only if both bless.
+      encrypted_examples: how many evaluation examples the gate predicts, encrypted and in plaintext.
+      compare_non_private: also train and evaluate a non-private model side by side.
+      module: dotted module path with ``preprocessing_fn`` and ``run_fn`` (and, for the encrypted
+        check, ``MODEL_INPUT_KEYS``: the transformed features stacked, in order, into the model's input).
+
+    Raises:
+      ValueError, InvalidPrivacySetting, InvalidFederatedSetting: for an invalid setting, naming it.
+    """
+    if trainer not in TRAINERS:
+        raise ValueError(f"trainer must be one of {', '.join(TRAINERS)}, got {trainer!r}")
+    if trainer == "federated" and encrypted_check:
+        raise ValueError("the encrypted check runs Keras models; the Federated Trainer exports a SavedModel "
+                         "without one (use trainer='dp')")
+    if trainer_config is None:
+        trainer_config = DEFAULT_TRAINER_CONFIG if trainer == "dp" else {}
+    if trainer == "federated":
+        trainer_config = {"label_key": breast_cancer.LABEL_KEY, **trainer_config}
+        federated = federated_spec.FederatedTrainingConfig.for_trainer(trainer_config)
+        per_record = federated.privacy_unit == "client" and privacy_unit == "example"   # its record-level figure
+        if federated.private and federated.privacy_unit != privacy_unit and not per_record:   # else only the gate
+            raise ValueError(f"privacy_unit (--privacy-unit) {privacy_unit!r}: the Federated Trainer's epsilon is "
+                             f"{federated.privacy_unit}-level (clients: {federated.clients}), and a ledger in another "
+                             f"unit meets no budget; state the budget per {federated.privacy_unit}")
+    preprocessing = preprocessing_config(trainer, trainer_config, share=preprocessing_share,
+                                         epsilon=preprocessing_epsilon)
+    return PipelinePlan(trainer=trainer, trainer_config=types.MappingProxyType(dict(trainer_config)),
+                        preprocessing=preprocessing, epsilon_budget=epsilon_budget,
+                        max_membership_auc=max_membership_auc, min_accuracy=min_accuracy, delta_budget=delta_budget,
+                        privacy_unit=privacy_unit, encrypted_check=encrypted_check,
+                        encrypted_examples=encrypted_examples, compare_non_private=compare_non_private, module=module)
+
+
+def preprocessing_config(trainer: str, trainer_config: Mapping[str, Any], *, share: float,
+                         epsilon: float | None = None) -> preprocessing_spec.PreprocessingConfig:
+    """The Transform's private preprocessing settings for a Trainer with ``trainer_config``.
+
+    Private when the Trainer is; the budget is ``epsilon`` or ``share`` x the target epsilon, calibrated at
+    the Trainer's delta (or `pipelines.transform.spec.CALIBRATION_DELTA`); the adjacency is the DP
+    Trainer's (from its sampling), add-remove for the Federated Trainer (which accounts the releases for
+    groups of a client's records).
+
+    Raises:
+      ValueError: naming the setting, for a share outside (0, 1] or a budget that cannot be set.
+      InvalidPrivacySetting, InvalidFederatedSetting: for an invalid Trainer setting, naming it.
+    """
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+        raise ValueError(f"preprocessing_share must be in (0, 1], got {share!r}")
+    if trainer == "dp":
+        config = DpTrainingConfig.from_custom_config(trainer_config)
+        adjacency = resolve_adjacency(config.sampling)
+    else:
+        config = federated_spec.FederatedTrainingConfig.for_trainer({"label_key": breast_cancer.LABEL_KEY,
+                                                                     **trainer_config})
+        adjacency = Adjacency.ADD_REMOVE
+    if not config.private:
+        return preprocessing_spec.PreprocessingConfig(private=False)
+    if epsilon is None:
+        target = config.target_epsilon
+        if target is None and trainer != "dp" and config.noise_multiplier is None:
+            target = federated_spec.DEFAULT_TARGET_EPSILON   # what the Federated Trainer's plan calibrates for
+        if target is None:
+            raise ValueError("a Trainer with a noise_multiplier instead of a target_epsilon needs "
+                             "preprocessing_epsilon: the budget of the Transform's private analyzers")
+        epsilon = share * target
+    if trainer != "dp" and config.max_examples_per_client is None:
+        raise federated_spec.InvalidFederatedSetting(
+            "max_examples_per_client", "the private Transform's releases are accounted per record; set a public "
+                                       "bound K on each client's records so that they can be accounted per client")
+    delta = config.delta or preprocessing_spec.CALIBRATION_DELTA
+    values = {"epsilon": epsilon, "delta": delta, "adjacency": adjacency.value}
+    return preprocessing_spec.PreprocessingConfig.from_custom_config({preprocessing_spec.CONFIG_KEY: values})

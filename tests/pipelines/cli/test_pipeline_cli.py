@@ -1,0 +1,190 @@
+"""`ppml pipeline run` and `ppml report` before any pipeline runs: every setting checked into one plan without
+importing TFX, bad input in one line naming the option, the flag glossary's old spellings, one run per root."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from pipelines.cli import pipeline as pipeline_cli
+from pipelines.cli.main import cli
+from pipelines.root_lock import LOCK_FILE, exclusive_root
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+HEAVY = ("tfx", "tensorflow", "apache_beam", "tensorflow_model_analysis", "ml_metadata")
+
+
+@pytest.fixture
+def no_tfx(monkeypatch):
+    """Any case that gets past the checks fails here instead of importing TFX and running a pipeline."""
+    def refuse():
+        raise AssertionError("the settings passed the checks: TFX would be imported")
+    monkeypatch.setattr(pipeline_cli, "_import_tfx", refuse)
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_a_bad_setting_is_refused_without_importing_tfx(tmp_path):
+    root = tmp_path / "root"
+    code = textwrap.dedent(f"""
+        import atexit, sys
+        atexit.register(lambda: print("LOADED", [m for m in {HEAVY!r} if m in sys.modules], file=sys.stderr))
+        from pipelines.cli.main import cli
+        cli(["pipeline", "run", "--target-epsilon", "-1", "--pipeline-root", {str(root)!r}])
+    """)
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    seconds = time.monotonic() - start
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 2, proc.stderr
+    assert lines[0].startswith("Error: Invalid value for '--target-epsilon'") and "got -1.0" in lines[0]
+    assert lines[1:] == ["LOADED []"]
+    assert not root.exists() and seconds < 10
+
+
+BAD_RUN_OPTIONS = [
+    (["--target-epsilon", "-1"], "--target-epsilon"),
+    (["--target-epsilon", "0"], "--target-epsilon"),
+    (["--target-epsilon", "nan"], "--target-epsilon"),
+    (["--target-epsilon", "inf"], "--target-epsilon"),
+    (["--target-epsilon", "three"], "--target-epsilon"),
+    (["--noise-multiplier", "-0.5", "--preprocessing-epsilon", "1"], "--noise-multiplier"),
+    (["--noise-multiplier", "nan", "--preprocessing-epsilon", "1"], "--noise-multiplier"),
+    (["--target-delta", "1.5"], "--target-delta"),
+    (["--target-delta", "0"], "--target-delta"),
+    (["--target-delta", "nan"], "--target-delta"),
+    (["--epochs", "0"], "--epochs"),
+    (["--epochs", "inf"], "--epochs"),
+    (["--epochs", "x"], "--epochs"),
+    (["--batch-size", "0"], "--batch-size"),
+    (["--batch-size", "1.5"], "--batch-size"),
+    (["--l2-norm-clip", "nan"], "--l2-norm-clip"),
+    (["--l2-norm-clip", "-1"], "--l2-norm-clip"),
+    (["--num-microbatches", "0"], "--num-microbatches"),
+    (["--sampling", "random"], "--sampling"),
+    (["--trainer", "sgd"], "--trainer"),
+    (["--trainer-config", "{not json"], "--trainer-config"),
+    (["--trainer-config", "[1, 2]"], "--trainer-config"),
+    (["--trainer-config", '{"bach_size": 3}'], "--trainer-config"),
+    (["--preprocessing-share", "0"], "--preprocessing-share"),
+    (["--preprocessing-share", "1.5"], "--preprocessing-share"),
+    (["--preprocessing-epsilon", "-1"], "--preprocessing-epsilon"),
+    (["--epsilon-budget", "0"], "--epsilon-budget"),
+    (["--epsilon-budget", "inf"], "--epsilon-budget"),
+    (["--epsilon-budget", "nan"], "--epsilon-budget"),
+    (["--delta-budget", "1"], "--delta-budget"),
+    (["--max-membership-auc", "1.5"], "--max-membership-auc"),
+    (["--max-membership-auc", "nan"], "--max-membership-auc"),
+    (["--min-accuracy", "-0.1"], "--min-accuracy"),
+    (["--min-accuracy", "nan"], "--min-accuracy"),
+    (["--privacy-unit", "person"], "--privacy-unit"),
+    (["--encrypted-examples", "0"], "--encrypted-examples"),
+    (["--runner", "flink"], "--runner"),
+    (["--trainer", "federated", "--batch-size", "8"], "--batch-size"),
+    (["--trainer", "federated", "--encrypted-check"], "encrypted check"),
+    (["--delta", "1e-5", "--target-delta", "1e-5"], "--delta"),
+]
+
+
+@pytest.mark.parametrize("args, option", BAD_RUN_OPTIONS, ids=[" ".join(a) for a, _ in BAD_RUN_OPTIONS])
+def test_bad_pipeline_run_options_are_one_line_exit_2_and_write_nothing(args, option, tmp_path, no_tfx):
+    root = tmp_path / "root"
+    result = invoke("pipeline", "run", *args, "--pipeline-root", str(root))
+    assert result.exit_code == 2, result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("Error: ") and option in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert not root.exists()
+
+
+def test_a_pipeline_root_that_cannot_be_a_folder_is_refused_in_one_line(tmp_path, no_tfx):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for root, exit_code in ((a_file, 2), (a_file / "sub", 2), ("/proc/ppml-root", 2)):
+        result = invoke("pipeline", "run", "--pipeline-root", str(root))
+        assert result.exit_code == exit_code, (root, result.stderr)
+        assert len(result.stderr.splitlines()) == 1 and "'--pipeline-root'" in result.stderr, result.stderr
+    assert a_file.read_text() == "x"
+
+
+@pytest.mark.parametrize("content", [None, b"", b"not a database", b"SQLite format"])
+def test_bad_report_roots_are_one_line(content, tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    if content is not None:
+        (root / "metadata.sqlite").write_bytes(content)
+    result = invoke("report", "--pipeline-root", str(root))
+    assert result.exit_code == (1 if content is None else 2), result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+    assert ("no ML Metadata" if content is None else "'--pipeline-root'") in result.stderr
+    assert sorted(os.listdir(root)) == ([] if content is None else ["metadata.sqlite"])
+
+
+def test_report_refuses_a_file_as_its_root(tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    result = invoke("report", "--pipeline-root", str(a_file))
+    assert result.exit_code == 2 and "'--pipeline-root'" in result.stderr and "is a file" in result.stderr
+
+
+@pytest.mark.parametrize("old, new, setting, value", [
+    (["--delta", "1e-6"], ["--target-delta", "1e-6"], "delta", 1e-6),
+    (["--no-private"], ["--no-dp"], "private", False),
+    (["--private"], ["--dp"], "private", True),
+])
+def test_old_spellings_set_the_same_plan_and_warn(old, new, setting, value, monkeypatch):
+    plans, resolve = [], pipeline_cli._plan
+
+    def plan_only(**options):
+        plans.append(resolve(**options))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(pipeline_cli, "_plan", plan_only)
+    old_name, new_name = (old[0], new[0]) if setting == "delta" else ("--private/--no-private", "--dp/--no-dp")
+    with pytest.warns(DeprecationWarning, match=f"{old_name} is deprecated .*: use {new_name}$"):
+        with_old = invoke("pipeline", "run", *old, "--pipeline-root", "unused")
+    with_new = invoke("pipeline", "run", *new, "--pipeline-root", "unused")
+    assert with_old.exit_code == with_new.exit_code == 0, (with_old.stderr, with_new.stderr)
+    assert with_old.stderr.startswith(f"warning: {old_name} is deprecated") and with_new.stderr == ""
+    assert plans[0] == plans[1] and plans[0].trainer_config.get(setting, True) == value
+
+
+def test_help_names_the_glossary_and_hides_the_old_spellings():
+    help_text = invoke("pipeline", "run", "--help").output
+    assert "--target-delta" in help_text and "--dp / --no-dp" in help_text
+    assert "Total passes over the training data" in help_text and "local epochs" in help_text
+    assert "--delta " not in help_text and "--private" not in help_text
+
+
+LOCKED_RUN = """
+import sys, time
+from pipelines.root_lock import exclusive_root
+with exclusive_root(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_second_run_on_a_held_root_is_one_line_and_a_killed_holder_leaves_no_stale_lock(tmp_path):
+    root = tmp_path / "root"
+    holder = subprocess.Popen([sys.executable, "-c", LOCKED_RUN, str(root)], cwd=REPO, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        proc = subprocess.run([sys.executable, "-c", "from pipelines.cli.main import cli; cli()", "pipeline", "run",
+                               "--pipeline-root", str(root)], cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr.splitlines() == [f"Error: {root} is in use by another `ppml pipeline run` (pid "
+                                            f"{holder.pid}); wait for it to end or give another --pipeline-root"]
+        assert sorted(os.listdir(root)) == [LOCK_FILE]   # the second run wrote nothing
+    finally:
+        holder.kill()   # SIGKILL: the kernel releases the lock
+        holder.wait()
+    with exclusive_root(str(root)):
+        assert (root / LOCK_FILE).read_text() == f"{os.getpid()}\n"
