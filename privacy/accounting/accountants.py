@@ -60,26 +60,20 @@ def make_accountant(kind: AccountantKind | str,
 
 
 def rdp_epsilon(orders, rdp, delta: float) -> tuple[float, float]:
-    """(epsilon, optimal order) of an RDP curve at ``delta``, by dp-accounting's conversion, never a false 0.
+    """(epsilon, optimal order) of an RDP curve at ``delta``, by dp-accounting's conversion.
 
     dp-accounting turns a negative Renyi divergence (numerical cancellation at huge noise multipliers or tiny
     sampling rates) into epsilon 0 with a log warning: refused here, the curve cannot be trusted. Its KL
-    branch also reports 0 at any order whose divergence r has 1 - e^-r < delta^2; such orders are left out
-    (any subset of orders gives a valid bound), so the epsilon is the conversion's bound at the other orders.
+    branch reports 0 at an order whose divergence r has 1 - e^-r < delta^2; that 0 is a true bound and is
+    kept: the divergence at any order >= 1 is at least the KL divergence, and the total variation distance is
+    at most sqrt(1 - e^-KL) (Bretagnolle-Huber), so it is below delta and (0, delta)-DP holds.
 
     Raises:
-      UnsupportedAccounting: when any order's divergence is negative or NaN, or no order gives an epsilon > 0.
+      UnsupportedAccounting: when any order's divergence is negative or NaN.
     """
     _check_rdp_curve(orders, rdp)
-    orders, rdp = np.asarray(orders, dtype=float), np.asarray(rdp, dtype=float)
-    keep = delta ** 2 + np.expm1(-rdp) <= 0
-    if keep.any():
-        epsilon, order = rdp_privacy_accountant.compute_epsilon(orders[keep], rdp[keep], delta)
-        if epsilon > 0:
-            return float(epsilon), float(order)
-    raise UnsupportedAccounting(
-        f"dp-accounting's RDP conversion gives epsilon 0 at delta {delta:g} (divergences down to "
-        f"{float(np.min(rdp)):.3g}), a value ppml does not report; the PLD accountant may answer")
+    epsilon, order = rdp_privacy_accountant.compute_epsilon(orders, rdp, delta)
+    return float(epsilon), float(order)
 
 
 def _check_rdp_curve(orders, rdp) -> None:
@@ -94,8 +88,8 @@ def _check_rdp_curve(orders, rdp) -> None:
 
 
 class CheckedRdpAccountant(dp_accounting.rdp.RdpAccountant):
-    """dp-accounting's RdpAccountant whose epsilon is never a false 0 (see `rdp_epsilon`), and whose epsilon
-    and delta are refused where its RDP curve is numerically broken."""
+    """dp-accounting's RdpAccountant whose epsilon and delta are refused where its RDP curve is numerically
+    broken (see `rdp_epsilon`)."""
 
     def get_epsilon_and_optimal_order(self, target_delta: float) -> tuple[float, float]:
         return rdp_epsilon(self._orders, self._rdp, target_delta)

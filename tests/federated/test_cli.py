@@ -11,7 +11,6 @@ from click.testing import CliRunner
 from dp_accounting import dp_event
 
 from pipelines.cli.main import cli
-from privacy.accounting import event_from_json
 
 
 def test_federated_run_dp_secure_aggregation(tmp_path):
@@ -412,15 +411,12 @@ def test_valid_extremes_run(tmp_path):
         history = _history(result)
         assert [r["sampled"] for r in history["rounds"]] == [0, 0]
         assert history["rounds"][-1]["metrics"]["epsilon_rdp"] <= 3
-    # calibrated for epsilon 3 at q = 1e-9 by RDP, which reports no KL-branch zero (privacy.accounting.
-    # accountants.rdp_epsilon); the record-level (replace-one) figure is PLD's, recomputed here: 0, a true
-    # bound since 2 rounds x q <= delta
+    # calibrated for epsilon 3 at q = 1e-9, z is below PLD's cost limit and RDP's group bound over 2 neighbours
+    # (a replacement as a removal and an addition) diverges: the record-level figure is reported unavailable
     record = history["config"]["record_level"]
-    event = event_from_json(record["event"])
-    pld = dp_accounting.pld.PLDAccountant(neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE,
-                                          value_discretization_interval=1e-4)
-    assert record["accountant"] == "pld" and record["epsilon"] == pld.compose(event).get_epsilon(record["delta"])
-    assert 2 * 1e-9 <= record["delta"] and record["epsilon"] == 0
+    assert record["epsilon"] is None and record["accountant"].startswith("none: PLD is not asked")
+    z = history["config"]["strategy"]["noise_multiplier"]
+    assert z < 0.2
 
 
 def test_under_dp_neighbouring_data_sets_release_no_exact_fact_of_the_data(tmp_path):
