@@ -26,7 +26,9 @@ else of Keras is changed. What is guaranteed:
 * Gaussian noise of std noise_multiplier * C is added once (per global batch, also under
   `tf.distribute.MirroredStrategy`) to the sum of clipped gradients, which is divided by the expected
   batch size;
-* the budget composes `privacy.accounting`'s event of the sampling that ran, once per step.
+* the budget composes `privacy.accounting`'s event of the sampling that ran, once per step; private
+  steps run only inside `fit` (`train_on_batch` and direct `train_step` calls are refused: the
+  caller's batch cannot be checked, so it cannot be accounted).
 
 Epsilon is in `fit`'s logs, so History, the progress bar and `keras.callbacks.TensorBoard` show it
 (``epoch_epsilon``; ``batch_epsilon`` with `PrivacyBudgetCallback(update_freq=N)`). The training loss

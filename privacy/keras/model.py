@@ -1,9 +1,9 @@
 """The front door: `make_private(model, ...)`, and `DPModel` / `DPSequential` for TF Privacy users.
 
 `make_private` validates a Keras model (Keras 3 or tf-keras), attaches a `PrivateTraining` to it and
-replaces three of its methods on the instance only: `train_step` (the DP-SGD step), `fit` (which checks
-the data's sampling, draws the batches from arrays, and adds the privacy budget callback) and
-`train_on_batch` (which checks the batch size and the target epsilon first). The class,
+replaces three of its methods on the instance only: `train_step` (the DP-SGD step, which runs only inside
+`fit`), `fit` (which checks the data's sampling, draws the batches from arrays, and adds the privacy budget
+callback) and `train_on_batch` (refused: the caller's batch cannot be accounted). The class,
 `compile`, `evaluate`, `predict` and saving are untouched, so the trained model is an ordinary Keras
 model for serving (TFX Pusher/Evaluator included).
 """
@@ -22,7 +22,7 @@ from privacy.accounting import Sampling, delta_warning
 from privacy.keras import callback, compat, monitoring, optimizers, recording, sampling, validator
 from privacy.keras.params import DPConfigurationError, DPParams
 from privacy.keras.private_training import (CALLERS_DATASET, IN_ORDER, PERMUTED, PrivateTraining, attach,
-                                            checked_entry, detach, is_private, private_training)
+                                            detach, is_private, outside_fit, private_training)
 from privacy.keras.train_step import dp_train_step
 
 _FIT_ARGUMENTS = ("x", "y", "batch_size", "epochs", "verbose", "callbacks", "validation_split", "validation_data",
@@ -73,11 +73,10 @@ def make_private(model, *, l2_norm_clip: float | None = None, noise_multiplier: 
       ``model`` itself, now private. `private_training(model)` gives its `PrivateTraining` (budget,
       epsilon, report); `privacy_budget(model)` its `PrivacyBudget`.
 
-    Every private step is counted and kept within ``target_epsilon`` (by `fit`, `train_on_batch` and
-    the step itself). `fit` checks that its batches are what ``sampling`` declares (Poisson datasets,
-    batch sizes, epoch lengths, examples per pass). Steps taken with `train_on_batch` or by calling
-    `train_step` directly have shuffled or fixed-size batches checked for their size only: their
-    sampling is the caller's word, and under shuffling no later `fit` continues an epoch they began.
+    Private steps run only inside `fit`, which checks that its batches are what ``sampling`` declares
+    (Poisson datasets, batch sizes, epoch lengths, examples per pass); every step is counted and kept
+    within ``target_epsilon``. `train_on_batch` and `train_step` called outside `fit` are refused with a
+    `DPConfigurationError`: ppml cannot check how the caller's batch was sampled, so it cannot account it.
 
     Raises:
       DPConfigurationError: for layers, losses or settings DP-SGD cannot handle, naming what to use instead.
@@ -94,9 +93,8 @@ def make_private(model, *, l2_norm_clip: float | None = None, noise_multiplier: 
                               seed=seed, secure_noise=secure_noise)
     attach(model, private)
     object.__setattr__(model, "train_step", types.MethodType(_train_step, model))
-    object.__setattr__(model, "fit", types.MethodType(_with(private_fit, type(model).fit), model))
-    object.__setattr__(model, "train_on_batch", types.MethodType(_with(private_train_on_batch,
-                                                                       type(model).train_on_batch), model))
+    object.__setattr__(model, "fit", types.MethodType(_fit_with(type(model).fit), model))
+    object.__setattr__(model, "train_on_batch", types.MethodType(refused_train_on_batch, model))
     model.train_function = None  # a function traced before holds the non-private step
     return model
 
@@ -105,11 +103,11 @@ def _train_step(model, data):
     return dp_train_step(model, private_training(model), data)
 
 
-def _with(private_method, class_method):
-    """``class_method`` run through ``private_method`` (`private_fit` or `private_train_on_batch`)."""
-    def method(model, *args, **kwargs):
-        return private_method(model, types.MethodType(class_method, model), *args, **kwargs)
-    return method
+def _fit_with(class_fit):
+    """``class_fit`` run through `private_fit`."""
+    def fit(model, *args, **kwargs):
+        return private_fit(model, types.MethodType(class_fit, model), *args, **kwargs)
+    return fit
 
 
 def private_fit(model, fit, *args, **kwargs):
@@ -138,25 +136,13 @@ def private_fit(model, fit, *args, **kwargs):
         ours = [callback.callback_for(model)]
     # First, so that epsilon is in the logs before TensorBoard, History or EarlyStopping read them.
     kwargs["callbacks"] = ours + [cb for cb in callbacks if cb not in ours]
-    with private.shuffled_fit(shuffled_from), checked_entry():
+    with private.fitting(shuffled_from):
         return fit(**kwargs)
 
 
-def private_train_on_batch(model, train_on_batch, x, *args, **kwargs):
-    """`train_on_batch` with the checks the step cannot make under XLA: the target epsilon, and at most
-    ``expected_batch_size`` examples in a shuffled or fixed-size batch. The batch's sampling itself is
-    the caller's word."""
-    private = _ready(model)
-    rows = tf.nest.flatten(x)[0].shape[0]
-    if private.sampling is not Sampling.POISSON and private.expected_batch_size is not None and \
-            rows is not None and rows > private.expected_batch_size:
-        raise DPConfigurationError(f"train_on_batch received {rows} examples, more than expected_batch_size="
-                                   f"{private.expected_batch_size:g}, the batch size {private.sampling.value} "
-                                   f"batches are accounted with")
-    if _check_accounting(private):
-        private.check_budget()
-    with checked_entry():
-        return train_on_batch(x, *args, **kwargs)
+def refused_train_on_batch(model, *args, **kwargs):
+    """`train_on_batch` of a private model: refused (`private_training.outside_fit`)."""
+    raise DPConfigurationError(outside_fit("train_on_batch"))
 
 
 def _ready(model) -> PrivateTraining:
@@ -405,8 +391,7 @@ def make_dp_model_class(cls: type) -> type:
         def fit(self, *args, **kwargs):  # pylint: disable=signature-differs
             return private_fit(self, super().fit, *args, **kwargs)
 
-        def train_on_batch(self, *args, **kwargs):  # pylint: disable=signature-differs
-            return private_train_on_batch(self, super().train_on_batch, *args, **kwargs)
+        train_on_batch = refused_train_on_batch
 
     DPModelClass.__name__ = DPModelClass.__qualname__ = f"DP{cls.__name__}"
     DPModelClass.__doc__ = (f"A Keras {cls.__name__} trained with DP-SGD (see `make_dp_model_class` and "

@@ -1,10 +1,10 @@
 """The DP-SGD state of one model: hyperparameters, noise, steps run, and the privacy they spent.
 
 `PrivateTraining` is what `make_private` attaches to a model. It counts private steps in a variable
-that the training step increments (so `fit`, `train_on_batch` and direct `train_step` calls are all
-counted) and turns the count into a `privacy.accounting.PrivacyBudget` by composing the mechanism's
-unit event (`DpSgdMechanism.unit_event`) up to the position reached (`PrivacyBudget.advance_to`):
-accounting is never re-derived here. Its JSON state (steps and budget ledger) is written with the
+that the training step increments (they run only inside `fit`: see `outside_fit`) and turns the count
+into a `privacy.accounting.PrivacyBudget` by composing the mechanism's unit event
+(`DpSgdMechanism.unit_event`) up to the position reached (`PrivacyBudget.advance_to`): accounting is
+never re-derived here. Its JSON state (steps and budget ledger) is written with the
 checkpoints and read back by a resumed run, which then continues counting from where the state was
 saved.
 """
@@ -23,10 +23,9 @@ import tensorflow as tf
 from privacy.accounting import (MAX_STEPS, AccountantKind, Adjacency, DpSgdMechanism, PrivacyBudget, PrivacyReport,
                                 Sampling, UnsupportedAccounting, default_delta, dp_sgd_report, resolve_adjacency)
 from privacy.atomic_files import write_atomically
-from privacy.keras import compat, layer_rules, optimizers, recording
+from privacy.keras import layer_rules, optimizers, recording
 from privacy.keras.noise import GaussianNoise
 from privacy.keras.params import DPConfigurationError, DPParams
-from privacy.keras.thread_flag import ThreadFlag
 
 STATE_FORMAT = "ppml.keras.private_training/3"   # /3: the shuffled epochs' order; /2: sampling and adjacency
 _STATE_FORMATS = (STATE_FORMAT, "ppml.keras.private_training/2")
@@ -35,10 +34,7 @@ PERMUTED, IN_ORDER, CALLERS_DATASET = "permuted", "in order", "the caller's data
 """Where the steps of a shuffled epoch come from: ppml's stream of the arrays given to `fit` (permuted
 epochs, or in order with ``shuffle=False``), which a later `fit` continues; or the caller's dataset,
 whose next iterator starts a new pass."""
-OUTSIDE_FIT = "steps taken outside fit"
-"""The steps of a shuffled epoch taken by `train_on_batch` or direct `train_step` calls, on the caller's
-word: no `fit` can continue that epoch."""
-_SOURCES = (PERMUTED, IN_ORDER, CALLERS_DATASET, OUTSIDE_FIT)
+_SOURCES = (PERMUTED, IN_ORDER, CALLERS_DATASET)
 
 
 NOT_COVERED = ("fit's training loss and metrics (History, progress bar, TensorBoard) and "
@@ -48,7 +44,6 @@ NOT_COVERED = ("fit's training loss and metrics (History, progress bar, TensorBo
 
 _ATTRIBUTE = "_ppml_private_training"
 _NO_LIMIT = 2 ** 62
-_ENTRY = ThreadFlag()  # up: a step traced now is reached through fit or train_on_batch
 
 
 class PrivacyBudgetExceeded(RuntimeError):
@@ -88,9 +83,9 @@ class PrivateTraining:
         self.noise = GaussianNoise(seed=seed, secure=secure_noise)
         self.sampling_seed = None if seed is None else seed + 1
         self.shuffle_seed = secrets.randbits(63) if seed is None else seed + 2  # saved in the state
-        # Shuffled batches: the source of the partial epoch as of _noted_steps, and of the fit running now.
+        self._in_fit = False  # a fit of this model is running (its replicas may trace the step on other threads)
+        # Shuffled batches: the source of the partial epoch when the last fit ended, and of the fit running now.
         self._open_epoch: str | None = None
-        self._noted_steps = 0
         self._fitting: str | None = None
         self._counter = None
         self._dropped = None
@@ -161,36 +156,18 @@ class PrivateTraining:
         """Counts examples whose gradient was not finite (dropped: they contributed 0 to the step)."""
         self._dropped.assign_add(examples)
 
-    def step_checks(self, x, replicas: int) -> list:
-        """Assertions the training step makes before it applies its update: the step stays within the
-        target epsilon (`check_budget` sets the limit), and shuffled or fixed-size batches hold at most
-        ``expected_batch_size`` examples (over all replicas).
-
-        XLA drops assertions, so `fit` and `train_on_batch` check the same in Python and in the input
-        pipeline; a step traced for XLA outside them with something to check is refused.
-        """
-        checks = []
-        if self.target_epsilon is not None:
-            checks.append(tf.debugging.assert_less(
-                self._counter, self._limit,
-                message=f"make_private(target_epsilon={self.target_epsilon:g}) allows no further private step: "
-                        f"the target would be exceeded, or the limit was never computed (fit and train_on_batch "
-                        f"compute it; a loop calling train_step calls private_training(model).check_budget() "
-                        f"first)"))
-        if self.sampling is not Sampling.POISSON and self.expected_batch_size is not None:
-            rows = tf.cast(tf.shape(tf.nest.flatten(x)[0])[0], tf.int64)
-            if replicas > 1:
-                rows = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, rows)
-            checks.append(tf.debugging.assert_less_equal(
-                rows, tf.constant(int(self.expected_batch_size), tf.int64),
-                message=f"a batch holds more examples than expected_batch_size={int(self.expected_batch_size)}, "
-                        f"the batch size {self.sampling.value} batches are accounted with"))
-        if checks and compat.in_xla_context() and not _ENTRY.up:
-            raise DPConfigurationError(
-                "train_step is compiled with XLA outside fit and train_on_batch, and XLA drops the step's checks of "
-                "the target epsilon and the batch size; train with fit or train_on_batch, or compile the loop "
-                "without jit_compile")
-        return checks
+    def step_checks(self) -> list:
+        """Refuses a step outside this model's `fit` (`outside_fit`); returns the assertions the step makes
+        before it applies its update: with a target epsilon, that it stays within the limit `check_budget`
+        set when fit began, a backstop behind the budget callback's stop (XLA drops assertions)."""
+        if not self._in_fit:
+            raise DPConfigurationError(outside_fit("calling train_step outside fit"))
+        if self.target_epsilon is None:
+            return []
+        return [tf.debugging.assert_less(
+            self._counter, self._limit,
+            message=f"make_private(target_epsilon={self.target_epsilon:g}) allows no further private step: the "
+                    f"target would be exceeded")]
 
     @property
     def dropped_examples(self) -> int:
@@ -221,12 +198,10 @@ class PrivateTraining:
 
     def open_epoch(self) -> str | None:
         """Where the steps of the current, partial shuffled epoch came from (one of `PERMUTED`, `IN_ORDER`,
-        `CALLERS_DATASET`, `OUTSIDE_FIT`), or None at an epoch boundary."""
+        `CALLERS_DATASET`), or None at an epoch boundary."""
         if not self.steps_per_epoch or self.steps % self.steps_per_epoch == 0:
             return None
-        if self._fitting is not None:
-            return self._fitting
-        return self._open_epoch if self.steps == self._noted_steps else OUTSIDE_FIT
+        return self._fitting if self._fitting is not None else self._open_epoch
 
     def shuffled_start(self, source: str) -> int:
         """Checks that a `fit` drawing its shuffled batches from ``source`` can follow the steps taken;
@@ -234,8 +209,8 @@ class PrivateTraining:
 
         In the middle of an epoch only ppml's own stream (``PERMUTED`` or ``IN_ORDER``) can continue it,
         and only if that epoch's steps so far came from the same stream: a new pass over the caller's
-        dataset, another order, or an epoch begun by steps outside fit could use some examples twice in
-        what is accounted as one epoch, so those are refused.
+        dataset or another order could use some examples twice in what is accounted as one epoch, so
+        those are refused.
         """
         position = self.steps % self.steps_per_epoch
         open_epoch = self.open_epoch()
@@ -248,16 +223,16 @@ class PrivateTraining:
         return self.steps
 
     @contextlib.contextmanager
-    def shuffled_fit(self, source: str | None):
-        """Marks the steps run inside the block as drawn from ``source`` (None: not shuffled; nothing to do)."""
-        if source is None:
-            yield
-            return
-        self._fitting = source
+    def fitting(self, source: str | None):
+        """Marks the block as a `fit` of this model, the only place its private steps may run, drawing
+        shuffled batches from ``source`` (None: not shuffled)."""
+        self._in_fit, self._fitting = True, source
         try:
             yield
         finally:
-            self._open_epoch, self._fitting, self._noted_steps = self.open_epoch(), None, self.steps
+            if source is not None:
+                self._open_epoch = self.open_epoch()
+            self._in_fit, self._fitting = False, None
 
     # --- accounting ----------------------------------------------------------------------------
     @property
@@ -272,8 +247,7 @@ class PrivateTraining:
         self._require_accounting()
         if self.params.noise_multiplier == 0:
             raise DPConfigurationError("noise_multiplier is 0: this training is not differentially private")
-        # fit sets steps_per_epoch from the data; for steps taken only outside fit the epoch length is
-        # unknown and the mechanism takes the conservative floor(n / B).
+        # fit sets steps_per_epoch from the data; before the first fit the mechanism takes floor(n / B).
         kwargs = {"steps_per_epoch": self.steps_per_epoch} if self.sampling is Sampling.SHUFFLE else {}
         try:
             return DpSgdMechanism(dataset_size=self.dataset_size, batch_size=self.expected_batch_size,
@@ -425,7 +399,6 @@ class PrivateTraining:
         self._steps_base, self._budget = steps, budget
         if shuffled is not None:
             self.shuffle_seed, self.steps_per_epoch, self._open_epoch = seed, per_epoch, open_epoch
-            self._noted_steps = steps
 
 
 def _most(fits) -> int:
@@ -442,9 +415,12 @@ def _most(fits) -> int:
     return lo
 
 
-checked_entry = _ENTRY.raised
-"""Marks the steps traced inside the block as reached through `fit` or `train_on_batch`, which check
-the target epsilon and the batch size outside the compiled step (see `PrivateTraining.step_checks`)."""
+def outside_fit(what: str) -> str:
+    """The one-line refusal of a private step that ``what`` (`train_on_batch`, a direct `train_step` call)
+    would take on the caller's batch: what cannot be checked is not accounted on the caller's word."""
+    return (f"{what} cannot train a private model: ppml cannot check how the caller's batch was sampled, so it "
+            f"cannot account the step; train with fit, which samples the batches itself (or checks those of "
+            f"poisson_batches, fixed_size_batches or a shuffled dataset)")
 
 
 def _positive_or_none(name, value):

@@ -27,10 +27,10 @@ from privacy.keras.params import DPConfigurationError
 
 def dp_train_step(model, private, data):
     """Runs one DP-SGD step of ``model`` under ``private`` (a `PrivateTraining`); returns the logs."""
+    checks = private.step_checks()
     x, y, sample_weight = _unpack(data)
     params = private.resolve_params(model.optimizer)
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    checks = private.step_checks(x, replicas)
     expected_batch = private.global_expected_batch_size(x, replicas)
     weights = _weights(x, sample_weight)
     clipped = clipped_gradient_sum(model, private.units(model), x, y, weights, params,
