@@ -3,9 +3,10 @@
 The private analyzers leave their `privacy.preprocessing` records as string constants in the transform
 graph; a model that embeds the graph (through ``TFTransformOutput.transform_features_layer``) carries
 them too. `records_in_saved_model` finds them in any SavedModel; `transform_graph_account` reads a
-Transform output into a `privacy.preprocessing.PreprocessingAccount`, listing, when the graph has no
-coverage record (a preprocessing_fn not built with `private_preprocessing_fn`), the statistics it
-carries anyway: the constants its transform function captures and its asset files.
+Transform output into a `privacy.preprocessing.PreprocessingAccount`. A graph without a coverage record
+(a preprocessing_fn not built with `private_preprocessing_fn`) is unaccounted in itself, whatever else is
+found (fail closed: a tf.compat.v1 graph keeps its constants where no search here looks); the constants
+its TF2 transform function captures and its asset files are listed too, to name the analyzers.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from privacy.preprocessing import PreprocessingAccount
 from privacy.preprocessing.records import RECORD_PREFIX
 
 TRANSFORM_FN_DIR = "transform_fn"
+NO_COVERAGE_RECORD = ("the transform graph has no ppml coverage record, so its statistics are exact and unaccounted: "
+                      "build its preprocessing_fn with pipelines.transform.private_preprocessing_fn")
 
 
 def records_in_saved_model(saved_model_dir: str) -> list[str]:
@@ -48,11 +51,12 @@ def transform_graph_account(transform_output: str) -> PreprocessingAccount:
     account = PreprocessingAccount.from_texts(texts)
     if account.coverage is not None:
         return account
-    return PreprocessingAccount.from_texts(texts, unaccounted=_statistics_without_records(saved_model))
+    return PreprocessingAccount.from_texts(texts, unaccounted=_statistics_without_records(saved_model) + [
+        NO_COVERAGE_RECORD])
 
 
 def _statistics_without_records(saved_model_dir: str) -> list[str]:
-    """The constants tf.Transform's transform function captures (analyzer outputs become captured constants),
+    """The constants tf.Transform's TF2 transform function captures (analyzer outputs become captured constants),
     grouped by the tft analyzer whose ops use them, and its asset files.
 
     A captured tensor enters the traced function as an argument named after its first use (e.g.
@@ -77,7 +81,4 @@ def _statistics_without_records(saved_model_dir: str) -> list[str]:
     if tf.io.gfile.isdir(assets):
         found += [f"the asset file {name} of the transform graph (a vocabulary? use {replacement_for('vocabulary')})"
                   for name in sorted(tf.io.gfile.listdir(assets))]
-    if found:
-        found.append("the transform graph has no ppml coverage record: its preprocessing_fn was not built with "
-                     "pipelines.transform.analyzers.private_preprocessing_fn, so the statistics above are exact")
     return found
