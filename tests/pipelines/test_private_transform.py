@@ -25,7 +25,8 @@ from pipelines.trainers import breast_cancer as module  # noqa: E402
 from pipelines.transform import artifact  # noqa: E402
 from pipelines.transform.analyzers import private_preprocessing_fn  # noqa: E402
 from pipelines.transform.spec import PreprocessingConfig  # noqa: E402
-from privacy.preprocessing import MeanVariance, PreprocessingAccount, PreprocessingPart, noise_multiplier_of  # noqa: E402
+from privacy.preprocessing import (MeanVariance, PreprocessingAccount, PreprocessingPart,  # noqa: E402
+                                   noise_multiplier_of)
 
 EPSILON = 1.5
 
@@ -235,10 +236,11 @@ def test_a_tf1_graph_without_coverage_record_is_refused_by_the_trainer_and_the_g
         with tf.compat.v1.Session() as session:
             assert np.ptp(session.run(z)) > 0
     config = DpTrainingConfig(batch_size=10, epochs=1, noise_multiplier=1.0, delta=1e-3)
-    with pytest.raises(InvalidPrivacySetting, match="transform_graph.*no ppml coverage record"):
+    with pytest.raises(InvalidPrivacySetting, match="private.*no ppml coverage record"):
         config.plan(dataset_size=50, preprocessing=account)
     ledger = config.plan(dataset_size=50).ledger()
-    ledger = dataclasses.replace(ledger, preprocessing=PreprocessingPart(account, ledger.accounted_mechanism().adjacency))
+    part = PreprocessingPart(account, ledger.accounted_mechanism().adjacency)
+    ledger = dataclasses.replace(ledger, preprocessing=part)
     assert coverage.artifact_problems(os.path.join(out, artifact.TRANSFORM_FN_DIR), ledger) == \
         [artifact.NO_COVERAGE_RECORD]
 
