@@ -18,6 +18,9 @@ from privacy.preprocessing import PreprocessingAccount
 from privacy.preprocessing.records import RECORD_PREFIX
 
 TRANSFORM_FN_DIR = "transform_fn"
+TRANSFORM_FUNCTION_PREFIX = "__inference_pruned"
+"""How a SavedModel names tf.Transform's transform function (TF2 export, or a tf.compat.v1 graph wrapped by
+``TFTransformOutput.transform_features_layer``)."""
 NO_COVERAGE_RECORD = ("the transform graph has no ppml coverage record, so its statistics are exact and unaccounted: "
                       "build its preprocessing_fn with pipelines.transform.private_preprocessing_fn")
 
@@ -44,6 +47,14 @@ def released_values(saved_model_dir: str) -> dict[str, list[float]]:
             PreprocessingAccount.from_texts(records_in_saved_model(saved_model_dir)).releases.items()}
 
 
+def embeds_transform_graph(saved_model_dir: str) -> bool:
+    """Whether the SavedModel holds a tf.Transform transform function (a model serving a Transform graph)."""
+    from tensorflow.python.saved_model import loader_impl  # pylint: disable=import-outside-toplevel
+    return any(f.signature.name.startswith(TRANSFORM_FUNCTION_PREFIX)
+               for meta_graph in loader_impl.parse_saved_model(saved_model_dir).meta_graphs
+               for f in meta_graph.graph_def.library.function)
+
+
 def transform_graph_account(transform_output: str) -> PreprocessingAccount:
     """The account of the Transform output folder ``transform_output`` (with its ``transform_fn``)."""
     saved_model = os.path.join(transform_output, TRANSFORM_FN_DIR)
@@ -68,7 +79,7 @@ def _statistics_without_records(saved_model_dir: str) -> list[str]:
     uses: dict[str, int] = {}
     for meta_graph in loader_impl.parse_saved_model(saved_model_dir).meta_graphs:
         for function in meta_graph.graph_def.library.function:
-            if not function.signature.name.startswith("__inference_pruned"):
+            if not function.signature.name.startswith(TRANSFORM_FUNCTION_PREFIX):
                 continue
             for arg in function.signature.input_arg:
                 if arg.name.startswith("inputs") or arg.type == types_pb2.DT_RESOURCE:

@@ -5,6 +5,7 @@ standard deviations, refusals of non-private analyzers and of bad settings, voca
 import csv
 import dataclasses
 import functools
+import json
 import math
 import os
 
@@ -225,7 +226,24 @@ def test_an_unwrapped_preprocessing_fn_leaves_unaccounted_statistics(tmp_path_fa
     assert problems[-1] == artifact.NO_COVERAGE_RECORD
 
 
-def test_a_tf1_graph_without_coverage_record_is_refused_by_the_trainer_and_the_gate(tmp_path_factory, data):
+SERVE_TRANSFORM = """
+import json, sys
+import tensorflow as tf, tensorflow_transform as tft
+from pipelines import privacy_ledger as pl
+from pipelines.components.private_evaluator import coverage
+from privacy.accounting import DpSgdMechanism
+module = tf.Module()
+module.layer = tft.TFTransformOutput(sys.argv[1]).transform_features_layer()
+module.serve = tf.function(lambda x: module.layer({"mean_radius": x})["x"], input_signature=[tf.TensorSpec([None])])
+tf.saved_model.save(module, sys.argv[2])
+ledger = pl.PrivacyLedger.for_dp_sgd(DpSgdMechanism(dataset_size=50, batch_size=10, noise_multiplier=1.0, steps=5),
+                                     l2_norm_clip=1.0, delta=1e-3)
+print("PROBLEMS " + json.dumps(coverage.artifact_problems(sys.argv[2], ledger)), flush=True)
+"""
+
+
+def test_a_tf1_graph_without_coverage_record_is_refused_by_the_trainer_and_the_gate(tmp_path_factory, data,
+                                                                                     python_subprocess):
     # A tf.compat.v1 graph keeps its analyzer outputs as Const nodes, where no search for constants looks:
     # the missing coverage record alone must make it a problem (fail closed).
     out = _analyze(tmp_path_factory, data[:50], {}, _unwrapped, tf1=True)
@@ -243,6 +261,14 @@ def test_a_tf1_graph_without_coverage_record_is_refused_by_the_trainer_and_the_g
     ledger = dataclasses.replace(ledger, preprocessing=part)
     assert coverage.artifact_problems(os.path.join(out, artifact.TRANSFORM_FN_DIR), ledger) == \
         [artifact.NO_COVERAGE_RECORD]
+    # A model serving the graph, whatever its ledger says, is a problem at the gate. (The check is not
+    # made on the exit status: saving a tft layer's model can crash the interpreter at exit.)
+    argv = [out, str(tmp_path_factory.mktemp("served") / "model")]
+    proc = python_subprocess(f"import sys; sys.argv[1:] = {argv!r}\n" + SERVE_TRANSFORM, legacy_keras=False,
+                             check=False)
+    [line] = [line for line in proc.stdout.splitlines() if line.startswith("PROBLEMS ")] or [proc.stderr[-3000:]]
+    assert json.loads(line[len("PROBLEMS "):]) == [f"the model embeds a tf.Transform graph without ppml's "
+                                                   f"coverage record (fail closed): {artifact.NO_COVERAGE_RECORD}"]
 
 
 @pytest.mark.parametrize("call, message", [
