@@ -181,7 +181,7 @@ class DpTrainingConfig:
         if account is None or not (account.mechanisms or account.unaccounted or account.coverage):
             return None, delta  # no Transform graph, or one that computes nothing from the data
         if account.coverage is None:  # not built with private_preprocessing_fn: fail closed, whatever was found
-            raise InvalidPrivacySetting("private", NO_COVERAGE_RECORD)
+            raise InvalidPrivacySetting("private", "; ".join(account.unaccounted or (NO_COVERAGE_RECORD,)))
         part = PreprocessingPart(account, mechanism.adjacency)
         try:
             part.events()
