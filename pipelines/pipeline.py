@@ -96,7 +96,9 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
                                                         schema=schema_gen.outputs["schema"])
     transform = tfx.components.Transform(examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
                                          preprocessing_fn=f"{module}.preprocessing_fn",
-                                         custom_config=plan.preprocessing.to_custom_config())
+                                         custom_config=plan.preprocessing.to_custom_config(),
+                                         # its cache would keep the private analyzers' exact pre-noise sums
+                                         disable_analyzer_cache=plan.preprocessing.private)
 
     def train_and_evaluate(custom_config: Mapping[str, Any], suffix: str):
         # The Federated Trainer keys records by their raw content (before Transform's data-dependent

@@ -14,8 +14,9 @@ pipeline puts the budget: `pipelines.transform.spec`). Each analyzer takes publi
 the preprocessing budget, runs inside Transform's Beam analysis (`tft.experimental.ptransform_analyzer`)
 and releases its statistics through a mechanism of `privacy.preprocessing`; its record (mechanism,
 sensitivity, noise, share) is a string constant of the transform graph, tied to every output, so it
-travels with every model that embeds the graph. ``analyzers.declare_public`` covers
-constants (or tft analyzer outputs) the author states are public, with a reason.
+travels with every model that embeds the graph. ``analyzers.declare_public`` records constants the
+author gives and states are public, with a reason (never tft analyzer outputs: they are statistics of the
+training split).
 
 The wrapper lists every analyzer output of the traced function (tf.Transform's own registry). Under a
 private config, an output that is neither from these analyzers nor declared public fails the Transform,
@@ -159,25 +160,25 @@ class PrivateAnalyzers:
             path = self.vocabulary(x, share=share, name="vocabulary", **vocabulary)
             return tft.apply_vocabulary(x, path, default_value=default_value, num_oov_buckets=num_oov_buckets)
 
-    def declare_public(self, value, *, reason: str, name: str):
-        """Constants (or tft analyzer outputs) the author states are public, recorded with ``reason``.
+    def declare_public(self, value, *, reason: str, name: str) -> tf.Tensor:
+        """Constants the author gives and states are public (domain knowledge, a public data set), recorded
+        with ``reason``; returned as a tensor.
 
-        ``value`` is a constant (returned as a tensor) or a function that calls tft analyzers on data
-        that is public (returned as it is); the analyzer outputs it creates are then covered.
+        Only values are accepted: inside a preprocessing_fn every tft analyzer runs over the analysed (training)
+        split, so its output is an exact statistic of the private data, never a public one. A function is
+        refused, naming the private replacement of each tft analyzer it calls.
         """
-        declared_sinks = []
         if callable(value):
             before = len(_sinks())
-            result = value()
-            declared_sinks = _sinks()[before:]
-            declaration = PublicDeclaration(name, reason, None, tuple(_sink_name(s) for s in declared_sinks))
-        else:
-            array = np.asarray(value)
-            declaration = PublicDeclaration(name, reason, array.tolist())
-            result = tf.constant(array)
-        self._public.append(declaration)
-        self._ours.update(_sink_name(s) for s in declared_sinks)
-        return result
+            value()
+            called = sorted({_analyzer_of(s) for s in _sinks()[before:]})
+            raise ValueError(f"declare_public({name!r}) takes constant values only, not a function: "
+                             + ("; ".join(f"tft.{a} computes an exact statistic of the training split (instead: "
+                                          f"{replacement_for(a)})" for a in called)
+                                or "pass the public values themselves"))
+        array = np.asarray(value)
+        self._public.append(PublicDeclaration(name, reason, array.tolist()))
+        return tf.constant(array)
 
     # --- the whole function --------------------------------------------------------------------------
     def finish(self, outputs: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,9 +3,10 @@
 The private analyzers leave their `privacy.preprocessing` records as string constants in the transform
 graph; a model that embeds the graph (through ``TFTransformOutput.transform_features_layer``) carries
 them too. `records_in_saved_model` finds them in any SavedModel; `transform_graph_account` reads a
-Transform output into a `privacy.preprocessing.PreprocessingAccount`, listing, when the graph has no
-coverage record (a preprocessing_fn not built with `private_preprocessing_fn`), the statistics it
-carries anyway: the constants its transform function captures and its asset files.
+Transform output into a `privacy.preprocessing.PreprocessingAccount`. A graph without a coverage record
+(a preprocessing_fn not built with `private_preprocessing_fn`) is unaccounted in itself, whatever else is
+found (fail closed: a tf.compat.v1 graph keeps its constants where no search here looks); the constants
+its TF2 transform function captures and its asset files are listed too, to name the analyzers.
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ from privacy.preprocessing import PreprocessingAccount
 from privacy.preprocessing.records import RECORD_PREFIX
 
 TRANSFORM_FN_DIR = "transform_fn"
+TRANSFORM_FUNCTION_PREFIX = "__inference_pruned"
+"""How a SavedModel names tf.Transform's transform function (TF2 export, or a tf.compat.v1 graph wrapped by
+``TFTransformOutput.transform_features_layer``)."""
+NO_COVERAGE_RECORD = ("the transform graph has no ppml coverage record, so its statistics are exact and unaccounted: "
+                      "build its preprocessing_fn with pipelines.transform.private_preprocessing_fn")
 
 
 def records_in_saved_model(saved_model_dir: str) -> list[str]:
@@ -41,6 +47,14 @@ def released_values(saved_model_dir: str) -> dict[str, list[float]]:
             PreprocessingAccount.from_texts(records_in_saved_model(saved_model_dir)).releases.items()}
 
 
+def embeds_transform_graph(saved_model_dir: str) -> bool:
+    """Whether the SavedModel holds a tf.Transform transform function (a model serving a Transform graph)."""
+    from tensorflow.python.saved_model import loader_impl  # pylint: disable=import-outside-toplevel
+    return any(f.signature.name.startswith(TRANSFORM_FUNCTION_PREFIX)
+               for meta_graph in loader_impl.parse_saved_model(saved_model_dir).meta_graphs
+               for f in meta_graph.graph_def.library.function)
+
+
 def transform_graph_account(transform_output: str) -> PreprocessingAccount:
     """The account of the Transform output folder ``transform_output`` (with its ``transform_fn``)."""
     saved_model = os.path.join(transform_output, TRANSFORM_FN_DIR)
@@ -48,11 +62,12 @@ def transform_graph_account(transform_output: str) -> PreprocessingAccount:
     account = PreprocessingAccount.from_texts(texts)
     if account.coverage is not None:
         return account
-    return PreprocessingAccount.from_texts(texts, unaccounted=_statistics_without_records(saved_model))
+    return PreprocessingAccount.from_texts(texts, unaccounted=_statistics_without_records(saved_model) + [
+        NO_COVERAGE_RECORD])
 
 
 def _statistics_without_records(saved_model_dir: str) -> list[str]:
-    """The constants tf.Transform's transform function captures (analyzer outputs become captured constants),
+    """The constants tf.Transform's TF2 transform function captures (analyzer outputs become captured constants),
     grouped by the tft analyzer whose ops use them, and its asset files.
 
     A captured tensor enters the traced function as an argument named after its first use (e.g.
@@ -64,7 +79,7 @@ def _statistics_without_records(saved_model_dir: str) -> list[str]:
     uses: dict[str, int] = {}
     for meta_graph in loader_impl.parse_saved_model(saved_model_dir).meta_graphs:
         for function in meta_graph.graph_def.library.function:
-            if not function.signature.name.startswith("__inference_pruned"):
+            if not function.signature.name.startswith(TRANSFORM_FUNCTION_PREFIX):
                 continue
             for arg in function.signature.input_arg:
                 if arg.name.startswith("inputs") or arg.type == types_pb2.DT_RESOURCE:
@@ -77,7 +92,4 @@ def _statistics_without_records(saved_model_dir: str) -> list[str]:
     if tf.io.gfile.isdir(assets):
         found += [f"the asset file {name} of the transform graph (a vocabulary? use {replacement_for('vocabulary')})"
                   for name in sorted(tf.io.gfile.listdir(assets))]
-    if found:
-        found.append("the transform graph has no ppml coverage record: its preprocessing_fn was not built with "
-                     "pipelines.transform.analyzers.private_preprocessing_fn, so the statistics above are exact")
     return found

@@ -41,7 +41,8 @@ still makes the whole meet the target); set the Trainer's delta to calibrate at 
 REPLACEMENTS = {
     # tft analyzer (its name scope) -> what to use instead
     "scale_to_z_score": "PrivateAnalyzers.scale_to_z_score(x, bounds=..., share=...)",
-    "scale_to_z_score_per_key": "PrivateAnalyzers.scale_to_z_score(x, bounds=..., share=...) per key",
+    "scale_to_z_score_per_key": "no private per-key z-score yet: PrivateAnalyzers.scale_to_z_score(x, bounds=..., "
+                                "share=...) over all keys",
     "mean": "PrivateAnalyzers.mean_and_var(x, bounds=..., share=...)",
     "var": "PrivateAnalyzers.mean_and_var(x, bounds=..., share=...)",
     "mean_and_var": "PrivateAnalyzers.mean_and_var(x, bounds=..., share=...)",
@@ -53,8 +54,8 @@ REPLACEMENTS = {
     "bucketize": "PrivateAnalyzers.bucketize(x, num_buckets, bounds=..., share=...)",
     "vocabulary": "PrivateAnalyzers.vocabulary(x, share=...)",
     "compute_and_apply_vocabulary": "PrivateAnalyzers.compute_and_apply_vocabulary(x, share=...)",
-    "size": "declare_public(lambda: tft.size(x), reason=...) if the count is public",
-    "count": "declare_public(lambda: tft.count_per_key(x), reason=...) if the counts are public",
+    "size": "no private count yet: declare_public(n, reason=...) only where n is public (replace-one adjacency)",
+    "count": "no private per-key count yet: drop it, or declare_public(counts, reason=...) with public counts",
     "sum": "PrivateAnalyzers.mean_and_var(x, bounds=..., share=...) (a noisy sum and count)",
 }
 """The private replacement of each tft analyzer, for error messages."""
@@ -71,7 +72,7 @@ def analyzer_scope(name: str) -> str:
 def replacement_for(analyzer: str) -> str:
     """What to use instead of the tft analyzer ``analyzer``."""
     return REPLACEMENTS.get(analyzer, "a private analyzer of pipelines.transform.analyzers.PrivateAnalyzers, or "
-                                      "declare_public(..., reason=...)")
+                                      "declare_public(public values, reason=...)")
 
 
 class InvalidPreprocessingSetting(settings.InvalidSetting):

@@ -1,11 +1,11 @@
 """A Keras callback that reports, enforces and checkpoints the privacy budget of private training.
 
 `make_private`'s `fit` puts one first in the callback list (a `PrivacyBudgetCallback` you pass yourself
-is moved first), so `epsilon` reaches `logs` before History, TensorBoard, ModelCheckpoint or
-EarlyStopping read them. TensorBoard therefore needs nothing special:
+is moved first), so `epsilon` reaches `logs`, and the training loss and metrics leave them, before
+History, TensorBoard, ModelCheckpoint or EarlyStopping read them. TensorBoard therefore needs nothing special:
 
     model.fit(x, y, epochs=10, callbacks=[keras.callbacks.TensorBoard(log_dir)])
-    # <log_dir>/train: "epoch_epsilon" at steps 0, 1, ... (epochs), beside "epoch_loss"
+    # <log_dir>/train: "epoch_epsilon" at steps 0, 1, ... (epochs); no training loss (removed from the logs)
 
     model.fit(x, y, epochs=10, callbacks=[PrivacyBudgetCallback(update_freq=100),
                                           keras.callbacks.TensorBoard(log_dir, update_freq=100)])
@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 
 from privacy.accounting import UnsupportedAccounting
-from privacy.keras import compat
+from privacy.keras import compat, monitoring
 from privacy.keras.params import DPConfigurationError
 from privacy.keras.private_training import private_training
 
@@ -32,8 +32,9 @@ class PrivacyBudgetLogic:
       model, resumed ones included) at the model's target delta, from the accountant `PrivateTraining`
       uses (``accountant=`` of `make_private`, else RDP where it applies, else PLD). History, the
       progress bar and TensorBoard (as ``epoch_epsilon``) record it like any metric. The training loss
-      and metrics Keras logs beside it are computed from the training batches without noise: they are
-      outside the guarantee (diagnostics, not for release with the model), as the report notes.
+      and metrics Keras logs beside it, computed from the training batches without noise, are removed
+      from the batch and epoch logs (`privacy.keras.monitoring.strip_training_metrics`), so no later
+      callback can act on them; validation metrics (``val_*``) stay.
     * With ``update_freq="batch"`` or an integer N it is also put in the batch logs after every step
       or every N steps of the current `fit` (the batches `keras.callbacks.TensorBoard` with the same
       ``update_freq`` writes as ``batch_epsilon``). Each value composes the ledger: under a millisecond
@@ -79,6 +80,7 @@ class PrivacyBudgetLogic:
         if self._max_steps is not None and private.steps >= self._max_steps:
             self.model.stop_training = True
         steps_this_fit = private.steps - self._steps_at_begin
+        monitoring.strip_training_metrics(logs)
         if self._every is not None and logs is not None and steps_this_fit % self._every == 0:
             logs["epsilon"] = _epsilon(private)
 
@@ -86,6 +88,7 @@ class PrivacyBudgetLogic:
         private = self.private
         if private.state_path:  # first: the steps are saved even where epsilon raises (PLD's cost limits)
             private.save_state()
+        monitoring.strip_training_metrics(logs)
         if logs is not None:
             logs["epsilon"] = _epsilon(private)
 

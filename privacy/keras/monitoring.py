@@ -1,15 +1,27 @@
-"""Callbacks that decide from training metrics, which private training refuses.
+"""Training metrics kept from the callbacks of private training.
 
 The loss and metrics Keras logs during ``fit`` are computed on the training batches without noise:
 exact statistics of the training data. A callback that acts on them (EarlyStopping, ReduceLROnPlateau,
-a ModelCheckpoint that keeps the best weights) makes the released model depend on them outside the
-DP-SGD guarantee. Monitoring ``epsilon`` (a function of public hyperparameters) is fine; so is a
-validation metric (``val_*``), computed on held-out data, whose records epsilon does not cover.
+TerminateOnNaN, a ModelCheckpoint that keeps the best weights, any LambdaCallback or custom callback)
+makes the released model depend on them outside the DP-SGD guarantee. So ppml's budget callback, which
+runs first, removes them from the logs (`strip_training_metrics`) before any other callback, History,
+the progress bar or TensorBoard sees them; the known deciding callbacks are refused up front with a
+message (`training_metric_problems`). ``epsilon`` (a function of public hyperparameters) stays, and so
+do validation metrics (``val_*``), computed on held-out data, whose records epsilon does not cover.
 """
 
 from __future__ import annotations
 
 DECIDING_CALLBACKS = ("EarlyStopping", "ReduceLROnPlateau", "ModelCheckpoint")
+KEPT = "epsilon"
+"""The one entry of the training logs that is not a statistic of the training data (besides ``val_*``)."""
+
+
+def strip_training_metrics(logs) -> None:
+    """Removes from ``logs`` (in place) every entry but ``epsilon`` and validation metrics (``val_*``)."""
+    if logs is not None:
+        for key in [k for k in logs if k != KEPT and not str(k).startswith("val_")]:
+            del logs[key]
 
 
 def training_metric_problems(callbacks) -> list[str]:

@@ -37,9 +37,9 @@ whose next iterator starts a new pass."""
 _SOURCES = (PERMUTED, IN_ORDER, CALLERS_DATASET)
 
 
-NOT_COVERED = ("fit's training loss and metrics (History, progress bar, TensorBoard) and "
-               "PrivateTraining.dropped_examples are computed from the training data without noise: they are "
-               "outside this guarantee (diagnostics, not for release with the model)")
+NOT_COVERED = ("fit's training loss and metrics (removed from the logs fit's callbacks see; train_on_batch returns "
+               "them) and PrivateTraining.dropped_examples are computed from the training data without noise: they "
+               "are outside this guarantee (diagnostics, not for release with the model)")
 """What private training shows that its epsilon does not cover (a note of every `PrivateTraining.report`)."""
 
 _ATTRIBUTE = "_ppml_private_training"

@@ -72,13 +72,16 @@ class PreprocessingAccount:
         problems = list(self.unaccounted)
         if self.coverage is not None:
             problems += [f"{u['analyzer']} (output {u['output']}) computes a statistic of the training data without "
-                         f"privacy; use {u['replacement']} or declare it public with a reason"
+                         f"privacy; use {u['replacement']}"
                          for u in self.coverage.uncovered]
             missing = sorted(set(self.coverage.private) - {m.name for m in self.mechanisms})
             problems += [f"the private release {name!r} is listed but its record is missing" for name in missing]
         elif self.mechanisms:
             problems.append("the preprocessing has private releases but no coverage record, so its other statistics "
                             "are unknown; build the preprocessing_fn with pipelines.transform.private_preprocessing_fn")
+        problems += [f"the public declaration {d.name!r} covers tft analyzer outputs {list(d.analyzers)}: exact "
+                     f"statistics of the training split (declare_public takes constant values only)"
+                     for d in self.declarations if d.analyzers]
         problems += [f"{m.name} ({m.analyzer}) computed exact statistics (the Transform ran with private: false)"
                      for m in self.mechanisms if m.mechanism == EXACT]
         problems += [f"{m.name} ({m.analyzer}) drew its noise from a seed (for tests only: anyone who knows the seed "

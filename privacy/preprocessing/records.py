@@ -135,7 +135,8 @@ class PublicDeclaration:
       name: what is declared, e.g. 'age/bounds'.
       reason: why it does not depend on the private data.
       value: the constants (JSON), when they are known when declared.
-      analyzers: analyzer outputs the declaration covers (their graph names), if any.
+      analyzers: analyzer outputs the declaration covers (their graph names): only in graphs built before
+        `declare_public` took constants only, and then a problem of the account.
     """
 
     name: str

@@ -114,7 +114,11 @@ use_tf_keras()
 from pipelines import pipeline, runners
 from pipelines.report import load_report
 root, module = sys.argv[1:3]
-runners.run(pipeline.bundled_pipeline(root, module=module, trainer_config=dict(pipeline.DEFAULT_TRAINER_CONFIG)))
+try:
+    runners.run(pipeline.bundled_pipeline(root, module=module, trainer_config=dict(pipeline.DEFAULT_TRAINER_CONFIG)))
+except ValueError as err:  # a component refused the run
+    print("REFUSED " + json.dumps(f"{type(err).__name__}: {err}"))
+    sys.exit(0)
 print("REPORT " + json.dumps(load_report(root).to_dict()))
 """
 
@@ -122,7 +126,11 @@ print("REPORT " + json.dumps(load_report(root).to_dict()))
 @pytest.fixture(scope="session")
 def plain_tft_run(encrypted_check_run, private_run, tmp_path_factory) -> dict:
     """The first run's settings with a preprocessing_fn that calls tft.scale_to_z_score itself (its
-    statistics exact), on the same root after the other runs: upstream of Transform cached. The report."""
+    statistics exact), on the same root after the other runs: upstream of Transform cached.
+    {"refused": the error that stopped the run, or None; "report": the report, or None; "pushed": the
+    number of models pushed during the run}."""
+    serving = os.path.join(private_run.root, "serving_model")
+    pushed_before = len(os.listdir(serving)) if os.path.isdir(serving) else 0
     folder = tmp_path_factory.mktemp("plain-module")
     (folder / "ppml_plain_tft_module.py").write_text(PLAIN_TFT_MODULE)
     code = f"import sys; sys.argv[1:] = [{private_run.root!r}, 'ppml_plain_tft_module']\n" + RUN_WITH_MODULE
@@ -131,8 +139,11 @@ def plain_tft_run(encrypted_check_run, private_run, tmp_path_factory) -> dict:
                           timeout=1800)
     if proc.returncode != 0:
         pytest.fail(f"the plain-tft pipeline failed:\n{proc.stderr[-8000:]}", pytrace=False)
-    [line] = [line for line in proc.stdout.splitlines() if line.startswith("REPORT ")]
-    return json.loads(line[len("REPORT "):])
+    [line] = [line for line in proc.stdout.splitlines() if line.startswith(("REPORT ", "REFUSED "))]
+    kind, _, value = line.partition(" ")
+    return {"refused": json.loads(value) if kind == "REFUSED" else None,
+            "report": json.loads(value) if kind == "REPORT" else None,
+            "pushed": (len(os.listdir(serving)) if os.path.isdir(serving) else 0) - pushed_before}
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,7 @@
 """DP Trainer settings: every bad value is rejected with the key named, before any training."""
 
+import types
+
 import pytest
 
 import dp_accounting
@@ -167,3 +169,19 @@ def test_preprocessing_that_spends_the_whole_target_or_another_adjacency_is_refu
     plan = shuffled.plan(dataset_size=385, preprocessing=_preprocessing(1.0))
     record = plan.preprocessing.account.mechanisms[0]
     assert plan.preprocessing.events()[0] == dp_event.GaussianDpEvent(record.noise_multiplier / 2)
+
+
+def test_private_training_on_transformed_examples_without_their_transform_graph_is_refused(tmp_path):
+    import tensorflow as tf  # noqa: PLC0415 (only this test writes TFRecords)
+    from pipelines.components.dp_trainer import fn_args_utils  # noqa: PLC0415
+    split = tmp_path / "Split-train"
+    split.mkdir()
+    with tf.io.TFRecordWriter(str(split / "transformed_examples-00000-of-00001.gz"), options="GZIP") as writer:
+        for _ in range(100):
+            writer.write(tf.train.Example().SerializeToString())
+    fn_args = types.SimpleNamespace(custom_config={"batch_size": 10, "epochs": 1, "noise_multiplier": 1.0},
+                                    train_files=[str(split / "*")], train_steps=None, transform_output=None)
+    with pytest.raises(InvalidPrivacySetting, match="transformed_examples but no transform_graph is given"):
+        fn_args_utils.plan_from_fn_args(fn_args)
+    fn_args.custom_config = {**fn_args.custom_config, "private": False}  # nothing to account: trained as given
+    assert fn_args_utils.plan_from_fn_args(fn_args).mechanism is None

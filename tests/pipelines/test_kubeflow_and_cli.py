@@ -83,3 +83,13 @@ def test_a_noise_multiplier_without_a_preprocessing_budget_is_refused(tmp_path, 
     proc = ppml_cli("pipeline", "run", "--noise-multiplier", "1.0", "--pipeline-root", str(root), check=False)
     assert proc.returncode == 2 and "needs preprocessing_epsilon" in proc.stderr and "Traceback" not in proc.stderr
     assert not root.exists()
+
+
+@pytest.mark.parametrize("private", [True, False])
+def test_a_private_transform_keeps_no_analyzer_cache(tmp_path, private):
+    # Transform's analyzer cache would store the private analyzers' exact accumulators in the pipeline root.
+    from pipelines import pipeline  # noqa: PLC0415 (imports TFX)
+    built = pipeline.bundled_pipeline(str(tmp_path), trainer_config={**pipeline.DEFAULT_TRAINER_CONFIG,
+                                                                     "private": private})
+    [transform] = [c for c in built.components if c.id == "Transform"]
+    assert ("updated_analyzer_cache" in transform.outputs) is not private

@@ -24,7 +24,7 @@ from dp_accounting import dp_event
 
 from privacy.accounting import DpSgdMechanism, calibrate_noise_multiplier, default_delta
 from pipelines.cli.accounting import epsilon as epsilon_command
-from pipelines.transform.artifact import records_in_saved_model
+from pipelines.transform.artifact import NO_COVERAGE_RECORD, records_in_saved_model
 from privacy.preprocessing import MechanismRecord, from_text
 
 from .conftest import assert_carries_only_released_statistics, carried_statistics
@@ -391,18 +391,13 @@ def test_encrypted_check_runs_after_the_evaluator_and_gates_the_push(private_run
         assert needle in text
 
 
-def test_plain_tft_analyzers_leave_the_model_unblessed_and_unpushed(plain_tft_run):
-    """A preprocessing_fn with tft.scale_to_z_score (exact training statistics in the model): the Trainer
-    records the Transform graph's 60 exact constants in the ledger, and the gate refuses the model, naming
-    the analyzer and its private replacement. Nothing is pushed."""
-    report = plain_tft_run
-    assert report["stages"]["Transform"] == "complete" and report["stages"]["Trainer"] == "complete"
-    gate = report["gate"]
-    assert gate["blessed"] is False and report["pushed"] == {"pushed": False, "uri": None}
-    checks = {c["name"]: c for c in gate["privacy_checks"]}
-    assert not checks["coverage"]["passed"] and not checks["epsilon"]["passed"]
-    assert checks["epsilon"]["value"] is None  # infinite: the artifact carries uncovered statistics
-    reason = checks["coverage"]["reason"]
-    assert "60 constant(s) of the transform graph used by scale_to_z_score" in reason
-    assert "use PrivateAnalyzers.scale_to_z_score(x, bounds=..., share=...)" in reason
-    assert report["privacy"]["artifact"]["preprocessing"]["problems"]
+def test_plain_tft_analyzers_are_refused_by_the_trainer_and_nothing_is_pushed(plain_tft_run):
+    """A preprocessing_fn with tft.scale_to_z_score (exact training statistics in the model): the DP Trainer
+    refuses the Transform graph, which has no coverage record, naming the analyzer and its private
+    replacement. Nothing is pushed."""
+    assert plain_tft_run["report"] is None and plain_tft_run["pushed"] == 0
+    refused = plain_tft_run["refused"]
+    assert refused.startswith("InvalidPrivacySetting: custom_config['private']: ")
+    assert "60 constant(s) of the transform graph used by scale_to_z_score" in refused
+    assert "use PrivateAnalyzers.scale_to_z_score(x, bounds=..., share=...)" in refused
+    assert refused.endswith(NO_COVERAGE_RECORD)

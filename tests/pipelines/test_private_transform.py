@@ -3,7 +3,9 @@ pipeline's preprocessing_fn: neighbouring data sets with the noise fixed, the no
 standard deviations, refusals of non-private analyzers and of bad settings, vocabularies."""
 
 import csv
+import dataclasses
 import functools
+import json
 import math
 import os
 
@@ -17,12 +19,15 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 import tensorflow_transform.beam as tft_beam  # noqa: E402
 
+from pipelines.components.dp_trainer.spec import DpTrainingConfig, InvalidPrivacySetting  # noqa: E402
+from pipelines.components.private_evaluator import coverage  # noqa: E402
 from pipelines.datasets import breast_cancer  # noqa: E402
 from pipelines.trainers import breast_cancer as module  # noqa: E402
 from pipelines.transform import artifact  # noqa: E402
 from pipelines.transform.analyzers import private_preprocessing_fn  # noqa: E402
 from pipelines.transform.spec import PreprocessingConfig  # noqa: E402
-from privacy.preprocessing import MeanVariance, PreprocessingAccount, noise_multiplier_of  # noqa: E402
+from privacy.preprocessing import (MeanVariance, PreprocessingAccount, PreprocessingPart,  # noqa: E402
+                                   noise_multiplier_of)
 
 EPSILON = 1.5
 
@@ -52,11 +57,12 @@ def _trace(preprocessing_fn, rows, custom_config):
     return tft.get_analyze_input_columns(functools.partial(preprocessing_fn, custom_config=custom_config), specs)
 
 
-def _analyze(tmp_path_factory, rows, custom_config, preprocessing_fn=module.preprocessing_fn) -> str:
-    """tf.Transform's analysis of ``rows``; returns the transform graph's folder."""
+def _analyze(tmp_path_factory, rows, custom_config, preprocessing_fn=module.preprocessing_fn, tf1=False) -> str:
+    """tf.Transform's analysis of ``rows`` (a tf.compat.v1 graph with ``tf1``); returns the transform graph's
+    folder."""
     out = str(tmp_path_factory.mktemp("transform"))
     metadata = tft.DatasetMetadata.from_feature_spec(_spec(rows))
-    with tft_beam.Context(temp_dir=str(tmp_path_factory.mktemp("tmp")), force_tf_compat_v1=False):
+    with tft_beam.Context(temp_dir=str(tmp_path_factory.mktemp("tmp")), force_tf_compat_v1=tf1):
         with beam.Pipeline() as pipeline:
             transform_fn = ((pipeline | beam.Create(rows, reshuffle=False), metadata)
                             | tft_beam.AnalyzeDataset(functools.partial(preprocessing_fn, custom_config=custom_config)))
@@ -182,25 +188,87 @@ def test_plain_tft_analyzers_are_refused_under_a_private_config(tmp_path_factory
     message = str(err.value)
     assert "tft.scale_to_z_score (name scope 'scale_to_z_score'): use PrivateAnalyzers.scale_to_z_score" in message
     assert "tft.bucketize" in message and "PrivateAnalyzers.bucketize" in message
-    # Declared public (with a reason), the same analyzer passes, and the declaration is recorded.
+
+@pytest.mark.parametrize("analyzer, replacement", [
+    (lambda x: tft.mean(x), "(instead: PrivateAnalyzers.mean_and_var"),
+    (lambda x: tft.size(x), "(instead: no private count yet"),
+])
+def test_declare_public_refuses_analyzers_and_records_constants(tmp_path_factory, data, analyzer, replacement):
+    # Inside a preprocessing_fn a tft analyzer runs over the training split: its output is never public.
+    @private_preprocessing_fn
+    def laundered(inputs, analyzers):
+        n = analyzers.declare_public(lambda: analyzer(inputs["mean_radius"]), reason="public", name="n")
+        return {"x": inputs["mean_radius"] / tf.cast(n, tf.float32)}
+
+    with pytest.raises(ValueError) as err:
+        _trace(laundered, data, _config())
+    assert "declare_public('n') takes constant values only" in str(err.value) and replacement in str(err.value)
+    # Constants the author gives pass, and the declaration is recorded with its value.
     @private_preprocessing_fn
     def declared(inputs, analyzers):
-        n = analyzers.declare_public(lambda: tft.size(inputs["mean_radius"]), reason="n is public", name="n")
-        return {"x": tf.cast(inputs["mean_radius"], tf.float32) / tf.cast(n, tf.float32)}
+        n = analyzers.declare_public(569.0, reason="n is published", name="n")
+        return {"x": inputs["mean_radius"] / tf.cast(n, tf.float32)}
 
     account = _account(_analyze(tmp_path_factory, data[:50], _config(), declared))
     [declaration] = account.declarations
-    assert (declaration.name, declaration.reason) == ("n", "n is public") and len(declaration.analyzers) == 1
+    assert (declaration.name, declaration.reason, declaration.value, declaration.analyzers) == \
+        ("n", "n is published", 569.0, ())
     assert account.problems() == [] and account.mechanisms == ()
 
 
-def test_an_unwrapped_preprocessing_fn_leaves_unaccounted_statistics(tmp_path_factory, data):
-    def unwrapped(inputs, custom_config=None):
-        return {"x": tft.scale_to_z_score(inputs["mean_radius"])}
+def _unwrapped(inputs, custom_config=None):
+    return {"x": tft.scale_to_z_score(inputs["mean_radius"])}
 
-    problems = _account(_analyze(tmp_path_factory, data[:50], {}, unwrapped)).problems()
+
+def test_an_unwrapped_preprocessing_fn_leaves_unaccounted_statistics(tmp_path_factory, data):
+    problems = _account(_analyze(tmp_path_factory, data[:50], {}, _unwrapped)).problems()
     assert any("used by scale_to_z_score" in p and "PrivateAnalyzers.scale_to_z_score" in p for p in problems)
-    assert any("no ppml coverage record" in p for p in problems)
+    assert problems[-1] == artifact.NO_COVERAGE_RECORD
+
+
+SERVE_TRANSFORM = """
+import json, sys
+import tensorflow as tf, tensorflow_transform as tft
+from pipelines import privacy_ledger as pl
+from pipelines.components.private_evaluator import coverage
+from privacy.accounting import DpSgdMechanism
+module = tf.Module()
+module.layer = tft.TFTransformOutput(sys.argv[1]).transform_features_layer()
+module.serve = tf.function(lambda x: module.layer({"mean_radius": x})["x"], input_signature=[tf.TensorSpec([None])])
+tf.saved_model.save(module, sys.argv[2])
+ledger = pl.PrivacyLedger.for_dp_sgd(DpSgdMechanism(dataset_size=50, batch_size=10, noise_multiplier=1.0, steps=5),
+                                     l2_norm_clip=1.0, delta=1e-3)
+print("PROBLEMS " + json.dumps(coverage.artifact_problems(sys.argv[2], ledger)), flush=True)
+"""
+
+
+def test_a_tf1_graph_without_coverage_record_is_refused_by_the_trainer_and_the_gate(tmp_path_factory, data,
+                                                                                     python_subprocess):
+    # A tf.compat.v1 graph keeps its analyzer outputs as Const nodes, where no search for constants looks:
+    # the missing coverage record alone must make it a problem (fail closed).
+    out = _analyze(tmp_path_factory, data[:50], {}, _unwrapped, tf1=True)
+    account = _account(out)
+    assert account.problems() == [artifact.NO_COVERAGE_RECORD]
+    with tf.Graph().as_default():  # the exact z-score constants are there and applied
+        z = tft.TFTransformOutput(out).transform_raw_features({"mean_radius": tf.constant([1.0, 2.0])})["x"]
+        with tf.compat.v1.Session() as session:
+            assert np.ptp(session.run(z)) > 0
+    config = DpTrainingConfig(batch_size=10, epochs=1, noise_multiplier=1.0, delta=1e-3)
+    with pytest.raises(InvalidPrivacySetting, match="private.*no ppml coverage record"):
+        config.plan(dataset_size=50, preprocessing=account)
+    ledger = config.plan(dataset_size=50).ledger()
+    part = PreprocessingPart(account, ledger.accounted_mechanism().adjacency)
+    ledger = dataclasses.replace(ledger, preprocessing=part)
+    assert coverage.artifact_problems(os.path.join(out, artifact.TRANSFORM_FN_DIR), ledger) == \
+        [artifact.NO_COVERAGE_RECORD]
+    # A model serving the graph, whatever its ledger says, is a problem at the gate. (The check is not
+    # made on the exit status: saving a tft layer's model can crash the interpreter at exit.)
+    argv = [out, str(tmp_path_factory.mktemp("served") / "model")]
+    proc = python_subprocess(f"import sys; sys.argv[1:] = {argv!r}\n" + SERVE_TRANSFORM, legacy_keras=False,
+                             check=False)
+    [line] = [line for line in proc.stdout.splitlines() if line.startswith("PROBLEMS ")] or [proc.stderr[-3000:]]
+    assert json.loads(line[len("PROBLEMS "):]) == [f"the model embeds a tf.Transform graph without ppml's "
+                                                   f"coverage record (fail closed): {artifact.NO_COVERAGE_RECORD}"]
 
 
 @pytest.mark.parametrize("call, message", [

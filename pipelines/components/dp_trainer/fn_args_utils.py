@@ -13,18 +13,29 @@ and checks the ledger against it afterwards.
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any
 
 from pipelines import privacy_ledger
-from pipelines.components.dp_trainer.spec import DpTrainingConfig, DpTrainingPlan
+from pipelines.components.dp_trainer.spec import DpTrainingConfig, DpTrainingPlan, InvalidPrivacySetting
+
+
+TRANSFORMED_EXAMPLES_PREFIX = "transformed_examples"
+"""How TFX's Transform names the files of its ``transformed_examples`` (tfx.components.transform.executor_utils)."""
+
+
+def _files(file_patterns: list[str]) -> list[str]:
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    files = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
+    if not files:
+        raise ValueError(f"no training files match {file_patterns}")
+    return files
 
 
 def count_examples(file_patterns: list[str]) -> int:
     """Number of tf.Example records in the (GZIP) TFRecord files matching ``file_patterns``."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    files = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
-    if not files:
-        raise ValueError(f"no training files match {file_patterns}")
+    files = _files(file_patterns)
     gzip = [f for f in files if f.endswith(".gz")]
     count = 0
     for group, compression in ((gzip, "GZIP"), ([f for f in files if not f.endswith(".gz")], "")):
@@ -41,12 +52,19 @@ def plan_from_fn_args(fn_args) -> DpTrainingPlan:
     (``fn_args.transform_output``) accounts the graph's preprocessing releases too.
 
     Raises:
-      InvalidPrivacySetting: naming the bad key.
+      InvalidPrivacySetting: naming the bad key ('private' for a private run on a Transform's
+        ``transformed_examples`` without its ``transform_graph``: its releases would be missing from the ledger).
     """
     config = DpTrainingConfig.from_custom_config(fn_args.custom_config)
-    return _plan(config, count_examples(list(fn_args.train_files)),
-                 int(fn_args.train_steps) if fn_args.train_steps else None,
-                 getattr(fn_args, "transform_output", None) or None)
+    transform_output = getattr(fn_args, "transform_output", None) or None
+    train_files = list(fn_args.train_files)
+    if config.private and transform_output is None and any(
+            os.path.basename(f).startswith(TRANSFORMED_EXAMPLES_PREFIX) for f in _files(train_files)):
+        raise InvalidPrivacySetting("private", "the training examples are a Transform's transformed_examples but no "
+                                               "transform_graph is given, so the ledger would miss its preprocessing: "
+                                               "pass transform_graph=transform.outputs['transform_graph']")
+    return _plan(config, count_examples(train_files), int(fn_args.train_steps) if fn_args.train_steps else None,
+                 transform_output)
 
 
 @functools.lru_cache(maxsize=8)

@@ -43,6 +43,7 @@ from privacy.accounting import (AccountantKind, DpSgdMechanism, PrivacyBudget, S
 
 from pipelines.components import settings
 from pipelines.privacy_ledger import LedgerError, PrivacyLedger, accountant_delta_of
+from pipelines.transform.artifact import NO_COVERAGE_RECORD
 from privacy.preprocessing import PreprocessingAccount, PreprocessingPart, RecordError
 
 SUPPORTED_SAMPLING = tuple(s.value for s in Sampling)
@@ -179,6 +180,8 @@ class DpTrainingConfig:
         """The preprocessing part under the training's adjacency, and the accountant's delta it leaves."""
         if account is None or not (account.mechanisms or account.unaccounted or account.coverage):
             return None, delta  # no Transform graph, or one that computes nothing from the data
+        if account.coverage is None:  # not built with private_preprocessing_fn: fail closed, whatever was found
+            raise InvalidPrivacySetting("private", "; ".join(account.unaccounted or (NO_COVERAGE_RECORD,)))
         part = PreprocessingPart(account, mechanism.adjacency)
         try:
             part.events()

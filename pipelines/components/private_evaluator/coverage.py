@@ -3,7 +3,8 @@
 A model can carry statistics of its training data outside the training's events: the constants of an
 embedded Transform graph and of Keras preprocessing layers adapted on data. `artifact_problems` lists
 every such statistic no epsilon covers (the ledger's preprocessing account, checked against the
-records found in the model itself, and adapted Keras layers in a tf-keras SavedModel's metadata);
+records found in the model itself; a Transform graph in the model without a coverage record; adapted
+Keras layers in a tf-keras SavedModel's metadata);
 `delta_findings` checks the ledger's delta against 1/n. A model with any problem has, as an artifact,
 no finite epsilon.
 """
@@ -14,7 +15,7 @@ import json
 import os
 
 from pipelines import privacy_ledger
-from pipelines.transform.artifact import records_in_saved_model
+from pipelines.transform.artifact import NO_COVERAGE_RECORD, embeds_transform_graph, records_in_saved_model
 from privacy.accounting import delta_warning
 from privacy.preprocessing import PreprocessingAccount, RecordError, adapted_layer_problem
 
@@ -35,6 +36,9 @@ def artifact_problems(serving_dir: str, ledger: privacy_ledger.PrivacyLedger) ->
                         f"{'and a coverage record ' if carried.coverage else ''}that differ from the "
                         f"{len(accounted.mechanisms)} its ledger accounts: the ledger was written for another "
                         f"Transform graph")
+    if carried.coverage is None and embeds_transform_graph(serving_dir):
+        problems.append(f"the model embeds a tf.Transform graph without ppml's coverage record (fail closed): "
+                        f"{NO_COVERAGE_RECORD}")
     return problems + keras_layer_problems(serving_dir)
 
 

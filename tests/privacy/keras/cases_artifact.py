@@ -54,6 +54,28 @@ def case_callbacks_deciding_from_training_metrics_are_refused():
             raise AssertionError(f"{name} was accepted")
 
 
+def case_later_callbacks_see_no_training_metrics():
+    """Any callback (a custom one, LambdaCallback, TerminateOnNaN) and History see epsilon and val_* only."""
+    seen = []
+
+    class Spy(K.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(set(logs))
+
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(set(logs))
+
+    history = _fit(Spy())
+    assert len(seen) == 2 * 4 + 2 and all(keys <= {"epsilon", "val_loss"} for keys in seen), seen
+    assert seen[-1] == {"epsilon", "val_loss"} and set(history.history) == {"epsilon", "val_loss"}
+    try:  # a callback that would stop on the training loss finds none
+        _fit(K.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: logs["loss"]))
+    except KeyError as err:
+        assert "loss" in str(err)
+    else:
+        raise AssertionError("a LambdaCallback read the training loss")
+
+
 def case_callbacks_on_validation_metrics_or_epsilon_are_allowed():
     for callback in (K.callbacks.EarlyStopping(monitor="val_loss", patience=5),
                      K.callbacks.EarlyStopping(monitor="epsilon", mode="max", patience=5)):

@@ -1,6 +1,7 @@
 """Private preprocessing mechanisms: adversarial neighbours against the stated sensitivity, the noise
 against the recorded standard deviations, the events against dp-accounting, and bad settings."""
 
+import dataclasses
 import math
 
 import dp_accounting
@@ -190,13 +191,18 @@ def test_records_round_trip_and_account_for_a_trainer():
     vocab_record = MechanismRecord(name="v/vocabulary", analyzer="vocabulary", mechanism="gaussian-thresholding",
                                    adjacency="add-remove", components=vocabulary.components,
                                    parameters=vocabulary.parameters(), noise="CSPRNG-keyed Philox (os.urandom)")
-    coverage = CoverageRecord(analyzer_outputs=3, private=("v/vocabulary", "x/mean_and_var"),
-                              public=(PublicDeclaration("n", "the count is public", None, ("size:0",)),))
+    coverage = CoverageRecord(analyzer_outputs=2, private=("v/vocabulary", "x/mean_and_var"),
+                              public=(PublicDeclaration("n", "the count is public", 569),))
     texts = [to_text(r) for r in (record, vocab_record, coverage, ReleaseRecord("x/mean_and_var", (1.0, 2.0, 3.0)))]
     assert [from_text(t) for t in texts][:3] == [record, vocab_record, coverage]
     account = PreprocessingAccount.from_texts(texts + texts[:1])  # a record found twice counts once
     assert account.problems() == [] and account.releases == {"x/mean_and_var": (1.0, 2.0, 3.0)}
     assert PreprocessingAccount.from_dict(account.to_dict()) == account
+    # A declaration covering tft analyzer outputs (graphs from before declare_public took values only): exact.
+    laundered = dataclasses.replace(coverage, public=(PublicDeclaration("n", "public", None, ("size:0",)),))
+    assert PreprocessingAccount.from_texts([*texts[:2], to_text(laundered)]).problems() == [
+        "the public declaration 'n' covers tft analyzer outputs ['size:0']: exact statistics of the training "
+        "split (declare_public takes constant values only)"]
     part = PreprocessingPart(account, "add-remove", group_size=2)
     assert part.events() == [dp_event.GaussianDpEvent(3.0 / 2), dp_event.GaussianDpEvent(2.0 / 2)]
     assert part.additive_delta() == pytest.approx(
