@@ -136,8 +136,14 @@ def private_fit(model, fit, *args, **kwargs):
         ours = [callback.callback_for(model)]
     # First, so that epsilon is in the logs before TensorBoard, History or EarlyStopping read them.
     kwargs["callbacks"] = ours + [cb for cb in callbacks if cb not in ours]
-    with private.fitting(shuffled_from):
-        return fit(**kwargs)
+    model.train_function = private.held_train_function
+    try:
+        with private.fitting(shuffled_from):
+            return fit(**kwargs)
+    finally:
+        # Between fits nobody may call the traced private step (model.train_function(...), Keras' own
+        # train_on_batch): it would run on the caller's batch, accounted as if ppml had drawn it.
+        private.held_train_function, model.train_function = model.train_function, None
 
 
 def refused_train_on_batch(model, *args, **kwargs):

@@ -84,6 +84,7 @@ class PrivateTraining:
         self.sampling_seed = None if seed is None else seed + 1
         self.shuffle_seed = secrets.randbits(63) if seed is None else seed + 2  # saved in the state
         self._in_fit = False  # a fit of this model is running (its replicas may trace the step on other threads)
+        self.held_train_function = None  # the step an earlier fit traced, out of the model's reach between fits
         # Shuffled batches: the source of the partial epoch when the last fit ended, and of the fit running now.
         self._open_epoch: str | None = None
         self._fitting: str | None = None

@@ -336,7 +336,8 @@ def case_train_on_batch_and_train_step_are_refused():
     if ppml had sampled it: 8 train_on_batch calls on the same 10 of 100 rows reported epsilon 1.96 (Poisson
     q = 0.1), while for those rows, in every step, it is 13.3 (dp-accounting, below). ppml cannot check how the
     caller's batch was drawn, so every such step is refused, for each sampling, before and after a fit (whose
-    traced train function exists then), eagerly, in a tf.function and under XLA, and counts nothing."""
+    traced train function ppml holds out of the model's reach between fits: Keras' own train_on_batch traces
+    anew and is refused), eagerly, in a tf.function and under XLA, and counts nothing."""
     n, batch = 100, 10
     x, y = _id_data(n)
     sampled = _epsilon(dp_accounting.PoissonSampledDpEvent(batch / n, dp_accounting.GaussianDpEvent(SIGMA)),
@@ -355,6 +356,9 @@ def case_train_on_batch_and_train_step_are_refused():
             _refused(lambda: model.train_step(data), "calling train_step outside fit cannot train", *why)
             for jit in (False, True):
                 _refused(lambda: tf.function(model.train_step, jit_compile=jit)(data), *why)
+            if fitted:   # the step fit traced is out of reach between fits, so Keras' own methods trace anew
+                assert model.train_function is None
+                _refused(lambda: K.Model.train_on_batch(model, x[:batch], y[:batch]), *why)
             assert private.steps == (10 if fitted else 0), (sampling, fitted, private.steps)
             if not fitted:
                 model.fit(x, y, epochs=1, verbose=0)
