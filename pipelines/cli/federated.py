@@ -32,7 +32,7 @@ from federated.strategies import (DEFAULT_SERVER_LEARNING_RATES, SERVER_OPTIMIZE
                                   DifferentialPrivacyAdaptiveClipping, DifferentialPrivacyFixedClipping, FedAvg)
 from federated.strategies.dp_adaptive_clipping import COUNT_STDDEV_SHARE
 from pipelines.cli.types import FiniteFloatRange
-from privacy.accounting import MAX_STEPS, AccountantKind
+from privacy.accounting import DEFAULT_DELTA_RULE, MAX_STEPS, AccountantKind
 
 DEFAULTS = FederatedTrainingConfig()
 OPTION_OF_SETTING = {
@@ -162,7 +162,8 @@ def _default(setting: str):
 @click.option("--clipped-count-stddev", type=float, default=None,
               help=f"Noise std of adaptive clipping's count [default: {COUNT_STDDEV_SHARE:g} x expected clients per "
                    f"round].")
-@click.option("--target-delta", type=float, default=None, help="delta [default: largest power of 10 below 1/N].")
+@click.option("--target-delta", type=float, default=None,
+              help=f"delta [default: {DEFAULT_DELTA_RULE}, n = N, the number of clients or users].")
 @click.option("--accountant", type=click.Choice([a.value for a in AccountantKind]), default=_default("accountant"),
               show_default=True, help="Accountant of --target-epsilon and --max-epsilon.")
 @click.option("--max-epsilon", type=float, default=None, help="Stop before a round would exceed this epsilon.")
@@ -413,7 +414,7 @@ def _privacy_plan(plan) -> list[str]:
     z = plan.mechanism.noise_multiplier
     how = (f"calibrated for epsilon <= {plan.target_epsilon:g} after {c.rounds} rounds ({c.accountant.upper()}"
            + (", the default target" if c.target_epsilon is None else "") + ")") if plan.target_epsilon else "given"
-    where = "given" if c.delta is not None else "the default: the largest power of ten below 1/N"
+    where = "given" if c.delta is not None else f"the default: {DEFAULT_DELTA_RULE.replace('n)', 'N)')}"
     lines = [f"{c.privacy_unit}-level DP: noise multiplier z = {z:.4g} ({how}); delta = {plan.delta:g} ({where}, "
              f"N = {plan.num_clients} {c.privacy_unit}s)"]
     if plan.delta_warning:

@@ -584,7 +584,7 @@ def test_user_level_dp_releases_the_number_of_users_only_where_the_adjacency_hol
     config, rounds, ledger, stderr, _ = runs["ten"]
     assert ledger["parameters"]["dataset_size"] == 10 and ledger["parameters"]["privacy_unit"] == "user"
     assert ledger["parameters"]["adjacency"] == "replace-one" and [r["sampled"] for r in rounds] == [5, 5]
-    assert "delta = 0.01 (the default: the largest power of ten below 1/N, N = 10 users)" in stderr[1]
+    assert "delta = 0.01 (the default: the largest power of ten at most 1/(2N), N = 10 users)" in stderr[1]
     z = ledger["parameters"]["noise_multiplier"]
     event = dp_event.SampledWithoutReplacementDpEvent(10, 5, dp_event.GaussianDpEvent(z / 2))
     expected = dp_accounting.rdp.RdpAccountant(

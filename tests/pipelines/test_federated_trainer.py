@@ -71,7 +71,7 @@ def federated_run(tmp_path_factory):
 def test_private_federated_model_carries_the_accountants_epsilon(federated_run):
     props = federated_run["model"]
     # Client-level DP-FedAvg: Poisson sampling of clients with q = 0.5, z = 0.5, one event per round,
-    # delta = 0.01 (the largest power of ten below 1/N for N = 20 clients), after the Transform graph's 30
+    # delta = 0.01 (the largest power of ten at most 1/(2N) for N = 20 clients), after the Transform graph's 30
     # private releases, which a client of up to K = 90 records moves 90 times as far as one record.
     with open(props["privacy_ledger_uri"]) as f:
         ledger = json.load(f)
