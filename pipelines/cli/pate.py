@@ -1,0 +1,241 @@
+"""`ppml pate run` and `ppml pate epsilon`: PATE on a bundled data set, and PATE's epsilon.
+
+Settings are checked before TensorFlow is imported; bad ones exit 2 with one line naming the option.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+import numpy as np
+
+from privacy.pate import (ConfidentGNMax, GNMax, PateConfigurationError, SmoothSensitivityRelease, VoteHistory,
+                          analyze, check_disjoint, check_public_private, data_independent_epsilon,
+                          partition_randomly)
+from privacy.pate.votes import check_teachers
+
+DATASETS = {"digits": 10, "breast_cancer": 2}
+"""Bundled data sets and their number of classes (a public fact)."""
+
+
+def _usage(option: str, message) -> click.UsageError:
+    return click.UsageError(f"{option}: {' '.join(str(message).split())}")
+
+
+def _aggregator(o):
+    """GNMax, or Confident-GNMax when --threshold is given; errors name the option."""
+    if o["sigma"] is None:
+        raise _usage("--sigma", "the GNMax noise std is required")
+    try:
+        if o["threshold"] is None:
+            if o["sigma1"] is not None or o["max_answered"] is not None:
+                raise _usage("--sigma1", "--sigma1 and --max-answered need --threshold (Confident-GNMax)")
+            return GNMax(o["sigma"])
+        if o["sigma1"] is None:
+            raise _usage("--sigma1", "Confident-GNMax (--threshold) needs the selection noise --sigma1")
+        return ConfidentGNMax(o["threshold"], o["sigma1"], o["sigma"], o["max_answered"])
+    except PateConfigurationError as err:
+        option = {"sigma": "--sigma", "sigma1": "--sigma1", "sigma2": "--sigma", "threshold": "--threshold",
+                  "max_answered": "--max-answered"}.get(str(err).split()[0], "--sigma")
+        raise _usage(option, str(err).replace("sigma2", "sigma")) from None
+
+
+def _release(o) -> SmoothSensitivityRelease:
+    try:
+        return SmoothSensitivityRelease(order=o["smooth_order"], beta=o["smooth_beta"], sigma_ss=o["sigma_ss"])
+    except PateConfigurationError as err:
+        raise _usage("--smooth-order/--smooth-beta/--sigma-ss", err) from None
+
+
+def _delta(ctx, param, value):
+    if not 0 < value < 1:
+        raise click.BadParameter(f"must be in (0, 1), got {value!r}", param_hint="'--delta'")
+    return value
+
+
+def _noise_options(fn):
+    for option in reversed([
+        click.option("--sigma", type=float, help="GNMax noise std, in votes (sigma2 of Confident-GNMax); "
+                                                 "required unless --votes."),
+        click.option("--threshold", type=float, help="Confident-GNMax: answer iff max vote + N(0, sigma1^2) >= "
+                                                     "this many votes."),
+        click.option("--sigma1", type=float, help="Confident-GNMax selection noise std, in votes."),
+        click.option("--max-answered", type=click.IntRange(min=1), help="Confident-GNMax: stop after this many "
+                                                                        "answers (charged in the guarantee)."),
+        click.option("--delta", type=float, default=1e-5, show_default=True, callback=_delta, help="Target delta."),
+        click.option("--smooth-order", type=float, default=20.0, show_default=True,
+                     help="RDP order of the smoothed data-dependent release (fixed before the votes are seen)."),
+        click.option("--smooth-beta", type=float, help="Smoothness beta of that release [default: 0.4/order]."),
+        click.option("--sigma-ss", type=float, default=10.0, show_default=True,
+                     help="Noise multiplier of the smooth sensitivity in that release."),
+        click.option("--json", "as_json", is_flag=True, help="Print the report as JSON."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+@click.group()
+def pate():
+    """PATE: teachers on disjoint private partitions label public queries through a noisy vote."""
+
+
+@pate.command()
+@click.option("--votes", "votes_file", type=click.Path(dir_okay=False),
+              help="Vote history (JSON written by 'ppml pate run --votes-out'); its aggregator settings are used.")
+@click.option("--teachers", type=click.IntRange(min=1), help="Without --votes: number of teachers.")
+@click.option("--classes", type=click.IntRange(min=2), help="Without --votes: number of classes.")
+@click.option("--queries", type=click.IntRange(min=1), help="Without --votes: number of queries.")
+@_noise_options
+def epsilon(votes_file, teachers, classes, queries, **o):
+    """PATE's epsilon: the data-independent guarantee from (teachers, queries, noise), or for a vote history
+    also the data-dependent epsilon released through smooth sensitivity.
+
+    Each run with --votes is a new noisy release of the vote history's data-dependent epsilon: releases
+    compose, so publish one.
+    """
+    if votes_file is None:
+        missing = [name for name, value in (("--teachers", teachers), ("--classes", classes), ("--queries", queries))
+                   if value is None]
+        if missing:
+            raise _usage(missing[0], "needed without --votes")
+        aggregator = _aggregator(o)
+        try:
+            check_teachers(teachers, classes)
+        except PateConfigurationError as err:
+            raise _usage("--teachers", err) from None
+        eps = data_independent_epsilon(aggregator, queries, o["delta"])
+        out = {"aggregator": aggregator.to_json(), "teachers": teachers, "classes": classes, "queries": queries,
+               "delta": o["delta"], "guarantee": {"epsilon": eps, "analysis": _analysis()}}
+        if o["as_json"]:
+            click.echo(json.dumps(out, indent=2))
+        else:
+            click.echo(f"guarantee: epsilon = {eps:.4f} at delta = {o['delta']:g}  [{_analysis()}]")
+        return
+    if any(v is not None for v in (teachers, classes, queries, o["sigma"], o["threshold"], o["sigma1"],
+                                   o["max_answered"])):
+        raise _usage("--votes", "the vote history names its settings: drop --teachers/--classes/--queries/"
+                                "--sigma/--threshold/--sigma1/--max-answered")
+    history = _read_history(votes_file)
+    report = analyze(history, o["delta"], release=_release(o))
+    _print(report, o["as_json"])
+
+
+def _analysis() -> str:
+    from privacy.pate.analysis import DATA_INDEPENDENT  # pylint: disable=import-outside-toplevel
+    return DATA_INDEPENDENT
+
+
+def _read_history(path: str) -> VoteHistory:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        return VoteHistory.from_json(data)
+    except (OSError, json.JSONDecodeError, PateConfigurationError) as err:
+        raise _usage("--votes", f"{path}: {err}") from None
+
+
+def _print(report, as_json: bool, extra: dict | None = None) -> None:
+    if as_json:
+        click.echo(json.dumps({**report.to_json(), **(extra or {})}, indent=2))
+    else:
+        for line in report.lines():
+            click.echo(line)
+        for key, value in (extra or {}).items():
+            click.echo(f"{key}: {value}")
+
+
+@pate.command()
+@click.option("--dataset", type=click.Choice(sorted(DATASETS)), default="digits", show_default=True)
+@click.option("--teachers", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--public-fraction", type=click.FloatRange(0.05, 0.9), default=0.3, show_default=True,
+              help="Share of rows in the public, unlabeled query split.")
+@click.option("--test-fraction", type=click.FloatRange(0.05, 0.5), default=0.2, show_default=True,
+              help="Share of rows held out to measure accuracy.")
+@click.option("--partitions", "partitions_file", type=click.Path(dir_okay=False),
+              help='JSON {"teachers": [[row, ...], ...], "public": [row, ...]} instead of a random split.')
+@click.option("--epochs", type=click.IntRange(1, 1000), default=30, show_default=True,
+              help="Epochs of each teacher and of the student.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the split and of the models' initialisation (not of the privacy noise).")
+@click.option("--votes-out", type=click.Path(dir_okay=False),
+              help="Write the vote history here (private: the teachers' votes), readable by you only.")
+@_noise_options
+def run(dataset, teachers, public_fraction, test_fraction, partitions_file, epochs, seed, votes_out, **o):
+    """Train teachers on disjoint partitions of a bundled data set, label the public split through the
+    aggregator, train the student on the answered queries, and report accuracy and epsilon."""
+    if public_fraction + test_fraction >= 0.95:
+        raise _usage("--public-fraction", "public and test fractions leave too few private rows")
+    aggregator = _aggregator(o)
+    release = _release(o)
+    num_classes = DATASETS[dataset]
+    try:
+        check_teachers(teachers, num_classes)
+    except PateConfigurationError as err:
+        raise _usage("--teachers", err) from None
+    x, y = _load(dataset)
+    private, public, test = _split(len(y), public_fraction, test_fraction, seed)
+    if partitions_file is not None:
+        parts, public = _read_partitions(partitions_file, len(y), num_classes)
+        private = np.concatenate(parts)
+        test = np.setdiff1d(test, np.union1d(private, public))
+    else:
+        try:
+            parts = [private[p] for p in partition_randomly(len(private), teachers, seed=seed)]
+        except PateConfigurationError as err:
+            raise _usage("--teachers", err) from None
+    if votes_out is not None and os.path.isdir(votes_out):
+        raise _usage("--votes-out", f"{votes_out} is a folder")
+    mean, std = x[public].mean(axis=0), x[public].std(axis=0) + 1e-6  # scaled with public statistics only
+    x = (x - mean) / std
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "0")
+    from privacy.pate import keras_training  # pylint: disable=import-outside-toplevel
+    votes = keras_training.teacher_votes(x, y, parts, x[public], num_classes, epochs=epochs, seed=seed)
+    history = aggregator.aggregate(votes)
+    answered = history.answered
+    extra = {"answered_label_accuracy": float(np.mean(history.labels[answered] == y[public][answered]))
+             if answered.any() else None}
+    if answered.any():
+        student = keras_training.fit_classifier(x[public][answered], history.labels[answered], num_classes,
+                                                epochs=epochs, seed=seed)
+        extra["student_test_accuracy"] = keras_training.accuracy(student, x[test], y[test])
+    extra["accuracies_note"] = "measured on labeled held-out rows: outside the privacy guarantee"
+    if votes_out is not None:
+        from privacy.atomic_files import write_atomically  # pylint: disable=import-outside-toplevel
+        write_atomically(votes_out, json.dumps(history.to_json()))
+        os.chmod(votes_out, 0o600)
+    _print(analyze(history, o["delta"], release=release), o["as_json"], extra)
+
+
+def _load(dataset: str):
+    from sklearn import datasets  # pylint: disable=import-outside-toplevel
+    data = datasets.load_digits() if dataset == "digits" else datasets.load_breast_cancer()
+    return data.data.astype("float64"), data.target.astype("int64")
+
+
+def _split(n: int, public_fraction: float, test_fraction: float, seed: int):
+    """(private, public, test) row indices: a seeded permutation of the row numbers (not of their content)."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_public, n_test = int(round(public_fraction * n)), int(round(test_fraction * n))
+    return np.sort(order[n_public + n_test:]), np.sort(order[:n_public]), np.sort(order[n_public:n_public + n_test])
+
+
+def _read_partitions(path: str, num_rows: int, num_classes: int):
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        if not isinstance(data, dict) or not isinstance(data.get("teachers"), list) or \
+                not isinstance(data.get("public"), list):
+            raise PateConfigurationError('expected {"teachers": [[rows], ...], "public": [rows]}')
+        parts = check_disjoint(data["teachers"], num_rows)
+        check_teachers(len(parts), num_classes)
+        public = np.asarray(data["public"], dtype=np.int64)
+        if public.size == 0 or public.min() < 0 or public.max() >= num_rows:
+            raise PateConfigurationError(f"public rows must be in [0, {num_rows})")
+        check_public_private(public, np.concatenate(parts))
+        return parts, np.unique(public)
+    except (OSError, json.JSONDecodeError, TypeError, ValueError) as err:
+        raise _usage("--partitions", f"{path}: {err}") from None
+
+COMMANDS = [pate]

@@ -1,0 +1,43 @@
+"""Teachers and student as small Keras classifiers (imports Keras; the rest of privacy.pate does not).
+
+Each teacher is fitted on its own partition only; the student is fitted on the public queries that the
+aggregator answered, with the aggregator's labels, so it depends on the private data only through them.
+Set TF_USE_LEGACY_KERAS before TensorFlow is first imported (Keras 3 or tf-keras both work).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _classifier(input_dim: int, num_classes: int, hidden: int, seed: int):
+    import keras  # pylint: disable=import-outside-toplevel
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((input_dim,)), keras.layers.Dense(hidden, activation="relu"),
+                              keras.layers.Dense(num_classes)])
+    model.compile(optimizer=keras.optimizers.Adam(0.01),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    return model
+
+
+def fit_classifier(x: np.ndarray, y: np.ndarray, num_classes: int, *, epochs: int, seed: int, hidden: int = 32):
+    """A small MLP (one hidden layer) fitted on (x, y) with Adam, batches of 32."""
+    model = _classifier(x.shape[1], num_classes, hidden, seed)
+    model.fit(x.astype("float32"), y.astype("int64"), epochs=epochs, batch_size=32, verbose=0)
+    return model
+
+
+def teacher_votes(x: np.ndarray, y: np.ndarray, partitions, queries: np.ndarray, num_classes: int, *,
+                  epochs: int, seed: int) -> np.ndarray:
+    """(queries, classes) vote counts of one teacher per partition, each fitted on x[partition] only."""
+    votes = np.zeros((len(queries), num_classes), dtype=np.int64)
+    for teacher, rows in enumerate(partitions):
+        model = fit_classifier(x[rows], y[rows], num_classes, epochs=epochs, seed=seed + teacher)
+        predicted = np.argmax(model.predict(queries.astype("float32"), verbose=0), axis=1)
+        votes[np.arange(len(queries)), predicted] += 1
+    return votes
+
+
+def accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
+    """Share of rows of x the model labels as y."""
+    return float(np.mean(np.argmax(model.predict(x.astype("float32"), verbose=0), axis=1) == y))

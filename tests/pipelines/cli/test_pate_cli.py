@@ -1,0 +1,74 @@
+"""`ppml pate epsilon` and `ppml pate run`: epsilons against dp-accounting, one-line refusals, an end-to-end run."""
+
+import json
+import math
+import os
+import stat
+
+import dp_accounting
+import pytest
+from dp_accounting import dp_event
+
+
+def _direct(events, delta):
+    accountant = dp_accounting.rdp.RdpAccountant(neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE)
+    for event, count in events:
+        accountant.compose(event, count)
+    return accountant.get_epsilon(delta)
+
+
+def test_epsilon_data_independent_json_matches_dp_accounting(ppml_cli):
+    out = json.loads(ppml_cli("pate", "epsilon", "--teachers", "250", "--classes", "10", "--queries", "500",
+                              "--sigma", "40", "--threshold", "150", "--sigma1", "60", "--max-answered", "200",
+                              "--delta", "1e-6", "--json").stdout)
+    expected = _direct([(dp_event.GaussianDpEvent(60.0), 500), (dp_event.GaussianDpEvent(40 / math.sqrt(2)), 200)],
+                       1e-6)
+    assert out["guarantee"]["epsilon"] == pytest.approx(expected, rel=1e-12)
+    assert "data-independent" in out["guarantee"]["analysis"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (("epsilon", "--teachers", "5", "--classes", "10", "--queries", "9", "--sigma", "4"),
+     "--teachers: teachers (5) must be at least the number of classes (10)"),
+    (("epsilon", "--teachers", "50", "--classes", "10", "--queries", "9", "--sigma", "-1"), "--sigma: sigma must be in"),
+    (("epsilon", "--teachers", "50", "--classes", "10", "--queries", "9", "--sigma", "4", "--threshold", "20",
+      "--sigma1", "inf"), "--sigma1: sigma1 must be in"),
+    (("run", "--dataset", "digits", "--teachers", "9", "--sigma", "4"), "--teachers: teachers (9) must be at least"),
+    (("run", "--sigma", "4", "--smooth-order", "20", "--smooth-beta", "0.5"), "smooth-sensitivity beta must be in"),
+])
+def test_bad_settings_exit_2_with_one_line(ppml_cli, args, message):
+    proc = ppml_cli("pate", *args, check=False)
+    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, \
+        proc.stderr
+
+
+@pytest.mark.parametrize("partitions,message", [
+    ({"teachers": [[0, 1], [1, 2]], "public": [50, 51]}, "row 1 is in the partitions of teachers 0 and 1"),
+    ({"teachers": [[0, 1], [2, 3]], "public": [3, 60]}, "public split overlaps the private one"),
+])
+def test_run_refuses_overlapping_splits(ppml_cli, tmp_path, partitions, message):
+    path = tmp_path / "partitions.json"
+    path.write_text(json.dumps(partitions))
+    proc = ppml_cli("pate", "run", "--dataset", "breast_cancer", "--partitions", str(path), "--sigma", "2",
+                    check=False)
+    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, \
+        proc.stderr
+
+
+@pytest.mark.slow
+def test_run_then_epsilon_of_its_vote_history(ppml_cli, tmp_path):
+    votes = tmp_path / "votes.json"
+    out = json.loads(ppml_cli("pate", "run", "--dataset", "breast_cancer", "--teachers", "6", "--epochs", "5",
+                              "--sigma", "2", "--threshold", "4", "--sigma1", "1", "--votes-out", str(votes),
+                              "--json").stdout)
+    assert stat.S_IMODE(os.stat(votes).st_mode) == 0o600  # the teachers' votes are private
+    history = json.loads(votes.read_text())
+    queries, answered = len(history["votes"]), sum(history["answered"])
+    assert out["queries"] == queries and out["answered"] == answered and 0 < answered <= queries
+    expected = _direct([(dp_event.GaussianDpEvent(1.0), queries), (dp_event.GaussianDpEvent(2 / math.sqrt(2)),
+                                                                   queries)], 1e-5)
+    assert out["guarantee"]["epsilon"] == pytest.approx(expected, rel=1e-12)
+    assert 0.5 <= out["student_test_accuracy"] <= 1 and "outside the privacy guarantee" in out["accuracies_note"]
+    again = json.loads(ppml_cli("pate", "epsilon", "--votes", str(votes), "--json").stdout)
+    assert again["guarantee"]["epsilon"] == pytest.approx(expected, rel=1e-12)
+    assert "smoothed_data_dependent" in again
