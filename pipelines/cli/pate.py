@@ -13,7 +13,7 @@ import numpy as np
 
 from privacy.pate import (ConfidentGNMax, GNMax, PateConfigurationError, SmoothSensitivityRelease, VoteHistory,
                           analyze, check_disjoint, check_public_private, data_independent_epsilon,
-                          partition_randomly)
+                          partition_by_key)
 from privacy.pate.votes import check_teachers
 
 DATASETS = {"digits": 10, "breast_cancer": 2}
@@ -158,7 +158,8 @@ def _print(report, as_json: bool, extra: dict | None = None) -> None:
 @click.option("--epochs", type=click.IntRange(1, 1000), default=30, show_default=True,
               help="Epochs of each teacher and of the student.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Seed of the split and of the models' initialisation (not of the privacy noise).")
+              help="Seed of the keyed split and partition, and of the models' initialisation (not of the privacy "
+                   "noise).")
 @click.option("--votes-out", type=click.Path(dir_okay=False),
               help="Write the vote history here (private: the teachers' votes), readable by you only.")
 @_noise_options
@@ -175,14 +176,16 @@ def run(dataset, teachers, public_fraction, test_fraction, partitions_file, epoc
     except PateConfigurationError as err:
         raise _usage("--teachers", err) from None
     x, y = _load(dataset)
-    private, public, test = _split(len(y), public_fraction, test_fraction, seed)
+    from federated.partitioners.keyed import content_keys  # pylint: disable=import-outside-toplevel
+    keys = content_keys(x, y)
+    private, public, test = _split(keys, public_fraction, test_fraction, seed)
     if partitions_file is not None:
         parts, public = _read_partitions(partitions_file, len(y), num_classes)
         private = np.concatenate(parts)
         test = np.setdiff1d(test, np.union1d(private, public))
     else:
         try:
-            parts = [private[p] for p in partition_randomly(len(private), teachers, seed=seed)]
+            parts = [private[p] for p in partition_by_key([keys[i] for i in private], teachers, seed=seed)]
         except PateConfigurationError as err:
             raise _usage("--teachers", err) from None
     if votes_out is not None and os.path.isdir(votes_out):
@@ -204,7 +207,6 @@ def run(dataset, teachers, public_fraction, test_fraction, partitions_file, epoc
     if votes_out is not None:
         from privacy.atomic_files import write_atomically  # pylint: disable=import-outside-toplevel
         write_atomically(votes_out, json.dumps(history.to_json()))
-        os.chmod(votes_out, 0o600)
     _print(analyze(history, o["delta"], release=release), o["as_json"], extra)
 
 
@@ -214,11 +216,14 @@ def _load(dataset: str):
     return data.data.astype("float64"), data.target.astype("int64")
 
 
-def _split(n: int, public_fraction: float, test_fraction: float, seed: int):
-    """(private, public, test) row indices: a seeded permutation of the row numbers (not of their content)."""
-    order = np.random.default_rng(seed).permutation(n)
-    n_public, n_test = int(round(public_fraction * n)), int(round(test_fraction * n))
-    return np.sort(order[n_public + n_test:]), np.sort(order[:n_public]), np.sort(order[n_public:n_public + n_test])
+def _split(keys, public_fraction: float, test_fraction: float, seed: int):
+    """(private, public, test) row indices, each row placed by a keyed hash of its content alone (adding or
+    removing one record moves no other between the splits)."""
+    from federated.partitioners.keyed import keyed_uniforms  # pylint: disable=import-outside-toplevel
+    u = keyed_uniforms(keys, seed, salt=b"pate-split")
+    public = np.flatnonzero(u < public_fraction)
+    test = np.flatnonzero((u >= public_fraction) & (u < public_fraction + test_fraction))
+    return np.flatnonzero(u >= public_fraction + test_fraction), public, test
 
 
 def _read_partitions(path: str, num_rows: int, num_classes: int):

@@ -18,12 +18,12 @@ Importing this package does not import TensorFlow (`privacy.pate.keras_training`
 from privacy.pate.aggregators import ConfidentGNMax, GNMax, VoteHistory, make_aggregator
 from privacy.pate.analysis import PateReport, analyze
 from privacy.pate.data_independent import data_independent_epsilon, pate_dp_event
-from privacy.pate.partitions import check_disjoint, check_public_private, partition_by_key, partition_randomly
+from privacy.pate.partitions import check_disjoint, check_public_private, partition_by_key
 from privacy.pate.smooth_sensitivity import SmoothSensitivityRelease
 from privacy.pate.votes import PateConfigurationError, check_votes
 
 __all__ = [
     "ConfidentGNMax", "GNMax", "PateConfigurationError", "PateReport", "SmoothSensitivityRelease", "VoteHistory",
     "analyze", "check_disjoint", "check_public_private", "check_votes", "data_independent_epsilon",
-    "make_aggregator", "partition_by_key", "partition_randomly", "pate_dp_event",
+    "make_aggregator", "partition_by_key", "pate_dp_event",
 ]

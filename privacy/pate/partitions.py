@@ -7,10 +7,11 @@ Partitions are lists of row indices into the private data.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from privacy.pate.votes import PateConfigurationError
-from privacy.preprocessing.noise import NoiseSource
 
 
 def check_disjoint(partitions, num_rows: int | None = None) -> list[np.ndarray]:
@@ -40,29 +41,36 @@ def check_public_private(public_rows, private_rows) -> None:
                                      f"(first: row {int(shared[0])})")
 
 
-def partition_by_key(keys, num_teachers: int) -> list[np.ndarray]:
-    """Rows grouped by holder key, the holders dealt to ``num_teachers`` teachers in order of first appearance,
-    so every holder's rows go to one teacher; fewer holders than teachers is refused."""
-    keys = np.asarray(keys)
+def partition_by_key(keys, num_teachers: int, *, seed: int = 0) -> list[np.ndarray]:
+    """Row indices per teacher: row i goes to teacher BLAKE2b_seed(keys[i]) mod ``num_teachers``.
+
+    A row's teacher is a function of its key (and the seed) alone, never of its position or of other rows:
+    adding, removing or replacing one record changes one teacher's partition and moves no other record, and
+    with holder ids as keys all of a holder's rows go to one teacher. Keys are holder ids, or the rows'
+    content (e.g. `federated.partitioners.keyed.content_keys`); equal keys share a teacher. The seed need
+    not be secret: the guarantee does not depend on who knows the partition.
+    """
     _check_count(num_teachers)
-    holders, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    if len(holders) < num_teachers:
-        raise PateConfigurationError(f"teachers ({num_teachers}) exceed the number of holders ({len(holders)})")
-    order = np.argsort(first)  # holders in order of first appearance
-    teacher_of_holder = np.empty(len(holders), dtype=np.int64)
-    teacher_of_holder[order] = np.arange(len(holders)) % num_teachers
-    teacher_of_row = teacher_of_holder[inverse.ravel()]
-    return [np.flatnonzero(teacher_of_row == t) for t in range(num_teachers)]
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**128:
+        raise PateConfigurationError(f"partition seed must be an integer in [0, 2^128), got {seed!r}")
+    secret = seed.to_bytes(16, "big")
+    teacher_of_row = np.array([int.from_bytes(hashlib.blake2b(_key_bytes(k), digest_size=8, key=secret,
+                                                              salt=b"pate-teacher").digest(), "big") % num_teachers
+                               for k in keys], dtype=np.int64)
+    parts = [np.flatnonzero(teacher_of_row == t) for t in range(num_teachers)]
+    empty = [t for t, rows in enumerate(parts) if rows.size == 0]
+    if empty:
+        raise PateConfigurationError(f"teachers ({num_teachers}): {len(empty)} of them got no rows from "
+                                     f"{len(teacher_of_row)} keys; use fewer teachers")
+    return parts
 
 
-def partition_randomly(num_rows: int, num_teachers: int, *, seed: int | None = None) -> list[np.ndarray]:
-    """A uniformly random split of rows 0 .. num_rows - 1 into ``num_teachers`` parts of near-equal size."""
-    _check_count(num_teachers)
-    if num_rows < num_teachers:
-        raise PateConfigurationError(f"teachers ({num_teachers}) exceed the private rows ({num_rows})")
-    source = NoiseSource(seed, stream="pate-partition")
-    permutation = np.argsort(source.normal(1.0, size=num_rows), kind="stable")
-    return [np.sort(part) for part in np.array_split(permutation, num_teachers)]
+def _key_bytes(key) -> bytes:
+    if isinstance(key, bytes):
+        return key
+    if isinstance(key, str):
+        return key.encode("utf-8")
+    return repr(key.item() if isinstance(key, np.generic) else key).encode("utf-8")
 
 
 def _check_count(num_teachers) -> None:
