@@ -16,6 +16,8 @@ import numpy as np
 import scipy.special
 import scipy.stats
 
+from privacy.pate.aggregators import ConfidentGNMax, VoteHistory
+
 
 def log_q_gnmax(votes: np.ndarray, sigma: float) -> float:
     """ln of an upper bound on Pr[GNMax(votes) != argmax votes] (Proposition 7, union bound).
@@ -107,10 +109,9 @@ def rdp_selection_independent(sigma1: float, order: float) -> float:
     return rdp_gnmax_independent(math.sqrt(2.0) * sigma1, order)
 
 
-def history_rdp(history, order: float) -> float:
+def history_rdp(history: VoteHistory, order: float) -> float:
     """Data-dependent RDP at ``order`` of a whole `VoteHistory`: the selection step of every query
     (Confident-GNMax) plus the GNMax step of every answered query."""
-    from privacy.pate.aggregators import ConfidentGNMax  # pylint: disable=import-outside-toplevel
     aggregator = history.aggregator
     sigma = aggregator.sigma2 if isinstance(aggregator, ConfidentGNMax) else aggregator.sigma
     total = 0.0

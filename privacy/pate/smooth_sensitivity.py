@@ -166,6 +166,7 @@ def history_local_sensitivities(history: VoteHistory, order: float) -> np.ndarra
     return total
 
 
+@functools.lru_cache(maxsize=64)
 def check_conditions(sigma: float, num_classes: int, order: float) -> tuple[bool, bool]:
     """(C5, C6): beta(q) is non-decreasing on (0, q0), and beta(b_U(q)) - beta(q) on (0, q1), checked on a
     dense grid of ln q from `_LOWEST_LOG_Q` (q still a normal float64) up (numerical, as the paper's own check
