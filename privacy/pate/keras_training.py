@@ -1,8 +1,8 @@
-"""Teachers and student as small Keras classifiers (imports Keras; the rest of privacy.pate does not).
+"""Teachers and student as small Keras 3 classifiers (`import keras`; the rest of privacy.pate imports no Keras).
 
 Each teacher is fitted on its own partition only; the student is fitted on the public queries that the
 aggregator answered, with the aggregator's labels, so it depends on the private data only through them.
-Set TF_USE_LEGACY_KERAS before TensorFlow is first imported (Keras 3 or tf-keras both work).
+Callers set TF_USE_LEGACY_KERAS before TensorFlow is first imported (`ppml pate run` sets 0 unless set).
 """
 
 from __future__ import annotations
