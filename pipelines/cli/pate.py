@@ -154,7 +154,8 @@ def _print(report, as_json: bool, extra: dict | None = None) -> None:
 @click.option("--test-fraction", type=click.FloatRange(0.05, 0.5), default=0.2, show_default=True,
               help="Share of rows held out to measure accuracy.")
 @click.option("--partitions", "partitions_file", type=click.Path(dir_okay=False),
-              help='JSON {"teachers": [[row, ...], ...], "public": [row, ...]} instead of a random split.')
+              help='JSON {"teachers": [[row, ...], ...], "public": [row, ...]} (row numbers of the data set) instead '
+                   'of the keyed split; the teachers are then its partitions and --teachers is not used.')
 @click.option("--epochs", type=click.IntRange(1, 1000), default=30, show_default=True,
               help="Epochs of each teacher and of the student.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
