@@ -8,8 +8,13 @@ outside this repository (ppml runtime Python 3.13, numpy 2.4.6, scipy 1.18.1, ab
   python smooth_sensitivity_table.py --counts_file=votes.npy --sigma2=40 --order=20 --delta=1e-5
     -> "RDP at 20.0 goes from 0.931 to 1.112 +/- 0.118 (ss = 0.008878, beta = 0.0200, sigma_ss = 13.285)"
        "Conditions C5-C6 hold for all orders."
-  python driver_confident.py  # calls core / smooth_sensitivity on votes.npy: threshold 150, sigma1 60,
-                              # sigma2 40, order 20, teachers 250, query i answered iff i % 3 != 0
+  python driver_confident.py  # on votes.npy, threshold 150, sigma1 60, sigma2 40, order 20, 250 teachers,
+      # query i answered iff i % 3 != 0: sums core.compute_rdp_threshold(core.compute_logpr_answered(150, 60, v),
+      # 60, 20) over all queries plus core.rdp_gaussian(core.compute_logq_gaussian(v, 40), 40, 20) over the
+      # answered ones, and likewise compute_local_sensitivity_bounds_threshold / _gnmax, then prints "%.10g" of
+      # the sum, of compute_discounted_max(beta, sum) at beta 0.3/20 and 0.4/20,
+      # compute_rdp_of_smooth_sensitivity_gaussian(0.02, 10, 20), compute_logq0_gnmax(40, 20) and
+      # compute_logq_gaussian(votes[0], 40) ("%.12g" for the last two)
     -> rdp 0.3265362998; beta 0.015 ss 0.007120911741; beta 0.02 ss 0.005967536973
        gnss(beta=0.02, sigma_ss=10, order=20) 0.2715684157; logq0(40, 20) -3.15687304935
        logq votes[0] -0.105360515658
