@@ -189,8 +189,9 @@ def run(dataset, teachers, public_fraction, test_fraction, partitions_file, epoc
             parts = [private[p] for p in partition_by_key([keys[i] for i in private], teachers, seed=seed)]
         except PateConfigurationError as err:
             raise _usage("--teachers", err) from None
-    if votes_out is not None and os.path.isdir(votes_out):
-        raise _usage("--votes-out", f"{votes_out} is a folder")
+    if votes_out is not None and (os.path.isdir(votes_out) or not os.path.isdir(os.path.dirname(
+            os.path.abspath(votes_out)))):
+        raise _usage("--votes-out", f"{votes_out} is a folder, or its folder does not exist")
     mean, std = x[public].mean(axis=0), x[public].std(axis=0) + 1e-6  # scaled with public statistics only
     x = (x - mean) / std
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "0")

@@ -36,6 +36,8 @@ def test_epsilon_data_independent_json_matches_dp_accounting(ppml_cli):
       "--sigma1", "inf"), "--sigma1: sigma1 must be in"),
     (("run", "--dataset", "digits", "--teachers", "9", "--sigma", "4"), "--teachers: teachers (9) must be at least"),
     (("run", "--sigma", "4", "--smooth-order", "20", "--smooth-beta", "0.5"), "smooth-sensitivity beta must be in"),
+    (("run", "--dataset", "breast_cancer", "--sigma", "4", "--votes-out", "/nonexistent-folder/votes.json"),
+     "--votes-out: /nonexistent-folder/votes.json is a folder, or its folder does not exist"),
 ])
 def test_bad_settings_exit_2_with_one_line(ppml_cli, args, message):
     proc = ppml_cli("pate", *args, check=False)
