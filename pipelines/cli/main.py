@@ -14,6 +14,7 @@ import sys
 import click
 
 from pipelines.cli import accounting, encrypted, federated, pipeline, report
+from pipelines.cli import ldp
 
 
 def environment_failure(err: BaseException) -> str | None:
@@ -76,9 +77,12 @@ def cli():
       ppml federated   simulate FedAvg-family training, with client-level DP and secure aggregation
     Encrypted inference:
       ppml encrypted   three-party secret-shared prediction of a Keras model
+    Local differential privacy:
+      ppml ldp         each person randomizes their own answer: simulate collection and estimation
     """
 
 
 for module in (accounting, pipeline, report, federated, encrypted):
     for command in module.COMMANDS:
         cli.add_command(command)
+cli.add_command(ldp.ldp)
