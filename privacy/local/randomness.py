@@ -32,6 +32,15 @@ class OsRandom:
         """``size`` uniforms on [0, 1), float64 multiples of 2**-53."""
         return (self._words(int(size)) >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
 
+    def normal(self, loc: float = 0.0, scale: float = 1.0, size: int = 1) -> np.ndarray:
+        """``size`` N(loc, scale^2) draws by the Box-Muller transform of CSPRNG uniforms (not hardened against
+        floating-point attacks on Gaussian samplers, Mironov 2012)."""
+        count = int(size)
+        pairs = (count + 1) // 2
+        radius = np.sqrt(-2.0 * np.log1p(-self.random(pairs)))  # 1 - u in (0, 1]: log finite
+        angle = 2.0 * np.pi * self.random(pairs)
+        return loc + scale * np.concatenate([radius * np.cos(angle), radius * np.sin(angle)])[:count]
+
     def integers(self, low: int, high: int, size: int) -> np.ndarray:
         """``size`` uniform int64 in [low, high), exactly uniform (rejection of the top of the 64-bit range)."""
         span = int(high) - int(low)
