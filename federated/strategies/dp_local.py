@@ -48,6 +48,32 @@ def local_round_event(noise_multiplier: float, rounds: int):
     return dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(noise_multiplier / 2), rounds)
 
 
+def local_epsilon(noise_multiplier: float, rounds: int, target_delta: float, accountant: str = "rdp") -> float:
+    """Epsilon at ``target_delta`` of a client that has sent ``rounds`` updates with noise multiplier z."""
+    if rounds == 0:
+        return 0.0
+    return epsilon_of(local_round_event(noise_multiplier, rounds), target_delta=target_delta, accountant=accountant)
+
+
+def calibrate_local_noise_multiplier(target_epsilon: float, rounds: int, target_delta: float,
+                                     accountant: str = "rdp", tolerance: float = 1e-4) -> float:
+    """Smallest z (to a relative ``tolerance``, rounded up) at which a client that sends in all ``rounds`` rounds
+    stays within ``target_epsilon``; ValueError when no z in `NOISE_MULTIPLIER_RANGE` does."""
+    low, high = NOISE_MULTIPLIER_RANGE
+    if local_epsilon(high, rounds, target_delta, accountant) > target_epsilon:
+        raise ValueError(f"no noise multiplier up to {high:g} keeps a client within epsilon {target_epsilon:g} "
+                         f"over {rounds} rounds")
+    if local_epsilon(low, rounds, target_delta, accountant) <= target_epsilon:
+        return low
+    while high / low > 1 + tolerance:
+        middle = math.sqrt(low * high)
+        if local_epsilon(middle, rounds, target_delta, accountant) <= target_epsilon:
+            high = middle
+        else:
+            low = middle
+    return high
+
+
 class LocalDifferentialPrivacy(Strategy):
     """Local-DP FedAvg around an unweighted FedAvg-family strategy.
 
@@ -83,7 +109,7 @@ class LocalDifferentialPrivacy(Strategy):
         self.target_delta = float(target_delta)
         self.max_epsilon = None if max_epsilon is None else float(max_epsilon)
         self.accountant = AccountantKind(accountant)
-        self._epsilons: dict[int, float] = {0: 0.0}
+        self._epsilons: dict[int, float] = {}
 
     @property
     def private(self) -> bool:
@@ -106,8 +132,8 @@ class LocalDifferentialPrivacy(Strategy):
         """Epsilon at ``target_delta`` of a client that has sent ``rounds`` noisy updates."""
         rounds = int(rounds)
         if rounds not in self._epsilons:
-            self._epsilons[rounds] = epsilon_of(local_round_event(self.noise_multiplier, rounds),
-                                                target_delta=self.target_delta, accountant=self.accountant)
+            self._epsilons[rounds] = local_epsilon(self.noise_multiplier, rounds, self.target_delta,
+                                                   self.accountant.value)
         return self._epsilons[rounds]
 
     def initialize(self, weights, ctx):

@@ -138,3 +138,11 @@ def test_a_simulation_accounts_the_clients_that_sent(digits_iid, secure):
     most = int(participations.max())
     assert history.rounds[-1].metrics["epsilon_rdp"] == pytest.approx(independent_epsilon(z, most, delta))
     assert np.all(np.isfinite(sim.state.weights[0]))
+
+
+def test_calibrated_noise_multiplier_meets_the_target_for_a_client_in_every_round():
+    from federated.strategies.dp_local import calibrate_local_noise_multiplier
+    z = calibrate_local_noise_multiplier(4.0, 20, 1e-5)
+    assert independent_epsilon(z, 20, 1e-5) <= 4.0 < independent_epsilon(z * 0.999, 20, 1e-5)
+    with pytest.raises(ValueError, match="no noise multiplier"):
+        calibrate_local_noise_multiplier(1e-9, 10 ** 6, 1e-12)
