@@ -9,8 +9,9 @@ epsilon composes over the rounds it took part in (it sent a message), with no am
 is the client's whole data set (every record it holds, and any change of it).
 
 The price: every client's noise reaches the average. With m clients a round, the mean's noise std is
-z C / sqrt(m), against z C / m when a trusted server adds noise once (`DifferentialPrivacyFixedClipping`); at the
-same epsilon local DP needs about sqrt(m) times more clients for the same accuracy.
+z C / sqrt(m), against z C / m when a trusted server adds noise once (`DifferentialPrivacyFixedClipping`):
+sqrt(m) times more at equal z, and at the same epsilon local DP's z is larger too (sensitivity 2C, no
+amplification by sampling).
 
 Secure aggregation on top hides each noisy update from the server; the guarantee claimed stays the local one
 above. The sum carries the noise of all its clients (variance m (z C)^2), which a distributed-DP analysis
