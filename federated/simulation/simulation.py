@@ -290,6 +290,7 @@ class FederatedSimulation:
         accumulator, diagnostics = self.runner.run_round(job)
         reported = sorted(d.rank for d in diagnostics if d.reported)
         total, aggregation_report = self.aggregation.finish(accumulator, reported, keys)
+        ctx = dataclasses.replace(ctx, participants=tuple(int(plan.positions[r]) for r in reported))
         self.state, metrics = self.strategy.aggregate(self.state, total, ctx)
         evaluation = {}
         if self.evaluation is not None and (ctx.round % self.eval_every == 0 or ctx.round == self.rounds):

@@ -4,6 +4,7 @@ from federated.strategies._dp_clipping_base import MAX_CLIPPING_NORM, MAX_NOISE_
 from federated.strategies.build import DEFAULT_SERVER_LEARNING_RATES, SERVER_OPTIMIZERS, build_strategy, with_client_dp
 from federated.strategies.dp_adaptive_clipping import DifferentialPrivacyAdaptiveClipping
 from federated.strategies.dp_fixed_clipping import DifferentialPrivacyFixedClipping
+from federated.strategies.dp_local import LocalDifferentialPrivacy
 from federated.strategies.fedadagrad import FedAdagrad
 from federated.strategies.fedadam import FedAdam
 from federated.strategies.fedavg import FedAvg
@@ -17,4 +18,5 @@ from federated.strategies.strategy import RoundContext, ServerState, Strategy
 __all__ = ["DEFAULT_SERVER_LEARNING_RATES", "MAX_CLIPPING_NORM", "MAX_NOISE_STDDEV", "check_clipping_norm",
            "DifferentialPrivacyAdaptiveClipping", "DifferentialPrivacyFixedClipping",
            "FedAdagrad", "FedAdam", "FedAvg", "FedAvgM", "FedOpt", "FedProx", "FedSGD", "FedYogi", "RoundContext",
+           "LocalDifferentialPrivacy",
            "SERVER_OPTIMIZERS", "ServerState", "Strategy", "build_strategy", "with_client_dp"]

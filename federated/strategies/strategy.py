@@ -56,6 +56,8 @@ class RoundContext:
       rng: the server's random generator for this round (seeded per round).
       rounding_bound: how far (L2) the aggregation's encoding may move one client's contribution
         (secure aggregation's quantization); DP noise covers clipping norm plus this.
+      participants: population positions of the clients whose contribution is in this round's sum (set when
+        the round has run, before `Strategy.aggregate`; per-client accounting under local DP).
     """
 
     round: int
@@ -64,6 +66,7 @@ class RoundContext:
     total_rounds: int
     rng: np.random.Generator
     rounding_bound: float = 0.0
+    participants: tuple = ()
 
 
 class Strategy(abc.ABC):

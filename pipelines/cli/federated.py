@@ -27,7 +27,7 @@ from click.core import ParameterSource
 
 from pipelines.components.federated_trainer.spec import (CLIPS, DEALING_SETTINGS, DEFAULT_TARGET_EPSILON,
                                                          EXECUTIONS, MAX_SEED, PARTITIONS, PRIVACY_SETTINGS, SAMPLINGS,
-                                                         FederatedTrainingConfig, InvalidFederatedSetting)
+                                                         TRUST_MODELS, FederatedTrainingConfig, InvalidFederatedSetting)
 from federated.strategies import (DEFAULT_SERVER_LEARNING_RATES, SERVER_OPTIMIZERS,
                                   DifferentialPrivacyAdaptiveClipping, DifferentialPrivacyFixedClipping, FedAvg)
 from federated.strategies.dp_adaptive_clipping import COUNT_STDDEV_SHARE
@@ -47,7 +47,8 @@ OPTION_OF_SETTING = {
     "delta": "--target-delta", "accountant": "--accountant", "max_epsilon": "--max-epsilon",
     "seeded_noise": "--seeded-noise", "secure_aggregation": "--secure-aggregation", "secagg_bits": "--secagg-bits",
     "secagg_range": "--secagg-range", "secagg_modulus_bits": "--secagg-modulus-bits", "seed": "--seed",
-    "execution": "--execution", "num_classes": "--num-classes"}
+    "execution": "--execution", "num_classes": "--num-classes",
+    "trust_model": "--trust-model"}
 MODELS = {"linear": (), "2nn": (200, 200)}
 """--model: hidden layers of the linear model and of McMahan et al.'s 2NN; 'mlp' takes --hidden."""
 INTERRUPTED = 130
@@ -148,6 +149,11 @@ def _default(setting: str):
               help="FedProx mu (0: FedAvg).")
 @click.option("--unweighted", is_flag=True, help="Weight clients equally (always so with --dp).")
 @click.option("--dp", is_flag=True, help="Client-level DP-FedAvg (clipping + Gaussian noise, accounted per round).")
+@click.option("--trust-model", type=click.Choice(TRUST_MODELS), default=_default("trust_model"), show_default=True,
+              help="With --dp: central, the server adds noise once to the sum (the server is trusted); local, each "
+                   "client clips and noises its own update before it leaves (nobody is trusted; noise std z C per "
+                   "client, so about sqrt(clients per round) times the central noise on the mean; z calibrated so "
+                   "that a client sent in every round meets --target-epsilon; no ledger is written).")
 @click.option("--noise-multiplier", type=float, default=None,
               help="z, instead of calibrating it for --target-epsilon.")
 @click.option("--target-epsilon", type=float, default=None,
@@ -227,6 +233,7 @@ def _config(o) -> FederatedTrainingConfig:
         "server_optimizer": o["server_optimizer"], "server_learning_rate": o["server_lr"],
         "server_momentum": o["server_momentum"], "proximal_mu": o["prox_mu"], "weighted": not o["unweighted"],
         "private": o["dp"], "noise_multiplier": o["noise_multiplier"], "target_epsilon": o["target_epsilon"],
+        "trust_model": o["trust_model"],
         "clip": o["clip"], "clipping_norm": o["clipping_norm"], "target_unclipped_quantile": o["target_quantile"],
         "clipped_count_stddev": o["clipped_count_stddev"], "delta": o["target_delta"], "accountant": o["accountant"],
         "max_epsilon": o["max_epsilon"], "seeded_noise": o["seeded_noise"],
@@ -394,7 +401,7 @@ def _run(o, config: FederatedTrainingConfig, plot: str, beam_args: list[str] | N
     if plan.private:
         history.config["record_level"] = plan.record_level(sim.state.round)
     written = [history.save_json(os.path.join(o["out"], "history.json")), history.plot(plot)]
-    if plan.private:
+    if plan.mechanism is not None:   # the ledger accounts central DP-FedAvg
         from pipelines import privacy_ledger  # pylint: disable=import-outside-toplevel
         ledger = plan.ledger(sim.state.budget, rounds=sim.state.round, trainer={"command": "ppml federated run"},
                              outside_guarantee=history.config["outside_guarantee"])
@@ -411,11 +418,15 @@ def _run(o, config: FederatedTrainingConfig, plot: str, beam_args: list[str] | N
 def _privacy_plan(plan) -> list[str]:
     """What the run will spend (z, delta, and where each came from), and a warning for a delta too large."""
     c = plan.config
-    z = plan.mechanism.noise_multiplier
+    z = plan.noise_multiplier
     how = (f"calibrated for epsilon <= {plan.target_epsilon:g} after {c.rounds} rounds ({c.accountant.upper()}"
-           + (", the default target" if c.target_epsilon is None else "") + ")") if plan.target_epsilon else "given"
+           + (", the default target" if c.target_epsilon is None else "")
+           + (", a client sent in every round" if plan.mechanism is None else "") + ")") if plan.target_epsilon \
+        else "given"
     where = "given" if c.delta is not None else f"the default: {DEFAULT_DELTA_RULE.replace('n)', 'N)')}"
-    lines = [f"{c.privacy_unit}-level DP: noise multiplier z = {z:.4g} ({how}); delta = {plan.delta:g} ({where}, "
+    model = (f"local DP (trust model local: no trusted server; each {c.privacy_unit} adds noise std z x C itself)"
+             if plan.mechanism is None else f"{c.privacy_unit}-level DP")
+    lines = [f"{model}: noise multiplier z = {z:.4g} ({how}); delta = {plan.delta:g} ({where}, "
              f"N = {plan.num_clients} {c.privacy_unit}s)"]
     if plan.delta_warning:
         lines.append(f"warning (--target-delta): {plan.delta_warning}")
@@ -458,7 +469,15 @@ def _report(history, sim, plan, written: list[str]) -> None:
         tag = history.tags().get("evaluation")
         click.echo(f"final accuracy {last.evaluation['accuracy']:.4f} after {last.round} rounds"
                    + (f" ({tag})" if tag else ""))
-    if plan.private:
+    if plan.private and plan.mechanism is None:
+        metrics = history.rounds[-1].metrics if history.rounds else {}
+        key = f"epsilon_{plan.config.accountant}"
+        click.echo(f"local DP, per {plan.config.privacy_unit} (trust model local: no trusted server, secure "
+                   f"aggregation or not): the worst {plan.config.privacy_unit}'s epsilon at delta={plan.delta:g}: "
+                   f"{metrics.get(key, 0.0):.4g} ({plan.config.accountant.upper()}, "
+                   f"{metrics.get('max_client_rounds', 0)} rounds sent, z = {plan.noise_multiplier:.4g} on each "
+                   f"update, sensitivity 2C, dp-accounting); no privacy ledger (it accounts central DP-FedAvg)")
+    elif plan.private:
         budget = sim.state.budget
         sampling, adjacency = sim.sampler.accounting
         eps = ", ".join(f"{k.upper()} {v:.4g}" if v is not None else f"{k.upper()} n/a"

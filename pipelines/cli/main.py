@@ -13,8 +13,7 @@ import sys
 
 import click
 
-from pipelines.cli import accounting, encrypted, federated, pipeline, report
-from pipelines.cli import pate as pate_cli
+from pipelines.cli import accounting, encrypted, federated, ldp, pate, pipeline, report
 
 
 def environment_failure(err: BaseException) -> str | None:
@@ -77,10 +76,13 @@ def cli():
       ppml federated   simulate FedAvg-family training, with client-level DP and secure aggregation
     Encrypted inference:
       ppml encrypted   three-party secret-shared prediction of a Keras model
+    Local differential privacy:
+      ppml ldp         each person randomizes their own answer: simulate collection and estimation
+    PATE (teachers on disjoint private partitions label public data by a noisy vote):
+      ppml pate        train teachers and a student, or compute the aggregation's epsilon
     """
 
 
-for module in (accounting, pipeline, report, federated, encrypted):
+for module in (accounting, pipeline, report, federated, encrypted, ldp, pate):
     for command in module.COMMANDS:
         cli.add_command(command)
-cli.add_command(pate_cli.pate)

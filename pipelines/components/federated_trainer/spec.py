@@ -47,6 +47,12 @@ noise_multiplier              calibrated for target_epsilon          z: noise st
 target_epsilon                3 unless noise_multiplier is given     calibrate z for the planned rounds: ppml's
                                                                      one default (as ``ppml pipeline run
                                                                      --private``)
+trust_model                   central                                central: the server adds noise once to the
+                                                                     sum (a trusted server); local: each client
+                                                                     adds noise std z C to its own clipped update
+                                                                     (nobody trusted; z calibrated per client for
+                                                                     all rounds; ``ppml federated run`` only, no
+                                                                     ledger; see federated.strategies.dp_local)
 clip                          fixed                                  fixed works for any cohort; adaptive needs
                                                                      clipped_count_stddev > z / 2
 clipping_norm                 1.0                                    C (the initial C for adaptive clipping), <= 1e6
@@ -127,11 +133,13 @@ PARTITIONS = KEYED_RULES + ("shards",)
 """Keyed rules (one record changes one client), and McMahan's label-sorted shards (non-private runs only)."""
 SAMPLINGS = ("uniform", "poisson")
 CLIPS = ("fixed", "adaptive")
+TRUST_MODELS = ("central", "local")
+"""Who must be trusted under DP: the server (central DP-FedAvg) or nobody (local DP, each client adds noise)."""
 EXECUTIONS = CLIENT_EXECUTIONS + ("auto",)
 DEFAULT_TARGET_EPSILON = 3.0
 """The target epsilon of a private run that names neither noise_multiplier nor target_epsilon."""
 PRIVACY_SETTINGS = ("noise_multiplier", "target_epsilon", "clip", "clipping_norm", "target_unclipped_quantile",
-                    "clipped_count_stddev", "delta", "accountant", "max_epsilon", "seeded_noise")
+                    "clipped_count_stddev", "delta", "accountant", "max_epsilon", "seeded_noise", "trust_model")
 """Settings that only mean something under DP: refused, not ignored, when 'private' is false."""
 DEALING_SETTINGS = ("partition", "num_clients", "alpha", "shards_per_client")
 """Settings of how records are dealt to clients: refused, not ignored, with a client_key (a client per value)."""
@@ -172,6 +180,7 @@ class FederatedTrainingConfig:
     private: bool = False
     noise_multiplier: float | None = None
     target_epsilon: float | None = None
+    trust_model: str = TRUST_MODELS[0]
     clip: str = "fixed"
     clipping_norm: float = 1.0
     target_unclipped_quantile: float = 0.5
@@ -254,6 +263,9 @@ class FederatedTrainingConfig:
         """`from_custom_config` for the Federated Trainer, which exports a model for release: its
         noise must come from the OS CSPRNG (``seeded_noise`` is for ``ppml federated run``)."""
         config = cls.from_custom_config(custom_config)
+        if config.private and config.trust_model == "local":
+            raise InvalidFederatedSetting("trust_model", "the Federated Trainer's privacy ledger accounts central "
+                                                         "DP-FedAvg; local DP runs in ppml federated run")
         if config.seeded_noise:
             raise InvalidFederatedSetting("seeded_noise", "the Federated Trainer exports a model for release, whose "
                                                           "noise nobody may replay from a seed; seeded noise is for "
@@ -263,6 +275,7 @@ class FederatedTrainingConfig:
     def _check(self) -> None:
         for key, allowed in (("partition", PARTITIONS), ("sampling", SAMPLINGS),
                              ("server_optimizer", SERVER_OPTIMIZERS), ("clip", CLIPS), ("execution", EXECUTIONS),
+                             ("trust_model", TRUST_MODELS),
                              ("accountant", tuple(a.value for a in AccountantKind))):
             if getattr(self, key) not in allowed:
                 raise InvalidFederatedSetting(key, f"must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
@@ -293,6 +306,15 @@ class FederatedTrainingConfig:
                 check_public_population(self.sampler(), population_from_data=self.partitioner().population_from_data)
             except ValueError as err:
                 raise InvalidFederatedSetting("sampling", str(err)) from None
+        if self.private and self.trust_model == "local":
+            for key, refused, why in (("clip", self.clip != "fixed", "each client clips to a fixed C"),
+                                      ("seeded_noise", self.seeded_noise,
+                                       "each client draws its noise from the OS CSPRNG; a seed would let the server "
+                                       "remove it"),
+                                      ("max_examples_per_client", self.max_examples_per_client is not None,
+                                       "preprocessing releases are accounted under central DP only")):
+                if refused:
+                    raise InvalidFederatedSetting(key, f"does not apply with trust_model 'local': {why}")
         if self.private and self.partition == "shards" and self.client_key is None:
             raise InvalidFederatedSetting("partition", "shards cut the label-sorted records, so adding one record "
                                                        "re-deals every client and a client-level guarantee says "
@@ -380,11 +402,13 @@ class FederatedTrainingConfig:
             raise InvalidFederatedSetting("delta", f"must be below 1/N = {1 / num_clients:.3g} for N = {num_clients} "
                                                    f"clients (the privacy unit is a {self.privacy_unit}), "
                                                    f"got {delta!r}")
-        sampling, adjacency = self.sampler().accounting
-        expected = self.sampler().expected_clients(num_clients)
         target = self.target_epsilon
         if self.noise_multiplier is None and target is None:
             target = DEFAULT_TARGET_EPSILON
+        if self.trust_model == "local":
+            return self._local_plan(num_clients, delta, target)
+        sampling, adjacency = self.sampler().accounting
+        expected = self.sampler().expected_clients(num_clients)
         mechanism = DpSgdMechanism(dataset_size=num_clients, batch_size=expected,
                                    noise_multiplier=self.noise_multiplier or 1.0,   # calibrated below if not given
                                    steps=self.rounds, sampling=sampling, adjacency=adjacency)
@@ -426,6 +450,23 @@ class FederatedTrainingConfig:
         return FederatedTrainingPlan(config=self, num_clients=num_clients, mechanism=mechanism, delta=delta,
                                      target_epsilon=target, preprocessing=part)
 
+    def _local_plan(self, num_clients: int, delta: float, target: float | None) -> "FederatedTrainingPlan":
+        """Local DP: z as given, else calibrated so that a client sent in every round stays within ``target``."""
+        from federated.strategies.dp_local import (  # pylint: disable=import-outside-toplevel
+            calibrate_local_noise_multiplier, local_epsilon)
+        z = self.noise_multiplier
+        if target is not None:
+            try:
+                z = calibrate_local_noise_multiplier(target, self.rounds, delta, self.accountant)
+            except ValueError as err:
+                raise InvalidFederatedSetting("target_epsilon", f"cannot calibrate: {err}") from None
+        planned = local_epsilon(z, self.rounds, delta, self.accountant)
+        if not math.isfinite(planned):
+            raise InvalidFederatedSetting("noise_multiplier" if target is None else "target_epsilon",
+                                          f"z = {z:g} cannot be accounted by dp-accounting ({planned})")
+        return FederatedTrainingPlan(config=self, num_clients=num_clients, delta=delta, target_epsilon=target,
+                                     local_noise_multiplier=z)
+
     def _preprocessing(self, account: PreprocessingAccount | None,
                        mechanism: DpSgdMechanism) -> PreprocessingPart | None:
         """The preprocessing releases as a client moves them: a group of ``max_examples_per_client`` records."""
@@ -461,10 +502,17 @@ class FederatedTrainingPlan:
     """The epsilon z was calibrated for (the setting or `DEFAULT_TARGET_EPSILON`), None when z was given."""
     preprocessing: PreprocessingPart | None = None
     """The Transform graph's private releases as one client moves them, or None without any."""
+    local_noise_multiplier: float | None = None
+    """z of each client's own noise under trust_model 'local' (then ``mechanism`` is None)."""
 
     @property
     def private(self) -> bool:
-        return self.mechanism is not None
+        return self.mechanism is not None or self.local_noise_multiplier is not None
+
+    @property
+    def noise_multiplier(self) -> float | None:
+        """z: of the server's noise (central) or of each client's (local); None when not private."""
+        return self.local_noise_multiplier if self.mechanism is None else self.mechanism.noise_multiplier
 
     @property
     def delta_warning(self) -> str | None:
@@ -482,6 +530,11 @@ class FederatedTrainingPlan:
                                    server_learning_rate=c.server_learning_rate, server_momentum=c.server_momentum)
         if not self.private:
             return algorithm
+        if self.local_noise_multiplier is not None:
+            from federated.strategies import LocalDifferentialPrivacy  # pylint: disable=import-outside-toplevel
+            return LocalDifferentialPrivacy(algorithm, clipping_norm=c.clipping_norm,
+                                            noise_multiplier=self.local_noise_multiplier, target_delta=self.delta,
+                                            max_epsilon=c.max_epsilon, accountant=c.accountant)
         return with_client_dp(algorithm, clip=c.clip, clipping_norm=c.clipping_norm,
                               noise_multiplier=self.mechanism.noise_multiplier, target_delta=self.delta,
                               target_quantile=c.target_unclipped_quantile,
@@ -513,6 +566,8 @@ class FederatedTrainingPlan:
         """
         if self.config.privacy_unit != "client":
             return None
+        if self.mechanism is None:   # local DP covers any change of a client's data, a record's included
+            return {"adjacency": Adjacency.REPLACE_ONE.value, "epsilon_is": "the client-level epsilon"}
         mechanism = self.mechanism.replace(steps=rounds)
         if mechanism.adjacency is Adjacency.REPLACE_ONE:
             return {"adjacency": mechanism.adjacency.value, "epsilon_is": "the client-level epsilon"}
@@ -558,6 +613,8 @@ class FederatedTrainingPlan:
         Raises:
           privacy_ledger.LedgerError: if ``budget`` does not account exactly those rounds of the plan.
         """
+        if self.mechanism is None:
+            raise privacy_ledger.LedgerError("the privacy ledger accounts central DP-FedAvg, not trust_model 'local'")
         mechanism = self.mechanism.replace(steps=rounds)
         privacy_ledger.check_budget(budget, mechanism, self.delta)   # the rounds, at the delta they were run at
         budget = privacy_ledger.with_preprocessing(

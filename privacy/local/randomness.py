@@ -1,0 +1,73 @@
+"""Where a local randomizer's coins come from: the OS CSPRNG by default, a seeded generator for research only.
+
+A person's randomizer must use coins nobody else can predict: if the collector could replay them it could
+undo the randomization. `OsRandom` reads every draw from `os.urandom` (the OS CSPRNG). ``seed=<int>`` gives
+numpy's PCG64 generator instead: reproducible runs for tests and benchmarks, and no guarantee for real data
+(anyone who knows the seed can invert the reports).
+
+Uniforms are multiples of 2**-53, so a Bernoulli(p) draw ``u < p`` realizes p rounded up to that grid: every
+probability a randomizer draws with is at least about 2**-30 (`privacy.local.validation.MAX_EPSILON`), so the
+realized probabilities differ from the stated ones by a relative 2**-23 at most.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+_TWO_TO_64 = 1 << 64
+
+
+class OsRandom:
+    """The OS CSPRNG behind the two methods of `numpy.random.Generator` the randomizers use."""
+
+    cryptographic = True
+
+    @staticmethod
+    def _words(count: int) -> np.ndarray:
+        return np.frombuffer(os.urandom(8 * count), dtype=np.uint64)
+
+    def random(self, size: int) -> np.ndarray:
+        """``size`` uniforms on [0, 1), float64 multiples of 2**-53."""
+        return (self._words(int(size)) >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+
+    def normal(self, loc: float = 0.0, scale: float = 1.0, size: int = 1) -> np.ndarray:
+        """``size`` N(loc, scale^2) draws by the Box-Muller transform of CSPRNG uniforms (not hardened against
+        floating-point attacks on Gaussian samplers, Mironov 2012)."""
+        count = int(size)
+        pairs = (count + 1) // 2
+        radius = np.sqrt(-2.0 * np.log1p(-self.random(pairs)))  # 1 - u in (0, 1]: log finite
+        angle = 2.0 * np.pi * self.random(pairs)
+        return loc + scale * np.concatenate([radius * np.cos(angle), radius * np.sin(angle)])[:count]
+
+    def integers(self, low: int, high: int, size: int) -> np.ndarray:
+        """``size`` uniform int64 in [low, high), exactly uniform (rejection of the top of the 64-bit range)."""
+        span = int(high) - int(low)
+        if span <= 0:
+            raise ValueError(f"integers needs high > low, got [{low}, {high})")
+        limit = np.uint64(_TWO_TO_64 - _TWO_TO_64 % span - 1)  # accept words <= limit
+        out = np.empty(int(size), dtype=np.int64)
+        filled = 0
+        while filled < out.size:
+            words = self._words(out.size - filled)
+            words = words[words <= limit]
+            out[filled:filled + words.size] = (words % np.uint64(span)).astype(np.int64) + int(low)
+            filled += words.size
+        return out
+
+
+def resolve_random(seed: int | None = None):
+    """`OsRandom` for ``seed=None`` (the default for anything that touches real data); a PCG64
+    `numpy.random.Generator` for an integer seed (research only: reproducible, and replayable by anyone with
+    the seed)."""
+    if seed is None:
+        return OsRandom()
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be None (OS CSPRNG) or an integer >= 0, got {seed!r}")
+    return np.random.default_rng(int(seed))
+
+
+def is_cryptographic(rng) -> bool:
+    """True when ``rng`` draws from the OS CSPRNG."""
+    return bool(getattr(rng, "cryptographic", False))

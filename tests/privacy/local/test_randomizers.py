@@ -1,0 +1,171 @@
+"""Local randomizers: output distributions against their definitions, worst-case epsilon computed here from the
+definitions, dp-accounting's view of the same events, and bad input."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import dp_accounting
+from dp_accounting.pld import pld_privacy_accountant
+
+from privacy.local import (GeneralizedRandomizedResponse, OptimizedLocalHashing, OptimizedUnaryEncoding, OsRandom,
+                           RandomizedResponse, make_oracle)
+from privacy.local.olh import HASH_PRIME
+
+N = 20_000
+ALPHA = 1e-3  # fixed seeds: deterministic; a real mismatch of the size tested gives p far below this
+
+
+def grr_matrix(epsilon, k):
+    """P[report j | value i] of k-ary randomized response, from Wang et al.'s definition."""
+    e = math.exp(epsilon)
+    return np.where(np.eye(k, dtype=bool), e / (e + k - 1), 1 / (e + k - 1))
+
+
+def chi_square_p(counts, probabilities):
+    counts = np.asarray(counts, float)
+    return stats.chisquare(counts, np.asarray(probabilities) * counts.sum()).pvalue
+
+
+@pytest.mark.parametrize("epsilon", [math.log(3), 0.5, 2.0])
+def test_coin_design_answers_follow_the_two_coins(epsilon):
+    rr = RandomizedResponse(epsilon)
+    t = (math.exp(epsilon) - 1) / (math.exp(epsilon) + 1)
+    for value, seed in ((0, 1), (1, 2)):
+        reports = rr.randomize(np.full(N, value), seed=seed)
+        p_yes = t * value + (1 - t) / 2  # truthful with probability t, else a fair coin
+        assert chi_square_p(np.bincount(reports, minlength=2), [1 - p_yes, p_yes]) > ALPHA
+
+
+def test_two_fair_coins_are_epsilon_ln3_and_a_random_response_with_probability_half():
+    rr = RandomizedResponse.from_coin(0.5)
+    assert rr.epsilon == pytest.approx(math.log(3))
+    assert RandomizedResponse().epsilon == pytest.approx(math.log(3))
+    assert rr.truth_probability == pytest.approx(0.5)
+    assert rr.dp_event() == dp_accounting.RandomizedResponseDpEvent(noise_parameter=pytest.approx(0.5),
+                                                                     num_buckets=2)
+
+
+@pytest.mark.parametrize("epsilon,k", [(1.0, 4), (math.log(3), 3), (3.0, 6)])
+def test_grr_reports_follow_its_transition_matrix(epsilon, k):
+    grr = GeneralizedRandomizedResponse(epsilon, k)
+    matrix = grr_matrix(epsilon, k)
+    for value in range(k):
+        reports = grr.randomize(np.full(N // k, value), seed=10 + value)
+        assert chi_square_p(np.bincount(reports, minlength=k), matrix[value]) > ALPHA
+
+
+@pytest.mark.parametrize("epsilon", [0.7, 2.0])
+def test_oue_bit_patterns_follow_the_product_of_its_bit_probabilities(epsilon):
+    k, q = 3, 1 / (math.exp(epsilon) + 1)
+    oue = OptimizedUnaryEncoding(epsilon, k)
+    patterns = list(itertools.product((0, 1), repeat=k))
+    for value in range(k):
+        reports = oue.randomize(np.full(N, value), seed=20 + value)
+        index = reports.astype(int) @ (1 << np.arange(k - 1, -1, -1))
+        expected = [math.prod(0.5 if i == value else (q if bit else 1 - q) for i, bit in enumerate(pattern))
+                    for pattern in patterns]
+        assert sum(expected) == pytest.approx(1)
+        assert chi_square_p(np.bincount(index, minlength=2 ** k), expected) > ALPHA
+
+
+@pytest.mark.parametrize("epsilon", [1.0, 2.5])
+def test_olh_hashes_uniformly_and_randomizes_the_hash_by_grr_over_g(epsilon):
+    olh = OptimizedLocalHashing(epsilon, 10)
+    g = round(math.exp(epsilon) + 1)
+    assert olh.buckets == g
+    value = 7
+    reports = olh.randomize(np.full(N, value), seed=30)
+    hashed = ((reports.a * value + reports.b) % HASH_PRIME) % g  # the family, written out here
+    assert chi_square_p(np.bincount(hashed, minlength=g), np.full(g, 1 / g)) > ALPHA
+    shift = (reports.y - hashed) % g  # 0: kept; else uniform over the other g - 1 buckets
+    assert chi_square_p(np.bincount(shift, minlength=g), grr_matrix(epsilon, g)[0]) > ALPHA
+
+
+@pytest.mark.parametrize("epsilon", [math.log(3), 1.0, 4.0])
+def test_worst_case_ratio_of_report_probabilities_is_the_stated_epsilon(epsilon):
+    # RR (coin design): P(report | value) written from the coins.
+    t = (math.exp(epsilon) - 1) / (math.exp(epsilon) + 1)
+    coin = np.array([[(1 + t) / 2, (1 - t) / 2], [(1 - t) / 2, (1 + t) / 2]])
+    assert math.log((coin.max(axis=0) / coin.min(axis=0)).max()) == pytest.approx(RandomizedResponse(epsilon).epsilon)
+    # GRR: columns of the transition matrix.
+    k = 5
+    matrix = grr_matrix(epsilon, k)
+    assert math.log((matrix.max(axis=0) / matrix.min(axis=0)).max()) == pytest.approx(
+        GeneralizedRandomizedResponse(epsilon, k).epsilon)
+    # OUE: every report of k = 4 bits, for every pair of values.
+    oue = OptimizedUnaryEncoding(epsilon, 4)
+    p, q = 0.5, 1 / (math.exp(epsilon) + 1)
+    worst = 0.0
+    for pattern in itertools.product((0, 1), repeat=4):
+        probs = [math.prod((p if i == v else q) if bit else (1 - p if i == v else 1 - q)
+                           for i, bit in enumerate(pattern)) for v in range(4)]
+        worst = max(worst, max(probs) / min(probs))
+    assert math.log(worst) == pytest.approx(oue.epsilon)
+    # OLH: for sampled hashes, P(y | v, H) over all values and buckets.
+    olh = OptimizedLocalHashing(epsilon, 6)
+    g = olh.buckets
+    keep, other = math.exp(epsilon) / (math.exp(epsilon) + g - 1), 1 / (math.exp(epsilon) + g - 1)
+    rng = np.random.default_rng(5)
+    worst = 0.0
+    for a, b in zip(rng.integers(1, HASH_PRIME, 50), rng.integers(0, HASH_PRIME, 50)):
+        hashed = ((int(a) * np.arange(6) + int(b)) % HASH_PRIME) % g
+        probs = np.where(hashed[:, None] == np.arange(g)[None, :], keep, other)  # (value, y)
+        worst = max(worst, (probs.max(axis=0) / probs.min(axis=0)).max())
+    assert math.log(worst) == pytest.approx(olh.epsilon)
+
+
+@pytest.mark.parametrize("oracle", [RandomizedResponse(1.3), GeneralizedRandomizedResponse(1.3, 4),
+                                    OptimizedLocalHashing(2.2, 9)], ids=lambda o: o.name)
+def test_dp_accounting_gives_the_randomized_response_events_the_stated_epsilon(oracle):
+    event = oracle.dp_event()
+    # dp-accounting's definition: the input with probability 1 - p, else uniform over all buckets.
+    p, b = event.noise_parameter, event.num_buckets
+    assert math.log((1 - p + p / b) / (p / b)) == pytest.approx(oracle.epsilon)
+    accountant = pld_privacy_accountant.PLDAccountant(dp_accounting.NeighboringRelation.REPLACE_ONE)
+    accountant.compose(event)
+    assert accountant.get_epsilon(0.0) == pytest.approx(oracle.epsilon, abs=1e-3)
+
+
+def test_oue_has_no_randomized_response_event():
+    assert OptimizedUnaryEncoding(1.0, 4).dp_event() is None
+
+
+def test_default_coins_come_from_the_os_csprng_and_a_seed_replays():
+    grr = GeneralizedRandomizedResponse(0.5, 8)
+    values = np.zeros(2000, int)
+    assert not np.array_equal(grr.randomize(values), grr.randomize(values))
+    assert np.array_equal(grr.randomize(values, seed=3), grr.randomize(values, seed=3))
+    draws = OsRandom().integers(0, 7, 70_000)
+    assert draws.min() == 0 and draws.max() == 6
+    assert stats.chisquare(np.bincount(draws, minlength=7)).pvalue > 1e-6  # not seeded: a loose bound
+    uniforms = OsRandom().random(10_000)
+    assert 0 <= uniforms.min() and uniforms.max() < 1 and stats.kstest(uniforms, "uniform").pvalue > 1e-6
+
+
+@pytest.mark.parametrize("epsilon", [0, -1.0, math.nan, math.inf, 21.0, True, "1"])
+def test_bad_epsilon_is_one_line_naming_it(epsilon):
+    with pytest.raises(ValueError, match=r"^epsilon must be .*got " + repr(epsilon).replace("(", r"\(")) as err:
+        GeneralizedRandomizedResponse(epsilon, 3)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("k", [1, 0, 2.5, True])
+def test_bad_domain_is_one_line_naming_it(k):
+    with pytest.raises(ValueError, match=rf"^k \(the number of values\) must be .*got {k!r}$"):
+        OptimizedUnaryEncoding(1.0, k)
+
+
+@pytest.mark.parametrize("values,bad", [([0, 1, 4], "4"), ([-1, 0], "-1"), ([0.0, 1.5], "1.5"),
+                                        ([0.0, math.nan], "nan")])
+def test_values_outside_the_domain_are_refused_naming_the_value(values, bad):
+    for mechanism in ("grr", "oue", "olh"):
+        with pytest.raises(ValueError, match=rf"values must be integers in \[0, 4\), got .*{bad}"):
+            make_oracle(mechanism, 1.0, 4).randomize(values, seed=0)
+    with pytest.raises(ValueError, match="mechanism 'rr' is for yes/no"):
+        make_oracle("rr", 1.0, 3)
+    with pytest.raises(ValueError, match="got 'lap'"):
+        make_oracle("lap", 1.0, 3)
