@@ -109,6 +109,8 @@ def _bits(v: np.ndarray, count: int) -> np.ndarray:
 
 _OFFSET = 1 << 14
 _REDUCE = ((np.arange(2 * _OFFSET) - _OFFSET) % MODULUS).astype(np.int16)
+_REDUCE_SMALL = (np.arange(_OFFSET) % MODULUS).astype(np.uint8)
+"""w mod p as bytes for w in [0, 2^14): a blinded product (p - 1)^2 plus a mask below 2p stays below."""
 
 
 def _mod(w: np.ndarray) -> np.ndarray:
@@ -137,7 +139,7 @@ def _blind(w: np.ndarray, rho: np.ndarray, rotation: np.ndarray, mask: np.ndarra
     """A pair member's test vector as it is sent: times the nonzero multipliers rho, plus (u) or minus (v)
     the common mask, rotated by the common offset. The helper's sum has at most one zero, at a uniform
     position, and uniform nonzero entries elsewhere."""
-    return _mod(_rotate(_mod(w) * rho + (mask if first else MODULUS - mask), rotation)).astype(np.uint8)
+    return _rotate(np.take(_REDUCE_SMALL, _mod(w) * rho + (mask if first else MODULUS - mask)), rotation)
 
 
 def _slices(count: int, bits: int):
