@@ -92,7 +92,7 @@ def _decide(blessing, settings: spec.GateSettings, report, reason: str, *, passe
     blessing.set_string_custom_property(spec.GATE_REASON, reason)
     figures = report.to_dict() if report is not None else {}
     if report is not None:
-        blessing.set_string_custom_property("encrypted_output", report.output)
+        blessing.set_string_custom_property(spec.GATE_OUTPUT, report.output)
     for name in spec.FIGURES:
         if figures.get(name) is not None:
             blessing.set_float_custom_property(f"encrypted_{name}", float(figures[name]))
