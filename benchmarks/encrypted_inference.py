@@ -21,13 +21,13 @@ depend on weight values. One run measures, side by side:
                             one 10 ms client round trip: what a deployment across machines pays (also
                             without the input check, the same way)
   3 processes               three party processes on 127.0.0.1 with TLS
+  before: ...               the same rows for an older tree (--before DIR holding its privacy/ package,
+                            e.g. the last commit with the bit-decomposition protocol), run in a
+                            subprocess with the same measuring code
 
 Besides the median wall time, the in-process and rtt rows give the median CPU time of the process per
 prediction (`cpu ms`: the three party threads together), and `cpu x` the check's ratio of it: on a shared
 machine other jobs disturb it less than the wall time.
-  before: ...               the same rows for an older tree (--before DIR holding its privacy/ package,
-                            e.g. the last commit with the bit-decomposition protocol), run in a
-                            subprocess with the same measuring code
 
 Goals: the input check costs at most 20 % latency (not met in-process: see benchmarks/README.md); the MLP at
 batch 1 needs at most 16 rounds (CrypTen 0.4.1 needs 22; its figures, measured on this machine kind and not
@@ -75,7 +75,7 @@ except ImportError:
     from privacy.encrypted.processes import loopback_parties
 
 args = json.loads(sys.argv[1])
-SPAN_2K = "[0, 2 - 2^-16]"
+UNIT, SPAN_2K = "[0, 1]", "[0, 2 - 2^-16]"
 NEW = "bounds" in inspect.signature(InProcessCluster).parameters
 
 
@@ -102,15 +102,15 @@ def delayed_links(n=3):
             for i in range(n)]
 
 
-def bounds_of(plan, span="[0, 1]"):
+def bounds_of(plan, span=UNIT):
     from privacy.encrypted.benchmark import reference_bounds
-    if span == "[0, 1]":
+    if span == UNIT:
         return reference_bounds(plan)
     from privacy.encrypted import InputBounds
     return InputBounds.declared(0.0, 2.0 - 2.0 ** -16, plan.architecture.input_shape)
 
 
-def cluster(plan, delayed=False, span="[0, 1]"):
+def cluster(plan, delayed=False, span=UNIT):
     if NEW:
         return InProcessCluster(plan, bounds_of(plan, span), allow_logits=True,
                                 link_factory=delayed_links if delayed else None)
@@ -175,15 +175,15 @@ for name in args["models"]:
         continue
     # Bounds [0, 1] (2^16 + 1 encoded values: two comparisons per input value in the parties' check) and,
     # in this tree, [0, 2 - 2^-16] (2^17: one comparison), side by side.
-    for span in ("[0, 1]", SPAN_2K) if NEW else ("[0, 1]",):
+    for span in (UNIT, SPAN_2K) if NEW else (UNIT,):
         predictor = cluster(plan, delayed=mode == "rtt", span=span)
         settings = (True, False) if hasattr(predictor, "check_input") else (None,)
-        base = mode if span == "[0, 1]" else f"{mode}, {span}"
+        base = mode if span == UNIT else f"{mode}, {span}"
         for batch in args["batches"]:
             timed = time_it(predictor, x[:batch], args["rtt"] if mode == "rtt" else 0, settings)
             for setting, figures in timed.items():
                 label = base if setting is not False else f"{base}, no input check"
-                if setting is True and mode == "in-process" and span == "[0, 1]":
+                if setting is True and mode == "in-process" and span == UNIT:
                     figures["client_ms"] = client_checks_ms(predictor, x[:batch])
                 rows.append(dict(model=name, batch=batch, mode=label, **figures))
 print(json.dumps(rows))
