@@ -21,17 +21,19 @@ class VerificationReport:
     Attributes:
         examples: number of examples compared.
         decision_agreement: fraction of examples with the same predicted label.
-        max_abs_error: largest |encrypted - plaintext| over all model outputs.
+        max_abs_error: largest |encrypted - plaintext| over all model outputs (None when only labels were
+            compared: `output` 'label').
         plaintext_accuracy / encrypted_accuracy: fractions, if labels were given (else None).
         accuracy_difference_points: 100 * |plaintext - encrypted accuracy| (None without labels).
         latency_ms_per_batch: mean wall time of one encrypted prediction call.
         batch_size: examples per call.
         rounds_per_batch / bytes_per_batch: communication between parties per call.
+        output: what the encrypted predictions released and were compared on: 'logits' or 'label'.
     """
 
     examples: int
     decision_agreement: float
-    max_abs_error: float
+    max_abs_error: float | None
     plaintext_accuracy: float | None
     encrypted_accuracy: float | None
     accuracy_difference_points: float | None
@@ -39,6 +41,7 @@ class VerificationReport:
     batch_size: int
     rounds_per_batch: int
     bytes_per_batch: int
+    output: str = "logits"
 
     def passes(self, *, min_agreement: float = DEFAULT_MIN_AGREEMENT,
                max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP) -> bool:
@@ -51,7 +54,8 @@ class VerificationReport:
 
     def format_text(self) -> str:
         rows = [("examples", f"{self.examples}"), ("decision agreement", f"{100 * self.decision_agreement:.2f} %"),
-                ("max abs error", f"{self.max_abs_error:.3g}")]
+                ("max abs error", "not measured (labels only)" if self.max_abs_error is None
+                 else f"{self.max_abs_error:.3g}")]
         if self.plaintext_accuracy is not None:
             rows += [("plaintext accuracy", f"{100 * self.plaintext_accuracy:.2f} %"),
                      ("encrypted accuracy", f"{100 * self.encrypted_accuracy:.2f} %"),
@@ -76,7 +80,8 @@ def _decision_threshold(model) -> float:
     return float(np.asarray(activation(np.zeros((1, 1), np.float32))).reshape(-1)[0])
 
 
-def verify_model(model, x: np.ndarray, y: np.ndarray | None, predictor, *, batch_size: int = 100) -> VerificationReport:
+def verify_model(model, x: np.ndarray, y: np.ndarray | None, predictor, *, batch_size: int = 100,
+                 output: str = "logits") -> VerificationReport:
     """Runs `model` in plaintext and `predictor` (an `InProcessCluster` or a connected `RemoteClient`
     serving the same model, shared with logits allowed: the model owner's check) on `x`, and compares.
 
@@ -84,14 +89,18 @@ def verify_model(model, x: np.ndarray, y: np.ndarray | None, predictor, *, batch
         model: the Keras model (plaintext baseline).
         x: examples, shape (n,) + input shape.
         y: integer labels (n,), or None.
-        predictor: has ``predict(x, output='logits') -> Prediction`` and ``last_cost``.
+        predictor: has ``predict(x, output=output) -> Prediction`` and ``last_cost``.
         batch_size: examples per encrypted call.
+        output: 'logits' (compares outputs and labels), or 'label' for a model whose release policy is
+            labels only (compares labels; `max_abs_error` is None).
     """
     x = np.asarray(x)
     if len(x) == 0:
         raise ValueError("verification needs at least one example")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if output not in ("logits", "label"):
+        raise ValueError(f"output must be 'logits' or 'label', got {output!r}")
     expected = tuple(model.input_shape[1:])
     if x.shape[1:] != expected:
         raise ValueError(f"input has shape {x.shape}, expected (batch,) + {expected}")
@@ -99,12 +108,17 @@ def verify_model(model, x: np.ndarray, y: np.ndarray | None, predictor, *, batch
     encrypted, seconds, rounds, nbytes = [], [], 0, 0
     for start in range(0, len(x), batch_size):
         began = time.perf_counter()
-        encrypted.append(predictor.predict(x[start:start + batch_size], output="logits").outputs)
+        prediction = predictor.predict(x[start:start + batch_size], output=output)
+        encrypted.append(prediction.outputs if output == "logits" else prediction.labels)
         seconds.append(time.perf_counter() - began)
         rounds, nbytes = max(rounds, predictor.last_cost.rounds), max(nbytes, predictor.last_cost.bytes)
-    encrypted = np.concatenate(encrypted).reshape(len(x), -1)
     threshold = _decision_threshold(model) if plain.shape[1] == 1 else 0.0
-    plain_labels, enc_labels = _labels(plain, threshold), _labels(encrypted, threshold)
+    plain_labels = _labels(plain, threshold)
+    if output == "logits":
+        encrypted = np.concatenate(encrypted).reshape(len(x), -1)
+        enc_labels, max_abs_error = _labels(encrypted, threshold), float(np.abs(encrypted - plain).max())
+    else:
+        enc_labels, max_abs_error = np.concatenate(encrypted).reshape(-1).astype(np.int64), None
     plain_acc = enc_acc = diff = None
     if y is not None:
         y = np.asarray(y).reshape(-1)
@@ -112,7 +126,6 @@ def verify_model(model, x: np.ndarray, y: np.ndarray | None, predictor, *, batch
             raise ValueError(f"got {len(y)} labels for {len(x)} examples")
         plain_acc, enc_acc = float((plain_labels == y).mean()), float((enc_labels == y).mean())
         diff = 100.0 * abs(plain_acc - enc_acc)
-    return VerificationReport(len(x), float((plain_labels == enc_labels).mean()),
-                              float(np.abs(encrypted - plain).max()),
+    return VerificationReport(len(x), float((plain_labels == enc_labels).mean()), max_abs_error,
                               plain_acc, enc_acc, diff, 1e3 * float(np.mean(seconds)), min(batch_size, len(x)),
-                              rounds, nbytes)
+                              rounds, nbytes, output)

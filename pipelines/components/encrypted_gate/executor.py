@@ -14,8 +14,9 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
 from pipelines.components.encrypted_gate import spec
-from privacy.encrypted import (FixedPoint, InProcessCluster, InputBounds, InputOutOfBounds, ModelRangeError,
-                               ResultRejected, UnsupportedModelError, import_keras_model)
+from privacy.encrypted import (FixedPoint, InProcessCluster, InputBounds, InputOutOfBounds, LogitsOutOfRange,
+                               ModelRangeError, ResultRejected, UnsupportedModelError, import_keras_model)
+from privacy.encrypted.model.ranges import LOGITS_BITS
 from privacy.encrypted.verify import verify_model
 
 
@@ -49,9 +50,19 @@ class Executor(base_executor.BaseExecutor):
         shape = plan.architecture.input_shape
         bounds = (InputBounds.from_data(x, shape) if settings.input_lo is None
                   else InputBounds.declared(settings.input_lo, settings.input_hi, shape))
+        labels_only = ""
         try:
-            cluster = InProcessCluster(plan, bounds, FixedPoint(settings.frac_bits), allow_logits=True)
-            report = verify_model(model, x, y, cluster, batch_size=settings.batch_size)
+            try:
+                cluster = InProcessCluster(plan, bounds, FixedPoint(settings.frac_bits), allow_logits=True)
+            except LogitsOutOfRange:
+                # Released logits could wrap the ring, labels cannot: the model can be served with the
+                # labels-only release policy, so the gate checks and blesses it on that basis.
+                cluster = InProcessCluster(plan, bounds, FixedPoint(settings.frac_bits))
+                labels_only = (f"labels only: the logits can need {cluster.ranges.output_bits} bits for these input "
+                               f"bounds, more than the {LOGITS_BITS} a ring element holds, so the model is checked "
+                               f"for the labels-only release policy (serve it without --allow-logits); ")
+            report = verify_model(model, x, y, cluster, batch_size=settings.batch_size,
+                                  output="label" if labels_only else "logits")
         except ModelRangeError as err:
             return _decide(blessing, settings, None,
                            f"the model cannot run encrypted within the ring's headroom: {err}")
@@ -60,7 +71,7 @@ class Executor(base_executor.BaseExecutor):
         except ResultRejected as err:
             return _decide(blessing, settings, None, f"the encrypted predictions were rejected: {err}")
         passed = report.passes(min_agreement=settings.min_agreement, max_accuracy_drop=settings.max_accuracy_drop)
-        reason = (f"decision agreement {100 * report.decision_agreement:.2f} % (needs >= "
+        reason = (f"{labels_only}decision agreement {100 * report.decision_agreement:.2f} % (needs >= "
                   f"{100 * settings.min_agreement:.2f} %), accuracy difference "
                   f"{report.accuracy_difference_points:.2f} points (needs <= {settings.max_accuracy_drop:g})")
         _decide(blessing, settings, report, reason if passed else f"failed: {reason}", passed=passed)
@@ -80,6 +91,8 @@ def _decide(blessing, settings: spec.GateSettings, report, reason: str, *, passe
     blessing.set_int_custom_property(spec.GATE_PASSED, int(passed))
     blessing.set_string_custom_property(spec.GATE_REASON, reason)
     figures = report.to_dict() if report is not None else {}
+    if report is not None:
+        blessing.set_string_custom_property(spec.GATE_OUTPUT, report.output)
     for name in spec.FIGURES:
         if figures.get(name) is not None:
             blessing.set_float_custom_property(f"encrypted_{name}", float(figures[name]))

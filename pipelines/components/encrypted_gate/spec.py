@@ -22,6 +22,8 @@ REPORT_FILE = "encrypted_inference.json"
 """JSON report written into the blessing artifact: settings, figures, decision and reason."""
 GATE_PASSED = "encrypted_gate_passed"
 GATE_REASON = "encrypted_gate_reason"
+GATE_OUTPUT = "encrypted_output"
+"""What the gate compared and blessed: 'logits', or 'label' for a model whose logits could wrap the ring."""
 FIGURES = ("decision_agreement", "max_abs_error", "accuracy_difference_points", "plaintext_accuracy",
            "encrypted_accuracy", "latency_ms_per_batch", "rounds_per_batch", "bytes_per_batch")
 """Report fields also recorded as custom properties of the blessing (prefixed ``encrypted_``)."""

@@ -21,7 +21,7 @@ from privacy.encrypted.model.plan import Architecture, Conv2D, Pool2D
 from privacy.encrypted.model.ranges import RangePlan
 from privacy.encrypted.model.ring import FixedPoint
 from privacy.encrypted.protocol.comparison import CHUNK
-from privacy.encrypted.protocol.input_check import bound_bits
+from privacy.encrypted.protocol.input_check import residues_per_value
 
 SAFETY = 2
 """Factor between the estimate of the live arrays and the reservation (temporaries, allocator slack)."""
@@ -60,9 +60,9 @@ def slice_bytes(model, batch: int) -> int:
 
 
 def _check_residues(ranges: RangePlan, frac_bits: int) -> int:
-    """Residues per example of the servers' input check (`input_check`): 2k + 1 per input value."""
+    """Residues per example of the servers' input check (`input_check.residues_per_value` per input value)."""
     lo, hi = ranges.input_bounds.encoded(FixedPoint(frac_bits))
-    return int(np.size(lo)) * (2 * bound_bits(lo, hi) + 1)
+    return int(np.size(lo)) * residues_per_value(lo, hi)
 
 
 def _compared(ranges: RangePlan, frac_bits: int) -> tuple[int, int]:

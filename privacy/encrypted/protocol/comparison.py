@@ -109,16 +109,23 @@ def _bits(v: np.ndarray, count: int) -> np.ndarray:
 
 _OFFSET = 1 << 14
 _REDUCE = ((np.arange(2 * _OFFSET) - _OFFSET) % MODULUS).astype(np.int16)
+_REDUCE_SMALL = (np.arange(_OFFSET) % MODULUS).astype(np.uint8)
+"""w mod p as bytes for w in [0, 2^14): a blinded product (p - 1)^2 plus a mask below 2p stays below."""
 
 
 def _mod(w: np.ndarray) -> np.ndarray:
     """w mod p for int16 values in [-2^14, 2^14) (a table lookup: numpy's integer remainder is slow)."""
-    return _REDUCE[w + _OFFSET]
+    return np.take(_REDUCE, w + _OFFSET)
 
 
 def _before(g: np.ndarray) -> np.ndarray:
-    """sum of g over the earlier positions of the last axis (the more significant bits)."""
-    return np.cumsum(g, axis=-1, dtype=np.int16) - g
+    """sum of g over the earlier positions of the last axis (the more significant bits); one column at a
+    time, which is faster than numpy's cumsum along a short last axis."""
+    out = np.empty_like(g)
+    out[..., 0] = 0
+    for j in range(1, g.shape[-1]):
+        np.add(out[..., j - 1], g[..., j - 1], out=out[..., j])
+    return out
 
 
 def _rotate(w: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -132,7 +139,7 @@ def _blind(w: np.ndarray, rho: np.ndarray, rotation: np.ndarray, mask: np.ndarra
     """A pair member's test vector as it is sent: times the nonzero multipliers rho, plus (u) or minus (v)
     the common mask, rotated by the common offset. The helper's sum has at most one zero, at a uniform
     position, and uniform nonzero entries elsewhere."""
-    return _mod(_rotate(_mod(w) * rho + (mask if first else MODULUS - mask), rotation)).astype(np.uint8)
+    return _rotate(np.take(_REDUCE_SMALL, _mod(w) * rho + (mask if first else MODULUS - mask)), rotation)
 
 
 def _slices(count: int, bits: int):
@@ -201,13 +208,13 @@ class Comparison:
         """This pair member's shares of the test vector w (before blinding); see the module docstring."""
         bits = self.bits
         t = _bits(np.where(beta == 1, (a - DTYPE(1)) & self._low, a), bits)  # a, or a - 1 for c' > a - 1
-        negate = (beta == 1)[:, None]  # False: is a > c'; True: is c' > a - 1
+        sign = (1 - 2 * beta.astype(np.int16))[:, None]  # 1: is a > c'; -1: is c' > a - 1
         g = shares - 2 * t * shares  # (t_j xor c'_j) - t_j, on shares of c'
         if first:
             g += t
-            w = _before(g) + np.where(negate, t - shares, shares - t) + 1
+            w = _before(g) + sign * (shares - t) + 1
         else:
-            w = _before(g) + np.where(negate, -shares, shares)
+            w = _before(g) + sign * shares
         always = (beta == 1) & (a == 0)  # c' > -1 holds: a vector with exactly one zero
         if np.any(always):
             w[always] = np.concatenate([[0], np.ones(bits - 1, dtype=np.int16)]) if first else 0

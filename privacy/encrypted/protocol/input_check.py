@@ -21,9 +21,13 @@ any model with four rounds or more.
    W = 2^k floor(d / 2^k) + (1 - g) mod 2^64, so W = 0 exactly when d < 2^k and d <= m, that is when
    lo <= x <= hi. Party 0 learns W, which is 0 for every input the library sends; for a client that
    bypasses the library it shows the high bits of its out-of-range values.
+3. Bounds whose encoded span is a power of two less one (hi - lo = 2^k - 1 for every value, e.g. [0, 2)
+   in steps of 2^-f, declared as [0, 2 - 2^-f]): d <= m is the same as d < 2^k, so the bound comparison
+   is left out (g = 1) and W = 2^k floor(d / 2^k). Exact, with half the residues.
 
-Cost per input value: 2k + 1 residues mod 127 from each of three messages and four ring words (k = 17
-for inputs in [0, 1] with 16 fractional bits).
+Cost per input value (`residues_per_value`): 2k + 1 residues mod 127 (k for a power-of-two span) from
+each of three messages, and four ring words (k = 17 for inputs in [0, 1] with 16 fractional bits: 2^16 + 1
+encoded values, so two comparisons; k = 17 and one comparison for [0, 2 - 2^-16]).
 """
 
 from __future__ import annotations
@@ -47,10 +51,24 @@ def _digest(component: np.ndarray) -> np.ndarray:
     return np.frombuffer(hashlib.sha256(b"ppml input component\0" + component.tobytes()).digest(), np.uint8)
 
 
+def _spans(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    return (np.asarray(hi, dtype=DTYPE) - np.asarray(lo, dtype=DTYPE)).view(np.int64)
+
+
 def bound_bits(lo: np.ndarray, hi: np.ndarray) -> int:
     """k with hi - lo < 2^k for every feature (encoded bounds)."""
-    span = (np.asarray(hi, dtype=DTYPE) - np.asarray(lo, dtype=DTYPE)).view(np.int64)
-    return max(int(span.max()).bit_length(), 1)
+    return max(int(_spans(lo, hi).max()).bit_length(), 1)
+
+
+def power_of_two_span(lo: np.ndarray, hi: np.ndarray) -> bool:
+    """Whether hi - lo = 2^k - 1 for every feature (encoded bounds), with k = `bound_bits`: one comparison."""
+    return bool(np.all(_spans(lo, hi) == (1 << bound_bits(lo, hi)) - 1))
+
+
+def residues_per_value(lo: np.ndarray, hi: np.ndarray) -> int:
+    """Residues mod 127 per input value in each of the check's three comparison messages."""
+    k = bound_bits(lo, hi)
+    return k if power_of_two_span(lo, hi) else 2 * k + 1
 
 
 class InputCheck:
@@ -62,7 +80,7 @@ class InputCheck:
     """
 
     def __init__(self, p: Party, x: AShare, lo: np.ndarray, hi: np.ndarray):
-        self.p, self.x, self.k = p, x, bound_bits(lo, hi)
+        self.p, self.x, self.k, self.one_comparison = p, x, bound_bits(lo, hi), power_of_two_span(lo, hi)
         self.lo, self.span = (np.broadcast_to(np.asarray(b, dtype=DTYPE), x.shape) for b in (lo, hi - lo))
         self._verdict = None
         p.add_rider(self._steps())
@@ -86,23 +104,25 @@ class InputCheck:
         rnd.send(p.next, _digest(x.b))
         theirs = rnd.receive(p.prev, (32,), np.uint8)
         carry_split, bound_split, high = self._splits(rnd)
-        carry, bound = Comparison(p, carry_split, k), Comparison(p, bound_split, k + 1)
+        comparisons = [Comparison(p, carry_split, k)]
+        if not self.one_comparison:
+            comparisons.append(Comparison(p, bound_split, k + 1))
         rnd = yield
         inconsistent = not np.array_equal(theirs.value, _digest(x.a))
-        carry.send(rnd)
-        bound.send(rnd)
+        for comparison in comparisons:
+            comparison.send(rnd)
         rnd = yield
         one = GateParts(None if p.index == OPENER else np.ones(x.shape, dtype=DTYPE), None, helper_zero=True)
-        gated = [gate_in(p, comparison.bit(), [one], rnd) for comparison in (carry, bound)]
+        gated = [gate_in(p, comparison.bit(), [one], rnd) for comparison in comparisons]
         rnd = yield
         if p.index == OPENER:
             received = [rnd.receive(j, x.shape) for j in (1, 2)]
             self._verdict = lambda: (inconsistent, high + received[0].value + received[1].value)
             return
-        (carry_term,), (bound_term,) = (finish() for finish in gated)
-        term = high + (carry_term.term << DTYPE(k)) - bound_term.term
-        if p.index == OPENER + 1:
-            term = term + DTYPE(1)
+        (carry_term,), *bound = (finish() for finish in gated)
+        term = high + (carry_term.term << DTYPE(k))
+        if bound:  # 1 - g
+            term = term - bound[0][0].term + (DTYPE(1) if p.index == OPENER + 1 else DTYPE(0))
         mask = p.prf_with(3 - p.index).words(x.shape)  # parties 1 and 2: a mask party 0 does not know
         rnd.send(OPENER, term + mask if p.index == 1 else term - mask)
         self._verdict = lambda: (inconsistent, None)

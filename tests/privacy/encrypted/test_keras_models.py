@@ -140,3 +140,25 @@ def test_verify_decides_a_single_linear_output_at_logit_zero():
     y = np.array([1, 0, 1, 0])
     report = verify_model(model, x, y, cluster_for(model, x))
     assert report.plaintext_accuracy == report.encrypted_accuracy == 1.0 and report.decision_agreement == 1.0
+
+
+def test_verify_compares_labels_for_a_model_whose_logits_cannot_be_released():
+    """Logits of about 2^31 (2^63 in 2f = 32 fractional bits: a constant hidden unit of 2^16 weighted 2^15 into both
+    classes) cannot be released, but labels can: verified on labels, with no output error to report."""
+    from privacy.encrypted import LogitsOutOfRange
+    from privacy.encrypted.verify import verify_model
+
+    model = keras.Sequential([keras.Input((2,), dtype="float64"), keras.layers.Dense(2, "relu", dtype="float64"),
+                              keras.layers.Dense(2, dtype="float64")])
+    model.layers[0].set_weights([np.array([[1.0, 0.0], [0.0, 0.0]]), np.array([0.0, 2.0 ** 16])])
+    model.layers[1].set_weights([np.array([[0.0, 1.0], [2.0 ** 15, 2.0 ** 15]]), np.array([0.5, 0.0])])
+    x = np.array([[0.25, 0.0], [1.0, 0.5], [0.75, 0.0], [0.0, 1.0]])
+    y = np.array([0, 1, 1, 0])
+    plan = import_keras_model(model)
+    bounds = InputBounds.from_data(x, (2,))
+    with pytest.raises(LogitsOutOfRange):
+        InProcessCluster(plan, bounds, allow_logits=True)
+    report = verify_model(model, x, y, InProcessCluster(plan, bounds), output="label")
+    assert (report.output, report.max_abs_error, report.decision_agreement, report.encrypted_accuracy) == \
+        ("label", None, 1.0, 1.0)
+    assert "not measured (labels only)" in report.format_text()

@@ -620,3 +620,35 @@ def as_logits(replies) -> np.ndarray:
     """Logits from the three parties' raw result replies (additive shares, 2f fractional bits)."""
     total = sum(arrays[0] for _, arrays in replies).astype(np.uint64)
     return total.view(np.int64).astype(np.float64) / 2.0 ** replies[0][0]["frac_bits"]
+
+
+def test_inconsistent_shares_from_a_client_are_refused_and_the_parties_keep_serving(monkeypatch):
+    """A client whose replicated shares do not reconstruct consistently (one copy of a component changed at
+    one party, or a party's share replaced by random words) gets the refusal as an error and no output share
+    from the party that detected it; the same connection and a new client are then served correctly."""
+    from privacy.encrypted import InputRefused
+    from privacy.encrypted.network import remote
+
+    def tampered(how):
+        def tampered_share(x):
+            parts = [list(p) for p in share(x)]
+            if how == "one copy":  # party 1's copy of c_2 differs from party 2's in one value by 1
+                parts[1][1] = parts[1][1].copy()
+                parts[1][1].flat[0] += np.uint64(1)
+            else:  # party 0's share replaced by random words
+                rng = np.random.default_rng(0)
+                parts[0] = [rng.integers(0, 2 ** 63, size=p.shape, dtype=np.uint64) for p in parts[0]]
+            return [tuple(p) for p in parts]
+        return tampered_share
+
+    with loopback_parties(tiny_plan(), TINY_BOUNDS, allow_logits=True, timeout=5) as parties:
+        with RemoteClient(parties.deployment, timeout=10) as client:
+            for how in ("one copy", "random share"):
+                monkeypatch.setattr(remote, "share", tampered(how))
+                with pytest.raises(InputRefused, match="copies of the input shares differ"):
+                    client.predict(np.vstack([X, -X]), output="logits")
+                monkeypatch.setattr(remote, "share", share)
+                assert np.abs(client.predict(X, output="logits").logits - reference(X)).max() < 1e-3, how
+        assert serves_correctly(parties.deployment)
+        logs = "".join(parties.log(i) for i in range(3))
+    assert logs.count("input refused: the parties' copies of the input shares differ") >= 2

@@ -274,6 +274,42 @@ def test_the_benchmark_switch_really_skips_the_input_check():
     assert not any(r.refused for r in cluster.run_shares(share(encoded), "logits"))
 
 
+@pytest.mark.parametrize("span", ["power of two", "other"])
+def test_the_servers_input_check_accepts_exactly_the_bounds(span):
+    """Raw encoded inputs at and just past every edge, and far outside, sent without the client's check:
+    the servers release for exactly the values in [lo, hi]. Spans of 2^k - 1 (encoded) take one comparison
+    of k bits per value, others two (k and k + 1 bits), which the residues between the parties show."""
+    from privacy.encrypted.in_process import InProcessCluster
+    from privacy.encrypted.model.plan import Architecture, Dense, ModelPlan
+
+    fixed = FixedPoint(16)
+    k = 17
+    lo = np.array([-3.0, 0.0, 0.5])
+    width = (2 ** k - 1 if span == "power of two" else 2 ** (k - 1)) / 2.0 ** 16  # [lo, lo + 2 - 2^-16] or + 1
+    plan = ModelPlan(Architecture((3,), (Dense("d", 2),)), {"d": (np.ones((3, 2)), np.zeros(2))})
+    cluster = InProcessCluster(plan, InputBounds.declared(lo, lo + width, (3,)), fixed, allow_logits=True)
+    lo_enc = as_signed(fixed.encode(lo, what="input"))
+    hi_enc = lo_enc + int(width * 2 ** 16)
+    inside, outside = [lo_enc, hi_enc, lo_enc + 1, hi_enc - 1, (lo_enc + hi_enc) // 2], []
+    for feature in range(3):
+        for value in (lo_enc[feature] - 1, hi_enc[feature] + 1, hi_enc[feature] + 2 ** k, lo_enc[feature] - 2 ** k,
+                      2 ** 62, -2 ** 63, lo_enc[feature] + 2 ** 40):
+            row = inside[-1].copy()
+            row[feature] = value
+            outside.append(row)
+    for rows, accepted in ((inside, True), (outside, False)):
+        for row in rows:
+            results = cluster.run_shares(share(as_ring(np.asarray([row]))), "logits")
+            assert (not any(r.refused for r in results)) == accepted, (row, lo_enc, hi_enc)
+    # Per value: R residues (one byte each) in each of three messages (helper to u; u and v to the helper), a
+    # gated word per comparison, two words to party 0; and three 32-byte digests per request.
+    checked = cluster.last_cost.bytes
+    cluster.check_input = False
+    cluster.run_shares(share(as_ring(np.asarray([inside[0]]))), "logits")
+    residues, comparisons = (k, 1) if span == "power of two" else (2 * k + 1, 2)
+    assert checked - cluster.last_cost.bytes == 3 * (3 * residues + 8 * comparisons + 16) + 3 * 32
+
+
 def test_rerun_flags_reach_the_client_and_withhold_the_example(monkeypatch):
     """The parties that flag an example send a zero share for it; the client runs that example again."""
     from privacy.encrypted.benchmark import reference_plan

@@ -68,6 +68,22 @@ files, report, blessing = run("range", relu_model, num_examples=10, input_lo=-1e
 print("RANGE", files, blessing.get_int_custom_property("blessed"), report["reason"])
 files, report, blessing = run("outside", relu_model, num_examples=10, input_lo=-0.5, input_hi=0.5)
 print("OUTSIDE", files, report["reason"])
+# Logits of about 2^31 (2^63 in the ring's 2f = 32 fractional bits): a hidden unit constant at 2^16 (kernel 0)
+# weighted 2^15 into both classes, under class 1's logit of the relu model (float64, so plaintext labels stay exact).
+(hidden_k, hidden_b), (out_k, out_b) = (layer.get_weights() for layer in keras_model.layers)
+wide = tf.keras.Sequential([tf.keras.Input((30,), dtype="float64"),
+                            tf.keras.layers.Dense(9, activation="relu", dtype="float64"),
+                            tf.keras.layers.Dense(2, activation="softmax", dtype="float64")])
+wide.layers[0].set_weights([np.hstack([hidden_k, np.zeros((30, 1))]), np.append(hidden_b, 2.0 ** 16)])
+wide.layers[1].set_weights([np.vstack([np.hstack([np.zeros((8, 1)), out_k]), [[2.0 ** 15, 2.0 ** 15]]]),
+                            np.array([0.0, out_b[0]])])
+wide_model = standard_artifacts.Model(); wide_model.uri = os.path.join(root, "wide")
+wide.save(path_utils.serving_model_path(wide_model.uri, path_utils.is_old_model_artifact(wide_model)))
+files, report, blessing = run("wide", wide_model, num_examples=40)
+same = (wide.predict(x[:40], verbose=0).argmax(1) == plain[:40]).all()
+print("WIDE", files, *(report["report"][k] for k in ("output", "max_abs_error", "decision_agreement")),
+      blessing.get_string_custom_property("encrypted_output"), same)
+print("WIDEREASON", report["reason"])
 gate = EncryptedInferenceGate(examples=types.Channel(type=standard_artifacts.Examples),
                               model=types.Channel(type=standard_artifacts.Model), feature_keys=keys,
                               label_key="diagnosis", num_examples=50)
@@ -98,5 +114,10 @@ def test_gate_blesses_matching_models_and_blocks_others(tmp_path, python_subproc
                                      "headroom")
     assert "bits" in lines["RANGE"] or "re-run" in lines["RANGE"]
     assert lines["OUTSIDE"].startswith("OUTSIDE ['NOT_BLESSED'] the examples exceed the declared input range")
+    # A model whose logits could wrap the ring is checked and blessed for the labels-only release policy.
+    assert lines["WIDE"] == "WIDE ['BLESSED'] label None 1.0 label True"
+    assert lines["WIDEREASON"].startswith("WIDEREASON labels only: the logits can need 64 bits for these input "
+                                          "bounds, more than the 63 a ring element holds")
+    assert "decision agreement 100.00 %" in lines["WIDEREASON"]
     assert lines["COMPONENT"] == "COMPONENT 50 ['f00', 'f01'] OutputChannel"
     assert lines["INVALID"] == "INVALID min_agreement must be in [0, 1], got 1.5"
