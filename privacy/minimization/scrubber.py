@@ -118,13 +118,15 @@ class Scrubber:
     def scrub_record(self, record: Mapping[str, Any]) -> dict:
         """The record without its dropped columns and with its scanned columns scrubbed; counts go to `report`.
 
-        Values that are not strings (numbers, missing values) in a scanned column are left as they are.
+        Values that are not strings (numbers, missing values) in a scanned column are left as they are. Without
+        declared ``columns`` every string value is scanned with the settings' ``operator``.
         """
         known = {name.upper(): str(record[name]) for name in self.settings.drop_columns
                  if isinstance(record.get(name), str) and len(record[name].strip()) >= _MIN_IDENTIFIER_CHARS}
         touched = any(record.get(name) not in (None, "") for name in self.settings.drop_columns)
         out = {k: v for k, v in record.items() if k not in self.settings.drop_columns}
-        for column, operator in self.settings.columns:
+        columns = self.settings.columns or [(c, self.settings.operator) for c, v in out.items() if isinstance(v, str)]
+        for column, operator in columns:
             value = out.get(column)
             if not isinstance(value, str) or not value:
                 continue

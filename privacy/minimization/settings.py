@@ -25,12 +25,13 @@ class ScrubSettings:
 
     Attributes:
         columns: ``(column, operator)`` pairs: the columns scanned for PII (free text or structured) and what
-            happens to each detected span, one of `OPERATORS`.
+            happens to each detected span, one of `OPERATORS`. Empty: every string column, with ``operator``.
         drop_columns: declared identifying columns, removed from every record. Their values (strings of 3 or more
             characters) are also searched for, case-insensitively, in the same record's scanned columns and
             treated as an entity named after the column (e.g. ``CUSTOMER_NAME``).
         entities: the Presidio entity types detected, a subset of `PATTERN_ENTITIES`.
         score_threshold: Presidio's minimum score for a detection, in [0, 1].
+        operator: the operator of every string column when ``columns`` is empty.
         key_file: file holding the HMAC key for ``hash`` (created from the OS CSPRNG, mode 0600, if missing);
             None: a fresh key per run, so tokens join within a run only.
     """
@@ -39,14 +40,15 @@ class ScrubSettings:
     drop_columns: tuple = ()
     entities: tuple = PATTERN_ENTITIES
     score_threshold: float = DEFAULT_SCORE_THRESHOLD
+    operator: str = DEFAULT_OPERATOR
     key_file: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "columns", tuple((str(c), str(o)) for c, o in self.columns))
         object.__setattr__(self, "drop_columns", tuple(str(c) for c in self.drop_columns))
         object.__setattr__(self, "entities", tuple(str(e) for e in self.entities))
-        if not self.columns and not self.drop_columns:
-            raise ValueError("scrubbing needs at least one scanned column or one column to drop")
+        if self.operator not in OPERATORS:
+            raise ValueError(f"operator {self.operator!r} is not one of {', '.join(OPERATORS)}")
         for column, operator in self.columns:
             if operator not in OPERATORS:
                 raise ValueError(f"operator {operator!r} of column {column!r} is not one of {', '.join(OPERATORS)}")

@@ -123,7 +123,7 @@ def test_key_files_open_to_others_or_too_short_are_refused(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({}, "at least one"),
+    ({"operator": "shred"}, "operator 'shred' is not"),
     ({"columns": (("t", "shred"),)}, "operator 'shred' of column 't'"),
     ({"columns": (("t", "mask"), ("t", "hash"))}, "column 't' is listed twice"),
     ({"columns": (("t", "mask"),), "drop_columns": ("t",)}, "both scanned and dropped"),
@@ -133,6 +133,13 @@ def test_key_files_open_to_others_or_too_short_are_refused(tmp_path):
 def test_bad_settings_name_the_bad_value(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ScrubSettings(**kwargs)
+
+
+def test_without_declared_columns_every_string_column_is_scanned():
+    scrubber = Scrubber(ScrubSettings(operator="redact"))
+    out = scrubber.scrub_record({"a": "mail ann@example.com", "b": "from 10.1.2.3", "n": 5})
+    assert out == {"a": "mail ", "b": "from ", "n": 5}
+    assert scrubber.report.entities == {"a": {"EMAIL_ADDRESS": 1}, "b": {"IP_ADDRESS": 1}}
 
 
 def test_settings_round_trip_through_json_and_column_specs():
