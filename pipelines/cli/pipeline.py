@@ -216,7 +216,9 @@ def pipeline():
               help="Print what TFX, TensorFlow and Beam log (INFO and up) here instead of to the log file.")
 def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
     """Runs CsvExampleGen [-> PiiScrubber] -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform ->
-    Trainer -> Evaluator [-> EncryptedInferenceGate] -> Pusher on the bundled breast-cancer data, then prints the report.
+    Trainer -> Evaluator [-> EncryptedInferenceGate] -> Pusher on the bundled breast-cancer data, then prints the
+    report. With --scrub-pii every stage after ExampleGen reads the PII scrubber's examples (its report:
+    PIPELINE_ROOT/PiiScrubber/scrubbed_examples/<id>/pii_scrub_report.json).
 
     Progress is shown per stage; what TFX, TensorFlow and Beam print goes to
     PIPELINE_ROOT/logs/run-<time>.log (its path is shown first; --verbose prints it here instead).

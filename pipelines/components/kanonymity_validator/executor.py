@@ -34,8 +34,8 @@ class Executor(base_executor.BaseExecutor):
         blessed = {}
         for split in splits:
             pattern = io_utils.all_files_pattern(artifact_utils.get_split_uri([examples], split))
-            records = [_values(tf.train.Example.FromString(r.numpy()))
-                       for r in tf.data.TFRecordDataset(fileio.glob(pattern), compression_type="GZIP")]
+            records = [_values(tf.train.Example.FromString(r)) for r in
+                       tf.data.TFRecordDataset(fileio.glob(pattern), compression_type="GZIP").as_numpy_iterator()]
             report = kanonymity_report(records, settings.quasi_identifiers, target_k=settings.target_k,
                                        sensitive=settings.sensitive)
             out_dir = artifact_utils.get_split_uri([anomalies], split)

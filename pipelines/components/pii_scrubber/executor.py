@@ -38,8 +38,9 @@ class Executor(base_executor.BaseExecutor):
             out_dir = artifact_utils.get_split_uri([scrubbed], split)
             fileio.makedirs(out_dir)
             with tf.io.TFRecordWriter(os.path.join(out_dir, OUTPUT_FILE), options="GZIP") as writer:
-                for record in tf.data.TFRecordDataset(fileio.glob(pattern), compression_type="GZIP"):
-                    example = tf.train.Example.FromString(record.numpy())
+                for record in tf.data.TFRecordDataset(fileio.glob(pattern),
+                                                      compression_type="GZIP").as_numpy_iterator():
+                    example = tf.train.Example.FromString(record)
                     writer.write(_to_example(scrubber.scrub_record(_to_record(example))).SerializeToString())
         report = scrubber.report.to_dict()
         io_utils.write_string_file(os.path.join(scrubbed.uri, spec.REPORT_FILE), json.dumps(report, indent=2))
