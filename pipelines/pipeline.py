@@ -93,7 +93,8 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
                          max_membership_auc=plan.max_membership_auc, delta_budget=plan.delta_budget,
                          privacy_unit=plan.privacy_unit)
     example_gen = tfx.components.CsvExampleGen(input_base=data_root)
-    examples, minimization = minimization_stages(example_gen.outputs["examples"], plan.scrub, plan.kanonymity)
+    examples, minimization = minimization_stages(example_gen.outputs["examples"], plan.scrub, plan.kanonymity,
+                                                 plan.generalize)
     statistics_gen = tfx.components.StatisticsGen(examples=examples)
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
     example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"],

@@ -15,12 +15,11 @@ from typing import Any, Mapping
 
 from pipelines.components.dp_trainer.spec import DpTrainingConfig
 from pipelines.components.federated_trainer import spec as federated_spec
-from pipelines.components.kanonymity_validator.spec import KAnonymitySettings
 from pipelines.components.private_evaluator import spec as gate_spec
 from pipelines.datasets import breast_cancer
 from pipelines.transform import spec as preprocessing_spec
 from privacy.accounting import Adjacency, resolve_adjacency
-from privacy.minimization import ScrubSettings
+from privacy.minimization import KAnonymitySettings, ScrubSettings
 
 MODULE = "pipelines.trainers.breast_cancer"
 """Module with ``preprocessing_fn``, ``run_fn`` and ``MODEL_INPUT_KEYS``, by dotted path (no module file to package)."""
@@ -72,6 +71,11 @@ class PipelinePlan:
     module: str
     scrub: ScrubSettings | None = None
     kanonymity: KAnonymitySettings | None = None
+    generalize: bool = False
+
+    def __post_init__(self):
+        if self.generalize and (self.scrub is None or self.kanonymity is None):
+            raise ValueError("generalize (--generalize) needs scrub (--scrub-pii) and kanonymity (--quasi-identifier)")
 
     @property
     def non_private_trainer_config(self) -> dict[str, Any]:
@@ -87,7 +91,7 @@ def resolve_plan(*, trainer: str = "dp", trainer_config: Mapping[str, Any] | Non
                  preprocessing_epsilon: float | None = None, encrypted_check: bool = False,
                  encrypted_examples: int = 200, compare_non_private: bool = False,
                  module: str = MODULE, scrub: ScrubSettings | None = None,
-                 kanonymity: KAnonymitySettings | None = None) -> PipelinePlan:
+                 kanonymity: KAnonymitySettings | None = None, generalize: bool = False) -> PipelinePlan:
     """Checks the settings of one pipeline and resolves them into a `PipelinePlan`.
 
     Args:
@@ -112,6 +116,7 @@ def resolve_plan(*, trainer: str = "dp", trainer_config: Mapping[str, Any] | Non
         check, ``MODEL_INPUT_KEYS``: the transformed features stacked, in order, into the model's input).
       scrub: run the `PiiScrubber` after ExampleGen with these settings; every later stage reads its output.
       kanonymity: run the `KAnonymityValidator` for these quasi-identifiers (on the scrubbed examples).
+      generalize: the scrubber also generalizes ``kanonymity``'s quasi-identifiers to its ``target_k`` (Mondrian).
 
     Raises:
       ValueError, InvalidPrivacySetting, InvalidFederatedSetting: for an invalid setting, naming it.
@@ -138,7 +143,7 @@ def resolve_plan(*, trainer: str = "dp", trainer_config: Mapping[str, Any] | Non
                         max_membership_auc=max_membership_auc, min_accuracy=min_accuracy, delta_budget=delta_budget,
                         privacy_unit=privacy_unit, encrypted_check=encrypted_check,
                         encrypted_examples=encrypted_examples, compare_non_private=compare_non_private, module=module,
-                        scrub=scrub, kanonymity=kanonymity)
+                        scrub=scrub, kanonymity=kanonymity, generalize=generalize)
 
 
 def preprocessing_config(trainer: str, trainer_config: Mapping[str, Any], *, share: float,

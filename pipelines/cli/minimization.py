@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import click
 
-from pipelines.components.kanonymity_validator.spec import DEFAULT_TARGET_K, KAnonymitySettings
-from privacy.minimization import OPERATORS, ScrubSettings
+from privacy.minimization import OPERATORS, KAnonymitySettings, ScrubSettings
+from privacy.minimization.kanonymity import DEFAULT_TARGET_K
 from privacy.minimization.settings import DEFAULT_OPERATOR
 
 _OPTIONS = ("scrub_pii", "scrub_columns", "drop_columns", "pii_operator", "pii_key_file", "quasi_identifiers",
-            "target_k", "sensitive_column")
+            "target_k", "sensitive_column", "generalize")
 
 
 def minimization_options(fn):
@@ -41,14 +41,18 @@ def minimization_options(fn):
                      help="The k-anonymity validator raises an anomaly for a split whose k is below this."),
         click.option("--sensitive-column", metavar="COLUMN",
                      help="Column whose distinct values per class the k-anonymity report counts (l-diversity)."),
+        click.option("--generalize", is_flag=True,
+                     help="The PII scrubber also generalizes the quasi-identifiers (Mondrian: ranges and category "
+                          "sets) until every class of each split has --target-k records (needs --scrub-pii)."),
     ]
     for option in reversed(options):
         fn = option(fn)
     return fn
 
 
-def minimization_settings(options: dict) -> tuple[ScrubSettings | None, KAnonymitySettings | None]:
-    """Pops this module's options from ``options`` and resolves them (scrubber settings, validator settings)."""
+def minimization_settings(options: dict) -> dict:
+    """Pops this module's options from ``options`` and resolves them into `pipelines.plan.PipelinePlan`'s fields
+    ``scrub``, ``kanonymity`` and ``generalize``."""
     values = {name: options.pop(name) for name in _OPTIONS}
     scrub = None
     if values["scrub_pii"]:
@@ -64,6 +68,8 @@ def minimization_settings(options: dict) -> tuple[ScrubSettings | None, KAnonymi
     if values["quasi_identifiers"]:
         kanonymity = KAnonymitySettings(quasi_identifiers=values["quasi_identifiers"], target_k=values["target_k"],
                                         sensitive=values["sensitive_column"])
-    elif values["sensitive_column"]:
-        raise click.UsageError("--sensitive-column needs --quasi-identifier")
-    return scrub, kanonymity
+    elif values["sensitive_column"] or values["generalize"]:
+        raise click.UsageError("--sensitive-column and --generalize need --quasi-identifier")
+    if values["generalize"] and scrub is None:
+        raise click.UsageError("--generalize needs --scrub-pii (the scrubber generalizes)")
+    return {"scrub": scrub, "kanonymity": kanonymity, "generalize": values["generalize"]}

@@ -230,8 +230,8 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
     Exit status: 0 after the report; 2 for a bad option (before anything is written); 1 when the run
     fails, or when another run holds the same --pipeline-root.
     """
-    scrub, kanonymity = minimization_settings(options)
-    current, plan = {}, dataclasses.replace(_plan(**options), scrub=scrub, kanonymity=kanonymity)
+    minimization = minimization_settings(options)
+    current, plan = {}, dataclasses.replace(_plan(**options), **minimization)
     with _locked_root(pipeline_root):   # held until the report is read: one run per root
         with _library_output(verbose) as (terminal, log):
             pipeline_module, runners = _import_tfx()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 from typing import Any, Mapping, Sequence
 
 DISCLAIMER = ("k-anonymity is no privacy guarantee: records stay linkable to other data sets on attributes not "
@@ -17,6 +18,7 @@ DISCLAIMER = ("k-anonymity is no privacy guarantee: records stay linkable to oth
               "counts distinct values), and releases do not compose. Use differential privacy (ppml's DP "
               "trainers and their epsilon reports) for a guarantee.")
 SMALLEST_CLASSES = 5
+DEFAULT_TARGET_K = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +58,30 @@ class KAnonymityReport:
                     disclaimer=DISCLAIMER)
 
 
+@dataclasses.dataclass(frozen=True)
+class KAnonymitySettings:
+    """Attributes: quasi_identifiers (columns), target_k (the k to reach), sensitive (column for distinct
+    l-diversity, or None)."""
+
+    quasi_identifiers: tuple
+    target_k: int = DEFAULT_TARGET_K
+    sensitive: str | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "quasi_identifiers", tuple(str(q) for q in self.quasi_identifiers))
+        if not self.quasi_identifiers:
+            raise ValueError("k-anonymity needs at least one quasi-identifier column")
+        if isinstance(self.target_k, bool) or not isinstance(self.target_k, int) or self.target_k < 1:
+            raise ValueError(f"target k {self.target_k!r} is not an integer >= 1")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "KAnonymitySettings":
+        return cls(**json.loads(text))
+
+
 def _key(record: Mapping[str, Any], quasi_identifiers: Sequence[str]) -> tuple:
     missing = [q for q in quasi_identifiers if q not in record]
     if missing:
@@ -63,8 +89,8 @@ def _key(record: Mapping[str, Any], quasi_identifiers: Sequence[str]) -> tuple:
     return tuple(record[q] for q in quasi_identifiers)
 
 
-def kanonymity_report(records: Sequence[Mapping[str, Any]], quasi_identifiers: Sequence[str], *, target_k: int = 5,
-                      sensitive: str | None = None) -> KAnonymityReport:
+def kanonymity_report(records: Sequence[Mapping[str, Any]], quasi_identifiers: Sequence[str], *,
+                      target_k: int = DEFAULT_TARGET_K, sensitive: str | None = None) -> KAnonymityReport:
     """k, l and the classes below ``target_k`` of ``records`` for ``quasi_identifiers``.
 
     Raises:

@@ -15,10 +15,9 @@ from pipelines.keras_env import use_tf_keras
 use_tf_keras()
 from tfx import v1 as tfx
 from pipelines import runners
-from pipelines.components.kanonymity_validator.spec import KAnonymitySettings
 from pipelines.minimization import minimization_stages
 from pipelines.pipeline import LOCAL_BEAM_ARGS
-from privacy.minimization import ScrubSettings
+from privacy.minimization import KAnonymitySettings, ScrubSettings
 
 root = {root!r}
 example_gen = tfx.components.CsvExampleGen(input_base={data!r})
@@ -94,9 +93,8 @@ def test_no_generated_pii_after_example_gen_in_artifacts_metadata_or_logs(tmp_pa
 WIRING_SCRIPT = """
 from pipelines.keras_env import use_tf_keras
 use_tf_keras()
-from pipelines.components.kanonymity_validator.spec import KAnonymitySettings
 from pipelines.pipeline import create_pipeline
-from privacy.minimization import ScrubSettings
+from privacy.minimization import KAnonymitySettings, ScrubSettings
 
 pipeline = create_pipeline(pipeline_root="/tmp/unused", data_root="/tmp/unused", serving_model_dir="/tmp/unused",
                            scrub=ScrubSettings(), kanonymity=KAnonymitySettings(("mean_radius",)),
@@ -118,3 +116,71 @@ def test_every_stage_after_example_gen_reads_the_scrubbed_examples(python_subpro
     assert "CsvExampleGen" not in producers.values()
     assert {stage for stage, _ in producers} >= {"KAnonymityValidator", "StatisticsGen", "Transform", "Evaluator",
                                                  "EncryptedInferenceGate", "Evaluator_non_private"}
+
+
+GENERALIZE_SCRIPT = """
+import json, os
+from pipelines.keras_env import use_tf_keras
+use_tf_keras()
+import tensorflow as tf
+from tfx.types import standard_artifacts
+from pipelines.components.kanonymity_validator.executor import Executor as Validator
+from pipelines.components.pii_scrubber.executor import Executor as Scrubber
+from pipelines.datasets import pii_tickets
+from privacy.minimization import KAnonymitySettings, ScrubSettings
+
+root = {root!r}
+records = pii_tickets.load()[0][:{rows}]
+raw = standard_artifacts.Examples(); raw.uri = os.path.join(root, "raw"); raw.split_names = '["train"]'
+os.makedirs(os.path.join(raw.uri, "Split-train"))
+with tf.io.TFRecordWriter(os.path.join(raw.uri, "Split-train", "data.gz"), options="GZIP") as writer:
+    for r in records:
+        example = tf.train.Example()
+        for key, value in r.items():
+            value = int(value) if key == "zip3" else value
+            if isinstance(value, int):
+                example.features.feature[key].int64_list.value.append(value)
+            else:
+                example.features.feature[key].bytes_list.value.append(value.encode())
+        writer.write(example.SerializeToString())
+qi = KAnonymitySettings(("age", "zip3", "gender"), target_k={k})
+out = standard_artifacts.Examples(); out.uri = os.path.join(root, "scrubbed")
+Scrubber().Do({{"examples": [raw]}}, {{"scrubbed_examples": [out]}},
+              {{"scrub_settings": ScrubSettings(columns=(("ticket_text", "redact"),),
+                                               drop_columns=("customer_name",)).to_json(),
+               "generalization": qi.to_json()}})
+anomalies = standard_artifacts.ExampleAnomalies(); anomalies.uri = os.path.join(root, "anomalies")
+Validator().Do({{"examples": [out]}}, {{"anomalies": [anomalies]}}, {{"kanonymity_settings": qi.to_json()}})
+rows = []
+for r in tf.data.TFRecordDataset(os.path.join(out.uri, "Split-train", "data_tfrecord-00000-of-00001.gz"),
+                                 compression_type="GZIP").as_numpy_iterator():
+    f = tf.train.Example.FromString(r).features.feature
+    rows.append({{k: (v.bytes_list.value[0].decode() if v.bytes_list.value else v.int64_list.value[0])
+                 for k, v in f.items()}})
+print("RESULT", json.dumps({{"rows": rows, "blessed": anomalies.get_json_value_custom_property("blessed"),
+                            "report": json.load(open(os.path.join(out.uri, "pii_scrub_report.json")))}}))
+"""
+
+
+@pytest.mark.tfx
+@pytest.mark.slow
+def test_the_scrubber_generalizes_to_k_and_the_validator_then_blesses(tmp_path, python_subprocess):
+    records, k = pii_tickets.load()[0][:120], 6
+    proc = python_subprocess(GENERALIZE_SCRIPT.format(root=str(tmp_path), rows=len(records), k=k))
+    result = json.loads(proc.stdout.split("RESULT ", 1)[1])
+    assert result["blessed"] == {"train": 1}
+    assert result["report"]["generalization"] == {"quasi_identifiers": ["age", "zip3", "gender"], "k": k,
+                                                  "suppressed_rows": 0}
+    rows = result["rows"]
+    assert len(rows) == len(records)
+    sizes = {}
+    for row in rows:
+        key = (row["age"], row["zip3"], row["gender"])
+        sizes[key] = sizes.get(key, 0) + 1
+    assert min(sizes.values()) >= k
+    for before, after in zip(records, rows):
+        assert "customer_name" not in after and before["email"] == after["email"]
+        lo, _, hi = after["age"].partition("-")
+        assert int(lo) <= before["age"] <= int(hi or lo) and before["gender"] in after["gender"].split("|")
+        assert after["product"] == before["product"] and after["escalated"] == before["escalated"]
+        assert before["customer_name"] not in after["ticket_text"]

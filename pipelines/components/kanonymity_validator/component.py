@@ -8,6 +8,7 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from pipelines.components.kanonymity_validator import executor, spec
+from privacy.minimization import KAnonymitySettings
 
 
 class KAnonymityValidatorSpec(ComponentSpec):
@@ -31,7 +32,7 @@ class KAnonymityValidator(base_component.BaseComponent):
     SPEC_CLASS = KAnonymityValidatorSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
-    def __init__(self, *, examples: types.BaseChannel, settings: spec.KAnonymitySettings):
+    def __init__(self, *, examples: types.BaseChannel, settings: KAnonymitySettings):
         super().__init__(spec=KAnonymityValidatorSpec(
             examples=examples, kanonymity_settings=settings.to_json(),
             anomalies=types.Channel(type=standard_artifacts.ExampleAnomalies)))

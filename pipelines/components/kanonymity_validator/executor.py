@@ -14,7 +14,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils, writer_utils
 
 from pipelines.components.kanonymity_validator import spec
-from privacy.minimization import kanonymity_report
+from privacy.minimization import KAnonymitySettings, kanonymity_report
 
 ANOMALIES_FILE = "SchemaDiff.pb"
 """ExampleValidator's file name for a split's Anomalies proto."""
@@ -25,7 +25,7 @@ class Executor(base_executor.BaseExecutor):
 
     def Do(self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]],
            exec_properties: dict[str, Any]) -> None:
-        settings = spec.KAnonymitySettings.from_json(exec_properties[spec.SETTINGS_KEY])
+        settings = KAnonymitySettings.from_json(exec_properties[spec.SETTINGS_KEY])
         examples = artifact_utils.get_single_instance(input_dict[spec.EXAMPLES_KEY])
         anomalies = artifact_utils.get_single_instance(output_dict[spec.ANOMALIES_KEY])
         splits = artifact_utils.decode_split_names(examples.split_names)

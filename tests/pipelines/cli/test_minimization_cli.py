@@ -13,8 +13,10 @@ from tests.pipelines.cli.test_pipeline_cli import invoke, no_tfx  # noqa: F401  
     (["--scrub-pii", "--scrub-column", "a", "--drop-column", "a"], "column 'a' is both scanned and dropped"),
     (["--scrub-pii", "--pii-operator", "shred"], "--pii-operator"),
     (["--drop-column", "name"], "need --scrub-pii"),
-    (["--sensitive-column", "product"], "needs --quasi-identifier"),
+    (["--sensitive-column", "product"], "need --quasi-identifier"),
     (["--quasi-identifier", "age", "--target-k", "0"], "--target-k"),
+    (["--generalize"], "need --quasi-identifier"),
+    (["--quasi-identifier", "age", "--generalize"], "--generalize needs --scrub-pii"),
 ])
 def test_bad_minimization_options_are_usage_errors_before_tfx(no_tfx, tmp_path, args, message):  # noqa: F811
     root = tmp_path / "root"
@@ -27,12 +29,15 @@ def test_bad_minimization_options_are_usage_errors_before_tfx(no_tfx, tmp_path, 
 def test_options_resolve_into_the_scrubber_and_validator_settings():
     options = {"scrub_pii": True, "scrub_columns": ("ticket_text=hash",), "drop_columns": ("email",),
                "pii_operator": "redact", "pii_key_file": None, "quasi_identifiers": ("age", "zip3"),
-               "target_k": 10, "sensitive_column": "product", "epochs": 3}
-    scrub, kanonymity = minimization_settings(options)
+               "target_k": 10, "sensitive_column": "product", "generalize": True, "epochs": 3}
+    resolved = minimization_settings(options)
+    scrub, kanonymity = resolved["scrub"], resolved["kanonymity"]
+    assert resolved["generalize"] is True
     assert scrub == ScrubSettings(columns=(("ticket_text", "hash"),), drop_columns=("email",), operator="redact")
     assert (kanonymity.quasi_identifiers, kanonymity.target_k, kanonymity.sensitive) == (("age", "zip3"), 10,
                                                                                          "product")
     assert options == {"epochs": 3}
     unset = {"scrub_pii": False, "scrub_columns": (), "drop_columns": (), "pii_operator": "replace",
-             "pii_key_file": None, "quasi_identifiers": (), "target_k": 5, "sensitive_column": None}
-    assert minimization_settings(unset) == (None, None)
+             "pii_key_file": None, "quasi_identifiers": (), "target_k": 5, "sensitive_column": None,
+             "generalize": False}
+    assert minimization_settings(unset) == {"scrub": None, "kanonymity": None, "generalize": False}
