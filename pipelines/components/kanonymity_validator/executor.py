@@ -6,13 +6,13 @@ import json
 import os
 from typing import Any
 
-import tensorflow as tf
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx.dsl.components.base import base_executor
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 from tfx.utils import io_utils, writer_utils
 
+from pipelines.components import example_records
 from pipelines.components.kanonymity_validator import spec
 from privacy.minimization import KAnonymitySettings, kanonymity_report
 
@@ -33,9 +33,7 @@ class Executor(base_executor.BaseExecutor):
         anomalies.span = examples.span
         blessed = {}
         for split in splits:
-            pattern = io_utils.all_files_pattern(artifact_utils.get_split_uri([examples], split))
-            records = [_values(tf.train.Example.FromString(r)) for r in
-                       tf.data.TFRecordDataset(fileio.glob(pattern), compression_type="GZIP").as_numpy_iterator()]
+            records = list(example_records.read_split(examples, split))
             report = kanonymity_report(records, settings.quasi_identifiers, target_k=settings.target_k,
                                        sensitive=settings.sensitive)
             out_dir = artifact_utils.get_split_uri([anomalies], split)
@@ -54,14 +52,3 @@ class Executor(base_executor.BaseExecutor):
             writer_utils.write_anomalies(os.path.join(out_dir, ANOMALIES_FILE), proto)
             blessed[split] = int(report.meets_target)
         anomalies.set_json_value_custom_property(spec.BLESSED_PROPERTY, blessed)
-
-
-def _values(example: tf.train.Example) -> dict:
-    """Feature name -> its value (the first; bytes decoded), None for a feature without values."""
-    record = {}
-    for name, feature in example.features.feature.items():
-        kind = feature.WhichOneof("kind")
-        values = list(getattr(feature, kind).value) if kind else []
-        value = values[0] if values else None
-        record[name] = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-    return record
