@@ -96,13 +96,13 @@ class Scrubber:
         return {t: config for t in ("DEFAULT", *entity_types)}
 
     def detect(self, text: str, known: Mapping[str, str] = None) -> list:
-        """Presidio's results for ``text`` plus literal matches of ``known`` values (``{entity_type: value}``),
+        """Presidio's results for ``text`` plus whole-word matches of ``known`` values (``{entity_type: value}``),
         without spans inside another kept one (`recognizers.resolve_overlaps`)."""
         from presidio_analyzer import RecognizerResult  # pylint: disable=import-outside-toplevel
         results = self._analyzer.analyze(text=text, language=_LANGUAGE, entities=list(self.settings.entities),
                                           score_threshold=self.settings.score_threshold)
         for entity, value in (known or {}).items():
-            for match in re.finditer(re.escape(value), text, flags=re.IGNORECASE):
+            for match in re.finditer(rf"(?<!\w){re.escape(value)}(?!\w)", text, flags=re.IGNORECASE):
                 results.append(RecognizerResult(entity, match.start(), match.end(), 1.0))
         return _recognizers.resolve_overlaps(results)
 

@@ -27,8 +27,8 @@ class ScrubSettings:
         columns: ``(column, operator)`` pairs: the columns scanned for PII (free text or structured) and what
             happens to each detected span, one of `OPERATORS`. Empty: every string column, with ``operator``.
         drop_columns: declared identifying columns, removed from every record. Their values (strings of 3 or more
-            characters) are also searched for, case-insensitively, in the same record's scanned columns and
-            treated as an entity named after the column (e.g. ``CUSTOMER_NAME``).
+            characters) are also searched for, case-insensitively and as whole words, in the same record's scanned
+            columns and treated as an entity named after the column (e.g. ``CUSTOMER_NAME``).
         entities: the Presidio entity types detected, a subset of `PATTERN_ENTITIES`.
         score_threshold: Presidio's minimum score for a detection, in [0, 1].
         operator: the operator of every string column when ``columns`` is empty.

@@ -142,6 +142,13 @@ def test_without_declared_columns_every_string_column_is_scanned():
     assert scrubber.report.entities == {"a": {"EMAIL_ADDRESS": 1}, "b": {"IP_ADDRESS": 1}}
 
 
+def test_dropped_values_are_removed_from_the_text_as_whole_words_only():
+    scrubber = Scrubber(ScrubSettings(columns=(("note", "replace"),), drop_columns=("name",)))
+    out = scrubber.scrub_record({"name": "Ann", "note": "ANN asked about the annual fee; ann."})
+    assert out == {"note": "<NAME> asked about the annual fee; <NAME>."}
+    assert scrubber.report.entities == {"note": {"NAME": 2}}
+
+
 def test_settings_round_trip_through_json_and_column_specs():
     settings = ScrubSettings(columns=ScrubSettings.parse_columns(["a", "b=hash"]), drop_columns=("c",))
     assert settings.columns == (("a", "replace"), ("b", "hash"))
