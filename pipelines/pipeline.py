@@ -1,7 +1,9 @@
 """The pipeline factory: TFX's standard stages with the DP (or Federated) Trainer and the Private Evaluator.
 
-CsvExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> Trainer ->
-Evaluator -> Pusher, on the bundled breast-cancer CSV by default. The Trainer is `DpTrainer` (private
+CsvExampleGen [-> PiiScrubber] -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> Trainer ->
+Evaluator -> Pusher, on the bundled breast-cancer CSV by default. With ``scrub`` every stage after ExampleGen
+reads the `PiiScrubber`'s examples (`pipelines.minimization`); with ``kanonymity`` a `KAnonymityValidator` runs
+on them. The Trainer is `DpTrainer` (private
 or not, by ``trainer_config['private']``) or, with ``trainer="federated"``, `FederatedTrainer` (FedAvg
 over clients partitioned from the training split, client-level DP when private); the Evaluator is
 `PrivateEvaluator` (blessing needs accuracy >= ``min_accuracy``, epsilon <= ``epsilon_budget`` and
@@ -35,6 +37,7 @@ from pipelines.components.federated_trainer.component import FederatedTrainer
 from pipelines.components.private_evaluator import spec as gate_spec
 from pipelines.components.private_evaluator.component import PrivateEvaluator
 from pipelines.datasets import breast_cancer
+from pipelines.minimization import minimization_stages
 from pipelines.plan import (DEFAULT_TRAINER_CONFIG, MODULE, TRAINERS, PipelineLayout, PipelinePlan,  # noqa: F401
                             preprocessing_config, resolve_plan)
 from pipelines.report import ENCRYPTED_GATE, NON_PRIVATE_SUFFIX
@@ -90,11 +93,13 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
                          max_membership_auc=plan.max_membership_auc, delta_budget=plan.delta_budget,
                          privacy_unit=plan.privacy_unit)
     example_gen = tfx.components.CsvExampleGen(input_base=data_root)
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    examples, minimization = minimization_stages(example_gen.outputs["examples"], plan.scrub, plan.kanonymity,
+                                                 plan.generalize)
+    statistics_gen = tfx.components.StatisticsGen(examples=examples)
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
     example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"],
                                                         schema=schema_gen.outputs["schema"])
-    transform = tfx.components.Transform(examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+    transform = tfx.components.Transform(examples=examples, schema=schema_gen.outputs["schema"],
                                          preprocessing_fn=f"{module}.preprocessing_fn",
                                          custom_config=plan.preprocessing.to_custom_config(),
                                          # its cache would keep the private analyzers' exact pre-noise sums
@@ -102,9 +107,8 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
 
     def train_and_evaluate(custom_config: Mapping[str, Any], suffix: str):
         # The Federated Trainer keys records by their raw content (before Transform's data-dependent
-        # constants) and applies the transform graph itself: it reads ExampleGen's examples.
-        examples = transform.outputs["transformed_examples"] if trainer == "dp" else example_gen.outputs["examples"]
-        inputs = dict(examples=examples,
+        # constants) and applies the transform graph itself: it reads ExampleGen's (or the scrubber's) examples.
+        inputs = dict(examples=transform.outputs["transformed_examples"] if trainer == "dp" else examples,
                       transform_graph=transform.outputs["transform_graph"], schema=schema_gen.outputs["schema"],
                       train_args=tfx.proto.TrainArgs(splits=["train"]), eval_args=tfx.proto.EvalArgs(splits=["eval"]))
         if trainer == "dp":
@@ -112,15 +116,16 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
         else:
             trained = FederatedTrainer(custom_config={"label_key": breast_cancer.LABEL_KEY, **custom_config}, **inputs)
         trained = trained.with_id("Trainer" + suffix)
-        evaluator = PrivateEvaluator(examples=example_gen.outputs["examples"], model=trained.outputs["model"],
+        evaluator = PrivateEvaluator(examples=examples, model=trained.outputs["model"],
                                      eval_config=config).with_id("Evaluator" + suffix)
         return trained, evaluator
 
     trained, evaluator = train_and_evaluate(plan.trainer_config, "")
-    components = [example_gen, statistics_gen, schema_gen, example_validator, transform, trained, evaluator]
+    components = [example_gen, *minimization, statistics_gen, schema_gen, example_validator, transform, trained,
+                  evaluator]
     blessing = evaluator.outputs["blessing"]
     if plan.encrypted_check:
-        gate = EncryptedInferenceGate(examples=example_gen.outputs["examples"], model=trained.outputs["model"],
+        gate = EncryptedInferenceGate(examples=examples, model=trained.outputs["model"],
                                       transform_graph=transform.outputs["transform_graph"], model_blessing=blessing,
                                       feature_keys=_model_input_keys(module), label_key=breast_cancer.LABEL_KEY,
                                       num_examples=plan.encrypted_examples).with_id(ENCRYPTED_GATE)

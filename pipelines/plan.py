@@ -19,6 +19,7 @@ from pipelines.components.private_evaluator import spec as gate_spec
 from pipelines.datasets import breast_cancer
 from pipelines.transform import spec as preprocessing_spec
 from privacy.accounting import Adjacency, resolve_adjacency
+from privacy.minimization import KAnonymitySettings, ScrubSettings
 
 MODULE = "pipelines.trainers.breast_cancer"
 """Module with ``preprocessing_fn``, ``run_fn`` and ``MODEL_INPUT_KEYS``, by dotted path (no module file to package)."""
@@ -68,6 +69,13 @@ class PipelinePlan:
     encrypted_examples: int
     compare_non_private: bool
     module: str
+    scrub: ScrubSettings | None = None
+    kanonymity: KAnonymitySettings | None = None
+    generalize: bool = False
+
+    def __post_init__(self):
+        if self.generalize and (self.scrub is None or self.kanonymity is None):
+            raise ValueError("generalize (--generalize) needs scrub (--scrub-pii) and kanonymity (--quasi-identifier)")
 
     @property
     def non_private_trainer_config(self) -> dict[str, Any]:
@@ -82,7 +90,8 @@ def resolve_plan(*, trainer: str = "dp", trainer_config: Mapping[str, Any] | Non
                  preprocessing_share: float = preprocessing_spec.DEFAULT_SHARE,
                  preprocessing_epsilon: float | None = None, encrypted_check: bool = False,
                  encrypted_examples: int = 200, compare_non_private: bool = False,
-                 module: str = MODULE) -> PipelinePlan:
+                 module: str = MODULE, scrub: ScrubSettings | None = None,
+                 kanonymity: KAnonymitySettings | None = None, generalize: bool = False) -> PipelinePlan:
     """Checks the settings of one pipeline and resolves them into a `PipelinePlan`.
 
     Args:
@@ -105,6 +114,9 @@ def resolve_plan(*, trainer: str = "dp", trainer_config: Mapping[str, Any] | Non
       compare_non_private: also train and evaluate a non-private model side by side.
       module: dotted module path with ``preprocessing_fn`` and ``run_fn`` (and, for the encrypted
         check, ``MODEL_INPUT_KEYS``: the transformed features stacked, in order, into the model's input).
+      scrub: run the `PiiScrubber` after ExampleGen with these settings; every later stage reads its output.
+      kanonymity: run the `KAnonymityValidator` for these quasi-identifiers (on the scrubbed examples).
+      generalize: the scrubber also generalizes ``kanonymity``'s quasi-identifiers to its ``target_k`` (Mondrian).
 
     Raises:
       ValueError, InvalidPrivacySetting, InvalidFederatedSetting: for an invalid setting, naming it.
@@ -130,7 +142,8 @@ def resolve_plan(*, trainer: str = "dp", trainer_config: Mapping[str, Any] | Non
                         preprocessing=preprocessing, epsilon_budget=epsilon_budget,
                         max_membership_auc=max_membership_auc, min_accuracy=min_accuracy, delta_budget=delta_budget,
                         privacy_unit=privacy_unit, encrypted_check=encrypted_check,
-                        encrypted_examples=encrypted_examples, compare_non_private=compare_non_private, module=module)
+                        encrypted_examples=encrypted_examples, compare_non_private=compare_non_private, module=module,
+                        scrub=scrub, kanonymity=kanonymity, generalize=generalize)
 
 
 def preprocessing_config(trainer: str, trainer_config: Mapping[str, Any], *, share: float,

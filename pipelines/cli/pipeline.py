@@ -11,6 +11,7 @@ for this process). Unless ``--verbose``, what TFX, TensorFlow and Beam print goe
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -20,6 +21,7 @@ import click
 
 from pipelines import run_log
 from pipelines.cli.aliases import deprecated_alias
+from pipelines.cli.minimization import minimization_options, minimization_settings
 from pipelines.cli.types import FiniteFloatRange
 from pipelines.components.private_evaluator.spec import DEFAULT_PRIVACY_UNIT
 from pipelines.components.settings import InvalidSetting
@@ -202,6 +204,7 @@ def pipeline():
 
 @pipeline.command()
 @_training_options
+@minimization_options
 @click.option("--pipeline-root", type=click.Path(file_okay=False), default=DEFAULT_ROOT, show_default=True,
               help="Folder for artifacts, data, ML Metadata (metadata.sqlite) and pushed models; re-running on "
                    "the same folder reuses cached stages.")
@@ -212,8 +215,10 @@ def pipeline():
 @click.option("--verbose", is_flag=True,
               help="Print what TFX, TensorFlow and Beam log (INFO and up) here instead of to the log file.")
 def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
-    """Runs CsvExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> Trainer ->
-    Evaluator [-> EncryptedInferenceGate] -> Pusher on the bundled breast-cancer data, then prints the report.
+    """Runs CsvExampleGen [-> PiiScrubber] -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform ->
+    Trainer -> Evaluator [-> EncryptedInferenceGate] -> Pusher on the bundled breast-cancer data, then prints the
+    report. With --scrub-pii every stage after ExampleGen reads the PII scrubber's examples (its report:
+    PIPELINE_ROOT/PiiScrubber/scrubbed_examples/<id>/pii_scrub_report.json).
 
     Progress is shown per stage; what TFX, TensorFlow and Beam print goes to
     PIPELINE_ROOT/logs/run-<time>.log (its path is shown first; --verbose prints it here instead).
@@ -225,7 +230,8 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
     Exit status: 0 after the report; 2 for a bad option (before anything is written); 1 when the run
     fails, or when another run holds the same --pipeline-root.
     """
-    current, plan = {}, _plan(**options)
+    minimization = minimization_settings(options)
+    current, plan = {}, dataclasses.replace(_plan(**options), **minimization)
     with _locked_root(pipeline_root):   # held until the report is read: one run per root
         with _library_output(verbose) as (terminal, log):
             pipeline_module, runners = _import_tfx()

@@ -1,0 +1,75 @@
+"""The data-minimization options of `ppml pipeline run` (``--scrub-pii`` and the k-anonymity validator).
+
+Resolved into `privacy.minimization.ScrubSettings` and `KAnonymitySettings` before TFX is imported; a bad value is
+a usage error (exit 2) that names its option.
+"""
+
+from __future__ import annotations
+
+import click
+
+from privacy.minimization import OPERATORS, KAnonymitySettings, ScrubSettings
+from privacy.minimization.kanonymity import DEFAULT_TARGET_K
+from privacy.minimization.settings import DEFAULT_OPERATOR
+
+_OPTIONS = ("scrub_pii", "scrub_columns", "drop_columns", "pii_operator", "pii_key_file", "quasi_identifiers",
+            "target_k", "sensitive_column", "generalize")
+
+
+def minimization_options(fn):
+    """Adds the options to a click command (they reach it as keyword arguments; see `minimization_settings`)."""
+    options = [
+        click.option("--scrub-pii", is_flag=True,
+                     help="Run the PII scrubber after ExampleGen: every later stage reads examples without the PII "
+                          "its pattern recognizers find (e-mail, phone, credit card, IBAN, US SSN, IP, URL; no NER "
+                          "model runs) and without --drop-column columns."),
+        click.option("--scrub-column", "scrub_columns", multiple=True, metavar="COLUMN[=OPERATOR]",
+                     help=f"A column to scan, with its operator ({', '.join(OPERATORS)}; default {DEFAULT_OPERATOR});"
+                          f" repeatable [default: every string column, with --pii-operator]."),
+        click.option("--drop-column", "drop_columns", multiple=True, metavar="COLUMN",
+                     help="A declared identifying column: dropped, and its value removed from the same record's "
+                          "scanned columns; repeatable."),
+        click.option("--pii-operator", type=click.Choice(OPERATORS), default=DEFAULT_OPERATOR, show_default=True,
+                     help="Operator of every string column when no --scrub-column is given."),
+        click.option("--pii-key-file", type=click.Path(dir_okay=False),
+                     help="HMAC key for the hash operator (created from the OS CSPRNG, mode 0600, if missing) "
+                          "[default: a fresh key per run: tokens join within the run only]."),
+        click.option("--quasi-identifier", "quasi_identifiers", multiple=True, metavar="COLUMN",
+                     help="A quasi-identifier column: runs the k-anonymity validator on the (scrubbed) examples; "
+                          "repeatable."),
+        click.option("--target-k", type=click.IntRange(min=1), default=DEFAULT_TARGET_K, show_default=True,
+                     help="The k-anonymity validator raises an anomaly for a split whose k is below this."),
+        click.option("--sensitive-column", metavar="COLUMN",
+                     help="Column whose distinct values per class the k-anonymity report counts (l-diversity)."),
+        click.option("--generalize", is_flag=True,
+                     help="The PII scrubber also generalizes the quasi-identifiers (Mondrian: ranges and category "
+                          "sets) until every class of each split has --target-k records (needs --scrub-pii)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def minimization_settings(options: dict) -> dict:
+    """Pops this module's options from ``options`` and resolves them into `pipelines.plan.PipelinePlan`'s fields
+    ``scrub``, ``kanonymity`` and ``generalize``."""
+    values = {name: options.pop(name) for name in _OPTIONS}
+    scrub = None
+    if values["scrub_pii"]:
+        try:
+            scrub = ScrubSettings(columns=ScrubSettings.parse_columns(values["scrub_columns"]),
+                                  drop_columns=values["drop_columns"], operator=values["pii_operator"],
+                                  key_file=values["pii_key_file"])
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="'--scrub-column' / '--drop-column'") from None
+    elif values["scrub_columns"] or values["drop_columns"] or values["pii_key_file"]:
+        raise click.UsageError("--scrub-column, --drop-column and --pii-key-file need --scrub-pii")
+    kanonymity = None
+    if values["quasi_identifiers"]:
+        kanonymity = KAnonymitySettings(quasi_identifiers=values["quasi_identifiers"], target_k=values["target_k"],
+                                        sensitive=values["sensitive_column"])
+    elif values["sensitive_column"] or values["generalize"]:
+        raise click.UsageError("--sensitive-column and --generalize need --quasi-identifier")
+    if values["generalize"] and scrub is None:
+        raise click.UsageError("--generalize needs --scrub-pii (the scrubber generalizes)")
+    return {"scrub": scrub, "kanonymity": kanonymity, "generalize": values["generalize"]}

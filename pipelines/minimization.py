@@ -1,0 +1,32 @@
+"""The data-minimization stages of a pipeline: `PiiScrubber` right after ExampleGen and, for declared
+quasi-identifiers, `KAnonymityValidator` on the scrubbed examples. Imports TFX."""
+
+from __future__ import annotations
+
+from tfx import types
+
+from pipelines.components.kanonymity_validator.component import KAnonymityValidator
+from pipelines.components.pii_scrubber.component import PiiScrubber
+from privacy.minimization import KAnonymitySettings, ScrubSettings
+
+PII_SCRUBBER = "PiiScrubber"
+KANONYMITY_VALIDATOR = "KAnonymityValidator"
+
+
+def minimization_stages(examples: types.BaseChannel, scrub: ScrubSettings | None,
+                        kanonymity: KAnonymitySettings | None = None,
+                        generalize: bool = False) -> tuple[types.BaseChannel, list]:
+    """(the examples every later stage reads, the components to add). Without ``scrub`` the examples are
+    ExampleGen's and no scrubber runs; without ``kanonymity`` no validator runs; with ``generalize`` the scrubber
+    also generalizes ``kanonymity``'s quasi-identifiers to its ``target_k`` (needs both)."""
+    if generalize and (scrub is None or kanonymity is None):
+        raise ValueError("generalizing to k needs the scrubber's settings and the k-anonymity settings")
+    components = []
+    if scrub is not None:
+        scrubber = PiiScrubber(examples=examples, settings=scrub,
+                               generalization=kanonymity if generalize else None).with_id(PII_SCRUBBER)
+        examples = scrubber.outputs["scrubbed_examples"]
+        components.append(scrubber)
+    if kanonymity is not None:
+        components.append(KAnonymityValidator(examples=examples, settings=kanonymity).with_id(KANONYMITY_VALIDATOR))
+    return examples, components

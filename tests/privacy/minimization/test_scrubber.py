@@ -1,0 +1,163 @@
+"""PII scrubbing on the bundled tickets: recall/precision per entity type against the generator's ground truth,
+the four operators, dropped columns, the report's contents and the HMAC key's handling."""
+
+import collections
+import hashlib
+import hmac
+import json
+import os
+import stat
+
+import pytest
+
+from pipelines.datasets import pii_tickets
+from privacy.minimization import PATTERN_ENTITIES, Scrubber, ScrubSettings, load_or_create_key
+
+TICKETS = ScrubSettings(columns=(("ticket_text", "replace"),), drop_columns=pii_tickets.IDENTIFYING_COLUMNS)
+SAME_ENTITY = {"CUSTOMER_NAME": "PERSON", "EMAIL": "EMAIL_ADDRESS"}
+"""Declared identifying columns found in the text, named after their column, and the ground truth's type."""
+
+
+@pytest.fixture(scope="module")
+def tickets():
+    return pii_tickets.load()
+
+
+@pytest.fixture(scope="module")
+def measured(tickets):
+    """Per ground-truth type: (spans fully covered by detections, spans); per detected type: (detections that
+    overlap a ground-truth span of that type, detections)."""
+    records, spans = tickets
+    scrubber = Scrubber(TICKETS)
+    recall, precision = collections.defaultdict(lambda: [0, 0]), collections.defaultdict(lambda: [0, 0])
+    for record, truth in zip(records, spans):
+        known = {"CUSTOMER_NAME": record["customer_name"], "EMAIL": record["email"]}
+        found = scrubber.detect(record["ticket_text"], known)
+        covered = {i for r in found for i in range(r.start, r.end)}
+        for start, end, entity in truth:
+            recall[entity][0] += set(range(start, end)) <= covered
+            recall[entity][1] += 1
+        for r in found:
+            precision[r.entity_type][0] += any(r.start < e and s < r.end and SAME_ENTITY.get(r.entity_type,
+                                                                                            r.entity_type) == t
+                                               for s, e, t in truth)
+            precision[r.entity_type][1] += 1
+    print("\nrecall", {k: f"{a}/{n}" for k, (a, n) in sorted(recall.items())})
+    print("precision", {k: f"{a}/{n}" for k, (a, n) in sorted(precision.items())})
+    return recall, precision
+
+
+def test_recall_of_pattern_types_is_at_least_99_percent(measured):
+    recall, _ = measured
+    assert set(PATTERN_ENTITIES) <= set(recall)
+    for entity in PATTERN_ENTITIES:
+        found, total = recall[entity]
+        assert total >= 100 and found / total >= 0.99, (entity, found, total)
+
+
+def test_names_are_found_where_they_equal_a_dropped_column_and_places_are_not(measured):
+    """The generator writes the customer's full name into the text; street addresses are left to NER, which does
+    not run (no model installs from PyPI): the gap is measured, not hidden."""
+    recall, _ = measured
+    assert recall["PERSON"][0] == recall["PERSON"][1] > 100
+    assert recall["LOCATION"][0] == 0 < recall["LOCATION"][1]
+
+
+def test_precision_per_detected_type(measured):
+    _, precision = measured
+    for entity, (right, total) in precision.items():
+        assert total > 0 and right / total >= 0.95, (entity, right, total)
+
+
+def _pii_values(records, spans):
+    return {r["ticket_text"][s:e] for r, truth in zip(records, spans) for s, e, t in truth if t != "LOCATION"}
+
+
+@pytest.mark.parametrize("operator", ["redact", "mask", "replace", "hash"])
+def test_scrubbed_records_hold_no_detected_value_and_drop_identifying_columns(tickets, operator):
+    records, spans = tickets
+    records, spans = records[:60], spans[:60]
+    scrubber = Scrubber(ScrubSettings(columns=(("ticket_text", operator),),
+                                      drop_columns=pii_tickets.IDENTIFYING_COLUMNS))
+    out = [scrubber.scrub_record(r) for r in records]
+    assert all(set(o) == set(r) - set(pii_tickets.IDENTIFYING_COLUMNS) for o, r in zip(out, records))
+    text = "\n".join(o["ticket_text"] for o in out)
+    leaked = [v for v in _pii_values(records, spans) if v in text]
+    assert not leaked
+    report = json.dumps(scrubber.report.to_dict())
+    assert not [v for v in _pii_values(records, spans) | {r["customer_name"] for r in records} if v in report]
+    assert scrubber.report.rows == scrubber.report.rows_touched == 60
+    counts = scrubber.report.entities["ticket_text"]
+    expected = collections.Counter(SAME_ENTITY.get(t, t) for truth in spans for _, _, t in truth if t != "LOCATION")
+    assert sum(counts.values()) == sum(expected.values())
+    assert scrubber.report.recognizers and scrubber.report.ner is False
+    if operator == "replace":
+        assert "<EMAIL_ADDRESS>" in text or "<EMAIL>" in text
+    if operator == "mask":
+        assert "*****" in text
+
+
+def test_keyed_hash_is_hmac_sha256_under_the_key_file_and_joins_across_records(tmp_path):
+    key_file = str(tmp_path / "key")
+    settings = ScrubSettings(columns=(("note", "hash"),), key_file=key_file)
+    rows = [{"note": "write to ann@example.com"}, {"note": "ANN: ann@example.com!"}]
+    out = [Scrubber(settings).scrub_record(r)["note"] for r in rows]
+    key = open(key_file, "rb").read()
+    token = hmac.new(key, b"ann@example.com", hashlib.sha256).hexdigest()[:32]
+    assert out == [f"write to {token}", f"ANN: {token}!"]
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600 and len(key) == 32
+    assert Scrubber(ScrubSettings(columns=(("note", "hash"),))).scrub_record(rows[0])["note"] != out[0]
+
+
+def test_key_files_open_to_others_or_too_short_are_refused(tmp_path):
+    path = tmp_path / "key"
+    path.write_bytes(os.urandom(32))
+    os.chmod(path, 0o644)
+    with pytest.raises(ValueError, match="accessible to group or others"):
+        load_or_create_key(str(path))
+    os.chmod(path, 0o600)
+    assert load_or_create_key(str(path)) == path.read_bytes()
+    path.write_bytes(b"short")
+    with pytest.raises(ValueError, match="holds 5 bytes"):
+        load_or_create_key(str(path))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"operator": "shred"}, "operator 'shred' is not"),
+    ({"columns": (("t", "shred"),)}, "operator 'shred' of column 't'"),
+    ({"columns": (("t", "mask"), ("t", "hash"))}, "column 't' is listed twice"),
+    ({"columns": (("t", "mask"),), "drop_columns": ("t",)}, "both scanned and dropped"),
+    ({"columns": (("t", "mask"),), "entities": ("PERSON",)}, "entity 'PERSON'"),
+    ({"columns": (("t", "mask"),), "score_threshold": 2.0}, "score_threshold 2.0"),
+])
+def test_bad_settings_name_the_bad_value(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ScrubSettings(**kwargs)
+
+
+def test_without_declared_columns_every_string_column_is_scanned():
+    scrubber = Scrubber(ScrubSettings(operator="redact"))
+    out = scrubber.scrub_record({"a": "mail ann@example.com", "b": "from 10.1.2.3", "n": 5})
+    assert out == {"a": "mail ", "b": "from ", "n": 5}
+    assert scrubber.report.entities == {"a": {"EMAIL_ADDRESS": 1}, "b": {"IP_ADDRESS": 1}}
+
+
+def test_dropped_values_are_removed_from_the_text_as_whole_words_only():
+    scrubber = Scrubber(ScrubSettings(columns=(("note", "replace"),), drop_columns=("name",)))
+    out = scrubber.scrub_record({"name": "Ann", "note": "ANN asked about the annual fee; ann."})
+    assert out == {"note": "<NAME> asked about the annual fee; <NAME>."}
+    assert scrubber.report.entities == {"note": {"NAME": 2}}
+
+
+def test_settings_round_trip_through_json_and_column_specs():
+    settings = ScrubSettings(columns=ScrubSettings.parse_columns(["a", "b=hash"]), drop_columns=("c",))
+    assert settings.columns == (("a", "replace"), ("b", "hash"))
+    assert ScrubSettings.from_json(settings.to_json()) == settings
+
+
+def test_the_shipped_tickets_are_what_the_seeded_generator_writes(tmp_path):
+    pytest.importorskip("faker")
+    csv_path, spans_path = str(tmp_path / "t.csv"), str(tmp_path / "s.json")
+    pii_tickets.write(*pii_tickets.generate(), csv_path=csv_path, spans_path=spans_path)
+    assert open(csv_path, "rb").read() == open(pii_tickets.CSV_PATH, "rb").read()
+    assert open(spans_path, "rb").read() == open(pii_tickets.SPANS_PATH, "rb").read()
