@@ -14,6 +14,7 @@ import sys
 import click
 
 from pipelines.cli import accounting, encrypted, federated, pipeline, report
+from pipelines.cli.audit import audit
 
 
 def environment_failure(err: BaseException) -> str | None:
@@ -82,3 +83,4 @@ def cli():
 for module in (accounting, pipeline, report, federated, encrypted):
     for command in module.COMMANDS:
         cli.add_command(command)
+cli.add_command(audit)
