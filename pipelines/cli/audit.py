@@ -12,7 +12,7 @@ import math
 
 import click
 
-from pipelines.cli.accounting import _bad, _check_plot_path
+from pipelines.cli.accounting import _bad, _check_plot_path, save_plot
 from privacy.auditing.dp_sgd_audit import FAULTS, KINDS, AuditPlan
 
 _DEFAULTS = AuditPlan()
@@ -124,15 +124,7 @@ def _plot(result, path: str) -> None:
     ax.set_ylabel(f"epsilon at delta = {plan.delta:g}")
     ax.set_title(f"DP-SGD audit on digits: {plan.kind}, {plan.num_canaries} canaries, sigma={plan.noise_multiplier:g},"
                  f" fault={plan.fault}", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    try:
-        fig.savefig(path)
-    except OSError as err:
-        raise _bad("--plot", f"cannot write {path}: {err.strerror or err}") from None
-    finally:
-        plt.close(fig)
+    save_plot(fig, ax, path)
 
 
 COMMANDS = (audit,)
