@@ -13,7 +13,7 @@ import math
 import click
 
 from pipelines.cli.accounting import _bad, _check_plot_path, save_plot
-from privacy.auditing.dp_sgd_audit import FAULTS, KINDS, AuditPlan
+from privacy.auditing.dp_sgd_audit import FAULTS, KINDS, AuditPlan, check_data
 
 _DEFAULTS = AuditPlan()
 
@@ -74,9 +74,10 @@ def audit(as_json, plot, **options):
     from federated.data import load_digits_split  # pylint: disable=import-outside-toplevel
 
     (x, y), (x_pool, y_pool) = load_digits_split()
-    if plan.kind == "black-box" and plan.num_canaries > len(y_pool):
-        raise _bad("--num-canaries", f"black-box canaries come from the {len(y_pool)} held-out digits, got "
-                                     f"{plan.num_canaries}")
+    try:
+        check_data(plan, x, y, x_pool)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
     _quiet_accounting_warnings()
     from privacy.auditing.dp_sgd_audit import run_dp_sgd_audit  # pylint: disable=import-outside-toplevel
 

@@ -17,6 +17,11 @@ import secrets
 
 import numpy as np
 
+DIRAC_AMPLITUDE = 1e4
+"""A: a Dirac canary's unclipped gradient norm is A (K - 1) / K >= A / 2 for K >= 2 classes; clip norms must stay
+below A / 2 (`MAX_DIRAC_CLIP`) so that clipping scales it to exactly C."""
+MAX_DIRAC_CLIP = DIRAC_AMPLITUDE / 2
+
 
 def inclusion_bits(num_canaries: int) -> np.ndarray:
     """Boolean array of `num_canaries` independent fair bits from the OS CSPRNG (True = include)."""

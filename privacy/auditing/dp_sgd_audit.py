@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from privacy.accounting import NOISE_MULTIPLIER_RANGE
 from privacy.auditing import canaries as canary_rows
 from privacy.auditing.one_run import DEFAULT_CONFIDENCE, audit_one_run
 
@@ -75,6 +76,14 @@ class AuditPlan:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        factor = FAULT_CLIP_FACTORS[self.fault]
+        low, high = NOISE_MULTIPLIER_RANGE
+        if not low * factor <= self.noise_multiplier <= high:
+            raise ValueError(f"noise_multiplier must be in [{low * factor:g}, {high:g}]"
+                             f"{f' with fault {self.fault}' if factor > 1 else ''}, got {self.noise_multiplier!r}")
+        if self.kind == "white-box" and self.l2_norm_clip * factor > canary_rows.MAX_DIRAC_CLIP:
+            raise ValueError(f"l2_norm_clip must be at most {canary_rows.MAX_DIRAC_CLIP / factor:g} for white-box "
+                             f"canaries (their gradient must exceed the clip norm), got {self.l2_norm_clip!r}")
         if not 0 < self.delta < 1:
             raise ValueError(f"delta must be in (0, 1), got {self.delta!r}")
         if not 0 < self.confidence < 1:
@@ -128,12 +137,10 @@ def run_dp_sgd_audit(plan: AuditPlan, x: np.ndarray, y: np.ndarray, x_pool: np.n
     from privacy.auditing import keras_canaries  # pylint: disable=import-outside-toplevel
     from privacy.keras import make_private, private_training  # pylint: disable=import-outside-toplevel
 
+    check_data(plan, x, y, x_pool)
     x, y = np.asarray(x, np.float32), np.asarray(y).astype(np.int64).reshape(-1)
     num_classes = int(y.max()) + 1
     if plan.kind == "black-box":
-        if x_pool is None or len(x_pool) < plan.num_canaries:
-            raise ValueError(f"black-box canaries need a pool of at least {plan.num_canaries} inputs outside the "
-                             f"training data, got {0 if x_pool is None else len(x_pool)}")
         canaries = canary_rows.mislabelled_canaries(np.asarray(x_pool, np.float32), y_pool, plan.num_canaries,
                                                     num_classes)
         x_train, y_train = canaries.training_data(x, y)
@@ -171,6 +178,17 @@ def run_dp_sgd_audit(plan: AuditPlan, x: np.ndarray, y: np.ndarray, x_pool: np.n
     return AuditResult(plan=plan, claimed_epsilon=tuple(claimed), lower_bound=tuple(bounds),
                        final=audits[-1].to_dict(), dataset_size=len(y_train), steps=private_training(model).steps,
                        seconds=time.perf_counter() - start)
+
+
+def check_data(plan: AuditPlan, x: np.ndarray, y: np.ndarray, x_pool: np.ndarray | None) -> None:
+    """Refuses data the plan cannot run on, before any training (ValueError naming the setting)."""
+    if len(x) != len(y) or len(y) < 2:
+        raise ValueError(f"need at least 2 training rows with one label each, got {len(x)} rows, {len(y)} labels")
+    if plan.batch_size > len(y):
+        raise ValueError(f"batch_size must be at most the {len(y)} training rows, got {plan.batch_size}")
+    if plan.kind == "black-box" and (x_pool is None or len(x_pool) < plan.num_canaries):
+        raise ValueError(f"black-box canaries come from the {0 if x_pool is None else len(x_pool)} held-out "
+                         f"inputs, got num_canaries={plan.num_canaries}")
 
 
 def _claimed_epsilon(training, plan: AuditPlan) -> float:

@@ -21,10 +21,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from privacy.auditing.canaries import DIRAC_AMPLITUDE as AMPLITUDE
 from privacy.auditing.losses import per_example_cross_entropy
-
-AMPLITUDE = 1e4
-"""A: a canary's unclipped gradient norm is A (K - 1) / K, so any clip norm below 1e3 clips it to exactly C."""
 
 
 class DiracCanaryHead(tf.keras.layers.Layer):

@@ -39,7 +39,10 @@ def test_text_report_names_claim_bound_and_verdict():
 
 @pytest.mark.parametrize("args,message", [
     (["--num-canaries", "0"], "--num-canaries"),
-    (["--kind", "black-box", "--num-canaries", "1000"], "held-out digits, got 1000"),
+    (["--kind", "black-box", "--num-canaries", "1000"], "from the 450 held-out inputs, got num_canaries=1000"),
+    (["--batch-size", "5000"], "batch_size must be at most the 1347 training rows, got 5000"),
+    (["--noise-multiplier", "0.002", "--fault", "clip-4x"], "noise_multiplier must be in [0.004, 1e+06] with fault"),
+    (["--l2-norm-clip", "1e9"], "l2_norm_clip must be at most 5000 for white-box"),
     (["--delta", "2"], "must be in (0, 1), got 2.0"),
     (["--noise-multiplier", "nan"], "must be a finite number > 0, got nan"),
     (["--plot", "audit.txt"], "must end in"),

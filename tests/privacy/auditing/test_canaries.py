@@ -112,6 +112,8 @@ def test_black_box_audit_scores_every_canary_and_stays_below_an_honest_claim(dig
     (dict(num_canaries=0), "num_canaries must be an integer >= 1"),
     (dict(noise_multiplier=float("nan")), "noise_multiplier must be a finite number > 0"),
     (dict(delta=0.0), "delta must be in"),
+    (dict(noise_multiplier=1e-4), "noise_multiplier must be in"),
+    (dict(l2_norm_clip=3000.0, fault="clip-2x"), "l2_norm_clip must be at most 2500"),
 ])
 def test_bad_plans_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
