@@ -55,8 +55,8 @@ def main() -> None:
             row = {"kind": kind, "target_epsilon": target, "noise_multiplier": sigma,
                    "claimed_epsilon": result.claimed_epsilon[-1], "lower_bound": result.lower_bound[-1],
                    "ratio": result.lower_bound[-1] / result.claimed_epsilon[-1], "seconds": result.seconds,
-                   "steps": result.steps, "guesses": result.final["num_guesses"], "correct": result.final["num_correct"],
-                   **setting}
+                   "steps": result.steps, "guesses": result.final["num_guesses"],
+                   "correct": result.final["num_correct"], **setting}
             rows.append(row)
             print(f"  {kind} target {target:g}: claim {row['claimed_epsilon']:.3f}, bound {row['lower_bound']:.2f} "
                   f"({row['seconds']:.1f} s)", flush=True)
