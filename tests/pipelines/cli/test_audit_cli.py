@@ -25,6 +25,7 @@ def test_json_claim_matches_dp_accounting_and_the_bound_is_below_it(tmp_path):
     expected = dpa.rdp.RdpAccountant().compose(event).get_epsilon(1e-5)
     assert data["claimed_epsilon"][-1] == pytest.approx(expected, rel=1e-6)
     assert len(data["lower_bound"]) == 2 and data["final"]["num_canaries"] == 200
+    assert data["final_split"]["num_canaries"] == 100
     assert data["lower_bound"][-1] <= data["claimed_epsilon"][-1] and data["violated"] is False
     assert "included" not in result.output   # the secret bits never leave the run
     assert plot.stat().st_size > 1000

@@ -96,6 +96,9 @@ def test_white_box_audit_stays_below_an_honest_claim_and_catches_a_broken_run(di
     claimed = result.claimed_epsilon[-1]
     assert result.steps == 10 and claimed == pytest.approx(1.06, abs=0.05)
     assert result.violated == (fault != "none"), (result.lower_bound, claimed)
+    assert result.final_split["num_canaries"] == 1000 and result.final_split["strategy"] == "split"
+    if fault == "none":
+        assert result.final_split["epsilon_lower_bound"] <= claimed
 
 
 def test_black_box_audit_scores_every_canary_and_stays_below_an_honest_claim(digits):
