@@ -251,6 +251,13 @@ def _plot_epsilon(report, path: str) -> None:
     ax.set_ylabel(f"epsilon at delta = {report.delta:g}")
     ax.set_title(f"DP-SGD: n={m.dataset_size}, B={m.batch_size:g}, sigma={m.noise_multiplier:g}, "
                  f"{m.sampling.value} sampling, {m.adjacency.value}", fontsize=9)
+    save_plot(fig, ax, path)
+
+
+def save_plot(fig, ax, path: str) -> None:
+    """Adds the grid and legend to an epsilon-per-epoch plot, writes it to --plot's path and closes it."""
+    from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
+
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from pipelines.cli import accounting, encrypted, federated, ldp, pate, pipeline, report
+from pipelines.cli import accounting, audit, encrypted, federated, ldp, pate, pipeline, report
 
 
 def environment_failure(err: BaseException) -> str | None:
@@ -69,6 +69,8 @@ def cli():
       ppml epsilon     epsilon of a DP-SGD configuration (RDP and PLD)
       ppml noise       noise multiplier for a target epsilon
       ppml epochs      epochs a noise multiplier affords within a target epsilon
+    Auditing:
+      ppml audit       a DP-SGD run with canaries: a measured lower bound on epsilon beside the claim
     TFX:
       ppml pipeline    run (or compile for Kubeflow v2) the private TFX pipeline
       ppml report      privacy report of a pipeline run, from ML Metadata and the ledger
@@ -83,6 +85,6 @@ def cli():
     """
 
 
-for module in (accounting, pipeline, report, federated, encrypted, ldp, pate):
+for module in (accounting, audit, pipeline, report, federated, encrypted, ldp, pate):
     for command in module.COMMANDS:
         cli.add_command(command)

@@ -4,9 +4,14 @@
 training examples tend to have lower loss than held-out ones, and the attack's ROC AUC measures
 how much. An AUC near 0.5 means the attack cannot tell members from non-members; it is evidence
 (a lower bound on leakage), never a proof of privacy.
+
+`audit_one_run` turns per-canary scores and the canaries' secret inclusion bits into a lower bound on
+epsilon from a single training run (Steinke, Nasr & Jagielski 2023): at the stated confidence, the run
+is not (eps, delta)-DP for any eps below the bound.
 """
 
 from privacy.auditing.losses import per_example_cross_entropy
 from privacy.auditing.membership_inference import MembershipAudit, loss_threshold_audit
+from privacy.auditing.one_run import OneRunAudit, audit_one_run
 
-__all__ = ["MembershipAudit", "loss_threshold_audit", "per_example_cross_entropy"]
+__all__ = ["MembershipAudit", "OneRunAudit", "audit_one_run", "loss_threshold_audit", "per_example_cross_entropy"]

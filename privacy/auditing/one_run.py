@@ -1,0 +1,235 @@
+"""Lower bound on epsilon from one training run (Steinke, Nasr & Jagielski 2023, "Privacy Auditing with One (1)
+Training Run", NeurIPS 2023).
+
+m canaries are each included in the training data independently with probability 1/2 (secret bits S). After
+training, an auditor scores every canary (higher = "more likely included") and guesses "in" for the k+ highest
+scores, "out" for the k- lowest, and abstains on the rest: r = k+ + k- guesses, W of them correct. If training is
+(eps, delta)-DP with respect to each canary, the paper's Theorem 3 (evaluated as in its Algorithm 2) bounds
+
+    P[W >= v] <= P[Binomial(r, q) >= v] + 2 m delta max_{1<=i<=v} P[v - i <= Binomial(r, q) < v] / i,
+    q = e^eps / (1 + e^eps)
+
+(`p_value`). The bound at confidence c is the largest eps on a grid of step `EPSILON_RESOLUTION` such that
+every grid point up to it is rejected at level 1 - c (`epsilon_lower_bound`); so P[bound > true eps] <= 1 - c,
+over the secret bits and the training run's noise, whatever the p-value does between grid points.
+
+Choosing (k+, k-) after seeing which guesses were right would invalidate the level. `audit_one_run` chooses it
+without peeking, by one of two strategies (`THRESHOLD_STRATEGIES`):
+
+* ``"bonferroni"`` (default): the bound is computed for each of a fixed list of (k+, k-) pairs, declared before
+  the scores are seen (`guess_counts`), at level (1 - c) / L for L pairs, and the largest is reported (a union
+  bound over the pairs);
+* ``"split"``: a random half of the canaries (chosen by a CSPRNG, independent of the bits) picks the pair with
+  the best bound on that half; the bound is then computed at level 1 - c on the other half alone, whose bits
+  played no part in the choice.
+
+A lower bound is evidence, never proof: a bound far below the claimed epsilon says this attack found no
+violation, not that the claim holds; a bound above the claim says (at the stated confidence) the claim is false.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from typing import Any, Sequence
+
+import numpy as np
+from scipy import special, stats
+
+THRESHOLD_STRATEGIES = ("bonferroni", "split")
+DEFAULT_CONFIDENCE = 0.95
+EPSILON_RESOLUTION = 0.01
+"""Step of the epsilon grid, in nats: the reported bound is rounded down to a multiple of it."""
+_EPSILON_CEILING = 60.0
+"""No bound is reported above this (q = e^eps / (1 + e^eps) is 1 - 1e-26 there, beyond float precision)."""
+_GRID_CHUNK = 64
+MIN_GUESSES = 16
+"""Fewest guesses tried: below this the binomial tail cannot reject much at 95 % confidence."""
+
+
+def p_value(m: int, r: int, v: int, epsilon: float | np.ndarray, delta: float) -> np.ndarray:
+    """Upper bound on P[W >= v] for r guesses among m canaries under (epsilon, delta)-DP (Theorem 3).
+
+    Args:
+      m: number of canaries (each included with probability 1/2).
+      r: guesses made (abstentions excluded), 0 <= r <= m.
+      v: correct guesses, 0 <= v <= r.
+      epsilon: one value or an array of values >= 0, in nats.
+      delta: in [0, 1].
+
+    Returns:
+      Array of the shape of `epsilon`, values in [0, 1].
+    """
+    _check_counts(m, r, v)
+    if not 0 <= delta <= 1:
+        raise ValueError(f"delta must be in [0, 1], got {delta!r}")
+    eps = np.atleast_1d(np.asarray(epsilon, dtype=np.float64))
+    if np.any(eps < 0) or not np.all(np.isfinite(eps)):
+        raise ValueError("epsilon must be finite and >= 0")
+    q = special.expit(eps)
+    tail = stats.binom.sf(v - 1, r, q)                      # P[Binomial(r, q) >= v]
+    if delta > 0 and v > 0:
+        below = stats.binom.pmf(np.arange(v - 1, -1, -1)[None, :], r, q[:, None])   # j = v-1, v-2, ..., 0
+        steps = np.arange(1, v + 1)
+        tail = tail + 2 * m * delta * np.max(np.cumsum(below, axis=1) / steps, axis=1)
+    return np.minimum(tail, 1.0).reshape(np.shape(epsilon))
+
+
+def epsilon_lower_bound(m: int, r: int, v: int, *, delta: float, alpha: float) -> float:
+    """Largest grid epsilon (step `EPSILON_RESOLUTION`) such that (e, delta)-DP is rejected at level alpha for
+    every grid point e up to it; 0.0 when even e = 0 is not rejected.
+
+    Args:
+      m, r, v: canaries, guesses and correct guesses (see `p_value`).
+      delta: the delta of the claim being tested, in [0, 1].
+      alpha: the test's level (1 - confidence), in (0, 1).
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    _check_counts(m, r, v)
+    if r == 0 or v <= r / 2:
+        return 0.0   # no better than a coin: no evidence against eps = 0 (also saves the grid search)
+    start = 0
+    while start * EPSILON_RESOLUTION < _EPSILON_CEILING:
+        grid = np.arange(start, start + _GRID_CHUNK) * EPSILON_RESOLUTION
+        accepted = np.flatnonzero(p_value(m, r, v, grid, delta) >= alpha)
+        if accepted.size:
+            first = start + int(accepted[0])
+            return round(max(first - 1, 0) * EPSILON_RESOLUTION, 6)
+        start += _GRID_CHUNK
+    return _EPSILON_CEILING
+
+
+def guess_counts(m: int) -> tuple[tuple[int, int], ...]:
+    """The fixed (k+, k-) pairs tried for m canaries: total guesses r = m, m/2, m/4, ... down to
+    `MIN_GUESSES` (or m if fewer), each split one-sided (r, 0) and two-sided (r - r // 2, r // 2).
+    Depends on m only, never on the scores or the bits."""
+    if m < 1:
+        raise ValueError(f"need at least one canary, got m={m}")
+    totals = sorted({int(round(m / 2 ** k)) for k in range(64) if m / 2 ** k >= min(m, MIN_GUESSES)})
+    pairs = []
+    for r in totals:
+        pairs.append((r, 0))
+        if r >= 2:
+            pairs.append((r - r // 2, r // 2))
+    return tuple(pairs)
+
+
+@dataclasses.dataclass(frozen=True)
+class OneRunAudit:
+    """Result of a one-run audit.
+
+    Attributes:
+      epsilon_lower_bound: eps such that the run is not (eps', delta)-DP for any eps' below it, at `confidence`;
+        in nats, rounded down to `EPSILON_RESOLUTION`.
+      delta: the delta the bound is for.
+      confidence: probability, over the secret bits and the run's randomness, that the bound does not exceed the
+        true epsilon.
+      num_canaries: canaries m the bound counts (half of them with ``strategy="split"``).
+      num_guesses: guesses r behind the reported bound (k+ + k-).
+      num_correct: correct guesses v among them.
+      guesses_in: k+, the highest scores guessed "in".
+      guesses_out: k-, the lowest scores guessed "out".
+      strategy: how (k+, k-) was chosen without peeking (one of `THRESHOLD_STRATEGIES`).
+      pairs_tried: number of (k+, k-) pairs the level was divided among (1 for "split").
+    """
+
+    epsilon_lower_bound: float
+    delta: float
+    confidence: float
+    num_canaries: int
+    num_guesses: int
+    num_correct: int
+    guesses_in: int
+    guesses_out: int
+    strategy: str
+    pairs_tried: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def audit_one_run(scores: Sequence[float], included: Sequence[bool], *, delta: float,
+                  confidence: float = DEFAULT_CONFIDENCE, strategy: str = "bonferroni") -> OneRunAudit:
+    """The one-run lower bound on epsilon from per-canary scores and the secret inclusion bits.
+
+    Args:
+      scores: one finite score per canary, higher meaning "more likely included" (e.g. minus the loss, or the
+        model update's component along the canary's gradient). Ties are broken by canary index, which is
+        independent of the bits.
+      included: the secret bit of each canary (True = it was in the training data, drawn with probability 1/2).
+      delta: the delta of the claim under test, in [0, 1).
+      confidence: in (0, 1), e.g. 0.95.
+      strategy: "bonferroni" or "split" (see the module docstring).
+
+    Raises:
+      ValueError: naming the bad argument.
+    """
+    score_array = np.asarray(scores, dtype=np.float64).reshape(-1)
+    bits = np.asarray(included).reshape(-1)
+    if score_array.size == 0:
+        raise ValueError("scores is empty: the audit needs at least one canary")
+    if bits.shape != score_array.shape:
+        raise ValueError(f"{score_array.size} scores but {bits.size} inclusion bits")
+    if not np.isin(bits, (0, 1)).all():
+        raise ValueError("included must hold booleans (or 0/1)")
+    bad = ~np.isfinite(score_array)
+    if bad.any():
+        raise ValueError(f"scores holds {int(bad.sum())} non-finite values (first at index {int(np.argmax(bad))})")
+    if not 0 <= delta < 1:
+        raise ValueError(f"delta must be in [0, 1), got {delta!r}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    if strategy not in THRESHOLD_STRATEGIES:
+        raise ValueError(f"strategy must be one of {', '.join(THRESHOLD_STRATEGIES)}, got {strategy!r}")
+    bits = bits.astype(bool)
+    alpha = 1 - confidence
+    if strategy == "bonferroni":
+        pairs = guess_counts(score_array.size)
+        return _best(score_array, bits, pairs, delta=delta, alpha=alpha / len(pairs), confidence=confidence,
+                     strategy=strategy)
+    if score_array.size < 2:
+        raise ValueError("strategy 'split' needs at least 2 canaries")
+    order = _csprng_permutation(score_array.size)
+    choose, measure = order[: score_array.size // 2], order[score_array.size // 2:]
+    chosen = _best(score_array[choose], bits[choose], guess_counts(choose.size), delta=delta, alpha=alpha,
+                   confidence=confidence, strategy=strategy)
+    # The fractions chosen on one half, applied to the other half.
+    scale = measure.size / choose.size
+    pair = (int(round(chosen.guesses_in * scale)), int(round(chosen.guesses_out * scale)))
+    pair = (min(pair[0], measure.size), min(pair[1], measure.size - min(pair[0], measure.size)))
+    return _best(score_array[measure], bits[measure], (pair,), delta=delta, alpha=alpha, confidence=confidence,
+                 strategy=strategy)
+
+
+def _best(scores: np.ndarray, bits: np.ndarray, pairs: Sequence[tuple[int, int]], *, delta: float, alpha: float,
+          confidence: float, strategy: str) -> OneRunAudit:
+    m = scores.size
+    order = np.lexsort((np.arange(m), -scores))       # highest score first; ties by index
+    ranked = bits[order]
+    correct_in = np.concatenate([[0], np.cumsum(ranked)])              # included among the top k
+    correct_out = np.concatenate([[0], np.cumsum(~ranked[::-1])])      # excluded among the bottom k
+    best = None
+    for k_in, k_out in pairs:
+        if k_in + k_out > m:
+            raise ValueError(f"{k_in} + {k_out} guesses exceed {m} canaries")
+        v = int(correct_in[k_in] + correct_out[k_out])
+        if best is not None and delta > 0 and \
+                epsilon_lower_bound(m, k_in + k_out, v, delta=0.0, alpha=alpha) <= best[0]:
+            continue   # the delta term only lowers the bound: this pair cannot beat the best (a shortcut)
+        bound = epsilon_lower_bound(m, k_in + k_out, v, delta=delta, alpha=alpha)
+        if best is None or bound > best[0]:
+            best = (bound, k_in, k_out, v)
+    bound, k_in, k_out, v = best
+    return OneRunAudit(epsilon_lower_bound=bound, delta=float(delta), confidence=float(confidence), num_canaries=m,
+                       num_guesses=k_in + k_out, num_correct=v, guesses_in=k_in, guesses_out=k_out,
+                       strategy=strategy, pairs_tried=len(pairs))
+
+
+def _csprng_permutation(n: int) -> np.ndarray:
+    return np.random.default_rng(secrets.randbits(128)).permutation(n)
+
+
+def _check_counts(m: int, r: int, v: int) -> None:
+    if not 0 <= v <= r <= m:
+        raise ValueError(f"need 0 <= correct <= guesses <= canaries, got v={v}, r={r}, m={m}")

@@ -1,0 +1,56 @@
+"""`ppml audit`: the report, its JSON (claimed epsilon recomputed from dp-accounting), the plot, bad input."""
+
+import json
+
+import dp_accounting as dpa
+import pytest
+from click.testing import CliRunner
+
+from pipelines.cli.main import cli
+
+SMALL = ["audit", "--num-canaries", "200", "--epochs", "2", "--batch-size", "512", "--noise-multiplier", "4"]
+
+
+def run(*args):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_json_claim_matches_dp_accounting_and_the_bound_is_below_it(tmp_path):
+    plot = tmp_path / "audit.png"
+    result = run(*SMALL, "--json", "--plot", str(plot))
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    q = 512 / data["dataset_size"]
+    event = dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(q, dpa.GaussianDpEvent(4.0)), data["steps"])
+    expected = dpa.rdp.RdpAccountant().compose(event).get_epsilon(1e-5)
+    assert data["claimed_epsilon"][-1] == pytest.approx(expected, rel=1e-6)
+    assert len(data["lower_bound"]) == 2 and data["final"]["num_canaries"] == 200
+    assert data["final_split"]["num_canaries"] == 100
+    assert data["lower_bound"][-1] <= data["claimed_epsilon"][-1] and data["violated"] is False
+    assert "included" not in result.output   # the secret bits never leave the run
+    assert plot.stat().st_size > 1000
+
+
+def test_text_report_names_claim_bound_and_verdict():
+    result = run(*SMALL, "--fault", "no-noise")
+    assert result.exit_code == 0, result.output
+    assert "claimed epsilon" in result.output and "lower bound" in result.output
+    assert "CLAIM REFUTED" in result.output   # 200 canaries and no noise: bound about 3 > claim about 1
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--num-canaries", "0"], "--num-canaries"),
+    (["--kind", "black-box", "--num-canaries", "1000"], "from the 450 held-out inputs, got num_canaries=1000"),
+    (["--batch-size", "5000"], "batch_size must be at most the 1347 training rows, got 5000"),
+    (["--noise-multiplier", "0.002", "--fault", "clip-4x"], "noise_multiplier must be in [0.004, 1e+06] with fault"),
+    (["--l2-norm-clip", "1e9"], "l2_norm_clip must be at most 5000 for white-box"),
+    (["--delta", "2"], "must be in (0, 1), got 2.0"),
+    (["--noise-multiplier", "nan"], "must be a finite number > 0, got nan"),
+    (["--plot", "audit.txt"], "must end in"),
+    (["--fault", "clip-3x"], "--fault"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message):
+    result = CliRunner().invoke(cli, ["audit", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
