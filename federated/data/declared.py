@@ -80,7 +80,8 @@ def read_csv(path: str, spec: Sequence[Column]) -> Records:
     kept = np.array([i for i, row in enumerate(body) if len(row) == len(header)], dtype=np.int64)
     columns, conforming = {}, np.ones(len(kept), bool)
     for column in spec:
-        cells = [body[i][header.index(column.name)] for i in kept]
+        j = header.index(column.name)
+        cells = [body[i][j] for i in kept]
         if column.kind in ("text", "bytes"):
             columns[column.name] = np.array(cells if column.kind == "text" else [c.encode() for c in cells],
                                             dtype=object)

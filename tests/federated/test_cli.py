@@ -353,6 +353,7 @@ BAD_INPUTS = [  # (arguments, the option the one-line error names); {d} is the f
     (["--target-quantile", "0.3"], "--target-quantile"), (["--accountant", "rdp"], "--accountant"),
     (["--secure-noise"], "--secure-noise"), (["--dp", "--execution", "auto"], "--execution"),
     (["--partition", "natural"], "--partition"), (["--num-classes", "1"], "--num-classes"),
+    (["--feature-column", "f0"], "--feature-column"), (["--dp", "--dataset", "{d}/good.npz"], "--num-classes"),
     (["--dataset", "{d}/good.npz", "--num-classes", "2"], "--num-classes"),
     (["--partition", "shards", "--clients", "1000"], "--clients"), (["--client-column", "user"], "--client-column"),
     (["--secure-aggregation", "--secagg-bits", "60"], "--secagg-bits"),
