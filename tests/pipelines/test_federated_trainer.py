@@ -477,3 +477,19 @@ def test_a_private_trainer_reads_each_record_against_a_declared_spec(tmp_path, b
     assert clients["clean"] == clients["bad"] and len(clients["clean"]) == 4
     with pytest.raises(InvalidFederatedSetting, match="feature_keys"):
         declared_spec(FederatedTrainingConfig.for_trainer({**CONFIG}), None, None)
+
+
+def test_a_private_trainer_takes_its_spec_from_the_schema_without_a_transform_graph(tmp_path):
+    """No transform graph: the schema's fixed-length features are the declared spec (kind and length), the
+    client key is read as text of its declared kind."""
+    from pipelines.trainers.federated import declared_spec
+    (tmp_path / "schema.pbtxt").write_text("""
+feature { name: "a" type: FLOAT shape { dim { size: 2 } } presence { min_fraction: 1 } }
+feature { name: "y" type: INT shape { dim { size: 1 } } presence { min_fraction: 1 } }
+feature { name: "user" type: BYTES shape { dim { size: 1 } } presence { min_fraction: 1 } }
+""")
+    config = FederatedTrainingConfig.for_trainer({"label_key": "y", "client_key": "user", "private": True,
+                                                  "noise_multiplier": 1.0, "num_classes": 2})
+    spec = {c.name: (c.kind, c.length, c.accepts) for c in declared_spec(config, None, str(tmp_path / "schema.pbtxt"))}
+    assert spec == {"a": ("float", 2, ("float_list",)), "y": ("int", 1, ("int64_list",)),
+                    "user": ("text", 1, ("bytes_list",))}
