@@ -493,3 +493,46 @@ feature { name: "user" type: BYTES shape { dim { size: 1 } } presence { min_frac
     spec = {c.name: (c.kind, c.length, c.accepts) for c in declared_spec(config, None, str(tmp_path / "schema.pbtxt"))}
     assert spec == {"a": ("float", 2, ("float_list",)), "y": ("int", 1, ("int64_list",)),
                     "user": ("text", 1, ("bytes_list",))}
+
+
+def test_with_a_transform_graph_a_record_that_does_not_conform_is_not_transformed_but_keeps_its_place(tmp_path):
+    """The graph parses records by its raw feature spec, so a record lacking a feature or holding one of another
+    kind would fail the whole batch: a private Trainer transforms the conforming records only and gives the
+    others NaN model inputs, so every other record's transformed values and every client's data stay the same."""
+    import tensorflow as tf
+    from pipelines.trainers.federated import client_data, declared_spec, read_split
+
+    class Graph:   # a stand-in for tft.TFTransformOutput: x2 = 2 a, label passed through
+        @staticmethod
+        def raw_feature_spec():
+            return {"a": tf.io.FixedLenFeature([], tf.float32), "y": tf.io.FixedLenFeature([], tf.int64)}
+
+        @staticmethod
+        def transform_features_layer():
+            return lambda features: {"x2": 2 * features["a"], "y": features["y"]}
+
+    def example(**features):
+        lists = {float: lambda v: tf.train.Feature(float_list=tf.train.FloatList(value=v)),
+                 int: lambda v: tf.train.Feature(int64_list=tf.train.Int64List(value=v))}
+        return tf.train.Example(features=tf.train.Features(
+            feature={k: lists[type(v[0])](v) for k, v in features.items()})).SerializeToString()
+
+    records = [example(a=[float(a)], y=[int(a > 0)]) for a in np.random.default_rng(0).normal(size=30)]
+    config = FederatedTrainingConfig.for_trainer({"label_key": "y", "num_clients": 3, "private": True,
+                                                  "noise_multiplier": 1.0, "num_classes": 2})
+    spec = declared_spec(config, Graph, None)
+    clients = {}
+    for name, rows in (("clean", records), ("missing", [example(y=[1]), *records]),
+                       ("other kind", [example(a=[1], y=[1]), *records])):
+        os.makedirs(tmp_path / name)
+        with tf.io.TFRecordWriter(str(tmp_path / name / "data")) as writer:
+            for record in rows:
+                writer.write(record)
+        split = read_split([str(tmp_path / name / "*")], Graph, spec)
+        if name != "clean":
+            assert np.isnan(split.columns["x2"][0]) and np.isnan(split.columns["y"][0])
+            assert np.array_equal(split.columns["x2"][1:], clients["clean"][1])
+        data = client_data(config, split, ["x2"], 2)
+        clients[name] = ({cid: data.client(k)[0].tolist() for k, cid in enumerate(data.client_ids)},
+                         split.columns["x2"])
+    assert clients["clean"][0] == clients["missing"][0] == clients["other kind"][0]
