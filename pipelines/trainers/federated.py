@@ -2,7 +2,8 @@
 
 The Trainer reads raw examples (ExampleGen's output) and, when it has a transform graph, applies the
 graph itself. A private Trainer reads each record alone against a public spec (`declared_spec`: the
-graph's raw feature spec, the schema's, or ``feature_keys``), so no record decides the features. Each training record is keyed by its raw content (`federated.partitioners.record_keys`)
+graph's raw feature spec, the schema's, or ``feature_keys``), so no record decides the features. Each
+training record is keyed by its raw content (`federated.partitioners.record_keys`)
 before any preprocessing: Transform's analyzers (a z-score's mean and standard deviation) move with
 every record, so keys of transformed records would move every record when one is added. The split is
 then divided by the ``client_key`` column, or dealt to N clients by key (`KeyedPartitioner`: one record
