@@ -98,8 +98,8 @@ def resolve_plan(*, trainer: str = "dp", trainer_config: Mapping[str, Any] | Non
       trainer: one of `TRAINERS`.
       trainer_config: the Trainer's ``custom_config`` (see `pipelines.components.dp_trainer.spec` or
         `pipelines.components.federated_trainer.spec`; the federated one's ``label_key`` defaults to
-        the dataset's label). Default: `DEFAULT_TRAINER_CONFIG` for the DP Trainer, the spec's own
-        defaults for the Federated Trainer.
+        the bundled dataset's label, with its ``num_classes``). Default: `DEFAULT_TRAINER_CONFIG` for the DP
+        Trainer, the spec's own defaults for the Federated Trainer.
       epsilon_budget, max_membership_auc, min_accuracy: the Evaluator's thresholds.
       delta_budget: the largest delta the Evaluator blesses (None: below 1/n, as every ledger is).
       privacy_unit: the unit of privacy ``epsilon_budget`` is stated in (example, user or client): the
@@ -129,7 +129,9 @@ def resolve_plan(*, trainer: str = "dp", trainer_config: Mapping[str, Any] | Non
     if trainer_config is None:
         trainer_config = DEFAULT_TRAINER_CONFIG if trainer == "dp" else {}
     if trainer == "federated":
-        trainer_config = {"label_key": breast_cancer.LABEL_KEY, **trainer_config}
+        if "label_key" not in trainer_config:   # the bundled data's label, and its classes (public)
+            trainer_config = {"label_key": breast_cancer.LABEL_KEY, "num_classes": breast_cancer.NUM_CLASSES,
+                              **trainer_config}
         federated = federated_spec.FederatedTrainingConfig.for_trainer(trainer_config)
         per_record = federated.privacy_unit == "client" and privacy_unit == "example"   # its record-level figure
         if federated.private and federated.privacy_unit != privacy_unit and not per_record:   # else only the gate

@@ -127,7 +127,9 @@ class ClientTrainer:
 
     def evaluate(self, weights: Sequence[np.ndarray], x: np.ndarray, y: np.ndarray,
                  batch_size: int = 1024) -> dict[str, float]:
-        """Mean loss and accuracy of ``weights`` on (x, y)."""
+        """Mean loss and accuracy of ``weights`` on (x, y) (NaN for no rows)."""
+        if len(y) == 0:
+            return {"loss": float("nan"), "accuracy": float("nan")}
         tf = self._tf
         w = [tf.constant(a, tf.float32) for a in weights]
         loss_sum, correct = 0.0, 0

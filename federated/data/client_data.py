@@ -33,6 +33,8 @@ class ClientData:
             raise ValueError(f"y must be [n] integer labels, got shape {y.shape}")
         if y.size and y.min() < 0:
             raise ValueError(f"labels must be >= 0, got {y.min()}")
+        if y.size and y.max() > np.iinfo(np.int32).max:
+            raise ValueError(f"labels must fit int32, got {y.max()}")
         if not np.all(np.isfinite(x)):
             raise ValueError("x has NaN or infinite values")
         top = max((int(ix.max()) for ix in partition.indices if ix.size), default=-1)
@@ -60,22 +62,28 @@ class ClientData:
 
     @classmethod
     def for_private_run(cls, x, y, partitioner: Partitioner, *, num_classes: int, keys=None,
-                        max_examples_per_client: int | None = None, record_keys=None) -> "ClientData":
+                        max_examples_per_client: int | None = None, record_keys=None,
+                        train: np.ndarray | None = None) -> "ClientData":
         """`from_arrays` for a private run: the records are dealt first, then each record that is not
         `federated.data.screen.trainable` is left out of its client (which stays, possibly empty), so no
         one record's value can refuse the run (`federated.data.screen`).
 
-        With ``max_examples_per_client`` K, each client keeps only the K dealt records of smallest
+        ``train``: [n] bool, the records that may train (default: all). The others (e.g. held out for
+        evaluation) are dealt too, then left out, so a user all of whose records are held out is still a
+        client (an empty one): with one client per user, N counts the users among all records.
+
+        With ``max_examples_per_client`` K, each client keeps only the K dealt training records of smallest
         ``record_keys`` (one bytes key per record, from its content; `capped`), so a client's size never
         decides whether the run happens, and adding or removing one record changes that record's client only.
         """
-        keep = trainable(x, y, num_classes)
+        train = np.ones(len(y), bool) if train is None else np.asarray(train, bool)
+        keep = trainable(x, y, num_classes) & train
         if keys is None:
             keys = partitioner.default_keys(x, y)
         placeholder = np.where(keep, np.asarray(y, np.float64), 0).astype(np.int64)   # left-out records' labels
         partition = partitioner.partition(placeholder, keys=keys)
         if max_examples_per_client is not None:
-            keep &= capped(partition, record_keys, max_examples_per_client)
+            keep &= capped(partition, record_keys, max_examples_per_client, among=train)
         return cls(np.asarray(x)[keep], placeholder[keep], partition.select(keep))
 
     @classmethod
@@ -176,8 +184,10 @@ def load_digits_clients(partitioner: Partitioner, *, test_fraction: float = 0.25
     return ClientData.from_arrays(x_train, y_train, partitioner), test
 
 
-def capped(partition: Partition, record_keys: Sequence[bytes], max_examples_per_client: int) -> np.ndarray:
-    """[n] bool: in each client of ``partition``, its ``max_examples_per_client`` records of smallest key.
+def capped(partition: Partition, record_keys: Sequence[bytes], max_examples_per_client: int,
+           among: np.ndarray | None = None) -> np.ndarray:
+    """[n] bool: in each client of ``partition``, its ``max_examples_per_client`` records of smallest key
+    (among the records ``among`` marks, default all).
 
     The order is the records' own keys (ties, i.e. repeated records, by position), never their positions
     or another client's records, so a one-record change moves at most one record in and one out of one client.
@@ -187,8 +197,9 @@ def capped(partition: Partition, record_keys: Sequence[bytes], max_examples_per_
     if record_keys is None:
         raise ValueError("capping clients needs record_keys (one key per record, from its content)")
     keys = list(record_keys)
+    among = np.ones(len(keys), bool) if among is None else among
     keep = np.zeros(len(keys), bool)
     for ix in partition.indices:
-        ordered = sorted(ix.tolist(), key=lambda i: (keys[i], i))
+        ordered = sorted(ix[among[ix]].tolist(), key=lambda i: (keys[i], i))
         keep[ordered[:max_examples_per_client]] = True
     return keep

@@ -1,5 +1,6 @@
 """Reading tf.Example TFRecords (e.g. TFX ExampleGen splits), CSV files and tf.data datasets into numpy
-columns, and choosing and stacking a model's feature columns."""
+columns, and choosing and stacking a model's feature columns. Types here come from the values (the first
+record, or a whole column); a private run reads against declared columns instead (`federated.data.declared`)."""
 
 from __future__ import annotations
 
@@ -132,7 +133,8 @@ def feature_columns(columns: dict[str, np.ndarray], exclude: Iterable[str | None
 
 
 def class_labels(columns: dict[str, np.ndarray], key: str, *, setting: str) -> np.ndarray:
-    """Column ``key`` as int32 class labels; ``setting`` names the option or config key in errors.
+    """Column ``key`` as int64 class labels (not narrowed: a label beyond int32 stays out of the classes
+    rather than wrapping into one); ``setting`` names the option or config key in errors.
 
     The values are not checked here (a negative one included): a private run leaves such records out
     one by one (`federated.data.screen`), others refuse them where the labels are used.
@@ -146,7 +148,7 @@ def class_labels(columns: dict[str, np.ndarray], key: str, *, setting: str) -> n
     if labels.ndim != 1 or labels.size == 0 or labels.dtype.kind not in "iu":
         raise ValueError(f"{setting}: column {key!r} must hold one integer class per example, got dtype "
                          f"{labels.dtype} and shape {labels.shape}")
-    return labels.astype(np.int32)
+    return labels.astype(np.int64)
 
 
 def dataset_to_numpy(dataset) -> dict[str, np.ndarray] | tuple[np.ndarray, ...]:

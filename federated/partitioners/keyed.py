@@ -134,7 +134,8 @@ def record_keys(columns: Mapping[str, np.ndarray]) -> list[bytes]:
         if len(column) != count:
             raise ValueError(f"column {name!r} has {len(column)} values, {names[0]!r} {count}")
         if column.dtype == object:
-            values = [_key_bytes(v) if isinstance(v, (bytes, str)) else repr(list(v)).encode() for v in column]
+            values = [_key_bytes(v) if isinstance(v, (bytes, str)) or v is None else repr(list(v)).encode()
+                      for v in column]
         else:
             values = [row.tobytes() for row in np.ascontiguousarray(column.reshape(count, -1))]
         tag = name.encode() + column.dtype.str.encode()

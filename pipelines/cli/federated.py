@@ -36,7 +36,8 @@ from privacy.accounting import DEFAULT_DELTA_RULE, MAX_STEPS, AccountantKind
 
 DEFAULTS = FederatedTrainingConfig()
 OPTION_OF_SETTING = {
-    "label_key": "--label-column", "client_key": "--client-column", "partition": "--partition", "alpha": "--alpha",
+    "label_key": "--label-column", "client_key": "--client-column", "feature_keys": "--feature-column",
+    "partition": "--partition", "alpha": "--alpha",
     "shards_per_client": "--shards-per-client", "num_clients": "--clients", "rounds": "--rounds",
     "sampling": "--sampling", "fraction": "--fraction", "hidden_units": "--hidden", "local_epochs": "--epochs",
     "batch_size": "--batch-size", "client_learning_rate": "--client-lr", "server_optimizer": "--server-optimizer",
@@ -96,15 +97,22 @@ def _default(setting: str):
               help="'digits' (scikit-learn's bundled 8x8 digits, 25% held out); a .npz file with arrays x, y "
                    "(optional: keys, and x_test, y_test to evaluate on); a .csv file with a header; or tf.Example "
                    "TFRecord files (a path or glob, e.g. an ExampleGen split; .gz read as GZIP). CSV and "
-                   "TFRecords: every numeric column but --label-column and --client-column is a feature. "
+                   "TFRecords: the features are --feature-column, else every numeric column but --label-column and "
+                   "--client-column (under --dp: every CSV column but those, each read as a number). "
                    f"Without a test split each row is held out for evaluation with probability {HOLD_OUT:.0%}, by a "
                    "keyed hash of its content (one added row moves no other), and never trained on; under --dp "
-                   "their loss and accuracy are reported outside the guarantee. Under --dp a row with a NaN or "
-                   "infinite feature (in float32) or a label outside the classes is left out alone, uncounted, "
-                   "where a run without --dp refuses the data set.")
+                   "their loss and accuracy are reported outside the guarantee. Under --dp no value decides a "
+                   "column's type: each cell or tf.Example value is read alone against the declared columns, and a "
+                   "row with a feature that is not a finite number (in float32), a label outside the classes, or "
+                   "(TFRecords) a missing, other-kind or other-length value is left out alone, uncounted, where a "
+                   "run without --dp refuses the data set.")
 @click.option("--label-column", default="label", show_default=True, help="Class column of a CSV or TFRecords.")
 @click.option("--client-column", default=None,
-              help="Column naming each example's client in a CSV or TFRecords: one client per value (a user).")
+              help="Column naming each example's client in a CSV or TFRecords: one client per value (a user); "
+                   "under --dp the id is the text as written.")
+@click.option("--feature-column", multiple=True,
+              help="A model input column of a CSV or TFRecords, one number per row (repeatable) [default: see "
+                   "--dataset; required for TFRecords under --dp].")
 @click.option("--partition", type=click.Choice([*PARTITIONS, "natural"]), default=_default("partition"),
               show_default=True,
               help="How records are dealt to --clients clients: iid, dirichlet (label skew) or quantity (size skew), "
@@ -128,8 +136,7 @@ def _default(setting: str):
               help="Widths of the MLP's ReLU layers (repeatable).")
 @click.option("--num-classes", type=int, default=None,
               help=f"The model's classes [default: {DIGITS_CLASSES} for digits, else 1 + the largest label of the "
-                   f"data, at least 2; under --dp that default is read from the private labels and listed outside "
-                   f"the guarantee].")
+                   f"data, at least 2; required under --dp, where one label would otherwise decide the model].")
 @click.option("--epochs", "-E", type=int, default=_default("local_epochs"), show_default=True,
               help="Local epochs E: passes each sampled client makes over its own data in every round (not the "
                    "total passes over the data that `ppml pipeline run --epochs` counts).")
@@ -221,10 +228,13 @@ def _config(o) -> FederatedTrainingConfig:
     """The flags' settings, checked (`FederatedTrainingConfig`)."""
     if o["partition"] == "natural" and o["client_column"] is None and not o["dataset"].endswith(".npz"):
         raise _usage("--partition", "natural clients need keys: an .npz with a 'keys' array, or --client-column")
-    if o["client_column"] is not None and (o["dataset"] == "digits" or o["dataset"].endswith(".npz")):
-        raise _usage("--client-column", "names a column of a CSV file or TFRecords (an .npz gives 'keys')")
+    for option in ("client_column", "feature_column"):
+        if o[option] and (o["dataset"] == "digits" or o["dataset"].endswith(".npz")):
+            raise _usage(f"--{option.replace('_', '-')}", "names a column of a CSV file or TFRecords (an .npz gives "
+                                                          "'x' and 'keys')")
     values = {
         "label_key": o["label_column"], "client_key": o["client_column"],
+        "feature_keys": tuple(o["feature_column"]) or None,
         "partition": DEFAULTS.partition if o["partition"] == "natural" else o["partition"], "alpha": o["alpha"],
         "shards_per_client": o["shards_per_client"], "num_clients": o["clients"], "rounds": o["rounds"],
         "sampling": o["sampling"], "fraction": o["fraction"],
@@ -336,23 +346,27 @@ def _client_data(o, config: FederatedTrainingConfig):
     """(ClientData, (x_test, y_test), the model's classes, what a private run would release outside its
     guarantee (`FederatedSimulation`'s outside_guarantee)): --dataset read, its evaluation rows set aside
     and its training rows dealt to clients."""
-    x, y, keys, test, test_is_private = _load(o["dataset"], o["seed"], o["label_column"], o["client_column"],
-                                              private=config.private)
+    x, y, keys, test, train = _load(o["dataset"], o["seed"], config, o["client_column"])
     from federated.data.screen import largest_label, trainable  # pylint: disable=import-outside-toplevel
     try:
         num_classes = config.model_classes(largest_label(y, test[1]))
     except InvalidFederatedSetting as err:
         raise _usage("--num-classes", err.message) from None
-    outside = ("evaluation",) * test_is_private + ("classes",) * (config.num_classes is None)
-    _check_memory(x.shape[1], num_classes, config, o, largest_client=len(y))
+    outside = ("evaluation",) * (train is not None)
+    _check_memory(x.shape[1], num_classes, config, o,   # under --dp from public numbers only
+                  largest_client=None if config.private else len(y) if train is None else int(train.sum()))
     from federated import ClientData  # pylint: disable=import-outside-toplevel
     keys = keys if config.client_key else None
     try:
         if config.private:   # each record a private run cannot train on is left out alone (federated.data.screen)
-            data = ClientData.for_private_run(x, y, config.partitioner(), num_classes=num_classes, keys=keys)
-            test = tuple(a[trainable(*test, num_classes)] for a in test)
+            data = ClientData.for_private_run(x, y, config.partitioner(), num_classes=num_classes, keys=keys,
+                                              train=train)
+            scored = trainable(*test, num_classes)
+            test = (test[0][scored], test[1][scored].astype(np.int64))
         else:
-            data = ClientData.from_arrays(x, y, config.partitioner(), keys=keys)
+            train = slice(None) if train is None else train
+            data = ClientData.from_arrays(x[train], y[train], config.partitioner(),
+                                          keys=None if keys is None else keys[train])
     except ValueError as err:
         option = "--clients" if "num_clients" in str(err) or "clients x" in str(err) else "--partition"
         raise _usage(option, err) from None
@@ -507,10 +521,12 @@ def _outside_guarantee(history) -> list[str]:
             for key, reason in history.config.get("outside_guarantee", {}).items()]
 
 
-def _check_memory(input_dim: int, num_classes: int, config: FederatedTrainingConfig, o, largest_client: int) -> None:
+def _check_memory(input_dim: int, num_classes: int, config: FederatedTrainingConfig, o,
+                  largest_client: int | None) -> None:
     """Refuses a run the machine cannot hold, before allocating it, naming the setting that asks for most:
     the model (float32 copies; float64 client updates of a round, server slots and sums), the clients'
-    bookkeeping, and the batch schedules of a chunk of clients (E passes over the largest client)."""
+    bookkeeping, and the batch schedules of a chunk of clients (E passes over the largest client; left out
+    when ``largest_client`` is None, as a private run's size is no public number)."""
     widths = [input_dim, *config.hidden_units, num_classes]
     parameters = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
     clients = max(1.0, config.sampler().expected_clients(config.num_clients))
@@ -518,7 +534,7 @@ def _check_memory(input_dim: int, num_classes: int, config: FederatedTrainingCon
                                              for w in config.hidden_units), (num_classes, "--num-classes"))
     parts = {widest[1]: parameters * (16 + 8 * (clients + 40)),
              "--clients": 1024.0 * config.num_clients,
-             "--epochs": 2.0 * largest_client * config.local_epochs * 5 * 16}
+             "--epochs": 2.0 * (largest_client or 0) * config.local_epochs * 5 * 16}
     needed = sum(parts.values())
     available = _available_memory()
     if available is not None and needed > available:
@@ -543,20 +559,26 @@ def _available_memory() -> float | None:
         return None
 
 
-def _load(dataset: str, seed: int, label_column: str, client_column: str | None, *, private: bool):
-    """(x, y, keys or None, (x_test, y_test), whether the test rows are private); evaluation rows are never
-    among the training rows. A private run refuses no record for its values (`federated.data.screen`).
+def _load(dataset: str, seed: int, config: FederatedTrainingConfig, client_column: str | None):
+    """(x, y, keys or None, (x_test, y_test), train): every row of the data set, its evaluation rows, and
+    None when they are a separate test split, else [n] bool marking the rows that may train (the others
+    are the evaluation rows, private rows of the data set). A private run deals every row to its client
+    before that mask applies, so a user all of whose rows are held out is still a client; it refuses no record
+    for its values (`federated.data.screen`) and no data set for its row count, and reads CSV files and
+    TFRecords against declared columns (`federated.data.declared`): ``config``'s label and features, and
+    ``client_column``.
 
     Without a test split each row is held out by a keyed hash of its content (`keyed_hold_out`, salted
     apart from the partition's hash), so adding or removing one row moves no other row between training
-    and evaluation; the held-out rows are private rows of the data set.
+    and evaluation.
 
     Raises:
       click.UsageError: naming --dataset (or the column option) for a missing, unreadable, corrupt or
         inconsistent data set.
     """
+    private = config.private
     try:
-        x, y, keys, test = _read(dataset, label_column, client_column)
+        x, y, keys, test = _read(dataset, config, client_column)
     except (OSError, EOFError, zipfile.BadZipFile, KeyError) as err:
         raise _usage("--dataset", f"cannot read {dataset}: {err}") from None
     except ValueError as err:   # messages of column options start with the option's name
@@ -566,29 +588,31 @@ def _load(dataset: str, seed: int, label_column: str, client_column: str | None,
     if problem:
         raise _usage("--dataset", f"{dataset}: {problem}")
     if test is not None:
-        return x, y, keys, test, False
+        return x, y, keys, test, None
     from federated.partitioners import content_keys, keyed_hold_out  # pylint: disable=import-outside-toplevel
     held_out = keyed_hold_out(content_keys(x, y), fraction=HOLD_OUT, seed=seed)
-    if held_out.all() or not held_out.any():
+    if not private and (held_out.all() or not held_out.any()):   # a private run evaluates on what is held out
         raise _usage("--dataset", f"{dataset} has {len(y)} rows: too few to hold out {HOLD_OUT:.0%} for evaluation")
-    train = ~held_out
-    return x[train], y[train], None if keys is None else keys[train], (x[held_out], y[held_out]), True
+    return x, y, keys, (x[held_out], y[held_out]), ~held_out
 
 
-def _read(dataset: str, label_column: str, client_column: str | None):
+def _read(dataset: str, config: FederatedTrainingConfig, client_column: str | None):
     if dataset == "digits":
         from federated.data import load_digits_split  # pylint: disable=import-outside-toplevel
         (x_train, y_train), test = load_digits_split()
         return x_train, y_train, None, test
     if dataset.endswith(".npz") and os.path.isfile(dataset):
         return _read_npz(dataset)
-    if dataset.endswith(".csv") and os.path.isfile(dataset):
+    csv_file = dataset.endswith(".csv") and os.path.isfile(dataset)
+    files = [] if csv_file else sorted(f for f in glob.glob(dataset) if os.path.isfile(f))
+    if config.private and (csv_file or files):
+        return (*_declared(dataset, files, config, client_column), None)
+    if csv_file:
         from federated.data.examples import read_csv_columns  # pylint: disable=import-outside-toplevel
-        return (*_from_columns(read_csv_columns(dataset), dataset, label_column, client_column), None)
-    if any(os.path.isfile(f) for f in glob.glob(dataset)):
+        return (*_from_columns(read_csv_columns(dataset), dataset, config, client_column), None)
+    if files:
         from federated.data import read_tf_examples  # pylint: disable=import-outside-toplevel
-        files = sorted(f for f in glob.glob(dataset) if os.path.isfile(f))
-        return (*_from_columns(read_tf_examples(files), dataset, label_column, client_column), None)
+        return (*_from_columns(read_tf_examples(files), dataset, config, client_column), None)
     raise ValueError(f"--dataset must be 'digits', an existing .npz or .csv file, or TFRecord files (a path or "
                      f"glob), got {dataset!r}")
 
@@ -638,16 +662,47 @@ def _inconsistency(x, y, keys, test, *, private: bool) -> str | None:
     return None
 
 
-def _from_columns(columns: dict, dataset: str, label_column: str, client_column: str | None):
-    """(x, y, keys) of named columns of ``dataset``: the features are every other numeric column."""
+def _from_columns(columns: dict, dataset: str, config: FederatedTrainingConfig, client_column: str | None):
+    """(x, y, keys) of named columns of ``dataset``: the features are --feature-column, else every other
+    numeric column."""
     from federated.data.examples import (class_labels, feature_columns,  # pylint: disable=import-outside-toplevel
                                          stack_features)
     if client_column is not None and client_column not in columns:
         raise ValueError(f"--client-column: {dataset} has no column {client_column!r}; the columns are "
                          f"{sorted(columns)}")
-    labels = class_labels(columns, label_column, setting=f"--label-column ({dataset})")
-    x = stack_features(columns, feature_columns(columns, (label_column, client_column)))
+    labels = class_labels(columns, config.label_key, setting=f"--label-column ({dataset})")
+    x = stack_features(columns, config.feature_keys or feature_columns(columns, (config.label_key, client_column)))
     return x, labels, None if client_column is None else np.asarray(columns[client_column])
+
+
+def _declared(dataset: str, files: list[str], config: FederatedTrainingConfig, client_column: str | None):
+    """(x, y, keys) of a private run's CSV file or TFRecord ``files``, read against declared columns
+    (`federated.data.declared`): the features (--feature-column, else for a CSV every header column but
+    the label and the client column), one number each; the label, a number; the client id, text. No
+    value decides a type: a value that is not a number is NaN, so its row is left out after dealing."""
+    from federated.data import declared  # pylint: disable=import-outside-toplevel
+    named = [config.label_key, *([client_column] if client_column else [])]
+    if files:
+        if not config.feature_keys:
+            raise ValueError("--feature-column: under --dp name the features of TFRecords (one number each): the "
+                             "records may not decide them")
+        from federated.data.examples import read_tf_records  # pylint: disable=import-outside-toplevel
+        read = lambda spec: declared.read_examples(read_tf_records(files), spec)  # noqa: E731
+    else:
+        import csv  # pylint: disable=import-outside-toplevel
+        with open(dataset, newline="", encoding="utf-8-sig") as f:
+            header = next(csv.reader(f), [])
+        read = lambda spec: declared.read_csv(dataset, spec)  # noqa: E731
+    features = list(config.feature_keys or [c for c in header if c not in named])
+    if not features:
+        raise ValueError(f"{dataset} has no feature columns besides {named}")
+    spec = [declared.Column(name) for name in (*features, config.label_key)]
+    records = read(spec + ([declared.Column(client_column, "text")] if client_column else []))
+    if not len(records.kept):
+        raise ValueError(f"{dataset} has no rows")
+    with np.errstate(over="ignore"):   # a value beyond float32 is infinite, left out with its row
+        x = np.stack([records.columns[name] for name in features], axis=1).astype(np.float32)
+    return x, records.columns[config.label_key], records.columns[client_column] if client_column else None
 
 
 COMMANDS = [federated]

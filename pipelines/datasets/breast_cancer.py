@@ -16,6 +16,8 @@ import os
 from privacy.atomic_files import write_atomically
 
 LABEL_KEY = "diagnosis"
+NUM_CLASSES = 2
+"""The label's classes: a public fact of the data set (a private Federated Trainer needs it as a setting)."""
 FILE_NAME = "breast_cancer.csv"
 
 

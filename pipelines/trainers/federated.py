@@ -1,7 +1,9 @@
 """TFX ``run_fn`` of the Federated Trainer: FedAvg over the training split divided among simulated clients.
 
 The Trainer reads raw examples (ExampleGen's output) and, when it has a transform graph, applies the
-graph itself. Each training record is keyed by its raw content (`federated.partitioners.record_keys`)
+graph itself. A private Trainer reads each record alone against a public spec (`declared_spec`: the
+graph's raw feature spec, the schema's, or ``feature_keys``), so no record decides the features. Each
+training record is keyed by its raw content (`federated.partitioners.record_keys`)
 before any preprocessing: Transform's analyzers (a z-score's mean and standard deviation) move with
 every record, so keys of transformed records would move every record when one is added. The split is
 then divided by the ``client_key`` column, or dealt to N clients by key (`KeyedPartitioner`: one record
@@ -24,9 +26,8 @@ Outputs, like the DP Trainer's:
 * for private runs, the privacy ledger (`pipelines.privacy_ledger`, mechanism ``dp-fedavg``) in
   ``serving_model_dir/assets.extra``;
 * ``model_run_dir``: the simulation's ``history.json`` (per-round accuracy on the evaluation split, a
-  private split of the same data, so a private run lists it outside its guarantee, as it does the
-  number of classes unless ``num_classes`` is set; epsilon) and ``accuracy.png``. The ledger lists the
-  same.
+  private split of the same data, so a private run lists it outside its guarantee; epsilon) and
+  ``accuracy.png``. The ledger lists the same.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import os
 import numpy as np
 
 from pipelines import privacy_ledger
-from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
+from pipelines.components.federated_trainer.spec import FederatedTrainingConfig, InvalidFederatedSetting
 
 PREDICTION_KEY = "probabilities"
 TRANSFORM_BATCH = 1024
@@ -58,15 +59,16 @@ def run_fn(fn_args) -> None:
 
     config = FederatedTrainingConfig.for_trainer(fn_args.custom_config)
     transform = _transform_output(fn_args)
-    train = read_split(fn_args.train_files, transform)
+    spec = declared_spec(config, transform, getattr(fn_args, "schema_path", None)) if config.private else None
+    train = read_split(fn_args.train_files, transform, spec)
     feature_keys = resolve_feature_keys(config, train)
-    evaluated = read_split(fn_args.eval_files, transform)
-    evaluation = (stack_features(evaluated.columns, feature_keys), _labels(evaluated, config.label_key))
-    num_classes = config.model_classes(largest_label(_labels(train, config.label_key), evaluation[1]))
-    data = client_data(config, train, feature_keys, num_classes)
+    evaluated = read_split(fn_args.eval_files, transform, spec)
+    evaluation = (stack_features(evaluated.columns, feature_keys), _labels(evaluated, config))
+    num_classes = config.model_classes(largest_label(_labels(train, config), evaluation[1]))
+    data = client_data(config, train, feature_keys, num_classes, held_out=evaluated)
     scored = trainable(*evaluation, num_classes)
     if config.private:   # each evaluation record it cannot score is left out alone (federated.data.screen)
-        evaluation = tuple(a[scored] for a in evaluation)
+        evaluation = (evaluation[0][scored], evaluation[1][scored].astype(np.int64))
     elif not scored.all():
         raise ValueError(f"evaluation record {int(np.flatnonzero(~scored)[0])} has a NaN or infinite feature or a "
                          f"label outside 0..{num_classes - 1}")
@@ -82,7 +84,7 @@ def run_fn(fn_args) -> None:
     algorithm = plan.strategy()
     simulation = fl.FederatedSimulation(model_fn, data, algorithm, rounds=config.rounds,
                                         sampler=config.sampler(), seed=config.seed, evaluation=evaluation,
-                                        outside_guarantee=("evaluation",) + ("classes",) * (config.num_classes is None),
+                                        outside_guarantee=("evaluation",),
                                         aggregation=plan.aggregation(algorithm, int(data.sizes().max())),
                                         execution=config.execution)
     history = simulation.run()
@@ -90,7 +92,7 @@ def run_fn(fn_args) -> None:
     history.config["title"] = f"Federated Trainer: {history.config['strategy']['name']}, N={data.num_clients}"
     history.save_json(os.path.join(fn_args.model_run_dir, "history.json"))
     history.plot(os.path.join(fn_args.model_run_dir, "accuracy.png"))
-    export(model_fn, simulation.state.weights, fn_args, train.columns, feature_keys, config)
+    export(model_fn, simulation.state.weights, fn_args, train.columns, feature_keys, config, spec)
     if plan.private:
         ledger = plan.ledger(simulation.state.budget, rounds=simulation.state.round,
                              trainer={"run_fn": f"{__name__}.run_fn"},
@@ -116,9 +118,14 @@ class Split:
     keys: list[bytes]
 
 
-def read_split(file_patterns, transform=None) -> Split:
+def read_split(file_patterns, transform=None, spec=None) -> Split:
     """The raw tf.Examples of the files matching ``file_patterns`` (a TFX split's ``*`` globs), keyed by
     their raw content and, with ``transform`` (a ``tft.TFTransformOutput``), transformed by its graph.
+
+    With ``spec`` (`declared_spec`, for a private run) each record is read alone against it
+    (`federated.data.declared`): no record decides the features, their kinds or lengths; a record that
+    does not conform keeps its place with NaN model inputs (left out after dealing), one without a
+    readable client id is left out.
 
     Raises:
       ValueError: when no file matches, or the examples lack the transform graph's raw features (they are
@@ -133,6 +140,8 @@ def read_split(file_patterns, transform=None) -> Split:
     records = read_tf_records(files)
     if not records:
         raise ValueError(f"no records in {files}")
+    if spec is not None:
+        return _declared_split(records, transform, spec)
     raw = examples_to_columns(records)
     if transform is None:
         return Split(columns=raw, raw=raw, keys=record_keys(raw))
@@ -145,13 +154,75 @@ def read_split(file_patterns, transform=None) -> Split:
     return Split(columns=_transformed(records, transform, spec), raw=raw, keys=record_keys(raw))
 
 
+def _declared_split(records: list[bytes], transform, spec) -> Split:
+    """`read_split` against a declared spec: the records that conform go through the transform graph; the
+    others get NaN model inputs (None for text outputs) in their place."""
+    from federated.data import declared  # pylint: disable=import-outside-toplevel
+    from federated.partitioners import record_keys  # pylint: disable=import-outside-toplevel
+    read = declared.read_examples(records, spec)
+    if transform is None:
+        return Split(columns=read.columns, raw=read.columns, keys=record_keys(read.columns))
+    conforming = [records[i] for i in read.kept[read.conforming]]
+    columns = {}
+    for key, value in _transformed(conforming, transform, transform.raw_feature_spec()).items():
+        numeric = value.dtype.kind in "biuf"
+        full = np.full((len(read.kept), *value.shape[1:]), np.nan if numeric else None,
+                       np.float64 if numeric else object)
+        full[read.conforming] = value
+        columns[key] = full
+    return Split(columns=columns, raw=read.columns, keys=record_keys(read.columns))
+
+
+def declared_spec(config: FederatedTrainingConfig, transform, schema_path: str | None):
+    """The public spec a private Trainer reads each record against (`federated.data.declared.Column`s): the
+    transform graph's raw feature spec, else the schema's, else ``feature_keys`` (one float each, as the
+    model serves them) and the label (a number); the ``client_key`` is read as text.
+
+    Raises:
+      InvalidFederatedSetting: naming ``feature_keys`` when there is neither a graph, a schema nor that setting.
+      ValueError: for a spec with a feature that is not of fixed length, or without the label.
+    """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from federated.data.declared import Column  # pylint: disable=import-outside-toplevel
+    client = [Column(config.client_key, "text")] if config.client_key else []
+    if transform is not None:
+        feature_spec = transform.raw_feature_spec()
+    elif schema_path:
+        from tensorflow_transform.tf_metadata import schema_utils  # pylint: disable=import-outside-toplevel
+        from tfx.utils import io_utils  # pylint: disable=import-outside-toplevel
+        from tensorflow_metadata.proto.v0 import schema_pb2  # pylint: disable=import-outside-toplevel
+        schema = io_utils.parse_pbtxt_file(schema_path, schema_pb2.Schema())
+        feature_spec = schema_utils.schema_as_feature_spec(schema).feature_spec
+    elif config.feature_keys:
+        return [Column(key, "float") for key in config.feature_keys] + [Column(config.label_key)] + client
+    else:
+        raise InvalidFederatedSetting("feature_keys", "a private Trainer reads each record against a public spec: "
+                                                      "give it a Transform graph or a schema, or name the features "
+                                                      "(one float each)")
+    if config.label_key not in feature_spec:
+        raise ValueError(f"custom_config['label_key']: no feature {config.label_key!r} in the raw feature spec "
+                         f"{sorted(feature_spec)}")
+    kinds = {tf.int64: ("int", "int64_list"), tf.float32: ("float", "float_list"), tf.string: ("bytes", "bytes_list")}
+    columns = []
+    for name, feature in sorted(feature_spec.items()):
+        if not isinstance(feature, tf.io.FixedLenFeature) or feature.dtype not in kinds:
+            raise ValueError(f"raw feature {name!r} is {feature}: a private Federated Trainer reads fixed-length "
+                             f"int64, float or bytes features only")
+        kind, accepts = kinds[feature.dtype]
+        if name == config.client_key:   # text, but of the declared kind, as the transform graph parses it
+            columns.append(Column(name, "text", accepts=(accepts,)))
+        else:
+            columns.append(Column(name, kind, int(np.prod(feature.shape, dtype=int))))
+    return columns + ([] if config.client_key in feature_spec else client)
+
+
 def _transformed(records: list[bytes], transform, spec) -> dict[str, np.ndarray]:
     """Transform's outputs for serialized raw ``records``, as numpy columns ([n], or [n, L] for L > 1 values)."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     layer = transform.transform_features_layer()
     parts: dict[str, list[np.ndarray]] = {}
-    for start in range(0, len(records), TRANSFORM_BATCH):
-        outputs = layer(tf.io.parse_example(tf.constant(records[start:start + TRANSFORM_BATCH]), spec))
+    for start in range(0, max(len(records), 1), TRANSFORM_BATCH):   # no record: empty columns, all outputs
+        outputs = layer(tf.io.parse_example(tf.constant(records[start:start + TRANSFORM_BATCH], tf.string), spec))
         for key, value in outputs.items():
             if isinstance(value, tf.SparseTensor):
                 raise ValueError(f"Transform output {key!r} is sparse; the Federated Trainer takes dense features")
@@ -179,32 +250,45 @@ def resolve_feature_keys(config: FederatedTrainingConfig, split: Split) -> list[
     return feature_columns(split.columns, (config.label_key, config.client_key))
 
 
-def client_data(config: FederatedTrainingConfig, split: Split, feature_keys: list[str], num_classes: int):
+def client_data(config: FederatedTrainingConfig, split: Split, feature_keys: list[str], num_classes: int, *,
+                held_out: Split | None = None):
     """The training split as `ClientData`: by the raw ``client_key`` column, or dealt by raw record key; a
     private run leaves out, one by one, the records it cannot train on and, with ``max_examples_per_client``
     K, each client's records past its K of smallest raw record key (`ClientData.for_private_run`; how many
-    were capped is not reported)."""
+    were capped is not reported). A private run deals the ``held_out`` (evaluation) split's records too and
+    then leaves them out, so a user all of whose records are held out is still a client (an empty one): N
+    counts the users of both splits."""
     from federated.data import ClientData  # pylint: disable=import-outside-toplevel
     from federated.data.examples import stack_features  # pylint: disable=import-outside-toplevel
-    keys = split.raw[config.client_key] if config.client_key else split.keys
-    x, y = stack_features(split.columns, feature_keys), _labels(split, config.label_key)
+    splits = [split] + ([held_out] if config.private and held_out is not None else [])
+    keys = [s.raw[config.client_key] if config.client_key else s.keys for s in splits]
+    x = [stack_features(s.columns, feature_keys) for s in splits]
+    y = [_labels(s, config) for s in splits]
     if config.private:
-        return ClientData.for_private_run(x, y, config.partitioner(), num_classes=num_classes, keys=keys,
+        train = np.arange(sum(len(a) for a in y)) < len(y[0])
+        return ClientData.for_private_run(np.concatenate(x), np.concatenate(y), config.partitioner(),
+                                          num_classes=num_classes,
+                                          keys=np.concatenate(keys) if config.client_key else sum(keys, []),
                                           max_examples_per_client=config.max_examples_per_client,
-                                          record_keys=split.keys)
-    return ClientData.from_arrays(x, y, config.partitioner(), keys=keys)
+                                          record_keys=[k for s in splits for k in s.keys], train=train)
+    return ClientData.from_arrays(x[0], y[0], config.partitioner(), keys=keys[0])
 
 
-def _labels(split: Split, label_key: str) -> np.ndarray:
-    """The label column: Transform's output of that name when there is one, else the raw column."""
+def _labels(split: Split, config: FederatedTrainingConfig) -> np.ndarray:
+    """The label column: Transform's output of that name when there is one, else the raw column (a private
+    run's as read, numbers with NaN where a record's label is no number: `federated.data.screen` leaves it out)."""
     from federated.data.examples import class_labels  # pylint: disable=import-outside-toplevel
-    return class_labels(split.columns if label_key in split.columns else split.raw, label_key,
-                        setting="custom_config['label_key']")
+    columns = split.columns if config.label_key in split.columns else split.raw
+    if config.private:
+        return np.asarray(columns[config.label_key], np.float64)
+    return class_labels(columns, config.label_key, setting="custom_config['label_key']")
 
 
 # --- export ----------------------------------------------------------------------------------------
-def export(model_fn, weights, fn_args, columns, feature_keys: list[str], config: FederatedTrainingConfig) -> None:
-    """Saves the serving SavedModel: serialized raw tf.Examples -> (Transform) -> model -> probabilities."""
+def export(model_fn, weights, fn_args, columns, feature_keys: list[str], config: FederatedTrainingConfig,
+           spec=None) -> None:
+    """Saves the serving SavedModel: serialized raw tf.Examples -> (Transform) -> model -> probabilities.
+    Without a transform graph, raw features parse as ``spec`` declares them (`declared_spec`), else as read."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
     model = model_fn()
@@ -220,7 +304,9 @@ def export(model_fn, weights, fn_args, columns, feature_keys: list[str], config:
         raw_spec = {k: v for k, v in tft_output.raw_feature_spec().items()
                     if k not in (config.label_key, config.client_key)}
     else:
-        raw_spec = {k: tf.io.FixedLenFeature([widths[k]], tf.float32 if columns[k].dtype.kind == "f" else tf.int64)
+        integer = {c.name for c in spec if c.kind == "int"} if spec is not None else \
+            {k for k in feature_keys if columns[k].dtype.kind != "f"}
+        raw_spec = {k: tf.io.FixedLenFeature([widths[k]], tf.int64 if k in integer else tf.float32)
                     for k in feature_keys}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from dp_accounting import dp_event
 
 from pipelines.cli.main import cli
+from pipelines.components.federated_trainer.spec import FederatedTrainingConfig, InvalidFederatedSetting
 
 
 def test_federated_run_dp_secure_aggregation(tmp_path):
@@ -127,7 +128,8 @@ def test_under_dp_metrics_of_held_out_rows_are_labelled_outside_the_guarantee(tm
     x = rng.normal(size=(300, 4)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.int64)
     np.savez(tmp_path / "split.npz", x=x[:240], y=y[:240], x_test=x[240:], y_test=y[240:])
-    common = ["--dp", "--rounds", "2", "--clients", "10", "-C", "0.5", "--model", "linear", "--execution", "numpy"]
+    common = ["--dp", "--rounds", "2", "--clients", "10", "-C", "0.5", "--model", "linear", "--execution", "numpy",
+              "--num-classes", "2"]
     tag = "held-out private rows, not DP"
     result = _run(common + ["--dataset", _write_csv(tmp_path / "d.csv", x, y)], tmp_path)
     assert result.exit_code == 0, result.output
@@ -351,6 +353,7 @@ BAD_INPUTS = [  # (arguments, the option the one-line error names); {d} is the f
     (["--target-quantile", "0.3"], "--target-quantile"), (["--accountant", "rdp"], "--accountant"),
     (["--secure-noise"], "--secure-noise"), (["--dp", "--execution", "auto"], "--execution"),
     (["--partition", "natural"], "--partition"), (["--num-classes", "1"], "--num-classes"),
+    (["--feature-column", "f0"], "--feature-column"), (["--dp", "--dataset", "{d}/good.npz"], "--num-classes"),
     (["--dataset", "{d}/good.npz", "--num-classes", "2"], "--num-classes"),
     (["--partition", "shards", "--clients", "1000"], "--clients"), (["--client-column", "user"], "--client-column"),
     (["--secure-aggregation", "--secagg-bits", "60"], "--secagg-bits"),
@@ -430,7 +433,7 @@ def test_under_dp_neighbouring_data_sets_release_no_exact_fact_of_the_data(tmp_p
     np.savez(tmp_path / "plus_one.npz", x=np.concatenate([x, np.full((1, 8), 3e38, np.float32)]),
              y=np.concatenate([y, [1]]), x_test=x_test, y_test=y_test)
     common = ["--rounds", "3", "--clients", "20", "-C", "1.0", "--model", "linear", "--execution", "numpy",
-              "--secure-aggregation"]
+              "--num-classes", "3", "--secure-aggregation"]
     public = _run(common[:-1] + ["--dataset", str(tmp_path / "plus_one.npz"), "--json"], tmp_path)
     assert public.exit_code == 0, public.output
     assert _history(public)["config"]["client_sizes_sum"] == 201 and _history(public)["rounds"][0]["nonfinite"] == 1
@@ -452,29 +455,34 @@ def test_under_dp_neighbouring_data_sets_release_no_exact_fact_of_the_data(tmp_p
     assert runs["clean"][3][0] == "20 clients (keyed iid partition)"
 
 
-def test_under_dp_the_models_classes_come_from_a_setting_or_are_listed_outside_the_guarantee(tmp_path):
-    """One added record with a new label grows the model's output layer when the classes are read from the
-    labels: under --dp that is listed outside the guarantee (history, ledger, report); --num-classes keeps
-    the model the same for both neighbours."""
+def test_under_dp_the_models_classes_are_a_setting_not_read_from_the_labels(tmp_path):
+    """One added record with a new label would grow the model's output layer (and one huge label the model
+    past memory) if the classes were read from the labels: under --dp --num-classes is required (the same
+    one-line refusal for both neighbours, nothing written), and with it both neighbours train the same model.
+    The Trainer's setting is required likewise."""
     rng = np.random.default_rng(0)
     x, y = rng.random((120, 4)).astype(np.float32), rng.integers(0, 3, 120)
     np.savez(tmp_path / "base.npz", x=x, y=y, x_test=x[:20], y_test=y[:20])
-    np.savez(tmp_path / "plus.npz", x=np.concatenate([x, x[:1]]), y=np.concatenate([y, [7]]), x_test=x[:20],
+    np.savez(tmp_path / "plus.npz", x=np.concatenate([x, x[:1]]), y=np.concatenate([y, [10 ** 9]]), x_test=x[:20],
              y_test=y[:20])
     common = ["--dp", "--rounds", "1", "--clients", "10", "-C", "0.5", "--model", "linear", "--execution", "numpy"]
-    sizes = {}
-    for classes in ([], ["--num-classes", "8"]):
-        for name in ("base", "plus"):
-            result = _run(common + classes + ["--dataset", str(tmp_path / f"{name}.npz"), "--out",
-                                              str(tmp_path / name)], tmp_path)
-            assert result.exit_code == 0, result.output
-            history = json.loads((tmp_path / name / "history.json").read_text())
-            ledger = json.loads((tmp_path / name / "privacy_ledger.json").read_text())
-            listed = "classes" in history["config"]["outside_guarantee"]
-            assert listed == ("classes" in ledger["parameters"]["outside_guarantee"]) == (not classes)
-            assert listed == ("outside the DP guarantee (classes from private labels)" in result.stdout)
-            sizes[len(classes), name] = history["config"]["num_parameters"]
-    assert sizes[0, "base"] == 4 * 3 + 3 and sizes[0, "plus"] == 4 * 8 + 8 == sizes[2, "base"] == sizes[2, "plus"]
+    refusals, sizes = set(), {}
+    for name in ("base", "plus"):
+        result = _run(common + ["--dataset", str(tmp_path / f"{name}.npz"), "--out", str(tmp_path / name)], tmp_path)
+        assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+        refusals.add(result.stderr)
+        assert not (tmp_path / name).exists()
+        result = _run(common + ["--num-classes", "8", "--dataset", str(tmp_path / f"{name}.npz"), "--out",
+                                str(tmp_path / name)], tmp_path)
+        assert result.exit_code == 0, result.output
+        history = json.loads((tmp_path / name / "history.json").read_text())
+        assert "classes" not in history["config"]["outside_guarantee"]
+        sizes[name] = history["config"]["num_parameters"]
+    [refusal] = refusals
+    assert refusal.startswith("Error: --num-classes: a private run needs the model's number of classes")
+    assert sizes["base"] == sizes["plus"] == 4 * 8 + 8
+    with pytest.raises(InvalidFederatedSetting, match="num_classes"):
+        FederatedTrainingConfig.for_trainer({"label_key": "y", "private": True})
 
 
 def test_killed_runs_resume_from_their_checkpoint_to_the_uninterrupted_result(tmp_path):
@@ -535,28 +543,41 @@ def test_killed_runs_resume_from_their_checkpoint_to_the_uninterrupted_result(tm
         dp_accounting.rdp.RdpAccountant().compose(event, 24).get_epsilon(0.01), rel=1e-12)
 
 
-def _users_csv(path, users: int, replace_last: bool = False):
-    """A CSV of ``users`` users (10 to 40 rows each); ``replace_last`` gives the last user's place to a new user
-    with other rows (another count), which is a replace-one neighbour of the same number of users."""
+def _users_csv(path, users: int, newcomer=None):
+    """A CSV of ``users`` users (10 to 40 rows each); ``newcomer`` (its rows' features) gives the last user's
+    place to a new user with those rows, which is a replace-one neighbour of the same number of users."""
     rng = np.random.default_rng(1)
     sizes = rng.integers(10, 40, users)
     x = rng.normal(size=(int(sizes.sum()), 4)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.int64)
     names = np.repeat([f"u{i}" for i in range(users)], sizes)
-    if replace_last:
+    if newcomer is not None:
         keep = names != f"u{users - 1}"
-        extra = np.random.default_rng(2).normal(size=(7, 4)).astype(np.float32)
-        x, y = np.concatenate([x[keep], extra]), np.concatenate([y[keep], (extra[:, 0] > 0).astype(np.int64)])
-        names = np.concatenate([names[keep], ["newcomer"] * 7])
+        x, y = np.concatenate([x[keep], newcomer]), np.concatenate([y[keep], (newcomer[:, 0] > 0).astype(np.int64)])
+        names = np.concatenate([names[keep], ["newcomer"] * len(newcomer)])
     return _write_csv(path, x, y, names)
+
+
+def _held_out_newcomer(tmp_path, users: int) -> str:
+    """A `_users_csv` whose newcomer has one row, which the command line holds out for evaluation."""
+    from pipelines.cli.federated import _load
+    config = FederatedTrainingConfig.from_custom_config({"label_key": "label", "client_key": "user", "private": True,
+                                                         "noise_multiplier": 1.0, "num_classes": 2})
+    rng = np.random.default_rng(3)
+    while True:
+        path = _users_csv(tmp_path / "held_out_newcomer.csv", users, rng.normal(size=(1, 4)).astype(np.float32))
+        *_, train = _load(path, 0, config, "user")
+        if not train[-1]:
+            return path
 
 
 def test_user_level_dp_releases_the_number_of_users_only_where_the_adjacency_holds_it_fixed(tmp_path):
     """One client per user: N is the number of users, which the ledger, history.json and the terminal carry
     (it sets delta, the calibrated z and the update's scale). Poisson sampling's add/remove neighbours (9 vs 10
     users) would differ in N, so it is refused with the same one line for both, before reading anything;
-    uniform sampling's replace-one neighbours (a user replaced) have the same N, and every output but the
-    noise-dependent metrics is the same, with the epsilon dp-accounting gives."""
+    uniform sampling's replace-one neighbours (a user replaced, also by a user whose one row is held out for
+    evaluation: users are counted over all rows) have the same N, and every output but the noise-dependent
+    metrics is the same, with the epsilon dp-accounting gives."""
     users = ["--client-column", "user", "--partition", "natural", "--num-classes", "2"]
     common = ["--dp", "--rounds", "2", "-C", "0.5", "--model", "linear", "--execution", "numpy", *users]
     refusals = []
@@ -569,10 +590,12 @@ def test_user_level_dp_releases_the_number_of_users_only_where_the_adjacency_hol
                                                                  "is the number of users in the data")
     assert "use uniform sampling" in refusals[0] and not (tmp_path / "run").exists()
     runs = {}
-    for name, replaced in (("ten", False), ("replaced", True)):
+    datasets = {"ten": _users_csv(tmp_path / "ten.csv", 10),
+                "replaced": _users_csv(tmp_path / "replaced.csv", 10, np.random.default_rng(2).normal(size=(7, 4))),
+                "held_out": _held_out_newcomer(tmp_path, 10)}
+    for name, dataset in datasets.items():
         out = tmp_path / name
-        result = _run([*common, "--dataset", _users_csv(tmp_path / f"{name}.csv", 10, replaced), "--out", str(out)],
-                      tmp_path)
+        result = _run([*common, "--dataset", dataset, "--out", str(out)], tmp_path)
         assert result.exit_code == 0, result.output
         history = json.loads((out / "history.json").read_text())
         ledger = json.loads((out / "privacy_ledger.json").read_text())
@@ -580,7 +603,7 @@ def test_user_level_dp_releases_the_number_of_users_only_where_the_adjacency_hol
                       [{k: v for k, v in r.items() if k != "evaluation"} for r in history["rounds"]], ledger,
                       [line for line in result.stderr.splitlines() if not line.startswith("round ")],
                       [line for line in result.stdout.splitlines() if not line.startswith(("final accuracy", "wrote"))])
-    assert runs["ten"] == runs["replaced"]
+    assert runs["ten"] == runs["replaced"] == runs["held_out"]
     config, rounds, ledger, stderr, _ = runs["ten"]
     assert ledger["parameters"]["dataset_size"] == 10 and ledger["parameters"]["privacy_unit"] == "user"
     assert ledger["parameters"]["adjacency"] == "replace-one" and [r["sampled"] for r in rounds] == [5, 5]
@@ -630,3 +653,92 @@ def test_under_dp_one_bad_record_does_not_decide_whether_the_run_happens(tmp_pat
                       [line for line in result.stderr.splitlines() if not line.startswith("round ")],
                       [line for line in result.stdout.splitlines() if not line.startswith(("final accuracy", "wrote"))])
     assert runs["clean"] == runs["plus"]
+
+
+def _dp_outputs(result, out):
+    """What a private run releases but its noisy metrics: history (no title), rounds (no evaluation), ledger,
+    terminal lines."""
+    history = json.loads((out / "history.json").read_text())
+    return ({k: v for k, v in history["config"].items() if k != "title"},
+            [{k: v for k, v in r.items() if k != "evaluation"} for r in history["rounds"]],
+            json.loads((out / "privacy_ledger.json").read_text()),
+            [line for line in result.stderr.splitlines() if not line.startswith("round ")],
+            [line for line in result.stdout.splitlines() if not line.startswith(("final accuracy", "wrote"))])
+
+
+@pytest.mark.parametrize("bad", ["feature abc", "feature empty", "label 1.5", "user 1.5"])
+def test_under_dp_no_csv_cell_decides_a_column_type_the_features_the_clients_or_the_run(tmp_path, bad):
+    """Replace-one-user neighbours of a clean CSV with integer user ids: the last user is replaced by one row with
+    a text feature cell, an empty one, a label 1.5, or the user id 1.5. Inferred from the values, each would
+    drop a feature column, refuse the run, or turn every id into a float ("1" into "1.0"); under --dp every
+    cell is read alone against the declared columns: both neighbours run, every other client keeps its id and
+    its rows, the model's width is the same, and so is everything the run releases."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 4)).astype(np.float32)
+    y, users = (x[:, 0] > 0).astype(np.int64), np.repeat(np.arange(10), 12)
+    clean = _write_csv(tmp_path / "clean.csv", x, y, users)
+    row = {"f0": "0.5", "f1": "0.5", "f2": "0.5", "f3": "0.5", "user": "9", "label": "1"}
+    kind, value = bad.split()
+    row["f2" if kind == "feature" else kind] = "" if value == "empty" else value
+    lines = (tmp_path / "clean.csv").read_text().splitlines()
+    kept = [line for line in lines[1:] if line.split(",")[4] != "9"]
+    (tmp_path / "bad.csv").write_text("\n".join([lines[0], *kept, ",".join(row.values())]) + "\n")
+    common = ["--dp", "--rounds", "2", "-C", "0.5", "--model", "linear", "--execution", "numpy", "--num-classes", "2",
+              "--client-column", "user", "--partition", "natural"]
+    runs, clients = {}, {}
+    for name, dataset in (("clean", clean), ("bad", str(tmp_path / "bad.csv"))):
+        result = _run([*common, "--dataset", dataset, "--out", str(tmp_path / name)], tmp_path)
+        assert result.exit_code == 0, result.output
+        runs[name] = _dp_outputs(result, tmp_path / name)
+        clients[name] = _cli_rows([*common, "--dataset", dataset])[0]
+    assert runs["clean"] == runs["bad"] and runs["clean"][0]["num_parameters"] == 4 * 2 + 2
+    newcomer = "1.5" if kind == "user" else "9"
+    assert sorted(clients["bad"]) == sorted([*map(str, range(9)), newcomer])
+    assert {k: v for k, v in clients["bad"].items() if k != newcomer} == \
+        {k: v for k, v in clients["clean"].items() if k != "9"}
+    if kind != "user":   # the bad row is left out alone: its user stays, an empty client
+        assert clients["bad"][newcomer] == set()
+
+
+def _example(**features) -> bytes:
+    import tensorflow as tf
+    lists = {float: lambda v: tf.train.Feature(float_list=tf.train.FloatList(value=v)),
+             int: lambda v: tf.train.Feature(int64_list=tf.train.Int64List(value=v)),
+             bytes: lambda v: tf.train.Feature(bytes_list=tf.train.BytesList(value=v))}
+    feature = {k: lists[type(v[0])](v) for k, v in features.items()}
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+@pytest.mark.parametrize("bad", ["missing feature", "other kind", "other first record"])
+def test_under_dp_no_tfrecord_decides_the_features_their_kinds_or_the_run(tmp_path, bad):
+    """Neighbouring TFRecord files, one with a record that lacks a feature (last), holds one as bytes (first), or
+    comes first with an extra feature and a feature of two values. Read from the first record, the features
+    refuse the run without --dp; under --dp each record is read alone against --feature-column (one number
+    each): both neighbours run and release the same, the bad record left out alone."""
+    import tensorflow as tf
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(150, 4))
+    records = [_example(**{f"f{j}": [float(v)] for j, v in enumerate(row)}, label=[int(row[0] > 0)]) for row in x]
+    extra = {"missing feature": _example(f0=[0.5], f1=[0.5], f3=[0.5], label=[1]),
+             "other kind": _example(f0=[0.5], f1=[0.5], f2=[b"0.5"], f3=[0.5], label=[1]),
+             "other first record": _example(f0=[0.5], f1=[0.5], f2=[0.5, 0.5], f3=[0.5], g=[1.0], label=[1])}[bad]
+    bad_rows = [*records, extra] if bad == "missing feature" else [extra, *records]   # first, it would decide
+    for name, rows in (("clean", records), ("bad", bad_rows)):
+        with tf.io.TFRecordWriter(str(tmp_path / f"{name}.tfrecord")) as writer:
+            for record in rows:
+                writer.write(record)
+    common = ["--rounds", "2", "--clients", "10", "-C", "0.5", "--model", "linear", "--execution", "numpy",
+              "--num-classes", "2"]
+    public = _run([*common, "--dataset", str(tmp_path / "bad.tfrecord")], tmp_path)
+    assert public.exit_code == 2 and public.stderr.count("\n") == 1, public.output
+    features = [arg for j in range(4) for arg in ("--feature-column", f"f{j}")]
+    refused = _run([*common, "--dp", "--dataset", str(tmp_path / "bad.tfrecord")], tmp_path)
+    assert refused.exit_code == 2 and refused.stderr.startswith("Error: --feature-column: under --dp name the "
+                                                                "features of TFRecords"), refused.output
+    runs = {}
+    for name in ("clean", "bad"):
+        result = _run([*common, "--dp", *features, "--dataset", str(tmp_path / f"{name}.tfrecord"), "--out",
+                       str(tmp_path / name)], tmp_path)
+        assert result.exit_code == 0, result.output
+        runs[name] = _dp_outputs(result, tmp_path / name)
+    assert runs["clean"] == runs["bad"] and runs["clean"][0]["num_parameters"] == 4 * 2 + 2

@@ -16,7 +16,7 @@ from pipelines.cli.main import cli
 from pipelines.components.federated_trainer.spec import FederatedTrainingConfig, InvalidFederatedSetting
 from privacy.accounting import NOISE_MULTIPLIER_RANGE
 
-CONFIG = {"label_key": "label", "private": True, "noise_multiplier": 1.0, "rounds": 2}
+CONFIG = {"label_key": "label", "private": True, "noise_multiplier": 1.0, "rounds": 2, "num_classes": 2}
 
 
 def test_bounds_keep_the_noise_within_float32():

@@ -22,7 +22,7 @@ from .conftest import assert_carries_only_released_statistics, carried_statistic
 
 CONFIG = {"label_key": "diagnosis", "partition": "dirichlet", "alpha": 1.0, "num_clients": 20, "rounds": 8,
           "sampling": "poisson", "fraction": 0.5, "private": True, "noise_multiplier": 0.5, "clipping_norm": 1.0,
-          "client_learning_rate": 0.1, "local_epochs": 2, "max_examples_per_client": 90}
+          "client_learning_rate": 0.1, "local_epochs": 2, "max_examples_per_client": 90, "num_classes": 2}
 PREPROCESSING_EPSILON = 1.0
 """The Transform's private analyzers' budget (per record). A client of up to 90 records moves them 90 times as
 far: the model's client-level epsilon is in the hundreds, which is what central preprocessing costs a
@@ -114,10 +114,9 @@ def test_private_federated_model_carries_the_accountants_epsilon(federated_run):
     assert federated_run["report"]["privacy"]["record_level"]["epsilon"] == record["epsilon"]
     history = federated_run["history"]
     assert history["rounds"][-1]["metrics"]["epsilon_rdp"] == pytest.approx(rounds_alone, rel=1e-12)
-    # The eval split's rows and the classes read from the labels are private facts: listed, here and in the ledger.
-    assert set(history["config"]["outside_guarantee"]) == {"evaluation", "classes"}
-    assert set(ledger["parameters"]["outside_guarantee"]) == {"evaluation", "classes",
-                                                              "preprocessing beyond K records per client"}
+    # The eval split's rows are private: listed, here and in the ledger (the classes are a setting).
+    assert set(history["config"]["outside_guarantee"]) == {"evaluation"}
+    assert set(ledger["parameters"]["outside_guarantee"]) == {"evaluation", "preprocessing beyond K records per client"}
     assert "client_sizes_sum" not in history["config"] and history["rounds"][0]["nonfinite"] is None
     assert history["config"]["num_clients"] == 20
     assert history["config"]["partition"] == {"name": "keyed", "num_clients": 20, "rule": "dirichlet", "alpha": 1.0,
@@ -151,10 +150,8 @@ def test_pipeline_command_runs_the_federated_trainer_and_reports_its_ledger(fede
     assert report["gate"]["blessed"] is True and report["pushed"]["pushed"] is True
     # What the trainer listed outside its guarantee in the ledger is labelled in the report too.
     assert {item.split(" (listed by the trainer)")[0] for item in report["outside_the_guarantee"]
-            if "(listed by the trainer)" in item} == {"evaluation", "classes",
-                                                      "preprocessing beyond K records per client"}
-    assert report["privacy"]["outside_guarantee"].keys() == {"evaluation", "classes",
-                                                             "preprocessing beyond K records per client"}
+            if "(listed by the trainer)" in item} == {"evaluation", "preprocessing beyond K records per client"}
+    assert report["privacy"]["outside_guarantee"].keys() == {"evaluation", "preprocessing beyond K records per client"}
     # The push decision (accuracy >= --min-accuracy on the private eval rows, without noise) is labelled.
     assert any(item.startswith("the blessing and push decision") and "outside epsilon" in item
                for item in report["outside_the_guarantee"])
@@ -415,3 +412,127 @@ def test_a_private_trainer_leaves_out_a_record_it_cannot_train_on_instead_of_fai
         with pytest.raises((ValueError, InvalidFederatedSetting), match="NaN|does not fit 2 classes"):
             public.model_classes(5) if "diagnosis" in bad else \
                 client_data(public, Split(plus, plus, record_keys(plus)), ["a", "b"], 2)
+
+
+def test_a_private_trainer_counts_the_users_of_both_splits():
+    """One client per user: a user all of whose records ExampleGen put in the eval split is still a client (an
+    empty one), so replacing a user by one whose records are all held out leaves N, the number the ledger
+    releases, unchanged."""
+    from federated.partitioners import record_keys
+    from pipelines.trainers.federated import Split, client_data
+    rng = np.random.default_rng(0)
+
+    def split(users):
+        columns = {"a": rng.normal(size=len(users)).astype(np.float32), "diagnosis": rng.integers(0, 2, len(users)),
+                   "user": np.array(users, dtype=object)}
+        return Split(columns, columns, record_keys(columns))
+
+    config = FederatedTrainingConfig.for_trainer({"label_key": "diagnosis", "client_key": "user", "private": True,
+                                                  "noise_multiplier": 1.0, "num_classes": 2})
+    train = [f"u{i}".encode() for i in range(9) for _ in range(5)]
+    counts = {}
+    for name, (more_train, more_eval) in {"in train": ([b"u9"] * 3, [b"u9"]), "held out": ([], [b"u9"])}.items():
+        data = client_data(config, split(train + more_train), ["a"], 2, held_out=split([b"u0", b"u3"] + more_eval))
+        counts[name] = (data.num_clients, data.client_ids, int(data.sizes()[-1]))
+    assert counts == {"in train": (10, tuple(f"u{i}" for i in range(10)), 3),
+                      "held out": (10, tuple(f"u{i}" for i in range(10)), 0)}
+
+
+@pytest.mark.parametrize("bad", ["missing feature", "other kind", "other first record", "unreadable user"])
+def test_a_private_trainer_reads_each_record_against_a_declared_spec(tmp_path, bad):
+    """Neighbouring splits, one with a record that lacks a feature, holds one as bytes, comes first with an
+    extra feature and a feature of two values, or has a user id of another kind. Read from the first record,
+    the features would refuse the run or change with it; a private Trainer reads each record alone against
+    the declared spec (here feature_keys), so the features and every client's data are the same."""
+    import tensorflow as tf
+    from pipelines.trainers.federated import client_data, declared_spec, read_split, resolve_feature_keys
+
+    def example(**features):
+        lists = {float: lambda v: tf.train.Feature(float_list=tf.train.FloatList(value=v)),
+                 int: lambda v: tf.train.Feature(int64_list=tf.train.Int64List(value=v)),
+                 bytes: lambda v: tf.train.Feature(bytes_list=tf.train.BytesList(value=v))}
+        feature = {k: lists[type(v[0])](v) for k, v in features.items()}
+        return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+    rng = np.random.default_rng(0)
+    records = [example(a=[float(a)], b=[float(b)], y=[int(a > 0)], user=[b"u%d" % (i % 4)])
+               for i, (a, b) in enumerate(rng.normal(size=(40, 2)))]
+    extra = {"missing feature": example(a=[0.5], y=[1], user=[b"u1"]),
+             "other kind": example(a=[0.5], b=[b"0.5"], y=[1], user=[b"u1"]),
+             "other first record": example(a=[0.5, 0.5], b=[0.5], c=[1.0], y=[1], user=[b"u1"]),
+             "unreadable user": example(a=[0.5], b=[0.5], y=[1], user=[0.5])}[bad]
+    config = FederatedTrainingConfig.for_trainer({"label_key": "y", "client_key": "user", "feature_keys": ["a", "b"],
+                                                  "private": True, "noise_multiplier": 1.0, "num_classes": 2})
+    spec = declared_spec(config, None, None)
+    clients = {}
+    for name, rows in (("clean", records), ("bad", [extra, *records])):
+        os.makedirs(tmp_path / name)
+        with tf.io.TFRecordWriter(str(tmp_path / name / "data")) as writer:
+            for record in rows:
+                writer.write(record)
+        split = read_split([str(tmp_path / name / "*")], None, spec)
+        assert resolve_feature_keys(config, split) == ["a", "b"]
+        data = client_data(config, split, ["a", "b"], 2)
+        clients[name] = {cid: data.client(k)[0].tolist() for k, cid in enumerate(data.client_ids)}
+    assert clients["clean"] == clients["bad"] and len(clients["clean"]) == 4
+    with pytest.raises(InvalidFederatedSetting, match="feature_keys"):
+        declared_spec(FederatedTrainingConfig.for_trainer({**CONFIG}), None, None)
+
+
+def test_a_private_trainer_takes_its_spec_from_the_schema_without_a_transform_graph(tmp_path):
+    """No transform graph: the schema's fixed-length features are the declared spec (kind and length), the
+    client key is read as text of its declared kind."""
+    from pipelines.trainers.federated import declared_spec
+    (tmp_path / "schema.pbtxt").write_text("""
+feature { name: "a" type: FLOAT shape { dim { size: 2 } } presence { min_fraction: 1 } }
+feature { name: "y" type: INT shape { dim { size: 1 } } presence { min_fraction: 1 } }
+feature { name: "user" type: BYTES shape { dim { size: 1 } } presence { min_fraction: 1 } }
+""")
+    config = FederatedTrainingConfig.for_trainer({"label_key": "y", "client_key": "user", "private": True,
+                                                  "noise_multiplier": 1.0, "num_classes": 2})
+    spec = {c.name: (c.kind, c.length, c.accepts) for c in declared_spec(config, None, str(tmp_path / "schema.pbtxt"))}
+    assert spec == {"a": ("float", 2, ("float_list",)), "y": ("int", 1, ("int64_list",)),
+                    "user": ("text", 1, ("bytes_list",))}
+
+
+def test_with_a_transform_graph_a_record_that_does_not_conform_is_not_transformed_but_keeps_its_place(tmp_path):
+    """The graph parses records by its raw feature spec, so a record lacking a feature or holding one of another
+    kind would fail the whole batch: a private Trainer transforms the conforming records only and gives the
+    others NaN model inputs, so every other record's transformed values and every client's data stay the same."""
+    import tensorflow as tf
+    from pipelines.trainers.federated import client_data, declared_spec, read_split
+
+    class Graph:   # a stand-in for tft.TFTransformOutput: x2 = 2 a, label passed through
+        @staticmethod
+        def raw_feature_spec():
+            return {"a": tf.io.FixedLenFeature([], tf.float32), "y": tf.io.FixedLenFeature([], tf.int64)}
+
+        @staticmethod
+        def transform_features_layer():
+            return lambda features: {"x2": 2 * features["a"], "y": features["y"]}
+
+    def example(**features):
+        lists = {float: lambda v: tf.train.Feature(float_list=tf.train.FloatList(value=v)),
+                 int: lambda v: tf.train.Feature(int64_list=tf.train.Int64List(value=v))}
+        return tf.train.Example(features=tf.train.Features(
+            feature={k: lists[type(v[0])](v) for k, v in features.items()})).SerializeToString()
+
+    records = [example(a=[float(a)], y=[int(a > 0)]) for a in np.random.default_rng(0).normal(size=30)]
+    config = FederatedTrainingConfig.for_trainer({"label_key": "y", "num_clients": 3, "private": True,
+                                                  "noise_multiplier": 1.0, "num_classes": 2})
+    spec = declared_spec(config, Graph, None)
+    clients = {}
+    for name, rows in (("clean", records), ("missing", [example(y=[1]), *records]),
+                       ("other kind", [example(a=[1], y=[1]), *records])):
+        os.makedirs(tmp_path / name)
+        with tf.io.TFRecordWriter(str(tmp_path / name / "data")) as writer:
+            for record in rows:
+                writer.write(record)
+        split = read_split([str(tmp_path / name / "*")], Graph, spec)
+        if name != "clean":
+            assert np.isnan(split.columns["x2"][0]) and np.isnan(split.columns["y"][0])
+            assert np.array_equal(split.columns["x2"][1:], clients["clean"][1])
+        data = client_data(config, split, ["x2"], 2)
+        clients[name] = ({cid: data.client(k)[0].tolist() for k, cid in enumerate(data.client_ids)},
+                         split.columns["x2"])
+    assert clients["clean"][0] == clients["missing"][0] == clients["other kind"][0]

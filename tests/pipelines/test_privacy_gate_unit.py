@@ -62,7 +62,8 @@ def test_a_budget_per_example_meets_a_keyed_poisson_ledger_at_its_record_level_f
 
     from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
     plan = FederatedTrainingConfig.for_trainer({"label_key": "y", "num_clients": 20, "rounds": 8, "fraction": 0.5,
-                                                "sampling": "poisson", "private": True, "target_epsilon": 3.0}).plan(20)
+                                                "sampling": "poisson", "private": True, "target_epsilon": 3.0,
+                                                "num_classes": 2}).plan(20)
     m = plan.mechanism
     ledger = plan.ledger(PrivacyBudget.for_mechanism(m, plan.delta).compose(m.unit_event(), m.units()), rounds=8,
                          trainer={})
@@ -81,7 +82,7 @@ def test_a_budget_per_example_meets_a_keyed_poisson_ledger_at_its_record_level_f
     assert pl.ledger_properties(ledger)[pl.EPSILON_RECORD_LEVEL] == pl.mlmd_upper_bound(per_example)
     # Uniform sampling is accounted replace-one: the client-level figure is the record-level one.
     uniform = FederatedTrainingConfig.for_trainer({"label_key": "y", "num_clients": 20, "rounds": 8, "fraction": 0.5,
-                                                   "private": True, "noise_multiplier": 1.0}).plan(20)
+                                                   "private": True, "noise_multiplier": 1.0, "num_classes": 2}).plan(20)
     u = uniform.mechanism
     ledger = uniform.ledger(PrivacyBudget.for_mechanism(u, uniform.delta).compose(u.unit_event(), u.units()),
                             rounds=8, trainer={})

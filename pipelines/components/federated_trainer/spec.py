@@ -33,9 +33,9 @@ server_optimizer              sgd                                    sgd | avgm 
 server_learning_rate          1 (sgd, avgm), 0.01 (adaptive)         model averaging; Reddi et al.'s start
 server_momentum               0.9                                    FedAvgM's beta
 hidden_units                  [16]                                   ReLU layers of the MLP; small and quick
-num_classes                   1 + the largest label (at least 2)     the model's outputs; when private, name it:
-                                                                     the default is read from the private labels
-                                                                     (listed outside the guarantee)
+num_classes                   1 + the largest label (at least 2);    the model's outputs; a private run needs it
+                              required when private                  (read from the private labels, one label
+                                                                     would decide the model's shape)
 seed                          0                                      partition, initial weights, batch order;
                                                                      in [0, 2^32)
 execution                     sequential                             runs any model and gives the same result on
@@ -320,6 +320,10 @@ class FederatedTrainingConfig:
                                                        "re-deals every client and a client-level guarantee says "
                                                        "nothing about records; for label skew use dirichlet with a "
                                                        "small alpha")
+        if self.private and self.num_classes is None:
+            raise InvalidFederatedSetting("num_classes", "a private run needs the model's number of classes as a "
+                                                         "public setting: read from the private labels, one label "
+                                                         "would decide the model's shape and whether the run fits")
 
     def to_custom_config(self) -> dict[str, Any]:
         """The settings as ``custom_config`` entries (JSON values)."""
