@@ -56,4 +56,5 @@ def test_refused_combinations_are_one_line_naming_the_option(args, option, tmp_p
 
 def test_the_federated_trainer_refuses_local_dp_whose_ledger_it_cannot_write():
     with pytest.raises(InvalidFederatedSetting, match="trust_model"):
-        FederatedTrainingConfig.for_trainer({"label_key": "y", "private": True, "trust_model": "local"})
+        FederatedTrainingConfig.for_trainer({"label_key": "y", "private": True, "num_classes": 2,
+                                            "trust_model": "local"})
