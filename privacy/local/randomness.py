@@ -5,9 +5,10 @@ undo the randomization. `OsRandom` reads every draw from `os.urandom` (the OS CS
 numpy's PCG64 generator instead: reproducible runs for tests and benchmarks, and no guarantee for real data
 (anyone who knows the seed can invert the reports).
 
-Uniforms are multiples of 2**-53, so a Bernoulli(p) draw ``u < p`` realizes p rounded up to that grid: every
-probability a randomizer draws with is at least about 2**-30 (`privacy.local.validation.MAX_EPSILON`), so the
-realized probabilities differ from the stated ones by a relative 2**-23 at most.
+Randomized response, GRR and OLH draw their Bernoulli coins as ``integers(0, 2**53) < K`` with K rounded in the
+safe direction (`privacy.local.frequency_oracle.grr_keep_threshold`): the probabilities drawn with are exact
+rationals whose likelihood ratio is at most e**epsilon, and their estimators use those probabilities. OUE draws
+``u < q`` with u a multiple of 2**-53, which rounds q up and so only lowers its ratio (1 - q) / q.
 """
 
 from __future__ import annotations
