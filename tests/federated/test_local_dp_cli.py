@@ -47,7 +47,10 @@ def test_text_report_names_the_trust_model_and_the_missing_ledger(tmp_path):
 @pytest.mark.parametrize("args,option", [
     (["--trust-model", "local"], "--trust-model"), (["--dp", "--trust-model", "trusted"], "--trust-model"),
     (["--dp", "--trust-model", "local", "--clip", "adaptive"], "--clip"),
-    (["--dp", "--trust-model", "local", "--seeded-noise"], "--seeded-noise")])
+    (["--dp", "--trust-model", "local", "--seeded-noise"], "--seeded-noise"),
+    (["--dp", "--trust-model", "local", "--target-quantile", "0.7"], "--target-quantile"),
+    (["--dp", "--trust-model", "local", "--clipped-count-stddev", "3"], "--clipped-count-stddev"),
+    (["--dp", "--trust-model", "local", "--noise-multiplier", "1.9"], "--noise-multiplier")])
 def test_refused_combinations_are_one_line_naming_the_option(args, option, tmp_path):
     result = _run(args, tmp_path)
     assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
