@@ -69,6 +69,15 @@ def resolve_random(seed: int | None = None):
     return np.random.default_rng(int(seed))
 
 
+def spawn_seeds(seed: int | None, count: int) -> list[int | None]:
+    """``count`` seeds of independent streams derived from ``seed`` (numpy's SeedSequence.spawn), one for each
+    consumer (so a population draw and the coins never share a stream); ``count`` Nones for ``seed=None``."""
+    if seed is None:
+        return [None] * count
+    return [int(child.generate_state(1, np.uint64)[0] >> np.uint64(1))
+            for child in np.random.SeedSequence(int(seed)).spawn(count)]
+
+
 def is_cryptographic(rng) -> bool:
     """True when ``rng`` draws from the OS CSPRNG."""
     return bool(getattr(rng, "cryptographic", False))
