@@ -35,6 +35,8 @@ def test_local_dp_run_calibrates_z_per_client_and_reports_the_worst_clients_epsi
     assert last["noise_stddev_per_client"] == pytest.approx(z * 1.0)
     assert "trust model local: no trusted server" in result.stderr
     assert not (tmp_path / "run" / "privacy_ledger.json").exists()
+    from federated.simulation.history import History
+    assert History.from_dict(history).axis_labels()[1].startswith("worst client's epsilon (rdp, delta=0.01), local DP")
 
 
 def test_text_report_names_the_trust_model_and_the_missing_ledger(tmp_path):
