@@ -42,7 +42,9 @@ def randomized(tmp_path_factory):
     output = standard_artifacts.Examples()
     output.uri = str(root / "randomized")
     props = {spec.COLUMNS_KEY: spec.columns_json(spec.parse_columns(COLUMNS))}
-    Executor().Do({"examples": [examples]}, {"randomized_examples": [output]}, props)
+    with pytest.MonkeyPatch.context() as patch:   # several chunks per split: streamed, not held whole
+        patch.setattr("pipelines.components.local_randomizer.executor.CHUNK_RECORDS", 1500)
+        Executor().Do({"examples": [examples]}, {"randomized_examples": [output]}, props)
     return data, output, examples
 
 
@@ -136,7 +138,7 @@ def _artifact(root, records, payload_format=None):
 SMOKER = {"smoker": {"mechanism": "rr", "epsilon": 1.0, "k": 2}}
 
 
-def test_sequence_examples_and_unknown_fields_are_refused_not_copied_raw(tmp_path):
+def test_sequence_examples_and_unknown_fields_are_refused_not_copied_raw(tmp_path, monkeypatch):
     """A SequenceExample parses as a tf.Example whose feature_lists survive as unknown fields: the executor
     must refuse the artifact's format, and a record with such fields in a tf.Example artifact."""
     import tensorflow as tf
@@ -160,6 +162,10 @@ def test_sequence_examples_and_unknown_fields_are_refused_not_copied_raw(tmp_pat
     raw = plain.SerializeToString() + b"\x1a\x01\x07"    # field 3 (1 byte): tf.Example does not define it
     examples, output = _artifact(tmp_path / "unknown", [plain, tf.train.Example.FromString(raw)])
     with pytest.raises(ValueError, match=r"record 1: not a tf.Example"):
+        Executor().Do({"examples": [examples]}, {"randomized_examples": [output]}, props)
+    examples, output = _artifact(tmp_path / "late", [plain] * 5 + [sequence])
+    monkeypatch.setattr("pipelines.components.local_randomizer.executor.CHUNK_RECORDS", 2)
+    with pytest.raises(ValueError, match=r"record 5: not a tf.Example"):   # counted across chunks
         Executor().Do({"examples": [examples]}, {"randomized_examples": [output]}, props)
 
 
