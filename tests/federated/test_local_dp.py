@@ -103,7 +103,8 @@ def test_max_epsilon_stops_before_a_client_would_exceed_it():
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(clipping_norm=0.0), "clipping_norm"), (dict(noise_multiplier=0.0), "noise_multiplier"), (dict(noise_multiplier=1.99), r"\[2, "),
+    (dict(clipping_norm=0.0), "clipping_norm"), (dict(noise_multiplier=0.0), "noise_multiplier"),
+    (dict(noise_multiplier=1.99), r"\[2, "),
     (dict(noise_multiplier=math.nan), "noise_multiplier"), (dict(target_delta=1.0), "target_delta"),
     (dict(max_epsilon=math.inf), "max_epsilon")])
 def test_bad_settings_are_named(kwargs, message):
