@@ -9,6 +9,7 @@ import os
 import tempfile
 from typing import Any
 
+from federated.strategies.dp_local import TRUST_MODEL as LOCAL_TRUST_MODEL
 from privacy.atomic_files import write_atomically
 
 
@@ -105,6 +106,8 @@ class History:
         if eps_key is None:
             return accuracy, None
         epsilon = f"epsilon ({eps_key.split('_')[-1]}, delta={self.config.get('target_delta', '?')})"
+        if (self.config.get("strategy") or {}).get("trust_model") == LOCAL_TRUST_MODEL:
+            epsilon = f"worst client's {epsilon}, local DP"
         return accuracy, epsilon + (f"\n({tags['epsilon']})" if "epsilon" in tags else "")
 
     def _epsilon_key(self) -> str | None:

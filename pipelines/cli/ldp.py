@@ -12,6 +12,7 @@ import dataclasses
 import io
 import json
 import os
+import tempfile
 
 import click
 import numpy as np
@@ -24,6 +25,8 @@ PLOT_EPSILONS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 PLOT_POPULATION_FACTORS = (0.25, 1, 4, 16)
 """--plot: error against these epsilons (at --population) and these multiples of --population (at --epsilon)."""
 PLOT_REPEATS = 5
+PLOT_MAX_POPULATION = 1_000_000
+"""--plot: the sweeps' populations are capped here (a 16 x 10M-person sweep would need about 13 GB and hours)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +80,12 @@ def _check(column: Column, mechanism: str, epsilon: float, plot: str | None) -> 
         folder = os.path.dirname(os.path.abspath(plot))
         if not os.path.isdir(folder):
             raise click.BadParameter(f"folder {folder!r} does not exist", param_hint="'--plot'")
+        try:
+            with tempfile.TemporaryFile(dir=folder):   # a real write: permission bits do not bind root
+                pass
+        except OSError as err:
+            raise click.BadParameter(f"folder {folder!r} is not writable ({err.strerror or err})",
+                                     param_hint="'--plot'") from None
 
 
 def _table(column_name: str, column: Column, result: dict) -> str:
@@ -146,7 +155,8 @@ def ldp():
                    "[default: the OS CSPRNG].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 @click.option("--plot", default=None, type=click.Path(dir_okay=False),
-              help="Also write a plot of the error against epsilon and population size (extension sets the format).")
+              help="Also write a plot of the error against epsilon and population size (extension sets the format; "
+                   f"the sweeps' populations are capped at {PLOT_MAX_POPULATION:,}).")
 def simulate(column_name, mechanism, epsilon, population, confidence, seed, as_json, plot):
     """Collect a bundled column under local DP; print the estimate beside the true fractions.
 
@@ -156,34 +166,43 @@ def simulate(column_name, mechanism, epsilon, population, confidence, seed, as_j
       ppml ldp simulate --column digit --mechanism oue --epsilon 2 --population 100000
       ppml ldp simulate --column digit --plot error.png --json
     """
+    from privacy.local.randomness import spawn_seeds  # pylint: disable=import-outside-toplevel
     from privacy.local.simulation import draw_population, error_sweep, simulate as collect  # pylint: disable=C0415
     column = COLUMNS[column_name]
     mechanism = mechanism or default_mechanism(column.k)
     _check(column, mechanism, epsilon, plot)
     values = column.load()
     population = population or values.size
-    people = draw_population(values, population, seed)
+    population_seed, coin_seed, sweep_seed = spawn_seeds(seed, 3)   # independent streams for each consumer
+    people = draw_population(values, population, population_seed)
     result = {"column": column_name, **collect(make_oracle(mechanism, epsilon, column.k), people,
-                                               confidence=confidence, seed=seed).to_dict(),
+                                               confidence=confidence, seed=coin_seed).to_dict(),
               "seeded": seed is not None,
               "guarantee": (f"pure {epsilon:g}-local DP per person per report, no trusted collector"
                             if seed is None else "none: --seed makes the coins replayable (research only)")}
     if plot is not None:
         def make(eps):
             return make_oracle(mechanism, eps, column.k)
-        sweep_seed = None if seed is None else seed + 1
-        by_epsilon = error_sweep(make, values, epsilons=PLOT_EPSILONS, populations=[population],
+        swept = min(population, PLOT_MAX_POPULATION)
+        by_epsilon = error_sweep(make, values, epsilons=PLOT_EPSILONS, populations=[swept],
                                  repeats=PLOT_REPEATS, seed=sweep_seed)
+        populations = sorted({min(max(1, round(population * f)), PLOT_MAX_POPULATION)
+                              for f in PLOT_POPULATION_FACTORS})
         by_population = error_sweep(make, values, epsilons=[epsilon], repeats=PLOT_REPEATS, seed=sweep_seed,
-                                    populations=[max(1, round(population * f)) for f in PLOT_POPULATION_FACTORS])
+                                    populations=populations)
         result["sweep"] = {"by_epsilon": by_epsilon, "by_population": by_population}
-        result["plot"] = _plot(plot, f"ppml ldp simulate: {column_name}, {mechanism}", by_epsilon, by_population)
+    if not as_json:
+        click.echo(_table(column_name, column, result))   # before the plot: a failed write loses nothing
+    if plot is not None:
+        try:
+            result["plot"] = _plot(plot, f"ppml ldp simulate: {column_name}, {mechanism}", by_epsilon,
+                                   by_population)
+        except OSError as err:
+            raise click.ClickException(f"--plot: cannot write {plot!r}: {err.strerror or err}") from None
     if as_json:
         click.echo(json.dumps(result, indent=2, allow_nan=False))
-    else:
-        click.echo(_table(column_name, column, result))
-        if plot is not None:
-            click.echo(f"plot: {result['plot']}")
+    elif plot is not None:
+        click.echo(f"plot: {result['plot']}")
 
 
 COMMANDS = (ldp,)

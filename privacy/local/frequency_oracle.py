@@ -22,6 +22,7 @@ import abc
 import dataclasses
 import math
 import statistics
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -119,18 +120,35 @@ class FrequencyOracle(abc.ABC):
                 "guarantee": f"pure {self.epsilon:g}-local DP per person per report (no trusted collector)"}
 
 
+UNIFORM_GRID = 1 << 53
+"""A Bernoulli draw with threshold K succeeds when a uniform integer in [0, 2**53) is below K: probability
+K / 2**53 exactly."""
+
+
+def exp_lower_bound(epsilon: float) -> Fraction:
+    """A rational at most e**epsilon: ``math.exp`` is within one ulp (a relative 2**-52), lowered by 2**-50."""
+    return Fraction(math.exp(epsilon)) * (1 - Fraction(1, 1 << 50))
+
+
+def grr_keep_threshold(epsilon: float, buckets: int) -> int:
+    """K, the largest integer with K (b - 1) / (2**53 - K) <= e**eps (exact rational arithmetic): keeping the value
+    with probability K / 2**53 and each other one with (2**53 - K) / (2**53 (b - 1)) is then at most
+    epsilon-LDP as drawn, the rounding of the keep probability going in the safe direction."""
+    e = exp_lower_bound(epsilon)
+    return math.floor(e * UNIFORM_GRID / (e + buckets - 1))
+
+
 def grr_probabilities(epsilon: float, buckets: int) -> tuple[float, float]:
-    """Generalized randomized response over ``buckets`` values: (keep, each other) probabilities,
-    e**eps / (e**eps + b - 1) and 1 / (e**eps + b - 1)."""
-    denominator = math.exp(epsilon) + buckets - 1
-    return math.exp(epsilon) / denominator, 1.0 / denominator
+    """Generalized randomized response over ``buckets`` values: the (keep, each other) probabilities drawn with,
+    e**eps / (e**eps + b - 1) and 1 / (e**eps + b - 1) rounded down / up to the draw's grid (`grr_keep_threshold`)."""
+    keep = grr_keep_threshold(epsilon, buckets)
+    return keep / UNIFORM_GRID, (UNIFORM_GRID - keep) / (UNIFORM_GRID * (buckets - 1))
 
 
 def grr_draw(values: np.ndarray, epsilon: float, buckets: int, rng) -> np.ndarray:
-    """Generalized randomized response over ``buckets``: each value kept with probability e**eps / (e**eps + b - 1),
-    else replaced by one of the other b - 1 values, uniformly."""
-    keep, _ = grr_probabilities(epsilon, buckets)
-    kept = rng.random(values.size) < keep
+    """Generalized randomized response over ``buckets``: each value kept with probability `grr_probabilities`'s
+    keep, else replaced by one of the other b - 1 values, uniformly."""
+    kept = rng.integers(0, UNIFORM_GRID, size=values.size) < grr_keep_threshold(epsilon, buckets)
     other = rng.integers(0, buckets - 1, size=values.size)
     other += other >= values  # skip the person's own value
     return np.where(kept, values, other).astype(np.int64)

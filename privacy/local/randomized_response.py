@@ -13,7 +13,7 @@ import numbers
 
 import numpy as np
 
-from privacy.local.frequency_oracle import FrequencyOracle, grr_dp_event
+from privacy.local.frequency_oracle import UNIFORM_GRID, FrequencyOracle, exp_lower_bound, grr_dp_event
 from privacy.local.validation import check_values
 
 SEED_COIN_EPSILON = math.log(3)
@@ -40,17 +40,26 @@ class RandomizedResponse(FrequencyOracle):
         return cls(math.log((1 + t) / (1 - t)))
 
     @property
+    def truth_threshold(self) -> int:
+        """T, the largest integer with (2**53 + T) / (2**53 - T) <= e**eps (exact rational arithmetic): the first
+        coin is heads when a uniform integer in [0, 2**53) is below T, so the design is at most epsilon-LDP as
+        drawn."""
+        e = exp_lower_bound(self.epsilon)
+        return math.floor(UNIFORM_GRID * (e - 1) / (e + 1))
+
+    @property
     def truth_probability(self) -> float:
-        """t, the first coin's probability of heads (a truthful answer)."""
-        return math.tanh(self.epsilon / 2)  # (e**eps - 1) / (e**eps + 1)
+        """t, the first coin's probability of heads (a truthful answer): (e**eps - 1) / (e**eps + 1) rounded down
+        to the draw's grid, T / 2**53."""
+        return self.truth_threshold / UNIFORM_GRID
 
     def support_probabilities(self):
         t = self.truth_probability
         return (1 + t) / 2, (1 - t) / 2
 
     def _randomize(self, values, rng):
-        truthful = rng.random(values.size) < self.truth_probability
-        second_coin = (rng.random(values.size) < 0.5).astype(np.int64)
+        truthful = rng.integers(0, UNIFORM_GRID, size=values.size) < self.truth_threshold
+        second_coin = rng.integers(0, 2, size=values.size)
         return np.where(truthful, values, second_coin)
 
     def support_counts(self, reports):

@@ -5,9 +5,10 @@ undo the randomization. `OsRandom` reads every draw from `os.urandom` (the OS CS
 numpy's PCG64 generator instead: reproducible runs for tests and benchmarks, and no guarantee for real data
 (anyone who knows the seed can invert the reports).
 
-Uniforms are multiples of 2**-53, so a Bernoulli(p) draw ``u < p`` realizes p rounded up to that grid: every
-probability a randomizer draws with is at least about 2**-30 (`privacy.local.validation.MAX_EPSILON`), so the
-realized probabilities differ from the stated ones by a relative 2**-23 at most.
+Randomized response, GRR and OLH draw their Bernoulli coins as ``integers(0, 2**53) < K`` with K rounded in the
+safe direction (`privacy.local.frequency_oracle.grr_keep_threshold`): the probabilities drawn with are exact
+rationals whose likelihood ratio is at most e**epsilon, and their estimators use those probabilities. OUE draws
+``u < q`` with u a multiple of 2**-53, which rounds q up and so only lowers its ratio (1 - q) / q.
 """
 
 from __future__ import annotations
@@ -66,6 +67,15 @@ def resolve_random(seed: int | None = None):
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be None (OS CSPRNG) or an integer >= 0, got {seed!r}")
     return np.random.default_rng(int(seed))
+
+
+def spawn_seeds(seed: int | None, count: int) -> list[int | None]:
+    """``count`` seeds of independent streams derived from ``seed`` (numpy's SeedSequence.spawn), one for each
+    consumer (so a population draw and the coins never share a stream); ``count`` Nones for ``seed=None``."""
+    if seed is None:
+        return [None] * count
+    return [int(child.generate_state(1, np.uint64)[0] >> np.uint64(1))
+            for child in np.random.SeedSequence(int(seed)).spawn(count)]
 
 
 def is_cryptographic(rng) -> bool:

@@ -12,6 +12,7 @@ import dataclasses
 import numpy as np
 
 from privacy.local.frequency_oracle import FrequencyEstimate
+from privacy.local.randomness import spawn_seeds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,16 +48,18 @@ def error_sweep(make, values: np.ndarray, *, epsilons, populations, repeats: int
     """Root-mean-square error of the estimated fractions (over values and ``repeats`` collections) for each
     epsilon x population, beside the formula's sqrt(mean Var) at the true fractions.
 
-    ``make(epsilon)`` builds the oracle. Rows: epsilon, population, rmse, predicted_rmse.
+    ``make(epsilon)`` builds the oracle; the population draw and each repeat's coins get independent streams of
+    ``seed`` (`spawn_seeds`). Rows: epsilon, population, rmse, predicted_rmse.
     """
     rows = []
+    population_seed, *coin_seeds = spawn_seeds(seed, 1 + repeats)
     for population in populations:
-        people = draw_population(values, int(population), seed)
+        people = draw_population(values, int(population), population_seed)
         for epsilon in epsilons:
             oracle = make(epsilon)
             truth = np.bincount(people, minlength=oracle.k) / people.size
-            squared = [np.mean((simulate(oracle, people, seed=None if seed is None else seed + r).estimate.frequencies
-                                - truth) ** 2) for r in range(repeats)]
+            squared = [np.mean((simulate(oracle, people, seed=coin_seed).estimate.frequencies - truth) ** 2)
+                       for coin_seed in coin_seeds]
             rows.append({"epsilon": float(epsilon), "population": int(population),
                          "rmse": float(np.sqrt(np.mean(squared))),
                          "predicted_rmse": float(np.sqrt(np.mean(oracle.variance(truth, people.size))))})

@@ -38,7 +38,7 @@ def independent_epsilon(z, rounds, delta):
 
 def test_each_released_update_is_the_clipped_update_plus_gaussian_noise_of_std_z_c():
     # 20,000 coordinates: the sample std has relative SE 0.5%; bounds keep false alarms <= 1e-6 (CSPRNG noise).
-    d, clip, z = 20_000, 1.5, 0.8
+    d, clip, z = 20_000, 1.5, 2.0
     strategy = LocalDifferentialPrivacy(FedAvg(weighted=False), clipping_norm=clip, noise_multiplier=z,
                                         target_delta=1e-5)
     state = strategy.initialize([np.zeros(d, np.float32)], _ctx())
@@ -57,7 +57,7 @@ def test_each_released_update_is_the_clipped_update_plus_gaussian_noise_of_std_z
 
 def test_neighbouring_client_data_move_the_released_mean_by_2c_the_accounted_sensitivity():
     # The worst neighbours: two data sets whose updates point opposite ways, both beyond C.
-    d, clip, z, draws = 50, 1.0, 1.0, 4000
+    d, clip, z, draws = 50, 1.0, 2.0, 4000
     strategy = LocalDifferentialPrivacy(FedAvg(weighted=False), clipping_norm=clip, noise_multiplier=z,
                                         target_delta=1e-5)
     state = strategy.initialize([np.zeros(d, np.float32)], _ctx())
@@ -91,7 +91,7 @@ def test_each_clients_epsilon_composes_over_the_rounds_it_sent_in():
 
 
 def test_max_epsilon_stops_before_a_client_would_exceed_it():
-    z, delta = 1.0, 1e-5
+    z, delta = 2.0, 1e-5
     cap = (independent_epsilon(z, 2, delta) + independent_epsilon(z, 3, delta)) / 2
     strategy = LocalDifferentialPrivacy(FedAvg(weighted=False), clipping_norm=1.0, noise_multiplier=z,
                                         target_delta=delta, max_epsilon=cap)
@@ -104,14 +104,15 @@ def test_max_epsilon_stops_before_a_client_would_exceed_it():
 
 @pytest.mark.parametrize("kwargs,message", [
     (dict(clipping_norm=0.0), "clipping_norm"), (dict(noise_multiplier=0.0), "noise_multiplier"),
+    (dict(noise_multiplier=1.99), r"\[2, "),
     (dict(noise_multiplier=math.nan), "noise_multiplier"), (dict(target_delta=1.0), "target_delta"),
     (dict(max_epsilon=math.inf), "max_epsilon")])
 def test_bad_settings_are_named(kwargs, message):
-    settings = {**dict(clipping_norm=1.0, noise_multiplier=1.0, target_delta=1e-5), **kwargs}
+    settings = {**dict(clipping_norm=1.0, noise_multiplier=2.0, target_delta=1e-5), **kwargs}
     with pytest.raises(ValueError, match=message):
         LocalDifferentialPrivacy(FedAvg(weighted=False), **settings)
     with pytest.raises(ValueError, match="weighted=False"):
-        LocalDifferentialPrivacy(FedAvg(weighted=True), clipping_norm=1.0, noise_multiplier=1.0, target_delta=1e-5)
+        LocalDifferentialPrivacy(FedAvg(weighted=True), clipping_norm=1.0, noise_multiplier=2.0, target_delta=1e-5)
 
 
 def test_os_random_normal_is_standard_normal():
@@ -123,7 +124,7 @@ def test_os_random_normal_is_standard_normal():
 @pytest.mark.parametrize("secure", [False, True])
 def test_a_simulation_accounts_the_clients_that_sent(digits_iid, secure):
     data, test = digits_iid
-    z, delta = 1.0, 1e-3
+    z, delta = 2.0, 1e-3
     strategy = LocalDifferentialPrivacy(FedAvg(ClientConfig(epochs=1, batch_size=10, learning_rate=0.3),
                                                weighted=False), clipping_norm=1.0, noise_multiplier=z,
                                         target_delta=delta)
@@ -146,3 +147,4 @@ def test_calibrated_noise_multiplier_meets_the_target_for_a_client_in_every_roun
     assert independent_epsilon(z, 20, 1e-5) <= 4.0 < independent_epsilon(z * 0.999, 20, 1e-5)
     with pytest.raises(ValueError, match="no noise multiplier"):
         calibrate_local_noise_multiplier(1e-9, 10 ** 6, 1e-12)
+    assert calibrate_local_noise_multiplier(1000.0, 1, 1e-5) == 2.0   # never below the sampler's floor

@@ -35,6 +35,8 @@ def test_local_dp_run_calibrates_z_per_client_and_reports_the_worst_clients_epsi
     assert last["noise_stddev_per_client"] == pytest.approx(z * 1.0)
     assert "trust model local: no trusted server" in result.stderr
     assert not (tmp_path / "run" / "privacy_ledger.json").exists()
+    from federated.simulation.history import History
+    assert History.from_dict(history).axis_labels()[1].startswith("worst client's epsilon (rdp, delta=0.01), local DP")
 
 
 def test_text_report_names_the_trust_model_and_the_missing_ledger(tmp_path):
@@ -47,7 +49,10 @@ def test_text_report_names_the_trust_model_and_the_missing_ledger(tmp_path):
 @pytest.mark.parametrize("args,option", [
     (["--trust-model", "local"], "--trust-model"), (["--dp", "--trust-model", "trusted"], "--trust-model"),
     (["--dp", "--trust-model", "local", "--clip", "adaptive"], "--clip"),
-    (["--dp", "--trust-model", "local", "--seeded-noise"], "--seeded-noise")])
+    (["--dp", "--trust-model", "local", "--seeded-noise"], "--seeded-noise"),
+    (["--dp", "--trust-model", "local", "--target-quantile", "0.7"], "--target-quantile"),
+    (["--dp", "--trust-model", "local", "--clipped-count-stddev", "3"], "--clipped-count-stddev"),
+    (["--dp", "--trust-model", "local", "--noise-multiplier", "1.9"], "--noise-multiplier")])
 def test_refused_combinations_are_one_line_naming_the_option(args, option, tmp_path):
     result = _run(args, tmp_path)
     assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output

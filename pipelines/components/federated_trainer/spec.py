@@ -122,6 +122,7 @@ from federated.partitioners.keyed import RULES as KEYED_RULES
 from federated.sampling import PoissonSampler, UniformSampler, check_public_population
 from federated.strategies import SERVER_OPTIMIZERS, check_clipping_norm
 from federated.strategies.dp_adaptive_clipping import COUNT_STDDEV_SHARE, default_count_stddev, update_noise_multiplier
+from federated.strategies.dp_local import MIN_LOCAL_NOISE_MULTIPLIER
 from pipelines import privacy_ledger
 from pipelines.components import settings
 from privacy.accounting import (NOISE_MULTIPLIER_RANGE, AccountantKind, Adjacency, DpSgdMechanism,
@@ -312,9 +313,19 @@ class FederatedTrainingConfig:
                                        "each client draws its noise from the OS CSPRNG; a seed would let the server "
                                        "remove it"),
                                       ("max_examples_per_client", self.max_examples_per_client is not None,
-                                       "preprocessing releases are accounted under central DP only")):
+                                       "preprocessing releases are accounted under central DP only"),
+                                      ("target_unclipped_quantile",
+                                       self.target_unclipped_quantile != type(self).target_unclipped_quantile,
+                                       "it sets adaptive clipping; each client clips to a fixed C"),
+                                      ("clipped_count_stddev", self.clipped_count_stddev is not None,
+                                       "it sets adaptive clipping; each client clips to a fixed C")):
                 if refused:
                     raise InvalidFederatedSetting(key, f"does not apply with trust_model 'local': {why}")
+            if self.noise_multiplier is not None and self.noise_multiplier < MIN_LOCAL_NOISE_MULTIPLIER:
+                raise InvalidFederatedSetting("noise_multiplier", f"must be at least {MIN_LOCAL_NOISE_MULTIPLIER:g} "
+                                                                  f"with trust_model 'local' (the noise sampler's "
+                                                                  f"truncation would break delta below it), got "
+                                                                  f"{self.noise_multiplier:g}")
         if self.private and self.partition == "shards" and self.client_key is None:
             raise InvalidFederatedSetting("partition", "shards cut the label-sorted records, so adding one record "
                                                        "re-deals every client and a client-level guarantee says "

@@ -5,8 +5,10 @@ randomizer whose coins come from the OS CSPRNG, so everything downstream of this
 randomized examples learns about one person's declared values what epsilon-LDP allows (per record, the
 declared columns' epsilons add up: basic composition). What it does not cover: the raw values passed through
 ExampleGen first, whose output stays in the pipeline root, so the collector was trusted up to here (this is
-local DP applied by the pipeline, not at collection on each person's device); undeclared columns stay raw; a
-person with several records spends epsilon once per record.
+local DP applied by the pipeline, not at collection on each person's device); undeclared columns pass through
+raw, by design; a person with several records spends epsilon once per record. Only tf.Example records are read:
+any other payload, or a record with fields tf.Example does not define, is refused (such fields would be
+written back out raw).
 
 A report is stored in the column's place as an int64 list: rr and grr one value in [0, k), oue k bits, olh
 [a, b, y] (`privacy.local.olh.HashedReports`). Declared columns must hold exactly one int64 in [0, k) per record.
@@ -23,6 +25,8 @@ from privacy.local import MECHANISMS, make_oracle
 EXAMPLES_KEY = "examples"
 RANDOMIZED_EXAMPLES_KEY = "randomized_examples"
 COLUMNS_KEY = "columns"
+MAX_OUE_DOMAIN = 4096
+"""Largest k for OUE here: its report is k int64 bits per record (use OLH beyond)."""
 REPORT_FILE = "local_dp.json"
 """Written into the output artifact: each column's mechanism, epsilon, k and the oracle's probabilities."""
 
@@ -62,6 +66,9 @@ def parse_columns(columns: Any) -> tuple[ColumnRandomizer, ...]:
             oracle = column.oracle()
         except ValueError as err:
             raise ValueError(f"column {name!r}: {err}") from None
+        if oracle.name == "oue" and oracle.k > MAX_OUE_DOMAIN:
+            raise ValueError(f"column {name!r}: oue stores k bits per record, so k must be at most "
+                             f"{MAX_OUE_DOMAIN}, got {oracle.k}; use olh for larger domains")
         parsed.append(dataclasses.replace(column, epsilon=oracle.epsilon, k=oracle.k))
     return tuple(parsed)
 

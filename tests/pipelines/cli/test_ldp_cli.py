@@ -68,3 +68,39 @@ def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
     lines = result.output.splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], lines
     assert not list(tmp_path.iterdir())
+
+
+def test_seeded_population_draw_and_coins_use_independent_streams(monkeypatch):
+    """One seed used for both made person j's first coin a function of the row drawn for person 2j+1."""
+    import privacy.local.simulation as simulation
+    from privacy.local.frequency_oracle import FrequencyOracle
+    seen = {"population": [], "coins": []}
+    draw, randomize = simulation.draw_population, FrequencyOracle.randomize
+    monkeypatch.setattr(simulation, "draw_population",
+                        lambda values, n, seed: seen["population"].append(seed) or draw(values, n, seed))
+    monkeypatch.setattr(FrequencyOracle, "randomize",
+                        lambda self, values, seed=None: seen["coins"].append(seed) or randomize(self, values, seed))
+    for _ in range(2):
+        assert run("--population", "1000", "--seed", "7", "--json").exit_code == 0
+    assert seen["population"][0] == seen["population"][1] and seen["coins"][0] == seen["coins"][1]   # replays
+    assert len({seen["population"][0], seen["coins"][0], 7}) == 3
+
+
+def test_plot_sweep_populations_are_capped(monkeypatch, tmp_path):
+    import privacy.local.simulation as simulation
+    from pipelines.cli.ldp import PLOT_MAX_POPULATION
+    swept = []
+
+    def sweep(make, values, *, epsilons, populations, repeats, seed):
+        swept.extend(populations)
+        return [{"epsilon": e, "population": p, "rmse": 0.1, "predicted_rmse": 0.1} for p in populations
+                for e in epsilons]
+    monkeypatch.setattr(simulation, "error_sweep", sweep)
+    result = run("--population", str(3 * PLOT_MAX_POPULATION), "--plot", str(tmp_path / "e.png"), "--seed", "1")
+    assert result.exit_code == 0, result.output
+    assert max(swept) == PLOT_MAX_POPULATION and min(swept) == round(0.25 * 3 * PLOT_MAX_POPULATION)
+
+
+def test_plot_into_an_unwritable_folder_is_refused_before_any_work():
+    result = CliRunner().invoke(cli, ["ldp", "simulate", "--plot", "/proc/ppml-error.png"])
+    assert result.exit_code == 2 and "'--plot'" in result.output and "'/proc' is not writable" in result.output

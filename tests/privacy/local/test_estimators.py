@@ -60,3 +60,18 @@ def test_estimate_reports_population_epsilon_and_a_one_line_error_without_report
         oracle.estimate(np.zeros(0, int))
     with pytest.raises(ValueError, match="confidence must be in \\(0, 1\\), got 1.5"):
         oracle.estimate([0, 1], confidence=1.5)
+
+
+def test_error_sweep_draws_the_population_and_each_repeats_coins_from_independent_streams(monkeypatch):
+    import privacy.local.simulation as simulation
+    from privacy.local import GeneralizedRandomizedResponse
+    from privacy.local.frequency_oracle import FrequencyOracle
+    seen = {"population": [], "coins": []}
+    draw, randomize = simulation.draw_population, FrequencyOracle.randomize
+    monkeypatch.setattr(simulation, "draw_population",
+                        lambda values, n, seed: seen["population"].append(seed) or draw(values, n, seed))
+    monkeypatch.setattr(FrequencyOracle, "randomize",
+                        lambda self, values, seed=None: seen["coins"].append(seed) or randomize(self, values, seed))
+    simulation.error_sweep(lambda eps: GeneralizedRandomizedResponse(eps, 3), np.arange(30) % 3, epsilons=[1.0],
+                           populations=[60], repeats=3, seed=5)
+    assert len(set(seen["population"] + seen["coins"]) | {5}) == 5

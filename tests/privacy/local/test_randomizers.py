@@ -169,3 +169,43 @@ def test_values_outside_the_domain_are_refused_naming_the_value(values, bad):
         make_oracle("rr", 1.0, 3)
     with pytest.raises(ValueError, match="got 'lap'"):
         make_oracle("lap", 1.0, 3)
+
+
+class _QueuedDraws:
+    """An rng whose `integers` returns the queued arrays in turn: where a coin's threshold lies."""
+
+    def __init__(self, *draws):
+        self.draws = [np.asarray(d, np.int64) for d in draws]
+
+    def integers(self, low, high, size):
+        draw = self.draws.pop(0)
+        assert draw.size == size and low <= draw.min() and draw.max() < high
+        return draw
+
+
+def _exact_ratio_at_most_exp(numerator: int, denominator: int, epsilon: float) -> bool:
+    """numerator / denominator <= e**epsilon, with 80-digit decimals (exp correctly rounded there)."""
+    from decimal import Context
+    context = Context(prec=80)
+    return context.divide(numerator, denominator) <= context.exp(context.create_decimal(epsilon))
+
+
+@pytest.mark.parametrize("epsilon", [math.log(3), 0.1, 1.0, 5.0, 19.0, 20.0])
+def test_coins_as_drawn_are_at_most_epsilon_ldp_and_draws_use_the_threshold(epsilon):
+    """The likelihood ratio of the probabilities the coins are drawn with, in exact arithmetic, never exceeds
+    e**epsilon (u < p on the 2**-53 grid rounded the keep probability up: up to 1.8e-8 nats over), and is
+    within 1e-6 of it."""
+    from privacy.local.frequency_oracle import UNIFORM_GRID, grr_draw, grr_keep_threshold
+    grid = UNIFORM_GRID
+    rr = RandomizedResponse(epsilon)
+    t = rr.truth_threshold
+    assert _exact_ratio_at_most_exp(grid + t, grid - t, epsilon)           # P(yes|yes) / P(yes|no)
+    assert (grid + t) / (grid - t) > math.exp(epsilon) * (1 - 1e-6)
+    assert rr.support_probabilities() == ((grid + t) / (2 * grid), (grid - t) / (2 * grid))
+    assert list(rr._randomize(np.array([1, 1, 0]), _QueuedDraws([t - 1, t, t], [0, 0, 1]))) == [1, 0, 1]
+    for k in (2, 10, 1 << 20):
+        keep = grr_keep_threshold(epsilon, k)
+        assert _exact_ratio_at_most_exp(keep * (k - 1), grid - keep, epsilon)
+        assert keep * (k - 1) / (grid - keep) > math.exp(epsilon) * (1 - 1e-6)
+        drawn = grr_draw(np.array([0, 0]), epsilon, k, _QueuedDraws([keep - 1, keep], [0, 0]))
+        assert list(drawn) == [0, 1]
