@@ -53,6 +53,8 @@ class ScrubSettings:
             if operator not in OPERATORS:
                 raise ValueError(f"operator {operator!r} of column {column!r} is not one of {', '.join(OPERATORS)}")
         scanned = [c for c, _ in self.columns]
+        if "" in scanned or "" in self.drop_columns:
+            raise ValueError("a scanned or dropped column name is empty")
         for name in {c for c in scanned if scanned.count(c) > 1}:
             raise ValueError(f"column {name!r} is listed twice")
         for name in set(scanned) & set(self.drop_columns):
@@ -73,6 +75,11 @@ class ScrubSettings:
                 raise ValueError(f"column spec {spec!r} has no column name (want COLUMN or COLUMN=OPERATOR)")
             pairs.append((column, operator or DEFAULT_OPERATOR))
         return tuple(pairs)
+
+    def absent_columns(self, present) -> list:
+        """The declared (scanned or dropped) columns that are not in ``present`` (column names), in order."""
+        present = set(present)
+        return [c for c in (*(c for c, _ in self.columns), *self.drop_columns) if c not in present]
 
     def to_json(self) -> str:
         """The settings as JSON (no key material: only the key file's path)."""

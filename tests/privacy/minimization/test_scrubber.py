@@ -129,6 +129,7 @@ def test_key_files_open_to_others_or_too_short_are_refused(tmp_path):
     ({"columns": (("t", "mask"),), "drop_columns": ("t",)}, "both scanned and dropped"),
     ({"columns": (("t", "mask"),), "entities": ("PERSON",)}, "entity 'PERSON'"),
     ({"columns": (("t", "mask"),), "score_threshold": 2.0}, "score_threshold 2.0"),
+    ({"drop_columns": ("",)}, "column name is empty"),
 ])
 def test_bad_settings_name_the_bad_value(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -147,6 +148,21 @@ def test_dropped_values_are_removed_from_the_text_as_whole_words_only():
     out = scrubber.scrub_record({"name": "Ann", "note": "ANN asked about the annual fee; ann."})
     assert out == {"note": "<NAME> asked about the annual fee; <NAME>."}
     assert scrubber.report.entities == {"note": {"NAME": 2}}
+
+
+def test_a_dropped_integer_identifier_is_removed_from_the_text():
+    scrubber = Scrubber(ScrubSettings(columns=(("note", "replace"),), drop_columns=("customer_id", "n")))
+    out = scrubber.scrub_record({"customer_id": 884213, "n": 12, "note": "customer 884213 complained, 12 times"})
+    assert out == {"note": "customer <CUSTOMER_ID> complained, 12 times"}   # 2 digits are too few to search
+
+
+def test_multi_valued_and_non_utf8_text_is_scanned_and_hashed_losslessly():
+    scrubber = Scrubber(ScrubSettings(operator="hash"))
+    note = "Zo\udceb: ann@example.com"   # the surrogate stands for the latin-1 byte 0xeb
+    out = scrubber.scrub_record({"note": note, "emails": ("bytes_list", ("ann@example.com", "")), "n": 5})
+    token = scrubber.keyed_hash("ann@example.com")
+    assert out == {"note": f"Zo\udceb: {token}", "emails": ("bytes_list", (token, "")), "n": 5}
+    assert scrubber.report.unscanned_values == {"n": 1} and scrubber.keyed_hash(note)   # surrogates hash
 
 
 def test_settings_round_trip_through_json_and_column_specs():
