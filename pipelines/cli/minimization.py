@@ -6,9 +6,12 @@ a usage error (exit 2) that names its option.
 
 from __future__ import annotations
 
+import csv
+import os
+
 import click
 
-from privacy.minimization import OPERATORS, KAnonymitySettings, ScrubSettings
+from privacy.minimization import OPERATORS, KAnonymitySettings, ScrubSettings, check_key_file
 from privacy.minimization.kanonymity import DEFAULT_TARGET_K
 from privacy.minimization.settings import DEFAULT_OPERATOR
 
@@ -50,9 +53,13 @@ def minimization_options(fn):
     return fn
 
 
-def minimization_settings(options: dict) -> dict:
+def minimization_settings(options: dict, columns=None, model_inputs=()) -> dict:
     """Pops this module's options from ``options`` and resolves them into `pipelines.plan.PipelinePlan`'s fields
-    ``scrub``, ``kanonymity`` and ``generalize``."""
+    ``scrub``, ``kanonymity`` and ``generalize``.
+
+    ``columns``: the data's column names where known before TFX (a CSV header); every declared column must be one.
+    ``model_inputs``: columns the trainer reads, which ``--generalize`` must not turn into text ranges.
+    """
     values = {name: options.pop(name) for name in _OPTIONS}
     scrub = None
     if values["scrub_pii"]:
@@ -62,6 +69,11 @@ def minimization_settings(options: dict) -> dict:
                                   key_file=values["pii_key_file"])
         except ValueError as err:
             raise click.BadParameter(str(err), param_hint="'--scrub-column' / '--drop-column'") from None
+        if values["pii_key_file"]:
+            try:
+                check_key_file(values["pii_key_file"])
+            except ValueError as err:
+                raise click.BadParameter(str(err), param_hint="'--pii-key-file'") from None
     elif values["scrub_columns"] or values["drop_columns"] or values["pii_key_file"]:
         raise click.UsageError("--scrub-column, --drop-column and --pii-key-file need --scrub-pii")
     kanonymity = None
@@ -72,4 +84,38 @@ def minimization_settings(options: dict) -> dict:
         raise click.UsageError("--sensitive-column and --generalize need --quasi-identifier")
     if values["generalize"] and scrub is None:
         raise click.UsageError("--generalize needs --scrub-pii (the scrubber generalizes)")
+    if scrub is not None and kanonymity is not None:
+        for name in set(scrub.drop_columns) & {*kanonymity.quasi_identifiers, kanonymity.sensitive}:
+            raise click.UsageError(f"column {name!r} is dropped (--drop-column) before the k-anonymity validator "
+                                   f"reads it (--quasi-identifier / --sensitive-column)")
+    if values["generalize"]:
+        for name in set(kanonymity.quasi_identifiers) & set(model_inputs):
+            raise click.UsageError(f"--generalize would turn quasi-identifier {name!r} into text ranges, but the "
+                                   f"trainer reads it as a model input")
+    if columns is not None:
+        declared = (scrub.absent_columns(columns) if scrub else []) + [
+            c for c in ((*kanonymity.quasi_identifiers, kanonymity.sensitive) if kanonymity else ())
+            if c is not None and c not in columns]
+        if declared:
+            raise click.UsageError(f"declared column(s) {declared} are not in the data (columns: "
+                                   f"{', '.join(columns)})")
     return {"scrub": scrub, "kanonymity": kanonymity, "generalize": values["generalize"]}
+
+
+def minimization_requested(options: dict) -> bool:
+    """Whether any of this module's options is set in ``options`` (so the data's columns are worth reading)."""
+    return bool(options.get("scrub_pii") or options.get("quasi_identifiers"))
+
+
+def csv_columns(data_root: str):
+    """The header columns of the CSV files in a local folder ``data_root`` (their union), or None where the
+    folder is not local or holds no CSV file."""
+    if not os.path.isdir(data_root):
+        return None
+    columns = []
+    for name in sorted(os.listdir(data_root)):
+        if name.endswith(".csv"):
+            with open(os.path.join(data_root, name), newline="", encoding="utf-8", errors="replace") as fh:
+                header = next(csv.reader(fh), [])
+            columns += [c for c in header if c not in columns]
+    return columns or None

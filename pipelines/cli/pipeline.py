@@ -21,7 +21,8 @@ import click
 
 from pipelines import run_log
 from pipelines.cli.aliases import deprecated_alias
-from pipelines.cli.minimization import minimization_options, minimization_settings
+from pipelines.cli.minimization import (csv_columns, minimization_options, minimization_requested,
+                                        minimization_settings)
 from pipelines.cli.types import FiniteFloatRange
 from pipelines.components.private_evaluator.spec import DEFAULT_PRIVACY_UNIT
 from pipelines.components.settings import InvalidSetting
@@ -230,7 +231,8 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
     Exit status: 0 after the report; 2 for a bad option (before anything is written); 1 when the run
     fails, or when another run holds the same --pipeline-root.
     """
-    minimization = minimization_settings(options)
+    columns = _bundled_columns() if minimization_requested(options) else None
+    minimization = minimization_settings(options, columns=columns, model_inputs=columns or ())
     current, plan = {}, dataclasses.replace(_plan(**options), **minimization)
     with _locked_root(pipeline_root):   # held until the report is read: one run per root
         with _library_output(verbose) as (terminal, log):
@@ -262,8 +264,15 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
     click.echo(json.dumps(report.to_dict(), indent=2, allow_nan=False) if as_json else report.format_text())
 
 
+def _bundled_columns() -> list[str]:
+    """The bundled breast-cancer CSV's columns: the trainer reads every one (features and label)."""
+    from pipelines.datasets import breast_cancer  # pylint: disable=import-outside-toplevel
+    return [*breast_cancer.feature_keys(), breast_cancer.LABEL_KEY]
+
+
 @pipeline.command("compile")
 @_training_options
+@minimization_options
 @click.option("--kubeflow-v2", "output", type=click.Path(dir_okay=False), required=True,
               help="Write the Kubeflow Pipelines v2 PipelineSpec (JSON) to this file.")
 @click.option("--pipeline-root", required=True, help="Pipeline root the cluster can reach (e.g. gs://bucket/root).")
@@ -279,7 +288,10 @@ def compile_(output, pipeline_root, data_root, serving_model_dir, image, verbose
       ppml pipeline compile --kubeflow-v2 pipeline.json --pipeline-root gs://b/root \\
           --data-root gs://b/data --serving-model-dir gs://b/serving
     """
-    plan = _plan(**options)
+    model_inputs = _bundled_columns() if minimization_requested(options) else ()
+    minimization = minimization_settings(options, columns=csv_columns(data_root) if model_inputs else None,
+                                         model_inputs=model_inputs)
+    plan = dataclasses.replace(_plan(**options), **minimization)
     with _library_output(verbose):
         pipeline_module, runners = _import_tfx()
         tfx_pipeline = pipeline_module.create_pipeline(plan=plan, pipeline_root=pipeline_root, data_root=data_root,
