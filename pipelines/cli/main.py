@@ -14,6 +14,7 @@ import sys
 import click
 
 from pipelines.cli import accounting, encrypted, federated, pipeline, report
+from pipelines.cli import minimize
 
 
 def environment_failure(err: BaseException) -> str | None:
@@ -72,6 +73,7 @@ def cli():
     TFX:
       ppml pipeline    run (or compile for Kubeflow v2) the private TFX pipeline
       ppml report      privacy report of a pipeline run, from ML Metadata and the ledger
+      ppml minimize    PII scrubbing and k-anonymity report of CSV data, without training
     Federated learning:
       ppml federated   simulate FedAvg-family training, with client-level DP and secure aggregation
     Encrypted inference:
@@ -79,6 +81,6 @@ def cli():
     """
 
 
-for module in (accounting, pipeline, report, federated, encrypted):
+for module in (accounting, pipeline, report, federated, encrypted, minimize):
     for command in module.COMMANDS:
         cli.add_command(command)

@@ -219,7 +219,9 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
     """Runs CsvExampleGen [-> PiiScrubber] -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform ->
     Trainer -> Evaluator [-> EncryptedInferenceGate] -> Pusher on the bundled breast-cancer data, then prints the
     report. With --scrub-pii every stage after ExampleGen reads the PII scrubber's examples (its report:
-    PIPELINE_ROOT/PiiScrubber/scrubbed_examples/<id>/pii_scrub_report.json).
+    PIPELINE_ROOT/PiiScrubber/scrubbed_examples/<id>/pii_scrub_report.json). The bundled data holds numbers only,
+    so here the scrubber finds nothing (it shows the wiring) and the k-anonymity anomaly only reports; `ppml
+    minimize` runs the scrubber on text data.
 
     Progress is shown per stage; what TFX, TensorFlow and Beam print goes to
     PIPELINE_ROOT/logs/run-<time>.log (its path is shown first; --verbose prints it here instead).

@@ -83,3 +83,23 @@ def test_compile_checks_declared_columns_against_the_csv_header_before_tfx(no_tf
         in result.output, result.output
     result = invoke(*args, "--scrub-column", "ticket_text=hash", "--drop-column", "email")
     assert "TFX would be imported" in str(result.exception)   # the declared columns passed the checks
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "nothing to do"),
+    (["--scrub-pii", "--scrub-column", "ticket_txt"], "declared column(s) ['ticket_txt'] are not in the data"),
+    (["--quasi-identifier", "age", "--sensitive-column", "products"], "['products'] are not in the data"),
+])
+def test_minimize_checks_its_settings_against_the_bundled_tickets_before_tfx(no_tfx, tmp_path, args,  # noqa: F811
+                                                                             message):
+    root = tmp_path / "root"
+    result = invoke("minimize", "--pipeline-root", str(root), *args)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not root.exists()
+
+
+def test_minimize_runs_the_readme_example_up_to_tfx(no_tfx, tmp_path):  # noqa: F811
+    from tests.pipelines.test_minimization_pipeline import README_EXAMPLE
+    result = invoke(*README_EXAMPLE, "--pipeline-root", str(tmp_path / "root"))
+    assert "TFX would be imported" in str(result.exception)
+    assert (tmp_path / "root" / "data" / "pii_tickets.csv").exists()
