@@ -41,7 +41,8 @@ def minimization_options(fn):
                      help="A quasi-identifier column: runs the k-anonymity validator on the (scrubbed) examples; "
                           "repeatable."),
         click.option("--target-k", type=click.IntRange(min=1), default=DEFAULT_TARGET_K, show_default=True,
-                     help="The k-anonymity validator raises an anomaly for a split whose k is below this."),
+                     help="The k-anonymity validator raises an anomaly for a split whose k is below this (it reports: "
+                          "nothing reads it, the split still trains and is pushed)."),
         click.option("--sensitive-column", metavar="COLUMN",
                      help="Column whose distinct values per class the k-anonymity report counts (l-diversity)."),
         click.option("--generalize", is_flag=True,
@@ -57,8 +58,9 @@ def minimization_settings(options: dict, columns=None, model_inputs=()) -> dict:
     """Pops this module's options from ``options`` and resolves them into `pipelines.plan.PipelinePlan`'s fields
     ``scrub``, ``kanonymity`` and ``generalize``.
 
-    ``columns``: the data's column names where known before TFX (a CSV header); every declared column must be one.
-    ``model_inputs``: columns the trainer reads, which ``--generalize`` must not turn into text ranges.
+    ``columns``: ``{column: holds numbers only}`` of the data where known before TFX (`csv_columns`); every declared
+    column must be one, and a scanned one must hold text. ``model_inputs``: columns the trainer reads, which
+    ``--generalize`` must not turn into text ranges.
     """
     values = {name: options.pop(name) for name in _OPTIONS}
     scrub = None
@@ -99,6 +101,10 @@ def minimization_settings(options: dict, columns=None, model_inputs=()) -> dict:
         if declared:
             raise click.UsageError(f"declared column(s) {declared} are not in the data (columns: "
                                    f"{', '.join(columns)})")
+        for name, _ in scrub.columns if scrub else ():
+            if columns[name]:
+                raise click.UsageError(f"column {name!r} holds numbers, which the PII scrubber does not scan: drop "
+                                       f"it (--drop-column {name}) or store it as text")
     return {"scrub": scrub, "kanonymity": kanonymity, "generalize": values["generalize"]}
 
 
@@ -108,14 +114,30 @@ def minimization_requested(options: dict) -> bool:
 
 
 def csv_columns(data_root: str):
-    """The header columns of the CSV files in a local folder ``data_root`` (their union), or None where the
-    folder is not local or holds no CSV file."""
+    """``{column: holds numbers only}`` over the CSV files in a local folder ``data_root`` (as CsvExampleGen types
+    them: a column whose non-empty cells, one at least, all parse as numbers is numeric), or None where the folder is not local
+    or holds no CSV file. Reads the files whole."""
     if not os.path.isdir(data_root):
         return None
-    columns = []
+    text, numbers = {}, set()   # column -> holds a cell that is not a number; columns with a number
     for name in sorted(os.listdir(data_root)):
         if name.endswith(".csv"):
             with open(os.path.join(data_root, name), newline="", encoding="utf-8", errors="replace") as fh:
-                header = next(csv.reader(fh), [])
-            columns += [c for c in header if c not in columns]
-    return columns or None
+                reader = csv.DictReader(fh)
+                for column in reader.fieldnames or ():
+                    text.setdefault(column, False)
+                for row in reader:
+                    for column, cell in row.items():
+                        if column is not None and isinstance(cell, str) and cell:
+                            number = _is_number(cell)
+                            text[column] = text[column] or not number
+                            numbers.update([column] if number else [])
+    return {column: not is_text and column in numbers for column, is_text in text.items()} or None
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True

@@ -233,7 +233,7 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
     Exit status: 0 after the report; 2 for a bad option (before anything is written); 1 when the run
     fails, or when another run holds the same --pipeline-root.
     """
-    columns = _bundled_columns() if minimization_requested(options) else None
+    columns = dict.fromkeys(_bundled_columns(), True) if minimization_requested(options) else None
     minimization = minimization_settings(options, columns=columns, model_inputs=columns or ())
     current, plan = {}, dataclasses.replace(_plan(**options), **minimization)
     with _locked_root(pipeline_root):   # held until the report is read: one run per root
@@ -267,7 +267,7 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
 
 
 def _bundled_columns() -> list[str]:
-    """The bundled breast-cancer CSV's columns: the trainer reads every one (features and label)."""
+    """The bundled breast-cancer CSV's columns, all numeric: the trainer reads every one (features and label)."""
     from pipelines.datasets import breast_cancer  # pylint: disable=import-outside-toplevel
     return [*breast_cancer.feature_keys(), breast_cancer.LABEL_KEY]
 

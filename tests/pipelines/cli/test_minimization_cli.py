@@ -25,6 +25,7 @@ from tests.pipelines.cli.test_pipeline_cli import invoke, no_tfx  # noqa: F401  
      "column 'mean_radius' is dropped"),
     (["--scrub-pii", "--quasi-identifier", "mean_radius", "--generalize"],
      "--generalize would turn quasi-identifier 'mean_radius' into text ranges"),
+    (["--scrub-pii", "--scrub-column", "mean_radius"], "column 'mean_radius' holds numbers"),
 ])
 def test_bad_minimization_options_are_usage_errors_before_tfx(no_tfx, tmp_path, args, message):  # noqa: F811
     root = tmp_path / "root"
@@ -75,12 +76,14 @@ def test_a_key_file_the_scrubber_would_refuse_is_a_usage_error_before_tfx(no_tfx
 def test_compile_checks_declared_columns_against_the_csv_header_before_tfx(no_tfx, tmp_path):  # noqa: F811
     data = tmp_path / "data"
     data.mkdir()
-    (data / "tickets.csv").write_text("ticket_id,ticket_text,email\n1,hi,a@b.c\n")
+    (data / "tickets.csv").write_text("ticket_id,ticket_text,email\n1,hi,a@b.c\n,2,\n3.5,x\n")
     args = ["pipeline", "compile", "--kubeflow-v2", str(tmp_path / "p.json"), "--pipeline-root", "gs://b/r",
             "--data-root", str(data), "--serving-model-dir", "gs://b/s", "--scrub-pii"]
     result = invoke(*args, "--scrub-column", "ticket_txt=hash")
     assert result.exit_code == 2 and "['ticket_txt'] are not in the data (columns: ticket_id, ticket_text, email)" \
         in result.output, result.output
+    result = invoke(*args, "--scrub-column", "ticket_id")
+    assert result.exit_code == 2 and "column 'ticket_id' holds numbers" in result.output, result.output
     result = invoke(*args, "--scrub-column", "ticket_text=hash", "--drop-column", "email")
     assert "TFX would be imported" in str(result.exception)   # the declared columns passed the checks
 
