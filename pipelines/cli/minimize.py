@@ -19,12 +19,12 @@ from pipelines.cli import pipeline as pipeline_cli
 
 
 def _latest(pattern: str) -> list:
-    """The files matching ``pattern`` (with one ``{id}`` for the execution folder) of the newest execution."""
-    paths = glob.glob(pattern.format(id="*"))
-    ids = {os.path.relpath(p, pattern.split("{id}")[0]).split(os.sep)[0] for p in paths}
-    newest = max(ids, key=int, default=None)
-    return sorted(p for p in paths if newest is not None and
-                  os.path.relpath(p, pattern.split("{id}")[0]).split(os.sep)[0] == newest)
+    """The files matching ``pattern`` (with one ``{id}`` for the execution folder) of the newest execution (the
+    pipeline runs without TFX's cache, so that is this run's)."""
+    folder = pattern.split("{id}")[0]
+    paths = {p: os.path.relpath(p, folder).split(os.sep)[0] for p in glob.glob(pattern.format(id="*"))}
+    newest = max(paths.values(), key=int, default=None)
+    return sorted(p for p, execution in paths.items() if execution == newest)
 
 
 @click.command("minimize")
@@ -91,6 +91,7 @@ def minimize(data_root, pipeline_root, verbose, **options):
             split = json.load(fh)
         report.setdefault("kanonymity", {})[os.path.basename(os.path.dirname(path))[len("Split-"):]] = {
             name: split[name] for name in ("rows", "classes", "k", "l", "target_k", "meets_target")}
+        report["kanonymity"]["disclaimer"] = split["disclaimer"]
     click.echo(json.dumps(report, indent=2))
 
 
