@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import hashlib
 import hmac
 import re
@@ -71,6 +72,25 @@ class ScrubReport:
                          "only; no detected value is recorded.")}
 
 
+_SEPARATED = ("PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN")
+"""Entity types whose spellings differ by separators and letter case only: hashed as their letters and digits."""
+_CASE_FREE = ("EMAIL_ADDRESS",)
+"""Entity types hashed case-folded; so are the declared identifying columns' values (found case-insensitively)."""
+_AS_WRITTEN = ("IP_ADDRESS", "URL", "DEFAULT", None)
+"""Entity types hashed as written (a URL's path is case-sensitive)."""
+
+
+def normalized(value: str, entity_type: str | None) -> str:
+    """The spelling of ``value`` that keyed hashing uses, so that one value written differently gets one token:
+    `_SEPARATED` types keep their letters and digits, upper-cased (``(555) 867-5309`` = ``555.867.5309``);
+    e-mail addresses and declared columns' values are case-folded; `_AS_WRITTEN` types are kept as they are."""
+    if entity_type in _SEPARATED:
+        return "".join(c for c in value if c.isalnum()).upper()
+    if entity_type in _AS_WRITTEN:
+        return value
+    return value.casefold()
+
+
 class Scrubber:
     """Scrubs records (mappings of column to value) under one `ScrubSettings`; counts into `report`."""
 
@@ -89,8 +109,10 @@ class Scrubber:
         self.report = ScrubReport(dropped_columns=settings.drop_columns,
                                   recognizers=tuple(type(r).__name__ for r in recognizers))
 
-    def keyed_hash(self, value: str) -> str:
-        """HMAC-SHA256 of ``value`` under the run's key, first `HASH_HEX_CHARS` hex digits."""
+    def keyed_hash(self, value: str, entity_type: str | None = None) -> str:
+        """HMAC-SHA256 of ``value`` (`normalized` for ``entity_type``) under the run's key, first `HASH_HEX_CHARS`
+        hex digits."""
+        value = normalized(value, entity_type)
         return hmac.new(self._key, value.encode(*_ENCODING), hashlib.sha256).hexdigest()[:HASH_HEX_CHARS]
 
     def _operators(self, operator: str, entity_types: Iterable[str]) -> dict:
@@ -100,7 +122,8 @@ class Scrubber:
         elif operator == "mask":
             config = OperatorConfig("custom", {"lambda": lambda s: "*" * len(s)})
         elif operator == "hash":
-            config = OperatorConfig("custom", {"lambda": self.keyed_hash})
+            return {t: OperatorConfig("custom", {"lambda": functools.partial(self.keyed_hash, entity_type=t)})
+                    for t in ("DEFAULT", *entity_types)}
         else:
             return {}   # Presidio's default: replace by "<ENTITY_TYPE>"
         return {t: config for t in ("DEFAULT", *entity_types)}

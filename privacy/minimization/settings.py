@@ -7,8 +7,8 @@ import json
 
 OPERATORS = ("redact", "mask", "replace", "hash")
 """What happens to a detected span: removed, each character replaced by ``*``, replaced by ``<TYPE>``, or replaced
-by the HMAC-SHA256 of the value under the run's key (byte-equal values give equal tokens, so joins on one
-spelling still work)."""
+by the HMAC-SHA256 of the value under the run's key (equal values give equal tokens, so joins still work; see
+`scrubber.normalized` for the spellings that count as one value)."""
 
 PATTERN_ENTITIES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS", "URL")
 """Entity types found by Presidio's pattern recognizers (regular expressions, with checksums for credit cards and

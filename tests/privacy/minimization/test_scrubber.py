@@ -109,6 +109,19 @@ def test_keyed_hash_is_hmac_sha256_under_the_key_file_and_joins_across_records(t
     assert Scrubber(ScrubSettings(columns=(("note", "hash"),))).scrub_record(rows[0])["note"] != out[0]
 
 
+def test_keyed_hash_gives_one_token_per_value_however_it_is_spelled():
+    scrubber = Scrubber(ScrubSettings(operator="hash"))
+    for spellings in (["ann@example.com", "Ann@Example.COM"], ["555-867-5309", "555.867.5309", "(555) 867-5309"],
+                      ["4111 1111 1111 1111", "4111-1111-1111-1111"], ["DE89 3704 0044 0532 0130 00",
+                                                                        "de89370400440532013000"]):
+        tokens = {scrubber.scrub_text(f"x {s} y", "hash")[0] for s in spellings}
+        assert len(tokens) == 1 and spellings[0] not in tokens.pop(), spellings
+    dropped = Scrubber(ScrubSettings(columns=(("note", "hash"),), drop_columns=("name",)))
+    a, b = (dropped.scrub_record({"name": n, "note": f"from {n}"})["note"] for n in ("Ann Lee", "ANN LEE"))
+    assert a == b and "Ann" not in a
+    assert scrubber.scrub_text("x http://a.io/Doc y", "hash") != scrubber.scrub_text("x http://a.io/doc y", "hash")
+
+
 def test_key_files_open_to_others_or_too_short_are_refused(tmp_path):
     path = tmp_path / "key"
     path.write_bytes(os.urandom(32))
