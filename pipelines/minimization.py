@@ -30,3 +30,25 @@ def minimization_stages(examples: types.BaseChannel, scrub: ScrubSettings | None
     if kanonymity is not None:
         components.append(KAnonymityValidator(examples=examples, settings=kanonymity).with_id(KANONYMITY_VALIDATOR))
     return examples, components
+
+
+def minimization_pipeline(*, pipeline_root: str, data_root: str, metadata_path: str, scrub: ScrubSettings | None,
+                          kanonymity: KAnonymitySettings | None = None, generalize: bool = False,
+                          beam_pipeline_args=None):
+    """CsvExampleGen (``data_root``: a folder of CSV files only) -> `minimization_stages` -> StatisticsGen ->
+    SchemaGen -> ExampleValidator, without training: the scrubbed examples, their statistics and the reports
+    (``beam_pipeline_args`` default: `pipelines.pipeline.LOCAL_BEAM_ARGS`). Every run executes every stage (no
+    cache), so the newest artifacts are the run's."""
+    from tfx import v1 as tfx  # pylint: disable=import-outside-toplevel
+    from pipelines.pipeline import LOCAL_BEAM_ARGS  # pylint: disable=import-outside-toplevel
+    example_gen = tfx.components.CsvExampleGen(input_base=data_root)
+    examples, stages = minimization_stages(example_gen.outputs["examples"], scrub, kanonymity, generalize)
+    statistics = tfx.components.StatisticsGen(examples=examples)
+    schema = tfx.components.SchemaGen(statistics=statistics.outputs["statistics"])
+    validator = tfx.components.ExampleValidator(statistics=statistics.outputs["statistics"],
+                                                schema=schema.outputs["schema"])
+    return tfx.dsl.Pipeline(
+        pipeline_name="ppml-minimization", pipeline_root=pipeline_root, enable_cache=False,
+        beam_pipeline_args=list(beam_pipeline_args or LOCAL_BEAM_ARGS),
+        components=[example_gen, *stages, statistics, schema, validator],
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path))

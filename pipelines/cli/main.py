@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from pipelines.cli import accounting, audit, encrypted, federated, ldp, pate, pipeline, report
+from pipelines.cli import accounting, audit, encrypted, federated, ldp, minimize, pate, pipeline, report
 
 
 def environment_failure(err: BaseException) -> str | None:
@@ -74,6 +74,7 @@ def cli():
     TFX:
       ppml pipeline    run (or compile for Kubeflow v2) the private TFX pipeline
       ppml report      privacy report of a pipeline run, from ML Metadata and the ledger
+      ppml minimize    PII scrubbing and k-anonymity report of CSV data, without training
     Federated learning:
       ppml federated   simulate FedAvg-family training, with client-level DP and secure aggregation
     Encrypted inference:
@@ -85,6 +86,6 @@ def cli():
     """
 
 
-for module in (accounting, audit, pipeline, report, federated, encrypted, ldp, pate):
+for module in (accounting, audit, pipeline, report, minimize, federated, encrypted, ldp, pate):
     for command in module.COMMANDS:
         cli.add_command(command)

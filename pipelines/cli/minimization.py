@@ -6,9 +6,12 @@ a usage error (exit 2) that names its option.
 
 from __future__ import annotations
 
+import csv
+import os
+
 import click
 
-from privacy.minimization import OPERATORS, KAnonymitySettings, ScrubSettings
+from privacy.minimization import OPERATORS, KAnonymitySettings, ScrubSettings, check_key_file
 from privacy.minimization.kanonymity import DEFAULT_TARGET_K
 from privacy.minimization.settings import DEFAULT_OPERATOR
 
@@ -38,7 +41,8 @@ def minimization_options(fn):
                      help="A quasi-identifier column: runs the k-anonymity validator on the (scrubbed) examples; "
                           "repeatable."),
         click.option("--target-k", type=click.IntRange(min=1), default=DEFAULT_TARGET_K, show_default=True,
-                     help="The k-anonymity validator raises an anomaly for a split whose k is below this."),
+                     help="The k-anonymity validator raises an anomaly for a split whose k is below this (it reports: "
+                          "nothing reads it, the split still trains and is pushed)."),
         click.option("--sensitive-column", metavar="COLUMN",
                      help="Column whose distinct values per class the k-anonymity report counts (l-diversity)."),
         click.option("--generalize", is_flag=True,
@@ -50,9 +54,14 @@ def minimization_options(fn):
     return fn
 
 
-def minimization_settings(options: dict) -> dict:
+def minimization_settings(options: dict, columns=None, model_inputs=()) -> dict:
     """Pops this module's options from ``options`` and resolves them into `pipelines.plan.PipelinePlan`'s fields
-    ``scrub``, ``kanonymity`` and ``generalize``."""
+    ``scrub``, ``kanonymity`` and ``generalize``.
+
+    ``columns``: ``{column: holds numbers only}`` of the data where known before TFX (`csv_columns`); every declared
+    column must be one, and a scanned one must hold text. ``model_inputs``: columns the trainer reads, which
+    ``--generalize`` must not turn into text ranges.
+    """
     values = {name: options.pop(name) for name in _OPTIONS}
     scrub = None
     if values["scrub_pii"]:
@@ -62,6 +71,11 @@ def minimization_settings(options: dict) -> dict:
                                   key_file=values["pii_key_file"])
         except ValueError as err:
             raise click.BadParameter(str(err), param_hint="'--scrub-column' / '--drop-column'") from None
+        if values["pii_key_file"]:
+            try:
+                check_key_file(values["pii_key_file"])
+            except ValueError as err:
+                raise click.BadParameter(str(err), param_hint="'--pii-key-file'") from None
     elif values["scrub_columns"] or values["drop_columns"] or values["pii_key_file"]:
         raise click.UsageError("--scrub-column, --drop-column and --pii-key-file need --scrub-pii")
     kanonymity = None
@@ -72,4 +86,58 @@ def minimization_settings(options: dict) -> dict:
         raise click.UsageError("--sensitive-column and --generalize need --quasi-identifier")
     if values["generalize"] and scrub is None:
         raise click.UsageError("--generalize needs --scrub-pii (the scrubber generalizes)")
+    if scrub is not None and kanonymity is not None:
+        for name in set(scrub.drop_columns) & {*kanonymity.quasi_identifiers, kanonymity.sensitive}:
+            raise click.UsageError(f"column {name!r} is dropped (--drop-column) before the k-anonymity validator "
+                                   f"reads it (--quasi-identifier / --sensitive-column)")
+    if values["generalize"]:
+        for name in set(kanonymity.quasi_identifiers) & set(model_inputs):
+            raise click.UsageError(f"--generalize would turn quasi-identifier {name!r} into text ranges, but the "
+                                   f"trainer reads it as a model input")
+    if columns is not None:
+        declared = (scrub.absent_columns(columns) if scrub else []) + [
+            c for c in ((*kanonymity.quasi_identifiers, kanonymity.sensitive) if kanonymity else ())
+            if c is not None and c not in columns]
+        if declared:
+            raise click.UsageError(f"declared column(s) {declared} are not in the data (columns: "
+                                   f"{', '.join(columns)})")
+        for name, _ in scrub.columns if scrub else ():
+            if columns[name]:
+                raise click.UsageError(f"column {name!r} holds numbers, which the PII scrubber does not scan: drop "
+                                       f"it (--drop-column {name}) or store it as text")
     return {"scrub": scrub, "kanonymity": kanonymity, "generalize": values["generalize"]}
+
+
+def minimization_requested(options: dict) -> bool:
+    """Whether any of this module's options is set in ``options`` (so the data's columns are worth reading)."""
+    return bool(options.get("scrub_pii") or options.get("quasi_identifiers"))
+
+
+def csv_columns(data_root: str):
+    """``{column: holds numbers only}`` over the CSV files in a local folder ``data_root`` (as CsvExampleGen types
+    them: a column whose non-empty cells, one at least, all parse as numbers is numeric), or None where the folder is not local
+    or holds no CSV file. Reads the files whole."""
+    if not os.path.isdir(data_root):
+        return None
+    text, numbers = {}, set()   # column -> holds a cell that is not a number; columns with a number
+    for name in sorted(os.listdir(data_root)):
+        if name.endswith(".csv"):
+            with open(os.path.join(data_root, name), newline="", encoding="utf-8", errors="replace") as fh:
+                reader = csv.DictReader(fh)
+                for column in reader.fieldnames or ():
+                    text.setdefault(column, False)
+                for row in reader:
+                    for column, cell in row.items():
+                        if column is not None and isinstance(cell, str) and cell:
+                            number = _is_number(cell)
+                            text[column] = text[column] or not number
+                            numbers.update([column] if number else [])
+    return {column: not is_text and column in numbers for column, is_text in text.items()} or None
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True

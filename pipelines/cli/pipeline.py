@@ -21,7 +21,8 @@ import click
 
 from pipelines import run_log
 from pipelines.cli.aliases import deprecated_alias
-from pipelines.cli.minimization import minimization_options, minimization_settings
+from pipelines.cli.minimization import (csv_columns, minimization_options, minimization_requested,
+                                        minimization_settings)
 from pipelines.cli.types import FiniteFloatRange
 from pipelines.components.private_evaluator.spec import DEFAULT_PRIVACY_UNIT
 from pipelines.components.settings import InvalidSetting
@@ -218,7 +219,9 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
     """Runs CsvExampleGen [-> PiiScrubber] -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform ->
     Trainer -> Evaluator [-> EncryptedInferenceGate] -> Pusher on the bundled breast-cancer data, then prints the
     report. With --scrub-pii every stage after ExampleGen reads the PII scrubber's examples (its report:
-    PIPELINE_ROOT/PiiScrubber/scrubbed_examples/<id>/pii_scrub_report.json).
+    PIPELINE_ROOT/PiiScrubber/scrubbed_examples/<id>/pii_scrub_report.json). The bundled data holds numbers only,
+    so here the scrubber finds nothing (it shows the wiring) and the k-anonymity anomaly only reports; `ppml
+    minimize` runs the scrubber on text data.
 
     Progress is shown per stage; what TFX, TensorFlow and Beam print goes to
     PIPELINE_ROOT/logs/run-<time>.log (its path is shown first; --verbose prints it here instead).
@@ -230,7 +233,8 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
     Exit status: 0 after the report; 2 for a bad option (before anything is written); 1 when the run
     fails, or when another run holds the same --pipeline-root.
     """
-    minimization = minimization_settings(options)
+    columns = dict.fromkeys(_bundled_columns(), True) if minimization_requested(options) else None
+    minimization = minimization_settings(options, columns=columns, model_inputs=columns or ())
     current, plan = {}, dataclasses.replace(_plan(**options), **minimization)
     with _locked_root(pipeline_root):   # held until the report is read: one run per root
         with _library_output(verbose) as (terminal, log):
@@ -262,8 +266,15 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
     click.echo(json.dumps(report.to_dict(), indent=2, allow_nan=False) if as_json else report.format_text())
 
 
+def _bundled_columns() -> list[str]:
+    """The bundled breast-cancer CSV's columns, all numeric: the trainer reads every one (features and label)."""
+    from pipelines.datasets import breast_cancer  # pylint: disable=import-outside-toplevel
+    return [*breast_cancer.feature_keys(), breast_cancer.LABEL_KEY]
+
+
 @pipeline.command("compile")
 @_training_options
+@minimization_options
 @click.option("--kubeflow-v2", "output", type=click.Path(dir_okay=False), required=True,
               help="Write the Kubeflow Pipelines v2 PipelineSpec (JSON) to this file.")
 @click.option("--pipeline-root", required=True, help="Pipeline root the cluster can reach (e.g. gs://bucket/root).")
@@ -279,7 +290,10 @@ def compile_(output, pipeline_root, data_root, serving_model_dir, image, verbose
       ppml pipeline compile --kubeflow-v2 pipeline.json --pipeline-root gs://b/root \\
           --data-root gs://b/data --serving-model-dir gs://b/serving
     """
-    plan = _plan(**options)
+    model_inputs = _bundled_columns() if minimization_requested(options) else ()
+    minimization = minimization_settings(options, columns=csv_columns(data_root) if model_inputs else None,
+                                         model_inputs=model_inputs)
+    plan = dataclasses.replace(_plan(**options), **minimization)
     with _library_output(verbose):
         pipeline_module, runners = _import_tfx()
         tfx_pipeline = pipeline_module.create_pipeline(plan=plan, pipeline_root=pipeline_root, data_root=data_root,

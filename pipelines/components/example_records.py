@@ -13,23 +13,21 @@ from tfx.utils import io_utils
 OUTPUT_FILE = "data_tfrecord-00000-of-00001.gz"
 
 
+ENCODING = ("utf-8", "surrogateescape")
+"""Bytes values become str and back losslessly: bytes that are not UTF-8 become lone surrogates."""
+
+
 def to_record(example: tf.train.Example) -> dict:
-    """Feature name -> value: a str (one UTF-8 bytes value), an int or a float (one value), else the feature's
-    ``(kind, values)`` (a tuple, kept as is by `to_example`)."""
+    """Feature name -> value: a str (one bytes value), an int or a float (one value), else the feature's
+    ``(kind, values)`` (a tuple, kept as is by `to_example`; bytes values as str there too). Bytes decode with
+    `ENCODING`."""
     record = {}
     for name, feature in example.features.feature.items():
         kind = feature.WhichOneof("kind")
         values = tuple(getattr(feature, kind).value) if kind else ()
-        if len(values) == 1 and kind in ("int64_list", "float_list"):
-            record[name] = values[0]
-            continue
-        if len(values) == 1 and kind == "bytes_list":
-            try:
-                record[name] = values[0].decode("utf-8")
-                continue
-            except UnicodeDecodeError:
-                pass
-        record[name] = (kind, values)
+        if kind == "bytes_list":
+            values = tuple(v.decode(*ENCODING) for v in values)
+        record[name] = values[0] if len(values) == 1 else (kind, values)
     return record
 
 
@@ -39,11 +37,13 @@ def to_example(record: dict) -> tf.train.Example:
     for name, value in record.items():
         feature = example.features.feature[name]
         if isinstance(value, str):
-            feature.bytes_list.value.append(value.encode("utf-8"))
+            feature.bytes_list.value.append(value.encode(*ENCODING))
         elif isinstance(value, int):
             feature.int64_list.value.append(value)
         elif isinstance(value, float):
             feature.float_list.value.append(value)
+        elif value[0] == "bytes_list":
+            feature.bytes_list.value.extend(v.encode(*ENCODING) for v in value[1])
         elif value[0]:
             getattr(feature, value[0]).value.extend(value[1])
     return example

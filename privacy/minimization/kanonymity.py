@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import math
 from typing import Any, Mapping, Sequence
 
 DISCLAIMER = ("k-anonymity is no privacy guarantee: records stay linkable to other data sets on attributes not "
@@ -82,11 +83,40 @@ class KAnonymitySettings:
         return cls(**json.loads(text))
 
 
+class _Missing:
+    """The one value of a missing quasi-identifier or sensitive value (absent feature, None, NaN, empty feature)."""
+
+    def __repr__(self) -> str:
+        return MISSING_LABEL
+
+
+MISSING = _Missing()
+MISSING_LABEL = "missing"
+"""How a missing value reads in a generalized label."""
+
+
+def _normalized(value: Any) -> Any:
+    """``value``, or `MISSING` for None, NaN and an empty feature ``(kind, ())`` (NaN != NaN would make each its
+    own class)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    if isinstance(value, tuple) and len(value) == 2 and not value[1]:
+        return MISSING
+    return value
+
+
+def _check_columns(records: Sequence[Mapping[str, Any]], columns: Sequence[str], what: str) -> None:
+    """Raises for a column that no record has (a record lacking it has a missing value there)."""
+    if not records:
+        return
+    seen = set().union(*(r.keys() for r in records))
+    absent = [c for c in columns if c not in seen]
+    if absent:
+        raise ValueError(f"{what} {absent} are in no record (columns: {sorted(seen)})")
+
+
 def _key(record: Mapping[str, Any], quasi_identifiers: Sequence[str]) -> tuple:
-    missing = [q for q in quasi_identifiers if q not in record]
-    if missing:
-        raise ValueError(f"quasi-identifier columns {missing} are not in the records (have {sorted(record)})")
-    return tuple(record[q] for q in quasi_identifiers)
+    return tuple(_normalized(record.get(q)) for q in quasi_identifiers)
 
 
 def kanonymity_report(records: Sequence[Mapping[str, Any]], quasi_identifiers: Sequence[str], *,
@@ -94,20 +124,22 @@ def kanonymity_report(records: Sequence[Mapping[str, Any]], quasi_identifiers: S
     """k, l and the classes below ``target_k`` of ``records`` for ``quasi_identifiers``.
 
     Raises:
-        ValueError: no quasi-identifier, ``target_k`` < 1, or a column missing from a record (named).
+        ValueError: no quasi-identifier, ``target_k`` < 1, or a column that no record has (named). A record
+            that lacks a column, or holds None, NaN or an empty feature there, has the value `MISSING`: all
+            missing values of a column are equal.
     """
     quasi_identifiers = tuple(quasi_identifiers)
     if not quasi_identifiers:
         raise ValueError("k-anonymity needs at least one quasi-identifier column")
     if int(target_k) != target_k or target_k < 1:
         raise ValueError(f"target k {target_k!r} is not an integer >= 1")
+    _check_columns(records, quasi_identifiers, "quasi-identifier columns")
     sizes = collections.Counter(_key(r, quasi_identifiers) for r in records)
     values = collections.defaultdict(set)
     if sensitive is not None:
+        _check_columns(records, [sensitive], "sensitive column")
         for r in records:
-            if sensitive not in r:
-                raise ValueError(f"sensitive column {sensitive!r} is not in the records (have {sorted(r)})")
-            values[_key(r, quasi_identifiers)].add(r[sensitive])
+            values[_key(r, quasi_identifiers)].add(_normalized(r.get(sensitive)))
     ordered = sorted(sizes.values())
     below = sum(n for n in ordered if n < target_k)
     return KAnonymityReport(
@@ -118,24 +150,36 @@ def kanonymity_report(records: Sequence[Mapping[str, Any]], quasi_identifiers: S
 
 
 def _is_numeric(values) -> bool:
-    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    """Whether every non-missing value is a number (a column of missing values only is not)."""
+    present = [v for v in values if v is not MISSING]
+    return bool(present) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present)
+
+
+def _number(value) -> str:
+    return str(value) if isinstance(value, int) else repr(float(value))
 
 
 def _generalized(values: list, numeric: bool) -> str:
-    if numeric:
-        lo, hi = min(values), max(values)
-        return f"{lo:g}" if lo == hi else f"{lo:g}-{hi:g}"
-    return "|".join(sorted({str(v) for v in values}))
+    """A partition's label: ``[lo, hi]`` (or the one number) for numbers, ``a|b`` for others; `MISSING_LABEL`
+    stands for missing values (``missing|[lo, hi]`` when some are)."""
+    present = [v for v in values if v is not MISSING]
+    labels = [MISSING_LABEL] if len(present) < len(values) else []
+    if numeric and present:
+        lo, hi = min(present), max(present)
+        labels.append(_number(lo) if lo == hi else f"[{_number(lo)}, {_number(hi)}]")
+    else:
+        labels += sorted({str(v) for v in present})
+    return "|".join(labels)
 
 
 def mondrian_generalize(records: Sequence[Mapping[str, Any]], quasi_identifiers: Sequence[str], k: int) -> list:
     """Copies of ``records`` whose quasi-identifiers are generalized so that every class has at least ``k`` records.
 
     Greedy strict Mondrian (LeFevre et al. 2006): a partition is split at the median of the quasi-identifier with
-    the widest range (numeric columns by value, others by their sorted distinct values), as long as both halves
-    keep ``k`` records; each final partition's values become a range ``lo-hi`` (numbers) or a set ``a|b``
-    (others). With fewer than ``k`` records every record is suppressed (an empty list is returned). Record order
-    is kept.
+    the widest range (numeric columns by value, others by their sorted distinct values; missing values rank first),
+    as long as both halves keep ``k`` records; each final partition's values become a range ``[lo, hi]`` (numbers)
+    or a set ``a|b`` (others), with ``missing`` for missing values. With fewer than ``k`` records every record is
+    suppressed (an empty list is returned). Record order is kept.
 
     Raises:
         ValueError: as `kanonymity_report`.
@@ -144,33 +188,42 @@ def mondrian_generalize(records: Sequence[Mapping[str, Any]], quasi_identifiers:
     kanonymity_report(records, quasi_identifiers, target_k=k)   # validates
     if len(records) < k:
         return []
-    numeric = {q: _is_numeric([r[q] for r in records]) for q in quasi_identifiers}
-    order = {q: {v: i for i, v in enumerate(sorted({r[q] for r in records}, key=str))}
-             for q in quasi_identifiers if not numeric[q]}
+    values = {q: [_normalized(r.get(q)) for r in records] for q in quasi_identifiers}
+    numeric = {q: _is_numeric(values[q]) for q in quasi_identifiers}
+    ranks = {}
+    for q in quasi_identifiers:
+        present = [v for v in values[q] if v is not MISSING]
+        if numeric[q]:
+            below = min(present) - 1   # missing values rank first
+            ranks[q] = [below if v is MISSING else v for v in values[q]]
+        else:
+            order = {v: i + 1 for i, v in enumerate(sorted(set(present), key=str))}
+            ranks[q] = [0 if v is MISSING else order[v] for v in values[q]]
 
-    def rank(q, record):
-        return record[q] if numeric[q] else order[q][record[q]]
+    def span(q, part):
+        return max(ranks[q][i] for i in part) - min(ranks[q][i] for i in part)
 
-    full = {q: (max(rank(q, r) for r in records) - min(rank(q, r) for r in records)) or 1 for q in quasi_identifiers}
+    full = {q: span(q, range(len(records))) or 1 for q in quasi_identifiers}
     done, todo = [], [list(range(len(records)))]
     while todo:
         part = todo.pop()
-        spans = sorted(((max(rank(q, records[i]) for i in part) - min(rank(q, records[i]) for i in part)) / full[q], q)
-                       for q in quasi_identifiers)
-        for _, q in reversed(spans):
-            ranked = sorted(part, key=lambda i, q=q: rank(q, records[i]))
-            median = rank(q, records[ranked[len(ranked) // 2]])
-            left = [i for i in ranked if rank(q, records[i]) < median]
-            right = [i for i in ranked if rank(q, records[i]) >= median]
+        for _, q in sorted(((span(q, part) / full[q], q) for q in quasi_identifiers), reverse=True):
+            ranked = sorted(part, key=lambda i, q=q: ranks[q][i])
+            median = ranks[q][ranked[len(ranked) // 2]]
+            left = [i for i in ranked if ranks[q][i] < median]
+            right = [i for i in ranked if ranks[q][i] >= median]
             if len(left) >= k and len(right) >= k:
                 todo += [left, right]
                 break
         else:
             done.append(part)
+    covered = sorted(i for part in done for i in part)
+    if covered != list(range(len(records))):
+        raise AssertionError(f"Mondrian partitions cover {len(covered)} of {len(records)} records")
     out = [dict(r) for r in records]
     for part in done:
         for q in quasi_identifiers:
-            label = _generalized([records[i][q] for i in part], numeric[q])
+            label = _generalized([values[q][i] for i in part], numeric[q])
             for i in part:
                 out[i][q] = label
     return out

@@ -9,6 +9,31 @@ import stat
 KEY_BYTES = 32
 
 
+def check_key_file(path: str) -> None:
+    """Checks ``path`` as `load_or_create_key` would use it, without creating it: an existing file must be at least
+    `KEY_BYTES` long and closed to group and others; a missing one needs a writable folder.
+
+    Raises:
+        ValueError: naming the path (never the key) and what to fix.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
+            raise ValueError(f"key file {path} does not exist and its folder {folder} is not a writable "
+                             f"folder") from None
+        return
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"key file {path} is not a regular file")
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ValueError(f"key file {path} is accessible to group or others (mode {stat.filemode(mode)}); "
+                         f"chmod 600 it")
+    size = os.stat(path).st_size
+    if size < KEY_BYTES:
+        raise ValueError(f"key file {path} holds {size} bytes; a key needs at least {KEY_BYTES}")
+
+
 def load_or_create_key(path: str | None) -> bytes:
     """The key in ``path`` (at least 32 bytes, readable by its owner only), or a new one.
 
@@ -24,10 +49,7 @@ def load_or_create_key(path: str | None) -> bytes:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        mode = os.stat(path).st_mode
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ValueError(f"key file {path} is accessible to group or others (mode {stat.filemode(mode)}); "
-                             f"chmod 600 it") from None
+        check_key_file(path)
         with open(path, "rb") as fh:
             key = fh.read()
         if len(key) < KEY_BYTES:

@@ -3,10 +3,11 @@
 Changes from Presidio's defaults, each measured on the bundled tickets (`pipelines.datasets.pii_tickets`):
 - e-mail and URL validation reads the public-suffix list bundled with tldextract (Presidio's default fetches it
   from the network on first use);
-- URLs with a scheme (``http://``, ``https://``) match any public suffix, not only Presidio's fixed list
-  (which lacks e.g. ``.biz``);
-- credit cards: also any run of 12-19 digits, or 4-digit groups, that passes the Luhn checksum (Presidio's
-  pattern misses 19-digit Visa, 12-digit Maestro and 15-digit JCB numbers);
+- URLs with a scheme (``http://``, ``https://``) and host names without one (``www.example.biz/path``) match any
+  public suffix, not only Presidio's fixed list (which lacks e.g. ``.biz`` and cuts such a URL short);
+- credit cards: also any run of 12-19 digits, or 4-digit groups separated by spaces, dashes or dots, that passes
+  the Luhn checksum (Presidio's pattern misses 19-digit Visa, 12-digit Maestro and 15-digit JCB numbers);
+- IBANs in lower or mixed case (Presidio's pattern is upper-case only): the text is matched upper-cased;
 - phone numbers: libphonenumber's POSSIBLE leniency (Presidio's VALID one drops numbers whose area code is
   unassigned and ``001-`` prefixed ones), keeping matches of 10 or more digits.
 No NER model is used (none installs from PyPI here): names and places are not detected by these recognizers.
@@ -18,6 +19,7 @@ import functools
 
 LANGUAGE = "en"
 MIN_PHONE_DIGITS = 10
+_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 @functools.lru_cache(maxsize=1)
@@ -50,7 +52,9 @@ def _classes() -> dict:
 
         PATTERNS = [*UrlRecognizer.PATTERNS,
                     Pattern("URL with scheme", r"(?i)\bhttps?://[a-z0-9][a-z0-9.\-]*\.[a-z]{2,63}\b(?:/[^\s()<>\"']*)?",
-                            0.6)]
+                            0.6),
+                    Pattern("Host without scheme", r"(?i)(?<![@\w.\-])[a-z0-9][a-z0-9\-]*(?:\.[a-z0-9\-]+)*\.[a-z]{2,63}"
+                                                   r"\b(?:/[^\s()<>\"']*)?", 0.5)]
 
         def validate_result(self, pattern_text: str):
             return _has_public_suffix(pattern_text)
@@ -59,7 +63,16 @@ def _classes() -> dict:
         """Presidio's card patterns plus 12-19 digits (or 4-digit groups) passing the Luhn check."""
 
         PATTERNS = [*CreditCardRecognizer.PATTERNS,
-                    Pattern("Card digits (Luhn)", r"\b(?:\d{12,19}|\d{4}([ -])\d{4}\1\d{4}\1\d{1,7})\b", 0.3)]
+                    Pattern("Card digits (Luhn)", r"\b(?:\d{12,19}|\d{4}([ .-])\d{4}\1\d{4}\1\d{1,7})\b", 0.3)]
+
+        def __init__(self, **kwargs):
+            super().__init__(replacement_pairs=[("-", ""), (" ", ""), (".", "")], **kwargs)
+
+    class CaseInsensitiveIbanRecognizer(IbanRecognizer):
+        """Presidio's IBAN patterns and checksum on the text with ASCII letters upper-cased (same offsets)."""
+
+        def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):
+            return super().analyze(text.translate(_ASCII_UPPER), entities, nlp_artifacts, regex_flags)
 
     class PossiblePhoneRecognizer(PhoneRecognizer):
         """Presidio's libphonenumber matcher at POSSIBLE leniency, keeping matches of at least
@@ -73,7 +86,7 @@ def _classes() -> dict:
                     if sum(c.isdigit() for c in text[r.start:r.end]) >= MIN_PHONE_DIGITS]
 
     return {"EMAIL_ADDRESS": OfflineEmailRecognizer, "PHONE_NUMBER": PossiblePhoneRecognizer,
-            "CREDIT_CARD": LuhnCreditCardRecognizer, "IBAN_CODE": IbanRecognizer, "US_SSN": UsSsnRecognizer,
+            "CREDIT_CARD": LuhnCreditCardRecognizer, "IBAN_CODE": CaseInsensitiveIbanRecognizer, "US_SSN": UsSsnRecognizer,
             "IP_ADDRESS": IpRecognizer, "URL": OfflineUrlRecognizer}
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import hashlib
 import hmac
 import re
@@ -19,6 +20,9 @@ from privacy.minimization.settings import ScrubSettings
 
 _LANGUAGE = _recognizers.LANGUAGE
 _MIN_IDENTIFIER_CHARS = 3
+_MIN_IDENTIFIER_DIGITS = 4
+"""A dropped column's integer value is searched for in the text from this many digits on."""
+_ENCODING = ("utf-8", "surrogateescape")
 HASH_HEX_CHARS = 32
 """Keyed-hash tokens keep the first 128 bits of HMAC-SHA256, as hex."""
 
@@ -31,6 +35,8 @@ class ScrubReport:
         rows: records scrubbed.
         rows_touched: records in which at least one span was replaced or a dropped column held a value.
         entities: ``{column: {entity_type: count}}`` of replaced spans (after Presidio's overlap resolution).
+        unscanned_values: ``{column: count}`` of values left as they are because they are not text (numbers) in
+            columns that were not declared; a declared column holding numbers is refused (`Scrubber.scrub_record`).
         dropped_columns: declared identifying columns removed from every record.
         recognizers: names of the recognizers that ran.
         ner: whether a named-entity model ran (always False here: none installs from PyPI).
@@ -39,6 +45,7 @@ class ScrubReport:
     rows: int = 0
     rows_touched: int = 0
     entities: dict = dataclasses.field(default_factory=dict)
+    unscanned_values: dict = dataclasses.field(default_factory=dict)
     dropped_columns: tuple = ()
     recognizers: tuple = ()
     ner: bool = False
@@ -51,14 +58,37 @@ class ScrubReport:
             mine = self.entities.setdefault(column, {})
             for entity, n in counts.items():
                 mine[entity] = mine.get(entity, 0) + n
+        for column, n in other.unscanned_values.items():
+            self.unscanned_values[column] = self.unscanned_values.get(column, 0) + n
 
     def to_dict(self) -> dict:
         return {"rows": self.rows, "rows_touched": self.rows_touched,
                 "entities": {c: dict(sorted(v.items())) for c, v in sorted(self.entities.items())},
+                "unscanned_values": dict(sorted(self.unscanned_values.items())),
                 "dropped_columns": list(self.dropped_columns), "recognizers": list(self.recognizers),
                 "ner": self.ner,
                 "note": ("Pattern recognizers only: names and places are removed only where they equal a value of "
-                         "the same record's dropped columns. Counts only; no detected value is recorded.")}
+                         "the same record's dropped columns. Numbers are not scanned (unscanned_values). Counts "
+                         "only; no detected value is recorded.")}
+
+
+_SEPARATED = ("PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN")
+"""Entity types whose spellings differ by separators and letter case only: hashed as their letters and digits."""
+_CASE_FREE = ("EMAIL_ADDRESS",)
+"""Entity types hashed case-folded; so are the declared identifying columns' values (found case-insensitively)."""
+_AS_WRITTEN = ("IP_ADDRESS", "URL", "DEFAULT", None)
+"""Entity types hashed as written (a URL's path is case-sensitive)."""
+
+
+def normalized(value: str, entity_type: str | None) -> str:
+    """The spelling of ``value`` that keyed hashing uses, so that one value written differently gets one token:
+    `_SEPARATED` types keep their letters and digits, upper-cased (``(555) 867-5309`` = ``555.867.5309``);
+    e-mail addresses and declared columns' values are case-folded; `_AS_WRITTEN` types are kept as they are."""
+    if entity_type in _SEPARATED:
+        return "".join(c for c in value if c.isalnum()).upper()
+    if entity_type in _AS_WRITTEN:
+        return value
+    return value.casefold()
 
 
 class Scrubber:
@@ -79,9 +109,11 @@ class Scrubber:
         self.report = ScrubReport(dropped_columns=settings.drop_columns,
                                   recognizers=tuple(type(r).__name__ for r in recognizers))
 
-    def keyed_hash(self, value: str) -> str:
-        """HMAC-SHA256 of ``value`` under the run's key, first `HASH_HEX_CHARS` hex digits."""
-        return hmac.new(self._key, value.encode("utf-8"), hashlib.sha256).hexdigest()[:HASH_HEX_CHARS]
+    def keyed_hash(self, value: str, entity_type: str | None = None) -> str:
+        """HMAC-SHA256 of ``value`` (`normalized` for ``entity_type``) under the run's key, first `HASH_HEX_CHARS`
+        hex digits."""
+        value = normalized(value, entity_type)
+        return hmac.new(self._key, value.encode(*_ENCODING), hashlib.sha256).hexdigest()[:HASH_HEX_CHARS]
 
     def _operators(self, operator: str, entity_types: Iterable[str]) -> dict:
         from presidio_anonymizer.entities import OperatorConfig  # pylint: disable=import-outside-toplevel
@@ -90,7 +122,8 @@ class Scrubber:
         elif operator == "mask":
             config = OperatorConfig("custom", {"lambda": lambda s: "*" * len(s)})
         elif operator == "hash":
-            config = OperatorConfig("custom", {"lambda": self.keyed_hash})
+            return {t: OperatorConfig("custom", {"lambda": functools.partial(self.keyed_hash, entity_type=t)})
+                    for t in ("DEFAULT", *entity_types)}
         else:
             return {}   # Presidio's default: replace by "<ENTITY_TYPE>"
         return {t: config for t in ("DEFAULT", *entity_types)}
@@ -118,24 +151,55 @@ class Scrubber:
     def scrub_record(self, record: Mapping[str, Any]) -> dict:
         """The record without its dropped columns and with its scanned columns scrubbed; counts go to `report`.
 
-        Values that are not strings (numbers, missing values) in a scanned column are left as they are. Without
-        declared ``columns`` every string value is scanned with the settings' ``operator``.
+        Text is a str or a multi-valued feature ``("bytes_list", (str, ...))`` (each value is scanned). Without
+        declared ``columns`` every text value is scanned with the settings' ``operator``, and numbers are counted in
+        `ScrubReport.unscanned_values`. A declared column that holds numbers raises (the scrubber scans text only).
+        Missing values (None, empty features) are left as they are.
+
+        Raises:
+            ValueError: a declared column holds numbers (the message names the column).
         """
-        known = {name.upper(): str(record[name]) for name in self.settings.drop_columns
-                 if isinstance(record.get(name), str) and len(record[name].strip()) >= _MIN_IDENTIFIER_CHARS}
-        touched = any(record.get(name) not in (None, "") for name in self.settings.drop_columns)
+        known = {}
+        for name in self.settings.drop_columns:
+            value = record.get(name)
+            if isinstance(value, str) and len(value.strip()) >= _MIN_IDENTIFIER_CHARS:
+                known[name.upper()] = value
+            elif isinstance(value, int) and not isinstance(value, bool) and len(str(abs(value))) >= \
+                    _MIN_IDENTIFIER_DIGITS:
+                known[name.upper()] = str(value)
+        touched = any(_present(record.get(name)) for name in self.settings.drop_columns)
         out = {k: v for k, v in record.items() if k not in self.settings.drop_columns}
-        columns = self.settings.columns or [(c, self.settings.operator) for c, v in out.items() if isinstance(v, str)]
+        columns = self.settings.columns or [(c, self.settings.operator) for c, v in out.items() if _is_text(v)]
         for column, operator in columns:
             value = out.get(column)
-            if not isinstance(value, str) or not value:
+            if not _present(value):
                 continue
-            out[column], counts = self.scrub_text(value, operator, known)
-            if counts:
-                touched = True
-                mine = self.report.entities.setdefault(column, {})
+            if not _is_text(value):
+                raise ValueError(f"column {column!r} holds numbers, which the PII scrubber does not scan: drop it "
+                                 f"(--drop-column {column}) or store it as text")
+            texts = [value] if isinstance(value, str) else list(value[1])
+            for i, text in enumerate(texts):
+                texts[i], counts = self.scrub_text(text, operator, known) if text else (text, {})
+                touched = touched or bool(counts)
+                mine = self.report.entities.setdefault(column, {}) if counts else {}
                 for entity, n in counts.items():
                     mine[entity] = mine.get(entity, 0) + n
+            out[column] = texts[0] if isinstance(value, str) else (value[0], tuple(texts))
+        if not self.settings.columns:
+            for column, value in out.items():
+                if _present(value) and not _is_text(value):
+                    n = len(value[1]) if isinstance(value, tuple) else 1
+                    self.report.unscanned_values[column] = self.report.unscanned_values.get(column, 0) + n
         self.report.rows += 1
         self.report.rows_touched += int(touched)
         return out
+
+
+def _present(value: Any) -> bool:
+    """Whether a record's value holds anything (not None, "", or an empty feature)."""
+    return value not in (None, "") and not (isinstance(value, tuple) and not value[1])
+
+
+def _is_text(value: Any) -> bool:
+    """A str, or a multi-valued text feature ``("bytes_list", (str, ...))``."""
+    return isinstance(value, str) or (isinstance(value, tuple) and value[0] == "bytes_list")

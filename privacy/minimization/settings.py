@@ -7,7 +7,8 @@ import json
 
 OPERATORS = ("redact", "mask", "replace", "hash")
 """What happens to a detected span: removed, each character replaced by ``*``, replaced by ``<TYPE>``, or replaced
-by the HMAC-SHA256 of the value under the run's key (equal values give equal tokens, so joins still work)."""
+by the HMAC-SHA256 of the value under the run's key (equal values give equal tokens, so joins still work; see
+`scrubber.normalized` for the spellings that count as one value)."""
 
 PATTERN_ENTITIES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS", "URL")
 """Entity types found by Presidio's pattern recognizers (regular expressions, with checksums for credit cards and
@@ -53,6 +54,8 @@ class ScrubSettings:
             if operator not in OPERATORS:
                 raise ValueError(f"operator {operator!r} of column {column!r} is not one of {', '.join(OPERATORS)}")
         scanned = [c for c, _ in self.columns]
+        if "" in scanned or "" in self.drop_columns:
+            raise ValueError("a scanned or dropped column name is empty")
         for name in {c for c in scanned if scanned.count(c) > 1}:
             raise ValueError(f"column {name!r} is listed twice")
         for name in set(scanned) & set(self.drop_columns):
@@ -73,6 +76,11 @@ class ScrubSettings:
                 raise ValueError(f"column spec {spec!r} has no column name (want COLUMN or COLUMN=OPERATOR)")
             pairs.append((column, operator or DEFAULT_OPERATOR))
         return tuple(pairs)
+
+    def absent_columns(self, present) -> list:
+        """The declared (scanned or dropped) columns that are not in ``present`` (column names), in order."""
+        present = set(present)
+        return [c for c in (*(c for c, _ in self.columns), *self.drop_columns) if c not in present]
 
     def to_json(self) -> str:
         """The settings as JSON (no key material: only the key file's path)."""

@@ -34,6 +34,12 @@ class Executor(base_executor.BaseExecutor):
         examples_utils.set_payload_format(scrubbed, examples_utils.get_payload_format(raw))
         scrubber = Scrubber(settings)
         for split in splits:
+            present = set().union(*(r.keys() for r in example_records.read_split(raw, split)))
+            absent = settings.absent_columns(present) + [q for q in (generalization.quasi_identifiers
+                                                                     if generalization else ()) if q not in present]
+            if absent:
+                raise ValueError(f"declared column(s) {absent} are in no record of split {split} "
+                                 f"(columns: {sorted(present)})")
             records = (scrubber.scrub_record(r) for r in example_records.read_split(raw, split))
             if generalization is not None:
                 records = list(records)
