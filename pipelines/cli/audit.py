@@ -58,7 +58,8 @@ def _open_unit(option: str):
               callback=_open_unit("--confidence"), help="Confidence of the lower bound.")
 @click.option("--fault", type=click.Choice(FAULTS), default=_DEFAULTS.fault, show_default=True,
               help="Inject a known bug to check the audit: clip-2x/clip-4x clip at 2C/4C while claiming C; "
-                   "no-noise adds none while claiming sigma.")
+                   "no-noise adds none while claiming sigma. clip-4x and no-noise are caught in the default "
+                   "configuration; clip-2x is not detectable by this estimator (README).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--plot", type=click.Path(dir_okay=False),
               help="Write a plot of the lower bound and the claimed epsilon per epoch (.png, .pdf or .svg).")
