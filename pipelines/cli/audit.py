@@ -13,7 +13,9 @@ import math
 import click
 
 from pipelines.cli.accounting import _bad, _check_plot_path, save_plot
+from privacy.auditing.canaries import MAX_CANARIES
 from privacy.auditing.dp_sgd_audit import FAULTS, KINDS, AuditPlan, check_data
+from privacy.auditing.one_run import MIN_CANARIES
 
 _DEFAULTS = AuditPlan()
 
@@ -38,7 +40,8 @@ def _open_unit(option: str):
 @click.option("--kind", type=click.Choice(KINDS), default=_DEFAULTS.kind, show_default=True,
               help="white-box: Dirac gradient canaries on a dedicated weight slot (score = the slot weight); "
                    "black-box: mislabelled held-out digits (score = minus the loss).")
-@click.option("--num-canaries", type=click.IntRange(min=1), default=_DEFAULTS.num_canaries, show_default=True,
+@click.option("--num-canaries", type=click.IntRange(MIN_CANARIES, MAX_CANARIES),
+              default=_DEFAULTS.num_canaries, show_default=True,
               help="Canaries m, each included with probability 1/2 (black-box: at most the 450 held-out digits).")
 @click.option("--epochs", type=click.IntRange(min=1), default=_DEFAULTS.epochs, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=_DEFAULTS.batch_size, show_default=True,
@@ -55,7 +58,8 @@ def _open_unit(option: str):
               callback=_open_unit("--confidence"), help="Confidence of the lower bound.")
 @click.option("--fault", type=click.Choice(FAULTS), default=_DEFAULTS.fault, show_default=True,
               help="Inject a known bug to check the audit: clip-2x/clip-4x clip at 2C/4C while claiming C; "
-                   "no-noise adds none while claiming sigma.")
+                   "no-noise adds none while claiming sigma. clip-4x and no-noise are caught in the default "
+                   "configuration; clip-2x is not detectable by this estimator (README).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--plot", type=click.Path(dir_okay=False),
               help="Write a plot of the lower bound and the claimed epsilon per epoch (.png, .pdf or .svg).")
@@ -81,20 +85,26 @@ def audit(as_json, plot, **options):
     _quiet_accounting_warnings()
     from privacy.auditing.dp_sgd_audit import run_dp_sgd_audit  # pylint: disable=import-outside-toplevel
 
-    result = run_dp_sgd_audit(plan, x, y, x_pool, y_pool)
+    try:
+        result = run_dp_sgd_audit(plan, x, y, x_pool, y_pool)
+    except ValueError as err:   # a diverged run (the message names no canary) or accounting refused
+        raise click.UsageError(str(err)) from None
     if plot is not None:
         _plot(result, plot)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
     final = result.final
-    verdict = "CLAIM REFUTED: the lower bound exceeds the claimed epsilon" if result.violated else \
+    accountant = result.claim_accountant
+    verdict = f"CLAIM REFUTED: the lower bound exceeds the {accountant.upper()} epsilon" if result.violated else \
         "consistent: the lower bound does not exceed the claimed epsilon (evidence, not proof)"
+    claims = ", ".join(f"{kind.upper()} {value:.3f}" for kind, value in result.claims[-1].items())
     lines = [
         f"One-run audit of DP-SGD on digits ({plan.kind} canaries, fault: {plan.fault})",
-        f"  training rows      {result.dataset_size} (including the included canaries; bits kept secret)",
-        f"  claimed epsilon    {result.claimed_epsilon[-1]:.3f} at delta {plan.delta:g} "
-        f"(sigma {plan.noise_multiplier:g}, {plan.epochs} epochs, B {plan.batch_size})",
+        f"  training rows      {len(y)} digits + the included canaries (each of {plan.num_canaries} with "
+        f"probability 1/2; bits kept secret)",
+        f"  claimed epsilon    {result.claimed_epsilon[-1]:.3f} at delta {plan.delta:g}, the smallest ppml reports "
+        f"({claims}; sigma {plan.noise_multiplier:g}, {plan.epochs} epochs, B {plan.batch_size})",
         f"  lower bound        {result.lower_bound[-1]:.2f} at {plan.confidence:.0%} confidence "
         f"({final['num_correct']}/{final['num_guesses']} guesses right of {final['num_canaries']} canaries, "
         f"thresholds by {final['strategy']} over {final['pairs_tried']} pairs)",
@@ -117,7 +127,7 @@ def _plot(result, path: str) -> None:
     epochs = range(1, len(result.lower_bound) + 1)
     plan = result.plan
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    ax.plot(epochs, result.claimed_epsilon, "o-", markersize=3, label="claimed epsilon (accounting)")
+    ax.plot(epochs, result.claimed_epsilon, "o-", markersize=3, label="claimed epsilon (smallest of RDP, PLD)")
     ax.plot(epochs, result.lower_bound, "s-", markersize=3,
             label=f"one-run lower bound ({plan.confidence:.0%} confidence)")
     ax.set_ylim(bottom=0)

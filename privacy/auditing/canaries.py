@@ -6,8 +6,9 @@ CSPRNG (`secrets`); the bits are returned to the caller only and never logged. T
 * input-space (black-box): real inputs from outside the training data with a label drawn uniformly among the
   wrong ones (`mislabelled_canaries`); the attack score is minus the trained model's loss on the canary;
 * gradient-space (white-box): rows that reach only a dedicated weight slot of the audited model, one slot
-  coordinate per canary (`dirac_slot_rows`, read by `privacy.auditing.keras_canaries.DiracCanaryHead`): each
-  canary's gradient is a Dirac on its own coordinate; the score is that coordinate's change over training.
+  coordinate per canary, addressed by one id column (`dirac_slot_rows`, read by
+  `privacy.auditing.keras_canaries.DiracCanaryHead`): each canary's gradient is a Dirac on its own coordinate;
+  the score is that coordinate's change over training.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ DIRAC_AMPLITUDE = 1e4
 """A: a Dirac canary's unclipped gradient norm is A (K - 1) / K >= A / 2 for K >= 2 classes; clip norms must stay
 below A / 2 (`MAX_DIRAC_CLIP`) so that clipping scales it to exactly C."""
 MAX_DIRAC_CLIP = DIRAC_AMPLITUDE / 2
+MAX_CANARIES = 100_000
+"""Most canaries of one audit: each private step holds batch size x canaries per-example slot gradients (480 MB
+of float32 at 1,200 x 100,000); ids travel in a float32 column, exact far beyond it (2^24)."""
 
 
 def inclusion_bits(num_canaries: int) -> np.ndarray:
@@ -78,16 +82,19 @@ def mislabelled_canaries(x_pool: np.ndarray, y_pool: np.ndarray, num_canaries: i
 
 
 def dirac_slot_rows(num_features: int, num_canaries: int, label: int = 0) -> Canaries:
-    """Gradient-space canaries for a model whose input is [features (num_features) | slot (num_canaries)]: canary
-    i has zero features and the slot one-hot at i, and the label `label` (the head's canary class)."""
+    """Gradient-space canaries for a model whose input is [features (num_features) | canary id (one column)]:
+    canary i has zero features, the id i + 1 (0 marks a real row) and the label `label` (the head's canary
+    class). One column whatever the number of canaries, so the rows take O(num_canaries) memory."""
     if num_features < 1 or num_canaries < 1:
         raise ValueError(f"need num_features >= 1 and num_canaries >= 1, got {num_features}, {num_canaries}")
-    x = np.concatenate([np.zeros((num_canaries, num_features), np.float32),
-                        np.eye(num_canaries, dtype=np.float32)], axis=1)
+    if num_canaries > MAX_CANARIES:
+        raise ValueError(f"num_canaries must be at most {MAX_CANARIES}, got {num_canaries}")
+    x = np.zeros((num_canaries, num_features + 1), np.float32)
+    x[:, -1] = np.arange(1, num_canaries + 1)
     return Canaries(x=x, y=np.full(num_canaries, label, np.int64), included=inclusion_bits(num_canaries))
 
 
-def with_empty_slot(x: np.ndarray, num_canaries: int) -> np.ndarray:
-    """Training inputs widened with an all-zero canary slot (real examples never touch the slot's weights)."""
+def with_empty_slot(x: np.ndarray) -> np.ndarray:
+    """Training inputs widened with a canary-id column of 0 (a real row: it never touches the slot's weights)."""
     x = np.asarray(x, np.float32)
-    return np.concatenate([x, np.zeros((len(x), num_canaries), np.float32)], axis=1)
+    return np.concatenate([x, np.zeros((len(x), 1), np.float32)], axis=1)

@@ -3,8 +3,9 @@
 `run_dp_sgd_audit(plan, x, y, x_pool, y_pool)` adds canaries (`AuditPlan.kind`: "white-box" Dirac gradient canaries
 or "black-box" mislabelled inputs from `x_pool`, which must be disjoint from the training data) to a copy of the
 data, trains a small private model on it, scores the canaries after every epoch and returns, per epoch, the
-epsilon that the run's accounting claims and the one-run lower bound (`privacy.auditing.one_run`). The audited
-model is an audit device and is discarded; the inclusion bits stay in memory and are never logged or returned.
+epsilons ppml's accountants (RDP, PLD) report for the run and the one-run lower bound (`privacy.auditing.one_run`);
+the verdict tests the smallest of those epsilons. The audited model is an audit device and is discarded; the
+inclusion bits stay in memory and are never logged or returned.
 
 `AuditPlan.fault` injects a known bug for sanity checks: "clip-2x" ("clip-4x") clips to 2C (4C) while the noise
 and the claimed epsilon are those of clip C with `noise_multiplier` (the run's true noise multiplier is half (a
@@ -20,14 +21,18 @@ from typing import Any
 
 import numpy as np
 
-from privacy.accounting import NOISE_MULTIPLIER_RANGE
+from privacy.accounting import NOISE_MULTIPLIER_RANGE, DpSgdMechanism, compute_epsilon
 from privacy.auditing import canaries as canary_rows
-from privacy.auditing.one_run import DEFAULT_CONFIDENCE, audit_one_run
+from privacy.auditing.one_run import DEFAULT_CONFIDENCE, MIN_CANARIES, audit_one_run
 
 KINDS = ("white-box", "black-box")
 FAULT_CLIP_FACTORS = {"none": 1.0, "clip-2x": 2.0, "clip-4x": 4.0, "no-noise": 1.0}
 """Deliberate bugs for sanity checks: the factor the gradients are really clipped to, times C."""
 FAULTS = tuple(FAULT_CLIP_FACTORS)
+CLAIM_ACCOUNTANTS = ("rdp", "pld")
+"""The accountants whose epsilons ppml reports for a run; the claim audited is the smallest of them."""
+DIVERGED = "training diverged (non-finite weights or canary scores): lower learning_rate"
+"""The one error of a diverged run: it names no canary and no count, which could reflect the secret bits."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +77,9 @@ class AuditPlan:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not MIN_CANARIES <= self.num_canaries <= canary_rows.MAX_CANARIES:
+            raise ValueError(f"num_canaries must be in [{MIN_CANARIES}, {canary_rows.MAX_CANARIES}] (fewer give "
+                             f"the bound too few guesses; more take too much memory), got {self.num_canaries}")
         for name in ("l2_norm_clip", "noise_multiplier", "learning_rate"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
@@ -96,18 +104,21 @@ class AuditResult:
 
     Attributes:
       plan: the plan that ran.
-      claimed_epsilon: the accounted epsilon after each epoch, at plan.delta.
+      claims: per epoch, the epsilon each accountant ppml reports for the run reported ("rdp", and "pld" where
+        ppml asks PLD), at plan.delta.
+      claimed_epsilon: per epoch, the smallest of `claims` (the claim the verdict tests).
       lower_bound: the one-run lower bound after each epoch, at plan.delta and plan.confidence.
       final: the `OneRunAudit` of the last epoch, as a dict (Bonferroni over the guess counts).
       final_split: the same scores bounded with ``strategy="split"`` instead (for comparison; the verdict uses
         `final`, chosen before the run).
-      dataset_size: training rows including the included canaries.
+      dataset_size: training rows N including the included canaries (the accounted q is B / N). It tells how
+        many canaries are included, never which; the bound does not use it (README, "What the audit reveals").
       steps: private steps run.
       seconds: wall time of training and scoring.
     """
 
     plan: AuditPlan
-    claimed_epsilon: tuple[float, ...]
+    claims: tuple[dict[str, float], ...]
     lower_bound: tuple[float, ...]
     final: dict[str, Any]
     final_split: dict[str, Any]
@@ -116,12 +127,23 @@ class AuditResult:
     seconds: float
 
     @property
+    def claimed_epsilon(self) -> tuple[float, ...]:
+        return tuple(min(claim.values()) for claim in self.claims)
+
+    @property
+    def claim_accountant(self) -> str:
+        """The accountant whose epsilon is the final claim (the smallest ppml reports)."""
+        return min(self.claims[-1], key=self.claims[-1].get)
+
+    @property
     def violated(self) -> bool:
-        """True when the final lower bound exceeds the final claimed epsilon: the claim is false (at confidence)."""
+        """True when the final lower bound exceeds the smallest final epsilon ppml reports: that report is false
+        (at the plan's confidence)."""
         return self.lower_bound[-1] > self.claimed_epsilon[-1]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"plan": dataclasses.asdict(self.plan), "claimed_epsilon": list(self.claimed_epsilon),
+        return {"plan": dataclasses.asdict(self.plan), "claims": list(self.claims),
+                "claimed_epsilon": list(self.claimed_epsilon), "claim_accountant": self.claim_accountant,
                 "lower_bound": list(self.lower_bound), "final": self.final,
                 "final_split": self.final_split, "dataset_size": self.dataset_size,
                 "steps": self.steps, "seconds": self.seconds, "violated": self.violated}
@@ -135,6 +157,10 @@ def run_dp_sgd_audit(plan: AuditPlan, x: np.ndarray, y: np.ndarray, x_pool: np.n
       plan: the audit's settings.
       x, y: training features [n, d] (float) and integer labels [n].
       x_pool, y_pool: inputs outside the training data for black-box canaries (at least num_canaries rows).
+
+    Raises:
+      ValueError: before training, for data or settings the run cannot use or account (`check_data`); after
+        training, `DIVERGED` when the weights or scores are not finite.
     """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
@@ -150,13 +176,9 @@ def run_dp_sgd_audit(plan: AuditPlan, x: np.ndarray, y: np.ndarray, x_pool: np.n
         x_train, y_train = canaries.training_data(x, y)
     else:
         canaries = canary_rows.dirac_slot_rows(x.shape[1], plan.num_canaries)
-        x_train, y_train = canaries.training_data(canary_rows.with_empty_slot(x, plan.num_canaries), y)
+        x_train, y_train = canaries.training_data(canary_rows.with_empty_slot(x), y)
 
-    clip, sigma = plan.l2_norm_clip, plan.noise_multiplier
-    factor = FAULT_CLIP_FACTORS[plan.fault]
-    clip, sigma = clip * factor, sigma / factor     # noise std sigma * C as declared; clipped at factor * C
-    if plan.fault == "no-noise":
-        sigma = 0.0
+    clip, sigma = _run_clip_and_noise(plan)
     base = tf.keras.Sequential([tf.keras.Input(shape=(x.shape[1],)),
                                 tf.keras.layers.Dense(plan.hidden_units, activation="relu"),
                                 tf.keras.layers.Dense(num_classes)])
@@ -168,19 +190,30 @@ def run_dp_sgd_audit(plan: AuditPlan, x: np.ndarray, y: np.ndarray, x_pool: np.n
                   loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 
     def scores() -> np.ndarray:
-        if plan.kind == "white-box":
-            return keras_canaries.white_box_scores(model)
-        return keras_canaries.black_box_scores(model, canaries.x, canaries.y)
+        if not all(np.isfinite(weights).all() for weights in model.get_weights()):
+            raise ValueError(DIVERGED)
+        try:
+            values = keras_canaries.white_box_scores(model) if plan.kind == "white-box" else \
+                keras_canaries.black_box_scores(model, canaries.x, canaries.y)
+        except FloatingPointError:
+            raise ValueError(DIVERGED) from None
+        if not np.isfinite(values).all():
+            raise ValueError(DIVERGED)
+        return values
 
-    claimed, bounds, audits, last_scores = [], [], [], None
+    claims, bounds, audits, last_scores = [], [], [], None
     start = time.perf_counter()
     for _ in range(plan.epochs):
         model.fit(x_train, y_train, epochs=1, verbose=0)
-        claimed.append(_claimed_epsilon(private_training(model), plan))
         last_scores = scores()
+        training = private_training(model)
+        claims.append(_claims(DpSgdMechanism(
+            dataset_size=training.dataset_size, batch_size=training.expected_batch_size,
+            noise_multiplier=plan.noise_multiplier, steps=max(1, training.steps), sampling=training.sampling,
+            adjacency=training.adjacency), plan.delta))   # the declared sigma: what a faulty run still claims
         audits.append(audit_one_run(last_scores, canaries.included, delta=plan.delta, confidence=plan.confidence))
         bounds.append(audits[-1].epsilon_lower_bound)
-    return AuditResult(plan=plan, claimed_epsilon=tuple(claimed), lower_bound=tuple(bounds),
+    return AuditResult(plan=plan, claims=tuple(claims), lower_bound=tuple(bounds),
                        final=audits[-1].to_dict(),
                        final_split=audit_one_run(last_scores, canaries.included, delta=plan.delta,
                                                  confidence=plan.confidence, strategy="split").to_dict(),
@@ -189,7 +222,9 @@ def run_dp_sgd_audit(plan: AuditPlan, x: np.ndarray, y: np.ndarray, x_pool: np.n
 
 
 def check_data(plan: AuditPlan, x: np.ndarray, y: np.ndarray, x_pool: np.ndarray | None) -> None:
-    """Refuses data the plan cannot run on, before any training (ValueError naming the setting)."""
+    """Refuses data the plan cannot run on, and a run ppml could not account, before any training (ValueError
+    naming the setting). Accounting is checked for the fewest (n) and the most (n + m) training rows the canary
+    bits can give, so the answer does not depend on the bits."""
     if len(x) != len(y) or len(y) < 2:
         raise ValueError(f"need at least 2 training rows with one label each, got {len(x)} rows, {len(y)} labels")
     if plan.batch_size > len(y):
@@ -197,14 +232,27 @@ def check_data(plan: AuditPlan, x: np.ndarray, y: np.ndarray, x_pool: np.ndarray
     if plan.kind == "black-box" and (x_pool is None or len(x_pool) < plan.num_canaries):
         raise ValueError(f"black-box canaries come from the {0 if x_pool is None else len(x_pool)} held-out "
                          f"inputs, got num_canaries={plan.num_canaries}")
+    noises = {plan.noise_multiplier, _run_clip_and_noise(plan)[1]} - {0.0}   # the claim's and the run's own
+    for rows in (len(y), len(y) + plan.num_canaries):
+        steps = plan.epochs * max(1, round(rows / plan.batch_size))   # Poisson batches per epoch, as fit runs them
+        for noise in sorted(noises):
+            try:
+                compute_epsilon(DpSgdMechanism(dataset_size=rows, batch_size=plan.batch_size,
+                                               noise_multiplier=noise, steps=steps), plan.delta)
+            except ValueError as err:
+                raise ValueError(f"cannot account this run (noise_multiplier {noise:g}, batch_size "
+                                 f"{plan.batch_size}, {steps} steps): {err}") from None
 
 
-def _claimed_epsilon(training, plan: AuditPlan) -> float:
-    """Epsilon of the steps, sampling and data size that ran, with the declared noise multiplier (which is what
-    a run with an injected fault still claims)."""
-    from privacy.accounting import DpSgdMechanism, compute_epsilon  # pylint: disable=import-outside-toplevel
+def _run_clip_and_noise(plan: AuditPlan) -> tuple[float, float]:
+    """The clip norm and noise multiplier the run really uses: a fault clips at factor x C with noise
+    sigma / factor x (factor x C) = sigma C as declared; "no-noise" adds none."""
+    factor = FAULT_CLIP_FACTORS[plan.fault]
+    return plan.l2_norm_clip * factor, 0.0 if plan.fault == "no-noise" else plan.noise_multiplier / factor
 
-    mechanism = DpSgdMechanism(dataset_size=training.dataset_size, batch_size=training.expected_batch_size,
-                               noise_multiplier=plan.noise_multiplier, steps=max(1, training.steps),
-                               sampling=training.sampling, adjacency=training.adjacency)
-    return float(compute_epsilon(mechanism, plan.delta))
+
+def _claims(mechanism, delta: float) -> dict[str, float]:
+    """The epsilon of each accountant in `CLAIM_ACCOUNTANTS` that ppml asks for this mechanism (PLD is skipped
+    where `cost_reason` or `unsupported_reason` says ppml does not ask it)."""
+    return {kind: float(compute_epsilon(mechanism, delta, kind)) for kind in CLAIM_ACCOUNTANTS
+            if not (mechanism.unsupported_reason(kind) or mechanism.cost_reason(kind, delta))}

@@ -7,11 +7,12 @@ import tensorflow as tf
 from scipy import stats
 
 from privacy.auditing import canaries, keras_canaries
-from privacy.auditing.dp_sgd_audit import AuditPlan, run_dp_sgd_audit
+from privacy.auditing.dp_sgd_audit import DIVERGED, AuditPlan, AuditResult, check_data, run_dp_sgd_audit
 
 FAULT_CONFIGURATION = dict(kind="white-box", num_canaries=2000, epochs=5, batch_size=1200, noise_multiplier=6.5)
-"""The README's configuration (AuditPlan's defaults): claimed epsilon about 1.06 at delta 1e-5 on digits; no noise
-and a 4x clip are caught (12 of 12 trial runs of clip-4x gave bounds 1.33-2.05 against claims 1.05-1.08)."""
+"""The README's configuration (AuditPlan's defaults): epsilon about 1.06 by RDP and 0.96 by PLD at delta 1e-5 on
+digits; no noise and a 4x clip are caught (12 of 12 trial runs of clip-4x gave bounds 1.33-2.05 against RDP claims
+1.05-1.08)."""
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,7 @@ def _audited_model(num_canaries=4, num_classes=3, features=5):
 def test_a_dirac_canary_gradient_touches_only_its_own_coordinate_and_real_rows_never_touch_the_slot():
     model = _audited_model()
     rows = canaries.dirac_slot_rows(5, 4)
-    real = canaries.with_empty_slot(np.random.default_rng(0).normal(size=(3, 5)), 4)
+    real = canaries.with_empty_slot(np.random.default_rng(0).normal(size=(3, 5)))
     loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     slot = model.get_layer("dirac_canary_head").slot_weights
     for i in range(4):
@@ -71,20 +72,32 @@ def test_a_dirac_canary_gradient_touches_only_its_own_coordinate_and_real_rows_n
     np.testing.assert_allclose(model(rows.x).numpy(), 0.0)   # a canary's logits are 0 whatever w is
 
 
-def test_one_private_step_moves_an_included_canary_by_exactly_the_clip_norm():
-    """Through make_private's clipping: one step, no noise, every row sampled on average; the slot weight of a
-    sampled canary moves by lr * C / B exactly (its clipped gradient is -C e_i), the others not at all."""
+@pytest.mark.parametrize("sampling", ["fixed", "poisson"])
+def test_one_private_step_moves_an_included_canary_by_exactly_the_clip_norm(sampling):
+    """Through make_private's clipping: one step, no noise, every row sampled (a batch of all 8 rows, or Poisson
+    with q = 8 / 8 = 1); the slot weight of every canary moves by lr * C / B exactly (its clipped gradient is
+    -C e_i). A clip at 2C would double the move."""
     from privacy.keras import make_private
     model = _audited_model()
     rows = canaries.dirac_slot_rows(5, 4)
-    x = np.concatenate([canaries.with_empty_slot(np.ones((4, 5)), 4), rows.x])
+    x = np.concatenate([canaries.with_empty_slot(np.ones((4, 5))), rows.x])
     y = np.concatenate([np.zeros(4, np.int64), rows.y])
     make_private(model, l2_norm_clip=0.5, noise_multiplier=0.0, expected_batch_size=8, dataset_size=8,
-                 sampling="fixed", seed=1)
+                 sampling=sampling, seed=1)
     model.compile(optimizer=tf.keras.optimizers.SGD(2.0),
                   loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
     np.testing.assert_allclose(keras_canaries.white_box_scores(model), 2.0 * 0.5 / 8, rtol=1e-5)
+
+
+def test_dirac_rows_carry_one_id_column_whatever_the_number_of_canaries():
+    """O(m) memory: canary i is [0, ..., 0, i + 1], a real row ends in 0 (was an m-wide one-hot: O(m^2))."""
+    rows = canaries.dirac_slot_rows(5, 100000)
+    assert rows.x.shape == (100000, 6) and not rows.x[:, :5].any()
+    np.testing.assert_array_equal(rows.x[:, 5], np.arange(1, 100001))
+    assert canaries.with_empty_slot(np.ones((3, 5))).shape == (3, 6)
+    with pytest.raises(ValueError, match="num_canaries must be at most 100000, got 100001"):
+        canaries.dirac_slot_rows(5, 100001)
 
 
 @pytest.mark.parametrize("fault", ["none", "no-noise", "clip-4x"])
@@ -94,7 +107,8 @@ def test_white_box_audit_stays_below_an_honest_claim_and_catches_a_broken_run(di
     assert plan == AuditPlan(fault=fault)
     result = run_dp_sgd_audit(plan, x, y)
     claimed = result.claimed_epsilon[-1]
-    assert result.steps == 10 and claimed == pytest.approx(1.06, abs=0.05)
+    assert result.steps == 10 and result.claims[-1]["rdp"] == pytest.approx(1.06, abs=0.05)
+    assert result.claim_accountant == "pld" and claimed == pytest.approx(0.96, abs=0.05)
     assert result.violated == (fault != "none"), (result.lower_bound, claimed)
     assert result.final_split["num_canaries"] == 1000 and result.final_split["strategy"] == "split"
     if fault == "none":
@@ -113,6 +127,9 @@ def test_black_box_audit_scores_every_canary_and_stays_below_an_honest_claim(dig
     (dict(kind="grey-box"), "kind must be one of white-box, black-box"),
     (dict(fault="clip-3x"), "fault must be one of"),
     (dict(num_canaries=0), "num_canaries must be an integer >= 1"),
+    (dict(num_canaries=1), r"num_canaries must be in \[32, 100000\] \(fewer give the bound too few guesses"),
+    (dict(num_canaries=31), r"num_canaries must be in \[32, 100000\]"),
+    (dict(num_canaries=100001), r"more take too much memory\), got 100001"),
     (dict(noise_multiplier=float("nan")), "noise_multiplier must be a finite number > 0"),
     (dict(delta=0.0), "delta must be in"),
     (dict(noise_multiplier=1e-4), "noise_multiplier must be in"),
@@ -121,3 +138,32 @@ def test_black_box_audit_scores_every_canary_and_stays_below_an_honest_claim(dig
 def test_bad_plans_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         AuditPlan(**kwargs)
+
+
+def test_an_unaccountable_run_is_refused_before_training(digits):
+    """sigma 1e6 with B 2: dp-accounting's RDP curve is numerically broken, so no epsilon could be claimed; refused
+    by check_data (which run_dp_sgd_audit calls first), for the plan alone, not the bits."""
+    (x, y), (x_pool, _) = digits
+    plan = AuditPlan(num_canaries=32, epochs=1, batch_size=2, noise_multiplier=1e6)
+    with pytest.raises(ValueError, match=r"^cannot account this run \(noise_multiplier 1e\+06, batch_size 2, "
+                                         r"674 steps\): dp-accounting's RDP accountant is numerically unstable"):
+        check_data(plan, x, y, x_pool)
+
+
+@pytest.mark.parametrize("kind", ["white-box", "black-box"])
+def test_a_diverged_run_raises_one_message_that_names_no_canary(digits, kind):
+    (x, y), (x_pool, y_pool) = digits
+    plan = AuditPlan(kind=kind, num_canaries=50, epochs=1, batch_size=512, learning_rate=1e38, l2_norm_clip=1000.0,
+                     noise_multiplier=1.0)
+    with pytest.raises(ValueError) as raised:
+        run_dp_sgd_audit(plan, x, y, x_pool, y_pool)
+    assert str(raised.value) == DIVERGED
+
+
+def test_the_verdict_tests_the_smallest_epsilon_ppml_reports():
+    """A bound between PLD's epsilon and RDP's refutes the PLD report, so the run is a violation; the claim and
+    its accountant are the PLD ones."""
+    result = AuditResult(plan=AuditPlan(), claims=({"rdp": 1.2, "pld": 1.1}, {"rdp": 1.053, "pld": 0.957}),
+                         lower_bound=(0.5, 1.0), final={}, final_split={}, dataset_size=2347, steps=10, seconds=1.0)
+    assert result.claimed_epsilon == (1.1, 0.957) and result.claim_accountant == "pld" and result.violated
+    assert result.to_dict()["claim_accountant"] == "pld"
