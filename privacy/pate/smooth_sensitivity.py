@@ -125,19 +125,25 @@ def local_sensitivities_selection(votes, num_teachers: int, threshold: float, si
                                   order: float) -> np.ndarray:
     """Bounds on the local sensitivity of the selection step's RDP at distances d = 0 .. teachers - 1.
 
-    The step depends on the votes through their maximum only, which moves by at most 1 per changed teacher.
+    The step depends on the votes through their maximum v only, which moves by at most 1 per changed teacher,
+    so LS(d) = max over reachable |v - top| <= d of the largest one-step change of the table at v. This is a
+    deliberate deviation from the paper's code (`compute_local_sensitivity_bounds_threshold`), which takes
+    |v - top| = d exactly and 0 once every v is reachable: summed over queries, a neighbour at distance d
+    moves each query's maximum by *at most* d, and without the running maximum the sum's smooth sensitivity
+    is not b-smooth (S(x) <= e^b S(x') fails on neighbouring two-query histories).
     """
     table = _selection_rdp_table(num_teachers, threshold, sigma1, order)
     steps = np.abs(np.diff(table))  # steps[v] = |table[v + 1] - table[v]|
-
-    def at(v):
-        return max(steps[v - 1] if v > 0 else -math.inf, steps[v] if v < num_teachers else -math.inf)
-
+    at = np.maximum(np.concatenate([[-math.inf], steps]), np.concatenate([steps, [-math.inf]]))  # at[v], 0..T
     top = int(round(float(np.max(votes))))
-    result = np.zeros(num_teachers)
-    for d in range(max(top, num_teachers - top)):
-        result[d] = max(at(top + d) if top + d <= num_teachers else -math.inf, at(top - d) if top >= d else -math.inf)
-    return result
+    above = np.maximum.accumulate(at[top:])  # max of at over [top, top + d]
+    below = np.maximum.accumulate(at[top::-1])  # max of at over [top - d, top]
+    return np.maximum(_padded(above, num_teachers), _padded(below, num_teachers))
+
+
+def _padded(values: np.ndarray, length: int) -> np.ndarray:
+    """``values`` cut or extended with its last value to ``length``."""
+    return np.concatenate([values[:length], np.full(max(0, length - len(values)), values[-1])])
 
 
 def smooth_sensitivity(local_sensitivities: np.ndarray, beta: float) -> float:
