@@ -31,7 +31,8 @@ def _aggregator(o):
     try:
         if o["threshold"] is None:
             if o["sigma1"] is not None or o["max_answered"] is not None:
-                raise _usage("--sigma1", "--sigma1 and --max-answered need --threshold (Confident-GNMax)")
+                raise _usage("--sigma1" if o["sigma1"] is not None else "--max-answered",
+                             "--sigma1 and --max-answered need --threshold (Confident-GNMax)")
             return GNMax(o["sigma"])
         if o["sigma1"] is None:
             raise _usage("--sigma1", "Confident-GNMax (--threshold) needs the selection noise --sigma1")
@@ -132,7 +133,7 @@ def _read_history(path: str) -> VoteHistory:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
         return VoteHistory.from_json(data)
-    except (OSError, json.JSONDecodeError, PateConfigurationError) as err:
+    except (OSError, TypeError, ValueError) as err:  # ValueError: JSON, ragged arrays, PateConfigurationError
         raise _usage("--votes", f"{path}: {err}") from None
 
 

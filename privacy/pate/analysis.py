@@ -16,7 +16,7 @@ from typing import Any
 
 from privacy.accounting import dp_accounting_version, event_to_json
 from privacy.pate.aggregators import VoteHistory
-from privacy.pate.data_independent import charged_answers, data_independent_epsilon, pate_dp_event
+from privacy.pate.data_independent import data_independent_epsilon, pate_dp_event
 from privacy.pate.smooth_sensitivity import SmoothedEpsilon, SmoothSensitivityRelease
 from privacy.pate.votes import PateConfigurationError
 
@@ -80,9 +80,6 @@ def analyze(history: VoteHistory, delta: float, *, release: SmoothSensitivityRel
         raise PateConfigurationError(f"delta must be in (0, 1), got {delta!r}")
     queries = len(history.votes)
     aggregator = history.aggregator
-    if history.num_answered > charged_answers(aggregator, queries):
-        raise PateConfigurationError(f"the history has {history.num_answered} answers, more than the cap "
-                                     f"max_answered={charged_answers(aggregator, queries)}")
     smoothed, refused = None, None
     if release is not None:
         try:

@@ -36,11 +36,32 @@ def test_epsilon_data_independent_json_matches_dp_accounting(ppml_cli):
       "--sigma1", "inf"), "--sigma1: sigma1 must be in"),
     (("run", "--dataset", "digits", "--teachers", "9", "--sigma", "4"), "--teachers: teachers (9) must be at least"),
     (("run", "--sigma", "4", "--smooth-order", "20", "--smooth-beta", "0.5"), "smooth-sensitivity beta must be in"),
+    (("epsilon", "--teachers", "50", "--classes", "10", "--queries", "9", "--sigma", "4", "--max-answered", "5"),
+     "--max-answered: --sigma1 and --max-answered need --threshold"),
     (("run", "--dataset", "breast_cancer", "--sigma", "4", "--votes-out", "/nonexistent-folder/votes.json"),
      "--votes-out: /nonexistent-folder/votes.json is a folder, or its folder does not exist"),
 ])
 def test_bad_settings_exit_2_with_one_line(ppml_cli, args, message):
     proc = ppml_cli("pate", *args, check=False)
+    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, \
+        proc.stderr
+
+
+@pytest.mark.parametrize("history,message", [
+    ({"aggregator": {"mechanism": "gnmax", "sigma": 40.0}, "votes": [[200, 50], [100, 150, 0]],
+      "answered": [True, True]}, "--votes: "),  # ragged
+    ({"aggregator": {"mechanism": "confident_gnmax", "threshold": 150, "sigma1": 60, "sigma2": 40,
+                     "max_answered": 1}, "votes": [[200, 50], [240, 10]], "answered": [True, True]},
+     "2 answers, more than the cap max_answered=1"),
+    ({"aggregator": {"mechanism": "confident_gnmax", "threshold": 150, "sigma1": 60, "sigma2": 40},
+      "votes": [[2_000_000, 0]], "answered": [True]}, "teachers must be at most 100000, got 2000000"),
+    ({"aggregator": {"mechanism": "gnmax", "sigma": 40.0}, "votes": [[2, 0]], "answered": ["yes"]},
+     "'answered' must be a list of true/false"),
+])
+def test_malformed_vote_history_exits_2_with_one_line(ppml_cli, tmp_path, history, message):
+    path = tmp_path / "votes.json"
+    path.write_text(json.dumps(history))
+    proc = ppml_cli("pate", "epsilon", "--votes", str(path), check=False)
     assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, \
         proc.stderr
 
