@@ -11,13 +11,17 @@ import os
 import click
 import numpy as np
 
-from privacy.pate import (ConfidentGNMax, GNMax, PateConfigurationError, SmoothSensitivityRelease, VoteHistory,
-                          analyze, check_disjoint, check_public_private, data_independent_epsilon,
-                          partition_by_key)
+from privacy.pate import (ConfidentGNMax, GNMax, PateConfigurationError, SmoothedRdp, SmoothSensitivityRelease,
+                          VoteHistory, analyze, check_disjoint, check_public_private, data_independent_epsilon,
+                          partition_by_key, release_or_refusal)
 from privacy.pate.votes import check_teachers
 
 DATASETS = {"digits": 10, "breast_cancer": 2}
 """Bundled data sets and their number of classes (a public fact)."""
+
+
+RELEASE_KEY = "smoothed_release"
+"""Key of the vote history file that holds its one smoothed release (or {"refused": why})."""
 
 
 def _usage(option: str, message) -> click.UsageError:
@@ -66,12 +70,20 @@ def _noise_options(fn):
         click.option("--max-answered", type=click.IntRange(min=1), help="Confident-GNMax: stop after this many "
                                                                         "answers (charged in the guarantee)."),
         click.option("--delta", type=float, default=1e-5, show_default=True, callback=_delta, help="Target delta."),
+        click.option("--json", "as_json", is_flag=True, help="Print the report as JSON."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def _smoothing_options(fn):
+    for option in reversed([
         click.option("--smooth-order", type=float, default=20.0, show_default=True,
-                     help="RDP order of the smoothed data-dependent release (fixed before the votes are seen)."),
+                     help="RDP order of the one smoothed data-dependent release, made once by this run and stored "
+                          "in --votes-out (fixed before the votes are seen)."),
         click.option("--smooth-beta", type=float, help="Smoothness beta of that release [default: 0.4/order]."),
         click.option("--sigma-ss", type=float, default=10.0, show_default=True,
                      help="Noise multiplier of the smooth sensitivity in that release."),
-        click.option("--json", "as_json", is_flag=True, help="Print the report as JSON."),
     ]):
         fn = option(fn)
     return fn
@@ -90,11 +102,9 @@ def pate():
 @click.option("--queries", type=click.IntRange(min=1), help="Without --votes: number of queries.")
 @_noise_options
 def epsilon(votes_file, teachers, classes, queries, **o):
-    """PATE's epsilon: the data-independent guarantee from (teachers, queries, noise), or for a vote history
-    also the data-dependent epsilon released through smooth sensitivity.
-
-    Each run with --votes is a new noisy release of the vote history's data-dependent epsilon: releases
-    compose, so publish one.
+    """PATE's epsilon: the data-independent guarantee from (teachers, queries, noise), or the report of a vote
+    history, with the smoothed data-dependent release 'ppml pate run' made once and stored in it (never a new
+    one: each new release would cost privacy, and averaging them would undo the noise).
     """
     if votes_file is None:
         missing = [name for name, value in (("--teachers", teachers), ("--classes", classes), ("--queries", queries))
@@ -118,9 +128,8 @@ def epsilon(votes_file, teachers, classes, queries, **o):
                                    o["max_answered"])):
         raise _usage("--votes", "the vote history names its settings: drop --teachers/--classes/--queries/"
                                 "--sigma/--threshold/--sigma1/--max-answered")
-    history = _read_history(votes_file)
-    report = analyze(history, o["delta"], release=_release(o))
-    _print(report, o["as_json"])
+    history, smoothed, refused = _read_history(votes_file)
+    _print(analyze(history, o["delta"], smoothed=smoothed, smoothed_refused=refused), o["as_json"])
 
 
 def _analysis() -> str:
@@ -128,11 +137,18 @@ def _analysis() -> str:
     return DATA_INDEPENDENT
 
 
-def _read_history(path: str) -> VoteHistory:
+def _read_history(path: str) -> tuple[VoteHistory, SmoothedRdp | None, str | None]:
+    """The history, its stored smoothed release (or None), and why none is there."""
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-        return VoteHistory.from_json(data)
+        history = VoteHistory.from_json(data)
+        stored = data.get(RELEASE_KEY)
+        if stored is None:
+            return history, None, "the vote history holds no smoothed release (only 'ppml pate run' makes one)"
+        if isinstance(stored, dict) and set(stored) == {"refused"}:
+            return history, None, str(stored["refused"])
+        return history, SmoothedRdp.from_json(stored), None
     except (OSError, TypeError, ValueError) as err:  # ValueError: JSON, ragged arrays, PateConfigurationError
         raise _usage("--votes", f"{path}: {err}") from None
 
@@ -165,6 +181,7 @@ def _print(report, as_json: bool, extra: dict | None = None) -> None:
 @click.option("--votes-out", type=click.Path(dir_okay=False),
               help="Write the vote history here (private: the teachers' votes), readable by you only.")
 @_noise_options
+@_smoothing_options
 def run(dataset, teachers, public_fraction, test_fraction, partitions_file, epochs, seed, votes_out, **o):
     """Train teachers on disjoint partitions of a bundled data set, label the public split through the
     aggregator, train the student on the answered queries, and report accuracy and epsilon."""
@@ -199,6 +216,7 @@ def run(dataset, teachers, public_fraction, test_fraction, partitions_file, epoc
     from privacy.pate import keras_training  # pylint: disable=import-outside-toplevel
     votes = keras_training.teacher_votes(x, y, parts, x[public], num_classes, epochs=epochs, seed=seed)
     history = aggregator.aggregate(votes)
+    smoothed, refused = release_or_refusal(release, history)  # the one release of this history
     answered = history.answered
     extra = {"answered_label_accuracy": float(np.mean(history.labels[answered] == y[public][answered]))
              if answered.any() else None}
@@ -209,8 +227,9 @@ def run(dataset, teachers, public_fraction, test_fraction, partitions_file, epoc
     extra["accuracies_note"] = "measured on labeled held-out rows: outside the privacy guarantee"
     if votes_out is not None:
         from privacy.atomic_files import write_atomically  # pylint: disable=import-outside-toplevel
-        write_atomically(votes_out, json.dumps(history.to_json()))
-    _print(analyze(history, o["delta"], release=release), o["as_json"], extra)
+        stored = smoothed.to_json() if smoothed is not None else {"refused": refused}
+        write_atomically(votes_out, json.dumps({**history.to_json(), RELEASE_KEY: stored}))
+    _print(analyze(history, o["delta"], smoothed=smoothed, smoothed_refused=refused), o["as_json"], extra)
 
 
 def _load(dataset: str):

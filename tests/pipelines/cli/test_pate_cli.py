@@ -6,6 +6,7 @@ import os
 import stat
 
 import dp_accounting
+import numpy as np
 import pytest
 from dp_accounting import dp_event
 
@@ -66,6 +67,25 @@ def test_malformed_vote_history_exits_2_with_one_line(ppml_cli, tmp_path, histor
         proc.stderr
 
 
+def test_epsilon_votes_prints_the_stored_release_and_never_draws_a_new_one(ppml_cli, tmp_path):
+    from privacy.pate import GNMax, SmoothSensitivityRelease, analyze  # pylint: disable=import-outside-toplevel
+    history = GNMax(40.0).aggregate(np.tile([200, 30, 20, 0], (30, 1)), seed=0)
+    smoothed = SmoothSensitivityRelease().release(history, seed=5)
+    path = tmp_path / "votes.json"
+    path.write_text(json.dumps({**history.to_json(), "smoothed_release": smoothed.to_json()}))
+    outs = [json.loads(ppml_cli("pate", "epsilon", "--votes", str(path), "--json").stdout) for _ in range(2)]
+    assert outs[0] == outs[1]  # the same numbers: no fresh noise
+    assert outs[0]["smoothed_data_dependent"]["epsilon"] == pytest.approx(smoothed.epsilon(1e-5), rel=1e-12)
+    assert outs[0]["guarantee"]["epsilon"] == pytest.approx(analyze(history, 1e-5, smoothed=smoothed).epsilon)
+    assert outs[0]["guarantee"]["epsilon"] > outs[0]["guarantee"]["labels_epsilon"]  # the release is paid for
+    path.write_text(json.dumps(history.to_json()))  # no release stored: none is made
+    out = json.loads(ppml_cli("pate", "epsilon", "--votes", str(path), "--json").stdout)
+    assert "holds no smoothed release" in out["smoothed_data_dependent"]["refused"]
+    assert out["guarantee"]["epsilon"] == out["guarantee"]["labels_epsilon"]
+    proc = ppml_cli("pate", "epsilon", "--votes", str(path), "--smooth-order", "10", check=False)
+    assert proc.returncode == 2 and "--smooth-order" in proc.stderr  # settings were fixed by the run
+
+
 @pytest.mark.parametrize("partitions,message", [
     ({"teachers": [[0, 1], [1, 2]], "public": [50, 51]}, "row 1 is in the partitions of teachers 0 and 1"),
     ({"teachers": [[0, 1], [2, 3]], "public": [3, 60]}, "public split overlaps the private one"),
@@ -91,8 +111,9 @@ def test_run_then_epsilon_of_its_vote_history(ppml_cli, tmp_path):
     assert out["queries"] == queries and out["answered"] == answered and 0 < answered <= queries
     expected = _direct([(dp_event.GaussianDpEvent(1.0), queries), (dp_event.GaussianDpEvent(2 / math.sqrt(2)),
                                                                    queries)], 1e-5)
-    assert out["guarantee"]["epsilon"] == pytest.approx(expected, rel=1e-12)
+    assert out["guarantee"]["labels_epsilon"] == pytest.approx(expected, rel=1e-12)
     assert 0.5 <= out["student_test_accuracy"] <= 1 and "outside the privacy guarantee" in out["accuracies_note"]
+    assert "smoothed_release" in history  # the run's one release (or why it was refused) is stored
     again = json.loads(ppml_cli("pate", "epsilon", "--votes", str(votes), "--json").stdout)
-    assert again["guarantee"]["epsilon"] == pytest.approx(expected, rel=1e-12)
-    assert "smoothed_data_dependent" in again
+    assert again["guarantee"] == out["guarantee"]
+    assert again["smoothed_data_dependent"] == out["smoothed_data_dependent"]

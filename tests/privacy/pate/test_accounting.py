@@ -22,15 +22,17 @@ outside this repository (ppml runtime Python 3.13, numpy 2.4.6, scipy 1.18.1, ab
 The paper's published MNIST/SVHN vote files (storage.googleapis.com) cannot be downloaded here.
 """
 
+import json
 import math
 
 import dp_accounting
 import numpy as np
 import pytest
 from dp_accounting import dp_event
+from dp_accounting.rdp import rdp_privacy_accountant
 
-from privacy.pate import (ConfidentGNMax, GNMax, SmoothSensitivityRelease, VoteHistory, analyze,
-                          data_independent_epsilon)
+from privacy.pate import (ConfidentGNMax, GNMax, SmoothedRdp, SmoothSensitivityRelease, VoteHistory, analyze,
+                          data_independent_epsilon, pate_dp_event, release_or_refusal)
 from privacy.pate import data_dependent as dd
 from privacy.pate import smooth_sensitivity as ss
 
@@ -168,18 +170,49 @@ def test_local_sensitivity_bounds_the_change_under_one_teacher_changing_its_vote
 
 def test_report_names_each_analysis_and_never_the_raw_data_dependent_epsilon():
     history = _history(GNMax(40.0))
-    report = analyze(history, DELTA, release=SmoothSensitivityRelease(order=ORDER), seed=1).to_json()
-    assert report["guarantee"]["epsilon"] == pytest.approx(data_independent_epsilon(GNMax(40.0), 40, DELTA))
-    assert "dp_accounting" in report["guarantee"]["analysis"]
+    smoothed = SmoothSensitivityRelease(order=ORDER).release(history, seed=1)
+    report = analyze(history, DELTA, smoothed=smoothed).to_json()
+    assert report["guarantee"]["labels_epsilon"] == pytest.approx(data_independent_epsilon(GNMax(40.0), 40, DELTA))
+    assert "dp_accounting" in report["guarantee"]["analysis"] and "Thm 23" in report["guarantee"]["analysis"]
     smoothed = report["smoothed_data_dependent"]
     assert "smooth sensitivity" in smoothed["analysis"] and set(smoothed) == {
         "epsilon", "analysis", "order", "beta", "sigma_ss", "noise"}
     raw = dd.rdp_to_epsilon(dd.history_rdp(history, ORDER), ORDER, DELTA)
     assert smoothed["epsilon"] != pytest.approx(raw)  # noised and charged for the release
+    assert "add/remove one record" in report["privacy_unit"] and "two teachers" in report["privacy_unit"]
+
+
+@pytest.mark.parametrize("aggregator, queries", [(GNMax(40.0), 40), (ConfidentGNMax(150, 60.0, 40.0), 40)])
+def test_guarantee_composes_the_labels_with_the_smoothed_release(aggregator, queries):
+    # The report publishes the labels and the smoothed release: its guarantee covers both. Recomputed here from
+    # dp-accounting's RDP of the labels plus Theorem 23's RDP of the release, at orders in (1, 1/(2 beta)).
+    answered = np.ones(queries, bool) if isinstance(aggregator, GNMax) else np.array([i % 3 != 0 for i in range(40)])
+    history = _history(aggregator, answered)
+    settings = SmoothSensitivityRelease(order=ORDER, beta=0.02, sigma_ss=10.0)
+    report = analyze(history, DELTA, smoothed=settings.release(history, seed=2))
+    orders = list(np.linspace(1.01, 24.99, 400))
+    accountant = dp_accounting.rdp.RdpAccountant(orders, dp_accounting.NeighboringRelation.REPLACE_ONE)
+    accountant.compose(pate_dp_event(aggregator, queries))
+    release = [o * math.exp(0.04) / 100 + (0.02 * o - 0.5 * math.log(1 - 0.04 * o)) / (o - 1) for o in orders]
+    direct = rdp_privacy_accountant.compute_epsilon(orders, np.asarray(accountant._rdp) + release, DELTA)[0]
+    labels = data_independent_epsilon(aggregator, queries, DELTA)
+    assert report.labels_epsilon == pytest.approx(labels, rel=1e-12)
+    assert report.epsilon > labels and report.epsilon == pytest.approx(direct, rel=2e-3)
+    assert analyze(history, DELTA).epsilon == pytest.approx(labels, rel=1e-12)  # nothing else released
 
 
 def test_release_is_refused_where_conditions_fail():
     history = VoteHistory(GNMax(20.0), np.tile([200, 50, 0, 0, 0, 0, 0, 0, 0, 0], (5, 1)), np.ones(5, bool),
                           np.zeros(5, np.int64), "test")
-    report = analyze(history, DELTA, release=SmoothSensitivityRelease(order=25.0, beta=0.01))
-    assert report.smoothed is None and "C6" in report.smoothed_refused
+    smoothed, refused = release_or_refusal(SmoothSensitivityRelease(order=25.0, beta=0.01), history)
+    assert smoothed is None and "C6" in refused
+    report = analyze(history, DELTA, smoothed=smoothed, smoothed_refused=refused)
+    assert report.epsilon == report.labels_epsilon and "C6" in report.to_json()["smoothed_data_dependent"]["refused"]
+
+
+def test_smoothed_release_round_trips_through_json_and_is_never_redrawn():
+    history = _history(GNMax(40.0))
+    smoothed = SmoothSensitivityRelease(order=ORDER).release(history)
+    again = SmoothedRdp.from_json(json.loads(json.dumps(smoothed.to_json())))
+    assert again == smoothed
+    assert analyze(history, DELTA, smoothed=again).to_json() == analyze(history, DELTA, smoothed=smoothed).to_json()
