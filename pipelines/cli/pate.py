@@ -195,6 +195,8 @@ def run(dataset, teachers, public_fraction, test_fraction, partitions_file, epoc
     except PateConfigurationError as err:
         raise _usage("--teachers", err) from None
     x, y = _load(dataset)
+    if teachers > len(y):  # the bundled data set's size is public
+        raise _usage("--teachers", f"at most {len(y)} (the rows of {dataset}), got {teachers}")
     from federated.partitioners.keyed import content_keys  # pylint: disable=import-outside-toplevel
     keys = content_keys(x, y)
     private, public, test = _split(keys, public_fraction, test_fraction, seed)
@@ -202,11 +204,8 @@ def run(dataset, teachers, public_fraction, test_fraction, partitions_file, epoc
         parts, public = _read_partitions(partitions_file, len(y), num_classes)
         private = np.concatenate(parts)
         test = np.setdiff1d(test, np.union1d(private, public))
-    else:
-        try:
-            parts = [private[p] for p in partition_by_key([keys[i] for i in private], teachers, seed=seed)]
-        except PateConfigurationError as err:
-            raise _usage("--teachers", err) from None
+    else:  # a teacher that gets no row votes data-independently: no refusal here depends on private rows
+        parts = [private[p] for p in partition_by_key([keys[i] for i in private], teachers, seed=seed)]
     if votes_out is not None and (os.path.isdir(votes_out) or not os.path.isdir(os.path.dirname(
             os.path.abspath(votes_out)))):
         raise _usage("--votes-out", f"{votes_out} is a folder, or its folder does not exist")

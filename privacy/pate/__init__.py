@@ -2,8 +2,9 @@
 
 Teachers trained on disjoint partitions of the private data vote on queries from a public, unlabeled set; a
 noisy aggregator (`GNMax`, `ConfidentGNMax`) turns the votes into labels for a student. One teacher's
-partition changing changes at most one vote per query, so the guarantee is per teacher, and per record
-(or per holder, when partitions are formed by holder key) since each record lies in one partition.
+partition changing changes at most one vote per query, so the guarantee is per teacher, and per record under
+add/remove (or per holder, when partitions are formed by holder key) since each record lies in one partition;
+replacing a record may move it to another teacher: two teachers.
 
 Analyses, each named wherever its numbers are printed:
   - `data_independent`: the guarantee, through dp-accounting's RDP accountant (Gaussian events).

@@ -36,6 +36,8 @@ def test_epsilon_data_independent_json_matches_dp_accounting(ppml_cli):
     (("epsilon", "--teachers", "50", "--classes", "10", "--queries", "9", "--sigma", "4", "--threshold", "20",
       "--sigma1", "inf"), "--sigma1: sigma1 must be in"),
     (("run", "--dataset", "digits", "--teachers", "9", "--sigma", "4"), "--teachers: teachers (9) must be at least"),
+    (("run", "--dataset", "breast_cancer", "--teachers", "900", "--sigma", "4"),
+     "--teachers: at most 569 (the rows of breast_cancer), got 900"),
     (("run", "--sigma", "4", "--smooth-order", "20", "--smooth-beta", "0.5"), "smooth-sensitivity beta must be in"),
     (("epsilon", "--teachers", "50", "--classes", "10", "--queries", "9", "--sigma", "4", "--max-answered", "5"),
      "--max-answered: --sigma1 and --max-answered need --threshold"),
