@@ -116,7 +116,10 @@ def epsilon(votes_file, teachers, classes, queries, **o):
             check_teachers(teachers, classes)
         except PateConfigurationError as err:
             raise _usage("--teachers", err) from None
-        eps = data_independent_epsilon(aggregator, queries, o["delta"])
+        try:
+            eps = data_independent_epsilon(aggregator, queries, o["delta"])
+        except PateConfigurationError as err:
+            raise _usage("--sigma", err) from None
         out = {"aggregator": aggregator.to_json(), "teachers": teachers, "classes": classes, "queries": queries,
                "delta": o["delta"], "guarantee": {"epsilon": eps, "analysis": _analysis()}}
         if o["as_json"]:
@@ -129,7 +132,11 @@ def epsilon(votes_file, teachers, classes, queries, **o):
         raise _usage("--votes", "the vote history names its settings: drop --teachers/--classes/--queries/"
                                 "--sigma/--threshold/--sigma1/--max-answered")
     history, smoothed, refused = _read_history(votes_file)
-    _print(analyze(history, o["delta"], smoothed=smoothed, smoothed_refused=refused), o["as_json"])
+    try:
+        report = analyze(history, o["delta"], smoothed=smoothed, smoothed_refused=refused)
+    except PateConfigurationError as err:
+        raise _usage("--votes", f"{votes_file}: {err}") from None
+    _print(report, o["as_json"])
 
 
 def _analysis() -> str:

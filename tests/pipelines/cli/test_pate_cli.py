@@ -33,6 +33,8 @@ def test_epsilon_data_independent_json_matches_dp_accounting(ppml_cli):
      "--teachers: teachers (5) must be at least the number of classes (10)"),
     (("epsilon", "--teachers", "50", "--classes", "10", "--queries", "9", "--sigma", "-1"),
      "--sigma: sigma must be in"),
+    (("epsilon", "--teachers", "50", "--classes", "10", "--queries", "9", "--sigma", "1e-300"),
+     "is too small for any finite epsilon over 9 queries"),
     (("epsilon", "--teachers", "50", "--classes", "10", "--queries", "9", "--sigma", "4", "--threshold", "20",
       "--sigma1", "inf"), "--sigma1: sigma1 must be in"),
     (("run", "--dataset", "digits", "--teachers", "9", "--sigma", "4"), "--teachers: teachers (9) must be at least"),
