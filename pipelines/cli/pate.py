@@ -14,6 +14,7 @@ import numpy as np
 from privacy.pate import (ConfidentGNMax, GNMax, PateConfigurationError, SmoothedRdp, SmoothSensitivityRelease,
                           VoteHistory, analyze, check_disjoint, check_public_private, data_independent_epsilon,
                           partition_by_key, release_or_refusal)
+from privacy.pate.analysis import DATA_INDEPENDENT, UNIT
 from privacy.pate.votes import check_teachers
 
 DATASETS = {"digits": 10, "breast_cancer": 2}
@@ -121,11 +122,12 @@ def epsilon(votes_file, teachers, classes, queries, **o):
         except PateConfigurationError as err:
             raise _usage("--sigma", err) from None
         out = {"aggregator": aggregator.to_json(), "teachers": teachers, "classes": classes, "queries": queries,
-               "delta": o["delta"], "guarantee": {"epsilon": eps, "analysis": _analysis()}}
+               "delta": o["delta"], "privacy_unit": UNIT, "guarantee": {"epsilon": eps, "analysis": DATA_INDEPENDENT}}
         if o["as_json"]:
             click.echo(json.dumps(out, indent=2))
         else:
-            click.echo(f"guarantee: epsilon = {eps:.4f} at delta = {o['delta']:g}  [{_analysis()}]")
+            click.echo(f"privacy unit: {UNIT}")
+            click.echo(f"guarantee: epsilon = {eps:.4f} at delta = {o['delta']:g}  [{DATA_INDEPENDENT}]")
         return
     if any(v is not None for v in (teachers, classes, queries, o["sigma"], o["threshold"], o["sigma1"],
                                    o["max_answered"])):
@@ -137,11 +139,6 @@ def epsilon(votes_file, teachers, classes, queries, **o):
     except PateConfigurationError as err:
         raise _usage("--votes", f"{votes_file}: {err}") from None
     _print(report, o["as_json"])
-
-
-def _analysis() -> str:
-    from privacy.pate.analysis import DATA_INDEPENDENT  # pylint: disable=import-outside-toplevel
-    return DATA_INDEPENDENT
 
 
 def _read_history(path: str) -> tuple[VoteHistory, SmoothedRdp | None, str | None]:

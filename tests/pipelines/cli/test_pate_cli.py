@@ -26,6 +26,7 @@ def test_epsilon_data_independent_json_matches_dp_accounting(ppml_cli):
                        1e-6)
     assert out["guarantee"]["epsilon"] == pytest.approx(expected, rel=1e-12)
     assert "data-independent" in out["guarantee"]["analysis"]
+    assert "add/remove one record" in out["privacy_unit"] and "two teachers" in out["privacy_unit"]
 
 
 @pytest.mark.parametrize("args,message", [
