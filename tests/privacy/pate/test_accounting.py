@@ -137,7 +137,7 @@ def test_local_sensitivities_match_smooth_sensitivity_test_worked_values():
 def test_selection_smooth_sensitivity_is_beta_smooth_on_neighbours(teachers, threshold, sigma1, order):
     # Two queries of the selection step alone; a neighbour (one teacher changes its vote) moves each query's
     # maximum by at most one. b-smoothness: S(x) <= e^b S(x') for every such pair (the reference code's
-    # "exactly d" bounds give ratios 1.157 and 1.906 here).
+    # "exactly d" bounds give worst ratios 1.27 and 1.91 here).
     beta = 0.4 / order
     tops = range(teachers // 2 + 1, teachers + 1)
     ls = {v: ss.local_sensitivities_selection(np.array([v, teachers - v]), teachers, threshold, sigma1, order)
