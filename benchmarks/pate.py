@@ -66,7 +66,8 @@ def settings(teachers: int):
 
 
 def run_dataset(name: str, args) -> dict:
-    from privacy.pate import SmoothSensitivityRelease, analyze  # pylint: disable=import-outside-toplevel
+    # pylint: disable-next=import-outside-toplevel
+    from privacy.pate import SmoothSensitivityRelease, analyze, release_or_refusal
     from privacy.pate import keras_training as kt  # pylint: disable=import-outside-toplevel
     from privacy.pate.partitions import partition_by_key  # pylint: disable=import-outside-toplevel
     data = load(name, args.seed)
@@ -78,7 +79,8 @@ def run_dataset(name: str, args) -> dict:
     rows = []
     for aggregator in settings(teachers):
         history = aggregator.aggregate(votes)
-        report = analyze(history, DELTA, release=SmoothSensitivityRelease())
+        smoothed, refused = release_or_refusal(SmoothSensitivityRelease(), history)
+        report = analyze(history, DELTA, smoothed=smoothed, smoothed_refused=refused)
         answered = history.answered
         student = kt.fit_classifier(x_public[answered], history.labels[answered], classes, epochs=args.epochs,
                                     seed=args.seed) if answered.any() else None
@@ -87,7 +89,8 @@ def run_dataset(name: str, args) -> dict:
                      "label_accuracy": float(np.mean(history.labels[answered] == y_public[answered])),
                      "student_accuracy": kt.accuracy(student, x_test, y_test) if student is not None else None,
                      "epsilon_guarantee": report.epsilon,
-                     "epsilon_smoothed": report.smoothed.epsilon if report.smoothed else None,
+                     "epsilon_labels": report.labels_epsilon,
+                     "epsilon_smoothed": report.smoothed.epsilon(DELTA) if report.smoothed else None,
                      "smoothed_refused": report.smoothed_refused, "dp_sgd_accuracy": dp_accuracy,
                      "dp_sgd_noise_multiplier": dp_sigma, "dp_sgd_epsilon_rdp": dp_epsilon})
         print(f"  {name} {aggregator}: done", file=sys.stderr)

@@ -11,13 +11,18 @@ import os
 import click
 import numpy as np
 
-from privacy.pate import (ConfidentGNMax, GNMax, PateConfigurationError, SmoothSensitivityRelease, VoteHistory,
-                          analyze, check_disjoint, check_public_private, data_independent_epsilon,
-                          partition_by_key)
+from privacy.pate import (ConfidentGNMax, GNMax, PateConfigurationError, SmoothedRdp, SmoothSensitivityRelease,
+                          VoteHistory, analyze, check_disjoint, check_public_private, data_independent_epsilon,
+                          partition_by_key, release_or_refusal)
+from privacy.pate.analysis import DATA_INDEPENDENT, UNIT
 from privacy.pate.votes import check_teachers
 
 DATASETS = {"digits": 10, "breast_cancer": 2}
 """Bundled data sets and their number of classes (a public fact)."""
+
+
+RELEASE_KEY = "smoothed_release"
+"""Key of the vote history file that holds its one smoothed release (or {"refused": why})."""
 
 
 def _usage(option: str, message) -> click.UsageError:
@@ -31,7 +36,8 @@ def _aggregator(o):
     try:
         if o["threshold"] is None:
             if o["sigma1"] is not None or o["max_answered"] is not None:
-                raise _usage("--sigma1", "--sigma1 and --max-answered need --threshold (Confident-GNMax)")
+                raise _usage("--sigma1" if o["sigma1"] is not None else "--max-answered",
+                             "--sigma1 and --max-answered need --threshold (Confident-GNMax)")
             return GNMax(o["sigma"])
         if o["sigma1"] is None:
             raise _usage("--sigma1", "Confident-GNMax (--threshold) needs the selection noise --sigma1")
@@ -65,12 +71,20 @@ def _noise_options(fn):
         click.option("--max-answered", type=click.IntRange(min=1), help="Confident-GNMax: stop after this many "
                                                                         "answers (charged in the guarantee)."),
         click.option("--delta", type=float, default=1e-5, show_default=True, callback=_delta, help="Target delta."),
+        click.option("--json", "as_json", is_flag=True, help="Print the report as JSON."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def _smoothing_options(fn):
+    for option in reversed([
         click.option("--smooth-order", type=float, default=20.0, show_default=True,
-                     help="RDP order of the smoothed data-dependent release (fixed before the votes are seen)."),
+                     help="RDP order of the one smoothed data-dependent release, made once by this run and stored "
+                          "in --votes-out (fixed before the votes are seen)."),
         click.option("--smooth-beta", type=float, help="Smoothness beta of that release [default: 0.4/order]."),
         click.option("--sigma-ss", type=float, default=10.0, show_default=True,
                      help="Noise multiplier of the smooth sensitivity in that release."),
-        click.option("--json", "as_json", is_flag=True, help="Print the report as JSON."),
     ]):
         fn = option(fn)
     return fn
@@ -89,11 +103,9 @@ def pate():
 @click.option("--queries", type=click.IntRange(min=1), help="Without --votes: number of queries.")
 @_noise_options
 def epsilon(votes_file, teachers, classes, queries, **o):
-    """PATE's epsilon: the data-independent guarantee from (teachers, queries, noise), or for a vote history
-    also the data-dependent epsilon released through smooth sensitivity.
-
-    Each run with --votes is a new noisy release of the vote history's data-dependent epsilon: releases
-    compose, so publish one.
+    """PATE's epsilon: the data-independent guarantee from (teachers, queries, noise), or the report of a vote
+    history, with the smoothed data-dependent release 'ppml pate run' made once and stored in it (never a new
+    one: each new release would cost privacy, and averaging them would undo the noise).
     """
     if votes_file is None:
         missing = [name for name, value in (("--teachers", teachers), ("--classes", classes), ("--queries", queries))
@@ -105,34 +117,43 @@ def epsilon(votes_file, teachers, classes, queries, **o):
             check_teachers(teachers, classes)
         except PateConfigurationError as err:
             raise _usage("--teachers", err) from None
-        eps = data_independent_epsilon(aggregator, queries, o["delta"])
+        try:
+            eps = data_independent_epsilon(aggregator, queries, o["delta"])
+        except PateConfigurationError as err:
+            raise _usage("--sigma", err) from None
         out = {"aggregator": aggregator.to_json(), "teachers": teachers, "classes": classes, "queries": queries,
-               "delta": o["delta"], "guarantee": {"epsilon": eps, "analysis": _analysis()}}
+               "delta": o["delta"], "privacy_unit": UNIT, "guarantee": {"epsilon": eps, "analysis": DATA_INDEPENDENT}}
         if o["as_json"]:
             click.echo(json.dumps(out, indent=2))
         else:
-            click.echo(f"guarantee: epsilon = {eps:.4f} at delta = {o['delta']:g}  [{_analysis()}]")
+            click.echo(f"privacy unit: {UNIT}")
+            click.echo(f"guarantee: epsilon = {eps:.4f} at delta = {o['delta']:g}  [{DATA_INDEPENDENT}]")
         return
     if any(v is not None for v in (teachers, classes, queries, o["sigma"], o["threshold"], o["sigma1"],
                                    o["max_answered"])):
         raise _usage("--votes", "the vote history names its settings: drop --teachers/--classes/--queries/"
                                 "--sigma/--threshold/--sigma1/--max-answered")
-    history = _read_history(votes_file)
-    report = analyze(history, o["delta"], release=_release(o))
+    history, smoothed, refused = _read_history(votes_file)
+    try:
+        report = analyze(history, o["delta"], smoothed=smoothed, smoothed_refused=refused)
+    except PateConfigurationError as err:
+        raise _usage("--votes", f"{votes_file}: {err}") from None
     _print(report, o["as_json"])
 
 
-def _analysis() -> str:
-    from privacy.pate.analysis import DATA_INDEPENDENT  # pylint: disable=import-outside-toplevel
-    return DATA_INDEPENDENT
-
-
-def _read_history(path: str) -> VoteHistory:
+def _read_history(path: str) -> tuple[VoteHistory, SmoothedRdp | None, str | None]:
+    """The history, its stored smoothed release (or None), and why none is there."""
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-        return VoteHistory.from_json(data)
-    except (OSError, json.JSONDecodeError, PateConfigurationError) as err:
+        history = VoteHistory.from_json(data)
+        stored = data.get(RELEASE_KEY)
+        if stored is None:
+            return history, None, "the vote history holds no smoothed release (only 'ppml pate run' makes one)"
+        if isinstance(stored, dict) and set(stored) == {"refused"}:
+            return history, None, str(stored["refused"])
+        return history, SmoothedRdp.from_json(stored), None
+    except (OSError, TypeError, ValueError) as err:  # ValueError: JSON, ragged arrays, PateConfigurationError
         raise _usage("--votes", f"{path}: {err}") from None
 
 
@@ -164,6 +185,7 @@ def _print(report, as_json: bool, extra: dict | None = None) -> None:
 @click.option("--votes-out", type=click.Path(dir_okay=False),
               help="Write the vote history here (private: the teachers' votes), readable by you only.")
 @_noise_options
+@_smoothing_options
 def run(dataset, teachers, public_fraction, test_fraction, partitions_file, epochs, seed, votes_out, **o):
     """Train teachers on disjoint partitions of a bundled data set, label the public split through the
     aggregator, train the student on the answered queries, and report accuracy and epsilon."""
@@ -177,6 +199,8 @@ def run(dataset, teachers, public_fraction, test_fraction, partitions_file, epoc
     except PateConfigurationError as err:
         raise _usage("--teachers", err) from None
     x, y = _load(dataset)
+    if teachers > len(y):  # the bundled data set's size is public
+        raise _usage("--teachers", f"at most {len(y)} (the rows of {dataset}), got {teachers}")
     from federated.partitioners.keyed import content_keys  # pylint: disable=import-outside-toplevel
     keys = content_keys(x, y)
     private, public, test = _split(keys, public_fraction, test_fraction, seed)
@@ -184,11 +208,8 @@ def run(dataset, teachers, public_fraction, test_fraction, partitions_file, epoc
         parts, public = _read_partitions(partitions_file, len(y), num_classes)
         private = np.concatenate(parts)
         test = np.setdiff1d(test, np.union1d(private, public))
-    else:
-        try:
-            parts = [private[p] for p in partition_by_key([keys[i] for i in private], teachers, seed=seed)]
-        except PateConfigurationError as err:
-            raise _usage("--teachers", err) from None
+    else:  # a teacher that gets no row votes data-independently: no refusal here depends on private rows
+        parts = [private[p] for p in partition_by_key([keys[i] for i in private], teachers, seed=seed)]
     if votes_out is not None and (os.path.isdir(votes_out) or not os.path.isdir(os.path.dirname(
             os.path.abspath(votes_out)))):
         raise _usage("--votes-out", f"{votes_out} is a folder, or its folder does not exist")
@@ -198,6 +219,7 @@ def run(dataset, teachers, public_fraction, test_fraction, partitions_file, epoc
     from privacy.pate import keras_training  # pylint: disable=import-outside-toplevel
     votes = keras_training.teacher_votes(x, y, parts, x[public], num_classes, epochs=epochs, seed=seed)
     history = aggregator.aggregate(votes)
+    smoothed, refused = release_or_refusal(release, history)  # the one release of this history
     answered = history.answered
     extra = {"answered_label_accuracy": float(np.mean(history.labels[answered] == y[public][answered]))
              if answered.any() else None}
@@ -208,8 +230,9 @@ def run(dataset, teachers, public_fraction, test_fraction, partitions_file, epoc
     extra["accuracies_note"] = "measured on labeled held-out rows: outside the privacy guarantee"
     if votes_out is not None:
         from privacy.atomic_files import write_atomically  # pylint: disable=import-outside-toplevel
-        write_atomically(votes_out, json.dumps(history.to_json()))
-    _print(analyze(history, o["delta"], release=release), o["as_json"], extra)
+        stored = smoothed.to_json() if smoothed is not None else {"refused": refused}
+        write_atomically(votes_out, json.dumps({**history.to_json(), RELEASE_KEY: stored}))
+    _print(analyze(history, o["delta"], smoothed=smoothed, smoothed_refused=refused), o["as_json"], extra)
 
 
 def _load(dataset: str):

@@ -134,6 +134,10 @@ class VoteHistory:
             raise PateConfigurationError(f"labels must have {len(votes)} entries, got {labels.shape}")
         if isinstance(self.aggregator, GNMax) and not answered.all():
             raise PateConfigurationError("GNMax answers every query, but the history has unanswered ones")
+        cap = getattr(self.aggregator, "max_answered", None)
+        if cap is not None and answered.sum() > cap:
+            raise PateConfigurationError(f"the history has {int(answered.sum())} answers, more than the cap "
+                                         f"max_answered={cap}")
         object.__setattr__(self, "votes", votes)
 
     @property

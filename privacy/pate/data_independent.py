@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from dp_accounting import dp_event
 
 from privacy.accounting import AccountantKind, NeighboringRelation, epsilon_of
@@ -62,8 +63,16 @@ def pate_dp_event(aggregator: Aggregator, queries: int) -> dp_event.DpEvent:
 
 
 def data_independent_epsilon(aggregator: Aggregator, queries: int, delta: float) -> float:
-    """Epsilon at ``delta`` from dp-accounting's RDP accountant: the guarantee, per teacher."""
+    """Epsilon at ``delta`` from dp-accounting's RDP accountant: the guarantee, per teacher.
+
+    Raises PateConfigurationError where the noise is so small that no finite epsilon holds.
+    """
     if not 0 < delta < 1:
         raise PateConfigurationError(f"delta must be in (0, 1), got {delta!r}")
-    return epsilon_of(pate_dp_event(aggregator, queries), target_delta=delta, accountant=AccountantKind.RDP,
-                      relation=RELATION)
+    with np.errstate(divide="ignore", over="ignore"):  # a tiny sigma: infinite RDP, refused below
+        epsilon = epsilon_of(pate_dp_event(aggregator, queries), target_delta=delta,
+                             accountant=AccountantKind.RDP, relation=RELATION)
+    if not math.isfinite(epsilon):
+        raise PateConfigurationError(f"the noise of {aggregator.to_json()} is too small for any finite epsilon "
+                                     f"over {queries} queries")
+    return epsilon

@@ -28,11 +28,18 @@ def fit_classifier(x: np.ndarray, y: np.ndarray, num_classes: int, *, epochs: in
 
 
 def teacher_votes(x: np.ndarray, y: np.ndarray, partitions, queries: np.ndarray, num_classes: int, *,
-                  epochs: int, seed: int) -> np.ndarray:
-    """(queries, classes) vote counts of one teacher per partition, each fitted on x[partition] only."""
+                  epochs: int, seed: int, hidden: int = 32) -> np.ndarray:
+    """(queries, classes) vote counts of one teacher per partition, each fitted on x[partition] only.
+
+    A teacher with an empty partition is not fitted: its model is the initialisation from its seed, so its
+    votes depend on the public queries and the seed only.
+    """
     votes = np.zeros((len(queries), num_classes), dtype=np.int64)
     for teacher, rows in enumerate(partitions):
-        model = fit_classifier(x[rows], y[rows], num_classes, epochs=epochs, seed=seed + teacher)
+        if len(rows) == 0:
+            model = _classifier(queries.shape[1], num_classes, hidden, seed + teacher)
+        else:
+            model = fit_classifier(x[rows], y[rows], num_classes, epochs=epochs, seed=seed + teacher, hidden=hidden)
         predicted = np.argmax(model.predict(queries.astype("float32"), verbose=0), axis=1)
         votes[np.arange(len(queries)), predicted] += 1
     return votes

@@ -1,8 +1,11 @@
 """Disjoint partitions of the private data, one per teacher, and the public/private split check.
 
-A record (or a data holder, with `partition_by_key`) belongs to exactly one teacher, so changing it changes
-one teacher's votes: the teacher-level guarantee of the aggregators then holds per record (or per holder).
-Partitions are lists of row indices into the private data.
+A record (or a data holder, with `partition_by_key`) belongs to exactly one teacher, so adding or removing it
+changes one teacher's votes: the teacher-level guarantee of the aggregators then holds per record (or per
+holder) under add/remove; replacing a record may move it to another teacher, so replace-one is two teachers.
+Partitions are lists of row indices into the private data. A partition may be empty: whether one is must not
+decide whether a run happens (that would let one record decide it), so its teacher is trained on nothing and
+votes data-independently (`privacy.pate.keras_training.teacher_votes`).
 """
 
 from __future__ import annotations
@@ -15,13 +18,11 @@ from privacy.pate.votes import PateConfigurationError
 
 
 def check_disjoint(partitions, num_rows: int | None = None) -> list[np.ndarray]:
-    """Returns the partitions as int64 arrays; raises PateConfigurationError naming a row in two of them,
-    an empty partition, or a row outside [0, num_rows)."""
+    """Returns the partitions as int64 arrays (empty ones included); raises PateConfigurationError naming a row
+    in two of them, or a row outside [0, num_rows)."""
     arrays = [np.asarray(p, dtype=np.int64).ravel() for p in partitions]
     owner: dict[int, int] = {}
     for teacher, rows in enumerate(arrays):
-        if rows.size == 0:
-            raise PateConfigurationError(f"partition of teacher {teacher} is empty")
         for row in rows.tolist():
             if num_rows is not None and not 0 <= row < num_rows:
                 raise PateConfigurationError(f"partition of teacher {teacher} names row {row}, outside "
@@ -45,8 +46,9 @@ def partition_by_key(keys, num_teachers: int, *, seed: int = 0) -> list[np.ndarr
     """Row indices per teacher: row i goes to teacher BLAKE2b_seed(keys[i]) mod ``num_teachers``.
 
     A row's teacher is a function of its key (and the seed) alone, never of its position or of other rows:
-    adding, removing or replacing one record changes one teacher's partition and moves no other record, and
-    with holder ids as keys all of a holder's rows go to one teacher. Keys are holder ids, or the rows'
+    adding or removing one record changes one teacher's partition and moves no other record (replacing it
+    changes up to two), and with holder ids as keys all of a holder's rows go to one teacher. Teachers that
+    get no row are returned with empty partitions, never refused. Keys are holder ids, or the rows'
     content (e.g. `federated.partitioners.keyed.content_keys`); equal keys share a teacher. The seed need
     not be secret: the guarantee does not depend on who knows the partition.
     """
@@ -57,12 +59,7 @@ def partition_by_key(keys, num_teachers: int, *, seed: int = 0) -> list[np.ndarr
     teacher_of_row = np.array([int.from_bytes(hashlib.blake2b(_key_bytes(k), digest_size=8, key=secret,
                                                               salt=b"pate-teacher").digest(), "big") % num_teachers
                                for k in keys], dtype=np.int64)
-    parts = [np.flatnonzero(teacher_of_row == t) for t in range(num_teachers)]
-    empty = [t for t, rows in enumerate(parts) if rows.size == 0]
-    if empty:
-        raise PateConfigurationError(f"teachers ({num_teachers}): {len(empty)} of them got no rows from "
-                                     f"{len(teacher_of_row)} keys; use fewer teachers")
-    return parts
+    return [np.flatnonzero(teacher_of_row == t) for t in range(num_teachers)]
 
 
 def _key_bytes(key) -> bytes:

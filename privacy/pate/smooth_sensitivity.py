@@ -125,19 +125,25 @@ def local_sensitivities_selection(votes, num_teachers: int, threshold: float, si
                                   order: float) -> np.ndarray:
     """Bounds on the local sensitivity of the selection step's RDP at distances d = 0 .. teachers - 1.
 
-    The step depends on the votes through their maximum only, which moves by at most 1 per changed teacher.
+    The step depends on the votes through their maximum v only, which moves by at most 1 per changed teacher,
+    so LS(d) = max over reachable |v - top| <= d of the largest one-step change of the table at v. This is a
+    deliberate deviation from the paper's code (`compute_local_sensitivity_bounds_threshold`), which takes
+    |v - top| = d exactly and 0 once every v is reachable: summed over queries, a neighbour at distance d
+    moves each query's maximum by *at most* d, and without the running maximum the sum's smooth sensitivity
+    is not b-smooth (S(x) <= e^b S(x') fails on neighbouring two-query histories).
     """
     table = _selection_rdp_table(num_teachers, threshold, sigma1, order)
     steps = np.abs(np.diff(table))  # steps[v] = |table[v + 1] - table[v]|
-
-    def at(v):
-        return max(steps[v - 1] if v > 0 else -math.inf, steps[v] if v < num_teachers else -math.inf)
-
+    at = np.maximum(np.concatenate([[-math.inf], steps]), np.concatenate([steps, [-math.inf]]))  # at[v], 0..T
     top = int(round(float(np.max(votes))))
-    result = np.zeros(num_teachers)
-    for d in range(max(top, num_teachers - top)):
-        result[d] = max(at(top + d) if top + d <= num_teachers else -math.inf, at(top - d) if top >= d else -math.inf)
-    return result
+    above = np.maximum.accumulate(at[top:])  # max of at over [top, top + d]
+    below = np.maximum.accumulate(at[top::-1])  # max of at over [top - d, top]
+    return np.maximum(_padded(above, num_teachers), _padded(below, num_teachers))
+
+
+def _padded(values: np.ndarray, length: int) -> np.ndarray:
+    """``values`` cut or extended with its last value to ``length``."""
+    return np.concatenate([values[:length], np.full(max(0, length - len(values)), values[-1])])
 
 
 def smooth_sensitivity(local_sensitivities: np.ndarray, beta: float) -> float:
@@ -219,9 +225,14 @@ class SmoothSensitivityRelease:
         """RDP at `order` of the release itself (Theorem 23)."""
         return gnss_rdp(self.beta, self.sigma_ss, self.order)
 
-    def release(self, history: VoteHistory, delta: float, *, seed: int | None = None) -> "SmoothedEpsilon":
-        """The smoothed data-dependent epsilon of ``history`` at ``delta``.
+    def to_json(self) -> dict[str, float]:
+        return {"order": self.order, "beta": self.beta, "sigma_ss": self.sigma_ss}
 
+    def release(self, history: VoteHistory, *, seed: int | None = None) -> "SmoothedRdp":
+        """The one smoothed release of ``history``'s data-dependent RDP (noisy; includes the release's cost).
+
+        Make it once per history and keep it (`ppml pate run` stores it in the vote history): every further
+        call is a new release, and averaging them recovers the unsmoothed value.
         Raises PateConfigurationError where conditions C5-C6 fail for the GNMax noise at `order`.
         """
         aggregator = history.aggregator
@@ -235,15 +246,32 @@ class SmoothSensitivityRelease:
         ss = smooth_sensitivity(history_local_sensitivities(history, self.order), self.beta)
         noise = NoiseSource(seed, stream="pate-smooth-sensitivity")
         noisy_rdp = rdp + ss * float(noise.normal(self.sigma_ss))
-        epsilon = dd.rdp_to_epsilon(noisy_rdp + self.release_cost(), self.order, delta)
-        return SmoothedEpsilon(epsilon=epsilon, delta=delta, settings=self, noise=noise.description)
+        return SmoothedRdp(settings=self, rdp=noisy_rdp + self.release_cost(), noise=noise.description)
 
 
 @dataclasses.dataclass(frozen=True)
-class SmoothedEpsilon:
-    """A data-dependent epsilon released through smooth sensitivity (noisy; includes the release's cost)."""
+class SmoothedRdp:
+    """The data-dependent RDP at ``settings.order`` released through smooth sensitivity: noisy, and includes
+    the release's own cost. Its epsilon at any delta is post-processing of this one number."""
 
-    epsilon: float
-    delta: float
     settings: SmoothSensitivityRelease
+    rdp: float
     noise: str
+
+    def epsilon(self, delta: float) -> float:
+        """Epsilon at ``delta`` by the classic RDP conversion at the release's order."""
+        return dd.rdp_to_epsilon(self.rdp, self.settings.order, delta)
+
+    def to_json(self) -> dict:
+        return {**self.settings.to_json(), "rdp": self.rdp, "noise": self.noise}
+
+    @classmethod
+    def from_json(cls, data) -> "SmoothedRdp":
+        """Raises PateConfigurationError naming what is wrong."""
+        if not isinstance(data, dict) or not {"order", "sigma_ss", "rdp"} <= set(data):
+            raise PateConfigurationError("a smoothed release needs 'order', 'beta', 'sigma_ss' and 'rdp'")
+        rdp = data["rdp"]
+        if isinstance(rdp, bool) or not isinstance(rdp, (int, float)) or not math.isfinite(rdp):
+            raise PateConfigurationError(f"the smoothed release's rdp must be a finite number, got {rdp!r}")
+        settings = SmoothSensitivityRelease(order=data["order"], beta=data.get("beta"), sigma_ss=data["sigma_ss"])
+        return cls(settings=settings, rdp=float(rdp), noise=str(data.get("noise", "unknown")))

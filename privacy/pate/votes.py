@@ -10,6 +10,10 @@ MAX_NOISE = 1e6
 """Upper end of every noise standard deviation and threshold accepted (votes are counts of teachers)."""
 
 
+MAX_TEACHERS = 100_000
+"""Upper end of the number of teachers (the selection step's analysis tabulates every maximum vote)."""
+
+
 class PateConfigurationError(ValueError):
     """A PATE setting or input that cannot be analysed; the message names the setting."""
 
@@ -41,9 +45,11 @@ def check_votes(votes, num_teachers: int | None = None) -> np.ndarray:
 
 
 def check_teachers(num_teachers: int, num_classes: int) -> None:
-    """Raises PateConfigurationError unless 2 <= classes <= teachers."""
+    """Raises PateConfigurationError unless 2 <= classes <= teachers <= MAX_TEACHERS."""
     if num_classes < 2:
         raise PateConfigurationError(f"classes must be >= 2, got {num_classes}")
+    if num_teachers > MAX_TEACHERS:
+        raise PateConfigurationError(f"teachers must be at most {MAX_TEACHERS}, got {num_teachers}")
     if num_teachers < num_classes:
         raise PateConfigurationError(f"teachers ({num_teachers}) must be at least the number of classes "
                                      f"({num_classes}): with fewer, no label can win a clear majority")

@@ -6,6 +6,7 @@ import os
 import stat
 
 import dp_accounting
+import numpy as np
 import pytest
 from dp_accounting import dp_event
 
@@ -25,6 +26,7 @@ def test_epsilon_data_independent_json_matches_dp_accounting(ppml_cli):
                        1e-6)
     assert out["guarantee"]["epsilon"] == pytest.approx(expected, rel=1e-12)
     assert "data-independent" in out["guarantee"]["analysis"]
+    assert "add/remove one record" in out["privacy_unit"] and "two teachers" in out["privacy_unit"]
 
 
 @pytest.mark.parametrize("args,message", [
@@ -32,10 +34,16 @@ def test_epsilon_data_independent_json_matches_dp_accounting(ppml_cli):
      "--teachers: teachers (5) must be at least the number of classes (10)"),
     (("epsilon", "--teachers", "50", "--classes", "10", "--queries", "9", "--sigma", "-1"),
      "--sigma: sigma must be in"),
+    (("epsilon", "--teachers", "50", "--classes", "10", "--queries", "9", "--sigma", "1e-300"),
+     "is too small for any finite epsilon over 9 queries"),
     (("epsilon", "--teachers", "50", "--classes", "10", "--queries", "9", "--sigma", "4", "--threshold", "20",
       "--sigma1", "inf"), "--sigma1: sigma1 must be in"),
     (("run", "--dataset", "digits", "--teachers", "9", "--sigma", "4"), "--teachers: teachers (9) must be at least"),
+    (("run", "--dataset", "breast_cancer", "--teachers", "900", "--sigma", "4"),
+     "--teachers: at most 569 (the rows of breast_cancer), got 900"),
     (("run", "--sigma", "4", "--smooth-order", "20", "--smooth-beta", "0.5"), "smooth-sensitivity beta must be in"),
+    (("epsilon", "--teachers", "50", "--classes", "10", "--queries", "9", "--sigma", "4", "--max-answered", "5"),
+     "--max-answered: --sigma1 and --max-answered need --threshold"),
     (("run", "--dataset", "breast_cancer", "--sigma", "4", "--votes-out", "/nonexistent-folder/votes.json"),
      "--votes-out: /nonexistent-folder/votes.json is a folder, or its folder does not exist"),
 ])
@@ -43,6 +51,44 @@ def test_bad_settings_exit_2_with_one_line(ppml_cli, args, message):
     proc = ppml_cli("pate", *args, check=False)
     assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, \
         proc.stderr
+
+
+@pytest.mark.parametrize("history,message", [
+    ({"aggregator": {"mechanism": "gnmax", "sigma": 40.0}, "votes": [[200, 50], [100, 150, 0]],
+      "answered": [True, True]}, "--votes: "),  # ragged
+    ({"aggregator": {"mechanism": "confident_gnmax", "threshold": 150, "sigma1": 60, "sigma2": 40,
+                     "max_answered": 1}, "votes": [[200, 50], [240, 10]], "answered": [True, True]},
+     "2 answers, more than the cap max_answered=1"),
+    ({"aggregator": {"mechanism": "confident_gnmax", "threshold": 150, "sigma1": 60, "sigma2": 40},
+      "votes": [[2_000_000, 0]], "answered": [True]}, "teachers must be at most 100000, got 2000000"),
+    ({"aggregator": {"mechanism": "gnmax", "sigma": 40.0}, "votes": [[2, 0]], "answered": ["yes"]},
+     "'answered' must be a list of true/false"),
+])
+def test_malformed_vote_history_exits_2_with_one_line(ppml_cli, tmp_path, history, message):
+    path = tmp_path / "votes.json"
+    path.write_text(json.dumps(history))
+    proc = ppml_cli("pate", "epsilon", "--votes", str(path), check=False)
+    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, \
+        proc.stderr
+
+
+def test_epsilon_votes_prints_the_stored_release_and_never_draws_a_new_one(ppml_cli, tmp_path):
+    from privacy.pate import GNMax, SmoothSensitivityRelease, analyze  # pylint: disable=import-outside-toplevel
+    history = GNMax(40.0).aggregate(np.tile([200, 30, 20, 0], (30, 1)), seed=0)
+    smoothed = SmoothSensitivityRelease().release(history, seed=5)
+    path = tmp_path / "votes.json"
+    path.write_text(json.dumps({**history.to_json(), "smoothed_release": smoothed.to_json()}))
+    outs = [json.loads(ppml_cli("pate", "epsilon", "--votes", str(path), "--json").stdout) for _ in range(2)]
+    assert outs[0] == outs[1]  # the same numbers: no fresh noise
+    assert outs[0]["smoothed_data_dependent"]["epsilon"] == pytest.approx(smoothed.epsilon(1e-5), rel=1e-12)
+    assert outs[0]["guarantee"]["epsilon"] == pytest.approx(analyze(history, 1e-5, smoothed=smoothed).epsilon)
+    assert outs[0]["guarantee"]["epsilon"] > outs[0]["guarantee"]["labels_epsilon"]  # the release is paid for
+    path.write_text(json.dumps(history.to_json()))  # no release stored: none is made
+    out = json.loads(ppml_cli("pate", "epsilon", "--votes", str(path), "--json").stdout)
+    assert "holds no smoothed release" in out["smoothed_data_dependent"]["refused"]
+    assert out["guarantee"]["epsilon"] == out["guarantee"]["labels_epsilon"]
+    proc = ppml_cli("pate", "epsilon", "--votes", str(path), "--smooth-order", "10", check=False)
+    assert proc.returncode == 2 and "--smooth-order" in proc.stderr  # settings were fixed by the run
 
 
 @pytest.mark.parametrize("partitions,message", [
@@ -70,8 +116,9 @@ def test_run_then_epsilon_of_its_vote_history(ppml_cli, tmp_path):
     assert out["queries"] == queries and out["answered"] == answered and 0 < answered <= queries
     expected = _direct([(dp_event.GaussianDpEvent(1.0), queries), (dp_event.GaussianDpEvent(2 / math.sqrt(2)),
                                                                    queries)], 1e-5)
-    assert out["guarantee"]["epsilon"] == pytest.approx(expected, rel=1e-12)
+    assert out["guarantee"]["labels_epsilon"] == pytest.approx(expected, rel=1e-12)
     assert 0.5 <= out["student_test_accuracy"] <= 1 and "outside the privacy guarantee" in out["accuracies_note"]
+    assert "smoothed_release" in history  # the run's one release (or why it was refused) is stored
     again = json.loads(ppml_cli("pate", "epsilon", "--votes", str(votes), "--json").stdout)
-    assert again["guarantee"]["epsilon"] == pytest.approx(expected, rel=1e-12)
-    assert "smoothed_data_dependent" in again
+    assert again["guarantee"] == out["guarantee"]
+    assert again["smoothed_data_dependent"] == out["smoothed_data_dependent"]
