@@ -6,8 +6,8 @@ are padded to a fixed ``max_batch_size`` (static shapes for XLA) and come with a
 masks the padding, so an empty batch is just a batch of zero weights: the step still adds noise and
 the accountant still counts it. With ``truncated_batch_size`` K the padding shrinks: a batch that draws
 more than K examples is cut to a uniformly random K of them (truncated Poisson sampling, accounted by
-`TruncatedSubsampledGaussianDpEvent`), and the sampler counts the batches it cut. `fixed_size_batches` draws B examples without replacement per step
-(accounted as such, under replace-one adjacency).
+`TruncatedSubsampledGaussianDpEvent`), and the sampler counts the batches it cut. `fixed_size_batches`
+draws B examples without replacement per step (accounted as such, under replace-one adjacency).
 
 Both return an endless dataset of ``(x, y, weight)`` batches and remember how they were built, so
 `make_private`'s `fit` can check that the sampling it accounts is the sampling that ran (the check
