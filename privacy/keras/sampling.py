@@ -153,25 +153,19 @@ def poisson_batches(examples, *, dataset_size: int, expected_batch_size: float, 
 
     def draw(seed_pair):
         variate = tf.random.stateless_uniform([n], seed=seed_pair)
-        if cut is not None:
-            count = tf.reduce_sum(tf.cast(variate < q, tf.int32))
-            cut.assign_add(tf.cast(count > limit, tf.int64))
-            count = tf.minimum(count, limit)
-            mask = tf.sequence_mask(count, limit)
-            # The `limit` smallest variates, the drawn ones (< q) first; kept in dataset order.
-            chosen = tf.math.top_k(-variate, limit, sorted=False).indices
-            index = tf.sort(tf.where(tf.gather(variate, chosen) < q, chosen, n))
-            index = tf.where(mask, index, 0)
-        else:
-            keep = variate < q
-            index = tf.cast(tf.where(keep)[:, 0], tf.int32)
-            count = tf.size(index)
-            fits = tf.debugging.assert_less_equal(
+        index = tf.cast(tf.where(variate < q)[:, 0], tf.int32)
+        count = tf.size(index)
+        if cut is None:
+            checks = [tf.debugging.assert_less_equal(
                 count, limit, message=f"a Poisson batch exceeded max_batch_size={limit}; pass a larger "
-                                      f"max_batch_size to poisson_batches")
-            with tf.control_dependencies([fits]):
-                index = tf.ensure_shape(tf.pad(index, [[0, limit - count]]), [limit])
-            mask = tf.sequence_mask(count, limit)
+                                      f"max_batch_size to poisson_batches")]
+        else:  # keep the `limit` drawn examples of smallest variate, in dataset order
+            checks = [cut.assign_add(tf.cast(count > limit, tf.int64))]
+            count = tf.minimum(count, limit)
+            index = tf.sort(tf.gather(index, tf.math.top_k(-tf.gather(variate, index), count).indices))
+        with tf.control_dependencies(checks):
+            index = tf.ensure_shape(tf.pad(index, [[0, limit - count]]), [limit])
+        mask = tf.sequence_mask(count, limit)
         if random_slots:
             slots = tf.argsort(tf.random.stateless_uniform(
                 [limit], seed=tf.random.experimental.stateless_fold_in(seed_pair, 1)))
