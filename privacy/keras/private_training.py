@@ -318,8 +318,9 @@ class PrivateTraining:
         report = dp_sgd_report(mechanism, delta=self.target_delta)
         notes = (*report.notes, f"not covered: {NOT_COVERED}.")
         if mechanism.truncated_batch_size is not None:
-            notes += (f"truncated Poisson sampling cut {self.truncated_batches} batch(es) drawn in this process to "
-                      f"{mechanism.truncated_batch_size} examples (accounted).",)
+            notes += (f"truncated Poisson sampling cut {self.truncated_batches} batch(es) to "
+                      f"{mechanism.truncated_batch_size} examples (accounted; counted when drawn in this process, "
+                      f"so batches prefetched but not trained on are included).",)
         return dataclasses.replace(report, notes=notes)
 
     def max_steps(self) -> int | None:

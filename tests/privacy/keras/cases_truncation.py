@@ -79,7 +79,8 @@ def case_a_tight_cap_cuts_batches_and_the_report_counts_them():
     model.compile(optimizer="sgd", loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, y, epochs=2, steps_per_epoch=10, verbose=0)
     private = private_training(model)
-    assert 3 <= private.truncated_batches <= 20  # P(Binomial(200, 0.1) > 20) = 0.44 per step, 20 steps
+    # P(Binomial(200, 0.1) > 20) = 0.44 per step: about 9 of the 20 steps, more with the batches prefetched
+    assert 3 <= private.truncated_batches <= 30
     assert any(f"cut {private.truncated_batches} batch(es)" in note for note in private.report().notes)
 
 
