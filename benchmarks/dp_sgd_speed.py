@@ -1,7 +1,9 @@
 """DP-SGD speed and memory: non-private Keras vs ppml vs TF Privacy 0.9.0, ms per step at batch 256.
 
-Models: an MLP 784-512-512-10 and the TF Privacy tutorial CNN on MNIST-shaped random data (targets and
-anchors: benchmarks/README.md, section dp_sgd_speed.py).
+Models: an MLP 784-512-512-10 and the TF Privacy tutorial CNN on MNIST-shaped random data; with ``--models``
+also a Transformer encoder block on 32 tokens (Embedding, 4-head MultiHeadAttention, LayerNormalization, a
+128-unit feed-forward) and an LSTM or GRU of 64 units on 32 x 16 sequences, which ppml clips through its
+per-layer fallback (targets and anchors: benchmarks/README.md, section dp_sgd_speed.py).
 Every configuration runs in its own fresh process (so peak RSS is its own) and trains through `fit`;
 ms/step is the median time between consecutive steps after a compiling warm-up (the mean is in the
 JSON), and CPU ms/step the process's CPU time per step (what the step costs the machine, steadier than
@@ -9,15 +11,20 @@ wall time when other jobs share the cores). Rows:
 
 * keras / ppml on Keras 3 and on tf-keras, compiled without XLA (the default of both on CPU: Keras 3's
   jit_compile="auto" turns XLA off on machines without accelerators) and with ``jit_compile=True``;
-* ppml with Poisson batches (expected 256, padded to the 1e-9 quantile) drawn from 60 000 examples
-  given to `fit` as arrays (gathered in place) and as a tf.data.Dataset (read into memory): what a
+* ppml with Poisson batches (expected 256, padded to the 1e-9 quantile, 357 rows) drawn from 60 000
+  examples given to `fit` as arrays (gathered in place) and as a tf.data.Dataset (read into memory): what a
   real private run pays; "data MB" is the size of those examples, which the process holds either way;
+* ppml with truncated Poisson batches from arrays (``truncated_batch_size='default'``: B + 4 standard
+  deviations, 320 rows);
 * TF Privacy 0.9.0 `DPModel` (XLA) in tf-keras mode, with its layer registry (ghost norms; Dense only,
   so MLP only) and without (vectorized per-example gradients), beside non-private tf-keras in the same
   Python 3.11 environment, which TF Privacy needs (see benchmarks/README.md).
 
 Ratios are to the non-private row of the same process kind and compile mode (Keras 3, tf-keras, or
-the TF Privacy environment). Writes a table and JSON.
+the TF Privacy environment). With ``--rounds R`` every configuration runs R times, the configurations
+interleaved round by round (so a change in the machine's load hits them alike), and each figure is the
+median over the rounds. The processor and the load average before and after are printed and written
+with the table (JSON).
 
     make run ARGS='python benchmarks/dp_sgd_speed.py'
     make run ARGS='python benchmarks/dp_sgd_speed.py --tf-privacy-python /tmp/tfprivacy-venv/bin/python-tfp'
@@ -28,19 +35,31 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
+import statistics
 import subprocess
 import sys
 import time
 
 from results_io import write_results
 
-TARGETS = {"mlp": 2.0, "cnn": 3.0}
+TARGETS = {"mlp": 1.5, "cnn": 2.0}  # issue 20: with fixed batches; Poisson batches within 10 % of fixed ones
 ANCHORS = {"mlp": 4.3, "cnn": 9.5}  # TF Privacy's best ratios on this machine kind, Nov 2026 (benchmarks/README.md)
 BATCH = 256
+SEQUENCE, VOCABULARY = 32, 1000  # the transformer's and the recurrent models' sequence length; token vocabulary
 
 
 def build_model(keras, name):
     layers = keras.layers
+    if name == "transformer":  # one encoder block: Embedding, MultiHeadAttention (EinsumDense), LayerNormalization
+        ids = keras.Input((SEQUENCE,), dtype="int32")
+        h = layers.Embedding(VOCABULARY, 64)(ids)
+        h = layers.LayerNormalization()(h + layers.MultiHeadAttention(4, 16)(h, h))
+        h = layers.LayerNormalization()(h + layers.Dense(64)(layers.Dense(128, activation="relu")(h)))
+        return keras.Model(ids, layers.Dense(10)(layers.GlobalAveragePooling1D()(h)))
+    if name in ("lstm", "gru"):  # ppml's per-layer fallback (vectorised per-example gradients)
+        recurrent = layers.LSTM if name == "lstm" else layers.GRU
+        return keras.Sequential([keras.Input((SEQUENCE, 16)), recurrent(64), layers.Dense(10)])
     if name == "mlp":
         return keras.Sequential([keras.Input((784,)), layers.Dense(512, activation="relu"),
                                  layers.Dense(512, activation="relu"), layers.Dense(10)])
@@ -48,6 +67,15 @@ def build_model(keras, name):
         keras.Input((28, 28, 1)), layers.Conv2D(16, 8, strides=2, padding="same", activation="relu"),
         layers.MaxPool2D(2, 1), layers.Conv2D(32, 4, strides=2, padding="valid", activation="relu"),
         layers.MaxPool2D(2, 1), layers.Flatten(), layers.Dense(32, activation="relu"), layers.Dense(10)])
+
+
+def examples(rng, name, count):
+    """``count`` random examples and labels (10 classes) shaped for model ``name``."""
+    y = rng.integers(0, 10, size=count)
+    if name == "transformer":
+        return rng.integers(0, VOCABULARY, size=(count, SEQUENCE)).astype("int32"), y
+    shape = {"mlp": (784,), "cnn": (28, 28, 1)}.get(name, (SEQUENCE, 16))
+    return rng.standard_normal(size=(count, *shape), dtype="float32"), y
 
 
 def worker(spec: dict) -> dict:
@@ -61,11 +89,9 @@ def worker(spec: dict) -> dict:
     else:
         import keras  # pylint: disable=import-outside-toplevel
     keras.utils.set_random_seed(0)
-    shape = (784,) if spec["model"] == "mlp" else (28, 28, 1)
     rng = np.random.default_rng(0)
     n = 60000
-    x = rng.normal(size=(BATCH, *shape)).astype("float32")
-    y = rng.integers(0, 10, size=BATCH)
+    x, y = examples(rng, spec["model"], BATCH)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     method = spec["method"]
     batches = tf.data.Dataset.from_tensors((x, y)).repeat()
@@ -76,7 +102,7 @@ def worker(spec: dict) -> dict:
         from tensorflow_privacy.privacy.keras_models import dp_keras_model  # pylint: disable=import-outside-toplevel
         registry = layer_registry.make_default_layer_registry() if spec["registry"] else None
         reduction = keras.losses.Reduction.AUTO if spec["registry"] else keras.losses.Reduction.NONE
-        layers = [keras.Input(shape)] + build_model(keras, spec["model"]).layers  # built: fast clipping needs it
+        layers = [keras.Input(x.shape[1:])] + build_model(keras, spec["model"]).layers  # built: fast clipping needs it
         model = dp_keras_model.DPSequential(l2_norm_clip=1.0, noise_multiplier=1.1, layers=layers,
                                             layer_registry=registry)
         if spec["registry"] and not model._enable_fast_peg_computation:  # pylint: disable=protected-access
@@ -88,14 +114,13 @@ def worker(spec: dict) -> dict:
         if method == "ppml":
             from privacy.keras import make_private, poisson_batches  # pylint: disable=import-outside-toplevel
             if spec.get("poisson"):
-                xs = rng.standard_normal(size=(n, *shape), dtype=np.float32)
-                ys = rng.integers(0, 10, size=n)
+                xs, ys = examples(rng, spec["model"], n)
                 data_mb = (xs.nbytes + ys.nbytes) / 2 ** 20
                 if spec["poisson"] == "dataset":
                     batches = poisson_batches(tf.data.Dataset.from_tensor_slices((xs, ys)), dataset_size=n,
                                               expected_batch_size=BATCH, seed=0).prefetch(2)
                 make_private(model, l2_norm_clip=1.0, noise_multiplier=1.1, expected_batch_size=BATCH,
-                             dataset_size=n)
+                             dataset_size=n, truncated_batch_size="default" if spec.get("truncated") else None)
             else:
                 make_private(model, l2_norm_clip=1.0, noise_multiplier=1.1, expected_batch_size=BATCH,
                              dataset_size=n, sampling="shuffle")
@@ -132,6 +157,26 @@ def run_worker(python: str, spec: dict, env_extra: dict | None = None) -> dict:
     return json.loads(lines[-1])
 
 
+def processor() -> str:
+    """The processor's model name (Linux /proc/cpuinfo), or the platform's word for it."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown processor"
+
+
+def median_of(results: list[dict]) -> dict:
+    """The per-round results of one configuration: the median of every figure (an error if any round failed)."""
+    failed = [r for r in results if "error" in r]
+    if failed:
+        return failed[0]
+    return {key: statistics.median(r[key] for r in results) for key in results[0]}
+
+
 def configurations(models, tf_privacy_python):
     for model in models:
         for flavour in ("keras3", "tf_keras"):
@@ -143,6 +188,8 @@ def configurations(models, tf_privacy_python):
         for source in ("arrays", "dataset"):
             yield model, f"ppml (keras3, Poisson from {source})", sys.executable, dict(
                 model=model, method="ppml", flavour="keras3", xla=False, poisson=source)
+        yield model, "ppml (keras3, truncated Poisson)", sys.executable, dict(
+            model=model, method="ppml", flavour="keras3", xla=False, poisson="arrays", truncated=True)
         if tf_privacy_python:
             yield model, "keras (tf_keras, TF Privacy env)", tf_privacy_python, dict(
                 model=model, method="keras", flavour="tf_keras", xla=False)
@@ -165,6 +212,9 @@ def main(argv=None):
     parser.add_argument("--models", default="mlp,cnn")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per configuration")
     parser.add_argument("--warmup", type=int, default=3, help="steps before timing (tracing, XLA compilation)")
+    parser.add_argument("--rounds", type=int, default=1, help="runs of every configuration, interleaved")
+    parser.add_argument("--only", default="", help="comma-separated fragments: run only the configurations whose "
+                                                   "label contains one of them, and their non-private baselines")
     parser.add_argument("--tf-privacy-python", help="python of an environment with tensorflow-privacy 0.9.0")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "dp_sgd_speed.json"))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -172,12 +222,20 @@ def main(argv=None):
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return
-    rows = []
-    for model, label, python, spec in configurations(args.models.split(","), args.tf_privacy_python):
-        spec.update(steps=args.steps, warmup=args.warmup)
-        result = run_worker(python, spec)
-        rows.append({"model": model, "method": label, **result})
-        print(f"  {model:<4} {label:<34} {result}", file=sys.stderr)
+    fragments = [f for f in args.only.split(",") if f]
+    every = list(configurations(args.models.split(","), args.tf_privacy_python))
+    wanted = {c[1] for c in every if not fragments or any(f in c[1] for f in fragments)}
+    chosen = [c for c in every if c[1] in wanted or c[1] in {baseline_of(label) for label in wanted}]
+    machine = {"processor": processor(), "cores": os.cpu_count(), "load_before": os.getloadavg()}
+    runs: dict[tuple, list] = {}
+    for round_ in range(args.rounds):
+        for model, label, python, spec in chosen:
+            spec.update(steps=args.steps, warmup=args.warmup)
+            result = run_worker(python, spec)
+            runs.setdefault((model, label), []).append(result)
+            print(f"  round {round_} {model:<4} {label:<34} {result}", file=sys.stderr)
+    machine["load_after"] = os.getloadavg()
+    rows = [{"model": model, "method": label, **median_of(results)} for (model, label), results in runs.items()]
     for row in rows:
         base = next((r for r in rows if r["model"] == row["model"] and r["method"] == baseline_of(row["method"])), {})
         if "ms_per_step" in row and "ms_per_step" in base:
@@ -188,8 +246,12 @@ def main(argv=None):
     if not args.tf_privacy_python:
         notes.append("TF Privacy 0.9.0 was not run: pass --tf-privacy-python (see benchmarks/README.md)")
     write_results(args.out, {"benchmark": "dp_sgd_speed", "batch_size": BATCH, "steps": args.steps,
+                             "rounds": args.rounds, **machine,
                              "targets_ratio": TARGETS, "tf_privacy_best_ratio_anchor": ANCHORS, "rows": rows,
                              "notes": notes})
+    print(f"{machine['processor']}, {machine['cores']} cores; load average (1, 5, 15 min) "
+          f"{' '.join(f'{v:.1f}' for v in machine['load_before'])} before, "
+          f"{' '.join(f'{v:.1f}' for v in machine['load_after'])} after; median of {args.rounds} round(s)")
     print(f"{'model':<5} {'method':<34} {'ms/step':>8} {'ratio':>6} {'CPU ms':>7} {'ratio':>6} {'peak MB':>8} "
           f"{'+MB':>6} {'data MB':>8}")
     for row in rows:

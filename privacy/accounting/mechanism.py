@@ -12,6 +12,8 @@ sampling   adjacency     event                                          RDP    P
 =========  ============  =============================================  =====  =====
 poisson    add-remove    T x PoissonSampled(q, Gaussian(sigma / m))     yes    yes
 poisson    replace-one   T x PoissonSampled(q, Gaussian(sigma / m))     no     yes
+truncated  either        T x TruncatedSubsampledGaussian(n, q, K,       no     yes
+poisson                  sigma)
 fixed      replace-one   T x SampledWithoutReplacement(n, B,            yes    no
                          Gaussian(sigma / 2))
 fixed      add-remove    (refused: the batch size reveals n)            --     --
@@ -19,6 +21,12 @@ shuffle    replace-one   E x Gaussian(sigma / 2)                        yes    y
 shuffle    add-remove    (refused: one added example shifts every       --     --
                          later batch, and the batch count reveals n)
 =========  ============  =============================================  =====  =====
+
+Truncated Poisson sampling (``truncated_batch_size`` K): a Poisson batch of more than K examples is cut to
+K of them, a uniformly random subset of those drawn, which is what dp-accounting's
+`TruncatedSubsampledGaussianDpEvent` analyses (a mixture of the sampled Gaussian and, with the probability
+that the batch is cut, a sensitivity-2 one; Feldman et al. 2025, arXiv:2508.15089). It is analysed per
+example only (microbatches refused) and by PLD only.
 
 The default adjacency is the sampling's natural one (`resolve_adjacency`): add-remove for Poisson
 sampling, replace-one for fixed and shuffled batches.
@@ -108,6 +116,8 @@ class DpSgdMechanism:
       num_microbatches: M if gradients were clipped per microbatch, else None (per example).
       max_examples_per_user: K for a user-level guarantee via group privacy, else None.
       steps_per_epoch: steps in one shuffled epoch, when known (shuffle sampling only).
+      truncated_batch_size: K when Poisson batches of more than K examples were cut to a uniformly random
+        K of them (truncated Poisson sampling), else None (batches never cut).
     """
 
     dataset_size: int
@@ -119,6 +129,7 @@ class DpSgdMechanism:
     num_microbatches: int | None = None
     max_examples_per_user: int | None = None
     steps_per_epoch: int | None = None
+    truncated_batch_size: int | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "sampling", Sampling(self.sampling))
@@ -152,6 +163,14 @@ class DpSgdMechanism:
             if self.sampling is not Sampling.SHUFFLE:
                 raise ValueError("steps_per_epoch only applies to shuffle sampling (for Poisson and fixed "
                                  "batches an epoch is n / B steps by definition)")
+        if self.truncated_batch_size is not None:
+            _check_int("truncated_batch_size", self.truncated_batch_size, minimum=1)
+            if self.sampling is not Sampling.POISSON:
+                raise ValueError(f"truncated_batch_size only applies to Poisson sampling, not "
+                                 f"{self.sampling.value!r}")
+            if self.num_microbatches is not None:
+                raise ValueError("truncated Poisson sampling is analysed for per-example clipping only; drop "
+                                 "num_microbatches or truncated_batch_size")
 
     @classmethod
     def from_epochs(cls, *, dataset_size: int, batch_size: float, epochs: float, **kwargs) -> "DpSgdMechanism":
@@ -223,6 +242,14 @@ class DpSgdMechanism:
         return self.sampling is Sampling.POISSON or self.num_microbatches < self.batch_size
 
     @property
+    def truncation_probability(self) -> float:
+        """Probability that one step's Poisson batch is cut, P(Binomial(n, q) > K); 0 when never cut."""
+        if self.truncated_batch_size is None:
+            return 0.0
+        from scipy import stats  # pylint: disable=import-outside-toplevel
+        return float(stats.binom.sf(self.truncated_batch_size, self.dataset_size, self.sampling_probability))
+
+    @property
     def per_side(self) -> float:
         """How far, in units of C, adding one example (or putting it in a free slot) moves one step's
         sum of clipped gradients: 2 when it can flip a microbatch of several examples, else 1."""
@@ -254,6 +281,10 @@ class DpSgdMechanism:
                 source_dataset_size=self.dataset_size,
                 sample_size=int(self.batch_size),
                 event=dp_event.GaussianDpEvent(self.noise_multiplier / 2.0))
+        if self.truncated_batch_size is not None:  # per-example clipping: x's inclusion moves the sum by C
+            return dp_event.TruncatedSubsampledGaussianDpEvent(
+                dataset_size=self.dataset_size, sampling_probability=self.sampling_probability,
+                truncated_batch_size=self.truncated_batch_size, noise_multiplier=self.noise_multiplier)
         # Poisson: the noise relative to how far x's inclusion moves the sum (under replace-one,
         # dp-accounting's PLD puts x and x' on either side of the sum without them).
         return dp_event.PoissonSampledDpEvent(
@@ -273,6 +304,9 @@ class DpSgdMechanism:
 
     def unsupported_reason(self, accountant: str) -> str | None:
         """Why ``accountant`` ('rdp' or 'pld') cannot analyse this mechanism, or None."""
+        if accountant == "rdp" and self.truncated_batch_size is not None:
+            return ("dp-accounting's RDP accountant has no analysis of truncated Poisson sampling; the PLD "
+                    "accountant covers it")
         if accountant == "rdp" and self.sampling is Sampling.POISSON and self.adjacency is Adjacency.REPLACE_ONE:
             return ("dp-accounting's RDP accountant analyses Poisson sampling only under add/remove "
                     "adjacency; the PLD accountant covers replace-one")
@@ -283,8 +317,9 @@ class DpSgdMechanism:
 
     def pld_step_noise_reason(self) -> str | None:
         """Why PLD is not asked to account these Poisson-sampled steps at all (their noise multiplier
-        relative to one example's move, sigma / `per_side`, is below `PLD_MIN_STEP_NOISE`), or None."""
-        step_noise = self.noise_multiplier / self.per_side
+        relative to one example's move, sigma / `per_side`, or sigma / 2 in a truncated batch, is below
+        `PLD_MIN_STEP_NOISE`), or None."""
+        step_noise = self.noise_multiplier / (2.0 if self.truncated_batch_size is not None else self.per_side)
         if self.sampling is Sampling.POISSON and step_noise < PLD_MIN_STEP_NOISE:
             return (f"PLD is not asked to account a noise multiplier of {step_noise:.3g} per step (below "
                     f"{PLD_MIN_STEP_NOISE:g}: minutes and gigabytes){self._rdp_instead()}")
@@ -306,9 +341,12 @@ class DpSgdMechanism:
         if self.units() > PLD_MAX_UNITS:
             return (f"PLD is not asked to compose more than {PLD_MAX_UNITS:.0e} steps (got "
                     f"{self.units():.3g}){self._rdp_instead()}")
-        # RDP of the same steps under add/remove; replace-one moves the sum twice as far at most.
+        # RDP of the same steps under add/remove (truncated: untruncated at half the noise, the cut batch's
+        # sensitivity 2); replace-one moves the sum twice as far at most.
+        untruncated = (self if self.truncated_batch_size is None else
+                       self.replace(truncated_batch_size=None, noise_multiplier=self.noise_multiplier / 2))
         try:
-            rough = epsilon_of(self.dp_event(), target_delta=delta, accountant="rdp")
+            rough = epsilon_of(untruncated.dp_event(), target_delta=delta, accountant="rdp")
         except UnsupportedAccounting:  # RDP's numerical floor: an epsilon near 0, cheap for PLD
             rough = 0.0
         if self.adjacency is Adjacency.REPLACE_ONE:

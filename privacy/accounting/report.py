@@ -97,6 +97,7 @@ class PrivacyReport:
             "sampling": m.sampling.value,
             "adjacency": m.adjacency.value,
             "num_microbatches": m.num_microbatches,
+            "truncated_batch_size": m.truncated_batch_size,
             "sensitivity": m.sensitivity,
             "max_examples_per_user": m.max_examples_per_user,
             "privacy_unit": "user" if m.max_examples_per_user else "example",
@@ -131,6 +132,9 @@ class PrivacyReport:
             ("training", f"{m.steps} steps = {m.epochs:.4g} epochs"),
             ("sampling", _SAMPLING_TEXT[m.sampling]),
             ("adjacency", _ADJACENCY_TEXT[m.adjacency]),
+            *([("truncation", f"batches of more than {m.truncated_batch_size} cut to a random "
+                              f"{m.truncated_batch_size} of them (probability {m.truncation_probability:.3g} per "
+                              f"step)")] if m.truncated_batch_size is not None else []),
             ("clipping", clipping),
         ]
         if m.max_examples_per_user:

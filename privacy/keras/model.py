@@ -35,7 +35,7 @@ def make_private(model, *, l2_norm_clip: float | None = None, noise_multiplier: 
                  dataset_size: int | None = None, sampling: str = "poisson", adjacency: str | None = None,
                  target_delta: float | None = None, target_epsilon: float | None = None,
                  accountant: str | None = None, state_path: str | None = None, seed: int | None = None,
-                 secure_noise: bool = False):
+                 secure_noise: bool = False, truncated_batch_size: int | str | None = None):
     """Makes ``model`` train with DP-SGD through its ordinary `compile` and `fit`; returns ``model``.
 
     Args:
@@ -68,6 +68,11 @@ def make_private(model, *, l2_norm_clip: float | None = None, noise_multiplier: 
         existing file resumes its count (pair it with Keras' BackupAndRestore or ModelCheckpoint).
       seed: seed for reproducible noise and sampling (tests); default: fresh randomness.
       secure_noise: draw the noise generator's state from the OS CSPRNG (incompatible with ``seed``).
+      truncated_batch_size: K for truncated Poisson sampling (arrays given to `fit` are padded to K instead
+        of the 1e-9 quantile, a batch drawing more is cut to a uniformly random K of its examples), or
+        "default" for B + 4 standard deviations (`sampling.default_truncated_batch_size`). Accounted with
+        `TruncatedSubsampledGaussianDpEvent` (PLD only; per-example clipping only); the batches cut are
+        counted (`PrivateTraining.truncated_batches`, the report). A `poisson_batches` dataset brings its own.
 
     Returns:
       ``model`` itself, now private. `private_training(model)` gives its `PrivateTraining` (budget,
@@ -90,7 +95,7 @@ def make_private(model, *, l2_norm_clip: float | None = None, noise_multiplier: 
     private = PrivateTraining(params=params, expected_batch_size=expected_batch_size, dataset_size=dataset_size,
                               sampling=sampling, adjacency=adjacency, target_delta=target_delta,
                               target_epsilon=target_epsilon, accountant=accountant, state_path=state_path,
-                              seed=seed, secure_noise=secure_noise)
+                              seed=seed, secure_noise=secure_noise, truncated_batch_size=truncated_batch_size)
     attach(model, private)
     object.__setattr__(model, "train_step", types.MethodType(_train_step, model))
     object.__setattr__(model, "fit", types.MethodType(_fit_with(type(model).fit), model))
@@ -260,6 +265,8 @@ def _check_dataset(private, dataset, kwargs) -> str | None:
                                    f"declared sampling='{private.sampling.value}'")
     _agree(private, "dataset_size", seen.dataset_size)
     _agree(private, "expected_batch_size", seen.expected_batch_size)
+    _agree_truncation(private, seen)
+    private.ran_sampler(seen)
     if seen.sampling is Sampling.POISSON and _microbatched(private) and not seen.random_slots:
         raise DPConfigurationError("clipping Poisson batches in microbatches needs poisson_batches(..., "
                                    "random_slots=True): with the examples first, one added example shifts every "
@@ -268,6 +275,20 @@ def _check_dataset(private, dataset, kwargs) -> str | None:
     if kwargs.get("steps_per_epoch") is None:
         kwargs["steps_per_epoch"] = seen.steps_per_epoch
     return None
+
+
+def _agree_truncation(private, seen) -> None:
+    """The accountant's truncated batch size is the dataset's: taken from it when make_private gave none."""
+    if private.truncated_batch_size is None:
+        private.truncated_batch_size = seen.truncated_batch_size
+        return
+    declared = sampling.resolve_truncated_batch_size(private.truncated_batch_size, seen.dataset_size,
+                                                     seen.expected_batch_size)
+    if declared != seen.truncated_batch_size:
+        ran = (f"truncated_batch_size={seen.truncated_batch_size}" if seen.truncated
+               else "no truncation (max_batch_size)")
+        raise DPConfigurationError(f"make_private declared truncated_batch_size={declared} but the dataset's "
+                                   f"poisson_batches ran with {ran}")
 
 
 def _check_shuffled_dataset(private, dataset, kwargs) -> str:
@@ -307,7 +328,16 @@ def _sample_arrays(model, private, kwargs) -> str | None:
     # A seeded run continues its sampling stream from the steps already taken (each fit, a resumed run).
     seed = (None if private.sampling_seed is None
             else int(np.random.SeedSequence([private.sampling_seed, private.steps]).generate_state(1)[0]))
-    if private.sampling is Sampling.POISSON:
+    if private.sampling is Sampling.POISSON and private.truncated_batch_size is not None:
+        cap = sampling.resolve_truncated_batch_size(private.truncated_batch_size, n, private.expected_batch_size)
+        replicas = model.distribute_strategy.num_replicas_in_sync
+        if cap % replicas:
+            raise DPConfigurationError(f"truncated_batch_size={cap} cannot be split among {replicas} replicas; give "
+                                       f"a multiple of {replicas}")
+        batches = sampling.poisson_batches(examples, dataset_size=n, expected_batch_size=private.expected_batch_size,
+                                           truncated_batch_size=cap, seed=seed)
+        private.ran_sampler(sampling.sampling_of(batches))
+    elif private.sampling is Sampling.POISSON:
         # Pad to a size every replica and microbatch split divides.
         multiple = math.lcm(private.params.num_microbatches or 1, model.distribute_strategy.num_replicas_in_sync)
         limit = sampling.default_max_batch_size(n, private.expected_batch_size)

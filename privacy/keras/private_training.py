@@ -24,6 +24,7 @@ from privacy.accounting import (MAX_STEPS, AccountantKind, Adjacency, DpSgdMecha
                                 Sampling, UnsupportedAccounting, default_delta, dp_sgd_report, resolve_adjacency)
 from privacy.atomic_files import write_atomically
 from privacy.keras import layer_rules, optimizers, recording
+from privacy.keras import sampling as sampling_lib
 from privacy.keras.noise import GaussianNoise
 from privacy.keras.params import DPConfigurationError, DPParams
 
@@ -56,7 +57,8 @@ class PrivateTraining:
     def __init__(self, *, params: DPParams | None, expected_batch_size: float | None, dataset_size: int | None,
                  sampling: Sampling | str, adjacency: Adjacency | str | None, target_delta: float | None,
                  target_epsilon: float | None, accountant: AccountantKind | str | None,
-                 state_path: str | os.PathLike | None, seed: int | None, secure_noise: bool):
+                 state_path: str | os.PathLike | None, seed: int | None, secure_noise: bool,
+                 truncated_batch_size: int | str | None = None):
         self.params = params
         self.expected_batch_size = _positive_or_none("expected_batch_size", expected_batch_size)
         microbatches = params.num_microbatches if params is not None else None
@@ -79,6 +81,16 @@ class PrivateTraining:
         self._target_delta = target_delta
         self.target_epsilon = _positive_or_none("target_epsilon", target_epsilon)
         self.state_path = os.fspath(state_path) if state_path is not None else None
+        if truncated_batch_size is not None:
+            if self.sampling is not Sampling.POISSON:
+                raise DPConfigurationError(f"truncated_batch_size applies to Poisson sampling only, not "
+                                           f"sampling={self.sampling.value!r}")
+            if microbatches:
+                raise DPConfigurationError("truncated Poisson sampling is analysed for per-example clipping only; "
+                                           "drop num_microbatches or truncated_batch_size")
+            sampling_lib.check_truncated_batch_size(truncated_batch_size)
+        self.truncated_batch_size = truncated_batch_size  # None, an integer K, or sampling.DEFAULT
+        self._samplers: dict[int, sampling_lib.BatchSampling] = {}  # the truncating samplers fit has run
         self.steps_per_epoch: int | None = None  # shuffled batches: steps per epoch, set by fit from the data
         self.noise = GaussianNoise(seed=seed, secure=secure_noise)
         self.sampling_seed = None if seed is None else seed + 1
@@ -250,6 +262,9 @@ class PrivateTraining:
             raise DPConfigurationError("noise_multiplier is 0: this training is not differentially private")
         # fit sets steps_per_epoch from the data; before the first fit the mechanism takes floor(n / B).
         kwargs = {"steps_per_epoch": self.steps_per_epoch} if self.sampling is Sampling.SHUFFLE else {}
+        if self.truncated_batch_size is not None:
+            kwargs["truncated_batch_size"] = sampling_lib.resolve_truncated_batch_size(
+                self.truncated_batch_size, self.dataset_size, self.expected_batch_size)
         try:
             return DpSgdMechanism(dataset_size=self.dataset_size, batch_size=self.expected_batch_size,
                                   noise_multiplier=self.params.noise_multiplier,
@@ -301,7 +316,12 @@ class PrivateTraining:
         if len(budget.ledger) != 1 or budget.ledger[0][0] != mechanism.unit_event():
             raise DPConfigurationError("the budget composes several configurations; read it from .budget")
         report = dp_sgd_report(mechanism, delta=self.target_delta)
-        return dataclasses.replace(report, notes=(*report.notes, f"not covered: {NOT_COVERED}."))
+        notes = (*report.notes, f"not covered: {NOT_COVERED}.")
+        if mechanism.truncated_batch_size is not None:
+            notes += (f"truncated Poisson sampling cut {self.truncated_batches} batch(es) to "
+                      f"{mechanism.truncated_batch_size} examples (accounted; counted when drawn in this process, "
+                      f"so batches prefetched but not trained on are included).",)
+        return dataclasses.replace(report, notes=notes)
 
     def max_steps(self) -> int | None:
         """The most steps in total (resumed ones included) whose epsilon stays within `target_epsilon`."""
@@ -346,6 +366,17 @@ class PrivateTraining:
                 f"target epsilon {self.target_epsilon:g} is spent: {self.steps} private steps give epsilon "
                 f"{self.epsilon():.4g} at delta {self.target_delta:g}; training more would exceed it")
         return limit
+
+    def ran_sampler(self, sampler) -> None:
+        """Notes a truncating Poisson sampler that `fit` runs, for `truncated_batches`."""
+        if sampler.truncated:
+            self._samplers[id(sampler.cut)] = sampler
+
+    @property
+    def truncated_batches(self) -> int:
+        """Batches that truncated Poisson sampling cut in this process (counted when drawn, so a batch
+        prefetched but not trained on may be included; not kept across resumed runs)."""
+        return sum(sampler.truncated_batches for sampler in self._samplers.values())
 
     def missing_for_accounting(self) -> list[str]:
         """What accounting still lacks, among dataset_size, expected_batch_size and noise_multiplier."""

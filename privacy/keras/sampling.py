@@ -4,8 +4,10 @@
 with probability q = B / n), the scheme whose amplification `PoissonSampledDpEvent` accounts. Batches
 are padded to a fixed ``max_batch_size`` (static shapes for XLA) and come with a 0/1 weight that
 masks the padding, so an empty batch is just a batch of zero weights: the step still adds noise and
-the accountant still counts it. `fixed_size_batches` draws B examples without replacement per step
-(accounted as such, under replace-one adjacency).
+the accountant still counts it. With ``truncated_batch_size`` K the padding shrinks: a batch that draws
+more than K examples is cut to a uniformly random K of them (truncated Poisson sampling, accounted by
+`TruncatedSubsampledGaussianDpEvent`), and the sampler counts the batches it cut. `fixed_size_batches`
+draws B examples without replacement per step (accounted as such, under replace-one adjacency).
 
 Both return an endless dataset of ``(x, y, weight)`` batches and remember how they were built, so
 `make_private`'s `fit` can check that the sampling it accounts is the sampling that ran (the check
@@ -35,6 +37,12 @@ from privacy.keras.params import DPConfigurationError
 
 DEFAULT_OVERFLOW_PROBABILITY = 1e-9
 """Per-step probability that a Poisson batch exceeds the default `max_batch_size`."""
+DEFAULT_TRUNCATION_STDS = 4.0
+"""The default truncated batch size is B + 4 standard deviations of the Poisson batch size (see
+`default_truncated_batch_size`): cut about once in 20 000 steps, which adds about 1 % to epsilon at
+n = 60 000, B = 256, sigma = 1.1, 60 epochs (PLD: 2.409 instead of 2.382 at delta = 1e-5)."""
+DEFAULT = "default"
+"""``truncated_batch_size=DEFAULT``: `default_truncated_batch_size` of the data's n and B."""
 
 _TAG = "_ppml_batch_sampling"
 _FOREVER = 2 ** 62
@@ -51,6 +59,20 @@ class BatchSampling:
     max_batch_size: int
     steps_per_epoch: int
     random_slots: bool = False
+    truncated: bool = False
+    """Batches of more than ``max_batch_size`` are cut to a uniformly random subset of that size."""
+    cut: tf.Variable | None = dataclasses.field(default=None, compare=False, repr=False)
+    """How many batches the sampler has cut (those prefetched but not yet trained on included)."""
+
+    @property
+    def truncated_batch_size(self) -> int | None:
+        """K for the accountant when batches are truncated, else None."""
+        return self.max_batch_size if self.truncated else None
+
+    @property
+    def truncated_batches(self) -> int:
+        """Batches cut so far by this sampler (0 when it never truncates)."""
+        return 0 if self.cut is None else int(self.cut.numpy())
 
 
 def default_max_batch_size(dataset_size: int, expected_batch_size: float,
@@ -62,8 +84,38 @@ def default_max_batch_size(dataset_size: int, expected_batch_size: float,
     return max(1, int(stats.binom.isf(overflow_probability, dataset_size, q)))
 
 
+def default_truncated_batch_size(dataset_size: int, expected_batch_size: float,
+                                 stds: float = DEFAULT_TRUNCATION_STDS) -> int:
+    """ceil(B + ``stds`` * sqrt(B (1 - q))), capped at n: the expected batch size plus ``stds`` standard
+    deviations of Binomial(n, q)."""
+    q = expected_batch_size / dataset_size
+    spread = math.sqrt(expected_batch_size * (1 - q))
+    return min(dataset_size, math.ceil(expected_batch_size + stds * spread - 1e-9))
+
+
+def check_truncated_batch_size(value) -> None:
+    """Refuses (one line naming it) a ``truncated_batch_size`` other than None, `DEFAULT` or an integer >= 1."""
+    if value is not None and value != DEFAULT and (isinstance(value, bool) or not isinstance(value, int)
+                                                   or value < 1):
+        raise DPConfigurationError(f"truncated_batch_size must be an integer >= 1 or {DEFAULT!r}, got {value!r}")
+
+
+def resolve_truncated_batch_size(value, dataset_size: int, expected_batch_size: float) -> int | None:
+    """``value`` (None, `DEFAULT` or an integer in [B, n]) as K or None."""
+    check_truncated_batch_size(value)
+    if value is None:
+        return None
+    if value == DEFAULT:
+        return default_truncated_batch_size(dataset_size, expected_batch_size)
+    if not expected_batch_size <= value <= dataset_size:
+        raise DPConfigurationError(f"truncated_batch_size must be in [expected_batch_size={expected_batch_size:g}, "
+                                   f"dataset_size={dataset_size}], got {value}")
+    return value
+
+
 def poisson_batches(examples, *, dataset_size: int, expected_batch_size: float, max_batch_size: int | None = None,
-                    seed: int | None = None, random_slots: bool = False) -> tf.data.Dataset:
+                    truncated_batch_size: int | str | None = None, seed: int | None = None,
+                    random_slots: bool = False) -> tf.data.Dataset:
     """Endless Poisson-sampled batches of ``examples``, padded and masked.
 
     Args:
@@ -74,7 +126,12 @@ def poisson_batches(examples, *, dataset_size: int, expected_batch_size: float, 
       expected_batch_size: B; each example joins each batch with probability q = B / n.
       max_batch_size: padded batch size; default: the (1 - 1e-9) quantile of Binomial(n, q). A batch
         that would exceed it stops the input pipeline with an error rather than being truncated
-        (truncation would change the mechanism the accountant analyses).
+        (truncation would change the mechanism the accountant analyses). Not with ``truncated_batch_size``.
+      truncated_batch_size: K for truncated Poisson sampling, or `DEFAULT` for
+        `default_truncated_batch_size`: batches are padded to K, and a draw of more than K examples keeps
+        the K of smallest sampling variate, a uniformly random K-subset of those drawn (given the drawn
+        set, their variates are i.i.d. uniform). Accounted as `TruncatedSubsampledGaussianDpEvent`;
+        ``sampling_of(dataset).truncated_batches`` counts the batches cut. Per-example clipping only.
       seed: seed of the sampling randomness for reproducible runs; default: drawn from `secrets`.
       random_slots: put the sampled examples and the padding in uniformly random slots instead of
         examples first (in dataset order). Required when the batch is clipped in microbatches of
@@ -85,18 +142,28 @@ def poisson_batches(examples, *, dataset_size: int, expected_batch_size: float, 
       A dataset of ``(x, y, weight)`` with leading dimension ``max_batch_size``; weight is 0 on padding.
     """
     n, q = _check_sizes(dataset_size, expected_batch_size)
-    limit = max_batch_size if max_batch_size is not None else default_max_batch_size(n, expected_batch_size)
+    cap = resolve_truncated_batch_size(truncated_batch_size, n, expected_batch_size)
+    if cap is not None and max_batch_size is not None:
+        raise DPConfigurationError("give poisson_batches max_batch_size (never cut) or truncated_batch_size "
+                                   "(cut to a random subset), not both")
+    limit = cap or (max_batch_size if max_batch_size is not None else default_max_batch_size(n, expected_batch_size))
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise DPConfigurationError(f"max_batch_size must be an integer >= 1, got {max_batch_size!r}")
+    cut = None if cap is None else tf.Variable(0, dtype=tf.int64, trainable=False, name="ppml_truncated_batches")
 
     def draw(seed_pair):
-        keep = tf.random.stateless_uniform([n], seed=seed_pair) < q
-        index = tf.cast(tf.where(keep)[:, 0], tf.int32)
+        variate = tf.random.stateless_uniform([n], seed=seed_pair)
+        index = tf.cast(tf.where(variate < q)[:, 0], tf.int32)
         count = tf.size(index)
-        fits = tf.debugging.assert_less_equal(
-            count, limit, message=f"a Poisson batch exceeded max_batch_size={limit}; pass a larger "
-                                  f"max_batch_size to poisson_batches")
-        with tf.control_dependencies([fits]):
+        if cut is None:
+            checks = [tf.debugging.assert_less_equal(
+                count, limit, message=f"a Poisson batch exceeded max_batch_size={limit}; pass a larger "
+                                      f"max_batch_size to poisson_batches")]
+        else:  # keep the `limit` drawn examples of smallest variate, in dataset order
+            checks = [cut.assign_add(tf.cast(count > limit, tf.int64))]
+            count = tf.minimum(count, limit)
+            index = tf.sort(tf.gather(index, tf.math.top_k(-tf.gather(variate, index), count).indices))
+        with tf.control_dependencies(checks):
             index = tf.ensure_shape(tf.pad(index, [[0, limit - count]]), [limit])
         mask = tf.sequence_mask(count, limit)
         if random_slots:
@@ -107,7 +174,8 @@ def poisson_batches(examples, *, dataset_size: int, expected_batch_size: float, 
 
     return _tagged(_batches(examples, n, _seed_pairs(seed).map(draw)),
                    BatchSampling(Sampling.POISSON, n, float(expected_batch_size), limit,
-                                 max(1, round(n / expected_batch_size)), random_slots=bool(random_slots)))
+                                 max(1, round(n / expected_batch_size)), random_slots=bool(random_slots),
+                                 truncated=cap is not None, cut=cut))
 
 
 def fixed_size_batches(examples, *, dataset_size: int, batch_size: int, seed: int | None = None) -> tf.data.Dataset:

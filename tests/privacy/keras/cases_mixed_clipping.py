@@ -1,0 +1,94 @@
+"""Mixed ghost clipping cases: per layer kind, the clipped sum at a binding clip against a naive per-example one.
+
+`OuterProduct` decides once per layer, at trace time, between the ghost norm (cost T^2 (d_in + d_out) in the
+T positions) and the materialised per-example gradient (T d_in d_out) (Bu et al. 2022). Each layer kind runs
+here with shapes on both sides of that cost model, so both branches are checked. The reference clips
+`tf.GradientTape.jacobian`'s per-example gradients one by one, never going through the layer rules.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from privacy.keras import compat, factors, layer_rules, recording
+from privacy.keras.params import DPParams
+from privacy.keras.train_step import clipped_gradient_sum, per_example_loss
+
+K = compat.default_keras()
+L = K.layers
+BATCH = 5
+
+
+def _ghost(t, d_in, d_out):
+    """The cost model's choice for an outer product over t positions (as `OuterProduct` decides)."""
+    return t * t * (d_in + d_out) < t * d_in * d_out
+
+
+def _cases():
+    """(name, input shape, input dtype, layer, whether XLA is checked)."""
+    assert _ghost(2, 64, 64) and not _ghost(16, 3, 2) and _ghost(4, 72, 16) and not _ghost(64, 9, 2)
+    return [
+        ("Dense, ghost", (2, 64), "float32", L.Dense(64, activation="tanh"), True),
+        ("Dense, per-example", (16, 3), "float32", L.Dense(2, activation="tanh"), True),
+        ("EinsumDense, ghost", (2, 64), "float32", L.EinsumDense("abc,cd->abd", (2, 64), bias_axes="d"), True),
+        ("EinsumDense, per-example", (16, 3), "float32", L.EinsumDense("abc,cd->abd", (16, 2), bias_axes="d"), True),
+        ("Conv2D, ghost", (4, 4, 8), "float32", L.Conv2D(16, 3, strides=2, padding="same"), True),
+        ("Conv2D, per-example", (8, 8, 1), "float32", L.Conv2D(2, 3, padding="same", activation="relu"), True),
+        ("Embedding", (7,), "int32", L.Embedding(4, 3), True),
+        ("LayerNormalization", (3, 4), "float32", L.LayerNormalization(), True),
+        ("LSTM (fallback)", (4, 3), "float32", L.LSTM(3, return_sequences=True), False),
+        ("GRU (fallback)", (4, 3), "float32", L.GRU(3), False),
+    ]
+
+
+def _naive_clipped_sum(model, x, y, clip):
+    with tf.GradientTape() as tape:
+        losses = per_example_loss(model, y, model(x, training=True))
+    jacobians = tape.jacobian(losses, model.trainable_variables)
+    per_example = [np.reshape(j.numpy(), (BATCH, -1)) for j in jacobians]
+    norms = np.sqrt(sum(np.sum(g.astype(np.float64) ** 2, axis=1) for g in per_example))
+    scale = np.minimum(1.0, clip / norms)
+    return [np.reshape(scale @ g, v.shape) for g, v in zip(per_example, model.trainable_variables)], norms
+
+
+def _traced(step, x, y):
+    """``step(x, y, ones)`` and the (positions, ghost?) decisions `OuterProduct` took while it was traced."""
+    decisions, decide = [], factors.OuterProduct._use_ghost  # pylint: disable=protected-access
+
+    def spy(self):
+        decisions.append((self.a.shape[1], decide(self)))
+        return decisions[-1][1]
+
+    factors.OuterProduct._use_ghost = spy  # pylint: disable=protected-access
+    try:
+        return step(x, y, tf.ones([BATCH])), decisions
+    finally:
+        factors.OuterProduct._use_ghost = decide  # pylint: disable=protected-access
+
+
+def case_clipped_sum_equals_naive_per_example_clipping_per_layer_kind():
+    rng = np.random.default_rng(1)
+    for name, shape, dtype, layer, with_xla in _cases():
+        tf.random.set_seed(0)
+        inputs = K.Input(shape, dtype=dtype)
+        model = K.Model(inputs, L.Dense(2)(L.Flatten()(layer(inputs))))
+        model.compile(optimizer=K.optimizers.SGD(0.1), loss="mse")
+        x = (rng.integers(0, 4, size=(BATCH, *shape)) if dtype == "int32"
+             else rng.normal(size=(BATCH, *shape))).astype(dtype)
+        x, y = tf.constant(x), tf.constant(rng.normal(size=(BATCH, 2)), tf.float32)
+        units = recording.find_units(model, layer_rules.rule_for)
+        assert units[0].rule.is_fallback == ("fallback" in name), name
+        _, norms = _naive_clipped_sum(model, x, y, np.inf)
+        clip = float(np.median(norms))  # binds for about half the examples
+        want, _ = _naive_clipped_sum(model, x, y, clip)
+        for jit_compile in (False, True) if with_xla else (False,):
+            step = tf.function(lambda x, y, w: clipped_gradient_sum(  # noqa: B023 - called at once
+                model, units, x, y, w, DPParams(clip, 0.0, None), expected_batch_size=BATCH),
+                autograph=False, jit_compile=jit_compile)
+            got, decisions = _traced(step, x, y)
+            if "ghost" in name:  # the layer's (T > 1 positions; the output Dense has one)
+                assert any(t > 1 and ghost for t, ghost in decisions), (name, decisions)
+            if "per-example" in name:
+                assert any(not ghost for _, ghost in decisions), (name, decisions)
+            np.testing.assert_allclose(got.norms.numpy(), norms, rtol=1e-4, err_msg=f"{name}, XLA {jit_compile}")
+            for g, w in zip(got.sums, want):
+                np.testing.assert_allclose(g.numpy(), w, rtol=1e-4, atol=1e-5, err_msg=f"{name}, XLA {jit_compile}")
