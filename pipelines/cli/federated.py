@@ -670,9 +670,7 @@ def _declared(dataset: str, files: list[str], config: FederatedTrainingConfig, c
         from federated.data.examples import read_tf_records  # pylint: disable=import-outside-toplevel
         read = lambda spec: declared.read_examples(read_tf_records(files), spec)  # noqa: E731
     else:
-        import csv  # pylint: disable=import-outside-toplevel
-        with open(dataset, newline="", encoding="utf-8-sig") as f:
-            header = next(csv.reader(f), [])
+        header = declared.csv_header(dataset)
         read = lambda spec: declared.read_csv(dataset, spec)  # noqa: E731
     features = list(config.feature_keys or [c for c in header if c not in named])
     if not features:
