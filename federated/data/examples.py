@@ -189,5 +189,5 @@ def stack_features(columns: dict[str, np.ndarray], keys: Iterable[str]) -> np.nd
         value = np.asarray(columns[key])
         if value.dtype == object:
             raise ValueError(f"feature {key!r} is bytes; only numeric features can be model inputs")
-        parts.append(value.reshape(value.shape[0], -1).astype(np.float32))
+        parts.append(value.reshape(len(value), int(np.prod(value.shape[1:]))).astype(np.float32))
     return np.concatenate(parts, axis=1)

@@ -124,12 +124,13 @@ def read_split(file_patterns, transform=None, spec=None) -> Split:
 
     With ``spec`` (`declared_spec`, for a private run) each record is read alone against it
     (`federated.data.declared`): no record decides the features, their kinds or lengths; a record that
-    does not conform keeps its place with NaN model inputs (left out after dealing), one without a
-    readable client id is left out.
+    does not conform (one that is not a tf.Example included) keeps its place with NaN model inputs (left
+    out after dealing), one without a readable client id is left out, and a split may have no record.
 
     Raises:
-      ValueError: when no file matches, or the examples lack the transform graph's raw features (they are
-        Transform's output: give the Trainer ExampleGen's examples).
+      ValueError: when no file matches, a public run's split has no record or one that is not a tf.Example,
+        or the examples lack the transform graph's raw features (they are Transform's output: give the
+        Trainer ExampleGen's examples).
     """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from federated.data.examples import examples_to_columns, read_tf_records  # pylint: disable=import-outside-toplevel
@@ -138,10 +139,10 @@ def read_split(file_patterns, transform=None, spec=None) -> Split:
     if not files:
         raise ValueError(f"no example files match {list(file_patterns)}")
     records = read_tf_records(files)
+    if spec is not None:   # a private run refuses no split for its number of records, none included
+        return _declared_split(records, transform, spec)
     if not records:
         raise ValueError(f"no records in {files}")
-    if spec is not None:
-        return _declared_split(records, transform, spec)
     raw = examples_to_columns(records)
     if transform is None:
         return Split(columns=raw, raw=raw, keys=record_keys(raw))
@@ -226,7 +227,8 @@ def _transformed(records: list[bytes], transform, spec) -> dict[str, np.ndarray]
         for key, value in outputs.items():
             if isinstance(value, tf.SparseTensor):
                 raise ValueError(f"Transform output {key!r} is sparse; the Federated Trainer takes dense features")
-            array = value.numpy().reshape(len(value), -1)   # [n] for one value per record, as read_tf_examples
+            array = value.numpy()
+            array = array.reshape(len(array), int(np.prod(array.shape[1:])))   # [n] for one value, as read_tf_examples
             parts.setdefault(key, []).append(array[:, 0] if array.shape[1] == 1 else array)
     return {key: np.concatenate(values) for key, values in parts.items()}
 

@@ -737,6 +737,37 @@ def test_under_dp_no_csv_line_reaches_another_line_or_decides_the_run(tmp_path, 
     assert clients["bad"] == clients["clean"]
 
 
+def test_under_dp_no_exact_count_at_the_edges_decides_whether_the_run_happens(tmp_path):
+    """Add-one-row neighbours at the edges of a private run: a CSV none of whose rows is held out for evaluation
+    against one more row that is, and a CSV none of whose rows is trainable (every label "x") against one more
+    row that is. Exact counts (no evaluation row, no trainable record) once refused one of each pair; under --dp
+    all four run (an empty evaluation gives NaN metrics, empty clients send zero updates) and each pair releases
+    the same."""
+    from pipelines.cli.federated import _load
+    config = FederatedTrainingConfig.from_custom_config({"label_key": "label", "private": True,
+                                                         "noise_multiplier": 1.0, "num_classes": 2})
+    rng = np.random.default_rng(5)
+    lines = ["f0,f1,label"]
+    while True:   # grow until the last row added is the first one held out
+        lines.append(f"{rng.normal():.4f},{rng.normal():.4f},{len(lines) % 2}")
+        (tmp_path / "grown.csv").write_text("\n".join(lines) + "\n")
+        if not _load(str(tmp_path / "grown.csv"), 0, config, None)[-1].all():
+            break
+    (tmp_path / "none_held_out.csv").write_text("\n".join(lines[:-1]) + "\n")
+    (tmp_path / "all_bad.csv").write_text("\n".join(["f0,f1,label", *(f"{v:.3f},0.5,x" for v in rng.normal(size=30))])
+                                          + "\n")
+    (tmp_path / "all_bad_plus_one.csv").write_text((tmp_path / "all_bad.csv").read_text() + "0.1,0.2,1\n")
+    common = ["--dp", "--rounds", "1", "--clients", "4", "-C", "0.5", "--model", "linear", "--execution", "numpy",
+              "--num-classes", "2"]
+    for pair in (("none_held_out", "grown"), ("all_bad", "all_bad_plus_one")):
+        runs = []
+        for name in pair:
+            result = _run([*common, "--dataset", str(tmp_path / f"{name}.csv"), "--out", str(tmp_path / name)], tmp_path)
+            assert result.exit_code == 0, result.output
+            runs.append(_dp_outputs(result, tmp_path / name))
+        assert runs[0] == runs[1], pair
+
+
 def _example(**features) -> bytes:
     import tensorflow as tf
     lists = {float: lambda v: tf.train.Feature(float_list=tf.train.FloatList(value=v)),

@@ -438,11 +438,12 @@ def test_a_private_trainer_counts_the_users_of_both_splits():
                       "held out": (10, tuple(f"u{i}" for i in range(10)), 0)}
 
 
-@pytest.mark.parametrize("bad", ["missing feature", "other kind", "other first record", "unreadable user"])
+@pytest.mark.parametrize("bad", ["missing feature", "other kind", "other first record", "unreadable user",
+                                 "not a tf.Example"])
 def test_a_private_trainer_reads_each_record_against_a_declared_spec(tmp_path, bad):
     """Neighbouring splits, one with a record that lacks a feature, holds one as bytes, comes first with an
-    extra feature and a feature of two values, or has a user id of another kind. Read from the first record,
-    the features would refuse the run or change with it; a private Trainer reads each record alone against
+    extra feature and a feature of two values, has a user id of another kind, or is not a tf.Example. Read from
+    the first record, the features would refuse the run, fail it or change with it; a private Trainer reads each record alone against
     the declared spec (here feature_keys), so the features and every client's data are the same."""
     import tensorflow as tf
     from pipelines.trainers.federated import client_data, declared_spec, read_split, resolve_feature_keys
@@ -460,7 +461,8 @@ def test_a_private_trainer_reads_each_record_against_a_declared_spec(tmp_path, b
     extra = {"missing feature": example(a=[0.5], y=[1], user=[b"u1"]),
              "other kind": example(a=[0.5], b=[b"0.5"], y=[1], user=[b"u1"]),
              "other first record": example(a=[0.5, 0.5], b=[0.5], c=[1.0], y=[1], user=[b"u1"]),
-             "unreadable user": example(a=[0.5], b=[0.5], y=[1], user=[0.5])}[bad]
+             "unreadable user": example(a=[0.5], b=[0.5], y=[1], user=[0.5]),
+             "not a tf.Example": b"\xff\xff\xff\xff not a proto"}[bad]
     config = FederatedTrainingConfig.for_trainer({"label_key": "y", "client_key": "user", "feature_keys": ["a", "b"],
                                                   "private": True, "noise_multiplier": 1.0, "num_classes": 2})
     spec = declared_spec(config, None, None)
@@ -475,8 +477,49 @@ def test_a_private_trainer_reads_each_record_against_a_declared_spec(tmp_path, b
         data = client_data(config, split, ["a", "b"], 2)
         clients[name] = {cid: data.client(k)[0].tolist() for k, cid in enumerate(data.client_ids)}
     assert clients["clean"] == clients["bad"] and len(clients["clean"]) == 4
+    if bad == "not a tf.Example":   # a public Trainer (no spec) refuses it in one line
+        with pytest.raises(ValueError, match="record 0 is not a serialized tf.Example"):
+            read_split([str(tmp_path / "bad" / "*")])
     with pytest.raises(InvalidFederatedSetting, match="feature_keys"):
         declared_spec(FederatedTrainingConfig.for_trainer({**CONFIG}), None, None)
+
+
+def test_a_private_trainer_reads_an_eval_split_without_records_instead_of_failing(tmp_path):
+    """Neighbouring eval splits, one without records and one with a record: a private Trainer reads both (the
+    empty one is scored as NaN, not refused), and the clients, their data and the features are the same."""
+    import tensorflow as tf
+    from federated.data.screen import largest_label, trainable
+    from federated.data.examples import stack_features
+    from pipelines.trainers.federated import client_data, declared_spec, read_split
+
+    def example(a, y, user):
+        feature = {"a": tf.train.Feature(float_list=tf.train.FloatList(value=[a])),
+                   "y": tf.train.Feature(int64_list=tf.train.Int64List(value=[y])),
+                   "user": tf.train.Feature(bytes_list=tf.train.BytesList(value=[user]))}
+        return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+    config = FederatedTrainingConfig.for_trainer({"label_key": "y", "client_key": "user", "feature_keys": ["a"],
+                                                  "private": True, "noise_multiplier": 1.0, "num_classes": 2})
+    spec = declared_spec(config, None, None)
+    splits = {"train": [example(0.1 * i, i % 2, b"u%d" % (i % 3)) for i in range(12)], "empty": [],
+              "one": [example(0.5, 1, b"u1")]}
+    for name, rows in splits.items():
+        os.makedirs(tmp_path / name)
+        with tf.io.TFRecordWriter(str(tmp_path / name / "data")) as writer:
+            for record in rows:
+                writer.write(record)
+    train = read_split([str(tmp_path / "train" / "*")], None, spec)
+    seen = {}
+    for name in ("empty", "one"):
+        evaluated = read_split([str(tmp_path / name / "*")], None, spec)
+        x, y = stack_features(evaluated.columns, ["a"]), evaluated.columns["y"]
+        assert x.shape == (len(splits[name]), 1) and trainable(x, y, 2).sum() == len(splits[name])
+        assert largest_label(train.columns["y"], y) == 1
+        data = client_data(config, train, ["a"], 2, held_out=evaluated)
+        seen[name] = {cid: data.client(k)[0].tolist() for k, cid in enumerate(data.client_ids)}
+    assert seen["empty"] == seen["one"] and sorted(seen["one"]) == ["u0", "u1", "u2"]
+    with pytest.raises(ValueError, match="no records"):   # a public Trainer still refuses it
+        read_split([str(tmp_path / "empty" / "*")])
 
 
 def test_a_private_trainer_takes_its_spec_from_the_schema_without_a_transform_graph(tmp_path):
