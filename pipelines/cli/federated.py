@@ -345,7 +345,8 @@ def _client_data(o, config: FederatedTrainingConfig):
         num_classes = config.model_classes(largest_label(y, test[1]))
     except InvalidFederatedSetting as err:
         raise _usage("--num-classes", err.message) from None
-    outside = ("evaluation",) * (train is not None)
+    outside = ("evaluation",) * (train is not None) + \
+        ("clients",) * (config.private and o["client_column"] is not None and _read_as_declared(o["dataset"]))
     _check_memory(x.shape[1], num_classes, config, o,   # under --dp from public numbers only
                   largest_client=None if config.private else len(y) if train is None else int(train.sum()))
     from federated import ClientData  # pylint: disable=import-outside-toplevel
@@ -596,6 +597,11 @@ def _read(dataset: str, config: FederatedTrainingConfig, client_column: str | No
         return (*_from_columns(read_tf_examples(files), dataset, config, client_column), None)
     raise ValueError(f"--dataset must be 'digits', an existing .npz or .csv file, or TFRecord files (a path or "
                      f"glob), got {dataset!r}")
+
+
+def _read_as_declared(dataset: str) -> bool:
+    """Whether a private run reads ``dataset`` against declared columns (a CSV file or TFRecords, `_declared`)."""
+    return dataset != "digits" and not dataset.endswith(".npz")
 
 
 def _read_npz(dataset: str):

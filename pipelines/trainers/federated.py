@@ -48,6 +48,12 @@ PREPROCESSING_CAVEAT = {
     "client, but Transform's analyzers read every training record and are accounted as K records per client: for "
     "a client holding more than K, the preprocessing releases are covered per record, not per client"}
 """Listed outside the guarantee of a private run whose Transform graph has private releases."""
+INFERRED_SPEC = {
+    "feature spec inferred from the data": "each record is read against the raw feature spec of the Transform graph "
+    "or the schema, which SchemaGen infers from the private examples (and CsvExampleGen types each CSV column from "
+    "all its values): one record can change that spec, and with it which records conform; set public_schema once "
+    "the schema and the examples' feature kinds are fixed before the data is read (e.g. ImportSchemaGen)"}
+"""Listed outside the guarantee of a private run whose spec comes from a schema not declared public."""
 
 
 def run_fn(fn_args) -> None:
@@ -84,7 +90,7 @@ def run_fn(fn_args) -> None:
     algorithm = plan.strategy()
     simulation = fl.FederatedSimulation(model_fn, data, algorithm, rounds=config.rounds,
                                         sampler=config.sampler(), seed=config.seed, evaluation=evaluation,
-                                        outside_guarantee=("evaluation",),
+                                        outside_guarantee=("evaluation",) + ("clients",) * bool(config.client_key),
                                         aggregation=plan.aggregation(algorithm, int(data.sizes().max())),
                                         execution=config.execution)
     history = simulation.run()
@@ -94,10 +100,12 @@ def run_fn(fn_args) -> None:
     history.plot(os.path.join(fn_args.model_run_dir, "accuracy.png"))
     export(model_fn, simulation.state.weights, fn_args, train.columns, feature_keys, config, spec)
     if plan.private:
+        spec_outside = spec_caveat(config, transform, getattr(fn_args, "schema_path", None))
         ledger = plan.ledger(simulation.state.budget, rounds=simulation.state.round,
                              trainer={"run_fn": f"{__name__}.run_fn"},
                              outside_guarantee={**history.config["outside_guarantee"],
-                                                **(PREPROCESSING_CAVEAT if plan.preprocessing is not None else {})})
+                                                **(PREPROCESSING_CAVEAT if plan.preprocessing is not None else {}),
+                                                **spec_outside})
         privacy_ledger.write_ledger(fn_args.serving_model_dir, ledger)
 
 
@@ -172,6 +180,13 @@ def _declared_split(records: list[bytes], transform, spec) -> Split:
         full[read.conforming] = value
         columns[key] = full
     return Split(columns=columns, raw=read.columns, keys=record_keys(read.columns))
+
+
+def spec_caveat(config: FederatedTrainingConfig, transform, schema_path: str | None) -> dict[str, str]:
+    """`INFERRED_SPEC` when a private run's `declared_spec` comes from a Transform graph or a schema that
+    ``public_schema`` does not declare public, else nothing (``feature_keys`` are settings: public)."""
+    inferred = config.private and not config.public_schema and (transform is not None or bool(schema_path))
+    return dict(INFERRED_SPEC) if inferred else {}
 
 
 def declared_spec(config: FederatedTrainingConfig, transform, schema_path: str | None):

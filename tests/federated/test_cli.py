@@ -386,7 +386,8 @@ BAD_INPUTS = [  # (arguments, the option the one-line error names); {d} is the f
     (["--dataset", "{d}/keys.npz", "--partition", "natural"], "--dataset"),
     (["--dataset", "{d}/empty.csv"], "--dataset"), (["--dataset", "{d}/huge.csv"], "--dataset: .*line 2"),
     (["--dataset", "{d}/latin.csv"], "--dataset: .*line 3"), (["--dataset", "{d}/garbage.tfrecord"], "--dataset"),
-    (["--dp", "--num-classes", "2", "--dataset", "{d}/header.csv"], "--dataset: .*header"), (["--dataset", "{d}/notes.csv"], "--label-column"),
+    (["--dp", "--num-classes", "2", "--dataset", "{d}/header.csv"], "--dataset: .*header"),
+    (["--dataset", "{d}/notes.csv"], "--label-column"),
     (["--out", "{d}/a-file"], "--out"), (["--out", "{d}/a-file/run"], "--out"), (["--out", "/proc/ppml-run"], "--out"),
     (["--checkpoint-dir", "{d}/a-file"], "--checkpoint-dir"), (["--checkpoint-dir", "/proc/ppml"], "--checkpoint-dir"),
     (["--checkpoint-dir", "{d}/bad-json"], "--checkpoint-dir"),
@@ -613,6 +614,7 @@ def test_user_level_dp_releases_the_number_of_users_only_where_the_adjacency_hol
     config, rounds, ledger, stderr, _ = runs["ten"]
     assert ledger["parameters"]["dataset_size"] == 10 and ledger["parameters"]["privacy_unit"] == "user"
     assert ledger["parameters"]["adjacency"] == "replace-one" and [r["sampled"] for r in rounds] == [5, 5]
+    assert "belongs to no user" in ledger["parameters"]["outside_guarantee"]["clients"]   # N counts readable ids
     assert "delta = 0.01 (the default: the largest power of ten at most 1/(2N), N = 10 users)" in stderr[1]
     z = ledger["parameters"]["noise_multiplier"]
     event = dp_event.SampledWithoutReplacementDpEvent(10, 5, dp_event.GaussianDpEvent(z / 2))
@@ -709,7 +711,8 @@ def test_under_dp_no_csv_cell_decides_a_column_type_the_features_the_clients_or_
         assert clients["bad"][newcomer] == set()
 
 
-BAD_LINES = {"huge cell": (b"0.5,0.5," + b"9" * 200_000 + b",0.5,3,1", 60), "byte 0xff": (b"0.5,0.5,0.\xff5,0.5,3,1", 60),
+BAD_LINES = {"huge cell": (b"0.5,0.5," + b"9" * 200_000 + b",0.5,3,1", 60),
+             "byte 0xff": (b"0.5,0.5,0.\xff5,0.5,3,1", 60),
              "stray quote first": (b'0.5,0.5,"abc,0.5,3,1', 0), "stray quote mid": (b'0.5,0.5,"abc,0.5,3,1', 60)}
 
 
@@ -762,7 +765,8 @@ def test_under_dp_no_exact_count_at_the_edges_decides_whether_the_run_happens(tm
     for pair in (("none_held_out", "grown"), ("all_bad", "all_bad_plus_one")):
         runs = []
         for name in pair:
-            result = _run([*common, "--dataset", str(tmp_path / f"{name}.csv"), "--out", str(tmp_path / name)], tmp_path)
+            dataset = str(tmp_path / f"{name}.csv")
+            result = _run([*common, "--dataset", dataset, "--out", str(tmp_path / name)], tmp_path)
             assert result.exit_code == 0, result.output
             runs.append(_dp_outputs(result, tmp_path / name))
         assert runs[0] == runs[1], pair
@@ -781,8 +785,9 @@ def _example(**features) -> bytes:
 def test_under_dp_no_tfrecord_decides_the_features_their_kinds_or_the_run(tmp_path, bad):
     """Neighbouring TFRecord files, one with a record that lacks a feature (last), holds one as bytes (first),
     comes first with an extra feature and a feature of two values, or comes first and is not a tf.Example.
-    Read from the first record, the features refuse the run without --dp (one line); under --dp each record is read alone against --feature-column (one number
-    each): both neighbours run and release the same, the bad record left out alone."""
+    Read from the first record, the features refuse the run without --dp (one line); under --dp each record is
+    read alone against --feature-column (one number each): both neighbours run and release the same, the bad
+    record left out alone."""
     import tensorflow as tf
     rng = np.random.default_rng(0)
     x = rng.normal(size=(150, 4))

@@ -116,7 +116,8 @@ def test_private_federated_model_carries_the_accountants_epsilon(federated_run):
     assert history["rounds"][-1]["metrics"]["epsilon_rdp"] == pytest.approx(rounds_alone, rel=1e-12)
     # The eval split's rows are private: listed, here and in the ledger (the classes are a setting).
     assert set(history["config"]["outside_guarantee"]) == {"evaluation"}
-    assert set(ledger["parameters"]["outside_guarantee"]) == {"evaluation", "preprocessing beyond K records per client"}
+    assert set(ledger["parameters"]["outside_guarantee"]) == {"evaluation", "preprocessing beyond K records per client",
+                                                              "feature spec inferred from the data"}
     assert "client_sizes_sum" not in history["config"] and history["rounds"][0]["nonfinite"] is None
     assert history["config"]["num_clients"] == 20
     assert history["config"]["partition"] == {"name": "keyed", "num_clients": 20, "rule": "dirichlet", "alpha": 1.0,
@@ -138,6 +139,10 @@ def test_the_exported_model_carries_its_released_statistics_not_the_exact_ones(f
     assert_carries_only_released_statistics(carried_statistics(model_dir, train))
 
 
+LISTED = {"evaluation", "preprocessing beyond K records per client", "feature spec inferred from the data"}
+"""What the pipeline's private Federated Trainer lists outside its guarantee (its spec comes from SchemaGen)."""
+
+
 def test_pipeline_command_runs_the_federated_trainer_and_reports_its_ledger(federated_run):
     report = federated_run["report"]
     assert list(report["stages"]) == ["CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform",
@@ -150,8 +155,8 @@ def test_pipeline_command_runs_the_federated_trainer_and_reports_its_ledger(fede
     assert report["gate"]["blessed"] is True and report["pushed"]["pushed"] is True
     # What the trainer listed outside its guarantee in the ledger is labelled in the report too.
     assert {item.split(" (listed by the trainer)")[0] for item in report["outside_the_guarantee"]
-            if "(listed by the trainer)" in item} == {"evaluation", "preprocessing beyond K records per client"}
-    assert report["privacy"]["outside_guarantee"].keys() == {"evaluation", "preprocessing beyond K records per client"}
+            if "(listed by the trainer)" in item} == LISTED
+    assert report["privacy"]["outside_guarantee"].keys() == LISTED
     # The push decision (accuracy >= --min-accuracy on the private eval rows, without noise) is labelled.
     assert any(item.startswith("the blessing and push decision") and "outside epsilon" in item
                for item in report["outside_the_guarantee"])
@@ -443,8 +448,8 @@ def test_a_private_trainer_counts_the_users_of_both_splits():
 def test_a_private_trainer_reads_each_record_against_a_declared_spec(tmp_path, bad):
     """Neighbouring splits, one with a record that lacks a feature, holds one as bytes, comes first with an
     extra feature and a feature of two values, has a user id of another kind, or is not a tf.Example. Read from
-    the first record, the features would refuse the run, fail it or change with it; a private Trainer reads each record alone against
-    the declared spec (here feature_keys), so the features and every client's data are the same."""
+    the first record, the features would refuse the run, fail it or change with it; a private Trainer reads each
+    record alone against the declared spec (here feature_keys), so the features and every client's data are the same."""
     import tensorflow as tf
     from pipelines.trainers.federated import client_data, declared_spec, read_split, resolve_feature_keys
 
@@ -520,6 +525,22 @@ def test_a_private_trainer_reads_an_eval_split_without_records_instead_of_failin
     assert seen["empty"] == seen["one"] and sorted(seen["one"]) == ["u0", "u1", "u2"]
     with pytest.raises(ValueError, match="no records"):   # a public Trainer still refuses it
         read_split([str(tmp_path / "empty" / "*")])
+
+
+def test_a_spec_from_a_schema_or_graph_is_listed_outside_the_guarantee_unless_declared_public():
+    """The spec from a Transform graph or a schema (inferred by SchemaGen from the private data) is listed outside
+    the guarantee of a private run, unless public_schema declares it fixed beforehand; feature_keys (settings)
+    and a public run list nothing."""
+    from pipelines.trainers.federated import INFERRED_SPEC, spec_caveat
+    private = {**CONFIG, "partition": "iid"}
+    for settings, transform, schema, listed in [
+            (private, object(), None, True), (private, None, "schema.pbtxt", True),
+            ({**private, "public_schema": True}, object(), "schema.pbtxt", False), (private, None, None, False),
+            ({"label_key": "diagnosis"}, object(), None, False)]:
+        caveat = spec_caveat(FederatedTrainingConfig.for_trainer(settings), transform, schema)
+        assert caveat == (INFERRED_SPEC if listed else {}), (settings, transform, schema)
+    with pytest.raises(InvalidFederatedSetting, match="public_schema"):
+        FederatedTrainingConfig.for_trainer({**private, "public_schema": "yes"})
 
 
 def test_a_private_trainer_takes_its_spec_from_the_schema_without_a_transform_graph(tmp_path):
