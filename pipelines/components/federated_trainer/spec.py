@@ -303,6 +303,9 @@ class FederatedTrainingConfig:
                                                        "re-deals every client and a client-level guarantee says "
                                                        "nothing about records; for label skew use dirichlet with a "
                                                        "small alpha")
+        named = [k for k in (self.label_key, self.client_key) if k is not None and k in (self.feature_keys or ())]
+        if named:
+            raise InvalidFederatedSetting("feature_keys", f"{named[0]!r} is the label or client column, not a feature")
         if self.private and self.num_classes is None:
             raise InvalidFederatedSetting("num_classes", "a private run needs the model's number of classes as a "
                                                          "public setting: read from the private labels, one label "
