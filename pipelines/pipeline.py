@@ -91,7 +91,8 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
                          privacy_unit=plan.privacy_unit)
     example_gen = tfx.components.CsvExampleGen(input_base=data_root)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+    schema_gen = (tfx.components.ImportSchemaGen(schema_file=plan.schema_file) if plan.schema_file else   # pinned
+                  tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True))
     example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"],
                                                         schema=schema_gen.outputs["schema"])
     transform = tfx.components.Transform(examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],

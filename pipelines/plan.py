@@ -68,6 +68,7 @@ class PipelinePlan:
     encrypted_examples: int
     compare_non_private: bool
     module: str
+    schema_file: str | None = None
 
     @property
     def non_private_trainer_config(self) -> dict[str, Any]:
@@ -82,7 +83,7 @@ def resolve_plan(*, trainer: str = "dp", trainer_config: Mapping[str, Any] | Non
                  preprocessing_share: float = preprocessing_spec.DEFAULT_SHARE,
                  preprocessing_epsilon: float | None = None, encrypted_check: bool = False,
                  encrypted_examples: int = 200, compare_non_private: bool = False,
-                 module: str = MODULE) -> PipelinePlan:
+                 module: str = MODULE, schema_file: str | None = None) -> PipelinePlan:
     """Checks the settings of one pipeline and resolves them into a `PipelinePlan`.
 
     Args:
@@ -105,6 +106,9 @@ def resolve_plan(*, trainer: str = "dp", trainer_config: Mapping[str, Any] | Non
       compare_non_private: also train and evaluate a non-private model side by side.
       module: dotted module path with ``preprocessing_fn`` and ``run_fn`` (and, for the encrypted
         check, ``MODEL_INPUT_KEYS``: the transformed features stacked, in order, into the model's input).
+      schema_file: a schema (.pbtxt) fixed before the data is read, imported (``ImportSchemaGen``) instead of
+        inferred from the data by SchemaGen; a private Federated Trainer may then declare it with
+        ``public_schema`` (once the examples' feature kinds are fixed too).
 
     Raises:
       ValueError, InvalidPrivacySetting, InvalidFederatedSetting: for an invalid setting, naming it.
@@ -126,13 +130,16 @@ def resolve_plan(*, trainer: str = "dp", trainer_config: Mapping[str, Any] | Non
             raise ValueError(f"privacy_unit (--privacy-unit) {privacy_unit!r}: the Federated Trainer's epsilon is "
                              f"{federated.privacy_unit}-level (clients: {federated.clients}), and a ledger in another "
                              f"unit meets no budget; state the budget per {federated.privacy_unit}")
+    if schema_file is not None and not os.path.isfile(schema_file):
+        raise ValueError(f"schema_file: no file {schema_file!r}")
     preprocessing = preprocessing_config(trainer, trainer_config, share=preprocessing_share,
                                          epsilon=preprocessing_epsilon)
     return PipelinePlan(trainer=trainer, trainer_config=types.MappingProxyType(dict(trainer_config)),
                         preprocessing=preprocessing, epsilon_budget=epsilon_budget,
                         max_membership_auc=max_membership_auc, min_accuracy=min_accuracy, delta_budget=delta_budget,
                         privacy_unit=privacy_unit, encrypted_check=encrypted_check,
-                        encrypted_examples=encrypted_examples, compare_non_private=compare_non_private, module=module)
+                        encrypted_examples=encrypted_examples, compare_non_private=compare_non_private, module=module,
+                        schema_file=schema_file)
 
 
 def preprocessing_config(trainer: str, trainer_config: Mapping[str, Any], *, share: float,

@@ -600,3 +600,22 @@ def test_with_a_transform_graph_a_record_that_does_not_conform_is_not_transforme
         clients[name] = ({cid: data.client(k)[0].tolist() for k, cid in enumerate(data.client_ids)},
                          split.columns["x2"])
     assert clients["clean"][0] == clients["missing"][0] == clients["other kind"][0]
+
+
+@pytest.mark.tfx   # imports TFX (about 20 s), runs nothing
+def test_a_pipeline_with_a_schema_file_imports_it_instead_of_inferring_it(tmp_path):
+    """schema_file pins the schema: the pipeline imports it (ImportSchemaGen) rather than letting SchemaGen infer
+    it from the data; a missing file is refused naming the setting."""
+    from pipelines.pipeline import create_pipeline
+    (tmp_path / "schema.pbtxt").write_text('feature { name: "diagnosis" type: INT }\n')
+    kinds = {}
+    for name, schema in (("inferred", None), ("pinned", str(tmp_path / "schema.pbtxt"))):
+        pipeline = create_pipeline(pipeline_root=str(tmp_path / name), data_root=str(tmp_path),
+                                   serving_model_dir=str(tmp_path / "serving"), trainer="federated",
+                                   schema_file=schema)
+        kinds[name] = {type(c).__name__ for c in pipeline.components}
+    assert "SchemaGen" in kinds["inferred"] and "ImportSchemaGen" not in kinds["inferred"]
+    assert "ImportSchemaGen" in kinds["pinned"] and "SchemaGen" not in kinds["pinned"]
+    with pytest.raises(ValueError, match="schema_file"):
+        create_pipeline(pipeline_root=str(tmp_path), data_root=str(tmp_path), serving_model_dir=str(tmp_path),
+                        schema_file=str(tmp_path / "none.pbtxt"))
