@@ -96,7 +96,8 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
     examples, minimization = minimization_stages(example_gen.outputs["examples"], plan.scrub, plan.kanonymity,
                                                  plan.generalize)
     statistics_gen = tfx.components.StatisticsGen(examples=examples)
-    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+    schema_gen = (tfx.components.ImportSchemaGen(schema_file=plan.schema_file) if plan.schema_file else   # pinned
+                  tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True))
     example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"],
                                                         schema=schema_gen.outputs["schema"])
     transform = tfx.components.Transform(examples=examples, schema=schema_gen.outputs["schema"],

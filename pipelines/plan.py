@@ -69,6 +69,7 @@ class PipelinePlan:
     encrypted_examples: int
     compare_non_private: bool
     module: str
+    schema_file: str | None = None
     scrub: ScrubSettings | None = None
     kanonymity: KAnonymitySettings | None = None
     generalize: bool = False
@@ -91,7 +92,8 @@ def resolve_plan(*, trainer: str = "dp", trainer_config: Mapping[str, Any] | Non
                  preprocessing_epsilon: float | None = None, encrypted_check: bool = False,
                  encrypted_examples: int = 200, compare_non_private: bool = False,
                  module: str = MODULE, scrub: ScrubSettings | None = None,
-                 kanonymity: KAnonymitySettings | None = None, generalize: bool = False) -> PipelinePlan:
+                 kanonymity: KAnonymitySettings | None = None, generalize: bool = False,
+                 schema_file: str | None = None) -> PipelinePlan:
     """Checks the settings of one pipeline and resolves them into a `PipelinePlan`.
 
     Args:
@@ -117,6 +119,9 @@ def resolve_plan(*, trainer: str = "dp", trainer_config: Mapping[str, Any] | Non
       scrub: run the `PiiScrubber` after ExampleGen with these settings; every later stage reads its output.
       kanonymity: run the `KAnonymityValidator` for these quasi-identifiers (on the scrubbed examples).
       generalize: the scrubber also generalizes ``kanonymity``'s quasi-identifiers to its ``target_k`` (Mondrian).
+      schema_file: a schema (.pbtxt) fixed before the data is read, imported (``ImportSchemaGen``) instead of
+        inferred from the data by SchemaGen; a private Federated Trainer may then declare it with
+        ``public_schema`` (once the examples' feature kinds are fixed too).
 
     Raises:
       ValueError, InvalidPrivacySetting, InvalidFederatedSetting: for an invalid setting, naming it.
@@ -138,6 +143,8 @@ def resolve_plan(*, trainer: str = "dp", trainer_config: Mapping[str, Any] | Non
             raise ValueError(f"privacy_unit (--privacy-unit) {privacy_unit!r}: the Federated Trainer's epsilon is "
                              f"{federated.privacy_unit}-level (clients: {federated.clients}), and a ledger in another "
                              f"unit meets no budget; state the budget per {federated.privacy_unit}")
+    if schema_file is not None and not os.path.isfile(schema_file):
+        raise ValueError(f"schema_file: no file {schema_file!r}")
     preprocessing = preprocessing_config(trainer, trainer_config, share=preprocessing_share,
                                          epsilon=preprocessing_epsilon)
     return PipelinePlan(trainer=trainer, trainer_config=types.MappingProxyType(dict(trainer_config)),
@@ -145,7 +152,7 @@ def resolve_plan(*, trainer: str = "dp", trainer_config: Mapping[str, Any] | Non
                         max_membership_auc=max_membership_auc, min_accuracy=min_accuracy, delta_budget=delta_budget,
                         privacy_unit=privacy_unit, encrypted_check=encrypted_check,
                         encrypted_examples=encrypted_examples, compare_non_private=compare_non_private, module=module,
-                        scrub=scrub, kanonymity=kanonymity, generalize=generalize)
+                        scrub=scrub, kanonymity=kanonymity, generalize=generalize, schema_file=schema_file)
 
 
 def preprocessing_config(trainer: str, trainer_config: Mapping[str, Any], *, share: float,

@@ -12,6 +12,7 @@ belongs to no client and is left out before dealing. Nothing is counted or repor
 
 from __future__ import annotations
 
+import codecs
 import csv
 import dataclasses
 from typing import Iterable, Sequence
@@ -59,56 +60,117 @@ class Records:
     kept: np.ndarray
 
 
-def read_csv(path: str, spec: Sequence[Column]) -> Records:
-    """The declared columns of a CSV file with a header row, each cell read alone: a number cell that is
-    not a number (text, empty) is NaN; a row whose field count differs from the header's is left out.
+def csv_header(path: str) -> list[str]:
+    """The header row of a CSV file (its first line), parsed alone as UTF-8 (a byte-order mark skipped).
 
     Raises:
-      ValueError: for a file without a header, or a declared column the header lacks or one longer than 1.
+      ValueError: for an empty file, or a header line that is not UTF-8 CSV (the header is public: refused).
     """
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.reader(f))
-    if not rows:
+    with open(path, "rb") as f:
+        first = f.readline().removeprefix(codecs.BOM_UTF8)
+    try:
+        header = next(csv.reader([_line_text(first)]), [])
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise ValueError(f"{path}: the header row is not readable as UTF-8 CSV ({err})") from None
+    if not header:
         raise ValueError(f"{path} needs a header row")
-    header, body = rows[0], rows[1:]
+    return header
+
+
+def read_csv(path: str, spec: Sequence[Column]) -> Records:
+    """The declared columns of a CSV file with a header row, each physical line read alone (a quoted field
+    never spans lines) and each cell alone: a number cell that is not a number (text, empty) is NaN.
+
+    A line that is not UTF-8, or that has another number of fields than the header, does not conform: its
+    number cells are NaN, and its client id (kind text) is read from the client column's place when the
+    line has that field. A line that cannot be parsed at all (a field longer than the csv module's limit,
+    a carriage return inside a field) has no readable client id. A line without a readable client id is
+    left out; so is an empty line. No quote, byte or length on one line reaches another.
+
+    Raises:
+      ValueError: for a header that `csv_header` refuses, a declared column it lacks or one longer than 1.
+    """
+    header = csv_header(path)
     missing = [c.name for c in spec if c.name not in header]
     if missing:
         raise ValueError(f"{path} has no column(s) {missing}; the columns are {sorted(header)}")
     long = [c.name for c in spec if c.length != 1]
     if long:
         raise ValueError(f"{path}: CSV columns hold one value each, but {long} are declared longer")
-    kept = np.array([i for i, row in enumerate(body) if len(row) == len(header)], dtype=np.int64)
-    columns, conforming = {}, np.ones(len(kept), bool)
-    for column in spec:
-        j = header.index(column.name)
-        cells = [body[i][j] for i in kept]
-        if column.kind in ("text", "bytes"):
-            columns[column.name] = np.array(cells if column.kind == "text" else [c.encode() for c in cells],
-                                            dtype=object)
-        else:
-            columns[column.name] = np.array([_number(c) for c in cells], dtype=np.float64)
-            conforming &= ~np.isnan(columns[column.name])
-    return Records(columns, conforming, kept)
+    places = {c.name: header.index(c.name) for c in spec}
+    values: dict[str, list] = {c.name: [] for c in spec}
+    conforming, kept = [], []
+    with open(path, "rb") as f:
+        f.readline()
+        for position, line in enumerate(f):
+            row, whole = _csv_row(line, len(header))
+            cells = {c.name: row[places[c.name]] if row is not None and places[c.name] < len(row) else None
+                     for c in spec}
+            if row == [] or any(c.kind == "text" and cells[c.name] is None for c in spec):
+                continue
+            kept.append(position)
+            read = {c.name: _cell(c, cells[c.name], whole) for c in spec}
+            for c in spec:
+                values[c.name].append(read[c.name])
+            conforming.append(whole and not any(c.kind in ("number", "int", "float") and np.isnan(read[c.name])
+                                                for c in spec))
+    columns = {c.name: np.array(values[c.name] + [None], dtype=object)[:-1] if c.kind in ("text", "bytes") else
+               np.array(values[c.name], dtype=np.float64) for c in spec}
+    return Records(columns, np.array(conforming, bool), np.array(kept, np.int64))
 
 
-def _number(cell: str) -> float:
+def _cell(column: Column, cell: str | None, whole: bool):
+    """A CSV cell read as ``column`` declares (text as written, bytes encoded, else a number or NaN); a line
+    that is not ``whole`` gives NaN (bytes: None)."""
+    if column.kind == "text":
+        return cell
+    if column.kind == "bytes":
+        return cell.encode() if whole else None
+    return _number(cell) if whole else float("nan")
+
+
+def _line_text(line: bytes) -> str:
+    """One physical line without its line ending, decoded as UTF-8 (strict)."""
+    return line.removesuffix(b"\n").removesuffix(b"\r").decode("utf-8")
+
+
+def _csv_row(line: bytes, width: int) -> tuple[list[str] | None, bool]:
+    """(the fields of one physical line, or None when it cannot be parsed; whether the line is UTF-8 with
+    ``width`` fields). A line that is not UTF-8 is parsed with its bad bytes replaced, for its client id."""
+    try:
+        text, clean = _line_text(line), True
+    except UnicodeDecodeError:
+        text, clean = line.removesuffix(b"\n").removesuffix(b"\r").decode("utf-8", "replace"), False
+    try:
+        row = next(csv.reader([text]), [])
+    except csv.Error:
+        return None, False
+    return row, clean and len(row) == width
+
+
+def _number(cell: str | None) -> float:
     try:
         return float(cell)
-    except ValueError:
+    except (TypeError, ValueError):
         return float("nan")
 
 
 def read_examples(records: Iterable[bytes], spec: Sequence[Column]) -> Records:
     """The declared features of serialized tf.Examples, each record read alone: a feature that is missing,
-    of another kind or of another length is NaN (bytes: None) in that record only; a record without a
-    conforming client id (kind text) is left out. Undeclared features are ignored.
+    of another kind or of another length is NaN (bytes: None) in that record only, and so is every feature
+    of a record that is not a serialized tf.Example; a record without a conforming client id (kind text),
+    such a record included, is left out. Undeclared features are ignored.
     """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from google.protobuf.message import DecodeError  # pylint: disable=import-outside-toplevel
 
     values: dict[str, list] = {c.name: [] for c in spec}
     conforming, kept = [], []
     for position, raw in enumerate(records):
-        features = tf.train.Example.FromString(raw).features.feature
+        try:
+            features = tf.train.Example.FromString(raw).features.feature
+        except DecodeError:
+            features = {}
         read = {c.name: _conforming(features, c) for c in spec}
         if any(c.kind == "text" and read[c.name] is None for c in spec):
             continue

@@ -4,8 +4,10 @@ record, or a whole column); a private run reads against declared columns instead
 
 from __future__ import annotations
 
+import codecs
 import csv
 import glob
+import io
 from typing import Any, Iterable
 
 import numpy as np
@@ -55,14 +57,19 @@ def examples_to_columns(records: Iterable[bytes]) -> dict[str, np.ndarray]:
     arrays of bytes.
 
     Raises:
-      ValueError: when there is no record, or a record lacks a feature or changes its length.
+      ValueError: when there is no record, a record is not a serialized tf.Example, or a record lacks a
+        feature or changes its length.
     """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from google.protobuf.message import DecodeError  # pylint: disable=import-outside-toplevel
 
     columns: dict[str, list[Any]] = {}
     kinds: dict[str, tuple[str, int]] = {}
     for count, raw in enumerate(records):
-        example = tf.train.Example.FromString(raw)
+        try:
+            example = tf.train.Example.FromString(raw)
+        except DecodeError:
+            raise ValueError(f"record {count} is not a serialized tf.Example") from None
         features = example.features.feature
         if count == 0:
             for key, feature in features.items():
@@ -88,11 +95,18 @@ def read_csv_columns(path: str) -> dict[str, np.ndarray]:
     where every value is a number, else strings (object arrays).
 
     Raises:
-      ValueError: for a file without a header or rows, a row whose length differs from the header's,
-        or a column of numbers with empty cells.
+      ValueError: for a file without a header or rows, a line that is not UTF-8 CSV (naming it), a row
+        whose length differs from the header's, or a column of numbers with empty cells.
     """
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.reader(f))
+    with open(path, "rb") as f:
+        data = f.read().removeprefix(codecs.BOM_UTF8)
+    try:
+        reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""))
+        rows = list(reader)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: line {data[:err.start].count(b'\n') + 1} is not UTF-8 ({err.reason})") from None
+    except csv.Error as err:
+        raise ValueError(f"{path}: line {reader.line_num} is not readable as CSV ({err})") from None
     if len(rows) < 2:
         raise ValueError(f"{path} needs a header row and at least one data row")
     header, body = rows[0], rows[1:]
@@ -175,5 +189,5 @@ def stack_features(columns: dict[str, np.ndarray], keys: Iterable[str]) -> np.nd
         value = np.asarray(columns[key])
         if value.dtype == object:
             raise ValueError(f"feature {key!r} is bytes; only numeric features can be model inputs")
-        parts.append(value.reshape(value.shape[0], -1).astype(np.float32))
+        parts.append(value.reshape(len(value), int(np.prod(value.shape[1:]))).astype(np.float32))
     return np.concatenate(parts, axis=1)

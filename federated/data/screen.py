@@ -16,7 +16,8 @@ import numpy as np
 
 def trainable(x, y, num_classes: int) -> np.ndarray:
     """[n] bool: the record's features are finite in float32 and its label is an integer in [0, num_classes)."""
-    features = np.asarray(x, np.float64).reshape(len(x), -1)
+    x = np.asarray(x, np.float64)
+    features = x.reshape(len(x), int(np.prod(x.shape[1:])))   # no record: [0, d]
     with np.errstate(over="ignore"):
         finite = np.isfinite(features.astype(np.float32)).all(axis=1)
     labels = np.asarray(y, np.float64)

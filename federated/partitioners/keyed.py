@@ -137,7 +137,8 @@ def record_keys(columns: Mapping[str, np.ndarray]) -> list[bytes]:
             values = [_key_bytes(v) if isinstance(v, (bytes, str)) or v is None else repr(list(v)).encode()
                       for v in column]
         else:
-            values = [row.tobytes() for row in np.ascontiguousarray(column.reshape(count, -1))]
+            rows = column.reshape(count, int(np.prod(column.shape[1:])))   # no record: [0, d]
+            values = [row.tobytes() for row in np.ascontiguousarray(rows)]
         tag = name.encode() + column.dtype.str.encode()
         parts.append([len(tag).to_bytes(4, "big") + tag + len(v).to_bytes(4, "big") + v for v in values])
     return [b"".join(row) for row in zip(*parts)]

@@ -24,7 +24,7 @@ class Partition:
         non-empty and no index appears twice.
       labels: the labels the partition was made from (for label histograms), or None.
       spec: the partitioner's settings (``Partitioner.to_dict()``), recorded for provenance.
-      allow_empty: clients may hold no examples (keyed partitions of a fixed, public N).
+      allow_empty: clients may hold no examples, all of them included (keyed partitions of a fixed, public N).
 
     Raises:
       ValueError: on an empty client (unless allowed), a repeated index or mismatched lengths, naming
@@ -45,15 +45,15 @@ class Partition:
             if ix.ndim != 1 or (ix.size == 0 and not allow_empty):
                 raise ValueError(f"client {cid!r} has no examples; every client needs at least one")
         flat = np.concatenate(self._indices)
-        if flat.size == 0:
+        if flat.size == 0 and not allow_empty:
             raise ValueError("a partition needs at least one example")
-        if flat.min() < 0:
+        if flat.size and flat.min() < 0:
             raise ValueError("example indices must be >= 0")
         if np.unique(flat).size != flat.size:
             raise ValueError("an example is assigned to more than one client")
         if labels is not None:
             labels = np.asarray(labels)
-            if flat.max() >= labels.shape[0]:
+            if flat.size and flat.max() >= labels.shape[0]:
                 raise ValueError(f"index {int(flat.max())} is out of range for {labels.shape[0]} labels")
         self._labels = labels
         self._spec = dict(spec or {})

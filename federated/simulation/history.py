@@ -20,6 +20,10 @@ OUTSIDE_GUARANTEE = {
     "epsilon": ("seeded noise: no guarantee",
                 "the noise and the client samples were drawn from the recorded seed, which anyone can replay: the "
                 "epsilon describes the mechanism, not a released model"),
+    "clients": ("N: users with a readable id",
+                "N, the number of users, counts the client ids read from at least one row or record; a row or "
+                "record whose id cannot be read (a CSV line that cannot be parsed, a record that is not a tf.Example "
+                "or lacks the id) belongs to no user, so replacing a user by one all of whose rows are such changes N"),
     "classes": ("classes from private labels",
                 "the model's number of outputs is 1 + the largest label of the private data, read without noise "
                 "(name the number of classes to keep it out)"),

@@ -98,7 +98,8 @@ def _default(setting: str):
                    "(optional: keys, and x_test, y_test to evaluate on); a .csv file with a header; or tf.Example "
                    "TFRecord files (a path or glob, e.g. an ExampleGen split; .gz read as GZIP). CSV and "
                    "TFRecords: the features are --feature-column, else every numeric column but --label-column and "
-                   "--client-column (under --dp: every CSV column but those, each read as a number). "
+                   "--client-column (under --dp: every other CSV header column, each read as a number, so a text "
+                   "column such as a name or a date leaves every row out: name the features with --feature-column). "
                    f"Without a test split each row is held out for evaluation with probability {HOLD_OUT:.0%}, by a "
                    "keyed hash of its content (one added row moves no other), and never trained on; under --dp "
                    "their loss and accuracy are reported outside the guarantee. Under --dp no value decides a "
@@ -352,7 +353,8 @@ def _client_data(o, config: FederatedTrainingConfig):
         num_classes = config.model_classes(largest_label(y, test[1]))
     except InvalidFederatedSetting as err:
         raise _usage("--num-classes", err.message) from None
-    outside = ("evaluation",) * (train is not None)
+    outside = ("evaluation",) * (train is not None) + \
+        ("clients",) * (config.private and o["client_column"] is not None and _read_as_declared(o["dataset"]))
     _check_memory(x.shape[1], num_classes, config, o,   # under --dp from public numbers only
                   largest_client=None if config.private else len(y) if train is None else int(train.sum()))
     from federated import ClientData  # pylint: disable=import-outside-toplevel
@@ -617,6 +619,11 @@ def _read(dataset: str, config: FederatedTrainingConfig, client_column: str | No
                      f"glob), got {dataset!r}")
 
 
+def _read_as_declared(dataset: str) -> bool:
+    """Whether a private run reads ``dataset`` against declared columns (a CSV file or TFRecords, `_declared`)."""
+    return dataset != "digits" and not dataset.endswith(".npz")
+
+
 def _read_npz(dataset: str):
     loaded = np.load(dataset, allow_pickle=False)
     if not isinstance(loaded, np.lib.npyio.NpzFile):
@@ -671,8 +678,16 @@ def _from_columns(columns: dict, dataset: str, config: FederatedTrainingConfig, 
         raise ValueError(f"--client-column: {dataset} has no column {client_column!r}; the columns are "
                          f"{sorted(columns)}")
     labels = class_labels(columns, config.label_key, setting=f"--label-column ({dataset})")
+    _check_features(config.feature_keys, columns, dataset)
     x = stack_features(columns, config.feature_keys or feature_columns(columns, (config.label_key, client_column)))
     return x, labels, None if client_column is None else np.asarray(columns[client_column])
+
+
+def _check_features(features, columns, dataset: str) -> None:
+    """Refuses --feature-column names that ``dataset``'s ``columns`` lack (column names are public)."""
+    missing = [name for name in features or () if name not in columns]
+    if missing:
+        raise ValueError(f"--feature-column: {dataset} has no column(s) {missing}; the columns are {sorted(columns)}")
 
 
 def _declared(dataset: str, files: list[str], config: FederatedTrainingConfig, client_column: str | None):
@@ -689,10 +704,9 @@ def _declared(dataset: str, files: list[str], config: FederatedTrainingConfig, c
         from federated.data.examples import read_tf_records  # pylint: disable=import-outside-toplevel
         read = lambda spec: declared.read_examples(read_tf_records(files), spec)  # noqa: E731
     else:
-        import csv  # pylint: disable=import-outside-toplevel
-        with open(dataset, newline="", encoding="utf-8-sig") as f:
-            header = next(csv.reader(f), [])
+        header = declared.csv_header(dataset)
         read = lambda spec: declared.read_csv(dataset, spec)  # noqa: E731
+        _check_features(config.feature_keys, header, dataset)
     features = list(config.feature_keys or [c for c in header if c not in named])
     if not features:
         raise ValueError(f"{dataset} has no feature columns besides {named}")

@@ -48,6 +48,12 @@ PREPROCESSING_CAVEAT = {
     "client, but Transform's analyzers read every training record and are accounted as K records per client: for "
     "a client holding more than K, the preprocessing releases are covered per record, not per client"}
 """Listed outside the guarantee of a private run whose Transform graph has private releases."""
+INFERRED_SPEC = {
+    "feature spec inferred from the data": "each record is read against the raw feature spec of the Transform graph "
+    "or the schema, which SchemaGen infers from the private examples (and CsvExampleGen types each CSV column from "
+    "all its values): one record can change that spec, and with it which records conform; set public_schema once "
+    "the schema and the examples' feature kinds are fixed before the data is read (e.g. ImportSchemaGen)"}
+"""Listed outside the guarantee of a private run whose spec comes from a schema not declared public."""
 
 
 def run_fn(fn_args) -> None:
@@ -84,7 +90,7 @@ def run_fn(fn_args) -> None:
     algorithm = plan.strategy()
     simulation = fl.FederatedSimulation(model_fn, data, algorithm, rounds=config.rounds,
                                         sampler=config.sampler(), seed=config.seed, evaluation=evaluation,
-                                        outside_guarantee=("evaluation",),
+                                        outside_guarantee=("evaluation",) + ("clients",) * bool(config.client_key),
                                         aggregation=plan.aggregation(algorithm, int(data.sizes().max())),
                                         execution=config.execution)
     history = simulation.run()
@@ -94,10 +100,12 @@ def run_fn(fn_args) -> None:
     history.plot(os.path.join(fn_args.model_run_dir, "accuracy.png"))
     export(model_fn, simulation.state.weights, fn_args, train.columns, feature_keys, config, spec)
     if plan.private:
+        spec_outside = spec_caveat(config, transform, getattr(fn_args, "schema_path", None))
         ledger = plan.ledger(simulation.state.budget, rounds=simulation.state.round,
                              trainer={"run_fn": f"{__name__}.run_fn"},
                              outside_guarantee={**history.config["outside_guarantee"],
-                                                **(PREPROCESSING_CAVEAT if plan.preprocessing is not None else {})})
+                                                **(PREPROCESSING_CAVEAT if plan.preprocessing is not None else {}),
+                                                **spec_outside})
         privacy_ledger.write_ledger(fn_args.serving_model_dir, ledger)
 
 
@@ -124,12 +132,13 @@ def read_split(file_patterns, transform=None, spec=None) -> Split:
 
     With ``spec`` (`declared_spec`, for a private run) each record is read alone against it
     (`federated.data.declared`): no record decides the features, their kinds or lengths; a record that
-    does not conform keeps its place with NaN model inputs (left out after dealing), one without a
-    readable client id is left out.
+    does not conform (one that is not a tf.Example included) keeps its place with NaN model inputs (left
+    out after dealing), one without a readable client id is left out, and a split may have no record.
 
     Raises:
-      ValueError: when no file matches, or the examples lack the transform graph's raw features (they are
-        Transform's output: give the Trainer ExampleGen's examples).
+      ValueError: when no file matches, a public run's split has no record or one that is not a tf.Example,
+        or the examples lack the transform graph's raw features (they are Transform's output: give the
+        Trainer ExampleGen's examples).
     """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from federated.data.examples import examples_to_columns, read_tf_records  # pylint: disable=import-outside-toplevel
@@ -138,10 +147,10 @@ def read_split(file_patterns, transform=None, spec=None) -> Split:
     if not files:
         raise ValueError(f"no example files match {list(file_patterns)}")
     records = read_tf_records(files)
+    if spec is not None:   # a private run refuses no split for its number of records, none included
+        return _declared_split(records, transform, spec)
     if not records:
         raise ValueError(f"no records in {files}")
-    if spec is not None:
-        return _declared_split(records, transform, spec)
     raw = examples_to_columns(records)
     if transform is None:
         return Split(columns=raw, raw=raw, keys=record_keys(raw))
@@ -171,6 +180,13 @@ def _declared_split(records: list[bytes], transform, spec) -> Split:
         full[read.conforming] = value
         columns[key] = full
     return Split(columns=columns, raw=read.columns, keys=record_keys(read.columns))
+
+
+def spec_caveat(config: FederatedTrainingConfig, transform, schema_path: str | None) -> dict[str, str]:
+    """`INFERRED_SPEC` when a private run's `declared_spec` comes from a Transform graph or a schema that
+    ``public_schema`` does not declare public, else nothing (``feature_keys`` are settings: public)."""
+    inferred = config.private and not config.public_schema and (transform is not None or bool(schema_path))
+    return dict(INFERRED_SPEC) if inferred else {}
 
 
 def declared_spec(config: FederatedTrainingConfig, transform, schema_path: str | None):
@@ -226,7 +242,8 @@ def _transformed(records: list[bytes], transform, spec) -> dict[str, np.ndarray]
         for key, value in outputs.items():
             if isinstance(value, tf.SparseTensor):
                 raise ValueError(f"Transform output {key!r} is sparse; the Federated Trainer takes dense features")
-            array = value.numpy().reshape(len(value), -1)   # [n] for one value per record, as read_tf_examples
+            array = value.numpy()
+            array = array.reshape(len(array), int(np.prod(array.shape[1:])))   # [n] for one value, as read_tf_examples
             parts.setdefault(key, []).append(array[:, 0] if array.shape[1] == 1 else array)
     return {key: np.concatenate(values) for key, values in parts.items()}
 

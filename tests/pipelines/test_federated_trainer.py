@@ -116,7 +116,8 @@ def test_private_federated_model_carries_the_accountants_epsilon(federated_run):
     assert history["rounds"][-1]["metrics"]["epsilon_rdp"] == pytest.approx(rounds_alone, rel=1e-12)
     # The eval split's rows are private: listed, here and in the ledger (the classes are a setting).
     assert set(history["config"]["outside_guarantee"]) == {"evaluation"}
-    assert set(ledger["parameters"]["outside_guarantee"]) == {"evaluation", "preprocessing beyond K records per client"}
+    assert set(ledger["parameters"]["outside_guarantee"]) == {"evaluation", "preprocessing beyond K records per client",
+                                                              "feature spec inferred from the data"}
     assert "client_sizes_sum" not in history["config"] and history["rounds"][0]["nonfinite"] is None
     assert history["config"]["num_clients"] == 20
     assert history["config"]["partition"] == {"name": "keyed", "num_clients": 20, "rule": "dirichlet", "alpha": 1.0,
@@ -138,6 +139,10 @@ def test_the_exported_model_carries_its_released_statistics_not_the_exact_ones(f
     assert_carries_only_released_statistics(carried_statistics(model_dir, train))
 
 
+LISTED = {"evaluation", "preprocessing beyond K records per client", "feature spec inferred from the data"}
+"""What the pipeline's private Federated Trainer lists outside its guarantee (its spec comes from SchemaGen)."""
+
+
 def test_pipeline_command_runs_the_federated_trainer_and_reports_its_ledger(federated_run):
     report = federated_run["report"]
     assert list(report["stages"]) == ["CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform",
@@ -150,8 +155,8 @@ def test_pipeline_command_runs_the_federated_trainer_and_reports_its_ledger(fede
     assert report["gate"]["blessed"] is True and report["pushed"]["pushed"] is True
     # What the trainer listed outside its guarantee in the ledger is labelled in the report too.
     assert {item.split(" (listed by the trainer)")[0] for item in report["outside_the_guarantee"]
-            if "(listed by the trainer)" in item} == {"evaluation", "preprocessing beyond K records per client"}
-    assert report["privacy"]["outside_guarantee"].keys() == {"evaluation", "preprocessing beyond K records per client"}
+            if "(listed by the trainer)" in item} == LISTED
+    assert report["privacy"]["outside_guarantee"].keys() == LISTED
     # The push decision (accuracy >= --min-accuracy on the private eval rows, without noise) is labelled.
     assert any(item.startswith("the blessing and push decision") and "outside epsilon" in item
                for item in report["outside_the_guarantee"])
@@ -438,12 +443,13 @@ def test_a_private_trainer_counts_the_users_of_both_splits():
                       "held out": (10, tuple(f"u{i}" for i in range(10)), 0)}
 
 
-@pytest.mark.parametrize("bad", ["missing feature", "other kind", "other first record", "unreadable user"])
+@pytest.mark.parametrize("bad", ["missing feature", "other kind", "other first record", "unreadable user",
+                                 "not a tf.Example"])
 def test_a_private_trainer_reads_each_record_against_a_declared_spec(tmp_path, bad):
     """Neighbouring splits, one with a record that lacks a feature, holds one as bytes, comes first with an
-    extra feature and a feature of two values, or has a user id of another kind. Read from the first record,
-    the features would refuse the run or change with it; a private Trainer reads each record alone against
-    the declared spec (here feature_keys), so the features and every client's data are the same."""
+    extra feature and a feature of two values, has a user id of another kind, or is not a tf.Example. Read from
+    the first record, the features would refuse the run, fail it or change with it; a private Trainer reads each
+    record alone against the declared spec (here feature_keys), so the features and every client's data are the same."""
     import tensorflow as tf
     from pipelines.trainers.federated import client_data, declared_spec, read_split, resolve_feature_keys
 
@@ -460,7 +466,8 @@ def test_a_private_trainer_reads_each_record_against_a_declared_spec(tmp_path, b
     extra = {"missing feature": example(a=[0.5], y=[1], user=[b"u1"]),
              "other kind": example(a=[0.5], b=[b"0.5"], y=[1], user=[b"u1"]),
              "other first record": example(a=[0.5, 0.5], b=[0.5], c=[1.0], y=[1], user=[b"u1"]),
-             "unreadable user": example(a=[0.5], b=[0.5], y=[1], user=[0.5])}[bad]
+             "unreadable user": example(a=[0.5], b=[0.5], y=[1], user=[0.5]),
+             "not a tf.Example": b"\xff\xff\xff\xff not a proto"}[bad]
     config = FederatedTrainingConfig.for_trainer({"label_key": "y", "client_key": "user", "feature_keys": ["a", "b"],
                                                   "private": True, "noise_multiplier": 1.0, "num_classes": 2})
     spec = declared_spec(config, None, None)
@@ -475,8 +482,65 @@ def test_a_private_trainer_reads_each_record_against_a_declared_spec(tmp_path, b
         data = client_data(config, split, ["a", "b"], 2)
         clients[name] = {cid: data.client(k)[0].tolist() for k, cid in enumerate(data.client_ids)}
     assert clients["clean"] == clients["bad"] and len(clients["clean"]) == 4
+    if bad == "not a tf.Example":   # a public Trainer (no spec) refuses it in one line
+        with pytest.raises(ValueError, match="record 0 is not a serialized tf.Example"):
+            read_split([str(tmp_path / "bad" / "*")])
     with pytest.raises(InvalidFederatedSetting, match="feature_keys"):
         declared_spec(FederatedTrainingConfig.for_trainer({**CONFIG}), None, None)
+
+
+def test_a_private_trainer_reads_an_eval_split_without_records_instead_of_failing(tmp_path):
+    """Neighbouring eval splits, one without records and one with a record: a private Trainer reads both (the
+    empty one is scored as NaN, not refused), and the clients, their data and the features are the same."""
+    import tensorflow as tf
+    from federated.data.screen import largest_label, trainable
+    from federated.data.examples import stack_features
+    from pipelines.trainers.federated import client_data, declared_spec, read_split
+
+    def example(a, y, user):
+        feature = {"a": tf.train.Feature(float_list=tf.train.FloatList(value=[a])),
+                   "y": tf.train.Feature(int64_list=tf.train.Int64List(value=[y])),
+                   "user": tf.train.Feature(bytes_list=tf.train.BytesList(value=[user]))}
+        return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+    config = FederatedTrainingConfig.for_trainer({"label_key": "y", "client_key": "user", "feature_keys": ["a"],
+                                                  "private": True, "noise_multiplier": 1.0, "num_classes": 2})
+    spec = declared_spec(config, None, None)
+    splits = {"train": [example(0.1 * i, i % 2, b"u%d" % (i % 3)) for i in range(12)], "empty": [],
+              "one": [example(0.5, 1, b"u1")]}
+    for name, rows in splits.items():
+        os.makedirs(tmp_path / name)
+        with tf.io.TFRecordWriter(str(tmp_path / name / "data")) as writer:
+            for record in rows:
+                writer.write(record)
+    train = read_split([str(tmp_path / "train" / "*")], None, spec)
+    seen = {}
+    for name in ("empty", "one"):
+        evaluated = read_split([str(tmp_path / name / "*")], None, spec)
+        x, y = stack_features(evaluated.columns, ["a"]), evaluated.columns["y"]
+        assert x.shape == (len(splits[name]), 1) and trainable(x, y, 2).sum() == len(splits[name])
+        assert largest_label(train.columns["y"], y) == 1
+        data = client_data(config, train, ["a"], 2, held_out=evaluated)
+        seen[name] = {cid: data.client(k)[0].tolist() for k, cid in enumerate(data.client_ids)}
+    assert seen["empty"] == seen["one"] and sorted(seen["one"]) == ["u0", "u1", "u2"]
+    with pytest.raises(ValueError, match="no records"):   # a public Trainer still refuses it
+        read_split([str(tmp_path / "empty" / "*")])
+
+
+def test_a_spec_from_a_schema_or_graph_is_listed_outside_the_guarantee_unless_declared_public():
+    """The spec from a Transform graph or a schema (inferred by SchemaGen from the private data) is listed outside
+    the guarantee of a private run, unless public_schema declares it fixed beforehand; feature_keys (settings)
+    and a public run list nothing."""
+    from pipelines.trainers.federated import INFERRED_SPEC, spec_caveat
+    private = {**CONFIG, "partition": "iid"}
+    for settings, transform, schema, listed in [
+            (private, object(), None, True), (private, None, "schema.pbtxt", True),
+            ({**private, "public_schema": True}, object(), "schema.pbtxt", False), (private, None, None, False),
+            ({"label_key": "diagnosis"}, object(), None, False)]:
+        caveat = spec_caveat(FederatedTrainingConfig.for_trainer(settings), transform, schema)
+        assert caveat == (INFERRED_SPEC if listed else {}), (settings, transform, schema)
+    with pytest.raises(InvalidFederatedSetting, match="public_schema"):
+        FederatedTrainingConfig.for_trainer({**private, "public_schema": "yes"})
 
 
 def test_a_private_trainer_takes_its_spec_from_the_schema_without_a_transform_graph(tmp_path):
@@ -536,3 +600,22 @@ def test_with_a_transform_graph_a_record_that_does_not_conform_is_not_transforme
         clients[name] = ({cid: data.client(k)[0].tolist() for k, cid in enumerate(data.client_ids)},
                          split.columns["x2"])
     assert clients["clean"][0] == clients["missing"][0] == clients["other kind"][0]
+
+
+@pytest.mark.tfx   # imports TFX (about 20 s), runs nothing
+def test_a_pipeline_with_a_schema_file_imports_it_instead_of_inferring_it(tmp_path):
+    """schema_file pins the schema: the pipeline imports it (ImportSchemaGen) rather than letting SchemaGen infer
+    it from the data; a missing file is refused naming the setting."""
+    from pipelines.pipeline import create_pipeline
+    (tmp_path / "schema.pbtxt").write_text('feature { name: "diagnosis" type: INT }\n')
+    kinds = {}
+    for name, schema in (("inferred", None), ("pinned", str(tmp_path / "schema.pbtxt"))):
+        pipeline = create_pipeline(pipeline_root=str(tmp_path / name), data_root=str(tmp_path),
+                                   serving_model_dir=str(tmp_path / "serving"), trainer="federated",
+                                   schema_file=schema)
+        kinds[name] = {type(c).__name__ for c in pipeline.components}
+    assert "SchemaGen" in kinds["inferred"] and "ImportSchemaGen" not in kinds["inferred"]
+    assert "ImportSchemaGen" in kinds["pinned"] and "SchemaGen" not in kinds["pinned"]
+    with pytest.raises(ValueError, match="schema_file"):
+        create_pipeline(pipeline_root=str(tmp_path), data_root=str(tmp_path), serving_model_dir=str(tmp_path),
+                        schema_file=str(tmp_path / "none.pbtxt"))

@@ -70,6 +70,10 @@ secagg_bits                   16                                     b bits per 
 secagg_modulus_bits           40                                     sums mod 2^40
 secagg_range                  C (4 C adaptive); else 8 x largest     coordinate clipping range r
                               client (8 unweighted)
+public_schema                 false                                  the Trainer's schema and the examples'
+                                                                     feature kinds are fixed before the data is
+                                                                     read (an imported schema): else a private
+                                                                     run lists its spec outside the guarantee
 max_examples_per_client       none                                   K, a public bound on any client's training
                                                                      records; needed when a private run's
                                                                      Transform graph has private preprocessing
@@ -195,6 +199,7 @@ class FederatedTrainingConfig:
     secagg_modulus_bits: int = 40
     secagg_range: float | None = None
     max_examples_per_client: int | None = None
+    public_schema: bool = False
 
     @classmethod
     def from_custom_config(cls, custom_config: Mapping[str, Any] | None) -> "FederatedTrainingConfig":
@@ -217,7 +222,7 @@ class FederatedTrainingConfig:
                 if isinstance(values[key], (str, bytes)) or not hasattr(values[key], "__iter__"):
                     raise InvalidFederatedSetting(key, f"must be a list, got {values[key]!r}")
                 values[key] = tuple(values[key])
-        for key in ("private", "secure_aggregation", "seeded_noise", "weighted"):
+        for key in ("private", "secure_aggregation", "seeded_noise", "weighted", "public_schema"):
             if key in values and not isinstance(values[key], bool):
                 raise InvalidFederatedSetting(key, f"must be true or false, got {values[key]!r}")
         for key in ("num_clients", "shards_per_client", "rounds", "local_epochs", "max_examples_per_client"):
@@ -331,6 +336,9 @@ class FederatedTrainingConfig:
                                                        "re-deals every client and a client-level guarantee says "
                                                        "nothing about records; for label skew use dirichlet with a "
                                                        "small alpha")
+        named = [k for k in (self.label_key, self.client_key) if k is not None and k in (self.feature_keys or ())]
+        if named:
+            raise InvalidFederatedSetting("feature_keys", f"{named[0]!r} is the label or client column, not a feature")
         if self.private and self.num_classes is None:
             raise InvalidFederatedSetting("num_classes", "a private run needs the model's number of classes as a "
                                                          "public setting: read from the private labels, one label "
