@@ -259,6 +259,8 @@ print(json.dumps({{"values": values, "ok": tfma.load_validation_result({uri!r}).
     assert result["values"]["dp_epsilon"] == pytest.approx(min(artifact["epsilon"].values()), rel=1e-12)
     assert result["values"]["membership_inference_auc"] == pytest.approx(private_run.report["membership_audit"]["auc"])
     assert result["values"]["binary_accuracy"] == pytest.approx(private_run.report["utility"]["binary_accuracy"])
+    noisy = private_run.report["gate"]["push_decision"]["noisy_accuracy"]
+    assert result["values"]["noisy_accuracy"] == pytest.approx(noisy)
 
 
 def test_too_small_budget_blocks_the_push_reusing_cached_stages(private_run, tight_budget_run):
@@ -319,8 +321,9 @@ def test_library_logs_go_to_a_log_file_under_the_root_not_the_terminal(private_r
 
 
 def test_fixed_size_batches_end_to_end_and_a_utility_failure_blocks_the_push(private_run, fixed_batches_run):
-    """The utility threshold is checked like the privacy ones: min accuracy 0.999 leaves the model NOT
-    BLESSED and unpushed although epsilon and the audit pass, and `ppml report` says why."""
+    """The utility threshold is the noisy accuracy, checked like the privacy values: min accuracy 0.999 (which the
+    exact accuracy does not reach) leaves the model NOT BLESSED and unpushed although epsilon and the audit pass,
+    unless the noise lifted the noisy accuracy over it, and `ppml report` says which."""
     report = fixed_batches_run.report
     stages = report["stages"]
     # Replace-one adjacency: the Transform runs again, its private analyzers analysed under replace-one.
@@ -334,26 +337,33 @@ def test_fixed_size_batches_end_to_end_and_a_utility_failure_blocks_the_push(pri
     assert artifact["epsilon"]["pld"] is None and 2.99 <= artifact["epsilon"]["rdp"] <= 3.0
     assert report["model"]["properties"]["epsilon_accountant"] == "rdp"
     gate = report["gate"]
-    assert gate["blessed"] is False
     checks = {c["name"]: c for c in gate["privacy_checks"]}
     assert checks["epsilon"]["passed"] and checks["membership_inference_auc"]["passed"]
     assert checks["epsilon"]["value"] == pytest.approx(artifact["epsilon"]["rdp"], rel=1e-12)
-    assert ("(RDP accountant (PLD: no analysis), dp-sgd ledger, preprocessing and training composed, delta = "
-            in checks["epsilon"]["reason"])
-    [failure] = gate["failures"]  # TFMA's validation failed on the utility metric, and only on it
-    accuracy = report["utility"]["binary_accuracy"]
-    assert failure["metric"] == "binary_accuracy" and accuracy < 0.999
-    assert failure["message"] == f"binary_accuracy {accuracy:.4g} does not meet >= 0.999"
-    assert report["pushed"] == {"pushed": False, "uri": None}
+    assert ("(RDP accountant (PLD: no analysis), dp-sgd ledger, preprocessing, push decision and training composed, "
+            "delta = " in checks["epsilon"]["reason"])
+    assert report["utility"]["binary_accuracy"] < 0.999
+    # The push decision is the noisy accuracy (noise std ~5.6 on ~190 rows: about one run in ten lifts it to 0.999):
+    # the blessing follows it, and TFMA's validation fails on it alone.
+    decision = gate["push_decision"]
+    assert checks["noisy_accuracy"]["value"] == decision["noisy_accuracy"]
+    assert gate["blessed"] is (decision["noisy_accuracy"] >= 0.999)
+    assert [f["metric"] for f in gate["failures"]] == ([] if gate["blessed"] else ["noisy_accuracy"])
+    assert report["pushed"]["pushed"] is gate["blessed"]
     store = _store(private_run.root)
     [blessing] = [a for a in store.get_artifacts_by_type("ModelBlessing")
                   if _props(a).get("current_model_id") == report["model"]["mlmd_id"]]
-    assert _props(blessing)["blessed"] == 0 and _props(blessing)["privacy_gate_passed"] == 1
+    assert _props(blessing)["blessed"] == int(gate["blessed"]) and _props(blessing)["privacy_gate_passed"] == int(
+        gate["blessed"])
+    noisy = decision["noisy_accuracy"]
     text = fixed_batches_run.report_text
-    for needle in (f"{'sampling':<18} fixed", f"{'PLD':<11} {'n/a':>9}", "Evaluator: NOT BLESSED",
+    for needle in (f"{'sampling':<18} fixed", f"{'PLD':<11} {'n/a':>9}",
                    f"  epsilon            RDP {artifact['epsilon']['rdp']:.4f} at delta",
-                   f"  FAIL  binary_accuracy {accuracy:.4g} does not meet >= 0.999",
-                   "  pass  epsilon", "Pusher: not pushed (only blessed models are pushed)"):
+                   f"  {'pass' if gate['blessed'] else 'FAIL'}  noisy_accuracy {noisy:.4g} "
+                   f"{'>=' if gate['blessed'] else '<'} 0.999 (the push decision: ",
+                   "Evaluator: BLESSED" if gate["blessed"] else "Evaluator: NOT BLESSED",
+                   "  pass  epsilon", "Pusher: pushed to" if gate["blessed"] else
+                   "Pusher: not pushed (only blessed models are pushed)"):
         assert needle in text
 
 
