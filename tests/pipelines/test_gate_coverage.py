@@ -61,7 +61,7 @@ def _store_with_a_trainer(tmp_path, *, graph_input: bool):
     types = {name: store.put_artifact_type(pb.ArtifactType(name=name))
              for name in ("Examples", "TransformGraph", "Model")}
     transform_type = store.put_execution_type(pb.ExecutionType(name="tfx.components.transform.component.Transform"))
-    trainer_type = store.put_execution_type(pb.ExecutionType(name="pipelines.components.dp_trainer.component.DpTrainer"))
+    trainer_type = store.put_execution_type(pb.ExecutionType(name="pipelines.components.dp_trainer.DpTrainer"))
     examples, transformed, graph, model = store.put_artifacts([
         pb.Artifact(type_id=types["Examples"], uri="/raw"), pb.Artifact(type_id=types["Examples"], uri="/transformed"),
         pb.Artifact(type_id=types["TransformGraph"], uri="/graph"), pb.Artifact(type_id=types["Model"], uri="/model")])

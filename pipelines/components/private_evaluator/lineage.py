@@ -63,10 +63,10 @@ def lineage_problems(store, model_id: int, ledger: privacy_ledger.PrivacyLedger)
         if not (account.mechanisms or account.coverage or account.unaccounted):
             continue   # it computes nothing from the data
         if (account.mechanisms, account.coverage) != (accounted.mechanisms, accounted.coverage):
+            exact = ", exact statistics" if account.unaccounted else ""
             problems.append(f"the model's Trainer read the output of the Transform graph {uri} "
-                            f"({len(account.mechanisms)} release(s){', exact statistics' if account.unaccounted else ''})"
-                            f", which its ledger does not account (ML Metadata lineage); give the Trainer that "
-                            f"transform_graph")
+                            f"({len(account.mechanisms)} release(s){exact}), which its ledger does not account (ML "
+                            f"Metadata lineage); give the Trainer that transform_graph")
     return problems
 
 

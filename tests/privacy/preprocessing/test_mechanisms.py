@@ -121,7 +121,8 @@ def test_quantiles_without_noise_are_within_one_bin():
     values = np.exp(RNG.normal(0, 1, 5000))
     for grid, branching in ((Grid(Bounds(1e-3, 1e3), 256, "log"), 4), (Grid(Bounds(0, 50), 64), 64)):
         mechanism = TreeHistogram(grid, 1.0, branching)
-        estimate = mechanism.quantiles(mechanism.release(mechanism.accumulate(values), noise.ZeroNoise()), [0.1, 0.5, 0.9])
+        released = mechanism.release(mechanism.accumulate(values), noise.ZeroNoise())
+        estimate = mechanism.quantiles(released, [0.1, 0.5, 0.9])
         exact = np.quantile(values, [0.1, 0.5, 0.9])
         edges = grid.edges()
         width = np.diff(edges)[np.clip(np.searchsorted(edges, exact) - 1, 0, grid.bins - 1)]
