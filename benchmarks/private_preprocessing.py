@@ -4,8 +4,9 @@ For each total epsilon, the bundled pipeline's Transform code (`pipelines.traine
 preprocessing_fn` through tf.Transform) analyses the training rows with private analyzers at each
 preprocessing share, and once with exact statistics; the bundled Trainer's code then trains the same
 model (DP-SGD, 15 epochs of expected batch 32, C = 1, Poisson sampling), with sigma from the DP
-Trainer's plan: calibrated so that preprocessing and training together meet the target (with exact
-statistics, training alone meets it, and the model as a whole has no finite epsilon). Accuracy and AUC
+Trainer's plan: calibrated so that preprocessing, the push decision the pipeline reserves (its noisy
+accuracy, `pipelines.plan.decision_config`) and training together meet the target (with exact
+statistics, the decision and training alone meet it, and the model as a whole has no finite epsilon). Accuracy and AUC
 are measured on the held-out rows through the transform graph. Same seeds: one split (2/3 of the rows
 for training, seeded, like CsvExampleGen's 2:1), and for repeat r the same weight initialisation, batch
 sampling, DP-SGD noise and preprocessing noise seeds in every configuration. Seeded noise is for
@@ -81,10 +82,12 @@ def run_one(train_rows, eval_rows, *, epsilon: float, share: float | None, repea
     from sklearn.metrics import roc_auc_score  # pylint: disable=import-outside-toplevel
     from pipelines.components.dp_trainer.spec import DpTrainingConfig  # pylint: disable=import-outside-toplevel
     from pipelines import pipeline  # pylint: disable=import-outside-toplevel
+    from pipelines.components.private_evaluator.spec import DEFAULT_DECISION_SHARE  # noqa: PLC0415
     from pipelines.trainers import breast_cancer as module  # pylint: disable=import-outside-toplevel
     from pipelines.transform.artifact import transform_graph_account  # pylint: disable=import-outside-toplevel
     from pipelines.transform.spec import PreprocessingConfig  # pylint: disable=import-outside-toplevel
-    trainer_config = {**pipeline.DEFAULT_TRAINER_CONFIG, "target_epsilon": epsilon}
+    trainer_config = pipeline.decision_config("dp", {**pipeline.DEFAULT_TRAINER_CONFIG, "target_epsilon": epsilon},
+                                              min_accuracy=0.85, share=DEFAULT_DECISION_SHARE)
     if share is None:
         transform_config = PreprocessingConfig(private=False)
     else:

@@ -6,7 +6,8 @@ reads the `PiiScrubber`'s examples (`pipelines.minimization`); with ``kanonymity
 on them. The Trainer is `DpTrainer` (private
 or not, by ``trainer_config['private']``) or, with ``trainer="federated"``, `FederatedTrainer` (FedAvg
 over clients partitioned from the training split, client-level DP when private); the Evaluator is
-`PrivateEvaluator` (blessing needs accuracy >= ``min_accuracy``, epsilon <= ``epsilon_budget`` and
+`PrivateEvaluator` (blessing needs a noisy held-out accuracy >= ``min_accuracy``, released within the
+Trainer's epsilon from ``decision_share`` of its target, epsilon <= ``epsilon_budget`` and
 membership AUC <= ``max_membership_auc``), and the Pusher pushes only blessed models. With ``encrypted_check=True`` an `EncryptedInferenceGate`
 runs between Evaluator and Pusher: it predicts ``encrypted_examples`` evaluation examples secret-shared
 and in plaintext, and its blessing, which the Pusher then follows, holds only if the Evaluator's
@@ -39,7 +40,7 @@ from pipelines.components.private_evaluator.component import PrivateEvaluator
 from pipelines.datasets import breast_cancer
 from pipelines.minimization import minimization_stages
 from pipelines.plan import (DEFAULT_TRAINER_CONFIG, MODULE, TRAINERS, PipelineLayout, PipelinePlan,  # noqa: F401
-                            preprocessing_config, resolve_plan)
+                            decision_config, preprocessing_config, resolve_plan)
 from pipelines.report import ENCRYPTED_GATE, NON_PRIVATE_SUFFIX
 
 PIPELINE_NAME = "ppml-breast-cancer"
@@ -47,22 +48,24 @@ PIPELINE_NAME = "ppml-breast-cancer"
 LOCAL_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 
 
-def eval_config(*, min_accuracy: float, epsilon_budget: float, max_membership_auc: float,
+def eval_config(*, min_accuracy: float | None, epsilon_budget: float, max_membership_auc: float,
                 delta_budget: float | None = None, label_key: str = breast_cancer.LABEL_KEY,
-                privacy_unit: str = gate_spec.DEFAULT_PRIVACY_UNIT) -> tfma.EvalConfig:
-    """Utility metrics and thresholds plus the privacy gate's, in one TFMA EvalConfig."""
-    accuracy = tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(lower_bound={"value": min_accuracy}))
+                privacy_unit: str = gate_spec.DEFAULT_PRIVACY_UNIT,
+                metadata_path: str | None = None) -> tfma.EvalConfig:
+    """Exact utility metrics (for the reader, no thresholds: outside the guarantee) plus the privacy gate's,
+    whose noisy accuracy >= ``min_accuracy`` is the push decision, in one TFMA EvalConfig."""
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(label_key=label_key, signature_name="serving_default",
                                     prediction_key="probabilities")],
         slicing_specs=[tfma.SlicingSpec()],
         metrics_specs=[tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(class_name="ExampleCount"),
-            tfma.MetricConfig(class_name="BinaryAccuracy", threshold=accuracy),
+            tfma.MetricConfig(class_name="BinaryAccuracy"),
             tfma.MetricConfig(class_name="AUC"),
             tfma.MetricConfig(class_name="BinaryCrossentropy"),
             *gate_spec.privacy_metrics(epsilon_budget=epsilon_budget, max_membership_auc=max_membership_auc,
-                                       delta_budget=delta_budget, privacy_unit=privacy_unit),
+                                       delta_budget=delta_budget, privacy_unit=privacy_unit,
+                                       min_accuracy=min_accuracy, metadata_path=metadata_path),
         ])])
 
 
@@ -91,7 +94,7 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
     trainer, module = plan.trainer, plan.module
     config = eval_config(min_accuracy=plan.min_accuracy, epsilon_budget=plan.epsilon_budget,
                          max_membership_auc=plan.max_membership_auc, delta_budget=plan.delta_budget,
-                         privacy_unit=plan.privacy_unit)
+                         privacy_unit=plan.privacy_unit, metadata_path=metadata_path)
     example_gen = tfx.components.CsvExampleGen(input_base=data_root)
     examples, minimization = minimization_stages(example_gen.outputs["examples"], plan.scrub, plan.kanonymity,
                                                  plan.generalize)

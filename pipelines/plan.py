@@ -27,7 +27,9 @@ DEFAULT_TRAINER_CONFIG: Mapping[str, Any] = types.MappingProxyType({
     "private": True, "batch_size": 32, "epochs": 15, "l2_norm_clip": 1.0, "target_epsilon": 3.0,
     "learning_rate": 0.2,
 })
-PRIVACY_KEYS = ("target_epsilon", "noise_multiplier", "max_epsilon")
+DEFAULT_TARGET_EPSILON = federated_spec.DEFAULT_TARGET_EPSILON
+"""ppml's one default target epsilon (``ppml pipeline run --private``, the Federated Trainer's default)."""
+PRIVACY_KEYS = ("target_epsilon", "noise_multiplier", "max_epsilon", "decision_epsilon")
 """Settings a non-private DP Trainer of a side-by-side comparison drops (the Federated Trainer's: its spec's
 PRIVACY_SETTINGS)."""
 TRAINERS = ("dp", "federated")
@@ -62,7 +64,7 @@ class PipelinePlan:
     preprocessing: preprocessing_spec.PreprocessingConfig
     epsilon_budget: float
     max_membership_auc: float
-    min_accuracy: float
+    min_accuracy: float | None
     delta_budget: float | None
     privacy_unit: str
     encrypted_check: bool
@@ -81,19 +83,21 @@ class PipelinePlan:
     @property
     def non_private_trainer_config(self) -> dict[str, Any]:
         """The side-by-side non-private Trainer's ``custom_config``: this one without its privacy settings."""
-        dropped = PRIVACY_KEYS if self.trainer == "dp" else federated_spec.PRIVACY_SETTINGS
+        dropped = PRIVACY_KEYS if self.trainer == "dp" else (*federated_spec.PRIVACY_SETTINGS, "decision_epsilon",
+                                                              "budget_unit")
         return {**{k: v for k, v in self.trainer_config.items() if k not in dropped}, "private": False}
 
 
 def resolve_plan(*, trainer: str = "dp", trainer_config: Mapping[str, Any] | None = None,
-                 epsilon_budget: float = 3.0, max_membership_auc: float = 0.6, min_accuracy: float = 0.85,
+                 epsilon_budget: float = 3.0, max_membership_auc: float = 0.6, min_accuracy: float | None = 0.85,
                  delta_budget: float | None = None, privacy_unit: str = gate_spec.DEFAULT_PRIVACY_UNIT,
                  preprocessing_share: float = preprocessing_spec.DEFAULT_SHARE,
                  preprocessing_epsilon: float | None = None, encrypted_check: bool = False,
                  encrypted_examples: int = 200, compare_non_private: bool = False,
                  module: str = MODULE, scrub: ScrubSettings | None = None,
                  kanonymity: KAnonymitySettings | None = None, generalize: bool = False,
-                 schema_file: str | None = None) -> PipelinePlan:
+                 schema_file: str | None = None,
+                 decision_share: float = gate_spec.DEFAULT_DECISION_SHARE) -> PipelinePlan:
     """Checks the settings of one pipeline and resolves them into a `PipelinePlan`.
 
     Args:
@@ -102,7 +106,10 @@ def resolve_plan(*, trainer: str = "dp", trainer_config: Mapping[str, Any] | Non
         `pipelines.components.federated_trainer.spec`; the federated one's ``label_key`` defaults to
         the bundled dataset's label, with its ``num_classes``). Default: `DEFAULT_TRAINER_CONFIG` for the DP
         Trainer, the spec's own defaults for the Federated Trainer.
-      epsilon_budget, max_membership_auc, min_accuracy: the Evaluator's thresholds.
+      epsilon_budget, max_membership_auc, min_accuracy: the Evaluator's thresholds; the push decision compares
+        a noisy held-out accuracy with ``min_accuracy`` (None or 0: no utility threshold, nothing released).
+      decision_share: the fraction of the Trainer's target epsilon reserved for that noisy accuracy (its
+        ``decision_epsilon``, unless the Trainer's config names one); the target covers it.
       delta_budget: the largest delta the Evaluator blesses (None: below 1/n, as every ledger is).
       privacy_unit: the unit of privacy ``epsilon_budget`` is stated in (example, user or client): the
         Federated Trainer's ledger is client-level (user-level with a client key), so its budget says so; a
@@ -143,16 +150,48 @@ def resolve_plan(*, trainer: str = "dp", trainer_config: Mapping[str, Any] | Non
             raise ValueError(f"privacy_unit (--privacy-unit) {privacy_unit!r}: the Federated Trainer's epsilon is "
                              f"{federated.privacy_unit}-level (clients: {federated.clients}), and a ledger in another "
                              f"unit meets no budget; state the budget per {federated.privacy_unit}")
+        if federated.private and per_record and federated.budget_unit is None:   # calibrate for the gate's figure
+            trainer_config = {**trainer_config, "budget_unit": "example"}
     if schema_file is not None and not os.path.isfile(schema_file):
         raise ValueError(f"schema_file: no file {schema_file!r}")
     preprocessing = preprocessing_config(trainer, trainer_config, share=preprocessing_share,
                                          epsilon=preprocessing_epsilon)
+    if min_accuracy == 0:   # the noisy accuracy is in [0, 1]: a threshold of 0 decides nothing
+        min_accuracy = None
+    trainer_config = decision_config(trainer, trainer_config, min_accuracy=min_accuracy, share=decision_share)
     return PipelinePlan(trainer=trainer, trainer_config=types.MappingProxyType(dict(trainer_config)),
                         preprocessing=preprocessing, epsilon_budget=epsilon_budget,
                         max_membership_auc=max_membership_auc, min_accuracy=min_accuracy, delta_budget=delta_budget,
                         privacy_unit=privacy_unit, encrypted_check=encrypted_check,
                         encrypted_examples=encrypted_examples, compare_non_private=compare_non_private, module=module,
                         scrub=scrub, kanonymity=kanonymity, generalize=generalize, schema_file=schema_file)
+
+
+def decision_config(trainer: str, trainer_config: Mapping[str, Any], *, min_accuracy: float | None,
+                    share: float) -> Mapping[str, Any]:
+    """The Trainer's ``custom_config`` with the push decision's budget reserved: ``decision_epsilon`` = ``share`` x
+    the target epsilon (x `DEFAULT_TARGET_EPSILON` for a Trainer given a noise multiplier: its epsilon is then
+    what the ledger composes, this included), for a private Trainer, a ``min_accuracy`` and a config that names no
+    ``decision_epsilon``.
+
+    Raises:
+      ValueError: naming the setting, for a share outside (0, 1) or a decision that cannot be reserved.
+    """
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share < 1:
+        raise ValueError(f"decision_share must be in (0, 1), got {share!r}")
+    if min_accuracy is None or trainer_config.get("decision_epsilon") is not None:
+        return trainer_config
+    if trainer == "dp":
+        config = DpTrainingConfig.from_custom_config(trainer_config)
+    else:
+        config = federated_spec.FederatedTrainingConfig.for_trainer(trainer_config)
+        if config.private and config.client_key is not None:
+            raise ValueError(f"min_accuracy {min_accuracy!r}: with a client_key a user's held-out records are not "
+                             f"bounded, so no private push decision can be accounted per user; set min_accuracy to 0 "
+                             f"(--min-accuracy 0: no utility threshold)")
+    if not config.private:
+        return trainer_config
+    return {**trainer_config, "decision_epsilon": share * (config.target_epsilon or DEFAULT_TARGET_EPSILON)}
 
 
 def preprocessing_config(trainer: str, trainer_config: Mapping[str, Any], *, share: float,

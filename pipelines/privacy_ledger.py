@@ -10,11 +10,12 @@ the `privacy.accounting.PrivacyReport` of the run. Epsilon is recomputed from th
 read, so a ledger cannot claim an epsilon its events do not support.
 
 The ledger covers the whole artifact. When the model embeds a Transform graph, its preprocessing
-releases (`privacy.preprocessing.PreprocessingPart`) come first in the budget, before the training's
-events, and the epsilon is the composition of both in one accountant (RDP and PLD); each part's epsilon
-alone is listed beside it (`parts`). The delta is the accountant's delta plus the delta that
-thresholded partition selection adds (`additive_delta`, never multiplied by e^epsilon: see
-`privacy.preprocessing.partition_selection`).
+releases (`privacy.preprocessing.PreprocessingPart`) come first in the budget; then the push decision the
+trainer reserved (`privacy.decision.NoisyAccuracy`: the Private Evaluator releases a noisy accuracy with
+exactly that noise); then the training's events. The epsilon is the composition of all in one accountant
+(RDP and PLD); each part's epsilon alone is listed beside it (`parts`). The delta is the accountant's delta
+plus the delta that thresholded partition selection adds (`additive_delta`, never multiplied by e^epsilon:
+see `privacy.preprocessing.partition_selection`).
 
 Trainer executors copy the headline numbers into custom properties of the Model artifact in
 ML Metadata (`MODEL_PROPERTIES`); `model_properties` reads them back from a TFX artifact or a raw
@@ -33,6 +34,7 @@ from typing import Any
 
 from privacy.accounting import (DpSgdMechanism, PrivacyBudget, PrivacyReport, dp_accounting_version,
                                 dp_sgd_report, event_to_json)
+from privacy.decision import NoisyAccuracy
 from privacy.preprocessing import PreprocessingPart, RecordError
 from privacy.atomic_files import write_atomically
 
@@ -68,11 +70,13 @@ PRIVACY_UNIT = "privacy_unit"              # string: one of PRIVACY_UNITS
 EPSILON_PREPROCESSING = "epsilon_preprocessing"  # the preprocessing releases alone (smallest over accountants)
 EPSILON_TRAINING = "epsilon_training"            # the training alone
 EPSILON_RECORD_LEVEL = "epsilon_record_level"    # a keyed client partition's one-record figure (record_level_epsilon)
+EPSILON_DECISION = "epsilon_decision"            # the push decision's release alone (reserved by the trainer)
 MLMD_SIGNIFICANT_DIGITS = 6
 """ml-metadata's SQLite store keeps 6 significant digits of a double property (it prints them with %g)."""
 MODEL_PROPERTIES = (PRIVATE, EPSILON, EPSILON_ACCOUNTANT, DELTA, EPSILON_RDP, EPSILON_PLD, NOISE_MULTIPLIER,
                     L2_NORM_CLIP, DP_STEPS, SAMPLING, ADJACENCY, PRIVACY_MECHANISM, ACCOUNTANT_VERSION,
-                    PRIVACY_LEDGER_URI, PRIVACY_UNIT, EPSILON_PREPROCESSING, EPSILON_TRAINING, EPSILON_RECORD_LEVEL)
+                    PRIVACY_LEDGER_URI, PRIVACY_UNIT, EPSILON_PREPROCESSING, EPSILON_TRAINING, EPSILON_RECORD_LEVEL,
+                    EPSILON_DECISION)
 
 
 class LedgerError(ValueError):
@@ -92,6 +96,9 @@ class PrivacyLedger:
       trainer: free-form JSON facts about the trainer (module, library versions).
       preprocessing: the releases of the model's preprocessing, accounted before the training's
         events; None when the model embeds no Transform graph.
+      decision: the push decision's release (a noisy accuracy on the held-out split), reserved by the
+        trainer and accounted after the preprocessing; None when no budget was reserved for it (then the
+        Private Evaluator cannot decide on utility within the guarantee).
     """
 
     budget: PrivacyBudget
@@ -99,12 +106,14 @@ class PrivacyLedger:
     parameters: dict[str, Any]
     trainer: dict[str, Any] = dataclasses.field(default_factory=dict)
     preprocessing: PreprocessingPart | None = None
+    decision: NoisyAccuracy | None = None
 
     @classmethod
     def for_dp_sgd(cls, mechanism: DpSgdMechanism, *, l2_norm_clip: float, delta: float,
                    delta_is_default: bool = False, budget: PrivacyBudget | None = None,
                    trainer: dict[str, Any] | None = None,
-                   preprocessing: PreprocessingPart | None = None) -> "PrivacyLedger":
+                   preprocessing: PreprocessingPart | None = None,
+                   decision: NoisyAccuracy | None = None) -> "PrivacyLedger":
         """The ledger of a DP-SGD run that took ``mechanism.steps`` noisy steps.
 
         Args:
@@ -112,6 +121,7 @@ class PrivacyLedger:
           budget: the budget the training callback composed (the training's events only); when None,
             one is composed from ``mechanism`` (``mechanism.unit_event()`` x ``mechanism.units()``).
           preprocessing: the preprocessing releases the model carries, composed before the training.
+          decision: the push decision's release, composed after the preprocessing, before the training.
 
         Raises:
           LedgerError: if ``budget`` does not account exactly the run ``mechanism`` describes.
@@ -121,11 +131,11 @@ class PrivacyLedger:
         accountant_delta = accountant_delta_of(delta, preprocessing)
         if budget is None:
             budget = _composed(mechanism, accountant_delta)
-        budget = with_preprocessing(budget, mechanism, accountant_delta, preprocessing)
+        budget = with_preprocessing(budget, mechanism, accountant_delta, preprocessing, decision)
         parameters = {f.name: _json_value(getattr(mechanism, f.name)) for f in dataclasses.fields(mechanism)}
         parameters.update(l2_norm_clip=float(l2_norm_clip), delta_is_default=bool(delta_is_default))
         return cls(budget=budget, mechanism=DP_SGD, parameters=parameters, trainer=dict(trainer or {}),
-                   preprocessing=preprocessing)
+                   preprocessing=preprocessing, decision=decision)
 
     # --- the guarantee --------------------------------------------------------------------------
     @property
@@ -155,25 +165,29 @@ class PrivacyLedger:
 
     @functools.cached_property
     def parts(self) -> dict[str, dict[str, float | None]]:
-        """{'preprocessing' | 'training': {accountant: epsilon of that part alone}} at the accountant's delta.
+        """{'preprocessing' | 'decision' | 'training': {accountant: epsilon of that part alone}} at the
+        accountant's delta (the parts the ledger has).
 
         Composed, the parts spend `epsilons` (less than their sum: RDP and PLD compose tighter than
-        adding epsilons). Without preprocessing the training is the whole.
+        adding epsilons). Without preprocessing or decision the training is the whole.
         """
-        count = 0 if self.preprocessing is None else len(self.preprocessing.events())
-        ledger, prior = list(self.budget.ledger), []
-        while count and ledger:
-            event, runs = ledger[0]
-            taken = min(runs, count)
-            prior.append((event, taken))
-            count -= taken
-            ledger[0] = (event, runs - taken)
-            if ledger[0][1] == 0:
-                ledger.pop(0)
-        out = {}
-        for name, events in (("preprocessing", prior), ("training", ledger)):
-            if name == "preprocessing" and self.preprocessing is None:
+        ledger, split = list(self.budget.ledger), []
+        for name, count in (("preprocessing", None if self.preprocessing is None else len(self.preprocessing.events())),
+                            ("decision", None if self.decision is None else 1)):
+            if count is None:
                 continue
+            prior = []
+            while count and ledger:
+                event, runs = ledger[0]
+                taken = min(runs, count)
+                prior.append((event, taken))
+                count -= taken
+                ledger[0] = (event, runs - taken)
+                if ledger[0][1] == 0:
+                    ledger.pop(0)
+            split.append((name, prior))
+        out = {}
+        for name, events in (*split, ("training", ledger)):
             part = PrivacyBudget(target_delta=self.budget.target_delta,
                                  neighboring_relation=self.budget.neighboring_relation,
                                  group_size=self.budget.group_size, accountants=self.budget.accountants)
@@ -223,7 +237,9 @@ class PrivacyLedger:
         'RDP accountant (PLD: no analysis), dp-sgd ledger, delta = 0.001'."""
         missing = [kind.upper() for kind, e in self.epsilons.items() if e is None]
         unavailable = f" ({', '.join(missing)}: no analysis)" if missing else ""
-        whole = ", preprocessing and training composed" if self.preprocessing is not None else ""
+        composed = [name for name, part in (("preprocessing", self.preprocessing), ("push decision", self.decision))
+                    if part is not None]
+        whole = f", {', '.join(composed)} and training composed" if composed else ""
         return (f"{self.epsilon_accountant.upper()} accountant{unavailable}, {self.mechanism} ledger{whole}, "
                 f"delta = {self.delta:g}")
 
@@ -270,12 +286,16 @@ class PrivacyLedger:
             out["report"] = self.privacy_report().to_dict()
         if self.preprocessing is not None:
             out["preprocessing"] = self.preprocessing.to_dict()
+        if self.decision is not None:
+            out["decision"] = self.decision.to_dict()
+        if self.preprocessing is not None or self.decision is not None:
             out["composition"] = {
                 "epsilon": epsilons, "delta": self.delta, "accountant_delta": self.accountant_delta,
                 "additive_delta": self.additive_delta,
                 "analysis": {
                     "epsilon": "dp-accounting's RDP and PLD accountants over every event of the budget (the "
-                               "preprocessing releases, then the training) at accountant_delta",
+                               "preprocessing releases, the push decision, then the training) at "
+                               "accountant_delta",
                     "parts": "the same accountants over each part's events alone, at accountant_delta",
                     "additive_delta": "the sum over private vocabularies of the bound on releasing a token that "
                                       "only one privacy unit holds (privacy.preprocessing.partition_selection)",
@@ -293,21 +313,29 @@ class PrivacyLedger:
             budget = PrivacyBudget.from_dict(data["budget"])
             preprocessing = (PreprocessingPart.from_dict(data["preprocessing"]) if data.get("preprocessing") is not None
                              else None)
+            decision = NoisyAccuracy.from_dict(data["decision"]) if data.get("decision") is not None else None
             ledger = cls(budget=budget, mechanism=str(data["mechanism"]), parameters=dict(data["parameters"]),
-                         trainer=dict(data.get("trainer") or {}), preprocessing=preprocessing)
+                         trainer=dict(data.get("trainer") or {}), preprocessing=preprocessing, decision=decision)
         except (KeyError, TypeError, ValueError) as err:
             raise LedgerError(f"malformed privacy ledger: {err}") from None
         if ledger.privacy_unit not in PRIVACY_UNITS:
             raise LedgerError(f"privacy unit {ledger.privacy_unit!r} is none of {', '.join(PRIVACY_UNITS)}")
-        check_budget(budget, ledger.accounted_mechanism(), budget.target_delta, preprocessing)
+        check_budget(budget, ledger.accounted_mechanism(), budget.target_delta, preprocessing, decision)
         return ledger
 
 
-def _composed(mechanism: DpSgdMechanism, delta: float, preprocessing: PreprocessingPart | None = None) -> PrivacyBudget:
+def _composed(mechanism: DpSgdMechanism, delta: float, preprocessing: PreprocessingPart | None = None,
+              decision: NoisyAccuracy | None = None) -> PrivacyBudget:
     budget = PrivacyBudget.for_mechanism(mechanism, delta)
-    for event in _preprocessing_events(preprocessing, mechanism):
+    for event in prior_events(preprocessing, decision, mechanism):
         budget.compose(event)
     return budget.compose(mechanism.unit_event(), mechanism.units())
+
+
+def prior_events(preprocessing: PreprocessingPart | None, decision: NoisyAccuracy | None,
+                 mechanism: DpSgdMechanism) -> list:
+    """The events composed before the training's: the preprocessing releases, then the push decision."""
+    return _preprocessing_events(preprocessing, mechanism) + ([] if decision is None else [decision.event()])
 
 
 def _preprocessing_events(preprocessing: PreprocessingPart | None, mechanism: DpSgdMechanism) -> list:
@@ -336,19 +364,19 @@ def accountant_delta_of(delta: float, preprocessing: PreprocessingPart | None) -
 
 
 def with_preprocessing(training: PrivacyBudget, mechanism: DpSgdMechanism, delta: float,
-                       preprocessing: PreprocessingPart | None) -> PrivacyBudget:
-    """The artifact's budget: the preprocessing's events, then those ``training`` composed (at the accountant's
-    ``delta``), checked against ``mechanism``'s run.
+                       preprocessing: PreprocessingPart | None, decision: NoisyAccuracy | None = None) -> PrivacyBudget:
+    """The artifact's budget: the preprocessing's events, the push decision's, then those ``training`` composed
+    (at the accountant's ``delta``), checked against ``mechanism``'s run.
 
     Raises:
       LedgerError: when ``training`` does not account exactly that run.
     """
     check_budget(training, mechanism, training.target_delta)
-    if preprocessing is None and training.target_delta == delta:
+    if preprocessing is None and decision is None and training.target_delta == delta:
         return training
     budget = PrivacyBudget(target_delta=delta, neighboring_relation=training.neighboring_relation,
                            group_size=training.group_size, accountants=training.accountants)
-    for event in _preprocessing_events(preprocessing, mechanism):
+    for event in prior_events(preprocessing, decision, mechanism):
         budget.compose(event)
     for event, count in training.ledger:
         budget.compose(event, count)
@@ -356,11 +384,11 @@ def with_preprocessing(training: PrivacyBudget, mechanism: DpSgdMechanism, delta
 
 
 def check_budget(budget: PrivacyBudget, mechanism: DpSgdMechanism, delta: float,
-                 preprocessing: PreprocessingPart | None = None) -> None:
-    """Raises LedgerError unless ``budget`` composed exactly the events of ``preprocessing`` (if any),
-    then those of ``mechanism``'s run (its unit event, once per unit), under its relation and at the
-    accountant's ``delta``."""
-    expected = _composed(mechanism, delta, preprocessing)
+                 preprocessing: PreprocessingPart | None = None, decision: NoisyAccuracy | None = None) -> None:
+    """Raises LedgerError unless ``budget`` composed exactly the events of ``preprocessing`` (if any), the
+    ``decision``'s (if any), then those of ``mechanism``'s run (its unit event, once per unit), under its
+    relation and at the accountant's ``delta``."""
+    expected = _composed(mechanism, delta, preprocessing, decision)
     if (budget.ledger != expected.ledger or budget.target_delta != expected.target_delta
             or budget.neighboring_relation != expected.neighboring_relation
             or budget.group_size != expected.group_size):
@@ -451,9 +479,10 @@ def ledger_properties(ledger: PrivacyLedger | None, ledger_uri: str | None = Non
         value = ledger.epsilons.get(kind)
         if value is not None:
             props[name] = mlmd_upper_bound(value)
-    if ledger.preprocessing is not None:
-        for part, name in (("preprocessing", EPSILON_PREPROCESSING), ("training", EPSILON_TRAINING)):
-            values = [e for e in ledger.parts[part].values() if e is not None]
+    if ledger.preprocessing is not None or ledger.decision is not None:
+        for part, name in (("preprocessing", EPSILON_PREPROCESSING), ("decision", EPSILON_DECISION),
+                           ("training", EPSILON_TRAINING)):
+            values = [e for e in ledger.parts.get(part, {}).values() if e is not None]
             if values:
                 props[name] = mlmd_upper_bound(min(values))
     record_level = ledger.record_level_epsilon()

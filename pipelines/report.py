@@ -103,7 +103,7 @@ class PipelineReport:
                 "privacy_unit": evaluation.get("privacy_unit"),
                 "max_membership_auc": evaluation.get("max_membership_auc"),
                 "privacy_checks": evaluation.get("privacy_checks"), "failures": evaluation.get("failures"),
-                "warnings": evaluation.get("warnings", [])},
+                "warnings": evaluation.get("warnings", []), "push_decision": evaluation.get("push_decision")},
             "outside_the_guarantee": evaluation.get("outside_the_guarantee", []),
             "encrypted_check": self.encrypted_check,
             "pushed": {"pushed": self.pushed_uri is not None, "uri": self.pushed_uri},
@@ -115,7 +115,7 @@ class PipelineReport:
             lines += ["No privacy ledger: the model was trained without differential privacy, so no epsilon "
                       "bounds what it reveals about its training data."]
         elif self.ledger.mechanism == privacy_ledger.DP_SGD:
-            if self.ledger.preprocessing is not None:
+            if self.ledger.preprocessing is not None or self.ledger.decision is not None:
                 lines += artifact_lines(self.ledger) + ["", "The training part alone (the model's guarantee is the "
                                                             "composed one above):", ""]
             lines += [self.ledger.privacy_report().format_text(),
@@ -130,7 +130,7 @@ class PipelineReport:
             if self.evaluation is None:   # else the Evaluator's list below holds the trainer's
                 lines += [f"  outside the guarantee: {name}: {why}"
                           for name, why in (self.ledger.parameters.get("outside_guarantee") or {}).items()]
-            if self.ledger.preprocessing is not None:
+            if self.ledger.preprocessing is not None or self.ledger.decision is not None:
                 lines += [""] + artifact_lines(self.ledger)
         lines += ["", f"Pipeline {self.pipeline_name}, run {self.run_id}",
                   "  " + ", ".join(f"{stage} {state}" for stage, state in self.stages.items()),
@@ -144,8 +144,14 @@ class PipelineReport:
             return "\n".join(lines)
         evaluation = self.evaluation
         count = self.utility.get("example_count")
-        lines += ["", f"Utility (TFMA, overall slice{f', {count:.0f} held-out examples' if count else ''})"]
+        lines += ["", f"Utility (TFMA, overall slice{f', {count:.0f} held-out examples' if count else ''}; exact, "
+                      f"outside the guarantee: for the reader, they decide nothing)"]
         lines += [f"  {name:<22} {_number(value)}" for name, value in self.utility.items() if name != "example_count"]
+        decision = evaluation.get("push_decision")
+        if decision and decision.get("noisy_rows") is not None:
+            lines += [f"  noisy_accuracy         {_number(decision['noisy_accuracy'])}  (the push decision, inside "
+                      f"epsilon: {decision['noisy_correct']} of {decision['noisy_rows']} rows correct, noisy counts, "
+                      f"noise std {decision['noise_std']:.3g})"]
         if evaluation.get("membership_audit"):
             from privacy.auditing import MembershipAudit  # pylint: disable=import-outside-toplevel
             lines += [""] + MembershipAudit.from_dict(evaluation["membership_audit"]).format_text().splitlines()
@@ -168,7 +174,8 @@ def artifact_privacy(ledger: privacy_ledger.PrivacyLedger) -> dict[str, Any]:
     """The whole artifact's epsilon and delta, and each part's epsilon alone (JSON values)."""
     out = {"epsilon": _finite(ledger.epsilons), "delta": ledger.delta, "accountant_delta": ledger.accountant_delta,
            "additive_delta": ledger.additive_delta, "accountant": ledger.epsilon_accountant,
-           "parts": {name: _finite(eps) for name, eps in ledger.parts.items()}, "preprocessing": None}
+           "parts": {name: _finite(eps) for name, eps in ledger.parts.items()}, "preprocessing": None,
+           "decision": None if ledger.decision is None else ledger.decision.to_dict()}
     if ledger.preprocessing is not None:
         account = ledger.preprocessing.account
         budget = account.coverage.budget if account.coverage is not None else None
@@ -186,27 +193,35 @@ def artifact_lines(ledger: privacy_ledger.PrivacyLedger) -> list[str]:
     def shown(epsilons):
         return ", ".join(f"{k.upper()} {_number(v)}" for k, v in epsilons.items() if v is not None) or "n/a"
 
-    account = ledger.preprocessing.account
+    parts = ledger.parts
+    delta = f"{ledger.delta:g}"
+    if ledger.additive_delta:
+        delta += f" (accountant {ledger.accountant_delta:g} + partition selection {ledger.additive_delta:g})"
+    lines = ["Privacy of the model as a whole: what it carries and what decided its push, composed in one accountant",
+             f"  epsilon            {shown(ledger.epsilons)} at delta {delta}"]
+    if ledger.preprocessing is not None:
+        lines += _preprocessing_lines(ledger.preprocessing.account, shown(parts["preprocessing"]))
+    if ledger.decision is not None:
+        lines.append(f"  push decision      noisy held-out accuracy (Gaussian std {ledger.decision.std:.3g} on each "
+                     f"count, reserved by the trainer); alone: epsilon {shown(parts['decision'])}")
+    lines += [f"  training           {ledger.mechanism} alone: epsilon {shown(parts['training'])}",
+              "  (composed, the parts spend less than the sum of their epsilons)"]
+    if ledger.preprocessing is not None:
+        account = ledger.preprocessing.account
+        lines += [f"  declared public    {d.name}: {d.reason}" for d in account.declarations]
+        lines += [f"  NOT COVERED        {p}" for p in account.problems()]
+    return lines
+
+
+def _preprocessing_lines(account, epsilon_alone: str) -> list[str]:
     analyzers: dict[str, int] = {}
     for m in account.mechanisms:
         analyzers[m.analyzer] = analyzers.get(m.analyzer, 0) + 1
     budget = account.coverage.budget if account.coverage is not None else None
     configured = f"; calibrated to epsilon {budget['epsilon']:g} alone" if budget else ""
-    parts = ledger.parts
-    delta = f"{ledger.delta:g}"
-    if ledger.additive_delta:
-        delta += f" (accountant {ledger.accountant_delta:g} + partition selection {ledger.additive_delta:g})"
-    lines = ["Privacy of the model as a whole: its preprocessing and its training, composed in one accountant",
-             f"  epsilon            {shown(ledger.epsilons)} at delta {delta}",
-             f"  preprocessing      {len(account.mechanisms)} private release(s) "
-             f"({', '.join(f'{k} x{v}' for k, v in sorted(analyzers.items())) or 'none'}){configured}; "
-             f"alone: epsilon {shown(parts['preprocessing'])}",
-             f"  training           {ledger.mechanism} alone: epsilon {shown(parts['training'])}",
-             "  (composed, the parts spend less than the sum of their epsilons)"]
-    if account.declarations:
-        lines += [f"  declared public    {d.name}: {d.reason}" for d in account.declarations]
-    lines += [f"  NOT COVERED        {p}" for p in account.problems()]
-    return lines
+    return [f"  preprocessing      {len(account.mechanisms)} private release(s) "
+            f"({', '.join(f'{k} x{v}' for k, v in sorted(analyzers.items())) or 'none'}){configured}; "
+            f"alone: epsilon {epsilon_alone}"]
 
 
 def _encrypted_check_lines(check: dict[str, Any]) -> list[str]:

@@ -95,7 +95,9 @@ def _training_options(fn):
         click.option("--max-membership-auc", type=FiniteFloatRange(0, 1), default=0.6, show_default=True,
                      help="Evaluator: bless only if the loss-threshold attack AUC is <= this."),
         click.option("--min-accuracy", type=FiniteFloatRange(0, 1), default=0.85, show_default=True,
-                     help="Evaluator: bless only if binary accuracy on the eval split is >= this."),
+                     help="Evaluator: bless only if the noisy binary accuracy on the eval split is >= this (a private "
+                          "release: the Trainer reserves a share of --target-epsilon for it; 0: no threshold, nothing "
+                          "released)."),
         click.option("--encrypted-check", is_flag=True,
                      help="Run the encrypted-inference gate after the Evaluator: secret-shared vs plaintext "
                           "predictions on evaluation examples; push only if both bless."),

@@ -21,8 +21,19 @@ TRANSFORM_FN_DIR = "transform_fn"
 TRANSFORM_FUNCTION_PREFIX = "__inference_pruned"
 """How a SavedModel names tf.Transform's transform function (TF2 export, or a tf.compat.v1 graph wrapped by
 ``TFTransformOutput.transform_features_layer``)."""
+TRANSFORMED_EXAMPLES_PREFIX = "transformed_examples"
+"""How TFX's Transform names the files of its ``transformed_examples`` (tfx.components.transform.executor_utils)."""
+NO_TRANSFORM_GRAPH = ("the training examples are a Transform's transformed_examples but no transform_graph is given, "
+                      "so the ledger would miss its preprocessing: pass transform_graph=transform.outputs["
+                      "'transform_graph']")
 NO_COVERAGE_RECORD = ("the transform graph has no ppml coverage record, so its statistics are exact and unaccounted: "
                       "build its preprocessing_fn with pipelines.transform.private_preprocessing_fn")
+
+
+def transformed_without_graph(files: list[str], transform_output: str | None) -> bool:
+    """Whether ``files`` (paths, not patterns) include a Transform's ``transformed_examples`` while no transform
+    graph (``transform_output``) is given: a private trainer refuses that (`NO_TRANSFORM_GRAPH`)."""
+    return not transform_output and any(os.path.basename(f).startswith(TRANSFORMED_EXAMPLES_PREFIX) for f in files)
 
 
 def records_in_saved_model(saved_model_dir: str) -> list[str]:

@@ -22,21 +22,14 @@ from tensorflow_transform import analyzers as tft_analyzers
 from tensorflow_transform.beam.experimental.analyzer_impls import PTransformAnalyzer
 
 from privacy.preprocessing import GaussianThresholding, NoiseSource
+from privacy.preprocessing.noise import ZeroNoise
 
 EMPTY_VOCABULARY = tft_analyzers.get_empy_vocabulary_dummy_value("string")[1] + b"\n"
 """What an empty vocabulary file holds (tf.Transform's placeholder token: TF lookup tables cannot be empty)."""
 
 
-class _ZeroNoise:
-    """A noise source that adds nothing (exact statistics, for a non-private pipeline)."""
-
-    @staticmethod
-    def normal(std, size=None) -> np.ndarray:
-        return np.zeros(np.broadcast(np.asarray(std), np.empty(size if size is not None else ())).shape)
-
-
 def noise_source(private: bool, seed: int | None, stream: str):
-    return NoiseSource(seed, stream) if private else _ZeroNoise()
+    return NoiseSource(seed, stream) if private else ZeroNoise()
 
 
 class SummedRelease(analyzer_nodes.Combiner):
@@ -101,7 +94,7 @@ class VocabularyRelease(PTransformAnalyzer):
         else:
             kept = sorted(((t, float(c)) for t, c in counts), key=lambda tc: (-tc[1], tc[0]))
         tokens = [t for t, _ in kept if "\n" not in t and "\r" not in t][:self._top_k]
-        text = "".join(f"{t}\n" for t in tokens).encode("utf-8") or EMPTY_VOCABULARY
+        text = b"".join(token_bytes(t) + b"\n" for t in tokens) or EMPTY_VOCABULARY
         tf.io.gfile.makedirs(self.base_temp_dir)
         path = os.path.join(self.base_temp_dir, self._file_name)
         with tf.io.gfile.GFile(path, "wb") as f:
@@ -117,7 +110,13 @@ class VocabularyRelease(PTransformAnalyzer):
 
 
 def _token(value) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+    """A token as text; bytes that are not UTF-8 are kept apart as surrogates (`token_bytes` gives them back)."""
+    return value.decode("utf-8", errors="surrogateescape") if isinstance(value, bytes) else str(value)
+
+
+def token_bytes(token: str) -> bytes:
+    """The bytes of a token as the data held them (what ``tft.apply_vocabulary`` compares with)."""
+    return token.encode("utf-8", errors="surrogateescape")
 
 
 def finalize_mean_and_var(mechanism, sums, noise) -> list:

@@ -73,7 +73,7 @@ class MeanVariance:
     def release(self, sums: np.ndarray, noise: NoiseSource) -> dict[str, float]:
         """Noisy sums and the estimates derived from them."""
         stds = np.array([c.noise_std for c in self.components])
-        noisy = np.asarray(sums, dtype=np.float64) + noise.normal(stds)
+        noisy = noise.noisy(sums, stds)
         return {"count": float(noisy[0]), "sum": float(noisy[1]), "sum_of_squares": float(noisy[2]),
                 **self.estimates(noisy)}
 

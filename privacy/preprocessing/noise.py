@@ -5,6 +5,9 @@ A released model must carry noise nobody can regenerate, so by default every rel
 each stream (one per mechanism) is then keyed by SHA-256 of (seed, stream name), so releases are
 reproducible and independent of one another. A seeded release is recorded as such, and the privacy
 gate refuses it: whoever knows the seed can subtract the noise.
+
+A noisy value is released rounded to a grid (`snap`): the low-order bits of a float64 x + N(0, s^2) depend
+on x (Mironov 2012), so only multiples of a power of two between s/2048 and s/1024 leave the mechanism.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import numpy as np
 CSPRNG = "CSPRNG-keyed Philox (os.urandom)"
 SEEDED = "seeded Philox (reproducible, for tests: not private to anyone who knows the seed)"
 NO_NOISE = "none (exact statistics)"
+GRID_BITS = 10
+"""Released values are multiples of 2^(floor(log2 s) - GRID_BITS) for noise std s (`snap`)."""
 
 
 def describe(*, private: bool, seed: int | None) -> str:
@@ -52,3 +57,35 @@ class NoiseSource:
     def normal(self, std, size=None) -> np.ndarray:
         """N(0, std^2) draws (float64); ``std`` may be an array broadcast against ``size``."""
         return self._generator.normal(0.0, std, size)
+
+    def noisy(self, values, std) -> np.ndarray:
+        """``values`` + N(0, std^2), snapped to the grid of ``std`` (`snap`): what a mechanism releases."""
+        values = np.asarray(values, dtype=np.float64)
+        return snap(values + self.normal(std, values.shape), std)
+
+
+class ZeroNoise:
+    """A noise source that adds nothing (exact statistics: a non-private pipeline, tests of sensitivity)."""
+
+    seeded = False
+
+    @staticmethod
+    def normal(std, size=None) -> np.ndarray:
+        return np.zeros(np.broadcast(np.asarray(std), np.empty(size if size is not None else ())).shape)
+
+    @staticmethod
+    def noisy(values, std) -> np.ndarray:
+        return np.asarray(values, dtype=np.float64)
+
+
+def grid(std) -> np.ndarray:
+    """The release grid of noise std ``std``: 2^(floor(log2 std) - GRID_BITS), a power of two (0 where std is 0)."""
+    std = np.asarray(std, dtype=np.float64)
+    return np.where(std > 0, np.exp2(np.floor(np.log2(np.where(std > 0, std, 1.0))) - GRID_BITS), 0.0)
+
+
+def snap(values, std) -> np.ndarray:
+    """``values`` rounded to the nearest multiple of `grid` (``std``) (exact in float64: a power of two),
+    elementwise against ``std``; values with ``std`` 0 (exact statistics) are returned as they are."""
+    values, step = np.broadcast_arrays(np.asarray(values, dtype=np.float64), grid(std))
+    return np.where(step > 0, np.round(values / np.where(step > 0, step, 1.0)) * step, values)

@@ -91,7 +91,7 @@ class GaussianThresholding:
     def release(self, counts: dict, noise: NoiseSource) -> list[tuple]:
         """(token, noisy count) of the kept tokens, most frequent first (ties by token)."""
         tokens = sorted(counts)
-        noisy = np.array([counts[t] for t in tokens], dtype=np.float64) + noise.normal(self.noise_std, len(tokens))
+        noisy = noise.noisy([counts[t] for t in tokens], self.noise_std)
         kept = [(t, float(c)) for t, c in zip(tokens, noisy) if c >= self.threshold]
         return sorted(kept, key=lambda tc: (-tc[1], tc[0]))
 

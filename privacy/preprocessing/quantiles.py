@@ -74,7 +74,7 @@ class TreeHistogram:
         levels = []
         counts = np.asarray(leaf_counts, dtype=np.float64)
         for level in range(self.height, -1, -1):
-            levels.append(counts + noise.normal(component.noise_std, counts.shape))
+            levels.append(noise.noisy(counts, component.noise_std))
             counts = counts.reshape(-1, self.branching).sum(axis=1) if level else counts
         return levels[::-1]
 

@@ -26,7 +26,10 @@ CONFIG = {"label_key": "diagnosis", "partition": "dirichlet", "alpha": 1.0, "num
 PREPROCESSING_EPSILON = 1.0
 """The Transform's private analyzers' budget (per record). A client of up to 90 records moves them 90 times as
 far: the model's client-level epsilon is in the hundreds, which is what central preprocessing costs a
-client-level guarantee; the test checks the accounting and the gate's mechanics with a budget of 1000."""
+client-level guarantee; the test checks the accounting and the gate's mechanics with a budget of 1000. The push
+decision's noisy accuracy gets epsilon `DECISION_EPSILON` for the same reason: a client moves it as 90 held-out
+records do."""
+DECISION_EPSILON = 100.0
 
 MIN_ACCURACY = 0.5
 """The gate's utility threshold here. The noise comes from the OS CSPRNG (the preprocessing's, at client level a
@@ -63,7 +66,8 @@ print(json.dumps({"model": props(model), "model_uri": model.uri, "blessing": pro
 @pytest.fixture(scope="module")
 def federated_run(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("ppml-federated-pipeline"))
-    settings = {k: v for k, v in CONFIG.items() if k not in ("private", "noise_multiplier")}
+    settings = {**{k: v for k, v in CONFIG.items() if k not in ("private", "noise_multiplier")},
+                "decision_epsilon": DECISION_EPSILON}
     proc = ppml("pipeline", "run", "--trainer", "federated", "--dp", "--noise-multiplier", "0.5",
                 "--preprocessing-epsilon", str(PREPROCESSING_EPSILON), "--trainer-config", json.dumps(settings),
                 "--epsilon-budget", "1000", "--privacy-unit", "client", "--max-membership-auc", "0.7",
@@ -87,6 +91,11 @@ def test_private_federated_model_carries_the_accountants_epsilon(federated_run):
         prior.append(dp_event.GaussianDpEvent(per_record / 90))
         prior_replaced.append(dp_event.GaussianDpEvent(per_record / 2))   # one record replaced: removed, added
     assert len(prior) == 30 and ledger["preprocessing"]["group_size"] == 90
+    # Then the push decision's noisy accuracy (L2 sensitivity sqrt(2) per held-out record), reserved for 90 records.
+    decision = ledger["decision"]
+    assert decision["group_size"] == 90
+    prior.append(dp_event.GaussianDpEvent(decision["std"] / (math.sqrt(2) * 90)))
+    prior_replaced.append(dp_event.GaussianDpEvent(decision["std"] / math.sqrt(2)))
     event = dp_event.PoissonSampledDpEvent(0.5, dp_event.GaussianDpEvent(0.5))
     rdp = dp_accounting.rdp.RdpAccountant().compose(
         dp_event.ComposedDpEvent(prior + [dp_event.SelfComposedDpEvent(event, 8)])).get_epsilon(0.01)
@@ -157,8 +166,10 @@ def test_pipeline_command_runs_the_federated_trainer_and_reports_its_ledger(fede
     assert {item.split(" (listed by the trainer)")[0] for item in report["outside_the_guarantee"]
             if "(listed by the trainer)" in item} == LISTED
     assert report["privacy"]["outside_guarantee"].keys() == LISTED
-    # The push decision (accuracy >= --min-accuracy on the private eval rows, without noise) is labelled.
-    assert any(item.startswith("the blessing and push decision") and "outside epsilon" in item
+    # The push decision is the noisy accuracy, within the ledger's epsilon; the exact metrics are labelled.
+    decision = report["gate"]["push_decision"]
+    assert decision["noisy_accuracy"] >= MIN_ACCURACY and decision["noisy_rows"] > 0
+    assert any(item.startswith("exact utility metrics") and "decide nothing" in item
                for item in report["outside_the_guarantee"])
     assert any(line.startswith("[6/8] Trainer complete (") for line in federated_run["stderr"].splitlines())
 
@@ -619,3 +630,35 @@ def test_a_pipeline_with_a_schema_file_imports_it_instead_of_inferring_it(tmp_pa
     with pytest.raises(ValueError, match="schema_file"):
         create_pipeline(pipeline_root=str(tmp_path), data_root=str(tmp_path), serving_model_dir=str(tmp_path),
                         schema_file=str(tmp_path / "none.pbtxt"))
+
+
+def test_private_training_on_transformed_examples_without_their_transform_graph_is_refused(tmp_path,
+                                                                                           python_subprocess):
+    """As in the DP Trainer: the Transform's releases (or exact statistics) would be missing from the ledger."""
+    code = f"""
+import json, os
+import tensorflow as tf
+from tfx.types import standard_artifacts
+from pipelines.components.federated_trainer.executor import Executor
+from pipelines.components.federated_trainer.spec import InvalidFederatedSetting
+root = {str(tmp_path)!r}
+for split in ("train", "eval"):
+    os.makedirs(os.path.join(root, "examples", "Split-" + split))
+    path = os.path.join(root, "examples", "Split-" + split, "transformed_examples-00000-of-00001.gz")
+    with tf.io.TFRecordWriter(path, options="GZIP") as w:
+        w.write(tf.train.Example().SerializeToString())
+examples = standard_artifacts.Examples(); examples.uri = os.path.join(root, "examples")
+examples.split_names = '["train", "eval"]'
+model = standard_artifacts.Model(); model.uri = os.path.join(root, "model")
+run = standard_artifacts.ModelRun(); run.uri = os.path.join(root, "run")
+config = {{"label_key": "y", "private": True, "max_examples_per_client": 5}}
+try:
+    Executor().Do({{"examples": [examples]}}, {{"model": [model], "model_run": [run]}},
+                  {{"custom_config": json.dumps(config), "run_fn": "pipelines.trainers.federated.run_fn",
+                   "train_args": json.dumps({{"splits": ["train"]}}), "eval_args": json.dumps({{"splits": ["eval"]}})}})
+except InvalidFederatedSetting as err:
+    print(json.dumps({{"refused": str(err), "model": os.path.exists(os.path.join(root, "model"))}}))
+"""
+    result = json.loads(python_subprocess(code, legacy_keras=True).stdout.strip().splitlines()[-1])
+    assert "transformed_examples but no transform_graph is given" in result["refused"]
+    assert result["model"] is False

@@ -5,13 +5,13 @@ import json
 
 from privacy.accounting import DpSgdMechanism
 from pipelines import privacy_ledger as pl
-from pipelines.components.private_evaluator import coverage
+from pipelines.components.private_evaluator import coverage, lineage
 
 SAVE = """
 import json, sys
 import numpy as np
 import tf_keras as keras
-from pipelines.components.private_evaluator import coverage
+from pipelines.components.private_evaluator import coverage, lineage
 from pipelines import privacy_ledger as pl
 from privacy.accounting import DpSgdMechanism
 x = np.array([[1.0, 2.0], [3.0, 5.0]], dtype="float32")
@@ -47,3 +47,52 @@ def test_delta_close_to_one_over_n_is_a_warning_and_at_one_over_n_a_problem():
     assert problems == [] and "delta=0.0006 is 0.6/n (n=1000 examples), close to 1/n" in warnings[0]
     problems, warnings = coverage.delta_findings(_ledger(2e-3))  # a foreign ledger: the trainers refuse this
     assert warnings == [] and "delta=0.002 is not below 1/n=0.001" in problems[0]
+
+
+def _store_with_a_trainer(tmp_path, *, graph_input: bool):
+    """An ML Metadata store: Transform (examples -> transformed examples, graph), then Trainer -> model, reading the
+    transformed examples, and the graph too when ``graph_input``. Returns (store, model id)."""
+    from ml_metadata.metadata_store import metadata_store  # noqa: PLC0415
+    from ml_metadata.proto import metadata_store_pb2 as pb  # noqa: PLC0415
+    config = pb.ConnectionConfig()
+    config.sqlite.filename_uri = str(tmp_path / "metadata.sqlite")
+    config.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    store = metadata_store.MetadataStore(config)
+    types = {name: store.put_artifact_type(pb.ArtifactType(name=name))
+             for name in ("Examples", "TransformGraph", "Model")}
+    transform_type = store.put_execution_type(pb.ExecutionType(name="tfx.components.transform.component.Transform"))
+    trainer_type = store.put_execution_type(pb.ExecutionType(name="pipelines.components.dp_trainer.DpTrainer"))
+    examples, transformed, graph, model = store.put_artifacts([
+        pb.Artifact(type_id=types["Examples"], uri="/raw"), pb.Artifact(type_id=types["Examples"], uri="/transformed"),
+        pb.Artifact(type_id=types["TransformGraph"], uri="/graph"), pb.Artifact(type_id=types["Model"], uri="/model")])
+    transform, trainer = store.put_executions([pb.Execution(type_id=transform_type),
+                                               pb.Execution(type_id=trainer_type)])
+    events = [(examples, transform, pb.Event.INPUT), (transformed, transform, pb.Event.OUTPUT),
+              (graph, transform, pb.Event.OUTPUT), (transformed, trainer, pb.Event.INPUT),
+              (model, trainer, pb.Event.OUTPUT)] + ([(graph, trainer, pb.Event.INPUT)] if graph_input else [])
+    store.put_events([pb.Event(artifact_id=a, execution_id=e, type=t) for a, e, t in events])
+    return lineage.open_store(str(tmp_path / "metadata.sqlite")), model
+
+
+def test_the_gate_follows_lineage_to_a_transform_the_ledger_does_not_account(tmp_path, monkeypatch):
+    """A Trainer that read a Transform's transformed_examples without its graph: the model carries no record, but ML
+    Metadata leads the gate to the graph, whose releases the ledger lacks; one that accounts them passes."""
+    from privacy.preprocessing import (CoverageRecord, MeanVariance, MechanismRecord,  # noqa: PLC0415
+                                       PreprocessingAccount, PreprocessingPart, to_text)
+    release = MechanismRecord(name="x/mean_and_var", analyzer="mean_and_var", mechanism="gaussian-sums",
+                              adjacency="add-remove", components=MeanVariance((0, 1), 5.0).components,
+                              parameters={"bounds": [0, 1]}, noise="CSPRNG-keyed Philox (os.urandom)", share=1.0)
+    account = PreprocessingAccount.from_texts([to_text(release), to_text(CoverageRecord(
+        analyzer_outputs=3, private=("x/mean_and_var",)))])
+    monkeypatch.setattr(lineage, "transform_graph_account", lambda uri: account if uri == "/graph" else None)
+    mechanism = DpSgdMechanism(dataset_size=1000, batch_size=10, noise_multiplier=1.0, steps=10)
+    for graph_input in (False, True):
+        (tmp_path / str(graph_input)).mkdir()
+        store, model = _store_with_a_trainer(tmp_path / str(graph_input), graph_input=graph_input)
+        assert lineage.transform_graphs_upstream(store, model) == ["/graph"]
+        bare = pl.PrivacyLedger.for_dp_sgd(mechanism, l2_norm_clip=1.0, delta=1e-5)
+        [problem] = lineage.lineage_problems(store, model, bare)
+        assert "read the output of the Transform graph /graph (1 release(s))" in problem
+        accounted = pl.PrivacyLedger.for_dp_sgd(mechanism, l2_norm_clip=1.0, delta=1e-5,
+                                                preprocessing=PreprocessingPart(account, "add-remove"))
+        assert lineage.lineage_problems(store, model, accounted) == []

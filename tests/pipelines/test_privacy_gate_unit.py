@@ -1,5 +1,6 @@
 """The privacy gate compares the ledger's unit of privacy with the budget's (no TFX needed)."""
 
+import json
 import math
 
 import pytest
@@ -92,3 +93,79 @@ def test_a_budget_per_example_meets_a_keyed_poisson_ledger_at_its_record_level_f
     assert math.isinf(spec.budget_epsilon(older, "example")[0])
     seeded = pl.PrivacyLedger.from_dict({**ledger.to_dict(), "parameters": {**ledger.parameters, "noise": "seeded"}})
     assert math.isinf(spec.budget_epsilon(seeded, "example")[0])
+
+
+def test_the_push_decision_is_the_noisy_accuracy_and_exact_thresholds_are_refused(python_subprocess):
+    """The pipeline's EvalConfig thresholds only the noisy accuracy; a threshold on an exact TFMA metric is refused;
+    the Evaluator draws the noisy accuracy with the noise the ledger reserved (here 150 of 190 correct), and a
+    ledger that reserved none gets -inf, which no min_accuracy admits."""
+    code = """
+import json, math
+import numpy as np
+import tensorflow_model_analysis as tfma
+from pipelines import privacy_ledger as pl
+from pipelines.components.private_evaluator import audit, executor, spec
+from pipelines.pipeline import eval_config
+from privacy.accounting import DpSgdMechanism
+from privacy.decision import NoisyAccuracy
+settings = spec.gate_settings(eval_config(min_accuracy=0.8, max_membership_auc=0.6, epsilon_budget=2.0))
+out = {"min_accuracy": settings.min_accuracy}
+exact = tfma.MetricConfig(class_name="BinaryAccuracy", threshold=tfma.MetricThreshold(
+    value_threshold=tfma.GenericValueThreshold(lower_bound={"value": 0.8})))
+try:
+    spec.gate_settings(tfma.EvalConfig(metrics_specs=[tfma.MetricsSpec(
+        metrics=[exact, *spec.privacy_metrics(epsilon_budget=2.0)])]))
+except ValueError as err:
+    out["exact"] = str(err)
+audit.correct_predictions = lambda *args, **kwargs: (150, 190)
+class ModelSpec:
+    label_key, prediction_key, signature_name = "y", "p", ""
+mechanism = DpSgdMechanism(dataset_size=389, batch_size=32, noise_multiplier=1.3, steps=122)
+reserved = pl.PrivacyLedger.for_dp_sgd(mechanism, l2_norm_clip=1.0, delta=1e-3, decision=NoisyAccuracy(std=5.0))
+draws = [executor._push_decision("model", reserved, settings, [], ModelSpec) for _ in range(3000)]
+accuracy = np.array([d["noisy_accuracy"] for d in draws])
+out.update(mean=float(accuracy.mean()), std=float(accuracy.std()), counts=draws[0]["noisy_correct"] is not None,
+           none=executor._push_decision("model", pl.PrivacyLedger.for_dp_sgd(mechanism, l2_norm_clip=1.0,
+                                                                             delta=1e-3), settings, [],
+                                        ModelSpec)["noisy_accuracy"],
+           check=executor._check("noisy_accuracy", -math.inf, 0.8, "", at_least=True)["passed"])
+print(json.dumps(out))
+"""
+    out = json.loads(python_subprocess(code, legacy_keras=True).stdout.strip().splitlines()[-1])
+    assert out["min_accuracy"] == 0.8
+    assert "a threshold on BinaryAccuracy would decide the push from an exact metric" in out["exact"]
+    # c~/m~ with N(0, 25) on each count: delta method around 150/190
+    expected_std = 5.0 * math.sqrt(1 + (150 / 190) ** 2) / 190
+    assert out["mean"] == pytest.approx(150 / 190, abs=4 * expected_std / math.sqrt(3000) + 1e-3)
+    assert out["std"] == pytest.approx(expected_std, rel=0.1)
+    assert out["counts"] and out["none"] == -math.inf and out["check"] is False
+
+
+def test_a_budget_per_example_calibrates_a_keyed_poisson_run_for_the_record_level_figure():
+    """The pipeline asks for the gate's figure: with budget_unit 'example' the noise is calibrated so that one
+    replaced record (PLD, replace-one, recomputed here) spends the target, and the gate meets it."""
+    import dp_accounting
+    from dp_accounting import dp_event
+
+    from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
+    from pipelines.plan import resolve_plan
+    settings = {"label_key": "y", "num_clients": 20, "rounds": 8, "fraction": 0.5, "sampling": "poisson",
+                "private": True, "target_epsilon": 3.0}
+    assert resolve_plan(trainer="federated", trainer_config={**settings, "max_examples_per_client": 30},
+                        min_accuracy=0).trainer_config["budget_unit"] == "example"
+    plan = FederatedTrainingConfig.for_trainer({**settings, "budget_unit": "example"}).plan(20)
+    m = plan.mechanism
+    ledger = plan.ledger(PrivacyBudget.for_mechanism(m, plan.delta).compose(m.unit_event(), m.units()), rounds=8,
+                         trainer={})
+
+    def replaced(z):
+        event = dp_event.PoissonSampledDpEvent(0.5, dp_event.GaussianDpEvent(z))
+        return dp_accounting.pld.PLDAccountant(dp_accounting.NeighboringRelation.REPLACE_ONE,
+                                               value_discretization_interval=1e-4).compose(
+            dp_event.SelfComposedDpEvent(event, 8)).get_epsilon(plan.delta)
+
+    assert replaced(m.noise_multiplier) <= 3.0 < replaced(m.noise_multiplier * 0.99)
+    per_example, note = spec.budget_epsilon(ledger, "example")
+    assert per_example == pytest.approx(replaced(m.noise_multiplier), rel=1e-9) and per_example <= 3.0
+    with pytest.raises(ValueError, match="budget_unit"):
+        FederatedTrainingConfig.for_trainer({**settings, "budget_unit": "row"})

@@ -269,3 +269,42 @@ def test_exact_preprocessing_makes_the_artifacts_epsilon_infinite():
     assert ledger.epsilons == {"rdp": math.inf, "pld": math.inf}
     assert pl.EPSILON not in pl.ledger_properties(ledger)  # MLMD keeps no infinite epsilon
     assert json.loads(json.dumps(ledger.to_dict(), allow_nan=False))["epsilon"] == {"rdp": None, "pld": None}
+
+
+@pytest.mark.parametrize("accountant", ["rdp", "pld"])
+def test_the_push_decision_is_reserved_and_composed_between_preprocessing_and_training(accountant):
+    """The DP Trainer's plan reserves the noisy accuracy of decision_epsilon: sigma is calibrated so that the
+    preprocessing, the decision and the training together meet the target; the ledger's epsilon is dp-accounting's
+    over the listed events, recomputed here, and a ledger cannot claim more decision noise than it composed."""
+    from pipelines.components.dp_trainer.spec import DpTrainingConfig
+    from privacy.decision import NoisyAccuracy
+    config = DpTrainingConfig.from_custom_config({"batch_size": 32, "epochs": 5, "target_epsilon": 3.0,
+                                                  "decision_epsilon": 0.3, "accountant": accountant})
+    account = _account()
+    plan = config.plan(dataset_size=389, preprocessing=account)
+    assert plan.decision == NoisyAccuracy.calibrate(0.3, plan.delta)
+    without = DpTrainingConfig.from_custom_config({"batch_size": 32, "epochs": 5, "target_epsilon": 3.0,
+                                                   "accountant": accountant}).plan(dataset_size=389,
+                                                                                   preprocessing=account)
+    assert plan.noise_multiplier > without.noise_multiplier   # the reservation costs the training some noise
+    data = json.loads(json.dumps(plan.ledger().to_dict()))
+    assert data["decision"]["std"] == plan.decision.std and data["decision"]["group_size"] == 1
+    decision = dp_event.GaussianDpEvent(data["decision"]["std"] / math.sqrt(2))
+    training = dp_event.SelfComposedDpEvent(plan.mechanism.unit_event(), plan.steps)
+    make = {"rdp": dp_accounting.rdp.RdpAccountant,
+            "pld": lambda: dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4)}[accountant]
+    composed = make().compose(dp_event.ComposedDpEvent(_listed_events(data) + [decision, training])).get_epsilon(
+        plan.delta)
+    rel = 1e-9 if accountant == "rdp" else 1e-6
+    assert data["epsilon"][accountant] == pytest.approx(composed, rel=rel)
+    assert composed <= 3.0 * (1 + 1e-3)
+    assert data["composition"]["parts"]["decision"][accountant] == pytest.approx(
+        make().compose(decision).get_epsilon(plan.delta), rel=rel)
+    noisier = json.loads(json.dumps(data))
+    noisier["decision"]["std"] *= 10
+    with pytest.raises(pl.LedgerError, match="does not account the run"):
+        pl.PrivacyLedger.from_dict(noisier)
+    hidden = json.loads(json.dumps(data))
+    del hidden["decision"]
+    with pytest.raises(pl.LedgerError, match="does not account the run"):
+        pl.PrivacyLedger.from_dict(hidden)

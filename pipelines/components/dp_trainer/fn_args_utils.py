@@ -13,15 +13,11 @@ and checks the ledger against it afterwards.
 from __future__ import annotations
 
 import functools
-import os
 from typing import Any
 
 from pipelines import privacy_ledger
 from pipelines.components.dp_trainer.spec import DpTrainingConfig, DpTrainingPlan, InvalidPrivacySetting
-
-
-TRANSFORMED_EXAMPLES_PREFIX = "transformed_examples"
-"""How TFX's Transform names the files of its ``transformed_examples`` (tfx.components.transform.executor_utils)."""
+from pipelines.transform.artifact import NO_TRANSFORM_GRAPH, transformed_without_graph
 
 
 def _files(file_patterns: list[str]) -> list[str]:
@@ -58,11 +54,8 @@ def plan_from_fn_args(fn_args) -> DpTrainingPlan:
     config = DpTrainingConfig.from_custom_config(fn_args.custom_config)
     transform_output = getattr(fn_args, "transform_output", None) or None
     train_files = list(fn_args.train_files)
-    if config.private and transform_output is None and any(
-            os.path.basename(f).startswith(TRANSFORMED_EXAMPLES_PREFIX) for f in _files(train_files)):
-        raise InvalidPrivacySetting("private", "the training examples are a Transform's transformed_examples but no "
-                                               "transform_graph is given, so the ledger would miss its preprocessing: "
-                                               "pass transform_graph=transform.outputs['transform_graph']")
+    if config.private and transformed_without_graph(_files(train_files), transform_output):
+        raise InvalidPrivacySetting("private", NO_TRANSFORM_GRAPH)
     return _plan(config, count_examples(train_files), int(fn_args.train_steps) if fn_args.train_steps else None,
                  transform_output)
 

@@ -17,6 +17,11 @@ sampling           poisson (add/remove adjacency, exact analysis), fixed (B draw
 num_microbatches   clip per microbatch instead of per example (one example moves a microbatch of several by 2C);
                    must divide fixed and shuffled batches
 accountant         rdp or pld: the accountant that calibrates target_epsilon (fixed: rdp only)
+decision_epsilon   the push decision's budget: the Private Evaluator releases the held-out accuracy
+                   with Gaussian noise calibrated to spend this alone (`privacy.decision`); the
+                   ledger reserves it and sigma is calibrated so that everything composed meets
+                   target_epsilon. None: no private push decision (the gate then refuses a utility
+                   threshold)
 =================  ==========================================================================
 
 Other keys are left to the trainer module (e.g. ``learning_rate``), except near-misses of these
@@ -44,6 +49,7 @@ from privacy.accounting import (AccountantKind, DpSgdMechanism, PrivacyBudget, S
 from pipelines.components import settings
 from pipelines.privacy_ledger import LedgerError, PrivacyLedger, accountant_delta_of
 from pipelines.transform.artifact import NO_COVERAGE_RECORD
+from privacy.decision import DecisionError, NoisyAccuracy
 from privacy.preprocessing import PreprocessingAccount, PreprocessingPart, RecordError
 
 SUPPORTED_SAMPLING = tuple(s.value for s in Sampling)
@@ -67,6 +73,7 @@ class DpTrainingConfig:
     sampling: str = Sampling.POISSON.value
     num_microbatches: int | None = None
     accountant: str = AccountantKind.RDP.value
+    decision_epsilon: float | None = None
 
     @classmethod
     def from_custom_config(cls, custom_config: Mapping[str, Any] | None) -> "DpTrainingConfig":
@@ -87,7 +94,7 @@ class DpTrainingConfig:
         for key in ("batch_size", "num_microbatches"):
             if values.get(key) is not None:
                 values[key] = settings.integer(InvalidPrivacySetting, key, values[key])
-        for key in ("epochs", "l2_norm_clip", "noise_multiplier", "target_epsilon"):
+        for key in ("epochs", "l2_norm_clip", "noise_multiplier", "target_epsilon", "decision_epsilon"):
             if values.get(key) is not None:
                 values[key] = settings.positive(InvalidPrivacySetting, key, values[key])
         if values.get("delta") is not None:
@@ -163,16 +170,27 @@ class DpTrainingConfig:
             setting = "num_microbatches" if "microbatches" in str(err) else "batch_size"
             raise InvalidPrivacySetting(setting, str(err)) from None
         part, accountant_delta = self._preprocessing(preprocessing, mechanism, delta)
+        decision = self._decision(accountant_delta)
         if self.target_epsilon is not None:
+            prior = ([] if part is None else part.private_events()) + ([] if decision is None else [decision.event()])
             try:
                 sigma = calibrate_noise_multiplier(mechanism, target_epsilon=self.target_epsilon,
                                                    target_delta=accountant_delta, accountant=self.accountant,
-                                                   prior_events=[] if part is None else part.private_events())
+                                                   prior_events=prior)
             except (ValueError, UnsupportedAccounting) as err:
                 raise InvalidPrivacySetting("target_epsilon", f"cannot calibrate: {err}") from None
             mechanism = mechanism.replace(noise_multiplier=sigma)
         return DpTrainingPlan(config=self, dataset_size=n, steps=steps, mechanism=mechanism, delta=delta,
-                              preprocessing=part)
+                              preprocessing=part, decision=decision)
+
+    def _decision(self, delta: float) -> NoisyAccuracy | None:
+        """The push decision's noise, calibrated for ``decision_epsilon`` alone at ``delta`` (None without one)."""
+        if self.decision_epsilon is None:
+            return None
+        try:
+            return NoisyAccuracy.calibrate(self.decision_epsilon, delta)
+        except DecisionError as err:
+            raise InvalidPrivacySetting("decision_epsilon", str(err)) from None
 
     @staticmethod
     def _preprocessing(account: PreprocessingAccount | None, mechanism: DpSgdMechanism,
@@ -226,6 +244,7 @@ class DpTrainingPlan:
       mechanism: the DP-SGD mechanism (sigma resolved), or None for non-private training.
       delta: delta of the guarantee (the artifact's), or None for non-private training.
       preprocessing: the Transform graph's releases, accounted before the training, or None.
+      decision: the push decision's release, reserved (accounted before the training), or None.
     """
 
     config: DpTrainingConfig
@@ -234,6 +253,7 @@ class DpTrainingPlan:
     mechanism: DpSgdMechanism | None = None
     delta: float | None = None
     preprocessing: PreprocessingPart | None = None
+    decision: NoisyAccuracy | None = None
 
     @property
     def private(self) -> bool:
@@ -255,5 +275,6 @@ class DpTrainingPlan:
         steps = self.steps if steps_taken is None else steps_taken
         return PrivacyLedger.for_dp_sgd(self.mechanism.replace(steps=steps), l2_norm_clip=self.config.l2_norm_clip,
                                         delta=self.delta, delta_is_default=self.config.delta is None,
-                                        budget=budget, trainer=trainer, preprocessing=self.preprocessing)
+                                        budget=budget, trainer=trainer, preprocessing=self.preprocessing,
+                                        decision=self.decision)
 

@@ -11,14 +11,17 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import json_utils
 
 from pipelines import privacy_ledger
-from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
+from pipelines.components.federated_trainer.spec import FederatedTrainingConfig, InvalidFederatedSetting
+from pipelines.transform.artifact import NO_TRANSFORM_GRAPH, transformed_without_graph
 
 
 class Executor(trainer_executor.GenericExecutor):
     """Checks the settings before training and records the ledger on the Model artifact.
 
     A private run must have written a ``dp-fedavg`` ledger (its epsilon is recomputed from the
-    DpEvents it holds); a non-private run must not have written one.
+    DpEvents it holds); a non-private run must not have written one. A private run on a Transform's
+    ``transformed_examples`` without its ``transform_graph`` is refused before training (the ledger would miss
+    the preprocessing).
     """
 
     def Do(self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]],
@@ -26,6 +29,8 @@ class Executor(trainer_executor.GenericExecutor):
         custom_config = json_utils.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "null")
         config = FederatedTrainingConfig.for_trainer(custom_config)  # fails fast, before reading data
         fn_args = self._GetFnArgs(input_dict, output_dict, exec_properties)
+        if config.private and transformed_without_graph(_files(fn_args.train_files), fn_args.transform_output):
+            raise InvalidFederatedSetting("private", NO_TRANSFORM_GRAPH)
         super().Do(input_dict, output_dict, exec_properties)
         ledger = privacy_ledger.read_ledger(fn_args.serving_model_dir)
         if config.private and (ledger is None or ledger.mechanism != privacy_ledger.DP_FEDAVG):
@@ -39,3 +44,8 @@ class Executor(trainer_executor.GenericExecutor):
         if ledger:
             logging.info("Privacy ledger %s: client-level epsilon %.4g at delta %g after %d rounds", path,
                          ledger.epsilon, ledger.delta, ledger.parameters["steps"])
+
+
+def _files(patterns: list[str]) -> list[str]:
+    from tfx.dsl.io import fileio  # pylint: disable=import-outside-toplevel
+    return [path for pattern in patterns for path in fileio.glob(pattern)]

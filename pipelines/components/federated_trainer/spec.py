@@ -82,6 +82,19 @@ max_examples_per_client       none                                   K, a public
                                                                      more trains on its K of smallest raw
                                                                      record key, never refused: its size is
                                                                      private data)
+decision_epsilon              none                                   the push decision's budget: the Private
+                                                                     Evaluator releases the held-out accuracy
+                                                                     with noise for groups of K records
+                                                                     (`privacy.decision`), reserved in the
+                                                                     ledger and composed before the rounds; not
+                                                                     with client_key (a user's held-out records
+                                                                     are not bounded)
+budget_unit                   none (the ledger's unit)               example: target_epsilon is a budget per
+                                                                     record, which the gate meets with a keyed
+                                                                     partition's record-level figure; under
+                                                                     Poisson sampling z is calibrated for that
+                                                                     figure (one record replaces a client's
+                                                                     data), not for the client-level one
 ============================  =====================================  ===========================================
 
 Clients and the unit of privacy. With ``client_key`` each value is a client and the privacy unit is a
@@ -132,6 +145,7 @@ from pipelines.components import settings
 from privacy.accounting import (NOISE_MULTIPLIER_RANGE, AccountantKind, Adjacency, DpSgdMechanism,
                                 UnsupportedAccounting, calibrate_noise_multiplier, compute_epsilon, default_delta,
                                 delta_warning, epsilon_of, event_to_json)
+from privacy.decision import DecisionError, NoisyAccuracy
 from privacy.preprocessing import PreprocessingAccount, PreprocessingPart, RecordError
 
 PARTITIONS = KEYED_RULES + ("shards",)
@@ -200,6 +214,8 @@ class FederatedTrainingConfig:
     secagg_range: float | None = None
     max_examples_per_client: int | None = None
     public_schema: bool = False
+    decision_epsilon: float | None = None
+    budget_unit: str | None = None
 
     @classmethod
     def from_custom_config(cls, custom_config: Mapping[str, Any] | None) -> "FederatedTrainingConfig":
@@ -238,7 +254,7 @@ class FederatedTrainingConfig:
             if values["seed"] > MAX_SEED:
                 raise InvalidFederatedSetting("seed", f"must be at most 2^32 - 1 = {MAX_SEED}, got {values['seed']}")
         for key in ("alpha", "client_learning_rate", "clipping_norm", "server_learning_rate", "noise_multiplier",
-                    "target_epsilon", "max_epsilon", "clipped_count_stddev", "secagg_range"):
+                    "target_epsilon", "max_epsilon", "clipped_count_stddev", "secagg_range", "decision_epsilon"):
             if values.get(key) is not None:
                 values[key] = settings.positive(InvalidFederatedSetting, key, values[key])
         for key, low, high, closed in (("proximal_mu", 0.0, math.inf, "[)"), ("server_momentum", 0.0, 1.0, "[)"),
@@ -257,7 +273,8 @@ class FederatedTrainingConfig:
             raise InvalidFederatedSetting(key, f"deals records to clients, but with client_key "
                                                f"{values['client_key']!r} each of its values is a client")
         if not values.get("private", False):
-            given = [k for k in PRIVACY_SETTINGS if values.get(k) not in (None, False)]
+            given = [k for k in (*PRIVACY_SETTINGS, "decision_epsilon", "budget_unit")
+                     if values.get(k) not in (None, False)]
             if given:
                 raise InvalidFederatedSetting(given[0], "is a privacy setting, but 'private' is false")
         config = cls(**values)
@@ -294,6 +311,13 @@ class FederatedTrainingConfig:
                                                                  f"(above secagg_bits), got {self.secagg_modulus_bits}")
         if self.private and self.noise_multiplier is not None and self.target_epsilon is not None:
             raise InvalidFederatedSetting("noise_multiplier", "give noise_multiplier or target_epsilon, not both")
+        if self.budget_unit not in (None, "client", "example"):
+            raise InvalidFederatedSetting("budget_unit", f"must be 'client' or 'example', got {self.budget_unit!r}")
+        if self.budget_unit == "example" and (self.client_key is not None or self.max_epsilon is not None):
+            setting = "max_epsilon" if self.client_key is None else "client_key"
+            raise InvalidFederatedSetting(setting, "a budget per example is met by a keyed partition's record-level "
+                                                   "epsilon: not with a client_key (a user is the unit), nor with "
+                                                   "max_epsilon (its round-by-round stop sees the client-level one)")
         low, high = NOISE_MULTIPLIER_RANGE
         if self.private and self.noise_multiplier is not None and not low <= self.noise_multiplier <= high:
             raise InvalidFederatedSetting("noise_multiplier", f"must be in [{low:g}, {high:g}], the range ppml's "
@@ -442,11 +466,14 @@ class FederatedTrainingConfig:
             accountant_delta = privacy_ledger.accountant_delta_of(delta, part)
         except privacy_ledger.LedgerError as err:
             raise InvalidFederatedSetting("delta", str(err)) from None
-        if target is not None:
+        decision = self._decision(accountant_delta)
+        if target is not None and self.budget_unit == "example" and adjacency is Adjacency.ADD_REMOVE:
+            mechanism = self._per_record(mechanism, target, num_clients, delta, part, decision)
+        elif target is not None:
+            prior = ([] if part is None else part.private_events()) + ([] if decision is None else [decision.event()])
             try:
                 sigma = calibrate_noise_multiplier(mechanism, target_epsilon=target, target_delta=accountant_delta,
-                                                   accountant=self.accountant,
-                                                   prior_events=[] if part is None else part.private_events())
+                                                   accountant=self.accountant, prior_events=prior)
             except (ValueError, UnsupportedAccounting) as err:
                 which = "" if self.target_epsilon is not None else \
                     f" the default target epsilon {DEFAULT_TARGET_EPSILON:g} (or give the noise multiplier)"
@@ -471,7 +498,47 @@ class FederatedTrainingConfig:
                                                                f"clients per round)"
                 raise InvalidFederatedSetting("clipped_count_stddev", f"{err}{default}") from None
         return FederatedTrainingPlan(config=self, num_clients=num_clients, mechanism=mechanism, delta=delta,
-                                     target_epsilon=target, preprocessing=part)
+                                     target_epsilon=target, preprocessing=part, decision=decision)
+
+    def _per_record(self, mechanism: DpSgdMechanism, target: float, num_clients: int, delta: float,
+                    part: PreprocessingPart | None, decision: NoisyAccuracy | None) -> DpSgdMechanism:
+        """``mechanism`` with the least z (within 0.1%) whose record-level figure (`FederatedTrainingPlan.
+        record_level`: the gate's figure for a budget per example) is at most ``target``."""
+        def record_epsilon(z: float) -> float:
+            plan = FederatedTrainingPlan(config=self, num_clients=num_clients, mechanism=mechanism.replace(
+                noise_multiplier=z), delta=delta, preprocessing=part, decision=decision)
+            epsilon = plan.record_level(self.rounds)["epsilon"]
+            return math.inf if epsilon is None else epsilon
+
+        low, high = NOISE_MULTIPLIER_RANGE[0], 1.0
+        while record_epsilon(high) > target:
+            low, high = high, high * 2
+            if high > NOISE_MULTIPLIER_RANGE[1]:
+                raise InvalidFederatedSetting("target_epsilon", f"no noise multiplier up to "
+                                                                f"{NOISE_MULTIPLIER_RANGE[1]:g} meets {target:g} per "
+                                                                f"record (budget_unit 'example')")
+        while high / low > 1.001:
+            middle = math.sqrt(low * high)
+            low, high = (low, middle) if record_epsilon(middle) <= target else (middle, high)
+        return mechanism.replace(noise_multiplier=high)
+
+    def _decision(self, delta: float) -> NoisyAccuracy | None:
+        """The push decision's noise for a client's group of K records, calibrated for ``decision_epsilon`` alone."""
+        if self.decision_epsilon is None:
+            return None
+        if self.client_key is not None:
+            raise InvalidFederatedSetting("decision_epsilon", "with a client_key a user's held-out records are not "
+                                                              "bounded, so the push decision cannot be accounted "
+                                                              "per user")
+        if self.max_examples_per_client is None or self.max_epsilon is not None:
+            setting = "max_epsilon" if self.max_epsilon is not None else "max_examples_per_client"
+            raise InvalidFederatedSetting(setting, "the push decision is accounted for a client's group of K "
+                                                   "records before the rounds: set max_examples_per_client and "
+                                                   "use target_epsilon, not max_epsilon")
+        try:
+            return NoisyAccuracy.calibrate(self.decision_epsilon, delta, group_size=self.max_examples_per_client)
+        except DecisionError as err:
+            raise InvalidFederatedSetting("decision_epsilon", str(err)) from None
 
     def _local_plan(self, num_clients: int, delta: float, target: float | None) -> "FederatedTrainingPlan":
         """Local DP: z as given, else calibrated so that a client sent in every round stays within ``target``."""
@@ -527,6 +594,8 @@ class FederatedTrainingPlan:
     """The Transform graph's private releases as one client moves them, or None without any."""
     local_noise_multiplier: float | None = None
     """z of each client's own noise under trust_model 'local' (then ``mechanism`` is None)."""
+    decision: NoisyAccuracy | None = None
+    """The push decision's release, reserved for groups of K records, or None."""
 
     @property
     def private(self) -> bool:
@@ -597,32 +666,36 @@ class FederatedTrainingPlan:
         replaced = mechanism.replace(adjacency=Adjacency.REPLACE_ONE)
         try:
             epsilon, how = compute_epsilon(replaced, self.delta, AccountantKind.PLD), AccountantKind.PLD.value
-            if self.preprocessing is not None:
+            if self.preprocessing is not None or self.decision is not None:
                 epsilon, how = self._record_level_artifact(replaced)
         except UnsupportedAccounting as declined:   # e.g. z below PLD's cost limit: a replacement is a removal
             # then an addition, so RDP group privacy over 2 add/remove neighbours bounds it (looser)
             replaced = mechanism.replace(max_examples_per_user=2)
             epsilon, how = compute_epsilon(replaced, self.delta, AccountantKind.RDP), "rdp, group privacy of 2"
-            if self.preprocessing is not None:
+            if self.preprocessing is not None or self.decision is not None:
                 epsilon, how = None, f"none: {declined}; group privacy is not composed with the preprocessing"
             elif not math.isfinite(epsilon):
                 epsilon, how = None, f"none: {declined}; RDP group privacy of 2 diverges"
         out = {"adjacency": Adjacency.REPLACE_ONE.value, "accountant": how,
                "epsilon": None if epsilon is None else float(epsilon), "delta": self.delta,
                "neighboring_relation": replaced.neighboring_relation.name, "event": event_to_json(replaced.dp_event())}
-        if self.preprocessing is not None:
-            out["covers"] = "the artifact: the preprocessing releases (one record replaced), then the rounds"
+        if self.preprocessing is not None or self.decision is not None:
+            out["covers"] = ("the artifact: the preprocessing releases and the push decision (one record replaced), "
+                             "then the rounds")
         return out
 
     def _record_level_artifact(self, replaced: DpSgdMechanism) -> tuple[float | None, str]:
         """(epsilon, accountant) of one replaced record under PLD: the preprocessing releases' replace-one events
-        (group 1), then ``replaced``'s rounds, at the delta left after the releases' additive delta."""
-        account = self.preprocessing.account
-        try:
-            prior = account.events(Adjacency.REPLACE_ONE, 1)
-            delta = self.delta - account.additive_delta(Adjacency.REPLACE_ONE, 1)
-        except RecordError as err:   # e.g. a private vocabulary: analysed under add-remove only
-            return None, f"none: {err}"
+        (group 1) and the push decision's (one record), then ``replaced``'s rounds, at the delta left after the
+        releases' additive delta."""
+        prior, delta = [] if self.decision is None else [self.decision.event(1)], self.delta
+        if self.preprocessing is not None:
+            account = self.preprocessing.account
+            try:
+                prior = account.events(Adjacency.REPLACE_ONE, 1) + prior
+                delta = self.delta - account.additive_delta(Adjacency.REPLACE_ONE, 1)
+            except RecordError as err:   # e.g. a private vocabulary: analysed under add-remove only
+                return None, f"none: {err}"
         epsilon = epsilon_of(dp_event.ComposedDpEvent([*prior, replaced.dp_event()]), target_delta=delta,
                              accountant=AccountantKind.PLD, relation=replaced.neighboring_relation)
         return (float(epsilon), AccountantKind.PLD.value) if math.isfinite(epsilon) else (None, "none: PLD diverges")
@@ -641,7 +714,8 @@ class FederatedTrainingPlan:
         mechanism = self.mechanism.replace(steps=rounds)
         privacy_ledger.check_budget(budget, mechanism, self.delta)   # the rounds, at the delta they were run at
         budget = privacy_ledger.with_preprocessing(
-            budget, mechanism, privacy_ledger.accountant_delta_of(self.delta, self.preprocessing), self.preprocessing)
+            budget, mechanism, privacy_ledger.accountant_delta_of(self.delta, self.preprocessing), self.preprocessing,
+            self.decision)
         c = self.config
         parameters: dict[str, Any] = {
             "privacy_unit": c.privacy_unit, "dataset_size": self.num_clients, "batch_size": mechanism.batch_size,
@@ -653,7 +727,7 @@ class FederatedTrainingPlan:
             "record_level": self.record_level(rounds), "outside_guarantee": dict(outside_guarantee or {})}
         return privacy_ledger.PrivacyLedger(budget=budget, mechanism=privacy_ledger.DP_FEDAVG, parameters=parameters,
                                             trainer={**trainer, "settings": c.to_custom_config()},
-                                            preprocessing=self.preprocessing)
+                                            preprocessing=self.preprocessing, decision=self.decision)
 
 
 def _interval(key: str, value: Any, low: float, high: float, closed: str) -> float:

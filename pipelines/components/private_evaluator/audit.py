@@ -1,9 +1,10 @@
-"""The membership-inference audit of a TFX model: losses of a SavedModel on tf.Example files.
+"""Predictions of a TFX model on tf.Example files: the membership-inference audit and the push decision's counts.
 
 The model is called through its serving signature on serialized raw tf.Examples (so the Transform
-graph inside it applies, as at serving time); the loss is the cross-entropy of its predicted
-probabilities against the label read from each example. The attack itself is
-`privacy.auditing.loss_threshold_audit`.
+graph inside it applies, as at serving time). The audit's loss is the cross-entropy of its predicted
+probabilities against the label read from each example (the attack itself is
+`privacy.auditing.loss_threshold_audit`); `correct_predictions` counts the examples whose most likely
+class (probability >= 0.5 for one output) is the label, the exact counts the push decision noises.
 """
 
 from __future__ import annotations
@@ -28,6 +29,27 @@ def audit_saved_model(serving_model_dir: str, *, member_files: list[str], nonmem
         signature has a single output.
       max_examples: use at most this many examples of each kind (the first ones).
     """
+    predict = _predictor(serving_model_dir, label_key, prediction_key, signature)
+
+    def losses(files: list[str]) -> np.ndarray:
+        return per_example_cross_entropy(*predict(files, max_examples))
+
+    return loss_threshold_audit(losses(member_files), losses(nonmember_files))
+
+
+def correct_predictions(serving_model_dir: str, files: list[str], *, label_key: str, prediction_key: str | None = None,
+                        signature: str = "serving_default") -> tuple[int, int]:
+    """(correct predictions, examples) of the model on every example of ``files`` (exact: private counts)."""
+    labels, probabilities = _predictor(serving_model_dir, label_key, prediction_key, signature)(files, None)
+    if probabilities.ndim == 2 and probabilities.shape[1] > 1:
+        predicted = np.argmax(probabilities, axis=1)
+    else:
+        predicted = (probabilities.reshape(len(labels)) >= 0.5).astype(int)
+    return int(np.sum(predicted == labels.astype(int))), int(len(labels))
+
+
+def _predictor(serving_model_dir: str, label_key: str, prediction_key: str | None, signature: str):
+    """A function of (files, max_examples) giving (labels, predicted probabilities) of the model's signature."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     model = tf.saved_model.load(serving_model_dir)
     if signature not in model.signatures:
@@ -38,7 +60,7 @@ def audit_saved_model(serving_model_dir: str, *, member_files: list[str], nonmem
     if len(inputs) != 1:
         raise ValueError(f"signature {signature!r} must take one input (serialized tf.Examples), takes {inputs}")
 
-    def losses(files: list[str]) -> np.ndarray:
+    def predict(files: list[str], max_examples: int | None) -> tuple[np.ndarray, np.ndarray]:
         serialized = _read_records(files, max_examples)
         if not serialized:
             raise ValueError(f"no examples in {files}")
@@ -47,9 +69,9 @@ def audit_saved_model(serving_model_dir: str, *, member_files: list[str], nonmem
         for start in range(0, len(serialized), BATCH_SIZE):
             outputs = fn(**{inputs[0]: tf.constant(serialized[start:start + BATCH_SIZE])})
             probabilities.append(_pick(outputs, prediction_key, signature).numpy())
-        return per_example_cross_entropy(labels, np.concatenate(probabilities))
+        return labels, np.concatenate(probabilities)
 
-    return loss_threshold_audit(losses(member_files), losses(nonmember_files))
+    return predict
 
 
 def _read_records(files: list[str], limit: int | None) -> list[bytes]:

@@ -14,8 +14,10 @@ class PrivateEvaluator(Evaluator):
     """TFX's Evaluator (same inputs, outputs and EvalConfig) whose blessing also needs privacy.
 
     The EvalConfig must contain `spec.privacy_metrics(...)`: upper bounds on the model's epsilon and
-    on the membership-inference attack AUC. Both values are reported among the TFMA metrics of the
-    ModelEvaluation artifact and checked by TFMA like the utility thresholds; the blessing also gets
+    on the membership-inference attack AUC, and with a ``min_accuracy`` a lower bound on the noisy held-out
+    accuracy (the push decision, within the ledger's epsilon; thresholds on exact metrics are refused). The
+    values are reported among the TFMA metrics of the ModelEvaluation artifact and checked by TFMA; the
+    blessing also gets
     the custom properties ``privacy_gate_passed`` and ``privacy_gate_reason``, and the evaluation a
     ``ppml_evaluation.json`` summary.
 

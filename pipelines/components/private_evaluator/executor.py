@@ -15,7 +15,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, json_utils, path_utils, proto_utils
 
 from pipelines import privacy_ledger
-from pipelines.components.private_evaluator import audit, coverage, spec
+from pipelines.components.private_evaluator import audit, coverage, lineage, spec
 
 SUMMARY_FORMAT = "ppml.evaluation_summary/1"
 # Custom properties of the ModelBlessing artifact.
@@ -24,9 +24,11 @@ GATE_REASON = "privacy_gate_reason"   # string: why the privacy checks passed or
 OUTSIDE_THE_GUARANTEE = (
     "membership-inference audit (AUC, mean member loss): an internal diagnostic computed from the training "
     "records themselves, not covered by epsilon",
-    "utility metrics: computed on the held-out evaluation split, whose records epsilon does not cover",
-    "the blessing and push decision: the utility thresholds (e.g. accuracy >= min_accuracy) are checked without "
-    "noise on the evaluation split's private rows, so whether the model is pushed is released outside epsilon",
+    "exact utility metrics (TFMA's, e.g. binary_accuracy, auc): computed without noise on the held-out split's "
+    "private rows, for the reader only; they decide nothing (the push decision is the noisy accuracy, inside "
+    "epsilon)",
+    "re-evaluation: each run of the Evaluator on the same model releases the noisy accuracy again, while the "
+    "ledger reserves one release",
     "n, the number of training privacy units (records, users or clients): treated as public; it is in the "
     "ledger and sets the sampling rate q = B / n",
 )
@@ -36,9 +38,11 @@ OUTSIDE_THE_GUARANTEE = (
 class Executor(evaluator_executor.Executor):
     """Computes epsilon (from the ledger) and the membership audit, then runs TFX's Evaluator.
 
-    The values are written into the EvalConfig's ``DpEpsilon``, ``MembershipInferenceAuc`` (and ``DpDelta``)
-    metric configs, so TFMA reports them and checks their thresholds together with the utility
-    metrics: the model is blessed only if every threshold passes. A model without a ledger gets
+    The values are written into the EvalConfig's ``DpEpsilon``, ``MembershipInferenceAuc`` (and ``DpDelta``,
+    ``NoisyAccuracy``) metric configs, so TFMA reports them and checks their thresholds: the model is blessed
+    only if every threshold passes. The push decision is `privacy.decision`'s noisy held-out accuracy,
+    released with the noise the ledger reserved (-inf when it reserved none); exact utility metrics
+    decide nothing (`spec.gate_settings` refuses thresholds on them). A model without a ledger gets
     epsilon = inf, which no budget admits; so does a model that carries statistics its ledger does not
     cover (`coverage.artifact_problems`: analyzer outputs neither private nor declared public, exact or
     seeded preprocessing, records that differ from the ledger's, adapted Keras preprocessing layers) or a
@@ -56,6 +60,12 @@ class Executor(evaluator_executor.Executor):
 
         epsilon, ledger, ledger_note = _epsilon(serving_dir, settings.privacy_unit)
         problems, warnings = _coverage(serving_dir, ledger)
+        if ledger is not None and settings.metadata_path:
+            problems += lineage.lineage_problems(lineage.open_store(settings.metadata_path), model.id, ledger)
+        elif ledger is not None:
+            warnings.append("lineage not checked: the gate has no ML Metadata path (privacy_metrics(metadata_path="
+                            "...)), so a Transform output the Trainer read without embedding its graph would go "
+                            "unseen")
         if problems:
             epsilon = math.inf
             ledger_note = "the model carries statistics of its training data that no epsilon covers"
@@ -68,11 +78,13 @@ class Executor(evaluator_executor.Executor):
             nonmember_files=_split_files(examples, nonmember_splits), label_key=model_spec.label_key,
             prediction_key=model_spec.prediction_key or None, signature=model_spec.signature_name or "serving_default",
             max_examples=settings.max_audit_examples)
+        decision = _push_decision(serving_dir, ledger, settings, _split_files(examples, nonmember_splits), model_spec)
         logging.info("Privacy gate: epsilon %s (%s); %s", epsilon, ledger_note, membership.format_text())
         for warning in warnings:
             logging.warning("Privacy gate: %s", warning)
 
-        _set_values(eval_config, {spec.DP_EPSILON: epsilon, spec.MEMBERSHIP_AUC: membership.auc, spec.DP_DELTA: delta},
+        _set_values(eval_config, {spec.DP_EPSILON: epsilon, spec.MEMBERSHIP_AUC: membership.auc, spec.DP_DELTA: delta,
+                                  spec.NOISY_ACCURACY: decision["noisy_accuracy"] if decision else None},
                     model_spec.name)
         exec_properties = dict(exec_properties)
         exec_properties[standard_component_specs.EVAL_CONFIG_KEY] = proto_utils.proto_to_json(eval_config)
@@ -87,9 +99,14 @@ class Executor(evaluator_executor.Executor):
             _check("membership_inference_auc", membership.auc, settings.max_membership_auc,
                    f"loss-threshold attack, {settings.member_split} vs {', '.join(nonmember_splits)}; an internal "
                    f"diagnostic, not covered by epsilon"),
+            *([_check(spec.NOISY_ACCURACY, decision["noisy_accuracy"], settings.min_accuracy, decision["note"],
+                      at_least=True)] if decision else []),
         ]
         summary = _summary(evaluation_uri, model, ledger, membership, checks, settings)
-        summary.update(warnings=warnings, outside_the_guarantee=outside_the_guarantee(ledger))
+        summary.update(warnings=warnings, outside_the_guarantee=outside_the_guarantee(ledger),
+                       push_decision=None if decision is None else {k: v if not isinstance(v, float) or
+                                                                     math.isfinite(v) else None
+                                                                     for k, v in decision.items()})
         io_utils.write_string_file(os.path.join(evaluation_uri, spec.SUMMARY_FILE),
                                    json.dumps(summary, indent=2, allow_nan=False))
         if output_dict.get(standard_component_specs.BLESSING_KEY):
@@ -101,6 +118,8 @@ class Executor(evaluator_executor.Executor):
                 blessing.set_float_custom_property(privacy_ledger.EPSILON, privacy_ledger.mlmd_upper_bound(epsilon))
                 blessing.set_float_custom_property(privacy_ledger.DELTA, privacy_ledger.mlmd_upper_bound(delta))
             blessing.set_float_custom_property(spec.MEMBERSHIP_AUC, membership.auc)
+            if decision and math.isfinite(decision["noisy_accuracy"]):
+                blessing.set_float_custom_property(spec.NOISY_ACCURACY, decision["noisy_accuracy"])
         logging.info("Privacy gate: %s", "; ".join(c["reason"] for c in checks))
 
 
@@ -113,6 +132,27 @@ def _epsilon(serving_dir: str, privacy_unit: str) -> tuple[float, privacy_ledger
         return math.inf, None, f"the privacy ledger is invalid: {err}"
     epsilon, note = spec.budget_epsilon(ledger, privacy_unit)
     return epsilon, ledger, note
+
+
+def _push_decision(serving_dir: str, ledger, settings: spec.GateSettings, files: list[str],
+                   model_spec) -> dict[str, Any] | None:
+    """The push decision's release on the held-out ``files`` (None without a ``min_accuracy``): the noisy accuracy
+    drawn with the noise the ledger reserved, or -inf when it reserved none (no decision within the guarantee)."""
+    if settings.min_accuracy is None:
+        return None
+    if ledger is None or ledger.decision is None:
+        return {"noisy_accuracy": -math.inf, "note": "the model's ledger reserves no budget for the push decision "
+                                                     "(train with decision_epsilon), so no utility decision can be "
+                                                     "made within the guarantee"}
+    correct, rows = audit.correct_predictions(serving_dir, files, label_key=model_spec.label_key,
+                                              prediction_key=model_spec.prediction_key or None,
+                                              signature=model_spec.signature_name or "serving_default")
+    release = ledger.decision.release(correct, rows)
+    return {"noisy_accuracy": release.accuracy, "noisy_correct": release.correct, "noisy_rows": release.rows,
+            "noise_std": ledger.decision.std, "epsilon_alone": _finite(ledger.parts["decision"]),
+            "note": f"the push decision: {release.correct} of {release.rows} held-out rows correct, noisy (Gaussian "
+                    f"noise of std {ledger.decision.std:.3g} on each count, reserved in the ledger and composed "
+                    f"into its epsilon)"}
 
 
 def outside_the_guarantee(ledger: privacy_ledger.PrivacyLedger | None) -> list[str]:
@@ -154,10 +194,10 @@ def _split_files(examples: list[Any], splits: list[str]) -> list[str]:
     return files
 
 
-def _check(name: str, value: float, bound: float, context: str) -> dict[str, Any]:
-    passed = value <= bound
-    shown = "inf" if math.isinf(value) else f"{value:.4g}"
-    relation = "<=" if passed else ">"
+def _check(name: str, value: float, bound: float, context: str, at_least: bool = False) -> dict[str, Any]:
+    passed = value >= bound if at_least else value <= bound
+    shown = f"{value:.4g}" if math.isfinite(value) else ("-inf" if value < 0 else "inf")
+    relation = (">=" if passed else "<") if at_least else ("<=" if passed else ">")
     return {"name": name, "value": value if math.isfinite(value) else None, "bound": bound, "passed": passed,
             "reason": f"{name} {shown} {relation} {bound:g} ({context})"}
 

@@ -15,7 +15,7 @@ import apache_beam as beam
 from tensorflow_model_analysis import constants
 from tensorflow_model_analysis.metrics import metric_types
 
-from pipelines.components.private_evaluator.spec import DP_DELTA, DP_EPSILON, MEMBERSHIP_AUC
+from pipelines.components.private_evaluator.spec import DP_DELTA, DP_EPSILON, MEMBERSHIP_AUC, NOISY_ACCURACY
 
 
 class _ValueFromPrivateEvaluator(metric_types.Metric):
@@ -52,6 +52,14 @@ class MembershipInferenceAuc(_ValueFromPrivateEvaluator):
     diagnostic, computed from the training records and not covered by epsilon."""
 
     def __init__(self, name: str = MEMBERSHIP_AUC, **kwargs: Any):
+        super().__init__(name, **kwargs)
+
+
+class NoisyAccuracy(_ValueFromPrivateEvaluator):
+    """The push decision's release: held-out accuracy with the noise the trainer reserved in the ledger (inside
+    the guarantee); -inf when the ledger reserved none."""
+
+    def __init__(self, name: str = NOISY_ACCURACY, **kwargs: Any):
         super().__init__(name, **kwargs)
 
 

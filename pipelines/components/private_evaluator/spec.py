@@ -16,9 +16,14 @@ noise was seeded (see `budget_epsilon`), or when the model carries statistics no
 `pipelines.components.private_evaluator.coverage`). ``membership_inference_auc`` is the AUC of the
 loss-threshold attack on training vs held-out examples, an internal diagnostic that epsilon does not
 cover (it is computed from the training records themselves). With a ``delta_budget``, ``dp_delta`` is the
-ledger's delta (1 without a ledger). TFMA checks their thresholds like any other, so the blessing requires
-the utility thresholds AND epsilon <= budget AND AUC <= its bound (AND delta <= its budget), and the
-values appear in the ModelEvaluation artifact.
+ledger's delta (1 without a ledger). With a ``min_accuracy``, ``noisy_accuracy`` is the push decision's
+release: the held-out accuracy with the Gaussian noise the trainer reserved in the ledger
+(`privacy.decision.NoisyAccuracy`, composed into its epsilon); -inf when the ledger reserved none. TFMA
+checks their thresholds like any other, so the blessing requires noisy accuracy >= min_accuracy AND
+epsilon <= budget AND AUC <= its bound (AND delta <= its budget), and the values appear in the
+ModelEvaluation artifact. Exact utility metrics (BinaryAccuracy, AUC, ...) may be computed for the
+reader but are outside the guarantee: a threshold on any of them is refused (`gate_settings`), so they
+never decide the push.
 This module imports TFMA only inside `privacy_metrics`.
 """
 
@@ -34,12 +39,16 @@ from pipelines import privacy_ledger
 DP_EPSILON = "dp_epsilon"
 MEMBERSHIP_AUC = "membership_inference_auc"
 DP_DELTA = "dp_delta"
+NOISY_ACCURACY = "noisy_accuracy"
 METRICS_MODULE = "pipelines.components.private_evaluator.metrics"
-CLASS_NAMES = {DP_EPSILON: "DpEpsilon", MEMBERSHIP_AUC: "MembershipInferenceAuc", DP_DELTA: "DpDelta"}
+CLASS_NAMES = {DP_EPSILON: "DpEpsilon", MEMBERSHIP_AUC: "MembershipInferenceAuc", DP_DELTA: "DpDelta",
+               NOISY_ACCURACY: "NoisyAccuracy"}
 REQUIRED = (DP_EPSILON, MEMBERSHIP_AUC)
 """The gate's metrics every EvalConfig must hold (``dp_delta`` is there when a delta budget is set)."""
 DEFAULT_MEMBER_SPLIT = "train"
 DEFAULT_PRIVACY_UNIT = "example"
+DEFAULT_DECISION_SHARE = 0.2
+"""Fraction of the Trainer's target epsilon the pipeline reserves for the push decision (calibrated alone)."""
 SUMMARY_FILE = "ppml_evaluation.json"
 """JSON summary the Private Evaluator writes into the ModelEvaluation artifact: metrics, checks, audit."""
 
@@ -54,12 +63,16 @@ class GateSettings:
     max_audit_examples: int | None = None
     delta_budget: float | None = None
     privacy_unit: str = DEFAULT_PRIVACY_UNIT
+    min_accuracy: float | None = None
+    metadata_path: str | None = None
 
 
 def privacy_metrics(*, epsilon_budget: float, max_membership_auc: float = 0.6,
                     member_split: str = DEFAULT_MEMBER_SPLIT, max_audit_examples: int | None = None,
-                    delta_budget: float | None = None, privacy_unit: str = DEFAULT_PRIVACY_UNIT) -> list:
-    """The `tfma.MetricConfig`s of the privacy gate (two, three with a ``delta_budget``).
+                    delta_budget: float | None = None, privacy_unit: str = DEFAULT_PRIVACY_UNIT,
+                    min_accuracy: float | None = None, metadata_path: str | None = None) -> list:
+    """The `tfma.MetricConfig`s of the privacy gate (two, plus one with a ``delta_budget`` and one with a
+    ``min_accuracy``).
 
     Args:
       epsilon_budget: largest epsilon to bless, at the delta of the model's ledger.
@@ -71,6 +84,10 @@ def privacy_metrics(*, epsilon_budget: float, max_membership_auc: float = 0.6,
       member_split: the split the model was trained on (the attack's members); its non-members
         are the Evaluator's ``example_splits`` (default 'eval').
       max_audit_examples: attack at most this many examples of each kind (the first ones).
+      metadata_path: the pipeline's ML Metadata SQLite file, for the lineage check (`lineage`): the
+        Transform outputs the model's Trainer read must be in its ledger; None: not checked (a warning).
+      min_accuracy: least noisy held-out accuracy to bless (the push decision, inside the guarantee: the
+        trainer must reserve its budget, see `privacy.decision`); None: no utility threshold.
     """
     import tensorflow_model_analysis as tfma  # pylint: disable=import-outside-toplevel
     if not (isinstance(epsilon_budget, (int, float)) and 0 < epsilon_budget < math.inf):
@@ -81,19 +98,24 @@ def privacy_metrics(*, epsilon_budget: float, max_membership_auc: float = 0.6,
         raise ValueError(f"delta_budget must be in (0, 1), got {delta_budget!r}")
     if privacy_unit not in privacy_ledger.PRIVACY_UNITS:
         raise ValueError(f"privacy_unit must be one of {', '.join(privacy_ledger.PRIVACY_UNITS)}, got {privacy_unit!r}")
+    if min_accuracy is not None and not (isinstance(min_accuracy, (int, float)) and 0 <= min_accuracy <= 1):
+        raise ValueError(f"min_accuracy must be in [0, 1], got {min_accuracy!r}")
     audit_config = {"member_split": member_split}
     if max_audit_examples is not None:
         audit_config["max_examples"] = int(max_audit_examples)
 
-    def config(name: str, bound: float, extra: dict[str, Any]):
+    def config(name: str, bound: float, extra: dict[str, Any], side: str = "upper_bound"):
         return tfma.MetricConfig(
             class_name=CLASS_NAMES[name], module=METRICS_MODULE, config=json.dumps({"name": name, **extra}),
-            threshold=tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(upper_bound={"value": bound})))
+            threshold=tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(**{side: {"value": bound}})))
 
-    metrics = [config(DP_EPSILON, float(epsilon_budget), {"privacy_unit": privacy_unit}),
+    epsilon_config = {"privacy_unit": privacy_unit, **({"metadata_path": metadata_path} if metadata_path else {})}
+    metrics = [config(DP_EPSILON, float(epsilon_budget), epsilon_config),
                config(MEMBERSHIP_AUC, float(max_membership_auc), audit_config)]
     if delta_budget is not None:
         metrics.append(config(DP_DELTA, float(delta_budget), {}))
+    if min_accuracy is not None:
+        metrics.append(config(NOISY_ACCURACY, float(min_accuracy), {}, side="lower_bound"))
     return metrics
 
 
@@ -101,17 +123,35 @@ def gate_settings(eval_config) -> GateSettings:
     """Finds the privacy thresholds in a `tfma.EvalConfig`.
 
     Raises:
-      ValueError: naming the metric when either is missing or has no upper-bound threshold.
+      ValueError: naming the metric when either is missing or has no upper-bound threshold, when
+        ``noisy_accuracy`` has no lower bound, or when any other metric has a threshold (an exact metric
+        of the private held-out split would decide the push outside the guarantee).
     """
     bounds: dict[str, float] = {}
     audit_config: dict[str, Any] = {}
     epsilon_config: dict[str, Any] = {}
     for metrics_spec in eval_config.metrics_specs:
+        thresholded = sorted({*metrics_spec.thresholds, *metrics_spec.per_slice_thresholds,
+                              *metrics_spec.cross_slice_thresholds})
+        if thresholded:
+            raise ValueError(f"the MetricsSpec thresholds {thresholded} would decide the push "
+                             f"from exact metrics of the held-out split, outside the guarantee; use "
+                             f"spec.privacy_metrics(min_accuracy=...)")
         for metric in metrics_spec.metrics:
             name = next((n for n, c in CLASS_NAMES.items() if c == metric.class_name), None)
             if name is None:
+                if metric.HasField("threshold") or metric.per_slice_thresholds or metric.cross_slice_thresholds:
+                    raise ValueError(f"a threshold on {metric.class_name} would decide the push from an exact "
+                                     f"metric of the held-out split, outside the guarantee; compute it without a "
+                                     f"threshold and gate on spec.privacy_metrics(min_accuracy=...) (a noisy accuracy)")
                 continue
             threshold = metric.threshold.value_threshold
+            if name == NOISY_ACCURACY:
+                if not threshold.HasField("lower_bound"):
+                    raise ValueError(f"the privacy gate's metric {name} needs a lower-bound value threshold; build "
+                                     f"it with privacy_metrics(min_accuracy=...)")
+                bounds[name] = threshold.lower_bound.value
+                continue
             if not threshold.HasField("upper_bound"):
                 raise ValueError(f"the privacy gate's metric {name} ({metric.class_name}) needs an upper-bound "
                                  f"value threshold; build it with privacy_metrics(...)")
@@ -128,7 +168,8 @@ def gate_settings(eval_config) -> GateSettings:
     return GateSettings(epsilon_budget=bounds[DP_EPSILON], max_membership_auc=bounds[MEMBERSHIP_AUC],
                         member_split=audit_config.get("member_split", DEFAULT_MEMBER_SPLIT),
                         max_audit_examples=audit_config.get("max_examples"), delta_budget=bounds.get(DP_DELTA),
-                        privacy_unit=epsilon_config.get("privacy_unit", DEFAULT_PRIVACY_UNIT))
+                        privacy_unit=epsilon_config.get("privacy_unit", DEFAULT_PRIVACY_UNIT),
+                        min_accuracy=bounds.get(NOISY_ACCURACY), metadata_path=epsilon_config.get("metadata_path"))
 
 
 def budget_epsilon(ledger: privacy_ledger.PrivacyLedger | None, privacy_unit: str) -> tuple[float, str]:

@@ -1,5 +1,5 @@
-"""Keras preprocessing layers adapted on data are found (Keras 3 here, tf-keras in a subprocess); layers
-given their constants are not."""
+"""Keras preprocessing layers adapted on data, or given another vocabulary after construction, are found (Keras 3
+and tf-keras, each in a subprocess); layers given their constants are not."""
 
 import json
 
@@ -18,6 +18,9 @@ adapted = [keras.layers.Normalization(name="norm"), keras.layers.Discretization(
            keras.layers.TextVectorization(name="text")]
 for layer, sample in zip(adapted, [data, data, words, np.array([[1], [2]]), np.array(["a b", "b c"])]):
     layer.adapt(sample)
+set_later = keras.layers.StringLookup(vocabulary=["a"], name="lookup_set")
+set_later.set_vocabulary(["a", "b", "rare"])   # e.g. tokens read from the training data
+adapted.append(set_later)
 given = [keras.layers.Normalization(mean=2.0, variance=1.5, name="norm_given"),
          keras.layers.Discretization(bin_boundaries=[0.0, 1.0], name="bins_given"),
          keras.layers.StringLookup(vocabulary=["a", "b"], name="lookup_given"),
@@ -34,13 +37,14 @@ def _problems(python_subprocess, keras: str, legacy: bool) -> list[str]:
 
 def test_adapted_layers_are_named_with_their_replacement_on_keras_3(python_subprocess):
     problems = _problems(python_subprocess, "__import__('keras')", legacy=False)
-    assert [p.split("'")[1] for p in problems] == ["norm", "bins", "lookup", "ints", "text"]
+    assert [p.split("'")[1] for p in problems] == ["norm", "bins", "lookup", "ints", "text", "lookup_set"]
     assert "Normalization(mean=..., variance=...)" in problems[0] and "no epsilon covers" in problems[0]
+    assert "set_vocabulary after construction" in problems[-1] and "3 tokens" in problems[-1]
 
 
 def test_adapted_layers_are_named_with_their_replacement_on_tf_keras(python_subprocess):
     problems = _problems(python_subprocess, "__import__('tf_keras')", legacy=True)
-    assert [p.split("'")[1] for p in problems] == ["norm", "bins", "lookup", "ints", "text"]
+    assert [p.split("'")[1] for p in problems] == ["norm", "bins", "lookup", "ints", "text", "lookup_set"]
     assert "Discretization(bin_boundaries=...)" in problems[1]
 
 

@@ -14,7 +14,8 @@ from privacy.accounting import Adjacency
 from privacy.preprocessing import (Bounds, CoverageRecord, GaussianThresholding, Grid, MeanVariance,
                                    MechanismRecord, NoiseSource, PreprocessingAccount, PreprocessingBudget,
                                    PreprocessingPart, PublicDeclaration, RecordError, ReleaseRecord, TreeHistogram,
-                                   additive_delta, check_share, from_text, group_factor, noise_multiplier_of, to_text)
+                                   additive_delta, check_share, from_text, group_factor, noise, noise_multiplier_of,
+                                   to_text)
 
 RNG = np.random.default_rng(7)
 DATA = np.concatenate([[[-5.0, -5.0]], RNG.uniform(-3, 9, size=(200, 2))])  # first record at the lower bounds
@@ -30,12 +31,6 @@ def _neighbours(data, adjacency):
             yield data, np.concatenate([data, row])
         else:
             yield data, np.concatenate([row, data[1:]])
-
-
-class _NoNoise:
-    @staticmethod
-    def normal(std, size=None):
-        return np.zeros(np.broadcast(np.asarray(std), np.empty(size if size is not None else ())).shape)
 
 
 @pytest.mark.parametrize("adjacency", list(Adjacency))
@@ -58,7 +53,7 @@ def test_tree_histogram_moves_all_levels_by_at_most_its_sensitivity(adjacency, b
     mechanism = TreeHistogram(Grid(Bounds(-5, 10), bins), 2.0, branching, adjacency, values_per_record=2)
     [component] = mechanism.components
     for d, d_prime in _neighbours(DATA, adjacency):
-        levels = [mechanism.release(mechanism.accumulate(x), _NoNoise()) for x in (d, d_prime)]
+        levels = [mechanism.release(mechanism.accumulate(x), noise.ZeroNoise()) for x in (d, d_prime)]
         change = math.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(*levels)))
         assert change <= component.sensitivity * (1 + 1e-12)
     assert component.sensitivity == 2 * math.sqrt((1 if adjacency is Adjacency.ADD_REMOVE else 2) *
@@ -126,7 +121,8 @@ def test_quantiles_without_noise_are_within_one_bin():
     values = np.exp(RNG.normal(0, 1, 5000))
     for grid, branching in ((Grid(Bounds(1e-3, 1e3), 256, "log"), 4), (Grid(Bounds(0, 50), 64), 64)):
         mechanism = TreeHistogram(grid, 1.0, branching)
-        estimate = mechanism.quantiles(mechanism.release(mechanism.accumulate(values), _NoNoise()), [0.1, 0.5, 0.9])
+        released = mechanism.release(mechanism.accumulate(values), noise.ZeroNoise())
+        estimate = mechanism.quantiles(released, [0.1, 0.5, 0.9])
         exact = np.quantile(values, [0.1, 0.5, 0.9])
         edges = grid.edges()
         width = np.diff(edges)[np.clip(np.searchsorted(edges, exact) - 1, 0, grid.bins - 1)]
@@ -225,3 +221,24 @@ def test_problems_name_what_no_epsilon_covers():
     assert any("'y/mean_and_var' is listed but its record is missing" in p for p in problems)
     assert any("computed exact statistics" in p for p in problems)
     assert exact.event("add-remove") == dp_event.NonPrivateDpEvent()
+
+
+def test_releases_are_snapped_to_a_power_of_two_grid_below_the_noise():
+    """The low-order bits of x + N(0, s^2) in float64 depend on x (review item 7): every release is a multiple of
+    2^(floor(log2 s) - 10), within half a step of the unrounded draw, and the statistics move no further."""
+    mechanism = MeanVariance((0, 4), noise_multiplier=1.7)
+    stds = np.array([c.noise_std for c in mechanism.components])
+    step = noise.grid(stds)
+    assert np.all((stds / 2048 < step) & (step <= stds / 1024)) and np.all(np.log2(step) == np.round(np.log2(step)))
+    sums = mechanism.accumulate(RNG.uniform(0, 4, 50))
+    for seed in range(50):
+        released = mechanism.release(sums, NoiseSource(seed, "feature"))
+        values = np.array([released[k] for k in ("count", "sum", "sum_of_squares")])
+        assert np.all(values / step == np.round(values / step))
+        drawn = sums + NoiseSource(seed, "feature").normal(stds)   # the same draw, unrounded
+        assert np.all(np.abs(values - drawn) <= step / 2)
+    tree = TreeHistogram(Grid(Bounds(0, 1), 16), 2.0, 4)
+    [component] = tree.components
+    for level in tree.release(np.arange(16.0), NoiseSource(1, "tree")):
+        assert np.all(level / noise.grid(component.noise_std) == np.round(level / noise.grid(component.noise_std)))
+    assert np.array_equal(noise.snap([0.123456789], 0.0), [0.123456789])   # exact statistics: nothing to snap
