@@ -22,7 +22,6 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "0")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
 
 from results_io import machine_info, write_results  # noqa: E402
 

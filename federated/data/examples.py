@@ -104,7 +104,8 @@ def read_csv_columns(path: str) -> dict[str, np.ndarray]:
         reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""))
         rows = list(reader)
     except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: line {data[:err.start].count(b'\n') + 1} is not UTF-8 ({err.reason})") from None
+        line = data[:err.start].count(b"\n") + 1
+        raise ValueError(f"{path}: line {line} is not UTF-8 ({err.reason})") from None
     except csv.Error as err:
         raise ValueError(f"{path}: line {reader.line_num} is not readable as CSV ({err})") from None
     if len(rows) < 2:

@@ -29,7 +29,6 @@ import dataclasses
 import math
 from typing import Iterable
 
-import numpy as np
 from scipy import special
 
 from privacy.accounting import Adjacency

@@ -1,7 +1,6 @@
 """`ppml federated run` end to end on digits: JSON history, PNG, epsilon, and named errors."""
 
 import json
-import math
 import re
 
 import dp_accounting

@@ -1,7 +1,6 @@
 """Kubeflow Pipelines v2 compilation (JSON, no cluster) and the command line's errors."""
 
 import json
-import os
 
 import pytest
 

@@ -1,7 +1,6 @@
 """PrivacyBudget: incremental composition, JSON state, restarts without double counting."""
 
 import json
-import os
 
 import dp_accounting as dpa
 import pytest

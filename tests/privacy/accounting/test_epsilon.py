@@ -10,7 +10,7 @@ from fractions import Fraction
 import dp_accounting as dpa
 import pytest
 
-from privacy.accounting import (Adjacency, DpSgdMechanism, Sampling, UnsupportedAccounting, compute_epsilon,
+from privacy.accounting import (Adjacency, DpSgdMechanism, UnsupportedAccounting, compute_epsilon,
                                 default_delta, delta_warning, dp_sgd_report, resolve_adjacency, steps_for_epochs)
 
 R = dpa.NeighboringRelation
