@@ -5,18 +5,14 @@ import json
 import os
 
 import pytest
+import tensorflow as tf
+from tfx.types import standard_artifacts
 
-from pipelines.keras_env import use_tf_keras
-
-use_tf_keras()
-import tensorflow as tf  # noqa: E402  pylint: disable=wrong-import-position
-from tfx.types import standard_artifacts  # noqa: E402  pylint: disable=wrong-import-position
-
-from pipelines.components.kanonymity_validator import spec as validator_spec  # noqa: E402
-from pipelines.components.kanonymity_validator.executor import Executor as Validator  # noqa: E402
-from pipelines.components.pii_scrubber.executor import Executor as ScrubberExecutor  # noqa: E402
-from pipelines.components.pii_scrubber import spec  # noqa: E402
-from privacy.minimization import KAnonymitySettings, ScrubSettings  # noqa: E402
+from pipelines.components.kanonymity_validator import spec as validator_spec
+from pipelines.components.kanonymity_validator.executor import Executor as Validator
+from pipelines.components.pii_scrubber import spec
+from pipelines.components.pii_scrubber.executor import Executor as ScrubberExecutor
+from privacy.minimization import KAnonymitySettings, ScrubSettings
 
 ROWS = 6
 NOTE = "Zo\u00eb: mail ann@example.com".encode("latin-1")   # not UTF-8
