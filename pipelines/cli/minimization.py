@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
+import traceback
 
 import click
 
@@ -113,25 +115,57 @@ def minimization_requested(options: dict) -> bool:
     return bool(options.get("scrub_pii") or options.get("quasi_identifiers"))
 
 
+def failure_message(err: BaseException, scrubbing: bool) -> str:
+    """Writes ``err``'s traceback to stderr (the run log, or the terminal with --verbose) and returns the one line
+    that names it. With ``scrubbing`` both hold the exception types and frames (file, line, function) only, never
+    an exception's message: a stage's error can quote a raw row (CsvExampleGen quotes a row it cannot parse)."""
+    if not scrubbing:
+        traceback.print_exception(err, file=sys.stderr)
+        return f"{type(err).__name__}: {err}"
+    chain = []
+    while err is not None:
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    for link in reversed(chain):
+        frames = "".join(f'  File "{f.filename}", line {f.lineno}, in {f.name}\n'
+                         for f in traceback.extract_tb(link.__traceback__))
+        sys.stderr.write(f"{frames}{type(link).__name__} (message withheld: --scrub-pii)\n")
+    return f"{type(chain[0]).__name__} (message withheld under --scrub-pii: it may quote raw data)"
+
+
 def csv_columns(data_root: str):
     """``{column: holds numbers only}`` over the CSV files in a local folder ``data_root`` (as CsvExampleGen types
-    them: a column whose non-empty cells, one at least, all parse as numbers is numeric), or None where the folder is not local
-    or holds no CSV file. Reads the files whole."""
+    them: a column whose non-empty cells, one at least, all parse as numbers is numeric), or None where the folder is
+    not local or holds no CSV file. Reads the files whole.
+
+    Raises:
+        click.UsageError: a row whose field count differs from its header's, or a cell longer than CsvExampleGen
+            reads (`csv.field_size_limit`); the message names the file and line, never a value.
+    """
     if not os.path.isdir(data_root):
         return None
     text, numbers = {}, set()   # column -> holds a cell that is not a number; columns with a number
     for name in sorted(os.listdir(data_root)):
         if name.endswith(".csv"):
             with open(os.path.join(data_root, name), newline="", encoding="utf-8", errors="replace") as fh:
-                reader = csv.DictReader(fh)
-                for column in reader.fieldnames or ():
-                    text.setdefault(column, False)
-                for row in reader:
-                    for column, cell in row.items():
-                        if column is not None and isinstance(cell, str) and cell:
-                            number = _is_number(cell)
-                            text[column] = text[column] or not number
-                            numbers.update([column] if number else [])
+                reader = csv.reader(fh)
+                try:
+                    header = next(reader, [])
+                    for column in header:
+                        text.setdefault(column, False)
+                    for row in reader:
+                        if row and len(row) != len(header):
+                            raise click.UsageError(f"file {name} line {reader.line_num} has {len(row)} fields, "
+                                                   f"the header {len(header)}")
+                        for column, cell in zip(header, row):
+                            if cell:
+                                number = _is_number(cell)
+                                text[column] = text[column] or not number
+                                numbers.update([column] if number else [])
+                except csv.Error:
+                    raise click.UsageError(
+                        f"file {name} line {reader.line_num}: a cell is longer than the "
+                        f"{csv.field_size_limit()} characters CsvExampleGen reads, or the CSV is malformed") from None
     return {column: not is_text and column in numbers for column, is_text in text.items()} or None
 
 

@@ -10,11 +10,10 @@ import glob
 import json
 import os
 import shutil
-import traceback
 
 import click
 
-from pipelines.cli.minimization import csv_columns, minimization_options, minimization_settings
+from pipelines.cli.minimization import csv_columns, failure_message, minimization_options, minimization_settings
 from pipelines.cli import pipeline as pipeline_cli
 
 
@@ -72,14 +71,19 @@ def minimize(data_root, pipeline_root, verbose, **options):
                 path = log.keep_at(run_log.new_log_path(pipeline_root))
                 click.echo(f"Logs of TFX and Beam: {path} (--verbose shows them here)", file=terminal)
 
+            current = {}
+
             def progress(event):
+                current["stage"] = event.stage
                 click.echo(f"[{event.index}/{event.total}] {event.stage} {event.state}", file=terminal)
 
             try:
                 runners.run(tfx_pipeline, progress=progress)
             except Exception as err:  # pylint: disable=broad-except
-                traceback.print_exc()  # into the log (or here with --verbose)
-                raise click.ClickException(f"{type(err).__name__}: {err}") from None
+                message = failure_message(err, scrubbing=settings["scrub"] is not None)  # traceback into the log
+                where = f"; full log in {log.path}" if log is not None else ""
+                raise click.ClickException(f"{current.get('stage', 'the pipeline')} failed: {message}{where}") \
+                    from None
     report = {}
     scrub_reports = os.path.join(layout.root, "PiiScrubber", "scrubbed_examples", "{id}", "pii_scrub_report.json")
     for path in _latest(scrub_reports):

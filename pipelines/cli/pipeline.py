@@ -15,14 +15,13 @@ import dataclasses
 import json
 import os
 import sys
-import traceback
 
 import click
 
 from pipelines import run_log
 from pipelines.cli.aliases import deprecated_alias
-from pipelines.cli.minimization import (csv_columns, minimization_options, minimization_requested,
-                                        minimization_settings)
+from pipelines.cli.minimization import (csv_columns, failure_message, minimization_options,
+                                        minimization_requested, minimization_settings)
 from pipelines.cli.types import FiniteFloatRange
 from pipelines.components.private_evaluator.spec import DEFAULT_PRIVACY_UNIT
 from pipelines.components.settings import InvalidSetting
@@ -257,10 +256,10 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
             try:
                 runners.run(tfx_pipeline, runner=runner, progress=progress)
             except Exception as err:  # pylint: disable=broad-except
-                traceback.print_exc()  # into the log (or here with --verbose)
+                message = failure_message(err, scrubbing=plan.scrub is not None)  # traceback into the log
                 stage = current.get("stage", "the pipeline")
                 where = f"; full log in {log.path}" if log is not None else ""
-                raise click.ClickException(f"{stage} failed: {type(err).__name__}: {err}\n"
+                raise click.ClickException(f"{stage} failed: {message}\n"
                                            f"(artifacts of the stages that completed stay in {pipeline_root} and are "
                                            f"reused on the next run{where})") from None
         from pipelines.report import load_report  # pylint: disable=import-outside-toplevel

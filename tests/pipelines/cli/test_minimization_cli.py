@@ -76,7 +76,7 @@ def test_a_key_file_the_scrubber_would_refuse_is_a_usage_error_before_tfx(no_tfx
 def test_compile_checks_declared_columns_against_the_csv_header_before_tfx(no_tfx, tmp_path):  # noqa: F811
     data = tmp_path / "data"
     data.mkdir()
-    (data / "tickets.csv").write_text("ticket_id,ticket_text,email\n1,hi,a@b.c\n,2,\n3.5,x\n")
+    (data / "tickets.csv").write_text("ticket_id,ticket_text,email\n1,hi,a@b.c\n,2,\n3.5,x,\n")
     args = ["pipeline", "compile", "--kubeflow-v2", str(tmp_path / "p.json"), "--pipeline-root", "gs://b/r",
             "--data-root", str(data), "--serving-model-dir", "gs://b/s", "--scrub-pii"]
     result = invoke(*args, "--scrub-column", "ticket_txt=hash")
@@ -106,3 +106,39 @@ def test_minimize_runs_the_readme_example_up_to_tfx(no_tfx, tmp_path):  # noqa: 
     result = invoke(*README_EXAMPLE, "--pipeline-root", str(tmp_path / "root"))
     assert "TFX would be imported" in str(result.exception)
     assert (tmp_path / "root" / "data" / "pii_tickets.csv").exists()
+
+
+@pytest.mark.parametrize("rows, message", [
+    ("hi,1\nmail zed.secret@example.com,41,EXTRA-SECRET-555-867-5309\n", "file t.csv line 3 has 3 fields, the header 2"),
+    ("hi,1\nzed.secret@example.com\n", "file t.csv line 3 has 1 fields, the header 2"),
+    ("hi,1\n" + "zed.secret@example.com " * 6000 + ",2\n", "file t.csv line 3: a cell is longer than the 131072"),
+])
+def test_minimize_refuses_a_malformed_csv_row_naming_file_and_line_only(no_tfx, tmp_path, rows, message):  # noqa: F811
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "t.csv").write_text("ticket_text,age\n" + rows)
+    root = tmp_path / "root"
+    result = invoke("minimize", "--scrub-pii", "--data-root", str(data), "--pipeline-root", str(root))
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "zed.secret" not in result.output and "EXTRA" not in result.output and "Traceback" not in result.output
+    assert not root.exists()
+
+
+def test_a_failing_stage_under_scrub_pii_prints_and_logs_no_exception_message(capsys):
+    from pipelines.cli.minimization import failure_message
+
+    def stage():
+        try:
+            raise KeyError("inner zed.secret@example.com")
+        except KeyError as inner:
+            raise ValueError("Columns do not match: [b'mail zed.secret@example.com']") from inner
+    try:
+        stage()
+    except ValueError as err:
+        message = failure_message(err, scrubbing=True)
+        logged = capsys.readouterr().err
+        assert message.startswith("ValueError (message withheld") and "zed.secret" not in message
+        assert "ValueError" in logged and "KeyError" in logged and "in stage" in logged
+        assert "zed.secret" not in logged
+        assert "zed.secret" in failure_message(err, scrubbing=False)
+        assert "zed.secret" in capsys.readouterr().err
