@@ -18,9 +18,13 @@ ROWS = 6
 NOTE = "Zo\u00eb: mail ann@example.com".encode("latin-1")   # not UTF-8
 
 
-def _raw(tmp_path):
+def _raw(tmp_path, empty_eval=False):
     raw = standard_artifacts.Examples()
-    raw.uri, raw.split_names = str(tmp_path / "raw"), '["train"]'
+    raw.uri, raw.split_names = str(tmp_path / "raw"), '["train", "eval"]' if empty_eval else '["train"]'
+    if empty_eval:
+        os.makedirs(os.path.join(raw.uri, "Split-eval"))
+        with tf.io.TFRecordWriter(os.path.join(raw.uri, "Split-eval", "data.gz"), options="GZIP"):
+            pass
     os.makedirs(os.path.join(raw.uri, "Split-train"))
     with tf.io.TFRecordWriter(os.path.join(raw.uri, "Split-train", "data.gz"), options="GZIP") as writer:
         for i in range(ROWS):
@@ -36,8 +40,8 @@ def _raw(tmp_path):
     return raw
 
 
-def _scrub(tmp_path, settings):
-    raw = _raw(tmp_path)
+def _scrub(tmp_path, settings, empty_eval=False):
+    raw = _raw(tmp_path, empty_eval)
     out = standard_artifacts.Examples()
     out.uri = str(tmp_path / "scrubbed")
     ScrubberExecutor().Do({spec.EXAMPLES_KEY: [raw]}, {spec.SCRUBBED_EXAMPLES_KEY: [out]},
@@ -73,6 +77,14 @@ def test_a_declared_column_that_no_record_has_is_an_error_naming_it(tmp_path, se
     with pytest.raises(ValueError, match=rf"column\(s\) {absent.replace('[', '.').replace(']', '.')} are in no "
                                          r"record of split train \(columns: \['age', 'emails'"):
         _scrub(tmp_path, settings)
+
+
+def test_an_empty_split_is_scrubbed_to_an_empty_split_not_refused_for_declared_columns(tmp_path):
+    out, records, _, report = _scrub(tmp_path, ScrubSettings(columns=(("text", "hash"),), drop_columns=("emails",)),
+                                     empty_eval=True)
+    assert len(records) == ROWS and report["rows"] == ROWS
+    path = os.path.join(out.uri, "Split-eval", "data_tfrecord-00000-of-00001.gz")
+    assert list(tf.data.TFRecordDataset(path, compression_type="GZIP").as_numpy_iterator()) == []
 
 
 def test_the_validator_counts_a_record_lacking_a_quasi_identifier_as_missing(tmp_path):
