@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import hashlib
 import hmac
+import ipaddress
 import re
 from typing import Any, Iterable, Mapping
 
@@ -73,22 +74,48 @@ class ScrubReport:
 
 
 _SEPARATED = ("PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN")
-"""Entity types whose spellings differ by separators and letter case only: hashed as their letters and digits."""
-_CASE_FREE = ("EMAIL_ADDRESS",)
-"""Entity types hashed case-folded; so are the declared identifying columns' values (found case-insensitively)."""
-_AS_WRITTEN = ("IP_ADDRESS", "URL", "DEFAULT", None)
-"""Entity types hashed as written (a URL's path is case-sensitive)."""
+"""Entity types whose spellings differ by separators and letter case only: hashed as their letters and digits
+(phone numbers that libphonenumber finds possible, region US: as E.164, without an extension)."""
+_PHONE_REGION = "US"
 
 
 def normalized(value: str, entity_type: str | None) -> str:
     """The spelling of ``value`` that keyed hashing uses, so that one value written differently gets one token:
-    `_SEPARATED` types keep their letters and digits, upper-cased (``(555) 867-5309`` = ``555.867.5309``);
-    e-mail addresses and declared columns' values are case-folded; `_AS_WRITTEN` types are kept as they are."""
+    phone numbers as E.164 (``+1-555-867-5309`` = ``(555) 867-5309`` = ``555.867.5309x12``); the other
+    `_SEPARATED` types as their letters and digits, upper-cased; IP addresses in their compressed lower-case form
+    (``2001:DB8::1`` = ``2001:db8::1``); URLs with their scheme and host lower-cased (the path keeps its case);
+    e-mail addresses and declared columns' values case-folded. Bytes that are not UTF-8 (surrogates) read as
+    latin-1, as they are scanned (`_scan_form`)."""
+    value = _scan_form(value)
+    if entity_type == "PHONE_NUMBER":
+        import phonenumbers  # pylint: disable=import-outside-toplevel
+        try:
+            number = phonenumbers.parse(value, _PHONE_REGION)
+        except phonenumbers.NumberParseException:
+            number = None
+        if number is not None and phonenumbers.is_possible_number(number):
+            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     if entity_type in _SEPARATED:
         return "".join(c for c in value if c.isalnum()).upper()
-    if entity_type in _AS_WRITTEN:
+    if entity_type == "IP_ADDRESS":
+        try:
+            return ipaddress.ip_address(value).compressed
+        except ValueError:
+            return value.lower()
+    if entity_type == "URL":
+        scheme, sep, rest = value.rpartition("://")
+        host, slash, path = rest.partition("/")
+        return f"{scheme.lower()}{sep}{host.lower()}{slash}{path}"
+    if entity_type in ("DEFAULT", None):
         return value
     return value.casefold()
+
+
+def _scan_form(text: str) -> str:
+    """``text`` with each surrogate (a byte that is not UTF-8, decoded with surrogateescape) read as its latin-1
+    character: same length and offsets, and the patterns' ``\\w`` matches it (so ``zo\\xeb.lee@...`` is one
+    address)."""
+    return re.sub("[\udc80-\udcff]", lambda m: chr(ord(m.group()) - 0xDC00), text)
 
 
 class Scrubber:
@@ -128,18 +155,23 @@ class Scrubber:
             return {}   # Presidio's default: replace by "<ENTITY_TYPE>"
         return {t: config for t in ("DEFAULT", *entity_types)}
 
-    def detect(self, text: str, known: Mapping[str, str] = None) -> list:
-        """Presidio's results for ``text`` plus whole-word matches of ``known`` values (``{entity_type: value}``),
-        without spans inside another kept one (`recognizers.resolve_overlaps`)."""
+    def detect(self, text: str, known: Mapping[str, str | tuple] = None) -> list:
+        """Presidio's results for ``text`` plus whole-word matches of ``known`` values (``{entity_type: value or
+        values}``), without spans inside another kept one (`recognizers.resolve_overlaps`). A known value that a
+        recognizer also finds keeps the recognizer's type, so it hashes as that type's other spellings do."""
         from presidio_analyzer import RecognizerResult  # pylint: disable=import-outside-toplevel
+        text = _scan_form(text)
         results = self._analyzer.analyze(text=text, language=_LANGUAGE, entities=list(self.settings.entities),
                                           score_threshold=self.settings.score_threshold)
-        for entity, value in (known or {}).items():
-            for match in re.finditer(rf"(?<!\w){re.escape(value)}(?!\w)", text, flags=re.IGNORECASE):
-                results.append(RecognizerResult(entity, match.start(), match.end(), 1.0))
+        found = list(results)
+        for entity, values in (known or {}).items():
+            for value in (values,) if isinstance(values, str) else values:
+                for match in re.finditer(rf"(?<!\w){re.escape(_scan_form(value))}(?!\w)", text, flags=re.IGNORECASE):
+                    if not any(r.start <= match.start() and match.end() <= r.end for r in found):
+                        results.append(RecognizerResult(entity, match.start(), match.end(), 1.0))
         return _recognizers.resolve_overlaps(results)
 
-    def scrub_text(self, text: str, operator: str, known: Mapping[str, str] = None) -> tuple[str, dict]:
+    def scrub_text(self, text: str, operator: str, known: Mapping[str, str | tuple] = None) -> tuple[str, dict]:
         """``text`` with each detected span replaced by ``operator``, and ``{entity_type: spans replaced}``."""
         results = self.detect(text, known)
         if not results:
@@ -164,6 +196,8 @@ class Scrubber:
             value = record.get(name)
             if isinstance(value, str) and len(value.strip()) >= _MIN_IDENTIFIER_CHARS:
                 known[name.upper()] = value
+            elif _is_text(value) and not isinstance(value, str):   # a multi-valued column: each value
+                known[name.upper()] = tuple(v for v in value[1] if len(v.strip()) >= _MIN_IDENTIFIER_CHARS)
             elif isinstance(value, int) and not isinstance(value, bool) and len(str(abs(value))) >= \
                     _MIN_IDENTIFIER_DIGITS:
                 known[name.upper()] = str(value)

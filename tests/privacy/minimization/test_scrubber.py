@@ -122,6 +122,32 @@ def test_keyed_hash_gives_one_token_per_value_however_it_is_spelled():
     assert scrubber.scrub_text("x http://a.io/Doc y", "hash") != scrubber.scrub_text("x http://a.io/doc y", "hash")
 
 
+def test_a_dropped_value_and_its_other_spellings_found_by_recognizers_get_one_token():
+    scrubber = Scrubber(ScrubSettings(columns=(("note", "hash"),), drop_columns=("phone", "ip", "url")))
+    record = {"phone": "555-867-5309", "ip": "2001:db8::1", "url": "http://example.com/a"}
+    dropped = scrubber.scrub_record({**record, "note": "call 555-867-5309 at 2001:db8::1 see http://example.com/a"})
+    for spelling in ("call (555) 867-5309 at 2001:DB8::1 see HTTP://Example.COM/a",
+                     "call +1-555-867-5309 at 2001:0db8:0:0::1 see http://EXAMPLE.com/a"):
+        assert scrubber.scrub_text(spelling, "hash")[0] == dropped["note"], spelling
+    assert scrubber.keyed_hash("555-867-5309x123", "PHONE_NUMBER") == scrubber.keyed_hash("5558675309",
+                                                                                           "PHONE_NUMBER")
+    assert scrubber.keyed_hash("http://a.io/Doc", "URL") != scrubber.keyed_hash("http://a.io/doc", "URL")
+
+
+def test_a_non_utf8_byte_next_to_pii_is_scanned_as_latin1_and_nothing_of_the_value_stays():
+    scrubber = Scrubber(ScrubSettings(operator="hash"))
+    latin1 = "mail zo\udceb.lee@example.com now"   # the latin-1 byte 0xeb, decoded with surrogateescape
+    out, counts = scrubber.scrub_text(latin1, "hash")
+    assert out == scrubber.scrub_text("mail zo\u00eb.lee@example.com now", "hash")[0]   # one token, both encodings
+    assert "zo" not in out and counts == {"EMAIL_ADDRESS": 1}
+
+
+def test_each_value_of_a_multi_valued_dropped_column_is_removed_from_the_text():
+    scrubber = Scrubber(ScrubSettings(columns=(("note", "replace"),), drop_columns=("names",)))
+    out = scrubber.scrub_record({"names": ("bytes_list", ("Ann Lee", "Bob Roe")), "note": "Ann Lee and Bob Roe"})
+    assert out == {"note": "<NAMES> and <NAMES>"}
+
+
 def test_key_files_open_to_others_or_too_short_are_refused(tmp_path):
     path = tmp_path / "key"
     path.write_bytes(os.urandom(32))
