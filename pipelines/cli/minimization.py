@@ -26,11 +26,14 @@ def minimization_options(fn):
     options = [
         click.option("--scrub-pii", is_flag=True,
                      help="Run the PII scrubber after ExampleGen: every later stage reads examples without the PII "
-                          "its pattern recognizers find (e-mail, phone, credit card, IBAN, US SSN, IP, URL; no NER "
-                          "model runs) and without --drop-column columns."),
+                          "its pattern recognizers find in text columns (e-mail, phone, credit card, IBAN, US SSN, "
+                          "IP, URL; no NER model runs) and without --drop-column columns. Columns of numbers are NOT "
+                          "scanned (an all-digit phone or card column, which CsvExampleGen stores as integers, "
+                          "reaches every later stage raw; the report counts it in unscanned_values): --drop-column "
+                          "them."),
         click.option("--scrub-column", "scrub_columns", multiple=True, metavar="COLUMN[=OPERATOR]",
                      help=f"A column to scan, with its operator ({', '.join(OPERATORS)}; default {DEFAULT_OPERATOR});"
-                          f" repeatable [default: every string column, with --pii-operator]."),
+                          f" repeatable; a column of numbers is refused [default: every text column, with --pii-operator]."),
         click.option("--drop-column", "drop_columns", multiple=True, metavar="COLUMN",
                      help="A declared identifying column: dropped, and its value removed from the same record's "
                           "scanned columns; repeatable."),

@@ -142,3 +142,9 @@ def test_a_failing_stage_under_scrub_pii_prints_and_logs_no_exception_message(ca
         assert "zed.secret" not in logged
         assert "zed.secret" in failure_message(err, scrubbing=False)
         assert "zed.secret" in capsys.readouterr().err
+
+
+def test_scrub_pii_help_says_columns_of_numbers_are_not_scanned():
+    for command in (("minimize",), ("pipeline", "run")):
+        result = invoke(*command, "--help")
+        assert result.exit_code == 0 and "Columns of numbers are NOT scanned" in " ".join(result.output.split())
