@@ -11,7 +11,8 @@ KEY_BYTES = 32
 
 def check_key_file(path: str) -> None:
     """Checks ``path`` as `load_or_create_key` would use it, without creating it: an existing file must be at least
-    `KEY_BYTES` long and closed to group and others; a missing one needs a writable folder.
+    `KEY_BYTES` long and closed to group and others; a missing one needs a writable folder (a symbolic link to a
+    missing file is refused: the key could not be created through it).
 
     Raises:
         ValueError: naming the path (never the key) and what to fix.
@@ -19,6 +20,9 @@ def check_key_file(path: str) -> None:
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
+        if os.path.islink(path):
+            raise ValueError(f"key file {path} is a symbolic link to a missing file: remove it, or point it at the "
+                             f"key") from None
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
             raise ValueError(f"key file {path} does not exist and its folder {folder} is not a writable "

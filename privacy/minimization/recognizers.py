@@ -48,12 +48,13 @@ def _classes() -> dict:
             return _has_public_suffix(pattern_text.rpartition("@")[2])
 
     class OfflineUrlRecognizer(UrlRecognizer):
-        """Presidio's URL patterns plus any ``http(s)://`` URL whose host has a public suffix."""
+        """Presidio's URL patterns plus any ``http(s)://`` URL or host name whose host has a public suffix;
+        host labels may hold any letter (internationalized names such as ``www.café.fr``)."""
 
         PATTERNS = [*UrlRecognizer.PATTERNS,
-                    Pattern("URL with scheme", r"(?i)\bhttps?://[a-z0-9][a-z0-9.\-]*\.[a-z]{2,63}\b(?:/[^\s()<>\"']*)?",
+                    Pattern("URL with scheme", r"(?i)\bhttps?://[^\W_][\w.\-]*\.[a-z]{2,63}\b(?:/[^\s()<>\"']*)?",
                             0.6),
-                    Pattern("Host without scheme", r"(?i)(?<![@\w.\-])[a-z0-9][a-z0-9\-]*(?:\.[a-z0-9\-]+)*\.[a-z]{2,63}"
+                    Pattern("Host without scheme", r"(?i)(?<![@\w.\-])[^\W_][\w\-]*(?:\.[\w\-]+)*\.[a-z]{2,63}"
                                                    r"\b(?:/[^\s()<>\"']*)?", 0.5)]
 
         def validate_result(self, pattern_text: str):

@@ -11,7 +11,7 @@ import stat
 import pytest
 
 from pipelines.datasets import pii_tickets
-from privacy.minimization import PATTERN_ENTITIES, Scrubber, ScrubSettings, load_or_create_key
+from privacy.minimization import PATTERN_ENTITIES, Scrubber, ScrubSettings, check_key_file, load_or_create_key
 
 TICKETS = ScrubSettings(columns=(("ticket_text", "replace"),), drop_columns=pii_tickets.IDENTIFYING_COLUMNS)
 SAME_ENTITY = {"CUSTOMER_NAME": "PERSON", "EMAIL": "EMAIL_ADDRESS"}
@@ -146,6 +146,20 @@ def test_each_value_of_a_multi_valued_dropped_column_is_removed_from_the_text():
     scrubber = Scrubber(ScrubSettings(columns=(("note", "replace"),), drop_columns=("names",)))
     out = scrubber.scrub_record({"names": ("bytes_list", ("Ann Lee", "Bob Roe")), "note": "Ann Lee and Bob Roe"})
     assert out == {"note": "<NAMES> and <NAMES>"}
+
+
+def test_a_key_file_that_is_a_dangling_symlink_is_refused_naming_it(tmp_path):
+    path = tmp_path / "key"
+    path.symlink_to(tmp_path / "nowhere")
+    for check in (check_key_file, load_or_create_key):
+        with pytest.raises(ValueError, match=f"key file {path} is a symbolic link to a missing file"):
+            check(str(path))
+
+
+def test_internationalized_host_names_are_replaced_whole():
+    scrubber = Scrubber(ScrubSettings(operator="redact"))
+    for text in ("see www.café.fr/x ok", "see https://münchen.de/a/b ok", "see b\udce9b.example.com/p ok"):
+        assert scrubber.scrub_text(text, "redact")[0] == "see  ok", text
 
 
 def test_key_files_open_to_others_or_too_short_are_refused(tmp_path):
