@@ -38,6 +38,8 @@ class ScrubReport:
         entities: ``{column: {entity_type: count}}`` of replaced spans (after Presidio's overlap resolution).
         unscanned_values: ``{column: count}`` of values left as they are because they are not text (numbers) in
             columns that were not declared; a declared column holding numbers is refused (`Scrubber.scrub_record`).
+        unscanned_columns: ``{column: count}`` of text values left raw because declared ``columns`` do not list
+            their column (empty without declared columns: every text column is scanned).
         dropped_columns: declared identifying columns removed from every record.
         recognizers: names of the recognizers that ran.
         ner: whether a named-entity model ran (always False here: none installs from PyPI).
@@ -47,6 +49,7 @@ class ScrubReport:
     rows_touched: int = 0
     entities: dict = dataclasses.field(default_factory=dict)
     unscanned_values: dict = dataclasses.field(default_factory=dict)
+    unscanned_columns: dict = dataclasses.field(default_factory=dict)
     dropped_columns: tuple = ()
     recognizers: tuple = ()
     ner: bool = False
@@ -59,18 +62,22 @@ class ScrubReport:
             mine = self.entities.setdefault(column, {})
             for entity, n in counts.items():
                 mine[entity] = mine.get(entity, 0) + n
-        for column, n in other.unscanned_values.items():
-            self.unscanned_values[column] = self.unscanned_values.get(column, 0) + n
+        for counts, others in ((self.unscanned_values, other.unscanned_values),
+                               (self.unscanned_columns, other.unscanned_columns)):
+            for column, n in others.items():
+                counts[column] = counts.get(column, 0) + n
 
     def to_dict(self) -> dict:
         return {"rows": self.rows, "rows_touched": self.rows_touched,
                 "entities": {c: dict(sorted(v.items())) for c, v in sorted(self.entities.items())},
                 "unscanned_values": dict(sorted(self.unscanned_values.items())),
+                "unscanned_columns": dict(sorted(self.unscanned_columns.items())),
                 "dropped_columns": list(self.dropped_columns), "recognizers": list(self.recognizers),
                 "ner": self.ner,
                 "note": ("Pattern recognizers only: names and places are removed only where they equal a value of "
-                         "the same record's dropped columns. Numbers are not scanned (unscanned_values). Counts "
-                         "only; no detected value is recorded.")}
+                         "the same record's dropped columns. Numbers are not scanned (unscanned_values), nor text "
+                         "columns left out of the declared columns (unscanned_columns). Counts only; no detected "
+                         "value is recorded.")}
 
 
 _SEPARATED = ("PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN")
@@ -185,7 +192,8 @@ class Scrubber:
 
         Text is a str or a multi-valued feature ``("bytes_list", (str, ...))`` (each value is scanned). Without
         declared ``columns`` every text value is scanned with the settings' ``operator``, and numbers are counted in
-        `ScrubReport.unscanned_values`. A declared column that holds numbers raises (the scrubber scans text only).
+        `ScrubReport.unscanned_values`; with declared ``columns`` the text of other columns is counted in
+        `ScrubReport.unscanned_columns`. A declared column that holds numbers raises (the scrubber scans text only).
         Missing values (None, empty features) are left as they are.
 
         Raises:
@@ -219,11 +227,17 @@ class Scrubber:
                 for entity, n in counts.items():
                     mine[entity] = mine.get(entity, 0) + n
             out[column] = texts[0] if isinstance(value, str) else (value[0], tuple(texts))
-        if not self.settings.columns:
-            for column, value in out.items():
-                if _present(value) and not _is_text(value):
-                    n = len(value[1]) if isinstance(value, tuple) else 1
-                    self.report.unscanned_values[column] = self.report.unscanned_values.get(column, 0) + n
+        declared = dict(self.settings.columns)
+        for column, value in out.items():
+            if not _present(value) or column in declared:
+                continue
+            if _is_text(value):   # scanned unless columns are declared
+                unscanned = self.report.unscanned_columns if declared else None
+            else:   # counted where the default mode left it
+                unscanned = None if declared else self.report.unscanned_values
+            if unscanned is not None:
+                n = len(value[1]) if isinstance(value, tuple) else 1
+                unscanned[column] = unscanned.get(column, 0) + n
         self.report.rows += 1
         self.report.rows_touched += int(touched)
         return out

@@ -196,6 +196,18 @@ def test_without_declared_columns_every_string_column_is_scanned():
     assert scrubber.report.entities == {"a": {"EMAIL_ADDRESS": 1}, "b": {"IP_ADDRESS": 1}}
 
 
+def test_the_report_counts_text_left_raw_in_columns_that_are_not_declared():
+    scrubber = Scrubber(ScrubSettings(columns=(("ticket_text", "replace"),)))
+    rows = [{"ticket_text": "hi", "notes": "mail ann@example.com", "tags": ("bytes_list", ("a", "b")), "n": 5},
+            {"ticket_text": "hi", "notes": "", "n": 6}]
+    assert [scrubber.scrub_record(r)["notes"] for r in rows] == ["mail ann@example.com", ""]
+    assert scrubber.report.unscanned_columns == {"notes": 1, "tags": 2} and scrubber.report.unscanned_values == {}
+    assert scrubber.report.to_dict()["unscanned_columns"] == {"notes": 1, "tags": 2}
+    everything = Scrubber(ScrubSettings(operator="redact"))
+    everything.scrub_record(rows[0])
+    assert everything.report.unscanned_columns == {} and everything.report.unscanned_values == {"n": 1}
+
+
 def test_dropped_values_are_removed_from_the_text_as_whole_words_only():
     scrubber = Scrubber(ScrubSettings(columns=(("note", "replace"),), drop_columns=("name",)))
     out = scrubber.scrub_record({"name": "Ann", "note": "ANN asked about the annual fee; ann."})
