@@ -33,7 +33,8 @@ def minimization_options(fn):
                           "them."),
         click.option("--scrub-column", "scrub_columns", multiple=True, metavar="COLUMN[=OPERATOR]",
                      help=f"A column to scan, with its operator ({', '.join(OPERATORS)}; default {DEFAULT_OPERATOR});"
-                          f" repeatable; a column of numbers is refused [default: every text column, with --pii-operator]."),
+                          f" repeatable; a column of numbers is refused [default: every text column, with "
+                          "--pii-operator]."),
         click.option("--drop-column", "drop_columns", multiple=True, metavar="COLUMN",
                      help="A declared identifying column: dropped, and its value removed from the same record's "
                           "scanned columns; repeatable."),

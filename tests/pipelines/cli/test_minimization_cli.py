@@ -109,7 +109,8 @@ def test_minimize_runs_the_readme_example_up_to_tfx(no_tfx, tmp_path):  # noqa: 
 
 
 @pytest.mark.parametrize("rows, message", [
-    ("hi,1\nmail zed.secret@example.com,41,EXTRA-SECRET-555-867-5309\n", "file t.csv line 3 has 3 fields, the header 2"),
+    ("hi,1\nmail zed.secret@example.com,41,EXTRA-SECRET-555-867-5309\n",
+     "file t.csv line 3 has 3 fields, the header 2"),
     ("hi,1\nzed.secret@example.com\n", "file t.csv line 3 has 1 fields, the header 2"),
     ("hi,1\n" + "zed.secret@example.com " * 6000 + ",2\n", "file t.csv line 3: a cell is longer than the 131072"),
 ])
