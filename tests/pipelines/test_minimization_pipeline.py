@@ -166,3 +166,30 @@ def test_the_scrubber_generalizes_to_k_and_the_validator_then_blesses(tmp_path, 
         assert int(lo) <= before["age"] <= int(hi or lo) and before["gender"] in after["gender"].split("|")
         assert after["product"] == before["product"] and after["escalated"] == before["escalated"]
         assert before["customer_name"] not in after["ticket_text"]
+
+
+FAILING_STAGE_SCRIPT = """
+from privacy.minimization import scrubber
+
+def fail(self, record):
+    raise ValueError(f"cannot scrub {{record}}")
+
+scrubber.Scrubber.scrub_record = fail   # a stage whose error quotes a raw record
+from pipelines.cli.main import cli
+cli(["minimize", "--scrub-pii", "--data-root", {data!r}, "--pipeline-root", {root!r}])
+"""
+
+
+@pytest.mark.tfx
+@pytest.mark.slow
+def test_a_stage_failing_under_scrub_pii_echoes_no_raw_value_to_the_terminal_or_the_log(tmp_path, python_subprocess):
+    data, root = tmp_path / "data", tmp_path / "run"
+    data.mkdir()
+    (data / "t.csv").write_text("ticket_text,age\n" + "".join(f"mail zed.secret{i}@example.com,{40 + i}\n"
+                                                              for i in range(12)))
+    proc = python_subprocess(FAILING_STAGE_SCRIPT.format(data=str(data), root=str(root)), timeout=600, check=False)
+    assert proc.returncode == 1 and "PiiScrubber failed: ValueError (message withheld" in proc.stderr, proc.stderr
+    [log] = os.listdir(root / "logs")
+    logged = (root / "logs" / log).read_text()
+    assert "ValueError (message withheld: --scrub-pii)" in logged   # the traceback is there, without the message
+    assert "zed.secret" not in proc.stdout + proc.stderr + logged
