@@ -150,7 +150,7 @@ def test_a_budget_per_example_calibrates_a_keyed_poisson_run_for_the_record_leve
     from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
     from pipelines.plan import resolve_plan
     settings = {"label_key": "y", "num_clients": 20, "rounds": 8, "fraction": 0.5, "sampling": "poisson",
-                "private": True, "target_epsilon": 3.0}
+                "private": True, "target_epsilon": 3.0, "num_classes": 2}
     assert resolve_plan(trainer="federated", trainer_config={**settings, "max_examples_per_client": 30},
                         min_accuracy=0).trainer_config["budget_unit"] == "example"
     plan = FederatedTrainingConfig.for_trainer({**settings, "budget_unit": "example"}).plan(20)
