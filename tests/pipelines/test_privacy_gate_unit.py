@@ -210,6 +210,7 @@ print(json.dumps({{"draws": [[d["noisy_correct"], d["noisy_rows"], d["reused"]] 
 
 
 def test_without_a_metadata_path_the_lineage_check_fails_closed_unless_declared_skipped(python_subprocess):
+    """Also: the exact statistics that decide the push are labelled outside the guarantee."""
     code = """
 import json
 from pipelines import privacy_ledger as pl
@@ -227,7 +228,8 @@ try:
 except ValueError as err:
     refused = str(err)
 print(json.dumps({"closed": executor._lineage(closed, 7, ledger), "skipped": executor._lineage(skipped, 7, ledger),
-                  "reason": skipped.lineage_unchecked, "refused": refused}))
+                  "reason": skipped.lineage_unchecked, "refused": refused,
+                  "outside": executor.outside_the_guarantee(ledger)}))
 """
     out = json.loads(python_subprocess(code, legacy_keras=True).stdout.strip().splitlines()[-1])
     [problem], warnings = out["closed"]
@@ -237,3 +239,7 @@ print(json.dumps({"closed": executor._lineage(closed, 7, ledger), "skipped": exe
                                    "go unseen"]]
     assert out["reason"] == "Vertex: the gate cannot read its ML Metadata"
     assert "lineage_unchecked must be a non-empty reason, got ' '" in out["refused"]
+    # What decides the push from exact statistics is labelled where the user reads the decision (summary, report).
+    [membership] = [item for item in out["outside"] if item.startswith("membership-inference audit")]
+    [encrypted] = [item for item in out["outside"] if item.startswith("encrypted-inference gate")]
+    assert "DECIDES THE PUSH" in membership and "DECIDE THE PUSH" in encrypted
