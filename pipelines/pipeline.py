@@ -51,7 +51,7 @@ LOCAL_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 def eval_config(*, min_accuracy: float | None, epsilon_budget: float, max_membership_auc: float,
                 delta_budget: float | None = None, label_key: str = breast_cancer.LABEL_KEY,
                 privacy_unit: str = gate_spec.DEFAULT_PRIVACY_UNIT,
-                metadata_path: str | None = None) -> tfma.EvalConfig:
+                metadata_path: str | None = None, lineage_unchecked: str | None = None) -> tfma.EvalConfig:
     """Exact utility metrics (for the reader, no thresholds: outside the guarantee) plus the privacy gate's,
     whose noisy accuracy >= ``min_accuracy`` is the push decision, in one TFMA EvalConfig."""
     return tfma.EvalConfig(
@@ -65,21 +65,24 @@ def eval_config(*, min_accuracy: float | None, epsilon_budget: float, max_member
             tfma.MetricConfig(class_name="BinaryCrossentropy"),
             *gate_spec.privacy_metrics(epsilon_budget=epsilon_budget, max_membership_auc=max_membership_auc,
                                        delta_budget=delta_budget, privacy_unit=privacy_unit,
-                                       min_accuracy=min_accuracy, metadata_path=metadata_path),
+                                       min_accuracy=min_accuracy, metadata_path=metadata_path,
+                                       lineage_unchecked=lineage_unchecked),
         ])])
 
 
 def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: str,
                     metadata_path: str | None = None, plan: PipelinePlan | None = None,
                     pipeline_name: str = PIPELINE_NAME, beam_pipeline_args: Sequence[str] = LOCAL_BEAM_ARGS,
-                    enable_cache: bool = True, **settings: Any) -> tfx.dsl.Pipeline:
+                    enable_cache: bool = True, lineage_unchecked: str | None = None,
+                    **settings: Any) -> tfx.dsl.Pipeline:
     """Builds the pipeline of ``plan``.
 
     Args:
       pipeline_root: folder (or bucket URI) for TFX artifacts.
       data_root: folder holding the CSV file(s), and nothing else.
       serving_model_dir: where the Pusher copies blessed models.
-      metadata_path: SQLite ML Metadata file for local runs; None for orchestrators with their own.
+      metadata_path: SQLite ML Metadata file for local runs; None for orchestrators with their own (the gate
+        then blesses nothing unless ``lineage_unchecked`` gives the reason its lineage check is skipped).
       plan: the settings, checked (`pipelines.plan.resolve_plan`).
       settings: instead of ``plan``, the keyword arguments of `pipelines.plan.resolve_plan` (trainer,
         trainer_config, the Evaluator's thresholds, the Transform's budget, encrypted_check, ...).
@@ -94,7 +97,8 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
     trainer, module = plan.trainer, plan.module
     config = eval_config(min_accuracy=plan.min_accuracy, epsilon_budget=plan.epsilon_budget,
                          max_membership_auc=plan.max_membership_auc, delta_budget=plan.delta_budget,
-                         privacy_unit=plan.privacy_unit, metadata_path=metadata_path)
+                         privacy_unit=plan.privacy_unit, metadata_path=metadata_path,
+                         lineage_unchecked=lineage_unchecked)
     example_gen = tfx.components.CsvExampleGen(input_base=data_root)
     examples, minimization = minimization_stages(example_gen.outputs["examples"], plan.scrub, plan.kanonymity,
                                                  plan.generalize)

@@ -282,8 +282,11 @@ def _bundled_columns() -> list[str]:
 @click.option("--data-root", required=True, help="Folder or bucket URI holding the CSV data.")
 @click.option("--serving-model-dir", required=True, help="Where the Pusher copies blessed models.")
 @click.option("--image", default="ppml:latest", show_default=True, help="Container image with ppml and TFX 1.21.")
+@click.option("--lineage-unchecked", metavar="REASON", default=None,
+              help="Declare the gate's lineage check skipped (the gate cannot read the cluster's ML Metadata), "
+                   "with this reason, shown in the evaluation summary; without it the gate blesses nothing.")
 @click.option("--verbose", is_flag=True, help="Print what TFX and TensorFlow log (else shown only on failure).")
-def compile_(output, pipeline_root, data_root, serving_model_dir, image, verbose, **options):
+def compile_(output, pipeline_root, data_root, serving_model_dir, image, lineage_unchecked, verbose, **options):
     """Compiles the pipeline for Kubeflow Pipelines v2 (JSON; no cluster needed).
 
     \b
@@ -298,7 +301,8 @@ def compile_(output, pipeline_root, data_root, serving_model_dir, image, verbose
     with _library_output(verbose):
         pipeline_module, runners = _import_tfx()
         tfx_pipeline = pipeline_module.create_pipeline(plan=plan, pipeline_root=pipeline_root, data_root=data_root,
-                                                       serving_model_dir=serving_model_dir, beam_pipeline_args=())
+                                                       serving_model_dir=serving_model_dir, beam_pipeline_args=(),
+                                                       lineage_unchecked=lineage_unchecked)
         try:
             path = runners.compile_kubeflow_v2(tfx_pipeline, output, default_image=image)
         except (ValueError, RuntimeError) as err:

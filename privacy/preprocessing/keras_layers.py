@@ -8,13 +8,17 @@ nothing of the data, and the constants appear in their config. A layer counts as
 config lacks them, or (a Keras 3 `Discretization`, whose config keeps what ``adapt`` learnt) when it was
 built with ``num_bins`` for ``adapt`` to fill. A lookup layer (`LOOKUP_LAYERS`) whose vocabulary differs from
 the one its config records was given another one after construction (``set_vocabulary``): it counts as
-adapted too, since its config no longer says what it carries. Where constants given to a constructor came
-from cannot be checked: they are the author's declaration.
+adapted too, since its config no longer says what it carries; a vocabulary given as a file is read and
+compared the same way (a file that cannot be read cannot be checked, so it counts too). A `Normalization`
+whose mean or variance no longer equals its config's (assigned after construction) counts as adapted.
+Where constants given to a constructor came from cannot be checked: they are the author's declaration.
 """
 
 from __future__ import annotations
 
 from typing import Any, Iterable
+
+import numpy as np
 
 ADAPTED_LAYERS = {
     "Normalization": (("mean", "variance"), "Normalization(mean=..., variance=...) with a private mean_and_var "
@@ -57,22 +61,30 @@ def adapted_layers(layers: Iterable) -> list[str]:
             config = layer.get_config()
         except (NotImplementedError, TypeError, ValueError):
             config = {}
-        problem = adapted_layer_problem(layer.name, class_name, config) or _vocabulary_set_later(layer, class_name,
-                                                                                                  config)
+        problem = (adapted_layer_problem(layer.name, class_name, config)
+                   or _vocabulary_set_later(layer, class_name, config) or _moments_set_later(layer, class_name, config))
         if problem:
             problems.append(problem)
     return problems
 
 
 def _vocabulary_set_later(layer, class_name: str, config: dict[str, Any]) -> str | None:
-    """Why a lookup layer whose vocabulary is not its config's carries unrecorded constants, or None."""
+    """Why a lookup layer whose vocabulary is not its config's (a list, or a file's lines) carries unrecorded
+    constants, or None."""
     given = config.get("vocabulary")
-    if class_name not in LOOKUP_LAYERS or not isinstance(given, (list, tuple)):
-        return None   # no vocabulary (adapt: found above) or a file path, read when the layer is built
+    if class_name not in LOOKUP_LAYERS or not isinstance(given, (list, tuple, str)):
+        return None   # no vocabulary: adapt, found above
     try:
         current = layer.get_vocabulary(include_special_tokens=False)
     except (AttributeError, TypeError, ValueError, RuntimeError):
         return None
+    if isinstance(given, str):
+        try:
+            given = _file_lines(given)
+        except OSError as err:
+            return (f"layer '{layer.name}' ({class_name}) names the vocabulary file {given!r}, which cannot be read "
+                    f"({err}), so what it carries cannot be checked; give the vocabulary to the constructor: "
+                    f"{ADAPTED_LAYERS[class_name][1]}")
     as_text = lambda tokens: [t.decode("utf-8", "surrogateescape") if isinstance(t, bytes) else str(t)  # noqa: E731
                               for t in tokens]
     if as_text(current) == as_text(given):
@@ -80,3 +92,36 @@ def _vocabulary_set_later(layer, class_name: str, config: dict[str, Any]) -> str
     return (f"layer '{layer.name}' ({class_name}) holds a vocabulary of {len(current)} tokens that is not the one its "
             f"config records (set_vocabulary after construction), so what it carries is unaccounted; give the "
             f"vocabulary to the constructor: {ADAPTED_LAYERS[class_name][1]}")
+
+
+def _file_lines(path: str) -> list[str]:
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    try:
+        with tf.io.gfile.GFile(path, "rb") as handle:
+            text = handle.read().decode("utf-8", "surrogateescape")
+    except tf.errors.OpError as err:
+        raise OSError(err.message) from None
+    return text.splitlines()
+
+
+def _moments_set_later(layer, class_name: str, config: dict[str, Any]) -> str | None:
+    """Why a `Normalization` whose mean or variance differs from its config's carries unrecorded constants, or
+    None (also before it is built, when it holds nothing yet)."""
+    if class_name != "Normalization" or config.get("mean") is None:
+        return None
+    changed = []
+    for key in ("mean", "variance"):
+        current = getattr(layer, key, None)
+        if current is None or isinstance(current, (int, float, list, tuple)):
+            continue   # not built: only the config's constants exist
+        current = np.asarray(current, dtype=np.float64)
+        try:
+            given = np.broadcast_to(np.asarray(config[key], dtype=np.float64), current.shape)
+        except ValueError:
+            given = np.asarray(config[key], dtype=np.float64)
+        if given.size != current.size or not np.allclose(current.ravel(), given.ravel(), rtol=1e-6, atol=0):
+            changed.append(key)
+    if not changed:
+        return None
+    return (f"layer '{layer.name}' (Normalization) holds a {' and '.join(changed)} that is not its config's (assigned "
+            f"after construction), so what it carries is unaccounted; use {ADAPTED_LAYERS[class_name][1]}")

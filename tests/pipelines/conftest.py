@@ -17,7 +17,9 @@ import pytest
 from ..conftest import run_python
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PIPELINE_OPTIONS = ("--dp", "--target-epsilon", "3", "--epochs", "15", "--batch-size", "32")
+PIPELINE_OPTIONS = ("--dp", "--target-epsilon", "3", "--epochs", "15", "--batch-size", "32", "--min-accuracy", "0.75")
+"""min accuracy 0.75: the noisy accuracy (sd ~0.04 on ~190 rows) misses it by chance with probability < 1e-4 for
+any exact accuracy >= 0.9 (test_private_model_is_blessed_useful_and_audited computes the bound)."""
 
 
 def ppml(*args: str, check: bool = True, timeout: float = 1200) -> subprocess.CompletedProcess:

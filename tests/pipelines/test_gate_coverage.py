@@ -96,3 +96,75 @@ def test_the_gate_follows_lineage_to_a_transform_the_ledger_does_not_account(tmp
         accounted = pl.PrivacyLedger.for_dp_sgd(mechanism, l2_norm_clip=1.0, delta=1e-5,
                                                 preprocessing=PreprocessingPart(account, "add-remove"))
         assert lineage.lineage_problems(store, model, accounted) == []
+
+
+def _store(tmp_path, artifacts: dict[str, str], executions: dict[str, str], events: list[tuple[str, str, str]]):
+    """An ML Metadata store of ``artifacts`` {uri: type}, ``executions`` {name: type} and ``events`` (uri, execution,
+    'INPUT' or 'OUTPUT'). Returns (read-only store, id of the artifact '/model')."""
+    from ml_metadata.metadata_store import metadata_store  # noqa: PLC0415
+    from ml_metadata.proto import metadata_store_pb2 as pb  # noqa: PLC0415
+    config = pb.ConnectionConfig()
+    config.sqlite.filename_uri = str(tmp_path / "lineage.sqlite")
+    config.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    store = metadata_store.MetadataStore(config)
+    types = {name: store.put_artifact_type(pb.ArtifactType(name=name)) for name in set(artifacts.values())}
+    execution_types = {name: store.put_execution_type(pb.ExecutionType(name=name)) for name in set(executions.values())}
+    ids = dict(zip(artifacts, store.put_artifacts([pb.Artifact(type_id=types[t], uri=u)
+                                                   for u, t in artifacts.items()])))
+    runs = dict(zip(executions, store.put_executions([pb.Execution(type_id=execution_types[t])
+                                                      for t in executions.values()])))
+    store.put_events([pb.Event(artifact_id=ids[a], execution_id=runs[e], type=getattr(pb.Event, kind))
+                      for a, e, kind in events])
+    return lineage.open_store(config.sqlite.filename_uri), ids["/model"]
+
+
+def _one_release_account(noisy_values: tuple[float, ...]):
+    from privacy.preprocessing import (CoverageRecord, MeanVariance, MechanismRecord,  # noqa: PLC0415
+                                       PreprocessingAccount, ReleaseRecord, to_text)
+    release = MechanismRecord(name="x/mean_and_var", analyzer="mean_and_var", mechanism="gaussian-sums",
+                              adjacency="add-remove", components=MeanVariance((0, 1), 5.0).components,
+                              parameters={"bounds": [0, 1]}, noise="CSPRNG-keyed Philox (os.urandom)", share=1.0)
+    return PreprocessingAccount.from_texts([to_text(release), to_text(ReleaseRecord("x/mean_and_var", noisy_values)),
+                                            to_text(CoverageRecord(analyzer_outputs=3, private=("x/mean_and_var",)))])
+
+
+def _accounted_ledger(account):
+    from privacy.preprocessing import PreprocessingPart  # noqa: PLC0415
+    mechanism = DpSgdMechanism(dataset_size=1000, batch_size=10, noise_multiplier=1.0, steps=10)
+    return pl.PrivacyLedger.for_dp_sgd(mechanism, l2_norm_clip=1.0, delta=1e-5,
+                                       preprocessing=PreprocessingPart(account, "add-remove"))
+
+
+def test_lineage_follows_every_hop_from_the_trainer_to_the_transform(tmp_path, monkeypatch):
+    """Transform -> a filter -> an Importer-like copy -> Trainer, no graph given to the Trainer: the gate still finds
+    the graph two hops up, and a ledger without its release fails."""
+    account = _one_release_account((1.0, 2.0, 3.0))
+    monkeypatch.setattr(lineage, "transform_graph_account", lambda uri: account)
+    store, model = _store(tmp_path, {"/raw": "Examples", "/transformed": "Examples", "/graph": "TransformGraph",
+                                     "/filtered": "Examples", "/copied": "Examples", "/model": "Model"},
+                          {"T": "Transform", "F": "my.Filter", "C": "my.Copy", "R": "Trainer"},
+                          [("/raw", "T", "INPUT"), ("/transformed", "T", "OUTPUT"), ("/graph", "T", "OUTPUT"),
+                           ("/transformed", "F", "INPUT"), ("/filtered", "F", "OUTPUT"), ("/filtered", "C", "INPUT"),
+                           ("/copied", "C", "OUTPUT"), ("/copied", "R", "INPUT"), ("/model", "R", "OUTPUT")])
+    assert lineage.transform_graphs_upstream(store, model) == ["/graph"]
+    mechanism = DpSgdMechanism(dataset_size=1000, batch_size=10, noise_multiplier=1.0, steps=10)
+    [problem] = lineage.lineage_problems(store, model, pl.PrivacyLedger.for_dp_sgd(mechanism, l2_norm_clip=1.0,
+                                                                                  delta=1e-5))
+    assert "/graph" in problem
+    assert lineage.lineage_problems(store, model, _accounted_ledger(account)) == []
+
+
+def test_lineage_compares_released_values_so_a_second_transform_run_is_caught(tmp_path, monkeypatch):
+    """Graph of Transform run A (accounted in the ledger) with the transformed examples of run B: same mechanism and
+    coverage, other noisy values. That is a second release, which the ledger's one release does not account."""
+    accounts = {"/graphA": _one_release_account((1.0, 2.0, 3.0)), "/graphB": _one_release_account((1.5, 2.5, 3.5))}
+    monkeypatch.setattr(lineage, "transform_graph_account", accounts.__getitem__)
+    store, model = _store(tmp_path, {"/rawA": "Examples", "/graphA": "TransformGraph", "/rawB": "Examples",
+                                     "/transformedB": "Examples", "/graphB": "TransformGraph", "/model": "Model"},
+                          {"TA": "Transform", "TB": "Transform", "R": "Trainer"},
+                          [("/rawA", "TA", "INPUT"), ("/graphA", "TA", "OUTPUT"), ("/rawB", "TB", "INPUT"),
+                           ("/transformedB", "TB", "OUTPUT"), ("/graphB", "TB", "OUTPUT"), ("/graphA", "R", "INPUT"),
+                           ("/transformedB", "R", "INPUT"), ("/model", "R", "OUTPUT")])
+    assert lineage.transform_graphs_upstream(store, model) == ["/graphA", "/graphB"]
+    [problem] = lineage.lineage_problems(store, model, _accounted_ledger(accounts["/graphA"]))
+    assert "/graphB" in problem and "released other values" in problem

@@ -11,7 +11,7 @@ def kubeflow_spec(tmp_path_factory, ppml_cli):
     ppml_cli("pipeline", "compile", "--kubeflow-v2", str(path), "--pipeline-root", "gs://bucket/root",
              "--data-root", "gs://bucket/data", "--serving-model-dir", "gs://bucket/serving",
              "--target-epsilon", "2.5", "--l2-norm-clip", "0.8", "--compare-non-private", "--encrypted-check",
-             "--encrypted-examples", "150")
+             "--encrypted-examples", "150", "--lineage-unchecked", "Vertex ML Metadata is not readable by the gate")
     with open(path) as f:
         return json.load(f)["pipelineSpec"]
 
@@ -55,6 +55,13 @@ def test_kubeflow_v2_json_runs_the_encrypted_gate_between_evaluator_and_pusher(k
         "producerTask": "EncryptedInferenceGate", "outputArtifactKey": "blessing"}
     executor = kubeflow_spec["deploymentSpec"]["executors"]["EncryptedInferenceGate_executor"]
     assert "pipelines.components.encrypted_gate.executor.Executor" in " ".join(executor["container"]["args"])
+
+
+def test_the_declared_lineage_skip_reaches_the_evaluator_with_its_reason(kubeflow_spec):
+    """Without a metadata path the gate blesses nothing unless the skip is declared: the reason travels in the
+    Evaluator's EvalConfig (the gate puts it in its summary)."""
+    eval_config = kubeflow_spec["root"]["dag"]["tasks"]["Evaluator"]["inputs"]["parameters"]["eval_config"]["runtimeValue"]["constantValue"]["stringValue"]
+    assert "Vertex ML Metadata is not readable by the gate" in eval_config and "lineage_unchecked" in eval_config
 
 
 def test_invalid_setting_is_refused_before_anything_runs(tmp_path, ppml_cli):

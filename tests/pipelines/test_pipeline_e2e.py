@@ -187,7 +187,13 @@ def test_private_model_is_blessed_useful_and_audited(private_run):
     assert [(c["name"], c["passed"]) for c in gate["privacy_checks"]] == [
         ("epsilon", True), ("coverage", True), ("membership_inference_auc", True), ("noisy_accuracy", True)]
     decision = gate["push_decision"]   # noise std ~5.6 on ~190 rows: the noisy accuracy is near the exact one
-    assert decision["noisy_accuracy"] >= 0.85 and abs(decision["noisy_rows"] - report["utility"]["example_count"]) < 30
+    assert decision["noisy_accuracy"] >= 0.75 and abs(decision["noisy_rows"] - report["utility"]["example_count"]) < 30
+    # The blessing is random: with exact accuracy a on m rows and noise std s on each count, the noisy accuracy has
+    # sd ~ s sqrt(1 + a^2) / m (delta method), so it misses min accuracy 0.75 with probability Phi((0.75 - a) / sd),
+    # which must be < 1e-4 for this test to be stable (a >= 0.9 gives about 1e-4 at most: 3.8 sd).
+    a, m = report["utility"]["binary_accuracy"], report["utility"]["example_count"]
+    sd = decision["noise_std"] * math.sqrt(1 + a * a) / m
+    assert 0.5 * math.erfc((a - 0.75) / (sd * math.sqrt(2))) < 1e-4
     # n = 385 with the default delta 0.001 = 0.385/n: below 1/(2n), no warning (privacy.accounting.delta_warning).
     assert gate["warnings"] == []
     assert any("membership-inference audit" in item and "not covered by epsilon" in item
@@ -289,6 +295,11 @@ def test_too_small_budget_blocks_the_push_reusing_cached_stages(private_run, tig
     assert failure["metric"] == "dp_epsilon"
     assert failure["message"] == f"dp_epsilon {epsilon_check['value']:.4g} does not meet <= 0.5"
     assert tight_budget_run.report["pushed"] == {"pushed": False, "uri": None}
+    # The Evaluator re-ran on the same model and held-out records: the push decision's one release is returned
+    # as kept, not drawn again (the ledger accounts one).
+    first, again = private_run.report["gate"]["push_decision"], gate["push_decision"]
+    assert first["reused"] is False and again["reused"] is True
+    assert (again["noisy_correct"], again["noisy_rows"]) == (first["noisy_correct"], first["noisy_rows"])
 
 
 def test_report_follows_the_latest_run_of_each_branch(private_run, strict_audit_run):

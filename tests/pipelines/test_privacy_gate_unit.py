@@ -150,7 +150,7 @@ def test_a_budget_per_example_calibrates_a_keyed_poisson_run_for_the_record_leve
     from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
     from pipelines.plan import resolve_plan
     settings = {"label_key": "y", "num_clients": 20, "rounds": 8, "fraction": 0.5, "sampling": "poisson",
-                "private": True, "target_epsilon": 3.0}
+                "private": True, "target_epsilon": 3.0, "num_classes": 2}
     assert resolve_plan(trainer="federated", trainer_config={**settings, "max_examples_per_client": 30},
                         min_accuracy=0).trainer_config["budget_unit"] == "example"
     plan = FederatedTrainingConfig.for_trainer({**settings, "budget_unit": "example"}).plan(20)
@@ -169,3 +169,77 @@ def test_a_budget_per_example_calibrates_a_keyed_poisson_run_for_the_record_leve
     assert per_example == pytest.approx(replaced(m.noise_multiplier), rel=1e-9) and per_example <= 3.0
     with pytest.raises(ValueError, match="budget_unit"):
         FederatedTrainingConfig.for_trainer({**settings, "budget_unit": "row"})
+
+
+def test_re_evaluating_the_same_model_returns_the_kept_release_and_other_records_are_refused(tmp_path,
+                                                                                              python_subprocess):
+    """The ledger accounts one push-decision release: the first draw is kept (0600) in the Model artifact, a second
+    evaluation on the same held-out records returns it without counting or drawing again, and one on other records
+    gets -inf (no second draw)."""
+    code = f"""
+import json, os, stat
+from pipelines import privacy_ledger as pl
+from pipelines.components.private_evaluator import audit, executor, spec
+from pipelines.pipeline import eval_config
+from privacy.accounting import DpSgdMechanism
+from privacy.decision import NoisyAccuracy
+settings = spec.gate_settings(eval_config(min_accuracy=0.8, max_membership_auc=0.6, epsilon_budget=2.0))
+calls = []
+audit.correct_predictions = lambda *args, **kwargs: calls.append(1) or (150, 190)
+class ModelSpec:
+    label_key, prediction_key, signature_name = "y", "p", ""
+ledger = pl.PrivacyLedger.for_dp_sgd(DpSgdMechanism(dataset_size=389, batch_size=32, noise_multiplier=1.3, steps=122),
+                                     l2_norm_clip=1.0, delta=1e-3, decision=NoisyAccuracy(std=5.0))
+root = {str(tmp_path)!r}
+for name, data in (("eval", b"records"), ("other", b"other records")):
+    open(os.path.join(root, name), "wb").write(data)
+kept = os.path.join(root, executor.DECISION_RELEASE_FILE)
+draws = [executor._push_decision("model", ledger, settings, [os.path.join(root, "eval")], ModelSpec,
+                                 release_path=kept) for _ in range(5)]
+other = executor._push_decision("model", ledger, settings, [os.path.join(root, "other")], ModelSpec,
+                                release_path=kept)
+print(json.dumps({{"draws": [[d["noisy_correct"], d["noisy_rows"], d["reused"]] for d in draws], "calls": len(calls),
+                  "mode": stat.S_IMODE(os.stat(kept).st_mode), "other": str(other["noisy_accuracy"]),
+                  "note": other["note"]}}))
+"""
+    out = json.loads(python_subprocess(code, legacy_keras=True).stdout.strip().splitlines()[-1])
+    first = out["draws"][0]
+    assert first[2] is False and all(d == [first[0], first[1], True] for d in out["draws"][1:])
+    assert out["calls"] == 1 and out["mode"] == 0o600
+    assert out["other"] == "-inf" and "already drawn on other held-out records" in out["note"]
+
+
+def test_without_a_metadata_path_the_lineage_check_fails_closed_unless_declared_skipped(python_subprocess):
+    """Also: the exact statistics that decide the push are labelled outside the guarantee."""
+    code = """
+import json
+from pipelines import privacy_ledger as pl
+from pipelines.components.private_evaluator import executor, spec
+from pipelines.pipeline import eval_config
+from privacy.accounting import DpSgdMechanism
+ledger = pl.PrivacyLedger.for_dp_sgd(DpSgdMechanism(dataset_size=389, batch_size=32, noise_multiplier=1.3, steps=122),
+                                     l2_norm_clip=1.0, delta=1e-3)
+closed = spec.gate_settings(eval_config(min_accuracy=0.8, max_membership_auc=0.6, epsilon_budget=2.0))
+skipped = spec.gate_settings(eval_config(min_accuracy=0.8, max_membership_auc=0.6, epsilon_budget=2.0,
+                                         lineage_unchecked="Vertex: the gate cannot read its ML Metadata"))
+try:
+    spec.privacy_metrics(epsilon_budget=2.0, lineage_unchecked=" ")
+    refused = None
+except ValueError as err:
+    refused = str(err)
+print(json.dumps({"closed": executor._lineage(closed, 7, ledger), "skipped": executor._lineage(skipped, 7, ledger),
+                  "reason": skipped.lineage_unchecked, "refused": refused,
+                  "outside": executor.outside_the_guarantee(ledger)}))
+"""
+    out = json.loads(python_subprocess(code, legacy_keras=True).stdout.strip().splitlines()[-1])
+    [problem], warnings = out["closed"]
+    assert "no ML Metadata path" in problem and warnings == []
+    assert out["skipped"] == [[], ["lineage not checked, as declared (Vertex: the gate cannot read its ML Metadata): "
+                                   "a Transform output upstream of the model that its ledger does not account would "
+                                   "go unseen"]]
+    assert out["reason"] == "Vertex: the gate cannot read its ML Metadata"
+    assert "lineage_unchecked must be a non-empty reason, got ' '" in out["refused"]
+    # What decides the push from exact statistics is labelled where the user reads the decision (summary, report).
+    [membership] = [item for item in out["outside"] if item.startswith("membership-inference audit")]
+    [encrypted] = [item for item in out["outside"] if item.startswith("encrypted-inference gate")]
+    assert "DECIDES THE PUSH" in membership and "DECIDE THE PUSH" in encrypted

@@ -90,6 +90,7 @@ def _decide(blessing, settings: spec.GateSettings, report, reason: str, *, passe
     blessing.set_int_custom_property("blessed", int(passed))
     blessing.set_int_custom_property(spec.GATE_PASSED, int(passed))
     blessing.set_string_custom_property(spec.GATE_REASON, reason)
+    blessing.set_string_custom_property(spec.GATE_PRIVACY, spec.PRIVACY_NOTE)
     figures = report.to_dict() if report is not None else {}
     if report is not None:
         blessing.set_string_custom_property(spec.GATE_OUTPUT, report.output)
@@ -97,7 +98,7 @@ def _decide(blessing, settings: spec.GateSettings, report, reason: str, *, passe
         if figures.get(name) is not None:
             blessing.set_float_custom_property(f"encrypted_{name}", float(figures[name]))
     io_utils.write_string_file(os.path.join(blessing.uri, spec.REPORT_FILE), json.dumps(
-        {"blessed": passed, "reason": reason, "settings": dict(settings.exec_properties(),
+        {"blessed": passed, "reason": reason, "privacy": spec.PRIVACY_NOTE, "settings": dict(settings.exec_properties(),
                                                                 feature_keys=list(settings.feature_keys)),
          "report": figures or None}, indent=2))
     with fileio.open(os.path.join(blessing.uri, "BLESSED" if passed else "NOT_BLESSED"), "w") as fh:

@@ -23,6 +23,10 @@ REPORT_FILE = "encrypted_inference.json"
 GATE_PASSED = "encrypted_gate_passed"
 GATE_REASON = "encrypted_gate_reason"
 GATE_OUTPUT = "encrypted_output"
+GATE_PRIVACY = "encrypted_gate_privacy"
+PRIVACY_NOTE = ("outside the differential-privacy guarantee: the agreement and accuracy figures are exact "
+                "statistics of the eval split's rows, and they decide the push")
+"""Custom property (and report entry) that labels the gate's figures for a reader of ML Metadata."""
 """What the gate compared and blessed: 'logits', or 'label' for a model whose logits could wrap the ring."""
 FIGURES = ("decision_agreement", "max_abs_error", "accuracy_difference_points", "plaintext_accuracy",
            "encrypted_accuracy", "latency_ms_per_batch", "rounds_per_batch", "bytes_per_batch")

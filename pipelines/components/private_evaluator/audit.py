@@ -9,6 +9,8 @@ class (probability >= 0.5 for one output) is the label, the exact counts the pus
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from privacy.auditing import MembershipAudit, loss_threshold_audit, per_example_cross_entropy
@@ -32,24 +34,29 @@ def audit_saved_model(serving_model_dir: str, *, member_files: list[str], nonmem
     predict = _predictor(serving_model_dir, label_key, prediction_key, signature)
 
     def losses(files: list[str]) -> np.ndarray:
-        return per_example_cross_entropy(*predict(files, max_examples))
+        labels, probabilities, scored = predict(files, max_examples)
+        if not scored.any():
+            raise ValueError(f"the model scored none of the examples in {files}")
+        return per_example_cross_entropy(labels[scored], probabilities[scored])
 
     return loss_threshold_audit(losses(member_files), losses(nonmember_files))
 
 
 def correct_predictions(serving_model_dir: str, files: list[str], *, label_key: str, prediction_key: str | None = None,
                         signature: str = "serving_default") -> tuple[int, int]:
-    """(correct predictions, examples) of the model on every example of ``files`` (exact: private counts)."""
-    labels, probabilities = _predictor(serving_model_dir, label_key, prediction_key, signature)(files, None)
+    """(correct predictions, examples) of the model on every example of ``files`` (exact: private counts); an
+    example it cannot score counts as a wrong prediction."""
+    labels, probabilities, scored = _predictor(serving_model_dir, label_key, prediction_key, signature)(files, None)
     if probabilities.ndim == 2 and probabilities.shape[1] > 1:
         predicted = np.argmax(probabilities, axis=1)
     else:
         predicted = (probabilities.reshape(len(labels)) >= 0.5).astype(int)
-    return int(np.sum(predicted == labels.astype(int))), int(len(labels))
+    return int(np.sum(scored & (predicted == np.nan_to_num(labels, nan=-1).astype(int)))), int(len(labels))
 
 
 def _predictor(serving_model_dir: str, label_key: str, prediction_key: str | None, signature: str):
-    """A function of (files, max_examples) giving (labels, predicted probabilities) of the model's signature."""
+    """A function of (files, max_examples) giving (labels, predicted probabilities, scored) of the model's
+    signature; ``scored`` is False (and the label or probabilities NaN) for a record it cannot score."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     model = tf.saved_model.load(serving_model_dir)
     if signature not in model.signatures:
@@ -60,18 +67,36 @@ def _predictor(serving_model_dir: str, label_key: str, prediction_key: str | Non
     if len(inputs) != 1:
         raise ValueError(f"signature {signature!r} must take one input (serialized tf.Examples), takes {inputs}")
 
-    def predict(files: list[str], max_examples: int | None) -> tuple[np.ndarray, np.ndarray]:
+    def scores(batch: list[bytes]) -> np.ndarray:
+        return _pick(fn(**{inputs[0]: tf.constant(batch)}), prediction_key, signature).numpy()
+
+    def predict(files: list[str], max_examples: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(labels, probabilities, scored): NaN label and probabilities where the model cannot score a record."""
         serialized = _read_records(files, max_examples)
         if not serialized:
             raise ValueError(f"no examples in {files}")
-        labels = np.array([_label(record, label_key) for record in serialized])
-        probabilities = []
+        labels = np.array([_label(record, label_key) for record in serialized], dtype=float)
+        rows: list[np.ndarray | None] = []
         for start in range(0, len(serialized), BATCH_SIZE):
-            outputs = fn(**{inputs[0]: tf.constant(serialized[start:start + BATCH_SIZE])})
-            probabilities.append(_pick(outputs, prediction_key, signature).numpy())
-        return labels, np.concatenate(probabilities)
+            batch = serialized[start:start + BATCH_SIZE]
+            try:
+                rows += list(scores(batch))
+            except (tf.errors.InvalidArgumentError, UnicodeDecodeError):   # a bad record fails its batch: score each
+                rows += [_score_or_none(scores, record) for record in batch]
+        shape = next((np.shape(row) for row in rows if row is not None), ())
+        probabilities = np.array([np.full(shape, np.nan) if row is None else row for row in rows], dtype=float)
+        scored = ~np.isnan(labels) & ~np.isnan(probabilities.reshape(len(labels), -1)).any(axis=1)
+        return labels, probabilities, scored
 
     return predict
+
+
+def _score_or_none(scores, record: bytes) -> np.ndarray | None:
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    try:
+        return scores([record])[0]
+    except (tf.errors.InvalidArgumentError, UnicodeDecodeError):   # (undecodable bytes break the message)
+        return None
 
 
 def _read_records(files: list[str], limit: int | None) -> list[bytes]:
@@ -87,12 +112,15 @@ def _read_records(files: list[str], limit: int | None) -> list[bytes]:
 
 
 def _label(record: bytes, label_key: str) -> float:
+    """The record's label; NaN without exactly one value (or an unparsable record)."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    feature = tf.train.Example.FromString(record).features.feature.get(label_key)
+    from google.protobuf.message import DecodeError  # pylint: disable=import-outside-toplevel
+    try:
+        feature = tf.train.Example.FromString(record).features.feature.get(label_key)
+    except DecodeError:
+        return math.nan
     values = None if feature is None else (feature.int64_list.value or feature.float_list.value)
-    if not values or len(values) != 1:
-        raise ValueError(f"every audited example needs exactly one value of label {label_key!r}")
-    return values[0]
+    return values[0] if values and len(values) == 1 else math.nan   # unreadable: scored as wrong
 
 
 def _pick(outputs: dict, prediction_key: str | None, signature: str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -16,19 +17,26 @@ from tfx.utils import io_utils, json_utils, path_utils, proto_utils
 
 from pipelines import privacy_ledger
 from pipelines.components.private_evaluator import audit, coverage, lineage, spec
+from privacy.decision import DecisionRelease
 
 SUMMARY_FORMAT = "ppml.evaluation_summary/1"
 # Custom properties of the ModelBlessing artifact.
 GATE_PASSED = "privacy_gate_passed"   # int 1/0: epsilon and audit within their bounds
 GATE_REASON = "privacy_gate_reason"   # string: why the privacy checks passed or failed
+DECISION_RELEASE_FILE = "ppml_decision_release.json"
+"""In the Model artifact (not the pushed serving directory): the push decision's one release, kept 0600."""
 OUTSIDE_THE_GUARANTEE = (
     "membership-inference audit (AUC, mean member loss): an internal diagnostic computed from the training "
-    "records themselves, not covered by epsilon",
+    "records themselves, not covered by epsilon; its bound (--max-membership-auc) DECIDES THE PUSH from these "
+    "exact statistics, so the push decision is private only in its noisy-accuracy part",
     "exact utility metrics (TFMA's, e.g. binary_accuracy, auc): computed without noise on the held-out split's "
-    "private rows, for the reader only; they decide nothing (the push decision is the noisy accuracy, inside "
-    "epsilon)",
-    "re-evaluation: each run of the Evaluator on the same model releases the noisy accuracy again, while the "
-    "ledger reserves one release",
+    "private rows, for the reader only; they decide nothing (the noisy accuracy decides, inside epsilon)",
+    "encrypted-inference gate (--encrypted-check, when the pipeline runs it): its decision agreement and "
+    "accuracy difference are exact statistics of the eval split's first rows (and its input bounds are read "
+    "from them unless declared); they DECIDE THE PUSH and its blessing stores them in ML Metadata, not "
+    "covered by epsilon",
+    "schema-valid records: a held-out record the model cannot score counts as a wrong prediction (inside the "
+    "noisy count), but a run that fails earlier on a malformed record (Transform, TFMA) is outside epsilon",
     "n, the number of training privacy units (records, users or clients): treated as public; it is in the "
     "ledger and sets the sampling rate q = B / n",
 )
@@ -60,12 +68,8 @@ class Executor(evaluator_executor.Executor):
 
         epsilon, ledger, ledger_note = _epsilon(serving_dir, settings.privacy_unit)
         problems, warnings = _coverage(serving_dir, ledger)
-        if ledger is not None and settings.metadata_path:
-            problems += lineage.lineage_problems(lineage.open_store(settings.metadata_path), model.id, ledger)
-        elif ledger is not None:
-            warnings.append("lineage not checked: the gate has no ML Metadata path (privacy_metrics(metadata_path="
-                            "...)), so a Transform output the Trainer read without embedding its graph would go "
-                            "unseen")
+        lineage_problems, lineage_warnings = _lineage(settings, model.id, ledger)
+        problems, warnings = problems + lineage_problems, warnings + lineage_warnings
         if problems:
             epsilon = math.inf
             ledger_note = "the model carries statistics of its training data that no epsilon covers"
@@ -78,7 +82,8 @@ class Executor(evaluator_executor.Executor):
             nonmember_files=_split_files(examples, nonmember_splits), label_key=model_spec.label_key,
             prediction_key=model_spec.prediction_key or None, signature=model_spec.signature_name or "serving_default",
             max_examples=settings.max_audit_examples)
-        decision = _push_decision(serving_dir, ledger, settings, _split_files(examples, nonmember_splits), model_spec)
+        decision = _push_decision(serving_dir, ledger, settings, _split_files(examples, nonmember_splits), model_spec,
+                                  release_path=os.path.join(model.uri, DECISION_RELEASE_FILE))
         logging.info("Privacy gate: epsilon %s (%s); %s", epsilon, ledger_note, membership.format_text())
         for warning in warnings:
             logging.warning("Privacy gate: %s", warning)
@@ -98,12 +103,16 @@ class Executor(evaluator_executor.Executor):
               if settings.delta_budget is not None else []),
             _check("membership_inference_auc", membership.auc, settings.max_membership_auc,
                    f"loss-threshold attack, {settings.member_split} vs {', '.join(nonmember_splits)}; an internal "
-                   f"diagnostic, not covered by epsilon"),
+                   f"diagnostic, not covered by epsilon, whose exact bound decides the push"),
             *([_check(spec.NOISY_ACCURACY, decision["noisy_accuracy"], settings.min_accuracy, decision["note"],
                       at_least=True)] if decision else []),
         ]
         summary = _summary(evaluation_uri, model, ledger, membership, checks, settings)
         summary.update(warnings=warnings, outside_the_guarantee=outside_the_guarantee(ledger),
+                       lineage_check=(f"ML Metadata {settings.metadata_path}" if settings.metadata_path else
+                                      f"skipped, as declared: {settings.lineage_unchecked}"
+                                      if settings.lineage_unchecked else "not possible (no ML Metadata path): "
+                                                                        "nothing is blessed"),
                        push_decision=None if decision is None else {k: v if not isinstance(v, float) or
                                                                      math.isfinite(v) else None
                                                                      for k, v in decision.items()})
@@ -134,25 +143,69 @@ def _epsilon(serving_dir: str, privacy_unit: str) -> tuple[float, privacy_ledger
     return epsilon, ledger, note
 
 
-def _push_decision(serving_dir: str, ledger, settings: spec.GateSettings, files: list[str],
-                   model_spec) -> dict[str, Any] | None:
+def _push_decision(serving_dir: str, ledger, settings: spec.GateSettings, files: list[str], model_spec,
+                   release_path: str | None = None) -> dict[str, Any] | None:
     """The push decision's release on the held-out ``files`` (None without a ``min_accuracy``): the noisy accuracy
-    drawn with the noise the ledger reserved, or -inf when it reserved none (no decision within the guarantee)."""
+    drawn with the noise the ledger reserved, or -inf when it reserved none (no decision within the guarantee).
+
+    The ledger accounts one release per model: with a ``release_path`` (in the Model artifact, never pushed) the
+    first release is kept there (mode 0600) with a digest of the held-out records, a re-evaluation on the same
+    records returns it unchanged (post-processing), and one on other records is refused (-inf)."""
     if settings.min_accuracy is None:
         return None
     if ledger is None or ledger.decision is None:
         return {"noisy_accuracy": -math.inf, "note": "the model's ledger reserves no budget for the push decision "
                                                      "(train with decision_epsilon), so no utility decision can be "
                                                      "made within the guarantee"}
-    correct, rows = audit.correct_predictions(serving_dir, files, label_key=model_spec.label_key,
-                                              prediction_key=model_spec.prediction_key or None,
-                                              signature=model_spec.signature_name or "serving_default")
-    release = ledger.decision.release(correct, rows)
+    digest = _records_digest(files) if release_path else None
+    kept = _kept_release(release_path)
+    if kept is not None and kept["records_sha256"] != digest:
+        return {"noisy_accuracy": -math.inf, "note": "the model's one accounted push-decision release was already "
+                                                     "drawn on other held-out records; a second draw would spend "
+                                                     "budget its ledger does not hold"}
+    if kept is not None:
+        release = DecisionRelease(**kept["release"])
+    else:
+        correct, rows = audit.correct_predictions(serving_dir, files, label_key=model_spec.label_key,
+                                                  prediction_key=model_spec.prediction_key or None,
+                                                  signature=model_spec.signature_name or "serving_default")
+        release = ledger.decision.release(correct, rows)
+        if release_path:
+            _keep_release(release_path, {"records_sha256": digest, "release": release.to_dict()})
     return {"noisy_accuracy": release.accuracy, "noisy_correct": release.correct, "noisy_rows": release.rows,
             "noise_std": ledger.decision.std, "epsilon_alone": _finite(ledger.parts["decision"]),
+            "reused": kept is not None,
             "note": f"the push decision: {release.correct} of {release.rows} held-out rows correct, noisy (Gaussian "
                     f"noise of std {ledger.decision.std:.3g} on each count, reserved in the ledger and composed "
-                    f"into its epsilon)"}
+                    f"into its epsilon{'; the release kept from the first evaluation' if kept else ''})"}
+
+
+def _records_digest(files: list[str]) -> str:
+    """SHA-256 over the held-out files' bytes, in sorted order (kept privately with the release)."""
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        digest.update(os.path.basename(path).encode() + b"\0")
+        with fileio.open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _kept_release(path: str | None) -> dict[str, Any] | None:
+    if not path or not fileio.exists(path):
+        return None
+    with fileio.open(path, "r") as handle:
+        return json.load(handle)
+
+
+def _keep_release(path: str, record: dict[str, Any]) -> None:
+    """Writes ``record`` to ``path`` readable by its owner only (0600 on a local file system)."""
+    if "://" in path:
+        io_utils.write_string_file(path, json.dumps(record))
+        return
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        json.dump(record, handle)
 
 
 def outside_the_guarantee(ledger: privacy_ledger.PrivacyLedger | None) -> list[str]:
@@ -168,6 +221,21 @@ def _coverage(serving_dir: str, ledger) -> tuple[list[str], list[str]]:
         return [], []
     problems, warnings = coverage.delta_findings(ledger)
     return coverage.artifact_problems(serving_dir, ledger) + problems, warnings
+
+
+def _lineage(settings: spec.GateSettings, model_id: int, ledger) -> tuple[list[str], list[str]]:
+    """(problems, warnings) of the lineage check; without an ML Metadata path it fails closed (a problem) unless
+    the settings declare it skipped with a reason (then a warning)."""
+    if ledger is None:
+        return [], []
+    if settings.metadata_path:
+        return lineage.lineage_problems(lineage.open_store(settings.metadata_path), model_id, ledger), []
+    if settings.lineage_unchecked:
+        return [], [f"lineage not checked, as declared ({settings.lineage_unchecked}): a Transform output upstream "
+                    f"of the model that its ledger does not account would go unseen"]
+    return ["lineage not checked: the gate has no ML Metadata path (privacy_metrics(metadata_path=...)), so a "
+            "Transform output upstream of the model could be unaccounted; give it the path, or declare the check "
+            "skipped with privacy_metrics(lineage_unchecked=REASON)"], []
 
 
 def _coverage_check(problems: list[str]) -> dict[str, Any]:

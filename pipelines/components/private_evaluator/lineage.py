@@ -2,10 +2,12 @@
 
 A Trainer can read a Transform's output without embedding its graph in the model (``transformed_examples``
 without ``transform_graph``): the model then carries no preprocessing record for the artifact check to find,
-but its weights depend on the Transform's statistics. `lineage_problems` follows ML Metadata from the model to
-the execution that produced it, then to every Transform execution upstream of that execution's inputs (a
-``TransformGraph`` input, or examples a Transform produced), and compares the releases of each such
-Transform graph with the ledger's preprocessing part.
+but its weights depend on the Transform's statistics. `lineage_problems` walks ML Metadata's whole upstream
+subgraph of the model (artifact -> the executions that output it -> their inputs -> ..., any number of
+hops, so a filter, a sampler or an Importer between Transform and Trainer hides nothing), collects every
+``TransformGraph`` an upstream execution read or wrote, and compares each graph's mechanisms, coverage AND
+released values with the ledger's preprocessing part: a graph of another Transform run (fresh noise on the
+same data) is a second release the ledger does not account.
 """
 
 from __future__ import annotations
@@ -32,33 +34,33 @@ def open_store(metadata_path: str):
 
 
 def transform_graphs_upstream(store, model_id: int) -> list[str]:
-    """URIs of the Transform graphs upstream of the execution that produced the artifact ``model_id``: its
-    ``TransformGraph`` inputs and the graphs of the Transform executions that produced its other inputs."""
+    """URIs of the Transform graphs anywhere upstream of the artifact ``model_id``: every ``TransformGraph`` an
+    execution in its upstream subgraph read or wrote."""
     from ml_metadata.proto import metadata_store_pb2  # pylint: disable=import-outside-toplevel
     output, input_ = metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.INPUT
-    producers = [e.execution_id for e in store.get_events_by_artifact_ids([model_id]) if e.type == output]
-    inputs = [e.artifact_id for e in store.get_events_by_execution_ids(producers) if e.type == input_]
-    graphs = set()
-    for artifact in store.get_artifacts_by_id(inputs):
-        if _type_name(store, artifact) == TRANSFORM_GRAPH_TYPE:
-            graphs.add(artifact.uri)
-            continue
-        upstream = [e.execution_id for e in store.get_events_by_artifact_ids([artifact.id]) if e.type == output]
-        siblings = [e.artifact_id for e in store.get_events_by_execution_ids(upstream) if e.type == output]
-        graphs.update(a.uri for a in store.get_artifacts_by_id(siblings)
-                      if _type_name(store, a) == TRANSFORM_GRAPH_TYPE)
-    return sorted(graphs)
+    seen_artifacts, seen_executions, frontier = {model_id}, set(), [model_id]
+    while frontier:
+        producers = {e.execution_id for e in store.get_events_by_artifact_ids(frontier) if e.type == output}
+        producers -= seen_executions
+        seen_executions |= producers
+        events = store.get_events_by_execution_ids(sorted(producers)) if producers else []
+        inputs = {e.artifact_id for e in events if e.type == input_} - seen_artifacts
+        seen_artifacts |= {e.artifact_id for e in events}   # outputs too: a Transform's graph beside its examples
+        frontier = sorted(inputs)
+    return sorted({a.uri for a in store.get_artifacts_by_id(sorted(seen_artifacts))
+                   if _type_name(store, a) == TRANSFORM_GRAPH_TYPE})
 
 
 def lineage_problems(store, model_id: int, ledger: privacy_ledger.PrivacyLedger) -> list[str]:
-    """Transform graphs the model's Trainer read whose releases (or exact statistics) its ledger does not account."""
+    """Transform graphs upstream of the model whose releases (or exact statistics) its ledger does not account:
+    their mechanisms, coverage or released values differ from the ledger's preprocessing part."""
     accounted = ledger.preprocessing.account if ledger.preprocessing is not None else PreprocessingAccount()
     problems = []
     for uri in transform_graphs_upstream(store, model_id):
         try:
             account = transform_graph_account(uri)
         except (RecordError, OSError, ValueError) as err:
-            problems.append(f"the Transform graph {uri} the model's Trainer read is unreadable: {err}")
+            problems.append(f"the Transform graph {uri} upstream of the model is unreadable: {err}")
             continue
         if not (account.mechanisms or account.coverage or account.unaccounted):
             continue   # it computes nothing from the data
@@ -67,6 +69,10 @@ def lineage_problems(store, model_id: int, ledger: privacy_ledger.PrivacyLedger)
             problems.append(f"the model's Trainer read the output of the Transform graph {uri} "
                             f"({len(account.mechanisms)} release(s){exact}), which its ledger does not account (ML "
                             f"Metadata lineage); give the Trainer that transform_graph")
+        elif account.releases != accounted.releases:
+            problems.append(f"the Transform graph {uri} upstream of the model released other values than the ones "
+                            f"its ledger accounts (another Transform run: a second release of the same "
+                            f"statistics, ML Metadata lineage); train on one Transform run's outputs")
     return problems
 
 

@@ -65,12 +65,14 @@ class GateSettings:
     privacy_unit: str = DEFAULT_PRIVACY_UNIT
     min_accuracy: float | None = None
     metadata_path: str | None = None
+    lineage_unchecked: str | None = None
 
 
 def privacy_metrics(*, epsilon_budget: float, max_membership_auc: float = 0.6,
                     member_split: str = DEFAULT_MEMBER_SPLIT, max_audit_examples: int | None = None,
                     delta_budget: float | None = None, privacy_unit: str = DEFAULT_PRIVACY_UNIT,
-                    min_accuracy: float | None = None, metadata_path: str | None = None) -> list:
+                    min_accuracy: float | None = None, metadata_path: str | None = None,
+                    lineage_unchecked: str | None = None) -> list:
     """The `tfma.MetricConfig`s of the privacy gate (two, plus one with a ``delta_budget`` and one with a
     ``min_accuracy``).
 
@@ -84,8 +86,11 @@ def privacy_metrics(*, epsilon_budget: float, max_membership_auc: float = 0.6,
       member_split: the split the model was trained on (the attack's members); its non-members
         are the Evaluator's ``example_splits`` (default 'eval').
       max_audit_examples: attack at most this many examples of each kind (the first ones).
-      metadata_path: the pipeline's ML Metadata SQLite file, for the lineage check (`lineage`): the
-        Transform outputs the model's Trainer read must be in its ledger; None: not checked (a warning).
+      metadata_path: the pipeline's ML Metadata SQLite file, for the lineage check (`lineage`): every
+        Transform graph upstream of the model must be the one its ledger accounts. Without it the gate
+        fails closed (epsilon inf) unless ``lineage_unchecked`` says why the check is skipped.
+      lineage_unchecked: the reason the lineage check is skipped (e.g. an orchestrator's own ML Metadata
+        the gate cannot read); shown in the evaluation summary and the report. Ignored with a metadata_path.
       min_accuracy: least noisy held-out accuracy to bless (the push decision, inside the guarantee: the
         trainer must reserve its budget, see `privacy.decision`); None: no utility threshold.
     """
@@ -100,6 +105,8 @@ def privacy_metrics(*, epsilon_budget: float, max_membership_auc: float = 0.6,
         raise ValueError(f"privacy_unit must be one of {', '.join(privacy_ledger.PRIVACY_UNITS)}, got {privacy_unit!r}")
     if min_accuracy is not None and not (isinstance(min_accuracy, (int, float)) and 0 <= min_accuracy <= 1):
         raise ValueError(f"min_accuracy must be in [0, 1], got {min_accuracy!r}")
+    if lineage_unchecked is not None and not (isinstance(lineage_unchecked, str) and lineage_unchecked.strip()):
+        raise ValueError(f"lineage_unchecked must be a non-empty reason, got {lineage_unchecked!r}")
     audit_config = {"member_split": member_split}
     if max_audit_examples is not None:
         audit_config["max_examples"] = int(max_audit_examples)
@@ -109,7 +116,8 @@ def privacy_metrics(*, epsilon_budget: float, max_membership_auc: float = 0.6,
             class_name=CLASS_NAMES[name], module=METRICS_MODULE, config=json.dumps({"name": name, **extra}),
             threshold=tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(**{side: {"value": bound}})))
 
-    epsilon_config = {"privacy_unit": privacy_unit, **({"metadata_path": metadata_path} if metadata_path else {})}
+    epsilon_config = {"privacy_unit": privacy_unit, **({"metadata_path": metadata_path} if metadata_path else {}),
+                      **({"lineage_unchecked": lineage_unchecked} if lineage_unchecked else {})}
     metrics = [config(DP_EPSILON, float(epsilon_budget), epsilon_config),
                config(MEMBERSHIP_AUC, float(max_membership_auc), audit_config)]
     if delta_budget is not None:
@@ -169,7 +177,8 @@ def gate_settings(eval_config) -> GateSettings:
                         member_split=audit_config.get("member_split", DEFAULT_MEMBER_SPLIT),
                         max_audit_examples=audit_config.get("max_examples"), delta_budget=bounds.get(DP_DELTA),
                         privacy_unit=epsilon_config.get("privacy_unit", DEFAULT_PRIVACY_UNIT),
-                        min_accuracy=bounds.get(NOISY_ACCURACY), metadata_path=epsilon_config.get("metadata_path"))
+                        min_accuracy=bounds.get(NOISY_ACCURACY), metadata_path=epsilon_config.get("metadata_path"),
+                        lineage_unchecked=epsilon_config.get("lineage_unchecked"))
 
 
 def budget_epsilon(ledger: privacy_ledger.PrivacyLedger | None, privacy_unit: str) -> tuple[float, str]:

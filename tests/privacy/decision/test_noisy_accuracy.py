@@ -1,4 +1,4 @@
-"""The push decision's noisy accuracy: noise as accounted, neighbouring held-out splits within e^epsilon."""
+"""The push decision's noisy accuracy: noise as accounted, neighbouring held-out splits within (epsilon, delta)."""
 
 import math
 
@@ -17,12 +17,6 @@ DRAWS = 20000
 def _pld_epsilon(noise_multiplier: float) -> float:
     return dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4).compose(
         dp_event.GaussianDpEvent(noise_multiplier)).get_epsilon(DELTA)
-
-
-def _blessed(decision: NoisyAccuracy, correct: int, rows: int, threshold: float, seed: int) -> float:
-    """Share of DRAWS releases on (correct, rows) whose noisy accuracy meets ``threshold``."""
-    source = NoiseSource(seed=seed, stream="test")
-    return float(np.mean([decision.release(correct, rows, source).accuracy >= threshold for _ in range(DRAWS)]))
 
 
 def test_calibration_spends_the_epsilon_dp_accounting_computes():
@@ -47,24 +41,43 @@ def test_the_released_counts_carry_the_accounted_noise_and_are_integers():
     assert all(r.seeded for r in releases[:1])
 
 
+def _hockey_stick(decision: NoisyAccuracy, d: tuple[int, int], d_prime: tuple[int, int], epsilon: float) -> float:
+    """Estimated max over both directions of sum_t max(0, P[T = t | D] - e^epsilon P[T = t | D']), T the released
+    counts projected on the direction D - D' (the privacy loss depends on nothing else), DRAWS releases each."""
+    direction = np.subtract(d, d_prime)
+
+    def histogram(counts: tuple[int, int], seed: int) -> dict[int, float]:
+        source = NoiseSource(seed=seed, stream="test")
+        projected = [int(np.dot(direction, [r.correct, r.rows])) for r in
+                     (decision.release(*counts, source) for _ in range(DRAWS))]
+        values, frequencies = np.unique(projected, return_counts=True)
+        return dict(zip(values.tolist(), (frequencies / DRAWS).tolist()))
+
+    p, q = histogram(d, seed=1), histogram(d_prime, seed=2)
+    support = set(p) | set(q)
+    return max(sum(max(0.0, a.get(t, 0.0) - math.exp(epsilon) * b.get(t, 0.0)) for t in support)
+               for a, b in ((p, q), (q, p)))
+
+
+SLACK = 0.015
+"""Estimation error allowed on the hockey-stick divergence: at the accounted noise it is estimated at ~0.003
+(max 0.005 over 40 seeds, simulated) for the true 1e-3; with half the noise the true value is ~0.057."""
+
+
 @pytest.mark.parametrize("neighbour", [(-1, -1), (0, -1), (-1, 0)], ids=["correct row removed",
                                                                           "wrong row removed", "row replaced"])
-def test_neighbouring_held_out_splits_change_the_decision_within_e_to_the_epsilon(neighbour):
+def test_neighbouring_held_out_splits_are_within_the_accounted_epsilon_and_delta(neighbour):
     """D: 150 of 190 correct; D': one record removed (correct or not) or replaced (a correct one by a wrong one).
-    The decision's probability moves by at most e^epsilon (+ delta), with epsilon recomputed from the event; noise
-    a hundredth as large moves it by more than that epsilon allows (the check has power)."""
+    Over the whole distribution of the release (not one threshold), the hockey-stick divergence at the epsilon
+    recomputed from the event is at most delta (+ estimation slack). Half the noise breaks it for the worst
+    neighbour (removing a correct row moves both counts), so the check has power against under-noising."""
     decision = NoisyAccuracy.calibrate(1.0, DELTA)
     epsilon = _pld_epsilon(decision.event().noise_multiplier)
-    correct, rows, threshold = 150, 190, 150 / 190
-    slack = 4 * math.sqrt(0.25 / DRAWS)   # four standard errors of a share
-    p = _blessed(decision, correct, rows, threshold, seed=1)
-    q = _blessed(decision, correct + neighbour[0], rows + neighbour[1], threshold, seed=2)
-    assert 0.2 < p < 0.8
-    assert p <= math.exp(epsilon) * q + DELTA + slack and q <= math.exp(epsilon) * p + DELTA + slack
-    weak = NoisyAccuracy(std=decision.std / 100)
-    p_weak = _blessed(weak, correct, rows, threshold, seed=1)
-    q_weak = _blessed(weak, correct - 1, rows, threshold, seed=2)
-    assert p_weak > math.exp(epsilon) * q_weak + DELTA + slack
+    d = (150, 190)
+    d_prime = (150 + neighbour[0], 190 + neighbour[1])
+    assert _hockey_stick(decision, d, d_prime, epsilon) <= DELTA + SLACK
+    if neighbour == (-1, -1):
+        assert _hockey_stick(NoisyAccuracy(std=decision.std / 2), d, d_prime, epsilon) > DELTA + SLACK
 
 
 def test_bad_counts_and_settings_are_refused_naming_the_value():

@@ -55,6 +55,7 @@ plain = (keras_model.predict(x[:120], verbose=0)[:, 0] > 0.5).astype(int)
 print("OK", files, report["report"]["examples"], report["report"]["decision_agreement"],
       report["report"]["max_abs_error"] <= 1e-3, report["report"]["plaintext_accuracy"] == (plain == y[:120]).mean(),
       blessing.get_int_custom_property("blessed"), blessing.get_float_custom_property("encrypted_decision_agreement"))
+print("PRIVACY", report["privacy"] == blessing.get_string_custom_property("encrypted_gate_privacy"), report["privacy"])
 files, report, blessing = run("upstream", relu_model, upstream=0, num_examples=10)
 print("UPSTREAM", files, report["reason"], report["report"])
 files, report, blessing = run("other", relu_model, upstream=1, upstream_model_id=99, num_examples=10)
@@ -102,6 +103,8 @@ def test_gate_blesses_matching_models_and_blocks_others(tmp_path, python_subproc
     out = python_subprocess(GATE_SCRIPT.format(root=str(tmp_path)), legacy_keras=True, timeout=600).stdout
     lines = {line.split(" ", 1)[0]: line for line in out.splitlines() if line.split(" ", 1)[0].isupper()}
     assert lines["OK"] == "OK ['BLESSED'] 120 1.0 True True 1 1.0"
+    # The figures are exact statistics of the eval rows that decide the push: labelled so in MLMD and the report.
+    assert lines["PRIVACY"].startswith("PRIVACY True outside the differential-privacy guarantee")
     assert lines["UPSTREAM"] == "UPSTREAM ['NOT_BLESSED'] the upstream blessing is NOT_BLESSED None"
     # A blessing of another model (e.g. a non-private branch's) is not passed on.
     assert lines["OTHER"] == "OTHER ['NOT_BLESSED'] the upstream blessing is for model 99, not for this model (0)"
