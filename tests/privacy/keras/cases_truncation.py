@@ -53,7 +53,7 @@ def case_truncated_batches_are_cut_to_a_uniform_subset():
 
 def case_fit_accounts_the_truncated_event_and_counts_the_cuts():
     """make_private(truncated_batch_size='default') pads fit's batches to B + 4 sd and its epsilon is PLD's for
-    TruncatedSubsampledGaussianDpEvent (recomputed here); RDP has no analysis, so PLD is the default."""
+    TruncatedSubsampledGaussianDpEvent at n + 1 (add-remove; recomputed here); RDP has no analysis, so PLD is the default."""
     n, batch, sigma = 400, 20, 1.5
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(n, 3)).astype("float32"), rng.integers(0, 2, size=n)
@@ -65,7 +65,7 @@ def case_fit_accounts_the_truncated_event_and_counts_the_cuts():
     cap = math.ceil(batch + 4 * math.sqrt(batch * (1 - batch / n)))
     assert private.mechanism().truncated_batch_size == cap == 38
     accountant = dp_accounting.pld.PLDAccountant()
-    accountant.compose(dp_accounting.TruncatedSubsampledGaussianDpEvent(n, batch / n, cap, sigma), 5)
+    accountant.compose(dp_accounting.TruncatedSubsampledGaussianDpEvent(n + 1, batch / n, cap, sigma), 5)
     expected = accountant.get_epsilon(private.target_delta)
     assert private.accountant_kind().value == "pld" and abs(private.epsilon() - expected) < 1e-9 * expected
     assert any("cut 0 batch(es)" in note for note in private.report().notes)
