@@ -104,9 +104,17 @@ def case_a_truncated_dataset_sets_the_accounting_and_mismatches_are_refused():
     _raises(lambda: model(truncated_batch_size=12).fit(plain, epochs=1, steps_per_epoch=2, verbose=0),
             "no truncation")
     _raises(lambda: model(truncated_batch_size=12, num_microbatches=2), "per-example clipping only")
-    _raises(lambda: model(truncated_batch_size=1.5), "truncated_batch_size must be an integer >= 1 or 'default'")
+    _raises(lambda: model(truncated_batch_size=1.5),
+            "truncated_batch_size must be an integer in [expected_batch_size, dataset_size] or 'default', got 1.5")
+    _raises(lambda: model(truncated_batch_size=5, expected_batch_size=10, dataset_size=n),
+            "must be an integer in [10, 100] or 'default', got 5")
+    numpy_k = model(truncated_batch_size=np.int64(12), expected_batch_size=10, dataset_size=n)
+    numpy_k.fit(truncated, epochs=1, steps_per_epoch=2, verbose=0)
+    assert type(private_training(numpy_k).mechanism().truncated_batch_size) is int
+    numpy_batches = poisson_batches((x, y), dataset_size=n, expected_batch_size=10, truncated_batch_size=np.int64(12))
+    assert sampling_of(numpy_batches).truncated_batch_size == 12
     _raises(lambda: model(truncated_batch_size=12, sampling="fixed"), "Poisson sampling only")
     _raises(lambda: poisson_batches((x, y), dataset_size=n, expected_batch_size=10, truncated_batch_size=12,
                                     max_batch_size=30), "not both")
-    _raises(lambda: poisson_batches((x, y), dataset_size=n, expected_batch_size=10, truncated_batch_size=101),
-            "got 101")
+    _raises(lambda: poisson_batches((x, y), dataset_size=n, expected_batch_size=10.5, truncated_batch_size=101),
+            "must be an integer in [11, 100] or 'default', got 101")
