@@ -53,7 +53,8 @@ def case_truncated_batches_are_cut_to_a_uniform_subset():
 
 def case_fit_accounts_the_truncated_event_and_counts_the_cuts():
     """make_private(truncated_batch_size='default') pads fit's batches to B + 4 sd and its epsilon is PLD's for
-    TruncatedSubsampledGaussianDpEvent at n + 1 (add-remove; recomputed here); RDP has no analysis, so PLD is the default."""
+    TruncatedSubsampledGaussianDpEvent at n + 1 (add-remove; recomputed here); RDP has no analysis, so PLD is the
+    default."""
     n, batch, sigma = 400, 20, 1.5
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(n, 3)).astype("float32"), rng.integers(0, 2, size=n)
