@@ -26,7 +26,8 @@ Truncated Poisson sampling (``truncated_batch_size`` K): a Poisson batch of more
 K of them, a uniformly random subset of those drawn, which is what dp-accounting's
 `TruncatedSubsampledGaussianDpEvent` analyses (a mixture of the sampled Gaussian and, with the probability
 that the batch is cut, a sensitivity-2 one; Feldman et al. 2025, arXiv:2508.15089). It is analysed per
-example only (microbatches refused) and by PLD only.
+example only (microbatches refused) and by PLD only. Under add-remove the event's dataset size is n + 1
+(`truncated_event_dataset_size`), the size of the neighbour that adds an example.
 
 The default adjacency is the sampling's natural one (`resolve_adjacency`): add-remove for Poisson
 sampling, replace-one for fixed and shuffled batches.
@@ -250,6 +251,14 @@ class DpSgdMechanism:
         return float(stats.binom.sf(self.truncated_batch_size, self.dataset_size, self.sampling_probability))
 
     @property
+    def truncated_event_dataset_size(self) -> int:
+        """The ``dataset_size`` of the `TruncatedSubsampledGaussianDpEvent`: dp-accounting counts the others
+        that may fill a batch with x in it as ``dataset_size - 1``, i.e. takes the size of the dataset that
+        holds x. Under add-remove that is n + 1 for the neighbour D + x of the n examples trained on (n for
+        D - x); epsilon grows with it, so n + 1 covers both. Replace-one: n."""
+        return self.dataset_size + (1 if self.adjacency is Adjacency.ADD_REMOVE else 0)
+
+    @property
     def per_side(self) -> float:
         """How far, in units of C, adding one example (or putting it in a free slot) moves one step's
         sum of clipped gradients: 2 when it can flip a microbatch of several examples, else 1."""
@@ -258,7 +267,11 @@ class DpSgdMechanism:
     @property
     def sensitivity(self) -> float:
         """Largest L2 distance, in units of C, between one step's summed clipped gradients on two
-        neighbouring datasets (the one that differs sampled: Poisson replace-one counts x against x')."""
+        neighbouring datasets (the one that differs sampled: Poisson replace-one counts x against x').
+        Truncated Poisson: 2 under either adjacency, since an added x can push another example out of a
+        batch that is then cut (C otherwise; see `truncation_probability`)."""
+        if self.sampling is Sampling.POISSON and self.truncated_batch_size is not None:
+            return 2.0
         if self.sampling is Sampling.POISSON:
             return 2 * self.per_side if self.adjacency is Adjacency.REPLACE_ONE else self.per_side
         return 2.0  # replace-one in x's slot: its example or microbatch moves by at most 2C
@@ -283,7 +296,7 @@ class DpSgdMechanism:
                 event=dp_event.GaussianDpEvent(self.noise_multiplier / 2.0))
         if self.truncated_batch_size is not None:  # per-example clipping: x's inclusion moves the sum by C
             return dp_event.TruncatedSubsampledGaussianDpEvent(
-                dataset_size=self.dataset_size, sampling_probability=self.sampling_probability,
+                dataset_size=self.truncated_event_dataset_size, sampling_probability=self.sampling_probability,
                 truncated_batch_size=self.truncated_batch_size, noise_multiplier=self.noise_multiplier)
         # Poisson: the noise relative to how far x's inclusion moves the sum (under replace-one,
         # dp-accounting's PLD puts x and x' on either side of the sum without them).

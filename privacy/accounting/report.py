@@ -119,6 +119,8 @@ class PrivacyReport:
         batch = (f"{m.batch_size:g} expected" if m.sampling is Sampling.POISSON else f"{m.batch_size:g}")
         if m.num_microbatches is None:
             clipping = f"per example; sensitivity {m.sensitivity:g} C"
+            if m.truncated_batch_size is not None and m.adjacency is Adjacency.ADD_REMOVE:
+                clipping += " (C, or 2 C when an added example pushes another out of a cut batch)"
         else:
             clipping = f"{m.num_microbatches} microbatches; sensitivity {m.sensitivity:g} C"
         delta = f"{self.delta:g}"

@@ -88,7 +88,8 @@ class PrivateTraining:
             if microbatches:
                 raise DPConfigurationError("truncated Poisson sampling is analysed for per-example clipping only; "
                                            "drop num_microbatches or truncated_batch_size")
-            sampling_lib.check_truncated_batch_size(truncated_batch_size)
+            truncated_batch_size = sampling_lib.check_truncated_batch_size(truncated_batch_size, dataset_size,
+                                                                           self.expected_batch_size)
         self.truncated_batch_size = truncated_batch_size  # None, an integer K, or sampling.DEFAULT
         self._samplers: dict[int, sampling_lib.BatchSampling] = {}  # the truncating samplers fit has run
         self.steps_per_epoch: int | None = None  # shuffled batches: steps per epoch, set by fit from the data

@@ -24,7 +24,10 @@ memory (one copy of all n examples, e.g. 180 MB for 60 000 MNIST-shaped float32 
 from __future__ import annotations
 
 import dataclasses
+import fractions
 import math
+import numbers
+import operator
 import secrets
 from typing import Callable
 
@@ -93,23 +96,36 @@ def default_truncated_batch_size(dataset_size: int, expected_batch_size: float,
     return min(dataset_size, math.ceil(expected_batch_size + stds * spread - 1e-9))
 
 
-def check_truncated_batch_size(value) -> None:
-    """Refuses (one line naming it) a ``truncated_batch_size`` other than None, `DEFAULT` or an integer >= 1."""
-    if value is not None and value != DEFAULT and (isinstance(value, bool) or not isinstance(value, int)
-                                                   or value < 1):
-        raise DPConfigurationError(f"truncated_batch_size must be an integer >= 1 or {DEFAULT!r}, got {value!r}")
+def inclusion_threshold(dataset_size: int, expected_batch_size: float) -> int:
+    """t = floor(q 2^64) for q = B / n (exact): an example joins a Poisson batch when its uniform 64-bit
+    variate is below t, with probability t / 2^64, which is q rounded down by less than 2^-64 (never up)."""
+    threshold = math.floor(fractions.Fraction(expected_batch_size) * 2 ** 64 / dataset_size)
+    if threshold < 1:
+        raise DPConfigurationError(f"the sampling rate q = {expected_batch_size!r} / {dataset_size} is below 2^-64, "
+                                   f"the resolution of the sampler")
+    return threshold
+
+
+def check_truncated_batch_size(value, dataset_size: int | None = None,
+                               expected_batch_size: float | None = None) -> int | str | None:
+    """``value`` as None, `DEFAULT` or an int (numpy integers accepted); anything else, or an integer outside
+    [ceil(B), n] where B and n are given, is refused in one line naming the value and the bounds known."""
+    if value is None or (isinstance(value, str) and value == DEFAULT):
+        return value
+    low = "expected_batch_size" if expected_batch_size is None else max(1, math.ceil(expected_batch_size))
+    high = "dataset_size" if dataset_size is None else dataset_size
+    if (not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1
+            or (expected_batch_size is not None and value < low) or (dataset_size is not None and value > high)):
+        raise DPConfigurationError(f"truncated_batch_size must be an integer in [{low}, {high}] or {DEFAULT!r}, "
+                                   f"got {value!r}")
+    return operator.index(value)
 
 
 def resolve_truncated_batch_size(value, dataset_size: int, expected_batch_size: float) -> int | None:
     """``value`` (None, `DEFAULT` or an integer in [B, n]) as K or None."""
-    check_truncated_batch_size(value)
-    if value is None:
-        return None
+    value = check_truncated_batch_size(value, dataset_size, expected_batch_size)
     if value == DEFAULT:
         return default_truncated_batch_size(dataset_size, expected_batch_size)
-    if not expected_batch_size <= value <= dataset_size:
-        raise DPConfigurationError(f"truncated_batch_size must be in [expected_batch_size={expected_batch_size:g}, "
-                                   f"dataset_size={dataset_size}], got {value}")
     return value
 
 
@@ -123,14 +139,15 @@ def poisson_batches(examples, *, dataset_size: int, expected_batch_size: float, 
         e.g. a dict of feature arrays), gathered from without copying; or a finite, unbatched
         `tf.data.Dataset` of such examples, read once into memory.
       dataset_size: n, the number of examples (checked against the data).
-      expected_batch_size: B; each example joins each batch with probability q = B / n.
+      expected_batch_size: B; each example joins each batch with probability q = B / n, rounded down to a
+        multiple of 2^-64 (`inclusion_threshold`; uniform 64-bit variates).
       max_batch_size: padded batch size; default: the (1 - 1e-9) quantile of Binomial(n, q). A batch
         that would exceed it stops the input pipeline with an error rather than being truncated
         (truncation would change the mechanism the accountant analyses). Not with ``truncated_batch_size``.
       truncated_batch_size: K for truncated Poisson sampling, or `DEFAULT` for
         `default_truncated_batch_size`: batches are padded to K, and a draw of more than K examples keeps
-        the K of smallest sampling variate, a uniformly random K-subset of those drawn (given the drawn
-        set, their variates are i.i.d. uniform). Accounted as `TruncatedSubsampledGaussianDpEvent`;
+        the first K of a uniformly random permutation of those drawn (a uniformly random K-subset, drawn
+        independently of which examples were drawn). Accounted as `TruncatedSubsampledGaussianDpEvent`;
         ``sampling_of(dataset).truncated_batches`` counts the batches cut. Per-example clipping only.
       seed: seed of the sampling randomness for reproducible runs; default: drawn from `secrets`.
       random_slots: put the sampled examples and the padding in uniformly random slots instead of
@@ -151,24 +168,25 @@ def poisson_batches(examples, *, dataset_size: int, expected_batch_size: float, 
         raise DPConfigurationError(f"max_batch_size must be an integer >= 1, got {max_batch_size!r}")
     cut = None if cap is None else tf.Variable(0, dtype=tf.int64, trainable=False, name="ppml_truncated_batches")
 
+    below = tf.constant(inclusion_threshold(n, expected_batch_size) - 1, tf.uint64)
+
     def draw(seed_pair):
-        variate = tf.random.stateless_uniform([n], seed=seed_pair)
-        index = tf.cast(tf.where(variate < q)[:, 0], tf.int32)
+        bits = tf.random.stateless_uniform([n], seed=seed_pair, minval=None, maxval=None, dtype=tf.uint64)
+        index = tf.cast(tf.where(bits <= below)[:, 0], tf.int32)
         count = tf.size(index)
         if cut is None:
             checks = [tf.debugging.assert_less_equal(
                 count, limit, message=f"a Poisson batch exceeded max_batch_size={limit}; pass a larger "
                                       f"max_batch_size to poisson_batches")]
-        else:  # keep the `limit` drawn examples of smallest variate, in dataset order
+        else:  # keep the first `limit` of a random permutation of the drawn examples, in dataset order
             checks = [cut.assign_add(tf.cast(count > limit, tf.int64))]
             count = tf.minimum(count, limit)
-            index = tf.sort(tf.gather(index, tf.math.top_k(-tf.gather(variate, index), count).indices))
+            index = tf.sort(_permuted(index, seed_pair, 2)[:count])
         with tf.control_dependencies(checks):
             index = tf.ensure_shape(tf.pad(index, [[0, limit - count]]), [limit])
         mask = tf.sequence_mask(count, limit)
         if random_slots:
-            slots = tf.argsort(tf.random.stateless_uniform(
-                [limit], seed=tf.random.experimental.stateless_fold_in(seed_pair, 1)))
+            slots = _permuted(tf.range(limit), seed_pair, 1)
             index, mask = tf.gather(index, slots), tf.gather(mask, slots)
         return index, mask
 
@@ -188,7 +206,7 @@ def fixed_size_batches(examples, *, dataset_size: int, batch_size: int, seed: in
         raise DPConfigurationError(f"batch_size must be an integer, got {batch_size!r}")
 
     def draw(seed_pair):
-        index = tf.math.top_k(tf.random.stateless_uniform([n], seed=seed_pair), batch_size).indices
+        index = _permuted(tf.range(n), seed_pair, 0)[:batch_size]
         return index, tf.ones([batch_size], tf.bool)
 
     return _tagged(_batches(examples, n, _seed_pairs(seed).map(draw)),
@@ -374,6 +392,12 @@ def _seed_pairs(seed):
     if seed is None:
         seed = secrets.randbits(63)
     return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2, drop_remainder=True)
+
+
+def _permuted(values, seed_pair, stream: int):
+    """``values`` in a uniformly random order (Philox stream ``stream`` of the batch's seed pair; no ties)."""
+    return tf.random.experimental.stateless_shuffle(
+        values, seed=tf.random.experimental.stateless_fold_in(seed_pair, stream))
 
 
 def _padded(x, y, w, keep):

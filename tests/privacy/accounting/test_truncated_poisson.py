@@ -15,14 +15,25 @@ def _truncated(**changes):
     return DpSgdMechanism(**kwargs)
 
 
-@pytest.mark.parametrize("adjacency, relation", [("add-remove", dpa.NeighboringRelation.ADD_OR_REMOVE_ONE),
-                                                 ("replace-one", dpa.NeighboringRelation.REPLACE_ONE)])
-def test_epsilon_is_dp_accountings_for_the_truncated_event(adjacency, relation):
-    m = _truncated(adjacency=adjacency)
+def _pld_epsilon(relation, event_size):
     accountant = dpa.pld.PLDAccountant(relation)
-    accountant.compose(dpa.TruncatedSubsampledGaussianDpEvent(2000, 40 / 2000, 44, 1.0), 200)
-    expected = accountant.get_epsilon(1e-5)
+    accountant.compose(dpa.TruncatedSubsampledGaussianDpEvent(event_size, 40 / 2000, 44, 1.0), 200)
+    return accountant.get_epsilon(1e-5)
+
+
+@pytest.mark.parametrize("adjacency, relation, event_size", [
+    ("add-remove", dpa.NeighboringRelation.ADD_OR_REMOVE_ONE, 2001),
+    ("replace-one", dpa.NeighboringRelation.REPLACE_ONE, 2000)])
+def test_epsilon_is_dp_accountings_for_the_truncated_event(adjacency, relation, event_size):
+    """dp-accounting's truncation probability is P(Binomial(dataset_size - 1, q) >= K): dataset_size counts x and
+    the others, so it is the size of the dataset that holds x. Under add-remove the neighbour D + x of the n = 2000
+    examples trained on has n + 1, and the epsilon at n + 1 bounds the one at n (D - x); replace-one keeps n."""
+    m = _truncated(adjacency=adjacency)
+    expected = _pld_epsilon(relation, event_size)
+    assert m.unit_event().dataset_size == event_size
     assert compute_epsilon(m, 1e-5, "pld") == pytest.approx(expected, rel=1e-12)
+    if adjacency == "add-remove":
+        assert expected > _pld_epsilon(relation, 2000)
     untruncated = compute_epsilon(m.replace(truncated_batch_size=None), 1e-5, "pld")
     assert expected > untruncated * 1.01  # K = B + 0.6 sd: cut in a quarter of the steps, at a cost
     assert m.truncation_probability == pytest.approx(stats.binom.sf(44, 2000, 0.02))
@@ -50,7 +61,11 @@ def test_report_names_the_cut_and_its_probability():
     report = dp_sgd_report(_truncated(), delta=1e-5)
     assert report.to_dict()["truncated_batch_size"] == 44
     assert report.to_dict()["dp_event"]["event"]["class_name"] == "TruncatedSubsampledGaussianDpEvent"
+    # an added example can push another out of a cut batch: the sum moves by 2C (dp-accounting's sigma / 2 part)
+    assert report.to_dict()["sensitivity"] == 2.0
     text = report.format_text()
+    assert "sensitivity 2 C (C, or 2 C when an added example pushes another out of a cut batch)" in text
+    assert dp_sgd_report(_truncated(adjacency="replace-one"), delta=1e-5).to_dict()["sensitivity"] == 2.0
     p = stats.binom.sf(44, 2000, 0.02)
     assert f"batches of more than 44 cut to a random 44 of them (probability {p:.3g} per step)" in text
     assert math.isfinite(report.epsilon["pld"]) and report.epsilon.get("rdp") is None

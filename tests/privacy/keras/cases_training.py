@@ -74,6 +74,7 @@ def case_noise_std_is_sigma_c_over_the_expected_batch_size():
     sigma, clip, expected_batch, n = 1.5, 2.0, 40, 400
     std = sigma * clip / expected_batch
     examples = tf.data.Dataset.from_tensor_slices((np.zeros((n, 200), "float32"), np.zeros((n, 200), "float32")))
+    K.utils.set_random_seed(1)  # the sampler's stream also depends on the global seed: earlier cases set others
     batches = poisson_batches(examples, dataset_size=n, expected_batch_size=expected_batch, seed=5)
     assert all(int(w.numpy().sum()) != expected_batch for _, _, w in batches.take(2))
     for jit_compile in (False, True):

@@ -53,7 +53,8 @@ def case_truncated_batches_are_cut_to_a_uniform_subset():
 
 def case_fit_accounts_the_truncated_event_and_counts_the_cuts():
     """make_private(truncated_batch_size='default') pads fit's batches to B + 4 sd and its epsilon is PLD's for
-    TruncatedSubsampledGaussianDpEvent (recomputed here); RDP has no analysis, so PLD is the default."""
+    TruncatedSubsampledGaussianDpEvent at n + 1 (add-remove; recomputed here); RDP has no analysis, so PLD is the
+    default."""
     n, batch, sigma = 400, 20, 1.5
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(n, 3)).astype("float32"), rng.integers(0, 2, size=n)
@@ -65,7 +66,7 @@ def case_fit_accounts_the_truncated_event_and_counts_the_cuts():
     cap = math.ceil(batch + 4 * math.sqrt(batch * (1 - batch / n)))
     assert private.mechanism().truncated_batch_size == cap == 38
     accountant = dp_accounting.pld.PLDAccountant()
-    accountant.compose(dp_accounting.TruncatedSubsampledGaussianDpEvent(n, batch / n, cap, sigma), 5)
+    accountant.compose(dp_accounting.TruncatedSubsampledGaussianDpEvent(n + 1, batch / n, cap, sigma), 5)
     expected = accountant.get_epsilon(private.target_delta)
     assert private.accountant_kind().value == "pld" and abs(private.epsilon() - expected) < 1e-9 * expected
     assert any("cut 0 batch(es)" in note for note in private.report().notes)
@@ -104,9 +105,17 @@ def case_a_truncated_dataset_sets_the_accounting_and_mismatches_are_refused():
     _raises(lambda: model(truncated_batch_size=12).fit(plain, epochs=1, steps_per_epoch=2, verbose=0),
             "no truncation")
     _raises(lambda: model(truncated_batch_size=12, num_microbatches=2), "per-example clipping only")
-    _raises(lambda: model(truncated_batch_size=1.5), "truncated_batch_size must be an integer >= 1 or 'default'")
+    _raises(lambda: model(truncated_batch_size=1.5),
+            "truncated_batch_size must be an integer in [expected_batch_size, dataset_size] or 'default', got 1.5")
+    _raises(lambda: model(truncated_batch_size=5, expected_batch_size=10, dataset_size=n),
+            "must be an integer in [10, 100] or 'default', got 5")
+    numpy_k = model(truncated_batch_size=np.int64(12), expected_batch_size=10, dataset_size=n)
+    numpy_k.fit(truncated, epochs=1, steps_per_epoch=2, verbose=0)
+    assert type(private_training(numpy_k).mechanism().truncated_batch_size) is int
+    numpy_batches = poisson_batches((x, y), dataset_size=n, expected_batch_size=10, truncated_batch_size=np.int64(12))
+    assert sampling_of(numpy_batches).truncated_batch_size == 12
     _raises(lambda: model(truncated_batch_size=12, sampling="fixed"), "Poisson sampling only")
     _raises(lambda: poisson_batches((x, y), dataset_size=n, expected_batch_size=10, truncated_batch_size=12,
                                     max_batch_size=30), "not both")
-    _raises(lambda: poisson_batches((x, y), dataset_size=n, expected_batch_size=10, truncated_batch_size=101),
-            "got 101")
+    _raises(lambda: poisson_batches((x, y), dataset_size=n, expected_batch_size=10.5, truncated_batch_size=101),
+            "must be an integer in [11, 100] or 'default', got 101")
