@@ -554,6 +554,11 @@ class FederatedTrainingConfig:
         if not math.isfinite(planned):
             raise InvalidFederatedSetting("noise_multiplier" if target is None else "target_epsilon",
                                           f"z = {z:g} cannot be accounted by dp-accounting ({planned})")
+        first = local_epsilon(z, 1, delta, self.accountant)   # public numbers: the run could not train at all
+        if self.max_epsilon is not None and first > self.max_epsilon:
+            raise InvalidFederatedSetting("max_epsilon", f"{self.max_epsilon:g} is below one round's epsilon "
+                                                         f"{first:.4g} ({self.accountant}, z = {z:.4g}, delta = "
+                                                         f"{delta:g}): no client could be sent; raise it")
         return FederatedTrainingPlan(config=self, num_clients=num_clients, delta=delta, target_epsilon=target,
                                      local_noise_multiplier=z)
 
