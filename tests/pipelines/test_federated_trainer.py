@@ -652,7 +652,7 @@ examples = standard_artifacts.Examples(); examples.uri = os.path.join(root, "exa
 examples.split_names = '["train", "eval"]'
 model = standard_artifacts.Model(); model.uri = os.path.join(root, "model")
 run = standard_artifacts.ModelRun(); run.uri = os.path.join(root, "run")
-config = {{"label_key": "y", "private": True, "max_examples_per_client": 5}}
+config = {{"label_key": "y", "private": True, "max_examples_per_client": 5, "num_classes": 2}}
 try:
     Executor().Do({{"examples": [examples]}}, {{"model": [model], "model_run": [run]}},
                   {{"custom_config": json.dumps(config), "run_fn": "pipelines.trainers.federated.run_fn",
