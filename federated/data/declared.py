@@ -25,6 +25,12 @@ ACCEPTED = {"number": ("float_list", "int64_list"), "int": ("int64_list",), "flo
 float64; bytes as bytes; text (a client id) as the text written: bytes decoded, or an integer's digits."""
 
 
+MAX_RECORD_BYTES = 1 << 20
+"""The public bound on one record under a declared spec: a CSV line (its line ending included) or a
+serialized tf.Example of more bytes does not conform and is left out without being held in memory whole
+(no client id is read from it), so one huge record cannot decide whether the run finishes."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Column:
     """A declared column: its name, kind (one of `ACCEPTED`), number of values per record, and the
@@ -60,14 +66,18 @@ class Records:
     kept: np.ndarray
 
 
-def csv_header(path: str) -> list[str]:
+def csv_header(path: str, max_bytes: int = MAX_RECORD_BYTES) -> list[str]:
     """The header row of a CSV file (its first line), parsed alone as UTF-8 (a byte-order mark skipped).
 
     Raises:
-      ValueError: for an empty file, or a header line that is not UTF-8 CSV (the header is public: refused).
+      ValueError: for an empty file, or a header line that is not UTF-8 CSV or is longer than ``max_bytes``
+        (the header is public: refused).
     """
     with open(path, "rb") as f:
-        first = f.readline().removeprefix(codecs.BOM_UTF8)
+        first = _bounded_line(f, max_bytes)
+    if first is None:
+        raise ValueError(f"{path}: the header row is longer than {max_bytes} bytes")
+    first = first.removeprefix(codecs.BOM_UTF8)
     try:
         header = next(csv.reader([_line_text(first)]), [])
     except (UnicodeDecodeError, csv.Error) as err:
@@ -77,9 +87,10 @@ def csv_header(path: str) -> list[str]:
     return header
 
 
-def read_csv(path: str, spec: Sequence[Column]) -> Records:
+def read_csv(path: str, spec: Sequence[Column], max_bytes: int = MAX_RECORD_BYTES) -> Records:
     """The declared columns of a CSV file with a header row, each physical line read alone (a quoted field
-    never spans lines) and each cell alone: a number cell that is not a number (text, empty) is NaN.
+    never spans lines) and each cell alone: a number cell that is not a number (text, empty) is NaN. A line
+    longer than ``max_bytes`` (`MAX_RECORD_BYTES`) is skipped in chunks, never held whole, and left out.
 
     A line that is not UTF-8, or that has another number of fields than the header, does not conform: its
     number cells are NaN, and its client id (kind text) is read from the client column's place when the
@@ -90,7 +101,7 @@ def read_csv(path: str, spec: Sequence[Column]) -> Records:
     Raises:
       ValueError: for a header that `csv_header` refuses, a declared column it lacks or one longer than 1.
     """
-    header = csv_header(path)
+    header = csv_header(path, max_bytes)
     missing = [c.name for c in spec if c.name not in header]
     if missing:
         raise ValueError(f"{path} has no column(s) {missing}; the columns are {sorted(header)}")
@@ -101,9 +112,9 @@ def read_csv(path: str, spec: Sequence[Column]) -> Records:
     values: dict[str, list] = {c.name: [] for c in spec}
     conforming, kept = [], []
     with open(path, "rb") as f:
-        f.readline()
-        for position, line in enumerate(f):
-            row, whole = _csv_row(line, len(header))
+        _bounded_line(f, max_bytes)
+        for position, line in enumerate(iter(lambda: _bounded_line(f, max_bytes), b"")):
+            row, whole = (None, False) if line is None else _csv_row(line, len(header))
             cells = {c.name: row[places[c.name]] if row is not None and places[c.name] < len(row) else None
                      for c in spec}
             if row == [] or any(c.kind == "text" and cells[c.name] is None for c in spec):
@@ -127,6 +138,17 @@ def _cell(column: Column, cell: str | None, whole: bool):
     if column.kind == "bytes":
         return cell.encode() if whole else None
     return _number(cell) if whole else float("nan")
+
+
+def _bounded_line(f, max_bytes: int) -> bytes | None:
+    """The next physical line of the binary file ``f`` (b"" at its end), or None for a line longer than
+    ``max_bytes``, which is then read past in chunks of at most ``max_bytes`` + 1 bytes."""
+    line = f.readline(max_bytes + 1)
+    if len(line) <= max_bytes:
+        return line
+    while line and not line.endswith(b"\n"):
+        line = f.readline(max_bytes + 1)
+    return None
 
 
 def _line_text(line: bytes) -> str:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import codecs
 import csv
 import glob
+import gzip
 import io
+import struct
 from typing import Any, Iterable
 
 import numpy as np
@@ -30,8 +32,12 @@ def read_tf_examples(file_pattern: str | Iterable[str], *, compression: str | No
     return examples_to_columns(records)
 
 
-def read_tf_records(file_pattern: str | Iterable[str], *, compression: str | None = "auto") -> list[bytes]:
+def read_tf_records(file_pattern: str | Iterable[str], *, compression: str | None = "auto",
+                    max_record_bytes: int | None = None) -> list[bytes]:
     """The serialized records of the TFRecord files ``file_pattern``, in file order (files sorted when a glob).
+    With ``max_record_bytes`` (a private run's public bound, `federated.data.declared.MAX_RECORD_BYTES`), a
+    longer record is skipped by its length header, never held in memory, and stands as b"" in its place (a
+    tf.Example without features: it does not conform).
 
     Raises:
       ValueError: when no file matches, or the files are not readable as TFRecords of that compression.
@@ -43,12 +49,52 @@ def read_tf_records(file_pattern: str | Iterable[str], *, compression: str | Non
         raise ValueError(f"no TFRecord files match {file_pattern!r}")
     if compression == "auto":
         compression = "GZIP" if all(f.endswith(".gz") for f in files) else ""
+    if max_record_bytes is not None:
+        return [record for f in files for record in _bounded_records(f, compression, max_record_bytes)]
     records = tf.data.TFRecordDataset(files, compression_type=compression or "")
     try:
         return list(records.as_numpy_iterator())
     except tf.errors.OpError as err:   # e.g. DataLossError: not TFRecords, or another compression
         raise ValueError(f"{files} are not readable as TFRecord files (compression {compression or 'none'!r}): "
                          f"{err.message}") from None
+
+
+def _bounded_records(path: str, compression: str, max_bytes: int) -> Iterable[bytes]:
+    """The records of one TFRecord file (each: an 8-byte length, its masked CRC-32C, the data, the data's
+    masked CRC-32C), a record longer than ``max_bytes`` read past in chunks and given as b""."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    def corrupt(what):
+        return ValueError(f"{path}: not readable as TFRecord files (compression {compression or 'none'!r}): {what}")
+
+    with tf.io.gfile.GFile(path, "rb") as raw, (gzip.GzipFile(fileobj=raw) if compression else raw) as f:
+        try:
+            while header := f.read(12):
+                if len(header) < 12 or _masked_crc(header[:8]) != struct.unpack("<I", header[8:])[0]:
+                    raise corrupt("a corrupted record length")
+                length = struct.unpack("<Q", header[:8])[0]
+                if length > max_bytes:
+                    while length > 0:
+                        chunk = len(f.read(min(length, max_bytes)))
+                        if not chunk:
+                            raise corrupt("a truncated record")
+                        length -= chunk
+                    f.read(4)
+                    yield b""
+                    continue
+                data, crc = f.read(length), f.read(4)
+                if len(data) < length or len(crc) < 4 or _masked_crc(data) != struct.unpack("<I", crc)[0]:
+                    raise corrupt("a truncated or corrupted record")
+                yield data
+        except (OSError, EOFError, tf.errors.OpError) as err:   # not gzip, truncated, unreadable
+            raise corrupt(err) from None
+
+
+def _masked_crc(data: bytes) -> int:
+    """TFRecord's masked CRC-32C of ``data``."""
+    import google_crc32c  # pylint: disable=import-outside-toplevel
+    crc = google_crc32c.value(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
 def examples_to_columns(records: Iterable[bytes]) -> dict[str, np.ndarray]:

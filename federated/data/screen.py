@@ -21,11 +21,18 @@ def trainable(x, y, num_classes: int) -> np.ndarray:
     with np.errstate(over="ignore"):
         finite = np.isfinite(features.astype(np.float32)).all(axis=1)
     labels = np.asarray(y, np.float64)
-    return finite & np.isfinite(labels) & (np.mod(labels, 1) == 0) & (labels >= 0) & (labels < num_classes)
+    return finite & integral(labels) & (labels >= 0) & (labels < num_classes)
 
 
 def largest_label(*labels) -> int:
     """The largest integer label >= 0 among the arrays ``labels`` (-1 when there is none)."""
     values = np.concatenate([np.asarray(a, np.float64).ravel() for a in labels])
-    values = values[np.isfinite(values) & (np.mod(values, 1) == 0) & (values >= 0)]
+    values = values[integral(values) & (values >= 0)]
     return int(values.max()) if values.size else -1
+
+
+def integral(values: np.ndarray) -> np.ndarray:
+    """Elementwise: the float64 value is a finite integer. Silent for every value, ±inf and NaN included (a
+    numpy warning for one label would be a log line decided by that record)."""
+    finite = np.isfinite(values)
+    return finite & (np.mod(np.where(finite, values, 0), 1) == 0)

@@ -702,7 +702,8 @@ def _declared(dataset: str, files: list[str], config: FederatedTrainingConfig, c
             raise ValueError("--feature-column: under --dp name the features of TFRecords (one number each): the "
                              "records may not decide them")
         from federated.data.examples import read_tf_records  # pylint: disable=import-outside-toplevel
-        read = lambda spec: declared.read_examples(read_tf_records(files), spec)  # noqa: E731
+        read = lambda spec: declared.read_examples(  # noqa: E731
+            read_tf_records(files, max_record_bytes=declared.MAX_RECORD_BYTES), spec)
     else:
         header = declared.csv_header(dataset)
         read = lambda spec: declared.read_csv(dataset, spec)  # noqa: E731

@@ -132,8 +132,9 @@ def read_split(file_patterns, transform=None, spec=None) -> Split:
 
     With ``spec`` (`declared_spec`, for a private run) each record is read alone against it
     (`federated.data.declared`): no record decides the features, their kinds or lengths; a record that
-    does not conform (one that is not a tf.Example included) keeps its place with NaN model inputs (left
-    out after dealing), one without a readable client id is left out, and a split may have no record.
+    does not conform (one that is not a tf.Example, or longer than `MAX_RECORD_BYTES`, included) keeps its
+    place with NaN model inputs (left out after dealing), one without a readable client id is left out, and
+    a split may have no record.
 
     Raises:
       ValueError: when no file matches, a public run's split has no record or one that is not a tf.Example,
@@ -146,7 +147,8 @@ def read_split(file_patterns, transform=None, spec=None) -> Split:
     files = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
     if not files:
         raise ValueError(f"no example files match {list(file_patterns)}")
-    records = read_tf_records(files)
+    from federated.data.declared import MAX_RECORD_BYTES  # pylint: disable=import-outside-toplevel
+    records = read_tf_records(files, max_record_bytes=None if spec is None else MAX_RECORD_BYTES)
     if spec is not None:   # a private run refuses no split for its number of records, none included
         return _declared_split(records, transform, spec)
     if not records:

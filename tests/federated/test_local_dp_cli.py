@@ -59,6 +59,20 @@ def test_refused_combinations_are_one_line_naming_the_option(args, option, tmp_p
     assert option in result.stderr and not (tmp_path / "run").exists()
 
 
+def test_a_max_epsilon_below_one_rounds_epsilon_is_refused_at_plan_time(tmp_path):
+    """One round's epsilon of a client follows from z, delta and the accountant (public): a --max-epsilon
+    below it would stop before round 1, so it is refused before training (it printed `stopped` and exited 0)."""
+    first = _epsilon(4, 1, 0.01)
+    result = _run(["--dp", "--trust-model", "local", "--noise-multiplier", "4", "--max-epsilon", f"{first * 0.99}"],
+                  tmp_path)
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+    assert "--max-epsilon" in result.stderr and f"one round's epsilon {first:.4g}" in result.stderr
+    assert not (tmp_path / "run").exists()
+    result = _run(["--dp", "--trust-model", "local", "--noise-multiplier", "4", "--max-epsilon", f"{first * 1.01}"],
+                  tmp_path)
+    assert result.exit_code == 0 and "max_epsilon" in result.stdout + result.stderr, result.output
+
+
 def test_the_federated_trainer_refuses_local_dp_whose_ledger_it_cannot_write():
     with pytest.raises(InvalidFederatedSetting, match="trust_model"):
         FederatedTrainingConfig.for_trainer({"label_key": "y", "private": True, "num_classes": 2,

@@ -125,8 +125,7 @@ def test_private_federated_model_carries_the_accountants_epsilon(federated_run):
     assert history["rounds"][-1]["metrics"]["epsilon_rdp"] == pytest.approx(rounds_alone, rel=1e-12)
     # The eval split's rows are private: listed, here and in the ledger (the classes are a setting).
     assert set(history["config"]["outside_guarantee"]) == {"evaluation"}
-    assert set(ledger["parameters"]["outside_guarantee"]) == {"evaluation", "preprocessing beyond K records per client",
-                                                              "feature spec inferred from the data"}
+    assert set(ledger["parameters"]["outside_guarantee"]) == LISTED
     assert "client_sizes_sum" not in history["config"] and history["rounds"][0]["nonfinite"] is None
     assert history["config"]["num_clients"] == 20
     assert history["config"]["partition"] == {"name": "keyed", "num_clients": 20, "rule": "dirichlet", "alpha": 1.0,
@@ -148,8 +147,10 @@ def test_the_exported_model_carries_its_released_statistics_not_the_exact_ones(f
     assert_carries_only_released_statistics(carried_statistics(model_dir, train))
 
 
-LISTED = {"evaluation", "preprocessing beyond K records per client", "feature spec inferred from the data"}
-"""What the pipeline's private Federated Trainer lists outside its guarantee (its spec comes from SchemaGen)."""
+LISTED = {"evaluation", "preprocessing beyond K records per client", "feature spec inferred from the data",
+          "push decision beyond K held-out records per client"}
+"""What the pipeline's private Federated Trainer lists outside its guarantee (its spec comes from SchemaGen; it
+reserves a push decision)."""
 
 
 def test_pipeline_command_runs_the_federated_trainer_and_reports_its_ledger(federated_run):
@@ -651,7 +652,7 @@ examples = standard_artifacts.Examples(); examples.uri = os.path.join(root, "exa
 examples.split_names = '["train", "eval"]'
 model = standard_artifacts.Model(); model.uri = os.path.join(root, "model")
 run = standard_artifacts.ModelRun(); run.uri = os.path.join(root, "run")
-config = {{"label_key": "y", "private": True, "max_examples_per_client": 5}}
+config = {{"label_key": "y", "private": True, "max_examples_per_client": 5, "num_classes": 2}}
 try:
     Executor().Do({{"examples": [examples]}}, {{"model": [model], "model_run": [run]}},
                   {{"custom_config": json.dumps(config), "run_fn": "pipelines.trainers.federated.run_fn",
@@ -662,3 +663,23 @@ except InvalidFederatedSetting as err:
     result = json.loads(python_subprocess(code, legacy_keras=True).stdout.strip().splitlines()[-1])
     assert "transformed_examples but no transform_graph is given" in result["refused"]
     assert result["model"] is False
+
+
+def test_a_ledger_with_a_push_decision_lists_a_clients_held_out_records_beyond_k_outside_its_guarantee():
+    """The decision is accounted as a client's group of K held-out records, but nothing caps how many eval
+    records a keyed client holds (about n_eval / N, one client more than K once n_eval > N K): the client-level
+    claim covers the decision for K of them, so the ledger lists the rest; without a decision nothing is listed."""
+    from pipelines.components.federated_trainer.spec import DECISION_CAVEAT
+    from privacy import PrivacyBudget
+    settings = {"label_key": "y", "num_clients": 10, "rounds": 2, "private": True, "target_epsilon": 3.0,
+                "num_classes": 2, "max_examples_per_client": 4}
+    listed = {}
+    for name, extra in (("with", {"decision_epsilon": 0.6}), ("without", {})):
+        plan = FederatedTrainingConfig.for_trainer({**settings, **extra}).plan(10)
+        m = plan.mechanism
+        ledger = plan.ledger(PrivacyBudget.for_mechanism(m, plan.delta).compose(m.unit_event(), m.units()),
+                             rounds=2, trainer={}, outside_guarantee={"evaluation": "held-out accuracy"})
+        listed[name] = ledger.parameters["outside_guarantee"]
+        assert (ledger.decision is not None) == (name == "with")
+    assert listed["with"] == {**DECISION_CAVEAT, "evaluation": "held-out accuracy"}
+    assert listed["without"] == {"evaluation": "held-out accuracy"}

@@ -162,6 +162,12 @@ PRIVACY_SETTINGS = ("noise_multiplier", "target_epsilon", "clip", "clipping_norm
 """Settings that only mean something under DP: refused, not ignored, when 'private' is false."""
 DEALING_SETTINGS = ("partition", "num_clients", "alpha", "shards_per_client")
 """Settings of how records are dealt to clients: refused, not ignored, with a client_key (a client per value)."""
+DECISION_CAVEAT = {
+    "push decision beyond K held-out records per client": "the push decision's noisy accuracy is accounted as a "
+    "client's group of max_examples_per_client (K) held-out records, but nothing caps the eval split's records "
+    "that the keyed partition deals to one client: for a client holding more than K of them, the decision is "
+    "covered per record, not per client"}
+"""Listed outside the guarantee of a ledger that composes the push decision (``decision_epsilon``)."""
 MAX_SEED = 2 ** 32 - 1
 """Keras seeds its generators with 32 bits."""
 
@@ -554,6 +560,11 @@ class FederatedTrainingConfig:
         if not math.isfinite(planned):
             raise InvalidFederatedSetting("noise_multiplier" if target is None else "target_epsilon",
                                           f"z = {z:g} cannot be accounted by dp-accounting ({planned})")
+        first = local_epsilon(z, 1, delta, self.accountant)   # public numbers: the run could not train at all
+        if self.max_epsilon is not None and first > self.max_epsilon:
+            raise InvalidFederatedSetting("max_epsilon", f"{self.max_epsilon:g} is below one round's epsilon "
+                                                         f"{first:.4g} ({self.accountant}, z = {z:.4g}, delta = "
+                                                         f"{delta:g}): no client could be sent; raise it")
         return FederatedTrainingPlan(config=self, num_clients=num_clients, delta=delta, target_epsilon=target,
                                      local_noise_multiplier=z)
 
@@ -724,7 +735,8 @@ class FederatedTrainingPlan:
             "clients": c.clients,
             "delta_is_default": c.delta is None, "delta_warning": self.delta_warning,
             "noise": "seeded" if c.seeded_noise else "csprng",
-            "record_level": self.record_level(rounds), "outside_guarantee": dict(outside_guarantee or {})}
+            "record_level": self.record_level(rounds),
+            "outside_guarantee": {**(DECISION_CAVEAT if self.decision is not None else {}), **(outside_guarantee or {})}}
         return privacy_ledger.PrivacyLedger(budget=budget, mechanism=privacy_ledger.DP_FEDAVG, parameters=parameters,
                                             trainer={**trainer, "settings": c.to_custom_config()},
                                             preprocessing=self.preprocessing, decision=self.decision)
