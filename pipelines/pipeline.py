@@ -51,7 +51,8 @@ LOCAL_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 def eval_config(*, min_accuracy: float | None, epsilon_budget: float, max_membership_auc: float,
                 delta_budget: float | None = None, label_key: str = breast_cancer.LABEL_KEY,
                 privacy_unit: str = gate_spec.DEFAULT_PRIVACY_UNIT,
-                metadata_path: str | None = None, lineage_unchecked: str | None = None) -> tfma.EvalConfig:
+                metadata_path: str | None = None, lineage_unchecked: str | None = None,
+                audit_canaries: int | None = None) -> tfma.EvalConfig:
     """Exact utility metrics (for the reader, no thresholds: outside the guarantee) plus the privacy gate's,
     whose noisy accuracy >= ``min_accuracy`` is the push decision, in one TFMA EvalConfig."""
     return tfma.EvalConfig(
@@ -66,7 +67,7 @@ def eval_config(*, min_accuracy: float | None, epsilon_budget: float, max_member
             *gate_spec.privacy_metrics(epsilon_budget=epsilon_budget, max_membership_auc=max_membership_auc,
                                        delta_budget=delta_budget, privacy_unit=privacy_unit,
                                        min_accuracy=min_accuracy, metadata_path=metadata_path,
-                                       lineage_unchecked=lineage_unchecked),
+                                       lineage_unchecked=lineage_unchecked, audit_canaries=audit_canaries),
         ])])
 
 
@@ -95,10 +96,9 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
     elif settings:
         raise TypeError(f"give a plan or its settings, not both (got {', '.join(sorted(settings))})")
     trainer, module = plan.trainer, plan.module
-    config = eval_config(min_accuracy=plan.min_accuracy, epsilon_budget=plan.epsilon_budget,
-                         max_membership_auc=plan.max_membership_auc, delta_budget=plan.delta_budget,
-                         privacy_unit=plan.privacy_unit, metadata_path=metadata_path,
-                         lineage_unchecked=lineage_unchecked)
+    gate = dict(min_accuracy=plan.min_accuracy, epsilon_budget=plan.epsilon_budget,
+                max_membership_auc=plan.max_membership_auc, delta_budget=plan.delta_budget,
+                privacy_unit=plan.privacy_unit, metadata_path=metadata_path, lineage_unchecked=lineage_unchecked)
     example_gen = tfx.components.CsvExampleGen(input_base=data_root)
     examples, minimization = minimization_stages(example_gen.outputs["examples"], plan.scrub, plan.kanonymity,
                                                  plan.generalize)
@@ -113,7 +113,7 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
                                          # its cache would keep the private analyzers' exact pre-noise sums
                                          disable_analyzer_cache=plan.preprocessing.private)
 
-    def train_and_evaluate(custom_config: Mapping[str, Any], suffix: str):
+    def train_and_evaluate(custom_config: Mapping[str, Any], suffix: str, audit_canaries: int | None = None):
         # The Federated Trainer keys records by their raw content (before Transform's data-dependent
         # constants) and applies the transform graph itself: it reads ExampleGen's (or the scrubber's) examples.
         inputs = dict(examples=transform.outputs["transformed_examples"] if trainer == "dp" else examples,
@@ -125,10 +125,11 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
             trained = FederatedTrainer(custom_config={"label_key": breast_cancer.LABEL_KEY, **custom_config}, **inputs)
         trained = trained.with_id("Trainer" + suffix)
         evaluator = PrivateEvaluator(examples=examples, model=trained.outputs["model"],
-                                     eval_config=config).with_id("Evaluator" + suffix)
+                                     eval_config=eval_config(**gate, audit_canaries=audit_canaries)
+                                     ).with_id("Evaluator" + suffix)
         return trained, evaluator
 
-    trained, evaluator = train_and_evaluate(plan.trainer_config, "")
+    trained, evaluator = train_and_evaluate(plan.trainer_config, "", plan.audit_canaries)   # the pushed model's
     components = [example_gen, *minimization, statistics_gen, schema_gen, example_validator, transform, trained,
                   evaluator]
     blessing = evaluator.outputs["blessing"]

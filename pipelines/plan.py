@@ -18,7 +18,7 @@ from pipelines.components.federated_trainer import spec as federated_spec
 from pipelines.components.private_evaluator import spec as gate_spec
 from pipelines.datasets import breast_cancer
 from pipelines.transform import spec as preprocessing_spec
-from privacy.accounting import Adjacency, resolve_adjacency
+from privacy.accounting import Adjacency, Sampling, resolve_adjacency
 from privacy.minimization import KAnonymitySettings, ScrubSettings
 
 MODULE = "pipelines.trainers.breast_cancer"
@@ -75,6 +75,7 @@ class PipelinePlan:
     scrub: ScrubSettings | None = None
     kanonymity: KAnonymitySettings | None = None
     generalize: bool = False
+    audit_canaries: int | None = None
 
     def __post_init__(self):
         if self.generalize and (self.scrub is None or self.kanonymity is None):
@@ -97,7 +98,8 @@ def resolve_plan(*, trainer: str = "dp", trainer_config: Mapping[str, Any] | Non
                  module: str = MODULE, scrub: ScrubSettings | None = None,
                  kanonymity: KAnonymitySettings | None = None, generalize: bool = False,
                  schema_file: str | None = None,
-                 decision_share: float = gate_spec.DEFAULT_DECISION_SHARE) -> PipelinePlan:
+                 decision_share: float = gate_spec.DEFAULT_DECISION_SHARE,
+                 audit_canaries: int | None = None) -> PipelinePlan:
     """Checks the settings of one pipeline and resolves them into a `PipelinePlan`.
 
     Args:
@@ -129,6 +131,10 @@ def resolve_plan(*, trainer: str = "dp", trainer_config: Mapping[str, Any] | Non
       schema_file: a schema (.pbtxt) fixed before the data is read, imported (``ImportSchemaGen``) instead of
         inferred from the data by SchemaGen; a private Federated Trainer may then declare it with
         ``public_schema`` (once the examples' feature kinds are fixed too).
+      audit_canaries: the Evaluator also audits a canary-augmented copy of the private DP Trainer's run with this
+        many white-box canaries (`pipelines.components.private_evaluator.canary_audit`; Poisson sampling and
+        per-example clipping only) and blesses nothing when the measured lower bound exceeds the claimed epsilon;
+        None: no audit.
 
     Raises:
       ValueError, InvalidPrivacySetting, InvalidFederatedSetting: for an invalid setting, naming it.
@@ -152,6 +158,7 @@ def resolve_plan(*, trainer: str = "dp", trainer_config: Mapping[str, Any] | Non
                              f"unit meets no budget; state the budget per {federated.privacy_unit}")
         if federated.private and per_record and federated.budget_unit is None:   # calibrate for the gate's figure
             trainer_config = {**trainer_config, "budget_unit": "example"}
+    _check_audit(audit_canaries, trainer, trainer_config)
     if schema_file is not None and not os.path.isfile(schema_file):
         raise ValueError(f"schema_file: no file {schema_file!r}")
     preprocessing = preprocessing_config(trainer, trainer_config, share=preprocessing_share,
@@ -164,7 +171,25 @@ def resolve_plan(*, trainer: str = "dp", trainer_config: Mapping[str, Any] | Non
                         max_membership_auc=max_membership_auc, min_accuracy=min_accuracy, delta_budget=delta_budget,
                         privacy_unit=privacy_unit, encrypted_check=encrypted_check,
                         encrypted_examples=encrypted_examples, compare_non_private=compare_non_private, module=module,
-                        scrub=scrub, kanonymity=kanonymity, generalize=generalize, schema_file=schema_file)
+                        scrub=scrub, kanonymity=kanonymity, generalize=generalize, schema_file=schema_file,
+                        audit_canaries=audit_canaries)
+
+
+def _check_audit(audit_canaries: int | None, trainer: str, trainer_config: Mapping[str, Any]) -> None:
+    """Refuses an audit the Evaluator could not run (ValueError naming --audit-canaries)."""
+    if audit_canaries is None:
+        return
+    try:
+        gate_spec.check_audit_canaries(audit_canaries)
+    except ValueError as err:
+        raise ValueError(f"--audit-canaries: {err}") from None
+    config = DpTrainingConfig.from_custom_config(trainer_config) if trainer == "dp" else None
+    if config is None or not config.private:
+        raise ValueError("--audit-canaries audits a private DP Trainer's DP-SGD run (--trainer dp --dp)")
+    if config.sampling != Sampling.POISSON.value or config.num_microbatches is not None:
+        raise ValueError(f"--audit-canaries: the audit includes or leaves out each canary and clips it alone, so it "
+                         f"needs --sampling poisson without --num-microbatches, got --sampling {config.sampling}"
+                         f"{f' --num-microbatches {config.num_microbatches}' if config.num_microbatches else ''}")
 
 
 def decision_config(trainer: str, trainer_config: Mapping[str, Any], *, min_accuracy: float | None,

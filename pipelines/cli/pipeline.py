@@ -30,6 +30,8 @@ from pipelines.privacy_ledger import PRIVACY_UNITS
 from pipelines.root_lock import RootBusy, exclusive_root
 from pipelines.transform.spec import DEFAULT_SHARE
 from privacy.accounting import DEFAULT_DELTA_RULE, Sampling
+from privacy.auditing.canaries import MAX_CANARIES
+from privacy.auditing.one_run import MIN_CANARIES
 
 DEFAULT_ROOT = "ppml-pipeline"
 _OPTION_OF_SETTING = {"target_epsilon": "--target-epsilon", "noise_multiplier": "--noise-multiplier",
@@ -102,6 +104,11 @@ def _training_options(fn):
                           "predictions on evaluation examples; push only if both bless."),
         click.option("--encrypted-examples", type=click.IntRange(min=1), default=200, show_default=True,
                      help="Evaluation examples the encrypted-inference gate predicts."),
+        click.option("--audit-canaries", type=click.IntRange(MIN_CANARIES, MAX_CANARIES), metavar="M",
+                     help="Evaluator: also audit a canary-augmented copy of the DP-SGD training run (M white-box "
+                          "canaries, Poisson sampling; discarded, never pushed) and bless nothing when its measured "
+                          "lower bound on epsilon exceeds the epsilon claimed for that run (accounting "
+                          "inconsistent) [default: no audit]."),
         click.option("--compare-non-private", is_flag=True,
                      help="Also train and evaluate a non-private model side by side (never pushed; see "
                           "`ppml report --compare`)."),
@@ -116,7 +123,7 @@ def _training_options(fn):
 def _plan(trainer, trainer_config_json, private, target_epsilon, noise_multiplier, delta, epochs,
                      batch_size, l2_norm_clip, sampling, num_microbatches, learning_rate, preprocessing_share,
                      preprocessing_epsilon, epsilon_budget, delta_budget, privacy_unit, max_membership_auc,
-                     min_accuracy, encrypted_check, encrypted_examples, compare_non_private):
+                     min_accuracy, encrypted_check, encrypted_examples, compare_non_private, audit_canaries):
     """The options resolved and checked into one `PipelinePlan` (no TFX import); usage errors name the option."""
     if private and target_epsilon is None and noise_multiplier is None:
         target_epsilon = 3.0
@@ -147,7 +154,7 @@ def _plan(trainer, trainer_config_json, private, target_epsilon, noise_multiplie
                             max_membership_auc=max_membership_auc, min_accuracy=min_accuracy,
                             preprocessing_share=preprocessing_share, preprocessing_epsilon=preprocessing_epsilon,
                             encrypted_check=encrypted_check, encrypted_examples=encrypted_examples,
-                            compare_non_private=compare_non_private)
+                            compare_non_private=compare_non_private, audit_canaries=audit_canaries)
     except InvalidSetting as err:
         raise click.BadParameter(str(err), param_hint=f"'{_OPTION_OF_SETTING.get(err.setting, '--trainer-config')}'")
     except ValueError as err:

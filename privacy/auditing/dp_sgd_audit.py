@@ -7,6 +7,12 @@ epsilons ppml's accountants (RDP, PLD) report for the run and the one-run lower 
 the verdict tests the smallest of those epsilons. The audited model is an audit device and is discarded; the
 inclusion bits stay in memory and are never logged or returned.
 
+`audit_mechanism(mechanism, ...)` audits the run a DP-SGD ledger describes (the Private Evaluator's audit): the
+mechanism's n training rows plus white-box canaries, its B, C, sigma and T Poisson steps. A white-box canary's
+score does not depend on the values of the other rows (real rows give its slot weight no gradient, its own gradient
+is zero elsewhere and is clipped alone), so n rows of zeros stand in for them: the bound is a function of the
+mechanism's settings and fresh CSPRNG randomness only, and reveals nothing about any record.
+
 `AuditPlan.fault` injects a known bug for sanity checks: "clip-2x" ("clip-4x") clips to 2C (4C) while the noise
 and the claimed epsilon are those of clip C with `noise_multiplier` (the run's true noise multiplier is half (a
 quarter of) the declared one); "no-noise" adds no noise while claiming the declared one. Where the one-run bound
@@ -21,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from privacy.accounting import NOISE_MULTIPLIER_RANGE, DpSgdMechanism, compute_epsilon
+from privacy.accounting import NOISE_MULTIPLIER_RANGE, Adjacency, DpSgdMechanism, Sampling, compute_epsilon
 from privacy.auditing import canaries as canary_rows
 from privacy.auditing.one_run import DEFAULT_CONFIDENCE, MIN_CANARIES, audit_one_run
 
@@ -54,6 +60,8 @@ class AuditPlan:
       confidence: confidence of the lower bound.
       fault: a deliberate bug to inject (`FAULTS`), "none" for an honest run.
       hidden_units: width of the model's hidden layer.
+      steps: instead of `epochs` Keras epochs of about N / B steps each, exactly this many Poisson steps in one
+        (a DP Trainer's run, whose T comes from its plan); the result then has one entry.
     """
 
     kind: str = "white-box"
@@ -67,14 +75,17 @@ class AuditPlan:
     confidence: float = DEFAULT_CONFIDENCE
     fault: str = "none"
     hidden_units: int = 32
+    steps: int | None = None
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if self.fault not in FAULTS:
             raise ValueError(f"fault must be one of {', '.join(FAULTS)}, got {self.fault!r}")
-        for name in ("num_canaries", "epochs", "batch_size", "hidden_units"):
+        for name in ("num_canaries", "epochs", "batch_size", "hidden_units", "steps"):
             value = getattr(self, name)
+            if name == "steps" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if not MIN_CANARIES <= self.num_canaries <= canary_rows.MAX_CANARIES:
@@ -203,8 +214,8 @@ def run_dp_sgd_audit(plan: AuditPlan, x: np.ndarray, y: np.ndarray, x_pool: np.n
 
     claims, bounds, audits, last_scores = [], [], [], None
     start = time.perf_counter()
-    for _ in range(plan.epochs):
-        model.fit(x_train, y_train, epochs=1, verbose=0)
+    for _ in range(plan.epochs if plan.steps is None else 1):
+        model.fit(x_train, y_train, epochs=1, steps_per_epoch=plan.steps, verbose=0)
         last_scores = scores()
         training = private_training(model)
         claims.append(_claims(DpSgdMechanism(
@@ -221,6 +232,32 @@ def run_dp_sgd_audit(plan: AuditPlan, x: np.ndarray, y: np.ndarray, x_pool: np.n
                        seconds=time.perf_counter() - start)
 
 
+def audit_mechanism(mechanism: DpSgdMechanism, *, l2_norm_clip: float, delta: float, num_canaries: int,
+                    confidence: float = DEFAULT_CONFIDENCE, fault: str = "none") -> AuditResult:
+    """White-box one-run audit of the DP-SGD run `mechanism` describes, with `num_canaries` canaries added (see the
+    module docstring); the claims are recomputed for the canary-augmented run (N = n + included canaries).
+
+    Raises:
+      ValueError: naming the setting, for a run this audit cannot reproduce (not Poisson-sampled with add/remove
+        adjacency, clipped per microbatch, truncated batches, a fractional batch size) or account.
+    """
+    if mechanism.sampling is not Sampling.POISSON or mechanism.adjacency is not Adjacency.ADD_REMOVE:
+        raise ValueError(f"sampling: the one-run audit includes or leaves out each canary, so it needs Poisson "
+                         f"sampling with add/remove adjacency, got {mechanism.sampling.value} with "
+                         f"{mechanism.adjacency.value}")
+    if mechanism.num_microbatches is not None or mechanism.truncated_batch_size is not None:
+        raise ValueError("num_microbatches: the audit reproduces per-example clipping of whole Poisson batches only "
+                         "(a canary clipped with other rows, or a cut batch, would depend on their values)")
+    if mechanism.batch_size != int(mechanism.batch_size):
+        raise ValueError(f"batch_size must be a whole number for the audit, got {mechanism.batch_size:g}")
+    plan = AuditPlan(kind="white-box", num_canaries=num_canaries, steps=mechanism.steps,
+                     batch_size=int(mechanism.batch_size), l2_norm_clip=l2_norm_clip,
+                     noise_multiplier=mechanism.noise_multiplier, delta=delta, confidence=confidence, fault=fault,
+                     hidden_units=1)
+    rows = mechanism.dataset_size
+    return run_dp_sgd_audit(plan, np.zeros((rows, 1), np.float32), np.arange(rows) % 2)   # stand-ins: two classes
+
+
 def check_data(plan: AuditPlan, x: np.ndarray, y: np.ndarray, x_pool: np.ndarray | None) -> None:
     """Refuses data the plan cannot run on, and a run ppml could not account, before any training (ValueError
     naming the setting). Accounting is checked for the fewest (n) and the most (n + m) training rows the canary
@@ -234,7 +271,7 @@ def check_data(plan: AuditPlan, x: np.ndarray, y: np.ndarray, x_pool: np.ndarray
                          f"inputs, got num_canaries={plan.num_canaries}")
     noises = {plan.noise_multiplier, _run_clip_and_noise(plan)[1]} - {0.0}   # the claim's and the run's own
     for rows in (len(y), len(y) + plan.num_canaries):
-        steps = plan.epochs * max(1, round(rows / plan.batch_size))   # Poisson batches per epoch, as fit runs them
+        steps = plan.steps or plan.epochs * max(1, round(rows / plan.batch_size))   # Poisson batches, as fit runs them
         for noise in sorted(noises):
             try:
                 compute_epsilon(DpSgdMechanism(dataset_size=rows, batch_size=plan.batch_size,

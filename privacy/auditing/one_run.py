@@ -117,6 +117,15 @@ def guess_counts(m: int) -> tuple[tuple[int, int], ...]:
     return tuple(pairs)
 
 
+def largest_bound(m: int, *, delta: float, confidence: float = DEFAULT_CONFIDENCE) -> float:
+    """The largest bound a Bonferroni audit of m canaries can report: every guess right, at every pair of
+    `guess_counts` (a noiseless, perfectly separating run). A claim above it cannot be refuted with m canaries
+    at this delta, whatever the run does (the delta term grows with m delta)."""
+    pairs = guess_counts(m)
+    return max(epsilon_lower_bound(m, r, r, delta=delta, alpha=(1 - confidence) / len(pairs))
+               for r in sorted({k_in + k_out for k_in, k_out in pairs}))
+
+
 @dataclasses.dataclass(frozen=True)
 class OneRunAudit:
     """Result of a one-run audit.

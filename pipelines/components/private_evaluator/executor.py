@@ -16,7 +16,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, json_utils, path_utils, proto_utils
 
 from pipelines import privacy_ledger
-from pipelines.components.private_evaluator import audit, coverage, lineage, spec
+from pipelines.components.private_evaluator import audit, canary_audit, coverage, lineage, spec
 from privacy.decision import DecisionRelease
 
 SUMMARY_FORMAT = "ppml.evaluation_summary/1"
@@ -54,7 +54,9 @@ class Executor(evaluator_executor.Executor):
     epsilon = inf, which no budget admits; so does a model that carries statistics its ledger does not
     cover (`coverage.artifact_problems`: analyzer outputs neither private nor declared public, exact or
     seeded preprocessing, records that differ from the ledger's, adapted Keras preprocessing layers) or a
-    delta >= 1/n. A delta close to 1/n is a warning in the summary.
+    delta >= 1/n. A delta close to 1/n is a warning in the summary. With the gate's ``audit_canaries`` the
+    privacy audit (`canary_audit`) runs first: a measured lower bound above the epsilon claimed for the audited
+    run (accounting inconsistent), or an audit that cannot run, sets epsilon to inf too.
     """
 
     def Do(self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]],
@@ -73,6 +75,12 @@ class Executor(evaluator_executor.Executor):
         if problems:
             epsilon = math.inf
             ledger_note = "the model carries statistics of its training data that no epsilon covers"
+        audit_checks, audit_figures = [], None
+        if settings.audit_canaries is not None:   # a canary-augmented copy of the training run, then discarded
+            audit_check, audit_figures = canary_audit.audit_check(ledger, settings.audit_canaries)
+            audit_checks.append(audit_check)
+            if not audit_check["passed"]:
+                epsilon, ledger_note = math.inf, audit_check["reason"]
         delta = 1.0 if ledger is None else ledger.delta
         nonmember_splits = json_utils.loads(exec_properties.get(standard_component_specs.EXAMPLE_SPLITS_KEY)
                                             or "null") or ["eval"]
@@ -99,6 +107,7 @@ class Executor(evaluator_executor.Executor):
         checks = [
             _check("epsilon", epsilon, settings.epsilon_budget, ledger_note),
             _coverage_check(problems),
+            *audit_checks,
             *([_check("delta", delta, settings.delta_budget, "the ledger's delta, accountant's and additive")]
               if settings.delta_budget is not None else []),
             _check("membership_inference_auc", membership.auc, settings.max_membership_auc,
@@ -116,6 +125,8 @@ class Executor(evaluator_executor.Executor):
                        push_decision=None if decision is None else {k: v if not isinstance(v, float) or
                                                                      math.isfinite(v) else None
                                                                      for k, v in decision.items()})
+        if audit_figures is not None:
+            summary[canary_audit.NAME] = audit_figures
         io_utils.write_string_file(os.path.join(evaluation_uri, spec.SUMMARY_FILE),
                                    json.dumps(summary, indent=2, allow_nan=False))
         if output_dict.get(standard_component_specs.BLESSING_KEY):

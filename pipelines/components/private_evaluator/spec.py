@@ -35,6 +35,8 @@ import math
 from typing import Any
 
 from pipelines import privacy_ledger
+from privacy.auditing.canaries import MAX_CANARIES
+from privacy.auditing.one_run import MIN_CANARIES
 
 DP_EPSILON = "dp_epsilon"
 MEMBERSHIP_AUC = "membership_inference_auc"
@@ -66,13 +68,22 @@ class GateSettings:
     min_accuracy: float | None = None
     metadata_path: str | None = None
     lineage_unchecked: str | None = None
+    audit_canaries: int | None = None
+
+
+def check_audit_canaries(value: int | None) -> None:
+    """Raises ValueError unless ``value`` is None (no audit) or a canary count the audit accepts."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not MIN_CANARIES <= value <= MAX_CANARIES:
+        raise ValueError(f"audit_canaries must be an integer in [{MIN_CANARIES}, {MAX_CANARIES}], got {value!r}")
 
 
 def privacy_metrics(*, epsilon_budget: float, max_membership_auc: float = 0.6,
                     member_split: str = DEFAULT_MEMBER_SPLIT, max_audit_examples: int | None = None,
                     delta_budget: float | None = None, privacy_unit: str = DEFAULT_PRIVACY_UNIT,
                     min_accuracy: float | None = None, metadata_path: str | None = None,
-                    lineage_unchecked: str | None = None) -> list:
+                    lineage_unchecked: str | None = None, audit_canaries: int | None = None) -> list:
     """The `tfma.MetricConfig`s of the privacy gate (two, plus one with a ``delta_budget`` and one with a
     ``min_accuracy``).
 
@@ -93,6 +104,8 @@ def privacy_metrics(*, epsilon_budget: float, max_membership_auc: float = 0.6,
         the gate cannot read); shown in the evaluation summary and the report. Ignored with a metadata_path.
       min_accuracy: least noisy held-out accuracy to bless (the push decision, inside the guarantee: the
         trainer must reserve its budget, see `privacy.decision`); None: no utility threshold.
+      audit_canaries: run the privacy audit (`canary_audit`) with this many white-box canaries: bless only when
+        its measured lower bound on epsilon is at most the epsilon claimed for the audited run; None: no audit.
     """
     import tensorflow_model_analysis as tfma  # pylint: disable=import-outside-toplevel
     if not (isinstance(epsilon_budget, (int, float)) and 0 < epsilon_budget < math.inf):
@@ -107,6 +120,7 @@ def privacy_metrics(*, epsilon_budget: float, max_membership_auc: float = 0.6,
         raise ValueError(f"min_accuracy must be in [0, 1], got {min_accuracy!r}")
     if lineage_unchecked is not None and not (isinstance(lineage_unchecked, str) and lineage_unchecked.strip()):
         raise ValueError(f"lineage_unchecked must be a non-empty reason, got {lineage_unchecked!r}")
+    check_audit_canaries(audit_canaries)
     audit_config = {"member_split": member_split}
     if max_audit_examples is not None:
         audit_config["max_examples"] = int(max_audit_examples)
@@ -117,7 +131,8 @@ def privacy_metrics(*, epsilon_budget: float, max_membership_auc: float = 0.6,
             threshold=tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(**{side: {"value": bound}})))
 
     epsilon_config = {"privacy_unit": privacy_unit, **({"metadata_path": metadata_path} if metadata_path else {}),
-                      **({"lineage_unchecked": lineage_unchecked} if lineage_unchecked else {})}
+                      **({"lineage_unchecked": lineage_unchecked} if lineage_unchecked else {}),
+                      **({"audit_canaries": audit_canaries} if audit_canaries is not None else {})}
     metrics = [config(DP_EPSILON, float(epsilon_budget), epsilon_config),
                config(MEMBERSHIP_AUC, float(max_membership_auc), audit_config)]
     if delta_budget is not None:
@@ -178,7 +193,8 @@ def gate_settings(eval_config) -> GateSettings:
                         max_audit_examples=audit_config.get("max_examples"), delta_budget=bounds.get(DP_DELTA),
                         privacy_unit=epsilon_config.get("privacy_unit", DEFAULT_PRIVACY_UNIT),
                         min_accuracy=bounds.get(NOISY_ACCURACY), metadata_path=epsilon_config.get("metadata_path"),
-                        lineage_unchecked=epsilon_config.get("lineage_unchecked"))
+                        lineage_unchecked=epsilon_config.get("lineage_unchecked"),
+                        audit_canaries=epsilon_config.get("audit_canaries"))
 
 
 def budget_epsilon(ledger: privacy_ledger.PrivacyLedger | None, privacy_unit: str) -> tuple[float, str]:

@@ -1,0 +1,99 @@
+"""The Private Evaluator's privacy audit (`canary_audit`): a canary-augmented copy of the ledger's DP-SGD run passes
+when honest, and a run whose claim is deliberately broken (no noise, the declared sigma still accounted) is refused as
+"accounting inconsistent"; every claim is recomputed here from dp-accounting. The pipeline run with the audit:
+tests/pipelines/test_pipeline_e2e.py."""
+
+import functools
+
+import dp_accounting as dpa
+import pytest
+from click.testing import CliRunner
+
+from pipelines import privacy_ledger
+from pipelines.cli.main import cli
+from pipelines.components.private_evaluator import canary_audit
+from pipelines.plan import DEFAULT_TRAINER_CONFIG, resolve_plan
+from privacy.accounting import DpSgdMechanism
+from privacy.auditing import dp_sgd_audit
+
+RUN = DpSgdMechanism(dataset_size=389, batch_size=32, noise_multiplier=1.5, steps=183)
+"""The bundled pipeline's training run (389 rows, B 32, 15 epochs) at a sigma whose claim a noiseless run refutes."""
+DELTA = 1e-5
+CANARIES = 1000
+
+
+def _claims(figures: dict) -> dict[str, float]:
+    """RDP and PLD epsilons of the canary-augmented run, from dp-accounting directly."""
+    event = dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(32 / figures["dataset_size"],
+                                                              dpa.GaussianDpEvent(RUN.noise_multiplier)), RUN.steps)
+    return {"rdp": dpa.rdp.RdpAccountant().compose(event).get_epsilon(DELTA),
+            "pld": dpa.pld.PLDAccountant(value_discretization_interval=1e-4).compose(event).get_epsilon(DELTA)}
+
+
+def _ledger(mechanism: DpSgdMechanism = RUN) -> privacy_ledger.PrivacyLedger:
+    return privacy_ledger.PrivacyLedger.for_dp_sgd(mechanism, l2_norm_clip=1.0, delta=DELTA)
+
+
+def test_an_honest_run_passes_and_its_claim_is_the_augmented_runs():
+    check, figures = canary_audit.audit_check(_ledger(), CANARIES)
+    claims = _claims(figures)
+    assert figures["claims"] == pytest.approx(claims, rel=1e-6)
+    assert figures["claimed_epsilon"] == pytest.approx(min(claims.values()), rel=1e-6)
+    assert 389 <= figures["dataset_size"] <= 389 + CANARIES and figures["training_rows"] == 389
+    assert figures["steps"] == RUN.steps and figures["num_canaries"] == CANARIES
+    assert check["passed"] and figures["lower_bound"] <= figures["claimed_epsilon"] < figures["largest_possible_bound"]
+    assert check["reason"].startswith(f"privacy_audit: lower bound {figures['lower_bound']:g} <= claimed epsilon")
+    assert "included" not in repr(figures)   # the secret bits never leave the audit
+
+
+def test_a_run_without_its_declared_noise_is_accounting_inconsistent(monkeypatch):
+    """The fault hook of `ppml audit --fault no-noise`, set here only: the run adds no noise, the claim stays."""
+    monkeypatch.setattr(dp_sgd_audit, "audit_mechanism",
+                        functools.partial(dp_sgd_audit.audit_mechanism, fault="no-noise"))
+    check, figures = canary_audit.audit_check(_ledger(), CANARIES)
+    claim = min(_claims(figures).values())
+    assert figures["claimed_epsilon"] == pytest.approx(claim, rel=1e-6)
+    assert not check["passed"] and figures["violated"] and figures["lower_bound"] > claim
+    assert check["reason"].startswith(f"privacy_audit: accounting inconsistent: lower bound {figures['lower_bound']:g}"
+                                      f" > claimed epsilon {figures['claimed_epsilon']:.4g}")
+
+
+@pytest.mark.parametrize("ledger, why", [
+    (None, "nothing to audit: the model has no DP-SGD privacy ledger"),
+    (_ledger(DpSgdMechanism(dataset_size=389, batch_size=32, noise_multiplier=1.5, steps=183, sampling="fixed")),
+     "the audit cannot reproduce this run (sampling: the one-run audit includes or leaves out each canary"),
+    (_ledger(RUN.replace(num_microbatches=4)), "the audit cannot reproduce this run (num_microbatches"),
+], ids=["no ledger", "fixed batches", "microbatches"])
+def test_an_audit_that_cannot_run_fails_closed(ledger, why):
+    check, figures = canary_audit.audit_check(ledger, CANARIES)
+    assert figures is None and check["passed"] is False and check["reason"].startswith(f"privacy_audit: {why}")
+
+
+def test_the_audit_setting_is_checked_before_tfx_and_travels_in_the_eval_config():
+    plan = resolve_plan(audit_canaries=500)
+    assert plan.audit_canaries == 500 and resolve_plan().audit_canaries is None
+    for kwargs, message in (
+            (dict(audit_canaries=10), "--audit-canaries: audit_canaries must be an integer in [32, 100000], got 10"),
+            (dict(audit_canaries=500, trainer_config={**DEFAULT_TRAINER_CONFIG, "private": False}),
+             "audits a private DP Trainer's DP-SGD run"),
+            (dict(audit_canaries=500, trainer="federated"), "audits a private DP Trainer's DP-SGD run"),
+            (dict(audit_canaries=500, trainer_config={**DEFAULT_TRAINER_CONFIG, "sampling": "shuffle"}),
+             "needs --sampling poisson without --num-microbatches, got --sampling shuffle")):
+        with pytest.raises(ValueError) as err:
+            resolve_plan(**kwargs)
+        assert message in str(err.value)
+    result = CliRunner().invoke(cli, ["pipeline", "run", "--sampling", "fixed", "--audit-canaries", "500",
+                                      "--pipeline-root", "/nonexistent/never-written"])
+    assert result.exit_code == 2 and "--sampling poisson without --num-microbatches" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_the_gate_settings_carry_the_canary_count(python_subprocess):
+    code = """
+from pipelines.components.private_evaluator import spec
+from pipelines.pipeline import eval_config
+print(spec.gate_settings(eval_config(min_accuracy=None, epsilon_budget=2.0, max_membership_auc=0.6,
+                                     audit_canaries=700)).audit_canaries,
+      spec.gate_settings(eval_config(min_accuracy=None, epsilon_budget=2.0, max_membership_auc=0.6)).audit_canaries)
+"""
+    assert python_subprocess(code, legacy_keras=True).stdout.split()[-2:] == ["700", "None"]
