@@ -7,10 +7,10 @@ epsilons ppml's accountants (RDP, PLD) report for the run and the one-run lower 
 the verdict tests the smallest of those epsilons. The audited model is an audit device and is discarded; the
 inclusion bits stay in memory and are never logged or returned.
 
-`audit_mechanism(mechanism, ...)` audits the run a DP-SGD ledger describes (the Private Evaluator's audit): the
-mechanism's n training rows plus white-box canaries, its B, C, sigma and T Poisson steps. A white-box canary's
-score does not depend on the values of the other rows (real rows give its slot weight no gradient, its own gradient
-is zero elsewhere and is clipped alone), so n rows of zeros stand in for them: the bound is a function of the
+`audit_mechanism(mechanism, ...)` audits the run a DP-SGD ledger describes (the Private Evaluator's audit): its n
+training rows plus white-box canaries, at its sampling rate, C, sigma and T Poisson steps. A white-box canary's score
+does not depend on the values of the other rows (real rows give its slot weight no gradient, its own gradient is
+zero elsewhere and is clipped alone), so n rows of zeros stand in for them: the bound is a function of the
 mechanism's settings and fresh CSPRNG randomness only, and reveals nothing about any record.
 
 `AuditPlan.fault` injects a known bug for sanity checks: "clip-2x" ("clip-4x") clips to 2C (4C) while the noise
@@ -235,11 +235,13 @@ def run_dp_sgd_audit(plan: AuditPlan, x: np.ndarray, y: np.ndarray, x_pool: np.n
 def audit_mechanism(mechanism: DpSgdMechanism, *, l2_norm_clip: float, delta: float, num_canaries: int,
                     confidence: float = DEFAULT_CONFIDENCE, fault: str = "none") -> AuditResult:
     """White-box one-run audit of the DP-SGD run `mechanism` describes, with `num_canaries` canaries added (see the
-    module docstring); the claims are recomputed for the canary-augmented run (N = n + included canaries).
+    module docstring). The expected batch is scaled to B' = round(B (n + m / 2) / n), set before the bits are
+    drawn, so that the audited run samples at about the run's rate q = B / n (the rate, sigma and T fix its
+    epsilon); the claims are recomputed for the audited run itself (q = B' / N, N = n + included canaries).
 
     Raises:
       ValueError: naming the setting, for a run this audit cannot reproduce (not Poisson-sampled with add/remove
-        adjacency, clipped per microbatch, truncated batches, a fractional batch size) or account.
+        adjacency, clipped per microbatch, truncated batches, B' above n) or account.
     """
     if mechanism.sampling is not Sampling.POISSON or mechanism.adjacency is not Adjacency.ADD_REMOVE:
         raise ValueError(f"sampling: the one-run audit includes or leaves out each canary, so it needs Poisson "
@@ -248,13 +250,15 @@ def audit_mechanism(mechanism: DpSgdMechanism, *, l2_norm_clip: float, delta: fl
     if mechanism.num_microbatches is not None or mechanism.truncated_batch_size is not None:
         raise ValueError("num_microbatches: the audit reproduces per-example clipping of whole Poisson batches only "
                          "(a canary clipped with other rows, or a cut batch, would depend on their values)")
-    if mechanism.batch_size != int(mechanism.batch_size):
-        raise ValueError(f"batch_size must be a whole number for the audit, got {mechanism.batch_size:g}")
+    rows = mechanism.dataset_size
+    batch_size = max(1, round(mechanism.batch_size * (rows + num_canaries / 2) / rows))   # q kept, bits unseen
+    if batch_size > rows:
+        raise ValueError(f"num_canaries: keeping the run's sampling rate with {num_canaries} canaries needs an "
+                         f"expected batch of {batch_size}, more than the {rows} training rows; use fewer canaries")
     plan = AuditPlan(kind="white-box", num_canaries=num_canaries, steps=mechanism.steps,
-                     batch_size=int(mechanism.batch_size), l2_norm_clip=l2_norm_clip,
+                     batch_size=batch_size, l2_norm_clip=l2_norm_clip,
                      noise_multiplier=mechanism.noise_multiplier, delta=delta, confidence=confidence, fault=fault,
                      hidden_units=1)
-    rows = mechanism.dataset_size
     return run_dp_sgd_audit(plan, np.zeros((rows, 1), np.float32), np.arange(rows) % 2)   # stand-ins: two classes
 
 

@@ -207,3 +207,36 @@ def assert_carries_only_released_statistics(statistics: dict) -> None:
     standardised = np.abs([v for s in statistics.values() for v in s["standardised"]])
     assert np.median(standardised) > 0.1 and np.max(standardised) < 8, standardised
     assert max(abs(s["model"][0] - s["exact"][0]) for s in statistics.values()) > 1e-3
+
+
+AUDIT_OPTIONS = (*PIPELINE_OPTIONS, "--target-delta", "1e-5", "--epsilon-budget", "3", "--audit-canaries", "1000")
+"""The privacy audit's run: delta 1e-5, where 1,000 canaries can show a bound up to about 5 (at the bundled data's
+default delta 1e-3 no bound with 1,000 canaries exceeds 0.24: `privacy.auditing.one_run.largest_bound`)."""
+
+RUN_WITHOUT_NOISE = """
+import functools, sys
+from privacy.auditing import dp_sgd_audit
+# The fault hook of `ppml audit --fault no-noise`, set in this test process only: the audited run adds no noise.
+dp_sgd_audit.audit_mechanism = functools.partial(dp_sgd_audit.audit_mechanism, fault="no-noise")
+from pipelines.cli.main import cli
+cli(sys.argv[1:])
+"""
+
+
+@pytest.fixture(scope="session")
+def audited_run(tmp_path_factory) -> PipelineRun:
+    """The private pipeline with the Evaluator's privacy audit (its own root: delta 1e-5)."""
+    return run_pipeline(tmp_path_factory.mktemp("ppml-audit"), *AUDIT_OPTIONS, read_text=True)
+
+
+@pytest.fixture(scope="session")
+def broken_audit_run(audited_run) -> PipelineRun:
+    """Same root, one more canary (the Evaluator re-runs, the Trainer is cached), and the audited copy of the run
+    without its noise while its claim stays: {"report": ppml pipeline run --json, "report_text": ppml report}."""
+    options = [*AUDIT_OPTIONS[:-1], "1001"]
+    proc = subprocess.run([sys.executable, "-c", RUN_WITHOUT_NOISE, "pipeline", "run", *options, "--pipeline-root",
+                           audited_run.root, "--json"], cwd=REPO, capture_output=True, text=True, timeout=1200)
+    if proc.returncode != 0:
+        pytest.fail(f"the broken audit run failed:\n{proc.stderr[-8000:]}", pytrace=False)
+    return dataclasses.replace(audited_run, report=json.loads(proc.stdout), stderr=proc.stderr,
+                               report_text=ppml("report", "--pipeline-root", audited_run.root).stdout)

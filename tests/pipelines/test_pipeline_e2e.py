@@ -432,3 +432,33 @@ def test_plain_tft_analyzers_are_refused_by_the_trainer_and_nothing_is_pushed(pl
     assert "60 constant(s) of the transform graph used by scale_to_z_score" in refused
     assert "use PrivateAnalyzers.scale_to_z_score(x, bounds=..., share=...)" in refused
     assert refused.endswith(NO_COVERAGE_RECORD)
+
+
+def test_the_privacy_audit_blesses_an_honest_run_and_refuses_a_broken_claim(audited_run, broken_audit_run):
+    """The Evaluator audits a canary-augmented copy of the Trainer's run: honest, bound <= claim, blessed and
+    pushed; the same run without its noise (the claim unchanged: a fault set only in the test process), NOT BLESSED
+    as "accounting inconsistent", not pushed. Each claim is recomputed from dp-accounting for the audited run
+    (q = B / N with N the rows plus the included canaries), and `ppml report` prints bound and claim."""
+    for run, canaries, honest in ((audited_run, 1000, True), (broken_audit_run, 1001, False)):
+        report, figures = run.report, run.report["gate"]["privacy_audit"]
+        trained = report["privacy"]   # the ledger's training run
+        assert trained["sampling"] == "poisson" and trained["delta"] == 1e-5
+        assert figures["training_rows"] == trained["dataset_size"] and figures["steps"] == trained["steps"]
+        assert trained["dataset_size"] <= figures["dataset_size"] <= trained["dataset_size"] + canaries
+        assert figures["batch_size"] == round(trained["batch_size"] * (trained["dataset_size"] + canaries / 2)
+                                              / trained["dataset_size"])   # the run's q = B / n, kept
+        event = dp_event.SelfComposedDpEvent(dp_event.PoissonSampledDpEvent(
+            figures["batch_size"] / figures["dataset_size"], dp_event.GaussianDpEvent(trained["noise_multiplier"])),
+            trained["steps"])
+        claims = {"rdp": dp_accounting.rdp.RdpAccountant().compose(event).get_epsilon(1e-5),
+                  "pld": dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4).compose(event)
+                  .get_epsilon(1e-5)}
+        assert figures["claims"] == pytest.approx(claims, rel=1e-6) and figures["num_canaries"] == canaries
+        assert figures["claimed_epsilon"] == pytest.approx(min(claims.values()), rel=1e-6)
+        [check] = [c for c in report["gate"]["privacy_checks"] if c["name"] == "privacy_audit"]
+        assert check["passed"] is honest and (figures["lower_bound"] <= figures["claimed_epsilon"]) is honest
+        assert report["gate"]["blessed"] is honest and report["pushed"]["pushed"] is honest
+        shown = (f"lower bound {figures['lower_bound']:g} {'<=' if honest else '>'} claimed epsilon "
+                 f"{figures['claimed_epsilon']:.4g}")
+        assert shown in run.report_text and ("accounting inconsistent" in run.report_text) is not honest
+    assert "Evaluator: NOT BLESSED" in broken_audit_run.report_text

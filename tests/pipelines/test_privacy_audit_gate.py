@@ -16,7 +16,7 @@ from pipelines.plan import DEFAULT_TRAINER_CONFIG, resolve_plan
 from privacy.accounting import DpSgdMechanism
 from privacy.auditing import dp_sgd_audit
 
-RUN = DpSgdMechanism(dataset_size=389, batch_size=32, noise_multiplier=1.5, steps=183)
+RUN = DpSgdMechanism(dataset_size=389, batch_size=32, noise_multiplier=3.0, steps=183)
 """The bundled pipeline's training run (389 rows, B 32, 15 epochs) at a sigma whose claim a noiseless run refutes."""
 DELTA = 1e-5
 CANARIES = 1000
@@ -24,7 +24,7 @@ CANARIES = 1000
 
 def _claims(figures: dict) -> dict[str, float]:
     """RDP and PLD epsilons of the canary-augmented run, from dp-accounting directly."""
-    event = dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(32 / figures["dataset_size"],
+    event = dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(figures["batch_size"] / figures["dataset_size"],
                                                               dpa.GaussianDpEvent(RUN.noise_multiplier)), RUN.steps)
     return {"rdp": dpa.rdp.RdpAccountant().compose(event).get_epsilon(DELTA),
             "pld": dpa.pld.PLDAccountant(value_discretization_interval=1e-4).compose(event).get_epsilon(DELTA)}
@@ -41,6 +41,7 @@ def test_an_honest_run_passes_and_its_claim_is_the_augmented_runs():
     assert figures["claimed_epsilon"] == pytest.approx(min(claims.values()), rel=1e-6)
     assert 389 <= figures["dataset_size"] <= 389 + CANARIES and figures["training_rows"] == 389
     assert figures["steps"] == RUN.steps and figures["num_canaries"] == CANARIES
+    assert figures["batch_size"] == round(32 * (389 + CANARIES / 2) / 389) == 73   # q = B / n kept, bits unseen
     assert check["passed"] and figures["lower_bound"] <= figures["claimed_epsilon"] < figures["largest_possible_bound"]
     assert check["reason"].startswith(f"privacy_audit: lower bound {figures['lower_bound']:g} <= claimed epsilon")
     assert "included" not in repr(figures)   # the secret bits never leave the audit
@@ -60,7 +61,7 @@ def test_a_run_without_its_declared_noise_is_accounting_inconsistent(monkeypatch
 
 @pytest.mark.parametrize("ledger, why", [
     (None, "nothing to audit: the model has no DP-SGD privacy ledger"),
-    (_ledger(DpSgdMechanism(dataset_size=389, batch_size=32, noise_multiplier=1.5, steps=183, sampling="fixed")),
+    (_ledger(RUN.replace(sampling="fixed", adjacency="replace-one")),
      "the audit cannot reproduce this run (sampling: the one-run audit includes or leaves out each canary"),
     (_ledger(RUN.replace(num_microbatches=4)), "the audit cannot reproduce this run (num_microbatches"),
 ], ids=["no ledger", "fixed batches", "microbatches"])

@@ -1,8 +1,8 @@
 """The Private Evaluator's optional privacy audit: a canary-augmented copy of the Trainer's DP-SGD run, checked
 against the epsilon ppml claims for that run.
 
-`audit_check` re-runs the training mechanism of the model's DP-SGD ledger (its n rows, B, C, sigma and T Poisson
-steps, through `privacy.keras.make_private`: `privacy.auditing.dp_sgd_audit.audit_mechanism`) with white-box
+`audit_check` re-runs the training mechanism of the model's DP-SGD ledger (its n rows, sampling rate, C, sigma and T
+Poisson steps, through `privacy.keras.make_private`: `privacy.auditing.dp_sgd_audit.audit_mechanism`) with white-box
 canaries, each included with probability 1/2 by OS CSPRNG bits, the noise CSPRNG-seeded. It bounds epsilon from
 below at the ledger's delta (one run, 95 %), recomputes the epsilons ppml's accountants claim for that
 canary-augmented run (N = n + included canaries) and passes when the bound is at most the smallest of them; a
@@ -43,12 +43,13 @@ def audit_check(ledger: privacy_ledger.PrivacyLedger | None, num_canaries: int) 
     figures = {"lower_bound": bound, "claimed_epsilon": claim, "claim_accountant": accountant,
                "claims": result.claims[-1], "delta": ledger.delta, "confidence": DEFAULT_CONFIDENCE,
                "num_canaries": num_canaries, "dataset_size": result.dataset_size,
-               "training_rows": mechanism.dataset_size,
+               "training_rows": mechanism.dataset_size, "batch_size": result.plan.batch_size,
                "steps": result.steps, "largest_possible_bound": ceiling, "final": result.final,
                "seconds": round(result.seconds, 1), "violated": result.violated}
     context = (f"one-run lower bound at {DEFAULT_CONFIDENCE:.0%} confidence from {num_canaries} white-box canaries vs "
                f"the {accountant.upper()} epsilon of the same training run with its canaries (N = "
-               f"{result.dataset_size}, delta {ledger.delta:g}); with these canaries no bound can exceed {ceiling:g}")
+               f"{result.dataset_size}, expected batch {result.plan.batch_size} to keep q, delta {ledger.delta:g}); "
+               f"with these canaries no bound can exceed {ceiling:g}")
     if result.violated:
         reason = (f"{NAME}: accounting inconsistent: lower bound {bound:g} > claimed epsilon {claim:.4g} ({context}): "
                   f"the ledger's epsilon is false at that confidence")

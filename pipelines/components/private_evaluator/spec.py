@@ -24,6 +24,8 @@ epsilon <= budget AND AUC <= its bound (AND delta <= its budget), and the values
 ModelEvaluation artifact. Exact utility metrics (BinaryAccuracy, AUC, ...) may be computed for the
 reader but are outside the guarantee: a threshold on any of them is refused (`gate_settings`), so they
 never decide the push.
+With ``audit_canaries`` the gate also runs the privacy audit (`canary_audit`): a canary-augmented copy of the
+training run whose measured lower bound on epsilon must not exceed the epsilon claimed for it.
 This module imports TFMA only inside `privacy_metrics`.
 """
 

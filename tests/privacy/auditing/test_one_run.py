@@ -10,7 +10,9 @@ from dp_accounting.pld import pld_privacy_accountant
 from scipy import stats
 
 from privacy.auditing import one_run
-from privacy.auditing.one_run import EPSILON_RESOLUTION, audit_one_run, epsilon_lower_bound, guess_counts, p_value
+from privacy.auditing.canaries import inclusion_bits
+from privacy.auditing.one_run import (EPSILON_RESOLUTION, audit_one_run, epsilon_lower_bound, guess_counts,
+                                      largest_bound, p_value)
 
 
 def _gaussian_epsilon(sigma, delta):
@@ -179,3 +181,24 @@ def test_guess_counts_depend_on_m_only_and_stay_within_it():
         assert max(k_in + k_out for k_in, k_out in pairs) == m
     fewest = min(k_in + k_out for k_in, k_out in guess_counts(1000))
     assert one_run.MIN_GUESSES <= fewest < 2 * one_run.MIN_GUESSES
+
+
+@pytest.mark.parametrize("m, delta", [(32, 1e-3), (1000, 1e-3), (1000, 1e-5)])
+def test_largest_bound_is_what_a_perfect_attack_reaches_and_nothing_exceeds_it(m, delta):
+    """`largest_bound` (printed beside the pipeline's audit) is the bound of scores that separate the bits exactly;
+    the delta term caps it: at delta 1e-3, 1,000 canaries show less than 32 do (README, "The privacy audit")."""
+    ceiling = largest_bound(m, delta=delta)
+    for _ in range(5):
+        bits = inclusion_bits(m)
+        perfect = audit_one_run(bits.astype(float), bits, delta=delta)
+        assert perfect.epsilon_lower_bound <= ceiling
+        reversed_scores = audit_one_run(-bits.astype(float), bits, delta=delta)
+        assert reversed_scores.epsilon_lower_bound == 0.0
+    pairs = guess_counts(m)
+    totals = {k_in + k_out for k_in, k_out in pairs}
+    assert ceiling == max(epsilon_lower_bound(m, r, r, delta=delta, alpha=0.05 / len(pairs)) for r in totals)
+
+
+def test_the_delta_term_caps_the_pipelines_audit_at_the_readmes_values():
+    assert largest_bound(1000, delta=1e-3) < 0.25 < 1.6 < largest_bound(32, delta=1e-3) < 1.7
+    assert largest_bound(1000, delta=1e-5) > 5
