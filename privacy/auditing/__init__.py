@@ -8,10 +8,15 @@ how much. An AUC near 0.5 means the attack cannot tell members from non-members;
 `audit_one_run` turns per-canary scores and the canaries' secret inclusion bits into a lower bound on
 epsilon from a single training run (Steinke, Nasr & Jagielski 2023): at the stated confidence, the run
 is not (eps, delta)-DP for any eps below the bound.
+
+`run_dp_sgd_audit(AuditPlan(...), x, y, build_model=...)` audits a Keras model of yours: one `make_private`
+training run with canaries, the claimed epsilons and the bound (TensorFlow is imported when it runs).
 """
 
 from privacy.auditing.losses import per_example_cross_entropy
 from privacy.auditing.membership_inference import MembershipAudit, loss_threshold_audit
+from privacy.auditing.dp_sgd_audit import AuditPlan, AuditResult, run_dp_sgd_audit
 from privacy.auditing.one_run import OneRunAudit, audit_one_run
 
-__all__ = ["MembershipAudit", "OneRunAudit", "audit_one_run", "loss_threshold_audit", "per_example_cross_entropy"]
+__all__ = ["AuditPlan", "AuditResult", "MembershipAudit", "OneRunAudit", "audit_one_run", "loss_threshold_audit",
+           "per_example_cross_entropy", "run_dp_sgd_audit"]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -161,17 +161,24 @@ class AuditResult:
 
 
 def run_dp_sgd_audit(plan: AuditPlan, x: np.ndarray, y: np.ndarray, x_pool: np.ndarray | None = None,
-                     y_pool: np.ndarray | None = None) -> AuditResult:
+                     y_pool: np.ndarray | None = None, *,
+                     build_model: Callable[[int, int], Any] | None = None) -> AuditResult:
     """Trains once with canaries as `plan` says and returns the claimed epsilons and lower bounds per epoch.
 
     Args:
       plan: the audit's settings.
       x, y: training features [n, d] (float) and integer labels [n].
       x_pool, y_pool: inputs outside the training data for black-box canaries (at least num_canaries rows).
+      build_model: the model under audit, yours: called once as build_model(d, num_classes), it returns a fresh,
+        uncompiled Keras model (of the Keras `tf.keras` is) mapping [batch, d] features to [batch, num_classes]
+        logits; this run compiles it with SGD(plan.learning_rate) and trains it with `make_private`. White-box
+        canaries go through `keras_canaries.with_dirac_slot` around it. Default: one hidden ReLU layer of
+        plan.hidden_units.
 
     Raises:
-      ValueError: before training, for data or settings the run cannot use or account (`check_data`); after
-        training, `DIVERGED` when the weights or scores are not finite.
+      ValueError: before training, for data or settings the run cannot use or account (`check_data`), or a
+        model whose output is not [batch, num_classes]; after training, `DIVERGED` when the weights or scores
+        are not finite.
     """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
@@ -190,9 +197,16 @@ def run_dp_sgd_audit(plan: AuditPlan, x: np.ndarray, y: np.ndarray, x_pool: np.n
         x_train, y_train = canaries.training_data(canary_rows.with_empty_slot(x), y)
 
     clip, sigma = _run_clip_and_noise(plan)
-    base = tf.keras.Sequential([tf.keras.Input(shape=(x.shape[1],)),
-                                tf.keras.layers.Dense(plan.hidden_units, activation="relu"),
-                                tf.keras.layers.Dense(num_classes)])
+    if build_model is None:
+        base = tf.keras.Sequential([tf.keras.Input(shape=(x.shape[1],)),
+                                    tf.keras.layers.Dense(plan.hidden_units, activation="relu"),
+                                    tf.keras.layers.Dense(num_classes)])
+    else:
+        base = build_model(x.shape[1], num_classes)
+        shape = tuple(base(np.zeros((1, x.shape[1]), np.float32)).shape)
+        if shape != (1, num_classes):
+            raise ValueError(f"build_model: the model must map [batch, {x.shape[1]}] features to [batch, "
+                             f"{num_classes}] logits, got output shape {shape} for one row")
     model = base if plan.kind == "black-box" else \
         keras_canaries.with_dirac_slot(base, x.shape[1], plan.num_canaries, num_classes)
     make_private(model, l2_norm_clip=clip, noise_multiplier=sigma, expected_batch_size=plan.batch_size,
