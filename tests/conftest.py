@@ -44,7 +44,7 @@ TFX_MODULES = {"tests/pipelines/test_pipeline_e2e.py", "tests/pipelines/test_dp_
 TFX_FIXTURES = {"private_run", "tight_budget_run", "strict_audit_run", "fixed_batches_run", "encrypted_check_run",
                 "audited_run", "broken_audit_run", "federated_run", "executor_runs", "kubeflow_spec"}
 """Fixtures that run `ppml pipeline run` (tests/pipelines/conftest.py and its test modules)."""
-TFX_TESTS = {"test_the_budgets_unit_travels_in_the_eval_config",
+TFX_TESTS = {"test_the_budgets_unit_travels_in_the_eval_config", "test_the_gate_settings_carry_the_canary_count",
              "test_client_column_partitions_naturally_with_secure_aggregation_and_a_public_run_has_no_ledger"}
 """Tests outside TFX_MODULES that import TFX in a fresh interpreter; tests named *beam* run Beam too."""
 SLOW_TESTS = {"test_killed_runs_resume_from_their_checkpoint_to_the_uninterrupted_result",
