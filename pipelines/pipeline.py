@@ -15,6 +15,9 @@ blessing holds and the predictions agree. With ``compare_non_private=True`` a se
 Trainer and its Evaluator run beside them on the same Transform output ("Trainer_non_private",
 "Evaluator_non_private"; never pushed: without a ledger it cannot be blessed).
 
+With ``audit_canaries`` the (pushed model's) Evaluator also audits a canary-augmented copy of the DP Trainer's run
+(`pipelines.components.private_evaluator.canary_audit`) and blesses nothing when the bound exceeds the claim.
+
 The Transform's analyzers are private (`pipelines.transform`) when the Trainer is: the pipeline gives
 them ``preprocessing_share`` of the target epsilon (or ``preprocessing_epsilon``) under the Trainer's
 adjacency, and the Trainer calibrates its noise so that preprocessing and training together meet the
