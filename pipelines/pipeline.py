@@ -99,9 +99,9 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
     elif settings:
         raise TypeError(f"give a plan or its settings, not both (got {', '.join(sorted(settings))})")
     trainer, module = plan.trainer, plan.module
-    gate = dict(min_accuracy=plan.min_accuracy, epsilon_budget=plan.epsilon_budget,
-                max_membership_auc=plan.max_membership_auc, delta_budget=plan.delta_budget,
-                privacy_unit=plan.privacy_unit, metadata_path=metadata_path, lineage_unchecked=lineage_unchecked)
+    thresholds = dict(min_accuracy=plan.min_accuracy, epsilon_budget=plan.epsilon_budget,
+                      max_membership_auc=plan.max_membership_auc, delta_budget=plan.delta_budget,
+                      privacy_unit=plan.privacy_unit, metadata_path=metadata_path, lineage_unchecked=lineage_unchecked)
     example_gen = tfx.components.CsvExampleGen(input_base=data_root)
     examples, minimization = minimization_stages(example_gen.outputs["examples"], plan.scrub, plan.kanonymity,
                                                  plan.generalize)
@@ -128,7 +128,7 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
             trained = FederatedTrainer(custom_config={"label_key": breast_cancer.LABEL_KEY, **custom_config}, **inputs)
         trained = trained.with_id("Trainer" + suffix)
         evaluator = PrivateEvaluator(examples=examples, model=trained.outputs["model"],
-                                     eval_config=eval_config(**gate, audit_canaries=audit_canaries)
+                                     eval_config=eval_config(**thresholds, audit_canaries=audit_canaries)
                                      ).with_id("Evaluator" + suffix)
         return trained, evaluator
 

@@ -11,7 +11,8 @@ def kubeflow_spec(tmp_path_factory, ppml_cli):
     ppml_cli("pipeline", "compile", "--kubeflow-v2", str(path), "--pipeline-root", "gs://bucket/root",
              "--data-root", "gs://bucket/data", "--serving-model-dir", "gs://bucket/serving",
              "--target-epsilon", "2.5", "--l2-norm-clip", "0.8", "--compare-non-private", "--encrypted-check",
-             "--encrypted-examples", "150", "--lineage-unchecked", "Vertex ML Metadata is not readable by the gate")
+             "--encrypted-examples", "150", "--lineage-unchecked", "Vertex ML Metadata is not readable by the gate",
+             "--audit-canaries", "500")
     with open(path) as f:
         return json.load(f)["pipelineSpec"]
 
@@ -99,3 +100,18 @@ def test_a_private_transform_keeps_no_analyzer_cache(tmp_path, private):
                                                                      "private": private})
     [transform] = [c for c in built.components if c.id == "Transform"]
     assert ("updated_analyzer_cache" in transform.outputs) is not private
+
+
+def test_the_privacy_audit_runs_in_the_pushed_models_evaluator_only(kubeflow_spec):
+    """--audit-canaries reaches the Evaluator's EvalConfig (the gate's DpEpsilon config), not the side-by-side
+    non-private Evaluator's: that model has no ledger to audit and is never pushed."""
+    tasks = kubeflow_spec["root"]["dag"]["tasks"]
+
+    def epsilon_config(task):
+        value = tasks[task]["inputs"]["parameters"]["eval_config"]["runtimeValue"]["constantValue"]["stringValue"]
+        [metric] = [m for spec in json.loads(value)["metrics_specs"] for m in spec["metrics"]
+                    if m["class_name"] == "DpEpsilon"]
+        return json.loads(metric["config"])
+
+    assert epsilon_config("Evaluator")["audit_canaries"] == 500
+    assert "audit_canaries" not in epsilon_config("Evaluator_non_private")
