@@ -50,7 +50,7 @@ import sys
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "0")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from results_io import machine_info, write_results  # noqa: E402
+from results_io import machine_info, write_results
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RTT_S = 0.010
@@ -296,8 +296,8 @@ def main():
         print(f"{r['model']:<5} {r['mode']:<48} {r['batch']:>5} {r['median_ms']:>10.1f} {r['vs_plaintext']:>7.0f}x "
               f"{r['rounds']:>6} {r['bytes'] / 1e6:>8.3f} {ratio:>7} {cpu_ms:>7} {cpu_ratio:>5} {client:>9}")
     print(f"goals: {goals}; anchor: {ANCHOR}")
-    write_results(args.out, {"cpu_model": cpu_model(), "repeats": args.repeats, "rtt_s": RTT_S, "output": args.output, "before": args.before,
-                             "anchor": ANCHOR, "goals": goals, "rows": rows})
+    write_results(args.out, {"cpu_model": cpu_model(), "repeats": args.repeats, "rtt_s": RTT_S, "output": args.output,
+                             "before": args.before, "anchor": ANCHOR, "goals": goals, "rows": rows})
     print(f"wrote {args.out}")
 
 

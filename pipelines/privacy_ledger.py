@@ -532,5 +532,5 @@ def _is_remote(path: str) -> bool:
 
 
 def _gfile():
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf
     return tf.io.gfile

@@ -168,8 +168,8 @@ def load_digits_split(*, test_fraction: float = 0.25, seed: int = 0):
 
     Returns ((x_train, y_train), (x_test, y_test)).
     """
-    from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
-    from sklearn.model_selection import train_test_split  # pylint: disable=import-outside-toplevel
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
 
     digits = load_digits()
     x = (digits.data / 16.0).astype(np.float32)

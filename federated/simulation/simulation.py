@@ -85,7 +85,8 @@ class FederatedSimulation:
     """
 
     def __init__(self, model_fn: Callable, data: ClientData, strategy: Strategy, *, rounds: int,
-                 sampler: ClientSampler | None = None, seed: int | None = None, loss=None, execution: str = "sequential",
+                 sampler: ClientSampler | None = None, seed: int | None = None, loss=None,
+                 execution: str = "sequential",
                  chunk_size: int = 8, evaluation: tuple[np.ndarray, np.ndarray] | None = None, eval_every: int = 1,
                  outside_guarantee: tuple[str, ...] = (), runner=None, aggregation=None, dropout_rate: float = 0.0,
                  checkpoint_dir: str | None = None):

@@ -182,8 +182,8 @@ class DpClippingBase(Strategy):
         """``size`` independent N(0, stddev^2) draws (float64) from this strategy's noise source."""
         if self.seeded_noise:
             return ctx.rng.normal(0.0, stddev, size=size)
-        import tensorflow as tf  # pylint: disable=import-outside-toplevel
-        from privacy.keras.noise import GaussianNoise  # pylint: disable=import-outside-toplevel
+        import tensorflow as tf
+        from privacy.keras.noise import GaussianNoise
         noise = GaussianNoise(secure=True)
         noise.build()   # a fresh state from os.urandom for every draw
         return noise.add([tf.zeros([size], tf.float64)], stddev)[0].numpy()

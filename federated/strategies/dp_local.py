@@ -50,7 +50,7 @@ reported delta, is 3e-13 per round at z = 2 (1.3e-1 at z = 0.3, 3.7e-10 at z = 1
 
 def local_round_event(noise_multiplier: float, rounds: int):
     """A client's dp-accounting event after ``rounds`` messages: SelfComposed(GaussianDpEvent(z / 2), rounds)."""
-    import dp_accounting  # pylint: disable=import-outside-toplevel
+    import dp_accounting
     return dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(noise_multiplier / 2), rounds)
 
 

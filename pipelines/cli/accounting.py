@@ -234,10 +234,10 @@ def _check_plot_path(path: str) -> None:
 
 
 def _plot_epsilon(report, path: str) -> None:
-    import matplotlib  # pylint: disable=import-outside-toplevel
+    import matplotlib
     matplotlib.use("Agg")
-    from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
-    from matplotlib.ticker import MaxNLocator  # pylint: disable=import-outside-toplevel
+    from matplotlib import pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     m = report.mechanism
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
@@ -256,7 +256,7 @@ def _plot_epsilon(report, path: str) -> None:
 
 def save_plot(fig, ax, path: str) -> None:
     """Adds the grid and legend to an epsilon-per-epoch plot, writes it to --plot's path and closes it."""
-    from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
+    from matplotlib import pyplot as plt
 
     ax.grid(alpha=0.3)
     ax.legend()

@@ -75,7 +75,7 @@ def audit(as_json, plot, **options):
         plan = AuditPlan(**options)
     except ValueError as err:
         raise click.UsageError(str(err)) from None
-    from federated.data import load_digits_split  # pylint: disable=import-outside-toplevel
+    from federated.data import load_digits_split
 
     (x, y), (x_pool, y_pool) = load_digits_split()
     try:
@@ -83,7 +83,7 @@ def audit(as_json, plot, **options):
     except ValueError as err:
         raise click.UsageError(str(err)) from None
     _quiet_accounting_warnings()
-    from privacy.auditing.dp_sgd_audit import run_dp_sgd_audit  # pylint: disable=import-outside-toplevel
+    from privacy.auditing.dp_sgd_audit import run_dp_sgd_audit
 
     try:
         result = run_dp_sgd_audit(plan, x, y, x_pool, y_pool)
@@ -115,14 +115,14 @@ def audit(as_json, plot, **options):
 
 
 def _quiet_accounting_warnings() -> None:
-    from absl import logging  # pylint: disable=import-outside-toplevel
+    from absl import logging
     logging.set_verbosity(logging.ERROR)   # dp-accounting's RDP order warnings, one per epoch
 
 
 def _plot(result, path: str) -> None:
-    import matplotlib  # pylint: disable=import-outside-toplevel
+    import matplotlib
     matplotlib.use("Agg")
-    from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
+    from matplotlib import pyplot as plt
 
     epochs = range(1, len(result.lower_bound) + 1)
     plan = result.plan

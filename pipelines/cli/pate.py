@@ -201,7 +201,7 @@ def run(dataset, teachers, public_fraction, test_fraction, partitions_file, epoc
     x, y = _load(dataset)
     if teachers > len(y):  # the bundled data set's size is public
         raise _usage("--teachers", f"at most {len(y)} (the rows of {dataset}), got {teachers}")
-    from federated.partitioners.keyed import content_keys  # pylint: disable=import-outside-toplevel
+    from federated.partitioners.keyed import content_keys
     keys = content_keys(x, y)
     private, public, test = _split(keys, public_fraction, test_fraction, seed)
     if partitions_file is not None:
@@ -216,7 +216,7 @@ def run(dataset, teachers, public_fraction, test_fraction, partitions_file, epoc
     mean, std = x[public].mean(axis=0), x[public].std(axis=0) + 1e-6  # scaled with public statistics only
     x = (x - mean) / std
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "0")
-    from privacy.pate import keras_training  # pylint: disable=import-outside-toplevel
+    from privacy.pate import keras_training
     votes = keras_training.teacher_votes(x, y, parts, x[public], num_classes, epochs=epochs, seed=seed)
     history = aggregator.aggregate(votes)
     smoothed, refused = release_or_refusal(release, history)  # the one release of this history
@@ -229,14 +229,14 @@ def run(dataset, teachers, public_fraction, test_fraction, partitions_file, epoc
         extra["student_test_accuracy"] = keras_training.accuracy(student, x[test], y[test])
     extra["accuracies_note"] = "measured on labeled held-out rows: outside the privacy guarantee"
     if votes_out is not None:
-        from privacy.atomic_files import write_atomically  # pylint: disable=import-outside-toplevel
+        from privacy.atomic_files import write_atomically
         stored = smoothed.to_json() if smoothed is not None else {"refused": refused}
         write_atomically(votes_out, json.dumps({**history.to_json(), RELEASE_KEY: stored}))
     _print(analyze(history, o["delta"], smoothed=smoothed, smoothed_refused=refused), o["as_json"], extra)
 
 
 def _load(dataset: str):
-    from sklearn import datasets  # pylint: disable=import-outside-toplevel
+    from sklearn import datasets
     data = datasets.load_digits() if dataset == "digits" else datasets.load_breast_cancer()
     return data.data.astype("float64"), data.target.astype("int64")
 
@@ -244,7 +244,7 @@ def _load(dataset: str):
 def _split(keys, public_fraction: float, test_fraction: float, seed: int):
     """(private, public, test) row indices, each row placed by a keyed hash of its content alone (adding or
     removing one record moves no other between the splits)."""
-    from federated.partitioners.keyed import keyed_uniforms  # pylint: disable=import-outside-toplevel
+    from federated.partitioners.keyed import keyed_uniforms
     u = keyed_uniforms(keys, seed, salt=b"pate-split")
     public = np.flatnonzero(u < public_fraction)
     test = np.flatnonzero((u >= public_fraction) & (u < public_fraction + test_fraction))

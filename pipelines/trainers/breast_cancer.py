@@ -147,7 +147,7 @@ def _fit_private(model: tf.keras.Model, features: np.ndarray, labels: np.ndarray
     training loss and accuracy are exact statistics of the training data, and the Trainer's log is not
     covered by epsilon.
     """
-    from privacy.keras import make_private, private_training  # pylint: disable=import-outside-toplevel
+    from privacy.keras import make_private, private_training
     mechanism = plan.mechanism
     make_private(model, l2_norm_clip=plan.config.l2_norm_clip, noise_multiplier=mechanism.noise_multiplier,
                  num_microbatches=mechanism.num_microbatches, expected_batch_size=mechanism.batch_size,

@@ -247,7 +247,7 @@ class DpSgdMechanism:
         """Probability that one step's Poisson batch is cut, P(Binomial(n, q) > K); 0 when never cut."""
         if self.truncated_batch_size is None:
             return 0.0
-        from scipy import stats  # pylint: disable=import-outside-toplevel
+        from scipy import stats
         return float(stats.binom.sf(self.truncated_batch_size, self.dataset_size, self.sampling_probability))
 
     @property

@@ -147,7 +147,8 @@ class PrivacyReport:
         lines += ["", f"  {'accountant':<11} {'epsilon':>9}  analysis"]
         for kind, eps in self.epsilon.items():
             shown = "n/a" if eps is None else ("inf" if math.isinf(eps) else f"{eps:.4f}")
-            lines.append(f"  {kind.upper():<11} {shown:>9}  {self.unavailable.get(kind) or accountant_description(kind)}")
+            description = self.unavailable.get(kind) or accountant_description(kind)
+            lines.append(f"  {kind.upper():<11} {shown:>9}  {description}")
         lines.append("")
         best = [e for e in self.epsilon.values() if e is not None]
         if best:

@@ -162,10 +162,10 @@ def run_dp_sgd_audit(plan: AuditPlan, x: np.ndarray, y: np.ndarray, x_pool: np.n
       ValueError: before training, for data or settings the run cannot use or account (`check_data`); after
         training, `DIVERGED` when the weights or scores are not finite.
     """
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf
 
-    from privacy.auditing import keras_canaries  # pylint: disable=import-outside-toplevel
-    from privacy.keras import make_private, private_training  # pylint: disable=import-outside-toplevel
+    from privacy.auditing import keras_canaries
+    from privacy.keras import make_private, private_training
 
     check_data(plan, x, y, x_pool)
     x, y = np.asarray(x, np.float32), np.asarray(y).astype(np.int64).reshape(-1)

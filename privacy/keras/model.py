@@ -414,7 +414,7 @@ def make_dp_model_class(cls: type) -> type:
     private_options = ("expected_batch_size", "dataset_size", "sampling", "adjacency", "target_delta",
                        "target_epsilon", "accountant", "state_path", "seed", "secure_noise")
 
-    class DPModelClass(cls):  # pylint: disable=missing-class-docstring
+    class DPModelClass(cls):
         def __init__(self, l2_norm_clip=None, noise_multiplier=None, num_microbatches=None, *args, **kwargs):
             options = {k: kwargs.pop(k) for k in private_options if k in kwargs}
             super().__init__(*args, **kwargs)
@@ -424,7 +424,7 @@ def make_dp_model_class(cls: type) -> type:
         def train_step(self, data):
             return dp_train_step(self, private_training(self), data)
 
-        def fit(self, *args, **kwargs):  # pylint: disable=signature-differs
+        def fit(self, *args, **kwargs):
             return private_fit(self, super().fit, *args, **kwargs)
 
         train_on_batch = refused_train_on_batch

@@ -81,7 +81,7 @@ class BatchSampling:
 def default_max_batch_size(dataset_size: int, expected_batch_size: float,
                            overflow_probability: float = DEFAULT_OVERFLOW_PROBABILITY) -> int:
     """Smallest m with P(Binomial(n, B / n) > m) <= ``overflow_probability``."""
-    from scipy import stats  # pylint: disable=import-outside-toplevel
+    from scipy import stats
 
     q = expected_batch_size / dataset_size
     return max(1, int(stats.binom.isf(overflow_probability, dataset_size, q)))
@@ -247,7 +247,7 @@ def sampling_of(dataset) -> BatchSampling | None:
         found = getattr(dataset, _TAG, None)
         if found is not None:
             return found
-        inputs = dataset._inputs()  # pylint: disable=protected-access
+        inputs = dataset._inputs()
         if type(dataset).__name__ not in _TRANSPARENT or len(inputs) != 1:
             return None
         dataset = inputs[0]
@@ -258,10 +258,10 @@ def batches_per_pass(dataset) -> int:
     """Batches in one pass of a caller's dataset of shuffled batches: its cardinality, or for
     ``batches.repeat()`` that of ``batches``; refused when it cannot be read from the dataset."""
     while type(dataset).__name__ in ("_PrefetchDataset", "_OptionsDataset"):
-        dataset = dataset._inputs()[0]  # pylint: disable=protected-access
+        dataset = dataset._inputs()[0]
     where = "the dataset"
     if type(dataset).__name__ == "_RepeatDataset":
-        dataset, where = dataset._inputs()[0], "the repeated dataset"  # pylint: disable=protected-access
+        dataset, where = dataset._inputs()[0], "the repeated dataset"
     count = int(dataset.cardinality())
     if count < 1 or _repeats_inside(dataset):
         why = ("it is empty" if count == 0 else "it repeats before it ends" if count > 0
@@ -275,7 +275,7 @@ def batches_per_pass(dataset) -> int:
 
 def _repeats_inside(dataset) -> bool:
     """Whether a `repeat` hides inside (e.g. ``repeat().take(k)``, whose cardinality is no pass)."""
-    inputs = dataset._inputs()  # pylint: disable=protected-access
+    inputs = dataset._inputs()
     return any(type(d).__name__ == "_RepeatDataset" or _repeats_inside(d) for d in inputs)
 
 

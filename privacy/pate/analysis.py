@@ -51,7 +51,7 @@ def composed_epsilon(aggregator: Aggregator, queries: int, release: SmoothSensit
     orders = composition_orders(release.beta)
     accountant = CheckedRdpAccountant(orders=list(orders), neighboring_relation=RELATION)
     accountant.compose(pate_dp_event(aggregator, queries))
-    labels = np.asarray(accountant._rdp)  # pylint: disable=protected-access
+    labels = np.asarray(accountant._rdp)
     rdp = labels + [gnss_rdp(release.beta, release.sigma_ss, o) for o in orders]
     return rdp_epsilon(orders, rdp, delta)[0]
 

@@ -94,7 +94,7 @@ def privacy_metrics(*, epsilon_budget: float, max_membership_auc: float = 0.6,
       min_accuracy: least noisy held-out accuracy to bless (the push decision, inside the guarantee: the
         trainer must reserve its budget, see `privacy.decision`); None: no utility threshold.
     """
-    import tensorflow_model_analysis as tfma  # pylint: disable=import-outside-toplevel
+    import tensorflow_model_analysis as tfma
     if not (isinstance(epsilon_budget, (int, float)) and 0 < epsilon_budget < math.inf):
         raise ValueError(f"epsilon_budget must be a finite number > 0, got {epsilon_budget!r}")
     if not (isinstance(max_membership_auc, (int, float)) and 0 <= max_membership_auc <= 1):

@@ -53,7 +53,7 @@ def case_validator_names_what_to_use_instead():
 def case_noise_multipliers_the_accountants_cannot_take_are_refused_up_front():
     """sigma = 1e-4 was accepted by make_private and the DP optimizers; fit trained a whole epoch and then
     failed to account it. Outside [1e-3, 1e6] (0, no privacy, aside) both refuse it before any step."""
-    from privacy.accounting import NOISE_MULTIPLIER_RANGE  # pylint: disable=import-outside-toplevel
+    from privacy.accounting import NOISE_MULTIPLIER_RANGE
 
     for sigma in (1e-4, 2e6, -1.0, float("nan")):
         _raises(lambda: make_private(K.Sequential([K.Input((4,)), L.Dense(2)]), l2_norm_clip=1.0,
