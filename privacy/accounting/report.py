@@ -11,6 +11,7 @@ import dataclasses
 import math
 from typing import Any, Callable, Sequence
 
+from privacy import validation
 from privacy.accounting.accountants import (AccountantKind, accountant_description, dp_accounting_version,
                                             epsilon_of)
 from privacy.accounting.events import event_to_json
@@ -181,8 +182,7 @@ def dp_sgd_report(mechanism: DpSgdMechanism, *, delta: float | None = None,
     """
     delta_is_default = delta is None
     delta = default_delta(mechanism.dataset_size) if delta is None else delta
-    if not (isinstance(delta, (int, float)) and 0 < delta < 1):
-        raise ValueError(f"delta must be in (0, 1), got {delta!r}")
+    validation.probability("delta", delta)
     if per_epoch and mechanism.passes > MAX_PER_EPOCH_ROWS:
         raise ValueError(f"per-epoch rows are computed for at most {MAX_PER_EPOCH_ROWS} epochs, got {mechanism.passes}")
     kinds = [AccountantKind(a) for a in accountants]
