@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from dp_accounting.rdp import rdp_privacy_accountant
 
+from privacy import validation
 from privacy.accounting import dp_accounting_version, event_to_json
 from privacy.accounting.accountants import CheckedRdpAccountant, rdp_epsilon
 from privacy.pate.aggregators import Aggregator, VoteHistory
@@ -114,8 +115,7 @@ def analyze(history: VoteHistory, delta: float, *, smoothed: SmoothedRdp | None 
             smoothed_refused: str | None = None) -> PateReport:
     """The report of ``history``, with its one smoothed release (`SmoothSensitivityRelease.release`) if made,
     or why none was."""
-    if not 0 < delta < 1:
-        raise PateConfigurationError(f"delta must be in (0, 1), got {delta!r}")
+    validation.probability("delta", delta, error=PateConfigurationError)
     queries = len(history.votes)
     aggregator = history.aggregator
     labels = data_independent_epsilon(aggregator, queries, delta)

@@ -278,7 +278,7 @@ def test_a_tf1_graph_without_coverage_record_is_refused_by_the_trainer_and_the_g
 @pytest.mark.parametrize("call, message", [
     (lambda a, x: a.scale_to_z_score(x, bounds=None, share=0.5), "needs public bounds"),
     (lambda a, x: a.scale_to_z_score(x, bounds=(3, 1), share=0.5), "lower must be below upper"),
-    (lambda a, x: a.scale_to_z_score(x, bounds=(0, 1), share=0), "share must be a number in \\(0, 1\\]"),
+    (lambda a, x: a.scale_to_z_score(x, bounds=(0, 1), share=0), "share must be in \\(0, 1\\] \\(a fraction of the"),
     (lambda a, x: [a.mean_and_var(x, bounds=(0, 1), share=0.6), a.quantiles(x, [0.5], bounds=(0, 1), share=0.6)],
      "share 0.6 would take the analyzers' shares to 1.2 > 1"),
     (lambda a, x: a.quantiles(x, [1.5], bounds=(0, 1), share=0.5), "probabilities must be"),
