@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from privacy import validation
 from privacy.accounting import NOISE_MULTIPLIER_RANGE, DpSgdMechanism, compute_epsilon
 from privacy.auditing import canaries as canary_rows
 from privacy.auditing.one_run import DEFAULT_CONFIDENCE, MIN_CANARIES, audit_one_run
@@ -74,16 +75,11 @@ class AuditPlan:
         if self.fault not in FAULTS:
             raise ValueError(f"fault must be one of {', '.join(FAULTS)}, got {self.fault!r}")
         for name in ("num_canaries", "epochs", "batch_size", "hidden_units"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if not MIN_CANARIES <= self.num_canaries <= canary_rows.MAX_CANARIES:
-            raise ValueError(f"num_canaries must be in [{MIN_CANARIES}, {canary_rows.MAX_CANARIES}] (fewer give "
-                             f"the bound too few guesses; more take too much memory), got {self.num_canaries}")
+            validation.integer(name, getattr(self, name), minimum=1)
+        validation.integer("num_canaries", self.num_canaries, minimum=MIN_CANARIES, maximum=canary_rows.MAX_CANARIES,
+                           note="fewer give the bound too few guesses; more take too much memory")
         for name in ("l2_norm_clip", "noise_multiplier", "learning_rate"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+            validation.positive(name, getattr(self, name))
         factor = FAULT_CLIP_FACTORS[self.fault]
         low, high = NOISE_MULTIPLIER_RANGE
         if not low * factor <= self.noise_multiplier <= high:
@@ -92,10 +88,8 @@ class AuditPlan:
         if self.kind == "white-box" and self.l2_norm_clip * factor > canary_rows.MAX_DIRAC_CLIP:
             raise ValueError(f"l2_norm_clip must be at most {canary_rows.MAX_DIRAC_CLIP / factor:g} for white-box "
                              f"canaries (their gradient must exceed the clip norm), got {self.l2_norm_clip!r}")
-        if not 0 < self.delta < 1:
-            raise ValueError(f"delta must be in (0, 1), got {self.delta!r}")
-        if not 0 < self.confidence < 1:
-            raise ValueError(f"confidence must be in (0, 1), got {self.confidence!r}")
+        validation.probability("delta", self.delta)
+        validation.probability("confidence", self.confidence)
 
 
 @dataclasses.dataclass(frozen=True)
