@@ -54,8 +54,11 @@ class NoisyAccuracy:
     group_size: int = 1
 
     def __post_init__(self):
-        validation.positive("the push decision's noise std", self.std, error=DecisionError)
-        validation.integer("the push decision's group_size", self.group_size, minimum=1, error=DecisionError)
+        object.__setattr__(self, "std",
+                           validation.positive("the push decision's noise std", self.std, error=DecisionError))
+        object.__setattr__(self, "group_size",
+                           validation.integer("the push decision's group_size", self.group_size, minimum=1,
+                                              error=DecisionError))
 
     @classmethod
     def calibrate(cls, epsilon: float, delta: float, group_size: int = 1) -> "NoisyAccuracy":

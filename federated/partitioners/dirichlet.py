@@ -35,8 +35,9 @@ class DirichletPartitioner(Partitioner):
     name = "dirichlet"
 
     def __post_init__(self):
-        validation.positive("alpha", self.alpha)
-        validation.integer("min_examples_per_client", self.min_examples_per_client, minimum=1)
+        object.__setattr__(self, "alpha", validation.positive("alpha", self.alpha))
+        object.__setattr__(self, "min_examples_per_client",
+                           validation.integer("min_examples_per_client", self.min_examples_per_client, minimum=1))
 
     def _split(self, labels, keys):
         check_num_clients(self.num_clients, labels.size)

@@ -57,10 +57,10 @@ class KeyedPartitioner(Partitioner):
     allows_empty_clients: ClassVar[bool] = True
 
     def __post_init__(self):
-        validation.integer("num_clients", self.num_clients, minimum=1)
+        object.__setattr__(self, "num_clients", validation.integer("num_clients", self.num_clients, minimum=1))
         if self.rule not in RULES:
             raise ValueError(f"rule must be one of {', '.join(RULES)}, got {self.rule!r}")
-        validation.positive("alpha", self.alpha)
+        object.__setattr__(self, "alpha", validation.positive("alpha", self.alpha))
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2 ** 64:
             raise ValueError(f"seed must be an integer in [0, 2^64), got {self.seed!r}")
 

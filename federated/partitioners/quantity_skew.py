@@ -29,8 +29,9 @@ class QuantitySkewPartitioner(Partitioner):
     name = "quantity"
 
     def __post_init__(self):
-        validation.positive("alpha", self.alpha)
-        validation.integer("min_examples_per_client", self.min_examples_per_client, minimum=1)
+        object.__setattr__(self, "alpha", validation.positive("alpha", self.alpha))
+        object.__setattr__(self, "min_examples_per_client",
+                           validation.integer("min_examples_per_client", self.min_examples_per_client, minimum=1))
 
     def _split(self, labels, keys):
         check_num_clients(self.num_clients, labels.size)

@@ -30,7 +30,8 @@ class ShardPartitioner(Partitioner):
     name = "shards"
 
     def __post_init__(self):
-        validation.integer("shards_per_client", self.shards_per_client, minimum=1)
+        object.__setattr__(self, "shards_per_client",
+                           validation.integer("shards_per_client", self.shards_per_client, minimum=1))
 
     def _split(self, labels, keys):
         check_num_clients(self.num_clients, labels.size)

@@ -75,11 +75,13 @@ class AuditPlan:
         if self.fault not in FAULTS:
             raise ValueError(f"fault must be one of {', '.join(FAULTS)}, got {self.fault!r}")
         for name in ("num_canaries", "epochs", "batch_size", "hidden_units"):
-            validation.integer(name, getattr(self, name), minimum=1)
-        validation.integer("num_canaries", self.num_canaries, minimum=MIN_CANARIES, maximum=canary_rows.MAX_CANARIES,
-                           note="fewer give the bound too few guesses; more take too much memory")
+            object.__setattr__(self, name, validation.integer(name, getattr(self, name), minimum=1))
+        object.__setattr__(self, "num_canaries",
+                           validation.integer("num_canaries", self.num_canaries, minimum=MIN_CANARIES,
+                                              maximum=canary_rows.MAX_CANARIES,
+                                              note="fewer give the bound too few guesses; more take too much memory"))
         for name in ("l2_norm_clip", "noise_multiplier", "learning_rate"):
-            validation.positive(name, getattr(self, name))
+            object.__setattr__(self, name, validation.positive(name, getattr(self, name)))
         factor = FAULT_CLIP_FACTORS[self.fault]
         low, high = NOISE_MULTIPLIER_RANGE
         if not low * factor <= self.noise_multiplier <= high:
@@ -88,8 +90,8 @@ class AuditPlan:
         if self.kind == "white-box" and self.l2_norm_clip * factor > canary_rows.MAX_DIRAC_CLIP:
             raise ValueError(f"l2_norm_clip must be at most {canary_rows.MAX_DIRAC_CLIP / factor:g} for white-box "
                              f"canaries (their gradient must exceed the clip norm), got {self.l2_norm_clip!r}")
-        validation.probability("delta", self.delta)
-        validation.probability("confidence", self.confidence)
+        object.__setattr__(self, "delta", validation.probability("delta", self.delta))
+        object.__setattr__(self, "confidence", validation.probability("confidence", self.confidence))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -39,8 +39,8 @@ class PreprocessingBudget:
     accountant: AccountantKind = AccountantKind.RDP
 
     def __post_init__(self):
-        validation.positive("preprocessing epsilon", self.epsilon)
-        validation.probability("preprocessing delta", self.delta)
+        object.__setattr__(self, "epsilon", validation.positive("preprocessing epsilon", self.epsilon))
+        object.__setattr__(self, "delta", validation.probability("preprocessing delta", self.delta))
         object.__setattr__(self, "adjacency", Adjacency(self.adjacency))
         object.__setattr__(self, "accountant", AccountantKind(self.accountant))
 

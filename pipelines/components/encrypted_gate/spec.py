@@ -67,8 +67,11 @@ class GateSettings:
             raise ValueError(f"feature_keys must be a non-empty list of feature names, got {self.feature_keys!r}")
         if not (isinstance(self.label_key, str) and self.label_key):
             raise ValueError(f"label_key must be a feature name, got {self.label_key!r}")
-        validation.probability("min_agreement", self.min_agreement, zero=True, one=True)
-        validation.number("max_accuracy_drop", self.max_accuracy_drop, low=0, note="percentage points")
+        object.__setattr__(self, "min_agreement",
+                           validation.probability("min_agreement", self.min_agreement, zero=True, one=True))
+        object.__setattr__(self, "max_accuracy_drop",
+                           validation.number("max_accuracy_drop", self.max_accuracy_drop, low=0,
+                                             note="percentage points"))
         for name in ("num_examples", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
