@@ -43,7 +43,7 @@ import time
 
 from results_io import write_results
 
-TARGETS = {"mlp": 1.5, "cnn": 2.0}  # issue 20: with fixed batches; Poisson batches within 10 % of fixed ones
+TARGETS = {"mlp": 1.5, "cnn": 2.0}  # fixed batches; Poisson within 10 % of them (benchmarks/README.md, dp_sgd_speed.py)
 ANCHORS = {"mlp": 4.3, "cnn": 9.5}  # TF Privacy's best ratios on this machine kind, Nov 2026 (benchmarks/README.md)
 BATCH = 256
 SEQUENCE, VOCABULARY = 32, 1000  # the transformer's and the recurrent models' sequence length; token vocabulary

@@ -16,7 +16,7 @@ depend on weight values. One run measures, side by side:
   in-process, [0, 2 - 2^-16]
                             the same two rows for inputs declared in [0, 2 - 2^-16]: 2^17 encoded values,
                             for which the parties' check takes one comparison per input value instead of
-                            two (`protocol/input_check.py`); the same rows follow for rtt
+                            two (privacy/encrypted/protocol/input_check.py); the same rows follow for rtt
   rtt                       in-process with every message between parties delayed 5 ms (one way), plus
                             one 10 ms client round trip: what a deployment across machines pays (also
                             without the input check, the same way)
