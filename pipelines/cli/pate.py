@@ -11,6 +11,8 @@ import os
 import click
 import numpy as np
 
+from pipelines.cli.types import checked
+from privacy import validation
 from privacy.pate import (ConfidentGNMax, GNMax, PateConfigurationError, SmoothedRdp, SmoothSensitivityRelease,
                           VoteHistory, analyze, check_disjoint, check_public_private, data_independent_epsilon,
                           partition_by_key, release_or_refusal)
@@ -55,11 +57,6 @@ def _release(o) -> SmoothSensitivityRelease:
         raise _usage("--smooth-order/--smooth-beta/--sigma-ss", err) from None
 
 
-def _delta(ctx, param, value):
-    if not 0 < value < 1:
-        raise click.BadParameter(f"must be in (0, 1), got {value!r}", param_hint="'--delta'")
-    return value
-
 
 def _noise_options(fn):
     for option in reversed([
@@ -70,7 +67,8 @@ def _noise_options(fn):
         click.option("--sigma1", type=float, help="Confident-GNMax selection noise std, in votes."),
         click.option("--max-answered", type=click.IntRange(min=1), help="Confident-GNMax: stop after this many "
                                                                         "answers (charged in the guarantee)."),
-        click.option("--delta", type=float, default=1e-5, show_default=True, callback=_delta, help="Target delta."),
+        click.option("--delta", type=float, default=1e-5, show_default=True,
+                     callback=checked("--delta", validation.probability), help="Target delta."),
         click.option("--json", "as_json", is_flag=True, help="Print the report as JSON."),
     ]):
         fn = option(fn)

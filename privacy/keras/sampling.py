@@ -34,6 +34,7 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
+from privacy import validation
 from privacy.accounting import Sampling
 from privacy.keras.masking import select_rows
 from privacy.keras.params import DPConfigurationError
@@ -309,8 +310,7 @@ def checked_passes(dataset, *, batch_size: int, batches_per_pass: int, dataset_s
 
 
 def _check_sizes(dataset_size, batch_size) -> tuple[int, float]:
-    if isinstance(dataset_size, bool) or not isinstance(dataset_size, int) or dataset_size < 1:
-        raise DPConfigurationError(f"dataset_size must be an integer >= 1, got {dataset_size!r}")
+    dataset_size = validation.integer("dataset_size", dataset_size, minimum=1, error=DPConfigurationError)
     if not (isinstance(batch_size, (int, float)) and not isinstance(batch_size, bool)
             and 0 < batch_size <= dataset_size and math.isfinite(batch_size)):
         raise DPConfigurationError(f"the batch size must be in (0, dataset_size={dataset_size}], got {batch_size!r}")

@@ -148,6 +148,8 @@ from privacy.accounting import (NOISE_MULTIPLIER_RANGE, AccountantKind, Adjacenc
 from privacy.decision import DecisionError, NoisyAccuracy
 from privacy.preprocessing import PreprocessingAccount, PreprocessingPart, RecordError
 
+from privacy import validation
+
 PARTITIONS = KEYED_RULES + ("shards",)
 """Keyed rules (one record changes one client), and McMahan's label-sorted shards (non-private runs only)."""
 SAMPLINGS = ("uniform", "poisson")
@@ -437,8 +439,7 @@ class FederatedTrainingConfig:
             modulus included: it must hold the sum of the most clients a round can sample), the target epsilon
             cannot be reached, or adaptive clipping's count noise is too small for the round's z.
         """
-        if not (isinstance(num_clients, int) and num_clients >= 1):
-            raise ValueError(f"num_clients must be an integer >= 1, got {num_clients!r}")
+        num_clients = validation.integer("num_clients", num_clients, minimum=1)
         if self.secure_aggregation:   # checked here, not in a round that samples many clients
             from federated.aggregation import SecureAggregation
             most = self.sampler().most_clients(num_clients)
