@@ -3,13 +3,17 @@
 Each check returns the value as a plain Python number or raises ``error`` (ValueError by default; a module
 with its own ValueError subclass passes it). Booleans are not numbers here; numpy scalars are, and come back
 as ``float`` or ``int`` (so that what is kept serializes to JSON); Python ints and floats come back as given.
-``note``, where given, explains the bound in parentheses after the condition.
+``note``, where given, explains the bound in parentheses after the condition. The message stays one line:
+a value whose repr spans lines or exceeds `MAX_SHOWN` characters is shown by its type and a shortened repr.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+
+MAX_SHOWN = 80
+"""Most characters of a bad value's repr that a message shows."""
 
 
 def number(name: str, value, *, low: float | None = None, high: float | None = None, low_open: bool = False,
@@ -73,4 +77,16 @@ def _float(value) -> float | None:
 
 
 def _message(name: str, condition: str, note: str, value) -> str:
-    return f"{name} must be {condition}{f' ({note})' if note else ''}, got {value!r}"
+    return f"{name} must be {condition}{f' ({note})' if note else ''}, got {_shown(value)}"
+
+
+def _shown(value) -> str:
+    try:
+        shown = repr(value)
+    except ValueError:  # e.g. an int of more digits than Python converts to text
+        return f"an {type(value).__name__} too large to show"
+    if "\n" in shown or len(shown) > MAX_SHOWN:
+        shown = " ".join(shown.split())
+        shown = f"{type(value).__name__} {shown[:MAX_SHOWN - 3]}..." if len(shown) > MAX_SHOWN else \
+            f"{type(value).__name__} {shown}"
+    return shown
