@@ -4,10 +4,14 @@ SHELL := /bin/bash
 ENV := runtime/env.sh
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast demo shell run info
+.PHONY: setup lint test test-fast demo shell run info
 
 setup:
 	@$(ENV) setup
+
+# Ruff's lint, configured in pyproject.toml (CI runs it before the tests). Formatting is not checked.
+lint: setup
+	$(ENV) exec ruff check .
 
 # The full suite (CI: .ci/run). test-fast leaves out the TFX/Beam and slow tiers (markers in setup.cfg; README, Tests).
 test: setup

@@ -41,7 +41,8 @@ def main() -> None:
     rows = [measure(e, k, args.repeats) for e in (1, 15, 60) for k in ("rdp", "pld")]
     print(f"{'epochs':>6} {'steps':>6} {'accountant':>10} {'epsilon':>9} {'seconds':>9}")
     for r in rows:
-        print(f"{r['epochs']:>6} {r['steps']:>6} {r['accountant']:>10} {r['epsilon']:>9.4f} {r['seconds_median']:>9.3f}")
+        print(f"{r['epochs']:>6} {r['steps']:>6} {r['accountant']:>10} {r['epsilon']:>9.4f} "
+              f"{r['seconds_median']:>9.3f}")
     write_results(args.out, {"benchmark": "accounting", "config": {**CONFIG, "delta": DELTA, "sampling": "poisson"},
                              "rows": rows})
     print(f"\nwrote {args.out}")

@@ -43,7 +43,7 @@ import time
 
 from results_io import write_results
 
-TARGETS = {"mlp": 1.5, "cnn": 2.0}  # issue 20: with fixed batches; Poisson batches within 10 % of fixed ones
+TARGETS = {"mlp": 1.5, "cnn": 2.0}  # fixed batches; Poisson within 10 % of them (benchmarks/README.md, dp_sgd_speed.py)
 ANCHORS = {"mlp": 4.3, "cnn": 9.5}  # TF Privacy's best ratios on this machine kind, Nov 2026 (benchmarks/README.md)
 BATCH = 256
 SEQUENCE, VOCABULARY = 32, 1000  # the transformer's and the recurrent models' sequence length; token vocabulary
@@ -81,13 +81,13 @@ def examples(rng, name, count):
 def worker(spec: dict) -> dict:
     """Runs one configuration in this process; returns ms/step and peak RSS."""
     os.environ["TF_USE_LEGACY_KERAS"] = "1" if spec["flavour"] == "tf_keras" else "0"
-    import numpy as np  # pylint: disable=import-outside-toplevel
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    import numpy as np
+    import tensorflow as tf
 
     if spec["flavour"] == "tf_keras":
-        import tf_keras as keras  # pylint: disable=import-outside-toplevel
+        import tf_keras as keras
     else:
-        import keras  # pylint: disable=import-outside-toplevel
+        import keras
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     n = 60000
@@ -98,21 +98,21 @@ def worker(spec: dict) -> dict:
     data_mb = 0.0
     if method == "tf_privacy":
         sys.skip_tf_privacy_import = True
-        from tensorflow_privacy.privacy.fast_gradient_clipping import layer_registry  # pylint: disable=import-outside-toplevel
-        from tensorflow_privacy.privacy.keras_models import dp_keras_model  # pylint: disable=import-outside-toplevel
+        from tensorflow_privacy.privacy.fast_gradient_clipping import layer_registry
+        from tensorflow_privacy.privacy.keras_models import dp_keras_model
         registry = layer_registry.make_default_layer_registry() if spec["registry"] else None
         reduction = keras.losses.Reduction.AUTO if spec["registry"] else keras.losses.Reduction.NONE
         layers = [keras.Input(x.shape[1:])] + build_model(keras, spec["model"]).layers  # built: fast clipping needs it
         model = dp_keras_model.DPSequential(l2_norm_clip=1.0, noise_multiplier=1.1, layers=layers,
                                             layer_registry=registry)
-        if spec["registry"] and not model._enable_fast_peg_computation:  # pylint: disable=protected-access
+        if spec["registry"] and not model._enable_fast_peg_computation:
             raise RuntimeError("TF Privacy did not enable fast gradient clipping for this model")
         model.compile(optimizer=keras.optimizers.SGD(0.1),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=reduction))
     else:
         model = build_model(keras, spec["model"])
         if method == "ppml":
-            from privacy.keras import make_private, poisson_batches  # pylint: disable=import-outside-toplevel
+            from privacy.keras import make_private, poisson_batches
             if spec.get("poisson"):
                 xs, ys = examples(rng, spec["model"], n)
                 data_mb = (xs.nbytes + ys.nbytes) / 2 ** 20
@@ -137,7 +137,7 @@ def worker(spec: dict) -> dict:
         model.fit(xs, ys, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[StepClock()])
     else:
         model.fit(batches, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[StepClock()])
-    import resource  # pylint: disable=import-outside-toplevel
+    import resource
     times = np.diff(ends[spec["warmup"] - 1:]) * 1000
     cpu_times = np.diff(cpu_ends[spec["warmup"] - 1:]) * 1000
     return {"ms_per_step": float(np.median(times)), "ms_per_step_mean": float(np.mean(times)),

@@ -26,7 +26,7 @@ DELTA = 1e-5
 def load(name: str, mnist_path: str | None):
     """(x_train, y_train, x_test, y_test, hidden units)."""
     if name == "digits":
-        from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
+        from sklearn.datasets import load_digits
         x, y = load_digits(return_X_y=True)
         x = (x / 16.0).astype("float32")
         order = np.random.default_rng(0).permutation(len(x))
@@ -40,8 +40,8 @@ def load(name: str, mnist_path: str | None):
 
 def train(data, *, noise_multiplier, args, seed):
     """Test accuracy and (epsilon RDP, epsilon PLD) of one run; epsilon is None without noise."""
-    import keras  # pylint: disable=import-outside-toplevel
-    from privacy.keras import make_private, private_training  # pylint: disable=import-outside-toplevel
+    import keras
+    from privacy.keras import make_private, private_training
 
     x_train, y_train, x_test, y_test, hidden = data
     keras.utils.set_random_seed(seed)
@@ -61,15 +61,16 @@ def train(data, *, noise_multiplier, args, seed):
 
 
 def plot(results, path):
-    import matplotlib  # pylint: disable=import-outside-toplevel
+    import matplotlib
     matplotlib.use("Agg")
-    from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
+    from matplotlib import pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     for dataset, result in results.items():
         rows = [r for r in result["rows"] if r["noise_multiplier"] is not None]
         line = ax.errorbar([r["epsilon_rdp"] for r in rows], [r["accuracy_mean"] for r in rows],
-                           yerr=[r["accuracy_std"] for r in rows], marker="o", capsize=3, label=f"{dataset}: ppml DP-SGD")
+                           yerr=[r["accuracy_std"] for r in rows], marker="o", capsize=3,
+                           label=f"{dataset}: ppml DP-SGD")
         baseline = next(r for r in result["rows"] if r["noise_multiplier"] is None)
         ax.axhline(baseline["accuracy_mean"], linestyle="--", color=line[0].get_color(),
                    label=f"{dataset}: non-private")

@@ -16,7 +16,7 @@ depend on weight values. One run measures, side by side:
   in-process, [0, 2 - 2^-16]
                             the same two rows for inputs declared in [0, 2 - 2^-16]: 2^17 encoded values,
                             for which the parties' check takes one comparison per input value instead of
-                            two (`protocol/input_check.py`); the same rows follow for rtt
+                            two (privacy/encrypted/protocol/input_check.py); the same rows follow for rtt
   rtt                       in-process with every message between parties delayed 5 ms (one way), plus
                             one 10 ms client round trip: what a deployment across machines pays (also
                             without the input check, the same way)
@@ -50,7 +50,7 @@ import sys
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "0")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from results_io import machine_info, write_results  # noqa: E402
+from results_io import machine_info, write_results
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RTT_S = 0.010
@@ -296,8 +296,8 @@ def main():
         print(f"{r['model']:<5} {r['mode']:<48} {r['batch']:>5} {r['median_ms']:>10.1f} {r['vs_plaintext']:>7.0f}x "
               f"{r['rounds']:>6} {r['bytes'] / 1e6:>8.3f} {ratio:>7} {cpu_ms:>7} {cpu_ratio:>5} {client:>9}")
     print(f"goals: {goals}; anchor: {ANCHOR}")
-    write_results(args.out, {"cpu_model": cpu_model(), "repeats": args.repeats, "rtt_s": RTT_S, "output": args.output, "before": args.before,
-                             "anchor": ANCHOR, "goals": goals, "rows": rows})
+    write_results(args.out, {"cpu_model": cpu_model(), "repeats": args.repeats, "rtt_s": RTT_S, "output": args.output,
+                             "before": args.before, "anchor": ANCHOR, "goals": goals, "rows": rows})
     print(f"wrote {args.out}")
 
 

@@ -25,14 +25,14 @@ EXAMPLES, INPUTS, CLASSES = 600, 784, 10
 
 
 def _model(hidden):
-    import keras  # pylint: disable=import-outside-toplevel
+    import keras
     keras.utils.set_random_seed(0)
     return keras.Sequential([keras.Input((INPUTS,))] + [keras.layers.Dense(h, activation="relu") for h in hidden]
                             + [keras.layers.Dense(CLASSES)])
 
 
 def _client_data(partition: int):
-    import numpy as np  # pylint: disable=import-outside-toplevel
+    import numpy as np
     rng = np.random.default_rng(partition)
     return (rng.random((EXAMPLES, INPUTS), dtype=np.float32), rng.integers(0, CLASSES, EXAMPLES).astype("int32"))
 
@@ -43,13 +43,13 @@ def _local_epoch(hidden, batch_size: int, learning_rate: float):
     Flower pickles the ClientApp's functions by value into each call, so a module global would be
     fresh every time: the cache lives in a module registered in ``sys.modules`` of the actor process.
     """
-    import sys  # pylint: disable=import-outside-toplevel
-    import types  # pylint: disable=import-outside-toplevel
+    import sys
+    import types
     compiled = sys.modules.setdefault("_federated_flower_cache", types.ModuleType("_federated_flower_cache")).__dict__
     key = (tuple(hidden), batch_size, learning_rate)
     if key not in compiled:
-        import keras  # pylint: disable=import-outside-toplevel
-        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        import keras
+        import tensorflow as tf
         model = _model(hidden)
         loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         specs = [tf.TensorSpec(v.shape, tf.float32) for v in model.trainable_variables]
@@ -79,12 +79,12 @@ def main():
     args = parser.parse_args()
     hidden = (200, 200) if args.model == "2nn" else ()
 
-    import numpy as np  # pylint: disable=import-outside-toplevel
-    from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict  # pylint: disable=import-outside-toplevel
-    from flwr.clientapp import ClientApp  # pylint: disable=import-outside-toplevel
-    from flwr.serverapp import Grid, ServerApp  # pylint: disable=import-outside-toplevel
-    from flwr.serverapp.strategy import FedAvg  # pylint: disable=import-outside-toplevel
-    from flwr.simulation import run_simulation  # pylint: disable=import-outside-toplevel
+    import numpy as np
+    from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+    from flwr.clientapp import ClientApp
+    from flwr.serverapp import Grid, ServerApp
+    from flwr.serverapp.strategy import FedAvg
+    from flwr.simulation import run_simulation
 
     client_app = ClientApp()
 

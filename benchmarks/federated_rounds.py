@@ -23,12 +23,12 @@ import time
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "0")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from federated import ClientConfig, ClientData, FedAvg, FederatedSimulation, UniformSampler  # noqa: E402
-from federated.models import DenseModel  # noqa: E402
-from federated.partitioners import IidPartitioner, ShardPartitioner  # noqa: E402
-from results_io import write_results  # noqa: E402
+from federated import ClientConfig, ClientData, FedAvg, FederatedSimulation, UniformSampler
+from federated.models import DenseModel
+from federated.partitioners import IidPartitioner, ShardPartitioner
+from results_io import write_results
 
 GRID = ((1, None), (5, None), (1, 50), (20, None), (1, 10), (5, 50), (20, 50), (5, 10), (20, 10))
 """(E, B) in the order of McMahan et al.'s Table 2; B = None is B = infinity."""
@@ -38,8 +38,8 @@ PAPER_2NN_MNIST = {"target": 0.97, "C": 0.1,
 
 
 def _digits():
-    from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
-    from sklearn.model_selection import train_test_split  # pylint: disable=import-outside-toplevel
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
     digits = load_digits()
     x = (digits.data / 16.0).astype(np.float32)
     x_train, x_test, y_train, y_test = train_test_split(x, digits.target, test_size=0.25, random_state=0,
@@ -132,9 +132,9 @@ def _report(results, curves, args, target, clients, fraction, hidden, mnist):
 
 
 def _plot(curves, path, target, dataset):
-    import matplotlib  # pylint: disable=import-outside-toplevel
+    import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+    import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, name in zip(axes, ("iid", "non-iid")):
         for (partition, epochs, batch), accuracy in curves.items():

@@ -23,13 +23,13 @@ import tempfile
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "0")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from federated import ClientConfig, ClientData, FedAvg, FederatedSimulation, UniformSampler  # noqa: E402
-from federated.models import DenseModel  # noqa: E402
-from federated.partitioners import IidPartitioner  # noqa: E402
-from federated.simulation import BeamRunner, InProcessRunner  # noqa: E402
-from results_io import machine_info, write_results  # noqa: E402
+from federated import ClientConfig, ClientData, FedAvg, FederatedSimulation, UniformSampler
+from federated.models import DenseModel
+from federated.partitioners import IidPartitioner
+from federated.simulation import BeamRunner, InProcessRunner
+from results_io import machine_info, write_results
 
 DIRECT = ["--runner=DirectRunner"]
 RUNNERS = {

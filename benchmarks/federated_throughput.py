@@ -25,14 +25,14 @@ import time
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "0")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from federated import ClientConfig, ClientData, FedAvg, FederatedSimulation, UniformSampler  # noqa: E402
-from federated.client import EXECUTIONS  # noqa: E402
-from federated.models import DenseModel  # noqa: E402
-from federated.partitioners import IidPartitioner  # noqa: E402
-from federated.simulation import InProcessRunner  # noqa: E402
-from results_io import machine_info, write_results  # noqa: E402
+from federated import ClientConfig, ClientData, FedAvg, FederatedSimulation, UniformSampler
+from federated.client import EXECUTIONS
+from federated.models import DenseModel
+from federated.partitioners import IidPartitioner
+from federated.simulation import InProcessRunner
+from results_io import machine_info, write_results
 
 GOALS = {"2nn": 15.0, "linear": 500.0}   # clients/s on 2 cores (benchmarks/README.md)
 ANCHORS = {"2nn": "benchmarks/README.md, this machine kind: compiled loop 12-19, TFF 0.87 8.5, Flower+Ray 3.0-3.2",
@@ -91,7 +91,8 @@ def main():
     parser.add_argument("--skip-beam", action="store_true")
     parser.add_argument("--flower-python", default=None, help="interpreter with flwr[simulation] and tensorflow")
     parser.add_argument("--models", default="2nn,linear")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "federated_throughput.json"))
+    parser.add_argument("--out",
+                        default=os.path.join(os.path.dirname(__file__), "results", "federated_throughput.json"))
     args = parser.parse_args()
     runner = InProcessRunner(args.workers)
     chunk = args.chunk_size or max(1, args.clients_per_round // runner.workers)
@@ -106,7 +107,7 @@ def main():
             row[f"ppml_{execution}"] = _ppml(model_fn, data, args.clients_per_round, args.rounds, execution, runner,
                                              chunk)
         if not args.skip_beam:
-            from federated.simulation.beam import BeamRunner  # pylint: disable=import-outside-toplevel
+            from federated.simulation.beam import BeamRunner
             row["ppml_beam_direct"] = _ppml(model_fn, data, args.clients_per_round, args.rounds, "sequential",
                                             BeamRunner(BEAM_ARGS), chunk)
         row["flower"], note = _flower(args.flower_python, name, args.clients_per_round, args.rounds)

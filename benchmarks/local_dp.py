@@ -23,7 +23,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "0")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-from results_io import machine_info, write_results  # noqa: E402
+from results_io import machine_info, write_results
 
 
 def processor_name() -> str:
@@ -39,9 +39,9 @@ def processor_name() -> str:
 
 
 def oracle_errors(epsilons, population: int, repeats: int) -> list[dict]:
-    from sklearn.datasets import load_breast_cancer, load_digits  # pylint: disable=import-outside-toplevel
-    from privacy.local import make_oracle  # pylint: disable=import-outside-toplevel
-    from privacy.local.simulation import error_sweep  # pylint: disable=import-outside-toplevel
+    from sklearn.datasets import load_breast_cancer, load_digits
+    from privacy.local import make_oracle
+    from privacy.local.simulation import error_sweep
     columns = {"rr": (load_breast_cancer().target, 2)}
     columns.update({m: (load_digits().target, 10) for m in ("grr", "oue", "olh")})
     rows = []
@@ -53,10 +53,10 @@ def oracle_errors(epsilons, population: int, repeats: int) -> list[dict]:
 
 
 def federated_accuracy(epsilon: float, rounds: int, clients: int, fraction: float) -> list[dict]:
-    import federated as fl  # pylint: disable=import-outside-toplevel
-    from federated.data import load_digits_clients  # pylint: disable=import-outside-toplevel
-    from federated.models import DenseModel  # pylint: disable=import-outside-toplevel
-    from pipelines.components.federated_trainer.spec import FederatedTrainingConfig  # pylint: disable=C0415
+    import federated as fl
+    from federated.data import load_digits_clients
+    from federated.models import DenseModel
+    from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
     rows = []
     for trust_model in (None, "central", "local"):
         settings = {"label_key": "label", "num_clients": clients, "rounds": rounds, "fraction": fraction,

@@ -28,8 +28,8 @@ PUBLIC, TEST = 0.3, 0.2
 
 def load(name: str, seed: int):
     """(x_private, y_private, x_public, y_public, x_test, y_test, classes), split by keyed content hashes."""
-    from sklearn import datasets  # pylint: disable=import-outside-toplevel
-    from federated.partitioners.keyed import content_keys, keyed_uniforms  # pylint: disable=import-outside-toplevel
+    from sklearn import datasets
+    from federated.partitioners.keyed import content_keys, keyed_uniforms
     data = datasets.load_digits() if name == "digits" else datasets.load_breast_cancer()
     x, y = data.data.astype("float64"), data.target.astype("int64")
     u = keyed_uniforms(content_keys(x, y), seed, salt=b"pate-split")
@@ -40,9 +40,9 @@ def load(name: str, seed: int):
 
 def dp_sgd_accuracy(data, epsilon: float, args, seed: int) -> tuple[float, float, float]:
     """(test accuracy, noise multiplier, accounted RDP epsilon) of DP-SGD calibrated to ``epsilon``."""
-    import keras  # pylint: disable=import-outside-toplevel
+    import keras
     from privacy.accounting import DpSgdMechanism, calibrate_noise_multiplier, steps_for_epochs
-    from privacy.keras import make_private, private_training  # pylint: disable=import-outside-toplevel
+    from privacy.keras import make_private, private_training
     x, y, _, _, x_test, y_test, classes = data
     steps = steps_for_epochs(args.dp_epochs, len(x), args.batch_size)
     sigma = calibrate_noise_multiplier(DpSgdMechanism(len(x), args.batch_size, 1.0, steps), target_epsilon=epsilon,
@@ -61,15 +61,14 @@ def dp_sgd_accuracy(data, epsilon: float, args, seed: int) -> tuple[float, float
 
 def settings(teachers: int):
     """Aggregators for one data set: GNMax at two noise levels and one Confident-GNMax."""
-    from privacy.pate import ConfidentGNMax, GNMax  # pylint: disable=import-outside-toplevel
+    from privacy.pate import ConfidentGNMax, GNMax
     return [GNMax(teachers / 10), GNMax(teachers / 4), ConfidentGNMax(0.6 * teachers, teachers / 5, teachers / 8)]
 
 
 def run_dataset(name: str, args) -> dict:
-    # pylint: disable-next=import-outside-toplevel
     from privacy.pate import SmoothSensitivityRelease, analyze, release_or_refusal
-    from privacy.pate import keras_training as kt  # pylint: disable=import-outside-toplevel
-    from privacy.pate.partitions import partition_by_key  # pylint: disable=import-outside-toplevel
+    from privacy.pate import keras_training as kt
+    from privacy.pate.partitions import partition_by_key
     data = load(name, args.seed)
     x, y, x_public, y_public, x_test, y_test, classes = data
     teachers = args.teachers
@@ -99,9 +98,9 @@ def run_dataset(name: str, args) -> dict:
 
 
 def plot(results, path):
-    import matplotlib  # pylint: disable=import-outside-toplevel
+    import matplotlib
     matplotlib.use("Agg")
-    from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
+    from matplotlib import pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     for name, result in results.items():
         rows = sorted(result["rows"], key=lambda r: r["epsilon_guarantee"])

@@ -120,8 +120,8 @@ def main() -> None:
     for r in rows:
         r["ratio_to_presidio_stock"] = r["rows_per_second"] / base
         print(f"{r['method']:>18} {r['rows']:>5} {r['rows_per_second']:>9.1f} {r['ratio_to_presidio_stock']:>6.2f}")
-    write_results(args.out, {"benchmark": "pii_scrubbing", "ner": False, "copies": args.copies, "entities": list(PATTERN_ENTITIES),
-                             "rows": rows})
+    write_results(args.out, {"benchmark": "pii_scrubbing", "ner": False, "copies": args.copies,
+                             "entities": list(PATTERN_ENTITIES), "rows": rows})
     print(f"\nwrote {args.out}")
 
 

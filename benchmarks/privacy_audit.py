@@ -22,12 +22,12 @@ import platform
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "0")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import logging  # noqa: E402
+from absl import logging
 
-from federated.data import load_digits_split  # noqa: E402
-from privacy.accounting import DpSgdMechanism, calibrate_noise_multiplier  # noqa: E402
-from privacy.auditing.dp_sgd_audit import AuditPlan, run_dp_sgd_audit  # noqa: E402
-from results_io import write_results  # noqa: E402
+from federated.data import load_digits_split
+from privacy.accounting import DpSgdMechanism, calibrate_noise_multiplier
+from privacy.auditing.dp_sgd_audit import AuditPlan, run_dp_sgd_audit
+from results_io import write_results
 
 SETTINGS = {"white-box": dict(num_canaries=2000, batch_size=1200, epochs=5),
             "black-box": dict(num_canaries=450, batch_size=256, epochs=10)}

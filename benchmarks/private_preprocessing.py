@@ -28,14 +28,14 @@ import time
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # the bundled Trainer trains with tf-keras
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from results_io import write_results  # noqa: E402
+from results_io import write_results
 
 
 def rows_and_split(seed: int):
     """The bundled CSV's rows, split 2:1 into (train, eval) with a seeded permutation."""
-    from pipelines.datasets import breast_cancer  # pylint: disable=import-outside-toplevel
+    from pipelines.datasets import breast_cancer
     path = breast_cancer.write_csv(tempfile.mkdtemp(prefix="ppml-bench-data-"))
     with open(path) as f:
         rows = [{k: int(v) if k == breast_cancer.LABEL_KEY else float(v) for k, v in row.items()}
@@ -47,11 +47,11 @@ def rows_and_split(seed: int):
 
 def analyze(train_rows, custom_config: dict) -> str:
     """tf.Transform's analysis of the training rows with the bundled preprocessing_fn; the output folder."""
-    import apache_beam as beam  # pylint: disable=import-outside-toplevel
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    import tensorflow_transform as tft  # pylint: disable=import-outside-toplevel
-    import tensorflow_transform.beam as tft_beam  # pylint: disable=import-outside-toplevel
-    from pipelines.trainers import breast_cancer as module  # pylint: disable=import-outside-toplevel
+    import apache_beam as beam
+    import tensorflow as tf
+    import tensorflow_transform as tft
+    import tensorflow_transform.beam as tft_beam
+    from pipelines.trainers import breast_cancer as module
     spec = {k: tf.io.FixedLenFeature([], tf.int64 if isinstance(v, int) else tf.float32)
             for k, v in train_rows[0].items()}
     out = tempfile.mkdtemp(prefix="ppml-bench-transform-")
@@ -67,25 +67,25 @@ def analyze(train_rows, custom_config: dict) -> str:
 
 def features(transform_output: str, rows) -> tuple[np.ndarray, np.ndarray]:
     """(model inputs, labels [n, 1]) of ``rows`` through the transform graph."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    import tensorflow_transform as tft  # pylint: disable=import-outside-toplevel
-    from pipelines.trainers import breast_cancer as module  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf
+    import tensorflow_transform as tft
+    from pipelines.trainers import breast_cancer as module
     raw = {k: tf.constant([r[k] for r in rows], tf.int64 if k == module.LABEL_KEY else tf.float32) for k in rows[0]}
     transformed = tft.TFTransformOutput(transform_output).transform_raw_features(raw)
     labels = np.array([r[module.LABEL_KEY] for r in rows], dtype=np.float32)[:, None]
-    return module._stack(transformed).numpy(), labels  # pylint: disable=protected-access
+    return module._stack(transformed).numpy(), labels
 
 
 def run_one(train_rows, eval_rows, *, epsilon: float, share: float | None, repeat: int) -> dict:
     """One configuration: ``share`` of ``epsilon`` to private preprocessing, or None for exact statistics."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from sklearn.metrics import roc_auc_score  # pylint: disable=import-outside-toplevel
-    from pipelines.components.dp_trainer.spec import DpTrainingConfig  # pylint: disable=import-outside-toplevel
-    from pipelines import pipeline  # pylint: disable=import-outside-toplevel
-    from pipelines.components.private_evaluator.spec import DEFAULT_DECISION_SHARE  # noqa: PLC0415
-    from pipelines.trainers import breast_cancer as module  # pylint: disable=import-outside-toplevel
-    from pipelines.transform.artifact import transform_graph_account  # pylint: disable=import-outside-toplevel
-    from pipelines.transform.spec import PreprocessingConfig  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf
+    from sklearn.metrics import roc_auc_score
+    from pipelines.components.dp_trainer.spec import DpTrainingConfig
+    from pipelines import pipeline
+    from pipelines.components.private_evaluator.spec import DEFAULT_DECISION_SHARE
+    from pipelines.trainers import breast_cancer as module
+    from pipelines.transform.artifact import transform_graph_account
+    from pipelines.transform.spec import PreprocessingConfig
     trainer_config = pipeline.decision_config("dp", {**pipeline.DEFAULT_TRAINER_CONFIG, "target_epsilon": epsilon},
                                               min_accuracy=0.85, share=DEFAULT_DECISION_SHARE)
     if share is None:
@@ -102,8 +102,8 @@ def run_one(train_rows, eval_rows, *, epsilon: float, share: float | None, repea
                                                                    preprocessing=transform_graph_account(out))
     hp = dict(module.HYPERPARAMETERS, seed=repeat)
     tf.keras.utils.set_random_seed(repeat)
-    model = module._model(hp["hidden_units"])  # pylint: disable=protected-access
-    module._fit_private(model, x_train, y_train, plan, hp, noise_seed=1000 + repeat)  # pylint: disable=protected-access
+    model = module._model(hp["hidden_units"])
+    module._fit_private(model, x_train, y_train, plan, hp, noise_seed=1000 + repeat)
     probabilities = model.predict(x_eval, verbose=0)[:, 0]
     ledger = plan.ledger()
     return {"epsilon": epsilon, "share": share, "repeat": repeat, "sigma": plan.noise_multiplier,

@@ -70,7 +70,7 @@ def write_results(path: str, payload: dict) -> dict:
     if MACHINE_KEY in payload:
         raise ValueError(f"payload already has the key {MACHINE_KEY!r} (value {payload[MACHINE_KEY]!r}); "
                          "write_results fills it with machine_info()")
-    from privacy.atomic_files import write_atomically  # pylint: disable=import-outside-toplevel
+    from privacy.atomic_files import write_atomically
 
     result = {**payload, MACHINE_KEY: machine_info()}
     write_atomically(path, json.dumps(result, indent=2))   # encoding fails before anything is written

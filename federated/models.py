@@ -20,7 +20,7 @@ class DenseModel:
     seed: int = 0
 
     def __call__(self):
-        import keras  # pylint: disable=import-outside-toplevel
+        import keras
 
         keras.utils.set_random_seed(self.seed)
         layers = [keras.Input((self.input_dim,))]

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import math
 
 import numpy as np
 
+from privacy import validation
 from privacy.accounting import Adjacency, Sampling
 
 
@@ -52,8 +52,7 @@ class UniformSampler(ClientSampler):
     name = "uniform"
 
     def __post_init__(self):
-        if not (isinstance(self.fraction, (int, float)) and 0 < self.fraction <= 1):
-            raise ValueError(f"fraction must be in (0, 1], got {self.fraction!r}")
+        object.__setattr__(self, "fraction", validation.probability("fraction", self.fraction, one=True))
 
     def clients_per_round(self, population: int) -> int:
         return max(1, int(round(self.fraction * population)))
@@ -85,9 +84,8 @@ class PoissonSampler(ClientSampler):
     name = "poisson"
 
     def __post_init__(self):
-        if not (isinstance(self.probability, (int, float)) and 0 < self.probability <= 1
-                and math.isfinite(self.probability)):
-            raise ValueError(f"sampling probability must be in (0, 1], got {self.probability!r}")
+        object.__setattr__(self, "probability",
+                           validation.probability("sampling probability", self.probability, one=True))
 
     def sample(self, population, rng):
         return np.flatnonzero(rng.random(population) < self.probability)

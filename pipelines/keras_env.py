@@ -28,7 +28,7 @@ def use_tf_keras() -> None:
 
 def require_tf_keras() -> None:
     """Raises RuntimeError unless ``tf.keras`` is tf-keras (Keras 2) in this process."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf
     module = tf.keras.layers.Dense.__module__
     if not module.startswith("tf_keras"):
         raise RuntimeError(

@@ -39,8 +39,8 @@ def minimization_pipeline(*, pipeline_root: str, data_root: str, metadata_path: 
     SchemaGen -> ExampleValidator, without training: the scrubbed examples, their statistics and the reports
     (``beam_pipeline_args`` default: `pipelines.pipeline.LOCAL_BEAM_ARGS`). Every run executes every stage (no
     cache), so the newest artifacts are the run's."""
-    from tfx import v1 as tfx  # pylint: disable=import-outside-toplevel
-    from pipelines.pipeline import LOCAL_BEAM_ARGS  # pylint: disable=import-outside-toplevel
+    from tfx import v1 as tfx
+    from pipelines.pipeline import LOCAL_BEAM_ARGS
     example_gen = tfx.components.CsvExampleGen(input_base=data_root)
     examples, stages = minimization_stages(example_gen.outputs["examples"], scrub, kanonymity, generalize)
     statistics = tfx.components.StatisticsGen(examples=examples)

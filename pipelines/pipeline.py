@@ -3,17 +3,17 @@
 CsvExampleGen [-> PiiScrubber] -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> Trainer ->
 Evaluator -> Pusher, on the bundled breast-cancer CSV by default. With ``scrub`` every stage after ExampleGen
 reads the `PiiScrubber`'s examples (`pipelines.minimization`); with ``kanonymity`` a `KAnonymityValidator` runs
-on them. The Trainer is `DpTrainer` (private
-or not, by ``trainer_config['private']``) or, with ``trainer="federated"``, `FederatedTrainer` (FedAvg
-over clients partitioned from the training split, client-level DP when private); the Evaluator is
-`PrivateEvaluator` (blessing needs a noisy held-out accuracy >= ``min_accuracy``, released within the
-Trainer's epsilon from ``decision_share`` of its target, epsilon <= ``epsilon_budget`` and
-membership AUC <= ``max_membership_auc``), and the Pusher pushes only blessed models. With ``encrypted_check=True`` an `EncryptedInferenceGate`
-runs between Evaluator and Pusher: it predicts ``encrypted_examples`` evaluation examples secret-shared
-and in plaintext, and its blessing, which the Pusher then follows, holds only if the Evaluator's
-blessing holds and the predictions agree. With ``compare_non_private=True`` a second, non-private
-Trainer and its Evaluator run beside them on the same Transform output ("Trainer_non_private",
-"Evaluator_non_private"; never pushed: without a ledger it cannot be blessed).
+on them. The Trainer is `DpTrainer` (private or not, by ``trainer_config['private']``) or, with
+``trainer="federated"``, `FederatedTrainer` (FedAvg over clients partitioned from the training split,
+client-level DP when private); the Evaluator is `PrivateEvaluator` (blessing needs a noisy held-out accuracy
+>= ``min_accuracy``, released within the Trainer's epsilon from ``decision_share`` of its target, epsilon <=
+``epsilon_budget`` and membership AUC <= ``max_membership_auc``), and the Pusher pushes only blessed models.
+With ``encrypted_check=True`` an `EncryptedInferenceGate` runs between Evaluator and Pusher: it predicts
+``encrypted_examples`` evaluation examples secret-shared and in plaintext, and its blessing, which the Pusher
+then follows, holds only if the Evaluator's blessing holds and the predictions agree. With
+``compare_non_private=True`` a second, non-private Trainer and its Evaluator run beside them on the same
+Transform output ("Trainer_non_private", "Evaluator_non_private"; never pushed: without a ledger it cannot be
+blessed).
 
 With ``audit_canaries`` the (pushed model's) Evaluator also audits a canary-augmented copy of the DP Trainer's run
 (`pipelines.components.private_evaluator.canary_audit`) and blesses nothing when the bound exceeds the claim.

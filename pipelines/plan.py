@@ -18,6 +18,7 @@ from pipelines.components.federated_trainer import spec as federated_spec
 from pipelines.components.private_evaluator import spec as gate_spec
 from pipelines.datasets import breast_cancer
 from pipelines.transform import spec as preprocessing_spec
+from privacy import validation
 from privacy.accounting import Adjacency, Sampling, resolve_adjacency
 from privacy.minimization import KAnonymitySettings, ScrubSettings
 
@@ -202,8 +203,7 @@ def decision_config(trainer: str, trainer_config: Mapping[str, Any], *, min_accu
     Raises:
       ValueError: naming the setting, for a share outside (0, 1) or a decision that cannot be reserved.
     """
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share < 1:
-        raise ValueError(f"decision_share must be in (0, 1), got {share!r}")
+    validation.probability("decision_share", share)
     if min_accuracy is None or trainer_config.get("decision_epsilon") is not None:
         return trainer_config
     if trainer == "dp":
@@ -232,8 +232,7 @@ def preprocessing_config(trainer: str, trainer_config: Mapping[str, Any], *, sha
       ValueError: naming the setting, for a share outside (0, 1] or a budget that cannot be set.
       InvalidPrivacySetting, InvalidFederatedSetting: for an invalid Trainer setting, naming it.
     """
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
-        raise ValueError(f"preprocessing_share must be in (0, 1], got {share!r}")
+    validation.probability("preprocessing_share", share, one=True)
     if trainer == "dp":
         config = DpTrainingConfig.from_custom_config(trainer_config)
         adjacency = resolve_adjacency(config.sampling)

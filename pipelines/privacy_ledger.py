@@ -32,6 +32,7 @@ import math
 import os
 from typing import Any
 
+from privacy import validation
 from privacy.accounting import (DpSgdMechanism, PrivacyBudget, PrivacyReport, dp_accounting_version,
                                 dp_sgd_report, event_to_json)
 from privacy.decision import NoisyAccuracy
@@ -126,8 +127,7 @@ class PrivacyLedger:
         Raises:
           LedgerError: if ``budget`` does not account exactly the run ``mechanism`` describes.
         """
-        if not (isinstance(l2_norm_clip, (int, float)) and 0 < l2_norm_clip < math.inf):
-            raise LedgerError(f"l2_norm_clip must be a finite number > 0, got {l2_norm_clip!r}")
+        validation.positive("l2_norm_clip", l2_norm_clip, error=LedgerError)
         accountant_delta = accountant_delta_of(delta, preprocessing)
         if budget is None:
             budget = _composed(mechanism, accountant_delta)
@@ -532,5 +532,5 @@ def _is_remote(path: str) -> bool:
 
 
 def _gfile():
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf
     return tf.io.gfile

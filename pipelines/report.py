@@ -154,7 +154,7 @@ class PipelineReport:
                       f"epsilon: {decision['noisy_correct']} of {decision['noisy_rows']} rows correct, noisy counts, "
                       f"noise std {decision['noise_std']:.3g})"]
         if evaluation.get("membership_audit"):
-            from privacy.auditing import MembershipAudit  # pylint: disable=import-outside-toplevel
+            from privacy.auditing import MembershipAudit
             lines += [""] + MembershipAudit.from_dict(evaluation["membership_audit"]).format_text().splitlines()
         lines += ["", f"Evaluator: {'BLESSED' if self.blessed else 'NOT BLESSED'}"]
         lines += [f"  {'pass' if c['passed'] else 'FAIL'}  {c['reason']}" for c in evaluation.get("privacy_checks", [])]

@@ -70,7 +70,7 @@ class _TerminalErrors(logging.Handler):
         try:
             self._terminal.write(f"{record.levelname}: {record.getMessage()}\n")
             self._terminal.flush()
-        except Exception:  # pylint: disable=broad-except
+        except Exception:
             self.handleError(record)
 
 
@@ -111,7 +111,7 @@ def captured_output(self_explaining: tuple[type[BaseException], ...] = ()) -> It
             os.close(original)
         if log.path is None:
             if replay:  # an unexpected failure and no log kept: show what was captured rather than lose it
-                terminal.write(log._captured_text())  # pylint: disable=protected-access
+                terminal.write(log._captured_text())
             os.unlink(temporary)
         terminal.close()
 

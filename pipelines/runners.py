@@ -42,14 +42,14 @@ def _reporting_stages(stages: list[str], callback: Callable[[StageEvent], None])
     original = launcher.Launcher.launch
 
     def launch(self):
-        stage = self._pipeline_node.node_info.id  # pylint: disable=protected-access
+        stage = self._pipeline_node.node_info.id
         index = stages.index(stage) + 1 if stage in stages else 0
         callback(StageEvent(stage, "running", index, len(stages)))
         start = time.monotonic()
         info = original(self)
         state = "skipped"  # the driver decided not to run it
         if info is not None:
-            with self._mlmd_connection as handle:  # pylint: disable=protected-access
+            with self._mlmd_connection as handle:
                 [execution] = handle.store.get_executions_by_id([info.execution_id])
                 cached = execution.last_known_state == metadata_store_pb2.Execution.CACHED
                 state = "cached" if cached else "complete"
@@ -82,7 +82,7 @@ def run(pipeline: tfx.dsl.Pipeline, *, runner: str = "local",
 
 
 def _beam_dag_runner():
-    from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner  # pylint: disable=import-outside-toplevel
+    from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
     return BeamDagRunner()
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from dp_accounting import dp_event
 
+from privacy import validation
 from privacy.accounting import AccountantKind, epsilon_of
 from privacy.preprocessing.noise import NoiseSource
 
@@ -53,18 +54,17 @@ class NoisyAccuracy:
     group_size: int = 1
 
     def __post_init__(self):
-        if isinstance(self.std, bool) or not isinstance(self.std, (int, float)) or not 0 < self.std < math.inf:
-            raise DecisionError(f"the push decision's noise std must be a finite number > 0, got {self.std!r}")
-        if isinstance(self.group_size, bool) or not isinstance(self.group_size, int) or self.group_size < 1:
-            raise DecisionError(f"the push decision's group_size must be an integer >= 1, got {self.group_size!r}")
+        object.__setattr__(self, "std",
+                           validation.positive("the push decision's noise std", self.std, error=DecisionError))
+        object.__setattr__(self, "group_size",
+                           validation.integer("the push decision's group_size", self.group_size, minimum=1,
+                                              error=DecisionError))
 
     @classmethod
     def calibrate(cls, epsilon: float, delta: float, group_size: int = 1) -> "NoisyAccuracy":
         """The least noise (within 0.1%) whose release alone spends at most ``epsilon`` at ``delta`` (PLD)."""
-        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not 0 < epsilon < math.inf:
-            raise DecisionError(f"the push decision's epsilon must be a finite number > 0, got {epsilon!r}")
-        if not 0 < delta < 1:
-            raise DecisionError(f"the push decision's delta must be in (0, 1), got {delta!r}")
+        validation.positive("the push decision's epsilon", epsilon, error=DecisionError)
+        validation.probability("the push decision's delta", delta, error=DecisionError)
 
         def spent(sigma: float) -> float:
             return epsilon_of(dp_event.GaussianDpEvent(sigma), target_delta=delta, accountant=AccountantKind.PLD)

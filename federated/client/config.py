@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
+
+from privacy import validation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,17 +29,12 @@ class ClientConfig:
     shuffle: bool = True
 
     def __post_init__(self):
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
-            raise ValueError(f"epochs must be an integer >= 1, got {self.epochs!r}")
-        if self.batch_size is not None and (isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int)
-                                            or self.batch_size < 1):
-            raise ValueError(f"batch_size must be an integer >= 1 or None (full batch), got {self.batch_size!r}")
-        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0
-                and math.isfinite(self.learning_rate)):
-            raise ValueError(f"learning_rate must be a finite number > 0, got {self.learning_rate!r}")
-        if not (isinstance(self.proximal_mu, (int, float)) and self.proximal_mu >= 0
-                and math.isfinite(self.proximal_mu)):
-            raise ValueError(f"proximal_mu must be a finite number >= 0, got {self.proximal_mu!r}")
+        object.__setattr__(self, "epochs", validation.integer("epochs", self.epochs, minimum=1))
+        if self.batch_size is not None:
+            object.__setattr__(self, "batch_size", validation.integer("batch_size", self.batch_size, minimum=1,
+                                                                      note="or None for the full batch"))
+        object.__setattr__(self, "learning_rate", validation.positive("learning_rate", self.learning_rate))
+        object.__setattr__(self, "proximal_mu", validation.number("proximal_mu", self.proximal_mu, low=0))
         if not isinstance(self.shuffle, bool):
             raise ValueError(f"shuffle must be True or False, got {self.shuffle!r}")
 

@@ -41,7 +41,7 @@ class NumpyDenseSgd:
     """
 
     def __init__(self, model, loss):
-        import keras  # pylint: disable=import-outside-toplevel
+        import keras
 
         fix = "; use execution 'sequential' or 'vectorized'"
         config = loss.get_config()

@@ -59,8 +59,8 @@ class ClientTrainer:
 
     def __init__(self, model_fn: Callable, *, loss=None, execution: str = "sequential",
                  jit_compile: bool | None = None):
-        import keras  # pylint: disable=import-outside-toplevel
-        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        import keras
+        import tensorflow as tf
 
         if execution not in EXECUTIONS:
             raise ValueError(f"execution must be one of {EXECUTIONS}, got {execution!r}")

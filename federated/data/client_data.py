@@ -10,6 +10,7 @@ import numpy as np
 from federated.data.examples import dataset_to_numpy, read_tf_examples, stack_features
 from federated.data.screen import trainable
 from federated.partitioners import Partition, Partitioner
+from privacy import validation
 
 
 class ClientData:
@@ -168,8 +169,8 @@ def load_digits_split(*, test_fraction: float = 0.25, seed: int = 0):
 
     Returns ((x_train, y_train), (x_test, y_test)).
     """
-    from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
-    from sklearn.model_selection import train_test_split  # pylint: disable=import-outside-toplevel
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
 
     digits = load_digits()
     x = (digits.data / 16.0).astype(np.float32)
@@ -192,8 +193,7 @@ def capped(partition: Partition, record_keys: Sequence[bytes], max_examples_per_
     The order is the records' own keys (ties, i.e. repeated records, by position), never their positions
     or another client's records, so a one-record change moves at most one record in and one out of one client.
     """
-    if not (isinstance(max_examples_per_client, int) and max_examples_per_client >= 1):
-        raise ValueError(f"max_examples_per_client must be an integer >= 1, got {max_examples_per_client!r}")
+    validation.integer("max_examples_per_client", max_examples_per_client, minimum=1)
     if record_keys is None:
         raise ValueError("capping clients needs record_keys (one key per record, from its content)")
     keys = list(record_keys)

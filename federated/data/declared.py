@@ -183,8 +183,8 @@ def read_examples(records: Iterable[bytes], spec: Sequence[Column]) -> Records:
     of a record that is not a serialized tf.Example; a record without a conforming client id (kind text),
     such a record included, is left out. Undeclared features are ignored.
     """
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from google.protobuf.message import DecodeError  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf
+    from google.protobuf.message import DecodeError
 
     values: dict[str, list] = {c.name: [] for c in spec}
     conforming, kept = [], []

@@ -42,7 +42,7 @@ def read_tf_records(file_pattern: str | Iterable[str], *, compression: str | Non
     Raises:
       ValueError: when no file matches, or the files are not readable as TFRecords of that compression.
     """
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf
 
     files = sorted(glob.glob(file_pattern)) if isinstance(file_pattern, str) else list(file_pattern)
     if not files:
@@ -62,7 +62,7 @@ def read_tf_records(file_pattern: str | Iterable[str], *, compression: str | Non
 def _bounded_records(path: str, compression: str, max_bytes: int) -> Iterable[bytes]:
     """The records of one TFRecord file (each: an 8-byte length, its masked CRC-32C, the data, the data's
     masked CRC-32C), a record longer than ``max_bytes`` read past in chunks and given as b""."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf
 
     def corrupt(what):
         return ValueError(f"{path}: not readable as TFRecord files (compression {compression or 'none'!r}): {what}")
@@ -92,7 +92,7 @@ def _bounded_records(path: str, compression: str, max_bytes: int) -> Iterable[by
 
 def _masked_crc(data: bytes) -> int:
     """TFRecord's masked CRC-32C of ``data``."""
-    import google_crc32c  # pylint: disable=import-outside-toplevel
+    import google_crc32c
     crc = google_crc32c.value(data)
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
@@ -106,8 +106,8 @@ def examples_to_columns(records: Iterable[bytes]) -> dict[str, np.ndarray]:
       ValueError: when there is no record, a record is not a serialized tf.Example, or a record lacks a
         feature or changes its length.
     """
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from google.protobuf.message import DecodeError  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf
+    from google.protobuf.message import DecodeError
 
     columns: dict[str, list[Any]] = {}
     kinds: dict[str, tuple[str, int]] = {}

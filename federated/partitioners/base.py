@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from federated.partitioners.partition import Partition
+from privacy import validation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,8 +62,7 @@ def _check_labels(labels) -> np.ndarray:
 
 
 def check_num_clients(num_clients, num_examples: int) -> None:
-    if isinstance(num_clients, bool) or not isinstance(num_clients, int) or num_clients < 1:
-        raise ValueError(f"num_clients must be an integer >= 1, got {num_clients!r}")
+    validation.integer("num_clients", num_clients, minimum=1)
     if num_clients > num_examples:
         raise ValueError(f"num_clients={num_clients} exceeds the {num_examples} examples: some clients "
                          f"would be empty")

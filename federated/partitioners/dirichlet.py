@@ -7,11 +7,11 @@ For every class, the share of its examples that each client receives is drawn fr
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 
 from federated.partitioners.base import Partitioner, check_num_clients, client_names
+from privacy import validation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,10 +35,9 @@ class DirichletPartitioner(Partitioner):
     name = "dirichlet"
 
     def __post_init__(self):
-        if not (isinstance(self.alpha, (int, float)) and self.alpha > 0 and math.isfinite(self.alpha)):
-            raise ValueError(f"alpha must be a finite number > 0, got {self.alpha!r}")
-        if self.min_examples_per_client < 1:
-            raise ValueError(f"min_examples_per_client must be >= 1, got {self.min_examples_per_client}")
+        object.__setattr__(self, "alpha", validation.positive("alpha", self.alpha))
+        object.__setattr__(self, "min_examples_per_client",
+                           validation.integer("min_examples_per_client", self.min_examples_per_client, minimum=1))
 
     def _split(self, labels, keys):
         check_num_clients(self.num_clients, labels.size)

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 from typing import ClassVar, Mapping
 
 import numpy as np
 
 from federated.partitioners.base import Partitioner, client_names
+from privacy import validation
 
 RULES = ("iid", "quantity", "dirichlet")
 
@@ -57,12 +57,10 @@ class KeyedPartitioner(Partitioner):
     allows_empty_clients: ClassVar[bool] = True
 
     def __post_init__(self):
-        if isinstance(self.num_clients, bool) or not isinstance(self.num_clients, int) or self.num_clients < 1:
-            raise ValueError(f"num_clients must be an integer >= 1, got {self.num_clients!r}")
+        object.__setattr__(self, "num_clients", validation.integer("num_clients", self.num_clients, minimum=1))
         if self.rule not in RULES:
             raise ValueError(f"rule must be one of {', '.join(RULES)}, got {self.rule!r}")
-        if not (isinstance(self.alpha, (int, float)) and self.alpha > 0 and math.isfinite(self.alpha)):
-            raise ValueError(f"alpha must be a finite number > 0, got {self.alpha!r}")
+        object.__setattr__(self, "alpha", validation.positive("alpha", self.alpha))
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2 ** 64:
             raise ValueError(f"seed must be an integer in [0, 2^64), got {self.seed!r}")
 
@@ -108,8 +106,7 @@ def keyed_uniforms(keys, seed: int, *, salt: bytes = b"") -> np.ndarray:
 def keyed_hold_out(keys, *, fraction: float, seed: int) -> np.ndarray:
     """[n] bool: record i is held out iff its keyed hash (salted apart from `KeyedPartitioner`'s) is below
     ``fraction``, a function of the seed and its key alone: adding or removing one record moves no other."""
-    if not 0 < fraction < 1:
-        raise ValueError(f"fraction must be in (0, 1), got {fraction!r}")
+    validation.probability("fraction", fraction)
     return keyed_uniforms(keys, seed, salt=b"hold-out") < fraction
 
 

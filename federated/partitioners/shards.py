@@ -11,6 +11,7 @@ import dataclasses
 import numpy as np
 
 from federated.partitioners.base import Partitioner, check_num_clients, client_names
+from privacy import validation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,9 +30,8 @@ class ShardPartitioner(Partitioner):
     name = "shards"
 
     def __post_init__(self):
-        if isinstance(self.shards_per_client, bool) or not isinstance(self.shards_per_client, int) \
-                or self.shards_per_client < 1:
-            raise ValueError(f"shards_per_client must be an integer >= 1, got {self.shards_per_client!r}")
+        object.__setattr__(self, "shards_per_client",
+                           validation.integer("shards_per_client", self.shards_per_client, minimum=1))
 
     def _split(self, labels, keys):
         check_num_clients(self.num_clients, labels.size)

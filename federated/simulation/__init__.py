@@ -15,7 +15,7 @@ __all__ = ["CheckpointError", "FederatedSimulation", "History", "InProcessRunner
 def __getattr__(name):
     if name == "BeamRunner":
         try:
-            from federated.simulation.beam import BeamRunner  # pylint: disable=import-outside-toplevel
+            from federated.simulation.beam import BeamRunner
         except ImportError as err:
             raise ImportError(f"BeamRunner needs apache-beam ({err}); install ppml[tfx]") from err
         return BeamRunner

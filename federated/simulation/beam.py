@@ -144,7 +144,7 @@ class ClientDataRef:
     uri: str
 
     def load(self):
-        global _LOADED  # pylint: disable=global-statement
+        global _LOADED
         with _LOADED_LOCK:
             if _LOADED is None or _LOADED[0] != self.uri:
                 with FileSystems.open(self.uri) as f:

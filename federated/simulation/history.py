@@ -133,9 +133,9 @@ class History:
     def plot(self, path) -> str:
         """Writes a plot of evaluation accuracy per round, with epsilon on a second axis when present, in
         the format of ``path``'s extension (e.g. .png, .pdf, .svg), atomically; returns ``path``."""
-        import matplotlib  # pylint: disable=import-outside-toplevel
+        import matplotlib
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+        import matplotlib.pyplot as plt
 
         evaluated = [r for r in self.rounds if r.evaluation]
         fig, ax = plt.subplots(figsize=(6.4, 4.0))

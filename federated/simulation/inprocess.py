@@ -6,6 +6,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 from federated.simulation.round import train_chunk, trainer_for
+from privacy import validation
 
 
 class InProcessRunner:
@@ -25,9 +26,7 @@ class InProcessRunner:
     def __init__(self, workers: int | None = None):
         if workers is None:
             workers = min(os.cpu_count() or 1, 4)
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
-        self.workers = workers
+        self.workers = validation.integer("workers", workers, minimum=1)
 
     def run_round(self, job) -> tuple:
         """Returns (accumulator, diagnostics) for ``job`` (a `RoundJob`)."""

@@ -26,6 +26,7 @@ from federated.simulation.round import RoundPlan, client_keys, round_rng, traine
 from federated.strategies import RoundContext, ServerState, Strategy
 from federated.streams import Stream
 from federated.weights import num_parameters
+from privacy import validation
 from privacy.accounting import Adjacency
 
 
@@ -85,21 +86,19 @@ class FederatedSimulation:
     """
 
     def __init__(self, model_fn: Callable, data: ClientData, strategy: Strategy, *, rounds: int,
-                 sampler: ClientSampler | None = None, seed: int | None = None, loss=None, execution: str = "sequential",
+                 sampler: ClientSampler | None = None, seed: int | None = None, loss=None,
+                 execution: str = "sequential",
                  chunk_size: int = 8, evaluation: tuple[np.ndarray, np.ndarray] | None = None, eval_every: int = 1,
                  outside_guarantee: tuple[str, ...] = (), runner=None, aggregation=None, dropout_rate: float = 0.0,
                  checkpoint_dir: str | None = None):
-        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-            raise ValueError(f"rounds must be an integer >= 1, got {rounds!r}")
+        rounds = validation.integer("rounds", rounds, minimum=1)
         if execution not in EXECUTIONS + ("auto",):
             raise ValueError(f"execution must be one of {EXECUTIONS + ('auto',)}, got {execution!r}")
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1 \
                 or chunk_size & (chunk_size - 1):
             raise ValueError(f"chunk_size must be a power of two, got {chunk_size!r}")
-        if not (isinstance(dropout_rate, (int, float)) and 0 <= dropout_rate < 1):
-            raise ValueError(f"dropout_rate must be in [0, 1), got {dropout_rate!r}")
-        if not isinstance(eval_every, int) or eval_every < 1:
-            raise ValueError(f"eval_every must be an integer >= 1, got {eval_every!r}")
+        dropout_rate = validation.probability("dropout_rate", dropout_rate, zero=True)
+        eval_every = validation.integer("eval_every", eval_every, minimum=1)
         if execution == "auto" and strategy.private:
             raise ValueError("execution='auto' times the clients' training on their data, so the execution it "
                              "picks (and its timings) would be an exact fact of the private data: name one of "

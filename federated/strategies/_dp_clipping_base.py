@@ -41,6 +41,7 @@ from federated.aggregation import Summand
 from federated.strategies.fedavg import FedAvg
 from federated.strategies.strategy import RoundContext, ServerState, Strategy
 from federated.weights import flatten
+from privacy import validation
 from privacy.accounting import NOISE_MULTIPLIER_RANGE, AccountantKind, DpSgdMechanism, PrivacyBudget
 
 MAX_NOISE_STDDEV = 1e12
@@ -54,11 +55,8 @@ MAX_CLIPPING_NORM = MAX_NOISE_STDDEV / NOISE_MULTIPLIER_RANGE[1]
 
 def check_clipping_norm(clipping_norm) -> float:
     """``clipping_norm`` as a float in (0, `MAX_CLIPPING_NORM`]; raises ValueError naming it otherwise."""
-    if not (isinstance(clipping_norm, (int, float)) and not isinstance(clipping_norm, bool)
-            and 0 < clipping_norm <= MAX_CLIPPING_NORM):
-        raise ValueError(f"clipping_norm must be in (0, {MAX_CLIPPING_NORM:g}] (beyond it the noise z x C can "
-                         f"overflow the float32 model), got {clipping_norm!r}")
-    return float(clipping_norm)
+    return float(validation.positive("clipping_norm", clipping_norm, maximum=MAX_CLIPPING_NORM,
+                                     note="beyond it the noise z x C can overflow the float32 model"))
 
 
 class DpClippingBase(Strategy):
@@ -87,13 +85,10 @@ class DpClippingBase(Strategy):
         if strategy.weighted:
             raise ValueError("client-level DP needs clients weighted equally (each moves the sum by at most C); "
                              "wrap a strategy built with weighted=False")
-        if not (isinstance(noise_multiplier, (int, float)) and noise_multiplier > 0
-                and math.isfinite(noise_multiplier)):
-            raise ValueError(f"noise_multiplier must be a finite number > 0, got {noise_multiplier!r}")
-        if not (isinstance(target_delta, (int, float)) and 0 < target_delta < 1):
-            raise ValueError(f"target_delta must be in (0, 1), got {target_delta!r}")
-        if max_epsilon is not None and not (isinstance(max_epsilon, (int, float)) and max_epsilon > 0):
-            raise ValueError(f"max_epsilon must be > 0 or None, got {max_epsilon!r}")
+        validation.positive("noise_multiplier", noise_multiplier)
+        validation.probability("target_delta", target_delta)
+        if max_epsilon is not None:
+            validation.positive("max_epsilon", max_epsilon, note="or None for no limit")
         self.inner = strategy
         self.client = strategy.client
         self.weighted = False
@@ -182,8 +177,8 @@ class DpClippingBase(Strategy):
         """``size`` independent N(0, stddev^2) draws (float64) from this strategy's noise source."""
         if self.seeded_noise:
             return ctx.rng.normal(0.0, stddev, size=size)
-        import tensorflow as tf  # pylint: disable=import-outside-toplevel
-        from privacy.keras.noise import GaussianNoise  # pylint: disable=import-outside-toplevel
+        import tensorflow as tf
+        from privacy.keras.noise import GaussianNoise
         noise = GaussianNoise(secure=True)
         noise.build()   # a fresh state from os.urandom for every draw
         return noise.add([tf.zeros([size], tf.float64)], stddev)[0].numpy()

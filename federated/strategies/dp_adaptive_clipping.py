@@ -17,6 +17,7 @@ import numpy as np
 
 from federated.strategies._dp_clipping_base import MAX_CLIPPING_NORM, DpClippingBase, check_clipping_norm
 from federated.strategies.fedavg import FedAvg
+from privacy import validation
 from privacy.accounting import NOISE_MULTIPLIER_RANGE
 
 
@@ -39,14 +40,10 @@ class DifferentialPrivacyAdaptiveClipping(DpClippingBase):
                  max_epsilon: float | None = None, accountant: str = "rdp", seeded_noise: bool = False):
         super().__init__(strategy, noise_multiplier=noise_multiplier, target_delta=target_delta,
                          max_epsilon=max_epsilon, accountant=accountant, seeded_noise=seeded_noise)
-        checks = (("target_unclipped_quantile", target_unclipped_quantile, 0, 1),
-                  ("clipping_learning_rate", clipping_learning_rate, 0, math.inf))
-        for name, value, low, high in checks:
-            if not (isinstance(value, (int, float)) and low < value < high):
-                raise ValueError(f"{name} must be in ({low}, {high}), got {value!r}")
-        if clipped_count_stddev is not None and not (isinstance(clipped_count_stddev, (int, float))
-                                                     and clipped_count_stddev > 0):
-            raise ValueError(f"clipped_count_stddev must be > 0, got {clipped_count_stddev!r}")
+        validation.probability("target_unclipped_quantile", target_unclipped_quantile)
+        validation.positive("clipping_learning_rate", clipping_learning_rate)
+        if clipped_count_stddev is not None:
+            validation.positive("clipped_count_stddev", clipped_count_stddev)
         self.initial_norm = check_clipping_norm(initial_clipping_norm)
         self.target_unclipped_quantile = float(target_unclipped_quantile)
         self.clipping_learning_rate = float(clipping_learning_rate)

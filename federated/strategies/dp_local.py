@@ -36,6 +36,7 @@ from federated.strategies._dp_clipping_base import check_clipping_norm
 from federated.strategies.fedavg import FedAvg
 from federated.strategies.strategy import RoundContext, ServerState, Strategy
 from federated.weights import flatten
+from privacy import validation
 from privacy.accounting import NOISE_MULTIPLIER_RANGE, AccountantKind, epsilon_of
 from privacy.local.randomness import OsRandom
 
@@ -50,7 +51,7 @@ reported delta, is 3e-13 per round at z = 2 (1.3e-1 at z = 0.3, 3.7e-10 at z = 1
 
 def local_round_event(noise_multiplier: float, rounds: int):
     """A client's dp-accounting event after ``rounds`` messages: SelfComposed(GaussianDpEvent(z / 2), rounds)."""
-    import dp_accounting  # pylint: disable=import-outside-toplevel
+    import dp_accounting
     return dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(noise_multiplier / 2), rounds)
 
 
@@ -100,13 +101,10 @@ class LocalDifferentialPrivacy(Strategy):
             raise ValueError("local DP averages clients equally (a weight would reveal the client's size); "
                              "wrap a strategy built with weighted=False")
         low, high = MIN_LOCAL_NOISE_MULTIPLIER, NOISE_MULTIPLIER_RANGE[1]
-        if (isinstance(noise_multiplier, bool) or not isinstance(noise_multiplier, (int, float))
-                or not low <= noise_multiplier <= high):
-            raise ValueError(f"noise_multiplier must be in [{low:g}, {high:g}], got {noise_multiplier!r}")
-        if isinstance(target_delta, bool) or not isinstance(target_delta, (int, float)) or not 0 < target_delta < 1:
-            raise ValueError(f"target_delta must be in (0, 1), got {target_delta!r}")
-        if max_epsilon is not None and not (isinstance(max_epsilon, (int, float)) and 0 < max_epsilon < math.inf):
-            raise ValueError(f"max_epsilon must be a finite number > 0 or None, got {max_epsilon!r}")
+        validation.number("noise_multiplier", noise_multiplier, low=low, high=high)
+        validation.probability("target_delta", target_delta)
+        if max_epsilon is not None:
+            validation.positive("max_epsilon", max_epsilon, note="or None for no limit")
         self.inner = strategy
         self.client = strategy.client
         self.weighted = False

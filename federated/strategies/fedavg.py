@@ -7,13 +7,13 @@ With eta = 1 this is the paper's model averaging.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
 from federated.aggregation import Summand
 from federated.client import ClientConfig
 from federated.strategies.strategy import Strategy
+from privacy import validation
 
 
 class FedAvg(Strategy):
@@ -27,9 +27,7 @@ class FedAvg(Strategy):
 
     def __init__(self, client: ClientConfig | None = None, *, weighted: bool = True,
                  server_learning_rate: float = 1.0):
-        if not (isinstance(server_learning_rate, (int, float)) and server_learning_rate > 0
-                and math.isfinite(server_learning_rate)):
-            raise ValueError(f"server_learning_rate must be a finite number > 0, got {server_learning_rate!r}")
+        validation.positive("server_learning_rate", server_learning_rate)
         self.client = client or ClientConfig()
         self.weighted = bool(weighted)
         self.server_learning_rate = float(server_learning_rate)

@@ -9,6 +9,7 @@ import numpy as np
 
 from federated.client import ClientConfig
 from federated.strategies.fedavg import FedAvg
+from privacy import validation
 
 
 class FedAvgM(FedAvg):
@@ -22,9 +23,7 @@ class FedAvgM(FedAvg):
     def __init__(self, client: ClientConfig | None = None, *, server_momentum: float = 0.9, weighted: bool = True,
                  server_learning_rate: float = 1.0):
         super().__init__(client, weighted=weighted, server_learning_rate=server_learning_rate)
-        if not (isinstance(server_momentum, (int, float)) and 0 <= server_momentum < 1):
-            raise ValueError(f"server_momentum must be in [0, 1), got {server_momentum!r}")
-        self.server_momentum = float(server_momentum)
+        self.server_momentum = float(validation.probability("server_momentum", server_momentum, zero=True))
 
     def initial_slots(self, dimension):
         return {"momentum": np.zeros(dimension)}

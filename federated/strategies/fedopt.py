@@ -10,12 +10,12 @@ with eta_t = eta (no bias correction, as in the paper); `FedAdam` also offers TF
 from __future__ import annotations
 
 import abc
-import math
 
 import numpy as np
 
 from federated.client import ClientConfig
 from federated.strategies.fedavg import FedAvg
+from privacy import validation
 
 
 class FedOpt(FedAvg, abc.ABC):
@@ -33,15 +33,11 @@ class FedOpt(FedAvg, abc.ABC):
                  beta_1: float = 0.9, beta_2: float = 0.99, tau: float = 1e-3, initial_accumulator: float | None = None,
                  weighted: bool = True):
         super().__init__(client, weighted=weighted, server_learning_rate=server_learning_rate)
-        for name, value in (("beta_1", beta_1), ("beta_2", beta_2)):
-            if not (isinstance(value, (int, float)) and 0 <= value < 1):
-                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
-        if not (isinstance(tau, (int, float)) and tau > 0 and math.isfinite(tau)):
-            raise ValueError(f"tau must be a finite number > 0, got {tau!r}")
-        self.beta_1, self.beta_2, self.tau = float(beta_1), float(beta_2), float(tau)
-        self.initial_accumulator = self.tau ** 2 if initial_accumulator is None else float(initial_accumulator)
-        if self.initial_accumulator < 0:
-            raise ValueError(f"initial_accumulator must be >= 0, got {initial_accumulator!r}")
+        self.beta_1 = float(validation.probability("beta_1", beta_1, zero=True))
+        self.beta_2 = float(validation.probability("beta_2", beta_2, zero=True))
+        self.tau = float(validation.positive("tau", tau))
+        self.initial_accumulator = float(self.tau ** 2 if initial_accumulator is None else
+                                         validation.number("initial_accumulator", initial_accumulator, low=0))
 
     def initial_slots(self, dimension):
         return {"m": np.zeros(dimension), "v": np.full(dimension, self.initial_accumulator)}

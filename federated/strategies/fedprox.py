@@ -7,6 +7,7 @@ import dataclasses
 
 from federated.client import ClientConfig
 from federated.strategies.fedavg import FedAvg
+from privacy import validation
 
 
 class FedProx(FedAvg):
@@ -19,7 +20,6 @@ class FedProx(FedAvg):
 
     def __init__(self, client: ClientConfig | None = None, *, proximal_mu: float, weighted: bool = True,
                  server_learning_rate: float = 1.0):
-        if not (isinstance(proximal_mu, (int, float)) and proximal_mu > 0):
-            raise ValueError(f"proximal_mu must be > 0 for FedProx (mu = 0 is FedAvg), got {proximal_mu!r}")
+        validation.positive("proximal_mu", proximal_mu, note="for FedProx; mu = 0 is FedAvg")
         client = dataclasses.replace(client or ClientConfig(), proximal_mu=float(proximal_mu))
         super().__init__(client, weighted=weighted, server_learning_rate=server_learning_rate)

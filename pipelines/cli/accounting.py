@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import sys
 
 import click
 
 from pipelines.cli.aliases import deprecated_alias
+from pipelines.cli.types import checked
+from privacy import validation
 from privacy.accounting import (DEFAULT_DELTA_RULE, MAX_PER_EPOCH_ROWS, MAX_STEPS, NOISE_MULTIPLIER_RANGE,
                                 AccountantKind, Adjacency, DpSgdMechanism, Sampling, UnsupportedAccounting,
                                 calibrate_noise_multiplier, compute_epsilon, default_delta, delta_warning,
@@ -27,30 +28,6 @@ def _bad(option: str, message: str) -> click.BadParameter:
     return click.BadParameter(message, param_hint=f"'{option}'")
 
 
-def _positive(option: str):
-    def check(ctx, param, value):
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise _bad(option, f"must be a finite number > 0, got {value!r}")
-        return value
-    return check
-
-
-def _between(option: str, low: float, high: float):
-    def check(ctx, param, value):
-        if value is not None and not low <= value <= high:
-            raise _bad(option, f"must be in [{low:g}, {high:g}], got {value!r}")
-        return value
-    return check
-
-
-def _probability(option: str):
-    def check(ctx, param, value):
-        if value is not None and not (0 < value < 1):
-            raise _bad(option, f"must be in (0, 1), got {value!r}")
-        return value
-    return check
-
-
 def _mechanism_options(*, noise: bool, length: bool):
     """The options that describe a DP-SGD run, shared by the accounting commands."""
 
@@ -58,27 +35,30 @@ def _mechanism_options(*, noise: bool, length: bool):
         options = [
             click.option("--n", "dataset_size", type=click.IntRange(min=1), required=True,
                          help="Number of training examples n."),
-            click.option("--batch-size", type=float, callback=_positive("--batch-size"),
+            click.option("--batch-size", type=float, callback=checked("--batch-size", validation.positive),
                          help="Batch size B (expected size for Poisson sampling)."),
-            click.option("--sampling-rate", type=float, callback=_positive("--sampling-rate"),
+            click.option("--sampling-rate", type=float, callback=checked("--sampling-rate", validation.positive),
                          help="Sampling rate q = B/n, instead of --batch-size."),
         ]
         if noise:
             options.append(click.option("--noise-multiplier", type=float, required=True,
-                                        callback=_between("--noise-multiplier", *NOISE_MULTIPLIER_RANGE),
+                                        callback=checked("--noise-multiplier", validation.number,
+                                                         low=NOISE_MULTIPLIER_RANGE[0],
+                                                         high=NOISE_MULTIPLIER_RANGE[1]),
                                         help="sigma: noise std on the summed clipped gradients is sigma*C "
                                              f"(in [{NOISE_MULTIPLIER_RANGE[0]:g}, "
                                              f"{NOISE_MULTIPLIER_RANGE[1]:g}])."))
         if length:
             options += [
-                click.option("--epochs", type=float, callback=_positive("--epochs"),
+                click.option("--epochs", type=float, callback=checked("--epochs", validation.positive),
                              help="Passes over the data; steps = ceil(epochs * n / B) (shuffle: ceil(n/B) "
                                   "steps per epoch)."),
                 click.option("--steps", type=int, help=f"Number of noisy steps T, instead of --epochs (at most "
                                                        f"{MAX_STEPS:.0e})."),
             ]
         options += [
-            click.option("--target-delta", "delta", type=float, callback=_probability("--target-delta"),
+            click.option("--target-delta", "delta", type=float,
+                         callback=checked("--target-delta", validation.probability),
                          help=f"delta of the guarantee [default: {DEFAULT_DELTA_RULE}]."),
             click.option("--sampling", type=click.Choice([s.value for s in Sampling]), default="poisson",
                          show_default=True,
@@ -97,7 +77,7 @@ def _mechanism_options(*, noise: bool, length: bool):
             click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table."),
         ]
         options += [deprecated_alias("--delta", "--target-delta", "delta", type=float,
-                                     callback=_probability("--delta")),
+                                     callback=checked("--delta", validation.probability)),
                     deprecated_alias("--microbatches", "--num-microbatches", "microbatches", type=int)]
         for option in reversed(options):
             fn = option(fn)
@@ -234,10 +214,10 @@ def _check_plot_path(path: str) -> None:
 
 
 def _plot_epsilon(report, path: str) -> None:
-    import matplotlib  # pylint: disable=import-outside-toplevel
+    import matplotlib
     matplotlib.use("Agg")
-    from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
-    from matplotlib.ticker import MaxNLocator  # pylint: disable=import-outside-toplevel
+    from matplotlib import pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     m = report.mechanism
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
@@ -256,7 +236,7 @@ def _plot_epsilon(report, path: str) -> None:
 
 def save_plot(fig, ax, path: str) -> None:
     """Adds the grid and legend to an epsilon-per-epoch plot, writes it to --plot's path and closes it."""
-    from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
+    from matplotlib import pyplot as plt
 
     ax.grid(alpha=0.3)
     ax.legend()
@@ -270,7 +250,7 @@ def save_plot(fig, ax, path: str) -> None:
 
 
 @click.command()
-@click.option("--target-epsilon", type=float, required=True, callback=_positive("--target-epsilon"),
+@click.option("--target-epsilon", type=float, required=True, callback=checked("--target-epsilon", validation.positive),
               help="Epsilon to reach at --target-delta.")
 @_mechanism_options(noise=False, length=True)
 def noise(target_epsilon, as_json, accountant, delta, **options):
@@ -315,7 +295,7 @@ def noise(target_epsilon, as_json, accountant, delta, **options):
 
 
 @click.command()
-@click.option("--target-epsilon", type=float, required=True, callback=_positive("--target-epsilon"),
+@click.option("--target-epsilon", type=float, required=True, callback=checked("--target-epsilon", validation.positive),
               help="Epsilon budget at --target-delta.")
 @_mechanism_options(noise=True, length=False)
 def epochs(target_epsilon, as_json, accountant, delta, **options):

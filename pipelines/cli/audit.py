@@ -8,32 +8,17 @@ means the claim is false at the stated confidence; a bound below it is evidence,
 from __future__ import annotations
 
 import json
-import math
 
 import click
 
-from pipelines.cli.accounting import _bad, _check_plot_path, save_plot
+from pipelines.cli.accounting import _check_plot_path, save_plot
+from pipelines.cli.types import checked
+from privacy import validation
 from privacy.auditing.canaries import MAX_CANARIES
 from privacy.auditing.dp_sgd_audit import FAULTS, KINDS, AuditPlan, check_data
 from privacy.auditing.one_run import MIN_CANARIES
 
 _DEFAULTS = AuditPlan()
-
-
-def _finite_positive(option: str):
-    def check(ctx, param, value):
-        if not (math.isfinite(value) and value > 0):
-            raise _bad(option, f"must be a finite number > 0, got {value!r}")
-        return value
-    return check
-
-
-def _open_unit(option: str):
-    def check(ctx, param, value):
-        if not 0 < value < 1:
-            raise _bad(option, f"must be in (0, 1), got {value!r}")
-        return value
-    return check
 
 
 @click.command()
@@ -47,15 +32,16 @@ def _open_unit(option: str):
 @click.option("--batch-size", type=click.IntRange(min=1), default=_DEFAULTS.batch_size, show_default=True,
               help="Expected batch size B of Poisson sampling.")
 @click.option("--l2-norm-clip", type=float, default=_DEFAULTS.l2_norm_clip, show_default=True,
-              callback=_finite_positive("--l2-norm-clip"), help="C.")
+              callback=checked("--l2-norm-clip", validation.positive), help="C.")
 @click.option("--noise-multiplier", type=float, default=_DEFAULTS.noise_multiplier, show_default=True,
-              callback=_finite_positive("--noise-multiplier"), help="sigma, as declared and accounted.")
+              callback=checked("--noise-multiplier", validation.positive), help="sigma, as declared and accounted.")
 @click.option("--learning-rate", type=float, default=_DEFAULTS.learning_rate, show_default=True,
-              callback=_finite_positive("--learning-rate"))
-@click.option("--delta", type=float, default=_DEFAULTS.delta, show_default=True, callback=_open_unit("--delta"),
+              callback=checked("--learning-rate", validation.positive))
+@click.option("--delta", type=float, default=_DEFAULTS.delta, show_default=True,
+              callback=checked("--delta", validation.probability),
               help="Delta of the claimed epsilon and of the bound.")
 @click.option("--confidence", type=float, default=_DEFAULTS.confidence, show_default=True,
-              callback=_open_unit("--confidence"), help="Confidence of the lower bound.")
+              callback=checked("--confidence", validation.probability), help="Confidence of the lower bound.")
 @click.option("--fault", type=click.Choice(FAULTS), default=_DEFAULTS.fault, show_default=True,
               help="Inject a known bug to check the audit: clip-2x/clip-4x clip at 2C/4C while claiming C; "
                    "no-noise adds none while claiming sigma. clip-4x and no-noise are caught in the default "
@@ -75,7 +61,7 @@ def audit(as_json, plot, **options):
         plan = AuditPlan(**options)
     except ValueError as err:
         raise click.UsageError(str(err)) from None
-    from federated.data import load_digits_split  # pylint: disable=import-outside-toplevel
+    from federated.data import load_digits_split
 
     (x, y), (x_pool, y_pool) = load_digits_split()
     try:
@@ -83,7 +69,7 @@ def audit(as_json, plot, **options):
     except ValueError as err:
         raise click.UsageError(str(err)) from None
     _quiet_accounting_warnings()
-    from privacy.auditing.dp_sgd_audit import run_dp_sgd_audit  # pylint: disable=import-outside-toplevel
+    from privacy.auditing.dp_sgd_audit import run_dp_sgd_audit
 
     try:
         result = run_dp_sgd_audit(plan, x, y, x_pool, y_pool)
@@ -115,14 +101,14 @@ def audit(as_json, plot, **options):
 
 
 def _quiet_accounting_warnings() -> None:
-    from absl import logging  # pylint: disable=import-outside-toplevel
+    from absl import logging
     logging.set_verbosity(logging.ERROR)   # dp-accounting's RDP order warnings, one per epoch
 
 
 def _plot(result, path: str) -> None:
-    import matplotlib  # pylint: disable=import-outside-toplevel
+    import matplotlib
     matplotlib.use("Agg")
-    from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
+    from matplotlib import pyplot as plt
 
     epochs = range(1, len(result.lower_bound) + 1)
     plan = result.plan

@@ -59,13 +59,13 @@ def _load_plan(path: str):
     """The saved Keras model at `path` and its `ModelPlan`; one-line errors naming MODEL."""
     if not os.path.exists(path):
         raise click.BadParameter(f"no such file: {path}", param_hint="'MODEL'")
-    import tensorflow as tf  # noqa: PLC0415  (after TF_USE_LEGACY_KERAS is set)
+    import tensorflow as tf
 
     from privacy.encrypted import UnsupportedModelError, import_keras_model
 
     try:
         model = tf.keras.models.load_model(path, compile=False)
-    except Exception as err:  # noqa: BLE001  (Keras raises many kinds for corrupt or foreign files)
+    except Exception as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
         raise click.BadParameter(f"cannot load a Keras model from {path}: {first}", param_hint="'MODEL'") from None
     try:

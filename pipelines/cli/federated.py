@@ -273,7 +273,7 @@ def _config(o) -> FederatedTrainingConfig:
 
 def _plot_path(o) -> str:
     """--plot (default OUT/accuracy.png), its extension one matplotlib writes."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=import-outside-toplevel
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     path = o["plot"] or os.path.join(o["out"], "accuracy.png")
     extension = os.path.splitext(path)[1].lstrip(".").lower()
     formats = sorted(FigureCanvasAgg.get_supported_filetypes())
@@ -289,8 +289,8 @@ def _beam_args(o) -> list[str] | None:
             raise _usage("--beam-arg", "applies to --runner beam")
         return None
     args = list(o["beam_arg"]) or ["--runner=DirectRunner"]
-    from apache_beam.options import pipeline_options  # pylint: disable=import-outside-toplevel
-    from apache_beam.runners.runner import create_runner  # pylint: disable=import-outside-toplevel
+    from apache_beam.options import pipeline_options
+    from apache_beam.runners.runner import create_runner
     name = pipeline_options.PipelineOptions(args).view_as(pipeline_options.StandardOptions).runner or "DirectRunner"
     try:
         create_runner(name)
@@ -348,7 +348,7 @@ def _client_data(o, config: FederatedTrainingConfig):
     guarantee (`FederatedSimulation`'s outside_guarantee)): --dataset read, its evaluation rows set aside
     and its training rows dealt to clients."""
     x, y, keys, test, train = _load(o["dataset"], o["seed"], config, o["client_column"])
-    from federated.data.screen import largest_label, trainable  # pylint: disable=import-outside-toplevel
+    from federated.data.screen import largest_label, trainable
     try:
         num_classes = config.model_classes(largest_label(y, test[1]))
     except InvalidFederatedSetting as err:
@@ -357,7 +357,7 @@ def _client_data(o, config: FederatedTrainingConfig):
         ("clients",) * (config.private and o["client_column"] is not None and _read_as_declared(o["dataset"]))
     _check_memory(x.shape[1], num_classes, config, o,   # under --dp from public numbers only
                   largest_client=None if config.private else len(y) if train is None else int(train.sum()))
-    from federated import ClientData  # pylint: disable=import-outside-toplevel
+    from federated import ClientData
     keys = keys if config.client_key else None
     try:
         if config.private:   # each record a private run cannot train on is left out alone (federated.data.screen)
@@ -377,9 +377,9 @@ def _client_data(o, config: FederatedTrainingConfig):
 
 def _run(o, config: FederatedTrainingConfig, plot: str, beam_args: list[str] | None) -> None:
     data, test, num_classes, outside = _client_data(o, config)
-    import federated as fl  # pylint: disable=import-outside-toplevel
-    from federated.models import DenseModel  # pylint: disable=import-outside-toplevel
-    from federated.simulation import CheckpointError, UnaccountedAbort  # pylint: disable=import-outside-toplevel
+    import federated as fl
+    from federated.models import DenseModel
+    from federated.simulation import CheckpointError, UnaccountedAbort
 
     try:
         plan = config.plan(data.num_clients)
@@ -389,7 +389,7 @@ def _run(o, config: FederatedTrainingConfig, plot: str, beam_args: list[str] | N
     model_fn = DenseModel(data.x.shape[1], num_classes, config.hidden_units, seed=config.seed)
     runner = None
     if beam_args is not None:
-        from federated.simulation.beam import BeamRunner  # pylint: disable=import-outside-toplevel
+        from federated.simulation.beam import BeamRunner
         runner = BeamRunner(beam_args)
     try:
         sim = fl.FederatedSimulation(model_fn, data, strategy, rounds=config.rounds, sampler=config.sampler(),
@@ -418,7 +418,7 @@ def _run(o, config: FederatedTrainingConfig, plot: str, beam_args: list[str] | N
         history.config["record_level"] = plan.record_level(sim.state.round)
     written = [history.save_json(os.path.join(o["out"], "history.json")), history.plot(plot)]
     if plan.mechanism is not None:   # the ledger accounts central DP-FedAvg
-        from pipelines import privacy_ledger  # pylint: disable=import-outside-toplevel
+        from pipelines import privacy_ledger
         ledger = plan.ledger(sim.state.budget, rounds=sim.state.round, trainer={"command": "ppml federated run"},
                              outside_guarantee=history.config["outside_guarantee"])
         written.append(privacy_ledger.write_ledger_file(os.path.join(o["out"], privacy_ledger.LEDGER_FILE), ledger))
@@ -591,7 +591,7 @@ def _load(dataset: str, seed: int, config: FederatedTrainingConfig, client_colum
         raise _usage("--dataset", f"{dataset}: {problem}")
     if test is not None:
         return x, y, keys, test, None
-    from federated.partitioners import content_keys, keyed_hold_out  # pylint: disable=import-outside-toplevel
+    from federated.partitioners import content_keys, keyed_hold_out
     held_out = keyed_hold_out(content_keys(x, y), fraction=HOLD_OUT, seed=seed)
     if not private and (held_out.all() or not held_out.any()):   # a private run evaluates on what is held out
         raise _usage("--dataset", f"{dataset} has {len(y)} rows: too few to hold out {HOLD_OUT:.0%} for evaluation")
@@ -600,7 +600,7 @@ def _load(dataset: str, seed: int, config: FederatedTrainingConfig, client_colum
 
 def _read(dataset: str, config: FederatedTrainingConfig, client_column: str | None):
     if dataset == "digits":
-        from federated.data import load_digits_split  # pylint: disable=import-outside-toplevel
+        from federated.data import load_digits_split
         (x_train, y_train), test = load_digits_split()
         return x_train, y_train, None, test
     if dataset.endswith(".npz") and os.path.isfile(dataset):
@@ -610,10 +610,10 @@ def _read(dataset: str, config: FederatedTrainingConfig, client_column: str | No
     if config.private and (csv_file or files):
         return (*_declared(dataset, files, config, client_column), None)
     if csv_file:
-        from federated.data.examples import read_csv_columns  # pylint: disable=import-outside-toplevel
+        from federated.data.examples import read_csv_columns
         return (*_from_columns(read_csv_columns(dataset), dataset, config, client_column), None)
     if files:
-        from federated.data import read_tf_examples  # pylint: disable=import-outside-toplevel
+        from federated.data import read_tf_examples
         return (*_from_columns(read_tf_examples(files), dataset, config, client_column), None)
     raise ValueError(f"--dataset must be 'digits', an existing .npz or .csv file, or TFRecord files (a path or "
                      f"glob), got {dataset!r}")
@@ -672,7 +672,7 @@ def _inconsistency(x, y, keys, test, *, private: bool) -> str | None:
 def _from_columns(columns: dict, dataset: str, config: FederatedTrainingConfig, client_column: str | None):
     """(x, y, keys) of named columns of ``dataset``: the features are --feature-column, else every other
     numeric column."""
-    from federated.data.examples import (class_labels, feature_columns,  # pylint: disable=import-outside-toplevel
+    from federated.data.examples import (class_labels, feature_columns,
                                          stack_features)
     if client_column is not None and client_column not in columns:
         raise ValueError(f"--client-column: {dataset} has no column {client_column!r}; the columns are "
@@ -695,13 +695,13 @@ def _declared(dataset: str, files: list[str], config: FederatedTrainingConfig, c
     (`federated.data.declared`): the features (--feature-column, else for a CSV every header column but
     the label and the client column), one number each; the label, a number; the client id, text. No
     value decides a type: a value that is not a number is NaN, so its row is left out after dealing."""
-    from federated.data import declared  # pylint: disable=import-outside-toplevel
+    from federated.data import declared
     named = [config.label_key, *([client_column] if client_column else [])]
     if files:
         if not config.feature_keys:
             raise ValueError("--feature-column: under --dp name the features of TFRecords (one number each): the "
                              "records may not decide them")
-        from federated.data.examples import read_tf_records  # pylint: disable=import-outside-toplevel
+        from federated.data.examples import read_tf_records
         read = lambda spec: declared.read_examples(  # noqa: E731
             read_tf_records(files, max_record_bytes=declared.MAX_RECORD_BYTES), spec)
     else:

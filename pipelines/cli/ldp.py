@@ -43,12 +43,12 @@ class Column:
 
 
 def _diagnosis() -> np.ndarray:
-    from sklearn.datasets import load_breast_cancer  # pylint: disable=import-outside-toplevel
+    from sklearn.datasets import load_breast_cancer
     return load_breast_cancer().target.astype(np.int64)
 
 
 def _digit() -> np.ndarray:
-    from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
+    from sklearn.datasets import load_digits
     return load_digits().target.astype(np.int64)
 
 
@@ -71,7 +71,7 @@ def _check(column: Column, mechanism: str, epsilon: float, plot: str | None) -> 
         raise click.BadParameter(f"'rr' is for yes/no columns; this column has k = {column.k} values "
                                  f"(use grr, oue or olh)", param_hint="'--mechanism'")
     if plot is not None:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=import-outside-toplevel
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
         formats = FigureCanvasAgg.get_supported_filetypes()
         extension = os.path.splitext(plot)[1].lstrip(".").lower()
         if extension not in formats:
@@ -103,11 +103,11 @@ def _table(column_name: str, column: Column, result: dict) -> str:
 
 
 def _plot(path: str, title: str, by_epsilon: list[dict], by_population: list[dict]) -> str:
-    import matplotlib  # pylint: disable=import-outside-toplevel
+    import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-    import matplotlib.ticker  # pylint: disable=import-outside-toplevel
-    from privacy.atomic_files import write_atomically  # pylint: disable=import-outside-toplevel
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+    from privacy.atomic_files import write_atomically
 
     fig, axes = plt.subplots(1, 2, figsize=(9.6, 4.0))
     panels = ((axes[0], by_epsilon, "epsilon", f"epsilon (population {by_epsilon[0]['population']})"),
@@ -166,8 +166,8 @@ def simulate(column_name, mechanism, epsilon, population, confidence, seed, as_j
       ppml ldp simulate --column digit --mechanism oue --epsilon 2 --population 100000
       ppml ldp simulate --column digit --plot error.png --json
     """
-    from privacy.local.randomness import spawn_seeds  # pylint: disable=import-outside-toplevel
-    from privacy.local.simulation import draw_population, error_sweep, simulate as collect  # pylint: disable=C0415
+    from privacy.local.randomness import spawn_seeds
+    from privacy.local.simulation import draw_population, error_sweep, simulate as collect
     column = COLUMNS[column_name]
     mechanism = mechanism or default_mechanism(column.k)
     _check(column, mechanism, epsilon, plot)

@@ -48,26 +48,26 @@ def minimize(data_root, pipeline_root, verbose, **options):
 
     Exit status: 0 after the report; 2 for a bad option (before anything is written); 1 when a stage fails.
     """
-    from pipelines.datasets import pii_tickets  # pylint: disable=import-outside-toplevel
+    from pipelines.datasets import pii_tickets
     if not options["scrub_pii"] and not options["quasi_identifiers"]:
         raise click.UsageError("nothing to do: give --scrub-pii and/or --quasi-identifier")
     settings = minimization_settings(options, columns=csv_columns(data_root or pii_tickets.DATA_DIR))
-    from pipelines.plan import PipelineLayout  # pylint: disable=import-outside-toplevel
+    from pipelines.plan import PipelineLayout
     layout = PipelineLayout(os.path.abspath(pipeline_root))
-    with pipeline_cli._locked_root(pipeline_root):  # pylint: disable=protected-access
+    with pipeline_cli._locked_root(pipeline_root):
         if data_root is None:
             data_root = layout.data_root
             if not os.path.exists(os.path.join(data_root, os.path.basename(pii_tickets.CSV_PATH))):
                 os.makedirs(data_root, exist_ok=True)
                 shutil.copy(pii_tickets.CSV_PATH, data_root)
-        with pipeline_cli._library_output(verbose) as (terminal, log):  # pylint: disable=protected-access
+        with pipeline_cli._library_output(verbose) as (terminal, log):
             # tf-keras is set before TFX loads
-            _, runners = pipeline_cli._import_tfx()  # pylint: disable=protected-access
-            from pipelines.minimization import minimization_pipeline  # pylint: disable=import-outside-toplevel
+            _, runners = pipeline_cli._import_tfx()
+            from pipelines.minimization import minimization_pipeline
             tfx_pipeline = minimization_pipeline(pipeline_root=layout.root, data_root=os.path.abspath(data_root),
                                                  metadata_path=layout.metadata_path, **settings)
             if log is not None:
-                from pipelines import run_log  # pylint: disable=import-outside-toplevel
+                from pipelines import run_log
                 path = log.keep_at(run_log.new_log_path(pipeline_root))
                 click.echo(f"Logs of TFX and Beam: {path} (--verbose shows them here)", file=terminal)
 
@@ -79,7 +79,7 @@ def minimize(data_root, pipeline_root, verbose, **options):
 
             try:
                 runners.run(tfx_pipeline, progress=progress)
-            except Exception as err:  # pylint: disable=broad-except
+            except Exception as err:
                 message = failure_message(err, scrubbing=settings["scrub"] is not None)  # traceback into the log
                 where = f"; full log in {log.path}" if log is not None else ""
                 raise click.ClickException(f"{current.get('stage', 'the pipeline')} failed: {message}{where}") \

@@ -11,6 +11,8 @@ import os
 import click
 import numpy as np
 
+from pipelines.cli.types import checked
+from privacy import validation
 from privacy.pate import (ConfidentGNMax, GNMax, PateConfigurationError, SmoothedRdp, SmoothSensitivityRelease,
                           VoteHistory, analyze, check_disjoint, check_public_private, data_independent_epsilon,
                           partition_by_key, release_or_refusal)
@@ -55,11 +57,6 @@ def _release(o) -> SmoothSensitivityRelease:
         raise _usage("--smooth-order/--smooth-beta/--sigma-ss", err) from None
 
 
-def _delta(ctx, param, value):
-    if not 0 < value < 1:
-        raise click.BadParameter(f"must be in (0, 1), got {value!r}", param_hint="'--delta'")
-    return value
-
 
 def _noise_options(fn):
     for option in reversed([
@@ -70,7 +67,8 @@ def _noise_options(fn):
         click.option("--sigma1", type=float, help="Confident-GNMax selection noise std, in votes."),
         click.option("--max-answered", type=click.IntRange(min=1), help="Confident-GNMax: stop after this many "
                                                                         "answers (charged in the guarantee)."),
-        click.option("--delta", type=float, default=1e-5, show_default=True, callback=_delta, help="Target delta."),
+        click.option("--delta", type=float, default=1e-5, show_default=True,
+                     callback=checked("--delta", validation.probability), help="Target delta."),
         click.option("--json", "as_json", is_flag=True, help="Print the report as JSON."),
     ]):
         fn = option(fn)
@@ -201,7 +199,7 @@ def run(dataset, teachers, public_fraction, test_fraction, partitions_file, epoc
     x, y = _load(dataset)
     if teachers > len(y):  # the bundled data set's size is public
         raise _usage("--teachers", f"at most {len(y)} (the rows of {dataset}), got {teachers}")
-    from federated.partitioners.keyed import content_keys  # pylint: disable=import-outside-toplevel
+    from federated.partitioners.keyed import content_keys
     keys = content_keys(x, y)
     private, public, test = _split(keys, public_fraction, test_fraction, seed)
     if partitions_file is not None:
@@ -216,7 +214,7 @@ def run(dataset, teachers, public_fraction, test_fraction, partitions_file, epoc
     mean, std = x[public].mean(axis=0), x[public].std(axis=0) + 1e-6  # scaled with public statistics only
     x = (x - mean) / std
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "0")
-    from privacy.pate import keras_training  # pylint: disable=import-outside-toplevel
+    from privacy.pate import keras_training
     votes = keras_training.teacher_votes(x, y, parts, x[public], num_classes, epochs=epochs, seed=seed)
     history = aggregator.aggregate(votes)
     smoothed, refused = release_or_refusal(release, history)  # the one release of this history
@@ -229,14 +227,14 @@ def run(dataset, teachers, public_fraction, test_fraction, partitions_file, epoc
         extra["student_test_accuracy"] = keras_training.accuracy(student, x[test], y[test])
     extra["accuracies_note"] = "measured on labeled held-out rows: outside the privacy guarantee"
     if votes_out is not None:
-        from privacy.atomic_files import write_atomically  # pylint: disable=import-outside-toplevel
+        from privacy.atomic_files import write_atomically
         stored = smoothed.to_json() if smoothed is not None else {"refused": refused}
         write_atomically(votes_out, json.dumps({**history.to_json(), RELEASE_KEY: stored}))
     _print(analyze(history, o["delta"], smoothed=smoothed, smoothed_refused=refused), o["as_json"], extra)
 
 
 def _load(dataset: str):
-    from sklearn import datasets  # pylint: disable=import-outside-toplevel
+    from sklearn import datasets
     data = datasets.load_digits() if dataset == "digits" else datasets.load_breast_cancer()
     return data.data.astype("float64"), data.target.astype("int64")
 
@@ -244,7 +242,7 @@ def _load(dataset: str):
 def _split(keys, public_fraction: float, test_fraction: float, seed: int):
     """(private, public, test) row indices, each row placed by a keyed hash of its content alone (adding or
     removing one record moves no other between the splits)."""
-    from federated.partitioners.keyed import keyed_uniforms  # pylint: disable=import-outside-toplevel
+    from federated.partitioners.keyed import keyed_uniforms
     u = keyed_uniforms(keys, seed, salt=b"pate-split")
     public = np.flatnonzero(u < public_fraction)
     test = np.flatnonzero((u >= public_fraction) & (u < public_fraction + test_fraction))

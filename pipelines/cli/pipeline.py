@@ -164,9 +164,9 @@ def _plan(trainer, trainer_config_json, private, target_epsilon, noise_multiplie
 def _import_tfx():
     """Imports the pipeline modules with tf-keras; returns (pipeline, runners)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from pipelines.keras_env import use_tf_keras  # pylint: disable=import-outside-toplevel
+    from pipelines.keras_env import use_tf_keras
     use_tf_keras()
-    from pipelines import pipeline, runners  # pylint: disable=import-outside-toplevel
+    from pipelines import pipeline, runners
     return pipeline, runners
 
 
@@ -192,7 +192,7 @@ def _library_output(verbose: bool):
     """Yields (terminal stream, `run_log.RunLog` or None) with absl logging at INFO (TFX's and our
     executors' records): with ``verbose`` the libraries print to the terminal as usual (stdout kept for
     the report); else to a `run_log` capture. Afterwards absl logs at its former level again."""
-    from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel
+    from absl import logging as absl_logging
     former = absl_logging.get_verbosity()
     absl_logging.set_verbosity(absl_logging.INFO)
     try:
@@ -262,21 +262,21 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
 
             try:
                 runners.run(tfx_pipeline, runner=runner, progress=progress)
-            except Exception as err:  # pylint: disable=broad-except
+            except Exception as err:
                 message = failure_message(err, scrubbing=plan.scrub is not None)  # traceback into the log
                 stage = current.get("stage", "the pipeline")
                 where = f"; full log in {log.path}" if log is not None else ""
                 raise click.ClickException(f"{stage} failed: {message}\n"
                                            f"(artifacts of the stages that completed stay in {pipeline_root} and are "
                                            f"reused on the next run{where})") from None
-        from pipelines.report import load_report  # pylint: disable=import-outside-toplevel
+        from pipelines.report import load_report
         report = load_report(pipeline_root)
     click.echo(json.dumps(report.to_dict(), indent=2, allow_nan=False) if as_json else report.format_text())
 
 
 def _bundled_columns() -> list[str]:
     """The bundled breast-cancer CSV's columns, all numeric: the trainer reads every one (features and label)."""
-    from pipelines.datasets import breast_cancer  # pylint: disable=import-outside-toplevel
+    from pipelines.datasets import breast_cancer
     return [*breast_cancer.feature_keys(), breast_cancer.LABEL_KEY]
 
 

@@ -46,8 +46,8 @@ def report(pipeline_root, pipeline_name, variant, compare, as_json):
     if compare and as_json:
         raise click.UsageError("--compare prints a table; for JSON, run --json once per --variant")
     _check_metadata_file(pipeline_root)
-    from pipelines.privacy_ledger import LedgerError  # pylint: disable=import-outside-toplevel
-    from pipelines.report import ReportError, comparison_text, load_report  # pylint: disable=import-outside-toplevel
+    from pipelines.privacy_ledger import LedgerError
+    from pipelines.report import ReportError, comparison_text, load_report
     try:
         if compare:  # the latest run with both branches
             non_private = load_report(pipeline_root, pipeline_name=pipeline_name, non_private_variant=True)

@@ -1,10 +1,24 @@
-"""Parameter types shared by the `ppml` commands."""
+"""Parameter types and checks shared by the `ppml` commands."""
 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import click
+
+
+def checked(option: str, check: Callable, **bounds) -> Callable:
+    """A click callback that runs ``check`` (a `privacy.validation` function, with ``bounds``) on the option's
+    value (None passes) and turns its refusal into click's one-line usage error naming ``option`` (exit 2)."""
+    def callback(ctx, param, value):
+        if value is not None:
+            try:
+                check(option, value, **bounds)
+            except ValueError as err:  # "--x must be ..., got v": click puts the option's name first itself
+                raise click.BadParameter(str(err).removeprefix(f"{option} "), param_hint=f"'{option}'") from None
+        return value
+    return callback
 
 
 class FiniteFloatRange(click.FloatRange):

@@ -23,7 +23,7 @@ FILE_NAME = "breast_cancer.csv"
 
 def feature_keys() -> list[str]:
     """The 30 feature column names, in scikit-learn's order."""
-    from sklearn.datasets import load_breast_cancer  # pylint: disable=import-outside-toplevel
+    from sklearn.datasets import load_breast_cancer
     return _column_names(load_breast_cancer().feature_names)
 
 
@@ -38,7 +38,7 @@ def write_csv(directory: str | os.PathLike) -> str:
     scikit-learn's numbers. ``directory`` should hold nothing else: CsvExampleGen reads every
     file in it.
     """
-    from sklearn.datasets import load_breast_cancer  # pylint: disable=import-outside-toplevel
+    from sklearn.datasets import load_breast_cancer
     data = load_breast_cancer()
     text = io.StringIO(newline="")
     writer = csv.writer(text)

@@ -50,7 +50,7 @@ _ENTITY = {"name": "PERSON", "phone_number": "PHONE_NUMBER", "email": "EMAIL_ADD
 
 def generate(seed: int = SEED, rows: int = ROWS) -> tuple[list[dict], list[list]]:
     """Records and per-record ground-truth spans, from Faker seeded with ``seed`` (Faker imported here only)."""
-    from faker import Faker  # pylint: disable=import-outside-toplevel
+    from faker import Faker
 
     fake = Faker("en_US")
     fake.seed_instance(seed)

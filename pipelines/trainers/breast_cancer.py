@@ -147,13 +147,10 @@ def _fit_private(model: tf.keras.Model, features: np.ndarray, labels: np.ndarray
     training loss and accuracy are exact statistics of the training data, and the Trainer's log is not
     covered by epsilon.
     """
-    from privacy.keras import make_private, private_training  # pylint: disable=import-outside-toplevel
+    from privacy.keras import make_private, private_training
     mechanism = plan.mechanism
-    make_private(model, l2_norm_clip=plan.config.l2_norm_clip, noise_multiplier=mechanism.noise_multiplier,
-                 num_microbatches=mechanism.num_microbatches, expected_batch_size=mechanism.batch_size,
-                 dataset_size=mechanism.dataset_size, sampling=mechanism.sampling.value,
-                 adjacency=mechanism.adjacency.value, target_delta=plan.delta, secure_noise=noise_seed is None,
-                 seed=noise_seed)
+    make_private(model, mechanism, l2_norm_clip=plan.config.l2_norm_clip, target_delta=plan.delta,
+                 secure_noise=noise_seed is None, seed=noise_seed)
     model.compile(optimizer=tf.keras.optimizers.SGD(hp["learning_rate"]),
                   loss=tf.keras.losses.BinaryCrossentropy(), metrics=["binary_accuracy"])
     if mechanism.steps_per_epoch is None:  # Poisson or fixed: one Keras epoch of all the planned steps

@@ -58,10 +58,10 @@ INFERRED_SPEC = {
 
 def run_fn(fn_args) -> None:
     """Trains on ``fn_args.train_files`` (evaluating on ``fn_args.eval_files``) and exports the model."""
-    import federated as fl  # pylint: disable=import-outside-toplevel
-    from federated.data.examples import stack_features  # pylint: disable=import-outside-toplevel
-    from federated.data.screen import largest_label, trainable  # pylint: disable=import-outside-toplevel
-    from federated.models import DenseModel  # pylint: disable=import-outside-toplevel
+    import federated as fl
+    from federated.data.examples import stack_features
+    from federated.data.screen import largest_label, trainable
+    from federated.models import DenseModel
 
     config = FederatedTrainingConfig.for_trainer(fn_args.custom_config)
     transform = _transform_output(fn_args)
@@ -80,11 +80,11 @@ def run_fn(fn_args) -> None:
                          f"label outside 0..{num_classes - 1}")
     preprocessing = None
     if config.private and transform is not None:
-        from pipelines.transform.artifact import transform_graph_account  # pylint: disable=import-outside-toplevel
+        from pipelines.transform.artifact import transform_graph_account
         preprocessing = transform_graph_account(fn_args.transform_output)
     plan = config.plan(data.num_clients, preprocessing=preprocessing)
     if plan.delta_warning:   # also in the ledger's parameters
-        from absl import logging  # pylint: disable=import-outside-toplevel
+        from absl import logging
         logging.warning("Federated Trainer: %s", plan.delta_warning)
     model_fn = DenseModel(data.x.shape[1], num_classes, tuple(config.hidden_units), seed=config.seed)
     algorithm = plan.strategy()
@@ -141,13 +141,13 @@ def read_split(file_patterns, transform=None, spec=None) -> Split:
         or the examples lack the transform graph's raw features (they are Transform's output: give the
         Trainer ExampleGen's examples).
     """
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from federated.data.examples import examples_to_columns, read_tf_records  # pylint: disable=import-outside-toplevel
-    from federated.partitioners import record_keys  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf
+    from federated.data.examples import examples_to_columns, read_tf_records
+    from federated.partitioners import record_keys
     files = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
     if not files:
         raise ValueError(f"no example files match {list(file_patterns)}")
-    from federated.data.declared import MAX_RECORD_BYTES  # pylint: disable=import-outside-toplevel
+    from federated.data.declared import MAX_RECORD_BYTES
     records = read_tf_records(files, max_record_bytes=None if spec is None else MAX_RECORD_BYTES)
     if spec is not None:   # a private run refuses no split for its number of records, none included
         return _declared_split(records, transform, spec)
@@ -168,8 +168,8 @@ def read_split(file_patterns, transform=None, spec=None) -> Split:
 def _declared_split(records: list[bytes], transform, spec) -> Split:
     """`read_split` against a declared spec: the records that conform go through the transform graph; the
     others get NaN model inputs (None for text outputs) in their place."""
-    from federated.data import declared  # pylint: disable=import-outside-toplevel
-    from federated.partitioners import record_keys  # pylint: disable=import-outside-toplevel
+    from federated.data import declared
+    from federated.partitioners import record_keys
     read = declared.read_examples(records, spec)
     if transform is None:
         return Split(columns=read.columns, raw=read.columns, keys=record_keys(read.columns))
@@ -200,15 +200,15 @@ def declared_spec(config: FederatedTrainingConfig, transform, schema_path: str |
       InvalidFederatedSetting: naming ``feature_keys`` when there is neither a graph, a schema nor that setting.
       ValueError: for a spec with a feature that is not of fixed length, or without the label.
     """
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from federated.data.declared import Column  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf
+    from federated.data.declared import Column
     client = [Column(config.client_key, "text")] if config.client_key else []
     if transform is not None:
         feature_spec = transform.raw_feature_spec()
     elif schema_path:
-        from tensorflow_transform.tf_metadata import schema_utils  # pylint: disable=import-outside-toplevel
-        from tfx.utils import io_utils  # pylint: disable=import-outside-toplevel
-        from tensorflow_metadata.proto.v0 import schema_pb2  # pylint: disable=import-outside-toplevel
+        from tensorflow_transform.tf_metadata import schema_utils
+        from tfx.utils import io_utils
+        from tensorflow_metadata.proto.v0 import schema_pb2
         schema = io_utils.parse_pbtxt_file(schema_path, schema_pb2.Schema())
         feature_spec = schema_utils.schema_as_feature_spec(schema).feature_spec
     elif config.feature_keys:
@@ -236,7 +236,7 @@ def declared_spec(config: FederatedTrainingConfig, transform, schema_path: str |
 
 def _transformed(records: list[bytes], transform, spec) -> dict[str, np.ndarray]:
     """Transform's outputs for serialized raw ``records``, as numpy columns ([n], or [n, L] for L > 1 values)."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf
     layer = transform.transform_features_layer()
     parts: dict[str, list[np.ndarray]] = {}
     for start in range(0, max(len(records), 1), TRANSFORM_BATCH):   # no record: empty columns, all outputs
@@ -253,7 +253,7 @@ def _transformed(records: list[bytes], transform, spec) -> dict[str, np.ndarray]
 def _transform_output(fn_args):
     if not fn_args.transform_output:
         return None
-    import tensorflow_transform as tft  # pylint: disable=import-outside-toplevel
+    import tensorflow_transform as tft
     return tft.TFTransformOutput(fn_args.transform_output)
 
 
@@ -265,7 +265,7 @@ def resolve_feature_keys(config: FederatedTrainingConfig, split: Split) -> list[
                              f"they have {sorted(split.columns)}")
     if config.feature_keys is not None:
         return list(config.feature_keys)
-    from federated.data.examples import feature_columns  # pylint: disable=import-outside-toplevel
+    from federated.data.examples import feature_columns
     return feature_columns(split.columns, (config.label_key, config.client_key))
 
 
@@ -277,8 +277,8 @@ def client_data(config: FederatedTrainingConfig, split: Split, feature_keys: lis
     were capped is not reported). A private run deals the ``held_out`` (evaluation) split's records too and
     then leaves them out, so a user all of whose records are held out is still a client (an empty one): N
     counts the users of both splits."""
-    from federated.data import ClientData  # pylint: disable=import-outside-toplevel
-    from federated.data.examples import stack_features  # pylint: disable=import-outside-toplevel
+    from federated.data import ClientData
+    from federated.data.examples import stack_features
     splits = [split] + ([held_out] if config.private and held_out is not None else [])
     keys = [s.raw[config.client_key] if config.client_key else s.keys for s in splits]
     x = [stack_features(s.columns, feature_keys) for s in splits]
@@ -296,7 +296,7 @@ def client_data(config: FederatedTrainingConfig, split: Split, feature_keys: lis
 def _labels(split: Split, config: FederatedTrainingConfig) -> np.ndarray:
     """The label column: Transform's output of that name when there is one, else the raw column (a private
     run's as read, numbers with NaN where a record's label is no number: `federated.data.screen` leaves it out)."""
-    from federated.data.examples import class_labels  # pylint: disable=import-outside-toplevel
+    from federated.data.examples import class_labels
     columns = split.columns if config.label_key in split.columns else split.raw
     if config.private:
         return np.asarray(columns[config.label_key], np.float64)
@@ -308,7 +308,7 @@ def export(model_fn, weights, fn_args, columns, feature_keys: list[str], config:
            spec=None) -> None:
     """Saves the serving SavedModel: serialized raw tf.Examples -> (Transform) -> model -> probabilities.
     Without a transform graph, raw features parse as ``spec`` declares them (`declared_spec`), else as read."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf
 
     model = model_fn()
     for variable, value in zip(model.trainable_variables, weights):
@@ -317,7 +317,7 @@ def export(model_fn, weights, fn_args, columns, feature_keys: list[str], config:
     module.model = model
     widths = {k: int(np.prod(np.asarray(columns[k]).shape[1:], dtype=int)) for k in feature_keys}
     if fn_args.transform_output:
-        import tensorflow_transform as tft  # pylint: disable=import-outside-toplevel
+        import tensorflow_transform as tft
         tft_output = tft.TFTransformOutput(fn_args.transform_output)
         module.tft_layer = tft_output.transform_features_layer()
         raw_spec = {k: v for k, v in tft_output.raw_feature_spec().items()

@@ -38,6 +38,7 @@ from tensorflow_transform import analyzers as tft_analyzers
 
 from pipelines.transform import beam_analyzers
 from pipelines.transform.spec import PreprocessingConfig, analyzer_scope, replacement_for
+from privacy import validation
 from privacy.preprocessing import (EXACT, GAUSSIAN_SUMS, GAUSSIAN_THRESHOLDING, TREE_HISTOGRAM, Bounds, Component,
                                    CoverageRecord, GaussianThresholding, Grid, MeanVariance, MechanismRecord,
                                    PublicDeclaration, ReleaseRecord, TreeHistogram, check_share, to_text)
@@ -108,8 +109,7 @@ class PrivateAnalyzers:
     def bucketize(self, x: tf.Tensor, num_buckets: int, *, bounds, share: float, name: str | None = None,
                   **grid) -> tf.Tensor:
         """Bucket ids 0 .. num_buckets - 1 of ``x`` at private quantile boundaries (as `tft.bucketize`)."""
-        if isinstance(num_buckets, bool) or not isinstance(num_buckets, int) or num_buckets < 2:
-            raise ValueError(f"num_buckets must be an integer >= 2, got {num_buckets!r}")
+        validation.integer("num_buckets", num_buckets, minimum=2)
         with tf.name_scope(name or "bucketize"):
             boundaries = self.quantiles(x, [i / num_buckets for i in range(1, num_buckets)], bounds=bounds,
                                         share=share, name="quantiles", **grid)
@@ -120,8 +120,7 @@ class PrivateAnalyzers:
         """x clipped into its private [tail, 1 - tail] quantiles, scaled linearly onto [output_min, output_max]."""
         if not output_min < output_max:
             raise ValueError(f"output_min must be below output_max, got {output_min!r} and {output_max!r}")
-        if isinstance(tail, bool) or not isinstance(tail, (int, float)) or not 0 <= tail < 0.5:
-            raise ValueError(f"tail must be in [0, 0.5), got {tail!r}")
+        validation.number("tail", tail, low=0, high=0.5, high_open=True)
         with tf.name_scope(name or "scale_by_min_max"):
             low_high = self.quantiles(x, [tail, 1 - tail], bounds=bounds, share=share, name="min_max", **grid)
             low, high = low_high[0], low_high[1]
@@ -133,8 +132,8 @@ class PrivateAnalyzers:
                    threshold_delta: float | None = None, top_k: int | None = None, name: str | None = None):
         """A private vocabulary file of ``x``'s tokens (`privacy.preprocessing.GaussianThresholding`): its
         path, for `tft.apply_vocabulary`. Tokens most records hold come first; ``top_k`` keeps the first."""
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-            raise ValueError(f"top_k must be an integer >= 1, got {top_k!r}")
+        if top_k is not None:
+            validation.integer("top_k", top_k, minimum=1)
         with tf.name_scope(name or "vocabulary") as scope:
             share = self._share(share, scope)
             if threshold_delta is None:

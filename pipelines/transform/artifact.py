@@ -38,8 +38,8 @@ def transformed_without_graph(files: list[str], transform_output: str | None) ->
 
 def records_in_saved_model(saved_model_dir: str) -> list[str]:
     """The texts of every preprocessing record stored as a string constant in the SavedModel (sorted, once each)."""
-    from tensorflow.core.framework import types_pb2  # pylint: disable=import-outside-toplevel
-    from tensorflow.python.saved_model import loader_impl  # pylint: disable=import-outside-toplevel
+    from tensorflow.core.framework import types_pb2
+    from tensorflow.python.saved_model import loader_impl
     saved_model = loader_impl.parse_saved_model(saved_model_dir)
     prefix = RECORD_PREFIX.encode("utf-8")
     texts = set()
@@ -60,7 +60,7 @@ def released_values(saved_model_dir: str) -> dict[str, list[float]]:
 
 def embeds_transform_graph(saved_model_dir: str) -> bool:
     """Whether the SavedModel holds a tf.Transform transform function (a model serving a Transform graph)."""
-    from tensorflow.python.saved_model import loader_impl  # pylint: disable=import-outside-toplevel
+    from tensorflow.python.saved_model import loader_impl
     return any(f.signature.name.startswith(TRANSFORM_FUNCTION_PREFIX)
                for meta_graph in loader_impl.parse_saved_model(saved_model_dir).meta_graphs
                for f in meta_graph.graph_def.library.function)
@@ -84,9 +84,9 @@ def _statistics_without_records(saved_model_dir: str) -> list[str]:
     A captured tensor enters the traced function as an argument named after its first use (e.g.
     'scale_to_z_score_sub_y'); the traced feature inputs are the arguments named 'inputs...'.
     """
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from tensorflow.core.framework import types_pb2  # pylint: disable=import-outside-toplevel
-    from tensorflow.python.saved_model import loader_impl  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf
+    from tensorflow.core.framework import types_pb2
+    from tensorflow.python.saved_model import loader_impl
     uses: dict[str, int] = {}
     for meta_graph in loader_impl.parse_saved_model(saved_model_dir).meta_graphs:
         for function in meta_graph.graph_def.library.function:

@@ -138,5 +138,5 @@ class PreprocessingConfig:
                                                          f"custom_config[{CONFIG_KEY!r}]['epsilon'] (the pipeline "
                                                          f"sets it from the target epsilon and the preprocessing "
                                                          f"share)")
-        from privacy.preprocessing import PreprocessingBudget  # pylint: disable=import-outside-toplevel
+        from privacy.preprocessing import PreprocessingBudget
         return PreprocessingBudget(self.epsilon, self.delta, self.adjacency)

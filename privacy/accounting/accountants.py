@@ -139,7 +139,7 @@ class GroupPrivacyAccountant(dp_accounting.PrivacyAccountant):
         return self._group_size
 
     def _maybe_compose(self, event: dp_event.DpEvent, count: int, do_compose: bool):
-        return self._inner._maybe_compose(event, count, do_compose)  # pylint: disable=protected-access
+        return self._inner._maybe_compose(event, count, do_compose)
 
     def get_epsilon(self, target_delta: float) -> float:
         k = self._group_size

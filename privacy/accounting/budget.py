@@ -18,6 +18,7 @@ from typing import Any, Iterable
 from dp_accounting import dp_event
 from dp_accounting.rdp import rdp_privacy_accountant
 
+from privacy import validation
 from privacy.accounting.accountants import AccountantKind, dp_accounting_version, make_accountant, rdp_epsilon
 from privacy.accounting.events import event_from_json, event_to_json
 from privacy.accounting.mechanism import DpSgdMechanism, NeighboringRelation, UnsupportedAccounting
@@ -50,13 +51,9 @@ class PrivacyBudget:
                  neighboring_relation: NeighboringRelation = NeighboringRelation.ADD_OR_REMOVE_ONE,
                  group_size: int = 1,
                  accountants: Iterable[AccountantKind | str] = (AccountantKind.RDP, AccountantKind.PLD)):
-        if not (isinstance(target_delta, (int, float)) and 0 < target_delta < 1):
-            raise ValueError(f"target_delta must be in (0, 1), got {target_delta!r}")
-        if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
-            raise ValueError(f"group_size must be an integer >= 1, got {group_size!r}")
-        self._delta = float(target_delta)
+        self._delta = validation.probability("target_delta", target_delta)
         self._relation = NeighboringRelation(neighboring_relation)
-        self._group_size = group_size
+        self._group_size = validation.integer("group_size", group_size, minimum=1)
         self._accountants = tuple(AccountantKind(a) for a in accountants)
         self._ledger: list[list[Any]] = []  # [event, count] pairs, adjacent events distinct
         self._cache: dict[AccountantKind, float] = {}
@@ -70,8 +67,7 @@ class PrivacyBudget:
     # --- composing -----------------------------------------------------------------------------
     def compose(self, event: dp_event.DpEvent, count: int = 1) -> "PrivacyBudget":
         """Records ``count`` more runs of ``event``; returns self."""
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise ValueError(f"count must be an integer >= 0, got {count!r}")
+        count = validation.integer("count", count, minimum=0)
         if not isinstance(event, dp_event.DpEvent):
             raise TypeError(f"event must be a dp_accounting DpEvent, got {type(event).__name__}")
         if count == 0:

@@ -12,6 +12,7 @@ from typing import Sequence
 import dp_accounting
 from dp_accounting import dp_event
 
+from privacy import validation
 from privacy.accounting.accountants import AccountantKind, epsilon_of, make_accountant
 from privacy.accounting.mechanism import (NOISE_MULTIPLIER_RANGE, PLD_MAX_EPSILON, PLD_MAX_UNITS, PLD_MIN_STEP_NOISE,
                                           DpSgdMechanism, Sampling, UnsupportedAccounting)
@@ -155,10 +156,8 @@ def _rdp_hint(kind: AccountantKind, mechanism: DpSgdMechanism, rdp_answer):
 
 def _check(mechanism: DpSgdMechanism, target_epsilon: float, target_delta: float, accountant) -> AccountantKind:
     kind = AccountantKind(accountant)
-    if not (isinstance(target_epsilon, (int, float)) and 0 < target_epsilon < math.inf):
-        raise ValueError(f"target_epsilon must be a finite number > 0, got {target_epsilon!r}")
-    if not (isinstance(target_delta, (int, float)) and 0 < target_delta < 1):
-        raise ValueError(f"target_delta must be in (0, 1), got {target_delta!r}")
+    validation.positive("target_epsilon", target_epsilon)
+    validation.probability("target_delta", target_delta)
     reason = mechanism.unsupported_reason(kind.value)  # PLD's cost limits are kept by the searches themselves
     if reason:
         raise UnsupportedAccounting(reason)

@@ -63,6 +63,7 @@ import math
 import dp_accounting
 from dp_accounting import dp_event
 
+from privacy import validation
 from privacy.accounting.accountants import UnsupportedAccounting, epsilon_of
 
 NeighboringRelation = dp_accounting.NeighboringRelation
@@ -135,7 +136,7 @@ class DpSgdMechanism:
     def __post_init__(self):
         object.__setattr__(self, "sampling", Sampling(self.sampling))
         object.__setattr__(self, "adjacency", resolve_adjacency(self.sampling, self.adjacency))
-        _check_int("dataset_size", self.dataset_size, minimum=1)
+        self._integer_field("dataset_size")
         if not (isinstance(self.batch_size, (int, float)) and 0 < self.batch_size <= self.dataset_size):
             raise ValueError(
                 f"batch_size must be in (0, dataset_size={self.dataset_size}], got {self.batch_size!r}")
@@ -143,35 +144,39 @@ class DpSgdMechanism:
             raise ValueError(f"batch_size must be a whole number for {self.sampling.value} batches, "
                              f"got {self.batch_size!r}")
         low, high = NOISE_MULTIPLIER_RANGE
-        if not (isinstance(self.noise_multiplier, (int, float)) and low <= self.noise_multiplier <= high):
-            raise ValueError(f"noise_multiplier must be a number in [{low:g}, {high:g}], got {self.noise_multiplier!r}")
-        _check_int("steps", self.steps, minimum=1)
+        object.__setattr__(self, "noise_multiplier",
+                           validation.number("noise_multiplier", self.noise_multiplier, low=low, high=high))
+        self._integer_field("steps")
         if self.steps > MAX_STEPS:
             raise ValueError(f"steps must be at most {MAX_STEPS:.0e}, got {self.steps:.3g}")
         if self.num_microbatches is not None:
-            _check_int("num_microbatches", self.num_microbatches, minimum=1)
+            self._integer_field("num_microbatches")
             if self.num_microbatches > self.batch_size:  # Poisson too: most microbatches would be empty
                 raise ValueError(f"num_microbatches={self.num_microbatches} exceeds the "
                                  f"{'expected ' if self.sampling is Sampling.POISSON else ''}batch size "
                                  f"{self.batch_size:g}")
         if self.max_examples_per_user is not None:
-            _check_int("max_examples_per_user", self.max_examples_per_user, minimum=1)
+            self._integer_field("max_examples_per_user")
             if self.max_examples_per_user > self.dataset_size:
                 raise ValueError(f"max_examples_per_user={self.max_examples_per_user} exceeds the dataset size "
                                  f"{self.dataset_size}")
         if self.steps_per_epoch is not None:
-            _check_int("steps_per_epoch", self.steps_per_epoch, minimum=1)
+            self._integer_field("steps_per_epoch")
             if self.sampling is not Sampling.SHUFFLE:
                 raise ValueError("steps_per_epoch only applies to shuffle sampling (for Poisson and fixed "
                                  "batches an epoch is n / B steps by definition)")
         if self.truncated_batch_size is not None:
-            _check_int("truncated_batch_size", self.truncated_batch_size, minimum=1)
+            self._integer_field("truncated_batch_size")
             if self.sampling is not Sampling.POISSON:
                 raise ValueError(f"truncated_batch_size only applies to Poisson sampling, not "
                                  f"{self.sampling.value!r}")
             if self.num_microbatches is not None:
                 raise ValueError("truncated Poisson sampling is analysed for per-example clipping only; drop "
                                  "num_microbatches or truncated_batch_size")
+
+    def _integer_field(self, name: str) -> None:
+        """Checks that field ``name`` is an integer >= 1 and keeps it as a Python int."""
+        object.__setattr__(self, name, validation.integer(name, getattr(self, name), minimum=1))
 
     @classmethod
     def from_epochs(cls, *, dataset_size: int, batch_size: float, epochs: float, **kwargs) -> "DpSgdMechanism":
@@ -180,8 +185,7 @@ class DpSgdMechanism:
         T = ceil(epochs * n / B) steps; for shuffled batches an epoch is ceil(n / B) steps (the last
         batch may be partial, as in Keras) and T = ceil(epochs * ceil(n / B)).
         """
-        if not (isinstance(epochs, (int, float)) and epochs > 0 and math.isfinite(epochs)):
-            raise ValueError(f"epochs must be a finite number > 0, got {epochs!r}")
+        validation.positive("epochs", epochs)
         if not (isinstance(batch_size, (int, float)) and 0 < batch_size <= dataset_size):
             raise ValueError(f"batch_size must be in (0, dataset_size={dataset_size}], got {batch_size!r}")
         sampling = Sampling(kwargs.get("sampling", Sampling.POISSON))
@@ -247,7 +251,7 @@ class DpSgdMechanism:
         """Probability that one step's Poisson batch is cut, P(Binomial(n, q) > K); 0 when never cut."""
         if self.truncated_batch_size is None:
             return 0.0
-        from scipy import stats  # pylint: disable=import-outside-toplevel
+        from scipy import stats
         return float(stats.binom.sf(self.truncated_batch_size, self.dataset_size, self.sampling_probability))
 
     @property
@@ -408,8 +412,3 @@ def steps_per_epoch(dataset_size: int, batch_size: float, sampling: Sampling | s
 def steps_for_epochs(epochs: float, dataset_size: int, batch_size: float) -> int:
     """T = ceil(epochs * n / B), the convention of TF Privacy's statements."""
     return max(1, math.ceil(epochs * dataset_size / batch_size - 1e-9))
-
-
-def _check_int(name: str, value, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")

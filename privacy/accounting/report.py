@@ -11,6 +11,7 @@ import dataclasses
 import math
 from typing import Any, Callable, Sequence
 
+from privacy import validation
 from privacy.accounting.accountants import (AccountantKind, accountant_description, dp_accounting_version,
                                             epsilon_of)
 from privacy.accounting.events import event_to_json
@@ -147,7 +148,8 @@ class PrivacyReport:
         lines += ["", f"  {'accountant':<11} {'epsilon':>9}  analysis"]
         for kind, eps in self.epsilon.items():
             shown = "n/a" if eps is None else ("inf" if math.isinf(eps) else f"{eps:.4f}")
-            lines.append(f"  {kind.upper():<11} {shown:>9}  {self.unavailable.get(kind) or accountant_description(kind)}")
+            description = self.unavailable.get(kind) or accountant_description(kind)
+            lines.append(f"  {kind.upper():<11} {shown:>9}  {description}")
         lines.append("")
         best = [e for e in self.epsilon.values() if e is not None]
         if best:
@@ -180,8 +182,7 @@ def dp_sgd_report(mechanism: DpSgdMechanism, *, delta: float | None = None,
     """
     delta_is_default = delta is None
     delta = default_delta(mechanism.dataset_size) if delta is None else delta
-    if not (isinstance(delta, (int, float)) and 0 < delta < 1):
-        raise ValueError(f"delta must be in (0, 1), got {delta!r}")
+    validation.probability("delta", delta)
     if per_epoch and mechanism.passes > MAX_PER_EPOCH_ROWS:
         raise ValueError(f"per-epoch rows are computed for at most {MAX_PER_EPOCH_ROWS} epochs, got {mechanism.passes}")
     kinds = [AccountantKind(a) for a in accountants]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from privacy import validation
 from privacy.accounting.accountants import AccountantKind, dp_accounting_version, make_accountant
 from privacy.accounting.mechanism import DpSgdMechanism
 
@@ -22,8 +23,7 @@ def compute_dp_sgd_privacy(n: int, batch_size: float, noise_multiplier: float, e
     * RDP accounting with dp-accounting's RDP-to-DP conversion, tighter than TF Privacy's older one
       (2.597 instead of 3.01 for its MNIST tutorial). `dp_sgd_report` also gives PLD's figure.
     """
-    if not (isinstance(delta, (int, float)) and 0 < delta < 1):
-        raise ValueError(f"delta must be in (0, 1), got {delta!r}")
+    validation.probability("delta", delta)
     mechanism = DpSgdMechanism.from_epochs(dataset_size=n, batch_size=batch_size, noise_multiplier=noise_multiplier,
                                            epochs=epochs)
     accountant = make_accountant(AccountantKind.RDP).compose(mechanism.dp_event())

@@ -18,6 +18,8 @@ import secrets
 
 import numpy as np
 
+from privacy import validation
+
 DIRAC_AMPLITUDE = 1e4
 """A: a Dirac canary's unclipped gradient norm is A (K - 1) / K >= A / 2 for K >= 2 classes; clip norms must stay
 below A / 2 (`MAX_DIRAC_CLIP`) so that clipping scales it to exactly C."""
@@ -29,8 +31,7 @@ of float32 at 1,200 x 100,000); ids travel in a float32 column, exact far beyond
 
 def inclusion_bits(num_canaries: int) -> np.ndarray:
     """Boolean array of `num_canaries` independent fair bits from the OS CSPRNG (True = include)."""
-    if isinstance(num_canaries, bool) or not isinstance(num_canaries, int) or num_canaries < 1:
-        raise ValueError(f"num_canaries must be an integer >= 1, got {num_canaries!r}")
+    validation.integer("num_canaries", num_canaries, minimum=1)
     raw = np.frombuffer(secrets.token_bytes((num_canaries + 7) // 8), dtype=np.uint8)
     return np.unpackbits(raw)[:num_canaries].astype(bool)
 

@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from privacy import validation
 from privacy.accounting import NOISE_MULTIPLIER_RANGE, Adjacency, DpSgdMechanism, Sampling, compute_epsilon
 from privacy.auditing import canaries as canary_rows
 from privacy.auditing.one_run import DEFAULT_CONFIDENCE, MIN_CANARIES, audit_one_run
@@ -82,19 +83,16 @@ class AuditPlan:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if self.fault not in FAULTS:
             raise ValueError(f"fault must be one of {', '.join(FAULTS)}, got {self.fault!r}")
-        for name in ("num_canaries", "epochs", "batch_size", "hidden_units", "steps"):
-            value = getattr(self, name)
-            if name == "steps" and value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if not MIN_CANARIES <= self.num_canaries <= canary_rows.MAX_CANARIES:
-            raise ValueError(f"num_canaries must be in [{MIN_CANARIES}, {canary_rows.MAX_CANARIES}] (fewer give "
-                             f"the bound too few guesses; more take too much memory), got {self.num_canaries}")
+        for name in ("num_canaries", "epochs", "batch_size", "hidden_units"):
+            object.__setattr__(self, name, validation.integer(name, getattr(self, name), minimum=1))
+        if self.steps is not None:
+            object.__setattr__(self, "steps", validation.integer("steps", self.steps, minimum=1))
+        object.__setattr__(self, "num_canaries",
+                           validation.integer("num_canaries", self.num_canaries, minimum=MIN_CANARIES,
+                                              maximum=canary_rows.MAX_CANARIES,
+                                              note="fewer give the bound too few guesses; more take too much memory"))
         for name in ("l2_norm_clip", "noise_multiplier", "learning_rate"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+            object.__setattr__(self, name, validation.positive(name, getattr(self, name)))
         factor = FAULT_CLIP_FACTORS[self.fault]
         low, high = NOISE_MULTIPLIER_RANGE
         if not low * factor <= self.noise_multiplier <= high:
@@ -103,10 +101,8 @@ class AuditPlan:
         if self.kind == "white-box" and self.l2_norm_clip * factor > canary_rows.MAX_DIRAC_CLIP:
             raise ValueError(f"l2_norm_clip must be at most {canary_rows.MAX_DIRAC_CLIP / factor:g} for white-box "
                              f"canaries (their gradient must exceed the clip norm), got {self.l2_norm_clip!r}")
-        if not 0 < self.delta < 1:
-            raise ValueError(f"delta must be in (0, 1), got {self.delta!r}")
-        if not 0 < self.confidence < 1:
-            raise ValueError(f"confidence must be in (0, 1), got {self.confidence!r}")
+        object.__setattr__(self, "delta", validation.probability("delta", self.delta))
+        object.__setattr__(self, "confidence", validation.probability("confidence", self.confidence))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,10 +176,10 @@ def run_dp_sgd_audit(plan: AuditPlan, x: np.ndarray, y: np.ndarray, x_pool: np.n
         model whose output is not [batch, num_classes]; after training, `DIVERGED` when the weights or scores
         are not finite.
     """
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf
 
-    from privacy.auditing import keras_canaries  # pylint: disable=import-outside-toplevel
-    from privacy.keras import make_private, private_training  # pylint: disable=import-outside-toplevel
+    from privacy.auditing import keras_canaries
+    from privacy.keras import make_private, private_training
 
     check_data(plan, x, y, x_pool)
     x, y = np.asarray(x, np.float32), np.asarray(y).astype(np.int64).reshape(-1)

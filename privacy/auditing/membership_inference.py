@@ -19,6 +19,8 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import stats
 
+from privacy import validation
+
 ATTACK = "loss-threshold membership inference (Yeom et al. 2018)"
 FPR_LEVELS = (0.01, 0.1)
 """False-positive rates at which the attack's true-positive rate is reported."""
@@ -110,8 +112,7 @@ def loss_threshold_audit(member_losses: Sequence[float], nonmember_losses: Seque
     members = _losses("member_losses", member_losses)
     nonmembers = _losses("nonmember_losses", nonmember_losses)
     for level in fpr_levels:
-        if not 0 < level < 1:
-            raise ValueError(f"fpr_levels must be in (0, 1), got {level!r}")
+        validation.probability("fpr_levels", level)
     m, n = len(members), len(nonmembers)
     # Membership score: lower loss = more likely a member.
     combined = stats.rankdata(np.concatenate([-members, -nonmembers]))

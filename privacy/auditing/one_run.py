@@ -36,6 +36,8 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import special, stats
 
+from privacy import validation
+
 THRESHOLD_STRATEGIES = ("bonferroni", "split")
 DEFAULT_CONFIDENCE = 0.95
 EPSILON_RESOLUTION = 0.01
@@ -63,8 +65,7 @@ def p_value(m: int, r: int, v: int, epsilon: float | np.ndarray, delta: float) -
       Array of the shape of `epsilon`, values in [0, 1].
     """
     _check_counts(m, r, v)
-    if not 0 <= delta <= 1:
-        raise ValueError(f"delta must be in [0, 1], got {delta!r}")
+    validation.probability("delta", delta, zero=True, one=True)
     eps = np.atleast_1d(np.asarray(epsilon, dtype=np.float64))
     if np.any(eps < 0) or not np.all(np.isfinite(eps)):
         raise ValueError("epsilon must be finite and >= 0")
@@ -86,8 +87,7 @@ def epsilon_lower_bound(m: int, r: int, v: int, *, delta: float, alpha: float) -
       delta: the delta of the claim being tested, in [0, 1].
       alpha: the test's level (1 - confidence), in (0, 1).
     """
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    validation.probability("alpha", alpha)
     _check_counts(m, r, v)
     if r == 0 or v <= r / 2:
         return 0.0   # no better than a coin: no evidence against eps = 0 (also saves the grid search)
@@ -187,10 +187,8 @@ def audit_one_run(scores: Sequence[float], included: Sequence[bool], *, delta: f
     if not np.isfinite(score_array).all():
         # Neither which scores nor how many: with an overflowing run they are correlated with the secret bits.
         raise ValueError("scores must all be finite (some are NaN or infinite)")
-    if not 0 <= delta < 1:
-        raise ValueError(f"delta must be in [0, 1), got {delta!r}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    validation.probability("delta", delta, zero=True)
+    validation.probability("confidence", confidence)
     if strategy not in THRESHOLD_STRATEGIES:
         raise ValueError(f"strategy must be one of {', '.join(THRESHOLD_STRATEGIES)}, got {strategy!r}")
     bits = bits.astype(bool)

@@ -10,6 +10,7 @@ Front door (works with ordinary `compile` and `fit`):
     history = model.fit(x, y, epochs=3)          # arrays are Poisson-sampled; history.history["epsilon"]
     # or: model.fit(poisson_batches(examples, dataset_size=n, expected_batch_size=256), epochs=3)
     private_training(model).budget               # privacy.accounting.PrivacyBudget of the steps that ran
+    # or one planned mechanism instead of its parts: make_private(model, DpSgdMechanism(...), l2_norm_clip=1.0)
 
 TF Privacy names: `DPKerasSGDOptimizer` (also `DPGradientDescentGaussianOptimizer`), `DPKerasAdamOptimizer`,
 `DPKerasAdagradOptimizer` (l2_norm_clip, noise_multiplier, num_microbatches): a plain model compiled with

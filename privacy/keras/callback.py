@@ -52,7 +52,7 @@ class PrivacyBudgetLogic:
     """
 
     def __init__(self, update_freq: str | int = "epoch"):
-        super().__init__()  # pylint: disable=super-with-arguments
+        super().__init__()
         if update_freq == "batch":
             every = 1
         elif update_freq == "epoch":

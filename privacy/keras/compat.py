@@ -10,7 +10,7 @@ import importlib
 from types import ModuleType
 
 import tensorflow as tf
-from tensorflow.python.ops import control_flow_util  # pylint: disable=no-name-in-module
+from tensorflow.python.ops import control_flow_util
 
 
 def is_tf_keras(obj) -> bool:
@@ -35,7 +35,7 @@ def in_xla_context() -> bool:
 
 def sublayers(layer) -> list:
     """The layers directly inside ``layer`` (not recursive, not ``layer`` itself)."""
-    return list(layer._flatten_layers(include_self=False, recursive=False))  # pylint: disable=protected-access
+    return list(layer._flatten_layers(include_self=False, recursive=False))
 
 
 def own_trainable_variables(layer) -> list:
@@ -43,8 +43,8 @@ def own_trainable_variables(layer) -> list:
     if not layer.trainable:
         return []
     if is_tf_keras(layer):
-        return list(layer._trainable_weights)  # pylint: disable=protected-access
-    return list(layer._trainable_variables)  # pylint: disable=protected-access
+        return list(layer._trainable_weights)
+    return list(layer._trainable_variables)
 
 
 def class_call(layer):
@@ -53,7 +53,7 @@ def class_call(layer):
     tf-keras converts subclassed layers' `call` with AutoGraph when it traces them; so do we.
     """
     bound = type(layer).call.__get__(layer)
-    if is_tf_keras(layer) and layer._should_use_autograph():  # pylint: disable=protected-access
+    if is_tf_keras(layer) and layer._should_use_autograph():
         return tf.__internal__.autograph.tf_convert(bound, tf.__internal__.autograph.control_status_ctx())
     return bound
 
@@ -61,19 +61,19 @@ def class_call(layer):
 def call_accepts_training(model) -> bool:
     """Whether ``model.call`` takes a `training` argument."""
     if is_tf_keras(model):
-        return model._expects_training_arg  # pylint: disable=protected-access
-    return model._call_has_training_arg  # pylint: disable=protected-access
+        return model._expects_training_arg
+    return model._call_has_training_arg
 
 
 def update_loss_metric(model, y_pred, loss, count) -> None:
     """Feeds the model's built-in "loss" metric (a weighted mean) with ``loss`` over ``count`` examples."""
     if is_tf_keras(model):
         container = model.compiled_loss
-        if not container._built:  # pylint: disable=protected-access
+        if not container._built:
             container.build(y_pred)
-        metric = container._total_loss_mean  # pylint: disable=protected-access
+        metric = container._total_loss_mean
     else:
-        metric = model._loss_tracker  # pylint: disable=protected-access
+        metric = model._loss_tracker
     if metric is not None:
         metric.update_state(loss, sample_weight=count)
 
@@ -87,25 +87,25 @@ def loss_weights(model):
 def data_dependent_losses(model) -> list:
     """Losses added with `add_loss` during the last forward pass (activity regularizers and the like)."""
     out = []
-    for layer in model._flatten_layers(include_self=True, recursive=True):  # pylint: disable=protected-access
-        out.extend(layer._losses)  # pylint: disable=protected-access
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        out.extend(layer._losses)
     return out
 
 
 def clear_data_dependent_losses(model) -> None:
-    for layer in model._flatten_layers(include_self=True, recursive=True):  # pylint: disable=protected-access
+    for layer in model._flatten_layers(include_self=True, recursive=True):
         if is_tf_keras(layer):
-            layer._clear_losses()  # pylint: disable=protected-access
+            layer._clear_losses()
         else:
-            layer._losses.clear()  # pylint: disable=protected-access
+            layer._losses.clear()
 
 
 def weight_regularization_loss(model):
     """The sum of the weight regularizers' penalties (a function of the weights only), or None."""
     terms = []
     if is_tf_keras(model):
-        for layer in model._flatten_layers(include_self=True, recursive=True):  # pylint: disable=protected-access
-            terms.extend(fn() for fn in layer._callable_losses)  # pylint: disable=protected-access
+        for layer in model._flatten_layers(include_self=True, recursive=True):
+            terms.extend(fn() for fn in layer._callable_losses)
     else:
         for variable in model.trainable_variables:
             if getattr(variable, "regularizer", None) is not None:

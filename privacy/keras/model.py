@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from privacy.accounting import Sampling, delta_warning
+from privacy.accounting import DpSgdMechanism, Sampling, delta_warning
 from privacy.keras import callback, compat, monitoring, optimizers, recording, sampling, validator
 from privacy.keras.params import DPConfigurationError, DPParams
 from privacy.keras.private_training import (CALLERS_DATASET, IN_ORDER, PERMUTED, PrivateTraining, attach,
@@ -30,16 +30,26 @@ _FIT_ARGUMENTS = ("x", "y", "batch_size", "epochs", "verbose", "callbacks", "val
 _DEFAULT_KERAS_BATCH_SIZE = 32
 
 
-def make_private(model, *, l2_norm_clip: float | None = None, noise_multiplier: float | None = None,
-                 num_microbatches: int | None = None, expected_batch_size: float | None = None,
-                 dataset_size: int | None = None, sampling: str = "poisson", adjacency: str | None = None,
-                 target_delta: float | None = None, target_epsilon: float | None = None,
-                 accountant: str | None = None, state_path: str | None = None, seed: int | None = None,
-                 secure_noise: bool = False, truncated_batch_size: int | str | None = None):
+def make_private(model, mechanism: DpSgdMechanism | None = None, *, l2_norm_clip: float | None = None,
+                 noise_multiplier: float | None = None, num_microbatches: int | None = None,
+                 expected_batch_size: float | None = None, dataset_size: int | None = None,
+                 sampling: str | None = None, adjacency: str | None = None, target_delta: float | None = None,
+                 target_epsilon: float | None = None, accountant: str | None = None, state_path: str | None = None,
+                 seed: int | None = None, secure_noise: bool = False, truncated_batch_size: int | str | None = None):
     """Makes ``model`` train with DP-SGD through its ordinary `compile` and `fit`; returns ``model``.
+
+    The mechanism is given either as one planned `privacy.accounting.DpSgdMechanism` (with ``l2_norm_clip``,
+    which it does not hold) or as its parts ``noise_multiplier``, ``num_microbatches``,
+    ``expected_batch_size``, ``dataset_size``, ``sampling``, ``adjacency`` and ``truncated_batch_size``; not
+    both (`DPConfigurationError`).
 
     Args:
       model: a Keras 3 or tf-keras model (Sequential, functional or subclassed).
+      mechanism: the planned run: its noise multiplier, microbatches, batch size B (``expected_batch_size``),
+        dataset size, sampling, adjacency and truncated batch size are used. Its ``steps`` (and, for shuffled
+        batches, ``steps_per_epoch``) are not a limit: the steps `fit` runs are what is counted and accounted.
+        A mechanism with ``max_examples_per_user`` (group privacy) is refused: the guarantee here is per
+        example.
       l2_norm_clip: C, the L2 bound on each example's gradient over all trainable variables. With
         ``noise_multiplier``, or neither when the model is compiled with a DPKeras*Optimizer.
       noise_multiplier: sigma; noise of std sigma * C is added once to the sum of clipped gradients.
@@ -50,7 +60,7 @@ def make_private(model, *, l2_norm_clip: float | None = None, noise_multiplier: 
         the expected size q * n). Default: `fit`'s batch_size, or the Poisson dataset's.
       dataset_size: n, the number of training examples (needed for accounting; taken from arrays or
         a `poisson_batches` dataset when not given).
-      sampling: "poisson" (default: arrays given to `fit` are Poisson-sampled, their rows gathered in
+      sampling: "poisson" (the default; arrays given to `fit` are Poisson-sampled, their rows gathered in
         place without copying them; datasets must come from `poisson_batches`), "fixed"
         (`fixed_size_batches`), or "shuffle" (each epoch a permutation batched within the epoch;
         accounted with the once-per-epoch bound, which claims no amplification). Under shuffling,
@@ -86,6 +96,17 @@ def make_private(model, *, l2_norm_clip: float | None = None, noise_multiplier: 
     Raises:
       DPConfigurationError: for layers, losses or settings DP-SGD cannot handle, naming what to use instead.
     """
+    if mechanism is not None:
+        _check_mechanism(mechanism, l2_norm_clip, dict(
+            noise_multiplier=noise_multiplier, num_microbatches=num_microbatches,
+            expected_batch_size=expected_batch_size, dataset_size=dataset_size, sampling=sampling,
+            adjacency=adjacency, truncated_batch_size=truncated_batch_size))
+        noise_multiplier, num_microbatches = mechanism.noise_multiplier, mechanism.num_microbatches
+        expected_batch_size, dataset_size = mechanism.batch_size, mechanism.dataset_size
+        sampling, adjacency = mechanism.sampling, mechanism.adjacency
+        truncated_batch_size = mechanism.truncated_batch_size
+    elif sampling is None:
+        sampling = Sampling.POISSON
     params = _params(l2_norm_clip, noise_multiplier, num_microbatches)
     if is_private(model):
         raise DPConfigurationError(f"model '{model.name}' is already private (by make_private, as a DPModel or "
@@ -414,7 +435,7 @@ def make_dp_model_class(cls: type) -> type:
     private_options = ("expected_batch_size", "dataset_size", "sampling", "adjacency", "target_delta",
                        "target_epsilon", "accountant", "state_path", "seed", "secure_noise")
 
-    class DPModelClass(cls):  # pylint: disable=missing-class-docstring
+    class DPModelClass(cls):
         def __init__(self, l2_norm_clip=None, noise_multiplier=None, num_microbatches=None, *args, **kwargs):
             options = {k: kwargs.pop(k) for k in private_options if k in kwargs}
             super().__init__(*args, **kwargs)
@@ -424,7 +445,7 @@ def make_dp_model_class(cls: type) -> type:
         def train_step(self, data):
             return dp_train_step(self, private_training(self), data)
 
-        def fit(self, *args, **kwargs):  # pylint: disable=signature-differs
+        def fit(self, *args, **kwargs):
             return private_fit(self, super().fit, *args, **kwargs)
 
         train_on_batch = refused_train_on_batch
@@ -433,6 +454,24 @@ def make_dp_model_class(cls: type) -> type:
     DPModelClass.__doc__ = (f"A Keras {cls.__name__} trained with DP-SGD (see `make_dp_model_class` and "
                             "`make_private`).")
     return DPModelClass
+
+
+def _check_mechanism(mechanism, l2_norm_clip, parts: dict) -> None:
+    """Refuses a ``mechanism`` given to make_private with any of ``parts`` (the arguments it stands for), without
+    ``l2_norm_clip``, or with a group-privacy setting."""
+    if not isinstance(mechanism, DpSgdMechanism):
+        raise DPConfigurationError(f"mechanism must be a privacy.accounting.DpSgdMechanism, got "
+                                   f"{type(mechanism).__name__}")
+    given = [f"{name}={value!r}" for name, value in parts.items() if value is not None]
+    if given:
+        raise DPConfigurationError(f"make_private got a mechanism and {', '.join(given)}: give the DpSgdMechanism "
+                                   f"or its parts ({', '.join(parts)}), not both")
+    if l2_norm_clip is None:
+        raise DPConfigurationError("make_private with a mechanism needs l2_norm_clip (C: the mechanism's noise "
+                                   "multiplier is in units of it)")
+    if mechanism.max_examples_per_user is not None:
+        raise DPConfigurationError(f"mechanism.max_examples_per_user={mechanism.max_examples_per_user}: make_private "
+                                   f"accounts a per-example guarantee; give a mechanism without it")
 
 
 def _params(l2_norm_clip, noise_multiplier, num_microbatches) -> DPParams | None:

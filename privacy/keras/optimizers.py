@@ -57,7 +57,7 @@ def _require_private_step(optimizer) -> None:
 def make_dp_optimizer_class(base: type) -> type:
     """A subclass of the Keras optimizer class ``base`` that carries DP-SGD hyperparameters."""
 
-    class DPOptimizer(base):  # pylint: disable=missing-class-docstring
+    class DPOptimizer(base):
         def __init__(self, l2_norm_clip: float, noise_multiplier: float, num_microbatches: int | None = None,
                      *args, **kwargs):
             if (kwargs.get("gradient_accumulation_steps") or 1) > 1:

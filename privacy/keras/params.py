@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 
+from privacy import validation
 from privacy.accounting import NOISE_MULTIPLIER_RANGE
 
 
@@ -33,8 +33,7 @@ class DPParams:
     num_microbatches: int | None = None
 
     def __post_init__(self):
-        if not (_is_number(self.l2_norm_clip) and self.l2_norm_clip > 0 and math.isfinite(self.l2_norm_clip)):
-            raise DPConfigurationError(f"l2_norm_clip must be a finite number > 0, got {self.l2_norm_clip!r}")
+        validation.positive("l2_norm_clip", self.l2_norm_clip, error=DPConfigurationError)
         low, high = NOISE_MULTIPLIER_RANGE
         if not (_is_number(self.noise_multiplier) and (self.noise_multiplier == 0
                                                        or low <= self.noise_multiplier <= high)):

@@ -20,6 +20,7 @@ import secrets
 
 import tensorflow as tf
 
+from privacy import validation
 from privacy.accounting import (MAX_STEPS, AccountantKind, Adjacency, DpSgdMechanism, PrivacyBudget, PrivacyReport,
                                 Sampling, UnsupportedAccounting, default_delta, dp_sgd_report, resolve_adjacency)
 from privacy.atomic_files import write_atomically
@@ -66,9 +67,8 @@ class PrivateTraining:
             raise DPConfigurationError(f"num_microbatches={microbatches} exceeds expected_batch_size="
                                        f"{self.expected_batch_size:g}: most microbatches would be empty; give at "
                                        f"most one microbatch per expected example")
-        if dataset_size is not None and (isinstance(dataset_size, bool) or not isinstance(dataset_size, int)
-                                         or dataset_size < 1):
-            raise DPConfigurationError(f"dataset_size must be an integer >= 1, got {dataset_size!r}")
+        if dataset_size is not None:
+            dataset_size = validation.integer("dataset_size", dataset_size, minimum=1, error=DPConfigurationError)
         self.dataset_size = dataset_size
         try:
             self.sampling = Sampling(sampling)
@@ -76,8 +76,8 @@ class PrivateTraining:
             self.accountant = AccountantKind(accountant) if accountant is not None else None
         except ValueError as err:
             raise DPConfigurationError(str(err)) from None
-        if target_delta is not None and not (isinstance(target_delta, (int, float)) and 0 < target_delta < 1):
-            raise DPConfigurationError(f"target_delta must be in (0, 1), got {target_delta!r}")
+        if target_delta is not None:
+            target_delta = validation.probability("target_delta", target_delta, error=DPConfigurationError)
         self._target_delta = target_delta
         self.target_epsilon = _positive_or_none("target_epsilon", target_epsilon)
         self.state_path = os.fspath(state_path) if state_path is not None else None
@@ -457,11 +457,7 @@ def outside_fit(what: str) -> str:
 
 
 def _positive_or_none(name, value):
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):
-        raise DPConfigurationError(f"{name} must be a finite number > 0, got {value!r}")
-    return value
+    return None if value is None else validation.positive(name, value, error=DPConfigurationError)
 
 
 def private_training(model) -> PrivateTraining:

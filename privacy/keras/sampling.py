@@ -34,6 +34,7 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
+from privacy import validation
 from privacy.accounting import Sampling
 from privacy.keras.masking import select_rows
 from privacy.keras.params import DPConfigurationError
@@ -81,7 +82,7 @@ class BatchSampling:
 def default_max_batch_size(dataset_size: int, expected_batch_size: float,
                            overflow_probability: float = DEFAULT_OVERFLOW_PROBABILITY) -> int:
     """Smallest m with P(Binomial(n, B / n) > m) <= ``overflow_probability``."""
-    from scipy import stats  # pylint: disable=import-outside-toplevel
+    from scipy import stats
 
     q = expected_batch_size / dataset_size
     return max(1, int(stats.binom.isf(overflow_probability, dataset_size, q)))
@@ -247,7 +248,7 @@ def sampling_of(dataset) -> BatchSampling | None:
         found = getattr(dataset, _TAG, None)
         if found is not None:
             return found
-        inputs = dataset._inputs()  # pylint: disable=protected-access
+        inputs = dataset._inputs()
         if type(dataset).__name__ not in _TRANSPARENT or len(inputs) != 1:
             return None
         dataset = inputs[0]
@@ -258,10 +259,10 @@ def batches_per_pass(dataset) -> int:
     """Batches in one pass of a caller's dataset of shuffled batches: its cardinality, or for
     ``batches.repeat()`` that of ``batches``; refused when it cannot be read from the dataset."""
     while type(dataset).__name__ in ("_PrefetchDataset", "_OptionsDataset"):
-        dataset = dataset._inputs()[0]  # pylint: disable=protected-access
+        dataset = dataset._inputs()[0]
     where = "the dataset"
     if type(dataset).__name__ == "_RepeatDataset":
-        dataset, where = dataset._inputs()[0], "the repeated dataset"  # pylint: disable=protected-access
+        dataset, where = dataset._inputs()[0], "the repeated dataset"
     count = int(dataset.cardinality())
     if count < 1 or _repeats_inside(dataset):
         why = ("it is empty" if count == 0 else "it repeats before it ends" if count > 0
@@ -275,7 +276,7 @@ def batches_per_pass(dataset) -> int:
 
 def _repeats_inside(dataset) -> bool:
     """Whether a `repeat` hides inside (e.g. ``repeat().take(k)``, whose cardinality is no pass)."""
-    inputs = dataset._inputs()  # pylint: disable=protected-access
+    inputs = dataset._inputs()
     return any(type(d).__name__ == "_RepeatDataset" or _repeats_inside(d) for d in inputs)
 
 
@@ -309,8 +310,7 @@ def checked_passes(dataset, *, batch_size: int, batches_per_pass: int, dataset_s
 
 
 def _check_sizes(dataset_size, batch_size) -> tuple[int, float]:
-    if isinstance(dataset_size, bool) or not isinstance(dataset_size, int) or dataset_size < 1:
-        raise DPConfigurationError(f"dataset_size must be an integer >= 1, got {dataset_size!r}")
+    dataset_size = validation.integer("dataset_size", dataset_size, minimum=1, error=DPConfigurationError)
     if not (isinstance(batch_size, (int, float)) and not isinstance(batch_size, bool)
             and 0 < batch_size <= dataset_size and math.isfinite(batch_size)):
         raise DPConfigurationError(f"the batch size must be in (0, dataset_size={dataset_size}], got {batch_size!r}")

@@ -32,7 +32,7 @@ _BASE_CLASSES = ("Model", "Sequential", "Functional")
 
 def find_problems(model, *, target_epsilon: float | None = None) -> list[str]:
     """Every reason ``model`` (compiled or not) cannot be trained privately as it stands."""
-    layers = list(model._flatten_layers(include_self=False, recursive=True))  # pylint: disable=protected-access
+    layers = list(model._flatten_layers(include_self=False, recursive=True))
     problems = adapted_layers(layers)
     for layer in layers:
         names = [cls.__name__ for cls in type(layer).__mro__]

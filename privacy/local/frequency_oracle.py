@@ -157,6 +157,6 @@ def grr_draw(values: np.ndarray, epsilon: float, buckets: int, rng) -> np.ndarra
 def grr_dp_event(epsilon: float, buckets: int):
     """dp-accounting's RandomizedResponseDpEvent for GRR: with probability 1 - p the input, else uniform over all
     b buckets, so p / b = 1 / (e**eps + b - 1), p = b / (e**eps + b - 1)."""
-    import dp_accounting  # pylint: disable=import-outside-toplevel
+    import dp_accounting
     return dp_accounting.RandomizedResponseDpEvent(noise_parameter=buckets / (math.exp(epsilon) + buckets - 1),
                                                    num_buckets=buckets)

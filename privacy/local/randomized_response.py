@@ -9,10 +9,10 @@ whether an answer was truthful, yet estimates the population's yes-rate as (yes-
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
+from privacy import validation
 from privacy.local.frequency_oracle import UNIFORM_GRID, FrequencyOracle, exp_lower_bound, grr_dp_event
 from privacy.local.validation import check_values
 
@@ -34,9 +34,7 @@ class RandomizedResponse(FrequencyOracle):
     @classmethod
     def from_coin(cls, truth_probability: float = 0.5) -> "RandomizedResponse":
         """The design whose first coin lands heads (answer truthfully) with ``truth_probability`` t in (0, 1)."""
-        t = truth_probability
-        if isinstance(t, bool) or not isinstance(t, numbers.Real) or not 0 < t < 1:
-            raise ValueError(f"truth_probability must be in (0, 1), got {t!r}")
+        t = validation.probability("truth_probability", truth_probability)
         return cls(math.log((1 + t) / (1 - t)))
 
     @property

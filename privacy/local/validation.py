@@ -1,11 +1,10 @@
-"""Checks shared by the local randomizers: one-line errors that name the bad value."""
+"""Checks shared by the local randomizers (over `privacy.validation`): one-line errors that name the bad value."""
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import numpy as np
+
+from privacy import validation
 
 MAX_EPSILON = 20.0
 """Largest per-person epsilon accepted. At it the smallest probability a randomizer draws with is about 2**-30
@@ -17,17 +16,12 @@ MAX_DOMAIN = 1 << 20
 
 def check_epsilon(epsilon) -> float:
     """``epsilon`` as a float in (0, `MAX_EPSILON`]; ValueError naming it otherwise."""
-    if (isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not math.isfinite(epsilon)
-            or not 0 < epsilon <= MAX_EPSILON):
-        raise ValueError(f"epsilon must be a finite number in (0, {MAX_EPSILON:g}], got {epsilon!r}")
-    return float(epsilon)
+    return float(validation.positive("epsilon", epsilon, maximum=MAX_EPSILON))
 
 
 def check_domain(k) -> int:
     """``k`` as an int in [2, `MAX_DOMAIN`]; ValueError naming it otherwise."""
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 2 <= k <= MAX_DOMAIN:
-        raise ValueError(f"k (the number of values) must be an integer in [2, {MAX_DOMAIN}], got {k!r}")
-    return int(k)
+    return validation.integer("k (the number of values)", k, minimum=2, maximum=MAX_DOMAIN)
 
 
 def check_values(values, k: int) -> np.ndarray:
@@ -51,6 +45,4 @@ def check_values(values, k: int) -> np.ndarray:
 
 def check_confidence(confidence) -> float:
     """``confidence`` as a float in (0, 1); ValueError naming it otherwise."""
-    if (isinstance(confidence, bool) or not isinstance(confidence, numbers.Real) or not 0 < confidence < 1):
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
-    return float(confidence)
+    return float(validation.probability("confidence", confidence))

@@ -47,7 +47,7 @@ class KAnonymityReport:
     rows_below_target: int
     share_below_target: float
     sensitive: str | None = None
-    l: int | None = None
+    l: int | None = None  # noqa: E741 (l-diversity's own name)
 
     @property
     def meets_target(self) -> bool:

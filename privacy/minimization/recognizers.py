@@ -24,7 +24,7 @@ _ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRST
 
 @functools.lru_cache(maxsize=1)
 def _offline_tld():
-    import tldextract  # pylint: disable=import-outside-toplevel
+    import tldextract
     return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
 
@@ -36,8 +36,8 @@ def _has_public_suffix(text: str) -> bool:
 @functools.lru_cache(maxsize=None)
 def _classes() -> dict:
     """``{entity_type: recognizer class}``, built on first use (Presidio imported here only)."""
-    from presidio_analyzer import Pattern  # pylint: disable=import-outside-toplevel
-    from presidio_analyzer.predefined_recognizers import (  # pylint: disable=import-outside-toplevel
+    from presidio_analyzer import Pattern
+    from presidio_analyzer.predefined_recognizers import (
         CreditCardRecognizer, EmailRecognizer, IbanRecognizer, IpRecognizer, PhoneRecognizer, UrlRecognizer,
         UsSsnRecognizer)
 
@@ -87,8 +87,8 @@ def _classes() -> dict:
                     if sum(c.isdigit() for c in text[r.start:r.end]) >= MIN_PHONE_DIGITS]
 
     return {"EMAIL_ADDRESS": OfflineEmailRecognizer, "PHONE_NUMBER": PossiblePhoneRecognizer,
-            "CREDIT_CARD": LuhnCreditCardRecognizer, "IBAN_CODE": CaseInsensitiveIbanRecognizer, "US_SSN": UsSsnRecognizer,
-            "IP_ADDRESS": IpRecognizer, "URL": OfflineUrlRecognizer}
+            "CREDIT_CARD": LuhnCreditCardRecognizer, "IBAN_CODE": CaseInsensitiveIbanRecognizer,
+            "US_SSN": UsSsnRecognizer, "IP_ADDRESS": IpRecognizer, "URL": OfflineUrlRecognizer}
 
 
 def build(entities: tuple) -> list:

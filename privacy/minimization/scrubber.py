@@ -95,7 +95,7 @@ def normalized(value: str, entity_type: str | None) -> str:
     latin-1, as they are scanned (`_scan_form`)."""
     value = _scan_form(value)
     if entity_type == "PHONE_NUMBER":
-        import phonenumbers  # pylint: disable=import-outside-toplevel
+        import phonenumbers
         try:
             number = phonenumbers.parse(value, _PHONE_REGION)
         except phonenumbers.NumberParseException:
@@ -129,9 +129,9 @@ class Scrubber:
     """Scrubs records (mappings of column to value) under one `ScrubSettings`; counts into `report`."""
 
     def __init__(self, settings: ScrubSettings):
-        from presidio_analyzer import AnalyzerEngine, RecognizerRegistry  # pylint: disable=import-outside-toplevel
-        from presidio_analyzer.nlp_engine import NoOpNlpEngine  # pylint: disable=import-outside-toplevel
-        from presidio_anonymizer import AnonymizerEngine  # pylint: disable=import-outside-toplevel
+        from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+        from presidio_analyzer.nlp_engine import NoOpNlpEngine
+        from presidio_anonymizer import AnonymizerEngine
 
         self.settings = settings
         self._key = load_or_create_key(settings.key_file)
@@ -150,7 +150,7 @@ class Scrubber:
         return hmac.new(self._key, value.encode(*_ENCODING), hashlib.sha256).hexdigest()[:HASH_HEX_CHARS]
 
     def _operators(self, operator: str, entity_types: Iterable[str]) -> dict:
-        from presidio_anonymizer.entities import OperatorConfig  # pylint: disable=import-outside-toplevel
+        from presidio_anonymizer.entities import OperatorConfig
         if operator == "redact":
             config = OperatorConfig("redact")
         elif operator == "mask":
@@ -166,7 +166,7 @@ class Scrubber:
         """Presidio's results for ``text`` plus whole-word matches of ``known`` values (``{entity_type: value or
         values}``), without spans inside another kept one (`recognizers.resolve_overlaps`). A known value that a
         recognizer also finds keeps the recognizer's type, so it hashes as that type's other spellings do."""
-        from presidio_analyzer import RecognizerResult  # pylint: disable=import-outside-toplevel
+        from presidio_analyzer import RecognizerResult
         text = _scan_form(text)
         results = self._analyzer.analyze(text=text, language=_LANGUAGE, entities=list(self.settings.entities),
                                           score_threshold=self.settings.score_threshold)

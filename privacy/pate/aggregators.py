@@ -10,11 +10,11 @@ a seed is given, which only tests should do).
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Union
 
 import numpy as np
 
+from privacy import validation
 from privacy.pate.votes import MAX_NOISE, PateConfigurationError, check_noise, check_votes
 from privacy.preprocessing.noise import NoiseSource
 
@@ -60,9 +60,8 @@ class ConfidentGNMax:
 
     def __post_init__(self):
         threshold = self.threshold
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)) or \
-                not (math.isfinite(threshold) and 0 <= threshold <= MAX_NOISE):
-            raise PateConfigurationError(f"threshold must be in [0, {MAX_NOISE:g}] votes, got {threshold!r}")
+        threshold = validation.number("threshold", threshold, low=0, high=MAX_NOISE, note="votes",
+                                      error=PateConfigurationError)
         object.__setattr__(self, "threshold", float(threshold))
         object.__setattr__(self, "sigma1", check_noise("sigma1", self.sigma1))
         object.__setattr__(self, "sigma2", check_noise("sigma2", self.sigma2))

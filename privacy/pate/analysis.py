@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from dp_accounting.rdp import rdp_privacy_accountant
 
+from privacy import validation
 from privacy.accounting import dp_accounting_version, event_to_json
 from privacy.accounting.accountants import CheckedRdpAccountant, rdp_epsilon
 from privacy.pate.aggregators import Aggregator, VoteHistory
@@ -51,7 +52,7 @@ def composed_epsilon(aggregator: Aggregator, queries: int, release: SmoothSensit
     orders = composition_orders(release.beta)
     accountant = CheckedRdpAccountant(orders=list(orders), neighboring_relation=RELATION)
     accountant.compose(pate_dp_event(aggregator, queries))
-    labels = np.asarray(accountant._rdp)  # pylint: disable=protected-access
+    labels = np.asarray(accountant._rdp)
     rdp = labels + [gnss_rdp(release.beta, release.sigma_ss, o) for o in orders]
     return rdp_epsilon(orders, rdp, delta)[0]
 
@@ -114,8 +115,7 @@ def analyze(history: VoteHistory, delta: float, *, smoothed: SmoothedRdp | None 
             smoothed_refused: str | None = None) -> PateReport:
     """The report of ``history``, with its one smoothed release (`SmoothSensitivityRelease.release`) if made,
     or why none was."""
-    if not 0 < delta < 1:
-        raise PateConfigurationError(f"delta must be in (0, 1), got {delta!r}")
+    validation.probability("delta", delta, error=PateConfigurationError)
     queries = len(history.votes)
     aggregator = history.aggregator
     labels = data_independent_epsilon(aggregator, queries, delta)

@@ -20,6 +20,7 @@ import math
 import numpy as np
 from dp_accounting import dp_event
 
+from privacy import validation
 from privacy.accounting import AccountantKind, NeighboringRelation, epsilon_of
 from privacy.pate.aggregators import Aggregator, ConfidentGNMax, GNMax
 from privacy.pate.votes import PateConfigurationError
@@ -50,8 +51,7 @@ def charged_answers(aggregator: Aggregator, queries: int) -> int:
 
 def pate_dp_event(aggregator: Aggregator, queries: int) -> dp_event.DpEvent:
     """The dp-accounting event of ``queries`` queries to ``aggregator`` (see the module docstring)."""
-    if isinstance(queries, bool) or not isinstance(queries, int) or queries < 1:
-        raise PateConfigurationError(f"queries must be an integer >= 1, got {queries!r}")
+    validation.integer("queries", queries, minimum=1, error=PateConfigurationError)
     if isinstance(aggregator, GNMax):
         return dp_event.SelfComposedDpEvent(gnmax_query_event(aggregator.sigma), queries)
     if isinstance(aggregator, ConfidentGNMax):
@@ -67,8 +67,7 @@ def data_independent_epsilon(aggregator: Aggregator, queries: int, delta: float)
 
     Raises PateConfigurationError where the noise is so small that no finite epsilon holds.
     """
-    if not 0 < delta < 1:
-        raise PateConfigurationError(f"delta must be in (0, 1), got {delta!r}")
+    validation.probability("delta", delta, error=PateConfigurationError)
     with np.errstate(divide="ignore", over="ignore"):  # a tiny sigma: infinite RDP, refused below
         epsilon = epsilon_of(pate_dp_event(aggregator, queries), target_delta=delta,
                              accountant=AccountantKind.RDP, relation=RELATION)

@@ -11,7 +11,7 @@ import numpy as np
 
 
 def _classifier(input_dim: int, num_classes: int, hidden: int, seed: int):
-    import keras  # pylint: disable=import-outside-toplevel
+    import keras
     keras.utils.set_random_seed(seed)
     model = keras.Sequential([keras.Input((input_dim,)), keras.layers.Dense(hidden, activation="relu"),
                               keras.layers.Dense(num_classes)])

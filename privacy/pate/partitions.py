@@ -14,6 +14,7 @@ import hashlib
 
 import numpy as np
 
+from privacy import validation
 from privacy.pate.votes import PateConfigurationError
 
 
@@ -71,5 +72,4 @@ def _key_bytes(key) -> bytes:
 
 
 def _check_count(num_teachers) -> None:
-    if isinstance(num_teachers, bool) or not isinstance(num_teachers, (int, np.integer)) or num_teachers < 1:
-        raise PateConfigurationError(f"teachers must be an integer >= 1, got {num_teachers!r}")
+    validation.integer("teachers", num_teachers, minimum=1, error=PateConfigurationError)

@@ -25,6 +25,7 @@ import scipy.optimize
 import scipy.special
 import scipy.stats
 
+from privacy import validation
 from privacy.pate import data_dependent as dd
 from privacy.pate.aggregators import ConfidentGNMax, VoteHistory
 from privacy.pate.votes import PateConfigurationError
@@ -207,16 +208,14 @@ class SmoothSensitivityRelease:
 
     def __post_init__(self):
         order = self.order
-        if isinstance(order, bool) or not isinstance(order, (int, float)) or not (1 < order <= 1e4):
-            raise PateConfigurationError(f"smooth-sensitivity order must be in (1, 10000], got {order!r}")
+        validation.number("smooth-sensitivity order", order, low=1, high=1e4, low_open=True,
+                          error=PateConfigurationError)
         beta = 0.4 / order if self.beta is None else self.beta
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 < beta < 1 / (2 * order):
             raise PateConfigurationError(f"smooth-sensitivity beta must be in (0, 1/(2*order)) = "
                                          f"(0, {1 / (2 * order):g}), got {beta!r}")
         sigma_ss = self.sigma_ss
-        if isinstance(sigma_ss, bool) or not isinstance(sigma_ss, (int, float)) or \
-                not (math.isfinite(sigma_ss) and sigma_ss > 0):
-            raise PateConfigurationError(f"smooth-sensitivity sigma_ss must be a finite number > 0, got {sigma_ss!r}")
+        validation.positive("smooth-sensitivity sigma_ss", sigma_ss, error=PateConfigurationError)
         object.__setattr__(self, "order", float(order))
         object.__setattr__(self, "beta", float(beta))
         object.__setattr__(self, "sigma_ss", float(sigma_ss))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
+
+from privacy import validation
 
 MAX_NOISE = 1e6
 """Upper end of every noise standard deviation and threshold accepted (votes are counts of teachers)."""
@@ -57,9 +58,4 @@ def check_teachers(num_teachers: int, num_classes: int) -> None:
 
 def check_noise(name: str, value: float) -> float:
     """Returns ``value`` as a float if it is a noise std in (0, MAX_NOISE], else raises naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise PateConfigurationError(f"{name} must be a number, got {value!r}")
-    value = float(value)
-    if not (math.isfinite(value) and 0 < value <= MAX_NOISE):
-        raise PateConfigurationError(f"{name} must be in (0, {MAX_NOISE:g}], got {value!r}")
-    return value
+    return float(validation.positive(name, value, maximum=MAX_NOISE, error=PateConfigurationError))

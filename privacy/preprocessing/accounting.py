@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 from dp_accounting import dp_event
 
+from privacy import validation
 from privacy.accounting import Adjacency
 from privacy.preprocessing.records import (EXACT, CoverageRecord, MechanismRecord, PublicDeclaration, RecordError,
                                            ReleaseRecord, from_text)
@@ -122,8 +123,8 @@ class PreprocessingPart:
 
     def __post_init__(self):
         object.__setattr__(self, "adjacency", Adjacency(self.adjacency))
-        if isinstance(self.group_size, bool) or not isinstance(self.group_size, int) or self.group_size < 1:
-            raise RecordError(f"group_size must be an integer >= 1, got {self.group_size!r}")
+        object.__setattr__(self, "group_size",
+                           validation.integer("group_size", self.group_size, minimum=1, error=RecordError))
 
     def events(self) -> list[dp_event.DpEvent]:
         """Every release's event (an exact release is a `NonPrivateDpEvent`: infinite epsilon)."""

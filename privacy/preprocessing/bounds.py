@@ -9,9 +9,10 @@ Values are clipped into the bounds before any statistic is taken; NaN counts as 
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
+
+from privacy import validation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,10 +24,7 @@ class Bounds:
 
     def __post_init__(self):
         for name in ("lower", "upper"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
-                    or not math.isfinite(value):
-                raise ValueError(f"bounds: {name} must be a finite number, got {value!r}")
+            object.__setattr__(self, name, validation.number(f"bounds: {name}", getattr(self, name)))
         if not self.lower < self.upper:
             raise ValueError(f"bounds: lower must be below upper, got [{self.lower!r}, {self.upper!r}]")
         object.__setattr__(self, "lower", float(self.lower))
@@ -65,8 +63,7 @@ class Bounds:
 
 def check_values_per_record(d) -> None:
     """d, the values each record holds, must be an integer >= 1."""
-    if isinstance(d, bool) or not isinstance(d, int) or d < 1:
-        raise ValueError(f"values_per_record must be an integer >= 1, got {d!r}")
+    validation.integer("values_per_record", d, minimum=1)
 
 
 def records(batch, values_per_record: int) -> np.ndarray:
@@ -96,8 +93,7 @@ class Grid:
     scale: str = "linear"
 
     def __post_init__(self):
-        if isinstance(self.bins, bool) or not isinstance(self.bins, int) or self.bins < 2:
-            raise ValueError(f"bins must be an integer >= 2, got {self.bins!r}")
+        object.__setattr__(self, "bins", validation.integer("bins", self.bins, minimum=2))
         if self.scale not in SCALES:
             raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
         if self.scale == "log" and self.bounds.lower <= 0:

@@ -17,6 +17,7 @@ import math
 import dp_accounting
 from dp_accounting import dp_event
 
+from privacy import validation
 from privacy.accounting import AccountantKind, Adjacency, make_accountant
 
 
@@ -38,11 +39,8 @@ class PreprocessingBudget:
     accountant: AccountantKind = AccountantKind.RDP
 
     def __post_init__(self):
-        if isinstance(self.epsilon, bool) or not isinstance(self.epsilon, (int, float)) \
-                or not 0 < self.epsilon < math.inf:
-            raise ValueError(f"preprocessing epsilon must be a finite number > 0, got {self.epsilon!r}")
-        if isinstance(self.delta, bool) or not isinstance(self.delta, (int, float)) or not 0 < self.delta < 1:
-            raise ValueError(f"preprocessing delta must be in (0, 1), got {self.delta!r}")
+        object.__setattr__(self, "epsilon", validation.positive("preprocessing epsilon", self.epsilon))
+        object.__setattr__(self, "delta", validation.probability("preprocessing delta", self.delta))
         object.__setattr__(self, "adjacency", Adjacency(self.adjacency))
         object.__setattr__(self, "accountant", AccountantKind(self.accountant))
 
@@ -61,6 +59,4 @@ class PreprocessingBudget:
 
 def check_share(share) -> float:
     """A share in (0, 1]; else ValueError naming the value."""
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
-        raise ValueError(f"share must be a number in (0, 1] (a fraction of the preprocessing budget), got {share!r}")
-    return float(share)
+    return float(validation.probability("share", share, one=True, note="a fraction of the preprocessing budget"))

@@ -17,6 +17,8 @@ from typing import Mapping
 
 from dp_accounting import dp_event
 
+from privacy import validation
+
 
 @dataclasses.dataclass(frozen=True)
 class Component:
@@ -51,8 +53,7 @@ def allocate(sensitivities: Mapping[str, float], weights: Mapping[str, float],
     blocks that a record can move (sensitivity > 0) are renormalised to sum to 1: block i then carries
     the fraction w_i of the release's privacy loss. Blocks no record can move get no noise.
     """
-    if not (isinstance(noise_multiplier, (int, float)) and 0 < noise_multiplier < math.inf):
-        raise ValueError(f"noise_multiplier must be a finite number > 0, got {noise_multiplier!r}")
+    validation.positive("noise_multiplier", noise_multiplier)
     moved = {name: weights[name] for name, s in sensitivities.items() if s > 0}
     total = sum(moved.values())
     if not moved or total <= 0 or any(w <= 0 for w in moved.values()):

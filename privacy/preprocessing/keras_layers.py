@@ -95,7 +95,7 @@ def _vocabulary_set_later(layer, class_name: str, config: dict[str, Any]) -> str
 
 
 def _file_lines(path: str) -> list[str]:
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf
     try:
         with tf.io.gfile.GFile(path, "rb") as handle:
             text = handle.read().decode("utf-8", "surrogateescape")

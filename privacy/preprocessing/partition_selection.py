@@ -31,6 +31,7 @@ from typing import Iterable
 
 from scipy import special
 
+from privacy import validation
 from privacy.accounting import Adjacency
 from privacy.preprocessing.gaussian import Component, allocate
 from privacy.preprocessing.noise import NoiseSource
@@ -57,12 +58,9 @@ class GaussianThresholding:
         if self.adjacency is not Adjacency.ADD_REMOVE:
             raise ValueError("private vocabularies are analysed under add-remove adjacency only (a replaced record's "
                              "unique tokens can appear on both sides); use Poisson sampling in the Trainer")
-        l0 = self.max_tokens_per_record
-        if isinstance(l0, bool) or not isinstance(l0, int) or l0 < 1:
-            raise ValueError(f"max_tokens_per_record must be an integer >= 1, got {l0!r}")
-        t = self.threshold_delta
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < 1:
-            raise ValueError(f"threshold_delta must be in (0, 1), got {t!r}")
+        object.__setattr__(self, "max_tokens_per_record",
+                           validation.integer("max_tokens_per_record", self.max_tokens_per_record, minimum=1))
+        object.__setattr__(self, "threshold_delta", validation.probability("threshold_delta", self.threshold_delta))
 
     @property
     def components(self) -> tuple[Component, ...]:

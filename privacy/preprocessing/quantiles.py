@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 
+from privacy import validation
 from privacy.accounting import Adjacency
 from privacy.preprocessing.bounds import Grid, check_values_per_record, records
 from privacy.preprocessing.gaussian import Component, allocate
@@ -44,9 +45,8 @@ class TreeHistogram:
 
     def __post_init__(self):
         object.__setattr__(self, "adjacency", Adjacency(self.adjacency))
-        b = self.branching
-        if isinstance(b, bool) or not isinstance(b, int) or b < 2:
-            raise ValueError(f"branching must be an integer >= 2, got {b!r}")
+        b = validation.integer("branching", self.branching, minimum=2)
+        object.__setattr__(self, "branching", b)
         if b ** self.height != self.grid.bins:
             raise ValueError(f"bins ({self.grid.bins}) must be a power of branching ({b})")
         check_values_per_record(self.values_per_record)

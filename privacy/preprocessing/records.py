@@ -19,6 +19,7 @@ import json
 import math
 from typing import Any
 
+from privacy import validation
 from privacy.accounting import Adjacency
 from privacy.preprocessing import partition_selection
 from privacy.preprocessing.gaussian import Component, gaussian_event, noise_multiplier_of
@@ -234,8 +235,7 @@ def group_factor(record_adjacency: Adjacency | str, adjacency: Adjacency | str, 
       RecordError: when no bound follows.
     """
     source, target = Adjacency(record_adjacency), Adjacency(adjacency)
-    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
-        raise RecordError(f"group_size must be an integer >= 1, got {group_size!r}")
+    validation.integer("group_size", group_size, minimum=1, error=RecordError)
     if source is Adjacency.ADD_REMOVE:
         return float(group_size if target is Adjacency.ADD_REMOVE else 2 * group_size)
     if target is Adjacency.REPLACE_ONE and group_size == 1:

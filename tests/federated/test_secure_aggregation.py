@@ -109,8 +109,9 @@ def test_simulation_with_secure_aggregation_matches_plain_fedavg(digits_iid):
     client = ClientConfig(epochs=1, batch_size=10, learning_rate=0.3)
 
     def run(aggregation, dropout_rate=0.0):
-        sim = FederatedSimulation(linear_model, data, FedAvg(client, weighted=False), rounds=2, sampler=UniformSampler(0.5), seed=3,
-                                  aggregation=aggregation, dropout_rate=dropout_rate, evaluation=test)
+        sim = FederatedSimulation(linear_model, data, FedAvg(client, weighted=False), rounds=2,
+                                  sampler=UniformSampler(0.5), seed=3, aggregation=aggregation,
+                                  dropout_rate=dropout_rate, evaluation=test)
         return sim, sim.run()
 
     plain, _ = run(None)

@@ -164,7 +164,7 @@ def test_evaluate_and_bad_models():
         ClientTrainer(linear_model, execution="parallel")
     with pytest.raises(ValueError, match="loss must be a keras.losses.Loss instance or a Loss class name"):
         ClientTrainer(linear_model, loss="mse")
-    with pytest.raises(ValueError, match="batch_size must be an integer >= 1 or None"):
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1 \\(or None for the full batch\\)"):
         ClientConfig(batch_size=0)
 
 

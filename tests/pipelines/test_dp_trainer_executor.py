@@ -34,7 +34,8 @@ config = {{"private": True, "target_epsilon": 3.0, "delta": 0.01, "batch_size": 
 try:
     Executor().Do({{"examples": [examples]}}, {{"model": [model], "model_run": [run]}},
                   {{"custom_config": json.dumps(config), "run_fn": "no.such.module.run_fn",
-                   "train_args": json.dumps({{"splits": ["train"]}}), "eval_args": json.dumps({{"splits": ["train"]}})}})
+                   "train_args": json.dumps({{"splits": ["train"]}}),
+                   "eval_args": json.dumps({{"splits": ["train"]}})}})
 except InvalidPrivacySetting as err:
     print("REFUSED", err.setting, err)
 """

@@ -172,8 +172,8 @@ def test_preprocessing_that_spends_the_whole_target_or_another_adjacency_is_refu
 
 
 def test_private_training_on_transformed_examples_without_their_transform_graph_is_refused(tmp_path):
-    import tensorflow as tf  # noqa: PLC0415 (only this test writes TFRecords)
-    from pipelines.components.dp_trainer import fn_args_utils  # noqa: PLC0415
+    import tensorflow as tf
+    from pipelines.components.dp_trainer import fn_args_utils
     split = tmp_path / "Split-train"
     split.mkdir()
     with tf.io.TFRecordWriter(str(split / "transformed_examples-00000-of-00001.gz"), options="GZIP") as writer:

@@ -194,7 +194,8 @@ def test_pipeline_command_refuses_federated_settings_it_cannot_run(tmp_path, opt
     assert not (root / "metadata.sqlite").exists()
 
 
-def test_client_column_partitions_naturally_with_secure_aggregation_and_a_public_run_has_no_ledger(tmp_path, python_subprocess):
+def test_client_column_partitions_naturally_with_secure_aggregation_and_a_public_run_has_no_ledger(
+        tmp_path, python_subprocess):
     code = f"""
 import json, os
 import tensorflow as tf

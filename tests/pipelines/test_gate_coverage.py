@@ -52,8 +52,8 @@ def test_delta_close_to_one_over_n_is_a_warning_and_at_one_over_n_a_problem():
 def _store_with_a_trainer(tmp_path, *, graph_input: bool):
     """An ML Metadata store: Transform (examples -> transformed examples, graph), then Trainer -> model, reading the
     transformed examples, and the graph too when ``graph_input``. Returns (store, model id)."""
-    from ml_metadata.metadata_store import metadata_store  # noqa: PLC0415
-    from ml_metadata.proto import metadata_store_pb2 as pb  # noqa: PLC0415
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2 as pb
     config = pb.ConnectionConfig()
     config.sqlite.filename_uri = str(tmp_path / "metadata.sqlite")
     config.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
@@ -77,7 +77,7 @@ def _store_with_a_trainer(tmp_path, *, graph_input: bool):
 def test_the_gate_follows_lineage_to_a_transform_the_ledger_does_not_account(tmp_path, monkeypatch):
     """A Trainer that read a Transform's transformed_examples without its graph: the model carries no record, but ML
     Metadata leads the gate to the graph, whose releases the ledger lacks; one that accounts them passes."""
-    from privacy.preprocessing import (CoverageRecord, MeanVariance, MechanismRecord,  # noqa: PLC0415
+    from privacy.preprocessing import (CoverageRecord, MeanVariance, MechanismRecord,
                                        PreprocessingAccount, PreprocessingPart, to_text)
     release = MechanismRecord(name="x/mean_and_var", analyzer="mean_and_var", mechanism="gaussian-sums",
                               adjacency="add-remove", components=MeanVariance((0, 1), 5.0).components,
@@ -101,8 +101,8 @@ def test_the_gate_follows_lineage_to_a_transform_the_ledger_does_not_account(tmp
 def _store(tmp_path, artifacts: dict[str, str], executions: dict[str, str], events: list[tuple[str, str, str]]):
     """An ML Metadata store of ``artifacts`` {uri: type}, ``executions`` {name: type} and ``events`` (uri, execution,
     'INPUT' or 'OUTPUT'). Returns (read-only store, id of the artifact '/model')."""
-    from ml_metadata.metadata_store import metadata_store  # noqa: PLC0415
-    from ml_metadata.proto import metadata_store_pb2 as pb  # noqa: PLC0415
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2 as pb
     config = pb.ConnectionConfig()
     config.sqlite.filename_uri = str(tmp_path / "lineage.sqlite")
     config.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
@@ -119,7 +119,7 @@ def _store(tmp_path, artifacts: dict[str, str], executions: dict[str, str], even
 
 
 def _one_release_account(noisy_values: tuple[float, ...]):
-    from privacy.preprocessing import (CoverageRecord, MeanVariance, MechanismRecord,  # noqa: PLC0415
+    from privacy.preprocessing import (CoverageRecord, MeanVariance, MechanismRecord,
                                        PreprocessingAccount, ReleaseRecord, to_text)
     release = MechanismRecord(name="x/mean_and_var", analyzer="mean_and_var", mechanism="gaussian-sums",
                               adjacency="add-remove", components=MeanVariance((0, 1), 5.0).components,
@@ -129,7 +129,7 @@ def _one_release_account(noisy_values: tuple[float, ...]):
 
 
 def _accounted_ledger(account):
-    from privacy.preprocessing import PreprocessingPart  # noqa: PLC0415
+    from privacy.preprocessing import PreprocessingPart
     mechanism = DpSgdMechanism(dataset_size=1000, batch_size=10, noise_multiplier=1.0, steps=10)
     return pl.PrivacyLedger.for_dp_sgd(mechanism, l2_norm_clip=1.0, delta=1e-5,
                                        preprocessing=PreprocessingPart(account, "add-remove"))

@@ -61,7 +61,8 @@ def test_kubeflow_v2_json_runs_the_encrypted_gate_between_evaluator_and_pusher(k
 def test_the_declared_lineage_skip_reaches_the_evaluator_with_its_reason(kubeflow_spec):
     """Without a metadata path the gate blesses nothing unless the skip is declared: the reason travels in the
     Evaluator's EvalConfig (the gate puts it in its summary)."""
-    eval_config = kubeflow_spec["root"]["dag"]["tasks"]["Evaluator"]["inputs"]["parameters"]["eval_config"]["runtimeValue"]["constantValue"]["stringValue"]
+    parameters = kubeflow_spec["root"]["dag"]["tasks"]["Evaluator"]["inputs"]["parameters"]
+    eval_config = parameters["eval_config"]["runtimeValue"]["constantValue"]["stringValue"]
     assert "Vertex ML Metadata is not readable by the gate" in eval_config and "lineage_unchecked" in eval_config
 
 
@@ -95,7 +96,7 @@ def test_a_noise_multiplier_without_a_preprocessing_budget_is_refused(tmp_path, 
 @pytest.mark.parametrize("private", [True, False])
 def test_a_private_transform_keeps_no_analyzer_cache(tmp_path, private):
     # Transform's analyzer cache would store the private analyzers' exact accumulators in the pipeline root.
-    from pipelines import pipeline  # noqa: PLC0415 (imports TFX)
+    from pipelines import pipeline
     built = pipeline.bundled_pipeline(str(tmp_path), trainer_config={**pipeline.DEFAULT_TRAINER_CONFIG,
                                                                      "private": private})
     [transform] = [c for c in built.components if c.id == "Transform"]

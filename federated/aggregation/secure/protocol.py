@@ -32,6 +32,7 @@ from federated.aggregation.secure import masking, shamir
 from federated.aggregation.secure.quantization import dequantize_sum, quantize
 from federated.aggregation.summand import Summand
 from federated.streams import Stream
+from privacy import validation
 
 _SHARE_BYTES = 66   # a GF(2^521 - 1) element
 
@@ -80,10 +81,8 @@ class SecureAggregation:
     data_dependent = ("clipped_coordinates",)   # what clients clipped: a private run leaves it out of the report
 
     def __init__(self, *, clipping_range: float, bits: int = 16, modulus_bits: int = 32, threshold: float = 2 / 3):
-        if not (isinstance(clipping_range, (int, float)) and clipping_range > 0 and math.isfinite(clipping_range)):
-            raise ValueError(f"clipping_range must be a finite number > 0, got {clipping_range!r}")
-        if not (isinstance(bits, int) and 1 <= bits <= 48):
-            raise ValueError(f"bits must be an integer in [1, 48], got {bits!r}")
+        validation.positive("clipping_range", clipping_range)
+        validation.integer("bits", bits, minimum=1, maximum=48)
         if not (isinstance(modulus_bits, int) and bits < modulus_bits <= 63):
             raise ValueError(f"modulus_bits must be an integer in ({bits}, 63], got {modulus_bits!r}")
         if not (isinstance(threshold, (int, float)) and 0.5 < threshold <= 1):

@@ -21,7 +21,7 @@ from pipelines.transform.artifact import NO_TRANSFORM_GRAPH, transformed_without
 
 
 def _files(file_patterns: list[str]) -> list[str]:
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf
     files = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
     if not files:
         raise ValueError(f"no training files match {file_patterns}")
@@ -30,7 +30,7 @@ def _files(file_patterns: list[str]) -> list[str]:
 
 def count_examples(file_patterns: list[str]) -> int:
     """Number of tf.Example records in the (GZIP) TFRecord files matching ``file_patterns``."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf
     files = _files(file_patterns)
     gzip = [f for f in files if f.endswith(".gz")]
     count = 0
@@ -67,7 +67,7 @@ def _plan(config: DpTrainingConfig, dataset_size: int, steps: int | None,
     process, and calibrating sigma takes a second or two."""
     preprocessing = None
     if config.private and transform_output:
-        from pipelines.transform.artifact import transform_graph_account  # pylint: disable=import-outside-toplevel
+        from pipelines.transform.artifact import transform_graph_account
         preprocessing = transform_graph_account(transform_output)
     return config.plan(dataset_size=dataset_size, steps=steps, preprocessing=preprocessing)
 

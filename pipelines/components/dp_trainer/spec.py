@@ -43,6 +43,7 @@ import difflib
 import math
 from typing import Any, Mapping
 
+from privacy import validation
 from privacy.accounting import (AccountantKind, DpSgdMechanism, PrivacyBudget, Sampling, UnsupportedAccounting,
                                 calibrate_noise_multiplier, default_delta, steps_for_epochs)
 
@@ -141,9 +142,7 @@ class DpTrainingConfig:
           InvalidPrivacySetting: when a setting does not fit the data or the target epsilon cannot
             be reached.
         """
-        n = dataset_size
-        if not (isinstance(n, int) and n >= 1):
-            raise ValueError(f"dataset_size must be an integer >= 1, got {n!r}")
+        n = validation.integer("dataset_size", dataset_size, minimum=1)
         if self.batch_size > n:
             raise InvalidPrivacySetting("batch_size", f"must be <= the {n} training examples, got {self.batch_size}")
         if self.sampling == Sampling.SHUFFLE.value:

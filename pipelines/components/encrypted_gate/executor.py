@@ -118,7 +118,7 @@ def _load_examples(input_dict, settings: spec.GateSettings, input_shape: tuple) 
         raise ValueError(f"split {settings.split!r} of {examples.uri} has no examples")
     transform = input_dict.get(spec.TRANSFORM_GRAPH_KEY) or []
     if transform:
-        import tensorflow_transform as tft  # pylint: disable=import-outside-toplevel
+        import tensorflow_transform as tft
 
         tft_output = tft.TFTransformOutput(artifact_utils.get_single_instance(transform).uri)
         parsed = tf.io.parse_example(tf.stack(records), tft_output.raw_feature_spec())

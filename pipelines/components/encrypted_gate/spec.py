@@ -11,6 +11,7 @@ import json
 import math
 from typing import Any
 
+from privacy import validation
 from privacy.encrypted.verify import DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MIN_AGREEMENT
 
 EXAMPLES_KEY = "examples"
@@ -66,10 +67,11 @@ class GateSettings:
             raise ValueError(f"feature_keys must be a non-empty list of feature names, got {self.feature_keys!r}")
         if not (isinstance(self.label_key, str) and self.label_key):
             raise ValueError(f"label_key must be a feature name, got {self.label_key!r}")
-        if not 0 <= self.min_agreement <= 1:
-            raise ValueError(f"min_agreement must be in [0, 1], got {self.min_agreement!r}")
-        if not self.max_accuracy_drop >= 0:
-            raise ValueError(f"max_accuracy_drop must be >= 0 (percentage points), got {self.max_accuracy_drop!r}")
+        object.__setattr__(self, "min_agreement",
+                           validation.probability("min_agreement", self.min_agreement, zero=True, one=True))
+        object.__setattr__(self, "max_accuracy_drop",
+                           validation.number("max_accuracy_drop", self.max_accuracy_drop, low=0,
+                                             note="percentage points"))
         for name in ("num_examples", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")

@@ -47,5 +47,5 @@ class Executor(trainer_executor.GenericExecutor):
 
 
 def _files(patterns: list[str]) -> list[str]:
-    from tfx.dsl.io import fileio  # pylint: disable=import-outside-toplevel
+    from tfx.dsl.io import fileio
     return [path for pattern in patterns for path in fileio.glob(pattern)]

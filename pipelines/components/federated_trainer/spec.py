@@ -148,6 +148,8 @@ from privacy.accounting import (NOISE_MULTIPLIER_RANGE, AccountantKind, Adjacenc
 from privacy.decision import DecisionError, NoisyAccuracy
 from privacy.preprocessing import PreprocessingAccount, PreprocessingPart, RecordError
 
+from privacy import validation
+
 PARTITIONS = KEYED_RULES + ("shards",)
 """Keyed rules (one record changes one client), and McMahan's label-sorted shards (non-private runs only)."""
 SAMPLINGS = ("uniform", "poisson")
@@ -415,7 +417,7 @@ class FederatedTrainingConfig:
 
     def partitioner(self):
         """Natural clients by ``client_key``; else ``partition`` keyed by record content (shards: cut)."""
-        from federated import partitioners  # pylint: disable=import-outside-toplevel
+        from federated import partitioners
         if self.client_key is not None:
             return partitioners.NaturalPartitioner()
         if self.partition == "shards":
@@ -437,10 +439,9 @@ class FederatedTrainingConfig:
             modulus included: it must hold the sum of the most clients a round can sample), the target epsilon
             cannot be reached, or adaptive clipping's count noise is too small for the round's z.
         """
-        if not (isinstance(num_clients, int) and num_clients >= 1):
-            raise ValueError(f"num_clients must be an integer >= 1, got {num_clients!r}")
+        num_clients = validation.integer("num_clients", num_clients, minimum=1)
         if self.secure_aggregation:   # checked here, not in a round that samples many clients
-            from federated.aggregation import SecureAggregation  # pylint: disable=import-outside-toplevel
+            from federated.aggregation import SecureAggregation
             most = self.sampler().most_clients(num_clients)
             needed = SecureAggregation.required_modulus_bits(self.secagg_bits, most)
             if needed > self.secagg_modulus_bits:
@@ -548,7 +549,7 @@ class FederatedTrainingConfig:
 
     def _local_plan(self, num_clients: int, delta: float, target: float | None) -> "FederatedTrainingPlan":
         """Local DP: z as given, else calibrated so that a client sent in every round stays within ``target``."""
-        from federated.strategies.dp_local import (  # pylint: disable=import-outside-toplevel
+        from federated.strategies.dp_local import (
             calibrate_local_noise_multiplier, local_epsilon)
         z = self.noise_multiplier
         if target is not None:
@@ -624,8 +625,8 @@ class FederatedTrainingPlan:
 
     def strategy(self):
         """The FedAvg-family strategy (clients weighted equally and wrapped in DP-FedAvg when private)."""
-        from federated import ClientConfig  # pylint: disable=import-outside-toplevel
-        from federated.strategies import build_strategy, with_client_dp  # pylint: disable=import-outside-toplevel
+        from federated import ClientConfig
+        from federated.strategies import build_strategy, with_client_dp
         c = self.config
         client = ClientConfig(epochs=c.local_epochs, batch_size=c.batch_size, learning_rate=c.client_learning_rate,
                               proximal_mu=c.proximal_mu)
@@ -634,7 +635,7 @@ class FederatedTrainingPlan:
         if not self.private:
             return algorithm
         if self.local_noise_multiplier is not None:
-            from federated.strategies import LocalDifferentialPrivacy  # pylint: disable=import-outside-toplevel
+            from federated.strategies import LocalDifferentialPrivacy
             return LocalDifferentialPrivacy(algorithm, clipping_norm=c.clipping_norm,
                                             noise_multiplier=self.local_noise_multiplier, target_delta=self.delta,
                                             max_epsilon=c.max_epsilon, accountant=c.accountant)
@@ -649,7 +650,7 @@ class FederatedTrainingPlan:
         c = self.config
         if not c.secure_aggregation:
             return None
-        from federated.aggregation import SecureAggregation  # pylint: disable=import-outside-toplevel
+        from federated.aggregation import SecureAggregation
         return SecureAggregation(clipping_range=c.secagg_range or strategy.secure_aggregation_range(max_client_size),
                                  bits=c.secagg_bits, modulus_bits=c.secagg_modulus_bits)
 
@@ -736,7 +737,8 @@ class FederatedTrainingPlan:
             "delta_is_default": c.delta is None, "delta_warning": self.delta_warning,
             "noise": "seeded" if c.seeded_noise else "csprng",
             "record_level": self.record_level(rounds),
-            "outside_guarantee": {**(DECISION_CAVEAT if self.decision is not None else {}), **(outside_guarantee or {})}}
+            "outside_guarantee": {**(DECISION_CAVEAT if self.decision is not None else {}),
+                                  **(outside_guarantee or {})}}
         return privacy_ledger.PrivacyLedger(budget=budget, mechanism=privacy_ledger.DP_FEDAVG, parameters=parameters,
                                             trainer={**trainer, "settings": c.to_custom_config()},
                                             preprocessing=self.preprocessing, decision=self.decision)

@@ -9,7 +9,7 @@ component (loaded on first use of the name) and `executor.Executor` the work.
 def __getattr__(name: str):
     if name == "LocalRandomizer":
         from pipelines.components.local_randomizer.component import \
-            LocalRandomizer  # pylint: disable=import-outside-toplevel
+            LocalRandomizer
         return LocalRandomizer
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

@@ -57,7 +57,7 @@ def correct_predictions(serving_model_dir: str, files: list[str], *, label_key: 
 def _predictor(serving_model_dir: str, label_key: str, prediction_key: str | None, signature: str):
     """A function of (files, max_examples) giving (labels, predicted probabilities, scored) of the model's
     signature; ``scored`` is False (and the label or probabilities NaN) for a record it cannot score."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf
     model = tf.saved_model.load(serving_model_dir)
     if signature not in model.signatures:
         raise ValueError(f"the model in {serving_model_dir} has no signature {signature!r} "
@@ -92,7 +92,7 @@ def _predictor(serving_model_dir: str, label_key: str, prediction_key: str | Non
 
 
 def _score_or_none(scores, record: bytes) -> np.ndarray | None:
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf
     try:
         return scores([record])[0]
     except (tf.errors.InvalidArgumentError, UnicodeDecodeError):   # (undecodable bytes break the message)
@@ -100,7 +100,7 @@ def _score_or_none(scores, record: bytes) -> np.ndarray | None:
 
 
 def _read_records(files: list[str], limit: int | None) -> list[bytes]:
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf
     records: list[bytes] = []
     for path in sorted(files):
         dataset = tf.data.TFRecordDataset(path, compression_type="GZIP" if path.endswith(".gz") else "")
@@ -113,8 +113,8 @@ def _read_records(files: list[str], limit: int | None) -> list[bytes]:
 
 def _label(record: bytes, label_key: str) -> float:
     """The record's label; NaN without exactly one value (or an unparsable record)."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from google.protobuf.message import DecodeError  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf
+    from google.protobuf.message import DecodeError
     try:
         feature = tf.train.Example.FromString(record).features.feature.get(label_key)
     except DecodeError:

@@ -44,11 +44,11 @@ def artifact_problems(serving_dir: str, ledger: privacy_ledger.PrivacyLedger) ->
 
 def keras_layer_problems(serving_dir: str) -> list[str]:
     """Adapted preprocessing layers among the layers a tf-keras SavedModel records in its Keras metadata."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf
     path = os.path.join(serving_dir, KERAS_METADATA)
     if not tf.io.gfile.exists(path):
         return []
-    from tf_keras.protobuf import saved_metadata_pb2  # pylint: disable=import-outside-toplevel
+    from tf_keras.protobuf import saved_metadata_pb2
     metadata = saved_metadata_pb2.SavedMetadata()
     with tf.io.gfile.GFile(path, "rb") as f:
         metadata.ParseFromString(f.read())

@@ -319,8 +319,8 @@ def _finite(epsilons: dict[str, float | None]) -> dict[str, float | None]:
 def _failure_message(failure) -> str:
     """A TFMA ValidationFailure as text, e.g. 'binary_accuracy 0.81 does not meet >= 0.85'."""
     threshold = failure.metric_threshold.value_threshold
-    bounds = [f"{op} {getattr(threshold, field).value:g}" for op, field in ((">=", "lower_bound"), ("<=", "upper_bound"))
-              if threshold.HasField(field)]
+    bounds = [f"{op} {getattr(threshold, field).value:g}"
+              for op, field in ((">=", "lower_bound"), ("<=", "upper_bound")) if threshold.HasField(field)]
     value = failure.metric_value.double_value.value if failure.metric_value.HasField("double_value") else None
     shown = "n/a" if value is None else f"{value:.4g}"
     rule = " and ".join(bounds) or str(failure.metric_threshold).replace("\n", " ")

@@ -19,14 +19,14 @@ TRANSFORM_GRAPH_TYPE = "TransformGraph"
 
 
 def transform_graph_account(uri: str) -> PreprocessingAccount:
-    from pipelines.transform.artifact import transform_graph_account as read  # pylint: disable=import-outside-toplevel
+    from pipelines.transform.artifact import transform_graph_account as read
     return read(uri)
 
 
 def open_store(metadata_path: str):
     """A read-only ML Metadata store on the SQLite file ``metadata_path``."""
-    from ml_metadata.metadata_store import metadata_store  # pylint: disable=import-outside-toplevel
-    from ml_metadata.proto import metadata_store_pb2  # pylint: disable=import-outside-toplevel
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = metadata_path
     config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
@@ -36,7 +36,7 @@ def open_store(metadata_path: str):
 def transform_graphs_upstream(store, model_id: int) -> list[str]:
     """URIs of the Transform graphs anywhere upstream of the artifact ``model_id``: every ``TransformGraph`` an
     execution in its upstream subgraph read or wrote."""
-    from ml_metadata.proto import metadata_store_pb2  # pylint: disable=import-outside-toplevel
+    from ml_metadata.proto import metadata_store_pb2
     output, input_ = metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.INPUT
     seen_artifacts, seen_executions, frontier = {model_id}, set(), [model_id]
     while frontier:

@@ -37,6 +37,7 @@ import math
 from typing import Any
 
 from pipelines import privacy_ledger
+from privacy import validation
 from privacy.auditing.canaries import MAX_CANARIES
 from privacy.auditing.one_run import MIN_CANARIES
 
@@ -109,17 +110,15 @@ def privacy_metrics(*, epsilon_budget: float, max_membership_auc: float = 0.6,
       audit_canaries: run the privacy audit (`canary_audit`) with this many white-box canaries: bless only when
         its measured lower bound on epsilon is at most the epsilon claimed for the audited run; None: no audit.
     """
-    import tensorflow_model_analysis as tfma  # pylint: disable=import-outside-toplevel
-    if not (isinstance(epsilon_budget, (int, float)) and 0 < epsilon_budget < math.inf):
-        raise ValueError(f"epsilon_budget must be a finite number > 0, got {epsilon_budget!r}")
-    if not (isinstance(max_membership_auc, (int, float)) and 0 <= max_membership_auc <= 1):
-        raise ValueError(f"max_membership_auc must be in [0, 1], got {max_membership_auc!r}")
-    if delta_budget is not None and not (isinstance(delta_budget, (int, float)) and 0 < delta_budget < 1):
-        raise ValueError(f"delta_budget must be in (0, 1), got {delta_budget!r}")
+    import tensorflow_model_analysis as tfma
+    validation.positive("epsilon_budget", epsilon_budget)
+    validation.probability("max_membership_auc", max_membership_auc, zero=True, one=True)
+    if delta_budget is not None:
+        validation.probability("delta_budget", delta_budget)
     if privacy_unit not in privacy_ledger.PRIVACY_UNITS:
         raise ValueError(f"privacy_unit must be one of {', '.join(privacy_ledger.PRIVACY_UNITS)}, got {privacy_unit!r}")
-    if min_accuracy is not None and not (isinstance(min_accuracy, (int, float)) and 0 <= min_accuracy <= 1):
-        raise ValueError(f"min_accuracy must be in [0, 1], got {min_accuracy!r}")
+    if min_accuracy is not None:
+        validation.probability("min_accuracy", min_accuracy, zero=True, one=True)
     if lineage_unchecked is not None and not (isinstance(lineage_unchecked, str) and lineage_unchecked.strip()):
         raise ValueError(f"lineage_unchecked must be a non-empty reason, got {lineage_unchecked!r}")
     check_audit_canaries(audit_canaries)

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from privacy import validation
 from privacy.atomic_files import write_atomically
 from privacy.encrypted.protocol.shares import NUM_PARTIES
 
@@ -167,8 +168,7 @@ def _write(path: str, data: bytes, private: bool = False) -> None:
 
 
 def _validity(valid_days: int) -> tuple[datetime.datetime, datetime.datetime]:
-    if isinstance(valid_days, bool) or not isinstance(valid_days, int) or not 1 <= valid_days <= MAX_VALID_DAYS:
-        raise ValueError(f"valid_days must be an integer in [1, {MAX_VALID_DAYS}], got {valid_days!r}")
+    validation.integer("valid_days", valid_days, minimum=1, maximum=MAX_VALID_DAYS)
     now = datetime.datetime.now(datetime.timezone.utc)
     return now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=valid_days)
 

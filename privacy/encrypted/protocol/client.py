@@ -18,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 
+from privacy import validation
 from privacy.encrypted.model.ranges import RangePlan
 from privacy.encrypted.model.ring import DTYPE, FixedPoint, as_signed
 from privacy.encrypted.protocol.shares import reconstruct, share
@@ -150,8 +151,7 @@ def predict_with_retries(run: Callable[[np.ndarray], list], batch: int, *, retri
     Raises:
         ResultRejected: if an example was still withheld after 1 + `retries` runs.
     """
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ValueError(f"retries must be an integer >= 0, got {retries!r}")
+    validation.integer("retries", retries, minimum=0)
     rows, merged = np.arange(batch), None
     for attempt in range(retries + 1):
         prediction, withheld = reconstruct_prediction(run(rows), output=output,

@@ -41,7 +41,8 @@ def test_numpy_out_of_memory_names_the_allocation():
         caught = err
     result = CliRunner().invoke(group_raising(caught), ["fail"])
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert result.output.startswith("Error: not enough memory (Unable to allocate") and len(result.output.splitlines()) == 1
+    assert result.output.startswith("Error: not enough memory (Unable to allocate")
+    assert len(result.output.splitlines()) == 1
 
 
 def test_a_defect_keeps_its_traceback():

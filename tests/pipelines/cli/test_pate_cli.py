@@ -73,7 +73,7 @@ def test_malformed_vote_history_exits_2_with_one_line(ppml_cli, tmp_path, histor
 
 
 def test_epsilon_votes_prints_the_stored_release_and_never_draws_a_new_one(ppml_cli, tmp_path):
-    from privacy.pate import GNMax, SmoothSensitivityRelease, analyze  # pylint: disable=import-outside-toplevel
+    from privacy.pate import GNMax, SmoothSensitivityRelease, analyze
     history = GNMax(40.0).aggregate(np.tile([200, 30, 20, 0], (30, 1)), seed=0)
     smoothed = SmoothSensitivityRelease().release(history, seed=5)
     path = tmp_path / "votes.json"

@@ -100,7 +100,8 @@ def test_user_level_budget_uses_group_privacy():
     assert budget.epsilon("rdp") == compute_epsilon(user, 1e-5, "rdp")
 
 
-@pytest.mark.parametrize("kwargs,match", [({"target_delta": 0}, "target_delta"), ({"target_delta": 1.5}, "target_delta"),
+@pytest.mark.parametrize("kwargs,match", [({"target_delta": 0}, "target_delta"),
+                                          ({"target_delta": 1.5}, "target_delta"),
                                           ({"target_delta": 1e-5, "group_size": 0}, "group_size")])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -4,10 +4,13 @@ The expected values are built here directly from dp_accounting events, written o
 sampling scheme and adjacency, so a mistake in `DpSgdMechanism`'s event construction shows up.
 """
 
+import dataclasses
+import json
 import math
 from fractions import Fraction
 
 import dp_accounting as dpa
+import numpy as np
 import pytest
 
 from privacy.accounting import (Adjacency, DpSgdMechanism, UnsupportedAccounting, compute_epsilon,
@@ -193,6 +196,19 @@ def test_bad_values_are_named(field, value, match):
     args[field] = value
     with pytest.raises(ValueError, match=match):
         DpSgdMechanism(**args)
+
+
+def test_numpy_numbers_are_kept_as_python_numbers():
+    """A mechanism given numpy scalars (sizes counted with numpy) holds Python numbers: its fields go to JSON
+    ledgers as they are, and it equals the mechanism of the same Python numbers."""
+    mechanism = DpSgdMechanism(dataset_size=np.int64(1000), batch_size=10, noise_multiplier=np.float32(1.5),
+                               steps=np.int32(5), num_microbatches=np.int64(2))
+    fields = dataclasses.asdict(mechanism)
+    assert [type(fields[name]) for name in ("dataset_size", "noise_multiplier", "steps", "num_microbatches")] == \
+        [int, float, int, int]
+    json.dumps(fields)
+    assert mechanism == DpSgdMechanism(dataset_size=1000, batch_size=10, noise_multiplier=1.5, steps=5,
+                                       num_microbatches=2)
 
 
 def test_report_states_context_and_versions():

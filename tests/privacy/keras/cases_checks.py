@@ -53,7 +53,7 @@ def case_validator_names_what_to_use_instead():
 def case_noise_multipliers_the_accountants_cannot_take_are_refused_up_front():
     """sigma = 1e-4 was accepted by make_private and the DP optimizers; fit trained a whole epoch and then
     failed to account it. Outside [1e-3, 1e6] (0, no privacy, aside) both refuse it before any step."""
-    from privacy.accounting import NOISE_MULTIPLIER_RANGE  # pylint: disable=import-outside-toplevel
+    from privacy.accounting import NOISE_MULTIPLIER_RANGE
 
     for sigma in (1e-4, 2e6, -1.0, float("nan")):
         _raises(lambda: make_private(K.Sequential([K.Input((4,)), L.Dense(2)]), l2_norm_clip=1.0,
@@ -140,6 +140,66 @@ def case_shuffled_batches_are_accounted_under_replace_one():
         dp_accounting.GaussianDpEvent(0.6), 2)).get_epsilon(0.01)
     assert private.target_delta == 0.01 and abs(private.epsilon("rdp") - expected) < 1e-9, (private.epsilon("rdp"),
                                                                                              expected)
+
+
+def case_a_planned_mechanism_stands_for_its_parts():
+    """make_private(model, mechanism, l2_norm_clip=C) trains as the call with the mechanism's parts: the same
+    weights under one seed, the planned mechanism accounted, and epsilon as dp-accounting composes it."""
+    from privacy.accounting import DpSgdMechanism
+
+    x, y = _data()
+    poisson = DpSgdMechanism(dataset_size=40, batch_size=10, noise_multiplier=1.3, steps=4, num_microbatches=2)
+    fixed = DpSgdMechanism(dataset_size=40, batch_size=8, noise_multiplier=0.9, steps=3, sampling="fixed")
+    for planned in (poisson, fixed):
+        parts = dict(noise_multiplier=planned.noise_multiplier, num_microbatches=planned.num_microbatches,
+                     expected_batch_size=planned.batch_size, dataset_size=planned.dataset_size,
+                     sampling=planned.sampling.value, adjacency=planned.adjacency.value)
+        models = [K.Sequential([K.Input((4,)), L.Dense(2)]) for _ in range(2)]
+        models[1].set_weights(models[0].get_weights())
+        make_private(models[0], planned, l2_norm_clip=1.0, target_delta=1e-3, seed=3)
+        make_private(models[1], l2_norm_clip=1.0, target_delta=1e-3, seed=3, **parts)
+        for model in models:
+            model.compile(optimizer="sgd", loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
+            model.fit(x, y, steps_per_epoch=planned.steps, epochs=1, verbose=0)
+        by_plan, by_parts = (private_training(model) for model in models)
+        assert by_plan.mechanism() == by_parts.mechanism() == planned, (by_plan.mechanism(), planned)
+        for a, b in zip(models[0].get_weights(), models[1].get_weights()):
+            assert np.allclose(a, b, rtol=0, atol=1e-6), (a, b)
+    # Independently: 4 Poisson-sampled steps at q = 10/40; a microbatch of several examples moves the sum by
+    # 2C, so the Gaussian's noise multiplier relative to it is 1.3 / 2.
+    event = dp_accounting.PoissonSampledDpEvent(0.25, dp_accounting.GaussianDpEvent(0.65))
+    expected = dp_accounting.rdp.RdpAccountant().compose(dp_accounting.SelfComposedDpEvent(event, 4))
+    model = make_private(K.Sequential([K.Input((4,)), L.Dense(2)]), poisson, l2_norm_clip=1.0, target_delta=1e-3)
+    model.compile(optimizer="sgd", loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, steps_per_epoch=4, epochs=1, verbose=0)
+    assert abs(private_training(model).epsilon("rdp") - expected.get_epsilon(1e-3)) < 1e-9
+
+
+def case_a_mechanism_with_its_parts_or_without_a_clip_is_refused():
+    """A mechanism and any of the arguments it stands for, a mechanism without l2_norm_clip, one with group
+    privacy, or something else in its place: one-line errors naming the setting, and the model stays as it was."""
+    from privacy.accounting import DpSgdMechanism
+
+    planned = DpSgdMechanism(dataset_size=40, batch_size=10, noise_multiplier=1.3, steps=4)
+    model = K.Sequential([K.Input((4,)), L.Dense(2)])
+    for call, fragments in [
+            (lambda: make_private(model, planned, l2_norm_clip=1.0, noise_multiplier=1.1),
+             ("make_private got a mechanism and noise_multiplier=1.1", "not both")),
+            (lambda: make_private(model, planned, l2_norm_clip=1.0, sampling="poisson", dataset_size=40),
+             ("dataset_size=40, sampling='poisson'",)),
+            (lambda: make_private(model, planned), ("needs l2_norm_clip",)),
+            (lambda: make_private(model, planned.replace(max_examples_per_user=2), l2_norm_clip=1.0),
+             ("mechanism.max_examples_per_user=2", "per-example")),
+            (lambda: make_private(model, {"noise_multiplier": 1.3}, l2_norm_clip=1.0),
+             ("mechanism must be a privacy.accounting.DpSgdMechanism, got dict",))]:
+        try:
+            call()
+        except DPConfigurationError as err:
+            assert "\n" not in str(err) and all(f in str(err) for f in fragments), (fragments, str(err))
+        else:
+            raise AssertionError(f"no DPConfigurationError mentioning {fragments}")
+    make_private(model, planned, l2_norm_clip=1.0)  # none of the refusals left the model private
+    assert private_training(model).mechanism(4) == planned
 
 
 def case_poisson_batches_are_poisson():

@@ -81,7 +81,7 @@ def case_several_outputs_and_weighted_losses_train_like_keras():
     wrong.compile(optimizer="sgd", loss=["mse"])
     try:
         wrong.fit(x, [ya, yb], epochs=1, verbose=0)
-    except Exception as err:  # noqa: BLE001 - Keras may refuse it first, in its own words
+    except Exception as err:
         assert "losss" not in str(err), str(err)
     else:
         raise AssertionError("one loss for two outputs was accepted")

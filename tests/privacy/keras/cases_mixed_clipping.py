@@ -52,17 +52,17 @@ def _naive_clipped_sum(model, x, y, clip):
 
 def _traced(step, x, y):
     """``step(x, y, ones)`` and the (positions, ghost?) decisions `OuterProduct` took while it was traced."""
-    decisions, decide = [], factors.OuterProduct._use_ghost  # pylint: disable=protected-access
+    decisions, decide = [], factors.OuterProduct._use_ghost
 
     def spy(self):
         decisions.append((self.a.shape[1], decide(self)))
         return decisions[-1][1]
 
-    factors.OuterProduct._use_ghost = spy  # pylint: disable=protected-access
+    factors.OuterProduct._use_ghost = spy
     try:
         return step(x, y, tf.ones([BATCH])), decisions
     finally:
-        factors.OuterProduct._use_ghost = decide  # pylint: disable=protected-access
+        factors.OuterProduct._use_ghost = decide
 
 
 def case_clipped_sum_equals_naive_per_example_clipping_per_layer_kind():
@@ -81,7 +81,7 @@ def case_clipped_sum_equals_naive_per_example_clipping_per_layer_kind():
         clip = float(np.median(norms))  # binds for about half the examples
         want, _ = _naive_clipped_sum(model, x, y, clip)
         for jit_compile in (False, True) if with_xla else (False,):
-            step = tf.function(lambda x, y, w: clipped_gradient_sum(  # noqa: B023 - called at once
+            step = tf.function(lambda x, y, w: clipped_gradient_sum(
                 model, units, x, y, w, DPParams(clip, 0.0, None), expected_batch_size=BATCH),
                 autograph=False, jit_compile=jit_compile)
             got, decisions = _traced(step, x, y)

@@ -123,7 +123,7 @@ def case_the_drop_in_leaves_every_other_model_to_keras():
     """Importing privacy.keras wraps keras.Model.fit only: compile is Keras' own, so Keras 3's load_model (which
     treated every model as having a custom compile and restored no optimizer: evaluate failed with "No loss to
     compute") and clone_model restore a plain model's compiled state, on both flavours and save formats."""
-    import warnings  # pylint: disable=import-outside-toplevel
+    import warnings
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(32, 4)).astype("float32"), rng.integers(0, 3, 32)

@@ -332,7 +332,7 @@ def case_pld_cost_limit_crossed_by_the_planned_fit_is_refused_before_any_step():
     above 100 after 200 steps) raised UnsupportedAccounting from the callback mid-fit. It is refused before the
     first step; a fit within the limits runs; and where the limit is crossed anyway, the callback saves the
     steps and raises a one-line DPConfigurationError."""
-    from privacy.keras import callback  # pylint: disable=import-outside-toplevel
+    from privacy.keras import callback
 
     x, y = _data(n=100, inputs=8)
     with tempfile.TemporaryDirectory() as tmp:
@@ -369,7 +369,7 @@ def case_pld_cost_limit_crossed_by_the_planned_fit_is_refused_before_any_step():
                 Crossed.saved = True
 
         try:
-            callback._epsilon(Crossed())  # pylint: disable=protected-access
+            callback._epsilon(Crossed())
         except DPConfigurationError as err:
             assert "after 250 private steps" in str(err) and state in str(err) and "\n" not in str(err)
         else:

@@ -70,7 +70,7 @@ def test_gnmax_data_independent_epsilon_is_dp_accounting_gaussian_with_sensitivi
     # ... whose RDP is alpha / sigma^2 per query (the paper's Proposition 8).
     accountant = dp_accounting.rdp.RdpAccountant([2.0, 8.0, 32.0])
     accountant.compose(dp_event.GaussianDpEvent(sigma / math.sqrt(2)), queries)
-    rdp = accountant._rdp  # pylint: disable=protected-access
+    rdp = accountant._rdp
     assert np.allclose(rdp, queries * np.array([2.0, 8.0, 32.0]) / sigma**2)
 
 

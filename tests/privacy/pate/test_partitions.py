@@ -61,7 +61,7 @@ def test_no_one_record_decides_whether_partitioning_succeeds():
 
 
 def test_a_teacher_with_an_empty_partition_votes_independently_of_the_private_data():
-    from privacy.pate import keras_training  # pylint: disable=import-outside-toplevel
+    from privacy.pate import keras_training
     rng = np.random.default_rng(0)
     queries = rng.normal(size=(40, 3))
     votes = [keras_training.teacher_votes(rng.normal(size=(30, 3)), rng.integers(0, 3, 30), [[]], queries, 3,

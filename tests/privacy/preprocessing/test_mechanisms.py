@@ -152,7 +152,7 @@ def test_bad_settings_are_refused_naming_them():
         Bounds.of((3, 1))
     with pytest.raises(ValueError, match="upper must be a finite number"):
         Bounds.of((0, math.inf))
-    with pytest.raises(ValueError, match="share must be a number in \\(0, 1\\]"):
+    with pytest.raises(ValueError, match="share must be in \\(0, 1\\] \\(a fraction of the"):
         check_share(0)
     with pytest.raises(ValueError, match="share must be"):
         check_share(1.5)
