@@ -136,7 +136,8 @@ class PrivacyReport:
             ("adjacency", _ADJACENCY_TEXT[m.adjacency]),
             *([("truncation", f"batches of more than {m.truncated_batch_size} cut to a random "
                               f"{m.truncated_batch_size} of them (probability {m.truncation_probability:.3g} per "
-                              f"step)")] if m.truncated_batch_size is not None else []),
+                              f"step), accounted as dp-accounting's TruncatedSubsampledGaussianDpEvent")]
+              if m.truncated_batch_size is not None else []),
             ("clipping", clipping),
         ]
         if m.max_examples_per_user:
@@ -147,7 +148,8 @@ class PrivacyReport:
         lines += ["", f"  {'accountant':<11} {'epsilon':>9}  analysis"]
         for kind, eps in self.epsilon.items():
             shown = "n/a" if eps is None else ("inf" if math.isinf(eps) else f"{eps:.4f}")
-            lines.append(f"  {kind.upper():<11} {shown:>9}  {self.unavailable.get(kind) or accountant_description(kind)}")
+            analysis = self.unavailable.get(kind) or accountant_description(kind)
+            lines.append(f"  {kind.upper():<11} {shown:>9}  {analysis}")
         lines.append("")
         best = [e for e in self.epsilon.values() if e is not None]
         if best:
