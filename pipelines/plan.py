@@ -29,7 +29,7 @@ DEFAULT_TRAINER_CONFIG: Mapping[str, Any] = types.MappingProxyType({
 })
 DEFAULT_TARGET_EPSILON = federated_spec.DEFAULT_TARGET_EPSILON
 """ppml's one default target epsilon (``ppml pipeline run --private``, the Federated Trainer's default)."""
-PRIVACY_KEYS = ("target_epsilon", "noise_multiplier", "max_epsilon", "decision_epsilon")
+PRIVACY_KEYS = ("target_epsilon", "noise_multiplier", "max_epsilon", "decision_epsilon", "truncated_batch_size")
 """Settings a non-private DP Trainer of a side-by-side comparison drops (the Federated Trainer's: its spec's
 PRIVACY_SETTINGS)."""
 TRAINERS = ("dp", "federated")

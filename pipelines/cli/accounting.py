@@ -14,6 +14,7 @@ import sys
 import click
 
 from pipelines.cli.aliases import deprecated_alias
+from pipelines.cli.types import TruncatedBatchSize
 from privacy.accounting import truncation
 from privacy.accounting import (DEFAULT_DELTA_RULE, MAX_PER_EPOCH_ROWS, MAX_STEPS, NOISE_MULTIPLIER_RANGE,
                                 AccountantKind, Adjacency, DpSgdMechanism, Sampling, UnsupportedAccounting,
@@ -50,16 +51,6 @@ def _probability(option: str):
             raise _bad(option, f"must be in (0, 1), got {value!r}")
         return value
     return check
-
-
-def _truncated_batch_size(ctx, param, value):
-    """``--truncated-batch-size``: None, "default" or an integer (its bounds are checked against n and B)."""
-    if value is None or value == truncation.DEFAULT:
-        return value
-    try:
-        return int(value)
-    except ValueError:
-        raise _bad("--truncated-batch-size", f"must be an integer or {truncation.DEFAULT!r}, got {value!r}") from None
 
 
 def _mechanism_options(*, noise: bool, length: bool):
@@ -99,7 +90,7 @@ def _mechanism_options(*, noise: bool, length: bool):
             click.option("--num-microbatches", "microbatches", type=int,
                          help="Clip per microbatch (M microbatches per batch): sensitivity doubles unless "
                               "each microbatch holds one example."),
-            click.option("--truncated-batch-size", metavar="K|default", callback=_truncated_batch_size,
+            click.option("--truncated-batch-size", type=TruncatedBatchSize(),
                          help="Truncated Poisson sampling: a batch drawing more than K examples was cut to a uniformly "
                               "random K of them ('default': B + 4 standard deviations of the batch size). Accounted "
                               "as dp-accounting's TruncatedSubsampledGaussianDpEvent, by PLD only, per-example "
