@@ -15,11 +15,11 @@ import click
 
 from pipelines.cli.aliases import deprecated_alias
 from pipelines.cli.types import TruncatedBatchSize
-from privacy.accounting import truncation
 from privacy.accounting import (DEFAULT_DELTA_RULE, MAX_PER_EPOCH_ROWS, MAX_STEPS, NOISE_MULTIPLIER_RANGE,
                                 AccountantKind, Adjacency, DpSgdMechanism, Sampling, UnsupportedAccounting,
                                 calibrate_noise_multiplier, compute_epsilon, default_delta, delta_warning,
-                                dp_accounting_version, dp_sgd_report, max_epochs, resolve_adjacency, steps_per_epoch)
+                                dp_accounting_version, dp_sgd_report, max_epochs, resolve_adjacency, steps_per_epoch,
+                                truncation)
 
 _ACCOUNTANTS = {"rdp": (AccountantKind.RDP,), "pld": (AccountantKind.PLD,),
                 "both": (AccountantKind.RDP, AccountantKind.PLD)}
@@ -413,7 +413,7 @@ def _config_dict(mechanism: DpSgdMechanism, delta: float, target_epsilon: float)
         "num_microbatches": mechanism.num_microbatches,
         "max_examples_per_user": mechanism.max_examples_per_user,
         "truncated_batch_size": mechanism.truncated_batch_size,
-        "dp_event": mechanism.unit_event().__class__.__name__,
+        "unit_event": mechanism.unit_event().__class__.__name__,
         "accountant_version": f"dp-accounting {dp_accounting_version()}",
         "warnings": [warning] if warning else [],
     }

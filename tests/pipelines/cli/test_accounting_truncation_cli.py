@@ -68,7 +68,7 @@ def test_noise_and_epochs_calibrate_the_truncated_event():
                            "--json").output)
     steps = math.ceil(2 * N / B)
     sigma = noise["noise_multiplier_pld"]
-    assert noise["truncated_batch_size"] == 44 and noise["dp_event"] == "TruncatedSubsampledGaussianDpEvent"
+    assert noise["truncated_batch_size"] == 44 and noise["unit_event"] == "TruncatedSubsampledGaussianDpEvent"
     assert noise["noise_multiplier_rdp"] is None and "truncated" in noise["unavailable"]["rdp"]
     assert truncated_pld(44, sigma, steps) <= 2.0 < truncated_pld(44, sigma - 1e-3, steps)
 
