@@ -4,10 +4,10 @@
 T positions) and the materialised per-example gradient (T d_in d_out) (Bu et al. 2022). Each layer kind runs
 here with shapes on both sides of that cost model, so both branches are checked, without and with XLA (whose
 convolutions slice their patches instead of extracting them) on both Keras flavours. The exception: recurrent
-layers, whose per-example gradients (the vectorized fallback through the RNN loop) fail to trace under XLA on
-both flavours (tf2xla: UnimplementedError), are checked without XLA only; Keras 3's `fit` then trains without XLA
-(checked here). The reference clips `tf.GradientTape.jacobian`'s per-example gradients one by one, never going
-through the layer rules.
+layers, whose per-example gradients (the vectorized fallback through the RNN loop) fail to trace under XLA here
+on both flavours (tf2xla: UnimplementedError), are checked without XLA; `fit` with XLA is checked against `fit`
+without it instead (Keras 3 trains such a model without XLA; tf-keras compiles it). The reference clips
+`tf.GradientTape.jacobian`'s per-example gradients one by one, never going through the layer rules.
 """
 
 import warnings
@@ -128,28 +128,33 @@ def case_clipped_sum_equals_naive_per_example_clipping_per_layer_kind():
                 np.testing.assert_allclose(g.numpy(), w, rtol=1e-4, atol=1e-5, err_msg=f"{name}, XLA {jit_compile}")
 
 
-def case_keras_3_trains_recurrent_fallbacks_without_xla():
-    """Keras 3: `fit` of a model compiled with jit_compile=True whose per-example gradients run through a recurrent
-    loop trains without XLA, with a warning naming the layer; a model without such a loop keeps XLA. tf-keras:
-    `make_private` leaves jit_compile on and `fit` runs (pinned here as it is; see the module docstring: that
-    step's clipped sum under XLA is not checked against the naive one)."""
+def case_fit_with_xla_through_a_recurrent_loop_takes_the_steps_it_takes_without():
+    """`fit` of a model compiled with jit_compile=True whose per-example gradients run through a recurrent loop, at a
+    binding clip without noise, ends at the weights that the same fit without XLA reaches (whose clipping the case
+    above checks against the naive one). Keras 3 gets there by training without XLA, with a warning naming the
+    layer; tf-keras compiles that step with XLA. A model without such a loop keeps XLA on both flavours."""
     rng = np.random.default_rng(2)
     x, y = rng.normal(size=(20, 4, 3)).astype("float32"), rng.normal(size=(20, 2)).astype("float32")
-    caught = {}
-    for name, layer in (("recurrent", L.LSTM(3, name="lstm")), ("plain", Scale())):
-        model = make_private(_model((4, 3), "float32", layer), l2_norm_clip=1.0, noise_multiplier=1.0,
-                             expected_batch_size=4, dataset_size=20, seed=0)
-        model.compile(optimizer=K.optimizers.SGD(0.1), loss="mse", jit_compile=True)
-        with warnings.catch_warnings(record=True) as seen:
-            warnings.simplefilter("always")
-            model.fit(x, y, epochs=1, steps_per_epoch=2, verbose=0)
-        caught[name] = (model.jit_compile, [str(w.message) for w in seen
-                                            if "do not compile with XLA" in str(w.message)])
-    assert caught["plain"] == (True, []), caught
-    compiled, said = caught["recurrent"]
-    if TF_KERAS:
-        assert compiled is True and said == [], caught
-    else:
-        assert compiled is False and len(said) == 1, said
-        assert said[0].startswith("per-example gradients of ['lstm (LSTM"), said
-        assert said[0].endswith("do not compile with XLA; training without jit_compile"), said
+    for name, layer in (("recurrent", lambda: L.LSTM(3, name="lstm")), ("plain", Scale)):
+        ran, start = {}, None
+        for jit_compile in (False, True):
+            model = make_private(_model((4, 3), "float32", layer()), l2_norm_clip=0.05, noise_multiplier=0.0,
+                                 expected_batch_size=4, dataset_size=20, seed=3)
+            model.compile(optimizer=K.optimizers.SGD(1.0), loss="mse", jit_compile=jit_compile)
+            start = start or model.get_weights()
+            model.set_weights(start)
+            with warnings.catch_warnings(record=True) as seen:
+                warnings.simplefilter("always")
+                model.fit(x, y, epochs=1, steps_per_epoch=3, verbose=0)
+            ran[jit_compile] = (model.get_weights(), model.jit_compile,
+                                [str(w.message) for w in seen if "do not compile with XLA" in str(w.message)])
+        assert max(float(np.abs(a - b).max()) for a, b in zip(start, ran[False][0])) > 1e-3, name   # it trained
+        for a, b in zip(ran[False][0], ran[True][0]):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6, err_msg=name)
+        compiled, said = ran[True][1:]
+        if name == "plain" or TF_KERAS:
+            assert compiled is True and said == [], (name, compiled, said)
+        else:
+            assert compiled is False and len(said) == 1, said
+            assert said[0].startswith("per-example gradients of ['lstm (LSTM"), said
+            assert said[0].endswith("do not compile with XLA; training without jit_compile"), said
