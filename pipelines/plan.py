@@ -30,7 +30,7 @@ DEFAULT_TRAINER_CONFIG: Mapping[str, Any] = types.MappingProxyType({
 })
 DEFAULT_TARGET_EPSILON = federated_spec.DEFAULT_TARGET_EPSILON
 """ppml's one default target epsilon (``ppml pipeline run --private``, the Federated Trainer's default)."""
-PRIVACY_KEYS = ("target_epsilon", "noise_multiplier", "max_epsilon", "decision_epsilon")
+PRIVACY_KEYS = ("target_epsilon", "noise_multiplier", "max_epsilon", "decision_epsilon", "truncated_batch_size")
 """Settings a non-private DP Trainer of a side-by-side comparison drops (the Federated Trainer's: its spec's
 PRIVACY_SETTINGS)."""
 TRAINERS = ("dp", "federated")
@@ -191,6 +191,9 @@ def _check_audit(audit_canaries: int | None, trainer: str, trainer_config: Mappi
         raise ValueError(f"--audit-canaries: the audit includes or leaves out each canary and clips it alone, so it "
                          f"needs --sampling poisson without --num-microbatches, got --sampling {config.sampling}"
                          f"{f' --num-microbatches {config.num_microbatches}' if config.num_microbatches else ''}")
+    if config.truncated_batch_size is not None:
+        raise ValueError("--audit-canaries: the audit re-runs whole Poisson batches and cannot reproduce truncated "
+                         "ones; leave out --truncated-batch-size to audit")
 
 
 def decision_config(trainer: str, trainer_config: Mapping[str, Any], *, min_accuracy: float | None,

@@ -114,7 +114,8 @@ class PrivacyLedger:
                    delta_is_default: bool = False, budget: PrivacyBudget | None = None,
                    trainer: dict[str, Any] | None = None,
                    preprocessing: PreprocessingPart | None = None,
-                   decision: NoisyAccuracy | None = None) -> "PrivacyLedger":
+                   decision: NoisyAccuracy | None = None,
+                   truncated_batches: int | None = None) -> "PrivacyLedger":
         """The ledger of a DP-SGD run that took ``mechanism.steps`` noisy steps.
 
         Args:
@@ -123,17 +124,24 @@ class PrivacyLedger:
             one is composed from ``mechanism`` (``mechanism.unit_event()`` x ``mechanism.units()``).
           preprocessing: the preprocessing releases the model carries, composed before the training.
           decision: the push decision's release, composed after the preprocessing, before the training.
+          truncated_batches: under truncated Poisson sampling (``mechanism.truncated_batch_size``), how many
+            batches the sampler cut (counted when drawn: a batch prefetched but not trained on may be
+            included); required then, and recorded as ``parameters['truncated_batches']``.
 
         Raises:
-          LedgerError: if ``budget`` does not account exactly the run ``mechanism`` describes.
+          LedgerError: if ``budget`` does not account exactly the run ``mechanism`` describes, or the count of
+            cut batches is missing, not a count, or given for a run that never cuts.
         """
         validation.positive("l2_norm_clip", l2_norm_clip, error=LedgerError)
+        _check_truncated_batches(mechanism, truncated_batches)
         accountant_delta = accountant_delta_of(delta, preprocessing)
         if budget is None:
             budget = _composed(mechanism, accountant_delta)
         budget = with_preprocessing(budget, mechanism, accountant_delta, preprocessing, decision)
         parameters = {f.name: _json_value(getattr(mechanism, f.name)) for f in dataclasses.fields(mechanism)}
         parameters.update(l2_norm_clip=float(l2_norm_clip), delta_is_default=bool(delta_is_default))
+        if truncated_batches is not None:
+            parameters["truncated_batches"] = int(truncated_batches)
         return cls(budget=budget, mechanism=DP_SGD, parameters=parameters, trainer=dict(trainer or {}),
                    preprocessing=preprocessing, decision=decision)
 
@@ -321,7 +329,22 @@ class PrivacyLedger:
         if ledger.privacy_unit not in PRIVACY_UNITS:
             raise LedgerError(f"privacy unit {ledger.privacy_unit!r} is none of {', '.join(PRIVACY_UNITS)}")
         check_budget(budget, ledger.accounted_mechanism(), budget.target_delta, preprocessing, decision)
+        if ledger.mechanism == DP_SGD:
+            _check_truncated_batches(ledger.dp_sgd_mechanism(), ledger.parameters.get("truncated_batches"))
         return ledger
+
+
+def _check_truncated_batches(mechanism: DpSgdMechanism, count) -> None:
+    """A truncated DP-SGD run states how many batches it cut (an integer >= 0); another run states none."""
+    if mechanism.truncated_batch_size is None:
+        if count is not None:
+            raise LedgerError(f"truncated_batches={count!r} for a run that never cuts its batches "
+                              f"(no truncated_batch_size)")
+        return
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise LedgerError(f"a run of truncated Poisson sampling (truncated_batch_size="
+                          f"{mechanism.truncated_batch_size}) must state truncated_batches, the number of batches "
+                          f"cut, as an integer >= 0; got {count!r}")
 
 
 def _composed(mechanism: DpSgdMechanism, delta: float, preprocessing: PreprocessingPart | None = None,

@@ -82,7 +82,8 @@ class PipelineReport:
             privacy = (self.ledger.privacy_report().to_dict() if self.ledger.mechanism == privacy_ledger.DP_SGD
                        else {"epsilon": self.ledger.epsilons, "delta": self.ledger.delta})
             privacy.update(mechanism=self.ledger.mechanism, l2_norm_clip=self.ledger.parameters.get("l2_norm_clip"),
-                           privacy_unit=self.ledger.privacy_unit)
+                           privacy_unit=self.ledger.privacy_unit,
+                           truncated_batches=self.ledger.parameters.get("truncated_batches"))
             if self.ledger.mechanism == privacy_ledger.DP_FEDAVG:
                 privacy.update(record_level=self.ledger.parameters.get("record_level"),
                                outside_guarantee=self.ledger.parameters.get("outside_guarantee") or {})
@@ -121,6 +122,9 @@ class PipelineReport:
                                                             "composed one above):", ""]
             lines += [self.ledger.privacy_report().format_text(),
                       f"  {'clipping norm C':<18} {self.ledger.parameters['l2_norm_clip']:g} (per-example L2)"]
+            if self.ledger.parameters.get("truncated_batches") is not None:
+                lines.append(f"  {'batches cut':<18} {self.ledger.parameters['truncated_batches']} (truncated Poisson "
+                             f"sampling, counted when drawn: prefetched batches included; accounted above)")
         else:
             eps = ", ".join(f"{k.upper()} {v:.4f}" for k, v in self.ledger.epsilons.items() if v is not None)
             lines += [f"{self.ledger.mechanism} privacy ledger: {self.ledger.privacy_unit}-level epsilon {eps} at "

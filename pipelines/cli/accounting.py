@@ -13,12 +13,13 @@ import sys
 import click
 
 from pipelines.cli.aliases import deprecated_alias
-from pipelines.cli.types import checked
+from pipelines.cli.types import TruncatedBatchSize, checked
 from privacy import validation
 from privacy.accounting import (DEFAULT_DELTA_RULE, MAX_PER_EPOCH_ROWS, MAX_STEPS, NOISE_MULTIPLIER_RANGE,
                                 AccountantKind, Adjacency, DpSgdMechanism, Sampling, UnsupportedAccounting,
                                 calibrate_noise_multiplier, compute_epsilon, default_delta, delta_warning,
-                                dp_accounting_version, dp_sgd_report, max_epochs, resolve_adjacency, steps_per_epoch)
+                                dp_accounting_version, dp_sgd_report, max_epochs, resolve_adjacency, steps_per_epoch,
+                                truncation)
 
 _ACCOUNTANTS = {"rdp": (AccountantKind.RDP,), "pld": (AccountantKind.PLD,),
                 "both": (AccountantKind.RDP, AccountantKind.PLD)}
@@ -68,6 +69,11 @@ def _mechanism_options(*, noise: bool, length: bool):
             click.option("--num-microbatches", "microbatches", type=int,
                          help="Clip per microbatch (M microbatches per batch): sensitivity doubles unless "
                               "each microbatch holds one example."),
+            click.option("--truncated-batch-size", type=TruncatedBatchSize(),
+                         help="Truncated Poisson sampling: a batch drawing more than K examples was cut to a uniformly "
+                              "random K of them ('default': B + 4 standard deviations of the batch size). Accounted "
+                              "as dp-accounting's TruncatedSubsampledGaussianDpEvent, by PLD only, per-example "
+                              "clipping only."),
             click.option("--adjacency", type=click.Choice([a.value for a in Adjacency]),
                          help="Neighbouring datasets [default: add-remove for poisson, replace-one for fixed "
                               "and shuffle, which have no add-remove analysis]."),
@@ -87,7 +93,8 @@ def _mechanism_options(*, noise: bool, length: bool):
 
 
 def _build_mechanism(*, dataset_size, batch_size, sampling_rate, noise_multiplier=1.0, epochs=None, steps=None,
-                     sampling, microbatches, adjacency, max_examples_per_user, need_length=True) -> DpSgdMechanism:
+                     sampling, microbatches, adjacency, max_examples_per_user, truncated_batch_size=None,
+                     accountant="both", need_length=True) -> DpSgdMechanism:
     """Checks the options against each other and builds the mechanism; errors name the option."""
     if (batch_size is None) == (sampling_rate is None):
         raise click.UsageError("give exactly one of --batch-size and --sampling-rate")
@@ -116,7 +123,9 @@ def _build_mechanism(*, dataset_size, batch_size, sampling_rate, noise_multiplie
         raise _bad("--max-examples-per-user", f"must be in [1, --n={dataset_size}], got {max_examples_per_user}")
     fields = dict(dataset_size=dataset_size, batch_size=batch_size, noise_multiplier=noise_multiplier,
                   sampling=sampling, adjacency=adjacency, num_microbatches=microbatches,
-                  max_examples_per_user=max_examples_per_user)
+                  max_examples_per_user=max_examples_per_user,
+                  truncated_batch_size=_truncation(truncated_batch_size, dataset_size, batch_size, sampling,
+                                                   microbatches, accountant))
     if not need_length:
         return _mechanism(steps=1, **fields)
     if (epochs is None) == (steps is None):
@@ -130,6 +139,24 @@ def _build_mechanism(*, dataset_size, batch_size, sampling_rate, noise_multiplie
                                    f"more than {MAX_STEPS:.0e}; lower --epochs or raise the batch size")
         return _mechanism(epochs=epochs, **fields)
     return _mechanism(steps=steps, **fields)
+
+
+def _truncation(value, dataset_size, batch_size, sampling, microbatches, accountant) -> int | None:
+    """K of ``--truncated-batch-size`` (None without it), checked against the other options."""
+    if value is None:
+        return None
+    if sampling is not Sampling.POISSON:
+        raise _bad("--truncated-batch-size", f"applies to Poisson sampling only, not --sampling {sampling.value}")
+    if microbatches is not None:
+        raise _bad("--truncated-batch-size", "truncated Poisson sampling is analysed for per-example clipping only; "
+                                             "drop --num-microbatches")
+    if accountant == AccountantKind.RDP.value:
+        raise _bad("--accountant", "dp-accounting's RDP accountant has no analysis of truncated Poisson sampling "
+                                   "(--truncated-batch-size); use --accountant pld")
+    try:
+        return truncation.resolve_truncated_batch_size(value, dataset_size, batch_size)
+    except ValueError as err:
+        raise _bad("--truncated-batch-size", str(err)) from None
 
 
 def _mechanism(*, epochs=None, **fields) -> DpSgdMechanism:
@@ -177,7 +204,7 @@ def epsilon(as_json, accountant, delta, per_epoch, plot, **options):
     """
     if plot is not None:
         _check_plot_path(plot)
-    mechanism = _build_mechanism(**options)
+    mechanism = _build_mechanism(accountant=accountant, **options)
     want_rows = per_epoch or plot is not None
     if want_rows and mechanism.passes > MAX_PER_EPOCH_ROWS:
         raise _bad("--per-epoch" if per_epoch else "--plot",
@@ -260,7 +287,7 @@ def noise(target_epsilon, as_json, accountant, delta, **options):
     Example:
       ppml noise --target-epsilon 3 --n 60000 --batch-size 256 --epochs 60 --target-delta 1e-5
     """
-    mechanism = _build_mechanism(**options)
+    mechanism = _build_mechanism(accountant=accountant, **options)
     delta = default_delta(mechanism.dataset_size) if delta is None else delta
     result = _config_dict(mechanism, delta, target_epsilon)
     result["steps"] = mechanism.steps
@@ -281,7 +308,7 @@ def noise(target_epsilon, as_json, accountant, delta, **options):
         return
     click.echo(f"Noise multiplier for epsilon <= {target_epsilon:g} at delta = {delta:g}")
     click.echo(f"  {mechanism.steps} steps = {mechanism.epochs:.4g} epochs, n = {mechanism.dataset_size}, "
-               f"B = {mechanism.batch_size:g}, {mechanism.sampling.value} sampling, {mechanism.adjacency.value}")
+               f"B = {mechanism.batch_size:g}, {_sampling_text(mechanism)}, {mechanism.adjacency.value}")
     click.echo("")
     click.echo(f"  {'accountant':<11} {'sigma':>9} {'epsilon':>9}")
     for kind in _ACCOUNTANTS[accountant]:
@@ -305,7 +332,7 @@ def epochs(target_epsilon, as_json, accountant, delta, **options):
     Example:
       ppml epochs --target-epsilon 3 --n 60000 --batch-size 256 --noise-multiplier 1.1 --target-delta 1e-5
     """
-    mechanism = _build_mechanism(**options, need_length=False)
+    mechanism = _build_mechanism(accountant=accountant, **options, need_length=False)
     delta = default_delta(mechanism.dataset_size) if delta is None else delta
     result = _config_dict(mechanism, delta, target_epsilon)
     result["noise_multiplier"] = mechanism.noise_multiplier
@@ -325,7 +352,7 @@ def epochs(target_epsilon, as_json, accountant, delta, **options):
         return
     click.echo(f"Training affordable with sigma = {mechanism.noise_multiplier:g} within epsilon "
                f"{target_epsilon:g} at delta = {delta:g}")
-    click.echo(f"  n = {mechanism.dataset_size}, B = {mechanism.batch_size:g}, {mechanism.sampling.value} sampling, "
+    click.echo(f"  n = {mechanism.dataset_size}, B = {mechanism.batch_size:g}, {_sampling_text(mechanism)}, "
                f"{mechanism.adjacency.value}")
     click.echo("")
     click.echo(f"  {'accountant':<11} {'epochs':>8} {'steps':>9}")
@@ -337,6 +364,14 @@ def epochs(target_epsilon, as_json, accountant, delta, **options):
             click.echo(f"  {kind.value.upper():<11} {e:>8} {s:>9}")
     click.echo(f"\n  whole epochs; {result['accountant_version']}")
     _echo_warnings(result)
+
+
+def _sampling_text(mechanism: DpSgdMechanism) -> str:
+    """e.g. 'poisson sampling', or 'poisson sampling cut to 320 (TruncatedSubsampledGaussianDpEvent)'."""
+    if mechanism.truncated_batch_size is None:
+        return f"{mechanism.sampling.value} sampling"
+    return (f"{mechanism.sampling.value} sampling cut to {mechanism.truncated_batch_size} "
+            f"({mechanism.unit_event().__class__.__name__})")
 
 
 def _echo_warnings(result: dict) -> None:
@@ -356,6 +391,8 @@ def _config_dict(mechanism: DpSgdMechanism, delta: float, target_epsilon: float)
         "adjacency": mechanism.adjacency.value,
         "num_microbatches": mechanism.num_microbatches,
         "max_examples_per_user": mechanism.max_examples_per_user,
+        "truncated_batch_size": mechanism.truncated_batch_size,
+        "unit_event": mechanism.unit_event().__class__.__name__,
         "accountant_version": f"dp-accounting {dp_accounting_version()}",
         "warnings": [warning] if warning else [],
     }

@@ -22,7 +22,7 @@ from pipelines import run_log
 from pipelines.cli.aliases import deprecated_alias
 from pipelines.cli.minimization import (csv_columns, failure_message, minimization_options,
                                         minimization_requested, minimization_settings)
-from pipelines.cli.types import FiniteFloatRange
+from pipelines.cli.types import FiniteFloatRange, TruncatedBatchSize
 from pipelines.components.private_evaluator.spec import DEFAULT_PRIVACY_UNIT
 from pipelines.components.settings import InvalidSetting
 from pipelines.plan import resolve_plan
@@ -37,10 +37,12 @@ DEFAULT_ROOT = "ppml-pipeline"
 _OPTION_OF_SETTING = {"target_epsilon": "--target-epsilon", "noise_multiplier": "--noise-multiplier",
                       "epochs": "--epochs", "batch_size": "--batch-size", "l2_norm_clip": "--l2-norm-clip",
                       "delta": "--target-delta", "sampling": "--sampling", "num_microbatches": "--num-microbatches",
-                      "learning_rate": "--learning-rate", "private": "--dp"}
+                      "learning_rate": "--learning-rate", "private": "--dp",
+                      "truncated_batch_size": "--truncated-batch-size"}
 
 
-_DP_SGD_ONLY = ("epochs", "batch_size", "l2_norm_clip", "sampling", "num_microbatches", "learning_rate")
+_DP_SGD_ONLY = ("epochs", "batch_size", "l2_norm_clip", "sampling", "num_microbatches", "truncated_batch_size",
+                "learning_rate")
 
 
 def _training_options(fn):
@@ -74,6 +76,11 @@ def _training_options(fn):
         click.option("--num-microbatches", type=int,
                      help="Clip per microbatch instead of per example (one example moves a microbatch of several "
                           "examples by up to 2C; accounted)."),
+        click.option("--truncated-batch-size", type=TruncatedBatchSize(),
+                     help="Truncated Poisson sampling (--dp, per-example clipping): a batch drawing more than K "
+                          "examples is cut to a uniformly random K of them ('default': B + 4 standard deviations); "
+                          "accounted as dp-accounting's TruncatedSubsampledGaussianDpEvent by PLD (the Trainer's "
+                          "accountant is then pld); the ledger and `ppml report` count the batches cut."),
         click.option("--learning-rate", type=float, default=0.2, show_default=True, help="SGD learning rate."),
         click.option("--preprocessing-share", type=click.FloatRange(0, 1, min_open=True), default=DEFAULT_SHARE,
                      show_default=True,
@@ -121,9 +128,9 @@ def _training_options(fn):
 
 
 def _plan(trainer, trainer_config_json, private, target_epsilon, noise_multiplier, delta, epochs,
-                     batch_size, l2_norm_clip, sampling, num_microbatches, learning_rate, preprocessing_share,
-                     preprocessing_epsilon, epsilon_budget, delta_budget, privacy_unit, max_membership_auc,
-                     min_accuracy, encrypted_check, encrypted_examples, compare_non_private, audit_canaries):
+          batch_size, l2_norm_clip, sampling, num_microbatches, truncated_batch_size, learning_rate,
+          preprocessing_share, preprocessing_epsilon, epsilon_budget, delta_budget, privacy_unit, max_membership_auc,
+          min_accuracy, encrypted_check, encrypted_examples, compare_non_private, audit_canaries):
     """The options resolved and checked into one `PipelinePlan` (no TFX import); usage errors name the option."""
     if private and target_epsilon is None and noise_multiplier is None:
         target_epsilon = 3.0
@@ -131,7 +138,10 @@ def _plan(trainer, trainer_config_json, private, target_epsilon, noise_multiplie
                       "delta": delta}
     if trainer == "dp":
         trainer_config.update(epochs=epochs, batch_size=batch_size, l2_norm_clip=l2_norm_clip, sampling=sampling,
-                              num_microbatches=num_microbatches, learning_rate=learning_rate)
+                              num_microbatches=num_microbatches, learning_rate=learning_rate,
+                              truncated_batch_size=truncated_batch_size)
+        if truncated_batch_size is not None:
+            trainer_config["accountant"] = "pld"   # RDP has no analysis of truncated Poisson sampling
     else:
         context = click.get_current_context()
         given = [name for name in _DP_SGD_ONLY

@@ -31,3 +31,19 @@ class FiniteFloatRange(click.FloatRange):
         if not math.isfinite(value):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
         return value
+
+
+class TruncatedBatchSize(click.ParamType):
+    """``--truncated-batch-size``: an integer K or "default" (`privacy.accounting.truncation.DEFAULT`); K's bounds
+    against n and B are checked where they are known."""
+
+    name = "K|default"
+
+    def convert(self, value, param, ctx):
+        from privacy.accounting import truncation  # pylint: disable=import-outside-toplevel
+        if isinstance(value, int) or value == truncation.DEFAULT:
+            return value
+        try:
+            return int(value)
+        except ValueError:
+            self.fail(f"must be an integer or {truncation.DEFAULT!r}, got {value!r}", param, ctx)

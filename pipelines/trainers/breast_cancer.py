@@ -76,9 +76,11 @@ def run_fn(fn_args) -> None:
         _fit(model, features, labels, plan, hp)
         _export(model, tft_output, fn_args.serving_model_dir)
         return
-    steps, budget = _fit_private(model, features, labels, plan, hp)
+    training = _fit_private(model, features, labels, plan, hp)
     _export(model, tft_output, fn_args.serving_model_dir)
-    fn_args_utils.write_run_ledger(fn_args, plan, steps_taken=steps, budget=budget,
+    truncated = training.truncated_batches if plan.mechanism.truncated_batch_size is not None else None
+    fn_args_utils.write_run_ledger(fn_args, plan, steps_taken=training.steps, budget=training.budget,
+                                   truncated_batches=truncated,
                                    trainer={"run_fn": f"{__name__}.run_fn", "optimizer": "SGD",
                                             "learning_rate": hp["learning_rate"], "keras": "tf-keras",
                                             "tensorflow": tf.__version__, "noise": "CSPRNG-seeded Gaussian"})
@@ -137,10 +139,12 @@ def _fit(model: tf.keras.Model, features: np.ndarray, labels: np.ndarray, plan: 
 
 def _fit_private(model: tf.keras.Model, features: np.ndarray, labels: np.ndarray, plan: DpTrainingPlan,
                  hp: dict[str, Any], noise_seed: int | None = None):
-    """DP-SGD with ppml's `privacy.keras`: returns (noisy steps taken, the PrivacyBudget they composed).
+    """DP-SGD with ppml's `privacy.keras`: returns its `privacy.keras.PrivateTraining` (the noisy steps taken,
+    the PrivacyBudget they composed, the batches truncated Poisson sampling cut).
 
     Poisson and fixed-size batches are drawn by `privacy.keras` from the arrays (exactly ``plan.steps``
-    of them; Poisson batches padded to a multiple of the microbatches); shuffled ones are whole epochs
+    of them; Poisson batches padded to a multiple of the microbatches, or to ``truncated_batch_size`` with
+    larger draws cut to a random subset of that size); shuffled ones are whole epochs
     of Keras' own batching, accounted by the once-per-epoch bound. The noise generator is seeded from
     the OS CSPRNG (``noise_seed`` seeds it instead, for benchmarks: such a model is not private to whoever
     knows the seed, and ``run_fn`` never passes one). Keras prints nothing (verbose=0): its per-epoch
@@ -157,8 +161,7 @@ def _fit_private(model: tf.keras.Model, features: np.ndarray, labels: np.ndarray
         model.fit(features, labels, steps_per_epoch=plan.steps, epochs=1, verbose=0)
     else:
         model.fit(features, labels, epochs=plan.steps // mechanism.steps_per_epoch, shuffle=True, verbose=0)
-    training = private_training(model)
-    return training.steps, training.budget
+    return private_training(model)
 
 
 def _export(model: tf.keras.Model, tft_output, serving_model_dir: str) -> None:

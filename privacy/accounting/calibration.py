@@ -140,7 +140,7 @@ def _check_pld_target(mechanism: DpSgdMechanism, kind: AccountantKind, target_ep
 def _lowest_noise_multiplier(mechanism: DpSgdMechanism, kind: AccountantKind) -> float:
     """Where the search stops going down: MIN_NOISE_MULTIPLIER, or PLD's floor for Poisson-sampled steps."""
     if kind is AccountantKind.PLD and mechanism.sampling is Sampling.POISSON:
-        return max(MIN_NOISE_MULTIPLIER, PLD_MIN_STEP_NOISE * mechanism.per_side)  # see pld_step_noise_reason
+        return max(MIN_NOISE_MULTIPLIER, PLD_MIN_STEP_NOISE * mechanism.pld_step_move)  # see pld_step_noise_reason
     return MIN_NOISE_MULTIPLIER
 
 

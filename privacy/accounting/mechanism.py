@@ -64,6 +64,7 @@ import dp_accounting
 from dp_accounting import dp_event
 
 from privacy import validation
+from privacy.accounting import truncation
 from privacy.accounting.accountants import UnsupportedAccounting, epsilon_of
 
 NeighboringRelation = dp_accounting.NeighboringRelation
@@ -167,6 +168,7 @@ class DpSgdMechanism:
                                  "batches an epoch is n / B steps by definition)")
         if self.truncated_batch_size is not None:
             self._integer_field("truncated_batch_size")
+            truncation.check_truncated_batch_size(self.truncated_batch_size, self.dataset_size, self.batch_size)
             if self.sampling is not Sampling.POISSON:
                 raise ValueError(f"truncated_batch_size only applies to Poisson sampling, not "
                                  f"{self.sampling.value!r}")
@@ -332,11 +334,16 @@ class DpSgdMechanism:
                     "replacement; the RDP accountant covers it")
         return None
 
+    @property
+    def pld_step_move(self) -> float:
+        """How far, in units of C, one example moves a Poisson step's sum in the worst case PLD analyses:
+        `per_side`, or 2 in a truncated batch (an added example pushes another out of a cut batch)."""
+        return 2.0 if self.truncated_batch_size is not None else self.per_side
+
     def pld_step_noise_reason(self) -> str | None:
         """Why PLD is not asked to account these Poisson-sampled steps at all (their noise multiplier
-        relative to one example's move, sigma / `per_side`, or sigma / 2 in a truncated batch, is below
-        `PLD_MIN_STEP_NOISE`), or None."""
-        step_noise = self.noise_multiplier / (2.0 if self.truncated_batch_size is not None else self.per_side)
+        relative to one example's move, sigma / `pld_step_move`, is below `PLD_MIN_STEP_NOISE`), or None."""
+        step_noise = self.noise_multiplier / self.pld_step_move
         if self.sampling is Sampling.POISSON and step_noise < PLD_MIN_STEP_NOISE:
             return (f"PLD is not asked to account a noise multiplier of {step_noise:.3g} per step (below "
                     f"{PLD_MIN_STEP_NOISE:g}: minutes and gigabytes){self._rdp_instead()}")

@@ -137,7 +137,8 @@ class PrivacyReport:
             ("adjacency", _ADJACENCY_TEXT[m.adjacency]),
             *([("truncation", f"batches of more than {m.truncated_batch_size} cut to a random "
                               f"{m.truncated_batch_size} of them (probability {m.truncation_probability:.3g} per "
-                              f"step)")] if m.truncated_batch_size is not None else []),
+                              f"step), accounted as dp-accounting's TruncatedSubsampledGaussianDpEvent")]
+              if m.truncated_batch_size is not None else []),
             ("clipping", clipping),
         ]
         if m.max_examples_per_user:

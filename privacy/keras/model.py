@@ -80,9 +80,10 @@ def make_private(model, mechanism: DpSgdMechanism | None = None, *, l2_norm_clip
       secure_noise: draw the noise generator's state from the OS CSPRNG (incompatible with ``seed``).
       truncated_batch_size: K for truncated Poisson sampling (arrays given to `fit` are padded to K instead
         of the 1e-9 quantile, a batch drawing more is cut to a uniformly random K of its examples), or
-        "default" for B + 4 standard deviations (`sampling.default_truncated_batch_size`). Accounted with
-        `TruncatedSubsampledGaussianDpEvent` (PLD only; per-example clipping only); the batches cut are
-        counted (`PrivateTraining.truncated_batches`, the report). A `poisson_batches` dataset brings its own.
+        "default" for B + 4 standard deviations (`privacy.accounting.truncation.default_truncated_batch_size`).
+        Accounted with `TruncatedSubsampledGaussianDpEvent` (PLD only; per-example clipping only); the batches
+        cut are counted (`PrivateTraining.truncated_batches`, the report). A `poisson_batches` dataset brings its
+        own.
 
     Returns:
       ``model`` itself, now private. `private_training(model)` gives its `PrivateTraining` (budget,

@@ -90,7 +90,7 @@ class PrivateTraining:
                                            "drop num_microbatches or truncated_batch_size")
             truncated_batch_size = sampling_lib.check_truncated_batch_size(truncated_batch_size, dataset_size,
                                                                            self.expected_batch_size)
-        self.truncated_batch_size = truncated_batch_size  # None, an integer K, or sampling.DEFAULT
+        self.truncated_batch_size = truncated_batch_size  # None, an integer K, or "default"
         self._samplers: dict[int, sampling_lib.BatchSampling] = {}  # the truncating samplers fit has run
         self.steps_per_epoch: int | None = None  # shuffled batches: steps per epoch, set by fit from the data
         self.noise = GaussianNoise(seed=seed, secure=secure_noise)

@@ -26,8 +26,6 @@ from __future__ import annotations
 import dataclasses
 import fractions
 import math
-import numbers
-import operator
 import secrets
 from typing import Callable
 
@@ -35,19 +33,12 @@ import numpy as np
 import tensorflow as tf
 
 from privacy import validation
-from privacy.accounting import Sampling
+from privacy.accounting import Sampling, truncation
 from privacy.keras.masking import select_rows
 from privacy.keras.params import DPConfigurationError
 
 DEFAULT_OVERFLOW_PROBABILITY = 1e-9
 """Per-step probability that a Poisson batch exceeds the default `max_batch_size`."""
-DEFAULT_TRUNCATION_STDS = 4.0
-"""The default truncated batch size is B + 4 standard deviations of the Poisson batch size (see
-`default_truncated_batch_size`): cut about once in 20 000 steps, which adds about 1 % to epsilon at
-n = 60 000, B = 256, sigma = 1.1, 60 epochs (PLD: 2.409 instead of 2.382 at delta = 1e-5)."""
-DEFAULT = "default"
-"""``truncated_batch_size=DEFAULT``: `default_truncated_batch_size` of the data's n and B."""
-
 _TAG = "_ppml_batch_sampling"
 _FOREVER = 2 ** 62
 _TRANSPARENT = ("_PrefetchDataset", "_OptionsDataset", "_TakeDataset", "_RepeatDataset")
@@ -88,15 +79,6 @@ def default_max_batch_size(dataset_size: int, expected_batch_size: float,
     return max(1, int(stats.binom.isf(overflow_probability, dataset_size, q)))
 
 
-def default_truncated_batch_size(dataset_size: int, expected_batch_size: float,
-                                 stds: float = DEFAULT_TRUNCATION_STDS) -> int:
-    """ceil(B + ``stds`` * sqrt(B (1 - q))), capped at n: the expected batch size plus ``stds`` standard
-    deviations of Binomial(n, q)."""
-    q = expected_batch_size / dataset_size
-    spread = math.sqrt(expected_batch_size * (1 - q))
-    return min(dataset_size, math.ceil(expected_batch_size + stds * spread - 1e-9))
-
-
 def inclusion_threshold(dataset_size: int, expected_batch_size: float) -> int:
     """t = floor(q 2^64) for q = B / n (exact): an example joins a Poisson batch when its uniform 64-bit
     variate is below t, with probability t / 2^64, which is q rounded down by less than 2^-64 (never up)."""
@@ -109,25 +91,18 @@ def inclusion_threshold(dataset_size: int, expected_batch_size: float) -> int:
 
 def check_truncated_batch_size(value, dataset_size: int | None = None,
                                expected_batch_size: float | None = None) -> int | str | None:
-    """``value`` as None, `DEFAULT` or an int (numpy integers accepted); anything else, or an integer outside
-    [ceil(B), n] where B and n are given, is refused in one line naming the value and the bounds known."""
-    if value is None or (isinstance(value, str) and value == DEFAULT):
-        return value
-    low = "expected_batch_size" if expected_batch_size is None else max(1, math.ceil(expected_batch_size))
-    high = "dataset_size" if dataset_size is None else dataset_size
-    if (not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1
-            or (expected_batch_size is not None and value < low) or (dataset_size is not None and value > high)):
-        raise DPConfigurationError(f"truncated_batch_size must be an integer in [{low}, {high}] or {DEFAULT!r}, "
-                                   f"got {value!r}")
-    return operator.index(value)
+    """`privacy.accounting.truncation.check_truncated_batch_size`, refused as a `DPConfigurationError`."""
+    try:
+        return truncation.check_truncated_batch_size(value, dataset_size, expected_batch_size)
+    except ValueError as err:
+        raise DPConfigurationError(str(err)) from None
 
 
 def resolve_truncated_batch_size(value, dataset_size: int, expected_batch_size: float) -> int | None:
-    """``value`` (None, `DEFAULT` or an integer in [B, n]) as K or None."""
+    """``value`` (None, `truncation.DEFAULT` or an integer in [ceil(B), n]) as K or None
+    (`truncation.default_truncated_batch_size` for the default)."""
     value = check_truncated_batch_size(value, dataset_size, expected_batch_size)
-    if value == DEFAULT:
-        return default_truncated_batch_size(dataset_size, expected_batch_size)
-    return value
+    return truncation.resolve_truncated_batch_size(value, dataset_size, expected_batch_size)
 
 
 def poisson_batches(examples, *, dataset_size: int, expected_batch_size: float, max_batch_size: int | None = None,
@@ -145,9 +120,9 @@ def poisson_batches(examples, *, dataset_size: int, expected_batch_size: float, 
       max_batch_size: padded batch size; default: the (1 - 1e-9) quantile of Binomial(n, q). A batch
         that would exceed it stops the input pipeline with an error rather than being truncated
         (truncation would change the mechanism the accountant analyses). Not with ``truncated_batch_size``.
-      truncated_batch_size: K for truncated Poisson sampling, or `DEFAULT` for
-        `default_truncated_batch_size`: batches are padded to K, and a draw of more than K examples keeps
-        the first K of a uniformly random permutation of those drawn (a uniformly random K-subset, drawn
+      truncated_batch_size: K for truncated Poisson sampling, or "default" for
+        `truncation.default_truncated_batch_size`: batches are padded to K, and a draw of more than K examples
+        keeps the first K of a uniformly random permutation of those drawn (a uniformly random K-subset, drawn
         independently of which examples were drawn). Accounted as `TruncatedSubsampledGaussianDpEvent`;
         ``sampling_of(dataset).truncated_batches`` counts the batches cut. Per-example clipping only.
       seed: seed of the sampling randomness for reproducible runs; default: drawn from `secrets`.

@@ -97,6 +97,14 @@ def encrypted_check_run(fixed_batches_run, private_run) -> PipelineRun:
                         "--encrypted-examples", "100", read_text=True)
 
 
+@pytest.fixture(scope="session")
+def truncated_run(private_run) -> PipelineRun:
+    """Same root and settings with truncated Poisson sampling at the default cap: upstream stages cached, a new
+    Trainer (sigma calibrated by PLD on the truncated event), Evaluator and Pusher."""
+    return run_pipeline(private_run.root, *PIPELINE_OPTIONS, "--epsilon-budget", "3", "--truncated-batch-size",
+                        "default", read_text=True)
+
+
 PLAIN_TFT_MODULE = """
 import tensorflow_transform as tft
 from pipelines.trainers.breast_cancer import FEATURE_KEYS, LABEL_KEY, MODEL_INPUT_KEYS, run_fn, transformed_name

@@ -8,6 +8,7 @@ import os
 import dp_accounting
 import pytest
 from dp_accounting import dp_event
+from scipy import stats
 
 from privacy.accounting import DpSgdMechanism, compute_epsilon
 
@@ -52,6 +53,8 @@ TRAINING_RUNS = {
     # Fixed-size batches, calibrated to epsilon 8 by the RDP accountant (the only one with an analysis); the
     # Transform graph's releases, analysed under add-remove, count twice under replace-one (5.2 alone).
     "fixed": {"sampling": "fixed", "epochs": 1, "target_epsilon": 8.0},
+    # Truncated Poisson batches cut at K = B (about 45 % of the batches drawn are cut), 3 epochs at sigma 2.
+    "truncated": {"truncated_batch_size": 32, "epochs": 3, "noise_multiplier": 2.0},
 }
 
 EXECUTOR_RUNS = """
@@ -174,3 +177,29 @@ def test_fixed_size_dp_training_uses_the_rdp_epsilon_and_says_so(executor_runs):
     assert ledger["report"]["unavailable"]["pld"].startswith("dp-accounting's PLD accountant has no analysis")
     assert props["epsilon_accountant"] == "rdp" and "epsilon_pld" not in props
     assert _stored(props["epsilon"], exact) and props["epsilon"] == props["epsilon_rdp"]
+
+
+def test_truncated_poisson_training_records_the_truncated_events_and_the_batches_cut(executor_runs):
+    """truncated_batch_size=32 through the executor: every Poisson batch that draws more than 32 examples is cut to
+    a random 32; the ledger composes T TruncatedSubsampledGaussianDpEvents (PLD only) after the preprocessing
+    releases and records how many batches the sampler cut."""
+    n, (props, ledger) = executor_runs["n"], executor_runs["truncated"]
+    steps = math.ceil(3 * n / 32)
+    assert props["sampling"] == "poisson" and props["dp_steps"] == steps and props["epsilon_accountant"] == "pld"
+    assert ledger["parameters"]["truncated_batch_size"] == 32 and ledger["report"]["truncated_batch_size"] == 32
+    # The count is of batches drawn (up to a few prefetched beyond the steps): Binomial(draws, P(Bin(n, q) > 32)).
+    cut, p = ledger["parameters"]["truncated_batches"], stats.binom.sf(32, n, 32 / n)
+    assert stats.binom.ppf(1e-6, steps, p) <= cut <= stats.binom.isf(1e-6, steps + 8, p), (cut, steps, p)
+    unit = dp_event.TruncatedSubsampledGaussianDpEvent(n + 1, 32 / n, 32, 2.0)   # add-remove: the neighbour D + x
+    assert ledger["budget"]["ledger"][-1] == {"count": steps, "event": {
+        "class_name": "TruncatedSubsampledGaussianDpEvent", "dataset_size": n + 1, "sampling_probability": 32 / n,
+        "truncated_batch_size": 32, "noise_multiplier": 2.0}}
+    training = dp_event.SelfComposedDpEvent(unit, steps)
+    composed = dp_event.ComposedDpEvent(_preprocessing(ledger, factor=1) + [training])
+    exact = dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4).compose(composed).get_epsilon(1e-3)
+    assert ledger["epsilon"] == {"rdp": None, "pld": pytest.approx(exact, rel=1e-6)}
+    assert _stored(props["epsilon"], ledger["epsilon"]["pld"]) and "epsilon_rdp" not in props
+    alone = dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4).compose(training).get_epsilon(1e-3)
+    assert ledger["composition"]["parts"]["training"] == {"rdp": None, "pld": pytest.approx(alone, rel=1e-9)}
+    assert ledger["report"]["unavailable"]["rdp"].startswith("dp-accounting's RDP accountant has no analysis of "
+                                                             "truncated Poisson sampling")

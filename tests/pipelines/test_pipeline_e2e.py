@@ -388,6 +388,40 @@ def test_fixed_size_batches_end_to_end_and_a_utility_failure_blocks_the_push(pri
         assert needle in text
 
 
+def test_truncated_poisson_end_to_end_the_gate_checks_the_truncated_epsilon(private_run, truncated_run):
+    """--truncated-batch-size default: the Trainer pads Poisson batches to K = B + 4 sd and cuts larger draws, its
+    sigma calibrated by PLD on TruncatedSubsampledGaussianDpEvent (RDP has no analysis); the Evaluator checks that
+    epsilon against the budget, and `ppml report` shows the cap and the batches cut."""
+    report = truncated_run.report
+    stages = report["stages"]
+    assert [stages[s] for s in STAGES[:5]] == ["cached"] * 5 and stages["Trainer"] == "complete"
+    n = report["privacy"]["dataset_size"]
+    k = math.ceil(32 + 4 * math.sqrt(32 * (1 - 32 / n)))
+    privacy, artifact = report["privacy"], report["privacy"]["artifact"]
+    assert privacy["truncated_batch_size"] == k and isinstance(privacy["truncated_batches"], int)
+    assert privacy["epsilon_rdp"] is None and artifact["epsilon"]["rdp"] is None
+    assert 2.99 <= artifact["epsilon"]["pld"] <= 3.0   # preprocessing, push decision and training, by PLD
+    # The training part alone, from first principles: T = ceil(15 n / 32) truncated steps at the ledger's sigma.
+    steps = math.ceil(15 * n / 32)
+    event = dp_event.SelfComposedDpEvent(dp_event.TruncatedSubsampledGaussianDpEvent(
+        n + 1, 32 / n, k, privacy["noise_multiplier"]), steps)
+    alone = dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4).compose(event).get_epsilon(
+        privacy["delta"])
+    assert privacy["steps"] == steps and artifact["parts"]["training"]["pld"] == pytest.approx(alone, rel=1e-9)
+    checks = {c["name"]: c for c in report["gate"]["privacy_checks"]}
+    assert checks["epsilon"]["passed"] and checks["epsilon"]["value"] == pytest.approx(artifact["epsilon"]["pld"],
+                                                                                       rel=1e-12)
+    assert checks["epsilon"]["reason"].startswith(f"epsilon {artifact['epsilon']['pld']:.4g} <= 3 (")
+    assert "(PLD accountant (RDP: no analysis), dp-sgd ledger, preprocessing, push decision and training" in (
+        checks["epsilon"]["reason"])
+    text = truncated_run.report_text
+    for needle in (f"batches of more than {k} cut to a random {k} of them",
+                   "accounted as dp-accounting's TruncatedSubsampledGaussianDpEvent",
+                   f"  {'batches cut':<18} {privacy['truncated_batches']} (truncated Poisson sampling",
+                   "  pass  epsilon"):
+        assert needle in text
+
+
 def test_encrypted_check_runs_after_the_evaluator_and_gates_the_push(private_run, encrypted_check_run):
     report = encrypted_check_run.report
     stages = report["stages"]

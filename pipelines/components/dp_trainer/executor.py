@@ -63,5 +63,6 @@ def _describe(plan: DpTrainingPlan) -> str:
     m = plan.mechanism
     releases = "" if plan.preprocessing is None else (
         f", after {len(plan.preprocessing.events())} preprocessing releases")
-    return (f"DP-SGD, n={m.dataset_size}, B={m.batch_size:g} ({m.sampling.value}), {m.steps} steps, "
+    sampling = m.sampling.value + ("" if m.truncated_batch_size is None else f", cut to {m.truncated_batch_size}")
+    return (f"DP-SGD, n={m.dataset_size}, B={m.batch_size:g} ({sampling}), {m.steps} steps, "
             f"C={plan.config.l2_norm_clip:g}, sigma={m.noise_multiplier:.4g}, delta={plan.delta:g}{releases}")

@@ -73,7 +73,7 @@ def _plan(config: DpTrainingConfig, dataset_size: int, steps: int | None,
 
 
 def write_run_ledger(fn_args, plan: DpTrainingPlan, *, steps_taken: int | None = None, budget=None,
-                     trainer: dict[str, Any] | None = None) -> str:
+                     trainer: dict[str, Any] | None = None, truncated_batches: int | None = None) -> str:
     """Writes the ledger of a private run into the exported SavedModel; returns its path.
 
     Call it after the model is saved to ``fn_args.serving_model_dir``.
@@ -82,6 +82,8 @@ def write_run_ledger(fn_args, plan: DpTrainingPlan, *, steps_taken: int | None =
       steps_taken: noisy steps actually taken (default: all of ``plan.steps``).
       budget: the `privacy.accounting.PrivacyBudget` the training composed; it must account
         exactly the steps taken.
+      truncated_batches: under truncated Poisson sampling (``plan.mechanism.truncated_batch_size``), the
+        batches the sampler cut (`privacy.keras.PrivateTraining.truncated_batches`); required then.
     """
-    ledger = plan.ledger(steps_taken=steps_taken, budget=budget, trainer=trainer)
+    ledger = plan.ledger(steps_taken=steps_taken, budget=budget, trainer=trainer, truncated_batches=truncated_batches)
     return privacy_ledger.write_ledger(fn_args.serving_model_dir, ledger)

@@ -2,27 +2,32 @@
 
 Keys (all optional; the defaults are shown by `DpTrainingConfig`):
 
-=================  ==========================================================================
-private            true: DP-SGD with a privacy ledger; false: ordinary training, no ledger
-batch_size         B, the expected batch size (Poisson) or the batch size (fixed, shuffle)
-epochs             passes over the training data: T = ceil(epochs * n / B) noisy steps (Poisson,
-                   fixed); whole epochs of ceil(n / B) steps (shuffle)
-l2_norm_clip       C, the L2 norm each example's gradient is clipped to
-noise_multiplier   sigma: noise std on the summed clipped gradients is sigma * C
-target_epsilon     instead of noise_multiplier: calibrate sigma so that epsilon <= this
-delta              delta of the guarantee (default: the largest power of ten at most 1/(2n))
-sampling           poisson (add/remove adjacency, exact analysis), fixed (B drawn without replacement
-                   at every step; replace-one adjacency, RDP analysis only) or shuffle
-                   (replace-one adjacency, once-per-epoch bound, no amplification)
-num_microbatches   clip per microbatch instead of per example (one example moves a microbatch of several by 2C);
-                   must divide fixed and shuffled batches
-accountant         rdp or pld: the accountant that calibrates target_epsilon (fixed: rdp only)
-decision_epsilon   the push decision's budget: the Private Evaluator releases the held-out accuracy
-                   with Gaussian noise calibrated to spend this alone (`privacy.decision`); the
-                   ledger reserves it and sigma is calibrated so that everything composed meets
-                   target_epsilon. None: no private push decision (the gate then refuses a utility
-                   threshold)
-=================  ==========================================================================
+=====================  ==========================================================================
+private                true: DP-SGD with a privacy ledger; false: ordinary training, no ledger
+batch_size             B, the expected batch size (Poisson) or the batch size (fixed, shuffle)
+epochs                 passes over the training data: T = ceil(epochs * n / B) noisy steps (Poisson,
+                       fixed); whole epochs of ceil(n / B) steps (shuffle)
+l2_norm_clip           C, the L2 norm each example's gradient is clipped to
+noise_multiplier       sigma: noise std on the summed clipped gradients is sigma * C
+target_epsilon         instead of noise_multiplier: calibrate sigma so that epsilon <= this
+delta                  delta of the guarantee (default: the largest power of ten at most 1/(2n))
+sampling               poisson (add/remove adjacency, exact analysis), fixed (B drawn without replacement
+                       at every step; replace-one adjacency, RDP analysis only) or shuffle
+                       (replace-one adjacency, once-per-epoch bound, no amplification)
+num_microbatches       clip per microbatch instead of per example (one example moves a microbatch of several
+                       by 2C); must divide fixed and shuffled batches
+truncated_batch_size   K or "default" (B + 4 standard deviations): truncated Poisson sampling, a batch that
+                       draws more than K examples is cut to a uniformly random K of them (Poisson sampling, per-example
+                       clipping, PLD only: dp-accounting's TruncatedSubsampledGaussianDpEvent); the ledger
+                       records the batches cut
+accountant             rdp or pld: the accountant that calibrates target_epsilon (fixed: rdp only; truncated
+                       Poisson: pld only)
+decision_epsilon       the push decision's budget: the Private Evaluator releases the held-out accuracy
+                       with Gaussian noise calibrated to spend this alone (`privacy.decision`); the
+                       ledger reserves it and sigma is calibrated so that everything composed meets
+                       target_epsilon. None: no private push decision (the gate then refuses a utility
+                       threshold)
+=====================  ==========================================================================
 
 Other keys are left to the trainer module (e.g. ``learning_rate``), except near-misses of these
 names, which are rejected so that a typo cannot silently turn privacy settings off.
@@ -45,7 +50,7 @@ from typing import Any, Mapping
 
 from privacy import validation
 from privacy.accounting import (AccountantKind, DpSgdMechanism, PrivacyBudget, Sampling, UnsupportedAccounting,
-                                calibrate_noise_multiplier, default_delta, steps_for_epochs)
+                                calibrate_noise_multiplier, default_delta, steps_for_epochs, truncation)
 
 from pipelines.components import settings
 from pipelines.privacy_ledger import LedgerError, PrivacyLedger, accountant_delta_of
@@ -73,6 +78,7 @@ class DpTrainingConfig:
     delta: float | None = None
     sampling: str = Sampling.POISSON.value
     num_microbatches: int | None = None
+    truncated_batch_size: int | str | None = None
     accountant: str = AccountantKind.RDP.value
     decision_epsilon: float | None = None
 
@@ -106,6 +112,7 @@ class DpTrainingConfig:
                                                     f"got {config.sampling!r}")
         if config.accountant not in [a.value for a in AccountantKind]:
             raise InvalidPrivacySetting("accountant", f"must be 'rdp' or 'pld', got {config.accountant!r}")
+        config._check_truncation()
         if (config.private and config.target_epsilon is not None and config.sampling == Sampling.FIXED.value
                 and config.accountant == AccountantKind.PLD.value):
             raise InvalidPrivacySetting("accountant", "dp-accounting's PLD accountant has no analysis of fixed-size "
@@ -122,6 +129,29 @@ class DpTrainingConfig:
                                         f"private training needs exactly one of 'noise_multiplier' and "
                                         f"'target_epsilon' ({both} set)")
         return config
+
+    def _check_truncation(self) -> None:
+        """``truncated_batch_size`` alone: K or "default", for private Poisson sampling clipped per example and
+        calibrated (if at all) by PLD (its bounds against n are checked by `plan`)."""
+        if self.truncated_batch_size is None:
+            return
+        try:
+            truncation.check_truncated_batch_size(self.truncated_batch_size, expected_batch_size=self.batch_size)
+        except ValueError as err:
+            raise InvalidPrivacySetting("truncated_batch_size", str(err)) from None
+        if not self.private:
+            raise InvalidPrivacySetting("truncated_batch_size", "applies to private training only (non-private "
+                                                                "training runs shuffled batches)")
+        if self.sampling != Sampling.POISSON.value:
+            raise InvalidPrivacySetting("truncated_batch_size", f"applies to Poisson sampling only, not sampling "
+                                                                f"{self.sampling!r}")
+        if self.num_microbatches is not None:
+            raise InvalidPrivacySetting("truncated_batch_size", "truncated Poisson sampling is analysed for "
+                                                                "per-example clipping only; drop num_microbatches")
+        if self.target_epsilon is not None and self.accountant != AccountantKind.PLD.value:
+            raise InvalidPrivacySetting("accountant", "dp-accounting's RDP accountant has no analysis of truncated "
+                                                      "Poisson sampling (truncated_batch_size), so it cannot "
+                                                      "calibrate target_epsilon; use 'pld'")
 
     def to_custom_config(self) -> dict[str, Any]:
         """The settings as ``custom_config`` entries (JSON values)."""
@@ -164,9 +194,12 @@ class DpTrainingConfig:
             mechanism = DpSgdMechanism(dataset_size=n, batch_size=self.batch_size,
                                        noise_multiplier=self.noise_multiplier or 1.0, steps=steps,
                                        sampling=sampling, num_microbatches=self.num_microbatches,
-                                       steps_per_epoch=steps_per_epoch)  # the sampling's natural adjacency
+                                       steps_per_epoch=steps_per_epoch,  # the sampling's natural adjacency
+                                       truncated_batch_size=truncation.resolve_truncated_batch_size(
+                                           self.truncated_batch_size, n, self.batch_size))
         except ValueError as err:
-            setting = "num_microbatches" if "microbatches" in str(err) else "batch_size"
+            setting = next((key for key in ("truncated_batch_size", "num_microbatches") if key in str(err)),
+                           "batch_size")
             raise InvalidPrivacySetting(setting, str(err)) from None
         part, accountant_delta = self._preprocessing(preprocessing, mechanism, delta)
         decision = self._decision(accountant_delta)
@@ -263,11 +296,12 @@ class DpTrainingPlan:
         return None if self.mechanism is None else self.mechanism.noise_multiplier
 
     def ledger(self, *, steps_taken: int | None = None, budget: PrivacyBudget | None = None,
-               trainer: dict[str, Any] | None = None) -> PrivacyLedger:
+               trainer: dict[str, Any] | None = None, truncated_batches: int | None = None) -> PrivacyLedger:
         """The ledger of the run after ``steps_taken`` steps (default: all planned steps).
 
         Args:
           budget: the budget the training callback composed, checked against the plan.
+          truncated_batches: under truncated Poisson sampling, how many batches the sampler cut (required then).
         """
         if self.mechanism is None:
             raise ValueError("a non-private run has no privacy ledger")
@@ -275,5 +309,5 @@ class DpTrainingPlan:
         return PrivacyLedger.for_dp_sgd(self.mechanism.replace(steps=steps), l2_norm_clip=self.config.l2_norm_clip,
                                         delta=self.delta, delta_is_default=self.config.delta is None,
                                         budget=budget, trainer=trainer, preprocessing=self.preprocessing,
-                                        decision=self.decision)
+                                        decision=self.decision, truncated_batches=truncated_batches)
 

@@ -1,6 +1,7 @@
 """`ppml pipeline run` and `ppml report` before any pipeline runs: every setting checked into one plan without
 importing TFX, bad input in one line naming the option, the flag glossary's old spellings, one run per root."""
 
+import inspect
 import os
 import subprocess
 import sys
@@ -89,7 +90,23 @@ BAD_RUN_OPTIONS = [
     (["--trainer", "federated", "--batch-size", "8"], "--batch-size"),
     (["--trainer", "federated", "--encrypted-check"], "encrypted check"),
     (["--delta", "1e-5", "--target-delta", "1e-5"], "--delta"),
+    (["--truncated-batch-size", "31"], "--truncated-batch-size"),           # below B = 32
+    (["--truncated-batch-size", "many"], "--truncated-batch-size"),
+    (["--truncated-batch-size", "40", "--sampling", "shuffle"], "--truncated-batch-size"),
+    (["--truncated-batch-size", "40", "--num-microbatches", "4"], "--truncated-batch-size"),
+    (["--truncated-batch-size", "40", "--no-dp"], "--truncated-batch-size"),
+    (["--truncated-batch-size", "40", "--trainer-config", '{"accountant": "rdp"}'], "--trainer-config"),
+    (["--trainer", "federated", "--truncated-batch-size", "40"], "--truncated-batch-size"),
 ]
+
+
+def test_truncated_batch_size_reaches_the_trainer_config_with_the_pld_accountant():
+    """The side-by-side non-private Trainer drops it (it trains on shuffled batches)."""
+    context = pipeline_cli.run.make_context("run", ["--truncated-batch-size", "default", "--compare-non-private"])
+    plan_options = inspect.signature(pipeline_cli._plan).parameters   # pylint: disable=protected-access
+    plan = pipeline_cli._plan(**{k: v for k, v in context.params.items() if k in plan_options})
+    assert plan.trainer_config["truncated_batch_size"] == "default" and plan.trainer_config["accountant"] == "pld"
+    assert "truncated_batch_size" not in plan.non_private_trainer_config
 
 
 @pytest.mark.parametrize("args, option", BAD_RUN_OPTIONS, ids=[" ".join(a) for a, _ in BAD_RUN_OPTIONS])

@@ -99,7 +99,9 @@ def _clipped(model, x, y, weights, clip, microbatches=None, jit_compile=False):
 
 
 def _compile_modes(name):
-    """Without XLA, and with XLA (where convolution patches are sliced differently) except for the RNN."""
+    """Without XLA, and with XLA (where convolution patches are sliced differently) except for the RNN: tracing its
+    per-example gradients under XLA fails on both flavours (tf2xla: UnimplementedError on the vectorized loop's
+    cond; Keras 3's `fit` trains such a model without XLA, cases_mixed_clipping)."""
     return (False,) if name == "fallback" else (False, True)
 
 

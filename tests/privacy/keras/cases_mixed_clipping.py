@@ -2,20 +2,43 @@
 
 `OuterProduct` decides once per layer, at trace time, between the ghost norm (cost T^2 (d_in + d_out) in the
 T positions) and the materialised per-example gradient (T d_in d_out) (Bu et al. 2022). Each layer kind runs
-here with shapes on both sides of that cost model, so both branches are checked. The reference clips
+here with shapes on both sides of that cost model, so both branches are checked, without and with XLA (whose
+convolutions slice their patches instead of extracting them) on both Keras flavours. The exception: recurrent
+layers, whose per-example gradients (the vectorized fallback through the RNN loop) fail to trace under XLA here
+on both flavours (tf2xla: UnimplementedError), are checked without XLA; `fit` with XLA is checked against `fit`
+without it instead (Keras 3 trains such a model without XLA; tf-keras compiles it). The reference clips
 `tf.GradientTape.jacobian`'s per-example gradients one by one, never going through the layer rules.
 """
+
+import warnings
 
 import numpy as np
 import tensorflow as tf
 
-from privacy.keras import compat, factors, layer_rules, recording
+from privacy.keras import compat, factors, layer_rules, make_private, recording
 from privacy.keras.params import DPParams
 from privacy.keras.train_step import clipped_gradient_sum, per_example_loss
 
 K = compat.default_keras()
 L = K.layers
 BATCH = 5
+TF_KERAS = compat.is_tf_keras(L.Dense(1))
+"""Which flavour this module runs on (tf-keras in the fresh interpreter, Keras 3 in pytest's)."""
+
+
+class Scale(L.Layer):
+    """A layer no rule knows, with its own weight and no loop: the vectorised fallback."""
+
+    def build(self, input_shape):
+        self.w = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="w")
+
+    def call(self, x):
+        return x * self.w + tf.sin(x * self.w)
+
+
+def _attention(inputs):
+    """Self-attention: MultiHeadAttention's query, key, value and output projections are EinsumDense units."""
+    return L.MultiHeadAttention(num_heads=2, key_dim=3)(inputs, inputs)
 
 
 def _ghost(t, d_in, d_out):
@@ -24,19 +47,25 @@ def _ghost(t, d_in, d_out):
 
 
 def _cases():
-    """(name, input shape, input dtype, layer, whether XLA is checked)."""
+    """(name, input shape, input dtype, layer (or a function of the inputs), whether XLA is checked)."""
     assert _ghost(2, 64, 64) and not _ghost(16, 3, 2) and _ghost(4, 72, 16) and not _ghost(64, 9, 2)
     return [
         ("Dense, ghost", (2, 64), "float32", L.Dense(64, activation="tanh"), True),
         ("Dense, per-example", (16, 3), "float32", L.Dense(2, activation="tanh"), True),
         ("EinsumDense, ghost", (2, 64), "float32", L.EinsumDense("abc,cd->abd", (2, 64), bias_axes="d"), True),
         ("EinsumDense, per-example", (16, 3), "float32", L.EinsumDense("abc,cd->abd", (16, 2), bias_axes="d"), True),
+        ("Conv1D, ghost", (8, 24), "float32", L.Conv1D(16, 3, strides=2, padding="same"), True),   # T 4, d_in 72
+        ("Conv1D, per-example", (64, 3), "float32", L.Conv1D(2, 3, padding="same", activation="relu"), True),
         ("Conv2D, ghost", (4, 4, 8), "float32", L.Conv2D(16, 3, strides=2, padding="same"), True),
         ("Conv2D, per-example", (8, 8, 1), "float32", L.Conv2D(2, 3, padding="same", activation="relu"), True),
+        ("DepthwiseConv2D", (6, 6, 3), "float32", L.DepthwiseConv2D(3, depth_multiplier=2, padding="same"), True),
         ("Embedding", (7,), "int32", L.Embedding(4, 3), True),
         ("LayerNormalization", (3, 4), "float32", L.LayerNormalization(), True),
+        ("MultiHeadAttention (EinsumDense)", (3, 4), "float32", _attention, True),
+        ("Scale (fallback)", (4, 3), "float32", Scale(), True),
         ("LSTM (fallback)", (4, 3), "float32", L.LSTM(3, return_sequences=True), False),
         ("GRU (fallback)", (4, 3), "float32", L.GRU(3), False),
+        ("SimpleRNN (fallback)", (4, 3), "float32", L.SimpleRNN(3), False),
     ]
 
 
@@ -65,13 +94,18 @@ def _traced(step, x, y):
         factors.OuterProduct._use_ghost = decide
 
 
+def _model(shape, dtype, layer):
+    tf.random.set_seed(0)
+    inputs = K.Input(shape, dtype=dtype)
+    model = K.Model(inputs, L.Dense(2)(L.Flatten()(layer(inputs))))
+    model.compile(optimizer=K.optimizers.SGD(0.1), loss="mse")
+    return model
+
+
 def case_clipped_sum_equals_naive_per_example_clipping_per_layer_kind():
     rng = np.random.default_rng(1)
     for name, shape, dtype, layer, with_xla in _cases():
-        tf.random.set_seed(0)
-        inputs = K.Input(shape, dtype=dtype)
-        model = K.Model(inputs, L.Dense(2)(L.Flatten()(layer(inputs))))
-        model.compile(optimizer=K.optimizers.SGD(0.1), loss="mse")
+        model = _model(shape, dtype, layer)
         x = (rng.integers(0, 4, size=(BATCH, *shape)) if dtype == "int32"
              else rng.normal(size=(BATCH, *shape))).astype(dtype)
         x, y = tf.constant(x), tf.constant(rng.normal(size=(BATCH, 2)), tf.float32)
@@ -92,3 +126,35 @@ def case_clipped_sum_equals_naive_per_example_clipping_per_layer_kind():
             np.testing.assert_allclose(got.norms.numpy(), norms, rtol=1e-4, err_msg=f"{name}, XLA {jit_compile}")
             for g, w in zip(got.sums, want):
                 np.testing.assert_allclose(g.numpy(), w, rtol=1e-4, atol=1e-5, err_msg=f"{name}, XLA {jit_compile}")
+
+
+def case_fit_with_xla_through_a_recurrent_loop_takes_the_steps_it_takes_without():
+    """`fit` of a model compiled with jit_compile=True whose per-example gradients run through a recurrent loop, at a
+    binding clip without noise, ends at the weights that the same fit without XLA reaches (whose clipping the case
+    above checks against the naive one). Keras 3 gets there by training without XLA, with a warning naming the
+    layer; tf-keras compiles that step with XLA. A model without such a loop keeps XLA on both flavours."""
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(20, 4, 3)).astype("float32"), rng.normal(size=(20, 2)).astype("float32")
+    for name, layer in (("recurrent", lambda: L.LSTM(3, name="lstm")), ("plain", Scale)):
+        ran, start = {}, None
+        for jit_compile in (False, True):
+            model = make_private(_model((4, 3), "float32", layer()), l2_norm_clip=0.05, noise_multiplier=0.0,
+                                 expected_batch_size=4, dataset_size=20, seed=3)
+            model.compile(optimizer=K.optimizers.SGD(1.0), loss="mse", jit_compile=jit_compile)
+            start = start or model.get_weights()
+            model.set_weights(start)
+            with warnings.catch_warnings(record=True) as seen:
+                warnings.simplefilter("always")
+                model.fit(x, y, epochs=1, steps_per_epoch=3, verbose=0)
+            ran[jit_compile] = (model.get_weights(), model.jit_compile,
+                                [str(w.message) for w in seen if "do not compile with XLA" in str(w.message)])
+        assert max(float(np.abs(a - b).max()) for a, b in zip(start, ran[False][0])) > 1e-3, name   # it trained
+        for a, b in zip(ran[False][0], ran[True][0]):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6, err_msg=name)
+        compiled, said = ran[True][1:]
+        if name == "plain" or TF_KERAS:
+            assert compiled is True and said == [], (name, compiled, said)
+        else:
+            assert compiled is False and len(said) == 1, said
+            assert said[0].startswith("per-example gradients of ['lstm (LSTM"), said
+            assert said[0].endswith("do not compile with XLA; training without jit_compile"), said
