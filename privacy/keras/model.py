@@ -149,6 +149,9 @@ def private_fit(model, fit, *args, **kwargs):
         # Between fits nobody may call the traced private step (model.train_function(...), Keras' own
         # train_on_batch): it would run on the caller's batch, accounted as if ppml had drawn it.
         private.held_train_function, model.train_function = model.train_function, None
+        # The compiled loss and metrics hold exact sums over the sampled training examples (and their count):
+        # zero them, so that a saved model carries none of it (NOT_COVERED names what fit still returned).
+        model.reset_metrics()
 
 
 def refused_train_on_batch(model, *args, **kwargs):

@@ -80,3 +80,36 @@ def case_callbacks_on_validation_metrics_or_epsilon_are_allowed():
     for callback in (K.callbacks.EarlyStopping(monitor="val_loss", patience=5),
                      K.callbacks.EarlyStopping(monitor="epsilon", mode="max", patience=5)):
         assert len(_fit(callback).history["epsilon"]) == 2
+
+
+def _metric_state_after_private_fit(x, y) -> dict[str, np.ndarray]:
+    """Every metric variable of a model trained privately on (x, y) and saved, as read back: from the tf-keras
+    SavedModel's checkpoint (which saves them), or from the model (Keras 3 saves no metric state)."""
+    import os  # pylint: disable=import-outside-toplevel
+    import tempfile  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    tf.keras.utils.set_random_seed(0)
+    model = make_private(K.Sequential([K.Input((4,)), L.Dense(8, activation="relu"), L.Dense(1, activation="sigmoid")]),
+                         l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=10, dataset_size=len(y),
+                         target_delta=1e-3, seed=5)
+    model.compile(optimizer=K.optimizers.SGD(0.1), loss=K.losses.BinaryCrossentropy(), metrics=["binary_accuracy"])
+    model.fit(x, y, steps_per_epoch=20, epochs=1, verbose=0)
+    if not compat.is_tf_keras(model):
+        return {f"{m.name}/{i}": np.asarray(v) for m in model.metrics for i, v in enumerate(m.variables)}
+    path = tempfile.mkdtemp()
+    model.save(path, save_format="tf")
+    reader = tf.train.load_checkpoint(os.path.join(path, "variables", "variables"))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map() if "/metrics/" in name}
+
+
+def case_a_saved_private_model_carries_no_training_metric_state():
+    """The compiled loss and accuracy sum over the sampled examples: after fit they are zero, so a mislabelled
+    outlier replacing one record leaves the saved non-weight state identical (it moved the loss total by ~10x)."""
+    x, labels = _data()
+    y = labels[:, None].astype("float32")
+    x2, y2 = x.copy(), y.copy()
+    x2[0], y2[0] = 50.0, 1.0 - y2[0]
+    on_d, on_d2 = _metric_state_after_private_fit(x, y), _metric_state_after_private_fit(x2, y2)
+    assert on_d and set(on_d) == set(on_d2), (on_d, on_d2)
+    for name, value in on_d.items():
+        assert not np.any(value) and not np.any(on_d2[name]), (name, value, on_d2[name])
