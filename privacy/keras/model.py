@@ -140,7 +140,7 @@ def private_fit(model, fit, *args, **kwargs):
     if accounting and not ours:
         ours = [callback.callback_for(model)]
     # First, so that epsilon is in the logs before TensorBoard, History or EarlyStopping read them.
-    kwargs["callbacks"] = ours + [cb for cb in callbacks if cb not in ours]
+    kwargs["callbacks"] = [callback.state_guard_for(model)] + ours + [cb for cb in callbacks if cb not in ours]
     model.train_function = private.held_train_function
     try:
         with private.fitting(shuffled_from):
