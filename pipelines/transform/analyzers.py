@@ -53,12 +53,19 @@ DEFAULT_THRESHOLD_DELTA_FRACTION = 0.1
 class PrivateAnalyzers:
     """The private analyzers of one trace of a preprocessing function (see the module docstring).
 
+    Every analyzer accounts one row of its input per record: when the analysis runs, the input's first axis
+    must have as many rows as the batch of records (``records``, from `private_preprocessing_fn`'s inputs), so
+    an input flattened across records (``tf.reshape(x, [-1])``, a ragged tensor's ``flat_values``) fails the
+    Transform with a message naming the analyzer instead of being accounted as one value per record.
+
     Args:
       config: the preprocessing settings (budget, adjacency, noise seed).
+      records: the number of records in the batch being analysed (a scalar int64 tensor).
     """
 
-    def __init__(self, config: PreprocessingConfig):
+    def __init__(self, config: PreprocessingConfig, records: tf.Tensor):
         self.config = config
+        self._records_in_batch = records
         self._budget = config.budget() if config.private else None
         self._spent = 0.0
         self._private: list[str] = []
@@ -72,6 +79,7 @@ class PrivateAnalyzers:
         with tf.name_scope(name or "mean_and_var") as scope:
             bounds, share = Bounds.of(bounds), self._share(share, scope)
             mechanism = MeanVariance(bounds, self._noise_multiplier(share), self.config.adjacency, _per_record(x))
+            x = self._one_row_per_record(x, scope)
             parameters = {"bounds": bounds.to_list(), "values_per_record": mechanism.values_per_record}
             mean, var = self._combine([x], beam_analyzers.SummedRelease(
                 mechanism=mechanism, accumulator_size=3, finalize=beam_analyzers.finalize_mean_and_var,
@@ -95,6 +103,7 @@ class PrivateAnalyzers:
             bounds, share = Bounds.of(bounds), self._share(share, scope)
             mechanism = TreeHistogram(Grid(bounds, bins, scale), self._noise_multiplier(share), branching,
                                       self.config.adjacency, _per_record(x))
+            x = self._one_row_per_record(x, scope)
             parameters = {"bounds": bounds.to_list(), "bins": bins, "scale": scale, "branching": branching,
                           "values_per_record": mechanism.values_per_record, "probabilities": list(probabilities)}
             nodes = sum(branching ** level for level in range(mechanism.height + 1))
@@ -132,7 +141,11 @@ class PrivateAnalyzers:
     def vocabulary(self, x: tf.Tensor, *, share: float, max_tokens_per_record: int = 1,
                    threshold_delta: float | None = None, top_k: int | None = None, name: str | None = None):
         """A private vocabulary file of ``x``'s tokens (`privacy.preprocessing.GaussianThresholding`): its
-        path, for `tft.apply_vocabulary`. Tokens most records hold come first; ``top_k`` keeps the first."""
+        path, for `tft.apply_vocabulary`. Tokens most records hold come first; ``top_k`` keeps the first.
+
+        ``x`` holds one row per record: [records] or [records, k] dense, or a 2-D `tf.RaggedTensor` /
+        `tf.SparseTensor` (e.g. ``tf.strings.split(text)``); each record contributes its first
+        ``max_tokens_per_record`` distinct tokens."""
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
             raise ValueError(f"top_k must be an integer >= 1, got {top_k!r}")
         with tf.name_scope(name or "vocabulary") as scope:
@@ -146,8 +159,10 @@ class PrivateAnalyzers:
             ptransform = beam_analyzers.VocabularyRelease(
                 mechanism=mechanism, top_k=top_k, file_name=file_name,
                 **self._record(scope, "vocabulary", GAUSSIAN_THRESHOLDING, mechanism, parameters, share))
+            values, lengths = _rows_and_lengths(x, scope)
             before = len(_sinks())
-            [path] = tft.experimental.ptransform_analyzer([x], ptransform, [tf.string], [[]],
+            [path] = tft.experimental.ptransform_analyzer([self._one_row_per_record(values, scope), lengths],
+                                                          ptransform, [tf.string], [[]],
                                                           output_asset_default_values=[beam_analyzers.EMPTY_VOCABULARY],
                                                           name="release")
             self._ours.update(_sink_name(s) for s in _sinks()[before:])
@@ -210,6 +225,16 @@ class PrivateAnalyzers:
         return {key: _tied(value, check) for key, value in outputs.items()}
 
     # --- helpers -------------------------------------------------------------------------------------
+    def _one_row_per_record(self, x: tf.Tensor, scope: str) -> tf.Tensor:
+        """``x``, checked when the analysis runs to hold one row per record of the batch."""
+        check = tf.debugging.assert_equal(
+            tf.shape(x, out_type=tf.int64)[0], self._records_in_batch,
+            message=f"ppml analyzer {scope.rstrip('/')!r}: its input must hold one row per record ([records, ...]); "
+                    f"do not flatten records together (tf.reshape(x, [-1]), .flat_values): pass [records, k] "
+                    f"values (or, to vocabulary, the RaggedTensor itself)")
+        with tf.control_dependencies([check]):
+            return tf.identity(x)
+
     def _share(self, share, scope: str) -> float:
         share = check_share(share)
         if self._spent + share > 1 + 1e-9:
@@ -258,7 +283,7 @@ def private_preprocessing_fn(fn: Callable[[dict, PrivateAnalyzers], dict]) -> Ca
     """
 
     def preprocessing_fn(inputs, custom_config=None):
-        analyzers = PrivateAnalyzers(PreprocessingConfig.from_custom_config(custom_config))
+        analyzers = PrivateAnalyzers(PreprocessingConfig.from_custom_config(custom_config), _records_in(inputs))
         return analyzers.finish(fn(inputs, analyzers))
 
     preprocessing_fn.__name__ = getattr(fn, "__name__", "preprocessing_fn")
@@ -290,6 +315,35 @@ def _tied(value, check):
         return value
     with tf.control_dependencies([check]):
         return tf.identity(value)
+
+
+def _records_in(inputs: Mapping[str, Any]) -> tf.Tensor:
+    """The number of records in the batch tf.Transform feeds the preprocessing_fn (its inputs' first axis)."""
+    if not inputs:
+        raise ValueError("the preprocessing_fn has no inputs")
+    first = inputs[sorted(inputs)[0]]
+    if isinstance(first, tf.RaggedTensor):
+        return tf.cast(first.nrows(), tf.int64)
+    if isinstance(first, tf.SparseTensor):
+        return first.dense_shape[0]
+    return tf.shape(first, out_type=tf.int64)[0]
+
+
+def _rows_and_lengths(x, scope: str) -> tuple[tf.Tensor, tf.Tensor]:
+    """A vocabulary input as ([records, width] values, [records] number of values of each record's row)."""
+    if isinstance(x, tf.SparseTensor):
+        if x.shape.rank != 2:
+            raise ValueError(f"ppml analyzer {scope.rstrip('/')!r}: a SparseTensor input must be 2-D ([records, "
+                             f"tokens]), got shape {x.shape}")
+        x = tf.RaggedTensor.from_sparse(x)
+    if isinstance(x, tf.RaggedTensor):
+        if x.shape.rank != 2:
+            raise ValueError(f"ppml analyzer {scope.rstrip('/')!r}: a RaggedTensor input must be 2-D ([records, "
+                             f"(tokens)]), got shape {x.shape}; merge its inner dimensions per record first")
+        return x.to_tensor(), tf.cast(x.row_lengths(), tf.int64)
+    x = tf.convert_to_tensor(x)
+    width = tf.reduce_prod(tf.shape(x, out_type=tf.int64)[1:])
+    return x, tf.fill(tf.shape(x, out_type=tf.int64)[:1], width)
 
 
 def _per_record(x: tf.Tensor) -> int:

@@ -82,10 +82,11 @@ class VocabularyRelease(PTransformAnalyzer):
         self._seed = seed
 
     def _tokens(self, batch):
-        values = np.asarray(batch[0], dtype=object)
+        """Each record's tokens: batch is ([records, ...] values, [records] how many of a row's values are its)."""
+        values, lengths = np.asarray(batch[0], dtype=object), np.asarray(batch[1])
         rows = values.reshape(values.shape[0] if values.ndim else 1, -1)
-        for row in rows:
-            yield from self._mechanism.record_tokens(_token(v) for v in row)
+        for row, length in zip(rows, lengths.reshape(-1)):
+            yield from self._mechanism.record_tokens(_token(v) for v in row[:int(length)])
 
     def _write(self, counts):
         noise = noise_source(self._private, self._seed, self._stream)
