@@ -128,7 +128,8 @@ def resolve_plan(*, trainer: str = "dp", trainer_config: Mapping[str, Any] | Non
       generalize: the scrubber also generalizes ``kanonymity``'s quasi-identifiers to its ``target_k`` (Mondrian).
       schema_file: a schema (.pbtxt) fixed before the data is read, imported (``ImportSchemaGen``) instead of
         inferred from the data by SchemaGen; a private Federated Trainer may then declare it with
-        ``public_schema`` (once the examples' feature kinds are fixed too).
+        ``public_schema`` (once the examples' feature kinds are fixed too); the DP Trainer gets
+        ``public_schema`` set (unless its config says otherwise), so its ledger lists no inferred spec.
 
     Raises:
       ValueError, InvalidPrivacySetting, InvalidFederatedSetting: for an invalid setting, naming it.
@@ -154,6 +155,8 @@ def resolve_plan(*, trainer: str = "dp", trainer_config: Mapping[str, Any] | Non
             trainer_config = {**trainer_config, "budget_unit": "example"}
     if schema_file is not None and not os.path.isfile(schema_file):
         raise ValueError(f"schema_file: no file {schema_file!r}")
+    if schema_file is not None and trainer == "dp" and "public_schema" not in trainer_config:
+        trainer_config = {**trainer_config, "public_schema": True}   # fixed before the data is read
     preprocessing = preprocessing_config(trainer, trainer_config, share=preprocessing_share,
                                          epsilon=preprocessing_epsilon)
     if min_accuracy == 0:   # the noisy accuracy is in [0, 1]: a threshold of 0 decides nothing

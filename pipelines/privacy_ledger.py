@@ -46,6 +46,20 @@ DP_SGD = "dp-sgd"
 DP_FEDAVG = "dp-fedavg"
 """Client-level DP-FedAvg: a `DpSgdMechanism` with clients as examples and rounds as steps."""
 
+INFERRED_SPEC = {
+    "feature spec inferred from the data": "each record is read, and the pushed model's serving signature parses "
+    "raw examples, against the raw feature spec of the Transform graph or the schema, which SchemaGen infers from "
+    "the private examples (and CsvExampleGen types each CSV column from all its values): one record can change that "
+    "spec (a feature's type, FixedLen or VarLen), and with it the signature and which records conform; set "
+    "public_schema once the schema and the examples' feature kinds are fixed before the data is read (e.g. "
+    "ImportSchemaGen, the pipeline's schema_file)"}
+"""Listed outside the guarantee of a private run whose spec comes from a schema not declared public."""
+SEPARATE_RUNS = {
+    "separate runs on the same data": "this epsilon covers this model alone; models trained on the same records by "
+    "separate runs (a re-run, another budget) compose: their epsilons add up (basic composition), and a "
+    "serving_model folder holding several of them releases all"}
+"""Listed outside the guarantee of every private run: the ledger accounts one run."""
+
 PRIVACY_UNITS = ("example", "user", "client")
 """What neighbouring data sets differ in: one example; all examples of one user (DP-SGD's group privacy over
 ``max_examples_per_user``, or FedAvg with one client per user key); all examples of one client that ppml cut
@@ -113,7 +127,8 @@ class PrivacyLedger:
                    delta_is_default: bool = False, budget: PrivacyBudget | None = None,
                    trainer: dict[str, Any] | None = None,
                    preprocessing: PreprocessingPart | None = None,
-                   decision: NoisyAccuracy | None = None) -> "PrivacyLedger":
+                   decision: NoisyAccuracy | None = None,
+                   outside_guarantee: dict[str, str] | None = None) -> "PrivacyLedger":
         """The ledger of a DP-SGD run that took ``mechanism.steps`` noisy steps.
 
         Args:
@@ -122,6 +137,7 @@ class PrivacyLedger:
             one is composed from ``mechanism`` (``mechanism.unit_event()`` x ``mechanism.units()``).
           preprocessing: the preprocessing releases the model carries, composed before the training.
           decision: the push decision's release, composed after the preprocessing, before the training.
+          outside_guarantee: what the model or run shows that epsilon does not cover ({name: why}).
 
         Raises:
           LedgerError: if ``budget`` does not account exactly the run ``mechanism`` describes.
@@ -134,6 +150,8 @@ class PrivacyLedger:
         budget = with_preprocessing(budget, mechanism, accountant_delta, preprocessing, decision)
         parameters = {f.name: _json_value(getattr(mechanism, f.name)) for f in dataclasses.fields(mechanism)}
         parameters.update(l2_norm_clip=float(l2_norm_clip), delta_is_default=bool(delta_is_default))
+        if outside_guarantee:
+            parameters["outside_guarantee"] = dict(outside_guarantee)
         return cls(budget=budget, mechanism=DP_SGD, parameters=parameters, trainer=dict(trainer or {}),
                    preprocessing=preprocessing, decision=decision)
 
