@@ -54,6 +54,20 @@ class PipelineLayout:
     def serving_model_dir(self) -> str:
         return os.path.join(self.root, "serving_model")
 
+    def composition_warning(self) -> str | None:
+        """A warning when ``serving_model_dir`` holds more than one pushed model: all were trained on this root's
+        data, so their guarantees compose (epsilons add up), while each ledger accounts its own run only."""
+        try:
+            versions = [v for v in os.listdir(self.serving_model_dir)
+                        if os.path.isdir(os.path.join(self.serving_model_dir, v))]
+        except FileNotFoundError:
+            return None
+        if len(versions) < 2:
+            return None
+        return (f"{self.serving_model_dir} holds {len(versions)} pushed models trained on the same data "
+                f"({', '.join(sorted(versions))}): their guarantees compose (their epsilons add up); each ledger and "
+                f"this report account one run only")
+
 
 @dataclasses.dataclass(frozen=True)
 class PipelinePlan:

@@ -26,7 +26,7 @@ from pipelines.cli.minimization import (csv_columns, failure_message, minimizati
 from pipelines.cli.types import FiniteFloatRange
 from pipelines.components.private_evaluator.spec import DEFAULT_PRIVACY_UNIT
 from pipelines.components.settings import InvalidSetting
-from pipelines.plan import resolve_plan
+from pipelines.plan import PipelineLayout, resolve_plan
 from pipelines.privacy_ledger import PRIVACY_UNITS
 from pipelines.root_lock import RootBusy, exclusive_root
 from pipelines.transform.spec import DEFAULT_SHARE
@@ -276,6 +276,9 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
         from pipelines.report import load_report  # pylint: disable=import-outside-toplevel
         report = load_report(pipeline_root)
     click.echo(json.dumps(report.to_dict(), indent=2, allow_nan=False) if as_json else report.format_text())
+    composed = PipelineLayout(os.path.abspath(pipeline_root)).composition_warning()
+    if composed:
+        click.echo(f"Warning: {composed}", err=True)
 
 
 def _bundled_columns() -> list[str]:

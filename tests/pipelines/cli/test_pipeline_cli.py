@@ -225,3 +225,15 @@ def test_the_pipeline_root_and_what_the_run_writes_are_owner_only(tmp_path, monk
         assert os.stat(compiled).st_mode & 0o777 == 0o700
     finally:
         os.umask(previous)
+
+
+def test_several_pushed_models_of_one_root_are_said_to_compose(tmp_path):
+    """serving_model/ keeps every pushed version: with two, the run warns that their epsilons add up."""
+    from pipelines.plan import PipelineLayout  # noqa: PLC0415
+    layout = PipelineLayout(str(tmp_path))
+    assert layout.composition_warning() is None   # no serving_model yet
+    os.makedirs(os.path.join(layout.serving_model_dir, "1796505722"))
+    assert layout.composition_warning() is None   # one model: its ledger is the whole story
+    os.makedirs(os.path.join(layout.serving_model_dir, "1796509999"))
+    warning = layout.composition_warning()
+    assert "holds 2 pushed models" in warning and "epsilons add up" in warning and "1796505722" in warning
