@@ -432,3 +432,23 @@ def test_plain_tft_analyzers_are_refused_by_the_trainer_and_nothing_is_pushed(pl
     assert "60 constant(s) of the transform graph used by scale_to_z_score" in refused
     assert "use PrivateAnalyzers.scale_to_z_score(x, bounds=..., share=...)" in refused
     assert refused.endswith(NO_COVERAGE_RECORD)
+
+
+def test_the_pushed_model_holds_no_training_metric_state_and_the_root_is_owner_only(private_run):
+    """Read back from the pushed SavedModel's checkpoint: Keras' loss and accuracy accumulators are zero (the
+    exact training-loss sum and example count were there before); its ledger lists the inferred feature spec and
+    the composition of separate runs outside the guarantee; nothing under the root is open to group or others."""
+    import numpy as np  # noqa: PLC0415
+    import tensorflow as tf  # noqa: PLC0415
+    pushed = private_run.report["pushed"]["uri"]
+    reader = tf.train.load_checkpoint(os.path.join(pushed, "variables", "variables"))
+    metrics = {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map() if "/metrics/" in name}
+    assert len(metrics) == 4 and not any(np.any(value) for value in metrics.values()), metrics
+    with open(os.path.join(pushed, "assets.extra", "privacy_ledger.json")) as f:
+        outside = json.load(f)["parameters"]["outside_guarantee"]
+    assert set(outside) == {"feature spec inferred from the data", "separate runs on the same data"}
+    root = str(private_run.root)
+    assert os.stat(root).st_mode & 0o777 == 0o700
+    open_to_others = [os.path.join(d, n) for d, dirs, files in os.walk(root) for n in dirs + files
+                      if not os.path.islink(os.path.join(d, n)) and os.stat(os.path.join(d, n)).st_mode & 0o077]
+    assert open_to_others == [], open_to_others[:5]
