@@ -53,10 +53,11 @@ DEFAULT_THRESHOLD_DELTA_FRACTION = 0.1
 class PrivateAnalyzers:
     """The private analyzers of one trace of a preprocessing function (see the module docstring).
 
-    Every analyzer accounts one row of its input per record: when the analysis runs, the input's first axis
-    must have as many rows as the batch of records (``records``, from `private_preprocessing_fn`'s inputs), so
-    an input flattened across records (``tf.reshape(x, [-1])``, a ragged tensor's ``flat_values``) fails the
-    Transform with a message naming the analyzer instead of being accounted as one value per record.
+    Every analyzer accounts one row of its input per record: each analysis batch carries a marker with one
+    row per record (``records``, from `private_preprocessing_fn`'s inputs) beside the analyzer's input, and an
+    input with another number of rows (flattened across records: ``tf.reshape(x, [-1])``, a ragged tensor's
+    ``flat_values``) fails the Transform with a one-line error naming the analyzer
+    (`beam_analyzers.check_one_row_per_record`; no data in it), instead of being accounted as one record a row.
 
     Args:
       config: the preprocessing settings (budget, adjacency, noise seed).
@@ -65,7 +66,7 @@ class PrivateAnalyzers:
 
     def __init__(self, config: PreprocessingConfig, records: tf.Tensor):
         self.config = config
-        self._records_in_batch = records
+        self._marker = tf.zeros(tf.reshape(records, [1]), tf.int8)   # one row per record of the batch
         self._budget = config.budget() if config.private else None
         self._spent = 0.0
         self._private: list[str] = []
@@ -79,7 +80,6 @@ class PrivateAnalyzers:
         with tf.name_scope(name or "mean_and_var") as scope:
             bounds, share = Bounds.of(bounds), self._share(share, scope)
             mechanism = MeanVariance(bounds, self._noise_multiplier(share), self.config.adjacency, _per_record(x))
-            x = self._one_row_per_record(x, scope)
             parameters = {"bounds": bounds.to_list(), "values_per_record": mechanism.values_per_record}
             mean, var = self._combine([x], beam_analyzers.SummedRelease(
                 mechanism=mechanism, accumulator_size=3, finalize=beam_analyzers.finalize_mean_and_var,
@@ -103,7 +103,6 @@ class PrivateAnalyzers:
             bounds, share = Bounds.of(bounds), self._share(share, scope)
             mechanism = TreeHistogram(Grid(bounds, bins, scale), self._noise_multiplier(share), branching,
                                       self.config.adjacency, _per_record(x))
-            x = self._one_row_per_record(x, scope)
             parameters = {"bounds": bounds.to_list(), "bins": bins, "scale": scale, "branching": branching,
                           "values_per_record": mechanism.values_per_record, "probabilities": list(probabilities)}
             nodes = sum(branching ** level for level in range(mechanism.height + 1))
@@ -161,10 +160,9 @@ class PrivateAnalyzers:
                 **self._record(scope, "vocabulary", GAUSSIAN_THRESHOLDING, mechanism, parameters, share))
             values, lengths = _rows_and_lengths(x, scope)
             before = len(_sinks())
-            [path] = tft.experimental.ptransform_analyzer([self._one_row_per_record(values, scope), lengths],
-                                                          ptransform, [tf.string], [[]],
-                                                          output_asset_default_values=[beam_analyzers.EMPTY_VOCABULARY],
-                                                          name="release")
+            [path] = tft.experimental.ptransform_analyzer(
+                [values, lengths, self._marker], ptransform, [tf.string], [[]],
+                output_asset_default_values=[beam_analyzers.EMPTY_VOCABULARY], name="release")
             self._ours.update(_sink_name(s) for s in _sinks()[before:])
             return path
 
@@ -225,16 +223,6 @@ class PrivateAnalyzers:
         return {key: _tied(value, check) for key, value in outputs.items()}
 
     # --- helpers -------------------------------------------------------------------------------------
-    def _one_row_per_record(self, x: tf.Tensor, scope: str) -> tf.Tensor:
-        """``x``, checked when the analysis runs to hold one row per record of the batch."""
-        check = tf.debugging.assert_equal(
-            tf.shape(x, out_type=tf.int64)[0], self._records_in_batch,
-            message=f"ppml analyzer {scope.rstrip('/')!r}: its input must hold one row per record ([records, ...]); "
-                    f"do not flatten records together (tf.reshape(x, [-1]), .flat_values): pass [records, k] "
-                    f"values (or, to vocabulary, the RaggedTensor itself)")
-        with tf.control_dependencies([check]):
-            return tf.identity(x)
-
     def _share(self, share, scope: str) -> float:
         share = check_share(share)
         if self._spent + share > 1 + 1e-9:
@@ -266,7 +254,7 @@ class PrivateAnalyzers:
         analysis has computed it (the final trace; see `artifact.released_values`)."""
         before = len(_sinks())
         with tf.name_scope("release"):
-            nodes = tft_analyzers.apply_cacheable_combine_operation(combiner, *inputs)
+            nodes = tft_analyzers.apply_cacheable_combine_operation(combiner, *inputs, self._marker)
             *outputs, release = [analyzer_nodes.wrap_as_tensor(node) for node in nodes]
         self._ours.update(_sink_name(s) for s in _sinks()[before:])
         if hasattr(release, "numpy"):  # the final trace: the analysis' values are known
