@@ -4,9 +4,9 @@
 replaces three of its methods on the instance only: `train_step` (the DP-SGD step, which runs only inside
 `fit`), `fit` (which checks the data's sampling, draws the batches from arrays, adds the privacy budget
 callback, refuses training that changes float non-trainable weights, and zeroes the compiled loss and metric
-accumulators when it ends, so that a saved model carries no exact training statistic) and `train_on_batch` (refused: the caller's batch cannot be accounted). The class,
-`compile`, `evaluate`, `predict` and saving are untouched, so the trained model is an ordinary Keras
-model for serving (TFX Pusher/Evaluator included).
+accumulators when it ends, so that a saved model carries no exact training statistic) and `train_on_batch`
+(refused: the caller's batch cannot be accounted). The class, `compile`, `evaluate`, `predict` and saving are
+untouched, so the trained model is an ordinary Keras model for serving (TFX Pusher/Evaluator included).
 """
 
 from __future__ import annotations
