@@ -237,3 +237,21 @@ def test_several_pushed_models_of_one_root_are_said_to_compose(tmp_path):
     os.makedirs(os.path.join(layout.serving_model_dir, "1796509999"))
     warning = layout.composition_warning()
     assert "holds 2 pushed models" in warning and "epsilons add up" in warning and "1796505722" in warning
+
+
+def test_ppml_minimize_writes_its_root_owner_only_too(tmp_path, monkeypatch):
+    """`ppml minimize` copies the raw tickets into its root and runs ExampleGen there: root 0700, files 0600."""
+    def stop():
+        raise AssertionError("stop before TFX")
+    monkeypatch.setattr(pipeline_cli, "_import_tfx", stop)
+    previous = os.umask(0o022)
+    try:
+        root = tmp_path / "minimize"
+        result = CliRunner().invoke(cli, ["minimize", "--scrub-pii", "--pipeline-root", str(root)])
+        assert isinstance(result.exception, AssertionError), result.output
+    finally:
+        os.umask(previous)
+    open_to_others = [os.path.join(d, n) for d, dirs, files in os.walk(root) for n in dirs + files
+                      if os.stat(os.path.join(d, n)).st_mode & 0o077]
+    assert os.stat(root).st_mode & 0o777 == 0o700 and open_to_others == [], open_to_others
+    assert os.listdir(os.path.join(root, "data"))   # the raw copy was written, owner-only
