@@ -55,6 +55,20 @@ class PipelineLayout:
     def serving_model_dir(self) -> str:
         return os.path.join(self.root, "serving_model")
 
+    def composition_warning(self) -> str | None:
+        """A warning when ``serving_model_dir`` holds more than one pushed model: all were trained on this root's
+        data, so their guarantees compose (epsilons add up), while each ledger accounts its own run only."""
+        try:
+            versions = [v for v in os.listdir(self.serving_model_dir)
+                        if os.path.isdir(os.path.join(self.serving_model_dir, v))]
+        except FileNotFoundError:
+            return None
+        if len(versions) < 2:
+            return None
+        return (f"{self.serving_model_dir} holds {len(versions)} pushed models trained on the same data "
+                f"({', '.join(sorted(versions))}): their guarantees compose (their epsilons add up); each ledger and "
+                f"this report account one run only")
+
 
 @dataclasses.dataclass(frozen=True)
 class PipelinePlan:
@@ -131,7 +145,8 @@ def resolve_plan(*, trainer: str = "dp", trainer_config: Mapping[str, Any] | Non
       generalize: the scrubber also generalizes ``kanonymity``'s quasi-identifiers to its ``target_k`` (Mondrian).
       schema_file: a schema (.pbtxt) fixed before the data is read, imported (``ImportSchemaGen``) instead of
         inferred from the data by SchemaGen; a private Federated Trainer may then declare it with
-        ``public_schema`` (once the examples' feature kinds are fixed too).
+        ``public_schema`` (once the examples' feature kinds are fixed too); the DP Trainer gets
+        ``public_schema`` set (unless its config says otherwise), so its ledger lists no inferred spec.
       audit_canaries: the Evaluator also audits a canary-augmented copy of the private DP Trainer's run with this
         many white-box canaries (`pipelines.components.private_evaluator.canary_audit`; Poisson sampling and
         per-example clipping only) and blesses nothing when the measured lower bound exceeds the claimed epsilon;
@@ -162,6 +177,8 @@ def resolve_plan(*, trainer: str = "dp", trainer_config: Mapping[str, Any] | Non
     _check_audit(audit_canaries, trainer, trainer_config)
     if schema_file is not None and not os.path.isfile(schema_file):
         raise ValueError(f"schema_file: no file {schema_file!r}")
+    if schema_file is not None and trainer == "dp" and "public_schema" not in trainer_config:
+        trainer_config = {**trainer_config, "public_schema": True}   # fixed before the data is read
     preprocessing = preprocessing_config(trainer, trainer_config, share=preprocessing_share,
                                          epsilon=preprocessing_epsilon)
     if min_accuracy == 0:   # the noisy accuracy is in [0, 1]: a threshold of 0 decides nothing

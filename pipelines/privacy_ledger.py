@@ -47,6 +47,20 @@ DP_SGD = "dp-sgd"
 DP_FEDAVG = "dp-fedavg"
 """Client-level DP-FedAvg: a `DpSgdMechanism` with clients as examples and rounds as steps."""
 
+INFERRED_SPEC = {
+    "feature spec inferred from the data": "each record is read, and the pushed model's serving signature parses "
+    "raw examples, against the raw feature spec of the Transform graph or the schema, which SchemaGen infers from "
+    "the private examples (and CsvExampleGen types each CSV column from all its values): one record can change that "
+    "spec (a feature's type, FixedLen or VarLen), and with it the signature and which records conform; set "
+    "public_schema once the schema and the examples' feature kinds are fixed before the data is read (e.g. "
+    "ImportSchemaGen, the pipeline's schema_file)"}
+"""Listed outside the guarantee of a private run whose spec comes from a schema not declared public."""
+SEPARATE_RUNS = {
+    "separate runs on the same data": "this epsilon covers this model alone; models trained on the same records by "
+    "separate runs (a re-run, another budget) compose: their epsilons add up (basic composition), and a "
+    "serving_model folder holding several of them releases all"}
+"""Listed outside the guarantee of every private run: the ledger accounts one run."""
+
 PRIVACY_UNITS = ("example", "user", "client")
 """What neighbouring data sets differ in: one example; all examples of one user (DP-SGD's group privacy over
 ``max_examples_per_user``, or FedAvg with one client per user key); all examples of one client that ppml cut
@@ -115,7 +129,8 @@ class PrivacyLedger:
                    trainer: dict[str, Any] | None = None,
                    preprocessing: PreprocessingPart | None = None,
                    decision: NoisyAccuracy | None = None,
-                   truncated_batches: int | None = None) -> "PrivacyLedger":
+                   truncated_batches: int | None = None,
+                   outside_guarantee: dict[str, str] | None = None) -> "PrivacyLedger":
         """The ledger of a DP-SGD run that took ``mechanism.steps`` noisy steps.
 
         Args:
@@ -127,6 +142,7 @@ class PrivacyLedger:
           truncated_batches: under truncated Poisson sampling (``mechanism.truncated_batch_size``), how many
             batches the sampler cut (counted when drawn: a batch prefetched but not trained on may be
             included); required then, and recorded as ``parameters['truncated_batches']``.
+          outside_guarantee: what the model or run shows that epsilon does not cover ({name: why}).
 
         Raises:
           LedgerError: if ``budget`` does not account exactly the run ``mechanism`` describes, or the count of
@@ -142,6 +158,8 @@ class PrivacyLedger:
         parameters.update(l2_norm_clip=float(l2_norm_clip), delta_is_default=bool(delta_is_default))
         if truncated_batches is not None:
             parameters["truncated_batches"] = int(truncated_batches)
+        if outside_guarantee:
+            parameters["outside_guarantee"] = dict(outside_guarantee)
         return cls(budget=budget, mechanism=DP_SGD, parameters=parameters, trainer=dict(trainer or {}),
                    preprocessing=preprocessing, decision=decision)
 

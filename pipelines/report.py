@@ -84,9 +84,9 @@ class PipelineReport:
             privacy.update(mechanism=self.ledger.mechanism, l2_norm_clip=self.ledger.parameters.get("l2_norm_clip"),
                            privacy_unit=self.ledger.privacy_unit,
                            truncated_batches=self.ledger.parameters.get("truncated_batches"))
+            privacy["outside_guarantee"] = self.ledger.parameters.get("outside_guarantee") or {}
             if self.ledger.mechanism == privacy_ledger.DP_FEDAVG:
-                privacy.update(record_level=self.ledger.parameters.get("record_level"),
-                               outside_guarantee=self.ledger.parameters.get("outside_guarantee") or {})
+                privacy.update(record_level=self.ledger.parameters.get("record_level"))
             privacy["artifact"] = artifact_privacy(self.ledger)
         evaluation = self.evaluation or {}
         return {
@@ -132,11 +132,11 @@ class PipelineReport:
             record_level = self.ledger.record_level_epsilon()
             if record_level is not None:
                 lines.append(f"  one record        epsilon {_number(record_level[0])} ({record_level[1]})")
-            if self.evaluation is None:   # else the Evaluator's list below holds the trainer's
-                lines += [f"  outside the guarantee: {name}: {why}"
-                          for name, why in (self.ledger.parameters.get("outside_guarantee") or {}).items()]
             if self.ledger.preprocessing is not None or self.ledger.decision is not None:
                 lines += [""] + artifact_lines(self.ledger)
+        if self.ledger is not None and self.evaluation is None:   # else the Evaluator's list below holds them
+            lines += [f"  outside the guarantee: {name}: {why}"
+                      for name, why in (self.ledger.parameters.get("outside_guarantee") or {}).items()]
         lines += ["", f"Pipeline {self.pipeline_name}, run {self.run_id}",
                   "  " + ", ".join(f"{stage} {state}" for stage, state in self.stages.items()),
                   f"  model              {self.model_uri} (MLMD artifact {self.model_id})"]

@@ -26,8 +26,8 @@ def exclusive_root(root: str):
       RootBusy: another process holds the lock (the message names its pid).
       OSError: the root cannot be created or the lock file opened.
     """
-    os.makedirs(root, exist_ok=True)
-    fd = os.open(os.path.join(root, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    os.makedirs(root, mode=0o700, exist_ok=True)   # private material: `pipelines.private_root`
+    fd = os.open(os.path.join(root, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -21,7 +21,7 @@ trains chunks on several threads).
 
 Non-trainable state: constants (e.g. a `Normalization` layer's statistics) are used as they are;
 a model whose training changes float non-trainable state (e.g. BatchNormalization's moving
-statistics) is rejected, because FedAvg here averages trainable weights only. Integer state that
+statistics) is rejected (`privacy.training_state`: FedAvg here averages trainable weights only). Integer state that
 training advances (dropout seed generators) is carried through the local steps (sequential only).
 """
 
@@ -36,6 +36,7 @@ from federated.client.batches import batch_schedule
 from federated.client.config import ClientConfig, ClientUpdate
 from federated.client.numpy_sgd import NumpyDenseSgd
 from federated.weights import flatten
+from privacy import training_state
 
 EXECUTIONS = ("sequential", "vectorized", "numpy")
 
@@ -227,11 +228,9 @@ class ClientTrainer:
         _, after = self.model.stateless_call(w, self._ntv, x, training=True)
         changed = [(v, b) for v, a, b in zip(self.model.non_trainable_variables, self._ntv, after)
                    if not np.array_equal(np.asarray(a), np.asarray(b))]
-        floats = [v.path for v, _ in changed if "float" in str(v.dtype)]
+        floats = training_state.changed_float_state(self.model.non_trainable_variables, self._ntv, after)
         if floats:
-            raise ValueError(f"training updates the model's non-trainable weights {floats} (e.g. BatchNormalization "
-                             "statistics), which FedAvg here does not average: use LayerNormalization or "
-                             "GroupNormalization, or a model without such state")
+            raise ValueError(training_state.updated_state_error(floats))
         if changed and execution == "vectorized":
             raise ValueError(f"vectorized execution cannot carry per-client random state "
                              f"{[v.path for v, _ in changed]} (e.g. Dropout); use execution='sequential'")

@@ -14,6 +14,7 @@ import shutil
 import click
 
 from pipelines.cli.minimization import csv_columns, failure_message, minimization_options, minimization_settings
+from pipelines import private_root
 from pipelines.cli import pipeline as pipeline_cli
 
 
@@ -54,12 +55,13 @@ def minimize(data_root, pipeline_root, verbose, **options):
     settings = minimization_settings(options, columns=csv_columns(data_root or pii_tickets.DATA_DIR))
     from pipelines.plan import PipelineLayout
     layout = PipelineLayout(os.path.abspath(pipeline_root))
-    with pipeline_cli._locked_root(pipeline_root):
+    with private_root.owner_only_files(), pipeline_cli._locked_root(pipeline_root):   # owner-only, one run per root
         if data_root is None:
             data_root = layout.data_root
             if not os.path.exists(os.path.join(data_root, os.path.basename(pii_tickets.CSV_PATH))):
                 os.makedirs(data_root, exist_ok=True)
-                shutil.copy(pii_tickets.CSV_PATH, data_root)
+                shutil.copyfile(pii_tickets.CSV_PATH,   # not its mode: the copy is owner-only
+                                os.path.join(data_root, os.path.basename(pii_tickets.CSV_PATH)))
         with pipeline_cli._library_output(verbose) as (terminal, log):
             # tf-keras is set before TFX loads
             _, runners = pipeline_cli._import_tfx()

@@ -3,7 +3,8 @@ the privacy gate.
 
 Every setting is checked first, into one `pipelines.plan.PipelinePlan` (no TFX import: a bad setting is
 refused in about a second, before anything is written); then `ppml pipeline run` takes the pipeline root's
-lock (`pipelines.root_lock`: one run per root at a time) and imports TFX (after TF_USE_LEGACY_KERAS=1 is set
+lock (`pipelines.root_lock`: one run per root at a time; the root is owner-only and the run writes with umask
+077: `pipelines.private_root`) and imports TFX (after TF_USE_LEGACY_KERAS=1 is set
 for this process). Unless ``--verbose``, what TFX, TensorFlow and Beam print goes to a log file
 (`pipelines.run_log`), not the terminal.
 """
@@ -18,14 +19,14 @@ import sys
 
 import click
 
-from pipelines import run_log
+from pipelines import private_root, run_log
 from pipelines.cli.aliases import deprecated_alias
 from pipelines.cli.minimization import (csv_columns, failure_message, minimization_options,
                                         minimization_requested, minimization_settings)
 from pipelines.cli.types import FiniteFloatRange, TruncatedBatchSize
 from pipelines.components.private_evaluator.spec import DEFAULT_PRIVACY_UNIT
 from pipelines.components.settings import InvalidSetting
-from pipelines.plan import resolve_plan
+from pipelines.plan import PipelineLayout, resolve_plan
 from pipelines.privacy_ledger import PRIVACY_UNITS
 from pipelines.root_lock import RootBusy, exclusive_root
 from pipelines.transform.spec import DEFAULT_SHARE
@@ -180,12 +181,21 @@ def _import_tfx():
     return pipeline, runners
 
 
+def _private_local_root(pipeline_root: str) -> None:
+    """Creates a local pipeline root 0700, or takes group and world access away (with a warning)."""
+    if "://" not in pipeline_root:
+        warning = private_root.private_folder(pipeline_root)
+        if warning:
+            click.echo(f"Warning: {warning}", err=True)
+
+
 @contextlib.contextmanager
 def _locked_root(pipeline_root: str):
-    """Holds ``pipeline_root``'s lock (creating the folder): one run per root; errors in one line."""
+    """Holds ``pipeline_root``'s lock (creating the folder, owner-only): one run per root; errors in one line."""
     held = contextlib.ExitStack()
     try:
         held.enter_context(exclusive_root(pipeline_root))
+        _private_local_root(pipeline_root)
     except RootBusy as err:
         raise click.ClickException(str(err)) from None
     except OSError as err:
@@ -225,8 +235,9 @@ def pipeline():
 @_training_options
 @minimization_options
 @click.option("--pipeline-root", type=click.Path(file_okay=False), default=DEFAULT_ROOT, show_default=True,
-              help="Folder for artifacts, data, ML Metadata (metadata.sqlite) and pushed models; re-running on "
-                   "the same folder reuses cached stages.")
+              help="Folder for artifacts, data, ML Metadata (metadata.sqlite) and pushed models, owner-only "
+                   "(0700; everything the run writes is 0600/0700); re-running on the same folder reuses cached "
+                   "stages.")
 @click.option("--runner", type=click.Choice(["local", "beam"]), default="local", show_default=True,
               help="TFX orchestrator: LocalDagRunner or BeamDagRunner.")
 @click.option("--no-cache", is_flag=True, help="Run every stage even when a cached result exists.")
@@ -254,7 +265,7 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
     columns = dict.fromkeys(_bundled_columns(), True) if minimization_requested(options) else None
     minimization = minimization_settings(options, columns=columns, model_inputs=columns or ())
     current, plan = {}, dataclasses.replace(_plan(**options), **minimization)
-    with _locked_root(pipeline_root):   # held until the report is read: one run per root
+    with private_root.owner_only_files(), _locked_root(pipeline_root):   # held until the report is read
         with _library_output(verbose) as (terminal, log):
             pipeline_module, runners = _import_tfx()
             tfx_pipeline = pipeline_module.bundled_pipeline(pipeline_root, plan=plan, enable_cache=not no_cache)
@@ -282,6 +293,9 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
         from pipelines.report import load_report
         report = load_report(pipeline_root)
     click.echo(json.dumps(report.to_dict(), indent=2, allow_nan=False) if as_json else report.format_text())
+    composed = PipelineLayout(os.path.abspath(pipeline_root)).composition_warning()
+    if composed:
+        click.echo(f"Warning: {composed}", err=True)
 
 
 def _bundled_columns() -> list[str]:
@@ -315,6 +329,11 @@ def compile_(output, pipeline_root, data_root, serving_model_dir, image, lineage
     minimization = minimization_settings(options, columns=csv_columns(data_root) if model_inputs else None,
                                          model_inputs=model_inputs)
     plan = dataclasses.replace(_plan(**options), **minimization)
+    try:
+        _private_local_root(pipeline_root)
+    except OSError as err:
+        raise click.BadParameter(f"cannot create {pipeline_root!r}: {err.strerror or err}",
+                                 param_hint="'--pipeline-root'") from None
     with _library_output(verbose):
         pipeline_module, runners = _import_tfx()
         tfx_pipeline = pipeline_module.create_pipeline(plan=plan, pipeline_root=pipeline_root, data_root=data_root,

@@ -40,7 +40,7 @@ class TruncatedBatchSize(click.ParamType):
     name = "K|default"
 
     def convert(self, value, param, ctx):
-        from privacy.accounting import truncation  # pylint: disable=import-outside-toplevel
+        from privacy.accounting import truncation
         if isinstance(value, int) or value == truncation.DEFAULT:
             return value
         try:

@@ -48,12 +48,7 @@ PREPROCESSING_CAVEAT = {
     "client, but Transform's analyzers read every training record and are accounted as K records per client: for "
     "a client holding more than K, the preprocessing releases are covered per record, not per client"}
 """Listed outside the guarantee of a private run whose Transform graph has private releases."""
-INFERRED_SPEC = {
-    "feature spec inferred from the data": "each record is read against the raw feature spec of the Transform graph "
-    "or the schema, which SchemaGen infers from the private examples (and CsvExampleGen types each CSV column from "
-    "all its values): one record can change that spec, and with it which records conform; set public_schema once "
-    "the schema and the examples' feature kinds are fixed before the data is read (e.g. ImportSchemaGen)"}
-"""Listed outside the guarantee of a private run whose spec comes from a schema not declared public."""
+INFERRED_SPEC = privacy_ledger.INFERRED_SPEC
 
 
 def run_fn(fn_args) -> None:

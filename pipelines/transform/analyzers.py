@@ -54,12 +54,20 @@ DEFAULT_THRESHOLD_DELTA_FRACTION = 0.1
 class PrivateAnalyzers:
     """The private analyzers of one trace of a preprocessing function (see the module docstring).
 
+    Every analyzer accounts one row of its input per record: each analysis batch carries a marker with one
+    row per record (``records``, from `private_preprocessing_fn`'s inputs) beside the analyzer's input, and an
+    input with another number of rows (flattened across records: ``tf.reshape(x, [-1])``, a ragged tensor's
+    ``flat_values``) fails the Transform with a one-line error naming the analyzer
+    (`beam_analyzers.check_one_row_per_record`; no data in it), instead of being accounted as one record a row.
+
     Args:
       config: the preprocessing settings (budget, adjacency, noise seed).
+      records: the number of records in the batch being analysed (a scalar int64 tensor).
     """
 
-    def __init__(self, config: PreprocessingConfig):
+    def __init__(self, config: PreprocessingConfig, records: tf.Tensor):
         self.config = config
+        self._marker = tf.zeros(tf.reshape(records, [1]), tf.int8)   # one row per record of the batch
         self._budget = config.budget() if config.private else None
         self._spent = 0.0
         self._private: list[str] = []
@@ -131,7 +139,11 @@ class PrivateAnalyzers:
     def vocabulary(self, x: tf.Tensor, *, share: float, max_tokens_per_record: int = 1,
                    threshold_delta: float | None = None, top_k: int | None = None, name: str | None = None):
         """A private vocabulary file of ``x``'s tokens (`privacy.preprocessing.GaussianThresholding`): its
-        path, for `tft.apply_vocabulary`. Tokens most records hold come first; ``top_k`` keeps the first."""
+        path, for `tft.apply_vocabulary`. Tokens most records hold come first; ``top_k`` keeps the first.
+
+        ``x`` holds one row per record: [records] or [records, k] dense, or a 2-D `tf.RaggedTensor` /
+        `tf.SparseTensor` (e.g. ``tf.strings.split(text)``); each record contributes its first
+        ``max_tokens_per_record`` distinct tokens."""
         if top_k is not None:
             validation.integer("top_k", top_k, minimum=1)
         with tf.name_scope(name or "vocabulary") as scope:
@@ -145,10 +157,11 @@ class PrivateAnalyzers:
             ptransform = beam_analyzers.VocabularyRelease(
                 mechanism=mechanism, top_k=top_k, file_name=file_name,
                 **self._record(scope, "vocabulary", GAUSSIAN_THRESHOLDING, mechanism, parameters, share))
+            values, lengths = _rows_and_lengths(x, scope)
             before = len(_sinks())
-            [path] = tft.experimental.ptransform_analyzer([x], ptransform, [tf.string], [[]],
-                                                          output_asset_default_values=[beam_analyzers.EMPTY_VOCABULARY],
-                                                          name="release")
+            [path] = tft.experimental.ptransform_analyzer(
+                [values, lengths, self._marker], ptransform, [tf.string], [[]],
+                output_asset_default_values=[beam_analyzers.EMPTY_VOCABULARY], name="release")
             self._ours.update(_sink_name(s) for s in _sinks()[before:])
             return path
 
@@ -240,7 +253,7 @@ class PrivateAnalyzers:
         analysis has computed it (the final trace; see `artifact.released_values`)."""
         before = len(_sinks())
         with tf.name_scope("release"):
-            nodes = tft_analyzers.apply_cacheable_combine_operation(combiner, *inputs)
+            nodes = tft_analyzers.apply_cacheable_combine_operation(combiner, *inputs, self._marker)
             *outputs, release = [analyzer_nodes.wrap_as_tensor(node) for node in nodes]
         self._ours.update(_sink_name(s) for s in _sinks()[before:])
         if hasattr(release, "numpy"):  # the final trace: the analysis' values are known
@@ -257,7 +270,7 @@ def private_preprocessing_fn(fn: Callable[[dict, PrivateAnalyzers], dict]) -> Ca
     """
 
     def preprocessing_fn(inputs, custom_config=None):
-        analyzers = PrivateAnalyzers(PreprocessingConfig.from_custom_config(custom_config))
+        analyzers = PrivateAnalyzers(PreprocessingConfig.from_custom_config(custom_config), _records_in(inputs))
         return analyzers.finish(fn(inputs, analyzers))
 
     preprocessing_fn.__name__ = getattr(fn, "__name__", "preprocessing_fn")
@@ -289,6 +302,35 @@ def _tied(value, check):
         return value
     with tf.control_dependencies([check]):
         return tf.identity(value)
+
+
+def _records_in(inputs: Mapping[str, Any]) -> tf.Tensor:
+    """The number of records in the batch tf.Transform feeds the preprocessing_fn (its inputs' first axis)."""
+    if not inputs:
+        raise ValueError("the preprocessing_fn has no inputs")
+    first = inputs[sorted(inputs)[0]]
+    if isinstance(first, tf.RaggedTensor):
+        return tf.cast(first.nrows(), tf.int64)
+    if isinstance(first, tf.SparseTensor):
+        return first.dense_shape[0]
+    return tf.shape(first, out_type=tf.int64)[0]
+
+
+def _rows_and_lengths(x, scope: str) -> tuple[tf.Tensor, tf.Tensor]:
+    """A vocabulary input as ([records, width] values, [records] number of values of each record's row)."""
+    if isinstance(x, tf.SparseTensor):
+        if x.shape.rank != 2:
+            raise ValueError(f"ppml analyzer {scope.rstrip('/')!r}: a SparseTensor input must be 2-D ([records, "
+                             f"tokens]), got shape {x.shape}")
+        x = tf.RaggedTensor.from_sparse(x)
+    if isinstance(x, tf.RaggedTensor):
+        if x.shape.rank != 2:
+            raise ValueError(f"ppml analyzer {scope.rstrip('/')!r}: a RaggedTensor input must be 2-D ([records, "
+                             f"(tokens)]), got shape {x.shape}; merge its inner dimensions per record first")
+        return x.to_tensor(), tf.cast(x.row_lengths(), tf.int64)
+    x = tf.convert_to_tensor(x)
+    width = tf.reduce_prod(tf.shape(x, out_type=tf.int64)[1:])
+    return x, tf.fill(tf.shape(x, out_type=tf.int64)[:1], width)
 
 
 def _per_record(x: tf.Tensor) -> int:

@@ -3,7 +3,8 @@ release once, with noise.
 
 Numeric releases are tf.Transform combiners (`SummedRelease`); vocabularies, which write a file, are a
 Beam PTransform (`VocabularyRelease`, for `tft.experimental.ptransform_analyzer`). Both receive
-Transform's batches (one array per input tensor, records along the first axis). The noise is drawn in
+Transform's batches (one array per input tensor, records along the first axis), the last of them a marker
+with one row per record, against which `check_one_row_per_record` checks the analyzer's input. The noise is drawn in
 the single release step, from `privacy.preprocessing.NoiseSource` (CSPRNG-keyed unless the config has a
 seed); a non-private config adds none.
 """
@@ -54,7 +55,9 @@ class SummedRelease(analyzer_nodes.Combiner):
         return np.zeros(self._size)
 
     def add_input(self, accumulator, batch_values):
-        return accumulator + self._mechanism.accumulate(batch_values[0])
+        values, marker = batch_values
+        check_one_row_per_record(self._stream, values, marker)
+        return accumulator + self._mechanism.accumulate(values)
 
     def merge_accumulators(self, accumulators):
         return functools.reduce(np.add, accumulators, self.create_accumulator())
@@ -82,10 +85,13 @@ class VocabularyRelease(PTransformAnalyzer):
         self._seed = seed
 
     def _tokens(self, batch):
-        values = np.asarray(batch[0], dtype=object)
+        """Each record's tokens: batch is ([records, ...] values, [records] how many of a row's values are its,
+        the records' marker)."""
+        check_one_row_per_record(self._stream, batch[0], batch[2])
+        values, lengths = np.asarray(batch[0], dtype=object), np.asarray(batch[1])
         rows = values.reshape(values.shape[0] if values.ndim else 1, -1)
-        for row in rows:
-            yield from self._mechanism.record_tokens(_token(v) for v in row)
+        for row, length in zip(rows, lengths.reshape(-1)):
+            yield from self._mechanism.record_tokens(_token(v) for v in row[:int(length)])
 
     def _write(self, counts):
         noise = noise_source(self._private, self._seed, self._stream)
@@ -107,6 +113,16 @@ class VocabularyRelease(PTransformAnalyzer):
                 | "Count" >> beam.combiners.Count.PerElement()
                 | "Gather" >> beam.combiners.ToList()
                 | "Release" >> beam.Map(self._write))
+
+
+def check_one_row_per_record(analyzer: str, values, marker) -> None:
+    """Refuses an analyzer input whose rows are not the batch's records (``marker`` has one row per record):
+    the mechanism's sensitivity counts one row per record. The message names the analyzer, never a value."""
+    rows, records = np.shape(values)[0] if np.ndim(values) else 1, len(marker)
+    if rows != records:
+        raise ValueError(f"ppml analyzer {analyzer!r}: its input must hold one row per record ([records, ...]), got "
+                         f"{rows} rows for {records} records; do not flatten records together (tf.reshape(x, [-1]), "
+                         f".flat_values): pass [records, k] values (or, to vocabulary, the RaggedTensor itself)")
 
 
 def _token(value) -> str:

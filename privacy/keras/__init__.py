@@ -34,7 +34,8 @@ else of Keras is changed. What is guaranteed:
 Epsilon is in `fit`'s logs, so History, the progress bar and `keras.callbacks.TensorBoard` show it
 (``epoch_epsilon``; ``batch_epsilon`` with `PrivacyBudgetCallback(update_freq=N)`). The training loss
 and metrics, computed without noise and not covered by epsilon (`NOT_COVERED`), are removed from the
-logs every callback sees (validation metrics stay).
+logs every callback sees (validation metrics stay), and their accumulators in the model are zeroed when `fit`
+ends, so a saved model carries none of them.
 Compile as usual: on CPU leave ``jit_compile`` at its default (off), which measured as fast as or
 faster than XLA for private steps (benchmarks/README.md); with ``jit_compile=True`` the step is
 XLA-compiled too.

@@ -1,4 +1,5 @@
-"""A Keras callback that reports, enforces and checkpoints the privacy budget of private training.
+"""A Keras callback that reports, enforces and checkpoints the privacy budget of private training (and
+`StateGuardLogic`, which refuses training that changes float non-trainable weights).
 
 `make_private`'s `fit` puts one first in the callback list (a `PrivacyBudgetCallback` you pass yourself
 is moved first), so `epsilon` reaches `logs`, and the training loss and metrics leave them, before
@@ -19,6 +20,9 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
+
+from privacy import training_state
 from privacy.accounting import UnsupportedAccounting
 from privacy.keras import compat, monitoring
 from privacy.keras.params import DPConfigurationError
@@ -98,6 +102,30 @@ class PrivacyBudgetLogic:
             private.save_state()
 
 
+class StateGuardLogic:
+    """Refuses a private fit whose training changes float non-trainable weights (`privacy.training_state`):
+    checked after the first step, to fail early, and when the fit ends (state a later step changed)."""
+
+    def on_train_begin(self, logs=None):
+        self._variables = [v for v in self.model.non_trainable_variables if training_state.is_float(v)]
+        self._before = [np.array(v.numpy()) for v in self._variables]
+        self._first = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._first:
+            self._first = False
+            self._check()
+
+    def on_train_end(self, logs=None):
+        self._check()
+
+    def _check(self) -> None:
+        changed = training_state.changed_float_state(self._variables, self._before,
+                                                     [v.numpy() for v in self._variables])
+        if changed:
+            raise DPConfigurationError(training_state.updated_state_error(changed))
+
+
 def _epsilon(private) -> float:
     """``private.epsilon()``; where the accountant is not asked for it (PLD's cost limits crossed by a fit
     whose length was not known up front), the steps are saved (with a state_path) and a one-line
@@ -118,6 +146,17 @@ def callback_class(keras) -> type:
     """`PrivacyBudgetCallback` for the Keras package ``keras`` (`keras` or `tf_keras`)."""
     return type("PrivacyBudgetCallback", (PrivacyBudgetLogic, keras.callbacks.Callback),
                 {"__doc__": PrivacyBudgetLogic.__doc__, "__module__": __name__})
+
+
+@functools.cache
+def state_guard_class(keras) -> type:
+    return type("StateGuard", (StateGuardLogic, keras.callbacks.Callback),
+                {"__doc__": StateGuardLogic.__doc__, "__module__": __name__})
+
+
+def state_guard_for(model):
+    """A `StateGuardLogic` callback of ``model``'s Keras flavour."""
+    return state_guard_class(compat.keras_of(model))()
 
 
 def callback_for(model, update_freq: str | int = "epoch"):

@@ -2,10 +2,11 @@
 
 `make_private` validates a Keras model (Keras 3 or tf-keras), attaches a `PrivateTraining` to it and
 replaces three of its methods on the instance only: `train_step` (the DP-SGD step, which runs only inside
-`fit`), `fit` (which checks the data's sampling, draws the batches from arrays, and adds the privacy budget
-callback) and `train_on_batch` (refused: the caller's batch cannot be accounted). The class,
-`compile`, `evaluate`, `predict` and saving are untouched, so the trained model is an ordinary Keras
-model for serving (TFX Pusher/Evaluator included).
+`fit`), `fit` (which checks the data's sampling, draws the batches from arrays, adds the privacy budget
+callback, refuses training that changes float non-trainable weights, and zeroes the compiled loss and metric
+accumulators when it ends, so that a saved model carries no exact training statistic) and `train_on_batch`
+(refused: the caller's batch cannot be accounted). The class, `compile`, `evaluate`, `predict` and saving are
+untouched, so the trained model is an ordinary Keras model for serving (TFX Pusher/Evaluator included).
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ def private_fit(model, fit, *args, **kwargs):
     if accounting and not ours:
         ours = [callback.callback_for(model)]
     # First, so that epsilon is in the logs before TensorBoard, History or EarlyStopping read them.
-    kwargs["callbacks"] = ours + [cb for cb in callbacks if cb not in ours]
+    kwargs["callbacks"] = [callback.state_guard_for(model)] + ours + [cb for cb in callbacks if cb not in ours]
     model.train_function = private.held_train_function
     try:
         with private.fitting(shuffled_from):
@@ -171,6 +172,9 @@ def private_fit(model, fit, *args, **kwargs):
         # Between fits nobody may call the traced private step (model.train_function(...), Keras' own
         # train_on_batch): it would run on the caller's batch, accounted as if ppml had drawn it.
         private.held_train_function, model.train_function = model.train_function, None
+        # The compiled loss and metrics hold exact sums over the sampled training examples (and their count):
+        # zero them, so that a saved model carries none of it (NOT_COVERED names what fit still returned).
+        model.reset_metrics()
 
 
 def refused_train_on_batch(model, *args, **kwargs):

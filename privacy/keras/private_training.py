@@ -40,8 +40,9 @@ _SOURCES = (PERMUTED, IN_ORDER, CALLERS_DATASET)
 
 
 NOT_COVERED = ("fit's training loss and metrics (removed from the logs fit's callbacks see; train_on_batch returns "
-               "them) and PrivateTraining.dropped_examples are computed from the training data without noise: they "
-               "are outside this guarantee (diagnostics, not for release with the model)")
+               "them; fit zeroes the model's accumulators when it ends, so a model saved after fit carries none) and "
+               "PrivateTraining.dropped_examples are computed from the training data without noise: they are "
+               "outside this guarantee (diagnostics, not for release with the model)")
 """What private training shows that its epsilon does not cover (a note of every `PrivateTraining.report`)."""
 
 _ATTRIBUTE = "_ppml_private_training"

@@ -185,3 +185,33 @@ def test_private_training_on_transformed_examples_without_their_transform_graph_
         fn_args_utils.plan_from_fn_args(fn_args)
     fn_args.custom_config = {**fn_args.custom_config, "private": False}  # nothing to account: trained as given
     assert fn_args_utils.plan_from_fn_args(fn_args).mechanism is None
+
+
+def test_the_ledger_lists_the_inferred_spec_and_separate_runs_outside_the_guarantee(tmp_path):
+    """A DP Trainer run's ledger (in the pushed model, so the report and the gate's summary) lists what its
+    epsilon does not cover: the data-inferred feature spec of the serving signature unless the schema is
+    declared public (a pipeline with a schema_file declares it), and that separate runs compose."""
+    from pipelines import privacy_ledger  # noqa: PLC0415
+    from pipelines.plan import resolve_plan  # noqa: PLC0415
+    from pipelines.report import PipelineReport  # noqa: PLC0415
+
+    def outside(**changes):
+        plan = DpTrainingConfig.from_custom_config({**GOOD, **changes}).plan(dataset_size=400)
+        folder = str(tmp_path / str(len(changes)))
+        privacy_ledger.write_ledger(folder, plan.ledger())
+        return privacy_ledger.read_ledger(folder).parameters["outside_guarantee"]
+
+    inferred, runs = "feature spec inferred from the data", "separate runs on the same data"
+    assert set(outside()) == {inferred, runs} and "serving signature" in outside()[inferred]
+    assert "epsilons add up" in outside()[runs]
+    assert set(outside(public_schema=True)) == {runs}
+    with pytest.raises(InvalidPrivacySetting, match="public_schema"):
+        DpTrainingConfig.from_custom_config({**GOOD, "public_schema": "yes"})
+    schema = tmp_path / "schema.pbtxt"
+    schema.write_text("")
+    assert resolve_plan(schema_file=str(schema)).trainer_config["public_schema"] is True
+    assert "public_schema" not in resolve_plan().trainer_config
+    ledger = DpTrainingConfig.from_custom_config(GOOD).plan(dataset_size=400).ledger()
+    report = PipelineReport("p", "r", {}, "uri", 1, {}, ledger, None, None, None)
+    assert set(report.to_dict()["privacy"]["outside_guarantee"]) == {inferred, runs}
+    assert any(line.startswith(f"  outside the guarantee: {inferred}: ") for line in report.format_text().splitlines())

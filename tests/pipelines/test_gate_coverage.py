@@ -35,6 +35,34 @@ def test_a_tf_keras_model_with_an_adapted_normalization_is_not_covered(tmp_path,
     assert "layer 'adapted_norm' (Normalization)" in problem and "Normalization(mean=..., variance=...)" in problem
 
 
+METRIC_STATE = """
+import json, sys
+import numpy as np
+import tf_keras as keras
+from pipelines.components.private_evaluator import coverage
+x = np.random.default_rng(0).normal(size=(20, 2)).astype("float32")
+model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, activation="sigmoid")])
+model.compile(optimizer="sgd", loss="binary_crossentropy", metrics=["binary_accuracy"])
+model.fit(x, (x[:, :1] > 0).astype("float32"), epochs=1, verbose=0)
+model.save(sys.argv[1] + "/fitted", save_format="tf")
+model.reset_metrics()
+model.save(sys.argv[1] + "/reset", save_format="tf")
+for name in ("fitted", "reset"):
+    print(name.upper() + " " + json.dumps(coverage.metric_state_problems(sys.argv[1] + "/" + name)))
+"""
+
+
+def test_a_saved_model_holding_training_metric_state_is_not_covered(tmp_path, python_subprocess):
+    """Fail closed on the exact loss and accuracy totals tf-keras saves with a fitted model; zeroed ones pass."""
+    code = f"import sys; sys.argv[1:] = [{str(tmp_path)!r}]\n" + METRIC_STATE
+    out = python_subprocess(code, legacy_keras=True).stdout
+    found = {line.split(" ", 1)[0]: json.loads(line.split(" ", 1)[1]) for line in out.splitlines()
+             if line.startswith(("FITTED ", "RESET "))}
+    [problem] = found["FITTED"]
+    assert "keras_api/metrics/0/total" in problem and "keras_api/metrics/1/count" in problem, problem
+    assert found["RESET"] == []
+
+
 def _ledger(delta: float, n: int = 1000) -> pl.PrivacyLedger:
     mechanism = DpSgdMechanism(dataset_size=n, batch_size=10, noise_multiplier=1.0, steps=10)
     return pl.PrivacyLedger.for_dp_sgd(mechanism, l2_norm_clip=1.0, delta=delta)

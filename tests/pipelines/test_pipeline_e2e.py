@@ -496,3 +496,23 @@ def test_the_privacy_audit_blesses_an_honest_run_and_refuses_a_broken_claim(audi
                  f"{figures['claimed_epsilon']:.4g}")
         assert shown in run.report_text and ("accounting inconsistent" in run.report_text) is not honest
     assert "Evaluator: NOT BLESSED" in broken_audit_run.report_text
+
+
+def test_the_pushed_model_holds_no_training_metric_state_and_the_root_is_owner_only(private_run):
+    """Read back from the pushed SavedModel's checkpoint: Keras' loss and accuracy accumulators are zero (the
+    exact training-loss sum and example count were there before); its ledger lists the inferred feature spec and
+    the composition of separate runs outside the guarantee; nothing under the root is open to group or others."""
+    import numpy as np
+    import tensorflow as tf
+    pushed = private_run.report["pushed"]["uri"]
+    reader = tf.train.load_checkpoint(os.path.join(pushed, "variables", "variables"))
+    metrics = {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map() if "/metrics/" in name}
+    assert len(metrics) == 4 and not any(np.any(value) for value in metrics.values()), metrics
+    with open(os.path.join(pushed, "assets.extra", "privacy_ledger.json")) as f:
+        outside = json.load(f)["parameters"]["outside_guarantee"]
+    assert set(outside) == {"feature spec inferred from the data", "separate runs on the same data"}
+    root = str(private_run.root)
+    assert os.stat(root).st_mode & 0o777 == 0o700
+    open_to_others = [os.path.join(d, n) for d, dirs, files in os.walk(root) for n in dirs + files
+                      if not os.path.islink(os.path.join(d, n)) and os.stat(os.path.join(d, n)).st_mode & 0o077]
+    assert open_to_others == [], open_to_others[:5]

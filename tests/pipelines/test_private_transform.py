@@ -57,11 +57,12 @@ def _trace(preprocessing_fn, rows, custom_config):
     return tft.get_analyze_input_columns(functools.partial(preprocessing_fn, custom_config=custom_config), specs)
 
 
-def _analyze(tmp_path_factory, rows, custom_config, preprocessing_fn=module.preprocessing_fn, tf1=False) -> str:
-    """tf.Transform's analysis of ``rows`` (a tf.compat.v1 graph with ``tf1``); returns the transform graph's
-    folder."""
+def _analyze(tmp_path_factory, rows, custom_config, preprocessing_fn=module.preprocessing_fn, tf1=False,
+             spec=None) -> str:
+    """tf.Transform's analysis of ``rows`` (a tf.compat.v1 graph with ``tf1``; ``spec``: the feature spec, by
+    default scalars of the first row's types); returns the transform graph's folder."""
     out = str(tmp_path_factory.mktemp("transform"))
-    metadata = tft.DatasetMetadata.from_feature_spec(_spec(rows))
+    metadata = tft.DatasetMetadata.from_feature_spec(spec or _spec(rows))
     with tft_beam.Context(temp_dir=str(tmp_path_factory.mktemp("tmp")), force_tf_compat_v1=tf1):
         with beam.Pipeline() as pipeline:
             transform_fn = ((pipeline | beam.Create(rows, reshuffle=False), metadata)
@@ -376,3 +377,69 @@ def test_non_utf8_tokens_stay_distinct_and_are_written_as_their_bytes():
     decoded = [beam_analyzers._token(t) for t in tokens]
     assert len(set(decoded)) == 3 and decoded[2] == "café"
     assert [beam_analyzers.token_bytes(t) for t in decoded] == tokens
+
+
+MULTI = 5
+MULTI_SPEC = {"v": tf.io.FixedLenFeature([MULTI], tf.float32), "text": tf.io.FixedLenFeature([], tf.string)}
+
+
+def _multi_valued_rows(n=300):
+    """n records of 5 values in [0.4, 0.6] and 3 common words; the victim: 5 ones and 16 times a unique word."""
+    rng = np.random.default_rng(0)
+    rows = [{"v": [float(a) for a in rng.uniform(0.4, 0.6, MULTI)],
+             "text": " ".join(rng.choice(["alpha", "beta", "gamma", "delta"], 3))} for _ in range(n)]
+    return rows, {"v": [1.0] * MULTI, "text": " ".join(["SECRETNAME"] * 16)}
+
+
+def _multi_valued_fn(flatten_values: bool, flatten_tokens: bool):
+    @private_preprocessing_fn
+    def fn(inputs, analyzers):
+        values = tf.reshape(inputs["v"], [-1]) if flatten_values else inputs["v"]
+        tokens = tf.strings.split(inputs["text"])
+        tokens = tokens.flat_values if flatten_tokens else tokens
+        mean, _ = analyzers.mean_and_var(values, bounds=(0.0, 1.0), share=0.5, name="v")
+        return {"v_xf": inputs["v"] - mean,
+                "text_id": tft.apply_vocabulary(inputs["text"], analyzers.vocabulary(tokens, share=0.5, name="words"))}
+    return fn
+
+
+@pytest.mark.parametrize("flatten_values, flatten_tokens, analyzer", [(True, False, "v"), (False, True, "words")])
+def test_an_analyzer_input_flattened_across_records_fails_the_analysis(tmp_path_factory, flatten_values,
+                                                                        flatten_tokens, analyzer):
+    """tf.reshape(x, [-1]) or .flat_values feeds one record as several rows: the analysis stops, naming the
+    analyzer, instead of accounting each row as a record (which under-stated the sensitivity k-fold); the error
+    quotes no value of the data."""
+    rows, _ = _multi_valued_rows(20)
+    with pytest.raises(Exception, match=rf"ppml analyzer \W+{analyzer}\W+: its input must hold one row per record") \
+            as info:
+        _analyze(tmp_path_factory, rows, PreprocessingConfig(epsilon=2.0, delta=1e-5, noise_seed=0).to_custom_config(),
+                 _multi_valued_fn(flatten_values, flatten_tokens), spec=MULTI_SPEC)
+    quoted = str(info.value).lower()
+    assert not any(word in quoted for word in ("alpha", "beta", "gamma", "delta", "616c706861")), quoted
+
+
+def test_per_record_multi_valued_and_ragged_inputs_stay_within_the_recorded_sensitivity(tmp_path_factory):
+    """The review's neighbours (D, D + a record of 5 extreme values and 16 copies of a unique word) with the
+    [records, 5] values and the split text's RaggedTensor: with the noise fixed the mean-and-variance release
+    moves by at most its recorded sensitivity (d = 5), and the unique word (one record: count 1) is never
+    released."""
+    rows, victim = _multi_valued_rows()
+    fn = _multi_valued_fn(False, False)
+    for seed in (0, 1, 2):
+        config = PreprocessingConfig(epsilon=2.0, delta=1e-5, noise_seed=seed).to_custom_config()
+        outs = [_analyze(tmp_path_factory, data, config, fn, spec=MULTI_SPEC) for data in (rows, rows + [victim])]
+        on_d, on_d2 = (_account(out) for out in outs)
+        [mv] = [m for m in on_d.mechanisms if m.analyzer == "mean_and_var"]
+        [voc] = [m for m in on_d.mechanisms if m.analyzer == "vocabulary"]
+        assert mv.parameters["values_per_record"] == MULTI and voc.parameters["max_tokens_per_record"] == 1
+        change = np.array(on_d2.releases[mv.name]) - np.array(on_d.releases[mv.name])
+        sensitivity = np.array([c.sensitivity for c in mv.components])
+        step = noise.grid([c.noise_std for c in mv.components])
+        assert np.all(np.abs(change) <= sensitivity + step + 1e-6), (change, sensitivity)
+        assert abs(change[1]) > sensitivity[1] / 2   # the victim's values do move the sum (the check is not void)
+        for out in outs:
+            assets = os.path.join(out, "transform_fn", "assets")
+            [name] = [f for f in os.listdir(assets) if f.startswith("ppml_vocabulary")]
+            with open(os.path.join(assets, name), "rb") as f:
+                vocabulary = f.read().split()
+            assert b"SECRETNAME" not in vocabulary and b"alpha" in vocabulary, vocabulary

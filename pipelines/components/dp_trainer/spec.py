@@ -27,6 +27,10 @@ decision_epsilon       the push decision's budget: the Private Evaluator release
                        ledger reserves it and sigma is calibrated so that everything composed meets
                        target_epsilon. None: no private push decision (the gate then refuses a utility
                        threshold)
+public_schema          true: the schema and the examples' feature kinds were fixed before the data was read
+                       (ImportSchemaGen; the pipeline sets it with a schema_file); false (default): the
+                       ledger lists the data-inferred feature spec (the serving signature's) outside the
+                       guarantee (`privacy_ledger.INFERRED_SPEC`)
 =====================  ==========================================================================
 
 Other keys are left to the trainer module (e.g. ``learning_rate``), except near-misses of these
@@ -53,7 +57,7 @@ from privacy.accounting import (AccountantKind, DpSgdMechanism, PrivacyBudget, S
                                 calibrate_noise_multiplier, default_delta, steps_for_epochs, truncation)
 
 from pipelines.components import settings
-from pipelines.privacy_ledger import LedgerError, PrivacyLedger, accountant_delta_of
+from pipelines.privacy_ledger import INFERRED_SPEC, SEPARATE_RUNS, LedgerError, PrivacyLedger, accountant_delta_of
 from pipelines.transform.artifact import NO_COVERAGE_RECORD
 from privacy.decision import DecisionError, NoisyAccuracy
 from privacy.preprocessing import PreprocessingAccount, PreprocessingPart, RecordError
@@ -81,6 +85,7 @@ class DpTrainingConfig:
     truncated_batch_size: int | str | None = None
     accountant: str = AccountantKind.RDP.value
     decision_epsilon: float | None = None
+    public_schema: bool = False
 
     @classmethod
     def from_custom_config(cls, custom_config: Mapping[str, Any] | None) -> "DpTrainingConfig":
@@ -96,8 +101,9 @@ class DpTrainingConfig:
             if key not in names and close:
                 raise InvalidPrivacySetting(key, f"unknown setting; did you mean {close[0]!r}?")
         values = {k: custom_config[k] for k in names if k in custom_config}
-        if "private" in values and not isinstance(values["private"], bool):
-            raise InvalidPrivacySetting("private", f"must be true or false, got {values['private']!r}")
+        for key in ("private", "public_schema"):
+            if key in values and not isinstance(values[key], bool):
+                raise InvalidPrivacySetting(key, f"must be true or false, got {values[key]!r}")
         for key in ("batch_size", "num_microbatches"):
             if values.get(key) is not None:
                 values[key] = settings.integer(InvalidPrivacySetting, key, values[key])
@@ -306,8 +312,10 @@ class DpTrainingPlan:
         if self.mechanism is None:
             raise ValueError("a non-private run has no privacy ledger")
         steps = self.steps if steps_taken is None else steps_taken
+        outside = {**SEPARATE_RUNS, **({} if self.config.public_schema else INFERRED_SPEC)}
         return PrivacyLedger.for_dp_sgd(self.mechanism.replace(steps=steps), l2_norm_clip=self.config.l2_norm_clip,
                                         delta=self.delta, delta_is_default=self.config.delta is None,
                                         budget=budget, trainer=trainer, preprocessing=self.preprocessing,
-                                        decision=self.decision, truncated_batches=truncated_batches)
+                                        decision=self.decision, truncated_batches=truncated_batches,
+                                        outside_guarantee=outside)
 

@@ -103,7 +103,7 @@ BAD_RUN_OPTIONS = [
 def test_truncated_batch_size_reaches_the_trainer_config_with_the_pld_accountant():
     """The side-by-side non-private Trainer drops it (it trains on shuffled batches)."""
     context = pipeline_cli.run.make_context("run", ["--truncated-batch-size", "default", "--compare-non-private"])
-    plan_options = inspect.signature(pipeline_cli._plan).parameters   # pylint: disable=protected-access
+    plan_options = inspect.signature(pipeline_cli._plan).parameters 
     plan = pipeline_cli._plan(**{k: v for k, v in context.params.items() if k in plan_options})
     assert plan.trainer_config["truncated_batch_size"] == "default" and plan.trainer_config["accountant"] == "pld"
     assert "truncated_batch_size" not in plan.non_private_trainer_config
@@ -205,3 +205,70 @@ def test_a_second_run_on_a_held_root_is_one_line_and_a_killed_holder_leaves_no_s
         holder.wait()
     with exclusive_root(str(root)):
         assert (root / LOCK_FILE).read_text() == f"{os.getpid()}\n"
+
+
+def test_the_pipeline_root_and_what_the_run_writes_are_owner_only(tmp_path, monkeypatch):
+    """`ppml pipeline run` creates its root 0700 and runs with umask 077 (whatever the caller's), so TFX's files
+    are 0600; an existing root open to others is closed with a one-line warning; compile does the same to a local
+    root."""
+    written = {}
+
+    def fake_tfx():   # stands in for the run: what it writes under the root, with the process' umask
+        path = os.path.join(written["root"], "Stage", "out")
+        os.makedirs(os.path.dirname(path))
+        with open(path, "w") as f:
+            f.write("exact statistics")
+        raise AssertionError("stop before TFX")
+    monkeypatch.setattr(pipeline_cli, "_import_tfx", fake_tfx)
+    previous = os.umask(0o022)
+    try:
+        for root, existing_mode in ((tmp_path / "new", None), (tmp_path / "old", 0o755)):
+            if existing_mode is not None:
+                root.mkdir(mode=existing_mode)
+                root.chmod(existing_mode)
+            written["root"] = str(root)
+            result = CliRunner().invoke(cli, ["pipeline", "run", "--pipeline-root", str(root)])
+            assert isinstance(result.exception, AssertionError), result.output
+            assert ("readable by others (mode 755)" in result.output) == (existing_mode is not None), result.output
+            modes = {os.path.relpath(os.path.join(d, n), root): os.stat(os.path.join(d, n)).st_mode & 0o777
+                     for d, dirs, files in os.walk(root) for n in dirs + files}
+            assert os.stat(root).st_mode & 0o777 == 0o700
+            assert modes == {"Stage": 0o700, os.path.join("Stage", "out"): 0o600, LOCK_FILE: 0o600}, modes
+        assert os.umask(0o022) == 0o022   # the caller's umask is back after the run
+        compiled = tmp_path / "compiled"
+        monkeypatch.setattr(pipeline_cli, "_import_tfx", lambda: (_ for _ in ()).throw(AssertionError("stop")))
+        CliRunner().invoke(cli, ["pipeline", "compile", "--kubeflow-v2", str(tmp_path / "p.json"), "--pipeline-root",
+                                 str(compiled), "--data-root", str(tmp_path), "--serving-model-dir", "gs://b/s"])
+        assert os.stat(compiled).st_mode & 0o777 == 0o700
+    finally:
+        os.umask(previous)
+
+
+def test_several_pushed_models_of_one_root_are_said_to_compose(tmp_path):
+    """serving_model/ keeps every pushed version: with two, the run warns that their epsilons add up."""
+    from pipelines.plan import PipelineLayout  # noqa: PLC0415
+    layout = PipelineLayout(str(tmp_path))
+    assert layout.composition_warning() is None   # no serving_model yet
+    os.makedirs(os.path.join(layout.serving_model_dir, "1796505722"))
+    assert layout.composition_warning() is None   # one model: its ledger is the whole story
+    os.makedirs(os.path.join(layout.serving_model_dir, "1796509999"))
+    warning = layout.composition_warning()
+    assert "holds 2 pushed models" in warning and "epsilons add up" in warning and "1796505722" in warning
+
+
+def test_ppml_minimize_writes_its_root_owner_only_too(tmp_path, monkeypatch):
+    """`ppml minimize` copies the raw tickets into its root and runs ExampleGen there: root 0700, files 0600."""
+    def stop():
+        raise AssertionError("stop before TFX")
+    monkeypatch.setattr(pipeline_cli, "_import_tfx", stop)
+    previous = os.umask(0o022)
+    try:
+        root = tmp_path / "minimize"
+        result = CliRunner().invoke(cli, ["minimize", "--scrub-pii", "--pipeline-root", str(root)])
+        assert isinstance(result.exception, AssertionError), result.output
+    finally:
+        os.umask(previous)
+    open_to_others = [os.path.join(d, n) for d, dirs, files in os.walk(root) for n in dirs + files
+                      if os.stat(os.path.join(d, n)).st_mode & 0o077]
+    assert os.stat(root).st_mode & 0o777 == 0o700 and open_to_others == [], open_to_others
+    assert os.listdir(os.path.join(root, "data"))   # the raw copy was written, owner-only

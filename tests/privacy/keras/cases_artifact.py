@@ -2,6 +2,7 @@
 data: preprocessing layers adapted on it, and callbacks that decide from training metrics."""
 
 import numpy as np
+import tensorflow as tf
 
 from privacy.keras import DPConfigurationError, compat, find_problems, make_private
 
@@ -80,3 +81,70 @@ def case_callbacks_on_validation_metrics_or_epsilon_are_allowed():
     for callback in (K.callbacks.EarlyStopping(monitor="val_loss", patience=5),
                      K.callbacks.EarlyStopping(monitor="epsilon", mode="max", patience=5)):
         assert len(_fit(callback).history["epsilon"]) == 2
+
+
+def _metric_state_after_private_fit(x, y) -> dict[str, np.ndarray]:
+    """Every metric variable of a model trained privately on (x, y) and saved, as read back: from the tf-keras
+    SavedModel's checkpoint (which saves them), or from the model (Keras 3 saves no metric state)."""
+    import os
+    import tempfile
+    tf.keras.utils.set_random_seed(0)
+    model = make_private(K.Sequential([K.Input((4,)), L.Dense(8, activation="relu"), L.Dense(1, activation="sigmoid")]),
+                         l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=10, dataset_size=len(y),
+                         target_delta=1e-3, seed=5)
+    model.compile(optimizer=K.optimizers.SGD(0.1), loss=K.losses.BinaryCrossentropy(), metrics=["binary_accuracy"])
+    model.fit(x, y, steps_per_epoch=20, epochs=1, verbose=0)
+    if not compat.is_tf_keras(model):
+        return {f"{m.name}/{i}": np.asarray(v) for m in model.metrics for i, v in enumerate(m.variables)}
+    path = tempfile.mkdtemp()
+    model.save(path, save_format="tf")
+    reader = tf.train.load_checkpoint(os.path.join(path, "variables", "variables"))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map() if "/metrics/" in name}
+
+
+def case_a_saved_private_model_carries_no_training_metric_state():
+    """The compiled loss and accuracy sum over the sampled examples: after fit they are zero, so a mislabelled
+    outlier replacing one record leaves the saved non-weight state identical (it moved the loss total by ~10x)."""
+    x, labels = _data()
+    y = labels[:, None].astype("float32")
+    x2, y2 = x.copy(), y.copy()
+    x2[0], y2[0] = 50.0, 1.0 - y2[0]
+    on_d, on_d2 = _metric_state_after_private_fit(x, y), _metric_state_after_private_fit(x2, y2)
+    assert on_d and set(on_d) == set(on_d2), (on_d, on_d2)
+    for name, value in on_d.items():
+        assert not np.any(value) and not np.any(on_d2[name]), (name, value, on_d2[name])
+
+
+class _RunningCentre(L.Layer):
+    """Subtracts a running mean of its inputs, updated in training (a hand-written normaliser)."""
+
+    def build(self, shape):
+        self.centre = self.add_weight(name="centre", shape=tuple(shape[1:]), initializer="zeros", trainable=False)
+
+    def call(self, x, training=None):
+        if training:
+            self.centre.assign(0.9 * self.centre + 0.1 * tf.reduce_mean(x, axis=0))
+        return x - self.centre
+
+
+def _fit_private(layer):
+    x, labels = _data()
+    model = make_private(K.Sequential([K.Input((4,)), layer, L.Dense(1, activation="sigmoid")]),
+                         l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=10, target_delta=1e-3)
+    model.compile(optimizer=K.optimizers.SGD(0.1), loss=K.losses.BinaryCrossentropy())
+    model.fit(x, labels[:, None].astype("float32"), steps_per_epoch=4, epochs=1, verbose=0)
+    return model
+
+
+def case_training_that_updates_non_trainable_state_is_refused():
+    """A running mean assigned in call() is refused by fit with a one-line error naming the variable (the
+    saved model would carry a statistic of the training batches); LayerNormalization and Dense pass."""
+    try:
+        _fit_private(_RunningCentre(name="running_centre"))
+    except DPConfigurationError as err:
+        message = str(err)
+        assert "\n" not in message and "running_centre/centre" in message and "non-trainable" in message, message
+    else:
+        raise AssertionError("fit accepted a layer whose training updates its non-trainable weights")
+    _fit_private(L.LayerNormalization())
+    _fit_private(L.Dense(3))
