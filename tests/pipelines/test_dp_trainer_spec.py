@@ -191,9 +191,9 @@ def test_the_ledger_lists_the_inferred_spec_and_separate_runs_outside_the_guaran
     """A DP Trainer run's ledger (in the pushed model, so the report and the gate's summary) lists what its
     epsilon does not cover: the data-inferred feature spec of the serving signature unless the schema is
     declared public (a pipeline with a schema_file declares it), and that separate runs compose."""
-    from pipelines import privacy_ledger  # noqa: PLC0415
-    from pipelines.plan import resolve_plan  # noqa: PLC0415
-    from pipelines.report import PipelineReport  # noqa: PLC0415
+    from pipelines import privacy_ledger
+    from pipelines.plan import resolve_plan
+    from pipelines.report import PipelineReport
 
     def outside(**changes):
         plan = DpTrainingConfig.from_custom_config({**GOOD, **changes}).plan(dataset_size=400)

@@ -103,7 +103,7 @@ BAD_RUN_OPTIONS = [
 def test_truncated_batch_size_reaches_the_trainer_config_with_the_pld_accountant():
     """The side-by-side non-private Trainer drops it (it trains on shuffled batches)."""
     context = pipeline_cli.run.make_context("run", ["--truncated-batch-size", "default", "--compare-non-private"])
-    plan_options = inspect.signature(pipeline_cli._plan).parameters 
+    plan_options = inspect.signature(pipeline_cli._plan).parameters
     plan = pipeline_cli._plan(**{k: v for k, v in context.params.items() if k in plan_options})
     assert plan.trainer_config["truncated_batch_size"] == "default" and plan.trainer_config["accountant"] == "pld"
     assert "truncated_batch_size" not in plan.non_private_trainer_config
@@ -246,7 +246,7 @@ def test_the_pipeline_root_and_what_the_run_writes_are_owner_only(tmp_path, monk
 
 def test_several_pushed_models_of_one_root_are_said_to_compose(tmp_path):
     """serving_model/ keeps every pushed version: with two, the run warns that their epsilons add up."""
-    from pipelines.plan import PipelineLayout  # noqa: PLC0415
+    from pipelines.plan import PipelineLayout
     layout = PipelineLayout(str(tmp_path))
     assert layout.composition_warning() is None   # no serving_model yet
     os.makedirs(os.path.join(layout.serving_model_dir, "1796505722"))
