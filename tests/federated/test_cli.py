@@ -261,6 +261,33 @@ def test_target_epsilon_calibrates_the_noise_for_the_planned_rounds(tmp_path):
     assert _history(result)["rounds"][-1]["metrics"]["epsilon_rdp"] == pytest.approx(reached, rel=1e-12)
 
 
+def test_a_max_epsilon_below_one_rounds_epsilon_is_refused_at_plan_time(tmp_path):
+    """Central DP: one round's client-level epsilon follows from z, m/N, delta and the accountant (public); a
+    --max-epsilon below it stopped before round 1 and ended in a traceback. It is a one-line usage error, and
+    the Federated Trainer refuses the setting before any TFX component runs."""
+    z = 1.0
+    event = dp_event.SampledWithoutReplacementDpEvent(100, 10, dp_event.GaussianDpEvent(z / 2))
+    first = dp_accounting.rdp.RdpAccountant(
+        neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE).compose(event).get_epsilon(1e-3)
+    args = ["--dp", "--rounds", "2", "--noise-multiplier", str(z), "--model", "linear"]
+    result = _run([*args, "--max-epsilon", f"{first * 0.99}"], tmp_path)
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+    assert result.stderr.startswith("Error: --max-epsilon: ") and f"one round's epsilon {first:.4g}" in result.stderr
+    assert not (tmp_path / "run").exists()
+    result = _run([*args, "--max-epsilon", f"{first * 1.01}", "--json"], tmp_path)
+    assert result.exit_code == 0, result.output
+    assert [r["metrics"]["epsilon_rdp"] for r in _history(result)["rounds"]] == [pytest.approx(first, rel=1e-9)]
+    # The Trainer: Poisson sampling (q = 0.1 of N = 50), PLD, add/remove, delta 1e-3.
+    poisson = dp_accounting.pld.PLDAccountant(dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE).compose(
+        dp_event.PoissonSampledDpEvent(0.1, dp_event.GaussianDpEvent(z))).get_epsilon(1e-3)
+    settings = {"label_key": "y", "private": True, "num_classes": 2, "noise_multiplier": z, "sampling": "poisson",
+                "accountant": "pld", "delta": 1e-3}
+    with pytest.raises(InvalidFederatedSetting, match=f"below one round's epsilon {poisson:.4g} ") as refused:
+        FederatedTrainingConfig.for_trainer({**settings, "max_epsilon": poisson * 0.99}).plan(50)
+    assert refused.value.setting == "max_epsilon"
+    FederatedTrainingConfig.for_trainer({**settings, "max_epsilon": poisson * 1.01}).plan(50)
+
+
 def test_a_delta_close_to_one_over_n_clients_is_warned_about_before_training(tmp_path):
     """privacy.accounting's one delta warning, in clients: delta = 0.04 for N = 20 is 0.8/N."""
     args = ["--dp", "--rounds", "1", "--clients", "20", "-C", "0.5", "--model", "linear", "--noise-multiplier", "2"]

@@ -60,7 +60,8 @@ target_unclipped_quantile     0.5                                    adaptive cl
 clipped_count_stddev          0.05 x expected clients per round      adaptive clipping's count noise (TFF's)
 delta                         largest power of ten <= 1/(2N)         delta of the guarantee
 accountant                    rdp                                    rdp | pld, for target_epsilon, max_epsilon
-max_epsilon                   none                                   stop before a round would exceed it
+max_epsilon                   none                                   stop before a round would exceed it;
+                                                                     below one round's epsilon: refused
 seeded_noise                  false                                  noise and client sample from generators
                                                                      seeded afresh from the OS CSPRNG;
                                                                      true (``ppml federated run`` only) draws
@@ -142,7 +143,7 @@ from federated.strategies.dp_adaptive_clipping import COUNT_STDDEV_SHARE, defaul
 from federated.strategies.dp_local import MIN_LOCAL_NOISE_MULTIPLIER
 from pipelines import privacy_ledger
 from pipelines.components import settings
-from privacy.accounting import (NOISE_MULTIPLIER_RANGE, AccountantKind, Adjacency, DpSgdMechanism,
+from privacy.accounting import (NOISE_MULTIPLIER_RANGE, AccountantKind, Adjacency, DpSgdMechanism, PrivacyBudget,
                                 UnsupportedAccounting, calibrate_noise_multiplier, compute_epsilon, default_delta,
                                 delta_warning, epsilon_of, event_to_json)
 from privacy.decision import DecisionError, NoisyAccuracy
@@ -495,6 +496,14 @@ class FederatedTrainingConfig:
             raise InvalidFederatedSetting("noise_multiplier" if target is None else "target_epsilon",
                                           f"z = {mechanism.noise_multiplier:g} cannot be accounted by dp-accounting "
                                           f"({planned})")
+        if self.max_epsilon is not None:   # the strategy's stop rule before round 1, from public numbers
+            first = PrivacyBudget.for_mechanism(mechanism, delta).epsilon_after(mechanism.unit_event(), 1,
+                                                                                self.accountant)
+            if first > self.max_epsilon:
+                raise InvalidFederatedSetting("max_epsilon", f"{self.max_epsilon:g} is below one round's epsilon "
+                                                             f"{first:.4g} ({self.accountant}, z = "
+                                                             f"{mechanism.noise_multiplier:.4g}, delta = {delta:g}): "
+                                                             f"no round could run; raise it")
         if self.clip == "adaptive":
             stddev = self.clipped_count_stddev or default_count_stddev(expected)
             try:
@@ -736,7 +745,8 @@ class FederatedTrainingPlan:
             "delta_is_default": c.delta is None, "delta_warning": self.delta_warning,
             "noise": "seeded" if c.seeded_noise else "csprng",
             "record_level": self.record_level(rounds),
-            "outside_guarantee": {**(DECISION_CAVEAT if self.decision is not None else {}), **(outside_guarantee or {})}}
+            "outside_guarantee": {**(DECISION_CAVEAT if self.decision is not None else {}),
+                                  **(outside_guarantee or {})}}
         return privacy_ledger.PrivacyLedger(budget=budget, mechanism=privacy_ledger.DP_FEDAVG, parameters=parameters,
                                             trainer={**trainer, "settings": c.to_custom_config()},
                                             preprocessing=self.preprocessing, decision=self.decision)
