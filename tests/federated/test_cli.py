@@ -241,7 +241,7 @@ def test_seeded_noise_is_an_explicit_research_option_and_says_so(tmp_path):
     assert all(line.endswith("(seeded noise: no guarantee)") for line in first.stderr.splitlines()
                if line.startswith("round "))
     headlines = [line for line in first.stdout.splitlines() if "epsilon at delta" in line or "epsilon:" in line]
-    assert len(headlines) == 2 and all(line.endswith("(seeded noise: no guarantee)") for line in headlines)
+    assert len(headlines) == 3 and all(line.endswith("(seeded noise: no guarantee)") for line in headlines)
     histories = [json.loads((tmp_path / name / "history.json").read_text()) for name in ("a", "b")]
     assert [r["evaluation"] for r in histories[0]["rounds"]] == [r["evaluation"] for r in histories[1]["rounds"]]
     from pipelines import privacy_ledger

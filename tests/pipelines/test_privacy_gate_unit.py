@@ -243,3 +243,66 @@ print(json.dumps({"closed": executor._lineage(closed, 7, ledger), "skipped": exe
     [membership] = [item for item in out["outside"] if item.startswith("membership-inference audit")]
     [encrypted] = [item for item in out["outside"] if item.startswith("encrypted-inference gate")]
     assert "DECIDES THE PUSH" in membership and "DECIDE THE PUSH" in encrypted
+
+
+def _group_of_two(accountant, delta):
+    """min over delta' (a grid) of 2 eps(delta') with delta' (1 + e^eps(delta')) <= delta: group privacy of 2."""
+    pairs = ((d, accountant.get_epsilon(d)) for d in (10.0 ** (-k / 8) for k in range(16, 2400)))
+    return min(2 * e for d, e in pairs if d * (1 + math.exp(min(e, 700))) <= delta)
+
+
+@pytest.mark.parametrize("sampling", ["poisson", "uniform"])
+def test_a_replaced_record_changes_two_clients_and_meets_a_replace_one_budget_only_at_group_two(sampling):
+    """A label flip moves a record to another client of the keyed partition: two clients' data change. The
+    record-level figure covers one record added or removed (one client) and is labelled so; a budget per example
+    stated replace-one is met only by the group-of-2-clients figure, recomputed here from dp-accounting."""
+    import dp_accounting
+    import numpy as np
+    from dp_accounting import dp_event
+
+    from federated.partitioners import KeyedPartitioner
+    from federated.partitioners.keyed import content_keys
+    from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(400, 3)).astype(np.float32), rng.integers(0, 2, 400)
+    partitioner = KeyedPartitioner(num_clients=20, rule="iid", seed=0)
+    flipped = y.copy()
+    flipped[7] = 1 - y[7]
+    before, after = (partitioner.partition(labels, keys=content_keys(x, labels)) for labels in (y, flipped))
+    changed = [k for k in range(20) if not np.array_equal(np.sort(before.indices[k]), np.sort(after.indices[k]))]
+    assert len(changed) == 2
+
+    plan = FederatedTrainingConfig.for_trainer({"label_key": "y", "num_clients": 20, "rounds": 8, "fraction": 0.5,
+                                                "sampling": sampling, "private": True, "noise_multiplier": 1.5,
+                                                "num_classes": 2, "delta": 1e-3}).plan(20)
+    m = plan.mechanism
+    ledger = plan.ledger(PrivacyBudget.for_mechanism(m, plan.delta).compose(m.unit_event(), m.units()), rounds=8,
+                         trainer={})
+    record = ledger.parameters["record_level"]
+    assert (record["record_adjacency"], record["client_adjacency"]) == ("add-remove", "replace-one")
+    per_example, note = spec.budget_epsilon(ledger, "example")
+    assert "one record added or removed" in note and "replaced record changes two clients: not covered" in note
+    if sampling == "poisson":
+        event = dp_event.PoissonSampledDpEvent(0.5, dp_event.GaussianDpEvent(1.5))
+        accountant = dp_accounting.pld.PLDAccountant(dp_accounting.NeighboringRelation.REPLACE_ONE,
+                                                     value_discretization_interval=1e-4)
+    else:
+        event = dp_event.SampledWithoutReplacementDpEvent(20, 10, dp_event.GaussianDpEvent(1.5 / 2))
+        accountant = dp_accounting.rdp.RdpAccountant(neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE)
+    accountant.compose(dp_event.SelfComposedDpEvent(event, 8))
+    assert per_example == pytest.approx(accountant.get_epsilon(1e-3), rel=1e-6)
+    grid = _group_of_two(accountant, 1e-3)
+    replaced, note = spec.budget_epsilon(ledger, "example", "replace-one")
+    assert per_example < grid * 0.95 <= replaced <= grid * (1 + 1e-6)
+    assert note.startswith("one record replaced (replace-one): two clients' data change")
+    assert spec.budget_epsilon(ledger, "example", "add-remove") == (per_example, spec.budget_epsilon(ledger,
+                                                                                                   "example")[1])
+    props = pl.ledger_properties(ledger)
+    assert props[pl.RECORD_ADJACENCY] == "add-remove"
+    assert props[pl.EPSILON_RECORD_REPLACED] == pl.mlmd_upper_bound(replaced)
+    # A DP-SGD ledger accounted add/remove does not meet a budget stated replace-one.
+    dp_sgd = pl.PrivacyLedger.for_dp_sgd(DpSgdMechanism(dataset_size=389, batch_size=32, noise_multiplier=1.3,
+                                                        steps=122), l2_norm_clip=1.0, delta=1e-3)
+    assert math.isinf(spec.budget_epsilon(dp_sgd, "example", "replace-one")[0])
+    assert spec.budget_epsilon(dp_sgd, "example", "add-remove")[0] == dp_sgd.epsilon

@@ -107,7 +107,9 @@ uniform sampling replace-one-client; the ledger records both. N is fixed, so a o
 replaces one client's data (its update can move by 2C): under uniform sampling the client-level epsilon
 covers it; under Poisson sampling the add/remove one does not, and `FederatedTrainingPlan.record_level`
 accounts the replacement (PLD; dp-accounting's RDP has no replace-one analysis of Poisson sampling),
-reported beside the client-level epsilon in the ledger and by ``ppml federated run``.
+reported beside the client-level epsilon in the ledger and by ``ppml federated run``. Either covers one
+record added or removed (``record_adjacency`` add-remove); a record replaced moves to another client, so two
+clients change: ``record_level['replaced_record']`` bounds it by group privacy of 2 clients.
 
 With ``client_key``, N is the number of users in the data, which a private run releases (sample
 sizes, delta, the update's scale): private runs sample users uniformly (replace-one user adjacency,
@@ -520,9 +522,9 @@ class FederatedTrainingConfig:
         """``mechanism`` with the least z (within 0.1%) whose record-level figure (`FederatedTrainingPlan.
         record_level`: the gate's figure for a budget per example) is at most ``target``."""
         def record_epsilon(z: float) -> float:
-            plan = FederatedTrainingPlan(config=self, num_clients=num_clients, mechanism=mechanism.replace(
-                noise_multiplier=z), delta=delta, preprocessing=part, decision=decision)
-            epsilon = plan.record_level(self.rounds)["epsilon"]
+            plan = FederatedTrainingPlan(config=self, num_clients=num_clients, mechanism=mechanism, delta=delta,
+                                         preprocessing=part, decision=decision)
+            epsilon = plan._client_replaced(mechanism.replace(noise_multiplier=z))[0]
             return math.inf if epsilon is None else epsilon
 
         low, high = NOISE_MULTIPLIER_RANGE[0], 1.0
@@ -663,26 +665,43 @@ class FederatedTrainingPlan:
                                  bits=c.secagg_bits, modulus_bits=c.secagg_modulus_bits)
 
     def record_level(self, rounds: int) -> dict[str, Any] | None:
-        """What one added or removed record costs after ``rounds`` rounds of a keyed partition (None for
-        one client per user, whose unit is the user).
+        """What one record costs after ``rounds`` rounds of a keyed partition (None for one client per user,
+        whose unit is the user).
 
-        N is fixed, so a one-record change replaces one client's data: its clipped update can move by 2C.
-        Uniform sampling is accounted replace-one: the client-level epsilon is the record-level one.
-        Poisson sampling is accounted add/remove (a client's update moving by C): the replacement is
-        accounted here, by PLD under REPLACE_ONE (the Poisson-sampled Gaussian of the same z), after the
-        preprocessing releases as one record replaced moves them (their replace-one events, group 1), so
-        ``epsilon`` covers the artifact; or where PLD declines, by RDP group privacy over two add/remove
-        neighbours (a removal, then an addition) of the rounds, when there is no preprocessing to compose
-        (else ``epsilon`` is None and ``accountant`` says why). This is the figure a budget per example meets
-        (`pipelines.components.private_evaluator.spec.budget_epsilon`).
+        ``record_adjacency`` is the record relation the figure covers: one record added or removed (add-remove),
+        which with N fixed replaces one client's data (``client_adjacency`` replace-one): its clipped update can
+        move by 2C. Uniform sampling is accounted replace-one: the client-level epsilon is the record-level one.
+        Poisson sampling is accounted add/remove (a client's update moving by C): the replacement is accounted
+        here, by PLD under REPLACE_ONE (the Poisson-sampled Gaussian of the same z), after the preprocessing
+        releases as one record replaced moves them (their replace-one events, group 1), so ``epsilon`` covers
+        the artifact; or where PLD declines, by RDP group privacy over two add/remove neighbours (a removal,
+        then an addition) of the rounds, when there is no preprocessing to compose (else ``epsilon`` is None
+        and ``accountant`` says why). This is the figure a budget per example meets
+        (`pipelines.components.private_evaluator.spec.budget_epsilon`). A record replaced changes two clients'
+        data: ``replaced_record`` bounds it (`_replaced_record`), the figure a budget stated replace-one meets.
         """
         if self.config.privacy_unit != "client":
             return None
+        relation = {"record_adjacency": Adjacency.ADD_REMOVE.value, "client_adjacency": Adjacency.REPLACE_ONE.value}
         if self.mechanism is None:   # local DP covers any change of a client's data, a record's included
-            return {"adjacency": Adjacency.REPLACE_ONE.value, "epsilon_is": "the client-level epsilon"}
+            return {**relation, "epsilon_is": "the client-level epsilon"}
         mechanism = self.mechanism.replace(steps=rounds)
         if mechanism.adjacency is Adjacency.REPLACE_ONE:
-            return {"adjacency": mechanism.adjacency.value, "epsilon_is": "the client-level epsilon"}
+            return {**relation, "epsilon_is": "the client-level epsilon",
+                    "replaced_record": self._replaced_record(mechanism)}
+        epsilon, how, replaced = self._client_replaced(mechanism)
+        out = {**relation, "accountant": how,
+               "epsilon": epsilon, "delta": self.delta,
+               "neighboring_relation": replaced.neighboring_relation.name, "event": event_to_json(replaced.dp_event()),
+               "replaced_record": self._replaced_record(mechanism)}
+        if self.preprocessing is not None or self.decision is not None:
+            out["covers"] = ("the artifact: the preprocessing releases and the push decision (one record replaced), "
+                             "then the rounds")
+        return out
+
+    def _client_replaced(self, mechanism: DpSgdMechanism) -> tuple[float | None, str, DpSgdMechanism]:
+        """(epsilon, accountant, mechanism accounted) of one client's data replaced under Poisson sampling
+        (`record_level`)."""
         replaced = mechanism.replace(adjacency=Adjacency.REPLACE_ONE)
         try:
             epsilon, how = compute_epsilon(replaced, self.delta, AccountantKind.PLD), AccountantKind.PLD.value
@@ -696,13 +715,29 @@ class FederatedTrainingPlan:
                 epsilon, how = None, f"none: {declined}; group privacy is not composed with the preprocessing"
             elif not math.isfinite(epsilon):
                 epsilon, how = None, f"none: {declined}; RDP group privacy of 2 diverges"
-        out = {"adjacency": Adjacency.REPLACE_ONE.value, "accountant": how,
-               "epsilon": None if epsilon is None else float(epsilon), "delta": self.delta,
-               "neighboring_relation": replaced.neighboring_relation.name, "event": event_to_json(replaced.dp_event())}
+        return (None if epsilon is None else float(epsilon)), how, replaced
+
+    def _replaced_record(self, mechanism: DpSgdMechanism) -> dict[str, Any]:
+        """{epsilon, accountant, delta} of one record replaced: it leaves one client and joins another, two
+        steps each of which replaces one client's data (N fixed), so group privacy of 2 over replace-one client
+        neighbours bounds it: RDP for uniform sampling, PLD for Poisson (where PLD declines, RDP over 4 add/remove
+        neighbours). Not composed with preprocessing releases or a push decision (``epsilon`` None)."""
         if self.preprocessing is not None or self.decision is not None:
-            out["covers"] = ("the artifact: the preprocessing releases and the push decision (one record replaced), "
-                             "then the rounds")
-        return out
+            return {"epsilon": None, "delta": self.delta, "accountant": "none: group privacy is not composed with "
+                                                                        "the preprocessing or the push decision"}
+        if mechanism.adjacency is Adjacency.REPLACE_ONE:
+            grouped, how = mechanism.replace(max_examples_per_user=2), "rdp, group privacy of 2 clients replaced"
+            epsilon = compute_epsilon(grouped, self.delta, AccountantKind.RDP)
+        else:
+            try:
+                grouped = mechanism.replace(adjacency=Adjacency.REPLACE_ONE, max_examples_per_user=2)
+                epsilon, how = (compute_epsilon(grouped, self.delta, AccountantKind.PLD),
+                                "pld, group privacy of 2 clients replaced")
+            except UnsupportedAccounting:
+                grouped = mechanism.replace(max_examples_per_user=4)
+                epsilon, how = (compute_epsilon(grouped, self.delta, AccountantKind.RDP),
+                                "rdp, group privacy of 4 add/remove neighbours (2 clients replaced)")
+        return {"epsilon": float(epsilon) if math.isfinite(epsilon) else None, "delta": self.delta, "accountant": how}
 
     def _record_level_artifact(self, replaced: DpSgdMechanism) -> tuple[float | None, str]:
         """(epsilon, accountant) of one replaced record under PLD: the preprocessing releases' replace-one events

@@ -66,7 +66,7 @@ class Executor(evaluator_executor.Executor):
         model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
         serving_dir = path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
 
-        epsilon, ledger, ledger_note = _epsilon(serving_dir, settings.privacy_unit)
+        epsilon, ledger, ledger_note = _epsilon(serving_dir, settings)
         problems, warnings = _coverage(serving_dir, ledger)
         lineage_problems, lineage_warnings = _lineage(settings, model.id, ledger)
         problems, warnings = problems + lineage_problems, warnings + lineage_warnings
@@ -132,14 +132,15 @@ class Executor(evaluator_executor.Executor):
         logging.info("Privacy gate: %s", "; ".join(c["reason"] for c in checks))
 
 
-def _epsilon(serving_dir: str, privacy_unit: str) -> tuple[float, privacy_ledger.PrivacyLedger | None, str]:
+def _epsilon(serving_dir: str, settings: spec.GateSettings
+             ) -> tuple[float, privacy_ledger.PrivacyLedger | None, str]:
     """(epsilon, ledger, note); epsilon is inf when there is no valid ledger or it does not bound the
-    budget's unit (`spec.budget_epsilon`), and the note says why."""
+    budget's unit and relation (`spec.budget_epsilon`), and the note says why."""
     try:
         ledger = privacy_ledger.read_ledger(serving_dir)
     except privacy_ledger.LedgerError as err:
         return math.inf, None, f"the privacy ledger is invalid: {err}"
-    epsilon, note = spec.budget_epsilon(ledger, privacy_unit)
+    epsilon, note = spec.budget_epsilon(ledger, settings.privacy_unit, settings.budget_adjacency)
     return epsilon, ledger, note
 
 
@@ -290,7 +291,7 @@ def _summary(evaluation_uri: str, model, ledger, membership, checks, settings) -
         "failures": failures,
         "privacy_checks": checks,
         "epsilon_budget": settings.epsilon_budget,
-        "privacy_unit": settings.privacy_unit,
+        "privacy_unit": settings.privacy_unit, "budget_adjacency": settings.budget_adjacency,
         "max_membership_auc": settings.max_membership_auc,
         "delta_budget": settings.delta_budget,
         "ledger": None if ledger is None else {
