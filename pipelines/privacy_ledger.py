@@ -236,6 +236,12 @@ class PrivacyLedger:
                                           f"{covers}, delta = {record['delta']:g} (a replaced record changes two "
                                           f"clients: not covered)")
 
+    def record_count_bound(self) -> int | None:
+        """The public bound on the records behind a keyed client-level ledger (N x max_examples_per_client, from
+        ``parameters['record_level']['records']``), or None where there is none."""
+        records = (self.parameters.get("record_level") or {}).get("records") if self.privacy_unit == "client" else None
+        return None if records is None else int(records)
+
     def replaced_record_epsilon(self) -> tuple[float, str] | None:
         """(epsilon, how) of one record replaced (replace-one per record), for the ledgers `record_level_epsilon`
         answers: the record leaves one client and joins another, so it is group privacy of 2 clients

@@ -59,6 +59,7 @@ clipping_norm                 1.0                                    C (the init
 target_unclipped_quantile     0.5                                    adaptive clipping's quantile (the median)
 clipped_count_stddev          0.05 x expected clients per round      adaptive clipping's count noise (TFF's)
 delta                         largest power of ten <= 1/(2N)         delta of the guarantee
+                              (1/(2NK) under budget_unit example)
 accountant                    rdp                                    rdp | pld, for target_epsilon, max_epsilon
 max_epsilon                   none                                   stop before a round would exceed it;
                                                                      below one round's epsilon: refused
@@ -95,7 +96,9 @@ budget_unit                   none (the ledger's unit)               example: ta
                                                                      partition's record-level figure; under
                                                                      Poisson sampling z is calibrated for that
                                                                      figure (one record replaces a client's
-                                                                     data), not for the client-level one
+                                                                     data), not for the client-level one;
+                                                                     needs max_examples_per_client: delta is
+                                                                     then per record, below 1/(N K)
 ============================  =====================================  ===========================================
 
 Clients and the unit of privacy. With ``client_key`` each value is a client and the privacy unit is a
@@ -327,6 +330,10 @@ class FederatedTrainingConfig:
             raise InvalidFederatedSetting(setting, "a budget per example is met by a keyed partition's record-level "
                                                    "epsilon: not with a client_key (a user is the unit), nor with "
                                                    "max_epsilon (its round-by-round stop sees the client-level one)")
+        if self.budget_unit == "example" and self.private and self.max_examples_per_client is None:
+            raise InvalidFederatedSetting("max_examples_per_client", "a budget per example needs a public bound K on "
+                                                                     "each client's records: the record-level delta "
+                                                                     "is judged against the N x K records")
         low, high = NOISE_MULTIPLIER_RANGE
         if self.private and self.noise_multiplier is not None and not low <= self.noise_multiplier <= high:
             raise InvalidFederatedSetting("noise_multiplier", f"must be in [{low:g}, {high:g}], the range ppml's "
@@ -453,10 +460,13 @@ class FederatedTrainingConfig:
                                            f"2^{self.secagg_modulus_bits}: give at least {needed}")
         if not self.private:
             return FederatedTrainingPlan(config=self, num_clients=num_clients)
-        delta = default_delta(num_clients) if self.delta is None else float(self.delta)
-        if delta >= 1 / num_clients:
-            raise InvalidFederatedSetting("delta", f"must be below 1/N = {1 / num_clients:.3g} for N = {num_clients} "
-                                                   f"clients (the privacy unit is a {self.privacy_unit}), "
+        units = self.delta_units(num_clients)
+        delta = default_delta(units) if self.delta is None else float(self.delta)
+        if delta >= 1 / units:
+            which = (f"n = N x max_examples_per_client = {units} records (a budget per example)"
+                     if self.budget_unit == "example" else
+                     f"N = {num_clients} clients (the privacy unit is a {self.privacy_unit})")
+            raise InvalidFederatedSetting("delta", f"must be below 1/{which[0]} = {1 / units:.3g} for {which}, "
                                                    f"got {delta!r}")
         target = self.target_epsilon
         if self.noise_multiplier is None and target is None:
@@ -516,6 +526,11 @@ class FederatedTrainingConfig:
                 raise InvalidFederatedSetting("clipped_count_stddev", f"{err}{default}") from None
         return FederatedTrainingPlan(config=self, num_clients=num_clients, mechanism=mechanism, delta=delta,
                                      target_epsilon=target, preprocessing=part, decision=decision)
+
+    def delta_units(self, num_clients: int) -> int:
+        """How many privacy units delta is judged against: the N clients (users), or under ``budget_unit``
+        'example' the public bound N x ``max_examples_per_client`` on the records."""
+        return num_clients * self.max_examples_per_client if self.budget_unit == "example" else num_clients
 
     def _per_record(self, mechanism: DpSgdMechanism, target: float, num_clients: int, delta: float,
                     part: PreprocessingPart | None, decision: NoisyAccuracy | None) -> DpSgdMechanism:
@@ -630,8 +645,13 @@ class FederatedTrainingPlan:
 
     @property
     def delta_warning(self) -> str | None:
-        """Why delta is too large for N privacy units (`privacy.accounting.delta_warning`), or None."""
-        return delta_warning(self.delta, self.num_clients, unit=self.config.privacy_unit) if self.private else None
+        """Why delta is too large for the privacy units (`privacy.accounting.delta_warning`; N clients or users,
+        N x K records under a budget per example), or None."""
+        if not self.private:
+            return None
+        units = self.config.delta_units(self.num_clients)
+        return delta_warning(self.delta, units,
+                             unit="record" if self.config.budget_unit == "example" else self.config.privacy_unit)
 
     def strategy(self):
         """The FedAvg-family strategy (clients weighted equally and wrapped in DP-FedAvg when private)."""
@@ -679,10 +699,14 @@ class FederatedTrainingPlan:
         and ``accountant`` says why). This is the figure a budget per example meets
         (`pipelines.components.private_evaluator.spec.budget_epsilon`). A record replaced changes two clients'
         data: ``replaced_record`` bounds it (`_replaced_record`), the figure a budget stated replace-one meets.
+        ``records`` is the public bound N x ``max_examples_per_client`` on the records (None without K), against
+        which the gate judges the figure's delta (without it the figure meets no budget per example).
         """
         if self.config.privacy_unit != "client":
             return None
-        relation = {"record_adjacency": Adjacency.ADD_REMOVE.value, "client_adjacency": Adjacency.REPLACE_ONE.value}
+        k = self.config.max_examples_per_client
+        relation = {"record_adjacency": Adjacency.ADD_REMOVE.value, "client_adjacency": Adjacency.REPLACE_ONE.value,
+                    "records": None if k is None else self.num_clients * k}
         if self.mechanism is None:   # local DP covers any change of a client's data, a record's included
             return {**relation, "epsilon_is": "the client-level epsilon"}
         mechanism = self.mechanism.replace(steps=rounds)
@@ -725,6 +749,8 @@ class FederatedTrainingPlan:
         if self.preprocessing is not None or self.decision is not None:
             return {"epsilon": None, "delta": self.delta, "accountant": "none: group privacy is not composed with "
                                                                         "the preprocessing or the push decision"}
+        if mechanism.dataset_size < 2:   # no second client to move to
+            return {"epsilon": None, "delta": self.delta, "accountant": "none: a single client"}
         if mechanism.adjacency is Adjacency.REPLACE_ONE:
             grouped, how = mechanism.replace(max_examples_per_user=2), "rdp, group privacy of 2 clients replaced"
             epsilon = compute_epsilon(grouped, self.delta, AccountantKind.RDP)
@@ -733,7 +759,9 @@ class FederatedTrainingPlan:
                 grouped = mechanism.replace(adjacency=Adjacency.REPLACE_ONE, max_examples_per_user=2)
                 epsilon, how = (compute_epsilon(grouped, self.delta, AccountantKind.PLD),
                                 "pld, group privacy of 2 clients replaced")
-            except UnsupportedAccounting:
+            except UnsupportedAccounting as declined:
+                if mechanism.dataset_size < 4:
+                    return {"epsilon": None, "delta": self.delta, "accountant": f"none: {declined}"}
                 grouped = mechanism.replace(max_examples_per_user=4)
                 epsilon, how = (compute_epsilon(grouped, self.delta, AccountantKind.RDP),
                                 "rdp, group privacy of 4 add/remove neighbours (2 clients replaced)")

@@ -67,7 +67,7 @@ class Executor(evaluator_executor.Executor):
         serving_dir = path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
 
         epsilon, ledger, ledger_note = _epsilon(serving_dir, settings)
-        problems, warnings = _coverage(serving_dir, ledger)
+        problems, warnings = _coverage(serving_dir, ledger, settings.privacy_unit)
         lineage_problems, lineage_warnings = _lineage(settings, model.id, ledger)
         problems, warnings = problems + lineage_problems, warnings + lineage_warnings
         if problems:
@@ -216,11 +216,12 @@ def outside_the_guarantee(ledger: privacy_ledger.PrivacyLedger | None) -> list[s
     return list(OUTSIDE_THE_GUARANTEE) + [f"{name} (listed by the trainer): {why}" for name, why in listed.items()]
 
 
-def _coverage(serving_dir: str, ledger) -> tuple[list[str], list[str]]:
-    """(problems, warnings) of the model as an artifact (none without a ledger: its epsilon is inf anyway)."""
+def _coverage(serving_dir: str, ledger, privacy_unit: str) -> tuple[list[str], list[str]]:
+    """(problems, warnings) of the model as an artifact (none without a ledger: its epsilon is inf anyway); delta
+    is judged in the budget's ``privacy_unit``."""
     if ledger is None:
         return [], []
-    problems, warnings = coverage.delta_findings(ledger)
+    problems, warnings = coverage.delta_findings(ledger, privacy_unit)
     return coverage.artifact_problems(serving_dir, ledger) + problems, warnings
 
 

@@ -199,7 +199,9 @@ def budget_epsilon(ledger: privacy_ledger.PrivacyLedger | None, privacy_unit: st
     One conversion is made: a budget per example meets a client-level ledger of clients ppml dealt records to
     through the ledger's record-level figure (`privacy_ledger.PrivacyLedger.record_level_epsilon`: one record
     added or removed replaces a client's data), never through the smaller add/remove client-level epsilon, and
-    a replace-one budget per example through its replaced-record figure (two clients' data change)."""
+    a replace-one budget per example through its replaced-record figure (two clients' data change); only when
+    the ledger gives a public bound on the records (N x K), against which the gate judges delta
+    (`coverage.delta_findings`)."""
     if ledger is None:
         return math.inf, ("the model has no privacy ledger: it was not trained by a DP trainer, so no epsilon "
                           "bounds its privacy loss")
@@ -208,6 +210,10 @@ def budget_epsilon(ledger: privacy_ledger.PrivacyLedger | None, privacy_unit: st
                           "can remove it, so its epsilon is no guarantee for a released model")
     record_level = ledger.record_level_epsilon()
     if privacy_unit == "example" and record_level is not None:
+        if ledger.record_count_bound() is None and math.isfinite(record_level[0]):
+            return math.inf, ("the ledger's record-level figure has no public bound on the number of records "
+                              "(max_examples_per_client): its delta cannot be judged per record, so it meets no "
+                              "budget per example")
         if adjacency == Adjacency.REPLACE_ONE.value:
             return ledger.replaced_record_epsilon()
         return record_level
