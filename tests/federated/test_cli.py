@@ -214,6 +214,7 @@ def test_the_default_dp_run_works_with_csprng_noise_and_writes_the_trainers_ledg
     assert ledger.mechanism == "dp-fedavg" and ledger.privacy_unit == "client"
     assert ledger.epsilons["rdp"] == pytest.approx(expected, rel=1e-12) and 3 - 0.01 <= expected <= 3
     assert ledger.parameters["noise"] == "csprng" and ledger.parameters["clients"] == "keyed iid partition"
+    assert ledger.trainer["settings"]["weighted"] is False   # DP-FedAvg averages clients unweighted (the default: true)
     strategy = json.loads((tmp_path / "run" / "history.json").read_text())["config"]["strategy"]
     assert strategy["name"] == "DifferentialPrivacyFixedClipping" and strategy["seeded_noise"] is False
 

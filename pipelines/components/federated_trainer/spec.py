@@ -811,7 +811,8 @@ class FederatedTrainingPlan:
             "outside_guarantee": {**(DECISION_CAVEAT if self.decision is not None else {}),
                                   **(outside_guarantee or {})}}
         return privacy_ledger.PrivacyLedger(budget=budget, mechanism=privacy_ledger.DP_FEDAVG, parameters=parameters,
-                                            trainer={**trainer, "settings": c.to_custom_config()},
+                                            trainer={**trainer, "settings": {**c.to_custom_config(),
+                                                                             "weighted": False}},   # DP: unweighted
                                             preprocessing=self.preprocessing, decision=self.decision)
 
 
