@@ -463,10 +463,10 @@ class FederatedTrainingConfig:
         units = self.delta_units(num_clients)
         delta = default_delta(units) if self.delta is None else float(self.delta)
         if delta >= 1 / units:
-            which = (f"n = N x max_examples_per_client = {units} records (a budget per example)"
-                     if self.budget_unit == "example" else
-                     f"N = {num_clients} clients (the privacy unit is a {self.privacy_unit})")
-            raise InvalidFederatedSetting("delta", f"must be below 1/{which[0]} = {1 / units:.3g} for {which}, "
+            symbol, which = (("n", f"n = N x max_examples_per_client = {units} records (a budget per example)")
+                             if self.budget_unit == "example" else
+                             ("N", f"N = {num_clients} clients (the privacy unit is a {self.privacy_unit})"))
+            raise InvalidFederatedSetting("delta", f"must be below 1/{symbol} = {1 / units:.3g} for {which}, "
                                                    f"got {delta!r}")
         target = self.target_epsilon
         if self.noise_multiplier is None and target is None:
