@@ -33,7 +33,7 @@ import os
 from typing import Any
 
 from privacy import validation
-from privacy.accounting import (DpSgdMechanism, PrivacyBudget, PrivacyReport, dp_accounting_version,
+from privacy.accounting import (Adjacency, DpSgdMechanism, PrivacyBudget, PrivacyReport, dp_accounting_version,
                                 dp_sgd_report, event_to_json)
 from privacy.decision import NoisyAccuracy
 from privacy.preprocessing import PreprocessingPart, RecordError
@@ -85,13 +85,15 @@ PRIVACY_UNIT = "privacy_unit"              # string: one of PRIVACY_UNITS
 EPSILON_PREPROCESSING = "epsilon_preprocessing"  # the preprocessing releases alone (smallest over accountants)
 EPSILON_TRAINING = "epsilon_training"            # the training alone
 EPSILON_RECORD_LEVEL = "epsilon_record_level"    # a keyed client partition's one-record figure (record_level_epsilon)
+RECORD_ADJACENCY = "record_adjacency"            # the record relation epsilon_record_level covers: add-remove
+EPSILON_RECORD_REPLACED = "epsilon_record_replaced"  # one record replaced: two clients (replaced_record_epsilon)
 EPSILON_DECISION = "epsilon_decision"            # the push decision's release alone (reserved by the trainer)
 MLMD_SIGNIFICANT_DIGITS = 6
 """ml-metadata's SQLite store keeps 6 significant digits of a double property (it prints them with %g)."""
 MODEL_PROPERTIES = (PRIVATE, EPSILON, EPSILON_ACCOUNTANT, DELTA, EPSILON_RDP, EPSILON_PLD, NOISE_MULTIPLIER,
                     L2_NORM_CLIP, DP_STEPS, SAMPLING, ADJACENCY, PRIVACY_MECHANISM, ACCOUNTANT_VERSION,
                     PRIVACY_LEDGER_URI, PRIVACY_UNIT, EPSILON_PREPROCESSING, EPSILON_TRAINING, EPSILON_RECORD_LEVEL,
-                    EPSILON_DECISION)
+                    RECORD_ADJACENCY, EPSILON_RECORD_REPLACED, EPSILON_DECISION)
 
 
 class LedgerError(ValueError):
@@ -250,13 +252,34 @@ class PrivacyLedger:
         if not record:
             return math.inf, "the ledger has no record-level figure for its client-level epsilon"
         if record.get("epsilon_is"):   # replace-one accounting: the client-level epsilon is the record-level one
-            return self.epsilon, f"{self.describe_epsilon()}, client-level, replace-one: also record-level"
+            return self.epsilon, (f"{self.describe_epsilon()}, client-level, replace-one: also record-level for one "
+                                  f"record added or removed (a replaced record changes two clients: not covered)")
         if record.get("epsilon") is None:
             return math.inf, f"no record-level epsilon could be accounted ({record.get('accountant')})"
         covers = f", covering {record['covers']}" if record.get("covers") else ""
-        return float(record["epsilon"]), (f"record-level: one record replaces a client's data, accounted "
-                                          f"{record['adjacency']} by {record['accountant']}{covers}, "
-                                          f"delta = {record['delta']:g}")
+        return float(record["epsilon"]), (f"record-level, one record added or removed (add-remove): it replaces "
+                                          f"one client's data, accounted replace-one by {record['accountant']}"
+                                          f"{covers}, delta = {record['delta']:g} (a replaced record changes two "
+                                          f"clients: not covered)")
+
+    def record_count_bound(self) -> int | None:
+        """The public bound on the records behind a keyed client-level ledger (N x max_examples_per_client, from
+        ``parameters['record_level']['records']``), or None where there is none."""
+        records = (self.parameters.get("record_level") or {}).get("records") if self.privacy_unit == "client" else None
+        return None if records is None else int(records)
+
+    def replaced_record_epsilon(self) -> tuple[float, str] | None:
+        """(epsilon, how) of one record replaced (replace-one per record), for the ledgers `record_level_epsilon`
+        answers: the record leaves one client and joins another, so it is group privacy of 2 clients
+        (``parameters['record_level']['replaced_record']``); infinite where the ledger holds no such figure."""
+        if self.privacy_unit != "client":
+            return None
+        replaced = (self.parameters.get("record_level") or {}).get("replaced_record") or {}
+        if replaced.get("epsilon") is None:
+            return math.inf, (f"the ledger has no figure for one record replaced (two clients' data change)"
+                              f"{': ' + replaced['accountant'] if replaced.get('accountant') else ''}")
+        return float(replaced["epsilon"]), (f"one record replaced (replace-one): two clients' data change, "
+                                            f"{replaced['accountant']}, delta = {replaced['delta']:g}")
 
     def describe_epsilon(self) -> str:
         """Which accountant gave `epsilon` at which delta, and which had no analysis, e.g.
@@ -529,6 +552,8 @@ def ledger_properties(ledger: PrivacyLedger | None, ledger_uri: str | None = Non
     record_level = ledger.record_level_epsilon()
     if record_level is not None:
         props[EPSILON_RECORD_LEVEL] = mlmd_upper_bound(record_level[0])   # left out below when infinite
+        props[RECORD_ADJACENCY] = Adjacency.ADD_REMOVE.value
+        props[EPSILON_RECORD_REPLACED] = mlmd_upper_bound(ledger.replaced_record_epsilon()[0])
     params = ledger.parameters
     for key, name in (("noise_multiplier", NOISE_MULTIPLIER), ("l2_norm_clip", L2_NORM_CLIP),
                       ("steps", DP_STEPS), ("sampling", SAMPLING), ("adjacency", ADJACENCY)):

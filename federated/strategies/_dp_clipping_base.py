@@ -150,8 +150,13 @@ class DpClippingBase(Strategy):
 
     def summand(self, update, state):
         """The update clipped to L2 norm C; a non-finite update becomes zero and counts as clipped (the
-        client still reports: see `federated.simulation.round.train_chunk`)."""
+        client still reports: see `federated.simulation.round.train_chunk`). A client without examples adds
+        nothing, counts included: N is public, so the neighbour that takes a client's data out is that client
+        emptied, and it must look like the client removed (add/remove adjacency)."""
         clipping_norm = state.scalars["clipping_norm"]
+        if update.num_examples == 0:
+            return Summand(vector=np.zeros_like(update.delta),
+                           counts=np.zeros_like(self.clip_counts(0.0, clipping_norm)))
         if not update.finite:
             return Summand(vector=np.zeros_like(update.delta), counts=self.clip_counts(math.inf, clipping_norm))
         norm = float(np.linalg.norm(update.delta))

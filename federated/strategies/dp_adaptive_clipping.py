@@ -4,6 +4,8 @@ The clipping norm tracks a target quantile gamma of the client update norms. Eac
 reports b_i = 1[||delta_i|| <= C]; the server forms the private estimate
     b = (sum_i (b_i - 1/2) + N(0, sigma_b^2)) / m + 1/2
 (m the expected clients per round) and updates geometrically, C <- C exp(-eta_C (b - gamma)).
+A client without examples reports [0, 0] (not counted at all), so emptying a client, the only way to take
+its data out when N is a public setting, moves the centred count as removing it does.
 The centred count has add/remove sensitivity 1/2, so the round is one Gaussian mechanism with
 noise multiplier z when the update noise uses z_update = (z^-2 - (2 sigma_b)^-2)^(-1/2)
 (Andrew et al., Sec. 3.1); this needs 2 sigma_b > z.

@@ -511,6 +511,11 @@ def _report(history, sim, plan, written: list[str]) -> None:
         elif record:
             click.echo("record-level epsilon: the client-level one (one record added or removed changes one "
                        f"client's data, N fixed: a client replaced, which replace-one accounting covers){seeded}")
+        replaced = (record or {}).get("replaced_record")
+        if replaced:
+            value = "not available" if replaced["epsilon"] is None else f"{replaced['epsilon']:.4g}"
+            click.echo(f"one record replaced (two clients' data change) epsilon at delta={budget.target_delta:g}: "
+                       f"{value} ({replaced['accountant']}){seeded}")
     for note in _outside_guarantee(history):
         click.echo(note)
     click.echo("wrote " + ", ".join(written))

@@ -214,6 +214,7 @@ def test_the_default_dp_run_works_with_csprng_noise_and_writes_the_trainers_ledg
     assert ledger.mechanism == "dp-fedavg" and ledger.privacy_unit == "client"
     assert ledger.epsilons["rdp"] == pytest.approx(expected, rel=1e-12) and 3 - 0.01 <= expected <= 3
     assert ledger.parameters["noise"] == "csprng" and ledger.parameters["clients"] == "keyed iid partition"
+    assert ledger.trainer["settings"]["weighted"] is False   # DP-FedAvg averages clients unweighted (the default: true)
     strategy = json.loads((tmp_path / "run" / "history.json").read_text())["config"]["strategy"]
     assert strategy["name"] == "DifferentialPrivacyFixedClipping" and strategy["seeded_noise"] is False
 
@@ -241,7 +242,7 @@ def test_seeded_noise_is_an_explicit_research_option_and_says_so(tmp_path):
     assert all(line.endswith("(seeded noise: no guarantee)") for line in first.stderr.splitlines()
                if line.startswith("round "))
     headlines = [line for line in first.stdout.splitlines() if "epsilon at delta" in line or "epsilon:" in line]
-    assert len(headlines) == 2 and all(line.endswith("(seeded noise: no guarantee)") for line in headlines)
+    assert len(headlines) == 3 and all(line.endswith("(seeded noise: no guarantee)") for line in headlines)
     histories = [json.loads((tmp_path / name / "history.json").read_text()) for name in ("a", "b")]
     assert [r["evaluation"] for r in histories[0]["rounds"]] == [r["evaluation"] for r in histories[1]["rounds"]]
     from pipelines import privacy_ledger
@@ -259,6 +260,33 @@ def test_target_epsilon_calibrates_the_noise_for_the_planned_rounds(tmp_path):
     reached = dp_accounting.rdp.RdpAccountant().compose(event, 3).get_epsilon(0.01)
     assert 4 - 0.01 <= reached <= 4.0
     assert _history(result)["rounds"][-1]["metrics"]["epsilon_rdp"] == pytest.approx(reached, rel=1e-12)
+
+
+def test_a_max_epsilon_below_one_rounds_epsilon_is_refused_at_plan_time(tmp_path):
+    """Central DP: one round's client-level epsilon follows from z, m/N, delta and the accountant (public); a
+    --max-epsilon below it stopped before round 1 and ended in a traceback. It is a one-line usage error, and
+    the Federated Trainer refuses the setting before any TFX component runs."""
+    z = 1.0
+    event = dp_event.SampledWithoutReplacementDpEvent(100, 10, dp_event.GaussianDpEvent(z / 2))
+    first = dp_accounting.rdp.RdpAccountant(
+        neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE).compose(event).get_epsilon(1e-3)
+    args = ["--dp", "--rounds", "2", "--noise-multiplier", str(z), "--model", "linear"]
+    result = _run([*args, "--max-epsilon", f"{first * 0.99}"], tmp_path)
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+    assert result.stderr.startswith("Error: --max-epsilon: ") and f"one round's epsilon {first:.4g}" in result.stderr
+    assert not (tmp_path / "run").exists()
+    result = _run([*args, "--max-epsilon", f"{first * 1.01}", "--json"], tmp_path)
+    assert result.exit_code == 0, result.output
+    assert [r["metrics"]["epsilon_rdp"] for r in _history(result)["rounds"]] == [pytest.approx(first, rel=1e-9)]
+    # The Trainer: Poisson sampling (q = 0.1 of N = 50), PLD, add/remove, delta 1e-3.
+    poisson = dp_accounting.pld.PLDAccountant(dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE).compose(
+        dp_event.PoissonSampledDpEvent(0.1, dp_event.GaussianDpEvent(z))).get_epsilon(1e-3)
+    settings = {"label_key": "y", "private": True, "num_classes": 2, "noise_multiplier": z, "sampling": "poisson",
+                "accountant": "pld", "delta": 1e-3}
+    with pytest.raises(InvalidFederatedSetting, match=f"below one round's epsilon {poisson:.4g} ") as refused:
+        FederatedTrainingConfig.for_trainer({**settings, "max_epsilon": poisson * 0.99}).plan(50)
+    assert refused.value.setting == "max_epsilon"
+    FederatedTrainingConfig.for_trainer({**settings, "max_epsilon": poisson * 1.01}).plan(50)
 
 
 def test_a_delta_close_to_one_over_n_clients_is_warned_about_before_training(tmp_path):
@@ -822,3 +850,19 @@ def test_under_dp_no_tfrecord_decides_the_features_their_kinds_or_the_run(tmp_pa
         assert result.exit_code == 0, result.output
         runs[name] = _dp_outputs(result, tmp_path / name)
     assert runs["clean"] == runs["bad"] and runs["clean"][0]["num_parameters"] == 4 * 2 + 2
+
+
+def test_the_command_line_drops_dp_accountings_excluded_order_warnings(tmp_path):
+    """At small z dp-accounting logs 'failed to converge ... Excluding this order' through absl for every
+    epsilon it computes (public numbers only; an excluded order can only raise epsilon): over a hundred lines
+    between the round lines of a 2-round run. A real process (CliRunner does not see absl's stderr)."""
+    import logging
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-c", "from pipelines.cli.main import cli; cli()", "federated", "run",
+                           "--dp", "--rounds", "2", "--sampling", "poisson", "--model", "linear",
+                           "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "round 2: " in proc.stderr and "_compute_log_a_frac" not in proc.stderr
+    from pipelines.cli.main import _RdpOrderExcluded   # only that message is dropped
+    assert _RdpOrderExcluded().filter(logging.LogRecord("absl", logging.WARNING, "", 0, "another warning", None, None))

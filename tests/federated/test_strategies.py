@@ -180,3 +180,41 @@ def test_an_accountant_without_an_analysis_is_refused_before_any_round():
     with pytest.raises(ValueError, match="accountant='pld' cannot account this run: dp-accounting's PLD"):
         strategy.initialize([np.zeros(3, np.float32)], _ctx(sampler=UniformSampler(0.1)))
     strategy.initialize([np.zeros(3, np.float32)], _ctx(sampler=PoissonSampler(0.1)))
+
+
+@pytest.mark.parametrize("delta", [[10.0, 0, 0], [0.1, 0, 0], [np.nan, 0, 0]], ids=["clipped", "unclipped", "nan"])
+def test_an_emptied_client_moves_the_adaptive_round_as_a_removed_one_and_the_epsilon_matches(delta):
+    """N is public, so under Poisson sampling the neighbour without one client's data is that client emptied
+    (it is sampled as before and sends a zero update with no examples). Measured on the strategy's own
+    summands over a cohort: the update sum moves by at most C and the centred clipped count by at most 1/2,
+    which is what the noise split accounts; the epsilon it reports is dp-accounting's for that change."""
+    import dp_accounting
+    from dp_accounting import dp_event
+
+    z, sigma_b, q, rounds, target_delta = 0.8, 0.5, 0.1, 3, 1e-3
+    strategy = DifferentialPrivacyAdaptiveClipping(FedAvg(weighted=False), noise_multiplier=z,
+                                                   target_delta=target_delta, initial_clipping_norm=1.0,
+                                                   clipped_count_stddev=sigma_b, accountant="pld")
+    ctx = RoundContext(round=1, population=100, sampler=PoissonSampler(q), total_rounds=rounds,
+                       rng=np.random.default_rng(0))
+    state = strategy.initialize([np.zeros(3, np.float32)], ctx)
+    others = [_update([0.3 * i, 0, 0], 5, i) for i in range(1, 9)]
+    with_data = others + [_update(delta, 7, 9)]
+    emptied = others + [_update([0.0, 0, 0], 0, 9)]
+    totals = [TreeSum.of((i, strategy.summand(u, state)) for i, u in enumerate(cohort)).result()
+              for cohort in (with_data, emptied)]
+    update_change = np.linalg.norm(totals[0].vector - totals[1].vector)
+    centred = [int(t.counts[-1]) - int(t.counts[-2]) / 2 for t in totals]
+    count_change = abs(centred[0] - centred[1])
+    assert update_change <= 1.0 + 1e-12 and count_change == 0.5
+    # The round is one Gaussian mechanism whose noise multiplier, for the measured changes, is z.
+    z_update = strategy.update_noise_multiplier(ctx)
+    effective = ((1.0 / z_update) ** 2 + (count_change / sigma_b) ** 2) ** -0.5
+    assert effective == pytest.approx(z, rel=1e-9)
+    for r in range(rounds):
+        state, metrics = strategy.aggregate(state, totals[0], RoundContext(
+            round=r + 1, population=100, sampler=PoissonSampler(q), total_rounds=rounds,
+            rng=np.random.default_rng(r)))
+    accountant = dp_accounting.pld.PLDAccountant(dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE)
+    accountant.compose(dp_event.PoissonSampledDpEvent(q, dp_event.GaussianDpEvent(effective)), rounds)
+    assert metrics["epsilon_pld"] == pytest.approx(accountant.get_epsilon(target_delta), rel=1e-6)

@@ -117,7 +117,8 @@ def test_private_federated_model_carries_the_accountants_epsilon(federated_run):
                                                value_discretization_interval=1e-4).compose(
         dp_event.ComposedDpEvent(prior_replaced + [dp_event.SelfComposedDpEvent(event, 8)])).get_epsilon(0.01)
     record = ledger["parameters"]["record_level"]
-    assert record["adjacency"] == "replace-one" and record["epsilon"] == pytest.approx(replaced, rel=1e-9)
+    assert (record["client_adjacency"], record["record_adjacency"]) == ("replace-one", "add-remove")
+    assert record["epsilon"] == pytest.approx(replaced, rel=1e-9)
     assert record["epsilon"] > ledger["composition"]["parts"]["training"]["pld"] and "the artifact" in record["covers"]
     assert props["epsilon_record_level"] == pytest.approx(replaced, rel=1e-5)
     assert federated_run["report"]["privacy"]["record_level"]["epsilon"] == record["epsilon"]
@@ -303,7 +304,7 @@ def test_record_level_epsilon_falls_back_to_group_privacy_where_pld_declines():
     settings = {**CONFIG, "num_clients": 100, "fraction": 0.1, "rounds": 3, "noise_multiplier": 0.19}
     plan = FederatedTrainingConfig.for_trainer(settings).plan(100)
     record = plan.record_level(3)
-    assert record["accountant"] == "rdp, group privacy of 2" and record["adjacency"] == "replace-one"
+    assert record["accountant"] == "rdp, group privacy of 2" and record["client_adjacency"] == "replace-one"
     event = dp_event.PoissonSampledDpEvent(0.1, dp_event.GaussianDpEvent(0.19))
     accountant = dp_accounting.rdp.RdpAccountant().compose(event, 3)
     grid = [10.0 ** (-k / 4) for k in range(8, 1200)]

@@ -64,7 +64,7 @@ def test_a_budget_per_example_meets_a_keyed_poisson_ledger_at_its_record_level_f
     from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
     plan = FederatedTrainingConfig.for_trainer({"label_key": "y", "num_clients": 20, "rounds": 8, "fraction": 0.5,
                                                 "sampling": "poisson", "private": True, "target_epsilon": 3.0,
-                                                "num_classes": 2}).plan(20)
+                                                "num_classes": 2, "max_examples_per_client": 30}).plan(20)
     m = plan.mechanism
     ledger = plan.ledger(PrivacyBudget.for_mechanism(m, plan.delta).compose(m.unit_event(), m.units()), rounds=8,
                          trainer={})
@@ -83,7 +83,8 @@ def test_a_budget_per_example_meets_a_keyed_poisson_ledger_at_its_record_level_f
     assert pl.ledger_properties(ledger)[pl.EPSILON_RECORD_LEVEL] == pl.mlmd_upper_bound(per_example)
     # Uniform sampling is accounted replace-one: the client-level figure is the record-level one.
     uniform = FederatedTrainingConfig.for_trainer({"label_key": "y", "num_clients": 20, "rounds": 8, "fraction": 0.5,
-                                                   "private": True, "noise_multiplier": 1.0, "num_classes": 2}).plan(20)
+                                                   "private": True, "noise_multiplier": 1.0, "num_classes": 2,
+                                                   "max_examples_per_client": 30}).plan(20)
     u = uniform.mechanism
     ledger = uniform.ledger(PrivacyBudget.for_mechanism(u, uniform.delta).compose(u.unit_event(), u.units()),
                             rounds=8, trainer={})
@@ -150,8 +151,8 @@ def test_a_budget_per_example_calibrates_a_keyed_poisson_run_for_the_record_leve
     from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
     from pipelines.plan import resolve_plan
     settings = {"label_key": "y", "num_clients": 20, "rounds": 8, "fraction": 0.5, "sampling": "poisson",
-                "private": True, "target_epsilon": 3.0, "num_classes": 2}
-    assert resolve_plan(trainer="federated", trainer_config={**settings, "max_examples_per_client": 30},
+                "private": True, "target_epsilon": 3.0, "num_classes": 2, "max_examples_per_client": 30}
+    assert resolve_plan(trainer="federated", trainer_config=settings,
                         min_accuracy=0).trainer_config["budget_unit"] == "example"
     plan = FederatedTrainingConfig.for_trainer({**settings, "budget_unit": "example"}).plan(20)
     m = plan.mechanism
@@ -243,3 +244,106 @@ print(json.dumps({"closed": executor._lineage(closed, 7, ledger), "skipped": exe
     [membership] = [item for item in out["outside"] if item.startswith("membership-inference audit")]
     [encrypted] = [item for item in out["outside"] if item.startswith("encrypted-inference gate")]
     assert "DECIDES THE PUSH" in membership and "DECIDE THE PUSH" in encrypted
+
+
+def _group_of_two(accountant, delta):
+    """min over delta' (a grid) of 2 eps(delta') with delta' (1 + e^eps(delta')) <= delta: group privacy of 2."""
+    pairs = ((d, accountant.get_epsilon(d)) for d in (10.0 ** (-k / 8) for k in range(16, 2400)))
+    return min(2 * e for d, e in pairs if d * (1 + math.exp(min(e, 700))) <= delta)
+
+
+@pytest.mark.parametrize("sampling", ["poisson", "uniform"])
+def test_a_replaced_record_changes_two_clients_and_meets_a_replace_one_budget_only_at_group_two(sampling):
+    """A label flip moves a record to another client of the keyed partition: two clients' data change. The
+    record-level figure covers one record added or removed (one client) and is labelled so; a budget per example
+    stated replace-one is met only by the group-of-2-clients figure, recomputed here from dp-accounting."""
+    import dp_accounting
+    import numpy as np
+    from dp_accounting import dp_event
+
+    from federated.partitioners import KeyedPartitioner
+    from federated.partitioners.keyed import content_keys
+    from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(400, 3)).astype(np.float32), rng.integers(0, 2, 400)
+    partitioner = KeyedPartitioner(num_clients=20, rule="iid", seed=0)
+    flipped = y.copy()
+    flipped[7] = 1 - y[7]
+    before, after = (partitioner.partition(labels, keys=content_keys(x, labels)) for labels in (y, flipped))
+    changed = [k for k in range(20) if not np.array_equal(np.sort(before.indices[k]), np.sort(after.indices[k]))]
+    assert len(changed) == 2
+
+    plan = FederatedTrainingConfig.for_trainer({"label_key": "y", "num_clients": 20, "rounds": 8, "fraction": 0.5,
+                                                "sampling": sampling, "private": True, "noise_multiplier": 1.5,
+                                                "num_classes": 2, "delta": 1e-3, "max_examples_per_client": 5}).plan(20)
+    m = plan.mechanism
+    ledger = plan.ledger(PrivacyBudget.for_mechanism(m, plan.delta).compose(m.unit_event(), m.units()), rounds=8,
+                         trainer={})
+    record = ledger.parameters["record_level"]
+    assert (record["record_adjacency"], record["client_adjacency"]) == ("add-remove", "replace-one")
+    per_example, note = spec.budget_epsilon(ledger, "example")
+    assert "one record added or removed" in note and "replaced record changes two clients: not covered" in note
+    if sampling == "poisson":
+        event = dp_event.PoissonSampledDpEvent(0.5, dp_event.GaussianDpEvent(1.5))
+        accountant = dp_accounting.pld.PLDAccountant(dp_accounting.NeighboringRelation.REPLACE_ONE,
+                                                     value_discretization_interval=1e-4)
+    else:
+        event = dp_event.SampledWithoutReplacementDpEvent(20, 10, dp_event.GaussianDpEvent(1.5 / 2))
+        accountant = dp_accounting.rdp.RdpAccountant(neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE)
+    accountant.compose(dp_event.SelfComposedDpEvent(event, 8))
+    assert per_example == pytest.approx(accountant.get_epsilon(1e-3), rel=1e-6)
+    grid = _group_of_two(accountant, 1e-3)
+    replaced, note = spec.budget_epsilon(ledger, "example", "replace-one")
+    assert per_example < grid * 0.95 <= replaced <= grid * (1 + 1e-6)
+    assert note.startswith("one record replaced (replace-one): two clients' data change")
+    assert spec.budget_epsilon(ledger, "example", "add-remove") == (per_example, spec.budget_epsilon(ledger,
+                                                                                                   "example")[1])
+    props = pl.ledger_properties(ledger)
+    assert props[pl.RECORD_ADJACENCY] == "add-remove"
+    assert props[pl.EPSILON_RECORD_REPLACED] == pl.mlmd_upper_bound(replaced)
+    # A DP-SGD ledger accounted add/remove does not meet a budget stated replace-one.
+    dp_sgd = pl.PrivacyLedger.for_dp_sgd(DpSgdMechanism(dataset_size=389, batch_size=32, noise_multiplier=1.3,
+                                                        steps=122), l2_norm_clip=1.0, delta=1e-3)
+    assert math.isinf(spec.budget_epsilon(dp_sgd, "example", "replace-one")[0])
+    assert spec.budget_epsilon(dp_sgd, "example", "add-remove")[0] == dp_sgd.epsilon
+
+
+def test_the_record_level_figures_delta_is_judged_against_a_public_bound_on_the_records():
+    """The record-level figure's unit is a record: its delta is judged against N x K records (K the public
+    max_examples_per_client), not against the N clients; without K it meets no budget per example. The CLI's
+    defaults (N = 100 clients, delta = 1/(2N) rounded down = 1e-3, no K) and digits' 1,347 training records: delta
+    x records = 1.35, a mechanism publishing each record in the clear with probability delta would meet it."""
+    from pipelines.components.federated_trainer.spec import FederatedTrainingConfig, InvalidFederatedSetting
+    from pipelines.components.private_evaluator import coverage
+
+    def ledger_of(plan):
+        m = plan.mechanism
+        return plan.ledger(PrivacyBudget.for_mechanism(m, plan.delta).compose(m.unit_event(), m.units()),
+                           rounds=m.steps, trainer={})
+
+    cli = {"label_key": "y", "private": True, "num_classes": 2, "sampling": "poisson", "noise_multiplier": 1.0,
+           "rounds": 2}
+    plan = FederatedTrainingConfig.for_trainer(cli).plan(100)
+    assert plan.delta == 1e-3 and plan.delta * 1347 >= 1
+    ledger = ledger_of(plan)
+    epsilon, note = spec.budget_epsilon(ledger, "example")
+    assert math.isinf(epsilon) and "no public bound on the number of records" in note
+    assert spec.budget_epsilon(ledger, "client")[0] == ledger.epsilon < math.inf
+    # With K = 20: the same delta against 100 x 20 records is a problem for a budget per example (not per client).
+    bounded = ledger_of(FederatedTrainingConfig.for_trainer({**cli, "max_examples_per_client": 20}).plan(100))
+    assert bounded.parameters["record_level"]["records"] == 2000
+    [problem], _ = coverage.delta_findings(bounded, "example")
+    assert "delta=0.001 is not below 1/n=0.0005" in problem and "record" in problem
+    assert coverage.delta_findings(bounded, "client") == ([], [])
+    # A budget per example plans delta per record: the largest power of ten at most 1/(2 N K) = 1/4000.
+    per_example = FederatedTrainingConfig.for_trainer({**cli, "max_examples_per_client": 20, "budget_unit": "example",
+                                                       "noise_multiplier": None, "target_epsilon": 3.0}).plan(100)
+    assert per_example.delta == 1e-4 and per_example.delta_warning is None
+    assert coverage.delta_findings(ledger_of(per_example), "example") == ([], [])
+    with pytest.raises(InvalidFederatedSetting, match=r"delta.*must be below 1/n = 0.0005 for n = N x "
+                                                      r"max_examples_per_client = 2000 records"):
+        FederatedTrainingConfig.for_trainer({**cli, "max_examples_per_client": 20, "budget_unit": "example",
+                                             "noise_multiplier": None, "delta": 1e-3}).plan(100)
+    with pytest.raises(InvalidFederatedSetting, match="max_examples_per_client"):
+        FederatedTrainingConfig.for_trainer({**cli, "budget_unit": "example", "noise_multiplier": None})

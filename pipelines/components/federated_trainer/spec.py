@@ -59,8 +59,10 @@ clipping_norm                 1.0                                    C (the init
 target_unclipped_quantile     0.5                                    adaptive clipping's quantile (the median)
 clipped_count_stddev          0.05 x expected clients per round      adaptive clipping's count noise (TFF's)
 delta                         largest power of ten <= 1/(2N)         delta of the guarantee
+                              (1/(2NK) under budget_unit example)
 accountant                    rdp                                    rdp | pld, for target_epsilon, max_epsilon
-max_epsilon                   none                                   stop before a round would exceed it
+max_epsilon                   none                                   stop before a round would exceed it;
+                                                                     below one round's epsilon: refused
 seeded_noise                  false                                  noise and client sample from generators
                                                                      seeded afresh from the OS CSPRNG;
                                                                      true (``ppml federated run`` only) draws
@@ -94,7 +96,9 @@ budget_unit                   none (the ledger's unit)               example: ta
                                                                      partition's record-level figure; under
                                                                      Poisson sampling z is calibrated for that
                                                                      figure (one record replaces a client's
-                                                                     data), not for the client-level one
+                                                                     data), not for the client-level one;
+                                                                     needs max_examples_per_client: delta is
+                                                                     then per record, below 1/(N K)
 ============================  =====================================  ===========================================
 
 Clients and the unit of privacy. With ``client_key`` each value is a client and the privacy unit is a
@@ -106,7 +110,9 @@ uniform sampling replace-one-client; the ledger records both. N is fixed, so a o
 replaces one client's data (its update can move by 2C): under uniform sampling the client-level epsilon
 covers it; under Poisson sampling the add/remove one does not, and `FederatedTrainingPlan.record_level`
 accounts the replacement (PLD; dp-accounting's RDP has no replace-one analysis of Poisson sampling),
-reported beside the client-level epsilon in the ledger and by ``ppml federated run``.
+reported beside the client-level epsilon in the ledger and by ``ppml federated run``. Either covers one
+record added or removed (``record_adjacency`` add-remove); a record replaced moves to another client, so two
+clients change: ``record_level['replaced_record']`` bounds it by group privacy of 2 clients.
 
 With ``client_key``, N is the number of users in the data, which a private run releases (sample
 sizes, delta, the update's scale): private runs sample users uniformly (replace-one user adjacency,
@@ -142,7 +148,7 @@ from federated.strategies.dp_adaptive_clipping import COUNT_STDDEV_SHARE, defaul
 from federated.strategies.dp_local import MIN_LOCAL_NOISE_MULTIPLIER
 from pipelines import privacy_ledger
 from pipelines.components import settings
-from privacy.accounting import (NOISE_MULTIPLIER_RANGE, AccountantKind, Adjacency, DpSgdMechanism,
+from privacy.accounting import (NOISE_MULTIPLIER_RANGE, AccountantKind, Adjacency, DpSgdMechanism, PrivacyBudget,
                                 UnsupportedAccounting, calibrate_noise_multiplier, compute_epsilon, default_delta,
                                 delta_warning, epsilon_of, event_to_json)
 from privacy.decision import DecisionError, NoisyAccuracy
@@ -326,6 +332,10 @@ class FederatedTrainingConfig:
             raise InvalidFederatedSetting(setting, "a budget per example is met by a keyed partition's record-level "
                                                    "epsilon: not with a client_key (a user is the unit), nor with "
                                                    "max_epsilon (its round-by-round stop sees the client-level one)")
+        if self.budget_unit == "example" and self.private and self.max_examples_per_client is None:
+            raise InvalidFederatedSetting("max_examples_per_client", "a budget per example needs a public bound K on "
+                                                                     "each client's records: the record-level delta "
+                                                                     "is judged against the N x K records")
         low, high = NOISE_MULTIPLIER_RANGE
         if self.private and self.noise_multiplier is not None and not low <= self.noise_multiplier <= high:
             raise InvalidFederatedSetting("noise_multiplier", f"must be in [{low:g}, {high:g}], the range ppml's "
@@ -451,10 +461,13 @@ class FederatedTrainingConfig:
                                            f"2^{self.secagg_modulus_bits}: give at least {needed}")
         if not self.private:
             return FederatedTrainingPlan(config=self, num_clients=num_clients)
-        delta = default_delta(num_clients) if self.delta is None else float(self.delta)
-        if delta >= 1 / num_clients:
-            raise InvalidFederatedSetting("delta", f"must be below 1/N = {1 / num_clients:.3g} for N = {num_clients} "
-                                                   f"clients (the privacy unit is a {self.privacy_unit}), "
+        units = self.delta_units(num_clients)
+        delta = default_delta(units) if self.delta is None else float(self.delta)
+        if delta >= 1 / units:
+            symbol, which = (("n", f"n = N x max_examples_per_client = {units} records (a budget per example)")
+                             if self.budget_unit == "example" else
+                             ("N", f"N = {num_clients} clients (the privacy unit is a {self.privacy_unit})"))
+            raise InvalidFederatedSetting("delta", f"must be below 1/{symbol} = {1 / units:.3g} for {which}, "
                                                    f"got {delta!r}")
         target = self.target_epsilon
         if self.noise_multiplier is None and target is None:
@@ -496,6 +509,14 @@ class FederatedTrainingConfig:
             raise InvalidFederatedSetting("noise_multiplier" if target is None else "target_epsilon",
                                           f"z = {mechanism.noise_multiplier:g} cannot be accounted by dp-accounting "
                                           f"({planned})")
+        if self.max_epsilon is not None:   # the strategy's stop rule before round 1, from public numbers
+            first = PrivacyBudget.for_mechanism(mechanism, delta).epsilon_after(mechanism.unit_event(), 1,
+                                                                                self.accountant)
+            if first > self.max_epsilon:
+                raise InvalidFederatedSetting("max_epsilon", f"{self.max_epsilon:g} is below one round's epsilon "
+                                                             f"{first:.4g} ({self.accountant}, z = "
+                                                             f"{mechanism.noise_multiplier:.4g}, delta = {delta:g}): "
+                                                             f"no round could run; raise it")
         if self.clip == "adaptive":
             stddev = self.clipped_count_stddev or default_count_stddev(expected)
             try:
@@ -507,14 +528,19 @@ class FederatedTrainingConfig:
         return FederatedTrainingPlan(config=self, num_clients=num_clients, mechanism=mechanism, delta=delta,
                                      target_epsilon=target, preprocessing=part, decision=decision)
 
+    def delta_units(self, num_clients: int) -> int:
+        """How many privacy units delta is judged against: the N clients (users), or under ``budget_unit``
+        'example' the public bound N x ``max_examples_per_client`` on the records."""
+        return num_clients * self.max_examples_per_client if self.budget_unit == "example" else num_clients
+
     def _per_record(self, mechanism: DpSgdMechanism, target: float, num_clients: int, delta: float,
                     part: PreprocessingPart | None, decision: NoisyAccuracy | None) -> DpSgdMechanism:
         """``mechanism`` with the least z (within 0.1%) whose record-level figure (`FederatedTrainingPlan.
         record_level`: the gate's figure for a budget per example) is at most ``target``."""
         def record_epsilon(z: float) -> float:
-            plan = FederatedTrainingPlan(config=self, num_clients=num_clients, mechanism=mechanism.replace(
-                noise_multiplier=z), delta=delta, preprocessing=part, decision=decision)
-            epsilon = plan.record_level(self.rounds)["epsilon"]
+            plan = FederatedTrainingPlan(config=self, num_clients=num_clients, mechanism=mechanism, delta=delta,
+                                         preprocessing=part, decision=decision)
+            epsilon = plan._client_replaced(mechanism.replace(noise_multiplier=z))[0]
             return math.inf if epsilon is None else epsilon
 
         low, high = NOISE_MULTIPLIER_RANGE[0], 1.0
@@ -620,8 +646,13 @@ class FederatedTrainingPlan:
 
     @property
     def delta_warning(self) -> str | None:
-        """Why delta is too large for N privacy units (`privacy.accounting.delta_warning`), or None."""
-        return delta_warning(self.delta, self.num_clients, unit=self.config.privacy_unit) if self.private else None
+        """Why delta is too large for the privacy units (`privacy.accounting.delta_warning`; N clients or users,
+        N x K records under a budget per example), or None."""
+        if not self.private:
+            return None
+        units = self.config.delta_units(self.num_clients)
+        return delta_warning(self.delta, units,
+                             unit="record" if self.config.budget_unit == "example" else self.config.privacy_unit)
 
     def strategy(self):
         """The FedAvg-family strategy (clients weighted equally and wrapped in DP-FedAvg when private)."""
@@ -655,26 +686,47 @@ class FederatedTrainingPlan:
                                  bits=c.secagg_bits, modulus_bits=c.secagg_modulus_bits)
 
     def record_level(self, rounds: int) -> dict[str, Any] | None:
-        """What one added or removed record costs after ``rounds`` rounds of a keyed partition (None for
-        one client per user, whose unit is the user).
+        """What one record costs after ``rounds`` rounds of a keyed partition (None for one client per user,
+        whose unit is the user).
 
-        N is fixed, so a one-record change replaces one client's data: its clipped update can move by 2C.
-        Uniform sampling is accounted replace-one: the client-level epsilon is the record-level one.
-        Poisson sampling is accounted add/remove (a client's update moving by C): the replacement is
-        accounted here, by PLD under REPLACE_ONE (the Poisson-sampled Gaussian of the same z), after the
-        preprocessing releases as one record replaced moves them (their replace-one events, group 1), so
-        ``epsilon`` covers the artifact; or where PLD declines, by RDP group privacy over two add/remove
-        neighbours (a removal, then an addition) of the rounds, when there is no preprocessing to compose
-        (else ``epsilon`` is None and ``accountant`` says why). This is the figure a budget per example meets
-        (`pipelines.components.private_evaluator.spec.budget_epsilon`).
+        ``record_adjacency`` is the record relation the figure covers: one record added or removed (add-remove),
+        which with N fixed replaces one client's data (``client_adjacency`` replace-one): its clipped update can
+        move by 2C. Uniform sampling is accounted replace-one: the client-level epsilon is the record-level one.
+        Poisson sampling is accounted add/remove (a client's update moving by C): the replacement is accounted
+        here, by PLD under REPLACE_ONE (the Poisson-sampled Gaussian of the same z), after the preprocessing
+        releases as one record replaced moves them (their replace-one events, group 1), so ``epsilon`` covers
+        the artifact; or where PLD declines, by RDP group privacy over two add/remove neighbours (a removal,
+        then an addition) of the rounds, when there is no preprocessing to compose (else ``epsilon`` is None
+        and ``accountant`` says why). This is the figure a budget per example meets
+        (`pipelines.components.private_evaluator.spec.budget_epsilon`). A record replaced changes two clients'
+        data: ``replaced_record`` bounds it (`_replaced_record`), the figure a budget stated replace-one meets.
+        ``records`` is the public bound N x ``max_examples_per_client`` on the records (None without K), against
+        which the gate judges the figure's delta (without it the figure meets no budget per example).
         """
         if self.config.privacy_unit != "client":
             return None
+        k = self.config.max_examples_per_client
+        relation = {"record_adjacency": Adjacency.ADD_REMOVE.value, "client_adjacency": Adjacency.REPLACE_ONE.value,
+                    "records": None if k is None else self.num_clients * k}
         if self.mechanism is None:   # local DP covers any change of a client's data, a record's included
-            return {"adjacency": Adjacency.REPLACE_ONE.value, "epsilon_is": "the client-level epsilon"}
+            return {**relation, "epsilon_is": "the client-level epsilon"}
         mechanism = self.mechanism.replace(steps=rounds)
         if mechanism.adjacency is Adjacency.REPLACE_ONE:
-            return {"adjacency": mechanism.adjacency.value, "epsilon_is": "the client-level epsilon"}
+            return {**relation, "epsilon_is": "the client-level epsilon",
+                    "replaced_record": self._replaced_record(mechanism)}
+        epsilon, how, replaced = self._client_replaced(mechanism)
+        out = {**relation, "accountant": how,
+               "epsilon": epsilon, "delta": self.delta,
+               "neighboring_relation": replaced.neighboring_relation.name, "event": event_to_json(replaced.dp_event()),
+               "replaced_record": self._replaced_record(mechanism)}
+        if self.preprocessing is not None or self.decision is not None:
+            out["covers"] = ("the artifact: the preprocessing releases and the push decision (one record replaced), "
+                             "then the rounds")
+        return out
+
+    def _client_replaced(self, mechanism: DpSgdMechanism) -> tuple[float | None, str, DpSgdMechanism]:
+        """(epsilon, accountant, mechanism accounted) of one client's data replaced under Poisson sampling
+        (`record_level`)."""
         replaced = mechanism.replace(adjacency=Adjacency.REPLACE_ONE)
         try:
             epsilon, how = compute_epsilon(replaced, self.delta, AccountantKind.PLD), AccountantKind.PLD.value
@@ -688,13 +740,33 @@ class FederatedTrainingPlan:
                 epsilon, how = None, f"none: {declined}; group privacy is not composed with the preprocessing"
             elif not math.isfinite(epsilon):
                 epsilon, how = None, f"none: {declined}; RDP group privacy of 2 diverges"
-        out = {"adjacency": Adjacency.REPLACE_ONE.value, "accountant": how,
-               "epsilon": None if epsilon is None else float(epsilon), "delta": self.delta,
-               "neighboring_relation": replaced.neighboring_relation.name, "event": event_to_json(replaced.dp_event())}
+        return (None if epsilon is None else float(epsilon)), how, replaced
+
+    def _replaced_record(self, mechanism: DpSgdMechanism) -> dict[str, Any]:
+        """{epsilon, accountant, delta} of one record replaced: it leaves one client and joins another, two
+        steps each of which replaces one client's data (N fixed), so group privacy of 2 over replace-one client
+        neighbours bounds it: RDP for uniform sampling, PLD for Poisson (where PLD declines, RDP over 4 add/remove
+        neighbours). Not composed with preprocessing releases or a push decision (``epsilon`` None)."""
         if self.preprocessing is not None or self.decision is not None:
-            out["covers"] = ("the artifact: the preprocessing releases and the push decision (one record replaced), "
-                             "then the rounds")
-        return out
+            return {"epsilon": None, "delta": self.delta, "accountant": "none: group privacy is not composed with "
+                                                                        "the preprocessing or the push decision"}
+        if mechanism.dataset_size < 2:   # no second client to move to
+            return {"epsilon": None, "delta": self.delta, "accountant": "none: a single client"}
+        if mechanism.adjacency is Adjacency.REPLACE_ONE:
+            grouped, how = mechanism.replace(max_examples_per_user=2), "rdp, group privacy of 2 clients replaced"
+            epsilon = compute_epsilon(grouped, self.delta, AccountantKind.RDP)
+        else:
+            try:
+                grouped = mechanism.replace(adjacency=Adjacency.REPLACE_ONE, max_examples_per_user=2)
+                epsilon, how = (compute_epsilon(grouped, self.delta, AccountantKind.PLD),
+                                "pld, group privacy of 2 clients replaced")
+            except UnsupportedAccounting as declined:
+                if mechanism.dataset_size < 4:
+                    return {"epsilon": None, "delta": self.delta, "accountant": f"none: {declined}"}
+                grouped = mechanism.replace(max_examples_per_user=4)
+                epsilon, how = (compute_epsilon(grouped, self.delta, AccountantKind.RDP),
+                                "rdp, group privacy of 4 add/remove neighbours (2 clients replaced)")
+        return {"epsilon": float(epsilon) if math.isfinite(epsilon) else None, "delta": self.delta, "accountant": how}
 
     def _record_level_artifact(self, replaced: DpSgdMechanism) -> tuple[float | None, str]:
         """(epsilon, accountant) of one replaced record under PLD: the preprocessing releases' replace-one events
@@ -740,7 +812,8 @@ class FederatedTrainingPlan:
             "outside_guarantee": {**(DECISION_CAVEAT if self.decision is not None else {}),
                                   **(outside_guarantee or {})}}
         return privacy_ledger.PrivacyLedger(budget=budget, mechanism=privacy_ledger.DP_FEDAVG, parameters=parameters,
-                                            trainer={**trainer, "settings": c.to_custom_config()},
+                                            trainer={**trainer, "settings": {**c.to_custom_config(),
+                                                                             "weighted": False}},   # DP: unweighted
                                             preprocessing=self.preprocessing, decision=self.decision)
 
 

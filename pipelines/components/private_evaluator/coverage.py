@@ -93,14 +93,19 @@ def keras_layer_problems(serving_dir: str) -> list[str]:
     return problems
 
 
-def delta_findings(ledger: privacy_ledger.PrivacyLedger) -> tuple[list[str], list[str]]:
+def delta_findings(ledger: privacy_ledger.PrivacyLedger, privacy_unit: str | None = None
+                   ) -> tuple[list[str], list[str]]:
     """(problems, warnings) of the ledger's delta against 1/n, n the number of privacy units it accounts
-    (`privacy.accounting.delta_warning`: at or above 1/n a problem, close to it a warning)."""
+    (`privacy.accounting.delta_warning`: at or above 1/n a problem, close to it a warning). For a budget per
+    example (``privacy_unit``) met by a keyed client-level ledger's record-level figure, n is the public bound
+    on its records (N x max_examples_per_client; without one the figure meets no such budget at all)."""
     try:
         n = ledger.accounted_mechanism().dataset_size
     except privacy_ledger.LedgerError:
         return [], []
     unit = ledger.privacy_unit if ledger.mechanism == privacy_ledger.DP_FEDAVG else "example"   # what n counts
+    if privacy_unit == "example" and ledger.record_count_bound() is not None:
+        n, unit = ledger.record_count_bound(), "record"
     finding = delta_warning(ledger.delta, n, unit=unit)
     if finding is None:
         return [], []

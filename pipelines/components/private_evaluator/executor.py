@@ -68,8 +68,8 @@ class Executor(evaluator_executor.Executor):
         model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
         serving_dir = path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
 
-        epsilon, ledger, ledger_note = _epsilon(serving_dir, settings.privacy_unit)
-        problems, warnings = _coverage(serving_dir, ledger)
+        epsilon, ledger, ledger_note = _epsilon(serving_dir, settings)
+        problems, warnings = _coverage(serving_dir, ledger, settings.privacy_unit)
         lineage_problems, lineage_warnings = _lineage(settings, model.id, ledger)
         problems, warnings = problems + lineage_problems, warnings + lineage_warnings
         if problems:
@@ -143,14 +143,15 @@ class Executor(evaluator_executor.Executor):
         logging.info("Privacy gate: %s", "; ".join(c["reason"] for c in checks))
 
 
-def _epsilon(serving_dir: str, privacy_unit: str) -> tuple[float, privacy_ledger.PrivacyLedger | None, str]:
+def _epsilon(serving_dir: str, settings: spec.GateSettings
+             ) -> tuple[float, privacy_ledger.PrivacyLedger | None, str]:
     """(epsilon, ledger, note); epsilon is inf when there is no valid ledger or it does not bound the
-    budget's unit (`spec.budget_epsilon`), and the note says why."""
+    budget's unit and relation (`spec.budget_epsilon`), and the note says why."""
     try:
         ledger = privacy_ledger.read_ledger(serving_dir)
     except privacy_ledger.LedgerError as err:
         return math.inf, None, f"the privacy ledger is invalid: {err}"
-    epsilon, note = spec.budget_epsilon(ledger, privacy_unit)
+    epsilon, note = spec.budget_epsilon(ledger, settings.privacy_unit, settings.budget_adjacency)
     return epsilon, ledger, note
 
 
@@ -226,11 +227,12 @@ def outside_the_guarantee(ledger: privacy_ledger.PrivacyLedger | None) -> list[s
     return list(OUTSIDE_THE_GUARANTEE) + [f"{name} (listed by the trainer): {why}" for name, why in listed.items()]
 
 
-def _coverage(serving_dir: str, ledger) -> tuple[list[str], list[str]]:
-    """(problems, warnings) of the model as an artifact (none without a ledger: its epsilon is inf anyway)."""
+def _coverage(serving_dir: str, ledger, privacy_unit: str) -> tuple[list[str], list[str]]:
+    """(problems, warnings) of the model as an artifact (none without a ledger: its epsilon is inf anyway); delta
+    is judged in the budget's ``privacy_unit``."""
     if ledger is None:
         return [], []
-    problems, warnings = coverage.delta_findings(ledger)
+    problems, warnings = coverage.delta_findings(ledger, privacy_unit)
     return coverage.artifact_problems(serving_dir, ledger) + problems, warnings
 
 
@@ -301,7 +303,7 @@ def _summary(evaluation_uri: str, model, ledger, membership, checks, settings) -
         "failures": failures,
         "privacy_checks": checks,
         "epsilon_budget": settings.epsilon_budget,
-        "privacy_unit": settings.privacy_unit,
+        "privacy_unit": settings.privacy_unit, "budget_adjacency": settings.budget_adjacency,
         "max_membership_auc": settings.max_membership_auc,
         "delta_budget": settings.delta_budget,
         "ledger": None if ledger is None else {

@@ -38,6 +38,7 @@ from typing import Any
 
 from pipelines import privacy_ledger
 from privacy import validation
+from privacy.accounting import Adjacency
 from privacy.auditing.canaries import MAX_CANARIES
 from privacy.auditing.one_run import MIN_CANARIES
 
@@ -72,6 +73,7 @@ class GateSettings:
     metadata_path: str | None = None
     lineage_unchecked: str | None = None
     audit_canaries: int | None = None
+    budget_adjacency: str | None = None
 
 
 def check_audit_canaries(value: int | None) -> None:
@@ -86,7 +88,8 @@ def privacy_metrics(*, epsilon_budget: float, max_membership_auc: float = 0.6,
                     member_split: str = DEFAULT_MEMBER_SPLIT, max_audit_examples: int | None = None,
                     delta_budget: float | None = None, privacy_unit: str = DEFAULT_PRIVACY_UNIT,
                     min_accuracy: float | None = None, metadata_path: str | None = None,
-                    lineage_unchecked: str | None = None, audit_canaries: int | None = None) -> list:
+                    lineage_unchecked: str | None = None, audit_canaries: int | None = None,
+                    budget_adjacency: str | None = None) -> list:
     """The `tfma.MetricConfig`s of the privacy gate (two, plus one with a ``delta_budget`` and one with a
     ``min_accuracy``).
 
@@ -96,6 +99,9 @@ def privacy_metrics(*, epsilon_budget: float, max_membership_auc: float = 0.6,
       privacy_unit: what the budget protects, one of `privacy_ledger.PRIVACY_UNITS` (example, user,
         client); a ledger in another unit does not meet it, except that a budget per example meets a
         Federated Trainer's keyed client-level ledger through its record-level epsilon (`budget_epsilon`).
+      budget_adjacency: the neighbouring relation the budget is stated in, 'add-remove' or 'replace-one'; None:
+        the ledger's own. A ledger accounted in the other relation does not meet it, except that a per-example
+        replace-one budget meets a keyed client-level ledger through its replaced-record figure (two clients).
       max_membership_auc: largest loss-threshold attack AUC to bless, in [0.5, 1].
       member_split: the split the model was trained on (the attack's members); its non-members
         are the Evaluator's ``example_splits`` (default 'eval').
@@ -122,6 +128,9 @@ def privacy_metrics(*, epsilon_budget: float, max_membership_auc: float = 0.6,
     if lineage_unchecked is not None and not (isinstance(lineage_unchecked, str) and lineage_unchecked.strip()):
         raise ValueError(f"lineage_unchecked must be a non-empty reason, got {lineage_unchecked!r}")
     check_audit_canaries(audit_canaries)
+    adjacencies = [a.value for a in Adjacency]
+    if budget_adjacency is not None and budget_adjacency not in adjacencies:
+        raise ValueError(f"budget_adjacency must be one of {', '.join(adjacencies)}, got {budget_adjacency!r}")
     audit_config = {"member_split": member_split}
     if max_audit_examples is not None:
         audit_config["max_examples"] = int(max_audit_examples)
@@ -133,7 +142,8 @@ def privacy_metrics(*, epsilon_budget: float, max_membership_auc: float = 0.6,
 
     epsilon_config = {"privacy_unit": privacy_unit, **({"metadata_path": metadata_path} if metadata_path else {}),
                       **({"lineage_unchecked": lineage_unchecked} if lineage_unchecked else {}),
-                      **({"audit_canaries": audit_canaries} if audit_canaries is not None else {})}
+                      **({"audit_canaries": audit_canaries} if audit_canaries is not None else {}),
+                      **({"adjacency": budget_adjacency} if budget_adjacency else {})}
     metrics = [config(DP_EPSILON, float(epsilon_budget), epsilon_config),
                config(MEMBERSHIP_AUC, float(max_membership_auc), audit_config)]
     if delta_budget is not None:
@@ -195,16 +205,21 @@ def gate_settings(eval_config) -> GateSettings:
                         privacy_unit=epsilon_config.get("privacy_unit", DEFAULT_PRIVACY_UNIT),
                         min_accuracy=bounds.get(NOISY_ACCURACY), metadata_path=epsilon_config.get("metadata_path"),
                         lineage_unchecked=epsilon_config.get("lineage_unchecked"),
-                        audit_canaries=epsilon_config.get("audit_canaries"))
+                        audit_canaries=epsilon_config.get("audit_canaries"),
+                        budget_adjacency=epsilon_config.get("adjacency"))
 
 
-def budget_epsilon(ledger: privacy_ledger.PrivacyLedger | None, privacy_unit: str) -> tuple[float, str]:
-    """(epsilon to check against a budget in ``privacy_unit``, why): the ledger's epsilon, or inf when
-    there is no ledger, when its unit of privacy differs from the budget's, or when its noise was drawn
-    from a recorded seed (no guarantee for a released model). One conversion is made: a budget per
-    example meets a client-level ledger of clients ppml dealt records to through the ledger's record-level
-    figure (`privacy_ledger.PrivacyLedger.record_level_epsilon`: one record replaces a client's data),
-    never through the smaller add/remove client-level epsilon."""
+def budget_epsilon(ledger: privacy_ledger.PrivacyLedger | None, privacy_unit: str,
+                   adjacency: str | None = None) -> tuple[float, str]:
+    """(epsilon to check against a budget in ``privacy_unit`` and ``adjacency`` (None: the ledger's), why): the
+    ledger's epsilon, or inf when there is no ledger, when its unit of privacy or its neighbouring relation differs
+    from the budget's, or when its noise was drawn from a recorded seed (no guarantee for a released model).
+    One conversion is made: a budget per example meets a client-level ledger of clients ppml dealt records to
+    through the ledger's record-level figure (`privacy_ledger.PrivacyLedger.record_level_epsilon`: one record
+    added or removed replaces a client's data), never through the smaller add/remove client-level epsilon, and
+    a replace-one budget per example through its replaced-record figure (two clients' data change); only when
+    the ledger gives a public bound on the records (N x K), against which the gate judges delta
+    (`coverage.delta_findings`)."""
     if ledger is None:
         return math.inf, ("the model has no privacy ledger: it was not trained by a DP trainer, so no epsilon "
                           "bounds its privacy loss")
@@ -213,9 +228,19 @@ def budget_epsilon(ledger: privacy_ledger.PrivacyLedger | None, privacy_unit: st
                           "can remove it, so its epsilon is no guarantee for a released model")
     record_level = ledger.record_level_epsilon()
     if privacy_unit == "example" and record_level is not None:
+        if ledger.record_count_bound() is None and math.isfinite(record_level[0]):
+            return math.inf, ("the ledger's record-level figure has no public bound on the number of records "
+                              "(max_examples_per_client): its delta cannot be judged per record, so it meets no "
+                              "budget per example")
+        if adjacency == Adjacency.REPLACE_ONE.value:
+            return ledger.replaced_record_epsilon()
         return record_level
     if ledger.privacy_unit != privacy_unit:
         return math.inf, (f"the ledger's epsilon is {ledger.privacy_unit}-level, the budget is {privacy_unit}-level: "
                           f"a guarantee in one unit is not one in another (state the budget's unit as "
                           f"{ledger.privacy_unit!r} if that is what it means)")
+    accounted = ledger.parameters.get("adjacency")
+    if adjacency is not None and accounted != adjacency:
+        return math.inf, (f"the ledger accounts {accounted} neighbours, the budget is stated {adjacency}: a "
+                          f"guarantee for one relation is not one for the other")
     return ledger.epsilon, f"{ledger.describe_epsilon()}, {ledger.privacy_unit}-level"
