@@ -86,6 +86,9 @@ class PipelineReport:
             if self.ledger.mechanism == privacy_ledger.DP_FEDAVG:
                 privacy.update(record_level=self.ledger.parameters.get("record_level"),
                                outside_guarantee=self.ledger.parameters.get("outside_guarantee") or {})
+            if self.ledger.mechanism == privacy_ledger.PATE:
+                privacy.update(analysis=self.ledger.parameters.get("analysis"), aggregation=pate_aggregation(
+                    self.ledger), outside_guarantee=self.ledger.parameters.get("outside_guarantee") or {})
             privacy["artifact"] = artifact_privacy(self.ledger)
         evaluation = self.evaluation or {}
         return {
@@ -124,6 +127,8 @@ class PipelineReport:
             eps = ", ".join(f"{k.upper()} {v:.4f}" for k, v in self.ledger.epsilons.items() if v is not None)
             lines += [f"{self.ledger.mechanism} privacy ledger: {self.ledger.privacy_unit}-level epsilon {eps} at "
                       f"delta {self.ledger.delta:g}"]
+            if self.ledger.mechanism == privacy_ledger.PATE:
+                lines += pate_lines(self.ledger)
             record_level = self.ledger.record_level_epsilon()
             if record_level is not None:
                 lines.append(f"  one record        epsilon {_number(record_level[0])} ({record_level[1]})")
@@ -168,6 +173,27 @@ class PipelineReport:
             lines += ["", "Outside the guarantee (published, but not covered by epsilon):"]
             lines += [f"  - {item}" for item in evaluation["outside_the_guarantee"]]
         return "\n".join(lines)
+
+
+def pate_aggregation(ledger: privacy_ledger.PrivacyLedger) -> dict[str, Any]:
+    """A PATE ledger's aggregation: its settings and public counts, and the events the guarantee composes."""
+    params = ledger.parameters
+    return {key: params.get(key) for key in ("aggregator", "teachers", "classes", "queries", "answered",
+                                             "private_split", "public_split", "partition")} | {
+        "events": [{"event": str(event), "count": count} for event, count in
+                   privacy_ledger.pate_events(params)]}
+
+
+def pate_lines(ledger: privacy_ledger.PrivacyLedger) -> list[str]:
+    """The text report's PATE block: which analysis, the aggregation and its charged events."""
+    params = ledger.parameters
+    aggregator = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                           for k, v in params["aggregator"].items() if k != "mechanism")
+    return [f"  analysis           {params.get('analysis')}",
+            f"  aggregation        {params['aggregator']['mechanism']} ({aggregator}): {params['teachers']} teachers "
+            f"on split {params.get('private_split')!r} ({params.get('partition')}), {params['queries']} queries of "
+            f"split {params.get('public_split')!r}, {params['answered']} answered (the student's labels)",
+            *[f"  charged            {count} x {event}" for event, count in privacy_ledger.pate_events(params)]]
 
 
 def artifact_privacy(ledger: privacy_ledger.PrivacyLedger) -> dict[str, Any]:

@@ -70,11 +70,16 @@ def keras_layer_problems(serving_dir: str) -> list[str]:
 def delta_findings(ledger: privacy_ledger.PrivacyLedger) -> tuple[list[str], list[str]]:
     """(problems, warnings) of the ledger's delta against 1/n, n the number of privacy units it accounts
     (`privacy.accounting.delta_warning`: at or above 1/n a problem, close to it a warning)."""
-    try:
-        n = ledger.accounted_mechanism().dataset_size
-    except privacy_ledger.LedgerError:
-        return [], []
-    unit = ledger.privacy_unit if ledger.mechanism == privacy_ledger.DP_FEDAVG else "example"   # what n counts
+    if ledger.mechanism == privacy_ledger.PATE:   # the private split's records (users with a holder key)
+        n = ledger.parameters.get("dataset_size")
+        if not isinstance(n, int) or n < 1:
+            return [], []
+    else:
+        try:
+            n = ledger.accounted_mechanism().dataset_size
+        except privacy_ledger.LedgerError:
+            return [], []
+    unit = ledger.privacy_unit if ledger.mechanism != privacy_ledger.DP_SGD else "example"   # what n counts
     finding = delta_warning(ledger.delta, n, unit=unit)
     if finding is None:
         return [], []
