@@ -220,10 +220,29 @@ class PrivacyLedger:
             out[name] = part.epsilons()
         return out
 
-    @property
+    @functools.cached_property
     def epsilons(self) -> dict[str, float | None]:
-        """{accountant: epsilon} recomputed from the DpEvents; None where an accountant has no analysis."""
-        return self.budget.epsilons()
+        """{accountant: epsilon} recomputed from the DpEvents; None where an accountant has no analysis. A PATE
+        ledger with a smoothed release composes the events with the release's own RDP cost (Theorem 23) at
+        orders in (1, 1/(2 beta)): RDP only (`privacy.pate.analysis.composed_epsilon`)."""
+        smoothed = self.smoothed_release()
+        if smoothed is None:
+            return self.budget.epsilons()
+        from privacy.pate import make_aggregator  # pylint: disable=import-outside-toplevel
+        from privacy.pate.analysis import composed_epsilon  # pylint: disable=import-outside-toplevel
+        prior = [] if self.decision is None else [self.decision.event()]
+        epsilon = composed_epsilon(make_aggregator(self.parameters["aggregator"]), self.parameters["queries"],
+                                   smoothed.settings, self.accountant_delta, prior=prior)
+        return {"rdp": epsilon, **{kind.value: None for kind in self.budget.accountants if kind.value != "rdp"}}
+
+    def smoothed_release(self):
+        """A PATE ledger's smoothed data-dependent release (`privacy.pate.SmoothedRdp`), or None (none asked for,
+        or refused: then ``parameters['smoothed_release']`` says why)."""
+        stored = self.parameters.get("smoothed_release") if self.mechanism == PATE else None
+        if not isinstance(stored, dict) or "rdp" not in stored:
+            return None
+        from privacy.pate import SmoothedRdp  # pylint: disable=import-outside-toplevel
+        return SmoothedRdp.from_json(stored)
 
     @property
     def epsilon(self) -> float:
@@ -454,6 +473,11 @@ def pate_events(parameters: dict[str, Any], decision: NoisyAccuracy | None = Non
 def check_pate_budget(ledger: PrivacyLedger) -> None:
     """Raises LedgerError unless the ledger's budget composed exactly `pate_events` of its parameters under
     add/remove, without preprocessing (a PATE student carries no Transform graph)."""
+    from privacy.pate import PateConfigurationError  # pylint: disable=import-outside-toplevel
+    try:
+        ledger.smoothed_release()
+    except PateConfigurationError as err:
+        raise LedgerError(f"a PATE ledger's smoothed release: {err}") from None
     expected = PrivacyBudget(target_delta=ledger.budget.target_delta,
                              neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE)
     for event, count in pate_events(ledger.parameters, ledger.decision):

@@ -179,7 +179,7 @@ def pate_aggregation(ledger: privacy_ledger.PrivacyLedger) -> dict[str, Any]:
     """A PATE ledger's aggregation: its settings and public counts, and the events the guarantee composes."""
     params = ledger.parameters
     return {key: params.get(key) for key in ("aggregator", "teachers", "classes", "queries", "answered",
-                                             "private_split", "public_split", "partition")} | {
+                                             "private_split", "public_split", "partition", "smoothed_release")} | {
         "events": [{"event": str(event), "count": count} for event, count in
                    privacy_ledger.pate_events(params)]}
 
@@ -193,7 +193,23 @@ def pate_lines(ledger: privacy_ledger.PrivacyLedger) -> list[str]:
             f"  aggregation        {params['aggregator']['mechanism']} ({aggregator}): {params['teachers']} teachers "
             f"on split {params.get('private_split')!r} ({params.get('partition')}), {params['queries']} queries of "
             f"split {params.get('public_split')!r}, {params['answered']} answered (the student's labels)",
-            *[f"  charged            {count} x {event}" for event, count in privacy_ledger.pate_events(params)]]
+            *[f"  charged            {count} x {event}" for event, count in privacy_ledger.pate_events(params)],
+            *_smoothed_lines(ledger)]
+
+
+def _smoothed_lines(ledger: privacy_ledger.PrivacyLedger) -> list[str]:
+    stored = ledger.parameters.get("smoothed_release")
+    if not stored:
+        return []
+    smoothed = ledger.smoothed_release()
+    if smoothed is None:
+        return [f"  smoothed release   not made ({stored.get('refused')})"]
+    labels = ", ".join(f"{k.upper()} {_number(v)}" for k, v in ledger.parts["training"].items() if v is not None)
+    return [f"  labels only        epsilon {labels} (data-independent, without the smoothed release)",
+            f"  smoothed data-dependent: epsilon {smoothed.epsilon(ledger.accountant_delta):.4f} at delta "
+            f"{ledger.accountant_delta:g} (order {smoothed.settings.order:g}, beta {smoothed.settings.beta:g}, "
+            f"sigma_ss {smoothed.settings.sigma_ss:g}) [{stored.get('analysis')}]: a noisy estimate of a tighter "
+            f"bound, NOT the guarantee"]
 
 
 def artifact_privacy(ledger: privacy_ledger.PrivacyLedger) -> dict[str, Any]:

@@ -77,6 +77,13 @@ def run_fn(fn_args) -> None:
     aggregator = config.make_aggregator()
     history = aggregator.aggregate(votes)   # CSPRNG noise: no seed
     answered = history.answered
+    analysis, smoothed = privacy_ledger.PATE_ANALYSIS, None
+    if config.smoothed_release:   # its refusal depends on the settings only (conditions C5, C6), not on the votes
+        from privacy.pate import release_or_refusal  # pylint: disable=import-outside-toplevel
+        from privacy.pate.analysis import COMPOSED, SMOOTHED  # pylint: disable=import-outside-toplevel
+        release, refused = release_or_refusal(config.smoothing(), history)
+        smoothed = {**release.to_json(), "analysis": SMOOTHED} if release else {"refused": refused}
+        analysis = COMPOSED if release else analysis
     student = keras_training.fit_classifier(scaled_queries[answered], history.labels[answered], config.num_classes,
                                             epochs=config.epochs, seed=config.seed, hidden=config.hidden_units)
     export(student.get_weights(), mean, std, config, fn_args.serving_model_dir)
@@ -85,7 +92,8 @@ def run_fn(fn_args) -> None:
              "holder_key": config.holder_key, "privacy_unit": config.privacy_unit, "adjacency": "add-remove",
              "partition": "by holder key" if config.holder_key else "by raw record content (keyed hash)",
              "dataset_size": len(set(holders)) if config.holder_key else len(private_keys),
-             "analysis": privacy_ledger.PATE_ANALYSIS, "outside_guarantee": dict(PUBLIC_SPLIT_CAVEAT)}
+             "analysis": analysis, "outside_guarantee": dict(PUBLIC_SPLIT_CAVEAT),
+             **({"smoothed_release": smoothed} if smoothed else {})}
     ledger = privacy_ledger.PrivacyLedger.for_pate(aggregator, queries=len(queries), delta=config.delta,
                                                    parameters=facts, decision=_decision(config),
                                                    trainer={"run_fn": f"{__name__}.run_fn"})

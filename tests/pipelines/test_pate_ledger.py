@@ -112,3 +112,52 @@ def test_defaults_are_confident_gnmax_with_a_declared_cap_and_the_unit_follows_t
     assert isinstance(aggregator, ConfidentGNMax) and aggregator.max_answered == 40
     assert config.privacy_unit == "example"
     assert PateTrainingConfig.from_custom_config({**BUNDLED, "holder_key": "site"}).privacy_unit == "user"
+
+
+def test_a_smoothed_release_is_labelled_and_its_cost_composed_into_the_guarantee():
+    """The ledger's guarantee with a smoothed release: the decision's and the labels' Gaussian RDP plus the GNSS
+    release's cost (Theorem 23: a e^(2b) / s^2 + (b a - ln(1 - 2 a b) / 2) / (a - 1)) at orders in (1, 1/(2b)),
+    converted by dp-accounting; PLD has no analysis of it. The labels alone stay the data-independent part."""
+    import numpy as np
+    from dp_accounting.rdp import rdp_privacy_accountant
+
+    from privacy.pate import SmoothSensitivityRelease
+    from privacy.pate.analysis import composition_orders
+
+    top = np.random.default_rng(0).integers(6, 11, size=QUERIES)
+    aggregator = ConfidentGNMax(threshold=7, sigma1=3.0, sigma2=5.0, max_answered=20)
+    history = aggregator.aggregate(np.stack([top, 10 - top], axis=1), seed=1)   # seeds: a test, not a release
+    release = SmoothSensitivityRelease(order=5.0).release(history, seed=2)
+    decision = NoisyAccuracy.calibrate(0.6, DELTA)
+    ledger = privacy_ledger.PrivacyLedger.for_pate(
+        aggregator, queries=QUERIES, delta=DELTA, decision=decision,
+        parameters={**FACTS, "smoothed_release": {**release.to_json(), "analysis": "smoothed"}})
+    read = privacy_ledger.PrivacyLedger.from_dict(json.loads(json.dumps(ledger.to_dict())))
+    beta, sigma_ss = release.settings.beta, release.settings.sigma_ss
+    orders = composition_orders(beta)
+    gaussian = sum(count / (2 * noise ** 2) for noise, count in
+                   [(decision.std / math.sqrt(2), 1), (3.0, QUERIES), (5.0 / math.sqrt(2), 20)])
+    rdp_curve = [a * gaussian + a * math.exp(2 * beta) / sigma_ss ** 2
+                 + (beta * a - 0.5 * math.log(1 - 2 * a * beta)) / (a - 1) for a in orders]
+    expected = rdp_privacy_accountant.compute_epsilon(orders, rdp_curve, DELTA)[0]
+    assert read.epsilons == {"rdp": pytest.approx(expected, rel=1e-9), "pld": None}
+    assert read.epsilon == pytest.approx(expected, rel=1e-9) and "PLD: no analysis" in read.describe_epsilon()
+    labels = direct_epsilons([(3.0, QUERIES), (5.0 / math.sqrt(2), 20)])
+    assert read.epsilon > min(labels) and read.smoothed_release().rdp == release.rdp
+    data = ledger.to_dict()
+    data["parameters"]["smoothed_release"]["rdp"] = float("nan")
+    with pytest.raises(privacy_ledger.LedgerError, match="smoothed release"):
+        privacy_ledger.PrivacyLedger.from_dict(data)
+
+
+@pytest.mark.parametrize("change, setting", [
+    ({"smooth_order": 5}, "smooth_order"),
+    ({"smoothed_release": True, "smooth_order": 1}, "smooth_order"),
+    ({"smoothed_release": True, "smooth_order": 5, "smooth_beta": 0.2}, "smooth_beta"),
+    ({"smoothed_release": True, "sigma_ss": 0}, "sigma_ss"),
+    ({"smoothed_release": "yes"}, "smoothed_release"),
+])
+def test_bad_smoothing_settings_are_refused_naming_the_key(change, setting):
+    with pytest.raises(InvalidPateSetting) as err:
+        PateTrainingConfig.from_custom_config({**BUNDLED, **change})
+    assert err.value.setting == setting, err.value

@@ -80,9 +80,13 @@ def test_with_a_holder_key_the_ledger_is_user_level_and_the_student_serves_raw_e
     from pipelines.trainers import pate
     private = records(60, 3, holders=5) + [b"not a tf.Example", example(a=[1e30], b=[0.0], y=[1], site=[b"s9"])]
     public = records(20, 4) + [example(a=[0.5], y=[1])]   # a public row without b is left out of the queries
-    args = fn_args(tmp_path, private, public, holder_key="site", decision_epsilon=1.0)
+    args = fn_args(tmp_path, private, public, holder_key="site", decision_epsilon=1.0, sigma=5.0,
+                   smoothed_release=True, smooth_order=5)
     pate.run_fn(args)
     ledger = privacy_ledger.read_ledger(args.serving_model_dir)
+    smoothed = ledger.smoothed_release()   # asked for, and made once: labelled, its cost in the guarantee
+    assert smoothed is not None and "smooth sensitivity" in ledger.parameters["smoothed_release"]["analysis"]
+    assert ledger.epsilons["pld"] is None and ledger.epsilon > min(ledger.parts["training"].values())
     assert ledger.privacy_unit == "user" and ledger.parameters["dataset_size"] == 6   # s0..s4 and s9
     assert ledger.parameters["queries"] == 20 and ledger.parameters["answered"] <= 5
     assert ledger.parameters["partition"] == "by holder key" and ledger.decision is not None

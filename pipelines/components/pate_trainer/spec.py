@@ -29,6 +29,12 @@ seed                    0                   partition and models' initialisation
 private                 true                PATE is private; false is refused
 decision_epsilon        none                the push decision's budget (`privacy.decision`), composed
                                             into the ledger (the pipeline reserves it)
+smoothed_release        false               also release the data-dependent RDP through smooth sensitivity
+                                            (`privacy.pate.smooth_sensitivity`): labelled as such in the
+                                            ledger; the guarantee then composes the release's own cost
+smooth_order            20                  that release's RDP order (fixed before the votes are seen)
+smooth_beta             0.4 / smooth_order  its smoothness beta
+sigma_ss                10                  its noise multiplier on the smooth sensitivity
 ======================  ==================  ===============================================================
 
 `PateTrainingConfig.from_custom_config` raises `InvalidPateSetting` naming the key, before TFX is imported.
@@ -41,13 +47,15 @@ import difflib
 from typing import Any, Mapping
 
 from pipelines.components import settings
-from privacy.pate import ConfidentGNMax, GNMax, PateConfigurationError
+from privacy.pate import ConfidentGNMax, GNMax, PateConfigurationError, SmoothSensitivityRelease
 from privacy.pate.votes import check_teachers
 
 AGGREGATORS = ("confident_gnmax", "gnmax")
 """`privacy.pate.ConfidentGNMax` (selective answering, the default) or `privacy.pate.GNMax` (every query)."""
 CONFIDENT_ONLY = ("threshold", "sigma1", "max_answered")
 """Settings of Confident-GNMax only: refused, not ignored, with ``aggregator: gnmax``."""
+SMOOTHING = ("smooth_order", "smooth_beta", "sigma_ss")
+"""Settings of the smoothed release only: refused, not ignored, without ``smoothed_release``."""
 EVAL_SPLIT = "eval"
 """The Evaluator's held-out split: neither the private nor the public split may be it."""
 MAX_SEED = 2 ** 32 - 1
@@ -79,6 +87,10 @@ class PateTrainingConfig:
     seed: int = 0
     private: bool = True
     decision_epsilon: float | None = None
+    smoothed_release: bool = False
+    smooth_order: float = 20.0
+    smooth_beta: float | None = None
+    sigma_ss: float = 10.0
 
     @classmethod
     def from_custom_config(cls, custom_config: Mapping[str, Any] | None) -> "PateTrainingConfig":
@@ -105,7 +117,7 @@ class PateTrainingConfig:
                 not all(isinstance(k, str) and k for k in keys) or len(set(keys)) != len(list(keys)):
             raise InvalidPateSetting("feature_keys", f"must be a non-empty list of distinct column names, got {keys!r}")
         values["feature_keys"] = tuple(keys)
-        for key in ("private",):
+        for key in ("private", "smoothed_release"):
             if key in values and not isinstance(values[key], bool):
                 raise InvalidPateSetting(key, f"must be true or false, got {values[key]!r}")
         if values.get("private") is False:
@@ -126,6 +138,10 @@ class PateTrainingConfig:
         if values.get("decision_epsilon") is not None:
             values["decision_epsilon"] = settings.positive(InvalidPateSetting, "decision_epsilon",
                                                            values["decision_epsilon"])
+        if not values.get("smoothed_release"):
+            given = [k for k in SMOOTHING if k in values]
+            if given:
+                raise InvalidPateSetting(given[0], "sets the smoothed release, but smoothed_release is false")
         if values.get("aggregator", AGGREGATORS[0]) not in AGGREGATORS:
             raise InvalidPateSetting("aggregator", f"must be one of {', '.join(AGGREGATORS)}, "
                                                    f"got {values['aggregator']!r}")
@@ -143,6 +159,7 @@ class PateTrainingConfig:
         except PateConfigurationError as err:
             raise InvalidPateSetting("teachers", str(err)) from None
         self.make_aggregator()
+        self.smoothing()
         splits = {"private_split": self.private_split, "public_split": self.public_split}
         for key, name in splits.items():
             if name == EVAL_SPLIT:
@@ -168,6 +185,19 @@ class PateTrainingConfig:
         except PateConfigurationError as err:
             name = str(err).split()[0]
             raise InvalidPateSetting("sigma" if name == "sigma2" else name, str(err)) from None
+
+    def smoothing(self) -> SmoothSensitivityRelease:
+        """The smoothed release's settings (checked whether or not it is made).
+
+        Raises:
+          InvalidPateSetting: naming the setting out of range.
+        """
+        try:
+            return SmoothSensitivityRelease(order=self.smooth_order, beta=self.smooth_beta, sigma_ss=self.sigma_ss)
+        except PateConfigurationError as err:
+            name = {"order": "smooth_order", "beta": "smooth_beta", "sigma_ss": "sigma_ss"}.get(
+                str(err).split()[1], "smooth_order")
+            raise InvalidPateSetting(name, str(err)) from None
 
     @property
     def privacy_unit(self) -> str:
