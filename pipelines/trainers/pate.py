@@ -63,7 +63,8 @@ def run_fn(fn_args) -> None:
         raise ValueError(f"the public split {config.public_split!r} has no record with finite features: nothing to "
                          f"label for the student")
     mean, std = queries.mean(axis=0), queries.std(axis=0) + 1e-6   # public statistics only
-    x = (_stack(private, config) - mean) / std
+    with np.errstate(over="ignore", invalid="ignore"):   # no warning decided by one huge record: screened below
+        x = (_stack(private, config) - mean) / std
     labels = np.asarray(private[config.label_key], np.float64)
     usable = trainable(x, labels, config.num_classes)
     y = np.where(usable, labels, 0).astype(np.int64)
