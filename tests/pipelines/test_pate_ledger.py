@@ -99,6 +99,7 @@ BUNDLED = {"label_key": "diagnosis", "num_classes": 2, "feature_keys": ["a", "b"
     ({"decision_epsilon": 0}, "decision_epsilon"),
     ({"label_key": None}, "label_key"),
     ({"num_teachers": 5}, "num_teachers"),
+    ({"holder_key": "site", "decision_epsilon": 0.5}, "decision_epsilon"),
 ])
 def test_bad_settings_are_refused_naming_the_key(change, setting):
     with pytest.raises(InvalidPateSetting) as err:

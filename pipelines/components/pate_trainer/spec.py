@@ -167,6 +167,9 @@ class PateTrainingConfig:
         if self.private_split == self.public_split:
             raise InvalidPateSetting("public_split", f"the public split must not be the private one "
                                                      f"({self.private_split!r})")
+        if self.holder_key and self.decision_epsilon is not None:
+            raise InvalidPateSetting("decision_epsilon", "the push decision is accounted per held-out record, but with "
+                                                         "a holder_key a holder's held-out records are not bounded")
         used = {self.label_key, *([self.holder_key] if self.holder_key else [])}
         if used & set(self.feature_keys):
             raise InvalidPateSetting("feature_keys", f"must not hold the label or holder column "
