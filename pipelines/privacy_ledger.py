@@ -51,7 +51,8 @@ the data-independent analysis (Gaussian events per query, `privacy.pate.data_ind
 
 PATE_ANALYSIS = ("data-independent: Gaussian events per query (Papernot et al. 2018, Prop. 8), composed by "
                  "dp-accounting's accountants")
-"""Which analysis gives a PATE ledger's epsilon (the smoothed data-dependent release is not made in a pipeline)."""
+"""Which analysis gives a PATE ledger's epsilon without a smoothed release (with one: `privacy.pate.analysis.COMPOSED`,
+and the release itself is labelled `privacy.pate.analysis.SMOOTHED`)."""
 
 PRIVACY_UNITS = ("example", "user", "client")
 """What neighbouring data sets differ in: one example; all examples of one user (DP-SGD's group privacy over
