@@ -1,19 +1,20 @@
-"""The pipeline factory: TFX's standard stages with the DP (or Federated) Trainer and the Private Evaluator.
+"""The pipeline factory: TFX's standard stages with the DP, Federated or PATE Trainer and the Private Evaluator.
 
 CsvExampleGen [-> PiiScrubber] -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> Trainer ->
-Evaluator -> Pusher, on the bundled breast-cancer CSV by default. With ``scrub`` every stage after ExampleGen
-reads the `PiiScrubber`'s examples (`pipelines.minimization`); with ``kanonymity`` a `KAnonymityValidator` runs
-on them. The Trainer is `DpTrainer` (private or not, by ``trainer_config['private']``) or, with
-``trainer="federated"``, `FederatedTrainer` (FedAvg over clients partitioned from the training split,
-client-level DP when private); the Evaluator is `PrivateEvaluator` (blessing needs a noisy held-out accuracy
->= ``min_accuracy``, released within the Trainer's epsilon from ``decision_share`` of its target, epsilon <=
-``epsilon_budget`` and membership AUC <= ``max_membership_auc``), and the Pusher pushes only blessed models.
-With ``encrypted_check=True`` an `EncryptedInferenceGate` runs between Evaluator and Pusher: it predicts
-``encrypted_examples`` evaluation examples secret-shared and in plaintext, and its blessing, which the Pusher
-then follows, holds only if the Evaluator's blessing holds and the predictions agree. With
-``compare_non_private=True`` a second, non-private Trainer and its Evaluator run beside them on the same
-Transform output ("Trainer_non_private", "Evaluator_non_private"; never pushed: without a ledger it cannot be
-blessed).
+Evaluator -> Pusher, on the bundled breast-cancer CSV by default (no Transform with the PATE Trainer). With
+``scrub`` every stage after ExampleGen reads the `PiiScrubber`'s examples (`pipelines.minimization`); with
+``kanonymity`` a `KAnonymityValidator` runs on them. The Trainer is `DpTrainer` (private or not, by
+``trainer_config['private']``) or, with ``trainer="federated"``, `FederatedTrainer` (FedAvg over clients partitioned
+from the training split, client-level DP when private) or, with ``trainer="pate"``, `PateTrainer` (teachers on
+ExampleGen's private split, their noisy votes labelling its public split, the student exported; ExampleGen then
+writes three splits, `_output_config`); the Evaluator is `PrivateEvaluator` (blessing needs a noisy held-out
+accuracy >= ``min_accuracy``, released within the Trainer's epsilon from ``decision_share`` of its target, epsilon
+<= ``epsilon_budget`` and membership AUC <= ``max_membership_auc``), and the Pusher pushes only blessed models. With
+``encrypted_check=True`` an `EncryptedInferenceGate` runs between Evaluator and Pusher: it predicts
+``encrypted_examples`` evaluation examples secret-shared and in plaintext, and its blessing, which the Pusher then
+follows, holds only if the Evaluator's blessing holds and the predictions agree. With ``compare_non_private=True`` a
+second, non-private Trainer and its Evaluator run beside them on the same Transform output ("Trainer_non_private",
+"Evaluator_non_private"; never pushed: without a ledger it cannot be blessed).
 
 With ``audit_canaries`` the (pushed model's) Evaluator also audits a canary-augmented copy of the DP Trainer's run
 (`pipelines.components.private_evaluator.canary_audit`) and blesses nothing when the bound exceeds the claim.
@@ -38,6 +39,8 @@ from tfx import v1 as tfx
 from pipelines.components.dp_trainer.component import DpTrainer
 from pipelines.components.encrypted_gate.component import EncryptedInferenceGate
 from pipelines.components.federated_trainer.component import FederatedTrainer
+from pipelines.components.pate_trainer.component import PateTrainer
+from pipelines.components.pate_trainer.spec import EVAL_SPLIT, PateTrainingConfig
 from pipelines.components.private_evaluator import spec as gate_spec
 from pipelines.components.private_evaluator.component import PrivateEvaluator
 from pipelines.datasets import breast_cancer
@@ -102,7 +105,7 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
     thresholds = dict(min_accuracy=plan.min_accuracy, epsilon_budget=plan.epsilon_budget,
                       max_membership_auc=plan.max_membership_auc, delta_budget=plan.delta_budget,
                       privacy_unit=plan.privacy_unit, metadata_path=metadata_path, lineage_unchecked=lineage_unchecked)
-    example_gen = tfx.components.CsvExampleGen(input_base=data_root)
+    example_gen = tfx.components.CsvExampleGen(input_base=data_root, output_config=_output_config(plan))
     examples, minimization = minimization_stages(example_gen.outputs["examples"], plan.scrub, plan.kanonymity,
                                                  plan.generalize)
     statistics_gen = tfx.components.StatisticsGen(examples=examples)
@@ -110,13 +113,17 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
                   tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True))
     example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"],
                                                         schema=schema_gen.outputs["schema"])
-    transform = tfx.components.Transform(examples=examples, schema=schema_gen.outputs["schema"],
-                                         preprocessing_fn=f"{module}.preprocessing_fn",
-                                         custom_config=plan.preprocessing.to_custom_config(),
-                                         # its cache would keep the private analyzers' exact pre-noise sums
-                                         disable_analyzer_cache=plan.preprocessing.private)
+    transform = None if trainer == "pate" else tfx.components.Transform(
+        examples=examples, schema=schema_gen.outputs["schema"], preprocessing_fn=f"{module}.preprocessing_fn",
+        custom_config=plan.preprocessing.to_custom_config(),
+        disable_analyzer_cache=plan.preprocessing.private)   # its cache would keep the exact pre-noise sums
 
     def train_and_evaluate(custom_config: Mapping[str, Any], suffix: str, audit_canaries: int | None = None):
+        config = eval_config(**thresholds, audit_canaries=audit_canaries)
+        if trainer == "pate":   # raw examples, no Transform: the student's constants are public statistics
+            trained = PateTrainer(examples=examples, custom_config=dict(custom_config)).with_id("Trainer" + suffix)
+            return trained, PrivateEvaluator(examples=examples, model=trained.outputs["model"],
+                                             eval_config=config).with_id("Evaluator" + suffix)
         # The Federated Trainer keys records by their raw content (before Transform's data-dependent
         # constants) and applies the transform graph itself: it reads ExampleGen's (or the scrubber's) examples.
         inputs = dict(examples=transform.outputs["transformed_examples"] if trainer == "dp" else examples,
@@ -128,13 +135,12 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
             trained = FederatedTrainer(custom_config={"label_key": breast_cancer.LABEL_KEY, **custom_config}, **inputs)
         trained = trained.with_id("Trainer" + suffix)
         evaluator = PrivateEvaluator(examples=examples, model=trained.outputs["model"],
-                                     eval_config=eval_config(**thresholds, audit_canaries=audit_canaries)
-                                     ).with_id("Evaluator" + suffix)
+                                     eval_config=config).with_id("Evaluator" + suffix)
         return trained, evaluator
 
     trained, evaluator = train_and_evaluate(plan.trainer_config, "", plan.audit_canaries)   # the pushed model's
-    components = [example_gen, *minimization, statistics_gen, schema_gen, example_validator, transform, trained,
-                  evaluator]
+    components = [example_gen, *minimization, statistics_gen, schema_gen, example_validator,
+                  *([transform] if transform else []), trained, evaluator]
     blessing = evaluator.outputs["blessing"]
     if plan.encrypted_check:
         gate = EncryptedInferenceGate(examples=examples, model=trained.outputs["model"],
@@ -154,6 +160,19 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
         metadata_connection_config=(tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
                                     if metadata_path else None),
         beam_pipeline_args=list(beam_pipeline_args))
+
+
+def _output_config(plan: PipelinePlan):
+    """ExampleGen's splits: TFX's default (train 2/3, eval 1/3 by hash) or, for the PATE Trainer, its private split
+    (1/2), its public split (1/4) and the Evaluator's eval split (1/4), each record placed by a hash of its content
+    alone (equal records share a split; that the public split is public is an assumption, see the README)."""
+    if plan.trainer != "pate":
+        return None
+    config = PateTrainingConfig.from_custom_config(plan.trainer_config)
+    split = tfx.proto.SplitConfig.Split
+    return tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
+        split(name=config.private_split, hash_buckets=2), split(name=config.public_split, hash_buckets=1),
+        split(name=EVAL_SPLIT, hash_buckets=1)]))
 
 
 def _model_input_keys(module: str) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from pipelines.components.dp_trainer.spec import DpTrainingConfig
 from pipelines.components.federated_trainer import spec as federated_spec
+from pipelines.components.pate_trainer.spec import PateTrainingConfig
 from pipelines.components.private_evaluator import spec as gate_spec
 from pipelines.datasets import breast_cancer
 from pipelines.transform import spec as preprocessing_spec
@@ -33,8 +34,9 @@ DEFAULT_TARGET_EPSILON = federated_spec.DEFAULT_TARGET_EPSILON
 PRIVACY_KEYS = ("target_epsilon", "noise_multiplier", "max_epsilon", "decision_epsilon", "truncated_batch_size")
 """Settings a non-private DP Trainer of a side-by-side comparison drops (the Federated Trainer's: its spec's
 PRIVACY_SETTINGS)."""
-TRAINERS = ("dp", "federated")
-"""`DpTrainer` (DP-SGD, or ordinary training) or `FederatedTrainer` (FedAvg, DP-FedAvg)."""
+TRAINERS = ("dp", "federated", "pate")
+"""`DpTrainer` (DP-SGD, or ordinary training), `FederatedTrainer` (FedAvg, DP-FedAvg) or `PateTrainer` (teachers,
+noisy aggregation and student; no Transform stage)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,10 +121,11 @@ def resolve_plan(*, trainer: str = "dp", trainer_config: Mapping[str, Any] | Non
 
     Args:
       trainer: one of `TRAINERS`.
-      trainer_config: the Trainer's ``custom_config`` (see `pipelines.components.dp_trainer.spec` or
-        `pipelines.components.federated_trainer.spec`; the federated one's ``label_key`` defaults to
-        the bundled dataset's label, with its ``num_classes``). Default: `DEFAULT_TRAINER_CONFIG` for the DP
-        Trainer, the spec's own defaults for the Federated Trainer.
+      trainer_config: the Trainer's ``custom_config`` (see `pipelines.components.dp_trainer.spec`,
+        `pipelines.components.federated_trainer.spec` or `pipelines.components.pate_trainer.spec`; the federated
+        and PATE ones' ``label_key`` defaults to the bundled dataset's label, with its ``num_classes`` and, for
+        PATE, its ``feature_keys``). Default: `DEFAULT_TRAINER_CONFIG` for the DP Trainer, the spec's own
+        defaults for the others.
       epsilon_budget, max_membership_auc, min_accuracy: the Evaluator's thresholds; the push decision compares
         a noisy held-out accuracy with ``min_accuracy`` (None or 0: no utility threshold, nothing released).
       decision_share: the fraction of the Trainer's target epsilon reserved for that noisy accuracy (its
@@ -162,6 +165,10 @@ def resolve_plan(*, trainer: str = "dp", trainer_config: Mapping[str, Any] | Non
                          "without one (use trainer='dp')")
     if trainer_config is None:
         trainer_config = DEFAULT_TRAINER_CONFIG if trainer == "dp" else {}
+    if trainer == "pate":
+        trainer_config = _pate_config(trainer_config, privacy_unit=privacy_unit, encrypted_check=encrypted_check,
+                                      compare_non_private=compare_non_private,
+                                      preprocessing_epsilon=preprocessing_epsilon)
     if trainer == "federated":
         if "label_key" not in trainer_config:   # the bundled data's label, and its classes (public)
             trainer_config = {"label_key": breast_cancer.LABEL_KEY, "num_classes": breast_cancer.NUM_CLASSES,
@@ -213,6 +220,30 @@ def _check_audit(audit_canaries: int | None, trainer: str, trainer_config: Mappi
                          "ones; leave out --truncated-batch-size to audit")
 
 
+def _pate_config(trainer_config: Mapping[str, Any], *, privacy_unit: str, encrypted_check: bool,
+                 compare_non_private: bool, preprocessing_epsilon: float | None) -> Mapping[str, Any]:
+    """The PATE Trainer's ``custom_config`` with the bundled data's public facts, checked against the pipeline."""
+    for given, name, why in ((encrypted_check, "encrypted_check", "runs Keras models; the PATE Trainer exports a "
+                                                                   "SavedModel without one"),
+                             (compare_non_private, "compare_non_private", "trains a non-private twin on the same "
+                                                                          "Transform output; PATE has none"),
+                             (preprocessing_epsilon is not None, "preprocessing_epsilon",
+                              "budgets the Transform stage, which the PATE pipeline does not run (the student's "
+                              "constants are the public split's statistics)")):
+        if given:
+            raise ValueError(f"{name}: {why}")
+    if "label_key" not in trainer_config:   # the bundled data's public facts
+        trainer_config = {"label_key": breast_cancer.LABEL_KEY, "num_classes": breast_cancer.NUM_CLASSES,
+                          "feature_keys": breast_cancer.feature_keys(), **trainer_config}
+    config = PateTrainingConfig.from_custom_config(trainer_config)
+    if config.privacy_unit != privacy_unit:
+        how = f"holder_key {config.holder_key!r}" if config.holder_key else "records partitioned by content"
+        raise ValueError(f"privacy_unit (--privacy-unit) {privacy_unit!r}: the PATE Trainer's epsilon is "
+                         f"{config.privacy_unit}-level ({how}), and a ledger in another unit meets no budget; state "
+                         f"the budget per {config.privacy_unit}")
+    return trainer_config
+
+
 def decision_config(trainer: str, trainer_config: Mapping[str, Any], *, min_accuracy: float | None,
                     share: float) -> Mapping[str, Any]:
     """The Trainer's ``custom_config`` with the push decision's budget reserved: ``decision_epsilon`` = ``share`` x
@@ -228,6 +259,12 @@ def decision_config(trainer: str, trainer_config: Mapping[str, Any], *, min_accu
         return trainer_config
     if trainer == "dp":
         config = DpTrainingConfig.from_custom_config(trainer_config)
+    elif trainer == "pate":
+        config = PateTrainingConfig.from_custom_config(trainer_config)
+        if config.holder_key is not None:
+            raise ValueError(f"min_accuracy {min_accuracy!r}: with a holder_key a holder's held-out records are not "
+                             f"bounded, so no private push decision can be accounted per user; set min_accuracy to 0 "
+                             f"(--min-accuracy 0: no utility threshold)")
     else:
         config = federated_spec.FederatedTrainingConfig.for_trainer(trainer_config)
         if config.private and config.client_key is not None:
@@ -246,13 +283,15 @@ def preprocessing_config(trainer: str, trainer_config: Mapping[str, Any], *, sha
     Private when the Trainer is; the budget is ``epsilon`` or ``share`` x the target epsilon, calibrated at
     the Trainer's delta (or `pipelines.transform.spec.CALIBRATION_DELTA`); the adjacency is the DP
     Trainer's (from its sampling), add-remove for the Federated Trainer (which accounts the releases for
-    groups of a client's records).
+    groups of a client's records). Not private for the PATE Trainer, whose pipeline runs no Transform.
 
     Raises:
       ValueError: naming the setting, for a share outside (0, 1] or a budget that cannot be set.
       InvalidPrivacySetting, InvalidFederatedSetting: for an invalid Trainer setting, naming it.
     """
     validation.probability("preprocessing_share", share, one=True)
+    if trainer == "pate":   # no Transform stage: the student's constants are public statistics
+        return preprocessing_spec.PreprocessingConfig(private=False)
     if trainer == "dp":
         config = DpTrainingConfig.from_custom_config(trainer_config)
         adjacency = resolve_adjacency(config.sampling)

@@ -1,7 +1,7 @@
 """The privacy ledger of a trained model, and its epsilon as ML Metadata properties.
 
-Every private trainer in `pipelines/` (the DP Trainer's DP-SGD, the Federated Trainer's DP-FedAvg)
-writes one JSON ledger into the exported SavedModel, ``<serving model dir>/assets.extra/
+Every private trainer in `pipelines/` (the DP Trainer's DP-SGD, the Federated Trainer's DP-FedAvg, the PATE
+Trainer's aggregation) writes one JSON ledger into the exported SavedModel, ``<serving model dir>/assets.extra/
 privacy_ledger.json``, so it travels with the model wherever the Pusher or a serving system copies
 it. The ledger holds the
 `privacy.accounting.PrivacyBudget` the training composed (its dp-accounting DpEvents, neighbouring
@@ -33,8 +33,8 @@ import os
 from typing import Any
 
 from privacy import validation
-from privacy.accounting import (Adjacency, DpSgdMechanism, PrivacyBudget, PrivacyReport, dp_accounting_version,
-                                dp_sgd_report, event_to_json)
+from privacy.accounting import (Adjacency, DpSgdMechanism, NeighboringRelation, PrivacyBudget, PrivacyReport,
+                                dp_accounting_version, dp_sgd_report, event_to_json)
 from privacy.decision import NoisyAccuracy
 from privacy.preprocessing import PreprocessingPart, RecordError
 from privacy.atomic_files import write_atomically
@@ -46,6 +46,14 @@ LEDGER_SUBDIR = "assets.extra"
 DP_SGD = "dp-sgd"
 DP_FEDAVG = "dp-fedavg"
 """Client-level DP-FedAvg: a `DpSgdMechanism` with clients as examples and rounds as steps."""
+PATE = "pate"
+"""PATE's noisy aggregation of teacher votes (`privacy.pate`): the labels the student learns from, accounted by
+the data-independent analysis (Gaussian events per query, `privacy.pate.data_independent`)."""
+
+PATE_ANALYSIS = ("data-independent: Gaussian events per query (Papernot et al. 2018, Prop. 8), composed by "
+                 "dp-accounting's accountants")
+"""Which analysis gives a PATE ledger's epsilon without a smoothed release (with one: `privacy.pate.analysis.COMPOSED`,
+and the release itself is labelled `privacy.pate.analysis.SMOOTHED`)."""
 
 INFERRED_SPEC = {
     "feature spec inferred from the data": "each record is read, and the pushed model's serving signature parses "
@@ -165,6 +173,23 @@ class PrivacyLedger:
         return cls(budget=budget, mechanism=DP_SGD, parameters=parameters, trainer=dict(trainer or {}),
                    preprocessing=preprocessing, decision=decision)
 
+    @classmethod
+    def for_pate(cls, aggregator, *, queries: int, delta: float, parameters: dict[str, Any],
+                 trainer: dict[str, Any] | None = None, decision: NoisyAccuracy | None = None) -> "PrivacyLedger":
+        """The ledger of a PATE aggregation of ``queries`` public queries by ``aggregator`` (`privacy.pate`): the
+        push decision's event, then the aggregation's (`pate_events`), under add/remove of one privacy unit.
+
+        Args:
+          parameters: the run's public facts (teachers, classes, answered, privacy_unit, ...); the aggregator's
+            settings and ``queries`` are added.
+        """
+        parameters = {**parameters, "aggregator": aggregator.to_json(), "queries": int(queries)}
+        budget = PrivacyBudget(target_delta=delta, neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE)
+        for event, count in pate_events(parameters, decision):
+            budget.compose(event, count)
+        return cls(budget=budget, mechanism=PATE, parameters=parameters, trainer=dict(trainer or {}),
+                   decision=decision)
+
     # --- the guarantee --------------------------------------------------------------------------
     @property
     def privacy_unit(self) -> str:
@@ -224,10 +249,29 @@ class PrivacyLedger:
             out[name] = part.epsilons()
         return out
 
-    @property
+    @functools.cached_property
     def epsilons(self) -> dict[str, float | None]:
-        """{accountant: epsilon} recomputed from the DpEvents; None where an accountant has no analysis."""
-        return self.budget.epsilons()
+        """{accountant: epsilon} recomputed from the DpEvents; None where an accountant has no analysis. A PATE
+        ledger with a smoothed release composes the events with the release's own RDP cost (Theorem 23) at
+        orders in (1, 1/(2 beta)): RDP only (`privacy.pate.analysis.composed_epsilon`)."""
+        smoothed = self.smoothed_release()
+        if smoothed is None:
+            return self.budget.epsilons()
+        from privacy.pate import make_aggregator
+        from privacy.pate.analysis import composed_epsilon
+        prior = [] if self.decision is None else [self.decision.event()]
+        epsilon = composed_epsilon(make_aggregator(self.parameters["aggregator"]), self.parameters["queries"],
+                                   smoothed.settings, self.accountant_delta, prior=prior)
+        return {"rdp": epsilon, **{kind.value: None for kind in self.budget.accountants if kind.value != "rdp"}}
+
+    def smoothed_release(self):
+        """A PATE ledger's smoothed data-dependent release (`privacy.pate.SmoothedRdp`), or None (none asked for,
+        or refused: then ``parameters['smoothed_release']`` says why)."""
+        stored = self.parameters.get("smoothed_release") if self.mechanism == PATE else None
+        if not isinstance(stored, dict) or "rdp" not in stored:
+            return None
+        from privacy.pate import SmoothedRdp
+        return SmoothedRdp.from_json(stored)
 
     @property
     def epsilon(self) -> float:
@@ -286,6 +330,8 @@ class PrivacyLedger:
         'RDP accountant (PLD: no analysis), dp-sgd ledger, delta = 0.001'."""
         missing = [kind.upper() for kind, e in self.epsilons.items() if e is None]
         unavailable = f" ({', '.join(missing)}: no analysis)" if missing else ""
+        if self.mechanism == PATE:
+            unavailable += f" [{self.parameters.get('analysis', PATE_ANALYSIS)}]"
         composed = [name for name, part in (("preprocessing", self.preprocessing), ("push decision", self.decision))
                     if part is not None]
         whole = f", {', '.join(composed)} and training composed" if composed else ""
@@ -369,7 +415,10 @@ class PrivacyLedger:
             raise LedgerError(f"malformed privacy ledger: {err}") from None
         if ledger.privacy_unit not in PRIVACY_UNITS:
             raise LedgerError(f"privacy unit {ledger.privacy_unit!r} is none of {', '.join(PRIVACY_UNITS)}")
-        check_budget(budget, ledger.accounted_mechanism(), budget.target_delta, preprocessing, decision)
+        if ledger.mechanism == PATE:
+            check_pate_budget(ledger)
+        else:
+            check_budget(budget, ledger.accounted_mechanism(), budget.target_delta, preprocessing, decision)
         if ledger.mechanism == DP_SGD:
             _check_truncated_batches(ledger.dp_sgd_mechanism(), ledger.parameters.get("truncated_batches"))
         return ledger
@@ -458,6 +507,50 @@ def check_budget(budget: PrivacyBudget, mechanism: DpSgdMechanism, delta: float,
             or budget.group_size != expected.group_size):
         raise LedgerError(f"the budget ({budget!r}, events {budget.ledger}) does not account the run "
                           f"described by {mechanism} at delta={expected.target_delta:g}")
+
+
+def pate_events(parameters: dict[str, Any], decision: NoisyAccuracy | None = None) -> list:
+    """(event, count) runs of a PATE ledger: the push decision's, then, per public query, Confident-GNMax's
+    selection step and the GNMax answers its data-independent guarantee charges (every query, or
+    ``max_answered``), or GNMax's answer (`privacy.pate.data_independent`).
+
+    Raises:
+      LedgerError: when ``parameters`` describe no aggregation.
+    """
+    from privacy.pate import PateConfigurationError, make_aggregator
+    from privacy.pate.aggregators import GNMax
+    from privacy.pate.data_independent import (charged_answers, gnmax_query_event,
+                                               selection_event)
+    queries = parameters.get("queries")
+    if isinstance(queries, bool) or not isinstance(queries, int) or queries < 0:
+        raise LedgerError(f"a PATE ledger needs its number of queries, got {queries!r}")
+    try:
+        aggregator = make_aggregator(parameters.get("aggregator"))
+    except PateConfigurationError as err:
+        raise LedgerError(f"a PATE ledger's aggregator: {err}") from None
+    runs = [] if decision is None else [(decision.event(), 1)]
+    if isinstance(aggregator, GNMax):
+        return runs + [(gnmax_query_event(aggregator.sigma), queries)]
+    return runs + [(selection_event(aggregator.sigma1), queries),
+                   (gnmax_query_event(aggregator.sigma2), charged_answers(aggregator, queries))]
+
+
+def check_pate_budget(ledger: PrivacyLedger) -> None:
+    """Raises LedgerError unless the ledger's budget composed exactly `pate_events` of its parameters under
+    add/remove, without preprocessing (a PATE student carries no Transform graph)."""
+    from privacy.pate import PateConfigurationError
+    try:
+        ledger.smoothed_release()
+    except PateConfigurationError as err:
+        raise LedgerError(f"a PATE ledger's smoothed release: {err}") from None
+    expected = PrivacyBudget(target_delta=ledger.budget.target_delta,
+                             neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE)
+    for event, count in pate_events(ledger.parameters, ledger.decision):
+        expected.compose(event, count)
+    if ledger.preprocessing is not None or ledger.budget.ledger != expected.ledger or \
+            ledger.budget.neighboring_relation != expected.neighboring_relation or ledger.budget.group_size != 1:
+        raise LedgerError(f"the budget ({ledger.budget!r}, events {ledger.budget.ledger}) does not account the PATE "
+                          f"aggregation its parameters describe")
 
 
 def ledger_path(serving_model_dir: str) -> str:

@@ -87,6 +87,9 @@ class PipelineReport:
             privacy["outside_guarantee"] = self.ledger.parameters.get("outside_guarantee") or {}
             if self.ledger.mechanism == privacy_ledger.DP_FEDAVG:
                 privacy.update(record_level=self.ledger.parameters.get("record_level"))
+            if self.ledger.mechanism == privacy_ledger.PATE:
+                privacy.update(analysis=self.ledger.parameters.get("analysis"),
+                               aggregation=pate_aggregation(self.ledger))
             privacy["artifact"] = artifact_privacy(self.ledger)
         evaluation = self.evaluation or {}
         return {
@@ -129,6 +132,8 @@ class PipelineReport:
             eps = ", ".join(f"{k.upper()} {v:.4f}" for k, v in self.ledger.epsilons.items() if v is not None)
             lines += [f"{self.ledger.mechanism} privacy ledger: {self.ledger.privacy_unit}-level epsilon {eps} at "
                       f"delta {self.ledger.delta:g}"]
+            if self.ledger.mechanism == privacy_ledger.PATE:
+                lines += pate_lines(self.ledger)
             record_level = self.ledger.record_level_epsilon()
             if record_level is not None:
                 lines.append(f"  one record        epsilon {_number(record_level[0])} ({record_level[1]})")
@@ -173,6 +178,43 @@ class PipelineReport:
             lines += ["", "Outside the guarantee (published, but not covered by epsilon):"]
             lines += [f"  - {item}" for item in evaluation["outside_the_guarantee"]]
         return "\n".join(lines)
+
+
+def pate_aggregation(ledger: privacy_ledger.PrivacyLedger) -> dict[str, Any]:
+    """A PATE ledger's aggregation: its settings and public counts, and the events the guarantee composes."""
+    params = ledger.parameters
+    return {key: params.get(key) for key in ("aggregator", "teachers", "classes", "queries", "answered",
+                                             "private_split", "public_split", "partition", "smoothed_release")} | {
+        "events": [{"event": str(event), "count": count} for event, count in
+                   privacy_ledger.pate_events(params)]}
+
+
+def pate_lines(ledger: privacy_ledger.PrivacyLedger) -> list[str]:
+    """The text report's PATE block: which analysis, the aggregation and its charged events."""
+    params = ledger.parameters
+    aggregator = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                           for k, v in params["aggregator"].items() if k != "mechanism")
+    return [f"  analysis           {params.get('analysis')}",
+            f"  aggregation        {params['aggregator']['mechanism']} ({aggregator}): {params['teachers']} teachers "
+            f"on split {params.get('private_split')!r} ({params.get('partition')}), {params['queries']} queries of "
+            f"split {params.get('public_split')!r}, {params['answered']} answered (the student's labels)",
+            *[f"  charged            {count} x {event}" for event, count in privacy_ledger.pate_events(params)],
+            *_smoothed_lines(ledger)]
+
+
+def _smoothed_lines(ledger: privacy_ledger.PrivacyLedger) -> list[str]:
+    stored = ledger.parameters.get("smoothed_release")
+    if not stored:
+        return []
+    smoothed = ledger.smoothed_release()
+    if smoothed is None:
+        return [f"  smoothed release   not made ({stored.get('refused')})"]
+    labels = ", ".join(f"{k.upper()} {_number(v)}" for k, v in ledger.parts["training"].items() if v is not None)
+    return [f"  labels only        epsilon {labels} (data-independent, without the smoothed release)",
+            f"  smoothed data-dependent: epsilon {smoothed.epsilon(ledger.accountant_delta):.4f} at delta "
+            f"{ledger.accountant_delta:g} (order {smoothed.settings.order:g}, beta {smoothed.settings.beta:g}, "
+            f"sigma_ss {smoothed.settings.sigma_ss:g}) [{stored.get('analysis')}]: a noisy estimate of a tighter "
+            f"bound, NOT the guarantee"]
 
 
 def artifact_privacy(ledger: privacy_ledger.PrivacyLedger) -> dict[str, Any]:

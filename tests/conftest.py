@@ -43,7 +43,7 @@ TFX_MODULES = {"tests/pipelines/test_pipeline_e2e.py", "tests/pipelines/test_dp_
                "tests/privacy/encrypted/test_tfx_gate.py", "tests/test_runtime.py"}
 TFX_FIXTURES = {"private_run", "tight_budget_run", "strict_audit_run", "fixed_batches_run", "encrypted_check_run",
                 "audited_run", "broken_audit_run", "federated_run", "executor_runs", "kubeflow_spec",
-                "truncated_run"}
+                "truncated_run", "pate_run"}
 """Fixtures that run `ppml pipeline run` (tests/pipelines/conftest.py and its test modules)."""
 TFX_TESTS = {"test_the_budgets_unit_travels_in_the_eval_config", "test_the_gate_settings_carry_the_canary_count",
              "test_client_column_partitions_naturally_with_secure_aggregation_and_a_public_run_has_no_ledger"}

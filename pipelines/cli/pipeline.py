@@ -1,4 +1,4 @@
-"""`ppml pipeline run` and `ppml pipeline compile`: the TFX pipeline with the DP (or Federated) Trainer and
+"""`ppml pipeline run` and `ppml pipeline compile`: the TFX pipeline with the DP, Federated or PATE Trainer and
 the privacy gate.
 
 Every setting is checked first, into one `pipelines.plan.PipelinePlan` (no TFX import: a bad setting is
@@ -26,7 +26,7 @@ from pipelines.cli.minimization import (csv_columns, failure_message, minimizati
 from pipelines.cli.types import FiniteFloatRange, TruncatedBatchSize
 from pipelines.components.private_evaluator.spec import DEFAULT_PRIVACY_UNIT
 from pipelines.components.settings import InvalidSetting
-from pipelines.plan import PipelineLayout, resolve_plan
+from pipelines.plan import TRAINERS, PipelineLayout, resolve_plan
 from pipelines.privacy_ledger import PRIVACY_UNITS
 from pipelines.root_lock import RootBusy, exclusive_root
 from pipelines.transform.spec import DEFAULT_SHARE
@@ -48,13 +48,15 @@ _DP_SGD_ONLY = ("epochs", "batch_size", "l2_norm_clip", "sampling", "num_microba
 
 def _training_options(fn):
     options = [
-        click.option("--trainer", type=click.Choice(["dp", "federated"]), default="dp", show_default=True,
-                     help="The DP Trainer (DP-SGD) or the Federated Trainer (FedAvg over clients partitioned "
-                          "from the training split; DP-FedAvg when private)."),
+        click.option("--trainer", type=click.Choice(TRAINERS), default="dp", show_default=True,
+                     help="The DP Trainer (DP-SGD), the Federated Trainer (FedAvg over clients partitioned "
+                          "from the training split; DP-FedAvg when private) or the PATE Trainer (teachers on the "
+                          "private split label the public split through a noisy vote; the student is pushed; no "
+                          "Transform stage; its noise and splits in --trainer-config)."),
         click.option("--trainer-config", "trainer_config_json", metavar="JSON",
                      help="Further keys of the Trainer's custom_config, as a JSON object, e.g. "
                           "'{\"num_clients\": 40, \"rounds\": 20}' (keys: pipelines/components/"
-                          "{dp,federated}_trainer/spec.py)."),
+                          "{dp,federated,pate}_trainer/spec.py)."),
         click.option("--dp/--no-dp", "private", default=True, show_default=True,
                      help="Train with DP (privacy ledger, epsilon in ML Metadata) or without privacy."),
         click.option("--target-epsilon", type=float,
@@ -149,7 +151,17 @@ def _plan(trainer, trainer_config_json, private, target_epsilon, noise_multiplie
                  if context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
         if given:
             raise click.UsageError(f"{_OPTION_OF_SETTING[given[0]]} sets DP-SGD training (--trainer dp); give the "
-                                   f"Federated Trainer's settings with --trainer-config")
+                                   f"{'PATE' if trainer == 'pate' else 'Federated'} Trainer's settings with "
+                                   f"--trainer-config")
+    if trainer == "pate":   # its noise is set in --trainer-config, not calibrated; it runs no Transform
+        context = click.get_current_context()
+        given = [name for name in ("target_epsilon", "noise_multiplier", "preprocessing_share")
+                 if context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
+        if given:
+            option = "--" + given[0].replace("_", "-")
+            raise click.UsageError(f"{option}: the PATE Trainer's noise is set by its sigma, sigma1 and threshold "
+                                   f"(--trainer-config), not calibrated, and its pipeline runs no Transform")
+        trainer_config = {"private": private, "delta": delta}
     if trainer_config_json:
         try:
             extra = json.loads(trainer_config_json)
@@ -228,7 +240,7 @@ def _library_output(verbose: bool):
 
 @click.group()
 def pipeline():
-    """The TFX pipeline: standard stages, DP or Federated Trainer, privacy-gated Evaluator and Pusher."""
+    """The TFX pipeline: standard stages, DP, Federated or PATE Trainer, privacy-gated Evaluator and Pusher."""
 
 
 @pipeline.command()
@@ -251,6 +263,9 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
     PIPELINE_ROOT/PiiScrubber/scrubbed_examples/<id>/pii_scrub_report.json). The bundled data holds numbers only,
     so here the scrubber finds nothing (it shows the wiring) and the k-anonymity anomaly only reports; `ppml
     minimize` runs the scrubber on text data.
+
+    With --trainer pate, ExampleGen writes three splits (train: private, public: the unlabeled queries, eval:
+    held out), no Transform runs, and the pushed model is the PATE student.
 
     Progress is shown per stage; what TFX, TensorFlow and Beam print goes to
     PIPELINE_ROOT/logs/run-<time>.log (its path is shown first; --verbose prints it here instead).

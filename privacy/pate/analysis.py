@@ -47,10 +47,14 @@ def composition_orders(beta: float) -> np.ndarray:
     return np.unique(grid[(grid > 1) & (grid < top)])
 
 
-def composed_epsilon(aggregator: Aggregator, queries: int, release: SmoothSensitivityRelease, delta: float) -> float:
-    """Epsilon at ``delta`` of the labels together with one smoothed release made with ``release``'s settings."""
+def composed_epsilon(aggregator: Aggregator, queries: int, release: SmoothSensitivityRelease, delta: float,
+                     prior=()) -> float:
+    """Epsilon at ``delta`` of the labels together with one smoothed release made with ``release``'s settings
+    (and the dp-accounting events ``prior``, e.g. a pipeline's push decision, composed first)."""
     orders = composition_orders(release.beta)
     accountant = CheckedRdpAccountant(orders=list(orders), neighboring_relation=RELATION)
+    for event in prior:
+        accountant.compose(event)
     accountant.compose(pate_dp_event(aggregator, queries))
     labels = np.asarray(accountant._rdp)
     rdp = labels + [gnss_rdp(release.beta, release.sigma_ss, o) for o in orders]

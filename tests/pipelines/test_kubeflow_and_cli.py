@@ -116,3 +116,26 @@ def test_the_privacy_audit_runs_in_the_pushed_models_evaluator_only(kubeflow_spe
 
     assert epsilon_config("Evaluator")["audit_canaries"] == 500
     assert "audit_canaries" not in epsilon_config("Evaluator_non_private")
+
+
+def test_kubeflow_v2_json_runs_the_pate_trainer_on_three_splits_without_transform(tmp_path, ppml_cli):
+    path = tmp_path / "pate.json"
+    ppml_cli("pipeline", "compile", "--kubeflow-v2", str(path), "--pipeline-root", "gs://bucket/root",
+             "--data-root", "gs://bucket/data", "--serving-model-dir", "gs://bucket/serving", "--trainer", "pate",
+             "--trainer-config", '{"teachers": 12, "public_split": "queries"}', "--epsilon-budget", "50",
+             "--lineage-unchecked", "Vertex ML Metadata is not readable by the gate")
+    with open(path) as f:
+        spec = json.load(f)["pipelineSpec"]
+    tasks = spec["root"]["dag"]["tasks"]
+    assert {"CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Trainer", "Evaluator",
+            "Pusher"} == set(tasks)
+    config = _custom_config(spec, "Trainer")
+    assert config["teachers"] == 12 and config["public_split"] == "queries" and config["decision_epsilon"] > 0
+    trainer = tasks["Trainer"]["inputs"]["parameters"]
+    assert '"queries"' in trainer["eval_args"]["runtimeValue"]["constantValue"]["stringValue"]
+    assert '"train"' in trainer["train_args"]["runtimeValue"]["constantValue"]["stringValue"]
+    output_config = tasks["CsvExampleGen"]["inputs"]["parameters"]["output_config"]["runtimeValue"]["constantValue"]
+    assert all(f'"{split}"' in output_config["stringValue"] for split in ("train", "queries", "eval"))
+    executors = spec["deploymentSpec"]["executors"]
+    assert "pipelines.components.pate_trainer.executor.Executor" in " ".join(
+        executors["Trainer_executor"]["container"]["args"])

@@ -98,12 +98,18 @@ def delta_findings(ledger: privacy_ledger.PrivacyLedger, privacy_unit: str | Non
     """(problems, warnings) of the ledger's delta against 1/n, n the number of privacy units it accounts
     (`privacy.accounting.delta_warning`: at or above 1/n a problem, close to it a warning). For a budget per
     example (``privacy_unit``) met by a keyed client-level ledger's record-level figure, n is the public bound
-    on its records (N x max_examples_per_client; without one the figure meets no such budget at all)."""
-    try:
-        n = ledger.accounted_mechanism().dataset_size
-    except privacy_ledger.LedgerError:
-        return [], []
-    unit = ledger.privacy_unit if ledger.mechanism == privacy_ledger.DP_FEDAVG else "example"   # what n counts
+    on its records (N x max_examples_per_client; without one the figure meets no such budget at all); for a PATE
+    ledger, n is its private split's records (users with a holder key)."""
+    if ledger.mechanism == privacy_ledger.PATE:
+        n = ledger.parameters.get("dataset_size")
+        if not isinstance(n, int) or n < 1:
+            return [], []
+    else:
+        try:
+            n = ledger.accounted_mechanism().dataset_size
+        except privacy_ledger.LedgerError:
+            return [], []
+    unit = ledger.privacy_unit if ledger.mechanism != privacy_ledger.DP_SGD else "example"   # what n counts
     if privacy_unit == "example" and ledger.record_count_bound() is not None:
         n, unit = ledger.record_count_bound(), "record"
     finding = delta_warning(ledger.delta, n, unit=unit)

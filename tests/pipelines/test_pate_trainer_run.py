@@ -1,0 +1,96 @@
+"""The PATE Trainer's ``run_fn`` on small TFRecord splits (no TFX): the public/private overlap refusal, keying by
+raw content (one record changes one teacher), records it cannot read, a holder key, and the exported student."""
+
+import json
+import os
+import types
+
+import numpy as np
+import pytest
+
+from pipelines import privacy_ledger
+from privacy.pate import PateConfigurationError, partition_by_key
+
+SETTINGS = {"label_key": "y", "num_classes": 2, "feature_keys": ["a", "b"], "teachers": 3, "threshold": 2,
+            "sigma1": 1.0, "sigma": 1.0, "max_answered": 5, "epochs": 2, "hidden_units": 4}
+
+
+def example(**features):
+    import tensorflow as tf
+    lists = {float: lambda v: tf.train.Feature(float_list=tf.train.FloatList(value=v)),
+             int: lambda v: tf.train.Feature(int64_list=tf.train.Int64List(value=v)),
+             bytes: lambda v: tf.train.Feature(bytes_list=tf.train.BytesList(value=v))}
+    return tf.train.Example(features=tf.train.Features(feature={k: lists[type(v[0])](v) for k, v in
+                                                                features.items()})).SerializeToString()
+
+
+def records(n, seed, holders=4):
+    rng = np.random.default_rng(seed)
+    return [example(a=[float(a)], b=[float(b)], y=[int(a > 0)], site=[b"s%d" % (i % holders)])
+            for i, (a, b) in enumerate(rng.normal(size=(n, 2)))]
+
+
+def write(folder, rows):
+    import tensorflow as tf
+    os.makedirs(folder, exist_ok=True)
+    with tf.io.TFRecordWriter(os.path.join(folder, "data")) as writer:
+        for row in rows:
+            writer.write(row)
+    return [os.path.join(folder, "*")]
+
+
+def fn_args(tmp_path, private, public, **settings):
+    return types.SimpleNamespace(custom_config={**SETTINGS, **settings},
+                                 train_files=write(tmp_path / "private", private),
+                                 eval_files=write(tmp_path / "public", public),
+                                 serving_model_dir=str(tmp_path / "model"), model_run_dir=str(tmp_path / "run"))
+
+
+def test_a_public_split_sharing_a_record_with_the_private_one_is_refused_before_any_training(tmp_path, monkeypatch):
+    from pipelines.trainers import pate
+    from privacy.pate import keras_training
+    monkeypatch.setattr(keras_training, "teacher_votes", lambda *a, **k: pytest.fail("teachers were trained"))
+    private, public = records(30, 0), records(10, 1)
+    with pytest.raises(PateConfigurationError, match="public split overlaps the private one: 1 shared"):
+        pate.run_fn(fn_args(tmp_path, private, public + [private[7]]))
+    assert not os.path.exists(tmp_path / "model")
+
+
+def test_one_record_removed_changes_one_teachers_partition_and_unreadable_records_stay_in_place(tmp_path):
+    """Partitions are keyed by the declared columns' raw content: removing one record, or adding a record that is
+    not a tf.Example (it has its own key and no usable features), moves no other record between teachers."""
+    from pipelines.components.pate_trainer.spec import PateTrainingConfig
+    from pipelines.trainers.pate import read_split
+    config = PateTrainingConfig.from_custom_config(SETTINGS)
+    rows = records(40, 2)
+    teachers = {}
+    for name, split in (("all", rows), ("one removed", rows[:13] + rows[14:]),
+                        ("garbage first", [b"\xff\xff not a proto"] + rows)):
+        _, keys = read_split(write(tmp_path / name.replace(" ", "_"), split), config)
+        parts = partition_by_key(keys, config.teachers, seed=config.seed)
+        teachers[name] = [sorted(keys[i] for i in p) for p in parts]
+    changed = [t for t in range(config.teachers) if teachers["all"][t] != teachers["one removed"][t]]
+    assert len(changed) == 1 and len(teachers["all"][changed[0]]) == len(teachers["one removed"][changed[0]]) + 1
+    garbage = [t for t in range(config.teachers) if teachers["all"][t] != teachers["garbage first"][t]]
+    assert len(garbage) == 1
+
+
+def test_with_a_holder_key_the_ledger_is_user_level_and_the_student_serves_raw_examples(tmp_path):
+    import tensorflow as tf
+    from pipelines.trainers import pate
+    private = records(60, 3, holders=5) + [b"not a tf.Example", example(a=[1e30], b=[0.0], y=[1], site=[b"s9"])]
+    public = records(20, 4) + [example(a=[0.5], y=[1])]   # a public row without b is left out of the queries
+    args = fn_args(tmp_path, private, public, holder_key="site", sigma=5.0, smoothed_release=True, smooth_order=5)
+    pate.run_fn(args)
+    ledger = privacy_ledger.read_ledger(args.serving_model_dir)
+    smoothed = ledger.smoothed_release()   # asked for, and made once: labelled, its cost in the guarantee
+    assert smoothed is not None and "smooth sensitivity" in ledger.parameters["smoothed_release"]["analysis"]
+    assert ledger.epsilons["pld"] is None and ledger.epsilon > min(ledger.parts["training"].values())
+    assert ledger.privacy_unit == "user" and ledger.parameters["dataset_size"] == 6   # s0..s4 and s9
+    assert ledger.parameters["queries"] == 20 and ledger.parameters["answered"] <= 5
+    assert ledger.parameters["partition"] == "by holder key" and ledger.decision is None
+    with open(os.path.join(args.model_run_dir, "pate.json")) as f:
+        assert "votes" not in json.load(f)
+    serve = tf.saved_model.load(args.serving_model_dir).signatures["serving_default"]
+    probabilities = serve(examples=tf.constant(records(7, 5)))["probabilities"].numpy()
+    assert probabilities.shape == (7, 1) and np.all((probabilities >= 0) & (probabilities <= 1))
