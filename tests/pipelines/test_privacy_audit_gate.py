@@ -34,6 +34,13 @@ def _ledger(mechanism: DpSgdMechanism = RUN) -> privacy_ledger.PrivacyLedger:
     return privacy_ledger.PrivacyLedger.for_dp_sgd(mechanism, l2_norm_clip=1.0, delta=DELTA)
 
 
+def _read_back_without_clip() -> privacy_ledger.PrivacyLedger:
+    """A ledger read back from JSON that does not state C (the reader accepts it: C is not part of the events)."""
+    data = _ledger().to_dict()
+    del data["parameters"]["l2_norm_clip"]
+    return privacy_ledger.PrivacyLedger.from_dict(data)
+
+
 def test_an_honest_run_passes_and_its_claim_is_the_augmented_runs():
     check, figures = canary_audit.audit_check(_ledger(), CANARIES)
     claims = _claims(figures)
@@ -64,7 +71,9 @@ def test_a_run_without_its_declared_noise_is_accounting_inconsistent(monkeypatch
     (_ledger(RUN.replace(sampling="fixed", adjacency="replace-one")),
      "the audit cannot reproduce this run (sampling: the one-run audit includes or leaves out each canary"),
     (_ledger(RUN.replace(num_microbatches=4)), "the audit cannot reproduce this run (num_microbatches"),
-], ids=["no ledger", "fixed batches", "microbatches"])
+    (_read_back_without_clip(), "the audit cannot reproduce this run (l2_norm_clip must be a finite number > 0, got "
+                                "None)"),
+], ids=["no ledger", "fixed batches", "microbatches", "no clip norm"])
 def test_an_audit_that_cannot_run_fails_closed(ledger, why):
     check, figures = canary_audit.audit_check(ledger, CANARIES)
     assert figures is None and check["passed"] is False and check["reason"].startswith(f"privacy_audit: {why}")

@@ -34,7 +34,7 @@ def audit_check(ledger: privacy_ledger.PrivacyLedger | None, num_canaries: int) 
         return _failed("nothing to audit: the model has no DP-SGD privacy ledger"), None
     try:
         mechanism = ledger.dp_sgd_mechanism()
-        result = dp_sgd_audit.audit_mechanism(mechanism, l2_norm_clip=ledger.parameters["l2_norm_clip"],
+        result = dp_sgd_audit.audit_mechanism(mechanism, l2_norm_clip=ledger.parameters.get("l2_norm_clip"),
                                               delta=ledger.delta, num_canaries=num_canaries)
     except (ValueError, privacy_ledger.LedgerError) as err:
         return _failed(f"the audit cannot reproduce this run ({err}); what cannot be checked is not blessed"), None
