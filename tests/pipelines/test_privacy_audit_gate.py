@@ -15,6 +15,9 @@ from pipelines.components.private_evaluator import canary_audit
 from pipelines.plan import DEFAULT_TRAINER_CONFIG, resolve_plan
 from privacy.accounting import DpSgdMechanism
 from privacy.auditing import dp_sgd_audit
+from privacy.auditing.one_run import largest_bound
+from privacy.preprocessing import PreprocessingPart
+from tests.pipelines.test_privacy_ledger import _account
 
 RUN = DpSgdMechanism(dataset_size=389, batch_size=32, noise_multiplier=3.0, steps=183)
 """The bundled pipeline's training run (389 rows, B 32, 15 epochs) at a sigma whose claim a noiseless run refutes."""
@@ -22,12 +25,12 @@ DELTA = 1e-5
 CANARIES = 1000
 
 
-def _claims(figures: dict) -> dict[str, float]:
+def _claims(figures: dict, delta: float = DELTA) -> dict[str, float]:
     """RDP and PLD epsilons of the canary-augmented run, from dp-accounting directly."""
     event = dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(figures["batch_size"] / figures["dataset_size"],
                                                               dpa.GaussianDpEvent(RUN.noise_multiplier)), RUN.steps)
-    return {"rdp": dpa.rdp.RdpAccountant().compose(event).get_epsilon(DELTA),
-            "pld": dpa.pld.PLDAccountant(value_discretization_interval=1e-4).compose(event).get_epsilon(DELTA)}
+    return {"rdp": dpa.rdp.RdpAccountant().compose(event).get_epsilon(delta),
+            "pld": dpa.pld.PLDAccountant(value_discretization_interval=1e-4).compose(event).get_epsilon(delta)}
 
 
 def _ledger(mechanism: DpSgdMechanism = RUN) -> privacy_ledger.PrivacyLedger:
@@ -52,6 +55,21 @@ def test_an_honest_run_passes_and_its_claim_is_the_augmented_runs():
     assert check["passed"] and figures["lower_bound"] <= figures["claimed_epsilon"] < figures["largest_possible_bound"]
     assert check["reason"].startswith(f"privacy_audit: lower bound {figures['lower_bound']:g} <= claimed epsilon")
     assert "included" not in repr(figures)   # the secret bits never leave the audit
+
+
+def test_the_audit_is_at_the_delta_the_training_part_is_stated_at():
+    """A vocabulary's partition selection adds 1e-5 to the artifact's delta 1e-3: the training part's epsilon (the
+    ledger's `parts`) is at the accountant's 1e-3 - 1e-5, so the bound, the claim and the ceiling are too."""
+    part = PreprocessingPart(_account(with_vocabulary=True), "add-remove")
+    ledger = privacy_ledger.PrivacyLedger.for_dp_sgd(RUN, l2_norm_clip=1.0, delta=1e-3, preprocessing=part)
+    accountant_delta = 1e-3 - 1e-5
+    assert ledger.delta == pytest.approx(1e-3) and ledger.accountant_delta == pytest.approx(accountant_delta)
+    check, figures = canary_audit.audit_check(ledger, CANARIES)
+    assert figures["delta"] == pytest.approx(accountant_delta, rel=1e-9)
+    assert figures["claims"] == pytest.approx(_claims(figures, accountant_delta), rel=1e-6)
+    assert figures["claims"]["pld"] != pytest.approx(_claims(figures, 1e-3)["pld"], rel=1e-6)
+    assert figures["largest_possible_bound"] == largest_bound(CANARIES, delta=figures["delta"])
+    assert check["passed"] and f"delta {figures['delta']:g})" in check["reason"]
 
 
 def test_a_run_without_its_declared_noise_is_accounting_inconsistent(monkeypatch):
