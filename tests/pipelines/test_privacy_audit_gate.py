@@ -82,6 +82,9 @@ def test_a_run_without_its_declared_noise_is_accounting_inconsistent(monkeypatch
     assert not check["passed"] and figures["violated"] and figures["lower_bound"] > claim
     assert check["reason"].startswith(f"privacy_audit: accounting inconsistent: lower bound {figures['lower_bound']:g}"
                                       f" > claimed epsilon {figures['claimed_epsilon']:.4g}")
+    # What a bound on the training run refutes: the training part, not the composed epsilon (which is larger).
+    assert check["reason"].endswith("ppml's epsilon for this DP-SGD run, the training part the ledger composes, is "
+                                    "false at that confidence")
 
 
 @pytest.mark.parametrize("ledger, why", [

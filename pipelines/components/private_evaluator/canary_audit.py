@@ -54,7 +54,8 @@ def audit_check(ledger: privacy_ledger.PrivacyLedger | None, num_canaries: int) 
                f"with these canaries no bound can exceed {ceiling:g}")
     if result.violated:
         reason = (f"{NAME}: accounting inconsistent: lower bound {bound:g} > claimed epsilon {claim:.4g} ({context}): "
-                  f"the ledger's epsilon is false at that confidence")
+                  f"ppml's epsilon for this DP-SGD run, the training part the ledger composes, is false at that "
+                  f"confidence")
     else:
         reason = f"{NAME}: lower bound {bound:g} <= claimed epsilon {claim:.4g} ({context}; evidence, not proof)"
     return {"name": NAME, "value": bound, "bound": claim, "passed": not result.violated, "reason": reason}, figures
