@@ -54,7 +54,15 @@ def test_an_honest_run_passes_and_its_claim_is_the_augmented_runs():
     assert figures["batch_size"] == round(32 * (389 + CANARIES / 2) / 389) == 73   # q = B / n kept, bits unseen
     assert check["passed"] and figures["lower_bound"] <= figures["claimed_epsilon"] < figures["largest_possible_bound"]
     assert check["reason"].startswith(f"privacy_audit: lower bound {figures['lower_bound']:g} <= claimed epsilon")
-    assert "included" not in repr(figures)   # the secret bits never leave the audit
+    assert _scalars(figures) and "included" not in repr(figures)   # the secret bits never leave the audit
+
+
+def _scalars(value) -> bool:
+    """True when `value` is a scalar or a dict of them (nested): no list or array that could carry per-canary
+    bits, scores or guesses."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _scalars(v) for k, v in value.items())
+    return value is None or isinstance(value, (str, int, float, bool))
 
 
 def test_the_audit_is_at_the_delta_the_training_part_is_stated_at():
