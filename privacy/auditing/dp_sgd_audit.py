@@ -251,7 +251,8 @@ def audit_mechanism(mechanism: DpSgdMechanism, *, l2_norm_clip: float, delta: fl
 
     Raises:
       ValueError: naming the setting, for a run this audit cannot reproduce (not Poisson-sampled with add/remove
-        adjacency, clipped per microbatch, truncated batches, B' above n) or account.
+        adjacency, clipped per microbatch, truncated batches, B' above n) or account, or whose claim is user-level
+        (`max_examples_per_user`: a canary is one example).
     """
     if mechanism.sampling is not Sampling.POISSON or mechanism.adjacency is not Adjacency.ADD_REMOVE:
         raise ValueError(f"sampling: the one-run audit includes or leaves out each canary, so it needs Poisson "
@@ -260,6 +261,10 @@ def audit_mechanism(mechanism: DpSgdMechanism, *, l2_norm_clip: float, delta: fl
     if mechanism.num_microbatches is not None or mechanism.truncated_batch_size is not None:
         raise ValueError("num_microbatches: the audit reproduces per-example clipping of whole Poisson batches only "
                          "(a canary clipped with other rows, or a cut batch, would depend on their values)")
+    if mechanism.max_examples_per_user is not None:
+        raise ValueError(f"max_examples_per_user: the audit's canaries are single examples, so it tests an "
+                         f"example-level claim, not this user-level one (group privacy over "
+                         f"{mechanism.max_examples_per_user} examples)")
     rows = mechanism.dataset_size
     batch_size = max(1, round(mechanism.batch_size * (rows + num_canaries / 2) / rows))   # q kept, bits unseen
     if batch_size > rows:

@@ -102,7 +102,9 @@ def test_a_run_without_its_declared_noise_is_accounting_inconsistent(monkeypatch
     (_ledger(RUN.replace(num_microbatches=4)), "the audit cannot reproduce this run (num_microbatches"),
     (_read_back_without_clip(), "the audit cannot reproduce this run (l2_norm_clip must be a finite number > 0, got "
                                 "None)"),
-], ids=["no ledger", "fixed batches", "microbatches", "no clip norm"])
+    (_ledger(RUN.replace(max_examples_per_user=2)), "the audit cannot reproduce this run (max_examples_per_user: "
+                                                    "the audit's canaries are single examples"),
+], ids=["no ledger", "fixed batches", "microbatches", "no clip norm", "user level"])
 def test_an_audit_that_cannot_run_fails_closed(ledger, why):
     check, figures = canary_audit.audit_check(ledger, CANARIES)
     assert figures is None and check["passed"] is False and check["reason"].startswith(f"privacy_audit: {why}")
