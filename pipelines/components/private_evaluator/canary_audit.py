@@ -6,13 +6,14 @@ Poisson steps, through `privacy.keras.make_private`: `privacy.auditing.dp_sgd_au
 canaries, each included with probability 1/2 by OS CSPRNG bits, the noise CSPRNG-seeded. It bounds epsilon from
 below at the ledger's accountant delta (the delta its training part's epsilon is stated at: the artifact's delta
 less the preprocessing's additive delta; one run, 95 %), recomputes the epsilons ppml's accountants claim for that
-canary-augmented run (N = n + included canaries) and passes when the bound is at most the smallest of them; a
+canary-augmented run (N = n + m rows: an excluded canary stays as a stand-in row, so no row's sampling rate
+depends on the bits) and passes when the bound is at most the smallest of them; a
 bound above it is "accounting inconsistent" and the gate blesses nothing. A run it cannot reproduce or account
 fails closed. The audited model is trained in memory and discarded: the canaries never reach the pushed model.
 
 What it publishes (the bound, its guess counts, N) is a function of the ledger's settings and fresh CSPRNG
-randomness, never of a record's values (stand-in rows: see `audit_mechanism`); N tells how many canaries were
-included, never which. So it reveals nothing about the training data beyond n, which the ledger publishes.
+randomness, never of a record's values (stand-in rows: see `audit_mechanism`); N does not depend on the bits. So it
+reveals nothing about the training data beyond n, which the ledger publishes.
 It tests the training part only; the preprocessing and push-decision releases the ledger composes are not re-run.
 """
 
