@@ -119,7 +119,8 @@ class AuditResult:
       final_split: the same scores bounded with ``strategy="split"`` instead (for comparison; the verdict uses
         `final`, chosen before the run).
       dataset_size: training rows N including the included canaries (the accounted q is B / N). It tells how
-        many canaries are included, never which; the bound does not use it (README, "What the audit reveals").
+        many canaries are included, never which (with fixed_size it is n + m, whatever the bits); the bound does
+        not use it (README, "What the audit reveals").
       steps: private steps run.
       seconds: wall time of training and scoring.
     """
@@ -158,7 +159,7 @@ class AuditResult:
 
 def run_dp_sgd_audit(plan: AuditPlan, x: np.ndarray, y: np.ndarray, x_pool: np.ndarray | None = None,
                      y_pool: np.ndarray | None = None, *,
-                     build_model: Callable[[int, int], Any] | None = None) -> AuditResult:
+                     build_model: Callable[[int, int], Any] | None = None, fixed_size: bool = False) -> AuditResult:
     """Trains once with canaries as `plan` says and returns the claimed epsilons and lower bounds per epoch.
 
     Args:
@@ -170,6 +171,10 @@ def run_dp_sgd_audit(plan: AuditPlan, x: np.ndarray, y: np.ndarray, x_pool: np.n
         logits; this run compiles it with SGD(plan.learning_rate) and trains it with `make_private`. White-box
         canaries go through `keras_canaries.with_dirac_slot` around it. Default: one hidden ReLU layer of
         plan.hidden_units.
+      fixed_size: white-box only: an excluded canary's row stays in the data as a row of zeros without canary id
+        (it touches no slot weight), so the run has n + m rows whatever the bits: every row's sampling rate
+        B / (n + m), and so the claim, is the same for every draw of the bits (a canary's bit then changes its own
+        slot's gradient only). The zero rows must be like the data's rows (`audit_mechanism`'s stand-ins).
 
     Raises:
       ValueError: before training, for data or settings the run cannot use or account (`check_data`), or a
@@ -181,7 +186,9 @@ def run_dp_sgd_audit(plan: AuditPlan, x: np.ndarray, y: np.ndarray, x_pool: np.n
     from privacy.auditing import keras_canaries
     from privacy.keras import make_private, private_training
 
-    check_data(plan, x, y, x_pool)
+    if fixed_size and plan.kind != "white-box":
+        raise ValueError("fixed_size needs white-box canaries (an excluded one stays as a row without canary id)")
+    check_data(plan, x, y, x_pool, fixed_size=fixed_size)
     x, y = np.asarray(x, np.float32), np.asarray(y).astype(np.int64).reshape(-1)
     num_classes = int(y.max()) + 1
     if plan.kind == "black-box":
@@ -190,7 +197,10 @@ def run_dp_sgd_audit(plan: AuditPlan, x: np.ndarray, y: np.ndarray, x_pool: np.n
         x_train, y_train = canaries.training_data(x, y)
     else:
         canaries = canary_rows.dirac_slot_rows(x.shape[1], plan.num_canaries)
-        x_train, y_train = canaries.training_data(canary_rows.with_empty_slot(x), y)
+        excluded = int(plan.num_canaries - canaries.included.sum()) if fixed_size else 0   # n + m rows in all
+        x_train, y_train = canaries.training_data(
+            canary_rows.with_empty_slot(np.concatenate([x, np.zeros((excluded, x.shape[1]), np.float32)])),
+            np.concatenate([y, np.zeros(excluded, np.int64)]))
 
     clip, sigma = _run_clip_and_noise(plan)
     if build_model is None:
@@ -245,13 +255,15 @@ def run_dp_sgd_audit(plan: AuditPlan, x: np.ndarray, y: np.ndarray, x_pool: np.n
 def audit_mechanism(mechanism: DpSgdMechanism, *, l2_norm_clip: float, delta: float, num_canaries: int,
                     confidence: float = DEFAULT_CONFIDENCE, fault: str = "none") -> AuditResult:
     """White-box one-run audit of the DP-SGD run `mechanism` describes, with `num_canaries` canaries added (see the
-    module docstring). The expected batch is scaled to B' = round(B (n + m / 2) / n), set before the bits are
-    drawn, so that the audited run samples at about the run's rate q = B / n (the rate, sigma and T fix its
-    epsilon); the claims are recomputed for the audited run itself (q = B' / N, N = n + included canaries).
+    module docstring). An excluded canary's row stays as one more stand-in row (`run_dp_sgd_audit`'s fixed_size), so
+    the audited run has N = n + m rows whatever the bits, and the expected batch is B' = round(B N / n): every row is
+    sampled at q' = B' / N, the run's rate q = B / n up to rounding, the same for every draw of the bits (the rate,
+    sigma and T fix its epsilon); the claims are recomputed for the audited run itself (q').
 
     Raises:
       ValueError: naming the setting, for a run this audit cannot reproduce (not Poisson-sampled with add/remove
-        adjacency, clipped per microbatch, truncated batches, B' above n) or account.
+        adjacency, clipped per microbatch, truncated batches) or account, or whose claim is user-level
+        (`max_examples_per_user`: a canary is one example).
     """
     if mechanism.sampling is not Sampling.POISSON or mechanism.adjacency is not Adjacency.ADD_REMOVE:
         raise ValueError(f"sampling: the one-run audit includes or leaves out each canary, so it needs Poisson "
@@ -260,31 +272,35 @@ def audit_mechanism(mechanism: DpSgdMechanism, *, l2_norm_clip: float, delta: fl
     if mechanism.num_microbatches is not None or mechanism.truncated_batch_size is not None:
         raise ValueError("num_microbatches: the audit reproduces per-example clipping of whole Poisson batches only "
                          "(a canary clipped with other rows, or a cut batch, would depend on their values)")
+    if mechanism.max_examples_per_user is not None:
+        raise ValueError(f"max_examples_per_user: the audit's canaries are single examples, so it tests an "
+                         f"example-level claim, not this user-level one (group privacy over "
+                         f"{mechanism.max_examples_per_user} examples)")
     rows = mechanism.dataset_size
-    batch_size = max(1, round(mechanism.batch_size * (rows + num_canaries / 2) / rows))   # q kept, bits unseen
-    if batch_size > rows:
-        raise ValueError(f"num_canaries: keeping the run's sampling rate with {num_canaries} canaries needs an "
-                         f"expected batch of {batch_size}, more than the {rows} training rows; use fewer canaries")
+    batch_size = max(1, round(mechanism.batch_size * (rows + num_canaries) / rows))   # q kept, N = n + m rows
     plan = AuditPlan(kind="white-box", num_canaries=num_canaries, steps=mechanism.steps,
                      batch_size=batch_size, l2_norm_clip=l2_norm_clip,
                      noise_multiplier=mechanism.noise_multiplier, delta=delta, confidence=confidence, fault=fault,
                      hidden_units=1)
-    return run_dp_sgd_audit(plan, np.zeros((rows, 1), np.float32), np.arange(rows) % 2)   # stand-ins: two classes
+    return run_dp_sgd_audit(plan, np.zeros((rows, 1), np.float32), np.arange(rows) % 2,   # stand-ins: two classes
+                            fixed_size=True)
 
 
-def check_data(plan: AuditPlan, x: np.ndarray, y: np.ndarray, x_pool: np.ndarray | None) -> None:
+def check_data(plan: AuditPlan, x: np.ndarray, y: np.ndarray, x_pool: np.ndarray | None, *,
+               fixed_size: bool = False) -> None:
     """Refuses data the plan cannot run on, and a run ppml could not account, before any training (ValueError
     naming the setting). Accounting is checked for the fewest (n) and the most (n + m) training rows the canary
-    bits can give, so the answer does not depend on the bits."""
+    bits can give (n + m only with `run_dp_sgd_audit`'s fixed_size), so the answer does not depend on the bits."""
     if len(x) != len(y) or len(y) < 2:
         raise ValueError(f"need at least 2 training rows with one label each, got {len(x)} rows, {len(y)} labels")
-    if plan.batch_size > len(y):
-        raise ValueError(f"batch_size must be at most the {len(y)} training rows, got {plan.batch_size}")
+    fewest = len(y) + plan.num_canaries if fixed_size else len(y)
+    if plan.batch_size > fewest:
+        raise ValueError(f"batch_size must be at most the {fewest} training rows, got {plan.batch_size}")
     if plan.kind == "black-box" and (x_pool is None or len(x_pool) < plan.num_canaries):
         raise ValueError(f"black-box canaries come from the {0 if x_pool is None else len(x_pool)} held-out "
                          f"inputs, got num_canaries={plan.num_canaries}")
     noises = {plan.noise_multiplier, _run_clip_and_noise(plan)[1]} - {0.0}   # the claim's and the run's own
-    for rows in (len(y), len(y) + plan.num_canaries):
+    for rows in sorted({fewest, len(y) + plan.num_canaries}):
         steps = plan.steps or plan.epochs * max(1, round(rows / plan.batch_size))   # Poisson batches, as fit runs them
         for noise in sorted(noises):
             try:

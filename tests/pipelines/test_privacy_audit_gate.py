@@ -15,6 +15,9 @@ from pipelines.components.private_evaluator import canary_audit
 from pipelines.plan import DEFAULT_TRAINER_CONFIG, resolve_plan
 from privacy.accounting import DpSgdMechanism
 from privacy.auditing import dp_sgd_audit
+from privacy.auditing.one_run import largest_bound
+from privacy.preprocessing import PreprocessingPart
+from tests.pipelines.test_privacy_ledger import _account
 
 RUN = DpSgdMechanism(dataset_size=389, batch_size=32, noise_multiplier=3.0, steps=183)
 """The bundled pipeline's training run (389 rows, B 32, 15 epochs) at a sigma whose claim a noiseless run refutes."""
@@ -22,16 +25,23 @@ DELTA = 1e-5
 CANARIES = 1000
 
 
-def _claims(figures: dict) -> dict[str, float]:
+def _claims(figures: dict, delta: float = DELTA) -> dict[str, float]:
     """RDP and PLD epsilons of the canary-augmented run, from dp-accounting directly."""
     event = dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(figures["batch_size"] / figures["dataset_size"],
                                                               dpa.GaussianDpEvent(RUN.noise_multiplier)), RUN.steps)
-    return {"rdp": dpa.rdp.RdpAccountant().compose(event).get_epsilon(DELTA),
-            "pld": dpa.pld.PLDAccountant(value_discretization_interval=1e-4).compose(event).get_epsilon(DELTA)}
+    return {"rdp": dpa.rdp.RdpAccountant().compose(event).get_epsilon(delta),
+            "pld": dpa.pld.PLDAccountant(value_discretization_interval=1e-4).compose(event).get_epsilon(delta)}
 
 
 def _ledger(mechanism: DpSgdMechanism = RUN) -> privacy_ledger.PrivacyLedger:
     return privacy_ledger.PrivacyLedger.for_dp_sgd(mechanism, l2_norm_clip=1.0, delta=DELTA)
+
+
+def _read_back_without_clip() -> privacy_ledger.PrivacyLedger:
+    """A ledger read back from JSON that does not state C (the reader accepts it: C is not part of the events)."""
+    data = _ledger().to_dict()
+    del data["parameters"]["l2_norm_clip"]
+    return privacy_ledger.PrivacyLedger.from_dict(data)
 
 
 def test_an_honest_run_passes_and_its_claim_is_the_augmented_runs():
@@ -39,12 +49,36 @@ def test_an_honest_run_passes_and_its_claim_is_the_augmented_runs():
     claims = _claims(figures)
     assert figures["claims"] == pytest.approx(claims, rel=1e-6)
     assert figures["claimed_epsilon"] == pytest.approx(min(claims.values()), rel=1e-6)
-    assert 389 <= figures["dataset_size"] <= 389 + CANARIES and figures["training_rows"] == 389
+    # An excluded canary stays as a stand-in row: N = n + m and q' = B' / N = B / n up to rounding, whatever the bits.
+    assert figures["dataset_size"] == 389 + CANARIES and figures["training_rows"] == 389
     assert figures["steps"] == RUN.steps and figures["num_canaries"] == CANARIES
-    assert figures["batch_size"] == round(32 * (389 + CANARIES / 2) / 389) == 73   # q = B / n kept, bits unseen
+    assert figures["batch_size"] == round(32 * (389 + CANARIES) / 389) == 114
     assert check["passed"] and figures["lower_bound"] <= figures["claimed_epsilon"] < figures["largest_possible_bound"]
     assert check["reason"].startswith(f"privacy_audit: lower bound {figures['lower_bound']:g} <= claimed epsilon")
-    assert "included" not in repr(figures)   # the secret bits never leave the audit
+    assert _scalars(figures) and "included" not in repr(figures)   # the secret bits never leave the audit
+
+
+def _scalars(value) -> bool:
+    """True when `value` is a scalar or a dict of them (nested): no list or array that could carry per-canary
+    bits, scores or guesses."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _scalars(v) for k, v in value.items())
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def test_the_audit_is_at_the_delta_the_training_part_is_stated_at():
+    """A vocabulary's partition selection adds 1e-5 to the artifact's delta 1e-3: the training part's epsilon (the
+    ledger's `parts`) is at the accountant's 1e-3 - 1e-5, so the bound, the claim and the ceiling are too."""
+    part = PreprocessingPart(_account(with_vocabulary=True), "add-remove")
+    ledger = privacy_ledger.PrivacyLedger.for_dp_sgd(RUN, l2_norm_clip=1.0, delta=1e-3, preprocessing=part)
+    accountant_delta = 1e-3 - 1e-5
+    assert ledger.delta == pytest.approx(1e-3) and ledger.accountant_delta == pytest.approx(accountant_delta)
+    check, figures = canary_audit.audit_check(ledger, CANARIES)
+    assert figures["delta"] == pytest.approx(accountant_delta, rel=1e-9)
+    assert figures["claims"] == pytest.approx(_claims(figures, accountant_delta), rel=1e-6)
+    assert figures["claims"]["pld"] != pytest.approx(_claims(figures, 1e-3)["pld"], rel=1e-6)
+    assert figures["largest_possible_bound"] == largest_bound(CANARIES, delta=figures["delta"])
+    assert check["passed"] and f"delta {figures['delta']:g})" in check["reason"]
 
 
 def test_a_run_without_its_declared_noise_is_accounting_inconsistent(monkeypatch):
@@ -57,6 +91,9 @@ def test_a_run_without_its_declared_noise_is_accounting_inconsistent(monkeypatch
     assert not check["passed"] and figures["violated"] and figures["lower_bound"] > claim
     assert check["reason"].startswith(f"privacy_audit: accounting inconsistent: lower bound {figures['lower_bound']:g}"
                                       f" > claimed epsilon {figures['claimed_epsilon']:.4g}")
+    # What a bound on the training run refutes: the training part, not the composed epsilon (which is larger).
+    assert check["reason"].endswith("ppml's epsilon for this DP-SGD run, the training part the ledger composes, is "
+                                    "false at that confidence")
 
 
 @pytest.mark.parametrize("ledger, why", [
@@ -64,7 +101,11 @@ def test_a_run_without_its_declared_noise_is_accounting_inconsistent(monkeypatch
     (_ledger(RUN.replace(sampling="fixed", adjacency="replace-one")),
      "the audit cannot reproduce this run (sampling: the one-run audit includes or leaves out each canary"),
     (_ledger(RUN.replace(num_microbatches=4)), "the audit cannot reproduce this run (num_microbatches"),
-], ids=["no ledger", "fixed batches", "microbatches"])
+    (_read_back_without_clip(), "the audit cannot reproduce this run (l2_norm_clip must be a finite number > 0, got "
+                                "None)"),
+    (_ledger(RUN.replace(max_examples_per_user=2)), "the audit cannot reproduce this run (max_examples_per_user: "
+                                                    "the audit's canaries are single examples"),
+], ids=["no ledger", "fixed batches", "microbatches", "no clip norm", "user level"])
 def test_an_audit_that_cannot_run_fails_closed(ledger, why):
     check, figures = canary_audit.audit_check(ledger, CANARIES)
     assert figures is None and check["passed"] is False and check["reason"].startswith(f"privacy_audit: {why}")
