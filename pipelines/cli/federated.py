@@ -255,8 +255,10 @@ def _config(o) -> FederatedTrainingConfig:
     if o["partition"] == "natural" and o["client_column"] is None:
         values["client_key"] = "keys"
     source = click.get_current_context().get_parameter_source
-    given = lambda setting: source(OPTION_OF_SETTING[setting][2:].replace("-", "_")) not in (  # noqa: E731
-        ParameterSource.DEFAULT, None)
+
+    def given(setting):
+        return source(OPTION_OF_SETTING[setting][2:].replace("-", "_")) not in (ParameterSource.DEFAULT, None)
+
     if values["client_key"] is not None:   # dealing flags at their defaults (or --partition natural) are no settings
         values = {k: v for k, v in values.items() if k not in DEALING_SETTINGS
                   or (given(k) and not (k == "partition" and o["partition"] == "natural"))}

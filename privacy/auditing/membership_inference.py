@@ -90,8 +90,10 @@ class MembershipAudit:
         tprs = ", ".join(f"TPR {tpr:.3f} at FPR <= {level:g}" for level, tpr in self.tpr_at_fpr.items())
         return "\n".join([
             f"Membership-inference audit: {self.attack}",
-            f"  examples           {self.num_members} members (train), {self.num_nonmembers} non-members (held out)",
-            f"  mean loss          members {self.mean_member_loss:.4f}, non-members {self.mean_nonmember_loss:.4f}",
+            f"  examples           {self.num_members} members (train), "
+            f"{self.num_nonmembers} non-members (held out)",
+            f"  mean loss          members {self.mean_member_loss:.4f}, "
+            f"non-members {self.mean_nonmember_loss:.4f}",
             f"  attack AUC         {self.auc:.4f} (95% CI {low:.3f}-{high:.3f}; 0.5 = chance)",
             f"  advantage          {self.advantage:.4f} (max TPR - FPR); {tprs}",
         ])

@@ -85,8 +85,10 @@ def _vocabulary_set_later(layer, class_name: str, config: dict[str, Any]) -> str
             return (f"layer '{layer.name}' ({class_name}) names the vocabulary file {given!r}, which cannot be read "
                     f"({err}), so what it carries cannot be checked; give the vocabulary to the constructor: "
                     f"{ADAPTED_LAYERS[class_name][1]}")
-    as_text = lambda tokens: [t.decode("utf-8", "surrogateescape") if isinstance(t, bytes) else str(t)  # noqa: E731
-                              for t in tokens]
+
+    def as_text(tokens):
+        return [t.decode("utf-8", "surrogateescape") if isinstance(t, bytes) else str(t) for t in tokens]
+
     if as_text(current) == as_text(given):
         return None
     return (f"layer '{layer.name}' ({class_name}) holds a vocabulary of {len(current)} tokens that is not the one its "

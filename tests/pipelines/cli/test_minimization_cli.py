@@ -5,7 +5,7 @@ import pytest
 
 from pipelines.cli.minimization import minimization_settings
 from privacy.minimization import ScrubSettings
-from tests.pipelines.cli.test_pipeline_cli import invoke, no_tfx  # noqa: F401  (fixture)
+from tests.pipelines.cli.test_pipeline_cli import invoke
 
 
 @pytest.mark.parametrize("args, message", [
@@ -27,7 +27,7 @@ from tests.pipelines.cli.test_pipeline_cli import invoke, no_tfx  # noqa: F401  
      "--generalize would turn quasi-identifier 'mean_radius' into text ranges"),
     (["--scrub-pii", "--scrub-column", "mean_radius"], "column 'mean_radius' holds numbers"),
 ])
-def test_bad_minimization_options_are_usage_errors_before_tfx(no_tfx, tmp_path, args, message):  # noqa: F811
+def test_bad_minimization_options_are_usage_errors_before_tfx(no_tfx, tmp_path, args, message):
     root = tmp_path / "root"
     result = invoke("pipeline", "run", "--pipeline-root", str(root), *args)
     assert result.exit_code == 2, result.output
@@ -65,7 +65,7 @@ def _key_file(tmp_path, mode, size):
     (lambda tmp: str(tmp / "no-such-folder" / "key"), "is not a writable folder"),
     (lambda tmp: str(tmp), "is a directory"),
 ])
-def test_a_key_file_the_scrubber_would_refuse_is_a_usage_error_before_tfx(no_tfx, tmp_path, key,  # noqa: F811
+def test_a_key_file_the_scrubber_would_refuse_is_a_usage_error_before_tfx(no_tfx, tmp_path, key,
                                                                           message):
     root = tmp_path / "root"
     result = invoke("pipeline", "run", "--pipeline-root", str(root), "--scrub-pii", "--pii-key-file", key(tmp_path))
@@ -73,7 +73,7 @@ def test_a_key_file_the_scrubber_would_refuse_is_a_usage_error_before_tfx(no_tfx
     assert not root.exists()
 
 
-def test_compile_checks_declared_columns_against_the_csv_header_before_tfx(no_tfx, tmp_path):  # noqa: F811
+def test_compile_checks_declared_columns_against_the_csv_header_before_tfx(no_tfx, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     (data / "tickets.csv").write_text("ticket_id,ticket_text,email\n1,hi,a@b.c\n,2,\n3.5,x,\n")
@@ -93,7 +93,7 @@ def test_compile_checks_declared_columns_against_the_csv_header_before_tfx(no_tf
     (["--scrub-pii", "--scrub-column", "ticket_txt"], "declared column(s) ['ticket_txt'] are not in the data"),
     (["--quasi-identifier", "age", "--sensitive-column", "products"], "['products'] are not in the data"),
 ])
-def test_minimize_checks_its_settings_against_the_bundled_tickets_before_tfx(no_tfx, tmp_path, args,  # noqa: F811
+def test_minimize_checks_its_settings_against_the_bundled_tickets_before_tfx(no_tfx, tmp_path, args,
                                                                              message):
     root = tmp_path / "root"
     result = invoke("minimize", "--pipeline-root", str(root), *args)
@@ -101,7 +101,7 @@ def test_minimize_checks_its_settings_against_the_bundled_tickets_before_tfx(no_
     assert not root.exists()
 
 
-def test_minimize_runs_the_readme_example_up_to_tfx(no_tfx, tmp_path):  # noqa: F811
+def test_minimize_runs_the_readme_example_up_to_tfx(no_tfx, tmp_path):
     from tests.pipelines.test_minimization_pipeline import README_EXAMPLE
     result = invoke(*README_EXAMPLE, "--pipeline-root", str(tmp_path / "root"))
     assert "TFX would be imported" in str(result.exception)
@@ -114,7 +114,7 @@ def test_minimize_runs_the_readme_example_up_to_tfx(no_tfx, tmp_path):  # noqa: 
     ("hi,1\nzed.secret@example.com\n", "file t.csv line 3 has 1 fields, the header 2"),
     ("hi,1\n" + "zed.secret@example.com " * 6000 + ",2\n", "file t.csv line 3: a cell is longer than the 131072"),
 ])
-def test_minimize_refuses_a_malformed_csv_row_naming_file_and_line_only(no_tfx, tmp_path, rows, message):  # noqa: F811
+def test_minimize_refuses_a_malformed_csv_row_naming_file_and_line_only(no_tfx, tmp_path, rows, message):
     data = tmp_path / "data"
     data.mkdir()
     (data / "t.csv").write_text("ticket_text,age\n" + rows)
