@@ -61,6 +61,7 @@ def test_default_is_b_plus_four_sd_and_the_table_names_the_event():
     assert float(pld[0].split()[1]) == pytest.approx(truncated_pld(k, SIGMA, steps), abs=5e-5)
     rdp = [line for line in result.output.splitlines() if line.strip().startswith("RDP")]
     assert rdp[0].split()[1] == "n/a" and "no analysis of truncated Poisson sampling" in rdp[0]
+    assert f"-DP per example, add-remove adjacency, poisson sampling cut to {k} per batch; " in result.output
 
 
 def test_noise_and_epochs_calibrate_the_truncated_event():
