@@ -68,6 +68,13 @@ SEPARATE_RUNS = {
     "separate runs (a re-run, another budget) compose: their epsilons add up (basic composition), and a "
     "serving_model folder holding several of them releases all"}
 """Listed outside the guarantee of every private run: the ledger accounts one run."""
+CUT_BATCHES_NAME = "count of cut batches"
+CUT_BATCHES = {
+    CUT_BATCHES_NAME: "truncated Poisson sampling's epsilon (TruncatedSubsampledGaussianDpEvent) covers the noisy "
+    "steps with the cut hidden; the count of batches cut (parameters['truncated_batches'], counted when drawn) is "
+    "released beside them and depends on the batch sizes drawn, hence on the dataset size and, under add-remove, on "
+    "whether an example is present (per step P(cut) moves by q P(N = K), N ~ Binomial(n, q)); no epsilon covers it"}
+"""Listed outside the guarantee of every ledger that states how many batches truncated Poisson sampling cut."""
 
 PRIVACY_UNITS = ("example", "user", "client")
 """What neighbouring data sets differ in: one example; all examples of one user (DP-SGD's group privacy over
@@ -151,7 +158,8 @@ class PrivacyLedger:
           decision: the push decision's release, composed after the preprocessing, before the training.
           truncated_batches: under truncated Poisson sampling (``mechanism.truncated_batch_size``), how many
             batches the sampler cut (counted when drawn: a batch prefetched but not trained on may be
-            included); required then, and recorded as ``parameters['truncated_batches']``.
+            included); required then, recorded as ``parameters['truncated_batches']`` and listed outside the
+            guarantee (`CUT_BATCHES`: no epsilon covers the count).
           outside_guarantee: what the model or run shows that epsilon does not cover ({name: why}).
 
         Raises:
@@ -168,6 +176,7 @@ class PrivacyLedger:
         parameters.update(l2_norm_clip=float(l2_norm_clip), delta_is_default=bool(delta_is_default))
         if truncated_batches is not None:
             parameters["truncated_batches"] = int(truncated_batches)
+            outside_guarantee = {**(outside_guarantee or {}), **CUT_BATCHES}
         if outside_guarantee:
             parameters["outside_guarantee"] = dict(outside_guarantee)
         return cls(budget=budget, mechanism=DP_SGD, parameters=parameters, trainer=dict(trainer or {}),
@@ -420,12 +429,14 @@ class PrivacyLedger:
         else:
             check_budget(budget, ledger.accounted_mechanism(), budget.target_delta, preprocessing, decision)
         if ledger.mechanism == DP_SGD:
-            _check_truncated_batches(ledger.dp_sgd_mechanism(), ledger.parameters.get("truncated_batches"))
+            _check_truncated_batches(ledger.dp_sgd_mechanism(), ledger.parameters.get("truncated_batches"),
+                                     ledger.parameters.get("outside_guarantee") or {})
         return ledger
 
 
-def _check_truncated_batches(mechanism: DpSgdMechanism, count) -> None:
-    """A truncated DP-SGD run states how many batches it cut (an integer >= 0); another run states none."""
+def _check_truncated_batches(mechanism: DpSgdMechanism, count, outside: dict | None = None) -> None:
+    """A truncated DP-SGD run states how many batches it cut (an integer >= 0), listed in ``outside`` (the
+    ledger's outside_guarantee, where given) as `CUT_BATCHES`; another run states none."""
     if mechanism.truncated_batch_size is None:
         if count is not None:
             raise LedgerError(f"truncated_batches={count!r} for a run that never cuts its batches "
@@ -435,6 +446,9 @@ def _check_truncated_batches(mechanism: DpSgdMechanism, count) -> None:
         raise LedgerError(f"a run of truncated Poisson sampling (truncated_batch_size="
                           f"{mechanism.truncated_batch_size}) must state truncated_batches, the number of batches "
                           f"cut, as an integer >= 0; got {count!r}")
+    if outside is not None and CUT_BATCHES_NAME not in outside:
+        raise LedgerError(f"a ledger stating truncated_batches must list {CUT_BATCHES_NAME!r} outside the guarantee "
+                          f"(no epsilon covers the count)")
 
 
 def _composed(mechanism: DpSgdMechanism, delta: float, preprocessing: PreprocessingPart | None = None,

@@ -127,7 +127,8 @@ class PipelineReport:
                       f"  {'clipping norm C':<18} {self.ledger.parameters['l2_norm_clip']:g} (per-example L2)"]
             if self.ledger.parameters.get("truncated_batches") is not None:
                 lines.append(f"  {'batches cut':<18} {self.ledger.parameters['truncated_batches']} (truncated Poisson "
-                             f"sampling, counted when drawn: prefetched batches included; accounted above)")
+                             f"sampling, counted when drawn: prefetched batches included; not covered by "
+                             f"epsilon, see outside the guarantee)")
         else:
             eps = ", ".join(f"{k.upper()} {v:.4f}" for k, v in self.ledger.epsilons.items() if v is not None)
             lines += [f"{self.ledger.mechanism} privacy ledger: {self.ledger.privacy_unit}-level epsilon {eps} at "

@@ -83,7 +83,8 @@ def _training_options(fn):
                      help="Truncated Poisson sampling (--dp, per-example clipping): a batch drawing more than K "
                           "examples is cut to a uniformly random K of them ('default': B + 4 standard deviations); "
                           "accounted as dp-accounting's TruncatedSubsampledGaussianDpEvent by PLD (the Trainer's "
-                          "accountant is then pld); the ledger and `ppml report` count the batches cut."),
+                          "accountant is then pld); the ledger and `ppml report` count the batches cut (a count "
+                          "that epsilon does not cover, listed outside the guarantee)."),
         click.option("--learning-rate", type=float, default=0.2, show_default=True, help="SGD learning rate."),
         click.option("--preprocessing-share", type=click.FloatRange(0, 1, min_open=True), default=DEFAULT_SHARE,
                      show_default=True,

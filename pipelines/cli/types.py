@@ -39,6 +39,10 @@ class TruncatedBatchSize(click.ParamType):
 
     name = "K|default"
 
+    def get_metavar(self, param, ctx=None):
+        """``K|default`` as typed (click would upper-case the name, a spelling `convert` refuses)."""
+        return self.name
+
     def convert(self, value, param, ctx):
         from privacy.accounting import truncation
         if isinstance(value, int) or value == truncation.DEFAULT:

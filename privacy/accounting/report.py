@@ -154,8 +154,9 @@ class PrivacyReport:
         lines.append("")
         best = [e for e in self.epsilon.values() if e is not None]
         if best:
+            cut = "" if m.truncated_batch_size is None else f" cut to {m.truncated_batch_size} per batch"
             lines.append(f"  Guarantee: ({min(best):.4g}, {self.delta:g})-DP per {unit}, {m.adjacency.value} "
-                         f"adjacency, {m.sampling.value} sampling; {self.accountant_version}.")
+                         f"adjacency, {m.sampling.value} sampling{cut}; {self.accountant_version}.")
         if self.per_epoch:
             kinds = list(self.epsilon)
             lines += ["", "  " + f"{'epoch':>6} {'steps':>8} " + " ".join(f"{'eps ' + k.upper():>10}" for k in kinds)]

@@ -321,8 +321,10 @@ class PrivateTraining:
         notes = (*report.notes, f"not covered: {NOT_COVERED}.")
         if mechanism.truncated_batch_size is not None:
             notes += (f"truncated Poisson sampling cut {self.truncated_batches} batch(es) to "
-                      f"{mechanism.truncated_batch_size} examples (accounted; counted when drawn in this process, "
-                      f"so batches prefetched but not trained on are included).",)
+                      f"{mechanism.truncated_batch_size} examples (the steps are accounted with the cut hidden; "
+                      f"this count is not covered by epsilon: it depends on the batch sizes drawn, so on n and, "
+                      f"under add-remove, on an example's presence; counted when drawn in this process, so "
+                      f"batches prefetched but not trained on are included).",)
         return dataclasses.replace(report, notes=notes)
 
     def max_steps(self) -> int | None:

@@ -2,6 +2,7 @@
 ledger's count of cut batches, the gate's epsilon and `ppml report`; every epsilon recomputed from dp-accounting
 directly."""
 
+import json
 import math
 
 import dp_accounting as dpa
@@ -99,3 +100,27 @@ def test_the_ledger_records_the_cut_batches_and_the_gate_and_report_use_the_trun
     data = report.to_dict()["privacy"]
     assert data["truncated_batches"] == 7 and data["truncated_batch_size"] == 40
     assert data["epsilon_pld"] == pytest.approx(exact, rel=1e-9) and data["epsilon_rdp"] is None
+
+
+def test_the_count_of_cut_batches_is_listed_outside_the_guarantee_and_never_called_accounted():
+    """The TruncatedSubsampledGaussianDpEvent's epsilon covers the noisy steps with the cut hidden; the count of
+    cut batches, released in the ledger, depends on the batch sizes (under add-remove P(cut) moves by q P(N = K)
+    when an example joins), so the ledger (read by the Evaluator's list) and the report put it outside the guarantee."""
+    plan = DpTrainingConfig.from_custom_config(GOOD).plan(dataset_size=N)
+    ledger = pl.PrivacyLedger.from_dict(plan.ledger(truncated_batches=7).to_dict())
+    outside = ledger.parameters["outside_guarantee"]
+    assert set(outside) == {pl.CUT_BATCHES_NAME, *pl.SEPARATE_RUNS, *pl.INFERRED_SPEC}
+    assert "no epsilon covers it" in outside[pl.CUT_BATCHES_NAME]
+    unlisted = json.loads(json.dumps(ledger.to_dict()))   # to_dict shares the parameters' dicts
+    del unlisted["parameters"]["outside_guarantee"][pl.CUT_BATCHES_NAME]
+    with pytest.raises(pl.LedgerError, match="must list 'count of cut batches' outside the guarantee"):
+        pl.PrivacyLedger.from_dict(unlisted)
+    untruncated = DpTrainingConfig.from_custom_config({**GOOD, "truncated_batch_size": None}).plan(dataset_size=N)
+    assert pl.CUT_BATCHES_NAME not in untruncated.ledger().parameters["outside_guarantee"]
+
+    text = PipelineReport(pipeline_name="p", run_id="r", stages={"Trainer": "complete"}, model_uri="m", model_id=1,
+                          model_properties={}, ledger=ledger, evaluation=None, evaluation_uri=None,
+                          pushed_uri=None).format_text()
+    cut = next(line for line in text.splitlines() if line.startswith(f"  {'batches cut':<18} 7"))
+    assert "not covered by epsilon" in cut and "accounted" not in cut
+    assert f"  outside the guarantee: {pl.CUT_BATCHES_NAME}: " in text

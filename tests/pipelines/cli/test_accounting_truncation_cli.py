@@ -61,6 +61,7 @@ def test_default_is_b_plus_four_sd_and_the_table_names_the_event():
     assert float(pld[0].split()[1]) == pytest.approx(truncated_pld(k, SIGMA, steps), abs=5e-5)
     rdp = [line for line in result.output.splitlines() if line.strip().startswith("RDP")]
     assert rdp[0].split()[1] == "n/a" and "no analysis of truncated Poisson sampling" in rdp[0]
+    assert f"-DP per example, add-remove adjacency, poisson sampling cut to {k} per batch; " in result.output
 
 
 def test_noise_and_epochs_calibrate_the_truncated_event():
@@ -97,3 +98,10 @@ def test_bad_truncation_is_one_line_naming_the_option(command, extra, option, me
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
     assert len(errors) == 1 and option in errors[0] and message in errors[0], result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+@pytest.mark.parametrize("command", [["epsilon"], ["noise"], ["epochs"], ["pipeline", "run"]])
+def test_help_spells_the_default_as_the_option_takes_it(command):
+    """click upper-cases a type's name into the metavar; 'DEFAULT' is refused, so the help must say 'default'."""
+    text = " ".join(run(*command, "--help").output.split())
+    assert "--truncated-batch-size K|default " in text and "K|DEFAULT" not in text
