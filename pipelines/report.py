@@ -185,7 +185,8 @@ def pate_aggregation(ledger: privacy_ledger.PrivacyLedger) -> dict[str, Any]:
     """A PATE ledger's aggregation: its settings and public counts, and the events the guarantee composes."""
     params = ledger.parameters
     return {key: params.get(key) for key in ("aggregator", "teachers", "classes", "queries", "answered",
-                                             "private_split", "public_split", "partition", "smoothed_release")} | {
+                                             "private_split", "public_split", "partition", "smoothed_release",
+                                             "student_training")} | {
         "events": [{"event": str(event), "count": count} for event, count in
                    privacy_ledger.pate_events(params)]}
 
@@ -200,7 +201,19 @@ def pate_lines(ledger: privacy_ledger.PrivacyLedger) -> list[str]:
             f"on split {params.get('private_split')!r} ({params.get('partition')}), {params['queries']} queries of "
             f"split {params.get('public_split')!r}, {params['answered']} answered (the student's labels)",
             *[f"  charged            {count} x {event}" for event, count in privacy_ledger.pate_events(params)],
+            *_student_lines(params.get("student_training")),
             *_smoothed_lines(ledger)]
+
+
+def _student_lines(training: dict[str, Any] | None) -> list[str]:
+    """How the student was trained (older ledgers do not say: no line)."""
+    if not training:
+        return []
+    how = (f"self-training (confidence {training['confidence']:g}, {training['rounds']} rounds): "
+           f"{training['answered_labels']} answered + {training['pseudo_labels']} pseudo-labelled queries"
+           if training.get("method") == "self-training" else f"supervised on {training['answered_labels']} answered "
+                                                              f"queries")
+    return [f"  student            {how} (post-processing: no privacy cost)"]
 
 
 def _smoothed_lines(ledger: privacy_ledger.PrivacyLedger) -> list[str]:

@@ -17,6 +17,7 @@ from privacy.pate import (ConfidentGNMax, GNMax, PateConfigurationError, Smoothe
                           VoteHistory, analyze, check_disjoint, check_public_private, data_independent_epsilon,
                           partition_by_key, release_or_refusal)
 from privacy.pate.analysis import DATA_INDEPENDENT, UNIT
+from privacy.pate.student import DEFAULT_CONFIDENCE, DEFAULT_ROUNDS, SelfTraining
 from privacy.pate.votes import check_teachers
 
 DATASETS = {"digits": 10, "breast_cancer": 2}
@@ -56,6 +57,20 @@ def _release(o) -> SmoothSensitivityRelease:
     except PateConfigurationError as err:
         raise _usage("--smooth-order/--smooth-beta/--sigma-ss", err) from None
 
+
+def _self_training(o) -> SelfTraining | None:
+    """The student's self-training settings, or None (answered queries only); errors name the option."""
+    if not o["semi_supervised"]:
+        given = [name for name, key in (("--confidence", "confidence"), ("--self-training-rounds", "rounds"))
+                 if o[key] is not None]
+        if given:
+            raise _usage(given[0], "sets the student's self-training: it needs --semi-supervised")
+        return None
+    try:
+        return SelfTraining(DEFAULT_CONFIDENCE if o["confidence"] is None else o["confidence"],
+                            DEFAULT_ROUNDS if o["rounds"] is None else o["rounds"])
+    except PateConfigurationError as err:
+        raise _usage("--confidence" if str(err).startswith("confidence") else "--self-training-rounds", err) from None
 
 
 def _noise_options(fn):
@@ -182,15 +197,25 @@ def _print(report, as_json: bool, extra: dict | None = None) -> None:
                    "noise).")
 @click.option("--votes-out", type=click.Path(dir_okay=False),
               help="Write the vote history here (private: the teachers' votes), readable by you only.")
+@click.option("--semi-supervised", is_flag=True,
+              help="Self-train the student: also fit it on the unanswered public queries it labels itself with "
+                   "probability >= --confidence (post-processing of the released labels: same epsilon).")
+@click.option("--confidence", type=float,
+              help=f"With --semi-supervised: the predicted probability a pseudo-label needs, in (0, 1] "
+                   f"[default: {DEFAULT_CONFIDENCE}].")
+@click.option("--self-training-rounds", "rounds", type=int,
+              help=f"With --semi-supervised: pseudo-label and refit rounds [default: {DEFAULT_ROUNDS}].")
 @_noise_options
 @_smoothing_options
 def run(dataset, teachers, public_fraction, test_fraction, partitions_file, epochs, seed, votes_out, **o):
     """Train teachers on disjoint partitions of a bundled data set, label the public split through the
-    aggregator, train the student on the answered queries, and report accuracy and epsilon."""
+    aggregator, train the student on the answered queries (with --semi-supervised, also on unanswered ones it
+    pseudo-labels), and report accuracy and epsilon."""
     if public_fraction + test_fraction >= 0.95:
         raise _usage("--public-fraction", "public and test fractions leave too few private rows")
     aggregator = _aggregator(o)
     release = _release(o)
+    self_training = _self_training(o)
     num_classes = DATASETS[dataset]
     try:
         check_teachers(teachers, num_classes)
@@ -222,8 +247,9 @@ def run(dataset, teachers, public_fraction, test_fraction, partitions_file, epoc
     extra = {"answered_label_accuracy": float(np.mean(history.labels[answered] == y[public][answered]))
              if answered.any() else None}
     if answered.any():
-        student = keras_training.fit_classifier(x[public][answered], history.labels[answered], num_classes,
-                                                epochs=epochs, seed=seed)
+        student, training = keras_training.fit_student(x[public], history.labels, answered, num_classes,
+                                                       epochs=epochs, seed=seed, self_training=self_training)
+        extra["student_training"] = training.to_json()
         extra["student_test_accuracy"] = keras_training.accuracy(student, x[test], y[test])
     extra["accuracies_note"] = "measured on labeled held-out rows: outside the privacy guarantee"
     if votes_out is not None:

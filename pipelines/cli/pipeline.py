@@ -52,7 +52,8 @@ def _training_options(fn):
                      help="The DP Trainer (DP-SGD), the Federated Trainer (FedAvg over clients partitioned "
                           "from the training split; DP-FedAvg when private) or the PATE Trainer (teachers on the "
                           "private split label the public split through a noisy vote; the student is pushed; no "
-                          "Transform stage; its noise and splits in --trainer-config)."),
+                          "Transform stage; its noise, splits and the student's self-training, semi_supervised, in "
+                          "--trainer-config)."),
         click.option("--trainer-config", "trainer_config_json", metavar="JSON",
                      help="Further keys of the Trainer's custom_config, as a JSON object, e.g. "
                           "'{\"num_clients\": 40, \"rounds\": 20}' (keys: pipelines/components/"

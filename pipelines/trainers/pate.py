@@ -15,7 +15,9 @@ settings), each record alone against the declared spec (``feature_keys`` one flo
 3. Aggregation. Each teacher votes on every public query; the aggregator (`privacy.pate`, noise from the OS
    CSPRNG) answers some queries with noisy labels. The public split must share no record with the private one
    (`privacy.pate.check_public_private` on raw record keys).
-4. Student. An MLP of the same shape is fitted on the answered queries and their noisy labels only.
+4. Student. An MLP of the same shape is fitted on the answered queries and their noisy labels; with
+   ``semi_supervised`` it is then self-trained on the unanswered queries it pseudo-labels itself
+   (`privacy.pate.student`: post-processing of the release, no event charged, the same epsilon).
 
 Outputs, like the other trainers': ``serving_model_dir`` holds a SavedModel whose ``serving_default`` takes
 serialized raw tf.Examples and returns ``{"probabilities": ...}`` (P(label = 1), [n, 1], for two classes;
@@ -85,15 +87,17 @@ def run_fn(fn_args) -> None:
         release, refused = release_or_refusal(config.smoothing(), history)
         smoothed = {**release.to_json(), "analysis": SMOOTHED} if release else {"refused": refused}
         analysis = COMPOSED if release else analysis
-    student = keras_training.fit_classifier(scaled_queries[answered], history.labels[answered], config.num_classes,
-                                            epochs=config.epochs, seed=config.seed, hidden=config.hidden_units)
+    student, training = keras_training.fit_student(scaled_queries, history.labels, answered, config.num_classes,
+                                                   epochs=config.epochs, seed=config.seed,
+                                                   hidden=config.hidden_units, self_training=config.self_training())
     export(student.get_weights(), mean, std, config, fn_args.serving_model_dir)
     facts = {"teachers": config.teachers, "classes": config.num_classes, "answered": history.num_answered,
              "private_split": config.private_split, "public_split": config.public_split,
              "holder_key": config.holder_key, "privacy_unit": config.privacy_unit, "adjacency": "add-remove",
              "partition": "by holder key" if config.holder_key else "by raw record content (keyed hash)",
              "dataset_size": len(set(holders)) if config.holder_key else len(private_keys),
-             "analysis": analysis, "outside_guarantee": dict(PUBLIC_SPLIT_CAVEAT),
+             "analysis": analysis, "student_training": training.to_json(),
+             "outside_guarantee": dict(PUBLIC_SPLIT_CAVEAT),
              **({"smoothed_release": smoothed} if smoothed else {})}
     ledger = privacy_ledger.PrivacyLedger.for_pate(aggregator, queries=len(queries), delta=config.delta,
                                                    parameters=facts, decision=_decision(config),

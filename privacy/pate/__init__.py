@@ -14,6 +14,9 @@ Analyses, each named wherever its numbers are printed:
     smooth sensitivity (the paper's GNSS mechanism), whose own cost is included; made once per history, and
     composed into the guarantee of any report that carries it (`analysis`).
 
+The student learns from the answered queries, optionally self-trained on the unanswered ones
+(`privacy.pate.student.SelfTraining`): post-processing of the release, so the same epsilon.
+
 Importing this package does not import TensorFlow (`privacy.pate.keras_training` does).
 """
 

@@ -1,13 +1,20 @@
 """Teachers and student as small Keras 3 classifiers (`import keras`; the rest of privacy.pate imports no Keras).
 
 Each teacher is fitted on its own partition only; the student is fitted on the public queries that the
-aggregator answered, with the aggregator's labels, so it depends on the private data only through them.
+aggregator answered, with the aggregator's labels, so it depends on the private data only through them; with
+`privacy.pate.student.SelfTraining` also on unanswered queries it pseudo-labels itself (post-processing: the
+same epsilon).
 Callers set TF_USE_LEGACY_KERAS before TensorFlow is first imported (`ppml pate run` sets 0 unless set).
 """
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
+import scipy.special
+
+from privacy.pate.student import SelfTraining, StudentTraining, pseudo_labels
 
 
 def _classifier(input_dim: int, num_classes: int, hidden: int, seed: int):
@@ -28,6 +35,25 @@ def fit_classifier(x: np.ndarray, y: np.ndarray, num_classes: int, *, epochs: in
         return model
     model.fit(x.astype("float32"), y.astype("int64"), epochs=epochs, batch_size=32, verbose=0)
     return model
+
+
+def fit_student(queries: np.ndarray, labels: np.ndarray, answered: np.ndarray, num_classes: int, *, epochs: int,
+                seed: int, hidden: int = 32, self_training: SelfTraining | None = None):
+    """(student, `StudentTraining`): the student fitted on ``queries[answered]`` with ``labels[answered]`` (the
+    aggregator's release), then, with ``self_training``, refitted ``rounds`` times from the same seeded
+    initialisation on those plus the unanswered queries its previous fit labels with probability >= confidence.
+    Uses the public queries and the released labels only: post-processing, no privacy cost."""
+    answered = np.asarray(answered, dtype=bool)
+    labels = np.asarray(labels, dtype=np.int64)
+    fit = functools.partial(fit_classifier, num_classes=num_classes, epochs=epochs, seed=seed, hidden=hidden)
+    student = fit(queries[answered], labels[answered])
+    rows = np.zeros(0, dtype=np.int64)
+    for _ in range(self_training.rounds if self_training else 0):
+        probabilities = scipy.special.softmax(student.predict(queries.astype("float32"), verbose=0), axis=1)
+        rows, pseudo = pseudo_labels(probabilities, answered, self_training.confidence)
+        student = fit(np.concatenate([queries[answered], queries[rows]]),
+                      np.concatenate([labels[answered], pseudo]))
+    return student, StudentTraining(self_training, int(answered.sum()), rows)
 
 
 def teacher_votes(x: np.ndarray, y: np.ndarray, partitions, queries: np.ndarray, num_classes: int, *,

@@ -100,6 +100,13 @@ BUNDLED = {"label_key": "diagnosis", "num_classes": 2, "feature_keys": ["a", "b"
     ({"label_key": None}, "label_key"),
     ({"num_teachers": 5}, "num_teachers"),
     ({"holder_key": "site", "decision_epsilon": 0.5}, "decision_epsilon"),
+    ({"semi_supervised": "yes"}, "semi_supervised"),
+    ({"confidence": 0.8}, "confidence"),   # without semi_supervised: refused, not ignored
+    ({"semi_supervised": False, "self_training_rounds": 3}, "self_training_rounds"),
+    ({"semi_supervised": True, "confidence": 0}, "confidence"),
+    ({"semi_supervised": True, "confidence": 1.5}, "confidence"),
+    ({"semi_supervised": True, "confidence": float("nan")}, "confidence"),
+    ({"semi_supervised": True, "self_training_rounds": 0}, "self_training_rounds"),
 ])
 def test_bad_settings_are_refused_naming_the_key(change, setting):
     with pytest.raises(InvalidPateSetting) as err:

@@ -1,5 +1,6 @@
 """``ppml pipeline run --trainer pate`` end to end on the bundled data: ExampleGen's three splits, the PATE
-Trainer (10 teachers, Confident-GNMax with a declared cap), the Private Evaluator's gate and the Pusher.
+Trainer (10 teachers, Confident-GNMax with a declared cap, a self-trained student), the Private Evaluator's gate
+and the Pusher.
 
 The checks read ML Metadata, the ledger and the SavedModel directly: the ledger's epsilon is recomputed here
 from dp-accounting with the settings and the public split's size counted from ExampleGen's files; the student's
@@ -20,7 +21,9 @@ from privacy.decision import NoisyAccuracy
 from ..conftest import run_python
 from .conftest import ppml
 
-SETTINGS = {"teachers": 10, "threshold": 7, "sigma1": 3.0, "sigma": 3.0, "max_answered": 20, "epochs": 20}
+SETTINGS = {"teachers": 10, "threshold": 7, "sigma1": 3.0, "sigma": 3.0, "max_answered": 20, "epochs": 20,
+            "semi_supervised": True}
+"""The student self-trained on the unanswered queries: the ledger's epsilon below is still that of the aggregation."""
 BUDGET = 60.0
 """Above the epsilon these settings give on ~145 public queries (about 29): a PATE student of 10 teachers on a
 few hundred records has a large epsilon; the test checks the accounting and the gate, not a tight guarantee."""
@@ -132,4 +135,9 @@ def test_the_report_names_the_analysis_the_aggregation_and_what_is_outside_the_g
     assert f"{pate_run['splits']['public']} queries of split 'public'" in text
     assert privacy["aggregation"]["aggregator"]["max_answered"] == SETTINGS["max_answered"]
     assert {"public split", "replacing one record"} <= set(privacy["outside_guarantee"])
+    training = privacy["aggregation"]["student_training"]
+    answered = pate_run["ledger"].parameters["answered"]
+    assert training["method"] == "self-training" and training["answered_labels"] == answered
+    assert f"self-training (confidence 0.9, 2 rounds): {answered} answered + " \
+           f"{training['pseudo_labels']} pseudo-labelled queries" in text
     assert any(line.startswith("[3/7] Trainer complete (") for line in pate_run["stderr"].splitlines())

@@ -94,3 +94,37 @@ def test_with_a_holder_key_the_ledger_is_user_level_and_the_student_serves_raw_e
     serve = tf.saved_model.load(args.serving_model_dir).signatures["serving_default"]
     probabilities = serve(examples=tf.constant(records(7, 5)))["probabilities"].numpy()
     assert probabilities.shape == (7, 1) and np.all((probabilities >= 0) & (probabilities <= 1))
+
+
+def test_a_self_trained_student_leaves_the_ledgers_epsilon_unchanged_and_the_ledger_and_report_name_it(tmp_path):
+    import math
+
+    from dp_accounting import dp_event, pld, rdp
+
+    from pipelines import report
+    from pipelines.trainers import pate
+    from privacy.accounting import NeighboringRelation
+    ledgers = {}
+    for semi in (False, True):
+        extra = {"semi_supervised": True, "confidence": 0.6, "self_training_rounds": 2} if semi else {}
+        args = fn_args(tmp_path / str(semi), records(60, 3), records(30, 4), **extra)
+        pate.run_fn(args)
+        ledgers[semi] = privacy_ledger.read_ledger(args.serving_model_dir)
+    direct = []
+    for accountant in (rdp.RdpAccountant(neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE),
+                       pld.PLDAccountant(neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE)):
+        accountant.compose(dp_event.GaussianDpEvent(1.0), 30)   # every query's selection step, sigma1 = 1
+        accountant.compose(dp_event.GaussianDpEvent(1.0 / math.sqrt(2)), 5)   # max_answered GNMax answers
+        direct.append(accountant.get_epsilon(1e-5))
+    for ledger in ledgers.values():
+        assert ledger.epsilons["rdp"] == pytest.approx(direct[0], rel=1e-9)
+        assert ledger.epsilons["pld"] == pytest.approx(direct[1], rel=1e-6)
+    assert ledgers[True].epsilons == ledgers[False].epsilons and ledgers[True].epsilon == ledgers[False].epsilon
+    plain, semi = ledgers[False].parameters["student_training"], ledgers[True].parameters["student_training"]
+    assert plain["method"] == "supervised" and plain["pseudo_labels"] == 0
+    assert semi["method"] == "self-training" and semi["confidence"] == 0.6 and semi["rounds"] == 2
+    answered = ledgers[True].parameters["answered"]
+    assert semi["answered_labels"] == answered and 0 <= semi["pseudo_labels"] <= 30 - answered
+    lines = "\n".join(report.pate_lines(ledgers[True]))
+    assert f"self-training (confidence 0.6, 2 rounds): {answered} answered + {semi['pseudo_labels']} pseudo" in lines
+    assert report.pate_aggregation(ledgers[True])["student_training"] == semi

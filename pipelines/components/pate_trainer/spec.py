@@ -35,6 +35,11 @@ smoothed_release        false               also release the data-dependent RDP 
 smooth_order            20                  that release's RDP order (fixed before the votes are seen)
 smooth_beta             0.4 / smooth_order  its smoothness beta
 sigma_ss                10                  its noise multiplier on the smooth sensitivity
+semi_supervised         false               self-train the student on the unanswered public queries it
+                                            labels itself (`privacy.pate.student`): post-processing of the
+                                            released labels, the same epsilon; the ledger names it
+confidence              0.9                 the predicted probability a pseudo-label needs, in (0, 1]
+self_training_rounds    2                   pseudo-label and refit rounds
 ======================  ==================  ===============================================================
 
 `PateTrainingConfig.from_custom_config` raises `InvalidPateSetting` naming the key, before TFX is imported.
@@ -48,6 +53,7 @@ from typing import Any, Mapping
 
 from pipelines.components import settings
 from privacy.pate import ConfidentGNMax, GNMax, PateConfigurationError, SmoothSensitivityRelease
+from privacy.pate.student import DEFAULT_CONFIDENCE, DEFAULT_ROUNDS, SelfTraining
 from privacy.pate.votes import check_teachers
 
 AGGREGATORS = ("confident_gnmax", "gnmax")
@@ -56,6 +62,8 @@ CONFIDENT_ONLY = ("threshold", "sigma1", "max_answered")
 """Settings of Confident-GNMax only: refused, not ignored, with ``aggregator: gnmax``."""
 SMOOTHING = ("smooth_order", "smooth_beta", "sigma_ss")
 """Settings of the smoothed release only: refused, not ignored, without ``smoothed_release``."""
+SELF_TRAINING = ("confidence", "self_training_rounds")
+"""Settings of the student's self-training only: refused, not ignored, without ``semi_supervised``."""
 EVAL_SPLIT = "eval"
 """The Evaluator's held-out split: neither the private nor the public split may be it."""
 MAX_SEED = 2 ** 32 - 1
@@ -91,6 +99,9 @@ class PateTrainingConfig:
     smooth_order: float = 20.0
     smooth_beta: float | None = None
     sigma_ss: float = 10.0
+    semi_supervised: bool = False
+    confidence: float = DEFAULT_CONFIDENCE
+    self_training_rounds: int = DEFAULT_ROUNDS
 
     @classmethod
     def from_custom_config(cls, custom_config: Mapping[str, Any] | None) -> "PateTrainingConfig":
@@ -117,14 +128,14 @@ class PateTrainingConfig:
                 not all(isinstance(k, str) and k for k in keys) or len(set(keys)) != len(list(keys)):
             raise InvalidPateSetting("feature_keys", f"must be a non-empty list of distinct column names, got {keys!r}")
         values["feature_keys"] = tuple(keys)
-        for key in ("private", "smoothed_release"):
+        for key in ("private", "smoothed_release", "semi_supervised"):
             if key in values and not isinstance(values[key], bool):
                 raise InvalidPateSetting(key, f"must be true or false, got {values[key]!r}")
         if values.get("private") is False:
             raise InvalidPateSetting("private", "PATE is a private trainer; for ordinary training use trainer dp "
                                                 "with private false")
         values["num_classes"] = settings.integer(InvalidPateSetting, "num_classes", values["num_classes"], minimum=2)
-        for key in ("teachers", "epochs", "hidden_units"):
+        for key in ("teachers", "epochs", "hidden_units", "self_training_rounds"):
             if key in values:
                 values[key] = settings.integer(InvalidPateSetting, key, values[key])
         if values.get("max_answered") is not None:
@@ -142,6 +153,10 @@ class PateTrainingConfig:
             given = [k for k in SMOOTHING if k in values]
             if given:
                 raise InvalidPateSetting(given[0], "sets the smoothed release, but smoothed_release is false")
+        if not values.get("semi_supervised"):
+            given = [k for k in SELF_TRAINING if k in values]
+            if given:
+                raise InvalidPateSetting(given[0], "sets the student's self-training, but semi_supervised is false")
         if values.get("aggregator", AGGREGATORS[0]) not in AGGREGATORS:
             raise InvalidPateSetting("aggregator", f"must be one of {', '.join(AGGREGATORS)}, "
                                                    f"got {values['aggregator']!r}")
@@ -160,6 +175,7 @@ class PateTrainingConfig:
             raise InvalidPateSetting("teachers", str(err)) from None
         self.make_aggregator()
         self.smoothing()
+        self.self_training()
         splits = {"private_split": self.private_split, "public_split": self.public_split}
         for key, name in splits.items():
             if name == EVAL_SPLIT:
@@ -200,6 +216,20 @@ class PateTrainingConfig:
         except PateConfigurationError as err:
             name = {"order": "smooth_order", "beta": "smooth_beta", "sigma_ss": "sigma_ss"}.get(
                 str(err).split()[1], "smooth_order")
+            raise InvalidPateSetting(name, str(err)) from None
+
+    def self_training(self) -> SelfTraining | None:
+        """The student's self-training settings, or None when ``semi_supervised`` is false.
+
+        Raises:
+          InvalidPateSetting: naming the setting out of range.
+        """
+        if not self.semi_supervised:
+            return None
+        try:
+            return SelfTraining(self.confidence, self.self_training_rounds)
+        except PateConfigurationError as err:
+            name = "confidence" if str(err).startswith("confidence") else "self_training_rounds"
             raise InvalidPateSetting(name, str(err)) from None
 
     @property

@@ -46,6 +46,11 @@ def test_epsilon_data_independent_json_matches_dp_accounting(ppml_cli):
      "--max-answered: --sigma1 and --max-answered need --threshold"),
     (("run", "--dataset", "breast_cancer", "--sigma", "4", "--votes-out", "/nonexistent-folder/votes.json"),
      "--votes-out: /nonexistent-folder/votes.json is a folder, or its folder does not exist"),
+    (("run", "--sigma", "4", "--confidence", "0.8"), "--confidence: sets the student's self-training: it needs "
+                                                     "--semi-supervised"),
+    (("run", "--sigma", "4", "--semi-supervised", "--confidence", "1.5"), "--confidence: confidence must be in (0, 1]"),
+    (("run", "--sigma", "4", "--semi-supervised", "--self-training-rounds", "0"),
+     "--self-training-rounds: rounds must be an integer in [1, 100], got 0"),
 ])
 def test_bad_settings_exit_2_with_one_line(ppml_cli, args, message):
     proc = ppml_cli("pate", *args, check=False)
@@ -122,3 +127,21 @@ def test_run_then_epsilon_of_its_vote_history(ppml_cli, tmp_path):
     again = json.loads(ppml_cli("pate", "epsilon", "--votes", str(votes), "--json").stdout)
     assert again["guarantee"] == out["guarantee"]
     assert again["smoothed_data_dependent"] == out["smoothed_data_dependent"]
+
+
+@pytest.mark.slow
+def test_run_semi_supervised_reports_the_self_training_and_the_same_epsilon(ppml_cli, tmp_path):
+    votes = tmp_path / "votes.json"
+    out = json.loads(ppml_cli("pate", "run", "--dataset", "breast_cancer", "--teachers", "6", "--epochs", "5",
+                              "--sigma", "2", "--threshold", "5", "--sigma1", "1", "--semi-supervised",
+                              "--confidence", "0.8", "--votes-out", str(votes), "--json").stdout)
+    history = json.loads(votes.read_text())
+    queries, answered = len(history["votes"]), sum(history["answered"])
+    # the events of the supervised run: self-training charges nothing
+    expected = _direct([(dp_event.GaussianDpEvent(1.0), queries), (dp_event.GaussianDpEvent(2 / math.sqrt(2)),
+                                                                   queries)], 1e-5)
+    assert out["guarantee"]["labels_epsilon"] == pytest.approx(expected, rel=1e-12)
+    training = out["student_training"]
+    assert training["method"] == "self-training" and training["confidence"] == 0.8 and training["rounds"] == 2
+    assert training["answered_labels"] == answered and 0 <= training["pseudo_labels"] <= queries - answered
+    assert 0.5 <= out["student_test_accuracy"] <= 1
