@@ -9,9 +9,10 @@ PYTEST_ARGS ?=
 setup:
 	@$(ENV) setup
 
-# Ruff's lint, configured in pyproject.toml (CI runs it before the tests). Formatting is not checked.
+# Ruff's lint and format check, configured in pyproject.toml (CI runs them before the tests); `ruff format .` formats.
 lint: setup
 	$(ENV) exec ruff check .
+	$(ENV) exec ruff format --check .
 
 # The full suite (CI: .ci/run). test-fast leaves out the TFX/Beam and slow tiers (markers in setup.cfg; README, Tests).
 test: setup

@@ -28,8 +28,14 @@ def measure(epochs: int, kind: str, repeats: int) -> dict:
         start = time.perf_counter()
         epsilon = compute_epsilon(mechanism, DELTA, kind)
         times.append(time.perf_counter() - start)
-    return {"epochs": epochs, "steps": mechanism.steps, "accountant": kind, "epsilon": epsilon,
-            "seconds_median": statistics.median(times), "seconds_all": times}
+    return {
+        "epochs": epochs,
+        "steps": mechanism.steps,
+        "accountant": kind,
+        "epsilon": epsilon,
+        "seconds_median": statistics.median(times),
+        "seconds_all": times,
+    }
 
 
 def main() -> None:
@@ -41,10 +47,12 @@ def main() -> None:
     rows = [measure(e, k, args.repeats) for e in (1, 15, 60) for k in ("rdp", "pld")]
     print(f"{'epochs':>6} {'steps':>6} {'accountant':>10} {'epsilon':>9} {'seconds':>9}")
     for r in rows:
-        print(f"{r['epochs']:>6} {r['steps']:>6} {r['accountant']:>10} {r['epsilon']:>9.4f} "
-              f"{r['seconds_median']:>9.3f}")
-    write_results(args.out, {"benchmark": "accounting", "config": {**CONFIG, "delta": DELTA, "sampling": "poisson"},
-                             "rows": rows})
+        print(
+            f"{r['epochs']:>6} {r['steps']:>6} {r['accountant']:>10} {r['epsilon']:>9.4f} {r['seconds_median']:>9.3f}"
+        )
+    write_results(
+        args.out, {"benchmark": "accounting", "config": {**CONFIG, "delta": DELTA, "sampling": "poisson"}, "rows": rows}
+    )
     print(f"\nwrote {args.out}")
 
 

@@ -61,12 +61,26 @@ def build_model(keras, name):
         recurrent = layers.LSTM if name == "lstm" else layers.GRU
         return keras.Sequential([keras.Input((SEQUENCE, 16)), recurrent(64), layers.Dense(10)])
     if name == "mlp":
-        return keras.Sequential([keras.Input((784,)), layers.Dense(512, activation="relu"),
-                                 layers.Dense(512, activation="relu"), layers.Dense(10)])
-    return keras.Sequential([  # the TF Privacy classification tutorial's CNN
-        keras.Input((28, 28, 1)), layers.Conv2D(16, 8, strides=2, padding="same", activation="relu"),
-        layers.MaxPool2D(2, 1), layers.Conv2D(32, 4, strides=2, padding="valid", activation="relu"),
-        layers.MaxPool2D(2, 1), layers.Flatten(), layers.Dense(32, activation="relu"), layers.Dense(10)])
+        return keras.Sequential(
+            [
+                keras.Input((784,)),
+                layers.Dense(512, activation="relu"),
+                layers.Dense(512, activation="relu"),
+                layers.Dense(10),
+            ]
+        )
+    return keras.Sequential(
+        [  # the TF Privacy classification tutorial's CNN
+            keras.Input((28, 28, 1)),
+            layers.Conv2D(16, 8, strides=2, padding="same", activation="relu"),
+            layers.MaxPool2D(2, 1),
+            layers.Conv2D(32, 4, strides=2, padding="valid", activation="relu"),
+            layers.MaxPool2D(2, 1),
+            layers.Flatten(),
+            layers.Dense(32, activation="relu"),
+            layers.Dense(10),
+        ]
+    )
 
 
 def examples(rng, name, count):
@@ -100,30 +114,48 @@ def worker(spec: dict) -> dict:
         sys.skip_tf_privacy_import = True
         from tensorflow_privacy.privacy.fast_gradient_clipping import layer_registry
         from tensorflow_privacy.privacy.keras_models import dp_keras_model
+
         registry = layer_registry.make_default_layer_registry() if spec["registry"] else None
         reduction = keras.losses.Reduction.AUTO if spec["registry"] else keras.losses.Reduction.NONE
         layers = [keras.Input(x.shape[1:])] + build_model(keras, spec["model"]).layers  # built: fast clipping needs it
-        model = dp_keras_model.DPSequential(l2_norm_clip=1.0, noise_multiplier=1.1, layers=layers,
-                                            layer_registry=registry)
+        model = dp_keras_model.DPSequential(
+            l2_norm_clip=1.0, noise_multiplier=1.1, layers=layers, layer_registry=registry
+        )
         if spec["registry"] and not model._enable_fast_peg_computation:
             raise RuntimeError("TF Privacy did not enable fast gradient clipping for this model")
-        model.compile(optimizer=keras.optimizers.SGD(0.1),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=reduction))
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.1),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=reduction),
+        )
     else:
         model = build_model(keras, spec["model"])
         if method == "ppml":
             from privacy.keras import make_private, poisson_batches
+
             if spec.get("poisson"):
                 xs, ys = examples(rng, spec["model"], n)
-                data_mb = (xs.nbytes + ys.nbytes) / 2 ** 20
+                data_mb = (xs.nbytes + ys.nbytes) / 2**20
                 if spec["poisson"] == "dataset":
-                    batches = poisson_batches(tf.data.Dataset.from_tensor_slices((xs, ys)), dataset_size=n,
-                                              expected_batch_size=BATCH, seed=0).prefetch(2)
-                make_private(model, l2_norm_clip=1.0, noise_multiplier=1.1, expected_batch_size=BATCH,
-                             dataset_size=n, truncated_batch_size="default" if spec.get("truncated") else None)
+                    batches = poisson_batches(
+                        tf.data.Dataset.from_tensor_slices((xs, ys)), dataset_size=n, expected_batch_size=BATCH, seed=0
+                    ).prefetch(2)
+                make_private(
+                    model,
+                    l2_norm_clip=1.0,
+                    noise_multiplier=1.1,
+                    expected_batch_size=BATCH,
+                    dataset_size=n,
+                    truncated_batch_size="default" if spec.get("truncated") else None,
+                )
             else:
-                make_private(model, l2_norm_clip=1.0, noise_multiplier=1.1, expected_batch_size=BATCH,
-                             dataset_size=n, sampling="shuffle")
+                make_private(
+                    model,
+                    l2_norm_clip=1.0,
+                    noise_multiplier=1.1,
+                    expected_batch_size=BATCH,
+                    dataset_size=n,
+                    sampling="shuffle",
+                )
         model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss, jit_compile=spec["xla"])
     ends, cpu_ends = [], []
 
@@ -138,22 +170,35 @@ def worker(spec: dict) -> dict:
     else:
         model.fit(batches, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[StepClock()])
     import resource
-    times = np.diff(ends[spec["warmup"] - 1:]) * 1000
-    cpu_times = np.diff(cpu_ends[spec["warmup"] - 1:]) * 1000
-    return {"ms_per_step": float(np.median(times)), "ms_per_step_mean": float(np.mean(times)),
-            "cpu_ms_per_step": float(np.median(cpu_times)),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "data_mb": data_mb}
+
+    times = np.diff(ends[spec["warmup"] - 1 :]) * 1000
+    cpu_times = np.diff(cpu_ends[spec["warmup"] - 1 :]) * 1000
+    return {
+        "ms_per_step": float(np.median(times)),
+        "ms_per_step_mean": float(np.mean(times)),
+        "cpu_ms_per_step": float(np.median(cpu_times)),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "data_mb": data_mb,
+    }
 
 
 def run_worker(python: str, spec: dict, env_extra: dict | None = None) -> dict:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env_extra or {}))
     env["TF_USE_LEGACY_KERAS"] = "1" if spec["flavour"] == "tf_keras" else "0"
-    proc = subprocess.run([python, os.path.abspath(__file__), "--worker", json.dumps(spec)], capture_output=True,
-                          text=True, env=env, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.run(
+        [python, os.path.abspath(__file__), "--worker", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
-        return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1][:300] if (proc.stderr or proc.stdout)
-                else f"exit {proc.returncode}"}
+        return {
+            "error": (proc.stderr or proc.stdout).strip().splitlines()[-1][:300]
+            if (proc.stderr or proc.stdout)
+            else f"exit {proc.returncode}"
+        }
     return json.loads(lines[-1])
 
 
@@ -183,21 +228,45 @@ def configurations(models, tf_privacy_python):
             for xla in (False, True):
                 mode = ", XLA" if xla else ""
                 for method in ("keras", "ppml"):
-                    yield model, f"{method} ({flavour}{mode})", sys.executable, dict(
-                        model=model, method=method, flavour=flavour, xla=xla)
+                    yield (
+                        model,
+                        f"{method} ({flavour}{mode})",
+                        sys.executable,
+                        dict(model=model, method=method, flavour=flavour, xla=xla),
+                    )
         for source in ("arrays", "dataset"):
-            yield model, f"ppml (keras3, Poisson from {source})", sys.executable, dict(
-                model=model, method="ppml", flavour="keras3", xla=False, poisson=source)
-        yield model, "ppml (keras3, truncated Poisson)", sys.executable, dict(
-            model=model, method="ppml", flavour="keras3", xla=False, poisson="arrays", truncated=True)
+            yield (
+                model,
+                f"ppml (keras3, Poisson from {source})",
+                sys.executable,
+                dict(model=model, method="ppml", flavour="keras3", xla=False, poisson=source),
+            )
+        yield (
+            model,
+            "ppml (keras3, truncated Poisson)",
+            sys.executable,
+            dict(model=model, method="ppml", flavour="keras3", xla=False, poisson="arrays", truncated=True),
+        )
         if tf_privacy_python:
-            yield model, "keras (tf_keras, TF Privacy env)", tf_privacy_python, dict(
-                model=model, method="keras", flavour="tf_keras", xla=False)
+            yield (
+                model,
+                "keras (tf_keras, TF Privacy env)",
+                tf_privacy_python,
+                dict(model=model, method="keras", flavour="tf_keras", xla=False),
+            )
             if model == "mlp":
-                yield model, "TF Privacy DPModel + registry", tf_privacy_python, dict(
-                    model=model, method="tf_privacy", flavour="tf_keras", registry=True, xla=True)
-            yield model, "TF Privacy DPModel (vectorized)", tf_privacy_python, dict(
-                model=model, method="tf_privacy", flavour="tf_keras", registry=False, xla=True)
+                yield (
+                    model,
+                    "TF Privacy DPModel + registry",
+                    tf_privacy_python,
+                    dict(model=model, method="tf_privacy", flavour="tf_keras", registry=True, xla=True),
+                )
+            yield (
+                model,
+                "TF Privacy DPModel (vectorized)",
+                tf_privacy_python,
+                dict(model=model, method="tf_privacy", flavour="tf_keras", registry=False, xla=True),
+            )
 
 
 def baseline_of(label):
@@ -213,8 +282,12 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=20, help="timed steps per configuration")
     parser.add_argument("--warmup", type=int, default=3, help="steps before timing (tracing, XLA compilation)")
     parser.add_argument("--rounds", type=int, default=1, help="runs of every configuration, interleaved")
-    parser.add_argument("--only", default="", help="comma-separated fragments: run only the configurations whose "
-                                                   "label contains one of them, and their non-private baselines")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated fragments: run only the configurations whose "
+        "label contains one of them, and their non-private baselines",
+    )
     parser.add_argument("--tf-privacy-python", help="python of an environment with tensorflow-privacy 0.9.0")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "dp_sgd_speed.json"))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -245,15 +318,29 @@ def main(argv=None):
     notes = []
     if not args.tf_privacy_python:
         notes.append("TF Privacy 0.9.0 was not run: pass --tf-privacy-python (see benchmarks/README.md)")
-    write_results(args.out, {"benchmark": "dp_sgd_speed", "batch_size": BATCH, "steps": args.steps,
-                             "rounds": args.rounds, **machine,
-                             "targets_ratio": TARGETS, "tf_privacy_best_ratio_anchor": ANCHORS, "rows": rows,
-                             "notes": notes})
-    print(f"{machine['processor']}, {machine['cores']} cores; load average (1, 5, 15 min) "
-          f"{' '.join(f'{v:.1f}' for v in machine['load_before'])} before, "
-          f"{' '.join(f'{v:.1f}' for v in machine['load_after'])} after; median of {args.rounds} round(s)")
-    print(f"{'model':<5} {'method':<34} {'ms/step':>8} {'ratio':>6} {'CPU ms':>7} {'ratio':>6} {'peak MB':>8} "
-          f"{'+MB':>6} {'data MB':>8}")
+    write_results(
+        args.out,
+        {
+            "benchmark": "dp_sgd_speed",
+            "batch_size": BATCH,
+            "steps": args.steps,
+            "rounds": args.rounds,
+            **machine,
+            "targets_ratio": TARGETS,
+            "tf_privacy_best_ratio_anchor": ANCHORS,
+            "rows": rows,
+            "notes": notes,
+        },
+    )
+    print(
+        f"{machine['processor']}, {machine['cores']} cores; load average (1, 5, 15 min) "
+        f"{' '.join(f'{v:.1f}' for v in machine['load_before'])} before, "
+        f"{' '.join(f'{v:.1f}' for v in machine['load_after'])} after; median of {args.rounds} round(s)"
+    )
+    print(
+        f"{'model':<5} {'method':<34} {'ms/step':>8} {'ratio':>6} {'CPU ms':>7} {'ratio':>6} {'peak MB':>8} "
+        f"{'+MB':>6} {'data MB':>8}"
+    )
     for row in rows:
         if "error" in row:
             print(f"{row['model']:<5} {row['method']:<34} failed: {row['error']}")
@@ -262,10 +349,14 @@ def main(argv=None):
         cpu_ratio = f"{row['cpu_ratio']:.2f}x" if "cpu_ratio" in row else ""
         extra = f"{row['extra_rss_mb']:+.0f}" if "extra_rss_mb" in row else ""
         data = f"{row['data_mb']:.0f}" if row.get("data_mb") else ""
-        print(f"{row['model']:<5} {row['method']:<34} {row['ms_per_step']:>8.1f} {ratio:>6} "
-              f"{row['cpu_ms_per_step']:>7.1f} {cpu_ratio:>6} {row['peak_rss_mb']:>8.0f} {extra:>6} {data:>8}")
-    print(f"targets: ppml <= {TARGETS['mlp']}x (MLP), <= {TARGETS['cnn']}x (CNN); TF Privacy's best in the field "
-          f"notes: {ANCHORS['mlp']}x, {ANCHORS['cnn']}x")
+        print(
+            f"{row['model']:<5} {row['method']:<34} {row['ms_per_step']:>8.1f} {ratio:>6} "
+            f"{row['cpu_ms_per_step']:>7.1f} {cpu_ratio:>6} {row['peak_rss_mb']:>8.0f} {extra:>6} {data:>8}"
+        )
+    print(
+        f"targets: ppml <= {TARGETS['mlp']}x (MLP), <= {TARGETS['cnn']}x (CNN); TF Privacy's best in the field "
+        f"notes: {ANCHORS['mlp']}x, {ANCHORS['cnn']}x"
+    )
     for note in notes:
         print(f"note: {note}")
     print(f"JSON: {args.out}")

@@ -192,11 +192,20 @@ print(json.dumps(rows))
 
 def measure(tree: str, mode: str, args) -> list[dict]:
     """Rows of the worker run on `tree` in `mode` ('in-process', 'no checks', 'rtt', 'processes')."""
-    payload = json.dumps({"mode": mode, "models": args.models, "batches": args.batches, "repeats": args.repeats,
-                          "rtt": RTT_S, "output": args.output})
+    payload = json.dumps(
+        {
+            "mode": mode,
+            "models": args.models,
+            "batches": args.batches,
+            "repeats": args.repeats,
+            "rtt": RTT_S,
+            "output": args.output,
+        }
+    )
     env = dict(os.environ, PYTHONPATH=tree)
-    out = subprocess.run([sys.executable, "-c", WORKER, payload], cwd=tree, env=env, capture_output=True, text=True,
-                         timeout=3600)
+    out = subprocess.run(
+        [sys.executable, "-c", WORKER, payload], cwd=tree, env=env, capture_output=True, text=True, timeout=3600
+    )
     if out.returncode != 0:
         raise RuntimeError(f"the {mode} worker on {tree} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -237,8 +246,17 @@ def keras_rows(models, batches, repeats) -> list[dict]:
                 start = time.perf_counter()
                 model(x[:batch], training=False)
                 seconds.append(time.perf_counter() - start)
-            rows.append(dict(model=name, batch=batch, median_ms=1e3 * statistics.median(seconds),
-                             min_ms=1e3 * min(seconds), rounds=0, bytes=0, client_bytes=0))
+            rows.append(
+                dict(
+                    model=name,
+                    batch=batch,
+                    median_ms=1e3 * statistics.median(seconds),
+                    min_ms=1e3 * min(seconds),
+                    rounds=0,
+                    bytes=0,
+                    client_bytes=0,
+                )
+            )
     return rows
 
 
@@ -256,9 +274,13 @@ def main():
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 100])
     parser.add_argument("--models", nargs="+", choices=["mlp", "cnn"], default=["mlp", "cnn"])
-    parser.add_argument("--output", choices=["logits", "label"], default="logits",
-                        help="what the client gets: logits (as the --before tree and CrypTen) or the label, which "
-                             "adds the argmax head (5 rounds for 10 classes)")
+    parser.add_argument(
+        "--output",
+        choices=["logits", "label"],
+        default="logits",
+        help="what the client gets: logits (as the --before tree and CrypTen) or the label, which "
+        "adds the argmax head (5 rounds for 10 classes)",
+    )
     parser.add_argument("--skip-processes", action="store_true")
     parser.add_argument("--before", help="folder with an older tree's privacy/ package to compare with")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "encrypted_inference.json"))
@@ -279,25 +301,46 @@ def main():
             r["input_check_ratio"] = r["median_ms"] / off
             r["input_check_cpu_ratio"] = r["cpu_ms"] / cpu[(r["model"], r["batch"], f"{r['mode']}, no input check")]
     mlp1 = next((r for r in rows if (r["model"], r["batch"], r["mode"]) == ("mlp", 1, "in-process")), None)
-    goals = {"mlp_batch1_rounds_at_most_16": None if mlp1 is None else mlp1["rounds"] <= 16,
-             "input_check_at_most_20_percent": all(r["input_check_ratio"] <= 1.20 for r in rows
-                                                   if "input_check_ratio" in r and "2^-16" not in r["mode"]),
-             "input_check_at_most_20_percent_one_comparison": all(
-                 r["input_check_ratio"] <= 1.20 for r in rows if "input_check_ratio" in r and "2^-16" in r["mode"])}
-    print(f"processor: {cpu_model()}, {machine_info()['cpus_usable']} usable CPUs; load average at the end "
-          f"{machine_info()['load_average']}")
-    print(f"{'model':<5} {'mode':<48} {'batch':>5} {'median ms':>10} {'x plain':>8} {'rounds':>6} {'MB':>8} "
-          f"{'check x':>7} {'cpu ms':>7} {'cpu x':>5} {'client ms':>9}")
+    goals = {
+        "mlp_batch1_rounds_at_most_16": None if mlp1 is None else mlp1["rounds"] <= 16,
+        "input_check_at_most_20_percent": all(
+            r["input_check_ratio"] <= 1.20 for r in rows if "input_check_ratio" in r and "2^-16" not in r["mode"]
+        ),
+        "input_check_at_most_20_percent_one_comparison": all(
+            r["input_check_ratio"] <= 1.20 for r in rows if "input_check_ratio" in r and "2^-16" in r["mode"]
+        ),
+    }
+    print(
+        f"processor: {cpu_model()}, {machine_info()['cpus_usable']} usable CPUs; load average at the end "
+        f"{machine_info()['load_average']}"
+    )
+    print(
+        f"{'model':<5} {'mode':<48} {'batch':>5} {'median ms':>10} {'x plain':>8} {'rounds':>6} {'MB':>8} "
+        f"{'check x':>7} {'cpu ms':>7} {'cpu x':>5} {'client ms':>9}"
+    )
     for r in rows:
         ratio = f"{r['input_check_ratio']:.2f}" if "input_check_ratio" in r else ""
         cpu_ms = f"{r['cpu_ms']:.1f}" if r.get("cpu_ms") is not None else ""
         cpu_ratio = f"{r['input_check_cpu_ratio']:.2f}" if "input_check_cpu_ratio" in r else ""
         client = f"{r['client_ms']:.3f}" if "client_ms" in r else ""
-        print(f"{r['model']:<5} {r['mode']:<48} {r['batch']:>5} {r['median_ms']:>10.1f} {r['vs_plaintext']:>7.0f}x "
-              f"{r['rounds']:>6} {r['bytes'] / 1e6:>8.3f} {ratio:>7} {cpu_ms:>7} {cpu_ratio:>5} {client:>9}")
+        print(
+            f"{r['model']:<5} {r['mode']:<48} {r['batch']:>5} {r['median_ms']:>10.1f} {r['vs_plaintext']:>7.0f}x "
+            f"{r['rounds']:>6} {r['bytes'] / 1e6:>8.3f} {ratio:>7} {cpu_ms:>7} {cpu_ratio:>5} {client:>9}"
+        )
     print(f"goals: {goals}; anchor: {ANCHOR}")
-    write_results(args.out, {"cpu_model": cpu_model(), "repeats": args.repeats, "rtt_s": RTT_S, "output": args.output,
-                             "before": args.before, "anchor": ANCHOR, "goals": goals, "rows": rows})
+    write_results(
+        args.out,
+        {
+            "cpu_model": cpu_model(),
+            "repeats": args.repeats,
+            "rtt_s": RTT_S,
+            "output": args.output,
+            "before": args.before,
+            "anchor": ANCHOR,
+            "goals": goals,
+            "rows": rows,
+        },
+    )
     print(f"wrote {args.out}")
 
 

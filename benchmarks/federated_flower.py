@@ -26,13 +26,18 @@ EXAMPLES, INPUTS, CLASSES = 600, 784, 10
 
 def _model(hidden):
     import keras
+
     keras.utils.set_random_seed(0)
-    return keras.Sequential([keras.Input((INPUTS,))] + [keras.layers.Dense(h, activation="relu") for h in hidden]
-                            + [keras.layers.Dense(CLASSES)])
+    return keras.Sequential(
+        [keras.Input((INPUTS,))]
+        + [keras.layers.Dense(h, activation="relu") for h in hidden]
+        + [keras.layers.Dense(CLASSES)]
+    )
 
 
 def _client_data(partition: int):
     import numpy as np
+
     rng = np.random.default_rng(partition)
     return (rng.random((EXAMPLES, INPUTS), dtype=np.float32), rng.integers(0, CLASSES, EXAMPLES).astype("int32"))
 
@@ -45,17 +50,21 @@ def _local_epoch(hidden, batch_size: int, learning_rate: float):
     """
     import sys
     import types
+
     compiled = sys.modules.setdefault("_federated_flower_cache", types.ModuleType("_federated_flower_cache")).__dict__
     key = (tuple(hidden), batch_size, learning_rate)
     if key not in compiled:
         import keras
         import tensorflow as tf
+
         model = _model(hidden)
         loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         specs = [tf.TensorSpec(v.shape, tf.float32) for v in model.trainable_variables]
 
-        @tf.function(input_signature=[specs, tf.TensorSpec([EXAMPLES, INPUTS]), tf.TensorSpec([EXAMPLES], tf.int32)],
-                     jit_compile=True)
+        @tf.function(
+            input_signature=[specs, tf.TensorSpec([EXAMPLES, INPUTS]), tf.TensorSpec([EXAMPLES], tf.int32)],
+            jit_compile=True,
+        )
         def run(weights, x, y):
             def step(s, w):
                 xb = tf.slice(x, [s * batch_size, 0], [batch_size, INPUTS])
@@ -64,8 +73,11 @@ def _local_epoch(hidden, batch_size: int, learning_rate: float):
                     tape.watch(w)
                     loss = loss_fn(yb, model.stateless_call(w, [], xb, training=True)[0])
                 return s + 1, [a - learning_rate * g for a, g in zip(w, tape.gradient(loss, w))]
-            return tf.while_loop(lambda s, _: s < EXAMPLES // batch_size, step, (0, list(weights)),
-                                 parallel_iterations=1)[1]
+
+            return tf.while_loop(
+                lambda s, _: s < EXAMPLES // batch_size, step, (0, list(weights)), parallel_iterations=1
+            )[1]
+
         compiled[key] = run
     return compiled[key]
 
@@ -93,8 +105,9 @@ def main():
         x, y = _client_data(int(context.node_config["partition-id"]))
         weights = msg.content["arrays"].to_numpy_ndarrays()
         new = _local_epoch(hidden, 10, 0.05)(weights, x, y)
-        content = RecordDict({"arrays": ArrayRecord([np.asarray(w) for w in new]),
-                              "metrics": MetricRecord({"num-examples": EXAMPLES})})
+        content = RecordDict(
+            {"arrays": ArrayRecord([np.asarray(w) for w in new]), "metrics": MetricRecord({"num-examples": EXAMPLES})}
+        )
         return Message(content=content, reply_to=msg)
 
     ends = []
@@ -102,20 +115,41 @@ def main():
 
     @server_app.main()
     def server(grid: Grid, context: Context) -> None:
-        strategy = FedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=args.clients_per_round,
-                          min_evaluate_nodes=0, min_available_nodes=args.clients_per_round)
+        strategy = FedAvg(
+            fraction_train=1.0,
+            fraction_evaluate=0.0,
+            min_train_nodes=args.clients_per_round,
+            min_evaluate_nodes=0,
+            min_available_nodes=args.clients_per_round,
+        )
         initial = ArrayRecord([v.numpy() for v in _model(hidden).trainable_variables])
-        strategy.start(grid=grid, initial_arrays=initial, num_rounds=args.rounds + 1,
-                       evaluate_fn=lambda rnd, arrays: ends.append(time.perf_counter()) or None)
+        strategy.start(
+            grid=grid,
+            initial_arrays=initial,
+            num_rounds=args.rounds + 1,
+            evaluate_fn=lambda rnd, arrays: ends.append(time.perf_counter()) or None,
+        )
 
     start = time.perf_counter()
-    run_simulation(server_app=server_app, client_app=client_app, num_supernodes=args.clients_per_round,
-                   backend_config={"client_resources": {"num_cpus": args.cpus_per_client, "num_gpus": 0.0}})
-    ends = ends[1:]   # evaluate_fn also runs once before round 1
+    run_simulation(
+        server_app=server_app,
+        client_app=client_app,
+        num_supernodes=args.clients_per_round,
+        backend_config={"client_resources": {"num_cpus": args.cpus_per_client, "num_gpus": 0.0}},
+    )
+    ends = ends[1:]  # evaluate_fn also runs once before round 1
     if len(ends) != args.rounds + 1:
         raise SystemExit(f"expected {args.rounds + 1} rounds, Flower ran {len(ends)}")
-    print(json.dumps({"model": args.model, "clients_per_s": args.clients_per_round * args.rounds / (ends[-1] - ends[0]),
-                      "first_round_s": ends[0] - start, "flwr": __import__("flwr").__version__}))
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "clients_per_s": args.clients_per_round * args.rounds / (ends[-1] - ends[0]),
+                "first_round_s": ends[0] - start,
+                "flwr": __import__("flwr").__version__,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -32,18 +32,23 @@ from results_io import write_results
 
 GRID = ((1, None), (5, None), (1, 50), (20, None), (1, 10), (5, 50), (20, 50), (5, 10), (20, 10))
 """(E, B) in the order of McMahan et al.'s Table 2; B = None is B = infinity."""
-PAPER_2NN_MNIST = {"target": 0.97, "C": 0.1,
-                   "E=1": {"iid": {"B=inf": 1474, "B=10": 87}, "non-iid": {"B=inf": 1796, "B=10": 664}}}
+PAPER_2NN_MNIST = {
+    "target": 0.97,
+    "C": 0.1,
+    "E=1": {"iid": {"B=inf": 1474, "B=10": 87}, "non-iid": {"B=inf": 1796, "B=10": 664}},
+}
 """McMahan et al. 2017, Table 1 (2NN, E = 1, C = 0.1): rounds to 97% on MNIST (benchmarks/README.md)."""
 
 
 def _digits():
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
+
     digits = load_digits()
     x = (digits.data / 16.0).astype(np.float32)
-    x_train, x_test, y_train, y_test = train_test_split(x, digits.target, test_size=0.25, random_state=0,
-                                                        stratify=digits.target)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, digits.target, test_size=0.25, random_state=0, stratify=digits.target
+    )
     return x_train, y_train, x_test, y_test.astype(np.int32)
 
 
@@ -80,35 +85,58 @@ def main():
     target = args.target or (0.97 if mnist else 0.95)
     hidden = (200, 200) if mnist else (64, 64)
     model_fn = DenseModel(x_train.shape[1], 10, hidden, seed=args.seed)
-    partitions = {"iid": IidPartitioner(num_clients=clients, seed=args.seed),
-                  "non-iid": ShardPartitioner(num_clients=clients, shards_per_client=2, seed=args.seed)}
+    partitions = {
+        "iid": IidPartitioner(num_clients=clients, seed=args.seed),
+        "non-iid": ShardPartitioner(num_clients=clients, shards_per_client=2, seed=args.seed),
+    }
     results, curves = [], {}
     for name, partitioner in partitions.items():
         data = ClientData.from_arrays(x_train, y_train, partitioner)
         for epochs, batch in GRID:
             client = ClientConfig(epochs=epochs, batch_size=batch, learning_rate=args.learning_rate)
-            simulation = FederatedSimulation(model_fn, data, FedAvg(client), rounds=args.max_rounds, seed=args.seed,
-                                             sampler=UniformSampler(fraction), evaluation=(x_test, y_test),
-                                             execution=args.execution)
+            simulation = FederatedSimulation(
+                model_fn,
+                data,
+                FedAvg(client),
+                rounds=args.max_rounds,
+                seed=args.seed,
+                sampler=UniformSampler(fraction),
+                evaluation=(x_test, y_test),
+                execution=args.execution,
+            )
             start = time.perf_counter()
-            history = simulation.run(lambda record: f"reached {target}" if record.evaluation["accuracy"] >= target
-                                     else None)
+            history = simulation.run(
+                lambda record: f"reached {target}" if record.evaluation["accuracy"] >= target else None
+            )
             rounds = _rounds_to(history, target)
             curves[(name, epochs, batch)] = [r.evaluation["accuracy"] for r in history.rounds]
-            results.append({"partition": name, "E": epochs, "B": batch, "rounds_to_target": rounds,
-                            "rounds_run": len(history.rounds), "final_accuracy": history.rounds[-1].evaluation[
-                                "accuracy"], "execution": simulation.execution,
-                            "seconds": time.perf_counter() - start})
-            print(f"{name:8} E={epochs:<3} B={'inf' if batch is None else batch:<4} -> "
-                  f"{rounds if rounds else '>' + str(args.max_rounds)} rounds", flush=True)
+            results.append(
+                {
+                    "partition": name,
+                    "E": epochs,
+                    "B": batch,
+                    "rounds_to_target": rounds,
+                    "rounds_run": len(history.rounds),
+                    "final_accuracy": history.rounds[-1].evaluation["accuracy"],
+                    "execution": simulation.execution,
+                    "seconds": time.perf_counter() - start,
+                }
+            )
+            print(
+                f"{name:8} E={epochs:<3} B={'inf' if batch is None else batch:<4} -> "
+                f"{rounds if rounds else '>' + str(args.max_rounds)} rounds",
+                flush=True,
+            )
     _report(results, curves, args, target, clients, fraction, hidden, mnist)
 
 
 def _report(results, curves, args, target, clients, fraction, hidden, mnist):
     dataset = "MNIST" if mnist else "digits"
     fedsgd = {r["partition"]: r["rounds_to_target"] for r in results if r["E"] == 1 and r["B"] is None}
-    print(f"\nRounds to {target:.0%} test accuracy on {dataset}: 2NN {hidden}, K={clients}, C={fraction}, "
-          f"client lr {args.learning_rate}, at most {args.max_rounds} rounds (speed-up vs FedSGD)")
+    print(
+        f"\nRounds to {target:.0%} test accuracy on {dataset}: 2NN {hidden}, K={clients}, C={fraction}, "
+        f"client lr {args.learning_rate}, at most {args.max_rounds} rounds (speed-up vs FedSGD)"
+    )
     print(f"{'E':>3} {'B':>4}  {'IID':>14}  {'non-IID':>14}")
     for epochs, batch in GRID:
         cells = []
@@ -123,24 +151,40 @@ def _report(results, curves, args, target, clients, fraction, hidden, mnist):
         print(f"{epochs:>3} {'inf' if batch is None else batch:>4}  {cells[0]}  {cells[1]}")
     if mnist:
         print(f"paper (2NN, E=1, C=0.1, rounds to 97%): {json.dumps(PAPER_2NN_MNIST['E=1'])}")
-    write_results(args.out + ".json", {"dataset": dataset, "target": target, "clients": clients, "fraction": fraction,
-                                       "hidden": list(hidden), "learning_rate": args.learning_rate,
-                                       "max_rounds": args.max_rounds, "rows": results,
-                                       "paper_2nn_mnist": PAPER_2NN_MNIST if mnist else None})
+    write_results(
+        args.out + ".json",
+        {
+            "dataset": dataset,
+            "target": target,
+            "clients": clients,
+            "fraction": fraction,
+            "hidden": list(hidden),
+            "learning_rate": args.learning_rate,
+            "max_rounds": args.max_rounds,
+            "rows": results,
+            "paper_2nn_mnist": PAPER_2NN_MNIST if mnist else None,
+        },
+    )
     _plot(curves, args.out + ".png", target, dataset)
     print("wrote", args.out + ".json", "and", args.out + ".png")
 
 
 def _plot(curves, path, target, dataset):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, name in zip(axes, ("iid", "non-iid")):
         for (partition, epochs, batch), accuracy in curves.items():
             if partition == name:
-                ax.plot(range(1, len(accuracy) + 1), accuracy, lw=1.2,
-                        label=f"E={epochs}, B={'inf' if batch is None else batch}")
+                ax.plot(
+                    range(1, len(accuracy) + 1),
+                    accuracy,
+                    lw=1.2,
+                    label=f"E={epochs}, B={'inf' if batch is None else batch}",
+                )
         ax.axhline(target, color="grey", ls="--", lw=0.8)
         ax.set_title(f"{dataset}, {name}")
         ax.set_xlabel("round")

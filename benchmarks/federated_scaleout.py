@@ -35,12 +35,15 @@ DIRECT = ["--runner=DirectRunner"]
 RUNNERS = {
     "in-process, 1 thread": lambda tmp: InProcessRunner(workers=1),
     "in-process, 2 threads": lambda tmp: InProcessRunner(workers=2),
-    "Beam, in one process": lambda tmp: BeamRunner(DIRECT + ["--direct_running_mode=in_memory",
-                                                             "--direct_num_workers=1"], temp_location=tmp),
-    "Beam, 1 worker process": lambda tmp: BeamRunner(DIRECT + ["--direct_running_mode=multi_processing",
-                                                               "--direct_num_workers=1"], temp_location=tmp),
-    "Beam, 2 worker processes": lambda tmp: BeamRunner(DIRECT + ["--direct_running_mode=multi_processing",
-                                                                 "--direct_num_workers=2"], temp_location=tmp),
+    "Beam, in one process": lambda tmp: BeamRunner(
+        DIRECT + ["--direct_running_mode=in_memory", "--direct_num_workers=1"], temp_location=tmp
+    ),
+    "Beam, 1 worker process": lambda tmp: BeamRunner(
+        DIRECT + ["--direct_running_mode=multi_processing", "--direct_num_workers=1"], temp_location=tmp
+    ),
+    "Beam, 2 worker processes": lambda tmp: BeamRunner(
+        DIRECT + ["--direct_running_mode=multi_processing", "--direct_num_workers=2"], temp_location=tmp
+    ),
 }
 
 
@@ -53,15 +56,25 @@ def _data(num_clients: int) -> ClientData:
 
 def _measure(runner, data, clients_per_round: int, rounds: int) -> dict:
     strategy = FedAvg(ClientConfig(epochs=1, batch_size=10, learning_rate=0.05))
-    sim = FederatedSimulation(DenseModel(784, 10, (200, 200)), data, strategy, rounds=rounds + 1, seed=0,
-                              sampler=UniformSampler(clients_per_round / data.num_clients), chunk_size=8,
-                              runner=runner)
+    sim = FederatedSimulation(
+        DenseModel(784, 10, (200, 200)),
+        data,
+        strategy,
+        rounds=rounds + 1,
+        seed=0,
+        sampler=UniformSampler(clients_per_round / data.num_clients),
+        chunk_size=8,
+        runner=runner,
+    )
     history = sim.run()
     timed = history.rounds[1:]
     seconds = sum(r.seconds for r in timed)
-    return {"clients_per_s": sum(r.reported for r in timed) / seconds, "round_s": seconds / len(timed),
-            "first_round_s": history.rounds[0].seconds,
-            "weights_sha256": hashlib.sha256(b"".join(w.tobytes() for w in sim.state.weights)).hexdigest()}
+    return {
+        "clients_per_s": sum(r.reported for r in timed) / seconds,
+        "round_s": seconds / len(timed),
+        "first_round_s": history.rounds[0].seconds,
+        "weights_sha256": hashlib.sha256(b"".join(w.tobytes() for w in sim.state.weights)).hexdigest(),
+    }
 
 
 def main() -> None:
@@ -77,8 +90,11 @@ def main() -> None:
             for name, make in RUNNERS.items():
                 result = _measure(make(tmp), data, cohort, args.rounds)
                 rows.append({"runner": name, "clients_per_round": cohort, **result})
-                print(f"{cohort:>4} clients  {name:<26} {result['clients_per_s']:7.2f} clients/s  "
-                      f"{result['round_s']:7.2f} s/round  (round 1: {result['first_round_s']:.1f} s)", flush=True)
+                print(
+                    f"{cohort:>4} clients  {name:<26} {result['clients_per_s']:7.2f} clients/s  "
+                    f"{result['round_s']:7.2f} s/round  (round 1: {result['first_round_s']:.1f} s)",
+                    flush=True,
+                )
     base = {r["clients_per_round"]: r["clients_per_s"] for r in rows if r["runner"] == "in-process, 1 thread"}
     for row in rows:
         row["ratio_to_inprocess_1_thread"] = row["clients_per_s"] / base[row["clients_per_round"]]
@@ -87,13 +103,21 @@ def main() -> None:
         same.setdefault(row["clients_per_round"], set()).add(row["weights_sha256"])
     print(f"\n{'clients/round':>13}  {'runner':<26} {'clients/s':>9} {'s/round':>8} {'x 1 thread':>10}")
     for row in rows:
-        print(f"{row['clients_per_round']:>13}  {row['runner']:<26} {row['clients_per_s']:9.2f} {row['round_s']:8.2f} "
-              f"{row['ratio_to_inprocess_1_thread']:10.2f}")
+        print(
+            f"{row['clients_per_round']:>13}  {row['runner']:<26} {row['clients_per_s']:9.2f} {row['round_s']:8.2f} "
+            f"{row['ratio_to_inprocess_1_thread']:10.2f}"
+        )
     print("same weights from every runner:", all(len(v) == 1 for v in same.values()))
     info = machine_info()
     print(f"processor: {info['processor']}, {info['cpus_usable']} usable CPUs, load {info['load_average']}")
-    write_results(args.out, {"workload": "2NN, 600 examples/client, E=1, B=10, sequential", "rows": rows,
-                             "bitwise_equal_across_runners": all(len(v) == 1 for v in same.values())})
+    write_results(
+        args.out,
+        {
+            "workload": "2NN, 600 examples/client, E=1, B=10, sequential",
+            "rows": rows,
+            "bitwise_equal_across_runners": all(len(v) == 1 for v in same.values()),
+        },
+    )
 
 
 if __name__ == "__main__":

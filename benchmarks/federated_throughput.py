@@ -34,9 +34,11 @@ from federated.partitioners import IidPartitioner
 from federated.simulation import InProcessRunner
 from results_io import machine_info, write_results
 
-GOALS = {"2nn": 15.0, "linear": 500.0}   # clients/s on 2 cores (benchmarks/README.md)
-ANCHORS = {"2nn": "benchmarks/README.md, this machine kind: compiled loop 12-19, TFF 0.87 8.5, Flower+Ray 3.0-3.2",
-           "linear": "benchmarks/README.md: compiled loop 87-216, vectorized 233-530, TFF 10.9, Flower+Ray 7.6-8.5"}
+GOALS = {"2nn": 15.0, "linear": 500.0}  # clients/s on 2 cores (benchmarks/README.md)
+ANCHORS = {
+    "2nn": "benchmarks/README.md, this machine kind: compiled loop 12-19, TFF 0.87 8.5, Flower+Ray 3.0-3.2",
+    "linear": "benchmarks/README.md: compiled loop 87-216, vectorized 233-530, TFF 10.9, Flower+Ray 7.6-8.5",
+}
 BEAM_ARGS = ["--runner=DirectRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1"]
 
 
@@ -49,19 +51,33 @@ def _data(num_clients: int) -> ClientData:
 
 def _ppml(model_fn, data, clients_per_round, rounds, execution, runner, chunk_size) -> dict:
     strategy = FedAvg(ClientConfig(epochs=1, batch_size=10, learning_rate=0.05))
-    sim = FederatedSimulation(model_fn, data, strategy, rounds=rounds + 1, execution=execution, seed=0,
-                              sampler=UniformSampler(clients_per_round / data.num_clients), chunk_size=chunk_size,
-                              runner=runner)
+    sim = FederatedSimulation(
+        model_fn,
+        data,
+        strategy,
+        rounds=rounds + 1,
+        execution=execution,
+        seed=0,
+        sampler=UniformSampler(clients_per_round / data.num_clients),
+        chunk_size=chunk_size,
+        runner=runner,
+    )
     cpu = []
     history = sim.run(lambda record: cpu.append(time.process_time()) and None)
     timed = history.rounds[1:]
     clients = sum(r.reported for r in timed)
-    out = {"clients_per_s": clients / sum(r.seconds for r in timed), "first_round_s": history.rounds[0].seconds,
-           "execution": sim.execution}
+    out = {
+        "clients_per_s": clients / sum(r.seconds for r in timed),
+        "first_round_s": history.rounds[0].seconds,
+        "execution": sim.execution,
+    }
     if not isinstance(runner, InProcessRunner):
         return out
-    return {**out, "cpu_s_per_client": (cpu[-1] - cpu[0]) / clients,
-            "auto_costs_s": history.config.get("execution_costs_s") or None}
+    return {
+        **out,
+        "cpu_s_per_client": (cpu[-1] - cpu[0]) / clients,
+        "auto_costs_s": history.config.get("execution_costs_s") or None,
+    }
 
 
 def _flower(python: str | None, model: str, clients_per_round: int, rounds: int) -> tuple[dict | None, str | None]:
@@ -70,8 +86,12 @@ def _flower(python: str | None, model: str, clients_per_round: int, rounds: int)
         return None, "Flower not run: pass --flower-python (an interpreter with flwr[simulation] and tensorflow)"
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "federated_flower.py")
     try:
-        proc = subprocess.run([python, script, "--model", model, "--clients-per-round", str(clients_per_round),
-                               "--rounds", str(rounds)], capture_output=True, text=True, timeout=1800)
+        proc = subprocess.run(
+            [python, script, "--model", model, "--clients-per-round", str(clients_per_round), "--rounds", str(rounds)],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
     except (OSError, subprocess.TimeoutExpired) as err:
         return None, f"Flower could not run ({type(err).__name__}: {err})"
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -86,50 +106,69 @@ def main():
     parser.add_argument("--clients-per-round", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds (after one warm-up round)")
     parser.add_argument("--workers", type=int, default=None, help="in-process threads (default: CPUs, at most 4)")
-    parser.add_argument("--chunk-size", type=int, default=None,
-                        help="clients per vectorized/numpy call (default: clients per round / workers, a power of two)")
+    parser.add_argument(
+        "--chunk-size",
+        type=int,
+        default=None,
+        help="clients per vectorized/numpy call (default: clients per round / workers, a power of two)",
+    )
     parser.add_argument("--skip-beam", action="store_true")
     parser.add_argument("--flower-python", default=None, help="interpreter with flwr[simulation] and tensorflow")
     parser.add_argument("--models", default="2nn,linear")
-    parser.add_argument("--out",
-                        default=os.path.join(os.path.dirname(__file__), "results", "federated_throughput.json"))
+    parser.add_argument(
+        "--out", default=os.path.join(os.path.dirname(__file__), "results", "federated_throughput.json")
+    )
     args = parser.parse_args()
     runner = InProcessRunner(args.workers)
     chunk = args.chunk_size or max(1, args.clients_per_round // runner.workers)
-    chunk = 1 << (chunk.bit_length() - 1)            # a power of two: by default one chunk per worker
+    chunk = 1 << (chunk.bit_length() - 1)  # a power of two: by default one chunk per worker
     data = _data(args.clients_per_round * 2)
     load_before = os.getloadavg()
     rows, notes = [], set()
     for name in args.models.split(","):
         model_fn = DenseModel(784, 10, (200, 200) if name == "2nn" else ())
         row = {"model": name, "goal_clients_per_s": GOALS[name], "anchors": ANCHORS[name]}
-        for execution in ("auto",) + EXECUTIONS:   # auto first: its estimate includes compiling
-            row[f"ppml_{execution}"] = _ppml(model_fn, data, args.clients_per_round, args.rounds, execution, runner,
-                                             chunk)
+        for execution in ("auto",) + EXECUTIONS:  # auto first: its estimate includes compiling
+            row[f"ppml_{execution}"] = _ppml(
+                model_fn, data, args.clients_per_round, args.rounds, execution, runner, chunk
+            )
         if not args.skip_beam:
             from federated.simulation.beam import BeamRunner
-            row["ppml_beam_direct"] = _ppml(model_fn, data, args.clients_per_round, args.rounds, "sequential",
-                                            BeamRunner(BEAM_ARGS), chunk)
+
+            row["ppml_beam_direct"] = _ppml(
+                model_fn, data, args.clients_per_round, args.rounds, "sequential", BeamRunner(BEAM_ARGS), chunk
+            )
         row["flower"], note = _flower(args.flower_python, name, args.clients_per_round, args.rounds)
         if note:
             notes.add(note)
-        best = max(row[f"ppml_{e}"]["clients_per_s"] for e in EXECUTIONS)   # auto re-measures one of these
+        best = max(row[f"ppml_{e}"]["clients_per_s"] for e in EXECUTIONS)  # auto re-measures one of these
         row["best_vs_goal"] = best / GOALS[name]
         rows.append(row)
     load = {"before": load_before, "after": os.getloadavg()}
     _print(rows, args, runner, chunk, load, notes)
-    write_results(args.out, {"rows": rows, "notes": sorted(notes), "clients_per_round": args.clients_per_round,
-                             "chunk_size": chunk, "workers": runner.workers, "timed_rounds": args.rounds,
-                             "load_average": load})
+    write_results(
+        args.out,
+        {
+            "rows": rows,
+            "notes": sorted(notes),
+            "clients_per_round": args.clients_per_round,
+            "chunk_size": chunk,
+            "workers": runner.workers,
+            "timed_rounds": args.rounds,
+            "load_average": load,
+        },
+    )
     print("wrote", args.out)
 
 
 def _print(rows, args, runner, chunk, load, notes):
     columns = [f"ppml_{e}" for e in EXECUTIONS + ("auto",)] + ["ppml_beam_direct", "flower"]
     machine = machine_info()
-    print(f"clients/s, {args.clients_per_round} clients per round (chunks of {chunk}, {runner.workers} workers), "
-          f"600 examples each, E=1, B=10; {machine['cpus']} CPUs ({machine['processor']}), "
-          f"load average {load['before'][0]:.1f} before, {load['after'][0]:.1f} after")
+    print(
+        f"clients/s, {args.clients_per_round} clients per round (chunks of {chunk}, {runner.workers} workers), "
+        f"600 examples each, E=1, B=10; {machine['cpus']} CPUs ({machine['processor']}), "
+        f"load average {load['before'][0]:.1f} before, {load['after'][0]:.1f} after"
+    )
     print(f"{'model':<8}" + "".join(f"{c:>18}" for c in columns) + f"{'goal':>8}{'best/goal':>11}")
     for row in rows:
         cells = "".join(f"{row[c]['clients_per_s']:>18.1f}" if row.get(c) else f"{'n/a':>18}" for c in columns)

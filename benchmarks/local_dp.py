@@ -42,12 +42,19 @@ def oracle_errors(epsilons, population: int, repeats: int) -> list[dict]:
     from sklearn.datasets import load_breast_cancer, load_digits
     from privacy.local import make_oracle
     from privacy.local.simulation import error_sweep
+
     columns = {"rr": (load_breast_cancer().target, 2)}
     columns.update({m: (load_digits().target, 10) for m in ("grr", "oue", "olh")})
     rows = []
     for mechanism, (values, k) in columns.items():
-        for row in error_sweep(lambda eps, m=mechanism, k=k: make_oracle(m, eps, k), values, epsilons=epsilons,
-                               populations=[population], repeats=repeats, seed=0):
+        for row in error_sweep(
+            lambda eps, m=mechanism, k=k: make_oracle(m, eps, k),
+            values,
+            epsilons=epsilons,
+            populations=[population],
+            repeats=repeats,
+            seed=0,
+        ):
             rows.append({"mechanism": mechanism, "k": k, **row, "ratio": row["rmse"] / row["predicted_rmse"]})
     return rows
 
@@ -57,24 +64,46 @@ def federated_accuracy(epsilon: float, rounds: int, clients: int, fraction: floa
     from federated.data import load_digits_clients
     from federated.models import DenseModel
     from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
+
     rows = []
     for trust_model in (None, "central", "local"):
-        settings = {"label_key": "label", "num_clients": clients, "rounds": rounds, "fraction": fraction,
-                    "hidden_units": [], "execution": "numpy", "client_learning_rate": 0.3}
+        settings = {
+            "label_key": "label",
+            "num_clients": clients,
+            "rounds": rounds,
+            "fraction": fraction,
+            "hidden_units": [],
+            "execution": "numpy",
+            "client_learning_rate": 0.3,
+        }
         if trust_model:
             settings.update(private=True, trust_model=trust_model, target_epsilon=epsilon, delta=1e-3)
         config = FederatedTrainingConfig.from_custom_config(settings)
         data, test = load_digits_clients(config.partitioner())
         plan = config.plan(data.num_clients)
         strategy = plan.strategy()
-        sim = fl.FederatedSimulation(DenseModel(64, 10, (), seed=0), data, strategy, rounds=rounds,
-                                     sampler=config.sampler(), seed=0, execution="numpy", evaluation=test)
+        sim = fl.FederatedSimulation(
+            DenseModel(64, 10, (), seed=0),
+            data,
+            strategy,
+            rounds=rounds,
+            sampler=config.sampler(),
+            seed=0,
+            execution="numpy",
+            evaluation=test,
+        )
         history = sim.run()
         metrics = history.rounds[-1].metrics
         epsilon_reached = next((v for k, v in metrics.items() if k.startswith("epsilon")), None)
-        rows.append({"trust_model": trust_model or "none", "target_epsilon": epsilon if trust_model else None,
-                     "noise_multiplier": plan.noise_multiplier, "epsilon": epsilon_reached,
-                     "accuracy": history.rounds[-1].evaluation["accuracy"]})
+        rows.append(
+            {
+                "trust_model": trust_model or "none",
+                "target_epsilon": epsilon if trust_model else None,
+                "noise_multiplier": plan.noise_multiplier,
+                "epsilon": epsilon_reached,
+                "accuracy": history.rounds[-1].evaluation["accuracy"],
+            }
+        )
     return rows
 
 
@@ -95,22 +124,34 @@ def main() -> None:
     print(f"Frequency oracles: {args.population} people, {args.repeats} collections each ({processor})\n")
     print(f"{'mechanism':>9} {'k':>3} {'epsilon':>8} {'RMSE':>9} {'predicted':>10} {'ratio':>6}")
     for r in oracles:
-        print(f"{r['mechanism']:>9} {r['k']:>3} {r['epsilon']:>8g} {r['rmse']:>9.5f} {r['predicted_rmse']:>10.5f} "
-              f"{r['ratio']:>6.3f}")
-    payload = {"benchmark": "local_dp", "population": args.population, "repeats": args.repeats,
-               "oracles": oracles}
+        print(
+            f"{r['mechanism']:>9} {r['k']:>3} {r['epsilon']:>8g} {r['rmse']:>9.5f} {r['predicted_rmse']:>10.5f} "
+            f"{r['ratio']:>6.3f}"
+        )
+    payload = {"benchmark": "local_dp", "population": args.population, "repeats": args.repeats, "oracles": oracles}
     if not args.skip_federated:
         runs = federated_accuracy(args.fl_epsilon, args.rounds, args.clients, args.fraction)
-        print(f"\nDigits, {args.clients} clients, {args.fraction:g} a round, {args.rounds} rounds, linear model, "
-              f"target epsilon {args.fl_epsilon:g} at delta 1e-3 ({processor})\n")
-        print(f"{'trust model':>11} {'z':>8} {'epsilon':>8} {'accuracy':>9}   (epsilon: central, the run's; local, "
-              f"the worst client's)")
+        print(
+            f"\nDigits, {args.clients} clients, {args.fraction:g} a round, {args.rounds} rounds, linear model, "
+            f"target epsilon {args.fl_epsilon:g} at delta 1e-3 ({processor})\n"
+        )
+        print(
+            f"{'trust model':>11} {'z':>8} {'epsilon':>8} {'accuracy':>9}   (epsilon: central, the run's; local, "
+            f"the worst client's)"
+        )
         for r in runs:
             z = "-" if r["noise_multiplier"] is None else f"{r['noise_multiplier']:.4g}"
             eps = "-" if r["epsilon"] is None else f"{r['epsilon']:.3g}"
             print(f"{r['trust_model']:>11} {z:>8} {eps:>8} {r['accuracy']:>9.4f}")
-        payload.update(federated={"epsilon": args.fl_epsilon, "rounds": args.rounds, "clients": args.clients,
-                                  "fraction": args.fraction, "runs": runs})
+        payload.update(
+            federated={
+                "epsilon": args.fl_epsilon,
+                "rounds": args.rounds,
+                "clients": args.clients,
+                "fraction": args.fraction,
+                "runs": runs,
+            }
+        )
     write_results(args.output, payload)
     print(f"\nwrote {args.output}")
 

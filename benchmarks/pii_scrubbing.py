@@ -36,8 +36,11 @@ def presidio_stock(records):
     registry = RecognizerRegistry(supported_languages=["en"])
     registry.load_predefined_recognizers(languages=["en"])
     registry.recognizers = [r for r in registry.recognizers if set(r.supported_entities) & set(PATTERN_ENTITIES)]
-    analyzer = AnalyzerEngine(registry=registry, nlp_engine=NoOpNlpEngine([{"lang_code": "en", "model_name": "-"}]),
-                              supported_languages=["en"])
+    analyzer = AnalyzerEngine(
+        registry=registry,
+        nlp_engine=NoOpNlpEngine([{"lang_code": "en", "model_name": "-"}]),
+        supported_languages=["en"],
+    )
     anonymizer = AnonymizerEngine()
 
     def run():
@@ -45,6 +48,7 @@ def presidio_stock(records):
             text = r[pii_tickets.TEXT_COLUMN]
             found = analyzer.analyze(text=text, language="en", entities=list(PATTERN_ENTITIES))
             anonymizer.anonymize(text=text, analyzer_results=found)
+
     return run
 
 
@@ -54,11 +58,13 @@ def ppml_scrubber(records):
     def run():
         for r in records:
             scrubber.scrub_record(r)
+
     return run
 
 
 def ppml_tfx_executor(records):
     from pipelines.keras_env import use_tf_keras
+
     use_tf_keras()
     import tensorflow as tf
     from tfx.types import standard_artifacts
@@ -80,26 +86,33 @@ def ppml_tfx_executor(records):
                 else:
                     feature.bytes_list.value.append(value.encode())
             writer.write(example.SerializeToString())
-    passes = iter(range(10 ** 6))
+    passes = iter(range(10**6))
 
     def run():
         out = standard_artifacts.Examples()
         out.uri = os.path.join(folder, f"out{next(passes)}")
-        Executor().Do({spec.EXAMPLES_KEY: [raw]}, {spec.SCRUBBED_EXAMPLES_KEY: [out]},
-                      {spec.SETTINGS_KEY: SETTINGS.to_json()})
+        Executor().Do(
+            {spec.EXAMPLES_KEY: [raw]}, {spec.SCRUBBED_EXAMPLES_KEY: [out]}, {spec.SETTINGS_KEY: SETTINGS.to_json()}
+        )
+
     return run
 
 
 def measure(name, make, records, repeats):
     run = make(records)
-    run()   # warm-up: imports, compiled patterns
+    run()  # warm-up: imports, compiled patterns
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         run()
         times.append(time.perf_counter() - start)
-    return {"method": name, "rows": len(records), "seconds_median": statistics.median(times),
-            "rows_per_second": len(records) / statistics.median(times), "seconds_all": times}
+    return {
+        "method": name,
+        "rows": len(records),
+        "seconds_median": statistics.median(times),
+        "rows_per_second": len(records) / statistics.median(times),
+        "seconds_all": times,
+    }
 
 
 def main() -> None:
@@ -120,8 +133,16 @@ def main() -> None:
     for r in rows:
         r["ratio_to_presidio_stock"] = r["rows_per_second"] / base
         print(f"{r['method']:>18} {r['rows']:>5} {r['rows_per_second']:>9.1f} {r['ratio_to_presidio_stock']:>6.2f}")
-    write_results(args.out, {"benchmark": "pii_scrubbing", "ner": False, "copies": args.copies,
-                             "entities": list(PATTERN_ENTITIES), "rows": rows})
+    write_results(
+        args.out,
+        {
+            "benchmark": "pii_scrubbing",
+            "ner": False,
+            "copies": args.copies,
+            "entities": list(PATTERN_ENTITIES),
+            "rows": rows,
+        },
+    )
     print(f"\nwrote {args.out}")
 
 

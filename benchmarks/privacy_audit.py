@@ -29,8 +29,10 @@ from privacy.accounting import DpSgdMechanism, calibrate_noise_multiplier
 from privacy.auditing.dp_sgd_audit import AuditPlan, run_dp_sgd_audit
 from results_io import write_results
 
-SETTINGS = {"white-box": dict(num_canaries=2000, batch_size=1200, epochs=5),
-            "black-box": dict(num_canaries=450, batch_size=256, epochs=10)}
+SETTINGS = {
+    "white-box": dict(num_canaries=2000, batch_size=1200, epochs=5),
+    "black-box": dict(num_canaries=450, batch_size=256, epochs=10),
+}
 DELTA = 1e-5
 
 
@@ -38,8 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epsilons", type=float, nargs="+", default=[1.0, 2.0, 4.0, 8.0])
     parser.add_argument("--kinds", nargs="+", choices=tuple(SETTINGS), default=list(SETTINGS))
-    parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "results",
-                                                         "privacy_audit.json"))
+    parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "results", "privacy_audit.json"))
     args = parser.parse_args()
     logging.set_verbosity(logging.ERROR)
     (x, y), (x_pool, y_pool) = load_digits_split()
@@ -47,36 +48,58 @@ def main() -> None:
     for kind in args.kinds:
         setting = SETTINGS[kind]
         n = len(y) + setting["num_canaries"] // 2
-        steps = setting["epochs"] * max(1, round(n / setting["batch_size"]))   # Poisson epochs of round(n / B)
+        steps = setting["epochs"] * max(1, round(n / setting["batch_size"]))  # Poisson epochs of round(n / B)
         for target in args.epsilons:
             sigma = calibrate_noise_multiplier(
                 DpSgdMechanism(dataset_size=n, batch_size=setting["batch_size"], noise_multiplier=1.0, steps=steps),
-                target_epsilon=target, target_delta=DELTA)
-            result = run_dp_sgd_audit(AuditPlan(kind=kind, noise_multiplier=sigma, delta=DELTA, **setting),
-                                      x, y, x_pool, y_pool)
-            row = {"kind": kind, "target_epsilon": target, "noise_multiplier": sigma,
-                   "claimed_epsilon": result.claimed_epsilon[-1], "claim_accountant": result.claim_accountant,
-                   "claimed_rdp": result.claims[-1]["rdp"], "lower_bound": result.lower_bound[-1],
-                   "ratio": result.lower_bound[-1] / result.claimed_epsilon[-1],
-                   "lower_bound_split": result.final_split["epsilon_lower_bound"], "seconds": result.seconds,
-                   "steps": result.steps, "guesses": result.final["num_guesses"],
-                   "correct": result.final["num_correct"], **setting}
+                target_epsilon=target,
+                target_delta=DELTA,
+            )
+            result = run_dp_sgd_audit(
+                AuditPlan(kind=kind, noise_multiplier=sigma, delta=DELTA, **setting), x, y, x_pool, y_pool
+            )
+            row = {
+                "kind": kind,
+                "target_epsilon": target,
+                "noise_multiplier": sigma,
+                "claimed_epsilon": result.claimed_epsilon[-1],
+                "claim_accountant": result.claim_accountant,
+                "claimed_rdp": result.claims[-1]["rdp"],
+                "lower_bound": result.lower_bound[-1],
+                "ratio": result.lower_bound[-1] / result.claimed_epsilon[-1],
+                "lower_bound_split": result.final_split["epsilon_lower_bound"],
+                "seconds": result.seconds,
+                "steps": result.steps,
+                "guesses": result.final["num_guesses"],
+                "correct": result.final["num_correct"],
+                **setting,
+            }
             rows.append(row)
-            print(f"  {kind} target {target:g}: claim {row['claimed_epsilon']:.3f}, bound {row['lower_bound']:.2f} "
-                  f"({row['seconds']:.1f} s)", flush=True)
+            print(
+                f"  {kind} target {target:g}: claim {row['claimed_epsilon']:.3f}, bound {row['lower_bound']:.2f} "
+                f"({row['seconds']:.1f} s)",
+                flush=True,
+            )
     processor = _processor()
-    print(f"\nOne-run audits of DP-SGD on digits, delta {DELTA:g}, 95 % confidence; {os.cpu_count()} CPUs "
-          f"({processor})")
-    print(f"{'canaries':>9} {'m':>5} {'target':>7} {'sigma':>7} {'rdp':>7} {'claimed':>11} {'bound':>6} {'ratio':>6} "
-          f"{'right/guesses':>14} {'split':>6} {'time s':>7}")
+    print(
+        f"\nOne-run audits of DP-SGD on digits, delta {DELTA:g}, 95 % confidence; {os.cpu_count()} CPUs ({processor})"
+    )
+    print(
+        f"{'canaries':>9} {'m':>5} {'target':>7} {'sigma':>7} {'rdp':>7} {'claimed':>11} {'bound':>6} {'ratio':>6} "
+        f"{'right/guesses':>14} {'split':>6} {'time s':>7}"
+    )
     for row in rows:
-        print(f"{row['kind']:>9} {row['num_canaries']:>5} {row['target_epsilon']:>7g} {row['noise_multiplier']:>7.3f} "
-              f"{row['claimed_rdp']:>7.3f} {row['claimed_epsilon']:>7.3f} {row['claim_accountant']:>3} "
-              f"{row['lower_bound']:>6.2f} {row['ratio']:>6.2f} "
-              f"{str(row['correct']) + '/' + str(row['guesses']):>14} {row['lower_bound_split']:>6.2f} "
-              f"{row['seconds']:>7.1f}")
-    write_results(args.output, {"benchmark": "privacy_audit", "delta": DELTA, "confidence": 0.95,
-                                "processor_model": processor, "rows": rows})
+        print(
+            f"{row['kind']:>9} {row['num_canaries']:>5} {row['target_epsilon']:>7g} {row['noise_multiplier']:>7.3f} "
+            f"{row['claimed_rdp']:>7.3f} {row['claimed_epsilon']:>7.3f} {row['claim_accountant']:>3} "
+            f"{row['lower_bound']:>6.2f} {row['ratio']:>6.2f} "
+            f"{str(row['correct']) + '/' + str(row['guesses']):>14} {row['lower_bound_split']:>6.2f} "
+            f"{row['seconds']:>7.1f}"
+        )
+    write_results(
+        args.output,
+        {"benchmark": "privacy_audit", "delta": DELTA, "confidence": 0.95, "processor_model": processor, "rows": rows},
+    )
     print(f"\nwrote {args.output}")
 
 

@@ -43,10 +43,16 @@ def machine_info() -> dict:
     except (AttributeError, OSError):
         load = None
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpus": os.cpu_count(), "cpus_usable": usable,
-            "processor": platform.processor() or platform.machine(), "platform": platform.platform(),
-            "node": platform.node(), "python": platform.python_version(), "load_average": load,
-            "versions": {name: _version(name) for name in VERSIONED}}
+    return {
+        "cpus": os.cpu_count(),
+        "cpus_usable": usable,
+        "processor": platform.processor() or platform.machine(),
+        "platform": platform.platform(),
+        "node": platform.node(),
+        "python": platform.python_version(),
+        "load_average": load,
+        "versions": {name: _version(name) for name in VERSIONED},
+    }
 
 
 def write_results(path: str, payload: dict) -> dict:
@@ -68,11 +74,13 @@ def write_results(path: str, payload: dict) -> dict:
         TypeError: ``payload`` holds a value JSON cannot encode (``path`` is then left as it was).
     """
     if MACHINE_KEY in payload:
-        raise ValueError(f"payload already has the key {MACHINE_KEY!r} (value {payload[MACHINE_KEY]!r}); "
-                         "write_results fills it with machine_info()")
+        raise ValueError(
+            f"payload already has the key {MACHINE_KEY!r} (value {payload[MACHINE_KEY]!r}); "
+            "write_results fills it with machine_info()"
+        )
     from privacy.atomic_files import write_atomically
 
     result = {**payload, MACHINE_KEY: machine_info()}
-    write_atomically(path, json.dumps(result, indent=2))   # encoding fails before anything is written
-    os.chmod(path, 0o644)   # results are for everyone to read (the atomic write's temporary file is 0600)
+    write_atomically(path, json.dumps(result, indent=2))  # encoding fails before anything is written
+    os.chmod(path, 0o644)  # results are for everyone to read (the atomic write's temporary file is 0600)
     return result

@@ -10,9 +10,32 @@ from federated.client import ClientConfig
 from federated.data import ClientData
 from federated.sampling import PoissonSampler, UniformSampler
 from federated.simulation import FederatedSimulation, History
-from federated.strategies import (DifferentialPrivacyAdaptiveClipping, DifferentialPrivacyFixedClipping, FedAdagrad,
-                                  FedAdam, FedAvg, FedAvgM, FedProx, FedSGD, FedYogi)
+from federated.strategies import (
+    DifferentialPrivacyAdaptiveClipping,
+    DifferentialPrivacyFixedClipping,
+    FedAdagrad,
+    FedAdam,
+    FedAvg,
+    FedAvgM,
+    FedProx,
+    FedSGD,
+    FedYogi,
+)
 
-__all__ = ["ClientConfig", "ClientData", "DifferentialPrivacyAdaptiveClipping", "DifferentialPrivacyFixedClipping",
-           "FedAdagrad", "FedAdam", "FedAvg", "FedAvgM", "FedProx", "FedSGD", "FedYogi", "FederatedSimulation",
-           "History", "PoissonSampler", "UniformSampler"]
+__all__ = [
+    "ClientConfig",
+    "ClientData",
+    "DifferentialPrivacyAdaptiveClipping",
+    "DifferentialPrivacyFixedClipping",
+    "FedAdagrad",
+    "FedAdam",
+    "FedAvg",
+    "FedAvgM",
+    "FedProx",
+    "FedSGD",
+    "FedYogi",
+    "FederatedSimulation",
+    "History",
+    "PoissonSampler",
+    "UniformSampler",
+]

@@ -84,8 +84,9 @@ class PoissonSampler(ClientSampler):
     name = "poisson"
 
     def __post_init__(self):
-        object.__setattr__(self, "probability",
-                           validation.probability("sampling probability", self.probability, one=True))
+        object.__setattr__(
+            self, "probability", validation.probability("sampling probability", self.probability, one=True)
+        )
 
     def sample(self, population, rng):
         return np.flatnonzero(rng.random(population) < self.probability)
@@ -114,10 +115,12 @@ def check_public_population(sampler: ClientSampler, *, population_from_data: boo
       ValueError: for add/remove adjacency over a population counted from the data.
     """
     if population_from_data and sampler.accounting[1] is Adjacency.ADD_REMOVE:
-        raise ValueError(f"with one client per user, N is the number of users in the data, which a private run "
-                         f"releases (sample sizes, delta, the update's scale) and {sampler.name} sampling's "
-                         f"add/remove adjacency (a user more or less) would change: use uniform sampling "
-                         f"(replace-one user adjacency, N fixed)")
+        raise ValueError(
+            f"with one client per user, N is the number of users in the data, which a private run "
+            f"releases (sample sizes, delta, the update's scale) and {sampler.name} sampling's "
+            f"add/remove adjacency (a user more or less) would change: use uniform sampling "
+            f"(replace-one user adjacency, N fixed)"
+        )
 
 
 def sampler_from_dict(spec: dict) -> ClientSampler:

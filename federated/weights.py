@@ -19,7 +19,7 @@ def unflatten(vector: np.ndarray, like: Sequence[np.ndarray], dtype=None) -> Wei
     out, start = [], 0
     for ref in like:
         size = int(np.prod(ref.shape))
-        out.append(vector[start:start + size].reshape(ref.shape).astype(dtype or ref.dtype))
+        out.append(vector[start : start + size].reshape(ref.shape).astype(dtype or ref.dtype))
         start += size
     if start != vector.size:
         raise ValueError(f"vector has {vector.size} values, the weights {start}")

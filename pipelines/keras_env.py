@@ -29,9 +29,11 @@ def use_tf_keras() -> None:
 def require_tf_keras() -> None:
     """Raises RuntimeError unless ``tf.keras`` is tf-keras (Keras 2) in this process."""
     import tensorflow as tf
+
     module = tf.keras.layers.Dense.__module__
     if not module.startswith("tf_keras"):
         raise RuntimeError(
             f"TFX pipelines need tf-keras, but tf.keras is Keras 3 in this process ({module}); "
             f"TensorFlow was imported before {VARIABLE}=1 was set. Set {VARIABLE}=1 in the environment, or call "
-            f"pipelines.keras_env.use_tf_keras() before importing TensorFlow.")
+            f"pipelines.keras_env.use_tf_keras() before importing TensorFlow."
+        )

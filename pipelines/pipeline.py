@@ -55,34 +55,61 @@ PIPELINE_NAME = "ppml-breast-cancer"
 LOCAL_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 
 
-def eval_config(*, min_accuracy: float | None, epsilon_budget: float, max_membership_auc: float,
-                delta_budget: float | None = None, label_key: str = breast_cancer.LABEL_KEY,
-                privacy_unit: str = gate_spec.DEFAULT_PRIVACY_UNIT,
-                metadata_path: str | None = None, lineage_unchecked: str | None = None,
-                audit_canaries: int | None = None) -> tfma.EvalConfig:
+def eval_config(
+    *,
+    min_accuracy: float | None,
+    epsilon_budget: float,
+    max_membership_auc: float,
+    delta_budget: float | None = None,
+    label_key: str = breast_cancer.LABEL_KEY,
+    privacy_unit: str = gate_spec.DEFAULT_PRIVACY_UNIT,
+    metadata_path: str | None = None,
+    lineage_unchecked: str | None = None,
+    audit_canaries: int | None = None,
+) -> tfma.EvalConfig:
     """Exact utility metrics (for the reader, no thresholds: outside the guarantee) plus the privacy gate's,
     whose noisy accuracy >= ``min_accuracy`` is the push decision, in one TFMA EvalConfig."""
     return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(label_key=label_key, signature_name="serving_default",
-                                    prediction_key="probabilities")],
+        model_specs=[
+            tfma.ModelSpec(label_key=label_key, signature_name="serving_default", prediction_key="probabilities")
+        ],
         slicing_specs=[tfma.SlicingSpec()],
-        metrics_specs=[tfma.MetricsSpec(metrics=[
-            tfma.MetricConfig(class_name="ExampleCount"),
-            tfma.MetricConfig(class_name="BinaryAccuracy"),
-            tfma.MetricConfig(class_name="AUC"),
-            tfma.MetricConfig(class_name="BinaryCrossentropy"),
-            *gate_spec.privacy_metrics(epsilon_budget=epsilon_budget, max_membership_auc=max_membership_auc,
-                                       delta_budget=delta_budget, privacy_unit=privacy_unit,
-                                       min_accuracy=min_accuracy, metadata_path=metadata_path,
-                                       lineage_unchecked=lineage_unchecked, audit_canaries=audit_canaries),
-        ])])
+        metrics_specs=[
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(class_name="ExampleCount"),
+                    tfma.MetricConfig(class_name="BinaryAccuracy"),
+                    tfma.MetricConfig(class_name="AUC"),
+                    tfma.MetricConfig(class_name="BinaryCrossentropy"),
+                    *gate_spec.privacy_metrics(
+                        epsilon_budget=epsilon_budget,
+                        max_membership_auc=max_membership_auc,
+                        delta_budget=delta_budget,
+                        privacy_unit=privacy_unit,
+                        min_accuracy=min_accuracy,
+                        metadata_path=metadata_path,
+                        lineage_unchecked=lineage_unchecked,
+                        audit_canaries=audit_canaries,
+                    ),
+                ]
+            )
+        ],
+    )
 
 
-def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: str,
-                    metadata_path: str | None = None, plan: PipelinePlan | None = None,
-                    pipeline_name: str = PIPELINE_NAME, beam_pipeline_args: Sequence[str] = LOCAL_BEAM_ARGS,
-                    enable_cache: bool = True, lineage_unchecked: str | None = None,
-                    **settings: Any) -> tfx.dsl.Pipeline:
+def create_pipeline(
+    *,
+    pipeline_root: str,
+    data_root: str,
+    serving_model_dir: str,
+    metadata_path: str | None = None,
+    plan: PipelinePlan | None = None,
+    pipeline_name: str = PIPELINE_NAME,
+    beam_pipeline_args: Sequence[str] = LOCAL_BEAM_ARGS,
+    enable_cache: bool = True,
+    lineage_unchecked: str | None = None,
+    **settings: Any,
+) -> tfx.dsl.Pipeline:
     """Builds the pipeline of ``plan``.
 
     Args:
@@ -103,64 +130,112 @@ def create_pipeline(*, pipeline_root: str, data_root: str, serving_model_dir: st
     elif settings:
         raise TypeError(f"give a plan or its settings, not both (got {', '.join(sorted(settings))})")
     trainer, module = plan.trainer, plan.module
-    thresholds = dict(min_accuracy=plan.min_accuracy, epsilon_budget=plan.epsilon_budget,
-                      max_membership_auc=plan.max_membership_auc, delta_budget=plan.delta_budget,
-                      privacy_unit=plan.privacy_unit, metadata_path=metadata_path, lineage_unchecked=lineage_unchecked)
+    thresholds = dict(
+        min_accuracy=plan.min_accuracy,
+        epsilon_budget=plan.epsilon_budget,
+        max_membership_auc=plan.max_membership_auc,
+        delta_budget=plan.delta_budget,
+        privacy_unit=plan.privacy_unit,
+        metadata_path=metadata_path,
+        lineage_unchecked=lineage_unchecked,
+    )
     example_gen = tfx.components.CsvExampleGen(input_base=data_root, output_config=_output_config(plan))
-    examples, minimization = minimization_stages(example_gen.outputs["examples"], plan.scrub, plan.kanonymity,
-                                                 plan.generalize)
+    examples, minimization = minimization_stages(
+        example_gen.outputs["examples"], plan.scrub, plan.kanonymity, plan.generalize
+    )
     statistics_gen = tfx.components.StatisticsGen(examples=examples)
-    schema_gen = (tfx.components.ImportSchemaGen(schema_file=plan.schema_file) if plan.schema_file else   # pinned
-                  tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True))
-    example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"],
-                                                        schema=schema_gen.outputs["schema"])
-    transform = None if trainer == "pate" else tfx.components.Transform(
-        examples=examples, schema=schema_gen.outputs["schema"], preprocessing_fn=f"{module}.preprocessing_fn",
-        custom_config=plan.preprocessing.to_custom_config(),
-        disable_analyzer_cache=plan.preprocessing.private)   # its cache would keep the exact pre-noise sums
+    schema_gen = (
+        tfx.components.ImportSchemaGen(schema_file=plan.schema_file)
+        if plan.schema_file
+        # pinned
+        else tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+    )
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    )
+    transform = (
+        None
+        if trainer == "pate"
+        else tfx.components.Transform(
+            examples=examples,
+            schema=schema_gen.outputs["schema"],
+            preprocessing_fn=f"{module}.preprocessing_fn",
+            custom_config=plan.preprocessing.to_custom_config(),
+            disable_analyzer_cache=plan.preprocessing.private,
+        )
+    )  # its cache would keep the exact pre-noise sums
 
     def train_and_evaluate(custom_config: Mapping[str, Any], suffix: str, audit_canaries: int | None = None):
         config = eval_config(**thresholds, audit_canaries=audit_canaries)
-        if trainer == "pate":   # raw examples, no Transform: the student's constants are public statistics
+        if trainer == "pate":  # raw examples, no Transform: the student's constants are public statistics
             trained = PateTrainer(examples=examples, custom_config=dict(custom_config)).with_id("Trainer" + suffix)
-            return trained, PrivateEvaluator(examples=examples, model=trained.outputs["model"],
-                                             eval_config=config).with_id("Evaluator" + suffix)
+            return trained, PrivateEvaluator(
+                examples=examples, model=trained.outputs["model"], eval_config=config
+            ).with_id("Evaluator" + suffix)
         # The Federated Trainer keys records by their raw content (before Transform's data-dependent
         # constants) and applies the transform graph itself: it reads ExampleGen's (or the scrubber's) examples.
-        inputs = dict(examples=transform.outputs["transformed_examples"] if trainer == "dp" else examples,
-                      transform_graph=transform.outputs["transform_graph"], schema=schema_gen.outputs["schema"],
-                      train_args=tfx.proto.TrainArgs(splits=["train"]), eval_args=tfx.proto.EvalArgs(splits=["eval"]))
+        inputs = dict(
+            examples=transform.outputs["transformed_examples"] if trainer == "dp" else examples,
+            transform_graph=transform.outputs["transform_graph"],
+            schema=schema_gen.outputs["schema"],
+            train_args=tfx.proto.TrainArgs(splits=["train"]),
+            eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        )
         if trainer == "dp":
             trained = DpTrainer(run_fn=f"{module}.run_fn", custom_config=dict(custom_config), **inputs)
         else:
             trained = FederatedTrainer(custom_config={"label_key": breast_cancer.LABEL_KEY, **custom_config}, **inputs)
         trained = trained.with_id("Trainer" + suffix)
-        evaluator = PrivateEvaluator(examples=examples, model=trained.outputs["model"],
-                                     eval_config=config).with_id("Evaluator" + suffix)
+        evaluator = PrivateEvaluator(examples=examples, model=trained.outputs["model"], eval_config=config).with_id(
+            "Evaluator" + suffix
+        )
         return trained, evaluator
 
-    trained, evaluator = train_and_evaluate(plan.trainer_config, "", plan.audit_canaries)   # the pushed model's
-    components = [example_gen, *minimization, statistics_gen, schema_gen, example_validator,
-                  *([transform] if transform else []), trained, evaluator]
+    trained, evaluator = train_and_evaluate(plan.trainer_config, "", plan.audit_canaries)  # the pushed model's
+    components = [
+        example_gen,
+        *minimization,
+        statistics_gen,
+        schema_gen,
+        example_validator,
+        *([transform] if transform else []),
+        trained,
+        evaluator,
+    ]
     blessing = evaluator.outputs["blessing"]
     if plan.encrypted_check:
-        gate = EncryptedInferenceGate(examples=examples, model=trained.outputs["model"],
-                                      transform_graph=transform.outputs["transform_graph"], model_blessing=blessing,
-                                      feature_keys=_model_input_keys(module), label_key=breast_cancer.LABEL_KEY,
-                                      num_examples=plan.encrypted_examples).with_id(ENCRYPTED_GATE)
+        gate = EncryptedInferenceGate(
+            examples=examples,
+            model=trained.outputs["model"],
+            transform_graph=transform.outputs["transform_graph"],
+            model_blessing=blessing,
+            feature_keys=_model_input_keys(module),
+            label_key=breast_cancer.LABEL_KEY,
+            num_examples=plan.encrypted_examples,
+        ).with_id(ENCRYPTED_GATE)
         components.append(gate)
         blessing = gate.outputs["blessing"]
-    components.append(tfx.components.Pusher(
-        model=trained.outputs["model"], model_blessing=blessing,
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir))))
+    components.append(
+        tfx.components.Pusher(
+            model=trained.outputs["model"],
+            model_blessing=blessing,
+            push_destination=tfx.proto.PushDestination(
+                filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)
+            ),
+        )
+    )
     if plan.compare_non_private:
         components += train_and_evaluate(plan.non_private_trainer_config, NON_PRIVATE_SUFFIX)
     return tfx.dsl.Pipeline(
-        pipeline_name=pipeline_name, pipeline_root=pipeline_root, components=components, enable_cache=enable_cache,
-        metadata_connection_config=(tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
-                                    if metadata_path else None),
-        beam_pipeline_args=list(beam_pipeline_args))
+        pipeline_name=pipeline_name,
+        pipeline_root=pipeline_root,
+        components=components,
+        enable_cache=enable_cache,
+        metadata_connection_config=(
+            tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path) if metadata_path else None
+        ),
+        beam_pipeline_args=list(beam_pipeline_args),
+    )
 
 
 def _output_config(plan: PipelinePlan):
@@ -171,16 +246,24 @@ def _output_config(plan: PipelinePlan):
         return None
     config = PateTrainingConfig.from_custom_config(plan.trainer_config)
     split = tfx.proto.SplitConfig.Split
-    return tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
-        split(name=config.private_split, hash_buckets=2), split(name=config.public_split, hash_buckets=1),
-        split(name=EVAL_SPLIT, hash_buckets=1)]))
+    return tfx.proto.Output(
+        split_config=tfx.proto.SplitConfig(
+            splits=[
+                split(name=config.private_split, hash_buckets=2),
+                split(name=config.public_split, hash_buckets=1),
+                split(name=EVAL_SPLIT, hash_buckets=1),
+            ]
+        )
+    )
 
 
 def _model_input_keys(module: str) -> list[str]:
     keys = getattr(importlib.import_module(module), "MODEL_INPUT_KEYS", None)
     if not keys:
-        raise ValueError(f"the encrypted check needs MODEL_INPUT_KEYS in the trainer module {module}: the "
-                         f"transformed features stacked, in order, into the model's input")
+        raise ValueError(
+            f"the encrypted check needs MODEL_INPUT_KEYS in the trainer module {module}: the "
+            f"transformed features stacked, in order, into the model's input"
+        )
     return list(keys)
 
 
@@ -192,10 +275,13 @@ def bundled_pipeline(pipeline_root: str, **kwargs: Any) -> tfx.dsl.Pipeline:
     models in ``<root>/serving_model``; see `PipelineLayout`. ``kwargs`` go to `create_pipeline`.
     """
     layout = PipelineLayout(os.path.abspath(pipeline_root))
-    pipeline = create_pipeline(pipeline_root=layout.root, data_root=layout.data_root,
-                               serving_model_dir=layout.serving_model_dir, metadata_path=layout.metadata_path,
-                               **kwargs)  # checks the settings before anything is written
+    pipeline = create_pipeline(
+        pipeline_root=layout.root,
+        data_root=layout.data_root,
+        serving_model_dir=layout.serving_model_dir,
+        metadata_path=layout.metadata_path,
+        **kwargs,
+    )  # checks the settings before anything is written
     if not os.path.exists(os.path.join(layout.data_root, breast_cancer.FILE_NAME)):
         breast_cancer.write_csv(layout.data_root)
     return pipeline
-

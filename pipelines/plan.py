@@ -25,10 +25,16 @@ from privacy.minimization import KAnonymitySettings, ScrubSettings
 
 MODULE = "pipelines.trainers.breast_cancer"
 """Module with ``preprocessing_fn``, ``run_fn`` and ``MODEL_INPUT_KEYS``, by dotted path (no module file to package)."""
-DEFAULT_TRAINER_CONFIG: Mapping[str, Any] = types.MappingProxyType({
-    "private": True, "batch_size": 32, "epochs": 15, "l2_norm_clip": 1.0, "target_epsilon": 3.0,
-    "learning_rate": 0.2,
-})
+DEFAULT_TRAINER_CONFIG: Mapping[str, Any] = types.MappingProxyType(
+    {
+        "private": True,
+        "batch_size": 32,
+        "epochs": 15,
+        "l2_norm_clip": 1.0,
+        "target_epsilon": 3.0,
+        "learning_rate": 0.2,
+    }
+)
 DEFAULT_TARGET_EPSILON = federated_spec.DEFAULT_TARGET_EPSILON
 """ppml's one default target epsilon (``ppml pipeline run --private``, the Federated Trainer's default)."""
 PRIVACY_KEYS = ("target_epsilon", "noise_multiplier", "max_epsilon", "decision_epsilon", "truncated_batch_size")
@@ -61,15 +67,18 @@ class PipelineLayout:
         """A warning when ``serving_model_dir`` holds more than one pushed model: all were trained on this root's
         data, so their guarantees compose (epsilons add up), while each ledger accounts its own run only."""
         try:
-            versions = [v for v in os.listdir(self.serving_model_dir)
-                        if os.path.isdir(os.path.join(self.serving_model_dir, v))]
+            versions = [
+                v for v in os.listdir(self.serving_model_dir) if os.path.isdir(os.path.join(self.serving_model_dir, v))
+            ]
         except FileNotFoundError:
             return None
         if len(versions) < 2:
             return None
-        return (f"{self.serving_model_dir} holds {len(versions)} pushed models trained on the same data "
-                f"({', '.join(sorted(versions))}): their guarantees compose (their epsilons add up); each ledger and "
-                f"this report account one run only")
+        return (
+            f"{self.serving_model_dir} holds {len(versions)} pushed models trained on the same data "
+            f"({', '.join(sorted(versions))}): their guarantees compose (their epsilons add up); each ledger and "
+            f"this report account one run only"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,22 +110,36 @@ class PipelinePlan:
     @property
     def non_private_trainer_config(self) -> dict[str, Any]:
         """The side-by-side non-private Trainer's ``custom_config``: this one without its privacy settings."""
-        dropped = PRIVACY_KEYS if self.trainer == "dp" else (*federated_spec.PRIVACY_SETTINGS, "decision_epsilon",
-                                                              "budget_unit")
+        dropped = (
+            PRIVACY_KEYS
+            if self.trainer == "dp"
+            else (*federated_spec.PRIVACY_SETTINGS, "decision_epsilon", "budget_unit")
+        )
         return {**{k: v for k, v in self.trainer_config.items() if k not in dropped}, "private": False}
 
 
-def resolve_plan(*, trainer: str = "dp", trainer_config: Mapping[str, Any] | None = None,
-                 epsilon_budget: float = 3.0, max_membership_auc: float = 0.6, min_accuracy: float | None = 0.85,
-                 delta_budget: float | None = None, privacy_unit: str = gate_spec.DEFAULT_PRIVACY_UNIT,
-                 preprocessing_share: float = preprocessing_spec.DEFAULT_SHARE,
-                 preprocessing_epsilon: float | None = None, encrypted_check: bool = False,
-                 encrypted_examples: int = 200, compare_non_private: bool = False,
-                 module: str = MODULE, scrub: ScrubSettings | None = None,
-                 kanonymity: KAnonymitySettings | None = None, generalize: bool = False,
-                 schema_file: str | None = None,
-                 decision_share: float = gate_spec.DEFAULT_DECISION_SHARE,
-                 audit_canaries: int | None = None) -> PipelinePlan:
+def resolve_plan(
+    *,
+    trainer: str = "dp",
+    trainer_config: Mapping[str, Any] | None = None,
+    epsilon_budget: float = 3.0,
+    max_membership_auc: float = 0.6,
+    min_accuracy: float | None = 0.85,
+    delta_budget: float | None = None,
+    privacy_unit: str = gate_spec.DEFAULT_PRIVACY_UNIT,
+    preprocessing_share: float = preprocessing_spec.DEFAULT_SHARE,
+    preprocessing_epsilon: float | None = None,
+    encrypted_check: bool = False,
+    encrypted_examples: int = 200,
+    compare_non_private: bool = False,
+    module: str = MODULE,
+    scrub: ScrubSettings | None = None,
+    kanonymity: KAnonymitySettings | None = None,
+    generalize: bool = False,
+    schema_file: str | None = None,
+    decision_share: float = gate_spec.DEFAULT_DECISION_SHARE,
+    audit_canaries: int | None = None,
+) -> PipelinePlan:
     """Checks the settings of one pipeline and resolves them into a `PipelinePlan`.
 
     Args:
@@ -161,43 +184,67 @@ def resolve_plan(*, trainer: str = "dp", trainer_config: Mapping[str, Any] | Non
     if trainer not in TRAINERS:
         raise ValueError(f"trainer must be one of {', '.join(TRAINERS)}, got {trainer!r}")
     if trainer == "federated" and encrypted_check:
-        raise ValueError("the encrypted check runs Keras models; the Federated Trainer exports a SavedModel "
-                         "without one (use trainer='dp')")
+        raise ValueError(
+            "the encrypted check runs Keras models; the Federated Trainer exports a SavedModel "
+            "without one (use trainer='dp')"
+        )
     if trainer_config is None:
         trainer_config = DEFAULT_TRAINER_CONFIG if trainer == "dp" else {}
     if trainer == "pate":
-        trainer_config = _pate_config(trainer_config, privacy_unit=privacy_unit, encrypted_check=encrypted_check,
-                                      compare_non_private=compare_non_private,
-                                      preprocessing_epsilon=preprocessing_epsilon)
+        trainer_config = _pate_config(
+            trainer_config,
+            privacy_unit=privacy_unit,
+            encrypted_check=encrypted_check,
+            compare_non_private=compare_non_private,
+            preprocessing_epsilon=preprocessing_epsilon,
+        )
     if trainer == "federated":
-        if "label_key" not in trainer_config:   # the bundled data's label, and its classes (public)
-            trainer_config = {"label_key": breast_cancer.LABEL_KEY, "num_classes": breast_cancer.NUM_CLASSES,
-                              **trainer_config}
+        if "label_key" not in trainer_config:  # the bundled data's label, and its classes (public)
+            trainer_config = {
+                "label_key": breast_cancer.LABEL_KEY,
+                "num_classes": breast_cancer.NUM_CLASSES,
+                **trainer_config,
+            }
         federated = federated_spec.FederatedTrainingConfig.for_trainer(trainer_config)
-        per_record = federated.privacy_unit == "client" and privacy_unit == "example"   # its record-level figure
-        if federated.private and federated.privacy_unit != privacy_unit and not per_record:   # else only the gate
-            raise ValueError(f"privacy_unit (--privacy-unit) {privacy_unit!r}: the Federated Trainer's epsilon is "
-                             f"{federated.privacy_unit}-level (clients: {federated.clients}), and a ledger in another "
-                             f"unit meets no budget; state the budget per {federated.privacy_unit}")
-        if federated.private and per_record and federated.budget_unit is None:   # calibrate for the gate's figure
+        per_record = federated.privacy_unit == "client" and privacy_unit == "example"  # its record-level figure
+        if federated.private and federated.privacy_unit != privacy_unit and not per_record:  # else only the gate
+            raise ValueError(
+                f"privacy_unit (--privacy-unit) {privacy_unit!r}: the Federated Trainer's epsilon is "
+                f"{federated.privacy_unit}-level (clients: {federated.clients}), and a ledger in another "
+                f"unit meets no budget; state the budget per {federated.privacy_unit}"
+            )
+        if federated.private and per_record and federated.budget_unit is None:  # calibrate for the gate's figure
             trainer_config = {**trainer_config, "budget_unit": "example"}
     _check_audit(audit_canaries, trainer, trainer_config)
     if schema_file is not None and not os.path.isfile(schema_file):
         raise ValueError(f"schema_file: no file {schema_file!r}")
     if schema_file is not None and trainer == "dp" and "public_schema" not in trainer_config:
-        trainer_config = {**trainer_config, "public_schema": True}   # fixed before the data is read
-    preprocessing = preprocessing_config(trainer, trainer_config, share=preprocessing_share,
-                                         epsilon=preprocessing_epsilon)
-    if min_accuracy == 0:   # the noisy accuracy is in [0, 1]: a threshold of 0 decides nothing
+        trainer_config = {**trainer_config, "public_schema": True}  # fixed before the data is read
+    preprocessing = preprocessing_config(
+        trainer, trainer_config, share=preprocessing_share, epsilon=preprocessing_epsilon
+    )
+    if min_accuracy == 0:  # the noisy accuracy is in [0, 1]: a threshold of 0 decides nothing
         min_accuracy = None
     trainer_config = decision_config(trainer, trainer_config, min_accuracy=min_accuracy, share=decision_share)
-    return PipelinePlan(trainer=trainer, trainer_config=types.MappingProxyType(dict(trainer_config)),
-                        preprocessing=preprocessing, epsilon_budget=epsilon_budget,
-                        max_membership_auc=max_membership_auc, min_accuracy=min_accuracy, delta_budget=delta_budget,
-                        privacy_unit=privacy_unit, encrypted_check=encrypted_check,
-                        encrypted_examples=encrypted_examples, compare_non_private=compare_non_private, module=module,
-                        scrub=scrub, kanonymity=kanonymity, generalize=generalize, schema_file=schema_file,
-                        audit_canaries=audit_canaries)
+    return PipelinePlan(
+        trainer=trainer,
+        trainer_config=types.MappingProxyType(dict(trainer_config)),
+        preprocessing=preprocessing,
+        epsilon_budget=epsilon_budget,
+        max_membership_auc=max_membership_auc,
+        min_accuracy=min_accuracy,
+        delta_budget=delta_budget,
+        privacy_unit=privacy_unit,
+        encrypted_check=encrypted_check,
+        encrypted_examples=encrypted_examples,
+        compare_non_private=compare_non_private,
+        module=module,
+        scrub=scrub,
+        kanonymity=kanonymity,
+        generalize=generalize,
+        schema_file=schema_file,
+        audit_canaries=audit_canaries,
+    )
 
 
 def _check_audit(audit_canaries: int | None, trainer: str, trainer_config: Mapping[str, Any]) -> None:
@@ -212,40 +259,64 @@ def _check_audit(audit_canaries: int | None, trainer: str, trainer_config: Mappi
     if config is None or not config.private:
         raise ValueError("--audit-canaries audits a private DP Trainer's DP-SGD run (--trainer dp --dp)")
     if config.sampling != Sampling.POISSON.value or config.num_microbatches is not None:
-        raise ValueError(f"--audit-canaries: the audit includes or leaves out each canary and clips it alone, so it "
-                         f"needs --sampling poisson without --num-microbatches, got --sampling {config.sampling}"
-                         f"{f' --num-microbatches {config.num_microbatches}' if config.num_microbatches else ''}")
+        raise ValueError(
+            f"--audit-canaries: the audit includes or leaves out each canary and clips it alone, so it "
+            f"needs --sampling poisson without --num-microbatches, got --sampling {config.sampling}"
+            f"{f' --num-microbatches {config.num_microbatches}' if config.num_microbatches else ''}"
+        )
     if config.truncated_batch_size is not None:
-        raise ValueError("--audit-canaries: the audit re-runs whole Poisson batches and cannot reproduce truncated "
-                         "ones; leave out --truncated-batch-size to audit")
+        raise ValueError(
+            "--audit-canaries: the audit re-runs whole Poisson batches and cannot reproduce truncated "
+            "ones; leave out --truncated-batch-size to audit"
+        )
 
 
-def _pate_config(trainer_config: Mapping[str, Any], *, privacy_unit: str, encrypted_check: bool,
-                 compare_non_private: bool, preprocessing_epsilon: float | None) -> Mapping[str, Any]:
+def _pate_config(
+    trainer_config: Mapping[str, Any],
+    *,
+    privacy_unit: str,
+    encrypted_check: bool,
+    compare_non_private: bool,
+    preprocessing_epsilon: float | None,
+) -> Mapping[str, Any]:
     """The PATE Trainer's ``custom_config`` with the bundled data's public facts, checked against the pipeline."""
-    for given, name, why in ((encrypted_check, "encrypted_check", "runs Keras models; the PATE Trainer exports a "
-                                                                   "SavedModel without one"),
-                             (compare_non_private, "compare_non_private", "trains a non-private twin on the same "
-                                                                          "Transform output; PATE has none"),
-                             (preprocessing_epsilon is not None, "preprocessing_epsilon",
-                              "budgets the Transform stage, which the PATE pipeline does not run (the student's "
-                              "constants are the public split's statistics)")):
+    for given, name, why in (
+        (encrypted_check, "encrypted_check", "runs Keras models; the PATE Trainer exports a SavedModel without one"),
+        (
+            compare_non_private,
+            "compare_non_private",
+            "trains a non-private twin on the same Transform output; PATE has none",
+        ),
+        (
+            preprocessing_epsilon is not None,
+            "preprocessing_epsilon",
+            "budgets the Transform stage, which the PATE pipeline does not run (the student's "
+            "constants are the public split's statistics)",
+        ),
+    ):
         if given:
             raise ValueError(f"{name}: {why}")
-    if "label_key" not in trainer_config:   # the bundled data's public facts
-        trainer_config = {"label_key": breast_cancer.LABEL_KEY, "num_classes": breast_cancer.NUM_CLASSES,
-                          "feature_keys": breast_cancer.feature_keys(), **trainer_config}
+    if "label_key" not in trainer_config:  # the bundled data's public facts
+        trainer_config = {
+            "label_key": breast_cancer.LABEL_KEY,
+            "num_classes": breast_cancer.NUM_CLASSES,
+            "feature_keys": breast_cancer.feature_keys(),
+            **trainer_config,
+        }
     config = PateTrainingConfig.from_custom_config(trainer_config)
     if config.privacy_unit != privacy_unit:
         how = f"holder_key {config.holder_key!r}" if config.holder_key else "records partitioned by content"
-        raise ValueError(f"privacy_unit (--privacy-unit) {privacy_unit!r}: the PATE Trainer's epsilon is "
-                         f"{config.privacy_unit}-level ({how}), and a ledger in another unit meets no budget; state "
-                         f"the budget per {config.privacy_unit}")
+        raise ValueError(
+            f"privacy_unit (--privacy-unit) {privacy_unit!r}: the PATE Trainer's epsilon is "
+            f"{config.privacy_unit}-level ({how}), and a ledger in another unit meets no budget; state "
+            f"the budget per {config.privacy_unit}"
+        )
     return trainer_config
 
 
-def decision_config(trainer: str, trainer_config: Mapping[str, Any], *, min_accuracy: float | None,
-                    share: float) -> Mapping[str, Any]:
+def decision_config(
+    trainer: str, trainer_config: Mapping[str, Any], *, min_accuracy: float | None, share: float
+) -> Mapping[str, Any]:
     """The Trainer's ``custom_config`` with the push decision's budget reserved: ``decision_epsilon`` = ``share`` x
     the target epsilon (x `DEFAULT_TARGET_EPSILON` for a Trainer given a noise multiplier: its epsilon is then
     what the ledger composes, this included), for a private Trainer, a ``min_accuracy`` and a config that names no
@@ -262,22 +333,27 @@ def decision_config(trainer: str, trainer_config: Mapping[str, Any], *, min_accu
     elif trainer == "pate":
         config = PateTrainingConfig.from_custom_config(trainer_config)
         if config.holder_key is not None:
-            raise ValueError(f"min_accuracy {min_accuracy!r}: with a holder_key a holder's held-out records are not "
-                             f"bounded, so no private push decision can be accounted per user; set min_accuracy to 0 "
-                             f"(--min-accuracy 0: no utility threshold)")
+            raise ValueError(
+                f"min_accuracy {min_accuracy!r}: with a holder_key a holder's held-out records are not "
+                f"bounded, so no private push decision can be accounted per user; set min_accuracy to 0 "
+                f"(--min-accuracy 0: no utility threshold)"
+            )
     else:
         config = federated_spec.FederatedTrainingConfig.for_trainer(trainer_config)
         if config.private and config.client_key is not None:
-            raise ValueError(f"min_accuracy {min_accuracy!r}: with a client_key a user's held-out records are not "
-                             f"bounded, so no private push decision can be accounted per user; set min_accuracy to 0 "
-                             f"(--min-accuracy 0: no utility threshold)")
+            raise ValueError(
+                f"min_accuracy {min_accuracy!r}: with a client_key a user's held-out records are not "
+                f"bounded, so no private push decision can be accounted per user; set min_accuracy to 0 "
+                f"(--min-accuracy 0: no utility threshold)"
+            )
     if not config.private:
         return trainer_config
     return {**trainer_config, "decision_epsilon": share * (config.target_epsilon or DEFAULT_TARGET_EPSILON)}
 
 
-def preprocessing_config(trainer: str, trainer_config: Mapping[str, Any], *, share: float,
-                         epsilon: float | None = None) -> preprocessing_spec.PreprocessingConfig:
+def preprocessing_config(
+    trainer: str, trainer_config: Mapping[str, Any], *, share: float, epsilon: float | None = None
+) -> preprocessing_spec.PreprocessingConfig:
     """The Transform's private preprocessing settings for a Trainer with ``trainer_config``.
 
     Private when the Trainer is; the budget is ``epsilon`` or ``share`` x the target epsilon, calibrated at
@@ -290,29 +366,34 @@ def preprocessing_config(trainer: str, trainer_config: Mapping[str, Any], *, sha
       InvalidPrivacySetting, InvalidFederatedSetting: for an invalid Trainer setting, naming it.
     """
     validation.probability("preprocessing_share", share, one=True)
-    if trainer == "pate":   # no Transform stage: the student's constants are public statistics
+    if trainer == "pate":  # no Transform stage: the student's constants are public statistics
         return preprocessing_spec.PreprocessingConfig(private=False)
     if trainer == "dp":
         config = DpTrainingConfig.from_custom_config(trainer_config)
         adjacency = resolve_adjacency(config.sampling)
     else:
-        config = federated_spec.FederatedTrainingConfig.for_trainer({"label_key": breast_cancer.LABEL_KEY,
-                                                                     **trainer_config})
+        config = federated_spec.FederatedTrainingConfig.for_trainer(
+            {"label_key": breast_cancer.LABEL_KEY, **trainer_config}
+        )
         adjacency = Adjacency.ADD_REMOVE
     if not config.private:
         return preprocessing_spec.PreprocessingConfig(private=False)
     if epsilon is None:
         target = config.target_epsilon
         if target is None and trainer != "dp" and config.noise_multiplier is None:
-            target = federated_spec.DEFAULT_TARGET_EPSILON   # what the Federated Trainer's plan calibrates for
+            target = federated_spec.DEFAULT_TARGET_EPSILON  # what the Federated Trainer's plan calibrates for
         if target is None:
-            raise ValueError("a Trainer with a noise_multiplier instead of a target_epsilon needs "
-                             "preprocessing_epsilon: the budget of the Transform's private analyzers")
+            raise ValueError(
+                "a Trainer with a noise_multiplier instead of a target_epsilon needs "
+                "preprocessing_epsilon: the budget of the Transform's private analyzers"
+            )
         epsilon = share * target
     if trainer != "dp" and config.max_examples_per_client is None:
         raise federated_spec.InvalidFederatedSetting(
-            "max_examples_per_client", "the private Transform's releases are accounted per record; set a public "
-                                       "bound K on each client's records so that they can be accounted per client")
+            "max_examples_per_client",
+            "the private Transform's releases are accounted per record; set a public "
+            "bound K on each client's records so that they can be accounted per client",
+        )
     delta = config.delta or preprocessing_spec.CALIBRATION_DELTA
     values = {"epsilon": epsilon, "delta": delta, "adjacency": adjacency.value}
     return preprocessing_spec.PreprocessingConfig.from_custom_config({preprocessing_spec.CONFIG_KEY: values})

@@ -33,8 +33,16 @@ import os
 from typing import Any
 
 from privacy import validation
-from privacy.accounting import (Adjacency, DpSgdMechanism, NeighboringRelation, PrivacyBudget, PrivacyReport,
-                                dp_accounting_version, dp_sgd_report, event_to_json)
+from privacy.accounting import (
+    Adjacency,
+    DpSgdMechanism,
+    NeighboringRelation,
+    PrivacyBudget,
+    PrivacyReport,
+    dp_accounting_version,
+    dp_sgd_report,
+    event_to_json,
+)
 from privacy.decision import NoisyAccuracy
 from privacy.preprocessing import PreprocessingPart, RecordError
 from privacy.atomic_files import write_atomically
@@ -50,8 +58,10 @@ PATE = "pate"
 """PATE's noisy aggregation of teacher votes (`privacy.pate`): the labels the student learns from, accounted by
 the data-independent analysis (Gaussian events per query, `privacy.pate.data_independent`)."""
 
-PATE_ANALYSIS = ("data-independent: Gaussian events per query (Papernot et al. 2018, Prop. 8), composed by "
-                 "dp-accounting's accountants")
+PATE_ANALYSIS = (
+    "data-independent: Gaussian events per query (Papernot et al. 2018, Prop. 8), composed by "
+    "dp-accounting's accountants"
+)
 """Which analysis gives a PATE ledger's epsilon without a smoothed release (with one: `privacy.pate.analysis.COMPOSED`,
 and the release itself is labelled `privacy.pate.analysis.SMOOTHED`)."""
 
@@ -61,19 +71,22 @@ INFERRED_SPEC = {
     "the private examples (and CsvExampleGen types each CSV column from all its values): one record can change that "
     "spec (a feature's type, FixedLen or VarLen), and with it the signature and which records conform; set "
     "public_schema once the schema and the examples' feature kinds are fixed before the data is read (e.g. "
-    "ImportSchemaGen, the pipeline's schema_file)"}
+    "ImportSchemaGen, the pipeline's schema_file)"
+}
 """Listed outside the guarantee of a private run whose spec comes from a schema not declared public."""
 SEPARATE_RUNS = {
     "separate runs on the same data": "this epsilon covers this model alone; models trained on the same records by "
     "separate runs (a re-run, another budget) compose: their epsilons add up (basic composition), and a "
-    "serving_model folder holding several of them releases all"}
+    "serving_model folder holding several of them releases all"
+}
 """Listed outside the guarantee of every private run: the ledger accounts one run."""
 CUT_BATCHES_NAME = "count of cut batches"
 CUT_BATCHES = {
     CUT_BATCHES_NAME: "truncated Poisson sampling's epsilon (TruncatedSubsampledGaussianDpEvent) covers the noisy "
     "steps with the cut hidden; the count of batches cut (parameters['truncated_batches'], counted when drawn) is "
     "released beside them and depends on the batch sizes drawn, hence on the dataset size and, under add-remove, on "
-    "whether an example is present (per step P(cut) moves by q P(N = K), N ~ Binomial(n, q)); no epsilon covers it"}
+    "whether an example is present (per step P(cut) moves by q P(N = K), N ~ Binomial(n, q)); no epsilon covers it"
+}
 """Listed outside the guarantee of every ledger that states how many batches truncated Poisson sampling cut."""
 
 PRIVACY_UNITS = ("example", "user", "client")
@@ -82,33 +95,52 @@ PRIVACY_UNITS = ("example", "user", "client")
 from the data (FedAvg over a keyed partition). A guarantee in one unit is not one in another."""
 
 # Custom properties of the Model artifact (MLMD). Floats unless noted.
-PRIVATE = "private"                        # int: 1 trained with a DP trainer (ledger present), 0 not
-EPSILON = "epsilon"                        # the guarantee: smallest epsilon over the accountants
+PRIVATE = "private"  # int: 1 trained with a DP trainer (ledger present), 0 not
+EPSILON = "epsilon"  # the guarantee: smallest epsilon over the accountants
 EPSILON_ACCOUNTANT = "epsilon_accountant"  # string: rdp | pld, the accountant that gave EPSILON
 DELTA = "delta"
 EPSILON_RDP = "epsilon_rdp"
 EPSILON_PLD = "epsilon_pld"
 NOISE_MULTIPLIER = "noise_multiplier"
 L2_NORM_CLIP = "l2_norm_clip"
-DP_STEPS = "dp_steps"                      # int: noisy steps taken
-SAMPLING = "sampling"                      # string: poisson | fixed | shuffle
-ADJACENCY = "adjacency"                    # string: add-remove | replace-one
-PRIVACY_MECHANISM = "privacy_mechanism"    # string: e.g. dp-sgd
+DP_STEPS = "dp_steps"  # int: noisy steps taken
+SAMPLING = "sampling"  # string: poisson | fixed | shuffle
+ADJACENCY = "adjacency"  # string: add-remove | replace-one
+PRIVACY_MECHANISM = "privacy_mechanism"  # string: e.g. dp-sgd
 ACCOUNTANT_VERSION = "accountant_version"  # string: e.g. dp-accounting 0.6.0
 PRIVACY_LEDGER_URI = "privacy_ledger_uri"  # string
-PRIVACY_UNIT = "privacy_unit"              # string: one of PRIVACY_UNITS
+PRIVACY_UNIT = "privacy_unit"  # string: one of PRIVACY_UNITS
 EPSILON_PREPROCESSING = "epsilon_preprocessing"  # the preprocessing releases alone (smallest over accountants)
-EPSILON_TRAINING = "epsilon_training"            # the training alone
-EPSILON_RECORD_LEVEL = "epsilon_record_level"    # a keyed client partition's one-record figure (record_level_epsilon)
-RECORD_ADJACENCY = "record_adjacency"            # the record relation epsilon_record_level covers: add-remove
+EPSILON_TRAINING = "epsilon_training"  # the training alone
+EPSILON_RECORD_LEVEL = "epsilon_record_level"  # a keyed client partition's one-record figure (record_level_epsilon)
+RECORD_ADJACENCY = "record_adjacency"  # the record relation epsilon_record_level covers: add-remove
 EPSILON_RECORD_REPLACED = "epsilon_record_replaced"  # one record replaced: two clients (replaced_record_epsilon)
-EPSILON_DECISION = "epsilon_decision"            # the push decision's release alone (reserved by the trainer)
+EPSILON_DECISION = "epsilon_decision"  # the push decision's release alone (reserved by the trainer)
 MLMD_SIGNIFICANT_DIGITS = 6
 """ml-metadata's SQLite store keeps 6 significant digits of a double property (it prints them with %g)."""
-MODEL_PROPERTIES = (PRIVATE, EPSILON, EPSILON_ACCOUNTANT, DELTA, EPSILON_RDP, EPSILON_PLD, NOISE_MULTIPLIER,
-                    L2_NORM_CLIP, DP_STEPS, SAMPLING, ADJACENCY, PRIVACY_MECHANISM, ACCOUNTANT_VERSION,
-                    PRIVACY_LEDGER_URI, PRIVACY_UNIT, EPSILON_PREPROCESSING, EPSILON_TRAINING, EPSILON_RECORD_LEVEL,
-                    RECORD_ADJACENCY, EPSILON_RECORD_REPLACED, EPSILON_DECISION)
+MODEL_PROPERTIES = (
+    PRIVATE,
+    EPSILON,
+    EPSILON_ACCOUNTANT,
+    DELTA,
+    EPSILON_RDP,
+    EPSILON_PLD,
+    NOISE_MULTIPLIER,
+    L2_NORM_CLIP,
+    DP_STEPS,
+    SAMPLING,
+    ADJACENCY,
+    PRIVACY_MECHANISM,
+    ACCOUNTANT_VERSION,
+    PRIVACY_LEDGER_URI,
+    PRIVACY_UNIT,
+    EPSILON_PREPROCESSING,
+    EPSILON_TRAINING,
+    EPSILON_RECORD_LEVEL,
+    RECORD_ADJACENCY,
+    EPSILON_RECORD_REPLACED,
+    EPSILON_DECISION,
+)
 
 
 class LedgerError(ValueError):
@@ -141,13 +173,20 @@ class PrivacyLedger:
     decision: NoisyAccuracy | None = None
 
     @classmethod
-    def for_dp_sgd(cls, mechanism: DpSgdMechanism, *, l2_norm_clip: float, delta: float,
-                   delta_is_default: bool = False, budget: PrivacyBudget | None = None,
-                   trainer: dict[str, Any] | None = None,
-                   preprocessing: PreprocessingPart | None = None,
-                   decision: NoisyAccuracy | None = None,
-                   truncated_batches: int | None = None,
-                   outside_guarantee: dict[str, str] | None = None) -> "PrivacyLedger":
+    def for_dp_sgd(
+        cls,
+        mechanism: DpSgdMechanism,
+        *,
+        l2_norm_clip: float,
+        delta: float,
+        delta_is_default: bool = False,
+        budget: PrivacyBudget | None = None,
+        trainer: dict[str, Any] | None = None,
+        preprocessing: PreprocessingPart | None = None,
+        decision: NoisyAccuracy | None = None,
+        truncated_batches: int | None = None,
+        outside_guarantee: dict[str, str] | None = None,
+    ) -> "PrivacyLedger":
         """The ledger of a DP-SGD run that took ``mechanism.steps`` noisy steps.
 
         Args:
@@ -179,12 +218,26 @@ class PrivacyLedger:
             outside_guarantee = {**(outside_guarantee or {}), **CUT_BATCHES}
         if outside_guarantee:
             parameters["outside_guarantee"] = dict(outside_guarantee)
-        return cls(budget=budget, mechanism=DP_SGD, parameters=parameters, trainer=dict(trainer or {}),
-                   preprocessing=preprocessing, decision=decision)
+        return cls(
+            budget=budget,
+            mechanism=DP_SGD,
+            parameters=parameters,
+            trainer=dict(trainer or {}),
+            preprocessing=preprocessing,
+            decision=decision,
+        )
 
     @classmethod
-    def for_pate(cls, aggregator, *, queries: int, delta: float, parameters: dict[str, Any],
-                 trainer: dict[str, Any] | None = None, decision: NoisyAccuracy | None = None) -> "PrivacyLedger":
+    def for_pate(
+        cls,
+        aggregator,
+        *,
+        queries: int,
+        delta: float,
+        parameters: dict[str, Any],
+        trainer: dict[str, Any] | None = None,
+        decision: NoisyAccuracy | None = None,
+    ) -> "PrivacyLedger":
         """The ledger of a PATE aggregation of ``queries`` public queries by ``aggregator`` (`privacy.pate`): the
         push decision's event, then the aggregation's (`pate_events`), under add/remove of one privacy unit.
 
@@ -196,8 +249,7 @@ class PrivacyLedger:
         budget = PrivacyBudget(target_delta=delta, neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE)
         for event, count in pate_events(parameters, decision):
             budget.compose(event, count)
-        return cls(budget=budget, mechanism=PATE, parameters=parameters, trainer=dict(trainer or {}),
-                   decision=decision)
+        return cls(budget=budget, mechanism=PATE, parameters=parameters, trainer=dict(trainer or {}), decision=decision)
 
     # --- the guarantee --------------------------------------------------------------------------
     @property
@@ -206,8 +258,13 @@ class PrivacyLedger:
         DP-FedAvg, 'user' for DP-SGD with ``max_examples_per_user``, 'example' for DP-SGD."""
         unit = self.parameters.get("privacy_unit") or self.parameters.get("unit")
         if unit is None:
-            unit = ("client" if self.mechanism == DP_FEDAVG
-                    else "user" if self.parameters.get("max_examples_per_user") else "example")
+            unit = (
+                "client"
+                if self.mechanism == DP_FEDAVG
+                else "user"
+                if self.parameters.get("max_examples_per_user")
+                else "example"
+            )
         return unit
 
     @property
@@ -234,8 +291,10 @@ class PrivacyLedger:
         adding epsilons). Without preprocessing or decision the training is the whole.
         """
         ledger, split = list(self.budget.ledger), []
-        for name, count in (("preprocessing", None if self.preprocessing is None else len(self.preprocessing.events())),
-                            ("decision", None if self.decision is None else 1)):
+        for name, count in (
+            ("preprocessing", None if self.preprocessing is None else len(self.preprocessing.events())),
+            ("decision", None if self.decision is None else 1),
+        ):
             if count is None:
                 continue
             prior = []
@@ -250,9 +309,12 @@ class PrivacyLedger:
             split.append((name, prior))
         out = {}
         for name, events in (*split, ("training", ledger)):
-            part = PrivacyBudget(target_delta=self.budget.target_delta,
-                                 neighboring_relation=self.budget.neighboring_relation,
-                                 group_size=self.budget.group_size, accountants=self.budget.accountants)
+            part = PrivacyBudget(
+                target_delta=self.budget.target_delta,
+                neighboring_relation=self.budget.neighboring_relation,
+                group_size=self.budget.group_size,
+                accountants=self.budget.accountants,
+            )
             for event, runs in events:
                 part.compose(event, runs)
             out[name] = part.epsilons()
@@ -268,9 +330,15 @@ class PrivacyLedger:
             return self.budget.epsilons()
         from privacy.pate import make_aggregator
         from privacy.pate.analysis import composed_epsilon
+
         prior = [] if self.decision is None else [self.decision.event()]
-        epsilon = composed_epsilon(make_aggregator(self.parameters["aggregator"]), self.parameters["queries"],
-                                   smoothed.settings, self.accountant_delta, prior=prior)
+        epsilon = composed_epsilon(
+            make_aggregator(self.parameters["aggregator"]),
+            self.parameters["queries"],
+            smoothed.settings,
+            self.accountant_delta,
+            prior=prior,
+        )
         return {"rdp": epsilon, **{kind.value: None for kind in self.budget.accountants if kind.value != "rdp"}}
 
     def smoothed_release(self):
@@ -280,6 +348,7 @@ class PrivacyLedger:
         if not isinstance(stored, dict) or "rdp" not in stored:
             return None
         from privacy.pate import SmoothedRdp
+
         return SmoothedRdp.from_json(stored)
 
     @property
@@ -304,16 +373,20 @@ class PrivacyLedger:
         record = self.parameters.get("record_level")
         if not record:
             return math.inf, "the ledger has no record-level figure for its client-level epsilon"
-        if record.get("epsilon_is"):   # replace-one accounting: the client-level epsilon is the record-level one
-            return self.epsilon, (f"{self.describe_epsilon()}, client-level, replace-one: also record-level for one "
-                                  f"record added or removed (a replaced record changes two clients: not covered)")
+        if record.get("epsilon_is"):  # replace-one accounting: the client-level epsilon is the record-level one
+            return self.epsilon, (
+                f"{self.describe_epsilon()}, client-level, replace-one: also record-level for one "
+                f"record added or removed (a replaced record changes two clients: not covered)"
+            )
         if record.get("epsilon") is None:
             return math.inf, f"no record-level epsilon could be accounted ({record.get('accountant')})"
         covers = f", covering {record['covers']}" if record.get("covers") else ""
-        return float(record["epsilon"]), (f"record-level, one record added or removed (add-remove): it replaces "
-                                          f"one client's data, accounted replace-one by {record['accountant']}"
-                                          f"{covers}, delta = {record['delta']:g} (a replaced record changes two "
-                                          f"clients: not covered)")
+        return float(record["epsilon"]), (
+            f"record-level, one record added or removed (add-remove): it replaces "
+            f"one client's data, accounted replace-one by {record['accountant']}"
+            f"{covers}, delta = {record['delta']:g} (a replaced record changes two "
+            f"clients: not covered)"
+        )
 
     def record_count_bound(self) -> int | None:
         """The public bound on the records behind a keyed client-level ledger (N x max_examples_per_client, from
@@ -329,10 +402,14 @@ class PrivacyLedger:
             return None
         replaced = (self.parameters.get("record_level") or {}).get("replaced_record") or {}
         if replaced.get("epsilon") is None:
-            return math.inf, (f"the ledger has no figure for one record replaced (two clients' data change)"
-                              f"{': ' + replaced['accountant'] if replaced.get('accountant') else ''}")
-        return float(replaced["epsilon"]), (f"one record replaced (replace-one): two clients' data change, "
-                                            f"{replaced['accountant']}, delta = {replaced['delta']:g}")
+            return math.inf, (
+                f"the ledger has no figure for one record replaced (two clients' data change)"
+                f"{': ' + replaced['accountant'] if replaced.get('accountant') else ''}"
+            )
+        return float(replaced["epsilon"]), (
+            f"one record replaced (replace-one): two clients' data change, "
+            f"{replaced['accountant']}, delta = {replaced['delta']:g}"
+        )
 
     def describe_epsilon(self) -> str:
         """Which accountant gave `epsilon` at which delta, and which had no analysis, e.g.
@@ -341,11 +418,16 @@ class PrivacyLedger:
         unavailable = f" ({', '.join(missing)}: no analysis)" if missing else ""
         if self.mechanism == PATE:
             unavailable += f" [{self.parameters.get('analysis', PATE_ANALYSIS)}]"
-        composed = [name for name, part in (("preprocessing", self.preprocessing), ("push decision", self.decision))
-                    if part is not None]
+        composed = [
+            name
+            for name, part in (("preprocessing", self.preprocessing), ("push decision", self.decision))
+            if part is not None
+        ]
         whole = f", {', '.join(composed)} and training composed" if composed else ""
-        return (f"{self.epsilon_accountant.upper()} accountant{unavailable}, {self.mechanism} ledger{whole}, "
-                f"delta = {self.delta:g}")
+        return (
+            f"{self.epsilon_accountant.upper()} accountant{unavailable}, {self.mechanism} ledger{whole}, "
+            f"delta = {self.delta:g}"
+        )
 
     def dp_sgd_mechanism(self) -> DpSgdMechanism:
         """The DP-SGD mechanism the ledger describes (only for ``mechanism == 'dp-sgd'``)."""
@@ -394,18 +476,24 @@ class PrivacyLedger:
             out["decision"] = self.decision.to_dict()
         if self.preprocessing is not None or self.decision is not None:
             out["composition"] = {
-                "epsilon": epsilons, "delta": self.delta, "accountant_delta": self.accountant_delta,
+                "epsilon": epsilons,
+                "delta": self.delta,
+                "accountant_delta": self.accountant_delta,
                 "additive_delta": self.additive_delta,
                 "analysis": {
                     "epsilon": "dp-accounting's RDP and PLD accountants over every event of the budget (the "
-                               "preprocessing releases, the push decision, then the training) at "
-                               "accountant_delta",
+                    "preprocessing releases, the push decision, then the training) at "
+                    "accountant_delta",
                     "parts": "the same accountants over each part's events alone, at accountant_delta",
                     "additive_delta": "the sum over private vocabularies of the bound on releasing a token that "
-                                      "only one privacy unit holds (privacy.preprocessing.partition_selection)",
-                    "delta": "accountant_delta + additive_delta"},
-                "parts": {name: {k: (v if v is not None and math.isfinite(v) else None) for k, v in eps.items()}
-                          for name, eps in self.parts.items()}}
+                    "only one privacy unit holds (privacy.preprocessing.partition_selection)",
+                    "delta": "accountant_delta + additive_delta",
+                },
+                "parts": {
+                    name: {k: (v if v is not None and math.isfinite(v) else None) for k, v in eps.items()}
+                    for name, eps in self.parts.items()
+                },
+            }
         return out
 
     @classmethod
@@ -415,11 +503,18 @@ class PrivacyLedger:
             raise LedgerError(f"not a ppml privacy ledger (expected format {LEDGER_FORMAT!r})")
         try:
             budget = PrivacyBudget.from_dict(data["budget"])
-            preprocessing = (PreprocessingPart.from_dict(data["preprocessing"]) if data.get("preprocessing") is not None
-                             else None)
+            preprocessing = (
+                PreprocessingPart.from_dict(data["preprocessing"]) if data.get("preprocessing") is not None else None
+            )
             decision = NoisyAccuracy.from_dict(data["decision"]) if data.get("decision") is not None else None
-            ledger = cls(budget=budget, mechanism=str(data["mechanism"]), parameters=dict(data["parameters"]),
-                         trainer=dict(data.get("trainer") or {}), preprocessing=preprocessing, decision=decision)
+            ledger = cls(
+                budget=budget,
+                mechanism=str(data["mechanism"]),
+                parameters=dict(data["parameters"]),
+                trainer=dict(data.get("trainer") or {}),
+                preprocessing=preprocessing,
+                decision=decision,
+            )
         except (KeyError, TypeError, ValueError) as err:
             raise LedgerError(f"malformed privacy ledger: {err}") from None
         if ledger.privacy_unit not in PRIVACY_UNITS:
@@ -429,8 +524,11 @@ class PrivacyLedger:
         else:
             check_budget(budget, ledger.accounted_mechanism(), budget.target_delta, preprocessing, decision)
         if ledger.mechanism == DP_SGD:
-            _check_truncated_batches(ledger.dp_sgd_mechanism(), ledger.parameters.get("truncated_batches"),
-                                     ledger.parameters.get("outside_guarantee") or {})
+            _check_truncated_batches(
+                ledger.dp_sgd_mechanism(),
+                ledger.parameters.get("truncated_batches"),
+                ledger.parameters.get("outside_guarantee") or {},
+            )
         return ledger
 
 
@@ -439,28 +537,38 @@ def _check_truncated_batches(mechanism: DpSgdMechanism, count, outside: dict | N
     ledger's outside_guarantee, where given) as `CUT_BATCHES`; another run states none."""
     if mechanism.truncated_batch_size is None:
         if count is not None:
-            raise LedgerError(f"truncated_batches={count!r} for a run that never cuts its batches "
-                              f"(no truncated_batch_size)")
+            raise LedgerError(
+                f"truncated_batches={count!r} for a run that never cuts its batches (no truncated_batch_size)"
+            )
         return
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        raise LedgerError(f"a run of truncated Poisson sampling (truncated_batch_size="
-                          f"{mechanism.truncated_batch_size}) must state truncated_batches, the number of batches "
-                          f"cut, as an integer >= 0; got {count!r}")
+        raise LedgerError(
+            f"a run of truncated Poisson sampling (truncated_batch_size="
+            f"{mechanism.truncated_batch_size}) must state truncated_batches, the number of batches "
+            f"cut, as an integer >= 0; got {count!r}"
+        )
     if outside is not None and CUT_BATCHES_NAME not in outside:
-        raise LedgerError(f"a ledger stating truncated_batches must list {CUT_BATCHES_NAME!r} outside the guarantee "
-                          f"(no epsilon covers the count)")
+        raise LedgerError(
+            f"a ledger stating truncated_batches must list {CUT_BATCHES_NAME!r} outside the guarantee "
+            f"(no epsilon covers the count)"
+        )
 
 
-def _composed(mechanism: DpSgdMechanism, delta: float, preprocessing: PreprocessingPart | None = None,
-              decision: NoisyAccuracy | None = None) -> PrivacyBudget:
+def _composed(
+    mechanism: DpSgdMechanism,
+    delta: float,
+    preprocessing: PreprocessingPart | None = None,
+    decision: NoisyAccuracy | None = None,
+) -> PrivacyBudget:
     budget = PrivacyBudget.for_mechanism(mechanism, delta)
     for event in prior_events(preprocessing, decision, mechanism):
         budget.compose(event)
     return budget.compose(mechanism.unit_event(), mechanism.units())
 
 
-def prior_events(preprocessing: PreprocessingPart | None, decision: NoisyAccuracy | None,
-                 mechanism: DpSgdMechanism) -> list:
+def prior_events(
+    preprocessing: PreprocessingPart | None, decision: NoisyAccuracy | None, mechanism: DpSgdMechanism
+) -> list:
     """The events composed before the training's: the preprocessing releases, then the push decision."""
     return _preprocessing_events(preprocessing, mechanism) + ([] if decision is None else [decision.event()])
 
@@ -469,8 +577,10 @@ def _preprocessing_events(preprocessing: PreprocessingPart | None, mechanism: Dp
     if preprocessing is None:
         return []
     if preprocessing.adjacency is not mechanism.adjacency:
-        raise LedgerError(f"the preprocessing is accounted under {preprocessing.adjacency.value} adjacency, the "
-                          f"training under {mechanism.adjacency.value}: one guarantee needs one relation")
+        raise LedgerError(
+            f"the preprocessing is accounted under {preprocessing.adjacency.value} adjacency, the "
+            f"training under {mechanism.adjacency.value}: one guarantee needs one relation"
+        )
     try:
         return preprocessing.events()
     except RecordError as err:
@@ -485,13 +595,20 @@ def accountant_delta_of(delta: float, preprocessing: PreprocessingPart | None) -
     """
     additive = 0.0 if preprocessing is None else preprocessing.additive_delta()
     if not delta - additive > 0:
-        raise LedgerError(f"the preprocessing's partition selection adds delta {additive:g}, which leaves nothing of "
-                          f"the artifact's delta {delta:g} for the accountant; lower the vocabularies' threshold_delta")
+        raise LedgerError(
+            f"the preprocessing's partition selection adds delta {additive:g}, which leaves nothing of "
+            f"the artifact's delta {delta:g} for the accountant; lower the vocabularies' threshold_delta"
+        )
     return delta - additive
 
 
-def with_preprocessing(training: PrivacyBudget, mechanism: DpSgdMechanism, delta: float,
-                       preprocessing: PreprocessingPart | None, decision: NoisyAccuracy | None = None) -> PrivacyBudget:
+def with_preprocessing(
+    training: PrivacyBudget,
+    mechanism: DpSgdMechanism,
+    delta: float,
+    preprocessing: PreprocessingPart | None,
+    decision: NoisyAccuracy | None = None,
+) -> PrivacyBudget:
     """The artifact's budget: the preprocessing's events, the push decision's, then those ``training`` composed
     (at the accountant's ``delta``), checked against ``mechanism``'s run.
 
@@ -501,8 +618,12 @@ def with_preprocessing(training: PrivacyBudget, mechanism: DpSgdMechanism, delta
     check_budget(training, mechanism, training.target_delta)
     if preprocessing is None and decision is None and training.target_delta == delta:
         return training
-    budget = PrivacyBudget(target_delta=delta, neighboring_relation=training.neighboring_relation,
-                           group_size=training.group_size, accountants=training.accountants)
+    budget = PrivacyBudget(
+        target_delta=delta,
+        neighboring_relation=training.neighboring_relation,
+        group_size=training.group_size,
+        accountants=training.accountants,
+    )
     for event in prior_events(preprocessing, decision, mechanism):
         budget.compose(event)
     for event, count in training.ledger:
@@ -510,17 +631,27 @@ def with_preprocessing(training: PrivacyBudget, mechanism: DpSgdMechanism, delta
     return budget
 
 
-def check_budget(budget: PrivacyBudget, mechanism: DpSgdMechanism, delta: float,
-                 preprocessing: PreprocessingPart | None = None, decision: NoisyAccuracy | None = None) -> None:
+def check_budget(
+    budget: PrivacyBudget,
+    mechanism: DpSgdMechanism,
+    delta: float,
+    preprocessing: PreprocessingPart | None = None,
+    decision: NoisyAccuracy | None = None,
+) -> None:
     """Raises LedgerError unless ``budget`` composed exactly the events of ``preprocessing`` (if any), the
     ``decision``'s (if any), then those of ``mechanism``'s run (its unit event, once per unit), under its
     relation and at the accountant's ``delta``."""
     expected = _composed(mechanism, delta, preprocessing, decision)
-    if (budget.ledger != expected.ledger or budget.target_delta != expected.target_delta
-            or budget.neighboring_relation != expected.neighboring_relation
-            or budget.group_size != expected.group_size):
-        raise LedgerError(f"the budget ({budget!r}, events {budget.ledger}) does not account the run "
-                          f"described by {mechanism} at delta={expected.target_delta:g}")
+    if (
+        budget.ledger != expected.ledger
+        or budget.target_delta != expected.target_delta
+        or budget.neighboring_relation != expected.neighboring_relation
+        or budget.group_size != expected.group_size
+    ):
+        raise LedgerError(
+            f"the budget ({budget!r}, events {budget.ledger}) does not account the run "
+            f"described by {mechanism} at delta={expected.target_delta:g}"
+        )
 
 
 def pate_events(parameters: dict[str, Any], decision: NoisyAccuracy | None = None) -> list:
@@ -533,8 +664,8 @@ def pate_events(parameters: dict[str, Any], decision: NoisyAccuracy | None = Non
     """
     from privacy.pate import PateConfigurationError, make_aggregator
     from privacy.pate.aggregators import GNMax
-    from privacy.pate.data_independent import (charged_answers, gnmax_query_event,
-                                               selection_event)
+    from privacy.pate.data_independent import charged_answers, gnmax_query_event, selection_event
+
     queries = parameters.get("queries")
     if isinstance(queries, bool) or not isinstance(queries, int) or queries < 0:
         raise LedgerError(f"a PATE ledger needs its number of queries, got {queries!r}")
@@ -545,26 +676,36 @@ def pate_events(parameters: dict[str, Any], decision: NoisyAccuracy | None = Non
     runs = [] if decision is None else [(decision.event(), 1)]
     if isinstance(aggregator, GNMax):
         return runs + [(gnmax_query_event(aggregator.sigma), queries)]
-    return runs + [(selection_event(aggregator.sigma1), queries),
-                   (gnmax_query_event(aggregator.sigma2), charged_answers(aggregator, queries))]
+    return runs + [
+        (selection_event(aggregator.sigma1), queries),
+        (gnmax_query_event(aggregator.sigma2), charged_answers(aggregator, queries)),
+    ]
 
 
 def check_pate_budget(ledger: PrivacyLedger) -> None:
     """Raises LedgerError unless the ledger's budget composed exactly `pate_events` of its parameters under
     add/remove, without preprocessing (a PATE student carries no Transform graph)."""
     from privacy.pate import PateConfigurationError
+
     try:
         ledger.smoothed_release()
     except PateConfigurationError as err:
         raise LedgerError(f"a PATE ledger's smoothed release: {err}") from None
-    expected = PrivacyBudget(target_delta=ledger.budget.target_delta,
-                             neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE)
+    expected = PrivacyBudget(
+        target_delta=ledger.budget.target_delta, neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE
+    )
     for event, count in pate_events(ledger.parameters, ledger.decision):
         expected.compose(event, count)
-    if ledger.preprocessing is not None or ledger.budget.ledger != expected.ledger or \
-            ledger.budget.neighboring_relation != expected.neighboring_relation or ledger.budget.group_size != 1:
-        raise LedgerError(f"the budget ({ledger.budget!r}, events {ledger.budget.ledger}) does not account the PATE "
-                          f"aggregation its parameters describe")
+    if (
+        ledger.preprocessing is not None
+        or ledger.budget.ledger != expected.ledger
+        or ledger.budget.neighboring_relation != expected.neighboring_relation
+        or ledger.budget.group_size != 1
+    ):
+        raise LedgerError(
+            f"the budget ({ledger.budget!r}, events {ledger.budget.ledger}) does not account the PATE "
+            f"aggregation its parameters describe"
+        )
 
 
 def ledger_path(serving_model_dir: str) -> str:
@@ -642,28 +783,41 @@ def ledger_properties(ledger: PrivacyLedger | None, ledger_uri: str | None = Non
     """
     if ledger is None:
         return {PRIVATE: 0}
-    props: dict[str, Any] = {PRIVATE: 1, EPSILON: mlmd_upper_bound(ledger.epsilon),
-                             EPSILON_ACCOUNTANT: ledger.epsilon_accountant, DELTA: mlmd_upper_bound(ledger.delta),
-                             PRIVACY_MECHANISM: ledger.mechanism, PRIVACY_UNIT: ledger.privacy_unit,
-                             ACCOUNTANT_VERSION: f"dp-accounting {dp_accounting_version()}"}
+    props: dict[str, Any] = {
+        PRIVATE: 1,
+        EPSILON: mlmd_upper_bound(ledger.epsilon),
+        EPSILON_ACCOUNTANT: ledger.epsilon_accountant,
+        DELTA: mlmd_upper_bound(ledger.delta),
+        PRIVACY_MECHANISM: ledger.mechanism,
+        PRIVACY_UNIT: ledger.privacy_unit,
+        ACCOUNTANT_VERSION: f"dp-accounting {dp_accounting_version()}",
+    }
     for kind, name in (("rdp", EPSILON_RDP), ("pld", EPSILON_PLD)):
         value = ledger.epsilons.get(kind)
         if value is not None:
             props[name] = mlmd_upper_bound(value)
     if ledger.preprocessing is not None or ledger.decision is not None:
-        for part, name in (("preprocessing", EPSILON_PREPROCESSING), ("decision", EPSILON_DECISION),
-                           ("training", EPSILON_TRAINING)):
+        for part, name in (
+            ("preprocessing", EPSILON_PREPROCESSING),
+            ("decision", EPSILON_DECISION),
+            ("training", EPSILON_TRAINING),
+        ):
             values = [e for e in ledger.parts.get(part, {}).values() if e is not None]
             if values:
                 props[name] = mlmd_upper_bound(min(values))
     record_level = ledger.record_level_epsilon()
     if record_level is not None:
-        props[EPSILON_RECORD_LEVEL] = mlmd_upper_bound(record_level[0])   # left out below when infinite
+        props[EPSILON_RECORD_LEVEL] = mlmd_upper_bound(record_level[0])  # left out below when infinite
         props[RECORD_ADJACENCY] = Adjacency.ADD_REMOVE.value
         props[EPSILON_RECORD_REPLACED] = mlmd_upper_bound(ledger.replaced_record_epsilon()[0])
     params = ledger.parameters
-    for key, name in (("noise_multiplier", NOISE_MULTIPLIER), ("l2_norm_clip", L2_NORM_CLIP),
-                      ("steps", DP_STEPS), ("sampling", SAMPLING), ("adjacency", ADJACENCY)):
+    for key, name in (
+        ("noise_multiplier", NOISE_MULTIPLIER),
+        ("l2_norm_clip", L2_NORM_CLIP),
+        ("steps", DP_STEPS),
+        ("sampling", SAMPLING),
+        ("adjacency", ADJACENCY),
+    ):
         if params.get(key) is not None:
             props[name] = params[key]
     if NOISE_MULTIPLIER in props:
@@ -706,4 +860,5 @@ def _is_remote(path: str) -> bool:
 
 def _gfile():
     import tensorflow as tf
+
     return tf.io.gfile

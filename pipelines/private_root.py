@@ -34,5 +34,6 @@ def private_folder(path: str) -> str | None:
     if mode & 0o077 == 0:
         return None
     os.chmod(path, mode & 0o700 | stat.S_IRWXU)
-    return (f"{path} was readable by others (mode {mode:o}); it holds the raw data and exact statistics, so it is "
-            f"now 0700")
+    return (
+        f"{path} was readable by others (mode {mode:o}); it holds the raw data and exact statistics, so it is now 0700"
+    )

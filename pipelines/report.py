@@ -79,17 +79,24 @@ class PipelineReport:
     def to_dict(self) -> dict[str, Any]:
         privacy = None
         if self.ledger is not None:
-            privacy = (self.ledger.privacy_report().to_dict() if self.ledger.mechanism == privacy_ledger.DP_SGD
-                       else {"epsilon": self.ledger.epsilons, "delta": self.ledger.delta})
-            privacy.update(mechanism=self.ledger.mechanism, l2_norm_clip=self.ledger.parameters.get("l2_norm_clip"),
-                           privacy_unit=self.ledger.privacy_unit,
-                           truncated_batches=self.ledger.parameters.get("truncated_batches"))
+            privacy = (
+                self.ledger.privacy_report().to_dict()
+                if self.ledger.mechanism == privacy_ledger.DP_SGD
+                else {"epsilon": self.ledger.epsilons, "delta": self.ledger.delta}
+            )
+            privacy.update(
+                mechanism=self.ledger.mechanism,
+                l2_norm_clip=self.ledger.parameters.get("l2_norm_clip"),
+                privacy_unit=self.ledger.privacy_unit,
+                truncated_batches=self.ledger.parameters.get("truncated_batches"),
+            )
             privacy["outside_guarantee"] = self.ledger.parameters.get("outside_guarantee") or {}
             if self.ledger.mechanism == privacy_ledger.DP_FEDAVG:
                 privacy.update(record_level=self.ledger.parameters.get("record_level"))
             if self.ledger.mechanism == privacy_ledger.PATE:
-                privacy.update(analysis=self.ledger.parameters.get("analysis"),
-                               aggregation=pate_aggregation(self.ledger))
+                privacy.update(
+                    analysis=self.ledger.parameters.get("analysis"), aggregation=pate_aggregation(self.ledger)
+                )
             privacy["artifact"] = artifact_privacy(self.ledger)
         evaluation = self.evaluation or {}
         return {
@@ -101,14 +108,21 @@ class PipelineReport:
             "privacy": privacy,
             "utility": self.utility,
             "membership_audit": evaluation.get("membership_audit"),
-            "gate": None if self.evaluation is None else {
-                "blessed": self.blessed, "evaluation_uri": self.evaluation_uri,
-                "epsilon_budget": evaluation.get("epsilon_budget"), "delta_budget": evaluation.get("delta_budget"),
+            "gate": None
+            if self.evaluation is None
+            else {
+                "blessed": self.blessed,
+                "evaluation_uri": self.evaluation_uri,
+                "epsilon_budget": evaluation.get("epsilon_budget"),
+                "delta_budget": evaluation.get("delta_budget"),
                 "privacy_unit": evaluation.get("privacy_unit"),
                 "max_membership_auc": evaluation.get("max_membership_auc"),
-                "privacy_checks": evaluation.get("privacy_checks"), "failures": evaluation.get("failures"),
-                "warnings": evaluation.get("warnings", []), "push_decision": evaluation.get("push_decision"),
-                "privacy_audit": evaluation.get("privacy_audit")},
+                "privacy_checks": evaluation.get("privacy_checks"),
+                "failures": evaluation.get("failures"),
+                "warnings": evaluation.get("warnings", []),
+                "push_decision": evaluation.get("push_decision"),
+                "privacy_audit": evaluation.get("privacy_audit"),
+            },
             "outside_the_guarantee": evaluation.get("outside_the_guarantee", []),
             "encrypted_check": self.encrypted_check,
             "pushed": {"pushed": self.pushed_uri is not None, "uri": self.pushed_uri},
@@ -117,22 +131,33 @@ class PipelineReport:
     def format_text(self) -> str:
         lines = []
         if self.ledger is None:
-            lines += ["No privacy ledger: the model was trained without differential privacy, so no epsilon "
-                      "bounds what it reveals about its training data."]
+            lines += [
+                "No privacy ledger: the model was trained without differential privacy, so no epsilon "
+                "bounds what it reveals about its training data."
+            ]
         elif self.ledger.mechanism == privacy_ledger.DP_SGD:
             if self.ledger.preprocessing is not None or self.ledger.decision is not None:
-                lines += artifact_lines(self.ledger) + ["", "The training part alone (the model's guarantee is the "
-                                                            "composed one above):", ""]
-            lines += [self.ledger.privacy_report().format_text(),
-                      f"  {'clipping norm C':<18} {self.ledger.parameters['l2_norm_clip']:g} (per-example L2)"]
+                lines += artifact_lines(self.ledger) + [
+                    "",
+                    "The training part alone (the model's guarantee is the composed one above):",
+                    "",
+                ]
+            lines += [
+                self.ledger.privacy_report().format_text(),
+                f"  {'clipping norm C':<18} {self.ledger.parameters['l2_norm_clip']:g} (per-example L2)",
+            ]
             if self.ledger.parameters.get("truncated_batches") is not None:
-                lines.append(f"  {'batches cut':<18} {self.ledger.parameters['truncated_batches']} (truncated Poisson "
-                             f"sampling, counted when drawn: prefetched batches included; not covered by "
-                             f"epsilon, see outside the guarantee)")
+                lines.append(
+                    f"  {'batches cut':<18} {self.ledger.parameters['truncated_batches']} (truncated Poisson "
+                    f"sampling, counted when drawn: prefetched batches included; not covered by "
+                    f"epsilon, see outside the guarantee)"
+                )
         else:
             eps = ", ".join(f"{k.upper()} {v:.4f}" for k, v in self.ledger.epsilons.items() if v is not None)
-            lines += [f"{self.ledger.mechanism} privacy ledger: {self.ledger.privacy_unit}-level epsilon {eps} at "
-                      f"delta {self.ledger.delta:g}"]
+            lines += [
+                f"{self.ledger.mechanism} privacy ledger: {self.ledger.privacy_unit}-level epsilon {eps} at "
+                f"delta {self.ledger.delta:g}"
+            ]
             if self.ledger.mechanism == privacy_ledger.PATE:
                 lines += pate_lines(self.ledger)
             record_level = self.ledger.record_level_epsilon()
@@ -140,41 +165,60 @@ class PipelineReport:
                 lines.append(f"  one record        epsilon {_number(record_level[0])} ({record_level[1]})")
             if self.ledger.preprocessing is not None or self.ledger.decision is not None:
                 lines += [""] + artifact_lines(self.ledger)
-        if self.ledger is not None and self.evaluation is None:   # else the Evaluator's list below holds them
-            lines += [f"  outside the guarantee: {name}: {why}"
-                      for name, why in (self.ledger.parameters.get("outside_guarantee") or {}).items()]
-        lines += ["", f"Pipeline {self.pipeline_name}, run {self.run_id}",
-                  "  " + ", ".join(f"{stage} {state}" for stage, state in self.stages.items()),
-                  f"  model              {self.model_uri} (MLMD artifact {self.model_id})"]
+        if self.ledger is not None and self.evaluation is None:  # else the Evaluator's list below holds them
+            lines += [
+                f"  outside the guarantee: {name}: {why}"
+                for name, why in (self.ledger.parameters.get("outside_guarantee") or {}).items()
+            ]
+        lines += [
+            "",
+            f"Pipeline {self.pipeline_name}, run {self.run_id}",
+            "  " + ", ".join(f"{stage} {state}" for stage, state in self.stages.items()),
+            f"  model              {self.model_uri} (MLMD artifact {self.model_id})",
+        ]
         props = self.model_properties
         if privacy_ledger.EPSILON in props:
-            lines.append(f"  MLMD properties    epsilon {props[privacy_ledger.EPSILON]:.4f}, "
-                         f"delta {props[privacy_ledger.DELTA]:g}, private {props.get(privacy_ledger.PRIVATE)}")
+            lines.append(
+                f"  MLMD properties    epsilon {props[privacy_ledger.EPSILON]:.4f}, "
+                f"delta {props[privacy_ledger.DELTA]:g}, private {props.get(privacy_ledger.PRIVATE)}"
+            )
         if self.evaluation is None:
             lines += ["", "Not evaluated: the Evaluator did not complete in this run."]
             return "\n".join(lines)
         evaluation = self.evaluation
         count = self.utility.get("example_count")
-        lines += ["", f"Utility (TFMA, overall slice{f', {count:.0f} held-out examples' if count else ''}; exact, "
-                      f"outside the guarantee: for the reader, they decide nothing)"]
+        lines += [
+            "",
+            f"Utility (TFMA, overall slice{f', {count:.0f} held-out examples' if count else ''}; exact, "
+            f"outside the guarantee: for the reader, they decide nothing)",
+        ]
         lines += [f"  {name:<22} {_number(value)}" for name, value in self.utility.items() if name != "example_count"]
         decision = evaluation.get("push_decision")
         if decision and decision.get("noisy_rows") is not None:
-            lines += [f"  noisy_accuracy         {_number(decision['noisy_accuracy'])}  (the push decision, inside "
-                      f"epsilon: {decision['noisy_correct']} of {decision['noisy_rows']} rows correct, noisy counts, "
-                      f"noise std {decision['noise_std']:.3g})"]
+            lines += [
+                f"  noisy_accuracy         {_number(decision['noisy_accuracy'])}  (the push decision, inside "
+                f"epsilon: {decision['noisy_correct']} of {decision['noisy_rows']} rows correct, noisy counts, "
+                f"noise std {decision['noise_std']:.3g})"
+            ]
         if evaluation.get("membership_audit"):
             from privacy.auditing import MembershipAudit
+
             lines += [""] + MembershipAudit.from_dict(evaluation["membership_audit"]).format_text().splitlines()
         lines += ["", f"Evaluator: {'BLESSED' if self.blessed else 'NOT BLESSED'}"]
         lines += [f"  {'pass' if c['passed'] else 'FAIL'}  {c['reason']}" for c in evaluation.get("privacy_checks", [])]
         lines += [f"  warn  {w}" for w in evaluation.get("warnings", [])]
-        lines += [f"  FAIL  {f['message']}" for f in evaluation.get("failures", [])
-                  if f["metric"] not in gate_spec.CLASS_NAMES]
+        lines += [
+            f"  FAIL  {f['message']}"
+            for f in evaluation.get("failures", [])
+            if f["metric"] not in gate_spec.CLASS_NAMES
+        ]
         if self.encrypted_check is not None:
             lines += [""] + _encrypted_check_lines(self.encrypted_check)
-        lines.append(f"Pusher: pushed to {self.pushed_uri}" if self.pushed_uri
-                     else "Pusher: not pushed (only blessed models are pushed)")
+        lines.append(
+            f"Pusher: pushed to {self.pushed_uri}"
+            if self.pushed_uri
+            else "Pusher: not pushed (only blessed models are pushed)"
+        )
         if evaluation.get("outside_the_guarantee"):
             lines += ["", "Outside the guarantee (published, but not covered by epsilon):"]
             lines += [f"  - {item}" for item in evaluation["outside_the_guarantee"]]
@@ -184,35 +228,52 @@ class PipelineReport:
 def pate_aggregation(ledger: privacy_ledger.PrivacyLedger) -> dict[str, Any]:
     """A PATE ledger's aggregation: its settings and public counts, and the events the guarantee composes."""
     params = ledger.parameters
-    return {key: params.get(key) for key in ("aggregator", "teachers", "classes", "queries", "answered",
-                                             "private_split", "public_split", "partition", "smoothed_release",
-                                             "student_training")} | {
-        "events": [{"event": str(event), "count": count} for event, count in
-                   privacy_ledger.pate_events(params)]}
+    return {
+        key: params.get(key)
+        for key in (
+            "aggregator",
+            "teachers",
+            "classes",
+            "queries",
+            "answered",
+            "private_split",
+            "public_split",
+            "partition",
+            "smoothed_release",
+            "student_training",
+        )
+    } | {"events": [{"event": str(event), "count": count} for event, count in privacy_ledger.pate_events(params)]}
 
 
 def pate_lines(ledger: privacy_ledger.PrivacyLedger) -> list[str]:
     """The text report's PATE block: which analysis, the aggregation and its charged events."""
     params = ledger.parameters
-    aggregator = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
-                           for k, v in params["aggregator"].items() if k != "mechanism")
-    return [f"  analysis           {params.get('analysis')}",
-            f"  aggregation        {params['aggregator']['mechanism']} ({aggregator}): {params['teachers']} teachers "
-            f"on split {params.get('private_split')!r} ({params.get('partition')}), {params['queries']} queries of "
-            f"split {params.get('public_split')!r}, {params['answered']} answered (the student's labels)",
-            *[f"  charged            {count} x {event}" for event, count in privacy_ledger.pate_events(params)],
-            *_student_lines(params.get("student_training")),
-            *_smoothed_lines(ledger)]
+    aggregator = ", ".join(
+        f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+        for k, v in params["aggregator"].items()
+        if k != "mechanism"
+    )
+    return [
+        f"  analysis           {params.get('analysis')}",
+        f"  aggregation        {params['aggregator']['mechanism']} ({aggregator}): {params['teachers']} teachers "
+        f"on split {params.get('private_split')!r} ({params.get('partition')}), {params['queries']} queries of "
+        f"split {params.get('public_split')!r}, {params['answered']} answered (the student's labels)",
+        *[f"  charged            {count} x {event}" for event, count in privacy_ledger.pate_events(params)],
+        *_student_lines(params.get("student_training")),
+        *_smoothed_lines(ledger),
+    ]
 
 
 def _student_lines(training: dict[str, Any] | None) -> list[str]:
     """How the student was trained (older ledgers do not say: no line)."""
     if not training:
         return []
-    how = (f"self-training (confidence {training['confidence']:g}, {training['rounds']} rounds): "
-           f"{training['answered_labels']} answered + {training['pseudo_labels']} pseudo-labelled queries"
-           if training.get("method") == "self-training" else f"supervised on {training['answered_labels']} answered "
-                                                              f"queries")
+    how = (
+        f"self-training (confidence {training['confidence']:g}, {training['rounds']} rounds): "
+        f"{training['answered_labels']} answered + {training['pseudo_labels']} pseudo-labelled queries"
+        if training.get("method") == "self-training"
+        else f"supervised on {training['answered_labels']} answered queries"
+    )
     return [f"  student            {how} (post-processing: no privacy cost)"]
 
 
@@ -224,33 +285,50 @@ def _smoothed_lines(ledger: privacy_ledger.PrivacyLedger) -> list[str]:
     if smoothed is None:
         return [f"  smoothed release   not made ({stored.get('refused')})"]
     labels = ", ".join(f"{k.upper()} {_number(v)}" for k, v in ledger.parts["training"].items() if v is not None)
-    return [f"  labels only        epsilon {labels} (data-independent, without the smoothed release)",
-            f"  smoothed data-dependent: epsilon {smoothed.epsilon(ledger.accountant_delta):.4f} at delta "
-            f"{ledger.accountant_delta:g} (order {smoothed.settings.order:g}, beta {smoothed.settings.beta:g}, "
-            f"sigma_ss {smoothed.settings.sigma_ss:g}) [{stored.get('analysis')}]: a noisy estimate of a tighter "
-            f"bound, NOT the guarantee"]
+    return [
+        f"  labels only        epsilon {labels} (data-independent, without the smoothed release)",
+        f"  smoothed data-dependent: epsilon {smoothed.epsilon(ledger.accountant_delta):.4f} at delta "
+        f"{ledger.accountant_delta:g} (order {smoothed.settings.order:g}, beta {smoothed.settings.beta:g}, "
+        f"sigma_ss {smoothed.settings.sigma_ss:g}) [{stored.get('analysis')}]: a noisy estimate of a tighter "
+        f"bound, NOT the guarantee",
+    ]
 
 
 def artifact_privacy(ledger: privacy_ledger.PrivacyLedger) -> dict[str, Any]:
     """The whole artifact's epsilon and delta, and each part's epsilon alone (JSON values)."""
-    out = {"epsilon": _finite(ledger.epsilons), "delta": ledger.delta, "accountant_delta": ledger.accountant_delta,
-           "additive_delta": ledger.additive_delta, "accountant": ledger.epsilon_accountant,
-           "parts": {name: _finite(eps) for name, eps in ledger.parts.items()}, "preprocessing": None,
-           "decision": None if ledger.decision is None else ledger.decision.to_dict()}
+    out = {
+        "epsilon": _finite(ledger.epsilons),
+        "delta": ledger.delta,
+        "accountant_delta": ledger.accountant_delta,
+        "additive_delta": ledger.additive_delta,
+        "accountant": ledger.epsilon_accountant,
+        "parts": {name: _finite(eps) for name, eps in ledger.parts.items()},
+        "preprocessing": None,
+        "decision": None if ledger.decision is None else ledger.decision.to_dict(),
+    }
     if ledger.preprocessing is not None:
         account = ledger.preprocessing.account
         budget = account.coverage.budget if account.coverage is not None else None
         out["preprocessing"] = {
-            "releases": [{"name": m.name, "analyzer": m.analyzer, "mechanism": m.mechanism,
-                          "noise_multiplier": m.noise_multiplier} for m in account.mechanisms],
+            "releases": [
+                {
+                    "name": m.name,
+                    "analyzer": m.analyzer,
+                    "mechanism": m.mechanism,
+                    "noise_multiplier": m.noise_multiplier,
+                }
+                for m in account.mechanisms
+            ],
             "public": [d.to_dict() for d in account.declarations],
             "configured_epsilon": None if budget is None else budget.get("epsilon"),
-            "problems": account.problems()}
+            "problems": account.problems(),
+        }
     return out
 
 
 def artifact_lines(ledger: privacy_ledger.PrivacyLedger) -> list[str]:
     """The artifact block of the text report: composed epsilon, then each part alone."""
+
     def shown(epsilons):
         return ", ".join(f"{k.upper()} {_number(v)}" for k, v in epsilons.items() if v is not None) or "n/a"
 
@@ -258,15 +336,21 @@ def artifact_lines(ledger: privacy_ledger.PrivacyLedger) -> list[str]:
     delta = f"{ledger.delta:g}"
     if ledger.additive_delta:
         delta += f" (accountant {ledger.accountant_delta:g} + partition selection {ledger.additive_delta:g})"
-    lines = ["Privacy of the model as a whole: what it carries and what decided its push, composed in one accountant",
-             f"  epsilon            {shown(ledger.epsilons)} at delta {delta}"]
+    lines = [
+        "Privacy of the model as a whole: what it carries and what decided its push, composed in one accountant",
+        f"  epsilon            {shown(ledger.epsilons)} at delta {delta}",
+    ]
     if ledger.preprocessing is not None:
         lines += _preprocessing_lines(ledger.preprocessing.account, shown(parts["preprocessing"]))
     if ledger.decision is not None:
-        lines.append(f"  push decision      noisy held-out accuracy (Gaussian std {ledger.decision.std:.3g} on each "
-                     f"count, reserved by the trainer); alone: epsilon {shown(parts['decision'])}")
-    lines += [f"  training           {ledger.mechanism} alone: epsilon {shown(parts['training'])}",
-              "  (composed, the parts spend less than the sum of their epsilons)"]
+        lines.append(
+            f"  push decision      noisy held-out accuracy (Gaussian std {ledger.decision.std:.3g} on each "
+            f"count, reserved by the trainer); alone: epsilon {shown(parts['decision'])}"
+        )
+    lines += [
+        f"  training           {ledger.mechanism} alone: epsilon {shown(parts['training'])}",
+        "  (composed, the parts spend less than the sum of their epsilons)",
+    ]
     if ledger.preprocessing is not None:
         account = ledger.preprocessing.account
         lines += [f"  declared public    {d.name}: {d.reason}" for d in account.declarations]
@@ -280,16 +364,20 @@ def _preprocessing_lines(account, epsilon_alone: str) -> list[str]:
         analyzers[m.analyzer] = analyzers.get(m.analyzer, 0) + 1
     budget = account.coverage.budget if account.coverage is not None else None
     configured = f"; calibrated to epsilon {budget['epsilon']:g} alone" if budget else ""
-    return [f"  preprocessing      {len(account.mechanisms)} private release(s) "
-            f"({', '.join(f'{k} x{v}' for k, v in sorted(analyzers.items())) or 'none'}){configured}; "
-            f"alone: epsilon {epsilon_alone}"]
+    return [
+        f"  preprocessing      {len(account.mechanisms)} private release(s) "
+        f"({', '.join(f'{k} x{v}' for k, v in sorted(analyzers.items())) or 'none'}){configured}; "
+        f"alone: epsilon {epsilon_alone}"
+    ]
 
 
 def _encrypted_check_lines(check: dict[str, Any]) -> list[str]:
     settings = check["settings"]
-    lines = [f"Encrypted inference gate: {'BLESSED' if check['blessed'] else 'NOT BLESSED'} (3-party secret "
-             f"sharing, {settings['frac_bits']} fractional bits, up to {settings['num_examples']} "
-             f"{settings['split']} examples)"]
+    lines = [
+        f"Encrypted inference gate: {'BLESSED' if check['blessed'] else 'NOT BLESSED'} (3-party secret "
+        f"sharing, {settings['frac_bits']} fractional bits, up to {settings['num_examples']} "
+        f"{settings['split']} examples)"
+    ]
     if check["report"] is not None:
         lines += ["  " + line for line in VerificationReport(**check["report"]).format_text().splitlines()]
     lines.append(f"  {'pass' if check['blessed'] else 'FAIL'}  {check['reason']}")
@@ -300,6 +388,7 @@ def comparison_text(private: PipelineReport, non_private: PipelineReport) -> str
     """The private and non-private branches of one ``--compare-non-private`` run, side by side."""
     if private.run_id != non_private.run_id:
         raise ReportError(f"runs {private.run_id} and {non_private.run_id} differ: compare branches of one run")
+
     def epsilon(report: PipelineReport) -> str:
         if report.ledger is None:
             return "none (no ledger)"
@@ -313,18 +402,31 @@ def comparison_text(private: PipelineReport, non_private: PipelineReport) -> str
     for name in sorted(set(private.utility) | set(non_private.utility)):
         if name != "example_count":
             rows.append((name, _number(private.utility.get(name)), _number(non_private.utility.get(name))))
-    rows += [("membership-inference AUC", audit(private, "auc"), audit(non_private, "auc")),
-             ("blessed", str(private.blessed), str(non_private.blessed)),
-             ("pushed", str(private.pushed_uri is not None), str(non_private.pushed_uri is not None))]
-    lines = [f"Side by side: {private.pipeline_name}, run {private.run_id}", "",
-             f"  {'':<26} {'private (DP-SGD)':>20} {'non-private':>20}"]
+    rows += [
+        ("membership-inference AUC", audit(private, "auc"), audit(non_private, "auc")),
+        ("blessed", str(private.blessed), str(non_private.blessed)),
+        ("pushed", str(private.pushed_uri is not None), str(non_private.pushed_uri is not None)),
+    ]
+    lines = [
+        f"Side by side: {private.pipeline_name}, run {private.run_id}",
+        "",
+        f"  {'':<26} {'private (DP-SGD)':>20} {'non-private':>20}",
+    ]
     lines += [f"  {name:<26} {a:>20} {b:>20}" for name, a, b in rows]
     return "\n".join(lines)
 
 
-def load_report(pipeline_root: str, *, pipeline_name: str | None = None, non_private_variant: bool = False,
-                run_id: str | None = None, trainer: str = "Trainer", evaluator: str = "Evaluator",
-                encrypted_gate: str = ENCRYPTED_GATE, pusher: str = "Pusher") -> PipelineReport:
+def load_report(
+    pipeline_root: str,
+    *,
+    pipeline_name: str | None = None,
+    non_private_variant: bool = False,
+    run_id: str | None = None,
+    trainer: str = "Trainer",
+    evaluator: str = "Evaluator",
+    encrypted_gate: str = ENCRYPTED_GATE,
+    pusher: str = "Pusher",
+) -> PipelineReport:
     """Reads the latest run (that includes ``trainer``) of the pipeline whose ML Metadata is
     ``pipeline_root/metadata.sqlite``.
 
@@ -378,11 +480,18 @@ def load_report(pipeline_root: str, *, pipeline_name: str | None = None, non_pri
     ledger_uri = _property(model, privacy_ledger.PRIVACY_LEDGER_URI)
     ledger = privacy_ledger.read_ledger_file(ledger_uri) if ledger_uri else None
     return PipelineReport(
-        pipeline_name=name, run_id=run.name,
+        pipeline_name=name,
+        run_id=run.name,
         stages={stage: _STATE_NAMES.get(e.last_known_state, "?") for stage, e in stages.items()},
-        model_uri=model.uri, model_id=model.id, model_properties=privacy_ledger.model_properties(model),
-        ledger=ledger, evaluation=evaluation, evaluation_uri=evaluation_uri, pushed_uri=pushed_uri,
-        encrypted_check=encrypted_check)
+        model_uri=model.uri,
+        model_id=model.id,
+        model_properties=privacy_ledger.model_properties(model),
+        ledger=ledger,
+        evaluation=evaluation,
+        evaluation_uri=evaluation_uri,
+        pushed_uri=pushed_uri,
+        encrypted_check=encrypted_check,
+    )
 
 
 def _pipeline_name(store, wanted: str | None) -> str:
@@ -404,7 +513,7 @@ def _latest_run(store, pipeline_name: str, trainer: str, run_id: str | None):
     for context in store.get_contexts_by_type("node"):
         if context.name.startswith(prefix):
             for execution in store.get_executions_by_context(context.id):
-                node_of[execution.id] = context.name[len(prefix):]
+                node_of[execution.id] = context.name[len(prefix) :]
     runs = []
     for run in store.get_contexts_by_type("pipeline_run"):
         if run_id is not None and run.name != run_id:
@@ -421,8 +530,11 @@ def _latest_run(store, pipeline_name: str, trainer: str, run_id: str | None):
 
 
 def _artifacts(store, execution, key: str, event_types) -> list:
-    events = [e for e in store.get_events_by_execution_ids([execution.id])
-              if e.type in event_types and e.path.steps and e.path.steps[0].key == key]
+    events = [
+        e
+        for e in store.get_events_by_execution_ids([execution.id])
+        if e.type in event_types and e.path.steps and e.path.steps[0].key == key
+    ]
     return store.get_artifacts_by_id([e.artifact_id for e in events])
 
 

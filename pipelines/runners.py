@@ -63,8 +63,9 @@ def _reporting_stages(stages: list[str], callback: Callable[[StageEvent], None])
         launcher.Launcher.launch = original
 
 
-def run(pipeline: tfx.dsl.Pipeline, *, runner: str = "local",
-        progress: Callable[[StageEvent], None] | None = None) -> None:
+def run(
+    pipeline: tfx.dsl.Pipeline, *, runner: str = "local", progress: Callable[[StageEvent], None] | None = None
+) -> None:
     """Runs ``pipeline`` to the end; ``progress`` is called as each stage starts and ends.
 
     Raises:
@@ -83,6 +84,7 @@ def run(pipeline: tfx.dsl.Pipeline, *, runner: str = "local",
 
 def _beam_dag_runner():
     from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
+
     return BeamDagRunner()
 
 
@@ -95,10 +97,12 @@ def compile_kubeflow_v2(pipeline: tfx.dsl.Pipeline, output_file: str, *, default
     try:
         runner_config = tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=default_image)
     except AttributeError:
-        raise RuntimeError("Kubeflow v2 compilation needs the kfp-pipeline-spec package "
-                           "(pip install 'kfp-pipeline-spec<2.17')") from None
+        raise RuntimeError(
+            "Kubeflow v2 compilation needs the kfp-pipeline-spec package (pip install 'kfp-pipeline-spec<2.17')"
+        ) from None
     directory, name = os.path.split(os.path.abspath(output_file))
     os.makedirs(directory, exist_ok=True)
     tfx.orchestration.experimental.KubeflowV2DagRunner(
-        config=runner_config, output_dir=directory, output_filename=name).run(pipeline, write_out=True)
+        config=runner_config, output_dir=directory, output_filename=name
+    ).run(pipeline, write_out=True)
     return os.path.join(directory, name)

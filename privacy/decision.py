@@ -54,11 +54,14 @@ class NoisyAccuracy:
     group_size: int = 1
 
     def __post_init__(self):
-        object.__setattr__(self, "std",
-                           validation.positive("the push decision's noise std", self.std, error=DecisionError))
-        object.__setattr__(self, "group_size",
-                           validation.integer("the push decision's group_size", self.group_size, minimum=1,
-                                              error=DecisionError))
+        object.__setattr__(
+            self, "std", validation.positive("the push decision's noise std", self.std, error=DecisionError)
+        )
+        object.__setattr__(
+            self,
+            "group_size",
+            validation.integer("the push decision's group_size", self.group_size, minimum=1, error=DecisionError),
+        )
 
     @classmethod
     def calibrate(cls, epsilon: float, delta: float, group_size: int = 1) -> "NoisyAccuracy":
@@ -95,7 +98,8 @@ class NoisyAccuracy:
           DecisionError: for counts that are not integers with 0 <= correct <= rows.
         """
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in (correct, rows)) or not (
-                0 <= correct <= rows):
+            0 <= correct <= rows
+        ):
             raise DecisionError(f"the decision needs integer counts 0 <= correct <= rows, got {correct!r}, {rows!r}")
         source = source or NoiseSource(stream=MECHANISM)
         noise = source.normal(self.std, 2)
@@ -104,9 +108,14 @@ class NoisyAccuracy:
         return DecisionRelease(correct=noisy_correct, rows=noisy_rows, accuracy=accuracy, seeded=source.seeded)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mechanism": MECHANISM, "std": self.std, "group_size": self.group_size,
-                "sensitivity": f"L2 sqrt(2) x {self.group_size}: one record moves the correct count and the row "
-                               f"count by at most 1 each", "noise_multiplier": self.noise_multiplier}
+        return {
+            "mechanism": MECHANISM,
+            "std": self.std,
+            "group_size": self.group_size,
+            "sensitivity": f"L2 sqrt(2) x {self.group_size}: one record moves the correct count and the row "
+            f"count by at most 1 each",
+            "noise_multiplier": self.noise_multiplier,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "NoisyAccuracy":

@@ -22,13 +22,18 @@ def is_float(variable) -> bool:
 
 def changed_float_state(variables, before, after) -> list[str]:
     """Names of the float ``variables`` whose value in ``after`` differs from ``before`` (aligned lists)."""
-    return [variable_name(v) for v, a, b in zip(variables, before, after)
-            if is_float(v) and not np.array_equal(np.asarray(a), np.asarray(b))]
+    return [
+        variable_name(v)
+        for v, a, b in zip(variables, before, after)
+        if is_float(v) and not np.array_equal(np.asarray(a), np.asarray(b))
+    ]
 
 
 def updated_state_error(names: list[str]) -> str:
     """The one-line refusal of a model whose training changes the float non-trainable variables ``names``."""
-    return (f"training updates the model's non-trainable weights {names} (e.g. BatchNormalization statistics, a "
-            f"running mean assigned in call()): exact statistics of the training batches that private training "
-            f"neither clips, noises nor averages; use LayerNormalization or GroupNormalization, or a model "
-            f"without such state")
+    return (
+        f"training updates the model's non-trainable weights {names} (e.g. BatchNormalization statistics, a "
+        f"running mean assigned in call()): exact statistics of the training batches that private training "
+        f"neither clips, noises nor averages; use LayerNormalization or GroupNormalization, or a model "
+        f"without such state"
+    )

@@ -16,8 +16,17 @@ MAX_SHOWN = 80
 """Most characters of a bad value's repr that a message shows."""
 
 
-def number(name: str, value, *, low: float | None = None, high: float | None = None, low_open: bool = False,
-           high_open: bool = False, note: str = "", error: type[Exception] = ValueError) -> float:
+def number(
+    name: str,
+    value,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    note: str = "",
+    error: type[Exception] = ValueError,
+) -> float:
     """``value``, a finite number within [low, high] (an open end with ``low_open`` / ``high_open``; None: no
     bound on that side)."""
     if low is None and high is None:
@@ -29,27 +38,39 @@ def number(name: str, value, *, low: float | None = None, high: float | None = N
     else:
         condition = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
     as_float = _float(value)
-    if (as_float is None or not math.isfinite(as_float)
-            or (low is not None and (as_float <= low if low_open else as_float < low))
-            or (high is not None and (as_float >= high if high_open else as_float > high))):
+    if (
+        as_float is None
+        or not math.isfinite(as_float)
+        or (low is not None and (as_float <= low if low_open else as_float < low))
+        or (high is not None and (as_float >= high if high_open else as_float > high))
+    ):
         raise error(_message(name, condition, note, value))
     return value if type(value) in (int, float) else as_float
 
 
-def positive(name: str, value, *, maximum: float | None = None, note: str = "",
-             error: type[Exception] = ValueError) -> float:
+def positive(
+    name: str, value, *, maximum: float | None = None, note: str = "", error: type[Exception] = ValueError
+) -> float:
     """``value``, a finite number > 0 (and <= ``maximum`` when given)."""
     return number(name, value, low=0, high=maximum, low_open=True, note=note, error=error)
 
 
-def probability(name: str, value, *, zero: bool = False, one: bool = False, note: str = "",
-                error: type[Exception] = ValueError) -> float:
+def probability(
+    name: str, value, *, zero: bool = False, one: bool = False, note: str = "", error: type[Exception] = ValueError
+) -> float:
     """``value``, a number in (0, 1); ``zero`` / ``one`` admit that end."""
     return number(name, value, low=0, high=1, low_open=not zero, high_open=not one, note=note, error=error)
 
 
-def integer(name: str, value, *, minimum: int | None = None, maximum: int | None = None, note: str = "",
-            error: type[Exception] = ValueError) -> int:
+def integer(
+    name: str,
+    value,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    note: str = "",
+    error: type[Exception] = ValueError,
+) -> int:
     """``value`` as an int within [minimum, maximum] (None: no bound on that side). Floats are refused, even
     whole ones."""
     if minimum is not None and maximum is not None:
@@ -60,8 +81,12 @@ def integer(name: str, value, *, minimum: int | None = None, maximum: int | None
         condition = f"an integer <= {maximum}"
     else:
         condition = "an integer"
-    if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
-            or (minimum is not None and value < minimum) or (maximum is not None and value > maximum)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or (minimum is not None and value < minimum)
+        or (maximum is not None and value > maximum)
+    ):
         raise error(_message(name, condition, note, value))
     return int(value)
 
@@ -87,6 +112,9 @@ def _shown(value) -> str:
         return f"an {type(value).__name__} too large to show"
     if "\n" in shown or len(shown) > MAX_SHOWN:
         shown = " ".join(shown.split())
-        shown = f"{type(value).__name__} {shown[:MAX_SHOWN - 3]}..." if len(shown) > MAX_SHOWN else \
-            f"{type(value).__name__} {shown}"
+        shown = (
+            f"{type(value).__name__} {shown[: MAX_SHOWN - 3]}..."
+            if len(shown) > MAX_SHOWN
+            else f"{type(value).__name__} {shown}"
+        )
     return shown

@@ -17,22 +17,55 @@ def test_deprecation_warnings_of_other_packages_stay_warnings(module):
         warnings.warn_explicit("old spelling", DeprecationWarning, "lib.py", 1, module=module)
 
 
-@pytest.mark.parametrize("path, name, fixtures, params, tiers", [
-    ("tests/pipelines/test_pipeline_e2e.py", "test_anything", (), {}, {"tfx"}),
-    ("tests/pipelines/test_privacy_ledger.py", "test_x", ("private_run",), {}, {"tfx"}),
-    ("tests/federated/test_simulation.py", "test_beam_runner_and_worker_threads_equal_in_process_bitwise", (), {},
-     {"tfx"}),
-    ("tests/privacy/keras/test_training.py", "test_training", ("run_case",), {"flavour": "keras3", "case": "case_x"},
-     {"keras_flavours"}),
-    ("tests/privacy/keras/test_training.py", "test_training", ("run_case",), {"flavour": "tf_keras", "case": "case_x"},
-     {"keras_flavours", "slow"}),
-    ("tests/privacy/keras/test_clipping.py", "test_clipping", ("run_case",),
-     {"flavour": "keras3", "case": "case_ghost_norms_equal_jacobian_norms"}, {"keras_flavours", "slow"}),
-    ("tests/federated/test_cli.py", "test_killed_runs_resume_from_their_checkpoint_to_the_uninterrupted_result", (),
-     {}, {"slow"}),
-    ("tests/federated/test_cli.py", "test_plain_output_is_one_line_per_round_without_blank_lines", ("tmp_path",), {},
-     set()),
-])
+@pytest.mark.parametrize(
+    "path, name, fixtures, params, tiers",
+    [
+        ("tests/pipelines/test_pipeline_e2e.py", "test_anything", (), {}, {"tfx"}),
+        ("tests/pipelines/test_privacy_ledger.py", "test_x", ("private_run",), {}, {"tfx"}),
+        (
+            "tests/federated/test_simulation.py",
+            "test_beam_runner_and_worker_threads_equal_in_process_bitwise",
+            (),
+            {},
+            {"tfx"},
+        ),
+        (
+            "tests/privacy/keras/test_training.py",
+            "test_training",
+            ("run_case",),
+            {"flavour": "keras3", "case": "case_x"},
+            {"keras_flavours"},
+        ),
+        (
+            "tests/privacy/keras/test_training.py",
+            "test_training",
+            ("run_case",),
+            {"flavour": "tf_keras", "case": "case_x"},
+            {"keras_flavours", "slow"},
+        ),
+        (
+            "tests/privacy/keras/test_clipping.py",
+            "test_clipping",
+            ("run_case",),
+            {"flavour": "keras3", "case": "case_ghost_norms_equal_jacobian_norms"},
+            {"keras_flavours", "slow"},
+        ),
+        (
+            "tests/federated/test_cli.py",
+            "test_killed_runs_resume_from_their_checkpoint_to_the_uninterrupted_result",
+            (),
+            {},
+            {"slow"},
+        ),
+        (
+            "tests/federated/test_cli.py",
+            "test_plain_output_is_one_line_per_round_without_blank_lines",
+            ("tmp_path",),
+            {},
+            set(),
+        ),
+    ],
+)
 def test_tiers_follow_module_fixture_and_name(path, name, fixtures, params, tiers):
     from tests.conftest import tier_markers
 

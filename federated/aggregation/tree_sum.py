@@ -18,7 +18,7 @@ class TreeSum:
     """Accumulates `Summand`s keyed by leaf position; `merge` combines disjoint partial sums."""
 
     def __init__(self):
-        self._nodes: dict[tuple[int, int], Summand] = {}   # (level, index) -> sum of its leaves
+        self._nodes: dict[tuple[int, int], Summand] = {}  # (level, index) -> sum of its leaves
         self._leaves: set[int] = set()
 
     def add(self, position: int, summand: Summand) -> "TreeSum":

@@ -5,5 +5,12 @@ from federated.client.config import ClientConfig, ClientUpdate
 from federated.client.numpy_sgd import NumpyDenseSgd
 from federated.client.trainer import EXECUTIONS, ClientTrainer
 
-__all__ = ["BatchSchedule", "ClientConfig", "ClientTrainer", "ClientUpdate", "EXECUTIONS", "NumpyDenseSgd",
-           "batch_schedule"]
+__all__ = [
+    "BatchSchedule",
+    "ClientConfig",
+    "ClientTrainer",
+    "ClientUpdate",
+    "EXECUTIONS",
+    "NumpyDenseSgd",
+    "batch_schedule",
+]

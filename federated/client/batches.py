@@ -32,8 +32,16 @@ class BatchSchedule:
     steps: np.ndarray
 
 
-def batch_schedule(indices: Sequence[np.ndarray], seeds: np.ndarray, *, epochs: int, batch: int, width: int,
-                   clients: int | None = None, shuffle: bool = True) -> BatchSchedule:
+def batch_schedule(
+    indices: Sequence[np.ndarray],
+    seeds: np.ndarray,
+    *,
+    epochs: int,
+    batch: int,
+    width: int,
+    clients: int | None = None,
+    shuffle: bool = True,
+) -> BatchSchedule:
     """The schedule of clients whose examples are the dataset rows ``indices[k]`` (each non-empty).
 
     Args:
@@ -59,7 +67,7 @@ def batch_schedule(indices: Sequence[np.ndarray], seeds: np.ndarray, *, epochs: 
             order[epoch, :n] = rng.permutation(n) if shuffle else np.arange(n)
         order = order.reshape(epochs * per_epoch, batch)
         steps[k] = epochs * per_epoch
-        mask[k, :steps[k]] = order >= 0
-        rows[k, :steps[k]] = np.where(order >= 0, index[np.maximum(order, 0)], index[0])
-        rows[k, steps[k]:] = index[0]
+        mask[k, : steps[k]] = order >= 0
+        rows[k, : steps[k]] = np.where(order >= 0, index[np.maximum(order, 0)], index[0])
+        rows[k, steps[k] :] = index[0]
     return BatchSchedule(rows, mask, steps)

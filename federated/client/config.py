@@ -31,8 +31,11 @@ class ClientConfig:
     def __post_init__(self):
         object.__setattr__(self, "epochs", validation.integer("epochs", self.epochs, minimum=1))
         if self.batch_size is not None:
-            object.__setattr__(self, "batch_size", validation.integer("batch_size", self.batch_size, minimum=1,
-                                                                      note="or None for the full batch"))
+            object.__setattr__(
+                self,
+                "batch_size",
+                validation.integer("batch_size", self.batch_size, minimum=1, note="or None for the full batch"),
+            )
         object.__setattr__(self, "learning_rate", validation.positive("learning_rate", self.learning_rate))
         object.__setattr__(self, "proximal_mu", validation.number("proximal_mu", self.proximal_mu, low=0))
         if not isinstance(self.shuffle, bool):

@@ -24,8 +24,8 @@ _ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid")
 
 @dataclasses.dataclass(frozen=True)
 class _Dense:
-    kernel: int          # position of the kernel in the model's trainable weights
-    bias: int | None     # position of the bias, or None
+    kernel: int  # position of the kernel in the model's trainable weights
+    bias: int | None  # position of the bias, or None
     activation: str
 
 
@@ -45,10 +45,15 @@ class NumpyDenseSgd:
 
         fix = "; use execution 'sequential' or 'vectorized'"
         config = loss.get_config()
-        if type(loss) is not keras.losses.SparseCategoricalCrossentropy or not config.get("from_logits") \
-                or config.get("ignore_class") is not None:
-            raise ValueError(f"the numpy execution covers SparseCategoricalCrossentropy(from_logits=True) only, "
-                             f"not {type(loss).__name__}({config}){fix}")
+        if (
+            type(loss) is not keras.losses.SparseCategoricalCrossentropy
+            or not config.get("from_logits")
+            or config.get("ignore_class") is not None
+        ):
+            raise ValueError(
+                f"the numpy execution covers SparseCategoricalCrossentropy(from_logits=True) only, "
+                f"not {type(loss).__name__}({config}){fix}"
+            )
         if len(model.inputs) != 1 or len(model.outputs) != 1:
             raise ValueError(f"the numpy execution covers single-input, single-output models{fix}")
         position = {v.path: i for i, v in enumerate(model.trainable_variables)}
@@ -61,20 +66,27 @@ class NumpyDenseSgd:
                 shape = (int(np.prod(shape)),)
                 continue
             if not isinstance(layer, keras.layers.Dense):
-                raise ValueError(f"the numpy execution covers Dense and Flatten layers, not {layer.name} "
-                                 f"({type(layer).__name__}){fix}")
+                raise ValueError(
+                    f"the numpy execution covers Dense and Flatten layers, not {layer.name} "
+                    f"({type(layer).__name__}){fix}"
+                )
             activation = keras.activations.serialize(layer.activation)
             activation = activation if isinstance(activation, str) else str(activation)
             if activation not in _ACTIVATIONS or getattr(layer, "lora_enabled", False):
-                raise ValueError(f"the numpy execution covers Dense activations {_ACTIVATIONS} without LoRA; "
-                                 f"layer {layer.name} has activation {activation!r}{fix}")
+                raise ValueError(
+                    f"the numpy execution covers Dense activations {_ACTIVATIONS} without LoRA; "
+                    f"layer {layer.name} has activation {activation!r}{fix}"
+                )
             if len(shape) != 1:
-                raise ValueError(f"Dense layer {layer.name} sees inputs of shape {shape}; the numpy execution "
-                                 f"needs them flat (add a Flatten layer){fix}")
+                raise ValueError(
+                    f"Dense layer {layer.name} sees inputs of shape {shape}; the numpy execution "
+                    f"needs them flat (add a Flatten layer){fix}"
+                )
             if layer.kernel.path not in position or (layer.use_bias and layer.bias.path not in position):
                 raise ValueError(f"layer {layer.name} is frozen (not trainable){fix}")
-            layers.append(_Dense(position[layer.kernel.path],
-                                 position[layer.bias.path] if layer.use_bias else None, activation))
+            layers.append(
+                _Dense(position[layer.kernel.path], position[layer.bias.path] if layer.use_bias else None, activation)
+            )
             shape = (int(layer.units),)
         if not layers or layers[-1].activation != "linear":
             raise ValueError(f"the model must end in a Dense layer with linear activation (logits){fix}")
@@ -86,13 +98,14 @@ class NumpyDenseSgd:
     def logits(self, weights, x: np.ndarray) -> np.ndarray:
         """Logits [..., batch, classes] of inputs x [..., batch, *input_shape] under ``weights``
         (each with the same leading client axes as x, or none)."""
-        h = x.reshape(x.shape[:x.ndim - len(self._input_shape)] + (-1,))
+        h = x.reshape(x.shape[: x.ndim - len(self._input_shape)] + (-1,))
         for layer in self._layers:
             h = self._apply(layer, weights, h)[1]
         return h
 
-    def local_sgd(self, weights, x: np.ndarray, y: np.ndarray, schedule: BatchSchedule, learning_rate: float,
-                  proximal_mu: float) -> tuple[list[np.ndarray], np.ndarray]:
+    def local_sgd(
+        self, weights, x: np.ndarray, y: np.ndarray, schedule: BatchSchedule, learning_rate: float, proximal_mu: float
+    ) -> tuple[list[np.ndarray], np.ndarray]:
         """Trains every client of ``schedule`` from the same ``weights`` (float32 arrays).
 
         Args:
@@ -115,20 +128,32 @@ class NumpyDenseSgd:
         slot_weights = (schedule.mask / np.maximum(schedule.mask.sum(-1, keepdims=True), 1))[..., None]
         slot_weights = slot_weights.astype(np.float32)
         totals = np.zeros(len(w[0]), np.float64)
-        counts = schedule.mask.sum(-1)   # [clients, max_steps] examples in each step
-        with np.errstate(all="ignore"):   # a diverging client ends non-finite and is dropped by the caller
+        counts = schedule.mask.sum(-1)  # [clients, max_steps] examples in each step
+        with np.errstate(all="ignore"):  # a diverging client ends non-finite and is dropped by the caller
             for s in range(int(schedule.steps.max(initial=0))):
                 live = schedule.steps > s
                 if live.all():
-                    totals += counts[:, s] * self._sgd_step(w, global_w, np.take(x, schedule.rows[:, s], axis=0),
-                                                            targets[:, s], slot_weights[:, s], learning_rate, mu)
+                    totals += counts[:, s] * self._sgd_step(
+                        w,
+                        global_w,
+                        np.take(x, schedule.rows[:, s], axis=0),
+                        targets[:, s],
+                        slot_weights[:, s],
+                        learning_rate,
+                        mu,
+                    )
                     continue
-                live = np.flatnonzero(live)   # clients done with their steps take no part (and cost nothing)
+                live = np.flatnonzero(live)  # clients done with their steps take no part (and cost nothing)
                 part = [a[live] for a in w]
-                totals[live] += counts[live, s] * self._sgd_step(part, global_w,
-                                                                 np.take(x, schedule.rows[live, s], axis=0),
-                                                                 targets[live, s], slot_weights[live, s],
-                                                                 learning_rate, mu)
+                totals[live] += counts[live, s] * self._sgd_step(
+                    part,
+                    global_w,
+                    np.take(x, schedule.rows[live, s], axis=0),
+                    targets[live, s],
+                    slot_weights[live, s],
+                    learning_rate,
+                    mu,
+                )
                 for a, updated in zip(w, part):
                     a[live] = updated
         return w, (totals / np.maximum(counts.sum(-1), 1)).astype(np.float32)
@@ -144,11 +169,10 @@ class NumpyDenseSgd:
         losses, dz = _cross_entropy(zs[-1], targets, slot_weight)
         for i in reversed(range(len(self._layers))):
             layer = self._layers[i]
-            if i > 0:   # before this layer's weights change
+            if i > 0:  # before this layer's weights change
                 dh = np.matmul(dz, w[layer.kernel].transpose(0, 2, 1))
-            scaled = dz * learning_rate   # the step size applied to the small factor, not the product
-            self._descend(w, global_w, layer.kernel, np.matmul(hs[i].transpose(0, 2, 1), scaled), learning_rate,
-                          mu)
+            scaled = dz * learning_rate  # the step size applied to the small factor, not the product
+            self._descend(w, global_w, layer.kernel, np.matmul(hs[i].transpose(0, 2, 1), scaled), learning_rate, mu)
             if layer.bias is not None:
                 self._descend(w, global_w, layer.bias, scaled.sum(1), learning_rate, mu)
             if i > 0:
@@ -177,8 +201,10 @@ class NumpyDenseSgd:
         expected = np.asarray(model(probe, training=False))
         got = self.logits(weights, probe)
         if got.shape != expected.shape or not np.allclose(got, expected, rtol=1e-4, atol=1e-5):
-            raise ValueError("the model's forward pass is not the chain of its Dense layers; "
-                             "use execution 'sequential' or 'vectorized'")
+            raise ValueError(
+                "the model's forward pass is not the chain of its Dense layers; "
+                "use execution 'sequential' or 'vectorized'"
+            )
 
 
 def _cross_entropy(logits, targets, slot_weight):

@@ -58,8 +58,9 @@ class ClientTrainer:
         state, an unknown execution, or a model or loss the execution does not cover.
     """
 
-    def __init__(self, model_fn: Callable, *, loss=None, execution: str = "sequential",
-                 jit_compile: bool | None = None):
+    def __init__(
+        self, model_fn: Callable, *, loss=None, execution: str = "sequential", jit_compile: bool | None = None
+    ):
         import keras
         import tensorflow as tf
 
@@ -77,8 +78,10 @@ class ClientTrainer:
         self.jit_compile = jit_compile
         loss = keras.losses.get(loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         if not isinstance(loss, keras.losses.Loss):
-            raise ValueError(f"loss must be a keras.losses.Loss instance or a Loss class name (e.g. "
-                             f"'SparseCategoricalCrossentropy'), got {loss!r}")
+            raise ValueError(
+                f"loss must be a keras.losses.Loss instance or a Loss class name (e.g. "
+                f"'SparseCategoricalCrossentropy'), got {loss!r}"
+            )
         config = dict(loss.get_config(), reduction=None)
         self._loss = type(loss).from_config(config)
         self._from_logits = bool(config.get("from_logits", False))
@@ -89,17 +92,24 @@ class ClientTrainer:
         self._weight_specs = [tf.TensorSpec(v.shape, tf.float32) for v in model.trainable_variables]
         self._functions: dict = {}
         self._lock = threading.Lock()
-        self._resident = None   # (ClientData, x, y) as this execution reads them
+        self._resident = None  # (ClientData, x, y) as this execution reads them
         x_spec = tf.TensorSpec((None,) + self._input_shape, tf.float32)
-        self._predict = tf.function(lambda w, x: self.model.stateless_call(w, self._ntv, x, training=False)[0],
-                                    input_signature=[self._weight_specs, x_spec])
+        self._predict = tf.function(
+            lambda w, x: self.model.stateless_call(w, self._ntv, x, training=False)[0],
+            input_signature=[self._weight_specs, x_spec],
+        )
 
     # --- public ---------------------------------------------------------------------------------
     def initial_weights(self) -> list[np.ndarray]:
         return [np.array(v.numpy(), np.float32) for v in self.model.trainable_variables]
 
-    def train(self, weights: Sequence[np.ndarray], clients: Sequence[tuple[int, np.ndarray, np.ndarray]],
-              config: ClientConfig, seeds: np.ndarray) -> list[ClientUpdate]:
+    def train(
+        self,
+        weights: Sequence[np.ndarray],
+        clients: Sequence[tuple[int, np.ndarray, np.ndarray]],
+        config: ClientConfig,
+        seeds: np.ndarray,
+    ) -> list[ClientUpdate]:
         """Runs local training for each (id, x, y) in ``clients`` from ``weights`` (arrays given here).
 
         Args:
@@ -109,13 +119,21 @@ class ClientTrainer:
             return []
         sizes = [len(y) for _, _, y in clients]
         starts = np.concatenate([[0], np.cumsum(sizes)])
-        x, y = self._as_read(np.concatenate([np.asarray(c[1], np.float32) for c in clients]),
-                             np.concatenate([np.asarray(c[2]) for c in clients]))
+        x, y = self._as_read(
+            np.concatenate([np.asarray(c[1], np.float32) for c in clients]),
+            np.concatenate([np.asarray(c[2]) for c in clients]),
+        )
         indexed = [(c[0], np.arange(starts[k], starts[k + 1])) for k, c in enumerate(clients)]
         return self._train(weights, x, y, indexed, config, seeds)
 
-    def train_clients(self, weights: Sequence[np.ndarray], data, clients: Sequence[tuple[int, int]],
-                      config: ClientConfig, seeds: np.ndarray) -> list[ClientUpdate]:
+    def train_clients(
+        self,
+        weights: Sequence[np.ndarray],
+        data,
+        clients: Sequence[tuple[int, int]],
+        config: ClientConfig,
+        seeds: np.ndarray,
+    ) -> list[ClientUpdate]:
         """Like `train`, for (id, position) pairs of ``data`` (a `ClientData`), which is converted to
         tensors once and then read by index."""
         if not clients:
@@ -126,8 +144,9 @@ class ClientTrainer:
             x, y = self._resident[1:]
         return self._train(weights, x, y, [(i, data.partition.indices[p]) for i, p in clients], config, seeds)
 
-    def evaluate(self, weights: Sequence[np.ndarray], x: np.ndarray, y: np.ndarray,
-                 batch_size: int = 1024) -> dict[str, float]:
+    def evaluate(
+        self, weights: Sequence[np.ndarray], x: np.ndarray, y: np.ndarray, batch_size: int = 1024
+    ) -> dict[str, float]:
         """Mean loss and accuracy of ``weights`` on (x, y) (NaN for no rows)."""
         if len(y) == 0:
             return {"loss": float("nan"), "accuracy": float("nan")}
@@ -135,7 +154,7 @@ class ClientTrainer:
         w = [tf.constant(a, tf.float32) for a in weights]
         loss_sum, correct = 0.0, 0
         for start in range(0, len(y), batch_size):
-            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+            xb, yb = x[start : start + batch_size], y[start : start + batch_size]
             out = self._predict(w, tf.constant(xb, tf.float32))
             losses = self._loss(tf.constant(yb), out).numpy()
             loss_sum += float(np.sum(losses))
@@ -166,8 +185,15 @@ class ClientTrainer:
         width = _bucket(int(sizes.max()))
         batch = width if config.batch_size is None else min(config.batch_size, width)
         rows = _bucket(len(clients)) if self.execution == "vectorized" else len(clients)
-        schedule = batch_schedule([ix for _, ix in clients], seeds, epochs=config.epochs, batch=batch, width=width,
-                                  clients=rows, shuffle=config.shuffle)
+        schedule = batch_schedule(
+            [ix for _, ix in clients],
+            seeds,
+            epochs=config.epochs,
+            batch=batch,
+            width=width,
+            clients=rows,
+            shuffle=config.shuffle,
+        )
         if self.execution == "numpy":
             new, losses = self._numpy.local_sgd(weights, x, y, schedule, config.learning_rate, config.proximal_mu)
         else:
@@ -183,9 +209,15 @@ class ClientTrainer:
                 new, losses = self._call(key + (rows,), w, x, y, *(tf.constant(a) for a in parts), *hyper)
                 new, losses = [t.numpy() for t in new], losses.numpy()
         global_flat = flatten(weights)
-        return [ClientUpdate(delta=flatten([a[k] for a in new]) - global_flat, num_examples=int(sizes[k]),
-                             loss=float(losses[k]), position=ident)
-                for k, (ident, _) in enumerate(clients)]
+        return [
+            ClientUpdate(
+                delta=flatten([a[k] for a in new]) - global_flat,
+                num_examples=int(sizes[k]),
+                loss=float(losses[k]),
+                position=ident,
+            )
+            for k, (ident, _) in enumerate(clients)
+        ]
 
     def _call(self, key, *args):
         """Calls the function of a shape bucket, traced (and compiled) once. With ``jit_compile=None``
@@ -197,7 +229,7 @@ class ClientTrainer:
             else:
                 first = False
             function = self._functions[key]
-            if first and self.jit_compile is None:   # compile under the lock: concurrent callers wait
+            if first and self.jit_compile is None:  # compile under the lock: concurrent callers wait
                 try:
                     return function(*args)
                 except (self._tf.errors.InvalidArgumentError, self._tf.errors.UnimplementedError):
@@ -209,13 +241,18 @@ class ClientTrainer:
         scalar = tf.TensorSpec([], tf.float32)
         data_specs = [tf.TensorSpec((None,) + self._input_shape, tf.float32), tf.TensorSpec([None], tf.int32)]
         execution, max_steps, batch, proximal = key[:4]
-        clients = list(key[4:])   # [rows] when vectorized, [] when sequential
-        schedule_specs = [tf.TensorSpec(clients + [max_steps, batch], tf.int32),
-                          tf.TensorSpec(clients + [max_steps, batch], tf.bool), tf.TensorSpec(clients, tf.int32)]
+        clients = list(key[4:])  # [rows] when vectorized, [] when sequential
+        schedule_specs = [
+            tf.TensorSpec(clients + [max_steps, batch], tf.int32),
+            tf.TensorSpec(clients + [max_steps, batch], tf.bool),
+            tf.TensorSpec(clients, tf.int32),
+        ]
         local_sgd = self._local_sgd if execution == "sequential" else self._local_sgd_vectorized
-        return tf.function(lambda *args: local_sgd(*args, proximal=proximal),
-                           input_signature=[self._weight_specs, *data_specs, *schedule_specs, scalar, scalar],
-                           jit_compile=jit_compile)
+        return tf.function(
+            lambda *args: local_sgd(*args, proximal=proximal),
+            input_signature=[self._weight_specs, *data_specs, *schedule_specs, scalar, scalar],
+            jit_compile=jit_compile,
+        )
 
     # --- graphs ---------------------------------------------------------------------------------
     def _check_state(self, execution) -> bool:
@@ -226,14 +263,19 @@ class ClientTrainer:
         x = tf.constant(np.random.default_rng(0).normal(size=(4,) + self._input_shape), tf.float32)
         w = [v.value for v in self.model.trainable_variables]
         _, after = self.model.stateless_call(w, self._ntv, x, training=True)
-        changed = [(v, b) for v, a, b in zip(self.model.non_trainable_variables, self._ntv, after)
-                   if not np.array_equal(np.asarray(a), np.asarray(b))]
+        changed = [
+            (v, b)
+            for v, a, b in zip(self.model.non_trainable_variables, self._ntv, after)
+            if not np.array_equal(np.asarray(a), np.asarray(b))
+        ]
         floats = training_state.changed_float_state(self.model.non_trainable_variables, self._ntv, after)
         if floats:
             raise ValueError(training_state.updated_state_error(floats))
         if changed and execution == "vectorized":
-            raise ValueError(f"vectorized execution cannot carry per-client random state "
-                             f"{[v.path for v, _ in changed]} (e.g. Dropout); use execution='sequential'")
+            raise ValueError(
+                f"vectorized execution cannot carry per-client random state "
+                f"{[v.path for v, _ in changed]} (e.g. Dropout); use execution='sequential'"
+            )
         return bool(changed)
 
     def _masked_loss(self, w, w_global, ntv, xb, yb, mask, mu):
@@ -255,14 +297,20 @@ class ClientTrainer:
         def step(s, w, ntv, total):
             with tf.GradientTape() as tape:
                 tape.watch(w)
-                loss, objective, new_ntv = self._masked_loss(w, w_global, ntv, tf.gather(x, rows[s]),
-                                                             tf.gather(y, rows[s]), mask[s], mu)
+                loss, objective, new_ntv = self._masked_loss(
+                    w, w_global, ntv, tf.gather(x, rows[s]), tf.gather(y, rows[s]), mask[s], mu
+                )
             grads = tape.gradient(objective, w)
-            return s + 1, [a - lr * g for a, g in zip(w, grads)], list(new_ntv) if self._advancing else ntv, \
-                total + loss * tf.reduce_sum(tf.cast(mask[s], tf.float32))
+            return (
+                s + 1,
+                [a - lr * g for a, g in zip(w, grads)],
+                list(new_ntv) if self._advancing else ntv,
+                total + loss * tf.reduce_sum(tf.cast(mask[s], tf.float32)),
+            )
 
-        _, w, _, total = tf.while_loop(lambda s, *_: s < steps, step,
-                                       (tf.constant(0), list(w_global), list(self._ntv), tf.constant(0.0)))
+        _, w, _, total = tf.while_loop(
+            lambda s, *_: s < steps, step, (tf.constant(0), list(w_global), list(self._ntv), tf.constant(0.0))
+        )
         return w, total / tf.maximum(tf.reduce_sum(tf.cast(mask, tf.float32)), 1.0)
 
     def _local_sgd_vectorized(self, w_global, x, y, rows, mask, steps, lr, mu, *, proximal):
@@ -281,8 +329,9 @@ class ClientTrainer:
         def step(s, w, totals):
             active = s < steps
             batch_rows = rows[:, s]
-            grads, losses = tf.vectorized_map(one_client, (w, tf.gather(x, batch_rows), tf.gather(y, batch_rows),
-                                                           mask[:, s] & active[:, None]))
+            grads, losses = tf.vectorized_map(
+                one_client, (w, tf.gather(x, batch_rows), tf.gather(y, batch_rows), mask[:, s] & active[:, None])
+            )
             scale = tf.where(active, lr, 0.0)
             w = [a - tf.reshape(scale, [-1] + [1] * (len(a.shape) - 1)) * g for a, g in zip(w, grads)]
             counts = tf.reduce_sum(tf.cast(mask[:, s] & active[:, None], tf.float32), axis=1)

@@ -46,8 +46,9 @@ class ClientData:
 
     # --- constructors ---------------------------------------------------------------------------
     @classmethod
-    def from_arrays(cls, x, y, partitioner: Partitioner | None = None, *, keys=None,
-                    partition: Partition | None = None) -> "ClientData":
+    def from_arrays(
+        cls, x, y, partitioner: Partitioner | None = None, *, keys=None, partition: Partition | None = None
+    ) -> "ClientData":
         """Splits (x, y) with ``partitioner`` or a given ``partition``.
 
         ``keys``: client keys of a natural partition, or record keys of a keyed one (default: the
@@ -62,9 +63,18 @@ class ClientData:
         return cls(x, y, partition)
 
     @classmethod
-    def for_private_run(cls, x, y, partitioner: Partitioner, *, num_classes: int, keys=None,
-                        max_examples_per_client: int | None = None, record_keys=None,
-                        train: np.ndarray | None = None) -> "ClientData":
+    def for_private_run(
+        cls,
+        x,
+        y,
+        partitioner: Partitioner,
+        *,
+        num_classes: int,
+        keys=None,
+        max_examples_per_client: int | None = None,
+        record_keys=None,
+        train: np.ndarray | None = None,
+    ) -> "ClientData":
         """`from_arrays` for a private run: the records are dealt first, then each record that is not
         `federated.data.screen.trainable` is left out of its client (which stays, possibly empty), so no
         one record's value can refuse the run (`federated.data.screen`).
@@ -81,15 +91,22 @@ class ClientData:
         keep = trainable(x, y, num_classes) & train
         if keys is None:
             keys = partitioner.default_keys(x, y)
-        placeholder = np.where(keep, np.asarray(y, np.float64), 0).astype(np.int64)   # left-out records' labels
+        placeholder = np.where(keep, np.asarray(y, np.float64), 0).astype(np.int64)  # left-out records' labels
         partition = partitioner.partition(placeholder, keys=keys)
         if max_examples_per_client is not None:
             keep &= capped(partition, record_keys, max_examples_per_client, among=train)
         return cls(np.asarray(x)[keep], placeholder[keep], partition.select(keep))
 
     @classmethod
-    def from_tf_dataset(cls, dataset, partitioner: Partitioner, *, features: Sequence[str] | None = None,
-                        label: str | None = None, client_key: str | None = None) -> "ClientData":
+    def from_tf_dataset(
+        cls,
+        dataset,
+        partitioner: Partitioner,
+        *,
+        features: Sequence[str] | None = None,
+        label: str | None = None,
+        client_key: str | None = None,
+    ) -> "ClientData":
         """From a finite unbatched tf.data dataset of (x, y) tuples or of feature dicts.
 
         For dict elements name the ``features`` (flattened and concatenated), the ``label`` and, for
@@ -103,12 +120,20 @@ class ClientData:
         return cls._from_columns(data, partitioner, features, label, client_key)
 
     @classmethod
-    def from_tfrecords(cls, file_pattern: str | Iterable[str], partitioner: Partitioner, *,
-                       features: Sequence[str], label: str, client_key: str | None = None,
-                       compression: str | None = "auto") -> "ClientData":
+    def from_tfrecords(
+        cls,
+        file_pattern: str | Iterable[str],
+        partitioner: Partitioner,
+        *,
+        features: Sequence[str],
+        label: str,
+        client_key: str | None = None,
+        compression: str | None = "auto",
+    ) -> "ClientData":
         """From tf.Example TFRecords, e.g. an ExampleGen split (``<uri>/Split-train/*.gz``)."""
-        return cls._from_columns(read_tf_examples(file_pattern, compression=compression), partitioner,
-                                 features, label, client_key)
+        return cls._from_columns(
+            read_tf_examples(file_pattern, compression=compression), partitioner, features, label, client_key
+        )
 
     @classmethod
     def _from_columns(cls, columns, partitioner, features, label, client_key) -> "ClientData":
@@ -174,8 +199,9 @@ def load_digits_split(*, test_fraction: float = 0.25, seed: int = 0):
 
     digits = load_digits()
     x = (digits.data / 16.0).astype(np.float32)
-    x_train, x_test, y_train, y_test = train_test_split(x, digits.target, test_size=test_fraction,
-                                                        random_state=seed, stratify=digits.target)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, digits.target, test_size=test_fraction, random_state=seed, stratify=digits.target
+    )
     return (x_train, y_train), (x_test, y_test.astype(np.int32))
 
 
@@ -185,8 +211,9 @@ def load_digits_clients(partitioner: Partitioner, *, test_fraction: float = 0.25
     return ClientData.from_arrays(x_train, y_train, partitioner), test
 
 
-def capped(partition: Partition, record_keys: Sequence[bytes], max_examples_per_client: int,
-           among: np.ndarray | None = None) -> np.ndarray:
+def capped(
+    partition: Partition, record_keys: Sequence[bytes], max_examples_per_client: int, among: np.ndarray | None = None
+) -> np.ndarray:
     """[n] bool: in each client of ``partition``, its ``max_examples_per_client`` records of smallest key
     (among the records ``among`` marks, default all).
 

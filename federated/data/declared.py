@@ -19,8 +19,13 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-ACCEPTED = {"number": ("float_list", "int64_list"), "int": ("int64_list",), "float": ("float_list",),
-            "bytes": ("bytes_list",), "text": ("bytes_list", "int64_list")}
+ACCEPTED = {
+    "number": ("float_list", "int64_list"),
+    "int": ("int64_list",),
+    "float": ("float_list",),
+    "bytes": ("bytes_list",),
+    "text": ("bytes_list", "int64_list"),
+}
 """Each declared kind and the tf.Example value lists that conform to it. number, int and float read as
 float64; bytes as bytes; text (a client id) as the text written: bytes decoded, or an integer's digits."""
 
@@ -115,18 +120,24 @@ def read_csv(path: str, spec: Sequence[Column], max_bytes: int = MAX_RECORD_BYTE
         _bounded_line(f, max_bytes)
         for position, line in enumerate(iter(lambda: _bounded_line(f, max_bytes), b"")):
             row, whole = (None, False) if line is None else _csv_row(line, len(header))
-            cells = {c.name: row[places[c.name]] if row is not None and places[c.name] < len(row) else None
-                     for c in spec}
+            cells = {
+                c.name: row[places[c.name]] if row is not None and places[c.name] < len(row) else None for c in spec
+            }
             if row == [] or any(c.kind == "text" and cells[c.name] is None for c in spec):
                 continue
             kept.append(position)
             read = {c.name: _cell(c, cells[c.name], whole) for c in spec}
             for c in spec:
                 values[c.name].append(read[c.name])
-            conforming.append(whole and not any(c.kind in ("number", "int", "float") and np.isnan(read[c.name])
-                                                for c in spec))
-    columns = {c.name: np.array(values[c.name] + [None], dtype=object)[:-1] if c.kind in ("text", "bytes") else
-               np.array(values[c.name], dtype=np.float64) for c in spec}
+            conforming.append(
+                whole and not any(c.kind in ("number", "int", "float") and np.isnan(read[c.name]) for c in spec)
+            )
+    columns = {
+        c.name: np.array(values[c.name] + [None], dtype=object)[:-1]
+        if c.kind in ("text", "bytes")
+        else np.array(values[c.name], dtype=np.float64)
+        for c in spec
+    }
     return Records(columns, np.array(conforming, bool), np.array(kept, np.int64))
 
 
@@ -203,12 +214,13 @@ def read_examples(records: Iterable[bytes], spec: Sequence[Column]) -> Records:
     columns = {}
     for c in spec:
         if c.kind in ("text", "bytes"):
-            columns[c.name] = np.array(values[c.name] + [None], dtype=object)[:-1]   # never a 2-D array
+            columns[c.name] = np.array(values[c.name] + [None], dtype=object)[:-1]  # never a 2-D array
         else:
             nan = [float("nan")] * c.length
             array = np.array([nan if v is None else v for v in values[c.name]], dtype=np.float64)
-            columns[c.name] = array.reshape(len(array), c.length)[:, 0] if c.length == 1 else \
-                array.reshape(len(array), c.length)
+            columns[c.name] = (
+                array.reshape(len(array), c.length)[:, 0] if c.length == 1 else array.reshape(len(array), c.length)
+            )
     return Records(columns, np.array(conforming, bool), np.array(kept, np.int64))
 
 

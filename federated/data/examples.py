@@ -32,8 +32,9 @@ def read_tf_examples(file_pattern: str | Iterable[str], *, compression: str | No
     return examples_to_columns(records)
 
 
-def read_tf_records(file_pattern: str | Iterable[str], *, compression: str | None = "auto",
-                    max_record_bytes: int | None = None) -> list[bytes]:
+def read_tf_records(
+    file_pattern: str | Iterable[str], *, compression: str | None = "auto", max_record_bytes: int | None = None
+) -> list[bytes]:
     """The serialized records of the TFRecord files ``file_pattern``, in file order (files sorted when a glob).
     With ``max_record_bytes`` (a private run's public bound, `federated.data.declared.MAX_RECORD_BYTES`), a
     longer record is skipped by its length header, never held in memory, and stands as b"" in its place (a
@@ -54,9 +55,10 @@ def read_tf_records(file_pattern: str | Iterable[str], *, compression: str | Non
     records = tf.data.TFRecordDataset(files, compression_type=compression or "")
     try:
         return list(records.as_numpy_iterator())
-    except tf.errors.OpError as err:   # e.g. DataLossError: not TFRecords, or another compression
-        raise ValueError(f"{files} are not readable as TFRecord files (compression {compression or 'none'!r}): "
-                         f"{err.message}") from None
+    except tf.errors.OpError as err:  # e.g. DataLossError: not TFRecords, or another compression
+        raise ValueError(
+            f"{files} are not readable as TFRecord files (compression {compression or 'none'!r}): {err.message}"
+        ) from None
 
 
 def _bounded_records(path: str, compression: str, max_bytes: int) -> Iterable[bytes]:
@@ -67,7 +69,7 @@ def _bounded_records(path: str, compression: str, max_bytes: int) -> Iterable[by
     def corrupt(what):
         return ValueError(f"{path}: not readable as TFRecord files (compression {compression or 'none'!r}): {what}")
 
-    with tf.io.gfile.GFile(path, "rb") as raw, (gzip.GzipFile(fileobj=raw) if compression else raw) as f:
+    with tf.io.gfile.GFile(path, "rb") as raw, gzip.GzipFile(fileobj=raw) if compression else raw as f:
         try:
             while header := f.read(12):
                 if len(header) < 12 or _masked_crc(header[:8]) != struct.unpack("<I", header[8:])[0]:
@@ -86,13 +88,14 @@ def _bounded_records(path: str, compression: str, max_bytes: int) -> Iterable[by
                 if len(data) < length or len(crc) < 4 or _masked_crc(data) != struct.unpack("<I", crc)[0]:
                     raise corrupt("a truncated or corrupted record")
                 yield data
-        except (OSError, EOFError, tf.errors.OpError) as err:   # not gzip, truncated, unreadable
+        except (OSError, EOFError, tf.errors.OpError) as err:  # not gzip, truncated, unreadable
             raise corrupt(err) from None
 
 
 def _masked_crc(data: bytes) -> int:
     """TFRecord's masked CRC-32C of ``data``."""
     import google_crc32c
+
     crc = google_crc32c.value(data)
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
@@ -127,8 +130,10 @@ def examples_to_columns(records: Iterable[bytes]) -> dict[str, np.ndarray]:
                 raise ValueError(f"record {count} lacks feature {key!r}")
             values = getattr(features[key], kind).value
             if len(values) != length:
-                raise ValueError(f"feature {key!r} has {len(values)} values in record {count}, {length} in the first; "
-                                 f"only fixed-length features are supported")
+                raise ValueError(
+                    f"feature {key!r} has {len(values)} values in record {count}, {length} in the first; "
+                    f"only fixed-length features are supported"
+                )
             columns[key].append(values[0] if length == 1 else list(values))
     if not kinds:
         raise ValueError("no records")
@@ -150,7 +155,7 @@ def read_csv_columns(path: str) -> dict[str, np.ndarray]:
         reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""))
         rows = list(reader)
     except UnicodeDecodeError as err:
-        line = data[:err.start].count(b"\n") + 1
+        line = data[: err.start].count(b"\n") + 1
         raise ValueError(f"{path}: line {line} is not UTF-8 ({err.reason})") from None
     except csv.Error as err:
         raise ValueError(f"{path}: line {reader.line_num} is not readable as CSV ({err})") from None
@@ -173,7 +178,7 @@ def _parse_column(values: list[str]) -> np.ndarray:
     """int64 if every value is an integer that fits, float32 if every value is a number, else strings."""
     for dtype in (np.int64, np.float32):
         try:
-            with np.errstate(over="ignore"):   # a number beyond float32's range reads as infinite
+            with np.errstate(over="ignore"):  # a number beyond float32's range reads as infinite
                 return np.array(values, dtype=dtype)
         except (ValueError, OverflowError):
             continue
@@ -207,8 +212,10 @@ def class_labels(columns: dict[str, np.ndarray], key: str, *, setting: str) -> n
         raise ValueError(f"{setting}: no column {key!r}; the columns are {sorted(columns)}")
     labels = np.asarray(columns[key])
     if labels.ndim != 1 or labels.size == 0 or labels.dtype.kind not in "iu":
-        raise ValueError(f"{setting}: column {key!r} must hold one integer class per example, got dtype "
-                         f"{labels.dtype} and shape {labels.shape}")
+        raise ValueError(
+            f"{setting}: column {key!r} must hold one integer class per example, got dtype "
+            f"{labels.dtype} and shape {labels.shape}"
+        )
     return labels.astype(np.int64)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 def trainable(x, y, num_classes: int) -> np.ndarray:
     """[n] bool: the record's features are finite in float32 and its label is an integer in [0, num_classes)."""
     x = np.asarray(x, np.float64)
-    features = x.reshape(len(x), int(np.prod(x.shape[1:])))   # no record: [0, d]
+    features = x.reshape(len(x), int(np.prod(x.shape[1:])))  # no record: [0, d]
     with np.errstate(over="ignore"):
         finite = np.isfinite(features.astype(np.float32)).all(axis=1)
     labels = np.asarray(y, np.float64)

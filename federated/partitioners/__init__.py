@@ -18,8 +18,16 @@ from federated.partitioners.quantity_skew import QuantitySkewPartitioner
 from federated.partitioners.shards import ShardPartitioner
 
 PARTITIONERS: dict[str, type[Partitioner]] = {
-    cls.name: cls for cls in (IidPartitioner, DirichletPartitioner, ShardPartitioner, QuantitySkewPartitioner,
-                              NaturalPartitioner, KeyedPartitioner)}
+    cls.name: cls
+    for cls in (
+        IidPartitioner,
+        DirichletPartitioner,
+        ShardPartitioner,
+        QuantitySkewPartitioner,
+        NaturalPartitioner,
+        KeyedPartitioner,
+    )
+}
 
 
 def partitioner_from_dict(spec: Mapping[str, Any]) -> Partitioner:
@@ -34,6 +42,18 @@ def partitioner_from_dict(spec: Mapping[str, Any]) -> Partitioner:
         raise ValueError(f"bad settings for the {name} partitioner: {err}") from None
 
 
-__all__ = ["DirichletPartitioner", "IidPartitioner", "KeyedPartitioner", "NaturalPartitioner", "PARTITIONERS",
-           "Partition", "Partitioner", "QuantitySkewPartitioner", "ShardPartitioner", "content_keys",
-           "keyed_hold_out", "partitioner_from_dict", "record_keys"]
+__all__ = [
+    "DirichletPartitioner",
+    "IidPartitioner",
+    "KeyedPartitioner",
+    "NaturalPartitioner",
+    "PARTITIONERS",
+    "Partition",
+    "Partitioner",
+    "QuantitySkewPartitioner",
+    "ShardPartitioner",
+    "content_keys",
+    "keyed_hold_out",
+    "partitioner_from_dict",
+    "record_keys",
+]

@@ -64,8 +64,7 @@ def _check_labels(labels) -> np.ndarray:
 def check_num_clients(num_clients, num_examples: int) -> None:
     validation.integer("num_clients", num_clients, minimum=1)
     if num_clients > num_examples:
-        raise ValueError(f"num_clients={num_clients} exceeds the {num_examples} examples: some clients "
-                         f"would be empty")
+        raise ValueError(f"num_clients={num_clients} exceeds the {num_examples} examples: some clients would be empty")
 
 
 def client_names(count: int) -> list[str]:

@@ -36,14 +36,19 @@ class DirichletPartitioner(Partitioner):
 
     def __post_init__(self):
         object.__setattr__(self, "alpha", validation.positive("alpha", self.alpha))
-        object.__setattr__(self, "min_examples_per_client",
-                           validation.integer("min_examples_per_client", self.min_examples_per_client, minimum=1))
+        object.__setattr__(
+            self,
+            "min_examples_per_client",
+            validation.integer("min_examples_per_client", self.min_examples_per_client, minimum=1),
+        )
 
     def _split(self, labels, keys):
         check_num_clients(self.num_clients, labels.size)
         if self.num_clients * self.min_examples_per_client > labels.size:
-            raise ValueError(f"{self.num_clients} clients x min_examples_per_client="
-                             f"{self.min_examples_per_client} exceeds the {labels.size} examples")
+            raise ValueError(
+                f"{self.num_clients} clients x min_examples_per_client="
+                f"{self.min_examples_per_client} exceeds the {labels.size} examples"
+            )
         rng = np.random.default_rng(self.seed)
         by_class = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
         for _ in range(self.max_attempts):
@@ -59,4 +64,5 @@ class DirichletPartitioner(Partitioner):
         raise ValueError(
             f"no Dirichlet(alpha={self.alpha}) draw in {self.max_attempts} attempts gave all {self.num_clients} "
             f"clients >= {self.min_examples_per_client} examples; raise alpha, lower num_clients or "
-            f"min_examples_per_client")
+            f"min_examples_per_client"
+        )

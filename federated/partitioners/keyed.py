@@ -61,7 +61,7 @@ class KeyedPartitioner(Partitioner):
         if self.rule not in RULES:
             raise ValueError(f"rule must be one of {', '.join(RULES)}, got {self.rule!r}")
         object.__setattr__(self, "alpha", validation.positive("alpha", self.alpha))
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2 ** 64:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**64:
             raise ValueError(f"seed must be an integer in [0, 2^64), got {self.seed!r}")
 
     def default_keys(self, x, y):
@@ -99,8 +99,16 @@ def keyed_uniforms(keys, seed: int, *, salt: bytes = b"") -> np.ndarray:
     """u_i in [0, 1): BLAKE2b of each key, keyed by ``seed``; another ``salt`` (at most 16 bytes) gives
     draws independent of the unsalted ones."""
     secret = seed.to_bytes(16, "big", signed=False)
-    return np.array([int.from_bytes(hashlib.blake2b(_key_bytes(k), digest_size=8, key=secret, salt=salt).digest(),
-                                    "big") for k in keys], np.float64) / 2.0 ** 64
+    return (
+        np.array(
+            [
+                int.from_bytes(hashlib.blake2b(_key_bytes(k), digest_size=8, key=secret, salt=salt).digest(), "big")
+                for k in keys
+            ],
+            np.float64,
+        )
+        / 2.0**64
+    )
 
 
 def keyed_hold_out(keys, *, fraction: float, seed: int) -> np.ndarray:
@@ -112,7 +120,7 @@ def keyed_hold_out(keys, *, fraction: float, seed: int) -> np.ndarray:
 
 def content_keys(x, y) -> list[bytes]:
     """One key per example: its features (float32) and label (int64) as bytes."""
-    with np.errstate(over="ignore", invalid="ignore"):   # a record beyond float32, or a NaN label, keys as it casts
+    with np.errstate(over="ignore", invalid="ignore"):  # a record beyond float32, or a NaN label, keys as it casts
         x = np.ascontiguousarray(np.asarray(x, np.float32).reshape(len(x), -1))
         y = np.asarray(y).astype(np.int64)
     return [row.tobytes() + label.tobytes() for row, label in zip(x, y)]
@@ -131,10 +139,11 @@ def record_keys(columns: Mapping[str, np.ndarray]) -> list[bytes]:
         if len(column) != count:
             raise ValueError(f"column {name!r} has {len(column)} values, {names[0]!r} {count}")
         if column.dtype == object:
-            values = [_key_bytes(v) if isinstance(v, (bytes, str)) or v is None else repr(list(v)).encode()
-                      for v in column]
+            values = [
+                _key_bytes(v) if isinstance(v, (bytes, str)) or v is None else repr(list(v)).encode() for v in column
+            ]
         else:
-            rows = column.reshape(count, int(np.prod(column.shape[1:])))   # no record: [0, d]
+            rows = column.reshape(count, int(np.prod(column.shape[1:])))  # no record: [0, d]
             values = [row.tobytes() for row in np.ascontiguousarray(rows)]
         tag = name.encode() + column.dtype.str.encode()
         parts.append([len(tag).to_bytes(4, "big") + tag + len(v).to_bytes(4, "big") + v for v in values])

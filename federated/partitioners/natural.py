@@ -36,5 +36,5 @@ class NaturalPartitioner(Partitioner):
         if self.max_clients is not None:
             if self.max_clients < 1:
                 raise ValueError(f"max_clients must be >= 1, got {self.max_clients}")
-            ids, indices = ids[:self.max_clients], indices[:self.max_clients]
+            ids, indices = ids[: self.max_clients], indices[: self.max_clients]
         return [np.sort(ix) for ix in indices], ids

@@ -31,8 +31,15 @@ class Partition:
         the client.
     """
 
-    def __init__(self, client_ids: Sequence[str], indices: Sequence[np.ndarray], *,
-                 labels: np.ndarray | None = None, spec: Mapping[str, Any] | None = None, allow_empty: bool = False):
+    def __init__(
+        self,
+        client_ids: Sequence[str],
+        indices: Sequence[np.ndarray],
+        *,
+        labels: np.ndarray | None = None,
+        spec: Mapping[str, Any] | None = None,
+        allow_empty: bool = False,
+    ):
         if len(client_ids) != len(indices):
             raise ValueError(f"{len(client_ids)} client ids for {len(indices)} index arrays")
         if len(set(client_ids)) != len(client_ids):
@@ -93,13 +100,16 @@ class Partition:
         """A table of per-client sizes and label histograms (first ``max_rows`` clients)."""
         sizes = self.sizes()
         name = self._spec.get("name", "partition")
-        lines = [f"{name}: {self.num_clients} clients, {int(sizes.sum())} examples, per client "
-                 f"min {sizes.min()} / median {np.median(sizes):g} / max {sizes.max()}"]
+        lines = [
+            f"{name}: {self.num_clients} clients, {int(sizes.sum())} examples, per client "
+            f"min {sizes.min()} / median {np.median(sizes):g} / max {sizes.max()}"
+        ]
         hist = self.label_histograms() if self._labels is not None else None
         if hist is not None:
             classes = (hist > 0).sum(axis=1)
-            lines.append(f"classes per client: min {classes.min()} / median {np.median(classes):g} / "
-                         f"max {classes.max()}")
+            lines.append(
+                f"classes per client: min {classes.min()} / median {np.median(classes):g} / max {classes.max()}"
+            )
         header = f"{'client':>12} {'size':>7}" + ("  label histogram" if hist is not None else "")
         lines.append(header)
         for row, (cid, size) in enumerate(zip(self._ids, sizes)):
@@ -117,15 +127,23 @@ class Partition:
         stays, empty ones too."""
         keep = np.asarray(keep, bool)
         position = np.cumsum(keep) - 1
-        return Partition(self._ids, [position[ix[keep[ix]]] for ix in self._indices],
-                         labels=None if self._labels is None else self._labels[keep], spec=self._spec,
-                         allow_empty=True)
+        return Partition(
+            self._ids,
+            [position[ix[keep[ix]]] for ix in self._indices],
+            labels=None if self._labels is None else self._labels[keep],
+            spec=self._spec,
+            allow_empty=True,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "format": FORMAT, "spec": self._spec, "allow_empty": self._allow_empty, "clients": [
-                {"id": cid, "size": int(ix.size), "indices": ix.tolist()}
-                for cid, ix in zip(self._ids, self._indices)]}
+            "format": FORMAT,
+            "spec": self._spec,
+            "allow_empty": self._allow_empty,
+            "clients": [
+                {"id": cid, "size": int(ix.size), "indices": ix.tolist()} for cid, ix in zip(self._ids, self._indices)
+            ],
+        }
         if self._labels is not None:
             for client, hist in zip(out["clients"], self.label_histograms()):
                 client["label_histogram"] = hist.tolist()
@@ -143,12 +161,20 @@ class Partition:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ValueError(f"{os.fspath(path)!r} is not a ppml partition file (format {FORMAT!r})")
         clients = data["clients"]
-        return cls([c["id"] for c in clients], [np.asarray(c["indices"], np.int64) for c in clients],
-                   labels=labels, spec=data.get("spec"), allow_empty=bool(data.get("allow_empty", False)))
+        return cls(
+            [c["id"] for c in clients],
+            [np.asarray(c["indices"], np.int64) for c in clients],
+            labels=labels,
+            spec=data.get("spec"),
+            allow_empty=bool(data.get("allow_empty", False)),
+        )
 
     def __eq__(self, other) -> bool:
-        return (isinstance(other, Partition) and self._ids == other._ids
-                and all(np.array_equal(a, b) for a, b in zip(self._indices, other._indices)))
+        return (
+            isinstance(other, Partition)
+            and self._ids == other._ids
+            and all(np.array_equal(a, b) for a, b in zip(self._indices, other._indices))
+        )
 
     def __repr__(self) -> str:
         return f"Partition({self._spec.get('name', '?')}, clients={self.num_clients}, examples={self.sizes().sum()})"

@@ -30,19 +30,24 @@ class QuantitySkewPartitioner(Partitioner):
 
     def __post_init__(self):
         object.__setattr__(self, "alpha", validation.positive("alpha", self.alpha))
-        object.__setattr__(self, "min_examples_per_client",
-                           validation.integer("min_examples_per_client", self.min_examples_per_client, minimum=1))
+        object.__setattr__(
+            self,
+            "min_examples_per_client",
+            validation.integer("min_examples_per_client", self.min_examples_per_client, minimum=1),
+        )
 
     def _split(self, labels, keys):
         check_num_clients(self.num_clients, labels.size)
         floor = self.num_clients * self.min_examples_per_client
         if floor > labels.size:
-            raise ValueError(f"{self.num_clients} clients x min_examples_per_client="
-                             f"{self.min_examples_per_client} exceeds the {labels.size} examples")
+            raise ValueError(
+                f"{self.num_clients} clients x min_examples_per_client="
+                f"{self.min_examples_per_client} exceeds the {labels.size} examples"
+            )
         rng = np.random.default_rng(self.seed)
         shares = rng.dirichlet(np.full(self.num_clients, float(self.alpha)))
         extra = np.floor(shares * (labels.size - floor)).astype(np.int64)
-        extra[np.argmax(shares)] += labels.size - floor - extra.sum()   # hand out rounding leftovers
+        extra[np.argmax(shares)] += labels.size - floor - extra.sum()  # hand out rounding leftovers
         sizes = extra + self.min_examples_per_client
         order = rng.permutation(labels.size)
         return [np.sort(p) for p in np.split(order, np.cumsum(sizes)[:-1])], client_names(self.num_clients)

@@ -30,15 +30,18 @@ class ShardPartitioner(Partitioner):
     name = "shards"
 
     def __post_init__(self):
-        object.__setattr__(self, "shards_per_client",
-                           validation.integer("shards_per_client", self.shards_per_client, minimum=1))
+        object.__setattr__(
+            self, "shards_per_client", validation.integer("shards_per_client", self.shards_per_client, minimum=1)
+        )
 
     def _split(self, labels, keys):
         check_num_clients(self.num_clients, labels.size)
         num_shards = self.num_clients * self.shards_per_client
         if num_shards > labels.size:
-            raise ValueError(f"{num_shards} shards ({self.num_clients} clients x {self.shards_per_client}) "
-                             f"exceed the {labels.size} examples: every shard needs one example")
+            raise ValueError(
+                f"{num_shards} shards ({self.num_clients} clients x {self.shards_per_client}) "
+                f"exceed the {labels.size} examples: every shard needs one example"
+            )
         rng = np.random.default_rng(self.seed)
         shuffled = rng.permutation(labels.size)
         ordered = shuffled[np.argsort(labels[shuffled], kind="stable")]

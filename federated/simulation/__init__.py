@@ -8,8 +8,17 @@ from federated.simulation.history import History, RoundRecord
 from federated.simulation.inprocess import InProcessRunner
 from federated.simulation.simulation import FederatedSimulation, RoundJob, UnaccountedAbort
 
-__all__ = ["CheckpointError", "FederatedSimulation", "History", "InProcessRunner", "RoundJob", "RoundRecord",
-           "UnaccountedAbort", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CheckpointError",
+    "FederatedSimulation",
+    "History",
+    "InProcessRunner",
+    "RoundJob",
+    "RoundRecord",
+    "UnaccountedAbort",
+    "load_checkpoint",
+    "save_checkpoint",
+]
 
 
 def __getattr__(name):

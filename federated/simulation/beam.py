@@ -69,10 +69,11 @@ class BeamRunner:
 
     def __init__(self, pipeline_args: list[str] | None = None, temp_location: str | None = None):
         self.pipeline_args = list(pipeline_args or ["--runner=DirectRunner"])
-        self.temp_location = temp_location or PipelineOptions(self.pipeline_args).view_as(
-            GoogleCloudOptions).temp_location
-        self._data_refs: dict[int, tuple] = {}   # id(ClientData) -> (the data, its ClientDataRef)
-        self._folder: str | None = None           # this runner's folder under temp_location
+        self.temp_location = (
+            temp_location or PipelineOptions(self.pipeline_args).view_as(GoogleCloudOptions).temp_location
+        )
+        self._data_refs: dict[int, tuple] = {}  # id(ClientData) -> (the data, its ClientDataRef)
+        self._folder: str | None = None  # this runner's folder under temp_location
 
     def to_dict(self) -> dict:
         return {"name": self.name, "pipeline_args": self.pipeline_args}
@@ -84,23 +85,26 @@ class BeamRunner:
         path = FileSystems.join(directory, f"ppml-federated-round-{job.plan.round}-{uuid.uuid4().hex}.pkl")
         with beam.Pipeline(options=PipelineOptions(self.pipeline_args)) as pipeline:
             state = pipeline | "State" >> beam.Create([job.state])
-            trained = (pipeline
-                       | "Chunks" >> beam.Create(job.plan.chunks())
-                       | "Spread" >> beam.Reshuffle()
-                       | "Train" >> beam.ParDo(TrainChunk(dataclasses.replace(job, state=None)),
-                                               beam.pvalue.AsSingleton(state)).with_outputs(_DIAGNOSTICS,
-                                                                                            main="encoded"))
+            trained = (
+                pipeline
+                | "Chunks" >> beam.Create(job.plan.chunks())
+                | "Spread" >> beam.Reshuffle()
+                | "Train"
+                >> beam.ParDo(
+                    TrainChunk(dataclasses.replace(job, state=None)), beam.pvalue.AsSingleton(state)
+                ).with_outputs(_DIAGNOSTICS, main="encoded")
+            )
             aggregate = trained.encoded | "Aggregate" >> beam.CombineGlobally(AggregateFn(job.aggregation))
             diagnostics = trained[_DIAGNOSTICS] | "Diagnostics" >> beam.combiners.ToList()
-            _ = (pipeline
-                 | "Path" >> beam.Create([path])
-                 | "Write" >> beam.Map(_write, beam.pvalue.AsSingleton(aggregate),
-                                       beam.pvalue.AsSingleton(diagnostics)))
+            _ = (
+                pipeline
+                | "Path" >> beam.Create([path])
+                | "Write" >> beam.Map(_write, beam.pvalue.AsSingleton(aggregate), beam.pvalue.AsSingleton(diagnostics))
+            )
         with FileSystems.open(path) as f:
             accumulator, diagnostics = pickle.load(f)
         FileSystems.delete([path])
         return accumulator, sorted(diagnostics, key=lambda d: d.rank)
-
 
     def _directory(self) -> str:
         """This runner's folder under ``temp_location``: on a local file system a fresh one that only this
@@ -108,7 +112,7 @@ class BeamRunner:
         if self._folder is None:
             base = self.temp_location or tempfile.gettempdir()
             if FileSystems.get_scheme(base) in (None, "file"):
-                local = base[len("file://"):] if base.startswith("file://") else base
+                local = base[len("file://") :] if base.startswith("file://") else base
                 os.makedirs(local, exist_ok=True)
                 self._folder = tempfile.mkdtemp(prefix="ppml-federated-", dir=local)
             else:
@@ -132,7 +136,7 @@ class BeamRunner:
         if uris:
             FileSystems.delete(uris)
         if self._folder is not None and FileSystems.get_scheme(self._folder) is None:
-            shutil.rmtree(self._folder, ignore_errors=True)   # with a failed round's result, if any
+            shutil.rmtree(self._folder, ignore_errors=True)  # with a failed round's result, if any
         self._folder = None
 
 
@@ -152,7 +156,7 @@ class ClientDataRef:
             return _LOADED[1]
 
 
-_LOADED = None   # (uri, ClientData) of this process
+_LOADED = None  # (uri, ClientData) of this process
 _LOADED_LOCK = threading.Lock()
 
 
@@ -167,8 +171,9 @@ class TrainChunk(beam.DoFn):
     def process(self, ranks, state):
         job = self._job
         trainer = trainer_for(job.model_fn, job.loss, job.execution)
-        encoded, diagnostics = train_chunk(trainer, job.data.load(), job.strategy, state, job.plan, ranks,
-                                           job.aggregation, job.keys)
+        encoded, diagnostics = train_chunk(
+            trainer, job.data.load(), job.strategy, state, job.plan, ranks, job.aggregation, job.keys
+        )
         yield from encoded
         for item in diagnostics:
             yield beam.pvalue.TaggedOutput(_DIAGNOSTICS, item)

@@ -34,10 +34,16 @@ def save_checkpoint(directory: str, state: ServerState, history: History, settin
         arrays = {f"weight_{i}": w for i, w in enumerate(state.weights)}
         arrays.update({f"slot_{name}": value for name, value in state.slots.items()})
         np.savez(os.path.join(staging, "arrays.npz"), **arrays)
-        meta = {"format": FORMAT, "round": state.round, "num_weights": len(state.weights),
-                "slots": sorted(state.slots), "scalars": state.scalars, "settings": settings,
-                "budget": state.budget.to_dict() if state.budget is not None else None,
-                "history": history.to_dict()}
+        meta = {
+            "format": FORMAT,
+            "round": state.round,
+            "num_weights": len(state.weights),
+            "slots": sorted(state.slots),
+            "scalars": state.scalars,
+            "settings": settings,
+            "budget": state.budget.to_dict() if state.budget is not None else None,
+            "history": history.to_dict(),
+        }
         with open(os.path.join(staging, "state.json"), "w") as f:
             json.dump(meta, f)
         target, old = os.path.join(directory, "latest"), os.path.join(directory, ".old")
@@ -61,14 +67,15 @@ def load_checkpoint(directory: str) -> tuple[ServerState, History, dict] | None:
     try:
         return _load(directory)
     except (OSError, EOFError, KeyError, TypeError, IndexError, zipfile.BadZipFile, json.JSONDecodeError) as err:
-        raise CheckpointError(f"the checkpoint in {directory} is unreadable (truncated or corrupt?): "
-                         f"{type(err).__name__}: {err}") from None
+        raise CheckpointError(
+            f"the checkpoint in {directory} is unreadable (truncated or corrupt?): {type(err).__name__}: {err}"
+        ) from None
 
 
 def _load(directory: str):
     target = os.path.join(directory, "latest")
     if not os.path.exists(os.path.join(target, "state.json")):
-        old = os.path.join(directory, ".old")   # a crash between the two renames
+        old = os.path.join(directory, ".old")  # a crash between the two renames
         if not os.path.exists(os.path.join(old, "state.json")):
             return None
         target = old

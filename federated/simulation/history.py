@@ -14,19 +14,27 @@ from privacy.atomic_files import write_atomically
 
 
 OUTSIDE_GUARANTEE = {
-    "evaluation": ("held-out private rows, not DP",
-                   "evaluation loss and accuracy are exact functions of rows held out of the private data set, "
-                   "released without noise"),
-    "epsilon": ("seeded noise: no guarantee",
-                "the noise and the client samples were drawn from the recorded seed, which anyone can replay: the "
-                "epsilon describes the mechanism, not a released model"),
-    "clients": ("N: users with a readable id",
-                "N, the number of users, counts the client ids read from at least one row or record; a row or "
-                "record whose id cannot be read (a CSV line that cannot be parsed, a record that is not a tf.Example "
-                "or lacks the id) belongs to no user, so replacing a user by one all of whose rows are such changes N"),
-    "classes": ("classes from private labels",
-                "the model's number of outputs is 1 + the largest label of the private data, read without noise "
-                "(name the number of classes to keep it out)"),
+    "evaluation": (
+        "held-out private rows, not DP",
+        "evaluation loss and accuracy are exact functions of rows held out of the private data set, "
+        "released without noise",
+    ),
+    "epsilon": (
+        "seeded noise: no guarantee",
+        "the noise and the client samples were drawn from the recorded seed, which anyone can replay: the "
+        "epsilon describes the mechanism, not a released model",
+    ),
+    "clients": (
+        "N: users with a readable id",
+        "N, the number of users, counts the client ids read from at least one row or record; a row or "
+        "record whose id cannot be read (a CSV line that cannot be parsed, a record that is not a tf.Example "
+        "or lacks the id) belongs to no user, so replacing a user by one all of whose rows are such changes N",
+    ),
+    "classes": (
+        "classes from private labels",
+        "the model's number of outputs is 1 + the largest label of the private data, read without noise "
+        "(name the number of classes to keep it out)",
+    ),
 }
 """What a private run reports outside its DP guarantee: key -> (short tag shown beside the value, reason)."""
 
@@ -86,13 +94,18 @@ class History:
         tags = self.tags()
         parts = [f"round {record.round}: {record.reported}/{record.sampled} clients"]
         if record.dropped or record.nonfinite:
-            parts.append(f"dropped {record.dropped}" if record.nonfinite is None
-                         else f"dropped {record.dropped}, non-finite {record.nonfinite}")
+            parts.append(
+                f"dropped {record.dropped}"
+                if record.nonfinite is None
+                else f"dropped {record.dropped}, non-finite {record.nonfinite}"
+            )
         if record.train_loss is not None:
             parts.append(f"train loss {record.train_loss:.4f}")
         if record.evaluation:
-            parts.append(f"eval loss {record.evaluation['loss']:.4f} acc {record.evaluation['accuracy']:.4f}"
-                         + (f" ({tags['evaluation']})" if "evaluation" in tags else ""))
+            parts.append(
+                f"eval loss {record.evaluation['loss']:.4f} acc {record.evaluation['accuracy']:.4f}"
+                + (f" ({tags['evaluation']})" if "evaluation" in tags else "")
+            )
         for key, value in record.metrics.items():
             if key.startswith("epsilon"):
                 tag = f" ({tags['epsilon']})" if "epsilon" in tags else ""
@@ -118,13 +131,17 @@ class History:
         return next((k for r in self.rounds for k in r.metrics if k.startswith("epsilon")), None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"config": self.config, "rounds": [_finite(dataclasses.asdict(r)) for r in self.rounds],
-                "stopped": self.stopped}
+        return {
+            "config": self.config,
+            "rounds": [_finite(dataclasses.asdict(r)) for r in self.rounds],
+            "stopped": self.stopped,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "History":
-        return cls(config=data["config"], rounds=[RoundRecord(**r) for r in data["rounds"]],
-                   stopped=data.get("stopped"))
+        return cls(
+            config=data["config"], rounds=[RoundRecord(**r) for r in data["rounds"]], stopped=data.get("stopped")
+        )
 
     def save_json(self, path) -> str:
         """Writes the history as JSON, atomically (a crash leaves no half-written file); returns ``path``."""
@@ -134,13 +151,20 @@ class History:
         """Writes a plot of evaluation accuracy per round, with epsilon on a second axis when present, in
         the format of ``path``'s extension (e.g. .png, .pdf, .svg), atomically; returns ``path``."""
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
         evaluated = [r for r in self.rounds if r.evaluation]
         fig, ax = plt.subplots(figsize=(6.4, 4.0))
-        ax.plot([r.round for r in evaluated], [r.evaluation["accuracy"] for r in evaluated], "o-", ms=3,
-                color="tab:blue", label="accuracy")
+        ax.plot(
+            [r.round for r in evaluated],
+            [r.evaluation["accuracy"] for r in evaluated],
+            "o-",
+            ms=3,
+            color="tab:blue",
+            label="accuracy",
+        )
         ax.set_xlabel("round")
         accuracy_label, epsilon_label = self.axis_labels()
         ax.set_ylabel(accuracy_label, color="tab:blue")
@@ -153,8 +177,11 @@ class History:
         ax.set_title(self.config.get("title", "federated simulation"), fontsize=9)
         fig.tight_layout()
         path = os.fspath(path)
-        fd, staging = tempfile.mkstemp(prefix=f".{os.path.basename(path)}-", suffix=os.path.splitext(path)[1],
-                                       dir=os.path.dirname(os.path.abspath(path)))
+        fd, staging = tempfile.mkstemp(
+            prefix=f".{os.path.basename(path)}-",
+            suffix=os.path.splitext(path)[1],
+            dir=os.path.dirname(os.path.abspath(path)),
+        )
         os.close(fd)
         try:
             fig.savefig(staging, dpi=120)

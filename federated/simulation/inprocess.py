@@ -37,9 +37,9 @@ class InProcessRunner:
             return train_chunk(trainer, job.data, job.strategy, job.state, job.plan, ranks, aggregation, job.keys)
 
         chunks = job.plan.chunks()
-        if job.execution == "sequential":   # one call per client anyway: balance the threads per client
+        if job.execution == "sequential":  # one call per client anyway: balance the threads per client
             chunks = [[rank] for chunk in chunks for rank in chunk]
-        if self.workers == 1 or len(chunks) <= 1:   # none: an empty Poisson sample
+        if self.workers == 1 or len(chunks) <= 1:  # none: an empty Poisson sample
             results = map(train, chunks)
         else:
             with ThreadPoolExecutor(min(self.workers, len(chunks))) as pool:

@@ -24,6 +24,7 @@ from federated.client import ClientTrainer, ClientUpdate
 from federated.streams import Stream
 from federated.weights import num_parameters
 
+
 def round_rng(seed: int, round_index: int, stream: Stream) -> np.random.Generator:
     """The generator of round ``round_index``'s draws of one kind (`federated.streams.Stream`)."""
     return np.random.default_rng([seed, round_index, int(stream)])
@@ -31,8 +32,9 @@ def round_rng(seed: int, round_index: int, stream: Stream) -> np.random.Generato
 
 def client_keys(client_ids) -> np.ndarray:
     """[N] uint64 keys, each a hash (BLAKE2b) of one client id alone."""
-    return np.array([int.from_bytes(hashlib.blake2b(str(c).encode(), digest_size=8).digest(), "big")
-                     for c in client_ids], np.uint64)
+    return np.array(
+        [int.from_bytes(hashlib.blake2b(str(c).encode(), digest_size=8).digest(), "big") for c in client_ids], np.uint64
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,8 +62,18 @@ class RoundPlan:
     secret: bool = False
 
     @classmethod
-    def make(cls, *, seed: int, round_index: int, sampler, population: int, dropout_rate: float,
-             chunk_size: int, client_keys: np.ndarray | None = None, secret_sampling: bool = False) -> "RoundPlan":
+    def make(
+        cls,
+        *,
+        seed: int,
+        round_index: int,
+        sampler,
+        population: int,
+        dropout_rate: float,
+        chunk_size: int,
+        client_keys: np.ndarray | None = None,
+        secret_sampling: bool = False,
+    ) -> "RoundPlan":
         """The round's plan from (seed, round); with ``secret_sampling`` the clients are sampled by a
         generator seeded from the OS CSPRNG instead.
 
@@ -72,20 +84,38 @@ class RoundPlan:
         keys = np.arange(population, dtype=np.uint64) if client_keys is None else np.asarray(client_keys, np.uint64)
         if keys.shape != (population,):
             raise ValueError(f"client_keys has shape {keys.shape}, expected ({population},)")
-        sampling_rng = (np.random.default_rng(secrets.randbits(128)) if secret_sampling
-                        else round_rng(seed, round_index, Stream.SAMPLING))
+        sampling_rng = (
+            np.random.default_rng(secrets.randbits(128))
+            if secret_sampling
+            else round_rng(seed, round_index, Stream.SAMPLING)
+        )
         positions = np.asarray(sampler.sample(population, sampling_rng), np.int64)
         drops = round_rng(seed, round_index, Stream.DROPOUT).random(positions.size) < dropout_rate
         sampled = keys[positions]
-        seeds = np.array([np.random.SeedSequence([seed, round_index, int(Stream.CLIENT), int(k)]).generate_state(2)
-                          for k in sampled], np.uint32).reshape(-1, 2) >> 1
-        return cls(round_index, positions, seeds.astype(np.int32), frozenset(np.flatnonzero(drops).tolist()),
-                   chunk_size, sampled, bool(secret_sampling))
+        seeds = (
+            np.array(
+                [
+                    np.random.SeedSequence([seed, round_index, int(Stream.CLIENT), int(k)]).generate_state(2)
+                    for k in sampled
+                ],
+                np.uint32,
+            ).reshape(-1, 2)
+            >> 1
+        )
+        return cls(
+            round_index,
+            positions,
+            seeds.astype(np.int32),
+            frozenset(np.flatnonzero(drops).tolist()),
+            chunk_size,
+            sampled,
+            bool(secret_sampling),
+        )
 
     def chunks(self) -> list[list[int]]:
         """Ranks in consecutive, power-of-two aligned groups (complete `TreeSum` subtrees)."""
         ranks = list(range(self.positions.size))
-        return [ranks[i:i + self.chunk_size] for i in range(0, len(ranks), self.chunk_size)]
+        return [ranks[i : i + self.chunk_size] for i in range(0, len(ranks), self.chunk_size)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,9 +155,10 @@ def train_chunk(trainer: ClientTrainer, data, strategy, state, plan: RoundPlan, 
     empty = [r for r in live if data.partition.indices[int(plan.positions[r])].size == 0]
     live = [r for r in live if r not in empty]
     clients = [(r, int(plan.positions[r])) for r in live]
-    updates = trainer.train_clients(state.weights, data, clients, strategy.client,
-                                    plan.seeds[live] if live else plan.seeds[:0])
-    if empty:   # a client without examples (keyed partitions) takes no step: a zero update of weight 0
+    updates = trainer.train_clients(
+        state.weights, data, clients, strategy.client, plan.seeds[live] if live else plan.seeds[:0]
+    )
+    if empty:  # a client without examples (keyed partitions) takes no step: a zero update of weight 0
         dimension = num_parameters(state.weights)
         updates += [ClientUpdate(np.zeros(dimension), num_examples=0, loss=0.0, position=r) for r in empty]
     encoded, diagnostics = [], []

@@ -85,24 +85,44 @@ class FederatedSimulation:
         partitioner's spec counts as public).
     """
 
-    def __init__(self, model_fn: Callable, data: ClientData, strategy: Strategy, *, rounds: int,
-                 sampler: ClientSampler | None = None, seed: int | None = None, loss=None,
-                 execution: str = "sequential",
-                 chunk_size: int = 8, evaluation: tuple[np.ndarray, np.ndarray] | None = None, eval_every: int = 1,
-                 outside_guarantee: tuple[str, ...] = (), runner=None, aggregation=None, dropout_rate: float = 0.0,
-                 checkpoint_dir: str | None = None):
+    def __init__(
+        self,
+        model_fn: Callable,
+        data: ClientData,
+        strategy: Strategy,
+        *,
+        rounds: int,
+        sampler: ClientSampler | None = None,
+        seed: int | None = None,
+        loss=None,
+        execution: str = "sequential",
+        chunk_size: int = 8,
+        evaluation: tuple[np.ndarray, np.ndarray] | None = None,
+        eval_every: int = 1,
+        outside_guarantee: tuple[str, ...] = (),
+        runner=None,
+        aggregation=None,
+        dropout_rate: float = 0.0,
+        checkpoint_dir: str | None = None,
+    ):
         rounds = validation.integer("rounds", rounds, minimum=1)
         if execution not in EXECUTIONS + ("auto",):
             raise ValueError(f"execution must be one of {EXECUTIONS + ('auto',)}, got {execution!r}")
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1 \
-                or chunk_size & (chunk_size - 1):
+        if (
+            isinstance(chunk_size, bool)
+            or not isinstance(chunk_size, int)
+            or chunk_size < 1
+            or chunk_size & (chunk_size - 1)
+        ):
             raise ValueError(f"chunk_size must be a power of two, got {chunk_size!r}")
         dropout_rate = validation.probability("dropout_rate", dropout_rate, zero=True)
         eval_every = validation.integer("eval_every", eval_every, minimum=1)
         if execution == "auto" and strategy.private:
-            raise ValueError("execution='auto' times the clients' training on their data, so the execution it "
-                             "picks (and its timings) would be an exact fact of the private data: name one of "
-                             f"{', '.join(EXECUTIONS)}")
+            raise ValueError(
+                "execution='auto' times the clients' training on their data, so the execution it "
+                "picks (and its timings) would be an exact fact of the private data: name one of "
+                f"{', '.join(EXECUTIONS)}"
+            )
         self.model_fn, self.data, self.strategy, self.rounds = model_fn, data, strategy, rounds
         self.sampler = sampler or UniformSampler(0.1)
         self.seed = secrets.randbits(63) if seed is None else int(seed)
@@ -119,10 +139,11 @@ class FederatedSimulation:
         self._check_abort_rule()
         if strategy.private:
             partitioner = PARTITIONERS.get(data.partition.spec.get("name"))
-            check_public_population(self.sampler, population_from_data=bool(
-                partitioner and partitioner.population_from_data))
+            check_public_population(
+                self.sampler, population_from_data=bool(partitioner and partitioner.population_from_data)
+            )
         self._client_keys = client_keys(data.client_ids)
-        self.execution_costs: dict[str, float] = {}   # the estimates "auto" chose by, in CPU seconds
+        self.execution_costs: dict[str, float] = {}  # the estimates "auto" chose by, in CPU seconds
         self.state: ServerState | None = None
         self.history: History | None = None
 
@@ -144,7 +165,8 @@ class FederatedSimulation:
                 f"with dropout_rate={self.dropout_rate:g} and {self.aggregation.name} aggregation's threshold, "
                 f"one client's presence can abort a round (by dropping out), which client-level DP under "
                 f"{self.sampler.name} sampling (add/remove one client) does not cover: use uniform sampling or "
-                f"dropout_rate=0")
+                f"dropout_rate=0"
+            )
 
     # --- settings that must match on resume -----------------------------------------------------
     DATA_FACTS = ("client_sizes_sum",)
@@ -152,18 +174,30 @@ class FederatedSimulation:
     resuming on other data), a private run's history leaves them out."""
 
     def settings(self) -> dict[str, Any]:
-        return {"model": _describe(self.model_fn), "strategy": self.strategy.to_dict(),
-                "sampler": self.sampler.to_dict(), "seed": self.seed,
-                "partition": self.data.partition.spec, "client_sizes_sum": int(self.data.sizes().sum()),
-                "num_clients": self.data.num_clients, "aggregation": self.aggregation.to_dict(),
-                "dropout_rate": self.dropout_rate, "chunk_size": self.chunk_size}
+        return {
+            "model": _describe(self.model_fn),
+            "strategy": self.strategy.to_dict(),
+            "sampler": self.sampler.to_dict(),
+            "seed": self.seed,
+            "partition": self.data.partition.spec,
+            "client_sizes_sum": int(self.data.sizes().sum()),
+            "num_clients": self.data.num_clients,
+            "aggregation": self.aggregation.to_dict(),
+            "dropout_rate": self.dropout_rate,
+            "chunk_size": self.chunk_size,
+        }
 
     def _context(self, round_index: int, weights=None) -> RoundContext:
         """Round ``round_index``'s context; ``weights`` (default: the server's) size the rounding bound."""
         dimension = num_parameters(self.state.weights if weights is None else weights)
-        return RoundContext(round=round_index, population=self.data.num_clients, sampler=self.sampler,
-                            total_rounds=self.rounds, rng=round_rng(self.seed, round_index, Stream.SERVER),
-                            rounding_bound=self.aggregation.rounding_bound(dimension))
+        return RoundContext(
+            round=round_index,
+            population=self.data.num_clients,
+            sampler=self.sampler,
+            total_rounds=self.rounds,
+            rng=round_rng(self.seed, round_index, Stream.SERVER),
+            rounding_bound=self.aggregation.rounding_bound(dimension),
+        )
 
     def start(self) -> None:
         """Resumes from the checkpoint, or builds the model and the initial state (once; `run` calls it).
@@ -180,11 +214,12 @@ class FederatedSimulation:
             saved_execution = saved.pop("execution")
             if saved != settings:
                 changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
-                raise CheckpointError(f"the checkpoint in {self.checkpoint_dir} was written with different settings "
-                                 f"({', '.join(changed)}); use another checkpoint_dir or the same settings")
+                raise CheckpointError(
+                    f"the checkpoint in {self.checkpoint_dir} was written with different settings "
+                    f"({', '.join(changed)}); use another checkpoint_dir or the same settings"
+                )
             if self.execution not in ("auto", saved_execution):
-                raise CheckpointError(f"the checkpoint ran with execution={saved_execution!r}, not "
-                                      f"{self.execution!r}")
+                raise CheckpointError(f"the checkpoint ran with execution={saved_execution!r}, not {self.execution!r}")
             self.execution, self.state, self.history = saved_execution, state, history
             return
         if self.execution == "auto":
@@ -192,9 +227,15 @@ class FederatedSimulation:
         trainer = trainer_for(self.model_fn, self.loss, self.execution)
         weights = trainer.initial_weights()
         self.state = self.strategy.initialize(weights, self._context(1, weights))
-        config = {**settings, "execution": self.execution, "execution_costs_s": self.execution_costs,
-                  "rounds": self.rounds, "num_parameters": num_parameters(self.state.weights),
-                  "runner": self.runner.to_dict(), "target_delta": getattr(self.strategy, "target_delta", None)}
+        config = {
+            **settings,
+            "execution": self.execution,
+            "execution_costs_s": self.execution_costs,
+            "rounds": self.rounds,
+            "num_parameters": num_parameters(self.state.weights),
+            "runner": self.runner.to_dict(),
+            "target_delta": getattr(self.strategy, "target_delta", None),
+        }
         if self.strategy.private:
             config = {k: v for k, v in config.items() if k not in self.DATA_FACTS}
             config["outside_guarantee"] = self._outside_guarantee()
@@ -219,24 +260,30 @@ class FederatedSimulation:
         becomes on an idle machine, and other jobs on a shared machine do not sway them.
         """
         workers = getattr(self.runner, "workers", 1)
-        probe = [(int(i), int(i)) for i in np.flatnonzero(self.data.sizes())[:workers * self.chunk_size]]
+        probe = [(int(i), int(i)) for i in np.flatnonzero(self.data.sizes())[: workers * self.chunk_size]]
         seeds = np.arange(2 * len(probe), dtype=np.int32).reshape(-1, 2)
         remaining = max(0.0, self.rounds * self.sampler.expected_clients(self.data.num_clients) - 2 * len(probe))
         costs = {}
         for execution in EXECUTIONS:
             try:
                 trainer = trainer_for(self.model_fn, self.loss, execution)
-            except ValueError:   # e.g. per-client random state cannot be vectorized
+            except ValueError:  # e.g. per-client random state cannot be vectorized
                 continue
             size = 1 if execution == "sequential" else self.chunk_size
-            calls = [(probe[i:i + size], seeds[i:i + size]) for i in range(0, len(probe), size)]
+            calls = [(probe[i : i + size], seeds[i : i + size]) for i in range(0, len(probe), size)]
             weights = trainer.initial_weights()
 
             def one_pass():
                 start = time.process_time()
                 with ThreadPoolExecutor(min(workers, len(calls))) as pool:
-                    list(pool.map(lambda call: trainer.train_clients(weights, self.data, call[0],
-                                                                     self.strategy.client, call[1]), calls))
+                    list(
+                        pool.map(
+                            lambda call: trainer.train_clients(
+                                weights, self.data, call[0], self.strategy.client, call[1]
+                            ),
+                            calls,
+                        )
+                    )
                 return time.process_time() - start
 
             first, warm = one_pass(), one_pass()
@@ -255,7 +302,7 @@ class FederatedSimulation:
         try:
             self._loop(callback)
         finally:
-            close = getattr(self.runner, "close", None)   # e.g. Beam's client data files
+            close = getattr(self.runner, "close", None)  # e.g. Beam's client data files
             if close is not None:
                 close()
         return self.history
@@ -270,8 +317,9 @@ class FederatedSimulation:
             record = self._run_round(ctx)
             self.history.rounds.append(record)
             if self.checkpoint_dir:
-                save_checkpoint(self.checkpoint_dir, self.state, self.history,
-                                {**self.settings(), "execution": self.execution})
+                save_checkpoint(
+                    self.checkpoint_dir, self.state, self.history, {**self.settings(), "execution": self.execution}
+                )
             reason = callback(record) if callback else None
             if reason:
                 self.history.stopped = str(reason)
@@ -279,13 +327,20 @@ class FederatedSimulation:
 
     def _run_round(self, ctx: RoundContext) -> RoundRecord:
         start = time.perf_counter()
-        plan = RoundPlan.make(seed=self.seed, round_index=ctx.round, sampler=self.sampler,
-                              population=self.data.num_clients, dropout_rate=self.dropout_rate,
-                              chunk_size=self.chunk_size, client_keys=self._client_keys,
-                              secret_sampling=self.strategy.secret_randomness)
+        plan = RoundPlan.make(
+            seed=self.seed,
+            round_index=ctx.round,
+            sampler=self.sampler,
+            population=self.data.num_clients,
+            dropout_rate=self.dropout_rate,
+            chunk_size=self.chunk_size,
+            client_keys=self._client_keys,
+            secret_sampling=self.strategy.secret_randomness,
+        )
         keys = self.aggregation.open_round(plan, self.seed)
-        job = RoundJob(self.model_fn, self.loss, self.execution, self.data, self.strategy, self.state, plan,
-                       self.aggregation, keys)
+        job = RoundJob(
+            self.model_fn, self.loss, self.execution, self.data, self.strategy, self.state, plan, self.aggregation, keys
+        )
         accumulator, diagnostics = self.runner.run_round(job)
         reported = sorted(d.rank for d in diagnostics if d.reported)
         total, aggregation_report = self.aggregation.finish(accumulator, reported, keys)
@@ -295,19 +350,36 @@ class FederatedSimulation:
         if self.evaluation is not None and (ctx.round % self.eval_every == 0 or ctx.round == self.rounds):
             trainer: ClientTrainer = trainer_for(self.model_fn, self.loss, self.execution)
             evaluation = trainer.evaluate(self.state.weights, *self.evaluation)
-        if self.strategy.private:   # no exact fact of the clients' data (see RoundRecord)
+        if self.strategy.private:  # no exact fact of the clients' data (see RoundRecord)
             report = {k: v for k, v in aggregation_report.items() if k not in self.aggregation.data_dependent}
-            return RoundRecord(round=ctx.round, sampled=int(plan.positions.size), reported=len(reported),
-                               dropped=len(plan.dropped), nonfinite=None, evaluation=evaluation, train_loss=None,
-                               metrics=metrics, aggregation=report, seconds=None)
+            return RoundRecord(
+                round=ctx.round,
+                sampled=int(plan.positions.size),
+                reported=len(reported),
+                dropped=len(plan.dropped),
+                nonfinite=None,
+                evaluation=evaluation,
+                train_loss=None,
+                metrics=metrics,
+                aggregation=report,
+                seconds=None,
+            )
         finite = [d for d in diagnostics if d.finite]
         train_loss = None
         if finite and sum(d.num_examples for d in finite):
             train_loss = sum(d.loss * d.num_examples for d in finite) / sum(d.num_examples for d in finite)
-        return RoundRecord(round=ctx.round, sampled=int(plan.positions.size), reported=len(reported),
-                           dropped=len(plan.dropped), nonfinite=len(diagnostics) - len(finite), evaluation=evaluation,
-                           train_loss=train_loss, metrics=metrics, aggregation=aggregation_report,
-                           seconds=time.perf_counter() - start)
+        return RoundRecord(
+            round=ctx.round,
+            sampled=int(plan.positions.size),
+            reported=len(reported),
+            dropped=len(plan.dropped),
+            nonfinite=len(diagnostics) - len(finite),
+            evaluation=evaluation,
+            train_loss=train_loss,
+            metrics=metrics,
+            aggregation=aggregation_report,
+            seconds=time.perf_counter() - start,
+        )
 
 
 def _describe(model_fn) -> str:

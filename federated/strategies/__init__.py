@@ -15,8 +15,26 @@ from federated.strategies.fedsgd import FedSGD
 from federated.strategies.fedyogi import FedYogi
 from federated.strategies.strategy import RoundContext, ServerState, Strategy
 
-__all__ = ["DEFAULT_SERVER_LEARNING_RATES", "MAX_CLIPPING_NORM", "MAX_NOISE_STDDEV", "check_clipping_norm",
-           "DifferentialPrivacyAdaptiveClipping", "DifferentialPrivacyFixedClipping",
-           "FedAdagrad", "FedAdam", "FedAvg", "FedAvgM", "FedOpt", "FedProx", "FedSGD", "FedYogi", "RoundContext",
-           "LocalDifferentialPrivacy",
-           "SERVER_OPTIMIZERS", "ServerState", "Strategy", "build_strategy", "with_client_dp"]
+__all__ = [
+    "DEFAULT_SERVER_LEARNING_RATES",
+    "MAX_CLIPPING_NORM",
+    "MAX_NOISE_STDDEV",
+    "check_clipping_norm",
+    "DifferentialPrivacyAdaptiveClipping",
+    "DifferentialPrivacyFixedClipping",
+    "FedAdagrad",
+    "FedAdam",
+    "FedAvg",
+    "FedAvgM",
+    "FedOpt",
+    "FedProx",
+    "FedSGD",
+    "FedYogi",
+    "RoundContext",
+    "LocalDifferentialPrivacy",
+    "SERVER_OPTIMIZERS",
+    "ServerState",
+    "Strategy",
+    "build_strategy",
+    "with_client_dp",
+]

@@ -55,8 +55,14 @@ MAX_CLIPPING_NORM = MAX_NOISE_STDDEV / NOISE_MULTIPLIER_RANGE[1]
 
 def check_clipping_norm(clipping_norm) -> float:
     """``clipping_norm`` as a float in (0, `MAX_CLIPPING_NORM`]; raises ValueError naming it otherwise."""
-    return float(validation.positive("clipping_norm", clipping_norm, maximum=MAX_CLIPPING_NORM,
-                                     note="beyond it the noise z x C can overflow the float32 model"))
+    return float(
+        validation.positive(
+            "clipping_norm",
+            clipping_norm,
+            maximum=MAX_CLIPPING_NORM,
+            note="beyond it the noise z x C can overflow the float32 model",
+        )
+    )
 
 
 class DpClippingBase(Strategy):
@@ -78,13 +84,23 @@ class DpClippingBase(Strategy):
 
     range_headroom = 1.0
 
-    def __init__(self, strategy: FedAvg, *, noise_multiplier: float, target_delta: float,
-                 max_epsilon: float | None = None, accountant: str = "rdp", seeded_noise: bool = False):
+    def __init__(
+        self,
+        strategy: FedAvg,
+        *,
+        noise_multiplier: float,
+        target_delta: float,
+        max_epsilon: float | None = None,
+        accountant: str = "rdp",
+        seeded_noise: bool = False,
+    ):
         if not isinstance(strategy, FedAvg):
             raise TypeError(f"DP wraps a FedAvg-family strategy, got {type(strategy).__name__}")
         if strategy.weighted:
-            raise ValueError("client-level DP needs clients weighted equally (each moves the sum by at most C); "
-                             "wrap a strategy built with weighted=False")
+            raise ValueError(
+                "client-level DP needs clients weighted equally (each moves the sum by at most C); "
+                "wrap a strategy built with weighted=False"
+            )
         validation.positive("noise_multiplier", noise_multiplier)
         validation.probability("target_delta", target_delta)
         if max_epsilon is not None:
@@ -113,8 +129,9 @@ class DpClippingBase(Strategy):
         """The share of z spent on the update sum (all of it for fixed clipping)."""
         return self.noise_multiplier
 
-    def next_clipping_norm(self, clipping_norm: float, total: Summand | None, ctx: RoundContext
-                           ) -> tuple[float, dict[str, Any]]:
+    def next_clipping_norm(
+        self, clipping_norm: float, total: Summand | None, ctx: RoundContext
+    ) -> tuple[float, dict[str, Any]]:
         """The clipping norm of the next round (fixed: unchanged) and metrics."""
         return clipping_norm, {}
 
@@ -134,9 +151,14 @@ class DpClippingBase(Strategy):
     def mechanism(self, ctx: RoundContext) -> DpSgdMechanism:
         """The DP-SGD mechanism with clients as examples and rounds as steps."""
         sampling, adjacency = ctx.sampler.accounting
-        return DpSgdMechanism(dataset_size=ctx.population, batch_size=ctx.sampler.expected_clients(ctx.population),
-                              noise_multiplier=self.noise_multiplier, steps=max(1, ctx.total_rounds),
-                              sampling=sampling, adjacency=adjacency)
+        return DpSgdMechanism(
+            dataset_size=ctx.population,
+            batch_size=ctx.sampler.expected_clients(ctx.population),
+            noise_multiplier=self.noise_multiplier,
+            steps=max(1, ctx.total_rounds),
+            sampling=sampling,
+            adjacency=adjacency,
+        )
 
     def initialize(self, weights, ctx):
         reason = self.mechanism(ctx).unsupported_reason(self.accountant.value)
@@ -145,8 +167,7 @@ class DpClippingBase(Strategy):
         state = self.inner.initialize(weights, ctx)
         self.update_noise_multiplier(ctx)  # validates the split before anything runs
         budget = PrivacyBudget.for_mechanism(self.mechanism(ctx), self.target_delta)
-        return state.replace(scalars={**state.scalars, "clipping_norm": self.initial_clipping_norm()},
-                             budget=budget)
+        return state.replace(scalars={**state.scalars, "clipping_norm": self.initial_clipping_norm()}, budget=budget)
 
     def summand(self, update, state):
         """The update clipped to L2 norm C; a non-finite update becomes zero and counts as clipped (the
@@ -155,8 +176,9 @@ class DpClippingBase(Strategy):
         emptied, and it must look like the client removed (add/remove adjacency)."""
         clipping_norm = state.scalars["clipping_norm"]
         if update.num_examples == 0:
-            return Summand(vector=np.zeros_like(update.delta),
-                           counts=np.zeros_like(self.clip_counts(0.0, clipping_norm)))
+            return Summand(
+                vector=np.zeros_like(update.delta), counts=np.zeros_like(self.clip_counts(0.0, clipping_norm))
+            )
         if not update.finite:
             return Summand(vector=np.zeros_like(update.delta), counts=self.clip_counts(math.inf, clipping_norm))
         norm = float(np.linalg.norm(update.delta))
@@ -174,8 +196,12 @@ class DpClippingBase(Strategy):
         budget = state.budget
         budget.advance_to(new.round, self.mechanism(ctx).unit_event())
         new = new.replace(scalars={**new.scalars, "clipping_norm": next_norm}, budget=budget)
-        metrics = {"clipping_norm": clipping_norm, "noise_stddev": stddev, **metrics,
-                   f"epsilon_{self.accountant.value}": budget.epsilon(self.accountant)}
+        metrics = {
+            "clipping_norm": clipping_norm,
+            "noise_stddev": stddev,
+            **metrics,
+            f"epsilon_{self.accountant.value}": budget.epsilon(self.accountant),
+        }
         return new, metrics
 
     def gaussian(self, ctx: RoundContext, stddev: float, size: int) -> np.ndarray:
@@ -184,8 +210,9 @@ class DpClippingBase(Strategy):
             return ctx.rng.normal(0.0, stddev, size=size)
         import tensorflow as tf
         from privacy.keras.noise import GaussianNoise
+
         noise = GaussianNoise(secure=True)
-        noise.build()   # a fresh state from os.urandom for every draw
+        noise.build()  # a fresh state from os.urandom for every draw
         return noise.add([tf.zeros([size], tf.float64)], stddev)[0].numpy()
 
     def stop_reason(self, state, ctx):
@@ -193,11 +220,19 @@ class DpClippingBase(Strategy):
             return None
         upcoming = state.budget.epsilon_after(self.mechanism(ctx).unit_event(), 1, self.accountant)
         if upcoming > self.max_epsilon:
-            return (f"round {ctx.round} would raise epsilon ({self.accountant.value}) to {upcoming:.4g} > "
-                    f"max_epsilon={self.max_epsilon:g}")
+            return (
+                f"round {ctx.round} would raise epsilon ({self.accountant.value}) to {upcoming:.4g} > "
+                f"max_epsilon={self.max_epsilon:g}"
+            )
         return None
 
     def to_dict(self):
-        return {"name": type(self).__name__, "strategy": self.inner.to_dict(),
-                "noise_multiplier": self.noise_multiplier, "target_delta": self.target_delta,
-                "max_epsilon": self.max_epsilon, "accountant": self.accountant.value, "seeded_noise": self.seeded_noise}
+        return {
+            "name": type(self).__name__,
+            "strategy": self.inner.to_dict(),
+            "noise_multiplier": self.noise_multiplier,
+            "target_delta": self.target_delta,
+            "max_epsilon": self.max_epsilon,
+            "accountant": self.accountant.value,
+            "seeded_noise": self.seeded_noise,
+        }

@@ -18,8 +18,14 @@ DEFAULT_SERVER_LEARNING_RATES = {"sgd": 1.0, "avgm": 1.0, "adam": 1e-2, "yogi": 
 CLIPPING = ("fixed", "adaptive")
 
 
-def build_strategy(server_optimizer: str, client: ClientConfig, *, weighted: bool = True,
-                   server_learning_rate: float | None = None, server_momentum: float = 0.9) -> FedAvg:
+def build_strategy(
+    server_optimizer: str,
+    client: ClientConfig,
+    *,
+    weighted: bool = True,
+    server_learning_rate: float | None = None,
+    server_momentum: float = 0.9,
+) -> FedAvg:
     """FedAvg (``sgd``), FedAvgM (``avgm``) or FedAdam/FedYogi/FedAdagrad.
 
     ``server_learning_rate`` defaults to `DEFAULT_SERVER_LEARNING_RATES` (1 for sgd and avgm, 0.01 for the
@@ -36,18 +42,37 @@ def build_strategy(server_optimizer: str, client: ClientConfig, *, weighted: boo
     return FedAvg(client, server_learning_rate=rate, weighted=weighted)
 
 
-def with_client_dp(strategy: FedAvg, *, clip: str, clipping_norm: float, noise_multiplier: float,
-                   target_delta: float, target_quantile: float = 0.5, clipped_count_stddev: float | None = None,
-                   max_epsilon: float | None = None, accountant: str = "rdp", seeded_noise: bool = False):
+def with_client_dp(
+    strategy: FedAvg,
+    *,
+    clip: str,
+    clipping_norm: float,
+    noise_multiplier: float,
+    target_delta: float,
+    target_quantile: float = 0.5,
+    clipped_count_stddev: float | None = None,
+    max_epsilon: float | None = None,
+    accountant: str = "rdp",
+    seeded_noise: bool = False,
+):
     """``strategy`` wrapped in DP-FedAvg with fixed clipping (norm ``clipping_norm``) or adaptive
     clipping (initial norm ``clipping_norm``, towards ``target_quantile``, count noise
     ``clipped_count_stddev``)."""
-    common = dict(noise_multiplier=noise_multiplier, target_delta=target_delta, max_epsilon=max_epsilon,
-                  accountant=accountant, seeded_noise=seeded_noise)
+    common = dict(
+        noise_multiplier=noise_multiplier,
+        target_delta=target_delta,
+        max_epsilon=max_epsilon,
+        accountant=accountant,
+        seeded_noise=seeded_noise,
+    )
     if clip == "fixed":
         return DifferentialPrivacyFixedClipping(strategy, clipping_norm=clipping_norm, **common)
     if clip == "adaptive":
-        return DifferentialPrivacyAdaptiveClipping(strategy, initial_clipping_norm=clipping_norm,
-                                                   target_unclipped_quantile=target_quantile,
-                                                   clipped_count_stddev=clipped_count_stddev, **common)
+        return DifferentialPrivacyAdaptiveClipping(
+            strategy,
+            initial_clipping_norm=clipping_norm,
+            target_unclipped_quantile=target_quantile,
+            clipped_count_stddev=clipped_count_stddev,
+            **common,
+        )
     raise ValueError(f"clip must be one of {', '.join(CLIPPING)}, got {clip!r}")

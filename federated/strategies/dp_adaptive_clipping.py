@@ -36,12 +36,28 @@ class DifferentialPrivacyAdaptiveClipping(DpClippingBase):
       target_delta, max_epsilon, accountant, seeded_noise: see `DpClippingBase`.
     """
 
-    def __init__(self, strategy: FedAvg, *, noise_multiplier: float, target_delta: float,
-                 initial_clipping_norm: float = 0.1, target_unclipped_quantile: float = 0.5,
-                 clipping_learning_rate: float = 0.2, clipped_count_stddev: float | None = None,
-                 max_epsilon: float | None = None, accountant: str = "rdp", seeded_noise: bool = False):
-        super().__init__(strategy, noise_multiplier=noise_multiplier, target_delta=target_delta,
-                         max_epsilon=max_epsilon, accountant=accountant, seeded_noise=seeded_noise)
+    def __init__(
+        self,
+        strategy: FedAvg,
+        *,
+        noise_multiplier: float,
+        target_delta: float,
+        initial_clipping_norm: float = 0.1,
+        target_unclipped_quantile: float = 0.5,
+        clipping_learning_rate: float = 0.2,
+        clipped_count_stddev: float | None = None,
+        max_epsilon: float | None = None,
+        accountant: str = "rdp",
+        seeded_noise: bool = False,
+    ):
+        super().__init__(
+            strategy,
+            noise_multiplier=noise_multiplier,
+            target_delta=target_delta,
+            max_epsilon=max_epsilon,
+            accountant=accountant,
+            seeded_noise=seeded_noise,
+        )
         validation.probability("target_unclipped_quantile", target_unclipped_quantile)
         validation.positive("clipping_learning_rate", clipping_learning_rate)
         if clipped_count_stddev is not None:
@@ -65,7 +81,7 @@ class DifferentialPrivacyAdaptiveClipping(DpClippingBase):
         return update_noise_multiplier(self.noise_multiplier, self.count_stddev(ctx))
 
     def clip_counts(self, norm, clipping_norm):
-        return np.array([1, int(norm <= clipping_norm)], np.int64)   # [client, unclipped]
+        return np.array([1, int(norm <= clipping_norm)], np.int64)  # [client, unclipped]
 
     def next_clipping_norm(self, clipping_norm, total, ctx):
         clients, unclipped = (0, 0) if total is None else (int(total.counts[-2]), int(total.counts[-1]))
@@ -76,10 +92,13 @@ class DifferentialPrivacyAdaptiveClipping(DpClippingBase):
         return updated, {"unclipped_fraction_estimate": estimate}
 
     def to_dict(self):
-        return {**super().to_dict(), "initial_clipping_norm": self.initial_norm,
-                "target_unclipped_quantile": self.target_unclipped_quantile,
-                "clipping_learning_rate": self.clipping_learning_rate,
-                "clipped_count_stddev": self.clipped_count_stddev}
+        return {
+            **super().to_dict(),
+            "initial_clipping_norm": self.initial_norm,
+            "target_unclipped_quantile": self.target_unclipped_quantile,
+            "clipping_learning_rate": self.clipping_learning_rate,
+            "clipped_count_stddev": self.clipped_count_stddev,
+        }
 
 
 COUNT_STDDEV_SHARE = 0.05
@@ -100,12 +119,16 @@ def update_noise_multiplier(noise_multiplier: float, count_stddev: float) -> flo
     """
     advice = "sample more clients per round, raise clipped_count_stddev, or clip fixed"
     if 2.0 * count_stddev <= noise_multiplier:
-        raise ValueError(f"clipped_count_stddev={count_stddev:g} is too small for noise_multiplier="
-                         f"{noise_multiplier:g}: adaptive clipping needs it above noise_multiplier / 2 = "
-                         f"{noise_multiplier / 2:g} ({advice})")
-    z_update = (noise_multiplier ** -2 - (2.0 * count_stddev) ** -2) ** -0.5
+        raise ValueError(
+            f"clipped_count_stddev={count_stddev:g} is too small for noise_multiplier="
+            f"{noise_multiplier:g}: adaptive clipping needs it above noise_multiplier / 2 = "
+            f"{noise_multiplier / 2:g} ({advice})"
+        )
+    z_update = (noise_multiplier**-2 - (2.0 * count_stddev) ** -2) ** -0.5
     if not z_update <= NOISE_MULTIPLIER_RANGE[1]:
-        raise ValueError(f"clipped_count_stddev={count_stddev:g} is so close to noise_multiplier / 2 = "
-                         f"{noise_multiplier / 2:g} that the update noise multiplier is {z_update:.3g}, above "
-                         f"{NOISE_MULTIPLIER_RANGE[1]:g} ({advice})")
+        raise ValueError(
+            f"clipped_count_stddev={count_stddev:g} is so close to noise_multiplier / 2 = "
+            f"{noise_multiplier / 2:g} that the update noise multiplier is {z_update:.3g}, above "
+            f"{NOISE_MULTIPLIER_RANGE[1]:g} ({advice})"
+        )
     return z_update

@@ -15,10 +15,25 @@ class DifferentialPrivacyFixedClipping(DpClippingBase):
       noise_multiplier, target_delta, max_epsilon, accountant, seeded_noise: see `DpClippingBase`.
     """
 
-    def __init__(self, strategy: FedAvg, *, clipping_norm: float, noise_multiplier: float, target_delta: float,
-                 max_epsilon: float | None = None, accountant: str = "rdp", seeded_noise: bool = False):
-        super().__init__(strategy, noise_multiplier=noise_multiplier, target_delta=target_delta,
-                         max_epsilon=max_epsilon, accountant=accountant, seeded_noise=seeded_noise)
+    def __init__(
+        self,
+        strategy: FedAvg,
+        *,
+        clipping_norm: float,
+        noise_multiplier: float,
+        target_delta: float,
+        max_epsilon: float | None = None,
+        accountant: str = "rdp",
+        seeded_noise: bool = False,
+    ):
+        super().__init__(
+            strategy,
+            noise_multiplier=noise_multiplier,
+            target_delta=target_delta,
+            max_epsilon=max_epsilon,
+            accountant=accountant,
+            seeded_noise=seeded_noise,
+        )
         self.clipping_norm = check_clipping_norm(clipping_norm)
 
     def initial_clipping_norm(self):

@@ -52,6 +52,7 @@ reported delta, is 3e-13 per round at z = 2 (1.3e-1 at z = 0.3, 3.7e-10 at z = 1
 def local_round_event(noise_multiplier: float, rounds: int):
     """A client's dp-accounting event after ``rounds`` messages: SelfComposed(GaussianDpEvent(z / 2), rounds)."""
     import dp_accounting
+
     return dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(noise_multiplier / 2), rounds)
 
 
@@ -62,14 +63,16 @@ def local_epsilon(noise_multiplier: float, rounds: int, target_delta: float, acc
     return epsilon_of(local_round_event(noise_multiplier, rounds), target_delta=target_delta, accountant=accountant)
 
 
-def calibrate_local_noise_multiplier(target_epsilon: float, rounds: int, target_delta: float,
-                                     accountant: str = "rdp", tolerance: float = 1e-4) -> float:
+def calibrate_local_noise_multiplier(
+    target_epsilon: float, rounds: int, target_delta: float, accountant: str = "rdp", tolerance: float = 1e-4
+) -> float:
     """Smallest z (to a relative ``tolerance``, rounded up) at which a client that sends in all ``rounds`` rounds
     stays within ``target_epsilon``; ValueError when no z in `NOISE_MULTIPLIER_RANGE` does."""
     low, high = MIN_LOCAL_NOISE_MULTIPLIER, NOISE_MULTIPLIER_RANGE[1]
     if local_epsilon(high, rounds, target_delta, accountant) > target_epsilon:
-        raise ValueError(f"no noise multiplier up to {high:g} keeps a client within epsilon {target_epsilon:g} "
-                         f"over {rounds} rounds")
+        raise ValueError(
+            f"no noise multiplier up to {high:g} keeps a client within epsilon {target_epsilon:g} over {rounds} rounds"
+        )
     if local_epsilon(low, rounds, target_delta, accountant) <= target_epsilon:
         return low
     while high / low > 1 + tolerance:
@@ -93,13 +96,23 @@ class LocalDifferentialPrivacy(Strategy):
       accountant: "rdp" or "pld".
     """
 
-    def __init__(self, strategy: FedAvg, *, clipping_norm: float, noise_multiplier: float, target_delta: float,
-                 max_epsilon: float | None = None, accountant: str = "rdp"):
+    def __init__(
+        self,
+        strategy: FedAvg,
+        *,
+        clipping_norm: float,
+        noise_multiplier: float,
+        target_delta: float,
+        max_epsilon: float | None = None,
+        accountant: str = "rdp",
+    ):
         if not isinstance(strategy, FedAvg):
             raise TypeError(f"local DP wraps a FedAvg-family strategy, got {type(strategy).__name__}")
         if strategy.weighted:
-            raise ValueError("local DP averages clients equally (a weight would reveal the client's size); "
-                             "wrap a strategy built with weighted=False")
+            raise ValueError(
+                "local DP averages clients equally (a weight would reveal the client's size); "
+                "wrap a strategy built with weighted=False"
+            )
         low, high = MIN_LOCAL_NOISE_MULTIPLIER, NOISE_MULTIPLIER_RANGE[1]
         validation.number("noise_multiplier", noise_multiplier, low=low, high=high)
         validation.probability("target_delta", target_delta)
@@ -136,8 +149,9 @@ class LocalDifferentialPrivacy(Strategy):
         """Epsilon at ``target_delta`` of a client that has sent ``rounds`` noisy updates."""
         rounds = int(rounds)
         if rounds not in self._epsilons:
-            self._epsilons[rounds] = local_epsilon(self.noise_multiplier, rounds, self.target_delta,
-                                                   self.accountant.value)
+            self._epsilons[rounds] = local_epsilon(
+                self.noise_multiplier, rounds, self.target_delta, self.accountant.value
+            )
         return self._epsilons[rounds]
 
     def initialize(self, weights, ctx):
@@ -163,21 +177,32 @@ class LocalDifferentialPrivacy(Strategy):
         new = self.inner.apply(state, mean)
         new = new.replace(slots={**new.slots, PARTICIPATIONS: participations})
         most = int(participations.max()) if participations.size else 0
-        return new, {"clipping_norm": self.clipping_norm,
-                     "noise_stddev_per_client": self.noise_stddev, "max_client_rounds": most,
-                     f"epsilon_{self.accountant.value}": self.client_epsilon(most)}
+        return new, {
+            "clipping_norm": self.clipping_norm,
+            "noise_stddev_per_client": self.noise_stddev,
+            "max_client_rounds": most,
+            f"epsilon_{self.accountant.value}": self.client_epsilon(most),
+        }
 
     def stop_reason(self, state, ctx):
         if self.max_epsilon is None:
             return None
         upcoming = self.client_epsilon(int(state.slots[PARTICIPATIONS].max(initial=0)) + 1)
         if upcoming > self.max_epsilon:
-            return (f"round {ctx.round} could raise a client's epsilon ({self.accountant.value}) to {upcoming:.4g} > "
-                    f"max_epsilon={self.max_epsilon:g}")
+            return (
+                f"round {ctx.round} could raise a client's epsilon ({self.accountant.value}) to {upcoming:.4g} > "
+                f"max_epsilon={self.max_epsilon:g}"
+            )
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": type(self).__name__, "trust_model": TRUST_MODEL, "strategy": self.inner.to_dict(),
-                "clipping_norm": self.clipping_norm, "noise_multiplier": self.noise_multiplier,
-                "target_delta": self.target_delta, "max_epsilon": self.max_epsilon,
-                "accountant": self.accountant.value}
+        return {
+            "name": type(self).__name__,
+            "trust_model": TRUST_MODEL,
+            "strategy": self.inner.to_dict(),
+            "clipping_norm": self.clipping_norm,
+            "noise_multiplier": self.noise_multiplier,
+            "target_delta": self.target_delta,
+            "max_epsilon": self.max_epsilon,
+            "accountant": self.accountant.value,
+        }

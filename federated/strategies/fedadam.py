@@ -38,7 +38,7 @@ class FedAdam(FedOpt):
         if not self.bias_correction:
             return super().step_size(slots)
         t = slots["steps"][0] + 1
-        eta = self.server_learning_rate * math.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
+        eta = self.server_learning_rate * math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
         return eta, {"steps": np.array([t])}
 
     def to_dict(self):

@@ -25,8 +25,7 @@ class FedAvg(Strategy):
       server_learning_rate: eta, the server step on the averaged update.
     """
 
-    def __init__(self, client: ClientConfig | None = None, *, weighted: bool = True,
-                 server_learning_rate: float = 1.0):
+    def __init__(self, client: ClientConfig | None = None, *, weighted: bool = True, server_learning_rate: float = 1.0):
         validation.positive("server_learning_rate", server_learning_rate)
         self.client = client or ClientConfig()
         self.weighted = bool(weighted)

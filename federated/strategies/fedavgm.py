@@ -20,8 +20,14 @@ class FedAvgM(FedAvg):
       client, weighted, server_learning_rate: as for `FedAvg`.
     """
 
-    def __init__(self, client: ClientConfig | None = None, *, server_momentum: float = 0.9, weighted: bool = True,
-                 server_learning_rate: float = 1.0):
+    def __init__(
+        self,
+        client: ClientConfig | None = None,
+        *,
+        server_momentum: float = 0.9,
+        weighted: bool = True,
+        server_learning_rate: float = 1.0,
+    ):
         super().__init__(client, weighted=weighted, server_learning_rate=server_learning_rate)
         self.server_momentum = float(validation.probability("server_momentum", server_momentum, zero=True))
 

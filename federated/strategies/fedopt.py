@@ -29,15 +29,26 @@ class FedOpt(FedAvg, abc.ABC):
       initial_accumulator: v_0 >= 0 (Reddi et al. use tau^2).
     """
 
-    def __init__(self, client: ClientConfig | None = None, *, server_learning_rate: float = 1e-2,
-                 beta_1: float = 0.9, beta_2: float = 0.99, tau: float = 1e-3, initial_accumulator: float | None = None,
-                 weighted: bool = True):
+    def __init__(
+        self,
+        client: ClientConfig | None = None,
+        *,
+        server_learning_rate: float = 1e-2,
+        beta_1: float = 0.9,
+        beta_2: float = 0.99,
+        tau: float = 1e-3,
+        initial_accumulator: float | None = None,
+        weighted: bool = True,
+    ):
         super().__init__(client, weighted=weighted, server_learning_rate=server_learning_rate)
         self.beta_1 = float(validation.probability("beta_1", beta_1, zero=True))
         self.beta_2 = float(validation.probability("beta_2", beta_2, zero=True))
         self.tau = float(validation.positive("tau", tau))
-        self.initial_accumulator = float(self.tau ** 2 if initial_accumulator is None else
-                                         validation.number("initial_accumulator", initial_accumulator, low=0))
+        self.initial_accumulator = float(
+            self.tau**2
+            if initial_accumulator is None
+            else validation.number("initial_accumulator", initial_accumulator, low=0)
+        )
 
     def initial_slots(self, dimension):
         return {"m": np.zeros(dimension), "v": np.full(dimension, self.initial_accumulator)}
@@ -58,5 +69,10 @@ class FedOpt(FedAvg, abc.ABC):
         return self.step_weights(state, step, m=m, v=v, **slots)
 
     def to_dict(self):
-        return {**super().to_dict(), "beta_1": self.beta_1, "beta_2": self.beta_2, "tau": self.tau,
-                "initial_accumulator": self.initial_accumulator}
+        return {
+            **super().to_dict(),
+            "beta_1": self.beta_1,
+            "beta_2": self.beta_2,
+            "tau": self.tau,
+            "initial_accumulator": self.initial_accumulator,
+        }

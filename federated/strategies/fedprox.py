@@ -18,8 +18,14 @@ class FedProx(FedAvg):
       client, weighted, server_learning_rate: as for `FedAvg`.
     """
 
-    def __init__(self, client: ClientConfig | None = None, *, proximal_mu: float, weighted: bool = True,
-                 server_learning_rate: float = 1.0):
+    def __init__(
+        self,
+        client: ClientConfig | None = None,
+        *,
+        proximal_mu: float,
+        weighted: bool = True,
+        server_learning_rate: float = 1.0,
+    ):
         validation.positive("proximal_mu", proximal_mu, note="for FedProx; mu = 0 is FedAvg")
         client = dataclasses.replace(client or ClientConfig(), proximal_mu=float(proximal_mu))
         super().__init__(client, weighted=weighted, server_learning_rate=server_learning_rate)

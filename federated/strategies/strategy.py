@@ -88,8 +88,9 @@ class Strategy(abc.ABC):
         """A client's contribution to the round's sum (runs on the client)."""
 
     @abc.abstractmethod
-    def aggregate(self, state: ServerState, total: Summand | None, ctx: RoundContext
-                  ) -> tuple[ServerState, dict[str, Any]]:
+    def aggregate(
+        self, state: ServerState, total: Summand | None, ctx: RoundContext
+    ) -> tuple[ServerState, dict[str, Any]]:
         """Finishes a round from the summed contributions (None: no client contributed).
 
         Returns the next state (``round`` incremented) and round metrics.
@@ -128,5 +129,6 @@ class Strategy(abc.ABC):
     def step_weights(state: ServerState, step: np.ndarray, **slots) -> ServerState:
         """Adds ``step`` (flat float64) to the weights; returns the next state with ``slots`` updated."""
         new = flatten(state.weights) + step
-        return state.replace(round=state.round + 1, weights=unflatten(new, state.weights, np.float32),
-                             slots={**state.slots, **slots})
+        return state.replace(
+            round=state.round + 1, weights=unflatten(new, state.weights, np.float32), slots={**state.slots, **slots}
+        )

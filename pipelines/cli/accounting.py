@@ -15,14 +15,33 @@ import click
 from pipelines.cli.aliases import deprecated_alias
 from pipelines.cli.types import TruncatedBatchSize, checked
 from privacy import validation
-from privacy.accounting import (DEFAULT_DELTA_RULE, MAX_PER_EPOCH_ROWS, MAX_STEPS, NOISE_MULTIPLIER_RANGE,
-                                AccountantKind, Adjacency, DpSgdMechanism, Sampling, UnsupportedAccounting,
-                                calibrate_noise_multiplier, compute_epsilon, default_delta, delta_warning,
-                                dp_accounting_version, dp_sgd_report, max_epochs, resolve_adjacency, steps_per_epoch,
-                                truncation)
+from privacy.accounting import (
+    DEFAULT_DELTA_RULE,
+    MAX_PER_EPOCH_ROWS,
+    MAX_STEPS,
+    NOISE_MULTIPLIER_RANGE,
+    AccountantKind,
+    Adjacency,
+    DpSgdMechanism,
+    Sampling,
+    UnsupportedAccounting,
+    calibrate_noise_multiplier,
+    compute_epsilon,
+    default_delta,
+    delta_warning,
+    dp_accounting_version,
+    dp_sgd_report,
+    max_epochs,
+    resolve_adjacency,
+    steps_per_epoch,
+    truncation,
+)
 
-_ACCOUNTANTS = {"rdp": (AccountantKind.RDP,), "pld": (AccountantKind.PLD,),
-                "both": (AccountantKind.RDP, AccountantKind.PLD)}
+_ACCOUNTANTS = {
+    "rdp": (AccountantKind.RDP,),
+    "pld": (AccountantKind.PLD,),
+    "both": (AccountantKind.RDP, AccountantKind.PLD),
+}
 
 
 def _bad(option: str, message: str) -> click.BadParameter:
@@ -34,57 +53,103 @@ def _mechanism_options(*, noise: bool, length: bool):
 
     def decorate(fn):
         options = [
-            click.option("--n", "dataset_size", type=click.IntRange(min=1), required=True,
-                         help="Number of training examples n."),
-            click.option("--batch-size", type=float, callback=checked("--batch-size", validation.positive),
-                         help="Batch size B (expected size for Poisson sampling)."),
-            click.option("--sampling-rate", type=float, callback=checked("--sampling-rate", validation.positive),
-                         help="Sampling rate q = B/n, instead of --batch-size."),
+            click.option(
+                "--n", "dataset_size", type=click.IntRange(min=1), required=True, help="Number of training examples n."
+            ),
+            click.option(
+                "--batch-size",
+                type=float,
+                callback=checked("--batch-size", validation.positive),
+                help="Batch size B (expected size for Poisson sampling).",
+            ),
+            click.option(
+                "--sampling-rate",
+                type=float,
+                callback=checked("--sampling-rate", validation.positive),
+                help="Sampling rate q = B/n, instead of --batch-size.",
+            ),
         ]
         if noise:
-            options.append(click.option("--noise-multiplier", type=float, required=True,
-                                        callback=checked("--noise-multiplier", validation.number,
-                                                         low=NOISE_MULTIPLIER_RANGE[0],
-                                                         high=NOISE_MULTIPLIER_RANGE[1]),
-                                        help="sigma: noise std on the summed clipped gradients is sigma*C "
-                                             f"(in [{NOISE_MULTIPLIER_RANGE[0]:g}, "
-                                             f"{NOISE_MULTIPLIER_RANGE[1]:g}])."))
+            options.append(
+                click.option(
+                    "--noise-multiplier",
+                    type=float,
+                    required=True,
+                    callback=checked(
+                        "--noise-multiplier",
+                        validation.number,
+                        low=NOISE_MULTIPLIER_RANGE[0],
+                        high=NOISE_MULTIPLIER_RANGE[1],
+                    ),
+                    help="sigma: noise std on the summed clipped gradients is sigma*C "
+                    f"(in [{NOISE_MULTIPLIER_RANGE[0]:g}, "
+                    f"{NOISE_MULTIPLIER_RANGE[1]:g}]).",
+                )
+            )
         if length:
             options += [
-                click.option("--epochs", type=float, callback=checked("--epochs", validation.positive),
-                             help="Passes over the data; steps = ceil(epochs * n / B) (shuffle: ceil(n/B) "
-                                  "steps per epoch)."),
-                click.option("--steps", type=int, help=f"Number of noisy steps T, instead of --epochs (at most "
-                                                       f"{MAX_STEPS:.0e})."),
+                click.option(
+                    "--epochs",
+                    type=float,
+                    callback=checked("--epochs", validation.positive),
+                    help="Passes over the data; steps = ceil(epochs * n / B) (shuffle: ceil(n/B) steps per epoch).",
+                ),
+                click.option(
+                    "--steps", type=int, help=f"Number of noisy steps T, instead of --epochs (at most {MAX_STEPS:.0e})."
+                ),
             ]
         options += [
-            click.option("--target-delta", "delta", type=float,
-                         callback=checked("--target-delta", validation.probability),
-                         help=f"delta of the guarantee [default: {DEFAULT_DELTA_RULE}]."),
-            click.option("--sampling", type=click.Choice([s.value for s in Sampling]), default="poisson",
-                         show_default=True,
-                         help="How batches were formed: poisson (exact analysis), fixed (without replacement), "
-                              "shuffle (once-per-epoch bound only); fixed and shuffle are analysed under "
-                              "replace-one adjacency only."),
-            click.option("--num-microbatches", "microbatches", type=int,
-                         help="Clip per microbatch (M microbatches per batch): sensitivity doubles unless "
-                              "each microbatch holds one example."),
-            click.option("--truncated-batch-size", type=TruncatedBatchSize(),
-                         help="Truncated Poisson sampling: a batch drawing more than K examples was cut to a uniformly "
-                              "random K of them ('default': B + 4 standard deviations of the batch size). Accounted "
-                              "as dp-accounting's TruncatedSubsampledGaussianDpEvent, by PLD only, per-example "
-                              "clipping only."),
-            click.option("--adjacency", type=click.Choice([a.value for a in Adjacency]),
-                         help="Neighbouring datasets [default: add-remove for poisson, replace-one for fixed "
-                              "and shuffle, which have no add-remove analysis]."),
-            click.option("--max-examples-per-user", type=int,
-                         help="User-level guarantee by group privacy for users with at most K examples."),
+            click.option(
+                "--target-delta",
+                "delta",
+                type=float,
+                callback=checked("--target-delta", validation.probability),
+                help=f"delta of the guarantee [default: {DEFAULT_DELTA_RULE}].",
+            ),
+            click.option(
+                "--sampling",
+                type=click.Choice([s.value for s in Sampling]),
+                default="poisson",
+                show_default=True,
+                help="How batches were formed: poisson (exact analysis), fixed (without replacement), "
+                "shuffle (once-per-epoch bound only); fixed and shuffle are analysed under "
+                "replace-one adjacency only.",
+            ),
+            click.option(
+                "--num-microbatches",
+                "microbatches",
+                type=int,
+                help="Clip per microbatch (M microbatches per batch): sensitivity doubles unless "
+                "each microbatch holds one example.",
+            ),
+            click.option(
+                "--truncated-batch-size",
+                type=TruncatedBatchSize(),
+                help="Truncated Poisson sampling: a batch drawing more than K examples was cut to a uniformly "
+                "random K of them ('default': B + 4 standard deviations of the batch size). Accounted "
+                "as dp-accounting's TruncatedSubsampledGaussianDpEvent, by PLD only, per-example "
+                "clipping only.",
+            ),
+            click.option(
+                "--adjacency",
+                type=click.Choice([a.value for a in Adjacency]),
+                help="Neighbouring datasets [default: add-remove for poisson, replace-one for fixed "
+                "and shuffle, which have no add-remove analysis].",
+            ),
+            click.option(
+                "--max-examples-per-user",
+                type=int,
+                help="User-level guarantee by group privacy for users with at most K examples.",
+            ),
             click.option("--accountant", type=click.Choice(list(_ACCOUNTANTS)), default="both", show_default=True),
             click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table."),
         ]
-        options += [deprecated_alias("--delta", "--target-delta", "delta", type=float,
-                                     callback=checked("--delta", validation.probability)),
-                    deprecated_alias("--microbatches", "--num-microbatches", "microbatches", type=int)]
+        options += [
+            deprecated_alias(
+                "--delta", "--target-delta", "delta", type=float, callback=checked("--delta", validation.probability)
+            ),
+            deprecated_alias("--microbatches", "--num-microbatches", "microbatches", type=int),
+        ]
         for option in reversed(options):
             fn = option(fn)
         return fn
@@ -92,9 +157,22 @@ def _mechanism_options(*, noise: bool, length: bool):
     return decorate
 
 
-def _build_mechanism(*, dataset_size, batch_size, sampling_rate, noise_multiplier=1.0, epochs=None, steps=None,
-                     sampling, microbatches, adjacency, max_examples_per_user, truncated_batch_size=None,
-                     accountant="both", need_length=True) -> DpSgdMechanism:
+def _build_mechanism(
+    *,
+    dataset_size,
+    batch_size,
+    sampling_rate,
+    noise_multiplier=1.0,
+    epochs=None,
+    steps=None,
+    sampling,
+    microbatches,
+    adjacency,
+    max_examples_per_user,
+    truncated_batch_size=None,
+    accountant="both",
+    need_length=True,
+) -> DpSgdMechanism:
     """Checks the options against each other and builds the mechanism; errors name the option."""
     if (batch_size is None) == (sampling_rate is None):
         raise click.UsageError("give exactly one of --batch-size and --sampling-rate")
@@ -106,8 +184,10 @@ def _build_mechanism(*, dataset_size, batch_size, sampling_rate, noise_multiplie
         raise _bad("--batch-size", f"must be <= --n ({dataset_size}), got {batch_size:g}")
     sampling = Sampling(sampling)
     if sampling is not Sampling.POISSON and batch_size != int(batch_size):
-        raise _bad("--batch-size" if sampling_rate is None else "--sampling-rate",
-                   f"{sampling.value} batches need a whole batch size, got {batch_size:g}")
+        raise _bad(
+            "--batch-size" if sampling_rate is None else "--sampling-rate",
+            f"{sampling.value} batches need a whole batch size, got {batch_size:g}",
+        )
     if sampling is not Sampling.POISSON:
         batch_size = int(batch_size)
     try:
@@ -121,11 +201,18 @@ def _build_mechanism(*, dataset_size, batch_size, sampling_rate, noise_multiplie
             raise _bad("--num-microbatches", f"must be <= the (expected) batch size {batch_size:g}, got {microbatches}")
     if max_examples_per_user is not None and not 1 <= max_examples_per_user <= dataset_size:
         raise _bad("--max-examples-per-user", f"must be in [1, --n={dataset_size}], got {max_examples_per_user}")
-    fields = dict(dataset_size=dataset_size, batch_size=batch_size, noise_multiplier=noise_multiplier,
-                  sampling=sampling, adjacency=adjacency, num_microbatches=microbatches,
-                  max_examples_per_user=max_examples_per_user,
-                  truncated_batch_size=_truncation(truncated_batch_size, dataset_size, batch_size, sampling,
-                                                   microbatches, accountant))
+    fields = dict(
+        dataset_size=dataset_size,
+        batch_size=batch_size,
+        noise_multiplier=noise_multiplier,
+        sampling=sampling,
+        adjacency=adjacency,
+        num_microbatches=microbatches,
+        max_examples_per_user=max_examples_per_user,
+        truncated_batch_size=_truncation(
+            truncated_batch_size, dataset_size, batch_size, sampling, microbatches, accountant
+        ),
+    )
     if not need_length:
         return _mechanism(steps=1, **fields)
     if (epochs is None) == (steps is None):
@@ -135,8 +222,11 @@ def _build_mechanism(*, dataset_size, batch_size, sampling_rate, noise_multiplie
     if epochs is not None:
         per_epoch = steps_per_epoch(dataset_size, batch_size, sampling)
         if epochs * per_epoch > MAX_STEPS:
-            raise _bad("--epochs", f"{epochs:g} epochs of {per_epoch:.3g} steps are {epochs * per_epoch:.3g} steps, "
-                                   f"more than {MAX_STEPS:.0e}; lower --epochs or raise the batch size")
+            raise _bad(
+                "--epochs",
+                f"{epochs:g} epochs of {per_epoch:.3g} steps are {epochs * per_epoch:.3g} steps, "
+                f"more than {MAX_STEPS:.0e}; lower --epochs or raise the batch size",
+            )
         return _mechanism(epochs=epochs, **fields)
     return _mechanism(steps=steps, **fields)
 
@@ -148,11 +238,16 @@ def _truncation(value, dataset_size, batch_size, sampling, microbatches, account
     if sampling is not Sampling.POISSON:
         raise _bad("--truncated-batch-size", f"applies to Poisson sampling only, not --sampling {sampling.value}")
     if microbatches is not None:
-        raise _bad("--truncated-batch-size", "truncated Poisson sampling is analysed for per-example clipping only; "
-                                             "drop --num-microbatches")
+        raise _bad(
+            "--truncated-batch-size",
+            "truncated Poisson sampling is analysed for per-example clipping only; drop --num-microbatches",
+        )
     if accountant == AccountantKind.RDP.value:
-        raise _bad("--accountant", "dp-accounting's RDP accountant has no analysis of truncated Poisson sampling "
-                                   "(--truncated-batch-size); use --accountant pld")
+        raise _bad(
+            "--accountant",
+            "dp-accounting's RDP accountant has no analysis of truncated Poisson sampling "
+            "(--truncated-batch-size); use --accountant pld",
+        )
     try:
         return truncation.resolve_truncated_batch_size(value, dataset_size, batch_size)
     except ValueError as err:
@@ -193,8 +288,11 @@ def _progress(label: str):
 @click.command()
 @_mechanism_options(noise=True, length=True)
 @click.option("--per-epoch", is_flag=True, help="Also print epsilon after every epoch.")
-@click.option("--plot", type=click.Path(dir_okay=False),
-              help="Write a plot of epsilon over epochs to this file (.png, .pdf or .svg).")
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    help="Write a plot of epsilon over epochs to this file (.png, .pdf or .svg).",
+)
 def epsilon(as_json, accountant, delta, per_epoch, plot, **options):
     """Epsilon of a DP-SGD configuration under RDP and PLD accounting.
 
@@ -207,11 +305,17 @@ def epsilon(as_json, accountant, delta, per_epoch, plot, **options):
     mechanism = _build_mechanism(accountant=accountant, **options)
     want_rows = per_epoch or plot is not None
     if want_rows and mechanism.passes > MAX_PER_EPOCH_ROWS:
-        raise _bad("--per-epoch" if per_epoch else "--plot",
-                   f"epsilon is computed per epoch for at most {MAX_PER_EPOCH_ROWS} epochs, this run has "
-                   f"{mechanism.passes}")
-    report = dp_sgd_report(mechanism, delta=delta, accountants=_ACCOUNTANTS[accountant], per_epoch=want_rows,
-                           progress=_progress("accounting each epoch") if want_rows else None)
+        raise _bad(
+            "--per-epoch" if per_epoch else "--plot",
+            f"epsilon is computed per epoch for at most {MAX_PER_EPOCH_ROWS} epochs, this run has {mechanism.passes}",
+        )
+    report = dp_sgd_report(
+        mechanism,
+        delta=delta,
+        accountants=_ACCOUNTANTS[accountant],
+        per_epoch=want_rows,
+        progress=_progress("accounting each epoch") if want_rows else None,
+    )
     if plot is not None:
         _plot_epsilon(report, plot)
     if as_json:
@@ -242,6 +346,7 @@ def _check_plot_path(path: str) -> None:
 
 def _plot_epsilon(report, path: str) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
     from matplotlib.ticker import MaxNLocator
@@ -256,8 +361,11 @@ def _plot_epsilon(report, path: str) -> None:
     ax.set_ylim(bottom=0)
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"epsilon at delta = {report.delta:g}")
-    ax.set_title(f"DP-SGD: n={m.dataset_size}, B={m.batch_size:g}, sigma={m.noise_multiplier:g}, "
-                 f"{m.sampling.value} sampling, {m.adjacency.value}", fontsize=9)
+    ax.set_title(
+        f"DP-SGD: n={m.dataset_size}, B={m.batch_size:g}, sigma={m.noise_multiplier:g}, "
+        f"{m.sampling.value} sampling, {m.adjacency.value}",
+        fontsize=9,
+    )
     save_plot(fig, ax, path)
 
 
@@ -277,8 +385,13 @@ def save_plot(fig, ax, path: str) -> None:
 
 
 @click.command()
-@click.option("--target-epsilon", type=float, required=True, callback=checked("--target-epsilon", validation.positive),
-              help="Epsilon to reach at --target-delta.")
+@click.option(
+    "--target-epsilon",
+    type=float,
+    required=True,
+    callback=checked("--target-epsilon", validation.positive),
+    help="Epsilon to reach at --target-delta.",
+)
 @_mechanism_options(noise=False, length=True)
 def noise(target_epsilon, as_json, accountant, delta, **options):
     """Noise multiplier that reaches a target epsilon (dp-accounting calibration).
@@ -293,8 +406,9 @@ def noise(target_epsilon, as_json, accountant, delta, **options):
     result["steps"] = mechanism.steps
     for kind in _ACCOUNTANTS[accountant]:
         try:
-            sigma = calibrate_noise_multiplier(mechanism, target_epsilon=target_epsilon, target_delta=delta,
-                                               accountant=kind)
+            sigma = calibrate_noise_multiplier(
+                mechanism, target_epsilon=target_epsilon, target_delta=delta, accountant=kind
+            )
             eps = compute_epsilon(mechanism.replace(noise_multiplier=sigma), delta, kind)
         except UnsupportedAccounting as err:
             sigma = eps = None
@@ -307,8 +421,10 @@ def noise(target_epsilon, as_json, accountant, delta, **options):
         _emit_json(result)
         return
     click.echo(f"Noise multiplier for epsilon <= {target_epsilon:g} at delta = {delta:g}")
-    click.echo(f"  {mechanism.steps} steps = {mechanism.epochs:.4g} epochs, n = {mechanism.dataset_size}, "
-               f"B = {mechanism.batch_size:g}, {_sampling_text(mechanism)}, {mechanism.adjacency.value}")
+    click.echo(
+        f"  {mechanism.steps} steps = {mechanism.epochs:.4g} epochs, n = {mechanism.dataset_size}, "
+        f"B = {mechanism.batch_size:g}, {_sampling_text(mechanism)}, {mechanism.adjacency.value}"
+    )
     click.echo("")
     click.echo(f"  {'accountant':<11} {'sigma':>9} {'epsilon':>9}")
     for kind in _ACCOUNTANTS[accountant]:
@@ -322,8 +438,13 @@ def noise(target_epsilon, as_json, accountant, delta, **options):
 
 
 @click.command()
-@click.option("--target-epsilon", type=float, required=True, callback=checked("--target-epsilon", validation.positive),
-              help="Epsilon budget at --target-delta.")
+@click.option(
+    "--target-epsilon",
+    type=float,
+    required=True,
+    callback=checked("--target-epsilon", validation.positive),
+    help="Epsilon budget at --target-delta.",
+)
 @_mechanism_options(noise=True, length=False)
 def epochs(target_epsilon, as_json, accountant, delta, **options):
     """Epochs (and steps) a noise multiplier affords within a target epsilon.
@@ -338,8 +459,9 @@ def epochs(target_epsilon, as_json, accountant, delta, **options):
     result["noise_multiplier"] = mechanism.noise_multiplier
     for kind in _ACCOUNTANTS[accountant]:
         try:
-            whole_epochs, steps = max_epochs(mechanism, target_epsilon=target_epsilon, target_delta=delta,
-                                             accountant=kind)
+            whole_epochs, steps = max_epochs(
+                mechanism, target_epsilon=target_epsilon, target_delta=delta, accountant=kind
+            )
         except UnsupportedAccounting as err:
             whole_epochs = steps = None
             result.setdefault("unavailable", {})[kind.value] = str(err)
@@ -350,10 +472,14 @@ def epochs(target_epsilon, as_json, accountant, delta, **options):
     if as_json:
         _emit_json(result)
         return
-    click.echo(f"Training affordable with sigma = {mechanism.noise_multiplier:g} within epsilon "
-               f"{target_epsilon:g} at delta = {delta:g}")
-    click.echo(f"  n = {mechanism.dataset_size}, B = {mechanism.batch_size:g}, {_sampling_text(mechanism)}, "
-               f"{mechanism.adjacency.value}")
+    click.echo(
+        f"Training affordable with sigma = {mechanism.noise_multiplier:g} within epsilon "
+        f"{target_epsilon:g} at delta = {delta:g}"
+    )
+    click.echo(
+        f"  n = {mechanism.dataset_size}, B = {mechanism.batch_size:g}, {_sampling_text(mechanism)}, "
+        f"{mechanism.adjacency.value}"
+    )
     click.echo("")
     click.echo(f"  {'accountant':<11} {'epochs':>8} {'steps':>9}")
     for kind in _ACCOUNTANTS[accountant]:
@@ -370,8 +496,10 @@ def _sampling_text(mechanism: DpSgdMechanism) -> str:
     """e.g. 'poisson sampling', or 'poisson sampling cut to 320 (TruncatedSubsampledGaussianDpEvent)'."""
     if mechanism.truncated_batch_size is None:
         return f"{mechanism.sampling.value} sampling"
-    return (f"{mechanism.sampling.value} sampling cut to {mechanism.truncated_batch_size} "
-            f"({mechanism.unit_event().__class__.__name__})")
+    return (
+        f"{mechanism.sampling.value} sampling cut to {mechanism.truncated_batch_size} "
+        f"({mechanism.unit_event().__class__.__name__})"
+    )
 
 
 def _echo_warnings(result: dict) -> None:

@@ -22,33 +22,83 @@ _DEFAULTS = AuditPlan()
 
 
 @click.command()
-@click.option("--kind", type=click.Choice(KINDS), default=_DEFAULTS.kind, show_default=True,
-              help="white-box: Dirac gradient canaries on a dedicated weight slot (score = the slot weight); "
-                   "black-box: mislabelled held-out digits (score = minus the loss).")
-@click.option("--num-canaries", type=click.IntRange(MIN_CANARIES, MAX_CANARIES),
-              default=_DEFAULTS.num_canaries, show_default=True,
-              help="Canaries m, each included with probability 1/2 (black-box: at most the 450 held-out digits).")
+@click.option(
+    "--kind",
+    type=click.Choice(KINDS),
+    default=_DEFAULTS.kind,
+    show_default=True,
+    help="white-box: Dirac gradient canaries on a dedicated weight slot (score = the slot weight); "
+    "black-box: mislabelled held-out digits (score = minus the loss).",
+)
+@click.option(
+    "--num-canaries",
+    type=click.IntRange(MIN_CANARIES, MAX_CANARIES),
+    default=_DEFAULTS.num_canaries,
+    show_default=True,
+    help="Canaries m, each included with probability 1/2 (black-box: at most the 450 held-out digits).",
+)
 @click.option("--epochs", type=click.IntRange(min=1), default=_DEFAULTS.epochs, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=_DEFAULTS.batch_size, show_default=True,
-              help="Expected batch size B of Poisson sampling.")
-@click.option("--l2-norm-clip", type=float, default=_DEFAULTS.l2_norm_clip, show_default=True,
-              callback=checked("--l2-norm-clip", validation.positive), help="C.")
-@click.option("--noise-multiplier", type=float, default=_DEFAULTS.noise_multiplier, show_default=True,
-              callback=checked("--noise-multiplier", validation.positive), help="sigma, as declared and accounted.")
-@click.option("--learning-rate", type=float, default=_DEFAULTS.learning_rate, show_default=True,
-              callback=checked("--learning-rate", validation.positive))
-@click.option("--delta", type=float, default=_DEFAULTS.delta, show_default=True,
-              callback=checked("--delta", validation.probability),
-              help="Delta of the claimed epsilon and of the bound.")
-@click.option("--confidence", type=float, default=_DEFAULTS.confidence, show_default=True,
-              callback=checked("--confidence", validation.probability), help="Confidence of the lower bound.")
-@click.option("--fault", type=click.Choice(FAULTS), default=_DEFAULTS.fault, show_default=True,
-              help="Inject a known bug to check the audit: clip-2x/clip-4x clip at 2C/4C while claiming C; "
-                   "no-noise adds none while claiming sigma. clip-4x and no-noise are caught in the default "
-                   "configuration; clip-2x is not detectable by this estimator (README).")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=_DEFAULTS.batch_size,
+    show_default=True,
+    help="Expected batch size B of Poisson sampling.",
+)
+@click.option(
+    "--l2-norm-clip",
+    type=float,
+    default=_DEFAULTS.l2_norm_clip,
+    show_default=True,
+    callback=checked("--l2-norm-clip", validation.positive),
+    help="C.",
+)
+@click.option(
+    "--noise-multiplier",
+    type=float,
+    default=_DEFAULTS.noise_multiplier,
+    show_default=True,
+    callback=checked("--noise-multiplier", validation.positive),
+    help="sigma, as declared and accounted.",
+)
+@click.option(
+    "--learning-rate",
+    type=float,
+    default=_DEFAULTS.learning_rate,
+    show_default=True,
+    callback=checked("--learning-rate", validation.positive),
+)
+@click.option(
+    "--delta",
+    type=float,
+    default=_DEFAULTS.delta,
+    show_default=True,
+    callback=checked("--delta", validation.probability),
+    help="Delta of the claimed epsilon and of the bound.",
+)
+@click.option(
+    "--confidence",
+    type=float,
+    default=_DEFAULTS.confidence,
+    show_default=True,
+    callback=checked("--confidence", validation.probability),
+    help="Confidence of the lower bound.",
+)
+@click.option(
+    "--fault",
+    type=click.Choice(FAULTS),
+    default=_DEFAULTS.fault,
+    show_default=True,
+    help="Inject a known bug to check the audit: clip-2x/clip-4x clip at 2C/4C while claiming C; "
+    "no-noise adds none while claiming sigma. clip-4x and no-noise are caught in the default "
+    "configuration; clip-2x is not detectable by this estimator (README).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.option("--plot", type=click.Path(dir_okay=False),
-              help="Write a plot of the lower bound and the claimed epsilon per epoch (.png, .pdf or .svg).")
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    help="Write a plot of the lower bound and the claimed epsilon per epoch (.png, .pdf or .svg).",
+)
 def audit(as_json, plot, **options):
     """Audit DP-SGD empirically in one training run: canaries, then a lower bound on epsilon.
 
@@ -73,7 +123,7 @@ def audit(as_json, plot, **options):
 
     try:
         result = run_dp_sgd_audit(plan, x, y, x_pool, y_pool)
-    except ValueError as err:   # a diverged run (the message names no canary) or accounting refused
+    except ValueError as err:  # a diverged run (the message names no canary) or accounting refused
         raise click.UsageError(str(err)) from None
     if plot is not None:
         _plot(result, plot)
@@ -82,8 +132,11 @@ def audit(as_json, plot, **options):
         return
     final = result.final
     accountant = result.claim_accountant
-    verdict = f"CLAIM REFUTED: the lower bound exceeds the {accountant.upper()} epsilon" if result.violated else \
-        "consistent: the lower bound does not exceed the claimed epsilon (evidence, not proof)"
+    verdict = (
+        f"CLAIM REFUTED: the lower bound exceeds the {accountant.upper()} epsilon"
+        if result.violated
+        else "consistent: the lower bound does not exceed the claimed epsilon (evidence, not proof)"
+    )
     claims = ", ".join(f"{kind.upper()} {value:.3f}" for kind, value in result.claims[-1].items())
     lines = [
         f"One-run audit of DP-SGD on digits ({plan.kind} canaries, fault: {plan.fault})",
@@ -102,11 +155,13 @@ def audit(as_json, plot, **options):
 
 def _quiet_accounting_warnings() -> None:
     from absl import logging
-    logging.set_verbosity(logging.ERROR)   # dp-accounting's RDP order warnings, one per epoch
+
+    logging.set_verbosity(logging.ERROR)  # dp-accounting's RDP order warnings, one per epoch
 
 
 def _plot(result, path: str) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
@@ -114,13 +169,17 @@ def _plot(result, path: str) -> None:
     plan = result.plan
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     ax.plot(epochs, result.claimed_epsilon, "o-", markersize=3, label="claimed epsilon (smallest of RDP, PLD)")
-    ax.plot(epochs, result.lower_bound, "s-", markersize=3,
-            label=f"one-run lower bound ({plan.confidence:.0%} confidence)")
+    ax.plot(
+        epochs, result.lower_bound, "s-", markersize=3, label=f"one-run lower bound ({plan.confidence:.0%} confidence)"
+    )
     ax.set_ylim(bottom=0)
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"epsilon at delta = {plan.delta:g}")
-    ax.set_title(f"DP-SGD audit on digits: {plan.kind}, {plan.num_canaries} canaries, sigma={plan.noise_multiplier:g},"
-                 f" fault={plan.fault}", fontsize=9)
+    ax.set_title(
+        f"DP-SGD audit on digits: {plan.kind}, {plan.num_canaries} canaries, sigma={plan.noise_multiplier:g},"
+        f" fault={plan.fault}",
+        fontsize=9,
+    )
     save_plot(fig, ax, path)
 
 

@@ -49,7 +49,7 @@ def _keras_env(tf_keras: bool) -> None:
     if tf_keras:
         try:
             use_tf_keras()
-        except RuntimeError as err:   # TensorFlow was loaded with Keras 3 before this command ran
+        except RuntimeError as err:  # TensorFlow was loaded with Keras 3 before this command ran
             raise click.UsageError(f"--tf-keras: {err}") from None
     else:
         os.environ.setdefault(VARIABLE, "0")
@@ -129,8 +129,10 @@ def _check_bound_options(input_range, calibration_path, *, required: bool) -> No
     if input_range and calibration_path:
         raise click.UsageError("give --input-range or --calibration, not both")
     if required and not (input_range or calibration_path):
-        raise click.UsageError("declare the inputs' bounds with --input-range LO HI or --calibration FILE: the "
-                               "parties' arithmetic is proven correct only inside them")
+        raise click.UsageError(
+            "declare the inputs' bounds with --input-range LO HI or --calibration FILE: the "
+            "parties' arithmetic is proven correct only inside them"
+        )
 
 
 def _bounds(plan, input_range, calibration_path, *, default_data=None):
@@ -152,16 +154,37 @@ def _fail(err: Exception):
     raise click.ClickException(str(err))
 
 
-deployment_option = click.option("--deployment", "deployment_dir", default=DEFAULT_DEPLOYMENT, show_default=True,
-                                 type=click.Path(file_okay=False), help="Folder written by `ppml encrypted setup`.")
-timeout_option = click.option("--timeout", type=FiniteFloatRange(min=0.1, max=MAX_TIMEOUT_S), default=30.0,
-                              show_default=True, help="Seconds to wait for a party's message before failing.")
-valid_days_option = click.option("--valid-days", type=click.IntRange(1, 36500), default=365, show_default=True,
-                                 help="Lifetime of the certificates, in days.")
-input_range_option = click.option("--input-range", nargs=2, type=float, metavar="LO HI",
-                                  help="Bounds every input feature must lie in.")
-calibration_option = click.option("--calibration", "calibration_path", metavar="FILE",
-                                  help="Examples (.npy, .npz or .csv) whose per-feature min and max become the bounds.")
+deployment_option = click.option(
+    "--deployment",
+    "deployment_dir",
+    default=DEFAULT_DEPLOYMENT,
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder written by `ppml encrypted setup`.",
+)
+timeout_option = click.option(
+    "--timeout",
+    type=FiniteFloatRange(min=0.1, max=MAX_TIMEOUT_S),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for a party's message before failing.",
+)
+valid_days_option = click.option(
+    "--valid-days",
+    type=click.IntRange(1, 36500),
+    default=365,
+    show_default=True,
+    help="Lifetime of the certificates, in days.",
+)
+input_range_option = click.option(
+    "--input-range", nargs=2, type=float, metavar="LO HI", help="Bounds every input feature must lie in."
+)
+calibration_option = click.option(
+    "--calibration",
+    "calibration_path",
+    metavar="FILE",
+    help="Examples (.npy, .npz or .csv) whose per-feature min and max become the bounds.",
+)
 
 
 @click.group("encrypted", cls=_Commands)
@@ -171,12 +194,28 @@ def encrypted():
 
 
 @encrypted.command()
-@click.option("--out", "out_dir", default=DEFAULT_DEPLOYMENT, show_default=True, type=click.Path(file_okay=False),
-              help="Folder for the party list and credentials.")
-@click.option("--party", "parties", multiple=True, metavar="HOST:PORT",
-              help="Address of party 0, 1, 2 (give it three times) [default: 127.0.0.1:7400-7402].")
-@click.option("--client", "clients", multiple=True, metavar="NAME",
-              help="Admit a client with its own certificate (repeat for more) [default: one named 'client'].")
+@click.option(
+    "--out",
+    "out_dir",
+    default=DEFAULT_DEPLOYMENT,
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for the party list and credentials.",
+)
+@click.option(
+    "--party",
+    "parties",
+    multiple=True,
+    metavar="HOST:PORT",
+    help="Address of party 0, 1, 2 (give it three times) [default: 127.0.0.1:7400-7402].",
+)
+@click.option(
+    "--client",
+    "clients",
+    multiple=True,
+    metavar="NAME",
+    help="Admit a client with its own certificate (repeat for more) [default: one named 'client'].",
+)
 @valid_days_option
 def setup(out_dir, parties, clients, valid_days):
     """Create a private CA, certificates for the three parties and for each client, and the party list.
@@ -197,8 +236,10 @@ def setup(out_dir, parties, clients, valid_days):
         create_deployment(out_dir, addresses, clients=clients, valid_days=valid_days)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="'--client'") from None
-    click.echo(f"wrote {out_dir}/deployment.json and credentials for party-0, party-1, party-2 and client(s) "
-               f"{', '.join(clients)}")
+    click.echo(
+        f"wrote {out_dir}/deployment.json and credentials for party-0, party-1, party-2 and client(s) "
+        f"{', '.join(clients)}"
+    )
 
 
 @encrypted.command("add-client")
@@ -238,15 +279,22 @@ def revoke_client_command(name, deployment_dir):
 @deployment_option
 @input_range_option
 @calibration_option
-@click.option("--frac-bits", type=click.IntRange(1, 24), default=16, show_default=True,
-              help="Fractional bits of the fixed-point encoding.")
-@click.option("--allow-logits", is_flag=True,
-              help="Let the parties reveal logits to clients that ask (default: only labels). Logits give a "
-                   "client the model's exact outputs: far fewer queries recover weights from them. Refused if "
-                   "the logits could need more than the 63 bits a 64-bit ring element holds.")
+@click.option(
+    "--frac-bits",
+    type=click.IntRange(1, 24),
+    default=16,
+    show_default=True,
+    help="Fractional bits of the fixed-point encoding.",
+)
+@click.option(
+    "--allow-logits",
+    is_flag=True,
+    help="Let the parties reveal logits to clients that ask (default: only labels). Logits give a "
+    "client the model's exact outputs: far fewer queries recover weights from them. Refused if "
+    "the logits could need more than the 63 bits a 64-bit ring element holds.",
+)
 @click.option("--tf-keras", is_flag=True, help="Load MODEL with tf-keras (Keras 2) instead of Keras 3.")
-def share_model_command(model_path, deployment_dir, input_range, calibration_path, frac_bits, allow_logits,
-                        tf_keras):
+def share_model_command(model_path, deployment_dir, input_range, calibration_path, frac_bits, allow_logits, tf_keras):
     """Secret-share the weights of a saved Keras MODEL (run by the model owner).
 
     The inputs' bounds (--input-range or --calibration) are required: an interval analysis proves from
@@ -277,23 +325,60 @@ def share_model_command(model_path, deployment_dir, input_range, calibration_pat
 @encrypted.command()
 @click.option("--party", "index", type=click.IntRange(0, 2), required=True, help="Which party this is.")
 @deployment_option
-@click.option("--model", "model_file", type=click.Path(dir_okay=False),
-              help="This party's share bundle [default: DEPLOYMENT/party-<i>/model.npz].")
+@click.option(
+    "--model",
+    "model_file",
+    type=click.Path(dir_okay=False),
+    help="This party's share bundle [default: DEPLOYMENT/party-<i>/model.npz].",
+)
 @timeout_option
-@click.option("--memory-budget", type=click.IntRange(1, 1 << 20), default=1024, show_default=True, metavar="MB",
-              help="MiB for requests and their sessions.")
-@click.option("--client-quota", type=click.IntRange(1, 1 << 20), metavar="MB",
-              help="MiB of the budget one client may hold at once; the largest batch follows from it "
-                   "[default: a quarter of --memory-budget].")
-@click.option("--max-connections", type=click.IntRange(1, 10_000), default=64, show_default=True,
-              help="Client connections held at once (a new one evicts one not yet authenticated, else the "
-                   "client idle longest).")
-@click.option("--idle-timeout", type=FiniteFloatRange(min=0.1, max=MAX_TIMEOUT_S), default=120.0, show_default=True,
-              help="Seconds a client connection may stay silent.")
-@click.option("--refresh-every", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Re-randomize the weight shares every N sessions (0: only when the parties connect).")
-def serve(index, deployment_dir, model_file, timeout, memory_budget, client_quota, max_connections, idle_timeout,
-          refresh_every):
+@click.option(
+    "--memory-budget",
+    type=click.IntRange(1, 1 << 20),
+    default=1024,
+    show_default=True,
+    metavar="MB",
+    help="MiB for requests and their sessions.",
+)
+@click.option(
+    "--client-quota",
+    type=click.IntRange(1, 1 << 20),
+    metavar="MB",
+    help="MiB of the budget one client may hold at once; the largest batch follows from it "
+    "[default: a quarter of --memory-budget].",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1, 10_000),
+    default=64,
+    show_default=True,
+    help="Client connections held at once (a new one evicts one not yet authenticated, else the client idle longest).",
+)
+@click.option(
+    "--idle-timeout",
+    type=FiniteFloatRange(min=0.1, max=MAX_TIMEOUT_S),
+    default=120.0,
+    show_default=True,
+    help="Seconds a client connection may stay silent.",
+)
+@click.option(
+    "--refresh-every",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Re-randomize the weight shares every N sessions (0: only when the parties connect).",
+)
+def serve(
+    index,
+    deployment_dir,
+    model_file,
+    timeout,
+    memory_budget,
+    client_quota,
+    max_connections,
+    idle_timeout,
+    refresh_every,
+):
     """Run party --party; prints `ready` once connected to the other two parties, then serves until killed.
 
     A party that loses a peer keeps running, tells waiting clients, and connects again when the peer is back.
@@ -311,10 +396,16 @@ def serve(index, deployment_dir, model_file, timeout, memory_budget, client_quot
     if model.index != index:
         raise click.BadParameter(f"{path} is party {model.index}'s share, not party {index}'s", param_hint="'--model'")
     if client_quota is not None and client_quota > memory_budget:
-        raise click.BadParameter(f"{client_quota} MiB exceeds --memory-budget ({memory_budget} MiB)",
-                                 param_hint="'--client-quota'")
-    limits = dict(memory_budget=memory_budget << 20, max_connections=max_connections, idle_timeout=idle_timeout,
-                  refresh_every=refresh_every, client_quota=None if client_quota is None else client_quota << 20)
+        raise click.BadParameter(
+            f"{client_quota} MiB exceeds --memory-budget ({memory_budget} MiB)", param_hint="'--client-quota'"
+        )
+    limits = dict(
+        memory_budget=memory_budget << 20,
+        max_connections=max_connections,
+        idle_timeout=idle_timeout,
+        refresh_every=refresh_every,
+        client_quota=None if client_quota is None else client_quota << 20,
+    )
     try:
         run_party(index, deployment.directory, path, timeout=timeout, **limits)
     except ValueError as err:
@@ -326,13 +417,25 @@ def serve(index, deployment_dir, model_file, timeout, memory_budget, client_quot
 @encrypted.command()
 @click.option("--input", "input_path", required=True, help="Examples (.npy, .npz or .csv), one per row/first axis.")
 @deployment_option
-@click.option("--output", type=click.Choice(["label", "logits"]), default="label", show_default=True,
-              help="Reveal only the predicted labels, or the model outputs (if the model was shared with "
-                   "--allow-logits).")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False),
-              help="Also save the outputs as .npy (mode 0600: they are the client's secret).")
-@click.option("--client", "client", metavar="NAME",
-              help="Whose credentials (DEPLOYMENT/clients/NAME/) [default: the only client].")
+@click.option(
+    "--output",
+    type=click.Choice(["label", "logits"]),
+    default="label",
+    show_default=True,
+    help="Reveal only the predicted labels, or the model outputs (if the model was shared with --allow-logits).",
+)
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False),
+    help="Also save the outputs as .npy (mode 0600: they are the client's secret).",
+)
+@click.option(
+    "--client",
+    "client",
+    metavar="NAME",
+    help="Whose credentials (DEPLOYMENT/clients/NAME/) [default: the only client].",
+)
 @timeout_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def predict(input_path, deployment_dir, output, out_path, client, timeout, as_json):
@@ -368,9 +471,15 @@ def predict(input_path, deployment_dir, output, out_path, client, timeout, as_js
         np.save(buffer, values)
         write_atomically(out_path, buffer.getvalue())  # owner-only: the client's secret
     if as_json:
-        click.echo(json.dumps({"labels": result.labels.tolist(),
-                               "outputs": None if result.outputs is None else result.outputs.tolist(),
-                               "cost": cost.to_dict()}))
+        click.echo(
+            json.dumps(
+                {
+                    "labels": result.labels.tolist(),
+                    "outputs": None if result.outputs is None else result.outputs.tolist(),
+                    "cost": cost.to_dict(),
+                }
+            )
+        )
         return
     for row, label in zip(values if output == "logits" else [None] * len(result.labels), result.labels):
         click.echo(f"label {label}" + ("" if row is None else "  outputs " + " ".join(f"{v:.6g}" for v in row)))
@@ -381,19 +490,39 @@ def predict(input_path, deployment_dir, output, out_path, client, timeout, as_js
 @click.argument("model_path", metavar="MODEL")
 @click.argument("data_path", metavar="DATA")
 @click.option("--labels", "labels_path", help="Integer labels (.npy/.csv) for the accuracy comparison.")
-@click.option("--n", "limit", type=click.IntRange(min=1), default=100, show_default=True,
-              help="Number of examples (the first N).")
+@click.option(
+    "--n", "limit", type=click.IntRange(min=1), default=100, show_default=True, help="Number of examples (the first N)."
+)
 @click.option("--batch-size", type=click.IntRange(1, MAX_BENCH_BATCH), default=100, show_default=True)
-@click.option("--processes", is_flag=True,
-              help="Run the parties as three processes on 127.0.0.1 with TLS (default: threads in this process).")
+@click.option(
+    "--processes",
+    is_flag=True,
+    help="Run the parties as three processes on 127.0.0.1 with TLS (default: threads in this process).",
+)
 @input_range_option
 @click.option("--min-agreement", type=FiniteFloatRange(0, 1), default=0.995, show_default=True)
-@click.option("--max-accuracy-drop", type=FiniteFloatRange(0, 100), default=0.5, show_default=True,
-              help="Largest accuracy difference allowed, in percentage points.")
+@click.option(
+    "--max-accuracy-drop",
+    type=FiniteFloatRange(0, 100),
+    default=0.5,
+    show_default=True,
+    help="Largest accuracy difference allowed, in percentage points.",
+)
 @click.option("--tf-keras", is_flag=True, help="Load MODEL with tf-keras (Keras 2).")
 @click.option("--json", "as_json", is_flag=True)
-def verify(model_path, data_path, labels_path, limit, batch_size, processes, input_range, min_agreement,
-           max_accuracy_drop, tf_keras, as_json):
+def verify(
+    model_path,
+    data_path,
+    labels_path,
+    limit,
+    batch_size,
+    processes,
+    input_range,
+    min_agreement,
+    max_accuracy_drop,
+    tf_keras,
+    as_json,
+):
     """Compare encrypted and plaintext predictions of MODEL on DATA; exit 1 if below the thresholds.
 
     The model is shared for inputs within --input-range, or within DATA's per-feature minimum and maximum.
@@ -421,12 +550,13 @@ def verify(model_path, data_path, labels_path, limit, batch_size, processes, inp
         raise click.BadParameter(str(err), param_hint="'DATA'") from None
     try:
         if processes:
-            with loopback_parties(plan, bounds, allow_logits=True) as parties, \
-                    RemoteClient(parties.deployment) as client:
+            with (
+                loopback_parties(plan, bounds, allow_logits=True) as parties,
+                RemoteClient(parties.deployment) as client,
+            ):
                 report = verify_model(model, x, y, client, batch_size=batch_size)
         else:
-            report = verify_model(model, x, y, InProcessCluster(plan, bounds, allow_logits=True),
-                                  batch_size=batch_size)
+            report = verify_model(model, x, y, InProcessCluster(plan, bounds, allow_logits=True), batch_size=batch_size)
     except (ModelRangeError, InputOutOfBounds) as err:
         raise click.BadParameter(str(err), param_hint="'MODEL' / 'DATA' / '--input-range'") from None
     except (ResultRejected, TransportError, ValueError, RuntimeError) as err:
@@ -436,17 +566,26 @@ def verify(model_path, data_path, labels_path, limit, batch_size, processes, inp
         click.echo(json.dumps(dict(report.to_dict(), passed=passed)))
     else:
         click.echo(report.format_text())
-        click.echo("PASS" if passed else f"FAIL (needs agreement >= {min_agreement:g} and accuracy difference "
-                                         f"<= {max_accuracy_drop:g} points)")
+        click.echo(
+            "PASS"
+            if passed
+            else f"FAIL (needs agreement >= {min_agreement:g} and accuracy difference <= {max_accuracy_drop:g} points)"
+        )
     if not passed:
         raise SystemExit(1)
 
 
 @encrypted.command()
-@click.option("--model", "models", type=click.Choice(["mlp", "cnn"]), multiple=True,
-              help="Reference model(s) [default: both].")
-@click.option("--batch", "batches", type=click.IntRange(1, MAX_BENCH_BATCH), multiple=True,
-              help="Batch size(s) [default: 1, 100].")
+@click.option(
+    "--model", "models", type=click.Choice(["mlp", "cnn"]), multiple=True, help="Reference model(s) [default: both]."
+)
+@click.option(
+    "--batch",
+    "batches",
+    type=click.IntRange(1, MAX_BENCH_BATCH),
+    multiple=True,
+    help="Batch size(s) [default: 1, 100].",
+)
 @click.option("--repeats", type=click.IntRange(1, 1000), default=5, show_default=True)
 @click.option("--processes", is_flag=True, help="Also measure three processes on 127.0.0.1 with TLS.")
 @click.option("--json", "as_json", is_flag=True)
@@ -463,20 +602,28 @@ def bench(models, batches, repeats, processes, as_json):
         bounds = reference_bounds(plan)
         data = np.random.default_rng(1).random((max(batches or (100,)),) + plan.architecture.input_shape)
         for batch in batches or (1, 100):
-            rows.append(dict(model=name, mode="in-process",
-                             **time_predictions(InProcessCluster(plan, bounds), data[:batch], repeats=repeats)))
+            rows.append(
+                dict(
+                    model=name,
+                    mode="in-process",
+                    **time_predictions(InProcessCluster(plan, bounds), data[:batch], repeats=repeats),
+                )
+            )
         if processes:
             with loopback_parties(plan, bounds) as parties, RemoteClient(parties.deployment) as client:
                 for batch in batches or (1, 100):
-                    rows.append(dict(model=name, mode="3 processes",
-                                     **time_predictions(client, data[:batch], repeats=repeats)))
+                    rows.append(
+                        dict(model=name, mode="3 processes", **time_predictions(client, data[:batch], repeats=repeats))
+                    )
     if as_json:
         click.echo(json.dumps(rows))
         return
     click.echo(f"{'model':<6} {'mode':<12} {'batch':>5} {'median ms':>10} {'rounds':>7} {'MB':>9}")
     for r in rows:
-        click.echo(f"{r['model']:<6} {r['mode']:<12} {r['batch']:>5} {r['median_ms']:>10.1f} {r['rounds']:>7} "
-                   f"{r['bytes'] / 1e6:>9.3f}")
+        click.echo(
+            f"{r['model']:<6} {r['mode']:<12} {r['batch']:>5} {r['median_ms']:>10.1f} {r['rounds']:>7} "
+            f"{r['bytes'] / 1e6:>9.3f}"
+        )
 
 
 COMMANDS = [encrypted]

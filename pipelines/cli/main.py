@@ -55,7 +55,7 @@ class _Ppml(click.Group):
             raise click.ClickException(environment_failure(err)) from None
 
     def main(self, *args, standalone_mode: bool = True, **kwargs):
-        logging.getLogger("absl").addFilter(_RDP_ORDER_EXCLUDED)   # once: addFilter keeps one copy
+        logging.getLogger("absl").addFilter(_RDP_ORDER_EXCLUDED)  # once: addFilter keeps one copy
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
         try:

@@ -17,43 +17,88 @@ from privacy.minimization import OPERATORS, KAnonymitySettings, ScrubSettings, c
 from privacy.minimization.kanonymity import DEFAULT_TARGET_K
 from privacy.minimization.settings import DEFAULT_OPERATOR
 
-_OPTIONS = ("scrub_pii", "scrub_columns", "drop_columns", "pii_operator", "pii_key_file", "quasi_identifiers",
-            "target_k", "sensitive_column", "generalize")
+_OPTIONS = (
+    "scrub_pii",
+    "scrub_columns",
+    "drop_columns",
+    "pii_operator",
+    "pii_key_file",
+    "quasi_identifiers",
+    "target_k",
+    "sensitive_column",
+    "generalize",
+)
 
 
 def minimization_options(fn):
     """Adds the options to a click command (they reach it as keyword arguments; see `minimization_settings`)."""
     options = [
-        click.option("--scrub-pii", is_flag=True,
-                     help="Run the PII scrubber after ExampleGen: every later stage reads examples without the PII "
-                          "its pattern recognizers find in text columns (e-mail, phone, credit card, IBAN, US SSN, "
-                          "IP, URL; no NER model runs) and without --drop-column columns. Columns of numbers are NOT "
-                          "scanned (an all-digit phone or card column, which CsvExampleGen stores as integers, "
-                          "reaches every later stage raw; the report counts it in unscanned_values): --drop-column "
-                          "them."),
-        click.option("--scrub-column", "scrub_columns", multiple=True, metavar="COLUMN[=OPERATOR]",
-                     help=f"A column to scan, with its operator ({', '.join(OPERATORS)}; default {DEFAULT_OPERATOR});"
-                          f" repeatable; a column of numbers is refused [default: every text column, with "
-                          "--pii-operator]."),
-        click.option("--drop-column", "drop_columns", multiple=True, metavar="COLUMN",
-                     help="A declared identifying column: dropped, and its value removed from the same record's "
-                          "scanned columns; repeatable."),
-        click.option("--pii-operator", type=click.Choice(OPERATORS), default=DEFAULT_OPERATOR, show_default=True,
-                     help="Operator of every string column when no --scrub-column is given."),
-        click.option("--pii-key-file", type=click.Path(dir_okay=False),
-                     help="HMAC key for the hash operator (created from the OS CSPRNG, mode 0600, if missing) "
-                          "[default: a fresh key per run: tokens join within the run only]."),
-        click.option("--quasi-identifier", "quasi_identifiers", multiple=True, metavar="COLUMN",
-                     help="A quasi-identifier column: runs the k-anonymity validator on the (scrubbed) examples; "
-                          "repeatable."),
-        click.option("--target-k", type=click.IntRange(min=1), default=DEFAULT_TARGET_K, show_default=True,
-                     help="The k-anonymity validator raises an anomaly for a split whose k is below this (it reports: "
-                          "nothing reads it, the split still trains and is pushed)."),
-        click.option("--sensitive-column", metavar="COLUMN",
-                     help="Column whose distinct values per class the k-anonymity report counts (l-diversity)."),
-        click.option("--generalize", is_flag=True,
-                     help="The PII scrubber also generalizes the quasi-identifiers (Mondrian: ranges and category "
-                          "sets) until every class of each split has --target-k records (needs --scrub-pii)."),
+        click.option(
+            "--scrub-pii",
+            is_flag=True,
+            help="Run the PII scrubber after ExampleGen: every later stage reads examples without the PII "
+            "its pattern recognizers find in text columns (e-mail, phone, credit card, IBAN, US SSN, "
+            "IP, URL; no NER model runs) and without --drop-column columns. Columns of numbers are NOT "
+            "scanned (an all-digit phone or card column, which CsvExampleGen stores as integers, "
+            "reaches every later stage raw; the report counts it in unscanned_values): --drop-column "
+            "them.",
+        ),
+        click.option(
+            "--scrub-column",
+            "scrub_columns",
+            multiple=True,
+            metavar="COLUMN[=OPERATOR]",
+            help=f"A column to scan, with its operator ({', '.join(OPERATORS)}; default {DEFAULT_OPERATOR});"
+            f" repeatable; a column of numbers is refused [default: every text column, with "
+            "--pii-operator].",
+        ),
+        click.option(
+            "--drop-column",
+            "drop_columns",
+            multiple=True,
+            metavar="COLUMN",
+            help="A declared identifying column: dropped, and its value removed from the same record's "
+            "scanned columns; repeatable.",
+        ),
+        click.option(
+            "--pii-operator",
+            type=click.Choice(OPERATORS),
+            default=DEFAULT_OPERATOR,
+            show_default=True,
+            help="Operator of every string column when no --scrub-column is given.",
+        ),
+        click.option(
+            "--pii-key-file",
+            type=click.Path(dir_okay=False),
+            help="HMAC key for the hash operator (created from the OS CSPRNG, mode 0600, if missing) "
+            "[default: a fresh key per run: tokens join within the run only].",
+        ),
+        click.option(
+            "--quasi-identifier",
+            "quasi_identifiers",
+            multiple=True,
+            metavar="COLUMN",
+            help="A quasi-identifier column: runs the k-anonymity validator on the (scrubbed) examples; repeatable.",
+        ),
+        click.option(
+            "--target-k",
+            type=click.IntRange(min=1),
+            default=DEFAULT_TARGET_K,
+            show_default=True,
+            help="The k-anonymity validator raises an anomaly for a split whose k is below this (it reports: "
+            "nothing reads it, the split still trains and is pushed).",
+        ),
+        click.option(
+            "--sensitive-column",
+            metavar="COLUMN",
+            help="Column whose distinct values per class the k-anonymity report counts (l-diversity).",
+        ),
+        click.option(
+            "--generalize",
+            is_flag=True,
+            help="The PII scrubber also generalizes the quasi-identifiers (Mondrian: ranges and category "
+            "sets) until every class of each split has --target-k records (needs --scrub-pii).",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -72,9 +117,12 @@ def minimization_settings(options: dict, columns=None, model_inputs=()) -> dict:
     scrub = None
     if values["scrub_pii"]:
         try:
-            scrub = ScrubSettings(columns=ScrubSettings.parse_columns(values["scrub_columns"]),
-                                  drop_columns=values["drop_columns"], operator=values["pii_operator"],
-                                  key_file=values["pii_key_file"])
+            scrub = ScrubSettings(
+                columns=ScrubSettings.parse_columns(values["scrub_columns"]),
+                drop_columns=values["drop_columns"],
+                operator=values["pii_operator"],
+                key_file=values["pii_key_file"],
+            )
         except ValueError as err:
             raise click.BadParameter(str(err), param_hint="'--scrub-column' / '--drop-column'") from None
         if values["pii_key_file"]:
@@ -86,31 +134,41 @@ def minimization_settings(options: dict, columns=None, model_inputs=()) -> dict:
         raise click.UsageError("--scrub-column, --drop-column and --pii-key-file need --scrub-pii")
     kanonymity = None
     if values["quasi_identifiers"]:
-        kanonymity = KAnonymitySettings(quasi_identifiers=values["quasi_identifiers"], target_k=values["target_k"],
-                                        sensitive=values["sensitive_column"])
+        kanonymity = KAnonymitySettings(
+            quasi_identifiers=values["quasi_identifiers"],
+            target_k=values["target_k"],
+            sensitive=values["sensitive_column"],
+        )
     elif values["sensitive_column"] or values["generalize"]:
         raise click.UsageError("--sensitive-column and --generalize need --quasi-identifier")
     if values["generalize"] and scrub is None:
         raise click.UsageError("--generalize needs --scrub-pii (the scrubber generalizes)")
     if scrub is not None and kanonymity is not None:
         for name in set(scrub.drop_columns) & {*kanonymity.quasi_identifiers, kanonymity.sensitive}:
-            raise click.UsageError(f"column {name!r} is dropped (--drop-column) before the k-anonymity validator "
-                                   f"reads it (--quasi-identifier / --sensitive-column)")
+            raise click.UsageError(
+                f"column {name!r} is dropped (--drop-column) before the k-anonymity validator "
+                f"reads it (--quasi-identifier / --sensitive-column)"
+            )
     if values["generalize"]:
         for name in set(kanonymity.quasi_identifiers) & set(model_inputs):
-            raise click.UsageError(f"--generalize would turn quasi-identifier {name!r} into text ranges, but the "
-                                   f"trainer reads it as a model input")
+            raise click.UsageError(
+                f"--generalize would turn quasi-identifier {name!r} into text ranges, but the "
+                f"trainer reads it as a model input"
+            )
     if columns is not None:
         declared = (scrub.absent_columns(columns) if scrub else []) + [
-            c for c in ((*kanonymity.quasi_identifiers, kanonymity.sensitive) if kanonymity else ())
-            if c is not None and c not in columns]
+            c
+            for c in ((*kanonymity.quasi_identifiers, kanonymity.sensitive) if kanonymity else ())
+            if c is not None and c not in columns
+        ]
         if declared:
-            raise click.UsageError(f"declared column(s) {declared} are not in the data (columns: "
-                                   f"{', '.join(columns)})")
+            raise click.UsageError(f"declared column(s) {declared} are not in the data (columns: {', '.join(columns)})")
         for name, _ in scrub.columns if scrub else ():
             if columns[name]:
-                raise click.UsageError(f"column {name!r} holds numbers, which the PII scrubber does not scan: drop "
-                                       f"it (--drop-column {name}) or store it as text")
+                raise click.UsageError(
+                    f"column {name!r} holds numbers, which the PII scrubber does not scan: drop "
+                    f"it (--drop-column {name}) or store it as text"
+                )
     return {"scrub": scrub, "kanonymity": kanonymity, "generalize": values["generalize"]}
 
 
@@ -131,8 +189,9 @@ def failure_message(err: BaseException, scrubbing: bool) -> str:
         chain.append(err)
         err = err.__cause__ or err.__context__
     for link in reversed(chain):
-        frames = "".join(f'  File "{f.filename}", line {f.lineno}, in {f.name}\n'
-                         for f in traceback.extract_tb(link.__traceback__))
+        frames = "".join(
+            f'  File "{f.filename}", line {f.lineno}, in {f.name}\n' for f in traceback.extract_tb(link.__traceback__)
+        )
         sys.stderr.write(f"{frames}{type(link).__name__} (message withheld: --scrub-pii)\n")
     return f"{type(chain[0]).__name__} (message withheld under --scrub-pii: it may quote raw data)"
 
@@ -148,7 +207,7 @@ def csv_columns(data_root: str):
     """
     if not os.path.isdir(data_root):
         return None
-    text, numbers = {}, set()   # column -> holds a cell that is not a number; columns with a number
+    text, numbers = {}, set()  # column -> holds a cell that is not a number; columns with a number
     for name in sorted(os.listdir(data_root)):
         if name.endswith(".csv"):
             with open(os.path.join(data_root, name), newline="", encoding="utf-8", errors="replace") as fh:
@@ -159,8 +218,9 @@ def csv_columns(data_root: str):
                         text.setdefault(column, False)
                     for row in reader:
                         if row and len(row) != len(header):
-                            raise click.UsageError(f"file {name} line {reader.line_num} has {len(row)} fields, "
-                                                   f"the header {len(header)}")
+                            raise click.UsageError(
+                                f"file {name} line {reader.line_num} has {len(row)} fields, the header {len(header)}"
+                            )
                         for column, cell in zip(header, row):
                             if cell:
                                 number = _is_number(cell)
@@ -169,7 +229,8 @@ def csv_columns(data_root: str):
                 except csv.Error:
                     raise click.UsageError(
                         f"file {name} line {reader.line_num}: a cell is longer than the "
-                        f"{csv.field_size_limit()} characters CsvExampleGen reads, or the CSV is malformed") from None
+                        f"{csv.field_size_limit()} characters CsvExampleGen reads, or the CSV is malformed"
+                    ) from None
     return {column: not is_text and column in numbers for column, is_text in text.items()} or None
 
 

@@ -29,11 +29,19 @@ def _latest(pattern: str) -> list:
 
 @click.command("minimize")
 @minimization_options
-@click.option("--data-root", type=click.Path(file_okay=False, exists=True),
-              help="Folder holding only the CSV file(s) to minimize [default: the bundled PII tickets, copied to "
-                   "PIPELINE_ROOT/data].")
-@click.option("--pipeline-root", type=click.Path(file_okay=False), default="ppml-minimization", show_default=True,
-              help="Folder for artifacts, ML Metadata (metadata.sqlite) and logs.")
+@click.option(
+    "--data-root",
+    type=click.Path(file_okay=False, exists=True),
+    help="Folder holding only the CSV file(s) to minimize [default: the bundled PII tickets, copied to "
+    "PIPELINE_ROOT/data].",
+)
+@click.option(
+    "--pipeline-root",
+    type=click.Path(file_okay=False),
+    default="ppml-minimization",
+    show_default=True,
+    help="Folder for artifacts, ML Metadata (metadata.sqlite) and logs.",
+)
 @click.option("--verbose", is_flag=True, help="Print what TFX and Beam log here instead of to the log file.")
 def minimize(data_root, pipeline_root, verbose, **options):
     """Runs CsvExampleGen -> PiiScrubber -> StatisticsGen -> SchemaGen -> ExampleValidator [-> KAnonymityValidator]
@@ -50,26 +58,36 @@ def minimize(data_root, pipeline_root, verbose, **options):
     Exit status: 0 after the report; 2 for a bad option (before anything is written); 1 when a stage fails.
     """
     from pipelines.datasets import pii_tickets
+
     if not options["scrub_pii"] and not options["quasi_identifiers"]:
         raise click.UsageError("nothing to do: give --scrub-pii and/or --quasi-identifier")
     settings = minimization_settings(options, columns=csv_columns(data_root or pii_tickets.DATA_DIR))
     from pipelines.plan import PipelineLayout
+
     layout = PipelineLayout(os.path.abspath(pipeline_root))
-    with private_root.owner_only_files(), pipeline_cli._locked_root(pipeline_root):   # owner-only, one run per root
+    with private_root.owner_only_files(), pipeline_cli._locked_root(pipeline_root):  # owner-only, one run per root
         if data_root is None:
             data_root = layout.data_root
             if not os.path.exists(os.path.join(data_root, os.path.basename(pii_tickets.CSV_PATH))):
                 os.makedirs(data_root, exist_ok=True)
-                shutil.copyfile(pii_tickets.CSV_PATH,   # not its mode: the copy is owner-only
-                                os.path.join(data_root, os.path.basename(pii_tickets.CSV_PATH)))
+                shutil.copyfile(
+                    pii_tickets.CSV_PATH,  # not its mode: the copy is owner-only
+                    os.path.join(data_root, os.path.basename(pii_tickets.CSV_PATH)),
+                )
         with pipeline_cli._library_output(verbose) as (terminal, log):
             # tf-keras is set before TFX loads
             _, runners = pipeline_cli._import_tfx()
             from pipelines.minimization import minimization_pipeline
-            tfx_pipeline = minimization_pipeline(pipeline_root=layout.root, data_root=os.path.abspath(data_root),
-                                                 metadata_path=layout.metadata_path, **settings)
+
+            tfx_pipeline = minimization_pipeline(
+                pipeline_root=layout.root,
+                data_root=os.path.abspath(data_root),
+                metadata_path=layout.metadata_path,
+                **settings,
+            )
             if log is not None:
                 from pipelines import run_log
+
                 path = log.keep_at(run_log.new_log_path(pipeline_root))
                 click.echo(f"Logs of TFX and Beam: {path} (--verbose shows them here)", file=terminal)
 
@@ -84,19 +102,20 @@ def minimize(data_root, pipeline_root, verbose, **options):
             except Exception as err:
                 message = failure_message(err, scrubbing=settings["scrub"] is not None)  # traceback into the log
                 where = f"; full log in {log.path}" if log is not None else ""
-                raise click.ClickException(f"{current.get('stage', 'the pipeline')} failed: {message}{where}") \
-                    from None
+                raise click.ClickException(f"{current.get('stage', 'the pipeline')} failed: {message}{where}") from None
     report = {}
     scrub_reports = os.path.join(layout.root, "PiiScrubber", "scrubbed_examples", "{id}", "pii_scrub_report.json")
     for path in _latest(scrub_reports):
         with open(path) as fh:
             report["scrub"] = json.load(fh)
-    for path in _latest(os.path.join(layout.root, "KAnonymityValidator", "anomalies", "{id}", "Split-*",
-                                     "kanonymity.json")):
+    for path in _latest(
+        os.path.join(layout.root, "KAnonymityValidator", "anomalies", "{id}", "Split-*", "kanonymity.json")
+    ):
         with open(path) as fh:
             split = json.load(fh)
-        report.setdefault("kanonymity", {})[os.path.basename(os.path.dirname(path))[len("Split-"):]] = {
-            name: split[name] for name in ("rows", "classes", "k", "l", "target_k", "meets_target")}
+        report.setdefault("kanonymity", {})[os.path.basename(os.path.dirname(path))[len("Split-") :]] = {
+            name: split[name] for name in ("rows", "classes", "k", "l", "target_k", "meets_target")
+        }
         report["kanonymity"]["disclaimer"] = split["disclaimer"]
     click.echo(json.dumps(report, indent=2))
 

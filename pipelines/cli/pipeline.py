@@ -21,8 +21,13 @@ import click
 
 from pipelines import private_root, run_log
 from pipelines.cli.aliases import deprecated_alias
-from pipelines.cli.minimization import (csv_columns, failure_message, minimization_options,
-                                        minimization_requested, minimization_settings)
+from pipelines.cli.minimization import (
+    csv_columns,
+    failure_message,
+    minimization_options,
+    minimization_requested,
+    minimization_settings,
+)
 from pipelines.cli.types import FiniteFloatRange, TruncatedBatchSize
 from pipelines.components.private_evaluator.spec import DEFAULT_PRIVACY_UNIT
 from pipelines.components.settings import InvalidSetting
@@ -35,134 +40,276 @@ from privacy.auditing.canaries import MAX_CANARIES
 from privacy.auditing.one_run import MIN_CANARIES
 
 DEFAULT_ROOT = "ppml-pipeline"
-_OPTION_OF_SETTING = {"target_epsilon": "--target-epsilon", "noise_multiplier": "--noise-multiplier",
-                      "epochs": "--epochs", "batch_size": "--batch-size", "l2_norm_clip": "--l2-norm-clip",
-                      "delta": "--target-delta", "sampling": "--sampling", "num_microbatches": "--num-microbatches",
-                      "learning_rate": "--learning-rate", "private": "--dp",
-                      "truncated_batch_size": "--truncated-batch-size"}
+_OPTION_OF_SETTING = {
+    "target_epsilon": "--target-epsilon",
+    "noise_multiplier": "--noise-multiplier",
+    "epochs": "--epochs",
+    "batch_size": "--batch-size",
+    "l2_norm_clip": "--l2-norm-clip",
+    "delta": "--target-delta",
+    "sampling": "--sampling",
+    "num_microbatches": "--num-microbatches",
+    "learning_rate": "--learning-rate",
+    "private": "--dp",
+    "truncated_batch_size": "--truncated-batch-size",
+}
 
 
-_DP_SGD_ONLY = ("epochs", "batch_size", "l2_norm_clip", "sampling", "num_microbatches", "truncated_batch_size",
-                "learning_rate")
+_DP_SGD_ONLY = (
+    "epochs",
+    "batch_size",
+    "l2_norm_clip",
+    "sampling",
+    "num_microbatches",
+    "truncated_batch_size",
+    "learning_rate",
+)
 
 
 def _training_options(fn):
     options = [
-        click.option("--trainer", type=click.Choice(TRAINERS), default="dp", show_default=True,
-                     help="The DP Trainer (DP-SGD), the Federated Trainer (FedAvg over clients partitioned "
-                          "from the training split; DP-FedAvg when private) or the PATE Trainer (teachers on the "
-                          "private split label the public split through a noisy vote; the student is pushed; no "
-                          "Transform stage; its noise, splits and the student's self-training, semi_supervised, in "
-                          "--trainer-config)."),
-        click.option("--trainer-config", "trainer_config_json", metavar="JSON",
-                     help="Further keys of the Trainer's custom_config, as a JSON object, e.g. "
-                          "'{\"num_clients\": 40, \"rounds\": 20}' (keys: pipelines/components/"
-                          "{dp,federated,pate}_trainer/spec.py)."),
-        click.option("--dp/--no-dp", "private", default=True, show_default=True,
-                     help="Train with DP (privacy ledger, epsilon in ML Metadata) or without privacy."),
-        click.option("--target-epsilon", type=float,
-                     help="Calibrate the noise multiplier to this epsilon [default: 3 unless --noise-multiplier]."),
+        click.option(
+            "--trainer",
+            type=click.Choice(TRAINERS),
+            default="dp",
+            show_default=True,
+            help="The DP Trainer (DP-SGD), the Federated Trainer (FedAvg over clients partitioned "
+            "from the training split; DP-FedAvg when private) or the PATE Trainer (teachers on the "
+            "private split label the public split through a noisy vote; the student is pushed; no "
+            "Transform stage; its noise, splits and the student's self-training, semi_supervised, in "
+            "--trainer-config).",
+        ),
+        click.option(
+            "--trainer-config",
+            "trainer_config_json",
+            metavar="JSON",
+            help="Further keys of the Trainer's custom_config, as a JSON object, e.g. "
+            '\'{"num_clients": 40, "rounds": 20}\' (keys: pipelines/components/'
+            "{dp,federated,pate}_trainer/spec.py).",
+        ),
+        click.option(
+            "--dp/--no-dp",
+            "private",
+            default=True,
+            show_default=True,
+            help="Train with DP (privacy ledger, epsilon in ML Metadata) or without privacy.",
+        ),
+        click.option(
+            "--target-epsilon",
+            type=float,
+            help="Calibrate the noise multiplier to this epsilon [default: 3 unless --noise-multiplier].",
+        ),
         click.option("--noise-multiplier", type=float, help="sigma, instead of --target-epsilon."),
-        click.option("--target-delta", "delta", type=float,
-                     help=f"delta of the guarantee [default: {DEFAULT_DELTA_RULE}]."),
-        click.option("--epochs", type=float, default=15, show_default=True,
-                     help="Total passes over the training data (DP-SGD; not the local epochs per round of "
-                          "`ppml federated`: the Federated Trainer's go in --trainer-config)."),
-        click.option("--batch-size", type=int, default=32, show_default=True,
-                     help="Batch size B (the expected one under Poisson sampling)."),
-        click.option("--l2-norm-clip", type=float, default=1.0, show_default=True,
-                     help="Per-example gradient clipping norm C."),
-        click.option("--sampling", type=click.Choice([s.value for s in Sampling]), default="poisson",
-                     show_default=True,
-                     help="Batch sampling: poisson (add/remove adjacency), fixed (B drawn without replacement; "
-                          "replace-one adjacency, RDP only) or shuffle (once-per-epoch bound, replace-one "
-                          "adjacency)."),
-        click.option("--num-microbatches", type=int,
-                     help="Clip per microbatch instead of per example (one example moves a microbatch of several "
-                          "examples by up to 2C; accounted)."),
-        click.option("--truncated-batch-size", type=TruncatedBatchSize(),
-                     help="Truncated Poisson sampling (--dp, per-example clipping): a batch drawing more than K "
-                          "examples is cut to a uniformly random K of them ('default': B + 4 standard deviations); "
-                          "accounted as dp-accounting's TruncatedSubsampledGaussianDpEvent by PLD (the Trainer's "
-                          "accountant is then pld); the ledger and `ppml report` count the batches cut (a count "
-                          "that epsilon does not cover, listed outside the guarantee)."),
+        click.option(
+            "--target-delta", "delta", type=float, help=f"delta of the guarantee [default: {DEFAULT_DELTA_RULE}]."
+        ),
+        click.option(
+            "--epochs",
+            type=float,
+            default=15,
+            show_default=True,
+            help="Total passes over the training data (DP-SGD; not the local epochs per round of "
+            "`ppml federated`: the Federated Trainer's go in --trainer-config).",
+        ),
+        click.option(
+            "--batch-size",
+            type=int,
+            default=32,
+            show_default=True,
+            help="Batch size B (the expected one under Poisson sampling).",
+        ),
+        click.option(
+            "--l2-norm-clip", type=float, default=1.0, show_default=True, help="Per-example gradient clipping norm C."
+        ),
+        click.option(
+            "--sampling",
+            type=click.Choice([s.value for s in Sampling]),
+            default="poisson",
+            show_default=True,
+            help="Batch sampling: poisson (add/remove adjacency), fixed (B drawn without replacement; "
+            "replace-one adjacency, RDP only) or shuffle (once-per-epoch bound, replace-one "
+            "adjacency).",
+        ),
+        click.option(
+            "--num-microbatches",
+            type=int,
+            help="Clip per microbatch instead of per example (one example moves a microbatch of several "
+            "examples by up to 2C; accounted).",
+        ),
+        click.option(
+            "--truncated-batch-size",
+            type=TruncatedBatchSize(),
+            help="Truncated Poisson sampling (--dp, per-example clipping): a batch drawing more than K "
+            "examples is cut to a uniformly random K of them ('default': B + 4 standard deviations); "
+            "accounted as dp-accounting's TruncatedSubsampledGaussianDpEvent by PLD (the Trainer's "
+            "accountant is then pld); the ledger and `ppml report` count the batches cut (a count "
+            "that epsilon does not cover, listed outside the guarantee).",
+        ),
         click.option("--learning-rate", type=float, default=0.2, show_default=True, help="SGD learning rate."),
-        click.option("--preprocessing-share", type=click.FloatRange(0, 1, min_open=True), default=DEFAULT_SHARE,
-                     show_default=True,
-                     help="Fraction of --target-epsilon the Transform's private analyzers are calibrated to spend; "
-                          "the Trainer's noise is calibrated so that preprocessing and training together meet "
-                          "the target."),
-        click.option("--preprocessing-epsilon", type=click.FloatRange(0, min_open=True),
-                     help="The Transform's budget itself, instead of a share (needed with --noise-multiplier)."),
-        click.option("--epsilon-budget", type=FiniteFloatRange(0, min_open=True), default=3.0, show_default=True,
-                     help="Evaluator: bless only models with epsilon <= this (the whole artifact: preprocessing and "
-                          "training composed)."),
-        click.option("--delta-budget", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-                     help="Evaluator: bless only models with delta <= this [default: any delta below 1/n]."),
-        click.option("--privacy-unit", type=click.Choice(PRIVACY_UNITS), default=DEFAULT_PRIVACY_UNIT,
-                     show_default=True,
-                     help="What --epsilon-budget protects: one example, one user, or one client (the Federated "
-                          "Trainer's ledgers are client-level, user-level with a client key); a model whose "
-                          "ledger is in another unit is not blessed, but a budget per example meets a keyed "
-                          "client-level ledger at its record-level epsilon."),
-        click.option("--max-membership-auc", type=FiniteFloatRange(0, 1), default=0.6, show_default=True,
-                     help="Evaluator: bless only if the loss-threshold attack AUC is <= this."),
-        click.option("--min-accuracy", type=FiniteFloatRange(0, 1), default=0.85, show_default=True,
-                     help="Evaluator: bless only if the noisy binary accuracy on the eval split is >= this (a private "
-                          "release: the Trainer reserves a share of --target-epsilon for it; 0: no threshold, nothing "
-                          "released)."),
-        click.option("--encrypted-check", is_flag=True,
-                     help="Run the encrypted-inference gate after the Evaluator: secret-shared vs plaintext "
-                          "predictions on evaluation examples; push only if both bless."),
-        click.option("--encrypted-examples", type=click.IntRange(min=1), default=200, show_default=True,
-                     help="Evaluation examples the encrypted-inference gate predicts."),
-        click.option("--audit-canaries", type=click.IntRange(MIN_CANARIES, MAX_CANARIES), metavar="M",
-                     help="Evaluator: also audit a canary-augmented copy of the DP-SGD training run (M white-box "
-                          "canaries, Poisson sampling; discarded, never pushed) and bless nothing when its measured "
-                          "lower bound on epsilon exceeds the epsilon claimed for that run (accounting "
-                          "inconsistent) [default: no audit]."),
-        click.option("--compare-non-private", is_flag=True,
-                     help="Also train and evaluate a non-private model side by side (never pushed; see "
-                          "`ppml report --compare`)."),
+        click.option(
+            "--preprocessing-share",
+            type=click.FloatRange(0, 1, min_open=True),
+            default=DEFAULT_SHARE,
+            show_default=True,
+            help="Fraction of --target-epsilon the Transform's private analyzers are calibrated to spend; "
+            "the Trainer's noise is calibrated so that preprocessing and training together meet "
+            "the target.",
+        ),
+        click.option(
+            "--preprocessing-epsilon",
+            type=click.FloatRange(0, min_open=True),
+            help="The Transform's budget itself, instead of a share (needed with --noise-multiplier).",
+        ),
+        click.option(
+            "--epsilon-budget",
+            type=FiniteFloatRange(0, min_open=True),
+            default=3.0,
+            show_default=True,
+            help="Evaluator: bless only models with epsilon <= this (the whole artifact: preprocessing and "
+            "training composed).",
+        ),
+        click.option(
+            "--delta-budget",
+            type=click.FloatRange(0, 1, min_open=True, max_open=True),
+            help="Evaluator: bless only models with delta <= this [default: any delta below 1/n].",
+        ),
+        click.option(
+            "--privacy-unit",
+            type=click.Choice(PRIVACY_UNITS),
+            default=DEFAULT_PRIVACY_UNIT,
+            show_default=True,
+            help="What --epsilon-budget protects: one example, one user, or one client (the Federated "
+            "Trainer's ledgers are client-level, user-level with a client key); a model whose "
+            "ledger is in another unit is not blessed, but a budget per example meets a keyed "
+            "client-level ledger at its record-level epsilon.",
+        ),
+        click.option(
+            "--max-membership-auc",
+            type=FiniteFloatRange(0, 1),
+            default=0.6,
+            show_default=True,
+            help="Evaluator: bless only if the loss-threshold attack AUC is <= this.",
+        ),
+        click.option(
+            "--min-accuracy",
+            type=FiniteFloatRange(0, 1),
+            default=0.85,
+            show_default=True,
+            help="Evaluator: bless only if the noisy binary accuracy on the eval split is >= this (a private "
+            "release: the Trainer reserves a share of --target-epsilon for it; 0: no threshold, nothing "
+            "released).",
+        ),
+        click.option(
+            "--encrypted-check",
+            is_flag=True,
+            help="Run the encrypted-inference gate after the Evaluator: secret-shared vs plaintext "
+            "predictions on evaluation examples; push only if both bless.",
+        ),
+        click.option(
+            "--encrypted-examples",
+            type=click.IntRange(min=1),
+            default=200,
+            show_default=True,
+            help="Evaluation examples the encrypted-inference gate predicts.",
+        ),
+        click.option(
+            "--audit-canaries",
+            type=click.IntRange(MIN_CANARIES, MAX_CANARIES),
+            metavar="M",
+            help="Evaluator: also audit a canary-augmented copy of the DP-SGD training run (M white-box "
+            "canaries, Poisson sampling; discarded, never pushed) and bless nothing when its measured "
+            "lower bound on epsilon exceeds the epsilon claimed for that run (accounting "
+            "inconsistent) [default: no audit].",
+        ),
+        click.option(
+            "--compare-non-private",
+            is_flag=True,
+            help="Also train and evaluate a non-private model side by side (never pushed; see "
+            "`ppml report --compare`).",
+        ),
     ]
-    options += [deprecated_alias("--delta", "--target-delta", "delta", type=float),
-                deprecated_alias("--private/--no-private", "--dp/--no-dp", "private", default=None)]
+    options += [
+        deprecated_alias("--delta", "--target-delta", "delta", type=float),
+        deprecated_alias("--private/--no-private", "--dp/--no-dp", "private", default=None),
+    ]
     for option in reversed(options):
         fn = option(fn)
     return fn
 
 
-def _plan(trainer, trainer_config_json, private, target_epsilon, noise_multiplier, delta, epochs,
-          batch_size, l2_norm_clip, sampling, num_microbatches, truncated_batch_size, learning_rate,
-          preprocessing_share, preprocessing_epsilon, epsilon_budget, delta_budget, privacy_unit, max_membership_auc,
-          min_accuracy, encrypted_check, encrypted_examples, compare_non_private, audit_canaries):
+def _plan(
+    trainer,
+    trainer_config_json,
+    private,
+    target_epsilon,
+    noise_multiplier,
+    delta,
+    epochs,
+    batch_size,
+    l2_norm_clip,
+    sampling,
+    num_microbatches,
+    truncated_batch_size,
+    learning_rate,
+    preprocessing_share,
+    preprocessing_epsilon,
+    epsilon_budget,
+    delta_budget,
+    privacy_unit,
+    max_membership_auc,
+    min_accuracy,
+    encrypted_check,
+    encrypted_examples,
+    compare_non_private,
+    audit_canaries,
+):
     """The options resolved and checked into one `PipelinePlan` (no TFX import); usage errors name the option."""
     if private and target_epsilon is None and noise_multiplier is None:
         target_epsilon = 3.0
-    trainer_config = {"private": private, "target_epsilon": target_epsilon, "noise_multiplier": noise_multiplier,
-                      "delta": delta}
+    trainer_config = {
+        "private": private,
+        "target_epsilon": target_epsilon,
+        "noise_multiplier": noise_multiplier,
+        "delta": delta,
+    }
     if trainer == "dp":
-        trainer_config.update(epochs=epochs, batch_size=batch_size, l2_norm_clip=l2_norm_clip, sampling=sampling,
-                              num_microbatches=num_microbatches, learning_rate=learning_rate,
-                              truncated_batch_size=truncated_batch_size)
+        trainer_config.update(
+            epochs=epochs,
+            batch_size=batch_size,
+            l2_norm_clip=l2_norm_clip,
+            sampling=sampling,
+            num_microbatches=num_microbatches,
+            learning_rate=learning_rate,
+            truncated_batch_size=truncated_batch_size,
+        )
         if truncated_batch_size is not None:
-            trainer_config["accountant"] = "pld"   # RDP has no analysis of truncated Poisson sampling
+            trainer_config["accountant"] = "pld"  # RDP has no analysis of truncated Poisson sampling
     else:
         context = click.get_current_context()
-        given = [name for name in _DP_SGD_ONLY
-                 if context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
+        given = [
+            name
+            for name in _DP_SGD_ONLY
+            if context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+        ]
         if given:
-            raise click.UsageError(f"{_OPTION_OF_SETTING[given[0]]} sets DP-SGD training (--trainer dp); give the "
-                                   f"{'PATE' if trainer == 'pate' else 'Federated'} Trainer's settings with "
-                                   f"--trainer-config")
-    if trainer == "pate":   # its noise is set in --trainer-config, not calibrated; it runs no Transform
+            raise click.UsageError(
+                f"{_OPTION_OF_SETTING[given[0]]} sets DP-SGD training (--trainer dp); give the "
+                f"{'PATE' if trainer == 'pate' else 'Federated'} Trainer's settings with "
+                f"--trainer-config"
+            )
+    if trainer == "pate":  # its noise is set in --trainer-config, not calibrated; it runs no Transform
         context = click.get_current_context()
-        given = [name for name in ("target_epsilon", "noise_multiplier", "preprocessing_share")
-                 if context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
+        given = [
+            name
+            for name in ("target_epsilon", "noise_multiplier", "preprocessing_share")
+            if context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+        ]
         if given:
             option = "--" + given[0].replace("_", "-")
-            raise click.UsageError(f"{option}: the PATE Trainer's noise is set by its sigma, sigma1 and threshold "
-                                   f"(--trainer-config), not calibrated, and its pipeline runs no Transform")
+            raise click.UsageError(
+                f"{option}: the PATE Trainer's noise is set by its sigma, sigma1 and threshold "
+                f"(--trainer-config), not calibrated, and its pipeline runs no Transform"
+            )
         trainer_config = {"private": private, "delta": delta}
     if trainer_config_json:
         try:
@@ -170,16 +317,26 @@ def _plan(trainer, trainer_config_json, private, target_epsilon, noise_multiplie
         except json.JSONDecodeError as err:
             raise click.BadParameter(f"not JSON ({err})", param_hint="'--trainer-config'") from None
         if not isinstance(extra, dict):
-            raise click.BadParameter(f"must be a JSON object, got {trainer_config_json!r}",
-                                     param_hint="'--trainer-config'")
+            raise click.BadParameter(
+                f"must be a JSON object, got {trainer_config_json!r}", param_hint="'--trainer-config'"
+            )
         trainer_config.update(extra)
     try:
-        return resolve_plan(trainer=trainer, trainer_config={k: v for k, v in trainer_config.items() if v is not None},
-                            epsilon_budget=epsilon_budget, delta_budget=delta_budget, privacy_unit=privacy_unit,
-                            max_membership_auc=max_membership_auc, min_accuracy=min_accuracy,
-                            preprocessing_share=preprocessing_share, preprocessing_epsilon=preprocessing_epsilon,
-                            encrypted_check=encrypted_check, encrypted_examples=encrypted_examples,
-                            compare_non_private=compare_non_private, audit_canaries=audit_canaries)
+        return resolve_plan(
+            trainer=trainer,
+            trainer_config={k: v for k, v in trainer_config.items() if v is not None},
+            epsilon_budget=epsilon_budget,
+            delta_budget=delta_budget,
+            privacy_unit=privacy_unit,
+            max_membership_auc=max_membership_auc,
+            min_accuracy=min_accuracy,
+            preprocessing_share=preprocessing_share,
+            preprocessing_epsilon=preprocessing_epsilon,
+            encrypted_check=encrypted_check,
+            encrypted_examples=encrypted_examples,
+            compare_non_private=compare_non_private,
+            audit_canaries=audit_canaries,
+        )
     except InvalidSetting as err:
         raise click.BadParameter(str(err), param_hint=f"'{_OPTION_OF_SETTING.get(err.setting, '--trainer-config')}'")
     except ValueError as err:
@@ -190,8 +347,10 @@ def _import_tfx():
     """Imports the pipeline modules with tf-keras; returns (pipeline, runners)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from pipelines.keras_env import use_tf_keras
+
     use_tf_keras()
     from pipelines import pipeline, runners
+
     return pipeline, runners
 
 
@@ -215,8 +374,9 @@ def _locked_root(pipeline_root: str):
     except OSError as err:
         if err.filename is None or not os.path.abspath(err.filename).startswith(os.path.abspath(pipeline_root)):
             raise
-        raise click.BadParameter(f"cannot create or lock {pipeline_root!r}: {err.strerror or err}",
-                                 param_hint="'--pipeline-root'") from None
+        raise click.BadParameter(
+            f"cannot create or lock {pipeline_root!r}: {err.strerror or err}", param_hint="'--pipeline-root'"
+        ) from None
     with held:
         yield
 
@@ -227,6 +387,7 @@ def _library_output(verbose: bool):
     executors' records): with ``verbose`` the libraries print to the terminal as usual (stdout kept for
     the report); else to a `run_log` capture. Afterwards absl logs at its former level again."""
     from absl import logging as absl_logging
+
     former = absl_logging.get_verbosity()
     absl_logging.set_verbosity(absl_logging.INFO)
     try:
@@ -248,16 +409,29 @@ def pipeline():
 @pipeline.command()
 @_training_options
 @minimization_options
-@click.option("--pipeline-root", type=click.Path(file_okay=False), default=DEFAULT_ROOT, show_default=True,
-              help="Folder for artifacts, data, ML Metadata (metadata.sqlite) and pushed models, owner-only "
-                   "(0700; everything the run writes is 0600/0700); re-running on the same folder reuses cached "
-                   "stages.")
-@click.option("--runner", type=click.Choice(["local", "beam"]), default="local", show_default=True,
-              help="TFX orchestrator: LocalDagRunner or BeamDagRunner.")
+@click.option(
+    "--pipeline-root",
+    type=click.Path(file_okay=False),
+    default=DEFAULT_ROOT,
+    show_default=True,
+    help="Folder for artifacts, data, ML Metadata (metadata.sqlite) and pushed models, owner-only "
+    "(0700; everything the run writes is 0600/0700); re-running on the same folder reuses cached "
+    "stages.",
+)
+@click.option(
+    "--runner",
+    type=click.Choice(["local", "beam"]),
+    default="local",
+    show_default=True,
+    help="TFX orchestrator: LocalDagRunner or BeamDagRunner.",
+)
 @click.option("--no-cache", is_flag=True, help="Run every stage even when a cached result exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final report as JSON.")
-@click.option("--verbose", is_flag=True,
-              help="Print what TFX, TensorFlow and Beam log (INFO and up) here instead of to the log file.")
+@click.option(
+    "--verbose",
+    is_flag=True,
+    help="Print what TFX, TensorFlow and Beam log (INFO and up) here instead of to the log file.",
+)
 def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
     """Runs CsvExampleGen [-> PiiScrubber] -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform ->
     Trainer -> Evaluator [-> EncryptedInferenceGate] -> Pusher on the bundled breast-cancer data, then prints the
@@ -282,7 +456,7 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
     columns = dict.fromkeys(_bundled_columns(), True) if minimization_requested(options) else None
     minimization = minimization_settings(options, columns=columns, model_inputs=columns or ())
     current, plan = {}, dataclasses.replace(_plan(**options), **minimization)
-    with private_root.owner_only_files(), _locked_root(pipeline_root):   # held until the report is read
+    with private_root.owner_only_files(), _locked_root(pipeline_root):  # held until the report is read
         with _library_output(verbose) as (terminal, log):
             pipeline_module, runners = _import_tfx()
             tfx_pipeline = pipeline_module.bundled_pipeline(pipeline_root, plan=plan, enable_cache=not no_cache)
@@ -295,8 +469,10 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
                 if event.state == "running":
                     click.echo(f"[{event.index}/{event.total}] {event.stage} ...", file=terminal)
                 else:
-                    click.echo(f"[{event.index}/{event.total}] {event.stage} {event.state} ({event.seconds:.1f} s)",
-                               file=terminal)
+                    click.echo(
+                        f"[{event.index}/{event.total}] {event.stage} {event.state} ({event.seconds:.1f} s)",
+                        file=terminal,
+                    )
 
             try:
                 runners.run(tfx_pipeline, runner=runner, progress=progress)
@@ -304,10 +480,13 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
                 message = failure_message(err, scrubbing=plan.scrub is not None)  # traceback into the log
                 stage = current.get("stage", "the pipeline")
                 where = f"; full log in {log.path}" if log is not None else ""
-                raise click.ClickException(f"{stage} failed: {message}\n"
-                                           f"(artifacts of the stages that completed stay in {pipeline_root} and are "
-                                           f"reused on the next run{where})") from None
+                raise click.ClickException(
+                    f"{stage} failed: {message}\n"
+                    f"(artifacts of the stages that completed stay in {pipeline_root} and are "
+                    f"reused on the next run{where})"
+                ) from None
         from pipelines.report import load_report
+
         report = load_report(pipeline_root)
     click.echo(json.dumps(report.to_dict(), indent=2, allow_nan=False) if as_json else report.format_text())
     composed = PipelineLayout(os.path.abspath(pipeline_root)).composition_warning()
@@ -318,21 +497,31 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
 def _bundled_columns() -> list[str]:
     """The bundled breast-cancer CSV's columns, all numeric: the trainer reads every one (features and label)."""
     from pipelines.datasets import breast_cancer
+
     return [*breast_cancer.feature_keys(), breast_cancer.LABEL_KEY]
 
 
 @pipeline.command("compile")
 @_training_options
 @minimization_options
-@click.option("--kubeflow-v2", "output", type=click.Path(dir_okay=False), required=True,
-              help="Write the Kubeflow Pipelines v2 PipelineSpec (JSON) to this file.")
+@click.option(
+    "--kubeflow-v2",
+    "output",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="Write the Kubeflow Pipelines v2 PipelineSpec (JSON) to this file.",
+)
 @click.option("--pipeline-root", required=True, help="Pipeline root the cluster can reach (e.g. gs://bucket/root).")
 @click.option("--data-root", required=True, help="Folder or bucket URI holding the CSV data.")
 @click.option("--serving-model-dir", required=True, help="Where the Pusher copies blessed models.")
 @click.option("--image", default="ppml:latest", show_default=True, help="Container image with ppml and TFX 1.21.")
-@click.option("--lineage-unchecked", metavar="REASON", default=None,
-              help="Declare the gate's lineage check skipped (the gate cannot read the cluster's ML Metadata), "
-                   "with this reason, shown in the evaluation summary; without it the gate blesses nothing.")
+@click.option(
+    "--lineage-unchecked",
+    metavar="REASON",
+    default=None,
+    help="Declare the gate's lineage check skipped (the gate cannot read the cluster's ML Metadata), "
+    "with this reason, shown in the evaluation summary; without it the gate blesses nothing.",
+)
 @click.option("--verbose", is_flag=True, help="Print what TFX and TensorFlow log (else shown only on failure).")
 def compile_(output, pipeline_root, data_root, serving_model_dir, image, lineage_unchecked, verbose, **options):
     """Compiles the pipeline for Kubeflow Pipelines v2 (JSON; no cluster needed).
@@ -343,19 +532,26 @@ def compile_(output, pipeline_root, data_root, serving_model_dir, image, lineage
           --data-root gs://b/data --serving-model-dir gs://b/serving
     """
     model_inputs = _bundled_columns() if minimization_requested(options) else ()
-    minimization = minimization_settings(options, columns=csv_columns(data_root) if model_inputs else None,
-                                         model_inputs=model_inputs)
+    minimization = minimization_settings(
+        options, columns=csv_columns(data_root) if model_inputs else None, model_inputs=model_inputs
+    )
     plan = dataclasses.replace(_plan(**options), **minimization)
     try:
         _private_local_root(pipeline_root)
     except OSError as err:
-        raise click.BadParameter(f"cannot create {pipeline_root!r}: {err.strerror or err}",
-                                 param_hint="'--pipeline-root'") from None
+        raise click.BadParameter(
+            f"cannot create {pipeline_root!r}: {err.strerror or err}", param_hint="'--pipeline-root'"
+        ) from None
     with _library_output(verbose):
         pipeline_module, runners = _import_tfx()
-        tfx_pipeline = pipeline_module.create_pipeline(plan=plan, pipeline_root=pipeline_root, data_root=data_root,
-                                                       serving_model_dir=serving_model_dir, beam_pipeline_args=(),
-                                                       lineage_unchecked=lineage_unchecked)
+        tfx_pipeline = pipeline_module.create_pipeline(
+            plan=plan,
+            pipeline_root=pipeline_root,
+            data_root=data_root,
+            serving_model_dir=serving_model_dir,
+            beam_pipeline_args=(),
+            lineage_unchecked=lineage_unchecked,
+        )
         try:
             path = runners.compile_kubeflow_v2(tfx_pipeline, output, default_image=image)
         except (ValueError, RuntimeError) as err:

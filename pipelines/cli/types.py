@@ -11,6 +11,7 @@ import click
 def checked(option: str, check: Callable, **bounds) -> Callable:
     """A click callback that runs ``check`` (a `privacy.validation` function, with ``bounds``) on the option's
     value (None passes) and turns its refusal into click's one-line usage error naming ``option`` (exit 2)."""
+
     def callback(ctx, param, value):
         if value is not None:
             try:
@@ -18,6 +19,7 @@ def checked(option: str, check: Callable, **bounds) -> Callable:
             except ValueError as err:  # "--x must be ..., got v": click puts the option's name first itself
                 raise click.BadParameter(str(err).removeprefix(f"{option} "), param_hint=f"'{option}'") from None
         return value
+
     return callback
 
 
@@ -45,6 +47,7 @@ class TruncatedBatchSize(click.ParamType):
 
     def convert(self, value, param, ctx):
         from privacy.accounting import truncation
+
         if isinstance(value, int) or value == truncation.DEFAULT:
             return value
         try:

@@ -24,6 +24,7 @@ FILE_NAME = "breast_cancer.csv"
 def feature_keys() -> list[str]:
     """The 30 feature column names, in scikit-learn's order."""
     from sklearn.datasets import load_breast_cancer
+
     return _column_names(load_breast_cancer().feature_names)
 
 
@@ -39,6 +40,7 @@ def write_csv(directory: str | os.PathLike) -> str:
     file in it.
     """
     from sklearn.datasets import load_breast_cancer
+
     data = load_breast_cancer()
     text = io.StringIO(newline="")
     writer = csv.writer(text)

@@ -41,11 +41,24 @@ _SENTENCES = (
     "My name is {name} and nobody has answered me yet.",
     "Call {phone_number} after 5pm, or email {email}.",
 )
-_FILLER = ("The app keeps timing out.", "I have waited two weeks.", "Thanks for looking into it.",
-           "This is the third time I write about this.", "The fee seems wrong to me.")
-_ENTITY = {"name": "PERSON", "phone_number": "PHONE_NUMBER", "email": "EMAIL_ADDRESS",
-           "credit_card_number": "CREDIT_CARD", "ssn": "US_SSN", "iban": "IBAN_CODE", "ipv4_public": "IP_ADDRESS",
-           "url": "URL", "street_address": "LOCATION"}
+_FILLER = (
+    "The app keeps timing out.",
+    "I have waited two weeks.",
+    "Thanks for looking into it.",
+    "This is the third time I write about this.",
+    "The fee seems wrong to me.",
+)
+_ENTITY = {
+    "name": "PERSON",
+    "phone_number": "PHONE_NUMBER",
+    "email": "EMAIL_ADDRESS",
+    "credit_card_number": "CREDIT_CARD",
+    "ssn": "US_SSN",
+    "iban": "IBAN_CODE",
+    "ipv4_public": "IP_ADDRESS",
+    "url": "URL",
+    "street_address": "LOCATION",
+}
 
 
 def generate(seed: int = SEED, rows: int = ROWS) -> tuple[list[dict], list[list]]:
@@ -69,10 +82,19 @@ def generate(seed: int = SEED, rows: int = ROWS) -> tuple[list[dict], list[list]
                 found.append([len(text), len(text) + len(value), _ENTITY[piece]])
                 text += value
             text += " "
-        records.append({"ticket_id": i, "customer_name": identity["name"], "email": identity["email"],
-                        "age": rng.randint(18, 85), "zip3": rng.choice(("100", "303", "554", "606", "941", "981")),
-                        "gender": rng.choice(("F", "M")), "product": rng.choice(PRODUCTS),
-                        "ticket_text": text.strip(), "escalated": int(rng.random() < 0.3)})
+        records.append(
+            {
+                "ticket_id": i,
+                "customer_name": identity["name"],
+                "email": identity["email"],
+                "age": rng.randint(18, 85),
+                "zip3": rng.choice(("100", "303", "554", "606", "941", "981")),
+                "gender": rng.choice(("F", "M")),
+                "product": rng.choice(PRODUCTS),
+                "ticket_text": text.strip(),
+                "escalated": int(rng.random() < 0.3),
+            }
+        )
         spans.append(found)
     return records, spans
 
@@ -90,8 +112,10 @@ def write(records: list[dict], spans: list[list], csv_path: str = CSV_PATH, span
 def load() -> tuple[list[dict], list[list]]:
     """The shipped records (``age``, ``ticket_id``, ``escalated`` as int) and their ground-truth spans."""
     with open(CSV_PATH, newline="", encoding="utf-8") as fh:
-        records = [dict(r, ticket_id=int(r["ticket_id"]), age=int(r["age"]), escalated=int(r["escalated"]))
-                   for r in csv.DictReader(fh)]
+        records = [
+            dict(r, ticket_id=int(r["ticket_id"]), age=int(r["age"]), escalated=int(r["escalated"]))
+            for r in csv.DictReader(fh)
+        ]
     with open(SPANS_PATH, encoding="utf-8") as fh:
         return records, json.load(fh)
 

@@ -79,11 +79,21 @@ def run_fn(fn_args) -> None:
     training = _fit_private(model, features, labels, plan, hp)
     _export(model, tft_output, fn_args.serving_model_dir)
     truncated = training.truncated_batches if plan.mechanism.truncated_batch_size is not None else None
-    fn_args_utils.write_run_ledger(fn_args, plan, steps_taken=training.steps, budget=training.budget,
-                                   truncated_batches=truncated,
-                                   trainer={"run_fn": f"{__name__}.run_fn", "optimizer": "SGD",
-                                            "learning_rate": hp["learning_rate"], "keras": "tf-keras",
-                                            "tensorflow": tf.__version__, "noise": "CSPRNG-seeded Gaussian"})
+    fn_args_utils.write_run_ledger(
+        fn_args,
+        plan,
+        steps_taken=training.steps,
+        budget=training.budget,
+        truncated_batches=truncated,
+        trainer={
+            "run_fn": f"{__name__}.run_fn",
+            "optimizer": "SGD",
+            "learning_rate": hp["learning_rate"],
+            "keras": "tf-keras",
+            "tensorflow": tf.__version__,
+            "noise": "CSPRNG-seeded Gaussian",
+        },
+    )
 
 
 def _hyperparameters(custom_config: dict[str, Any] | None) -> dict[str, Any]:
@@ -106,8 +116,10 @@ def _load(file_patterns, data_accessor, tft_output) -> tuple[np.ndarray, np.ndar
     Labels have the predictions' shape, so the loss is one number per example (what DP-SGD clips).
     """
     dataset = data_accessor.tf_dataset_factory(
-        file_patterns, tfxio.TensorFlowDatasetOptions(batch_size=1024, num_epochs=1, shuffle=False),
-        tft_output.transformed_metadata.schema)
+        file_patterns,
+        tfxio.TensorFlowDatasetOptions(batch_size=1024, num_epochs=1, shuffle=False),
+        tft_output.transformed_metadata.schema,
+    )
     features, labels = [], []
     for batch in dataset:
         features.append(_stack(batch).numpy())
@@ -126,19 +138,32 @@ def _model(hidden_units: int) -> tf.keras.Model:
     return tf.keras.Model(inputs, outputs)
 
 
-def _fit(model: tf.keras.Model, features: np.ndarray, labels: np.ndarray, plan: DpTrainingPlan,
-         hp: dict[str, Any]) -> None:
+def _fit(
+    model: tf.keras.Model, features: np.ndarray, labels: np.ndarray, plan: DpTrainingPlan, hp: dict[str, Any]
+) -> None:
     """Non-private SGD: ``plan.steps`` steps of shuffled batches of ``batch_size``."""
-    model.compile(optimizer=tf.keras.optimizers.SGD(hp["learning_rate"]),
-                  loss=tf.keras.losses.BinaryCrossentropy(), metrics=["binary_accuracy"])
-    dataset = (tf.data.Dataset.from_tensor_slices((features, labels))
-               .shuffle(len(labels), seed=hp["seed"], reshuffle_each_iteration=True)
-               .repeat().batch(plan.config.batch_size))
+    model.compile(
+        optimizer=tf.keras.optimizers.SGD(hp["learning_rate"]),
+        loss=tf.keras.losses.BinaryCrossentropy(),
+        metrics=["binary_accuracy"],
+    )
+    dataset = (
+        tf.data.Dataset.from_tensor_slices((features, labels))
+        .shuffle(len(labels), seed=hp["seed"], reshuffle_each_iteration=True)
+        .repeat()
+        .batch(plan.config.batch_size)
+    )
     model.fit(dataset, steps_per_epoch=plan.steps, epochs=1, verbose=2)
 
 
-def _fit_private(model: tf.keras.Model, features: np.ndarray, labels: np.ndarray, plan: DpTrainingPlan,
-                 hp: dict[str, Any], noise_seed: int | None = None):
+def _fit_private(
+    model: tf.keras.Model,
+    features: np.ndarray,
+    labels: np.ndarray,
+    plan: DpTrainingPlan,
+    hp: dict[str, Any],
+    noise_seed: int | None = None,
+):
     """DP-SGD with ppml's `privacy.keras`: returns its `privacy.keras.PrivateTraining` (the noisy steps taken,
     the PrivacyBudget they composed, the batches truncated Poisson sampling cut).
 
@@ -152,11 +177,21 @@ def _fit_private(model: tf.keras.Model, features: np.ndarray, labels: np.ndarray
     covered by epsilon.
     """
     from privacy.keras import make_private, private_training
+
     mechanism = plan.mechanism
-    make_private(model, mechanism, l2_norm_clip=plan.config.l2_norm_clip, target_delta=plan.delta,
-                 secure_noise=noise_seed is None, seed=noise_seed)
-    model.compile(optimizer=tf.keras.optimizers.SGD(hp["learning_rate"]),
-                  loss=tf.keras.losses.BinaryCrossentropy(), metrics=["binary_accuracy"])
+    make_private(
+        model,
+        mechanism,
+        l2_norm_clip=plan.config.l2_norm_clip,
+        target_delta=plan.delta,
+        secure_noise=noise_seed is None,
+        seed=noise_seed,
+    )
+    model.compile(
+        optimizer=tf.keras.optimizers.SGD(hp["learning_rate"]),
+        loss=tf.keras.losses.BinaryCrossentropy(),
+        metrics=["binary_accuracy"],
+    )
     if mechanism.steps_per_epoch is None:  # Poisson or fixed: one Keras epoch of all the planned steps
         model.fit(features, labels, steps_per_epoch=plan.steps, epochs=1, verbose=0)
     else:

@@ -46,7 +46,8 @@ TRANSFORM_BATCH = 1024
 PREPROCESSING_CAVEAT = {
     "preprocessing beyond K records per client": "training takes at most max_examples_per_client (K) records of a "
     "client, but Transform's analyzers read every training record and are accounted as K records per client: for "
-    "a client holding more than K, the preprocessing releases are covered per record, not per client"}
+    "a client holding more than K, the preprocessing releases are covered per record, not per client"
+}
 """Listed outside the guarantee of a private run whose Transform graph has private releases."""
 INFERRED_SPEC = privacy_ledger.INFERRED_SPEC
 
@@ -68,26 +69,37 @@ def run_fn(fn_args) -> None:
     num_classes = config.model_classes(largest_label(_labels(train, config), evaluation[1]))
     data = client_data(config, train, feature_keys, num_classes, held_out=evaluated)
     scored = trainable(*evaluation, num_classes)
-    if config.private:   # each evaluation record it cannot score is left out alone (federated.data.screen)
+    if config.private:  # each evaluation record it cannot score is left out alone (federated.data.screen)
         evaluation = (evaluation[0][scored], evaluation[1][scored].astype(np.int64))
     elif not scored.all():
-        raise ValueError(f"evaluation record {int(np.flatnonzero(~scored)[0])} has a NaN or infinite feature or a "
-                         f"label outside 0..{num_classes - 1}")
+        raise ValueError(
+            f"evaluation record {int(np.flatnonzero(~scored)[0])} has a NaN or infinite feature or a "
+            f"label outside 0..{num_classes - 1}"
+        )
     preprocessing = None
     if config.private and transform is not None:
         from pipelines.transform.artifact import transform_graph_account
+
         preprocessing = transform_graph_account(fn_args.transform_output)
     plan = config.plan(data.num_clients, preprocessing=preprocessing)
-    if plan.delta_warning:   # also in the ledger's parameters
+    if plan.delta_warning:  # also in the ledger's parameters
         from absl import logging
+
         logging.warning("Federated Trainer: %s", plan.delta_warning)
     model_fn = DenseModel(data.x.shape[1], num_classes, tuple(config.hidden_units), seed=config.seed)
     algorithm = plan.strategy()
-    simulation = fl.FederatedSimulation(model_fn, data, algorithm, rounds=config.rounds,
-                                        sampler=config.sampler(), seed=config.seed, evaluation=evaluation,
-                                        outside_guarantee=("evaluation",) + ("clients",) * bool(config.client_key),
-                                        aggregation=plan.aggregation(algorithm, int(data.sizes().max())),
-                                        execution=config.execution)
+    simulation = fl.FederatedSimulation(
+        model_fn,
+        data,
+        algorithm,
+        rounds=config.rounds,
+        sampler=config.sampler(),
+        seed=config.seed,
+        evaluation=evaluation,
+        outside_guarantee=("evaluation",) + ("clients",) * bool(config.client_key),
+        aggregation=plan.aggregation(algorithm, int(data.sizes().max())),
+        execution=config.execution,
+    )
     history = simulation.run()
     os.makedirs(fn_args.model_run_dir, exist_ok=True)
     history.config["title"] = f"Federated Trainer: {history.config['strategy']['name']}, N={data.num_clients}"
@@ -96,11 +108,16 @@ def run_fn(fn_args) -> None:
     export(model_fn, simulation.state.weights, fn_args, train.columns, feature_keys, config, spec)
     if plan.private:
         spec_outside = spec_caveat(config, transform, getattr(fn_args, "schema_path", None))
-        ledger = plan.ledger(simulation.state.budget, rounds=simulation.state.round,
-                             trainer={"run_fn": f"{__name__}.run_fn"},
-                             outside_guarantee={**history.config["outside_guarantee"],
-                                                **(PREPROCESSING_CAVEAT if plan.preprocessing is not None else {}),
-                                                **spec_outside})
+        ledger = plan.ledger(
+            simulation.state.budget,
+            rounds=simulation.state.round,
+            trainer={"run_fn": f"{__name__}.run_fn"},
+            outside_guarantee={
+                **history.config["outside_guarantee"],
+                **(PREPROCESSING_CAVEAT if plan.preprocessing is not None else {}),
+                **spec_outside,
+            },
+        )
         privacy_ledger.write_ledger(fn_args.serving_model_dir, ledger)
 
 
@@ -139,12 +156,14 @@ def read_split(file_patterns, transform=None, spec=None) -> Split:
     import tensorflow as tf
     from federated.data.examples import examples_to_columns, read_tf_records
     from federated.partitioners import record_keys
+
     files = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
     if not files:
         raise ValueError(f"no example files match {list(file_patterns)}")
     from federated.data.declared import MAX_RECORD_BYTES
+
     records = read_tf_records(files, max_record_bytes=None if spec is None else MAX_RECORD_BYTES)
-    if spec is not None:   # a private run refuses no split for its number of records, none included
+    if spec is not None:  # a private run refuses no split for its number of records, none included
         return _declared_split(records, transform, spec)
     if not records:
         raise ValueError(f"no records in {files}")
@@ -154,9 +173,11 @@ def read_split(file_patterns, transform=None, spec=None) -> Split:
     spec = transform.raw_feature_spec()
     missing = sorted(set(spec) - set(raw))
     if missing:
-        raise ValueError(f"the examples lack the transform graph's raw features {missing}: the Federated Trainer "
-                         f"keys each record by its raw content and applies the transform graph itself, so give "
-                         f"it ExampleGen's examples, not Transform's")
+        raise ValueError(
+            f"the examples lack the transform graph's raw features {missing}: the Federated Trainer "
+            f"keys each record by its raw content and applies the transform graph itself, so give "
+            f"it ExampleGen's examples, not Transform's"
+        )
     return Split(columns=_transformed(records, transform, spec), raw=raw, keys=record_keys(raw))
 
 
@@ -165,6 +186,7 @@ def _declared_split(records: list[bytes], transform, spec) -> Split:
     others get NaN model inputs (None for text outputs) in their place."""
     from federated.data import declared
     from federated.partitioners import record_keys
+
     read = declared.read_examples(records, spec)
     if transform is None:
         return Split(columns=read.columns, raw=read.columns, keys=record_keys(read.columns))
@@ -172,8 +194,9 @@ def _declared_split(records: list[bytes], transform, spec) -> Split:
     columns = {}
     for key, value in _transformed(conforming, transform, transform.raw_feature_spec()).items():
         numeric = value.dtype.kind in "biuf"
-        full = np.full((len(read.kept), *value.shape[1:]), np.nan if numeric else None,
-                       np.float64 if numeric else object)
+        full = np.full(
+            (len(read.kept), *value.shape[1:]), np.nan if numeric else None, np.float64 if numeric else object
+        )
         full[read.conforming] = value
         columns[key] = full
     return Split(columns=columns, raw=read.columns, keys=record_keys(read.columns))
@@ -197,6 +220,7 @@ def declared_spec(config: FederatedTrainingConfig, transform, schema_path: str |
     """
     import tensorflow as tf
     from federated.data.declared import Column
+
     client = [Column(config.client_key, "text")] if config.client_key else []
     if transform is not None:
         feature_spec = transform.raw_feature_spec()
@@ -204,25 +228,33 @@ def declared_spec(config: FederatedTrainingConfig, transform, schema_path: str |
         from tensorflow_transform.tf_metadata import schema_utils
         from tfx.utils import io_utils
         from tensorflow_metadata.proto.v0 import schema_pb2
+
         schema = io_utils.parse_pbtxt_file(schema_path, schema_pb2.Schema())
         feature_spec = schema_utils.schema_as_feature_spec(schema).feature_spec
     elif config.feature_keys:
         return [Column(key, "float") for key in config.feature_keys] + [Column(config.label_key)] + client
     else:
-        raise InvalidFederatedSetting("feature_keys", "a private Trainer reads each record against a public spec: "
-                                                      "give it a Transform graph or a schema, or name the features "
-                                                      "(one float each)")
+        raise InvalidFederatedSetting(
+            "feature_keys",
+            "a private Trainer reads each record against a public spec: "
+            "give it a Transform graph or a schema, or name the features "
+            "(one float each)",
+        )
     if config.label_key not in feature_spec:
-        raise ValueError(f"custom_config['label_key']: no feature {config.label_key!r} in the raw feature spec "
-                         f"{sorted(feature_spec)}")
+        raise ValueError(
+            f"custom_config['label_key']: no feature {config.label_key!r} in the raw feature spec "
+            f"{sorted(feature_spec)}"
+        )
     kinds = {tf.int64: ("int", "int64_list"), tf.float32: ("float", "float_list"), tf.string: ("bytes", "bytes_list")}
     columns = []
     for name, feature in sorted(feature_spec.items()):
         if not isinstance(feature, tf.io.FixedLenFeature) or feature.dtype not in kinds:
-            raise ValueError(f"raw feature {name!r} is {feature}: a private Federated Trainer reads fixed-length "
-                             f"int64, float or bytes features only")
+            raise ValueError(
+                f"raw feature {name!r} is {feature}: a private Federated Trainer reads fixed-length "
+                f"int64, float or bytes features only"
+            )
         kind, accepts = kinds[feature.dtype]
-        if name == config.client_key:   # text, but of the declared kind, as the transform graph parses it
+        if name == config.client_key:  # text, but of the declared kind, as the transform graph parses it
             columns.append(Column(name, "text", accepts=(accepts,)))
         else:
             columns.append(Column(name, kind, int(np.prod(feature.shape, dtype=int))))
@@ -232,15 +264,16 @@ def declared_spec(config: FederatedTrainingConfig, transform, schema_path: str |
 def _transformed(records: list[bytes], transform, spec) -> dict[str, np.ndarray]:
     """Transform's outputs for serialized raw ``records``, as numpy columns ([n], or [n, L] for L > 1 values)."""
     import tensorflow as tf
+
     layer = transform.transform_features_layer()
     parts: dict[str, list[np.ndarray]] = {}
-    for start in range(0, max(len(records), 1), TRANSFORM_BATCH):   # no record: empty columns, all outputs
-        outputs = layer(tf.io.parse_example(tf.constant(records[start:start + TRANSFORM_BATCH], tf.string), spec))
+    for start in range(0, max(len(records), 1), TRANSFORM_BATCH):  # no record: empty columns, all outputs
+        outputs = layer(tf.io.parse_example(tf.constant(records[start : start + TRANSFORM_BATCH], tf.string), spec))
         for key, value in outputs.items():
             if isinstance(value, tf.SparseTensor):
                 raise ValueError(f"Transform output {key!r} is sparse; the Federated Trainer takes dense features")
             array = value.numpy()
-            array = array.reshape(len(array), int(np.prod(array.shape[1:])))   # [n] for one value, as read_tf_examples
+            array = array.reshape(len(array), int(np.prod(array.shape[1:])))  # [n] for one value, as read_tf_examples
             parts.setdefault(key, []).append(array[:, 0] if array.shape[1] == 1 else array)
     return {key: np.concatenate(values) for key, values in parts.items()}
 
@@ -249,6 +282,7 @@ def _transform_output(fn_args):
     if not fn_args.transform_output:
         return None
     import tensorflow_transform as tft
+
     return tft.TFTransformOutput(fn_args.transform_output)
 
 
@@ -256,16 +290,25 @@ def resolve_feature_keys(config: FederatedTrainingConfig, split: Split) -> list[
     """``feature_keys``, or every numeric model-input column but the label and the client key (sorted)."""
     for key, role in ((config.label_key, "label_key"), (config.client_key, "client_key")):
         if key is not None and key not in split.columns and key not in split.raw:
-            raise ValueError(f"custom_config[{role!r}]: no column {key!r} in the training examples; "
-                             f"they have {sorted(split.columns)}")
+            raise ValueError(
+                f"custom_config[{role!r}]: no column {key!r} in the training examples; "
+                f"they have {sorted(split.columns)}"
+            )
     if config.feature_keys is not None:
         return list(config.feature_keys)
     from federated.data.examples import feature_columns
+
     return feature_columns(split.columns, (config.label_key, config.client_key))
 
 
-def client_data(config: FederatedTrainingConfig, split: Split, feature_keys: list[str], num_classes: int, *,
-                held_out: Split | None = None):
+def client_data(
+    config: FederatedTrainingConfig,
+    split: Split,
+    feature_keys: list[str],
+    num_classes: int,
+    *,
+    held_out: Split | None = None,
+):
     """The training split as `ClientData`: by the raw ``client_key`` column, or dealt by raw record key; a
     private run leaves out, one by one, the records it cannot train on and, with ``max_examples_per_client``
     K, each client's records past its K of smallest raw record key (`ClientData.for_private_run`; how many
@@ -274,17 +317,23 @@ def client_data(config: FederatedTrainingConfig, split: Split, feature_keys: lis
     counts the users of both splits."""
     from federated.data import ClientData
     from federated.data.examples import stack_features
+
     splits = [split] + ([held_out] if config.private and held_out is not None else [])
     keys = [s.raw[config.client_key] if config.client_key else s.keys for s in splits]
     x = [stack_features(s.columns, feature_keys) for s in splits]
     y = [_labels(s, config) for s in splits]
     if config.private:
         train = np.arange(sum(len(a) for a in y)) < len(y[0])
-        return ClientData.for_private_run(np.concatenate(x), np.concatenate(y), config.partitioner(),
-                                          num_classes=num_classes,
-                                          keys=np.concatenate(keys) if config.client_key else sum(keys, []),
-                                          max_examples_per_client=config.max_examples_per_client,
-                                          record_keys=[k for s in splits for k in s.keys], train=train)
+        return ClientData.for_private_run(
+            np.concatenate(x),
+            np.concatenate(y),
+            config.partitioner(),
+            num_classes=num_classes,
+            keys=np.concatenate(keys) if config.client_key else sum(keys, []),
+            max_examples_per_client=config.max_examples_per_client,
+            record_keys=[k for s in splits for k in s.keys],
+            train=train,
+        )
     return ClientData.from_arrays(x[0], y[0], config.partitioner(), keys=keys[0])
 
 
@@ -292,6 +341,7 @@ def _labels(split: Split, config: FederatedTrainingConfig) -> np.ndarray:
     """The label column: Transform's output of that name when there is one, else the raw column (a private
     run's as read, numbers with NaN where a record's label is no number: `federated.data.screen` leaves it out)."""
     from federated.data.examples import class_labels
+
     columns = split.columns if config.label_key in split.columns else split.raw
     if config.private:
         return np.asarray(columns[config.label_key], np.float64)
@@ -299,8 +349,9 @@ def _labels(split: Split, config: FederatedTrainingConfig) -> np.ndarray:
 
 
 # --- export ----------------------------------------------------------------------------------------
-def export(model_fn, weights, fn_args, columns, feature_keys: list[str], config: FederatedTrainingConfig,
-           spec=None) -> None:
+def export(
+    model_fn, weights, fn_args, columns, feature_keys: list[str], config: FederatedTrainingConfig, spec=None
+) -> None:
     """Saves the serving SavedModel: serialized raw tf.Examples -> (Transform) -> model -> probabilities.
     Without a transform graph, raw features parse as ``spec`` declares them (`declared_spec`), else as read."""
     import tensorflow as tf
@@ -313,15 +364,21 @@ def export(model_fn, weights, fn_args, columns, feature_keys: list[str], config:
     widths = {k: int(np.prod(np.asarray(columns[k]).shape[1:], dtype=int)) for k in feature_keys}
     if fn_args.transform_output:
         import tensorflow_transform as tft
+
         tft_output = tft.TFTransformOutput(fn_args.transform_output)
         module.tft_layer = tft_output.transform_features_layer()
-        raw_spec = {k: v for k, v in tft_output.raw_feature_spec().items()
-                    if k not in (config.label_key, config.client_key)}
+        raw_spec = {
+            k: v for k, v in tft_output.raw_feature_spec().items() if k not in (config.label_key, config.client_key)
+        }
     else:
-        integer = {c.name for c in spec if c.kind == "int"} if spec is not None else \
-            {k for k in feature_keys if columns[k].dtype.kind != "f"}
-        raw_spec = {k: tf.io.FixedLenFeature([widths[k]], tf.int64 if k in integer else tf.float32)
-                    for k in feature_keys}
+        integer = (
+            {c.name for c in spec if c.kind == "int"}
+            if spec is not None
+            else {k for k in feature_keys if columns[k].dtype.kind != "f"}
+        )
+        raw_spec = {
+            k: tf.io.FixedLenFeature([widths[k]], tf.int64 if k in integer else tf.float32) for k in feature_keys
+        }
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve(serialized):

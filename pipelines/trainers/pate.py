@@ -43,8 +43,9 @@ PUBLIC_SPLIT_CAVEAT = {
     "public split is a deterministic hash split of the same data set (an assumption of the demo: a deployment "
     "gives it a genuinely public data set)",
     "replacing one record": "epsilon covers adding or removing one privacy unit (one teacher's partition changes); "
-                            "replacing one can move it to another teacher, two teachers' change, covered only as a "
-                            "group of two (about twice the epsilon)"}
+    "replacing one can move it to another teacher, two teachers' change, covered only as a "
+    "group of two (about twice the epsilon)",
+}
 """Listed outside the guarantee of every PATE ledger."""
 
 
@@ -53,19 +54,23 @@ def run_fn(fn_args) -> None:
     exports the student, and writes the ledger."""
     from federated.data.screen import trainable
     from privacy.pate import check_public_private, partition_by_key
+
     config = PateTrainingConfig.from_custom_config(fn_args.custom_config)
     private, private_keys = read_split(fn_args.train_files, config)
     public, public_keys = read_split(fn_args.eval_files, config)
     ids: dict[bytes, int] = {}
-    check_public_private([ids.setdefault(k, len(ids)) for k in public_keys],
-                         [ids.setdefault(k, len(ids)) for k in private_keys])
+    check_public_private(
+        [ids.setdefault(k, len(ids)) for k in public_keys], [ids.setdefault(k, len(ids)) for k in private_keys]
+    )
     queries = _stack(public, config)
-    queries = queries[np.isfinite(queries).all(axis=1)]   # public rows it cannot read are left out
+    queries = queries[np.isfinite(queries).all(axis=1)]  # public rows it cannot read are left out
     if len(queries) == 0:
-        raise ValueError(f"the public split {config.public_split!r} has no record with finite features: nothing to "
-                         f"label for the student")
-    mean, std = queries.mean(axis=0), queries.std(axis=0) + 1e-6   # public statistics only
-    with np.errstate(over="ignore", invalid="ignore"):   # no warning decided by one huge record: screened below
+        raise ValueError(
+            f"the public split {config.public_split!r} has no record with finite features: nothing to "
+            f"label for the student"
+        )
+    mean, std = queries.mean(axis=0), queries.std(axis=0) + 1e-6  # public statistics only
+    with np.errstate(over="ignore", invalid="ignore"):  # no warning decided by one huge record: screened below
         x = (_stack(private, config) - mean) / std
     labels = np.asarray(private[config.label_key], np.float64)
     usable = trainable(x, labels, config.num_classes)
@@ -74,34 +79,64 @@ def run_fn(fn_args) -> None:
     partitions = [rows[usable[rows]] for rows in partition_by_key(list(holders), config.teachers, seed=config.seed)]
 
     from privacy.pate import keras_training
+
     scaled_queries = (queries - mean) / std
-    votes = keras_training.teacher_votes(x, y, partitions, scaled_queries, config.num_classes, epochs=config.epochs,
-                                         seed=config.seed, hidden=config.hidden_units)
+    votes = keras_training.teacher_votes(
+        x,
+        y,
+        partitions,
+        scaled_queries,
+        config.num_classes,
+        epochs=config.epochs,
+        seed=config.seed,
+        hidden=config.hidden_units,
+    )
     aggregator = config.make_aggregator()
-    history = aggregator.aggregate(votes)   # CSPRNG noise: no seed
+    history = aggregator.aggregate(votes)  # CSPRNG noise: no seed
     answered = history.answered
     analysis, smoothed = privacy_ledger.PATE_ANALYSIS, None
-    if config.smoothed_release:   # its refusal depends on the settings only (conditions C5, C6), not on the votes
+    if config.smoothed_release:  # its refusal depends on the settings only (conditions C5, C6), not on the votes
         from privacy.pate import release_or_refusal
         from privacy.pate.analysis import COMPOSED, SMOOTHED
+
         release, refused = release_or_refusal(config.smoothing(), history)
         smoothed = {**release.to_json(), "analysis": SMOOTHED} if release else {"refused": refused}
         analysis = COMPOSED if release else analysis
-    student, training = keras_training.fit_student(scaled_queries, history.labels, answered, config.num_classes,
-                                                   epochs=config.epochs, seed=config.seed,
-                                                   hidden=config.hidden_units, self_training=config.self_training())
+    student, training = keras_training.fit_student(
+        scaled_queries,
+        history.labels,
+        answered,
+        config.num_classes,
+        epochs=config.epochs,
+        seed=config.seed,
+        hidden=config.hidden_units,
+        self_training=config.self_training(),
+    )
     export(student.get_weights(), mean, std, config, fn_args.serving_model_dir)
-    facts = {"teachers": config.teachers, "classes": config.num_classes, "answered": history.num_answered,
-             "private_split": config.private_split, "public_split": config.public_split,
-             "holder_key": config.holder_key, "privacy_unit": config.privacy_unit, "adjacency": "add-remove",
-             "partition": "by holder key" if config.holder_key else "by raw record content (keyed hash)",
-             "dataset_size": len(set(holders)) if config.holder_key else len(private_keys),
-             "analysis": analysis, "student_training": training.to_json(),
-             "outside_guarantee": dict(PUBLIC_SPLIT_CAVEAT),
-             **({"smoothed_release": smoothed} if smoothed else {})}
-    ledger = privacy_ledger.PrivacyLedger.for_pate(aggregator, queries=len(queries), delta=config.delta,
-                                                   parameters=facts, decision=_decision(config),
-                                                   trainer={"run_fn": f"{__name__}.run_fn"})
+    facts = {
+        "teachers": config.teachers,
+        "classes": config.num_classes,
+        "answered": history.num_answered,
+        "private_split": config.private_split,
+        "public_split": config.public_split,
+        "holder_key": config.holder_key,
+        "privacy_unit": config.privacy_unit,
+        "adjacency": "add-remove",
+        "partition": "by holder key" if config.holder_key else "by raw record content (keyed hash)",
+        "dataset_size": len(set(holders)) if config.holder_key else len(private_keys),
+        "analysis": analysis,
+        "student_training": training.to_json(),
+        "outside_guarantee": dict(PUBLIC_SPLIT_CAVEAT),
+        **({"smoothed_release": smoothed} if smoothed else {}),
+    }
+    ledger = privacy_ledger.PrivacyLedger.for_pate(
+        aggregator,
+        queries=len(queries),
+        delta=config.delta,
+        parameters=facts,
+        decision=_decision(config),
+        trainer={"run_fn": f"{__name__}.run_fn"},
+    )
     privacy_ledger.write_ledger(fn_args.serving_model_dir, ledger)
     os.makedirs(fn_args.model_run_dir, exist_ok=True)
     with open(os.path.join(fn_args.model_run_dir, "pate.json"), "w", encoding="utf-8") as f:
@@ -112,14 +147,19 @@ def _decision(config: PateTrainingConfig):
     if config.decision_epsilon is None:
         return None
     from privacy.decision import NoisyAccuracy
+
     return NoisyAccuracy.calibrate(config.decision_epsilon, config.delta)
 
 
 def declared_spec(config: PateTrainingConfig):
     """The public spec each record is read against: the features (one float each), the label, the holder id."""
     from federated.data.declared import Column
-    return ([Column(key, "float") for key in config.feature_keys] + [Column(config.label_key)]
-            + ([Column(config.holder_key, "text")] if config.holder_key else []))
+
+    return (
+        [Column(key, "float") for key in config.feature_keys]
+        + [Column(config.label_key)]
+        + ([Column(config.holder_key, "text")] if config.holder_key else [])
+    )
 
 
 def read_split(file_patterns, config: PateTrainingConfig) -> tuple[dict[str, np.ndarray], list[bytes]]:
@@ -134,6 +174,7 @@ def read_split(file_patterns, config: PateTrainingConfig) -> tuple[dict[str, np.
     from federated.data.declared import MAX_RECORD_BYTES, read_examples
     from federated.data.examples import read_tf_records
     from federated.partitioners import record_keys
+
     files = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
     if not files:
         raise ValueError(f"no example files match {list(file_patterns)}")
@@ -143,13 +184,15 @@ def read_split(file_patterns, config: PateTrainingConfig) -> tuple[dict[str, np.
 
 def _stack(columns: dict[str, np.ndarray], config: PateTrainingConfig) -> np.ndarray:
     return np.stack([np.asarray(columns[k], np.float64) for k in config.feature_keys], axis=1).reshape(
-        -1, len(config.feature_keys))
+        -1, len(config.feature_keys)
+    )
 
 
 def export(weights, mean: np.ndarray, std: np.ndarray, config: PateTrainingConfig, serving_model_dir: str) -> None:
     """Saves the student as a serving SavedModel: serialized raw tf.Examples -> public z-score -> MLP ->
     probabilities (the student's weights and the public statistics as constants; no Keras object)."""
     import tensorflow as tf
+
     module = tf.Module()
     module.weights = [tf.Variable(np.asarray(w, np.float32), trainable=False) for w in weights]
     module.mean = tf.Variable(mean.astype(np.float32), trainable=False)

@@ -39,9 +39,24 @@ from tensorflow_transform import analyzers as tft_analyzers
 from pipelines.transform import beam_analyzers
 from pipelines.transform.spec import PreprocessingConfig, analyzer_scope, replacement_for
 from privacy import validation
-from privacy.preprocessing import (EXACT, GAUSSIAN_SUMS, GAUSSIAN_THRESHOLDING, TREE_HISTOGRAM, Bounds, Component,
-                                   CoverageRecord, GaussianThresholding, Grid, MeanVariance, MechanismRecord,
-                                   PublicDeclaration, ReleaseRecord, TreeHistogram, check_share, to_text)
+from privacy.preprocessing import (
+    EXACT,
+    GAUSSIAN_SUMS,
+    GAUSSIAN_THRESHOLDING,
+    TREE_HISTOGRAM,
+    Bounds,
+    Component,
+    CoverageRecord,
+    GaussianThresholding,
+    Grid,
+    MeanVariance,
+    MechanismRecord,
+    PublicDeclaration,
+    ReleaseRecord,
+    TreeHistogram,
+    check_share,
+    to_text,
+)
 from privacy.preprocessing.noise import describe
 
 DEFAULT_BINS = 1024
@@ -67,7 +82,7 @@ class PrivateAnalyzers:
 
     def __init__(self, config: PreprocessingConfig, records: tf.Tensor):
         self.config = config
-        self._marker = tf.zeros(tf.reshape(records, [1]), tf.int8)   # one row per record of the batch
+        self._marker = tf.zeros(tf.reshape(records, [1]), tf.int8)  # one row per record of the batch
         self._budget = config.budget() if config.private else None
         self._spent = 0.0
         self._private: list[str] = []
@@ -82,10 +97,16 @@ class PrivateAnalyzers:
             bounds, share = Bounds.of(bounds), self._share(share, scope)
             mechanism = MeanVariance(bounds, self._noise_multiplier(share), self.config.adjacency, _per_record(x))
             parameters = {"bounds": bounds.to_list(), "values_per_record": mechanism.values_per_record}
-            mean, var = self._combine([x], beam_analyzers.SummedRelease(
-                mechanism=mechanism, accumulator_size=3, finalize=beam_analyzers.finalize_mean_and_var,
-                outputs=[(tf.float32, []), (tf.float32, []), (tf.float64, [3])],
-                **self._record(scope, "mean_and_var", GAUSSIAN_SUMS, mechanism, parameters, share)))
+            mean, var = self._combine(
+                [x],
+                beam_analyzers.SummedRelease(
+                    mechanism=mechanism,
+                    accumulator_size=3,
+                    finalize=beam_analyzers.finalize_mean_and_var,
+                    outputs=[(tf.float32, []), (tf.float32, []), (tf.float64, [3])],
+                    **self._record(scope, "mean_and_var", GAUSSIAN_SUMS, mechanism, parameters, share),
+                ),
+            )
             return mean, var
 
     def scale_to_z_score(self, x: tf.Tensor, *, bounds, share: float, name: str | None = None) -> tf.Tensor:
@@ -94,37 +115,79 @@ class PrivateAnalyzers:
             mean, var = self.mean_and_var(x, bounds=bounds, share=share, name="mean_and_var")
             return (tf.cast(x, tf.float32) - mean) / tf.sqrt(var)
 
-    def quantiles(self, x: tf.Tensor, probabilities: Sequence[float], *, bounds, share: float,
-                  bins: int = DEFAULT_BINS, branching: int = DEFAULT_BRANCHING, scale: str = "linear",
-                  name: str | None = None) -> tf.Tensor:
+    def quantiles(
+        self,
+        x: tf.Tensor,
+        probabilities: Sequence[float],
+        *,
+        bounds,
+        share: float,
+        bins: int = DEFAULT_BINS,
+        branching: int = DEFAULT_BRANCHING,
+        scale: str = "linear",
+        name: str | None = None,
+    ) -> tf.Tensor:
         """Private values of ``x`` at ``probabilities`` in [0, 1] (`privacy.preprocessing.TreeHistogram` on
         ``bins`` bins over ``bounds``, on a linear or log ``scale``), as a float32 vector."""
         with tf.name_scope(name or "quantiles") as scope:
             probabilities = tuple(_probabilities(probabilities))
             bounds, share = Bounds.of(bounds), self._share(share, scope)
-            mechanism = TreeHistogram(Grid(bounds, bins, scale), self._noise_multiplier(share), branching,
-                                      self.config.adjacency, _per_record(x))
-            parameters = {"bounds": bounds.to_list(), "bins": bins, "scale": scale, "branching": branching,
-                          "values_per_record": mechanism.values_per_record, "probabilities": list(probabilities)}
-            nodes = sum(branching ** level for level in range(mechanism.height + 1))
-            [values] = self._combine([x], beam_analyzers.SummedRelease(
-                mechanism=mechanism, accumulator_size=bins,
-                finalize=functools.partial(beam_analyzers.finalize_quantiles, probabilities=probabilities),
-                outputs=[(tf.float32, [len(probabilities)]), (tf.float64, [nodes])],
-                **self._record(scope, "quantiles", TREE_HISTOGRAM, mechanism, parameters, share)))
+            mechanism = TreeHistogram(
+                Grid(bounds, bins, scale),
+                self._noise_multiplier(share),
+                branching,
+                self.config.adjacency,
+                _per_record(x),
+            )
+            parameters = {
+                "bounds": bounds.to_list(),
+                "bins": bins,
+                "scale": scale,
+                "branching": branching,
+                "values_per_record": mechanism.values_per_record,
+                "probabilities": list(probabilities),
+            }
+            nodes = sum(branching**level for level in range(mechanism.height + 1))
+            [values] = self._combine(
+                [x],
+                beam_analyzers.SummedRelease(
+                    mechanism=mechanism,
+                    accumulator_size=bins,
+                    finalize=functools.partial(beam_analyzers.finalize_quantiles, probabilities=probabilities),
+                    outputs=[(tf.float32, [len(probabilities)]), (tf.float64, [nodes])],
+                    **self._record(scope, "quantiles", TREE_HISTOGRAM, mechanism, parameters, share),
+                ),
+            )
             return values
 
-    def bucketize(self, x: tf.Tensor, num_buckets: int, *, bounds, share: float, name: str | None = None,
-                  **grid) -> tf.Tensor:
+    def bucketize(
+        self, x: tf.Tensor, num_buckets: int, *, bounds, share: float, name: str | None = None, **grid
+    ) -> tf.Tensor:
         """Bucket ids 0 .. num_buckets - 1 of ``x`` at private quantile boundaries (as `tft.bucketize`)."""
         validation.integer("num_buckets", num_buckets, minimum=2)
         with tf.name_scope(name or "bucketize"):
-            boundaries = self.quantiles(x, [i / num_buckets for i in range(1, num_buckets)], bounds=bounds,
-                                        share=share, name="quantiles", **grid)
+            boundaries = self.quantiles(
+                x,
+                [i / num_buckets for i in range(1, num_buckets)],
+                bounds=bounds,
+                share=share,
+                name="quantiles",
+                **grid,
+            )
             return tft.apply_buckets(tf.cast(x, tf.float32), tf.expand_dims(boundaries, 0))
 
-    def scale_by_min_max(self, x: tf.Tensor, *, bounds, share: float, output_min: float = 0.0,
-                         output_max: float = 1.0, tail: float = 0.0, name: str | None = None, **grid) -> tf.Tensor:
+    def scale_by_min_max(
+        self,
+        x: tf.Tensor,
+        *,
+        bounds,
+        share: float,
+        output_min: float = 0.0,
+        output_max: float = 1.0,
+        tail: float = 0.0,
+        name: str | None = None,
+        **grid,
+    ) -> tf.Tensor:
         """x clipped into its private [tail, 1 - tail] quantiles, scaled linearly onto [output_min, output_max]."""
         if not output_min < output_max:
             raise ValueError(f"output_min must be below output_max, got {output_min!r} and {output_max!r}")
@@ -136,8 +199,16 @@ class PrivateAnalyzers:
             unit = (tf.clip_by_value(tf.cast(x, tf.float32), low, high) - low) / width
             return output_min + unit * (output_max - output_min)
 
-    def vocabulary(self, x: tf.Tensor, *, share: float, max_tokens_per_record: int = 1,
-                   threshold_delta: float | None = None, top_k: int | None = None, name: str | None = None):
+    def vocabulary(
+        self,
+        x: tf.Tensor,
+        *,
+        share: float,
+        max_tokens_per_record: int = 1,
+        threshold_delta: float | None = None,
+        top_k: int | None = None,
+        name: str | None = None,
+    ):
         """A private vocabulary file of ``x``'s tokens (`privacy.preprocessing.GaussianThresholding`): its
         path, for `tft.apply_vocabulary`. Tokens most records hold come first; ``top_k`` keeps the first.
 
@@ -150,23 +221,40 @@ class PrivateAnalyzers:
             share = self._share(share, scope)
             if threshold_delta is None:
                 threshold_delta = DEFAULT_THRESHOLD_DELTA_FRACTION * self.config.delta
-            mechanism = GaussianThresholding(self._noise_multiplier(share), threshold_delta, max_tokens_per_record,
-                                             self.config.adjacency)
+            mechanism = GaussianThresholding(
+                self._noise_multiplier(share), threshold_delta, max_tokens_per_record, self.config.adjacency
+            )
             file_name = "ppml_vocabulary_" + scope.rstrip("/").replace("/", "_")
             parameters = {**mechanism.parameters(), "top_k": top_k}
             ptransform = beam_analyzers.VocabularyRelease(
-                mechanism=mechanism, top_k=top_k, file_name=file_name,
-                **self._record(scope, "vocabulary", GAUSSIAN_THRESHOLDING, mechanism, parameters, share))
+                mechanism=mechanism,
+                top_k=top_k,
+                file_name=file_name,
+                **self._record(scope, "vocabulary", GAUSSIAN_THRESHOLDING, mechanism, parameters, share),
+            )
             values, lengths = _rows_and_lengths(x, scope)
             before = len(_sinks())
             [path] = tft.experimental.ptransform_analyzer(
-                [values, lengths, self._marker], ptransform, [tf.string], [[]],
-                output_asset_default_values=[beam_analyzers.EMPTY_VOCABULARY], name="release")
+                [values, lengths, self._marker],
+                ptransform,
+                [tf.string],
+                [[]],
+                output_asset_default_values=[beam_analyzers.EMPTY_VOCABULARY],
+                name="release",
+            )
             self._ours.update(_sink_name(s) for s in _sinks()[before:])
             return path
 
-    def compute_and_apply_vocabulary(self, x: tf.Tensor, *, share: float, default_value: int = -1,
-                                     num_oov_buckets: int = 0, name: str | None = None, **vocabulary) -> tf.Tensor:
+    def compute_and_apply_vocabulary(
+        self,
+        x: tf.Tensor,
+        *,
+        share: float,
+        default_value: int = -1,
+        num_oov_buckets: int = 0,
+        name: str | None = None,
+        **vocabulary,
+    ) -> tf.Tensor:
         """Integer ids of ``x`` in its private vocabulary (as `tft.compute_and_apply_vocabulary`)."""
         with tf.name_scope(name or "compute_and_apply_vocabulary"):
             path = self.vocabulary(x, share=share, name="vocabulary", **vocabulary)
@@ -184,10 +272,16 @@ class PrivateAnalyzers:
             before = len(_sinks())
             value()
             called = sorted({_analyzer_of(s) for s in _sinks()[before:]})
-            raise ValueError(f"declare_public({name!r}) takes constant values only, not a function: "
-                             + ("; ".join(f"tft.{a} computes an exact statistic of the training split (instead: "
-                                          f"{replacement_for(a)})" for a in called)
-                                or "pass the public values themselves"))
+            raise ValueError(
+                f"declare_public({name!r}) takes constant values only, not a function: "
+                + (
+                    "; ".join(
+                        f"tft.{a} computes an exact statistic of the training split (instead: {replacement_for(a)})"
+                        for a in called
+                    )
+                    or "pass the public values themselves"
+                )
+            )
         array = np.asarray(value)
         self._public.append(PublicDeclaration(name, reason, array.tolist()))
         return tf.constant(array)
@@ -200,49 +294,81 @@ class PrivateAnalyzers:
           ValueError: under a private config, naming each uncovered tft analyzer and its replacement.
         """
         sinks = _sinks()
-        uncovered = [{"output": _sink_name(s), "analyzer": f"tft.{_analyzer_of(s)}",
-                      "replacement": replacement_for(_analyzer_of(s))}
-                     for s in sinks if _sink_name(s) not in self._ours]
+        uncovered = [
+            {
+                "output": _sink_name(s),
+                "analyzer": f"tft.{_analyzer_of(s)}",
+                "replacement": replacement_for(_analyzer_of(s)),
+            }
+            for s in sinks
+            if _sink_name(s) not in self._ours
+        ]
         if uncovered and self.config.private:
             calls: dict[str, dict[str, str]] = {}
             for u in uncovered:  # one line per analyzer call (its top name scope), however many outputs it has
                 calls.setdefault(u["output"].split("/")[0], u)
-            raise ValueError("the preprocessing_fn computes statistics of the training data that no epsilon covers:\n"
-                             + "\n".join(f"  - {u['analyzer']} (name scope {scope!r}): use {u['replacement']}"
-                                         for scope, u in calls.items()))
+            raise ValueError(
+                "the preprocessing_fn computes statistics of the training data that no epsilon covers:\n"
+                + "\n".join(
+                    f"  - {u['analyzer']} (name scope {scope!r}): use {u['replacement']}" for scope, u in calls.items()
+                )
+            )
         budget = None
         if self.config.private:
-            budget = {"epsilon": self.config.epsilon, "delta": self.config.delta,
-                      "adjacency": self.config.adjacency.value, "shares": self._spent}
-        coverage = CoverageRecord(analyzer_outputs=len(sinks), private=tuple(self._private),
-                                  public=tuple(self._public), uncovered=tuple(uncovered), budget=budget)
+            budget = {
+                "epsilon": self.config.epsilon,
+                "delta": self.config.delta,
+                "adjacency": self.config.adjacency.value,
+                "shares": self._spent,
+            }
+        coverage = CoverageRecord(
+            analyzer_outputs=len(sinks),
+            private=tuple(self._private),
+            public=tuple(self._public),
+            uncovered=tuple(uncovered),
+            budget=budget,
+        )
         records = tf.stack(self._records + [tf.constant(to_text(coverage))])
-        check = tf.debugging.assert_greater(tf.reduce_min(tf.strings.length(records)), 0,
-                                            message="ppml preprocessing records")
+        check = tf.debugging.assert_greater(
+            tf.reduce_min(tf.strings.length(records)), 0, message="ppml preprocessing records"
+        )
         return {key: _tied(value, check) for key, value in outputs.items()}
 
     # --- helpers -------------------------------------------------------------------------------------
     def _share(self, share, scope: str) -> float:
         share = check_share(share)
         if self._spent + share > 1 + 1e-9:
-            raise ValueError(f"{scope.rstrip('/')}: share {share:g} would take the analyzers' shares to "
-                             f"{self._spent + share:g} > 1 of the preprocessing budget")
+            raise ValueError(
+                f"{scope.rstrip('/')}: share {share:g} would take the analyzers' shares to "
+                f"{self._spent + share:g} > 1 of the preprocessing budget"
+            )
         self._spent += share
         return share
 
     def _noise_multiplier(self, share: float) -> float:
         return 1.0 if self._budget is None else self._budget.noise_multiplier_for(share)
 
-    def _record(self, scope: str, analyzer: str, kind: str, mechanism, parameters: dict[str, Any],
-                share: float) -> dict[str, Any]:
+    def _record(
+        self, scope: str, analyzer: str, kind: str, mechanism, parameters: dict[str, Any], share: float
+    ) -> dict[str, Any]:
         """Records the release (a string constant of the graph); returns the PTransform's noise settings."""
         name = scope.rstrip("/")
         private, seed = self.config.private, self.config.noise_seed
-        components = tuple(mechanism.components) if private else tuple(
-            Component(c.name, c.sensitivity, 0.0) for c in mechanism.components)
-        record = MechanismRecord(name=name, analyzer=analyzer, mechanism=kind if private else EXACT,
-                                 adjacency=mechanism.adjacency.value, components=components, parameters=parameters,
-                                 noise=describe(private=private, seed=seed), share=share if private else None)
+        components = (
+            tuple(mechanism.components)
+            if private
+            else tuple(Component(c.name, c.sensitivity, 0.0) for c in mechanism.components)
+        )
+        record = MechanismRecord(
+            name=name,
+            analyzer=analyzer,
+            mechanism=kind if private else EXACT,
+            adjacency=mechanism.adjacency.value,
+            components=components,
+            parameters=parameters,
+            noise=describe(private=private, seed=seed),
+            share=share if private else None,
+        )
         self._private.append(name)
         self._records.append(tf.constant(to_text(record)))
         return {"stream": name, "private": private, "seed": seed}
@@ -320,13 +446,17 @@ def _rows_and_lengths(x, scope: str) -> tuple[tf.Tensor, tf.Tensor]:
     """A vocabulary input as ([records, width] values, [records] number of values of each record's row)."""
     if isinstance(x, tf.SparseTensor):
         if x.shape.rank != 2:
-            raise ValueError(f"ppml analyzer {scope.rstrip('/')!r}: a SparseTensor input must be 2-D ([records, "
-                             f"tokens]), got shape {x.shape}")
+            raise ValueError(
+                f"ppml analyzer {scope.rstrip('/')!r}: a SparseTensor input must be 2-D ([records, "
+                f"tokens]), got shape {x.shape}"
+            )
         x = tf.RaggedTensor.from_sparse(x)
     if isinstance(x, tf.RaggedTensor):
         if x.shape.rank != 2:
-            raise ValueError(f"ppml analyzer {scope.rstrip('/')!r}: a RaggedTensor input must be 2-D ([records, "
-                             f"(tokens)]), got shape {x.shape}; merge its inner dimensions per record first")
+            raise ValueError(
+                f"ppml analyzer {scope.rstrip('/')!r}: a RaggedTensor input must be 2-D ([records, "
+                f"(tokens)]), got shape {x.shape}; merge its inner dimensions per record first"
+            )
         return x.to_tensor(), tf.cast(x.row_lengths(), tf.int64)
     x = tf.convert_to_tensor(x)
     width = tf.reduce_prod(tf.shape(x, out_type=tf.int64)[1:])
@@ -336,8 +466,10 @@ def _rows_and_lengths(x, scope: str) -> tuple[tf.Tensor, tf.Tensor]:
 def _per_record(x: tf.Tensor) -> int:
     """Values per record, from ``x``'s static shape (records along the first axis)."""
     if isinstance(x, (tf.SparseTensor, tf.RaggedTensor)):
-        raise ValueError("private numeric analyzers take dense features (densify sparse or ragged ones first, "
-                         "e.g. with tft.sparse_tensor_to_dense_with_shape)")
+        raise ValueError(
+            "private numeric analyzers take dense features (densify sparse or ragged ones first, "
+            "e.g. with tft.sparse_tensor_to_dense_with_shape)"
+        )
     inner = x.shape[1:]
     if not inner.is_fully_defined():
         raise ValueError(f"private numeric analyzers need a static size per record, got shape {x.shape}")

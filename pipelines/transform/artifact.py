@@ -23,11 +23,15 @@ TRANSFORM_FUNCTION_PREFIX = "__inference_pruned"
 ``TFTransformOutput.transform_features_layer``)."""
 TRANSFORMED_EXAMPLES_PREFIX = "transformed_examples"
 """How TFX's Transform names the files of its ``transformed_examples`` (tfx.components.transform.executor_utils)."""
-NO_TRANSFORM_GRAPH = ("the training examples are a Transform's transformed_examples but no transform_graph is given, "
-                      "so the ledger would miss its preprocessing: pass transform_graph=transform.outputs["
-                      "'transform_graph']")
-NO_COVERAGE_RECORD = ("the transform graph has no ppml coverage record, so its statistics are exact and unaccounted: "
-                      "build its preprocessing_fn with pipelines.transform.private_preprocessing_fn")
+NO_TRANSFORM_GRAPH = (
+    "the training examples are a Transform's transformed_examples but no transform_graph is given, "
+    "so the ledger would miss its preprocessing: pass transform_graph=transform.outputs["
+    "'transform_graph']"
+)
+NO_COVERAGE_RECORD = (
+    "the transform graph has no ppml coverage record, so its statistics are exact and unaccounted: "
+    "build its preprocessing_fn with pipelines.transform.private_preprocessing_fn"
+)
 
 
 def transformed_without_graph(files: list[str], transform_output: str | None) -> bool:
@@ -40,6 +44,7 @@ def records_in_saved_model(saved_model_dir: str) -> list[str]:
     """The texts of every preprocessing record stored as a string constant in the SavedModel (sorted, once each)."""
     from tensorflow.core.framework import types_pb2
     from tensorflow.python.saved_model import loader_impl
+
     saved_model = loader_impl.parse_saved_model(saved_model_dir)
     prefix = RECORD_PREFIX.encode("utf-8")
     texts = set()
@@ -54,16 +59,21 @@ def records_in_saved_model(saved_model_dir: str) -> list[str]:
 def released_values(saved_model_dir: str) -> dict[str, list[float]]:
     """{release name: the noisy values it released} of the private analyzers recorded in a SavedModel, e.g.
     {'mean_radius/mean_and_var': [noisy count, noisy sum, noisy sum of squares]}."""
-    return {name: list(values) for name, values in
-            PreprocessingAccount.from_texts(records_in_saved_model(saved_model_dir)).releases.items()}
+    return {
+        name: list(values)
+        for name, values in PreprocessingAccount.from_texts(records_in_saved_model(saved_model_dir)).releases.items()
+    }
 
 
 def embeds_transform_graph(saved_model_dir: str) -> bool:
     """Whether the SavedModel holds a tf.Transform transform function (a model serving a Transform graph)."""
     from tensorflow.python.saved_model import loader_impl
-    return any(f.signature.name.startswith(TRANSFORM_FUNCTION_PREFIX)
-               for meta_graph in loader_impl.parse_saved_model(saved_model_dir).meta_graphs
-               for f in meta_graph.graph_def.library.function)
+
+    return any(
+        f.signature.name.startswith(TRANSFORM_FUNCTION_PREFIX)
+        for meta_graph in loader_impl.parse_saved_model(saved_model_dir).meta_graphs
+        for f in meta_graph.graph_def.library.function
+    )
 
 
 def transform_graph_account(transform_output: str) -> PreprocessingAccount:
@@ -73,8 +83,9 @@ def transform_graph_account(transform_output: str) -> PreprocessingAccount:
     account = PreprocessingAccount.from_texts(texts)
     if account.coverage is not None:
         return account
-    return PreprocessingAccount.from_texts(texts, unaccounted=_statistics_without_records(saved_model) + [
-        NO_COVERAGE_RECORD])
+    return PreprocessingAccount.from_texts(
+        texts, unaccounted=_statistics_without_records(saved_model) + [NO_COVERAGE_RECORD]
+    )
 
 
 def _statistics_without_records(saved_model_dir: str) -> list[str]:
@@ -87,6 +98,7 @@ def _statistics_without_records(saved_model_dir: str) -> list[str]:
     import tensorflow as tf
     from tensorflow.core.framework import types_pb2
     from tensorflow.python.saved_model import loader_impl
+
     uses: dict[str, int] = {}
     for meta_graph in loader_impl.parse_saved_model(saved_model_dir).meta_graphs:
         for function in meta_graph.graph_def.library.function:
@@ -97,10 +109,15 @@ def _statistics_without_records(saved_model_dir: str) -> list[str]:
                     continue
                 analyzer = max((a for a in REPLACEMENTS if arg.name.startswith(a)), key=len, default=arg.name)
                 uses[analyzer] = uses.get(analyzer, 0) + 1
-    found = [f"{count} constant(s) of the transform graph used by {analyzer} (tft.{analyzer}? use "
-             f"{replacement_for(analyzer)})" for analyzer, count in sorted(uses.items())]
+    found = [
+        f"{count} constant(s) of the transform graph used by {analyzer} (tft.{analyzer}? use "
+        f"{replacement_for(analyzer)})"
+        for analyzer, count in sorted(uses.items())
+    ]
     assets = os.path.join(saved_model_dir, "assets")
     if tf.io.gfile.isdir(assets):
-        found += [f"the asset file {name} of the transform graph (a vocabulary? use {replacement_for('vocabulary')})"
-                  for name in sorted(tf.io.gfile.listdir(assets))]
+        found += [
+            f"the asset file {name} of the transform graph (a vocabulary? use {replacement_for('vocabulary')})"
+            for name in sorted(tf.io.gfile.listdir(assets))
+        ]
     return found

@@ -41,8 +41,17 @@ class SummedRelease(analyzer_nodes.Combiner):
     Beam combine, which keeps a preprocessing_fn with one release per feature about as fast as tft's own.
     """
 
-    def __init__(self, *, mechanism, accumulator_size: int, finalize: Callable,
-                 outputs: list[tuple[tf.DType, list[int]]], stream: str, private: bool, seed: int | None):
+    def __init__(
+        self,
+        *,
+        mechanism,
+        accumulator_size: int,
+        finalize: Callable,
+        outputs: list[tuple[tf.DType, list[int]]],
+        stream: str,
+        private: bool,
+        seed: int | None,
+    ):
         self._mechanism = mechanism
         self._size = accumulator_size
         self._finalize = finalize
@@ -74,8 +83,16 @@ class VocabularyRelease(PTransformAnalyzer):
     whose noisy count passes the threshold, and writes them, most frequent first, to a vocabulary file
     (one token a line) in Transform's temporary folder; outputs its path."""
 
-    def __init__(self, *, mechanism: GaussianThresholding, top_k: int | None, file_name: str, stream: str,
-                 private: bool, seed: int | None):
+    def __init__(
+        self,
+        *,
+        mechanism: GaussianThresholding,
+        top_k: int | None,
+        file_name: str,
+        stream: str,
+        private: bool,
+        seed: int | None,
+    ):
         super().__init__()
         self._mechanism = mechanism
         self._top_k = top_k
@@ -91,7 +108,7 @@ class VocabularyRelease(PTransformAnalyzer):
         values, lengths = np.asarray(batch[0], dtype=object), np.asarray(batch[1])
         rows = values.reshape(values.shape[0] if values.ndim else 1, -1)
         for row, length in zip(rows, lengths.reshape(-1)):
-            yield from self._mechanism.record_tokens(_token(v) for v in row[:int(length)])
+            yield from self._mechanism.record_tokens(_token(v) for v in row[: int(length)])
 
     def _write(self, counts):
         noise = noise_source(self._private, self._seed, self._stream)
@@ -99,7 +116,7 @@ class VocabularyRelease(PTransformAnalyzer):
             kept = self._mechanism.release(dict(counts), noise)
         else:
             kept = sorted(((t, float(c)) for t, c in counts), key=lambda tc: (-tc[1], tc[0]))
-        tokens = [t for t, _ in kept if "\n" not in t and "\r" not in t][:self._top_k]
+        tokens = [t for t, _ in kept if "\n" not in t and "\r" not in t][: self._top_k]
         text = b"".join(token_bytes(t) + b"\n" for t in tokens) or EMPTY_VOCABULARY
         tf.io.gfile.makedirs(self.base_temp_dir)
         path = os.path.join(self.base_temp_dir, self._file_name)
@@ -108,11 +125,13 @@ class VocabularyRelease(PTransformAnalyzer):
         return np.array(path.encode("utf-8"), dtype=object)
 
     def expand(self, pcoll):
-        return (pcoll
-                | "Tokens" >> beam.FlatMap(self._tokens)
-                | "Count" >> beam.combiners.Count.PerElement()
-                | "Gather" >> beam.combiners.ToList()
-                | "Release" >> beam.Map(self._write))
+        return (
+            pcoll
+            | "Tokens" >> beam.FlatMap(self._tokens)
+            | "Count" >> beam.combiners.Count.PerElement()
+            | "Gather" >> beam.combiners.ToList()
+            | "Release" >> beam.Map(self._write)
+        )
 
 
 def check_one_row_per_record(analyzer: str, values, marker) -> None:
@@ -120,9 +139,11 @@ def check_one_row_per_record(analyzer: str, values, marker) -> None:
     the mechanism's sensitivity counts one row per record. The message names the analyzer, never a value."""
     rows, records = np.shape(values)[0] if np.ndim(values) else 1, len(marker)
     if rows != records:
-        raise ValueError(f"ppml analyzer {analyzer!r}: its input must hold one row per record ([records, ...]), got "
-                         f"{rows} rows for {records} records; do not flatten records together (tf.reshape(x, [-1]), "
-                         f".flat_values): pass [records, k] values (or, to vocabulary, the RaggedTensor itself)")
+        raise ValueError(
+            f"ppml analyzer {analyzer!r}: its input must hold one row per record ([records, ...]), got "
+            f"{rows} rows for {records} records; do not flatten records together (tf.reshape(x, [-1]), "
+            f".flat_values): pass [records, k] values (or, to vocabulary, the RaggedTensor itself)"
+        )
 
 
 def _token(value) -> str:

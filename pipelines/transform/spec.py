@@ -42,7 +42,7 @@ REPLACEMENTS = {
     # tft analyzer (its name scope) -> what to use instead
     "scale_to_z_score": "PrivateAnalyzers.scale_to_z_score(x, bounds=..., share=...)",
     "scale_to_z_score_per_key": "no private per-key z-score yet: PrivateAnalyzers.scale_to_z_score(x, bounds=..., "
-                                "share=...) over all keys",
+    "share=...) over all keys",
     "mean": "PrivateAnalyzers.mean_and_var(x, bounds=..., share=...)",
     "var": "PrivateAnalyzers.mean_and_var(x, bounds=..., share=...)",
     "mean_and_var": "PrivateAnalyzers.mean_and_var(x, bounds=..., share=...)",
@@ -71,8 +71,11 @@ def analyzer_scope(name: str) -> str:
 
 def replacement_for(analyzer: str) -> str:
     """What to use instead of the tft analyzer ``analyzer``."""
-    return REPLACEMENTS.get(analyzer, "a private analyzer of pipelines.transform.analyzers.PrivateAnalyzers, or "
-                                      "declare_public(public values, reason=...)")
+    return REPLACEMENTS.get(
+        analyzer,
+        "a private analyzer of pipelines.transform.analyzers.PrivateAnalyzers, or "
+        "declare_public(public values, reason=...)",
+    )
 
 
 class InvalidPreprocessingSetting(settings.InvalidSetting):
@@ -114,11 +117,13 @@ class PreprocessingConfig:
         try:
             values["adjacency"] = Adjacency(values.get("adjacency", Adjacency.ADD_REMOVE.value))
         except ValueError:
-            raise InvalidPreprocessingSetting("adjacency", f"must be one of {', '.join(a.value for a in Adjacency)}, "
-                                                           f"got {values.get('adjacency')!r}") from None
+            raise InvalidPreprocessingSetting(
+                "adjacency", f"must be one of {', '.join(a.value for a in Adjacency)}, got {values.get('adjacency')!r}"
+            ) from None
         if values.get("noise_seed") is not None:
-            values["noise_seed"] = settings.integer(InvalidPreprocessingSetting, "noise_seed", values["noise_seed"],
-                                                    minimum=0)
+            values["noise_seed"] = settings.integer(
+                InvalidPreprocessingSetting, "noise_seed", values["noise_seed"], minimum=0
+            )
         return cls(**values)
 
     def to_custom_config(self) -> dict[str, Any]:
@@ -134,9 +139,13 @@ class PreprocessingConfig:
           InvalidPreprocessingSetting: when ``epsilon`` is not set.
         """
         if self.epsilon is None:
-            raise InvalidPreprocessingSetting("epsilon", "private analyzers need a preprocessing budget; set "
-                                                         f"custom_config[{CONFIG_KEY!r}]['epsilon'] (the pipeline "
-                                                         f"sets it from the target epsilon and the preprocessing "
-                                                         f"share)")
+            raise InvalidPreprocessingSetting(
+                "epsilon",
+                "private analyzers need a preprocessing budget; set "
+                f"custom_config[{CONFIG_KEY!r}]['epsilon'] (the pipeline "
+                f"sets it from the target epsilon and the preprocessing "
+                f"share)",
+            )
         from privacy.preprocessing import PreprocessingBudget
+
         return PreprocessingBudget(self.epsilon, self.delta, self.adjacency)

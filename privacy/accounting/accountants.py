@@ -40,20 +40,22 @@ def accountant_description(kind: AccountantKind | str) -> str:
     kind = AccountantKind(kind)
     if kind is AccountantKind.RDP:
         return "dp_accounting.rdp.RdpAccountant (default orders, dp-accounting's RDP-to-DP conversion)"
-    return (f"dp_accounting.pld.PLDAccountant (pessimistic, value discretization "
-            f"{PLD_VALUE_DISCRETIZATION_INTERVAL:g})")
+    return f"dp_accounting.pld.PLDAccountant (pessimistic, value discretization {PLD_VALUE_DISCRETIZATION_INTERVAL:g})"
 
 
-def make_accountant(kind: AccountantKind | str,
-                    relation: NeighboringRelation = NeighboringRelation.ADD_OR_REMOVE_ONE,
-                    group_size: int = 1) -> dp_accounting.PrivacyAccountant:
+def make_accountant(
+    kind: AccountantKind | str,
+    relation: NeighboringRelation = NeighboringRelation.ADD_OR_REMOVE_ONE,
+    group_size: int = 1,
+) -> dp_accounting.PrivacyAccountant:
     """A fresh accountant; with ``group_size > 1`` its epsilon is for groups of that size."""
     kind = AccountantKind(kind)
     if kind is AccountantKind.RDP:
         accountant = CheckedRdpAccountant(neighboring_relation=relation)
     else:
         accountant = dp_accounting.pld.PLDAccountant(
-            neighboring_relation=relation, value_discretization_interval=PLD_VALUE_DISCRETIZATION_INTERVAL)
+            neighboring_relation=relation, value_discretization_interval=PLD_VALUE_DISCRETIZATION_INTERVAL
+        )
     if group_size > 1:
         return GroupPrivacyAccountant(accountant, group_size)
     return accountant
@@ -84,7 +86,8 @@ def _check_rdp_curve(orders, rdp) -> None:
         raise UnsupportedAccounting(
             f"dp-accounting's RDP accountant is numerically unstable here (Renyi divergence {rdp[i]:.3g} at order "
             f"{orders[i]:g}: the noise is too large or the sampling too sparse for its precision), so it cannot "
-            f"vouch for any epsilon")
+            f"vouch for any epsilon"
+        )
 
 
 class CheckedRdpAccountant(dp_accounting.rdp.RdpAccountant):
@@ -171,8 +174,13 @@ class GroupPrivacyAccountant(dp_accounting.PrivacyAccountant):
         return min(1.0, group_delta(record_epsilon, self._inner.get_delta(record_epsilon), k))
 
 
-def epsilon_of(event: dp_event.DpEvent, *, target_delta: float, accountant: AccountantKind | str,
-               relation: NeighboringRelation = NeighboringRelation.ADD_OR_REMOVE_ONE,
-               group_size: int = 1) -> float:
+def epsilon_of(
+    event: dp_event.DpEvent,
+    *,
+    target_delta: float,
+    accountant: AccountantKind | str,
+    relation: NeighboringRelation = NeighboringRelation.ADD_OR_REMOVE_ONE,
+    group_size: int = 1,
+) -> float:
     """Epsilon of one event at ``target_delta`` from a fresh accountant."""
     return make_accountant(accountant, relation, group_size).compose(event).get_epsilon(target_delta)

@@ -47,10 +47,14 @@ class PrivacyBudget:
       accountants: which accountants `epsilons()` reports ('rdp', 'pld').
     """
 
-    def __init__(self, *, target_delta: float,
-                 neighboring_relation: NeighboringRelation = NeighboringRelation.ADD_OR_REMOVE_ONE,
-                 group_size: int = 1,
-                 accountants: Iterable[AccountantKind | str] = (AccountantKind.RDP, AccountantKind.PLD)):
+    def __init__(
+        self,
+        *,
+        target_delta: float,
+        neighboring_relation: NeighboringRelation = NeighboringRelation.ADD_OR_REMOVE_ONE,
+        group_size: int = 1,
+        accountants: Iterable[AccountantKind | str] = (AccountantKind.RDP, AccountantKind.PLD),
+    ):
         self._delta = validation.probability("target_delta", target_delta)
         self._relation = NeighboringRelation(neighboring_relation)
         self._group_size = validation.integer("group_size", group_size, minimum=1)
@@ -61,8 +65,12 @@ class PrivacyBudget:
     @classmethod
     def for_mechanism(cls, mechanism: DpSgdMechanism, target_delta: float, **kwargs) -> "PrivacyBudget":
         """An empty budget set up to account ``mechanism``'s unit events."""
-        return cls(target_delta=target_delta, neighboring_relation=mechanism.neighboring_relation,
-                   group_size=mechanism.max_examples_per_user or 1, **kwargs)
+        return cls(
+            target_delta=target_delta,
+            neighboring_relation=mechanism.neighboring_relation,
+            group_size=mechanism.max_examples_per_user or 1,
+            **kwargs,
+        )
 
     # --- composing -----------------------------------------------------------------------------
     def compose(self, event: dp_event.DpEvent, count: int = 1) -> "PrivacyBudget":
@@ -135,8 +143,9 @@ class PrivacyBudget:
                 out[kind.value] = None
         return out
 
-    def epsilon_after(self, event: dp_event.DpEvent, count: int = 1,
-                      accountant: AccountantKind | str = AccountantKind.RDP) -> float:
+    def epsilon_after(
+        self, event: dp_event.DpEvent, count: int = 1, accountant: AccountantKind | str = AccountantKind.RDP
+    ) -> float:
         """Epsilon if ``event`` were composed ``count`` more times; the budget is unchanged."""
         ledger = [list(item) for item in self._ledger]
         if count:
@@ -156,7 +165,8 @@ class PrivacyBudget:
             if not accountant.supports(event):
                 raise UnsupportedAccounting(
                     f"the {kind.value.upper()} accountant cannot analyse {type(event).__name__} "
-                    f"under {self._relation.name}")
+                    f"under {self._relation.name}"
+                )
             accountant.compose(event, count)
         return float(accountant.get_epsilon(self._delta))
 
@@ -188,9 +198,12 @@ class PrivacyBudget:
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise ValueError(f"not a ppml privacy budget state (expected format {STATE_FORMAT!r})")
         try:
-            budget = cls(target_delta=state["target_delta"],
-                         neighboring_relation=NeighboringRelation[state["neighboring_relation"]],
-                         group_size=state["group_size"], accountants=state["accountants"])
+            budget = cls(
+                target_delta=state["target_delta"],
+                neighboring_relation=NeighboringRelation[state["neighboring_relation"]],
+                group_size=state["group_size"],
+                accountants=state["accountants"],
+            )
             for item in state["ledger"]:
                 budget.compose(event_from_json(item["event"]), int(item["count"]))
         except (KeyError, TypeError) as err:
@@ -209,8 +222,10 @@ class PrivacyBudget:
             return cls.from_dict(json.load(f))
 
     def __repr__(self) -> str:
-        return (f"PrivacyBudget(units={self.units}, target_delta={self._delta:g}, "
-                f"relation={self._relation.name}, group_size={self._group_size})")
+        return (
+            f"PrivacyBudget(units={self.units}, target_delta={self._delta:g}, "
+            f"relation={self._relation.name}, group_size={self._group_size})"
+        )
 
 
 def _append_run(ledger: list, event: dp_event.DpEvent, count: int) -> None:

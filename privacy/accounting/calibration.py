@@ -14,16 +14,29 @@ from dp_accounting import dp_event
 
 from privacy import validation
 from privacy.accounting.accountants import AccountantKind, epsilon_of, make_accountant
-from privacy.accounting.mechanism import (NOISE_MULTIPLIER_RANGE, PLD_MAX_EPSILON, PLD_MAX_UNITS, PLD_MIN_STEP_NOISE,
-                                          DpSgdMechanism, Sampling, UnsupportedAccounting)
+from privacy.accounting.mechanism import (
+    NOISE_MULTIPLIER_RANGE,
+    PLD_MAX_EPSILON,
+    PLD_MAX_UNITS,
+    PLD_MIN_STEP_NOISE,
+    DpSgdMechanism,
+    Sampling,
+    UnsupportedAccounting,
+)
 
 MIN_NOISE_MULTIPLIER = 0.05
 """Calibration searches sigma in [MIN_NOISE_MULTIPLIER, inf)."""
 
 
-def calibrate_noise_multiplier(mechanism: DpSgdMechanism, *, target_epsilon: float, target_delta: float,
-                               accountant: AccountantKind | str = AccountantKind.RDP,
-                               tolerance: float = 1e-4, prior_events: Sequence[dp_event.DpEvent] = ()) -> float:
+def calibrate_noise_multiplier(
+    mechanism: DpSgdMechanism,
+    *,
+    target_epsilon: float,
+    target_delta: float,
+    accountant: AccountantKind | str = AccountantKind.RDP,
+    tolerance: float = 1e-4,
+    prior_events: Sequence[dp_event.DpEvent] = (),
+) -> float:
     """Smallest noise multiplier (within ``tolerance``) whose epsilon is <= ``target_epsilon``.
 
     ``mechanism.noise_multiplier`` is ignored; every other field is kept. ``prior_events`` (e.g. the
@@ -37,8 +50,10 @@ def calibrate_noise_multiplier(mechanism: DpSgdMechanism, *, target_epsilon: flo
     _check_pld_target(mechanism, kind, target_epsilon)
     prior = list(prior_events)
     if prior and _epsilon(dp_event.ComposedDpEvent(prior), mechanism, kind, target_delta) >= target_epsilon:
-        raise ValueError(f"the {len(prior)} prior events alone spend epsilon >= {target_epsilon} at delta "
-                         f"{target_delta:g}; nothing is left for training")
+        raise ValueError(
+            f"the {len(prior)} prior events alone spend epsilon >= {target_epsilon} at delta "
+            f"{target_delta:g}; nothing is left for training"
+        )
 
     def run(sigma: float) -> dp_event.DpEvent:
         event = mechanism.replace(noise_multiplier=sigma).dp_event()
@@ -48,9 +63,22 @@ def calibrate_noise_multiplier(mechanism: DpSgdMechanism, *, target_epsilon: flo
         return _epsilon(run(sigma), mechanism, kind, target_delta) - target_epsilon
 
     floor = _lowest_noise_multiplier(mechanism, kind)
-    lo = hi = max(floor, _rdp_hint(kind, mechanism, lambda: calibrate_noise_multiplier(
-        mechanism, target_epsilon=target_epsilon, target_delta=target_delta, accountant=AccountantKind.RDP,
-        tolerance=1e-2, prior_events=prior)) or 1.0)
+    lo = hi = max(
+        floor,
+        _rdp_hint(
+            kind,
+            mechanism,
+            lambda: calibrate_noise_multiplier(
+                mechanism,
+                target_epsilon=target_epsilon,
+                target_delta=target_delta,
+                accountant=AccountantKind.RDP,
+                tolerance=1e-2,
+                prior_events=prior,
+            ),
+        )
+        or 1.0,
+    )
     highest = NOISE_MULTIPLIER_RANGE[1]
     while _gap_or_refuse(epsilon_gap, hi, target_epsilon, kind) > 0:
         lo, hi = hi, hi * 2
@@ -60,20 +88,33 @@ def calibrate_noise_multiplier(mechanism: DpSgdMechanism, *, target_epsilon: flo
         while lo > floor and epsilon_gap(lo) <= 0:
             hi, lo = lo, max(lo * 0.8, floor)
         if epsilon_gap(lo) <= 0 and floor > MIN_NOISE_MULTIPLIER:
-            raise UnsupportedAccounting(f"epsilon {target_epsilon:g} is met even with noise multiplier {floor:.3g}, "
-                                        f"below which PLD is not asked to account these steps; the RDP accountant "
-                                        f"covers it")
+            raise UnsupportedAccounting(
+                f"epsilon {target_epsilon:g} is met even with noise multiplier {floor:.3g}, "
+                f"below which PLD is not asked to account these steps; the RDP accountant "
+                f"covers it"
+            )
         if epsilon_gap(lo) <= 0:
-            raise ValueError(f"epsilon {target_epsilon} is met even with noise multiplier {floor:g}; the target is "
-                             f"too loose to calibrate")
+            raise ValueError(
+                f"epsilon {target_epsilon} is met even with noise multiplier {floor:g}; the target is "
+                f"too loose to calibrate"
+            )
     return dp_accounting.calibrate_dp_mechanism(
         lambda: make_accountant(kind, mechanism.neighboring_relation, mechanism.max_examples_per_user or 1),
-        run, target_epsilon, target_delta,
-        bracket_interval=dp_accounting.ExplicitBracketInterval(lo, hi), tol=tolerance)
+        run,
+        target_epsilon,
+        target_delta,
+        bracket_interval=dp_accounting.ExplicitBracketInterval(lo, hi),
+        tol=tolerance,
+    )
 
 
-def max_units(mechanism: DpSgdMechanism, *, target_epsilon: float, target_delta: float,
-              accountant: AccountantKind | str = AccountantKind.RDP) -> int:
+def max_units(
+    mechanism: DpSgdMechanism,
+    *,
+    target_epsilon: float,
+    target_delta: float,
+    accountant: AccountantKind | str = AccountantKind.RDP,
+) -> int:
     """Largest number of unit events (steps; epochs under shuffling) within ``target_epsilon``.
 
     ``mechanism.steps`` is ignored. Returns 0 when even one unit exceeds the target.
@@ -90,32 +131,46 @@ def max_units(mechanism: DpSgdMechanism, *, target_epsilon: float, target_delta:
 
     if epsilon_gap(1) > 0:
         return 0
-    limit = PLD_MAX_UNITS if kind is AccountantKind.PLD and mechanism.sampling is Sampling.POISSON else 2 ** 40
-    hint = _rdp_hint(kind, mechanism, lambda: max_units(mechanism, target_epsilon=target_epsilon,
-                                                        target_delta=target_delta, accountant=AccountantKind.RDP))
+    limit = PLD_MAX_UNITS if kind is AccountantKind.PLD and mechanism.sampling is Sampling.POISSON else 2**40
+    hint = _rdp_hint(
+        kind,
+        mechanism,
+        lambda: max_units(
+            mechanism, target_epsilon=target_epsilon, target_delta=target_delta, accountant=AccountantKind.RDP
+        ),
+    )
     hi = min(2 * hint, limit) if hint and hint <= limit and epsilon_gap(hint) <= 0 else 2
     while epsilon_gap(hi) <= 0:
         if hi >= limit:
             if kind is AccountantKind.PLD:
-                raise UnsupportedAccounting(f"more than {limit:.0e} steps fit in epsilon {target_epsilon:g}, more "
-                                            f"than PLD composes here; the RDP accountant covers it")
+                raise UnsupportedAccounting(
+                    f"more than {limit:.0e} steps fit in epsilon {target_epsilon:g}, more "
+                    f"than PLD composes here; the RDP accountant covers it"
+                )
             raise ValueError(f"more than 2**40 units fit in epsilon {target_epsilon}")
         hi = min(hi * 2, limit)
     units = dp_accounting.calibrate_dp_mechanism(
         lambda: make_accountant(kind, mechanism.neighboring_relation, mechanism.max_examples_per_user or 1),
         lambda u: dp_event.SelfComposedDpEvent(unit, u),
-        target_epsilon, target_delta,
-        bracket_interval=dp_accounting.ExplicitBracketInterval(hi // 2, hi), discrete=True)
+        target_epsilon,
+        target_delta,
+        bracket_interval=dp_accounting.ExplicitBracketInterval(hi // 2, hi),
+        discrete=True,
+    )
     while epsilon_gap(units + 1) <= 0:  # within tol=1 of the optimum: close the gap
         units += 1
     return int(units)
 
 
-def max_epochs(mechanism: DpSgdMechanism, *, target_epsilon: float, target_delta: float,
-               accountant: AccountantKind | str = AccountantKind.RDP) -> tuple[int, int]:
+def max_epochs(
+    mechanism: DpSgdMechanism,
+    *,
+    target_epsilon: float,
+    target_delta: float,
+    accountant: AccountantKind | str = AccountantKind.RDP,
+) -> tuple[int, int]:
     """(whole epochs, steps) affordable within ``target_epsilon``; see `max_units`."""
-    units = max_units(mechanism, target_epsilon=target_epsilon, target_delta=target_delta,
-                      accountant=accountant)
+    units = max_units(mechanism, target_epsilon=target_epsilon, target_delta=target_delta, accountant=accountant)
     if mechanism.sampling is Sampling.SHUFFLE:
         return units, math.floor(units * mechanism.epoch_length)
     return math.floor(units / mechanism.epoch_length + 1e-9), units
@@ -127,14 +182,17 @@ def _gap_or_refuse(epsilon_gap, sigma: float, target_epsilon: float, kind: Accou
     try:
         return epsilon_gap(sigma)
     except UnsupportedAccounting as err:
-        raise UnsupportedAccounting(f"epsilon {target_epsilon:g} is not reached before noise multiplier {sigma:.4g}, "
-                                    f"where {err}") from None
+        raise UnsupportedAccounting(
+            f"epsilon {target_epsilon:g} is not reached before noise multiplier {sigma:.4g}, where {err}"
+        ) from None
 
 
 def _check_pld_target(mechanism: DpSgdMechanism, kind: AccountantKind, target_epsilon: float) -> None:
     if kind is AccountantKind.PLD and mechanism.sampling is Sampling.POISSON and target_epsilon > PLD_MAX_EPSILON:
-        raise UnsupportedAccounting(f"PLD is not asked for epsilons above {PLD_MAX_EPSILON:g} (its grid needs minutes "
-                                    f"and gigabytes); the RDP accountant covers it")
+        raise UnsupportedAccounting(
+            f"PLD is not asked for epsilons above {PLD_MAX_EPSILON:g} (its grid needs minutes "
+            f"and gigabytes); the RDP accountant covers it"
+        )
 
 
 def _lowest_noise_multiplier(mechanism: DpSgdMechanism, kind: AccountantKind) -> float:
@@ -165,5 +223,10 @@ def _check(mechanism: DpSgdMechanism, target_epsilon: float, target_delta: float
 
 
 def _epsilon(event, mechanism: DpSgdMechanism, kind: AccountantKind, delta: float) -> float:
-    return epsilon_of(event, target_delta=delta, accountant=kind, relation=mechanism.neighboring_relation,
-                      group_size=mechanism.max_examples_per_user or 1)
+    return epsilon_of(
+        event,
+        target_delta=delta,
+        accountant=kind,
+        relation=mechanism.neighboring_relation,
+        group_size=mechanism.max_examples_per_user or 1,
+    )

@@ -72,12 +72,12 @@ NeighboringRelation = dp_accounting.NeighboringRelation
 NOISE_MULTIPLIER_RANGE = (1e-3, 1e6)
 """Noise multipliers a mechanism may have. Below, epsilon is in the thousands and PLD's grid does not fit
 in memory; above, noise hides everything (and dp-accounting's RDP terms overflow at about 1e154)."""
-MAX_STEPS = 10 ** 12
+MAX_STEPS = 10**12
 """Most steps a mechanism may have: more than any training runs (a sign of mixed-up units)."""
 PLD_MIN_STEP_NOISE = 0.2
 """PLD is not asked to compose Poisson-sampled Gaussians of a smaller noise multiplier (relative to how far
 one example moves the sum): 0.1 took 18 s and 0.05 over a minute for 1000 steps on 2 cores."""
-PLD_MAX_UNITS = 10 ** 7
+PLD_MAX_UNITS = 10**7
 """PLD is not asked to compose more Poisson-sampled steps (10^7 at q = 0.05: 24 s; 10^12 needs 450 GB)."""
 PLD_MAX_EPSILON = 100.0
 """PLD is not asked for Poisson-sampled runs whose RDP epsilon exceeds this: its grid of privacy losses
@@ -139,42 +139,49 @@ class DpSgdMechanism:
         object.__setattr__(self, "adjacency", resolve_adjacency(self.sampling, self.adjacency))
         self._integer_field("dataset_size")
         if not (isinstance(self.batch_size, (int, float)) and 0 < self.batch_size <= self.dataset_size):
-            raise ValueError(
-                f"batch_size must be in (0, dataset_size={self.dataset_size}], got {self.batch_size!r}")
+            raise ValueError(f"batch_size must be in (0, dataset_size={self.dataset_size}], got {self.batch_size!r}")
         if self.sampling is not Sampling.POISSON and float(self.batch_size) != int(self.batch_size):
-            raise ValueError(f"batch_size must be a whole number for {self.sampling.value} batches, "
-                             f"got {self.batch_size!r}")
+            raise ValueError(
+                f"batch_size must be a whole number for {self.sampling.value} batches, got {self.batch_size!r}"
+            )
         low, high = NOISE_MULTIPLIER_RANGE
-        object.__setattr__(self, "noise_multiplier",
-                           validation.number("noise_multiplier", self.noise_multiplier, low=low, high=high))
+        object.__setattr__(
+            self, "noise_multiplier", validation.number("noise_multiplier", self.noise_multiplier, low=low, high=high)
+        )
         self._integer_field("steps")
         if self.steps > MAX_STEPS:
             raise ValueError(f"steps must be at most {MAX_STEPS:.0e}, got {self.steps:.3g}")
         if self.num_microbatches is not None:
             self._integer_field("num_microbatches")
             if self.num_microbatches > self.batch_size:  # Poisson too: most microbatches would be empty
-                raise ValueError(f"num_microbatches={self.num_microbatches} exceeds the "
-                                 f"{'expected ' if self.sampling is Sampling.POISSON else ''}batch size "
-                                 f"{self.batch_size:g}")
+                raise ValueError(
+                    f"num_microbatches={self.num_microbatches} exceeds the "
+                    f"{'expected ' if self.sampling is Sampling.POISSON else ''}batch size "
+                    f"{self.batch_size:g}"
+                )
         if self.max_examples_per_user is not None:
             self._integer_field("max_examples_per_user")
             if self.max_examples_per_user > self.dataset_size:
-                raise ValueError(f"max_examples_per_user={self.max_examples_per_user} exceeds the dataset size "
-                                 f"{self.dataset_size}")
+                raise ValueError(
+                    f"max_examples_per_user={self.max_examples_per_user} exceeds the dataset size {self.dataset_size}"
+                )
         if self.steps_per_epoch is not None:
             self._integer_field("steps_per_epoch")
             if self.sampling is not Sampling.SHUFFLE:
-                raise ValueError("steps_per_epoch only applies to shuffle sampling (for Poisson and fixed "
-                                 "batches an epoch is n / B steps by definition)")
+                raise ValueError(
+                    "steps_per_epoch only applies to shuffle sampling (for Poisson and fixed "
+                    "batches an epoch is n / B steps by definition)"
+                )
         if self.truncated_batch_size is not None:
             self._integer_field("truncated_batch_size")
             truncation.check_truncated_batch_size(self.truncated_batch_size, self.dataset_size, self.batch_size)
             if self.sampling is not Sampling.POISSON:
-                raise ValueError(f"truncated_batch_size only applies to Poisson sampling, not "
-                                 f"{self.sampling.value!r}")
+                raise ValueError(f"truncated_batch_size only applies to Poisson sampling, not {self.sampling.value!r}")
             if self.num_microbatches is not None:
-                raise ValueError("truncated Poisson sampling is analysed for per-example clipping only; drop "
-                                 "num_microbatches or truncated_batch_size")
+                raise ValueError(
+                    "truncated Poisson sampling is analysed for per-example clipping only; drop "
+                    "num_microbatches or truncated_batch_size"
+                )
 
     def _integer_field(self, name: str) -> None:
         """Checks that field ``name`` is an integer >= 1 and keeps it as a Python int."""
@@ -193,11 +200,18 @@ class DpSgdMechanism:
         sampling = Sampling(kwargs.get("sampling", Sampling.POISSON))
         per_epoch = kwargs.pop("steps_per_epoch", None) or steps_per_epoch(dataset_size, batch_size, sampling)
         if epochs * per_epoch > MAX_STEPS:
-            raise ValueError(f"{epochs:g} epochs of {per_epoch:.3g} steps are {epochs * per_epoch:.3g} steps, more "
-                             f"than {MAX_STEPS:.0e}")
+            raise ValueError(
+                f"{epochs:g} epochs of {per_epoch:.3g} steps are {epochs * per_epoch:.3g} steps, more "
+                f"than {MAX_STEPS:.0e}"
+            )
         if sampling is Sampling.SHUFFLE:
-            return cls(dataset_size=dataset_size, batch_size=batch_size, steps_per_epoch=per_epoch,
-                       steps=max(1, math.ceil(epochs * per_epoch - 1e-9)), **kwargs)
+            return cls(
+                dataset_size=dataset_size,
+                batch_size=batch_size,
+                steps_per_epoch=per_epoch,
+                steps=max(1, math.ceil(epochs * per_epoch - 1e-9)),
+                **kwargs,
+            )
         steps = steps_for_epochs(epochs, dataset_size, batch_size)
         return cls(dataset_size=dataset_size, batch_size=batch_size, steps=steps, **kwargs)
 
@@ -254,6 +268,7 @@ class DpSgdMechanism:
         if self.truncated_batch_size is None:
             return 0.0
         from scipy import stats
+
         return float(stats.binom.sf(self.truncated_batch_size, self.dataset_size, self.sampling_probability))
 
     @property
@@ -299,16 +314,21 @@ class DpSgdMechanism:
             return dp_event.SampledWithoutReplacementDpEvent(
                 source_dataset_size=self.dataset_size,
                 sample_size=int(self.batch_size),
-                event=dp_event.GaussianDpEvent(self.noise_multiplier / 2.0))
+                event=dp_event.GaussianDpEvent(self.noise_multiplier / 2.0),
+            )
         if self.truncated_batch_size is not None:  # per-example clipping: x's inclusion moves the sum by C
             return dp_event.TruncatedSubsampledGaussianDpEvent(
-                dataset_size=self.truncated_event_dataset_size, sampling_probability=self.sampling_probability,
-                truncated_batch_size=self.truncated_batch_size, noise_multiplier=self.noise_multiplier)
+                dataset_size=self.truncated_event_dataset_size,
+                sampling_probability=self.sampling_probability,
+                truncated_batch_size=self.truncated_batch_size,
+                noise_multiplier=self.noise_multiplier,
+            )
         # Poisson: the noise relative to how far x's inclusion moves the sum (under replace-one,
         # dp-accounting's PLD puts x and x' on either side of the sum without them).
         return dp_event.PoissonSampledDpEvent(
             sampling_probability=self.sampling_probability,
-            event=dp_event.GaussianDpEvent(self.noise_multiplier / self.per_side))
+            event=dp_event.GaussianDpEvent(self.noise_multiplier / self.per_side),
+        )
 
     def units(self, steps: int | None = None) -> int:
         """How many unit events ``steps`` steps (default: all) amount to."""
@@ -324,14 +344,20 @@ class DpSgdMechanism:
     def unsupported_reason(self, accountant: str) -> str | None:
         """Why ``accountant`` ('rdp' or 'pld') cannot analyse this mechanism, or None."""
         if accountant == "rdp" and self.truncated_batch_size is not None:
-            return ("dp-accounting's RDP accountant has no analysis of truncated Poisson sampling; the PLD "
-                    "accountant covers it")
+            return (
+                "dp-accounting's RDP accountant has no analysis of truncated Poisson sampling; the PLD "
+                "accountant covers it"
+            )
         if accountant == "rdp" and self.sampling is Sampling.POISSON and self.adjacency is Adjacency.REPLACE_ONE:
-            return ("dp-accounting's RDP accountant analyses Poisson sampling only under add/remove "
-                    "adjacency; the PLD accountant covers replace-one")
+            return (
+                "dp-accounting's RDP accountant analyses Poisson sampling only under add/remove "
+                "adjacency; the PLD accountant covers replace-one"
+            )
         if accountant == "pld" and self.sampling is Sampling.FIXED:
-            return ("dp-accounting's PLD accountant has no analysis of fixed-size sampling without "
-                    "replacement; the RDP accountant covers it")
+            return (
+                "dp-accounting's PLD accountant has no analysis of fixed-size sampling without "
+                "replacement; the RDP accountant covers it"
+            )
         return None
 
     @property
@@ -345,13 +371,18 @@ class DpSgdMechanism:
         relative to one example's move, sigma / `pld_step_move`, is below `PLD_MIN_STEP_NOISE`), or None."""
         step_noise = self.noise_multiplier / self.pld_step_move
         if self.sampling is Sampling.POISSON and step_noise < PLD_MIN_STEP_NOISE:
-            return (f"PLD is not asked to account a noise multiplier of {step_noise:.3g} per step (below "
-                    f"{PLD_MIN_STEP_NOISE:g}: minutes and gigabytes){self._rdp_instead()}")
+            return (
+                f"PLD is not asked to account a noise multiplier of {step_noise:.3g} per step (below "
+                f"{PLD_MIN_STEP_NOISE:g}: minutes and gigabytes){self._rdp_instead()}"
+            )
         return None
 
     def _rdp_instead(self) -> str:
-        return ("; the RDP accountant covers it" if self.unsupported_reason("rdp") is None
-                else "; no other accountant covers it here")
+        return (
+            "; the RDP accountant covers it"
+            if self.unsupported_reason("rdp") is None
+            else "; no other accountant covers it here"
+        )
 
     def cost_reason(self, accountant: str, delta: float) -> str | None:
         """Why ``accountant`` is not asked for this mechanism's epsilon at ``delta`` (minutes of work and
@@ -363,12 +394,17 @@ class DpSgdMechanism:
         if reason:
             return reason
         if self.units() > PLD_MAX_UNITS:
-            return (f"PLD is not asked to compose more than {PLD_MAX_UNITS:.0e} steps (got "
-                    f"{self.units():.3g}){self._rdp_instead()}")
+            return (
+                f"PLD is not asked to compose more than {PLD_MAX_UNITS:.0e} steps (got "
+                f"{self.units():.3g}){self._rdp_instead()}"
+            )
         # RDP of the same steps under add/remove (truncated: untruncated at half the noise, the cut batch's
         # sensitivity 2); replace-one moves the sum twice as far at most.
-        untruncated = (self if self.truncated_batch_size is None else
-                       self.replace(truncated_batch_size=None, noise_multiplier=self.noise_multiplier / 2))
+        untruncated = (
+            self
+            if self.truncated_batch_size is None
+            else self.replace(truncated_batch_size=None, noise_multiplier=self.noise_multiplier / 2)
+        )
         try:
             rough = epsilon_of(untruncated.dp_event(), target_delta=delta, accountant="rdp")
         except UnsupportedAccounting:  # RDP's numerical floor: an epsilon near 0, cheap for PLD
@@ -376,8 +412,10 @@ class DpSgdMechanism:
         if self.adjacency is Adjacency.REPLACE_ONE:
             rough *= 2
         if rough > PLD_MAX_EPSILON:
-            return (f"PLD is not asked for an epsilon of about {rough:.3g} by RDP (above {PLD_MAX_EPSILON:g}, its "
-                    f"grid needs minutes and gigabytes){self._rdp_instead()}")
+            return (
+                f"PLD is not asked for an epsilon of about {rough:.3g} by RDP (above {PLD_MAX_EPSILON:g}, its "
+                f"grid needs minutes and gigabytes){self._rdp_instead()}"
+            )
         return None
 
 
@@ -399,12 +437,19 @@ def resolve_adjacency(sampling: Sampling | str, adjacency: Adjacency | str | Non
         return Adjacency.ADD_REMOVE if sampling is Sampling.POISSON else Adjacency.REPLACE_ONE
     adjacency = Adjacency(adjacency)
     if adjacency is Adjacency.ADD_REMOVE and sampling is not Sampling.POISSON:
-        batches, why = (("fixed-size", "the batch size reveals the dataset size") if sampling is Sampling.FIXED
-                        else ("shuffled", "one added example shifts every later batch of the epoch, and the "
-                                          "number of batches reveals the dataset size"))
+        batches, why = (
+            ("fixed-size", "the batch size reveals the dataset size")
+            if sampling is Sampling.FIXED
+            else (
+                "shuffled",
+                "one added example shifts every later batch of the epoch, and the "
+                "number of batches reveals the dataset size",
+            )
+        )
         raise ValueError(
             f"adjacency={adjacency.value!r} with sampling={sampling.value!r}: {batches} batches are analysed "
-            f"only under replace-one adjacency ({why}); use adjacency='replace-one' or Poisson sampling")
+            f"only under replace-one adjacency ({why}); use adjacency='replace-one' or Poisson sampling"
+        )
     return adjacency
 
 

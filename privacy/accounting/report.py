@@ -12,8 +12,7 @@ import math
 from typing import Any, Callable, Sequence
 
 from privacy import validation
-from privacy.accounting.accountants import (AccountantKind, accountant_description, dp_accounting_version,
-                                            epsilon_of)
+from privacy.accounting.accountants import AccountantKind, accountant_description, dp_accounting_version, epsilon_of
 from privacy.accounting.events import event_to_json
 from privacy.accounting.mechanism import Adjacency, DpSgdMechanism, Sampling, UnsupportedAccounting
 
@@ -42,8 +41,13 @@ def default_delta(dataset_size: int) -> float:
     return 10.0 ** -len(str(2 * dataset_size - 1))
 
 
-def compute_epsilon(mechanism: DpSgdMechanism, target_delta: float,
-                    accountant: AccountantKind | str = AccountantKind.RDP, *, steps: int | None = None) -> float:
+def compute_epsilon(
+    mechanism: DpSgdMechanism,
+    target_delta: float,
+    accountant: AccountantKind | str = AccountantKind.RDP,
+    *,
+    steps: int | None = None,
+) -> float:
     """Epsilon of ``mechanism`` (or its first ``steps`` steps) at ``target_delta``.
 
     Raises:
@@ -53,8 +57,13 @@ def compute_epsilon(mechanism: DpSgdMechanism, target_delta: float,
     reason = mechanism.unsupported_reason(kind.value) or mechanism.cost_reason(kind.value, target_delta)
     if reason:
         raise UnsupportedAccounting(reason)
-    return epsilon_of(mechanism.dp_event(steps), target_delta=target_delta, accountant=kind,
-                      relation=mechanism.neighboring_relation, group_size=mechanism.max_examples_per_user or 1)
+    return epsilon_of(
+        mechanism.dp_event(steps),
+        target_delta=target_delta,
+        accountant=kind,
+        relation=mechanism.neighboring_relation,
+        group_size=mechanism.max_examples_per_user or 1,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,8 +80,8 @@ class PrivacyReport:
     mechanism: DpSgdMechanism
     delta: float
     delta_is_default: bool
-    epsilon: dict[str, float | None]          # accountant -> epsilon (None: unavailable)
-    unavailable: dict[str, str]               # accountant -> why
+    epsilon: dict[str, float | None]  # accountant -> epsilon (None: unavailable)
+    unavailable: dict[str, str]  # accountant -> why
     per_epoch: tuple[EpochRow, ...] = ()
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
@@ -107,9 +116,14 @@ class PrivacyReport:
             "accountant_version": self.accountant_version,
             "dp_event": event_to_json(m.dp_event()),
             "neighboring_relation": m.neighboring_relation.name,
-            "per_epoch": [{"epoch": r.epoch, "steps": r.steps,
-                           **{f"epsilon_{k}": _finite_or_none(v) for k, v in r.epsilon.items()}}
-                          for r in self.per_epoch],
+            "per_epoch": [
+                {
+                    "epoch": r.epoch,
+                    "steps": r.steps,
+                    **{f"epsilon_{k}": _finite_or_none(v) for k, v in r.epsilon.items()},
+                }
+                for r in self.per_epoch
+            ],
             "notes": list(self.notes),
             "warnings": list(self.warnings),
         }
@@ -117,7 +131,7 @@ class PrivacyReport:
     def format_text(self) -> str:
         m = self.mechanism
         unit = "user" if m.max_examples_per_user else "example"
-        batch = (f"{m.batch_size:g} expected" if m.sampling is Sampling.POISSON else f"{m.batch_size:g}")
+        batch = f"{m.batch_size:g} expected" if m.sampling is Sampling.POISSON else f"{m.batch_size:g}"
         if m.num_microbatches is None:
             clipping = f"per example; sensitivity {m.sensitivity:g} C"
             if m.truncated_batch_size is not None and m.adjacency is Adjacency.ADD_REMOVE:
@@ -130,15 +144,25 @@ class PrivacyReport:
         rows = [
             ("dataset size n", f"{m.dataset_size} examples"),
             ("batch size B", f"{batch} (sampling rate q = {m.sampling_probability:.6g})"),
-            ("noise multiplier", f"{m.noise_multiplier:g} (noise std {m.noise_multiplier:g} x C on the summed "
-                                 f"clipped gradients)"),
+            (
+                "noise multiplier",
+                f"{m.noise_multiplier:g} (noise std {m.noise_multiplier:g} x C on the summed clipped gradients)",
+            ),
             ("training", f"{m.steps} steps = {m.epochs:.4g} epochs"),
             ("sampling", _SAMPLING_TEXT[m.sampling]),
             ("adjacency", _ADJACENCY_TEXT[m.adjacency]),
-            *([("truncation", f"batches of more than {m.truncated_batch_size} cut to a random "
-                              f"{m.truncated_batch_size} of them (probability {m.truncation_probability:.3g} per "
-                              f"step), accounted as dp-accounting's TruncatedSubsampledGaussianDpEvent")]
-              if m.truncated_batch_size is not None else []),
+            *(
+                [
+                    (
+                        "truncation",
+                        f"batches of more than {m.truncated_batch_size} cut to a random "
+                        f"{m.truncated_batch_size} of them (probability {m.truncation_probability:.3g} per "
+                        f"step), accounted as dp-accounting's TruncatedSubsampledGaussianDpEvent",
+                    )
+                ]
+                if m.truncated_batch_size is not None
+                else []
+            ),
             ("clipping", clipping),
         ]
         if m.max_examples_per_user:
@@ -155,14 +179,17 @@ class PrivacyReport:
         best = [e for e in self.epsilon.values() if e is not None]
         if best:
             cut = "" if m.truncated_batch_size is None else f" cut to {m.truncated_batch_size} per batch"
-            lines.append(f"  Guarantee: ({min(best):.4g}, {self.delta:g})-DP per {unit}, {m.adjacency.value} "
-                         f"adjacency, {m.sampling.value} sampling{cut}; {self.accountant_version}.")
+            lines.append(
+                f"  Guarantee: ({min(best):.4g}, {self.delta:g})-DP per {unit}, {m.adjacency.value} "
+                f"adjacency, {m.sampling.value} sampling{cut}; {self.accountant_version}."
+            )
         if self.per_epoch:
             kinds = list(self.epsilon)
             lines += ["", "  " + f"{'epoch':>6} {'steps':>8} " + " ".join(f"{'eps ' + k.upper():>10}" for k in kinds)]
             for r in self.per_epoch:
-                vals = " ".join(f"{'n/a' if r.epsilon.get(k) is None else format(r.epsilon[k], '.4f'):>10}"
-                                for k in kinds)
+                vals = " ".join(
+                    f"{'n/a' if r.epsilon.get(k) is None else format(r.epsilon[k], '.4f'):>10}" for k in kinds
+                )
                 lines.append(f"  {r.epoch:>6} {r.steps:>8} {vals}")
         for note in self.notes:
             lines.append(f"  note: {note}")
@@ -171,10 +198,14 @@ class PrivacyReport:
         return "\n".join(lines)
 
 
-def dp_sgd_report(mechanism: DpSgdMechanism, *, delta: float | None = None,
-                  accountants: Sequence[AccountantKind | str] = (AccountantKind.RDP, AccountantKind.PLD),
-                  per_epoch: bool = False,
-                  progress: Callable[[int, int], None] | None = None) -> PrivacyReport:
+def dp_sgd_report(
+    mechanism: DpSgdMechanism,
+    *,
+    delta: float | None = None,
+    accountants: Sequence[AccountantKind | str] = (AccountantKind.RDP, AccountantKind.PLD),
+    per_epoch: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> PrivacyReport:
     """Builds the report; ``delta=None`` uses `default_delta(n)`.
 
     Args:
@@ -197,9 +228,16 @@ def dp_sgd_report(mechanism: DpSgdMechanism, *, delta: float | None = None,
             epsilon[kind.value] = None
             unavailable[kind.value] = str(err)
     rows = _per_epoch_rows(mechanism, delta, kinds, epsilon, progress) if per_epoch else ()
-    return PrivacyReport(mechanism=mechanism, delta=delta, delta_is_default=delta_is_default, epsilon=epsilon,
-                         unavailable=unavailable, per_epoch=rows, notes=tuple(_notes(mechanism, epsilon)),
-                         warnings=tuple(_warnings(mechanism, delta)))
+    return PrivacyReport(
+        mechanism=mechanism,
+        delta=delta,
+        delta_is_default=delta_is_default,
+        epsilon=epsilon,
+        unavailable=unavailable,
+        per_epoch=rows,
+        notes=tuple(_notes(mechanism, epsilon)),
+        warnings=tuple(_warnings(mechanism, delta)),
+    )
 
 
 def _per_epoch_rows(mechanism, delta, kinds, final, progress) -> tuple[EpochRow, ...]:
@@ -227,22 +265,33 @@ def _per_epoch_rows(mechanism, delta, kinds, final, progress) -> tuple[EpochRow,
 def _notes(m: DpSgdMechanism, epsilon) -> list[str]:
     notes = []
     if m.sampling is Sampling.SHUFFLE:
-        length = (f"{m.steps_per_epoch} steps per epoch" if m.steps_per_epoch else
-                  f"an epoch counted as floor(n/B) = {m.epoch_length:g} steps, which never undercounts")
-        notes.append(f"shuffled batches: epsilon composes the Gaussian mechanism once per epoch started "
-                     f"({m.passes} times; {length}). Do not compare it with Poisson numbers: for shuffling, "
-                     f"the Poisson analysis can underestimate epsilon (Chua et al., ICML 2024).")
+        length = (
+            f"{m.steps_per_epoch} steps per epoch"
+            if m.steps_per_epoch
+            else f"an epoch counted as floor(n/B) = {m.epoch_length:g} steps, which never undercounts"
+        )
+        notes.append(
+            f"shuffled batches: epsilon composes the Gaussian mechanism once per epoch started "
+            f"({m.passes} times; {length}). Do not compare it with Poisson numbers: for shuffling, "
+            f"the Poisson analysis can underestimate epsilon (Chua et al., ICML 2024)."
+        )
     if m.microbatches_hold_several_examples and m.sampling is Sampling.POISSON:
-        notes.append("microbatching: a microbatch of several examples is clipped as a mean, which one example "
-                     "joining it can move by 2C; accounted with noise multiplier sigma/2.")
+        notes.append(
+            "microbatching: a microbatch of several examples is clipped as a mean, which one example "
+            "joining it can move by 2C; accounted with noise multiplier sigma/2."
+        )
     if m.adjacency is Adjacency.REPLACE_ONE:
-        notes.append(f"replace-one: the summed clipped gradients with an example x and with its replacement x' are "
-                     f"at most {m.sensitivity:g}C apart ({_replace_one_distance(m)}); that is the sensitivity "
-                     f"accounted.")
+        notes.append(
+            f"replace-one: the summed clipped gradients with an example x and with its replacement x' are "
+            f"at most {m.sensitivity:g}C apart ({_replace_one_distance(m)}); that is the sensitivity "
+            f"accounted."
+        )
     if m.max_examples_per_user:
-        notes.append(f"user level: group privacy over {m.max_examples_per_user} examples, "
-                     f"(k*eps, delta*sum_(i<k) e^(i*eps)) with the example-level delta searched so that "
-                     f"the user-level delta is met.")
+        notes.append(
+            f"user level: group privacy over {m.max_examples_per_user} examples, "
+            f"(k*eps, delta*sum_(i<k) e^(i*eps)) with the example-level delta searched so that "
+            f"the user-level delta is met."
+        )
         if any(e is not None and math.isinf(e) for e in epsilon.values()):
             notes.append("user level: the group-privacy bound diverges for this configuration (inf).")
     return notes
@@ -269,12 +318,16 @@ def delta_warning(delta: float, dataset_size: int, unit: str = "example") -> str
     """
     share = delta * dataset_size
     if share >= 1:
-        return (f"delta={delta:g} is not below 1/n={1 / dataset_size:.3g}: a mechanism that publishes a random "
-                f"{unit} in full meets this delta. Use delta < 1/n.")
+        return (
+            f"delta={delta:g} is not below 1/n={1 / dataset_size:.3g}: a mechanism that publishes a random "
+            f"{unit} in full meets this delta. Use delta < 1/n."
+        )
     if share > DELTA_WARNING_FRACTION:
-        return (f"delta={delta:g} is {share:.3g}/n (n={dataset_size} {unit}s), close to 1/n: a mechanism that "
-                f"publishes each {unit} in full with probability delta meets it, {share:.2g} {unit}s in the clear on "
-                f"average. Prefer delta <= 1/(2n) = {1 / (2 * dataset_size):.3g} or smaller.")
+        return (
+            f"delta={delta:g} is {share:.3g}/n (n={dataset_size} {unit}s), close to 1/n: a mechanism that "
+            f"publishes each {unit} in full with probability delta meets it, {share:.2g} {unit}s in the clear on "
+            f"average. Prefer delta <= 1/(2n) = {1 / (2 * dataset_size):.3g} or smaller."
+        )
     return None
 
 

@@ -18,5 +18,13 @@ from privacy.auditing.membership_inference import MembershipAudit, loss_threshol
 from privacy.auditing.dp_sgd_audit import AuditPlan, AuditResult, run_dp_sgd_audit
 from privacy.auditing.one_run import OneRunAudit, audit_one_run
 
-__all__ = ["AuditPlan", "AuditResult", "MembershipAudit", "OneRunAudit", "audit_one_run", "loss_threshold_audit",
-           "per_example_cross_entropy", "run_dp_sgd_audit"]
+__all__ = [
+    "AuditPlan",
+    "AuditResult",
+    "MembershipAudit",
+    "OneRunAudit",
+    "audit_one_run",
+    "loss_threshold_audit",
+    "per_example_cross_entropy",
+    "run_dp_sgd_audit",
+]

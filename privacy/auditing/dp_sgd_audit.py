@@ -87,20 +87,31 @@ class AuditPlan:
             object.__setattr__(self, name, validation.integer(name, getattr(self, name), minimum=1))
         if self.steps is not None:
             object.__setattr__(self, "steps", validation.integer("steps", self.steps, minimum=1))
-        object.__setattr__(self, "num_canaries",
-                           validation.integer("num_canaries", self.num_canaries, minimum=MIN_CANARIES,
-                                              maximum=canary_rows.MAX_CANARIES,
-                                              note="fewer give the bound too few guesses; more take too much memory"))
+        object.__setattr__(
+            self,
+            "num_canaries",
+            validation.integer(
+                "num_canaries",
+                self.num_canaries,
+                minimum=MIN_CANARIES,
+                maximum=canary_rows.MAX_CANARIES,
+                note="fewer give the bound too few guesses; more take too much memory",
+            ),
+        )
         for name in ("l2_norm_clip", "noise_multiplier", "learning_rate"):
             object.__setattr__(self, name, validation.positive(name, getattr(self, name)))
         factor = FAULT_CLIP_FACTORS[self.fault]
         low, high = NOISE_MULTIPLIER_RANGE
         if not low * factor <= self.noise_multiplier <= high:
-            raise ValueError(f"noise_multiplier must be in [{low * factor:g}, {high:g}]"
-                             f"{f' with fault {self.fault}' if factor > 1 else ''}, got {self.noise_multiplier!r}")
+            raise ValueError(
+                f"noise_multiplier must be in [{low * factor:g}, {high:g}]"
+                f"{f' with fault {self.fault}' if factor > 1 else ''}, got {self.noise_multiplier!r}"
+            )
         if self.kind == "white-box" and self.l2_norm_clip * factor > canary_rows.MAX_DIRAC_CLIP:
-            raise ValueError(f"l2_norm_clip must be at most {canary_rows.MAX_DIRAC_CLIP / factor:g} for white-box "
-                             f"canaries (their gradient must exceed the clip norm), got {self.l2_norm_clip!r}")
+            raise ValueError(
+                f"l2_norm_clip must be at most {canary_rows.MAX_DIRAC_CLIP / factor:g} for white-box "
+                f"canaries (their gradient must exceed the clip norm), got {self.l2_norm_clip!r}"
+            )
         object.__setattr__(self, "delta", validation.probability("delta", self.delta))
         object.__setattr__(self, "confidence", validation.probability("confidence", self.confidence))
 
@@ -150,16 +161,31 @@ class AuditResult:
         return self.lower_bound[-1] > self.claimed_epsilon[-1]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"plan": dataclasses.asdict(self.plan), "claims": list(self.claims),
-                "claimed_epsilon": list(self.claimed_epsilon), "claim_accountant": self.claim_accountant,
-                "lower_bound": list(self.lower_bound), "final": self.final,
-                "final_split": self.final_split, "dataset_size": self.dataset_size,
-                "steps": self.steps, "seconds": self.seconds, "violated": self.violated}
+        return {
+            "plan": dataclasses.asdict(self.plan),
+            "claims": list(self.claims),
+            "claimed_epsilon": list(self.claimed_epsilon),
+            "claim_accountant": self.claim_accountant,
+            "lower_bound": list(self.lower_bound),
+            "final": self.final,
+            "final_split": self.final_split,
+            "dataset_size": self.dataset_size,
+            "steps": self.steps,
+            "seconds": self.seconds,
+            "violated": self.violated,
+        }
 
 
-def run_dp_sgd_audit(plan: AuditPlan, x: np.ndarray, y: np.ndarray, x_pool: np.ndarray | None = None,
-                     y_pool: np.ndarray | None = None, *,
-                     build_model: Callable[[int, int], Any] | None = None, fixed_size: bool = False) -> AuditResult:
+def run_dp_sgd_audit(
+    plan: AuditPlan,
+    x: np.ndarray,
+    y: np.ndarray,
+    x_pool: np.ndarray | None = None,
+    y_pool: np.ndarray | None = None,
+    *,
+    build_model: Callable[[int, int], Any] | None = None,
+    fixed_size: bool = False,
+) -> AuditResult:
     """Trains once with canaries as `plan` says and returns the claimed epsilons and lower bounds per epoch.
 
     Args:
@@ -192,40 +218,63 @@ def run_dp_sgd_audit(plan: AuditPlan, x: np.ndarray, y: np.ndarray, x_pool: np.n
     x, y = np.asarray(x, np.float32), np.asarray(y).astype(np.int64).reshape(-1)
     num_classes = int(y.max()) + 1
     if plan.kind == "black-box":
-        canaries = canary_rows.mislabelled_canaries(np.asarray(x_pool, np.float32), y_pool, plan.num_canaries,
-                                                    num_classes)
+        canaries = canary_rows.mislabelled_canaries(
+            np.asarray(x_pool, np.float32), y_pool, plan.num_canaries, num_classes
+        )
         x_train, y_train = canaries.training_data(x, y)
     else:
         canaries = canary_rows.dirac_slot_rows(x.shape[1], plan.num_canaries)
-        excluded = int(plan.num_canaries - canaries.included.sum()) if fixed_size else 0   # n + m rows in all
+        excluded = int(plan.num_canaries - canaries.included.sum()) if fixed_size else 0  # n + m rows in all
         x_train, y_train = canaries.training_data(
             canary_rows.with_empty_slot(np.concatenate([x, np.zeros((excluded, x.shape[1]), np.float32)])),
-            np.concatenate([y, np.zeros(excluded, np.int64)]))
+            np.concatenate([y, np.zeros(excluded, np.int64)]),
+        )
 
     clip, sigma = _run_clip_and_noise(plan)
     if build_model is None:
-        base = tf.keras.Sequential([tf.keras.Input(shape=(x.shape[1],)),
-                                    tf.keras.layers.Dense(plan.hidden_units, activation="relu"),
-                                    tf.keras.layers.Dense(num_classes)])
+        base = tf.keras.Sequential(
+            [
+                tf.keras.Input(shape=(x.shape[1],)),
+                tf.keras.layers.Dense(plan.hidden_units, activation="relu"),
+                tf.keras.layers.Dense(num_classes),
+            ]
+        )
     else:
         base = build_model(x.shape[1], num_classes)
         shape = tuple(base(np.zeros((1, x.shape[1]), np.float32)).shape)
         if shape != (1, num_classes):
-            raise ValueError(f"build_model: the model must map [batch, {x.shape[1]}] features to [batch, "
-                             f"{num_classes}] logits, got output shape {shape} for one row")
-    model = base if plan.kind == "black-box" else \
-        keras_canaries.with_dirac_slot(base, x.shape[1], plan.num_canaries, num_classes)
-    make_private(model, l2_norm_clip=clip, noise_multiplier=sigma, expected_batch_size=plan.batch_size,
-                 dataset_size=len(y_train), target_delta=plan.delta, secure_noise=True)
-    model.compile(optimizer=tf.keras.optimizers.SGD(plan.learning_rate),
-                  loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            raise ValueError(
+                f"build_model: the model must map [batch, {x.shape[1]}] features to [batch, "
+                f"{num_classes}] logits, got output shape {shape} for one row"
+            )
+    model = (
+        base
+        if plan.kind == "black-box"
+        else keras_canaries.with_dirac_slot(base, x.shape[1], plan.num_canaries, num_classes)
+    )
+    make_private(
+        model,
+        l2_norm_clip=clip,
+        noise_multiplier=sigma,
+        expected_batch_size=plan.batch_size,
+        dataset_size=len(y_train),
+        target_delta=plan.delta,
+        secure_noise=True,
+    )
+    model.compile(
+        optimizer=tf.keras.optimizers.SGD(plan.learning_rate),
+        loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
 
     def scores() -> np.ndarray:
         if not all(np.isfinite(weights).all() for weights in model.get_weights()):
             raise ValueError(DIVERGED)
         try:
-            values = keras_canaries.white_box_scores(model) if plan.kind == "white-box" else \
-                keras_canaries.black_box_scores(model, canaries.x, canaries.y)
+            values = (
+                keras_canaries.white_box_scores(model)
+                if plan.kind == "white-box"
+                else keras_canaries.black_box_scores(model, canaries.x, canaries.y)
+            )
         except FloatingPointError:
             raise ValueError(DIVERGED) from None
         if not np.isfinite(values).all():
@@ -238,22 +287,44 @@ def run_dp_sgd_audit(plan: AuditPlan, x: np.ndarray, y: np.ndarray, x_pool: np.n
         model.fit(x_train, y_train, epochs=1, steps_per_epoch=plan.steps, verbose=0)
         last_scores = scores()
         training = private_training(model)
-        claims.append(_claims(DpSgdMechanism(
-            dataset_size=training.dataset_size, batch_size=training.expected_batch_size,
-            noise_multiplier=plan.noise_multiplier, steps=max(1, training.steps), sampling=training.sampling,
-            adjacency=training.adjacency), plan.delta))   # the declared sigma: what a faulty run still claims
+        claims.append(
+            _claims(
+                DpSgdMechanism(
+                    dataset_size=training.dataset_size,
+                    batch_size=training.expected_batch_size,
+                    noise_multiplier=plan.noise_multiplier,
+                    steps=max(1, training.steps),
+                    sampling=training.sampling,
+                    adjacency=training.adjacency,
+                ),
+                plan.delta,
+            )
+        )  # the declared sigma: what a faulty run still claims
         audits.append(audit_one_run(last_scores, canaries.included, delta=plan.delta, confidence=plan.confidence))
         bounds.append(audits[-1].epsilon_lower_bound)
-    return AuditResult(plan=plan, claims=tuple(claims), lower_bound=tuple(bounds),
-                       final=audits[-1].to_dict(),
-                       final_split=audit_one_run(last_scores, canaries.included, delta=plan.delta,
-                                                 confidence=plan.confidence, strategy="split").to_dict(),
-                       dataset_size=len(y_train), steps=private_training(model).steps,
-                       seconds=time.perf_counter() - start)
+    return AuditResult(
+        plan=plan,
+        claims=tuple(claims),
+        lower_bound=tuple(bounds),
+        final=audits[-1].to_dict(),
+        final_split=audit_one_run(
+            last_scores, canaries.included, delta=plan.delta, confidence=plan.confidence, strategy="split"
+        ).to_dict(),
+        dataset_size=len(y_train),
+        steps=private_training(model).steps,
+        seconds=time.perf_counter() - start,
+    )
 
 
-def audit_mechanism(mechanism: DpSgdMechanism, *, l2_norm_clip: float, delta: float, num_canaries: int,
-                    confidence: float = DEFAULT_CONFIDENCE, fault: str = "none") -> AuditResult:
+def audit_mechanism(
+    mechanism: DpSgdMechanism,
+    *,
+    l2_norm_clip: float,
+    delta: float,
+    num_canaries: int,
+    confidence: float = DEFAULT_CONFIDENCE,
+    fault: str = "none",
+) -> AuditResult:
     """White-box one-run audit of the DP-SGD run `mechanism` describes, with `num_canaries` canaries added (see the
     module docstring). An excluded canary's row stays as one more stand-in row (`run_dp_sgd_audit`'s fixed_size), so
     the audited run has N = n + m rows whatever the bits, and the expected batch is B' = round(B N / n): every row is
@@ -266,28 +337,47 @@ def audit_mechanism(mechanism: DpSgdMechanism, *, l2_norm_clip: float, delta: fl
         (`max_examples_per_user`: a canary is one example).
     """
     if mechanism.sampling is not Sampling.POISSON or mechanism.adjacency is not Adjacency.ADD_REMOVE:
-        raise ValueError(f"sampling: the one-run audit includes or leaves out each canary, so it needs Poisson "
-                         f"sampling with add/remove adjacency, got {mechanism.sampling.value} with "
-                         f"{mechanism.adjacency.value}")
+        raise ValueError(
+            f"sampling: the one-run audit includes or leaves out each canary, so it needs Poisson "
+            f"sampling with add/remove adjacency, got {mechanism.sampling.value} with "
+            f"{mechanism.adjacency.value}"
+        )
     if mechanism.num_microbatches is not None or mechanism.truncated_batch_size is not None:
-        raise ValueError("num_microbatches: the audit reproduces per-example clipping of whole Poisson batches only "
-                         "(a canary clipped with other rows, or a cut batch, would depend on their values)")
+        raise ValueError(
+            "num_microbatches: the audit reproduces per-example clipping of whole Poisson batches only "
+            "(a canary clipped with other rows, or a cut batch, would depend on their values)"
+        )
     if mechanism.max_examples_per_user is not None:
-        raise ValueError(f"max_examples_per_user: the audit's canaries are single examples, so it tests an "
-                         f"example-level claim, not this user-level one (group privacy over "
-                         f"{mechanism.max_examples_per_user} examples)")
+        raise ValueError(
+            f"max_examples_per_user: the audit's canaries are single examples, so it tests an "
+            f"example-level claim, not this user-level one (group privacy over "
+            f"{mechanism.max_examples_per_user} examples)"
+        )
     rows = mechanism.dataset_size
-    batch_size = max(1, round(mechanism.batch_size * (rows + num_canaries) / rows))   # q kept, N = n + m rows
-    plan = AuditPlan(kind="white-box", num_canaries=num_canaries, steps=mechanism.steps,
-                     batch_size=batch_size, l2_norm_clip=l2_norm_clip,
-                     noise_multiplier=mechanism.noise_multiplier, delta=delta, confidence=confidence, fault=fault,
-                     hidden_units=1)
-    return run_dp_sgd_audit(plan, np.zeros((rows, 1), np.float32), np.arange(rows) % 2,   # stand-ins: two classes
-                            fixed_size=True)
+    batch_size = max(1, round(mechanism.batch_size * (rows + num_canaries) / rows))  # q kept, N = n + m rows
+    plan = AuditPlan(
+        kind="white-box",
+        num_canaries=num_canaries,
+        steps=mechanism.steps,
+        batch_size=batch_size,
+        l2_norm_clip=l2_norm_clip,
+        noise_multiplier=mechanism.noise_multiplier,
+        delta=delta,
+        confidence=confidence,
+        fault=fault,
+        hidden_units=1,
+    )
+    return run_dp_sgd_audit(
+        plan,
+        np.zeros((rows, 1), np.float32),
+        np.arange(rows) % 2,  # stand-ins: two classes
+        fixed_size=True,
+    )
 
 
-def check_data(plan: AuditPlan, x: np.ndarray, y: np.ndarray, x_pool: np.ndarray | None, *,
-               fixed_size: bool = False) -> None:
+def check_data(
+    plan: AuditPlan, x: np.ndarray, y: np.ndarray, x_pool: np.ndarray | None, *, fixed_size: bool = False
+) -> None:
     """Refuses data the plan cannot run on, and a run ppml could not account, before any training (ValueError
     naming the setting). Accounting is checked for the fewest (n) and the most (n + m) training rows the canary
     bits can give (n + m only with `run_dp_sgd_audit`'s fixed_size), so the answer does not depend on the bits."""
@@ -297,18 +387,24 @@ def check_data(plan: AuditPlan, x: np.ndarray, y: np.ndarray, x_pool: np.ndarray
     if plan.batch_size > fewest:
         raise ValueError(f"batch_size must be at most the {fewest} training rows, got {plan.batch_size}")
     if plan.kind == "black-box" and (x_pool is None or len(x_pool) < plan.num_canaries):
-        raise ValueError(f"black-box canaries come from the {0 if x_pool is None else len(x_pool)} held-out "
-                         f"inputs, got num_canaries={plan.num_canaries}")
-    noises = {plan.noise_multiplier, _run_clip_and_noise(plan)[1]} - {0.0}   # the claim's and the run's own
+        raise ValueError(
+            f"black-box canaries come from the {0 if x_pool is None else len(x_pool)} held-out "
+            f"inputs, got num_canaries={plan.num_canaries}"
+        )
+    noises = {plan.noise_multiplier, _run_clip_and_noise(plan)[1]} - {0.0}  # the claim's and the run's own
     for rows in sorted({fewest, len(y) + plan.num_canaries}):
-        steps = plan.steps or plan.epochs * max(1, round(rows / plan.batch_size))   # Poisson batches, as fit runs them
+        steps = plan.steps or plan.epochs * max(1, round(rows / plan.batch_size))  # Poisson batches, as fit runs them
         for noise in sorted(noises):
             try:
-                compute_epsilon(DpSgdMechanism(dataset_size=rows, batch_size=plan.batch_size,
-                                               noise_multiplier=noise, steps=steps), plan.delta)
+                compute_epsilon(
+                    DpSgdMechanism(dataset_size=rows, batch_size=plan.batch_size, noise_multiplier=noise, steps=steps),
+                    plan.delta,
+                )
             except ValueError as err:
-                raise ValueError(f"cannot account this run (noise_multiplier {noise:g}, batch_size "
-                                 f"{plan.batch_size}, {steps} steps): {err}") from None
+                raise ValueError(
+                    f"cannot account this run (noise_multiplier {noise:g}, batch_size "
+                    f"{plan.batch_size}, {steps} steps): {err}"
+                ) from None
 
 
 def _run_clip_and_noise(plan: AuditPlan) -> tuple[float, float]:
@@ -321,5 +417,8 @@ def _run_clip_and_noise(plan: AuditPlan) -> tuple[float, float]:
 def _claims(mechanism, delta: float) -> dict[str, float]:
     """The epsilon of each accountant in `CLAIM_ACCOUNTANTS` that ppml asks for this mechanism (PLD is skipped
     where `cost_reason` or `unsupported_reason` says ppml does not ask it)."""
-    return {kind: float(compute_epsilon(mechanism, delta, kind)) for kind in CLAIM_ACCOUNTANTS
-            if not (mechanism.unsupported_reason(kind) or mechanism.cost_reason(kind, delta))}
+    return {
+        kind: float(compute_epsilon(mechanism, delta, kind))
+        for kind in CLAIM_ACCOUNTANTS
+        if not (mechanism.unsupported_reason(kind) or mechanism.cost_reason(kind, delta))
+    }

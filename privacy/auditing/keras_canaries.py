@@ -35,15 +35,16 @@ class DiracCanaryHead(tf.keras.layers.Layer):
         self.num_canaries, self.num_classes = int(num_canaries), int(num_classes)
 
     def build(self, input_shape):
-        self.slot_weights = self.add_weight(name="canary_slot", shape=(self.num_canaries,), initializer="zeros",
-                                            trainable=True)
+        self.slot_weights = self.add_weight(
+            name="canary_slot", shape=(self.num_canaries,), initializer="zeros", trainable=True
+        )
         super().build(input_shape)
 
     def call(self, inputs):
         logits, ids = inputs
         slot = tf.one_hot(tf.cast(ids[:, 0], tf.int32) - 1, self.num_canaries, dtype=logits.dtype)  # id 0: zeros
         z = tf.linalg.matvec(slot, self.slot_weights)
-        z = AMPLITUDE * (z - tf.stop_gradient(z))                       # value 0, gradient A * slot
+        z = AMPLITUDE * (z - tf.stop_gradient(z))  # value 0, gradient A * slot
         canary_logits = z[:, None] * tf.one_hot(0, self.num_classes, dtype=z.dtype)[None, :]
         is_canary = tf.reduce_any(tf.not_equal(slot, 0), axis=-1, keepdims=True)
         return tf.where(is_canary, canary_logits, logits)

@@ -46,6 +46,5 @@ def per_example_cross_entropy(labels, probabilities) -> np.ndarray:
     if probs.ndim != 2:
         raise ValueError(f"probabilities must have shape [N], [N, 1] or [N, K], got {probs.shape}")
     if labels.min(initial=0) < 0 or labels.max(initial=0) >= probs.shape[1]:
-        raise ValueError(f"labels must be in [0, {probs.shape[1]}), got range "
-                         f"[{labels.min()}, {labels.max()}]")
+        raise ValueError(f"labels must be in [0, {probs.shape[1]}), got range [{labels.min()}, {labels.max()}]")
     return -np.log(probs[np.arange(len(labels)), labels])

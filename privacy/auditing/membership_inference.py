@@ -75,32 +75,38 @@ class MembershipAudit:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "MembershipAudit":
         try:
-            return cls(auc=float(data["auc"]), auc_standard_error=float(data["auc_standard_error"]),
-                       advantage=float(data["advantage"]),
-                       tpr_at_fpr={float(k): float(v) for k, v in data["tpr_at_fpr"].items()},
-                       num_members=int(data["num_members"]), num_nonmembers=int(data["num_nonmembers"]),
-                       mean_member_loss=float(data["mean_member_loss"]),
-                       mean_nonmember_loss=float(data["mean_nonmember_loss"]),
-                       attack=str(data.get("attack", ATTACK)))
+            return cls(
+                auc=float(data["auc"]),
+                auc_standard_error=float(data["auc_standard_error"]),
+                advantage=float(data["advantage"]),
+                tpr_at_fpr={float(k): float(v) for k, v in data["tpr_at_fpr"].items()},
+                num_members=int(data["num_members"]),
+                num_nonmembers=int(data["num_nonmembers"]),
+                mean_member_loss=float(data["mean_member_loss"]),
+                mean_nonmember_loss=float(data["mean_nonmember_loss"]),
+                attack=str(data.get("attack", ATTACK)),
+            )
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise ValueError(f"malformed membership audit: {err!r}") from None
 
     def format_text(self) -> str:
         low, high = self.auc_ci95
         tprs = ", ".join(f"TPR {tpr:.3f} at FPR <= {level:g}" for level, tpr in self.tpr_at_fpr.items())
-        return "\n".join([
-            f"Membership-inference audit: {self.attack}",
-            f"  examples           {self.num_members} members (train), "
-            f"{self.num_nonmembers} non-members (held out)",
-            f"  mean loss          members {self.mean_member_loss:.4f}, "
-            f"non-members {self.mean_nonmember_loss:.4f}",
-            f"  attack AUC         {self.auc:.4f} (95% CI {low:.3f}-{high:.3f}; 0.5 = chance)",
-            f"  advantage          {self.advantage:.4f} (max TPR - FPR); {tprs}",
-        ])
+        return "\n".join(
+            [
+                f"Membership-inference audit: {self.attack}",
+                f"  examples           {self.num_members} members (train), "
+                f"{self.num_nonmembers} non-members (held out)",
+                f"  mean loss          members {self.mean_member_loss:.4f}, non-members {self.mean_nonmember_loss:.4f}",
+                f"  attack AUC         {self.auc:.4f} (95% CI {low:.3f}-{high:.3f}; 0.5 = chance)",
+                f"  advantage          {self.advantage:.4f} (max TPR - FPR); {tprs}",
+            ]
+        )
 
 
-def loss_threshold_audit(member_losses: Sequence[float], nonmember_losses: Sequence[float], *,
-                         fpr_levels: Sequence[float] = FPR_LEVELS) -> MembershipAudit:
+def loss_threshold_audit(
+    member_losses: Sequence[float], nonmember_losses: Sequence[float], *, fpr_levels: Sequence[float] = FPR_LEVELS
+) -> MembershipAudit:
     """Attacks with "member iff loss <= tau" and measures the attack over all thresholds tau.
 
     Args:
@@ -126,11 +132,15 @@ def loss_threshold_audit(member_losses: Sequence[float], nonmember_losses: Seque
     variance = (np.var(v10, ddof=1) / m if m > 1 else 0.0) + (np.var(v01, ddof=1) / n if n > 1 else 0.0)
     tpr, fpr = _roc(members, nonmembers)
     return MembershipAudit(
-        auc=float(auc), auc_standard_error=float(math.sqrt(variance)),
+        auc=float(auc),
+        auc_standard_error=float(math.sqrt(variance)),
         advantage=float(np.max(tpr - fpr)),
         tpr_at_fpr={float(level): float(np.max(tpr[fpr <= level])) for level in fpr_levels},
-        num_members=m, num_nonmembers=n,
-        mean_member_loss=float(members.mean()), mean_nonmember_loss=float(nonmembers.mean()))
+        num_members=m,
+        num_nonmembers=n,
+        mean_member_loss=float(members.mean()),
+        mean_nonmember_loss=float(nonmembers.mean()),
+    )
 
 
 def _roc(members: np.ndarray, nonmembers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -147,6 +157,7 @@ def _losses(name: str, values: Sequence[float]) -> np.ndarray:
         raise ValueError(f"{name} is empty: the audit needs at least one example of each kind")
     bad = ~np.isfinite(array)
     if bad.any():
-        raise ValueError(f"{name} holds {int(bad.sum())} non-finite losses (first at index "
-                         f"{int(np.argmax(bad))}: {array[bad][0]!r})")
+        raise ValueError(
+            f"{name} holds {int(bad.sum())} non-finite losses (first at index {int(np.argmax(bad))}: {array[bad][0]!r})"
+        )
     return array

@@ -70,9 +70,9 @@ def p_value(m: int, r: int, v: int, epsilon: float | np.ndarray, delta: float) -
     if np.any(eps < 0) or not np.all(np.isfinite(eps)):
         raise ValueError("epsilon must be finite and >= 0")
     q = special.expit(eps)
-    tail = stats.binom.sf(v - 1, r, q)                      # P[Binomial(r, q) >= v]
+    tail = stats.binom.sf(v - 1, r, q)  # P[Binomial(r, q) >= v]
     if delta > 0 and v > 0:
-        below = stats.binom.pmf(np.arange(v - 1, -1, -1)[None, :], r, q[:, None])   # j = v-1, v-2, ..., 0
+        below = stats.binom.pmf(np.arange(v - 1, -1, -1)[None, :], r, q[:, None])  # j = v-1, v-2, ..., 0
         steps = np.arange(1, v + 1)
         tail = tail + 2 * m * delta * np.max(np.cumsum(below, axis=1) / steps, axis=1)
     return np.minimum(tail, 1.0).reshape(np.shape(epsilon))
@@ -90,7 +90,7 @@ def epsilon_lower_bound(m: int, r: int, v: int, *, delta: float, alpha: float) -
     validation.probability("alpha", alpha)
     _check_counts(m, r, v)
     if r == 0 or v <= r / 2:
-        return 0.0   # no better than a coin: no evidence against eps = 0 (also saves the grid search)
+        return 0.0  # no better than a coin: no evidence against eps = 0 (also saves the grid search)
     start = 0
     while start * EPSILON_RESOLUTION < _EPSILON_CEILING:
         grid = np.arange(start, start + _GRID_CHUNK) * EPSILON_RESOLUTION
@@ -108,7 +108,7 @@ def guess_counts(m: int) -> tuple[tuple[int, int], ...]:
     Depends on m only, never on the scores or the bits."""
     if m < 1:
         raise ValueError(f"need at least one canary, got m={m}")
-    totals = sorted({int(round(m / 2 ** k)) for k in range(64) if m / 2 ** k >= min(m, MIN_GUESSES)})
+    totals = sorted({int(round(m / 2**k)) for k in range(64) if m / 2**k >= min(m, MIN_GUESSES)})
     pairs = []
     for r in totals:
         pairs.append((r, 0))
@@ -122,8 +122,10 @@ def largest_bound(m: int, *, delta: float, confidence: float = DEFAULT_CONFIDENC
     `guess_counts` (a noiseless, perfectly separating run). A claim above it cannot be refuted with m canaries
     at this delta, whatever the run does (the delta term grows with m delta)."""
     pairs = guess_counts(m)
-    return max(epsilon_lower_bound(m, r, r, delta=delta, alpha=(1 - confidence) / len(pairs))
-               for r in sorted({k_in + k_out for k_in, k_out in pairs}))
+    return max(
+        epsilon_lower_bound(m, r, r, delta=delta, alpha=(1 - confidence) / len(pairs))
+        for r in sorted({k_in + k_out for k_in, k_out in pairs})
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,8 +162,14 @@ class OneRunAudit:
         return dataclasses.asdict(self)
 
 
-def audit_one_run(scores: Sequence[float], included: Sequence[bool], *, delta: float,
-                  confidence: float = DEFAULT_CONFIDENCE, strategy: str = "bonferroni") -> OneRunAudit:
+def audit_one_run(
+    scores: Sequence[float],
+    included: Sequence[bool],
+    *,
+    delta: float,
+    confidence: float = DEFAULT_CONFIDENCE,
+    strategy: str = "bonferroni",
+) -> OneRunAudit:
     """The one-run lower bound on epsilon from per-canary scores and the secret inclusion bits.
 
     Args:
@@ -195,44 +203,73 @@ def audit_one_run(scores: Sequence[float], included: Sequence[bool], *, delta: f
     alpha = 1 - confidence
     if strategy == "bonferroni":
         pairs = guess_counts(score_array.size)
-        return _best(score_array, bits, pairs, delta=delta, alpha=alpha / len(pairs), confidence=confidence,
-                     strategy=strategy)
+        return _best(
+            score_array, bits, pairs, delta=delta, alpha=alpha / len(pairs), confidence=confidence, strategy=strategy
+        )
     if score_array.size < 2:
         raise ValueError("strategy 'split' needs at least 2 canaries")
     order = _csprng_permutation(score_array.size)
-    choose, measure = order[: score_array.size // 2], order[score_array.size // 2:]
-    chosen = _best(score_array[choose], bits[choose], guess_counts(choose.size), delta=delta, alpha=alpha,
-                   confidence=confidence, strategy=strategy)
+    choose, measure = order[: score_array.size // 2], order[score_array.size // 2 :]
+    chosen = _best(
+        score_array[choose],
+        bits[choose],
+        guess_counts(choose.size),
+        delta=delta,
+        alpha=alpha,
+        confidence=confidence,
+        strategy=strategy,
+    )
     # The fractions chosen on one half, applied to the other half.
     scale = measure.size / choose.size
     pair = (int(round(chosen.guesses_in * scale)), int(round(chosen.guesses_out * scale)))
     pair = (min(pair[0], measure.size), min(pair[1], measure.size - min(pair[0], measure.size)))
-    return _best(score_array[measure], bits[measure], (pair,), delta=delta, alpha=alpha, confidence=confidence,
-                 strategy=strategy)
+    return _best(
+        score_array[measure], bits[measure], (pair,), delta=delta, alpha=alpha, confidence=confidence, strategy=strategy
+    )
 
 
-def _best(scores: np.ndarray, bits: np.ndarray, pairs: Sequence[tuple[int, int]], *, delta: float, alpha: float,
-          confidence: float, strategy: str) -> OneRunAudit:
+def _best(
+    scores: np.ndarray,
+    bits: np.ndarray,
+    pairs: Sequence[tuple[int, int]],
+    *,
+    delta: float,
+    alpha: float,
+    confidence: float,
+    strategy: str,
+) -> OneRunAudit:
     m = scores.size
-    order = np.lexsort((np.arange(m), -scores))       # highest score first; ties by index
+    order = np.lexsort((np.arange(m), -scores))  # highest score first; ties by index
     ranked = bits[order]
-    correct_in = np.concatenate([[0], np.cumsum(ranked)])              # included among the top k
-    correct_out = np.concatenate([[0], np.cumsum(~ranked[::-1])])      # excluded among the bottom k
+    correct_in = np.concatenate([[0], np.cumsum(ranked)])  # included among the top k
+    correct_out = np.concatenate([[0], np.cumsum(~ranked[::-1])])  # excluded among the bottom k
     best = None
     for k_in, k_out in pairs:
         if k_in + k_out > m:
             raise ValueError(f"{k_in} + {k_out} guesses exceed {m} canaries")
         v = int(correct_in[k_in] + correct_out[k_out])
-        if best is not None and delta > 0 and \
-                epsilon_lower_bound(m, k_in + k_out, v, delta=0.0, alpha=alpha) <= best[0]:
-            continue   # the delta term only lowers the bound: this pair cannot beat the best (a shortcut)
+        if (
+            best is not None
+            and delta > 0
+            and epsilon_lower_bound(m, k_in + k_out, v, delta=0.0, alpha=alpha) <= best[0]
+        ):
+            continue  # the delta term only lowers the bound: this pair cannot beat the best (a shortcut)
         bound = epsilon_lower_bound(m, k_in + k_out, v, delta=delta, alpha=alpha)
         if best is None or bound > best[0]:
             best = (bound, k_in, k_out, v)
     bound, k_in, k_out, v = best
-    return OneRunAudit(epsilon_lower_bound=bound, delta=float(delta), confidence=float(confidence), num_canaries=m,
-                       num_guesses=k_in + k_out, num_correct=v, guesses_in=k_in, guesses_out=k_out,
-                       strategy=strategy, pairs_tried=len(pairs))
+    return OneRunAudit(
+        epsilon_lower_bound=bound,
+        delta=float(delta),
+        confidence=float(confidence),
+        num_canaries=m,
+        num_guesses=k_in + k_out,
+        num_correct=v,
+        guesses_in=k_in,
+        guesses_out=k_out,
+        strategy=strategy,
+        pairs_tried=len(pairs),
+    )
 
 
 def _csprng_permutation(n: int) -> np.ndarray:

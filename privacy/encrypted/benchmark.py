@@ -36,12 +36,19 @@ def reference_plan(name: str, seed: int = 0) -> ModelPlan:
                 layers.append(Activation(f"relu_{k}", "relu"))
         return ModelPlan(Architecture((784,), tuple(layers), "softmax"), weights)
     if name == "cnn":
-        layers = (Conv2D("conv", 16, (5, 5), (2, 2), "valid"), Activation("conv.relu", "relu"),
-                  Reshape("flatten", (-1,)), Dense("dense_0", 100), Activation("dense_0.relu", "relu"),
-                  Dense("dense_1", 10))
-        weights = {"conv": (_glorot(rng, (5, 5, 1, 16), 25, 400), rng.normal(0, 0.05, 16)),
-                   "dense_0": (_glorot(rng, (2304, 100), 2304, 100), rng.normal(0, 0.05, 100)),
-                   "dense_1": (_glorot(rng, (100, 10), 100, 10), rng.normal(0, 0.05, 10))}
+        layers = (
+            Conv2D("conv", 16, (5, 5), (2, 2), "valid"),
+            Activation("conv.relu", "relu"),
+            Reshape("flatten", (-1,)),
+            Dense("dense_0", 100),
+            Activation("dense_0.relu", "relu"),
+            Dense("dense_1", 10),
+        )
+        weights = {
+            "conv": (_glorot(rng, (5, 5, 1, 16), 25, 400), rng.normal(0, 0.05, 16)),
+            "dense_0": (_glorot(rng, (2304, 100), 2304, 100), rng.normal(0, 0.05, 100)),
+            "dense_1": (_glorot(rng, (100, 10), 100, 10), rng.normal(0, 0.05, 10)),
+        }
         return ModelPlan(Architecture((28, 28, 1), layers, "softmax"), weights)
     raise ValueError(f"unknown reference model {name!r}; choose from {REFERENCE_MODELS}")
 
@@ -61,5 +68,12 @@ def time_predictions(predictor, x: np.ndarray, *, repeats: int, warmup: int = 2)
         predictor.predict(x)
         seconds.append(time.perf_counter() - start)
     cost = predictor.last_cost
-    return {"batch": len(x), "median_ms": 1e3 * statistics.median(seconds), "min_ms": 1e3 * min(seconds),
-            "rounds": cost.rounds, "bytes": cost.bytes, "client_bytes": cost.client_bytes, "repeats": repeats}
+    return {
+        "batch": len(x),
+        "median_ms": 1e3 * statistics.median(seconds),
+        "min_ms": 1e3 * min(seconds),
+        "rounds": cost.rounds,
+        "bytes": cost.bytes,
+        "client_bytes": cost.client_bytes,
+        "repeats": repeats,
+    }

@@ -41,8 +41,16 @@ class LocalParties:
         """Fresh `Party` objects for the next session, connected by fresh queues."""
         self._session += 1
         links = self.link_factory(NUM_PARTIES)
-        return [Party(i, Channel(links[i], timeout=self.timeout), self.keys[i], self.keys[(i + 1) % NUM_PARTIES],
-                      session=self._session) for i in range(NUM_PARTIES)]
+        return [
+            Party(
+                i,
+                Channel(links[i], timeout=self.timeout),
+                self.keys[i],
+                self.keys[(i + 1) % NUM_PARTIES],
+                session=self._session,
+            )
+            for i in range(NUM_PARTIES)
+        ]
 
     def run(self, fn: Callable[[Party, Any], Any], args: list) -> tuple[list, list[Party]]:
         """Runs ``fn(party_i, args[i])`` on three threads; returns the three results and the parties.
@@ -98,8 +106,16 @@ class InProcessCluster:
         ModelRangeError: if the model's values could leave the ring's headroom for these bounds.
     """
 
-    def __init__(self, plan: ModelPlan, bounds: InputBounds, fixed: FixedPoint | None = None, *,
-                 allow_logits: bool = False, timeout: float = DEFAULT_TIMEOUT_S, link_factory=None):
+    def __init__(
+        self,
+        plan: ModelPlan,
+        bounds: InputBounds,
+        fixed: FixedPoint | None = None,
+        *,
+        allow_logits: bool = False,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        link_factory=None,
+    ):
         self.fixed = fixed or FixedPoint()
         self.models = share_model(plan, self.fixed, bounds, allow_logits=allow_logits)
         self.architecture = plan.architecture
@@ -126,17 +142,26 @@ class InProcessCluster:
         if output == "logits" and not self.models[0].allow_logits:
             raise OutputNotAllowed("this cluster releases labels only (allow_logits=False)")
         x = encode_input(x, self.architecture.input_shape, self.fixed, self.ranges)
-        return predict_with_retries(lambda rows: self.run_shares(share(x[rows]), output), len(x), retries=retries,
-                                    output=output, output_activation=self.architecture.output_activation,
-                                    ranges=self.ranges)
+        return predict_with_retries(
+            lambda rows: self.run_shares(share(x[rows]), output),
+            len(x),
+            retries=retries,
+            output=output,
+            output_activation=self.architecture.output_activation,
+            ranges=self.ranges,
+        )
 
     def run_shares(self, inputs: list, output: str = OUTPUTS[0]) -> list:
         """The parties' `OutputShare`s for input shares as a client sends them (no client-side check: what a
         client that bypasses the library gets); sets `last_cost`."""
         results, parties = self.parties.run(
-            lambda party, share: predict_share(party, self.models[party.index], AShare(*share), output,
-                                               check_input=self.check_input), inputs)
+            lambda party, share: predict_share(
+                party, self.models[party.index], AShare(*share), output, check_input=self.check_input
+            ),
+            inputs,
+        )
         client_bytes = sum(a.nbytes + b.nbytes for a, b in inputs) + sum(
-            r.values.nbytes for r in results if r.values is not None)
+            r.values.nbytes for r in results if r.values is not None
+        )
         self.last_cost = CostReport.from_parties([p.channel.stats.to_dict() for p in parties], client_bytes)
         return results

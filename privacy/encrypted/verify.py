@@ -43,8 +43,9 @@ class VerificationReport:
     bytes_per_batch: int
     output: str = "logits"
 
-    def passes(self, *, min_agreement: float = DEFAULT_MIN_AGREEMENT,
-               max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP) -> bool:
+    def passes(
+        self, *, min_agreement: float = DEFAULT_MIN_AGREEMENT, max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP
+    ) -> bool:
         """Agreement at least `min_agreement` and accuracy difference at most `max_accuracy_drop` points."""
         accuracy_ok = self.accuracy_difference_points is None or self.accuracy_difference_points <= max_accuracy_drop
         return self.decision_agreement >= min_agreement and accuracy_ok
@@ -53,16 +54,25 @@ class VerificationReport:
         return dataclasses.asdict(self)
 
     def format_text(self) -> str:
-        rows = [("examples", f"{self.examples}"), ("decision agreement", f"{100 * self.decision_agreement:.2f} %"),
-                ("max abs error", "not measured (labels only)" if self.max_abs_error is None
-                 else f"{self.max_abs_error:.3g}")]
+        rows = [
+            ("examples", f"{self.examples}"),
+            ("decision agreement", f"{100 * self.decision_agreement:.2f} %"),
+            (
+                "max abs error",
+                "not measured (labels only)" if self.max_abs_error is None else f"{self.max_abs_error:.3g}",
+            ),
+        ]
         if self.plaintext_accuracy is not None:
-            rows += [("plaintext accuracy", f"{100 * self.plaintext_accuracy:.2f} %"),
-                     ("encrypted accuracy", f"{100 * self.encrypted_accuracy:.2f} %"),
-                     ("accuracy difference", f"{self.accuracy_difference_points:.2f} points")]
-        rows += [("latency per batch", f"{self.latency_ms_per_batch:.1f} ms (batch {self.batch_size})"),
-                 ("rounds per batch", f"{self.rounds_per_batch}"),
-                 ("bytes per batch", f"{self.bytes_per_batch / 1e6:.3f} MB between parties")]
+            rows += [
+                ("plaintext accuracy", f"{100 * self.plaintext_accuracy:.2f} %"),
+                ("encrypted accuracy", f"{100 * self.encrypted_accuracy:.2f} %"),
+                ("accuracy difference", f"{self.accuracy_difference_points:.2f} points"),
+            ]
+        rows += [
+            ("latency per batch", f"{self.latency_ms_per_batch:.1f} ms (batch {self.batch_size})"),
+            ("rounds per batch", f"{self.rounds_per_batch}"),
+            ("bytes per batch", f"{self.bytes_per_batch / 1e6:.3f} MB between parties"),
+        ]
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
@@ -80,8 +90,9 @@ def _decision_threshold(model) -> float:
     return float(np.asarray(activation(np.zeros((1, 1), np.float32))).reshape(-1)[0])
 
 
-def verify_model(model, x: np.ndarray, y: np.ndarray | None, predictor, *, batch_size: int = 100,
-                 output: str = "logits") -> VerificationReport:
+def verify_model(
+    model, x: np.ndarray, y: np.ndarray | None, predictor, *, batch_size: int = 100, output: str = "logits"
+) -> VerificationReport:
     """Runs `model` in plaintext and `predictor` (an `InProcessCluster` or a connected `RemoteClient`
     serving the same model, shared with logits allowed: the model owner's check) on `x`, and compares.
 
@@ -108,7 +119,7 @@ def verify_model(model, x: np.ndarray, y: np.ndarray | None, predictor, *, batch
     encrypted, seconds, rounds, nbytes = [], [], 0, 0
     for start in range(0, len(x), batch_size):
         began = time.perf_counter()
-        prediction = predictor.predict(x[start:start + batch_size], output=output)
+        prediction = predictor.predict(x[start : start + batch_size], output=output)
         encrypted.append(prediction.outputs if output == "logits" else prediction.labels)
         seconds.append(time.perf_counter() - began)
         rounds, nbytes = max(rounds, predictor.last_cost.rounds), max(nbytes, predictor.last_cost.bytes)
@@ -126,6 +137,16 @@ def verify_model(model, x: np.ndarray, y: np.ndarray | None, predictor, *, batch
             raise ValueError(f"got {len(y)} labels for {len(x)} examples")
         plain_acc, enc_acc = float((plain_labels == y).mean()), float((enc_labels == y).mean())
         diff = 100.0 * abs(plain_acc - enc_acc)
-    return VerificationReport(len(x), float((plain_labels == enc_labels).mean()), max_abs_error,
-                              plain_acc, enc_acc, diff, 1e3 * float(np.mean(seconds)), min(batch_size, len(x)),
-                              rounds, nbytes, output)
+    return VerificationReport(
+        len(x),
+        float((plain_labels == enc_labels).mean()),
+        max_abs_error,
+        plain_acc,
+        enc_acc,
+        diff,
+        1e3 * float(np.mean(seconds)),
+        min(batch_size, len(x)),
+        rounds,
+        nbytes,
+        output,
+    )

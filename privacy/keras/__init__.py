@@ -47,18 +47,46 @@ package imports TensorFlow; the Keras flavour of the classes below follows TF_US
 
 from privacy.keras.callback import PrivacyBudgetCallback
 from privacy.keras.model import DPModel, DPSequential, make_dp_model_class, make_private
-from privacy.keras.optimizers import DPGradientDescentGaussianOptimizer, DPKerasAdagradOptimizer, \
-    DPKerasAdamOptimizer, DPKerasSGDOptimizer, make_dp_optimizer_class
+from privacy.keras.optimizers import (
+    DPGradientDescentGaussianOptimizer,
+    DPKerasAdagradOptimizer,
+    DPKerasAdamOptimizer,
+    DPKerasSGDOptimizer,
+    make_dp_optimizer_class,
+)
 from privacy.keras.params import DPConfigurationError, DPParams
-from privacy.keras.private_training import (NOT_COVERED, PrivacyBudgetExceeded, PrivateTraining, privacy_budget,
-                                            private_training)
+from privacy.keras.private_training import (
+    NOT_COVERED,
+    PrivacyBudgetExceeded,
+    PrivateTraining,
+    privacy_budget,
+    private_training,
+)
 from privacy.keras.sampling import BatchSampling, fixed_size_batches, poisson_batches, sampling_of
 from privacy.keras.validator import find_problems, validate
 
 __all__ = [
-    "BatchSampling", "DPConfigurationError", "DPGradientDescentGaussianOptimizer", "DPKerasAdagradOptimizer",
-    "DPKerasAdamOptimizer", "DPKerasSGDOptimizer", "DPModel", "DPParams", "DPSequential", "NOT_COVERED",
-    "PrivacyBudgetCallback", "PrivacyBudgetExceeded", "PrivateTraining", "find_problems", "fixed_size_batches",
-    "make_dp_model_class", "make_dp_optimizer_class", "make_private", "poisson_batches", "privacy_budget",
-    "private_training", "sampling_of", "validate",
+    "BatchSampling",
+    "DPConfigurationError",
+    "DPGradientDescentGaussianOptimizer",
+    "DPKerasAdagradOptimizer",
+    "DPKerasAdamOptimizer",
+    "DPKerasSGDOptimizer",
+    "DPModel",
+    "DPParams",
+    "DPSequential",
+    "NOT_COVERED",
+    "PrivacyBudgetCallback",
+    "PrivacyBudgetExceeded",
+    "PrivateTraining",
+    "find_problems",
+    "fixed_size_batches",
+    "make_dp_model_class",
+    "make_dp_optimizer_class",
+    "make_private",
+    "poisson_batches",
+    "privacy_budget",
+    "private_training",
+    "sampling_of",
+    "validate",
 ]

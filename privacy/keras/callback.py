@@ -120,8 +120,9 @@ class StateGuardLogic:
         self._check()
 
     def _check(self) -> None:
-        changed = training_state.changed_float_state(self._variables, self._before,
-                                                     [v.numpy() for v in self._variables])
+        changed = training_state.changed_float_state(
+            self._variables, self._before, [v.numpy() for v in self._variables]
+        )
         if changed:
             raise DPConfigurationError(training_state.updated_state_error(changed))
 
@@ -137,21 +138,28 @@ def _epsilon(private) -> float:
         if private.state_path:
             private.save_state()
             saved = f"; the {private.steps} steps run are saved in {private.state_path}"
-        raise DPConfigurationError(f"after {private.steps} private steps the epsilon cannot be reported: "
-                                   f"{err}{saved}") from None
+        raise DPConfigurationError(
+            f"after {private.steps} private steps the epsilon cannot be reported: {err}{saved}"
+        ) from None
 
 
 @functools.cache
 def callback_class(keras) -> type:
     """`PrivacyBudgetCallback` for the Keras package ``keras`` (`keras` or `tf_keras`)."""
-    return type("PrivacyBudgetCallback", (PrivacyBudgetLogic, keras.callbacks.Callback),
-                {"__doc__": PrivacyBudgetLogic.__doc__, "__module__": __name__})
+    return type(
+        "PrivacyBudgetCallback",
+        (PrivacyBudgetLogic, keras.callbacks.Callback),
+        {"__doc__": PrivacyBudgetLogic.__doc__, "__module__": __name__},
+    )
 
 
 @functools.cache
 def state_guard_class(keras) -> type:
-    return type("StateGuard", (StateGuardLogic, keras.callbacks.Callback),
-                {"__doc__": StateGuardLogic.__doc__, "__module__": __name__})
+    return type(
+        "StateGuard",
+        (StateGuardLogic, keras.callbacks.Callback),
+        {"__doc__": StateGuardLogic.__doc__, "__module__": __name__},
+    )
 
 
 def state_guard_for(model):

@@ -23,8 +23,16 @@ def clip_scale(norms, l2_norm_clip: float, keep):
     return tf.where(keep, clip / tf.maximum(norms, clip), tf.zeros_like(norms))
 
 
-def clipped_gradient_sum(units, records, target_grads, variables, *, l2_norm_clip: float,
-                         num_microbatches: int | None = None, finite_losses=None):
+def clipped_gradient_sum(
+    units,
+    records,
+    target_grads,
+    variables,
+    *,
+    l2_norm_clip: float,
+    num_microbatches: int | None = None,
+    finite_losses=None,
+):
     """Sum over clipping units of the gradient clipped to L2 norm ``l2_norm_clip``.
 
     Args:
@@ -48,7 +56,7 @@ def clipped_gradient_sum(units, records, target_grads, variables, *, l2_norm_cli
             continue
         grads = []
         for call in calls:
-            grads.append(target_grads[position:position + len(call.targets)])
+            grads.append(target_grads[position : position + len(call.targets)])
             position += len(call.targets)
         for key, factor in unit.rule.factors(unit.layer, calls, grads, unit.variables).items():
             factor = factor.grouped(num_microbatches) if num_microbatches else factor

@@ -120,4 +120,3 @@ def steps_per_execution(model) -> int:
         value = getattr(model, "_steps_per_execution", None)
         return int(value.numpy()) if value is not None else 1
     return int(getattr(model, "steps_per_execution", 1) or 1)
-

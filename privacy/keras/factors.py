@@ -118,8 +118,9 @@ class EmbeddingRows:
         self.vocabulary_size = vocabulary_size
 
     def grouped(self, units) -> "EmbeddingRows":
-        return EmbeddingRows(_group(self.ids[..., None], units, True)[..., 0], _group(self.g, units, True),
-                             self.vocabulary_size)
+        return EmbeddingRows(
+            _group(self.ids[..., None], units, True)[..., 0], _group(self.g, units, True), self.vocabulary_size
+        )
 
     def squared_norms(self):
         same = tf.cast(tf.equal(self.ids[:, :, None], self.ids[:, None, :]), self.g.dtype)
@@ -133,8 +134,9 @@ class EmbeddingRows:
     def materialized(self):
         units, rows = dim(self.g), self.vocabulary_size
         segments = self.ids + tf.range(units)[:, None] * rows
-        table = tf.math.unsorted_segment_sum(tf.reshape(self.g, [-1, self.g.shape[-1]]), tf.reshape(segments, [-1]),
-                                             units * rows)
+        table = tf.math.unsorted_segment_sum(
+            tf.reshape(self.g, [-1, self.g.shape[-1]]), tf.reshape(segments, [-1]), units * rows
+        )
         return tf.reshape(table, [units, rows, self.g.shape[-1]])
 
     def kept(self, keep) -> "EmbeddingRows":

@@ -66,11 +66,13 @@ def _combine(factors):
         return factors[0]
     first = factors[0]
     if isinstance(first, OuterProduct):
-        return OuterProduct(tf.concat([f.a for f in factors], 1), tf.concat([f.g for f in factors], 1),
-                            first.to_variable)
+        return OuterProduct(
+            tf.concat([f.a for f in factors], 1), tf.concat([f.g for f in factors], 1), first.to_variable
+        )
     if isinstance(first, EmbeddingRows):
-        return EmbeddingRows(tf.concat([f.ids for f in factors], 1), tf.concat([f.g for f in factors], 1),
-                             first.vocabulary_size)
+        return EmbeddingRows(
+            tf.concat([f.ids for f in factors], 1), tf.concat([f.g for f in factors], 1), first.vocabulary_size
+        )
     return PerExample(tf.add_n([f.grads for f in factors]))
 
 
@@ -104,8 +106,12 @@ class EinsumDenseRule(LayerRule):
         if type(layer) is not compat.keras_of(layer).layers.EinsumDense or not _plain(layer):
             return False
         parsed = _parse_einsum(layer.equation)
-        return parsed is not None and parsed[0][0] == parsed[2][0] and parsed[0][0] not in parsed[1] and (
-            not layer.bias_axes or parsed[0][0] not in layer.bias_axes)
+        return (
+            parsed is not None
+            and parsed[0][0] == parsed[2][0]
+            and parsed[0][0] not in parsed[1]
+            and (not layer.bias_axes or parsed[0][0] not in layer.bias_axes)
+        )
 
     def call_factors(self, layer, kept, grad):
         x_sub, w_sub, y_sub = _parse_einsum(layer.equation)
@@ -114,8 +120,11 @@ class EinsumDenseRule(LayerRule):
         contracted = "".join(c for c in w_sub if c in x_sub and c not in y_sub)
         produced = "".join(c for c in w_sub if c in y_sub and c not in x_sub)
         positions = "".join(c for c in x_sub[1:] if c in y_sub and c not in w_sub)
-        standard = (set(x_sub) == set(b + positions + contracted) and set(w_sub) == set(contracted + produced)
-                    and set(y_sub) == set(b + positions + produced))
+        standard = (
+            set(x_sub) == set(b + positions + contracted)
+            and set(w_sub) == set(contracted + produced)
+            and set(y_sub) == set(b + positions + produced)
+        )
         out = {}
         if standard:
             a = tf.einsum(f"{x_sub}->{b}{positions}{contracted}", x)
@@ -169,8 +178,12 @@ class ConvRule(LayerRule):
 
     def applies(self, layer):
         layers = compat.keras_of(layer).layers
-        return (type(layer) in (layers.Conv1D, layers.Conv2D) and _plain(layer)
-                and layer.data_format == "channels_last" and getattr(layer, "groups", 1) == 1)
+        return (
+            type(layer) in (layers.Conv1D, layers.Conv2D)
+            and _plain(layer)
+            and layer.data_format == "channels_last"
+            and getattr(layer, "groups", 1) == 1
+        )
 
     def call_factors(self, layer, kept, grad):
         kernel = layer.kernel
@@ -186,8 +199,11 @@ class DepthwiseConv2DRule(LayerRule):
     """DepthwiseConv2D: grad[kh, kw, c, m] = sum_p patch[p, kh, kw, c] * g[p, c * M + m]."""
 
     def applies(self, layer):
-        return (type(layer) is compat.keras_of(layer).layers.DepthwiseConv2D and _plain(layer)
-                and layer.data_format == "channels_last")
+        return (
+            type(layer) is compat.keras_of(layer).layers.DepthwiseConv2D
+            and _plain(layer)
+            and layer.data_format == "channels_last"
+        )
 
     def call_factors(self, layer, kept, grad):
         kernel = _depthwise_kernel(layer)
@@ -221,8 +237,9 @@ def _patches(layer, inputs):
     if compat.in_xla_context() and None not in inputs.shape[1:]:
         patches = _patches_by_slicing(inputs, size, strides, rates, padding)
     else:
-        patches = tf.image.extract_patches(inputs, sizes=[1, *size, 1], strides=[1, *strides, 1],
-                                           rates=[1, *rates, 1], padding=padding)
+        patches = tf.image.extract_patches(
+            inputs, sizes=[1, *size, 1], strides=[1, *strides, 1], rates=[1, *rates, 1], padding=padding
+        )
     return tf.reshape(patches, [dim(inputs), -1, patches.shape[-1]])
 
 
@@ -240,9 +257,16 @@ def _patches_by_slicing(inputs, size, strides, rates, padding):
         pads.append([total // 2, total - total // 2])
         outs.append(out)
     inputs = tf.pad(inputs, [[0, 0], *pads, [0, 0]])
-    parts = [inputs[:, i * rates[0]:i * rates[0] + (outs[0] - 1) * strides[0] + 1:strides[0],
-                    j * rates[1]:j * rates[1] + (outs[1] - 1) * strides[1] + 1:strides[1], :]
-             for i in range(size[0]) for j in range(size[1])]
+    parts = [
+        inputs[
+            :,
+            i * rates[0] : i * rates[0] + (outs[0] - 1) * strides[0] + 1 : strides[0],
+            j * rates[1] : j * rates[1] + (outs[1] - 1) * strides[1] + 1 : strides[1],
+            :,
+        ]
+        for i in range(size[0])
+        for j in range(size[1])
+    ]
     return tf.reshape(tf.stack(parts, axis=3), [dim(inputs), outs[0], outs[1], -1])
 
 
@@ -250,8 +274,7 @@ class LayerNormalizationRule(LayerRule):
     """gamma's gradient is sum over positions of x_hat * g; beta's is sum of g."""
 
     def applies(self, layer):
-        if type(layer) is not compat.keras_of(layer).layers.LayerNormalization or getattr(layer, "rms_scaling",
-                                                                                            False):
+        if type(layer) is not compat.keras_of(layer).layers.LayerNormalization or getattr(layer, "rms_scaling", False):
             return False
         return True
 
@@ -306,8 +329,7 @@ class VectorizedRule(LayerRule):
         structure = (call.kept["args"], call.kept["kwargs"])
         flat = tf.nest.flatten(structure)
         batch_dim = call.targets[0].shape[0]
-        batched = [i for i, t in enumerate(flat)
-                   if tf.is_tensor(t) and t.shape.rank and t.shape[0] == batch_dim]
+        batched = [i for i, t in enumerate(flat) if tf.is_tensor(t) and t.shape.rank and t.shape[0] == batch_dim]
         original = compat.class_call(layer)
 
         def one_example(elems):
@@ -319,8 +341,12 @@ class VectorizedRule(LayerRule):
             with tf.GradientTape() as tape:
                 outputs = original(*args, **kwargs)
             targets = [t for t in tf.nest.flatten(outputs) if tf.is_tensor(t) and t.dtype.is_floating]
-            return tape.gradient(targets, variables, output_gradients=[g[None] for g in output_grads],
-                                 unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            return tape.gradient(
+                targets,
+                variables,
+                output_gradients=[g[None] for g in output_grads],
+                unconnected_gradients=tf.UnconnectedGradients.ZERO,
+            )
 
         elems = ([flat[i] for i in batched], list(grads))
         try:
@@ -330,8 +356,14 @@ class VectorizedRule(LayerRule):
             return tf.map_fn(one_example, elems, fn_output_signature=signature)
 
 
-RULES: tuple[LayerRule, ...] = (DenseRule(), EinsumDenseRule(), EmbeddingRule(), ConvRule(),
-                                DepthwiseConv2DRule(), LayerNormalizationRule())
+RULES: tuple[LayerRule, ...] = (
+    DenseRule(),
+    EinsumDenseRule(),
+    EmbeddingRule(),
+    ConvRule(),
+    DepthwiseConv2DRule(),
+    LayerNormalizationRule(),
+)
 FALLBACK = VectorizedRule()
 
 

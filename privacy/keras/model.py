@@ -22,21 +22,56 @@ import tensorflow as tf
 from privacy.accounting import DpSgdMechanism, Sampling, delta_warning
 from privacy.keras import callback, compat, monitoring, optimizers, recording, sampling, validator
 from privacy.keras.params import DPConfigurationError, DPParams
-from privacy.keras.private_training import (CALLERS_DATASET, IN_ORDER, PERMUTED, PrivateTraining, attach,
-                                            detach, is_private, outside_fit, private_training)
+from privacy.keras.private_training import (
+    CALLERS_DATASET,
+    IN_ORDER,
+    PERMUTED,
+    PrivateTraining,
+    attach,
+    detach,
+    is_private,
+    outside_fit,
+    private_training,
+)
 from privacy.keras.train_step import dp_train_step
 
-_FIT_ARGUMENTS = ("x", "y", "batch_size", "epochs", "verbose", "callbacks", "validation_split", "validation_data",
-                  "shuffle", "class_weight", "sample_weight", "initial_epoch", "steps_per_epoch")
+_FIT_ARGUMENTS = (
+    "x",
+    "y",
+    "batch_size",
+    "epochs",
+    "verbose",
+    "callbacks",
+    "validation_split",
+    "validation_data",
+    "shuffle",
+    "class_weight",
+    "sample_weight",
+    "initial_epoch",
+    "steps_per_epoch",
+)
 _DEFAULT_KERAS_BATCH_SIZE = 32
 
 
-def make_private(model, mechanism: DpSgdMechanism | None = None, *, l2_norm_clip: float | None = None,
-                 noise_multiplier: float | None = None, num_microbatches: int | None = None,
-                 expected_batch_size: float | None = None, dataset_size: int | None = None,
-                 sampling: str | None = None, adjacency: str | None = None, target_delta: float | None = None,
-                 target_epsilon: float | None = None, accountant: str | None = None, state_path: str | None = None,
-                 seed: int | None = None, secure_noise: bool = False, truncated_batch_size: int | str | None = None):
+def make_private(
+    model,
+    mechanism: DpSgdMechanism | None = None,
+    *,
+    l2_norm_clip: float | None = None,
+    noise_multiplier: float | None = None,
+    num_microbatches: int | None = None,
+    expected_batch_size: float | None = None,
+    dataset_size: int | None = None,
+    sampling: str | None = None,
+    adjacency: str | None = None,
+    target_delta: float | None = None,
+    target_epsilon: float | None = None,
+    accountant: str | None = None,
+    state_path: str | None = None,
+    seed: int | None = None,
+    secure_noise: bool = False,
+    truncated_batch_size: int | str | None = None,
+):
     """Makes ``model`` train with DP-SGD through its ordinary `compile` and `fit`; returns ``model``.
 
     The mechanism is given either as one planned `privacy.accounting.DpSgdMechanism` (with ``l2_norm_clip``,
@@ -99,10 +134,19 @@ def make_private(model, mechanism: DpSgdMechanism | None = None, *, l2_norm_clip
       DPConfigurationError: for layers, losses or settings DP-SGD cannot handle, naming what to use instead.
     """
     if mechanism is not None:
-        _check_mechanism(mechanism, l2_norm_clip, dict(
-            noise_multiplier=noise_multiplier, num_microbatches=num_microbatches,
-            expected_batch_size=expected_batch_size, dataset_size=dataset_size, sampling=sampling,
-            adjacency=adjacency, truncated_batch_size=truncated_batch_size))
+        _check_mechanism(
+            mechanism,
+            l2_norm_clip,
+            dict(
+                noise_multiplier=noise_multiplier,
+                num_microbatches=num_microbatches,
+                expected_batch_size=expected_batch_size,
+                dataset_size=dataset_size,
+                sampling=sampling,
+                adjacency=adjacency,
+                truncated_batch_size=truncated_batch_size,
+            ),
+        )
         noise_multiplier, num_microbatches = mechanism.noise_multiplier, mechanism.num_microbatches
         expected_batch_size, dataset_size = mechanism.batch_size, mechanism.dataset_size
         sampling, adjacency = mechanism.sampling, mechanism.adjacency
@@ -111,14 +155,26 @@ def make_private(model, mechanism: DpSgdMechanism | None = None, *, l2_norm_clip
         sampling = Sampling.POISSON
     params = _params(l2_norm_clip, noise_multiplier, num_microbatches)
     if is_private(model):
-        raise DPConfigurationError(f"model '{model.name}' is already private (by make_private, as a DPModel or "
-                                   f"DPSequential, or by a fit with a DP optimizer); call make_private once, before "
-                                   f"the first fit")
+        raise DPConfigurationError(
+            f"model '{model.name}' is already private (by make_private, as a DPModel or "
+            f"DPSequential, or by a fit with a DP optimizer); call make_private once, before "
+            f"the first fit"
+        )
     validator.validate(model, target_epsilon=target_epsilon)
-    private = PrivateTraining(params=params, expected_batch_size=expected_batch_size, dataset_size=dataset_size,
-                              sampling=sampling, adjacency=adjacency, target_delta=target_delta,
-                              target_epsilon=target_epsilon, accountant=accountant, state_path=state_path,
-                              seed=seed, secure_noise=secure_noise, truncated_batch_size=truncated_batch_size)
+    private = PrivateTraining(
+        params=params,
+        expected_batch_size=expected_batch_size,
+        dataset_size=dataset_size,
+        sampling=sampling,
+        adjacency=adjacency,
+        target_delta=target_delta,
+        target_epsilon=target_epsilon,
+        accountant=accountant,
+        state_path=state_path,
+        seed=seed,
+        secure_noise=secure_noise,
+        truncated_batch_size=truncated_batch_size,
+    )
     attach(model, private)
     object.__setattr__(model, "train_step", types.MethodType(_train_step, model))
     object.__setattr__(model, "fit", types.MethodType(_fit_with(type(model).fit), model))
@@ -133,8 +189,10 @@ def _train_step(model, data):
 
 def _fit_with(class_fit):
     """``class_fit`` run through `private_fit`."""
+
     def fit(model, *args, **kwargs):
         return private_fit(model, types.MethodType(class_fit, model), *args, **kwargs)
+
     return fit
 
 
@@ -152,8 +210,9 @@ def private_fit(model, fit, *args, **kwargs):
     callbacks = list(kwargs.get("callbacks") or [])
     problems = monitoring.training_metric_problems(callbacks)
     if problems:
-        raise DPConfigurationError("private training refuses callbacks that act on training metrics:\n  - "
-                                   + "\n  - ".join(problems))
+        raise DPConfigurationError(
+            "private training refuses callbacks that act on training metrics:\n  - " + "\n  - ".join(problems)
+        )
     if private.state_path:
         _check_checkpoint_frequency(callbacks)
     accounting = _check_accounting(private)
@@ -196,8 +255,13 @@ def _check_accounting(private) -> bool:
     """Whether this training is accounted. Refused when it cannot be: with a target epsilon or a state_path,
     and for a model made private by its DP optimizer (the drop-in); otherwise a private training warns."""
     missing = private.missing_for_accounting()
-    why = ("noise_multiplier is 0 (no privacy)" if private.params.noise_multiplier == 0
-           else f"{' and '.join(missing)} unknown (pass {' and '.join(missing)} to make_private)" if missing else None)
+    why = (
+        "noise_multiplier is 0 (no privacy)"
+        if private.params.noise_multiplier == 0
+        else f"{' and '.join(missing)} unknown (pass {' and '.join(missing)} to make_private)"
+        if missing
+        else None
+    )
     if why is None:
         reason = private.unaccountable_reason()
         if reason:
@@ -209,14 +273,16 @@ def _check_accounting(private) -> bool:
         return True
     for option, value in (("target_epsilon", private.target_epsilon), ("state_path", private.state_path)):
         if value is not None:
-            raise DPConfigurationError(f"make_private({option}={value!r}) needs the privacy spent, but fit cannot "
-                                       f"account this training: {why}")
+            raise DPConfigurationError(
+                f"make_private({option}={value!r}) needs the privacy spent, but fit cannot account this training: {why}"
+            )
     if private.params.noise_multiplier > 0:
         if private.require_accounting:
             raise DPConfigurationError(
                 f"the model is compiled with a DP optimizer, so fit trains it privately, but cannot account this "
                 f"training: {' and '.join(missing)} unknown. Call make_private(model, "
-                f"{', '.join(f'{name}=...' for name in missing)}, sampling='shuffle') before fit")
+                f"{', '.join(f'{name}=...' for name in missing)}, sampling='shuffle') before fit"
+            )
         warnings.warn(f"this private training is not accounted (no epsilon): {why}", stacklevel=3)
     return False
 
@@ -230,7 +296,8 @@ def _check_checkpoint_frequency(callbacks) -> None:
             raise DPConfigurationError(
                 f"{type(cb).__name__}(save_freq={frequency!r}) checkpoints within epochs, but the privacy state "
                 f"(state_path) is saved at the end of each epoch; use save_freq='epoch' (pass steps_per_epoch "
-                f"to fit for shorter epochs)")
+                f"to fit for shorter epochs)"
+            )
 
 
 def _check_planned_steps(private: PrivateTraining, kwargs: dict) -> None:
@@ -245,9 +312,11 @@ def _check_planned_steps(private: PrivateTraining, kwargs: dict) -> None:
     reason = private.unaccountable_reason(steps=planned)
     if reason:
         kind = private.accountant_kind().value.upper()
-        raise DPConfigurationError(f"fit plans {planned} private steps in all, whose epsilon the {kind} accountant "
-                                   f"is not asked for: {reason}; train fewer steps, or give make_private a "
-                                   f"target_epsilon or another accountant")
+        raise DPConfigurationError(
+            f"fit plans {planned} private steps in all, whose epsilon the {kind} accountant "
+            f"is not asked for: {reason}; train fewer steps, or give make_private a "
+            f"target_epsilon or another accountant"
+        )
 
 
 def _prepare_data(model, private: PrivateTraining, kwargs: dict) -> str | None:
@@ -258,8 +327,10 @@ def _prepare_data(model, private: PrivateTraining, kwargs: dict) -> str | None:
     """
     x = kwargs.get("x")
     if kwargs.get("validation_split"):
-        raise DPConfigurationError("validation_split cannot be combined with private training's batches; pass "
-                                   "validation_data (held-out examples) instead")
+        raise DPConfigurationError(
+            "validation_split cannot be combined with private training's batches; pass "
+            "validation_data (held-out examples) instead"
+        )
     if isinstance(x, tf.data.Dataset):
         return _check_dataset(private, x, kwargs)
     if _is_array_like(x):
@@ -267,7 +338,8 @@ def _prepare_data(model, private: PrivateTraining, kwargs: dict) -> str | None:
     raise DPConfigurationError(
         f"fit received {type(x).__name__} input, whose batches cannot be checked for {private.sampling.value} "
         "sampling; pass arrays, a dataset from poisson_batches / fixed_size_batches, or (with sampling='shuffle') "
-        "a tf.data.Dataset of shuffled batches")
+        "a tf.data.Dataset of shuffled batches"
+    )
 
 
 def _microbatched(private) -> bool:
@@ -285,18 +357,23 @@ def _check_dataset(private, dataset, kwargs) -> str | None:
             f"fit received a tf.data.Dataset that privacy.keras.{builder} did not build, but the training is "
             f"accounted as {private.sampling.value}-sampled. Build the batches with {builder}(examples, "
             "dataset_size=..., ...), or pass sampling='shuffle' to make_private to account them as shuffled "
-            "batches (a weaker guarantee)")
+            "batches (a weaker guarantee)"
+        )
     if seen.sampling is not private.sampling:
-        raise DPConfigurationError(f"the dataset's batches are {seen.sampling.value}-sampled but make_private "
-                                   f"declared sampling='{private.sampling.value}'")
+        raise DPConfigurationError(
+            f"the dataset's batches are {seen.sampling.value}-sampled but make_private "
+            f"declared sampling='{private.sampling.value}'"
+        )
     _agree(private, "dataset_size", seen.dataset_size)
     _agree(private, "expected_batch_size", seen.expected_batch_size)
     _agree_truncation(private, seen)
     private.ran_sampler(seen)
     if seen.sampling is Sampling.POISSON and _microbatched(private) and not seen.random_slots:
-        raise DPConfigurationError("clipping Poisson batches in microbatches needs poisson_batches(..., "
-                                   "random_slots=True): with the examples first, one added example shifts every "
-                                   "later microbatch and the sensitivity is no longer 2C")
+        raise DPConfigurationError(
+            "clipping Poisson batches in microbatches needs poisson_batches(..., "
+            "random_slots=True): with the examples first, one added example shifts every "
+            "later microbatch and the sensitivity is no longer 2C"
+        )
     kwargs.setdefault("shuffle", False)  # the sampler draws every batch afresh; Keras would only warn
     if kwargs.get("steps_per_epoch") is None:
         kwargs["steps_per_epoch"] = seen.steps_per_epoch
@@ -308,13 +385,16 @@ def _agree_truncation(private, seen) -> None:
     if private.truncated_batch_size is None:
         private.truncated_batch_size = seen.truncated_batch_size
         return
-    declared = sampling.resolve_truncated_batch_size(private.truncated_batch_size, seen.dataset_size,
-                                                     seen.expected_batch_size)
+    declared = sampling.resolve_truncated_batch_size(
+        private.truncated_batch_size, seen.dataset_size, seen.expected_batch_size
+    )
     if declared != seen.truncated_batch_size:
-        ran = (f"truncated_batch_size={seen.truncated_batch_size}" if seen.truncated
-               else "no truncation (max_batch_size)")
-        raise DPConfigurationError(f"make_private declared truncated_batch_size={declared} but the dataset's "
-                                   f"poisson_batches ran with {ran}")
+        ran = (
+            f"truncated_batch_size={seen.truncated_batch_size}" if seen.truncated else "no truncation (max_batch_size)"
+        )
+        raise DPConfigurationError(
+            f"make_private declared truncated_batch_size={declared} but the dataset's poisson_batches ran with {ran}"
+        )
 
 
 def _check_shuffled_dataset(private, dataset, kwargs) -> str:
@@ -332,8 +412,12 @@ def _check_shuffled_dataset(private, dataset, kwargs) -> str:
         private.expected_batch_size = static[0] if static.rank and static[0] is not None else None
     kwargs.setdefault("shuffle", False)  # the caller's dataset is shuffled by the caller; Keras would only warn
     if private.expected_batch_size is not None:
-        kwargs["x"] = sampling.checked_passes(dataset, batch_size=int(private.expected_batch_size),
-                                              batches_per_pass=per_epoch, dataset_size=private.dataset_size)
+        kwargs["x"] = sampling.checked_passes(
+            dataset,
+            batch_size=int(private.expected_batch_size),
+            batches_per_pass=per_epoch,
+            dataset_size=private.dataset_size,
+        )
     private.shuffled_start(CALLERS_DATASET)
     return CALLERS_DATASET
 
@@ -346,33 +430,50 @@ def _sample_arrays(model, private, kwargs) -> str | None:
     if private.expected_batch_size is None:
         private.expected_batch_size = batch_size or _DEFAULT_KERAS_BATCH_SIZE
     elif batch_size is not None and batch_size != private.expected_batch_size:
-        raise DPConfigurationError(f"fit(batch_size={batch_size}) differs from make_private's "
-                                   f"expected_batch_size={private.expected_batch_size}")
+        raise DPConfigurationError(
+            f"fit(batch_size={batch_size}) differs from make_private's "
+            f"expected_batch_size={private.expected_batch_size}"
+        )
     examples = (x, y) if weights is None else (x, y, weights)  # gathered from in place, not copied
     if private.sampling is Sampling.SHUFFLE:
         return _shuffle_arrays(private, examples, n, kwargs)
     # A seeded run continues its sampling stream from the steps already taken (each fit, a resumed run).
-    seed = (None if private.sampling_seed is None
-            else int(np.random.SeedSequence([private.sampling_seed, private.steps]).generate_state(1)[0]))
+    seed = (
+        None
+        if private.sampling_seed is None
+        else int(np.random.SeedSequence([private.sampling_seed, private.steps]).generate_state(1)[0])
+    )
     if private.sampling is Sampling.POISSON and private.truncated_batch_size is not None:
         cap = sampling.resolve_truncated_batch_size(private.truncated_batch_size, n, private.expected_batch_size)
         replicas = model.distribute_strategy.num_replicas_in_sync
         if cap % replicas:
-            raise DPConfigurationError(f"truncated_batch_size={cap} cannot be split among {replicas} replicas; give "
-                                       f"a multiple of {replicas}")
-        batches = sampling.poisson_batches(examples, dataset_size=n, expected_batch_size=private.expected_batch_size,
-                                           truncated_batch_size=cap, seed=seed)
+            raise DPConfigurationError(
+                f"truncated_batch_size={cap} cannot be split among {replicas} replicas; give a multiple of {replicas}"
+            )
+        batches = sampling.poisson_batches(
+            examples,
+            dataset_size=n,
+            expected_batch_size=private.expected_batch_size,
+            truncated_batch_size=cap,
+            seed=seed,
+        )
         private.ran_sampler(sampling.sampling_of(batches))
     elif private.sampling is Sampling.POISSON:
         # Pad to a size every replica and microbatch split divides.
         multiple = math.lcm(private.params.num_microbatches or 1, model.distribute_strategy.num_replicas_in_sync)
         limit = sampling.default_max_batch_size(n, private.expected_batch_size)
-        batches = sampling.poisson_batches(examples, dataset_size=n, expected_batch_size=private.expected_batch_size,
-                                           max_batch_size=-(-limit // multiple) * multiple, seed=seed,
-                                           random_slots=_microbatched(private))
+        batches = sampling.poisson_batches(
+            examples,
+            dataset_size=n,
+            expected_batch_size=private.expected_batch_size,
+            max_batch_size=-(-limit // multiple) * multiple,
+            seed=seed,
+            random_slots=_microbatched(private),
+        )
     else:
-        batches = sampling.fixed_size_batches(examples, dataset_size=n, batch_size=int(private.expected_batch_size),
-                                              seed=seed)
+        batches = sampling.fixed_size_batches(
+            examples, dataset_size=n, batch_size=int(private.expected_batch_size), seed=seed
+        )
     kwargs.update(x=batches.prefetch(2), shuffle=False)
     if kwargs.get("steps_per_epoch") is None:
         kwargs["steps_per_epoch"] = sampling.sampling_of(batches).steps_per_epoch
@@ -383,8 +484,10 @@ def _shuffle_arrays(private, examples, n: int, kwargs) -> str:
     """Shuffle-and-iterate over arrays: ppml's stream, which continues a partial epoch in the next fit."""
     order = kwargs.pop("shuffle", True)
     if order not in (True, False):
-        raise DPConfigurationError(f"fit(shuffle={order!r}) is not supported with sampling='shuffle'; use True "
-                                   "(a new permutation every epoch) or False (the arrays' order)")
+        raise DPConfigurationError(
+            f"fit(shuffle={order!r}) is not supported with sampling='shuffle'; use True "
+            "(a new permutation every epoch) or False (the arrays' order)"
+        )
     source = PERMUTED if order else IN_ORDER
     batch = private.expected_batch_size
     if float(batch) != int(batch):
@@ -393,11 +496,13 @@ def _shuffle_arrays(private, examples, n: int, kwargs) -> str:
     if microbatches and (int(batch) % microbatches or n % int(batch) % microbatches):
         raise DPConfigurationError(
             f"shuffled batches of {int(batch)} (the last of each epoch holding {n % int(batch) or int(batch)} of the "
-            f"{n} examples) cannot all be split into num_microbatches={microbatches} equal parts")
+            f"{n} examples) cannot all be split into num_microbatches={microbatches} equal parts"
+        )
     private.set_epoch_length(math.ceil(n / batch), f"{n} examples in batches of {int(batch)}")
     start = private.shuffled_start(source)
-    batches = sampling.shuffled_batches(examples, dataset_size=n, batch_size=int(batch), seed=private.shuffle_seed,
-                                        start_step=start, shuffle=order)
+    batches = sampling.shuffled_batches(
+        examples, dataset_size=n, batch_size=int(batch), seed=private.shuffle_seed, start_step=start, shuffle=order
+    )
     kwargs.update(x=batches.prefetch(2), shuffle=False)
     if kwargs.get("steps_per_epoch") is None:
         kwargs["steps_per_epoch"] = private.steps_per_epoch
@@ -409,14 +514,18 @@ def _agree(private, name, value) -> None:
     if current is None:
         setattr(private, name, value)
     elif current != value:
-        raise DPConfigurationError(f"the training data has {name}={value:g} but make_private was given "
-                                   f"{name}={current:g}")
+        raise DPConfigurationError(
+            f"the training data has {name}={value:g} but make_private was given {name}={current:g}"
+        )
 
 
 def _is_array_like(x) -> bool:
     leaves = tf.nest.flatten(x)
-    return bool(leaves) and all(hasattr(leaf, "shape") and hasattr(leaf, "__len__") or tf.is_tensor(leaf)
-                                for leaf in leaves) and not isinstance(x, tf.data.Dataset)
+    return (
+        bool(leaves)
+        and all(hasattr(leaf, "shape") and hasattr(leaf, "__len__") or tf.is_tensor(leaf) for leaf in leaves)
+        and not isinstance(x, tf.data.Dataset)
+    )
 
 
 def _avoid_xla_for_recurrent_fallbacks(model, private) -> None:
@@ -437,15 +546,27 @@ def make_dp_model_class(cls: type) -> type:
     the rest goes to ``cls``. Leaving l2_norm_clip and noise_multiplier out takes them from a
     DPKeras*Optimizer at compile time.
     """
-    private_options = ("expected_batch_size", "dataset_size", "sampling", "adjacency", "target_delta",
-                       "target_epsilon", "accountant", "state_path", "seed", "secure_noise")
+    private_options = (
+        "expected_batch_size",
+        "dataset_size",
+        "sampling",
+        "adjacency",
+        "target_delta",
+        "target_epsilon",
+        "accountant",
+        "state_path",
+        "seed",
+        "secure_noise",
+    )
 
     class DPModelClass(cls):
         def __init__(self, l2_norm_clip=None, noise_multiplier=None, num_microbatches=None, *args, **kwargs):
             options = {k: kwargs.pop(k) for k in private_options if k in kwargs}
             super().__init__(*args, **kwargs)
-            attach(self, PrivateTraining(params=_params(l2_norm_clip, noise_multiplier, num_microbatches),
-                                          **_defaults(options)))
+            attach(
+                self,
+                PrivateTraining(params=_params(l2_norm_clip, noise_multiplier, num_microbatches), **_defaults(options)),
+            )
 
         def train_step(self, data):
             return dp_train_step(self, private_training(self), data)
@@ -456,8 +577,7 @@ def make_dp_model_class(cls: type) -> type:
         train_on_batch = refused_train_on_batch
 
     DPModelClass.__name__ = DPModelClass.__qualname__ = f"DP{cls.__name__}"
-    DPModelClass.__doc__ = (f"A Keras {cls.__name__} trained with DP-SGD (see `make_dp_model_class` and "
-                            "`make_private`).")
+    DPModelClass.__doc__ = f"A Keras {cls.__name__} trained with DP-SGD (see `make_dp_model_class` and `make_private`)."
     return DPModelClass
 
 
@@ -465,33 +585,51 @@ def _check_mechanism(mechanism, l2_norm_clip, parts: dict) -> None:
     """Refuses a ``mechanism`` given to make_private with any of ``parts`` (the arguments it stands for), without
     ``l2_norm_clip``, or with a group-privacy setting."""
     if not isinstance(mechanism, DpSgdMechanism):
-        raise DPConfigurationError(f"mechanism must be a privacy.accounting.DpSgdMechanism, got "
-                                   f"{type(mechanism).__name__}")
+        raise DPConfigurationError(
+            f"mechanism must be a privacy.accounting.DpSgdMechanism, got {type(mechanism).__name__}"
+        )
     given = [f"{name}={value!r}" for name, value in parts.items() if value is not None]
     if given:
-        raise DPConfigurationError(f"make_private got a mechanism and {', '.join(given)}: give the DpSgdMechanism "
-                                   f"or its parts ({', '.join(parts)}), not both")
+        raise DPConfigurationError(
+            f"make_private got a mechanism and {', '.join(given)}: give the DpSgdMechanism "
+            f"or its parts ({', '.join(parts)}), not both"
+        )
     if l2_norm_clip is None:
-        raise DPConfigurationError("make_private with a mechanism needs l2_norm_clip (C: the mechanism's noise "
-                                   "multiplier is in units of it)")
+        raise DPConfigurationError(
+            "make_private with a mechanism needs l2_norm_clip (C: the mechanism's noise multiplier is in units of it)"
+        )
     if mechanism.max_examples_per_user is not None:
-        raise DPConfigurationError(f"mechanism.max_examples_per_user={mechanism.max_examples_per_user}: make_private "
-                                   f"accounts a per-example guarantee; give a mechanism without it")
+        raise DPConfigurationError(
+            f"mechanism.max_examples_per_user={mechanism.max_examples_per_user}: make_private "
+            f"accounts a per-example guarantee; give a mechanism without it"
+        )
 
 
 def _params(l2_norm_clip, noise_multiplier, num_microbatches) -> DPParams | None:
     """The DP-SGD parameters given to a front door, or None to take them from a DPKeras*Optimizer."""
     if (l2_norm_clip is None) != (noise_multiplier is None):
-        raise DPConfigurationError("give both l2_norm_clip and noise_multiplier (or neither, to take them from "
-                                   "a DPKeras*Optimizer at compile time)")
+        raise DPConfigurationError(
+            "give both l2_norm_clip and noise_multiplier (or neither, to take them from "
+            "a DPKeras*Optimizer at compile time)"
+        )
     if l2_norm_clip is None and num_microbatches is not None:
         raise DPConfigurationError("num_microbatches goes with l2_norm_clip and noise_multiplier")
     return DPParams(l2_norm_clip, noise_multiplier, num_microbatches) if l2_norm_clip is not None else None
 
 
 def _defaults(options: dict) -> dict:
-    out = dict(expected_batch_size=None, dataset_size=None, sampling="poisson", adjacency=None, target_delta=None,
-               target_epsilon=None, accountant=None, state_path=None, seed=None, secure_noise=False)
+    out = dict(
+        expected_batch_size=None,
+        dataset_size=None,
+        sampling="poisson",
+        adjacency=None,
+        target_delta=None,
+        target_epsilon=None,
+        accountant=None,
+        state_path=None,
+        seed=None,
+        secure_noise=False,
+    )
     out.update(options)
     return out
 
@@ -514,8 +652,11 @@ def install_drop_in(model_class) -> None:
 
     @functools.wraps(original)
     def fit(model, *args, **kwargs):
-        if is_private(model) or optimizers.dp_params_of(getattr(model, "optimizer", None)) is None or \
-                validator.overridden_training(model):
+        if (
+            is_private(model)
+            or optimizers.dp_params_of(getattr(model, "optimizer", None)) is None
+            or validator.overridden_training(model)
+        ):
             return original(model, *args, **kwargs)
         taken = int(model.optimizer.iterations.numpy())
         if taken:
@@ -523,7 +664,8 @@ def install_drop_in(model_class) -> None:
                 f"model '{model.name}' is compiled with {type(model.optimizer).__name__}, which has already applied "
                 f"{taken} steps that no privacy ledger of ppml holds (e.g. a model loaded from a file), so fit cannot "
                 f"account them. Resume the run that trained it with make_private(model, state_path=...), or call "
-                f"make_private(model, ...) yourself to account the steps from now on only")
+                f"make_private(model, ...) yourself to account the steps from now on only"
+            )
         make_private(model, sampling="shuffle")
         private_training(model).require_accounting = True
         try:

@@ -35,7 +35,9 @@ def training_metric_problems(callbacks) -> list[str]:
         monitor = str(getattr(cb, "monitor", "") or "")
         if monitor == "epsilon" or monitor.startswith("val_"):
             continue
-        problems.append(f"{type(cb).__name__}(monitor={monitor!r}) decides from a training metric, an exact "
-                        f"statistic of the training data that epsilon does not cover; monitor a validation metric "
-                        f"('val_{monitor}', on held-out data) or train a fixed number of steps")
+        problems.append(
+            f"{type(cb).__name__}(monitor={monitor!r}) decides from a training metric, an exact "
+            f"statistic of the training data that epsilon does not cover; monitor a validation metric "
+            f"('val_{monitor}', on held-out data) or train a fixed number of steps"
+        )
     return problems

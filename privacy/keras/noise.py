@@ -62,8 +62,9 @@ class GaussianNoise:
         seeds = self._generator.make_seeds(len(tensors))  # shape (2, len(tensors)); advances the state
         out = []
         for i, t in enumerate(tensors):
-            draw = tf.random.stateless_normal(tf.shape(t), seed=seeds[:, i], stddev=stddev, dtype=t.dtype,
-                                              alg=tf.random.Algorithm.PHILOX)
+            draw = tf.random.stateless_normal(
+                tf.shape(t), seed=seeds[:, i], stddev=stddev, dtype=t.dtype, alg=tf.random.Algorithm.PHILOX
+            )
             out.append(t + (draw if keep is None else draw * tf.cast(keep, t.dtype)))
         return out
 

@@ -51,15 +51,17 @@ def _require_private_step(optimizer) -> None:
             "training step or from its own minimize / compute_gradients, so they were never clipped per "
             "example and no noise was added. Wrap the model with privacy.keras.make_private(model) (or "
             "compile a plain model with this optimizer) and train with model.fit(...), or in a custom loop "
-            "call optimizer.minimize(per_example_losses, variables, tape=tape).")
+            "call optimizer.minimize(per_example_losses, variables, tape=tape)."
+        )
 
 
 def make_dp_optimizer_class(base: type) -> type:
     """A subclass of the Keras optimizer class ``base`` that carries DP-SGD hyperparameters."""
 
     class DPOptimizer(base):
-        def __init__(self, l2_norm_clip: float, noise_multiplier: float, num_microbatches: int | None = None,
-                     *args, **kwargs):
+        def __init__(
+            self, l2_norm_clip: float, noise_multiplier: float, num_microbatches: int | None = None, *args, **kwargs
+        ):
             if (kwargs.get("gradient_accumulation_steps") or 1) > 1:
                 raise DPConfigurationError(ACCUMULATION_REFUSED)
             params = DPParams(l2_norm_clip, noise_multiplier, num_microbatches)
@@ -99,6 +101,7 @@ def make_dp_optimizer_class(base: type) -> type:
                 return super().apply_gradients(grads_and_vars, *args, **kwargs)
 
         if hasattr(base, "apply"):
+
             def apply(self, grads, trainable_variables=None):  # Keras 3's entry point
                 with self._applying():
                     return super().apply(grads, trainable_variables)
@@ -114,8 +117,11 @@ def make_dp_optimizer_class(base: type) -> type:
 
         def get_config(self):
             config = super().get_config()
-            config.update(l2_norm_clip=self.l2_norm_clip, noise_multiplier=self.noise_multiplier,
-                          num_microbatches=self.num_microbatches)
+            config.update(
+                l2_norm_clip=self.l2_norm_clip,
+                noise_multiplier=self.noise_multiplier,
+                num_microbatches=self.num_microbatches,
+            )
             return config
 
     DPOptimizer.__name__ = DPOptimizer.__qualname__ = f"DPKeras{base.__name__}Optimizer"
@@ -126,7 +132,8 @@ def make_dp_optimizer_class(base: type) -> type:
         "      noise_multiplier: sigma; the noise on the summed clipped gradients has std sigma * C.\n"
         "      num_microbatches: clip M microbatches instead of single examples (one example can move a\n"
         "        microbatch by 2C; see `privacy.accounting.DpSgdMechanism.sensitivity`).\n"
-        f"      *args, **kwargs: the arguments of {base.__name__}.\n")
+        f"      *args, **kwargs: the arguments of {base.__name__}.\n"
+    )
     return DPOptimizer
 
 
@@ -150,7 +157,8 @@ def dp_gradients(params: DPParams, noise: GaussianNoise, loss, var_list, tape=No
         if loss.shape.rank != 1:
             raise DPConfigurationError(
                 f"DP-SGD needs one loss per example (a vector), got shape {loss.shape}; use a loss with "
-                "reduction NONE (e.g. keras.losses.CategoricalCrossentropy(reduction='none'))")
+                "reduction NONE (e.g. keras.losses.CategoricalCrossentropy(reduction='none'))"
+            )
         count = params.num_microbatches or tf.shape(loss)[0]
         microbatch_losses = tf.reduce_mean(tf.reshape(loss, [count, -1]), axis=1)
     var_list = tf.nest.flatten(var_list() if callable(var_list) else var_list)
@@ -177,7 +185,8 @@ def gradient_accumulation_steps(optimizer) -> int:
 ACCUMULATION_REFUSED = (
     "the optimizer accumulates gradients (gradient_accumulation_steps > 1), which would add noise at every "
     "accumulated step; use a larger expected batch size instead (Poisson sampling keeps memory bounded by "
-    "max_batch_size)")
+    "max_batch_size)"
+)
 """Why DP-SGD refuses gradient accumulation (one message for the optimizer, the training and the validator)."""
 
 

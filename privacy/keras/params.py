@@ -35,16 +35,21 @@ class DPParams:
     def __post_init__(self):
         validation.positive("l2_norm_clip", self.l2_norm_clip, error=DPConfigurationError)
         low, high = NOISE_MULTIPLIER_RANGE
-        if not (_is_number(self.noise_multiplier) and (self.noise_multiplier == 0
-                                                       or low <= self.noise_multiplier <= high)):
+        if not (
+            _is_number(self.noise_multiplier) and (self.noise_multiplier == 0 or low <= self.noise_multiplier <= high)
+        ):
             raise DPConfigurationError(
                 f"noise_multiplier must be 0 (no privacy) or a number in [{low:g}, {high:g}] (the range the "
-                f"accountants are used on), got {self.noise_multiplier!r}")
+                f"accountants are used on), got {self.noise_multiplier!r}"
+            )
         if self.num_microbatches is not None and (
-                isinstance(self.num_microbatches, bool) or not isinstance(self.num_microbatches, int)
-                or self.num_microbatches < 1):
+            isinstance(self.num_microbatches, bool)
+            or not isinstance(self.num_microbatches, int)
+            or self.num_microbatches < 1
+        ):
             raise DPConfigurationError(
-                f"num_microbatches must be None or an integer >= 1, got {self.num_microbatches!r}")
+                f"num_microbatches must be None or an integer >= 1, got {self.num_microbatches!r}"
+            )
 
     @property
     def noise_stddev(self) -> float:

@@ -21,15 +21,26 @@ import secrets
 import tensorflow as tf
 
 from privacy import validation
-from privacy.accounting import (MAX_STEPS, AccountantKind, Adjacency, DpSgdMechanism, PrivacyBudget, PrivacyReport,
-                                Sampling, UnsupportedAccounting, default_delta, dp_sgd_report, resolve_adjacency)
+from privacy.accounting import (
+    MAX_STEPS,
+    AccountantKind,
+    Adjacency,
+    DpSgdMechanism,
+    PrivacyBudget,
+    PrivacyReport,
+    Sampling,
+    UnsupportedAccounting,
+    default_delta,
+    dp_sgd_report,
+    resolve_adjacency,
+)
 from privacy.atomic_files import write_atomically
 from privacy.keras import layer_rules, optimizers, recording
 from privacy.keras import sampling as sampling_lib
 from privacy.keras.noise import GaussianNoise
 from privacy.keras.params import DPConfigurationError, DPParams
 
-STATE_FORMAT = "ppml.keras.private_training/3"   # /3: the shuffled epochs' order; /2: sampling and adjacency
+STATE_FORMAT = "ppml.keras.private_training/3"  # /3: the shuffled epochs' order; /2: sampling and adjacency
 _STATE_FORMATS = (STATE_FORMAT, "ppml.keras.private_training/2")
 
 PERMUTED, IN_ORDER, CALLERS_DATASET = "permuted", "in order", "the caller's dataset"
@@ -39,14 +50,16 @@ whose next iterator starts a new pass."""
 _SOURCES = (PERMUTED, IN_ORDER, CALLERS_DATASET)
 
 
-NOT_COVERED = ("fit's training loss and metrics (removed from the logs fit's callbacks see; train_on_batch returns "
-               "them; fit zeroes the model's accumulators when it ends, so a model saved after fit carries none) and "
-               "PrivateTraining.dropped_examples are computed from the training data without noise: they are "
-               "outside this guarantee (diagnostics, not for release with the model)")
+NOT_COVERED = (
+    "fit's training loss and metrics (removed from the logs fit's callbacks see; train_on_batch returns "
+    "them; fit zeroes the model's accumulators when it ends, so a model saved after fit carries none) and "
+    "PrivateTraining.dropped_examples are computed from the training data without noise: they are "
+    "outside this guarantee (diagnostics, not for release with the model)"
+)
 """What private training shows that its epsilon does not cover (a note of every `PrivateTraining.report`)."""
 
 _ATTRIBUTE = "_ppml_private_training"
-_NO_LIMIT = 2 ** 62
+_NO_LIMIT = 2**62
 
 
 class PrivacyBudgetExceeded(RuntimeError):
@@ -56,18 +69,31 @@ class PrivacyBudgetExceeded(RuntimeError):
 class PrivateTraining:
     """DP-SGD settings and accounting of one model (see `make_private` for the arguments)."""
 
-    def __init__(self, *, params: DPParams | None, expected_batch_size: float | None, dataset_size: int | None,
-                 sampling: Sampling | str, adjacency: Adjacency | str | None, target_delta: float | None,
-                 target_epsilon: float | None, accountant: AccountantKind | str | None,
-                 state_path: str | os.PathLike | None, seed: int | None, secure_noise: bool,
-                 truncated_batch_size: int | str | None = None):
+    def __init__(
+        self,
+        *,
+        params: DPParams | None,
+        expected_batch_size: float | None,
+        dataset_size: int | None,
+        sampling: Sampling | str,
+        adjacency: Adjacency | str | None,
+        target_delta: float | None,
+        target_epsilon: float | None,
+        accountant: AccountantKind | str | None,
+        state_path: str | os.PathLike | None,
+        seed: int | None,
+        secure_noise: bool,
+        truncated_batch_size: int | str | None = None,
+    ):
         self.params = params
         self.expected_batch_size = _positive_or_none("expected_batch_size", expected_batch_size)
         microbatches = params.num_microbatches if params is not None else None
         if microbatches and self.expected_batch_size is not None and microbatches > self.expected_batch_size:
-            raise DPConfigurationError(f"num_microbatches={microbatches} exceeds expected_batch_size="
-                                       f"{self.expected_batch_size:g}: most microbatches would be empty; give at "
-                                       f"most one microbatch per expected example")
+            raise DPConfigurationError(
+                f"num_microbatches={microbatches} exceeds expected_batch_size="
+                f"{self.expected_batch_size:g}: most microbatches would be empty; give at "
+                f"most one microbatch per expected example"
+            )
         if dataset_size is not None:
             dataset_size = validation.integer("dataset_size", dataset_size, minimum=1, error=DPConfigurationError)
         self.dataset_size = dataset_size
@@ -84,13 +110,17 @@ class PrivateTraining:
         self.state_path = os.fspath(state_path) if state_path is not None else None
         if truncated_batch_size is not None:
             if self.sampling is not Sampling.POISSON:
-                raise DPConfigurationError(f"truncated_batch_size applies to Poisson sampling only, not "
-                                           f"sampling={self.sampling.value!r}")
+                raise DPConfigurationError(
+                    f"truncated_batch_size applies to Poisson sampling only, not sampling={self.sampling.value!r}"
+                )
             if microbatches:
-                raise DPConfigurationError("truncated Poisson sampling is analysed for per-example clipping only; "
-                                           "drop num_microbatches or truncated_batch_size")
-            truncated_batch_size = sampling_lib.check_truncated_batch_size(truncated_batch_size, dataset_size,
-                                                                           self.expected_batch_size)
+                raise DPConfigurationError(
+                    "truncated Poisson sampling is analysed for per-example clipping only; "
+                    "drop num_microbatches or truncated_batch_size"
+                )
+            truncated_batch_size = sampling_lib.check_truncated_batch_size(
+                truncated_batch_size, dataset_size, self.expected_batch_size
+            )
         self.truncated_batch_size = truncated_batch_size  # None, an integer K, or "default"
         self._samplers: dict[int, sampling_lib.BatchSampling] = {}  # the truncating samplers fit has run
         self.steps_per_epoch: int | None = None  # shuffled batches: steps per epoch, set by fit from the data
@@ -116,13 +146,23 @@ class PrivateTraining:
         """Creates the noise generator and step counter (eagerly, under the strategy in scope)."""
         self.noise.build()
         if self._counter is None:
-            self._counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="ppml_private_steps",
-                                        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-            self._dropped = tf.Variable(0, dtype=tf.int64, trainable=False, name="ppml_dropped_examples",
-                                        aggregation=tf.VariableAggregation.SUM)
-            self._limit = tf.Variable(_NO_LIMIT if self.target_epsilon is None else 0, dtype=tf.int64,
-                                      trainable=False, name="ppml_step_limit",
-                                      aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+            self._counter = tf.Variable(
+                0,
+                dtype=tf.int64,
+                trainable=False,
+                name="ppml_private_steps",
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+            )
+            self._dropped = tf.Variable(
+                0, dtype=tf.int64, trainable=False, name="ppml_dropped_examples", aggregation=tf.VariableAggregation.SUM
+            )
+            self._limit = tf.Variable(
+                _NO_LIMIT if self.target_epsilon is None else 0,
+                dtype=tf.int64,
+                trainable=False,
+                name="ppml_step_limit",
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+            )
             if self.state_path and os.path.exists(self.state_path):
                 self._load_state(self.state_path)
 
@@ -132,12 +172,14 @@ class PrivateTraining:
         if self.params is not None and carried is not None and carried != self.params:
             raise DPConfigurationError(
                 f"make_private was given {self.params} but the optimizer carries {carried}; give the DP "
-                "hyperparameters in one place")
+                "hyperparameters in one place"
+            )
         params = self.params or carried
         if params is None:
             raise DPConfigurationError(
                 "no DP-SGD hyperparameters: pass l2_norm_clip and noise_multiplier to make_private, or compile "
-                "with DPKerasSGDOptimizer / DPKerasAdamOptimizer / DPKerasAdagradOptimizer")
+                "with DPKerasSGDOptimizer / DPKerasAdamOptimizer / DPKerasAdagradOptimizer"
+            )
         if optimizers.gradient_accumulation_steps(optimizer) > 1:
             raise DPConfigurationError(optimizers.ACCUMULATION_REFUSED)
         self.params = params
@@ -156,7 +198,8 @@ class PrivateTraining:
         if static is None:
             raise DPConfigurationError(
                 "the batch size is not static, so it cannot serve as the public batch size to divide by; pass "
-                "expected_batch_size to make_private (or batch with drop_remainder=True)")
+                "expected_batch_size to make_private (or batch with drop_remainder=True)"
+            )
         return float(static * replicas)
 
     def count_step(self, after) -> None:
@@ -179,10 +222,14 @@ class PrivateTraining:
             raise DPConfigurationError(outside_fit("calling train_step outside fit"))
         if self.target_epsilon is None:
             return []
-        return [tf.debugging.assert_less(
-            self._counter, self._limit,
-            message=f"make_private(target_epsilon={self.target_epsilon:g}) allows no further private step: the "
-                    f"target would be exceeded")]
+        return [
+            tf.debugging.assert_less(
+                self._counter,
+                self._limit,
+                message=f"make_private(target_epsilon={self.target_epsilon:g}) allows no further private step: the "
+                f"target would be exceeded",
+            )
+        ]
 
     @property
     def dropped_examples(self) -> int:
@@ -208,7 +255,8 @@ class PrivateTraining:
         if self.steps_per_epoch not in (None, steps_per_epoch) and self.steps > 0:
             raise DPConfigurationError(
                 f"{where} gives {steps_per_epoch} steps per shuffled epoch, but the {self.steps} steps already "
-                f"taken were accounted with {self.steps_per_epoch}; keep the batch size and data of the run")
+                f"taken were accounted with {self.steps_per_epoch}; keep the batch size and data of the run"
+            )
         self.steps_per_epoch = steps_per_epoch
 
     def open_epoch(self) -> str | None:
@@ -234,7 +282,8 @@ class PrivateTraining:
                 f"the last shuffled epoch stopped after {position} of its {self.steps_per_epoch} steps "
                 f"({open_epoch}); a new pass over {source} would use some of its examples twice in what is "
                 f"accounted as one epoch. Finish epochs within one fit (leave steps_per_epoch unset for a dataset), "
-                f"or give fit the arrays with the same shuffle setting, whose epochs ppml continues across fit calls")
+                f"or give fit the arrays with the same shuffle setting, whose epochs ppml continues across fit calls"
+            )
         return self.steps
 
     @contextlib.contextmanager
@@ -266,13 +315,19 @@ class PrivateTraining:
         kwargs = {"steps_per_epoch": self.steps_per_epoch} if self.sampling is Sampling.SHUFFLE else {}
         if self.truncated_batch_size is not None:
             kwargs["truncated_batch_size"] = sampling_lib.resolve_truncated_batch_size(
-                self.truncated_batch_size, self.dataset_size, self.expected_batch_size)
+                self.truncated_batch_size, self.dataset_size, self.expected_batch_size
+            )
         try:
-            return DpSgdMechanism(dataset_size=self.dataset_size, batch_size=self.expected_batch_size,
-                                  noise_multiplier=self.params.noise_multiplier,
-                                  steps=max(1, self.steps if steps is None else steps), sampling=self.sampling,
-                                  adjacency=self.adjacency, num_microbatches=self.params.num_microbatches,
-                                  **kwargs)
+            return DpSgdMechanism(
+                dataset_size=self.dataset_size,
+                batch_size=self.expected_batch_size,
+                noise_multiplier=self.params.noise_multiplier,
+                steps=max(1, self.steps if steps is None else steps),
+                sampling=self.sampling,
+                adjacency=self.adjacency,
+                num_microbatches=self.params.num_microbatches,
+                **kwargs,
+            )
         except ValueError as err:
             raise DPConfigurationError(f"cannot account this training: {err}") from None
 
@@ -291,8 +346,9 @@ class PrivateTraining:
             return self.accountant
         return AccountantKind.PLD if self.mechanism().unsupported_reason("rdp") else AccountantKind.RDP
 
-    def unaccountable_reason(self, accountant: AccountantKind | str | None = None,
-                             steps: int | None = None) -> str | None:
+    def unaccountable_reason(
+        self, accountant: AccountantKind | str | None = None, steps: int | None = None
+    ) -> str | None:
         """Why ``accountant`` (default: `accountant_kind`) is not asked for the epsilon of ``steps`` steps
         (default: those run): no analysis, or PLD's cost limits (as `privacy.accounting.compute_epsilon`)."""
         kind = AccountantKind(accountant) if accountant is not None else self.accountant_kind()
@@ -320,11 +376,13 @@ class PrivateTraining:
         report = dp_sgd_report(mechanism, delta=self.target_delta)
         notes = (*report.notes, f"not covered: {NOT_COVERED}.")
         if mechanism.truncated_batch_size is not None:
-            notes += (f"truncated Poisson sampling cut {self.truncated_batches} batch(es) to "
-                      f"{mechanism.truncated_batch_size} examples (the steps are accounted with the cut hidden; "
-                      f"this count is not covered by epsilon: it depends on the batch sizes drawn, so on n and, "
-                      f"under add-remove, on an example's presence; counted when drawn in this process, so "
-                      f"batches prefetched but not trained on are included).",)
+            notes += (
+                f"truncated Poisson sampling cut {self.truncated_batches} batch(es) to "
+                f"{mechanism.truncated_batch_size} examples (the steps are accounted with the cut hidden; "
+                f"this count is not covered by epsilon: it depends on the batch sizes drawn, so on n and, "
+                f"under add-remove, on an example's presence; counted when drawn in this process, so "
+                f"batches prefetched but not trained on are included).",
+            )
         return dataclasses.replace(report, notes=notes)
 
     def max_steps(self) -> int | None:
@@ -337,8 +395,11 @@ class PrivateTraining:
         before = ledger[:-1] if ledger and ledger[-1][0] == event else ledger  # earlier configurations
         key = (event, before, kind, self.target_epsilon, self.target_delta, mechanism.epoch_length)
         if self._max_steps is None or self._max_steps[0] != key:
-            trial = PrivacyBudget(target_delta=self.target_delta, neighboring_relation=budget.neighboring_relation,
-                                  group_size=budget.group_size)
+            trial = PrivacyBudget(
+                target_delta=self.target_delta,
+                neighboring_relation=budget.neighboring_relation,
+                group_size=budget.group_size,
+            )
             for earlier, count in before:
                 trial.compose(earlier, count)
 
@@ -349,8 +410,11 @@ class PrivateTraining:
 
             def fits(more: int) -> bool:  # beyond MAX_STEPS or PLD's cost limits nothing is known to fit
                 steps = steps_of(trial.units + more)
-                return (steps <= MAX_STEPS and self.unaccountable_reason(kind, steps) is None
-                        and trial.epsilon_after(event, more, kind) <= self.target_epsilon)
+                return (
+                    steps <= MAX_STEPS
+                    and self.unaccountable_reason(kind, steps) is None
+                    and trial.epsilon_after(event, more, kind) <= self.target_epsilon
+                )
 
             self._max_steps = (key, steps_of(trial.units + _most(fits)))
         return self._max_steps[1]
@@ -368,7 +432,8 @@ class PrivateTraining:
         if self.steps >= limit:
             raise PrivacyBudgetExceeded(
                 f"target epsilon {self.target_epsilon:g} is spent: {self.steps} private steps give epsilon "
-                f"{self.epsilon():.4g} at delta {self.target_delta:g}; training more would exceed it")
+                f"{self.epsilon():.4g} at delta {self.target_delta:g}; training more would exceed it"
+            )
         return limit
 
     def ran_sampler(self, sampler) -> None:
@@ -384,9 +449,15 @@ class PrivateTraining:
 
     def missing_for_accounting(self) -> list[str]:
         """What accounting still lacks, among dataset_size, expected_batch_size and noise_multiplier."""
-        return [name for name, value in (("dataset_size", self.dataset_size),
-                                         ("expected_batch_size", self.expected_batch_size),
-                                         ("noise_multiplier", self.params)) if value is None]
+        return [
+            name
+            for name, value in (
+                ("dataset_size", self.dataset_size),
+                ("expected_batch_size", self.expected_batch_size),
+                ("noise_multiplier", self.params),
+            )
+            if value is None
+        ]
 
     def _require_accounting(self) -> None:
         missing = self.missing_for_accounting()
@@ -395,11 +466,19 @@ class PrivateTraining:
 
     # --- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        state = {"format": STATE_FORMAT, "steps": self.steps, "sampling": self.sampling.value,
-                 "adjacency": self.adjacency.value, "budget": self.budget.to_dict()}
+        state = {
+            "format": STATE_FORMAT,
+            "steps": self.steps,
+            "sampling": self.sampling.value,
+            "adjacency": self.adjacency.value,
+            "budget": self.budget.to_dict(),
+        }
         if self.sampling is Sampling.SHUFFLE:
-            state["shuffle"] = {"seed": self.shuffle_seed, "steps_per_epoch": self.steps_per_epoch,
-                                "open_epoch": self.open_epoch()}
+            state["shuffle"] = {
+                "seed": self.shuffle_seed,
+                "steps_per_epoch": self.steps_per_epoch,
+                "open_epoch": self.open_epoch(),
+            }
         return state
 
     def save_state(self, path: str | os.PathLike | None = None) -> None:
@@ -417,11 +496,15 @@ class PrivateTraining:
             ran = (Sampling(state["sampling"]), Adjacency(state["adjacency"]))
             shuffled = state.get("shuffle") if ran[0] is Sampling.SHUFFLE else None
             if ran[0] is Sampling.SHUFFLE and shuffled is None:
-                raise ValueError("it was saved without the order of its shuffled epochs (an older ppml); "
-                                 "start from a new state_path")
+                raise ValueError(
+                    "it was saved without the order of its shuffled epochs (an older ppml); start from a new state_path"
+                )
             if shuffled is not None:
-                seed, per_epoch, open_epoch = (int(shuffled["seed"]), shuffled["steps_per_epoch"],
-                                               shuffled["open_epoch"])
+                seed, per_epoch, open_epoch = (
+                    int(shuffled["seed"]),
+                    shuffled["steps_per_epoch"],
+                    shuffled["open_epoch"],
+                )
                 if open_epoch not in (None, *_SOURCES):
                     raise ValueError(f"unknown open_epoch {open_epoch!r}")
         except (OSError, ValueError, KeyError, TypeError) as err:
@@ -431,7 +514,8 @@ class PrivateTraining:
             raise DPConfigurationError(
                 f"cannot resume from the private training state {path}: it accounted {ran[0].value} batches under "
                 f"{ran[1].value} adjacency, this training declares {self.sampling.value} under "
-                f"{self.adjacency.value}; resume with the same sampling and adjacency or use a new state_path")
+                f"{self.adjacency.value}; resume with the same sampling and adjacency or use a new state_path"
+            )
         self._steps_base, self._budget = steps, budget
         if shuffled is not None:
             self.shuffle_seed, self.steps_per_epoch, self._open_epoch = seed, per_epoch, open_epoch
@@ -454,9 +538,11 @@ def _most(fits) -> int:
 def outside_fit(what: str) -> str:
     """The one-line refusal of a private step that ``what`` (`train_on_batch`, a direct `train_step` call)
     would take on the caller's batch: what cannot be checked is not accounted on the caller's word."""
-    return (f"{what} cannot train a private model: ppml cannot check how the caller's batch was sampled, so it "
-            f"cannot account the step; train with fit, which samples the batches itself (or checks those of "
-            f"poisson_batches, fixed_size_batches or a shuffled dataset)")
+    return (
+        f"{what} cannot train a private model: ppml cannot check how the caller's batch was sampled, so it "
+        f"cannot account the step; train with fit, which samples the batches itself (or checks those of "
+        f"poisson_batches, fixed_size_batches or a shuffled dataset)"
+    )
 
 
 def _positive_or_none(name, value):

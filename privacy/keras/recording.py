@@ -72,8 +72,10 @@ def find_units(model, rule_for) -> list[Unit]:
     covered = {id(v) for unit in units for v in unit.variables}
     missing = [v.name for v in model.trainable_variables if id(v) not in covered]
     if missing:
-        raise ValueError(f"trainable variables {missing} belong to no layer of the model; DP-SGD clips per "
-                         f"layer, so create variables inside layers (e.g. with add_weight in a Layer)")
+        raise ValueError(
+            f"trainable variables {missing} belong to no layer of the model; DP-SGD clips per "
+            f"layer, so create variables inside layers (e.g. with add_weight in a Layer)"
+        )
     return units
 
 

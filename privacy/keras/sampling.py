@@ -40,7 +40,7 @@ from privacy.keras.params import DPConfigurationError
 DEFAULT_OVERFLOW_PROBABILITY = 1e-9
 """Per-step probability that a Poisson batch exceeds the default `max_batch_size`."""
 _TAG = "_ppml_batch_sampling"
-_FOREVER = 2 ** 62
+_FOREVER = 2**62
 _TRANSPARENT = ("_PrefetchDataset", "_OptionsDataset", "_TakeDataset", "_RepeatDataset")
 
 
@@ -70,8 +70,9 @@ class BatchSampling:
         return 0 if self.cut is None else int(self.cut.numpy())
 
 
-def default_max_batch_size(dataset_size: int, expected_batch_size: float,
-                           overflow_probability: float = DEFAULT_OVERFLOW_PROBABILITY) -> int:
+def default_max_batch_size(
+    dataset_size: int, expected_batch_size: float, overflow_probability: float = DEFAULT_OVERFLOW_PROBABILITY
+) -> int:
     """Smallest m with P(Binomial(n, B / n) > m) <= ``overflow_probability``."""
     from scipy import stats
 
@@ -82,15 +83,18 @@ def default_max_batch_size(dataset_size: int, expected_batch_size: float,
 def inclusion_threshold(dataset_size: int, expected_batch_size: float) -> int:
     """t = floor(q 2^64) for q = B / n (exact): an example joins a Poisson batch when its uniform 64-bit
     variate is below t, with probability t / 2^64, which is q rounded down by less than 2^-64 (never up)."""
-    threshold = math.floor(fractions.Fraction(expected_batch_size) * 2 ** 64 / dataset_size)
+    threshold = math.floor(fractions.Fraction(expected_batch_size) * 2**64 / dataset_size)
     if threshold < 1:
-        raise DPConfigurationError(f"the sampling rate q = {expected_batch_size!r} / {dataset_size} is below 2^-64, "
-                                   f"the resolution of the sampler")
+        raise DPConfigurationError(
+            f"the sampling rate q = {expected_batch_size!r} / {dataset_size} is below 2^-64, "
+            f"the resolution of the sampler"
+        )
     return threshold
 
 
-def check_truncated_batch_size(value, dataset_size: int | None = None,
-                               expected_batch_size: float | None = None) -> int | str | None:
+def check_truncated_batch_size(
+    value, dataset_size: int | None = None, expected_batch_size: float | None = None
+) -> int | str | None:
     """`privacy.accounting.truncation.check_truncated_batch_size`, refused as a `DPConfigurationError`."""
     try:
         return truncation.check_truncated_batch_size(value, dataset_size, expected_batch_size)
@@ -105,9 +109,16 @@ def resolve_truncated_batch_size(value, dataset_size: int, expected_batch_size: 
     return truncation.resolve_truncated_batch_size(value, dataset_size, expected_batch_size)
 
 
-def poisson_batches(examples, *, dataset_size: int, expected_batch_size: float, max_batch_size: int | None = None,
-                    truncated_batch_size: int | str | None = None, seed: int | None = None,
-                    random_slots: bool = False) -> tf.data.Dataset:
+def poisson_batches(
+    examples,
+    *,
+    dataset_size: int,
+    expected_batch_size: float,
+    max_batch_size: int | None = None,
+    truncated_batch_size: int | str | None = None,
+    seed: int | None = None,
+    random_slots: bool = False,
+) -> tf.data.Dataset:
     """Endless Poisson-sampled batches of ``examples``, padded and masked.
 
     Args:
@@ -137,8 +148,9 @@ def poisson_batches(examples, *, dataset_size: int, expected_batch_size: float, 
     n, q = _check_sizes(dataset_size, expected_batch_size)
     cap = resolve_truncated_batch_size(truncated_batch_size, n, expected_batch_size)
     if cap is not None and max_batch_size is not None:
-        raise DPConfigurationError("give poisson_batches max_batch_size (never cut) or truncated_batch_size "
-                                   "(cut to a random subset), not both")
+        raise DPConfigurationError(
+            "give poisson_batches max_batch_size (never cut) or truncated_batch_size (cut to a random subset), not both"
+        )
     limit = cap or (max_batch_size if max_batch_size is not None else default_max_batch_size(n, expected_batch_size))
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise DPConfigurationError(f"max_batch_size must be an integer >= 1, got {max_batch_size!r}")
@@ -151,9 +163,14 @@ def poisson_batches(examples, *, dataset_size: int, expected_batch_size: float, 
         index = tf.cast(tf.where(bits <= below)[:, 0], tf.int32)
         count = tf.size(index)
         if cut is None:
-            checks = [tf.debugging.assert_less_equal(
-                count, limit, message=f"a Poisson batch exceeded max_batch_size={limit}; pass a larger "
-                                      f"max_batch_size to poisson_batches")]
+            checks = [
+                tf.debugging.assert_less_equal(
+                    count,
+                    limit,
+                    message=f"a Poisson batch exceeded max_batch_size={limit}; pass a larger "
+                    f"max_batch_size to poisson_batches",
+                )
+            ]
         else:  # keep the first `limit` of a random permutation of the drawn examples, in dataset order
             checks = [cut.assign_add(tf.cast(count > limit, tf.int64))]
             count = tf.minimum(count, limit)
@@ -166,10 +183,19 @@ def poisson_batches(examples, *, dataset_size: int, expected_batch_size: float, 
             index, mask = tf.gather(index, slots), tf.gather(mask, slots)
         return index, mask
 
-    return _tagged(_batches(examples, n, _seed_pairs(seed).map(draw)),
-                   BatchSampling(Sampling.POISSON, n, float(expected_batch_size), limit,
-                                 max(1, round(n / expected_batch_size)), random_slots=bool(random_slots),
-                                 truncated=cap is not None, cut=cut))
+    return _tagged(
+        _batches(examples, n, _seed_pairs(seed).map(draw)),
+        BatchSampling(
+            Sampling.POISSON,
+            n,
+            float(expected_batch_size),
+            limit,
+            max(1, round(n / expected_batch_size)),
+            random_slots=bool(random_slots),
+            truncated=cap is not None,
+            cut=cut,
+        ),
+    )
 
 
 def fixed_size_batches(examples, *, dataset_size: int, batch_size: int, seed: int | None = None) -> tf.data.Dataset:
@@ -185,12 +211,15 @@ def fixed_size_batches(examples, *, dataset_size: int, batch_size: int, seed: in
         index = _permuted(tf.range(n), seed_pair, 0)[:batch_size]
         return index, tf.ones([batch_size], tf.bool)
 
-    return _tagged(_batches(examples, n, _seed_pairs(seed).map(draw)),
-                   BatchSampling(Sampling.FIXED, n, float(batch_size), batch_size, max(1, round(n / batch_size))))
+    return _tagged(
+        _batches(examples, n, _seed_pairs(seed).map(draw)),
+        BatchSampling(Sampling.FIXED, n, float(batch_size), batch_size, max(1, round(n / batch_size))),
+    )
 
 
-def shuffled_batches(examples, *, dataset_size: int, batch_size: int, seed: int, start_step: int = 0,
-                     shuffle: bool = True) -> tf.data.Dataset:
+def shuffled_batches(
+    examples, *, dataset_size: int, batch_size: int, seed: int, start_step: int = 0, shuffle: bool = True
+) -> tf.data.Dataset:
     """Endless shuffle-and-iterate batches from global step ``start_step`` on (what `fit` runs under shuffling).
 
     Epoch e is a permutation of the n examples (derived from ``seed`` and e; the identity with
@@ -206,8 +235,11 @@ def shuffled_batches(examples, *, dataset_size: int, batch_size: int, seed: int,
     first_epoch, offset = divmod(start_step, per_epoch)
 
     def epoch(e):
-        order = (tf.random.experimental.stateless_shuffle(tf.range(n), seed=tf.stack([tf.constant(seed, tf.int64), e]))
-                 if shuffle else tf.range(n))
+        order = (
+            tf.random.experimental.stateless_shuffle(tf.range(n), seed=tf.stack([tf.constant(seed, tf.int64), e]))
+            if shuffle
+            else tf.range(n)
+        )
         return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
 
     def in_order(index):
@@ -240,12 +272,19 @@ def batches_per_pass(dataset) -> int:
         dataset, where = dataset._inputs()[0], "the repeated dataset"
     count = int(dataset.cardinality())
     if count < 1 or _repeats_inside(dataset):
-        why = ("it is empty" if count == 0 else "it repeats before it ends" if count > 0
-               else "its cardinality is infinite" if count == tf.data.INFINITE_CARDINALITY
-               else "its cardinality is unknown")
+        why = (
+            "it is empty"
+            if count == 0
+            else "it repeats before it ends"
+            if count > 0
+            else "its cardinality is infinite"
+            if count == tf.data.INFINITE_CARDINALITY
+            else "its cardinality is unknown"
+        )
         raise DPConfigurationError(
             f"the steps of one shuffled epoch cannot be read from {where}: {why}. Batch a finite dataset, e.g. "
-            "examples.shuffle(n).batch(B), optionally followed by .repeat(); or give fit the arrays")
+            "examples.shuffle(n).batch(B), optionally followed by .repeat(); or give fit the arrays"
+        )
     return count
 
 
@@ -264,19 +303,28 @@ def checked_passes(dataset, *, batch_size: int, batches_per_pass: int, dataset_s
     one epoch (e.g. ``one_pass.concatenate(one_pass)``). That no example repeats within a pass is what
     ``sampling='shuffle'`` declares and cannot be checked here.
     """
+
     def check(state, element):
         index, in_pass = state
         size = tf.cast(tf.shape(tf.nest.flatten(element)[0])[0], tf.int64)
         in_pass = tf.where(index % batches_per_pass == 0, tf.constant(0, tf.int64), in_pass) + size
-        checks = [tf.debugging.assert_less_equal(
-            size, tf.constant(batch_size, tf.int64),
-            message=f"a batch holds more examples than expected_batch_size={batch_size}, the batch size the run "
-                    f"is accounted with")]
+        checks = [
+            tf.debugging.assert_less_equal(
+                size,
+                tf.constant(batch_size, tf.int64),
+                message=f"a batch holds more examples than expected_batch_size={batch_size}, the batch size the run "
+                f"is accounted with",
+            )
+        ]
         if dataset_size is not None:
-            checks.append(tf.debugging.assert_less_equal(
-                in_pass, tf.constant(dataset_size, tf.int64),
-                message=f"one pass over the dataset ({batches_per_pass} batches) holds more examples than "
-                        f"dataset_size={dataset_size}, so some are used twice in what is accounted as one epoch"))
+            checks.append(
+                tf.debugging.assert_less_equal(
+                    in_pass,
+                    tf.constant(dataset_size, tf.int64),
+                    message=f"one pass over the dataset ({batches_per_pass} batches) holds more examples than "
+                    f"dataset_size={dataset_size}, so some are used twice in what is accounted as one epoch",
+                )
+            )
         with tf.control_dependencies(checks):
             element = tf.nest.map_structure(tf.identity, element)
         return (index + 1, in_pass), element
@@ -286,8 +334,12 @@ def checked_passes(dataset, *, batch_size: int, batches_per_pass: int, dataset_s
 
 def _check_sizes(dataset_size, batch_size) -> tuple[int, float]:
     dataset_size = validation.integer("dataset_size", dataset_size, minimum=1, error=DPConfigurationError)
-    if not (isinstance(batch_size, (int, float)) and not isinstance(batch_size, bool)
-            and 0 < batch_size <= dataset_size and math.isfinite(batch_size)):
+    if not (
+        isinstance(batch_size, (int, float))
+        and not isinstance(batch_size, bool)
+        and 0 < batch_size <= dataset_size
+        and math.isfinite(batch_size)
+    ):
         raise DPConfigurationError(f"the batch size must be in (0, dataset_size={dataset_size}], got {batch_size!r}")
     return dataset_size, batch_size / dataset_size
 
@@ -295,12 +347,16 @@ def _check_sizes(dataset_size, batch_size) -> tuple[int, float]:
 def _batches(examples, n: int, indices: tf.data.Dataset) -> tf.data.Dataset:
     """A batch of rows for every ``(index, keep)`` of ``indices``; rows where ``keep`` is False are padding."""
     if isinstance(examples, tf.data.Dataset):
+
         def from_memory(*element):
             x, y, w = _split(element)
             size = tf.shape(tf.nest.flatten(x)[0])[0]
             size_check = tf.debugging.assert_equal(
-                size, n, message=f"the dataset does not hold dataset_size={n} examples (it must be finite and "
-                                 f"unbatched, and dataset_size must count it exactly)")
+                size,
+                n,
+                message=f"the dataset does not hold dataset_size={n} examples (it must be finite and "
+                f"unbatched, and dataset_size must count it exactly)",
+            )
 
             def gather(index, keep):
                 with tf.control_dependencies([size_check]):
@@ -323,7 +379,8 @@ def _in_place_gather(examples, n: int) -> Callable:
     if not isinstance(examples, (tuple, list)) or any(part is None for part in examples):
         raise DPConfigurationError(
             f"examples must be a tf.data.Dataset or a tuple (x, y) / (x, y, sample_weight) of arrays, got "
-            f"{examples!r:.80}")
+            f"{examples!r:.80}"
+        )
     examples = _tuples(tuple(examples))  # tf.data would stack a list of outputs' targets into one tensor
     _split(examples)
     arrays = [np.asarray(leaf) for leaf in tf.nest.flatten(examples)]
@@ -334,8 +391,16 @@ def _in_place_gather(examples, n: int) -> Callable:
     numeric = [i for i in range(len(arrays)) if i not in strings]
 
     def gather(index, keep):
-        taken = tf.numpy_function(lambda i: [np.take(arrays[k], i, axis=0) for k in numeric], [index],
-                                  [tf.as_dtype(arrays[k].dtype) for k in numeric], stateful=False) if numeric else []
+        taken = (
+            tf.numpy_function(
+                lambda i: [np.take(arrays[k], i, axis=0) for k in numeric],
+                [index],
+                [tf.as_dtype(arrays[k].dtype) for k in numeric],
+                stateful=False,
+            )
+            if numeric
+            else []
+        )
         rows = {k: tf.ensure_shape(t, [index.shape[0], *arrays[k].shape[1:]]) for k, t in zip(numeric, taken)}
         rows.update({k: tf.gather(t, index) for k, t in strings.items()})
         x, y, w = _split(tf.nest.pack_sequence_as(examples, [rows[k] for k in range(len(arrays))]))
@@ -358,8 +423,7 @@ def _split(element):
         return element[0], element[1], None
     if len(element) == 3:
         return element
-    raise DPConfigurationError(
-        f"expected examples (x, y) or (x, y, sample_weight), got a {len(element)}-tuple")
+    raise DPConfigurationError(f"expected examples (x, y) or (x, y, sample_weight), got a {len(element)}-tuple")
 
 
 def _seed_pairs(seed):
@@ -372,7 +436,8 @@ def _seed_pairs(seed):
 def _permuted(values, seed_pair, stream: int):
     """``values`` in a uniformly random order (Philox stream ``stream`` of the batch's seed pair; no ties)."""
     return tf.random.experimental.stateless_shuffle(
-        values, seed=tf.random.experimental.stateless_fold_in(seed_pair, stream))
+        values, seed=tf.random.experimental.stateless_fold_in(seed_pair, stream)
+    )
 
 
 def _padded(x, y, w, keep):
@@ -381,6 +446,7 @@ def _padded(x, y, w, keep):
     Padding is selected away, never multiplied by 0: a copy of a real example could hold inf or NaN,
     and 0 x inf is NaN, which would reach every step whether that example was sampled or not.
     """
+
     def blank(structure):
         return tf.nest.map_structure(lambda t: select_rows(keep, t), structure)
 

@@ -33,8 +33,9 @@ def dp_train_step(model, private, data):
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     expected_batch = private.global_expected_batch_size(x, replicas)
     weights = _weights(x, sample_weight)
-    clipped = clipped_gradient_sum(model, private.units(model), x, y, weights, params,
-                                   expected_batch_size=expected_batch, replicas=replicas)
+    clipped = clipped_gradient_sum(
+        model, private.units(model), x, y, weights, params, expected_batch_size=expected_batch, replicas=replicas
+    )
     y_pred, weighted_losses = clipped.predictions, clipped.weighted_losses
     noisy = private.noise.add(clipped.sums, params.noise_stddev)
     denominator = params.num_microbatches or expected_batch
@@ -68,8 +69,9 @@ class ClippedSum(NamedTuple):
     weighted_losses: tf.Tensor  # per-example loss times sample weight, shape (batch,)
 
 
-def clipped_gradient_sum(model, units, x, y, weights, params, *, expected_batch_size: float,
-                         replicas: int = 1) -> ClippedSum:
+def clipped_gradient_sum(
+    model, units, x, y, weights, params, *, expected_batch_size: float, replicas: int = 1
+) -> ClippedSum:
     """Sums the clipped per-example (or per-microbatch) gradients of one batch on this replica."""
     microbatches = params.num_microbatches
     if microbatches is not None:
@@ -89,14 +91,19 @@ def clipped_gradient_sum(model, units, x, y, weights, params, *, expected_batch_
         # Selected, not multiplied: padding (weight 0) must add exactly 0 even where its loss is not finite.
         weighted_losses = tf.where(usable, losses * tf.where(usable, weights, 0.0), 0.0)
         objective = tf.reduce_sum(weighted_losses) * unit_scale
-    target_grads = tape.gradient(objective, records.targets(units),
-                                 unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    target_grads = tape.gradient(objective, records.targets(units), unconnected_gradients=tf.UnconnectedGradients.ZERO)
     finite = tf.math.is_finite(weighted_losses)  # padding rows are 0
     if local_microbatches is not None:
         finite = tf.reduce_all(tf.reshape(finite, [local_microbatches, -1]), axis=1)
-    sums, norms, kept = clipping.clipped_gradient_sum(units, records, target_grads, model.trainable_variables,
-                                                      l2_norm_clip=params.l2_norm_clip,
-                                                      num_microbatches=local_microbatches, finite_losses=finite)
+    sums, norms, kept = clipping.clipped_gradient_sum(
+        units,
+        records,
+        target_grads,
+        model.trainable_variables,
+        l2_norm_clip=params.l2_norm_clip,
+        num_microbatches=local_microbatches,
+        finite_losses=finite,
+    )
     return ClippedSum(sums, norms, kept, y_pred, weighted_losses)
 
 
@@ -137,8 +144,10 @@ def _outputs(model, y, y_pred) -> list:
     elif isinstance(y, (list, tuple)) and len(y) == len(predictions):
         targets = list(y)
     else:
-        raise DPConfigurationError(f"the model has {len(predictions)} outputs {names}; give one target per output "
-                                   "(a list in output order, or a dict by output name)")
+        raise DPConfigurationError(
+            f"the model has {len(predictions)} outputs {names}; give one target per output "
+            "(a list in output order, or a dict by output name)"
+        )
     return list(zip(names, targets, predictions))
 
 
@@ -168,7 +177,8 @@ def _one_loss(model, loss, y, y_pred):
     if values.shape.rank == 0:
         raise DPConfigurationError(
             f"the loss {_name(loss)} returned one number for the whole batch; DP-SGD needs one loss per "
-            "example: use a keras.losses.Loss (any reduction) or a function returning shape (batch,)")
+            "example: use a keras.losses.Loss (any reduction) or a function returning shape (batch,)"
+        )
     values = tf.cast(values, tf.float32)
     if values.shape.rank > 1:
         values = tf.reduce_mean(tf.reshape(values, [tf.shape(values)[0], -1]), axis=1)
@@ -239,7 +249,8 @@ def _local_microbatches(microbatches, replicas, x):
     if batch is not None and batch % local:
         raise DPConfigurationError(
             f"a batch of {batch} examples cannot be split into num_microbatches={microbatches} equal parts; "
-            f"use a (padded) batch size divisible by it")
+            f"use a (padded) batch size divisible by it"
+        )
     return local
 
 
@@ -248,7 +259,8 @@ def _reject_data_dependent_losses(model):
         raise DPConfigurationError(
             "a layer called add_loss() (e.g. an activity_regularizer) during the forward pass; that loss "
             "depends on the whole batch and cannot be clipped per example. Remove it, or fold it into the "
-            "compiled loss per example")
+            "compiled loss per example"
+        )
 
 
 def _reject_weights_used_outside_their_layers(records, model):
@@ -259,7 +271,8 @@ def _reject_weights_used_outside_their_layers(records, model):
             "an output layer reading an embedding's matrix through a reference it does not track: tied "
             "weights); per-example clipping would miss the gradient of that use. Give that layer the variable "
             "as its own weight (ppml clips a variable several layers own as one), or compute with weights only "
-            "inside the layers that own them")
+            "inside the layers that own them"
+        )
 
 
 def _add_regularization_gradients(model, variables, grads, replicas):

@@ -40,23 +40,34 @@ def find_problems(model, *, target_epsilon: float | None = None) -> list[str]:
         names = [cls.__name__ for cls in type(layer).__mro__]
         for name, instead in _CROSS_EXAMPLE_LAYERS.items():
             if name in names:
-                problems.append(f"layer '{layer.name}' ({type(layer).__name__}) mixes the examples of a batch, "
-                                f"so per-example clipping cannot bound one example's influence; use {instead}")
+                problems.append(
+                    f"layer '{layer.name}' ({type(layer).__name__}) mixes the examples of a batch, "
+                    f"so per-example clipping cannot bound one example's influence; use {instead}"
+                )
                 break
         if getattr(layer, "activity_regularizer", None) is not None:
-            problems.append(f"layer '{layer.name}' has an activity_regularizer, a loss that depends on the whole "
-                            "batch; remove it or add a per-example penalty to the compiled loss")
+            problems.append(
+                f"layer '{layer.name}' has an activity_regularizer, a loss that depends on the whole "
+                "batch; remove it or add a per-example penalty to the compiled loss"
+            )
     for method in overridden_training(model):
-        problems.append(f"{type(model).__name__} overrides {method}(), which the private training step "
-                        f"replaces (so it would be ignored); express the loss as a per-example keras Loss "
-                        "passed to compile() and use a plain Model")
+        problems.append(
+            f"{type(model).__name__} overrides {method}(), which the private training step "
+            f"replaces (so it would be ignored); express the loss as a per-example keras Loss "
+            "passed to compile() and use a plain Model"
+        )
     optimizer = getattr(model, "optimizer", None)
     if optimizer is not None and optimizers.gradient_accumulation_steps(optimizer) > 1:
         problems.append(optimizers.ACCUMULATION_REFUSED)
-    if target_epsilon is not None and getattr(model, "optimizer", None) is not None and \
-            compat.steps_per_execution(model) > 1:
-        problems.append("steps_per_execution > 1 runs several steps between budget checks, so a target epsilon "
-                        "could be overshot; compile with steps_per_execution=1")
+    if (
+        target_epsilon is not None
+        and getattr(model, "optimizer", None) is not None
+        and compat.steps_per_execution(model) > 1
+    ):
+        problems.append(
+            "steps_per_execution > 1 runs several steps between budget checks, so a target epsilon "
+            "could be overshot; compile with steps_per_execution=1"
+        )
     return problems
 
 
@@ -64,8 +75,9 @@ def validate(model, *, target_epsilon: float | None = None) -> None:
     """Raises `DPConfigurationError` listing every problem `find_problems` finds."""
     problems = find_problems(model, target_epsilon=target_epsilon)
     if problems:
-        raise DPConfigurationError("this model cannot be trained with DP-SGD as it stands:\n  - "
-                                   + "\n  - ".join(problems))
+        raise DPConfigurationError(
+            "this model cannot be trained with DP-SGD as it stands:\n  - " + "\n  - ".join(problems)
+        )
 
 
 def overridden_training(model) -> list[str]:
@@ -73,8 +85,11 @@ def overridden_training(model) -> list[str]:
     out = []
     for method in ("train_step", "compute_loss"):
         owner = _defining_class(type(model), method)
-        if owner is not None and owner.__name__ not in _BASE_CLASSES and not owner.__module__.startswith(
-                ("keras.", "tf_keras.", "privacy.keras.")):
+        if (
+            owner is not None
+            and owner.__name__ not in _BASE_CLASSES
+            and not owner.__module__.startswith(("keras.", "tf_keras.", "privacy.keras."))
+        ):
             out.append(method)
     return out
 

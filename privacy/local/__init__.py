@@ -20,8 +20,10 @@ from privacy.local.randomized_response import SEED_COIN_EPSILON, RandomizedRespo
 from privacy.local.randomness import OsRandom, resolve_random
 from privacy.local.validation import MAX_DOMAIN, MAX_EPSILON
 
-MECHANISMS = {cls.name: cls for cls in (RandomizedResponse, GeneralizedRandomizedResponse, OptimizedUnaryEncoding,
-                                        OptimizedLocalHashing)}
+MECHANISMS = {
+    cls.name: cls
+    for cls in (RandomizedResponse, GeneralizedRandomizedResponse, OptimizedUnaryEncoding, OptimizedLocalHashing)
+}
 """Mechanisms by the name the CLI and reports use."""
 
 
@@ -36,6 +38,19 @@ def make_oracle(mechanism: str, epsilon: float, k: int) -> FrequencyOracle:
     return MECHANISMS[mechanism](epsilon, k)
 
 
-__all__ = ["MAX_DOMAIN", "MAX_EPSILON", "MECHANISMS", "SEED_COIN_EPSILON", "FrequencyEstimate", "FrequencyOracle",
-           "GeneralizedRandomizedResponse", "HashedReports", "OptimizedLocalHashing", "OptimizedUnaryEncoding",
-           "OsRandom", "RandomizedResponse", "make_oracle", "resolve_random"]
+__all__ = [
+    "MAX_DOMAIN",
+    "MAX_EPSILON",
+    "MECHANISMS",
+    "SEED_COIN_EPSILON",
+    "FrequencyEstimate",
+    "FrequencyOracle",
+    "GeneralizedRandomizedResponse",
+    "HashedReports",
+    "OptimizedLocalHashing",
+    "OptimizedUnaryEncoding",
+    "OsRandom",
+    "RandomizedResponse",
+    "make_oracle",
+    "resolve_random",
+]

@@ -53,9 +53,13 @@ class FrequencyEstimate:
     upper: np.ndarray
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mechanism": self.mechanism, "epsilon": self.epsilon, "population": self.population,
-                "confidence": self.confidence,
-                **{name: getattr(self, name).tolist() for name in ("frequencies", "stderr", "lower", "upper")}}
+        return {
+            "mechanism": self.mechanism,
+            "epsilon": self.epsilon,
+            "population": self.population,
+            "confidence": self.confidence,
+            **{name: getattr(self, name).tolist() for name in ("frequencies", "stderr", "lower", "upper")},
+        }
 
 
 class FrequencyOracle(abc.ABC):
@@ -106,9 +110,16 @@ class FrequencyOracle(abc.ABC):
         frequencies = (counts / n - q) / (p - q)
         stderr = np.sqrt(self.variance(np.clip(frequencies, 0.0, 1.0), n))
         z = statistics.NormalDist().inv_cdf(0.5 + confidence / 2)
-        return FrequencyEstimate(mechanism=self.name, epsilon=self.epsilon, population=n, confidence=confidence,
-                                 frequencies=frequencies, stderr=stderr,
-                                 lower=frequencies - z * stderr, upper=frequencies + z * stderr)
+        return FrequencyEstimate(
+            mechanism=self.name,
+            epsilon=self.epsilon,
+            population=n,
+            confidence=confidence,
+            frequencies=frequencies,
+            stderr=stderr,
+            lower=frequencies - z * stderr,
+            upper=frequencies + z * stderr,
+        )
 
     def dp_event(self):
         """A dp-accounting event whose replace-one guarantee covers one report, or None where none fits."""
@@ -116,8 +127,14 @@ class FrequencyOracle(abc.ABC):
 
     def to_dict(self) -> dict[str, Any]:
         p, q = self.support_probabilities()
-        return {"mechanism": self.name, "epsilon": self.epsilon, "k": self.k, "p_star": p, "q_star": q,
-                "guarantee": f"pure {self.epsilon:g}-local DP per person per report (no trusted collector)"}
+        return {
+            "mechanism": self.name,
+            "epsilon": self.epsilon,
+            "k": self.k,
+            "p_star": p,
+            "q_star": q,
+            "guarantee": f"pure {self.epsilon:g}-local DP per person per report (no trusted collector)",
+        }
 
 
 UNIFORM_GRID = 1 << 53
@@ -158,5 +175,7 @@ def grr_dp_event(epsilon: float, buckets: int):
     """dp-accounting's RandomizedResponseDpEvent for GRR: with probability 1 - p the input, else uniform over all
     b buckets, so p / b = 1 / (e**eps + b - 1), p = b / (e**eps + b - 1)."""
     import dp_accounting
-    return dp_accounting.RandomizedResponseDpEvent(noise_parameter=buckets / (math.exp(epsilon) + buckets - 1),
-                                                   num_buckets=buckets)
+
+    return dp_accounting.RandomizedResponseDpEvent(
+        noise_parameter=buckets / (math.exp(epsilon) + buckets - 1), num_buckets=buckets
+    )

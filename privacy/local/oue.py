@@ -31,16 +31,22 @@ class OptimizedUnaryEncoding(FrequencyOracle):
         reports = np.empty((values.size, self.k), dtype=bool)
         rows = max(1, _CHUNK_CELLS // self.k)
         for start in range(0, values.size, rows):
-            chunk = values[start:start + rows]
+            chunk = values[start : start + rows]
             bits = rng.random(chunk.size * self.k).reshape(chunk.size, self.k) < q
             bits[np.arange(chunk.size), chunk] = rng.random(chunk.size) < 0.5
-            reports[start:start + rows] = bits
+            reports[start : start + rows] = bits
         return reports
 
     def support_counts(self, reports):
         reports = np.asarray(reports)
-        if reports.ndim != 2 or reports.shape[1] != self.k or not (
-                reports.dtype == bool or (np.issubdtype(reports.dtype, np.integer) and np.isin(reports, (0, 1)).all())):
-            raise ValueError(f"OUE reports must be 0/1 arrays of shape (n, {self.k}), got {reports.dtype} "
-                             f"{reports.shape}")
+        if (
+            reports.ndim != 2
+            or reports.shape[1] != self.k
+            or not (
+                reports.dtype == bool or (np.issubdtype(reports.dtype, np.integer) and np.isin(reports, (0, 1)).all())
+            )
+        ):
+            raise ValueError(
+                f"OUE reports must be 0/1 arrays of shape (n, {self.k}), got {reports.dtype} {reports.shape}"
+            )
         return reports.sum(axis=0, dtype=np.float64), reports.shape[0]

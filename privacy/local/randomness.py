@@ -31,7 +31,7 @@ class OsRandom:
 
     def random(self, size: int) -> np.ndarray:
         """``size`` uniforms on [0, 1), float64 multiples of 2**-53."""
-        return (self._words(int(size)) >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+        return (self._words(int(size)) >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
     def normal(self, loc: float = 0.0, scale: float = 1.0, size: int = 1) -> np.ndarray:
         """``size`` N(loc, scale^2) draws by the Box-Muller transform of CSPRNG uniforms (not hardened against
@@ -53,7 +53,7 @@ class OsRandom:
         while filled < out.size:
             words = self._words(out.size - filled)
             words = words[words <= limit]
-            out[filled:filled + words.size] = (words % np.uint64(span)).astype(np.int64) + int(low)
+            out[filled : filled + words.size] = (words % np.uint64(span)).astype(np.int64) + int(low)
             filled += words.size
         return out
 
@@ -74,8 +74,10 @@ def spawn_seeds(seed: int | None, count: int) -> list[int | None]:
     consumer (so a population draw and the coins never share a stream); ``count`` Nones for ``seed=None``."""
     if seed is None:
         return [None] * count
-    return [int(child.generate_state(1, np.uint64)[0] >> np.uint64(1))
-            for child in np.random.SeedSequence(int(seed)).spawn(count)]
+    return [
+        int(child.generate_state(1, np.uint64)[0] >> np.uint64(1))
+        for child in np.random.SeedSequence(int(seed)).spawn(count)
+    ]
 
 
 def is_cryptographic(rng) -> bool:

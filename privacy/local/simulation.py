@@ -25,8 +25,12 @@ class Simulation:
     def to_dict(self):
         errors = self.estimate.frequencies - self.truth
         covered = (self.estimate.lower <= self.truth) & (self.truth <= self.estimate.upper)
-        return {**self.estimate.to_dict(), "truth": self.truth.tolist(), "error": errors.tolist(),
-                "covered": covered.tolist()}
+        return {
+            **self.estimate.to_dict(),
+            "truth": self.truth.tolist(),
+            "error": errors.tolist(),
+            "covered": covered.tolist(),
+        }
 
 
 def draw_population(values: np.ndarray, population: int, seed: int | None) -> np.ndarray:
@@ -43,8 +47,9 @@ def simulate(oracle, values: np.ndarray, *, confidence: float = 0.95, seed: int 
     return Simulation(truth=truth, estimate=oracle.estimate(oracle.randomize(values, seed=seed), confidence))
 
 
-def error_sweep(make, values: np.ndarray, *, epsilons, populations, repeats: int = 5,
-                seed: int | None = None) -> list[dict]:
+def error_sweep(
+    make, values: np.ndarray, *, epsilons, populations, repeats: int = 5, seed: int | None = None
+) -> list[dict]:
     """Root-mean-square error of the estimated fractions (over values and ``repeats`` collections) for each
     epsilon x population, beside the formula's sqrt(mean Var) at the true fractions.
 
@@ -58,9 +63,16 @@ def error_sweep(make, values: np.ndarray, *, epsilons, populations, repeats: int
         for epsilon in epsilons:
             oracle = make(epsilon)
             truth = np.bincount(people, minlength=oracle.k) / people.size
-            squared = [np.mean((simulate(oracle, people, seed=coin_seed).estimate.frequencies - truth) ** 2)
-                       for coin_seed in coin_seeds]
-            rows.append({"epsilon": float(epsilon), "population": int(population),
-                         "rmse": float(np.sqrt(np.mean(squared))),
-                         "predicted_rmse": float(np.sqrt(np.mean(oracle.variance(truth, people.size))))})
+            squared = [
+                np.mean((simulate(oracle, people, seed=coin_seed).estimate.frequencies - truth) ** 2)
+                for coin_seed in coin_seeds
+            ]
+            rows.append(
+                {
+                    "epsilon": float(epsilon),
+                    "population": int(population),
+                    "rmse": float(np.sqrt(np.mean(squared))),
+                    "predicted_rmse": float(np.sqrt(np.mean(oracle.variance(truth, people.size)))),
+                }
+            )
     return rows

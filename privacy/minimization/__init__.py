@@ -5,11 +5,21 @@ with Presidio's pattern recognizers, then redact, mask, replace or keyed hash; a
 detected value) and `kanonymity` (the risk report and Mondrian generalization). No TensorFlow, no TFX.
 """
 
-from privacy.minimization.kanonymity import (KAnonymityReport, KAnonymitySettings, kanonymity_report,
-                                             mondrian_generalize)
+from privacy.minimization.kanonymity import KAnonymityReport, KAnonymitySettings, kanonymity_report, mondrian_generalize
 from privacy.minimization.keys import check_key_file, load_or_create_key
 from privacy.minimization.scrubber import Scrubber, ScrubReport
 from privacy.minimization.settings import OPERATORS, PATTERN_ENTITIES, ScrubSettings
 
-__all__ = ["KAnonymityReport", "KAnonymitySettings", "OPERATORS", "PATTERN_ENTITIES", "ScrubReport", "ScrubSettings",
-           "Scrubber", "check_key_file", "kanonymity_report", "load_or_create_key", "mondrian_generalize"]
+__all__ = [
+    "KAnonymityReport",
+    "KAnonymitySettings",
+    "OPERATORS",
+    "PATTERN_ENTITIES",
+    "ScrubReport",
+    "ScrubSettings",
+    "Scrubber",
+    "check_key_file",
+    "kanonymity_report",
+    "load_or_create_key",
+    "mondrian_generalize",
+]

@@ -14,10 +14,12 @@ import json
 import math
 from typing import Any, Mapping, Sequence
 
-DISCLAIMER = ("k-anonymity is no privacy guarantee: records stay linkable to other data sets on attributes not "
-              "declared as quasi-identifiers, a class whose sensitive values agree reveals them (l-diversity only "
-              "counts distinct values), and releases do not compose. Use differential privacy (ppml's DP "
-              "trainers and their epsilon reports) for a guarantee.")
+DISCLAIMER = (
+    "k-anonymity is no privacy guarantee: records stay linkable to other data sets on attributes not "
+    "declared as quasi-identifiers, a class whose sensitive values agree reveals them (l-diversity only "
+    "counts distinct values), and releases do not compose. Use differential privacy (ppml's DP "
+    "trainers and their epsilon reports) for a guarantee."
+)
 SMALLEST_CLASSES = 5
 DEFAULT_TARGET_K = 5
 
@@ -54,9 +56,13 @@ class KAnonymityReport:
         return self.rows == 0 or self.k >= self.target_k
 
     def to_dict(self) -> dict:
-        return dict(dataclasses.asdict(self), quasi_identifiers=list(self.quasi_identifiers),
-                    smallest_classes=list(self.smallest_classes), meets_target=self.meets_target,
-                    disclaimer=DISCLAIMER)
+        return dict(
+            dataclasses.asdict(self),
+            quasi_identifiers=list(self.quasi_identifiers),
+            smallest_classes=list(self.smallest_classes),
+            meets_target=self.meets_target,
+            disclaimer=DISCLAIMER,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,8 +125,13 @@ def _key(record: Mapping[str, Any], quasi_identifiers: Sequence[str]) -> tuple:
     return tuple(_normalized(record.get(q)) for q in quasi_identifiers)
 
 
-def kanonymity_report(records: Sequence[Mapping[str, Any]], quasi_identifiers: Sequence[str], *,
-                      target_k: int = DEFAULT_TARGET_K, sensitive: str | None = None) -> KAnonymityReport:
+def kanonymity_report(
+    records: Sequence[Mapping[str, Any]],
+    quasi_identifiers: Sequence[str],
+    *,
+    target_k: int = DEFAULT_TARGET_K,
+    sensitive: str | None = None,
+) -> KAnonymityReport:
     """k, l and the classes below ``target_k`` of ``records`` for ``quasi_identifiers``.
 
     Raises:
@@ -143,10 +154,17 @@ def kanonymity_report(records: Sequence[Mapping[str, Any]], quasi_identifiers: S
     ordered = sorted(sizes.values())
     below = sum(n for n in ordered if n < target_k)
     return KAnonymityReport(
-        quasi_identifiers=quasi_identifiers, rows=len(records), classes=len(sizes), k=ordered[0] if ordered else 0,
-        smallest_classes=tuple(ordered[:SMALLEST_CLASSES]), target_k=int(target_k), rows_below_target=below,
-        share_below_target=below / len(records) if records else 0.0, sensitive=sensitive,
-        l=min((len(v) for v in values.values()), default=0) if sensitive is not None else None)
+        quasi_identifiers=quasi_identifiers,
+        rows=len(records),
+        classes=len(sizes),
+        k=ordered[0] if ordered else 0,
+        smallest_classes=tuple(ordered[:SMALLEST_CLASSES]),
+        target_k=int(target_k),
+        rows_below_target=below,
+        share_below_target=below / len(records) if records else 0.0,
+        sensitive=sensitive,
+        l=min((len(v) for v in values.values()), default=0) if sensitive is not None else None,
+    )
 
 
 def _is_numeric(values) -> bool:
@@ -185,7 +203,7 @@ def mondrian_generalize(records: Sequence[Mapping[str, Any]], quasi_identifiers:
         ValueError: as `kanonymity_report`.
     """
     quasi_identifiers = tuple(quasi_identifiers)
-    kanonymity_report(records, quasi_identifiers, target_k=k)   # validates
+    kanonymity_report(records, quasi_identifiers, target_k=k)  # validates
     if len(records) < k:
         return []
     values = {q: [_normalized(r.get(q)) for r in records] for q in quasi_identifiers}
@@ -194,7 +212,7 @@ def mondrian_generalize(records: Sequence[Mapping[str, Any]], quasi_identifiers:
     for q in quasi_identifiers:
         present = [v for v in values[q] if v is not MISSING]
         if numeric[q]:
-            below = min(present) - 1   # missing values rank first
+            below = min(present) - 1  # missing values rank first
             ranks[q] = [below if v is MISSING else v for v in values[q]]
         else:
             order = {v: i + 1 for i, v in enumerate(sorted(set(present), key=str))}

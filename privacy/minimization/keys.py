@@ -21,18 +21,19 @@ def check_key_file(path: str) -> None:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
         if os.path.islink(path):
-            raise ValueError(f"key file {path} is a symbolic link to a missing file: remove it, or point it at the "
-                             f"key") from None
+            raise ValueError(
+                f"key file {path} is a symbolic link to a missing file: remove it, or point it at the key"
+            ) from None
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
-            raise ValueError(f"key file {path} does not exist and its folder {folder} is not a writable "
-                             f"folder") from None
+            raise ValueError(
+                f"key file {path} does not exist and its folder {folder} is not a writable folder"
+            ) from None
         return
     if not stat.S_ISREG(mode):
         raise ValueError(f"key file {path} is not a regular file")
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ValueError(f"key file {path} is accessible to group or others (mode {stat.filemode(mode)}); "
-                         f"chmod 600 it")
+        raise ValueError(f"key file {path} is accessible to group or others (mode {stat.filemode(mode)}); chmod 600 it")
     size = os.stat(path).st_size
     if size < KEY_BYTES:
         raise ValueError(f"key file {path} holds {size} bytes; a key needs at least {KEY_BYTES}")

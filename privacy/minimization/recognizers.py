@@ -25,6 +25,7 @@ _ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRST
 @functools.lru_cache(maxsize=1)
 def _offline_tld():
     import tldextract
+
     return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
 
@@ -38,8 +39,14 @@ def _classes() -> dict:
     """``{entity_type: recognizer class}``, built on first use (Presidio imported here only)."""
     from presidio_analyzer import Pattern
     from presidio_analyzer.predefined_recognizers import (
-        CreditCardRecognizer, EmailRecognizer, IbanRecognizer, IpRecognizer, PhoneRecognizer, UrlRecognizer,
-        UsSsnRecognizer)
+        CreditCardRecognizer,
+        EmailRecognizer,
+        IbanRecognizer,
+        IpRecognizer,
+        PhoneRecognizer,
+        UrlRecognizer,
+        UsSsnRecognizer,
+    )
 
     class OfflineEmailRecognizer(EmailRecognizer):
         """Presidio's e-mail pattern; the domain's suffix checked against the bundled public-suffix list."""
@@ -51,11 +58,16 @@ def _classes() -> dict:
         """Presidio's URL patterns plus any ``http(s)://`` URL or host name whose host has a public suffix;
         host labels may hold any letter (internationalized names such as ``www.café.fr``)."""
 
-        PATTERNS = [*UrlRecognizer.PATTERNS,
-                    Pattern("URL with scheme", r"(?i)\bhttps?://[^\W_][\w.\-]*\.[a-z]{2,63}\b(?:/[^\s()<>\"']*)?",
-                            0.6),
-                    Pattern("Host without scheme", r"(?i)(?<![@\w.\-])[^\W_][\w\-]*(?:\.[\w\-]+)*\.[a-z]{2,63}"
-                                                   r"\b(?:/[^\s()<>\"']*)?", 0.5)]
+        PATTERNS = [
+            *UrlRecognizer.PATTERNS,
+            Pattern("URL with scheme", r"(?i)\bhttps?://[^\W_][\w.\-]*\.[a-z]{2,63}\b(?:/[^\s()<>\"']*)?", 0.6),
+            Pattern(
+                "Host without scheme",
+                r"(?i)(?<![@\w.\-])[^\W_][\w\-]*(?:\.[\w\-]+)*\.[a-z]{2,63}"
+                r"\b(?:/[^\s()<>\"']*)?",
+                0.5,
+            ),
+        ]
 
         def validate_result(self, pattern_text: str):
             return _has_public_suffix(pattern_text)
@@ -63,8 +75,10 @@ def _classes() -> dict:
     class LuhnCreditCardRecognizer(CreditCardRecognizer):
         """Presidio's card patterns plus 12-19 digits (or 4-digit groups) passing the Luhn check."""
 
-        PATTERNS = [*CreditCardRecognizer.PATTERNS,
-                    Pattern("Card digits (Luhn)", r"\b(?:\d{12,19}|\d{4}([ .-])\d{4}\1\d{4}\1\d{1,7})\b", 0.3)]
+        PATTERNS = [
+            *CreditCardRecognizer.PATTERNS,
+            Pattern("Card digits (Luhn)", r"\b(?:\d{12,19}|\d{4}([ .-])\d{4}\1\d{4}\1\d{1,7})\b", 0.3),
+        ]
 
         def __init__(self, **kwargs):
             super().__init__(replacement_pairs=[("-", ""), (" ", ""), (".", "")], **kwargs)
@@ -83,12 +97,21 @@ def _classes() -> dict:
             super().__init__(leniency=0, **kwargs)
 
         def analyze(self, text, entities, nlp_artifacts=None):
-            return [r for r in super().analyze(text, entities, nlp_artifacts)
-                    if sum(c.isdigit() for c in text[r.start:r.end]) >= MIN_PHONE_DIGITS]
+            return [
+                r
+                for r in super().analyze(text, entities, nlp_artifacts)
+                if sum(c.isdigit() for c in text[r.start : r.end]) >= MIN_PHONE_DIGITS
+            ]
 
-    return {"EMAIL_ADDRESS": OfflineEmailRecognizer, "PHONE_NUMBER": PossiblePhoneRecognizer,
-            "CREDIT_CARD": LuhnCreditCardRecognizer, "IBAN_CODE": CaseInsensitiveIbanRecognizer,
-            "US_SSN": UsSsnRecognizer, "IP_ADDRESS": IpRecognizer, "URL": OfflineUrlRecognizer}
+    return {
+        "EMAIL_ADDRESS": OfflineEmailRecognizer,
+        "PHONE_NUMBER": PossiblePhoneRecognizer,
+        "CREDIT_CARD": LuhnCreditCardRecognizer,
+        "IBAN_CODE": CaseInsensitiveIbanRecognizer,
+        "US_SSN": UsSsnRecognizer,
+        "IP_ADDRESS": IpRecognizer,
+        "URL": OfflineUrlRecognizer,
+    }
 
 
 def build(entities: tuple) -> list:

@@ -62,22 +62,30 @@ class ScrubReport:
             mine = self.entities.setdefault(column, {})
             for entity, n in counts.items():
                 mine[entity] = mine.get(entity, 0) + n
-        for counts, others in ((self.unscanned_values, other.unscanned_values),
-                               (self.unscanned_columns, other.unscanned_columns)):
+        for counts, others in (
+            (self.unscanned_values, other.unscanned_values),
+            (self.unscanned_columns, other.unscanned_columns),
+        ):
             for column, n in others.items():
                 counts[column] = counts.get(column, 0) + n
 
     def to_dict(self) -> dict:
-        return {"rows": self.rows, "rows_touched": self.rows_touched,
-                "entities": {c: dict(sorted(v.items())) for c, v in sorted(self.entities.items())},
-                "unscanned_values": dict(sorted(self.unscanned_values.items())),
-                "unscanned_columns": dict(sorted(self.unscanned_columns.items())),
-                "dropped_columns": list(self.dropped_columns), "recognizers": list(self.recognizers),
-                "ner": self.ner,
-                "note": ("Pattern recognizers only: names and places are removed only where they equal a value of "
-                         "the same record's dropped columns. Numbers are not scanned (unscanned_values), nor text "
-                         "columns left out of the declared columns (unscanned_columns). Counts only; no detected "
-                         "value is recorded.")}
+        return {
+            "rows": self.rows,
+            "rows_touched": self.rows_touched,
+            "entities": {c: dict(sorted(v.items())) for c, v in sorted(self.entities.items())},
+            "unscanned_values": dict(sorted(self.unscanned_values.items())),
+            "unscanned_columns": dict(sorted(self.unscanned_columns.items())),
+            "dropped_columns": list(self.dropped_columns),
+            "recognizers": list(self.recognizers),
+            "ner": self.ner,
+            "note": (
+                "Pattern recognizers only: names and places are removed only where they equal a value of "
+                "the same record's dropped columns. Numbers are not scanned (unscanned_values), nor text "
+                "columns left out of the declared columns (unscanned_columns). Counts only; no detected "
+                "value is recorded."
+            ),
+        }
 
 
 _SEPARATED = ("PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN")
@@ -96,6 +104,7 @@ def normalized(value: str, entity_type: str | None) -> str:
     value = _scan_form(value)
     if entity_type == "PHONE_NUMBER":
         import phonenumbers
+
         try:
             number = phonenumbers.parse(value, _PHONE_REGION)
         except phonenumbers.NumberParseException:
@@ -140,8 +149,9 @@ class Scrubber:
         nlp = NoOpNlpEngine(models=[{"lang_code": _LANGUAGE, "model_name": "none"}])
         self._analyzer = AnalyzerEngine(registry=registry, nlp_engine=nlp, supported_languages=[_LANGUAGE])
         self._anonymizer = AnonymizerEngine()
-        self.report = ScrubReport(dropped_columns=settings.drop_columns,
-                                  recognizers=tuple(type(r).__name__ for r in recognizers))
+        self.report = ScrubReport(
+            dropped_columns=settings.drop_columns, recognizers=tuple(type(r).__name__ for r in recognizers)
+        )
 
     def keyed_hash(self, value: str, entity_type: str | None = None) -> str:
         """HMAC-SHA256 of ``value`` (`normalized` for ``entity_type``) under the run's key, first `HASH_HEX_CHARS`
@@ -151,15 +161,18 @@ class Scrubber:
 
     def _operators(self, operator: str, entity_types: Iterable[str]) -> dict:
         from presidio_anonymizer.entities import OperatorConfig
+
         if operator == "redact":
             config = OperatorConfig("redact")
         elif operator == "mask":
             config = OperatorConfig("custom", {"lambda": lambda s: "*" * len(s)})
         elif operator == "hash":
-            return {t: OperatorConfig("custom", {"lambda": functools.partial(self.keyed_hash, entity_type=t)})
-                    for t in ("DEFAULT", *entity_types)}
+            return {
+                t: OperatorConfig("custom", {"lambda": functools.partial(self.keyed_hash, entity_type=t)})
+                for t in ("DEFAULT", *entity_types)
+            }
         else:
-            return {}   # Presidio's default: replace by "<ENTITY_TYPE>"
+            return {}  # Presidio's default: replace by "<ENTITY_TYPE>"
         return {t: config for t in ("DEFAULT", *entity_types)}
 
     def detect(self, text: str, known: Mapping[str, str | tuple] = None) -> list:
@@ -167,9 +180,14 @@ class Scrubber:
         values}``), without spans inside another kept one (`recognizers.resolve_overlaps`). A known value that a
         recognizer also finds keeps the recognizer's type, so it hashes as that type's other spellings do."""
         from presidio_analyzer import RecognizerResult
+
         text = _scan_form(text)
-        results = self._analyzer.analyze(text=text, language=_LANGUAGE, entities=list(self.settings.entities),
-                                          score_threshold=self.settings.score_threshold)
+        results = self._analyzer.analyze(
+            text=text,
+            language=_LANGUAGE,
+            entities=list(self.settings.entities),
+            score_threshold=self.settings.score_threshold,
+        )
         found = list(results)
         for entity, values in (known or {}).items():
             for value in (values,) if isinstance(values, str) else values:
@@ -183,8 +201,9 @@ class Scrubber:
         results = self.detect(text, known)
         if not results:
             return text, {}
-        out = self._anonymizer.anonymize(text=text, analyzer_results=results,
-                                         operators=self._operators(operator, {r.entity_type for r in results}))
+        out = self._anonymizer.anonymize(
+            text=text, analyzer_results=results, operators=self._operators(operator, {r.entity_type for r in results})
+        )
         return out.text, dict(collections.Counter(item.entity_type for item in out.items))
 
     def scrub_record(self, record: Mapping[str, Any]) -> dict:
@@ -204,10 +223,13 @@ class Scrubber:
             value = record.get(name)
             if isinstance(value, str) and len(value.strip()) >= _MIN_IDENTIFIER_CHARS:
                 known[name.upper()] = value
-            elif _is_text(value) and not isinstance(value, str):   # a multi-valued column: each value
+            elif _is_text(value) and not isinstance(value, str):  # a multi-valued column: each value
                 known[name.upper()] = tuple(v for v in value[1] if len(v.strip()) >= _MIN_IDENTIFIER_CHARS)
-            elif isinstance(value, int) and not isinstance(value, bool) and len(str(abs(value))) >= \
-                    _MIN_IDENTIFIER_DIGITS:
+            elif (
+                isinstance(value, int)
+                and not isinstance(value, bool)
+                and len(str(abs(value))) >= _MIN_IDENTIFIER_DIGITS
+            ):
                 known[name.upper()] = str(value)
         touched = any(_present(record.get(name)) for name in self.settings.drop_columns)
         out = {k: v for k, v in record.items() if k not in self.settings.drop_columns}
@@ -217,8 +239,10 @@ class Scrubber:
             if not _present(value):
                 continue
             if not _is_text(value):
-                raise ValueError(f"column {column!r} holds numbers, which the PII scrubber does not scan: drop it "
-                                 f"(--drop-column {column}) or store it as text")
+                raise ValueError(
+                    f"column {column!r} holds numbers, which the PII scrubber does not scan: drop it "
+                    f"(--drop-column {column}) or store it as text"
+                )
             texts = [value] if isinstance(value, str) else list(value[1])
             for i, text in enumerate(texts):
                 texts[i], counts = self.scrub_text(text, operator, known) if text else (text, {})
@@ -231,9 +255,9 @@ class Scrubber:
         for column, value in out.items():
             if not _present(value) or column in declared:
                 continue
-            if _is_text(value):   # scanned unless columns are declared
+            if _is_text(value):  # scanned unless columns are declared
                 unscanned = self.report.unscanned_columns if declared else None
-            else:   # counted where the default mode left it
+            else:  # counted where the default mode left it
                 unscanned = None if declared else self.report.unscanned_values
             if unscanned is not None:
                 n = len(value[1]) if isinstance(value, tuple) else 1

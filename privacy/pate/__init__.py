@@ -28,7 +28,20 @@ from privacy.pate.smooth_sensitivity import SmoothedRdp, SmoothSensitivityReleas
 from privacy.pate.votes import PateConfigurationError, check_votes
 
 __all__ = [
-    "ConfidentGNMax", "GNMax", "PateConfigurationError", "PateReport", "SmoothSensitivityRelease", "SmoothedRdp",
-    "VoteHistory", "analyze", "check_disjoint", "check_public_private", "check_votes", "data_independent_epsilon",
-    "make_aggregator", "partition_by_key", "pate_dp_event", "release_or_refusal",
+    "ConfidentGNMax",
+    "GNMax",
+    "PateConfigurationError",
+    "PateReport",
+    "SmoothSensitivityRelease",
+    "SmoothedRdp",
+    "VoteHistory",
+    "analyze",
+    "check_disjoint",
+    "check_public_private",
+    "check_votes",
+    "data_independent_epsilon",
+    "make_aggregator",
+    "partition_by_key",
+    "pate_dp_event",
+    "release_or_refusal",
 ]

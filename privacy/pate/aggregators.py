@@ -60,8 +60,9 @@ class ConfidentGNMax:
 
     def __post_init__(self):
         threshold = self.threshold
-        threshold = validation.number("threshold", threshold, low=0, high=MAX_NOISE, note="votes",
-                                      error=PateConfigurationError)
+        threshold = validation.number(
+            "threshold", threshold, low=0, high=MAX_NOISE, note="votes", error=PateConfigurationError
+        )
         object.__setattr__(self, "threshold", float(threshold))
         object.__setattr__(self, "sigma1", check_noise("sigma1", self.sigma1))
         object.__setattr__(self, "sigma2", check_noise("sigma2", self.sigma2))
@@ -81,8 +82,13 @@ class ConfidentGNMax:
         return VoteHistory(self, votes, answered, labels, noise.description)
 
     def to_json(self) -> dict[str, Any]:
-        return {"mechanism": self.name, "threshold": self.threshold, "sigma1": self.sigma1, "sigma2": self.sigma2,
-                "max_answered": self.max_answered}
+        return {
+            "mechanism": self.name,
+            "threshold": self.threshold,
+            "sigma1": self.sigma1,
+            "sigma2": self.sigma2,
+            "max_answered": self.max_answered,
+        }
 
 
 Aggregator = Union[GNMax, ConfidentGNMax]
@@ -127,16 +133,18 @@ class VoteHistory:
         answered = np.asarray(self.answered)
         labels = np.asarray(self.labels)
         if answered.shape != (len(votes),) or answered.dtype != bool:
-            raise PateConfigurationError(f"answered must be {len(votes)} booleans, got {answered.shape} "
-                                         f"{answered.dtype}")
+            raise PateConfigurationError(
+                f"answered must be {len(votes)} booleans, got {answered.shape} {answered.dtype}"
+            )
         if labels.shape != (len(votes),):
             raise PateConfigurationError(f"labels must have {len(votes)} entries, got {labels.shape}")
         if isinstance(self.aggregator, GNMax) and not answered.all():
             raise PateConfigurationError("GNMax answers every query, but the history has unanswered ones")
         cap = getattr(self.aggregator, "max_answered", None)
         if cap is not None and answered.sum() > cap:
-            raise PateConfigurationError(f"the history has {int(answered.sum())} answers, more than the cap "
-                                         f"max_answered={cap}")
+            raise PateConfigurationError(
+                f"the history has {int(answered.sum())} answers, more than the cap max_answered={cap}"
+            )
         object.__setattr__(self, "votes", votes)
 
     @property
@@ -148,8 +156,13 @@ class VoteHistory:
         return int(self.answered.sum())
 
     def to_json(self) -> dict[str, Any]:
-        return {"aggregator": self.aggregator.to_json(), "votes": self.votes.tolist(),
-                "answered": self.answered.tolist(), "labels": self.labels.tolist(), "noise": self.noise}
+        return {
+            "aggregator": self.aggregator.to_json(),
+            "votes": self.votes.tolist(),
+            "answered": self.answered.tolist(),
+            "labels": self.labels.tolist(),
+            "noise": self.noise,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "VoteHistory":
@@ -159,5 +172,10 @@ class VoteHistory:
         if not isinstance(answered, list) or not all(isinstance(a, bool) for a in answered):
             raise PateConfigurationError("'answered' must be a list of true/false")
         labels = data.get("labels", [UNANSWERED] * len(answered))
-        return cls(make_aggregator(data["aggregator"]), np.asarray(data["votes"]), np.asarray(answered, dtype=bool),
-                   np.asarray(labels), str(data.get("noise", "unknown")))
+        return cls(
+            make_aggregator(data["aggregator"]),
+            np.asarray(data["votes"]),
+            np.asarray(answered, dtype=bool),
+            np.asarray(labels),
+            str(data.get("noise", "unknown")),
+        )

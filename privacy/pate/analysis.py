@@ -28,15 +28,23 @@ from privacy.pate.data_independent import RELATION, data_independent_epsilon, pa
 from privacy.pate.smooth_sensitivity import SmoothedRdp, SmoothSensitivityRelease, gnss_rdp
 from privacy.pate.votes import PateConfigurationError
 
-DATA_INDEPENDENT = ("data-independent RDP (Papernot et al. 2018, Prop. 8), composed by dp_accounting.rdp.RdpAccountant "
-                    "over Gaussian events")
-COMPOSED = ("the labels' data-independent RDP (Prop. 8, dp_accounting.rdp.RdpAccountant) composed with the "
-            "smoothed release's RDP (GNSS, Thm 23) at orders in (1, 1/(2 beta))")
-SMOOTHED = ("data-dependent RDP (Papernot et al. 2018, Thm 6 / Prop. 7) released through smooth sensitivity "
-            "(GNSS, Thm 23; noisy, includes the release's cost; classic RDP-to-DP conversion)")
-UNIT = ("add/remove one record of one teacher's partition (one teacher's votes change; one holder when partitioned "
-        "by holder key); replacing a record can move it to another teacher, i.e. two teachers: twice the unit; the "
-        "public unlabeled query set is assumed public")
+DATA_INDEPENDENT = (
+    "data-independent RDP (Papernot et al. 2018, Prop. 8), composed by dp_accounting.rdp.RdpAccountant "
+    "over Gaussian events"
+)
+COMPOSED = (
+    "the labels' data-independent RDP (Prop. 8, dp_accounting.rdp.RdpAccountant) composed with the "
+    "smoothed release's RDP (GNSS, Thm 23) at orders in (1, 1/(2 beta))"
+)
+SMOOTHED = (
+    "data-dependent RDP (Papernot et al. 2018, Thm 6 / Prop. 7) released through smooth sensitivity "
+    "(GNSS, Thm 23; noisy, includes the release's cost; classic RDP-to-DP conversion)"
+)
+UNIT = (
+    "add/remove one record of one teacher's partition (one teacher's votes change; one holder when partitioned "
+    "by holder key); replacing a record can move it to another teacher, i.e. two teachers: twice the unit; the "
+    "public unlabeled query set is assumed public"
+)
 
 
 def composition_orders(beta: float) -> np.ndarray:
@@ -47,8 +55,9 @@ def composition_orders(beta: float) -> np.ndarray:
     return np.unique(grid[(grid > 1) & (grid < top)])
 
 
-def composed_epsilon(aggregator: Aggregator, queries: int, release: SmoothSensitivityRelease, delta: float,
-                     prior=()) -> float:
+def composed_epsilon(
+    aggregator: Aggregator, queries: int, release: SmoothSensitivityRelease, delta: float, prior=()
+) -> float:
     """Epsilon at ``delta`` of the labels together with one smoothed release made with ``release``'s settings
     (and the dp-accounting events ``prior``, e.g. a pipeline's push decision, composed first)."""
     orders = composition_orders(release.beta)
@@ -83,16 +92,33 @@ class PateReport:
         return COMPOSED if self.smoothed is not None else DATA_INDEPENDENT
 
     def to_json(self) -> dict[str, Any]:
-        out = {"aggregator": self.aggregator, "teachers": self.teachers, "classes": self.classes,
-               "queries": self.queries, "answered": self.answered, "delta": self.delta, "privacy_unit": UNIT,
-               "guarantee": {"epsilon": self.epsilon, "analysis": self.analysis,
-                             "labels_epsilon": self.labels_epsilon, "labels_analysis": DATA_INDEPENDENT,
-                             "dp_event": self.event, "dp_accounting": dp_accounting_version()}}
+        out = {
+            "aggregator": self.aggregator,
+            "teachers": self.teachers,
+            "classes": self.classes,
+            "queries": self.queries,
+            "answered": self.answered,
+            "delta": self.delta,
+            "privacy_unit": UNIT,
+            "guarantee": {
+                "epsilon": self.epsilon,
+                "analysis": self.analysis,
+                "labels_epsilon": self.labels_epsilon,
+                "labels_analysis": DATA_INDEPENDENT,
+                "dp_event": self.event,
+                "dp_accounting": dp_accounting_version(),
+            },
+        }
         if self.smoothed is not None:
             settings = self.smoothed.settings
             out["smoothed_data_dependent"] = {
-                "epsilon": self.smoothed.epsilon(self.delta), "analysis": SMOOTHED, "order": settings.order,
-                "beta": settings.beta, "sigma_ss": settings.sigma_ss, "noise": self.smoothed.noise}
+                "epsilon": self.smoothed.epsilon(self.delta),
+                "analysis": SMOOTHED,
+                "order": settings.order,
+                "beta": settings.beta,
+                "sigma_ss": settings.sigma_ss,
+                "noise": self.smoothed.noise,
+            }
         elif self.smoothed_refused:
             out["smoothed_data_dependent"] = {"refused": self.smoothed_refused}
         return out
@@ -100,23 +126,27 @@ class PateReport:
     def lines(self) -> list[str]:
         """The report as text lines."""
         name = self.aggregator["mechanism"]
-        out = [f"PATE {name}: {self.teachers} teachers, {self.classes} classes, {self.queries} queries, "
-               f"{self.answered} answered",
-               f"privacy unit: {UNIT}",
-               f"guarantee: epsilon = {self.epsilon:.4f} at delta = {self.delta:g}  [{self.analysis}]"]
+        out = [
+            f"PATE {name}: {self.teachers} teachers, {self.classes} classes, {self.queries} queries, "
+            f"{self.answered} answered",
+            f"privacy unit: {UNIT}",
+            f"guarantee: epsilon = {self.epsilon:.4f} at delta = {self.delta:g}  [{self.analysis}]",
+        ]
         if self.smoothed is not None:
             s = self.smoothed.settings
-            out += [f"labels only: epsilon = {self.labels_epsilon:.4f} at delta = {self.delta:g}  "
-                    f"[{DATA_INDEPENDENT}]",
-                    f"smoothed data-dependent: epsilon = {self.smoothed.epsilon(self.delta):.4f} at delta = "
-                    f"{self.delta:g} (order {s.order:g}, beta {s.beta:g}, sigma_ss {s.sigma_ss:g})  [{SMOOTHED}]"]
+            out += [
+                f"labels only: epsilon = {self.labels_epsilon:.4f} at delta = {self.delta:g}  [{DATA_INDEPENDENT}]",
+                f"smoothed data-dependent: epsilon = {self.smoothed.epsilon(self.delta):.4f} at delta = "
+                f"{self.delta:g} (order {s.order:g}, beta {s.beta:g}, sigma_ss {s.sigma_ss:g})  [{SMOOTHED}]",
+            ]
         elif self.smoothed_refused:
             out.append(f"smoothed data-dependent: not released ({self.smoothed_refused})")
         return out
 
 
-def analyze(history: VoteHistory, delta: float, *, smoothed: SmoothedRdp | None = None,
-            smoothed_refused: str | None = None) -> PateReport:
+def analyze(
+    history: VoteHistory, delta: float, *, smoothed: SmoothedRdp | None = None, smoothed_refused: str | None = None
+) -> PateReport:
     """The report of ``history``, with its one smoothed release (`SmoothSensitivityRelease.release`) if made,
     or why none was."""
     validation.probability("delta", delta, error=PateConfigurationError)
@@ -124,14 +154,24 @@ def analyze(history: VoteHistory, delta: float, *, smoothed: SmoothedRdp | None 
     aggregator = history.aggregator
     labels = data_independent_epsilon(aggregator, queries, delta)
     epsilon = labels if smoothed is None else composed_epsilon(aggregator, queries, smoothed.settings, delta)
-    return PateReport(aggregator=aggregator.to_json(), teachers=history.num_teachers,
-                      classes=int(history.votes.shape[1]), queries=queries, answered=history.num_answered,
-                      delta=delta, epsilon=epsilon, labels_epsilon=labels, smoothed=smoothed,
-                      smoothed_refused=smoothed_refused, event=event_to_json(pate_dp_event(aggregator, queries)))
+    return PateReport(
+        aggregator=aggregator.to_json(),
+        teachers=history.num_teachers,
+        classes=int(history.votes.shape[1]),
+        queries=queries,
+        answered=history.num_answered,
+        delta=delta,
+        epsilon=epsilon,
+        labels_epsilon=labels,
+        smoothed=smoothed,
+        smoothed_refused=smoothed_refused,
+        event=event_to_json(pate_dp_event(aggregator, queries)),
+    )
 
 
-def release_or_refusal(release: SmoothSensitivityRelease,
-                       history: VoteHistory) -> tuple[SmoothedRdp | None, str | None]:
+def release_or_refusal(
+    release: SmoothSensitivityRelease, history: VoteHistory
+) -> tuple[SmoothedRdp | None, str | None]:
     """(the one smoothed release of ``history``, None), or (None, why it was refused)."""
     try:
         return release.release(history), None

@@ -117,8 +117,9 @@ def history_rdp(history: VoteHistory, order: float) -> float:
     total = 0.0
     for votes, answered in zip(history.votes, history.answered):
         if isinstance(aggregator, ConfidentGNMax):
-            total += rdp_selection(log_pr_answered(votes, aggregator.threshold, aggregator.sigma1),
-                                   aggregator.sigma1, order)
+            total += rdp_selection(
+                log_pr_answered(votes, aggregator.threshold, aggregator.sigma1), aggregator.sigma1, order
+            )
         if answered:
             total += rdp_gnmax(log_q_gnmax(votes, sigma), sigma, order)
     return total

@@ -55,10 +55,14 @@ def pate_dp_event(aggregator: Aggregator, queries: int) -> dp_event.DpEvent:
     if isinstance(aggregator, GNMax):
         return dp_event.SelfComposedDpEvent(gnmax_query_event(aggregator.sigma), queries)
     if isinstance(aggregator, ConfidentGNMax):
-        return dp_event.ComposedDpEvent([
-            dp_event.SelfComposedDpEvent(selection_event(aggregator.sigma1), queries),
-            dp_event.SelfComposedDpEvent(gnmax_query_event(aggregator.sigma2), charged_answers(aggregator, queries)),
-        ])
+        return dp_event.ComposedDpEvent(
+            [
+                dp_event.SelfComposedDpEvent(selection_event(aggregator.sigma1), queries),
+                dp_event.SelfComposedDpEvent(
+                    gnmax_query_event(aggregator.sigma2), charged_answers(aggregator, queries)
+                ),
+            ]
+        )
     raise TypeError(f"not a PATE aggregator: {aggregator!r}")
 
 
@@ -69,9 +73,11 @@ def data_independent_epsilon(aggregator: Aggregator, queries: int, delta: float)
     """
     validation.probability("delta", delta, error=PateConfigurationError)
     with np.errstate(divide="ignore", over="ignore"):  # a tiny sigma: infinite RDP, refused below
-        epsilon = epsilon_of(pate_dp_event(aggregator, queries), target_delta=delta,
-                             accountant=AccountantKind.RDP, relation=RELATION)
+        epsilon = epsilon_of(
+            pate_dp_event(aggregator, queries), target_delta=delta, accountant=AccountantKind.RDP, relation=RELATION
+        )
     if not math.isfinite(epsilon):
-        raise PateConfigurationError(f"the noise of {aggregator.to_json()} is too small for any finite epsilon "
-                                     f"over {queries} queries")
+        raise PateConfigurationError(
+            f"the noise of {aggregator.to_json()} is too small for any finite epsilon over {queries} queries"
+        )
     return epsilon

@@ -19,11 +19,16 @@ from privacy.pate.student import SelfTraining, StudentTraining, pseudo_labels
 
 def _classifier(input_dim: int, num_classes: int, hidden: int, seed: int):
     import keras
+
     keras.utils.set_random_seed(seed)
-    model = keras.Sequential([keras.Input((input_dim,)), keras.layers.Dense(hidden, activation="relu"),
-                              keras.layers.Dense(num_classes)])
-    model.compile(optimizer=keras.optimizers.Adam(0.01),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model = keras.Sequential(
+        [keras.Input((input_dim,)), keras.layers.Dense(hidden, activation="relu"), keras.layers.Dense(num_classes)]
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.01),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     return model
 
 
@@ -37,8 +42,17 @@ def fit_classifier(x: np.ndarray, y: np.ndarray, num_classes: int, *, epochs: in
     return model
 
 
-def fit_student(queries: np.ndarray, labels: np.ndarray, answered: np.ndarray, num_classes: int, *, epochs: int,
-                seed: int, hidden: int = 32, self_training: SelfTraining | None = None):
+def fit_student(
+    queries: np.ndarray,
+    labels: np.ndarray,
+    answered: np.ndarray,
+    num_classes: int,
+    *,
+    epochs: int,
+    seed: int,
+    hidden: int = 32,
+    self_training: SelfTraining | None = None,
+):
     """(student, `StudentTraining`): the student fitted on ``queries[answered]`` with ``labels[answered]`` (the
     aggregator's release), then, with ``self_training``, refitted ``rounds`` times from the same seeded
     initialisation on those plus the unanswered queries its previous fit labels with probability >= confidence.
@@ -51,13 +65,21 @@ def fit_student(queries: np.ndarray, labels: np.ndarray, answered: np.ndarray, n
     for _ in range(self_training.rounds if self_training else 0):
         probabilities = scipy.special.softmax(student.predict(queries.astype("float32"), verbose=0), axis=1)
         rows, pseudo = pseudo_labels(probabilities, answered, self_training.confidence)
-        student = fit(np.concatenate([queries[answered], queries[rows]]),
-                      np.concatenate([labels[answered], pseudo]))
+        student = fit(np.concatenate([queries[answered], queries[rows]]), np.concatenate([labels[answered], pseudo]))
     return student, StudentTraining(self_training, int(answered.sum()), rows)
 
 
-def teacher_votes(x: np.ndarray, y: np.ndarray, partitions, queries: np.ndarray, num_classes: int, *,
-                  epochs: int, seed: int, hidden: int = 32) -> np.ndarray:
+def teacher_votes(
+    x: np.ndarray,
+    y: np.ndarray,
+    partitions,
+    queries: np.ndarray,
+    num_classes: int,
+    *,
+    epochs: int,
+    seed: int,
+    hidden: int = 32,
+) -> np.ndarray:
     """(queries, classes) vote counts of one teacher per partition, each fitted on x[partition] only.
 
     A teacher with an empty partition is not fitted: its model is the initialisation from its seed, so its

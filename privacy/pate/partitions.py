@@ -26,11 +26,11 @@ def check_disjoint(partitions, num_rows: int | None = None) -> list[np.ndarray]:
     for teacher, rows in enumerate(arrays):
         for row in rows.tolist():
             if num_rows is not None and not 0 <= row < num_rows:
-                raise PateConfigurationError(f"partition of teacher {teacher} names row {row}, outside "
-                                             f"[0, {num_rows})")
+                raise PateConfigurationError(f"partition of teacher {teacher} names row {row}, outside [0, {num_rows})")
             if row in owner:
-                raise PateConfigurationError(f"partitions overlap: row {row} is in the partitions of teachers "
-                                             f"{owner[row]} and {teacher}")
+                raise PateConfigurationError(
+                    f"partitions overlap: row {row} is in the partitions of teachers {owner[row]} and {teacher}"
+                )
             owner[row] = teacher
     return arrays
 
@@ -39,8 +39,9 @@ def check_public_private(public_rows, private_rows) -> None:
     """Raises PateConfigurationError if a row is in both the public (query) split and the private one."""
     shared = np.intersect1d(np.asarray(public_rows), np.asarray(private_rows))
     if shared.size:
-        raise PateConfigurationError(f"the public split overlaps the private one: {shared.size} shared rows "
-                                     f"(first: row {int(shared[0])})")
+        raise PateConfigurationError(
+            f"the public split overlaps the private one: {shared.size} shared rows (first: row {int(shared[0])})"
+        )
 
 
 def partition_by_key(keys, num_teachers: int, *, seed: int = 0) -> list[np.ndarray]:
@@ -57,9 +58,16 @@ def partition_by_key(keys, num_teachers: int, *, seed: int = 0) -> list[np.ndarr
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**128:
         raise PateConfigurationError(f"partition seed must be an integer in [0, 2^128), got {seed!r}")
     secret = seed.to_bytes(16, "big")
-    teacher_of_row = np.array([int.from_bytes(hashlib.blake2b(_key_bytes(k), digest_size=8, key=secret,
-                                                              salt=b"pate-teacher").digest(), "big") % num_teachers
-                               for k in keys], dtype=np.int64)
+    teacher_of_row = np.array(
+        [
+            int.from_bytes(
+                hashlib.blake2b(_key_bytes(k), digest_size=8, key=secret, salt=b"pate-teacher").digest(), "big"
+            )
+            % num_teachers
+            for k in keys
+        ],
+        dtype=np.int64,
+    )
     return [np.flatnonzero(teacher_of_row == t) for t in range(num_teachers)]
 
 

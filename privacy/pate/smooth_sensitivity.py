@@ -45,7 +45,7 @@ def log_q0(sigma: float, order: float) -> float:
     def gap(log_q):
         return dd.theorem6_rdp(log_q, sigma, order) - dd.rdp_gnmax_independent(sigma, order)
 
-    upper = min(-(1 + 1 / sigma) ** 2, -((order - 0.99) / sigma) ** 2, -1 / sigma**2)
+    upper = min(-((1 + 1 / sigma) ** 2), -(((order - 0.99) / sigma) ** 2), -1 / sigma**2)
     if not dd.theorem6_applies(upper, sigma, order):
         raise PateConfigurationError(f"Theorem 6 does not apply at sigma={sigma:g}, order={order:g}")
     if gap(upper) < 0:
@@ -118,12 +118,17 @@ def local_sensitivities_gnmax(votes, num_teachers: int, sigma: float, order: flo
 @functools.lru_cache(maxsize=64)
 def _selection_rdp_table(num_teachers: int, threshold: float, sigma1: float, order: float) -> np.ndarray:
     """Data-dependent RDP of the selection step for each maximum vote 0 .. teachers."""
-    return np.array([dd.rdp_selection(float(scipy.stats.norm.logsf(threshold - v, scale=sigma1)), sigma1, order)
-                     for v in range(num_teachers + 1)])
+    return np.array(
+        [
+            dd.rdp_selection(float(scipy.stats.norm.logsf(threshold - v, scale=sigma1)), sigma1, order)
+            for v in range(num_teachers + 1)
+        ]
+    )
 
 
-def local_sensitivities_selection(votes, num_teachers: int, threshold: float, sigma1: float,
-                                  order: float) -> np.ndarray:
+def local_sensitivities_selection(
+    votes, num_teachers: int, threshold: float, sigma1: float, order: float
+) -> np.ndarray:
     """Bounds on the local sensitivity of the selection step's RDP at distances d = 0 .. teachers - 1.
 
     The step depends on the votes through their maximum v only, which moves by at most 1 per changed teacher,
@@ -190,8 +195,13 @@ def check_conditions(sigma: float, num_classes: int, order: float) -> tuple[bool
         return False, False
     end = log_q1(sigma, order, num_classes)
     grid = -np.geomspace(-_LOWEST_LOG_Q, -end, _CONDITION_GRID)
-    c6 = non_decreasing([dd.theorem6_rdp(_log_bound(x, sigma, num_classes, -1 / sigma), sigma, order)
-                         - dd.theorem6_rdp(x, sigma, order) for x in grid])
+    c6 = non_decreasing(
+        [
+            dd.theorem6_rdp(_log_bound(x, sigma, num_classes, -1 / sigma), sigma, order)
+            - dd.theorem6_rdp(x, sigma, order)
+            for x in grid
+        ]
+    )
     return c5, c6
 
 
@@ -208,12 +218,14 @@ class SmoothSensitivityRelease:
 
     def __post_init__(self):
         order = self.order
-        validation.number("smooth-sensitivity order", order, low=1, high=1e4, low_open=True,
-                          error=PateConfigurationError)
+        validation.number(
+            "smooth-sensitivity order", order, low=1, high=1e4, low_open=True, error=PateConfigurationError
+        )
         beta = 0.4 / order if self.beta is None else self.beta
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 < beta < 1 / (2 * order):
-            raise PateConfigurationError(f"smooth-sensitivity beta must be in (0, 1/(2*order)) = "
-                                         f"(0, {1 / (2 * order):g}), got {beta!r}")
+            raise PateConfigurationError(
+                f"smooth-sensitivity beta must be in (0, 1/(2*order)) = (0, {1 / (2 * order):g}), got {beta!r}"
+            )
         sigma_ss = self.sigma_ss
         validation.positive("smooth-sensitivity sigma_ss", sigma_ss, error=PateConfigurationError)
         object.__setattr__(self, "order", float(order))
@@ -240,7 +252,8 @@ class SmoothSensitivityRelease:
         if not (c5 and c6):
             raise PateConfigurationError(
                 f"the smooth-sensitivity analysis does not hold at sigma={sigma:g}, order={self.order:g} "
-                f"(condition {'C5' if not c5 else 'C6'} fails); only the data-independent epsilon is available")
+                f"(condition {'C5' if not c5 else 'C6'} fails); only the data-independent epsilon is available"
+            )
         rdp = dd.history_rdp(history, self.order)
         ss = smooth_sensitivity(history_local_sensitivities(history, self.order), self.beta)
         noise = NoiseSource(seed, stream="pate-smooth-sensitivity")

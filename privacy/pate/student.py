@@ -30,8 +30,11 @@ class SelfTraining:
     rounds: int = DEFAULT_ROUNDS
 
     def __post_init__(self):
-        if isinstance(self.confidence, bool) or not isinstance(self.confidence, (int, float)) or \
-                not 0 < self.confidence <= 1:
+        if (
+            isinstance(self.confidence, bool)
+            or not isinstance(self.confidence, (int, float))
+            or not 0 < self.confidence <= 1
+        ):
             raise PateConfigurationError(f"confidence must be in (0, 1], got {self.confidence!r}")
         if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or not 1 <= self.rounds <= 100:
             raise PateConfigurationError(f"rounds must be an integer in [1, 100], got {self.rounds!r}")
@@ -63,5 +66,9 @@ class StudentTraining:
     def to_json(self) -> dict:
         """Public facts for reports: which training ran, on how many released and pseudo labels."""
         method = self.self_training.to_json() if self.self_training else {"method": "supervised"}
-        return {**method, "answered_labels": self.answered, "pseudo_labels": int(len(self.pseudo_labelled)),
-                "privacy": "post-processing of the released labels and public queries: no privacy cost"}
+        return {
+            **method,
+            "answered_labels": self.answered,
+            "pseudo_labels": int(len(self.pseudo_labelled)),
+            "privacy": "post-processing of the released labels and public queries: no privacy cost",
+        }

@@ -27,8 +27,9 @@ def check_votes(votes, num_teachers: int | None = None) -> np.ndarray:
     """
     array = np.asarray(votes)
     if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] < 2:
-        raise PateConfigurationError(f"votes must be a (queries, classes) matrix with >= 2 classes, "
-                                     f"got shape {array.shape}")
+        raise PateConfigurationError(
+            f"votes must be a (queries, classes) matrix with >= 2 classes, got shape {array.shape}"
+        )
     if not np.issubdtype(array.dtype, np.number) or not np.all(np.isfinite(array)):
         raise PateConfigurationError("votes must be finite numbers")
     if np.any(array < 0) or np.any(array != np.round(array)):
@@ -37,8 +38,9 @@ def check_votes(votes, num_teachers: int | None = None) -> np.ndarray:
     totals = array.sum(axis=1)
     if np.any(totals != totals[0]):
         bad = int(np.flatnonzero(totals != totals[0])[0])
-        raise PateConfigurationError(f"every query must have the same number of votes: query 0 has "
-                                     f"{totals[0]}, query {bad} has {totals[bad]}")
+        raise PateConfigurationError(
+            f"every query must have the same number of votes: query 0 has {totals[0]}, query {bad} has {totals[bad]}"
+        )
     if num_teachers is not None and totals[0] != num_teachers:
         raise PateConfigurationError(f"votes sum to {totals[0]} per query, but teachers={num_teachers}")
     check_teachers(int(totals[0]), array.shape[1])
@@ -52,8 +54,10 @@ def check_teachers(num_teachers: int, num_classes: int) -> None:
     if num_teachers > MAX_TEACHERS:
         raise PateConfigurationError(f"teachers must be at most {MAX_TEACHERS}, got {num_teachers}")
     if num_teachers < num_classes:
-        raise PateConfigurationError(f"teachers ({num_teachers}) must be at least the number of classes "
-                                     f"({num_classes}): with fewer, no label can win a clear majority")
+        raise PateConfigurationError(
+            f"teachers ({num_teachers}) must be at least the number of classes "
+            f"({num_classes}): with fewer, no label can win a clear majority"
+        )
 
 
 def check_noise(name: str, value: float) -> float:

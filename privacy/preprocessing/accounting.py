@@ -16,8 +16,15 @@ from dp_accounting import dp_event
 
 from privacy import validation
 from privacy.accounting import Adjacency
-from privacy.preprocessing.records import (EXACT, CoverageRecord, MechanismRecord, PublicDeclaration, RecordError,
-                                           ReleaseRecord, from_text)
+from privacy.preprocessing.records import (
+    EXACT,
+    CoverageRecord,
+    MechanismRecord,
+    PublicDeclaration,
+    RecordError,
+    ReleaseRecord,
+    from_text,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,9 +59,12 @@ class PreprocessingAccount:
                 coverage.append(record)
         if len(coverage) > 1:
             raise RecordError(f"{len(coverage)} coverage records: the artifact mixes several preprocessing functions")
-        return cls(mechanisms=tuple(mechanisms[k] for k in sorted(mechanisms)),
-                   coverage=coverage[0] if coverage else None, unaccounted=tuple(unaccounted),
-                   releases={k: releases[k] for k in sorted(releases)})
+        return cls(
+            mechanisms=tuple(mechanisms[k] for k in sorted(mechanisms)),
+            coverage=coverage[0] if coverage else None,
+            unaccounted=tuple(unaccounted),
+            releases={k: releases[k] for k in sorted(releases)},
+        )
 
     @property
     def declarations(self) -> tuple[PublicDeclaration, ...]:
@@ -72,36 +82,54 @@ class PreprocessingAccount:
         """Every reason the preprocessing is not covered by an epsilon; empty when it is."""
         problems = list(self.unaccounted)
         if self.coverage is not None:
-            problems += [f"{u['analyzer']} (output {u['output']}) computes a statistic of the training data without "
-                         f"privacy; use {u['replacement']}"
-                         for u in self.coverage.uncovered]
+            problems += [
+                f"{u['analyzer']} (output {u['output']}) computes a statistic of the training data without "
+                f"privacy; use {u['replacement']}"
+                for u in self.coverage.uncovered
+            ]
             missing = sorted(set(self.coverage.private) - {m.name for m in self.mechanisms})
             problems += [f"the private release {name!r} is listed but its record is missing" for name in missing]
         elif self.mechanisms:
-            problems.append("the preprocessing has private releases but no coverage record, so its other statistics "
-                            "are unknown; build the preprocessing_fn with pipelines.transform.private_preprocessing_fn")
-        problems += [f"the public declaration {d.name!r} covers tft analyzer outputs {list(d.analyzers)}: exact "
-                     f"statistics of the training split (declare_public takes constant values only)"
-                     for d in self.declarations if d.analyzers]
-        problems += [f"{m.name} ({m.analyzer}) computed exact statistics (the Transform ran with private: false)"
-                     for m in self.mechanisms if m.mechanism == EXACT]
-        problems += [f"{m.name} ({m.analyzer}) drew its noise from a seed (for tests only: anyone who knows the seed "
-                     f"can remove it)" for m in self.mechanisms if m.seeded]
+            problems.append(
+                "the preprocessing has private releases but no coverage record, so its other statistics "
+                "are unknown; build the preprocessing_fn with pipelines.transform.private_preprocessing_fn"
+            )
+        problems += [
+            f"the public declaration {d.name!r} covers tft analyzer outputs {list(d.analyzers)}: exact "
+            f"statistics of the training split (declare_public takes constant values only)"
+            for d in self.declarations
+            if d.analyzers
+        ]
+        problems += [
+            f"{m.name} ({m.analyzer}) computed exact statistics (the Transform ran with private: false)"
+            for m in self.mechanisms
+            if m.mechanism == EXACT
+        ]
+        problems += [
+            f"{m.name} ({m.analyzer}) drew its noise from a seed (for tests only: anyone who knows the seed "
+            f"can remove it)"
+            for m in self.mechanisms
+            if m.seeded
+        ]
         return problems
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mechanisms": [m.to_dict() for m in self.mechanisms],
-                "coverage": None if self.coverage is None else self.coverage.to_dict(),
-                "unaccounted": list(self.unaccounted),
-                "releases": {name: list(values) for name, values in self.releases.items()}}
+        return {
+            "mechanisms": [m.to_dict() for m in self.mechanisms],
+            "coverage": None if self.coverage is None else self.coverage.to_dict(),
+            "unaccounted": list(self.unaccounted),
+            "releases": {name: list(values) for name, values in self.releases.items()},
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PreprocessingAccount":
         try:
-            return cls(mechanisms=tuple(MechanismRecord.from_dict(m) for m in data["mechanisms"]),
-                       coverage=None if data.get("coverage") is None else CoverageRecord.from_dict(data["coverage"]),
-                       unaccounted=tuple(data.get("unaccounted") or ()),
-                       releases={k: tuple(float(v) for v in vs) for k, vs in (data.get("releases") or {}).items()})
+            return cls(
+                mechanisms=tuple(MechanismRecord.from_dict(m) for m in data["mechanisms"]),
+                coverage=None if data.get("coverage") is None else CoverageRecord.from_dict(data["coverage"]),
+                unaccounted=tuple(data.get("unaccounted") or ()),
+                releases={k: tuple(float(v) for v in vs) for k, vs in (data.get("releases") or {}).items()},
+            )
         except (KeyError, TypeError, ValueError) as err:
             raise RecordError(f"malformed preprocessing account: {err}") from None
 
@@ -123,8 +151,9 @@ class PreprocessingPart:
 
     def __post_init__(self):
         object.__setattr__(self, "adjacency", Adjacency(self.adjacency))
-        object.__setattr__(self, "group_size",
-                           validation.integer("group_size", self.group_size, minimum=1, error=RecordError))
+        object.__setattr__(
+            self, "group_size", validation.integer("group_size", self.group_size, minimum=1, error=RecordError)
+        )
 
     def events(self) -> list[dp_event.DpEvent]:
         """Every release's event (an exact release is a `NonPrivateDpEvent`: infinite epsilon)."""
@@ -143,7 +172,10 @@ class PreprocessingPart:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PreprocessingPart":
         try:
-            return cls(account=PreprocessingAccount.from_dict(data["account"]), adjacency=Adjacency(data["adjacency"]),
-                       group_size=int(data.get("group_size", 1)))
+            return cls(
+                account=PreprocessingAccount.from_dict(data["account"]),
+                adjacency=Adjacency(data["adjacency"]),
+                group_size=int(data.get("group_size", 1)),
+            )
         except (KeyError, TypeError, ValueError) as err:
             raise RecordError(f"malformed preprocessing part: {err}") from None

@@ -76,8 +76,9 @@ def records(batch, values_per_record: int) -> np.ndarray:
     rows = values.shape[0] if values.ndim else 1
     values = values.reshape(rows, -1)
     if values.shape[1] != values_per_record:
-        raise ValueError(f"each record must hold {values_per_record} values (the feature's static size), "
-                         f"got {values.shape[1]}")
+        raise ValueError(
+            f"each record must hold {values_per_record} values (the feature's static size), got {values.shape[1]}"
+        )
     return values
 
 

@@ -48,8 +48,13 @@ class PreprocessingBudget:
     def noise_multiplier(self) -> float:
         """m: the Gaussian noise multiplier of all preprocessing releases together."""
         return dp_accounting.calibrate_dp_mechanism(
-            lambda: make_accountant(self.accountant), dp_event.GaussianDpEvent, self.epsilon, self.delta,
-            bracket_interval=dp_accounting.LowerEndpointAndGuess(1e-3, 1.0), tol=1e-6)
+            lambda: make_accountant(self.accountant),
+            dp_event.GaussianDpEvent,
+            self.epsilon,
+            self.delta,
+            bracket_interval=dp_accounting.LowerEndpointAndGuess(1e-3, 1.0),
+            tol=1e-6,
+        )
 
     def noise_multiplier_for(self, share: float) -> float:
         """m / sqrt(share): the noise multiplier of a mechanism that spends ``share`` of the budget."""

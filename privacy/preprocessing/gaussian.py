@@ -45,8 +45,9 @@ class Component:
         return dataclasses.asdict(self)
 
 
-def allocate(sensitivities: Mapping[str, float], weights: Mapping[str, float],
-             noise_multiplier: float) -> tuple[Component, ...]:
+def allocate(
+    sensitivities: Mapping[str, float], weights: Mapping[str, float], noise_multiplier: float
+) -> tuple[Component, ...]:
     """Noise for each block so that the release's noise multiplier is ``noise_multiplier``.
 
     Block i gets noise_std_i = noise_multiplier * sensitivity_i / sqrt(w_i), where the weights w_i of the
@@ -58,8 +59,10 @@ def allocate(sensitivities: Mapping[str, float], weights: Mapping[str, float],
     total = sum(moved.values())
     if not moved or total <= 0 or any(w <= 0 for w in moved.values()):
         raise ValueError(f"weights must be > 0 for every block a record can move, got {dict(weights)}")
-    return tuple(Component(name, float(s), noise_multiplier * s / math.sqrt(moved[name] / total) if s > 0 else 0.0)
-                 for name, s in sensitivities.items())
+    return tuple(
+        Component(name, float(s), noise_multiplier * s / math.sqrt(moved[name] / total) if s > 0 else 0.0)
+        for name, s in sensitivities.items()
+    )
 
 
 def noise_multiplier_of(components) -> float:

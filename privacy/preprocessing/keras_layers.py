@@ -21,16 +21,31 @@ from typing import Any, Iterable
 import numpy as np
 
 ADAPTED_LAYERS = {
-    "Normalization": (("mean", "variance"), "Normalization(mean=..., variance=...) with a private mean_and_var "
-                                            "release (privacy.preprocessing.MeanVariance) or public constants"),
-    "Discretization": (("bin_boundaries",), "Discretization(bin_boundaries=...) with private quantiles "
-                                            "(privacy.preprocessing.TreeHistogram) or public boundaries"),
-    "StringLookup": (("vocabulary",), "StringLookup(vocabulary=...) with a private vocabulary "
-                                      "(privacy.preprocessing.GaussianThresholding) or a public one"),
-    "IntegerLookup": (("vocabulary",), "IntegerLookup(vocabulary=...) with a private vocabulary "
-                                       "(privacy.preprocessing.GaussianThresholding) or a public one"),
-    "TextVectorization": (("vocabulary",), "TextVectorization(vocabulary=...) with a private vocabulary "
-                                           "(privacy.preprocessing.GaussianThresholding) or a public one"),
+    "Normalization": (
+        ("mean", "variance"),
+        "Normalization(mean=..., variance=...) with a private mean_and_var "
+        "release (privacy.preprocessing.MeanVariance) or public constants",
+    ),
+    "Discretization": (
+        ("bin_boundaries",),
+        "Discretization(bin_boundaries=...) with private quantiles "
+        "(privacy.preprocessing.TreeHistogram) or public boundaries",
+    ),
+    "StringLookup": (
+        ("vocabulary",),
+        "StringLookup(vocabulary=...) with a private vocabulary "
+        "(privacy.preprocessing.GaussianThresholding) or a public one",
+    ),
+    "IntegerLookup": (
+        ("vocabulary",),
+        "IntegerLookup(vocabulary=...) with a private vocabulary "
+        "(privacy.preprocessing.GaussianThresholding) or a public one",
+    ),
+    "TextVectorization": (
+        ("vocabulary",),
+        "TextVectorization(vocabulary=...) with a private vocabulary "
+        "(privacy.preprocessing.GaussianThresholding) or a public one",
+    ),
 }
 
 
@@ -45,8 +60,10 @@ def adapted_layer_problem(name: str, class_name: str, config: dict[str, Any] | N
     config = config or {}
     if all(config.get(key) is not None for key in keys) and config.get("num_bins") is None:
         return None
-    return (f"layer '{name}' ({class_name}) learns {' and '.join(keys)} from data with adapt(), so it carries exact "
-            f"statistics of the training data that no epsilon covers; use {instead}")
+    return (
+        f"layer '{name}' ({class_name}) learns {' and '.join(keys)} from data with adapt(), so it carries exact "
+        f"statistics of the training data that no epsilon covers; use {instead}"
+    )
 
 
 def adapted_layers(layers: Iterable) -> list[str]:
@@ -61,8 +78,11 @@ def adapted_layers(layers: Iterable) -> list[str]:
             config = layer.get_config()
         except (NotImplementedError, TypeError, ValueError):
             config = {}
-        problem = (adapted_layer_problem(layer.name, class_name, config)
-                   or _vocabulary_set_later(layer, class_name, config) or _moments_set_later(layer, class_name, config))
+        problem = (
+            adapted_layer_problem(layer.name, class_name, config)
+            or _vocabulary_set_later(layer, class_name, config)
+            or _moments_set_later(layer, class_name, config)
+        )
         if problem:
             problems.append(problem)
     return problems
@@ -73,7 +93,7 @@ def _vocabulary_set_later(layer, class_name: str, config: dict[str, Any]) -> str
     constants, or None."""
     given = config.get("vocabulary")
     if class_name not in LOOKUP_LAYERS or not isinstance(given, (list, tuple, str)):
-        return None   # no vocabulary: adapt, found above
+        return None  # no vocabulary: adapt, found above
     try:
         current = layer.get_vocabulary(include_special_tokens=False)
     except (AttributeError, TypeError, ValueError, RuntimeError):
@@ -82,22 +102,27 @@ def _vocabulary_set_later(layer, class_name: str, config: dict[str, Any]) -> str
         try:
             given = _file_lines(given)
         except OSError as err:
-            return (f"layer '{layer.name}' ({class_name}) names the vocabulary file {given!r}, which cannot be read "
-                    f"({err}), so what it carries cannot be checked; give the vocabulary to the constructor: "
-                    f"{ADAPTED_LAYERS[class_name][1]}")
+            return (
+                f"layer '{layer.name}' ({class_name}) names the vocabulary file {given!r}, which cannot be read "
+                f"({err}), so what it carries cannot be checked; give the vocabulary to the constructor: "
+                f"{ADAPTED_LAYERS[class_name][1]}"
+            )
 
     def as_text(tokens):
         return [t.decode("utf-8", "surrogateescape") if isinstance(t, bytes) else str(t) for t in tokens]
 
     if as_text(current) == as_text(given):
         return None
-    return (f"layer '{layer.name}' ({class_name}) holds a vocabulary of {len(current)} tokens that is not the one its "
-            f"config records (set_vocabulary after construction), so what it carries is unaccounted; give the "
-            f"vocabulary to the constructor: {ADAPTED_LAYERS[class_name][1]}")
+    return (
+        f"layer '{layer.name}' ({class_name}) holds a vocabulary of {len(current)} tokens that is not the one its "
+        f"config records (set_vocabulary after construction), so what it carries is unaccounted; give the "
+        f"vocabulary to the constructor: {ADAPTED_LAYERS[class_name][1]}"
+    )
 
 
 def _file_lines(path: str) -> list[str]:
     import tensorflow as tf
+
     try:
         with tf.io.gfile.GFile(path, "rb") as handle:
             text = handle.read().decode("utf-8", "surrogateescape")
@@ -115,7 +140,7 @@ def _moments_set_later(layer, class_name: str, config: dict[str, Any]) -> str | 
     for key in ("mean", "variance"):
         current = getattr(layer, key, None)
         if current is None or isinstance(current, (int, float, list, tuple)):
-            continue   # not built: only the config's constants exist
+            continue  # not built: only the config's constants exist
         current = np.asarray(current, dtype=np.float64)
         try:
             given = np.broadcast_to(np.asarray(config[key], dtype=np.float64), current.shape)
@@ -125,5 +150,7 @@ def _moments_set_later(layer, class_name: str, config: dict[str, Any]) -> str | 
             changed.append(key)
     if not changed:
         return None
-    return (f"layer '{layer.name}' (Normalization) holds a {' and '.join(changed)} that is not its config's (assigned "
-            f"after construction), so what it carries is unaccounted; use {ADAPTED_LAYERS[class_name][1]}")
+    return (
+        f"layer '{layer.name}' (Normalization) holds a {' and '.join(changed)} that is not its config's (assigned "
+        f"after construction), so what it carries is unaccounted; use {ADAPTED_LAYERS[class_name][1]}"
+    )

@@ -74,8 +74,12 @@ class MeanVariance:
         """Noisy sums and the estimates derived from them."""
         stds = np.array([c.noise_std for c in self.components])
         noisy = noise.noisy(sums, stds)
-        return {"count": float(noisy[0]), "sum": float(noisy[1]), "sum_of_squares": float(noisy[2]),
-                **self.estimates(noisy)}
+        return {
+            "count": float(noisy[0]),
+            "sum": float(noisy[1]),
+            "sum_of_squares": float(noisy[2]),
+            **self.estimates(noisy),
+        }
 
     def estimates(self, noisy: np.ndarray) -> dict[str, float]:
         """mean and variance from noisy [N, S1, S2] (pure post-processing)."""
@@ -83,5 +87,5 @@ class MeanVariance:
         count = max(float(noisy[0]), 1.0) * d
         centred_mean = float(np.clip(noisy[1] / count, -r, r))
         second_moment = float(np.clip(noisy[2] / count, 0.0, r * r))
-        variance = float(np.clip(second_moment - centred_mean ** 2, VARIANCE_FLOOR * r * r, r * r))
+        variance = float(np.clip(second_moment - centred_mean**2, VARIANCE_FLOOR * r * r, r * r))
         return {"mean": self.bounds.midpoint + centred_mean, "variance": variance}

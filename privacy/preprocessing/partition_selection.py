@@ -56,10 +56,15 @@ class GaussianThresholding:
     def __post_init__(self):
         object.__setattr__(self, "adjacency", Adjacency(self.adjacency))
         if self.adjacency is not Adjacency.ADD_REMOVE:
-            raise ValueError("private vocabularies are analysed under add-remove adjacency only (a replaced record's "
-                             "unique tokens can appear on both sides); use Poisson sampling in the Trainer")
-        object.__setattr__(self, "max_tokens_per_record",
-                           validation.integer("max_tokens_per_record", self.max_tokens_per_record, minimum=1))
+            raise ValueError(
+                "private vocabularies are analysed under add-remove adjacency only (a replaced record's "
+                "unique tokens can appear on both sides); use Poisson sampling in the Trainer"
+            )
+        object.__setattr__(
+            self,
+            "max_tokens_per_record",
+            validation.integer("max_tokens_per_record", self.max_tokens_per_record, minimum=1),
+        )
         object.__setattr__(self, "threshold_delta", validation.probability("threshold_delta", self.threshold_delta))
 
     @property
@@ -93,8 +98,12 @@ class GaussianThresholding:
         return sorted(kept, key=lambda tc: (-tc[1], tc[0]))
 
     def parameters(self) -> dict:
-        return {"threshold": self.threshold, "noise_std": self.noise_std, "threshold_delta": self.threshold_delta,
-                "max_tokens_per_record": self.max_tokens_per_record}
+        return {
+            "threshold": self.threshold,
+            "noise_std": self.noise_std,
+            "threshold_delta": self.threshold_delta,
+            "max_tokens_per_record": self.max_tokens_per_record,
+        }
 
 
 def additive_delta(*, threshold: float, noise_std: float, max_tokens_per_record: int, group_size: int = 1) -> float:

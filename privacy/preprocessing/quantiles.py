@@ -47,7 +47,7 @@ class TreeHistogram:
         object.__setattr__(self, "adjacency", Adjacency(self.adjacency))
         b = validation.integer("branching", self.branching, minimum=2)
         object.__setattr__(self, "branching", b)
-        if b ** self.height != self.grid.bins:
+        if b**self.height != self.grid.bins:
             raise ValueError(f"bins ({self.grid.bins}) must be a power of branching ({b})")
         check_values_per_record(self.values_per_record)
 

@@ -87,12 +87,17 @@ class MechanismRecord:
         if self.mechanism != GAUSSIAN_THRESHOLDING:
             return 0.0
         if Adjacency(adjacency) is not Adjacency.ADD_REMOVE:
-            raise RecordError(f"record {self.name!r}: a private vocabulary is analysed under add-remove adjacency "
-                              f"only, not {Adjacency(adjacency).value}")
+            raise RecordError(
+                f"record {self.name!r}: a private vocabulary is analysed under add-remove adjacency "
+                f"only, not {Adjacency(adjacency).value}"
+            )
         p = self.parameters
-        return partition_selection.additive_delta(threshold=p["threshold"], noise_std=p["noise_std"],
-                                                  max_tokens_per_record=p["max_tokens_per_record"],
-                                                  group_size=group_size)
+        return partition_selection.additive_delta(
+            threshold=p["threshold"],
+            noise_std=p["noise_std"],
+            max_tokens_per_record=p["max_tokens_per_record"],
+            group_size=group_size,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -147,8 +152,9 @@ class PublicDeclaration:
 
     def __post_init__(self):
         if not isinstance(self.reason, str) or not self.reason.strip():
-            raise RecordError(f"public declaration {self.name!r}: a reason is required (why it does not depend on "
-                              f"the private data)")
+            raise RecordError(
+                f"public declaration {self.name!r}: a reason is required (why it does not depend on the private data)"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "public", **dataclasses.asdict(self), "analyzers": list(self.analyzers)}
@@ -156,8 +162,12 @@ class PublicDeclaration:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PublicDeclaration":
         try:
-            return cls(name=data["name"], reason=data["reason"], value=data.get("value"),
-                       analyzers=tuple(data.get("analyzers") or ()))
+            return cls(
+                name=data["name"],
+                reason=data["reason"],
+                value=data.get("value"),
+                analyzers=tuple(data.get("analyzers") or ()),
+            )
         except (KeyError, TypeError) as err:
             raise RecordError(f"malformed public declaration: {err}") from None
 
@@ -186,16 +196,25 @@ class CoverageRecord:
         return {name for d in self.public for name in d.analyzers}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "coverage", "analyzer_outputs": self.analyzer_outputs, "private": list(self.private),
-                "public": [d.to_dict() for d in self.public], "uncovered": [dict(u) for u in self.uncovered],
-                "budget": self.budget}
+        return {
+            "kind": "coverage",
+            "analyzer_outputs": self.analyzer_outputs,
+            "private": list(self.private),
+            "public": [d.to_dict() for d in self.public],
+            "uncovered": [dict(u) for u in self.uncovered],
+            "budget": self.budget,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CoverageRecord":
         try:
-            return cls(analyzer_outputs=int(data["analyzer_outputs"]), private=tuple(data["private"]),
-                       public=tuple(PublicDeclaration.from_dict(d) for d in data["public"]),
-                       uncovered=tuple(dict(u) for u in data["uncovered"]), budget=data.get("budget"))
+            return cls(
+                analyzer_outputs=int(data["analyzer_outputs"]),
+                private=tuple(data["private"]),
+                public=tuple(PublicDeclaration.from_dict(d) for d in data["public"]),
+                uncovered=tuple(dict(u) for u in data["uncovered"]),
+                budget=data.get("budget"),
+            )
         except (KeyError, TypeError, ValueError) as err:
             raise RecordError(f"malformed coverage record: {err}") from None
 
@@ -212,11 +231,15 @@ def from_text(text: str | bytes):
     if not text.startswith(RECORD_PREFIX):
         raise RecordError(f"not a ppml preprocessing record: {text[:40]!r}")
     try:
-        data = json.loads(text[len(RECORD_PREFIX):])
+        data = json.loads(text[len(RECORD_PREFIX) :])
     except json.JSONDecodeError as err:
         raise RecordError(f"malformed preprocessing record: {err}") from None
-    kinds = {"mechanism": MechanismRecord, "release": ReleaseRecord, "public": PublicDeclaration,
-             "coverage": CoverageRecord}
+    kinds = {
+        "mechanism": MechanismRecord,
+        "release": ReleaseRecord,
+        "public": PublicDeclaration,
+        "coverage": CoverageRecord,
+    }
     if not isinstance(data, dict) or data.get("kind") not in kinds:
         raise RecordError(f"unknown preprocessing record kind {data.get('kind') if isinstance(data, dict) else data!r}")
     return kinds[data["kind"]].from_dict(data)
@@ -240,6 +263,8 @@ def group_factor(record_adjacency: Adjacency | str, adjacency: Adjacency | str, 
         return float(group_size if target is Adjacency.ADD_REMOVE else 2 * group_size)
     if target is Adjacency.REPLACE_ONE and group_size == 1:
         return 1.0
-    raise RecordError(f"a release analysed under replace-one adjacency (its record count exact) cannot be accounted "
-                      f"for {'groups of records' if group_size > 1 else 'add-remove neighbours'}; set the "
-                      f"preprocessing adjacency to add-remove")
+    raise RecordError(
+        f"a release analysed under replace-one adjacency (its record count exact) cannot be accounted "
+        f"for {'groups of records' if group_size > 1 else 'add-remove neighbours'}; set the "
+        f"preprocessing adjacency to add-remove"
+    )

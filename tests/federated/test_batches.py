@@ -15,14 +15,14 @@ def test_each_epoch_reads_every_example_once_in_shuffled_batches():
     assert list(schedule.steps) == [3 * math.ceil(len(ix) / 5) for ix in indices] + [0]
     for k, index in enumerate(indices):
         per_epoch = math.ceil(len(index) / 5)
-        epochs = schedule.rows[k, :3 * per_epoch].reshape(3, -1)
-        masks = schedule.mask[k, :3 * per_epoch].reshape(3, -1)
+        epochs = schedule.rows[k, : 3 * per_epoch].reshape(3, -1)
+        masks = schedule.mask[k, : 3 * per_epoch].reshape(3, -1)
         for rows, mask in zip(epochs, masks):
-            assert sorted(rows[mask]) == list(index)                   # each example exactly once
+            assert sorted(rows[mask]) == list(index)  # each example exactly once
             assert mask.tolist() == [True] * len(index) + [False] * (per_epoch * 5 - len(index))  # last batch short
-        assert not schedule.mask[k, 3 * per_epoch:].any()               # steps past the client's are masked
-        assert set(schedule.rows[k].ravel()) <= set(index)              # padding reads the client's own rows
-    assert len({tuple(epoch) for epoch in schedule.rows[0, :15].reshape(3, -1)}) == 3   # a new order per epoch
+        assert not schedule.mask[k, 3 * per_epoch :].any()  # steps past the client's are masked
+        assert set(schedule.rows[k].ravel()) <= set(index)  # padding reads the client's own rows
+    assert len({tuple(epoch) for epoch in schedule.rows[0, :15].reshape(3, -1)}) == 3  # a new order per epoch
     assert not schedule.mask[3].any()
 
 

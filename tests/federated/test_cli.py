@@ -16,20 +16,52 @@ from pipelines.components.federated_trainer.spec import FederatedTrainingConfig,
 
 def test_federated_run_dp_secure_aggregation(tmp_path):
     out = tmp_path / "run"
-    result = CliRunner().invoke(cli, [
-        "federated", "run", "--clients", "20", "--rounds", "3", "--sampling", "poisson", "--fraction", "0.4",
-        "--partition", "dirichlet", "--alpha", "0.5", "--dp", "--noise-multiplier", "0.7", "--clip", "fixed",
-        "--clipping-norm", "0.5", "--target-delta", "1e-3", "--secure-aggregation", "--out", str(out),
-        "--json"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "federated",
+            "run",
+            "--clients",
+            "20",
+            "--rounds",
+            "3",
+            "--sampling",
+            "poisson",
+            "--fraction",
+            "0.4",
+            "--partition",
+            "dirichlet",
+            "--alpha",
+            "0.5",
+            "--dp",
+            "--noise-multiplier",
+            "0.7",
+            "--clip",
+            "fixed",
+            "--clipping-norm",
+            "0.5",
+            "--target-delta",
+            "1e-3",
+            "--secure-aggregation",
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    history = json.loads(result.stdout[result.stdout.index("{"):])
+    history = json.loads(result.stdout[result.stdout.index("{") :])
     assert [r["round"] for r in history["rounds"]] == [1, 2, 3]
     event = dp_event.PoissonSampledDpEvent(0.4, dp_event.GaussianDpEvent(0.7))
     expected = dp_accounting.rdp.RdpAccountant().compose(event, 3).get_epsilon(1e-3)
     assert history["rounds"][-1]["metrics"]["epsilon_rdp"] == pytest.approx(expected, rel=1e-12)
     # One record changes one client's data with N fixed: a client replaced, accounted replace-one (PLD).
-    replaced = dp_accounting.pld.PLDAccountant(dp_accounting.NeighboringRelation.REPLACE_ONE,
-                                               value_discretization_interval=1e-4).compose(event, 3).get_epsilon(1e-3)
+    replaced = (
+        dp_accounting.pld.PLDAccountant(
+            dp_accounting.NeighboringRelation.REPLACE_ONE, value_discretization_interval=1e-4
+        )
+        .compose(event, 3)
+        .get_epsilon(1e-3)
+    )
     assert history["config"]["record_level"]["epsilon"] == pytest.approx(replaced, rel=1e-9)
     assert replaced > dp_accounting.pld.PLDAccountant().compose(event, 3).get_epsilon(1e-3)
     assert history["rounds"][0]["aggregation"]["aborted"] is False
@@ -39,8 +71,23 @@ def test_federated_run_dp_secure_aggregation(tmp_path):
 
 
 def test_federated_run_plain_prints_progress(tmp_path):
-    result = CliRunner().invoke(cli, ["federated", "run", "--clients", "10", "--rounds", "2", "--fraction", "0.5",
-                                      "--server-optimizer", "adam", "--out", str(tmp_path)])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "federated",
+            "run",
+            "--clients",
+            "10",
+            "--rounds",
+            "2",
+            "--fraction",
+            "0.5",
+            "--server-optimizer",
+            "adam",
+            "--out",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "round 2: 5/5 clients" in result.output and "final accuracy" in result.output
 
@@ -48,6 +95,7 @@ def test_federated_run_plain_prints_progress(tmp_path):
 def _trained_rows(x, y, seed=0):
     """How many rows the command line trains on: those its keyed hash does not hold out."""
     from federated.partitioners import content_keys, keyed_hold_out
+
     return int((~keyed_hold_out(content_keys(x, y), fraction=0.2, seed=seed)).sum())
 
 
@@ -56,24 +104,45 @@ def test_npz_without_a_test_split_holds_out_about_a_fifth_for_evaluation(tmp_pat
     x = rng.random((200, 6)).astype(np.float32)
     y = (x[:, 0] > 0.5).astype(np.int64)
     np.savez(tmp_path / "data.npz", x=x, y=y, keys=np.arange(200) % 8)
-    result = CliRunner().invoke(cli, ["federated", "run", "--dataset", str(tmp_path / "data.npz"), "--partition",
-                                      "natural", "--rounds", "2", "--fraction", "0.5", "--execution", "numpy",
-                                      "--out", str(tmp_path / "run"), "--json"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "federated",
+            "run",
+            "--dataset",
+            str(tmp_path / "data.npz"),
+            "--partition",
+            "natural",
+            "--rounds",
+            "2",
+            "--fraction",
+            "0.5",
+            "--execution",
+            "numpy",
+            "--out",
+            str(tmp_path / "run"),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    history = json.loads(result.stdout[result.stdout.index("{"):])
+    history = json.loads(result.stdout[result.stdout.index("{") :])
     trained = history["config"]["client_sizes_sum"]
     assert trained == _trained_rows(x, y) and 140 < trained < 180 and history["config"]["num_clients"] == 8
     assert history["config"]["execution"] == "numpy" and history["rounds"][-1]["evaluation"]["accuracy"] > 0
     np.savez(tmp_path / "half.npz", x=x, y=y, x_test=x[:10])
-    result = CliRunner().invoke(cli, ["federated", "run", "--dataset", str(tmp_path / "half.npz"), "--rounds", "1",
-                                      "--out", str(tmp_path / "run")])
+    result = CliRunner().invoke(
+        cli,
+        ["federated", "run", "--dataset", str(tmp_path / "half.npz"), "--rounds", "1", "--out", str(tmp_path / "run")],
+    )
     assert result.exit_code == 2 and "'x_test' with 'y_test'); it holds ['x', 'x_test', 'y']" in result.output
 
 
 def _write_csv(path, x, y, users=None):
     header = ",".join(f"f{j}" for j in range(x.shape[1])) + (",user" if users is not None else "") + ",label"
-    rows = [",".join(repr(float(v)) for v in features) + (f",{users[i]}" if users is not None else "") + f",{y[i]}"
-            for i, features in enumerate(x)]
+    rows = [
+        ",".join(repr(float(v)) for v in features) + (f",{users[i]}" if users is not None else "") + f",{y[i]}"
+        for i, features in enumerate(x)
+    ]
     path.write_text("\n".join([header] + rows) + "\n")
     return str(path)
 
@@ -81,6 +150,7 @@ def _write_csv(path, x, y, users=None):
 def _cli_rows(args):
     """The CLI's data path (read, hold out, deal): {client id: its rows}, the evaluation rows, their privacy."""
     from pipelines.cli.federated import _client_data, _config, run
+
     with run.make_context("run", list(args)) as ctx:
         data, (x_test, y_test), _, outside = _client_data(ctx.params, _config(ctx.params))
     rows = lambda x, y: {tuple(features) + (int(label),) for features, label in zip(x.tolist(), y)}  # noqa: E731
@@ -100,12 +170,17 @@ def test_one_added_row_changes_one_client_or_the_evaluation_rows_and_nothing_els
     user = rng.integers(0, 30, n + 6) if users else None
     args = ["--client-column", "user", "--partition", "natural"] if users else []
     base = _cli_rows(["--dataset", _write_csv(tmp_path / "base.csv", x[:n], y[:n], user), *args])
-    assert base[2] is True and 0.1 < len(base[1]) / n < 0.3    # held-out rows: private rows of the data set
+    assert base[2] is True and 0.1 < len(base[1]) / n < 0.3  # held-out rows: private rows of the data set
     places = []
     for extra in range(n, n + 6):
         keep = np.r_[0:n, extra]
-        clients, held_out, _ = _cli_rows(["--dataset", _write_csv(tmp_path / f"plus{extra}.csv", x[keep], y[keep],
-                                                                   None if user is None else user[keep]), *args])
+        clients, held_out, _ = _cli_rows(
+            [
+                "--dataset",
+                _write_csv(tmp_path / f"plus{extra}.csv", x[keep], y[keep], None if user is None else user[keep]),
+                *args,
+            ]
+        )
         row = tuple(x[extra].tolist()) + (int(y[extra]),)
         changed = {k for k in clients.keys() | base[0].keys() if clients.get(k) != base[0].get(k)}
         if row in held_out:
@@ -124,20 +199,35 @@ def test_under_dp_metrics_of_held_out_rows_are_labelled_outside_the_guarantee(tm
     """Held-out rows are private rows: their loss and accuracy are tagged on every line, in history.json and
     on the plot's axis; a separate test split's are not."""
     from federated.simulation import History
+
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 4)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.int64)
     np.savez(tmp_path / "split.npz", x=x[:240], y=y[:240], x_test=x[240:], y_test=y[240:])
-    common = ["--dp", "--rounds", "2", "--clients", "10", "-C", "0.5", "--model", "linear", "--execution", "numpy",
-              "--num-classes", "2"]
+    common = [
+        "--dp",
+        "--rounds",
+        "2",
+        "--clients",
+        "10",
+        "-C",
+        "0.5",
+        "--model",
+        "linear",
+        "--execution",
+        "numpy",
+        "--num-classes",
+        "2",
+    ]
     tag = "held-out private rows, not DP"
     result = _run(common + ["--dataset", _write_csv(tmp_path / "d.csv", x, y)], tmp_path)
     assert result.exit_code == 0, result.output
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert "rows held out of the private data set" in history["config"]["outside_guarantee"]["evaluation"]
     rounds = [line for line in result.stderr.splitlines() if line.startswith("round ")]
-    assert len(rounds) == 2 and all(f"acc {r['evaluation']['accuracy']:.4f} ({tag})" in line
-                                    for r, line in zip(history["rounds"], rounds))
+    assert len(rounds) == 2 and all(
+        f"acc {r['evaluation']['accuracy']:.4f} ({tag})" in line for r, line in zip(history["rounds"], rounds)
+    )
     assert f"after 2 rounds ({tag})" in result.stdout and f"outside the DP guarantee ({tag})" in result.stdout
     assert tag in History.from_dict(history).axis_labels()[0]
     result = _run(common + ["--dataset", str(tmp_path / "split.npz"), "--num-classes", "2", "--json"], tmp_path)
@@ -156,34 +246,67 @@ def _columns(n=150):
 
 
 def test_csv_and_tfrecord_datasets_take_every_numeric_column_but_label_and_client(tmp_path):
-    import tensorflow as tf   # the test writes TFRecords as ExampleGen does
+    import tensorflow as tf  # the test writes TFRecords as ExampleGen does
+
     x, y, users = _columns()
     lines = ["f1,f2,f3,target,user,note"] + [f"{a},{b},{c},{t},u{k},x" for (a, b, c), t, k in zip(x, y, users)]
     (tmp_path / "data.csv").write_text("\n".join(lines) + "\n")
     with tf.io.TFRecordWriter(str(tmp_path / "part-0.gz"), options="GZIP") as writer:
         for (a, b, c), t in zip(x, y):
-            feature = {"f": tf.train.Feature(float_list=tf.train.FloatList(value=[a, b, c])),
-                       "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[t]))}
+            feature = {
+                "f": tf.train.Feature(float_list=tf.train.FloatList(value=[a, b, c])),
+                "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[t])),
+            }
             writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
-    runs = {"csv": ["--dataset", str(tmp_path / "data.csv"), "--label-column", "target", "--client-column", "user",
-                    "--partition", "natural"],
-            "tfrecord": ["--dataset", str(tmp_path / "part-*"), "--clients", "5"]}
+    runs = {
+        "csv": [
+            "--dataset",
+            str(tmp_path / "data.csv"),
+            "--label-column",
+            "target",
+            "--client-column",
+            "user",
+            "--partition",
+            "natural",
+        ],
+        "tfrecord": ["--dataset", str(tmp_path / "part-*"), "--clients", "5"],
+    }
     for name, args in runs.items():
-        result = CliRunner().invoke(cli, ["federated", "run", "--rounds", "2", "--fraction", "1.0", "--execution",
-                                          "numpy", "--model", "linear", "--json", "--out", str(tmp_path / name)]
-                                    + args)
+        result = CliRunner().invoke(
+            cli,
+            [
+                "federated",
+                "run",
+                "--rounds",
+                "2",
+                "--fraction",
+                "1.0",
+                "--execution",
+                "numpy",
+                "--model",
+                "linear",
+                "--json",
+                "--out",
+                str(tmp_path / name),
+            ]
+            + args,
+        )
         assert result.exit_code == 0, result.output
-        config = json.loads(result.stdout[result.stdout.index("{"):])["config"]
+        config = json.loads(result.stdout[result.stdout.index("{") :])["config"]
         assert config["client_sizes_sum"] == _trained_rows(x, y)
         assert config["num_clients"] == (6 if name == "csv" else 5)
-        assert config["num_parameters"] == 3 * 2 + 2    # three features (not target, user, note), two classes
+        assert config["num_parameters"] == 3 * 2 + 2  # three features (not target, user, note), two classes
     (tmp_path / "gap.csv").write_text("a,label\n1.5,0\n,1\n2.5,1\n")
     (tmp_path / "notes.txt").write_text("not a TFRecord\n")
-    for dataset, message in (("data.csv", r"--label-column \(.*data.csv\): no column 'label'"),
-                             ("gap.csv", "column 'a' holds numbers but line 3 is empty"),
-                             ("notes.*", "not readable as TFRecord files")):
-        result = CliRunner().invoke(cli, ["federated", "run", "--dataset", str(tmp_path / dataset), "--rounds", "1",
-                                          "--out", str(tmp_path / "bad")])
+    for dataset, message in (
+        ("data.csv", r"--label-column \(.*data.csv\): no column 'label'"),
+        ("gap.csv", "column 'a' holds numbers but line 3 is empty"),
+        ("notes.*", "not readable as TFRecord files"),
+    ):
+        result = CliRunner().invoke(
+            cli,
+            ["federated", "run", "--dataset", str(tmp_path / dataset), "--rounds", "1", "--out", str(tmp_path / "bad")],
+        )
         assert result.exit_code == 2 and re.search(message, result.output), result.output
 
 
@@ -192,7 +315,7 @@ def _run(args, tmp_path, **kwargs):
 
 
 def _history(result):
-    return json.loads(result.stdout[result.stdout.index("{"):])
+    return json.loads(result.stdout[result.stdout.index("{") :])
 
 
 def test_the_default_dp_run_works_with_csprng_noise_and_writes_the_trainers_ledger(tmp_path):
@@ -200,21 +323,27 @@ def test_the_default_dp_run_works_with_csprng_noise_and_writes_the_trainers_ledg
     clients, 10 a round, fixed clipping, z calibrated for epsilon 3 over the planned rounds (ppml's one
     default), noise and sample from the OS CSPRNG, a dp-fedavg ledger."""
     from pipelines import privacy_ledger
+
     result = _run(["--dp", "--rounds", "3"], tmp_path)
     assert result.exit_code == 0, result.output
     assert "client-level epsilon at delta=0.001" in result.stdout and "outside the DP guarantee" not in result.stdout
     assert "record-level epsilon: the client-level one" in result.stdout
-    assert "(calibrated for epsilon <= 3 after 3 rounds (RDP, the default target)); delta = 0.001 (the default" \
+    assert (
+        "(calibrated for epsilon <= 3 after 3 rounds (RDP, the default target)); delta = 0.001 (the default"
         in result.stderr
+    )
     ledger = privacy_ledger.read_ledger_file(str(tmp_path / "run" / "privacy_ledger.json"))
     z = ledger.parameters["noise_multiplier"]
     event = dp_event.SampledWithoutReplacementDpEvent(100, 10, dp_event.GaussianDpEvent(z / 2))
-    expected = dp_accounting.rdp.RdpAccountant(
-        neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE).compose(event, 3).get_epsilon(1e-3)
+    expected = (
+        dp_accounting.rdp.RdpAccountant(neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE)
+        .compose(event, 3)
+        .get_epsilon(1e-3)
+    )
     assert ledger.mechanism == "dp-fedavg" and ledger.privacy_unit == "client"
     assert ledger.epsilons["rdp"] == pytest.approx(expected, rel=1e-12) and 3 - 0.01 <= expected <= 3
     assert ledger.parameters["noise"] == "csprng" and ledger.parameters["clients"] == "keyed iid partition"
-    assert ledger.trainer["settings"]["weighted"] is False   # DP-FedAvg averages clients unweighted (the default: true)
+    assert ledger.trainer["settings"]["weighted"] is False  # DP-FedAvg averages clients unweighted (the default: true)
     strategy = json.loads((tmp_path / "run" / "history.json").read_text())["config"]["strategy"]
     assert strategy["name"] == "DifferentialPrivacyFixedClipping" and strategy["seeded_noise"] is False
 
@@ -223,12 +352,31 @@ def test_a_cohort_too_small_for_adaptive_clipping_is_a_one_line_usage_error(tmp_
     """m = 10 clients a round gives a count noise of 0.5, not above z / 2 = 0.5: say what to change."""
     result = _run(["--clients", "20", "-C", "0.5", "--dp", "--clip", "adaptive", "--noise-multiplier", "1"], tmp_path)
     assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
-    assert result.stderr.startswith("Error: --clipped-count-stddev: clipped_count_stddev=0.5 is too small for "
-                                    "noise_multiplier=1: adaptive clipping needs it above noise_multiplier / 2 = 0.5")
+    assert result.stderr.startswith(
+        "Error: --clipped-count-stddev: clipped_count_stddev=0.5 is too small for "
+        "noise_multiplier=1: adaptive clipping needs it above noise_multiplier / 2 = 0.5"
+    )
     assert "(0.05 x 10 expected clients per round)" in result.stderr
     assert not (tmp_path / "run").exists()
-    result = _run(["--clients", "20", "-C", "0.5", "--dp", "--clip", "adaptive", "--noise-multiplier", "1",
-                   "--clipped-count-stddev", "0.8", "--rounds", "2", "--json"], tmp_path)
+    result = _run(
+        [
+            "--clients",
+            "20",
+            "-C",
+            "0.5",
+            "--dp",
+            "--clip",
+            "adaptive",
+            "--noise-multiplier",
+            "1",
+            "--clipped-count-stddev",
+            "0.8",
+            "--rounds",
+            "2",
+            "--json",
+        ],
+        tmp_path,
+    )
     assert result.exit_code == 0, result.output
     assert _history(result)["config"]["strategy"]["clipped_count_stddev"] == 0.8
 
@@ -239,21 +387,40 @@ def test_seeded_noise_is_an_explicit_research_option_and_says_so(tmp_path):
     assert first.exit_code == 0, first.output
     assert "outside the DP guarantee (seeded noise: no guarantee)" in first.stdout
     assert "the epsilon describes the mechanism, not a released model" in first.stdout
-    assert all(line.endswith("(seeded noise: no guarantee)") for line in first.stderr.splitlines()
-               if line.startswith("round "))
+    assert all(
+        line.endswith("(seeded noise: no guarantee)") for line in first.stderr.splitlines() if line.startswith("round ")
+    )
     headlines = [line for line in first.stdout.splitlines() if "epsilon at delta" in line or "epsilon:" in line]
     assert len(headlines) == 3 and all(line.endswith("(seeded noise: no guarantee)") for line in headlines)
     histories = [json.loads((tmp_path / name / "history.json").read_text()) for name in ("a", "b")]
     assert [r["evaluation"] for r in histories[0]["rounds"]] == [r["evaluation"] for r in histories[1]["rounds"]]
     from pipelines import privacy_ledger
     from pipelines.components.private_evaluator.spec import budget_epsilon
+
     ledger = privacy_ledger.read_ledger_file(str(tmp_path / "a" / "privacy_ledger.json"))
     assert ledger.parameters["noise"] == "seeded" and budget_epsilon(ledger, "client")[0] == float("inf")
 
 
 def test_target_epsilon_calibrates_the_noise_for_the_planned_rounds(tmp_path):
-    result = _run(["--dp", "--target-epsilon", "4", "--rounds", "3", "--sampling", "poisson", "--clients", "40",
-                   "-C", "0.25", "--model", "linear", "--json"], tmp_path)
+    result = _run(
+        [
+            "--dp",
+            "--target-epsilon",
+            "4",
+            "--rounds",
+            "3",
+            "--sampling",
+            "poisson",
+            "--clients",
+            "40",
+            "-C",
+            "0.25",
+            "--model",
+            "linear",
+            "--json",
+        ],
+        tmp_path,
+    )
     assert result.exit_code == 0, result.output
     z = _history(result)["config"]["strategy"]["noise_multiplier"]
     event = dp_event.PoissonSampledDpEvent(0.25, dp_event.GaussianDpEvent(z))
@@ -268,8 +435,11 @@ def test_a_max_epsilon_below_one_rounds_epsilon_is_refused_at_plan_time(tmp_path
     the Federated Trainer refuses the setting before any TFX component runs."""
     z = 1.0
     event = dp_event.SampledWithoutReplacementDpEvent(100, 10, dp_event.GaussianDpEvent(z / 2))
-    first = dp_accounting.rdp.RdpAccountant(
-        neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE).compose(event).get_epsilon(1e-3)
+    first = (
+        dp_accounting.rdp.RdpAccountant(neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE)
+        .compose(event)
+        .get_epsilon(1e-3)
+    )
     args = ["--dp", "--rounds", "2", "--noise-multiplier", str(z), "--model", "linear"]
     result = _run([*args, "--max-epsilon", f"{first * 0.99}"], tmp_path)
     assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
@@ -279,10 +449,20 @@ def test_a_max_epsilon_below_one_rounds_epsilon_is_refused_at_plan_time(tmp_path
     assert result.exit_code == 0, result.output
     assert [r["metrics"]["epsilon_rdp"] for r in _history(result)["rounds"]] == [pytest.approx(first, rel=1e-9)]
     # The Trainer: Poisson sampling (q = 0.1 of N = 50), PLD, add/remove, delta 1e-3.
-    poisson = dp_accounting.pld.PLDAccountant(dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE).compose(
-        dp_event.PoissonSampledDpEvent(0.1, dp_event.GaussianDpEvent(z))).get_epsilon(1e-3)
-    settings = {"label_key": "y", "private": True, "num_classes": 2, "noise_multiplier": z, "sampling": "poisson",
-                "accountant": "pld", "delta": 1e-3}
+    poisson = (
+        dp_accounting.pld.PLDAccountant(dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE)
+        .compose(dp_event.PoissonSampledDpEvent(0.1, dp_event.GaussianDpEvent(z)))
+        .get_epsilon(1e-3)
+    )
+    settings = {
+        "label_key": "y",
+        "private": True,
+        "num_classes": 2,
+        "noise_multiplier": z,
+        "sampling": "poisson",
+        "accountant": "pld",
+        "delta": 1e-3,
+    }
     with pytest.raises(InvalidFederatedSetting, match=f"below one round's epsilon {poisson:.4g} ") as refused:
         FederatedTrainingConfig.for_trainer({**settings, "max_epsilon": poisson * 0.99}).plan(50)
     assert refused.value.setting == "max_epsilon"
@@ -295,11 +475,13 @@ def test_a_delta_close_to_one_over_n_clients_is_warned_about_before_training(tmp
     result = _run([*args, "--target-delta", "0.04"], tmp_path)
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning (--target-delta): ")]
-    assert warnings == ["warning (--target-delta): delta=0.04 is 0.8/n (n=20 clients), close to 1/n: a mechanism "
-                        "that publishes each client in full with probability delta meets it, 0.8 clients in the "
-                        "clear on average. Prefer delta <= 1/(2n) = 0.025 or smaller."]
+    assert warnings == [
+        "warning (--target-delta): delta=0.04 is 0.8/n (n=20 clients), close to 1/n: a mechanism "
+        "that publishes each client in full with probability delta meets it, 0.8 clients in the "
+        "clear on average. Prefer delta <= 1/(2n) = 0.025 or smaller."
+    ]
     ledger = json.loads((tmp_path / "run" / "privacy_ledger.json").read_text())
-    assert ledger["parameters"]["delta_warning"] == warnings[0][len("warning (--target-delta): "):]
+    assert ledger["parameters"]["delta_warning"] == warnings[0][len("warning (--target-delta): ") :]
     result = _run([*args, "--target-delta", "0.01", "--out", str(tmp_path / "small")], tmp_path)
     assert result.exit_code == 0 and "warning" not in result.stderr, result.output
 
@@ -307,13 +489,17 @@ def test_a_delta_close_to_one_over_n_clients_is_warned_about_before_training(tmp
 def test_the_command_line_takes_its_defaults_from_the_federated_trainers_settings():
     from pipelines.cli.federated import OPTION_OF_SETTING, run
     from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
+
     defaults = FederatedTrainingConfig()
     flags = {f"--{p.name.replace('_', '-')}": p for p in run.params}
     compared = 0
     for setting, flag in OPTION_OF_SETTING.items():
         value = getattr(defaults, setting)
-        if flag in ("--unweighted", "--dp", "--seeded-noise", "--secure-aggregation", "--label-column",
-                    "--client-column") or value is None:
+        if (
+            flag
+            in ("--unweighted", "--dp", "--seeded-noise", "--secure-aggregation", "--label-column", "--client-column")
+            or value is None
+        ):
             continue
         default = flags[flag].default
         assert (tuple(default) if flag == "--hidden" else default) == value, flag
@@ -326,7 +512,7 @@ def test_plain_output_is_one_line_per_round_without_blank_lines(tmp_path):
     assert result.exit_code == 0, result.output
     lines = result.stderr.splitlines()
     rounds = [line for line in lines if line.startswith("round ")]
-    assert len(rounds) == 3 and "" not in lines[lines.index(rounds[0]):]
+    assert len(rounds) == 3 and "" not in lines[lines.index(rounds[0]) :]
 
 
 @pytest.fixture(scope="module")
@@ -335,30 +521,58 @@ def bad_files(tmp_path_factory):
     rng = np.random.default_rng(0)
     x, y = rng.random((60, 4)).astype(np.float32), rng.integers(0, 3, 60)
     np.savez(root / "good.npz", x=x, y=y)
-    files = {"corrupt.npz": rng.bytes(300), "truncated.npz": (root / "good.npz").read_bytes()[:200],
-             "empty.csv": b"", "notes.csv": b"a,b\n1,x\n", "huge.csv": b"a,label\n" + b"1" * 200_000 + b",0\n",
-             "latin.csv": b"a,label\n1,0\n0.\xff5,1\n", "header.csv": b"a,\xffb,label\n1,2,0\n"}
+    files = {
+        "corrupt.npz": rng.bytes(300),
+        "truncated.npz": (root / "good.npz").read_bytes()[:200],
+        "empty.csv": b"",
+        "notes.csv": b"a,b\n1,x\n",
+        "huge.csv": b"a,label\n" + b"1" * 200_000 + b",0\n",
+        "latin.csv": b"a,label\n1,0\n0.\xff5,1\n",
+        "header.csv": b"a,\xffb,label\n1,2,0\n",
+    }
     for name, content in files.items():
         (root / name).write_bytes(content)
     import tensorflow as tf
+
     with tf.io.TFRecordWriter(str(root / "garbage.tfrecord")) as writer:
         writer.write(b"\xff\xff\xff\xff not a proto")
     np.save(root / "single.npy", x)
     (root / "single.npy").rename(root / "single.npz")
-    variants = {"lengths.npz": dict(x=x, y=y[:50]), "dims.npz": dict(x=x, y=y, x_test=x[:5, :3], y_test=y[:5]),
-                "floats.npz": dict(x=x, y=y + 0.5), "nan.npz": dict(x=np.where(x > 0.9, np.nan, x), y=y),
-                "keys.npz": dict(x=x, y=y, keys=np.arange(10)), "negative.npz": dict(x=x, y=y - 1),
-                "scalar.npz": dict(x=np.float32(1), y=y), "beyond_float32.npz": dict(x=np.full((60, 4), 1e300), y=y),
-                "huge_labels.npz": dict(x=x, y=np.full(60, 10 ** 15))}
+    variants = {
+        "lengths.npz": dict(x=x, y=y[:50]),
+        "dims.npz": dict(x=x, y=y, x_test=x[:5, :3], y_test=y[:5]),
+        "floats.npz": dict(x=x, y=y + 0.5),
+        "nan.npz": dict(x=np.where(x > 0.9, np.nan, x), y=y),
+        "keys.npz": dict(x=x, y=y, keys=np.arange(10)),
+        "negative.npz": dict(x=x, y=y - 1),
+        "scalar.npz": dict(x=np.float32(1), y=y),
+        "beyond_float32.npz": dict(x=np.full((60, 4), 1e300), y=y),
+        "huge_labels.npz": dict(x=x, y=np.full(60, 10**15)),
+    }
     for name, arrays in variants.items():
         np.savez(root / name, **arrays)
     (root / "a-file").write_text("not a folder")
-    for name, corrupt in (("bad-json", {"state.json": b"{", "arrays.npz": b""}),
-                          ("bad-npz", {"state.json": json.dumps({"format": "ppml.federated.checkpoint/1", "round": 1,
-                                                                 "num_weights": 2, "slots": [], "scalars": {},
-                                                                 "settings": {}, "budget": None,
-                                                                 "history": {"config": {}, "rounds": []}}).encode(),
-                                       "arrays.npz": (root / "good.npz").read_bytes()[:100]})):
+    for name, corrupt in (
+        ("bad-json", {"state.json": b"{", "arrays.npz": b""}),
+        (
+            "bad-npz",
+            {
+                "state.json": json.dumps(
+                    {
+                        "format": "ppml.federated.checkpoint/1",
+                        "round": 1,
+                        "num_weights": 2,
+                        "slots": [],
+                        "scalars": {},
+                        "settings": {},
+                        "budget": None,
+                        "history": {"config": {}, "rounds": []},
+                    }
+                ).encode(),
+                "arrays.npz": (root / "good.npz").read_bytes()[:100],
+            },
+        ),
+    ):
         (root / name / "latest").mkdir(parents=True)
         for file, content in corrupt.items():
             (root / name / "latest" / file).write_bytes(content)
@@ -366,63 +580,111 @@ def bad_files(tmp_path_factory):
 
 
 BAD_INPUTS = [  # (arguments, the option the one-line error names); {d} is the folder of bad files
-    (["--fraction", "1.5"], "--fraction"), (["--fraction", "nan"], "--fraction"), (["--rounds", "0"], "--rounds"),
-    (["--rounds", "abc"], "--rounds"), (["--seed", str(2 ** 32)], "--seed"), (["--seed", "-1"], "--seed"),
-    (["--hidden", "100000000"], "--hidden"), (["--clients", "1000000000"], "--clients"),
-    (["--epochs", "1000000000"], "--epochs"), (["--batch-size", "-1"], "--batch-size"),
-    (["--client-lr", "inf"], "--client-lr"), (["--alpha", "0"], "--alpha"), (["--hidden", "0"], "--hidden"),
-    (["--server-momentum", "1"], "--server-momentum"), (["--prox-mu", "-1"], "--prox-mu"),
-    (["--dp", "--target-epsilon", "-1"], "--target-epsilon"), (["--dp", "--target-epsilon", "nan"], "--target-epsilon"),
+    (["--fraction", "1.5"], "--fraction"),
+    (["--fraction", "nan"], "--fraction"),
+    (["--rounds", "0"], "--rounds"),
+    (["--rounds", "abc"], "--rounds"),
+    (["--seed", str(2**32)], "--seed"),
+    (["--seed", "-1"], "--seed"),
+    (["--hidden", "100000000"], "--hidden"),
+    (["--clients", "1000000000"], "--clients"),
+    (["--epochs", "1000000000"], "--epochs"),
+    (["--batch-size", "-1"], "--batch-size"),
+    (["--client-lr", "inf"], "--client-lr"),
+    (["--alpha", "0"], "--alpha"),
+    (["--hidden", "0"], "--hidden"),
+    (["--server-momentum", "1"], "--server-momentum"),
+    (["--prox-mu", "-1"], "--prox-mu"),
+    (["--dp", "--target-epsilon", "-1"], "--target-epsilon"),
+    (["--dp", "--target-epsilon", "nan"], "--target-epsilon"),
     (["--dp", "--noise-multiplier", "0"], "--noise-multiplier"),
     (["--dp", "--noise-multiplier", "1e-300"], "--noise-multiplier"),
     (["--dp", "--noise-multiplier", "1e300"], "--noise-multiplier"),
     (["--dp", "--noise-multiplier", "1", "--target-epsilon", "3"], "--noise-multiplier"),
-    (["--dp", "--target-delta", "2"], "--target-delta"), (["--dp", "--target-delta", "0.5"], "--target-delta"),
-    (["--dp", "--max-epsilon", "0"], "--max-epsilon"), (["--dp", "--partition", "shards"], "--partition"),
-    (["--dp", "--accountant", "pld"], "--accountant"), (["--noise-multiplier", "2"], "--noise-multiplier"),
-    (["--seeded-noise"], "--seeded-noise"), (["--target-delta", "0.5"], "--target-delta"),
-    (["--clip", "adaptive"], "--clip"), (["--clipping-norm", "7"], "--clipping-norm"),
-    (["--target-quantile", "0.3"], "--target-quantile"), (["--accountant", "rdp"], "--accountant"),
-    (["--secure-noise"], "--secure-noise"), (["--dp", "--execution", "auto"], "--execution"),
-    (["--partition", "natural"], "--partition"), (["--num-classes", "1"], "--num-classes"),
-    (["--feature-column", "f0"], "--feature-column"), (["--dp", "--dataset", "{d}/good.npz"], "--num-classes"),
+    (["--dp", "--target-delta", "2"], "--target-delta"),
+    (["--dp", "--target-delta", "0.5"], "--target-delta"),
+    (["--dp", "--max-epsilon", "0"], "--max-epsilon"),
+    (["--dp", "--partition", "shards"], "--partition"),
+    (["--dp", "--accountant", "pld"], "--accountant"),
+    (["--noise-multiplier", "2"], "--noise-multiplier"),
+    (["--seeded-noise"], "--seeded-noise"),
+    (["--target-delta", "0.5"], "--target-delta"),
+    (["--clip", "adaptive"], "--clip"),
+    (["--clipping-norm", "7"], "--clipping-norm"),
+    (["--target-quantile", "0.3"], "--target-quantile"),
+    (["--accountant", "rdp"], "--accountant"),
+    (["--secure-noise"], "--secure-noise"),
+    (["--dp", "--execution", "auto"], "--execution"),
+    (["--partition", "natural"], "--partition"),
+    (["--num-classes", "1"], "--num-classes"),
+    (["--feature-column", "f0"], "--feature-column"),
+    (["--dp", "--dataset", "{d}/good.npz"], "--num-classes"),
     (["--dataset", "{d}/good.npz", "--num-classes", "2"], "--num-classes"),
-    (["--partition", "shards", "--clients", "1000"], "--clients"), (["--client-column", "user"], "--client-column"),
+    (["--partition", "shards", "--clients", "1000"], "--clients"),
+    (["--client-column", "user"], "--client-column"),
     (["--secure-aggregation", "--secagg-bits", "60"], "--secagg-bits"),
     (["--secure-aggregation", "--secagg-modulus-bits", "10"], "--secagg-modulus-bits"),
     (["--secure-aggregation", "--secagg-range", "-1"], "--secagg-range"),
     (["--clients", "20", "-C", "0.5", "--secure-aggregation", "--secagg-modulus-bits", "19"], "--secagg-modulus-bits"),
-    (["--clients", "20", "-C", "0.1", "--sampling", "poisson", "--secure-aggregation", "--secagg-modulus-bits", "20"],
-     "--secagg-modulus-bits"),
+    (
+        [
+            "--clients",
+            "20",
+            "-C",
+            "0.1",
+            "--sampling",
+            "poisson",
+            "--secure-aggregation",
+            "--secagg-modulus-bits",
+            "20",
+        ],
+        "--secagg-modulus-bits",
+    ),
     (["--dataset", "{d}/notes.csv", "--client-column", "a", "--clients", "5"], "--clients"),
     (["--dataset", "{d}/notes.csv", "--client-column", "a", "--partition", "dirichlet"], "--partition"),
     (["--dropout-rate", "1"], "--dropout-rate"),
     (["--dropout-rate", "nan"], "--dropout-rate"),
-    (["--dp", "--rounds", "1000000000000000"], "--rounds"), (["--num-classes", "1000000000000"], "--num-classes"),
+    (["--dp", "--rounds", "1000000000000000"], "--rounds"),
+    (["--num-classes", "1000000000000"], "--num-classes"),
     (["--dataset", "{d}/beyond_float32.npz"], "--dataset"),
-    (["--dataset", "{d}/huge_labels.npz"], "--num-classes"),   # the model's output layer would not fit
+    (["--dataset", "{d}/huge_labels.npz"], "--num-classes"),  # the model's output layer would not fit
     (["--dp", "--secure-aggregation", "--sampling", "poisson", "--dropout-rate", "0.2"], "--dropout-rate"),
     (["--runner", "beam", "--beam-arg=--runner=NoSuchRunner"], "--beam-arg"),
     (["--beam-arg=--runner=DirectRunner"], "--beam-arg"),
-    (["--plot", "{d}/accuracy.xyz"], "--plot"), (["--plot", "{d}/accuracy"], "--plot"),
-    (["--dataset", "{d}/missing.npz"], "--dataset"), (["--dataset", "{d}"], "--dataset"),
-    (["--dataset", "{d}/corrupt.npz"], "--dataset"), (["--dataset", "{d}/truncated.npz"], "--dataset"),
-    (["--dataset", "{d}/single.npz"], "--dataset"), (["--dataset", "{d}/lengths.npz"], "--dataset"),
-    (["--dataset", "{d}/dims.npz"], "--dataset"), (["--dataset", "{d}/floats.npz"], "--dataset"),
-    (["--dataset", "{d}/nan.npz"], "--dataset"), (["--dataset", "{d}/negative.npz"], "--dataset"),
+    (["--plot", "{d}/accuracy.xyz"], "--plot"),
+    (["--plot", "{d}/accuracy"], "--plot"),
+    (["--dataset", "{d}/missing.npz"], "--dataset"),
+    (["--dataset", "{d}"], "--dataset"),
+    (["--dataset", "{d}/corrupt.npz"], "--dataset"),
+    (["--dataset", "{d}/truncated.npz"], "--dataset"),
+    (["--dataset", "{d}/single.npz"], "--dataset"),
+    (["--dataset", "{d}/lengths.npz"], "--dataset"),
+    (["--dataset", "{d}/dims.npz"], "--dataset"),
+    (["--dataset", "{d}/floats.npz"], "--dataset"),
+    (["--dataset", "{d}/nan.npz"], "--dataset"),
+    (["--dataset", "{d}/negative.npz"], "--dataset"),
     (["--dataset", "{d}/scalar.npz"], "--dataset"),
     (["--dataset", "{d}/keys.npz", "--partition", "natural"], "--dataset"),
-    (["--dataset", "{d}/empty.csv"], "--dataset"), (["--dataset", "{d}/huge.csv"], "--dataset: .*line 2"),
-    (["--dataset", "{d}/latin.csv"], "--dataset: .*line 3"), (["--dataset", "{d}/garbage.tfrecord"], "--dataset"),
+    (["--dataset", "{d}/empty.csv"], "--dataset"),
+    (["--dataset", "{d}/huge.csv"], "--dataset: .*line 2"),
+    (["--dataset", "{d}/latin.csv"], "--dataset: .*line 3"),
+    (["--dataset", "{d}/garbage.tfrecord"], "--dataset"),
     (["--dp", "--num-classes", "2", "--dataset", "{d}/header.csv"], "--dataset: .*header"),
     (["--dataset", "{d}/notes.csv"], "--label-column"),
     (["--dataset", "{d}/notes.csv", "--label-column", "a", "--feature-column", "zz"], "--feature-column: .*no column"),
-    (["--dp", "--num-classes", "2", "--dataset", "{d}/notes.csv", "--label-column", "a", "--feature-column", "zz"],
-     "--feature-column: .*no column"),
-    (["--dp", "--num-classes", "2", "--dataset", "{d}/notes.csv", "--label-column", "a", "--feature-column", "a"],
-     "--feature-column: 'a' is the label"),
-    (["--out", "{d}/a-file"], "--out"), (["--out", "{d}/a-file/run"], "--out"), (["--out", "/proc/ppml-run"], "--out"),
-    (["--checkpoint-dir", "{d}/a-file"], "--checkpoint-dir"), (["--checkpoint-dir", "/proc/ppml"], "--checkpoint-dir"),
+    (
+        ["--dp", "--num-classes", "2", "--dataset", "{d}/notes.csv", "--label-column", "a", "--feature-column", "zz"],
+        "--feature-column: .*no column",
+    ),
+    (
+        ["--dp", "--num-classes", "2", "--dataset", "{d}/notes.csv", "--label-column", "a", "--feature-column", "a"],
+        "--feature-column: 'a' is the label",
+    ),
+    (["--out", "{d}/a-file"], "--out"),
+    (["--out", "{d}/a-file/run"], "--out"),
+    (["--out", "/proc/ppml-run"], "--out"),
+    (["--checkpoint-dir", "{d}/a-file"], "--checkpoint-dir"),
+    (["--checkpoint-dir", "/proc/ppml"], "--checkpoint-dir"),
     (["--checkpoint-dir", "{d}/bad-json"], "--checkpoint-dir"),
     (["--checkpoint-dir", "{d}/bad-npz"], "--checkpoint-dir"),
     (["--no-such-flag"], "--no-such-flag"),
@@ -447,9 +709,10 @@ def test_valid_extremes_run(tmp_path):
     result = _run(["--fraction", "1e-9", "--sampling", "poisson", "--rounds", "2", "--json"], tmp_path)
     assert result.exit_code == 0, result.output
     assert [r["sampled"] for r in _history(result)["rounds"]] == [0, 0]
-    for noise in (["--noise-multiplier", "1"], []):   # given, or calibrated for the default target epsilon 3
-        result = _run(["--dp", *noise, "--fraction", "1e-9", "--sampling", "poisson", "--rounds", "2", "--json"],
-                      tmp_path)
+    for noise in (["--noise-multiplier", "1"], []):  # given, or calibrated for the default target epsilon 3
+        result = _run(
+            ["--dp", *noise, "--fraction", "1e-9", "--sampling", "poisson", "--rounds", "2", "--json"], tmp_path
+        )
         assert result.exit_code == 0, result.output
         history = _history(result)
         assert [r["sampled"] for r in history["rounds"]] == [0, 0]
@@ -470,26 +733,50 @@ def test_under_dp_neighbouring_data_sets_release_no_exact_fact_of_the_data(tmp_p
     x, y = rng.random((200, 8)).astype(np.float32), rng.integers(0, 3, 200)
     x_test, y_test = rng.random((50, 8)).astype(np.float32), rng.integers(0, 3, 50)
     np.savez(tmp_path / "clean.npz", x=x, y=y, x_test=x_test, y_test=y_test)
-    np.savez(tmp_path / "plus_one.npz", x=np.concatenate([x, np.full((1, 8), 3e38, np.float32)]),
-             y=np.concatenate([y, [1]]), x_test=x_test, y_test=y_test)
-    common = ["--rounds", "3", "--clients", "20", "-C", "1.0", "--model", "linear", "--execution", "numpy",
-              "--num-classes", "3", "--secure-aggregation"]
+    np.savez(
+        tmp_path / "plus_one.npz",
+        x=np.concatenate([x, np.full((1, 8), 3e38, np.float32)]),
+        y=np.concatenate([y, [1]]),
+        x_test=x_test,
+        y_test=y_test,
+    )
+    common = [
+        "--rounds",
+        "3",
+        "--clients",
+        "20",
+        "-C",
+        "1.0",
+        "--model",
+        "linear",
+        "--execution",
+        "numpy",
+        "--num-classes",
+        "3",
+        "--secure-aggregation",
+    ]
     public = _run(common[:-1] + ["--dataset", str(tmp_path / "plus_one.npz"), "--json"], tmp_path)
     assert public.exit_code == 0, public.output
     assert _history(public)["config"]["client_sizes_sum"] == 201 and _history(public)["rounds"][0]["nonfinite"] == 1
     runs = {}
     for name in ("clean", "plus_one"):
-        result = _run(common + ["--dp", "--dataset", str(tmp_path / f"{name}.npz"), "--out", str(tmp_path / name)],
-                      tmp_path)
+        result = _run(
+            common + ["--dp", "--dataset", str(tmp_path / f"{name}.npz"), "--out", str(tmp_path / name)], tmp_path
+        )
         assert result.exit_code == 0, result.output
         history = json.loads((tmp_path / name / "history.json").read_text())
         ledger = json.loads((tmp_path / name / "privacy_ledger.json").read_text())
         lines = [line for line in result.stderr.splitlines() if not line.startswith("round ")]
-        runs[name] = ({k: v for k, v in history["config"].items() if k != "title"},
-                      [{k: v for k, v in r.items() if k not in ("evaluation", "metrics")} for r in history["rounds"]],
-                      ledger["parameters"], lines)
-        assert all(r["nonfinite"] is None and r["seconds"] is None and "clipped_coordinates" not in r["aggregation"]
-                   for r in history["rounds"])
+        runs[name] = (
+            {k: v for k, v in history["config"].items() if k != "title"},
+            [{k: v for k, v in r.items() if k not in ("evaluation", "metrics")} for r in history["rounds"]],
+            ledger["parameters"],
+            lines,
+        )
+        assert all(
+            r["nonfinite"] is None and r["seconds"] is None and "clipped_coordinates" not in r["aggregation"]
+            for r in history["rounds"]
+        )
         assert "client_sizes_sum" not in history["config"] and history["config"]["execution_costs_s"] == {}
     assert runs["clean"] == runs["plus_one"]
     assert runs["clean"][3][0] == "20 clients (keyed iid partition)"
@@ -503,8 +790,13 @@ def test_under_dp_the_models_classes_are_a_setting_not_read_from_the_labels(tmp_
     rng = np.random.default_rng(0)
     x, y = rng.random((120, 4)).astype(np.float32), rng.integers(0, 3, 120)
     np.savez(tmp_path / "base.npz", x=x, y=y, x_test=x[:20], y_test=y[:20])
-    np.savez(tmp_path / "plus.npz", x=np.concatenate([x, x[:1]]), y=np.concatenate([y, [10 ** 9]]), x_test=x[:20],
-             y_test=y[:20])
+    np.savez(
+        tmp_path / "plus.npz",
+        x=np.concatenate([x, x[:1]]),
+        y=np.concatenate([y, [10**9]]),
+        x_test=x[:20],
+        y_test=y[:20],
+    )
     common = ["--dp", "--rounds", "1", "--clients", "10", "-C", "0.5", "--model", "linear", "--execution", "numpy"]
     refusals, sizes = set(), {}
     for name in ("base", "plus"):
@@ -512,8 +804,10 @@ def test_under_dp_the_models_classes_are_a_setting_not_read_from_the_labels(tmp_
         assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
         refusals.add(result.stderr)
         assert not (tmp_path / name).exists()
-        result = _run(common + ["--num-classes", "8", "--dataset", str(tmp_path / f"{name}.npz"), "--out",
-                                str(tmp_path / name)], tmp_path)
+        result = _run(
+            common + ["--num-classes", "8", "--dataset", str(tmp_path / f"{name}.npz"), "--out", str(tmp_path / name)],
+            tmp_path,
+        )
         assert result.exit_code == 0, result.output
         history = json.loads((tmp_path / name / "history.json").read_text())
         assert "classes" not in history["config"]["outside_guarantee"]
@@ -536,14 +830,44 @@ def test_killed_runs_resume_from_their_checkpoint_to_the_uninterrupted_result(tm
 
     from pipelines import privacy_ledger
 
-    args = ["--dp", "--seeded-noise", "--noise-multiplier", "1", "--sampling", "poisson", "--clients", "20", "-C",
-            "0.5", "--model", "2nn", "--rounds", "24", "--seed", "3"]
+    args = [
+        "--dp",
+        "--seeded-noise",
+        "--noise-multiplier",
+        "1",
+        "--sampling",
+        "poisson",
+        "--clients",
+        "20",
+        "-C",
+        "0.5",
+        "--model",
+        "2nn",
+        "--rounds",
+        "24",
+        "--seed",
+        "3",
+    ]
 
     def start(name, checkpoint=None):
         extra = ["--checkpoint-dir", str(checkpoint)] if checkpoint else []
-        return subprocess.Popen([sys.executable, "-c", "from pipelines.cli.main import cli; cli()", "federated", "run",
-                                 *args, *extra, "--out", str(tmp_path / name)], cwd=os.getcwd(), text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from pipelines.cli.main import cli; cli()",
+                "federated",
+                "run",
+                *args,
+                *extra,
+                "--out",
+                str(tmp_path / name),
+            ],
+            cwd=os.getcwd(),
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
 
     def rounds_done(checkpoint):
         try:
@@ -575,12 +899,15 @@ def test_killed_runs_resume_from_their_checkpoint_to_the_uninterrupted_result(tm
     histories = [json.loads((tmp_path / name / "history.json").read_text()) for name in ("straight", "resumed")]
     without_time = [[{k: v for k, v in r.items() if k != "seconds"} for r in h["rounds"]] for h in histories]
     assert len(without_time[0]) == 24 and without_time[0] == without_time[1]
-    ledgers = [privacy_ledger.read_ledger_file(str(tmp_path / name / "privacy_ledger.json"))
-               for name in ("straight", "resumed")]
+    ledgers = [
+        privacy_ledger.read_ledger_file(str(tmp_path / name / "privacy_ledger.json"))
+        for name in ("straight", "resumed")
+    ]
     assert ledgers[0].epsilons == ledgers[1].epsilons and ledgers[1].budget.units == 24
     event = dp_event.PoissonSampledDpEvent(0.5, dp_event.GaussianDpEvent(1.0))
     assert ledgers[1].epsilons["rdp"] == pytest.approx(
-        dp_accounting.rdp.RdpAccountant().compose(event, 24).get_epsilon(0.01), rel=1e-12)
+        dp_accounting.rdp.RdpAccountant().compose(event, 24).get_epsilon(0.01), rel=1e-12
+    )
 
 
 def _users_csv(path, users: int, newcomer=None):
@@ -601,8 +928,10 @@ def _users_csv(path, users: int, newcomer=None):
 def _held_out_newcomer(tmp_path, users: int) -> str:
     """A `_users_csv` whose newcomer has one row, which the command line holds out for evaluation."""
     from pipelines.cli.federated import _load
-    config = FederatedTrainingConfig.from_custom_config({"label_key": "label", "client_key": "user", "private": True,
-                                                         "noise_multiplier": 1.0, "num_classes": 2})
+
+    config = FederatedTrainingConfig.from_custom_config(
+        {"label_key": "label", "client_key": "user", "private": True, "noise_multiplier": 1.0, "num_classes": 2}
+    )
     rng = np.random.default_rng(3)
     while True:
         path = _users_csv(tmp_path / "held_out_newcomer.csv", users, rng.normal(size=(1, 4)).astype(np.float32))
@@ -622,48 +951,62 @@ def test_user_level_dp_releases_the_number_of_users_only_where_the_adjacency_hol
     common = ["--dp", "--rounds", "2", "-C", "0.5", "--model", "linear", "--execution", "numpy", *users]
     refusals = []
     for count in (9, 10):
-        result = _run([*common, "--sampling", "poisson", "--dataset", _users_csv(tmp_path / f"u{count}.csv", count)],
-                      tmp_path)
+        result = _run(
+            [*common, "--sampling", "poisson", "--dataset", _users_csv(tmp_path / f"u{count}.csv", count)], tmp_path
+        )
         assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
         refusals.append(result.stderr)
-    assert refusals[0] == refusals[1] and refusals[0].startswith("Error: --sampling: with one client per user, N "
-                                                                 "is the number of users in the data")
+    assert refusals[0] == refusals[1] and refusals[0].startswith(
+        "Error: --sampling: with one client per user, N is the number of users in the data"
+    )
     assert "use uniform sampling" in refusals[0] and not (tmp_path / "run").exists()
     runs = {}
-    datasets = {"ten": _users_csv(tmp_path / "ten.csv", 10),
-                "replaced": _users_csv(tmp_path / "replaced.csv", 10, np.random.default_rng(2).normal(size=(7, 4))),
-                "held_out": _held_out_newcomer(tmp_path, 10)}
+    datasets = {
+        "ten": _users_csv(tmp_path / "ten.csv", 10),
+        "replaced": _users_csv(tmp_path / "replaced.csv", 10, np.random.default_rng(2).normal(size=(7, 4))),
+        "held_out": _held_out_newcomer(tmp_path, 10),
+    }
     for name, dataset in datasets.items():
         out = tmp_path / name
         result = _run([*common, "--dataset", dataset, "--out", str(out)], tmp_path)
         assert result.exit_code == 0, result.output
         history = json.loads((out / "history.json").read_text())
         ledger = json.loads((out / "privacy_ledger.json").read_text())
-        runs[name] = ({k: v for k, v in history["config"].items() if k != "title"},
-                      [{k: v for k, v in r.items() if k != "evaluation"} for r in history["rounds"]], ledger,
-                      [line for line in result.stderr.splitlines() if not line.startswith("round ")],
-                      [line for line in result.stdout.splitlines() if not line.startswith(("final accuracy", "wrote"))])
+        runs[name] = (
+            {k: v for k, v in history["config"].items() if k != "title"},
+            [{k: v for k, v in r.items() if k != "evaluation"} for r in history["rounds"]],
+            ledger,
+            [line for line in result.stderr.splitlines() if not line.startswith("round ")],
+            [line for line in result.stdout.splitlines() if not line.startswith(("final accuracy", "wrote"))],
+        )
     assert runs["ten"] == runs["replaced"] == runs["held_out"]
     config, rounds, ledger, stderr, _ = runs["ten"]
     assert ledger["parameters"]["dataset_size"] == 10 and ledger["parameters"]["privacy_unit"] == "user"
     assert ledger["parameters"]["adjacency"] == "replace-one" and [r["sampled"] for r in rounds] == [5, 5]
-    assert "belongs to no user" in ledger["parameters"]["outside_guarantee"]["clients"]   # N counts readable ids
+    assert "belongs to no user" in ledger["parameters"]["outside_guarantee"]["clients"]  # N counts readable ids
     assert "delta = 0.01 (the default: the largest power of ten at most 1/(2N), N = 10 users)" in stderr[1]
     z = ledger["parameters"]["noise_multiplier"]
     event = dp_event.SampledWithoutReplacementDpEvent(10, 5, dp_event.GaussianDpEvent(z / 2))
-    expected = dp_accounting.rdp.RdpAccountant(
-        neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE).compose(event, 2).get_epsilon(0.01)
+    expected = (
+        dp_accounting.rdp.RdpAccountant(neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE)
+        .compose(event, 2)
+        .get_epsilon(0.01)
+    )
     assert ledger["epsilon"]["rdp"] == pytest.approx(expected, rel=1e-12) and 2.99 <= expected <= 3
 
 
-@pytest.mark.parametrize("bad, refusal", [
-    ("nan", "--dataset: .*'x' or 'x_test' has NaN or infinite values"),
-    ("inf", "--dataset: .*'x' or 'x_test' has NaN or infinite values"),
-    ("1e300", "--dataset: .*'x' or 'x_test' has NaN or infinite values"),
-    ("label 7", "--num-classes: the labels go up to 7, which does not fit 3 classes"),
-    ("label -1", "--dataset: .*'y' must hold labels >= 0, got -1"),
-    ("label inf", "--label-column .*must hold one integer class per example"),
-    ("label -inf", "--label-column .*must hold one integer class per example")])
+@pytest.mark.parametrize(
+    "bad, refusal",
+    [
+        ("nan", "--dataset: .*'x' or 'x_test' has NaN or infinite values"),
+        ("inf", "--dataset: .*'x' or 'x_test' has NaN or infinite values"),
+        ("1e300", "--dataset: .*'x' or 'x_test' has NaN or infinite values"),
+        ("label 7", "--num-classes: the labels go up to 7, which does not fit 3 classes"),
+        ("label -1", "--dataset: .*'y' must hold labels >= 0, got -1"),
+        ("label inf", "--label-column .*must hold one integer class per example"),
+        ("label -inf", "--label-column .*must hold one integer class per example"),
+    ],
+)
 def test_under_dp_one_bad_record_does_not_decide_whether_the_run_happens(tmp_path, bad, refusal):
     """Neighbouring CSV files, one with a record whose feature is NaN, infinite or 1e300 (infinite in
     float32), or whose label is outside --num-classes or infinite: without --dp the run is refused in one
@@ -680,20 +1023,33 @@ def test_under_dp_one_bad_record_does_not_decide_whether_the_run_happens(tmp_pat
         row[2] = float(bad)
     clean = _write_csv(tmp_path / "clean.csv", x, y)
     plus = _write_csv(tmp_path / "plus.csv", np.vstack([x, row]), np.append(y, label))
-    common = ["--rounds", "2", "--clients", "10", "-C", "0.5", "--model", "linear", "--execution", "numpy",
-              "--num-classes", "3"]
+    common = [
+        "--rounds",
+        "2",
+        "--clients",
+        "10",
+        "-C",
+        "0.5",
+        "--model",
+        "linear",
+        "--execution",
+        "numpy",
+        "--num-classes",
+        "3",
+    ]
     public = _run([*common, "--dataset", plus], tmp_path)
-    assert public.exit_code == 2 and public.stderr.count("\n") == 1 and re.search(refusal, public.stderr), \
-        public.output
+    assert public.exit_code == 2 and public.stderr.count("\n") == 1 and re.search(refusal, public.stderr), public.output
     runs = {}
     for name, dataset in (("clean", clean), ("plus", plus)):
         out = tmp_path / name
-        with warnings.catch_warnings(record=True) as caught:   # as a process writes them to stderr
+        with warnings.catch_warnings(record=True) as caught:  # as a process writes them to stderr
             warnings.simplefilter("always")
             result = _run([*common, "--dp", "--dataset", dataset, "--out", str(out)], tmp_path)
         assert result.exit_code == 0, result.output
-        runs[name] = (*_dp_outputs(result, out), [f"{w.category.__name__}: {w.message}" for w in caught
-                                                  if not issubclass(w.category, DeprecationWarning)])  # imports
+        runs[name] = (
+            *_dp_outputs(result, out),
+            [f"{w.category.__name__}: {w.message}" for w in caught if not issubclass(w.category, DeprecationWarning)],
+        )  # imports
     assert runs["clean"] == runs["plus"]
 
 
@@ -701,11 +1057,13 @@ def _dp_outputs(result, out):
     """What a private run releases but its noisy metrics: history (no title), rounds (no evaluation), ledger,
     terminal lines."""
     history = json.loads((out / "history.json").read_text())
-    return ({k: v for k, v in history["config"].items() if k != "title"},
-            [{k: v for k, v in r.items() if k != "evaluation"} for r in history["rounds"]],
-            json.loads((out / "privacy_ledger.json").read_text()),
-            [line for line in result.stderr.splitlines() if not line.startswith("round ")],
-            [line for line in result.stdout.splitlines() if not line.startswith(("final accuracy", "wrote"))])
+    return (
+        {k: v for k, v in history["config"].items() if k != "title"},
+        [{k: v for k, v in r.items() if k != "evaluation"} for r in history["rounds"]],
+        json.loads((out / "privacy_ledger.json").read_text()),
+        [line for line in result.stderr.splitlines() if not line.startswith("round ")],
+        [line for line in result.stdout.splitlines() if not line.startswith(("final accuracy", "wrote"))],
+    )
 
 
 @pytest.mark.parametrize("bad", ["feature abc", "feature empty", "label 1.5", "user 1.5", "fields extra"])
@@ -728,8 +1086,23 @@ def test_under_dp_no_csv_cell_decides_a_column_type_the_features_the_clients_or_
     kept = [line for line in lines[1:] if line.split(",")[4] != "9"]
     last = ",".join(row.values()) + (",extra" if kind == "fields" else "")
     (tmp_path / "bad.csv").write_text("\n".join([lines[0], *kept, last]) + "\n")
-    common = ["--dp", "--rounds", "2", "-C", "0.5", "--model", "linear", "--execution", "numpy", "--num-classes", "2",
-              "--client-column", "user", "--partition", "natural"]
+    common = [
+        "--dp",
+        "--rounds",
+        "2",
+        "-C",
+        "0.5",
+        "--model",
+        "linear",
+        "--execution",
+        "numpy",
+        "--num-classes",
+        "2",
+        "--client-column",
+        "user",
+        "--partition",
+        "natural",
+    ]
     runs, clients = {}, {}
     for name, dataset in (("clean", clean), ("bad", str(tmp_path / "bad.csv"))):
         result = _run([*common, "--dataset", dataset, "--out", str(tmp_path / name)], tmp_path)
@@ -739,15 +1112,19 @@ def test_under_dp_no_csv_cell_decides_a_column_type_the_features_the_clients_or_
     assert runs["clean"] == runs["bad"] and runs["clean"][0]["num_parameters"] == 4 * 2 + 2
     newcomer = "1.5" if kind == "user" else "9"
     assert sorted(clients["bad"]) == sorted([*map(str, range(9)), newcomer])
-    assert {k: v for k, v in clients["bad"].items() if k != newcomer} == \
-        {k: v for k, v in clients["clean"].items() if k != "9"}
-    if kind != "user":   # the bad row is left out alone: its user stays, an empty client
+    assert {k: v for k, v in clients["bad"].items() if k != newcomer} == {
+        k: v for k, v in clients["clean"].items() if k != "9"
+    }
+    if kind != "user":  # the bad row is left out alone: its user stays, an empty client
         assert clients["bad"][newcomer] == set()
 
 
-BAD_LINES = {"huge cell": (b"0.5,0.5," + b"9" * 200_000 + b",0.5,3,1", 60),
-             "byte 0xff": (b"0.5,0.5,0.\xff5,0.5,3,1", 60),
-             "stray quote first": (b'0.5,0.5,"abc,0.5,3,1', 0), "stray quote mid": (b'0.5,0.5,"abc,0.5,3,1', 60)}
+BAD_LINES = {
+    "huge cell": (b"0.5,0.5," + b"9" * 200_000 + b",0.5,3,1", 60),
+    "byte 0xff": (b"0.5,0.5,0.\xff5,0.5,3,1", 60),
+    "stray quote first": (b'0.5,0.5,"abc,0.5,3,1', 0),
+    "stray quote mid": (b'0.5,0.5,"abc,0.5,3,1', 60),
+}
 
 
 @pytest.mark.parametrize("bad", BAD_LINES)
@@ -761,9 +1138,24 @@ def test_under_dp_no_csv_line_reaches_another_line_or_decides_the_run(tmp_path, 
     clean = _write_csv(tmp_path / "clean.csv", x, (x[:, 0] > 0).astype(np.int64), np.repeat(np.arange(10), 12))
     line, at = BAD_LINES[bad]
     lines = (tmp_path / "clean.csv").read_bytes().splitlines()
-    (tmp_path / "bad.csv").write_bytes(b"\n".join([*lines[:at + 1], line, *lines[at + 1:]]) + b"\n")
-    common = ["--dp", "--rounds", "2", "-C", "0.5", "--model", "linear", "--execution", "numpy", "--num-classes", "2",
-              "--client-column", "user", "--partition", "natural"]
+    (tmp_path / "bad.csv").write_bytes(b"\n".join([*lines[: at + 1], line, *lines[at + 1 :]]) + b"\n")
+    common = [
+        "--dp",
+        "--rounds",
+        "2",
+        "-C",
+        "0.5",
+        "--model",
+        "linear",
+        "--execution",
+        "numpy",
+        "--num-classes",
+        "2",
+        "--client-column",
+        "user",
+        "--partition",
+        "natural",
+    ]
     runs, clients = {}, {}
     for name, dataset in (("clean", clean), ("bad", str(tmp_path / "bad.csv"))):
         result = _run([*common, "--dataset", dataset, "--out", str(tmp_path / name)], tmp_path)
@@ -781,21 +1173,37 @@ def test_under_dp_no_exact_count_at_the_edges_decides_whether_the_run_happens(tm
     all four run (an empty evaluation gives NaN metrics, empty clients send zero updates) and each pair releases
     the same."""
     from pipelines.cli.federated import _load
-    config = FederatedTrainingConfig.from_custom_config({"label_key": "label", "private": True,
-                                                         "noise_multiplier": 1.0, "num_classes": 2})
+
+    config = FederatedTrainingConfig.from_custom_config(
+        {"label_key": "label", "private": True, "noise_multiplier": 1.0, "num_classes": 2}
+    )
     rng = np.random.default_rng(5)
     lines = ["f0,f1,label"]
-    while True:   # grow until the last row added is the first one held out
+    while True:  # grow until the last row added is the first one held out
         lines.append(f"{rng.normal():.4f},{rng.normal():.4f},{len(lines) % 2}")
         (tmp_path / "grown.csv").write_text("\n".join(lines) + "\n")
         if not _load(str(tmp_path / "grown.csv"), 0, config, None)[-1].all():
             break
     (tmp_path / "none_held_out.csv").write_text("\n".join(lines[:-1]) + "\n")
-    (tmp_path / "all_bad.csv").write_text("\n".join(["f0,f1,label", *(f"{v:.3f},0.5,x" for v in rng.normal(size=30))])
-                                          + "\n")
+    (tmp_path / "all_bad.csv").write_text(
+        "\n".join(["f0,f1,label", *(f"{v:.3f},0.5,x" for v in rng.normal(size=30))]) + "\n"
+    )
     (tmp_path / "all_bad_plus_one.csv").write_text((tmp_path / "all_bad.csv").read_text() + "0.1,0.2,1\n")
-    common = ["--dp", "--rounds", "1", "--clients", "4", "-C", "0.5", "--model", "linear", "--execution", "numpy",
-              "--num-classes", "2"]
+    common = [
+        "--dp",
+        "--rounds",
+        "1",
+        "--clients",
+        "4",
+        "-C",
+        "0.5",
+        "--model",
+        "linear",
+        "--execution",
+        "numpy",
+        "--num-classes",
+        "2",
+    ]
     for pair in (("none_held_out", "grown"), ("all_bad", "all_bad_plus_one")):
         runs = []
         for name in pair:
@@ -808,9 +1216,12 @@ def test_under_dp_no_exact_count_at_the_edges_decides_whether_the_run_happens(tm
 
 def _example(**features) -> bytes:
     import tensorflow as tf
-    lists = {float: lambda v: tf.train.Feature(float_list=tf.train.FloatList(value=v)),
-             int: lambda v: tf.train.Feature(int64_list=tf.train.Int64List(value=v)),
-             bytes: lambda v: tf.train.Feature(bytes_list=tf.train.BytesList(value=v))}
+
+    lists = {
+        float: lambda v: tf.train.Feature(float_list=tf.train.FloatList(value=v)),
+        int: lambda v: tf.train.Feature(int64_list=tf.train.Int64List(value=v)),
+        bytes: lambda v: tf.train.Feature(bytes_list=tf.train.BytesList(value=v)),
+    }
     feature = {k: lists[type(v[0])](v) for k, v in features.items()}
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
@@ -823,30 +1234,56 @@ def test_under_dp_no_tfrecord_decides_the_features_their_kinds_or_the_run(tmp_pa
     read alone against --feature-column (one number each): both neighbours run and release the same, the bad
     record left out alone."""
     import tensorflow as tf
+
     rng = np.random.default_rng(0)
     x = rng.normal(size=(150, 4))
     records = [_example(**{f"f{j}": [float(v)] for j, v in enumerate(row)}, label=[int(row[0] > 0)]) for row in x]
-    extra = {"missing feature": _example(f0=[0.5], f1=[0.5], f3=[0.5], label=[1]),
-             "other kind": _example(f0=[0.5], f1=[0.5], f2=[b"0.5"], f3=[0.5], label=[1]),
-             "other first record": _example(f0=[0.5], f1=[0.5], f2=[0.5, 0.5], f3=[0.5], g=[1.0], label=[1]),
-             "not a tf.Example": b"\xff\xff\xff\xff not a proto"}[bad]
-    bad_rows = [*records, extra] if bad == "missing feature" else [extra, *records]   # first, it would decide
+    extra = {
+        "missing feature": _example(f0=[0.5], f1=[0.5], f3=[0.5], label=[1]),
+        "other kind": _example(f0=[0.5], f1=[0.5], f2=[b"0.5"], f3=[0.5], label=[1]),
+        "other first record": _example(f0=[0.5], f1=[0.5], f2=[0.5, 0.5], f3=[0.5], g=[1.0], label=[1]),
+        "not a tf.Example": b"\xff\xff\xff\xff not a proto",
+    }[bad]
+    bad_rows = [*records, extra] if bad == "missing feature" else [extra, *records]  # first, it would decide
     for name, rows in (("clean", records), ("bad", bad_rows)):
         with tf.io.TFRecordWriter(str(tmp_path / f"{name}.tfrecord")) as writer:
             for record in rows:
                 writer.write(record)
-    common = ["--rounds", "2", "--clients", "10", "-C", "0.5", "--model", "linear", "--execution", "numpy",
-              "--num-classes", "2"]
+    common = [
+        "--rounds",
+        "2",
+        "--clients",
+        "10",
+        "-C",
+        "0.5",
+        "--model",
+        "linear",
+        "--execution",
+        "numpy",
+        "--num-classes",
+        "2",
+    ]
     public = _run([*common, "--dataset", str(tmp_path / "bad.tfrecord")], tmp_path)
     assert public.exit_code == 2 and public.stderr.count("\n") == 1, public.output
     features = [arg for j in range(4) for arg in ("--feature-column", f"f{j}")]
     refused = _run([*common, "--dp", "--dataset", str(tmp_path / "bad.tfrecord")], tmp_path)
-    assert refused.exit_code == 2 and refused.stderr.startswith("Error: --feature-column: under --dp name the "
-                                                                "features of TFRecords"), refused.output
+    assert refused.exit_code == 2 and refused.stderr.startswith(
+        "Error: --feature-column: under --dp name the features of TFRecords"
+    ), refused.output
     runs = {}
     for name in ("clean", "bad"):
-        result = _run([*common, "--dp", *features, "--dataset", str(tmp_path / f"{name}.tfrecord"), "--out",
-                       str(tmp_path / name)], tmp_path)
+        result = _run(
+            [
+                *common,
+                "--dp",
+                *features,
+                "--dataset",
+                str(tmp_path / f"{name}.tfrecord"),
+                "--out",
+                str(tmp_path / name),
+            ],
+            tmp_path,
+        )
         assert result.exit_code == 0, result.output
         runs[name] = _dp_outputs(result, tmp_path / name)
     assert runs["clean"] == runs["bad"] and runs["clean"][0]["num_parameters"] == 4 * 2 + 2
@@ -859,10 +1296,30 @@ def test_the_command_line_drops_dp_accountings_excluded_order_warnings(tmp_path)
     import logging
     import subprocess
     import sys
-    proc = subprocess.run([sys.executable, "-c", "from pipelines.cli.main import cli; cli()", "federated", "run",
-                           "--dp", "--rounds", "2", "--sampling", "poisson", "--model", "linear",
-                           "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=600)
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from pipelines.cli.main import cli; cli()",
+            "federated",
+            "run",
+            "--dp",
+            "--rounds",
+            "2",
+            "--sampling",
+            "poisson",
+            "--model",
+            "linear",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "round 2: " in proc.stderr and "_compute_log_a_frac" not in proc.stderr
-    from pipelines.cli.main import _RdpOrderExcluded   # only that message is dropped
+    from pipelines.cli.main import _RdpOrderExcluded  # only that message is dropped
+
     assert _RdpOrderExcluded().filter(logging.LogRecord("absl", logging.WARNING, "", 0, "another warning", None, None))

@@ -9,8 +9,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from federated.strategies import (MAX_CLIPPING_NORM, MAX_NOISE_STDDEV, DifferentialPrivacyAdaptiveClipping, FedAvg,
-                                  check_clipping_norm)
+from federated.strategies import (
+    MAX_CLIPPING_NORM,
+    MAX_NOISE_STDDEV,
+    DifferentialPrivacyAdaptiveClipping,
+    FedAvg,
+    check_clipping_norm,
+)
 from federated.strategies.dp_adaptive_clipping import update_noise_multiplier
 from pipelines.cli.main import cli
 from pipelines.components.federated_trainer.spec import FederatedTrainingConfig, InvalidFederatedSetting
@@ -26,8 +31,9 @@ def test_bounds_keep_the_noise_within_float32():
 
 @pytest.mark.parametrize("norm", [1e300, math.inf, 2e6, 0.0, -1.0])
 def test_cli_refuses_a_clipping_norm_out_of_range(tmp_path, norm):
-    result = CliRunner().invoke(cli, ["federated", "run", "--dp", "--clipping-norm", str(norm), "--rounds", "1",
-                                      "--out", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        cli, ["federated", "run", "--dp", "--clipping-norm", str(norm), "--rounds", "1", "--out", str(tmp_path / "out")]
+    )
     assert result.exit_code == 2, result.output
     assert len(result.output.strip().splitlines()) == 1 and "--clipping-norm" in result.output
     assert not (tmp_path / "out").exists()
@@ -41,8 +47,22 @@ def test_trainer_settings_refuse_it_too(clip):
 
 
 def test_largest_noise_keeps_the_model_finite(tmp_path):
-    result = CliRunner().invoke(cli, ["federated", "run", "--dp", "--clipping-norm", "1e6", "--noise-multiplier",
-                                      "1e6", "--rounds", "2", "--out", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "federated",
+            "run",
+            "--dp",
+            "--clipping-norm",
+            "1e6",
+            "--noise-multiplier",
+            "1e6",
+            "--rounds",
+            "2",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     rounds = json.loads((tmp_path / "out" / "history.json").read_text())["rounds"]
     assert [r["metrics"]["noise_stddev"] for r in rounds] == [MAX_NOISE_STDDEV] * 2
@@ -57,10 +77,20 @@ def test_adaptive_update_noise_multiplier_is_bounded():
 
 def test_adaptive_clipping_norm_never_grows_past_the_bound():
     strategy = DifferentialPrivacyAdaptiveClipping(
-        FedAvg(weighted=False), noise_multiplier=1.0, target_delta=1e-5, initial_clipping_norm=MAX_CLIPPING_NORM,
-        target_unclipped_quantile=0.99, clipping_learning_rate=5.0, clipped_count_stddev=5.0, seeded_noise=True)
-    ctx = types.SimpleNamespace(rng=np.random.default_rng(0), population=100, sampler=types.SimpleNamespace(
-        expected_clients=lambda population: 10.0))
+        FedAvg(weighted=False),
+        noise_multiplier=1.0,
+        target_delta=1e-5,
+        initial_clipping_norm=MAX_CLIPPING_NORM,
+        target_unclipped_quantile=0.99,
+        clipping_learning_rate=5.0,
+        clipped_count_stddev=5.0,
+        seeded_noise=True,
+    )
+    ctx = types.SimpleNamespace(
+        rng=np.random.default_rng(0),
+        population=100,
+        sampler=types.SimpleNamespace(expected_clients=lambda population: 10.0),
+    )
     total = types.SimpleNamespace(counts=np.array([10, 0]))  # every update clipped: C wants to grow
     norm, _ = strategy.next_clipping_norm(MAX_CLIPPING_NORM, total, ctx)
     assert norm == MAX_CLIPPING_NORM

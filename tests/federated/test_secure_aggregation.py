@@ -21,15 +21,16 @@ STEP = 2 * RANGE / ((1 << BITS) - 1)
 
 
 def _plan(m):
-    return types.SimpleNamespace(round=3, positions=np.arange(m), client_keys=np.arange(m, dtype=np.uint64),
-                                 secret=False)
+    return types.SimpleNamespace(
+        round=3, positions=np.arange(m), client_keys=np.arange(m, dtype=np.uint64), secret=False
+    )
 
 
 def _run(secagg, summands, dropped=()):
     keys = secagg.open_round(_plan(len(summands)), seed=11)
     accumulator = secagg.new_accumulator()
     reported = [r for r in range(len(summands)) if r not in dropped]
-    for rank in reported[::-1]:     # any order
+    for rank in reported[::-1]:  # any order
         accumulator = secagg.accumulate(accumulator, secagg.encode(rank, summands[rank], keys))
     return secagg.finish(accumulator, reported, keys), keys
 
@@ -56,18 +57,18 @@ def test_random_vectors_are_summed_within_the_quantization_error(rng):
     (total, _), _ = _run(secagg, summands)
     error = total.vector - sum(s.vector for s in summands)
     assert np.max(np.abs(error)) <= 5 * STEP
-    assert abs(error.mean()) < 4 * np.sqrt(5 / 6) * STEP / np.sqrt(1000)   # unbiased rounding
+    assert abs(error.mean()) < 4 * np.sqrt(5 / 6) * STEP / np.sqrt(1000)  # unbiased rounding
 
 
 def test_dropouts_under_the_threshold_still_recover(rng):
     secagg = SecureAggregation(clipping_range=RANGE, bits=BITS, modulus_bits=24, threshold=0.6)
     ks, summands = _on_grid(rng, 10, 200)
-    dropped = {1, 4, 8}                 # 7 of 10 report, t = 6
+    dropped = {1, 4, 8}  # 7 of 10 report, t = 6
     (total, report), _ = _run(secagg, summands, dropped)
     alive = [r for r in range(10) if r not in dropped]
     np.testing.assert_array_equal(np.round((total.vector + 7 * RANGE) / STEP).astype(np.int64), ks[alive].sum(0))
     assert report["dropped"] == 3 and report["server_reconstructions"] == 10
-    (none, aborted), _ = _run(secagg, summands, dropped={0, 1, 2, 3, 4})   # 5 < t = 6
+    (none, aborted), _ = _run(secagg, summands, dropped={0, 1, 2, 3, 4})  # 5 < t = 6
     assert none is None and aborted["aborted"] is True
 
 
@@ -76,13 +77,15 @@ def test_server_view_is_uniform_whatever_the_input(rng):
     secagg = SecureAggregation(clipping_range=RANGE, bits=BITS, modulus_bits=24)
     d = 4096
     for fill in (-RANGE, RANGE):
-        summands = [Summand(np.full(d, fill), np.zeros(0, np.int64)),
-                    Summand(rng.uniform(-1, 1, d), np.zeros(0, np.int64)),
-                    Summand(np.zeros(d), np.zeros(0, np.int64))]
+        summands = [
+            Summand(np.full(d, fill), np.zeros(0, np.int64)),
+            Summand(rng.uniform(-1, 1, d), np.zeros(0, np.int64)),
+            Summand(np.zeros(d), np.zeros(0, np.int64)),
+        ]
         keys = secagg.open_round(_plan(3), seed=0)
         for rank, summand in enumerate(summands):
             masked = secagg.encode(rank, summand, keys).total
-            top = (masked >> np.uint64(20)).astype(np.int64)      # 16 bins of the top 4 bits
+            top = (masked >> np.uint64(20)).astype(np.int64)  # 16 bins of the top 4 bits
             assert stats.chisquare(np.bincount(top, minlength=16)).pvalue > 1e-4
             assert abs(stats.pearsonr(masked.astype(np.float64), summand.vector + 1e-9 * np.arange(d))[0]) < 0.08
 
@@ -91,7 +94,7 @@ def test_shamir_threshold():
     secret = bytes(range(32))
     shares = shamir.split(secret, list(range(6)), threshold=4)
     assert shamir.reconstruct({h: shares[h] for h in (5, 0, 3, 2)}) == secret
-    with pytest.raises(ValueError, match="do not determine"):   # 3 < t: a uniform field element, not the secret
+    with pytest.raises(ValueError, match="do not determine"):  # 3 < t: a uniform field element, not the secret
         shamir.reconstruct({h: shares[h] for h in (0, 1, 2)})
 
 
@@ -109,20 +112,28 @@ def test_simulation_with_secure_aggregation_matches_plain_fedavg(digits_iid):
     client = ClientConfig(epochs=1, batch_size=10, learning_rate=0.3)
 
     def run(aggregation, dropout_rate=0.0):
-        sim = FederatedSimulation(linear_model, data, FedAvg(client, weighted=False), rounds=2,
-                                  sampler=UniformSampler(0.5), seed=3, aggregation=aggregation,
-                                  dropout_rate=dropout_rate, evaluation=test)
+        sim = FederatedSimulation(
+            linear_model,
+            data,
+            FedAvg(client, weighted=False),
+            rounds=2,
+            sampler=UniformSampler(0.5),
+            seed=3,
+            aggregation=aggregation,
+            dropout_rate=dropout_rate,
+            evaluation=test,
+        )
         return sim, sim.run()
 
     plain, _ = run(None)
     secure, history = run(SecureAggregation(clipping_range=1.0, bits=20, modulus_bits=40))
     # Rounding error per coordinate <= one step 2 / (2^20 - 1) per client, then averaged.
     for a, b in zip(plain.state.weights, secure.state.weights):
-        np.testing.assert_allclose(a, b, atol=2 * 2.0 / 2 ** 20)
+        np.testing.assert_allclose(a, b, atol=2 * 2.0 / 2**20)
     assert history.rounds[0].aggregation["clients"] == 10
     assert history.rounds[0].aggregation["clipped_coordinates"] == 0
     clipped = run(SecureAggregation(clipping_range=1e-3, bits=20, modulus_bits=40))[1]
-    assert clipped.rounds[0].aggregation["clipped_coordinates"] > 0     # reported, so a user can widen the range
+    assert clipped.rounds[0].aggregation["clipped_coordinates"] > 0  # reported, so a user can widen the range
     _, dropped = run(SecureAggregation(clipping_range=1.0, bits=20, modulus_bits=40), dropout_rate=0.2)
     assert all(r.reported == r.sampled - r.dropped for r in dropped.rounds)
     assert all(r.aggregation["aborted"] is False for r in dropped.rounds)
@@ -137,17 +148,27 @@ def test_rounding_bound_covers_the_quantization_of_a_clipped_update():
     values, _ = quantize(vector, RANGE, BITS, rng)
     moved = np.linalg.norm(values.astype(np.float64) * STEP - RANGE - vector)
     assert 0 < moved <= secagg.rounding_bound(d) == pytest.approx(np.sqrt(d) * STEP)
-    assert moved > 0.3 * secagg.rounding_bound(d)   # the bound is the worst case, not far above typical
+    assert moved > 0.3 * secagg.rounding_bound(d)  # the bound is the worst case, not far above typical
 
 
 def _neighbour_plans(secret=False):
     """The same round over clients {a, b, c, d} and over {new, a, b, c, d}: client 'c' has rank 2, then 3."""
     from federated.simulation.round import RoundPlan, client_keys
+
     plans = []
     for ids in (["a", "b", "c", "d"], ["new", "a", "b", "c", "d"]):
-        plans.append(RoundPlan.make(seed=5, round_index=2, sampler=UniformSampler(1.0), population=len(ids),
-                                    dropout_rate=0.0, chunk_size=8, client_keys=client_keys(ids),
-                                    secret_sampling=secret))
+        plans.append(
+            RoundPlan.make(
+                seed=5,
+                round_index=2,
+                sampler=UniformSampler(1.0),
+                population=len(ids),
+                dropout_rate=0.0,
+                chunk_size=8,
+                client_keys=client_keys(ids),
+                secret_sampling=secret,
+            )
+        )
     return plans
 
 
@@ -155,12 +176,13 @@ def test_one_clients_presence_changes_nothing_about_the_others_rounding(rng):
     """Stochastic rounding draws from each client's own randomness: adding a client before 'c' shifts
     its rank, not its rounding (seeded from the client's id, never from its rank)."""
     secagg = SecureAggregation(clipping_range=RANGE, bits=BITS, modulus_bits=24)
-    summand = Summand(rng.uniform(-1, 1, 500), np.zeros(0, np.int64))    # off the grid: rounding is random
+    summand = Summand(rng.uniform(-1, 1, 500), np.zeros(0, np.int64))  # off the grid: rounding is random
     without, with_new = _neighbour_plans()
-    values = [secagg.quantized(rank, summand, secagg.open_round(plan, seed=5))
-              for plan, rank in ((without, 2), (with_new, 3))]
+    values = [
+        secagg.quantized(rank, summand, secagg.open_round(plan, seed=5)) for plan, rank in ((without, 2), (with_new, 3))
+    ]
     np.testing.assert_array_equal(values[0], values[1])
-    other = secagg.quantized(1, summand, secagg.open_round(without, seed=5))    # client 'b': its own draws
+    other = secagg.quantized(1, summand, secagg.open_round(without, seed=5))  # client 'b': its own draws
     assert not np.array_equal(values[0], other)
 
 
@@ -170,7 +192,7 @@ def test_secret_randomness_draws_each_clients_rounding_from_the_csprng(rng):
     summand = Summand(rng.uniform(-1, 1, 500), np.zeros(0, np.int64))
     plan, _ = _neighbour_plans(secret=True)
     first, second = (secagg.quantized(2, summand, secagg.open_round(plan, seed=5)) for _ in range(2))
-    assert not np.array_equal(first, second)     # 500 coordinates rounded up or down: never all equal
+    assert not np.array_equal(first, second)  # 500 coordinates rounded up or down: never all equal
     keys = secagg.open_round(plan, seed=5)
     assert len(set(keys.rounding_entropy.values())) == 4
 
@@ -178,6 +200,7 @@ def test_secret_randomness_draws_each_clients_rounding_from_the_csprng(rng):
 def _poisoned(data, client):
     """``data`` with one client's features scaled until its local loss overflows (a NaN update)."""
     from federated.data import ClientData
+
     x = data.x.copy()
     x[data.partition.indices[client]] *= 1e38
     return ClientData(x, data.y, data.partition)
@@ -187,24 +210,36 @@ def test_under_dp_a_nonfinite_client_reports_zero_and_cannot_abort_the_round(dig
     """With every client required (threshold 1), one client whose update is NaN would abort the round
     and discard everyone's contribution; under DP it reports a zero update (clipped) instead."""
     from federated.strategies import DifferentialPrivacyAdaptiveClipping
+
     data, _ = digits_iid
     client = ClientConfig(epochs=1, batch_size=10, learning_rate=0.3)
 
     def round_one(clients, strategy):
-        sim = FederatedSimulation(linear_model, clients, strategy, rounds=1, sampler=UniformSampler(1.0), seed=3,
-                                  aggregation=SecureAggregation(clipping_range=1.0, bits=20, modulus_bits=40,
-                                                                threshold=1.0))
+        sim = FederatedSimulation(
+            linear_model,
+            clients,
+            strategy,
+            rounds=1,
+            sampler=UniformSampler(1.0),
+            seed=3,
+            aggregation=SecureAggregation(clipping_range=1.0, bits=20, modulus_bits=40, threshold=1.0),
+        )
         return sim.run().rounds[0]
 
-    dp = DifferentialPrivacyAdaptiveClipping(FedAvg(client, weighted=False), noise_multiplier=0.5, target_delta=1e-3,
-                                             clipped_count_stddev=2.0, seeded_noise=True)
+    dp = DifferentialPrivacyAdaptiveClipping(
+        FedAvg(client, weighted=False),
+        noise_multiplier=0.5,
+        target_delta=1e-3,
+        clipped_count_stddev=2.0,
+        seeded_noise=True,
+    )
     record = round_one(_poisoned(data, 3), dp)
-    assert (record.sampled, record.reported, record.nonfinite) == (20, 20, None)   # not recorded under DP
+    assert (record.sampled, record.reported, record.nonfinite) == (20, 20, None)  # not recorded under DP
     assert record.aggregation["aborted"] is False
     # The poisoned client counts as clipped, like any update above C; its vector is zero.
     clean = round_one(data, dp)
     assert clean.aggregation["aborted"] is False and clean.reported == 20
-    public = round_one(_poisoned(data, 3), FedAvg(client, weighted=False))   # no DP: it does not report
+    public = round_one(_poisoned(data, 3), FedAvg(client, weighted=False))  # no DP: it does not report
     assert (public.reported, public.nonfinite, public.aggregation["aborted"]) == (19, 1, True)
 
 
@@ -214,27 +249,42 @@ def test_dp_refuses_dropouts_that_let_one_clients_presence_abort_a_poisson_round
     uniform sampling (replace-one) the abort depends on the dropouts alone, which no client's data sets."""
     from federated.sampling import PoissonSampler
     from federated.strategies import DifferentialPrivacyFixedClipping
+
     data, _ = digits_iid
     client = ClientConfig(epochs=1, batch_size=10, learning_rate=0.3)
-    dp = DifferentialPrivacyFixedClipping(FedAvg(client, weighted=False), clipping_norm=1.0, noise_multiplier=1.0,
-                                          target_delta=1e-3, seeded_noise=True)
+    dp = DifferentialPrivacyFixedClipping(
+        FedAvg(client, weighted=False), clipping_norm=1.0, noise_multiplier=1.0, target_delta=1e-3, seeded_noise=True
+    )
     secagg = SecureAggregation(clipping_range=1.0, bits=20, modulus_bits=40, threshold=0.9)
     with pytest.raises(ValueError, match="one client's presence can abort a round"):
-        FederatedSimulation(linear_model, data, dp, rounds=1, sampler=PoissonSampler(0.5), aggregation=secagg,
-                            dropout_rate=0.2)
+        FederatedSimulation(
+            linear_model, data, dp, rounds=1, sampler=PoissonSampler(0.5), aggregation=secagg, dropout_rate=0.2
+        )
     FederatedSimulation(linear_model, data, dp, rounds=1, sampler=PoissonSampler(0.5), aggregation=secagg)
 
     def aborts(clients, seed=1):
-        sim = FederatedSimulation(linear_model, clients, dp, rounds=6, sampler=UniformSampler(0.5), seed=seed,
-                                  aggregation=secagg, dropout_rate=0.2)
+        sim = FederatedSimulation(
+            linear_model,
+            clients,
+            dp,
+            rounds=6,
+            sampler=UniformSampler(0.5),
+            seed=seed,
+            aggregation=secagg,
+            dropout_rate=0.2,
+        )
         return [r.aggregation["aborted"] for r in sim.run().rounds]
 
     outcome = aborts(data)
-    assert True in outcome and False in outcome       # some rounds abort, some do not
+    assert True in outcome and False in outcome  # some rounds abort, some do not
     # Replace-one neighbours: client 7's data replaced by nothing, by a copy of client 0's, by every
     # example, or by data whose update is not finite. The abort pattern is the same for each.
-    for replaced in (_with_client(data, 7, []), _with_client(data, 7, data.partition.indices[0]),
-                     _with_client(data, 7, np.arange(len(data.y))), _poisoned(data, 7)):
+    for replaced in (
+        _with_client(data, 7, []),
+        _with_client(data, 7, data.partition.indices[0]),
+        _with_client(data, 7, np.arange(len(data.y))),
+        _poisoned(data, 7),
+    ):
         assert replaced.num_clients == data.num_clients and aborts(replaced) == outcome
     # ... whereas the dropout draws do decide it: other seeds abort other rounds.
     assert any(aborts(data, seed) != outcome for seed in (2, 3, 4))
@@ -244,9 +294,11 @@ def _with_client(data, client, rows):
     """``data`` with client ``client`` holding copies of the examples ``rows`` instead (N unchanged)."""
     from federated.data import ClientData
     from federated.partitioners import Partition
+
     rows = np.asarray(rows, np.int64)
     new = np.arange(len(data.y), len(data.y) + rows.size)
     indices = [new if k == client else ix for k, ix in enumerate(data.partition.indices)]
     y = np.concatenate([data.y, data.y[rows]])
-    return ClientData(np.concatenate([data.x, data.x[rows]]), y,
-                      Partition(list(data.client_ids), indices, labels=y, allow_empty=True))
+    return ClientData(
+        np.concatenate([data.x, data.x[rows]]), y, Partition(list(data.client_ids), indices, labels=y, allow_empty=True)
+    )

@@ -8,13 +8,26 @@ from scipy import stats
 from federated.aggregation import Summand, TreeSum
 from federated.client import ClientConfig, ClientUpdate
 from federated.sampling import PoissonSampler, UniformSampler
-from federated.strategies import (DifferentialPrivacyAdaptiveClipping, DifferentialPrivacyFixedClipping, FedAdagrad,
-                                  FedAdam, FedAvg, FedAvgM, FedYogi, RoundContext)
+from federated.strategies import (
+    DifferentialPrivacyAdaptiveClipping,
+    DifferentialPrivacyFixedClipping,
+    FedAdagrad,
+    FedAdam,
+    FedAvg,
+    FedAvgM,
+    FedYogi,
+    RoundContext,
+)
 
 
 def _ctx(round_index=1, population=100, sampler=None, seed=0):
-    return RoundContext(round=round_index, population=population, sampler=sampler or UniformSampler(0.1),
-                        total_rounds=10, rng=np.random.default_rng(seed))
+    return RoundContext(
+        round=round_index,
+        population=population,
+        sampler=sampler or UniformSampler(0.1),
+        total_rounds=10,
+        rng=np.random.default_rng(seed),
+    )
 
 
 def _update(delta, n, position=0):
@@ -28,8 +41,10 @@ def _round(strategy, state, updates, ctx=None):
 
 def test_weighted_and_unweighted_averages():
     updates = [_update([1.0, 2.0], 10), _update([4.0, -1.0], 30), _update([0.0, 0.5], 60)]
-    for weighted, expected in ((True, (10 * np.array([1, 2]) + 30 * np.array([4, -1]) + 60 * np.array([0, .5])) / 100),
-                               (False, np.array([5.0, 1.5]) / 3)):
+    for weighted, expected in (
+        (True, (10 * np.array([1, 2]) + 30 * np.array([4, -1]) + 60 * np.array([0, 0.5])) / 100),
+        (False, np.array([5.0, 1.5]) / 3),
+    ):
         strategy = FedAvg(weighted=weighted, server_learning_rate=0.5)
         state = strategy.initialize([np.zeros(2, np.float32)], _ctx())
         new, _ = _round(strategy, state, updates)
@@ -57,11 +72,11 @@ def _reddi(deltas, rule, eta, b1, b2, tau, v0):
     for d in deltas:
         m = b1 * m + (1 - b1) * d
         if rule == "adagrad":
-            v = v + d ** 2
+            v = v + d**2
         elif rule == "adam":
-            v = b2 * v + (1 - b2) * d ** 2
+            v = b2 * v + (1 - b2) * d**2
         else:
-            v = v - (1 - b2) * d ** 2 * np.sign(v - d ** 2)
+            v = v - (1 - b2) * d**2 * np.sign(v - d**2)
         w = w + eta * m / (np.sqrt(v) + tau)
     return w
 
@@ -93,8 +108,9 @@ def test_dp_clips_each_update_and_adds_noise_of_the_stated_std(seeded_noise):
     # 20,000 coordinates of pure noise: the sample std has relative SE 0.5%; 3% is > 5 SE. CSPRNG noise is
     # not seeded, so each bound here keeps its false-alarm rate at or below 1e-6 per run.
     d, clip, z, m = 20_000, 2.0, 1.3, 10
-    strategy = DifferentialPrivacyFixedClipping(FedAvg(weighted=False), clipping_norm=clip, noise_multiplier=z,
-                                                target_delta=1e-5, seeded_noise=seeded_noise)
+    strategy = DifferentialPrivacyFixedClipping(
+        FedAvg(weighted=False), clipping_norm=clip, noise_multiplier=z, target_delta=1e-5, seeded_noise=seeded_noise
+    )
     ctx = _ctx(population=100, sampler=UniformSampler(m / 100))
     state = strategy.initialize([np.zeros(d, np.float32)], ctx)
     big = np.zeros(d)
@@ -113,40 +129,62 @@ def test_dp_clips_each_update_and_adds_noise_of_the_stated_std(seeded_noise):
 
 
 def test_adaptive_clipping_moves_towards_the_quantile():
-    strategy = DifferentialPrivacyAdaptiveClipping(FedAvg(weighted=False), noise_multiplier=0.1, target_delta=1e-5,
-                                                   initial_clipping_norm=1.0, clipped_count_stddev=0.1,
-                                                   target_unclipped_quantile=0.5, clipping_learning_rate=0.2)
+    strategy = DifferentialPrivacyAdaptiveClipping(
+        FedAvg(weighted=False),
+        noise_multiplier=0.1,
+        target_delta=1e-5,
+        initial_clipping_norm=1.0,
+        clipped_count_stddev=0.1,
+        target_unclipped_quantile=0.5,
+        clipping_learning_rate=0.2,
+    )
     ctx = _ctx(population=1000, sampler=UniformSampler(0.1))
     state = strategy.initialize([np.zeros(3, np.float32)], ctx)
-    small = [_update([0.1, 0, 0], 5, i) for i in range(100)]   # all unclipped: C shrinks by ~exp(-0.2 * 0.5)
+    small = [_update([0.1, 0, 0], 5, i) for i in range(100)]  # all unclipped: C shrinks by ~exp(-0.2 * 0.5)
     new, metrics = _round(strategy, state, small, ctx)
     assert metrics["unclipped_fraction_estimate"] == pytest.approx(1.0, abs=0.01)
     assert new.scalars["clipping_norm"] == pytest.approx(np.exp(-0.1), rel=0.01)
     # The round's noise multiplier is split: 1/z^2 = 1/z_update^2 + 1/(2 sigma_b)^2.
     z_update = strategy.update_noise_multiplier(ctx)
-    assert 1 / z_update ** 2 + 1 / 0.2 ** 2 == pytest.approx(1 / 0.1 ** 2)
+    assert 1 / z_update**2 + 1 / 0.2**2 == pytest.approx(1 / 0.1**2)
     # Secure aggregation's coordinate range leaves the moving norm headroom: 4 C_0 (fixed clipping: C).
     assert strategy.secure_aggregation_range(600) == 4.0
-    assert DifferentialPrivacyFixedClipping(FedAvg(weighted=False), clipping_norm=0.3, noise_multiplier=1.0,
-                                            target_delta=1e-5).secure_aggregation_range(600) == 0.3
+    assert (
+        DifferentialPrivacyFixedClipping(
+            FedAvg(weighted=False), clipping_norm=0.3, noise_multiplier=1.0, target_delta=1e-5
+        ).secure_aggregation_range(600)
+        == 0.3
+    )
     # Without DP: weighted averaging sends n_k * delta_k.
     assert FedAvg().secure_aggregation_range(600) == 4800.0
     assert FedAvg(weighted=False).secure_aggregation_range(600) == 8.0
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: DifferentialPrivacyFixedClipping(FedAvg(), clipping_norm=1, noise_multiplier=1, target_delta=1e-5),
-     "weighted=False"),
-    (lambda: DifferentialPrivacyFixedClipping(FedAvg(weighted=False), clipping_norm=0, noise_multiplier=1,
-                                              target_delta=1e-5), r"clipping_norm must be in \(0, 1e\+06\]"),
-    (lambda: DifferentialPrivacyAdaptiveClipping(FedAvg(weighted=False), noise_multiplier=1.0, target_delta=1e-5)
-     .initialize([np.zeros(2, np.float32)], _ctx(population=100, sampler=UniformSampler(0.1))),
-     "clipped_count_stddev=0.5 is too small for noise_multiplier=1"),
-    (lambda: UniformSampler(1.5), r"fraction must be in \(0, 1\], got 1.5"),
-    (lambda: PoissonSampler(0.0), r"sampling probability must be in \(0, 1\], got 0.0"),
-    (lambda: FedAvgM(server_momentum=1.0), r"server_momentum must be in \[0, 1\)"),
-    (lambda: ClientConfig(learning_rate=float("nan")), "learning_rate must be a finite number > 0"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (
+            lambda: DifferentialPrivacyFixedClipping(FedAvg(), clipping_norm=1, noise_multiplier=1, target_delta=1e-5),
+            "weighted=False",
+        ),
+        (
+            lambda: DifferentialPrivacyFixedClipping(
+                FedAvg(weighted=False), clipping_norm=0, noise_multiplier=1, target_delta=1e-5
+            ),
+            r"clipping_norm must be in \(0, 1e\+06\]",
+        ),
+        (
+            lambda: DifferentialPrivacyAdaptiveClipping(
+                FedAvg(weighted=False), noise_multiplier=1.0, target_delta=1e-5
+            ).initialize([np.zeros(2, np.float32)], _ctx(population=100, sampler=UniformSampler(0.1))),
+            "clipped_count_stddev=0.5 is too small for noise_multiplier=1",
+        ),
+        (lambda: UniformSampler(1.5), r"fraction must be in \(0, 1\], got 1.5"),
+        (lambda: PoissonSampler(0.0), r"sampling probability must be in \(0, 1\], got 0.0"),
+        (lambda: FedAvgM(server_momentum=1.0), r"server_momentum must be in \[0, 1\)"),
+        (lambda: ClientConfig(learning_rate=float("nan")), "learning_rate must be a finite number > 0"),
+    ],
+)
 def test_bad_settings_are_named(make, message):
     with pytest.raises((ValueError, TypeError), match=message):
         make()
@@ -158,25 +196,43 @@ def test_dp_noise_covers_the_aggregations_rounding_and_csprng_noise_hides_the_sa
     from federated.simulation.round import RoundPlan
 
     clip, z, bound = 2.0, 1.3, 0.25
-    strategy = DifferentialPrivacyFixedClipping(FedAvg(weighted=False), clipping_norm=clip, noise_multiplier=z,
-                                                target_delta=1e-5)
-    ctx = RoundContext(round=1, population=100, sampler=UniformSampler(0.1), total_rounds=10,
-                       rng=np.random.default_rng(0), rounding_bound=bound)
+    strategy = DifferentialPrivacyFixedClipping(
+        FedAvg(weighted=False), clipping_norm=clip, noise_multiplier=z, target_delta=1e-5
+    )
+    ctx = RoundContext(
+        round=1,
+        population=100,
+        sampler=UniformSampler(0.1),
+        total_rounds=10,
+        rng=np.random.default_rng(0),
+        rounding_bound=bound,
+    )
     state = strategy.initialize([np.zeros(4, np.float32)], ctx)
     _, metrics = strategy.aggregate(state, None, ctx)
     assert metrics["noise_stddev"] == pytest.approx(z * (clip + bound))
     assert strategy.secret_randomness and not FedAvg(weighted=False).secret_randomness
-    plans = [RoundPlan.make(seed=7, round_index=3, sampler=UniformSampler(0.5), population=1000, dropout_rate=0.0,
-                            chunk_size=8, secret_sampling=secret) for secret in (False, False, True, True)]
-    assert np.array_equal(plans[0].positions, plans[1].positions)    # seeded: replayable from the seed
+    plans = [
+        RoundPlan.make(
+            seed=7,
+            round_index=3,
+            sampler=UniformSampler(0.5),
+            population=1000,
+            dropout_rate=0.0,
+            chunk_size=8,
+            secret_sampling=secret,
+        )
+        for secret in (False, False, True, True)
+    ]
+    assert np.array_equal(plans[0].positions, plans[1].positions)  # seeded: replayable from the seed
     assert not np.array_equal(plans[2].positions, plans[3].positions)  # C(1000, 500) samples: never equal
     assert len(plans[2].positions) == len(plans[0].positions) == 500
 
 
 def test_an_accountant_without_an_analysis_is_refused_before_any_round():
     """Uniform client sampling is sampling without replacement: dp-accounting's PLD has no analysis."""
-    strategy = DifferentialPrivacyFixedClipping(FedAvg(weighted=False), clipping_norm=1.0, noise_multiplier=1.0,
-                                                target_delta=1e-5, accountant="pld")
+    strategy = DifferentialPrivacyFixedClipping(
+        FedAvg(weighted=False), clipping_norm=1.0, noise_multiplier=1.0, target_delta=1e-5, accountant="pld"
+    )
     with pytest.raises(ValueError, match="accountant='pld' cannot account this run: dp-accounting's PLD"):
         strategy.initialize([np.zeros(3, np.float32)], _ctx(sampler=UniformSampler(0.1)))
     strategy.initialize([np.zeros(3, np.float32)], _ctx(sampler=PoissonSampler(0.1)))
@@ -192,17 +248,25 @@ def test_an_emptied_client_moves_the_adaptive_round_as_a_removed_one_and_the_eps
     from dp_accounting import dp_event
 
     z, sigma_b, q, rounds, target_delta = 0.8, 0.5, 0.1, 3, 1e-3
-    strategy = DifferentialPrivacyAdaptiveClipping(FedAvg(weighted=False), noise_multiplier=z,
-                                                   target_delta=target_delta, initial_clipping_norm=1.0,
-                                                   clipped_count_stddev=sigma_b, accountant="pld")
-    ctx = RoundContext(round=1, population=100, sampler=PoissonSampler(q), total_rounds=rounds,
-                       rng=np.random.default_rng(0))
+    strategy = DifferentialPrivacyAdaptiveClipping(
+        FedAvg(weighted=False),
+        noise_multiplier=z,
+        target_delta=target_delta,
+        initial_clipping_norm=1.0,
+        clipped_count_stddev=sigma_b,
+        accountant="pld",
+    )
+    ctx = RoundContext(
+        round=1, population=100, sampler=PoissonSampler(q), total_rounds=rounds, rng=np.random.default_rng(0)
+    )
     state = strategy.initialize([np.zeros(3, np.float32)], ctx)
     others = [_update([0.3 * i, 0, 0], 5, i) for i in range(1, 9)]
     with_data = others + [_update(delta, 7, 9)]
     emptied = others + [_update([0.0, 0, 0], 0, 9)]
-    totals = [TreeSum.of((i, strategy.summand(u, state)) for i, u in enumerate(cohort)).result()
-              for cohort in (with_data, emptied)]
+    totals = [
+        TreeSum.of((i, strategy.summand(u, state)) for i, u in enumerate(cohort)).result()
+        for cohort in (with_data, emptied)
+    ]
     update_change = np.linalg.norm(totals[0].vector - totals[1].vector)
     centred = [int(t.counts[-1]) - int(t.counts[-2]) / 2 for t in totals]
     count_change = abs(centred[0] - centred[1])
@@ -212,9 +276,17 @@ def test_an_emptied_client_moves_the_adaptive_round_as_a_removed_one_and_the_eps
     effective = ((1.0 / z_update) ** 2 + (count_change / sigma_b) ** 2) ** -0.5
     assert effective == pytest.approx(z, rel=1e-9)
     for r in range(rounds):
-        state, metrics = strategy.aggregate(state, totals[0], RoundContext(
-            round=r + 1, population=100, sampler=PoissonSampler(q), total_rounds=rounds,
-            rng=np.random.default_rng(r)))
+        state, metrics = strategy.aggregate(
+            state,
+            totals[0],
+            RoundContext(
+                round=r + 1,
+                population=100,
+                sampler=PoissonSampler(q),
+                total_rounds=rounds,
+                rng=np.random.default_rng(r),
+            ),
+        )
     accountant = dp_accounting.pld.PLDAccountant(dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE)
     accountant.compose(dp_event.PoissonSampledDpEvent(q, dp_event.GaussianDpEvent(effective)), rounds)
     assert metrics["epsilon_pld"] == pytest.approx(accountant.get_epsilon(target_delta), rel=1e-6)

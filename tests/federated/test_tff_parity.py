@@ -14,7 +14,7 @@ from federated import ClientConfig, ClientData, FedAdam, FedAvg, FedAvgM, Federa
 from federated.models import DenseModel
 from federated.partitioners import Partition
 
-SIZES = (7, 12, 20, 5, 16, 9)          # unequal clients: partial last batches of B = 4
+SIZES = (7, 12, 20, 5, 16, 9)  # unequal clients: partial last batches of B = 4
 E, B, LR, ROUNDS, D, K = 2, 4, 0.1, 4, 5, 3
 
 
@@ -29,7 +29,7 @@ def _local_training(w, b, x, y):
     w, b, loss_sum, seen = w.copy(), b.copy(), 0.0, 0
     for _ in range(E):
         for start in range(0, len(y), B):
-            xb, yb = x[start:start + B], y[start:start + B]
+            xb, yb = x[start : start + B], y[start : start + B]
             p = _softmax(xb @ w + b)
             loss_sum += -np.log(p[np.arange(len(yb)), yb]).sum()
             seen += len(yb)
@@ -44,14 +44,14 @@ def _server(name):
 
     def step(weights, delta):
         g = -delta
-        if name == "fedavg":            # build_sgdm(1.0)
+        if name == "fedavg":  # build_sgdm(1.0)
             return weights - 1.0 * g
-        if name == "fedavgm":           # build_sgdm(0.5, momentum=0.9): accumulator = 0.9 a + g
+        if name == "fedavgm":  # build_sgdm(0.5, momentum=0.9): accumulator = 0.9 a + g
             state["v"] = 0.9 * state["v"] + g
             return weights - 0.5 * state["v"]
-        state["t"] += 1                 # build_adam(0.05, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
+        state["t"] += 1  # build_adam(0.05, beta_1=0.9, beta_2=0.999, epsilon=1e-7)
         state["m"] = state["m"] + (g - state["m"]) * (1 - 0.9)
-        state["s"] = state["s"] + (g ** 2 - state["s"]) * (1 - 0.999)
+        state["s"] = state["s"] + (g**2 - state["s"]) * (1 - 0.999)
         lr = 0.05 * np.sqrt(1 - 0.999 ** state["t"]) / (1 - 0.9 ** state["t"])
         return weights - lr * state["m"] / (np.sqrt(state["s"]) + 1e-7)
 
@@ -63,8 +63,15 @@ def _strategy(name, client):
         return FedAvg(client)
     if name == "fedavgm":
         return FedAvgM(client, server_learning_rate=0.5, server_momentum=0.9)
-    return FedAdam(client, server_learning_rate=0.05, beta_1=0.9, beta_2=0.999, tau=1e-7, initial_accumulator=0.0,
-                   bias_correction=True)
+    return FedAdam(
+        client,
+        server_learning_rate=0.05,
+        beta_1=0.9,
+        beta_2=0.999,
+        tau=1e-7,
+        initial_accumulator=0.0,
+        bias_correction=True,
+    )
 
 
 @pytest.mark.parametrize("name", ["fedavg", "fedavgm", "fedadam"])
@@ -73,12 +80,14 @@ def test_fedavg_family_matches_tffs_rounds_to_1e6(name):
     n = sum(SIZES)
     x, y = rng.normal(size=(n, D)).astype(np.float32), rng.integers(0, K, n)
     bounds = np.cumsum((0,) + SIZES)
-    partition = Partition([f"c{i}" for i in range(len(SIZES))],
-                          [np.arange(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])])
+    partition = Partition(
+        [f"c{i}" for i in range(len(SIZES))], [np.arange(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    )
     data = ClientData(x, y, partition)
     client = ClientConfig(epochs=E, batch_size=B, learning_rate=LR, shuffle=False)
-    sim = FederatedSimulation(DenseModel(D, K, seed=3), data, _strategy(name, client), rounds=ROUNDS,
-                              sampler=UniformSampler(1.0), seed=0)
+    sim = FederatedSimulation(
+        DenseModel(D, K, seed=3), data, _strategy(name, client), rounds=ROUNDS, sampler=UniformSampler(1.0), seed=0
+    )
     per_round = []
     sim.run(lambda record: per_round.append(([w.copy() for w in sim.state.weights], record.train_loss)) and None)
 
@@ -94,7 +103,7 @@ def test_fedavg_family_matches_tffs_rounds_to_1e6(name):
             loss_sum, seen = loss_sum + client_loss, seen + client_seen
         mean_delta = np.average(deltas, axis=0, weights=counts)
         flat = server(flat, mean_delta)
-        w, b = flat[:D * K].reshape(D, K), flat[D * K:]
+        w, b = flat[: D * K].reshape(D, K), flat[D * K :]
         ours = np.concatenate([a.ravel() for a in weights]).astype(np.float64)
         assert np.max(np.abs(ours - flat)) < 1e-6
         assert train_loss == pytest.approx(loss_sum / seen, abs=1e-6)

@@ -12,29 +12,32 @@ from .conftest import linear_model, mlp_model
 
 
 def _clients(rng, sizes, dim=64):
-    return [(i, rng.random((n, dim)).astype(np.float32), rng.integers(0, 10, n).astype(np.int32))
-            for i, n in enumerate(sizes)]
+    return [
+        (i, rng.random((n, dim)).astype(np.float32), rng.integers(0, 10, n).astype(np.int32))
+        for i, n in enumerate(sizes)
+    ]
 
 
 def _model_with(layer):
     def build():
         keras.utils.set_random_seed(2)
         return keras.Sequential([keras.Input((64,)), layer(), keras.layers.Dense(10)])
+
     return build
 
 
 def test_traced_once_per_shape_bucket_not_per_client(rng):
-    trainer = ClientTrainer(mlp_model, jit_compile=False)   # the same graphs, without XLA's compile time
+    trainer = ClientTrainer(mlp_model, jit_compile=False)  # the same graphs, without XLA's compile time
     weights = trainer.initial_weights()
-    clients = _clients(rng, [33, 40, 57, 64])       # one size bucket (64)
-    seeds = rng.integers(0, 2 ** 31 - 1, (4, 2)).astype(np.int32)
-    for lr, mu in ((0.1, 0.2), (0.5, 0.3)):         # learning rate and mu are graph inputs
-        trainer.train(weights, clients, ClientConfig(epochs=1, batch_size=10, learning_rate=lr, proximal_mu=mu),
-                      seeds)
-        trainer.train(weights, clients[1:], ClientConfig(epochs=1, batch_size=10, learning_rate=lr, proximal_mu=mu),
-                      seeds[1:])
+    clients = _clients(rng, [33, 40, 57, 64])  # one size bucket (64)
+    seeds = rng.integers(0, 2**31 - 1, (4, 2)).astype(np.int32)
+    for lr, mu in ((0.1, 0.2), (0.5, 0.3)):  # learning rate and mu are graph inputs
+        trainer.train(weights, clients, ClientConfig(epochs=1, batch_size=10, learning_rate=lr, proximal_mu=mu), seeds)
+        trainer.train(
+            weights, clients[1:], ClientConfig(epochs=1, batch_size=10, learning_rate=lr, proximal_mu=mu), seeds[1:]
+        )
     assert trainer.tracing_count() == 1
-    trainer.train(weights, clients, ClientConfig(epochs=2, batch_size=None), seeds)   # a new (E, B): one more
+    trainer.train(weights, clients, ClientConfig(epochs=2, batch_size=None), seeds)  # a new (E, B): one more
     trainer.train(weights, _clients(rng, [3, 7]), ClientConfig(epochs=2, batch_size=None), seeds[:2])  # bucket 8
     assert trainer.tracing_count() == 3
 
@@ -42,24 +45,34 @@ def test_traced_once_per_shape_bucket_not_per_client(rng):
 def _deep_model():
     """Flatten, three hidden activations (one layer without bias), logits: all the numpy execution covers."""
     keras.utils.set_random_seed(3)
-    return keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Dense(16, activation="relu"),
-                             keras.layers.Dense(12, activation="tanh", use_bias=False),
-                             keras.layers.Dense(9, activation="sigmoid"), keras.layers.Dense(10)])
+    return keras.Sequential(
+        [
+            keras.Input((8, 8)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(12, activation="tanh", use_bias=False),
+            keras.layers.Dense(9, activation="sigmoid"),
+            keras.layers.Dense(10),
+        ]
+    )
 
 
-@pytest.mark.parametrize("execution,model_fn,batch_size", [("vectorized", mlp_model, 10), ("numpy", mlp_model, 10),
-                                                           ("numpy", _deep_model, 10), ("numpy", _deep_model, None)])
+@pytest.mark.parametrize(
+    "execution,model_fn,batch_size",
+    [("vectorized", mlp_model, 10), ("numpy", mlp_model, 10), ("numpy", _deep_model, 10), ("numpy", _deep_model, None)],
+)
 def test_executions_match_sequential(rng, execution, model_fn, batch_size):
     sequential, other = ClientTrainer(model_fn), ClientTrainer(model_fn, execution=execution)
-    clients = [(i, x.reshape((-1,) + sequential.model.inputs[0].shape[1:]), y)
-               for i, x, y in _clients(rng, [30, 17, 45, 8, 3])]
-    seeds = rng.integers(0, 2 ** 31 - 1, (5, 2)).astype(np.int32)
+    clients = [
+        (i, x.reshape((-1,) + sequential.model.inputs[0].shape[1:]), y) for i, x, y in _clients(rng, [30, 17, 45, 8, 3])
+    ]
+    seeds = rng.integers(0, 2**31 - 1, (5, 2)).astype(np.int32)
     config = ClientConfig(epochs=2, batch_size=batch_size, learning_rate=0.1, proximal_mu=0.1)
     weights = sequential.initial_weights()
     for a, b in zip(sequential.train(weights, clients, config, seeds), other.train(weights, clients, config, seeds)):
         assert a.position == b.position and a.num_examples == b.num_examples
-        assert np.max(np.abs(a.delta)) > 1e-3                                   # the clients did train
-        np.testing.assert_allclose(a.delta, b.delta, atol=2e-7 * 10, rtol=0)   # float32 rounding only
+        assert np.max(np.abs(a.delta)) > 1e-3  # the clients did train
+        np.testing.assert_allclose(a.delta, b.delta, atol=2e-7 * 10, rtol=0)  # float32 rounding only
         assert a.loss == pytest.approx(b.loss, rel=1e-5)
 
 
@@ -81,22 +94,41 @@ def _frozen():
     return model
 
 
-@pytest.mark.parametrize("model_fn,loss,message", [
-    (_model_with(lambda: keras.layers.Dropout(0.5)), None, r"covers Dense and Flatten layers, not dropout.*Dropout"),
-    (lambda: keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="softmax")]), None,
-     "activation 'softmax'"),
-    (lambda: keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="relu")]), None,
-     "end in a Dense layer with linear activation"),
-    (lambda: keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="gelu")]), None,
-     "layer dense.* has activation 'gelu'"),
-    (lambda: keras.Sequential([keras.Input((8, 8)), keras.layers.Dense(10)]), None,
-     r"sees inputs of shape \(8, 8\).*add a Flatten layer"),
-    (_functional_skip, None, "not add"),
-    (_dense_used_twice, None, "forward pass is not the chain of its Dense layers"),
-    (_frozen, None, "frozen"),
-    (linear_model, keras.losses.SparseCategoricalCrossentropy(), r"from_logits=True\) only"),
-    (linear_model, "MeanSquaredError", "not MeanSquaredError"),
-])
+@pytest.mark.parametrize(
+    "model_fn,loss,message",
+    [
+        (
+            _model_with(lambda: keras.layers.Dropout(0.5)),
+            None,
+            r"covers Dense and Flatten layers, not dropout.*Dropout",
+        ),
+        (
+            lambda: keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="softmax")]),
+            None,
+            "activation 'softmax'",
+        ),
+        (
+            lambda: keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="relu")]),
+            None,
+            "end in a Dense layer with linear activation",
+        ),
+        (
+            lambda: keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="gelu")]),
+            None,
+            "layer dense.* has activation 'gelu'",
+        ),
+        (
+            lambda: keras.Sequential([keras.Input((8, 8)), keras.layers.Dense(10)]),
+            None,
+            r"sees inputs of shape \(8, 8\).*add a Flatten layer",
+        ),
+        (_functional_skip, None, "not add"),
+        (_dense_used_twice, None, "forward pass is not the chain of its Dense layers"),
+        (_frozen, None, "frozen"),
+        (linear_model, keras.losses.SparseCategoricalCrossentropy(), r"from_logits=True\) only"),
+        (linear_model, "MeanSquaredError", "not MeanSquaredError"),
+    ],
+)
 def test_numpy_execution_refuses_what_it_does_not_cover(model_fn, loss, message):
     with pytest.raises(ValueError, match=message + ".*use execution 'sequential' or 'vectorized'"):
         ClientTrainer(model_fn, loss=loss, execution="numpy")
@@ -112,11 +144,12 @@ def _keras_sgd(x, y, lr, steps):
 
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_one_client_full_batch_fedavg_step_is_centralised_sgd(rng, jit_compile):
-    (_, x, y), = _clients(rng, [50])
+    ((_, x, y),) = _clients(rng, [50])
     trainer = ClientTrainer(linear_model, jit_compile=jit_compile)
     w0 = trainer.initial_weights()
-    update, = trainer.train(w0, [(0, x, y)], ClientConfig(epochs=1, batch_size=None, learning_rate=0.3),
-                            np.zeros((1, 2), np.int32))
+    (update,) = trainer.train(
+        w0, [(0, x, y)], ClientConfig(epochs=1, batch_size=None, learning_rate=0.3), np.zeros((1, 2), np.int32)
+    )
     # Up to float32 rounding of differently ordered (but identical) operations.
     np.testing.assert_allclose(flatten(w0) + update.delta, _keras_sgd(x, y, 0.3, 1), rtol=1e-5, atol=1e-6)
 
@@ -125,8 +158,9 @@ def test_fedsgd_average_is_large_batch_sgd(rng):
     clients = _clients(rng, [10, 25, 40])
     trainer = ClientTrainer(linear_model, jit_compile=False)
     w0 = trainer.initial_weights()
-    updates = trainer.train(w0, clients, ClientConfig(epochs=1, batch_size=None, learning_rate=0.2),
-                            np.zeros((3, 2), np.int32))
+    updates = trainer.train(
+        w0, clients, ClientConfig(epochs=1, batch_size=None, learning_rate=0.2), np.zeros((3, 2), np.int32)
+    )
     weighted = sum(u.num_examples * u.delta for u in updates) / sum(u.num_examples for u in updates)
     x = np.concatenate([c[1] for c in clients])
     y = np.concatenate([c[2] for c in clients])
@@ -135,7 +169,7 @@ def test_fedsgd_average_is_large_batch_sgd(rng):
 
 def test_fedprox_adds_the_proximal_gradient(rng):
     # Full batch, lr a: w1 = w0 - a g(w0) in both; FedProx's second step adds -a mu (w1 - w0).
-    (_, x, y), = _clients(rng, [30])
+    ((_, x, y),) = _clients(rng, [30])
     trainer = ClientTrainer(linear_model, jit_compile=False)
     w0 = trainer.initial_weights()
     seeds = np.zeros((1, 2), np.int32)

@@ -24,24 +24,32 @@ any exact accuracy >= 0.9 (test_private_model_is_blessed_useful_and_audited comp
 
 def ppml(*args: str, check: bool = True, timeout: float = 1200) -> subprocess.CompletedProcess:
     """Runs the ``ppml`` command line in a fresh interpreter; fails the test with its output on error."""
-    proc = subprocess.run([sys.executable, "-c", "from pipelines.cli.main import cli; cli()", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-c", "from pipelines.cli.main import cli; cli()", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if check and proc.returncode != 0:
-        pytest.fail(f"ppml {' '.join(args)} failed (exit {proc.returncode}):\n--- stdout\n{proc.stdout[-4000:]}\n"
-                    f"--- stderr\n{proc.stderr[-8000:]}", pytrace=False)
+        pytest.fail(
+            f"ppml {' '.join(args)} failed (exit {proc.returncode}):\n--- stdout\n{proc.stdout[-4000:]}\n"
+            f"--- stderr\n{proc.stderr[-8000:]}",
+            pytrace=False,
+        )
     return proc
 
 
 @dataclasses.dataclass(frozen=True)
 class PipelineRun:
     root: str
-    report: dict               # `ppml pipeline run --json` output
-    progress: list[str]        # the per-stage progress lines on stderr
-    stderr: str                # all of it
-    report_text: str = ""      # `ppml report` right after the run
-    report_json: dict | None = None                # `ppml report --json` right after the run
-    non_private_report: dict | None = None         # `ppml report --variant non-private --json`
-    comparison_text: str = ""                      # `ppml report --compare`
+    report: dict  # `ppml pipeline run --json` output
+    progress: list[str]  # the per-stage progress lines on stderr
+    stderr: str  # all of it
+    report_text: str = ""  # `ppml report` right after the run
+    report_json: dict | None = None  # `ppml report --json` right after the run
+    non_private_report: dict | None = None  # `ppml report --variant non-private --json`
+    comparison_text: str = ""  # `ppml report --compare`
 
 
 def run_pipeline(root, *options: str, read_reports: bool = False, read_text: bool = False) -> PipelineRun:
@@ -53,10 +61,12 @@ def run_pipeline(root, *options: str, read_reports: bool = False, read_text: boo
     if read_text or read_reports:
         run = dataclasses.replace(run, report_text=ppml(*report).stdout)
     if read_reports:
-        run = dataclasses.replace(run, report_json=json.loads(ppml(*report, "--json").stdout),
-                                  non_private_report=json.loads(ppml(*report, "--variant", "non-private",
-                                                                     "--json").stdout),
-                                  comparison_text=ppml(*report, "--compare").stdout)
+        run = dataclasses.replace(
+            run,
+            report_json=json.loads(ppml(*report, "--json").stdout),
+            non_private_report=json.loads(ppml(*report, "--variant", "non-private", "--json").stdout),
+            comparison_text=ppml(*report, "--compare").stdout,
+        )
     return run
 
 
@@ -77,32 +87,65 @@ def tight_budget_run(private_run) -> PipelineRun:
 def strict_audit_run(tight_budget_run, private_run) -> PipelineRun:
     """Same root and training, membership-AUC bound just below the measured AUC; on BeamDagRunner."""
     bound = private_run.report["membership_audit"]["auc"] - 0.01
-    return run_pipeline(private_run.root, *PIPELINE_OPTIONS, "--epsilon-budget", "3",
-                        "--max-membership-auc", f"{bound:.6f}", "--runner", "beam", read_reports=True)
+    return run_pipeline(
+        private_run.root,
+        *PIPELINE_OPTIONS,
+        "--epsilon-budget",
+        "3",
+        "--max-membership-auc",
+        f"{bound:.6f}",
+        "--runner",
+        "beam",
+        read_reports=True,
+    )
 
 
 @pytest.fixture(scope="session")
 def fixed_batches_run(strict_audit_run, private_run) -> PipelineRun:
     """Same root, fixed-size batches (upstream stages cached, a new Trainer), min accuracy 0.999 that no
     model here reaches: the privacy checks pass on the RDP epsilon, the utility threshold fails."""
-    return run_pipeline(private_run.root, *PIPELINE_OPTIONS, "--sampling", "fixed", "--epsilon-budget", "3",
-                        "--min-accuracy", "0.999", read_text=True)
+    return run_pipeline(
+        private_run.root,
+        *PIPELINE_OPTIONS,
+        "--sampling",
+        "fixed",
+        "--epsilon-budget",
+        "3",
+        "--min-accuracy",
+        "0.999",
+        read_text=True,
+    )
 
 
 @pytest.fixture(scope="session")
 def encrypted_check_run(fixed_batches_run, private_run) -> PipelineRun:
     """The first run's settings plus the encrypted-inference gate on 100 evaluation examples: everything
     up to the Evaluator cached, the gate and the Pusher run."""
-    return run_pipeline(private_run.root, *PIPELINE_OPTIONS, "--epsilon-budget", "3", "--encrypted-check",
-                        "--encrypted-examples", "100", read_text=True)
+    return run_pipeline(
+        private_run.root,
+        *PIPELINE_OPTIONS,
+        "--epsilon-budget",
+        "3",
+        "--encrypted-check",
+        "--encrypted-examples",
+        "100",
+        read_text=True,
+    )
 
 
 @pytest.fixture(scope="session")
 def truncated_run(private_run) -> PipelineRun:
     """Same root and settings with truncated Poisson sampling at the default cap: upstream stages cached, a new
     Trainer (sigma calibrated by PLD on the truncated event), Evaluator and Pusher."""
-    return run_pipeline(private_run.root, *PIPELINE_OPTIONS, "--epsilon-budget", "3", "--truncated-batch-size",
-                        "default", read_text=True)
+    return run_pipeline(
+        private_run.root,
+        *PIPELINE_OPTIONS,
+        "--epsilon-budget",
+        "3",
+        "--truncated-batch-size",
+        "default",
+        read_text=True,
+    )
 
 
 PLAIN_TFT_MODULE = """
@@ -145,15 +188,16 @@ def plain_tft_run(encrypted_check_run, private_run, tmp_path_factory) -> dict:
     (folder / "ppml_plain_tft_module.py").write_text(PLAIN_TFT_MODULE)
     code = f"import sys; sys.argv[1:] = [{private_run.root!r}, 'ppml_plain_tft_module']\n" + RUN_WITH_MODULE
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(folder), REPO]), TF_USE_LEGACY_KERAS="1")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=1800)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
         pytest.fail(f"the plain-tft pipeline failed:\n{proc.stderr[-8000:]}", pytrace=False)
     [line] = [line for line in proc.stdout.splitlines() if line.startswith(("REPORT ", "REFUSED "))]
     kind, _, value = line.partition(" ")
-    return {"refused": json.loads(value) if kind == "REFUSED" else None,
-            "report": json.loads(value) if kind == "REPORT" else None,
-            "pushed": (len(os.listdir(serving)) if os.path.isdir(serving) else 0) - pushed_before}
+    return {
+        "refused": json.loads(value) if kind == "REFUSED" else None,
+        "report": json.loads(value) if kind == "REPORT" else None,
+        "pushed": (len(os.listdir(serving)) if os.path.isdir(serving) else 0) - pushed_before,
+    }
 
 
 @pytest.fixture(scope="session")
@@ -242,9 +286,28 @@ def broken_audit_run(audited_run) -> PipelineRun:
     """Same root, one more canary (the Evaluator re-runs, the Trainer is cached), and the audited copy of the run
     without its noise while its claim stays: {"report": ppml pipeline run --json, "report_text": ppml report}."""
     options = [*AUDIT_OPTIONS[:-1], "1001"]
-    proc = subprocess.run([sys.executable, "-c", RUN_WITHOUT_NOISE, "pipeline", "run", *options, "--pipeline-root",
-                           audited_run.root, "--json"], cwd=REPO, capture_output=True, text=True, timeout=1200)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            RUN_WITHOUT_NOISE,
+            "pipeline",
+            "run",
+            *options,
+            "--pipeline-root",
+            audited_run.root,
+            "--json",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     if proc.returncode != 0:
         pytest.fail(f"the broken audit run failed:\n{proc.stderr[-8000:]}", pytrace=False)
-    return dataclasses.replace(audited_run, report=json.loads(proc.stdout), stderr=proc.stderr,
-                               report_text=ppml("report", "--pipeline-root", audited_run.root).stdout)
+    return dataclasses.replace(
+        audited_run,
+        report=json.loads(proc.stdout),
+        stderr=proc.stderr,
+        report_text=ppml("report", "--pipeline-root", audited_run.root).stdout,
+    )

@@ -21,7 +21,7 @@ import tensorflow as tf
 from tfx.types import standard_artifacts
 from pipelines.components.dp_trainer.executor import Executor
 from pipelines.components.dp_trainer.spec import InvalidPrivacySetting
-split = {str(tmp_path / 'examples' / 'Split-train')!r}
+split = {str(tmp_path / "examples" / "Split-train")!r}
 os.makedirs(split)
 with tf.io.TFRecordWriter(os.path.join(split, "data.gz"), options="GZIP") as writer:
     for i in range(150):
@@ -30,7 +30,7 @@ with tf.io.TFRecordWriter(os.path.join(split, "data.gz"), options="GZIP") as wri
 examples = standard_artifacts.Examples(); examples.uri = os.path.dirname(split)
 examples.split_names = '["train"]'
 model = standard_artifacts.Model(); model.uri = {str(model_uri)!r}
-run = standard_artifacts.ModelRun(); run.uri = {str(tmp_path / 'run')!r}
+run = standard_artifacts.ModelRun(); run.uri = {str(tmp_path / "run")!r}
 config = {{"private": True, "target_epsilon": 3.0, "delta": 0.01, "batch_size": 16, "epochs": 1}}
 try:
     Executor().Do({{"examples": [examples]}}, {{"model": [model], "model_run": [run]}},
@@ -81,9 +81,11 @@ def executor_runs(private_run, tmp_path_factory, python_subprocess):
     (one process): {name: (MLMD properties of the Model artifact, its ledger JSON)}; n is in ``"n"``."""
     [examples] = glob.glob(os.path.join(private_run.root, "Transform", "transformed_examples", "*"))
     [graph] = glob.glob(os.path.join(private_run.root, "Transform", "transform_graph", "*"))
-    runs = {name: {"private": True, "batch_size": 32, "l2_norm_clip": 1.0, **change}
-            for name, change in TRAINING_RUNS.items()}
-    argv = [examples, graph, str(tmp_path_factory.mktemp('dp-trainer')), json.dumps(runs)]
+    runs = {
+        name: {"private": True, "batch_size": 32, "l2_norm_clip": 1.0, **change}
+        for name, change in TRAINING_RUNS.items()
+    }
+    argv = [examples, graph, str(tmp_path_factory.mktemp("dp-trainer")), json.dumps(runs)]
     script = f"import sys; sys.argv[1:] = {argv!r}\n"
     out = python_subprocess(script + EXECUTOR_RUNS, legacy_keras=True).stdout
     results = {"n": private_run.report["privacy"]["dataset_size"]}
@@ -108,8 +110,9 @@ def _preprocessing(ledger, factor):
     events = []
     for record in ledger["preprocessing"]["account"]["mechanisms"]:
         assert record["adjacency"] == "add-remove"
-        multiplier = 1 / math.sqrt(sum((c["sensitivity"] / c["noise_std"]) ** 2 for c in record["components"]
-                                       if c["sensitivity"]))
+        multiplier = 1 / math.sqrt(
+            sum((c["sensitivity"] / c["noise_std"]) ** 2 for c in record["components"] if c["sensitivity"])
+        )
         events.append(dp_event.GaussianDpEvent(multiplier / factor))
     assert len(events) == 30
     return events
@@ -122,8 +125,10 @@ def test_shuffled_dp_training_on_the_pipeline_data_records_its_ledger(executor_r
     assert props["adjacency"] == "replace-one" and ledger["report"]["adjacency"] == "replace-one"
     assert ledger["report"]["sampling"] == "shuffle" and ledger["report"]["epochs"] == pytest.approx(1.0)
     # One started epoch: one Gaussian mechanism, no amplification; replace-one moves a clipped gradient by 2C.
-    assert ledger["budget"]["ledger"][-1] == {"count": 1, "event": {"class_name": "GaussianDpEvent",
-                                                                    "noise_multiplier": 0.5}}
+    assert ledger["budget"]["ledger"][-1] == {
+        "count": 1,
+        "event": {"class_name": "GaussianDpEvent", "noise_multiplier": 0.5},
+    }
     # Independently of privacy.accounting: RDP of the preprocessing releases, then the Gaussian at sigma / 2
     # (relative to 2C), composed.
     events = _preprocessing(ledger, factor=2) + [dp_event.GaussianDpEvent(0.5)]
@@ -139,15 +144,19 @@ def test_microbatched_dp_training_accounts_sensitivity_two_c(executor_runs):
     assert props["sampling"] == "poisson" and props["dp_steps"] == steps and props["noise_multiplier"] == 1.0
     assert ledger["parameters"]["num_microbatches"] == 8
     assert ledger["report"]["sensitivity"] == 2.0 and ledger["report"]["num_microbatches"] == 8
-    assert ledger["budget"]["ledger"][-1]["event"]["event"] == {"class_name": "GaussianDpEvent",
-                                                                "noise_multiplier": 0.5}
+    assert ledger["budget"]["ledger"][-1]["event"]["event"] == {
+        "class_name": "GaussianDpEvent",
+        "noise_multiplier": 0.5,
+    }
     mechanism = DpSgdMechanism(dataset_size=n, batch_size=32, noise_multiplier=1.0, steps=steps, num_microbatches=8)
     # Independently of privacy.accounting's events: the preprocessing releases, then T Poisson-sampled
     # Gaussians at sigma / 2, add/remove.
     event = dp_event.SelfComposedDpEvent(dp_event.PoissonSampledDpEvent(32 / n, dp_event.GaussianDpEvent(0.5)), steps)
     composed = dp_event.ComposedDpEvent(_preprocessing(ledger, factor=1) + [event])
-    for kind, accountant in (("rdp", dp_accounting.rdp.RdpAccountant),
-                             ("pld", lambda: dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4))):
+    for kind, accountant in (
+        ("rdp", dp_accounting.rdp.RdpAccountant),
+        ("pld", lambda: dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4)),
+    ):
         exact = accountant().compose(composed).get_epsilon(1e-3)
         # PLD: the ledger composes its 30 equal releases as one run, which discretises slightly differently.
         assert ledger["epsilon"][kind] == pytest.approx(exact, rel=1e-9 if kind == "rdp" else 1e-6)
@@ -168,10 +177,14 @@ def test_fixed_size_dp_training_uses_the_rdp_epsilon_and_says_so(executor_runs):
     # Independently: the preprocessing releases (replace-one: twice a record's shift), then T samples of 32
     # of n without replacement, Gaussian at sigma / 2 (replace-one moves a clipped gradient by 2C), by
     # dp-accounting's RDP accountant; PLD has no analysis of it.
-    event = dp_event.SelfComposedDpEvent(dp_event.SampledWithoutReplacementDpEvent(
-        n, 32, dp_event.GaussianDpEvent(sigma / 2)), steps)
-    exact = dp_accounting.rdp.RdpAccountant(neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE).compose(
-        dp_event.ComposedDpEvent(_preprocessing(ledger, factor=2) + [event])).get_epsilon(1e-3)
+    event = dp_event.SelfComposedDpEvent(
+        dp_event.SampledWithoutReplacementDpEvent(n, 32, dp_event.GaussianDpEvent(sigma / 2)), steps
+    )
+    exact = (
+        dp_accounting.rdp.RdpAccountant(neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE)
+        .compose(dp_event.ComposedDpEvent(_preprocessing(ledger, factor=2) + [event]))
+        .get_epsilon(1e-3)
+    )
     assert 7.99 < exact <= 8.0  # preprocessing and training together calibrated to the target with RDP
     assert ledger["epsilon"] == {"rdp": pytest.approx(exact, rel=1e-12), "pld": None}
     assert ledger["report"]["unavailable"]["pld"].startswith("dp-accounting's PLD accountant has no analysis")
@@ -190,10 +203,17 @@ def test_truncated_poisson_training_records_the_truncated_events_and_the_batches
     # The count is of batches drawn (up to a few prefetched beyond the steps): Binomial(draws, P(Bin(n, q) > 32)).
     cut, p = ledger["parameters"]["truncated_batches"], stats.binom.sf(32, n, 32 / n)
     assert stats.binom.ppf(1e-6, steps, p) <= cut <= stats.binom.isf(1e-6, steps + 8, p), (cut, steps, p)
-    unit = dp_event.TruncatedSubsampledGaussianDpEvent(n + 1, 32 / n, 32, 2.0)   # add-remove: the neighbour D + x
-    assert ledger["budget"]["ledger"][-1] == {"count": steps, "event": {
-        "class_name": "TruncatedSubsampledGaussianDpEvent", "dataset_size": n + 1, "sampling_probability": 32 / n,
-        "truncated_batch_size": 32, "noise_multiplier": 2.0}}
+    unit = dp_event.TruncatedSubsampledGaussianDpEvent(n + 1, 32 / n, 32, 2.0)  # add-remove: the neighbour D + x
+    assert ledger["budget"]["ledger"][-1] == {
+        "count": steps,
+        "event": {
+            "class_name": "TruncatedSubsampledGaussianDpEvent",
+            "dataset_size": n + 1,
+            "sampling_probability": 32 / n,
+            "truncated_batch_size": 32,
+            "noise_multiplier": 2.0,
+        },
+    }
     training = dp_event.SelfComposedDpEvent(unit, steps)
     composed = dp_event.ComposedDpEvent(_preprocessing(ledger, factor=1) + [training])
     exact = dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4).compose(composed).get_epsilon(1e-3)
@@ -201,5 +221,6 @@ def test_truncated_poisson_training_records_the_truncated_events_and_the_batches
     assert _stored(props["epsilon"], ledger["epsilon"]["pld"]) and "epsilon_rdp" not in props
     alone = dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4).compose(training).get_epsilon(1e-3)
     assert ledger["composition"]["parts"]["training"] == {"rdp": None, "pld": pytest.approx(alone, rel=1e-9)}
-    assert ledger["report"]["unavailable"]["rdp"].startswith("dp-accounting's RDP accountant has no analysis of "
-                                                             "truncated Poisson sampling")
+    assert ledger["report"]["unavailable"]["rdp"].startswith(
+        "dp-accounting's RDP accountant has no analysis of truncated Poisson sampling"
+    )

@@ -13,25 +13,28 @@ from pipelines.components.dp_trainer.spec import DpTrainingConfig, InvalidPrivac
 GOOD = {"private": True, "batch_size": 32, "epochs": 5, "l2_norm_clip": 1.0, "target_epsilon": 3.0}
 
 
-@pytest.mark.parametrize("change, setting", [
-    ({"l2_norm_clip": -1.0}, "l2_norm_clip"),
-    ({"l2_norm_clip": float("nan")}, "l2_norm_clip"),
-    ({"noise_multiplier": 0.0, "target_epsilon": None}, "noise_multiplier"),
-    ({"noise_multiplier": 1.1}, "noise_multiplier"),              # both given
-    ({"target_epsilon": None}, "noise_multiplier"),               # neither given
-    ({"target_epsilon": "3"}, "target_epsilon"),
-    ({"delta": 1.5}, "delta"),
-    ({"sampling": "random"}, "sampling"),
-    ({"num_microbatches": 0}, "num_microbatches"),
-    ({"num_microbatches": 64, "sampling": "shuffle"}, "num_microbatches"),  # does not divide B = 32
-    ({"num_microbatches": 5, "sampling": "fixed"}, "num_microbatches"),
-    ({"sampling": "fixed", "accountant": "pld"}, "accountant"),   # PLD has no analysis of fixed-size batches
-    ({"batch_size": 2.5}, "batch_size"),
-    ({"epochs": 0}, "epochs"),
-    ({"accountant": "prv"}, "accountant"),
-    ({"private": "yes"}, "private"),
-    ({"noise_multipler": 1.0}, "noise_multipler"),                # typo: never silently ignored
-])
+@pytest.mark.parametrize(
+    "change, setting",
+    [
+        ({"l2_norm_clip": -1.0}, "l2_norm_clip"),
+        ({"l2_norm_clip": float("nan")}, "l2_norm_clip"),
+        ({"noise_multiplier": 0.0, "target_epsilon": None}, "noise_multiplier"),
+        ({"noise_multiplier": 1.1}, "noise_multiplier"),  # both given
+        ({"target_epsilon": None}, "noise_multiplier"),  # neither given
+        ({"target_epsilon": "3"}, "target_epsilon"),
+        ({"delta": 1.5}, "delta"),
+        ({"sampling": "random"}, "sampling"),
+        ({"num_microbatches": 0}, "num_microbatches"),
+        ({"num_microbatches": 64, "sampling": "shuffle"}, "num_microbatches"),  # does not divide B = 32
+        ({"num_microbatches": 5, "sampling": "fixed"}, "num_microbatches"),
+        ({"sampling": "fixed", "accountant": "pld"}, "accountant"),  # PLD has no analysis of fixed-size batches
+        ({"batch_size": 2.5}, "batch_size"),
+        ({"epochs": 0}, "epochs"),
+        ({"accountant": "prv"}, "accountant"),
+        ({"private": "yes"}, "private"),
+        ({"noise_multipler": 1.0}, "noise_multipler"),  # typo: never silently ignored
+    ],
+)
 def test_bad_settings_name_the_key(change, setting):
     with pytest.raises(InvalidPrivacySetting) as info:
         DpTrainingConfig.from_custom_config({**GOOD, **change})
@@ -44,12 +47,15 @@ def test_unrelated_keys_are_left_to_the_module():
     assert config.target_epsilon == 3.0 and config.batch_size == 32
 
 
-@pytest.mark.parametrize("change, n, setting", [
-    ({"batch_size": 500}, 389, "batch_size"),
-    ({"delta": 0.01}, 389, "delta"),                              # not below 1/n
-    ({"target_epsilon": 1e5}, 389, "target_epsilon"),             # too loose to calibrate
-    ({"num_microbatches": 8, "sampling": "shuffle"}, 389, "num_microbatches"),  # last batch: 389 % 32 = 5
-])
+@pytest.mark.parametrize(
+    "change, n, setting",
+    [
+        ({"batch_size": 500}, 389, "batch_size"),
+        ({"delta": 0.01}, 389, "delta"),  # not below 1/n
+        ({"target_epsilon": 1e5}, 389, "target_epsilon"),  # too loose to calibrate
+        ({"num_microbatches": 8, "sampling": "shuffle"}, 389, "num_microbatches"),  # last batch: 389 % 32 = 5
+    ],
+)
 def test_settings_checked_against_the_data(change, n, setting):
     config = DpTrainingConfig.from_custom_config({**GOOD, **change})
     with pytest.raises(InvalidPrivacySetting) as info:
@@ -70,8 +76,7 @@ def test_plan_calibrates_sigma_to_the_target_with_the_accountant():
 
 
 def test_non_private_plan_has_no_mechanism():
-    plan = DpTrainingConfig.from_custom_config({"private": False, "batch_size": 16, "epochs": 2}).plan(
-        dataset_size=100)
+    plan = DpTrainingConfig.from_custom_config({"private": False, "batch_size": 16, "epochs": 2}).plan(dataset_size=100)
     assert not plan.private and plan.steps == 13 and plan.mechanism is None
     with pytest.raises(ValueError, match="no privacy ledger"):
         plan.ledger()
@@ -79,7 +84,8 @@ def test_non_private_plan_has_no_mechanism():
 
 def test_train_args_steps_override_epochs():
     plan = DpTrainingConfig.from_custom_config({**GOOD, "target_epsilon": None, "noise_multiplier": 1.0}).plan(
-        dataset_size=389, steps=7)
+        dataset_size=389, steps=7
+    )
     assert plan.steps == 7 and plan.mechanism.steps == 7 and plan.noise_multiplier == 1.0
 
 
@@ -92,9 +98,11 @@ def test_shuffled_training_runs_whole_epochs_under_replace_one():
     # RDP with the noise multiplier relative to 2C; PLD by dp-accounting's own replace-one analysis).
     assert (m.adjacency.value, m.sensitivity) == ("replace-one", 2.0)
     rdp = dp_accounting.rdp.RdpAccountant().compose(
-        dp_event.SelfComposedDpEvent(dp_event.GaussianDpEvent(m.noise_multiplier / 2), 3))
+        dp_event.SelfComposedDpEvent(dp_event.GaussianDpEvent(m.noise_multiplier / 2), 3)
+    )
     pld = dp_accounting.pld.PLDAccountant(dp_accounting.NeighboringRelation.REPLACE_ONE).compose(
-        dp_event.SelfComposedDpEvent(dp_event.GaussianDpEvent(m.noise_multiplier), 3))
+        dp_event.SelfComposedDpEvent(dp_event.GaussianDpEvent(m.noise_multiplier), 3)
+    )
     ledger = plan.ledger()
     assert ledger.epsilons["rdp"] == pytest.approx(rdp.get_epsilon(1e-3), rel=1e-9)
     assert ledger.epsilons["pld"] == pytest.approx(pld.get_epsilon(1e-3), rel=1e-4)
@@ -106,13 +114,15 @@ def test_shuffled_training_runs_whole_epochs_under_replace_one():
 
 def test_fixed_size_batches_are_replace_one_and_calibrated_with_rdp():
     plan = DpTrainingConfig.from_custom_config({**GOOD, "sampling": "fixed", "num_microbatches": 8}).plan(
-        dataset_size=389)
+        dataset_size=389
+    )
     m = plan.mechanism
     assert (m.sampling.value, m.adjacency.value, m.steps, m.sensitivity) == ("fixed", "replace-one", 61, 2.0)
     # Independently: 61 x sampling 32 of 389 without replacement, Gaussian at sigma / 2 (sensitivity 2C), by
     # dp-accounting's RDP accountant under replace-one.
-    event = dp_event.SelfComposedDpEvent(dp_event.SampledWithoutReplacementDpEvent(
-        389, 32, dp_event.GaussianDpEvent(m.noise_multiplier / 2)), 61)
+    event = dp_event.SelfComposedDpEvent(
+        dp_event.SampledWithoutReplacementDpEvent(389, 32, dp_event.GaussianDpEvent(m.noise_multiplier / 2)), 61
+    )
     rdp = dp_accounting.rdp.RdpAccountant(neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE)
     expected = rdp.compose(event).get_epsilon(1e-3)
     ledger = plan.ledger()
@@ -122,24 +132,41 @@ def test_fixed_size_batches_are_replace_one_and_calibrated_with_rdp():
 
 
 def test_poisson_microbatches_double_the_sensitivity():
-    plan = DpTrainingConfig.from_custom_config({**GOOD, "num_microbatches": 8, "target_epsilon": None,
-                                                "noise_multiplier": 1.2}).plan(dataset_size=389)
+    plan = DpTrainingConfig.from_custom_config(
+        {**GOOD, "num_microbatches": 8, "target_epsilon": None, "noise_multiplier": 1.2}
+    ).plan(dataset_size=389)
     m = plan.mechanism
     assert m.sensitivity == 2.0 and m.unit_event() == dp_event.PoissonSampledDpEvent(
-        32 / 389, dp_event.GaussianDpEvent(0.6))
+        32 / 389, dp_event.GaussianDpEvent(0.6)
+    )
     assert plan.ledger().epsilons["rdp"] == pytest.approx(compute_epsilon(m, 1e-3, "rdp"), rel=1e-12)
 
 
 def _preprocessing(epsilon: float, adjacency: str = "add-remove", releases: int = 30):
     """The account of ``releases`` mean-and-variance releases spending ``epsilon`` (alone, at 1e-3) together."""
-    from privacy.preprocessing import (CoverageRecord, MeanVariance, MechanismRecord, PreprocessingAccount,
-                                       PreprocessingBudget, to_text)
+    from privacy.preprocessing import (
+        CoverageRecord,
+        MeanVariance,
+        MechanismRecord,
+        PreprocessingAccount,
+        PreprocessingBudget,
+        to_text,
+    )
+
     budget = PreprocessingBudget(epsilon, 1e-3, adjacency)
-    records = [MechanismRecord(name=f"f{i}/mean_and_var", analyzer="mean_and_var", mechanism="gaussian-sums",
-                               adjacency=adjacency, components=MeanVariance(
-                                   (-6, 6), budget.noise_multiplier_for(1 / releases), adjacency).components,
-                               parameters={}, noise="CSPRNG-keyed Philox (os.urandom)", share=1 / releases)
-               for i in range(releases)]
+    records = [
+        MechanismRecord(
+            name=f"f{i}/mean_and_var",
+            analyzer="mean_and_var",
+            mechanism="gaussian-sums",
+            adjacency=adjacency,
+            components=MeanVariance((-6, 6), budget.noise_multiplier_for(1 / releases), adjacency).components,
+            parameters={},
+            noise="CSPRNG-keyed Philox (os.urandom)",
+            share=1 / releases,
+        )
+        for i in range(releases)
+    ]
     coverage = CoverageRecord(analyzer_outputs=3 * releases, private=tuple(r.name for r in records))
     return PreprocessingAccount.from_texts([to_text(r) for r in records] + [to_text(coverage)])
 
@@ -174,13 +201,18 @@ def test_preprocessing_that_spends_the_whole_target_or_another_adjacency_is_refu
 def test_private_training_on_transformed_examples_without_their_transform_graph_is_refused(tmp_path):
     import tensorflow as tf
     from pipelines.components.dp_trainer import fn_args_utils
+
     split = tmp_path / "Split-train"
     split.mkdir()
     with tf.io.TFRecordWriter(str(split / "transformed_examples-00000-of-00001.gz"), options="GZIP") as writer:
         for _ in range(100):
             writer.write(tf.train.Example().SerializeToString())
-    fn_args = types.SimpleNamespace(custom_config={"batch_size": 10, "epochs": 1, "noise_multiplier": 1.0},
-                                    train_files=[str(split / "*")], train_steps=None, transform_output=None)
+    fn_args = types.SimpleNamespace(
+        custom_config={"batch_size": 10, "epochs": 1, "noise_multiplier": 1.0},
+        train_files=[str(split / "*")],
+        train_steps=None,
+        transform_output=None,
+    )
     with pytest.raises(InvalidPrivacySetting, match="transformed_examples but no transform_graph is given"):
         fn_args_utils.plan_from_fn_args(fn_args)
     fn_args.custom_config = {**fn_args.custom_config, "private": False}  # nothing to account: trained as given

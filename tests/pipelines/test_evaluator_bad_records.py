@@ -44,19 +44,28 @@ def model_dir(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("bad", [_example([1.0], None), _example([1.0], [1, 0]), _example(None, [1]),
-                                 _example([1.0, 2.0], [1]), b"\xffnot a tf.Example"],
-                         ids=["no label", "two labels", "no feature", "two feature values", "undecodable"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        _example([1.0], None),
+        _example([1.0], [1, 0]),
+        _example(None, [1]),
+        _example([1.0, 2.0], [1]),
+        b"\xffnot a tf.Example",
+    ],
+    ids=["no label", "two labels", "no feature", "two feature values", "undecodable"],
+)
 @pytest.mark.parametrize("position", [0, 300], ids=["first", "last"])
 def test_a_malformed_record_counts_as_a_wrong_row(model_dir, tmp_path, bad, position):
     rng = np.random.default_rng(0)
     xs = rng.normal(size=300)
-    good = [_example([x], [int(x > 0.3)]) for x in xs]   # the model predicts x > 0, so some rows are wrong
+    good = [_example([x], [int(x > 0.3)]) for x in xs]  # the model predicts x > 0, so some rows are wrong
     expected = int(np.sum((xs > 0) == (xs > 0.3)))
     d = _write(str(tmp_path / "d.tfrecord"), good)
     with_bad = _write(str(tmp_path / "bad.tfrecord"), good[:position] + [bad] + good[position:])
     assert audit.correct_predictions(model_dir, [d], label_key="y", prediction_key="p") == (expected, 300)
     assert audit.correct_predictions(model_dir, [with_bad], label_key="y", prediction_key="p") == (expected, 301)
-    membership = audit.audit_saved_model(model_dir, member_files=[d], nonmember_files=[with_bad], label_key="y",
-                                         prediction_key="p")
-    assert 0.4 < membership.auc < 0.6   # the bad record is left out of the audit, which still runs
+    membership = audit.audit_saved_model(
+        model_dir, member_files=[d], nonmember_files=[with_bad], label_key="y", prediction_key="p"
+    )
+    assert 0.4 < membership.auc < 0.6  # the bad record is left out of the audit, which still runs

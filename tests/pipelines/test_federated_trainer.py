@@ -20,9 +20,22 @@ from pipelines.components.federated_trainer.spec import FederatedTrainingConfig,
 from ..conftest import run_python
 from .conftest import assert_carries_only_released_statistics, carried_statistics, ppml
 
-CONFIG = {"label_key": "diagnosis", "partition": "dirichlet", "alpha": 1.0, "num_clients": 20, "rounds": 8,
-          "sampling": "poisson", "fraction": 0.5, "private": True, "noise_multiplier": 0.5, "clipping_norm": 1.0,
-          "client_learning_rate": 0.1, "local_epochs": 2, "max_examples_per_client": 90, "num_classes": 2}
+CONFIG = {
+    "label_key": "diagnosis",
+    "partition": "dirichlet",
+    "alpha": 1.0,
+    "num_clients": 20,
+    "rounds": 8,
+    "sampling": "poisson",
+    "fraction": 0.5,
+    "private": True,
+    "noise_multiplier": 0.5,
+    "clipping_norm": 1.0,
+    "client_learning_rate": 0.1,
+    "local_epochs": 2,
+    "max_examples_per_client": 90,
+    "num_classes": 2,
+}
 PREPROCESSING_EPSILON = 1.0
 """The Transform's private analyzers' budget (per record). A client of up to 90 records moves them 90 times as
 far: the model's client-level epsilon is in the hundreds, which is what central preprocessing costs a
@@ -66,15 +79,41 @@ print(json.dumps({"model": props(model), "model_uri": model.uri, "blessing": pro
 @pytest.fixture(scope="module")
 def federated_run(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("ppml-federated-pipeline"))
-    settings = {**{k: v for k, v in CONFIG.items() if k not in ("private", "noise_multiplier")},
-                "decision_epsilon": DECISION_EPSILON}
-    proc = ppml("pipeline", "run", "--trainer", "federated", "--dp", "--noise-multiplier", "0.5",
-                "--preprocessing-epsilon", str(PREPROCESSING_EPSILON), "--trainer-config", json.dumps(settings),
-                "--epsilon-budget", "1000", "--privacy-unit", "client", "--max-membership-auc", "0.7",
-                "--min-accuracy", str(MIN_ACCURACY), "--pipeline-root", root, "--json")
+    settings = {
+        **{k: v for k, v in CONFIG.items() if k not in ("private", "noise_multiplier")},
+        "decision_epsilon": DECISION_EPSILON,
+    }
+    proc = ppml(
+        "pipeline",
+        "run",
+        "--trainer",
+        "federated",
+        "--dp",
+        "--noise-multiplier",
+        "0.5",
+        "--preprocessing-epsilon",
+        str(PREPROCESSING_EPSILON),
+        "--trainer-config",
+        json.dumps(settings),
+        "--epsilon-budget",
+        "1000",
+        "--privacy-unit",
+        "client",
+        "--max-membership-auc",
+        "0.7",
+        "--min-accuracy",
+        str(MIN_ACCURACY),
+        "--pipeline-root",
+        root,
+        "--json",
+    )
     out = run_python(f"import sys; sys.argv = ['', {root!r}]\n{INSPECT}", legacy_keras=True).stdout
-    return {**json.loads(out.strip().splitlines()[-1]), "report": json.loads(proc.stdout), "stderr": proc.stderr,
-            "root": root}
+    return {
+        **json.loads(out.strip().splitlines()[-1]),
+        "report": json.loads(proc.stdout),
+        "stderr": proc.stderr,
+        "root": root,
+    }
 
 
 def test_private_federated_model_carries_the_accountants_epsilon(federated_run):
@@ -86,10 +125,11 @@ def test_private_federated_model_carries_the_accountants_epsilon(federated_run):
         ledger = json.load(f)
     prior, prior_replaced = [], []
     for record in ledger["preprocessing"]["account"]["mechanisms"]:
-        per_record = 1 / math.sqrt(sum((c["sensitivity"] / c["noise_std"]) ** 2 for c in record["components"]
-                                       if c["sensitivity"]))
+        per_record = 1 / math.sqrt(
+            sum((c["sensitivity"] / c["noise_std"]) ** 2 for c in record["components"] if c["sensitivity"])
+        )
         prior.append(dp_event.GaussianDpEvent(per_record / 90))
-        prior_replaced.append(dp_event.GaussianDpEvent(per_record / 2))   # one record replaced: removed, added
+        prior_replaced.append(dp_event.GaussianDpEvent(per_record / 2))  # one record replaced: removed, added
     assert len(prior) == 30 and ledger["preprocessing"]["group_size"] == 90
     # Then the push decision's noisy accuracy (L2 sensitivity sqrt(2) per held-out record), reserved for 90 records.
     decision = ledger["decision"]
@@ -97,8 +137,11 @@ def test_private_federated_model_carries_the_accountants_epsilon(federated_run):
     prior.append(dp_event.GaussianDpEvent(decision["std"] / (math.sqrt(2) * 90)))
     prior_replaced.append(dp_event.GaussianDpEvent(decision["std"] / math.sqrt(2)))
     event = dp_event.PoissonSampledDpEvent(0.5, dp_event.GaussianDpEvent(0.5))
-    rdp = dp_accounting.rdp.RdpAccountant().compose(
-        dp_event.ComposedDpEvent(prior + [dp_event.SelfComposedDpEvent(event, 8)])).get_epsilon(0.01)
+    rdp = (
+        dp_accounting.rdp.RdpAccountant()
+        .compose(dp_event.ComposedDpEvent(prior + [dp_event.SelfComposedDpEvent(event, 8)]))
+        .get_epsilon(0.01)
+    )
     rounds_alone = dp_accounting.rdp.RdpAccountant().compose(event, 8).get_epsilon(0.01)
     assert props["private"] == 1 and props["privacy_mechanism"] == "dp-fedavg"
     assert props["dp_steps"] == 8 and props["delta"] == 0.01 and props["noise_multiplier"] == 0.5
@@ -106,16 +149,20 @@ def test_private_federated_model_carries_the_accountants_epsilon(federated_run):
     assert ledger["epsilon"]["rdp"] == pytest.approx(rdp, rel=1e-9)
     assert ledger["composition"]["parts"]["training"]["rdp"] == pytest.approx(rounds_alone, rel=1e-9)
     assert props["epsilon"] == min(props["epsilon_rdp"], props["epsilon_pld"])
-    assert props["epsilon_rdp"] == pytest.approx(rdp, rel=1e-5)   # ML Metadata keeps 6 significant digits
+    assert props["epsilon_rdp"] == pytest.approx(rdp, rel=1e-5)  # ML Metadata keeps 6 significant digits
     assert props["privacy_ledger_uri"].startswith(os.path.join(federated_run["model_uri"], "Format-Serving"))
     assert ledger["mechanism"] == "dp-fedavg" and ledger["privacy_unit"] == "client" == props["privacy_unit"]
     assert ledger["parameters"]["dataset_size"] == 20 and ledger["parameters"]["noise"] == "csprng"
     # One record changes one client's data (N fixed): a client replaced, which add/remove accounting of
     # Poisson sampling does not cover; the ledger accounts it beside, replace-one (PLD), after the preprocessing
     # releases as one replaced record moves them.
-    replaced = dp_accounting.pld.PLDAccountant(dp_accounting.NeighboringRelation.REPLACE_ONE,
-                                               value_discretization_interval=1e-4).compose(
-        dp_event.ComposedDpEvent(prior_replaced + [dp_event.SelfComposedDpEvent(event, 8)])).get_epsilon(0.01)
+    replaced = (
+        dp_accounting.pld.PLDAccountant(
+            dp_accounting.NeighboringRelation.REPLACE_ONE, value_discretization_interval=1e-4
+        )
+        .compose(dp_event.ComposedDpEvent(prior_replaced + [dp_event.SelfComposedDpEvent(event, 8)]))
+        .get_epsilon(0.01)
+    )
     record = ledger["parameters"]["record_level"]
     assert (record["client_adjacency"], record["record_adjacency"]) == ("replace-one", "add-remove")
     assert record["epsilon"] == pytest.approx(replaced, rel=1e-9)
@@ -129,8 +176,13 @@ def test_private_federated_model_carries_the_accountants_epsilon(federated_run):
     assert set(ledger["parameters"]["outside_guarantee"]) == LISTED
     assert "client_sizes_sum" not in history["config"] and history["rounds"][0]["nonfinite"] is None
     assert history["config"]["num_clients"] == 20
-    assert history["config"]["partition"] == {"name": "keyed", "num_clients": 20, "rule": "dirichlet", "alpha": 1.0,
-                                              "seed": 0}
+    assert history["config"]["partition"] == {
+        "name": "keyed",
+        "num_clients": 20,
+        "rule": "dirichlet",
+        "alpha": 1.0,
+        "seed": 0,
+    }
 
 
 def test_exported_model_serves_raw_examples_and_passes_the_private_evaluator(federated_run):
@@ -148,16 +200,28 @@ def test_the_exported_model_carries_its_released_statistics_not_the_exact_ones(f
     assert_carries_only_released_statistics(carried_statistics(model_dir, train))
 
 
-LISTED = {"evaluation", "preprocessing beyond K records per client", "feature spec inferred from the data",
-          "push decision beyond K held-out records per client"}
+LISTED = {
+    "evaluation",
+    "preprocessing beyond K records per client",
+    "feature spec inferred from the data",
+    "push decision beyond K held-out records per client",
+}
 """What the pipeline's private Federated Trainer lists outside its guarantee (its spec comes from SchemaGen; it
 reserves a push decision)."""
 
 
 def test_pipeline_command_runs_the_federated_trainer_and_reports_its_ledger(federated_run):
     report = federated_run["report"]
-    assert list(report["stages"]) == ["CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform",
-                                      "Trainer", "Evaluator", "Pusher"]
+    assert list(report["stages"]) == [
+        "CsvExampleGen",
+        "StatisticsGen",
+        "SchemaGen",
+        "ExampleValidator",
+        "Transform",
+        "Trainer",
+        "Evaluator",
+        "Pusher",
+    ]
     assert set(report["stages"].values()) == {"complete"}
     privacy = report["privacy"]
     assert privacy["mechanism"] == "dp-fedavg" and privacy["delta"] == 0.01
@@ -165,29 +229,43 @@ def test_pipeline_command_runs_the_federated_trainer_and_reports_its_ledger(fede
     assert privacy["artifact"]["parts"]["preprocessing"]["rdp"] > privacy["artifact"]["parts"]["training"]["rdp"]
     assert report["gate"]["blessed"] is True and report["pushed"]["pushed"] is True
     # What the trainer listed outside its guarantee in the ledger is labelled in the report too.
-    assert {item.split(" (listed by the trainer)")[0] for item in report["outside_the_guarantee"]
-            if "(listed by the trainer)" in item} == LISTED
+    assert {
+        item.split(" (listed by the trainer)")[0]
+        for item in report["outside_the_guarantee"]
+        if "(listed by the trainer)" in item
+    } == LISTED
     assert report["privacy"]["outside_guarantee"].keys() == LISTED
     # The push decision is the noisy accuracy, within the ledger's epsilon; the exact metrics are labelled.
     decision = report["gate"]["push_decision"]
     assert decision["noisy_accuracy"] >= MIN_ACCURACY and decision["noisy_rows"] > 0
-    assert any(item.startswith("exact utility metrics") and "decide nothing" in item
-               for item in report["outside_the_guarantee"])
+    assert any(
+        item.startswith("exact utility metrics") and "decide nothing" in item
+        for item in report["outside_the_guarantee"]
+    )
     assert any(line.startswith("[6/8] Trainer complete (") for line in federated_run["stderr"].splitlines())
 
 
-@pytest.mark.parametrize("options, message", [
-    (("--epochs", "3"), "--epochs sets DP-SGD training (--trainer dp)"),
-    (("--encrypted-check",), "the encrypted check runs Keras models"),
-    (("--trainer-config", "[1]"), "must be a JSON object"),
-    (("--trainer-config", '{"num_clients": 0}'), "custom_config['num_clients']"),
-    (("--dp", "--noise-multiplier", "1", "--preprocessing-epsilon", "1", "--privacy-unit", "client"),
-     "custom_config['max_examples_per_client']: the private Transform's releases are accounted per record"),
-    (("--trainer-config", '{"client_key": "mean_radius"}'),
-     "privacy_unit (--privacy-unit) 'example': the Federated Trainer's epsilon is user-level"),
-    (("--trainer-config", '{"client_key": "mean_radius"}', "--privacy-unit", "client"),
-     "'client': the Federated Trainer's epsilon is user-level"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (("--epochs", "3"), "--epochs sets DP-SGD training (--trainer dp)"),
+        (("--encrypted-check",), "the encrypted check runs Keras models"),
+        (("--trainer-config", "[1]"), "must be a JSON object"),
+        (("--trainer-config", '{"num_clients": 0}'), "custom_config['num_clients']"),
+        (
+            ("--dp", "--noise-multiplier", "1", "--preprocessing-epsilon", "1", "--privacy-unit", "client"),
+            "custom_config['max_examples_per_client']: the private Transform's releases are accounted per record",
+        ),
+        (
+            ("--trainer-config", '{"client_key": "mean_radius"}'),
+            "privacy_unit (--privacy-unit) 'example': the Federated Trainer's epsilon is user-level",
+        ),
+        (
+            ("--trainer-config", '{"client_key": "mean_radius"}', "--privacy-unit", "client"),
+            "'client': the Federated Trainer's epsilon is user-level",
+        ),
+    ],
+)
 def test_pipeline_command_refuses_federated_settings_it_cannot_run(tmp_path, options, message):
     root = tmp_path / "root"
     proc = ppml("pipeline", "run", "--trainer", "federated", *options, "--pipeline-root", str(root), check=False)
@@ -196,7 +274,8 @@ def test_pipeline_command_refuses_federated_settings_it_cannot_run(tmp_path, opt
 
 
 def test_client_column_partitions_naturally_with_secure_aggregation_and_a_public_run_has_no_ledger(
-        tmp_path, python_subprocess):
+    tmp_path, python_subprocess
+):
     code = f"""
 import json, os
 import tensorflow as tf
@@ -232,37 +311,54 @@ print(json.dumps({{"private": model.get_int_custom_property("private"), "clients
     assert result["clients"] == 6 and result["partition"] == "natural" and result["sampled"] == 6
     assert result["aggregation"] == "secure"
     assert result["private"] == 0 and result["ledger"] is False
-    assert result["accuracy"] == 1.0     # the label is feature x[0]
+    assert result["accuracy"] == 1.0  # the label is feature x[0]
 
 
 def test_delta_not_below_one_over_n_clients_fails_before_training():
     config = FederatedTrainingConfig.from_custom_config({**CONFIG, "delta": 0.1})
-    with pytest.raises(InvalidFederatedSetting, match=r"custom_config\['delta'\]: must be below 1/N = 0.05 for "
-                                                      r"N = 20 clients"):
+    with pytest.raises(
+        InvalidFederatedSetting,
+        match=r"custom_config\['delta'\]: must be below 1/N = 0.05 for "
+        r"N = 20 clients",
+    ):
         config.plan(20)
-    plan = FederatedTrainingConfig.from_custom_config({**CONFIG, "noise_multiplier": None,
-                                                       "target_epsilon": 5.0}).plan(20)
+    plan = FederatedTrainingConfig.from_custom_config({**CONFIG, "noise_multiplier": None, "target_epsilon": 5.0}).plan(
+        20
+    )
     event = dp_event.PoissonSampledDpEvent(0.5, dp_event.GaussianDpEvent(plan.mechanism.noise_multiplier))
     assert dp_accounting.rdp.RdpAccountant().compose(event, 8).get_epsilon(0.01) == pytest.approx(5.0, abs=0.01)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"label_key": None}, r"custom_config\['label_key'\]: name the label column"),
-    ({"num_client": 5}, r"custom_config\['num_client'\]: unknown setting; did you mean 'num_clients'\?"),
-    ({"partition": "pathological"}, r"custom_config\['partition'\]: must be one of iid, quantity, dirichlet, shards"),
-    ({"fraction": 1.5}, r"custom_config\['fraction'\]: must be in \(0, 1\], got 1.5"),
-    ({"target_epsilon": 3.0}, r"custom_config\['noise_multiplier'\]: give noise_multiplier or target_epsilon, "
-                              r"not both"),
-    ({"partition": "shards"}, r"custom_config\['partition'\]: shards cut the label-sorted records"),
-    ({"seed": 2 ** 32}, r"custom_config\['seed'\]: must be at most 2\^32 - 1"),
-    ({"private": False}, r"custom_config\['noise_multiplier'\]: is a privacy setting, but 'private' is false"),
-    ({"private": False, "noise_multiplier": None, "clip": "adaptive"},
-     r"custom_config\['clip'\]: is a privacy setting, but 'private' is false"),
-    ({"private": False, "noise_multiplier": None, "clipping_norm": None, "delta": 1e-3},
-     r"custom_config\['delta'\]: is a privacy setting, but 'private' is false"),
-    ({"execution": "auto"}, r"custom_config\['execution'\]: 'auto' picks by timing the clients' training"),
-    ({"rounds": 0}, r"custom_config\['rounds'\]: must be an integer >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"label_key": None}, r"custom_config\['label_key'\]: name the label column"),
+        ({"num_client": 5}, r"custom_config\['num_client'\]: unknown setting; did you mean 'num_clients'\?"),
+        (
+            {"partition": "pathological"},
+            r"custom_config\['partition'\]: must be one of iid, quantity, dirichlet, shards",
+        ),
+        ({"fraction": 1.5}, r"custom_config\['fraction'\]: must be in \(0, 1\], got 1.5"),
+        (
+            {"target_epsilon": 3.0},
+            r"custom_config\['noise_multiplier'\]: give noise_multiplier or target_epsilon, "
+            r"not both",
+        ),
+        ({"partition": "shards"}, r"custom_config\['partition'\]: shards cut the label-sorted records"),
+        ({"seed": 2**32}, r"custom_config\['seed'\]: must be at most 2\^32 - 1"),
+        ({"private": False}, r"custom_config\['noise_multiplier'\]: is a privacy setting, but 'private' is false"),
+        (
+            {"private": False, "noise_multiplier": None, "clip": "adaptive"},
+            r"custom_config\['clip'\]: is a privacy setting, but 'private' is false",
+        ),
+        (
+            {"private": False, "noise_multiplier": None, "clipping_norm": None, "delta": 1e-3},
+            r"custom_config\['delta'\]: is a privacy setting, but 'private' is false",
+        ),
+        ({"execution": "auto"}, r"custom_config\['execution'\]: 'auto' picks by timing the clients' training"),
+        ({"rounds": 0}, r"custom_config\['rounds'\]: must be an integer >= 1, got 0"),
+    ],
+)
 def test_bad_settings_are_named(change, message):
     with pytest.raises(InvalidFederatedSetting, match=message):
         FederatedTrainingConfig.from_custom_config({**CONFIG, **change})
@@ -275,11 +371,17 @@ def test_with_a_client_key_the_trainer_refuses_dealing_settings_and_poisson_samp
     users = {k: v for k, v in CONFIG.items() if k not in ("partition", "alpha", "num_clients")}
     users["client_key"] = "user"
     for key in ("partition", "num_clients", "alpha", "shards_per_client"):
-        with pytest.raises(InvalidFederatedSetting, match=rf"custom_config\['{key}'\]: deals records to "
-                                                          rf"clients, but with client_key 'user' each of its values"):
+        with pytest.raises(
+            InvalidFederatedSetting,
+            match=rf"custom_config\['{key}'\]: deals records to "
+            rf"clients, but with client_key 'user' each of its values",
+        ):
             FederatedTrainingConfig.for_trainer({**users, key: CONFIG.get(key, 2)})
-    with pytest.raises(InvalidFederatedSetting, match=r"custom_config\['sampling'\]: with one client per user, N is "
-                                                      r"the number of users in the data"):
+    with pytest.raises(
+        InvalidFederatedSetting,
+        match=r"custom_config\['sampling'\]: with one client per user, N is "
+        r"the number of users in the data",
+    ):
         FederatedTrainingConfig.for_trainer(users)
     plan = FederatedTrainingConfig.for_trainer({**users, "sampling": "uniform", "delta": 0.08}).plan(10)
     assert plan.delta_warning.startswith("delta=0.08 is 0.8/n (n=10 users), close to 1/n")
@@ -308,8 +410,9 @@ def test_record_level_epsilon_falls_back_to_group_privacy_where_pld_declines():
     event = dp_event.PoissonSampledDpEvent(0.1, dp_event.GaussianDpEvent(0.19))
     accountant = dp_accounting.rdp.RdpAccountant().compose(event, 3)
     grid = [10.0 ** (-k / 4) for k in range(8, 1200)]
-    feasible = [2 * e for d, e in ((d, accountant.get_epsilon(d)) for d in grid)
-                if d * (1 + np.exp(min(e, 700))) <= plan.delta]
+    feasible = [
+        2 * e for d, e in ((d, accountant.get_epsilon(d)) for d in grid) if d * (1 + np.exp(min(e, 700))) <= plan.delta
+    ]
     assert feasible and accountant.get_epsilon(plan.delta) < record["epsilon"] <= min(feasible) * (1 + 1e-9)
     assert record["epsilon"] >= 0.95 * min(feasible)
 
@@ -384,8 +487,11 @@ def test_one_removed_record_changes_one_client_through_transform(federated_run, 
     (as Transform does in the pipeline): the z-score's constants move every transformed record, yet the
     Trainer keys records by their raw content, so exactly one client changes. Keys of the transformed
     records (the Trainer before) move most records to another client."""
-    proc = run_python(f"import sys; sys.argv = ['', {federated_run['root']!r}, {str(tmp_path)!r}, "
-                      f"{json.dumps(CONFIG)!r}]\n{NEIGHBOURS}", legacy_keras=True)
+    proc = run_python(
+        f"import sys; sys.argv = ['', {federated_run['root']!r}, {str(tmp_path)!r}, "
+        f"{json.dumps(CONFIG)!r}]\n{NEIGHBOURS}",
+        legacy_keras=True,
+    )
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["records"] > 300 and result["transform_moved"] is True
     assert result["changed_clients"] == 1
@@ -395,18 +501,21 @@ def test_one_removed_record_changes_one_client_through_transform(federated_run, 
 def test_the_trainer_refuses_transformed_examples_it_cannot_key_by_raw_content(federated_run):
     """Transform's output with the transform graph: the raw features are gone, so the records cannot be keyed
     before Transform's constants; a one-line error says which examples to give."""
-    proc = run_python(f"""
+    proc = run_python(
+        f"""
 import glob, os, sys
 import tensorflow_transform as tft
 from pipelines.trainers.federated import read_split
-root = {federated_run['root']!r}
+root = {federated_run["root"]!r}
 [graph] = glob.glob(os.path.join(root, "Transform", "transform_graph", "*"))
 try:
     read_split([os.path.join(root, "Transform", "transformed_examples", "*", "Split-train", "*")],
                tft.TFTransformOutput(graph))
 except ValueError as err:
     print(err)
-""", legacy_keras=True)
+""",
+        legacy_keras=True,
+    )
     assert "give it ExampleGen's examples, not Transform's" in proc.stdout
 
 
@@ -415,9 +524,13 @@ def test_a_private_trainer_leaves_out_a_record_it_cannot_train_on_instead_of_fai
     one deals the same clients as without it (the run's existence is no function of one record)."""
     from federated.partitioners import record_keys
     from pipelines.trainers.federated import Split, client_data
+
     rng = np.random.default_rng(0)
-    columns = {"a": rng.normal(size=80).astype(np.float32), "b": rng.normal(size=80).astype(np.float32),
-               "diagnosis": rng.integers(0, 2, 80)}
+    columns = {
+        "a": rng.normal(size=80).astype(np.float32),
+        "b": rng.normal(size=80).astype(np.float32),
+        "diagnosis": rng.integers(0, 2, 80),
+    }
     config = FederatedTrainingConfig.for_trainer({**CONFIG, "num_classes": 2})
     clean = client_data(config, Split(columns, columns, record_keys(columns)), ["a", "b"], 2)
     for bad in ({"a": np.nan}, {"b": np.inf}, {"diagnosis": 5}):
@@ -426,11 +539,13 @@ def test_a_private_trainer_leaves_out_a_record_it_cannot_train_on_instead_of_fai
         data = client_data(config, Split(plus, plus, record_keys(plus)), ["a", "b"], 2)
         assert data.partition == clean.partition and np.array_equal(data.x, clean.x)
         assert config.model_classes(5) == 2
-        public = FederatedTrainingConfig.for_trainer({**CONFIG, "private": False, "noise_multiplier": None,
-                                                      "clipping_norm": None, "num_classes": 2})
+        public = FederatedTrainingConfig.for_trainer(
+            {**CONFIG, "private": False, "noise_multiplier": None, "clipping_norm": None, "num_classes": 2}
+        )
         with pytest.raises((ValueError, InvalidFederatedSetting), match="NaN|does not fit 2 classes"):
-            public.model_classes(5) if "diagnosis" in bad else \
-                client_data(public, Split(plus, plus, record_keys(plus)), ["a", "b"], 2)
+            public.model_classes(5) if "diagnosis" in bad else client_data(
+                public, Split(plus, plus, record_keys(plus)), ["a", "b"], 2
+            )
 
 
 def test_a_private_trainer_counts_the_users_of_both_splits():
@@ -439,26 +554,34 @@ def test_a_private_trainer_counts_the_users_of_both_splits():
     releases, unchanged."""
     from federated.partitioners import record_keys
     from pipelines.trainers.federated import Split, client_data
+
     rng = np.random.default_rng(0)
 
     def split(users):
-        columns = {"a": rng.normal(size=len(users)).astype(np.float32), "diagnosis": rng.integers(0, 2, len(users)),
-                   "user": np.array(users, dtype=object)}
+        columns = {
+            "a": rng.normal(size=len(users)).astype(np.float32),
+            "diagnosis": rng.integers(0, 2, len(users)),
+            "user": np.array(users, dtype=object),
+        }
         return Split(columns, columns, record_keys(columns))
 
-    config = FederatedTrainingConfig.for_trainer({"label_key": "diagnosis", "client_key": "user", "private": True,
-                                                  "noise_multiplier": 1.0, "num_classes": 2})
+    config = FederatedTrainingConfig.for_trainer(
+        {"label_key": "diagnosis", "client_key": "user", "private": True, "noise_multiplier": 1.0, "num_classes": 2}
+    )
     train = [f"u{i}".encode() for i in range(9) for _ in range(5)]
     counts = {}
     for name, (more_train, more_eval) in {"in train": ([b"u9"] * 3, [b"u9"]), "held out": ([], [b"u9"])}.items():
         data = client_data(config, split(train + more_train), ["a"], 2, held_out=split([b"u0", b"u3"] + more_eval))
         counts[name] = (data.num_clients, data.client_ids, int(data.sizes()[-1]))
-    assert counts == {"in train": (10, tuple(f"u{i}" for i in range(10)), 3),
-                      "held out": (10, tuple(f"u{i}" for i in range(10)), 0)}
+    assert counts == {
+        "in train": (10, tuple(f"u{i}" for i in range(10)), 3),
+        "held out": (10, tuple(f"u{i}" for i in range(10)), 0),
+    }
 
 
-@pytest.mark.parametrize("bad", ["missing feature", "other kind", "other first record", "unreadable user",
-                                 "not a tf.Example"])
+@pytest.mark.parametrize(
+    "bad", ["missing feature", "other kind", "other first record", "unreadable user", "not a tf.Example"]
+)
 def test_a_private_trainer_reads_each_record_against_a_declared_spec(tmp_path, bad):
     """Neighbouring splits, one with a record that lacks a feature, holds one as bytes, comes first with an
     extra feature and a feature of two values, has a user id of another kind, or is not a tf.Example. Read from
@@ -468,22 +591,36 @@ def test_a_private_trainer_reads_each_record_against_a_declared_spec(tmp_path, b
     from pipelines.trainers.federated import client_data, declared_spec, read_split, resolve_feature_keys
 
     def example(**features):
-        lists = {float: lambda v: tf.train.Feature(float_list=tf.train.FloatList(value=v)),
-                 int: lambda v: tf.train.Feature(int64_list=tf.train.Int64List(value=v)),
-                 bytes: lambda v: tf.train.Feature(bytes_list=tf.train.BytesList(value=v))}
+        lists = {
+            float: lambda v: tf.train.Feature(float_list=tf.train.FloatList(value=v)),
+            int: lambda v: tf.train.Feature(int64_list=tf.train.Int64List(value=v)),
+            bytes: lambda v: tf.train.Feature(bytes_list=tf.train.BytesList(value=v)),
+        }
         feature = {k: lists[type(v[0])](v) for k, v in features.items()}
         return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
     rng = np.random.default_rng(0)
-    records = [example(a=[float(a)], b=[float(b)], y=[int(a > 0)], user=[b"u%d" % (i % 4)])
-               for i, (a, b) in enumerate(rng.normal(size=(40, 2)))]
-    extra = {"missing feature": example(a=[0.5], y=[1], user=[b"u1"]),
-             "other kind": example(a=[0.5], b=[b"0.5"], y=[1], user=[b"u1"]),
-             "other first record": example(a=[0.5, 0.5], b=[0.5], c=[1.0], y=[1], user=[b"u1"]),
-             "unreadable user": example(a=[0.5], b=[0.5], y=[1], user=[0.5]),
-             "not a tf.Example": b"\xff\xff\xff\xff not a proto"}[bad]
-    config = FederatedTrainingConfig.for_trainer({"label_key": "y", "client_key": "user", "feature_keys": ["a", "b"],
-                                                  "private": True, "noise_multiplier": 1.0, "num_classes": 2})
+    records = [
+        example(a=[float(a)], b=[float(b)], y=[int(a > 0)], user=[b"u%d" % (i % 4)])
+        for i, (a, b) in enumerate(rng.normal(size=(40, 2)))
+    ]
+    extra = {
+        "missing feature": example(a=[0.5], y=[1], user=[b"u1"]),
+        "other kind": example(a=[0.5], b=[b"0.5"], y=[1], user=[b"u1"]),
+        "other first record": example(a=[0.5, 0.5], b=[0.5], c=[1.0], y=[1], user=[b"u1"]),
+        "unreadable user": example(a=[0.5], b=[0.5], y=[1], user=[0.5]),
+        "not a tf.Example": b"\xff\xff\xff\xff not a proto",
+    }[bad]
+    config = FederatedTrainingConfig.for_trainer(
+        {
+            "label_key": "y",
+            "client_key": "user",
+            "feature_keys": ["a", "b"],
+            "private": True,
+            "noise_multiplier": 1.0,
+            "num_classes": 2,
+        }
+    )
     spec = declared_spec(config, None, None)
     clients = {}
     for name, rows in (("clean", records), ("bad", [extra, *records])):
@@ -496,7 +633,7 @@ def test_a_private_trainer_reads_each_record_against_a_declared_spec(tmp_path, b
         data = client_data(config, split, ["a", "b"], 2)
         clients[name] = {cid: data.client(k)[0].tolist() for k, cid in enumerate(data.client_ids)}
     assert clients["clean"] == clients["bad"] and len(clients["clean"]) == 4
-    if bad == "not a tf.Example":   # a public Trainer (no spec) refuses it in one line
+    if bad == "not a tf.Example":  # a public Trainer (no spec) refuses it in one line
         with pytest.raises(ValueError, match="record 0 is not a serialized tf.Example"):
             read_split([str(tmp_path / "bad" / "*")])
     with pytest.raises(InvalidFederatedSetting, match="feature_keys"):
@@ -512,16 +649,29 @@ def test_a_private_trainer_reads_an_eval_split_without_records_instead_of_failin
     from pipelines.trainers.federated import client_data, declared_spec, read_split
 
     def example(a, y, user):
-        feature = {"a": tf.train.Feature(float_list=tf.train.FloatList(value=[a])),
-                   "y": tf.train.Feature(int64_list=tf.train.Int64List(value=[y])),
-                   "user": tf.train.Feature(bytes_list=tf.train.BytesList(value=[user]))}
+        feature = {
+            "a": tf.train.Feature(float_list=tf.train.FloatList(value=[a])),
+            "y": tf.train.Feature(int64_list=tf.train.Int64List(value=[y])),
+            "user": tf.train.Feature(bytes_list=tf.train.BytesList(value=[user])),
+        }
         return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
-    config = FederatedTrainingConfig.for_trainer({"label_key": "y", "client_key": "user", "feature_keys": ["a"],
-                                                  "private": True, "noise_multiplier": 1.0, "num_classes": 2})
+    config = FederatedTrainingConfig.for_trainer(
+        {
+            "label_key": "y",
+            "client_key": "user",
+            "feature_keys": ["a"],
+            "private": True,
+            "noise_multiplier": 1.0,
+            "num_classes": 2,
+        }
+    )
     spec = declared_spec(config, None, None)
-    splits = {"train": [example(0.1 * i, i % 2, b"u%d" % (i % 3)) for i in range(12)], "empty": [],
-              "one": [example(0.5, 1, b"u1")]}
+    splits = {
+        "train": [example(0.1 * i, i % 2, b"u%d" % (i % 3)) for i in range(12)],
+        "empty": [],
+        "one": [example(0.5, 1, b"u1")],
+    }
     for name, rows in splits.items():
         os.makedirs(tmp_path / name)
         with tf.io.TFRecordWriter(str(tmp_path / name / "data")) as writer:
@@ -537,7 +687,7 @@ def test_a_private_trainer_reads_an_eval_split_without_records_instead_of_failin
         data = client_data(config, train, ["a"], 2, held_out=evaluated)
         seen[name] = {cid: data.client(k)[0].tolist() for k, cid in enumerate(data.client_ids)}
     assert seen["empty"] == seen["one"] and sorted(seen["one"]) == ["u0", "u1", "u2"]
-    with pytest.raises(ValueError, match="no records"):   # a public Trainer still refuses it
+    with pytest.raises(ValueError, match="no records"):  # a public Trainer still refuses it
         read_split([str(tmp_path / "empty" / "*")])
 
 
@@ -546,11 +696,15 @@ def test_a_spec_from_a_schema_or_graph_is_listed_outside_the_guarantee_unless_de
     the guarantee of a private run, unless public_schema declares it fixed beforehand; feature_keys (settings)
     and a public run list nothing."""
     from pipelines.trainers.federated import INFERRED_SPEC, spec_caveat
+
     private = {**CONFIG, "partition": "iid"}
     for settings, transform, schema, listed in [
-            (private, object(), None, True), (private, None, "schema.pbtxt", True),
-            ({**private, "public_schema": True}, object(), "schema.pbtxt", False), (private, None, None, False),
-            ({"label_key": "diagnosis"}, object(), None, False)]:
+        (private, object(), None, True),
+        (private, None, "schema.pbtxt", True),
+        ({**private, "public_schema": True}, object(), "schema.pbtxt", False),
+        (private, None, None, False),
+        ({"label_key": "diagnosis"}, object(), None, False),
+    ]:
         caveat = spec_caveat(FederatedTrainingConfig.for_trainer(settings), transform, schema)
         assert caveat == (INFERRED_SPEC if listed else {}), (settings, transform, schema)
     with pytest.raises(InvalidFederatedSetting, match="public_schema"):
@@ -561,16 +715,21 @@ def test_a_private_trainer_takes_its_spec_from_the_schema_without_a_transform_gr
     """No transform graph: the schema's fixed-length features are the declared spec (kind and length), the
     client key is read as text of its declared kind."""
     from pipelines.trainers.federated import declared_spec
+
     (tmp_path / "schema.pbtxt").write_text("""
 feature { name: "a" type: FLOAT shape { dim { size: 2 } } presence { min_fraction: 1 } }
 feature { name: "y" type: INT shape { dim { size: 1 } } presence { min_fraction: 1 } }
 feature { name: "user" type: BYTES shape { dim { size: 1 } } presence { min_fraction: 1 } }
 """)
-    config = FederatedTrainingConfig.for_trainer({"label_key": "y", "client_key": "user", "private": True,
-                                                  "noise_multiplier": 1.0, "num_classes": 2})
+    config = FederatedTrainingConfig.for_trainer(
+        {"label_key": "y", "client_key": "user", "private": True, "noise_multiplier": 1.0, "num_classes": 2}
+    )
     spec = {c.name: (c.kind, c.length, c.accepts) for c in declared_spec(config, None, str(tmp_path / "schema.pbtxt"))}
-    assert spec == {"a": ("float", 2, ("float_list",)), "y": ("int", 1, ("int64_list",)),
-                    "user": ("text", 1, ("bytes_list",))}
+    assert spec == {
+        "a": ("float", 2, ("float_list",)),
+        "y": ("int", 1, ("int64_list",)),
+        "user": ("text", 1, ("bytes_list",)),
+    }
 
 
 def test_with_a_transform_graph_a_record_that_does_not_conform_is_not_transformed_but_keeps_its_place(tmp_path):
@@ -580,7 +739,7 @@ def test_with_a_transform_graph_a_record_that_does_not_conform_is_not_transforme
     import tensorflow as tf
     from pipelines.trainers.federated import client_data, declared_spec, read_split
 
-    class Graph:   # a stand-in for tft.TFTransformOutput: x2 = 2 a, label passed through
+    class Graph:  # a stand-in for tft.TFTransformOutput: x2 = 2 a, label passed through
         @staticmethod
         def raw_feature_spec():
             return {"a": tf.io.FixedLenFeature([], tf.float32), "y": tf.io.FixedLenFeature([], tf.int64)}
@@ -590,18 +749,25 @@ def test_with_a_transform_graph_a_record_that_does_not_conform_is_not_transforme
             return lambda features: {"x2": 2 * features["a"], "y": features["y"]}
 
     def example(**features):
-        lists = {float: lambda v: tf.train.Feature(float_list=tf.train.FloatList(value=v)),
-                 int: lambda v: tf.train.Feature(int64_list=tf.train.Int64List(value=v))}
-        return tf.train.Example(features=tf.train.Features(
-            feature={k: lists[type(v[0])](v) for k, v in features.items()})).SerializeToString()
+        lists = {
+            float: lambda v: tf.train.Feature(float_list=tf.train.FloatList(value=v)),
+            int: lambda v: tf.train.Feature(int64_list=tf.train.Int64List(value=v)),
+        }
+        return tf.train.Example(
+            features=tf.train.Features(feature={k: lists[type(v[0])](v) for k, v in features.items()})
+        ).SerializeToString()
 
     records = [example(a=[float(a)], y=[int(a > 0)]) for a in np.random.default_rng(0).normal(size=30)]
-    config = FederatedTrainingConfig.for_trainer({"label_key": "y", "num_clients": 3, "private": True,
-                                                  "noise_multiplier": 1.0, "num_classes": 2})
+    config = FederatedTrainingConfig.for_trainer(
+        {"label_key": "y", "num_clients": 3, "private": True, "noise_multiplier": 1.0, "num_classes": 2}
+    )
     spec = declared_spec(config, Graph, None)
     clients = {}
-    for name, rows in (("clean", records), ("missing", [example(y=[1]), *records]),
-                       ("other kind", [example(a=[1], y=[1]), *records])):
+    for name, rows in (
+        ("clean", records),
+        ("missing", [example(y=[1]), *records]),
+        ("other kind", [example(a=[1], y=[1]), *records]),
+    ):
         os.makedirs(tmp_path / name)
         with tf.io.TFRecordWriter(str(tmp_path / name / "data")) as writer:
             for record in rows:
@@ -611,32 +777,42 @@ def test_with_a_transform_graph_a_record_that_does_not_conform_is_not_transforme
             assert np.isnan(split.columns["x2"][0]) and np.isnan(split.columns["y"][0])
             assert np.array_equal(split.columns["x2"][1:], clients["clean"][1])
         data = client_data(config, split, ["x2"], 2)
-        clients[name] = ({cid: data.client(k)[0].tolist() for k, cid in enumerate(data.client_ids)},
-                         split.columns["x2"])
+        clients[name] = (
+            {cid: data.client(k)[0].tolist() for k, cid in enumerate(data.client_ids)},
+            split.columns["x2"],
+        )
     assert clients["clean"][0] == clients["missing"][0] == clients["other kind"][0]
 
 
-@pytest.mark.tfx   # imports TFX (about 20 s), runs nothing
+@pytest.mark.tfx  # imports TFX (about 20 s), runs nothing
 def test_a_pipeline_with_a_schema_file_imports_it_instead_of_inferring_it(tmp_path):
     """schema_file pins the schema: the pipeline imports it (ImportSchemaGen) rather than letting SchemaGen infer
     it from the data; a missing file is refused naming the setting."""
     from pipelines.pipeline import create_pipeline
+
     (tmp_path / "schema.pbtxt").write_text('feature { name: "diagnosis" type: INT }\n')
     kinds = {}
     for name, schema in (("inferred", None), ("pinned", str(tmp_path / "schema.pbtxt"))):
-        pipeline = create_pipeline(pipeline_root=str(tmp_path / name), data_root=str(tmp_path),
-                                   serving_model_dir=str(tmp_path / "serving"), trainer="federated",
-                                   schema_file=schema)
+        pipeline = create_pipeline(
+            pipeline_root=str(tmp_path / name),
+            data_root=str(tmp_path),
+            serving_model_dir=str(tmp_path / "serving"),
+            trainer="federated",
+            schema_file=schema,
+        )
         kinds[name] = {type(c).__name__ for c in pipeline.components}
     assert "SchemaGen" in kinds["inferred"] and "ImportSchemaGen" not in kinds["inferred"]
     assert "ImportSchemaGen" in kinds["pinned"] and "SchemaGen" not in kinds["pinned"]
     with pytest.raises(ValueError, match="schema_file"):
-        create_pipeline(pipeline_root=str(tmp_path), data_root=str(tmp_path), serving_model_dir=str(tmp_path),
-                        schema_file=str(tmp_path / "none.pbtxt"))
+        create_pipeline(
+            pipeline_root=str(tmp_path),
+            data_root=str(tmp_path),
+            serving_model_dir=str(tmp_path),
+            schema_file=str(tmp_path / "none.pbtxt"),
+        )
 
 
-def test_private_training_on_transformed_examples_without_their_transform_graph_is_refused(tmp_path,
-                                                                                           python_subprocess):
+def test_private_training_on_transformed_examples_without_their_transform_graph_is_refused(tmp_path, python_subprocess):
     """As in the DP Trainer: the Transform's releases (or exact statistics) would be missing from the ledger."""
     code = f"""
 import json, os
@@ -673,14 +849,26 @@ def test_a_ledger_with_a_push_decision_lists_a_clients_held_out_records_beyond_k
     claim covers the decision for K of them, so the ledger lists the rest; without a decision nothing is listed."""
     from pipelines.components.federated_trainer.spec import DECISION_CAVEAT
     from privacy import PrivacyBudget
-    settings = {"label_key": "y", "num_clients": 10, "rounds": 2, "private": True, "target_epsilon": 3.0,
-                "num_classes": 2, "max_examples_per_client": 4}
+
+    settings = {
+        "label_key": "y",
+        "num_clients": 10,
+        "rounds": 2,
+        "private": True,
+        "target_epsilon": 3.0,
+        "num_classes": 2,
+        "max_examples_per_client": 4,
+    }
     listed = {}
     for name, extra in (("with", {"decision_epsilon": 0.6}), ("without", {})):
         plan = FederatedTrainingConfig.for_trainer({**settings, **extra}).plan(10)
         m = plan.mechanism
-        ledger = plan.ledger(PrivacyBudget.for_mechanism(m, plan.delta).compose(m.unit_event(), m.units()),
-                             rounds=2, trainer={}, outside_guarantee={"evaluation": "held-out accuracy"})
+        ledger = plan.ledger(
+            PrivacyBudget.for_mechanism(m, plan.delta).compose(m.unit_event(), m.units()),
+            rounds=2,
+            trainer={},
+            outside_guarantee={"evaluation": "held-out accuracy"},
+        )
         listed[name] = ledger.parameters["outside_guarantee"]
         assert (ledger.decision is not None) == (name == "with")
     assert listed["with"] == {**DECISION_CAVEAT, "evaluation": "held-out accuracy"}

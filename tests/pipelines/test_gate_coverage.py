@@ -31,7 +31,7 @@ def test_a_tf_keras_model_with_an_adapted_normalization_is_not_covered(tmp_path,
     code = f"import sys; sys.argv[1:] = [{str(tmp_path / 'model')!r}]\n" + SAVE
     out = python_subprocess(code, legacy_keras=True).stdout
     [line] = [line for line in out.splitlines() if line.startswith("PROBLEMS ")]
-    [problem] = json.loads(line[len("PROBLEMS "):])
+    [problem] = json.loads(line[len("PROBLEMS ") :])
     assert "layer 'adapted_norm' (Normalization)" in problem and "Normalization(mean=..., variance=...)" in problem
 
 
@@ -56,8 +56,11 @@ def test_a_saved_model_holding_training_metric_state_is_not_covered(tmp_path, py
     """Fail closed on the exact loss and accuracy totals tf-keras saves with a fitted model; zeroed ones pass."""
     code = f"import sys; sys.argv[1:] = [{str(tmp_path)!r}]\n" + METRIC_STATE
     out = python_subprocess(code, legacy_keras=True).stdout
-    found = {line.split(" ", 1)[0]: json.loads(line.split(" ", 1)[1]) for line in out.splitlines()
-             if line.startswith(("FITTED ", "RESET "))}
+    found = {
+        line.split(" ", 1)[0]: json.loads(line.split(" ", 1)[1])
+        for line in out.splitlines()
+        if line.startswith(("FITTED ", "RESET "))
+    }
     [problem] = found["FITTED"]
     assert "keras_api/metrics/0/total" in problem and "keras_api/metrics/1/count" in problem, problem
     assert found["RESET"] == []
@@ -70,7 +73,7 @@ def _ledger(delta: float, n: int = 1000) -> pl.PrivacyLedger:
 
 def test_delta_close_to_one_over_n_is_a_warning_and_at_one_over_n_a_problem():
     assert coverage.delta_findings(_ledger(1e-5)) == ([], [])
-    assert coverage.delta_findings(_ledger(5e-4)) == ([], [])   # 1/(2n), the largest delta commonly used
+    assert coverage.delta_findings(_ledger(5e-4)) == ([], [])  # 1/(2n), the largest delta commonly used
     problems, warnings = coverage.delta_findings(_ledger(6e-4))
     assert problems == [] and "delta=0.0006 is 0.6/n (n=1000 examples), close to 1/n" in warnings[0]
     problems, warnings = coverage.delta_findings(_ledger(2e-3))  # a foreign ledger: the trainers refuse this
@@ -82,22 +85,34 @@ def _store_with_a_trainer(tmp_path, *, graph_input: bool):
     transformed examples, and the graph too when ``graph_input``. Returns (store, model id)."""
     from ml_metadata.metadata_store import metadata_store
     from ml_metadata.proto import metadata_store_pb2 as pb
+
     config = pb.ConnectionConfig()
     config.sqlite.filename_uri = str(tmp_path / "metadata.sqlite")
     config.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
     store = metadata_store.MetadataStore(config)
-    types = {name: store.put_artifact_type(pb.ArtifactType(name=name))
-             for name in ("Examples", "TransformGraph", "Model")}
+    types = {
+        name: store.put_artifact_type(pb.ArtifactType(name=name)) for name in ("Examples", "TransformGraph", "Model")
+    }
     transform_type = store.put_execution_type(pb.ExecutionType(name="tfx.components.transform.component.Transform"))
     trainer_type = store.put_execution_type(pb.ExecutionType(name="pipelines.components.dp_trainer.DpTrainer"))
-    examples, transformed, graph, model = store.put_artifacts([
-        pb.Artifact(type_id=types["Examples"], uri="/raw"), pb.Artifact(type_id=types["Examples"], uri="/transformed"),
-        pb.Artifact(type_id=types["TransformGraph"], uri="/graph"), pb.Artifact(type_id=types["Model"], uri="/model")])
-    transform, trainer = store.put_executions([pb.Execution(type_id=transform_type),
-                                               pb.Execution(type_id=trainer_type)])
-    events = [(examples, transform, pb.Event.INPUT), (transformed, transform, pb.Event.OUTPUT),
-              (graph, transform, pb.Event.OUTPUT), (transformed, trainer, pb.Event.INPUT),
-              (model, trainer, pb.Event.OUTPUT)] + ([(graph, trainer, pb.Event.INPUT)] if graph_input else [])
+    examples, transformed, graph, model = store.put_artifacts(
+        [
+            pb.Artifact(type_id=types["Examples"], uri="/raw"),
+            pb.Artifact(type_id=types["Examples"], uri="/transformed"),
+            pb.Artifact(type_id=types["TransformGraph"], uri="/graph"),
+            pb.Artifact(type_id=types["Model"], uri="/model"),
+        ]
+    )
+    transform, trainer = store.put_executions(
+        [pb.Execution(type_id=transform_type), pb.Execution(type_id=trainer_type)]
+    )
+    events = [
+        (examples, transform, pb.Event.INPUT),
+        (transformed, transform, pb.Event.OUTPUT),
+        (graph, transform, pb.Event.OUTPUT),
+        (transformed, trainer, pb.Event.INPUT),
+        (model, trainer, pb.Event.OUTPUT),
+    ] + ([(graph, trainer, pb.Event.INPUT)] if graph_input else [])
     store.put_events([pb.Event(artifact_id=a, execution_id=e, type=t) for a, e, t in events])
     return lineage.open_store(str(tmp_path / "metadata.sqlite")), model
 
@@ -105,13 +120,28 @@ def _store_with_a_trainer(tmp_path, *, graph_input: bool):
 def test_the_gate_follows_lineage_to_a_transform_the_ledger_does_not_account(tmp_path, monkeypatch):
     """A Trainer that read a Transform's transformed_examples without its graph: the model carries no record, but ML
     Metadata leads the gate to the graph, whose releases the ledger lacks; one that accounts them passes."""
-    from privacy.preprocessing import (CoverageRecord, MeanVariance, MechanismRecord,
-                                       PreprocessingAccount, PreprocessingPart, to_text)
-    release = MechanismRecord(name="x/mean_and_var", analyzer="mean_and_var", mechanism="gaussian-sums",
-                              adjacency="add-remove", components=MeanVariance((0, 1), 5.0).components,
-                              parameters={"bounds": [0, 1]}, noise="CSPRNG-keyed Philox (os.urandom)", share=1.0)
-    account = PreprocessingAccount.from_texts([to_text(release), to_text(CoverageRecord(
-        analyzer_outputs=3, private=("x/mean_and_var",)))])
+    from privacy.preprocessing import (
+        CoverageRecord,
+        MeanVariance,
+        MechanismRecord,
+        PreprocessingAccount,
+        PreprocessingPart,
+        to_text,
+    )
+
+    release = MechanismRecord(
+        name="x/mean_and_var",
+        analyzer="mean_and_var",
+        mechanism="gaussian-sums",
+        adjacency="add-remove",
+        components=MeanVariance((0, 1), 5.0).components,
+        parameters={"bounds": [0, 1]},
+        noise="CSPRNG-keyed Philox (os.urandom)",
+        share=1.0,
+    )
+    account = PreprocessingAccount.from_texts(
+        [to_text(release), to_text(CoverageRecord(analyzer_outputs=3, private=("x/mean_and_var",)))]
+    )
     monkeypatch.setattr(lineage, "transform_graph_account", lambda uri: account if uri == "/graph" else None)
     mechanism = DpSgdMechanism(dataset_size=1000, batch_size=10, noise_multiplier=1.0, steps=10)
     for graph_input in (False, True):
@@ -121,8 +151,9 @@ def test_the_gate_follows_lineage_to_a_transform_the_ledger_does_not_account(tmp
         bare = pl.PrivacyLedger.for_dp_sgd(mechanism, l2_norm_clip=1.0, delta=1e-5)
         [problem] = lineage.lineage_problems(store, model, bare)
         assert "read the output of the Transform graph /graph (1 release(s))" in problem
-        accounted = pl.PrivacyLedger.for_dp_sgd(mechanism, l2_norm_clip=1.0, delta=1e-5,
-                                                preprocessing=PreprocessingPart(account, "add-remove"))
+        accounted = pl.PrivacyLedger.for_dp_sgd(
+            mechanism, l2_norm_clip=1.0, delta=1e-5, preprocessing=PreprocessingPart(account, "add-remove")
+        )
         assert lineage.lineage_problems(store, model, accounted) == []
 
 
@@ -131,36 +162,61 @@ def _store(tmp_path, artifacts: dict[str, str], executions: dict[str, str], even
     'INPUT' or 'OUTPUT'). Returns (read-only store, id of the artifact '/model')."""
     from ml_metadata.metadata_store import metadata_store
     from ml_metadata.proto import metadata_store_pb2 as pb
+
     config = pb.ConnectionConfig()
     config.sqlite.filename_uri = str(tmp_path / "lineage.sqlite")
     config.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
     store = metadata_store.MetadataStore(config)
     types = {name: store.put_artifact_type(pb.ArtifactType(name=name)) for name in set(artifacts.values())}
     execution_types = {name: store.put_execution_type(pb.ExecutionType(name=name)) for name in set(executions.values())}
-    ids = dict(zip(artifacts, store.put_artifacts([pb.Artifact(type_id=types[t], uri=u)
-                                                   for u, t in artifacts.items()])))
-    runs = dict(zip(executions, store.put_executions([pb.Execution(type_id=execution_types[t])
-                                                      for t in executions.values()])))
-    store.put_events([pb.Event(artifact_id=ids[a], execution_id=runs[e], type=getattr(pb.Event, kind))
-                      for a, e, kind in events])
+    ids = dict(
+        zip(artifacts, store.put_artifacts([pb.Artifact(type_id=types[t], uri=u) for u, t in artifacts.items()]))
+    )
+    runs = dict(
+        zip(executions, store.put_executions([pb.Execution(type_id=execution_types[t]) for t in executions.values()]))
+    )
+    store.put_events(
+        [pb.Event(artifact_id=ids[a], execution_id=runs[e], type=getattr(pb.Event, kind)) for a, e, kind in events]
+    )
     return lineage.open_store(config.sqlite.filename_uri), ids["/model"]
 
 
 def _one_release_account(noisy_values: tuple[float, ...]):
-    from privacy.preprocessing import (CoverageRecord, MeanVariance, MechanismRecord,
-                                       PreprocessingAccount, ReleaseRecord, to_text)
-    release = MechanismRecord(name="x/mean_and_var", analyzer="mean_and_var", mechanism="gaussian-sums",
-                              adjacency="add-remove", components=MeanVariance((0, 1), 5.0).components,
-                              parameters={"bounds": [0, 1]}, noise="CSPRNG-keyed Philox (os.urandom)", share=1.0)
-    return PreprocessingAccount.from_texts([to_text(release), to_text(ReleaseRecord("x/mean_and_var", noisy_values)),
-                                            to_text(CoverageRecord(analyzer_outputs=3, private=("x/mean_and_var",)))])
+    from privacy.preprocessing import (
+        CoverageRecord,
+        MeanVariance,
+        MechanismRecord,
+        PreprocessingAccount,
+        ReleaseRecord,
+        to_text,
+    )
+
+    release = MechanismRecord(
+        name="x/mean_and_var",
+        analyzer="mean_and_var",
+        mechanism="gaussian-sums",
+        adjacency="add-remove",
+        components=MeanVariance((0, 1), 5.0).components,
+        parameters={"bounds": [0, 1]},
+        noise="CSPRNG-keyed Philox (os.urandom)",
+        share=1.0,
+    )
+    return PreprocessingAccount.from_texts(
+        [
+            to_text(release),
+            to_text(ReleaseRecord("x/mean_and_var", noisy_values)),
+            to_text(CoverageRecord(analyzer_outputs=3, private=("x/mean_and_var",))),
+        ]
+    )
 
 
 def _accounted_ledger(account):
     from privacy.preprocessing import PreprocessingPart
+
     mechanism = DpSgdMechanism(dataset_size=1000, batch_size=10, noise_multiplier=1.0, steps=10)
-    return pl.PrivacyLedger.for_dp_sgd(mechanism, l2_norm_clip=1.0, delta=1e-5,
-                                       preprocessing=PreprocessingPart(account, "add-remove"))
+    return pl.PrivacyLedger.for_dp_sgd(
+        mechanism, l2_norm_clip=1.0, delta=1e-5, preprocessing=PreprocessingPart(account, "add-remove")
+    )
 
 
 def test_lineage_follows_every_hop_from_the_trainer_to_the_transform(tmp_path, monkeypatch):
@@ -168,16 +224,34 @@ def test_lineage_follows_every_hop_from_the_trainer_to_the_transform(tmp_path, m
     the graph two hops up, and a ledger without its release fails."""
     account = _one_release_account((1.0, 2.0, 3.0))
     monkeypatch.setattr(lineage, "transform_graph_account", lambda uri: account)
-    store, model = _store(tmp_path, {"/raw": "Examples", "/transformed": "Examples", "/graph": "TransformGraph",
-                                     "/filtered": "Examples", "/copied": "Examples", "/model": "Model"},
-                          {"T": "Transform", "F": "my.Filter", "C": "my.Copy", "R": "Trainer"},
-                          [("/raw", "T", "INPUT"), ("/transformed", "T", "OUTPUT"), ("/graph", "T", "OUTPUT"),
-                           ("/transformed", "F", "INPUT"), ("/filtered", "F", "OUTPUT"), ("/filtered", "C", "INPUT"),
-                           ("/copied", "C", "OUTPUT"), ("/copied", "R", "INPUT"), ("/model", "R", "OUTPUT")])
+    store, model = _store(
+        tmp_path,
+        {
+            "/raw": "Examples",
+            "/transformed": "Examples",
+            "/graph": "TransformGraph",
+            "/filtered": "Examples",
+            "/copied": "Examples",
+            "/model": "Model",
+        },
+        {"T": "Transform", "F": "my.Filter", "C": "my.Copy", "R": "Trainer"},
+        [
+            ("/raw", "T", "INPUT"),
+            ("/transformed", "T", "OUTPUT"),
+            ("/graph", "T", "OUTPUT"),
+            ("/transformed", "F", "INPUT"),
+            ("/filtered", "F", "OUTPUT"),
+            ("/filtered", "C", "INPUT"),
+            ("/copied", "C", "OUTPUT"),
+            ("/copied", "R", "INPUT"),
+            ("/model", "R", "OUTPUT"),
+        ],
+    )
     assert lineage.transform_graphs_upstream(store, model) == ["/graph"]
     mechanism = DpSgdMechanism(dataset_size=1000, batch_size=10, noise_multiplier=1.0, steps=10)
-    [problem] = lineage.lineage_problems(store, model, pl.PrivacyLedger.for_dp_sgd(mechanism, l2_norm_clip=1.0,
-                                                                                  delta=1e-5))
+    [problem] = lineage.lineage_problems(
+        store, model, pl.PrivacyLedger.for_dp_sgd(mechanism, l2_norm_clip=1.0, delta=1e-5)
+    )
     assert "/graph" in problem
     assert lineage.lineage_problems(store, model, _accounted_ledger(account)) == []
 
@@ -187,12 +261,28 @@ def test_lineage_compares_released_values_so_a_second_transform_run_is_caught(tm
     coverage, other noisy values. That is a second release, which the ledger's one release does not account."""
     accounts = {"/graphA": _one_release_account((1.0, 2.0, 3.0)), "/graphB": _one_release_account((1.5, 2.5, 3.5))}
     monkeypatch.setattr(lineage, "transform_graph_account", accounts.__getitem__)
-    store, model = _store(tmp_path, {"/rawA": "Examples", "/graphA": "TransformGraph", "/rawB": "Examples",
-                                     "/transformedB": "Examples", "/graphB": "TransformGraph", "/model": "Model"},
-                          {"TA": "Transform", "TB": "Transform", "R": "Trainer"},
-                          [("/rawA", "TA", "INPUT"), ("/graphA", "TA", "OUTPUT"), ("/rawB", "TB", "INPUT"),
-                           ("/transformedB", "TB", "OUTPUT"), ("/graphB", "TB", "OUTPUT"), ("/graphA", "R", "INPUT"),
-                           ("/transformedB", "R", "INPUT"), ("/model", "R", "OUTPUT")])
+    store, model = _store(
+        tmp_path,
+        {
+            "/rawA": "Examples",
+            "/graphA": "TransformGraph",
+            "/rawB": "Examples",
+            "/transformedB": "Examples",
+            "/graphB": "TransformGraph",
+            "/model": "Model",
+        },
+        {"TA": "Transform", "TB": "Transform", "R": "Trainer"},
+        [
+            ("/rawA", "TA", "INPUT"),
+            ("/graphA", "TA", "OUTPUT"),
+            ("/rawB", "TB", "INPUT"),
+            ("/transformedB", "TB", "OUTPUT"),
+            ("/graphB", "TB", "OUTPUT"),
+            ("/graphA", "R", "INPUT"),
+            ("/transformedB", "R", "INPUT"),
+            ("/model", "R", "OUTPUT"),
+        ],
+    )
     assert lineage.transform_graphs_upstream(store, model) == ["/graphA", "/graphB"]
     [problem] = lineage.lineage_problems(store, model, _accounted_ledger(accounts["/graphA"]))
     assert "/graphB" in problem and "released other values" in problem

@@ -32,15 +32,22 @@ def _wait_for_the_trainer(proc: subprocess.Popen, timeout: float = 600) -> list[
 
 def test_a_run_killed_in_the_trainer_resumes_with_cached_stages_and_the_report_never_reads_half(tmp_path):
     root = tmp_path / "root"
-    first = subprocess.Popen([*CLI, "pipeline", "run", *OPTIONS, "--pipeline-root", str(root)], cwd=REPO,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    first = subprocess.Popen(
+        [*CLI, "pipeline", "run", *OPTIONS, "--pipeline-root", str(root)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         before = _wait_for_the_trainer(first)
         second = ppml("pipeline", "run", *OPTIONS, "--pipeline-root", str(root), check=False, timeout=120)
         assert second.returncode == 1 and second.stderr.splitlines() == [
             f"Error: {root} is in use by another `ppml pipeline run` (pid {first.pid}); wait for it to end or give "
-            f"another --pipeline-root"]
-        time.sleep(3)   # into the Trainer's training
+            f"another --pipeline-root"
+        ]
+        time.sleep(3)  # into the Trainer's training
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
@@ -52,8 +59,11 @@ def test_a_run_killed_in_the_trainer_resumes_with_cached_stages_and_the_report_n
     assert "has no completed Trainer" in report.stderr, report.stderr
 
     again = ppml("pipeline", "run", *OPTIONS, "--pipeline-root", str(root), "--json")
-    states = {line.split()[1]: line.split()[2] for line in again.stderr.splitlines()
-              if line.startswith("[") and not line.rstrip().endswith("...")}
+    states = {
+        line.split()[1]: line.split()[2]
+        for line in again.stderr.splitlines()
+        if line.startswith("[") and not line.rstrip().endswith("...")
+    }
     assert {stage: states[stage] for stage in UPSTREAM} == dict.fromkeys(UPSTREAM, "cached"), again.stderr
     assert states["Trainer"] == "complete"
     result = json.loads(again.stdout)
@@ -64,7 +74,7 @@ def test_a_run_killed_in_the_trainer_resumes_with_cached_stages_and_the_report_n
     with open(ledger) as f:
         text = f.read()
     with open(ledger, "w") as f:
-        f.write(text[: len(text) // 2])   # what a non-atomic writer killed half-way would leave
+        f.write(text[: len(text) // 2])  # what a non-atomic writer killed half-way would leave
     half = ppml("report", "--pipeline-root", str(root), check=False)
     assert half.returncode == 1 and half.stdout == "" and "Traceback" not in half.stderr
     assert len(half.stderr.splitlines()) == 1 and "cannot read privacy ledger" in half.stderr, half.stderr

@@ -8,11 +8,30 @@ import pytest
 @pytest.fixture(scope="module")
 def kubeflow_spec(tmp_path_factory, ppml_cli):
     path = tmp_path_factory.mktemp("kfp") / "pipeline.json"
-    ppml_cli("pipeline", "compile", "--kubeflow-v2", str(path), "--pipeline-root", "gs://bucket/root",
-             "--data-root", "gs://bucket/data", "--serving-model-dir", "gs://bucket/serving",
-             "--target-epsilon", "2.5", "--l2-norm-clip", "0.8", "--compare-non-private", "--encrypted-check",
-             "--encrypted-examples", "150", "--lineage-unchecked", "Vertex ML Metadata is not readable by the gate",
-             "--audit-canaries", "500")
+    ppml_cli(
+        "pipeline",
+        "compile",
+        "--kubeflow-v2",
+        str(path),
+        "--pipeline-root",
+        "gs://bucket/root",
+        "--data-root",
+        "gs://bucket/data",
+        "--serving-model-dir",
+        "gs://bucket/serving",
+        "--target-epsilon",
+        "2.5",
+        "--l2-norm-clip",
+        "0.8",
+        "--compare-non-private",
+        "--encrypted-check",
+        "--encrypted-examples",
+        "150",
+        "--lineage-unchecked",
+        "Vertex ML Metadata is not readable by the gate",
+        "--audit-canaries",
+        "500",
+    )
     with open(path) as f:
         return json.load(f)["pipelineSpec"]
 
@@ -24,8 +43,19 @@ def _custom_config(spec, task):
 
 def test_kubeflow_v2_json_carries_the_dp_trainer_custom_config(kubeflow_spec):
     tasks = kubeflow_spec["root"]["dag"]["tasks"]
-    assert {"CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer", "Evaluator",
-            "EncryptedInferenceGate", "Pusher", "Trainer_non_private", "Evaluator_non_private"} == set(tasks)
+    assert {
+        "CsvExampleGen",
+        "StatisticsGen",
+        "SchemaGen",
+        "ExampleValidator",
+        "Transform",
+        "Trainer",
+        "Evaluator",
+        "EncryptedInferenceGate",
+        "Pusher",
+        "Trainer_non_private",
+        "Evaluator_non_private",
+    } == set(tasks)
     config = _custom_config(kubeflow_spec, "Trainer")
     assert config["private"] is True and config["target_epsilon"] == 2.5 and config["l2_norm_clip"] == 0.8
     assert config["batch_size"] == 32 and config["sampling"] == "poisson"
@@ -43,8 +73,10 @@ def test_kubeflow_v2_json_runs_the_encrypted_gate_between_evaluator_and_pusher(k
     tasks = kubeflow_spec["root"]["dag"]["tasks"]
     gate = tasks["EncryptedInferenceGate"]
     artifacts = gate["inputs"]["artifacts"]
-    assert artifacts["model_blessing"]["taskOutputArtifact"] == {"producerTask": "Evaluator",
-                                                                  "outputArtifactKey": "blessing"}
+    assert artifacts["model_blessing"]["taskOutputArtifact"] == {
+        "producerTask": "Evaluator",
+        "outputArtifactKey": "blessing",
+    }
     assert artifacts["examples"]["taskOutputArtifact"]["producerTask"] == "CsvExampleGen"
     assert artifacts["transform_graph"]["taskOutputArtifact"]["producerTask"] == "Transform"
     parameters = gate["inputs"]["parameters"]
@@ -53,7 +85,9 @@ def test_kubeflow_v2_json_runs_the_encrypted_gate_between_evaluator_and_pusher(k
     assert len(keys) == 30 and keys[0] == "mean_radius_xf"
     # The Pusher follows the gate's blessing, which holds only if the Evaluator's does.
     assert tasks["Pusher"]["inputs"]["artifacts"]["model_blessing"]["taskOutputArtifact"] == {
-        "producerTask": "EncryptedInferenceGate", "outputArtifactKey": "blessing"}
+        "producerTask": "EncryptedInferenceGate",
+        "outputArtifactKey": "blessing",
+    }
     executor = kubeflow_spec["deploymentSpec"]["executors"]["EncryptedInferenceGate_executor"]
     assert "pipelines.components.encrypted_gate.executor.Executor" in " ".join(executor["container"]["args"])
 
@@ -82,8 +116,12 @@ def test_report_without_a_run_says_so(tmp_path, ppml_cli):
 
 def test_the_transform_gets_its_share_of_the_target_as_its_private_budget(kubeflow_spec):
     transform = _custom_config(kubeflow_spec, "Transform")["ppml_preprocessing"]
-    assert transform == {"private": True, "epsilon": pytest.approx(0.75 * 2.5), "delta": 1e-3,
-                         "adjacency": "add-remove"}
+    assert transform == {
+        "private": True,
+        "epsilon": pytest.approx(0.75 * 2.5),
+        "delta": 1e-3,
+        "adjacency": "add-remove",
+    }
 
 
 def test_a_noise_multiplier_without_a_preprocessing_budget_is_refused(tmp_path, ppml_cli):
@@ -97,8 +135,10 @@ def test_a_noise_multiplier_without_a_preprocessing_budget_is_refused(tmp_path, 
 def test_a_private_transform_keeps_no_analyzer_cache(tmp_path, private):
     # Transform's analyzer cache would store the private analyzers' exact accumulators in the pipeline root.
     from pipelines import pipeline
-    built = pipeline.bundled_pipeline(str(tmp_path), trainer_config={**pipeline.DEFAULT_TRAINER_CONFIG,
-                                                                     "private": private})
+
+    built = pipeline.bundled_pipeline(
+        str(tmp_path), trainer_config={**pipeline.DEFAULT_TRAINER_CONFIG, "private": private}
+    )
     [transform] = [c for c in built.components if c.id == "Transform"]
     assert ("updated_analyzer_cache" in transform.outputs) is not private
 
@@ -110,8 +150,9 @@ def test_the_privacy_audit_runs_in_the_pushed_models_evaluator_only(kubeflow_spe
 
     def epsilon_config(task):
         value = tasks[task]["inputs"]["parameters"]["eval_config"]["runtimeValue"]["constantValue"]["stringValue"]
-        [metric] = [m for spec in json.loads(value)["metrics_specs"] for m in spec["metrics"]
-                    if m["class_name"] == "DpEpsilon"]
+        [metric] = [
+            m for spec in json.loads(value)["metrics_specs"] for m in spec["metrics"] if m["class_name"] == "DpEpsilon"
+        ]
         return json.loads(metric["config"])
 
     assert epsilon_config("Evaluator")["audit_canaries"] == 500
@@ -120,15 +161,32 @@ def test_the_privacy_audit_runs_in_the_pushed_models_evaluator_only(kubeflow_spe
 
 def test_kubeflow_v2_json_runs_the_pate_trainer_on_three_splits_without_transform(tmp_path, ppml_cli):
     path = tmp_path / "pate.json"
-    ppml_cli("pipeline", "compile", "--kubeflow-v2", str(path), "--pipeline-root", "gs://bucket/root",
-             "--data-root", "gs://bucket/data", "--serving-model-dir", "gs://bucket/serving", "--trainer", "pate",
-             "--trainer-config", '{"teachers": 12, "public_split": "queries"}', "--epsilon-budget", "50",
-             "--lineage-unchecked", "Vertex ML Metadata is not readable by the gate")
+    ppml_cli(
+        "pipeline",
+        "compile",
+        "--kubeflow-v2",
+        str(path),
+        "--pipeline-root",
+        "gs://bucket/root",
+        "--data-root",
+        "gs://bucket/data",
+        "--serving-model-dir",
+        "gs://bucket/serving",
+        "--trainer",
+        "pate",
+        "--trainer-config",
+        '{"teachers": 12, "public_split": "queries"}',
+        "--epsilon-budget",
+        "50",
+        "--lineage-unchecked",
+        "Vertex ML Metadata is not readable by the gate",
+    )
     with open(path) as f:
         spec = json.load(f)["pipelineSpec"]
     tasks = spec["root"]["dag"]["tasks"]
-    assert {"CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Trainer", "Evaluator",
-            "Pusher"} == set(tasks)
+    assert {"CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Trainer", "Evaluator", "Pusher"} == set(
+        tasks
+    )
     config = _custom_config(spec, "Trainer")
     assert config["teachers"] == 12 and config["public_split"] == "queries" and config["decision_epsilon"] > 0
     trainer = tasks["Trainer"]["inputs"]["parameters"]
@@ -138,4 +196,5 @@ def test_kubeflow_v2_json_runs_the_pate_trainer_on_three_splits_without_transfor
     assert all(f'"{split}"' in output_config["stringValue"] for split in ("train", "queries", "eval"))
     executors = spec["deploymentSpec"]["executors"]
     assert "pipelines.components.pate_trainer.executor.Executor" in " ".join(
-        executors["Trainer_executor"]["container"]["args"])
+        executors["Trainer_executor"]["container"]["args"]
+    )

@@ -7,12 +7,14 @@ import os
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.tfx   # imports TFX
+pytestmark = pytest.mark.tfx  # imports TFX
 
-COLUMNS = {"diagnosis": {"mechanism": "rr", "epsilon": 1.0, "k": 2},
-           "digit": {"mechanism": "grr", "epsilon": 2.0, "k": 10},
-           "digit_oue": {"mechanism": "oue", "epsilon": 2.0, "k": 10},
-           "digit_olh": {"mechanism": "olh", "epsilon": 2.0, "k": 10}}
+COLUMNS = {
+    "diagnosis": {"mechanism": "rr", "epsilon": 1.0, "k": 2},
+    "digit": {"mechanism": "grr", "epsilon": 2.0, "k": 10},
+    "digit_oue": {"mechanism": "oue", "epsilon": 2.0, "k": 10},
+    "digit_olh": {"mechanism": "olh", "epsilon": 2.0, "k": 10},
+}
 N = 4000
 
 
@@ -23,10 +25,13 @@ def randomized(tmp_path_factory):
 
     from pipelines.components.local_randomizer import spec
     from pipelines.components.local_randomizer.executor import Executor
+
     root = tmp_path_factory.mktemp("ldp")
     rng = np.random.default_rng(0)
-    data = {"train": {"diagnosis": rng.integers(0, 2, N), "digit": rng.choice(10, N, p=np.arange(1, 11) / 55)},
-            "eval": {"diagnosis": np.ones(200, int), "digit": np.zeros(200, int)}}
+    data = {
+        "train": {"diagnosis": rng.integers(0, 2, N), "digit": rng.choice(10, N, p=np.arange(1, 11) / 55)},
+        "eval": {"diagnosis": np.ones(200, int), "digit": np.zeros(200, int)},
+    }
     for split, columns in data.items():
         folder = root / "examples" / f"Split-{split}"
         folder.mkdir(parents=True)
@@ -42,7 +47,7 @@ def randomized(tmp_path_factory):
     output = standard_artifacts.Examples()
     output.uri = str(root / "randomized")
     props = {spec.COLUMNS_KEY: spec.columns_json(spec.parse_columns(COLUMNS))}
-    with pytest.MonkeyPatch.context() as patch:   # several chunks per split: streamed, not held whole
+    with pytest.MonkeyPatch.context() as patch:  # several chunks per split: streamed, not held whole
         patch.setattr("pipelines.components.local_randomizer.executor.CHUNK_RECORDS", 1500)
         Executor().Do({"examples": [examples]}, {"randomized_examples": [output]}, props)
     return data, output, examples
@@ -50,16 +55,20 @@ def randomized(tmp_path_factory):
 
 def _column(uri, split, name, kind="int64_list"):
     import tensorflow as tf
+
     files = tf.io.gfile.glob(os.path.join(uri, f"Split-{split}", "*"))
-    return [list(getattr(tf.train.Example.FromString(r.numpy()).features.feature[name], kind).value)
-            for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+    return [
+        list(getattr(tf.train.Example.FromString(r.numpy()).features.feature[name], kind).value)
+        for r in tf.data.TFRecordDataset(files, compression_type="GZIP")
+    ]
 
 
 def test_declared_columns_hold_reports_and_other_columns_pass_through(randomized):
     data, output, examples = randomized
     assert json.loads(output.split_names) == ["train", "eval"]
-    assert _column(output.uri, "train", "radius", "float_list") == _column(examples.uri, "train", "radius",
-                                                                           "float_list")
+    assert _column(output.uri, "train", "radius", "float_list") == _column(
+        examples.uri, "train", "radius", "float_list"
+    )
     assert all(len(v) == 1 for v in _column(output.uri, "train", "digit"))
     assert all(len(v) == 10 and set(v) <= {0, 1} for v in _column(output.uri, "train", "digit_oue"))
     assert all(len(v) == 3 for v in _column(output.uri, "train", "digit_olh"))
@@ -79,6 +88,7 @@ def test_declared_columns_hold_reports_and_other_columns_pass_through(randomized
 @pytest.mark.parametrize("column", ["diagnosis", "digit", "digit_oue", "digit_olh"])
 def test_downstream_estimates_cover_the_truth(randomized, column):
     from pipelines.components.local_randomizer.estimate import estimate_column
+
     data, output, _ = randomized
     raw = data["train"]["diagnosis" if column == "diagnosis" else "digit"]
     k = COLUMNS[column]["k"]
@@ -95,14 +105,17 @@ def test_bad_settings_and_values_are_refused_naming_the_column(randomized, tmp_p
     from pipelines.components.local_randomizer import LocalRandomizer, spec
     from pipelines.components.local_randomizer.estimate import estimate_column
     from pipelines.components.local_randomizer.executor import Executor
+
     channel = types.Channel(type=standard_artifacts.Examples)
     component = LocalRandomizer(examples=channel, columns={"digit": {"mechanism": "olh", "epsilon": 1, "k": 10}})
     assert json.loads(component.exec_properties["columns"])["digit"]["epsilon"] == 1.0
-    for columns, message in (({"digit": {"mechanism": "lap", "epsilon": 1, "k": 10}}, "column 'digit': mechanism"),
-                             ({"digit": {"mechanism": "grr", "epsilon": 0, "k": 10}}, "column 'digit': epsilon"),
-                             ({"digit": {"mechanism": "grr", "epsilon": 1, "k": 1}}, "column 'digit': k"),
-                             ({"digit": {"mechanism": "grr", "epsilon": 1}}, "column 'digit': k"),
-                             ({}, "columns must map")):
+    for columns, message in (
+        ({"digit": {"mechanism": "lap", "epsilon": 1, "k": 10}}, "column 'digit': mechanism"),
+        ({"digit": {"mechanism": "grr", "epsilon": 0, "k": 10}}, "column 'digit': epsilon"),
+        ({"digit": {"mechanism": "grr", "epsilon": 1, "k": 1}}, "column 'digit': k"),
+        ({"digit": {"mechanism": "grr", "epsilon": 1}}, "column 'digit': k"),
+        ({}, "columns must map"),
+    ):
         with pytest.raises(ValueError, match=message):
             LocalRandomizer(examples=channel, columns=columns)
     _, _, examples = randomized
@@ -120,6 +133,7 @@ def _artifact(root, records, payload_format=None):
     import tensorflow as tf
     from tfx.components.util import examples_utils
     from tfx.types import standard_artifacts
+
     folder = root / "examples" / "Split-train"
     folder.mkdir(parents=True)
     with tf.io.TFRecordWriter(str(folder / "data.gz"), options="GZIP") as writer:
@@ -146,26 +160,28 @@ def test_sequence_examples_and_unknown_fields_are_refused_not_copied_raw(tmp_pat
 
     from pipelines.components.local_randomizer import spec
     from pipelines.components.local_randomizer.executor import Executor
+
     sequence = tf.train.SequenceExample()
     sequence.context.feature["smoker"].int64_list.value.append(1)
     sequence.feature_lists.feature_list["smoker"].feature.add().int64_list.value.append(1)
     props = {spec.COLUMNS_KEY: spec.columns_json(spec.parse_columns(SMOKER))}
-    examples, output = _artifact(tmp_path / "seq", [sequence] * 3,
-                                 example_gen_pb2.PayloadFormat.FORMAT_TF_SEQUENCE_EXAMPLE)
+    examples, output = _artifact(
+        tmp_path / "seq", [sequence] * 3, example_gen_pb2.PayloadFormat.FORMAT_TF_SEQUENCE_EXAMPLE
+    )
     with pytest.raises(ValueError, match="tf.Example records only, got payload format FORMAT_TF_SEQUENCE_EXAMPLE"):
         Executor().Do({"examples": [examples]}, {"randomized_examples": [output]}, props)
     plain = tf.train.Example()
     plain.features.feature["smoker"].int64_list.value.append(1)
-    examples, output = _artifact(tmp_path / "mislabelled", [plain, sequence])   # no payload_format: tf.Example
+    examples, output = _artifact(tmp_path / "mislabelled", [plain, sequence])  # no payload_format: tf.Example
     with pytest.raises(ValueError, match=r"split 'train', record 1: not a tf.Example"):
         Executor().Do({"examples": [examples]}, {"randomized_examples": [output]}, props)
-    raw = plain.SerializeToString() + b"\x1a\x01\x07"    # field 3 (1 byte): tf.Example does not define it
+    raw = plain.SerializeToString() + b"\x1a\x01\x07"  # field 3 (1 byte): tf.Example does not define it
     examples, output = _artifact(tmp_path / "unknown", [plain, tf.train.Example.FromString(raw)])
     with pytest.raises(ValueError, match=r"record 1: not a tf.Example"):
         Executor().Do({"examples": [examples]}, {"randomized_examples": [output]}, props)
     examples, output = _artifact(tmp_path / "late", [plain] * 5 + [sequence])
     monkeypatch.setattr("pipelines.components.local_randomizer.executor.CHUNK_RECORDS", 2)
-    with pytest.raises(ValueError, match=r"record 5: not a tf.Example"):   # counted across chunks
+    with pytest.raises(ValueError, match=r"record 5: not a tf.Example"):  # counted across chunks
         Executor().Do({"examples": [examples]}, {"randomized_examples": [output]}, props)
 
 
@@ -173,17 +189,22 @@ def test_estimate_names_a_missing_or_empty_split(randomized, tmp_path):
     from pipelines.components.local_randomizer import spec
     from pipelines.components.local_randomizer.estimate import estimate_column
     from pipelines.components.local_randomizer.executor import Executor
+
     with pytest.raises(ValueError, match=r"split 'tain' not in \['eval', 'train'\]"):
         estimate_column(randomized[1].uri, "tain", "digit")
     examples, output = _artifact(tmp_path, [])
-    Executor().Do({"examples": [examples]}, {"randomized_examples": [output]},
-                  {spec.COLUMNS_KEY: spec.columns_json(spec.parse_columns(SMOKER))})
+    Executor().Do(
+        {"examples": [examples]},
+        {"randomized_examples": [output]},
+        {spec.COLUMNS_KEY: spec.columns_json(spec.parse_columns(SMOKER))},
+    )
     with pytest.raises(ValueError, match="split 'train' has no records"):
         estimate_column(output.uri, "train", "smoker")
 
 
 def test_oue_domain_is_capped():
     from pipelines.components.local_randomizer import spec
+
     spec.parse_columns({"c": {"mechanism": "oue", "epsilon": 1, "k": spec.MAX_OUE_DOMAIN}})
     with pytest.raises(ValueError, match="column 'c': oue stores k bits .* got 4097; use olh"):
         spec.parse_columns({"c": {"mechanism": "oue", "epsilon": 1, "k": 4097}})

@@ -9,9 +9,24 @@ import pytest
 
 from pipelines.datasets import pii_tickets
 
-README_EXAMPLE = ("minimize", "--scrub-pii", "--scrub-column", "ticket_text=hash", "--drop-column", "customer_name",
-                  "--drop-column", "email", "--quasi-identifier", "age", "--quasi-identifier", "zip3", "--target-k",
-                  "5", "--sensitive-column", "product")
+README_EXAMPLE = (
+    "minimize",
+    "--scrub-pii",
+    "--scrub-column",
+    "ticket_text=hash",
+    "--drop-column",
+    "customer_name",
+    "--drop-column",
+    "email",
+    "--quasi-identifier",
+    "age",
+    "--quasi-identifier",
+    "zip3",
+    "--target-k",
+    "5",
+    "--sensitive-column",
+    "product",
+)
 """`ppml minimize`'s example in its --help and the README, on the bundled PII tickets."""
 PIPELINE_SCRIPT = """
 from pipelines.cli.main import cli
@@ -32,7 +47,7 @@ def _contents(path):
 def test_no_generated_pii_after_example_gen_in_artifacts_metadata_or_logs(tmp_path, python_subprocess):
     root = tmp_path / "run"
     proc = python_subprocess(PIPELINE_SCRIPT.format(root=str(root), args=README_EXAMPLE), timeout=900)
-    printed = json.loads(proc.stdout[proc.stdout.index("{"):])
+    printed = json.loads(proc.stdout[proc.stdout.index("{") :])
     assert printed["scrub"]["rows"] == len(pii_tickets.load()[0])
     assert "no privacy guarantee" in printed["kanonymity"].pop("disclaimer")
     assert set(printed["kanonymity"]) == {"train", "eval"}
@@ -63,7 +78,7 @@ def test_no_generated_pii_after_example_gen_in_artifacts_metadata_or_logs(tmp_pa
     assert report["rows"] == report["rows_touched"] == len(records) and report["ner"] is False
     assert set(report["entities"]["ticket_text"]) >= {"EMAIL_ADDRESS", "PHONE_NUMBER", "CUSTOMER_NAME"}
     anomalies = [p for p in later if p.endswith("kanonymity.json")]
-    assert len(anomalies) == 2   # train and eval
+    assert len(anomalies) == 2  # train and eval
     for path in anomalies:
         with open(path) as fh:
             kanon = json.load(fh)
@@ -91,13 +106,20 @@ for component in pipeline.components:
 @pytest.mark.tfx
 @pytest.mark.slow
 def test_every_stage_after_example_gen_reads_the_scrubbed_examples(python_subprocess):
-    reads = [line.split()[1:] for line in python_subprocess(WIRING_SCRIPT).stdout.splitlines()
-             if line.startswith("READS")]
+    reads = [
+        line.split()[1:] for line in python_subprocess(WIRING_SCRIPT).stdout.splitlines() if line.startswith("READS")
+    ]
     producers = {(stage, key): producer for stage, key, producer in reads}
     assert producers.pop(("PiiScrubber", "examples")) == "CsvExampleGen"
     assert "CsvExampleGen" not in producers.values()
-    assert {stage for stage, _ in producers} >= {"KAnonymityValidator", "StatisticsGen", "Transform", "Evaluator",
-                                                 "EncryptedInferenceGate", "Evaluator_non_private"}
+    assert {stage for stage, _ in producers} >= {
+        "KAnonymityValidator",
+        "StatisticsGen",
+        "Transform",
+        "Evaluator",
+        "EncryptedInferenceGate",
+        "Evaluator_non_private",
+    }
 
 
 GENERALIZE_SCRIPT = """
@@ -151,8 +173,11 @@ def test_the_scrubber_generalizes_to_k_and_the_validator_then_blesses(tmp_path, 
     proc = python_subprocess(GENERALIZE_SCRIPT.format(root=str(tmp_path), rows=len(records), k=k))
     result = json.loads(proc.stdout.split("RESULT ", 1)[1])
     assert result["blessed"] == {"train": 1}
-    assert result["report"]["generalization"] == {"quasi_identifiers": ["age", "zip3", "gender"], "k": k,
-                                                  "suppressed_rows": 0}
+    assert result["report"]["generalization"] == {
+        "quasi_identifiers": ["age", "zip3", "gender"],
+        "k": k,
+        "suppressed_rows": 0,
+    }
     rows = result["rows"]
     assert len(rows) == len(records)
     sizes = {}
@@ -185,11 +210,12 @@ cli(["minimize", "--scrub-pii", "--data-root", {data!r}, "--pipeline-root", {roo
 def test_a_stage_failing_under_scrub_pii_echoes_no_raw_value_to_the_terminal_or_the_log(tmp_path, python_subprocess):
     data, root = tmp_path / "data", tmp_path / "run"
     data.mkdir()
-    (data / "t.csv").write_text("ticket_text,age\n" + "".join(f"mail zed.secret{i}@example.com,{40 + i}\n"
-                                                              for i in range(12)))
+    (data / "t.csv").write_text(
+        "ticket_text,age\n" + "".join(f"mail zed.secret{i}@example.com,{40 + i}\n" for i in range(12))
+    )
     proc = python_subprocess(FAILING_STAGE_SCRIPT.format(data=str(data), root=str(root)), timeout=600, check=False)
     assert proc.returncode == 1 and "PiiScrubber failed: ValueError (message withheld" in proc.stderr, proc.stderr
     [log] = os.listdir(root / "logs")
     logged = (root / "logs" / log).read_text()
-    assert "ValueError (message withheld: --scrub-pii)" in logged   # the traceback is there, without the message
+    assert "ValueError (message withheld: --scrub-pii)" in logged  # the traceback is there, without the message
     assert "zed.secret" not in proc.stdout + proc.stderr + logged

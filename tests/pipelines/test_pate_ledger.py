@@ -22,8 +22,10 @@ def direct_epsilons(events, delta=DELTA):
     """(RDP, PLD) epsilon of ``events`` [(noise multiplier, count)] straight from dp-accounting."""
     relation = NeighboringRelation.ADD_OR_REMOVE_ONE
     out = []
-    for accountant in (rdp.RdpAccountant(neighboring_relation=relation),
-                       pld.PLDAccountant(neighboring_relation=relation)):
+    for accountant in (
+        rdp.RdpAccountant(neighboring_relation=relation),
+        pld.PLDAccountant(neighboring_relation=relation),
+    ):
         for noise_multiplier, count in events:
             accountant.compose(dp_event.GaussianDpEvent(noise_multiplier), count)
         out.append(accountant.get_epsilon(delta))
@@ -33,8 +35,9 @@ def direct_epsilons(events, delta=DELTA):
 def test_a_confident_gnmax_ledger_composes_decision_selection_and_capped_answers_as_dp_accounting_does():
     aggregator = ConfidentGNMax(threshold=7, sigma1=3.0, sigma2=3.0, max_answered=20)
     decision = NoisyAccuracy.calibrate(0.6, DELTA)
-    ledger = privacy_ledger.PrivacyLedger.for_pate(aggregator, queries=QUERIES, delta=DELTA, parameters=FACTS,
-                                                   decision=decision)
+    ledger = privacy_ledger.PrivacyLedger.for_pate(
+        aggregator, queries=QUERIES, delta=DELTA, parameters=FACTS, decision=decision
+    )
     read = privacy_ledger.PrivacyLedger.from_dict(json.loads(json.dumps(ledger.to_dict())))
     rdp_eps, pld_eps = direct_epsilons([(decision.std / math.sqrt(2), 1), (3.0, QUERIES), (3.0 / math.sqrt(2), 20)])
     assert read.epsilons["rdp"] == pytest.approx(rdp_eps, rel=1e-9)
@@ -44,32 +47,43 @@ def test_a_confident_gnmax_ledger_composes_decision_selection_and_capped_answers
     assert "data-independent" in read.describe_epsilon()
     assert read.parameters["aggregator"] == aggregator.to_json() and read.parameters["queries"] == QUERIES
     # the labels alone: the data-independent guarantee of privacy.pate (RDP), the ledger's training part
-    assert read.parts["training"]["rdp"] == pytest.approx(data_independent_epsilon(aggregator, QUERIES, DELTA),
-                                                          rel=1e-9)
+    assert read.parts["training"]["rdp"] == pytest.approx(
+        data_independent_epsilon(aggregator, QUERIES, DELTA), rel=1e-9
+    )
     props = privacy_ledger.ledger_properties(read)
     assert props["epsilon"] >= read.epsilon and props["privacy_mechanism"] == "pate"
 
 
 def test_a_gnmax_ledger_charges_every_query():
-    ledger = privacy_ledger.PrivacyLedger.for_pate(GNMax(5.0), queries=QUERIES, delta=DELTA,
-                                                   parameters={**FACTS, "answered": QUERIES})
+    ledger = privacy_ledger.PrivacyLedger.for_pate(
+        GNMax(5.0), queries=QUERIES, delta=DELTA, parameters={**FACTS, "answered": QUERIES}
+    )
     rdp_eps, pld_eps = direct_epsilons([(5.0 / math.sqrt(2), QUERIES)])
     assert ledger.epsilons["rdp"] == pytest.approx(rdp_eps, rel=1e-9)
     assert ledger.epsilons["pld"] == pytest.approx(pld_eps, rel=1e-6)
 
 
-@pytest.mark.parametrize("change", [
-    {"queries": QUERIES - 1},
-    {"aggregator": {"mechanism": "confident_gnmax", "threshold": 7, "sigma1": 3.0, "sigma2": 3.0,
-                    "max_answered": 10}},
-    {"aggregator": {"mechanism": "gnmax", "sigma": 3.0}},
-    {"aggregator": {"mechanism": "confident_gnmax", "threshold": 7, "sigma1": 0, "sigma2": 3.0}},
-    {"queries": "many"},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"queries": QUERIES - 1},
+        {
+            "aggregator": {
+                "mechanism": "confident_gnmax",
+                "threshold": 7,
+                "sigma1": 3.0,
+                "sigma2": 3.0,
+                "max_answered": 10,
+            }
+        },
+        {"aggregator": {"mechanism": "gnmax", "sigma": 3.0}},
+        {"aggregator": {"mechanism": "confident_gnmax", "threshold": 7, "sigma1": 0, "sigma2": 3.0}},
+        {"queries": "many"},
+    ],
+)
 def test_a_ledger_whose_events_do_not_match_its_aggregation_is_refused(change):
     aggregator = ConfidentGNMax(threshold=7, sigma1=3.0, sigma2=3.0, max_answered=20)
-    data = privacy_ledger.PrivacyLedger.for_pate(aggregator, queries=QUERIES, delta=DELTA,
-                                                 parameters=FACTS).to_dict()
+    data = privacy_ledger.PrivacyLedger.for_pate(aggregator, queries=QUERIES, delta=DELTA, parameters=FACTS).to_dict()
     data["parameters"].update(change)
     with pytest.raises(privacy_ledger.LedgerError):
         privacy_ledger.PrivacyLedger.from_dict(data)
@@ -78,36 +92,39 @@ def test_a_ledger_whose_events_do_not_match_its_aggregation_is_refused(change):
 BUNDLED = {"label_key": "diagnosis", "num_classes": 2, "feature_keys": ["a", "b"]}
 
 
-@pytest.mark.parametrize("change, setting", [
-    ({"teachers": 1}, "teachers"),
-    ({"num_classes": 3, "teachers": 2}, "teachers"),
-    ({"teachers": 100_001}, "teachers"),
-    ({"sigma": 0}, "sigma"),
-    ({"sigma": float("inf")}, "sigma"),
-    ({"sigma1": 2e6}, "sigma1"),
-    ({"threshold": -1}, "threshold"),
-    ({"max_answered": 0}, "max_answered"),
-    ({"aggregator": "gnmax", "threshold": 3}, "threshold"),
-    ({"private": False}, "private"),
-    ({"private_split": "public"}, "public_split"),
-    ({"private_split": "eval"}, "private_split"),
-    ({"feature_keys": []}, "feature_keys"),
-    ({"feature_keys": ["a", "a"]}, "feature_keys"),
-    ({"feature_keys": ["a", "diagnosis"]}, "feature_keys"),
-    ({"delta": 1}, "delta"),
-    ({"seed": -1}, "seed"),
-    ({"decision_epsilon": 0}, "decision_epsilon"),
-    ({"label_key": None}, "label_key"),
-    ({"num_teachers": 5}, "num_teachers"),
-    ({"holder_key": "site", "decision_epsilon": 0.5}, "decision_epsilon"),
-    ({"semi_supervised": "yes"}, "semi_supervised"),
-    ({"confidence": 0.8}, "confidence"),   # without semi_supervised: refused, not ignored
-    ({"semi_supervised": False, "self_training_rounds": 3}, "self_training_rounds"),
-    ({"semi_supervised": True, "confidence": 0}, "confidence"),
-    ({"semi_supervised": True, "confidence": 1.5}, "confidence"),
-    ({"semi_supervised": True, "confidence": float("nan")}, "confidence"),
-    ({"semi_supervised": True, "self_training_rounds": 0}, "self_training_rounds"),
-])
+@pytest.mark.parametrize(
+    "change, setting",
+    [
+        ({"teachers": 1}, "teachers"),
+        ({"num_classes": 3, "teachers": 2}, "teachers"),
+        ({"teachers": 100_001}, "teachers"),
+        ({"sigma": 0}, "sigma"),
+        ({"sigma": float("inf")}, "sigma"),
+        ({"sigma1": 2e6}, "sigma1"),
+        ({"threshold": -1}, "threshold"),
+        ({"max_answered": 0}, "max_answered"),
+        ({"aggregator": "gnmax", "threshold": 3}, "threshold"),
+        ({"private": False}, "private"),
+        ({"private_split": "public"}, "public_split"),
+        ({"private_split": "eval"}, "private_split"),
+        ({"feature_keys": []}, "feature_keys"),
+        ({"feature_keys": ["a", "a"]}, "feature_keys"),
+        ({"feature_keys": ["a", "diagnosis"]}, "feature_keys"),
+        ({"delta": 1}, "delta"),
+        ({"seed": -1}, "seed"),
+        ({"decision_epsilon": 0}, "decision_epsilon"),
+        ({"label_key": None}, "label_key"),
+        ({"num_teachers": 5}, "num_teachers"),
+        ({"holder_key": "site", "decision_epsilon": 0.5}, "decision_epsilon"),
+        ({"semi_supervised": "yes"}, "semi_supervised"),
+        ({"confidence": 0.8}, "confidence"),  # without semi_supervised: refused, not ignored
+        ({"semi_supervised": False, "self_training_rounds": 3}, "self_training_rounds"),
+        ({"semi_supervised": True, "confidence": 0}, "confidence"),
+        ({"semi_supervised": True, "confidence": 1.5}, "confidence"),
+        ({"semi_supervised": True, "confidence": float("nan")}, "confidence"),
+        ({"semi_supervised": True, "self_training_rounds": 0}, "self_training_rounds"),
+    ],
+)
 def test_bad_settings_are_refused_naming_the_key(change, setting):
     with pytest.raises(InvalidPateSetting) as err:
         PateTrainingConfig.from_custom_config({**BUNDLED, **change})
@@ -134,19 +151,27 @@ def test_a_smoothed_release_is_labelled_and_its_cost_composed_into_the_guarantee
 
     top = np.random.default_rng(0).integers(6, 11, size=QUERIES)
     aggregator = ConfidentGNMax(threshold=7, sigma1=3.0, sigma2=5.0, max_answered=20)
-    history = aggregator.aggregate(np.stack([top, 10 - top], axis=1), seed=1)   # seeds: a test, not a release
+    history = aggregator.aggregate(np.stack([top, 10 - top], axis=1), seed=1)  # seeds: a test, not a release
     release = SmoothSensitivityRelease(order=5.0).release(history, seed=2)
     decision = NoisyAccuracy.calibrate(0.6, DELTA)
     ledger = privacy_ledger.PrivacyLedger.for_pate(
-        aggregator, queries=QUERIES, delta=DELTA, decision=decision,
-        parameters={**FACTS, "smoothed_release": {**release.to_json(), "analysis": "smoothed"}})
+        aggregator,
+        queries=QUERIES,
+        delta=DELTA,
+        decision=decision,
+        parameters={**FACTS, "smoothed_release": {**release.to_json(), "analysis": "smoothed"}},
+    )
     read = privacy_ledger.PrivacyLedger.from_dict(json.loads(json.dumps(ledger.to_dict())))
     beta, sigma_ss = release.settings.beta, release.settings.sigma_ss
     orders = composition_orders(beta)
-    gaussian = sum(count / (2 * noise ** 2) for noise, count in
-                   [(decision.std / math.sqrt(2), 1), (3.0, QUERIES), (5.0 / math.sqrt(2), 20)])
-    rdp_curve = [a * gaussian + a * math.exp(2 * beta) / sigma_ss ** 2
-                 + (beta * a - 0.5 * math.log(1 - 2 * a * beta)) / (a - 1) for a in orders]
+    gaussian = sum(
+        count / (2 * noise**2)
+        for noise, count in [(decision.std / math.sqrt(2), 1), (3.0, QUERIES), (5.0 / math.sqrt(2), 20)]
+    )
+    rdp_curve = [
+        a * gaussian + a * math.exp(2 * beta) / sigma_ss**2 + (beta * a - 0.5 * math.log(1 - 2 * a * beta)) / (a - 1)
+        for a in orders
+    ]
     expected = rdp_privacy_accountant.compute_epsilon(orders, rdp_curve, DELTA)[0]
     assert read.epsilons == {"rdp": pytest.approx(expected, rel=1e-9), "pld": None}
     assert read.epsilon == pytest.approx(expected, rel=1e-9) and "PLD: no analysis" in read.describe_epsilon()
@@ -158,13 +183,16 @@ def test_a_smoothed_release_is_labelled_and_its_cost_composed_into_the_guarantee
         privacy_ledger.PrivacyLedger.from_dict(data)
 
 
-@pytest.mark.parametrize("change, setting", [
-    ({"smooth_order": 5}, "smooth_order"),
-    ({"smoothed_release": True, "smooth_order": 1}, "smooth_order"),
-    ({"smoothed_release": True, "smooth_order": 5, "smooth_beta": 0.2}, "smooth_beta"),
-    ({"smoothed_release": True, "sigma_ss": 0}, "sigma_ss"),
-    ({"smoothed_release": "yes"}, "smoothed_release"),
-])
+@pytest.mark.parametrize(
+    "change, setting",
+    [
+        ({"smooth_order": 5}, "smooth_order"),
+        ({"smoothed_release": True, "smooth_order": 1}, "smooth_order"),
+        ({"smoothed_release": True, "smooth_order": 5, "smooth_beta": 0.2}, "smooth_beta"),
+        ({"smoothed_release": True, "sigma_ss": 0}, "sigma_ss"),
+        ({"smoothed_release": "yes"}, "smoothed_release"),
+    ],
+)
 def test_bad_smoothing_settings_are_refused_naming_the_key(change, setting):
     with pytest.raises(InvalidPateSetting) as err:
         PateTrainingConfig.from_custom_config({**BUNDLED, **change})

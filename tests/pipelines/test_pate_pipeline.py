@@ -21,8 +21,15 @@ from privacy.decision import NoisyAccuracy
 from ..conftest import run_python
 from .conftest import ppml
 
-SETTINGS = {"teachers": 10, "threshold": 7, "sigma1": 3.0, "sigma": 3.0, "max_answered": 20, "epochs": 20,
-            "semi_supervised": True}
+SETTINGS = {
+    "teachers": 10,
+    "threshold": 7,
+    "sigma1": 3.0,
+    "sigma": 3.0,
+    "max_answered": 20,
+    "epochs": 20,
+    "semi_supervised": True,
+}
 """The student self-trained on the unanswered queries: the ledger's epsilon below is still that of the aggregation."""
 BUDGET = 60.0
 """Above the epsilon these settings give on ~145 public queries (about 29): a PATE student of 10 teachers on a
@@ -73,15 +80,31 @@ print(json.dumps({"model": props(model), "blessings": [props(b) for b in blessin
 @pytest.fixture(scope="module")
 def pate_run(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("ppml-pate-pipeline"))
-    options = ("--trainer", "pate", "--trainer-config", json.dumps(SETTINGS), "--max-membership-auc", "0.7",
-               "--min-accuracy", str(MIN_ACCURACY), "--pipeline-root", root)
+    options = (
+        "--trainer",
+        "pate",
+        "--trainer-config",
+        json.dumps(SETTINGS),
+        "--max-membership-auc",
+        "0.7",
+        "--min-accuracy",
+        str(MIN_ACCURACY),
+        "--pipeline-root",
+        root,
+    )
     first = ppml("pipeline", "run", *options, "--epsilon-budget", str(BUDGET), "--json")
     text = ppml("report", "--pipeline-root", root).stdout
     ledger = privacy_ledger.read_ledger_file(json.loads(first.stdout)["model"]["properties"]["privacy_ledger_uri"])
     tight = ppml("pipeline", "run", *options, "--epsilon-budget", str(ledger.epsilon * 0.9), "--json")
     out = run_python(f"import sys; sys.argv = ['', {root!r}]\n{INSPECT}", legacy_keras=True).stdout
-    return {**json.loads(out.strip().splitlines()[-1]), "report": json.loads(first.stdout), "text": text,
-            "ledger": ledger, "tight": json.loads(tight.stdout), "stderr": first.stderr}
+    return {
+        **json.loads(out.strip().splitlines()[-1]),
+        "report": json.loads(first.stdout),
+        "text": text,
+        "ledger": ledger,
+        "tight": json.loads(tight.stdout),
+        "stderr": first.stderr,
+    }
 
 
 def test_the_ledger_epsilon_is_dp_accountings_over_the_aggregation_of_the_public_split(pate_run):
@@ -92,12 +115,16 @@ def test_the_ledger_epsilon_is_dp_accountings_over_the_aggregation_of_the_public
     decision = NoisyAccuracy.calibrate(DECISION_EPSILON, 1e-5)
     relation = NeighboringRelation.ADD_OR_REMOVE_ONE
     direct = {}
-    for name, accountant in (("rdp", rdp.RdpAccountant(neighboring_relation=relation)),
-                             ("pld", pld.PLDAccountant(neighboring_relation=relation))):
-        accountant.compose(dp_event.GaussianDpEvent(decision.std / math.sqrt(2)))            # the push decision
-        accountant.compose(dp_event.GaussianDpEvent(SETTINGS["sigma1"]), queries)            # every selection
-        accountant.compose(dp_event.GaussianDpEvent(SETTINGS["sigma"] / math.sqrt(2)),       # the capped answers
-                           min(queries, SETTINGS["max_answered"]))
+    for name, accountant in (
+        ("rdp", rdp.RdpAccountant(neighboring_relation=relation)),
+        ("pld", pld.PLDAccountant(neighboring_relation=relation)),
+    ):
+        accountant.compose(dp_event.GaussianDpEvent(decision.std / math.sqrt(2)))  # the push decision
+        accountant.compose(dp_event.GaussianDpEvent(SETTINGS["sigma1"]), queries)  # every selection
+        accountant.compose(
+            dp_event.GaussianDpEvent(SETTINGS["sigma"] / math.sqrt(2)),  # the capped answers
+            min(queries, SETTINGS["max_answered"]),
+        )
         direct[name] = accountant.get_epsilon(1e-5)
     assert ledger.epsilons["rdp"] == pytest.approx(direct["rdp"], rel=1e-9)
     assert ledger.epsilons["pld"] == pytest.approx(direct["pld"], rel=1e-6)
@@ -138,6 +165,8 @@ def test_the_report_names_the_analysis_the_aggregation_and_what_is_outside_the_g
     training = privacy["aggregation"]["student_training"]
     answered = pate_run["ledger"].parameters["answered"]
     assert training["method"] == "self-training" and training["answered_labels"] == answered
-    assert f"self-training (confidence 0.9, 2 rounds): {answered} answered + " \
-           f"{training['pseudo_labels']} pseudo-labelled queries" in text
+    assert (
+        f"self-training (confidence 0.9, 2 rounds): {answered} answered + "
+        f"{training['pseudo_labels']} pseudo-labelled queries" in text
+    )
     assert any(line.startswith("[3/7] Trainer complete (") for line in pate_run["stderr"].splitlines())

@@ -11,27 +11,44 @@ import pytest
 from pipelines import privacy_ledger
 from privacy.pate import PateConfigurationError, partition_by_key
 
-SETTINGS = {"label_key": "y", "num_classes": 2, "feature_keys": ["a", "b"], "teachers": 3, "threshold": 2,
-            "sigma1": 1.0, "sigma": 1.0, "max_answered": 5, "epochs": 2, "hidden_units": 4}
+SETTINGS = {
+    "label_key": "y",
+    "num_classes": 2,
+    "feature_keys": ["a", "b"],
+    "teachers": 3,
+    "threshold": 2,
+    "sigma1": 1.0,
+    "sigma": 1.0,
+    "max_answered": 5,
+    "epochs": 2,
+    "hidden_units": 4,
+}
 
 
 def example(**features):
     import tensorflow as tf
-    lists = {float: lambda v: tf.train.Feature(float_list=tf.train.FloatList(value=v)),
-             int: lambda v: tf.train.Feature(int64_list=tf.train.Int64List(value=v)),
-             bytes: lambda v: tf.train.Feature(bytes_list=tf.train.BytesList(value=v))}
-    return tf.train.Example(features=tf.train.Features(feature={k: lists[type(v[0])](v) for k, v in
-                                                                features.items()})).SerializeToString()
+
+    lists = {
+        float: lambda v: tf.train.Feature(float_list=tf.train.FloatList(value=v)),
+        int: lambda v: tf.train.Feature(int64_list=tf.train.Int64List(value=v)),
+        bytes: lambda v: tf.train.Feature(bytes_list=tf.train.BytesList(value=v)),
+    }
+    return tf.train.Example(
+        features=tf.train.Features(feature={k: lists[type(v[0])](v) for k, v in features.items()})
+    ).SerializeToString()
 
 
 def records(n, seed, holders=4):
     rng = np.random.default_rng(seed)
-    return [example(a=[float(a)], b=[float(b)], y=[int(a > 0)], site=[b"s%d" % (i % holders)])
-            for i, (a, b) in enumerate(rng.normal(size=(n, 2)))]
+    return [
+        example(a=[float(a)], b=[float(b)], y=[int(a > 0)], site=[b"s%d" % (i % holders)])
+        for i, (a, b) in enumerate(rng.normal(size=(n, 2)))
+    ]
 
 
 def write(folder, rows):
     import tensorflow as tf
+
     os.makedirs(folder, exist_ok=True)
     with tf.io.TFRecordWriter(os.path.join(folder, "data")) as writer:
         for row in rows:
@@ -40,15 +57,19 @@ def write(folder, rows):
 
 
 def fn_args(tmp_path, private, public, **settings):
-    return types.SimpleNamespace(custom_config={**SETTINGS, **settings},
-                                 train_files=write(tmp_path / "private", private),
-                                 eval_files=write(tmp_path / "public", public),
-                                 serving_model_dir=str(tmp_path / "model"), model_run_dir=str(tmp_path / "run"))
+    return types.SimpleNamespace(
+        custom_config={**SETTINGS, **settings},
+        train_files=write(tmp_path / "private", private),
+        eval_files=write(tmp_path / "public", public),
+        serving_model_dir=str(tmp_path / "model"),
+        model_run_dir=str(tmp_path / "run"),
+    )
 
 
 def test_a_public_split_sharing_a_record_with_the_private_one_is_refused_before_any_training(tmp_path, monkeypatch):
     from pipelines.trainers import pate
     from privacy.pate import keras_training
+
     monkeypatch.setattr(keras_training, "teacher_votes", lambda *a, **k: pytest.fail("teachers were trained"))
     private, public = records(30, 0), records(10, 1)
     with pytest.raises(PateConfigurationError, match="public split overlaps the private one: 1 shared"):
@@ -61,11 +82,15 @@ def test_one_record_removed_changes_one_teachers_partition_and_unreadable_record
     not a tf.Example (it has its own key and no usable features), moves no other record between teachers."""
     from pipelines.components.pate_trainer.spec import PateTrainingConfig
     from pipelines.trainers.pate import read_split
+
     config = PateTrainingConfig.from_custom_config(SETTINGS)
     rows = records(40, 2)
     teachers = {}
-    for name, split in (("all", rows), ("one removed", rows[:13] + rows[14:]),
-                        ("garbage first", [b"\xff\xff not a proto"] + rows)):
+    for name, split in (
+        ("all", rows),
+        ("one removed", rows[:13] + rows[14:]),
+        ("garbage first", [b"\xff\xff not a proto"] + rows),
+    ):
         _, keys = read_split(write(tmp_path / name.replace(" ", "_"), split), config)
         parts = partition_by_key(keys, config.teachers, seed=config.seed)
         teachers[name] = [sorted(keys[i] for i in p) for p in parts]
@@ -78,15 +103,16 @@ def test_one_record_removed_changes_one_teachers_partition_and_unreadable_record
 def test_with_a_holder_key_the_ledger_is_user_level_and_the_student_serves_raw_examples(tmp_path):
     import tensorflow as tf
     from pipelines.trainers import pate
+
     private = records(60, 3, holders=5) + [b"not a tf.Example", example(a=[1e30], b=[0.0], y=[1], site=[b"s9"])]
-    public = records(20, 4) + [example(a=[0.5], y=[1])]   # a public row without b is left out of the queries
+    public = records(20, 4) + [example(a=[0.5], y=[1])]  # a public row without b is left out of the queries
     args = fn_args(tmp_path, private, public, holder_key="site", sigma=5.0, smoothed_release=True, smooth_order=5)
     pate.run_fn(args)
     ledger = privacy_ledger.read_ledger(args.serving_model_dir)
-    smoothed = ledger.smoothed_release()   # asked for, and made once: labelled, its cost in the guarantee
+    smoothed = ledger.smoothed_release()  # asked for, and made once: labelled, its cost in the guarantee
     assert smoothed is not None and "smooth sensitivity" in ledger.parameters["smoothed_release"]["analysis"]
     assert ledger.epsilons["pld"] is None and ledger.epsilon > min(ledger.parts["training"].values())
-    assert ledger.privacy_unit == "user" and ledger.parameters["dataset_size"] == 6   # s0..s4 and s9
+    assert ledger.privacy_unit == "user" and ledger.parameters["dataset_size"] == 6  # s0..s4 and s9
     assert ledger.parameters["queries"] == 20 and ledger.parameters["answered"] <= 5
     assert ledger.parameters["partition"] == "by holder key" and ledger.decision is None
     with open(os.path.join(args.model_run_dir, "pate.json")) as f:
@@ -104,6 +130,7 @@ def test_a_self_trained_student_leaves_the_ledgers_epsilon_unchanged_and_the_led
     from pipelines import report
     from pipelines.trainers import pate
     from privacy.accounting import NeighboringRelation
+
     ledgers = {}
     for semi in (False, True):
         extra = {"semi_supervised": True, "confidence": 0.6, "self_training_rounds": 2} if semi else {}
@@ -111,10 +138,12 @@ def test_a_self_trained_student_leaves_the_ledgers_epsilon_unchanged_and_the_led
         pate.run_fn(args)
         ledgers[semi] = privacy_ledger.read_ledger(args.serving_model_dir)
     direct = []
-    for accountant in (rdp.RdpAccountant(neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE),
-                       pld.PLDAccountant(neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE)):
-        accountant.compose(dp_event.GaussianDpEvent(1.0), 30)   # every query's selection step, sigma1 = 1
-        accountant.compose(dp_event.GaussianDpEvent(1.0 / math.sqrt(2)), 5)   # max_answered GNMax answers
+    for accountant in (
+        rdp.RdpAccountant(neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE),
+        pld.PLDAccountant(neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE),
+    ):
+        accountant.compose(dp_event.GaussianDpEvent(1.0), 30)  # every query's selection step, sigma1 = 1
+        accountant.compose(dp_event.GaussianDpEvent(1.0 / math.sqrt(2)), 5)  # max_answered GNMax answers
         direct.append(accountant.get_epsilon(1e-5))
     for ledger in ledgers.values():
         assert ledger.epsilons["rdp"] == pytest.approx(direct[0], rel=1e-9)

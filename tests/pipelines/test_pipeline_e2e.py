@@ -29,8 +29,16 @@ from privacy.preprocessing import MechanismRecord, from_text
 
 from .conftest import assert_carries_only_released_statistics, carried_statistics
 
-STAGES = ["CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer", "Evaluator",
-          "Pusher"]
+STAGES = [
+    "CsvExampleGen",
+    "StatisticsGen",
+    "SchemaGen",
+    "ExampleValidator",
+    "Transform",
+    "Trainer",
+    "Evaluator",
+    "Pusher",
+]
 LOG_NOISE = ("WARNING", "I0000", "E0000", "Instructions for updating", "cudart_stub")
 """What TFX, absl, Beam and TensorFlow print, which the terminal must not show without --verbose."""
 
@@ -71,16 +79,22 @@ def _preprocessing_events(store):
     events = []
     for record in sorted((r for r in records if isinstance(r, MechanismRecord)), key=lambda r: r.name):
         assert record.mechanism == "gaussian-sums" and record.adjacency == "add-remove"
-        events.append(dp_event.GaussianDpEvent(
-            1 / math.sqrt(sum((c.sensitivity / c.noise_std) ** 2 for c in record.components if c.sensitivity))))
+        events.append(
+            dp_event.GaussianDpEvent(
+                1 / math.sqrt(sum((c.sensitivity / c.noise_std) ** 2 for c in record.components if c.sensitivity))
+            )
+        )
     return events
 
 
 def _composed_epsilons(events, delta):
     """(RDP, PLD) epsilon of ``events`` composed, from dp-accounting's accountants directly."""
     rdp = dp_accounting.rdp.RdpAccountant().compose(dp_event.ComposedDpEvent(events)).get_epsilon(delta)
-    pld = dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4).compose(
-        dp_event.ComposedDpEvent(events)).get_epsilon(delta)
+    pld = (
+        dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4)
+        .compose(dp_event.ComposedDpEvent(events))
+        .get_epsilon(delta)
+    )
     return rdp, pld
 
 
@@ -101,8 +115,9 @@ def test_epsilon_in_mlmd_equals_the_accountants_value_for_the_run(private_run):
     # The run, recomputed independently: n from the transformed training records, the 30 preprocessing
     # releases from their records, sigma calibrated for epsilon 3 at the default delta after them, and
     # T = ceil(15 * n / 32) Poisson steps; the whole artifact composed by dp-accounting's accountants.
-    [transformed] = sorted((a for a in store.get_artifacts_by_type("Examples") if "/Transform/" in a.uri),
-                           key=lambda a: a.id)[:1]
+    [transformed] = sorted(
+        (a for a in store.get_artifacts_by_type("Examples") if "/Transform/" in a.uri), key=lambda a: a.id
+    )[:1]
     n = _count_records(os.path.join(transformed.uri, "Split-train"))
     assert 300 < n < 450  # about 2/3 of 569
     delta = default_delta(n)
@@ -113,22 +128,33 @@ def test_epsilon_in_mlmd_equals_the_accountants_value_for_the_run(private_run):
     with open(props["privacy_ledger_uri"]) as f:
         decision = dp_event.GaussianDpEvent(json.load(f)["decision"]["std"] / math.sqrt(2))
     assert 0.59 < min(_composed_epsilons([decision], delta)) <= 0.6
-    sigma = calibrate_noise_multiplier(DpSgdMechanism(dataset_size=n, batch_size=32, noise_multiplier=1.0,
-                                                      steps=steps), target_epsilon=3.0, target_delta=delta,
-                                       prior_events=prior + [decision])
-    training = dp_event.SelfComposedDpEvent(dp_event.PoissonSampledDpEvent(32 / n, dp_event.GaussianDpEvent(sigma)),
-                                            steps)
+    sigma = calibrate_noise_multiplier(
+        DpSgdMechanism(dataset_size=n, batch_size=32, noise_multiplier=1.0, steps=steps),
+        target_epsilon=3.0,
+        target_delta=delta,
+        prior_events=prior + [decision],
+    )
+    training = dp_event.SelfComposedDpEvent(
+        dp_event.PoissonSampledDpEvent(32 / n, dp_event.GaussianDpEvent(sigma)), steps
+    )
     rdp, pld = _composed_epsilons(prior + [decision, training], delta)
-    alone = {"preprocessing": _composed_epsilons(prior, delta), "decision": _composed_epsilons([decision], delta),
-             "training": _composed_epsilons([training], delta)}
+    alone = {
+        "preprocessing": _composed_epsilons(prior, delta),
+        "decision": _composed_epsilons([decision], delta),
+        "training": _composed_epsilons([training], delta),
+    }
     assert props["private"] == 1 and props["delta"] == delta and props["dp_steps"] == steps
     assert props["sampling"] == "poisson" and props["l2_norm_clip"] == 1.0
     # MLMD's SQLite store keeps 6 significant digits; epsilons are stored rounded up (still upper bounds).
     assert props["noise_multiplier"] == pytest.approx(sigma, rel=1e-5)
-    for stored, exact in ((props["epsilon_rdp"], rdp), (props["epsilon_pld"], pld), (props["epsilon"], min(rdp, pld)),
-                          (props["epsilon_preprocessing"], min(alone["preprocessing"])),
-                          (props["epsilon_decision"], min(alone["decision"])),
-                          (props["epsilon_training"], min(alone["training"]))):
+    for stored, exact in (
+        (props["epsilon_rdp"], rdp),
+        (props["epsilon_pld"], pld),
+        (props["epsilon"], min(rdp, pld)),
+        (props["epsilon_preprocessing"], min(alone["preprocessing"])),
+        (props["epsilon_decision"], min(alone["decision"])),
+        (props["epsilon_training"], min(alone["training"])),
+    ):
         assert exact <= stored <= exact * (1 + 1e-5)
     assert 2.99 <= rdp <= 3.0  # preprocessing, decision and training together calibrated with RDP to the target
     assert min(alone["training"]) < min(rdp, pld) < sum(min(e) for e in alone.values())
@@ -140,8 +166,10 @@ def test_epsilon_in_mlmd_equals_the_accountants_value_for_the_run(private_run):
     assert ledger["parameters"]["noise_multiplier"] == pytest.approx(sigma, rel=1e-12)
     composition = ledger["composition"]
     for part, (part_rdp, part_pld) in alone.items():
-        assert composition["parts"][part] == {"rdp": pytest.approx(part_rdp, rel=1e-9),
-                                              "pld": pytest.approx(part_pld, rel=1e-6)}
+        assert composition["parts"][part] == {
+            "rdp": pytest.approx(part_rdp, rel=1e-9),
+            "pld": pytest.approx(part_pld, rel=1e-6),
+        }
     assert composition["delta"] == delta and composition["additive_delta"] == 0
     mechanisms = ledger["preprocessing"]["account"]["mechanisms"]
     assert len(mechanisms) == 30 and {m["analyzer"] for m in mechanisms} == {"mean_and_var"}
@@ -157,14 +185,16 @@ def test_ledger_travels_with_the_model_and_matches_mlmd(private_run):
     # The pushed model carries the preprocessing records its ledger accounts, and nothing else.
     carried = [from_text(t) for t in records_in_saved_model(private_run.report["pushed"]["uri"])]
     assert sorted(r.name for r in carried if isinstance(r, MechanismRecord)) == sorted(
-        m["name"] for m in ledger["preprocessing"]["account"]["mechanisms"])
+        m["name"] for m in ledger["preprocessing"]["account"]["mechanisms"]
+    )
     assert ledger["epsilon"]["rdp"] <= props["epsilon_rdp"] <= ledger["epsilon"]["rdp"] * (1 + 1e-5)
     # The preprocessing's 30 releases (equal events, one run), the push decision, then the training's steps.
     [releases, decision, steps] = ledger["dp_event"]["events"]
     assert ledger["dp_event"]["class_name"] == "ComposedDpEvent" and releases["count"] == 30
     assert releases["event"]["class_name"] == "GaussianDpEvent" and steps["count"] == props["dp_steps"]
     assert decision["count"] == 1 and decision["event"]["noise_multiplier"] == pytest.approx(
-        ledger["decision"]["std"] / math.sqrt(2), rel=1e-12)
+        ledger["decision"]["std"] / math.sqrt(2), rel=1e-12
+    )
     assert ledger["report"]["sampling"] == "poisson" and ledger["report"]["adjacency"] == "add-remove"
     assert ledger["accountant_version"].startswith("dp-accounting")
     pushed = private_run.report["pushed"]
@@ -185,8 +215,12 @@ def test_private_model_is_blessed_useful_and_audited(private_run):
     gate = report["gate"]
     assert gate["blessed"] is True and gate["failures"] == []
     assert [(c["name"], c["passed"]) for c in gate["privacy_checks"]] == [
-        ("epsilon", True), ("coverage", True), ("membership_inference_auc", True), ("noisy_accuracy", True)]
-    decision = gate["push_decision"]   # noise std ~5.6 on ~190 rows: the noisy accuracy is near the exact one
+        ("epsilon", True),
+        ("coverage", True),
+        ("membership_inference_auc", True),
+        ("noisy_accuracy", True),
+    ]
+    decision = gate["push_decision"]  # noise std ~5.6 on ~190 rows: the noisy accuracy is near the exact one
     assert decision["noisy_accuracy"] >= 0.75 and abs(decision["noisy_rows"] - report["utility"]["example_count"]) < 30
     # The blessing is random: with exact accuracy a on m rows and noise std s on each count, the noisy accuracy has
     # sd ~ s sqrt(1 + a^2) / m (delta method), so it misses min accuracy 0.75 with probability Phi((0.75 - a) / sd),
@@ -196,16 +230,21 @@ def test_private_model_is_blessed_useful_and_audited(private_run):
     assert 0.5 * math.erfc((a - 0.75) / (sd * math.sqrt(2))) < 1e-4
     # n = 385 with the default delta 0.001 = 0.385/n: below 1/(2n), no warning (privacy.accounting.delta_warning).
     assert gate["warnings"] == []
-    assert any("membership-inference audit" in item and "not covered by epsilon" in item
-               for item in report["outside_the_guarantee"])
+    assert any(
+        "membership-inference audit" in item and "not covered by epsilon" in item
+        for item in report["outside_the_guarantee"]
+    )
     assert report["utility"]["binary_accuracy"] >= 0.85
     assert report["utility"]["example_count"] == report["membership_audit"]["num_nonmembers"]
     audit = report["membership_audit"]
     assert audit["num_members"] + audit["num_nonmembers"] == 569
     assert 0.3 < audit["auc"] < 0.6  # epsilon 3: the loss-threshold attack is near chance
     store = _store(private_run.root)
-    [blessing] = [a for a in store.get_artifacts_by_type("ModelBlessing")
-                  if _props(a).get("current_model_id") == report["model"]["mlmd_id"]]
+    [blessing] = [
+        a
+        for a in store.get_artifacts_by_type("ModelBlessing")
+        if _props(a).get("current_model_id") == report["model"]["mlmd_id"]
+    ]
     props = _props(blessing)
     assert props["blessed"] == 1 and props["privacy_gate_passed"] == 1
     # MLMD keeps 6 significant digits, rounded to nearest (it prints doubles with %g).
@@ -232,10 +271,14 @@ def test_compare_shows_both_branches_of_the_run_side_by_side(private_run):
     assert private_run.comparison_text.startswith(f"Side by side: ppml-breast-cancer, run {private['run_id']}")
     assert lines["epsilon"][1] == f"{min(private['privacy']['artifact']['epsilon'].values()):.4f}"
     assert lines["epsilon"][-3:] == ["none", "(no", "ledger)"]
-    assert lines["binary_accuracy"][1:] == [f"{private['utility']['binary_accuracy']:.4f}",
-                                            f"{non_private['utility']['binary_accuracy']:.4f}"]
-    assert lines["membership-inference AUC"][2:] == [f"{private['membership_audit']['auc']:.4f}",
-                                                     f"{non_private['membership_audit']['auc']:.4f}"]
+    assert lines["binary_accuracy"][1:] == [
+        f"{private['utility']['binary_accuracy']:.4f}",
+        f"{non_private['utility']['binary_accuracy']:.4f}",
+    ]
+    assert lines["membership-inference AUC"][2:] == [
+        f"{private['membership_audit']['auc']:.4f}",
+        f"{non_private['membership_audit']['auc']:.4f}",
+    ]
     assert lines["blessed"][1:] == ["True", "False"] and lines["pushed"][1:] == ["True", "False"]
 
 
@@ -244,19 +287,38 @@ def test_report_command_prints_the_ppml_epsilon_report_plus_utility_and_audit(pr
     assert as_json == private_run.report
     privacy = as_json["privacy"]
     # The privacy section is exactly what `ppml epsilon` prints for the same run.
-    args = ["--n", str(privacy["dataset_size"]), "--batch-size", "32", "--noise-multiplier",
-            repr(privacy["noise_multiplier"]), "--steps", str(privacy["steps"])]
+    args = [
+        "--n",
+        str(privacy["dataset_size"]),
+        "--batch-size",
+        "32",
+        "--noise-multiplier",
+        repr(privacy["noise_multiplier"]),
+        "--steps",
+        str(privacy["steps"]),
+    ]
     expected = CliRunner().invoke(epsilon_command, args).output.rstrip("\n")
     assert expected in text  # the training part alone, after the whole artifact's epsilon
     artifact = privacy["artifact"]
     assert text.startswith("Privacy of the model as a whole: what it carries and what decided its push, composed")
-    assert (f"  epsilon            RDP {artifact['epsilon']['rdp']:.4f}, PLD {artifact['epsilon']['pld']:.4f} "
-            f"at delta {artifact['delta']:g}") in text
+    assert (
+        f"  epsilon            RDP {artifact['epsilon']['rdp']:.4f}, PLD {artifact['epsilon']['pld']:.4f} "
+        f"at delta {artifact['delta']:g}"
+    ) in text
     assert "30 private release(s) (mean_and_var x30); calibrated to epsilon 2.25 alone" in text
-    for needle in ("clipping norm C", "Utility (TFMA", "binary_accuracy", "Membership-inference audit",
-                   "attack AUC", "Evaluator: BLESSED", "pass  epsilon", "pass  coverage", "Pusher: pushed to",
-                   "Outside the guarantee (published, but not covered by epsilon):",
-                   "n, the number of training privacy units (records, users or clients): treated as public"):
+    for needle in (
+        "clipping norm C",
+        "Utility (TFMA",
+        "binary_accuracy",
+        "Membership-inference audit",
+        "attack AUC",
+        "Evaluator: BLESSED",
+        "pass  epsilon",
+        "pass  coverage",
+        "Pusher: pushed to",
+        "Outside the guarantee (published, but not covered by epsilon):",
+        "n, the number of training privacy units (records, users or clients): treated as public",
+    ):
         assert needle in text
 
 
@@ -329,7 +391,7 @@ def test_library_logs_go_to_a_log_file_under_the_root_not_the_terminal(private_r
     lines = private_run.stderr.splitlines()
     first, rest = lines[0], lines[1:]
     assert first.startswith("Logs of TFX, TensorFlow and Beam: ") and first.endswith(" (--verbose shows them here)")
-    path = first[len("Logs of TFX, TensorFlow and Beam: "):-len(" (--verbose shows them here)")]
+    path = first[len("Logs of TFX, TensorFlow and Beam: ") : -len(" (--verbose shows them here)")]
     assert os.path.dirname(path) == os.path.join(private_run.root, "logs") and path.endswith(".log")
     assert rest == private_run.progress  # the terminal shows the per-stage progress, and only that
     assert not any(noise in private_run.stderr for noise in LOG_NOISE)
@@ -361,8 +423,10 @@ def test_fixed_size_batches_end_to_end_and_a_utility_failure_blocks_the_push(pri
     checks = {c["name"]: c for c in gate["privacy_checks"]}
     assert checks["epsilon"]["passed"] and checks["membership_inference_auc"]["passed"]
     assert checks["epsilon"]["value"] == pytest.approx(artifact["epsilon"]["rdp"], rel=1e-12)
-    assert ("(RDP accountant (PLD: no analysis), dp-sgd ledger, preprocessing, push decision and training composed, "
-            "delta = " in checks["epsilon"]["reason"])
+    assert (
+        "(RDP accountant (PLD: no analysis), dp-sgd ledger, preprocessing, push decision and training composed, "
+        "delta = " in checks["epsilon"]["reason"]
+    )
     assert report["utility"]["binary_accuracy"] < 0.999
     # The push decision is the noisy accuracy (noise std ~5.6 on ~190 rows: about one run in ten lifts it to 0.999):
     # the blessing follows it, and TFMA's validation fails on it alone.
@@ -372,19 +436,26 @@ def test_fixed_size_batches_end_to_end_and_a_utility_failure_blocks_the_push(pri
     assert [f["metric"] for f in gate["failures"]] == ([] if gate["blessed"] else ["noisy_accuracy"])
     assert report["pushed"]["pushed"] is gate["blessed"]
     store = _store(private_run.root)
-    [blessing] = [a for a in store.get_artifacts_by_type("ModelBlessing")
-                  if _props(a).get("current_model_id") == report["model"]["mlmd_id"]]
+    [blessing] = [
+        a
+        for a in store.get_artifacts_by_type("ModelBlessing")
+        if _props(a).get("current_model_id") == report["model"]["mlmd_id"]
+    ]
     assert _props(blessing)["blessed"] == int(gate["blessed"]) and _props(blessing)["privacy_gate_passed"] == int(
-        gate["blessed"])
+        gate["blessed"]
+    )
     noisy = decision["noisy_accuracy"]
     text = fixed_batches_run.report_text
-    for needle in (f"{'sampling':<18} fixed", f"{'PLD':<11} {'n/a':>9}",
-                   f"  epsilon            RDP {artifact['epsilon']['rdp']:.4f} at delta",
-                   f"  {'pass' if gate['blessed'] else 'FAIL'}  noisy_accuracy {noisy:.4g} "
-                   f"{'>=' if gate['blessed'] else '<'} 0.999 (the push decision: ",
-                   "Evaluator: BLESSED" if gate["blessed"] else "Evaluator: NOT BLESSED",
-                   "  pass  epsilon", "Pusher: pushed to" if gate["blessed"] else
-                   "Pusher: not pushed (only blessed models are pushed)"):
+    for needle in (
+        f"{'sampling':<18} fixed",
+        f"{'PLD':<11} {'n/a':>9}",
+        f"  epsilon            RDP {artifact['epsilon']['rdp']:.4f} at delta",
+        f"  {'pass' if gate['blessed'] else 'FAIL'}  noisy_accuracy {noisy:.4g} "
+        f"{'>=' if gate['blessed'] else '<'} 0.999 (the push decision: ",
+        "Evaluator: BLESSED" if gate["blessed"] else "Evaluator: NOT BLESSED",
+        "  pass  epsilon",
+        "Pusher: pushed to" if gate["blessed"] else "Pusher: not pushed (only blessed models are pushed)",
+    ):
         assert needle in text
 
 
@@ -400,25 +471,32 @@ def test_truncated_poisson_end_to_end_the_gate_checks_the_truncated_epsilon(priv
     privacy, artifact = report["privacy"], report["privacy"]["artifact"]
     assert privacy["truncated_batch_size"] == k and isinstance(privacy["truncated_batches"], int)
     assert privacy["epsilon_rdp"] is None and artifact["epsilon"]["rdp"] is None
-    assert 2.99 <= artifact["epsilon"]["pld"] <= 3.0   # preprocessing, push decision and training, by PLD
+    assert 2.99 <= artifact["epsilon"]["pld"] <= 3.0  # preprocessing, push decision and training, by PLD
     # The training part alone, from first principles: T = ceil(15 n / 32) truncated steps at the ledger's sigma.
     steps = math.ceil(15 * n / 32)
-    event = dp_event.SelfComposedDpEvent(dp_event.TruncatedSubsampledGaussianDpEvent(
-        n + 1, 32 / n, k, privacy["noise_multiplier"]), steps)
-    alone = dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4).compose(event).get_epsilon(
-        privacy["delta"])
+    event = dp_event.SelfComposedDpEvent(
+        dp_event.TruncatedSubsampledGaussianDpEvent(n + 1, 32 / n, k, privacy["noise_multiplier"]), steps
+    )
+    alone = (
+        dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4).compose(event).get_epsilon(privacy["delta"])
+    )
     assert privacy["steps"] == steps and artifact["parts"]["training"]["pld"] == pytest.approx(alone, rel=1e-9)
     checks = {c["name"]: c for c in report["gate"]["privacy_checks"]}
-    assert checks["epsilon"]["passed"] and checks["epsilon"]["value"] == pytest.approx(artifact["epsilon"]["pld"],
-                                                                                       rel=1e-12)
+    assert checks["epsilon"]["passed"] and checks["epsilon"]["value"] == pytest.approx(
+        artifact["epsilon"]["pld"], rel=1e-12
+    )
     assert checks["epsilon"]["reason"].startswith(f"epsilon {artifact['epsilon']['pld']:.4g} <= 3 (")
-    assert "(PLD accountant (RDP: no analysis), dp-sgd ledger, preprocessing, push decision and training" in (
-        checks["epsilon"]["reason"])
+    assert (
+        "(PLD accountant (RDP: no analysis), dp-sgd ledger, preprocessing, push decision and training"
+        in (checks["epsilon"]["reason"])
+    )
     text = truncated_run.report_text
-    for needle in (f"batches of more than {k} cut to a random {k} of them",
-                   "accounted as dp-accounting's TruncatedSubsampledGaussianDpEvent",
-                   f"  {'batches cut':<18} {privacy['truncated_batches']} (truncated Poisson sampling",
-                   "  pass  epsilon"):
+    for needle in (
+        f"batches of more than {k} cut to a random {k} of them",
+        "accounted as dp-accounting's TruncatedSubsampledGaussianDpEvent",
+        f"  {'batches cut':<18} {privacy['truncated_batches']} (truncated Poisson sampling",
+        "  pass  epsilon",
+    ):
         assert needle in text
 
 
@@ -442,17 +520,32 @@ def test_encrypted_check_runs_after_the_evaluator_and_gates_the_push(private_run
     props = _props(gate_blessing)
     assert props["blessed"] == 1 and props["current_model_id"] == report["model"]["mlmd_id"]
     assert props["encrypted_decision_agreement"] == figures["decision_agreement"]
-    push = max((e for t in store.get_execution_types() if t.name.endswith("Pusher")
-                for e in store.get_executions_by_type(t.name)), key=lambda e: e.id)
-    inputs = [ev.artifact_id for ev in store.get_events_by_execution_ids([push.id])
-              if ev.type == metadata_store_pb2.Event.INPUT and ev.path.steps[0].key == "model_blessing"]
+    push = max(
+        (
+            e
+            for t in store.get_execution_types()
+            if t.name.endswith("Pusher")
+            for e in store.get_executions_by_type(t.name)
+        ),
+        key=lambda e: e.id,
+    )
+    inputs = [
+        ev.artifact_id
+        for ev in store.get_events_by_execution_ids([push.id])
+        if ev.type == metadata_store_pb2.Event.INPUT and ev.path.steps[0].key == "model_blessing"
+    ]
     assert inputs == [gate_blessing.id]
     assert report["pushed"]["pushed"] and report["pushed"]["uri"] != private_run.report["pushed"]["uri"]
     text = encrypted_check_run.report_text
-    for needle in ("Encrypted inference gate: BLESSED (3-party secret sharing, 16 fractional bits, up to 100 eval",
-                   f"  {'decision agreement':<19}  {100 * figures['decision_agreement']:.2f} %",
-                   f"  {'accuracy difference':<19}  {figures['accuracy_difference_points']:.2f} points",
-                   "latency per batch", "bytes per batch", "  pass  decision agreement", "Pusher: pushed to"):
+    for needle in (
+        "Encrypted inference gate: BLESSED (3-party secret sharing, 16 fractional bits, up to 100 eval",
+        f"  {'decision agreement':<19}  {100 * figures['decision_agreement']:.2f} %",
+        f"  {'accuracy difference':<19}  {figures['accuracy_difference_points']:.2f} points",
+        "latency per batch",
+        "bytes per batch",
+        "  pass  decision agreement",
+        "Pusher: pushed to",
+    ):
         assert needle in text
 
 
@@ -476,25 +569,32 @@ def test_the_privacy_audit_blesses_an_honest_run_and_refuses_a_broken_claim(audi
     prints bound and claim."""
     for run, canaries, honest in ((audited_run, 1000, True), (broken_audit_run, 1001, False)):
         report, figures = run.report, run.report["gate"]["privacy_audit"]
-        trained = report["privacy"]   # the ledger's training run
+        trained = report["privacy"]  # the ledger's training run
         assert trained["sampling"] == "poisson" and trained["delta"] == 1e-5
         assert figures["training_rows"] == trained["dataset_size"] and figures["steps"] == trained["steps"]
-        assert figures["dataset_size"] == trained["dataset_size"] + canaries   # whatever the bits
-        assert figures["batch_size"] == round(trained["batch_size"] * (trained["dataset_size"] + canaries)
-                                              / trained["dataset_size"])   # the run's q = B / n, kept
-        event = dp_event.SelfComposedDpEvent(dp_event.PoissonSampledDpEvent(
-            figures["batch_size"] / figures["dataset_size"], dp_event.GaussianDpEvent(trained["noise_multiplier"])),
-            trained["steps"])
-        claims = {"rdp": dp_accounting.rdp.RdpAccountant().compose(event).get_epsilon(1e-5),
-                  "pld": dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4).compose(event)
-                  .get_epsilon(1e-5)}
+        assert figures["dataset_size"] == trained["dataset_size"] + canaries  # whatever the bits
+        assert figures["batch_size"] == round(
+            trained["batch_size"] * (trained["dataset_size"] + canaries) / trained["dataset_size"]
+        )  # the run's q = B / n, kept
+        event = dp_event.SelfComposedDpEvent(
+            dp_event.PoissonSampledDpEvent(
+                figures["batch_size"] / figures["dataset_size"], dp_event.GaussianDpEvent(trained["noise_multiplier"])
+            ),
+            trained["steps"],
+        )
+        claims = {
+            "rdp": dp_accounting.rdp.RdpAccountant().compose(event).get_epsilon(1e-5),
+            "pld": dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4).compose(event).get_epsilon(1e-5),
+        }
         assert figures["claims"] == pytest.approx(claims, rel=1e-6) and figures["num_canaries"] == canaries
         assert figures["claimed_epsilon"] == pytest.approx(min(claims.values()), rel=1e-6)
         [check] = [c for c in report["gate"]["privacy_checks"] if c["name"] == "privacy_audit"]
         assert check["passed"] is honest and (figures["lower_bound"] <= figures["claimed_epsilon"]) is honest
         assert report["gate"]["blessed"] is honest and report["pushed"]["pushed"] is honest
-        shown = (f"lower bound {figures['lower_bound']:g} {'<=' if honest else '>'} claimed epsilon "
-                 f"{figures['claimed_epsilon']:.4g}")
+        shown = (
+            f"lower bound {figures['lower_bound']:g} {'<=' if honest else '>'} claimed epsilon "
+            f"{figures['claimed_epsilon']:.4g}"
+        )
         assert shown in run.report_text and ("accounting inconsistent" in run.report_text) is not honest
     assert "Evaluator: NOT BLESSED" in broken_audit_run.report_text
 
@@ -505,6 +605,7 @@ def test_the_pushed_model_holds_no_training_metric_state_and_the_root_is_owner_o
     the composition of separate runs outside the guarantee; nothing under the root is open to group or others."""
     import numpy as np
     import tensorflow as tf
+
     pushed = private_run.report["pushed"]["uri"]
     reader = tf.train.load_checkpoint(os.path.join(pushed, "variables", "variables"))
     metrics = {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map() if "/metrics/" in name}
@@ -514,6 +615,10 @@ def test_the_pushed_model_holds_no_training_metric_state_and_the_root_is_owner_o
     assert set(outside) == {"feature spec inferred from the data", "separate runs on the same data"}
     root = str(private_run.root)
     assert os.stat(root).st_mode & 0o777 == 0o700
-    open_to_others = [os.path.join(d, n) for d, dirs, files in os.walk(root) for n in dirs + files
-                      if not os.path.islink(os.path.join(d, n)) and os.stat(os.path.join(d, n)).st_mode & 0o077]
+    open_to_others = [
+        os.path.join(d, n)
+        for d, dirs, files in os.walk(root)
+        for n in dirs + files
+        if not os.path.islink(os.path.join(d, n)) and os.stat(os.path.join(d, n)).st_mode & 0o077
+    ]
     assert open_to_others == [], open_to_others[:5]

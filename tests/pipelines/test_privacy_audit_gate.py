@@ -27,10 +27,16 @@ CANARIES = 1000
 
 def _claims(figures: dict, delta: float = DELTA) -> dict[str, float]:
     """RDP and PLD epsilons of the canary-augmented run, from dp-accounting directly."""
-    event = dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(figures["batch_size"] / figures["dataset_size"],
-                                                              dpa.GaussianDpEvent(RUN.noise_multiplier)), RUN.steps)
-    return {"rdp": dpa.rdp.RdpAccountant().compose(event).get_epsilon(delta),
-            "pld": dpa.pld.PLDAccountant(value_discretization_interval=1e-4).compose(event).get_epsilon(delta)}
+    event = dpa.SelfComposedDpEvent(
+        dpa.PoissonSampledDpEvent(
+            figures["batch_size"] / figures["dataset_size"], dpa.GaussianDpEvent(RUN.noise_multiplier)
+        ),
+        RUN.steps,
+    )
+    return {
+        "rdp": dpa.rdp.RdpAccountant().compose(event).get_epsilon(delta),
+        "pld": dpa.pld.PLDAccountant(value_discretization_interval=1e-4).compose(event).get_epsilon(delta),
+    }
 
 
 def _ledger(mechanism: DpSgdMechanism = RUN) -> privacy_ledger.PrivacyLedger:
@@ -55,7 +61,7 @@ def test_an_honest_run_passes_and_its_claim_is_the_augmented_runs():
     assert figures["batch_size"] == round(32 * (389 + CANARIES) / 389) == 114
     assert check["passed"] and figures["lower_bound"] <= figures["claimed_epsilon"] < figures["largest_possible_bound"]
     assert check["reason"].startswith(f"privacy_audit: lower bound {figures['lower_bound']:g} <= claimed epsilon")
-    assert _scalars(figures) and "included" not in repr(figures)   # the secret bits never leave the audit
+    assert _scalars(figures) and "included" not in repr(figures)  # the secret bits never leave the audit
 
 
 def _scalars(value) -> bool:
@@ -83,29 +89,43 @@ def test_the_audit_is_at_the_delta_the_training_part_is_stated_at():
 
 def test_a_run_without_its_declared_noise_is_accounting_inconsistent(monkeypatch):
     """The fault hook of `ppml audit --fault no-noise`, set here only: the run adds no noise, the claim stays."""
-    monkeypatch.setattr(dp_sgd_audit, "audit_mechanism",
-                        functools.partial(dp_sgd_audit.audit_mechanism, fault="no-noise"))
+    monkeypatch.setattr(
+        dp_sgd_audit, "audit_mechanism", functools.partial(dp_sgd_audit.audit_mechanism, fault="no-noise")
+    )
     check, figures = canary_audit.audit_check(_ledger(), CANARIES)
     claim = min(_claims(figures).values())
     assert figures["claimed_epsilon"] == pytest.approx(claim, rel=1e-6)
     assert not check["passed"] and figures["violated"] and figures["lower_bound"] > claim
-    assert check["reason"].startswith(f"privacy_audit: accounting inconsistent: lower bound {figures['lower_bound']:g}"
-                                      f" > claimed epsilon {figures['claimed_epsilon']:.4g}")
+    assert check["reason"].startswith(
+        f"privacy_audit: accounting inconsistent: lower bound {figures['lower_bound']:g}"
+        f" > claimed epsilon {figures['claimed_epsilon']:.4g}"
+    )
     # What a bound on the training run refutes: the training part, not the composed epsilon (which is larger).
-    assert check["reason"].endswith("ppml's epsilon for this DP-SGD run, the training part the ledger composes, is "
-                                    "false at that confidence")
+    assert check["reason"].endswith(
+        "ppml's epsilon for this DP-SGD run, the training part the ledger composes, is false at that confidence"
+    )
 
 
-@pytest.mark.parametrize("ledger, why", [
-    (None, "nothing to audit: the model has no DP-SGD privacy ledger"),
-    (_ledger(RUN.replace(sampling="fixed", adjacency="replace-one")),
-     "the audit cannot reproduce this run (sampling: the one-run audit includes or leaves out each canary"),
-    (_ledger(RUN.replace(num_microbatches=4)), "the audit cannot reproduce this run (num_microbatches"),
-    (_read_back_without_clip(), "the audit cannot reproduce this run (l2_norm_clip must be a finite number > 0, got "
-                                "None)"),
-    (_ledger(RUN.replace(max_examples_per_user=2)), "the audit cannot reproduce this run (max_examples_per_user: "
-                                                    "the audit's canaries are single examples"),
-], ids=["no ledger", "fixed batches", "microbatches", "no clip norm", "user level"])
+@pytest.mark.parametrize(
+    "ledger, why",
+    [
+        (None, "nothing to audit: the model has no DP-SGD privacy ledger"),
+        (
+            _ledger(RUN.replace(sampling="fixed", adjacency="replace-one")),
+            "the audit cannot reproduce this run (sampling: the one-run audit includes or leaves out each canary",
+        ),
+        (_ledger(RUN.replace(num_microbatches=4)), "the audit cannot reproduce this run (num_microbatches"),
+        (
+            _read_back_without_clip(),
+            "the audit cannot reproduce this run (l2_norm_clip must be a finite number > 0, got None)",
+        ),
+        (
+            _ledger(RUN.replace(max_examples_per_user=2)),
+            "the audit cannot reproduce this run (max_examples_per_user: the audit's canaries are single examples",
+        ),
+    ],
+    ids=["no ledger", "fixed batches", "microbatches", "no clip norm", "user level"],
+)
 def test_an_audit_that_cannot_run_fails_closed(ledger, why):
     check, figures = canary_audit.audit_check(ledger, CANARIES)
     assert figures is None and check["passed"] is False and check["reason"].startswith(f"privacy_audit: {why}")
@@ -115,17 +135,33 @@ def test_the_audit_setting_is_checked_before_tfx_and_travels_in_the_eval_config(
     plan = resolve_plan(audit_canaries=500)
     assert plan.audit_canaries == 500 and resolve_plan().audit_canaries is None
     for kwargs, message in (
-            (dict(audit_canaries=10), "--audit-canaries: audit_canaries must be an integer in [32, 100000], got 10"),
-            (dict(audit_canaries=500, trainer_config={**DEFAULT_TRAINER_CONFIG, "private": False}),
-             "audits a private DP Trainer's DP-SGD run"),
-            (dict(audit_canaries=500, trainer="federated"), "audits a private DP Trainer's DP-SGD run"),
-            (dict(audit_canaries=500, trainer_config={**DEFAULT_TRAINER_CONFIG, "sampling": "shuffle"}),
-             "needs --sampling poisson without --num-microbatches, got --sampling shuffle")):
+        (dict(audit_canaries=10), "--audit-canaries: audit_canaries must be an integer in [32, 100000], got 10"),
+        (
+            dict(audit_canaries=500, trainer_config={**DEFAULT_TRAINER_CONFIG, "private": False}),
+            "audits a private DP Trainer's DP-SGD run",
+        ),
+        (dict(audit_canaries=500, trainer="federated"), "audits a private DP Trainer's DP-SGD run"),
+        (
+            dict(audit_canaries=500, trainer_config={**DEFAULT_TRAINER_CONFIG, "sampling": "shuffle"}),
+            "needs --sampling poisson without --num-microbatches, got --sampling shuffle",
+        ),
+    ):
         with pytest.raises(ValueError) as err:
             resolve_plan(**kwargs)
         assert message in str(err.value)
-    result = CliRunner().invoke(cli, ["pipeline", "run", "--sampling", "fixed", "--audit-canaries", "500",
-                                      "--pipeline-root", "/nonexistent/never-written"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "pipeline",
+            "run",
+            "--sampling",
+            "fixed",
+            "--audit-canaries",
+            "500",
+            "--pipeline-root",
+            "/nonexistent/never-written",
+        ],
+    )
     assert result.exit_code == 2 and "--sampling poisson without --num-microbatches" in result.output
     assert "Traceback" not in result.output
 

@@ -14,9 +14,20 @@ CLIENTS = DpSgdMechanism(dataset_size=50, batch_size=5, noise_multiplier=0.9, st
 
 def _fedavg_ledger(**parameters):
     budget = PrivacyBudget.for_mechanism(CLIENTS, 1e-3).compose(CLIENTS.unit_event(), 3)
-    return pl.PrivacyLedger(budget=budget, mechanism=pl.DP_FEDAVG, parameters={
-        "dataset_size": 50, "batch_size": 5, "noise_multiplier": 0.9, "steps": 3, "sampling": "fixed",
-        "adjacency": "replace-one", "l2_norm_clip": 0.5, **parameters})
+    return pl.PrivacyLedger(
+        budget=budget,
+        mechanism=pl.DP_FEDAVG,
+        parameters={
+            "dataset_size": 50,
+            "batch_size": 5,
+            "noise_multiplier": 0.9,
+            "steps": 3,
+            "sampling": "fixed",
+            "adjacency": "replace-one",
+            "l2_norm_clip": 0.5,
+            **parameters,
+        },
+    )
 
 
 def test_a_ledger_meets_only_a_budget_in_its_own_unit():
@@ -26,10 +37,11 @@ def test_a_ledger_meets_only_a_budget_in_its_own_unit():
     assert note.startswith("RDP accountant") and note.endswith(", client-level")
     epsilon, note = spec.budget_epsilon(ledger, "user")
     assert math.isinf(epsilon) and "the ledger's epsilon is client-level, the budget is user" in note
-    epsilon, note = spec.budget_epsilon(ledger, "example")   # no record-level figure in this ledger
+    epsilon, note = spec.budget_epsilon(ledger, "example")  # no record-level figure in this ledger
     assert math.isinf(epsilon) and "no record-level figure" in note
-    dp_sgd = pl.PrivacyLedger.for_dp_sgd(DpSgdMechanism(dataset_size=389, batch_size=32, noise_multiplier=1.3,
-                                                        steps=122), l2_norm_clip=1.0, delta=1e-3)
+    dp_sgd = pl.PrivacyLedger.for_dp_sgd(
+        DpSgdMechanism(dataset_size=389, batch_size=32, noise_multiplier=1.3, steps=122), l2_norm_clip=1.0, delta=1e-3
+    )
     assert spec.budget_epsilon(dp_sgd, "example")[0] == dp_sgd.epsilon
     assert math.isinf(spec.budget_epsilon(dp_sgd, "client")[0])
     assert math.isinf(spec.budget_epsilon(None, "example")[0])
@@ -62,17 +74,33 @@ def test_a_budget_per_example_meets_a_keyed_poisson_ledger_at_its_record_level_f
     from dp_accounting import dp_event
 
     from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
-    plan = FederatedTrainingConfig.for_trainer({"label_key": "y", "num_clients": 20, "rounds": 8, "fraction": 0.5,
-                                                "sampling": "poisson", "private": True, "target_epsilon": 3.0,
-                                                "num_classes": 2, "max_examples_per_client": 30}).plan(20)
+
+    plan = FederatedTrainingConfig.for_trainer(
+        {
+            "label_key": "y",
+            "num_clients": 20,
+            "rounds": 8,
+            "fraction": 0.5,
+            "sampling": "poisson",
+            "private": True,
+            "target_epsilon": 3.0,
+            "num_classes": 2,
+            "max_examples_per_client": 30,
+        }
+    ).plan(20)
     m = plan.mechanism
-    ledger = plan.ledger(PrivacyBudget.for_mechanism(m, plan.delta).compose(m.unit_event(), m.units()), rounds=8,
-                         trainer={})
+    ledger = plan.ledger(
+        PrivacyBudget.for_mechanism(m, plan.delta).compose(m.unit_event(), m.units()), rounds=8, trainer={}
+    )
     event = dp_event.PoissonSampledDpEvent(0.5, dp_event.GaussianDpEvent(m.noise_multiplier))
     client_level = dp_accounting.rdp.RdpAccountant().compose(event, 8).get_epsilon(plan.delta)
-    replaced = dp_accounting.pld.PLDAccountant(dp_accounting.NeighboringRelation.REPLACE_ONE,
-                                               value_discretization_interval=1e-4).compose(
-        dp_event.SelfComposedDpEvent(event, 8)).get_epsilon(plan.delta)
+    replaced = (
+        dp_accounting.pld.PLDAccountant(
+            dp_accounting.NeighboringRelation.REPLACE_ONE, value_discretization_interval=1e-4
+        )
+        .compose(dp_event.SelfComposedDpEvent(event, 8))
+        .get_epsilon(plan.delta)
+    )
     assert ledger.epsilon <= client_level * (1 + 1e-9) <= 3.0 < replaced
     per_client, note = spec.budget_epsilon(ledger, "client")
     assert per_client == ledger.epsilon and note.endswith("client-level")
@@ -82,12 +110,22 @@ def test_a_budget_per_example_meets_a_keyed_poisson_ledger_at_its_record_level_f
     assert math.isinf(spec.budget_epsilon(ledger, "user")[0])
     assert pl.ledger_properties(ledger)[pl.EPSILON_RECORD_LEVEL] == pl.mlmd_upper_bound(per_example)
     # Uniform sampling is accounted replace-one: the client-level figure is the record-level one.
-    uniform = FederatedTrainingConfig.for_trainer({"label_key": "y", "num_clients": 20, "rounds": 8, "fraction": 0.5,
-                                                   "private": True, "noise_multiplier": 1.0, "num_classes": 2,
-                                                   "max_examples_per_client": 30}).plan(20)
+    uniform = FederatedTrainingConfig.for_trainer(
+        {
+            "label_key": "y",
+            "num_clients": 20,
+            "rounds": 8,
+            "fraction": 0.5,
+            "private": True,
+            "noise_multiplier": 1.0,
+            "num_classes": 2,
+            "max_examples_per_client": 30,
+        }
+    ).plan(20)
     u = uniform.mechanism
-    ledger = uniform.ledger(PrivacyBudget.for_mechanism(u, uniform.delta).compose(u.unit_event(), u.units()),
-                            rounds=8, trainer={})
+    ledger = uniform.ledger(
+        PrivacyBudget.for_mechanism(u, uniform.delta).compose(u.unit_event(), u.units()), rounds=8, trainer={}
+    )
     assert spec.budget_epsilon(ledger, "example")[0] == ledger.epsilon
     # A ledger without the figure (older) meets no budget per example; seeded noise meets none at all.
     older = pl.PrivacyLedger.from_dict({**ledger.to_dict(), "parameters": {**ledger.parameters, "record_level": None}})
@@ -150,20 +188,37 @@ def test_a_budget_per_example_calibrates_a_keyed_poisson_run_for_the_record_leve
 
     from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
     from pipelines.plan import resolve_plan
-    settings = {"label_key": "y", "num_clients": 20, "rounds": 8, "fraction": 0.5, "sampling": "poisson",
-                "private": True, "target_epsilon": 3.0, "num_classes": 2, "max_examples_per_client": 30}
-    assert resolve_plan(trainer="federated", trainer_config=settings,
-                        min_accuracy=0).trainer_config["budget_unit"] == "example"
+
+    settings = {
+        "label_key": "y",
+        "num_clients": 20,
+        "rounds": 8,
+        "fraction": 0.5,
+        "sampling": "poisson",
+        "private": True,
+        "target_epsilon": 3.0,
+        "num_classes": 2,
+        "max_examples_per_client": 30,
+    }
+    assert (
+        resolve_plan(trainer="federated", trainer_config=settings, min_accuracy=0).trainer_config["budget_unit"]
+        == "example"
+    )
     plan = FederatedTrainingConfig.for_trainer({**settings, "budget_unit": "example"}).plan(20)
     m = plan.mechanism
-    ledger = plan.ledger(PrivacyBudget.for_mechanism(m, plan.delta).compose(m.unit_event(), m.units()), rounds=8,
-                         trainer={})
+    ledger = plan.ledger(
+        PrivacyBudget.for_mechanism(m, plan.delta).compose(m.unit_event(), m.units()), rounds=8, trainer={}
+    )
 
     def replaced(z):
         event = dp_event.PoissonSampledDpEvent(0.5, dp_event.GaussianDpEvent(z))
-        return dp_accounting.pld.PLDAccountant(dp_accounting.NeighboringRelation.REPLACE_ONE,
-                                               value_discretization_interval=1e-4).compose(
-            dp_event.SelfComposedDpEvent(event, 8)).get_epsilon(plan.delta)
+        return (
+            dp_accounting.pld.PLDAccountant(
+                dp_accounting.NeighboringRelation.REPLACE_ONE, value_discretization_interval=1e-4
+            )
+            .compose(dp_event.SelfComposedDpEvent(event, 8))
+            .get_epsilon(plan.delta)
+        )
 
     assert replaced(m.noise_multiplier) <= 3.0 < replaced(m.noise_multiplier * 0.99)
     per_example, note = spec.budget_epsilon(ledger, "example")
@@ -172,8 +227,9 @@ def test_a_budget_per_example_calibrates_a_keyed_poisson_run_for_the_record_leve
         FederatedTrainingConfig.for_trainer({**settings, "budget_unit": "row"})
 
 
-def test_re_evaluating_the_same_model_returns_the_kept_release_and_other_records_are_refused(tmp_path,
-                                                                                              python_subprocess):
+def test_re_evaluating_the_same_model_returns_the_kept_release_and_other_records_are_refused(
+    tmp_path, python_subprocess
+):
     """The ledger accounts one push-decision release: the first draw is kept (0600) in the Model artifact, a second
     evaluation on the same held-out records returns it without counting or drawing again, and one on other records
     gets -inf (no second draw)."""
@@ -235,9 +291,14 @@ print(json.dumps({"closed": executor._lineage(closed, 7, ledger), "skipped": exe
     out = json.loads(python_subprocess(code, legacy_keras=True).stdout.strip().splitlines()[-1])
     [problem], warnings = out["closed"]
     assert "no ML Metadata path" in problem and warnings == []
-    assert out["skipped"] == [[], ["lineage not checked, as declared (Vertex: the gate cannot read its ML Metadata): "
-                                   "a Transform output upstream of the model that its ledger does not account would "
-                                   "go unseen"]]
+    assert out["skipped"] == [
+        [],
+        [
+            "lineage not checked, as declared (Vertex: the gate cannot read its ML Metadata): "
+            "a Transform output upstream of the model that its ledger does not account would "
+            "go unseen"
+        ],
+    ]
     assert out["reason"] == "Vertex: the gate cannot read its ML Metadata"
     assert "lineage_unchecked must be a non-empty reason, got ' '" in out["refused"]
     # What decides the push from exact statistics is labelled where the user reads the decision (summary, report).
@@ -274,20 +335,33 @@ def test_a_replaced_record_changes_two_clients_and_meets_a_replace_one_budget_on
     changed = [k for k in range(20) if not np.array_equal(np.sort(before.indices[k]), np.sort(after.indices[k]))]
     assert len(changed) == 2
 
-    plan = FederatedTrainingConfig.for_trainer({"label_key": "y", "num_clients": 20, "rounds": 8, "fraction": 0.5,
-                                                "sampling": sampling, "private": True, "noise_multiplier": 1.5,
-                                                "num_classes": 2, "delta": 1e-3, "max_examples_per_client": 5}).plan(20)
+    plan = FederatedTrainingConfig.for_trainer(
+        {
+            "label_key": "y",
+            "num_clients": 20,
+            "rounds": 8,
+            "fraction": 0.5,
+            "sampling": sampling,
+            "private": True,
+            "noise_multiplier": 1.5,
+            "num_classes": 2,
+            "delta": 1e-3,
+            "max_examples_per_client": 5,
+        }
+    ).plan(20)
     m = plan.mechanism
-    ledger = plan.ledger(PrivacyBudget.for_mechanism(m, plan.delta).compose(m.unit_event(), m.units()), rounds=8,
-                         trainer={})
+    ledger = plan.ledger(
+        PrivacyBudget.for_mechanism(m, plan.delta).compose(m.unit_event(), m.units()), rounds=8, trainer={}
+    )
     record = ledger.parameters["record_level"]
     assert (record["record_adjacency"], record["client_adjacency"]) == ("add-remove", "replace-one")
     per_example, note = spec.budget_epsilon(ledger, "example")
     assert "one record added or removed" in note and "replaced record changes two clients: not covered" in note
     if sampling == "poisson":
         event = dp_event.PoissonSampledDpEvent(0.5, dp_event.GaussianDpEvent(1.5))
-        accountant = dp_accounting.pld.PLDAccountant(dp_accounting.NeighboringRelation.REPLACE_ONE,
-                                                     value_discretization_interval=1e-4)
+        accountant = dp_accounting.pld.PLDAccountant(
+            dp_accounting.NeighboringRelation.REPLACE_ONE, value_discretization_interval=1e-4
+        )
     else:
         event = dp_event.SampledWithoutReplacementDpEvent(20, 10, dp_event.GaussianDpEvent(1.5 / 2))
         accountant = dp_accounting.rdp.RdpAccountant(neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE)
@@ -297,14 +371,17 @@ def test_a_replaced_record_changes_two_clients_and_meets_a_replace_one_budget_on
     replaced, note = spec.budget_epsilon(ledger, "example", "replace-one")
     assert per_example < grid * 0.95 <= replaced <= grid * (1 + 1e-6)
     assert note.startswith("one record replaced (replace-one): two clients' data change")
-    assert spec.budget_epsilon(ledger, "example", "add-remove") == (per_example, spec.budget_epsilon(ledger,
-                                                                                                   "example")[1])
+    assert spec.budget_epsilon(ledger, "example", "add-remove") == (
+        per_example,
+        spec.budget_epsilon(ledger, "example")[1],
+    )
     props = pl.ledger_properties(ledger)
     assert props[pl.RECORD_ADJACENCY] == "add-remove"
     assert props[pl.EPSILON_RECORD_REPLACED] == pl.mlmd_upper_bound(replaced)
     # A DP-SGD ledger accounted add/remove does not meet a budget stated replace-one.
-    dp_sgd = pl.PrivacyLedger.for_dp_sgd(DpSgdMechanism(dataset_size=389, batch_size=32, noise_multiplier=1.3,
-                                                        steps=122), l2_norm_clip=1.0, delta=1e-3)
+    dp_sgd = pl.PrivacyLedger.for_dp_sgd(
+        DpSgdMechanism(dataset_size=389, batch_size=32, noise_multiplier=1.3, steps=122), l2_norm_clip=1.0, delta=1e-3
+    )
     assert math.isinf(spec.budget_epsilon(dp_sgd, "example", "replace-one")[0])
     assert spec.budget_epsilon(dp_sgd, "example", "add-remove")[0] == dp_sgd.epsilon
 
@@ -319,11 +396,18 @@ def test_the_record_level_figures_delta_is_judged_against_a_public_bound_on_the_
 
     def ledger_of(plan):
         m = plan.mechanism
-        return plan.ledger(PrivacyBudget.for_mechanism(m, plan.delta).compose(m.unit_event(), m.units()),
-                           rounds=m.steps, trainer={})
+        return plan.ledger(
+            PrivacyBudget.for_mechanism(m, plan.delta).compose(m.unit_event(), m.units()), rounds=m.steps, trainer={}
+        )
 
-    cli = {"label_key": "y", "private": True, "num_classes": 2, "sampling": "poisson", "noise_multiplier": 1.0,
-           "rounds": 2}
+    cli = {
+        "label_key": "y",
+        "private": True,
+        "num_classes": 2,
+        "sampling": "poisson",
+        "noise_multiplier": 1.0,
+        "rounds": 2,
+    }
     plan = FederatedTrainingConfig.for_trainer(cli).plan(100)
     assert plan.delta == 1e-3 and plan.delta * 1347 >= 1
     ledger = ledger_of(plan)
@@ -337,13 +421,24 @@ def test_the_record_level_figures_delta_is_judged_against_a_public_bound_on_the_
     assert "delta=0.001 is not below 1/n=0.0005" in problem and "record" in problem
     assert coverage.delta_findings(bounded, "client") == ([], [])
     # A budget per example plans delta per record: the largest power of ten at most 1/(2 N K) = 1/4000.
-    per_example = FederatedTrainingConfig.for_trainer({**cli, "max_examples_per_client": 20, "budget_unit": "example",
-                                                       "noise_multiplier": None, "target_epsilon": 3.0}).plan(100)
+    per_example = FederatedTrainingConfig.for_trainer(
+        {
+            **cli,
+            "max_examples_per_client": 20,
+            "budget_unit": "example",
+            "noise_multiplier": None,
+            "target_epsilon": 3.0,
+        }
+    ).plan(100)
     assert per_example.delta == 1e-4 and per_example.delta_warning is None
     assert coverage.delta_findings(ledger_of(per_example), "example") == ([], [])
-    with pytest.raises(InvalidFederatedSetting, match=r"delta.*must be below 1/n = 0.0005 for n = N x "
-                                                      r"max_examples_per_client = 2000 records"):
-        FederatedTrainingConfig.for_trainer({**cli, "max_examples_per_client": 20, "budget_unit": "example",
-                                             "noise_multiplier": None, "delta": 1e-3}).plan(100)
+    with pytest.raises(
+        InvalidFederatedSetting,
+        match=r"delta.*must be below 1/n = 0.0005 for n = N x "
+        r"max_examples_per_client = 2000 records",
+    ):
+        FederatedTrainingConfig.for_trainer(
+            {**cli, "max_examples_per_client": 20, "budget_unit": "example", "noise_multiplier": None, "delta": 1e-3}
+        ).plan(100)
     with pytest.raises(InvalidFederatedSetting, match="max_examples_per_client"):
         FederatedTrainingConfig.for_trainer({**cli, "budget_unit": "example", "noise_multiplier": None})

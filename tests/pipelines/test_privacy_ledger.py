@@ -10,8 +10,16 @@ from ml_metadata.proto import metadata_store_pb2
 from scipy import stats
 
 from privacy.accounting import DpSgdMechanism, PrivacyBudget, compute_epsilon, event_from_json
-from privacy.preprocessing import (CoverageRecord, GaussianThresholding, MeanVariance, MechanismRecord,
-                                   PreprocessingAccount, PreprocessingBudget, PreprocessingPart, to_text)
+from privacy.preprocessing import (
+    CoverageRecord,
+    GaussianThresholding,
+    MeanVariance,
+    MechanismRecord,
+    PreprocessingAccount,
+    PreprocessingBudget,
+    PreprocessingPart,
+    to_text,
+)
 from pipelines import privacy_ledger as pl
 
 MECHANISM = DpSgdMechanism(dataset_size=389, batch_size=32, noise_multiplier=1.3, steps=122)
@@ -41,7 +49,7 @@ def test_ledger_epsilon_is_the_accountants_value_and_survives_json(tmp_path):
 def test_a_ledger_cannot_claim_fewer_steps_than_its_events(tmp_path):
     ledger = pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.0, delta=1e-3)
     data = ledger.to_dict()
-    data["parameters"]["steps"] = 10           # hide most of the training
+    data["parameters"]["steps"] = 10  # hide most of the training
     data["epsilon"] = {"rdp": 0.1, "pld": 0.1}  # and lie about epsilon
     with pytest.raises(pl.LedgerError, match="does not account the run"):
         pl.PrivacyLedger.from_dict(data)
@@ -61,14 +69,23 @@ def test_budget_from_training_must_match_the_mechanism():
 def test_a_dp_fedavg_ledger_is_checked_against_its_client_level_mechanism():
     clients = DpSgdMechanism(dataset_size=50, batch_size=5, noise_multiplier=0.9, steps=30, sampling="fixed")
     budget = PrivacyBudget.for_mechanism(clients, 1e-3).compose(clients.unit_event(), 30)
-    parameters = {"unit": "client", "dataset_size": 50, "batch_size": 5, "noise_multiplier": 0.9, "steps": 30,
-                  "sampling": "fixed", "adjacency": "replace-one", "l2_norm_clip": 0.5, "clip": "fixed"}
+    parameters = {
+        "unit": "client",
+        "dataset_size": 50,
+        "batch_size": 5,
+        "noise_multiplier": 0.9,
+        "steps": 30,
+        "sampling": "fixed",
+        "adjacency": "replace-one",
+        "l2_norm_clip": 0.5,
+        "clip": "fixed",
+    }
     ledger = pl.PrivacyLedger(budget=budget, mechanism=pl.DP_FEDAVG, parameters=parameters)
     again = pl.PrivacyLedger.from_dict(json.loads(json.dumps(ledger.to_dict())))
     assert again.accounted_mechanism() == clients
     assert again.epsilons["rdp"] == pytest.approx(compute_epsilon(clients, 1e-3, "rdp"), rel=1e-12)
     data = ledger.to_dict()
-    data["parameters"]["steps"] = 3            # claim 3 rounds where 30 were composed
+    data["parameters"]["steps"] = 3  # claim 3 rounds where 30 were composed
     with pytest.raises(pl.LedgerError, match="does not account the run"):
         pl.PrivacyLedger.from_dict(data)
     with pytest.raises(pl.LedgerError, match="does not account the run"):
@@ -77,9 +94,14 @@ def test_a_dp_fedavg_ledger_is_checked_against_its_client_level_mechanism():
         again.dp_sgd_mechanism()
 
 
-@pytest.mark.parametrize("text, message", [("{", "cannot read privacy ledger"),
-                                           ('{"format": "other"}', "not a ppml privacy ledger"),
-                                           ('{"format": "ppml.privacy_ledger/1"}', "malformed privacy ledger")])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("{", "cannot read privacy ledger"),
+        ('{"format": "other"}', "not a ppml privacy ledger"),
+        ('{"format": "ppml.privacy_ledger/1"}', "malformed privacy ledger"),
+    ],
+)
 def test_bad_ledger_files_are_reported(tmp_path, text, message):
     (tmp_path / "assets.extra").mkdir()
     (tmp_path / "assets.extra" / "privacy_ledger.json").write_text(text)
@@ -125,11 +147,19 @@ def test_mlmd_properties_round_trip():
 def test_the_unit_of_privacy_is_recorded_in_the_ledger_and_in_mlmd():
     clients = DpSgdMechanism(dataset_size=50, batch_size=5, noise_multiplier=0.9, steps=3, sampling="fixed")
     budget = PrivacyBudget.for_mechanism(clients, 1e-3).compose(clients.unit_event(), 3)
-    parameters = {"dataset_size": 50, "batch_size": 5, "noise_multiplier": 0.9, "steps": 3, "sampling": "fixed",
-                  "adjacency": "replace-one", "l2_norm_clip": 0.5}
+    parameters = {
+        "dataset_size": 50,
+        "batch_size": 5,
+        "noise_multiplier": 0.9,
+        "steps": 3,
+        "sampling": "fixed",
+        "adjacency": "replace-one",
+        "l2_norm_clip": 0.5,
+    }
     for unit in ("user", "client"):
-        ledger = pl.PrivacyLedger(budget=budget, mechanism=pl.DP_FEDAVG,
-                                  parameters={**parameters, "privacy_unit": unit})
+        ledger = pl.PrivacyLedger(
+            budget=budget, mechanism=pl.DP_FEDAVG, parameters={**parameters, "privacy_unit": unit}
+        )
         data = ledger.to_dict()
         assert data["privacy_unit"] == unit and pl.PrivacyLedger.from_dict(data).privacy_unit == unit
         artifact = _FakeTfxArtifact()
@@ -137,8 +167,9 @@ def test_the_unit_of_privacy_is_recorded_in_the_ledger_and_in_mlmd():
         assert pl.model_properties(artifact)[pl.PRIVACY_UNIT] == unit
     grouped = MECHANISM.replace(max_examples_per_user=4)
     assert pl.PrivacyLedger.for_dp_sgd(grouped, l2_norm_clip=1.0, delta=1e-3).privacy_unit == "user"
-    data = pl.PrivacyLedger(budget=budget, mechanism=pl.DP_FEDAVG, parameters={**parameters,
-                                                                                "privacy_unit": "row"}).to_dict()
+    data = pl.PrivacyLedger(
+        budget=budget, mechanism=pl.DP_FEDAVG, parameters={**parameters, "privacy_unit": "row"}
+    ).to_dict()
     with pytest.raises(pl.LedgerError, match="privacy unit 'row' is none of example, user, client"):
         pl.PrivacyLedger.from_dict(data)
 
@@ -158,8 +189,17 @@ def test_fixed_size_batches_give_the_rdp_epsilon_and_say_so():
     assert props[pl.SAMPLING] == "fixed" and props[pl.ADJACENCY] == "replace-one"
 
 
-@pytest.mark.parametrize("value, stored", [(2.9997151488, 2.99972), (2.5927545031, 2.59276), (1.0, 1.0),
-                                           (9.9999995, 10.0), (0.000123456789, 0.000123457), (3.0, 3.0)])
+@pytest.mark.parametrize(
+    "value, stored",
+    [
+        (2.9997151488, 2.99972),
+        (2.5927545031, 2.59276),
+        (1.0, 1.0),
+        (9.9999995, 10.0),
+        (0.000123456789, 0.000123457),
+        (3.0, 3.0),
+    ],
+)
 def test_mlmd_values_are_rounded_up_to_six_significant_digits(value, stored):
     rounded = pl.mlmd_upper_bound(value)
     assert rounded == stored and rounded >= value
@@ -178,16 +218,33 @@ def test_delta_and_sigma_in_mlmd_are_rounded_to_the_conservative_side():
 def _account(with_vocabulary: bool = False, adjacency: str = "add-remove") -> PreprocessingAccount:
     """Three mean-and-variance releases of a preprocessing budget (epsilon 1 at 1e-3), and optionally a vocabulary."""
     budget = PreprocessingBudget(1.0, 1e-3, adjacency)
-    records = [MechanismRecord(name=f"f{i}/mean_and_var", analyzer="mean_and_var", mechanism="gaussian-sums",
-                               adjacency=adjacency, components=MeanVariance((-6, 6), budget.noise_multiplier_for(
-                                   0.25), adjacency).components, parameters={"bounds": [-6, 6]},
-                               noise="CSPRNG-keyed Philox (os.urandom)", share=0.25) for i in range(3)]
+    records = [
+        MechanismRecord(
+            name=f"f{i}/mean_and_var",
+            analyzer="mean_and_var",
+            mechanism="gaussian-sums",
+            adjacency=adjacency,
+            components=MeanVariance((-6, 6), budget.noise_multiplier_for(0.25), adjacency).components,
+            parameters={"bounds": [-6, 6]},
+            noise="CSPRNG-keyed Philox (os.urandom)",
+            share=0.25,
+        )
+        for i in range(3)
+    ]
     if with_vocabulary:
         vocabulary = GaussianThresholding(budget.noise_multiplier_for(0.25), 1e-5, 2)
-        records.append(MechanismRecord(name="city/vocabulary", analyzer="vocabulary", mechanism="gaussian-thresholding",
-                                       adjacency=adjacency, components=vocabulary.components,
-                                       parameters=vocabulary.parameters(), noise="CSPRNG-keyed Philox (os.urandom)",
-                                       share=0.25))
+        records.append(
+            MechanismRecord(
+                name="city/vocabulary",
+                analyzer="vocabulary",
+                mechanism="gaussian-thresholding",
+                adjacency=adjacency,
+                components=vocabulary.components,
+                parameters=vocabulary.parameters(),
+                noise="CSPRNG-keyed Philox (os.urandom)",
+                share=0.25,
+            )
+        )
     coverage = CoverageRecord(analyzer_outputs=3 * len(records), private=tuple(r.name for r in records))
     return PreprocessingAccount.from_texts([to_text(r) for r in records] + [to_text(coverage)])
 
@@ -197,8 +254,9 @@ def _listed_events(ledger_json: dict) -> list:
     part = ledger_json["preprocessing"]
     events = []
     for record in part["account"]["mechanisms"]:
-        multiplier = 1 / math.sqrt(sum((c["sensitivity"] / c["noise_std"]) ** 2 for c in record["components"]
-                                       if c["sensitivity"]))
+        multiplier = 1 / math.sqrt(
+            sum((c["sensitivity"] / c["noise_std"]) ** 2 for c in record["components"] if c["sensitivity"])
+        )
         events.append(dp_event.GaussianDpEvent(multiplier / part["group_size"]))
     return events
 
@@ -217,8 +275,10 @@ def test_the_composed_epsilon_is_dp_accountings_over_every_listed_event(accounta
     assert data["composition"]["additive_delta"] == pytest.approx(additive, rel=1e-9) == pytest.approx(1e-5)
     assert data["delta"] == pytest.approx(1e-3)
     assert data["composition"]["accountant_delta"] == pytest.approx(1e-3 - 1e-5)
-    make = {"rdp": dp_accounting.rdp.RdpAccountant,
-            "pld": lambda: dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4)}[accountant]
+    make = {
+        "rdp": dp_accounting.rdp.RdpAccountant,
+        "pld": lambda: dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4),
+    }[accountant]
     training = dp_event.SelfComposedDpEvent(MECHANISM.unit_event(), MECHANISM.steps)
     accountant_delta = 1e-3 - additive
     composed = make().compose(dp_event.ComposedDpEvent(prior + [training])).get_epsilon(accountant_delta)
@@ -228,9 +288,11 @@ def test_the_composed_epsilon_is_dp_accountings_over_every_listed_event(accounta
     assert pl.PrivacyLedger.from_dict(data).epsilons[accountant] == pytest.approx(composed, rel=rel)
     parts = data["composition"]["parts"]
     assert parts["preprocessing"][accountant] == pytest.approx(
-        make().compose(dp_event.ComposedDpEvent(prior)).get_epsilon(accountant_delta), rel=rel)
-    assert parts["training"][accountant] == pytest.approx(make().compose(training).get_epsilon(accountant_delta),
-                                                          rel=rel)
+        make().compose(dp_event.ComposedDpEvent(prior)).get_epsilon(accountant_delta), rel=rel
+    )
+    assert parts["training"][accountant] == pytest.approx(
+        make().compose(training).get_epsilon(accountant_delta), rel=rel
+    )
     assert parts["training"][accountant] < composed < parts["training"][accountant] + parts["preprocessing"][accountant]
 
 
@@ -262,8 +324,15 @@ def test_mlmd_holds_the_whole_artifacts_epsilon_and_each_part_alone():
 
 
 def test_exact_preprocessing_makes_the_artifacts_epsilon_infinite():
-    exact = MechanismRecord(name="x/mean_and_var", analyzer="mean_and_var", mechanism="exact", adjacency="add-remove",
-                            components=(), parameters={}, noise="none (exact statistics)")
+    exact = MechanismRecord(
+        name="x/mean_and_var",
+        analyzer="mean_and_var",
+        mechanism="exact",
+        adjacency="add-remove",
+        components=(),
+        parameters={},
+        noise="none (exact statistics)",
+    )
     part = PreprocessingPart(PreprocessingAccount(mechanisms=(exact,)), "add-remove")
     ledger = pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.0, delta=1e-3, preprocessing=part)
     assert ledger.epsilons == {"rdp": math.inf, "pld": math.inf}
@@ -278,28 +347,34 @@ def test_the_push_decision_is_reserved_and_composed_between_preprocessing_and_tr
     over the listed events, recomputed here, and a ledger cannot claim more decision noise than it composed."""
     from pipelines.components.dp_trainer.spec import DpTrainingConfig
     from privacy.decision import NoisyAccuracy
-    config = DpTrainingConfig.from_custom_config({"batch_size": 32, "epochs": 5, "target_epsilon": 3.0,
-                                                  "decision_epsilon": 0.3, "accountant": accountant})
+
+    config = DpTrainingConfig.from_custom_config(
+        {"batch_size": 32, "epochs": 5, "target_epsilon": 3.0, "decision_epsilon": 0.3, "accountant": accountant}
+    )
     account = _account()
     plan = config.plan(dataset_size=389, preprocessing=account)
     assert plan.decision == NoisyAccuracy.calibrate(0.3, plan.delta)
-    without = DpTrainingConfig.from_custom_config({"batch_size": 32, "epochs": 5, "target_epsilon": 3.0,
-                                                   "accountant": accountant}).plan(dataset_size=389,
-                                                                                   preprocessing=account)
-    assert plan.noise_multiplier > without.noise_multiplier   # the reservation costs the training some noise
+    without = DpTrainingConfig.from_custom_config(
+        {"batch_size": 32, "epochs": 5, "target_epsilon": 3.0, "accountant": accountant}
+    ).plan(dataset_size=389, preprocessing=account)
+    assert plan.noise_multiplier > without.noise_multiplier  # the reservation costs the training some noise
     data = json.loads(json.dumps(plan.ledger().to_dict()))
     assert data["decision"]["std"] == plan.decision.std and data["decision"]["group_size"] == 1
     decision = dp_event.GaussianDpEvent(data["decision"]["std"] / math.sqrt(2))
     training = dp_event.SelfComposedDpEvent(plan.mechanism.unit_event(), plan.steps)
-    make = {"rdp": dp_accounting.rdp.RdpAccountant,
-            "pld": lambda: dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4)}[accountant]
-    composed = make().compose(dp_event.ComposedDpEvent(_listed_events(data) + [decision, training])).get_epsilon(
-        plan.delta)
+    make = {
+        "rdp": dp_accounting.rdp.RdpAccountant,
+        "pld": lambda: dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4),
+    }[accountant]
+    composed = (
+        make().compose(dp_event.ComposedDpEvent(_listed_events(data) + [decision, training])).get_epsilon(plan.delta)
+    )
     rel = 1e-9 if accountant == "rdp" else 1e-6
     assert data["epsilon"][accountant] == pytest.approx(composed, rel=rel)
     assert composed <= 3.0 * (1 + 1e-3)
     assert data["composition"]["parts"]["decision"][accountant] == pytest.approx(
-        make().compose(decision).get_epsilon(plan.delta), rel=rel)
+        make().compose(decision).get_epsilon(plan.delta), rel=rel
+    )
     noisier = json.loads(json.dumps(data))
     noisier["decision"]["std"] *= 10
     with pytest.raises(pl.LedgerError, match="does not account the run"):

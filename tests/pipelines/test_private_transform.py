@@ -26,8 +26,7 @@ from pipelines.trainers import breast_cancer as module
 from pipelines.transform import artifact
 from pipelines.transform.analyzers import private_preprocessing_fn
 from pipelines.transform.spec import PreprocessingConfig
-from privacy.preprocessing import (MeanVariance, PreprocessingAccount, PreprocessingPart, noise,
-                                   noise_multiplier_of)
+from privacy.preprocessing import MeanVariance, PreprocessingAccount, PreprocessingPart, noise, noise_multiplier_of
 
 EPSILON = 1.5
 
@@ -39,8 +38,10 @@ def _config(seed: int | None = 0, **changes) -> dict:
 def _rows(tmp_path_factory) -> list[dict]:
     path = breast_cancer.write_csv(tmp_path_factory.mktemp("data"))
     with open(path) as f:
-        return [{k: (int(v) if k == breast_cancer.LABEL_KEY else float(v)) for k, v in row.items()}
-                for row in csv.DictReader(f)][:385]
+        return [
+            {k: (int(v) if k == breast_cancer.LABEL_KEY else float(v)) for k, v in row.items()}
+            for row in csv.DictReader(f)
+        ][:385]
 
 
 def _dtype(value):
@@ -57,16 +58,18 @@ def _trace(preprocessing_fn, rows, custom_config):
     return tft.get_analyze_input_columns(functools.partial(preprocessing_fn, custom_config=custom_config), specs)
 
 
-def _analyze(tmp_path_factory, rows, custom_config, preprocessing_fn=module.preprocessing_fn, tf1=False,
-             spec=None) -> str:
+def _analyze(
+    tmp_path_factory, rows, custom_config, preprocessing_fn=module.preprocessing_fn, tf1=False, spec=None
+) -> str:
     """tf.Transform's analysis of ``rows`` (a tf.compat.v1 graph with ``tf1``; ``spec``: the feature spec, by
     default scalars of the first row's types); returns the transform graph's folder."""
     out = str(tmp_path_factory.mktemp("transform"))
     metadata = tft.DatasetMetadata.from_feature_spec(spec or _spec(rows))
     with tft_beam.Context(temp_dir=str(tmp_path_factory.mktemp("tmp")), force_tf_compat_v1=tf1):
         with beam.Pipeline() as pipeline:
-            transform_fn = ((pipeline | beam.Create(rows, reshuffle=False), metadata)
-                            | tft_beam.AnalyzeDataset(functools.partial(preprocessing_fn, custom_config=custom_config)))
+            transform_fn = (pipeline | beam.Create(rows, reshuffle=False), metadata) | tft_beam.AnalyzeDataset(
+                functools.partial(preprocessing_fn, custom_config=custom_config)
+            )
             _ = transform_fn | tft_beam.WriteTransformFn(out)
     return out
 
@@ -113,7 +116,7 @@ def test_neighbouring_data_sets_move_the_releases_by_at_most_the_stated_sensitiv
         for record in account.mechanisms:
             change = np.array(other[record.name]) - np.array(released[record.name])
             sensitivity = np.array([c.sensitivity for c in record.components])
-            step = noise.grid([c.noise_std for c in record.components])   # each release is snapped to its grid
+            step = noise.grid([c.noise_std for c in record.components])  # each release is snapped to its grid
             assert np.all(np.abs(change) <= sensitivity + step + 1e-6), (record.name, change, sensitivity)
             assert np.all(np.abs(change - exact_change[record.name]) <= step + 1e-4)  # log10 in float32
     # The adversarial record reaches the bound on the features it pushes to the clipping range's ends.
@@ -122,9 +125,10 @@ def test_neighbouring_data_sets_move_the_releases_by_at_most_the_stated_sensitiv
 
 @private_preprocessing_fn
 def _quantile_analyzers(inputs, analyzers):
-    return {"bucket": analyzers.bucketize(inputs["mean_radius"], 4, bounds=(0.0, 40.0), share=0.5),
-            "scaled": analyzers.scale_by_min_max(inputs["mean_area"], bounds=(0.0, 3000.0), share=0.5, bins=64,
-                                                 tail=0.05)}
+    return {
+        "bucket": analyzers.bucketize(inputs["mean_radius"], 4, bounds=(0.0, 40.0), share=0.5),
+        "scaled": analyzers.scale_by_min_max(inputs["mean_area"], bounds=(0.0, 3000.0), share=0.5, bins=64, tail=0.05),
+    }
 
 
 def test_neighbouring_data_sets_move_the_quantile_trees_by_their_stated_sensitivity(tmp_path_factory, data):
@@ -140,9 +144,9 @@ def test_neighbouring_data_sets_move_the_quantile_trees_by_their_stated_sensitiv
             change = np.array(other[record.name]) - np.array(account.releases[record.name])
             [component] = record.components
             levels = round(math.log(record.parameters["bins"], record.parameters["branching"])) + 1
-            step = float(noise.grid(component.noise_std))   # each noisy count is snapped to its grid
+            step = float(noise.grid(component.noise_std))  # each noisy count is snapped to its grid
             np.testing.assert_allclose(np.abs(change[np.abs(change) > 0.5]), 1.0, atol=step + 1e-6)
-            assert np.all(np.abs(change[np.abs(change) <= 0.5]) == 0)   # same count, same noise: same release
+            assert np.all(np.abs(change[np.abs(change) <= 0.5]) == 0)  # same count, same noise: same release
             assert component.sensitivity == pytest.approx(math.sqrt(levels))
             assert np.linalg.norm(change) == pytest.approx(math.sqrt(levels), abs=levels * step)
 
@@ -165,7 +169,8 @@ def test_the_noise_matches_the_recorded_mechanisms(tmp_path_factory, data, base)
     for record in account.mechanisms:
         assert record.share == pytest.approx(1 / 30) and "seeded" in record.noise
         assert noise_multiplier_of(record.components) == pytest.approx(
-            budget.noise_multiplier / math.sqrt(1 / 30), rel=1e-9)
+            budget.noise_multiplier / math.sqrt(1 / 30), rel=1e-9
+        )
     assert account.coverage.analyzer_outputs == 30 * 3 and not account.coverage.uncovered
 
 
@@ -177,8 +182,9 @@ def test_the_transform_graph_z_scores_with_the_released_statistics(base):
     estimates = MeanVariance(tuple(record.parameters["bounds"]), 1.0).estimates(np.array(account.releases[record.name]))
     mean, variance = estimates["mean"], estimates["variance"]
     output = tft.TFTransformOutput(base).transform_raw_features(
-        {k: tf.constant([10.0, 100.0]) for k in module.FEATURE_KEYS} | {breast_cancer.LABEL_KEY: tf.constant([0, 1],
-                                                                                                             tf.int64)})
+        {k: tf.constant([10.0, 100.0]) for k in module.FEATURE_KEYS}
+        | {breast_cancer.LABEL_KEY: tf.constant([0, 1], tf.int64)}
+    )
     z = output[module.transformed_name(key)].numpy()
     np.testing.assert_allclose(z, (np.array([1.0, 2.0]) - mean) / math.sqrt(variance), rtol=1e-4)
 
@@ -194,10 +200,14 @@ def test_plain_tft_analyzers_are_refused_under_a_private_config(tmp_path_factory
     assert "tft.scale_to_z_score (name scope 'scale_to_z_score'): use PrivateAnalyzers.scale_to_z_score" in message
     assert "tft.bucketize" in message and "PrivateAnalyzers.bucketize" in message
 
-@pytest.mark.parametrize("analyzer, replacement", [
-    (lambda x: tft.mean(x), "(instead: PrivateAnalyzers.mean_and_var"),
-    (lambda x: tft.size(x), "(instead: no private count yet"),
-])
+
+@pytest.mark.parametrize(
+    "analyzer, replacement",
+    [
+        (lambda x: tft.mean(x), "(instead: PrivateAnalyzers.mean_and_var"),
+        (lambda x: tft.size(x), "(instead: no private count yet"),
+    ],
+)
 def test_declare_public_refuses_analyzers_and_records_constants(tmp_path_factory, data, analyzer, replacement):
     # Inside a preprocessing_fn a tft analyzer runs over the training split: its output is never public.
     @private_preprocessing_fn
@@ -208,6 +218,7 @@ def test_declare_public_refuses_analyzers_and_records_constants(tmp_path_factory
     with pytest.raises(ValueError) as err:
         _trace(laundered, data, _config())
     assert "declare_public('n') takes constant values only" in str(err.value) and replacement in str(err.value)
+
     # Constants the author gives pass, and the declaration is recorded with its value.
     @private_preprocessing_fn
     def declared(inputs, analyzers):
@@ -216,8 +227,12 @@ def test_declare_public_refuses_analyzers_and_records_constants(tmp_path_factory
 
     account = _account(_analyze(tmp_path_factory, data[:50], _config(), declared))
     [declaration] = account.declarations
-    assert (declaration.name, declaration.reason, declaration.value, declaration.analyzers) == \
-        ("n", "n is published", 569.0, ())
+    assert (declaration.name, declaration.reason, declaration.value, declaration.analyzers) == (
+        "n",
+        "n is published",
+        569.0,
+        (),
+    )
     assert account.problems() == [] and account.mechanisms == ()
 
 
@@ -247,8 +262,9 @@ print("PROBLEMS " + json.dumps(coverage.artifact_problems(sys.argv[2], ledger)),
 """
 
 
-def test_a_tf1_graph_without_coverage_record_is_refused_by_the_trainer_and_the_gate(tmp_path_factory, data,
-                                                                                     python_subprocess):
+def test_a_tf1_graph_without_coverage_record_is_refused_by_the_trainer_and_the_gate(
+    tmp_path_factory, data, python_subprocess
+):
     # A tf.compat.v1 graph keeps its analyzer outputs as Const nodes, where no search for constants looks:
     # the missing coverage record alone must make it a problem (fail closed).
     out = _analyze(tmp_path_factory, data[:50], {}, _unwrapped, tf1=True)
@@ -264,26 +280,38 @@ def test_a_tf1_graph_without_coverage_record_is_refused_by_the_trainer_and_the_g
     ledger = config.plan(dataset_size=50).ledger()
     part = PreprocessingPart(account, ledger.accounted_mechanism().adjacency)
     ledger = dataclasses.replace(ledger, preprocessing=part)
-    assert coverage.artifact_problems(os.path.join(out, artifact.TRANSFORM_FN_DIR), ledger) == \
-        [artifact.NO_COVERAGE_RECORD]
+    assert coverage.artifact_problems(os.path.join(out, artifact.TRANSFORM_FN_DIR), ledger) == [
+        artifact.NO_COVERAGE_RECORD
+    ]
     # A model serving the graph, whatever its ledger says, is a problem at the gate. (The check is not
     # made on the exit status: saving a tft layer's model can crash the interpreter at exit.)
     argv = [out, str(tmp_path_factory.mktemp("served") / "model")]
-    proc = python_subprocess(f"import sys; sys.argv[1:] = {argv!r}\n" + SERVE_TRANSFORM, legacy_keras=False,
-                             check=False)
+    proc = python_subprocess(
+        f"import sys; sys.argv[1:] = {argv!r}\n" + SERVE_TRANSFORM, legacy_keras=False, check=False
+    )
     [line] = [line for line in proc.stdout.splitlines() if line.startswith("PROBLEMS ")] or [proc.stderr[-3000:]]
-    assert json.loads(line[len("PROBLEMS "):]) == [f"the model embeds a tf.Transform graph without ppml's "
-                                                   f"coverage record (fail closed): {artifact.NO_COVERAGE_RECORD}"]
+    assert json.loads(line[len("PROBLEMS ") :]) == [
+        f"the model embeds a tf.Transform graph without ppml's "
+        f"coverage record (fail closed): {artifact.NO_COVERAGE_RECORD}"
+    ]
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda a, x: a.scale_to_z_score(x, bounds=None, share=0.5), "needs public bounds"),
-    (lambda a, x: a.scale_to_z_score(x, bounds=(3, 1), share=0.5), "lower must be below upper"),
-    (lambda a, x: a.scale_to_z_score(x, bounds=(0, 1), share=0), "share must be in \\(0, 1\\] \\(a fraction of the"),
-    (lambda a, x: [a.mean_and_var(x, bounds=(0, 1), share=0.6), a.quantiles(x, [0.5], bounds=(0, 1), share=0.6)],
-     "share 0.6 would take the analyzers' shares to 1.2 > 1"),
-    (lambda a, x: a.quantiles(x, [1.5], bounds=(0, 1), share=0.5), "probabilities must be"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda a, x: a.scale_to_z_score(x, bounds=None, share=0.5), "needs public bounds"),
+        (lambda a, x: a.scale_to_z_score(x, bounds=(3, 1), share=0.5), "lower must be below upper"),
+        (
+            lambda a, x: a.scale_to_z_score(x, bounds=(0, 1), share=0),
+            "share must be in \\(0, 1\\] \\(a fraction of the",
+        ),
+        (
+            lambda a, x: [a.mean_and_var(x, bounds=(0, 1), share=0.6), a.quantiles(x, [0.5], bounds=(0, 1), share=0.6)],
+            "share 0.6 would take the analyzers' shares to 1.2 > 1",
+        ),
+        (lambda a, x: a.quantiles(x, [1.5], bounds=(0, 1), share=0.5), "probabilities must be"),
+    ],
+)
 def test_bad_settings_fail_when_the_function_is_traced_before_any_analysis(data, call, message):
     @private_preprocessing_fn
     def bad(inputs, analyzers):
@@ -346,8 +374,9 @@ def test_neighbouring_data_sets_change_a_private_vocabulary_within_the_accounted
 
     config = PreprocessingConfig(epsilon=2.0, delta=1e-5, noise_seed=3).to_custom_config()
     out = _analyze(tmp_path_factory, rows, config, vocab)
-    [name] = [f for f in tf.io.gfile.listdir(os.path.join(out, "transform_fn", "assets"))
-              if f.startswith("ppml_vocabulary")]
+    [name] = [
+        f for f in tf.io.gfile.listdir(os.path.join(out, "transform_fn", "assets")) if f.startswith("ppml_vocabulary")
+    ]
     with open(os.path.join(out, "transform_fn", "assets", name)) as f:
         released = set(f.read().split())
     [record] = _account(out).mechanisms
@@ -356,12 +385,12 @@ def test_neighbouring_data_sets_change_a_private_vocabulary_within_the_accounted
     observed = {c: sum(f"t{c}_{i}" in released for i in range(per_count)) for c in counts}
     assert observed[1] == 0
     moderate = [c for c in counts if 0.02 < p[c] < 0.98]
-    assert len(moderate) >= 4   # the counts straddle the threshold
+    assert len(moderate) >= 4  # the counts straddle the threshold
     chi2 = sum((observed[c] - per_count * p[c]) ** 2 / (per_count * p[c] * (1 - p[c])) for c in moderate)
     assert stats.chi2.sf(chi2, len(moderate)) > 1e-4, (tau, std, observed)
     delta = 1e-3
     [event] = _account(out).events("add-remove")
-    assert event.noise_multiplier == pytest.approx(std)   # one record moves one count by 1 (l0 = 1)
+    assert event.noise_multiplier == pytest.approx(std)  # one record moves one count by 1 (l0 = 1)
     epsilon = dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4).compose(event).get_epsilon(delta)
     for c in counts[:-1]:
         assert p[c + 1] <= math.exp(epsilon) * p[c] + delta and p[c] <= math.exp(epsilon) * p[c + 1] + delta
@@ -373,6 +402,7 @@ def test_non_utf8_tokens_stay_distinct_and_are_written_as_their_bytes():
     """Review item 8: decoding with errors='replace' merged distinct invalid byte tokens into U+FFFD, which never
     matches the raw bytes in tft.apply_vocabulary."""
     from pipelines.transform import beam_analyzers
+
     tokens = [b"\xff", b"\xfe", "café".encode()]
     decoded = [beam_analyzers._token(t) for t in tokens]
     assert len(set(decoded)) == 3 and decoded[2] == "café"
@@ -386,8 +416,13 @@ MULTI_SPEC = {"v": tf.io.FixedLenFeature([MULTI], tf.float32), "text": tf.io.Fix
 def _multi_valued_rows(n=300):
     """n records of 5 values in [0.4, 0.6] and 3 common words; the victim: 5 ones and 16 times a unique word."""
     rng = np.random.default_rng(0)
-    rows = [{"v": [float(a) for a in rng.uniform(0.4, 0.6, MULTI)],
-             "text": " ".join(rng.choice(["alpha", "beta", "gamma", "delta"], 3))} for _ in range(n)]
+    rows = [
+        {
+            "v": [float(a) for a in rng.uniform(0.4, 0.6, MULTI)],
+            "text": " ".join(rng.choice(["alpha", "beta", "gamma", "delta"], 3)),
+        }
+        for _ in range(n)
+    ]
     return rows, {"v": [1.0] * MULTI, "text": " ".join(["SECRETNAME"] * 16)}
 
 
@@ -398,22 +433,32 @@ def _multi_valued_fn(flatten_values: bool, flatten_tokens: bool):
         tokens = tf.strings.split(inputs["text"])
         tokens = tokens.flat_values if flatten_tokens else tokens
         mean, _ = analyzers.mean_and_var(values, bounds=(0.0, 1.0), share=0.5, name="v")
-        return {"v_xf": inputs["v"] - mean,
-                "text_id": tft.apply_vocabulary(inputs["text"], analyzers.vocabulary(tokens, share=0.5, name="words"))}
+        return {
+            "v_xf": inputs["v"] - mean,
+            "text_id": tft.apply_vocabulary(inputs["text"], analyzers.vocabulary(tokens, share=0.5, name="words")),
+        }
+
     return fn
 
 
 @pytest.mark.parametrize("flatten_values, flatten_tokens, analyzer", [(True, False, "v"), (False, True, "words")])
-def test_an_analyzer_input_flattened_across_records_fails_the_analysis(tmp_path_factory, flatten_values,
-                                                                        flatten_tokens, analyzer):
+def test_an_analyzer_input_flattened_across_records_fails_the_analysis(
+    tmp_path_factory, flatten_values, flatten_tokens, analyzer
+):
     """tf.reshape(x, [-1]) or .flat_values feeds one record as several rows: the analysis stops, naming the
     analyzer, instead of accounting each row as a record (which under-stated the sensitivity k-fold); the error
     quotes no value of the data."""
     rows, _ = _multi_valued_rows(20)
-    with pytest.raises(Exception, match=rf"ppml analyzer \W+{analyzer}\W+: its input must hold one row per record") \
-            as info:
-        _analyze(tmp_path_factory, rows, PreprocessingConfig(epsilon=2.0, delta=1e-5, noise_seed=0).to_custom_config(),
-                 _multi_valued_fn(flatten_values, flatten_tokens), spec=MULTI_SPEC)
+    with pytest.raises(
+        Exception, match=rf"ppml analyzer \W+{analyzer}\W+: its input must hold one row per record"
+    ) as info:
+        _analyze(
+            tmp_path_factory,
+            rows,
+            PreprocessingConfig(epsilon=2.0, delta=1e-5, noise_seed=0).to_custom_config(),
+            _multi_valued_fn(flatten_values, flatten_tokens),
+            spec=MULTI_SPEC,
+        )
     quoted = str(info.value).lower()
     assert not any(word in quoted for word in ("alpha", "beta", "gamma", "delta", "616c706861")), quoted
 
@@ -436,7 +481,7 @@ def test_per_record_multi_valued_and_ragged_inputs_stay_within_the_recorded_sens
         sensitivity = np.array([c.sensitivity for c in mv.components])
         step = noise.grid([c.noise_std for c in mv.components])
         assert np.all(np.abs(change) <= sensitivity + step + 1e-6), (change, sensitivity)
-        assert abs(change[1]) > sensitivity[1] / 2   # the victim's values do move the sum (the check is not void)
+        assert abs(change[1]) > sensitivity[1] / 2  # the victim's values do move the sum (the check is not void)
         for out in outs:
             assets = os.path.join(out, "transform_fn", "assets")
             [name] = [f for f in os.listdir(assets) if f.startswith("ppml_vocabulary")]

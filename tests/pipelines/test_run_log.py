@@ -43,10 +43,10 @@ def test_library_output_goes_to_the_log_and_errors_to_the_terminal(tmp_path, pyt
     proc = python_subprocess(f"import sys; sys.argv[1:] = [{str(root)!r}]\n" + SCRIPT)
     assert proc.stdout == "REPORT\n"  # stdout is back for the report once the capture ends
     lines = proc.stderr.splitlines()
-    path = lines[0][len("LOG "):]
+    path = lines[0][len("LOG ") :]
     assert os.path.dirname(path) == str(root / "logs") and os.path.basename(path).startswith("run-")
     assert lines[1:] == [
-        "ERROR: a real error",               # the message of an ERROR record, not its traceback
+        "ERROR: a real error",  # the message of an ERROR record, not its traceback
         "[1/1] Stage complete",
         "--- unexpected failure before the log is kept",
         "what was captured before the failure",  # replayed: nothing is lost
@@ -56,8 +56,13 @@ def test_library_output_goes_to_the_log_and_errors_to_the_terminal(tmp_path, pyt
     with open(path) as f:
         log = f.read().splitlines()
     # Everything, in the order it reached the file descriptors (Python's stdout is flushed when the log moves).
-    assert log == ["I0000 native log line before the root is known",
-                   "library output on stdout, before the root is known",
-                   "WARNING:absl:a library warning", "native stdout", "E0000 native stderr",
-                   "ERROR:tfx:a real error", "ValueError: details"]  # the traceback too
+    assert log == [
+        "I0000 native log line before the root is known",
+        "library output on stdout, before the root is known",
+        "WARNING:absl:a library warning",
+        "native stdout",
+        "E0000 native stderr",
+        "ERROR:tfx:a real error",
+        "ValueError: details",
+    ]  # the traceback too
     assert os.listdir(root / "logs") == [os.path.basename(path)]

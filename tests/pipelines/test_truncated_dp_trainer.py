@@ -14,8 +14,14 @@ from pipelines.components.private_evaluator import spec as gate_spec
 from pipelines.report import PipelineReport
 
 N = 389
-GOOD = {"private": True, "batch_size": 32, "epochs": 5, "l2_norm_clip": 1.0, "noise_multiplier": 1.5,
-        "truncated_batch_size": 40}
+GOOD = {
+    "private": True,
+    "batch_size": 32,
+    "epochs": 5,
+    "l2_norm_clip": 1.0,
+    "noise_multiplier": 1.5,
+    "truncated_batch_size": 40,
+}
 STEPS = math.ceil(5 * N / 32)
 
 
@@ -27,17 +33,23 @@ def truncated_pld(k, sigma, steps, delta=1e-3):
     return accountant.get_epsilon(delta)
 
 
-@pytest.mark.parametrize("change, setting, message", [
-    ({"truncated_batch_size": 31}, "truncated_batch_size", "must be an integer in [32, dataset_size] or 'default'"),
-    ({"truncated_batch_size": "auto"}, "truncated_batch_size", "got 'auto'"),
-    ({"truncated_batch_size": 40.0}, "truncated_batch_size", "got 40.0"),
-    ({"sampling": "shuffle"}, "truncated_batch_size", "Poisson sampling only"),
-    ({"sampling": "fixed", "accountant": "pld", "noise_multiplier": None, "target_epsilon": 3.0},
-     "truncated_batch_size", "Poisson sampling only"),
-    ({"num_microbatches": 4}, "truncated_batch_size", "per-example clipping only"),
-    ({"private": False, "noise_multiplier": None}, "truncated_batch_size", "private training only"),
-    ({"noise_multiplier": None, "target_epsilon": 3.0}, "accountant", "use 'pld'"),   # rdp is the default
-])
+@pytest.mark.parametrize(
+    "change, setting, message",
+    [
+        ({"truncated_batch_size": 31}, "truncated_batch_size", "must be an integer in [32, dataset_size] or 'default'"),
+        ({"truncated_batch_size": "auto"}, "truncated_batch_size", "got 'auto'"),
+        ({"truncated_batch_size": 40.0}, "truncated_batch_size", "got 40.0"),
+        ({"sampling": "shuffle"}, "truncated_batch_size", "Poisson sampling only"),
+        (
+            {"sampling": "fixed", "accountant": "pld", "noise_multiplier": None, "target_epsilon": 3.0},
+            "truncated_batch_size",
+            "Poisson sampling only",
+        ),
+        ({"num_microbatches": 4}, "truncated_batch_size", "per-example clipping only"),
+        ({"private": False, "noise_multiplier": None}, "truncated_batch_size", "private training only"),
+        ({"noise_multiplier": None, "target_epsilon": 3.0}, "accountant", "use 'pld'"),  # rdp is the default
+    ],
+)
 def test_bad_truncation_settings_name_the_key(change, setting, message):
     with pytest.raises(InvalidPrivacySetting) as info:
         DpTrainingConfig.from_custom_config({**GOOD, **change})
@@ -63,8 +75,9 @@ def test_the_plan_accounts_the_truncated_event_and_the_default_cap():
 
 
 def test_target_epsilon_is_calibrated_with_pld_on_the_truncated_event():
-    plan = DpTrainingConfig.from_custom_config({**GOOD, "noise_multiplier": None, "target_epsilon": 3.0,
-                                                "accountant": "pld"}).plan(dataset_size=N)
+    plan = DpTrainingConfig.from_custom_config(
+        {**GOOD, "noise_multiplier": None, "target_epsilon": 3.0, "accountant": "pld"}
+    ).plan(dataset_size=N)
     sigma = plan.mechanism.noise_multiplier
     assert truncated_pld(40, sigma, STEPS) <= 3.0 < truncated_pld(40, sigma * 0.99, STEPS)
 
@@ -75,7 +88,7 @@ def test_the_ledger_records_the_cut_batches_and_the_gate_and_report_use_the_trun
         plan.ledger()
     with pytest.raises(pl.LedgerError, match="must state truncated_batches"):
         plan.ledger(truncated_batches=-1)
-    ledger = pl.PrivacyLedger.from_dict(plan.ledger(truncated_batches=7).to_dict())   # as the gate reads it
+    ledger = pl.PrivacyLedger.from_dict(plan.ledger(truncated_batches=7).to_dict())  # as the gate reads it
     exact = truncated_pld(40, 1.5, STEPS)
     assert ledger.parameters["truncated_batches"] == 7 and ledger.parameters["truncated_batch_size"] == 40
     assert ledger.to_dict()["budget"]["ledger"][-1]["event"]["class_name"] == "TruncatedSubsampledGaussianDpEvent"
@@ -90,8 +103,18 @@ def test_the_ledger_records_the_cut_batches_and_the_gate_and_report_use_the_trun
     with pytest.raises(pl.LedgerError, match="never cuts"):
         untruncated.ledger(truncated_batches=0)
 
-    report = PipelineReport(pipeline_name="p", run_id="r", stages={"Trainer": "complete"}, model_uri="m", model_id=1,
-                            model_properties={}, ledger=ledger, evaluation=None, evaluation_uri=None, pushed_uri=None)
+    report = PipelineReport(
+        pipeline_name="p",
+        run_id="r",
+        stages={"Trainer": "complete"},
+        model_uri="m",
+        model_id=1,
+        model_properties={},
+        ledger=ledger,
+        evaluation=None,
+        evaluation_uri=None,
+        pushed_uri=None,
+    )
     text = report.format_text()
     assert "batches of more than 40 cut to a random 40 of them" in text
     assert "TruncatedSubsampledGaussianDpEvent" in text and f"  {'batches cut':<18} 7 (truncated Poisson" in text
@@ -111,16 +134,25 @@ def test_the_count_of_cut_batches_is_listed_outside_the_guarantee_and_never_call
     outside = ledger.parameters["outside_guarantee"]
     assert set(outside) == {pl.CUT_BATCHES_NAME, *pl.SEPARATE_RUNS, *pl.INFERRED_SPEC}
     assert "no epsilon covers it" in outside[pl.CUT_BATCHES_NAME]
-    unlisted = json.loads(json.dumps(ledger.to_dict()))   # to_dict shares the parameters' dicts
+    unlisted = json.loads(json.dumps(ledger.to_dict()))  # to_dict shares the parameters' dicts
     del unlisted["parameters"]["outside_guarantee"][pl.CUT_BATCHES_NAME]
     with pytest.raises(pl.LedgerError, match="must list 'count of cut batches' outside the guarantee"):
         pl.PrivacyLedger.from_dict(unlisted)
     untruncated = DpTrainingConfig.from_custom_config({**GOOD, "truncated_batch_size": None}).plan(dataset_size=N)
     assert pl.CUT_BATCHES_NAME not in untruncated.ledger().parameters["outside_guarantee"]
 
-    text = PipelineReport(pipeline_name="p", run_id="r", stages={"Trainer": "complete"}, model_uri="m", model_id=1,
-                          model_properties={}, ledger=ledger, evaluation=None, evaluation_uri=None,
-                          pushed_uri=None).format_text()
+    text = PipelineReport(
+        pipeline_name="p",
+        run_id="r",
+        stages={"Trainer": "complete"},
+        model_uri="m",
+        model_id=1,
+        model_properties={},
+        ledger=ledger,
+        evaluation=None,
+        evaluation_uri=None,
+        pushed_uri=None,
+    ).format_text()
     cut = next(line for line in text.splitlines() if line.startswith(f"  {'batches cut':<18} 7"))
     assert "not covered by epsilon" in cut and "accounted" not in cut
     assert f"  outside the guarantee: {pl.CUT_BATCHES_NAME}: " in text

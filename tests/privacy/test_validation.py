@@ -13,38 +13,49 @@ class SettingError(ValueError):
     pass
 
 
-@pytest.mark.parametrize("call,message", [
-    (lambda: validation.positive("epsilon", 0), "epsilon must be a finite number > 0, got 0"),
-    (lambda: validation.positive("epsilon", -1.5), "epsilon must be a finite number > 0, got -1.5"),
-    (lambda: validation.positive("epsilon", math.nan), "epsilon must be a finite number > 0, got nan"),
-    (lambda: validation.positive("epsilon", math.inf), "epsilon must be a finite number > 0, got inf"),
-    (lambda: validation.positive("epsilon", 10 ** 400),
-     f"epsilon must be a finite number > 0, got int {str(10 ** 400)[:77]}..."),
-    (lambda: validation.integer("n", 10 ** 5000, maximum=10),
-     "n must be an integer <= 10, got an int too large to show"),
-    (lambda: validation.positive("epsilon", np.array([[1.0, 2.0], [3.0, 4.0]])),
-     "epsilon must be a finite number > 0, got ndarray array([[1., 2.], [3., 4.]])"),
-    (lambda: validation.positive("epsilon", True), "epsilon must be a finite number > 0, got True"),
-    (lambda: validation.positive("epsilon", "1"), "epsilon must be a finite number > 0, got '1'"),
-    (lambda: validation.positive("epsilon", None), "epsilon must be a finite number > 0, got None"),
-    (lambda: validation.positive("clip", 2e6, maximum=1e6, note="beyond it the noise overflows"),
-     "clip must be in (0, 1e+06] (beyond it the noise overflows), got 2000000.0"),
-    (lambda: validation.probability("delta", 0), "delta must be in (0, 1), got 0"),
-    (lambda: validation.probability("delta", 1), "delta must be in (0, 1), got 1"),
-    (lambda: validation.probability("rate", 1.0, zero=True), "rate must be in [0, 1), got 1.0"),
-    (lambda: validation.probability("share", 0, one=True), "share must be in (0, 1], got 0"),
-    (lambda: validation.number("x", -0.5, low=0), "x must be a finite number >= 0, got -0.5"),
-    (lambda: validation.number("x", 3, high=2, high_open=True), "x must be a finite number < 2, got 3"),
-    (lambda: validation.number("x", "a"), "x must be a finite number, got 'a'"),
-    (lambda: validation.number("sigma", 1e-4, low=1e-3, high=1e6), "sigma must be in [0.001, 1e+06], got 0.0001"),
-    (lambda: validation.integer("rounds", 0, minimum=1), "rounds must be an integer >= 1, got 0"),
-    (lambda: validation.integer("rounds", 2.0, minimum=1), "rounds must be an integer >= 1, got 2.0"),
-    (lambda: validation.integer("rounds", False, minimum=0), "rounds must be an integer >= 0, got False"),
-    (lambda: validation.integer("bits", 49, minimum=1, maximum=48), "bits must be an integer in [1, 48], got 49"),
-    (lambda: validation.integer("n", 7, maximum=5), "n must be an integer <= 5, got 7"),
-    (lambda: validation.integer("n", "3"), "n must be an integer, got '3'"),
-    (lambda: validation.integer("n", "1\n2"), "n must be an integer, got '1\\n2'"),
-])
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (lambda: validation.positive("epsilon", 0), "epsilon must be a finite number > 0, got 0"),
+        (lambda: validation.positive("epsilon", -1.5), "epsilon must be a finite number > 0, got -1.5"),
+        (lambda: validation.positive("epsilon", math.nan), "epsilon must be a finite number > 0, got nan"),
+        (lambda: validation.positive("epsilon", math.inf), "epsilon must be a finite number > 0, got inf"),
+        (
+            lambda: validation.positive("epsilon", 10**400),
+            f"epsilon must be a finite number > 0, got int {str(10**400)[:77]}...",
+        ),
+        (
+            lambda: validation.integer("n", 10**5000, maximum=10),
+            "n must be an integer <= 10, got an int too large to show",
+        ),
+        (
+            lambda: validation.positive("epsilon", np.array([[1.0, 2.0], [3.0, 4.0]])),
+            "epsilon must be a finite number > 0, got ndarray array([[1., 2.], [3., 4.]])",
+        ),
+        (lambda: validation.positive("epsilon", True), "epsilon must be a finite number > 0, got True"),
+        (lambda: validation.positive("epsilon", "1"), "epsilon must be a finite number > 0, got '1'"),
+        (lambda: validation.positive("epsilon", None), "epsilon must be a finite number > 0, got None"),
+        (
+            lambda: validation.positive("clip", 2e6, maximum=1e6, note="beyond it the noise overflows"),
+            "clip must be in (0, 1e+06] (beyond it the noise overflows), got 2000000.0",
+        ),
+        (lambda: validation.probability("delta", 0), "delta must be in (0, 1), got 0"),
+        (lambda: validation.probability("delta", 1), "delta must be in (0, 1), got 1"),
+        (lambda: validation.probability("rate", 1.0, zero=True), "rate must be in [0, 1), got 1.0"),
+        (lambda: validation.probability("share", 0, one=True), "share must be in (0, 1], got 0"),
+        (lambda: validation.number("x", -0.5, low=0), "x must be a finite number >= 0, got -0.5"),
+        (lambda: validation.number("x", 3, high=2, high_open=True), "x must be a finite number < 2, got 3"),
+        (lambda: validation.number("x", "a"), "x must be a finite number, got 'a'"),
+        (lambda: validation.number("sigma", 1e-4, low=1e-3, high=1e6), "sigma must be in [0.001, 1e+06], got 0.0001"),
+        (lambda: validation.integer("rounds", 0, minimum=1), "rounds must be an integer >= 1, got 0"),
+        (lambda: validation.integer("rounds", 2.0, minimum=1), "rounds must be an integer >= 1, got 2.0"),
+        (lambda: validation.integer("rounds", False, minimum=0), "rounds must be an integer >= 0, got False"),
+        (lambda: validation.integer("bits", 49, minimum=1, maximum=48), "bits must be an integer in [1, 48], got 49"),
+        (lambda: validation.integer("n", 7, maximum=5), "n must be an integer <= 5, got 7"),
+        (lambda: validation.integer("n", "3"), "n must be an integer, got '3'"),
+        (lambda: validation.integer("n", "1\n2"), "n must be an integer, got '1\\n2'"),
+    ],
+)
 def test_refusals_are_one_line_naming_the_setting_and_the_value(call, message):
     with pytest.raises(ValueError) as info:
         call()

@@ -13,25 +13,30 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-_NONCE = bytes(16)   # each seed expands one stream only
+_NONCE = bytes(16)  # each seed expands one stream only
 
 
 def new_private_key() -> bytes:
     """A fresh X25519 private key (from the OS CSPRNG), raw 32 bytes."""
-    return X25519PrivateKey.generate().private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                                                     serialization.NoEncryption())
+    return X25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
 
 
 def public_key(private: bytes) -> bytes:
-    return X25519PrivateKey.from_private_bytes(private).public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return (
+        X25519PrivateKey.from_private_bytes(private)
+        .public_key()
+        .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    )
 
 
 def pairwise_seed(private: bytes, peer_public: bytes, round_index: int) -> bytes:
     """s_ij: the 32-byte seed two clients share (symmetric in i and j)."""
     shared = X25519PrivateKey.from_private_bytes(private).exchange(X25519PublicKey.from_public_bytes(peer_public))
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                info=b"ppml secagg pairwise mask, round %d" % round_index).derive(shared)
+    return HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"ppml secagg pairwise mask, round %d" % round_index
+    ).derive(shared)
 
 
 def prg(seed: bytes, length: int, modulus_bits: int) -> np.ndarray:

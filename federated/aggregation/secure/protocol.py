@@ -34,7 +34,7 @@ from federated.aggregation.summand import Summand
 from federated.streams import Stream
 from privacy import validation
 
-_SHARE_BYTES = 66   # a GF(2^521 - 1) element
+_SHARE_BYTES = 66  # a GF(2^521 - 1) element
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,8 +48,8 @@ class RoundKeys:
     private_keys: dict
     public_keys: dict
     self_mask_seeds: dict
-    key_shares: dict       # owner -> {holder: share of the owner's private key}
-    seed_shares: dict      # owner -> {holder: share of the owner's self-mask seed}
+    key_shares: dict  # owner -> {holder: share of the owner's private key}
+    seed_shares: dict  # owner -> {holder: share of the owner's self-mask seed}
     rounding_entropy: dict  # owner -> entropy (a tuple of ints) of its stochastic rounding
 
 
@@ -60,7 +60,7 @@ class ModularSum:
     total: np.ndarray | None = None
     senders: frozenset = frozenset()
     count_size: int = 0
-    clipped_coordinates: int = 0   # simulation diagnostic: what clients clipped (a server would not know)
+    clipped_coordinates: int = 0  # simulation diagnostic: what clients clipped (a server would not know)
 
 
 class SecureAggregation:
@@ -77,8 +77,8 @@ class SecureAggregation:
     """
 
     name = "secure"
-    can_abort = True   # below the threshold the sum cannot be unmasked
-    data_dependent = ("clipped_coordinates",)   # what clients clipped: a private run leaves it out of the report
+    can_abort = True  # below the threshold the sum cannot be unmasked
+    data_dependent = ("clipped_coordinates",)  # what clients clipped: a private run leaves it out of the report
 
     def __init__(self, *, clipping_range: float, bits: int = 16, modulus_bits: int = 32, threshold: float = 2 / 3):
         validation.positive("clipping_range", clipping_range)
@@ -101,16 +101,23 @@ class SecureAggregation:
         return math.sqrt(dimension) * 2.0 * self.clipping_range / ((1 << self.bits) - 1)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "clipping_range": self.clipping_range, "bits": self.bits,
-                "modulus_bits": self.modulus_bits, "threshold": self.threshold}
+        return {
+            "name": self.name,
+            "clipping_range": self.clipping_range,
+            "bits": self.bits,
+            "modulus_bits": self.modulus_bits,
+            "threshold": self.threshold,
+        }
 
     # --- setup (all sampled clients, before training) -------------------------------------------
     def open_round(self, plan, seed: int) -> RoundKeys:
         participants = tuple(range(plan.positions.size))
         m = len(participants)
         if self.required_modulus_bits(self.bits, m) > self.modulus_bits:
-            raise ValueError(f"{m} clients of {self.bits}-bit values can overflow mod 2^{self.modulus_bits}; "
-                             f"raise modulus_bits to >= {self.required_modulus_bits(self.bits, m)}")
+            raise ValueError(
+                f"{m} clients of {self.bits}-bit values can overflow mod 2^{self.modulus_bits}; "
+                f"raise modulus_bits to >= {self.required_modulus_bits(self.bits, m)}"
+            )
         threshold = max(1, math.ceil(self.threshold * m)) if m else 0
         private = {i: masking.new_private_key() for i in participants}
         self_seeds = {i: secrets.token_bytes(32) for i in participants}
@@ -119,11 +126,17 @@ class SecureAggregation:
         else:
             rounding = {i: (seed, plan.round, int(Stream.ROUNDING), int(plan.client_keys[i])) for i in participants}
         return RoundKeys(
-            round=plan.round, seed=seed, participants=participants, threshold=threshold, private_keys=private,
-            public_keys={i: masking.public_key(k) for i, k in private.items()}, self_mask_seeds=self_seeds,
+            round=plan.round,
+            seed=seed,
+            participants=participants,
+            threshold=threshold,
+            private_keys=private,
+            public_keys={i: masking.public_key(k) for i, k in private.items()},
+            self_mask_seeds=self_seeds,
             key_shares={i: shamir.split(private[i], list(participants), threshold) for i in participants},
             seed_shares={i: shamir.split(self_seeds[i], list(participants), threshold) for i in participants},
-            rounding_entropy=rounding)
+            rounding_entropy=rounding,
+        )
 
     # --- client ---------------------------------------------------------------------------------
     def quantized(self, rank: int, summand: Summand, keys: RoundKeys) -> np.ndarray:
@@ -140,14 +153,19 @@ class SecureAggregation:
         counts = np.asarray(summand.counts, np.int64)
         limit = 1 << (self.modulus_bits - math.ceil(math.log2(len(keys.participants) + 1)))
         if counts.size and (counts.min() < 0 or counts.max() >= limit):
-            raise ValueError(f"summand counts {counts.tolist()} do not fit mod 2^{self.modulus_bits} "
-                             f"for {len(keys.participants)} clients; raise modulus_bits")
+            raise ValueError(
+                f"summand counts {counts.tolist()} do not fit mod 2^{self.modulus_bits} "
+                f"for {len(keys.participants)} clients; raise modulus_bits"
+            )
         plain = np.concatenate([values, counts.astype(np.uint64)])
         masked = plain + masking.prg(keys.self_mask_seeds[rank], plain.size, self.modulus_bits)
         for peer in keys.participants:
             if peer != rank:
-                mask = masking.prg(masking.pairwise_seed(keys.private_keys[rank], keys.public_keys[peer], keys.round),
-                                   plain.size, self.modulus_bits)
+                mask = masking.prg(
+                    masking.pairwise_seed(keys.private_keys[rank], keys.public_keys[peer], keys.round),
+                    plain.size,
+                    self.modulus_bits,
+                )
                 masked = masked + mask if rank < peer else masked - mask
         return ModularSum(masked & self._mask_bits, frozenset([rank]), counts.size, clipped)
 
@@ -171,8 +189,9 @@ class SecureAggregation:
             if out.senders & acc.senders:
                 raise ValueError(f"clients {sorted(out.senders & acc.senders)} were added twice")
             total = acc.total if out.total is None else (out.total + acc.total) & self._mask_bits
-            out = ModularSum(total, out.senders | acc.senders, acc.count_size,
-                             out.clipped_coordinates + acc.clipped_coordinates)
+            out = ModularSum(
+                total, out.senders | acc.senders, acc.count_size, out.clipped_coordinates + acc.clipped_coordinates
+            )
         return out
 
     def finish(self, accumulator: ModularSum, reported, keys: RoundKeys) -> tuple[Summand | None, dict]:
@@ -181,12 +200,18 @@ class SecureAggregation:
         if survivors != sorted(reported):
             raise RuntimeError("the clients in the masked sum differ from those that reported")
         dropped = [i for i in keys.participants if i not in accumulator.senders]
-        report = {**self._cost(len(keys.participants), len(survivors), len(dropped),
-                               0 if accumulator.total is None else accumulator.total.size),
-                  "clipped_coordinates": accumulator.clipped_coordinates}
+        report = {
+            **self._cost(
+                len(keys.participants),
+                len(survivors),
+                len(dropped),
+                0 if accumulator.total is None else accumulator.total.size,
+            ),
+            "clipped_coordinates": accumulator.clipped_coordinates,
+        }
         if len(survivors) < keys.threshold or accumulator.total is None:
             return None, {**report, "aborted": True}
-        holders = survivors[:keys.threshold]
+        holders = survivors[: keys.threshold]
         total = accumulator.total.copy()
         length = total.size
         for i in survivors:
@@ -195,20 +220,27 @@ class SecureAggregation:
         for j in dropped:
             private = shamir.reconstruct({h: keys.key_shares[j][h] for h in holders})
             for i in survivors:
-                mask = masking.prg(masking.pairwise_seed(private, keys.public_keys[i], keys.round), length,
-                                   self.modulus_bits)
-                total = total + mask if i > j else total - mask   # undo what survivor i added for j
+                mask = masking.prg(
+                    masking.pairwise_seed(private, keys.public_keys[i], keys.round), length, self.modulus_bits
+                )
+                total = total + mask if i > j else total - mask  # undo what survivor i added for j
         total &= self._mask_bits
         count_size = accumulator.count_size
-        vector = dequantize_sum(total[:length - count_size], len(survivors), self.clipping_range, self.bits)
-        return Summand(vector, total[length - count_size:].astype(np.int64)), {**report, "aborted": False}
+        vector = dequantize_sum(total[: length - count_size], len(survivors), self.clipping_range, self.bits)
+        return Summand(vector, total[length - count_size :].astype(np.int64)), {**report, "aborted": False}
 
     def _cost(self, m: int, survivors: int, dropped: int, length: int) -> dict:
         masked_bytes = length * self.modulus_bits / 8
-        return {"clients": m, "survivors": survivors, "dropped": dropped, "threshold_fraction": self.threshold,
-                "upload_bytes_per_client": masked_bytes + 32 + 2 * (m - 1) * _SHARE_BYTES,
-                "download_bytes_per_client": (m - 1) * (32 + 2 * _SHARE_BYTES),
-                "expansion_vs_float32": (masked_bytes + 32 + 2 * (m - 1) * _SHARE_BYTES) / max(1, 4 * length),
-                "client_key_agreements": m - 1, "client_prg_words": m * length,
-                "server_reconstructions": survivors + dropped, "server_prg_words": (survivors + dropped * survivors)
-                * length}
+        return {
+            "clients": m,
+            "survivors": survivors,
+            "dropped": dropped,
+            "threshold_fraction": self.threshold,
+            "upload_bytes_per_client": masked_bytes + 32 + 2 * (m - 1) * _SHARE_BYTES,
+            "download_bytes_per_client": (m - 1) * (32 + 2 * _SHARE_BYTES),
+            "expansion_vs_float32": (masked_bytes + 32 + 2 * (m - 1) * _SHARE_BYTES) / max(1, 4 * length),
+            "client_key_agreements": m - 1,
+            "client_prg_words": m * length,
+            "server_reconstructions": survivors + dropped,
+            "server_prg_words": (survivors + dropped * survivors) * length,
+        }

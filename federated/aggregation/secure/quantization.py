@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def quantize(vector: np.ndarray, clipping_range: float, bits: int, rng: np.random.Generator
-             ) -> tuple[np.ndarray, int]:
+def quantize(vector: np.ndarray, clipping_range: float, bits: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
     """Clips to [-r, r] and maps to integers 0..2^b - 1 with unbiased stochastic rounding.
 
     Returns (uint64 values, number of coordinates that were clipped).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import secrets
 
-PRIME = 2 ** 521 - 1
+PRIME = 2**521 - 1
 
 
 def split(secret: bytes, holders: list[int], threshold: int) -> dict[int, int]:
@@ -19,7 +19,7 @@ def split(secret: bytes, holders: list[int], threshold: int) -> dict[int, int]:
     shares = {}
     for holder in holders:
         x, value = holder + 1, 0
-        for c in reversed(coefficients):   # Horner
+        for c in reversed(coefficients):  # Horner
             value = (value * x + c) % PRIME
         shares[holder] = value
     return shares
@@ -31,8 +31,10 @@ def reconstruct(shares: dict[int, int], length: int = 32) -> bytes:
     weights = _lagrange_at_zero(holders)
     secret = sum(shares[h] * w for h, w in zip(holders, weights)) % PRIME
     if secret >> (8 * length):
-        raise ValueError(f"these {len(shares)} shares do not determine a {length}-byte secret (fewer than the "
-                         f"threshold, or corrupted)")
+        raise ValueError(
+            f"these {len(shares)} shares do not determine a {length}-byte secret (fewer than the "
+            f"threshold, or corrupted)"
+        )
     return secret.to_bytes(length, "big")
 
 

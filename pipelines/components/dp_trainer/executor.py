@@ -23,8 +23,9 @@ class Executor(trainer_executor.GenericExecutor):
     planned mechanism; its epsilon and delta become custom properties of the Model artifact.
     """
 
-    def Do(self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]],
-           exec_properties: dict[str, Any]) -> None:
+    def Do(
+        self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]], exec_properties: dict[str, Any]
+    ) -> None:
         custom_config = json_utils.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "null")
         DpTrainingConfig.from_custom_config(custom_config)  # fails fast, before reading any data
         fn_args = self._GetFnArgs(input_dict, output_dict, exec_properties)
@@ -46,23 +47,31 @@ def _check_ledger(plan: DpTrainingPlan, ledger: privacy_ledger.PrivacyLedger | N
             raise RuntimeError("run_fn wrote a privacy ledger although custom_config['private'] is false")
         return
     if ledger is None:
-        raise RuntimeError("custom_config['private'] is true but run_fn wrote no privacy ledger; a private "
-                           "run_fn must call pipelines.components.dp_trainer.fn_args_utils.write_run_ledger")
+        raise RuntimeError(
+            "custom_config['private'] is true but run_fn wrote no privacy ledger; a private "
+            "run_fn must call pipelines.components.dp_trainer.fn_args_utils.write_run_ledger"
+        )
     ran = ledger.dp_sgd_mechanism()
     if ran.replace(steps=plan.mechanism.steps) != plan.mechanism or ran.steps > plan.mechanism.steps:
         raise RuntimeError(f"the ledger describes {ran}, not the planned run {plan.mechanism}")
-    if ledger.preprocessing != plan.preprocessing or \
-            ledger.accountant_delta != privacy_ledger.accountant_delta_of(plan.delta, plan.preprocessing):
-        raise RuntimeError("the ledger does not account the preprocessing of the Trainer's Transform graph (write it "
-                           "with fn_args_utils.write_run_ledger and the plan of plan_from_fn_args)")
+    if ledger.preprocessing != plan.preprocessing or ledger.accountant_delta != privacy_ledger.accountant_delta_of(
+        plan.delta, plan.preprocessing
+    ):
+        raise RuntimeError(
+            "the ledger does not account the preprocessing of the Trainer's Transform graph (write it "
+            "with fn_args_utils.write_run_ledger and the plan of plan_from_fn_args)"
+        )
 
 
 def _describe(plan: DpTrainingPlan) -> str:
     if not plan.private:
         return f"non-private, n={plan.dataset_size}, {plan.steps} steps of batch {plan.config.batch_size}"
     m = plan.mechanism
-    releases = "" if plan.preprocessing is None else (
-        f", after {len(plan.preprocessing.events())} preprocessing releases")
+    releases = (
+        "" if plan.preprocessing is None else (f", after {len(plan.preprocessing.events())} preprocessing releases")
+    )
     sampling = m.sampling.value + ("" if m.truncated_batch_size is None else f", cut to {m.truncated_batch_size}")
-    return (f"DP-SGD, n={m.dataset_size}, B={m.batch_size:g} ({sampling}), {m.steps} steps, "
-            f"C={plan.config.l2_norm_clip:g}, sigma={m.noise_multiplier:.4g}, delta={plan.delta:g}{releases}")
+    return (
+        f"DP-SGD, n={m.dataset_size}, B={m.batch_size:g} ({sampling}), {m.steps} steps, "
+        f"C={plan.config.l2_norm_clip:g}, sigma={m.noise_multiplier:.4g}, delta={plan.delta:g}{releases}"
+    )

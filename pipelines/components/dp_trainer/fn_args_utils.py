@@ -22,6 +22,7 @@ from pipelines.transform.artifact import NO_TRANSFORM_GRAPH, transformed_without
 
 def _files(file_patterns: list[str]) -> list[str]:
     import tensorflow as tf
+
     files = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
     if not files:
         raise ValueError(f"no training files match {file_patterns}")
@@ -31,6 +32,7 @@ def _files(file_patterns: list[str]) -> list[str]:
 def count_examples(file_patterns: list[str]) -> int:
     """Number of tf.Example records in the (GZIP) TFRecord files matching ``file_patterns``."""
     import tensorflow as tf
+
     files = _files(file_patterns)
     gzip = [f for f in files if f.endswith(".gz")]
     count = 0
@@ -56,24 +58,34 @@ def plan_from_fn_args(fn_args) -> DpTrainingPlan:
     train_files = list(fn_args.train_files)
     if config.private and transformed_without_graph(_files(train_files), transform_output):
         raise InvalidPrivacySetting("private", NO_TRANSFORM_GRAPH)
-    return _plan(config, count_examples(train_files), int(fn_args.train_steps) if fn_args.train_steps else None,
-                 transform_output)
+    return _plan(
+        config, count_examples(train_files), int(fn_args.train_steps) if fn_args.train_steps else None, transform_output
+    )
 
 
 @functools.lru_cache(maxsize=8)
-def _plan(config: DpTrainingConfig, dataset_size: int, steps: int | None,
-          transform_output: str | None) -> DpTrainingPlan:
+def _plan(
+    config: DpTrainingConfig, dataset_size: int, steps: int | None, transform_output: str | None
+) -> DpTrainingPlan:
     """`DpTrainingConfig.plan`, remembered: the executor and ``run_fn`` resolve the same plan in one
     process, and calibrating sigma takes a second or two."""
     preprocessing = None
     if config.private and transform_output:
         from pipelines.transform.artifact import transform_graph_account
+
         preprocessing = transform_graph_account(transform_output)
     return config.plan(dataset_size=dataset_size, steps=steps, preprocessing=preprocessing)
 
 
-def write_run_ledger(fn_args, plan: DpTrainingPlan, *, steps_taken: int | None = None, budget=None,
-                     trainer: dict[str, Any] | None = None, truncated_batches: int | None = None) -> str:
+def write_run_ledger(
+    fn_args,
+    plan: DpTrainingPlan,
+    *,
+    steps_taken: int | None = None,
+    budget=None,
+    trainer: dict[str, Any] | None = None,
+    truncated_batches: int | None = None,
+) -> str:
     """Writes the ledger of a private run into the exported SavedModel; returns its path.
 
     Call it after the model is saved to ``fn_args.serving_model_dir``.

@@ -53,8 +53,17 @@ import math
 from typing import Any, Mapping
 
 from privacy import validation
-from privacy.accounting import (AccountantKind, DpSgdMechanism, PrivacyBudget, Sampling, UnsupportedAccounting,
-                                calibrate_noise_multiplier, default_delta, steps_for_epochs, truncation)
+from privacy.accounting import (
+    AccountantKind,
+    DpSgdMechanism,
+    PrivacyBudget,
+    Sampling,
+    UnsupportedAccounting,
+    calibrate_noise_multiplier,
+    default_delta,
+    steps_for_epochs,
+    truncation,
+)
 
 from pipelines.components import settings
 from pipelines.privacy_ledger import INFERRED_SPEC, SEPARATE_RUNS, LedgerError, PrivacyLedger, accountant_delta_of
@@ -114,26 +123,41 @@ class DpTrainingConfig:
             values["delta"] = settings.probability(InvalidPrivacySetting, "delta", values["delta"])
         config = cls(**values)
         if config.sampling not in SUPPORTED_SAMPLING:
-            raise InvalidPrivacySetting("sampling", f"must be one of {', '.join(SUPPORTED_SAMPLING)}, "
-                                                    f"got {config.sampling!r}")
+            raise InvalidPrivacySetting(
+                "sampling", f"must be one of {', '.join(SUPPORTED_SAMPLING)}, got {config.sampling!r}"
+            )
         if config.accountant not in [a.value for a in AccountantKind]:
             raise InvalidPrivacySetting("accountant", f"must be 'rdp' or 'pld', got {config.accountant!r}")
         config._check_truncation()
-        if (config.private and config.target_epsilon is not None and config.sampling == Sampling.FIXED.value
-                and config.accountant == AccountantKind.PLD.value):
-            raise InvalidPrivacySetting("accountant", "dp-accounting's PLD accountant has no analysis of fixed-size "
-                                                      "sampling without replacement, so it cannot calibrate "
-                                                      "target_epsilon; use 'rdp'")
-        if (config.num_microbatches is not None and config.sampling != Sampling.POISSON.value
-                and config.batch_size % config.num_microbatches):
-            raise InvalidPrivacySetting("num_microbatches", f"{config.sampling} batches of {config.batch_size} "
-                                                            f"cannot be split into {config.num_microbatches} equal "
-                                                            f"microbatches; use a divisor of batch_size")
+        if (
+            config.private
+            and config.target_epsilon is not None
+            and config.sampling == Sampling.FIXED.value
+            and config.accountant == AccountantKind.PLD.value
+        ):
+            raise InvalidPrivacySetting(
+                "accountant",
+                "dp-accounting's PLD accountant has no analysis of fixed-size "
+                "sampling without replacement, so it cannot calibrate "
+                "target_epsilon; use 'rdp'",
+            )
+        if (
+            config.num_microbatches is not None
+            and config.sampling != Sampling.POISSON.value
+            and config.batch_size % config.num_microbatches
+        ):
+            raise InvalidPrivacySetting(
+                "num_microbatches",
+                f"{config.sampling} batches of {config.batch_size} "
+                f"cannot be split into {config.num_microbatches} equal "
+                f"microbatches; use a divisor of batch_size",
+            )
         if config.private and (config.noise_multiplier is None) == (config.target_epsilon is None):
             both = "both are" if config.noise_multiplier is not None else "neither is"
-            raise InvalidPrivacySetting("noise_multiplier",
-                                        f"private training needs exactly one of 'noise_multiplier' and "
-                                        f"'target_epsilon' ({both} set)")
+            raise InvalidPrivacySetting(
+                "noise_multiplier",
+                f"private training needs exactly one of 'noise_multiplier' and 'target_epsilon' ({both} set)",
+            )
         return config
 
     def _check_truncation(self) -> None:
@@ -146,25 +170,33 @@ class DpTrainingConfig:
         except ValueError as err:
             raise InvalidPrivacySetting("truncated_batch_size", str(err)) from None
         if not self.private:
-            raise InvalidPrivacySetting("truncated_batch_size", "applies to private training only (non-private "
-                                                                "training runs shuffled batches)")
+            raise InvalidPrivacySetting(
+                "truncated_batch_size", "applies to private training only (non-private training runs shuffled batches)"
+            )
         if self.sampling != Sampling.POISSON.value:
-            raise InvalidPrivacySetting("truncated_batch_size", f"applies to Poisson sampling only, not sampling "
-                                                                f"{self.sampling!r}")
+            raise InvalidPrivacySetting(
+                "truncated_batch_size", f"applies to Poisson sampling only, not sampling {self.sampling!r}"
+            )
         if self.num_microbatches is not None:
-            raise InvalidPrivacySetting("truncated_batch_size", "truncated Poisson sampling is analysed for "
-                                                                "per-example clipping only; drop num_microbatches")
+            raise InvalidPrivacySetting(
+                "truncated_batch_size",
+                "truncated Poisson sampling is analysed for per-example clipping only; drop num_microbatches",
+            )
         if self.target_epsilon is not None and self.accountant != AccountantKind.PLD.value:
-            raise InvalidPrivacySetting("accountant", "dp-accounting's RDP accountant has no analysis of truncated "
-                                                      "Poisson sampling (truncated_batch_size), so it cannot "
-                                                      "calibrate target_epsilon; use 'pld'")
+            raise InvalidPrivacySetting(
+                "accountant",
+                "dp-accounting's RDP accountant has no analysis of truncated "
+                "Poisson sampling (truncated_batch_size), so it cannot "
+                "calibrate target_epsilon; use 'pld'",
+            )
 
     def to_custom_config(self) -> dict[str, Any]:
         """The settings as ``custom_config`` entries (JSON values)."""
         return dataclasses.asdict(self)
 
-    def plan(self, *, dataset_size: int, steps: int | None = None,
-             preprocessing: PreprocessingAccount | None = None) -> "DpTrainingPlan":
+    def plan(
+        self, *, dataset_size: int, steps: int | None = None, preprocessing: PreprocessingAccount | None = None
+    ) -> "DpTrainingPlan":
         """Resolves the run on ``dataset_size`` training examples: steps, delta and sigma.
 
         Args:
@@ -190,36 +222,57 @@ class DpTrainingConfig:
             return DpTrainingPlan(config=self, dataset_size=n, steps=steps)
         delta = default_delta(n) if self.delta is None else float(self.delta)
         if delta >= 1 / n:
-            raise InvalidPrivacySetting("delta", f"must be below 1/n = {1 / n:.3g} for n = {n} training examples "
-                                                 f"(a mechanism that publishes one random record meets delta = 1/n), "
-                                                 f"got {self.delta!r}")
+            raise InvalidPrivacySetting(
+                "delta",
+                f"must be below 1/n = {1 / n:.3g} for n = {n} training examples "
+                f"(a mechanism that publishes one random record meets delta = 1/n), "
+                f"got {self.delta!r}",
+            )
         try:
             sampling = Sampling(self.sampling)
             # Shuffled epochs are ceil(n / B) batches, the last one short (as Keras iterates them).
             steps_per_epoch = math.ceil(n / self.batch_size) if sampling is Sampling.SHUFFLE else None
-            mechanism = DpSgdMechanism(dataset_size=n, batch_size=self.batch_size,
-                                       noise_multiplier=self.noise_multiplier or 1.0, steps=steps,
-                                       sampling=sampling, num_microbatches=self.num_microbatches,
-                                       steps_per_epoch=steps_per_epoch,  # the sampling's natural adjacency
-                                       truncated_batch_size=truncation.resolve_truncated_batch_size(
-                                           self.truncated_batch_size, n, self.batch_size))
+            mechanism = DpSgdMechanism(
+                dataset_size=n,
+                batch_size=self.batch_size,
+                noise_multiplier=self.noise_multiplier or 1.0,
+                steps=steps,
+                sampling=sampling,
+                num_microbatches=self.num_microbatches,
+                steps_per_epoch=steps_per_epoch,  # the sampling's natural adjacency
+                truncated_batch_size=truncation.resolve_truncated_batch_size(
+                    self.truncated_batch_size, n, self.batch_size
+                ),
+            )
         except ValueError as err:
-            setting = next((key for key in ("truncated_batch_size", "num_microbatches") if key in str(err)),
-                           "batch_size")
+            setting = next(
+                (key for key in ("truncated_batch_size", "num_microbatches") if key in str(err)), "batch_size"
+            )
             raise InvalidPrivacySetting(setting, str(err)) from None
         part, accountant_delta = self._preprocessing(preprocessing, mechanism, delta)
         decision = self._decision(accountant_delta)
         if self.target_epsilon is not None:
             prior = ([] if part is None else part.private_events()) + ([] if decision is None else [decision.event()])
             try:
-                sigma = calibrate_noise_multiplier(mechanism, target_epsilon=self.target_epsilon,
-                                                   target_delta=accountant_delta, accountant=self.accountant,
-                                                   prior_events=prior)
+                sigma = calibrate_noise_multiplier(
+                    mechanism,
+                    target_epsilon=self.target_epsilon,
+                    target_delta=accountant_delta,
+                    accountant=self.accountant,
+                    prior_events=prior,
+                )
             except (ValueError, UnsupportedAccounting) as err:
                 raise InvalidPrivacySetting("target_epsilon", f"cannot calibrate: {err}") from None
             mechanism = mechanism.replace(noise_multiplier=sigma)
-        return DpTrainingPlan(config=self, dataset_size=n, steps=steps, mechanism=mechanism, delta=delta,
-                              preprocessing=part, decision=decision)
+        return DpTrainingPlan(
+            config=self,
+            dataset_size=n,
+            steps=steps,
+            mechanism=mechanism,
+            delta=delta,
+            preprocessing=part,
+            decision=decision,
+        )
 
     def _decision(self, delta: float) -> NoisyAccuracy | None:
         """The push decision's noise, calibrated for ``decision_epsilon`` alone at ``delta`` (None without one)."""
@@ -231,8 +284,9 @@ class DpTrainingConfig:
             raise InvalidPrivacySetting("decision_epsilon", str(err)) from None
 
     @staticmethod
-    def _preprocessing(account: PreprocessingAccount | None, mechanism: DpSgdMechanism,
-                       delta: float) -> tuple[PreprocessingPart | None, float]:
+    def _preprocessing(
+        account: PreprocessingAccount | None, mechanism: DpSgdMechanism, delta: float
+    ) -> tuple[PreprocessingPart | None, float]:
         """The preprocessing part under the training's adjacency, and the accountant's delta it leaves."""
         if account is None or not (account.mechanisms or account.unaccounted or account.coverage):
             return None, delta  # no Transform graph, or one that computes nothing from the data
@@ -243,9 +297,12 @@ class DpTrainingConfig:
             part.events()
             return part, accountant_delta_of(delta, part)
         except RecordError as err:
-            raise InvalidPrivacySetting("sampling", f"the Transform's private preprocessing does not fit the "
-                                                    f"training's {mechanism.adjacency.value} adjacency: "
-                                                    f"{err}") from None
+            raise InvalidPrivacySetting(
+                "sampling",
+                f"the Transform's private preprocessing does not fit the "
+                f"training's {mechanism.adjacency.value} adjacency: "
+                f"{err}",
+            ) from None
         except LedgerError as err:
             raise InvalidPrivacySetting("delta", str(err)) from None
 
@@ -253,18 +310,24 @@ class DpTrainingConfig:
         """Every shuffled batch, the short last one included, must split into equal microbatches."""
         last = n % self.batch_size
         if self.private and self.num_microbatches is not None and last % self.num_microbatches:
-            raise InvalidPrivacySetting("num_microbatches", f"the last shuffled batch of each epoch holds {last} of "
-                                                            f"the {n} training examples, which "
-                                                            f"{self.num_microbatches} microbatches cannot split "
-                                                            f"equally")
+            raise InvalidPrivacySetting(
+                "num_microbatches",
+                f"the last shuffled batch of each epoch holds {last} of "
+                f"the {n} training examples, which "
+                f"{self.num_microbatches} microbatches cannot split "
+                f"equally",
+            )
 
     def _shuffled_steps(self, n: int, steps: int | None) -> int:
         """Shuffled training runs whole epochs of ceil(n / B) batches (the last one short)."""
         per_epoch = math.ceil(n / self.batch_size)
         if steps is not None:
             if steps % per_epoch:
-                raise InvalidPrivacySetting("sampling", f"shuffled training runs whole epochs of {per_epoch} steps; "
-                                                        f"train_args.num_steps={steps} is not a multiple")
+                raise InvalidPrivacySetting(
+                    "sampling",
+                    f"shuffled training runs whole epochs of {per_epoch} steps; "
+                    f"train_args.num_steps={steps} is not a multiple",
+                )
             return steps
         if self.epochs != int(self.epochs):
             raise InvalidPrivacySetting("epochs", f"shuffled training runs whole epochs, got {self.epochs:g}")
@@ -301,8 +364,14 @@ class DpTrainingPlan:
     def noise_multiplier(self) -> float | None:
         return None if self.mechanism is None else self.mechanism.noise_multiplier
 
-    def ledger(self, *, steps_taken: int | None = None, budget: PrivacyBudget | None = None,
-               trainer: dict[str, Any] | None = None, truncated_batches: int | None = None) -> PrivacyLedger:
+    def ledger(
+        self,
+        *,
+        steps_taken: int | None = None,
+        budget: PrivacyBudget | None = None,
+        trainer: dict[str, Any] | None = None,
+        truncated_batches: int | None = None,
+    ) -> PrivacyLedger:
         """The ledger of the run after ``steps_taken`` steps (default: all planned steps).
 
         Args:
@@ -313,9 +382,15 @@ class DpTrainingPlan:
             raise ValueError("a non-private run has no privacy ledger")
         steps = self.steps if steps_taken is None else steps_taken
         outside = {**SEPARATE_RUNS, **({} if self.config.public_schema else INFERRED_SPEC)}
-        return PrivacyLedger.for_dp_sgd(self.mechanism.replace(steps=steps), l2_norm_clip=self.config.l2_norm_clip,
-                                        delta=self.delta, delta_is_default=self.config.delta is None,
-                                        budget=budget, trainer=trainer, preprocessing=self.preprocessing,
-                                        decision=self.decision, truncated_batches=truncated_batches,
-                                        outside_guarantee=outside)
-
+        return PrivacyLedger.for_dp_sgd(
+            self.mechanism.replace(steps=steps),
+            l2_norm_clip=self.config.l2_norm_clip,
+            delta=self.delta,
+            delta_is_default=self.config.delta is None,
+            budget=budget,
+            trainer=trainer,
+            preprocessing=self.preprocessing,
+            decision=self.decision,
+            truncated_batches=truncated_batches,
+            outside_guarantee=outside,
+        )

@@ -8,8 +8,8 @@ is the component (loaded on first use of the name, so reading `spec` stays cheap
 
 def __getattr__(name: str):
     if name == "EncryptedInferenceGate":
-        from pipelines.components.encrypted_gate.component import \
-            EncryptedInferenceGate
+        from pipelines.components.encrypted_gate.component import EncryptedInferenceGate
+
         return EncryptedInferenceGate
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

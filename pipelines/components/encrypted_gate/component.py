@@ -53,11 +53,26 @@ class EncryptedInferenceGate(base_component.BaseComponent):
     SPEC_CLASS = EncryptedInferenceGateSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
-    def __init__(self, *, examples: types.BaseChannel, model: types.BaseChannel, feature_keys: list[str],
-                 label_key: str, transform_graph: types.BaseChannel | None = None,
-                 model_blessing: types.BaseChannel | None = None, **settings):
+    def __init__(
+        self,
+        *,
+        examples: types.BaseChannel,
+        model: types.BaseChannel,
+        feature_keys: list[str],
+        label_key: str,
+        transform_graph: types.BaseChannel | None = None,
+        model_blessing: types.BaseChannel | None = None,
+        **settings,
+    ):
         """Args: the channels, and the fields of `spec.GateSettings` by keyword."""
         gate = spec.GateSettings(feature_keys=tuple(feature_keys), label_key=label_key, **settings)
-        super().__init__(spec=EncryptedInferenceGateSpec(
-            examples=examples, model=model, transform_graph=transform_graph, model_blessing=model_blessing,
-            blessing=types.Channel(type=standard_artifacts.ModelBlessing), **gate.exec_properties()))
+        super().__init__(
+            spec=EncryptedInferenceGateSpec(
+                examples=examples,
+                model=model,
+                transform_graph=transform_graph,
+                model_blessing=model_blessing,
+                blessing=types.Channel(type=standard_artifacts.ModelBlessing),
+                **gate.exec_properties(),
+            )
+        )

@@ -14,8 +14,17 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
 from pipelines.components.encrypted_gate import spec
-from privacy.encrypted import (FixedPoint, InProcessCluster, InputBounds, InputOutOfBounds, LogitsOutOfRange,
-                               ModelRangeError, ResultRejected, UnsupportedModelError, import_keras_model)
+from privacy.encrypted import (
+    FixedPoint,
+    InProcessCluster,
+    InputBounds,
+    InputOutOfBounds,
+    LogitsOutOfRange,
+    ModelRangeError,
+    ResultRejected,
+    UnsupportedModelError,
+    import_keras_model,
+)
 from privacy.encrypted.model.ranges import LOGITS_BITS
 from privacy.encrypted.verify import verify_model
 
@@ -23,8 +32,9 @@ from privacy.encrypted.verify import verify_model
 class Executor(base_executor.BaseExecutor):
     """Writes BLESSED or NOT_BLESSED, the report JSON and the figures as custom properties."""
 
-    def Do(self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]],
-           exec_properties: dict[str, Any]) -> None:
+    def Do(
+        self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]], exec_properties: dict[str, Any]
+    ) -> None:
         settings = spec.GateSettings.from_exec_properties(exec_properties)
         blessing = artifact_utils.get_single_instance(output_dict[spec.BLESSING_KEY])
         model_artifact = artifact_utils.get_single_instance(input_dict[spec.MODEL_KEY])
@@ -37,10 +47,15 @@ class Executor(base_executor.BaseExecutor):
                 return _decide(blessing, settings, None, "the upstream blessing is NOT_BLESSED")
             blessed_id = upstream_blessing.get_int_custom_property("current_model_id")
             if blessed_id != model_artifact.id:
-                return _decide(blessing, settings, None, f"the upstream blessing is for model {blessed_id}, not "
-                                                         f"for this model ({model_artifact.id})")
-        serving_dir = path_utils.serving_model_path(model_artifact.uri,
-                                                    path_utils.is_old_model_artifact(model_artifact))
+                return _decide(
+                    blessing,
+                    settings,
+                    None,
+                    f"the upstream blessing is for model {blessed_id}, not for this model ({model_artifact.id})",
+                )
+        serving_dir = path_utils.serving_model_path(
+            model_artifact.uri, path_utils.is_old_model_artifact(model_artifact)
+        )
         model = _graph_only(tf.keras.models.load_model(serving_dir))
         try:
             plan = import_keras_model(model)
@@ -48,8 +63,11 @@ class Executor(base_executor.BaseExecutor):
             return _decide(blessing, settings, None, f"the model cannot run encrypted: {err}")
         x, y = _load_examples(input_dict, settings, tuple(plan.architecture.input_shape))
         shape = plan.architecture.input_shape
-        bounds = (InputBounds.from_data(x, shape) if settings.input_lo is None
-                  else InputBounds.declared(settings.input_lo, settings.input_hi, shape))
+        bounds = (
+            InputBounds.from_data(x, shape)
+            if settings.input_lo is None
+            else InputBounds.declared(settings.input_lo, settings.input_hi, shape)
+        )
         labels_only = ""
         try:
             try:
@@ -58,22 +76,28 @@ class Executor(base_executor.BaseExecutor):
                 # Released logits could wrap the ring, labels cannot: the model can be served with the
                 # labels-only release policy, so the gate checks and blesses it on that basis.
                 cluster = InProcessCluster(plan, bounds, FixedPoint(settings.frac_bits))
-                labels_only = (f"labels only: the logits can need {cluster.ranges.output_bits} bits for these input "
-                               f"bounds, more than the {LOGITS_BITS} a ring element holds, so the model is checked "
-                               f"for the labels-only release policy (serve it without --allow-logits); ")
-            report = verify_model(model, x, y, cluster, batch_size=settings.batch_size,
-                                  output="label" if labels_only else "logits")
+                labels_only = (
+                    f"labels only: the logits can need {cluster.ranges.output_bits} bits for these input "
+                    f"bounds, more than the {LOGITS_BITS} a ring element holds, so the model is checked "
+                    f"for the labels-only release policy (serve it without --allow-logits); "
+                )
+            report = verify_model(
+                model, x, y, cluster, batch_size=settings.batch_size, output="label" if labels_only else "logits"
+            )
         except ModelRangeError as err:
-            return _decide(blessing, settings, None,
-                           f"the model cannot run encrypted within the ring's headroom: {err}")
+            return _decide(
+                blessing, settings, None, f"the model cannot run encrypted within the ring's headroom: {err}"
+            )
         except InputOutOfBounds as err:
             return _decide(blessing, settings, None, f"the examples exceed the declared input range: {err}")
         except ResultRejected as err:
             return _decide(blessing, settings, None, f"the encrypted predictions were rejected: {err}")
         passed = report.passes(min_agreement=settings.min_agreement, max_accuracy_drop=settings.max_accuracy_drop)
-        reason = (f"{labels_only}decision agreement {100 * report.decision_agreement:.2f} % (needs >= "
-                  f"{100 * settings.min_agreement:.2f} %), accuracy difference "
-                  f"{report.accuracy_difference_points:.2f} points (needs <= {settings.max_accuracy_drop:g})")
+        reason = (
+            f"{labels_only}decision agreement {100 * report.decision_agreement:.2f} % (needs >= "
+            f"{100 * settings.min_agreement:.2f} %), accuracy difference "
+            f"{report.accuracy_difference_points:.2f} points (needs <= {settings.max_accuracy_drop:g})"
+        )
         _decide(blessing, settings, report, reason if passed else f"failed: {reason}", passed=passed)
 
 
@@ -97,10 +121,19 @@ def _decide(blessing, settings: spec.GateSettings, report, reason: str, *, passe
     for name in spec.FIGURES:
         if figures.get(name) is not None:
             blessing.set_float_custom_property(f"encrypted_{name}", float(figures[name]))
-    io_utils.write_string_file(os.path.join(blessing.uri, spec.REPORT_FILE), json.dumps(
-        {"blessed": passed, "reason": reason, "privacy": spec.PRIVACY_NOTE, "settings": dict(settings.exec_properties(),
-                                                                feature_keys=list(settings.feature_keys)),
-         "report": figures or None}, indent=2))
+    io_utils.write_string_file(
+        os.path.join(blessing.uri, spec.REPORT_FILE),
+        json.dumps(
+            {
+                "blessed": passed,
+                "reason": reason,
+                "privacy": spec.PRIVACY_NOTE,
+                "settings": dict(settings.exec_properties(), feature_keys=list(settings.feature_keys)),
+                "report": figures or None,
+            },
+            indent=2,
+        ),
+    )
     with fileio.open(os.path.join(blessing.uri, "BLESSED" if passed else "NOT_BLESSED"), "w") as fh:
         fh.write("")
 

@@ -25,12 +25,22 @@ GATE_PASSED = "encrypted_gate_passed"
 GATE_REASON = "encrypted_gate_reason"
 GATE_OUTPUT = "encrypted_output"
 GATE_PRIVACY = "encrypted_gate_privacy"
-PRIVACY_NOTE = ("outside the differential-privacy guarantee: the agreement and accuracy figures are exact "
-                "statistics of the eval split's rows, and they decide the push")
+PRIVACY_NOTE = (
+    "outside the differential-privacy guarantee: the agreement and accuracy figures are exact "
+    "statistics of the eval split's rows, and they decide the push"
+)
 """Custom property (and report entry) that labels the gate's figures for a reader of ML Metadata."""
 """What the gate compared and blessed: 'logits', or 'label' for a model whose logits could wrap the ring."""
-FIGURES = ("decision_agreement", "max_abs_error", "accuracy_difference_points", "plaintext_accuracy",
-           "encrypted_accuracy", "latency_ms_per_batch", "rounds_per_batch", "bytes_per_batch")
+FIGURES = (
+    "decision_agreement",
+    "max_abs_error",
+    "accuracy_difference_points",
+    "plaintext_accuracy",
+    "encrypted_accuracy",
+    "latency_ms_per_batch",
+    "rounds_per_batch",
+    "bytes_per_batch",
+)
 """Report fields also recorded as custom properties of the blessing (prefixed ``encrypted_``)."""
 
 
@@ -67,18 +77,22 @@ class GateSettings:
             raise ValueError(f"feature_keys must be a non-empty list of feature names, got {self.feature_keys!r}")
         if not (isinstance(self.label_key, str) and self.label_key):
             raise ValueError(f"label_key must be a feature name, got {self.label_key!r}")
-        object.__setattr__(self, "min_agreement",
-                           validation.probability("min_agreement", self.min_agreement, zero=True, one=True))
-        object.__setattr__(self, "max_accuracy_drop",
-                           validation.number("max_accuracy_drop", self.max_accuracy_drop, low=0,
-                                             note="percentage points"))
+        object.__setattr__(
+            self, "min_agreement", validation.probability("min_agreement", self.min_agreement, zero=True, one=True)
+        )
+        object.__setattr__(
+            self,
+            "max_accuracy_drop",
+            validation.number("max_accuracy_drop", self.max_accuracy_drop, low=0, note="percentage points"),
+        )
         for name in ("num_examples", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if (self.input_lo is None) != (self.input_hi is None):
             raise ValueError("input_lo and input_hi go together: give both or neither")
-        if self.input_lo is not None and not (math.isfinite(self.input_lo) and math.isfinite(self.input_hi)
-                                              and self.input_lo <= self.input_hi):
+        if self.input_lo is not None and not (
+            math.isfinite(self.input_lo) and math.isfinite(self.input_hi) and self.input_lo <= self.input_hi
+        ):
             raise ValueError(f"need finite input_lo <= input_hi, got {self.input_lo!r} and {self.input_hi!r}")
 
     def exec_properties(self) -> dict[str, Any]:

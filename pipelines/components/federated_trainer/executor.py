@@ -24,8 +24,9 @@ class Executor(trainer_executor.GenericExecutor):
     the preprocessing).
     """
 
-    def Do(self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]],
-           exec_properties: dict[str, Any]) -> None:
+    def Do(
+        self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]], exec_properties: dict[str, Any]
+    ) -> None:
         custom_config = json_utils.loads(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "null")
         config = FederatedTrainingConfig.for_trainer(custom_config)  # fails fast, before reading data
         fn_args = self._GetFnArgs(input_dict, output_dict, exec_properties)
@@ -34,18 +35,26 @@ class Executor(trainer_executor.GenericExecutor):
         super().Do(input_dict, output_dict, exec_properties)
         ledger = privacy_ledger.read_ledger(fn_args.serving_model_dir)
         if config.private and (ledger is None or ledger.mechanism != privacy_ledger.DP_FEDAVG):
-            raise RuntimeError(f"custom_config['private'] is true but run_fn wrote no {privacy_ledger.DP_FEDAVG} "
-                               f"privacy ledger (got {ledger.mechanism if ledger else None!r})")
+            raise RuntimeError(
+                f"custom_config['private'] is true but run_fn wrote no {privacy_ledger.DP_FEDAVG} "
+                f"privacy ledger (got {ledger.mechanism if ledger else None!r})"
+            )
         if not config.private and ledger is not None:
             raise RuntimeError("run_fn wrote a privacy ledger although custom_config['private'] is false")
         model = artifact_utils.get_single_instance(output_dict[standard_component_specs.MODEL_KEY])
         path = privacy_ledger.ledger_path(fn_args.serving_model_dir) if ledger else None
         privacy_ledger.record_on_artifact(model, ledger, path)
         if ledger:
-            logging.info("Privacy ledger %s: client-level epsilon %.4g at delta %g after %d rounds", path,
-                         ledger.epsilon, ledger.delta, ledger.parameters["steps"])
+            logging.info(
+                "Privacy ledger %s: client-level epsilon %.4g at delta %g after %d rounds",
+                path,
+                ledger.epsilon,
+                ledger.delta,
+                ledger.parameters["steps"],
+            )
 
 
 def _files(patterns: list[str]) -> list[str]:
     from tfx.dsl.io import fileio
+
     return [path for pattern in patterns for path in fileio.glob(pattern)]

@@ -148,9 +148,20 @@ from federated.strategies.dp_adaptive_clipping import COUNT_STDDEV_SHARE, defaul
 from federated.strategies.dp_local import MIN_LOCAL_NOISE_MULTIPLIER
 from pipelines import privacy_ledger
 from pipelines.components import settings
-from privacy.accounting import (NOISE_MULTIPLIER_RANGE, AccountantKind, Adjacency, DpSgdMechanism, PrivacyBudget,
-                                UnsupportedAccounting, calibrate_noise_multiplier, compute_epsilon, default_delta,
-                                delta_warning, epsilon_of, event_to_json)
+from privacy.accounting import (
+    NOISE_MULTIPLIER_RANGE,
+    AccountantKind,
+    Adjacency,
+    DpSgdMechanism,
+    PrivacyBudget,
+    UnsupportedAccounting,
+    calibrate_noise_multiplier,
+    compute_epsilon,
+    default_delta,
+    delta_warning,
+    epsilon_of,
+    event_to_json,
+)
 from privacy.decision import DecisionError, NoisyAccuracy
 from privacy.preprocessing import PreprocessingAccount, PreprocessingPart, RecordError
 
@@ -165,8 +176,19 @@ TRUST_MODELS = ("central", "local")
 EXECUTIONS = CLIENT_EXECUTIONS + ("auto",)
 DEFAULT_TARGET_EPSILON = 3.0
 """The target epsilon of a private run that names neither noise_multiplier nor target_epsilon."""
-PRIVACY_SETTINGS = ("noise_multiplier", "target_epsilon", "clip", "clipping_norm", "target_unclipped_quantile",
-                    "clipped_count_stddev", "delta", "accountant", "max_epsilon", "seeded_noise", "trust_model")
+PRIVACY_SETTINGS = (
+    "noise_multiplier",
+    "target_epsilon",
+    "clip",
+    "clipping_norm",
+    "target_unclipped_quantile",
+    "clipped_count_stddev",
+    "delta",
+    "accountant",
+    "max_epsilon",
+    "seeded_noise",
+    "trust_model",
+)
 """Settings that only mean something under DP: refused, not ignored, when 'private' is false."""
 DEALING_SETTINGS = ("partition", "num_clients", "alpha", "shards_per_client")
 """Settings of how records are dealt to clients: refused, not ignored, with a client_key (a client per value)."""
@@ -174,9 +196,10 @@ DECISION_CAVEAT = {
     "push decision beyond K held-out records per client": "the push decision's noisy accuracy is accounted as a "
     "client's group of max_examples_per_client (K) held-out records, but nothing caps the eval split's records "
     "that the keyed partition deals to one client: for a client holding more than K of them, the decision is "
-    "covered per record, not per client"}
+    "covered per record, not per client"
+}
 """Listed outside the guarantee of a ledger that composes the push decision (``decision_epsilon``)."""
-MAX_SEED = 2 ** 32 - 1
+MAX_SEED = 2**32 - 1
 """Keras seeds its generators with 32 bits."""
 
 
@@ -259,20 +282,35 @@ class FederatedTrainingConfig:
             if values.get(key) is not None:
                 values[key] = settings.integer(InvalidFederatedSetting, key, values[key])
         if values.get("num_classes") is not None:
-            values["num_classes"] = settings.integer(InvalidFederatedSetting, "num_classes", values["num_classes"],
-                                                     minimum=2)
+            values["num_classes"] = settings.integer(
+                InvalidFederatedSetting, "num_classes", values["num_classes"], minimum=2
+            )
         if values.get("batch_size") is not None:
             values["batch_size"] = settings.integer(InvalidFederatedSetting, "batch_size", values["batch_size"])
         if "seed" in values:
             values["seed"] = settings.integer(InvalidFederatedSetting, "seed", values["seed"], minimum=0)
             if values["seed"] > MAX_SEED:
                 raise InvalidFederatedSetting("seed", f"must be at most 2^32 - 1 = {MAX_SEED}, got {values['seed']}")
-        for key in ("alpha", "client_learning_rate", "clipping_norm", "server_learning_rate", "noise_multiplier",
-                    "target_epsilon", "max_epsilon", "clipped_count_stddev", "secagg_range", "decision_epsilon"):
+        for key in (
+            "alpha",
+            "client_learning_rate",
+            "clipping_norm",
+            "server_learning_rate",
+            "noise_multiplier",
+            "target_epsilon",
+            "max_epsilon",
+            "clipped_count_stddev",
+            "secagg_range",
+            "decision_epsilon",
+        ):
             if values.get(key) is not None:
                 values[key] = settings.positive(InvalidFederatedSetting, key, values[key])
-        for key, low, high, closed in (("proximal_mu", 0.0, math.inf, "[)"), ("server_momentum", 0.0, 1.0, "[)"),
-                                       ("target_unclipped_quantile", 0.0, 1.0, "()"), ("fraction", 0.0, 1.0, "(]")):
+        for key, low, high, closed in (
+            ("proximal_mu", 0.0, math.inf, "[)"),
+            ("server_momentum", 0.0, 1.0, "[)"),
+            ("target_unclipped_quantile", 0.0, 1.0, "()"),
+            ("fraction", 0.0, 1.0, "(]"),
+        ):
             if key in values:
                 values[key] = _interval(key, values[key], low, high, closed)
         if values.get("delta") is not None:
@@ -280,15 +318,20 @@ class FederatedTrainingConfig:
         if "secagg_bits" in values:
             values["secagg_bits"] = settings.integer(InvalidFederatedSetting, "secagg_bits", values["secagg_bits"])
         if "secagg_modulus_bits" in values:
-            values["secagg_modulus_bits"] = settings.integer(InvalidFederatedSetting, "secagg_modulus_bits",
-                                                             values["secagg_modulus_bits"])
+            values["secagg_modulus_bits"] = settings.integer(
+                InvalidFederatedSetting, "secagg_modulus_bits", values["secagg_modulus_bits"]
+            )
         if values.get("client_key") is not None and any(k in values for k in DEALING_SETTINGS):
             key = next(k for k in DEALING_SETTINGS if k in values)
-            raise InvalidFederatedSetting(key, f"deals records to clients, but with client_key "
-                                               f"{values['client_key']!r} each of its values is a client")
+            raise InvalidFederatedSetting(
+                key,
+                f"deals records to clients, but with client_key "
+                f"{values['client_key']!r} each of its values is a client",
+            )
         if not values.get("private", False):
-            given = [k for k in (*PRIVACY_SETTINGS, "decision_epsilon", "budget_unit")
-                     if values.get(k) not in (None, False)]
+            given = [
+                k for k in (*PRIVACY_SETTINGS, "decision_epsilon", "budget_unit") if values.get(k) not in (None, False)
+            ]
             if given:
                 raise InvalidFederatedSetting(given[0], "is a privacy setting, but 'private' is false")
         config = cls(**values)
@@ -301,19 +344,30 @@ class FederatedTrainingConfig:
         noise must come from the OS CSPRNG (``seeded_noise`` is for ``ppml federated run``)."""
         config = cls.from_custom_config(custom_config)
         if config.private and config.trust_model == "local":
-            raise InvalidFederatedSetting("trust_model", "the Federated Trainer's privacy ledger accounts central "
-                                                         "DP-FedAvg; local DP runs in ppml federated run")
+            raise InvalidFederatedSetting(
+                "trust_model",
+                "the Federated Trainer's privacy ledger accounts central "
+                "DP-FedAvg; local DP runs in ppml federated run",
+            )
         if config.seeded_noise:
-            raise InvalidFederatedSetting("seeded_noise", "the Federated Trainer exports a model for release, whose "
-                                                          "noise nobody may replay from a seed; seeded noise is for "
-                                                          "research runs of ppml federated run")
+            raise InvalidFederatedSetting(
+                "seeded_noise",
+                "the Federated Trainer exports a model for release, whose "
+                "noise nobody may replay from a seed; seeded noise is for "
+                "research runs of ppml federated run",
+            )
         return config
 
     def _check(self) -> None:
-        for key, allowed in (("partition", PARTITIONS), ("sampling", SAMPLINGS),
-                             ("server_optimizer", SERVER_OPTIMIZERS), ("clip", CLIPS), ("execution", EXECUTIONS),
-                             ("trust_model", TRUST_MODELS),
-                             ("accountant", tuple(a.value for a in AccountantKind))):
+        for key, allowed in (
+            ("partition", PARTITIONS),
+            ("sampling", SAMPLINGS),
+            ("server_optimizer", SERVER_OPTIMIZERS),
+            ("clip", CLIPS),
+            ("execution", EXECUTIONS),
+            ("trust_model", TRUST_MODELS),
+            ("accountant", tuple(a.value for a in AccountantKind)),
+        ):
             if getattr(self, key) not in allowed:
                 raise InvalidFederatedSetting(key, f"must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
         if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden_units):
@@ -321,70 +375,105 @@ class FederatedTrainingConfig:
         if not 1 <= self.secagg_bits <= 48:
             raise InvalidFederatedSetting("secagg_bits", f"must be an integer in [1, 48], got {self.secagg_bits}")
         if not self.secagg_bits < self.secagg_modulus_bits <= 63:
-            raise InvalidFederatedSetting("secagg_modulus_bits", f"must be an integer in ({self.secagg_bits}, 63] "
-                                                                 f"(above secagg_bits), got {self.secagg_modulus_bits}")
+            raise InvalidFederatedSetting(
+                "secagg_modulus_bits",
+                f"must be an integer in ({self.secagg_bits}, 63] (above secagg_bits), got {self.secagg_modulus_bits}",
+            )
         if self.private and self.noise_multiplier is not None and self.target_epsilon is not None:
             raise InvalidFederatedSetting("noise_multiplier", "give noise_multiplier or target_epsilon, not both")
         if self.budget_unit not in (None, "client", "example"):
             raise InvalidFederatedSetting("budget_unit", f"must be 'client' or 'example', got {self.budget_unit!r}")
         if self.budget_unit == "example" and (self.client_key is not None or self.max_epsilon is not None):
             setting = "max_epsilon" if self.client_key is None else "client_key"
-            raise InvalidFederatedSetting(setting, "a budget per example is met by a keyed partition's record-level "
-                                                   "epsilon: not with a client_key (a user is the unit), nor with "
-                                                   "max_epsilon (its round-by-round stop sees the client-level one)")
+            raise InvalidFederatedSetting(
+                setting,
+                "a budget per example is met by a keyed partition's record-level "
+                "epsilon: not with a client_key (a user is the unit), nor with "
+                "max_epsilon (its round-by-round stop sees the client-level one)",
+            )
         if self.budget_unit == "example" and self.private and self.max_examples_per_client is None:
-            raise InvalidFederatedSetting("max_examples_per_client", "a budget per example needs a public bound K on "
-                                                                     "each client's records: the record-level delta "
-                                                                     "is judged against the N x K records")
+            raise InvalidFederatedSetting(
+                "max_examples_per_client",
+                "a budget per example needs a public bound K on "
+                "each client's records: the record-level delta "
+                "is judged against the N x K records",
+            )
         low, high = NOISE_MULTIPLIER_RANGE
         if self.private and self.noise_multiplier is not None and not low <= self.noise_multiplier <= high:
-            raise InvalidFederatedSetting("noise_multiplier", f"must be in [{low:g}, {high:g}], the range ppml's "
-                                                              f"accounting answers for, got {self.noise_multiplier:g}")
+            raise InvalidFederatedSetting(
+                "noise_multiplier",
+                f"must be in [{low:g}, {high:g}], the range ppml's "
+                f"accounting answers for, got {self.noise_multiplier:g}",
+            )
         if self.private:
             try:
                 check_clipping_norm(self.clipping_norm)
             except ValueError as err:
                 raise InvalidFederatedSetting("clipping_norm", str(err)) from None
         if self.private and self.execution == "auto":
-            raise InvalidFederatedSetting("execution", "'auto' picks by timing the clients' training on their data, "
-                                                       "so the choice and its timings are exact facts of the "
-                                                       "private data; name sequential, vectorized or numpy")
+            raise InvalidFederatedSetting(
+                "execution",
+                "'auto' picks by timing the clients' training on their data, "
+                "so the choice and its timings are exact facts of the "
+                "private data; name sequential, vectorized or numpy",
+            )
         if self.private:
             try:
                 check_public_population(self.sampler(), population_from_data=self.partitioner().population_from_data)
             except ValueError as err:
                 raise InvalidFederatedSetting("sampling", str(err)) from None
         if self.private and self.trust_model == "local":
-            for key, refused, why in (("clip", self.clip != "fixed", "each client clips to a fixed C"),
-                                      ("seeded_noise", self.seeded_noise,
-                                       "each client draws its noise from the OS CSPRNG; a seed would let the server "
-                                       "remove it"),
-                                      ("max_examples_per_client", self.max_examples_per_client is not None,
-                                       "preprocessing releases are accounted under central DP only"),
-                                      ("target_unclipped_quantile",
-                                       self.target_unclipped_quantile != type(self).target_unclipped_quantile,
-                                       "it sets adaptive clipping; each client clips to a fixed C"),
-                                      ("clipped_count_stddev", self.clipped_count_stddev is not None,
-                                       "it sets adaptive clipping; each client clips to a fixed C")):
+            for key, refused, why in (
+                ("clip", self.clip != "fixed", "each client clips to a fixed C"),
+                (
+                    "seeded_noise",
+                    self.seeded_noise,
+                    "each client draws its noise from the OS CSPRNG; a seed would let the server remove it",
+                ),
+                (
+                    "max_examples_per_client",
+                    self.max_examples_per_client is not None,
+                    "preprocessing releases are accounted under central DP only",
+                ),
+                (
+                    "target_unclipped_quantile",
+                    self.target_unclipped_quantile != type(self).target_unclipped_quantile,
+                    "it sets adaptive clipping; each client clips to a fixed C",
+                ),
+                (
+                    "clipped_count_stddev",
+                    self.clipped_count_stddev is not None,
+                    "it sets adaptive clipping; each client clips to a fixed C",
+                ),
+            ):
                 if refused:
                     raise InvalidFederatedSetting(key, f"does not apply with trust_model 'local': {why}")
             if self.noise_multiplier is not None and self.noise_multiplier < MIN_LOCAL_NOISE_MULTIPLIER:
-                raise InvalidFederatedSetting("noise_multiplier", f"must be at least {MIN_LOCAL_NOISE_MULTIPLIER:g} "
-                                                                  f"with trust_model 'local' (the noise sampler's "
-                                                                  f"truncation would break delta below it), got "
-                                                                  f"{self.noise_multiplier:g}")
+                raise InvalidFederatedSetting(
+                    "noise_multiplier",
+                    f"must be at least {MIN_LOCAL_NOISE_MULTIPLIER:g} "
+                    f"with trust_model 'local' (the noise sampler's "
+                    f"truncation would break delta below it), got "
+                    f"{self.noise_multiplier:g}",
+                )
         if self.private and self.partition == "shards" and self.client_key is None:
-            raise InvalidFederatedSetting("partition", "shards cut the label-sorted records, so adding one record "
-                                                       "re-deals every client and a client-level guarantee says "
-                                                       "nothing about records; for label skew use dirichlet with a "
-                                                       "small alpha")
+            raise InvalidFederatedSetting(
+                "partition",
+                "shards cut the label-sorted records, so adding one record "
+                "re-deals every client and a client-level guarantee says "
+                "nothing about records; for label skew use dirichlet with a "
+                "small alpha",
+            )
         named = [k for k in (self.label_key, self.client_key) if k is not None and k in (self.feature_keys or ())]
         if named:
             raise InvalidFederatedSetting("feature_keys", f"{named[0]!r} is the label or client column, not a feature")
         if self.private and self.num_classes is None:
-            raise InvalidFederatedSetting("num_classes", "a private run needs the model's number of classes as a "
-                                                         "public setting: read from the private labels, one label "
-                                                         "would decide the model's shape and whether the run fits")
+            raise InvalidFederatedSetting(
+                "num_classes",
+                "a private run needs the model's number of classes as a "
+                "public setting: read from the private labels, one label "
+                "would decide the model's shape and whether the run fits",
+            )
 
     def to_custom_config(self) -> dict[str, Any]:
         """The settings as ``custom_config`` entries (JSON values)."""
@@ -417,8 +506,11 @@ class FederatedTrainingConfig:
         if self.num_classes is None:
             return max(2, int(largest_label) + 1)
         if largest_label >= self.num_classes and not self.private:
-            raise InvalidFederatedSetting("num_classes", f"the labels go up to {largest_label}, which does not fit "
-                                                         f"{self.num_classes} classes (0..{self.num_classes - 1})")
+            raise InvalidFederatedSetting(
+                "num_classes",
+                f"the labels go up to {largest_label}, which does not fit "
+                f"{self.num_classes} classes (0..{self.num_classes - 1})",
+            )
         return self.num_classes
 
     def sampler(self):
@@ -428,13 +520,16 @@ class FederatedTrainingConfig:
     def partitioner(self):
         """Natural clients by ``client_key``; else ``partition`` keyed by record content (shards: cut)."""
         from federated import partitioners
+
         if self.client_key is not None:
             return partitioners.NaturalPartitioner()
         if self.partition == "shards":
-            return partitioners.ShardPartitioner(num_clients=self.num_clients, shards_per_client=self.shards_per_client,
-                                    seed=self.seed)
-        return partitioners.KeyedPartitioner(num_clients=self.num_clients, rule=self.partition, alpha=self.alpha,
-                                             seed=self.seed)
+            return partitioners.ShardPartitioner(
+                num_clients=self.num_clients, shards_per_client=self.shards_per_client, seed=self.seed
+            )
+        return partitioners.KeyedPartitioner(
+            num_clients=self.num_clients, rule=self.partition, alpha=self.alpha, seed=self.seed
+        )
 
     def plan(self, num_clients: int, *, preprocessing: PreprocessingAccount | None = None) -> "FederatedTrainingPlan":
         """Resolves delta and the noise multiplier for a population of ``num_clients`` clients: z as given,
@@ -450,25 +545,31 @@ class FederatedTrainingConfig:
             cannot be reached, or adaptive clipping's count noise is too small for the round's z.
         """
         num_clients = validation.integer("num_clients", num_clients, minimum=1)
-        if self.secure_aggregation:   # checked here, not in a round that samples many clients
+        if self.secure_aggregation:  # checked here, not in a round that samples many clients
             from federated.aggregation import SecureAggregation
+
             most = self.sampler().most_clients(num_clients)
             needed = SecureAggregation.required_modulus_bits(self.secagg_bits, most)
             if needed > self.secagg_modulus_bits:
                 raise InvalidFederatedSetting(
-                    "secagg_modulus_bits", f"a round of up to {most} clients ({self.sampling} sampling of "
-                                           f"{num_clients}) sums {self.secagg_bits}-bit values past "
-                                           f"2^{self.secagg_modulus_bits}: give at least {needed}")
+                    "secagg_modulus_bits",
+                    f"a round of up to {most} clients ({self.sampling} sampling of "
+                    f"{num_clients}) sums {self.secagg_bits}-bit values past "
+                    f"2^{self.secagg_modulus_bits}: give at least {needed}",
+                )
         if not self.private:
             return FederatedTrainingPlan(config=self, num_clients=num_clients)
         units = self.delta_units(num_clients)
         delta = default_delta(units) if self.delta is None else float(self.delta)
         if delta >= 1 / units:
-            symbol, which = (("n", f"n = N x max_examples_per_client = {units} records (a budget per example)")
-                             if self.budget_unit == "example" else
-                             ("N", f"N = {num_clients} clients (the privacy unit is a {self.privacy_unit})"))
-            raise InvalidFederatedSetting("delta", f"must be below 1/{symbol} = {1 / units:.3g} for {which}, "
-                                                   f"got {delta!r}")
+            symbol, which = (
+                ("n", f"n = N x max_examples_per_client = {units} records (a budget per example)")
+                if self.budget_unit == "example"
+                else ("N", f"N = {num_clients} clients (the privacy unit is a {self.privacy_unit})")
+            )
+            raise InvalidFederatedSetting(
+                "delta", f"must be below 1/{symbol} = {1 / units:.3g} for {which}, got {delta!r}"
+            )
         target = self.target_epsilon
         if self.noise_multiplier is None and target is None:
             target = DEFAULT_TARGET_EPSILON
@@ -476,9 +577,14 @@ class FederatedTrainingConfig:
             return self._local_plan(num_clients, delta, target)
         sampling, adjacency = self.sampler().accounting
         expected = self.sampler().expected_clients(num_clients)
-        mechanism = DpSgdMechanism(dataset_size=num_clients, batch_size=expected,
-                                   noise_multiplier=self.noise_multiplier or 1.0,   # calibrated below if not given
-                                   steps=self.rounds, sampling=sampling, adjacency=adjacency)
+        mechanism = DpSgdMechanism(
+            dataset_size=num_clients,
+            batch_size=expected,
+            noise_multiplier=self.noise_multiplier or 1.0,  # calibrated below if not given
+            steps=self.rounds,
+            sampling=sampling,
+            adjacency=adjacency,
+        )
         if mechanism.unsupported_reason(self.accountant):  # it reports epsilon every round
             raise InvalidFederatedSetting("accountant", mechanism.unsupported_reason(self.accountant))
         part = self._preprocessing(preprocessing, mechanism)
@@ -492,54 +598,91 @@ class FederatedTrainingConfig:
         elif target is not None:
             prior = ([] if part is None else part.private_events()) + ([] if decision is None else [decision.event()])
             try:
-                sigma = calibrate_noise_multiplier(mechanism, target_epsilon=target, target_delta=accountant_delta,
-                                                   accountant=self.accountant, prior_events=prior)
+                sigma = calibrate_noise_multiplier(
+                    mechanism,
+                    target_epsilon=target,
+                    target_delta=accountant_delta,
+                    accountant=self.accountant,
+                    prior_events=prior,
+                )
             except (ValueError, UnsupportedAccounting) as err:
-                which = "" if self.target_epsilon is not None else \
-                    f" the default target epsilon {DEFAULT_TARGET_EPSILON:g} (or give the noise multiplier)"
+                which = (
+                    ""
+                    if self.target_epsilon is not None
+                    else f" the default target epsilon {DEFAULT_TARGET_EPSILON:g} (or give the noise multiplier)"
+                )
                 raise InvalidFederatedSetting("target_epsilon", f"cannot calibrate{which}: {err}") from None
             mechanism = mechanism.replace(noise_multiplier=sigma)
-        try:   # the epsilon reported every round must be computable, e.g. not for z = 1e-300 or 1e300
+        try:  # the epsilon reported every round must be computable, e.g. not for z = 1e-300 or 1e300
             planned = compute_epsilon(mechanism, delta, self.accountant)
         except (ArithmeticError, ValueError) as err:
             planned = f"{type(err).__name__}: {err}"
-        if isinstance(planned, numbers.Real) and not isinstance(planned, bool):   # 0 comes back as int 0
+        if isinstance(planned, numbers.Real) and not isinstance(planned, bool):  # 0 comes back as int 0
             planned = float(planned)
         if not isinstance(planned, float) or math.isnan(planned):
-            raise InvalidFederatedSetting("noise_multiplier" if target is None else "target_epsilon",
-                                          f"z = {mechanism.noise_multiplier:g} cannot be accounted by dp-accounting "
-                                          f"({planned})")
-        if self.max_epsilon is not None:   # the strategy's stop rule before round 1, from public numbers
-            first = PrivacyBudget.for_mechanism(mechanism, delta).epsilon_after(mechanism.unit_event(), 1,
-                                                                                self.accountant)
+            raise InvalidFederatedSetting(
+                "noise_multiplier" if target is None else "target_epsilon",
+                f"z = {mechanism.noise_multiplier:g} cannot be accounted by dp-accounting ({planned})",
+            )
+        if self.max_epsilon is not None:  # the strategy's stop rule before round 1, from public numbers
+            first = PrivacyBudget.for_mechanism(mechanism, delta).epsilon_after(
+                mechanism.unit_event(), 1, self.accountant
+            )
             if first > self.max_epsilon:
-                raise InvalidFederatedSetting("max_epsilon", f"{self.max_epsilon:g} is below one round's epsilon "
-                                                             f"{first:.4g} ({self.accountant}, z = "
-                                                             f"{mechanism.noise_multiplier:.4g}, delta = {delta:g}): "
-                                                             f"no round could run; raise it")
+                raise InvalidFederatedSetting(
+                    "max_epsilon",
+                    f"{self.max_epsilon:g} is below one round's epsilon "
+                    f"{first:.4g} ({self.accountant}, z = "
+                    f"{mechanism.noise_multiplier:.4g}, delta = {delta:g}): "
+                    f"no round could run; raise it",
+                )
         if self.clip == "adaptive":
             stddev = self.clipped_count_stddev or default_count_stddev(expected)
             try:
                 update_noise_multiplier(mechanism.noise_multiplier, stddev)
             except ValueError as err:
-                default = "" if self.clipped_count_stddev else f" ({COUNT_STDDEV_SHARE:g} x {expected:g} expected " \
-                                                               f"clients per round)"
+                default = (
+                    ""
+                    if self.clipped_count_stddev
+                    else f" ({COUNT_STDDEV_SHARE:g} x {expected:g} expected clients per round)"
+                )
                 raise InvalidFederatedSetting("clipped_count_stddev", f"{err}{default}") from None
-        return FederatedTrainingPlan(config=self, num_clients=num_clients, mechanism=mechanism, delta=delta,
-                                     target_epsilon=target, preprocessing=part, decision=decision)
+        return FederatedTrainingPlan(
+            config=self,
+            num_clients=num_clients,
+            mechanism=mechanism,
+            delta=delta,
+            target_epsilon=target,
+            preprocessing=part,
+            decision=decision,
+        )
 
     def delta_units(self, num_clients: int) -> int:
         """How many privacy units delta is judged against: the N clients (users), or under ``budget_unit``
         'example' the public bound N x ``max_examples_per_client`` on the records."""
         return num_clients * self.max_examples_per_client if self.budget_unit == "example" else num_clients
 
-    def _per_record(self, mechanism: DpSgdMechanism, target: float, num_clients: int, delta: float,
-                    part: PreprocessingPart | None, decision: NoisyAccuracy | None) -> DpSgdMechanism:
+    def _per_record(
+        self,
+        mechanism: DpSgdMechanism,
+        target: float,
+        num_clients: int,
+        delta: float,
+        part: PreprocessingPart | None,
+        decision: NoisyAccuracy | None,
+    ) -> DpSgdMechanism:
         """``mechanism`` with the least z (within 0.1%) whose record-level figure (`FederatedTrainingPlan.
         record_level`: the gate's figure for a budget per example) is at most ``target``."""
+
         def record_epsilon(z: float) -> float:
-            plan = FederatedTrainingPlan(config=self, num_clients=num_clients, mechanism=mechanism, delta=delta,
-                                         preprocessing=part, decision=decision)
+            plan = FederatedTrainingPlan(
+                config=self,
+                num_clients=num_clients,
+                mechanism=mechanism,
+                delta=delta,
+                preprocessing=part,
+                decision=decision,
+            )
             epsilon = plan._client_replaced(mechanism.replace(noise_multiplier=z))[0]
             return math.inf if epsilon is None else epsilon
 
@@ -547,9 +690,12 @@ class FederatedTrainingConfig:
         while record_epsilon(high) > target:
             low, high = high, high * 2
             if high > NOISE_MULTIPLIER_RANGE[1]:
-                raise InvalidFederatedSetting("target_epsilon", f"no noise multiplier up to "
-                                                                f"{NOISE_MULTIPLIER_RANGE[1]:g} meets {target:g} per "
-                                                                f"record (budget_unit 'example')")
+                raise InvalidFederatedSetting(
+                    "target_epsilon",
+                    f"no noise multiplier up to "
+                    f"{NOISE_MULTIPLIER_RANGE[1]:g} meets {target:g} per "
+                    f"record (budget_unit 'example')",
+                )
         while high / low > 1.001:
             middle = math.sqrt(low * high)
             low, high = (low, middle) if record_epsilon(middle) <= target else (middle, high)
@@ -560,14 +706,20 @@ class FederatedTrainingConfig:
         if self.decision_epsilon is None:
             return None
         if self.client_key is not None:
-            raise InvalidFederatedSetting("decision_epsilon", "with a client_key a user's held-out records are not "
-                                                              "bounded, so the push decision cannot be accounted "
-                                                              "per user")
+            raise InvalidFederatedSetting(
+                "decision_epsilon",
+                "with a client_key a user's held-out records are not "
+                "bounded, so the push decision cannot be accounted "
+                "per user",
+            )
         if self.max_examples_per_client is None or self.max_epsilon is not None:
             setting = "max_epsilon" if self.max_epsilon is not None else "max_examples_per_client"
-            raise InvalidFederatedSetting(setting, "the push decision is accounted for a client's group of K "
-                                                   "records before the rounds: set max_examples_per_client and "
-                                                   "use target_epsilon, not max_epsilon")
+            raise InvalidFederatedSetting(
+                setting,
+                "the push decision is accounted for a client's group of K "
+                "records before the rounds: set max_examples_per_client and "
+                "use target_epsilon, not max_epsilon",
+            )
         try:
             return NoisyAccuracy.calibrate(self.decision_epsilon, delta, group_size=self.max_examples_per_client)
         except DecisionError as err:
@@ -575,8 +727,8 @@ class FederatedTrainingConfig:
 
     def _local_plan(self, num_clients: int, delta: float, target: float | None) -> "FederatedTrainingPlan":
         """Local DP: z as given, else calibrated so that a client sent in every round stays within ``target``."""
-        from federated.strategies.dp_local import (
-            calibrate_local_noise_multiplier, local_epsilon)
+        from federated.strategies.dp_local import calibrate_local_noise_multiplier, local_epsilon
+
         z = self.noise_multiplier
         if target is not None:
             try:
@@ -585,29 +737,41 @@ class FederatedTrainingConfig:
                 raise InvalidFederatedSetting("target_epsilon", f"cannot calibrate: {err}") from None
         planned = local_epsilon(z, self.rounds, delta, self.accountant)
         if not math.isfinite(planned):
-            raise InvalidFederatedSetting("noise_multiplier" if target is None else "target_epsilon",
-                                          f"z = {z:g} cannot be accounted by dp-accounting ({planned})")
-        first = local_epsilon(z, 1, delta, self.accountant)   # public numbers: the run could not train at all
+            raise InvalidFederatedSetting(
+                "noise_multiplier" if target is None else "target_epsilon",
+                f"z = {z:g} cannot be accounted by dp-accounting ({planned})",
+            )
+        first = local_epsilon(z, 1, delta, self.accountant)  # public numbers: the run could not train at all
         if self.max_epsilon is not None and first > self.max_epsilon:
-            raise InvalidFederatedSetting("max_epsilon", f"{self.max_epsilon:g} is below one round's epsilon "
-                                                         f"{first:.4g} ({self.accountant}, z = {z:.4g}, delta = "
-                                                         f"{delta:g}): no client could be sent; raise it")
-        return FederatedTrainingPlan(config=self, num_clients=num_clients, delta=delta, target_epsilon=target,
-                                     local_noise_multiplier=z)
+            raise InvalidFederatedSetting(
+                "max_epsilon",
+                f"{self.max_epsilon:g} is below one round's epsilon "
+                f"{first:.4g} ({self.accountant}, z = {z:.4g}, delta = "
+                f"{delta:g}): no client could be sent; raise it",
+            )
+        return FederatedTrainingPlan(
+            config=self, num_clients=num_clients, delta=delta, target_epsilon=target, local_noise_multiplier=z
+        )
 
-    def _preprocessing(self, account: PreprocessingAccount | None,
-                       mechanism: DpSgdMechanism) -> PreprocessingPart | None:
+    def _preprocessing(
+        self, account: PreprocessingAccount | None, mechanism: DpSgdMechanism
+    ) -> PreprocessingPart | None:
         """The preprocessing releases as a client moves them: a group of ``max_examples_per_client`` records."""
         if account is None or not (account.mechanisms or account.unaccounted or account.coverage):
             return None
         if self.max_examples_per_client is None:
-            raise InvalidFederatedSetting("max_examples_per_client", "the Transform graph's private preprocessing "
-                                                                     "is accounted per record; set a public bound K "
-                                                                     "on each client's records so that its events "
-                                                                     "can be accounted per client")
+            raise InvalidFederatedSetting(
+                "max_examples_per_client",
+                "the Transform graph's private preprocessing "
+                "is accounted per record; set a public bound K "
+                "on each client's records so that its events "
+                "can be accounted per client",
+            )
         if self.max_epsilon is not None:
-            raise InvalidFederatedSetting("max_epsilon", "the round-by-round stop sees only the rounds' events, not "
-                                                         "the preprocessing's; use target_epsilon")
+            raise InvalidFederatedSetting(
+                "max_epsilon",
+                "the round-by-round stop sees only the rounds' events, not the preprocessing's; use target_epsilon",
+            )
         part = PreprocessingPart(account, mechanism.adjacency, self.max_examples_per_client)
         try:
             part.events()
@@ -651,30 +815,54 @@ class FederatedTrainingPlan:
         if not self.private:
             return None
         units = self.config.delta_units(self.num_clients)
-        return delta_warning(self.delta, units,
-                             unit="record" if self.config.budget_unit == "example" else self.config.privacy_unit)
+        return delta_warning(
+            self.delta, units, unit="record" if self.config.budget_unit == "example" else self.config.privacy_unit
+        )
 
     def strategy(self):
         """The FedAvg-family strategy (clients weighted equally and wrapped in DP-FedAvg when private)."""
         from federated import ClientConfig
         from federated.strategies import build_strategy, with_client_dp
+
         c = self.config
-        client = ClientConfig(epochs=c.local_epochs, batch_size=c.batch_size, learning_rate=c.client_learning_rate,
-                              proximal_mu=c.proximal_mu)
-        algorithm = build_strategy(c.server_optimizer, client, weighted=c.weighted and not self.private,
-                                   server_learning_rate=c.server_learning_rate, server_momentum=c.server_momentum)
+        client = ClientConfig(
+            epochs=c.local_epochs,
+            batch_size=c.batch_size,
+            learning_rate=c.client_learning_rate,
+            proximal_mu=c.proximal_mu,
+        )
+        algorithm = build_strategy(
+            c.server_optimizer,
+            client,
+            weighted=c.weighted and not self.private,
+            server_learning_rate=c.server_learning_rate,
+            server_momentum=c.server_momentum,
+        )
         if not self.private:
             return algorithm
         if self.local_noise_multiplier is not None:
             from federated.strategies import LocalDifferentialPrivacy
-            return LocalDifferentialPrivacy(algorithm, clipping_norm=c.clipping_norm,
-                                            noise_multiplier=self.local_noise_multiplier, target_delta=self.delta,
-                                            max_epsilon=c.max_epsilon, accountant=c.accountant)
-        return with_client_dp(algorithm, clip=c.clip, clipping_norm=c.clipping_norm,
-                              noise_multiplier=self.mechanism.noise_multiplier, target_delta=self.delta,
-                              target_quantile=c.target_unclipped_quantile,
-                              clipped_count_stddev=c.clipped_count_stddev, max_epsilon=c.max_epsilon,
-                              accountant=c.accountant, seeded_noise=c.seeded_noise)
+
+            return LocalDifferentialPrivacy(
+                algorithm,
+                clipping_norm=c.clipping_norm,
+                noise_multiplier=self.local_noise_multiplier,
+                target_delta=self.delta,
+                max_epsilon=c.max_epsilon,
+                accountant=c.accountant,
+            )
+        return with_client_dp(
+            algorithm,
+            clip=c.clip,
+            clipping_norm=c.clipping_norm,
+            noise_multiplier=self.mechanism.noise_multiplier,
+            target_delta=self.delta,
+            target_quantile=c.target_unclipped_quantile,
+            clipped_count_stddev=c.clipped_count_stddev,
+            max_epsilon=c.max_epsilon,
+            accountant=c.accountant,
+            seeded_noise=c.seeded_noise,
+        )
 
     def aggregation(self, strategy, max_client_size: int):
         """Secure aggregation when asked (range ``secagg_range`` or the strategy's), else None (plain)."""
@@ -682,8 +870,12 @@ class FederatedTrainingPlan:
         if not c.secure_aggregation:
             return None
         from federated.aggregation import SecureAggregation
-        return SecureAggregation(clipping_range=c.secagg_range or strategy.secure_aggregation_range(max_client_size),
-                                 bits=c.secagg_bits, modulus_bits=c.secagg_modulus_bits)
+
+        return SecureAggregation(
+            clipping_range=c.secagg_range or strategy.secure_aggregation_range(max_client_size),
+            bits=c.secagg_bits,
+            modulus_bits=c.secagg_modulus_bits,
+        )
 
     def record_level(self, rounds: int) -> dict[str, Any] | None:
         """What one record costs after ``rounds`` rounds of a keyed partition (None for one client per user,
@@ -706,22 +898,34 @@ class FederatedTrainingPlan:
         if self.config.privacy_unit != "client":
             return None
         k = self.config.max_examples_per_client
-        relation = {"record_adjacency": Adjacency.ADD_REMOVE.value, "client_adjacency": Adjacency.REPLACE_ONE.value,
-                    "records": None if k is None else self.num_clients * k}
-        if self.mechanism is None:   # local DP covers any change of a client's data, a record's included
+        relation = {
+            "record_adjacency": Adjacency.ADD_REMOVE.value,
+            "client_adjacency": Adjacency.REPLACE_ONE.value,
+            "records": None if k is None else self.num_clients * k,
+        }
+        if self.mechanism is None:  # local DP covers any change of a client's data, a record's included
             return {**relation, "epsilon_is": "the client-level epsilon"}
         mechanism = self.mechanism.replace(steps=rounds)
         if mechanism.adjacency is Adjacency.REPLACE_ONE:
-            return {**relation, "epsilon_is": "the client-level epsilon",
-                    "replaced_record": self._replaced_record(mechanism)}
+            return {
+                **relation,
+                "epsilon_is": "the client-level epsilon",
+                "replaced_record": self._replaced_record(mechanism),
+            }
         epsilon, how, replaced = self._client_replaced(mechanism)
-        out = {**relation, "accountant": how,
-               "epsilon": epsilon, "delta": self.delta,
-               "neighboring_relation": replaced.neighboring_relation.name, "event": event_to_json(replaced.dp_event()),
-               "replaced_record": self._replaced_record(mechanism)}
+        out = {
+            **relation,
+            "accountant": how,
+            "epsilon": epsilon,
+            "delta": self.delta,
+            "neighboring_relation": replaced.neighboring_relation.name,
+            "event": event_to_json(replaced.dp_event()),
+            "replaced_record": self._replaced_record(mechanism),
+        }
         if self.preprocessing is not None or self.decision is not None:
-            out["covers"] = ("the artifact: the preprocessing releases and the push decision (one record replaced), "
-                             "then the rounds")
+            out["covers"] = (
+                "the artifact: the preprocessing releases and the push decision (one record replaced), then the rounds"
+            )
         return out
 
     def _client_replaced(self, mechanism: DpSgdMechanism) -> tuple[float | None, str, DpSgdMechanism]:
@@ -732,7 +936,7 @@ class FederatedTrainingPlan:
             epsilon, how = compute_epsilon(replaced, self.delta, AccountantKind.PLD), AccountantKind.PLD.value
             if self.preprocessing is not None or self.decision is not None:
                 epsilon, how = self._record_level_artifact(replaced)
-        except UnsupportedAccounting as declined:   # e.g. z below PLD's cost limit: a replacement is a removal
+        except UnsupportedAccounting as declined:  # e.g. z below PLD's cost limit: a replacement is a removal
             # then an addition, so RDP group privacy over 2 add/remove neighbours bounds it (looser)
             replaced = mechanism.replace(max_examples_per_user=2)
             epsilon, how = compute_epsilon(replaced, self.delta, AccountantKind.RDP), "rdp, group privacy of 2"
@@ -748,9 +952,12 @@ class FederatedTrainingPlan:
         neighbours bounds it: RDP for uniform sampling, PLD for Poisson (where PLD declines, RDP over 4 add/remove
         neighbours). Not composed with preprocessing releases or a push decision (``epsilon`` None)."""
         if self.preprocessing is not None or self.decision is not None:
-            return {"epsilon": None, "delta": self.delta, "accountant": "none: group privacy is not composed with "
-                                                                        "the preprocessing or the push decision"}
-        if mechanism.dataset_size < 2:   # no second client to move to
+            return {
+                "epsilon": None,
+                "delta": self.delta,
+                "accountant": "none: group privacy is not composed with the preprocessing or the push decision",
+            }
+        if mechanism.dataset_size < 2:  # no second client to move to
             return {"epsilon": None, "delta": self.delta, "accountant": "none: a single client"}
         if mechanism.adjacency is Adjacency.REPLACE_ONE:
             grouped, how = mechanism.replace(max_examples_per_user=2), "rdp, group privacy of 2 clients replaced"
@@ -758,14 +965,18 @@ class FederatedTrainingPlan:
         else:
             try:
                 grouped = mechanism.replace(adjacency=Adjacency.REPLACE_ONE, max_examples_per_user=2)
-                epsilon, how = (compute_epsilon(grouped, self.delta, AccountantKind.PLD),
-                                "pld, group privacy of 2 clients replaced")
+                epsilon, how = (
+                    compute_epsilon(grouped, self.delta, AccountantKind.PLD),
+                    "pld, group privacy of 2 clients replaced",
+                )
             except UnsupportedAccounting as declined:
                 if mechanism.dataset_size < 4:
                     return {"epsilon": None, "delta": self.delta, "accountant": f"none: {declined}"}
                 grouped = mechanism.replace(max_examples_per_user=4)
-                epsilon, how = (compute_epsilon(grouped, self.delta, AccountantKind.RDP),
-                                "rdp, group privacy of 4 add/remove neighbours (2 clients replaced)")
+                epsilon, how = (
+                    compute_epsilon(grouped, self.delta, AccountantKind.RDP),
+                    "rdp, group privacy of 4 add/remove neighbours (2 clients replaced)",
+                )
         return {"epsilon": float(epsilon) if math.isfinite(epsilon) else None, "delta": self.delta, "accountant": how}
 
     def _record_level_artifact(self, replaced: DpSgdMechanism) -> tuple[float | None, str]:
@@ -778,14 +989,19 @@ class FederatedTrainingPlan:
             try:
                 prior = account.events(Adjacency.REPLACE_ONE, 1) + prior
                 delta = self.delta - account.additive_delta(Adjacency.REPLACE_ONE, 1)
-            except RecordError as err:   # e.g. a private vocabulary: analysed under add-remove only
+            except RecordError as err:  # e.g. a private vocabulary: analysed under add-remove only
                 return None, f"none: {err}"
-        epsilon = epsilon_of(dp_event.ComposedDpEvent([*prior, replaced.dp_event()]), target_delta=delta,
-                             accountant=AccountantKind.PLD, relation=replaced.neighboring_relation)
+        epsilon = epsilon_of(
+            dp_event.ComposedDpEvent([*prior, replaced.dp_event()]),
+            target_delta=delta,
+            accountant=AccountantKind.PLD,
+            relation=replaced.neighboring_relation,
+        )
         return (float(epsilon), AccountantKind.PLD.value) if math.isfinite(epsilon) else (None, "none: PLD diverges")
 
-    def ledger(self, budget, *, rounds: int, trainer: Mapping[str, Any],
-               outside_guarantee: Mapping[str, str] | None = None) -> privacy_ledger.PrivacyLedger:
+    def ledger(
+        self, budget, *, rounds: int, trainer: Mapping[str, Any], outside_guarantee: Mapping[str, str] | None = None
+    ) -> privacy_ledger.PrivacyLedger:
         """The ``dp-fedavg`` ledger of ``rounds`` rounds of this plan (the budget the simulation composed), with
         the plan's preprocessing releases composed before the rounds and what the run released outside its
         guarantee (the history's ``outside_guarantee``).
@@ -796,32 +1012,53 @@ class FederatedTrainingPlan:
         if self.mechanism is None:
             raise privacy_ledger.LedgerError("the privacy ledger accounts central DP-FedAvg, not trust_model 'local'")
         mechanism = self.mechanism.replace(steps=rounds)
-        privacy_ledger.check_budget(budget, mechanism, self.delta)   # the rounds, at the delta they were run at
+        privacy_ledger.check_budget(budget, mechanism, self.delta)  # the rounds, at the delta they were run at
         budget = privacy_ledger.with_preprocessing(
-            budget, mechanism, privacy_ledger.accountant_delta_of(self.delta, self.preprocessing), self.preprocessing,
-            self.decision)
+            budget,
+            mechanism,
+            privacy_ledger.accountant_delta_of(self.delta, self.preprocessing),
+            self.preprocessing,
+            self.decision,
+        )
         c = self.config
         parameters: dict[str, Any] = {
-            "privacy_unit": c.privacy_unit, "dataset_size": self.num_clients, "batch_size": mechanism.batch_size,
-            "noise_multiplier": mechanism.noise_multiplier, "steps": rounds, "sampling": mechanism.sampling.value,
-            "adjacency": mechanism.adjacency.value, "l2_norm_clip": c.clipping_norm, "clip": c.clip,
+            "privacy_unit": c.privacy_unit,
+            "dataset_size": self.num_clients,
+            "batch_size": mechanism.batch_size,
+            "noise_multiplier": mechanism.noise_multiplier,
+            "steps": rounds,
+            "sampling": mechanism.sampling.value,
+            "adjacency": mechanism.adjacency.value,
+            "l2_norm_clip": c.clipping_norm,
+            "clip": c.clip,
             "clients": c.clients,
-            "delta_is_default": c.delta is None, "delta_warning": self.delta_warning,
+            "delta_is_default": c.delta is None,
+            "delta_warning": self.delta_warning,
             "noise": "seeded" if c.seeded_noise else "csprng",
             "record_level": self.record_level(rounds),
-            "outside_guarantee": {**(DECISION_CAVEAT if self.decision is not None else {}),
-                                  **(outside_guarantee or {})}}
-        return privacy_ledger.PrivacyLedger(budget=budget, mechanism=privacy_ledger.DP_FEDAVG, parameters=parameters,
-                                            trainer={**trainer, "settings": {**c.to_custom_config(),
-                                                                             "weighted": False}},   # DP: unweighted
-                                            preprocessing=self.preprocessing, decision=self.decision)
+            "outside_guarantee": {
+                **(DECISION_CAVEAT if self.decision is not None else {}),
+                **(outside_guarantee or {}),
+            },
+        }
+        return privacy_ledger.PrivacyLedger(
+            budget=budget,
+            mechanism=privacy_ledger.DP_FEDAVG,
+            parameters=parameters,
+            trainer={**trainer, "settings": {**c.to_custom_config(), "weighted": False}},  # DP: unweighted
+            preprocessing=self.preprocessing,
+            decision=self.decision,
+        )
 
 
 def _interval(key: str, value: Any, low: float, high: float, closed: str) -> float:
     """A number in the interval from ``low`` to ``high``, brackets as in ``closed`` (e.g. "[)")."""
     checked = settings.number(value)
-    inside = checked is not None and (checked >= low if closed[0] == "[" else checked > low) and \
-        (checked <= high if closed[1] == "]" else checked < high)
+    inside = (
+        checked is not None
+        and (checked >= low if closed[0] == "[" else checked > low)
+        and (checked <= high if closed[1] == "]" else checked < high)
+    )
     if not inside:
         raise InvalidFederatedSetting(key, f"must be in {closed[0]}{low:g}, {high:g}{closed[1]}, got {value!r}")
     return checked

@@ -7,8 +7,8 @@
 
 def __getattr__(name: str):
     if name == "KAnonymityValidator":
-        from pipelines.components.kanonymity_validator.component import \
-            KAnonymityValidator
+        from pipelines.components.kanonymity_validator.component import KAnonymityValidator
+
         return KAnonymityValidator
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

@@ -33,6 +33,10 @@ class KAnonymityValidator(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
     def __init__(self, *, examples: types.BaseChannel, settings: KAnonymitySettings):
-        super().__init__(spec=KAnonymityValidatorSpec(
-            examples=examples, kanonymity_settings=settings.to_json(),
-            anomalies=types.Channel(type=standard_artifacts.ExampleAnomalies)))
+        super().__init__(
+            spec=KAnonymityValidatorSpec(
+                examples=examples,
+                kanonymity_settings=settings.to_json(),
+                anomalies=types.Channel(type=standard_artifacts.ExampleAnomalies),
+            )
+        )

@@ -23,8 +23,9 @@ ANOMALIES_FILE = "SchemaDiff.pb"
 class Executor(base_executor.BaseExecutor):
     """Writes each split's Anomalies proto and report; sets ``blessed`` per split."""
 
-    def Do(self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]],
-           exec_properties: dict[str, Any]) -> None:
+    def Do(
+        self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]], exec_properties: dict[str, Any]
+    ) -> None:
         settings = KAnonymitySettings.from_json(exec_properties[spec.SETTINGS_KEY])
         examples = artifact_utils.get_single_instance(input_dict[spec.EXAMPLES_KEY])
         anomalies = artifact_utils.get_single_instance(output_dict[spec.ANOMALIES_KEY])
@@ -34,8 +35,9 @@ class Executor(base_executor.BaseExecutor):
         blessed = {}
         for split in splits:
             records = list(example_records.read_split(examples, split))
-            report = kanonymity_report(records, settings.quasi_identifiers, target_k=settings.target_k,
-                                       sensitive=settings.sensitive)
+            report = kanonymity_report(
+                records, settings.quasi_identifiers, target_k=settings.target_k, sensitive=settings.sensitive
+            )
             out_dir = artifact_utils.get_split_uri([anomalies], split)
             fileio.makedirs(out_dir)
             io_utils.write_string_file(os.path.join(out_dir, spec.REPORT_FILE), json.dumps(report.to_dict(), indent=2))
@@ -44,11 +46,13 @@ class Executor(base_executor.BaseExecutor):
                 info = proto.anomaly_info[spec.ANOMALY_KEY]
                 info.severity = anomalies_pb2.AnomalyInfo.ERROR
                 info.short_description = f"k-anonymity {report.k} < {report.target_k}"
-                info.description = (f"{report.rows_below_target} of {report.rows} records "
-                                    f"({100 * report.share_below_target:.1f} %) are in classes smaller than "
-                                    f"{report.target_k} on {', '.join(report.quasi_identifiers)}; smallest class "
-                                    f"sizes {list(report.smallest_classes)}. Generalize or suppress "
-                                    f"(privacy.minimization.mondrian_generalize) or drop quasi-identifiers.")
+                info.description = (
+                    f"{report.rows_below_target} of {report.rows} records "
+                    f"({100 * report.share_below_target:.1f} %) are in classes smaller than "
+                    f"{report.target_k} on {', '.join(report.quasi_identifiers)}; smallest class "
+                    f"sizes {list(report.smallest_classes)}. Generalize or suppress "
+                    f"(privacy.minimization.mondrian_generalize) or drop quasi-identifiers."
+                )
             writer_utils.write_anomalies(os.path.join(out_dir, ANOMALIES_FILE), proto)
             blessed[split] = int(report.meets_target)
         anomalies.set_json_value_custom_property(spec.BLESSED_PROPERTY, blessed)

@@ -8,8 +8,8 @@ component (loaded on first use of the name) and `executor.Executor` the work.
 
 def __getattr__(name: str):
     if name == "LocalRandomizer":
-        from pipelines.components.local_randomizer.component import \
-            LocalRandomizer
+        from pipelines.components.local_randomizer.component import LocalRandomizer
+
         return LocalRandomizer
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

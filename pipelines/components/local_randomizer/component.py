@@ -32,6 +32,10 @@ class LocalRandomizer(base_component.BaseComponent):
 
     def __init__(self, *, examples: types.BaseChannel, columns: dict):
         """Args: ExampleGen's examples, and ``columns``: {name: {"mechanism", "epsilon", "k"}}."""
-        super().__init__(spec=LocalRandomizerSpec(
-            examples=examples, columns=spec.columns_json(spec.parse_columns(columns)),
-            randomized_examples=types.Channel(type=standard_artifacts.Examples)))
+        super().__init__(
+            spec=LocalRandomizerSpec(
+                examples=examples,
+                columns=spec.columns_json(spec.parse_columns(columns)),
+                randomized_examples=types.Channel(type=standard_artifacts.Examples),
+            )
+        )

@@ -12,8 +12,9 @@ from pipelines.components.local_randomizer.executor import reports_from_values
 from privacy.local import FrequencyEstimate
 
 
-def estimate_column(randomized_examples_uri: str, split: str, column: str,
-                    confidence: float = 0.95) -> FrequencyEstimate:
+def estimate_column(
+    randomized_examples_uri: str, split: str, column: str, confidence: float = 0.95
+) -> FrequencyEstimate:
     """The unbiased estimate (with intervals) of the fraction of records holding each value of ``column`` in
     ``split`` of the randomized examples at ``randomized_examples_uri``.
 
@@ -26,13 +27,16 @@ def estimate_column(randomized_examples_uri: str, split: str, column: str,
         raise ValueError(f"column {column!r} was not randomized; randomized columns: {sorted(described)}")
     d = described[column]
     randomizer = spec.ColumnRandomizer(column, d["mechanism"], d["epsilon"], d["k"])
-    splits = sorted(os.path.basename(f)[len("Split-"):]
-                    for f in tf.io.gfile.glob(os.path.join(randomized_examples_uri, "Split-*")))
+    splits = sorted(
+        os.path.basename(f)[len("Split-") :] for f in tf.io.gfile.glob(os.path.join(randomized_examples_uri, "Split-*"))
+    )
     if split not in splits:
         raise ValueError(f"split {split!r} not in {splits}")
     files = tf.io.gfile.glob(os.path.join(randomized_examples_uri, f"Split-{split}", "*"))
-    values = [list(tf.train.Example.FromString(r.numpy()).features.feature[column].int64_list.value)
-              for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+    values = [
+        list(tf.train.Example.FromString(r.numpy()).features.feature[column].int64_list.value)
+        for r in tf.data.TFRecordDataset(files, compression_type="GZIP")
+    ]
     if not values:
         raise ValueError(f"split {split!r} has no records")
     return randomizer.oracle().estimate(reports_from_values(values, randomizer.mechanism), confidence)

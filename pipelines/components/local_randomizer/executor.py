@@ -50,8 +50,9 @@ def reports_from_values(values: list[list[int]], mechanism: str):
 class Executor(base_executor.BaseExecutor):
     """Randomizes the declared columns of every split; writes `spec.REPORT_FILE` beside the splits."""
 
-    def Do(self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]],
-           exec_properties: dict[str, Any]) -> None:
+    def Do(
+        self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]], exec_properties: dict[str, Any]
+    ) -> None:
         columns = spec.parse_columns(exec_properties[spec.COLUMNS_KEY])
         examples = artifact_utils.get_single_instance(input_dict[spec.EXAMPLES_KEY])
         output = artifact_utils.get_single_instance(output_dict[spec.RANDOMIZED_EXAMPLES_KEY])
@@ -89,8 +90,10 @@ def _check_format(examples) -> None:
     feature_lists would parse as an unknown field and pass through raw) is refused, naming the format."""
     payload = examples_utils.get_payload_format(examples)
     if payload != example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE:
-        raise ValueError(f"LocalRandomizer reads tf.Example records only, got payload format "
-                         f"{example_gen_pb2.PayloadFormat.Name(payload)}")
+        raise ValueError(
+            f"LocalRandomizer reads tf.Example records only, got payload format "
+            f"{example_gen_pb2.PayloadFormat.Name(payload)}"
+        )
     file_format = examples_utils.get_file_format(examples)
     if file_format != FILE_FORMAT:
         raise ValueError(f"LocalRandomizer reads {FILE_FORMAT} files only, got file format {file_format!r}")
@@ -103,8 +106,10 @@ def _parse(raw: bytes, split: str, row: int) -> tf.train.Example:
     size = record.ByteSize()
     record.DiscardUnknownFields()
     if record.ByteSize() != size:
-        raise ValueError(f"split {split!r}, record {row}: not a tf.Example (fields tf.Example does not define); "
-                         f"LocalRandomizer reads tf.Example records only")
+        raise ValueError(
+            f"split {split!r}, record {row}: not a tf.Example (fields tf.Example does not define); "
+            f"LocalRandomizer reads tf.Example records only"
+        )
     return record
 
 
@@ -114,6 +119,8 @@ def _value(record, column: spec.ColumnRandomizer, split: str, row: int) -> int:
     feature = record.features.feature.get(column.name)
     values = list(feature.int64_list.value) if feature is not None else []
     if len(values) != 1 or not 0 <= values[0] < column.k:
-        raise ValueError(f"column {column.name!r}, split {split!r}, record {row}: a declared column must hold one "
-                         f"int64 in [0, {column.k}) per record")
+        raise ValueError(
+            f"column {column.name!r}, split {split!r}, record {row}: a declared column must hold one "
+            f"int64 in [0, {column.k}) per record"
+        )
     return values[0]

@@ -59,29 +59,35 @@ def parse_columns(columns: Any) -> tuple[ColumnRandomizer, ...]:
         if not isinstance(name, str) or not name:
             raise ValueError(f"column names must be non-empty strings, got {name!r}")
         if not isinstance(setting, dict) or set(setting) - {"mechanism", "epsilon", "k"}:
-            raise ValueError(f"column {name!r}: give mechanism ({', '.join(MECHANISMS)}), epsilon and k, "
-                             f"got {setting!r}")
+            raise ValueError(
+                f"column {name!r}: give mechanism ({', '.join(MECHANISMS)}), epsilon and k, got {setting!r}"
+            )
         column = ColumnRandomizer(name, setting.get("mechanism"), setting.get("epsilon"), setting.get("k"))
         try:
             oracle = column.oracle()
         except ValueError as err:
             raise ValueError(f"column {name!r}: {err}") from None
         if oracle.name == "oue" and oracle.k > MAX_OUE_DOMAIN:
-            raise ValueError(f"column {name!r}: oue stores k bits per record, so k must be at most "
-                             f"{MAX_OUE_DOMAIN}, got {oracle.k}; use olh for larger domains")
+            raise ValueError(
+                f"column {name!r}: oue stores k bits per record, so k must be at most "
+                f"{MAX_OUE_DOMAIN}, got {oracle.k}; use olh for larger domains"
+            )
         parsed.append(dataclasses.replace(column, epsilon=oracle.epsilon, k=oracle.k))
     return tuple(parsed)
 
 
 def columns_json(columns: tuple[ColumnRandomizer, ...]) -> str:
     """The exec property: the columns as JSON."""
-    return json.dumps({c.name: {"mechanism": c.mechanism, "epsilon": c.epsilon, "k": c.k} for c in columns},
-                      sort_keys=True)
+    return json.dumps(
+        {c.name: {"mechanism": c.mechanism, "epsilon": c.epsilon, "k": c.k} for c in columns}, sort_keys=True
+    )
 
 
 def report(columns: tuple[ColumnRandomizer, ...]) -> dict[str, Any]:
     """The content of `REPORT_FILE`."""
-    return {"columns": {c.name: c.oracle().to_dict() for c in columns},
-            "epsilon_per_record": sum(c.epsilon for c in columns),
-            "trust_model": "local randomizer applied after ExampleGen: the raw examples upstream are not covered",
-            "unprotected": "undeclared columns; a person's records beyond the first (epsilon per record)"}
+    return {
+        "columns": {c.name: c.oracle().to_dict() for c in columns},
+        "epsilon_per_record": sum(c.epsilon for c in columns),
+        "trust_model": "local randomizer applied after ExampleGen: the raw examples upstream are not covered",
+        "unprotected": "undeclared columns; a person's records beyond the first (epsilon per record)",
+    }

@@ -37,8 +37,16 @@ class PateTrainer(Trainer):
         config = PateTrainingConfig.from_custom_config(custom_config)
         given = [k for k in ("train_args", "eval_args", "transform_graph", "transformed_examples") if k in kwargs]
         if given:
-            raise InvalidPateSetting(given[0], "the PATE Trainer reads the private and public splits its settings "
-                                               "name from ExampleGen's examples, and no Transform output")
-        super().__init__(examples=examples, custom_config=custom_config, run_fn=run_fn,
-                         train_args=tfx.proto.TrainArgs(splits=[config.private_split]),
-                         eval_args=tfx.proto.EvalArgs(splits=[config.public_split]), **kwargs)
+            raise InvalidPateSetting(
+                given[0],
+                "the PATE Trainer reads the private and public splits its settings "
+                "name from ExampleGen's examples, and no Transform output",
+            )
+        super().__init__(
+            examples=examples,
+            custom_config=custom_config,
+            run_fn=run_fn,
+            train_args=tfx.proto.TrainArgs(splits=[config.private_split]),
+            eval_args=tfx.proto.EvalArgs(splits=[config.public_split]),
+            **kwargs,
+        )

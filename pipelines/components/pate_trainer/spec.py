@@ -66,7 +66,7 @@ SELF_TRAINING = ("confidence", "self_training_rounds")
 """Settings of the student's self-training only: refused, not ignored, without ``semi_supervised``."""
 EVAL_SPLIT = "eval"
 """The Evaluator's held-out split: neither the private nor the public split may be it."""
-MAX_SEED = 2 ** 32 - 1
+MAX_SEED = 2**32 - 1
 
 
 class InvalidPateSetting(settings.InvalidSetting):
@@ -124,16 +124,22 @@ class PateTrainingConfig:
             if values.get(key) is not None and (not isinstance(values[key], str) or not values[key]):
                 raise InvalidPateSetting(key, f"must be a non-empty string, got {values[key]!r}")
         keys = values["feature_keys"]
-        if isinstance(keys, (str, bytes)) or not hasattr(keys, "__iter__") or not keys or \
-                not all(isinstance(k, str) and k for k in keys) or len(set(keys)) != len(list(keys)):
+        if (
+            isinstance(keys, (str, bytes))
+            or not hasattr(keys, "__iter__")
+            or not keys
+            or not all(isinstance(k, str) and k for k in keys)
+            or len(set(keys)) != len(list(keys))
+        ):
             raise InvalidPateSetting("feature_keys", f"must be a non-empty list of distinct column names, got {keys!r}")
         values["feature_keys"] = tuple(keys)
         for key in ("private", "smoothed_release", "semi_supervised"):
             if key in values and not isinstance(values[key], bool):
                 raise InvalidPateSetting(key, f"must be true or false, got {values[key]!r}")
         if values.get("private") is False:
-            raise InvalidPateSetting("private", "PATE is a private trainer; for ordinary training use trainer dp "
-                                                "with private false")
+            raise InvalidPateSetting(
+                "private", "PATE is a private trainer; for ordinary training use trainer dp with private false"
+            )
         values["num_classes"] = settings.integer(InvalidPateSetting, "num_classes", values["num_classes"], minimum=2)
         for key in ("teachers", "epochs", "hidden_units", "self_training_rounds"):
             if key in values:
@@ -147,8 +153,9 @@ class PateTrainingConfig:
         if "delta" in values:
             values["delta"] = settings.probability(InvalidPateSetting, "delta", values["delta"])
         if values.get("decision_epsilon") is not None:
-            values["decision_epsilon"] = settings.positive(InvalidPateSetting, "decision_epsilon",
-                                                           values["decision_epsilon"])
+            values["decision_epsilon"] = settings.positive(
+                InvalidPateSetting, "decision_epsilon", values["decision_epsilon"]
+            )
         if not values.get("smoothed_release"):
             given = [k for k in SMOOTHING if k in values]
             if given:
@@ -158,8 +165,9 @@ class PateTrainingConfig:
             if given:
                 raise InvalidPateSetting(given[0], "sets the student's self-training, but semi_supervised is false")
         if values.get("aggregator", AGGREGATORS[0]) not in AGGREGATORS:
-            raise InvalidPateSetting("aggregator", f"must be one of {', '.join(AGGREGATORS)}, "
-                                                   f"got {values['aggregator']!r}")
+            raise InvalidPateSetting(
+                "aggregator", f"must be one of {', '.join(AGGREGATORS)}, got {values['aggregator']!r}"
+            )
         if values.get("aggregator") == "gnmax":
             given = [k for k in CONFIDENT_ONLY if k in values]
             if given:
@@ -181,15 +189,20 @@ class PateTrainingConfig:
             if name == EVAL_SPLIT:
                 raise InvalidPateSetting(key, f"{name!r} is the Evaluator's held-out split")
         if self.private_split == self.public_split:
-            raise InvalidPateSetting("public_split", f"the public split must not be the private one "
-                                                     f"({self.private_split!r})")
+            raise InvalidPateSetting(
+                "public_split", f"the public split must not be the private one ({self.private_split!r})"
+            )
         if self.holder_key and self.decision_epsilon is not None:
-            raise InvalidPateSetting("decision_epsilon", "the push decision is accounted per held-out record, but with "
-                                                         "a holder_key a holder's held-out records are not bounded")
+            raise InvalidPateSetting(
+                "decision_epsilon",
+                "the push decision is accounted per held-out record, but with "
+                "a holder_key a holder's held-out records are not bounded",
+            )
         used = {self.label_key, *([self.holder_key] if self.holder_key else [])}
         if used & set(self.feature_keys):
-            raise InvalidPateSetting("feature_keys", f"must not hold the label or holder column "
-                                                     f"({sorted(used & set(self.feature_keys))})")
+            raise InvalidPateSetting(
+                "feature_keys", f"must not hold the label or holder column ({sorted(used & set(self.feature_keys))})"
+            )
 
     def make_aggregator(self) -> GNMax | ConfidentGNMax:
         """The aggregator these settings describe (its noise from the OS CSPRNG when it runs).
@@ -215,7 +228,8 @@ class PateTrainingConfig:
             return SmoothSensitivityRelease(order=self.smooth_order, beta=self.smooth_beta, sigma_ss=self.sigma_ss)
         except PateConfigurationError as err:
             name = {"order": "smooth_order", "beta": "smooth_beta", "sigma_ss": "sigma_ss"}.get(
-                str(err).split()[1], "smooth_order")
+                str(err).split()[1], "smooth_order"
+            )
             raise InvalidPateSetting(name, str(err)) from None
 
     def self_training(self) -> SelfTraining | None:

@@ -8,6 +8,7 @@ component (loaded on first use of the name) and `executor.Executor` the work (`p
 def __getattr__(name: str):
     if name == "PiiScrubber":
         from pipelines.components.pii_scrubber.component import PiiScrubber
+
         return PiiScrubber
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

@@ -14,8 +14,10 @@ from privacy.minimization import KAnonymitySettings, ScrubSettings
 class PiiScrubberSpec(ComponentSpec):
     """Input: ExampleGen's examples. Output: the scrubbed examples."""
 
-    PARAMETERS = {spec.SETTINGS_KEY: ExecutionParameter(type=str),
-                  spec.GENERALIZATION_KEY: ExecutionParameter(type=str, optional=True)}
+    PARAMETERS = {
+        spec.SETTINGS_KEY: ExecutionParameter(type=str),
+        spec.GENERALIZATION_KEY: ExecutionParameter(type=str, optional=True),
+    }
     INPUTS = {spec.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples)}
     OUTPUTS = {spec.SCRUBBED_EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples)}
 
@@ -39,9 +41,14 @@ class PiiScrubber(base_component.BaseComponent):
     SPEC_CLASS = PiiScrubberSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
-    def __init__(self, *, examples: types.BaseChannel, settings: ScrubSettings,
-                 generalization: KAnonymitySettings | None = None):
-        super().__init__(spec=PiiScrubberSpec(
-            examples=examples, scrub_settings=settings.to_json(),
-            generalization=generalization.to_json() if generalization is not None else None,
-            scrubbed_examples=types.Channel(type=standard_artifacts.Examples)))
+    def __init__(
+        self, *, examples: types.BaseChannel, settings: ScrubSettings, generalization: KAnonymitySettings | None = None
+    ):
+        super().__init__(
+            spec=PiiScrubberSpec(
+                examples=examples,
+                scrub_settings=settings.to_json(),
+                generalization=generalization.to_json() if generalization is not None else None,
+                scrubbed_examples=types.Channel(type=standard_artifacts.Examples),
+            )
+        )

@@ -20,8 +20,9 @@ from privacy.minimization import KAnonymitySettings, Scrubber, ScrubSettings, mo
 class Executor(base_executor.BaseExecutor):
     """Writes the scrubbed splits, the report JSON and the report's counts as custom properties."""
 
-    def Do(self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]],
-           exec_properties: dict[str, Any]) -> None:
+    def Do(
+        self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]], exec_properties: dict[str, Any]
+    ) -> None:
         settings = ScrubSettings.from_json(exec_properties[spec.SETTINGS_KEY])
         generalization = exec_properties.get(spec.GENERALIZATION_KEY)
         generalization = KAnonymitySettings.from_json(generalization) if generalization else None
@@ -35,11 +36,13 @@ class Executor(base_executor.BaseExecutor):
         scrubber = Scrubber(settings)
         for split in splits:
             present = set().union(*(r.keys() for r in example_records.read_split(raw, split)))
-            absent = settings.absent_columns(present) + [q for q in (generalization.quasi_identifiers
-                                                                     if generalization else ()) if q not in present]
-            if absent and present:   # an empty split (a 2:1 hash split of few rows) has nothing to check
-                raise ValueError(f"declared column(s) {absent} are in no record of split {split} "
-                                 f"(columns: {sorted(present)})")
+            absent = settings.absent_columns(present) + [
+                q for q in (generalization.quasi_identifiers if generalization else ()) if q not in present
+            ]
+            if absent and present:  # an empty split (a 2:1 hash split of few rows) has nothing to check
+                raise ValueError(
+                    f"declared column(s) {absent} are in no record of split {split} (columns: {sorted(present)})"
+                )
             records = (scrubber.scrub_record(r) for r in example_records.read_split(raw, split))
             if generalization is not None:
                 records = list(records)
@@ -49,10 +52,17 @@ class Executor(base_executor.BaseExecutor):
             example_records.write_split(scrubbed, split, records)
         report = scrubber.report.to_dict()
         if generalization is not None:
-            report["generalization"] = {"quasi_identifiers": list(generalization.quasi_identifiers),
-                                        "k": generalization.target_k, "suppressed_rows": suppressed}
+            report["generalization"] = {
+                "quasi_identifiers": list(generalization.quasi_identifiers),
+                "k": generalization.target_k,
+                "suppressed_rows": suppressed,
+            }
         io_utils.write_string_file(os.path.join(scrubbed.uri, spec.REPORT_FILE), json.dumps(report, indent=2))
         for name in spec.REPORT_PROPERTIES:
             scrubbed.set_int_custom_property(f"pii_{name}", report[name])
-        logging.info("PII scrubber: %d of %d records touched; entities per column: %s", report["rows_touched"],
-                     report["rows"], report["entities"])
+        logging.info(
+            "PII scrubber: %d of %d records touched; entities per column: %s",
+            report["rows_touched"],
+            report["rows"],
+            report["entities"],
+        )

@@ -18,9 +18,16 @@ from privacy.auditing import MembershipAudit, loss_threshold_audit, per_example_
 BATCH_SIZE = 256
 
 
-def audit_saved_model(serving_model_dir: str, *, member_files: list[str], nonmember_files: list[str],
-                      label_key: str, prediction_key: str | None = None, signature: str = "serving_default",
-                      max_examples: int | None = None) -> MembershipAudit:
+def audit_saved_model(
+    serving_model_dir: str,
+    *,
+    member_files: list[str],
+    nonmember_files: list[str],
+    label_key: str,
+    prediction_key: str | None = None,
+    signature: str = "serving_default",
+    max_examples: int | None = None,
+) -> MembershipAudit:
     """Runs the loss-threshold attack on the model in ``serving_model_dir``.
 
     Args:
@@ -42,8 +49,14 @@ def audit_saved_model(serving_model_dir: str, *, member_files: list[str], nonmem
     return loss_threshold_audit(losses(member_files), losses(nonmember_files))
 
 
-def correct_predictions(serving_model_dir: str, files: list[str], *, label_key: str, prediction_key: str | None = None,
-                        signature: str = "serving_default") -> tuple[int, int]:
+def correct_predictions(
+    serving_model_dir: str,
+    files: list[str],
+    *,
+    label_key: str,
+    prediction_key: str | None = None,
+    signature: str = "serving_default",
+) -> tuple[int, int]:
     """(correct predictions, examples) of the model on every example of ``files`` (exact: private counts); an
     example it cannot score counts as a wrong prediction."""
     labels, probabilities, scored = _predictor(serving_model_dir, label_key, prediction_key, signature)(files, None)
@@ -58,10 +71,12 @@ def _predictor(serving_model_dir: str, label_key: str, prediction_key: str | Non
     """A function of (files, max_examples) giving (labels, predicted probabilities, scored) of the model's
     signature; ``scored`` is False (and the label or probabilities NaN) for a record it cannot score."""
     import tensorflow as tf
+
     model = tf.saved_model.load(serving_model_dir)
     if signature not in model.signatures:
-        raise ValueError(f"the model in {serving_model_dir} has no signature {signature!r} "
-                         f"(it has {sorted(model.signatures)})")
+        raise ValueError(
+            f"the model in {serving_model_dir} has no signature {signature!r} (it has {sorted(model.signatures)})"
+        )
     fn = model.signatures[signature]
     inputs = list(fn.structured_input_signature[1])
     if len(inputs) != 1:
@@ -78,10 +93,10 @@ def _predictor(serving_model_dir: str, label_key: str, prediction_key: str | Non
         labels = np.array([_label(record, label_key) for record in serialized], dtype=float)
         rows: list[np.ndarray | None] = []
         for start in range(0, len(serialized), BATCH_SIZE):
-            batch = serialized[start:start + BATCH_SIZE]
+            batch = serialized[start : start + BATCH_SIZE]
             try:
                 rows += list(scores(batch))
-            except (tf.errors.InvalidArgumentError, UnicodeDecodeError):   # a bad record fails its batch: score each
+            except (tf.errors.InvalidArgumentError, UnicodeDecodeError):  # a bad record fails its batch: score each
                 rows += [_score_or_none(scores, record) for record in batch]
         shape = next((np.shape(row) for row in rows if row is not None), ())
         probabilities = np.array([np.full(shape, np.nan) if row is None else row for row in rows], dtype=float)
@@ -93,14 +108,16 @@ def _predictor(serving_model_dir: str, label_key: str, prediction_key: str | Non
 
 def _score_or_none(scores, record: bytes) -> np.ndarray | None:
     import tensorflow as tf
+
     try:
         return scores([record])[0]
-    except (tf.errors.InvalidArgumentError, UnicodeDecodeError):   # (undecodable bytes break the message)
+    except (tf.errors.InvalidArgumentError, UnicodeDecodeError):  # (undecodable bytes break the message)
         return None
 
 
 def _read_records(files: list[str], limit: int | None) -> list[bytes]:
     import tensorflow as tf
+
     records: list[bytes] = []
     for path in sorted(files):
         dataset = tf.data.TFRecordDataset(path, compression_type="GZIP" if path.endswith(".gz") else "")
@@ -115,12 +132,13 @@ def _label(record: bytes, label_key: str) -> float:
     """The record's label; NaN without exactly one value (or an unparsable record)."""
     import tensorflow as tf
     from google.protobuf.message import DecodeError
+
     try:
         feature = tf.train.Example.FromString(record).features.feature.get(label_key)
     except DecodeError:
         return math.nan
     values = None if feature is None else (feature.int64_list.value or feature.float_list.value)
-    return values[0] if values and len(values) == 1 else math.nan   # unreadable: scored as wrong
+    return values[0] if values and len(values) == 1 else math.nan  # unreadable: scored as wrong
 
 
 def _pick(outputs: dict, prediction_key: str | None, signature: str):
@@ -129,6 +147,8 @@ def _pick(outputs: dict, prediction_key: str | None, signature: str):
             raise ValueError(f"signature {signature!r} has no output {prediction_key!r} (it has {sorted(outputs)})")
         return outputs[prediction_key]
     if len(outputs) != 1:
-        raise ValueError(f"signature {signature!r} has outputs {sorted(outputs)}: set the ModelSpec's "
-                         f"prediction_key to the one holding probabilities")
+        raise ValueError(
+            f"signature {signature!r} has outputs {sorted(outputs)}: set the ModelSpec's "
+            f"prediction_key to the one holding probabilities"
+        )
     return next(iter(outputs.values()))

@@ -29,34 +29,51 @@ NAME = "privacy_audit"
 """The check's name in the evaluation summary, and the summary's key of the audit's figures."""
 
 
-def audit_check(ledger: privacy_ledger.PrivacyLedger | None, num_canaries: int) -> tuple[dict[str, Any],
-                                                                                        dict[str, Any] | None]:
+def audit_check(
+    ledger: privacy_ledger.PrivacyLedger | None, num_canaries: int
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """(the gate's check, the audit's figures for the summary or None when it could not run)."""
     if ledger is None or ledger.mechanism != privacy_ledger.DP_SGD:
         return _failed("nothing to audit: the model has no DP-SGD privacy ledger"), None
     delta = ledger.accountant_delta
     try:
         mechanism = ledger.dp_sgd_mechanism()
-        result = dp_sgd_audit.audit_mechanism(mechanism, l2_norm_clip=ledger.parameters.get("l2_norm_clip"),
-                                              delta=delta, num_canaries=num_canaries)
+        result = dp_sgd_audit.audit_mechanism(
+            mechanism, l2_norm_clip=ledger.parameters.get("l2_norm_clip"), delta=delta, num_canaries=num_canaries
+        )
     except (ValueError, privacy_ledger.LedgerError) as err:
         return _failed(f"the audit cannot reproduce this run ({err}); what cannot be checked is not blessed"), None
     bound, claim, accountant = result.lower_bound[-1], result.claimed_epsilon[-1], result.claim_accountant
     ceiling = largest_bound(num_canaries, delta=delta, confidence=DEFAULT_CONFIDENCE)
-    figures = {"lower_bound": bound, "claimed_epsilon": claim, "claim_accountant": accountant,
-               "claims": result.claims[-1], "delta": delta, "confidence": DEFAULT_CONFIDENCE,
-               "num_canaries": num_canaries, "dataset_size": result.dataset_size,
-               "training_rows": mechanism.dataset_size, "batch_size": result.plan.batch_size,
-               "steps": result.steps, "largest_possible_bound": ceiling, "final": result.final,
-               "seconds": round(result.seconds, 1), "violated": result.violated}
-    context = (f"one-run lower bound at {DEFAULT_CONFIDENCE:.0%} confidence from {num_canaries} white-box canaries vs "
-               f"the {accountant.upper()} epsilon of the same training run with its canaries (N = "
-               f"{result.dataset_size}, expected batch {result.plan.batch_size} to keep q, delta {delta:g}); "
-               f"with these canaries no bound can exceed {ceiling:g}")
+    figures = {
+        "lower_bound": bound,
+        "claimed_epsilon": claim,
+        "claim_accountant": accountant,
+        "claims": result.claims[-1],
+        "delta": delta,
+        "confidence": DEFAULT_CONFIDENCE,
+        "num_canaries": num_canaries,
+        "dataset_size": result.dataset_size,
+        "training_rows": mechanism.dataset_size,
+        "batch_size": result.plan.batch_size,
+        "steps": result.steps,
+        "largest_possible_bound": ceiling,
+        "final": result.final,
+        "seconds": round(result.seconds, 1),
+        "violated": result.violated,
+    }
+    context = (
+        f"one-run lower bound at {DEFAULT_CONFIDENCE:.0%} confidence from {num_canaries} white-box canaries vs "
+        f"the {accountant.upper()} epsilon of the same training run with its canaries (N = "
+        f"{result.dataset_size}, expected batch {result.plan.batch_size} to keep q, delta {delta:g}); "
+        f"with these canaries no bound can exceed {ceiling:g}"
+    )
     if result.violated:
-        reason = (f"{NAME}: accounting inconsistent: lower bound {bound:g} > claimed epsilon {claim:.4g} ({context}): "
-                  f"ppml's epsilon for this DP-SGD run, the training part the ledger composes, is false at that "
-                  f"confidence")
+        reason = (
+            f"{NAME}: accounting inconsistent: lower bound {bound:g} > claimed epsilon {claim:.4g} ({context}): "
+            f"ppml's epsilon for this DP-SGD run, the training part the ledger composes, is false at that "
+            f"confidence"
+        )
     else:
         reason = f"{NAME}: lower bound {bound:g} <= claimed epsilon {claim:.4g} ({context}; evidence, not proof)"
     return {"name": NAME, "value": bound, "bound": claim, "passed": not result.violated, "reason": reason}, figures

@@ -31,15 +31,21 @@ def artifact_problems(serving_dir: str, ledger: privacy_ledger.PrivacyLedger) ->
         carried = PreprocessingAccount.from_texts(records_in_saved_model(serving_dir))
     except RecordError as err:
         return problems + [f"the model's preprocessing records are unreadable: {err}"]
-    if (carried.mechanisms, carried.coverage, carried.releases) != \
-            (accounted.mechanisms, accounted.coverage, accounted.releases):
-        problems.append(f"the model carries {len(carried.mechanisms)} preprocessing release record(s) "
-                        f"{'and a coverage record ' if carried.coverage else ''}that differ from the "
-                        f"{len(accounted.mechanisms)} its ledger accounts: the ledger was written for another "
-                        f"Transform graph")
+    if (carried.mechanisms, carried.coverage, carried.releases) != (
+        accounted.mechanisms,
+        accounted.coverage,
+        accounted.releases,
+    ):
+        problems.append(
+            f"the model carries {len(carried.mechanisms)} preprocessing release record(s) "
+            f"{'and a coverage record ' if carried.coverage else ''}that differ from the "
+            f"{len(accounted.mechanisms)} its ledger accounts: the ledger was written for another "
+            f"Transform graph"
+        )
     if carried.coverage is None and embeds_transform_graph(serving_dir):
-        problems.append(f"the model embeds a tf.Transform graph without ppml's coverage record (fail closed): "
-                        f"{NO_COVERAGE_RECORD}")
+        problems.append(
+            f"the model embeds a tf.Transform graph without ppml's coverage record (fail closed): {NO_COVERAGE_RECORD}"
+        )
     return problems + keras_layer_problems(serving_dir) + metric_state_problems(serving_dir)
 
 
@@ -52,6 +58,7 @@ def metric_state_problems(serving_dir: str) -> list[str]:
     """
     import numpy as np
     import tensorflow as tf
+
     prefix = os.path.join(serving_dir, "variables", "variables")
     if not tf.io.gfile.exists(prefix + ".index"):
         return []
@@ -63,18 +70,22 @@ def metric_state_problems(serving_dir: str) -> list[str]:
         return [f"the model's checkpoint is unreadable, so its metric state cannot be checked: {err}"]
     if not held:
         return []
-    return [f"the model's checkpoint holds Keras training-metric state {held} (exact sums over the training "
-            f"examples, e.g. of the loss, and their count), which no epsilon covers: call model.reset_metrics() "
-            f"before saving (private fit does)"]
+    return [
+        f"the model's checkpoint holds Keras training-metric state {held} (exact sums over the training "
+        f"examples, e.g. of the loss, and their count), which no epsilon covers: call model.reset_metrics() "
+        f"before saving (private fit does)"
+    ]
 
 
 def keras_layer_problems(serving_dir: str) -> list[str]:
     """Adapted preprocessing layers among the layers a tf-keras SavedModel records in its Keras metadata."""
     import tensorflow as tf
+
     path = os.path.join(serving_dir, KERAS_METADATA)
     if not tf.io.gfile.exists(path):
         return []
     from tf_keras.protobuf import saved_metadata_pb2
+
     metadata = saved_metadata_pb2.SavedMetadata()
     with tf.io.gfile.GFile(path, "rb") as f:
         metadata.ParseFromString(f.read())
@@ -86,15 +97,17 @@ def keras_layer_problems(serving_dir: str) -> list[str]:
             layer = json.loads(node.metadata)
         except json.JSONDecodeError:
             continue
-        problem = adapted_layer_problem(layer.get("name", node.node_path), layer.get("class_name", ""),
-                                        layer.get("config"))
+        problem = adapted_layer_problem(
+            layer.get("name", node.node_path), layer.get("class_name", ""), layer.get("config")
+        )
         if problem:
             problems.append(problem)
     return problems
 
 
-def delta_findings(ledger: privacy_ledger.PrivacyLedger, privacy_unit: str | None = None
-                   ) -> tuple[list[str], list[str]]:
+def delta_findings(
+    ledger: privacy_ledger.PrivacyLedger, privacy_unit: str | None = None
+) -> tuple[list[str], list[str]]:
     """(problems, warnings) of the ledger's delta against 1/n, n the number of privacy units it accounts
     (`privacy.accounting.delta_warning`: at or above 1/n a problem, close to it a warning). For a budget per
     example (``privacy_unit``) met by a keyed client-level ledger's record-level figure, n is the public bound
@@ -109,7 +122,7 @@ def delta_findings(ledger: privacy_ledger.PrivacyLedger, privacy_unit: str | Non
             n = ledger.accounted_mechanism().dataset_size
         except privacy_ledger.LedgerError:
             return [], []
-    unit = ledger.privacy_unit if ledger.mechanism != privacy_ledger.DP_SGD else "example"   # what n counts
+    unit = ledger.privacy_unit if ledger.mechanism != privacy_ledger.DP_SGD else "example"  # what n counts
     if privacy_unit == "example" and ledger.record_count_bound() is not None:
         n, unit = ledger.record_count_bound(), "record"
     finding = delta_warning(ledger.delta, n, unit=unit)

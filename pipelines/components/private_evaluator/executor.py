@@ -21,8 +21,8 @@ from privacy.decision import DecisionRelease
 
 SUMMARY_FORMAT = "ppml.evaluation_summary/1"
 # Custom properties of the ModelBlessing artifact.
-GATE_PASSED = "privacy_gate_passed"   # int 1/0: epsilon and audit within their bounds
-GATE_REASON = "privacy_gate_reason"   # string: why the privacy checks passed or failed
+GATE_PASSED = "privacy_gate_passed"  # int 1/0: epsilon and audit within their bounds
+GATE_REASON = "privacy_gate_reason"  # string: why the privacy checks passed or failed
 DECISION_RELEASE_FILE = "ppml_decision_release.json"
 """In the Model artifact (not the pushed serving directory): the push decision's one release, kept 0600."""
 OUTSIDE_THE_GUARANTEE = (
@@ -59,8 +59,9 @@ class Executor(evaluator_executor.Executor):
     run (accounting inconsistent), or an audit that cannot run, sets epsilon to inf too.
     """
 
-    def Do(self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]],
-           exec_properties: dict[str, Any]) -> None:
+    def Do(
+        self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]], exec_properties: dict[str, Any]
+    ) -> None:
         eval_config = tfma.EvalConfig()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.EVAL_CONFIG_KEY], eval_config)
         settings = spec.gate_settings(eval_config)
@@ -76,29 +77,47 @@ class Executor(evaluator_executor.Executor):
             epsilon = math.inf
             ledger_note = "the model carries statistics of its training data that no epsilon covers"
         audit_checks, audit_figures = [], None
-        if settings.audit_canaries is not None:   # a canary-augmented copy of the training run, then discarded
+        if settings.audit_canaries is not None:  # a canary-augmented copy of the training run, then discarded
             audit_check, audit_figures = canary_audit.audit_check(ledger, settings.audit_canaries)
             audit_checks.append(audit_check)
             if not audit_check["passed"]:
                 epsilon, ledger_note = math.inf, audit_check["reason"]
         delta = 1.0 if ledger is None else ledger.delta
-        nonmember_splits = json_utils.loads(exec_properties.get(standard_component_specs.EXAMPLE_SPLITS_KEY)
-                                            or "null") or ["eval"]
+        nonmember_splits = json_utils.loads(
+            exec_properties.get(standard_component_specs.EXAMPLE_SPLITS_KEY) or "null"
+        ) or ["eval"]
         examples = input_dict[standard_component_specs.EXAMPLES_KEY]
         membership = audit.audit_saved_model(
-            serving_dir, member_files=_split_files(examples, [settings.member_split]),
-            nonmember_files=_split_files(examples, nonmember_splits), label_key=model_spec.label_key,
-            prediction_key=model_spec.prediction_key or None, signature=model_spec.signature_name or "serving_default",
-            max_examples=settings.max_audit_examples)
-        decision = _push_decision(serving_dir, ledger, settings, _split_files(examples, nonmember_splits), model_spec,
-                                  release_path=os.path.join(model.uri, DECISION_RELEASE_FILE))
+            serving_dir,
+            member_files=_split_files(examples, [settings.member_split]),
+            nonmember_files=_split_files(examples, nonmember_splits),
+            label_key=model_spec.label_key,
+            prediction_key=model_spec.prediction_key or None,
+            signature=model_spec.signature_name or "serving_default",
+            max_examples=settings.max_audit_examples,
+        )
+        decision = _push_decision(
+            serving_dir,
+            ledger,
+            settings,
+            _split_files(examples, nonmember_splits),
+            model_spec,
+            release_path=os.path.join(model.uri, DECISION_RELEASE_FILE),
+        )
         logging.info("Privacy gate: epsilon %s (%s); %s", epsilon, ledger_note, membership.format_text())
         for warning in warnings:
             logging.warning("Privacy gate: %s", warning)
 
-        _set_values(eval_config, {spec.DP_EPSILON: epsilon, spec.MEMBERSHIP_AUC: membership.auc, spec.DP_DELTA: delta,
-                                  spec.NOISY_ACCURACY: decision["noisy_accuracy"] if decision else None},
-                    model_spec.name)
+        _set_values(
+            eval_config,
+            {
+                spec.DP_EPSILON: epsilon,
+                spec.MEMBERSHIP_AUC: membership.auc,
+                spec.DP_DELTA: delta,
+                spec.NOISY_ACCURACY: decision["noisy_accuracy"] if decision else None,
+            },
+            model_spec.name,
+        )
         exec_properties = dict(exec_properties)
         exec_properties[standard_component_specs.EVAL_CONFIG_KEY] = proto_utils.proto_to_json(eval_config)
         super().Do(input_dict, output_dict, exec_properties)
@@ -108,27 +127,52 @@ class Executor(evaluator_executor.Executor):
             _check("epsilon", epsilon, settings.epsilon_budget, ledger_note),
             _coverage_check(problems),
             *audit_checks,
-            *([_check("delta", delta, settings.delta_budget, "the ledger's delta, accountant's and additive")]
-              if settings.delta_budget is not None else []),
-            _check("membership_inference_auc", membership.auc, settings.max_membership_auc,
-                   f"loss-threshold attack, {settings.member_split} vs {', '.join(nonmember_splits)}; an internal "
-                   f"diagnostic, not covered by epsilon, whose exact bound decides the push"),
-            *([_check(spec.NOISY_ACCURACY, decision["noisy_accuracy"], settings.min_accuracy, decision["note"],
-                      at_least=True)] if decision else []),
+            *(
+                [_check("delta", delta, settings.delta_budget, "the ledger's delta, accountant's and additive")]
+                if settings.delta_budget is not None
+                else []
+            ),
+            _check(
+                "membership_inference_auc",
+                membership.auc,
+                settings.max_membership_auc,
+                f"loss-threshold attack, {settings.member_split} vs {', '.join(nonmember_splits)}; an internal "
+                f"diagnostic, not covered by epsilon, whose exact bound decides the push",
+            ),
+            *(
+                [
+                    _check(
+                        spec.NOISY_ACCURACY,
+                        decision["noisy_accuracy"],
+                        settings.min_accuracy,
+                        decision["note"],
+                        at_least=True,
+                    )
+                ]
+                if decision
+                else []
+            ),
         ]
         summary = _summary(evaluation_uri, model, ledger, membership, checks, settings)
-        summary.update(warnings=warnings, outside_the_guarantee=outside_the_guarantee(ledger),
-                       lineage_check=(f"ML Metadata {settings.metadata_path}" if settings.metadata_path else
-                                      f"skipped, as declared: {settings.lineage_unchecked}"
-                                      if settings.lineage_unchecked else "not possible (no ML Metadata path): "
-                                                                        "nothing is blessed"),
-                       push_decision=None if decision is None else {k: v if not isinstance(v, float) or
-                                                                     math.isfinite(v) else None
-                                                                     for k, v in decision.items()})
+        summary.update(
+            warnings=warnings,
+            outside_the_guarantee=outside_the_guarantee(ledger),
+            lineage_check=(
+                f"ML Metadata {settings.metadata_path}"
+                if settings.metadata_path
+                else f"skipped, as declared: {settings.lineage_unchecked}"
+                if settings.lineage_unchecked
+                else "not possible (no ML Metadata path): nothing is blessed"
+            ),
+            push_decision=None
+            if decision is None
+            else {k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in decision.items()},
+        )
         if audit_figures is not None:
             summary[canary_audit.NAME] = audit_figures
-        io_utils.write_string_file(os.path.join(evaluation_uri, spec.SUMMARY_FILE),
-                                   json.dumps(summary, indent=2, allow_nan=False))
+        io_utils.write_string_file(
+            os.path.join(evaluation_uri, spec.SUMMARY_FILE), json.dumps(summary, indent=2, allow_nan=False)
+        )
         if output_dict.get(standard_component_specs.BLESSING_KEY):
             blessing = artifact_utils.get_single_instance(output_dict[standard_component_specs.BLESSING_KEY])
             passed = all(c["passed"] for c in checks)
@@ -143,8 +187,7 @@ class Executor(evaluator_executor.Executor):
         logging.info("Privacy gate: %s", "; ".join(c["reason"] for c in checks))
 
 
-def _epsilon(serving_dir: str, settings: spec.GateSettings
-             ) -> tuple[float, privacy_ledger.PrivacyLedger | None, str]:
+def _epsilon(serving_dir: str, settings: spec.GateSettings) -> tuple[float, privacy_ledger.PrivacyLedger | None, str]:
     """(epsilon, ledger, note); epsilon is inf when there is no valid ledger or it does not bound the
     budget's unit and relation (`spec.budget_epsilon`), and the note says why."""
     try:
@@ -155,8 +198,9 @@ def _epsilon(serving_dir: str, settings: spec.GateSettings
     return epsilon, ledger, note
 
 
-def _push_decision(serving_dir: str, ledger, settings: spec.GateSettings, files: list[str], model_spec,
-                   release_path: str | None = None) -> dict[str, Any] | None:
+def _push_decision(
+    serving_dir: str, ledger, settings: spec.GateSettings, files: list[str], model_spec, release_path: str | None = None
+) -> dict[str, Any] | None:
     """The push decision's release on the held-out ``files`` (None without a ``min_accuracy``): the noisy accuracy
     drawn with the noise the ledger reserved, or -inf when it reserved none (no decision within the guarantee).
 
@@ -166,30 +210,45 @@ def _push_decision(serving_dir: str, ledger, settings: spec.GateSettings, files:
     if settings.min_accuracy is None:
         return None
     if ledger is None or ledger.decision is None:
-        return {"noisy_accuracy": -math.inf, "note": "the model's ledger reserves no budget for the push decision "
-                                                     "(train with decision_epsilon), so no utility decision can be "
-                                                     "made within the guarantee"}
+        return {
+            "noisy_accuracy": -math.inf,
+            "note": "the model's ledger reserves no budget for the push decision "
+            "(train with decision_epsilon), so no utility decision can be "
+            "made within the guarantee",
+        }
     digest = _records_digest(files) if release_path else None
     kept = _kept_release(release_path)
     if kept is not None and kept["records_sha256"] != digest:
-        return {"noisy_accuracy": -math.inf, "note": "the model's one accounted push-decision release was already "
-                                                     "drawn on other held-out records; a second draw would spend "
-                                                     "budget its ledger does not hold"}
+        return {
+            "noisy_accuracy": -math.inf,
+            "note": "the model's one accounted push-decision release was already "
+            "drawn on other held-out records; a second draw would spend "
+            "budget its ledger does not hold",
+        }
     if kept is not None:
         release = DecisionRelease(**kept["release"])
     else:
-        correct, rows = audit.correct_predictions(serving_dir, files, label_key=model_spec.label_key,
-                                                  prediction_key=model_spec.prediction_key or None,
-                                                  signature=model_spec.signature_name or "serving_default")
+        correct, rows = audit.correct_predictions(
+            serving_dir,
+            files,
+            label_key=model_spec.label_key,
+            prediction_key=model_spec.prediction_key or None,
+            signature=model_spec.signature_name or "serving_default",
+        )
         release = ledger.decision.release(correct, rows)
         if release_path:
             _keep_release(release_path, {"records_sha256": digest, "release": release.to_dict()})
-    return {"noisy_accuracy": release.accuracy, "noisy_correct": release.correct, "noisy_rows": release.rows,
-            "noise_std": ledger.decision.std, "epsilon_alone": _finite(ledger.parts["decision"]),
-            "reused": kept is not None,
-            "note": f"the push decision: {release.correct} of {release.rows} held-out rows correct, noisy (Gaussian "
-                    f"noise of std {ledger.decision.std:.3g} on each count, reserved in the ledger and composed "
-                    f"into its epsilon{'; the release kept from the first evaluation' if kept else ''})"}
+    return {
+        "noisy_accuracy": release.accuracy,
+        "noisy_correct": release.correct,
+        "noisy_rows": release.rows,
+        "noise_std": ledger.decision.std,
+        "epsilon_alone": _finite(ledger.parts["decision"]),
+        "reused": kept is not None,
+        "note": f"the push decision: {release.correct} of {release.rows} held-out rows correct, noisy (Gaussian "
+        f"noise of std {ledger.decision.std:.3g} on each count, reserved in the ledger and composed "
+        f"into its epsilon{'; the release kept from the first evaluation' if kept else ''})",
+    }
 
 
 def _records_digest(files: list[str]) -> str:
@@ -244,16 +303,23 @@ def _lineage(settings: spec.GateSettings, model_id: int, ledger) -> tuple[list[s
     if settings.metadata_path:
         return lineage.lineage_problems(lineage.open_store(settings.metadata_path), model_id, ledger), []
     if settings.lineage_unchecked:
-        return [], [f"lineage not checked, as declared ({settings.lineage_unchecked}): a Transform output upstream "
-                    f"of the model that its ledger does not account would go unseen"]
-    return ["lineage not checked: the gate has no ML Metadata path (privacy_metrics(metadata_path=...)), so a "
-            "Transform output upstream of the model could be unaccounted; give it the path, or declare the check "
-            "skipped with privacy_metrics(lineage_unchecked=REASON)"], []
+        return [], [
+            f"lineage not checked, as declared ({settings.lineage_unchecked}): a Transform output upstream "
+            f"of the model that its ledger does not account would go unseen"
+        ]
+    return [
+        "lineage not checked: the gate has no ML Metadata path (privacy_metrics(metadata_path=...)), so a "
+        "Transform output upstream of the model could be unaccounted; give it the path, or declare the check "
+        "skipped with privacy_metrics(lineage_unchecked=REASON)"
+    ], []
 
 
 def _coverage_check(problems: list[str]) -> dict[str, Any]:
-    reason = ("coverage: every statistic the model carries is covered by its ledger" if not problems
-              else "coverage: " + "; ".join(problems))
+    reason = (
+        "coverage: every statistic the model carries is covered by its ledger"
+        if not problems
+        else "coverage: " + "; ".join(problems)
+    )
     return {"name": "coverage", "value": len(problems), "bound": 0, "passed": not problems, "reason": reason}
 
 
@@ -279,8 +345,13 @@ def _check(name: str, value: float, bound: float, context: str, at_least: bool =
     passed = value >= bound if at_least else value <= bound
     shown = f"{value:.4g}" if math.isfinite(value) else ("-inf" if value < 0 else "inf")
     relation = (">=" if passed else "<") if at_least else ("<=" if passed else ">")
-    return {"name": name, "value": value if math.isfinite(value) else None, "bound": bound, "passed": passed,
-            "reason": f"{name} {shown} {relation} {bound:g} ({context})"}
+    return {
+        "name": name,
+        "value": value if math.isfinite(value) else None,
+        "bound": bound,
+        "passed": passed,
+        "reason": f"{name} {shown} {relation} {bound:g} ({context})",
+    }
 
 
 def _summary(evaluation_uri: str, model, ledger, membership, checks, settings) -> dict[str, Any]:
@@ -288,8 +359,13 @@ def _summary(evaluation_uri: str, model, ledger, membership, checks, settings) -
     failures = []
     for per_slice in validation.metric_validations_per_slice:
         for failure in per_slice.failures:
-            failures.append({"metric": failure.metric_key.name, "value": _metric_value(failure.metric_value),
-                             "message": failure.message or _failure_message(failure)})
+            failures.append(
+                {
+                    "metric": failure.metric_key.name,
+                    "value": _metric_value(failure.metric_value),
+                    "message": failure.message or _failure_message(failure),
+                }
+            )
     metrics = {}
     for metrics_for_slice in tfma.load_metrics(evaluation_uri):
         if not metrics_for_slice.slice_key.single_slice_keys:  # the overall slice
@@ -303,13 +379,20 @@ def _summary(evaluation_uri: str, model, ledger, membership, checks, settings) -
         "failures": failures,
         "privacy_checks": checks,
         "epsilon_budget": settings.epsilon_budget,
-        "privacy_unit": settings.privacy_unit, "budget_adjacency": settings.budget_adjacency,
+        "privacy_unit": settings.privacy_unit,
+        "budget_adjacency": settings.budget_adjacency,
         "max_membership_auc": settings.max_membership_auc,
         "delta_budget": settings.delta_budget,
-        "ledger": None if ledger is None else {
-            "epsilon": _finite(ledger.epsilons), "delta": ledger.delta, "accountant": ledger.epsilon_accountant,
-            "mechanism": ledger.mechanism, "privacy_unit": ledger.privacy_unit,
-            "parts": {k: _finite(v) for k, v in ledger.parts.items()} if ledger.preprocessing is not None else None},
+        "ledger": None
+        if ledger is None
+        else {
+            "epsilon": _finite(ledger.epsilons),
+            "delta": ledger.delta,
+            "accountant": ledger.epsilon_accountant,
+            "mechanism": ledger.mechanism,
+            "privacy_unit": ledger.privacy_unit,
+            "parts": {k: _finite(v) for k, v in ledger.parts.items()} if ledger.preprocessing is not None else None,
+        },
         "membership_audit": membership.to_dict(),
     }
 
@@ -321,8 +404,11 @@ def _finite(epsilons: dict[str, float | None]) -> dict[str, float | None]:
 def _failure_message(failure) -> str:
     """A TFMA ValidationFailure as text, e.g. 'binary_accuracy 0.81 does not meet >= 0.85'."""
     threshold = failure.metric_threshold.value_threshold
-    bounds = [f"{op} {getattr(threshold, field).value:g}"
-              for op, field in ((">=", "lower_bound"), ("<=", "upper_bound")) if threshold.HasField(field)]
+    bounds = [
+        f"{op} {getattr(threshold, field).value:g}"
+        for op, field in ((">=", "lower_bound"), ("<=", "upper_bound"))
+        if threshold.HasField(field)
+    ]
     value = failure.metric_value.double_value.value if failure.metric_value.HasField("double_value") else None
     shown = "n/a" if value is None else f"{value:.4g}"
     rule = " and ".join(bounds) or str(failure.metric_threshold).replace("\n", " ")

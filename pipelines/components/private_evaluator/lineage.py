@@ -20,6 +20,7 @@ TRANSFORM_GRAPH_TYPE = "TransformGraph"
 
 def transform_graph_account(uri: str) -> PreprocessingAccount:
     from pipelines.transform.artifact import transform_graph_account as read
+
     return read(uri)
 
 
@@ -27,6 +28,7 @@ def open_store(metadata_path: str):
     """A read-only ML Metadata store on the SQLite file ``metadata_path``."""
     from ml_metadata.metadata_store import metadata_store
     from ml_metadata.proto import metadata_store_pb2
+
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = metadata_path
     config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
@@ -37,6 +39,7 @@ def transform_graphs_upstream(store, model_id: int) -> list[str]:
     """URIs of the Transform graphs anywhere upstream of the artifact ``model_id``: every ``TransformGraph`` an
     execution in its upstream subgraph read or wrote."""
     from ml_metadata.proto import metadata_store_pb2
+
     output, input_ = metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.INPUT
     seen_artifacts, seen_executions, frontier = {model_id}, set(), [model_id]
     while frontier:
@@ -45,10 +48,15 @@ def transform_graphs_upstream(store, model_id: int) -> list[str]:
         seen_executions |= producers
         events = store.get_events_by_execution_ids(sorted(producers)) if producers else []
         inputs = {e.artifact_id for e in events if e.type == input_} - seen_artifacts
-        seen_artifacts |= {e.artifact_id for e in events}   # outputs too: a Transform's graph beside its examples
+        seen_artifacts |= {e.artifact_id for e in events}  # outputs too: a Transform's graph beside its examples
         frontier = sorted(inputs)
-    return sorted({a.uri for a in store.get_artifacts_by_id(sorted(seen_artifacts))
-                   if _type_name(store, a) == TRANSFORM_GRAPH_TYPE})
+    return sorted(
+        {
+            a.uri
+            for a in store.get_artifacts_by_id(sorted(seen_artifacts))
+            if _type_name(store, a) == TRANSFORM_GRAPH_TYPE
+        }
+    )
 
 
 def lineage_problems(store, model_id: int, ledger: privacy_ledger.PrivacyLedger) -> list[str]:
@@ -63,16 +71,20 @@ def lineage_problems(store, model_id: int, ledger: privacy_ledger.PrivacyLedger)
             problems.append(f"the Transform graph {uri} upstream of the model is unreadable: {err}")
             continue
         if not (account.mechanisms or account.coverage or account.unaccounted):
-            continue   # it computes nothing from the data
+            continue  # it computes nothing from the data
         if (account.mechanisms, account.coverage) != (accounted.mechanisms, accounted.coverage):
             exact = ", exact statistics" if account.unaccounted else ""
-            problems.append(f"the model's Trainer read the output of the Transform graph {uri} "
-                            f"({len(account.mechanisms)} release(s){exact}), which its ledger does not account (ML "
-                            f"Metadata lineage); give the Trainer that transform_graph")
+            problems.append(
+                f"the model's Trainer read the output of the Transform graph {uri} "
+                f"({len(account.mechanisms)} release(s){exact}), which its ledger does not account (ML "
+                f"Metadata lineage); give the Trainer that transform_graph"
+            )
         elif account.releases != accounted.releases:
-            problems.append(f"the Transform graph {uri} upstream of the model released other values than the ones "
-                            f"its ledger accounts (another Transform run: a second release of the same "
-                            f"statistics, ML Metadata lineage); train on one Transform run's outputs")
+            problems.append(
+                f"the Transform graph {uri} upstream of the model released other values than the ones "
+                f"its ledger accounts (another Transform run: a second release of the same "
+                f"statistics, ML Metadata lineage); train on one Transform run's outputs"
+            )
     return problems
 
 

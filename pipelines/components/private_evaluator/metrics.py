@@ -25,8 +25,14 @@ class _ValueFromPrivateEvaluator(metric_types.Metric):
         """Args: name: metric name. value, model_name: set by the Private Evaluator for its candidate
         model. details: the metric's settings (kept in its config)."""
         details.pop("class_name", None)
-        super().__init__(_value_computations, name=name, value=value, model_name=model_name,
-                         class_name=type(self).__name__, **details)
+        super().__init__(
+            _value_computations,
+            name=name,
+            value=value,
+            model_name=model_name,
+            class_name=type(self).__name__,
+            **details,
+        )
 
     @property
     def compute_confidence_interval(self) -> bool:
@@ -63,23 +69,40 @@ class NoisyAccuracy(_ValueFromPrivateEvaluator):
         super().__init__(name, **kwargs)
 
 
-def _value_computations(name: str, value: float | None, model_name: str | None, class_name: str, model_names=None,
-                        output_names=None, example_weighted: bool = False,
-                        **unused_details) -> metric_types.MetricComputations:
+def _value_computations(
+    name: str,
+    value: float | None,
+    model_name: str | None,
+    class_name: str,
+    model_names=None,
+    output_names=None,
+    example_weighted: bool = False,
+    **unused_details,
+) -> metric_types.MetricComputations:
     if value is None:
-        raise ValueError(f"TFMA metric {class_name} ({name}) gets its value from "
-                         f"pipelines.components.private_evaluator.PrivateEvaluator; use that component "
-                         f"instead of tfx Evaluator")
+        raise ValueError(
+            f"TFMA metric {class_name} ({name}) gets its value from "
+            f"pipelines.components.private_evaluator.PrivateEvaluator; use that component "
+            f"instead of tfx Evaluator"
+        )
     # Only the candidate carries the value: a baseline model's ledger is not looked at.
     models = [model_name] if model_name is not None else (model_names or [""])
-    keys = [metric_types.MetricKey(name=name, model_name=model, output_name=output_name,
-                                   example_weighted=example_weighted)
-            for model in models for output_name in output_names or [""]]
-    return [metric_types.MetricComputation(
-        keys=keys,
-        preprocessors=[metric_types.StandardMetricInputsPreprocessor(
-            include_filter={constants.EXAMPLE_WEIGHTS_KEY: {}}, include_default_inputs=False)],
-        combiner=_ConstantCombiner(keys, float(value)))]
+    keys = [
+        metric_types.MetricKey(name=name, model_name=model, output_name=output_name, example_weighted=example_weighted)
+        for model in models
+        for output_name in output_names or [""]
+    ]
+    return [
+        metric_types.MetricComputation(
+            keys=keys,
+            preprocessors=[
+                metric_types.StandardMetricInputsPreprocessor(
+                    include_filter={constants.EXAMPLE_WEIGHTS_KEY: {}}, include_default_inputs=False
+                )
+            ],
+            combiner=_ConstantCombiner(keys, float(value)),
+        )
+    ]
 
 
 class _ConstantCombiner(beam.CombineFn):

@@ -47,8 +47,12 @@ MEMBERSHIP_AUC = "membership_inference_auc"
 DP_DELTA = "dp_delta"
 NOISY_ACCURACY = "noisy_accuracy"
 METRICS_MODULE = "pipelines.components.private_evaluator.metrics"
-CLASS_NAMES = {DP_EPSILON: "DpEpsilon", MEMBERSHIP_AUC: "MembershipInferenceAuc", DP_DELTA: "DpDelta",
-               NOISY_ACCURACY: "NoisyAccuracy"}
+CLASS_NAMES = {
+    DP_EPSILON: "DpEpsilon",
+    MEMBERSHIP_AUC: "MembershipInferenceAuc",
+    DP_DELTA: "DpDelta",
+    NOISY_ACCURACY: "NoisyAccuracy",
+}
 REQUIRED = (DP_EPSILON, MEMBERSHIP_AUC)
 """The gate's metrics every EvalConfig must hold (``dp_delta`` is there when a delta budget is set)."""
 DEFAULT_MEMBER_SPLIT = "train"
@@ -84,12 +88,20 @@ def check_audit_canaries(value: int | None) -> None:
         raise ValueError(f"audit_canaries must be an integer in [{MIN_CANARIES}, {MAX_CANARIES}], got {value!r}")
 
 
-def privacy_metrics(*, epsilon_budget: float, max_membership_auc: float = 0.6,
-                    member_split: str = DEFAULT_MEMBER_SPLIT, max_audit_examples: int | None = None,
-                    delta_budget: float | None = None, privacy_unit: str = DEFAULT_PRIVACY_UNIT,
-                    min_accuracy: float | None = None, metadata_path: str | None = None,
-                    lineage_unchecked: str | None = None, audit_canaries: int | None = None,
-                    budget_adjacency: str | None = None) -> list:
+def privacy_metrics(
+    *,
+    epsilon_budget: float,
+    max_membership_auc: float = 0.6,
+    member_split: str = DEFAULT_MEMBER_SPLIT,
+    max_audit_examples: int | None = None,
+    delta_budget: float | None = None,
+    privacy_unit: str = DEFAULT_PRIVACY_UNIT,
+    min_accuracy: float | None = None,
+    metadata_path: str | None = None,
+    lineage_unchecked: str | None = None,
+    audit_canaries: int | None = None,
+    budget_adjacency: str | None = None,
+) -> list:
     """The `tfma.MetricConfig`s of the privacy gate (two, plus one with a ``delta_budget`` and one with a
     ``min_accuracy``).
 
@@ -117,6 +129,7 @@ def privacy_metrics(*, epsilon_budget: float, max_membership_auc: float = 0.6,
         its measured lower bound on epsilon is at most the epsilon claimed for the audited run; None: no audit.
     """
     import tensorflow_model_analysis as tfma
+
     validation.positive("epsilon_budget", epsilon_budget)
     validation.probability("max_membership_auc", max_membership_auc, zero=True, one=True)
     if delta_budget is not None:
@@ -137,15 +150,23 @@ def privacy_metrics(*, epsilon_budget: float, max_membership_auc: float = 0.6,
 
     def config(name: str, bound: float, extra: dict[str, Any], side: str = "upper_bound"):
         return tfma.MetricConfig(
-            class_name=CLASS_NAMES[name], module=METRICS_MODULE, config=json.dumps({"name": name, **extra}),
-            threshold=tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(**{side: {"value": bound}})))
+            class_name=CLASS_NAMES[name],
+            module=METRICS_MODULE,
+            config=json.dumps({"name": name, **extra}),
+            threshold=tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(**{side: {"value": bound}})),
+        )
 
-    epsilon_config = {"privacy_unit": privacy_unit, **({"metadata_path": metadata_path} if metadata_path else {}),
-                      **({"lineage_unchecked": lineage_unchecked} if lineage_unchecked else {}),
-                      **({"audit_canaries": audit_canaries} if audit_canaries is not None else {}),
-                      **({"adjacency": budget_adjacency} if budget_adjacency else {})}
-    metrics = [config(DP_EPSILON, float(epsilon_budget), epsilon_config),
-               config(MEMBERSHIP_AUC, float(max_membership_auc), audit_config)]
+    epsilon_config = {
+        "privacy_unit": privacy_unit,
+        **({"metadata_path": metadata_path} if metadata_path else {}),
+        **({"lineage_unchecked": lineage_unchecked} if lineage_unchecked else {}),
+        **({"audit_canaries": audit_canaries} if audit_canaries is not None else {}),
+        **({"adjacency": budget_adjacency} if budget_adjacency else {}),
+    }
+    metrics = [
+        config(DP_EPSILON, float(epsilon_budget), epsilon_config),
+        config(MEMBERSHIP_AUC, float(max_membership_auc), audit_config),
+    ]
     if delta_budget is not None:
         metrics.append(config(DP_DELTA, float(delta_budget), {}))
     if min_accuracy is not None:
@@ -165,30 +186,39 @@ def gate_settings(eval_config) -> GateSettings:
     audit_config: dict[str, Any] = {}
     epsilon_config: dict[str, Any] = {}
     for metrics_spec in eval_config.metrics_specs:
-        thresholded = sorted({*metrics_spec.thresholds, *metrics_spec.per_slice_thresholds,
-                              *metrics_spec.cross_slice_thresholds})
+        thresholded = sorted(
+            {*metrics_spec.thresholds, *metrics_spec.per_slice_thresholds, *metrics_spec.cross_slice_thresholds}
+        )
         if thresholded:
-            raise ValueError(f"the MetricsSpec thresholds {thresholded} would decide the push "
-                             f"from exact metrics of the held-out split, outside the guarantee; use "
-                             f"spec.privacy_metrics(min_accuracy=...)")
+            raise ValueError(
+                f"the MetricsSpec thresholds {thresholded} would decide the push "
+                f"from exact metrics of the held-out split, outside the guarantee; use "
+                f"spec.privacy_metrics(min_accuracy=...)"
+            )
         for metric in metrics_spec.metrics:
             name = next((n for n, c in CLASS_NAMES.items() if c == metric.class_name), None)
             if name is None:
                 if metric.HasField("threshold") or metric.per_slice_thresholds or metric.cross_slice_thresholds:
-                    raise ValueError(f"a threshold on {metric.class_name} would decide the push from an exact "
-                                     f"metric of the held-out split, outside the guarantee; compute it without a "
-                                     f"threshold and gate on spec.privacy_metrics(min_accuracy=...) (a noisy accuracy)")
+                    raise ValueError(
+                        f"a threshold on {metric.class_name} would decide the push from an exact "
+                        f"metric of the held-out split, outside the guarantee; compute it without a "
+                        f"threshold and gate on spec.privacy_metrics(min_accuracy=...) (a noisy accuracy)"
+                    )
                 continue
             threshold = metric.threshold.value_threshold
             if name == NOISY_ACCURACY:
                 if not threshold.HasField("lower_bound"):
-                    raise ValueError(f"the privacy gate's metric {name} needs a lower-bound value threshold; build "
-                                     f"it with privacy_metrics(min_accuracy=...)")
+                    raise ValueError(
+                        f"the privacy gate's metric {name} needs a lower-bound value threshold; build "
+                        f"it with privacy_metrics(min_accuracy=...)"
+                    )
                 bounds[name] = threshold.lower_bound.value
                 continue
             if not threshold.HasField("upper_bound"):
-                raise ValueError(f"the privacy gate's metric {name} ({metric.class_name}) needs an upper-bound "
-                                 f"value threshold; build it with privacy_metrics(...)")
+                raise ValueError(
+                    f"the privacy gate's metric {name} ({metric.class_name}) needs an upper-bound "
+                    f"value threshold; build it with privacy_metrics(...)"
+                )
             bounds[name] = threshold.upper_bound.value
             if name == MEMBERSHIP_AUC and metric.config:
                 audit_config = json.loads(metric.config)
@@ -196,21 +226,29 @@ def gate_settings(eval_config) -> GateSettings:
                 epsilon_config = json.loads(metric.config)
     for name in REQUIRED:
         if name not in bounds:
-            raise ValueError(f"the EvalConfig has no {CLASS_NAMES[name]} metric ({name}): the privacy gate needs "
-                             f"{', '.join(CLASS_NAMES[n] for n in REQUIRED)}; add spec.privacy_metrics("
-                             f"epsilon_budget=...) to a MetricsSpec")
-    return GateSettings(epsilon_budget=bounds[DP_EPSILON], max_membership_auc=bounds[MEMBERSHIP_AUC],
-                        member_split=audit_config.get("member_split", DEFAULT_MEMBER_SPLIT),
-                        max_audit_examples=audit_config.get("max_examples"), delta_budget=bounds.get(DP_DELTA),
-                        privacy_unit=epsilon_config.get("privacy_unit", DEFAULT_PRIVACY_UNIT),
-                        min_accuracy=bounds.get(NOISY_ACCURACY), metadata_path=epsilon_config.get("metadata_path"),
-                        lineage_unchecked=epsilon_config.get("lineage_unchecked"),
-                        audit_canaries=epsilon_config.get("audit_canaries"),
-                        budget_adjacency=epsilon_config.get("adjacency"))
+            raise ValueError(
+                f"the EvalConfig has no {CLASS_NAMES[name]} metric ({name}): the privacy gate needs "
+                f"{', '.join(CLASS_NAMES[n] for n in REQUIRED)}; add spec.privacy_metrics("
+                f"epsilon_budget=...) to a MetricsSpec"
+            )
+    return GateSettings(
+        epsilon_budget=bounds[DP_EPSILON],
+        max_membership_auc=bounds[MEMBERSHIP_AUC],
+        member_split=audit_config.get("member_split", DEFAULT_MEMBER_SPLIT),
+        max_audit_examples=audit_config.get("max_examples"),
+        delta_budget=bounds.get(DP_DELTA),
+        privacy_unit=epsilon_config.get("privacy_unit", DEFAULT_PRIVACY_UNIT),
+        min_accuracy=bounds.get(NOISY_ACCURACY),
+        metadata_path=epsilon_config.get("metadata_path"),
+        lineage_unchecked=epsilon_config.get("lineage_unchecked"),
+        audit_canaries=epsilon_config.get("audit_canaries"),
+        budget_adjacency=epsilon_config.get("adjacency"),
+    )
 
 
-def budget_epsilon(ledger: privacy_ledger.PrivacyLedger | None, privacy_unit: str,
-                   adjacency: str | None = None) -> tuple[float, str]:
+def budget_epsilon(
+    ledger: privacy_ledger.PrivacyLedger | None, privacy_unit: str, adjacency: str | None = None
+) -> tuple[float, str]:
     """(epsilon to check against a budget in ``privacy_unit`` and ``adjacency`` (None: the ledger's), why): the
     ledger's epsilon, or inf when there is no ledger, when its unit of privacy or its neighbouring relation differs
     from the budget's, or when its noise was drawn from a recorded seed (no guarantee for a released model).
@@ -221,26 +259,35 @@ def budget_epsilon(ledger: privacy_ledger.PrivacyLedger | None, privacy_unit: st
     the ledger gives a public bound on the records (N x K), against which the gate judges delta
     (`coverage.delta_findings`)."""
     if ledger is None:
-        return math.inf, ("the model has no privacy ledger: it was not trained by a DP trainer, so no epsilon "
-                          "bounds its privacy loss")
+        return math.inf, (
+            "the model has no privacy ledger: it was not trained by a DP trainer, so no epsilon bounds its privacy loss"
+        )
     if ledger.parameters.get("noise") == "seeded":
-        return math.inf, ("the ledger's noise was drawn from a recorded seed (research mode): anyone with the seed "
-                          "can remove it, so its epsilon is no guarantee for a released model")
+        return math.inf, (
+            "the ledger's noise was drawn from a recorded seed (research mode): anyone with the seed "
+            "can remove it, so its epsilon is no guarantee for a released model"
+        )
     record_level = ledger.record_level_epsilon()
     if privacy_unit == "example" and record_level is not None:
         if ledger.record_count_bound() is None and math.isfinite(record_level[0]):
-            return math.inf, ("the ledger's record-level figure has no public bound on the number of records "
-                              "(max_examples_per_client): its delta cannot be judged per record, so it meets no "
-                              "budget per example")
+            return math.inf, (
+                "the ledger's record-level figure has no public bound on the number of records "
+                "(max_examples_per_client): its delta cannot be judged per record, so it meets no "
+                "budget per example"
+            )
         if adjacency == Adjacency.REPLACE_ONE.value:
             return ledger.replaced_record_epsilon()
         return record_level
     if ledger.privacy_unit != privacy_unit:
-        return math.inf, (f"the ledger's epsilon is {ledger.privacy_unit}-level, the budget is {privacy_unit}-level: "
-                          f"a guarantee in one unit is not one in another (state the budget's unit as "
-                          f"{ledger.privacy_unit!r} if that is what it means)")
+        return math.inf, (
+            f"the ledger's epsilon is {ledger.privacy_unit}-level, the budget is {privacy_unit}-level: "
+            f"a guarantee in one unit is not one in another (state the budget's unit as "
+            f"{ledger.privacy_unit!r} if that is what it means)"
+        )
     accounted = ledger.parameters.get("adjacency")
     if adjacency is not None and accounted != adjacency:
-        return math.inf, (f"the ledger accounts {accounted} neighbours, the budget is stated {adjacency}: a "
-                          f"guarantee for one relation is not one for the other")
+        return math.inf, (
+            f"the ledger accounts {accounted} neighbours, the budget is stated {adjacency}: a "
+            f"guarantee for one relation is not one for the other"
+        )
     return ledger.epsilon, f"{ledger.describe_epsilon()}, {ledger.privacy_unit}-level"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-KNOTS = np.array([-8, -6, -5, -4, -3.25, -2.5, -2, -1.5, -1, -0.5, 0, 0.5, 1, 1.5, 2, 2.5, 3.25, 4, 5, 6, 8.])
+KNOTS = np.array([-8, -6, -5, -4, -3.25, -2.5, -2, -1.5, -1, -0.5, 0, 0.5, 1, 1.5, 2, 2.5, 3.25, 4, 5, 6, 8.0])
 INTERPOLATION_ERROR = 3.2e-3
 SIGMOID_MAX_ERROR = 3.6e-3
 """Bound on |secure sigmoid(x) - sigmoid(x)| for f = 16 fractional bits, all x."""

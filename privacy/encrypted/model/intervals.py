@@ -124,8 +124,9 @@ class IntervalBackend:
     def linear(self, x: Interval, encoded) -> Interval:
         kernel, bias = as_integers(encoded.kernel), as_integers(encoded.bias)
         pos, neg = _split_signs(kernel)
-        return Interval(x.point @ kernel + bias, x.lo @ pos + x.hi @ neg + bias, x.hi @ pos + x.lo @ neg + bias,
-                        wide=True)
+        return Interval(
+            x.point @ kernel + bias, x.lo @ pos + x.hi @ neg + bias, x.hi @ pos + x.lo @ neg + bias, wide=True
+        )
 
     def _scaled(self, x: Interval, c) -> np.ndarray:
         c = as_integers(c)
@@ -140,8 +141,9 @@ class IntervalBackend:
         c = as_integers(c)
         pos, neg = _split_signs(c)
         total = lambda v: v.sum(axis=-1)  # noqa: E731
-        return self.narrow(Interval(total(x.point * c), total(x.lo * pos + x.hi * neg),
-                                    total(x.hi * pos + x.lo * neg), wide=True))
+        return self.narrow(
+            Interval(total(x.point * c), total(x.lo * pos + x.hi * neg), total(x.hi * pos + x.lo * neg), wide=True)
+        )
 
     @staticmethod
     def add(x: Interval, y: Interval) -> Interval:
@@ -179,9 +181,11 @@ class IntervalBackend:
     def bit(self, x: Interval, strict: bool = False) -> Interval:
         shift = 1 if strict else 0
         self._record("cmp", x.lo - shift, x.hi - shift)
-        return Interval((x.point - shift >= 0).astype(np.int64).astype(object),
-                        (x.lo - shift >= 0).astype(np.int64).astype(object),
-                        (x.hi - shift >= 0).astype(np.int64).astype(object))
+        return Interval(
+            (x.point - shift >= 0).astype(np.int64).astype(object),
+            (x.lo - shift >= 0).astype(np.int64).astype(object),
+            (x.hi - shift >= 0).astype(np.int64).astype(object),
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,4 +216,3 @@ def box(lo: np.ndarray, hi: np.ndarray) -> Interval:
     """The interval of all encoded inputs between `lo` and `hi` (ring elements, one example)."""
     lo, hi = as_integers(lo)[None], as_integers(hi)[None]
     return Interval(lo, lo, hi)
-

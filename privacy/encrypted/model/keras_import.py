@@ -16,8 +16,19 @@ import numpy as np
 from privacy.encrypted.model.plan import Activation, Architecture, Conv2D, Dense, ModelPlan, Pool2D, Reshape, _pair
 
 HIDDEN_ACTIVATIONS = ("relu", "sigmoid")
-SUPPORTED = ("InputLayer", "Dense", "Conv2D", "AveragePooling2D", "MaxPooling2D", "Flatten", "Reshape",
-             "BatchNormalization", "Dropout", "Activation", "ReLU")
+SUPPORTED = (
+    "InputLayer",
+    "Dense",
+    "Conv2D",
+    "AveragePooling2D",
+    "MaxPooling2D",
+    "Flatten",
+    "Reshape",
+    "BatchNormalization",
+    "Dropout",
+    "Activation",
+    "ReLU",
+)
 
 
 class UnsupportedModelError(ValueError):
@@ -97,12 +108,13 @@ def import_keras_model(model) -> ModelPlan:
     try:
         declared = model.input_shape
     except (AttributeError, ValueError):
-        raise UnsupportedModelError(f"model {getattr(model, 'name', '?')!r} is not built (it has no input shape); "
-                                    f"give it an Input layer or call it on data once") from None
+        raise UnsupportedModelError(
+            f"model {getattr(model, 'name', '?')!r} is not built (it has no input shape); "
+            f"give it an Input layer or call it on data once"
+        ) from None
     input_shape = tuple(declared[1:]) if not isinstance(declared, list) else None
     if input_shape is None or any(d is None for d in input_shape):
-        raise UnsupportedModelError(f"model {model.name!r} needs one input with a fully known shape, "
-                                    f"got {declared}")
+        raise UnsupportedModelError(f"model {model.name!r} needs one input with a fully known shape, got {declared}")
     ops, weights = [], {}
     last_linear = None  # name of a Dense/Conv2D whose output nothing has touched yet
 
@@ -129,8 +141,15 @@ def import_keras_model(model) -> ModelPlan:
                 _fail(layer, "dilated or grouped convolutions are not supported")
             if config["padding"] not in ("valid", "same"):
                 _fail(layer, f"padding {config['padding']!r} is not supported")
-            ops.append(Conv2D(layer.name, int(config["filters"]), _pair(config["kernel_size"]),
-                              _pair(config["strides"]), config["padding"]))
+            ops.append(
+                Conv2D(
+                    layer.name,
+                    int(config["filters"]),
+                    _pair(config["kernel_size"]),
+                    _pair(config["strides"]),
+                    config["padding"],
+                )
+            )
             weights[layer.name] = _weights(layer)
             last_linear = layer.name
             activation(layer, _activation_name(layer, config.get("activation", "linear")))
@@ -173,8 +192,9 @@ def _fold_batch_norm(layer, config, last_linear, weights):
         _fail(layer, f"only normalization over the last axis can be folded, got axis={config.get('axis')}")
     if last_linear is None:
         _fail(layer, "can only be folded into a Dense or Conv2D with linear activation directly before it")
-    values = {name: np.asarray(getattr(layer, name).numpy(), dtype=np.float64)
-              for name in ("moving_mean", "moving_variance")}
+    values = {
+        name: np.asarray(getattr(layer, name).numpy(), dtype=np.float64) for name in ("moving_mean", "moving_variance")
+    }
     gamma = np.asarray(layer.gamma.numpy(), dtype=np.float64) if layer.gamma is not None else 1.0
     beta = np.asarray(layer.beta.numpy(), dtype=np.float64) if layer.beta is not None else 0.0
     scale = gamma / np.sqrt(values["moving_variance"] + float(config["epsilon"]))

@@ -44,7 +44,7 @@ def windows(x: np.ndarray, size: tuple[int, int], strides: tuple[int, int], padd
         pad_h = _same_padding(x.shape[1], size[0], strides[0])
         pad_w = _same_padding(x.shape[2], size[1], strides[1])
         x = np.pad(x, ((0, 0), pad_h, pad_w, (0, 0)))
-    view = np.lib.stride_tricks.sliding_window_view(x, size, axis=(1, 2))[:, ::strides[0], ::strides[1]]
+    view = np.lib.stride_tricks.sliding_window_view(x, size, axis=(1, 2))[:, :: strides[0], :: strides[1]]
     n, h, w, c = view.shape[:4]
     return np.ascontiguousarray(view.transpose(0, 1, 2, 4, 5, 3)).reshape(n, h, w, size[0] * size[1] * c)
 
@@ -104,15 +104,23 @@ def sigmoid(backend, x, fixed: FixedPoint):
     knots = fixed.encode(KNOTS, what="sigmoid knots")
     spread = backend.map(x, lambda c: np.repeat(c[..., None], len(KNOTS), axis=-1))
     ramps = relu(backend, backend.add_public(spread, -knots))
-    return backend.add_public(backend.dot_public(ramps, fixed.encode(changes, what="sigmoid slopes")),
-                              fixed.encode(constant, what="sigmoid constant"))
+    return backend.add_public(
+        backend.dot_public(ramps, fixed.encode(changes, what="sigmoid slopes")),
+        fixed.encode(constant, what="sigmoid constant"),
+    )
 
 
 def _halves(backend, x):
     pairs = backend.shape(x)[-1] // 2
-    return (backend.map(x, lambda c: c[..., 0:2 * pairs:2]), backend.map(x, lambda c: c[..., 1:2 * pairs:2]),
-            (lambda best: backend.concat([best, backend.map(x, lambda c: c[..., -1:])])
-             if backend.shape(x)[-1] % 2 else best))
+    return (
+        backend.map(x, lambda c: c[..., 0 : 2 * pairs : 2]),
+        backend.map(x, lambda c: c[..., 1 : 2 * pairs : 2]),
+        (
+            lambda best: (
+                backend.concat([best, backend.map(x, lambda c: c[..., -1:])]) if backend.shape(x)[-1] % 2 else best
+            )
+        ),
+    )
 
 
 def maximum(backend, x):
@@ -153,8 +161,9 @@ def one_hot_argmax(backend, x):
     diffs = backend.sub(backend.map(x, lambda c: c[..., first]), backend.map(x, lambda c: c[..., second]))
     (beats,) = backend.gate(diffs, [backend.constant(np.ones(backend.shape(diffs), dtype=np.int64))])
     won, lost = ((pair[:, None] == np.arange(n)).astype(np.int64) for pair in (first, second))
-    wins = backend.sub(backend.map(beats, lambda c: c @ won.astype(c.dtype)),
-                       backend.map(beats, lambda c: c @ lost.astype(c.dtype)))
+    wins = backend.sub(
+        backend.map(beats, lambda c: c @ won.astype(c.dtype)), backend.map(beats, lambda c: c @ lost.astype(c.dtype))
+    )
     return backend.bit(backend.add_public(wins, np.arange(n) - (n - 1)))
 
 

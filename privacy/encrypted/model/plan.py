@@ -55,8 +55,11 @@ class Conv2D:
 
     def output_shape(self, shape: tuple) -> tuple:
         h, w, _ = shape
-        return (conv_output_size(h, self.kernel_size[0], self.strides[0], self.padding),
-                conv_output_size(w, self.kernel_size[1], self.strides[1], self.padding), self.filters)
+        return (
+            conv_output_size(h, self.kernel_size[0], self.strides[0], self.padding),
+            conv_output_size(w, self.kernel_size[1], self.strides[1], self.padding),
+            self.filters,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,8 +73,11 @@ class Pool2D:
 
     def output_shape(self, shape: tuple) -> tuple:
         h, w, c = shape
-        return (conv_output_size(h, self.pool_size[0], self.strides[0], "valid"),
-                conv_output_size(w, self.pool_size[1], self.strides[1], "valid"), c)
+        return (
+            conv_output_size(h, self.pool_size[0], self.strides[0], "valid"),
+            conv_output_size(w, self.pool_size[1], self.strides[1], "valid"),
+            c,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,8 +121,7 @@ class Architecture:
 
     def __post_init__(self):
         if self.output_activation not in OUTPUT_ACTIVATIONS:
-            raise ValueError(f"output_activation must be one of {OUTPUT_ACTIVATIONS}, "
-                             f"got {self.output_activation!r}")
+            raise ValueError(f"output_activation must be one of {OUTPUT_ACTIVATIONS}, got {self.output_activation!r}")
         names = [layer.name for layer in self.layers]
         if len(set(names)) != len(names):
             raise ValueError(f"layer names must be unique, got {names}")
@@ -144,8 +149,11 @@ class Architecture:
         return out
 
     def to_dict(self) -> dict:
-        return {"input_shape": list(self.input_shape), "output_activation": self.output_activation,
-                "layers": [dict(type=_KIND_OF[type(layer)], **dataclasses.asdict(layer)) for layer in self.layers]}
+        return {
+            "input_shape": list(self.input_shape),
+            "output_activation": self.output_activation,
+            "layers": [dict(type=_KIND_OF[type(layer)], **dataclasses.asdict(layer)) for layer in self.layers],
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> "Architecture":
@@ -180,14 +188,18 @@ class ModelPlan:
         for name, ((fan_in, units), bias_shape) in self.architecture.weight_shapes().items():
             kernel, bias = self.weights[name]
             if np.size(kernel) != fan_in * units or np.shape(bias) != bias_shape:
-                raise ValueError(f"layer {name!r}: kernel {np.shape(kernel)} / bias {np.shape(bias)} do not fit "
-                                 f"{fan_in} inputs -> {units} units")
+                raise ValueError(
+                    f"layer {name!r}: kernel {np.shape(kernel)} / bias {np.shape(bias)} do not fit "
+                    f"{fan_in} inputs -> {units} units"
+                )
 
     def encode(self, fixed: FixedPoint) -> dict[str, EncodedLayer]:
         """Fixed-point encodings of all weights (kernels reshaped to (fan_in, units) matrices)."""
         out = {}
         for name, (kernel, bias) in self.weights.items():
             units = bias.shape[0]
-            out[name] = EncodedLayer(fixed.encode(np.reshape(kernel, (-1, units)), what=f"kernel of {name!r}"),
-                                     fixed.encode(bias, what=f"bias of {name!r}", frac_bits=2 * fixed.frac_bits))
+            out[name] = EncodedLayer(
+                fixed.encode(np.reshape(kernel, (-1, units)), what=f"kernel of {name!r}"),
+                fixed.encode(bias, what=f"bias of {name!r}", frac_bits=2 * fixed.frac_bits),
+            )
         return out

@@ -39,7 +39,7 @@ HEADROOM_BITS = 61
 """Largest bit length of any value at a truncation or comparison (see the module docstring)."""
 LOGITS_BITS = 63
 """Largest bit length of released logits: [-2^63, 2^63) is what a 64-bit ring element reads back as."""
-MAX_RERUN_PROBABILITY = 2.0 ** -10
+MAX_RERUN_PROBABILITY = 2.0**-10
 """Largest accepted probability, per example, that a query is re-run because of a truncation draw."""
 
 
@@ -109,7 +109,8 @@ class InputBounds:
             raise InputOutOfBounds(
                 f"{np.count_nonzero(outside)} input value(s) lie outside the bounds the model was shared with "
                 f"(first: example {first[0]}, feature {tuple(int(i) for i in first[1:])}, bounds "
-                f"[{self.lo[tuple(first[1:])]:g}, {self.hi[tuple(first[1:])]:g}]); refused before sharing")
+                f"[{self.lo[tuple(first[1:])]:g}, {self.hi[tuple(first[1:])]:g}]); refused before sharing"
+            )
 
     def to_dict(self) -> dict:
         return {"lo": _compact(self.lo), "hi": _compact(self.hi)}
@@ -148,22 +149,31 @@ class RangePlan:
             raise LogitsOutOfRange(
                 f"for the declared input bounds the logits can need {self.output_bits} bits, more than the "
                 f"{LOGITS_BITS} a 64-bit ring holds, so released logits could wrap: release labels only "
-                f"(allow_logits=False, no --allow-logits), declare tighter input bounds or rescale the model")
+                f"(allow_logits=False, no --allow-logits), declare tighter input bounds or rescale the model"
+            )
 
     def ops_for(self, output: str) -> tuple:
         """The operations of a prediction revealing 'logits' or 'label'."""
-        return self.ops if output == "label" else self.ops[:self.label_start]
+        return self.ops if output == "label" else self.ops[: self.label_start]
 
     def to_dict(self) -> dict:
-        return {"input_bounds": self.input_bounds.to_dict(), "label_start": self.label_start,
-                "output_bits": self.output_bits, "rerun_probability": self.rerun_probability,
-                "ops": [[op.layer, op.kind, op.bits, op.elements] for op in self.ops]}
+        return {
+            "input_bounds": self.input_bounds.to_dict(),
+            "label_start": self.label_start,
+            "output_bits": self.output_bits,
+            "rerun_probability": self.rerun_probability,
+            "ops": [[op.layer, op.kind, op.bits, op.elements] for op in self.ops],
+        }
 
     @classmethod
     def from_dict(cls, data: dict, input_shape: tuple) -> "RangePlan":
-        return cls(InputBounds.from_dict(data["input_bounds"], input_shape),
-                   tuple(RangeOp(str(a), str(b), int(c), int(d)) for a, b, c, d in data["ops"]),
-                   int(data["label_start"]), int(data["output_bits"]), float(data["rerun_probability"]))
+        return cls(
+            InputBounds.from_dict(data["input_bounds"], input_shape),
+            tuple(RangeOp(str(a), str(b), int(c), int(d)) for a, b, c, d in data["ops"]),
+            int(data["label_start"]),
+            int(data["output_bits"]),
+            float(data["rerun_probability"]),
+        )
 
 
 def truncation_bits(op: RangeOp, fixed: FixedPoint) -> int:
@@ -197,17 +207,20 @@ def analyse(architecture, encoded: dict, bounds: InputBounds, fixed: FixedPoint)
             raise ModelRangeError(
                 f"layer {op.layer!r}: for the declared input bounds its values {what} can need {op.bits} bits, "
                 f"more than the {HEADROOM_BITS} the 64-bit ring leaves room for; declare tighter input bounds, "
-                f"use fewer fractional bits or rescale the model")
+                f"use fewer fractional bits or rescale the model"
+            )
     per_layer: dict[str, float] = {}
     for op in ops:
         if op.kind == "trunc":
             per_layer[op.layer] = per_layer.get(op.layer, 0.0) + op.elements * 2.0 ** (
-                truncation_bits(op, fixed) + 1 - 64)
+                truncation_bits(op, fixed) + 1 - 64
+            )
     rerun = sum(per_layer.values())
     if rerun > MAX_RERUN_PROBABILITY:
         worst = max(per_layer, key=per_layer.get)
         raise ModelRangeError(
             f"for the declared input bounds a query would have to be re-run with probability {rerun:.2g} per example "
             f"(limit {MAX_RERUN_PROBABILITY:.2g}); layer {worst!r} contributes {per_layer[worst]:.2g}: declare tighter "
-            f"input bounds or rescale the model")
+            f"input bounds or rescale the model"
+        )
     return RangePlan(bounds, ops, label_start, bits_needed(logits.lo, logits.hi), rerun)

@@ -53,8 +53,10 @@ class FixedPoint:
 
     def __post_init__(self):
         if not (isinstance(self.frac_bits, int) and 1 <= self.frac_bits <= 24):
-            raise ValueError(f"frac_bits must be an integer in [1, 24] (products carry 2*frac_bits "
-                             f"fractional bits in a 64-bit ring), got {self.frac_bits!r}")
+            raise ValueError(
+                f"frac_bits must be an integer in [1, 24] (products carry 2*frac_bits "
+                f"fractional bits in a 64-bit ring), got {self.frac_bits!r}"
+            )
 
     @property
     def scale(self) -> int:
@@ -85,8 +87,10 @@ class FixedPoint:
             raise ValueError(f"{what} contains NaN or infinite values")
         largest = float(np.max(np.abs(x))) if x.size else 0.0
         if largest > self.max_abs:
-            raise ValueError(f"{what} has a value of magnitude {largest:.3g}, above the {self.max_abs:.3g} "
-                             f"that {self.frac_bits} fractional bits leave room for in a 64-bit ring")
+            raise ValueError(
+                f"{what} has a value of magnitude {largest:.3g}, above the {self.max_abs:.3g} "
+                f"that {self.frac_bits} fractional bits leave room for in a 64-bit ring"
+            )
         return as_ring(np.rint(x * float(1 << bits)).astype(np.int64))
 
     def decode(self, v: np.ndarray, *, frac_bits: int | None = None) -> np.ndarray:

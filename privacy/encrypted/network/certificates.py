@@ -79,27 +79,35 @@ class Deployment:
                 data = json.load(fh)
             addresses = tuple((p["host"], p["port"]) for p in data["parties"])
         except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
-            raise ValueError(f"{path!r} is not a ppml deployment file ({err.__class__.__name__}); "
-                             f"run `ppml encrypted setup` first") from None
+            raise ValueError(
+                f"{path!r} is not a ppml deployment file ({err.__class__.__name__}); run `ppml encrypted setup` first"
+            ) from None
         if len(addresses) != NUM_PARTIES:
             raise ValueError(f"{path!r} lists {len(addresses)} parties, expected {NUM_PARTIES}")
         for i, (host, port) in enumerate(addresses):
-            if not isinstance(host, str) or not host or isinstance(port, bool) or not isinstance(port, int) \
-                    or not 0 < port < 65536:
-                raise ValueError(f"{path!r}: party {i} needs a host name and a port in 1..65535, got "
-                                 f"{host!r}:{port!r}")
+            if (
+                not isinstance(host, str)
+                or not host
+                or isinstance(port, bool)
+                or not isinstance(port, int)
+                or not 0 < port < 65536
+            ):
+                raise ValueError(f"{path!r}: party {i} needs a host name and a port in 1..65535, got {host!r}:{port!r}")
         return cls(directory, addresses)
 
     def client_names(self) -> list[str]:
         """Names of the clients with credentials in this folder (revoked ones included)."""
         folder = os.path.join(self.directory, CLIENTS_FOLDER)
-        return sorted(n for n in os.listdir(folder) if os.path.isdir(os.path.join(folder, n))) \
-            if os.path.isdir(folder) else []
+        return (
+            sorted(n for n in os.listdir(folder) if os.path.isdir(os.path.join(folder, n)))
+            if os.path.isdir(folder)
+            else []
+        )
 
     def credentials(self, role: str) -> tuple[str, str, str]:
         """(ca, cert, key) paths of `role` ('party-<i>' or 'client:<name>')."""
         if role.startswith(CLIENT_PREFIX):
-            folder = os.path.join(self.directory, CLIENTS_FOLDER, _check_client_name(role[len(CLIENT_PREFIX):]))
+            folder = os.path.join(self.directory, CLIENTS_FOLDER, _check_client_name(role[len(CLIENT_PREFIX) :]))
         else:
             folder = os.path.join(self.directory, role)
         paths = tuple(os.path.join(folder, name) for name in ("ca.pem", "cert.pem", "key.pem"))
@@ -147,8 +155,12 @@ def peer_serial(sock: ssl.SSLSocket) -> int:
 
 
 def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ppml encrypted inference"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ppml encrypted inference"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
 
 
 def _san(host: str) -> x509.GeneralName:
@@ -178,21 +190,32 @@ def _issue(folder: str, role: str, host: str | None, ca_key, ca_cert: x509.Certi
     start, end = _validity(valid_days)
     key = ec.generate_private_key(ec.SECP256R1())
     serial = x509.random_serial_number()
-    builder = (x509.CertificateBuilder().subject_name(_name(role)).issuer_name(ca_cert.subject)
-               .public_key(key.public_key()).serial_number(serial).not_valid_before(start).not_valid_after(end)
-               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(role))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(serial)
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+    )
     if host is not None:
         builder = builder.add_extension(x509.SubjectAlternativeName([_san(host)]), critical=False)
     cert = builder.sign(ca_key, hashes.SHA256())
     _write(os.path.join(folder, "ca.pem"), ca_cert.public_bytes(serialization.Encoding.PEM))
     _write(os.path.join(folder, "cert.pem"), cert.public_bytes(serialization.Encoding.PEM))
-    _write(os.path.join(folder, "key.pem"), key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()), private=True)
+    _write(
+        os.path.join(folder, "key.pem"),
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+        private=True,
+    )
     return serial
 
 
-def create_deployment(directory: str, addresses: list[tuple[str, int]], *, clients=("client",),
-                      valid_days: int = 365) -> Deployment:
+def create_deployment(
+    directory: str, addresses: list[tuple[str, int]], *, clients=("client",), valid_days: int = 365
+) -> Deployment:
     """Creates the CA, the party and client certificates and the party list under `directory`.
 
     Args:
@@ -214,22 +237,35 @@ def create_deployment(directory: str, addresses: list[tuple[str, int]], *, clien
     start, end = _validity(valid_days)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("ppml encrypted inference CA")
-    ca_cert = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-               .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(start).not_valid_after(end)
-               .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-               .sign(ca_key, hashes.SHA256()))
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
     ca_folder = os.path.join(directory, CA_FOLDER)
     _write(os.path.join(ca_folder, "ca.pem"), ca_cert.public_bytes(serialization.Encoding.PEM))
-    _write(os.path.join(ca_folder, "key.pem"), ca_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()), private=True)
+    _write(
+        os.path.join(ca_folder, "key.pem"),
+        ca_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+        private=True,
+    )
     for i in range(NUM_PARTIES):
         _issue(os.path.join(directory, party_role(i)), party_role(i), addresses[i][0], ca_key, ca_cert, valid_days)
     for name in clients:
         _issue(os.path.join(directory, CLIENTS_FOLDER, name), client_role(name), None, ca_key, ca_cert, valid_days)
     _write(os.path.join(directory, REVOKED_FILE), json.dumps({"revoked": []}).encode())
-    _write(os.path.join(directory, DEPLOYMENT_FILE), json.dumps(
-        {"parties": [{"host": h, "port": int(p)} for h, p in addresses]}, indent=2).encode())
+    _write(
+        os.path.join(directory, DEPLOYMENT_FILE),
+        json.dumps({"parties": [{"host": h, "port": int(p)} for h, p in addresses]}, indent=2).encode(),
+    )
     return Deployment.load(directory)
 
 
@@ -241,8 +277,10 @@ def _load_ca(directory: str):
         with open(os.path.join(folder, "ca.pem"), "rb") as fh:
             return key, x509.load_pem_x509_certificate(fh.read())
     except (OSError, ValueError) as err:
-        raise ValueError(f"{folder!r} holds no CA key ({err.__class__.__name__}); admit clients on the machine "
-                         f"where `ppml encrypted setup` ran") from None
+        raise ValueError(
+            f"{folder!r} holds no CA key ({err.__class__.__name__}); admit clients on the machine "
+            f"where `ppml encrypted setup` ran"
+        ) from None
 
 
 def add_client(directory: str, name: str, *, valid_days: int = 365) -> str:

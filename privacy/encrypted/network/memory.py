@@ -54,8 +54,9 @@ def fixed_bytes(architecture: Architecture) -> int:
 def slice_bytes(model, batch: int) -> int:
     """About twelve int16 arrays of one slice of a comparison: `comparison.CHUNK` residues, or all of the
     largest comparison's residues if fewer."""
-    residues = max(_compared(model.ranges, model.fixed.frac_bits)[0], _check_residues(model.ranges,
-                                                                                       model.fixed.frac_bits))
+    residues = max(
+        _compared(model.ranges, model.fixed.frac_bits)[0], _check_residues(model.ranges, model.fixed.frac_bits)
+    )
     return SAFETY * 12 * 2 * min(CHUNK, batch * residues)
 
 
@@ -90,8 +91,11 @@ def bytes_per_example(architecture: Architecture, ranges: RangePlan, frac_bits: 
 
 def request_bytes(model, batch: int) -> int:
     """An upper bound on one party's memory for a request of `batch` examples of `model` (a `PartyModel`)."""
-    return fixed_bytes(model.architecture) + slice_bytes(model, batch) + batch * bytes_per_example(
-        model.architecture, model.ranges, model.fixed.frac_bits)
+    return (
+        fixed_bytes(model.architecture)
+        + slice_bytes(model, batch)
+        + batch * bytes_per_example(model.architecture, model.ranges, model.fixed.frac_bits)
+    )
 
 
 def largest_batch(model, budget: int) -> int:

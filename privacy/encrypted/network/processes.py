@@ -35,8 +35,9 @@ def model_path(deployment_dir: str, index: int) -> str:
     return os.path.join(deployment_dir, party_role(index), MODEL_FILE)
 
 
-def save_model_shares(plan: ModelPlan, deployment_dir: str, fixed: FixedPoint, bounds: InputBounds, *,
-                      allow_logits: bool = False) -> list[str]:
+def save_model_shares(
+    plan: ModelPlan, deployment_dir: str, fixed: FixedPoint, bounds: InputBounds, *, allow_logits: bool = False
+) -> list[str]:
     """Shares `plan` for inputs within `bounds` (model owner side) and writes each party's bundle into its
     credentials folder.
 
@@ -54,8 +55,9 @@ def save_model_shares(plan: ModelPlan, deployment_dir: str, fixed: FixedPoint, b
     return paths
 
 
-def run_party(index: int, deployment_dir: str, model_file: str | None = None, *,
-              timeout: float = DEFAULT_TIMEOUT_S, **limits) -> None:
+def run_party(
+    index: int, deployment_dir: str, model_file: str | None = None, *, timeout: float = DEFAULT_TIMEOUT_S, **limits
+) -> None:
     """Serves as party `index` until killed; prints ``ready`` on stdout once it can take requests.
 
     Args:
@@ -102,11 +104,14 @@ class Loopback:
 
     def launch(self, index: int) -> None:
         """Starts party `index` (again); `wait_ready` waits for it."""
-        code = (f"from privacy.encrypted.network.processes import run_party; "
-                f"run_party({index}, {self.directory!r}, timeout={self._timeout!r}, **{self._limits!r})")
+        code = (
+            f"from privacy.encrypted.network.processes import run_party; "
+            f"run_party({index}, {self.directory!r}, timeout={self._timeout!r}, **{self._limits!r})"
+        )
         with open(os.path.join(self.directory, f"party-{index}.log"), "a") as log_file:
-            self._procs[index] = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                                                  stderr=log_file, text=True, cwd=os.getcwd())
+            self._procs[index] = subprocess.Popen(
+                [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=log_file, text=True, cwd=os.getcwd()
+            )
 
     def wait_ready(self, index: int) -> None:
         """Waits for party `index` to print ``ready``.
@@ -142,9 +147,17 @@ class Loopback:
 
 
 @contextlib.contextmanager
-def loopback_parties(plan: ModelPlan, bounds: InputBounds, *, fixed: FixedPoint = FixedPoint(),
-                     timeout: float = DEFAULT_TIMEOUT_S, directory: str | None = None, startup_s: float = 120.0,
-                     allow_logits: bool = False, **limits):
+def loopback_parties(
+    plan: ModelPlan,
+    bounds: InputBounds,
+    *,
+    fixed: FixedPoint = FixedPoint(),
+    timeout: float = DEFAULT_TIMEOUT_S,
+    directory: str | None = None,
+    startup_s: float = 120.0,
+    allow_logits: bool = False,
+    **limits,
+):
     """Three party processes on 127.0.0.1 serving `plan` shared for inputs within `bounds`; yields a `Loopback`.
 
     Args:
@@ -158,8 +171,9 @@ def loopback_parties(plan: ModelPlan, bounds: InputBounds, *, fixed: FixedPoint 
     with contextlib.ExitStack() as stack:
         if directory is None:
             directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="ppml-parties-"))
-        deployment = create_deployment(directory, [("127.0.0.1", p) for p in free_ports(NUM_PARTIES)],
-                                       clients=("loopback",))
+        deployment = create_deployment(
+            directory, [("127.0.0.1", p) for p in free_ports(NUM_PARTIES)], clients=("loopback",)
+        )
         save_model_shares(plan, directory, fixed, bounds, allow_logits=allow_logits)
         parties = Loopback(deployment, timeout=timeout, startup_s=startup_s, limits=limits)
         try:

@@ -53,8 +53,9 @@ class RemoteClient:
                     sock = no_delay(socket.create_connection((host, port), timeout=self.timeout))
                     tls = self._context.wrap_socket(sock)
                 except ssl.SSLError as err:
-                    raise TransportError(f"TLS handshake with party {i} at {host}:{port} failed: "
-                                         f"{err.reason}") from None
+                    raise TransportError(
+                        f"TLS handshake with party {i} at {host}:{port} failed: {err.reason}"
+                    ) from None
                 except OSError as err:
                     raise TransportError(f"cannot reach party {i} at {host}:{port}: {err.strerror or err}") from None
                 socks.append(tls)
@@ -72,8 +73,10 @@ class RemoteClient:
         if any(i != info[0] for i in info):
             for sock in socks:
                 sock.close()
-            raise TransportError("the three parties serve different model shares (model ids differ); "
-                                 "re-run `ppml encrypted share-model` and restart them")
+            raise TransportError(
+                "the three parties serve different model shares (model ids differ); "
+                "re-run `ppml encrypted share-model` and restart them"
+            )
         self._socks, self.info = socks, info[0]
         self.max_batch = min(int(m.get("max_batch", 1)) for m in infos)
         return self.info
@@ -108,8 +111,9 @@ class RemoteClient:
         if output == "logits" and not self.info.get("allow_logits"):
             raise OutputNotAllowed("the model owner allows only labels to be revealed (--output label)")
         if len(np.asarray(x)) > self.max_batch:
-            raise ValueError(f"a batch of {len(np.asarray(x))} examples exceeds the parties' limit of "
-                             f"{self.max_batch}; split it")
+            raise ValueError(
+                f"a batch of {len(np.asarray(x))} examples exceeds the parties' limit of {self.max_batch}; split it"
+            )
         x = encode_input(x, tuple(self.info["input_shape"]), fixed, ranges)
 
         def run(rows):
@@ -133,11 +137,20 @@ class RemoteClient:
                     raise TransportError(meta.get("message", f"party {i} sent no result"))
                 replies.append((meta, arrays))
             client_bytes = sum(a.nbytes + b.nbytes for a, b in shares) + sum(
-                a.nbytes for _, arrays in replies for a in arrays)
+                a.nbytes for _, arrays in replies for a in arrays
+            )
             self.last_cost = CostReport.from_parties([meta["stats"] for meta, _ in replies], client_bytes)
-            return [OutputShare(arrays[0] if arrays else None, meta["combine"], int(meta["frac_bits"]),
-                                arrays[1].astype(bool) if len(arrays) > 1 else None, meta.get("refused"))
-                    for meta, arrays in replies]
+            return [
+                OutputShare(
+                    arrays[0] if arrays else None,
+                    meta["combine"],
+                    int(meta["frac_bits"]),
+                    arrays[1].astype(bool) if len(arrays) > 1 else None,
+                    meta.get("refused"),
+                )
+                for meta, arrays in replies
+            ]
 
-        return predict_with_retries(run, len(x), retries=retries, output=output,
-                                    output_activation=self.info["output_activation"], ranges=ranges)
+        return predict_with_retries(
+            run, len(x), retries=retries, output=output, output_activation=self.info["output_activation"], ranges=ranges
+        )

@@ -55,8 +55,14 @@ import numpy as np
 from privacy.encrypted.model.ring import DTYPE
 from privacy.encrypted.network.certificates import CLIENT_PREFIX, Deployment, party_role, peer_role, peer_serial
 from privacy.encrypted.network.memory import MemoryBudget, largest_batch, request_bytes
-from privacy.encrypted.network.wire import (MalformedMessage, MessageRefused, TlsStream, no_delay, recv_message,
-                                            send_message)
+from privacy.encrypted.network.wire import (
+    MalformedMessage,
+    MessageRefused,
+    TlsStream,
+    no_delay,
+    recv_message,
+    send_message,
+)
 from privacy.encrypted.protocol.backend import OUTPUTS, predict_share
 from privacy.encrypted.protocol.model_shares import PartyModel
 from privacy.encrypted.protocol.party import Party
@@ -81,8 +87,9 @@ class TlsLink(Link):
     """A party-to-party link over one TLS connection; a reader thread queues incoming messages and owns
     the connection (others only shut it down, see `_Connection`)."""
 
-    def __init__(self, sock: ssl.SSLSocket, peer: int, on_broken=None, *, send_timeout: float | None = None,
-                 on_notice=None):
+    def __init__(
+        self, sock: ssl.SSLSocket, peer: int, on_broken=None, *, send_timeout: float | None = None, on_notice=None
+    ):
         self.sock, self.peer, self.session = TlsStream(sock, None, send_timeout), peer, 0
         self.broken = False
         self._inbox: queue.Queue = queue.Queue()
@@ -130,9 +137,11 @@ class TlsLink(Link):
     def recv(self, step, timeout):
         meta, arrays = self._next(timeout, f"message for step {step}")
         if meta.get("kind") != "step" or meta.get("session") != self.session or meta.get("step") != step:
-            raise TransportError(f"party {self.peer} sent {meta.get('kind')} message for session "
-                                 f"{meta.get('session')} step {meta.get('step')}, expected session {self.session} "
-                                 f"step {step}")
+            raise TransportError(
+                f"party {self.peer} sent {meta.get('kind')} message for session "
+                f"{meta.get('session')} step {meta.get('step')}, expected session {self.session} "
+                f"step {step}"
+            )
         return arrays
 
     def send_control(self, meta, arrays=()):
@@ -242,8 +251,13 @@ class _Request:
 def _request_key(meta: dict) -> tuple[int, str] | None:
     """The (client serial, request id) a control message names, or None if it names none validly."""
     client, request_id = meta.get("client"), meta.get("request_id")
-    if isinstance(client, bool) or not isinstance(client, int) or client < 0 \
-            or not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
+    if (
+        isinstance(client, bool)
+        or not isinstance(client, int)
+        or client < 0
+        or not isinstance(request_id, str)
+        or not _REQUEST_ID.fullmatch(request_id)
+    ):
         return None
     return client, request_id
 
@@ -267,10 +281,19 @@ class PartyServer:
         ValueError: if the model share is another party's or one example does not fit the budget.
     """
 
-    def __init__(self, index: int, deployment: Deployment, model: PartyModel, *, timeout: float = DEFAULT_TIMEOUT_S,
-                 memory_budget: int = DEFAULT_MEMORY_BUDGET, client_quota: int | None = None,
-                 max_connections: int = DEFAULT_MAX_CONNECTIONS,
-                 idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S, refresh_every: int = 0):
+    def __init__(
+        self,
+        index: int,
+        deployment: Deployment,
+        model: PartyModel,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        client_quota: int | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S,
+        refresh_every: int = 0,
+    ):
         if model.index != index:
             raise ValueError(f"the model share is party {model.index}'s, but this is party {index}")
         self.index, self.deployment, self.model, self.timeout = index, deployment, model, timeout
@@ -282,8 +305,10 @@ class PartyServer:
         self.input_size = math.prod(model.architecture.input_shape)
         self.max_batch = largest_batch(model, self.budget.quota)
         if self.max_batch < 1:
-            raise ValueError(f"a client quota of {self.budget.quota} bytes does not fit one example of this model "
-                             f"({request_bytes(model, 1)} bytes)")
+            raise ValueError(
+                f"a client quota of {self.budget.quota} bytes does not fit one example of this model "
+                f"({request_bytes(model, 1)} bytes)"
+            )
         self.links: dict[int, TlsLink] = {}
         self._incoming: dict[int, TlsLink] = {}
         self._peers = threading.Condition()
@@ -318,8 +343,12 @@ class PartyServer:
                     victim = min(anonymous or self._connections, key=lambda c: c.last_active)
                 self._connections.add(conn)
             if victim is not None:
-                log.warning("party %d: %d connections; closing the one idle longest (%s)", self.index,
-                            self.max_connections, victim.who)
+                log.warning(
+                    "party %d: %d connections; closing the one idle longest (%s)",
+                    self.index,
+                    self.max_connections,
+                    victim.who,
+                )
                 victim.shutdown()
                 with self._connections_lock:
                     self._connections.discard(victim)
@@ -343,14 +372,20 @@ class PartyServer:
         try:
             no_delay(conn.sock).settimeout(HANDSHAKE_TIMEOUT_S)
             # The TLS socket takes over the descriptor: keep it reachable so that eviction can close it.
-            tls = conn.sock = self._server_context.wrap_socket(conn.sock, server_side=True,
-                                                                do_handshake_on_connect=False)
+            tls = conn.sock = self._server_context.wrap_socket(
+                conn.sock, server_side=True, do_handshake_on_connect=False
+            )
             if conn.closed:
                 raise OSError("evicted")
             tls.do_handshake()
         except (ssl.SSLError, OSError, ValueError) as err:
-            log.warning("party %d: TLS handshake from %s:%s failed (%s)", self.index, conn.address[0],
-                        conn.address[1], getattr(err, "reason", None) or err.__class__.__name__)
+            log.warning(
+                "party %d: TLS handshake from %s:%s failed (%s)",
+                self.index,
+                conn.address[0],
+                conn.address[1],
+                getattr(err, "reason", None) or err.__class__.__name__,
+            )
             self._drop(conn)
             return
         try:
@@ -371,8 +406,13 @@ class PartyServer:
                 conn.start(tls, idle_timeout=self.idle_timeout, send_timeout=self.timeout)
                 self._serve_client(conn)
             else:
-                log.warning("party %d: rejected a connection from %r at %s%s", self.index, role, conn.address[0],
-                            " (revoked)" if revoked else "")
+                log.warning(
+                    "party %d: rejected a connection from %r at %s%s",
+                    self.index,
+                    role,
+                    conn.address[0],
+                    " (revoked)" if revoked else "",
+                )
         except Exception:  # a bug must cost this connection only, never the server
             log.exception("party %d: connection from %s failed", self.index, conn.address[0])
         finally:
@@ -417,8 +457,10 @@ class PartyServer:
                 break
             except (ssl.SSLError, OSError) as err:
                 if time.monotonic() - started > 4 * self.timeout:
-                    raise TransportError(f"party {j} at {host}:{port} did not come up "
-                                         f"({getattr(err, 'reason', None) or err.__class__.__name__})") from None
+                    raise TransportError(
+                        f"party {j} at {host}:{port} did not come up "
+                        f"({getattr(err, 'reason', None) or err.__class__.__name__})"
+                    ) from None
                 time.sleep(0.1)
         if peer_role(tls) != party_role(j):
             tls.close()
@@ -441,13 +483,19 @@ class PartyServer:
         while not conn.closed:
             reserved: list = []
             try:
-                meta, arrays = recv_message(conn.sock, conn.who, within=self.timeout,
-                                            admit=lambda n: self._admit(n, reserved, conn.serial))
+                meta, arrays = recv_message(
+                    conn.sock, conn.who, within=self.timeout, admit=lambda n: self._admit(n, reserved, conn.serial)
+                )
             except TransportError as err:
                 self.budget.release(sum(reserved), conn.serial)
                 if isinstance(err, MessageRefused):
-                    conn.reply({"kind": "error", "message": f"{err} (largest batch {self.max_batch}; the party "
-                                                            f"may be busy, or this client holds its quota)"})
+                    conn.reply(
+                        {
+                            "kind": "error",
+                            "message": f"{err} (largest batch {self.max_batch}; the party "
+                            f"may be busy, or this client holds its quota)",
+                        }
+                    )
                 elif isinstance(err, MalformedMessage):
                     log.warning("party %d: %s; connection dropped", self.index, err)
                     conn.reply({"kind": "error", "message": str(err)})
@@ -510,11 +558,16 @@ class PartyServer:
         if meta["output"] == "logits" and not self.model.allow_logits:
             return "this model's owner allows only labels to be revealed (output 'label')", request_id
         expected = tuple(self.model.architecture.input_shape)
-        if len(arrays) != 2 or any(a.dtype != DTYPE or a.shape != arrays[0].shape for a in arrays) \
-                or arrays[0].shape[1:] != expected:
+        if (
+            len(arrays) != 2
+            or any(a.dtype != DTYPE or a.shape != arrays[0].shape for a in arrays)
+            or arrays[0].shape[1:] != expected
+        ):
             got = [a.shape for a in arrays]
-            return f"party {self.index} got input shares of shapes {got}, expected two uint64 (batch,) + {expected}", \
-                request_id
+            return (
+                f"party {self.index} got input shares of shapes {got}, expected two uint64 (batch,) + {expected}",
+                request_id,
+            )
         if not 0 < arrays[0].shape[0] <= self.max_batch:
             return f"batch size must be in 1..{self.max_batch}, got {arrays[0].shape[0]}", request_id
         return None, request_id
@@ -541,8 +594,7 @@ class PartyServer:
             log.error("party %d: %s; closing all client connections", self.index, err)
             revoked = None
         with self._connections_lock:
-            ended = [c for c in self._connections
-                     if c.serial is not None and (revoked is None or c.serial in revoked)]
+            ended = [c for c in self._connections if c.serial is not None and (revoked is None or c.serial in revoked)]
         for conn in ended:
             log.warning("party %d: %s was revoked; connection closed", self.index, conn.who)
             conn.shutdown()
@@ -562,17 +614,24 @@ class PartyServer:
                 why = self._waiting_for()
             elif self.index == 0:
                 missing = sorted(set(range(1, NUM_PARTIES)) - holders[r.key])
-                why = (f"{' and '.join(f'party {j}' for j in missing)} did not get it" if missing
-                       else "the parties were busy")
+                why = (
+                    f"{' and '.join(f'party {j}' for j in missing)} did not get it"
+                    if missing
+                    else "the parties were busy"
+                )
             else:
                 why = "party 0 did not start it: it or the other party did not get it, or they are busy"
-            self._finish_request(r, f"party {self.index}: the request expired after {self.request_wait:g} s "
-                                    f"without a session ({why})")
+            self._finish_request(
+                r, f"party {self.index}: the request expired after {self.request_wait:g} s without a session ({why})"
+            )
 
     def _waiting_for(self) -> str:
         links, incoming = dict(self.links), dict(self._incoming)  # other threads replace them
-        missing = [j for j in range(NUM_PARTIES) if j != self.index and j not in incoming
-                   and (j not in links or links[j].broken)]
+        missing = [
+            j
+            for j in range(NUM_PARTIES)
+            if j != self.index and j not in incoming and (j not in links or links[j].broken)
+        ]
         return f"the parties are reconnecting; not connected: {', '.join(f'party {j}' for j in missing) or 'none'}"
 
     def _finish_request(self, request: _Request, problem: str | None, meta=None, arrays=()):
@@ -593,8 +652,9 @@ class PartyServer:
     def _party(self, session: int) -> Party:
         for link in self.links.values():
             link.session = session
-        return Party(self.index, Channel(self.links, timeout=self.timeout), self._keys[0], self._keys[1],
-                     session=session)
+        return Party(
+            self.index, Channel(self.links, timeout=self.timeout), self._keys[0], self._keys[1], session=session
+        )
 
     def _run(self, session: int, request: _Request):
         party = self._party(session)
@@ -612,14 +672,29 @@ class PartyServer:
         if result.refused is not None:
             log.warning("party %d: session %d: input refused: %s", self.index, session, result.refused)
         rerun = [] if result.rerun is None else [result.rerun.astype(np.uint8)]
-        self._finish_request(request, None, {"kind": "result", "request_id": request.request_id,
-                                             "stats": stats.to_dict(), "combine": result.combine,
-                                             "frac_bits": result.frac_bits, "rerun": bool(rerun),
-                                             "refused": result.refused},
-                             [] if result.values is None else [result.values] + rerun)
-        log.info("party %d: session %d done in %.1f ms (%d rounds, %d bytes sent)%s", self.index, session,
-                 1e3 * (time.perf_counter() - started), stats.rounds, stats.bytes_sent,
-                 f"; withheld {int(result.rerun.sum())} example(s) for a re-run" if rerun else "")
+        self._finish_request(
+            request,
+            None,
+            {
+                "kind": "result",
+                "request_id": request.request_id,
+                "stats": stats.to_dict(),
+                "combine": result.combine,
+                "frac_bits": result.frac_bits,
+                "rerun": bool(rerun),
+                "refused": result.refused,
+            },
+            [] if result.values is None else [result.values] + rerun,
+        )
+        log.info(
+            "party %d: session %d done in %.1f ms (%d rounds, %d bytes sent)%s",
+            self.index,
+            session,
+            1e3 * (time.perf_counter() - started),
+            stats.rounds,
+            stats.bytes_sent,
+            f"; withheld {int(result.rerun.sum())} example(s) for a re-run" if rerun else "",
+        )
 
     def _refresh(self, session: int):
         """Re-randomizes the weight shares (all parties at once, one round)."""
@@ -652,8 +727,16 @@ class PartyServer:
                 problem = self._check(request)
                 shape = list(request.shares[0].shape)
                 for link in self.links.values():
-                    link.send_control({"kind": "session", "session": self._session, "client": item[0],
-                                       "request_id": item[1], "shape": shape, "output": request.output})
+                    link.send_control(
+                        {
+                            "kind": "session",
+                            "session": self._session,
+                            "client": item[0],
+                            "request_id": item[1],
+                            "shape": shape,
+                            "output": request.output,
+                        }
+                    )
                 for link in self.links.values():
                     answer, _ = link.recv_control(self.timeout, "answer to a session proposal")  # given at once
                     problem = problem or answer.get("problem")
@@ -726,8 +809,14 @@ class PartyServer:
         while True:
             try:
                 self._establish()
-                log.info("party %d: ready on %s:%d, pid %d (largest batch %d)", self.index, host, port,
-                         os.getpid(), self.max_batch)
+                log.info(
+                    "party %d: ready on %s:%d, pid %d (largest batch %d)",
+                    self.index,
+                    host,
+                    port,
+                    os.getpid(),
+                    self.max_batch,
+                )
                 if on_ready:
                     on_ready()
                     on_ready = None

@@ -115,7 +115,7 @@ class TlsStream:
             while len(view):
                 with self._lock:
                     try:
-                        view = view[self._sock.send(view):]
+                        view = view[self._sock.send(view) :]
                         continue
                     except (ssl.SSLWantWriteError, BlockingIOError):
                         read = False
@@ -146,8 +146,9 @@ def _code(a: np.ndarray) -> str:
 def send_message(sock: socket.socket, meta: dict, arrays=()) -> None:
     """Writes one framed message (metadata and uint64 or uint8 arrays)."""
     arrays = [np.ascontiguousarray(a, dtype=DTYPES[_code(np.asarray(a))]) for a in arrays]
-    header = json.dumps({"meta": meta, "shapes": [list(a.shape) for a in arrays],
-                         "dtypes": [_code(a) for a in arrays]}, allow_nan=False).encode()
+    header = json.dumps(
+        {"meta": meta, "shapes": [list(a.shape) for a in arrays], "dtypes": [_code(a) for a in arrays]}, allow_nan=False
+    ).encode()
     sock.sendall(b"".join([_PREFIX.pack(MAGIC, VERSION, len(header)), header] + [a.tobytes() for a in arrays]))
 
 
@@ -210,8 +211,9 @@ def parse_header(raw: bytes) -> tuple[dict, list[tuple], list[np.dtype]]:
     return meta, [tuple(_dim(d) for d in s) for s in shapes], [DTYPES[d] for d in dtypes]
 
 
-def recv_message(sock: socket.socket, who: str, *, admit=None, within: float | None = None,
-                 max_payload: int = 1 << 33) -> tuple[dict, list[np.ndarray]]:
+def recv_message(
+    sock: socket.socket, who: str, *, admit=None, within: float | None = None, max_payload: int = 1 << 33
+) -> tuple[dict, list[np.ndarray]]:
     """Reads one framed message; raises `MalformedMessage` (or `MessageRefused`) or `TransportError`.
 
     Args:

@@ -87,8 +87,9 @@ class Pending:
 
     def then(self, fn: Callable[[AShare], AShare], shape: tuple) -> "Pending":
         """The pending result of a local (public, linear) operation on this value."""
-        return Pending(self.rnd, self.ready, None if self.early is None else fn(self.early),
-                       lambda: fn(self.value()), shape)
+        return Pending(
+            self.rnd, self.ready, None if self.early is None else fn(self.early), lambda: fn(self.value()), shape
+        )
 
     @classmethod
     def of_share(cls, p: Party, x: AShare, ready: int = HELPER) -> "Pending":

@@ -25,8 +25,17 @@ from privacy.encrypted.model.layers import evaluate, label
 from privacy.encrypted.model.ranges import truncation_bits
 from privacy.encrypted.model.ring import DTYPE, FixedPoint
 from privacy.encrypted.protocol import comparison
-from privacy.encrypted.protocol.arithmetic import (HELPER, Pending, add_public, add_public_terms, matmul_local,
-                                                   open_terms, public_share, reshare, reshare_pair)
+from privacy.encrypted.protocol.arithmetic import (
+    HELPER,
+    Pending,
+    add_public,
+    add_public_terms,
+    matmul_local,
+    open_terms,
+    public_share,
+    reshare,
+    reshare_pair,
+)
 from privacy.encrypted.protocol.comparison import Comparison, Split
 from privacy.encrypted.protocol.input_check import InputCheck
 from privacy.encrypted.protocol.party import Party
@@ -136,8 +145,13 @@ class SecureBackend:
         if not x.wide:
             return x
         bits = truncation_bits(self._next("trunc"), self.fixed)
-        return Value(Exact(Truncation(self.party, self._terms(x), shift=self.fixed.frac_bits, bound_bits=bits,
-                                      helper=self._helper())))
+        return Value(
+            Exact(
+                Truncation(
+                    self.party, self._terms(x), shift=self.fixed.frac_bits, bound_bits=bits, helper=self._helper()
+                )
+            )
+        )
 
     def linear(self, x: Value, encoded) -> Value:
         product = matmul_local(self._share(x), encoded.kernel)
@@ -175,8 +189,12 @@ class SecureBackend:
 
     def concat(self, xs: list) -> Value:
         if all(isinstance(x.data, AShare) for x in xs):
-            return Value(AShare(np.concatenate([x.data.a for x in xs], axis=-1),
-                                np.concatenate([x.data.b for x in xs], axis=-1)), xs[0].wide)
+            return Value(
+                AShare(
+                    np.concatenate([x.data.a for x in xs], axis=-1), np.concatenate([x.data.b for x in xs], axis=-1)
+                ),
+                xs[0].wide,
+            )
         terms = [self._terms(x) for x in xs]
         zero = terms[0].zero if all(t.zero == terms[0].zero for t in terms) else None
         return Value(Terms(np.concatenate([t.term for t in terms], axis=-1), zero), xs[0].wide)
@@ -212,8 +230,9 @@ class SecureBackend:
 
     def bit(self, x: Value, strict: bool = False) -> Value:
         bits = self._next("cmp").bits
-        return Value(comparison.compare(self.party, Split.of_share(self.party, self._open_round(x)), bits,
-                                        strict=strict))
+        return Value(
+            comparison.compare(self.party, Split.of_share(self.party, self._open_round(x)), bits, strict=strict)
+        )
 
     def open(self, x: Value) -> tuple[np.ndarray, str]:
         """This party's share of `x` for the client, and how shares combine ('add' or 'xor')."""
@@ -248,8 +267,7 @@ class OutputShare:
     refused: str | None = None
 
 
-def predict_share(party: Party, model, x: AShare, output: str = OUTPUTS[0], *, check_input: bool = True
-                  ) -> OutputShare:
+def predict_share(party: Party, model, x: AShare, output: str = OUTPUTS[0], *, check_input: bool = True) -> OutputShare:
     """Checks the input, runs the model on shares and returns this party's share of the result for the client.
 
     Args:
@@ -268,8 +286,9 @@ def predict_share(party: Party, model, x: AShare, output: str = OUTPUTS[0], *, c
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
     if output == "logits" and not model.allow_logits:
-        raise OutputNotAllowed("the model owner allows only labels to be revealed (share-model --allow-logits "
-                               "allows logits)")
+        raise OutputNotAllowed(
+            "the model owner allows only labels to be revealed (share-model --allow-logits allows logits)"
+        )
     check = InputCheck(party, x, *model.ranges.input_bounds.encoded(model.fixed)) if check_input else None
     backend = SecureBackend(party, model.fixed, model.ranges.ops_for(output))
     y = evaluate(model.architecture, model.weights, Value(x), backend, model.fixed)

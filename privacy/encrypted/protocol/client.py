@@ -88,24 +88,29 @@ def check_output_range(integers: np.ndarray, ranges: RangePlan) -> None:
     Raises:
         ResultRejected: if some |logit| >= 2^output_bits (in the logits' fixed-point units).
     """
-    limit = 2 ** ranges.output_bits
+    limit = 2**ranges.output_bits
     if np.any((integers < -limit) | (integers >= limit)):
-        raise ResultRejected("the reconstructed output lies outside the model's proven output range; "
-                             "result discarded (a party deviated from the protocol or the data was corrupted)")
+        raise ResultRejected(
+            "the reconstructed output lies outside the model's proven output range; "
+            "result discarded (a party deviated from the protocol or the data was corrupted)"
+        )
 
 
 def _labels(result: np.ndarray, combine: str) -> np.ndarray:
     """Labels from the opened label head: a one-hot vector per example (argmax), a bit, or an index."""
     if result.ndim == 2:
         if np.any(result > 1) or np.any(result.sum(axis=1) != 1):
-            raise ResultRejected("the revealed label is not one-hot; result discarded (a party deviated from the "
-                                 "protocol or the data was corrupted)")
+            raise ResultRejected(
+                "the revealed label is not one-hot; result discarded (a party deviated from the "
+                "protocol or the data was corrupted)"
+            )
         return result.argmax(axis=1).astype(np.int64)
     return (result if combine == "xor" else as_signed(result)).astype(np.int64)
 
 
-def reconstruct_prediction(shares: list, *, output: str, output_activation: str, ranges: RangePlan
-                           ) -> tuple[Prediction, np.ndarray]:
+def reconstruct_prediction(
+    shares: list, *, output: str, output_activation: str, ranges: RangePlan
+) -> tuple[Prediction, np.ndarray]:
     """Combines the three parties' `OutputShare`s, checks the proven output range, decodes.
 
     Returns:
@@ -137,8 +142,15 @@ def reconstruct_prediction(shares: list, *, output: str, output_activation: str,
     return Prediction(_activate(logits, output_activation), logits, labels), withheld
 
 
-def predict_with_retries(run: Callable[[np.ndarray], list], batch: int, *, retries: int, output: str,
-                         output_activation: str, ranges: RangePlan) -> Prediction:
+def predict_with_retries(
+    run: Callable[[np.ndarray], list],
+    batch: int,
+    *,
+    retries: int,
+    output: str,
+    output_activation: str,
+    ranges: RangePlan,
+) -> Prediction:
     """Reconstructs ``run(rows)``'s prediction, running the examples some party withheld again (fresh shares,
     fresh randomness), up to `retries` times.
 
@@ -154,8 +166,9 @@ def predict_with_retries(run: Callable[[np.ndarray], list], batch: int, *, retri
     validation.integer("retries", retries, minimum=0)
     rows, merged = np.arange(batch), None
     for attempt in range(retries + 1):
-        prediction, withheld = reconstruct_prediction(run(rows), output=output,
-                                                      output_activation=output_activation, ranges=ranges)
+        prediction, withheld = reconstruct_prediction(
+            run(rows), output=output, output_activation=output_activation, ranges=ranges
+        )
         if merged is None:
             merged = prediction
         else:
@@ -165,6 +178,8 @@ def predict_with_retries(run: Callable[[np.ndarray], list], batch: int, *, retri
         rows = rows[withheld]
         if not len(rows):
             return dataclasses.replace(merged, attempts=attempt + 1)
-    raise ResultRejected(f"{len(rows)} example(s) were withheld in all {retries + 1} attempts (a truncation's "
-                         f"randomness fell into its failure window, probability {ranges.rerun_probability:.2g} per "
-                         f"example, independent of the data); try again")
+    raise ResultRejected(
+        f"{len(rows)} example(s) were withheld in all {retries + 1} attempts (a truncation's "
+        f"randomness fell into its failure window, probability {ranges.rerun_probability:.2g} per "
+        f"example, independent of the data); try again"
+    )

@@ -200,8 +200,13 @@ class Comparison:
         beta = self._beta.reshape(-1)
         out = np.empty(shares.shape, dtype=np.uint8)
         for rows in _slices(len(out), bits):
-            out[rows] = _blind(self._vector(a[rows], beta[rows], shares[rows].astype(np.int16), first),
-                               rho[rows].astype(np.int16) + 1, rotation[rows], mask[rows].astype(np.int16), first)
+            out[rows] = _blind(
+                self._vector(a[rows], beta[rows], shares[rows].astype(np.int16), first),
+                rho[rows].astype(np.int16) + 1,
+                rotation[rows],
+                mask[rows].astype(np.int16),
+                first,
+            )
         rnd.send(h, out.reshape(shape))
 
     def _vector(self, a: np.ndarray, beta: np.ndarray, shares: np.ndarray, first: bool) -> np.ndarray:

@@ -18,8 +18,10 @@ class CostReport:
     @classmethod
     def from_parties(cls, per_party: list[dict], client_bytes: int = 0) -> "CostReport":
         """Combines the three parties' `CommStats.to_dict()`."""
-        layers = {name: {"rounds": cost["rounds"], "bytes": sum(p[name]["bytes"] for p in per_party)}
-                  for name, cost in per_party[0].items()}
+        layers = {
+            name: {"rounds": cost["rounds"], "bytes": sum(p[name]["bytes"] for p in per_party)}
+            for name, cost in per_party[0].items()
+        }
         return cls(layers, client_bytes)
 
     @property

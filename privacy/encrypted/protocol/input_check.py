@@ -91,12 +91,17 @@ class InputCheck:
         low = DTYPE((1 << k) - 1)
         if p.index == OPENER:
             big = x.a + x.b - self.lo  # B
-            return (Split(rnd, OPENER, x.shape, helper_part=(big & low) - DTYPE(1 << k)),
-                    Split(rnd, OPENER, x.shape, helper_part=self.span - big), big & ~low)
+            return (
+                Split(rnd, OPENER, x.shape, helper_part=(big & low) - DTYPE(1 << k)),
+                Split(rnd, OPENER, x.shape, helper_part=self.span - big),
+                big & ~low,
+            )
         common = x.b if p.index == OPENER + 1 else x.a  # A = c_2
-        return (Split(rnd, OPENER, x.shape, pair_part=lambda: common & low),
-                Split(rnd, OPENER, x.shape, pair_part=lambda: -common),
-                common & ~low if p.index == OPENER + 1 else np.zeros_like(common))
+        return (
+            Split(rnd, OPENER, x.shape, pair_part=lambda: common & low),
+            Split(rnd, OPENER, x.shape, pair_part=lambda: -common),
+            common & ~low if p.index == OPENER + 1 else np.zeros_like(common),
+        )
 
     def _steps(self):
         p, x, k = self.p, self.x, self.k
@@ -136,6 +141,8 @@ class InputCheck:
             return "the parties' copies of the input shares differ (the client sent inconsistent shares)"
         if w is not None and np.any(w):
             bad = w.reshape(len(w), -1) != 0
-            return (f"{int(bad.any(axis=1).sum())} example(s) hold values outside the bounds the model was shared "
-                    f"with ({int(bad.sum())} values); nothing was released")
+            return (
+                f"{int(bad.any(axis=1).sum())} example(s) hold values outside the bounds the model was shared "
+                f"with ({int(bad.sum())} values); nothing was released"
+            )
         return None

@@ -54,10 +54,15 @@ class PartyModel:
     def public_info(self) -> dict:
         """What any party may tell a client: id, shapes, output activation, fixed-point format, range plan,
         release policy."""
-        return {"model_id": self.model_id, "input_shape": list(self.architecture.input_shape),
-                "output_shape": list(self.architecture.output_shape),
-                "output_activation": self.architecture.output_activation, "frac_bits": self.fixed.frac_bits,
-                "ranges": self.ranges.to_dict(), "allow_logits": self.allow_logits}
+        return {
+            "model_id": self.model_id,
+            "input_shape": list(self.architecture.input_shape),
+            "output_shape": list(self.architecture.output_shape),
+            "output_activation": self.architecture.output_activation,
+            "frac_bits": self.fixed.frac_bits,
+            "ranges": self.ranges.to_dict(),
+            "allow_logits": self.allow_logits,
+        }
 
     def refreshed(self, party) -> "PartyModel":
         """The same weights under a fresh random sharing: all three parties call it in one session (1 round).
@@ -69,8 +74,10 @@ class PartyModel:
         from an adversary who did not also take a party's keys (a limitation stated in the README).
         """
         rnd = party.round()
-        pending = {name: [reshare(party, Terms.of_share(c), rnd=rnd) for c in (w.kernel, w.bias)]
-                   for name, w in self.weights.items()}
+        pending = {
+            name: [reshare(party, Terms.of_share(c), rnd=rnd) for c in (w.kernel, w.bias)]
+            for name, w in self.weights.items()
+        }
         rnd.run()
         weights = {name: EncodedLayer(kernel.value(), bias.value()) for name, (kernel, bias) in pending.items()}
         return dataclasses.replace(self, weights=weights)
@@ -78,9 +85,15 @@ class PartyModel:
     def save(self, path: str) -> None:
         """Writes the bundle as one .npz file (the weight components and a JSON header), readable by its
         owner only: two parties' bundles together give the plaintext weights."""
-        header = {"format": FORMAT, "index": self.index, "model_id": self.model_id,
-                  "frac_bits": self.fixed.frac_bits, "architecture": self.architecture.to_dict(),
-                  "ranges": self.ranges.to_dict(), "allow_logits": self.allow_logits}
+        header = {
+            "format": FORMAT,
+            "index": self.index,
+            "model_id": self.model_id,
+            "frac_bits": self.fixed.frac_bits,
+            "architecture": self.architecture.to_dict(),
+            "ranges": self.ranges.to_dict(),
+            "allow_logits": self.allow_logits,
+        }
         arrays = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
         for name, layer in self.weights.items():
             for part in ("kernel", "bias"):
@@ -106,15 +119,21 @@ class PartyModel:
                 weights = {}
                 for key in data.files:
                     if key.endswith("/kernel/a"):
-                        name = key[:-len("/kernel/a")]
-                        weights[name] = EncodedLayer(*(AShare(*(data[f"{name}/{p}/{c}"] for c in "ab"))
-                                                       for p in ("kernel", "bias")))
+                        name = key[: -len("/kernel/a")]
+                        weights[name] = EncodedLayer(
+                            *(AShare(*(data[f"{name}/{p}/{c}"] for c in "ab")) for p in ("kernel", "bias"))
+                        )
                 if not isinstance(header.get("allow_logits"), bool):
                     raise ValueError("the header has no release policy")
-                model = cls(int(header["index"]), str(header["model_id"]), architecture,
-                            FixedPoint(header["frac_bits"]),
-                            RangePlan.from_dict(header["ranges"], architecture.input_shape), weights,
-                            header["allow_logits"])
+                model = cls(
+                    int(header["index"]),
+                    str(header["model_id"]),
+                    architecture,
+                    FixedPoint(header["frac_bits"]),
+                    RangePlan.from_dict(header["ranges"], architecture.input_shape),
+                    weights,
+                    header["allow_logits"],
+                )
         except ModelRangeError:  # a valid bundle whose release policy the range plan does not allow
             raise
         except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile) as err:
@@ -124,14 +143,18 @@ class PartyModel:
             layer = model.weights.get(name)
             got = None if layer is None else [c.shape for part in (layer.kernel, layer.bias) for c in (part.a, part.b)]
             if got != [kernel, kernel, bias, bias] or any(
-                    c.dtype != np.uint64 for part in (layer.kernel, layer.bias) for c in (part.a, part.b)):
-                raise ValueError(f"{path!r} has no valid weight shares for layer {name!r} (expected uint64 arrays "
-                                 f"of shapes {kernel} and {bias})")
+                c.dtype != np.uint64 for part in (layer.kernel, layer.bias) for c in (part.a, part.b)
+            ):
+                raise ValueError(
+                    f"{path!r} has no valid weight shares for layer {name!r} (expected uint64 arrays "
+                    f"of shapes {kernel} and {bias})"
+                )
         return model
 
 
-def share_model(plan: ModelPlan, fixed: FixedPoint, bounds: InputBounds, *, allow_logits: bool = False
-                ) -> list[PartyModel]:
+def share_model(
+    plan: ModelPlan, fixed: FixedPoint, bounds: InputBounds, *, allow_logits: bool = False
+) -> list[PartyModel]:
     """Proves the model's ranges for the input bounds, then encodes and secret-shares all weights.
 
     Args:
@@ -157,5 +180,6 @@ def share_model(plan: ModelPlan, fixed: FixedPoint, bounds: InputBounds, *, allo
         kernel, bias = share(layer.kernel), share(layer.bias)
         for i in range(NUM_PARTIES):
             bundles[i][name] = EncodedLayer(AShare(*kernel[i]), AShare(*bias[i]))
-    return [PartyModel(i, model_id, plan.architecture, fixed, ranges, bundles[i], allow_logits)
-            for i in range(NUM_PARTIES)]
+    return [
+        PartyModel(i, model_id, plan.architecture, fixed, ranges, bundles[i], allow_logits) for i in range(NUM_PARTIES)
+    ]

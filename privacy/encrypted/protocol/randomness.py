@@ -68,7 +68,7 @@ def new_key() -> bytes:
 
 def session_nonce(session: int) -> bytes:
     """The CTR starting block for session number `session`: 64-bit session, 64-bit block counter."""
-    if not 0 <= session < 2 ** 64:
+    if not 0 <= session < 2**64:
         raise ValueError(f"session number must be in [0, 2^64), got {session!r}")
     return session.to_bytes(8, "big") + bytes(8)
 
@@ -82,8 +82,10 @@ class Prf:
 
     def __init__(self, key: bytes, nonce: bytes = bytes(NONCE_BYTES)):
         if len(key) != KEY_BYTES or len(nonce) != NONCE_BYTES:
-            raise ValueError(f"Prf needs a {KEY_BYTES}-byte key and a {NONCE_BYTES}-byte nonce, "
-                             f"got {len(key)} and {len(nonce)} bytes")
+            raise ValueError(
+                f"Prf needs a {KEY_BYTES}-byte key and a {NONCE_BYTES}-byte nonce, "
+                f"got {len(key)} and {len(nonce)} bytes"
+            )
         self._encryptor = Cipher(algorithms.AES(key), modes.CTR(nonce)).encryptor()
 
     def words(self, shape) -> np.ndarray:

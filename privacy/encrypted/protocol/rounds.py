@@ -61,10 +61,13 @@ class Round:
         for peer, slots in self.slots.items():
             arrays = received[peer]
             if len(arrays) != len(slots):
-                raise TransportError(f"party {peer} sent {len(arrays)} arrays in step {self.party.channel.step}, "
-                                     f"expected {len(slots)}")
+                raise TransportError(
+                    f"party {peer} sent {len(arrays)} arrays in step {self.party.channel.step}, expected {len(slots)}"
+                )
             for slot, array in zip(slots, arrays):
                 if array.shape != slot.shape or array.dtype != slot.dtype:
-                    raise TransportError(f"party {peer} sent an array of shape {array.shape} ({array.dtype}) in step "
-                                         f"{self.party.channel.step}, expected {slot.shape} ({slot.dtype})")
+                    raise TransportError(
+                        f"party {peer} sent an array of shape {array.shape} ({array.dtype}) in step "
+                        f"{self.party.channel.step}, expected {slot.shape} ({slot.dtype})"
+                    )
                 slot._value = array

@@ -116,4 +116,3 @@ def reconstruct(components: list[np.ndarray]) -> np.ndarray:
     if len(components) != NUM_PARTIES:
         raise ValueError(f"reconstruction needs {NUM_PARTIES} components, got {len(components)}")
     return components[0] + components[1] + components[2]
-

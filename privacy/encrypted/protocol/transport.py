@@ -108,8 +108,10 @@ class QueueLink(Link):
 def queue_links(num_parties: int = 3) -> list[dict[int, Link]]:
     """Fully connected in-process links: ``links[i][j]`` is party i's link to party j."""
     boxes = {(i, j): queue.Queue() for i in range(num_parties) for j in range(num_parties) if i != j}
-    return [{j: QueueLink(boxes[(i, j)], boxes[(j, i)], j) for j in range(num_parties) if j != i}
-            for i in range(num_parties)]
+    return [
+        {j: QueueLink(boxes[(i, j)], boxes[(j, i)], j) for j in range(num_parties) if j != i}
+        for i in range(num_parties)
+    ]
 
 
 class Channel:

@@ -49,8 +49,10 @@ class Truncation:
 
     def __init__(self, p: Party, z: Terms, *, shift: int, bound_bits: int, helper: int, rnd: Round | None = None):
         if not 1 <= shift <= bound_bits <= MAX_BOUND_BITS:
-            raise ValueError(f"truncation needs 1 <= shift <= bound_bits <= {MAX_BOUND_BITS}, got shift {shift}, "
-                             f"bound_bits {bound_bits}")
+            raise ValueError(
+                f"truncation needs 1 <= shift <= bound_bits <= {MAX_BOUND_BITS}, got shift {shift}, "
+                f"bound_bits {bound_bits}"
+            )
         self.p, self.helper, self.shift, self.bound_bits = p, helper, shift, bound_bits
         self.rnd = rnd or p.round()
         self.shape = z.shape
@@ -124,8 +126,9 @@ class Exact:
         shape: the shape after the operations.
     """
 
-    def __init__(self, trunc: Truncation, fn: Callable | None = None, added: np.ndarray | None = None,
-                 shape: tuple | None = None):
+    def __init__(
+        self, trunc: Truncation, fn: Callable | None = None, added: np.ndarray | None = None, shape: tuple | None = None
+    ):
         self.trunc, self._fn, self._added = trunc, fn or (lambda a: a), added
         self.shape = tuple(trunc.shape if shape is None else shape)
 

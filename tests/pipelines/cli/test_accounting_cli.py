@@ -31,8 +31,17 @@ def test_epsilon_json_has_the_documented_keys_and_values():
     result = run("epsilon", *TUTORIAL, "--epochs", "60", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    for key in ("epsilon_rdp", "epsilon_pld", "delta", "steps", "sampling_rate", "noise_multiplier", "sampling",
-                "adjacency", "accountant_version"):
+    for key in (
+        "epsilon_rdp",
+        "epsilon_pld",
+        "delta",
+        "steps",
+        "sampling_rate",
+        "noise_multiplier",
+        "sampling",
+        "adjacency",
+        "accountant_version",
+    ):
         assert key in data
     assert data["steps"] == 14063 and data["sampling"] == "poisson" and data["adjacency"] == "add-remove"
     assert data["epsilon_rdp"] == pytest.approx(independent(256 / 60000, 1.1, 14063, 1e-5, "rdp"), abs=1e-6)
@@ -63,7 +72,8 @@ def test_shuffle_is_labelled_replace_one_and_not_poisson():
     # relative to 2C, PLD by dp-accounting's own replace-one analysis.
     rdp = dpa.rdp.RdpAccountant().compose(dpa.SelfComposedDpEvent(dpa.GaussianDpEvent(0.5), 2))
     pld = dpa.pld.PLDAccountant(dpa.NeighboringRelation.REPLACE_ONE).compose(
-        dpa.SelfComposedDpEvent(dpa.GaussianDpEvent(1.0), 2))
+        dpa.SelfComposedDpEvent(dpa.GaussianDpEvent(1.0), 2)
+    )
     assert shuffled["delta"] == 1e-4
     assert shuffled["epsilon_rdp"] == pytest.approx(rdp.get_epsilon(1e-4), abs=1e-6)
     assert shuffled["epsilon_pld"] == pytest.approx(pld.get_epsilon(1e-4), rel=1e-4)
@@ -71,8 +81,14 @@ def test_shuffle_is_labelled_replace_one_and_not_poisson():
     assert any("Poisson" in note for note in shuffled["notes"])
 
 
-@pytest.mark.parametrize("command", [["epsilon", "--epochs", "2"], ["noise", "--target-epsilon", "2", "--epochs", "2"],
-                                     ["epochs", "--target-epsilon", "2"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["epsilon", "--epochs", "2"],
+        ["noise", "--target-epsilon", "2", "--epochs", "2"],
+        ["epochs", "--target-epsilon", "2"],
+    ],
+)
 def test_shuffle_with_add_remove_is_a_usage_error(command):
     args = ["--n", "1000", "--batch-size", "50", "--sampling", "shuffle", "--adjacency", "add-remove"]
     if command[0] != "noise":
@@ -85,16 +101,32 @@ def test_shuffle_with_add_remove_is_a_usage_error(command):
 
 
 def test_microbatches_and_user_level_are_reported():
-    data = json.loads(run("epsilon", *SMALL, "--steps", "100", "--num-microbatches", "10",
-                          "--max-examples-per-user", "2", "--json").output)
+    data = json.loads(
+        run(
+            "epsilon", *SMALL, "--steps", "100", "--num-microbatches", "10", "--max-examples-per-user", "2", "--json"
+        ).output
+    )
     assert data["sensitivity"] == 2.0 and data["privacy_unit"] == "user"
     assert any("microbatch" in note for note in data["notes"])
 
 
 def test_microbatches_under_replace_one_are_accounted_with_sigma_over_2():
     """Poisson + replace-one + microbatches: Gaussian(sigma / 2) under REPLACE_ONE in all three commands."""
-    args = ["--n", "1000", "--batch-size", "50", "--adjacency", "replace-one", "--num-microbatches", "10",
-            "--accountant", "pld", "--target-delta", "1e-4", "--json"]
+    args = [
+        "--n",
+        "1000",
+        "--batch-size",
+        "50",
+        "--adjacency",
+        "replace-one",
+        "--num-microbatches",
+        "10",
+        "--accountant",
+        "pld",
+        "--target-delta",
+        "1e-4",
+        "--json",
+    ]
 
     def expected(sigma, steps):
         event = dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(0.05, dpa.GaussianDpEvent(sigma / 2)), steps)
@@ -123,8 +155,13 @@ def test_delta_warning_when_not_below_one_over_n():
     assert result.exit_code == 0 and "WARNING" in result.output and "1/n" in result.output
 
 
-@pytest.mark.parametrize("args,fraction", [(["--n", "999", "--target-delta", "1e-3"], "0.999/n"),   # ppml's old default
-                                           (["--n", "60000", "--target-delta", "1e-5"], "0.6/n")])
+@pytest.mark.parametrize(
+    "args,fraction",
+    [
+        (["--n", "999", "--target-delta", "1e-3"], "0.999/n"),  # ppml's old default
+        (["--n", "60000", "--target-delta", "1e-5"], "0.6/n"),
+    ],
+)
 def test_delta_warning_when_close_to_one_over_n(args, fraction):
     """A delta close to 1/n lets a mechanism publish about n * delta examples in full: warned, in the table
     and in the JSON; well below 1/n it is not."""
@@ -147,11 +184,39 @@ def test_plot_is_a_png(tmp_path):
 
 
 def test_noise_round_trip():
-    data = json.loads(run("noise", "--target-epsilon", "2", "--n", "1000", "--batch-size", "50", "--epochs", "5",
-                          "--accountant", "rdp", "--json").output)
+    data = json.loads(
+        run(
+            "noise",
+            "--target-epsilon",
+            "2",
+            "--n",
+            "1000",
+            "--batch-size",
+            "50",
+            "--epochs",
+            "5",
+            "--accountant",
+            "rdp",
+            "--json",
+        ).output
+    )
     assert data["epsilon_rdp"] <= 2.0
-    check = json.loads(run("epsilon", "--n", "1000", "--batch-size", "50", "--epochs", "5", "--accountant", "rdp",
-                           "--noise-multiplier", repr(data["noise_multiplier_rdp"] - 1e-3), "--json").output)
+    check = json.loads(
+        run(
+            "epsilon",
+            "--n",
+            "1000",
+            "--batch-size",
+            "50",
+            "--epochs",
+            "5",
+            "--accountant",
+            "rdp",
+            "--noise-multiplier",
+            repr(data["noise_multiplier_rdp"] - 1e-3),
+            "--json",
+        ).output
+    )
     assert check["epsilon_rdp"] > 2.0
 
 
@@ -165,33 +230,76 @@ def test_epochs_round_trip():
     assert data["epochs_rdp"] == math.floor(steps * 50 / 1000)
 
 
-@pytest.mark.parametrize("args,option", [
-    (["--n", "100", "--batch-size", "10", "--noise-multiplier", "0", "--steps", "5"], "--noise-multiplier"),
-    (["--n", "100", "--batch-size", "10", "--noise-multiplier", "-1", "--steps", "5"], "--noise-multiplier"),
-    (["--n", "100", "--batch-size", "10", "--noise-multiplier", "nan", "--steps", "5"], "--noise-multiplier"),
-    (["--n", "100", "--batch-size", "200", "--noise-multiplier", "1", "--steps", "5"], "--batch-size"),
-    (["--n", "100", "--sampling-rate", "1.5", "--noise-multiplier", "1", "--steps", "5"], "--sampling-rate"),
-    (["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5", "--target-delta", "0"],
-     "--target-delta"),
-    (["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5", "--target-delta", "1"],
-     "--target-delta"),
-    (["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "0"], "--steps"),
-    (["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "-3"], "--steps"),
-    (["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--epochs", "0"], "--epochs"),
-    (["--n", "abc", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5"], "--n"),
-    (["--n", "100", "--batch-size", "ten", "--noise-multiplier", "1", "--steps", "5"], "--batch-size"),
-    (["--n", "0", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5"], "--n"),
-    (["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5", "--num-microbatches", "0"],
-     "--num-microbatches"),
-    (["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5", "--sampling", "fixed",
-      "--adjacency", "add-remove"], "--adjacency"),
-    (["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5", "--sampling", "shuffle",
-      "--adjacency", "add-remove"], "--adjacency"),
-    (["--n", "100", "--batch-size", "10.5", "--noise-multiplier", "1", "--steps", "5", "--sampling", "shuffle"],
-     "--batch-size"),
-    (["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5", "--sampling", "sometimes"],
-     "--sampling"),
-])
+@pytest.mark.parametrize(
+    "args,option",
+    [
+        (["--n", "100", "--batch-size", "10", "--noise-multiplier", "0", "--steps", "5"], "--noise-multiplier"),
+        (["--n", "100", "--batch-size", "10", "--noise-multiplier", "-1", "--steps", "5"], "--noise-multiplier"),
+        (["--n", "100", "--batch-size", "10", "--noise-multiplier", "nan", "--steps", "5"], "--noise-multiplier"),
+        (["--n", "100", "--batch-size", "200", "--noise-multiplier", "1", "--steps", "5"], "--batch-size"),
+        (["--n", "100", "--sampling-rate", "1.5", "--noise-multiplier", "1", "--steps", "5"], "--sampling-rate"),
+        (
+            ["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5", "--target-delta", "0"],
+            "--target-delta",
+        ),
+        (
+            ["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5", "--target-delta", "1"],
+            "--target-delta",
+        ),
+        (["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "0"], "--steps"),
+        (["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "-3"], "--steps"),
+        (["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--epochs", "0"], "--epochs"),
+        (["--n", "abc", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5"], "--n"),
+        (["--n", "100", "--batch-size", "ten", "--noise-multiplier", "1", "--steps", "5"], "--batch-size"),
+        (["--n", "0", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5"], "--n"),
+        (
+            ["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5", "--num-microbatches", "0"],
+            "--num-microbatches",
+        ),
+        (
+            [
+                "--n",
+                "100",
+                "--batch-size",
+                "10",
+                "--noise-multiplier",
+                "1",
+                "--steps",
+                "5",
+                "--sampling",
+                "fixed",
+                "--adjacency",
+                "add-remove",
+            ],
+            "--adjacency",
+        ),
+        (
+            [
+                "--n",
+                "100",
+                "--batch-size",
+                "10",
+                "--noise-multiplier",
+                "1",
+                "--steps",
+                "5",
+                "--sampling",
+                "shuffle",
+                "--adjacency",
+                "add-remove",
+            ],
+            "--adjacency",
+        ),
+        (
+            ["--n", "100", "--batch-size", "10.5", "--noise-multiplier", "1", "--steps", "5", "--sampling", "shuffle"],
+            "--batch-size",
+        ),
+        (
+            ["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5", "--sampling", "sometimes"],
+            "--sampling",
+        ),
+    ],
+)
 def test_bad_input_exits_2_naming_the_option(args, option):
     result = CliRunner().invoke(cli, ["epsilon", *args])
     assert result.exit_code == 2, result.output
@@ -206,8 +314,9 @@ def test_exactly_one_of_epochs_and_steps(args):
 
 
 def test_bad_target_epsilon():
-    result = CliRunner().invoke(cli, ["noise", "--target-epsilon", "-2", "--n", "100", "--batch-size", "10",
-                                      "--steps", "5"])
+    result = CliRunner().invoke(
+        cli, ["noise", "--target-epsilon", "-2", "--n", "100", "--batch-size", "10", "--steps", "5"]
+    )
     assert result.exit_code == 2 and "--target-epsilon" in result.output
 
 
@@ -215,42 +324,60 @@ def test_real_subprocess_and_no_tensorflow_import():
     """The console script works, and the accounting commands never import TensorFlow (start-up time)."""
     env = dict(os.environ)
     ppml = os.path.join(os.path.dirname(sys.executable), "ppml")
-    proc = subprocess.run([ppml, "epsilon", *SMALL, "--steps", "20", "--json"], capture_output=True, text=True,
-                          env=env, timeout=120)
+    proc = subprocess.run(
+        [ppml, "epsilon", *SMALL, "--steps", "20", "--json"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["steps"] == 20
     bad = subprocess.run([ppml, "epsilon", *SMALL, "--steps", "x"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--steps" in bad.stderr
-    code = ("import sys; from pipelines.cli.main import cli\n"
-            "for args in (['epsilon', '--n', '100', '--batch-size', '10', '--noise-multiplier', '1', '--steps', '5'],\n"
-            "             ['noise', '--target-epsilon', '5', '--n', '100', '--batch-size', '10', '--steps', '5',\n"
-            "              '--accountant', 'rdp'],\n"
-            "             ['epochs', '--target-epsilon', '5', '--n', '100', '--batch-size', '10',\n"
-            "              '--noise-multiplier', '1', '--accountant', 'rdp']):\n"
-            "    cli(args, standalone_mode=False)\n"
-            "heavy = [m for m in ('tensorflow', 'keras', 'tf_keras', 'tfx') if m in sys.modules]\n"
-            "assert not heavy, heavy\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))))
+    code = (
+        "import sys; from pipelines.cli.main import cli\n"
+        "for args in (['epsilon', '--n', '100', '--batch-size', '10', '--noise-multiplier', '1', '--steps', '5'],\n"
+        "             ['noise', '--target-epsilon', '5', '--n', '100', '--batch-size', '10', '--steps', '5',\n"
+        "              '--accountant', 'rdp'],\n"
+        "             ['epochs', '--target-epsilon', '5', '--n', '100', '--batch-size', '10',\n"
+        "              '--noise-multiplier', '1', '--accountant', 'rdp']):\n"
+        "    cli(args, standalone_mode=False)\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'tf_keras', 'tfx') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__)))),
+    )
     assert proc.returncode == 0, proc.stderr
 
 
-_BASE = {"epsilon": ["--n", "1000", "--batch-size", "50", "--noise-multiplier", "1", "--steps", "10"],
-         "noise": ["--target-epsilon", "2", "--n", "1000", "--batch-size", "50", "--steps", "10"],
-         "epochs": ["--target-epsilon", "2", "--n", "1000", "--batch-size", "50", "--noise-multiplier", "1"]}
+_BASE = {
+    "epsilon": ["--n", "1000", "--batch-size", "50", "--noise-multiplier", "1", "--steps", "10"],
+    "noise": ["--target-epsilon", "2", "--n", "1000", "--batch-size", "50", "--steps", "10"],
+    "epochs": ["--target-epsilon", "2", "--n", "1000", "--batch-size", "50", "--noise-multiplier", "1"],
+}
 _BAD = [  # (commands, option, value): valid-looking but out of range, non-finite, or not a number
-    (("epsilon", "noise", "epochs"), "--n", "1e18"), (("epsilon", "noise", "epochs"), "--n", "-5"),
-    (("epsilon", "noise", "epochs"), "--n", "nan"), (("epsilon", "noise", "epochs"), "--batch-size", "inf"),
-    (("epsilon", "noise", "epochs"), "--batch-size", "-1"), (("epsilon", "noise", "epochs"), "--batch-size", "1e300"),
+    (("epsilon", "noise", "epochs"), "--n", "1e18"),
+    (("epsilon", "noise", "epochs"), "--n", "-5"),
+    (("epsilon", "noise", "epochs"), "--n", "nan"),
+    (("epsilon", "noise", "epochs"), "--batch-size", "inf"),
+    (("epsilon", "noise", "epochs"), "--batch-size", "-1"),
+    (("epsilon", "noise", "epochs"), "--batch-size", "1e300"),
     (("epsilon", "noise", "epochs"), "--target-delta", "nan"),
     (("epsilon", "noise", "epochs"), "--target-delta", "1.5"),
-    (("epsilon", "noise", "epochs"), "--num-microbatches", "-2"), (("epsilon", "noise", "epochs"), "--sampling", "x"),
+    (("epsilon", "noise", "epochs"), "--num-microbatches", "-2"),
+    (("epsilon", "noise", "epochs"), "--sampling", "x"),
     (("epsilon", "noise", "epochs"), "--max-examples-per-user", "1000000"),
     (("epsilon", "noise", "epochs"), "--accountant", "both2"),
-    (("epsilon", "epochs"), "--noise-multiplier", "1e-300"), (("epsilon", "epochs"), "--noise-multiplier", "1e300"),
-    (("epsilon", "epochs"), "--noise-multiplier", "inf"), (("epsilon", "epochs"), "--noise-multiplier", "abc"),
-    (("epsilon", "noise"), "--steps", "1000000000000000"), (("epsilon", "noise"), "--steps", "1e15"),
-    (("noise", "epochs"), "--target-epsilon", "nan"), (("noise", "epochs"), "--target-epsilon", "-inf"),
+    (("epsilon", "epochs"), "--noise-multiplier", "1e-300"),
+    (("epsilon", "epochs"), "--noise-multiplier", "1e300"),
+    (("epsilon", "epochs"), "--noise-multiplier", "inf"),
+    (("epsilon", "epochs"), "--noise-multiplier", "abc"),
+    (("epsilon", "noise"), "--steps", "1000000000000000"),
+    (("epsilon", "noise"), "--steps", "1e15"),
+    (("noise", "epochs"), "--target-epsilon", "nan"),
+    (("noise", "epochs"), "--target-epsilon", "-inf"),
     (("noise", "epochs"), "--target-epsilon", "1e300"),
 ]
 
@@ -265,16 +392,34 @@ def _with(command, option, value):
     return [command, *args]
 
 
-@pytest.mark.parametrize("args,option", [
-    *[(_with(command, option, value), option) for commands, option, value in _BAD for command in commands],
-    (["epsilon", "--n", "60000", "--batch-size", "256", "--noise-multiplier", "1", "--epochs", "1e300"], "--epochs"),
-    (["epsilon", "--n", "1000000000000000000", "--batch-size", "256", "--noise-multiplier", "1", "--epochs", "1"],
-     "--epochs"),
-    (["noise", "--target-epsilon", "2", "--n", "1000", "--batch-size", "50", "--epochs", "1e300"], "--epochs"),
-    (["epsilon", *_BASE["epsilon"][:-2], "--epochs", "5000", "--per-epoch"], "--per-epoch"),
-    (["epsilon", *_BASE["epsilon"], "--plot", "epsilon.gif"], "--plot"),
-    (["epsilon", *_BASE["epsilon"], "--plot", "/proc/no/such/folder/epsilon.png"], "--plot"),
-])
+@pytest.mark.parametrize(
+    "args,option",
+    [
+        *[(_with(command, option, value), option) for commands, option, value in _BAD for command in commands],
+        (
+            ["epsilon", "--n", "60000", "--batch-size", "256", "--noise-multiplier", "1", "--epochs", "1e300"],
+            "--epochs",
+        ),
+        (
+            [
+                "epsilon",
+                "--n",
+                "1000000000000000000",
+                "--batch-size",
+                "256",
+                "--noise-multiplier",
+                "1",
+                "--epochs",
+                "1",
+            ],
+            "--epochs",
+        ),
+        (["noise", "--target-epsilon", "2", "--n", "1000", "--batch-size", "50", "--epochs", "1e300"], "--epochs"),
+        (["epsilon", *_BASE["epsilon"][:-2], "--epochs", "5000", "--per-epoch"], "--per-epoch"),
+        (["epsilon", *_BASE["epsilon"], "--plot", "epsilon.gif"], "--plot"),
+        (["epsilon", *_BASE["epsilon"], "--plot", "/proc/no/such/folder/epsilon.png"], "--plot"),
+    ],
+)
 def test_bad_inputs_are_one_line_naming_the_option(args, option):
     """Exit 2, one error line on stderr naming the option, no traceback, nothing on stdout; fast (checked
     before any accounting: an epsilon for 1e300 epochs, or PLD over 1e15 steps, would not end)."""
@@ -285,13 +430,27 @@ def test_bad_inputs_are_one_line_naming_the_option(args, option):
     assert "Traceback" not in result.stderr and result.stdout == "", (args, result.output)
 
 
-@pytest.mark.parametrize("args", [
-    ["epsilon", "--n", "1000", "--batch-size", "50", "--noise-multiplier", "0.05", "--steps", "100"],
-    ["epsilon", "--n", "1000", "--batch-size", "50", "--noise-multiplier", "1", "--steps", "100000000"],
-    ["epsilon", "--n", "1000", "--batch-size", "50", "--noise-multiplier", "1", "--steps", "10", "--target-delta",
-     "1e-300"],
-    ["epochs", "--target-epsilon", "1000", "--n", "1000", "--batch-size", "50", "--noise-multiplier", "3"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["epsilon", "--n", "1000", "--batch-size", "50", "--noise-multiplier", "0.05", "--steps", "100"],
+        ["epsilon", "--n", "1000", "--batch-size", "50", "--noise-multiplier", "1", "--steps", "100000000"],
+        [
+            "epsilon",
+            "--n",
+            "1000",
+            "--batch-size",
+            "50",
+            "--noise-multiplier",
+            "1",
+            "--steps",
+            "10",
+            "--target-delta",
+            "1e-300",
+        ],
+        ["epochs", "--target-epsilon", "1000", "--n", "1000", "--batch-size", "50", "--noise-multiplier", "3"],
+    ],
+)
 def test_extreme_but_valid_inputs_answer_quickly(args):
     """Where PLD would need minutes and gigabytes (a small noise multiplier per step, 10^8 steps) it is
     reported unavailable with the reason, and RDP answers."""
@@ -303,8 +462,9 @@ def test_extreme_but_valid_inputs_answer_quickly(args):
     assert "epsilon_rdp" in data or "epochs_rdp" in data
 
 
-@pytest.mark.parametrize("old, new, value", [("--delta", "--target-delta", "1e-4"),
-                                             ("--microbatches", "--num-microbatches", "5")])
+@pytest.mark.parametrize(
+    "old, new, value", [("--delta", "--target-delta", "1e-4"), ("--microbatches", "--num-microbatches", "5")]
+)
 def test_old_spellings_still_work_for_one_release_with_a_deprecation_warning(old, new, value):
     """The old flag gives the same result as the new one, a warning line naming both on stderr and a
     DeprecationWarning; both spellings at once are a usage error; the old one is not in --help."""

@@ -26,11 +26,11 @@ def test_json_claim_matches_dp_accounting_and_the_bound_is_below_it(tmp_path):
     pld = dpa.pld.PLDAccountant(value_discretization_interval=1e-4).compose(event).get_epsilon(1e-5)
     assert data["claims"][-1] == pytest.approx({"rdp": rdp, "pld": pld}, rel=1e-6)
     assert pld < rdp and data["claim_accountant"] == "pld"
-    assert data["claimed_epsilon"][-1] == pytest.approx(pld, rel=1e-6)   # the smallest epsilon ppml reports
+    assert data["claimed_epsilon"][-1] == pytest.approx(pld, rel=1e-6)  # the smallest epsilon ppml reports
     assert len(data["lower_bound"]) == 2 and data["final"]["num_canaries"] == 200
     assert data["final_split"]["num_canaries"] == 100
     assert data["lower_bound"][-1] <= data["claimed_epsilon"][-1] and data["violated"] is False
-    assert "included" not in result.output   # the secret bits never leave the run
+    assert "included" not in result.output  # the secret bits never leave the run
     assert plot.stat().st_size > 1000
 
 
@@ -38,26 +38,34 @@ def test_text_report_names_claim_bound_and_verdict():
     result = run(*SMALL, "--fault", "no-noise")
     assert result.exit_code == 0, result.output
     assert "claimed epsilon" in result.output and "lower bound" in result.output
-    assert "CLAIM REFUTED" in result.output   # 200 canaries and no noise: bound about 3 > claim about 1
+    assert "CLAIM REFUTED" in result.output  # 200 canaries and no noise: bound about 3 > claim about 1
     assert "the smallest ppml reports (RDP " in result.output and ", PLD " in result.output
     assert "2347" not in result.output and "training rows      1347 digits + the included canaries" in result.output
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--num-canaries", "0"], "--num-canaries"),
-    (["--num-canaries", "1"], "'--num-canaries': 1 is not in the range 32<=x<=100000"),
-    (["--num-canaries", "100001"], "--num-canaries"),
-    (["--num-canaries", "32", "--epochs", "1", "--batch-size", "2", "--noise-multiplier", "1e6"],
-     "cannot account this run (noise_multiplier 1e+06, batch_size 2, 674 steps)"),
-    (["--kind", "black-box", "--num-canaries", "1000"], "from the 450 held-out inputs, got num_canaries=1000"),
-    (["--batch-size", "5000"], "batch_size must be at most the 1347 training rows, got 5000"),
-    (["--noise-multiplier", "0.002", "--fault", "clip-4x"], "noise_multiplier must be in [0.004, 1e+06] with fault"),
-    (["--l2-norm-clip", "1e9"], "l2_norm_clip must be at most 5000 for white-box"),
-    (["--delta", "2"], "must be in (0, 1), got 2.0"),
-    (["--noise-multiplier", "nan"], "must be a finite number > 0, got nan"),
-    (["--plot", "audit.txt"], "must end in"),
-    (["--fault", "clip-3x"], "--fault"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--num-canaries", "0"], "--num-canaries"),
+        (["--num-canaries", "1"], "'--num-canaries': 1 is not in the range 32<=x<=100000"),
+        (["--num-canaries", "100001"], "--num-canaries"),
+        (
+            ["--num-canaries", "32", "--epochs", "1", "--batch-size", "2", "--noise-multiplier", "1e6"],
+            "cannot account this run (noise_multiplier 1e+06, batch_size 2, 674 steps)",
+        ),
+        (["--kind", "black-box", "--num-canaries", "1000"], "from the 450 held-out inputs, got num_canaries=1000"),
+        (["--batch-size", "5000"], "batch_size must be at most the 1347 training rows, got 5000"),
+        (
+            ["--noise-multiplier", "0.002", "--fault", "clip-4x"],
+            "noise_multiplier must be in [0.004, 1e+06] with fault",
+        ),
+        (["--l2-norm-clip", "1e9"], "l2_norm_clip must be at most 5000 for white-box"),
+        (["--delta", "2"], "must be in (0, 1), got 2.0"),
+        (["--noise-multiplier", "nan"], "must be a finite number > 0, got nan"),
+        (["--plot", "audit.txt"], "must end in"),
+        (["--fault", "clip-3x"], "--fault"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(args, message):
     result = CliRunner().invoke(cli, ["audit", *args])
     assert result.exit_code == 2, result.output
@@ -66,8 +74,9 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
 
 
 def test_a_diverged_run_is_one_line_and_exit_2():
-    result = CliRunner().invoke(cli, ["audit", "--kind", "black-box", "--num-canaries", "50", "--epochs", "1",
-                                      "--learning-rate", "1e30"])
+    result = CliRunner().invoke(
+        cli, ["audit", "--kind", "black-box", "--num-canaries", "50", "--epochs", "1", "--learning-rate", "1e30"]
+    )
     assert result.exit_code == 2, result.output
     assert "training diverged" in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1

@@ -31,8 +31,19 @@ def test_default_is_the_coin_design_on_the_diagnosis_with_the_truth_inside_a_wid
 
 @pytest.mark.parametrize("mechanism", ["grr", "oue", "olh"])
 def test_categorical_column_estimates_within_six_standard_errors(mechanism):
-    result = run("--column", "digit", "--mechanism", mechanism, "--epsilon", "3", "--population", "20000",
-                 "--seed", "7", "--json")
+    result = run(
+        "--column",
+        "digit",
+        "--mechanism",
+        mechanism,
+        "--epsilon",
+        "3",
+        "--population",
+        "20000",
+        "--seed",
+        "7",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["guarantee"].startswith("none: --seed")
@@ -56,14 +67,26 @@ def test_table_names_the_guarantee_and_plot_shows_error_against_epsilon_and_popu
         assert 0.5 < row["rmse"] / row["predicted_rmse"] < 2, row
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--epsilon", "0"], "'--epsilon'"), (["--epsilon", "nan"], "nan is not a finite number"),
-    (["--epsilon", "21"], "'--epsilon'"), (["--column", "digit", "--mechanism", "rr"], "'rr' is for yes/no"),
-    (["--population", "0"], "'--population'"), (["--confidence", "1"], "'--confidence'"),
-    (["--plot", "x.nope"], "has extension 'nope'"), (["--column", "age"], "'--column'")])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--epsilon", "0"], "'--epsilon'"),
+        (["--epsilon", "nan"], "nan is not a finite number"),
+        (["--epsilon", "21"], "'--epsilon'"),
+        (["--column", "digit", "--mechanism", "rr"], "'rr' is for yes/no"),
+        (["--population", "0"], "'--population'"),
+        (["--confidence", "1"], "'--confidence'"),
+        (["--plot", "x.nope"], "has extension 'nope'"),
+        (["--column", "age"], "'--column'"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
-    result = CliRunner().invoke(cli, ["ldp", "simulate", *args, "--plot", str(tmp_path / "p.png")]
-                                if "--plot" not in args else ["ldp", "simulate", *args])
+    result = CliRunner().invoke(
+        cli,
+        ["ldp", "simulate", *args, "--plot", str(tmp_path / "p.png")]
+        if "--plot" not in args
+        else ["ldp", "simulate", *args],
+    )
     assert result.exit_code == 2, result.output
     lines = result.output.splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], lines
@@ -74,27 +97,35 @@ def test_seeded_population_draw_and_coins_use_independent_streams(monkeypatch):
     """One seed used for both made person j's first coin a function of the row drawn for person 2j+1."""
     import privacy.local.simulation as simulation
     from privacy.local.frequency_oracle import FrequencyOracle
+
     seen = {"population": [], "coins": []}
     draw, randomize = simulation.draw_population, FrequencyOracle.randomize
-    monkeypatch.setattr(simulation, "draw_population",
-                        lambda values, n, seed: seen["population"].append(seed) or draw(values, n, seed))
-    monkeypatch.setattr(FrequencyOracle, "randomize",
-                        lambda self, values, seed=None: seen["coins"].append(seed) or randomize(self, values, seed))
+    monkeypatch.setattr(
+        simulation, "draw_population", lambda values, n, seed: seen["population"].append(seed) or draw(values, n, seed)
+    )
+    monkeypatch.setattr(
+        FrequencyOracle,
+        "randomize",
+        lambda self, values, seed=None: seen["coins"].append(seed) or randomize(self, values, seed),
+    )
     for _ in range(2):
         assert run("--population", "1000", "--seed", "7", "--json").exit_code == 0
-    assert seen["population"][0] == seen["population"][1] and seen["coins"][0] == seen["coins"][1]   # replays
+    assert seen["population"][0] == seen["population"][1] and seen["coins"][0] == seen["coins"][1]  # replays
     assert len({seen["population"][0], seen["coins"][0], 7}) == 3
 
 
 def test_plot_sweep_populations_are_capped(monkeypatch, tmp_path):
     import privacy.local.simulation as simulation
     from pipelines.cli.ldp import PLOT_MAX_POPULATION
+
     swept = []
 
     def sweep(make, values, *, epsilons, populations, repeats, seed):
         swept.extend(populations)
-        return [{"epsilon": e, "population": p, "rmse": 0.1, "predicted_rmse": 0.1} for p in populations
-                for e in epsilons]
+        return [
+            {"epsilon": e, "population": p, "rmse": 0.1, "predicted_rmse": 0.1} for p in populations for e in epsilons
+        ]
+
     monkeypatch.setattr(simulation, "error_sweep", sweep)
     result = run("--population", str(3 * PLOT_MAX_POPULATION), "--plot", str(tmp_path / "e.png"), "--seed", "1")
     assert result.exit_code == 0, result.output

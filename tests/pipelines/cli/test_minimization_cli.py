@@ -8,25 +8,35 @@ from privacy.minimization import ScrubSettings
 from tests.pipelines.cli.test_pipeline_cli import invoke
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--scrub-pii", "--scrub-column", "text=shred"], "operator 'shred' of column 'text'"),
-    (["--scrub-pii", "--scrub-column", "a", "--drop-column", "a"], "column 'a' is both scanned and dropped"),
-    (["--scrub-pii", "--pii-operator", "shred"], "--pii-operator"),
-    (["--drop-column", "name"], "need --scrub-pii"),
-    (["--sensitive-column", "product"], "need --quasi-identifier"),
-    (["--quasi-identifier", "age", "--target-k", "0"], "--target-k"),
-    (["--generalize"], "need --quasi-identifier"),
-    (["--quasi-identifier", "age", "--generalize"], "--generalize needs --scrub-pii"),
-    (["--scrub-pii", "--drop-column", ""], "column name is empty"),
-    (["--scrub-pii", "--scrub-column", "ticket_text=hash"], "declared column(s) ['ticket_text'] are not in the data"),
-    (["--scrub-pii", "--drop-column", "emial"], "declared column(s) ['emial'] are not in the data"),
-    (["--quasi-identifier", "age"], "declared column(s) ['age'] are not in the data (columns: mean_radius,"),
-    (["--scrub-pii", "--drop-column", "mean_radius", "--quasi-identifier", "mean_radius"],
-     "column 'mean_radius' is dropped"),
-    (["--scrub-pii", "--quasi-identifier", "mean_radius", "--generalize"],
-     "--generalize would turn quasi-identifier 'mean_radius' into text ranges"),
-    (["--scrub-pii", "--scrub-column", "mean_radius"], "column 'mean_radius' holds numbers"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--scrub-pii", "--scrub-column", "text=shred"], "operator 'shred' of column 'text'"),
+        (["--scrub-pii", "--scrub-column", "a", "--drop-column", "a"], "column 'a' is both scanned and dropped"),
+        (["--scrub-pii", "--pii-operator", "shred"], "--pii-operator"),
+        (["--drop-column", "name"], "need --scrub-pii"),
+        (["--sensitive-column", "product"], "need --quasi-identifier"),
+        (["--quasi-identifier", "age", "--target-k", "0"], "--target-k"),
+        (["--generalize"], "need --quasi-identifier"),
+        (["--quasi-identifier", "age", "--generalize"], "--generalize needs --scrub-pii"),
+        (["--scrub-pii", "--drop-column", ""], "column name is empty"),
+        (
+            ["--scrub-pii", "--scrub-column", "ticket_text=hash"],
+            "declared column(s) ['ticket_text'] are not in the data",
+        ),
+        (["--scrub-pii", "--drop-column", "emial"], "declared column(s) ['emial'] are not in the data"),
+        (["--quasi-identifier", "age"], "declared column(s) ['age'] are not in the data (columns: mean_radius,"),
+        (
+            ["--scrub-pii", "--drop-column", "mean_radius", "--quasi-identifier", "mean_radius"],
+            "column 'mean_radius' is dropped",
+        ),
+        (
+            ["--scrub-pii", "--quasi-identifier", "mean_radius", "--generalize"],
+            "--generalize would turn quasi-identifier 'mean_radius' into text ranges",
+        ),
+        (["--scrub-pii", "--scrub-column", "mean_radius"], "column 'mean_radius' holds numbers"),
+    ],
+)
 def test_bad_minimization_options_are_usage_errors_before_tfx(no_tfx, tmp_path, args, message):
     root = tmp_path / "root"
     result = invoke("pipeline", "run", "--pipeline-root", str(root), *args)
@@ -36,19 +46,35 @@ def test_bad_minimization_options_are_usage_errors_before_tfx(no_tfx, tmp_path, 
 
 
 def test_options_resolve_into_the_scrubber_and_validator_settings():
-    options = {"scrub_pii": True, "scrub_columns": ("ticket_text=hash",), "drop_columns": ("email",),
-               "pii_operator": "redact", "pii_key_file": None, "quasi_identifiers": ("age", "zip3"),
-               "target_k": 10, "sensitive_column": "product", "generalize": True, "epochs": 3}
+    options = {
+        "scrub_pii": True,
+        "scrub_columns": ("ticket_text=hash",),
+        "drop_columns": ("email",),
+        "pii_operator": "redact",
+        "pii_key_file": None,
+        "quasi_identifiers": ("age", "zip3"),
+        "target_k": 10,
+        "sensitive_column": "product",
+        "generalize": True,
+        "epochs": 3,
+    }
     resolved = minimization_settings(options)
     scrub, kanonymity = resolved["scrub"], resolved["kanonymity"]
     assert resolved["generalize"] is True
     assert scrub == ScrubSettings(columns=(("ticket_text", "hash"),), drop_columns=("email",), operator="redact")
-    assert (kanonymity.quasi_identifiers, kanonymity.target_k, kanonymity.sensitive) == (("age", "zip3"), 10,
-                                                                                         "product")
+    assert (kanonymity.quasi_identifiers, kanonymity.target_k, kanonymity.sensitive) == (("age", "zip3"), 10, "product")
     assert options == {"epochs": 3}
-    unset = {"scrub_pii": False, "scrub_columns": (), "drop_columns": (), "pii_operator": "replace",
-             "pii_key_file": None, "quasi_identifiers": (), "target_k": 5, "sensitive_column": None,
-             "generalize": False}
+    unset = {
+        "scrub_pii": False,
+        "scrub_columns": (),
+        "drop_columns": (),
+        "pii_operator": "replace",
+        "pii_key_file": None,
+        "quasi_identifiers": (),
+        "target_k": 5,
+        "sensitive_column": None,
+        "generalize": False,
+    }
     assert minimization_settings(unset) == {"scrub": None, "kanonymity": None, "generalize": False}
 
 
@@ -59,14 +85,16 @@ def _key_file(tmp_path, mode, size):
     return str(path)
 
 
-@pytest.mark.parametrize("key, message", [
-    (lambda tmp: _key_file(tmp, 0o644, 32), "accessible to group or others"),
-    (lambda tmp: _key_file(tmp, 0o600, 1), "holds 1 bytes"),
-    (lambda tmp: str(tmp / "no-such-folder" / "key"), "is not a writable folder"),
-    (lambda tmp: str(tmp), "is a directory"),
-])
-def test_a_key_file_the_scrubber_would_refuse_is_a_usage_error_before_tfx(no_tfx, tmp_path, key,
-                                                                          message):
+@pytest.mark.parametrize(
+    "key, message",
+    [
+        (lambda tmp: _key_file(tmp, 0o644, 32), "accessible to group or others"),
+        (lambda tmp: _key_file(tmp, 0o600, 1), "holds 1 bytes"),
+        (lambda tmp: str(tmp / "no-such-folder" / "key"), "is not a writable folder"),
+        (lambda tmp: str(tmp), "is a directory"),
+    ],
+)
+def test_a_key_file_the_scrubber_would_refuse_is_a_usage_error_before_tfx(no_tfx, tmp_path, key, message):
     root = tmp_path / "root"
     result = invoke("pipeline", "run", "--pipeline-root", str(root), "--scrub-pii", "--pii-key-file", key(tmp_path))
     assert result.exit_code == 2 and "--pii-key-file" in result.output and message in result.output, result.output
@@ -77,24 +105,39 @@ def test_compile_checks_declared_columns_against_the_csv_header_before_tfx(no_tf
     data = tmp_path / "data"
     data.mkdir()
     (data / "tickets.csv").write_text("ticket_id,ticket_text,email\n1,hi,a@b.c\n,2,\n3.5,x,\n")
-    args = ["pipeline", "compile", "--kubeflow-v2", str(tmp_path / "p.json"), "--pipeline-root", "gs://b/r",
-            "--data-root", str(data), "--serving-model-dir", "gs://b/s", "--scrub-pii"]
+    args = [
+        "pipeline",
+        "compile",
+        "--kubeflow-v2",
+        str(tmp_path / "p.json"),
+        "--pipeline-root",
+        "gs://b/r",
+        "--data-root",
+        str(data),
+        "--serving-model-dir",
+        "gs://b/s",
+        "--scrub-pii",
+    ]
     result = invoke(*args, "--scrub-column", "ticket_txt=hash")
-    assert result.exit_code == 2 and "['ticket_txt'] are not in the data (columns: ticket_id, ticket_text, email)" \
-        in result.output, result.output
+    assert (
+        result.exit_code == 2
+        and "['ticket_txt'] are not in the data (columns: ticket_id, ticket_text, email)" in result.output
+    ), result.output
     result = invoke(*args, "--scrub-column", "ticket_id")
     assert result.exit_code == 2 and "column 'ticket_id' holds numbers" in result.output, result.output
     result = invoke(*args, "--scrub-column", "ticket_text=hash", "--drop-column", "email")
-    assert "TFX would be imported" in str(result.exception)   # the declared columns passed the checks
+    assert "TFX would be imported" in str(result.exception)  # the declared columns passed the checks
 
 
-@pytest.mark.parametrize("args, message", [
-    ([], "nothing to do"),
-    (["--scrub-pii", "--scrub-column", "ticket_txt"], "declared column(s) ['ticket_txt'] are not in the data"),
-    (["--quasi-identifier", "age", "--sensitive-column", "products"], "['products'] are not in the data"),
-])
-def test_minimize_checks_its_settings_against_the_bundled_tickets_before_tfx(no_tfx, tmp_path, args,
-                                                                             message):
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "nothing to do"),
+        (["--scrub-pii", "--scrub-column", "ticket_txt"], "declared column(s) ['ticket_txt'] are not in the data"),
+        (["--quasi-identifier", "age", "--sensitive-column", "products"], "['products'] are not in the data"),
+    ],
+)
+def test_minimize_checks_its_settings_against_the_bundled_tickets_before_tfx(no_tfx, tmp_path, args, message):
     root = tmp_path / "root"
     result = invoke("minimize", "--pipeline-root", str(root), *args)
     assert result.exit_code == 2 and message in result.output, result.output
@@ -103,17 +146,23 @@ def test_minimize_checks_its_settings_against_the_bundled_tickets_before_tfx(no_
 
 def test_minimize_runs_the_readme_example_up_to_tfx(no_tfx, tmp_path):
     from tests.pipelines.test_minimization_pipeline import README_EXAMPLE
+
     result = invoke(*README_EXAMPLE, "--pipeline-root", str(tmp_path / "root"))
     assert "TFX would be imported" in str(result.exception)
     assert (tmp_path / "root" / "data" / "pii_tickets.csv").exists()
 
 
-@pytest.mark.parametrize("rows, message", [
-    ("hi,1\nmail zed.secret@example.com,41,EXTRA-SECRET-555-867-5309\n",
-     "file t.csv line 3 has 3 fields, the header 2"),
-    ("hi,1\nzed.secret@example.com\n", "file t.csv line 3 has 1 fields, the header 2"),
-    ("hi,1\n" + "zed.secret@example.com " * 6000 + ",2\n", "file t.csv line 3: a cell is longer than the 131072"),
-])
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        (
+            "hi,1\nmail zed.secret@example.com,41,EXTRA-SECRET-555-867-5309\n",
+            "file t.csv line 3 has 3 fields, the header 2",
+        ),
+        ("hi,1\nzed.secret@example.com\n", "file t.csv line 3 has 1 fields, the header 2"),
+        ("hi,1\n" + "zed.secret@example.com " * 6000 + ",2\n", "file t.csv line 3: a cell is longer than the 131072"),
+    ],
+)
 def test_minimize_refuses_a_malformed_csv_row_naming_file_and_line_only(no_tfx, tmp_path, rows, message):
     data = tmp_path / "data"
     data.mkdir()
@@ -133,6 +182,7 @@ def test_a_failing_stage_under_scrub_pii_prints_and_logs_no_exception_message(ca
             raise KeyError("inner zed.secret@example.com")
         except KeyError as inner:
             raise ValueError("Columns do not match: [b'mail zed.secret@example.com']") from inner
+
     try:
         stage()
     except ValueError as err:

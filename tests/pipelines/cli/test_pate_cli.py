@@ -19,66 +19,155 @@ def _direct(events, delta):
 
 
 def test_epsilon_data_independent_json_matches_dp_accounting(ppml_cli):
-    out = json.loads(ppml_cli("pate", "epsilon", "--teachers", "250", "--classes", "10", "--queries", "500",
-                              "--sigma", "40", "--threshold", "150", "--sigma1", "60", "--max-answered", "200",
-                              "--delta", "1e-6", "--json").stdout)
-    expected = _direct([(dp_event.GaussianDpEvent(60.0), 500), (dp_event.GaussianDpEvent(40 / math.sqrt(2)), 200)],
-                       1e-6)
+    out = json.loads(
+        ppml_cli(
+            "pate",
+            "epsilon",
+            "--teachers",
+            "250",
+            "--classes",
+            "10",
+            "--queries",
+            "500",
+            "--sigma",
+            "40",
+            "--threshold",
+            "150",
+            "--sigma1",
+            "60",
+            "--max-answered",
+            "200",
+            "--delta",
+            "1e-6",
+            "--json",
+        ).stdout
+    )
+    expected = _direct(
+        [(dp_event.GaussianDpEvent(60.0), 500), (dp_event.GaussianDpEvent(40 / math.sqrt(2)), 200)], 1e-6
+    )
     assert out["guarantee"]["epsilon"] == pytest.approx(expected, rel=1e-12)
     assert "data-independent" in out["guarantee"]["analysis"]
     assert "add/remove one record" in out["privacy_unit"] and "two teachers" in out["privacy_unit"]
 
 
-@pytest.mark.parametrize("args,message", [
-    (("epsilon", "--teachers", "5", "--classes", "10", "--queries", "9", "--sigma", "4"),
-     "--teachers: teachers (5) must be at least the number of classes (10)"),
-    (("epsilon", "--teachers", "50", "--classes", "10", "--queries", "9", "--sigma", "-1"),
-     "--sigma: sigma must be in"),
-    (("epsilon", "--teachers", "50", "--classes", "10", "--queries", "9", "--sigma", "1e-300"),
-     "is too small for any finite epsilon over 9 queries"),
-    (("epsilon", "--teachers", "50", "--classes", "10", "--queries", "9", "--sigma", "4", "--threshold", "20",
-      "--sigma1", "inf"), "--sigma1: sigma1 must be in"),
-    (("run", "--dataset", "digits", "--teachers", "9", "--sigma", "4"), "--teachers: teachers (9) must be at least"),
-    (("run", "--dataset", "breast_cancer", "--teachers", "900", "--sigma", "4"),
-     "--teachers: at most 569 (the rows of breast_cancer), got 900"),
-    (("run", "--sigma", "4", "--smooth-order", "20", "--smooth-beta", "0.5"), "smooth-sensitivity beta must be in"),
-    (("epsilon", "--teachers", "50", "--classes", "10", "--queries", "9", "--sigma", "4", "--max-answered", "5"),
-     "--max-answered: --sigma1 and --max-answered need --threshold"),
-    (("run", "--dataset", "breast_cancer", "--sigma", "4", "--votes-out", "/nonexistent-folder/votes.json"),
-     "--votes-out: /nonexistent-folder/votes.json is a folder, or its folder does not exist"),
-    (("run", "--sigma", "4", "--confidence", "0.8"), "--confidence: sets the student's self-training: it needs "
-                                                     "--semi-supervised"),
-    (("run", "--sigma", "4", "--semi-supervised", "--confidence", "1.5"), "--confidence: confidence must be in (0, 1]"),
-    (("run", "--sigma", "4", "--semi-supervised", "--self-training-rounds", "0"),
-     "--self-training-rounds: rounds must be an integer in [1, 100], got 0"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ("epsilon", "--teachers", "5", "--classes", "10", "--queries", "9", "--sigma", "4"),
+            "--teachers: teachers (5) must be at least the number of classes (10)",
+        ),
+        (
+            ("epsilon", "--teachers", "50", "--classes", "10", "--queries", "9", "--sigma", "-1"),
+            "--sigma: sigma must be in",
+        ),
+        (
+            ("epsilon", "--teachers", "50", "--classes", "10", "--queries", "9", "--sigma", "1e-300"),
+            "is too small for any finite epsilon over 9 queries",
+        ),
+        (
+            (
+                "epsilon",
+                "--teachers",
+                "50",
+                "--classes",
+                "10",
+                "--queries",
+                "9",
+                "--sigma",
+                "4",
+                "--threshold",
+                "20",
+                "--sigma1",
+                "inf",
+            ),
+            "--sigma1: sigma1 must be in",
+        ),
+        (
+            ("run", "--dataset", "digits", "--teachers", "9", "--sigma", "4"),
+            "--teachers: teachers (9) must be at least",
+        ),
+        (
+            ("run", "--dataset", "breast_cancer", "--teachers", "900", "--sigma", "4"),
+            "--teachers: at most 569 (the rows of breast_cancer), got 900",
+        ),
+        (("run", "--sigma", "4", "--smooth-order", "20", "--smooth-beta", "0.5"), "smooth-sensitivity beta must be in"),
+        (
+            ("epsilon", "--teachers", "50", "--classes", "10", "--queries", "9", "--sigma", "4", "--max-answered", "5"),
+            "--max-answered: --sigma1 and --max-answered need --threshold",
+        ),
+        (
+            ("run", "--dataset", "breast_cancer", "--sigma", "4", "--votes-out", "/nonexistent-folder/votes.json"),
+            "--votes-out: /nonexistent-folder/votes.json is a folder, or its folder does not exist",
+        ),
+        (
+            ("run", "--sigma", "4", "--confidence", "0.8"),
+            "--confidence: sets the student's self-training: it needs --semi-supervised",
+        ),
+        (
+            ("run", "--sigma", "4", "--semi-supervised", "--confidence", "1.5"),
+            "--confidence: confidence must be in (0, 1]",
+        ),
+        (
+            ("run", "--sigma", "4", "--semi-supervised", "--self-training-rounds", "0"),
+            "--self-training-rounds: rounds must be an integer in [1, 100], got 0",
+        ),
+    ],
+)
 def test_bad_settings_exit_2_with_one_line(ppml_cli, args, message):
     proc = ppml_cli("pate", *args, check=False)
-    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, \
-        proc.stderr
+    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
-@pytest.mark.parametrize("history,message", [
-    ({"aggregator": {"mechanism": "gnmax", "sigma": 40.0}, "votes": [[200, 50], [100, 150, 0]],
-      "answered": [True, True]}, "--votes: "),  # ragged
-    ({"aggregator": {"mechanism": "confident_gnmax", "threshold": 150, "sigma1": 60, "sigma2": 40,
-                     "max_answered": 1}, "votes": [[200, 50], [240, 10]], "answered": [True, True]},
-     "2 answers, more than the cap max_answered=1"),
-    ({"aggregator": {"mechanism": "confident_gnmax", "threshold": 150, "sigma1": 60, "sigma2": 40},
-      "votes": [[2_000_000, 0]], "answered": [True]}, "teachers must be at most 100000, got 2000000"),
-    ({"aggregator": {"mechanism": "gnmax", "sigma": 40.0}, "votes": [[2, 0]], "answered": ["yes"]},
-     "'answered' must be a list of true/false"),
-])
+@pytest.mark.parametrize(
+    "history,message",
+    [
+        (
+            {
+                "aggregator": {"mechanism": "gnmax", "sigma": 40.0},
+                "votes": [[200, 50], [100, 150, 0]],
+                "answered": [True, True],
+            },
+            "--votes: ",
+        ),  # ragged
+        (
+            {
+                "aggregator": {
+                    "mechanism": "confident_gnmax",
+                    "threshold": 150,
+                    "sigma1": 60,
+                    "sigma2": 40,
+                    "max_answered": 1,
+                },
+                "votes": [[200, 50], [240, 10]],
+                "answered": [True, True],
+            },
+            "2 answers, more than the cap max_answered=1",
+        ),
+        (
+            {
+                "aggregator": {"mechanism": "confident_gnmax", "threshold": 150, "sigma1": 60, "sigma2": 40},
+                "votes": [[2_000_000, 0]],
+                "answered": [True],
+            },
+            "teachers must be at most 100000, got 2000000",
+        ),
+        (
+            {"aggregator": {"mechanism": "gnmax", "sigma": 40.0}, "votes": [[2, 0]], "answered": ["yes"]},
+            "'answered' must be a list of true/false",
+        ),
+    ],
+)
 def test_malformed_vote_history_exits_2_with_one_line(ppml_cli, tmp_path, history, message):
     path = tmp_path / "votes.json"
     path.write_text(json.dumps(history))
     proc = ppml_cli("pate", "epsilon", "--votes", str(path), check=False)
-    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, \
-        proc.stderr
+    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
 def test_epsilon_votes_prints_the_stored_release_and_never_draws_a_new_one(ppml_cli, tmp_path):
     from privacy.pate import GNMax, SmoothSensitivityRelease, analyze
+
     history = GNMax(40.0).aggregate(np.tile([200, 30, 20, 0], (30, 1)), seed=0)
     smoothed = SmoothSensitivityRelease().release(history, seed=5)
     path = tmp_path / "votes.json"
@@ -96,31 +185,51 @@ def test_epsilon_votes_prints_the_stored_release_and_never_draws_a_new_one(ppml_
     assert proc.returncode == 2 and "--smooth-order" in proc.stderr  # settings were fixed by the run
 
 
-@pytest.mark.parametrize("partitions,message", [
-    ({"teachers": [[0, 1], [1, 2]], "public": [50, 51]}, "row 1 is in the partitions of teachers 0 and 1"),
-    ({"teachers": [[0, 1], [2, 3]], "public": [3, 60]}, "public split overlaps the private one"),
-])
+@pytest.mark.parametrize(
+    "partitions,message",
+    [
+        ({"teachers": [[0, 1], [1, 2]], "public": [50, 51]}, "row 1 is in the partitions of teachers 0 and 1"),
+        ({"teachers": [[0, 1], [2, 3]], "public": [3, 60]}, "public split overlaps the private one"),
+    ],
+)
 def test_run_refuses_overlapping_splits(ppml_cli, tmp_path, partitions, message):
     path = tmp_path / "partitions.json"
     path.write_text(json.dumps(partitions))
-    proc = ppml_cli("pate", "run", "--dataset", "breast_cancer", "--partitions", str(path), "--sigma", "2",
-                    check=False)
-    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, \
-        proc.stderr
+    proc = ppml_cli("pate", "run", "--dataset", "breast_cancer", "--partitions", str(path), "--sigma", "2", check=False)
+    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
 @pytest.mark.slow
 def test_run_then_epsilon_of_its_vote_history(ppml_cli, tmp_path):
     votes = tmp_path / "votes.json"
-    out = json.loads(ppml_cli("pate", "run", "--dataset", "breast_cancer", "--teachers", "6", "--epochs", "5",
-                              "--sigma", "2", "--threshold", "4", "--sigma1", "1", "--votes-out", str(votes),
-                              "--json").stdout)
+    out = json.loads(
+        ppml_cli(
+            "pate",
+            "run",
+            "--dataset",
+            "breast_cancer",
+            "--teachers",
+            "6",
+            "--epochs",
+            "5",
+            "--sigma",
+            "2",
+            "--threshold",
+            "4",
+            "--sigma1",
+            "1",
+            "--votes-out",
+            str(votes),
+            "--json",
+        ).stdout
+    )
     assert stat.S_IMODE(os.stat(votes).st_mode) == 0o600  # the teachers' votes are private
     history = json.loads(votes.read_text())
     queries, answered = len(history["votes"]), sum(history["answered"])
     assert out["queries"] == queries and out["answered"] == answered and 0 < answered <= queries
-    expected = _direct([(dp_event.GaussianDpEvent(1.0), queries), (dp_event.GaussianDpEvent(2 / math.sqrt(2)),
-                                                                   queries)], 1e-5)
+    expected = _direct(
+        [(dp_event.GaussianDpEvent(1.0), queries), (dp_event.GaussianDpEvent(2 / math.sqrt(2)), queries)], 1e-5
+    )
     assert out["guarantee"]["labels_epsilon"] == pytest.approx(expected, rel=1e-12)
     assert 0.5 <= out["student_test_accuracy"] <= 1 and "outside the privacy guarantee" in out["accuracies_note"]
     assert "smoothed_release" in history  # the run's one release (or why it was refused) is stored
@@ -132,14 +241,36 @@ def test_run_then_epsilon_of_its_vote_history(ppml_cli, tmp_path):
 @pytest.mark.slow
 def test_run_semi_supervised_reports_the_self_training_and_the_same_epsilon(ppml_cli, tmp_path):
     votes = tmp_path / "votes.json"
-    out = json.loads(ppml_cli("pate", "run", "--dataset", "breast_cancer", "--teachers", "6", "--epochs", "5",
-                              "--sigma", "2", "--threshold", "5", "--sigma1", "1", "--semi-supervised",
-                              "--confidence", "0.8", "--votes-out", str(votes), "--json").stdout)
+    out = json.loads(
+        ppml_cli(
+            "pate",
+            "run",
+            "--dataset",
+            "breast_cancer",
+            "--teachers",
+            "6",
+            "--epochs",
+            "5",
+            "--sigma",
+            "2",
+            "--threshold",
+            "5",
+            "--sigma1",
+            "1",
+            "--semi-supervised",
+            "--confidence",
+            "0.8",
+            "--votes-out",
+            str(votes),
+            "--json",
+        ).stdout
+    )
     history = json.loads(votes.read_text())
     queries, answered = len(history["votes"]), sum(history["answered"])
     # the events of the supervised run: self-training charges nothing
-    expected = _direct([(dp_event.GaussianDpEvent(1.0), queries), (dp_event.GaussianDpEvent(2 / math.sqrt(2)),
-                                                                   queries)], 1e-5)
+    expected = _direct(
+        [(dp_event.GaussianDpEvent(1.0), queries), (dp_event.GaussianDpEvent(2 / math.sqrt(2)), queries)], 1e-5
+    )
     assert out["guarantee"]["labels_epsilon"] == pytest.approx(expected, rel=1e-12)
     training = out["student_training"]
     assert training["method"] == "self-training" and training["confidence"] == 0.8 and training["rounds"] == 2

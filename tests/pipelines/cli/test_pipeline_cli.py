@@ -82,7 +82,7 @@ BAD_RUN_OPTIONS = [
     (["--trainer", "federated", "--batch-size", "8"], "--batch-size"),
     (["--trainer", "federated", "--encrypted-check"], "encrypted check"),
     (["--delta", "1e-5", "--target-delta", "1e-5"], "--delta"),
-    (["--truncated-batch-size", "31"], "--truncated-batch-size"),           # below B = 32
+    (["--truncated-batch-size", "31"], "--truncated-batch-size"),  # below B = 32
     (["--truncated-batch-size", "many"], "--truncated-batch-size"),
     (["--truncated-batch-size", "40", "--sampling", "shuffle"], "--truncated-batch-size"),
     (["--truncated-batch-size", "40", "--num-microbatches", "4"], "--truncated-batch-size"),
@@ -167,11 +167,14 @@ def test_report_refuses_a_file_as_its_root(tmp_path):
     assert result.exit_code == 2 and "'--pipeline-root'" in result.stderr and "is a file" in result.stderr
 
 
-@pytest.mark.parametrize("old, new, setting, value", [
-    (["--delta", "1e-6"], ["--target-delta", "1e-6"], "delta", 1e-6),
-    (["--no-private"], ["--no-dp"], "private", False),
-    (["--private"], ["--dp"], "private", True),
-])
+@pytest.mark.parametrize(
+    "old, new, setting, value",
+    [
+        (["--delta", "1e-6"], ["--target-delta", "1e-6"], "delta", 1e-6),
+        (["--no-private"], ["--no-dp"], "private", False),
+        (["--private"], ["--dp"], "private", True),
+    ],
+)
 def test_old_spellings_set_the_same_plan_and_warn(old, new, setting, value, monkeypatch):
     plans, resolve = [], pipeline_cli._plan
 
@@ -207,18 +210,34 @@ with exclusive_root(sys.argv[1]):
 
 def test_a_second_run_on_a_held_root_is_one_line_and_a_killed_holder_leaves_no_stale_lock(tmp_path):
     root = tmp_path / "root"
-    holder = subprocess.Popen([sys.executable, "-c", LOCKED_RUN, str(root)], cwd=REPO, stdout=subprocess.PIPE,
-                              text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCKED_RUN, str(root)], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
-        proc = subprocess.run([sys.executable, "-c", "from pipelines.cli.main import cli; cli()", "pipeline", "run",
-                               "--pipeline-root", str(root)], cwd=REPO, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from pipelines.cli.main import cli; cli()",
+                "pipeline",
+                "run",
+                "--pipeline-root",
+                str(root),
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 1, proc.stderr
-        assert proc.stderr.splitlines() == [f"Error: {root} is in use by another `ppml pipeline run` (pid "
-                                            f"{holder.pid}); wait for it to end or give another --pipeline-root"]
-        assert sorted(os.listdir(root)) == [LOCK_FILE]   # the second run wrote nothing
+        assert proc.stderr.splitlines() == [
+            f"Error: {root} is in use by another `ppml pipeline run` (pid "
+            f"{holder.pid}); wait for it to end or give another --pipeline-root"
+        ]
+        assert sorted(os.listdir(root)) == [LOCK_FILE]  # the second run wrote nothing
     finally:
-        holder.kill()   # SIGKILL: the kernel releases the lock
+        holder.kill()  # SIGKILL: the kernel releases the lock
         holder.wait()
     with exclusive_root(str(root)):
         assert (root / LOCK_FILE).read_text() == f"{os.getpid()}\n"
@@ -230,12 +249,13 @@ def test_the_pipeline_root_and_what_the_run_writes_are_owner_only(tmp_path, monk
     root."""
     written = {}
 
-    def fake_tfx():   # stands in for the run: what it writes under the root, with the process' umask
+    def fake_tfx():  # stands in for the run: what it writes under the root, with the process' umask
         path = os.path.join(written["root"], "Stage", "out")
         os.makedirs(os.path.dirname(path))
         with open(path, "w") as f:
             f.write("exact statistics")
         raise AssertionError("stop before TFX")
+
     monkeypatch.setattr(pipeline_cli, "_import_tfx", fake_tfx)
     previous = os.umask(0o022)
     try:
@@ -247,15 +267,31 @@ def test_the_pipeline_root_and_what_the_run_writes_are_owner_only(tmp_path, monk
             result = CliRunner().invoke(cli, ["pipeline", "run", "--pipeline-root", str(root)])
             assert isinstance(result.exception, AssertionError), result.output
             assert ("readable by others (mode 755)" in result.output) == (existing_mode is not None), result.output
-            modes = {os.path.relpath(os.path.join(d, n), root): os.stat(os.path.join(d, n)).st_mode & 0o777
-                     for d, dirs, files in os.walk(root) for n in dirs + files}
+            modes = {
+                os.path.relpath(os.path.join(d, n), root): os.stat(os.path.join(d, n)).st_mode & 0o777
+                for d, dirs, files in os.walk(root)
+                for n in dirs + files
+            }
             assert os.stat(root).st_mode & 0o777 == 0o700
             assert modes == {"Stage": 0o700, os.path.join("Stage", "out"): 0o600, LOCK_FILE: 0o600}, modes
-        assert os.umask(0o022) == 0o022   # the caller's umask is back after the run
+        assert os.umask(0o022) == 0o022  # the caller's umask is back after the run
         compiled = tmp_path / "compiled"
         monkeypatch.setattr(pipeline_cli, "_import_tfx", lambda: (_ for _ in ()).throw(AssertionError("stop")))
-        CliRunner().invoke(cli, ["pipeline", "compile", "--kubeflow-v2", str(tmp_path / "p.json"), "--pipeline-root",
-                                 str(compiled), "--data-root", str(tmp_path), "--serving-model-dir", "gs://b/s"])
+        CliRunner().invoke(
+            cli,
+            [
+                "pipeline",
+                "compile",
+                "--kubeflow-v2",
+                str(tmp_path / "p.json"),
+                "--pipeline-root",
+                str(compiled),
+                "--data-root",
+                str(tmp_path),
+                "--serving-model-dir",
+                "gs://b/s",
+            ],
+        )
         assert os.stat(compiled).st_mode & 0o777 == 0o700
     finally:
         os.umask(previous)
@@ -264,10 +300,11 @@ def test_the_pipeline_root_and_what_the_run_writes_are_owner_only(tmp_path, monk
 def test_several_pushed_models_of_one_root_are_said_to_compose(tmp_path):
     """serving_model/ keeps every pushed version: with two, the run warns that their epsilons add up."""
     from pipelines.plan import PipelineLayout
+
     layout = PipelineLayout(str(tmp_path))
-    assert layout.composition_warning() is None   # no serving_model yet
+    assert layout.composition_warning() is None  # no serving_model yet
     os.makedirs(os.path.join(layout.serving_model_dir, "1796505722"))
-    assert layout.composition_warning() is None   # one model: its ledger is the whole story
+    assert layout.composition_warning() is None  # one model: its ledger is the whole story
     os.makedirs(os.path.join(layout.serving_model_dir, "1796509999"))
     warning = layout.composition_warning()
     assert "holds 2 pushed models" in warning and "epsilons add up" in warning and "1796505722" in warning
@@ -275,8 +312,10 @@ def test_several_pushed_models_of_one_root_are_said_to_compose(tmp_path):
 
 def test_ppml_minimize_writes_its_root_owner_only_too(tmp_path, monkeypatch):
     """`ppml minimize` copies the raw tickets into its root and runs ExampleGen there: root 0700, files 0600."""
+
     def stop():
         raise AssertionError("stop before TFX")
+
     monkeypatch.setattr(pipeline_cli, "_import_tfx", stop)
     previous = os.umask(0o022)
     try:
@@ -285,7 +324,11 @@ def test_ppml_minimize_writes_its_root_owner_only_too(tmp_path, monkeypatch):
         assert isinstance(result.exception, AssertionError), result.output
     finally:
         os.umask(previous)
-    open_to_others = [os.path.join(d, n) for d, dirs, files in os.walk(root) for n in dirs + files
-                      if os.stat(os.path.join(d, n)).st_mode & 0o077]
+    open_to_others = [
+        os.path.join(d, n)
+        for d, dirs, files in os.walk(root)
+        for n in dirs + files
+        if os.stat(os.path.join(d, n)).st_mode & 0o077
+    ]
     assert os.stat(root).st_mode & 0o777 == 0o700 and open_to_others == [], open_to_others
-    assert os.listdir(os.path.join(root, "data"))   # the raw copy was written, owner-only
+    assert os.listdir(os.path.join(root, "data"))  # the raw copy was written, owner-only

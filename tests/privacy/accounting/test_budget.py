@@ -41,7 +41,7 @@ def test_restart_neither_loses_nor_double_counts(tmp_path):
     # The process dies; a new one resumes from the checkpoint at step 120 and replays its bookkeeping.
     resumed = PrivacyBudget.load(path)
     assert resumed.units == 120
-    assert resumed.advance_to(120, MECH.unit_event()) == 0        # replaying the last position adds nothing
+    assert resumed.advance_to(120, MECH.unit_event()) == 0  # replaying the last position adds nothing
     for step in range(121, 301):
         resumed.advance_to(step, MECH.unit_event())
     assert resumed.units == 300
@@ -51,7 +51,7 @@ def test_restart_neither_loses_nor_double_counts(tmp_path):
 
 def test_state_is_plain_json_with_the_event(tmp_path):
     budget = PrivacyBudget.for_mechanism(MECH, 1e-5).compose(MECH.unit_event(), 3)
-    assert budget.to_dict()["epsilon"] == {}   # saving computes no epsilon (PLD costs about a second)
+    assert budget.to_dict()["epsilon"] == {}  # saving computes no epsilon (PLD costs about a second)
     budget.epsilon("rdp")
     budget.save(tmp_path / "b.json")
     state = json.loads((tmp_path / "b.json").read_text())
@@ -84,8 +84,9 @@ def test_epsilon_after_is_a_dry_run():
 
 
 def test_unsupported_accountant_reports_none():
-    fixed = DpSgdMechanism(dataset_size=1000, batch_size=10, noise_multiplier=1.0, steps=10, sampling="fixed",
-                           adjacency="replace-one")
+    fixed = DpSgdMechanism(
+        dataset_size=1000, batch_size=10, noise_multiplier=1.0, steps=10, sampling="fixed", adjacency="replace-one"
+    )
     budget = PrivacyBudget.for_mechanism(fixed, 1e-5).compose(fixed.unit_event(), 10)
     assert budget.epsilons()["pld"] is None
     assert budget.epsilons()["rdp"] == compute_epsilon(fixed, 1e-5, "rdp")
@@ -100,9 +101,14 @@ def test_user_level_budget_uses_group_privacy():
     assert budget.epsilon("rdp") == compute_epsilon(user, 1e-5, "rdp")
 
 
-@pytest.mark.parametrize("kwargs,match", [({"target_delta": 0}, "target_delta"),
-                                          ({"target_delta": 1.5}, "target_delta"),
-                                          ({"target_delta": 1e-5, "group_size": 0}, "group_size")])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"target_delta": 0}, "target_delta"),
+        ({"target_delta": 1.5}, "target_delta"),
+        ({"target_delta": 1e-5, "group_size": 0}, "group_size"),
+    ],
+)
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         PrivacyBudget(**kwargs)

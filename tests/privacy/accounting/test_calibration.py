@@ -3,8 +3,14 @@
 import dp_accounting as dpa
 import pytest
 
-from privacy.accounting import (DpSgdMechanism, UnsupportedAccounting, calibrate_noise_multiplier,
-                                compute_epsilon, max_epochs, max_units)
+from privacy.accounting import (
+    DpSgdMechanism,
+    UnsupportedAccounting,
+    calibrate_noise_multiplier,
+    compute_epsilon,
+    max_epochs,
+    max_units,
+)
 
 BASE = DpSgdMechanism(dataset_size=2000, batch_size=40, noise_multiplier=1.0, steps=500)
 

@@ -13,8 +13,17 @@ import dp_accounting as dpa
 import numpy as np
 import pytest
 
-from privacy.accounting import (Adjacency, DpSgdMechanism, UnsupportedAccounting, compute_epsilon,
-                                default_delta, delta_warning, dp_sgd_report, resolve_adjacency, steps_for_epochs)
+from privacy.accounting import (
+    Adjacency,
+    DpSgdMechanism,
+    UnsupportedAccounting,
+    compute_epsilon,
+    default_delta,
+    delta_warning,
+    dp_sgd_report,
+    resolve_adjacency,
+    steps_for_epochs,
+)
 
 R = dpa.NeighboringRelation
 
@@ -51,8 +60,9 @@ def test_tf_privacy_tutorial_values():
     assert round(eps_pld, 3) == 2.382
 
 
-@pytest.mark.parametrize("n,b,sigma,epochs", [(60000, 256, 1.3, 15), (60000, 240, 0.7, 45), (569, 32, 1.0, 3),
-                                              (10000, 100, 4.0, 1)])
+@pytest.mark.parametrize(
+    "n,b,sigma,epochs", [(60000, 256, 1.3, 15), (60000, 240, 0.7, 45), (569, 32, 1.0, 3), (10000, 100, 4.0, 1)]
+)
 def test_poisson_add_remove(n, b, sigma, epochs):
     m = DpSgdMechanism.from_epochs(dataset_size=n, batch_size=b, noise_multiplier=sigma, epochs=epochs)
     steps = math.ceil(epochs * n / b)
@@ -69,8 +79,9 @@ def test_microbatching_doubles_sensitivity():
 
 
 def test_one_example_per_microbatch_adds_nothing_to_shuffled_batches():
-    m = DpSgdMechanism(dataset_size=1000, batch_size=50, noise_multiplier=1.0, steps=100, sampling="shuffle",
-                       num_microbatches=50)
+    m = DpSgdMechanism(
+        dataset_size=1000, batch_size=50, noise_multiplier=1.0, steps=100, sampling="shuffle", num_microbatches=50
+    )
     assert not m.microbatches_hold_several_examples
     assert m.sensitivity == m.replace(num_microbatches=None).sensitivity == 2.0  # replace-one: 2C either way
     assert compute_epsilon(m, 1e-5, "rdp") == compute_epsilon(m.replace(num_microbatches=None), 1e-5, "rdp")
@@ -80,8 +91,7 @@ def test_one_example_per_microbatch_adds_nothing_to_shuffled_batches():
 
 
 def test_replace_one_poisson_is_pld_only():
-    m = DpSgdMechanism(dataset_size=60000, batch_size=256, noise_multiplier=1.1, steps=500,
-                       adjacency="replace-one")
+    m = DpSgdMechanism(dataset_size=60000, batch_size=256, noise_multiplier=1.1, steps=500, adjacency="replace-one")
     expected = pld(poisson(256 / 60000, 1.1, 500), relation=R.REPLACE_ONE)
     assert compute_epsilon(m, 1e-5, "pld") == pytest.approx(expected, abs=1e-6)
     assert compute_epsilon(m, 1e-5, "pld") > compute_epsilon(m.replace(adjacency="add-remove"), 1e-5, "pld")
@@ -102,8 +112,9 @@ def test_microbatches_under_poisson_replace_one_move_2c_on_each_side():
 
 
 def test_fixed_batches_use_sampling_without_replacement_with_sensitivity_2c():
-    m = DpSgdMechanism(dataset_size=10000, batch_size=100, noise_multiplier=1.5, steps=300, sampling="fixed",
-                       adjacency="replace-one")
+    m = DpSgdMechanism(
+        dataset_size=10000, batch_size=100, noise_multiplier=1.5, steps=300, sampling="fixed", adjacency="replace-one"
+    )
     event = dpa.SelfComposedDpEvent(dpa.SampledWithoutReplacementDpEvent(10000, 100, dpa.GaussianDpEvent(0.75)), 300)
     assert compute_epsilon(m, 1e-5, "rdp") == pytest.approx(rdp(event, relation=R.REPLACE_ONE), abs=1e-6)
     with pytest.raises(UnsupportedAccounting, match="PLD"):
@@ -113,17 +124,23 @@ def test_fixed_batches_use_sampling_without_replacement_with_sensitivity_2c():
 @pytest.mark.parametrize("sampling,batches", [("fixed", "fixed-size"), ("shuffle", "shuffled")])
 def test_fixed_and_shuffled_batches_refuse_add_remove(sampling, batches):
     """Adding an example changes how many batches there are (and, shuffled, shifts every later one)."""
-    with pytest.raises(ValueError, match=f"adjacency='add-remove' with sampling='{sampling}': {batches} batches "
-                                         f"are analysed only under replace-one adjacency") as err:
-        DpSgdMechanism(dataset_size=100, batch_size=10, noise_multiplier=1.0, steps=10, sampling=sampling,
-                       adjacency="add-remove")
+    with pytest.raises(
+        ValueError,
+        match=f"adjacency='add-remove' with sampling='{sampling}': {batches} batches "
+        f"are analysed only under replace-one adjacency",
+    ) as err:
+        DpSgdMechanism(
+            dataset_size=100, batch_size=10, noise_multiplier=1.0, steps=10, sampling=sampling, adjacency="add-remove"
+        )
     assert "use adjacency='replace-one' or Poisson sampling" in str(err.value)
     with pytest.raises(ValueError, match="add-remove"):
         resolve_adjacency(sampling, Adjacency.ADD_REMOVE)
 
 
-@pytest.mark.parametrize("sampling,natural", [("poisson", Adjacency.ADD_REMOVE), ("fixed", Adjacency.REPLACE_ONE),
-                                              ("shuffle", Adjacency.REPLACE_ONE)])
+@pytest.mark.parametrize(
+    "sampling,natural",
+    [("poisson", Adjacency.ADD_REMOVE), ("fixed", Adjacency.REPLACE_ONE), ("shuffle", Adjacency.REPLACE_ONE)],
+)
 def test_default_adjacency_is_the_samplings_natural_one(sampling, natural):
     m = DpSgdMechanism(dataset_size=100, batch_size=10, noise_multiplier=1.0, steps=10, sampling=sampling)
     assert m.adjacency is natural and resolve_adjacency(sampling) is natural
@@ -134,31 +151,38 @@ def test_default_adjacency_is_the_samplings_natural_one(sampling, natural):
 
 
 def test_shuffle_reports_once_per_epoch_bound_not_poisson():
-    m = DpSgdMechanism.from_epochs(dataset_size=60000, batch_size=256, noise_multiplier=1.1, epochs=3,
-                                   sampling="shuffle")
-    assert (m.steps, m.steps_per_epoch, m.passes) == (705, 235, 3)   # Keras: the last batch is partial
+    m = DpSgdMechanism.from_epochs(
+        dataset_size=60000, batch_size=256, noise_multiplier=1.1, epochs=3, sampling="shuffle"
+    )
+    assert (m.steps, m.steps_per_epoch, m.passes) == (705, 235, 3)  # Keras: the last batch is partial
     assert (m.adjacency, m.sensitivity) == (Adjacency.REPLACE_ONE, 2.0)
     # Three epochs, each one Gaussian mechanism of sensitivity 2C: noise multiplier 1.1 / 2 relative to it
     # (RDP), or dp-accounting's own replace-one analysis of the Gaussian with sigma 1.1 (PLD).
     assert compute_epsilon(m, 1e-5, "rdp") == pytest.approx(
-        rdp(dpa.SelfComposedDpEvent(dpa.GaussianDpEvent(0.55), 3)), abs=1e-6)
+        rdp(dpa.SelfComposedDpEvent(dpa.GaussianDpEvent(0.55), 3)), abs=1e-6
+    )
     assert compute_epsilon(m, 1e-5, "pld") == pytest.approx(
-        pld(dpa.SelfComposedDpEvent(dpa.GaussianDpEvent(1.1), 3), relation=R.REPLACE_ONE), rel=1e-4)
+        pld(dpa.SelfComposedDpEvent(dpa.GaussianDpEvent(1.1), 3), relation=R.REPLACE_ONE), rel=1e-4
+    )
     poisson = m.replace(sampling="poisson", adjacency="replace-one", steps_per_epoch=None)
     assert compute_epsilon(m, 1e-5, "pld") > 5 * compute_epsilon(poisson, 1e-5, "pld")
 
 
 def test_shuffle_report_states_replace_one():
-    report = dp_sgd_report(DpSgdMechanism.from_epochs(dataset_size=1000, batch_size=100, noise_multiplier=2.0,
-                                                      epochs=2, sampling="shuffle"))
+    report = dp_sgd_report(
+        DpSgdMechanism.from_epochs(
+            dataset_size=1000, batch_size=100, noise_multiplier=2.0, epochs=2, sampling="shuffle"
+        )
+    )
     assert report.to_dict()["adjacency"] == "replace-one" and report.to_dict()["sampling"] == "shuffle"
     assert "replace-one adjacency, shuffle sampling" in report.format_text()
 
 
 def test_shuffle_replace_one_matches_dp_accountings_own_replace_analysis():
     """Folding sensitivity 2C into sigma agrees with PLD's REPLACE_ONE treatment of the Gaussian."""
-    m = DpSgdMechanism(dataset_size=1000, batch_size=100, noise_multiplier=2.0, steps=20, sampling="shuffle",
-                       adjacency="replace-one")
+    m = DpSgdMechanism(
+        dataset_size=1000, batch_size=100, noise_multiplier=2.0, steps=20, sampling="shuffle", adjacency="replace-one"
+    )
     direct = pld(dpa.SelfComposedDpEvent(dpa.GaussianDpEvent(2.0), 2), relation=R.REPLACE_ONE)
     assert compute_epsilon(m, 1e-5, "pld") == pytest.approx(direct, rel=1e-4)
 
@@ -185,12 +209,20 @@ def test_steps_for_epochs_convention():
     assert steps_for_epochs(0.5, 1000, 100) == 5
 
 
-@pytest.mark.parametrize("field,value,match", [
-    ("noise_multiplier", 0.0, "noise_multiplier"), ("noise_multiplier", -1.0, "noise_multiplier"),
-    ("noise_multiplier", float("nan"), "noise_multiplier"), ("batch_size", 2000, "batch_size"),
-    ("steps", 0, "steps"), ("dataset_size", 0, "dataset_size"), ("num_microbatches", 0, "num_microbatches"),
-    ("max_examples_per_user", 0, "max_examples_per_user"), ("sampling", "sometimes", "sometimes"),
-])
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("noise_multiplier", 0.0, "noise_multiplier"),
+        ("noise_multiplier", -1.0, "noise_multiplier"),
+        ("noise_multiplier", float("nan"), "noise_multiplier"),
+        ("batch_size", 2000, "batch_size"),
+        ("steps", 0, "steps"),
+        ("dataset_size", 0, "dataset_size"),
+        ("num_microbatches", 0, "num_microbatches"),
+        ("max_examples_per_user", 0, "max_examples_per_user"),
+        ("sampling", "sometimes", "sometimes"),
+    ],
+)
 def test_bad_values_are_named(field, value, match):
     args = dict(dataset_size=1000, batch_size=10, noise_multiplier=1.0, steps=5)
     args[field] = value
@@ -201,14 +233,24 @@ def test_bad_values_are_named(field, value, match):
 def test_numpy_numbers_are_kept_as_python_numbers():
     """A mechanism given numpy scalars (sizes counted with numpy) holds Python numbers: its fields go to JSON
     ledgers as they are, and it equals the mechanism of the same Python numbers."""
-    mechanism = DpSgdMechanism(dataset_size=np.int64(1000), batch_size=10, noise_multiplier=np.float32(1.5),
-                               steps=np.int32(5), num_microbatches=np.int64(2))
+    mechanism = DpSgdMechanism(
+        dataset_size=np.int64(1000),
+        batch_size=10,
+        noise_multiplier=np.float32(1.5),
+        steps=np.int32(5),
+        num_microbatches=np.int64(2),
+    )
     fields = dataclasses.asdict(mechanism)
-    assert [type(fields[name]) for name in ("dataset_size", "noise_multiplier", "steps", "num_microbatches")] == \
-        [int, float, int, int]
+    assert [type(fields[name]) for name in ("dataset_size", "noise_multiplier", "steps", "num_microbatches")] == [
+        int,
+        float,
+        int,
+        int,
+    ]
     json.dumps(fields)
-    assert mechanism == DpSgdMechanism(dataset_size=1000, batch_size=10, noise_multiplier=1.5, steps=5,
-                                       num_microbatches=2)
+    assert mechanism == DpSgdMechanism(
+        dataset_size=1000, batch_size=10, noise_multiplier=1.5, steps=5, num_microbatches=2
+    )
 
 
 def test_report_states_context_and_versions():
@@ -221,8 +263,14 @@ def test_report_states_context_and_versions():
     assert data["epsilon_pld"] < data["epsilon_rdp"]
     assert data["dp_event"]["class_name"] == "SelfComposedDpEvent"
     text = report.format_text()
-    for needle in ("poisson", "add-remove", "RdpAccountant", "PLDAccountant", "dp-accounting 0.6",
-                   "1e-06 (default: the largest power of ten at most 1/(2n) = 8.33e-06)"):
+    for needle in (
+        "poisson",
+        "add-remove",
+        "RdpAccountant",
+        "PLDAccountant",
+        "dp-accounting 0.6",
+        "1e-06 (default: the largest power of ten at most 1/(2n) = 8.33e-06)",
+    ):
         assert needle in text
 
 
@@ -240,11 +288,11 @@ def test_report_per_epoch_rows_end_at_the_headline_value():
 
 def test_default_delta_is_the_largest_power_of_ten_at_most_one_over_2n():
     """Never close enough to 1/n for delta_warning (it could be 0.999/n), and no smaller than needed."""
-    for n in [*range(1, 2001), 4999, 5000, 5001, 59999, 60000, 10 ** 9, 5 * 10 ** 9]:
+    for n in [*range(1, 2001), 4999, 5000, 5001, 59999, 60000, 10**9, 5 * 10**9]:
         delta = default_delta(n)
         exponent = round(-math.log10(delta))
-        assert delta == 10.0 ** -exponent and delta_warning(delta, n) is None, n
-        assert Fraction(1, 10 ** exponent) <= Fraction(1, 2 * n) < Fraction(1, 10 ** (exponent - 1)), n
+        assert delta == 10.0**-exponent and delta_warning(delta, n) is None, n
+        assert Fraction(1, 10**exponent) <= Fraction(1, 2 * n) < Fraction(1, 10 ** (exponent - 1)), n
 
 
 def test_report_warns_when_delta_not_below_one_over_n():

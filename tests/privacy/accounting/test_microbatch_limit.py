@@ -18,7 +18,20 @@ def test_mechanism_refuses_more_microbatches_than_the_batch(sampling):
 @pytest.mark.parametrize("command", ["epsilon", "epochs"])
 def test_cli_refuses_more_microbatches_than_the_expected_batch(command):
     length = ["--steps", "10"] if command == "epsilon" else ["--target-epsilon", "3"]
-    result = CliRunner().invoke(cli, [command, "--n", "1000", "--batch-size", "50", "--noise-multiplier", "1.0",
-                                      "--num-microbatches", "51", *length])
+    result = CliRunner().invoke(
+        cli,
+        [
+            command,
+            "--n",
+            "1000",
+            "--batch-size",
+            "50",
+            "--noise-multiplier",
+            "1.0",
+            "--num-microbatches",
+            "51",
+            *length,
+        ],
+    )
     assert result.exit_code == 2, result.output
     assert result.output.count("\n") == 1 and "--num-microbatches" in result.output and "51" in result.output

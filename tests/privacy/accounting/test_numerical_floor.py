@@ -15,8 +15,15 @@ import pytest
 from click.testing import CliRunner
 
 from pipelines.cli.main import cli
-from privacy.accounting import (DpSgdMechanism, PrivacyBudget, UnsupportedAccounting, calibrate_noise_multiplier,
-                                compute_epsilon, dp_sgd_report, event_from_json)
+from privacy.accounting import (
+    DpSgdMechanism,
+    PrivacyBudget,
+    UnsupportedAccounting,
+    calibrate_noise_multiplier,
+    compute_epsilon,
+    dp_sgd_report,
+    event_from_json,
+)
 
 
 def poisson(q, sigma, steps):
@@ -47,7 +54,7 @@ def test_kl_branch_zero_is_a_true_bound_and_reported():
     4000 and broke the monotonicity calibration relies on)."""
     event = poisson(256 / 60000, 6e5, 14063)
     curve = dpa.rdp.RdpAccountant().compose(event).rdp
-    assert np.any(1 - np.exp(-curve) < 1e-6 ** 2) and np.all(curve >= 0)
+    assert np.any(1 - np.exp(-curve) < 1e-6**2) and np.all(curve >= 0)
     assert raw_rdp(event, 1e-6) == 0
     assert compute_epsilon(HUGE_SIGMA, 1e-6, "rdp") == 0
 
@@ -67,8 +74,11 @@ def test_rdp_epsilon_is_monotone_near_the_kl_branch():
 def test_pld_zero_at_tiny_sampling_rate_is_a_true_bound():
     """T * q <= delta: the example is sampled at all with probability <= delta, so (0, delta) holds."""
     assert TINY_Q.steps * TINY_Q.sampling_probability <= 1e-6
-    direct = dpa.pld.PLDAccountant(value_discretization_interval=1e-4).compose(
-        poisson(TINY_Q.sampling_probability, 1.1, 1000)).get_epsilon(1e-6)
+    direct = (
+        dpa.pld.PLDAccountant(value_discretization_interval=1e-4)
+        .compose(poisson(TINY_Q.sampling_probability, 1.1, 1000))
+        .get_epsilon(1e-6)
+    )
     report = dp_sgd_report(TINY_Q, delta=1e-6)
     assert report.epsilon["pld"] == direct == 0
     assert report.epsilon["rdp"] is None and "numerically unstable" in report.unavailable["rdp"]
@@ -89,16 +99,31 @@ def test_calibration_to_a_tiny_target_lands_on_a_true_bound_or_is_refused():
 
 
 def test_cli_noise_refuses_a_target_pld_cannot_reach():
-    result = CliRunner().invoke(cli, ["noise", "--target-epsilon", "1e-300", "--n", "60000", "--batch-size", "256",
-                                      "--epochs", "60"])
+    result = CliRunner().invoke(
+        cli, ["noise", "--target-epsilon", "1e-300", "--n", "60000", "--batch-size", "256", "--epochs", "60"]
+    )
     assert result.exit_code == 2 and "--target-epsilon" in result.output and "Traceback" not in result.output
 
 
 def test_cli_epsilon_tiny_sampling_rate_is_quiet_and_right(caplog):
     with caplog.at_level(logging.WARNING):
-        result = CliRunner().invoke(cli, ["epsilon", "--sampling-rate", "1e-300", "--n", "60000",
-                                          "--noise-multiplier", "1.1", "--steps", "1000", "--target-delta", "1e-6",
-                                          "--json"])
+        result = CliRunner().invoke(
+            cli,
+            [
+                "epsilon",
+                "--sampling-rate",
+                "1e-300",
+                "--n",
+                "60000",
+                "--noise-multiplier",
+                "1.1",
+                "--steps",
+                "1000",
+                "--target-delta",
+                "1e-6",
+                "--json",
+            ],
+        )
     assert result.exit_code == 0, result.output
     assert not [r for r in caplog.records if "Renyi" in r.getMessage()]
     data = json.loads(result.output)
@@ -106,8 +131,9 @@ def test_cli_epsilon_tiny_sampling_rate_is_quiet_and_right(caplog):
 
 
 def test_federated_run_at_large_z_reports_dp_accountings_epsilon(tmp_path):
-    result = CliRunner().invoke(cli, ["federated", "run", "--dp", "--noise-multiplier", "1000", "--rounds", "2",
-                                      "--out", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        cli, ["federated", "run", "--dp", "--noise-multiplier", "1000", "--rounds", "2", "--out", str(tmp_path / "out")]
+    )
     assert result.exit_code == 0, result.output
     ledger = json.loads((tmp_path / "out" / "privacy_ledger.json").read_text())
     event = event_from_json(ledger["dp_event"])

@@ -21,9 +21,13 @@ def _pld_epsilon(relation, event_size):
     return accountant.get_epsilon(1e-5)
 
 
-@pytest.mark.parametrize("adjacency, relation, event_size", [
-    ("add-remove", dpa.NeighboringRelation.ADD_OR_REMOVE_ONE, 2001),
-    ("replace-one", dpa.NeighboringRelation.REPLACE_ONE, 2000)])
+@pytest.mark.parametrize(
+    "adjacency, relation, event_size",
+    [
+        ("add-remove", dpa.NeighboringRelation.ADD_OR_REMOVE_ONE, 2001),
+        ("replace-one", dpa.NeighboringRelation.REPLACE_ONE, 2000),
+    ],
+)
 def test_epsilon_is_dp_accountings_for_the_truncated_event(adjacency, relation, event_size):
     """dp-accounting's truncation probability is P(Binomial(dataset_size - 1, q) >= K): dataset_size counts x and
     the others, so it is the size of the dataset that holds x. Under add-remove the neighbour D + x of the n = 2000
@@ -43,7 +47,8 @@ def test_a_cap_no_batch_reaches_costs_nothing():
     m = _truncated(truncated_batch_size=2000)
     assert m.truncation_probability == 0.0
     assert compute_epsilon(m, 1e-5, "pld") == pytest.approx(
-        compute_epsilon(m.replace(truncated_batch_size=None), 1e-5, "pld"), rel=1e-9)
+        compute_epsilon(m.replace(truncated_batch_size=None), 1e-5, "pld"), rel=1e-9
+    )
 
 
 def test_rdp_microbatches_and_other_samplings_are_refused():

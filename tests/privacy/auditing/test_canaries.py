@@ -18,6 +18,7 @@ digits; no noise and a 4x clip are caught (12 of 12 trial runs of clip-4x gave b
 @pytest.fixture(scope="module")
 def digits():
     from federated.data import load_digits_split
+
     return load_digits_split()
 
 
@@ -35,7 +36,7 @@ def test_canary_repr_withholds_the_bits_and_training_data_holds_exactly_the_incl
     drawn = canaries.mislabelled_canaries(pool_x, pool_y, 60, 10)
     assert "True" not in repr(drawn) and "withheld" in repr(drawn)
     original = {tuple(row): label for row, label in zip(pool_x, pool_y)}
-    assert all(original[tuple(row)] != label for row, label in zip(drawn.x, drawn.y))   # always a wrong label
+    assert all(original[tuple(row)] != label for row, label in zip(drawn.x, drawn.y))  # always a wrong label
     x, y = np.zeros((30, 2), np.float32) - 1, np.zeros(30, np.int64)
     x_all, y_all = drawn.training_data(x, y)
     assert len(y_all) == 30 + drawn.included.sum()
@@ -43,8 +44,13 @@ def test_canary_repr_withholds_the_bits_and_training_data_holds_exactly_the_incl
 
 
 def _audited_model(num_canaries=4, num_classes=3, features=5):
-    base = tf.keras.Sequential([tf.keras.Input(shape=(features,)), tf.keras.layers.Dense(4, activation="relu"),
-                                tf.keras.layers.Dense(num_classes)])
+    base = tf.keras.Sequential(
+        [
+            tf.keras.Input(shape=(features,)),
+            tf.keras.layers.Dense(4, activation="relu"),
+            tf.keras.layers.Dense(num_classes),
+        ]
+    )
     return keras_canaries.with_dirac_slot(base, features, num_canaries, num_classes)
 
 
@@ -56,7 +62,7 @@ def test_a_dirac_canary_gradient_touches_only_its_own_coordinate_and_real_rows_n
     slot = model.get_layer("dirac_canary_head").slot_weights
     for i in range(4):
         with tf.GradientTape() as tape:
-            value = loss(rows.y[i:i + 1], model(rows.x[i:i + 1]))
+            value = loss(rows.y[i : i + 1], model(rows.x[i : i + 1]))
         grads = tape.gradient(value, model.trainable_variables)
         for variable, grad in zip(model.trainable_variables, grads):
             dense = np.zeros(variable.shape) if grad is None else tf.convert_to_tensor(grad).numpy()
@@ -69,7 +75,7 @@ def test_a_dirac_canary_gradient_touches_only_its_own_coordinate_and_real_rows_n
     with tf.GradientTape() as tape:
         value = loss(np.zeros(3, np.int64), model(real))
     assert not tf.convert_to_tensor(tape.gradient(value, slot)).numpy().any()
-    np.testing.assert_allclose(model(rows.x).numpy(), 0.0)   # a canary's logits are 0 whatever w is
+    np.testing.assert_allclose(model(rows.x).numpy(), 0.0)  # a canary's logits are 0 whatever w is
 
 
 @pytest.mark.parametrize("sampling", ["fixed", "poisson"])
@@ -78,14 +84,17 @@ def test_one_private_step_moves_an_included_canary_by_exactly_the_clip_norm(samp
     with q = 8 / 8 = 1); the slot weight of every canary moves by lr * C / B exactly (its clipped gradient is
     -C e_i). A clip at 2C would double the move."""
     from privacy.keras import make_private
+
     model = _audited_model()
     rows = canaries.dirac_slot_rows(5, 4)
     x = np.concatenate([canaries.with_empty_slot(np.ones((4, 5))), rows.x])
     y = np.concatenate([np.zeros(4, np.int64), rows.y])
-    make_private(model, l2_norm_clip=0.5, noise_multiplier=0.0, expected_batch_size=8, dataset_size=8,
-                 sampling=sampling, seed=1)
-    model.compile(optimizer=tf.keras.optimizers.SGD(2.0),
-                  loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    make_private(
+        model, l2_norm_clip=0.5, noise_multiplier=0.0, expected_batch_size=8, dataset_size=8, sampling=sampling, seed=1
+    )
+    model.compile(
+        optimizer=tf.keras.optimizers.SGD(2.0), loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
     np.testing.assert_allclose(keras_canaries.white_box_scores(model), 2.0 * 0.5 / 8, rtol=1e-5)
 
@@ -123,18 +132,24 @@ def test_black_box_audit_scores_every_canary_and_stays_below_an_honest_claim(dig
     assert honest.final["num_canaries"] == 400 and len(honest.lower_bound) == 4
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(kind="grey-box"), "kind must be one of white-box, black-box"),
-    (dict(fault="clip-3x"), "fault must be one of"),
-    (dict(num_canaries=0), "num_canaries must be an integer >= 1"),
-    (dict(num_canaries=1), r"num_canaries must be an integer in \[32, 100000\] \(fewer give the bound too few guesses"),
-    (dict(num_canaries=31), r"num_canaries must be an integer in \[32, 100000\]"),
-    (dict(num_canaries=100001), r"more take too much memory\), got 100001"),
-    (dict(noise_multiplier=float("nan")), "noise_multiplier must be a finite number > 0"),
-    (dict(delta=0.0), "delta must be in"),
-    (dict(noise_multiplier=1e-4), "noise_multiplier must be in"),
-    (dict(l2_norm_clip=3000.0, fault="clip-2x"), "l2_norm_clip must be at most 2500"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(kind="grey-box"), "kind must be one of white-box, black-box"),
+        (dict(fault="clip-3x"), "fault must be one of"),
+        (dict(num_canaries=0), "num_canaries must be an integer >= 1"),
+        (
+            dict(num_canaries=1),
+            r"num_canaries must be an integer in \[32, 100000\] \(fewer give the bound too few guesses",
+        ),
+        (dict(num_canaries=31), r"num_canaries must be an integer in \[32, 100000\]"),
+        (dict(num_canaries=100001), r"more take too much memory\), got 100001"),
+        (dict(noise_multiplier=float("nan")), "noise_multiplier must be a finite number > 0"),
+        (dict(delta=0.0), "delta must be in"),
+        (dict(noise_multiplier=1e-4), "noise_multiplier must be in"),
+        (dict(l2_norm_clip=3000.0, fault="clip-2x"), "l2_norm_clip must be at most 2500"),
+    ],
+)
 def test_bad_plans_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         AuditPlan(**kwargs)
@@ -145,16 +160,26 @@ def test_an_unaccountable_run_is_refused_before_training(digits):
     by check_data (which run_dp_sgd_audit calls first), for the plan alone, not the bits."""
     (x, y), (x_pool, _) = digits
     plan = AuditPlan(num_canaries=32, epochs=1, batch_size=2, noise_multiplier=1e6)
-    with pytest.raises(ValueError, match=r"^cannot account this run \(noise_multiplier 1e\+06, batch_size 2, "
-                                         r"674 steps\): dp-accounting's RDP accountant is numerically unstable"):
+    with pytest.raises(
+        ValueError,
+        match=r"^cannot account this run \(noise_multiplier 1e\+06, batch_size 2, "
+        r"674 steps\): dp-accounting's RDP accountant is numerically unstable",
+    ):
         check_data(plan, x, y, x_pool)
 
 
 @pytest.mark.parametrize("kind", ["white-box", "black-box"])
 def test_a_diverged_run_raises_one_message_that_names_no_canary(digits, kind):
     (x, y), (x_pool, y_pool) = digits
-    plan = AuditPlan(kind=kind, num_canaries=50, epochs=1, batch_size=512, learning_rate=1e38, l2_norm_clip=1000.0,
-                     noise_multiplier=1.0)
+    plan = AuditPlan(
+        kind=kind,
+        num_canaries=50,
+        epochs=1,
+        batch_size=512,
+        learning_rate=1e38,
+        l2_norm_clip=1000.0,
+        noise_multiplier=1.0,
+    )
     with pytest.raises(ValueError) as raised:
         run_dp_sgd_audit(plan, x, y, x_pool, y_pool)
     assert str(raised.value) == DIVERGED
@@ -163,7 +188,15 @@ def test_a_diverged_run_raises_one_message_that_names_no_canary(digits, kind):
 def test_the_verdict_tests_the_smallest_epsilon_ppml_reports():
     """A bound between PLD's epsilon and RDP's refutes the PLD report, so the run is a violation; the claim and
     its accountant are the PLD ones."""
-    result = AuditResult(plan=AuditPlan(), claims=({"rdp": 1.2, "pld": 1.1}, {"rdp": 1.053, "pld": 0.957}),
-                         lower_bound=(0.5, 1.0), final={}, final_split={}, dataset_size=2347, steps=10, seconds=1.0)
+    result = AuditResult(
+        plan=AuditPlan(),
+        claims=({"rdp": 1.2, "pld": 1.1}, {"rdp": 1.053, "pld": 0.957}),
+        lower_bound=(0.5, 1.0),
+        final={},
+        final_split={},
+        dataset_size=2347,
+        steps=10,
+        seconds=1.0,
+    )
     assert result.claimed_epsilon == (1.1, 0.957) and result.claim_accountant == "pld" and result.violated
     assert result.to_dict()["claim_accountant"] == "pld"

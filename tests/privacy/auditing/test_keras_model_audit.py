@@ -26,19 +26,29 @@ class _Builder:
         self.classes, self.models = classes, []
 
     def __call__(self, features: int, classes: int):
-        model = tf.keras.Sequential([tf.keras.Input(shape=(features,)), tf.keras.layers.Dense(6, activation="tanh"),
-                                     tf.keras.layers.Dense(4, activation="relu"),
-                                     tf.keras.layers.Dense(self.classes or classes)])
+        model = tf.keras.Sequential(
+            [
+                tf.keras.Input(shape=(features,)),
+                tf.keras.layers.Dense(6, activation="tanh"),
+                tf.keras.layers.Dense(4, activation="relu"),
+                tf.keras.layers.Dense(self.classes or classes),
+            ]
+        )
         self.models.append((model, [w.copy() for w in model.get_weights()]))
         return model
 
 
 def _claims(result) -> dict[str, float]:
-    event = dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(PLAN["batch_size"] / result.dataset_size,
-                                                              dpa.GaussianDpEvent(PLAN["noise_multiplier"])),
-                                    result.steps)
-    return {"rdp": dpa.rdp.RdpAccountant().compose(event).get_epsilon(PLAN["delta"]),
-            "pld": dpa.pld.PLDAccountant(value_discretization_interval=1e-4).compose(event).get_epsilon(PLAN["delta"])}
+    event = dpa.SelfComposedDpEvent(
+        dpa.PoissonSampledDpEvent(
+            PLAN["batch_size"] / result.dataset_size, dpa.GaussianDpEvent(PLAN["noise_multiplier"])
+        ),
+        result.steps,
+    )
+    return {
+        "rdp": dpa.rdp.RdpAccountant().compose(event).get_epsilon(PLAN["delta"]),
+        "pld": dpa.pld.PLDAccountant(value_discretization_interval=1e-4).compose(event).get_epsilon(PLAN["delta"]),
+    }
 
 
 @pytest.mark.parametrize("fault", ["none", "no-noise"])
@@ -59,6 +69,9 @@ def test_a_callers_model_is_the_one_audited(fault):
 
 def test_a_model_with_the_wrong_output_is_refused_before_training():
     x, y = _data()
-    with pytest.raises(ValueError, match=r"build_model: the model must map \[batch, 8\] features to \[batch, 2\] "
-                                         r"logits, got output shape \(1, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"build_model: the model must map \[batch, 8\] features to \[batch, 2\] "
+        r"logits, got output shape \(1, 3\)",
+    ):
         run_dp_sgd_audit(AuditPlan(**PLAN), x, y, build_model=_Builder(classes=3))

@@ -55,9 +55,8 @@ def test_auc_of_shifted_gaussians_matches_theory():
     theory = stats.norm.cdf(d / math.sqrt(2))
     assert abs(audit.auc - theory) < 4 * audit.auc_standard_error
     # Hanley & McNeil's (1982) closed-form standard error, an independent approximation.
-    q1, q2 = theory / (2 - theory), 2 * theory ** 2 / (1 + theory)
-    hanley_mcneil = math.sqrt((theory * (1 - theory) + (m - 1) * (q1 - theory ** 2)
-                               + (m - 1) * (q2 - theory ** 2)) / m ** 2)
+    q1, q2 = theory / (2 - theory), 2 * theory**2 / (1 + theory)
+    hanley_mcneil = math.sqrt((theory * (1 - theory) + (m - 1) * (q1 - theory**2) + (m - 1) * (q2 - theory**2)) / m**2)
     assert audit.auc_standard_error == pytest.approx(hanley_mcneil, rel=0.1)
 
 
@@ -89,12 +88,15 @@ def test_round_trip_through_dict():
         MembershipAudit.from_dict({"auc": 0.5})
 
 
-@pytest.mark.parametrize("members, nonmembers, message", [
-    ([], [1.0], "member_losses is empty"),
-    ([1.0], [], "nonmember_losses is empty"),
-    ([1.0, float("nan")], [1.0], "member_losses holds 1 non-finite losses .*index 1"),
-    ([1.0], [float("inf")], "nonmember_losses holds 1 non-finite"),
-])
+@pytest.mark.parametrize(
+    "members, nonmembers, message",
+    [
+        ([], [1.0], "member_losses is empty"),
+        ([1.0], [], "nonmember_losses is empty"),
+        ([1.0, float("nan")], [1.0], "member_losses holds 1 non-finite losses .*index 1"),
+        ([1.0], [float("inf")], "nonmember_losses holds 1 non-finite"),
+    ],
+)
 def test_bad_losses_are_named(members, nonmembers, message):
     with pytest.raises(ValueError, match=message):
         loss_threshold_audit(members, nonmembers)
@@ -110,13 +112,16 @@ def test_cross_entropy_binary_and_multiclass():
     np.testing.assert_allclose(per_example_cross_entropy([0, 2], probs), [-math.log(0.7), -math.log(0.8)])
 
 
-@pytest.mark.parametrize("labels, probs, message", [
-    ([0, 2], [0.1, 0.2], "binary labels must be 0 or 1"),
-    ([0, 1], [0.1, 1.5], r"in \[0, 1\]"),
-    ([0, 1, 1], [0.1, 0.2], "3 labels but 2 predictions"),
-    ([0, 3], [[0.5, 0.5], [0.5, 0.5]], r"labels must be in \[0, 2\)"),
-    ([0.5, 1], [0.1, 0.2], "integer class indices"),
-])
+@pytest.mark.parametrize(
+    "labels, probs, message",
+    [
+        ([0, 2], [0.1, 0.2], "binary labels must be 0 or 1"),
+        ([0, 1], [0.1, 1.5], r"in \[0, 1\]"),
+        ([0, 1, 1], [0.1, 0.2], "3 labels but 2 predictions"),
+        ([0, 3], [[0.5, 0.5], [0.5, 0.5]], r"labels must be in \[0, 2\)"),
+        ([0.5, 1], [0.1, 0.2], "integer class indices"),
+    ],
+)
 def test_cross_entropy_rejects_bad_input(labels, probs, message):
     with pytest.raises(ValueError, match=message):
         per_example_cross_entropy(labels, probs)

@@ -11,8 +11,14 @@ from scipy import stats
 
 from privacy.auditing import one_run
 from privacy.auditing.canaries import inclusion_bits
-from privacy.auditing.one_run import (EPSILON_RESOLUTION, audit_one_run, epsilon_lower_bound, guess_counts,
-                                      largest_bound, p_value)
+from privacy.auditing.one_run import (
+    EPSILON_RESOLUTION,
+    audit_one_run,
+    epsilon_lower_bound,
+    guess_counts,
+    largest_bound,
+    p_value,
+)
 
 
 def _gaussian_epsilon(sigma, delta):
@@ -32,9 +38,9 @@ def _gaussian_sum(m, sigma, rng):
 def _naive_p_value(m, r, v, eps, delta):
     """Theorem 3's bound written out term by term with exact binomial coefficients."""
     q = math.exp(eps) / (1 + math.exp(eps))
-    pmf = [math.comb(r, j) * q ** j * (1 - q) ** (r - j) for j in range(r + 1)]
+    pmf = [math.comb(r, j) * q**j * (1 - q) ** (r - j) for j in range(r + 1)]
     tail = sum(pmf[v:])
-    worst = max((sum(pmf[v - i:v]) / i for i in range(1, v + 1)), default=0.0)
+    worst = max((sum(pmf[v - i : v]) / i for i in range(1, v + 1)), default=0.0)
     return min(1.0, tail + 2 * m * delta * worst)
 
 
@@ -51,8 +57,17 @@ def _naive_bound(m, r, v, delta, alpha):
     return math.floor(low / EPSILON_RESOLUTION + 1e-9) * EPSILON_RESOLUTION
 
 
-@pytest.mark.parametrize("m,r,v,delta", [(100, 100, 90, 0.0), (100, 40, 38, 1e-4), (200, 64, 60, 1e-5),
-                                         (50, 50, 50, 0.0), (1000, 120, 100, 1e-6), (30, 10, 9, 1e-3)])
+@pytest.mark.parametrize(
+    "m,r,v,delta",
+    [
+        (100, 100, 90, 0.0),
+        (100, 40, 38, 1e-4),
+        (200, 64, 60, 1e-5),
+        (50, 50, 50, 0.0),
+        (1000, 120, 100, 1e-6),
+        (30, 10, 9, 1e-3),
+    ],
+)
 def test_p_value_and_bound_match_a_term_by_term_computation(m, r, v, delta):
     for eps in (0.0, 0.5, 1.7, 4.0):
         assert p_value(m, r, v, eps, delta) == pytest.approx(_naive_p_value(m, r, v, eps, delta), rel=1e-9, abs=1e-15)
@@ -93,8 +108,9 @@ def test_randomized_response_violation_rate_is_within_the_level():
     division the rate is about 13 % (54 of these runs), and peeking at the best guess count about 19 %."""
     eps, m, runs = 1.0, 200, 400
     rng = np.random.default_rng(99)
-    violations = sum(audit_one_run(*_randomized_response(m, eps, rng), delta=0.0).epsilon_lower_bound > eps
-                     for _ in range(runs))
+    violations = sum(
+        audit_one_run(*_randomized_response(m, eps, rng), delta=0.0).epsilon_lower_bound > eps for _ in range(runs)
+    )
     assert violations <= stats.binom.ppf(0.999, runs, 0.05)
 
 
@@ -105,8 +121,9 @@ def test_gaussian_bound_stays_below_the_true_epsilon():
     true_epsilon = _gaussian_epsilon(sigma, delta)
     assert true_epsilon == pytest.approx(2.25, abs=0.01)
     rng = np.random.default_rng(20231)
-    assert all(audit_one_run(*_gaussian_sum(m, sigma, rng), delta=delta).epsilon_lower_bound < true_epsilon
-               for _ in range(100))
+    assert all(
+        audit_one_run(*_gaussian_sum(m, sigma, rng), delta=delta).epsilon_lower_bound < true_epsilon for _ in range(100)
+    )
 
 
 def test_split_strategy_also_stays_below_and_finds_leakage():
@@ -144,8 +161,10 @@ def test_gaussian_bound_rises_with_the_number_of_canaries():
     dominate at a million canaries. Fixed seed."""
     sigma, delta = 2.0, 1e-9
     true_epsilon = _gaussian_epsilon(sigma, delta)
-    bounds = [audit_one_run(*_gaussian_sum(m, sigma, np.random.default_rng([12, m])), delta=delta)
-              .epsilon_lower_bound for m in (1000, 1000000)]
+    bounds = [
+        audit_one_run(*_gaussian_sum(m, sigma, np.random.default_rng([12, m])), delta=delta).epsilon_lower_bound
+        for m in (1000, 1000000)
+    ]
     assert bounds[0] < bounds[1] < true_epsilon
     assert bounds[1] > 0.45 * true_epsilon
 
@@ -157,16 +176,19 @@ def test_chance_scores_give_zero_and_ties_do_not_leak_the_bits():
     assert audit_one_run(rng.normal(size=2000), bits, delta=1e-5).epsilon_lower_bound < 0.5
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(scores=[], included=[]), "scores is empty"),
-    (dict(scores=[1.0, 2.0], included=[True]), "2 scores but 1 inclusion bits"),
-    # names neither which scores nor how many: with an overflowing run both are correlated with the secret bits
-    (dict(scores=[1.0, float("nan")], included=[True, False]), r"^scores must all be finite \(some are NaN or inf"),
-    (dict(scores=[1.0, 2.0], included=[2, 0]), "included must hold booleans"),
-    (dict(scores=[1.0, 2.0], included=[1, 0], delta=1.0), "delta must be in"),
-    (dict(scores=[1.0, 2.0], included=[1, 0], confidence=1.0), "confidence must be in"),
-    (dict(scores=[1.0, 2.0], included=[1, 0], strategy="peek"), "strategy must be one of"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(scores=[], included=[]), "scores is empty"),
+        (dict(scores=[1.0, 2.0], included=[True]), "2 scores but 1 inclusion bits"),
+        # names neither which scores nor how many: with an overflowing run both are correlated with the secret bits
+        (dict(scores=[1.0, float("nan")], included=[True, False]), r"^scores must all be finite \(some are NaN or inf"),
+        (dict(scores=[1.0, 2.0], included=[2, 0]), "included must hold booleans"),
+        (dict(scores=[1.0, 2.0], included=[1, 0], delta=1.0), "delta must be in"),
+        (dict(scores=[1.0, 2.0], included=[1, 0], confidence=1.0), "confidence must be in"),
+        (dict(scores=[1.0, 2.0], included=[1, 0], strategy="peek"), "strategy must be one of"),
+    ],
+)
 def test_bad_input_is_refused_with_a_message_naming_it(kwargs, message):
     kwargs = dict(dict(delta=1e-5), **kwargs)
     with pytest.raises(ValueError, match=message):

@@ -15,17 +15,21 @@ DRAWS = 20000
 
 
 def _pld_epsilon(noise_multiplier: float) -> float:
-    return dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4).compose(
-        dp_event.GaussianDpEvent(noise_multiplier)).get_epsilon(DELTA)
+    return (
+        dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4)
+        .compose(dp_event.GaussianDpEvent(noise_multiplier))
+        .get_epsilon(DELTA)
+    )
 
 
 def test_calibration_spends_the_epsilon_dp_accounting_computes():
     decision = NoisyAccuracy.calibrate(0.5, DELTA)
     assert decision.noise_multiplier == pytest.approx(decision.std / math.sqrt(2))
     assert _pld_epsilon(decision.noise_multiplier) <= 0.5 < _pld_epsilon(decision.noise_multiplier * 0.99)
-    grouped = NoisyAccuracy.calibrate(0.5, DELTA, group_size=4)   # a client of K = 4 held-out records
+    grouped = NoisyAccuracy.calibrate(0.5, DELTA, group_size=4)  # a client of K = 4 held-out records
     assert grouped.std == pytest.approx(4 * decision.std) and grouped.event(1).noise_multiplier == pytest.approx(
-        4 * grouped.event().noise_multiplier)
+        4 * grouped.event().noise_multiplier
+    )
 
 
 def test_the_released_counts_carry_the_accounted_noise_and_are_integers():
@@ -37,7 +41,7 @@ def test_the_released_counts_carry_the_accounted_noise_and_are_integers():
     assert abs(errors.mean()) < 0.15
     # rounding adds variance 1/12 to each count's N(0, 36)
     assert errors.std(axis=0) == pytest.approx([math.sqrt(36 + 1 / 12)] * 2, rel=0.03)
-    assert abs(np.corrcoef(errors.T)[0, 1]) < 0.03   # independent draws
+    assert abs(np.corrcoef(errors.T)[0, 1]) < 0.03  # independent draws
     assert all(r.seeded for r in releases[:1])
 
 
@@ -48,15 +52,18 @@ def _hockey_stick(decision: NoisyAccuracy, d: tuple[int, int], d_prime: tuple[in
 
     def histogram(counts: tuple[int, int], seed: int) -> dict[int, float]:
         source = NoiseSource(seed=seed, stream="test")
-        projected = [int(np.dot(direction, [r.correct, r.rows])) for r in
-                     (decision.release(*counts, source) for _ in range(DRAWS))]
+        projected = [
+            int(np.dot(direction, [r.correct, r.rows]))
+            for r in (decision.release(*counts, source) for _ in range(DRAWS))
+        ]
         values, frequencies = np.unique(projected, return_counts=True)
         return dict(zip(values.tolist(), (frequencies / DRAWS).tolist()))
 
     p, q = histogram(d, seed=1), histogram(d_prime, seed=2)
     support = set(p) | set(q)
-    return max(sum(max(0.0, a.get(t, 0.0) - math.exp(epsilon) * b.get(t, 0.0)) for t in support)
-               for a, b in ((p, q), (q, p)))
+    return max(
+        sum(max(0.0, a.get(t, 0.0) - math.exp(epsilon) * b.get(t, 0.0)) for t in support) for a, b in ((p, q), (q, p))
+    )
 
 
 SLACK = 0.015
@@ -64,8 +71,9 @@ SLACK = 0.015
 (max 0.005 over 40 seeds, simulated) for the true 1e-3; with half the noise the true value is ~0.057."""
 
 
-@pytest.mark.parametrize("neighbour", [(-1, -1), (0, -1), (-1, 0)], ids=["correct row removed",
-                                                                          "wrong row removed", "row replaced"])
+@pytest.mark.parametrize(
+    "neighbour", [(-1, -1), (0, -1), (-1, 0)], ids=["correct row removed", "wrong row removed", "row replaced"]
+)
 def test_neighbouring_held_out_splits_are_within_the_accounted_epsilon_and_delta(neighbour):
     """D: 150 of 190 correct; D': one record removed (correct or not) or replaced (a correct one by a wrong one).
     Over the whole distribution of the release (not one threshold), the hockey-stick divergence at the epsilon

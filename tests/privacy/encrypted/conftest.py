@@ -89,8 +89,14 @@ def tabular():
 
     x, y = load_breast_cancer(return_X_y=True)
     x = ((x - x.mean(0)) / x.std(0)).astype(np.float32)
-    model = keras.Sequential([keras.Input((30,)), keras.layers.Dense(16, activation="relu"),
-                              keras.layers.Dropout(0.1), keras.layers.Dense(1, activation="sigmoid")])
+    model = keras.Sequential(
+        [
+            keras.Input((30,)),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dropout(0.1),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
     return _train(model, x, y, "binary_crossentropy", 20), x[:120]
 
 
@@ -99,9 +105,16 @@ def digits_mlp():
     import keras
 
     x, y = digits()
-    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu", name="hidden"),
-                              keras.layers.Dense(16, name="narrow"), keras.layers.BatchNormalization(),
-                              keras.layers.ReLU(name="act"), keras.layers.Dense(10, activation="softmax", name="out")])
+    model = keras.Sequential(
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(32, activation="relu", name="hidden"),
+            keras.layers.Dense(16, name="narrow"),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(name="act"),
+            keras.layers.Dense(10, activation="softmax", name="out"),
+        ]
+    )
     return _train(model, x, y, "sparse_categorical_crossentropy", 6), x[:150]
 
 

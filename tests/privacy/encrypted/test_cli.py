@@ -41,9 +41,16 @@ def test_setup_share_serve_predict(saved):
     assert all((dep / f"party-{i}" / "model.npz").exists() for i in range(3))
     assert all((dep / f"party-{i}" / "model.npz").stat().st_mode & 0o077 == 0 for i in range(3))  # owner only
     serve = [sys.executable, "-c", "from pipelines.cli.main import cli; cli()", "encrypted", "serve"]
-    procs = [subprocess.Popen(serve + ["--party", str(i), "--deployment", str(dep), "--timeout", "10"],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=os.getcwd())
-             for i in range(3)]
+    procs = [
+        subprocess.Popen(
+            serve + ["--party", str(i), "--deployment", str(dep), "--timeout", "10"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=os.getcwd(),
+        )
+        for i in range(3)
+    ]
     try:
         assert [p.stdout.readline().strip() for p in procs] == ["ready"] * 3
         result = run("encrypted", "predict", "--input", folder / "x.csv", "--deployment", dep, "--json")
@@ -55,20 +62,27 @@ def test_setup_share_serve_predict(saved):
         # The model was shared without --allow-logits: the client cannot ask for more (one line, exit 2).
         result = run("encrypted", "predict", "--input", folder / "x.csv", "--deployment", dep, "--output", "logits")
         assert result.exit_code == 2 and "only labels" in result.output and "Traceback" not in result.output
-        result = run("encrypted", "predict", "--input", folder / "x.npy", "--deployment", dep,
-                     "--out", folder / "labels.npy")
+        result = run(
+            "encrypted", "predict", "--input", folder / "x.npy", "--deployment", dep, "--out", folder / "labels.npy"
+        )
         want = expected.argmax(1).tolist() + np.asarray(model.predict(x[3:], verbose=0)).argmax(1).tolist()
         assert result.exit_code == 0 and np.array_equal(np.load(folder / "labels.npy"), want)
         assert (folder / "labels.npy").stat().st_mode & 0o077 == 0  # the client's secret: owner only
         # One certificate per client: a second client works, a revoked one is refused, the first still works.
         assert run("encrypted", "add-client", "bob", "--deployment", dep).exit_code == 0
-        assert run("encrypted", "predict", "--input", folder / "x.csv", "--deployment", dep,
-                   "--client", "bob").exit_code == 0
+        assert (
+            run("encrypted", "predict", "--input", folder / "x.csv", "--deployment", dep, "--client", "bob").exit_code
+            == 0
+        )
         assert run("encrypted", "revoke-client", "bob", "--deployment", dep).exit_code == 0
         result = run("encrypted", "predict", "--input", folder / "x.csv", "--deployment", dep, "--client", "bob")
         assert result.exit_code == 1 and "Traceback" not in result.output
-        assert run("encrypted", "predict", "--input", folder / "x.csv", "--deployment", dep,
-                   "--client", "client").exit_code == 0
+        assert (
+            run(
+                "encrypted", "predict", "--input", folder / "x.csv", "--deployment", dep, "--client", "client"
+            ).exit_code
+            == 0
+        )
     finally:
         for p in procs:
             p.terminate()
@@ -77,8 +91,17 @@ def test_setup_share_serve_predict(saved):
 
 def test_verify_reports_agreement_and_passes(saved):
     folder, _, _ = saved
-    result = run("encrypted", "verify", folder / "model.keras", folder / "x.npy", "--labels", folder / "y.npy",
-                 "--batch-size", "8", "--json")
+    result = run(
+        "encrypted",
+        "verify",
+        folder / "model.keras",
+        folder / "x.npy",
+        "--labels",
+        folder / "y.npy",
+        "--batch-size",
+        "8",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["passed"] and report["examples"] == 20 and report["decision_agreement"] == 1.0
@@ -95,7 +118,7 @@ def bad_files(saved, tmp_path_factory):
     (folder / "garbage.keras").write_bytes(b"not a model")
     keras.Sequential([keras.layers.Dense(2)]).save(folder / "unbuilt.keras")
     wrap = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)])  # logits of about 2^31 on inputs of 1
-    wrap.set_weights([np.array([[2.0 ** 30, 2.0 ** 30], [1.0, -1.0]]), np.full(2, 2.0 ** 30)])
+    wrap.set_weights([np.array([[2.0**30, 2.0**30], [1.0, -1.0]]), np.full(2, 2.0**30)])
     wrap.save(folder / "wrap.keras")
     np.save(folder / "wrong_shape.npy", np.zeros((2, 5)))
     np.save(folder / "nan.npy", np.array([[np.nan] * 64]))
@@ -106,22 +129,30 @@ def bad_files(saved, tmp_path_factory):
     (folder / "text.csv").write_text("a,b,c\n")
     (folder / "corrupt.npz").write_bytes(b"PK\x03\x04 truncated")
     (folder / "a_folder").mkdir()
-    for name, body in {"port": {"parties": [{"host": "127.0.0.1", "port": 70000}] * 3},
-                       "nested": {"parties": [[[[]]]]}, "two": {"parties": [{"host": "h", "port": 1}] * 2}}.items():
+    for name, body in {
+        "port": {"parties": [{"host": "127.0.0.1", "port": 70000}] * 3},
+        "nested": {"parties": [[[[]]]]},
+        "two": {"parties": [{"host": "h", "port": 1}] * 2},
+    }.items():
         (folder / name).mkdir()
         (folder / name / "deployment.json").write_text(json.dumps(body))
     dep = folder / "dep"
     assert run("encrypted", "setup", "--out", dep).exit_code == 0
-    assert run("encrypted", "share-model", saved[0] / "model.keras", "--deployment", dep,
-               "--input-range", 0, 1).exit_code == 0
+    assert (
+        run("encrypted", "share-model", saved[0] / "model.keras", "--deployment", dep, "--input-range", 0, 1).exit_code
+        == 0
+    )
     (dep / "party-1" / "broken.npz").write_bytes(b"garbage")
     return folder
 
 
 BAD = [  # (command line, the option or argument the one-line error must name)
-    ("setup --valid-days 1000000", "--valid-days"), ("setup --valid-days inf", "--valid-days"),
-    ("setup --party localhost", "--party"), ("setup --party 127.0.0.1:70000", "--party"),
-    ("setup --party 127.0.0.1:1 --party 127.0.0.1:2", "--party"), ("setup --client 'bad name!'", "--client"),
+    ("setup --valid-days 1000000", "--valid-days"),
+    ("setup --valid-days inf", "--valid-days"),
+    ("setup --party localhost", "--party"),
+    ("setup --party 127.0.0.1:70000", "--party"),
+    ("setup --party 127.0.0.1:1 --party 127.0.0.1:2", "--party"),
+    ("setup --client 'bad name!'", "--client"),
     ("setup --out {bad}/garbage.keras", "--out"),
     ("share-model {bad}/missing.keras --input-range 0 1", "MODEL"),
     ("share-model {saved}/model.keras", "--input-range"),
@@ -170,11 +201,14 @@ BAD = [  # (command line, the option or argument the one-line error must name)
     ("verify {saved}/model.keras {saved}/x.npy --max-accuracy-drop nan", "--max-accuracy-drop"),
     ("verify {saved}/model.keras {saved}/x.npy --max-accuracy-drop inf", "--max-accuracy-drop"),
     ("verify {saved}/model.keras {saved}/x.npy --input-range 1 0", "--input-range"),
-    ("verify {saved}/model.keras {saved}/x.npy --input-range 0 1e300", "--input-range"),   # beyond the ring
-    ("verify {saved}/model.keras {saved}/x.npy --input-range -1e6 1e6", "--input-range"),   # overflows inside
-    ("bench --batch 0", "--batch"), ("bench --batch 1000000000", "--batch"), ("bench --repeats 0", "--repeats"),
+    ("verify {saved}/model.keras {saved}/x.npy --input-range 0 1e300", "--input-range"),  # beyond the ring
+    ("verify {saved}/model.keras {saved}/x.npy --input-range -1e6 1e6", "--input-range"),  # overflows inside
+    ("bench --batch 0", "--batch"),
+    ("bench --batch 1000000000", "--batch"),
+    ("bench --repeats 0", "--repeats"),
     ("bench --model resnet", "--model"),
-    ("add-client 'bad name!' --deployment {bad}/dep", "NAME"), ("add-client client --deployment {bad}/dep", "NAME"),
+    ("add-client 'bad name!' --deployment {bad}/dep", "NAME"),
+    ("add-client client --deployment {bad}/dep", "NAME"),
     ("add-client carol --deployment {bad}/nowhere", "--deployment"),
     ("revoke-client nobody --deployment {bad}/dep", "NAME"),
 ]
@@ -192,7 +226,7 @@ def test_bad_inputs_end_in_one_line_naming_the_option(saved, bad_files, line, op
     assert "Traceback" not in result.output
     error = result.output.strip().splitlines()[-1]
     assert error.startswith("Error: ") and option in error, error
-    assert result.stderr.count("\n") == 1, result.stderr   # that line only
+    assert result.stderr.count("\n") == 1, result.stderr  # that line only
     assert sorted(p for p in bad_files.rglob("*")) == before  # nothing written
 
 

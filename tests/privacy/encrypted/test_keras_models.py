@@ -25,10 +25,14 @@ def check_against_keras_and_simulation(model, x):
     labels = (expected[:, 0] > 0.5) if expected.shape[1] == 1 else expected.argmax(1)
     assert np.array_equal(got.labels, labels)
     assert np.abs(got.outputs - expected).max() <= 1e-3
-    sim = simulate(plan.architecture, plan.encode(cluster.fixed), encode_input(x, plan.architecture.input_shape,
-                                                                              cluster.fixed), cluster.fixed)
+    sim = simulate(
+        plan.architecture,
+        plan.encode(cluster.fixed),
+        encode_input(x, plan.architecture.input_shape, cluster.fixed),
+        cluster.fixed,
+    )
     frac = (2 if sim.logits.wide else 1) * cluster.fixed.frac_bits
-    assert np.array_equal(np.rint(got.logits * 2.0 ** frac).astype(np.int64), sim.logits.point)  # exact
+    assert np.array_equal(np.rint(got.logits * 2.0**frac).astype(np.int64), sim.logits.point)  # exact
     only_labels = cluster.predict(x, output="label")
     assert only_labels.outputs is None and np.array_equal(only_labels.labels, got.labels)
     return cluster
@@ -41,13 +45,23 @@ def test_tabular_mlp_with_sigmoid_output(tabular):
 def test_digits_mlp_with_batch_norm_folded_and_softmax_output(digits_mlp):
     cluster = check_against_keras_and_simulation(*digits_mlp)
     assert [layer.name for layer in cluster.architecture.layers] == [
-        "hidden", "hidden.relu", "narrow", "act.relu", "out"]
+        "hidden",
+        "hidden.relu",
+        "narrow",
+        "act.relu",
+        "out",
+    ]
     cost = cluster.last_cost  # of the label-only prediction
     # A ReLU takes 3 rounds (the truncation's round carries the comparison's first message), the next
     # Dense 1 (re-sharing its input); the logits are opened untruncated; the label of 10 classes: all 45
     # pairs compared at once, a one-hot vector (5 rounds, `layers.one_hot_argmax`).
     assert {name: c["rounds"] for name, c in cost.layers.items()} == {
-        "hidden.relu": 3, "narrow": 1, "act.relu": 3, "out": 1, "label": 5}
+        "hidden.relu": 3,
+        "narrow": 1,
+        "act.relu": 3,
+        "out": 1,
+        "label": 5,
+    }
 
 
 def test_functional_cnn_with_pooling_and_batch_norm(digits_cnn):
@@ -61,11 +75,19 @@ def test_hidden_sigmoid_is_piecewise_linear_within_its_error(train):
     x = x / 16.0
     inputs = keras.Input((64,))
     hidden = keras.layers.Dense(8, activation="sigmoid", name="squash")(inputs)
-    model = train(keras.Model(inputs, keras.layers.Dense(10, name="logits")(hidden)), x, y,
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), 2)
+    model = train(
+        keras.Model(inputs, keras.layers.Dense(10, name="logits")(hidden)),
+        x,
+        y,
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        2,
+    )
     plan = import_keras_model(model)
-    got = InProcessCluster(plan, InputBounds.declared(0.0, 1.0, (64,)), allow_logits=True).predict(
-        x[:40], output="logits").logits
+    got = (
+        InProcessCluster(plan, InputBounds.declared(0.0, 1.0, (64,)), allow_logits=True)
+        .predict(x[:40], output="logits")
+        .logits
+    )
     # Logit error = sum_j |w_j| * (sigmoid error) plus fixed-point rounding.
     kernel = plan.weights["logits"][0]
     bound = np.abs(kernel).sum(axis=0).max() * SIGMOID_MAX_ERROR + 1e-3
@@ -78,16 +100,33 @@ def test_wrong_input_shape_is_named(digits_mlp):
         cluster.predict(np.zeros((2, 63)))
 
 
-@pytest.mark.parametrize("build, message", [
-    (lambda: keras.Sequential([keras.Input((5, 3)), keras.layers.LSTM(2, name="memory")]), "'memory' \\(LSTM\\)"),
-    (lambda: keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="tanh", name="d")]), "'tanh'"),
-    (lambda: keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax"),
-                               keras.layers.Dense(2)]), "softmax"),
-    (lambda: keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="relu"),
-                               keras.layers.BatchNormalization(name="bn")]), "'bn'.*folded"),
-    (lambda: keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(2, 3, dilation_rate=2, name="c")]),
-     "'c'.*dilated"),
-])
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: keras.Sequential([keras.Input((5, 3)), keras.layers.LSTM(2, name="memory")]), "'memory' \\(LSTM\\)"),
+        (lambda: keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="tanh", name="d")]), "'tanh'"),
+        (
+            lambda: keras.Sequential(
+                [keras.Input((4,)), keras.layers.Dense(3, activation="softmax"), keras.layers.Dense(2)]
+            ),
+            "softmax",
+        ),
+        (
+            lambda: keras.Sequential(
+                [
+                    keras.Input((4,)),
+                    keras.layers.Dense(3, activation="relu"),
+                    keras.layers.BatchNormalization(name="bn"),
+                ]
+            ),
+            "'bn'.*folded",
+        ),
+        (
+            lambda: keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(2, 3, dilation_rate=2, name="c")]),
+            "'c'.*dilated",
+        ),
+    ],
+)
 def test_unsupported_models_are_rejected_with_the_layer_named(build, message):
     with pytest.raises(UnsupportedModelError, match=message):
         import_keras_model(build())
@@ -148,10 +187,15 @@ def test_verify_compares_labels_for_a_model_whose_logits_cannot_be_released():
     from privacy.encrypted import LogitsOutOfRange
     from privacy.encrypted.verify import verify_model
 
-    model = keras.Sequential([keras.Input((2,), dtype="float64"), keras.layers.Dense(2, "relu", dtype="float64"),
-                              keras.layers.Dense(2, dtype="float64")])
-    model.layers[0].set_weights([np.array([[1.0, 0.0], [0.0, 0.0]]), np.array([0.0, 2.0 ** 16])])
-    model.layers[1].set_weights([np.array([[0.0, 1.0], [2.0 ** 15, 2.0 ** 15]]), np.array([0.5, 0.0])])
+    model = keras.Sequential(
+        [
+            keras.Input((2,), dtype="float64"),
+            keras.layers.Dense(2, "relu", dtype="float64"),
+            keras.layers.Dense(2, dtype="float64"),
+        ]
+    )
+    model.layers[0].set_weights([np.array([[1.0, 0.0], [0.0, 0.0]]), np.array([0.0, 2.0**16])])
+    model.layers[1].set_weights([np.array([[0.0, 1.0], [2.0**15, 2.0**15]]), np.array([0.5, 0.0])])
     x = np.array([[0.25, 0.0], [1.0, 0.5], [0.75, 0.0], [0.0, 1.0]])
     y = np.array([0, 1, 1, 0])
     plan = import_keras_model(model)
@@ -159,6 +203,10 @@ def test_verify_compares_labels_for_a_model_whose_logits_cannot_be_released():
     with pytest.raises(LogitsOutOfRange):
         InProcessCluster(plan, bounds, allow_logits=True)
     report = verify_model(model, x, y, InProcessCluster(plan, bounds), output="label")
-    assert (report.output, report.max_abs_error, report.decision_agreement, report.encrypted_accuracy) == \
-        ("label", None, 1.0, 1.0)
+    assert (report.output, report.max_abs_error, report.decision_agreement, report.encrypted_accuracy) == (
+        "label",
+        None,
+        1.0,
+        1.0,
+    )
     assert "not measured (labels only)" in report.format_text()

@@ -13,8 +13,9 @@ from privacy.encrypted.network.certificates import create_deployment, party_role
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory):
-    return create_deployment(str(tmp_path_factory.mktemp("links")), [("127.0.0.1", 1), ("127.0.0.1", 2),
-                                                                     ("127.0.0.1", 3)])
+    return create_deployment(
+        str(tmp_path_factory.mktemp("links")), [("127.0.0.1", 1), ("127.0.0.1", 2), ("127.0.0.1", 3)]
+    )
 
 
 def tls_pair(deployment):
@@ -23,8 +24,9 @@ def tls_pair(deployment):
     client = deployment.tls_context(party_role(1), server=False)
     with socket.create_server(("127.0.0.1", 0)) as listener:
         accepted = {}
-        thread = threading.Thread(target=lambda: accepted.setdefault(
-            "sock", server.wrap_socket(listener.accept()[0], server_side=True)))
+        thread = threading.Thread(
+            target=lambda: accepted.setdefault("sock", server.wrap_socket(listener.accept()[0], server_side=True))
+        )
         thread.start()
         connecting = client.wrap_socket(socket.create_connection(listener.getsockname()))
         thread.join(timeout=10)

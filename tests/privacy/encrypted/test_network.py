@@ -28,8 +28,10 @@ def test_three_processes_agree_with_keras(request, fixture):
     plan = import_keras_model(model)
     expected = np.asarray(model.predict(x, verbose=0), dtype=np.float64)
     bounds = InputBounds.from_data(x, plan.architecture.input_shape)
-    with loopback_parties(plan, bounds, allow_logits=True, timeout=20) as parties, \
-            RemoteClient(parties.deployment, timeout=20) as client:
+    with (
+        loopback_parties(plan, bounds, allow_logits=True, timeout=20) as parties,
+        RemoteClient(parties.deployment, timeout=20) as client,
+    ):
         got = client.predict(x, output="logits")
         labels = client.predict(x[:7], output="label").labels
         cost = client.last_cost
@@ -42,8 +44,9 @@ def test_three_processes_agree_with_keras(request, fixture):
 def tiny_plan():
     rng = np.random.default_rng(3)
     arch = Architecture((4,), (Dense("d", 3), Activation("d.relu", "relu"), Dense("out", 2)))
-    return ModelPlan(arch, {"d": (rng.normal(size=(4, 3)), rng.normal(size=3)),
-                            "out": (rng.normal(size=(3, 2)), rng.normal(size=2))})
+    return ModelPlan(
+        arch, {"d": (rng.normal(size=(4, 3)), rng.normal(size=3)), "out": (rng.normal(size=(3, 2)), rng.normal(size=2))}
+    )
 
 
 TINY_BOUNDS = InputBounds.declared(-4.0, 4.0, (4,))
@@ -76,21 +79,25 @@ def serves_correctly(deployment, timeout=10, output="logits"):
 
 MALFORMED = {
     "not ppml": b"GET / HTTP/1.1\r\n\r\n" + bytes(64),
-    "wrapping shape product": frame(b'{"meta": {"kind": "predict"}, "shapes": [[4294967296, 4294967296, 16]], '
-                                    b'"dtypes": ["u8"]}'),
+    "wrapping shape product": frame(
+        b'{"meta": {"kind": "predict"}, "shapes": [[4294967296, 4294967296, 16]], "dtypes": ["u8"]}'
+    ),
     "Infinity": frame(b'{"meta": {"kind": "predict"}, "shapes": [[Infinity]], "dtypes": ["u8"]}'),
     "deep nesting": frame(b'{"meta": {"a": ' + b"[" * 20000 + b"]" * 20000 + b'}, "shapes": [], "dtypes": []}'),
     "other keys": frame(b'{"meta": {}, "shapes": [], "dtypes": [], "x": 1}'),
     "bad dtype": frame(b'{"meta": {}, "shapes": [[2]], "dtypes": ["f8"]}'),
     "not utf-8": frame(b"\xff\xfe{}"),
-    "2 GiB announced": frame(b'{"meta": {"kind": "predict", "request_id": "big", "output": "logits"}, '
-                             b'"shapes": [[67108864, 4], [67108864, 4]], "dtypes": ["u8", "u8"]}'),
+    "2 GiB announced": frame(
+        b'{"meta": {"kind": "predict", "request_id": "big", "output": "logits"}, '
+        b'"shapes": [[67108864, 4], [67108864, 4]], "dtypes": ["u8", "u8"]}'
+    ),
 }
 
 
 def test_faulty_clients_get_clear_errors_and_the_parties_keep_serving(tmp_path):
-    with loopback_parties(tiny_plan(), TINY_BOUNDS, allow_logits=True, timeout=5,
-                          directory=str(tmp_path / "dep")) as parties:
+    with loopback_parties(
+        tiny_plan(), TINY_BOUNDS, allow_logits=True, timeout=5, directory=str(tmp_path / "dep")
+    ) as parties:
         deployment = parties.deployment
         # A certificate from another CA is refused during the handshake.
         other = create_deployment(str(tmp_path / "other"), list(deployment.addresses))
@@ -102,8 +109,13 @@ def test_faulty_clients_get_clear_errors_and_the_parties_keep_serving(tmp_path):
             sock.sendall(data)
             reply, _ = recv_message(sock, "party 1")
             assert reply["kind"] == "error", what
-            assert ("admits" if what == "2 GiB announced" else "not ppml" if what == "not ppml"
-                    else "unreadable message header") in reply["message"], (what, reply)
+            assert (
+                "admits"
+                if what == "2 GiB announced"
+                else "not ppml"
+                if what == "not ppml"
+                else "unreadable message header"
+            ) in reply["message"], (what, reply)
         # Wrong input shape sent straight to the parties (the client library would refuse it first).
         socks = [raw_client(deployment, i)[0] for i in range(3)]
         for sock, (a, b) in zip(socks, share(np.zeros((2, 5), dtype=np.uint64))):
@@ -205,8 +217,10 @@ def test_requests_that_reach_party_0_only_do_not_starve_other_clients(tmp_path):
 def test_plain_tcp_connections_cannot_exhaust_the_parties():
     """Connections without a certificate are evicted before authenticated ones: an open client connection
     survives 200 plain TCP connections (review B3)."""
-    with loopback_parties(tiny_plan(), TINY_BOUNDS, allow_logits=True, timeout=5, max_connections=8) as parties, \
-            RemoteClient(parties.deployment, timeout=5) as open_connection:
+    with (
+        loopback_parties(tiny_plan(), TINY_BOUNDS, allow_logits=True, timeout=5, max_connections=8) as parties,
+        RemoteClient(parties.deployment, timeout=5) as open_connection,
+    ):
         assert np.abs(open_connection.predict(X, output="logits").logits - reference(X)).max() < 1e-3
         host, port = parties.deployment.addresses[0]
         held = [socket.create_connection((host, port)) for _ in range(200)]
@@ -221,8 +235,9 @@ def test_plain_tcp_connections_cannot_exhaust_the_parties():
 
 
 def test_idle_clients_are_disconnected_and_budgets_bound_the_batch():
-    with loopback_parties(tiny_plan(), TINY_BOUNDS, allow_logits=True, timeout=5, idle_timeout=1.0,
-                          memory_budget=16 << 20) as parties:
+    with loopback_parties(
+        tiny_plan(), TINY_BOUNDS, allow_logits=True, timeout=5, idle_timeout=1.0, memory_budget=16 << 20
+    ) as parties:
         sock, hello = raw_client(parties.deployment, 2)
         assert 0 < hello["max_batch"] < 4 << 20
         time.sleep(1.5)
@@ -240,8 +255,9 @@ def test_one_client_cannot_hold_the_whole_memory_budget(tmp_path):
     """Largest-batch requests sent to party 1 only, from several connections of one client, hold memory until
     they expire; they stop at that client's quota (a quarter of the budget), so another client is served
     (review B2)."""
-    with loopback_parties(tiny_plan(), TINY_BOUNDS, timeout=5, memory_budget=16 << 20,
-                          directory=str(tmp_path)) as parties:
+    with loopback_parties(
+        tiny_plan(), TINY_BOUNDS, timeout=5, memory_budget=16 << 20, directory=str(tmp_path)
+    ) as parties:
         add_client(str(tmp_path), "alice")
         held, refused = [], 0
         for k in range(8):
@@ -362,9 +378,10 @@ def legitimate_query(deployment, rng, counts, outcomes, client=None):
 
 def burst(deployment, seed, counts, outcomes, during=None):
     """Four clients query at once (while `during()` runs, if given)."""
-    threads = [threading.Thread(target=legitimate_query,
-                                args=(deployment, np.random.default_rng(seed + k), counts, outcomes))
-               for k in range(4)]
+    threads = [
+        threading.Thread(target=legitimate_query, args=(deployment, np.random.default_rng(seed + k), counts, outcomes))
+        for k in range(4)
+    ]
     for t in threads:
         t.start()
     result = during() if during else None
@@ -392,8 +409,9 @@ def fault(kind, deployment, parties, rng, counts, held):
         index = int(rng.integers(3))
         sock, _ = raw_client(deployment, index)
         a, b = share(np.zeros((1, 4), dtype=np.uint64))[index]
-        send_message(sock, {"kind": "predict", "request_id": f"half{rng.integers(1 << 30)}", "output": "logits"},
-                     [a, b])
+        send_message(
+            sock, {"kind": "predict", "request_id": f"half{rng.integers(1 << 30)}", "output": "logits"}, [a, b]
+        )
         reply, _ = recv_message(sock, "party", within=3 * TIMEOUT + 5)
         assert reply["kind"] == "error"
         sock.close()
@@ -440,8 +458,19 @@ def attack(deployment, stop, counts):
         sock.close()
 
 
-KNOWN_ERRORS = ("did not get it", "expired", "did not receive", "cannot reach", "cannot send", "connection to party",
-                "sent no", "closed the connection", "re-run", "withheld", "failed")
+KNOWN_ERRORS = (
+    "did not get it",
+    "expired",
+    "did not receive",
+    "cannot reach",
+    "cannot send",
+    "connection to party",
+    "sent no",
+    "closed the connection",
+    "re-run",
+    "withheld",
+    "failed",
+)
 """What a legitimate query's clear error may say: a party down, restarting or reconnecting."""
 
 
@@ -449,11 +478,25 @@ def test_parties_keep_serving_through_mixed_faults(tmp_path):
     rng = np.random.default_rng(2026)
     counts, outcomes, held = collections.Counter(), [], []
     counts["slowest query (s)"] = 0.0
-    kinds = ["garbage", "plain tcp", "malformed header", "oversized announcement", "half-delivered request",
-             "idle connection"]
-    with loopback_parties(tiny_plan(), TINY_BOUNDS, allow_logits=True, timeout=TIMEOUT, directory=str(tmp_path),
-                          memory_budget=BUDGET,
-                          max_connections=12, idle_timeout=3.0, refresh_every=7) as parties:
+    kinds = [
+        "garbage",
+        "plain tcp",
+        "malformed header",
+        "oversized announcement",
+        "half-delivered request",
+        "idle connection",
+    ]
+    with loopback_parties(
+        tiny_plan(),
+        TINY_BOUNDS,
+        allow_logits=True,
+        timeout=TIMEOUT,
+        directory=str(tmp_path),
+        memory_budget=BUDGET,
+        max_connections=12,
+        idle_timeout=3.0,
+        refresh_every=7,
+    ) as parties:
         deployment = parties.deployment
         add_client(str(tmp_path), "mallory")
         stop = threading.Event()
@@ -464,8 +507,13 @@ def test_parties_keep_serving_through_mixed_faults(tmp_path):
         baseline = {i: current_rss(parties.pid(i)) for i in range(3)}
         for step in range(ROUNDS):
             if step in (40, 100):  # a party killed while four clients query, then restarted
-                restarted = burst(deployment, step * 10, counts, outcomes, lambda: fault(
-                    "killed and restarted", deployment, parties, rng, counts, held))
+                restarted = burst(
+                    deployment,
+                    step * 10,
+                    counts,
+                    outcomes,
+                    lambda: fault("killed and restarted", deployment, parties, rng, counts, held),
+                )
                 counts["killed and restarted"] += 1
                 baseline[restarted] = current_rss(parties.pid(restarted))
             elif step % 12 == 5:
@@ -499,9 +547,12 @@ def test_parties_keep_serving_through_mixed_faults(tmp_path):
         growth = {i: peak_rss(parties.pid(i)) - baseline[i] for i in range(3)}
         elapsed = time.monotonic() - started
         logs = "".join(parties.log(i) for i in range(3))
-    print(f"\nsoak: {ROUNDS} steps in {elapsed:.1f} s: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-          + f"; peak memory growth per party (MiB): {[round(g / 2 ** 20, 1) for g in growth.values()]} "
-          f"(budget {BUDGET >> 20})")
+    print(
+        f"\nsoak: {ROUNDS} steps in {elapsed:.1f} s: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        + f"; peak memory growth per party (MiB): {[round(g / 2**20, 1) for g in growth.values()]} "
+        f"(budget {BUDGET >> 20})"
+    )
     assert counts["WRONG ANSWERS"] == 0
     assert counts["correct answers"] >= ROUNDS // 2  # answered, not only refused
     # The queries in flight when a party was killed, the open connection's next query after each kill, a few more.
@@ -575,8 +626,15 @@ def test_a_follower_refuses_at_once_a_proposed_request_it_no_longer_holds(tmp_pa
         def recv_control(self, timeout, what):
             if self.proposed is None:
                 self.proposed = time.monotonic()
-                return {"control": True, "kind": "session", "session": 1, "client": 7, "request_id": "expired",
-                        "shape": [1, 4], "output": "label"}, []
+                return {
+                    "control": True,
+                    "kind": "session",
+                    "session": 1,
+                    "client": 7,
+                    "request_id": "expired",
+                    "shape": [1, 4],
+                    "output": "label",
+                }, []
             raise TransportError("stop")  # the leader's decision: end the loop
 
         def send_control(self, meta, arrays=()):
@@ -585,7 +643,7 @@ def test_a_follower_refuses_at_once_a_proposed_request_it_no_longer_holds(tmp_pa
     follower.links = {0: Leader()}
     with pytest.raises(TransportError, match="stop"):
         follower._follow()
-    (elapsed, answer), = Leader.sent
+    ((elapsed, answer),) = Leader.sent
     assert answer == {"kind": "answer", "problem": "party 1 did not receive the request"}
     assert elapsed < 1.0
 
@@ -637,8 +695,9 @@ def test_inconsistent_shares_from_a_client_are_refused_and_the_parties_keep_serv
                 parts[1][1].flat[0] += np.uint64(1)
             else:  # party 0's share replaced by random words
                 rng = np.random.default_rng(0)
-                parts[0] = [rng.integers(0, 2 ** 63, size=p.shape, dtype=np.uint64) for p in parts[0]]
+                parts[0] = [rng.integers(0, 2**63, size=p.shape, dtype=np.uint64) for p in parts[0]]
             return [tuple(p) for p in parts]
+
         return tampered_share
 
     with loopback_parties(tiny_plan(), TINY_BOUNDS, allow_logits=True, timeout=5) as parties:

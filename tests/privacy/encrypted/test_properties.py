@@ -13,8 +13,14 @@ import dataclasses
 import numpy as np
 import pytest
 
-from privacy.encrypted import (InProcessCluster, InputBounds, InputOutOfBounds, LogitsOutOfRange, ModelRangeError,
-                               simulate)
+from privacy.encrypted import (
+    InProcessCluster,
+    InputBounds,
+    InputOutOfBounds,
+    LogitsOutOfRange,
+    ModelRangeError,
+    simulate,
+)
 from privacy.encrypted.model.activations import KNOTS, pwl_coefficients
 from privacy.encrypted.model.layers import windows
 from privacy.encrypted.model.plan import Activation, Architecture, Conv2D, Dense, ModelPlan, Pool2D, Reshape
@@ -81,8 +87,11 @@ def forward(plan: ModelPlan, x: np.ndarray, weights: dict, q=lambda v: np.asarra
             wins = windows(x, layer.pool_size, layer.strides, "valid")
             wins = wins.reshape(wins.shape[:3] + (layer.pool_size[0] * layer.pool_size[1], x.shape[-1]))
             area = wins.shape[3]
-            x = (wins.max(axis=3) if layer.kind == "max"
-                 else np.einsum("...kc,k->...c", wins, q(np.full(area, 1 / area))))
+            x = (
+                wins.max(axis=3)
+                if layer.kind == "max"
+                else np.einsum("...kc,k->...c", wins, q(np.full(area, 1 / area)))
+            )
         elif isinstance(layer, Reshape):
             x = x.reshape((len(x),) + tuple(layer.target_shape))
         elif layer.function == "relu":
@@ -112,7 +121,7 @@ def test_random_models_inside_and_outside_their_bounds(seed):
 
     sim = simulate(plan.architecture, plan.encode(fixed), encode_input(x, shape, fixed), fixed)
     frac = (2 if sim.logits.wide else 1) * fixed.frac_bits
-    integers = np.rint(got.logits * 2.0 ** frac).astype(np.int64)
+    integers = np.rint(got.logits * 2.0**frac).astype(np.int64)
     assert np.array_equal(integers, sim.logits.point)  # exact truncation: the fixed-point model, bit for bit
     assert sim.logits.contains(integers).all()
     assert np.abs(got.logits - forward(plan, x, plan.weights)).max() < 0.05
@@ -138,10 +147,15 @@ def test_random_models_inside_and_outside_their_bounds(seed):
 def exact_logits(weights, x, frac_bits: int) -> list:
     """One Dense layer in Python integers (no ring): the logits in 2f fractional bits, rounding as the encoding."""
     kernel, bias = weights
-    enc = lambda v, bits: [int(round(float(e) * 2 ** bits)) for e in np.ravel(v)]  # noqa: E731
+    enc = lambda v, bits: [int(round(float(e) * 2**bits)) for e in np.ravel(v)]  # noqa: E731
     k = np.reshape(enc(kernel, frac_bits), np.shape(kernel))
-    return [[sum(xi * int(k[i, j]) for i, xi in enumerate(enc(row, frac_bits))) + b
-             for j, b in enumerate(enc(bias, 2 * frac_bits))] for row in x]
+    return [
+        [
+            sum(xi * int(k[i, j]) for i, xi in enumerate(enc(row, frac_bits))) + b
+            for j, b in enumerate(enc(bias, 2 * frac_bits))
+        ]
+        for row in x
+    ]
 
 
 @pytest.mark.parametrize("seed", range(24))
@@ -155,20 +169,20 @@ def test_logits_at_the_edge_of_the_ring_are_exact_or_their_release_is_refused(se
     # which labels compare, stay small); the box is scaled so that the extreme logit is 2^31 (2^63 in the
     # logits' 2f = 32 fractional bits) within a relative 2^-12, above or below. The box is narrow (some
     # features constant): the label head's comparisons bound differences of logits by interval arithmetic.
-    shared = rng.choice([-1.0, 1.0], size=features) * rng.uniform(0.5, 0.9, size=features) * 2.0 ** 30
+    shared = rng.choice([-1.0, 1.0], size=features) * rng.uniform(0.5, 0.9, size=features) * 2.0**30
     kernel = shared[:, None] + rng.normal(size=(features, units))
-    bias = np.full(units, rng.uniform(-2.0 ** 29, 2.0 ** 29))
+    bias = np.full(units, rng.uniform(-(2.0**29), 2.0**29))
     sign = rng.choice([-1.0, 1.0])
     lo = sign * np.sign(shared) * rng.uniform(0.5, 1, size=features)
-    hi = lo + rng.choice([0.0, 1.0], size=features) * rng.uniform(0, 2.0 ** -5, size=features)
+    hi = lo + rng.choice([0.0, 1.0], size=features) * rng.uniform(0, 2.0**-5, size=features)
     extreme = np.sum(np.maximum(shared * lo, shared * hi) if sign > 0 else np.minimum(shared * lo, shared * hi))
-    scale = (sign * 2.0 ** 31 * (1 + rng.uniform(-2.0 ** -12, 2.0 ** -12)) - bias[0]) / extreme
+    scale = (sign * 2.0**31 * (1 + rng.uniform(-(2.0**-12), 2.0**-12)) - bias[0]) / extreme
     lo, hi = lo * scale, hi * scale
     plan = ModelPlan(Architecture((features,), (Dense("out", units),)), {"out": (kernel, bias)})
     bounds = InputBounds.declared(lo, hi, (features,))
-    corners = np.array([[hi[i] if (c >> i) & 1 else lo[i] for i in range(features)] for c in range(2 ** features)])
+    corners = np.array([[hi[i] if (c >> i) & 1 else lo[i] for i in range(features)] for c in range(2**features)])
     exact = exact_logits(plan.weights["out"], corners, 16)
-    fits = all(-2 ** 63 <= v < 2 ** 63 for row in exact for v in row)  # a Dense layer's extremes are at corners
+    fits = all(-(2**63) <= v < 2**63 for row in exact for v in row)  # a Dense layer's extremes are at corners
 
     labels_only = InProcessCluster(plan, bounds)
     assert np.array_equal(labels_only.predict(corners).labels, np.argmax(np.array(exact, dtype=object), axis=1))
@@ -181,15 +195,16 @@ def test_logits_at_the_edge_of_the_ring_are_exact_or_their_release_is_refused(se
     outputs = cluster.run_shares(share(encode_input(corners, (features,), cluster.fixed)), "logits")
     got = as_signed(reconstruct([np.asarray(s.values, dtype=np.uint64) for s in outputs]))
     assert [[int(v) for v in row] for row in got] == exact  # bit for bit, no wrap
-    assert max(abs(v) for row in exact for v in row) >= 2 ** 62
-    np.testing.assert_allclose(cluster.predict(corners, output="logits").logits,
-                               np.array(exact, dtype=np.float64) / 2.0 ** 32, rtol=1e-12)
+    assert max(abs(v) for row in exact for v in row) >= 2**62
+    np.testing.assert_allclose(
+        cluster.predict(corners, output="logits").logits, np.array(exact, dtype=np.float64) / 2.0**32, rtol=1e-12
+    )
 
 
 def test_logits_that_wrap_the_ring_are_refused_with_the_setting_to_change():
     """Review case: kernel 2^30 on a constant feature plus bias 2^30 gives logits of 2^63 (in 2f bits),
     which read back as -2^63 from the ring."""
-    kernel, bias = np.array([[2.0 ** 30, 2.0 ** 30], [1.0, -1.0]]), np.array([2.0 ** 30, 2.0 ** 30])
+    kernel, bias = np.array([[2.0**30, 2.0**30], [1.0, -1.0]]), np.array([2.0**30, 2.0**30])
     plan = ModelPlan(Architecture((2,), (Dense("d1", 2),), "softmax"), {"d1": (kernel, bias)})
     bounds = InputBounds.declared([1.0, 0.0], [1.0, 1.0], (2,))
     with pytest.raises(LogitsOutOfRange, match=r"64 bits.*allow_logits=False, no --allow-logits"):

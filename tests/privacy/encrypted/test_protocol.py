@@ -20,14 +20,14 @@ RNG = np.random.default_rng(7)  # test data only; shares and masks never use num
 
 
 def full_ring(n):
-    return RNG.integers(0, 2 ** 64, size=n, dtype=np.uint64)
+    return RNG.integers(0, 2**64, size=n, dtype=np.uint64)
 
 
 def in_range(bits, n):
     """Values spread over [-2^bits, 2^bits), with its edges, zero and +-1 (any ring element for bits = 63)."""
     if bits == 63:
-        return np.concatenate([full_ring(n), as_ring([0, 1, -1, 2 ** 63 - 1, -2 ** 63 + 1, -2 ** 63])])
-    edge = 2 ** bits
+        return np.concatenate([full_ring(n), as_ring([0, 1, -1, 2**63 - 1, -(2**63) + 1, -(2**63)])])
+    edge = 2**bits
     return as_ring(np.concatenate([RNG.integers(-edge, edge, size=n), [0, 1, -1, edge - 1, -edge + 1, -edge]]))
 
 
@@ -42,7 +42,8 @@ def test_sharing_reconstructs_and_each_party_holds_two_components():
 def test_linear_operations_are_exact(run_parties):
     x, y, c = full_ring(500), full_ring(500), full_ring(500)
     total, diff, plus_c, times_c = run_parties(
-        lambda p, a, b: (a + b, a - b, arithmetic.add_public(p, a, c), a.times_public(c)), x, y)
+        lambda p, a, b: (a + b, a - b, arithmetic.add_public(p, a, c), a.times_public(c)), x, y
+    )
     assert np.array_equal(total, x + y) and np.array_equal(diff, x - y)
     assert np.array_equal(plus_c, x + c) and np.array_equal(times_c, x * c)
 
@@ -59,9 +60,17 @@ def test_products_and_resharing_are_exact_in_the_whole_ring(run_parties, helper)
 
 def bounded(bits, n):
     """Values with |z| < 2^bits: spread over the range, its edges, zero, +-1 and the multiples of 2^16 near 0."""
-    edge = 2 ** bits - 1
-    return as_ring(np.concatenate([RNG.integers(-edge, edge + 1, size=n), [0, 1, -1, edge, -edge],
-                                   np.arange(-4, 5) * 2 ** 16, np.arange(-4, 5) * 2 ** 16 - 1]))
+    edge = 2**bits - 1
+    return as_ring(
+        np.concatenate(
+            [
+                RNG.integers(-edge, edge + 1, size=n),
+                [0, 1, -1, edge, -edge],
+                np.arange(-4, 5) * 2**16,
+                np.arange(-4, 5) * 2**16 - 1,
+            ]
+        )
+    )
 
 
 @pytest.mark.parametrize("helper", [0, 1, 2])
@@ -71,8 +80,7 @@ def test_truncation_is_exact(run_parties, fixed, helper):
     truncation takes 3 rounds: its own, the carry comparison's second, and the one making terms of it."""
     f = fixed.frac_bits
     z = bounded(37, 30000)
-    got = run_parties(lambda p, a: Truncation(p, Terms.of_share(a), shift=f, bound_bits=37, helper=helper).terms(),
-                      z)
+    got = run_parties(lambda p, a: Truncation(p, Terms.of_share(a), shift=f, bound_bits=37, helper=helper).terms(), z)
     assert np.array_equal(got, arithmetic_shift(z, f)) and not run_parties.rerun
     assert run_parties.last_parties[0].channel.stats.rounds == 3
 
@@ -83,11 +91,12 @@ def test_every_wrong_truncation_is_flagged_and_flags_do_not_depend_on_the_data(r
     rate must be the same for z near the bound and for z = 0 (it does not depend on z)."""
     f, bits = fixed.frac_bits, 58
     flags = {"large": [], "zero": []}
-    for name, value in (("large", 2 ** bits - 2 ** f), ("zero", 0)):
+    for name, value in (("large", 2**bits - 2**f), ("zero", 0)):
         for _ in range(150):
             z = as_ring(np.full(8, value))  # 8 examples of one element
-            got = run_parties(lambda p, a: Truncation(p, Terms.of_share(a), shift=f, bound_bits=bits,
-                                                      helper=2).terms(), z)
+            got = run_parties(
+                lambda p, a: Truncation(p, Terms.of_share(a), shift=f, bound_bits=bits, helper=2).terms(), z
+            )
             flagged = np.zeros(8, bool) if run_parties.flagged is None else run_parties.flagged
             wrong = got != arithmetic_shift(z, f)
             assert not np.any(wrong & ~flagged)
@@ -165,7 +174,7 @@ def fixed_point():
 @pytest.mark.parametrize("width", [2, 3, 5, 10, 16, 17, 20])
 def test_maximum_and_argmax_match_numpy_including_ties(run_parties, width):
     """The tournament's maximum and index; up to 16 classes the one-hot argmax of all pairs (5 rounds)."""
-    values = RNG.integers(-5, 5, size=(300, width)) * 2 ** 30  # many ties
+    values = RNG.integers(-5, 5, size=(300, width)) * 2**30  # many ties
     v = as_ring(values)
     ops = backend_ops(lambda b, x: (maximum(b, x), argmax(b, x), one_hot_argmax(b, x)), v)
 
@@ -180,8 +189,10 @@ def test_maximum_and_argmax_match_numpy_including_ties(run_parties, width):
     assert np.array_equal(index.astype(np.int64), values.argmax(axis=1))
     assert np.array_equal(hot, np.eye(width, dtype=np.uint64)[values.argmax(axis=1)])
     if width <= PAIRWISE_CLASSES:
-        run_parties(lambda p, a: one_hot_argmax(SecureBackend(p, fixed_point(), backend_ops(one_hot_argmax, v)),
-                                                Value(a)).data, v)
+        run_parties(
+            lambda p, a: one_hot_argmax(SecureBackend(p, fixed_point(), backend_ops(one_hot_argmax, v)), Value(a)).data,
+            v,
+        )
         assert run_parties.last_parties[0].channel.stats.rounds == 5
 
 
@@ -212,8 +223,10 @@ def test_examples_a_party_withholds_are_run_again(fixed):
         flagged = row[rows] if withhold else None
         out = [OutputShare(v[rows], "add", fixed.frac_bits) for v in values]
         if withhold:  # the pair of the failing truncation (parties 0 and 1) zeroes the row and says so
-            out[:2] = [OutputShare(np.where(flagged[:, None], np.uint64(0), v[rows]), "add", fixed.frac_bits,
-                                   rerun=flagged) for v in values[:2]]
+            out[:2] = [
+                OutputShare(np.where(flagged[:, None], np.uint64(0), v[rows]), "add", fixed.frac_bits, rerun=flagged)
+                for v in values[:2]
+            ]
         return out
 
     calls = []
@@ -233,8 +246,14 @@ def test_examples_a_party_withholds_are_run_again(fixed):
     assert calls == [[0, 1, 2], [1]]
     too_large = RangePlan(ranges.input_bounds, (), 0, 16, 1e-6)  # |logit| < 2^16 units = 1.0
     with pytest.raises(ResultRejected, match="outside the model's proven output range"):
-        predict_with_retries(lambda rows: shares(rows, False), 3, retries=0, output="logits",
-                             output_activation="linear", ranges=too_large)
+        predict_with_retries(
+            lambda rows: shares(rows, False),
+            3,
+            retries=0,
+            output="logits",
+            output_activation="linear",
+            ranges=too_large,
+        )
 
 
 def test_rounds_of_the_reference_mlp():
@@ -285,15 +304,22 @@ def test_the_servers_input_check_accepts_exactly_the_bounds(span):
     fixed = FixedPoint(16)
     k = 17
     lo = np.array([-3.0, 0.0, 0.5])
-    width = (2 ** k - 1 if span == "power of two" else 2 ** (k - 1)) / 2.0 ** 16  # [lo, lo + 2 - 2^-16] or + 1
+    width = (2**k - 1 if span == "power of two" else 2 ** (k - 1)) / 2.0**16  # [lo, lo + 2 - 2^-16] or + 1
     plan = ModelPlan(Architecture((3,), (Dense("d", 2),)), {"d": (np.ones((3, 2)), np.zeros(2))})
     cluster = InProcessCluster(plan, InputBounds.declared(lo, lo + width, (3,)), fixed, allow_logits=True)
     lo_enc = as_signed(fixed.encode(lo, what="input"))
-    hi_enc = lo_enc + int(width * 2 ** 16)
+    hi_enc = lo_enc + int(width * 2**16)
     inside, outside = [lo_enc, hi_enc, lo_enc + 1, hi_enc - 1, (lo_enc + hi_enc) // 2], []
     for feature in range(3):
-        for value in (lo_enc[feature] - 1, hi_enc[feature] + 1, hi_enc[feature] + 2 ** k, lo_enc[feature] - 2 ** k,
-                      2 ** 62, -2 ** 63, lo_enc[feature] + 2 ** 40):
+        for value in (
+            lo_enc[feature] - 1,
+            hi_enc[feature] + 1,
+            hi_enc[feature] + 2**k,
+            lo_enc[feature] - 2**k,
+            2**62,
+            -(2**63),
+            lo_enc[feature] + 2**40,
+        ):
             row = inside[-1].copy()
             row[feature] = value
             outside.append(row)

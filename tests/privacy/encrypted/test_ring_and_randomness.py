@@ -10,13 +10,13 @@ from privacy.encrypted.protocol.randomness import Prf, RandomnessSelfTestError, 
 
 def test_encoding_rounds_to_the_nearest_multiple_of_the_resolution():
     fixed = FixedPoint(16)
-    x = np.array([0.0, 1.0, -1.0, 1.5e-5, -3.25, 1234.5678, -(2.0 ** 29)])
+    x = np.array([0.0, 1.0, -1.0, 1.5e-5, -3.25, 1234.5678, -(2.0**29)])
     enc = fixed.encode(x)
     assert np.array_equal(as_signed(enc), np.rint(x * 65536).astype(np.int64))
-    assert np.abs(fixed.decode(enc) - x).max() <= 2 ** -17
+    assert np.abs(fixed.decode(enc) - x).max() <= 2**-17
 
 
-@pytest.mark.parametrize("bad, message", [(np.array([1.0, np.nan]), "NaN"), (np.array([2.0 ** 30 + 1]), "magnitude")])
+@pytest.mark.parametrize("bad, message", [(np.array([1.0, np.nan]), "NaN"), (np.array([2.0**30 + 1]), "magnitude")])
 def test_encoding_rejects_values_it_cannot_represent(bad, message):
     with pytest.raises(ValueError, match=message) as err:
         FixedPoint(16).encode(bad, what="input")

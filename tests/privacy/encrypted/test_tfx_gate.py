@@ -113,14 +113,17 @@ def test_gate_blesses_matching_models_and_blocks_others(tmp_path, python_subproc
     assert lines["STRICT"] == "STRICT ['BLESSED']"
     # A model that cannot be proven within the ring's headroom for the declared range fails closed, with
     # the reason recorded (the run itself completes: `ppml report` has something to show).
-    assert lines["RANGE"].startswith("RANGE ['NOT_BLESSED'] 0 the model cannot run encrypted within the ring's "
-                                     "headroom")
+    assert lines["RANGE"].startswith(
+        "RANGE ['NOT_BLESSED'] 0 the model cannot run encrypted within the ring's headroom"
+    )
     assert "bits" in lines["RANGE"] or "re-run" in lines["RANGE"]
     assert lines["OUTSIDE"].startswith("OUTSIDE ['NOT_BLESSED'] the examples exceed the declared input range")
     # A model whose logits could wrap the ring is checked and blessed for the labels-only release policy.
     assert lines["WIDE"] == "WIDE ['BLESSED'] label None 1.0 label True"
-    assert lines["WIDEREASON"].startswith("WIDEREASON labels only: the logits can need 64 bits for these input "
-                                          "bounds, more than the 63 a ring element holds")
+    assert lines["WIDEREASON"].startswith(
+        "WIDEREASON labels only: the logits can need 64 bits for these input "
+        "bounds, more than the 63 a ring element holds"
+    )
     assert "decision agreement 100.00 %" in lines["WIDEREASON"]
     assert lines["COMPONENT"] == "COMPONENT 50 ['f00', 'f01'] OutputChannel"
     assert lines["INVALID"] == "INVALID min_agreement must be in [0, 1], got 1.5"

@@ -42,7 +42,7 @@ class Recording:
 
 
 def uniform01(words):
-    return (np.asarray(words, dtype=np.uint64) >> np.uint64(11)).astype(np.float64) / 2.0 ** 53
+    return (np.asarray(words, dtype=np.uint64) >> np.uint64(11)).astype(np.float64) / 2.0**53
 
 
 def residues_look_alike(first, second):
@@ -115,8 +115,9 @@ def test_views_of_two_different_inputs_are_indistinguishable(run_parties, fixed,
     for peer, step, array in view:
         if array.dtype == np.uint8 and array.ndim >= 2:
             by_step.setdefault(step, {}).setdefault(peer, []).append(array)
-    pairs = [(x, y) for peers in by_step.values() if len(peers) == 2
-             for x, y in zip(*peers.values()) if x.shape == y.shape]
+    pairs = [
+        (x, y) for peers in by_step.values() if len(peers) == 2 for x, y in zip(*peers.values()) if x.shape == y.shape
+    ]
     assert pairs or viewer != 0  # party 0 helps the input check's comparisons
     for first, second in pairs:
         total = ((first.astype(np.int64) + second) % MODULUS).reshape(2 * N, -1).astype(np.uint8)

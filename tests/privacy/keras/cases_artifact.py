@@ -37,16 +37,18 @@ def case_an_adapted_normalization_is_refused_and_a_given_one_is_not():
 
 def _fit(callback):
     x, y = _data()
-    model = make_private(_model(L.Dense(3)), l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=10,
-                         target_delta=1e-3)
-    model.compile(optimizer=K.optimizers.SGD(0.1),
-                  loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model = make_private(
+        _model(L.Dense(3)), l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=10, target_delta=1e-3
+    )
+    model.compile(optimizer=K.optimizers.SGD(0.1), loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
     return model.fit(x, y, epochs=2, verbose=0, callbacks=[callback], validation_data=(x[:10], y[:10]))
 
 
 def case_callbacks_deciding_from_training_metrics_are_refused():
-    for callback, name in ((K.callbacks.EarlyStopping(monitor="loss"), "EarlyStopping(monitor='loss')"),
-                           (K.callbacks.ReduceLROnPlateau(monitor="loss"), "ReduceLROnPlateau(monitor='loss')")):
+    for callback, name in (
+        (K.callbacks.EarlyStopping(monitor="loss"), "EarlyStopping(monitor='loss')"),
+        (K.callbacks.ReduceLROnPlateau(monitor="loss"), "ReduceLROnPlateau(monitor='loss')"),
+    ):
         try:
             _fit(callback)
         except DPConfigurationError as err:
@@ -78,8 +80,10 @@ def case_later_callbacks_see_no_training_metrics():
 
 
 def case_callbacks_on_validation_metrics_or_epsilon_are_allowed():
-    for callback in (K.callbacks.EarlyStopping(monitor="val_loss", patience=5),
-                     K.callbacks.EarlyStopping(monitor="epsilon", mode="max", patience=5)):
+    for callback in (
+        K.callbacks.EarlyStopping(monitor="val_loss", patience=5),
+        K.callbacks.EarlyStopping(monitor="epsilon", mode="max", patience=5),
+    ):
         assert len(_fit(callback).history["epsilon"]) == 2
 
 
@@ -88,10 +92,17 @@ def _metric_state_after_private_fit(x, y) -> dict[str, np.ndarray]:
     SavedModel's checkpoint (which saves them), or from the model (Keras 3 saves no metric state)."""
     import os
     import tempfile
+
     tf.keras.utils.set_random_seed(0)
-    model = make_private(K.Sequential([K.Input((4,)), L.Dense(8, activation="relu"), L.Dense(1, activation="sigmoid")]),
-                         l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=10, dataset_size=len(y),
-                         target_delta=1e-3, seed=5)
+    model = make_private(
+        K.Sequential([K.Input((4,)), L.Dense(8, activation="relu"), L.Dense(1, activation="sigmoid")]),
+        l2_norm_clip=1.0,
+        noise_multiplier=1.0,
+        expected_batch_size=10,
+        dataset_size=len(y),
+        target_delta=1e-3,
+        seed=5,
+    )
     model.compile(optimizer=K.optimizers.SGD(0.1), loss=K.losses.BinaryCrossentropy(), metrics=["binary_accuracy"])
     model.fit(x, y, steps_per_epoch=20, epochs=1, verbose=0)
     if not compat.is_tf_keras(model):
@@ -129,8 +140,13 @@ class _RunningCentre(L.Layer):
 
 def _fit_private(layer):
     x, labels = _data()
-    model = make_private(K.Sequential([K.Input((4,)), layer, L.Dense(1, activation="sigmoid")]),
-                         l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=10, target_delta=1e-3)
+    model = make_private(
+        K.Sequential([K.Input((4,)), layer, L.Dense(1, activation="sigmoid")]),
+        l2_norm_clip=1.0,
+        noise_multiplier=1.0,
+        expected_batch_size=10,
+        target_delta=1e-3,
+    )
     model.compile(optimizer=K.optimizers.SGD(0.1), loss=K.losses.BinaryCrossentropy())
     model.fit(x, labels[:, None].astype("float32"), steps_per_epoch=4, epochs=1, verbose=0)
     return model

@@ -8,8 +8,17 @@ import tensorflow as tf
 from scipy import stats
 from sklearn.datasets import load_digits
 
-from privacy.keras import (DPConfigurationError, DPKerasAdamOptimizer, compat, find_problems, fixed_size_batches,
-                           make_private, poisson_batches, private_training, sampling_of)
+from privacy.keras import (
+    DPConfigurationError,
+    DPKerasAdamOptimizer,
+    compat,
+    find_problems,
+    fixed_size_batches,
+    make_private,
+    poisson_batches,
+    private_training,
+    sampling_of,
+)
 from privacy.keras.noise import GaussianNoise
 
 K = compat.default_keras()
@@ -32,14 +41,16 @@ def _data(n=40):
 
 
 def case_validator_names_what_to_use_instead():
-    model = K.Sequential([K.Input((4,)), L.Dense(8), L.BatchNormalization(),
-                          L.Dense(2, activity_regularizer="l2")])
+    model = K.Sequential([K.Input((4,)), L.Dense(8), L.BatchNormalization(), L.Dense(2, activity_regularizer="l2")])
     problems = find_problems(model)
     assert len(problems) == 2
     assert "LayerNormalization or GroupNormalization" in problems[0] and "batch_normalization" in problems[0]
     assert "activity_regularizer" in problems[1]
-    _raises(lambda: make_private(model, l2_norm_clip=1.0, noise_multiplier=1.0), "BatchNormalization",
-            "activity_regularizer")
+    _raises(
+        lambda: make_private(model, l2_norm_clip=1.0, noise_multiplier=1.0),
+        "BatchNormalization",
+        "activity_regularizer",
+    )
 
     class CustomStep(K.Model):
         def train_step(self, data):
@@ -56,8 +67,11 @@ def case_noise_multipliers_the_accountants_cannot_take_are_refused_up_front():
     from privacy.accounting import NOISE_MULTIPLIER_RANGE
 
     for sigma in (1e-4, 2e6, -1.0, float("nan")):
-        _raises(lambda: make_private(K.Sequential([K.Input((4,)), L.Dense(2)]), l2_norm_clip=1.0,
-                                     noise_multiplier=sigma), "noise_multiplier must be 0", "[0.001, 1e+06]")
+        _raises(
+            lambda: make_private(K.Sequential([K.Input((4,)), L.Dense(2)]), l2_norm_clip=1.0, noise_multiplier=sigma),
+            "noise_multiplier must be 0",
+            "[0.001, 1e+06]",
+        )
         _raises(lambda: DPKerasAdamOptimizer(l2_norm_clip=1.0, noise_multiplier=sigma), "noise_multiplier must be 0")
     for sigma in (0.0, *NOISE_MULTIPLIER_RANGE):
         DPKerasAdamOptimizer(l2_norm_clip=1.0, noise_multiplier=sigma)
@@ -65,24 +79,28 @@ def case_noise_multipliers_the_accountants_cannot_take_are_refused_up_front():
 
 def case_losses_without_per_example_values_are_refused():
     x, y = _data()
-    model = make_private(K.Sequential([K.Input((4,)), L.Dense(2)]), l2_norm_clip=1.0, noise_multiplier=1.0,
-                         expected_batch_size=10)
-    model.compile(optimizer="sgd", loss=lambda y, p: tf.reduce_mean(tf.square(p - tf.one_hot(
-        tf.cast(y, tf.int32), 2))))
+    model = make_private(
+        K.Sequential([K.Input((4,)), L.Dense(2)]), l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=10
+    )
+    model.compile(optimizer="sgd", loss=lambda y, p: tf.reduce_mean(tf.square(p - tf.one_hot(tf.cast(y, tf.int32), 2))))
     _raises(lambda: model.fit(x, y, epochs=1, verbose=0), "one number for the whole batch", "shape (batch,)")
     assert private_training(model).steps == 0
 
 
 def case_gradient_accumulation_is_refused_everywhere():
-    _raises(lambda: DPKerasAdamOptimizer(l2_norm_clip=1.0, noise_multiplier=1.0, gradient_accumulation_steps=4),
-            "gradient_accumulation_steps > 1", "noise at every accumulated step")
+    _raises(
+        lambda: DPKerasAdamOptimizer(l2_norm_clip=1.0, noise_multiplier=1.0, gradient_accumulation_steps=4),
+        "gradient_accumulation_steps > 1",
+        "noise at every accumulated step",
+    )
     try:
         accumulating = K.optimizers.SGD(0.1, gradient_accumulation_steps=2)
-    except TypeError:   # tf-keras's optimizers do not accumulate
+    except TypeError:  # tf-keras's optimizers do not accumulate
         return
     x, y = _data()
-    model = make_private(K.Sequential([K.Input((4,)), L.Dense(2)]), l2_norm_clip=1.0, noise_multiplier=1.0,
-                         expected_batch_size=10)
+    model = make_private(
+        K.Sequential([K.Input((4,)), L.Dense(2)]), l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=10
+    )
     model.compile(optimizer=accumulating, loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
     assert any("gradient_accumulation_steps > 1" in p for p in find_problems(model))
     _raises(lambda: model.fit(x, y, epochs=1, verbose=0), "noise at every accumulated step")
@@ -97,8 +115,11 @@ def case_custom_loop_with_a_dp_optimizer_is_refused():
         loss = tf.reduce_mean(K.losses.sparse_categorical_crossentropy(y, model(x), from_logits=True))
     grads = tape.gradient(loss, model.trainable_variables)
     before = [w.copy() for w in model.get_weights()]
-    _raises(lambda: optimizer.apply_gradients(zip(grads, model.trainable_variables)), "make_private(model)",
-            "optimizer.minimize(per_example_losses, variables, tape=tape)")
+    _raises(
+        lambda: optimizer.apply_gradients(zip(grads, model.trainable_variables)),
+        "make_private(model)",
+        "optimizer.minimize(per_example_losses, variables, tape=tape)",
+    )
     with tf.GradientTape() as tape:  # minimize with the tape, but of the batch's mean loss
         loss = tf.reduce_mean(K.losses.sparse_categorical_crossentropy(y, model(x), from_logits=True))
     _raises(lambda: optimizer.minimize(loss, model.trainable_variables, tape=tape), "one loss per example")
@@ -107,14 +128,15 @@ def case_custom_loop_with_a_dp_optimizer_is_refused():
 
 def case_sampling_that_ran_must_match_the_accounting():
     x, y = _data()
-    model = make_private(K.Sequential([K.Input((4,)), L.Dense(2)]), l2_norm_clip=1.0, noise_multiplier=1.0,
-                         expected_batch_size=10)
+    model = make_private(
+        K.Sequential([K.Input((4,)), L.Dense(2)]), l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=10
+    )
     model.compile(optimizer="sgd", loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
     shuffled = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(40).batch(10)
-    _raises(lambda: model.fit(shuffled, epochs=1, verbose=0), "poisson_batches did not build",
-            "sampling='shuffle'")
-    other_size = poisson_batches(tf.data.Dataset.from_tensor_slices((x[:30], y[:30])), dataset_size=30,
-                                 expected_batch_size=10)
+    _raises(lambda: model.fit(shuffled, epochs=1, verbose=0), "poisson_batches did not build", "sampling='shuffle'")
+    other_size = poisson_batches(
+        tf.data.Dataset.from_tensor_slices((x[:30], y[:30])), dataset_size=30, expected_batch_size=10
+    )
     model.fit(other_size.prefetch(1), epochs=1, verbose=0)  # sampling_of looks through prefetch
     assert private_training(model).dataset_size == 30
     assert private_training(model).steps == 3
@@ -124,22 +146,36 @@ def case_sampling_that_ran_must_match_the_accounting():
 def case_shuffled_batches_are_accounted_under_replace_one():
     """Shuffled batches have no add/remove analysis (one added example shifts every later batch): refused by
     make_private; by default they are accounted under replace-one, one Gaussian of sensitivity 2C per epoch."""
-    _raises(lambda: make_private(K.Sequential([K.Input((4,)), L.Dense(2)]), l2_norm_clip=1.0,
-                                 noise_multiplier=1.0, sampling="shuffle", adjacency="add-remove"),
-            "adjacency='add-remove' with sampling='shuffle'", "use adjacency='replace-one' or Poisson sampling")
+    _raises(
+        lambda: make_private(
+            K.Sequential([K.Input((4,)), L.Dense(2)]),
+            l2_norm_clip=1.0,
+            noise_multiplier=1.0,
+            sampling="shuffle",
+            adjacency="add-remove",
+        ),
+        "adjacency='add-remove' with sampling='shuffle'",
+        "use adjacency='replace-one' or Poisson sampling",
+    )
     x, y = _data()
-    model = make_private(K.Sequential([K.Input((4,)), L.Dense(2)]), l2_norm_clip=1.0, noise_multiplier=1.2,
-                         sampling="shuffle", seed=0)
+    model = make_private(
+        K.Sequential([K.Input((4,)), L.Dense(2)]), l2_norm_clip=1.0, noise_multiplier=1.2, sampling="shuffle", seed=0
+    )
     model.compile(optimizer="sgd", loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, y, batch_size=10, epochs=2, verbose=0)
     private = private_training(model)
     report = private.report().to_dict()
     assert private.steps == 8 and (report["sampling"], report["adjacency"]) == ("shuffle", "replace-one")
     # Independently: 2 epochs x Gaussian with noise multiplier 1.2 / 2 relative to the sensitivity 2C.
-    expected = dp_accounting.rdp.RdpAccountant().compose(dp_accounting.SelfComposedDpEvent(
-        dp_accounting.GaussianDpEvent(0.6), 2)).get_epsilon(0.01)
-    assert private.target_delta == 0.01 and abs(private.epsilon("rdp") - expected) < 1e-9, (private.epsilon("rdp"),
-                                                                                             expected)
+    expected = (
+        dp_accounting.rdp.RdpAccountant()
+        .compose(dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(0.6), 2))
+        .get_epsilon(0.01)
+    )
+    assert private.target_delta == 0.01 and abs(private.epsilon("rdp") - expected) < 1e-9, (
+        private.epsilon("rdp"),
+        expected,
+    )
 
 
 def case_a_planned_mechanism_stands_for_its_parts():
@@ -151,9 +187,14 @@ def case_a_planned_mechanism_stands_for_its_parts():
     poisson = DpSgdMechanism(dataset_size=40, batch_size=10, noise_multiplier=1.3, steps=4, num_microbatches=2)
     fixed = DpSgdMechanism(dataset_size=40, batch_size=8, noise_multiplier=0.9, steps=3, sampling="fixed")
     for planned in (poisson, fixed):
-        parts = dict(noise_multiplier=planned.noise_multiplier, num_microbatches=planned.num_microbatches,
-                     expected_batch_size=planned.batch_size, dataset_size=planned.dataset_size,
-                     sampling=planned.sampling.value, adjacency=planned.adjacency.value)
+        parts = dict(
+            noise_multiplier=planned.noise_multiplier,
+            num_microbatches=planned.num_microbatches,
+            expected_batch_size=planned.batch_size,
+            dataset_size=planned.dataset_size,
+            sampling=planned.sampling.value,
+            adjacency=planned.adjacency.value,
+        )
         models = [K.Sequential([K.Input((4,)), L.Dense(2)]) for _ in range(2)]
         models[1].set_weights(models[0].get_weights())
         make_private(models[0], planned, l2_norm_clip=1.0, target_delta=1e-3, seed=3)
@@ -183,15 +224,24 @@ def case_a_mechanism_with_its_parts_or_without_a_clip_is_refused():
     planned = DpSgdMechanism(dataset_size=40, batch_size=10, noise_multiplier=1.3, steps=4)
     model = K.Sequential([K.Input((4,)), L.Dense(2)])
     for call, fragments in [
-            (lambda: make_private(model, planned, l2_norm_clip=1.0, noise_multiplier=1.1),
-             ("make_private got a mechanism and noise_multiplier=1.1", "not both")),
-            (lambda: make_private(model, planned, l2_norm_clip=1.0, sampling="poisson", dataset_size=40),
-             ("dataset_size=40, sampling='poisson'",)),
-            (lambda: make_private(model, planned), ("needs l2_norm_clip",)),
-            (lambda: make_private(model, planned.replace(max_examples_per_user=2), l2_norm_clip=1.0),
-             ("mechanism.max_examples_per_user=2", "per-example")),
-            (lambda: make_private(model, {"noise_multiplier": 1.3}, l2_norm_clip=1.0),
-             ("mechanism must be a privacy.accounting.DpSgdMechanism, got dict",))]:
+        (
+            lambda: make_private(model, planned, l2_norm_clip=1.0, noise_multiplier=1.1),
+            ("make_private got a mechanism and noise_multiplier=1.1", "not both"),
+        ),
+        (
+            lambda: make_private(model, planned, l2_norm_clip=1.0, sampling="poisson", dataset_size=40),
+            ("dataset_size=40, sampling='poisson'",),
+        ),
+        (lambda: make_private(model, planned), ("needs l2_norm_clip",)),
+        (
+            lambda: make_private(model, planned.replace(max_examples_per_user=2), l2_norm_clip=1.0),
+            ("mechanism.max_examples_per_user=2", "per-example"),
+        ),
+        (
+            lambda: make_private(model, {"noise_multiplier": 1.3}, l2_norm_clip=1.0),
+            ("mechanism must be a privacy.accounting.DpSgdMechanism, got dict",),
+        ),
+    ]:
         try:
             call()
         except DPConfigurationError as err:
@@ -206,8 +256,9 @@ def case_poisson_batches_are_poisson():
     """Inclusion counts ~ Binomial(S, q) per example and batch sizes ~ Binomial(n, q); padding masked."""
     n, expected, steps = 50, 5.0, 400
     x = np.arange(n, dtype="float32")[:, None]
-    batches = poisson_batches(tf.data.Dataset.from_tensor_slices((x, x)), dataset_size=n,
-                              expected_batch_size=expected, seed=4)
+    batches = poisson_batches(
+        tf.data.Dataset.from_tensor_slices((x, x)), dataset_size=n, expected_batch_size=expected, seed=4
+    )
     info = sampling_of(batches)
     assert info.max_batch_size == int(stats.binom.isf(1e-9, n, expected / n))
     counts, sizes = np.zeros(n), []
@@ -239,10 +290,15 @@ def case_microbatched_poisson_batches_take_random_slots():
     for features, labels, weight in batches.take(50):
         kept = weight.numpy() > 0
         assert np.array_equal(features, labels) and len(set(features.numpy()[kept, 0])) == kept.sum()
-        interleaved += int(kept.any() and not np.all(kept[:kept.sum()]))  # a padding slot before an example
+        interleaved += int(kept.any() and not np.all(kept[: kept.sum()]))  # a padding slot before an example
     assert interleaved > 40
-    model = make_private(K.Sequential([K.Input((1,)), L.Dense(2)]), l2_norm_clip=1.0, noise_multiplier=1.0,
-                         num_microbatches=4, expected_batch_size=8)
+    model = make_private(
+        K.Sequential([K.Input((1,)), L.Dense(2)]),
+        l2_norm_clip=1.0,
+        noise_multiplier=1.0,
+        num_microbatches=4,
+        expected_batch_size=8,
+    )
     model.compile(optimizer="sgd", loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
     y = np.arange(n) % 2
     examples_first = poisson_batches((x, y), dataset_size=n, expected_batch_size=8, max_batch_size=24)
@@ -255,11 +311,24 @@ def case_more_microbatches_than_expected_examples_are_refused():
     """num_microbatches above the expected batch size was accepted under Poisson sampling: most microbatches
     would be empty. make_private refuses it before any step; M = B is fine."""
     for sampling in ("poisson", "fixed"):
-        _raises(lambda: make_private(K.Sequential([K.Input((1,)), L.Dense(2)]), l2_norm_clip=1.0,
-                                     noise_multiplier=1.0, num_microbatches=9, expected_batch_size=8,
-                                     sampling=sampling), "num_microbatches=9 exceeds expected_batch_size=8")
-    make_private(K.Sequential([K.Input((1,)), L.Dense(2)]), l2_norm_clip=1.0, noise_multiplier=1.0,
-                 num_microbatches=8, expected_batch_size=8)
+        _raises(
+            lambda: make_private(
+                K.Sequential([K.Input((1,)), L.Dense(2)]),
+                l2_norm_clip=1.0,
+                noise_multiplier=1.0,
+                num_microbatches=9,
+                expected_batch_size=8,
+                sampling=sampling,
+            ),
+            "num_microbatches=9 exceeds expected_batch_size=8",
+        )
+    make_private(
+        K.Sequential([K.Input((1,)), L.Dense(2)]),
+        l2_norm_clip=1.0,
+        noise_multiplier=1.0,
+        num_microbatches=8,
+        expected_batch_size=8,
+    )
 
 
 def case_array_examples_are_gathered_in_place():
@@ -321,10 +390,19 @@ def case_digits_reach_a_sensible_accuracy():
     order = np.random.default_rng(0).permutation(len(x))
     train, test = order[:1500], order[1500:]
     K.utils.set_random_seed(0)
-    model = make_private(K.Sequential([K.Input((64,)), L.Dense(64, activation="relu"), L.Dense(10)]),
-                         l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=64, target_delta=1e-5, seed=0)
-    model.compile(optimizer=K.optimizers.SGD(0.5, momentum=0.5),
-                  loss=K.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model = make_private(
+        K.Sequential([K.Input((64,)), L.Dense(64, activation="relu"), L.Dense(10)]),
+        l2_norm_clip=1.0,
+        noise_multiplier=1.0,
+        expected_batch_size=64,
+        target_delta=1e-5,
+        seed=0,
+    )
+    model.compile(
+        optimizer=K.optimizers.SGD(0.5, momentum=0.5),
+        loss=K.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     history = model.fit(x[train], y[train], epochs=8, verbose=0)
     accuracy = model.evaluate(x[test], y[test], verbose=0)[1]
     epsilon = history.history["epsilon"][-1]

@@ -57,30 +57,42 @@ def _build_models():
     h = L.Conv1D(2, 2, padding="causal", dilation_rate=2)(h)
     h = L.LayerNormalization(axis=[1, 2])(h)
     e = L.Flatten()(L.Embedding(5, 3)(ids))  # vocabulary 5, length 6: repeated ids within an example
-    out["sequence"] = (_model([sequence, ids], L.Dense(2)(L.Concatenate()([L.Flatten()(h), e]))),
-                       [rng.normal(size=(BATCH, 9, 5)), rng.integers(0, 5, size=(BATCH, 6))],
-                       rng.normal(size=(BATCH, 2)),
-                       {"Dense", "EinsumDense", "LayerNormalization", "Conv1D", "Embedding"})
+    out["sequence"] = (
+        _model([sequence, ids], L.Dense(2)(L.Concatenate()([L.Flatten()(h), e]))),
+        [rng.normal(size=(BATCH, 9, 5)), rng.integers(0, 5, size=(BATCH, 6))],
+        rng.normal(size=(BATCH, 2)),
+        {"Dense", "EinsumDense", "LayerNormalization", "Conv1D", "Embedding"},
+    )
     image = K.Input((7, 7, 3))
     h = L.Conv2D(4, 3, strides=2, padding="same", activation="tanh")(image)
     h = L.DepthwiseConv2D(3, depth_multiplier=2, padding="same", activation="tanh")(h)
     h = L.Conv2D(2, (2, 3), padding="valid")(h)
     h = L.DepthwiseConv2D(2, padding="valid")(h)
-    out["image"] = (_model(image, L.Dense(2)(L.Flatten()(h))), rng.normal(size=(BATCH, 7, 7, 3)),
-                    rng.normal(size=(BATCH, 2)), {"Conv2D", "DepthwiseConv2D", "Dense"})
+    out["image"] = (
+        _model(image, L.Dense(2)(L.Flatten()(h))),
+        rng.normal(size=(BATCH, 7, 7, 3)),
+        rng.normal(size=(BATCH, 2)),
+        {"Conv2D", "DepthwiseConv2D", "Dense"},
+    )
     features = K.Input((4, 3))
     h = L.SimpleRNN(3)(Scale()(features))
-    out["fallback"] = (_model(features, L.Dense(3, activation="softmax")(h), loss="sparse_categorical_crossentropy"),
-                       rng.normal(size=(BATCH, 4, 3)), rng.integers(0, 3, size=(BATCH,)),
-                       {"Scale", "SimpleRNN", "Dense"})
+    out["fallback"] = (
+        _model(features, L.Dense(3, activation="softmax")(h), loss="sparse_categorical_crossentropy"),
+        rng.normal(size=(BATCH, 4, 3)),
+        rng.integers(0, 3, size=(BATCH,)),
+        {"Scale", "SimpleRNN", "Dense"},
+    )
     return out
 
 
 def _tensors(x, y):
     def convert(a):
         return tf.constant(a, tf.int32 if np.issubdtype(np.asarray(a).dtype, np.integer) else tf.float32)
-    return (tf.nest.map_structure(convert, x, check_types=False) if isinstance(x, list) else convert(x),
-            tf.constant(y, tf.float32))
+
+    return (
+        tf.nest.map_structure(convert, x, check_types=False) if isinstance(x, list) else convert(x),
+        tf.constant(y, tf.float32),
+    )
 
 
 _COMPILED = {}
@@ -92,9 +104,11 @@ def _clipped(model, x, y, weights, clip, microbatches=None, jit_compile=False):
     if key not in _COMPILED:
         units = recording.find_units(model, layer_rules.rule_for)
         params = DPParams(clip, 0.0, microbatches)
-        _COMPILED[key] = tf.function(lambda x, y, w: clipped_gradient_sum(model, units, x, y, w, params,
-                                                                          expected_batch_size=BATCH),
-                                     autograph=False, jit_compile=jit_compile)
+        _COMPILED[key] = tf.function(
+            lambda x, y, w: clipped_gradient_sum(model, units, x, y, w, params, expected_batch_size=BATCH),
+            autograph=False,
+            jit_compile=jit_compile,
+        )
     return _COMPILED[key](x, y, weights)
 
 
@@ -137,8 +151,9 @@ def case_ghost_norms_equal_jacobian_norms():
             want = _reference_norms(model, x, y, weights, microbatches)
             for jit_compile in _compile_modes(name):
                 got = _clipped(model, x, y, weights, 1e9, microbatches, jit_compile).norms.numpy()
-                np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6,
-                                           err_msg=f"{name}, {microbatches}, XLA {jit_compile}")
+                np.testing.assert_allclose(
+                    got, want, rtol=1e-5, atol=1e-6, err_msg=f"{name}, {microbatches}, XLA {jit_compile}"
+                )
 
 
 def case_unclipped_sum_equals_full_gradient():
@@ -153,8 +168,13 @@ def case_unclipped_sum_equals_full_gradient():
             # XLA fuses and reorders float32 reductions: up to ~3e-5 relative seen on the sequence model.
             tolerance = 1e-4 if jit_compile else 1e-5
             for g, w in zip(got, want):
-                np.testing.assert_allclose(g.numpy(), tf.convert_to_tensor(w).numpy(), rtol=tolerance,
-                                           atol=tolerance, err_msg=f"{name}, XLA {jit_compile}")
+                np.testing.assert_allclose(
+                    g.numpy(),
+                    tf.convert_to_tensor(w).numpy(),
+                    rtol=tolerance,
+                    atol=tolerance,
+                    err_msg=f"{name}, XLA {jit_compile}",
+                )
 
 
 def case_neighbouring_batches_differ_by_at_most_the_clip():
@@ -185,11 +205,13 @@ def case_a_non_finite_example_contributes_nothing():
             full = tf.ones([BATCH])
             bad = _clipped(model, poisoned, y, full, 0.5, microbatches)
             assert not np.isfinite(bad.norms.numpy()[2 if microbatches is None else 1]), name
-            without = _clipped(model, x, y, tf.tensor_scatter_nd_update(full, removed, [0.0] * len(removed)), 0.5,
-                               microbatches)
+            without = _clipped(
+                model, x, y, tf.tensor_scatter_nd_update(full, removed, [0.0] * len(removed)), 0.5, microbatches
+            )
             for got, want in zip(bad.sums, without.sums):
-                np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6,
-                                           err_msg=f"{name}, {microbatches}")
+                np.testing.assert_allclose(
+                    got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6, err_msg=f"{name}, {microbatches}"
+                )
 
 
 def _tied_model():
@@ -269,8 +291,7 @@ def case_weights_read_outside_their_layer_are_refused():
         embedding = L.Embedding(6, 4)
         logits = output(embedding)(L.Reshape((4,))(embedding(ids)))
         model = K.Model(ids, logits)
-        model.compile(optimizer=K.optimizers.SGD(0.1),
-                      loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.compile(optimizer=K.optimizers.SGD(0.1), loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
         x, y = tf.constant([[0], [3], [3], [5], [1], [2]], tf.int32), tf.constant([1, 0, 4, 5, 2, 3], tf.float32)
         try:
             _clipped(model, x, y, tf.ones([BATCH]), 1.0)

@@ -2,8 +2,9 @@
 
 import tensorflow as tf
 
-tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
-                                           [tf.config.LogicalDeviceConfiguration()] * 2)
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2
+)
 
 import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
@@ -53,8 +54,10 @@ def case_noise_is_added_once_for_the_global_batch():
     model.fit(x, np.zeros((n, 200), "float32"), epochs=1, steps_per_epoch=1, verbose=0)
     update = -model.get_weights()[0].ravel()
     std = sigma * clip / expected_batch
-    chi2 = (update.size - 1) * np.var(update, ddof=1) / std ** 2
-    assert 2 * min(stats.chi2.cdf(chi2, update.size - 1), stats.chi2.sf(chi2, update.size - 1)) > 1e-3, \
-        (update.std(), std)
+    chi2 = (update.size - 1) * np.var(update, ddof=1) / std**2
+    assert 2 * min(stats.chi2.cdf(chi2, update.size - 1), stats.chi2.sf(chi2, update.size - 1)) > 1e-3, (
+        update.std(),
+        std,
+    )
     private = private_training(model)
     assert private.steps == 1 and private.mechanism().batch_size == expected_batch

@@ -12,8 +12,9 @@ L = K.layers
 
 def _binary_model():
     model = K.Sequential([K.Input((3,)), L.Dense(1, activation="sigmoid")])
-    return make_private(model, l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=8, dataset_size=40,
-                        target_delta=1e-3)
+    return make_private(
+        model, l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=8, dataset_size=40, target_delta=1e-3
+    )
 
 
 def case_flat_labels_against_a_single_output_column():
@@ -57,9 +58,10 @@ def case_several_outputs_and_weighted_losses_train_like_keras():
     ya, yb = rng.normal(size=(16, 2)).astype("float32"), rng.integers(0, 2, size=(16, 1)).astype("float32")
     weights = rng.uniform(0.5, 2.0, size=16).astype("float32")
     for named in (False, True):
-        settings = dict(loss={"a": "mse", "b": K.losses.BinaryCrossentropy()} if named else
-                        ["mse", K.losses.BinaryCrossentropy()],
-                        loss_weights={"a": 0.5, "b": 2.0} if named else [0.5, 2.0])
+        settings = dict(
+            loss={"a": "mse", "b": K.losses.BinaryCrossentropy()} if named else ["mse", K.losses.BinaryCrossentropy()],
+            loss_weights={"a": 0.5, "b": 2.0} if named else [0.5, 2.0],
+        )
         targets = {"a": ya, "b": yb} if named else [ya, yb]
         reference = _two_outputs(named)
         reference.compile(optimizer=K.optimizers.SGD(0.3), **settings)
@@ -70,7 +72,8 @@ def case_several_outputs_and_weighted_losses_train_like_keras():
         predictions = private(x)
         a, b = (predictions["a"], predictions["b"]) if named else predictions
         expected = 0.5 * np.mean((a.numpy() - ya) ** 2, axis=1) + 2.0 * -(
-            yb[:, 0] * np.log(b.numpy()[:, 0]) + (1 - yb[:, 0]) * np.log(1 - b.numpy()[:, 0]))
+            yb[:, 0] * np.log(b.numpy()[:, 0]) + (1 - yb[:, 0]) * np.log(1 - b.numpy()[:, 0])
+        )
         np.testing.assert_allclose(per_example_loss(private, targets, predictions).numpy(), expected, rtol=1e-4)
         for model in (reference, private):
             model.fit(x, targets, sample_weight=weights, batch_size=16, epochs=1, shuffle=False, verbose=0)

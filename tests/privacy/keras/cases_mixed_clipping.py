@@ -54,7 +54,7 @@ def _cases():
         ("Dense, per-example", (16, 3), "float32", L.Dense(2, activation="tanh"), True),
         ("EinsumDense, ghost", (2, 64), "float32", L.EinsumDense("abc,cd->abd", (2, 64), bias_axes="d"), True),
         ("EinsumDense, per-example", (16, 3), "float32", L.EinsumDense("abc,cd->abd", (16, 2), bias_axes="d"), True),
-        ("Conv1D, ghost", (8, 24), "float32", L.Conv1D(16, 3, strides=2, padding="same"), True),   # T 4, d_in 72
+        ("Conv1D, ghost", (8, 24), "float32", L.Conv1D(16, 3, strides=2, padding="same"), True),  # T 4, d_in 72
         ("Conv1D, per-example", (64, 3), "float32", L.Conv1D(2, 3, padding="same", activation="relu"), True),
         ("Conv2D, ghost", (4, 4, 8), "float32", L.Conv2D(16, 3, strides=2, padding="same"), True),
         ("Conv2D, per-example", (8, 8, 1), "float32", L.Conv2D(2, 3, padding="same", activation="relu"), True),
@@ -106,8 +106,9 @@ def case_clipped_sum_equals_naive_per_example_clipping_per_layer_kind():
     rng = np.random.default_rng(1)
     for name, shape, dtype, layer, with_xla in _cases():
         model = _model(shape, dtype, layer)
-        x = (rng.integers(0, 4, size=(BATCH, *shape)) if dtype == "int32"
-             else rng.normal(size=(BATCH, *shape))).astype(dtype)
+        x = (rng.integers(0, 4, size=(BATCH, *shape)) if dtype == "int32" else rng.normal(size=(BATCH, *shape))).astype(
+            dtype
+        )
         x, y = tf.constant(x), tf.constant(rng.normal(size=(BATCH, 2)), tf.float32)
         units = recording.find_units(model, layer_rules.rule_for)
         assert units[0].rule.is_fallback == ("fallback" in name), name
@@ -115,9 +116,13 @@ def case_clipped_sum_equals_naive_per_example_clipping_per_layer_kind():
         clip = float(np.median(norms))  # binds for about half the examples
         want, _ = _naive_clipped_sum(model, x, y, clip)
         for jit_compile in (False, True) if with_xla else (False,):
-            step = tf.function(lambda x, y, w: clipped_gradient_sum(
-                model, units, x, y, w, DPParams(clip, 0.0, None), expected_batch_size=BATCH),
-                autograph=False, jit_compile=jit_compile)
+            step = tf.function(
+                lambda x, y, w: clipped_gradient_sum(
+                    model, units, x, y, w, DPParams(clip, 0.0, None), expected_batch_size=BATCH
+                ),
+                autograph=False,
+                jit_compile=jit_compile,
+            )
             got, decisions = _traced(step, x, y)
             if "ghost" in name:  # the layer's (T > 1 positions; the output Dense has one)
                 assert any(t > 1 and ghost for t, ghost in decisions), (name, decisions)
@@ -138,17 +143,26 @@ def case_fit_with_xla_through_a_recurrent_loop_takes_the_steps_it_takes_without(
     for name, layer in (("recurrent", lambda: L.LSTM(3, name="lstm")), ("plain", Scale)):
         ran, start = {}, None
         for jit_compile in (False, True):
-            model = make_private(_model((4, 3), "float32", layer()), l2_norm_clip=0.05, noise_multiplier=0.0,
-                                 expected_batch_size=4, dataset_size=20, seed=3)
+            model = make_private(
+                _model((4, 3), "float32", layer()),
+                l2_norm_clip=0.05,
+                noise_multiplier=0.0,
+                expected_batch_size=4,
+                dataset_size=20,
+                seed=3,
+            )
             model.compile(optimizer=K.optimizers.SGD(1.0), loss="mse", jit_compile=jit_compile)
             start = start or model.get_weights()
             model.set_weights(start)
             with warnings.catch_warnings(record=True) as seen:
                 warnings.simplefilter("always")
                 model.fit(x, y, epochs=1, steps_per_epoch=3, verbose=0)
-            ran[jit_compile] = (model.get_weights(), model.jit_compile,
-                                [str(w.message) for w in seen if "do not compile with XLA" in str(w.message)])
-        assert max(float(np.abs(a - b).max()) for a, b in zip(start, ran[False][0])) > 1e-3, name   # it trained
+            ran[jit_compile] = (
+                model.get_weights(),
+                model.jit_compile,
+                [str(w.message) for w in seen if "do not compile with XLA" in str(w.message)],
+            )
+        assert max(float(np.abs(a - b).max()) for a, b in zip(start, ran[False][0])) > 1e-3, name  # it trained
         for a, b in zip(ran[False][0], ran[True][0]):
             np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6, err_msg=name)
         compiled, said = ran[True][1:]

@@ -24,8 +24,18 @@ import numpy as np
 import tensorflow as tf
 
 from privacy.accounting import DpSgdMechanism, compute_epsilon
-from privacy.keras import (DPConfigurationError, DPKerasSGDOptimizer, DPSequential, PrivacyBudgetExceeded, compat,
-                           fixed_size_batches, make_private, poisson_batches, private_training, recording)
+from privacy.keras import (
+    DPConfigurationError,
+    DPKerasSGDOptimizer,
+    DPSequential,
+    PrivacyBudgetExceeded,
+    compat,
+    fixed_size_batches,
+    make_private,
+    poisson_batches,
+    private_training,
+    recording,
+)
 from privacy.keras.layer_rules import rule_for
 from privacy.keras.params import DPParams
 from privacy.keras.private_training import is_private
@@ -38,10 +48,16 @@ R = dp_accounting.NeighboringRelation
 SIGMA, DELTA = 1.0, 1e-3
 
 # sampling, adjacency, microbatches: every combination make_private accepts.
-COMBINATIONS = [(sampling, adjacency, microbatches)
-                for sampling, adjacency in (("poisson", "add-remove"), ("poisson", "replace-one"),
-                                            ("fixed", "replace-one"), ("shuffle", "replace-one"))
-                for microbatches in (None, 2)]
+COMBINATIONS = [
+    (sampling, adjacency, microbatches)
+    for sampling, adjacency in (
+        ("poisson", "add-remove"),
+        ("poisson", "replace-one"),
+        ("fixed", "replace-one"),
+        ("shuffle", "replace-one"),
+    )
+    for microbatches in (None, 2)
+]
 
 
 def _expected(sampling, adjacency, microbatches, n, batch, sigma=SIGMA):
@@ -51,14 +67,18 @@ def _expected(sampling, adjacency, microbatches, n, batch, sigma=SIGMA):
         relation = R.REPLACE_ONE if adjacency == "replace-one" else R.ADD_OR_REMOVE_ONE
         return dp_accounting.PoissonSampledDpEvent(batch / n, step), relation
     if sampling == "fixed":  # x' in x's slot: 2C
-        return dp_accounting.SampledWithoutReplacementDpEvent(n, batch, dp_accounting.GaussianDpEvent(sigma / 2)), \
-            R.REPLACE_ONE
+        return dp_accounting.SampledWithoutReplacementDpEvent(
+            n, batch, dp_accounting.GaussianDpEvent(sigma / 2)
+        ), R.REPLACE_ONE
     return dp_accounting.GaussianDpEvent(sigma / 2), R.ADD_OR_REMOVE_ONE  # one Gaussian per epoch, 2C
 
 
 def _epsilon(unit, relation, count, accountant="rdp"):
-    accountant = (dp_accounting.rdp.RdpAccountant(neighboring_relation=relation) if accountant == "rdp"
-                  else dp_accounting.pld.PLDAccountant(neighboring_relation=relation))
+    accountant = (
+        dp_accounting.rdp.RdpAccountant(neighboring_relation=relation)
+        if accountant == "rdp"
+        else dp_accounting.pld.PLDAccountant(neighboring_relation=relation)
+    )
     return accountant.compose(dp_accounting.SelfComposedDpEvent(unit, count)).get_epsilon(DELTA)
 
 
@@ -104,8 +124,14 @@ def _batch_with_adversary(sampling, microbatches):
     in its microbatch; returns (x, y, weight, the adversary's slot)."""
     examples = _examples()
     if sampling == "poisson":
-        batches = poisson_batches(examples, dataset_size=N, expected_batch_size=BATCH, max_batch_size=MAX_BATCH,
-                                  seed=3, random_slots=microbatches is not None)
+        batches = poisson_batches(
+            examples,
+            dataset_size=N,
+            expected_batch_size=BATCH,
+            max_batch_size=MAX_BATCH,
+            seed=3,
+            random_slots=microbatches is not None,
+        )
     elif sampling == "fixed":
         batches = fixed_size_batches(examples, dataset_size=N, batch_size=BATCH, seed=3)
     else:
@@ -116,7 +142,7 @@ def _batch_with_adversary(sampling, microbatches):
         if not slots.size or len(w) % (microbatches or 1):
             continue
         size = len(w) // microbatches if microbatches else 1
-        mates = w[slots[0] // size * size:(slots[0] // size + 1) * size]
+        mates = w[slots[0] // size * size : (slots[0] // size + 1) * size]
         if np.count_nonzero(mates) > 1 or not microbatches:
             return x, y, w, int(slots[0])
     raise AssertionError(f"no {sampling} batch held the adversary with a microbatch mate")
@@ -126,8 +152,15 @@ def _clipped_sum(model, private, x, y, w):
     """One step's noiseless sum of clipped gradients, by the training step's own code."""
     units = recording.find_units(model, rule_for)
     params = DPParams(1.0, 0.0, private.params.num_microbatches)
-    total = clipped_gradient_sum(model, units, tf.constant(x), tf.constant(y), tf.constant(w), params,
-                                 expected_batch_size=private.expected_batch_size).sums
+    total = clipped_gradient_sum(
+        model,
+        units,
+        tf.constant(x),
+        tf.constant(y),
+        tf.constant(w),
+        params,
+        expected_batch_size=private.expected_batch_size,
+    ).sums
     return np.concatenate([t.numpy().ravel() for t in total])
 
 
@@ -148,9 +181,17 @@ def case_one_step_moves_no_further_than_the_accounted_event_assumes():
     Gaussian(sigma) for microbatches under Poisson replace-one, fails here). A non-finite example moves
     nothing; a user's two examples move up to twice the example-level distance (group privacy's job)."""
     for sampling, adjacency, microbatches in COMBINATIONS:
-        model = make_private(_linear(), l2_norm_clip=1.0, noise_multiplier=SIGMA, num_microbatches=microbatches,
-                             expected_batch_size=BATCH, dataset_size=N, sampling=sampling, adjacency=adjacency,
-                             target_delta=DELTA)
+        model = make_private(
+            _linear(),
+            l2_norm_clip=1.0,
+            noise_multiplier=SIGMA,
+            num_microbatches=microbatches,
+            expected_batch_size=BATCH,
+            dataset_size=N,
+            sampling=sampling,
+            adjacency=adjacency,
+            target_delta=DELTA,
+        )
         private = private_training(model)
         mechanism = private.mechanism()
         unit = mechanism.unit_event()
@@ -180,10 +221,12 @@ def case_one_step_moves_no_further_than_the_accounted_event_assumes():
         second = int(np.flatnonzero((w > 0) & (np.arange(len(w)) != slot))[0])
         user = _neighbour(batch, second, y_value=ADVERSARY)
         with_user = _clipped_sum(model, private, *user)
-        without_user = _clipped_sum(model, private, *_neighbour(_neighbour(user, slot, remove=True), second,
-                                                                remove=True))
-        replaced_user = _clipped_sum(model, private, *_neighbour(_neighbour(user, slot, y_value=REPLACEMENT), second,
-                                                                 y_value=REPLACEMENT))
+        without_user = _clipped_sum(
+            model, private, *_neighbour(_neighbour(user, slot, remove=True), second, remove=True)
+        )
+        replaced_user = _clipped_sum(
+            model, private, *_neighbour(_neighbour(user, slot, y_value=REPLACEMENT), second, y_value=REPLACEMENT)
+        )
         if kind == "per side":
             user_moves = max(np.linalg.norm(with_user - without_user), np.linalg.norm(replaced_user - without_user))
         elif adjacency == "add-remove":
@@ -201,21 +244,39 @@ def case_an_example_with_a_non_finite_loss_contributes_nothing():
     now contributes nothing: the sum equals the sum without it (per example) or without its microbatch; and fit
     counts the one example it left out."""
     for sampling, adjacency, microbatches in COMBINATIONS:
-        model = make_private(_linear("mae"), l2_norm_clip=1.0, noise_multiplier=SIGMA, num_microbatches=microbatches,
-                             expected_batch_size=BATCH, dataset_size=N, sampling=sampling, adjacency=adjacency,
-                             target_delta=DELTA)
+        model = make_private(
+            _linear("mae"),
+            l2_norm_clip=1.0,
+            noise_multiplier=SIGMA,
+            num_microbatches=microbatches,
+            expected_batch_size=BATCH,
+            dataset_size=N,
+            sampling=sampling,
+            adjacency=adjacency,
+            target_delta=DELTA,
+        )
         private = private_training(model)
         x, y, w, slot = _batch_with_adversary(sampling, microbatches)
         poisoned = _clipped_sum(model, private, *_neighbour((x, y, w), slot, y_value=np.inf))
         size = len(w) // microbatches if microbatches else 1
         without = (x, y, w.copy())
-        without[2][slot // size * size:(slot // size + 1) * size] = 0.0  # the example, or its microbatch
-        np.testing.assert_allclose(poisoned, _clipped_sum(model, private, *without), atol=1e-6,
-                                   err_msg=str((sampling, adjacency, microbatches)))
+        without[2][slot // size * size : (slot // size + 1) * size] = 0.0  # the example, or its microbatch
+        np.testing.assert_allclose(
+            poisoned,
+            _clipped_sum(model, private, *without),
+            atol=1e-6,
+            err_msg=str((sampling, adjacency, microbatches)),
+        )
     x, y = _examples()
     y[0] = np.inf
-    model = make_private(_linear("mae"), l2_norm_clip=1.0, noise_multiplier=0.0, expected_batch_size=N,
-                         dataset_size=N, sampling="shuffle")
+    model = make_private(
+        _linear("mae"),
+        l2_norm_clip=1.0,
+        noise_multiplier=0.0,
+        expected_batch_size=N,
+        dataset_size=N,
+        sampling="shuffle",
+    )
     model.fit(x, y, epochs=1, batch_size=N, shuffle=False, verbose=0)
     np.testing.assert_allclose(model.get_weights()[0][:, 0], [-7 / 8, 0.0], atol=1e-6)  # 7 examples at +e1 / 8
     assert private_training(model).dropped_examples == 1
@@ -226,15 +287,27 @@ def case_user_level_epsilon_is_group_privacy_of_the_example_level_events():
     delta' (e^(K eps') - 1) / (e^eps' - 1) is within delta. Checked here with dp-accounting alone: delta' is
     solved from the reported epsilon, and the result lies between K epsilon(delta / K) and a grid search."""
     n, batch, steps, k, sigma = 1000, 50, 200, 3, 3.0
-    for sampling, adjacency, microbatches in (("poisson", "add-remove", None), ("poisson", "add-remove", 5),
-                                              ("fixed", "replace-one", 5), ("shuffle", "replace-one", None)):
-        mechanism = DpSgdMechanism(dataset_size=n, batch_size=batch, noise_multiplier=sigma, steps=steps,
-                                   sampling=sampling, adjacency=adjacency, num_microbatches=microbatches,
-                                   max_examples_per_user=k)
+    for sampling, adjacency, microbatches in (
+        ("poisson", "add-remove", None),
+        ("poisson", "add-remove", 5),
+        ("fixed", "replace-one", 5),
+        ("shuffle", "replace-one", None),
+    ):
+        mechanism = DpSgdMechanism(
+            dataset_size=n,
+            batch_size=batch,
+            noise_multiplier=sigma,
+            steps=steps,
+            sampling=sampling,
+            adjacency=adjacency,
+            num_microbatches=microbatches,
+            max_examples_per_user=k,
+        )
         unit, relation = _expected(sampling, adjacency, microbatches, n, batch, sigma)
         count = steps if sampling != "shuffle" else math.ceil(steps / math.floor(n / batch))  # epochs started
         accountant = dp_accounting.rdp.RdpAccountant(neighboring_relation=relation).compose(
-            dp_accounting.SelfComposedDpEvent(unit, count))
+            dp_accounting.SelfComposedDpEvent(unit, count)
+        )
         reported = compute_epsilon(mechanism, DELTA, "rdp")
         per_example = reported / k
         lo, hi = math.log(1e-300), math.log(DELTA)  # eps(delta') decreases in delta': solve eps(delta') = per_example
@@ -245,8 +318,11 @@ def case_user_level_epsilon_is_group_privacy_of_the_example_level_events():
         group = delta_prime * math.expm1(k * per_example) / math.expm1(per_example)
         assert group <= DELTA * (1 + 1e-6), (reported, delta_prime, group)
         assert reported >= k * accountant.get_epsilon(DELTA / k) - 1e-9
-        grid = [k * accountant.get_epsilon(d) for d in np.geomspace(DELTA / k, 1e-300, 600)
-                if d * math.expm1(k * accountant.get_epsilon(d)) / math.expm1(accountant.get_epsilon(d)) <= DELTA]
+        grid = [
+            k * accountant.get_epsilon(d)
+            for d in np.geomspace(DELTA / k, 1e-300, 600)
+            if d * math.expm1(k * accountant.get_epsilon(d)) / math.expm1(accountant.get_epsilon(d)) <= DELTA
+        ]
         assert reported <= min(grid) + 1e-6, (reported, min(grid))
 
 
@@ -293,8 +369,9 @@ def _recording_mlp(uses, inputs=4, outputs=3, seed=0):
 
 
 def _compiled(model, loss=None):
-    model.compile(optimizer=K.optimizers.SGD(0.1),
-                  loss=loss or K.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=K.optimizers.SGD(0.1), loss=loss or K.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     return model
 
 
@@ -307,18 +384,27 @@ def case_steps_that_ran_are_the_steps_accounted():
         if sampling == "shuffle":
             continue  # epochs, not steps: the cases below
         uses = _Uses()
-        builder = ({"sampling": "fixed"} if sampling == "fixed" else {"random_slots": microbatches is not None})
+        builder = {"sampling": "fixed"} if sampling == "fixed" else {"random_slots": microbatches is not None}
         with tempfile.TemporaryDirectory() as tmp:
-            options = dict(l2_norm_clip=1.0, noise_multiplier=SIGMA, num_microbatches=microbatches,
-                           expected_batch_size=batch, sampling=sampling, adjacency=adjacency, target_delta=DELTA,
-                           state_path=os.path.join(tmp, "state.json"), seed=1)
+            options = dict(
+                l2_norm_clip=1.0,
+                noise_multiplier=SIGMA,
+                num_microbatches=microbatches,
+                expected_batch_size=batch,
+                sampling=sampling,
+                adjacency=adjacency,
+                target_delta=DELTA,
+                state_path=os.path.join(tmp, "state.json"),
+                seed=1,
+            )
             model = _compiled(make_private(_recording_mlp(uses), **options))
             model.fit(x, y, epochs=1, verbose=0)
             if sampling == "fixed":
                 dataset = fixed_size_batches((x, y), dataset_size=n, batch_size=batch, seed=2)
             else:
-                dataset = poisson_batches((x, y), dataset_size=n, expected_batch_size=batch, max_batch_size=n,
-                                          seed=2, **builder)
+                dataset = poisson_batches(
+                    (x, y), dataset_size=n, expected_batch_size=batch, max_batch_size=n, seed=2, **builder
+                )
             model.fit(dataset, epochs=1, steps_per_epoch=3, verbose=0)
             resumed = _compiled(make_private(_recording_mlp(uses), **options))  # a new process, same state
             resumed.fit(x, y, epochs=1, verbose=0)
@@ -340,34 +426,54 @@ def case_train_on_batch_and_train_step_are_refused():
     anew and is refused), eagerly, in a tf.function and under XLA, and counts nothing."""
     n, batch = 100, 10
     x, y = _id_data(n)
-    sampled = _epsilon(dp_accounting.PoissonSampledDpEvent(batch / n, dp_accounting.GaussianDpEvent(SIGMA)),
-                       R.ADD_OR_REMOVE_ONE, 8)
+    sampled = _epsilon(
+        dp_accounting.PoissonSampledDpEvent(batch / n, dp_accounting.GaussianDpEvent(SIGMA)), R.ADD_OR_REMOVE_ONE, 8
+    )
     unamplified = _epsilon(dp_accounting.GaussianDpEvent(SIGMA), R.ADD_OR_REMOVE_ONE, 8)
     assert sampled < 2 < 13 < unamplified, (sampled, unamplified)
     data = (tf.constant(x[:batch]), tf.constant(y[:batch]))
     why = ("cannot check how the caller's batch was sampled", "train with fit")
     for sampling in ("poisson", "fixed", "shuffle"):
-        model = _compiled(make_private(_recording_mlp(_Uses()), l2_norm_clip=1.0, noise_multiplier=SIGMA,
-                                       sampling=sampling, expected_batch_size=batch, dataset_size=n,
-                                       target_delta=DELTA, seed=0))
+        model = _compiled(
+            make_private(
+                _recording_mlp(_Uses()),
+                l2_norm_clip=1.0,
+                noise_multiplier=SIGMA,
+                sampling=sampling,
+                expected_batch_size=batch,
+                dataset_size=n,
+                target_delta=DELTA,
+                seed=0,
+            )
+        )
         private = private_training(model)
         for fitted in (False, True):
             _refused(lambda: model.train_on_batch(x[:batch], y[:batch]), "train_on_batch cannot train", *why)
             _refused(lambda: model.train_step(data), "calling train_step outside fit cannot train", *why)
             for jit in (False, True):
                 _refused(lambda: tf.function(model.train_step, jit_compile=jit)(data), *why)
-            if fitted:   # the step fit traced is out of reach between fits, so Keras' own methods trace anew
+            if fitted:  # the step fit traced is out of reach between fits, so Keras' own methods trace anew
                 assert model.train_function is None
                 _refused(lambda: K.Model.train_on_batch(model, x[:batch], y[:batch]), *why)
             assert private.steps == (10 if fitted else 0), (sampling, fitted, private.steps)
             if not fitted:
                 model.fit(x, y, epochs=1, verbose=0)
     # DPSequential, and a plain model made private by its first fit with a DP optimizer (TF Privacy's drop-in).
-    dp_sequential = _compiled(DPSequential(1.0, SIGMA, layers=[K.Input((4,)), L.Dense(3)], expected_batch_size=batch,
-                                           dataset_size=n, target_delta=DELTA))
+    dp_sequential = _compiled(
+        DPSequential(
+            1.0,
+            SIGMA,
+            layers=[K.Input((4,)), L.Dense(3)],
+            expected_batch_size=batch,
+            dataset_size=n,
+            target_delta=DELTA,
+        )
+    )
     drop_in = K.Sequential([K.Input((4,)), L.Dense(3)])
-    drop_in.compile(optimizer=DPKerasSGDOptimizer(l2_norm_clip=1.0, noise_multiplier=SIGMA, learning_rate=0.1),
-                    loss=K.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none"))
+    drop_in.compile(
+        optimizer=DPKerasSGDOptimizer(l2_norm_clip=1.0, noise_multiplier=SIGMA, learning_rate=0.1),
+        loss=K.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none"),
+    )
     drop_in.fit(x, y, batch_size=batch, epochs=1, verbose=0)
     for model in (dp_sequential, drop_in):
         _refused(lambda: model.train_on_batch(x[:batch], y[:batch]), "train_on_batch cannot train", *why)
@@ -390,9 +496,18 @@ def case_target_epsilon_holds_within_fit():
             self.model.stop_training = False
 
     for cancel in (False, True):
-        model = _compiled(make_private(_recording_mlp(_Uses()), l2_norm_clip=1.0, noise_multiplier=SIGMA,
-                                       expected_batch_size=batch, dataset_size=n, target_epsilon=target,
-                                       target_delta=DELTA, seed=0))
+        model = _compiled(
+            make_private(
+                _recording_mlp(_Uses()),
+                l2_norm_clip=1.0,
+                noise_multiplier=SIGMA,
+                expected_batch_size=batch,
+                dataset_size=n,
+                target_epsilon=target,
+                target_delta=DELTA,
+                seed=0,
+            )
+        )
         private = private_training(model)
         try:
             model.fit(x, y, epochs=100, verbose=0, callbacks=[KeepsGoing()] if cancel else [])
@@ -400,8 +515,13 @@ def case_target_epsilon_holds_within_fit():
             assert cancel and "allows no further private step" in str(err), str(err)
         else:
             assert not cancel, "the step ran past the target epsilon"
-        assert private.steps == allowed and private.epsilon() <= target < _epsilon(unit, relation, allowed + 1), \
-            (cancel, private.steps, allowed, private.epsilon(), private.max_steps())
+        assert private.steps == allowed and private.epsilon() <= target < _epsilon(unit, relation, allowed + 1), (
+            cancel,
+            private.steps,
+            allowed,
+            private.epsilon(),
+            private.max_steps(),
+        )
         try:
             model.fit(x, y, epochs=1, verbose=0)
         except PrivacyBudgetExceeded as err:
@@ -419,8 +539,10 @@ def case_a_loaded_model_brings_no_steps_outside_a_ledger():
     n, batch = 105, 15
     x, y = _id_data(n)
     model = K.Sequential([K.Input((4,)), L.Dense(3)])
-    model.compile(optimizer=DPKerasSGDOptimizer(l2_norm_clip=1.0, noise_multiplier=1.1, learning_rate=0.1),
-                  loss=K.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none"))
+    model.compile(
+        optimizer=DPKerasSGDOptimizer(l2_norm_clip=1.0, noise_multiplier=1.1, learning_rate=0.1),
+        loss=K.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none"),
+    )
     model.fit(x, y, epochs=1, batch_size=batch, verbose=0)
     assert private_training(model).steps == 7
     formats = ("model.keras", "model.h5") if compat.is_tf_keras(model) else ("model.keras",)
@@ -430,8 +552,11 @@ def case_a_loaded_model_brings_no_steps_outside_a_ledger():
             loaded = K.models.load_model(os.path.join(tmp, name))
             assert not is_private(loaded) and int(loaded.optimizer.iterations.numpy()) == 7, name
             before = [w.copy() for w in loaded.get_weights()]
-            _refused(lambda: loaded.fit(x, y, epochs=1, batch_size=batch, verbose=0),
-                     "has already applied 7 steps that no privacy ledger of ppml holds", "make_private")
+            _refused(
+                lambda: loaded.fit(x, y, epochs=1, batch_size=batch, verbose=0),
+                "has already applied 7 steps that no privacy ledger of ppml holds",
+                "make_private",
+            )
             assert not is_private(loaded) and all(np.array_equal(a, b) for a, b in zip(before, loaded.get_weights()))
 
 
@@ -445,9 +570,18 @@ def case_shuffled_dataset_epochs_come_from_the_data():
     as one epoch of 10 steps for five real passes); batched at 10, its cardinality gives the epoch length."""
     n = 100
     x, y = _id_data(n)
-    model = _compiled(make_private(_recording_mlp(_Uses()), l2_norm_clip=1.0, noise_multiplier=SIGMA,
-                                   sampling="shuffle", expected_batch_size=10, dataset_size=n, target_delta=DELTA,
-                                   seed=0))
+    model = _compiled(
+        make_private(
+            _recording_mlp(_Uses()),
+            l2_norm_clip=1.0,
+            noise_multiplier=SIGMA,
+            sampling="shuffle",
+            expected_batch_size=10,
+            dataset_size=n,
+            target_delta=DELTA,
+            seed=0,
+        )
+    )
     examples = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(n)
     try:
         model.fit(examples.batch(50), epochs=5, verbose=0)
@@ -480,12 +614,23 @@ def case_a_pass_over_a_dataset_holds_at_most_n_examples():
     n, batch = 100, 10
     x, y = _id_data(n)
     one_pass = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(n).batch(batch)
-    for doubled, steps_per_epoch in ((one_pass.concatenate(one_pass), None),
-                                     (one_pass.concatenate(one_pass).repeat(), 15)):
+    for doubled, steps_per_epoch in (
+        (one_pass.concatenate(one_pass), None),
+        (one_pass.concatenate(one_pass).repeat(), 15),
+    ):
         uses = _Uses()
-        model = _compiled(make_private(_recording_mlp(uses), l2_norm_clip=1.0, noise_multiplier=SIGMA,
-                                       sampling="shuffle", expected_batch_size=batch, dataset_size=n,
-                                       target_delta=DELTA, seed=0))
+        model = _compiled(
+            make_private(
+                _recording_mlp(uses),
+                l2_norm_clip=1.0,
+                noise_multiplier=SIGMA,
+                sampling="shuffle",
+                expected_batch_size=batch,
+                dataset_size=n,
+                target_delta=DELTA,
+                seed=0,
+            )
+        )
         try:
             model.fit(doubled, epochs=3, steps_per_epoch=steps_per_epoch, verbose=0)
         except Exception as err:
@@ -504,15 +649,24 @@ def case_shuffled_epochs_continue_across_fit_calls():
     n, batch = 100, 10
     x, y = _id_data(n)
     uses = _Uses()
-    model = _compiled(make_private(_recording_mlp(uses), l2_norm_clip=1.0, noise_multiplier=SIGMA, sampling="shuffle",
-                                   expected_batch_size=batch, target_delta=DELTA, seed=0))
+    model = _compiled(
+        make_private(
+            _recording_mlp(uses),
+            l2_norm_clip=1.0,
+            noise_multiplier=SIGMA,
+            sampling="shuffle",
+            expected_batch_size=batch,
+            target_delta=DELTA,
+            seed=0,
+        )
+    )
     for _ in range(2):
         model.fit(x, y, epochs=1, steps_per_epoch=5, verbose=0)
     private = private_training(model)
     assert private.steps == 10 and private.mechanism().passes == 1
     assert uses.counts(n).max() == 1 and uses.counts(n).sum() == n
     model.fit(x, y, epochs=1, steps_per_epoch=3, verbose=0)
-    model.fit(x, y, epochs=1, verbose=0)   # 10 more steps: 7 to finish epoch 2, 3 of epoch 3
+    model.fit(x, y, epochs=1, verbose=0)  # 10 more steps: 7 to finish epoch 2, 3 of epoch 3
     assert private.steps == 23 and private.mechanism().passes == 3
     assert set(uses.counts(n)) == {2, 3} and uses.counts(n).max() <= private.mechanism().passes
     assert abs(private.epsilon("rdp") - _shuffle_epsilon(3)) < 1e-9
@@ -524,7 +678,7 @@ def case_shuffled_epochs_continue_across_fit_calls():
     else:
         raise AssertionError("a new pass over a dataset was accounted as the rest of an epoch")
     model.fit(x, y, epochs=1, steps_per_epoch=7, verbose=0)
-    model.fit(dataset, epochs=1, verbose=0)   # at an epoch boundary a dataset's pass is a new epoch
+    model.fit(dataset, epochs=1, verbose=0)  # at an epoch boundary a dataset's pass is a new epoch
     assert private.steps == 40 and private.mechanism().passes == 4
 
 
@@ -549,16 +703,27 @@ def case_a_resumed_run_cannot_switch_the_order_of_its_epoch():
         state = os.path.join(tmp, "state.json")
 
         def run():
-            return _compiled(make_private(_recording_mlp(uses), l2_norm_clip=1.0, noise_multiplier=SIGMA,
-                                          sampling="shuffle", expected_batch_size=batch, target_delta=DELTA,
-                                          state_path=state))
+            return _compiled(
+                make_private(
+                    _recording_mlp(uses),
+                    l2_norm_clip=1.0,
+                    noise_multiplier=SIGMA,
+                    sampling="shuffle",
+                    expected_batch_size=batch,
+                    target_delta=DELTA,
+                    state_path=state,
+                )
+            )
 
         run().fit(x, y, epochs=1, steps_per_epoch=3, verbose=0)
         with open(state) as f:
             assert json.load(f)["shuffle"]["open_epoch"] == "permuted"
         rerun = run()
-        _refused(lambda: rerun.fit(x, y, epochs=1, steps_per_epoch=7, shuffle=False, verbose=0),
-                 "stopped after 3 of its 10 steps (permuted)", "use some of its examples twice")
+        _refused(
+            lambda: rerun.fit(x, y, epochs=1, steps_per_epoch=7, shuffle=False, verbose=0),
+            "stopped after 3 of its 10 steps (permuted)",
+            "use some of its examples twice",
+        )
         rerun.fit(x, y, epochs=1, steps_per_epoch=7, verbose=0)
         assert private_training(rerun).steps == 10 and private_training(rerun).mechanism().passes == 1
     assert uses.counts(n).tolist() == [1] * n
@@ -573,8 +738,15 @@ def case_resumed_shuffled_epoch_continues_its_permutation():
     with tempfile.TemporaryDirectory() as tmp:
         state = os.path.join(tmp, "private_training.json")
         for _ in range(2):
-            model = make_private(_recording_mlp(uses), l2_norm_clip=1.0, noise_multiplier=1.0, sampling="shuffle",
-                                 expected_batch_size=batch, target_delta=DELTA, state_path=state)
+            model = make_private(
+                _recording_mlp(uses),
+                l2_norm_clip=1.0,
+                noise_multiplier=1.0,
+                sampling="shuffle",
+                expected_batch_size=batch,
+                target_delta=DELTA,
+                state_path=state,
+            )
             _compiled(model)
             model.fit(x, y, epochs=1, steps_per_epoch=3, verbose=0)
         with open(state) as f:
@@ -593,8 +765,14 @@ def case_non_finite_examples_are_dropped_and_counted():
     x, y = _id_data(n, inputs=4)
     x[0, 1] = np.inf
     uses = _Uses()
-    model = make_private(_recording_mlp(uses), l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=batch,
-                         target_delta=DELTA, seed=3)
+    model = make_private(
+        _recording_mlp(uses),
+        l2_norm_clip=1.0,
+        noise_multiplier=1.0,
+        expected_batch_size=batch,
+        target_delta=DELTA,
+        seed=3,
+    )
     _compiled(model)
     history = model.fit(x, y, epochs=3, verbose=0)
     private = private_training(model)
@@ -604,12 +782,20 @@ def case_non_finite_examples_are_dropped_and_counted():
     assert private.dropped_examples == sampled
     # An exact count of private data: kept out of the logs, and labelled in the report with the training loss.
     assert set(history.history) == {"epsilon"}  # no training loss, no dropped count
-    assert any(note.startswith("not covered: fit's training loss and metrics") and "dropped_examples" in note
-               for note in private.report().notes)
+    assert any(
+        note.startswith("not covered: fit's training loss and metrics") and "dropped_examples" in note
+        for note in private.report().notes
+    )
     for microbatches in (None, 2):
-        regression = make_private(_recording_mlp(_Uses(), outputs=1), l2_norm_clip=1.0, noise_multiplier=1.0,
-                                  num_microbatches=microbatches, expected_batch_size=batch, target_delta=DELTA,
-                                  seed=4)
+        regression = make_private(
+            _recording_mlp(_Uses(), outputs=1),
+            l2_norm_clip=1.0,
+            noise_multiplier=1.0,
+            num_microbatches=microbatches,
+            expected_batch_size=batch,
+            target_delta=DELTA,
+            seed=4,
+        )
         _compiled(regression, loss="mse")
         targets = y.astype("float32")
         targets[5] = np.nan

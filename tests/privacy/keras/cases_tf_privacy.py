@@ -13,8 +13,16 @@ import tensorflow as tf
 from scipy import stats
 
 from privacy.accounting import compute_dp_sgd_privacy
-from privacy.keras import (DPConfigurationError, DPGradientDescentGaussianOptimizer, DPKerasAdagradOptimizer,
-                           DPKerasAdamOptimizer, DPKerasSGDOptimizer, compat, make_private, private_training)
+from privacy.keras import (
+    DPConfigurationError,
+    DPGradientDescentGaussianOptimizer,
+    DPKerasAdagradOptimizer,
+    DPKerasAdamOptimizer,
+    DPKerasSGDOptimizer,
+    compat,
+    make_private,
+    private_training,
+)
 from privacy.keras.private_training import is_private
 
 K = compat.default_keras()
@@ -31,15 +39,18 @@ def case_compute_gradients_of_a_loss_vector_and_its_tape():
     microbatches, through _compute_gradients with a tape or a callable loss, for SGD, Adam and Adagrad."""
     data0 = tf.constant([[3.0, 4.0], [5.0, 6.0], [7.0, 8.0], [-1.0, 0.0]])
     data1 = tf.constant([[8.0], [2.0], [3.0], [1.0]])
-    for cls, microbatches in ((DPKerasSGDOptimizer, 1), (DPKerasAdamOptimizer, 2), (DPKerasAdagradOptimizer, 4),
-                              (DPGradientDescentGaussianOptimizer, None)):
+    for cls, microbatches in (
+        (DPKerasSGDOptimizer, 1),
+        (DPKerasAdamOptimizer, 2),
+        (DPKerasAdagradOptimizer, 4),
+        (DPGradientDescentGaussianOptimizer, None),
+    ):
         var0, var1 = tf.Variable([1.0, 2.0]), tf.Variable([3.0])
         opt = cls(l2_norm_clip=100.0, noise_multiplier=0.0, num_microbatches=microbatches, learning_rate=2.0)
         with tf.GradientTape() as tape:
             loss = _vector_loss(data0, var0) + _vector_loss(data1, var1)
         by_tape = opt._compute_gradients(loss, [var0, var1], tape=tape)
-        by_callable = opt.compute_gradients(lambda: _vector_loss(data0, var0) + _vector_loss(data1, var1),
-                                            [var0, var1])
+        by_callable = opt.compute_gradients(lambda: _vector_loss(data0, var0) + _vector_loss(data1, var1), [var0, var1])
         for grads in (by_tape, by_callable):
             np.testing.assert_allclose(grads[0][0].numpy(), [-2.5, -2.5], rtol=1e-6)
             np.testing.assert_allclose(grads[1][0].numpy(), [-0.5], rtol=1e-6)
@@ -70,19 +81,26 @@ def case_clipping_noise_and_apply():
     np.testing.assert_allclose(grads[0][0].numpy(), [-0.5 / np.sqrt(2)] * 2, rtol=1e-6)
     for clip, sigma, microbatches in ((2.0, 4.0, 1), (4.0, 1.0, 4), (3.0, 2.0, None)):
         var = tf.Variable(tf.zeros([20000]))
-        opt = DPKerasSGDOptimizer(l2_norm_clip=clip, noise_multiplier=sigma, num_microbatches=microbatches,
-                                  learning_rate=2.0)
+        opt = DPKerasSGDOptimizer(
+            l2_norm_clip=clip, noise_multiplier=sigma, num_microbatches=microbatches, learning_rate=2.0
+        )
         noise = opt._compute_gradients(lambda: _vector_loss(tf.zeros([16, 20000]), var), [var])[0][0].numpy()
         std = clip * sigma / (microbatches or 16)
-        chi2 = (noise.size - 1) * np.var(noise, ddof=1) / std ** 2
-        assert 2 * min(stats.chi2.cdf(chi2, noise.size - 1), stats.chi2.sf(chi2, noise.size - 1)) > 1e-6, \
-            (clip, sigma, microbatches, noise.std(), std)
+        chi2 = (noise.size - 1) * np.var(noise, ddof=1) / std**2
+        assert 2 * min(stats.chi2.cdf(chi2, noise.size - 1), stats.chi2.sf(chi2, noise.size - 1)) > 1e-6, (
+            clip,
+            sigma,
+            microbatches,
+            noise.std(),
+            std,
+        )
 
 
 def _linear_dp_model(**optimizer):
     model = K.Sequential([K.Input((2,)), L.Dense(1, use_bias=False, kernel_initializer="zeros")])
-    model.compile(optimizer=DPKerasSGDOptimizer(learning_rate=1.0, **optimizer),
-                  loss=K.losses.MeanSquaredError(reduction="none"))
+    model.compile(
+        optimizer=DPKerasSGDOptimizer(learning_rate=1.0, **optimizer), loss=K.losses.MeanSquaredError(reduction="none")
+    )
     return model
 
 
@@ -105,8 +123,11 @@ def case_compiling_a_plain_model_with_a_dp_optimizer_trains_privately():
     history = model.fit(x, y, epochs=3, batch_size=10, verbose=0)
     private = private_training(model)
     assert (private.sampling.value, private.adjacency.value, private.steps) == ("shuffle", "replace-one", 18)
-    expected = dp_accounting.rdp.RdpAccountant().compose(
-        dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(0.55), 3)).get_epsilon(private.target_delta)
+    expected = (
+        dp_accounting.rdp.RdpAccountant()
+        .compose(dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(0.55), 3))
+        .get_epsilon(private.target_delta)
+    )
     assert abs(history.history["epsilon"][-1] - expected) < 1e-9
 
 
@@ -158,8 +179,9 @@ def case_the_drop_in_can_still_be_configured_or_refuses_with_the_fix():
 
     def compiled(*layers):
         model = K.Sequential([K.Input((4,)), *layers, L.Dense(3)])
-        model.compile(optimizer=DPKerasSGDOptimizer(l2_norm_clip=1.0, noise_multiplier=1.1, learning_rate=0.1),
-                      loss=loss)
+        model.compile(
+            optimizer=DPKerasSGDOptimizer(l2_norm_clip=1.0, noise_multiplier=1.1, learning_rate=0.1), loss=loss
+        )
         return model
 
     model = compiled()
@@ -167,21 +189,32 @@ def case_the_drop_in_can_still_be_configured_or_refuses_with_the_fix():
     model.fit(x, y, epochs=1, verbose=0)
     assert (private_training(model).sampling.value, private_training(model).steps) == ("poisson", round(105 / 10))
     batches = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(105)
-    for dataset, missing in ((batches.batch(10), "dataset_size=..., expected_batch_size=..., sampling='shuffle'"),
-                             (batches.batch(10, drop_remainder=True), "dataset_size=..., sampling='shuffle'")):
+    for dataset, missing in (
+        (batches.batch(10), "dataset_size=..., expected_batch_size=..., sampling='shuffle'"),
+        (batches.batch(10, drop_remainder=True), "dataset_size=..., sampling='shuffle'"),
+    ):
         model = compiled()
         before = [w.copy() for w in model.get_weights()]
-        _refused(lambda: model.fit(dataset, epochs=2, verbose=0), "compiled with a DP optimizer",
-                 f"make_private(model, {missing}) before fit")
+        _refused(
+            lambda: model.fit(dataset, epochs=2, verbose=0),
+            "compiled with a DP optimizer",
+            f"make_private(model, {missing}) before fit",
+        )
         assert not is_private(model) and all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
     make_private(model, dataset_size=105, expected_batch_size=10, sampling="shuffle", target_delta=1e-3)
     history = model.fit(batches.batch(10, drop_remainder=True), epochs=2, verbose=0)
-    expected = dp_accounting.rdp.RdpAccountant().compose(
-        dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(0.55), 2)).get_epsilon(1e-3)
+    expected = (
+        dp_accounting.rdp.RdpAccountant()
+        .compose(dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(0.55), 2))
+        .get_epsilon(1e-3)
+    )
     assert private_training(model).steps == 20 and abs(history.history["epsilon"][-1] - expected) < 1e-9
     with_batch_norm = compiled(L.BatchNormalization())
-    _refused(lambda: with_batch_norm.fit(x, y, epochs=1, verbose=0), "BatchNormalization",
-             "LayerNormalization or GroupNormalization")
+    _refused(
+        lambda: with_batch_norm.fit(x, y, epochs=1, verbose=0),
+        "BatchNormalization",
+        "LayerNormalization or GroupNormalization",
+    )
     assert not is_private(with_batch_norm)
 
 
@@ -204,8 +237,9 @@ def case_a_custom_train_step_gets_tf_privacys_step_from_the_optimizer():
     y = np.zeros((4, 1), "float32")
     inputs = K.Input((2,))
     model = OwnStep(inputs, L.Dense(1, use_bias=False, kernel_initializer="ones")(inputs))
-    model.compile(optimizer=DPKerasSGDOptimizer(l2_norm_clip=1.0, noise_multiplier=0.0, num_microbatches=2,
-                                                learning_rate=1.0))
+    model.compile(
+        optimizer=DPKerasSGDOptimizer(l2_norm_clip=1.0, noise_multiplier=0.0, num_microbatches=2, learning_rate=1.0)
+    )
     model.fit(x, y, epochs=1, batch_size=4, shuffle=False, verbose=0)
     grads = (2 * x * x.sum(axis=1, keepdims=True)).reshape(2, 2, 2).mean(axis=1)
     grads *= np.minimum(1.0, 1.0 / np.linalg.norm(grads, axis=1))[:, None]
@@ -224,6 +258,7 @@ def case_compute_dp_sgd_privacy_states_its_assumptions():
     printout said 3.01 with the older conversion)."""
     epsilon, order = compute_dp_sgd_privacy(n=60000, batch_size=256, noise_multiplier=1.1, epochs=60, delta=1e-5)
     event = dp_accounting.SelfComposedDpEvent(
-        dp_accounting.PoissonSampledDpEvent(256 / 60000, dp_accounting.GaussianDpEvent(1.1)), 14063)
+        dp_accounting.PoissonSampledDpEvent(256 / 60000, dp_accounting.GaussianDpEvent(1.1)), 14063
+    )
     want, want_order = dp_accounting.rdp.RdpAccountant().compose(event).get_epsilon_and_optimal_order(1e-5)
     assert (epsilon, order) == (want, want_order) and round(epsilon, 3) == 2.597

@@ -15,8 +15,17 @@ from pipelines.cli.main import cli
 from privacy.accounting import DpSgdMechanism, UnsupportedAccounting, compute_epsilon
 from tensorboard.backend.event_processing import event_accumulator
 
-from privacy.keras import (DPConfigurationError, DPKerasSGDOptimizer, DPSequential, PrivacyBudgetCallback,
-                           PrivacyBudgetExceeded, compat, make_private, poisson_batches, private_training)
+from privacy.keras import (
+    DPConfigurationError,
+    DPKerasSGDOptimizer,
+    DPSequential,
+    PrivacyBudgetCallback,
+    PrivacyBudgetExceeded,
+    compat,
+    make_private,
+    poisson_batches,
+    private_training,
+)
 
 K = compat.default_keras()
 L = K.layers
@@ -24,8 +33,9 @@ L = K.layers
 
 def _mlp(inputs=8, hidden=16, outputs=3, seed=0, **dense_kwargs):
     K.utils.set_random_seed(seed)
-    return K.Sequential([K.Input((inputs,)), L.Dense(hidden, activation="tanh", **dense_kwargs),
-                         L.Dense(outputs, **dense_kwargs)])
+    return K.Sequential(
+        [K.Input((inputs,)), L.Dense(hidden, activation="tanh", **dense_kwargs), L.Dense(outputs, **dense_kwargs)]
+    )
 
 
 def _data(n=64, inputs=8, classes=3, seed=0):
@@ -50,8 +60,14 @@ def case_sigma0_and_huge_clip_equal_the_non_private_update():
         reference.compile(optimizer=_sgd(0.3), loss=_scce(), jit_compile=True)
         private = K.models.clone_model(reference)
         private.set_weights(reference.get_weights())
-        make_private(private, l2_norm_clip=1e9, noise_multiplier=0.0, num_microbatches=microbatches,
-                     expected_batch_size=16, sampling="shuffle")
+        make_private(
+            private,
+            l2_norm_clip=1e9,
+            noise_multiplier=0.0,
+            num_microbatches=microbatches,
+            expected_batch_size=16,
+            sampling="shuffle",
+        )
         private.compile(optimizer=_sgd(0.3), loss=_scce(), jit_compile=True)
         reference.fit(batches, epochs=1, verbose=0, shuffle=False)
         private.fit(batches, epochs=1, verbose=0, shuffle=False)
@@ -79,19 +95,31 @@ def case_noise_std_is_sigma_c_over_the_expected_batch_size():
     assert all(int(w.numpy().sum()) != expected_batch for _, _, w in batches.take(2))
     for jit_compile in (False, True):
         K.utils.set_random_seed(1)
-        model = K.Sequential([K.Input((200,)), L.Dense(200, use_bias=False, kernel_initializer="zeros"),
-                              L.Dense(200, use_bias=False, kernel_initializer="zeros")])
-        make_private(model, l2_norm_clip=clip, noise_multiplier=sigma, expected_batch_size=expected_batch,
-                     dataset_size=n, seed=11)
+        model = K.Sequential(
+            [
+                K.Input((200,)),
+                L.Dense(200, use_bias=False, kernel_initializer="zeros"),
+                L.Dense(200, use_bias=False, kernel_initializer="zeros"),
+            ]
+        )
+        make_private(
+            model,
+            l2_norm_clip=clip,
+            noise_multiplier=sigma,
+            expected_batch_size=expected_batch,
+            dataset_size=n,
+            seed=11,
+        )
         model.compile(optimizer=_sgd(1.0), loss="mse", jit_compile=jit_compile)
         weights = [model.get_weights()]
         for _ in range(2):
             model.fit(batches, epochs=1, steps_per_epoch=1, verbose=0)
             weights.append(model.get_weights())
-        noise = [(before - after).ravel() for step in range(2) for before, after in zip(weights[step],
-                                                                                         weights[step + 1])]
+        noise = [
+            (before - after).ravel() for step in range(2) for before, after in zip(weights[step], weights[step + 1])
+        ]
         update = np.concatenate(noise)
-        chi2 = (update.size - 1) * np.var(update, ddof=1) / std ** 2
+        chi2 = (update.size - 1) * np.var(update, ddof=1) / std**2
         p_variance = 2 * min(stats.chi2.cdf(chi2, update.size - 1), stats.chi2.sf(chi2, update.size - 1))
         assert p_variance > 1e-3, (jit_compile, np.std(update), std)
         assert stats.kstest(update / std, "norm").pvalue > 1e-3, jit_compile
@@ -104,30 +132,53 @@ def case_noise_std_is_sigma_c_over_the_expected_batch_size():
 def case_epsilon_in_history_equals_ppml_epsilon():
     n, batch, sigma, delta = 300, 30, 1.2, 1e-4
     x, y = _data(n=n)
-    model = make_private(_mlp(), l2_norm_clip=1.0, noise_multiplier=sigma, expected_batch_size=batch,
-                         target_delta=delta, seed=5)
+    model = make_private(
+        _mlp(), l2_norm_clip=1.0, noise_multiplier=sigma, expected_batch_size=batch, target_delta=delta, seed=5
+    )
     model.compile(optimizer=_sgd(0.1), loss=_scce())
     history = model.fit(x, y, epochs=2, verbose=0)
     private = private_training(model)
     assert private.steps == 20 and len(history.history["epsilon"]) == 2
-    result = CliRunner().invoke(cli, ["epsilon", "--n", str(n), "--batch-size", str(batch), "--noise-multiplier",
-                                      str(sigma), "--steps", str(private.steps), "--target-delta", str(delta),
-                                      "--json"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "epsilon",
+            "--n",
+            str(n),
+            "--batch-size",
+            str(batch),
+            "--noise-multiplier",
+            str(sigma),
+            "--steps",
+            str(private.steps),
+            "--target-delta",
+            str(delta),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert history.history["epsilon"][-1] == report["epsilon_rdp"]
     assert private.budget.epsilon("rdp") == report["epsilon_rdp"]
     assert private.budget.epsilon("pld") == report["epsilon_pld"]
-    first_epoch = compute_epsilon(DpSgdMechanism(dataset_size=n, batch_size=batch, noise_multiplier=sigma, steps=10),
-                                  delta, "rdp")
+    first_epoch = compute_epsilon(
+        DpSgdMechanism(dataset_size=n, batch_size=batch, noise_multiplier=sigma, steps=10), delta, "rdp"
+    )
     assert history.history["epsilon"][0] == first_epoch
 
 
 def case_target_epsilon_stops_before_it_is_exceeded():
     n, batch, sigma, target = 200, 20, 1.5, 2.0
     x, y = _data(n=n)
-    model = make_private(_mlp(), l2_norm_clip=1.0, noise_multiplier=sigma, expected_batch_size=batch,
-                         target_delta=1e-4, target_epsilon=target, seed=1)
+    model = make_private(
+        _mlp(),
+        l2_norm_clip=1.0,
+        noise_multiplier=sigma,
+        expected_batch_size=batch,
+        target_delta=1e-4,
+        target_epsilon=target,
+        seed=1,
+    )
     model.compile(optimizer=_sgd(0.1), loss=_scce())
     model.fit(x, y, epochs=50, verbose=0)
     private = private_training(model)
@@ -160,13 +211,24 @@ def case_resumed_run_neither_loses_nor_double_counts():
         state = os.path.join(tmp, "private_training.json")
 
         def run(crash):
-            model = make_private(_mlp(), l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=batch,
-                                 target_delta=1e-4, state_path=state)
+            model = make_private(
+                _mlp(),
+                l2_norm_clip=1.0,
+                noise_multiplier=1.0,
+                expected_batch_size=batch,
+                target_delta=1e-4,
+                state_path=state,
+            )
             model.compile(optimizer=_sgd(0.1), loss=_scce())
             callback = Crash()
             callback.crash = crash
-            model.fit(x, y, epochs=3, verbose=0,
-                      callbacks=[K.callbacks.BackupAndRestore(os.path.join(tmp, "backup")), callback])
+            model.fit(
+                x,
+                y,
+                epochs=3,
+                verbose=0,
+                callbacks=[K.callbacks.BackupAndRestore(os.path.join(tmp, "backup")), callback],
+            )
             return private_training(model)
 
         try:
@@ -178,8 +240,14 @@ def case_resumed_run_neither_loses_nor_double_counts():
         resumed = run(crash=False)
         assert resumed.steps == 18
         # Checkpoints within an epoch would restore weights from steps the saved state never counted.
-        model = make_private(_mlp(), l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=batch,
-                             target_delta=1e-4, state_path=os.path.join(tmp, "other.json"))
+        model = make_private(
+            _mlp(),
+            l2_norm_clip=1.0,
+            noise_multiplier=1.0,
+            expected_batch_size=batch,
+            target_delta=1e-4,
+            state_path=os.path.join(tmp, "other.json"),
+        )
         model.compile(optimizer=_sgd(0.1), loss=_scce())
         backup = K.callbacks.BackupAndRestore(os.path.join(tmp, "backup2"), save_freq=2)
         try:
@@ -191,9 +259,16 @@ def case_resumed_run_neither_loses_nor_double_counts():
         assert private_training(model).steps == 0
         # Another adjacency would mix relations in one ledger; shuffled batches count epochs, not steps.
         for other in ({"adjacency": "replace-one"}, {"sampling": "shuffle"}):
-            try:   # refused before any step, at make_private or at the start of fit
-                model = make_private(_mlp(), l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=batch,
-                                     target_delta=1e-4, state_path=state, **other)
+            try:  # refused before any step, at make_private or at the start of fit
+                model = make_private(
+                    _mlp(),
+                    l2_norm_clip=1.0,
+                    noise_multiplier=1.0,
+                    expected_batch_size=batch,
+                    target_delta=1e-4,
+                    state_path=state,
+                    **other,
+                )
                 model.compile(optimizer=_sgd(0.1), loss=_scce())
                 model.fit(x, y, epochs=1, verbose=0, batch_size=batch)
             except DPConfigurationError as err:
@@ -203,7 +278,7 @@ def case_resumed_run_neither_loses_nor_double_counts():
             else:
                 raise AssertionError(f"a budget was resumed with {other}")
         with open(state) as f:
-            assert json.load(f)["steps"] == 18   # the saved state is untouched
+            assert json.load(f)["steps"] == 18  # the saved state is untouched
         assert resumed.budget.units == 18 and len(resumed.budget.ledger) == 1
         uninterrupted = DpSgdMechanism(dataset_size=n, batch_size=batch, noise_multiplier=1.0, steps=18)
         assert resumed.epsilon("rdp") == compute_epsilon(uninterrupted, 1e-4, "rdp")
@@ -226,9 +301,25 @@ def case_epsilon_reaches_callbacks_after_it():
 
 def _ppml_epsilon(n, batch, sigma, steps, delta, accountant):
     """Epsilon from the `ppml epsilon` command, as TensorBoard stores it (float32)."""
-    result = CliRunner().invoke(cli, ["epsilon", "--n", str(n), "--batch-size", str(batch), "--noise-multiplier",
-                                      str(sigma), "--steps", str(steps), "--target-delta", str(delta),
-                                      "--accountant", accountant, "--json"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "epsilon",
+            "--n",
+            str(n),
+            "--batch-size",
+            str(batch),
+            "--noise-multiplier",
+            str(sigma),
+            "--steps",
+            str(steps),
+            "--target-delta",
+            str(delta),
+            "--accountant",
+            accountant,
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     return np.float32(json.loads(result.output)[f"epsilon_{accountant}"])
 
@@ -237,8 +328,10 @@ def _scalars(run_dir):
     """{tag: {step: value}} of the scalar summaries in a TensorBoard run directory, read back by tensorboard."""
     events = event_accumulator.EventAccumulator(run_dir, size_guidance={event_accumulator.TENSORS: 0})
     events.Reload()
-    return {tag: {e.step: tf.make_ndarray(e.tensor_proto).item() for e in events.Tensors(tag)}
-            for tag in events.Tags()["tensors"]}
+    return {
+        tag: {e.step: tf.make_ndarray(e.tensor_proto).item() for e in events.Tensors(tag)}
+        for tag in events.Tags()["tensors"]
+    }
 
 
 def case_epsilon_reaches_tensorboard_event_files():
@@ -251,20 +344,35 @@ def case_epsilon_reaches_tensorboard_event_files():
     x, y = _data(n=n)
     with tempfile.TemporaryDirectory() as tmp:
         rdp_dir, pld_dir = os.path.join(tmp, "rdp"), os.path.join(tmp, "pld")
-        model = make_private(_mlp(), l2_norm_clip=1.0, noise_multiplier=sigma, expected_batch_size=batch,
-                             target_delta=delta, seed=3)
+        model = make_private(
+            _mlp(), l2_norm_clip=1.0, noise_multiplier=sigma, expected_batch_size=batch, target_delta=delta, seed=3
+        )
         model.compile(optimizer=_sgd(0.1), loss=_scce())
         # Every 3 steps: Keras 3's TensorBoard drops epoch summaries at steps its update_freq skips.
-        model.fit(x, y, epochs=2, verbose=0, callbacks=[K.callbacks.TensorBoard(rdp_dir, update_freq=3),
-                                                        PrivacyBudgetCallback(update_freq=3)])
+        model.fit(
+            x,
+            y,
+            epochs=2,
+            verbose=0,
+            callbacks=[K.callbacks.TensorBoard(rdp_dir, update_freq=3), PrivacyBudgetCallback(update_freq=3)],
+        )
         written = _scalars(os.path.join(rdp_dir, "train"))
-        assert written["epoch_epsilon"] == {0: _ppml_epsilon(n, batch, sigma, 6, delta, "rdp"),
-                                            1: _ppml_epsilon(n, batch, sigma, 12, delta, "rdp")}
+        assert written["epoch_epsilon"] == {
+            0: _ppml_epsilon(n, batch, sigma, 6, delta, "rdp"),
+            1: _ppml_epsilon(n, batch, sigma, 12, delta, "rdp"),
+        }
         assert written["batch_epsilon"] == {s: _ppml_epsilon(n, batch, sigma, s, delta, "rdp") for s in (3, 6, 9, 12)}
         assert not {"batch_loss", "epoch_loss"} & set(written)  # the training loss never reaches TensorBoard
 
-        model = make_private(_mlp(), l2_norm_clip=1.0, noise_multiplier=sigma, expected_batch_size=batch,
-                             target_delta=delta, accountant="pld", seed=3)
+        model = make_private(
+            _mlp(),
+            l2_norm_clip=1.0,
+            noise_multiplier=sigma,
+            expected_batch_size=batch,
+            target_delta=delta,
+            accountant="pld",
+            seed=3,
+        )
         model.compile(optimizer=_sgd(0.1), loss=_scce())
         model.fit(x, y, epochs=1, verbose=0, callbacks=[K.callbacks.TensorBoard(pld_dir)])
         written = _scalars(os.path.join(pld_dir, "train"))
@@ -276,8 +384,9 @@ def case_empty_poisson_batches_still_step_and_count():
     """q = 0.5 / 100: most batches are empty; each still adds noise and is accounted."""
     n = 100
     x, y = _data(n=n)
-    model = make_private(_mlp(), l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=0.5,
-                         target_delta=1e-3, seed=2)
+    model = make_private(
+        _mlp(), l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=0.5, target_delta=1e-3, seed=2
+    )
     model.compile(optimizer=_sgd(0.1), loss=_scce())
     before = model.get_weights()
     history = model.fit(x, y, epochs=1, steps_per_epoch=10, verbose=0)
@@ -290,8 +399,10 @@ def case_dp_optimizer_drop_in():
     """TF Privacy's names: DPKerasSGDOptimizer with DPSequential, and with make_private(model)."""
     x, y = _data(n=64)
     model = DPSequential(layers=[K.Input((8,)), L.Dense(3)], expected_batch_size=16, target_delta=1e-3)
-    model.compile(optimizer=DPKerasSGDOptimizer(l2_norm_clip=1.0, noise_multiplier=1.1, num_microbatches=8,
-                                                learning_rate=0.1), loss=_scce())
+    model.compile(
+        optimizer=DPKerasSGDOptimizer(l2_norm_clip=1.0, noise_multiplier=1.1, num_microbatches=8, learning_rate=0.1),
+        loss=_scce(),
+    )
     history = model.fit(x, y, epochs=1, verbose=0)
     mechanism = private_training(model).mechanism()
     assert (mechanism.num_microbatches, mechanism.sensitivity, mechanism.noise_multiplier) == (8, 2.0, 1.1)
@@ -310,11 +421,14 @@ def case_a_target_epsilon_that_cannot_be_accounted_is_refused():
     x, y = _data(n=100, inputs=8)
     batches = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(100).batch(10)
     with tempfile.TemporaryDirectory() as tmp:
-        for kwargs in ({"noise_multiplier": 1.0, "target_epsilon": 1.0},
-                       {"noise_multiplier": 1.0, "state_path": os.path.join(tmp, "never.json")},
-                       {"noise_multiplier": 0.0, "target_epsilon": 1.0, "dataset_size": 100}):
-            model = make_private(_mlp(), l2_norm_clip=1.0, sampling="shuffle", expected_batch_size=10,
-                                 target_delta=1e-3, **kwargs)
+        for kwargs in (
+            {"noise_multiplier": 1.0, "target_epsilon": 1.0},
+            {"noise_multiplier": 1.0, "state_path": os.path.join(tmp, "never.json")},
+            {"noise_multiplier": 0.0, "target_epsilon": 1.0, "dataset_size": 100},
+        ):
+            model = make_private(
+                _mlp(), l2_norm_clip=1.0, sampling="shuffle", expected_batch_size=10, target_delta=1e-3, **kwargs
+            )
             model.compile(optimizer=_sgd(0.1), loss=_scce())
             try:
                 model.fit(batches, epochs=30, verbose=0)
@@ -337,11 +451,19 @@ def case_pld_cost_limit_crossed_by_the_planned_fit_is_refused_before_any_step():
     x, y = _data(n=100, inputs=8)
     with tempfile.TemporaryDirectory() as tmp:
         state = os.path.join(tmp, "state.json")
-        model = make_private(_mlp(), l2_norm_clip=1.0, noise_multiplier=0.5, expected_batch_size=10,
-                             adjacency="replace-one", target_delta=1e-3, state_path=state)
+        model = make_private(
+            _mlp(),
+            l2_norm_clip=1.0,
+            noise_multiplier=0.5,
+            expected_batch_size=10,
+            adjacency="replace-one",
+            target_delta=1e-3,
+            state_path=state,
+        )
         model.compile(optimizer=_sgd(0.1), loss=_scce())
-        planned = DpSgdMechanism(dataset_size=100, batch_size=10, noise_multiplier=0.5, steps=200,
-                                 adjacency="replace-one")
+        planned = DpSgdMechanism(
+            dataset_size=100, batch_size=10, noise_multiplier=0.5, steps=200, adjacency="replace-one"
+        )
         assert planned.cost_reason("pld", 1e-3) and not planned.replace(steps=100).cost_reason("pld", 1e-3)
         try:
             model.fit(x, y, epochs=20, verbose=0)
@@ -353,10 +475,17 @@ def case_pld_cost_limit_crossed_by_the_planned_fit_is_refused_before_any_step():
         assert private.steps == 0
         model.fit(x, y, epochs=10, verbose=0)
         assert private.steps == 100
-        expected = dp_accounting.pld.PLDAccountant(neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE,
-                                                   value_discretization_interval=1e-4).compose(
-            dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(
-                0.1, dp_accounting.GaussianDpEvent(0.5)), 100)).get_epsilon(1e-3)
+        expected = (
+            dp_accounting.pld.PLDAccountant(
+                neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE, value_discretization_interval=1e-4
+            )
+            .compose(
+                dp_accounting.SelfComposedDpEvent(
+                    dp_accounting.PoissonSampledDpEvent(0.1, dp_accounting.GaussianDpEvent(0.5)), 100
+                )
+            )
+            .get_epsilon(1e-3)
+        )
         assert abs(private.epsilon() - expected) < 1e-9
 
         class Crossed:  # the training as the callback sees it once the limit is crossed mid-fit
@@ -383,8 +512,15 @@ def case_pld_cost_limits_hold_for_training_too():
     replace-one, microbatched at sigma 0.3: 0.15 per step) is refused before any step, and epsilon('pld') of
     one that RDP accounts says why instead of computing."""
     x, y = _data(n=100, inputs=8)
-    model = make_private(_mlp(), l2_norm_clip=1.0, noise_multiplier=0.3, num_microbatches=2, expected_batch_size=10,
-                         adjacency="replace-one", target_delta=1e-3)
+    model = make_private(
+        _mlp(),
+        l2_norm_clip=1.0,
+        noise_multiplier=0.3,
+        num_microbatches=2,
+        expected_batch_size=10,
+        adjacency="replace-one",
+        target_delta=1e-3,
+    )
     model.compile(optimizer=_sgd(0.1), loss=_scce())
     try:
         model.fit(x, y, epochs=1, verbose=0)
@@ -414,8 +550,9 @@ def case_a_delta_close_to_one_over_n_is_warned_at_fit():
     the report says so); the default, at most 1/(2n), does not."""
     x, y = _data(n=100, inputs=8)
     for target_delta, warned in ((6e-3, True), (None, False)):
-        model = make_private(_mlp(), l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=10,
-                             target_delta=target_delta)
+        model = make_private(
+            _mlp(), l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=10, target_delta=target_delta
+        )
         model.compile(optimizer=_sgd(0.1), loss=_scce())
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -28,8 +28,13 @@ def case_truncated_batches_are_cut_to_a_uniform_subset():
     joins a batch equally often (keeping the first K in dataset order would favour low indices); cuts counted."""
     n, expected, cap, steps = 30, 10.0, 10, 600
     x = np.arange(n, dtype="float32")[:, None]
-    batches = poisson_batches(tf.data.Dataset.from_tensor_slices((x, x)), dataset_size=n,
-                              expected_batch_size=expected, truncated_batch_size=cap, seed=7)
+    batches = poisson_batches(
+        tf.data.Dataset.from_tensor_slices((x, x)),
+        dataset_size=n,
+        expected_batch_size=expected,
+        truncated_batch_size=cap,
+        seed=7,
+    )
     info = sampling_of(batches)
     assert info.truncated and info.truncated_batch_size == cap == info.max_batch_size
     counts, sizes = np.zeros(n), np.zeros(cap + 1)
@@ -58,8 +63,14 @@ def case_fit_accounts_the_truncated_event_and_counts_the_cuts():
     n, batch, sigma = 400, 20, 1.5
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(n, 3)).astype("float32"), rng.integers(0, 2, size=n)
-    model = make_private(K.Sequential([K.Input((3,)), L.Dense(2)]), l2_norm_clip=1.0, noise_multiplier=sigma,
-                         expected_batch_size=batch, truncated_batch_size="default", seed=3)
+    model = make_private(
+        K.Sequential([K.Input((3,)), L.Dense(2)]),
+        l2_norm_clip=1.0,
+        noise_multiplier=sigma,
+        expected_batch_size=batch,
+        truncated_batch_size="default",
+        seed=3,
+    )
     model.compile(optimizer="sgd", loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, y, epochs=1, steps_per_epoch=5, verbose=0)
     private = private_training(model)
@@ -75,8 +86,14 @@ def case_fit_accounts_the_truncated_event_and_counts_the_cuts():
 def case_a_tight_cap_cuts_batches_and_the_report_counts_them():
     n, batch = 200, 20
     x, y = np.ones((n, 2), "float32"), np.zeros(n, "int64")
-    model = make_private(K.Sequential([K.Input((2,)), L.Dense(2)]), l2_norm_clip=1.0, noise_multiplier=1.0,
-                         expected_batch_size=batch, truncated_batch_size=batch, seed=4)
+    model = make_private(
+        K.Sequential([K.Input((2,)), L.Dense(2)]),
+        l2_norm_clip=1.0,
+        noise_multiplier=1.0,
+        expected_batch_size=batch,
+        truncated_batch_size=batch,
+        seed=4,
+    )
     model.compile(optimizer="sgd", loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, y, epochs=2, steps_per_epoch=10, verbose=0)
     private = private_training(model)
@@ -92,31 +109,42 @@ def case_a_truncated_dataset_sets_the_accounting_and_mismatches_are_refused():
     truncated = poisson_batches((x, y), dataset_size=n, expected_batch_size=10, truncated_batch_size=12, seed=1)
 
     def model(**kwargs):
-        m = make_private(K.Sequential([K.Input((2,)), L.Dense(2)]), l2_norm_clip=1.0, noise_multiplier=1.0,
-                         **kwargs)
+        m = make_private(K.Sequential([K.Input((2,)), L.Dense(2)]), l2_norm_clip=1.0, noise_multiplier=1.0, **kwargs)
         m.compile(optimizer="sgd", loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
         return m
 
     adopted = model()
     adopted.fit(truncated, epochs=1, steps_per_epoch=2, verbose=0)
     assert private_training(adopted).mechanism().truncated_batch_size == 12
-    _raises(lambda: model(truncated_batch_size=14).fit(truncated, epochs=1, steps_per_epoch=2, verbose=0),
-            "declared truncated_batch_size=14", "truncated_batch_size=12")
+    _raises(
+        lambda: model(truncated_batch_size=14).fit(truncated, epochs=1, steps_per_epoch=2, verbose=0),
+        "declared truncated_batch_size=14",
+        "truncated_batch_size=12",
+    )
     plain = poisson_batches((x, y), dataset_size=n, expected_batch_size=10, seed=1)
-    _raises(lambda: model(truncated_batch_size=12).fit(plain, epochs=1, steps_per_epoch=2, verbose=0),
-            "no truncation")
+    _raises(lambda: model(truncated_batch_size=12).fit(plain, epochs=1, steps_per_epoch=2, verbose=0), "no truncation")
     _raises(lambda: model(truncated_batch_size=12, num_microbatches=2), "per-example clipping only")
-    _raises(lambda: model(truncated_batch_size=1.5),
-            "truncated_batch_size must be an integer in [expected_batch_size, dataset_size] or 'default', got 1.5")
-    _raises(lambda: model(truncated_batch_size=5, expected_batch_size=10, dataset_size=n),
-            "must be an integer in [10, 100] or 'default', got 5")
+    _raises(
+        lambda: model(truncated_batch_size=1.5),
+        "truncated_batch_size must be an integer in [expected_batch_size, dataset_size] or 'default', got 1.5",
+    )
+    _raises(
+        lambda: model(truncated_batch_size=5, expected_batch_size=10, dataset_size=n),
+        "must be an integer in [10, 100] or 'default', got 5",
+    )
     numpy_k = model(truncated_batch_size=np.int64(12), expected_batch_size=10, dataset_size=n)
     numpy_k.fit(truncated, epochs=1, steps_per_epoch=2, verbose=0)
     assert type(private_training(numpy_k).mechanism().truncated_batch_size) is int
     numpy_batches = poisson_batches((x, y), dataset_size=n, expected_batch_size=10, truncated_batch_size=np.int64(12))
     assert sampling_of(numpy_batches).truncated_batch_size == 12
     _raises(lambda: model(truncated_batch_size=12, sampling="fixed"), "Poisson sampling only")
-    _raises(lambda: poisson_batches((x, y), dataset_size=n, expected_batch_size=10, truncated_batch_size=12,
-                                    max_batch_size=30), "not both")
-    _raises(lambda: poisson_batches((x, y), dataset_size=n, expected_batch_size=10.5, truncated_batch_size=101),
-            "must be an integer in [11, 100] or 'default', got 101")
+    _raises(
+        lambda: poisson_batches(
+            (x, y), dataset_size=n, expected_batch_size=10, truncated_batch_size=12, max_batch_size=30
+        ),
+        "not both",
+    )
+    _raises(
+        lambda: poisson_batches((x, y), dataset_size=n, expected_batch_size=10.5, truncated_batch_size=101),
+        "must be an integer in [11, 100] or 'default', got 101",
+    )

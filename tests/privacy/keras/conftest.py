@@ -64,7 +64,7 @@ def run_case(python_subprocess):
             code = _RUNNER.format(path=os.path.join(HERE, f"{module}.py"), mark=_MARK)
             proc = python_subprocess(code, legacy_keras=flavour == "tf_keras", timeout=900)
             line = next(line for line in proc.stdout.splitlines() if line.startswith(_MARK))
-            _subprocess_results[key] = json.loads(line[len(_MARK):])
+            _subprocess_results[key] = json.loads(line[len(_MARK) :])
         results = _subprocess_results[key]
         if case not in results:
             pytest.fail(f"{module}.{case} did not run ({flavour})")

@@ -15,21 +15,21 @@ from scipy import stats
 from privacy.keras import DPConfigurationError, poisson_batches, sampling_of
 from privacy.keras.sampling import inclusion_threshold
 
-N = 2 ** 22
+N = 2**22
 """Examples in the small-q test; with B = 0.25, q = 2^-24 lies below float32's grid (which would include with
 probability 2^-23, doubling the batches and the cuts)."""
 
 
-@pytest.mark.parametrize("n, batch", [(60000, 256), (3, 1), (7, 7), (2 ** 40 + 1, 0.3), (10, 2.5)])
+@pytest.mark.parametrize("n, batch", [(60000, 256), (3, 1), (7, 7), (2**40 + 1, 0.3), (10, 2.5)])
 def test_the_inclusion_threshold_is_q_rounded_down(n, batch):
     t = inclusion_threshold(n, batch)
     q = fractions.Fraction(batch) / n
-    assert fractions.Fraction(t, 2 ** 64) <= q < fractions.Fraction(t + 1, 2 ** 64)
+    assert fractions.Fraction(t, 2**64) <= q < fractions.Fraction(t + 1, 2**64)
 
 
 def test_a_rate_below_the_resolution_is_refused():
     with pytest.raises(DPConfigurationError, match="below 2\\^-64"):
-        inclusion_threshold(2 ** 63, 0.25)
+        inclusion_threshold(2**63, 0.25)
 
 
 def _no_prefetch(dataset):

@@ -3,8 +3,9 @@
 import ast
 import os
 
-PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))),
-                       "privacy", "keras")
+PACKAGE = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))), "privacy", "keras"
+)
 MODULES = sorted(name[:-3] for name in os.listdir(PACKAGE) if name.endswith(".py") and name != "__init__.py")
 
 
@@ -42,6 +43,10 @@ def test_no_import_cycles():
 
 def test_only_public_names_cross_modules():
     assert not [module for module in MODULES if module.startswith("_")], "modules the others import are public"
-    private = [f"{module} uses {owner}.{name}" for module in MODULES for owner, name in _imports(module)[1]
-               if name.startswith("_") and owner != module]
+    private = [
+        f"{module} uses {owner}.{name}"
+        for module in MODULES
+        for owner, name in _imports(module)[1]
+        if name.startswith("_") and owner != module
+    ]
     assert not private, private

@@ -18,8 +18,11 @@ def population():
     return np.repeat(np.arange(K), counts)
 
 
-@pytest.fixture(scope="module", params=[("rr", 1.0), ("grr", 1.0), ("oue", 1.0), ("olh", 1.5), ("grr", 0.3)],
-                ids=lambda p: f"{p[0]}-eps{p[1]}")
+@pytest.fixture(
+    scope="module",
+    params=[("rr", 1.0), ("grr", 1.0), ("oue", 1.0), ("olh", 1.5), ("grr", 0.3)],
+    ids=lambda p: f"{p[0]}-eps{p[1]}",
+)
 def runs(request):
     mechanism, epsilon = request.param
     k = 2 if mechanism == "rr" else K
@@ -66,12 +69,23 @@ def test_error_sweep_draws_the_population_and_each_repeats_coins_from_independen
     import privacy.local.simulation as simulation
     from privacy.local import GeneralizedRandomizedResponse
     from privacy.local.frequency_oracle import FrequencyOracle
+
     seen = {"population": [], "coins": []}
     draw, randomize = simulation.draw_population, FrequencyOracle.randomize
-    monkeypatch.setattr(simulation, "draw_population",
-                        lambda values, n, seed: seen["population"].append(seed) or draw(values, n, seed))
-    monkeypatch.setattr(FrequencyOracle, "randomize",
-                        lambda self, values, seed=None: seen["coins"].append(seed) or randomize(self, values, seed))
-    simulation.error_sweep(lambda eps: GeneralizedRandomizedResponse(eps, 3), np.arange(30) % 3, epsilons=[1.0],
-                           populations=[60], repeats=3, seed=5)
+    monkeypatch.setattr(
+        simulation, "draw_population", lambda values, n, seed: seen["population"].append(seed) or draw(values, n, seed)
+    )
+    monkeypatch.setattr(
+        FrequencyOracle,
+        "randomize",
+        lambda self, values, seed=None: seen["coins"].append(seed) or randomize(self, values, seed),
+    )
+    simulation.error_sweep(
+        lambda eps: GeneralizedRandomizedResponse(eps, 3),
+        np.arange(30) % 3,
+        epsilons=[1.0],
+        populations=[60],
+        repeats=3,
+        seed=5,
+    )
     assert len(set(seen["population"] + seen["coins"]) | {5}) == 5

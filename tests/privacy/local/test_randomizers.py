@@ -11,8 +11,14 @@ from scipy import stats
 import dp_accounting
 from dp_accounting.pld import pld_privacy_accountant
 
-from privacy.local import (GeneralizedRandomizedResponse, OptimizedLocalHashing, OptimizedUnaryEncoding, OsRandom,
-                           RandomizedResponse, make_oracle)
+from privacy.local import (
+    GeneralizedRandomizedResponse,
+    OptimizedLocalHashing,
+    OptimizedUnaryEncoding,
+    OsRandom,
+    RandomizedResponse,
+    make_oracle,
+)
 from privacy.local.olh import HASH_PRIME
 
 N = 20_000
@@ -45,8 +51,7 @@ def test_two_fair_coins_are_epsilon_ln3_and_a_random_response_with_probability_h
     assert rr.epsilon == pytest.approx(math.log(3))
     assert RandomizedResponse().epsilon == pytest.approx(math.log(3))
     assert rr.truth_probability == pytest.approx(0.5)
-    assert rr.dp_event() == dp_accounting.RandomizedResponseDpEvent(noise_parameter=pytest.approx(0.5),
-                                                                     num_buckets=2)
+    assert rr.dp_event() == dp_accounting.RandomizedResponseDpEvent(noise_parameter=pytest.approx(0.5), num_buckets=2)
 
 
 @pytest.mark.parametrize("epsilon,k", [(1.0, 4), (math.log(3), 3), (3.0, 6)])
@@ -66,10 +71,12 @@ def test_oue_bit_patterns_follow_the_product_of_its_bit_probabilities(epsilon):
     for value in range(k):
         reports = oue.randomize(np.full(N, value), seed=20 + value)
         index = reports.astype(int) @ (1 << np.arange(k - 1, -1, -1))
-        expected = [math.prod(0.5 if i == value else (q if bit else 1 - q) for i, bit in enumerate(pattern))
-                    for pattern in patterns]
+        expected = [
+            math.prod(0.5 if i == value else (q if bit else 1 - q) for i, bit in enumerate(pattern))
+            for pattern in patterns
+        ]
         assert sum(expected) == pytest.approx(1)
-        assert chi_square_p(np.bincount(index, minlength=2 ** k), expected) > ALPHA
+        assert chi_square_p(np.bincount(index, minlength=2**k), expected) > ALPHA
 
 
 @pytest.mark.parametrize("epsilon", [1.0, 2.5])
@@ -95,14 +102,17 @@ def test_worst_case_ratio_of_report_probabilities_is_the_stated_epsilon(epsilon)
     k = 5
     matrix = grr_matrix(epsilon, k)
     assert math.log((matrix.max(axis=0) / matrix.min(axis=0)).max()) == pytest.approx(
-        GeneralizedRandomizedResponse(epsilon, k).epsilon)
+        GeneralizedRandomizedResponse(epsilon, k).epsilon
+    )
     # OUE: every report of k = 4 bits, for every pair of values.
     oue = OptimizedUnaryEncoding(epsilon, 4)
     p, q = 0.5, 1 / (math.exp(epsilon) + 1)
     worst = 0.0
     for pattern in itertools.product((0, 1), repeat=4):
-        probs = [math.prod((p if i == v else q) if bit else (1 - p if i == v else 1 - q)
-                           for i, bit in enumerate(pattern)) for v in range(4)]
+        probs = [
+            math.prod((p if i == v else q) if bit else (1 - p if i == v else 1 - q) for i, bit in enumerate(pattern))
+            for v in range(4)
+        ]
         worst = max(worst, max(probs) / min(probs))
     assert math.log(worst) == pytest.approx(oue.epsilon)
     # OLH: for sampled hashes, P(y | v, H) over all values and buckets.
@@ -118,8 +128,11 @@ def test_worst_case_ratio_of_report_probabilities_is_the_stated_epsilon(epsilon)
     assert math.log(worst) == pytest.approx(olh.epsilon)
 
 
-@pytest.mark.parametrize("oracle", [RandomizedResponse(1.3), GeneralizedRandomizedResponse(1.3, 4),
-                                    OptimizedLocalHashing(2.2, 9)], ids=lambda o: o.name)
+@pytest.mark.parametrize(
+    "oracle",
+    [RandomizedResponse(1.3), GeneralizedRandomizedResponse(1.3, 4), OptimizedLocalHashing(2.2, 9)],
+    ids=lambda o: o.name,
+)
 def test_dp_accounting_gives_the_randomized_response_events_the_stated_epsilon(oracle):
     event = oracle.dp_event()
     # dp-accounting's definition: the input with probability 1 - p, else uniform over all buckets.
@@ -159,8 +172,9 @@ def test_bad_domain_is_one_line_naming_it(k):
         OptimizedUnaryEncoding(1.0, k)
 
 
-@pytest.mark.parametrize("values,bad", [([0, 1, 4], "4"), ([-1, 0], "-1"), ([0.0, 1.5], "1.5"),
-                                        ([0.0, math.nan], "nan")])
+@pytest.mark.parametrize(
+    "values,bad", [([0, 1, 4], "4"), ([-1, 0], "-1"), ([0.0, 1.5], "1.5"), ([0.0, math.nan], "nan")]
+)
 def test_values_outside_the_domain_are_refused_naming_the_value(values, bad):
     for mechanism in ("grr", "oue", "olh"):
         with pytest.raises(ValueError, match=rf"values must be integers in \[0, 4\), got .*{bad}"):
@@ -186,6 +200,7 @@ class _QueuedDraws:
 def _exact_ratio_at_most_exp(numerator: int, denominator: int, epsilon: float) -> bool:
     """numerator / denominator <= e**epsilon, with 80-digit decimals (exp correctly rounded there)."""
     from decimal import Context
+
     context = Context(prec=80)
     return context.divide(numerator, denominator) <= context.exp(context.create_decimal(epsilon))
 
@@ -196,10 +211,11 @@ def test_coins_as_drawn_are_at_most_epsilon_ldp_and_draws_use_the_threshold(epsi
     e**epsilon (u < p on the 2**-53 grid rounded the keep probability up: up to 1.8e-8 nats over), and is
     within 1e-6 of it."""
     from privacy.local.frequency_oracle import UNIFORM_GRID, grr_draw, grr_keep_threshold
+
     grid = UNIFORM_GRID
     rr = RandomizedResponse(epsilon)
     t = rr.truth_threshold
-    assert _exact_ratio_at_most_exp(grid + t, grid - t, epsilon)           # P(yes|yes) / P(yes|no)
+    assert _exact_ratio_at_most_exp(grid + t, grid - t, epsilon)  # P(yes|yes) / P(yes|no)
     assert (grid + t) / (grid - t) > math.exp(epsilon) * (1 - 1e-6)
     assert rr.support_probabilities() == ((grid + t) / (2 * grid), (grid - t) / (2 * grid))
     assert list(rr._randomize(np.array([1, 1, 0]), _QueuedDraws([t - 1, t, t], [0, 0, 1]))) == [1, 0, 1]

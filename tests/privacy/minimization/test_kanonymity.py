@@ -50,12 +50,15 @@ def test_fewer_records_than_k_are_all_suppressed(records):
     assert mondrian_generalize(records[:3], QI, 4) == []
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"quasi_identifiers": []}, "at least one quasi-identifier"),
-    ({"quasi_identifiers": ["postcode"]}, r"\['postcode'\] are in no record"),
-    ({"quasi_identifiers": QI, "target_k": 0}, "target k 0"),
-    ({"quasi_identifiers": QI, "sensitive": "diagnosis"}, r"sensitive column \['diagnosis'\]"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"quasi_identifiers": []}, "at least one quasi-identifier"),
+        ({"quasi_identifiers": ["postcode"]}, r"\['postcode'\] are in no record"),
+        ({"quasi_identifiers": QI, "target_k": 0}, "target k 0"),
+        ({"quasi_identifiers": QI, "sensitive": "diagnosis"}, r"sensitive column \['diagnosis'\]"),
+    ],
+)
 def test_bad_arguments_name_the_bad_value(records, kwargs, message):
     with pytest.raises(ValueError, match=message):
         kanonymity_report(records, **kwargs)
@@ -82,9 +85,21 @@ def _with_missing(records, every=7):
 @pytest.mark.parametrize("qi", [QI, ["age"], ["zip3", "gender"]])
 def test_missing_values_form_one_class_per_column_as_a_group_by_that_keeps_them(records, qi):
     noisy = _with_missing(records)
-    frame = pd.DataFrame([{c: (None if (r.get(c) is None or r.get(c) == (None, ()) or
-                                        (isinstance(r.get(c), float) and math.isnan(r[c]))) else r[c])
-                           for c in QI + ["product"]} for r in noisy])
+    frame = pd.DataFrame(
+        [
+            {
+                c: (
+                    None
+                    if (
+                        r.get(c) is None or r.get(c) == (None, ()) or (isinstance(r.get(c), float) and math.isnan(r[c]))
+                    )
+                    else r[c]
+                )
+                for c in QI + ["product"]
+            }
+            for r in noisy
+        ]
+    )
     sizes = frame.groupby(qi, dropna=False).size()
     report = kanonymity_report(noisy, qi, target_k=5, sensitive="product")
     assert (report.k, report.classes, report.rows_below_target) == (sizes.min(), len(sizes), sizes[sizes < 5].sum())
@@ -108,7 +123,7 @@ def test_mondrian_generalizes_every_record_with_missing_values(records, k):
             assert labels[0] == MISSING_LABEL
         else:
             lo, _, hi = labels[-1].strip("[]").partition(", ")
-            assert int(lo) <= before["age"] <= int(hi or lo)   # numeric ranges although some ages are missing
+            assert int(lo) <= before["age"] <= int(hi or lo)  # numeric ranges although some ages are missing
         assert all(isinstance(after[q], str) for q in QI)
 
 

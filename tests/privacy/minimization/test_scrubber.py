@@ -38,9 +38,9 @@ def measured(tickets):
             recall[entity][0] += set(range(start, end)) <= covered
             recall[entity][1] += 1
         for r in found:
-            precision[r.entity_type][0] += any(r.start < e and s < r.end and SAME_ENTITY.get(r.entity_type,
-                                                                                            r.entity_type) == t
-                                               for s, e, t in truth)
+            precision[r.entity_type][0] += any(
+                r.start < e and s < r.end and SAME_ENTITY.get(r.entity_type, r.entity_type) == t for s, e, t in truth
+            )
             precision[r.entity_type][1] += 1
     print("\nrecall", {k: f"{a}/{n}" for k, (a, n) in sorted(recall.items())})
     print("precision", {k: f"{a}/{n}" for k, (a, n) in sorted(precision.items())})
@@ -77,8 +77,9 @@ def _pii_values(records, spans):
 def test_scrubbed_records_hold_no_detected_value_and_drop_identifying_columns(tickets, operator):
     records, spans = tickets
     records, spans = records[:60], spans[:60]
-    scrubber = Scrubber(ScrubSettings(columns=(("ticket_text", operator),),
-                                      drop_columns=pii_tickets.IDENTIFYING_COLUMNS))
+    scrubber = Scrubber(
+        ScrubSettings(columns=(("ticket_text", operator),), drop_columns=pii_tickets.IDENTIFYING_COLUMNS)
+    )
     out = [scrubber.scrub_record(r) for r in records]
     assert all(set(o) == set(r) - set(pii_tickets.IDENTIFYING_COLUMNS) for o, r in zip(out, records))
     text = "\n".join(o["ticket_text"] for o in out)
@@ -111,9 +112,12 @@ def test_keyed_hash_is_hmac_sha256_under_the_key_file_and_joins_across_records(t
 
 def test_keyed_hash_gives_one_token_per_value_however_it_is_spelled():
     scrubber = Scrubber(ScrubSettings(operator="hash"))
-    for spellings in (["ann@example.com", "Ann@Example.COM"], ["555-867-5309", "555.867.5309", "(555) 867-5309"],
-                      ["4111 1111 1111 1111", "4111-1111-1111-1111"], ["DE89 3704 0044 0532 0130 00",
-                                                                        "de89370400440532013000"]):
+    for spellings in (
+        ["ann@example.com", "Ann@Example.COM"],
+        ["555-867-5309", "555.867.5309", "(555) 867-5309"],
+        ["4111 1111 1111 1111", "4111-1111-1111-1111"],
+        ["DE89 3704 0044 0532 0130 00", "de89370400440532013000"],
+    ):
         tokens = {scrubber.scrub_text(f"x {s} y", "hash")[0] for s in spellings}
         assert len(tokens) == 1 and spellings[0] not in tokens.pop(), spellings
     dropped = Scrubber(ScrubSettings(columns=(("note", "hash"),), drop_columns=("name",)))
@@ -126,19 +130,20 @@ def test_a_dropped_value_and_its_other_spellings_found_by_recognizers_get_one_to
     scrubber = Scrubber(ScrubSettings(columns=(("note", "hash"),), drop_columns=("phone", "ip", "url")))
     record = {"phone": "555-867-5309", "ip": "2001:db8::1", "url": "http://example.com/a"}
     dropped = scrubber.scrub_record({**record, "note": "call 555-867-5309 at 2001:db8::1 see http://example.com/a"})
-    for spelling in ("call (555) 867-5309 at 2001:DB8::1 see HTTP://Example.COM/a",
-                     "call +1-555-867-5309 at 2001:0db8:0:0::1 see http://EXAMPLE.com/a"):
+    for spelling in (
+        "call (555) 867-5309 at 2001:DB8::1 see HTTP://Example.COM/a",
+        "call +1-555-867-5309 at 2001:0db8:0:0::1 see http://EXAMPLE.com/a",
+    ):
         assert scrubber.scrub_text(spelling, "hash")[0] == dropped["note"], spelling
-    assert scrubber.keyed_hash("555-867-5309x123", "PHONE_NUMBER") == scrubber.keyed_hash("5558675309",
-                                                                                           "PHONE_NUMBER")
+    assert scrubber.keyed_hash("555-867-5309x123", "PHONE_NUMBER") == scrubber.keyed_hash("5558675309", "PHONE_NUMBER")
     assert scrubber.keyed_hash("http://a.io/Doc", "URL") != scrubber.keyed_hash("http://a.io/doc", "URL")
 
 
 def test_a_non_utf8_byte_next_to_pii_is_scanned_as_latin1_and_nothing_of_the_value_stays():
     scrubber = Scrubber(ScrubSettings(operator="hash"))
-    latin1 = "mail zo\udceb.lee@example.com now"   # the latin-1 byte 0xeb, decoded with surrogateescape
+    latin1 = "mail zo\udceb.lee@example.com now"  # the latin-1 byte 0xeb, decoded with surrogateescape
     out, counts = scrubber.scrub_text(latin1, "hash")
-    assert out == scrubber.scrub_text("mail zo\u00eb.lee@example.com now", "hash")[0]   # one token, both encodings
+    assert out == scrubber.scrub_text("mail zo\u00eb.lee@example.com now", "hash")[0]  # one token, both encodings
     assert "zo" not in out and counts == {"EMAIL_ADDRESS": 1}
 
 
@@ -175,15 +180,18 @@ def test_key_files_open_to_others_or_too_short_are_refused(tmp_path):
         load_or_create_key(str(path))
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"operator": "shred"}, "operator 'shred' is not"),
-    ({"columns": (("t", "shred"),)}, "operator 'shred' of column 't'"),
-    ({"columns": (("t", "mask"), ("t", "hash"))}, "column 't' is listed twice"),
-    ({"columns": (("t", "mask"),), "drop_columns": ("t",)}, "both scanned and dropped"),
-    ({"columns": (("t", "mask"),), "entities": ("PERSON",)}, "entity 'PERSON'"),
-    ({"columns": (("t", "mask"),), "score_threshold": 2.0}, "score_threshold 2.0"),
-    ({"drop_columns": ("",)}, "column name is empty"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"operator": "shred"}, "operator 'shred' is not"),
+        ({"columns": (("t", "shred"),)}, "operator 'shred' of column 't'"),
+        ({"columns": (("t", "mask"), ("t", "hash"))}, "column 't' is listed twice"),
+        ({"columns": (("t", "mask"),), "drop_columns": ("t",)}, "both scanned and dropped"),
+        ({"columns": (("t", "mask"),), "entities": ("PERSON",)}, "entity 'PERSON'"),
+        ({"columns": (("t", "mask"),), "score_threshold": 2.0}, "score_threshold 2.0"),
+        ({"drop_columns": ("",)}, "column name is empty"),
+    ],
+)
 def test_bad_settings_name_the_bad_value(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ScrubSettings(**kwargs)
@@ -198,8 +206,10 @@ def test_without_declared_columns_every_string_column_is_scanned():
 
 def test_the_report_counts_text_left_raw_in_columns_that_are_not_declared():
     scrubber = Scrubber(ScrubSettings(columns=(("ticket_text", "replace"),)))
-    rows = [{"ticket_text": "hi", "notes": "mail ann@example.com", "tags": ("bytes_list", ("a", "b")), "n": 5},
-            {"ticket_text": "hi", "notes": "", "n": 6}]
+    rows = [
+        {"ticket_text": "hi", "notes": "mail ann@example.com", "tags": ("bytes_list", ("a", "b")), "n": 5},
+        {"ticket_text": "hi", "notes": "", "n": 6},
+    ]
     assert [scrubber.scrub_record(r)["notes"] for r in rows] == ["mail ann@example.com", ""]
     assert scrubber.report.unscanned_columns == {"notes": 1, "tags": 2} and scrubber.report.unscanned_values == {}
     assert scrubber.report.to_dict()["unscanned_columns"] == {"notes": 1, "tags": 2}
@@ -218,27 +228,33 @@ def test_dropped_values_are_removed_from_the_text_as_whole_words_only():
 def test_a_dropped_integer_identifier_is_removed_from_the_text():
     scrubber = Scrubber(ScrubSettings(columns=(("note", "replace"),), drop_columns=("customer_id", "n")))
     out = scrubber.scrub_record({"customer_id": 884213, "n": 12, "note": "customer 884213 complained, 12 times"})
-    assert out == {"note": "customer <CUSTOMER_ID> complained, 12 times"}   # 2 digits are too few to search
+    assert out == {"note": "customer <CUSTOMER_ID> complained, 12 times"}  # 2 digits are too few to search
 
 
 def test_multi_valued_and_non_utf8_text_is_scanned_and_hashed_losslessly():
     scrubber = Scrubber(ScrubSettings(operator="hash"))
-    note = "Zo\udceb: ann@example.com"   # the surrogate stands for the latin-1 byte 0xeb
+    note = "Zo\udceb: ann@example.com"  # the surrogate stands for the latin-1 byte 0xeb
     out = scrubber.scrub_record({"note": note, "emails": ("bytes_list", ("ann@example.com", "")), "n": 5})
     token = scrubber.keyed_hash("ann@example.com")
     assert out == {"note": f"Zo\udceb: {token}", "emails": ("bytes_list", (token, "")), "n": 5}
-    assert scrubber.report.unscanned_values == {"n": 1} and scrubber.keyed_hash(note)   # surrogates hash
+    assert scrubber.report.unscanned_values == {"n": 1} and scrubber.keyed_hash(note)  # surrogates hash
 
 
 OTHER_SPELLINGS = {
-    "card 4111.1111.1111.1111 ok": "4111.1111.1111.1111", "card 4111 1111-1111 1111 ok": "4111 1111-1111 1111",
-    "card 3782 822463 10005 ok": "3782 822463 10005", "iban de89370400440532013000 ok": "de89370400440532013000",
+    "card 4111.1111.1111.1111 ok": "4111.1111.1111.1111",
+    "card 4111 1111-1111 1111 ok": "4111 1111-1111 1111",
+    "card 3782 822463 10005 ok": "3782 822463 10005",
+    "iban de89370400440532013000 ok": "de89370400440532013000",
     "iban de89 3704 0044 0532 0130 00 ok": "de89 3704 0044 0532 0130 00",
     "iban gb82west12345698765432 ok": "gb82west12345698765432",
-    "see www.example.biz/users/ann.lee ok": "www.example.biz/users/ann.lee", "see example.io/a ok": "example.io/a",
-    "call 555.867.5309 now": "555.867.5309", "call +44 20 7946 0958 now": "+44 20 7946 0958",
-    "from 2001:db8::1 ok": "2001:db8::1", "from ::ffff:192.0.2.128 ok": "::ffff:192.0.2.128",
-    "ssn 219 09 9999 ok": "219 09 9999", "mail ANN.LEE@EXAMPLE.COM ok": "ANN.LEE@EXAMPLE.COM",
+    "see www.example.biz/users/ann.lee ok": "www.example.biz/users/ann.lee",
+    "see example.io/a ok": "example.io/a",
+    "call 555.867.5309 now": "555.867.5309",
+    "call +44 20 7946 0958 now": "+44 20 7946 0958",
+    "from 2001:db8::1 ok": "2001:db8::1",
+    "from ::ffff:192.0.2.128 ok": "::ffff:192.0.2.128",
+    "ssn 219 09 9999 ok": "219 09 9999",
+    "mail ANN.LEE@EXAMPLE.COM ok": "ANN.LEE@EXAMPLE.COM",
 }
 """Spellings Faker's en_US formats never produce (review pii-1 M1), each with the PII it holds."""
 
@@ -251,8 +267,10 @@ def test_other_spellings_are_replaced_whole():
         found[text] = out == text.replace(pii, "")
     print(f"\nother spellings replaced whole: {sum(found.values())}/{len(found)}")
     assert all(found.values()), [t for t, ok in found.items() if not ok]
-    assert scrubber.scrub_text("see report.pdf and ann.lee, e.g. this", "redact")[0] == \
-        "see report.pdf and ann.lee, e.g. this"
+    assert (
+        scrubber.scrub_text("see report.pdf and ann.lee, e.g. this", "redact")[0]
+        == "see report.pdf and ann.lee, e.g. this"
+    )
 
 
 def test_settings_round_trip_through_json_and_column_specs():

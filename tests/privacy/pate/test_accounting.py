@@ -31,8 +31,17 @@ import pytest
 from dp_accounting import dp_event
 from dp_accounting.rdp import rdp_privacy_accountant
 
-from privacy.pate import (ConfidentGNMax, GNMax, SmoothedRdp, SmoothSensitivityRelease, VoteHistory, analyze,
-                          data_independent_epsilon, pate_dp_event, release_or_refusal)
+from privacy.pate import (
+    ConfidentGNMax,
+    GNMax,
+    SmoothedRdp,
+    SmoothSensitivityRelease,
+    VoteHistory,
+    analyze,
+    data_independent_epsilon,
+    pate_dp_event,
+    release_or_refusal,
+)
 from privacy.pate import data_dependent as dd
 from privacy.pate import smooth_sensitivity as ss
 
@@ -78,8 +87,9 @@ def test_gnmax_data_independent_epsilon_is_dp_accounting_gaussian_with_sensitivi
 def test_confident_gnmax_data_independent_epsilon_charges_every_selection(cap):
     queries, aggregator = 300, ConfidentGNMax(150, 60.0, 40.0, max_answered=cap)
     answers = queries if cap is None else cap
-    expected = _direct_epsilon([(dp_event.GaussianDpEvent(60.0), queries),
-                                (dp_event.GaussianDpEvent(40.0 / math.sqrt(2)), answers)], DELTA)
+    expected = _direct_epsilon(
+        [(dp_event.GaussianDpEvent(60.0), queries), (dp_event.GaussianDpEvent(40.0 / math.sqrt(2)), answers)], DELTA
+    )
     assert data_independent_epsilon(aggregator, queries, DELTA) == pytest.approx(expected, rel=1e-12)
 
 
@@ -117,20 +127,43 @@ def test_local_sensitivities_match_smooth_sensitivity_test_worked_values():
     # case the reference code itself now prints 9.01543266e-02, 1.16054000e-01 at d = 7, 8 (its test's
     # 9.01543247e-02, 1.16054002e-01 fail there too, at rtol 1e-8, with scipy 1.18.1): we assert what it prints.
     right = ss.local_sensitivities_gnmax(np.array([10, 0, 0]), 10, 0.5, 1.5)
-    assert np.allclose(right, [3.13503646e-17, 1.60178280e-08, 5.90681786e-03] + [5.99981308e+00] * 7,
-                       rtol=1e-8, atol=0)
+    assert np.allclose(right, [3.13503646e-17, 1.60178280e-08, 5.90681786e-03] + [5.99981308e00] * 7, rtol=1e-8, atol=0)
     left = ss.local_sensitivities_gnmax(np.array([1000, 500, 300, 200, 0]), 2000, 250.0, 10.0)
-    assert np.allclose(left, [0.0] * 298 + [2.77693450548e-7, 2.10853979548e-6] + [2.73113623988e-6] * 1700,
-                       rtol=1e-8, atol=0)
+    assert np.allclose(
+        left, [0.0] * 298 + [2.77693450548e-7, 2.10853979548e-6] + [2.73113623988e-6] * 1700, rtol=1e-8, atol=0
+    )
     # The selection step deliberately deviates from the reference code: it prints LS at |v - top| = d exactly
     # (and 0 once every v is reachable); we take the running maximum over |v - top| <= d, which a sum over
     # queries needs to be b-smooth (test_selection_smooth_sensitivity_is_beta_smooth_on_neighbours).
     high = ss.local_sensitivities_selection(np.array([20, 10, 0]), 30, 16, 2, 10)
-    assert np.allclose(high, np.maximum.accumulate([0] * 3 + [
-        1.48454129e-04, 1.47826870e-02, 3.94153241e-02, 6.45775697e-02, 9.01543266e-02, 1.16054000e-01,
-        1.42180452e-01, 1.42180452e-01, 1.48454129e-04, 1.47826870e-02, 3.94153241e-02, 6.45775697e-02,
-        9.01543266e-02, 1.16054000e-01, 1.42180452e-01, 1.68302106e-01, 1.93127860e-01] + [0] * 10),
-        rtol=1e-8, atol=0)
+    assert np.allclose(
+        high,
+        np.maximum.accumulate(
+            [0] * 3
+            + [
+                1.48454129e-04,
+                1.47826870e-02,
+                3.94153241e-02,
+                6.45775697e-02,
+                9.01543266e-02,
+                1.16054000e-01,
+                1.42180452e-01,
+                1.42180452e-01,
+                1.48454129e-04,
+                1.47826870e-02,
+                3.94153241e-02,
+                6.45775697e-02,
+                9.01543266e-02,
+                1.16054000e-01,
+                1.42180452e-01,
+                1.68302106e-01,
+                1.93127860e-01,
+            ]
+            + [0] * 10
+        ),
+        rtol=1e-8,
+        atol=0,
+    )
 
 
 @pytest.mark.parametrize("teachers, threshold, sigma1, order", [(30, 16.0, 2.0, 10.0), (250, 200.0, 20.0, 20.0)])
@@ -140,11 +173,18 @@ def test_selection_smooth_sensitivity_is_beta_smooth_on_neighbours(teachers, thr
     # "exactly d" bounds give worst ratios 1.27 and 1.91 here).
     beta = 0.4 / order
     tops = range(teachers // 2 + 1, teachers + 1)
-    ls = {v: ss.local_sensitivities_selection(np.array([v, teachers - v]), teachers, threshold, sigma1, order)
-          for v in tops}
+    ls = {
+        v: ss.local_sensitivities_selection(np.array([v, teachers - v]), teachers, threshold, sigma1, order)
+        for v in tops
+    }
     smooth = {(a, b): ss.smooth_sensitivity(ls[a] + ls[b], beta) for a in tops for b in tops}
-    worst = max(smooth[a, b] / smooth[a2, b2] for (a, b) in smooth for a2 in (a - 1, a, a + 1)
-                for b2 in (b - 1, b, b + 1) if (a2, b2) in smooth)
+    worst = max(
+        smooth[a, b] / smooth[a2, b2]
+        for (a, b) in smooth
+        for a2 in (a - 1, a, a + 1)
+        for b2 in (b - 1, b, b + 1)
+        if (a2, b2) in smooth
+    )
     assert worst <= math.exp(beta) * (1 + 1e-9)
 
 
@@ -176,7 +216,13 @@ def test_report_names_each_analysis_and_never_the_raw_data_dependent_epsilon():
     assert "dp_accounting" in report["guarantee"]["analysis"] and "Thm 23" in report["guarantee"]["analysis"]
     smoothed = report["smoothed_data_dependent"]
     assert "smooth sensitivity" in smoothed["analysis"] and set(smoothed) == {
-        "epsilon", "analysis", "order", "beta", "sigma_ss", "noise"}
+        "epsilon",
+        "analysis",
+        "order",
+        "beta",
+        "sigma_ss",
+        "noise",
+    }
     raw = dd.rdp_to_epsilon(dd.history_rdp(history, ORDER), ORDER, DELTA)
     assert smoothed["epsilon"] != pytest.approx(raw)  # noised and charged for the release
     assert "add/remove one record" in report["privacy_unit"] and "two teachers" in report["privacy_unit"]
@@ -202,8 +248,9 @@ def test_guarantee_composes_the_labels_with_the_smoothed_release(aggregator, que
 
 
 def test_release_is_refused_where_conditions_fail():
-    history = VoteHistory(GNMax(20.0), np.tile([200, 50, 0, 0, 0, 0, 0, 0, 0, 0], (5, 1)), np.ones(5, bool),
-                          np.zeros(5, np.int64), "test")
+    history = VoteHistory(
+        GNMax(20.0), np.tile([200, 50, 0, 0, 0, 0, 0, 0, 0, 0], (5, 1)), np.ones(5, bool), np.zeros(5, np.int64), "test"
+    )
     smoothed, refused = release_or_refusal(SmoothSensitivityRelease(order=25.0, beta=0.01), history)
     assert smoothed is None and "C6" in refused
     report = analyze(history, DELTA, smoothed=smoothed, smoothed_refused=refused)

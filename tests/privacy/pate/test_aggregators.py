@@ -23,8 +23,9 @@ def test_gnmax_label_frequencies_match_gaussian_noisy_argmax(votes, sigma):
     history = GNMax(sigma).aggregate(np.tile(votes, (QUERIES, 1)), seed=7)
     z = np.linspace(-12, 12, 20001)
     for j, n_j in enumerate(votes):
-        others = np.prod([scipy.stats.norm.cdf((n_j - n_k) / sigma + z) for k, n_k in enumerate(votes) if k != j],
-                         axis=0)
+        others = np.prod(
+            [scipy.stats.norm.cdf((n_j - n_k) / sigma + z) for k, n_k in enumerate(votes) if k != j], axis=0
+        )
         p = float(np.trapezoid(scipy.stats.norm.pdf(z) * others, z))
         assert _within(int(np.sum(history.labels == j)), QUERIES, p), (j, p)
     assert history.answered.all() and history.noise == SEEDED
@@ -43,8 +44,11 @@ def test_confident_gnmax_answers_with_the_noisy_threshold_probability():
     labels = history.labels[1::2][history.answered[1::2]]
     p_second = float(np.mean(labels == 1))
     z = np.linspace(-12, 12, 20001)
-    expected = float(np.trapezoid(scipy.stats.norm.pdf(z) * scipy.stats.norm.cdf(-15 / sigma2 + z)
-                                  * scipy.stats.norm.cdf(10 / sigma2 + z), z))
+    expected = float(
+        np.trapezoid(
+            scipy.stats.norm.pdf(z) * scipy.stats.norm.cdf(-15 / sigma2 + z) * scipy.stats.norm.cdf(10 / sigma2 + z), z
+        )
+    )
     assert abs(p_second - expected) <= 4.5 * math.sqrt(expected * (1 - expected) / len(labels))
 
 
@@ -69,17 +73,20 @@ def test_history_round_trips_through_json():
     assert np.array_equal(again.votes, history.votes) and np.array_equal(again.labels, history.labels)
 
 
-@pytest.mark.parametrize("build,match", [
-    (lambda: check_votes([[3, 0, 0, 0]]), "teachers \\(3\\) must be at least the number of classes \\(4\\)"),
-    (lambda: check_votes([[3, 1], [2, 1]]), "same number of votes"),
-    (lambda: check_votes([[3, -1]]), "non-negative"),
-    (lambda: GNMax(0.0), "sigma must be in"),
-    (lambda: GNMax(float("nan")), "sigma must be in"),
-    (lambda: ConfidentGNMax(10, -1.0, 2.0), "sigma1 must be in"),
-    (lambda: ConfidentGNMax(10, 1.0, 2e6), "sigma2 must be in"),
-    (lambda: ConfidentGNMax(-5, 1.0, 2.0), "threshold must be in"),
-    (lambda: ConfidentGNMax(5, 1.0, 2.0, max_answered=0), "max_answered"),
-])
+@pytest.mark.parametrize(
+    "build,match",
+    [
+        (lambda: check_votes([[3, 0, 0, 0]]), "teachers \\(3\\) must be at least the number of classes \\(4\\)"),
+        (lambda: check_votes([[3, 1], [2, 1]]), "same number of votes"),
+        (lambda: check_votes([[3, -1]]), "non-negative"),
+        (lambda: GNMax(0.0), "sigma must be in"),
+        (lambda: GNMax(float("nan")), "sigma must be in"),
+        (lambda: ConfidentGNMax(10, -1.0, 2.0), "sigma1 must be in"),
+        (lambda: ConfidentGNMax(10, 1.0, 2e6), "sigma2 must be in"),
+        (lambda: ConfidentGNMax(-5, 1.0, 2.0), "threshold must be in"),
+        (lambda: ConfidentGNMax(5, 1.0, 2.0, max_answered=0), "max_answered"),
+    ],
+)
 def test_bad_settings_are_refused_naming_the_setting(build, match):
     with pytest.raises(PateConfigurationError, match=match):
         build()

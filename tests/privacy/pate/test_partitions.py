@@ -36,12 +36,15 @@ def test_partition_by_key_keeps_each_holder_with_one_teacher():
         assert len(owners) == 1, holder
 
 
-@pytest.mark.parametrize("build,match", [
-    (lambda: check_disjoint([[0, 1], [1, 2]]), "row 1 is in the partitions of teachers 0 and 1"),
-    (lambda: check_disjoint([[0, 5]], num_rows=5), "row 5, outside"),
-    (lambda: check_public_private([7, 8, 9], [1, 2, 9]), "public split overlaps the private one"),
-    (lambda: partition_by_key(["a", "b"], 0), "teachers must be an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    "build,match",
+    [
+        (lambda: check_disjoint([[0, 1], [1, 2]]), "row 1 is in the partitions of teachers 0 and 1"),
+        (lambda: check_disjoint([[0, 5]], num_rows=5), "row 5, outside"),
+        (lambda: check_public_private([7, 8, 9], [1, 2, 9]), "public split overlaps the private one"),
+        (lambda: partition_by_key(["a", "b"], 0), "teachers must be an integer >= 1"),
+    ],
+)
 def test_bad_partitions_are_refused(build, match):
     with pytest.raises(PateConfigurationError, match=match):
         build()
@@ -56,14 +59,20 @@ def test_no_one_record_decides_whether_partitioning_succeeds():
     without = [k for i, k in enumerate(keys) if i != parts[lone][0]]
     after = partition_by_key(without, 50, seed=0)
     assert len(after[lone]) == 0 and len(check_disjoint(after, len(without))) == 50
-    assert {t: [without[r] for r in rows] for t, rows in enumerate(after) if t != lone} == \
-        {t: [keys[r] for r in rows] for t, rows in enumerate(parts) if t != lone}
+    assert {t: [without[r] for r in rows] for t, rows in enumerate(after) if t != lone} == {
+        t: [keys[r] for r in rows] for t, rows in enumerate(parts) if t != lone
+    }
 
 
 def test_a_teacher_with_an_empty_partition_votes_independently_of_the_private_data():
     from privacy.pate import keras_training
+
     rng = np.random.default_rng(0)
     queries = rng.normal(size=(40, 3))
-    votes = [keras_training.teacher_votes(rng.normal(size=(30, 3)), rng.integers(0, 3, 30), [[]], queries, 3,
-                                          epochs=1, seed=7, hidden=4) for _ in range(2)]
+    votes = [
+        keras_training.teacher_votes(
+            rng.normal(size=(30, 3)), rng.integers(0, 3, 30), [[]], queries, 3, epochs=1, seed=7, hidden=4
+        )
+        for _ in range(2)
+    ]
     assert np.array_equal(votes[0], votes[1]) and np.all(votes[0].sum(axis=1) == 1)

@@ -15,17 +15,23 @@ def test_pseudo_labels_are_the_unanswered_queries_at_or_above_the_confidence_wit
     probabilities = np.array([[0.95, 0.05], [0.9, 0.1], [0.2, 0.8], [0.05, 0.95], [0.5, 0.5]])
     answered = np.array([True, False, False, False, False])
     rows, labels = pseudo_labels(probabilities, answered, 0.9)
-    assert rows.tolist() == [1, 3] and labels.tolist() == [0, 1]   # row 0 is answered: it keeps its released label
+    assert rows.tolist() == [1, 3] and labels.tolist() == [0, 1]  # row 0 is answered: it keeps its released label
     rows, labels = pseudo_labels(probabilities, answered, 0.8)
     assert rows.tolist() == [1, 2, 3] and labels.tolist() == [0, 1, 1]
     assert pseudo_labels(probabilities, np.ones(5, bool), 0.1)[0].size == 0
     assert pseudo_labels(probabilities, answered, 1.0)[0].size == 0
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"confidence": 0.0}, "confidence must be in (0, 1]"), ({"confidence": float("nan")}, "confidence"),
-    ({"confidence": True}, "confidence"), ({"rounds": 0}, "rounds must be an integer"), ({"rounds": 1.5}, "rounds"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"confidence": 0.0}, "confidence must be in (0, 1]"),
+        ({"confidence": float("nan")}, "confidence"),
+        ({"confidence": True}, "confidence"),
+        ({"rounds": 0}, "rounds must be an integer"),
+        ({"rounds": 1.5}, "rounds"),
+    ],
+)
 def test_bad_self_training_settings_are_refused_naming_them(kwargs, message):
     with pytest.raises(PateConfigurationError, match=message.replace("(", r"\(").replace("]", r"\]")):
         SelfTraining(**kwargs)
@@ -44,11 +50,12 @@ def test_with_few_answered_labels_self_training_beats_the_supervised_student_and
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "0")
     import scipy.special
     from privacy.pate import keras_training as kt
+
     x, y = blobs()
     queries, labels, x_test, y_test = x[:600], y[:600].copy(), x[600:], y[600:]
     answered = np.zeros(600, bool)
     answered[:12] = True
-    labels[~answered] = -1   # as a VoteHistory holds them: unanswered queries have no released label
+    labels[~answered] = -1  # as a VoteHistory holds them: unanswered queries have no released label
     fit = dict(num_classes=4, epochs=30, seed=0, hidden=16)
     supervised, plain = kt.fit_student(queries, labels, answered, **fit)
     assert plain.self_training is None and plain.pseudo_labelled.size == 0 and plain.answered == 12
@@ -64,5 +71,11 @@ def test_with_few_answered_labels_self_training_beats_the_supervised_student_and
     assert len(stricter.pseudo_labelled) < len(training.pseudo_labelled)
     # measured (seed 0): supervised 0.955, self-trained 0.99 on the 400 held-out rows
     assert kt.accuracy(semi, x_test, y_test) > kt.accuracy(supervised, x_test, y_test) + 0.01
-    assert training.to_json() == {"method": "self-training", "confidence": 0.9, "rounds": 1, "answered_labels": 12,
-                                  "pseudo_labels": len(expected), "privacy": training.to_json()["privacy"]}
+    assert training.to_json() == {
+        "method": "self-training",
+        "confidence": 0.9,
+        "rounds": 1,
+        "answered_labels": 12,
+        "pseudo_labels": len(expected),
+        "privacy": training.to_json()["privacy"],
+    }

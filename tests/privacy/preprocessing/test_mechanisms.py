@@ -11,11 +11,29 @@ from dp_accounting import dp_event
 from scipy import special, stats
 
 from privacy.accounting import Adjacency
-from privacy.preprocessing import (Bounds, CoverageRecord, GaussianThresholding, Grid, MeanVariance,
-                                   MechanismRecord, NoiseSource, PreprocessingAccount, PreprocessingBudget,
-                                   PreprocessingPart, PublicDeclaration, RecordError, ReleaseRecord, TreeHistogram,
-                                   additive_delta, check_share, from_text, group_factor, noise, noise_multiplier_of,
-                                   to_text)
+from privacy.preprocessing import (
+    Bounds,
+    CoverageRecord,
+    GaussianThresholding,
+    Grid,
+    MeanVariance,
+    MechanismRecord,
+    NoiseSource,
+    PreprocessingAccount,
+    PreprocessingBudget,
+    PreprocessingPart,
+    PublicDeclaration,
+    RecordError,
+    ReleaseRecord,
+    TreeHistogram,
+    additive_delta,
+    check_share,
+    from_text,
+    group_factor,
+    noise,
+    noise_multiplier_of,
+    to_text,
+)
 
 RNG = np.random.default_rng(7)
 DATA = np.concatenate([[[-5.0, -5.0]], RNG.uniform(-3, 9, size=(200, 2))])  # first record at the lower bounds
@@ -37,7 +55,7 @@ def _neighbours(data, adjacency):
 def test_mean_variance_moves_each_block_by_at_most_its_sensitivity(adjacency):
     mechanism = MeanVariance((-5, 10), noise_multiplier=2.0, adjacency=adjacency, values_per_record=2)
     sensitivity = np.array([c.sensitivity for c in mechanism.components])
-    assert list(sensitivity) == ([1, 15, 7.5 ** 2 * 2] if adjacency is Adjacency.ADD_REMOVE else [0, 30, 7.5 ** 2 * 2])
+    assert list(sensitivity) == ([1, 15, 7.5**2 * 2] if adjacency is Adjacency.ADD_REMOVE else [0, 30, 7.5**2 * 2])
     moved = []
     for d, d_prime in _neighbours(DATA, adjacency):
         change = np.abs(mechanism.accumulate(d_prime) - mechanism.accumulate(d))
@@ -56,8 +74,9 @@ def test_tree_histogram_moves_all_levels_by_at_most_its_sensitivity(adjacency, b
         levels = [mechanism.release(mechanism.accumulate(x), noise.ZeroNoise()) for x in (d, d_prime)]
         change = math.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(*levels)))
         assert change <= component.sensitivity * (1 + 1e-12)
-    assert component.sensitivity == 2 * math.sqrt((1 if adjacency is Adjacency.ADD_REMOVE else 2) *
-                                                  (mechanism.height + 1))
+    assert component.sensitivity == 2 * math.sqrt(
+        (1 if adjacency is Adjacency.ADD_REMOVE else 2) * (mechanism.height + 1)
+    )
 
 
 def test_thresholding_counts_move_by_at_most_sqrt_l0():
@@ -83,8 +102,12 @@ def test_noise_matches_the_recorded_standard_deviations():
     mechanism = MeanVariance((0, 4), noise_multiplier=1.7)
     sums = mechanism.accumulate(RNG.uniform(0, 4, 50))
     stds = np.array([c.noise_std for c in mechanism.components])
-    draws = np.array([[mechanism.release(sums, NoiseSource(seed, "feature"))[k]
-                       for k in ("count", "sum", "sum_of_squares")] for seed in range(600)])
+    draws = np.array(
+        [
+            [mechanism.release(sums, NoiseSource(seed, "feature"))[k] for k in ("count", "sum", "sum_of_squares")]
+            for seed in range(600)
+        ]
+    )
     standardised = ((draws - sums) / stds).ravel()
     assert stats.kstest(standardised, "norm").pvalue > 1e-6
     assert np.std(standardised) == pytest.approx(1.0, abs=0.06)
@@ -99,8 +122,9 @@ def test_a_release_is_the_gaussian_event_its_blocks_add_up_to():
     mechanism = MeanVariance((0, 4), noise_multiplier=1.7)
     blocks = mechanism.components
     assert noise_multiplier_of(blocks) == pytest.approx(1.7, rel=1e-12)
-    assert noise_multiplier_of(blocks) == pytest.approx(1 / math.sqrt(sum((c.sensitivity / c.noise_std) ** 2
-                                                                          for c in blocks)), rel=1e-12)
+    assert noise_multiplier_of(blocks) == pytest.approx(
+        1 / math.sqrt(sum((c.sensitivity / c.noise_std) ** 2 for c in blocks)), rel=1e-12
+    )
     # Replace-one: the count is exact (n is public) and carries no privacy loss.
     replace = MeanVariance((0, 4), noise_multiplier=1.7, adjacency="replace-one").components
     assert replace[0].sensitivity == 0 and replace[0].noise_std == 0
@@ -140,8 +164,9 @@ def test_thresholding_releases_a_token_one_record_holds_with_probability_delta_t
     # A group of K records: K l0 Phi((K - tau) / s).
     for k in (1, 2, 3):
         expected = min(1.0, k * 2 * special.ndtr((k - mechanism.threshold) / s))
-        assert additive_delta(threshold=mechanism.threshold, noise_std=s, max_tokens_per_record=2,
-                              group_size=k) == pytest.approx(expected, rel=1e-12)
+        assert additive_delta(
+            threshold=mechanism.threshold, noise_std=s, max_tokens_per_record=2, group_size=k
+        ) == pytest.approx(expected, rel=1e-12)
     assert additive_delta(threshold=0.5, noise_std=1.0, max_tokens_per_record=1) == 1.0
 
 
@@ -180,15 +205,31 @@ def test_group_factor_covers_what_the_neighbours_can_move():
 
 def test_records_round_trip_and_account_for_a_trainer():
     mechanism = MeanVariance((0, 4), noise_multiplier=2.0)
-    record = MechanismRecord(name="x/mean_and_var", analyzer="mean_and_var", mechanism="gaussian-sums",
-                             adjacency="add-remove", components=mechanism.components,
-                             parameters={"bounds": [0, 4]}, noise="CSPRNG-keyed Philox (os.urandom)", share=0.5)
+    record = MechanismRecord(
+        name="x/mean_and_var",
+        analyzer="mean_and_var",
+        mechanism="gaussian-sums",
+        adjacency="add-remove",
+        components=mechanism.components,
+        parameters={"bounds": [0, 4]},
+        noise="CSPRNG-keyed Philox (os.urandom)",
+        share=0.5,
+    )
     vocabulary = GaussianThresholding(3.0, 1e-7, 2)
-    vocab_record = MechanismRecord(name="v/vocabulary", analyzer="vocabulary", mechanism="gaussian-thresholding",
-                                   adjacency="add-remove", components=vocabulary.components,
-                                   parameters=vocabulary.parameters(), noise="CSPRNG-keyed Philox (os.urandom)")
-    coverage = CoverageRecord(analyzer_outputs=2, private=("v/vocabulary", "x/mean_and_var"),
-                              public=(PublicDeclaration("n", "the count is public", 569),))
+    vocab_record = MechanismRecord(
+        name="v/vocabulary",
+        analyzer="vocabulary",
+        mechanism="gaussian-thresholding",
+        adjacency="add-remove",
+        components=vocabulary.components,
+        parameters=vocabulary.parameters(),
+        noise="CSPRNG-keyed Philox (os.urandom)",
+    )
+    coverage = CoverageRecord(
+        analyzer_outputs=2,
+        private=("v/vocabulary", "x/mean_and_var"),
+        public=(PublicDeclaration("n", "the count is public", 569),),
+    )
     texts = [to_text(r) for r in (record, vocab_record, coverage, ReleaseRecord("x/mean_and_var", (1.0, 2.0, 3.0)))]
     assert [from_text(t) for t in texts][:3] == [record, vocab_record, coverage]
     account = PreprocessingAccount.from_texts(texts + texts[:1])  # a record found twice counts once
@@ -198,11 +239,13 @@ def test_records_round_trip_and_account_for_a_trainer():
     laundered = dataclasses.replace(coverage, public=(PublicDeclaration("n", "public", None, ("size:0",)),))
     assert PreprocessingAccount.from_texts([*texts[:2], to_text(laundered)]).problems() == [
         "the public declaration 'n' covers tft analyzer outputs ['size:0']: exact statistics of the training "
-        "split (declare_public takes constant values only)"]
+        "split (declare_public takes constant values only)"
+    ]
     part = PreprocessingPart(account, "add-remove", group_size=2)
     assert part.events() == [dp_event.GaussianDpEvent(3.0 / 2), dp_event.GaussianDpEvent(2.0 / 2)]
     assert part.additive_delta() == pytest.approx(
-        2 * 2 * special.ndtr((2 - vocabulary.threshold) / vocabulary.noise_std), rel=1e-12)
+        2 * 2 * special.ndtr((2 - vocabulary.threshold) / vocabulary.noise_std), rel=1e-12
+    )
     with pytest.raises(RecordError, match="add-remove adjacency only"):
         PreprocessingPart(account, "replace-one").additive_delta()
     with pytest.raises(RecordError, match="not a ppml preprocessing record"):
@@ -212,10 +255,22 @@ def test_records_round_trip_and_account_for_a_trainer():
 
 
 def test_problems_name_what_no_epsilon_covers():
-    exact = MechanismRecord(name="x/mean_and_var", analyzer="mean_and_var", mechanism="exact", adjacency="add-remove",
-                            components=(), parameters={}, noise="none (exact statistics)")
-    coverage = CoverageRecord(analyzer_outputs=2, private=("x/mean_and_var", "y/mean_and_var"), uncovered=(
-        {"output": "scale_to_z_score/x:0", "analyzer": "tft.scale_to_z_score", "replacement": "P.scale_to_z_score"},))
+    exact = MechanismRecord(
+        name="x/mean_and_var",
+        analyzer="mean_and_var",
+        mechanism="exact",
+        adjacency="add-remove",
+        components=(),
+        parameters={},
+        noise="none (exact statistics)",
+    )
+    coverage = CoverageRecord(
+        analyzer_outputs=2,
+        private=("x/mean_and_var", "y/mean_and_var"),
+        uncovered=(
+            {"output": "scale_to_z_score/x:0", "analyzer": "tft.scale_to_z_score", "replacement": "P.scale_to_z_score"},
+        ),
+    )
     problems = PreprocessingAccount(mechanisms=(exact,), coverage=coverage).problems()
     assert any("tft.scale_to_z_score" in p and "P.scale_to_z_score" in p for p in problems)
     assert any("'y/mean_and_var' is listed but its record is missing" in p for p in problems)
@@ -235,10 +290,10 @@ def test_releases_are_snapped_to_a_power_of_two_grid_below_the_noise():
         released = mechanism.release(sums, NoiseSource(seed, "feature"))
         values = np.array([released[k] for k in ("count", "sum", "sum_of_squares")])
         assert np.all(values / step == np.round(values / step))
-        drawn = sums + NoiseSource(seed, "feature").normal(stds)   # the same draw, unrounded
+        drawn = sums + NoiseSource(seed, "feature").normal(stds)  # the same draw, unrounded
         assert np.all(np.abs(values - drawn) <= step / 2)
     tree = TreeHistogram(Grid(Bounds(0, 1), 16), 2.0, 4)
     [component] = tree.components
     for level in tree.release(np.arange(16.0), NoiseSource(1, "tree")):
         assert np.all(level / noise.grid(component.noise_std) == np.round(level / noise.grid(component.noise_std)))
-    assert np.array_equal(noise.snap([0.123456789], 0.0), [0.123456789])   # exact statistics: nothing to snap
+    assert np.array_equal(noise.snap([0.123456789], 0.0), [0.123456789])  # exact statistics: nothing to snap
