@@ -6,8 +6,9 @@ sees which component refused which key. Imports neither TensorFlow nor TFX.
 
 from __future__ import annotations
 
+import difflib
 import math
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 
 class InvalidSetting(ValueError):
@@ -17,6 +18,16 @@ class InvalidSetting(ValueError):
         super().__init__(f"custom_config[{setting!r}]: {message}")
         self.setting = setting
         self.message = message
+
+
+def refuse_unknown(error: type[InvalidSetting], keys: Iterable[str], names: Sequence[str]) -> None:
+    """Raises ``error`` for the first of ``keys`` that is none of ``names``, with the closest name as a hint (or the
+    list of names): a typo must not leave a setting at its default."""
+    for key in keys:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(names)}"
+            raise error(key, f"unknown setting{hint}")
 
 
 def number(value: Any) -> float | None:

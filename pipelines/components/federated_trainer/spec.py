@@ -133,7 +133,6 @@ training. This module does not import TensorFlow.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import numbers
 from typing import Any, Mapping
@@ -262,12 +261,7 @@ class FederatedTrainingConfig:
           InvalidFederatedSetting: naming the first bad or unknown key.
         """
         values = dict(custom_config or {})
-        names = [f.name for f in dataclasses.fields(cls)]
-        for key in values:
-            if key not in names:
-                close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
-                hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(names)}"
-                raise InvalidFederatedSetting(key, f"unknown setting{hint}")
+        settings.refuse_unknown(InvalidFederatedSetting, values, [f.name for f in dataclasses.fields(cls)])
         if not isinstance(values.get("label_key"), str) or not values["label_key"]:
             raise InvalidFederatedSetting("label_key", f"name the label column, got {values.get('label_key')!r}")
         for key in ("feature_keys", "hidden_units"):

@@ -48,7 +48,6 @@ self_training_rounds    2                   pseudo-label and refit rounds
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from typing import Any, Mapping
 
 from pipelines.components import settings
@@ -111,12 +110,7 @@ class PateTrainingConfig:
           InvalidPateSetting: naming the first bad or unknown key.
         """
         values = dict(custom_config or {})
-        names = [f.name for f in dataclasses.fields(cls)]
-        for key in values:
-            if key not in names:
-                close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
-                hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(names)}"
-                raise InvalidPateSetting(key, f"unknown setting{hint}")
+        settings.refuse_unknown(InvalidPateSetting, values, [f.name for f in dataclasses.fields(cls)])
         for key in ("label_key", "num_classes", "feature_keys"):
             if values.get(key) is None:
                 raise InvalidPateSetting(key, "is required (public facts of the data, fixed before it is read)")
