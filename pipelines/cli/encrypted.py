@@ -525,7 +525,9 @@ def verify(
 ):
     """Compare encrypted and plaintext predictions of MODEL on DATA; exit 1 if below the thresholds.
 
-    The model is shared for inputs within --input-range, or within DATA's per-feature minimum and maximum.
+    The model is shared for inputs within --input-range, or within DATA's per-feature minimum and maximum. A model
+    whose logits could need more than 63 bits there is checked on its labels only, the release policy it can be
+    served with (share-model without --allow-logits); the output says so.
     """
     x = _load_array(data_path, "'DATA'")[:limit]
     y = None
@@ -537,7 +539,14 @@ def verify(
             raise click.BadParameter(f"{len(y)} labels for {len(x)} examples", param_hint="'--labels'")
         y = y.astype(np.int64)
     _keras_env(tf_keras)
-    from privacy.encrypted import InProcessCluster, InputOutOfBounds, ModelRangeError, ResultRejected, TransportError
+    from privacy.encrypted import (
+        InProcessCluster,
+        InputOutOfBounds,
+        LogitsOutOfRange,
+        ModelRangeError,
+        ResultRejected,
+        TransportError,
+    )
     from privacy.encrypted.network.processes import loopback_parties
     from privacy.encrypted.network.remote import RemoteClient
     from privacy.encrypted.verify import verify_model
@@ -548,23 +557,38 @@ def verify(
         bounds = _bounds(plan, input_range, None, default_data=x)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="'DATA'") from None
+    labels_only = None
     try:
+        try:
+            cluster = InProcessCluster(plan, bounds, allow_logits=True)
+        except LogitsOutOfRange:
+            # Released logits could wrap the ring, labels cannot: check the model for the labels-only release
+            # policy it can be served with (share-model without --allow-logits), as the pipeline's gate does.
+            cluster = InProcessCluster(plan, bounds)
+            labels_only = (
+                f"labels only: the logits can need {cluster.ranges.output_bits} bits for these input bounds, more "
+                f"than a ring element holds, so the model is checked for the labels-only release policy (share it "
+                f"without --allow-logits)"
+            )
+        output = "label" if labels_only else "logits"
         if processes:
             with (
-                loopback_parties(plan, bounds, allow_logits=True) as parties,
+                loopback_parties(plan, bounds, allow_logits=not labels_only) as parties,
                 RemoteClient(parties.deployment) as client,
             ):
-                report = verify_model(model, x, y, client, batch_size=batch_size)
+                report = verify_model(model, x, y, client, batch_size=batch_size, output=output)
         else:
-            report = verify_model(model, x, y, InProcessCluster(plan, bounds, allow_logits=True), batch_size=batch_size)
+            report = verify_model(model, x, y, cluster, batch_size=batch_size, output=output)
     except (ModelRangeError, InputOutOfBounds) as err:
         raise click.BadParameter(str(err), param_hint="'MODEL' / 'DATA' / '--input-range'") from None
     except (ResultRejected, TransportError, ValueError, RuntimeError) as err:
         _fail(err)
     passed = report.passes(min_agreement=min_agreement, max_accuracy_drop=max_accuracy_drop)
     if as_json:
-        click.echo(json.dumps(dict(report.to_dict(), passed=passed)))
+        click.echo(json.dumps(dict(report.to_dict(), output=output, labels_only=labels_only, passed=passed)))
     else:
+        if labels_only:
+            click.echo(labels_only)
         click.echo(report.format_text())
         click.echo(
             "PASS"

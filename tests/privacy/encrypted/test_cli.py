@@ -109,6 +109,22 @@ def test_verify_reports_agreement_and_passes(saved):
     assert report["batch_size"] == 8 and report["rounds_per_batch"] > 0
 
 
+def test_verify_checks_labels_when_the_logits_cannot_be_released(bad_files, tmp_path):
+    """Logits of about 2^31 may not be released (they could wrap the ring), labels can: `verify` checks the model
+    for the labels-only release policy, as the pipeline's gate does, instead of refusing it."""
+    x = np.ones((4, 2))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", np.zeros(4, dtype=np.int64))
+    args = ("encrypted", "verify", bad_files / "wrap.keras", tmp_path / "x.npy", "--labels", tmp_path / "y.npy")
+    result = run(*args, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["output"] == "label" and report["labels_only"].startswith("labels only: the logits can need")
+    assert report["passed"] and report["decision_agreement"] == 1.0 and report["max_abs_error"] is None
+    text = run(*args)
+    assert text.exit_code == 0 and text.output.startswith("labels only:") and "PASS" in text.output
+
+
 @pytest.fixture(scope="module")
 def bad_files(saved, tmp_path_factory):
     """Files that are wrong in every way the commands should name."""
