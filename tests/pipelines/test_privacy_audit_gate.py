@@ -131,6 +131,19 @@ def test_an_audit_that_cannot_run_fails_closed(ledger, why):
     assert figures is None and check["passed"] is False and check["reason"].startswith(f"privacy_audit: {why}")
 
 
+@pytest.mark.parametrize("error", [MemoryError, "tf"], ids=["MemoryError", "ResourceExhaustedError"])
+def test_an_audit_that_runs_out_of_memory_fails_closed_in_one_line(monkeypatch, error):
+    import tensorflow as tf
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError() if error is MemoryError else tf.errors.ResourceExhaustedError(None, None, "OOM")
+
+    monkeypatch.setattr(dp_sgd_audit, "audit_mechanism", exhausted)
+    check, figures = canary_audit.audit_check(_ledger(), CANARIES)
+    assert figures is None and check["passed"] is False and "\n" not in check["reason"]
+    assert check["reason"].startswith(f"privacy_audit: the audit ran out of memory with {CANARIES} canaries")
+
+
 def test_the_audit_setting_is_checked_before_tfx_and_travels_in_the_eval_config():
     plan = resolve_plan(audit_canaries=500)
     assert plan.audit_canaries == 500 and resolve_plan().audit_canaries is None

@@ -33,6 +33,8 @@ def audit_check(
     ledger: privacy_ledger.PrivacyLedger | None, num_canaries: int
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """(the gate's check, the audit's figures for the summary or None when it could not run)."""
+    import tensorflow as tf
+
     if ledger is None or ledger.mechanism != privacy_ledger.DP_SGD:
         return _failed("nothing to audit: the model has no DP-SGD privacy ledger"), None
     delta = ledger.accountant_delta
@@ -43,6 +45,11 @@ def audit_check(
         )
     except (ValueError, privacy_ledger.LedgerError) as err:
         return _failed(f"the audit cannot reproduce this run ({err}); what cannot be checked is not blessed"), None
+    except (MemoryError, tf.errors.ResourceExhaustedError):
+        return _failed(
+            f"the audit ran out of memory with {num_canaries} canaries (fewer need less: --audit-canaries); what "
+            f"cannot be checked is not blessed"
+        ), None
     bound, claim, accountant = result.lower_bound[-1], result.claimed_epsilon[-1], result.claim_accountant
     ceiling = largest_bound(num_canaries, delta=delta, confidence=DEFAULT_CONFIDENCE)
     figures = {
