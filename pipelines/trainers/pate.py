@@ -23,7 +23,8 @@ Outputs, like the other trainers': ``serving_model_dir`` holds a SavedModel whos
 serialized raw tf.Examples and returns ``{"probabilities": ...}`` (P(label = 1), [n, 1], for two classes;
 [n, classes] otherwise), and the privacy ledger (`pipelines.privacy_ledger`, mechanism ``pate``) with the
 aggregation's events: the data-independent guarantee. ``model_run_dir/pate.json`` holds the run's public facts
-(queries, answered, teachers); the votes themselves (private) are not written.
+(queries, answered, teachers); the votes themselves (private) are not written, nor is the private split's record or
+holder count (the epsilon does not use it; the gate judges delta against no n: `coverage.delta_findings`).
 """
 
 from __future__ import annotations
@@ -123,7 +124,6 @@ def run_fn(fn_args) -> None:
         "privacy_unit": config.privacy_unit,
         "adjacency": "add-remove",
         "partition": "by holder key" if config.holder_key else "by raw record content (keyed hash)",
-        "dataset_size": len(set(holders)) if config.holder_key else len(private_keys),
         "analysis": analysis,
         "student_training": training.to_json(),
         "outside_guarantee": dict(PUBLIC_SPLIT_CAVEAT),

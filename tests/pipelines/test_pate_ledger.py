@@ -13,7 +13,7 @@ from privacy.accounting import NeighboringRelation
 from privacy.decision import NoisyAccuracy
 from privacy.pate import ConfidentGNMax, GNMax, data_independent_epsilon
 
-FACTS = {"teachers": 10, "classes": 2, "answered": 17, "privacy_unit": "example", "dataset_size": 280}
+FACTS = {"teachers": 10, "classes": 2, "answered": 17, "privacy_unit": "example"}
 QUERIES = 140
 DELTA = 1e-5
 
@@ -197,3 +197,17 @@ def test_bad_smoothing_settings_are_refused_naming_the_key(change, setting):
     with pytest.raises(InvalidPateSetting) as err:
         PateTrainingConfig.from_custom_config({**BUNDLED, **change})
     assert err.value.setting == setting, err.value
+
+
+def test_the_gate_judges_a_pate_ledgers_delta_against_no_record_count_with_the_same_warning_for_every_data_set():
+    """A PATE ledger publishes no private count, so the delta check cannot be flipped by one private record: it is
+    one fixed warning (never a problem), whatever count a foreign ledger claims."""
+    from pipelines.components.private_evaluator import coverage
+
+    aggregator = ConfidentGNMax(threshold=7, sigma1=3.0, sigma2=3.0, max_answered=20)
+    findings = []
+    for facts in (FACTS, {**FACTS, "dataset_size": 99}, {**FACTS, "dataset_size": 100}):
+        ledger = privacy_ledger.PrivacyLedger.for_pate(aggregator, queries=QUERIES, delta=0.01, parameters=facts)
+        findings.append(coverage.delta_findings(ledger))
+    assert findings == [([], [coverage.PATE_DELTA_UNCHECKED.format(delta=0.01)])] * 3
+    assert "not checked against 1/n" in findings[0][1][0]

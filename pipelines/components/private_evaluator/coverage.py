@@ -105,23 +105,28 @@ def keras_layer_problems(serving_dir: str) -> list[str]:
     return problems
 
 
+PATE_DELTA_UNCHECKED = (
+    "delta={delta:g} is not checked against 1/n: a PATE ledger publishes no count of its private records (private; "
+    "its epsilon does not use it); choose delta well below 1/n of the private data yourself"
+)
+"""The warning of every PATE ledger's delta check (the same for every data set)."""
+
+
 def delta_findings(
     ledger: privacy_ledger.PrivacyLedger, privacy_unit: str | None = None
 ) -> tuple[list[str], list[str]]:
     """(problems, warnings) of the ledger's delta against 1/n, n the number of privacy units it accounts
     (`privacy.accounting.delta_warning`: at or above 1/n a problem, close to it a warning). For a budget per
     example (``privacy_unit``) met by a keyed client-level ledger's record-level figure, n is the public bound
-    on its records (N x max_examples_per_client; without one the figure meets no such budget at all); for a PATE
-    ledger, n is its private split's records (users with a holder key)."""
+    on its records (N x max_examples_per_client; without one the figure meets no such budget at all). A PATE
+    ledger carries no n (its epsilon does not use one, and the private split's count is private): its delta is
+    judged against no n, a warning that says so, never a problem decided by the private data."""
     if ledger.mechanism == privacy_ledger.PATE:
-        n = ledger.parameters.get("dataset_size")
-        if not isinstance(n, int) or n < 1:
-            return [], []
-    else:
-        try:
-            n = ledger.accounted_mechanism().dataset_size
-        except privacy_ledger.LedgerError:
-            return [], []
+        return [], [PATE_DELTA_UNCHECKED.format(delta=ledger.delta)]
+    try:
+        n = ledger.accounted_mechanism().dataset_size
+    except privacy_ledger.LedgerError:
+        return [], []
     unit = ledger.privacy_unit if ledger.mechanism != privacy_ledger.DP_SGD else "example"  # what n counts
     if privacy_unit == "example" and ledger.record_count_bound() is not None:
         n, unit = ledger.record_count_bound(), "record"
