@@ -13,8 +13,8 @@ settings), each record alone against the declared spec (``feature_keys`` one flo
    one record changes one teacher. A record it cannot train on (a non-finite feature, a label outside
    0..classes-1) is left out of its teacher alone; a teacher with no record votes from its seeded initialisation.
 3. Aggregation. Each teacher votes on every public query; the aggregator (`privacy.pate`, noise from the OS
-   CSPRNG) answers some queries with noisy labels. The public split must share no record with the private one
-   (`privacy.pate.check_public_private` on raw record keys).
+   CSPRNG) answers some queries with noisy labels. A private record whose serialized bytes equal a public record's is
+   left out of its teacher (a filter of that record alone, its parameter the public split): never a refusal.
 4. Student. An MLP of the same shape is fitted on the answered queries and their noisy labels; with
    ``semi_supervised`` it is then self-trained on the unanswered queries it pseudo-labels itself
    (`privacy.pate.student`: post-processing of the release, no event charged, the same epsilon).
@@ -54,15 +54,12 @@ def run_fn(fn_args) -> None:
     """Trains teachers on ``fn_args.train_files``, labels ``fn_args.eval_files`` through the aggregator, fits and
     exports the student, and writes the ledger."""
     from federated.data.screen import trainable
-    from privacy.pate import check_public_private, partition_by_key
+    from privacy.pate import partition_by_key
 
     config = PateTrainingConfig.from_custom_config(fn_args.custom_config)
-    private, private_keys = read_split(fn_args.train_files, config)
-    public, public_keys = read_split(fn_args.eval_files, config)
-    ids: dict[bytes, int] = {}
-    check_public_private(
-        [ids.setdefault(k, len(ids)) for k in public_keys], [ids.setdefault(k, len(ids)) for k in private_keys]
-    )
+    private, private_keys, private_raw = read_split(fn_args.train_files, config)
+    public, _, public_raw = read_split(fn_args.eval_files, config)
+    in_public = set(public_raw)
     queries = _stack(public, config)
     queries = queries[np.isfinite(queries).all(axis=1)]  # public rows it cannot read are left out
     if len(queries) == 0:
@@ -75,6 +72,7 @@ def run_fn(fn_args) -> None:
         x = (_stack(private, config) - mean) / std
     labels = np.asarray(private[config.label_key], np.float64)
     usable = trainable(x, labels, config.num_classes)
+    usable &= np.array([raw not in in_public for raw in private_raw], bool)  # a public record teaches no teacher
     y = np.where(usable, labels, 0).astype(np.int64)
     holders = private[config.holder_key] if config.holder_key else private_keys
     partitions = [rows[usable[rows]] for rows in partition_by_key(list(holders), config.teachers, seed=config.seed)]
@@ -162,10 +160,10 @@ def declared_spec(config: PateTrainingConfig):
     )
 
 
-def read_split(file_patterns, config: PateTrainingConfig) -> tuple[dict[str, np.ndarray], list[bytes]]:
-    """(columns, raw record keys) of the records in the files matching ``file_patterns``, each read alone
-    against `declared_spec` (a record without a readable holder id is left out; a value that does not conform
-    is NaN in its record only).
+def read_split(file_patterns, config: PateTrainingConfig) -> tuple[dict[str, np.ndarray], list[bytes], list[bytes]]:
+    """(columns, record keys of the declared columns, serialized records) of the records in the files matching
+    ``file_patterns``, each read alone against `declared_spec` (a record without a readable holder id is left
+    out; a value that does not conform is NaN in its record only; a record over MAX_RECORD_BYTES stands as b"").
 
     Raises:
       ValueError: when no file matches.
@@ -178,8 +176,9 @@ def read_split(file_patterns, config: PateTrainingConfig) -> tuple[dict[str, np.
     files = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
     if not files:
         raise ValueError(f"no example files match {list(file_patterns)}")
-    read = read_examples(read_tf_records(files, max_record_bytes=MAX_RECORD_BYTES), declared_spec(config))
-    return read.columns, (record_keys(read.columns) if len(read.kept) else [])
+    raw = read_tf_records(files, max_record_bytes=MAX_RECORD_BYTES)
+    read = read_examples(raw, declared_spec(config))
+    return read.columns, (record_keys(read.columns) if len(read.kept) else []), [raw[i] for i in read.kept]
 
 
 def _stack(columns: dict[str, np.ndarray], config: PateTrainingConfig) -> np.ndarray:

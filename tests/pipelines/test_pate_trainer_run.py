@@ -1,4 +1,4 @@
-"""The PATE Trainer's ``run_fn`` on small TFRecord splits (no TFX): the public/private overlap refusal, keying by
+"""The PATE Trainer's ``run_fn`` on small TFRecord splits (no TFX): a private record equal to a public one, keying by
 raw content (one record changes one teacher), records it cannot read, a holder key, and the exported student."""
 
 import json
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pipelines import privacy_ledger
-from privacy.pate import PateConfigurationError, partition_by_key
+from privacy.pate import partition_by_key
 
 SETTINGS = {
     "label_key": "y",
@@ -66,20 +66,57 @@ def fn_args(tmp_path, private, public, **settings):
     )
 
 
-def test_a_public_split_sharing_a_record_with_the_private_one_is_refused_before_any_training(tmp_path, monkeypatch):
+class TeachersReached(Exception):
+    """Raised in place of teacher training: the run got past every check on the data."""
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "a private record equal to a public one",
+        "two different unreadable records",
+        "two different text values",
+        "equal on the declared columns only",
+    ],
+)
+def test_no_private_record_decides_whether_the_run_happens_and_one_equal_to_a_public_record_teaches_nothing(
+    tmp_path, monkeypatch, case
+):
+    """The public/private overlap is judged on serialized records and never refuses: a private record whose bytes
+    equal a public record's is left out of its teacher alone; distinct records (unreadable ones, ones differing in
+    a non-conforming or undeclared value) are never taken for equal."""
     from pipelines.trainers import pate
     from privacy.pate import keras_training
 
-    monkeypatch.setattr(keras_training, "teacher_votes", lambda *a, **k: pytest.fail("teachers were trained"))
+    taught = {}
+
+    def teacher_votes(x, y, partitions, *args, **kwargs):
+        taught["rows"] = sorted(int(r) for p in partitions for r in p)
+        raise TeachersReached
+
+    monkeypatch.setattr(keras_training, "teacher_votes", teacher_votes)
     private, public = records(30, 0), records(10, 1)
-    with pytest.raises(PateConfigurationError, match="public split overlaps the private one: 1 shared"):
-        pate.run_fn(fn_args(tmp_path, private, public + [private[7]]))
-    assert not os.path.exists(tmp_path / "model")
+    public_extra, private_extra = {
+        "a private record equal to a public one": ([private[7]], []),
+        "two different unreadable records": ([b"\xff garbage one"], [b"\xff garbage two"]),
+        "two different text values": ([example(a=[b"n/a"], b=[0.5], y=[1])], [example(a=[b"missing"], b=[0.5], y=[1])]),
+        "equal on the declared columns only": (
+            [example(a=[1.0], b=[2.0], y=[1], site=[b"public"])],
+            [example(a=[1.0], b=[2.0], y=[1], site=[b"private"])],
+        ),
+    }[case]
+    with pytest.raises(TeachersReached):
+        pate.run_fn(fn_args(tmp_path, private + private_extra, public + public_extra))
+    trainable_rows = [i for i in range(30) if not (case.startswith("a private") and i == 7)]
+    if case == "equal on the declared columns only":
+        trainable_rows.append(30)  # distinct from the public record: it teaches
+    assert taught["rows"] == trainable_rows
 
 
 def test_one_record_removed_changes_one_teachers_partition_and_unreadable_records_stay_in_place(tmp_path):
     """Partitions are keyed by the declared columns' raw content: removing one record, or adding a record that is
-    not a tf.Example (it has its own key and no usable features), moves no other record between teachers."""
+    not a tf.Example (no usable features; every such record has the same all-NaN key), moves no other record
+    between teachers."""
     from pipelines.components.pate_trainer.spec import PateTrainingConfig
     from pipelines.trainers.pate import read_split
 
@@ -91,7 +128,7 @@ def test_one_record_removed_changes_one_teachers_partition_and_unreadable_record
         ("one removed", rows[:13] + rows[14:]),
         ("garbage first", [b"\xff\xff not a proto"] + rows),
     ):
-        _, keys = read_split(write(tmp_path / name.replace(" ", "_"), split), config)
+        _, keys, _ = read_split(write(tmp_path / name.replace(" ", "_"), split), config)
         parts = partition_by_key(keys, config.teachers, seed=config.seed)
         teachers[name] = [sorted(keys[i] for i in p) for p in parts]
     changed = [t for t in range(config.teachers) if teachers["all"][t] != teachers["one removed"][t]]
