@@ -30,6 +30,11 @@ ACCEPTED = {
 float64; bytes as bytes; text (a client id) as the text written: bytes decoded, or an integer's digits."""
 
 
+NUMBER_OR_TEXT = ("float_list", "int64_list", "bytes_list")
+"""What a number column accepts when no record may decide its kind (e.g. CsvExampleGen types a column from all
+its values): a float, an int, or text that parses alone as a number (`float`); other text does not conform."""
+
+
 MAX_RECORD_BYTES = 1 << 20
 """The public bound on one record under a declared spec: a CSV line (its line ending included) or a
 serialized tf.Example of more bytes does not conform and is left out without being held in memory whole
@@ -239,4 +244,9 @@ def _conforming(features, column: Column):
         return values[0].decode("utf-8", "replace") if kind == "bytes_list" else str(values[0])
     if column.kind == "bytes":
         return values[0] if column.length == 1 else values
+    if kind == "bytes_list":  # a number column that accepts text (`NUMBER_OR_TEXT`): each value parsed alone
+        try:
+            return [float(v) for v in values]
+        except ValueError:
+            return None
     return values

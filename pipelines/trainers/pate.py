@@ -43,6 +43,11 @@ PUBLIC_SPLIT_CAVEAT = {
     "mean and standard deviation, both assumed public and not covered by epsilon; in the bundled pipeline the "
     "public split is a deterministic hash split of the same data set (an assumption of the demo: a deployment "
     "gives it a genuinely public data set)",
+    "feature kinds inferred from the data": "the Trainer reads each feature value alone (a float, an int, or text "
+    "that parses as a number; NaN otherwise), but CsvExampleGen types each CSV column from all its values, private "
+    "ones included, and the pushed student's serving signature parses float features: one record with a "
+    "non-numeric cell makes that column text in every split, so the student cannot serve those examples and the "
+    "Evaluator fails; give the pipeline examples whose feature kinds are fixed before the data is read",
     "replacing one record": "epsilon covers adding or removing one privacy unit (one teacher's partition changes); "
     "replacing one can move it to another teacher, two teachers' change, covered only as a "
     "group of two (about twice the epsilon)",
@@ -150,11 +155,12 @@ def _decision(config: PateTrainingConfig):
 
 
 def declared_spec(config: PateTrainingConfig):
-    """The public spec each record is read against: the features (one float each), the label, the holder id."""
-    from federated.data.declared import Column
+    """The public spec each record is read against: the features (one number each, read from a float, an int or
+    text parsed alone: `NUMBER_OR_TEXT`, so no record's kind decides another's value), the label, the holder id."""
+    from federated.data.declared import NUMBER_OR_TEXT, Column
 
     return (
-        [Column(key, "float") for key in config.feature_keys]
+        [Column(key, "float", accepts=NUMBER_OR_TEXT) for key in config.feature_keys]
         + [Column(config.label_key)]
         + ([Column(config.holder_key, "text")] if config.holder_key else [])
     )

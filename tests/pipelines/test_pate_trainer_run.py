@@ -195,3 +195,29 @@ def test_a_self_trained_student_leaves_the_ledgers_epsilon_unchanged_and_the_led
     lines = "\n".join(report.pate_lines(ledgers[True]))
     assert f"self-training (confidence 0.6, 2 rounds): {answered} answered + {semi['pseudo_labels']} pseudo" in lines
     assert report.pate_aggregation(ledgers[True])["student_training"] == semi
+
+
+def test_each_feature_value_is_read_alone_so_one_text_cell_is_nan_in_its_own_record_only(tmp_path):
+    """CsvExampleGen may type a column as text (one non-numeric cell anywhere): the Trainer still reads every other
+    record's value, whether a float, an int or text that parses as a number; the ledger lists the inferred kinds."""
+    from pipelines.components.pate_trainer.spec import PateTrainingConfig
+    from pipelines.trainers import pate
+
+    config = PateTrainingConfig.from_custom_config(SETTINGS)
+    rows = [
+        example(a=[b"abc"], b=[b"2.5"], y=[1]),
+        example(a=[b" -1.25 "], b=[3], y=[0]),
+        example(a=[0.5], b=[b"1e3"], y=[1]),
+    ]
+    columns, _, _ = pate.read_split(write(tmp_path / "typed", rows), config)
+    np.testing.assert_array_equal(columns["a"], [np.nan, -1.25, 0.5])
+    np.testing.assert_array_equal(columns["b"], [2.5, 3.0, 1000.0])
+    public = [example(a=[str(v).encode()], b=[b"0.5"], y=[0]) for v in np.linspace(-1, 1, 10)]  # all text, numbers
+    args = fn_args(tmp_path, records(30, 0) + [rows[0]], public)
+    pate.run_fn(args)
+    ledger = privacy_ledger.read_ledger(args.serving_model_dir)
+    assert ledger.parameters["queries"] == 10
+    assert (
+        "CsvExampleGen types each CSV column"
+        in ledger.parameters["outside_guarantee"]["feature kinds inferred from the data"]
+    )
