@@ -66,9 +66,11 @@ def eval_config(
     metadata_path: str | None = None,
     lineage_unchecked: str | None = None,
     audit_canaries: int | None = None,
+    member_split: str = gate_spec.DEFAULT_MEMBER_SPLIT,
 ) -> tfma.EvalConfig:
     """Exact utility metrics (for the reader, no thresholds: outside the guarantee) plus the privacy gate's,
-    whose noisy accuracy >= ``min_accuracy`` is the push decision, in one TFMA EvalConfig."""
+    whose noisy accuracy >= ``min_accuracy`` is the push decision, in one TFMA EvalConfig; ``member_split`` is the
+    split the model was fitted on (the membership audit's members)."""
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(label_key=label_key, signature_name="serving_default", prediction_key="probabilities")
@@ -90,6 +92,7 @@ def eval_config(
                         metadata_path=metadata_path,
                         lineage_unchecked=lineage_unchecked,
                         audit_canaries=audit_canaries,
+                        member_split=member_split,
                     ),
                 ]
             )
@@ -138,6 +141,12 @@ def create_pipeline(
         privacy_unit=plan.privacy_unit,
         metadata_path=metadata_path,
         lineage_unchecked=lineage_unchecked,
+        # the PATE student is fitted on the public split only: its membership audit's members
+        member_split=(
+            PateTrainingConfig.from_custom_config(plan.trainer_config).public_split
+            if trainer == "pate"
+            else gate_spec.DEFAULT_MEMBER_SPLIT
+        ),
     )
     example_gen = tfx.components.CsvExampleGen(input_base=data_root, output_config=_output_config(plan))
     examples, minimization = minimization_stages(

@@ -221,3 +221,23 @@ def test_each_feature_value_is_read_alone_so_one_text_cell_is_nan_in_its_own_rec
         "CsvExampleGen types each CSV column"
         in ledger.parameters["outside_guarantee"]["feature kinds inferred from the data"]
     )
+
+
+def test_the_membership_audit_of_the_pate_student_takes_the_public_split_it_was_fitted_on_as_members(
+    python_subprocess,
+):
+    code = """
+import tensorflow_model_analysis as tfma
+from google.protobuf import json_format
+from pipelines.components.private_evaluator import spec
+from pipelines.pipeline import create_pipeline
+config = {"teachers": 10, "threshold": 7, "sigma1": 3, "sigma": 3, "max_answered": 20, "private_split": "priv",
+          "public_split": "pub"}
+pipeline = create_pipeline(pipeline_root="/tmp/unused", data_root="/tmp/unused", serving_model_dir="/tmp/unused",
+                           trainer="pate", trainer_config=config, epsilon_budget=40.0)
+[evaluator] = [c for c in pipeline.components if c.id == "Evaluator"]
+config = json_format.Parse(evaluator.exec_properties["eval_config"], tfma.EvalConfig())
+print("MEMBERS", spec.gate_settings(config).member_split)
+"""
+    lines = python_subprocess(code, legacy_keras=True).stdout.strip().splitlines()
+    assert lines[-1] == "MEMBERS pub"
