@@ -241,3 +241,41 @@ print("MEMBERS", spec.gate_settings(config).member_split)
 """
     lines = python_subprocess(code, legacy_keras=True).stdout.strip().splitlines()
     assert lines[-1] == "MEMBERS pub"
+
+
+def test_given_the_released_labels_the_exported_student_does_not_depend_on_the_private_split(tmp_path, monkeypatch):
+    """With the aggregator's output fixed, the student is a function of the public split, the released labels and
+    the seed: its SavedModel variables are bit-identical whatever one private record does (removed, huge, NaN,
+    unreadable and first, a text cell, equal to a public record) and with no private record at all."""
+    import tensorflow as tf
+
+    from pipelines.trainers import pate
+    from privacy.pate import aggregators
+
+    def fixed(self, votes, *, seed=None):
+        answered = np.arange(len(votes)) < 5
+        labels = np.where(answered, np.arange(len(votes)) % 2, aggregators.UNANSWERED).astype(np.int64)
+        return aggregators.VoteHistory(self, votes, answered, labels, "fixed for the test")
+
+    monkeypatch.setattr(aggregators.ConfidentGNMax, "aggregate", fixed)
+    public, base = records(20, 1), records(30, 0)
+
+    def variables(name, private):
+        args = fn_args(tmp_path / name, private, public)
+        pate.run_fn(args)
+        reader = tf.train.load_checkpoint(os.path.join(args.serving_model_dir, "variables", "variables"))
+        names = sorted(k for k in reader.get_variable_to_shape_map() if k != "_CHECKPOINTABLE_OBJECT_GRAPH")
+        return [reader.get_tensor(k) for k in names]
+
+    reference = variables("reference", base)
+    assert len(reference) == 6  # mean, std and the student's 4 weight tensors: nothing else
+    for name, private in (
+        ("removed", base[1:]),
+        ("huge", base + [example(a=[1e38], b=[-1e38], y=[1])]),
+        ("nan", base + [example(a=[float("nan")], b=[0.0], y=[0])]),
+        ("unreadable_first", [b"junk"] + base),
+        ("text_cell", base + [example(a=[b"abc"], b=[0.0], y=[1])]),
+        ("equal_to_public", base + [public[3]]),
+        ("empty", []),
+    ):
+        assert all(np.array_equal(r, o) for r, o in zip(reference, variables(name, private), strict=True)), name
