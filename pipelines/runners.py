@@ -16,6 +16,8 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 from tfx.orchestration.portable import launcher
 
+from pipelines import private_root
+
 RUNNERS = ("local", "beam")
 DEFAULT_IMAGE = "ppml:latest"
 """Container image for Kubeflow: any image with ppml and TFX 1.21 installed."""
@@ -66,7 +68,9 @@ def _reporting_stages(stages: list[str], callback: Callable[[StageEvent], None])
 def run(
     pipeline: tfx.dsl.Pipeline, *, runner: str = "local", progress: Callable[[StageEvent], None] | None = None
 ) -> None:
-    """Runs ``pipeline`` to the end; ``progress`` is called as each stage starts and ends.
+    """Runs ``pipeline`` to the end; ``progress`` is called as each stage starts and ends. What the run writes (under
+    the pipeline root: raw examples, exact statistics, ML Metadata) is owner-only (`private_root.owner_only_files`),
+    from the command line and from Python alike.
 
     Raises:
       ValueError: for an unknown ``runner``.
@@ -75,11 +79,12 @@ def run(
     if runner not in RUNNERS:
         raise ValueError(f"runner must be one of {', '.join(RUNNERS)}, got {runner!r}")
     dag_runner = tfx.orchestration.LocalDagRunner() if runner == "local" else _beam_dag_runner()
-    if progress is None:
-        dag_runner.run(pipeline)
-        return
-    with _reporting_stages([c.id for c in pipeline.components], progress):
-        dag_runner.run(pipeline)
+    with private_root.owner_only_files():
+        if progress is None:
+            dag_runner.run(pipeline)
+            return
+        with _reporting_stages([c.id for c in pipeline.components], progress):
+            dag_runner.run(pipeline)
 
 
 def _beam_dag_runner():
