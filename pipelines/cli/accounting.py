@@ -301,7 +301,7 @@ def epsilon(as_json, accountant, delta, per_epoch, plot, **options):
       ppml epsilon --n 60000 --batch-size 256 --noise-multiplier 1.1 --epochs 60 --target-delta 1e-5
     """
     if plot is not None:
-        _check_plot_path(plot)
+        check_plot_path(plot)
     mechanism = _build_mechanism(accountant=accountant, **options)
     want_rows = per_epoch or plot is not None
     if want_rows and mechanism.passes > MAX_PER_EPOCH_ROWS:
@@ -334,7 +334,7 @@ def epsilon(as_json, accountant, delta, per_epoch, plot, **options):
 PLOT_FORMATS = (".png", ".pdf", ".svg")
 
 
-def _check_plot_path(path: str) -> None:
+def check_plot_path(path: str) -> None:
     """Refuses a plot file that cannot be written, before any accounting."""
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in PLOT_FORMATS:
@@ -469,6 +469,8 @@ def epochs(target_epsilon, as_json, accountant, delta, **options):
             raise _bad("--target-epsilon", str(err)) from None
         result[f"epochs_{kind.value}"] = whole_epochs
         result[f"steps_{kind.value}"] = steps
+        if steps == 0 and mechanism.sampling is not Sampling.SHUFFLE:
+            result.setdefault("one_step_epsilon", {})[kind.value] = compute_epsilon(mechanism, delta, kind, steps=1)
     if as_json:
         _emit_json(result)
         return
@@ -488,6 +490,12 @@ def epochs(target_epsilon, as_json, accountant, delta, **options):
             click.echo(f"  {kind.value.upper():<11} {'n/a':>8}  {result['unavailable'][kind.value]}")
         else:
             click.echo(f"  {kind.value.upper():<11} {e:>8} {s:>9}")
+    for kind, one_step in result.get("one_step_epsilon", {}).items():
+        click.echo(
+            f"\n  {kind.upper()}: not one step fits: a single step costs epsilon {one_step:.4g} at delta {delta:g}; "
+            f"raise --noise-multiplier or --target-epsilon"
+            + (" or --truncated-batch-size" if mechanism.truncated_batch_size else "")
+        )
     click.echo(f"\n  whole epochs; {result['accountant_version']}")
     _echo_warnings(result)
 

@@ -11,7 +11,7 @@ import json
 
 import click
 
-from pipelines.cli.accounting import _check_plot_path, save_plot
+from pipelines.cli.accounting import check_plot_path, save_plot
 from pipelines.cli.types import checked
 from privacy import validation
 from privacy.auditing.canaries import MAX_CANARIES
@@ -106,7 +106,7 @@ def audit(as_json, plot, **options):
     bounds in --plot are each valid on their own, and the verdict uses the last epoch only.
     """
     if plot is not None:
-        _check_plot_path(plot)
+        check_plot_path(plot)
     try:
         plan = AuditPlan(**options)
     except ValueError as err:

@@ -126,6 +126,17 @@ def test_noise_and_epochs_calibrate_the_truncated_event():
     assert steps > 100 and truncated_pld(44, 2.0, steps) <= 2.0 < truncated_pld(44, 2.0, steps + 1)
 
 
+def test_epochs_says_why_not_one_step_fits_under_a_tight_cap():
+    args = ["epochs", "--target-epsilon", "1", *BASE, "--noise-multiplier", "1", "--truncated-batch-size", "40"]
+    data = json.loads(run(*args, "--json").output)
+    one_step = truncated_pld(40, 1.0, 1)
+    assert one_step > 1 and data["steps_pld"] == 0 and data["epochs_pld"] == 0
+    assert data["one_step_epsilon"] == {"pld": pytest.approx(one_step, rel=1e-12)}
+    text = run(*args).output
+    assert f"a single step costs epsilon {one_step:.4g} at delta {DELTA:g}" in text
+    assert "--truncated-batch-size" in text.splitlines()[-3]
+
+
 @pytest.mark.parametrize(
     "command",
     [
