@@ -167,7 +167,13 @@ class PrivacyBudget:
                     f"the {kind.value.upper()} accountant cannot analyse {type(event).__name__} "
                     f"under {self._relation.name}"
                 )
-            accountant.compose(event, count)
+            try:
+                accountant.compose(event, count)
+            except MemoryError:  # numpy refuses a PLD grid larger than memory before allocating it
+                raise UnsupportedAccounting(
+                    f"the {kind.value.upper()} accountant's grid for {type(event).__name__} does not fit in memory "
+                    f"(noise too small for its discretisation); the other accountants still bound epsilon"
+                ) from None
         return float(accountant.get_epsilon(self._delta))
 
     def _rdp_curve(self, event: dp_event.DpEvent):
