@@ -366,7 +366,8 @@ def share_model_command(model_path, deployment_dir, input_range, calibration_pat
     type=click.IntRange(min=0),
     default=0,
     show_default=True,
-    help="Re-randomize the weight shares every N sessions (0: only when the parties connect).",
+    help="Renew the parties' keys and re-randomize the weight shares every N sessions (0: only when the parties "
+    "connect).",
 )
 def serve(
     index,

@@ -24,11 +24,11 @@ No client behaviour may stop a server, so `PartyServer` bounds everything a clie
   (it expired there first) refuses it at once: it announced the request, so waiting cannot bring it.
 * Faults among the parties: a party that disconnects or stalls past `timeout` mid-protocol makes the
   others abort the session (the client gets the error), drop all links and connect again with fresh
-  keys; a killed party rejoins when it is restarted. Weight shares are re-randomized (a fresh
-  replicated sharing, one round) every time the parties connect and every `refresh_every` sessions;
-  the pairwise keys last for the connection, so one party's share and keys from one time combine with
-  another party's share from a later time of the same connection (`PartyModel.refreshed`); each (re)connection starts
-  from the bundles on disk, which keep the owner's sharing (run `share-model` again to renew those).
+  keys; a killed party rejoins when it is restarted. Weight shares are re-randomized (fresh pairwise
+  keys, then a fresh replicated sharing: two rounds) every time the parties connect and every
+  `refresh_every` sessions, so one party's share and keys from before a refresh and another party's share
+  from after it reveal nothing (`PartyModel.refreshed`); each (re)connection starts from the bundles on
+  disk, which keep the owner's sharing (run `share-model` again to renew those).
 * Clients authenticate with their own certificate; revoked ones (`certificates.revoke_client`) are
   refused at the handshake, and their open connections are closed within a fraction of a second of
   the change to ``revoked.json``.
@@ -275,7 +275,8 @@ class PartyServer:
             quarter); the largest batch follows from it.
         max_connections: client (or unauthenticated) connections held at once.
         idle_timeout: seconds a client connection may stay silent.
-        refresh_every: re-randomize the weight shares every this many sessions (0: only when connecting).
+        refresh_every: renew the keys and re-randomize the weight shares every this many sessions (0: only
+            when connecting).
 
     Raises:
         ValueError: if the model share is another party's or one example does not fit the budget.
@@ -697,10 +698,12 @@ class PartyServer:
         )
 
     def _refresh(self, session: int):
-        """Re-randomizes the weight shares (all parties at once, one round)."""
-        self.model = self.model.refreshed(self._party(session))
+        """Renews the pairwise keys and re-randomizes the weight shares (all parties at once, two rounds)."""
+        party = self._party(session)
+        self.model = self.model.refreshed(party)
+        self._keys = party.keys  # the old keys are dropped: later sessions draw from the new ones only
         self._since_refresh = 0
-        log.info("party %d: weight shares re-randomized (session %d)", self.index, session)
+        log.info("party %d: keys renewed, weight shares re-randomized (session %d)", self.index, session)
 
     def _lead_refresh(self):
         self._session += 1

@@ -65,14 +65,15 @@ class PartyModel:
         }
 
     def refreshed(self, party) -> "PartyModel":
-        """The same weights under a fresh random sharing: all three parties call it in one session (1 round).
+        """The same weights under a fresh random sharing: all three parties call it in one session (2 rounds).
 
-        Each party re-shares its term of every weight (`arithmetic.reshare`): the helper's new components
-        come from its old ones and masks drawn from `party`'s keys. So the old and new shares of different
-        parties combine to the weights for whoever also knows those keys. The servers' pairwise keys last
-        for a connection (`network.server`), so a refresh separates shares taken at different times only
-        from an adversary who did not also take a party's keys (a limitation stated in the README).
+        The parties first replace their pairwise keys by fresh ones (`Party.rekey`: `party` keeps the new
+        keys, and the caller uses them from now on), then each re-shares its term of every weight
+        (`arithmetic.reshare`) with masks from the new keys. The new sharing is uniformly random given the
+        weights and independent of the old shares and the old keys: one party's memory (share and keys)
+        before a refresh and another party's share after it reveal nothing about the weights.
         """
+        party.rekey()
         rnd = party.round()
         pending = {
             name: [reshare(party, Terms.of_share(c), rnd=rnd) for c in (w.kernel, w.bias)]

@@ -398,3 +398,43 @@ def test_the_memory_estimate_bounds_what_a_party_allocates():
             tracemalloc.stop()
             # The three parties and the client together stay below three parties' estimates.
             assert peak < 3 * request_bytes(cluster.models[0], batch), (name, batch, output)
+
+
+def test_a_refresh_renews_the_pairwise_keys_so_old_keys_and_new_shares_give_nothing(fixed):
+    """Review A4. An adversary who took party 1's memory before a refresh (its share and its keys k_1, k_2)
+    and party 0's share after it tries the one attack reused keys allow: recompute the helper's (party 2's)
+    mask r from k_2 and add it to party 0's new components. With keys renewed inside the refresh the result
+    is uniformly random, not the weights; and the same old shares and old keys refreshed twice give two
+    unrelated sharings (the new sharing is no function of the old state)."""
+    from privacy.encrypted.benchmark import reference_bounds, reference_plan
+    from privacy.encrypted.in_process import LocalParties
+    from privacy.encrypted.protocol.model_shares import share_model
+    from privacy.encrypted.protocol.randomness import Prf, session_nonce
+
+    plan = reference_plan("mlp")
+    models = share_model(plan, fixed, reference_bounds(plan))
+    keys = [bytes([i + 1]) * 16 for i in range(3)]
+    first, parties = LocalParties(keys=keys).run(lambda party, model: model.refreshed(party), models)
+    second, _ = LocalParties(keys=keys).run(lambda party, model: model.refreshed(party), models)
+    # Every party's keys changed, and the new ones are again pairwise: k_j at parties j and j - 1.
+    for i, party in enumerate(parties):
+        assert party.keys[0] not in keys and party.keys[1] not in keys
+        assert party.keys[1] == parties[(i + 1) % 3].keys[0]
+    stolen = Prf(keys[2], session_nonce(1))  # party 1's old k_2 (the helper's key with party 1)
+    guesses, matches, ones, words = 0, 0, 0, 0
+    for name, layer in plan.encode(fixed).items():
+        for part in ("kernel", "bias"):
+            weights = getattr(layer, part)
+            stolen.words(weights.shape)  # b, the helper's mask of the masked sum
+            r = stolen.words(weights.shape)
+            new0 = getattr(first[0].weights[name], part)
+            guess = r + new0.a + new0.b
+            guesses += weights.size
+            matches += int(np.sum(guess == weights))
+            ones += int(np.unpackbits((guess - weights).view(np.uint8)).sum())
+            words += weights.size
+            a, b = getattr(first[1].weights[name], part), getattr(second[1].weights[name], part)
+            assert not np.any(a.a == b.a) and not np.any(a.b == b.b)  # two refreshes: unrelated sharings
+    assert guesses > 100_000 and matches == 0
+    # guess - weights is uniform: its 64 * words bits are fair (10 sigma band).
+    assert abs(ones - 32 * words) < 10 * np.sqrt(16 * words)
