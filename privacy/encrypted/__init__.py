@@ -35,8 +35,9 @@ Threat model
   whenever the parties connect and every ``refresh_every`` sessions, so one party's memory before a
   refresh and another party's share after it reveal nothing (`PartyModel.refreshed`).
 * Availability: no client behaviour stops a server process (bounded connections, memory budget, strict
-  message parsing, request expiry, sessions aborted instead of servers; `network.server`); one
-  authenticated client can still delay others (sessions run one at a time; see the README).
+  message parsing, request expiry, sessions aborted instead of servers; `network.server`). Sessions run
+  one at a time and clients take turns: an authenticated client delays another by at most one session
+  (of up to the largest batch) per request of the other's (see the README).
 * Out of scope: side channels (timing of the parties' arithmetic is data-independent except numpy's),
   denial of service by a party, and the security of the machines holding keys and share bundles.
 

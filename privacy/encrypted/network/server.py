@@ -17,11 +17,12 @@ No client behaviour may stop a server, so `PartyServer` bounds everything a clie
 * Sessions: party 0 orders the requests. A request is known by its client's certificate serial and
   the id the client chose, so one client cannot name, answer for or join another client's request.
   Parties 1 and 2 announce each request they receive to party 0 (an out-of-band control message,
-  `NOTICE`); party 0 proposes the oldest request that all three hold, the others answer ready or
-  refuse, and party 0 says go (all run the protocol) or abort (all tell the client why). A request that
-  reached only some parties never holds the queue: it expires after `request_wait` seconds with an
-  error reply, while complete requests are served. A follower that no longer holds a proposed request
-  (it expired there first) refuses it at once: it announced the request, so waiting cannot bring it.
+  `NOTICE`); party 0 proposes a request that all three hold (clients take turns, below), the others
+  answer ready or refuse, and party 0 says go (all run the protocol) or abort (all tell the client
+  why). A request that reached only some parties never holds the queue: it expires after
+  `request_wait` seconds with an error reply, while complete requests are served. A follower that no
+  longer holds a proposed request (it expired there first) refuses it at once: it announced the
+  request, so waiting cannot bring it.
 * Faults among the parties: a party that disconnects or stalls past `timeout` mid-protocol makes the
   others abort the session (the client gets the error), drop all links and connect again with fresh
   keys; a killed party rejoins when it is restarted. Weight shares are re-randomized (fresh pairwise
@@ -32,8 +33,11 @@ No client behaviour may stop a server, so `PartyServer` bounds everything a clie
 * Clients authenticate with their own certificate; revoked ones (`certificates.revoke_client`) are
   refused at the handshake, and their open connections are closed within a fraction of a second of
   the change to ``revoked.json``.
-* Not bounded per client: sessions run one at a time, so a client's complete requests delay other
-  clients' by their running time; a few clients together can hold the memory budget.
+* Sessions run one at a time, and clients take turns (`_next_ready`): a client's request waits for at
+  most one session of each other client that has requests ready, not for everything they queued; each
+  client's requests run in the order they arrived (party 0 remembers one number per client certificate
+  served). Not bounded: a session's running time grows with its batch (up to the largest batch), and
+  a few clients together can hold the memory budget.
 """
 
 from __future__ import annotations
@@ -318,6 +322,8 @@ class PartyServer:
         self._requests: dict[tuple[int, str], _Request] = {}  # by `_Request.key`
         self._requests_ready = threading.Condition()
         self._announced: dict[tuple[int, str], tuple[set, float]] = {}  # party 0: followers holding a request, since
+        self._last_turn: dict[int, int] = {}  # party 0: client serial -> number of the last session it was given
+        self._turns = 0
         self._reset = False
         self._established = False
         self._session = 0
@@ -536,16 +542,23 @@ class PartyServer:
             self._requests_ready.notify_all()
 
     def _next_ready(self) -> _Request:
-        """Party 0: the oldest request that all three parties hold (waits for one); raises on a reset."""
+        """Party 0: the next request to run among those all three parties hold (waits for one); raises on a reset.
+
+        Clients take turns: the request comes from the client (certificate) whose last session started
+        longest ago (never: first), and is that client's oldest one. So a client waits for at most one
+        session of each other client with requests, however many those queued.
+        """
         followers = set(range(1, NUM_PARTIES))
         with self._requests_ready:
             while True:
                 if self._reset:
                     raise TransportError("reset requested")
-                for key in self._requests:
-                    if self._announced.get(key, (set(), 0))[0] >= followers:
-                        del self._announced[key]
-                        return self._requests.pop(key)
+                ready = [r for key, r in self._requests.items() if self._announced.get(key, (set(), 0))[0] >= followers]
+                if ready:
+                    request = min(ready, key=lambda r: self._last_turn.get(r.key[0], -1))  # the first of equals
+                    del self._announced[request.key], self._requests[request.key]
+                    self._last_turn[request.key[0]] = self._turns = self._turns + 1
+                    return request
                 self._requests_ready.wait(timeout=1.0)
 
     def _validate(self, meta: dict, arrays: list) -> tuple[str | None, str | None]:

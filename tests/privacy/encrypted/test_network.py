@@ -711,3 +711,62 @@ def test_inconsistent_shares_from_a_client_are_refused_and_the_parties_keep_serv
         assert serves_correctly(parties.deployment)
         logs = "".join(parties.log(i) for i in range(3))
     assert logs.count("input refused: the parties' copies of the input shares differ") >= 2
+
+
+def test_party_0_takes_turns_between_clients_and_keeps_each_clients_order(tmp_path):
+    """Issue 14 B: sessions run one at a time, but not first come, first served across clients. Client 1
+    queued six complete requests before client 2's two: in arrival order client 2 would wait for all six
+    (and its requests expire if they take longer than `request_wait`). Party 0 serves the client served
+    least recently first, each client's requests in their order; a request the followers do not all hold
+    (client 1's "stuck") holds up neither its own client's later requests nor anyone else's."""
+    from privacy.encrypted.network.server import PartyServer, _Request
+    from privacy.encrypted.protocol.model_shares import share_model
+
+    deployment = create_deployment(str(tmp_path), [("127.0.0.1", 1), ("127.0.0.1", 2), ("127.0.0.1", 3)])
+    leader = PartyServer(0, deployment, share_model(tiny_plan(), FixedPoint(), TINY_BOUNDS)[0], timeout=30)
+
+    class Conn:
+        def __init__(self, serial):
+            self.serial = serial
+
+    def arrive(serial, request_id, holders=(1, 2)):
+        request = _Request(Conn(serial), request_id, "label", (), 0, time.monotonic())
+        leader._requests[request.key] = request
+        for j in holders:
+            leader._noticed(j, {"client": serial, "request_id": request_id})
+
+    arrive(1, "stuck", holders=(1,))  # party 2 never got it
+    for k in range(6):
+        arrive(1, f"a{k}")
+    arrive(2, "b0")
+    arrive(2, "b1")
+    order = [leader._next_ready().key for _ in range(6)]
+    arrive(3, "c0")  # a newcomer goes first
+    order += [leader._next_ready().key for _ in range(3)]
+    assert order == [(1, "a0"), (2, "b0"), (1, "a1"), (2, "b1"), (1, "a2"), (1, "a3"), (3, "c0"), (1, "a4"), (1, "a5")]
+    assert list(leader._requests) == [(1, "stuck")]  # left to expire
+
+
+def test_a_client_that_queued_many_requests_delays_another_by_about_one_session(tmp_path):
+    """Issue 14 B, end to end: client "loopback" pipelines 120 requests to all three parties, then "alice"
+    asks once. Alice's answer comes after about one of the other client's sessions, not after its whole
+    queue (first come, first served took as long as all 120)."""
+    with loopback_parties(tiny_plan(), TINY_BOUNDS, allow_logits=True, timeout=30, directory=str(tmp_path)) as parties:
+        add_client(str(tmp_path), "alice")
+        deployment = parties.deployment
+        with RemoteClient(deployment, client="alice", timeout=30) as alice:
+            alice.predict(X, output="logits")  # connected and warm
+            flood = [raw_client(deployment, i)[0] for i in range(3)]
+            start = time.monotonic()
+            for k in range(120):
+                for sock, parts in zip(flood, share(FixedPoint().encode(X, what="input"))):
+                    send_message(sock, {"kind": "predict", "request_id": f"q{k}", "output": "logits"}, list(parts))
+            time.sleep(0.1)
+            asked = time.monotonic()
+            got = alice.predict(X, output="logits")
+            alice_s = time.monotonic() - asked
+        replies = [recv_message(flood[0], "party 0", within=30) for _ in range(120)]
+        flood_s = time.monotonic() - start
+    assert np.abs(got.logits - reference(X)).max() < 1e-3
+    assert all(meta["kind"] == "result" for meta, _ in replies)
+    assert alice_s < 0.25 * flood_s, (alice_s, flood_s)
