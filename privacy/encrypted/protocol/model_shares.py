@@ -25,7 +25,10 @@ from privacy.encrypted.model.ring import FixedPoint
 from privacy.encrypted.protocol.arithmetic import reshare
 from privacy.encrypted.protocol.shares import NUM_PARTIES, AShare, Terms, share
 
-FORMAT = "ppml-encrypted-model-share/3"
+FORMAT = "ppml-encrypted-model-share/4"
+READABLE = (FORMAT, "ppml-encrypted-model-share/3")
+"""Bundle formats `PartyModel.load` reads: /4 added the inputs' precision (`InputBounds.frac_bits`), which
+/3 bundles lack (their inputs have the model's). Older code refuses /4, rather than misread its inputs."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +117,7 @@ class PartyModel:
         try:
             with np.load(path, allow_pickle=False) as data:
                 header = json.loads(bytes(data["header"]).decode())
-                if not isinstance(header, dict) or header.get("format") != FORMAT:
+                if not isinstance(header, dict) or header.get("format") not in READABLE:
                     raise ValueError(f"{path!r} is not a {FORMAT!r} bundle")
                 architecture = Architecture.from_dict(header["architecture"])
                 weights = {}

@@ -438,3 +438,23 @@ def test_a_refresh_renews_the_pairwise_keys_so_old_keys_and_new_shares_give_noth
     assert guesses > 100_000 and matches == 0
     # guess - weights is uniform: its 64 * words bits are fair (10 sigma band).
     assert abs(ones - 32 * words) < 10 * np.sqrt(16 * words)
+
+
+def test_a_bundle_keeps_the_inputs_precision_in_a_format_older_code_refuses(fixed, tmp_path):
+    """The inputs' precision is in the bundle and in what parties tell clients; the format is /4, which code
+    reading only /3 refuses: it would take 8-bit inputs for 16-bit ones (inputs 256 times too small)."""
+    import json
+
+    from privacy.encrypted.model.plan import Architecture, Dense, ModelPlan
+    from privacy.encrypted.protocol.model_shares import FORMAT, PartyModel, share_model
+
+    arch = Architecture((3,), (Dense("out", 2),))
+    plan = ModelPlan(arch, {"out": (np.ones((3, 2)), np.zeros(2))})
+    model = share_model(plan, fixed, InputBounds.declared(0, 1, (3,), frac_bits=8))[0]
+    model.save(str(tmp_path / "m.npz"))
+    loaded = PartyModel.load(str(tmp_path / "m.npz"))
+    assert (
+        loaded.ranges.input_bounds.frac_bits == 8 and loaded.public_info()["ranges"]["input_bounds"]["frac_bits"] == 8
+    )
+    with np.load(tmp_path / "m.npz") as data:
+        assert json.loads(bytes(data["header"]).decode())["format"] == FORMAT == "ppml-encrypted-model-share/4"
