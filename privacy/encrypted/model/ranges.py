@@ -28,6 +28,7 @@ box: about log2 of the largest weighted sum, a few bits about the weights' magni
 from __future__ import annotations
 
 import dataclasses
+import numbers
 
 import numpy as np
 
@@ -57,6 +58,15 @@ class InputOutOfBounds(ValueError):
 
 def _compact(a: np.ndarray):
     return float(a.flat[0]) if a.size and np.all(a == a.flat[0]) else a.tolist()
+
+
+def _precision(frac_bits) -> int | None:
+    """The inputs' fractional bits as an int in [0, 24] (None: the model's); ValueError otherwise."""
+    if frac_bits is None:
+        return None
+    if isinstance(frac_bits, bool) or not isinstance(frac_bits, numbers.Integral) or not 0 <= frac_bits <= 24:
+        raise ValueError(f"the inputs' fractional bits must be an integer in [0, 24], got {frac_bits!r}")
+    return int(frac_bits)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,9 +101,7 @@ class InputBounds:
             raise ValueError("input bounds must be finite numbers")
         if np.any(lo > hi):
             raise ValueError(f"input bounds have lo > hi at {np.count_nonzero(lo > hi)} feature(s)")
-        if frac_bits is not None and (isinstance(frac_bits, bool) or frac_bits not in range(25)):
-            raise ValueError(f"the inputs' fractional bits must be an integer in [0, 24], got {frac_bits!r}")
-        return cls(lo, hi, frac_bits)
+        return cls(lo, hi, _precision(frac_bits))
 
     @classmethod
     def from_data(cls, x, input_shape: tuple, *, frac_bits: int | None = None) -> "InputBounds":

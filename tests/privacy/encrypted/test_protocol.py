@@ -458,3 +458,20 @@ def test_a_bundle_keeps_the_inputs_precision_in_a_format_older_code_refuses(fixe
     )
     with np.load(tmp_path / "m.npz") as data:
         assert json.loads(bytes(data["header"]).decode())["format"] == FORMAT == "ppml-encrypted-model-share/4"
+
+
+@pytest.mark.parametrize("bad", [8.0, 8.5, "8", True, -1, 25])
+def test_the_inputs_precision_must_be_an_integer_in_range(bad):
+    """An inputs' precision that is not an int in [0, 24] is refused where it is declared (a float such as
+    8.0 from a JSON header passed `in range(25)` and failed later with a TypeError in every encoding)."""
+    with pytest.raises(ValueError, match="fractional bits must be an integer"):
+        InputBounds.declared(0, 1, (3,), frac_bits=bad)
+    with pytest.raises(ValueError, match="fractional bits must be an integer"):
+        InputBounds.from_dict({"lo": 0.0, "hi": 1.0, "frac_bits": bad}, (3,))
+
+
+def test_a_numpy_integer_precision_is_kept_as_a_json_int():
+    import json
+
+    bounds = InputBounds.declared(0, 1, (3,), frac_bits=np.int64(8))
+    assert type(bounds.frac_bits) is int and json.loads(json.dumps(bounds.to_dict()))["frac_bits"] == 8
