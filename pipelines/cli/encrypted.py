@@ -293,8 +293,9 @@ def revoke_client_command(name, deployment_dir):
     type=click.IntRange(0, 24),
     default=None,
     help="The inputs' precision: clients round inputs to multiples of 2^-N (at most --frac-bits; default: "
-    "--frac-bits). The parties' input check costs in proportion to the bits of the inputs' encoded span, "
-    "so e.g. 8 for pixel values p/255 about halves it.",
+    "--frac-bits). --input-range bounds must be multiples of 2^-N; --calibration bounds are widened to them. "
+    "The parties' input check costs in proportion to the bits of the inputs' encoded span, so e.g. 8 for "
+    "pixel values p/255 about halves it.",
 )
 @click.option(
     "--allow-logits",

@@ -90,8 +90,9 @@ class InputBounds:
         """Bounds from scalars or arrays broadcastable to `input_shape`.
 
         Raises:
-            ValueError: if a bound is not finite, lo > hi somewhere, the shapes do not fit, or frac_bits is
-                not an integer in [0, 24].
+            ValueError: if a bound is not finite, lo > hi somewhere, the shapes do not fit, frac_bits is
+                not an integer in [0, 24], or (frac_bits given) a bound is not a multiple of 2^-frac_bits:
+                the parties check the encoded bounds, so these are exactly the bounds inputs are held to.
         """
         try:
             lo, hi = (np.broadcast_to(np.asarray(v, dtype=np.float64), tuple(input_shape)).copy() for v in (lo, hi))
@@ -101,15 +102,31 @@ class InputBounds:
             raise ValueError("input bounds must be finite numbers")
         if np.any(lo > hi):
             raise ValueError(f"input bounds have lo > hi at {np.count_nonzero(lo > hi)} feature(s)")
-        return cls(lo, hi, _precision(frac_bits))
+        frac_bits = _precision(frac_bits)
+        if frac_bits is not None:  # the parties check the encoded bounds: they must be the declared ones
+            step = 2.0**frac_bits
+            off = (np.rint(lo * step) != lo * step) | (np.rint(hi * step) != hi * step)
+            if np.any(off):
+                first = tuple(int(i) for i in np.argwhere(off)[0])
+                raise ValueError(
+                    f"input bounds must be multiples of 2^-{frac_bits} (the inputs' precision); "
+                    f"{np.count_nonzero(off)} feature(s) are not (first: feature {first}, bounds "
+                    f"[{lo[first]:g}, {hi[first]:g}])"
+                )
+        return cls(lo, hi, frac_bits)
 
     @classmethod
     def from_data(cls, x, input_shape: tuple, *, frac_bits: int | None = None) -> "InputBounds":
-        """Per-feature minimum and maximum of calibration examples x, shape (n,) + input_shape."""
+        """Per-feature minimum and maximum of calibration examples x, shape (n,) + input_shape (widened
+        outward to multiples of 2^-frac_bits when the inputs' precision is given)."""
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != len(input_shape) + 1 or x.shape[1:] != tuple(input_shape) or not len(x):
             raise ValueError(f"calibration data has shape {x.shape}, expected (n,) + {tuple(input_shape)} with n >= 1")
-        return cls.declared(x.min(axis=0), x.max(axis=0), input_shape, frac_bits=frac_bits)
+        lo, hi = x.min(axis=0), x.max(axis=0)
+        step = 2.0 ** _precision(frac_bits) if frac_bits is not None else None
+        if step is not None:  # widened outward to the inputs' grid
+            lo, hi = np.floor(lo * step) / step, np.ceil(hi * step) / step
+        return cls.declared(lo, hi, input_shape, frac_bits=frac_bits)
 
     def _bits(self, fixed: FixedPoint) -> int:
         if self.frac_bits is None:

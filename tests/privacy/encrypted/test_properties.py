@@ -228,8 +228,9 @@ def test_inputs_of_coarser_precision_are_checked_at_it_and_computed_exactly(seed
     plan = random_plan(rng)
     shape = plan.architecture.input_shape
     frac_bits = int(rng.integers(0, 13))
-    lo = np.full(shape, -rng.uniform(0, 3))
-    hi = lo + rng.uniform(1, 4, size=shape)
+    step = 2.0**frac_bits  # bounds on the inputs' grid (`InputBounds.declared` refuses others)
+    lo = np.full(shape, -np.round(rng.uniform(0, 3) * step) / step)
+    hi = lo + np.round(rng.uniform(1, 4, size=shape) * step) / step
     bounds = InputBounds.declared(lo, hi, shape, frac_bits=frac_bits)
     cluster = InProcessCluster(plan, bounds, allow_logits=True)
     fixed = cluster.fixed

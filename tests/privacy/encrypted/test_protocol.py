@@ -475,3 +475,30 @@ def test_a_numpy_integer_precision_is_kept_as_a_json_int():
 
     bounds = InputBounds.declared(0, 1, (3,), frac_bits=np.int64(8))
     assert type(bounds.frac_bits) is int and json.loads(json.dumps(bounds.to_dict()))["frac_bits"] == 8
+
+
+def test_coarse_inputs_bounds_lie_on_their_grid_so_nothing_outside_them_is_computed_on():
+    """Bounds of inputs of 2^-N precision are multiples of 2^-N: the parties check the encoded bounds, so a
+    declared bound off that grid would be rounded to the nearest step (declared [0.3, 0.6] at 0 bits was
+    checked as [0, 1], and a client's -0.45 computed on as 0). Declared bounds off the grid are refused,
+    calibration bounds are widened outward to it (every calibration example stays inside), and an input
+    one step inside the bounds' grid but outside the bounds is refused by the client and by the parties."""
+    from privacy.encrypted import InProcessCluster, InputOutOfBounds
+    from privacy.encrypted.model.plan import Architecture, Dense, ModelPlan
+
+    with pytest.raises(ValueError, match=r"multiples of 2\^-0 .*feature \(1,\), bounds \[0\.3, 0\.6\]"):
+        InputBounds.declared([0, 0.3], [1, 0.6], (2,), frac_bits=0)
+    data = np.array([[0.3, 1 / 255], [0.6, 254 / 255]])
+    widened = InputBounds.from_data(data, (2,), frac_bits=2)
+    assert widened.lo.tolist() == [0.25, 0.0] and widened.hi.tolist() == [0.75, 1.0]
+    assert InputBounds.from_data(data, (2,)).lo.tolist() == data[0].tolist()  # the model's precision: as before
+
+    plan = ModelPlan(Architecture((1,), (Dense("out", 1),)), {"out": (np.ones((1, 1)), np.zeros(1))})  # logit = x
+    cluster = InProcessCluster(plan, InputBounds.declared(0.25, 0.75, (1,), frac_bits=2), allow_logits=True)
+    assert [int(as_signed(b)[0]) for b in cluster.ranges.input_bounds.encoded(cluster.fixed)] == [1, 3]
+    assert cluster.predict([[0.2], [0.75]], output="logits").logits.ravel().tolist() == [0.25, 0.75]
+    with pytest.raises(InputOutOfBounds):
+        cluster.predict([[0.1]], output="logits")
+    results = cluster.run_shares(share(np.array([[0]], dtype=np.uint64)), "logits")  # 0: a bypassing client
+    refused = [r for r in results if r.refused is not None]
+    assert refused and all(r.values is None for r in refused) and "outside the bounds" in refused[0].refused
