@@ -128,7 +128,8 @@ class InputBounds:
             lo, hi = np.floor(lo * step) / step, np.ceil(hi * step) / step
         return cls.declared(lo, hi, input_shape, frac_bits=frac_bits)
 
-    def _bits(self, fixed: FixedPoint) -> int:
+    def precision(self, fixed: FixedPoint) -> int:
+        """The fractional bits inputs are encoded with for a model of format `fixed` (ValueError if finer)."""
         if self.frac_bits is None:
             return fixed.frac_bits
         if self.frac_bits > fixed.frac_bits:
@@ -139,11 +140,11 @@ class InputBounds:
 
     def encode(self, x, fixed: FixedPoint) -> np.ndarray:
         """Inputs as ring elements at the inputs' precision (what clients share and the parties check)."""
-        return fixed.encode(x, what="input", frac_bits=self._bits(fixed))
+        return fixed.encode(x, what="input", frac_bits=self.precision(fixed))
 
     def encoded(self, fixed: FixedPoint) -> tuple[np.ndarray, np.ndarray]:
         """The bounds as ring elements at the inputs' precision (the same rounding as `encode`)."""
-        bits = self._bits(fixed)
+        bits = self.precision(fixed)
         return (
             fixed.encode(self.lo, what="lower input bound", frac_bits=bits),
             fixed.encode(self.hi, what="upper input bound", frac_bits=bits),
@@ -152,7 +153,7 @@ class InputBounds:
     def to_model(self, encoded_x: np.ndarray, fixed: FixedPoint) -> np.ndarray:
         """Ring elements (or one component of their shares) at the inputs' precision in the model's format:
         times 2^(f - frac_bits), exact in the ring."""
-        return encoded_x << encoded_x.dtype.type(fixed.frac_bits - self._bits(fixed))
+        return encoded_x << encoded_x.dtype.type(fixed.frac_bits - self.precision(fixed))
 
     def check(self, encoded_x: np.ndarray, fixed: FixedPoint) -> None:
         """Refuses inputs (batch,) + shape encoded by `encode` outside the bounds.

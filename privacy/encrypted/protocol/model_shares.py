@@ -51,6 +51,7 @@ class PartyModel:
     allow_logits: bool = False
 
     def __post_init__(self):
+        self.ranges.input_bounds.precision(self.fixed)  # ValueError if finer than the model's
         if self.allow_logits:
             self.ranges.check_logits_release()
 
@@ -119,6 +120,8 @@ class PartyModel:
                 header = json.loads(bytes(data["header"]).decode())
                 if not isinstance(header, dict) or header.get("format") not in READABLE:
                     raise ValueError(f"{path!r} is not a {FORMAT!r} bundle")
+                if header["format"] != FORMAT and "frac_bits" in header["ranges"]["input_bounds"]:
+                    raise ValueError("/3 bundles have no inputs' precision; this one claims one")
                 architecture = Architecture.from_dict(header["architecture"])
                 weights = {}
                 for key in data.files:

@@ -502,3 +502,31 @@ def test_coarse_inputs_bounds_lie_on_their_grid_so_nothing_outside_them_is_compu
     results = cluster.run_shares(share(np.array([[0]], dtype=np.uint64)), "logits")  # 0: a bypassing client
     refused = [r for r in results if r.refused is not None]
     assert refused and all(r.values is None for r in refused) and "outside the bounds" in refused[0].refused
+
+
+@pytest.mark.parametrize(
+    "edit, why",
+    [
+        (lambda h: h.update(format="ppml-encrypted-model-share/3"), "/3 bundles have no inputs' precision"),
+        (lambda h: h["ranges"]["input_bounds"].update(frac_bits=20), "exceeds the model's"),
+    ],
+)
+def test_a_bundle_whose_inputs_precision_its_format_or_model_cannot_have_is_refused(fixed, tmp_path, edit, why):
+    """A /3 header carrying an inputs' precision (no /3 writer wrote one, and /3 readers ignore it: they would
+    take 8-bit inputs for 16-bit ones), or a precision finer than the model's (every session would fail),
+    is refused when the bundle is loaded, not when a party first runs a session."""
+    import json
+
+    from privacy.encrypted.model.plan import Architecture, Dense, ModelPlan
+    from privacy.encrypted.protocol.model_shares import PartyModel, share_model
+
+    plan = ModelPlan(Architecture((3,), (Dense("out", 2),)), {"out": (np.ones((3, 2)), np.zeros(2))})
+    share_model(plan, fixed, InputBounds.declared(0, 1, (3,), frac_bits=8))[0].save(str(tmp_path / "m.npz"))
+    with np.load(tmp_path / "m.npz") as data:
+        arrays = dict(data)
+    header = json.loads(bytes(arrays["header"]).decode())
+    edit(header)
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "edited.npz", **arrays)
+    with pytest.raises(ValueError, match=why):
+        PartyModel.load(str(tmp_path / "edited.npz"))
