@@ -571,6 +571,14 @@ class PartyServer:
             return f"output must be one of {OUTPUTS}", request_id
         if meta["output"] == "logits" and not self.model.allow_logits:
             return "this model's owner allows only labels to be revealed (output 'label')", request_id
+        precision = self.model.ranges.input_bounds.precision(self.model.fixed)
+        stated = meta.get("input_frac_bits", self.model.fixed.frac_bits)  # older clients: the model's
+        if isinstance(stated, bool) or not isinstance(stated, int) or stated != precision:
+            return (
+                f"this model takes inputs of {precision} fractional bits (share-model --input-frac-bits), the "
+                f"request's were encoded with {stated!r}: use a client that reads the inputs' precision",
+                request_id,
+            )
         expected = tuple(self.model.architecture.input_shape)
         if (
             len(arrays) != 2

@@ -770,3 +770,26 @@ def test_a_client_that_queued_many_requests_delays_another_by_about_one_session(
     assert np.abs(got.logits - reference(X)).max() < 1e-3
     assert all(meta["kind"] == "result" for meta, _ in replies)
     assert alice_s < 0.25 * flood_s, (alice_s, flood_s)
+
+
+def test_a_request_encoded_at_another_precision_than_the_models_inputs_is_refused(tmp_path):
+    """Clients from before the inputs' precision (`InputBounds.frac_bits`) ignore it in the parties' hello
+    and encode at the model's 16 bits: parties with 8-bit inputs would check and compute them as 2^8 times
+    larger (an input 0.01 ran as 2.56). Requests state the precision they were encoded at; one that does not
+    match (or states none, which means the model's) is refused with the reason, one that matches is taken."""
+    from privacy.encrypted.network.server import PartyServer
+    from privacy.encrypted.protocol.model_shares import share_model
+
+    deployment = create_deployment(str(tmp_path), [("127.0.0.1", 1), ("127.0.0.1", 2), ("127.0.0.1", 3)])
+    bounds = InputBounds.declared(-4.0, 4.0, (4,), frac_bits=8)
+    for index, model in enumerate(share_model(tiny_plan(), FixedPoint(), bounds)):
+        server = PartyServer(index, deployment, model, timeout=30)
+        arrays = list(share(bounds.encode(X, FixedPoint()))[index])
+        meta = {"kind": "predict", "request_id": "r1", "output": "label"}
+        for stated in (None, 16, True, "8", [8]):
+            problem, _ = server._validate(dict(meta, **({} if stated is None else {"input_frac_bits": stated})), arrays)
+            assert problem and "inputs of 8 fractional bits" in problem, (stated, problem)
+        assert server._validate(dict(meta, input_frac_bits=8), arrays) == (None, "r1")
+    default = PartyServer(0, deployment, share_model(tiny_plan(), FixedPoint(), TINY_BOUNDS)[0], timeout=30)
+    arrays = list(share(FixedPoint().encode(X, what="input"))[0])
+    assert default._validate(meta, arrays) == (None, "r1")  # the model's precision: older clients still served
