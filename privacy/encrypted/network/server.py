@@ -574,9 +574,10 @@ class PartyServer:
         precision = self.model.ranges.input_bounds.precision(self.model.fixed)
         stated = meta.get("input_frac_bits", self.model.fixed.frac_bits)  # older clients: the model's
         if isinstance(stated, bool) or not isinstance(stated, int) or stated != precision:
+            stated = stated if type(stated) is int and abs(stated) < 100 else "an invalid value"  # not echoed at length
             return (
                 f"this model takes inputs of {precision} fractional bits (share-model --input-frac-bits), the "
-                f"request's were encoded with {stated!r}: use a client that reads the inputs' precision",
+                f"request's were encoded with {stated}: use a client that reads the inputs' precision",
                 request_id,
             )
         expected = tuple(self.model.architecture.input_shape)
