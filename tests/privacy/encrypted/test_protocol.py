@@ -440,12 +440,13 @@ def test_a_refresh_renews_the_pairwise_keys_so_old_keys_and_new_shares_give_noth
     assert abs(ones - 32 * words) < 10 * np.sqrt(16 * words)
 
 
-def test_a_bundle_keeps_the_inputs_precision_in_a_format_older_code_refuses(fixed, tmp_path):
+def test_a_bundle_keeps_the_inputs_precision_in_a_format_older_code_refuses(fixed, tmp_path, monkeypatch):
     """The inputs' precision is in the bundle and in what parties tell clients; the format is /4, which code
     reading only /3 refuses: it would take 8-bit inputs for 16-bit ones (inputs 256 times too small)."""
     import json
 
     from privacy.encrypted.model.plan import Architecture, Dense, ModelPlan
+    from privacy.encrypted.protocol import model_shares
     from privacy.encrypted.protocol.model_shares import FORMAT, PartyModel, share_model
 
     arch = Architecture((3,), (Dense("out", 2),))
@@ -458,6 +459,10 @@ def test_a_bundle_keeps_the_inputs_precision_in_a_format_older_code_refuses(fixe
     )
     with np.load(tmp_path / "m.npz") as data:
         assert json.loads(bytes(data["header"]).decode())["format"] == FORMAT == "ppml-encrypted-model-share/4"
+    with monkeypatch.context() as older:  # a reader of /3 only (the code before /4) refuses the bundle
+        older.setattr(model_shares, "READABLE", ("ppml-encrypted-model-share/3",))
+        with pytest.raises(ValueError, match="is not a"):
+            PartyModel.load(str(tmp_path / "m.npz"))
 
 
 @pytest.mark.parametrize("bad", [8.0, 8.5, "8", True, -1, 25])
