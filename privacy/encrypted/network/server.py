@@ -35,8 +35,9 @@ No client behaviour may stop a server, so `PartyServer` bounds everything a clie
   the change to ``revoked.json``.
 * Sessions run one at a time, and clients take turns (`_next_ready`): a client's request waits for at
   most one session of each other client that has requests ready, not for everything they queued; each
-  client's requests run in the order they arrived (party 0 remembers one number per client certificate
-  served). Not bounded: a session's running time grows with its batch (up to the largest batch), and
+  client's requests run in the order all three parties came to hold them (party 0 files complete
+  requests per client, so a pick does not scan the queue, and remembers one number per client
+  certificate served). Not bounded: a session's running time grows with its batch (up to the largest batch), and
   a few clients together can hold the memory budget.
 """
 
@@ -83,6 +84,7 @@ CLIENT_SHARE = 4
 DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_IDLE_TIMEOUT_S = 120.0
 _REQUEST_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+_FOLLOWERS = frozenset(range(1, NUM_PARTIES))
 NOTICE = "have"
 """A follower's out-of-band control message to party 0: it holds request `request_id` of client `client`."""
 
@@ -322,6 +324,7 @@ class PartyServer:
         self._requests: dict[tuple[int, str], _Request] = {}  # by `_Request.key`
         self._requests_ready = threading.Condition()
         self._announced: dict[tuple[int, str], tuple[set, float]] = {}  # party 0: followers holding a request, since
+        self._ready: dict[int, dict] = {}  # party 0: client serial -> keys all three hold, in the order they did
         self._last_turn: dict[int, int] = {}  # party 0: client serial -> number of the last session it was given
         self._turns = 0
         self._reset = False
@@ -517,6 +520,7 @@ class PartyServer:
                         problem = f"request {request_id} is already waiting"
                     else:
                         self._requests[request.key] = request
+                        self._mark_ready(request.key)
                         self._requests_ready.notify_all()
             if problem is not None:
                 self.budget.release(cost, conn.serial)
@@ -539,26 +543,40 @@ class PartyServer:
         with self._requests_ready:
             holders, since = self._announced.get(key, (set(), time.monotonic()))
             self._announced[key] = (holders | {peer}, since)
+            self._mark_ready(key)
             self._requests_ready.notify_all()
+
+    def _mark_ready(self, key: tuple[int, str]) -> None:
+        """Party 0, holding the queue's lock: files the request under its client once all three hold it."""
+        if key in self._requests and self._announced.get(key, (set(), 0))[0] >= _FOLLOWERS:
+            self._ready.setdefault(key[0], {})[key] = None
+
+    def _unready(self, key: tuple[int, str]) -> None:
+        """Party 0, holding the queue's lock: the request is no longer complete (taken or expired)."""
+        keys = self._ready.get(key[0], {})
+        keys.pop(key, None)
+        if not keys:
+            self._ready.pop(key[0], None)
 
     def _next_ready(self) -> _Request:
         """Party 0: the next request to run among those all three parties hold (waits for one); raises on a reset.
 
         Clients take turns: the request comes from the client (certificate) whose last session started
-        longest ago (never: first), and is that client's oldest one. So a client waits for at most one
-        session of each other client with requests, however many those queued.
+        longest ago (never: first), and is that client's oldest complete one. So a client waits for at most
+        one session of each other client with requests, however many those queued. A pick costs in
+        proportion to the clients with complete requests, not to the requests queued.
         """
-        followers = set(range(1, NUM_PARTIES))
         with self._requests_ready:
             while True:
                 if self._reset:
                     raise TransportError("reset requested")
-                ready = [r for key, r in self._requests.items() if self._announced.get(key, (set(), 0))[0] >= followers]
-                if ready:
-                    request = min(ready, key=lambda r: self._last_turn.get(r.key[0], -1))  # the first of equals
-                    del self._announced[request.key], self._requests[request.key]
-                    self._last_turn[request.key[0]] = self._turns = self._turns + 1
-                    return request
+                if self._ready:
+                    serial = min(self._ready, key=lambda c: self._last_turn.get(c, -1))  # the first of equals
+                    key = next(iter(self._ready[serial]))
+                    self._unready(key)
+                    del self._announced[key]
+                    self._last_turn[serial] = self._turns = self._turns + 1
+                    return self._requests.pop(key)
                 self._requests_ready.wait(timeout=1.0)
 
     def _validate(self, meta: dict, arrays: list) -> tuple[str | None, str | None]:
@@ -629,9 +647,11 @@ class PartyServer:
             old = [r for r in self._requests.values() if now - r.arrived > self.request_wait]
             for r in old:
                 del self._requests[r.key]
+                self._unready(r.key)
             holders = {r.key: self._announced.get(r.key, (set(), 0))[0] for r in old}
             for key in [k for k, (_, since) in self._announced.items() if now - since > self.request_wait]:
                 del self._announced[key]
+                self._unready(key)
         for r in old:
             if not self._established:
                 why = self._waiting_for()
@@ -853,3 +873,4 @@ class PartyServer:
                 with self._requests_ready:
                     self._reset = False
                     self._announced.clear()
+                    self._ready.clear()

@@ -793,3 +793,38 @@ def test_a_request_encoded_at_another_precision_than_the_models_inputs_is_refuse
     default = PartyServer(0, deployment, share_model(tiny_plan(), FixedPoint(), TINY_BOUNDS)[0], timeout=30)
     arrays = list(share(FixedPoint().encode(X, what="input"))[0])
     assert default._validate(meta, arrays) == (None, "r1")  # the model's precision: older clients still served
+
+
+def test_choosing_the_next_request_does_not_scan_the_whole_queue(tmp_path):
+    """Party 0 picks the next request under the queue's lock (which every client connection and the
+    followers' notices also take). Picking by scanning every queued request cost O(queue) per session:
+    one client filling its quota with the tiny model's requests (about 18,000) made each pick take longer
+    than the session itself. With the ready requests kept per client, a pick from a queue 100 times longer
+    takes about as long (a linear scan took about 100 times as long)."""
+    from privacy.encrypted.network.server import PartyServer, _Request
+    from privacy.encrypted.protocol.model_shares import share_model
+
+    deployment = create_deployment(str(tmp_path), [("127.0.0.1", 1), ("127.0.0.1", 2), ("127.0.0.1", 3)])
+    model = share_model(tiny_plan(), FixedPoint(), TINY_BOUNDS)[0]
+
+    class Conn:
+        def __init__(self, serial):
+            self.serial = serial
+
+    def pick_seconds(queued):
+        leader = PartyServer(0, deployment, model, timeout=30)
+        for k in range(queued):
+            serial = 1 + k % 2
+            request = _Request(Conn(serial), f"q{k}", "label", (), 0, time.monotonic())
+            leader._requests[request.key] = request
+            for j in (1, 2):
+                leader._noticed(j, {"client": serial, "request_id": f"q{k}"})
+        best = float("inf")
+        for _ in range(100):
+            start = time.perf_counter()
+            leader._next_ready()
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    short, long = pick_seconds(200), pick_seconds(20_000)
+    assert long < 10 * short + 1e-4, (short, long)
