@@ -535,3 +535,21 @@ def test_a_bundle_whose_inputs_precision_its_format_or_model_cannot_have_is_refu
     np.savez(tmp_path / "edited.npz", **arrays)
     with pytest.raises(ValueError, match=why):
         PartyModel.load(str(tmp_path / "edited.npz"))
+
+
+def test_coarse_inputs_that_wrap_into_the_bounds_when_scaled_are_refused():
+    """The parties check inputs at their precision before scaling them to the model's format (times 2^16 for
+    0-bit inputs): 2^48 + 1 scales to 2^16, the model's 1.0, inside [0, 1]; checked after scaling it would
+    pass. Values near 2^63 and 2^64 are refused too."""
+    from privacy.encrypted import InProcessCluster
+    from privacy.encrypted.model.plan import Architecture, Dense, ModelPlan
+
+    plan = ModelPlan(Architecture((1,), (Dense("out", 1),)), {"out": (np.ones((1, 1)), np.zeros(1))})
+    cluster = InProcessCluster(plan, InputBounds.declared(0, 1, (1,), frac_bits=0), allow_logits=True)
+    assert cluster.ranges.input_bounds.to_model(np.array([2**48 + 1], dtype=np.uint64), cluster.fixed)[0] == 2**16
+    for value in (2**48 + 1, 2**63, 2**63 + 1, 2**64 - 1):
+        results = cluster.run_shares(share(np.array([[value]], dtype=np.uint64)), "logits")
+        refused = [r for r in results if r.refused is not None]
+        assert refused and all(r.values is None for r in refused), hex(value)
+    results = cluster.run_shares(share(np.array([[1]], dtype=np.uint64)), "logits")
+    assert all(r.refused is None for r in results)
