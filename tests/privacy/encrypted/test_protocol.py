@@ -553,3 +553,42 @@ def test_coarse_inputs_that_wrap_into_the_bounds_when_scaled_are_refused():
         assert refused and all(r.values is None for r in refused), hex(value)
     results = cluster.run_shares(share(np.array([[1]], dtype=np.uint64)), "logits")
     assert all(r.refused is None for r in results)
+
+
+@pytest.mark.parametrize("dies_in", [1, 2])
+def test_a_party_that_dies_mid_refresh_leaves_the_others_with_a_transport_error(fixed, monkeypatch, dies_in):
+    """Party 1 dies in the key round (1) or the re-sharing round (2) of a refresh: each other party either
+    finishes or fails with TransportError (what `PartyServer.serve` answers by reconnecting with fresh keys
+    from the bundles on disk), within its timeout; never another exception that would stop a server."""
+    from privacy.encrypted.in_process import LocalParties
+    from privacy.encrypted.model.plan import Architecture, Dense, ModelPlan
+    from privacy.encrypted.protocol.model_shares import share_model
+    from privacy.encrypted.protocol.party import Party
+    from privacy.encrypted.protocol.transport import TransportError
+
+    plan = ModelPlan(Architecture((3,), (Dense("out", 2),)), {"out": (np.ones((3, 2)), np.zeros(2))})
+    models = share_model(plan, fixed, InputBounds.declared(0, 1, (3,)))
+    original, steps = Party.exchange, []
+
+    def exchange(self, *args):
+        if self.index == 1:
+            steps.append(1)
+            if len(steps) == dies_in:
+                raise TransportError("party 1 died")
+        return original(self, *args)
+
+    monkeypatch.setattr(Party, "exchange", exchange)
+    outcomes = {}
+
+    def refresh(party, model):
+        try:
+            outcomes[party.index] = model.refreshed(party)
+        except Exception as err:
+            outcomes[party.index] = err
+            raise
+
+    with pytest.raises(TransportError):
+        LocalParties(timeout=1.0).run(refresh, models)
+    assert isinstance(outcomes[1], TransportError)
+    assert all(isinstance(outcomes[i], (TransportError, type(models[i]))) for i in (0, 2)), outcomes
+    assert any(isinstance(outcomes[i], TransportError) for i in (0, 2))  # someone waited for party 1
