@@ -31,12 +31,13 @@ Threat model
   a known-answer self-test at start-up. Pairwise keys are exchanged over mutually authenticated TLS
   1.3 between processes (`privacy.encrypted.network`); certificates come from `ppml encrypted setup`,
   one per party and one per client (revocable, which also ends its open connections;
-  `network.certificates`). Weight shares are re-randomized whenever the parties connect and every
-  ``refresh_every`` sessions; the pairwise keys last for a connection, so a refresh does not separate
-  shares of one connection from an adversary who also holds a party's keys (`PartyModel.refreshed`).
+  `network.certificates`). Weight shares are re-randomized, under freshly exchanged pairwise keys,
+  whenever the parties connect and every ``refresh_every`` sessions, so one party's memory before a
+  refresh and another party's share after it reveal nothing (`PartyModel.refreshed`).
 * Availability: no client behaviour stops a server process (bounded connections, memory budget, strict
-  message parsing, request expiry, sessions aborted instead of servers; `network.server`); one
-  authenticated client can still delay others (sessions run one at a time; see the README).
+  message parsing, request expiry, sessions aborted instead of servers; `network.server`). Sessions run
+  one at a time and clients take turns: an authenticated client delays another by at most one session
+  (of up to the largest batch) per request of the other's (see the README).
 * Out of scope: side channels (timing of the parties' arithmetic is data-independent except numpy's),
   denial of service by a party, and the security of the machines holding keys and share bundles.
 

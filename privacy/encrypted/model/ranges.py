@@ -28,6 +28,7 @@ box: about log2 of the largest weighted sum, a few bits about the weights' magni
 from __future__ import annotations
 
 import dataclasses
+import numbers
 
 import numpy as np
 
@@ -59,19 +60,39 @@ def _compact(a: np.ndarray):
     return float(a.flat[0]) if a.size and np.all(a == a.flat[0]) else a.tolist()
 
 
+def _precision(frac_bits) -> int | None:
+    """The inputs' fractional bits as an int in [0, 24] (None: the model's); ValueError otherwise."""
+    if frac_bits is None:
+        return None
+    if isinstance(frac_bits, bool) or not isinstance(frac_bits, numbers.Integral) or not 0 <= frac_bits <= 24:
+        raise ValueError(f"the inputs' fractional bits must be an integer in [0, 24], got {frac_bits!r}")
+    return int(frac_bits)
+
+
 @dataclasses.dataclass(frozen=True)
 class InputBounds:
-    """Per-feature bounds lo <= x <= hi on one example (float64 arrays of the model's input shape)."""
+    """Per-feature bounds lo <= x <= hi on one example (float64 arrays of the model's input shape).
+
+    Attributes:
+        frac_bits: the inputs' precision: clients send inputs rounded to multiples of 2^-frac_bits, at
+            most the model's fractional bits, and the parties scale them to the model's format
+            (`to_model`) after checking them (None: the model's). The servers' input check costs in
+            proportion to the bits of the encoded span (`protocol.input_check`), so inputs of coarse
+            precision (8 bits for pixel values p / 255) are checked at about half the cost.
+    """
 
     lo: np.ndarray
     hi: np.ndarray
+    frac_bits: int | None = None
 
     @classmethod
-    def declared(cls, lo, hi, input_shape: tuple) -> "InputBounds":
+    def declared(cls, lo, hi, input_shape: tuple, *, frac_bits: int | None = None) -> "InputBounds":
         """Bounds from scalars or arrays broadcastable to `input_shape`.
 
         Raises:
-            ValueError: if a bound is not finite, lo > hi somewhere, or the shapes do not fit.
+            ValueError: if a bound is not finite, lo > hi somewhere, the shapes do not fit, frac_bits is
+                not an integer in [0, 24], or (frac_bits given) a bound is not a multiple of 2^-frac_bits:
+                the parties check the encoded bounds, so these are exactly the bounds inputs are held to.
         """
         try:
             lo, hi = (np.broadcast_to(np.asarray(v, dtype=np.float64), tuple(input_shape)).copy() for v in (lo, hi))
@@ -81,22 +102,61 @@ class InputBounds:
             raise ValueError("input bounds must be finite numbers")
         if np.any(lo > hi):
             raise ValueError(f"input bounds have lo > hi at {np.count_nonzero(lo > hi)} feature(s)")
-        return cls(lo, hi)
+        frac_bits = _precision(frac_bits)
+        if frac_bits is not None:  # the parties check the encoded bounds: they must be the declared ones
+            step = 2.0**frac_bits
+            off = (np.rint(lo * step) != lo * step) | (np.rint(hi * step) != hi * step)
+            if np.any(off):
+                first = tuple(int(i) for i in np.argwhere(off)[0])
+                raise ValueError(
+                    f"input bounds must be multiples of 2^-{frac_bits} (the inputs' precision); "
+                    f"{np.count_nonzero(off)} feature(s) are not (first: feature {first}, bounds "
+                    f"[{lo[first]:g}, {hi[first]:g}])"
+                )
+        return cls(lo, hi, frac_bits)
 
     @classmethod
-    def from_data(cls, x, input_shape: tuple) -> "InputBounds":
-        """Per-feature minimum and maximum of calibration examples x, shape (n,) + input_shape."""
+    def from_data(cls, x, input_shape: tuple, *, frac_bits: int | None = None) -> "InputBounds":
+        """Per-feature minimum and maximum of calibration examples x, shape (n,) + input_shape (widened
+        outward to multiples of 2^-frac_bits when the inputs' precision is given)."""
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != len(input_shape) + 1 or x.shape[1:] != tuple(input_shape) or not len(x):
             raise ValueError(f"calibration data has shape {x.shape}, expected (n,) + {tuple(input_shape)} with n >= 1")
-        return cls.declared(x.min(axis=0), x.max(axis=0), input_shape)
+        lo, hi = x.min(axis=0), x.max(axis=0)
+        step = 2.0 ** _precision(frac_bits) if frac_bits is not None else None
+        if step is not None:  # widened outward to the inputs' grid
+            lo, hi = np.floor(lo * step) / step, np.ceil(hi * step) / step
+        return cls.declared(lo, hi, input_shape, frac_bits=frac_bits)
+
+    def precision(self, fixed: FixedPoint) -> int:
+        """The fractional bits inputs are encoded with for a model of format `fixed` (ValueError if finer)."""
+        if self.frac_bits is None:
+            return fixed.frac_bits
+        if self.frac_bits > fixed.frac_bits:
+            raise ValueError(
+                f"the inputs' precision ({self.frac_bits} fractional bits) exceeds the model's ({fixed.frac_bits})"
+            )
+        return self.frac_bits
+
+    def encode(self, x, fixed: FixedPoint) -> np.ndarray:
+        """Inputs as ring elements at the inputs' precision (what clients share and the parties check)."""
+        return fixed.encode(x, what="input", frac_bits=self.precision(fixed))
 
     def encoded(self, fixed: FixedPoint) -> tuple[np.ndarray, np.ndarray]:
-        """The bounds as ring elements (the same rounding as the inputs' encoding)."""
-        return fixed.encode(self.lo, what="lower input bound"), fixed.encode(self.hi, what="upper input bound")
+        """The bounds as ring elements at the inputs' precision (the same rounding as `encode`)."""
+        bits = self.precision(fixed)
+        return (
+            fixed.encode(self.lo, what="lower input bound", frac_bits=bits),
+            fixed.encode(self.hi, what="upper input bound", frac_bits=bits),
+        )
+
+    def to_model(self, encoded_x: np.ndarray, fixed: FixedPoint) -> np.ndarray:
+        """Ring elements (or one component of their shares) at the inputs' precision in the model's format:
+        times 2^(f - frac_bits), exact in the ring."""
+        return encoded_x << encoded_x.dtype.type(fixed.frac_bits - self.precision(fixed))
 
     def check(self, encoded_x: np.ndarray, fixed: FixedPoint) -> None:
-        """Refuses encoded inputs (batch,) + shape outside the bounds.
+        """Refuses inputs (batch,) + shape encoded by `encode` outside the bounds.
 
         Raises:
             InputOutOfBounds: naming how many values are out and where the first one is (not its value).
@@ -113,11 +173,12 @@ class InputBounds:
             )
 
     def to_dict(self) -> dict:
-        return {"lo": _compact(self.lo), "hi": _compact(self.hi)}
+        data = {"lo": _compact(self.lo), "hi": _compact(self.hi)}
+        return data if self.frac_bits is None else dict(data, frac_bits=self.frac_bits)
 
     @classmethod
     def from_dict(cls, data: dict, input_shape: tuple) -> "InputBounds":
-        return cls.declared(data["lo"], data["hi"], input_shape)
+        return cls.declared(data["lo"], data["hi"], input_shape, frac_bits=data.get("frac_bits"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,7 +255,7 @@ def analyse(architecture, encoded: dict, bounds: InputBounds, fixed: FixedPoint)
     """
     backend = IntervalBackend(fixed)
     try:
-        lo, hi = bounds.encoded(fixed)
+        lo, hi = (bounds.to_model(b, fixed) for b in bounds.encoded(fixed))
     except ValueError as err:
         raise ModelRangeError(str(err)) from None
     logits = evaluate(architecture, encoded, box(lo, hi), backend, fixed)

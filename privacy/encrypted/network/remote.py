@@ -115,13 +115,15 @@ class RemoteClient:
                 f"a batch of {len(np.asarray(x))} examples exceeds the parties' limit of {self.max_batch}; split it"
             )
         x = encode_input(x, tuple(self.info["input_shape"]), fixed, ranges)
+        # The precision x was encoded with: parties refuse a mismatch (a client that did not read it).
+        asked = {"kind": "predict", "output": output, "input_frac_bits": ranges.input_bounds.precision(fixed)}
 
         def run(rows):
             shares = share(x[rows])
             request_id = uuid.uuid4().hex
             try:
                 for sock, (a, b) in zip(self._socks, shares):
-                    send_message(sock, {"kind": "predict", "request_id": request_id, "output": output}, [a, b])
+                    send_message(sock, dict(asked, request_id=request_id), [a, b])
             except (ssl.SSLError, OSError) as err:
                 self.close()
                 raise TransportError(f"cannot send the request: {err.__class__.__name__}") from None

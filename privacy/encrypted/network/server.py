@@ -17,23 +17,28 @@ No client behaviour may stop a server, so `PartyServer` bounds everything a clie
 * Sessions: party 0 orders the requests. A request is known by its client's certificate serial and
   the id the client chose, so one client cannot name, answer for or join another client's request.
   Parties 1 and 2 announce each request they receive to party 0 (an out-of-band control message,
-  `NOTICE`); party 0 proposes the oldest request that all three hold, the others answer ready or
-  refuse, and party 0 says go (all run the protocol) or abort (all tell the client why). A request that
-  reached only some parties never holds the queue: it expires after `request_wait` seconds with an
-  error reply, while complete requests are served. A follower that no longer holds a proposed request
-  (it expired there first) refuses it at once: it announced the request, so waiting cannot bring it.
+  `NOTICE`); party 0 proposes a request that all three hold (clients take turns, below), the others
+  answer ready or refuse, and party 0 says go (all run the protocol) or abort (all tell the client
+  why). A request that reached only some parties never holds the queue: it expires after
+  `request_wait` seconds with an error reply, while complete requests are served. A follower that no
+  longer holds a proposed request (it expired there first) refuses it at once: it announced the
+  request, so waiting cannot bring it.
 * Faults among the parties: a party that disconnects or stalls past `timeout` mid-protocol makes the
   others abort the session (the client gets the error), drop all links and connect again with fresh
-  keys; a killed party rejoins when it is restarted. Weight shares are re-randomized (a fresh
-  replicated sharing, one round) every time the parties connect and every `refresh_every` sessions;
-  the pairwise keys last for the connection, so one party's share and keys from one time combine with
-  another party's share from a later time of the same connection (`PartyModel.refreshed`); each (re)connection starts
-  from the bundles on disk, which keep the owner's sharing (run `share-model` again to renew those).
+  keys; a killed party rejoins when it is restarted. Weight shares are re-randomized (fresh pairwise
+  keys, then a fresh replicated sharing: two rounds) every time the parties connect and every
+  `refresh_every` sessions, so one party's share and keys from before a refresh and another party's share
+  from after it reveal nothing (`PartyModel.refreshed`); each (re)connection starts from the bundles on
+  disk, which keep the owner's sharing (run `share-model` again to renew those).
 * Clients authenticate with their own certificate; revoked ones (`certificates.revoke_client`) are
   refused at the handshake, and their open connections are closed within a fraction of a second of
   the change to ``revoked.json``.
-* Not bounded per client: sessions run one at a time, so a client's complete requests delay other
-  clients' by their running time; a few clients together can hold the memory budget.
+* Sessions run one at a time, and clients take turns (`_next_ready`): a client's request waits for at
+  most one session of each other client that has requests ready, not for everything they queued; each
+  client's requests run in the order all three parties came to hold them (party 0 files complete
+  requests per client, so a pick does not scan the queue, and remembers one number per client
+  certificate served). Not bounded: a session's running time grows with its batch (up to the largest batch), and
+  a few clients together can hold the memory budget.
 """
 
 from __future__ import annotations
@@ -79,6 +84,7 @@ CLIENT_SHARE = 4
 DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_IDLE_TIMEOUT_S = 120.0
 _REQUEST_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+_FOLLOWERS = frozenset(range(1, NUM_PARTIES))
 NOTICE = "have"
 """A follower's out-of-band control message to party 0: it holds request `request_id` of client `client`."""
 
@@ -275,7 +281,8 @@ class PartyServer:
             quarter); the largest batch follows from it.
         max_connections: client (or unauthenticated) connections held at once.
         idle_timeout: seconds a client connection may stay silent.
-        refresh_every: re-randomize the weight shares every this many sessions (0: only when connecting).
+        refresh_every: renew the keys and re-randomize the weight shares every this many sessions (0: only
+            when connecting).
 
     Raises:
         ValueError: if the model share is another party's or one example does not fit the budget.
@@ -317,6 +324,9 @@ class PartyServer:
         self._requests: dict[tuple[int, str], _Request] = {}  # by `_Request.key`
         self._requests_ready = threading.Condition()
         self._announced: dict[tuple[int, str], tuple[set, float]] = {}  # party 0: followers holding a request, since
+        self._ready: dict[int, dict] = {}  # party 0: client serial -> keys all three hold, in the order they did
+        self._last_turn: dict[int, int] = {}  # party 0: client serial -> number of the last session it was given
+        self._turns = 0
         self._reset = False
         self._established = False
         self._session = 0
@@ -510,6 +520,7 @@ class PartyServer:
                         problem = f"request {request_id} is already waiting"
                     else:
                         self._requests[request.key] = request
+                        self._mark_ready(request.key)
                         self._requests_ready.notify_all()
             if problem is not None:
                 self.budget.release(cost, conn.serial)
@@ -532,19 +543,40 @@ class PartyServer:
         with self._requests_ready:
             holders, since = self._announced.get(key, (set(), time.monotonic()))
             self._announced[key] = (holders | {peer}, since)
+            self._mark_ready(key)
             self._requests_ready.notify_all()
 
+    def _mark_ready(self, key: tuple[int, str]) -> None:
+        """Party 0, holding the queue's lock: files the request under its client once all three hold it."""
+        if key in self._requests and self._announced.get(key, (set(), 0))[0] >= _FOLLOWERS:
+            self._ready.setdefault(key[0], {})[key] = None
+
+    def _unready(self, key: tuple[int, str]) -> None:
+        """Party 0, holding the queue's lock: the request is no longer complete (taken or expired)."""
+        keys = self._ready.get(key[0], {})
+        keys.pop(key, None)
+        if not keys:
+            self._ready.pop(key[0], None)
+
     def _next_ready(self) -> _Request:
-        """Party 0: the oldest request that all three parties hold (waits for one); raises on a reset."""
-        followers = set(range(1, NUM_PARTIES))
+        """Party 0: the next request to run among those all three parties hold (waits for one); raises on a reset.
+
+        Clients take turns: the request comes from the client (certificate) whose last session started
+        longest ago (never: first), and is that client's oldest complete one. So a client waits for at most
+        one session of each other client with requests, however many those queued. A pick costs in
+        proportion to the clients with complete requests, not to the requests queued.
+        """
         with self._requests_ready:
             while True:
                 if self._reset:
                     raise TransportError("reset requested")
-                for key in self._requests:
-                    if self._announced.get(key, (set(), 0))[0] >= followers:
-                        del self._announced[key]
-                        return self._requests.pop(key)
+                if self._ready:
+                    serial = min(self._ready, key=lambda c: self._last_turn.get(c, -1))  # the first of equals
+                    key = next(iter(self._ready[serial]))
+                    self._unready(key)
+                    del self._announced[key]
+                    self._last_turn[serial] = self._turns = self._turns + 1
+                    return self._requests.pop(key)
                 self._requests_ready.wait(timeout=1.0)
 
     def _validate(self, meta: dict, arrays: list) -> tuple[str | None, str | None]:
@@ -557,6 +589,15 @@ class PartyServer:
             return f"output must be one of {OUTPUTS}", request_id
         if meta["output"] == "logits" and not self.model.allow_logits:
             return "this model's owner allows only labels to be revealed (output 'label')", request_id
+        precision = self.model.ranges.input_bounds.precision(self.model.fixed)
+        stated = meta.get("input_frac_bits", self.model.fixed.frac_bits)  # older clients: the model's
+        if isinstance(stated, bool) or not isinstance(stated, int) or stated != precision:
+            stated = stated if type(stated) is int and abs(stated) < 100 else "an invalid value"  # not echoed at length
+            return (
+                f"this model takes inputs of {precision} fractional bits (share-model --input-frac-bits), the "
+                f"request's were encoded with {stated}: use a client that reads the inputs' precision",
+                request_id,
+            )
         expected = tuple(self.model.architecture.input_shape)
         if (
             len(arrays) != 2
@@ -606,9 +647,11 @@ class PartyServer:
             old = [r for r in self._requests.values() if now - r.arrived > self.request_wait]
             for r in old:
                 del self._requests[r.key]
+                self._unready(r.key)
             holders = {r.key: self._announced.get(r.key, (set(), 0))[0] for r in old}
             for key in [k for k, (_, since) in self._announced.items() if now - since > self.request_wait]:
                 del self._announced[key]
+                self._unready(key)
         for r in old:
             if not self._established:
                 why = self._waiting_for()
@@ -697,10 +740,12 @@ class PartyServer:
         )
 
     def _refresh(self, session: int):
-        """Re-randomizes the weight shares (all parties at once, one round)."""
-        self.model = self.model.refreshed(self._party(session))
+        """Renews the pairwise keys and re-randomizes the weight shares (all parties at once, two rounds)."""
+        party = self._party(session)
+        self.model = self.model.refreshed(party)
+        self._keys = party.keys  # the old keys are dropped: later sessions draw from the new ones only
         self._since_refresh = 0
-        log.info("party %d: weight shares re-randomized (session %d)", self.index, session)
+        log.info("party %d: keys renewed, weight shares re-randomized (session %d)", self.index, session)
 
     def _lead_refresh(self):
         self._session += 1
@@ -828,3 +873,4 @@ class PartyServer:
                 with self._requests_ready:
                     self._reset = False
                     self._announced.clear()
+                    self._ready.clear()

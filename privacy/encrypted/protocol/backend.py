@@ -273,7 +273,8 @@ def predict_share(party: Party, model, x: AShare, output: str = OUTPUTS[0], *, c
     Args:
         party: this party in this session.
         model: this party's `PartyModel` (architecture, fixed point, range plan, weight shares, policy).
-        x: this party's share of the fixed-point input, shape (batch,) + architecture.input_shape.
+        x: this party's share of the input at the inputs' precision (`InputBounds.encode`), shape (batch,) +
+            architecture.input_shape.
         output: 'label' (argmax as a one-hot vector, or [logit > 0] for one logit) or 'logits' (the last
             layer's values, if the model owner allows them).
         check_input: False skips the input check (`input_check`); only to measure its cost (benchmarks): an
@@ -289,7 +290,9 @@ def predict_share(party: Party, model, x: AShare, output: str = OUTPUTS[0], *, c
         raise OutputNotAllowed(
             "the model owner allows only labels to be revealed (share-model --allow-logits allows logits)"
         )
-    check = InputCheck(party, x, *model.ranges.input_bounds.encoded(model.fixed)) if check_input else None
+    bounds = model.ranges.input_bounds
+    check = InputCheck(party, x, *bounds.encoded(model.fixed)) if check_input else None
+    x = AShare(bounds.to_model(x.a, model.fixed), bounds.to_model(x.b, model.fixed))  # local: times 2^(f - f_in)
     backend = SecureBackend(party, model.fixed, model.ranges.ops_for(output))
     y = evaluate(model.architecture, model.weights, Value(x), backend, model.fixed)
     frac_bits = (2 if y.wide else 1) * model.fixed.frac_bits

@@ -51,7 +51,8 @@ class Prediction:
 
 
 def encode_input(x, input_shape: tuple, fixed: FixedPoint, ranges: RangePlan | None = None) -> np.ndarray:
-    """Checks the shape (and the bounds of `ranges`) of a batch of inputs and encodes it.
+    """Checks the shape (and the bounds of `ranges`) of a batch of inputs and encodes it (at the inputs'
+    precision, `InputBounds.encode`, when `ranges` is given; else in the model's format).
 
     Raises:
         ValueError: naming the expected and the actual shape, or the encoding problem.
@@ -62,9 +63,10 @@ def encode_input(x, input_shape: tuple, fixed: FixedPoint, ranges: RangePlan | N
         raise ValueError(f"input has shape {x.shape}, expected (batch,) + {tuple(input_shape)}")
     if x.shape[0] == 0:
         raise ValueError("input batch is empty")
-    encoded = fixed.encode(x, what="input")
-    if ranges is not None:
-        ranges.input_bounds.check(encoded, fixed)
+    if ranges is None:
+        return fixed.encode(x, what="input")
+    encoded = ranges.input_bounds.encode(x, fixed)
+    ranges.input_bounds.check(encoded, fixed)
     return encoded
 
 

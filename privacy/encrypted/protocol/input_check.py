@@ -27,7 +27,9 @@ any model with four rounds or more.
 
 Cost per input value (`residues_per_value`): 2k + 1 residues mod 127 (k for a power-of-two span) from
 each of three messages, and four ring words (k = 17 for inputs in [0, 1] with 16 fractional bits: 2^16 + 1
-encoded values, so two comparisons; k = 17 and one comparison for [0, 2 - 2^-16]).
+encoded values, so two comparisons; k = 17 and one comparison for [0, 2 - 2^-16]). The check runs on the
+inputs at their declared precision (`InputBounds.frac_bits`), before the parties scale them to the model's
+format: inputs of 8 fractional bits in [0, 1] have k = 9.
 """
 
 from __future__ import annotations

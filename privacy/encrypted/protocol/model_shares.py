@@ -25,7 +25,10 @@ from privacy.encrypted.model.ring import FixedPoint
 from privacy.encrypted.protocol.arithmetic import reshare
 from privacy.encrypted.protocol.shares import NUM_PARTIES, AShare, Terms, share
 
-FORMAT = "ppml-encrypted-model-share/3"
+FORMAT = "ppml-encrypted-model-share/4"
+READABLE = (FORMAT, "ppml-encrypted-model-share/3")
+"""Bundle formats `PartyModel.load` reads: /4 added the inputs' precision (`InputBounds.frac_bits`), which
+/3 bundles lack (their inputs have the model's). Older code refuses /4, rather than misread its inputs."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +51,7 @@ class PartyModel:
     allow_logits: bool = False
 
     def __post_init__(self):
+        self.ranges.input_bounds.precision(self.fixed)  # ValueError if finer than the model's
         if self.allow_logits:
             self.ranges.check_logits_release()
 
@@ -65,14 +69,15 @@ class PartyModel:
         }
 
     def refreshed(self, party) -> "PartyModel":
-        """The same weights under a fresh random sharing: all three parties call it in one session (1 round).
+        """The same weights under a fresh random sharing: all three parties call it in one session (2 rounds).
 
-        Each party re-shares its term of every weight (`arithmetic.reshare`): the helper's new components
-        come from its old ones and masks drawn from `party`'s keys. So the old and new shares of different
-        parties combine to the weights for whoever also knows those keys. The servers' pairwise keys last
-        for a connection (`network.server`), so a refresh separates shares taken at different times only
-        from an adversary who did not also take a party's keys (a limitation stated in the README).
+        The parties first replace their pairwise keys by fresh ones (`Party.rekey`: `party` keeps the new
+        keys, and the caller uses them from now on), then each re-shares its term of every weight
+        (`arithmetic.reshare`) with masks from the new keys. The new sharing is uniformly random given the
+        weights and independent of the old shares and the old keys: one party's memory (share and keys)
+        before a refresh and another party's share after it reveal nothing about the weights.
         """
+        party.rekey()
         rnd = party.round()
         pending = {
             name: [reshare(party, Terms.of_share(c), rnd=rnd) for c in (w.kernel, w.bias)]
@@ -113,8 +118,10 @@ class PartyModel:
         try:
             with np.load(path, allow_pickle=False) as data:
                 header = json.loads(bytes(data["header"]).decode())
-                if not isinstance(header, dict) or header.get("format") != FORMAT:
+                if not isinstance(header, dict) or header.get("format") not in READABLE:
                     raise ValueError(f"{path!r} is not a {FORMAT!r} bundle")
+                if header["format"] != FORMAT and "frac_bits" in header["ranges"]["input_bounds"]:
+                    raise ValueError("/3 bundles have no inputs' precision; this one claims one")
                 architecture = Architecture.from_dict(header["architecture"])
                 weights = {}
                 for key in data.files:

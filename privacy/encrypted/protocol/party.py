@@ -5,14 +5,14 @@ predecessor i-1, stream `prf_self`) and k_{i+1} (shared with its successor i+1, 
 Component j of any correlated random value is drawn from k_j, so exactly the two parties that must
 hold component j can draw it without talking; `prf_with(j)` is the stream this party shares with
 party j. Every session re-keys the streams with its own nonce, so a failed session never leaves the
-parties' streams out of step.
+parties' streams out of step. `rekey` replaces the keys themselves by fresh ones (one round).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from privacy.encrypted.protocol.randomness import Prf, session_nonce
+from privacy.encrypted.protocol.randomness import KEY_BYTES, Prf, new_key, session_nonce
 from privacy.encrypted.protocol.rounds import Round
 from privacy.encrypted.protocol.shares import NUM_PARTIES
 from privacy.encrypted.protocol.transport import Channel
@@ -29,6 +29,7 @@ class Party:
         session: session number; streams are AES-CTR under the keys from nonce `session`.
 
     Attributes:
+        keys: (k_index, k_index+1), the keys the streams are drawn from.
         rerun: per example (bool array), whether a truncation's randomness fell into its failure window
             (`privacy.encrypted.protocol.truncation`): an event independent of the data, after which this
             party withholds its output share for that example; None while nothing was flagged.
@@ -40,10 +41,29 @@ class Party:
             raise ValueError(f"party index must be 0, 1 or 2, got {index!r}")
         self.index = index
         self.channel = channel
-        self.prf_self = Prf(key_self, session_nonce(session))
-        self.prf_next = Prf(key_next, session_nonce(session))
+        self.session = session
+        self._use_keys(key_self, key_next)
         self.rerun: np.ndarray | None = None
         self.riders: list = []
+
+    def _use_keys(self, key_self: bytes, key_next: bytes) -> None:
+        self.keys = (key_self, key_next)
+        self.prf_self = Prf(key_self, session_nonce(self.session))
+        self.prf_next = Prf(key_next, session_nonce(self.session))
+
+    def rekey(self) -> None:
+        """Replaces both pairwise keys by fresh ones, all three parties at once (1 round).
+
+        Each party draws a new k_index from the OS (`randomness.new_key`) and sends it to its predecessor,
+        which shares it; the streams restart under the new keys. Nothing drawn afterwards is a function of
+        the old keys, so whoever holds them learns nothing from the new streams' output.
+        """
+        own = new_key()
+        rnd = self.round()
+        rnd.send(self.prev, np.frombuffer(own, dtype=np.uint8))
+        theirs = rnd.receive(self.next, (KEY_BYTES,), np.uint8)
+        rnd.run()
+        self._use_keys(own, theirs.value.tobytes())
 
     @property
     def prev(self) -> int:

@@ -36,7 +36,19 @@ def test_setup_share_serve_predict(saved):
     assert run("encrypted", "setup", "--out", dep, *parties).exit_code == 0
     result = run("encrypted", "share-model", folder / "model.keras", "--deployment", dep)
     assert result.exit_code == 2 and "--input-range LO HI or --calibration FILE" in result.output
-    result = run("encrypted", "share-model", folder / "model.keras", "--deployment", dep, "--input-range", 0, 1)
+    # Pixels are multiples of 1/16: 4 fractional bits hold them exactly, and the parties check 5-bit spans.
+    result = run(
+        "encrypted",
+        "share-model",
+        folder / "model.keras",
+        "--deployment",
+        dep,
+        "--input-range",
+        0,
+        1,
+        "--input-frac-bits",
+        4,
+    )
     assert result.exit_code == 0, result.output
     assert all((dep / f"party-{i}" / "model.npz").exists() for i in range(3))
     assert all((dep / f"party-{i}" / "model.npz").stat().st_mode & 0o077 == 0 for i in range(3))  # owner only
@@ -179,6 +191,9 @@ BAD = [  # (command line, the option or argument the one-line error must name)
     ("share-model {bad}/garbage.keras --input-range 0 1", "MODEL"),
     ("share-model {bad}/unbuilt.keras --input-range 0 1", "MODEL"),
     ("share-model {saved}/model.keras --input-range 0 1 --frac-bits 40", "--frac-bits"),
+    ("share-model {saved}/model.keras --input-range 0 1 --input-frac-bits 17", "--input-frac-bits"),
+    ("share-model {saved}/model.keras --input-range 0 1 --input-frac-bits -1", "--input-frac-bits"),
+    ("share-model {saved}/model.keras --input-range 0.3 1 --input-frac-bits 0", "--input-range"),
     ("share-model {saved}/model.keras --calibration {bad}/missing.npy", "--calibration"),
     ("share-model {saved}/model.keras --calibration {bad}/wrong_shape.npy", "--calibration"),
     ("share-model {bad}/wrap.keras --input-range 1 1 --allow-logits --deployment {bad}/dep", "--allow-logits"),

@@ -711,3 +711,120 @@ def test_inconsistent_shares_from_a_client_are_refused_and_the_parties_keep_serv
         assert serves_correctly(parties.deployment)
         logs = "".join(parties.log(i) for i in range(3))
     assert logs.count("input refused: the parties' copies of the input shares differ") >= 2
+
+
+def test_party_0_takes_turns_between_clients_and_keeps_each_clients_order(tmp_path):
+    """Issue 14 B: sessions run one at a time, but not first come, first served across clients. Client 1
+    queued six complete requests before client 2's two: in arrival order client 2 would wait for all six
+    (and its requests expire if they take longer than `request_wait`). Party 0 serves the client served
+    least recently first, each client's requests in their order; a request the followers do not all hold
+    (client 1's "stuck") holds up neither its own client's later requests nor anyone else's."""
+    from privacy.encrypted.network.server import PartyServer, _Request
+    from privacy.encrypted.protocol.model_shares import share_model
+
+    deployment = create_deployment(str(tmp_path), [("127.0.0.1", 1), ("127.0.0.1", 2), ("127.0.0.1", 3)])
+    leader = PartyServer(0, deployment, share_model(tiny_plan(), FixedPoint(), TINY_BOUNDS)[0], timeout=30)
+
+    class Conn:
+        def __init__(self, serial):
+            self.serial = serial
+
+    def arrive(serial, request_id, holders=(1, 2)):
+        request = _Request(Conn(serial), request_id, "label", (), 0, time.monotonic())
+        leader._requests[request.key] = request
+        for j in holders:
+            leader._noticed(j, {"client": serial, "request_id": request_id})
+
+    arrive(1, "stuck", holders=(1,))  # party 2 never got it
+    for k in range(6):
+        arrive(1, f"a{k}")
+    arrive(2, "b0")
+    arrive(2, "b1")
+    order = [leader._next_ready().key for _ in range(6)]
+    arrive(3, "c0")  # a newcomer goes first
+    order += [leader._next_ready().key for _ in range(3)]
+    assert order == [(1, "a0"), (2, "b0"), (1, "a1"), (2, "b1"), (1, "a2"), (1, "a3"), (3, "c0"), (1, "a4"), (1, "a5")]
+    assert list(leader._requests) == [(1, "stuck")]  # left to expire
+
+
+def test_a_client_that_queued_many_requests_delays_another_by_about_one_session(tmp_path):
+    """Issue 14 B, end to end: client "loopback" pipelines 120 requests to all three parties, then "alice"
+    asks once. Alice's answer comes after about one of the other client's sessions, not after its whole
+    queue (first come, first served took as long as all 120)."""
+    with loopback_parties(tiny_plan(), TINY_BOUNDS, allow_logits=True, timeout=30, directory=str(tmp_path)) as parties:
+        add_client(str(tmp_path), "alice")
+        deployment = parties.deployment
+        with RemoteClient(deployment, client="alice", timeout=30) as alice:
+            alice.predict(X, output="logits")  # connected and warm
+            flood = [raw_client(deployment, i)[0] for i in range(3)]
+            start = time.monotonic()
+            for k in range(120):
+                for sock, parts in zip(flood, share(FixedPoint().encode(X, what="input"))):
+                    send_message(sock, {"kind": "predict", "request_id": f"q{k}", "output": "logits"}, list(parts))
+            time.sleep(0.1)
+            asked = time.monotonic()
+            got = alice.predict(X, output="logits")
+            alice_s = time.monotonic() - asked
+        replies = [recv_message(flood[0], "party 0", within=30) for _ in range(120)]
+        flood_s = time.monotonic() - start
+    assert np.abs(got.logits - reference(X)).max() < 1e-3
+    assert all(meta["kind"] == "result" for meta, _ in replies)
+    assert alice_s < 0.25 * flood_s, (alice_s, flood_s)
+
+
+def test_a_request_encoded_at_another_precision_than_the_models_inputs_is_refused(tmp_path):
+    """Clients from before the inputs' precision (`InputBounds.frac_bits`) ignore it in the parties' hello
+    and encode at the model's 16 bits: parties with 8-bit inputs would check and compute them as 2^8 times
+    larger (an input 0.01 ran as 2.56). Requests state the precision they were encoded at; one that does not
+    match (or states none, which means the model's) is refused with the reason, one that matches is taken."""
+    from privacy.encrypted.network.server import PartyServer
+    from privacy.encrypted.protocol.model_shares import share_model
+
+    deployment = create_deployment(str(tmp_path), [("127.0.0.1", 1), ("127.0.0.1", 2), ("127.0.0.1", 3)])
+    bounds = InputBounds.declared(-4.0, 4.0, (4,), frac_bits=8)
+    for index, model in enumerate(share_model(tiny_plan(), FixedPoint(), bounds)):
+        server = PartyServer(index, deployment, model, timeout=30)
+        arrays = list(share(bounds.encode(X, FixedPoint()))[index])
+        meta = {"kind": "predict", "request_id": "r1", "output": "label"}
+        for stated in (None, 16, True, "8", [8], [0] * 10_000):
+            problem, _ = server._validate(dict(meta, **({} if stated is None else {"input_frac_bits": stated})), arrays)
+            assert problem and "inputs of 8 fractional bits" in problem and len(problem) < 200, (stated, problem)
+        assert server._validate(dict(meta, input_frac_bits=8), arrays) == (None, "r1")
+    default = PartyServer(0, deployment, share_model(tiny_plan(), FixedPoint(), TINY_BOUNDS)[0], timeout=30)
+    arrays = list(share(FixedPoint().encode(X, what="input"))[0])
+    assert default._validate(meta, arrays) == (None, "r1")  # the model's precision: older clients still served
+
+
+def test_choosing_the_next_request_does_not_scan_the_whole_queue(tmp_path):
+    """Party 0 picks the next request under the queue's lock (which every client connection and the
+    followers' notices also take). Picking by scanning every queued request cost O(queue) per session:
+    one client filling its quota with the tiny model's requests (about 18,000) made each pick take longer
+    than the session itself. With the ready requests kept per client, a pick from a queue 100 times longer
+    takes about as long (a linear scan took about 100 times as long)."""
+    from privacy.encrypted.network.server import PartyServer, _Request
+    from privacy.encrypted.protocol.model_shares import share_model
+
+    deployment = create_deployment(str(tmp_path), [("127.0.0.1", 1), ("127.0.0.1", 2), ("127.0.0.1", 3)])
+    model = share_model(tiny_plan(), FixedPoint(), TINY_BOUNDS)[0]
+
+    class Conn:
+        def __init__(self, serial):
+            self.serial = serial
+
+    def pick_seconds(queued):
+        leader = PartyServer(0, deployment, model, timeout=30)
+        for k in range(queued):
+            serial = 1 + k % 2
+            request = _Request(Conn(serial), f"q{k}", "label", (), 0, time.monotonic())
+            leader._requests[request.key] = request
+            for j in (1, 2):
+                leader._noticed(j, {"client": serial, "request_id": f"q{k}"})
+        best = float("inf")
+        for _ in range(100):
+            start = time.perf_counter()
+            leader._next_ready()
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    short, long = pick_seconds(200), pick_seconds(20_000)
+    assert long < 10 * short + 1e-4, (short, long)

@@ -213,3 +213,41 @@ def test_logits_that_wrap_the_ring_are_refused_with_the_setting_to_change():
     assert np.array_equal(labels_only.predict([[1.0, 0.25], [1.0, 0.75]]).labels, [0, 0])
     with pytest.raises(LogitsOutOfRange):  # a party's bundle cannot carry that policy either (`PartyModel.load`)
         dataclasses.replace(labels_only.models[1], allow_logits=True)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_inputs_of_coarser_precision_are_checked_at_it_and_computed_exactly(seed):
+    """Bounds declared with the inputs' precision (`InputBounds.frac_bits` < the model's 16): the client
+    rounds inputs to multiples of 2^-frac_bits, the parties check them at that precision, with the
+    residues of its (shorter) span, and the result is bit for bit the fixed-point model on the rounded
+    inputs. A value one step past a bound, shared without the library's check, is refused; the bound
+    itself is not."""
+    from privacy.encrypted.protocol.input_check import bound_bits, residues_per_value
+
+    rng = np.random.default_rng(2000 + seed)
+    plan = random_plan(rng)
+    shape = plan.architecture.input_shape
+    frac_bits = int(rng.integers(0, 13))
+    step = 2.0**frac_bits  # bounds on the inputs' grid (`InputBounds.declared` refuses others)
+    lo = np.full(shape, -np.round(rng.uniform(0, 3) * step) / step)
+    hi = lo + np.round(rng.uniform(1, 4, size=shape) * step) / step
+    bounds = InputBounds.declared(lo, hi, shape, frac_bits=frac_bits)
+    cluster = InProcessCluster(plan, bounds, allow_logits=True)
+    fixed = cluster.fixed
+    x = rng.uniform(lo, hi, size=(6,) + shape)
+    got = cluster.predict(x, output="logits")
+    rounded = np.round(x * 2.0**frac_bits) / 2.0**frac_bits
+    sim = simulate(plan.architecture, plan.encode(fixed), encode_input(rounded, shape, fixed), fixed)
+    frac = (2 if sim.logits.wide else 1) * fixed.frac_bits
+    assert np.array_equal(np.rint(got.logits * 2.0**frac).astype(np.int64), sim.logits.point)
+
+    coarse_lo, coarse_hi = bounds.encoded(fixed)
+    assert np.array_equal(as_signed(coarse_hi), np.round(hi * 2.0**frac_bits))
+    fine_lo, fine_hi = InputBounds.declared(lo, hi, shape).encoded(fixed)
+    assert bound_bits(coarse_lo, coarse_hi) == bound_bits(fine_lo, fine_hi) - (16 - frac_bits)
+    assert residues_per_value(coarse_lo, coarse_hi) < residues_per_value(fine_lo, fine_hi)
+    edge = np.broadcast_to(coarse_hi, (1,) + shape).copy()
+    assert all(r.refused is None for r in cluster.run_shares(share(edge), "logits"))
+    edge.flat[int(rng.integers(edge.size))] += np.uint64(1)
+    refused = [r for r in cluster.run_shares(share(edge), "logits") if r.refused is not None]
+    assert refused and all(r.values is None for r in refused) and "outside the bounds" in refused[0].refused

@@ -398,3 +398,197 @@ def test_the_memory_estimate_bounds_what_a_party_allocates():
             tracemalloc.stop()
             # The three parties and the client together stay below three parties' estimates.
             assert peak < 3 * request_bytes(cluster.models[0], batch), (name, batch, output)
+
+
+def test_a_refresh_renews_the_pairwise_keys_so_old_keys_and_new_shares_give_nothing(fixed):
+    """Review A4. An adversary who took party 1's memory before a refresh (its share and its keys k_1, k_2)
+    and party 0's share after it tries the one attack reused keys allow: recompute the helper's (party 2's)
+    mask r from k_2 and add it to party 0's new components. With keys renewed inside the refresh the result
+    is uniformly random, not the weights; and the same old shares and old keys refreshed twice give two
+    unrelated sharings (the new sharing is no function of the old state)."""
+    from privacy.encrypted.benchmark import reference_bounds, reference_plan
+    from privacy.encrypted.in_process import LocalParties
+    from privacy.encrypted.protocol.model_shares import share_model
+    from privacy.encrypted.protocol.randomness import Prf, session_nonce
+
+    plan = reference_plan("mlp")
+    models = share_model(plan, fixed, reference_bounds(plan))
+    keys = [bytes([i + 1]) * 16 for i in range(3)]
+    first, parties = LocalParties(keys=keys).run(lambda party, model: model.refreshed(party), models)
+    second, _ = LocalParties(keys=keys).run(lambda party, model: model.refreshed(party), models)
+    # Every party's keys changed, and the new ones are again pairwise: k_j at parties j and j - 1.
+    for i, party in enumerate(parties):
+        assert party.keys[0] not in keys and party.keys[1] not in keys
+        assert party.keys[1] == parties[(i + 1) % 3].keys[0]
+    stolen = Prf(keys[2], session_nonce(1))  # party 1's old k_2 (the helper's key with party 1)
+    guesses, matches, ones, words = 0, 0, 0, 0
+    for name, layer in plan.encode(fixed).items():
+        for part in ("kernel", "bias"):
+            weights = getattr(layer, part)
+            stolen.words(weights.shape)  # b, the helper's mask of the masked sum
+            r = stolen.words(weights.shape)
+            new0 = getattr(first[0].weights[name], part)
+            guess = r + new0.a + new0.b
+            guesses += weights.size
+            matches += int(np.sum(guess == weights))
+            ones += int(np.unpackbits((guess - weights).view(np.uint8)).sum())
+            words += weights.size
+            a, b = getattr(first[1].weights[name], part), getattr(second[1].weights[name], part)
+            assert not np.any(a.a == b.a) and not np.any(a.b == b.b)  # two refreshes: unrelated sharings
+    assert guesses > 100_000 and matches == 0
+    # guess - weights is uniform: its 64 * words bits are fair (10 sigma band).
+    assert abs(ones - 32 * words) < 10 * np.sqrt(16 * words)
+
+
+def test_a_bundle_keeps_the_inputs_precision_in_a_format_older_code_refuses(fixed, tmp_path, monkeypatch):
+    """The inputs' precision is in the bundle and in what parties tell clients; the format is /4, which code
+    reading only /3 refuses: it would take 8-bit inputs for 16-bit ones (inputs 256 times too small)."""
+    import json
+
+    from privacy.encrypted.model.plan import Architecture, Dense, ModelPlan
+    from privacy.encrypted.protocol import model_shares
+    from privacy.encrypted.protocol.model_shares import FORMAT, PartyModel, share_model
+
+    arch = Architecture((3,), (Dense("out", 2),))
+    plan = ModelPlan(arch, {"out": (np.ones((3, 2)), np.zeros(2))})
+    model = share_model(plan, fixed, InputBounds.declared(0, 1, (3,), frac_bits=8))[0]
+    model.save(str(tmp_path / "m.npz"))
+    loaded = PartyModel.load(str(tmp_path / "m.npz"))
+    assert (
+        loaded.ranges.input_bounds.frac_bits == 8 and loaded.public_info()["ranges"]["input_bounds"]["frac_bits"] == 8
+    )
+    with np.load(tmp_path / "m.npz") as data:
+        assert json.loads(bytes(data["header"]).decode())["format"] == FORMAT == "ppml-encrypted-model-share/4"
+    with monkeypatch.context() as older:  # a reader of /3 only (the code before /4) refuses the bundle
+        older.setattr(model_shares, "READABLE", ("ppml-encrypted-model-share/3",))
+        with pytest.raises(ValueError, match="is not a"):
+            PartyModel.load(str(tmp_path / "m.npz"))
+
+
+@pytest.mark.parametrize("bad", [8.0, 8.5, "8", True, -1, 25])
+def test_the_inputs_precision_must_be_an_integer_in_range(bad):
+    """An inputs' precision that is not an int in [0, 24] is refused where it is declared (a float such as
+    8.0 from a JSON header passed `in range(25)` and failed later with a TypeError in every encoding)."""
+    with pytest.raises(ValueError, match="fractional bits must be an integer"):
+        InputBounds.declared(0, 1, (3,), frac_bits=bad)
+    with pytest.raises(ValueError, match="fractional bits must be an integer"):
+        InputBounds.from_dict({"lo": 0.0, "hi": 1.0, "frac_bits": bad}, (3,))
+
+
+def test_a_numpy_integer_precision_is_kept_as_a_json_int():
+    import json
+
+    bounds = InputBounds.declared(0, 1, (3,), frac_bits=np.int64(8))
+    assert type(bounds.frac_bits) is int and json.loads(json.dumps(bounds.to_dict()))["frac_bits"] == 8
+
+
+def test_coarse_inputs_bounds_lie_on_their_grid_so_nothing_outside_them_is_computed_on():
+    """Bounds of inputs of 2^-N precision are multiples of 2^-N: the parties check the encoded bounds, so a
+    declared bound off that grid would be rounded to the nearest step (declared [0.3, 0.6] at 0 bits was
+    checked as [0, 1], and a client's -0.45 computed on as 0). Declared bounds off the grid are refused,
+    calibration bounds are widened outward to it (every calibration example stays inside), and an input
+    one step inside the bounds' grid but outside the bounds is refused by the client and by the parties."""
+    from privacy.encrypted import InProcessCluster, InputOutOfBounds
+    from privacy.encrypted.model.plan import Architecture, Dense, ModelPlan
+
+    with pytest.raises(ValueError, match=r"multiples of 2\^-0 .*feature \(1,\), bounds \[0\.3, 0\.6\]"):
+        InputBounds.declared([0, 0.3], [1, 0.6], (2,), frac_bits=0)
+    data = np.array([[0.3, 1 / 255], [0.6, 254 / 255]])
+    widened = InputBounds.from_data(data, (2,), frac_bits=2)
+    assert widened.lo.tolist() == [0.25, 0.0] and widened.hi.tolist() == [0.75, 1.0]
+    assert InputBounds.from_data(data, (2,)).lo.tolist() == data[0].tolist()  # the model's precision: as before
+
+    plan = ModelPlan(Architecture((1,), (Dense("out", 1),)), {"out": (np.ones((1, 1)), np.zeros(1))})  # logit = x
+    cluster = InProcessCluster(plan, InputBounds.declared(0.25, 0.75, (1,), frac_bits=2), allow_logits=True)
+    assert [int(as_signed(b)[0]) for b in cluster.ranges.input_bounds.encoded(cluster.fixed)] == [1, 3]
+    assert cluster.predict([[0.2], [0.75]], output="logits").logits.ravel().tolist() == [0.25, 0.75]
+    with pytest.raises(InputOutOfBounds):
+        cluster.predict([[0.1]], output="logits")
+    results = cluster.run_shares(share(np.array([[0]], dtype=np.uint64)), "logits")  # 0: a bypassing client
+    refused = [r for r in results if r.refused is not None]
+    assert refused and all(r.values is None for r in refused) and "outside the bounds" in refused[0].refused
+
+
+@pytest.mark.parametrize(
+    "edit, why",
+    [
+        (lambda h: h.update(format="ppml-encrypted-model-share/3"), "/3 bundles have no inputs' precision"),
+        (lambda h: h["ranges"]["input_bounds"].update(frac_bits=20), "exceeds the model's"),
+    ],
+)
+def test_a_bundle_whose_inputs_precision_its_format_or_model_cannot_have_is_refused(fixed, tmp_path, edit, why):
+    """A /3 header carrying an inputs' precision (no /3 writer wrote one, and /3 readers ignore it: they would
+    take 8-bit inputs for 16-bit ones), or a precision finer than the model's (every session would fail),
+    is refused when the bundle is loaded, not when a party first runs a session."""
+    import json
+
+    from privacy.encrypted.model.plan import Architecture, Dense, ModelPlan
+    from privacy.encrypted.protocol.model_shares import PartyModel, share_model
+
+    plan = ModelPlan(Architecture((3,), (Dense("out", 2),)), {"out": (np.ones((3, 2)), np.zeros(2))})
+    share_model(plan, fixed, InputBounds.declared(0, 1, (3,), frac_bits=8))[0].save(str(tmp_path / "m.npz"))
+    with np.load(tmp_path / "m.npz") as data:
+        arrays = dict(data)
+    header = json.loads(bytes(arrays["header"]).decode())
+    edit(header)
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "edited.npz", **arrays)
+    with pytest.raises(ValueError, match=why):
+        PartyModel.load(str(tmp_path / "edited.npz"))
+
+
+def test_coarse_inputs_that_wrap_into_the_bounds_when_scaled_are_refused():
+    """The parties check inputs at their precision before scaling them to the model's format (times 2^16 for
+    0-bit inputs): 2^48 + 1 scales to 2^16, the model's 1.0, inside [0, 1]; checked after scaling it would
+    pass. Values near 2^63 and 2^64 are refused too."""
+    from privacy.encrypted import InProcessCluster
+    from privacy.encrypted.model.plan import Architecture, Dense, ModelPlan
+
+    plan = ModelPlan(Architecture((1,), (Dense("out", 1),)), {"out": (np.ones((1, 1)), np.zeros(1))})
+    cluster = InProcessCluster(plan, InputBounds.declared(0, 1, (1,), frac_bits=0), allow_logits=True)
+    assert cluster.ranges.input_bounds.to_model(np.array([2**48 + 1], dtype=np.uint64), cluster.fixed)[0] == 2**16
+    for value in (2**48 + 1, 2**63, 2**63 + 1, 2**64 - 1):
+        results = cluster.run_shares(share(np.array([[value]], dtype=np.uint64)), "logits")
+        refused = [r for r in results if r.refused is not None]
+        assert refused and all(r.values is None for r in refused), hex(value)
+    results = cluster.run_shares(share(np.array([[1]], dtype=np.uint64)), "logits")
+    assert all(r.refused is None for r in results)
+
+
+@pytest.mark.parametrize("dies_in", [1, 2])
+def test_a_party_that_dies_mid_refresh_leaves_the_others_with_a_transport_error(fixed, monkeypatch, dies_in):
+    """Party 1 dies in the key round (1) or the re-sharing round (2) of a refresh: each other party either
+    finishes or fails with TransportError (what `PartyServer.serve` answers by reconnecting with fresh keys
+    from the bundles on disk), within its timeout; never another exception that would stop a server."""
+    from privacy.encrypted.in_process import LocalParties
+    from privacy.encrypted.model.plan import Architecture, Dense, ModelPlan
+    from privacy.encrypted.protocol.model_shares import share_model
+    from privacy.encrypted.protocol.party import Party
+    from privacy.encrypted.protocol.transport import TransportError
+
+    plan = ModelPlan(Architecture((3,), (Dense("out", 2),)), {"out": (np.ones((3, 2)), np.zeros(2))})
+    models = share_model(plan, fixed, InputBounds.declared(0, 1, (3,)))
+    original, steps = Party.exchange, []
+
+    def exchange(self, *args):
+        if self.index == 1:
+            steps.append(1)
+            if len(steps) == dies_in:
+                raise TransportError("party 1 died")
+        return original(self, *args)
+
+    monkeypatch.setattr(Party, "exchange", exchange)
+    outcomes = {}
+
+    def refresh(party, model):
+        try:
+            outcomes[party.index] = model.refreshed(party)
+        except Exception as err:
+            outcomes[party.index] = err
+            raise
+
+    with pytest.raises(TransportError):
+        LocalParties(timeout=1.0).run(refresh, models)
+    assert isinstance(outcomes[1], TransportError)
+    assert all(isinstance(outcomes[i], (TransportError, type(models[i]))) for i in (0, 2)), outcomes
+    assert any(isinstance(outcomes[i], TransportError) for i in (0, 2))  # someone waited for party 1
