@@ -92,7 +92,8 @@ _DEFAULTS = AuditPlan()
     show_default=True,
     help="Inject a known bug to check the audit: clip-2x/clip-4x clip at 2C/4C while claiming C; "
     "no-noise adds none while claiming sigma. clip-4x and no-noise are caught in the default "
-    "configuration; clip-2x only at sampling rate 1 with f-dp-gaussian (README).",
+    "configuration; clip-2x is not caught by this command's subsampled runs, only at sampling rate 1 with "
+    "f-dp-gaussian (README, audit_mechanism).",
 )
 @click.option(
     "--estimator",

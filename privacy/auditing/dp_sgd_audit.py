@@ -3,7 +3,8 @@
 `run_dp_sgd_audit(plan, x, y, x_pool, y_pool)` adds canaries (`AuditPlan.kind`: "white-box" Dirac gradient canaries
 or "black-box" mislabelled inputs from `x_pool`, which must be disjoint from the training data) to a copy of the
 data, trains a small private model on it, scores the canaries after every epoch and returns, per epoch, the
-epsilons ppml's accountants (RDP, PLD) report for the run and the one-run lower bound (`privacy.auditing.one_run`);
+epsilons ppml's accountants (RDP, PLD) report for the run and the one-run lower bound (`privacy.auditing.one_run`,
+by the estimator `estimator_for` picks: f-DP);
 the verdict tests the smallest of those epsilons. The audited model is an audit device and is discarded; the
 inclusion bits stay in memory and are never logged or returned.
 
@@ -134,6 +135,8 @@ class AuditResult:
       final: the `OneRunAudit` of the last epoch, as a dict (Bonferroni over the guess counts).
       final_split: the same scores bounded with ``strategy="split"`` instead (for comparison; the verdict uses
         `final`, chosen before the run).
+      compared: the last epoch's bound (Bonferroni) under each estimator sound for this run (`sound_estimators`), the
+        one of `final` included: the same scores, for comparison only.
       dataset_size: training rows N including the included canaries (the accounted q is B / N). It tells how
         many canaries are included, never which (with fixed_size it is n + m, whatever the bits); the bound does
         not use it (README, "What the audit reveals").
@@ -146,6 +149,7 @@ class AuditResult:
     lower_bound: tuple[float, ...]
     final: dict[str, Any]
     final_split: dict[str, Any]
+    compared: dict[str, float]
     dataset_size: int
     steps: int
     seconds: float
@@ -174,6 +178,7 @@ class AuditResult:
             "lower_bound": list(self.lower_bound),
             "final": self.final,
             "final_split": self.final_split,
+            "compared": self.compared,
             "dataset_size": self.dataset_size,
             "steps": self.steps,
             "seconds": self.seconds,
@@ -325,6 +330,12 @@ def run_dp_sgd_audit(
             strategy="split",
             estimator=estimator,
         ).to_dict(),
+        compared={
+            name: audit_one_run(
+                last_scores, canaries.included, delta=plan.delta, confidence=plan.confidence, estimator=name
+            ).epsilon_lower_bound
+            for name in sound_estimators(plan, len(y), fixed_size=fixed_size)
+        },
         dataset_size=len(y_train),
         steps=private_training(model).steps,
         seconds=time.perf_counter() - start,
@@ -426,15 +437,21 @@ def check_data(
                 ) from None
 
 
+def sound_estimators(plan: AuditPlan, rows: int, *, fixed_size: bool) -> tuple[str, ...]:
+    """The estimators whose bound is sound for the run (see `estimator_for`), in `ESTIMATORS` order."""
+    full_batch = fixed_size and plan.batch_size == rows + plan.num_canaries
+    return tuple(name for name in ESTIMATORS if full_batch or name != "f-dp-gaussian")
+
+
 def estimator_for(plan: AuditPlan, rows: int, *, fixed_size: bool) -> str:
     """The estimator the run's bound uses: plan.estimator, or where None "f-dp-gaussian" when every row is in every
     step (fixed_size and batch_size = rows + canaries: sampling rate 1, so the run is mu-GDP with mu = sqrt(T) /
     sigma per canary) and "f-dp" otherwise (sound for any (eps, delta) claim). Refuses "f-dp-gaussian" for a
     subsampled run, which is not mu-GDP at its epsilon's mu (ValueError naming the setting)."""
-    full_batch = fixed_size and plan.batch_size == rows + plan.num_canaries
+    sound = sound_estimators(plan, rows, fixed_size=fixed_size)
     if plan.estimator is None:
-        return "f-dp-gaussian" if full_batch else "f-dp"
-    if plan.estimator == "f-dp-gaussian" and not full_batch:
+        return "f-dp-gaussian" if "f-dp-gaussian" in sound else "f-dp"
+    if plan.estimator not in sound:
         raise ValueError(
             "estimator f-dp-gaussian bounds a mu-GDP run: it needs sampling rate 1 (every row in every step, "
             f"batch_size = all {rows + plan.num_canaries} rows with a fixed-size audit), got batch_size "
