@@ -66,6 +66,25 @@ def test_eps_delta_family_level_on_randomized_response():
     assert violations > 0  # the test is near its level, not vacuous
 
 
+def test_eps_delta_family_accounts_for_delta():
+    """A mechanism that is (1, 0.05)-DP exactly: with probability delta it reveals the bit (score +-10), else it is
+    randomized response with eps = 1. 400 audits of 200 canaries guessing the 10 highest "in" and the 10 lowest
+    "out" at level 5 %: with the delta the bound exceeds eps in at most the 99.9 % binomial quantile of 5 % of the
+    runs; the same test with delta left out (testing (1, 0)-DP, which the mechanism is not) exceeds it far more
+    often, so the check can fail."""
+    eps, delta, m, runs, k = 1.0, 0.05, 200, 400, 10
+    rng = np.random.default_rng(3)
+    with_delta = without_delta = 0
+    for _ in range(runs):
+        scores, bits = _randomized_response(m, eps, rng)
+        scores = np.where(rng.random(m) < delta, np.where(bits, 10.0, -10.0), scores)
+        v = _two_sided_correct(scores, bits, k)
+        with_delta += parameter_lower_bound(m, 2 * k, v, family="eps-delta", delta=delta, alpha=0.05) > eps
+        without_delta += parameter_lower_bound(m, 2 * k, v, family="eps-delta", delta=0.0, alpha=0.05) > eps
+    allowance = stats.binom.ppf(0.999, runs, 0.05)
+    assert with_delta <= allowance < without_delta
+
+
 def test_gaussian_bound_stays_below_the_true_epsilon_over_many_seeds():
     """200 audits (Bonferroni over the guess pairs, 95 % confidence) of a Gaussian mechanism with mu = 1 and 2,000
     canaries: the f-DP bound with the mu-GDP trade-off exceeds the true epsilon (dp-accounting) in at most the
