@@ -5,7 +5,8 @@ The game is that of `privacy.auditing.one_run`: m canaries, each included indepe
 auditor makes r guesses ("in" / "out", abstaining on the rest), W of them right. A trade-off function f gives the
 smallest type II error of any test at type I error x; its blow-up f_bar(x) = 1 - f(x) is the largest true positive
 rate at false positive rate x. If training is f-DP with respect to each canary, the paper's analysis bounds the
-tail of W: P[W >= v] < tau whenever this recursion (evaluated with ``f_bar_inv(y) = min {x : f_bar(x) >= y}``)
+tail of W: P[W >= v] < tau whenever this recursion (the paper's recursive bound with its cap at 1, as JAX-Privacy's
+`auditing` evaluates it; ``f_bar_inv(y) = min {x : f_bar(x) >= y}``)
 
     rho = tau v / m,  eta = tau (r - v) / m
     for i = v - 1, ..., 0:  eta' = max(eta, f_bar_inv(rho));  rho = min(rho + i / (r - i) (eta' - eta), 1);  eta = eta'
@@ -106,7 +107,10 @@ def gdp_delta(mu: float, epsilon: float) -> float:
     """delta(eps) of mu-GDP (Dong, Roth & Su 2022, Corollary 2.13)."""
     if mu == 0:
         return 0.0
-    return float(special.ndtr(-epsilon / mu + mu / 2) - np.exp(epsilon) * special.ndtr(-epsilon / mu - mu / 2))
+    # In logs: e^eps overflows long before the product does.
+    return float(
+        np.exp(special.log_ndtr(-epsilon / mu + mu / 2)) - np.exp(epsilon + special.log_ndtr(-epsilon / mu - mu / 2))
+    )
 
 
 def gdp_epsilon(mu: float, delta: float) -> float:
