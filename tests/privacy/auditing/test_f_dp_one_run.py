@@ -155,3 +155,73 @@ def test_bad_input_is_refused_with_a_message_naming_it():
         audit_one_run(np.zeros(100), np.zeros(100, bool), delta=1e-5, estimator="fdp")
     with pytest.raises(ValueError, match="correct"):
         rejects(10, 5, 6, lambda y: y, 0.05, 1)
+
+
+def _trade_off_blow_up(family, theta, delta, x):
+    """f_bar(x) = 1 - f(x), written from the trade-off curves' definitions: (eps, delta)-DP's f(x) = max(0,
+    1 - delta - e^eps x, e^-eps (1 - delta - x)) (Dong, Roth & Su 2022, Proposition 2.5) and mu-GDP's f(x) =
+    Phi(Phi^-1(1 - x) - mu)."""
+    if family == "eps-delta":
+        f = max(0.0, 1 - delta - math.exp(theta) * x, math.exp(-theta) * (1 - delta - x))
+    else:
+        f = stats.norm.cdf(stats.norm.ppf(1 - x) - theta)
+    return 1 - f
+
+
+@pytest.mark.parametrize(
+    "family, theta, delta", [("eps-delta", 1.0, 0.0), ("eps-delta", 2.0, 0.05), ("gaussian", 1.5, 0)]
+)
+def test_blow_up_inverse_is_the_smallest_false_positive_rate_of_each_curve(family, theta, delta):
+    """For true positive rates y on a grid, x = f_bar_inv(y) reaches y on the curve (f_bar(x) = y) and no smaller
+    false positive rate does (f_bar(0) >= y where x = 0): checked against the curves' definitions above."""
+    inverse = f_dp_one_run.blow_up_inverse(family, np.array([theta]), delta)
+    for y in np.linspace(0.001, 0.999, 75):
+        x = float(inverse(np.array([y]))[0])
+        if x > 0:
+            assert _trade_off_blow_up(family, theta, delta, x) == pytest.approx(y, abs=1e-9)
+        else:
+            assert _trade_off_blow_up(family, theta, delta, 0.0) >= y - 1e-12
+
+
+def _reference_rejects(m, r, v, family, theta, delta, tau):
+    """The recursion of the module docstring one curve at a time, every step run (no early exit), plain floats."""
+    f_bar_inv = f_dp_one_run.blow_up_inverse(family, np.array([theta]), delta)
+    rho, eta = tau * v / m, tau * (r - v) / m
+    for i in range(v - 1, -1, -1):
+        eta_next = max(eta, float(f_bar_inv(np.array([rho]))[0]))
+        rho, eta = min(rho + i / (r - i) * (eta_next - eta), 1.0), eta_next
+    return rho + eta > r / m
+
+
+@pytest.mark.parametrize(
+    "m, r, v, family, delta",
+    [(200, 200, 140, "eps-delta", 0.0), (1000, 100, 90, "eps-delta", 1e-3), (500, 500, 330, "gaussian", 0.0)],
+)
+def test_the_bound_is_the_recursions_last_rejected_grid_point(m, r, v, family, delta):
+    """parameter_lower_bound (vectorised over the grid, chunked, with an early exit) against the recursion run
+    one curve at a time: the reference rejects the bound and accepts the next grid point."""
+    bound = parameter_lower_bound(m, r, v, family=family, delta=delta, alpha=0.05)
+    assert 0 < bound < 10
+    assert _reference_rejects(m, r, v, family, bound, delta, 0.05)
+    assert not _reference_rejects(m, r, v, family, bound + f_dp_one_run.RESOLUTION, delta, 0.05)
+
+
+def test_level_is_at_most_alpha_exactly_where_each_guess_is_an_independent_coin():
+    """Exact level, no sampling: the auditor guesses a fixed r of the m canaries, each by its own output of a
+    mechanism whose trade-off is exactly the curve tested (randomized response with probability delta of revealing
+    the bit: exactly (eps, delta)-DP; the Gaussian mechanism, guessing "in" above mu / 2), so the number right is
+    Binomial(r, p). The smallest v that rejects the true parameter has P[W >= v] <= alpha; for pure eps the level
+    comes within 20 % of alpha, so a recursion rejecting slightly too early fails here."""
+    alpha, levels = 0.05, {}
+    cases = [("eps-delta", eps, d, d + (1 - d) / (1 + math.exp(-eps))) for eps in (0.5, 2.0) for d in (0.0, 1e-3)]
+    cases += [("gaussian", mu, 0.0, stats.norm.cdf(mu / 2)) for mu in (0.5, 2.0)]
+    for m, r in ((100, 100), (1000, 200), (1000, 1000)):
+        for family, theta, delta, p in cases:
+            curve = f_dp_one_run.blow_up_inverse(family, np.array([theta]), delta)
+            votes = [bool(rejects(m, r, v, curve, alpha, 1)[0]) for v in range(r + 1)]
+            first = votes.index(True) if True in votes else r + 1
+            assert all(votes[first:])  # monotone in v
+            level = stats.binom.sf(first - 1, r, p)
+            assert level <= alpha, (m, r, family, theta, delta)
+            levels[family, delta] = max(levels.get((family, delta), 0.0), level)
+    assert levels["eps-delta", 0.0] > 0.8 * alpha
