@@ -202,7 +202,7 @@ def audit_one_run(
         model update's component along the canary's gradient). Ties are broken by canary index, which is
         independent of the bits.
       included: the secret bit of each canary (True = it was in the training data, drawn with probability 1/2).
-      delta: the delta of the claim under test, in [0, 1).
+      delta: the delta of the claim under test, in [0, 1) ((0, 1) for "f-dp-gaussian").
       confidence: in (0, 1), e.g. 0.95.
       strategy: "bonferroni" or "split" (see the module docstring).
       estimator: one of `ESTIMATORS` ("f-dp-gaussian" only for a run that is mu-GDP).
@@ -227,6 +227,8 @@ def audit_one_run(
         raise ValueError(f"strategy must be one of {', '.join(THRESHOLD_STRATEGIES)}, got {strategy!r}")
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
+    if estimator == "f-dp-gaussian" and delta == 0:
+        raise ValueError("delta: estimator f-dp-gaussian needs delta > 0 (mu-GDP is (eps, 0)-DP for no finite eps)")
     bits = bits.astype(bool)
     alpha = 1 - confidence
     if strategy == "bonferroni":

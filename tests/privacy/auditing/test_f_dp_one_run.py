@@ -225,3 +225,11 @@ def test_level_is_at_most_alpha_exactly_where_each_guess_is_an_independent_coin(
             assert level <= alpha, (m, r, family, theta, delta)
             levels[family, delta] = max(levels.get((family, delta), 0.0), level)
     assert levels["eps-delta", 0.0] > 0.8 * alpha
+
+
+@pytest.mark.parametrize("scores", [np.zeros(100), np.r_[np.ones(50), np.zeros(50)]])
+def test_the_gaussian_family_refuses_delta_zero_whatever_the_scores(scores):
+    """mu-GDP with mu > 0 is (eps, 0)-DP for no finite eps: f-dp-gaussian at delta 0 is refused before any bound is
+    computed, so the answer does not depend on the scores (chance ones gave 0.0, separating ones an error)."""
+    with pytest.raises(ValueError, match="estimator f-dp-gaussian needs delta > 0"):
+        audit_one_run(scores, np.r_[np.ones(50, bool), np.zeros(50, bool)], delta=0.0, estimator="f-dp-gaussian")
