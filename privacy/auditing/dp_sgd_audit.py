@@ -3,7 +3,8 @@
 `run_dp_sgd_audit(plan, x, y, x_pool, y_pool)` adds canaries (`AuditPlan.kind`: "white-box" Dirac gradient canaries
 or "black-box" mislabelled inputs from `x_pool`, which must be disjoint from the training data) to a copy of the
 data, trains a small private model on it, scores the canaries after every epoch and returns, per epoch, the
-epsilons ppml's accountants (RDP, PLD) report for the run and the one-run lower bound (`privacy.auditing.one_run`);
+epsilons ppml's accountants (RDP, PLD) report for the run and the one-run lower bound (`privacy.auditing.one_run`,
+by the estimator `estimator_for` picks: f-DP);
 the verdict tests the smallest of those epsilons. The audited model is an audit device and is discarded; the
 inclusion bits stay in memory and are never logged or returned.
 
@@ -30,7 +31,7 @@ import numpy as np
 from privacy import validation
 from privacy.accounting import NOISE_MULTIPLIER_RANGE, Adjacency, DpSgdMechanism, Sampling, compute_epsilon
 from privacy.auditing import canaries as canary_rows
-from privacy.auditing.one_run import DEFAULT_CONFIDENCE, MIN_CANARIES, audit_one_run
+from privacy.auditing.one_run import DEFAULT_CONFIDENCE, ESTIMATORS, MIN_CANARIES, audit_one_run
 
 KINDS = ("white-box", "black-box")
 FAULT_CLIP_FACTORS = {"none": 1.0, "clip-2x": 2.0, "clip-4x": 4.0, "no-noise": 1.0}
@@ -63,6 +64,8 @@ class AuditPlan:
       hidden_units: width of the model's hidden layer.
       steps: instead of `epochs` Keras epochs of about N / B steps each, exactly this many Poisson steps in one
         (a DP Trainer's run, whose T comes from its plan); the result then has one entry.
+      estimator: the bound (`privacy.auditing.one_run.ESTIMATORS`); None picks the tightest sound one for the run
+        (`estimator_for`): "f-dp-gaussian" at sampling rate 1 (the run is then mu-GDP), else "f-dp".
     """
 
     kind: str = "white-box"
@@ -77,8 +80,11 @@ class AuditPlan:
     fault: str = "none"
     hidden_units: int = 32
     steps: int | None = None
+    estimator: str | None = None
 
     def __post_init__(self):
+        if self.estimator is not None and self.estimator not in ESTIMATORS:
+            raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {self.estimator!r}")
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if self.fault not in FAULTS:
@@ -129,6 +135,8 @@ class AuditResult:
       final: the `OneRunAudit` of the last epoch, as a dict (Bonferroni over the guess counts).
       final_split: the same scores bounded with ``strategy="split"`` instead (for comparison; the verdict uses
         `final`, chosen before the run).
+      compared: the last epoch's bound (Bonferroni) under each estimator sound for this run (`sound_estimators`), the
+        one of `final` included: the same scores, for comparison only.
       dataset_size: training rows N including the included canaries (the accounted q is B / N). It tells how
         many canaries are included, never which (with fixed_size it is n + m, whatever the bits); the bound does
         not use it (README, "What the audit reveals").
@@ -141,6 +149,7 @@ class AuditResult:
     lower_bound: tuple[float, ...]
     final: dict[str, Any]
     final_split: dict[str, Any]
+    compared: dict[str, float]
     dataset_size: int
     steps: int
     seconds: float
@@ -169,6 +178,7 @@ class AuditResult:
             "lower_bound": list(self.lower_bound),
             "final": self.final,
             "final_split": self.final_split,
+            "compared": self.compared,
             "dataset_size": self.dataset_size,
             "steps": self.steps,
             "seconds": self.seconds,
@@ -215,6 +225,7 @@ def run_dp_sgd_audit(
     if fixed_size and plan.kind != "white-box":
         raise ValueError("fixed_size needs white-box canaries (an excluded one stays as a row without canary id)")
     check_data(plan, x, y, x_pool, fixed_size=fixed_size)
+    estimator = estimator_for(plan, len(y), fixed_size=fixed_size)
     x, y = np.asarray(x, np.float32), np.asarray(y).astype(np.int64).reshape(-1)
     num_classes = int(y.max()) + 1
     if plan.kind == "black-box":
@@ -300,7 +311,11 @@ def run_dp_sgd_audit(
                 plan.delta,
             )
         )  # the declared sigma: what a faulty run still claims
-        audits.append(audit_one_run(last_scores, canaries.included, delta=plan.delta, confidence=plan.confidence))
+        audits.append(
+            audit_one_run(
+                last_scores, canaries.included, delta=plan.delta, confidence=plan.confidence, estimator=estimator
+            )
+        )
         bounds.append(audits[-1].epsilon_lower_bound)
     return AuditResult(
         plan=plan,
@@ -308,8 +323,19 @@ def run_dp_sgd_audit(
         lower_bound=tuple(bounds),
         final=audits[-1].to_dict(),
         final_split=audit_one_run(
-            last_scores, canaries.included, delta=plan.delta, confidence=plan.confidence, strategy="split"
+            last_scores,
+            canaries.included,
+            delta=plan.delta,
+            confidence=plan.confidence,
+            strategy="split",
+            estimator=estimator,
         ).to_dict(),
+        compared={
+            name: audit_one_run(
+                last_scores, canaries.included, delta=plan.delta, confidence=plan.confidence, estimator=name
+            ).epsilon_lower_bound
+            for name in sound_estimators(plan, len(y), fixed_size=fixed_size)
+        },
         dataset_size=len(y_train),
         steps=private_training(model).steps,
         seconds=time.perf_counter() - start,
@@ -324,12 +350,14 @@ def audit_mechanism(
     num_canaries: int,
     confidence: float = DEFAULT_CONFIDENCE,
     fault: str = "none",
+    estimator: str | None = None,
 ) -> AuditResult:
     """White-box one-run audit of the DP-SGD run `mechanism` describes, with `num_canaries` canaries added (see the
     module docstring). An excluded canary's row stays as one more stand-in row (`run_dp_sgd_audit`'s fixed_size), so
     the audited run has N = n + m rows whatever the bits, and the expected batch is B' = round(B N / n): every row is
     sampled at q' = B' / N, the run's rate q = B / n up to rounding, the same for every draw of the bits (the rate,
-    sigma and T fix its epsilon); the claims are recomputed for the audited run itself (q').
+    sigma and T fix its epsilon); the claims are recomputed for the audited run itself (q'). `estimator` is
+    `AuditPlan.estimator`'s: None bounds a full-batch run (B = n, so q' = 1) with "f-dp-gaussian", others with "f-dp".
 
     Raises:
       ValueError: naming the setting, for a run this audit cannot reproduce (not Poisson-sampled with add/remove
@@ -366,6 +394,7 @@ def audit_mechanism(
         confidence=confidence,
         fault=fault,
         hidden_units=1,
+        estimator=estimator,
     )
     return run_dp_sgd_audit(
         plan,
@@ -391,6 +420,7 @@ def check_data(
             f"black-box canaries come from the {0 if x_pool is None else len(x_pool)} held-out "
             f"inputs, got num_canaries={plan.num_canaries}"
         )
+    estimator_for(plan, len(y), fixed_size=fixed_size)
     noises = {plan.noise_multiplier, _run_clip_and_noise(plan)[1]} - {0.0}  # the claim's and the run's own
     for rows in sorted({fewest, len(y) + plan.num_canaries}):
         steps = plan.steps or plan.epochs * max(1, round(rows / plan.batch_size))  # Poisson batches, as fit runs them
@@ -405,6 +435,29 @@ def check_data(
                     f"cannot account this run (noise_multiplier {noise:g}, batch_size "
                     f"{plan.batch_size}, {steps} steps): {err}"
                 ) from None
+
+
+def sound_estimators(plan: AuditPlan, rows: int, *, fixed_size: bool) -> tuple[str, ...]:
+    """The estimators whose bound is sound for the run (see `estimator_for`), in `ESTIMATORS` order."""
+    full_batch = fixed_size and plan.batch_size == rows + plan.num_canaries
+    return tuple(name for name in ESTIMATORS if full_batch or name != "f-dp-gaussian")
+
+
+def estimator_for(plan: AuditPlan, rows: int, *, fixed_size: bool) -> str:
+    """The estimator the run's bound uses: plan.estimator, or where None "f-dp-gaussian" when every row is in every
+    step (fixed_size and batch_size = rows + canaries: sampling rate 1, so the run is mu-GDP with mu = sqrt(T) /
+    sigma per canary) and "f-dp" otherwise (sound for any (eps, delta) claim). Refuses "f-dp-gaussian" for a
+    subsampled run, which is not mu-GDP at its epsilon's mu (ValueError naming the setting)."""
+    sound = sound_estimators(plan, rows, fixed_size=fixed_size)
+    if plan.estimator is None:
+        return "f-dp-gaussian" if "f-dp-gaussian" in sound else "f-dp"
+    if plan.estimator not in sound:
+        raise ValueError(
+            "estimator f-dp-gaussian bounds a mu-GDP run: it needs sampling rate 1 (every row in every step, "
+            f"batch_size = all {rows + plan.num_canaries} rows with a fixed-size audit), got batch_size "
+            f"{plan.batch_size}{'' if fixed_size else ' with a data size that depends on the canary bits'}"
+        )
+    return plan.estimator
 
 
 def _run_clip_and_noise(plan: AuditPlan) -> tuple[float, float]:

@@ -23,6 +23,11 @@ without peeking, by one of two strategies (`THRESHOLD_STRATEGIES`):
   the best bound on that half; the bound is then computed at level 1 - c on the other half alone, whose bits
   played no part in the choice.
 
+The same game is bounded by one of `ESTIMATORS`: ``"counting"`` is the Theorem 3 bound above (sound for any
+(eps, delta) claim); ``"f-dp"`` and ``"f-dp-gaussian"`` are the f-DP bounds of `privacy.auditing.f_dp_one_run`
+(Mahloujifar, Melis & Chaudhuri 2024) with the (eps, delta) trade-off (sound for any (eps, delta) claim) and with
+the mu-GDP trade-off (sound only for a run that is mu-GDP: the Gaussian mechanism, DP-SGD at sampling rate 1).
+
 A lower bound is evidence, never proof: a bound far below the claimed epsilon says this attack found no
 violation, not that the claim holds; a bound above the claim says (at the stated confidence) the claim is false.
 """
@@ -37,7 +42,12 @@ import numpy as np
 from scipy import special, stats
 
 from privacy import validation
+from privacy.auditing import f_dp_one_run
 
+ESTIMATORS = ("counting", "f-dp", "f-dp-gaussian")
+"""How the guesses are turned into a bound (module docstring); the f-DP family each "f-dp*" name uses is in
+`_FAMILIES`."""
+_FAMILIES = {"f-dp": "eps-delta", "f-dp-gaussian": "gaussian"}
 THRESHOLD_STRATEGIES = ("bonferroni", "split")
 DEFAULT_CONFIDENCE = 0.95
 EPSILON_RESOLUTION = 0.01
@@ -102,6 +112,16 @@ def epsilon_lower_bound(m: int, r: int, v: int, *, delta: float, alpha: float) -
     return _EPSILON_CEILING
 
 
+def estimator_bound(estimator: str, m: int, r: int, v: int, *, delta: float, alpha: float) -> float:
+    """The bound on epsilon at `delta` from v correct of r guesses among m canaries at level alpha, by `estimator`
+    (one of `ESTIMATORS`), in nats rounded down to 0.01."""
+    if estimator == "counting":
+        return epsilon_lower_bound(m, r, v, delta=delta, alpha=alpha)
+    if estimator not in _FAMILIES:
+        raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
+    return f_dp_one_run.epsilon_lower_bound(m, r, v, family=_FAMILIES[estimator], delta=delta, alpha=alpha)
+
+
 def guess_counts(m: int) -> tuple[tuple[int, int], ...]:
     """The fixed (k+, k-) pairs tried for m canaries: total guesses r = m, m/2, m/4, ... down to
     `MIN_GUESSES` (or m if fewer), each split one-sided (r, 0) and two-sided (r - r // 2, r // 2).
@@ -117,13 +137,15 @@ def guess_counts(m: int) -> tuple[tuple[int, int], ...]:
     return tuple(pairs)
 
 
-def largest_bound(m: int, *, delta: float, confidence: float = DEFAULT_CONFIDENCE) -> float:
+def largest_bound(
+    m: int, *, delta: float, confidence: float = DEFAULT_CONFIDENCE, estimator: str = "counting"
+) -> float:
     """The largest bound a Bonferroni audit of m canaries can report: every guess right, at every pair of
     `guess_counts` (a noiseless, perfectly separating run). A claim above it cannot be refuted with m canaries
     at this delta, whatever the run does (the delta term grows with m delta)."""
     pairs = guess_counts(m)
     return max(
-        epsilon_lower_bound(m, r, r, delta=delta, alpha=(1 - confidence) / len(pairs))
+        estimator_bound(estimator, m, r, r, delta=delta, alpha=(1 - confidence) / len(pairs))
         for r in sorted({k_in + k_out for k_in, k_out in pairs})
     )
 
@@ -145,6 +167,7 @@ class OneRunAudit:
       guesses_out: k-, the lowest scores guessed "out".
       strategy: how (k+, k-) was chosen without peeking (one of `THRESHOLD_STRATEGIES`).
       pairs_tried: number of (k+, k-) pairs the level was divided among (1 for "split").
+      estimator: which bound (one of `ESTIMATORS`).
     """
 
     epsilon_lower_bound: float
@@ -157,6 +180,7 @@ class OneRunAudit:
     guesses_out: int
     strategy: str
     pairs_tried: int
+    estimator: str = "counting"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -169,6 +193,7 @@ def audit_one_run(
     delta: float,
     confidence: float = DEFAULT_CONFIDENCE,
     strategy: str = "bonferroni",
+    estimator: str = "counting",
 ) -> OneRunAudit:
     """The one-run lower bound on epsilon from per-canary scores and the secret inclusion bits.
 
@@ -177,9 +202,10 @@ def audit_one_run(
         model update's component along the canary's gradient). Ties are broken by canary index, which is
         independent of the bits.
       included: the secret bit of each canary (True = it was in the training data, drawn with probability 1/2).
-      delta: the delta of the claim under test, in [0, 1).
+      delta: the delta of the claim under test, in [0, 1) ((0, 1) for "f-dp-gaussian").
       confidence: in (0, 1), e.g. 0.95.
       strategy: "bonferroni" or "split" (see the module docstring).
+      estimator: one of `ESTIMATORS` ("f-dp-gaussian" only for a run that is mu-GDP).
 
     Raises:
       ValueError: naming the bad argument.
@@ -199,12 +225,23 @@ def audit_one_run(
     validation.probability("confidence", confidence)
     if strategy not in THRESHOLD_STRATEGIES:
         raise ValueError(f"strategy must be one of {', '.join(THRESHOLD_STRATEGIES)}, got {strategy!r}")
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
+    if estimator == "f-dp-gaussian" and delta == 0:
+        raise ValueError("delta: estimator f-dp-gaussian needs delta > 0 (mu-GDP is (eps, 0)-DP for no finite eps)")
     bits = bits.astype(bool)
     alpha = 1 - confidence
     if strategy == "bonferroni":
         pairs = guess_counts(score_array.size)
         return _best(
-            score_array, bits, pairs, delta=delta, alpha=alpha / len(pairs), confidence=confidence, strategy=strategy
+            score_array,
+            bits,
+            pairs,
+            delta=delta,
+            alpha=alpha / len(pairs),
+            confidence=confidence,
+            strategy=strategy,
+            estimator=estimator,
         )
     if score_array.size < 2:
         raise ValueError("strategy 'split' needs at least 2 canaries")
@@ -218,13 +255,21 @@ def audit_one_run(
         alpha=alpha,
         confidence=confidence,
         strategy=strategy,
+        estimator=estimator,
     )
     # The fractions chosen on one half, applied to the other half.
     scale = measure.size / choose.size
     pair = (int(round(chosen.guesses_in * scale)), int(round(chosen.guesses_out * scale)))
     pair = (min(pair[0], measure.size), min(pair[1], measure.size - min(pair[0], measure.size)))
     return _best(
-        score_array[measure], bits[measure], (pair,), delta=delta, alpha=alpha, confidence=confidence, strategy=strategy
+        score_array[measure],
+        bits[measure],
+        (pair,),
+        delta=delta,
+        alpha=alpha,
+        confidence=confidence,
+        strategy=strategy,
+        estimator=estimator,
     )
 
 
@@ -237,6 +282,7 @@ def _best(
     alpha: float,
     confidence: float,
     strategy: str,
+    estimator: str,
 ) -> OneRunAudit:
     m = scores.size
     order = np.lexsort((np.arange(m), -scores))  # highest score first; ties by index
@@ -250,11 +296,12 @@ def _best(
         v = int(correct_in[k_in] + correct_out[k_out])
         if (
             best is not None
+            and estimator == "counting"
             and delta > 0
             and epsilon_lower_bound(m, k_in + k_out, v, delta=0.0, alpha=alpha) <= best[0]
         ):
             continue  # the delta term only lowers the bound: this pair cannot beat the best (a shortcut)
-        bound = epsilon_lower_bound(m, k_in + k_out, v, delta=delta, alpha=alpha)
+        bound = estimator_bound(estimator, m, k_in + k_out, v, delta=delta, alpha=alpha)
         if best is None or bound > best[0]:
             best = (bound, k_in, k_out, v)
     bound, k_in, k_out, v = best
@@ -269,6 +316,7 @@ def _best(
         guesses_out=k_out,
         strategy=strategy,
         pairs_tried=len(pairs),
+        estimator=estimator,
     )
 
 

@@ -4,12 +4,13 @@ against the epsilon ppml claims for that run.
 `audit_check` re-runs the training mechanism of the model's DP-SGD ledger (its n rows, sampling rate, C, sigma and T
 Poisson steps, through `privacy.keras.make_private`: `privacy.auditing.dp_sgd_audit.audit_mechanism`) with white-box
 canaries, each included with probability 1/2 by OS CSPRNG bits, the noise CSPRNG-seeded. It bounds epsilon from
-below at the ledger's accountant delta (the delta its training part's epsilon is stated at: the artifact's delta
-less the preprocessing's additive delta; one run, 95 %), recomputes the epsilons ppml's accountants claim for that
-canary-augmented run (N = n + m rows: an excluded canary stays as a stand-in row, so no row's sampling rate
-depends on the bits) and passes when the bound is at most the smallest of them; a
-bound above it is "accounting inconsistent" and the gate blesses nothing. A run it cannot reproduce or account
-fails closed. The audited model is trained in memory and discarded: the canaries never reach the pushed model.
+below (the f-DP bound, `dp_sgd_audit.estimator_for`) at the ledger's accountant delta (the delta its training
+part's epsilon is stated at: the artifact's delta less the preprocessing's additive delta; one run, 95 %),
+recomputes the epsilons ppml's accountants claim for that canary-augmented run (N = n + m rows: an excluded canary
+stays as a stand-in row, so no row's sampling rate depends on the bits) and passes when the bound is at most the
+smallest of them; a bound above it is "accounting inconsistent" and the gate blesses nothing. A run it cannot
+reproduce or account fails closed. The audited model is trained in memory and discarded: the canaries never reach
+the pushed model.
 
 What it publishes (the bound, its guess counts, N) is a function of the ledger's settings and fresh CSPRNG
 randomness, never of a record's values (stand-in rows: see `audit_mechanism`); N does not depend on the bits. So it
@@ -51,7 +52,8 @@ def audit_check(
             f"cannot be checked is not blessed"
         ), None
     bound, claim, accountant = result.lower_bound[-1], result.claimed_epsilon[-1], result.claim_accountant
-    ceiling = largest_bound(num_canaries, delta=delta, confidence=DEFAULT_CONFIDENCE)
+    estimator = result.final["estimator"]
+    ceiling = largest_bound(num_canaries, delta=delta, confidence=DEFAULT_CONFIDENCE, estimator=estimator)
     figures = {
         "lower_bound": bound,
         "claimed_epsilon": claim,
@@ -70,7 +72,8 @@ def audit_check(
         "violated": result.violated,
     }
     context = (
-        f"one-run lower bound at {DEFAULT_CONFIDENCE:.0%} confidence from {num_canaries} white-box canaries vs "
+        f"one-run {estimator} lower bound at {DEFAULT_CONFIDENCE:.0%} confidence from {num_canaries} white-box "
+        f"canaries vs "
         f"the {accountant.upper()} epsilon of the same training run with its canaries (N = "
         f"{result.dataset_size}, expected batch {result.plan.batch_size} to keep q, delta {delta:g}); "
         f"with these canaries no bound can exceed {ceiling:g}"

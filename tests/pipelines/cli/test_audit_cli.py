@@ -29,6 +29,9 @@ def test_json_claim_matches_dp_accounting_and_the_bound_is_below_it(tmp_path):
     assert data["claimed_epsilon"][-1] == pytest.approx(pld, rel=1e-6)  # the smallest epsilon ppml reports
     assert len(data["lower_bound"]) == 2 and data["final"]["num_canaries"] == 200
     assert data["final_split"]["num_canaries"] == 100
+    assert data["final"]["estimator"] == data["final_split"]["estimator"] == "f-dp"  # a subsampled run's default
+    assert set(data["compared"]) == {"counting", "f-dp"}  # f-dp-gaussian is not sound for a subsampled run
+    assert data["compared"]["f-dp"] == data["lower_bound"][-1]
     assert data["lower_bound"][-1] <= data["claimed_epsilon"][-1] and data["violated"] is False
     assert "included" not in result.output  # the secret bits never leave the run
     assert plot.stat().st_size > 1000
@@ -64,6 +67,8 @@ def test_text_report_names_claim_bound_and_verdict():
         (["--noise-multiplier", "nan"], "must be a finite number > 0, got nan"),
         (["--plot", "audit.txt"], "must end in"),
         (["--fault", "clip-3x"], "--fault"),
+        (["--estimator", "fdp"], "--estimator"),
+        (["--estimator", "f-dp-gaussian"], "estimator f-dp-gaussian bounds a mu-GDP run: it needs sampling rate 1"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message):

@@ -194,6 +194,7 @@ def test_the_verdict_tests_the_smallest_epsilon_ppml_reports():
         lower_bound=(0.5, 1.0),
         final={},
         final_split={},
+        compared={},
         dataset_size=2347,
         steps=10,
         seconds=1.0,

@@ -224,3 +224,9 @@ def test_largest_bound_is_what_a_perfect_attack_reaches_and_nothing_exceeds_it(m
 def test_the_delta_term_caps_the_pipelines_audit_at_the_readmes_values():
     assert largest_bound(1000, delta=1e-3) < 0.25 < 1.6 < largest_bound(32, delta=1e-3) < 1.7
     assert largest_bound(1000, delta=1e-5) > 5
+
+
+def test_the_f_dp_bound_keeps_its_ceiling_at_a_large_delta_as_the_readme_says():
+    """The f-DP bound's delta enters once per canary, not m times: at delta 1e-3 its ceiling stays high."""
+    assert largest_bound(1000, delta=1e-3, estimator="f-dp") == pytest.approx(5.15, abs=0.005)
+    assert largest_bound(32, delta=1e-3, estimator="f-dp") == pytest.approx(1.89, abs=0.005)
