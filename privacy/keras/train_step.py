@@ -9,9 +9,9 @@ per-example gradient norms and the sum of clipped gradients. Then:
 with B the *expected* (public) batch size, never the realised one, and the noise added once for the
 global batch. With ``num_microbatches = M`` the clipped units are M equal slices of the batch, each
 contributing (M / B) * sum of its examples' gradients, and the division is by M. Padding examples
-(weight 0) contribute nothing; outside XLA most of them are left out before the forward pass, so a step
-costs what its realised batch costs. Everything here is traced into the model's `train_function`, and
-compiles with XLA when the layers do.
+(weight 0) contribute nothing; with ``skip_padding`` most of them are left out before the forward pass outside
+XLA, so a step costs what its realised batch costs (and its duration follows the realised batch size).
+Everything here is traced into the model's `train_function`, and compiles with XLA when the layers do.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from privacy.keras.masking import select_rows
 from privacy.keras.params import DPConfigurationError
 
 PADDED_ROWS_MULTIPLE = 32
-"""Outside XLA a step drops the padding of its batch down to a multiple of this many rows (`_without_padding`)."""
+"""With ``skip_padding``, outside XLA a step drops its batch's padding down to a multiple of this many rows."""
 
 
 def dp_train_step(model, private, data):
@@ -37,7 +37,12 @@ def dp_train_step(model, private, data):
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     expected_batch = private.global_expected_batch_size(x, replicas)
     weights = _weights(x, sample_weight)
-    if sample_weight is not None and params.num_microbatches is None and not compat.in_xla_context():
+    if (
+        private.skip_padding
+        and sample_weight is not None
+        and params.num_microbatches is None
+        and not compat.in_xla_context()
+    ):
         x, y, weights = _without_padding(x, y, weights)
     clipped = clipped_gradient_sum(
         model, private.units(model), x, y, weights, params, expected_batch_size=expected_batch, replicas=replicas

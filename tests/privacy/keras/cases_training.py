@@ -396,8 +396,8 @@ def case_empty_poisson_batches_still_step_and_count():
 
 
 def case_padding_left_out_without_xla_steps_like_every_row_under_xla():
-    """Outside XLA a step leaves most of a Poisson batch's padding (weight 0) out, `train_step._without_padding`;
-    under XLA it computes on every padded row. On the same batches, with a binding clip, real examples of
+    """With ``skip_padding`` a step outside XLA leaves most of a Poisson batch's padding (weight 0) out
+    (`train_step._without_padding`); under XLA it computes on every padded row. On the same batches, with a binding clip, real examples of
     weight 0 and of weight NaN, both take the same steps and drop the same examples."""
     n = 100
     x, y = _data(n=n)
@@ -406,7 +406,13 @@ def case_padding_left_out_without_xla_steps_like_every_row_under_xla():
     results = []
     for jit_compile in (False, True):
         model = make_private(
-            _mlp(), l2_norm_clip=0.05, noise_multiplier=0.0, expected_batch_size=20, dataset_size=n, seed=0
+            _mlp(),
+            l2_norm_clip=0.05,
+            noise_multiplier=0.0,
+            expected_batch_size=20,
+            dataset_size=n,
+            seed=0,
+            skip_padding=not jit_compile,
         )
         model.compile(optimizer=_sgd(0.5), loss=_scce(), jit_compile=jit_compile)
         batches = poisson_batches((x, y, weights), dataset_size=n, expected_batch_size=20, seed=7)
