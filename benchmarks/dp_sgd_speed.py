@@ -15,7 +15,8 @@ wall time when other jobs share the cores). Rows:
   examples given to `fit` as arrays (gathered in place) and as a tf.data.Dataset (read into memory): what a
   real private run pays; "data MB" is the size of those examples, which the process holds either way;
 * ppml with truncated Poisson batches from arrays (``truncated_batch_size='default'``: B + 4 standard
-  deviations, 320 rows);
+  deviations, 320 rows); the arrays' Poisson and truncated rows also with ``skip_padding=True`` (the padding
+  left out of each step);
 * TF Privacy 0.9.0 `DPModel` (XLA) in tf-keras mode, with its layer registry (ghost norms; Dense only,
   so MLP only) and without (vectorized per-example gradients), beside non-private tf-keras in the same
   Python 3.11 environment, which TF Privacy needs (see benchmarks/README.md).
@@ -146,6 +147,7 @@ def worker(spec: dict) -> dict:
                     expected_batch_size=BATCH,
                     dataset_size=n,
                     truncated_batch_size="default" if spec.get("truncated") else None,
+                    skip_padding=bool(spec.get("skip_padding")),
                 )
             else:
                 make_private(
@@ -243,10 +245,25 @@ def configurations(models, tf_privacy_python):
             )
         yield (
             model,
-            "ppml (keras3, truncated Poisson)",
+            "ppml (keras3, Poisson from arrays, skip padding)",
             sys.executable,
-            dict(model=model, method="ppml", flavour="keras3", xla=False, poisson="arrays", truncated=True),
+            dict(model=model, method="ppml", flavour="keras3", xla=False, poisson="arrays", skip_padding=True),
         )
+        for skip in (False, True):
+            yield (
+                model,
+                "ppml (keras3, truncated Poisson" + (", skip padding)" if skip else ")"),
+                sys.executable,
+                dict(
+                    model=model,
+                    method="ppml",
+                    flavour="keras3",
+                    xla=False,
+                    poisson="arrays",
+                    truncated=True,
+                    skip_padding=skip,
+                ),
+            )
         if tf_privacy_python:
             yield (
                 model,

@@ -40,6 +40,14 @@ def _group(tensor, units, merge_positions: bool):
     return tf.reduce_sum(tf.reshape(tensor, [units, -1, *rest]), axis=1)
 
 
+def ghost_is_cheaper(positions, d_in, d_out) -> bool:
+    """Whether ghost norms, O(T^2 (d_in + d_out)), cost less than materialising A^T G, O(T d_in d_out), per unit
+    (True when a size is unknown at trace time)."""
+    if positions is None or d_in is None or d_out is None:
+        return True
+    return positions * positions * (d_in + d_out) < positions * d_in * d_out
+
+
 class OuterProduct:
     """grad_u = A_u^T G_u with A: (U, T, d_in), G: (U, T, d_out); ``to_variable`` maps (d_in, d_out) to the variable."""
 
@@ -53,10 +61,7 @@ class OuterProduct:
         return OuterProduct(_group(self.a, units, True), _group(self.g, units, True), self.to_variable)
 
     def _use_ghost(self) -> bool:
-        t, d_in, d_out = self.a.shape[1], self.a.shape[2], self.g.shape[2]
-        if t is None or d_in is None or d_out is None:
-            return True
-        return t * t * (d_in + d_out) < t * d_in * d_out
+        return ghost_is_cheaper(self.a.shape[1], self.a.shape[2], self.g.shape[2])
 
     def squared_norms(self):
         if self._use_ghost():

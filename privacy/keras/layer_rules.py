@@ -19,7 +19,7 @@ from typing import Callable
 import tensorflow as tf
 
 from privacy.keras import compat
-from privacy.keras.factors import EmbeddingRows, OuterProduct, PerExample, dim
+from privacy.keras.factors import EmbeddingRows, OuterProduct, PerExample, dim, ghost_is_cheaper
 from privacy.keras.recording import Call
 
 
@@ -174,7 +174,12 @@ class EmbeddingRule(LayerRule):
 
 
 class ConvRule(LayerRule):
-    """Conv1D / Conv2D (channels_last, groups=1): the kernel gradient is patches^T G."""
+    """Conv1D / Conv2D (channels_last, groups=1): the kernel gradient is patches^T G.
+
+    Where materialising per-example kernel gradients beats ghost norms (`ghost_is_cheaper`) and the
+    output gradient tiled over the input channels is smaller than the patches (filters < kernel
+    positions), they come from one depthwise filter-gradient op instead of patches (`_per_example_by_depthwise`).
+    """
 
     def applies(self, layer):
         layers = compat.keras_of(layer).layers
@@ -187,9 +192,12 @@ class ConvRule(LayerRule):
 
     def call_factors(self, layer, kept, grad):
         kernel = layer.kernel
-        patches = _patches(layer, kept["inputs"])
         g = _positions(grad, kernel.shape[-1])
-        out = {id(kernel): OuterProduct(patches, g, lambda m: tf.reshape(m, kernel.shape))}
+        if _depthwise_is_cheaper(layer, kept["inputs"], grad):
+            out = {id(kernel): PerExample(_per_example_by_depthwise(layer, kept["inputs"], grad))}
+        else:
+            patches = _patches(layer, kept["inputs"])
+            out = {id(kernel): OuterProduct(patches, g, lambda m: tf.reshape(m, kernel.shape))}
         if layer.bias is not None:
             out[id(layer.bias)] = PerExample(tf.reduce_sum(g, 1))
         return out
@@ -215,6 +223,66 @@ class DepthwiseConv2DRule(LayerRule):
         if layer.bias is not None:
             out[id(layer.bias)] = PerExample(tf.reduce_sum(_positions(grad, channels * multiplier), 1))
         return out
+
+
+def _depthwise_is_cheaper(layer, inputs, grad) -> bool:
+    """Whether ConvRule should materialise per-example gradients with `_per_example_by_depthwise`: outside XLA
+    (which fuses sliced patches instead), for equal strides in both spatial dimensions and no dilation (what
+    TensorFlow's depthwise filter gradient supports), static spatial shapes, materialising cheaper than ghost
+    norms, and fewer filters than kernel positions (the tiled output gradient, B T C_in C_out values, is smaller
+    than the patches, B T k C_in)."""
+    kernel = layer.kernel
+    *size, channels, filters = kernel.shape
+    positions, window = 1, 1
+    for d in grad.shape[1:-1]:
+        positions = None if d is None or positions is None else positions * d
+    for k in size:
+        window *= k
+    strides = (1, *layer.strides) if len(size) == 1 else tuple(layer.strides)
+    return (
+        not compat.in_xla_context()
+        and None not in inputs.shape[1:]
+        and len(set(strides)) == 1
+        and set(layer.dilation_rate) == {1}
+        and filters < window
+        and not ghost_is_cheaper(positions, window * channels, filters)
+    )
+
+
+def _per_example_by_depthwise(layer, inputs, grad):
+    """(b, *kernel.shape) per-example kernel gradients of a Conv1D/Conv2D without patches.
+
+    Example b's input channels become channels b * C_in + c of one image, and its output gradient, tiled over
+    c, channels (b * C_in + c) * C_out + o; the gradient of a depthwise convolution with multiplier C_out of
+    that image is then every example's kernel gradient (Rochette et al. 2019, "Efficient per-example gradient
+    computations in convolutional neural networks"), in one op that needs neither patches nor a loop.
+    """
+    kernel = layer.kernel
+    *size, channels, filters = kernel.shape
+    x = tf.cast(tf.stop_gradient(inputs), grad.dtype)
+    padding = layer.padding.upper()
+    if padding == "CAUSAL":  # no dilation here: pad k - 1 on the left
+        x = tf.pad(x, [[0, 0], [size[0] - 1, 0], [0, 0]])
+        padding = "VALID"
+    if len(size) == 1:
+        x, grad, size = x[:, None], grad[:, None], [1, *size]
+    batch = dim(x)
+    height, width = x.shape[1], x.shape[2]
+    out_height, out_width = grad.shape[1], grad.shape[2]
+    image = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [1, height, width, -1])
+    tiled = tf.broadcast_to(
+        tf.transpose(grad, [1, 2, 0, 3])[:, :, :, None, :], [out_height, out_width, batch, channels, filters]
+    )
+    stride = layer.strides[0]
+    per_channel = tf.nn.depthwise_conv2d_backprop_filter(
+        image,
+        tf.stack([*size, batch * channels, filters]),
+        tf.reshape(tiled, [1, out_height, out_width, -1]),
+        [1, stride, stride, 1],
+        padding,
+    )
+    per_example = tf.transpose(tf.reshape(per_channel, [*size, batch, channels, filters]), [2, 0, 1, 3, 4])
+    return tf.reshape(per_example, [batch, *kernel.shape])
 
 
 def _depthwise_kernel(layer):

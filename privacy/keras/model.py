@@ -71,6 +71,7 @@ def make_private(
     seed: int | None = None,
     secure_noise: bool = False,
     truncated_batch_size: int | str | None = None,
+    skip_padding: bool = False,
 ):
     """Makes ``model`` train with DP-SGD through its ordinary `compile` and `fit`; returns ``model``.
 
@@ -120,6 +121,10 @@ def make_private(
         Accounted with `TruncatedSubsampledGaussianDpEvent` (PLD only; per-example clipping only); the batches
         cut are counted (`PrivateTraining.truncated_batches`, the report). A `poisson_batches` dataset brings its
         own.
+      skip_padding: outside XLA, leave a batch's padding rows (weight 0) out before the forward pass, down to a
+        multiple of 32 rows, so that a Poisson step costs what its realised batch costs. The model and the
+        accounting are the same; but a step's duration (and Keras' ms/step in logs) then follows the batch size
+        drawn, which epsilon does not cover. Default False: every step computes the whole padded batch.
 
     Returns:
       ``model`` itself, now private. `private_training(model)` gives its `PrivateTraining` (budget,
@@ -174,6 +179,7 @@ def make_private(
         seed=seed,
         secure_noise=secure_noise,
         truncated_batch_size=truncated_batch_size,
+        skip_padding=skip_padding,
     )
     attach(model, private)
     object.__setattr__(model, "train_step", types.MethodType(_train_step, model))

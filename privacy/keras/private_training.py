@@ -84,8 +84,12 @@ class PrivateTraining:
         seed: int | None,
         secure_noise: bool,
         truncated_batch_size: int | str | None = None,
+        skip_padding: bool = False,
     ):
         self.params = params
+        if not isinstance(skip_padding, bool):
+            raise DPConfigurationError(f"skip_padding must be True or False, got {skip_padding!r}")
+        self.skip_padding = skip_padding
         self.expected_batch_size = _positive_or_none("expected_batch_size", expected_batch_size)
         microbatches = params.num_microbatches if params is not None else None
         if microbatches and self.expected_batch_size is not None and microbatches > self.expected_batch_size:

@@ -9,8 +9,9 @@ per-example gradient norms and the sum of clipped gradients. Then:
 with B the *expected* (public) batch size, never the realised one, and the noise added once for the
 global batch. With ``num_microbatches = M`` the clipped units are M equal slices of the batch, each
 contributing (M / B) * sum of its examples' gradients, and the division is by M. Padding examples
-(weight 0) contribute nothing. Everything here is traced into the model's `train_function`, and
-compiles with XLA when the layers do.
+(weight 0) contribute nothing; with ``skip_padding`` most of them are left out before the forward pass outside
+XLA, so a step costs what its realised batch costs (and its duration follows the realised batch size).
+Everything here is traced into the model's `train_function`, and compiles with XLA when the layers do.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from privacy.keras.factors import dim
 from privacy.keras.masking import select_rows
 from privacy.keras.params import DPConfigurationError
 
+PADDED_ROWS_MULTIPLE = 32
+"""With ``skip_padding``, outside XLA a step drops its batch's padding down to a multiple of this many rows."""
+
 
 def dp_train_step(model, private, data):
     """Runs one DP-SGD step of ``model`` under ``private`` (a `PrivateTraining`); returns the logs."""
@@ -33,6 +37,13 @@ def dp_train_step(model, private, data):
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     expected_batch = private.global_expected_batch_size(x, replicas)
     weights = _weights(x, sample_weight)
+    if (
+        private.skip_padding
+        and sample_weight is not None
+        and params.num_microbatches is None
+        and not compat.in_xla_context()
+    ):
+        x, y, weights = _without_padding(x, y, weights)
     clipped = clipped_gradient_sum(
         model, private.units(model), x, y, weights, params, expected_batch_size=expected_batch, replicas=replicas
     )
@@ -239,6 +250,27 @@ def _weights(x, sample_weight):
     if weights.shape.rank != 1:
         raise DPConfigurationError(f"sample weights must have one value per example, got shape {weights.shape}")
     return weights
+
+
+def _without_padding(x, y, weights):
+    """The rows of weight != 0 (NaN included, to be counted as dropped), in order, then rows of weight 0 up to
+    the next multiple of `PADDED_ROWS_MULTIPLE` (at most the batch; so an empty batch still runs).
+
+    Rows of weight 0 (the padding of Poisson batches) contribute exactly 0 to the clipped sum, the loss and
+    the metrics, so leaving them out changes no result, only the work, which then follows the realised batch
+    size instead of the padded one; the multiple keeps the number of distinct shapes the kernels see small.
+    Not under XLA (static shapes) nor with microbatches (contiguous slices of the padded batch).
+    """
+    padding = tf.cast(tf.equal(weights, 0.0), tf.int32)
+    real = tf.size(weights) - tf.reduce_sum(padding)
+    multiple = PADDED_ROWS_MULTIPLE
+    size = tf.minimum(tf.size(weights), tf.maximum(1, (real + multiple - 1) // multiple) * multiple)
+    rows = tf.argsort(padding, stable=True)[:size]
+
+    def take(t):
+        return tf.gather(t, rows)
+
+    return tf.nest.map_structure(take, x), None if y is None else tf.nest.map_structure(take, y), take(weights)
 
 
 def _local_microbatches(microbatches, replicas, x):

@@ -1,13 +1,14 @@
 """Mixed ghost clipping cases: per layer kind, the clipped sum at a binding clip against a naive per-example one.
 
 `OuterProduct` decides once per layer, at trace time, between the ghost norm (cost T^2 (d_in + d_out) in the
-T positions) and the materialised per-example gradient (T d_in d_out) (Bu et al. 2022). Each layer kind runs
-here with shapes on both sides of that cost model, so both branches are checked, without and with XLA (whose
-convolutions slice their patches instead of extracting them) on both Keras flavours. The exception: recurrent
-layers, whose per-example gradients (the vectorized fallback through the RNN loop) fail to trace under XLA here
-on both flavours (tf2xla: UnimplementedError), are checked without XLA; `fit` with XLA is checked against `fit`
-without it instead (Keras 3 trains such a model without XLA; tf-keras compiles it). The reference clips
-`tf.GradientTape.jacobian`'s per-example gradients one by one, never going through the layer rules.
+T positions) and the materialised per-example gradient (T d_in d_out) (Bu et al. 2022); a convolution that
+materialises does so without patches where `ConvRule` finds that cheaper (one depthwise filter-gradient op).
+Each layer kind runs here with shapes on both sides of those choices, so every branch is checked, without and
+with XLA (whose convolutions slice their patches instead of extracting them) on both Keras flavours. The
+exception: recurrent layers, whose per-example gradients (the vectorized fallback through the RNN loop) fail to
+trace under XLA here on both flavours (tf2xla: UnimplementedError), are checked without XLA; `fit` with XLA is
+checked against `fit` without it instead (Keras 3 trains such a model without XLA; tf-keras compiles it). The
+reference clips `tf.GradientTape.jacobian`'s per-example gradients one by one, never going through the layer rules.
 """
 
 import warnings
@@ -55,9 +56,12 @@ def _cases():
         ("EinsumDense, ghost", (2, 64), "float32", L.EinsumDense("abc,cd->abd", (2, 64), bias_axes="d"), True),
         ("EinsumDense, per-example", (16, 3), "float32", L.EinsumDense("abc,cd->abd", (16, 2), bias_axes="d"), True),
         ("Conv1D, ghost", (8, 24), "float32", L.Conv1D(16, 3, strides=2, padding="same"), True),  # T 4, d_in 72
-        ("Conv1D, per-example", (64, 3), "float32", L.Conv1D(2, 3, padding="same", activation="relu"), True),
+        ("Conv1D, per-example, depthwise", (64, 3), "float32", L.Conv1D(2, 3, padding="same", activation="relu"), True),
+        ("Conv1D, per-example, causal depthwise", (64, 3), "float32", L.Conv1D(2, 3, padding="causal"), True),
+        ("Conv1D, per-example, patches", (64, 3), "float32", L.Conv1D(2, 3, strides=2, padding="same"), True),
         ("Conv2D, ghost", (4, 4, 8), "float32", L.Conv2D(16, 3, strides=2, padding="same"), True),
-        ("Conv2D, per-example", (8, 8, 1), "float32", L.Conv2D(2, 3, padding="same", activation="relu"), True),
+        ("Conv2D, per-example, depthwise", (8, 8, 2), "float32", L.Conv2D(3, 3, strides=2, padding="same"), True),
+        ("Conv2D, per-example, patches", (8, 8, 1), "float32", L.Conv2D(16, 2, padding="same"), True),
         ("DepthwiseConv2D", (6, 6, 3), "float32", L.DepthwiseConv2D(3, depth_multiplier=2, padding="same"), True),
         ("Embedding", (7,), "int32", L.Embedding(4, 3), True),
         ("LayerNormalization", (3, 4), "float32", L.LayerNormalization(), True),
@@ -80,18 +84,26 @@ def _naive_clipped_sum(model, x, y, clip):
 
 
 def _traced(step, x, y):
-    """``step(x, y, ones)`` and the (positions, ghost?) decisions `OuterProduct` took while it was traced."""
-    decisions, decide = [], factors.OuterProduct._use_ghost
+    """``step(x, y, ones)`` and the decisions taken while it was traced: (T > 1 positions?, ghost?) for each
+    `OuterProduct`, and "depthwise" for each convolution whose per-example gradients `ConvRule` materialised
+    without patches."""
+    decisions, decide, depthwise = [], factors.OuterProduct._use_ghost, layer_rules._per_example_by_depthwise
 
     def spy(self):
-        decisions.append((self.a.shape[1], decide(self)))
+        decisions.append((self.a.shape[1] > 1, decide(self)))
         return decisions[-1][1]
 
+    def depthwise_spy(*args):
+        decisions.append("depthwise")
+        return depthwise(*args)
+
     factors.OuterProduct._use_ghost = spy
+    layer_rules._per_example_by_depthwise = depthwise_spy
     try:
         return step(x, y, tf.ones([BATCH])), decisions
     finally:
         factors.OuterProduct._use_ghost = decide
+        layer_rules._per_example_by_depthwise = depthwise
 
 
 def _model(shape, dtype, layer):
@@ -125,9 +137,13 @@ def case_clipped_sum_equals_naive_per_example_clipping_per_layer_kind():
             )
             got, decisions = _traced(step, x, y)
             if "ghost" in name:  # the layer's (T > 1 positions; the output Dense has one)
-                assert any(t > 1 and ghost for t, ghost in decisions), (name, decisions)
+                assert (True, True) in decisions, (name, decisions)
             if "per-example" in name:
-                assert any(not ghost for _, ghost in decisions), (name, decisions)
+                assert (True, False) in decisions or "depthwise" in decisions, (name, decisions)
+            if "depthwise" in name:  # outside XLA; under XLA the convolution's patches are sliced and materialised
+                assert ("depthwise" in decisions) != jit_compile, (name, jit_compile, decisions)
+            if "patches" in name:
+                assert "depthwise" not in decisions, (name, decisions)
             np.testing.assert_allclose(got.norms.numpy(), norms, rtol=1e-4, err_msg=f"{name}, XLA {jit_compile}")
             for g, w in zip(got.sums, want):
                 np.testing.assert_allclose(g.numpy(), w, rtol=1e-4, atol=1e-5, err_msg=f"{name}, XLA {jit_compile}")

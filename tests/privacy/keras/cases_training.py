@@ -395,6 +395,36 @@ def case_empty_poisson_batches_still_step_and_count():
     assert all(np.all(np.isfinite(w)) for w in model.get_weights()) and set(history.history) == {"epsilon"}
 
 
+def case_padding_left_out_without_xla_steps_like_every_row_under_xla():
+    """With ``skip_padding`` a step outside XLA leaves most of a Poisson batch's padding (weight 0) out
+    (`train_step._without_padding`); under XLA it computes on every padded row. On the same batches, with a binding clip, real examples of
+    weight 0 and of weight NaN, both take the same steps and drop the same examples."""
+    n = 100
+    x, y = _data(n=n)
+    weights = np.ones(n, "float32")
+    weights[:5], weights[5:10] = 0.0, np.nan  # fixed seeds: some of both are sampled
+    results = []
+    for jit_compile in (False, True):
+        model = make_private(
+            _mlp(),
+            l2_norm_clip=0.05,
+            noise_multiplier=0.0,
+            expected_batch_size=20,
+            dataset_size=n,
+            seed=0,
+            skip_padding=not jit_compile,
+        )
+        model.compile(optimizer=_sgd(0.5), loss=_scce(), jit_compile=jit_compile)
+        batches = poisson_batches((x, y, weights), dataset_size=n, expected_batch_size=20, seed=7)
+        assert private_training(model).steps == 0 and batches.element_spec[2].shape[0] > 32
+        model.fit(batches, epochs=1, steps_per_epoch=6, verbose=0)
+        results.append((model.get_weights(), private_training(model).dropped_examples))
+    (eager_weights, eager_dropped), (xla_weights, xla_dropped) = results
+    assert eager_dropped == xla_dropped > 0, (eager_dropped, xla_dropped)
+    for want, got in zip(xla_weights, eager_weights):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
 def case_dp_optimizer_drop_in():
     """TF Privacy's names: DPKerasSGDOptimizer with DPSequential, and with make_private(model)."""
     x, y = _data(n=64)
