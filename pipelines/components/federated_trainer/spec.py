@@ -998,7 +998,8 @@ class FederatedTrainingPlan:
     ) -> privacy_ledger.PrivacyLedger:
         """The ``dp-fedavg`` ledger of ``rounds`` rounds of this plan (the budget the simulation composed), with
         the plan's preprocessing releases composed before the rounds and what the run released outside its
-        guarantee (the history's ``outside_guarantee``).
+        guarantee (the history's ``outside_guarantee``, after `privacy_ledger.SEPARATE_RUNS`, listed by every
+        ledger: it accounts this run alone).
 
         Raises:
           privacy_ledger.LedgerError: if ``budget`` does not account exactly those rounds of the plan.
@@ -1031,6 +1032,7 @@ class FederatedTrainingPlan:
             "noise": "seeded" if c.seeded_noise else "csprng",
             "record_level": self.record_level(rounds),
             "outside_guarantee": {
+                **privacy_ledger.SEPARATE_RUNS,
                 **(DECISION_CAVEAT if self.decision is not None else {}),
                 **(outside_guarantee or {}),
             },
