@@ -941,37 +941,66 @@ class FederatedTrainingPlan:
         return (None if epsilon is None else float(epsilon)), how, replaced
 
     def _replaced_record(self, mechanism: DpSgdMechanism) -> dict[str, Any]:
-        """{epsilon, accountant, delta} of one record replaced: it leaves one client and joins another, two
-        steps each of which replaces one client's data (N fixed), so group privacy of 2 over replace-one client
-        neighbours bounds it: RDP for uniform sampling, PLD for Poisson (where PLD declines, RDP over 4 add/remove
-        neighbours). Not composed with preprocessing releases or a push decision (``epsilon`` None)."""
-        if self.preprocessing is not None or self.decision is not None:
-            return {
-                "epsilon": None,
-                "delta": self.delta,
-                "accountant": "none: group privacy is not composed with the preprocessing or the push decision",
-            }
+        """{epsilon, accountant, delta[, covers]} of one record replaced: it leaves one client (or the held-out
+        split) and joins another, so it is group privacy of 2 over neighbours that each remove or add one record,
+        which with N fixed replaces one client's data: replace-one client neighbours for the rounds, one record
+        added or removed for the preprocessing releases (their add-remove events, group 1) and the push decision
+        (one held-out record). Those events and the rounds' are composed in one accountant whose epsilon is for
+        groups of 2 (`privacy.accounting.GroupPrivacyAccountant`): RDP for uniform sampling, PLD for Poisson
+        (where PLD declines, RDP over 4 add/remove client neighbours bounds the rounds alone, and a composed
+        figure is None). ``epsilon`` is None, ``accountant`` saying why, where no sound figure follows: a
+        single client, a release analysed replace-one only (its record count exact) or with an additive delta
+        (a private vocabulary: group privacy does not carry it), or an infinite epsilon."""
+        none = {"epsilon": None, "delta": self.delta}
         if mechanism.dataset_size < 2:  # no second client to move to
-            return {"epsilon": None, "delta": self.delta, "accountant": "none: a single client"}
-        if mechanism.adjacency is Adjacency.REPLACE_ONE:
-            grouped, how = mechanism.replace(max_examples_per_user=2), "rdp, group privacy of 2 clients replaced"
-            epsilon = compute_epsilon(grouped, self.delta, AccountantKind.RDP)
-        else:
+            return {**none, "accountant": "none: a single client"}
+        prior = [] if self.decision is None else [self.decision.event(1)]
+        composed = self.preprocessing is not None or self.decision is not None
+        if self.preprocessing is not None:
+            account = self.preprocessing.account
             try:
-                grouped = mechanism.replace(adjacency=Adjacency.REPLACE_ONE, max_examples_per_user=2)
-                epsilon, how = (
-                    compute_epsilon(grouped, self.delta, AccountantKind.PLD),
-                    "pld, group privacy of 2 clients replaced",
+                prior = account.events(Adjacency.ADD_REMOVE, 1) + prior
+                additive = account.additive_delta(Adjacency.ADD_REMOVE, 1)
+            except RecordError as err:  # a release analysed replace-one: no bound for a record added or removed
+                return {**none, "accountant": f"none: {err}"}
+            if additive > 0:
+                return {
+                    **none,
+                    "accountant": "none: a private vocabulary's additive delta is not carried through group privacy",
+                }
+        artifact = "the artifact: the preprocessing releases and the push decision (one record each), then the rounds"
+        covers = {"covers": artifact} if composed else {}
+        if mechanism.adjacency is Adjacency.REPLACE_ONE:
+            kind, rounds = AccountantKind.RDP, mechanism
+        else:
+            kind, rounds = AccountantKind.PLD, mechanism.replace(adjacency=Adjacency.REPLACE_ONE)
+        grouped, how = rounds.replace(max_examples_per_user=2), f"{kind.value}, group privacy of 2 clients replaced"
+        try:
+            epsilon = compute_epsilon(grouped, self.delta, kind)  # the accountant's checks; the rounds alone
+            if composed:
+                epsilon = epsilon_of(
+                    dp_event.ComposedDpEvent([*prior, grouped.dp_event()]),
+                    target_delta=self.delta,
+                    accountant=kind,
+                    relation=grouped.neighboring_relation,
+                    group_size=2,
                 )
-            except UnsupportedAccounting as declined:
-                if mechanism.dataset_size < 4:
-                    return {"epsilon": None, "delta": self.delta, "accountant": f"none: {declined}"}
-                grouped = mechanism.replace(max_examples_per_user=4)
-                epsilon, how = (
-                    compute_epsilon(grouped, self.delta, AccountantKind.RDP),
-                    "rdp, group privacy of 4 add/remove neighbours (2 clients replaced)",
+        except UnsupportedAccounting as declined:
+            if composed or kind is AccountantKind.RDP or mechanism.dataset_size < 4:
+                why = (
+                    "; RDP group privacy of 4 add/remove client neighbours is not composed with them"
+                    if composed
+                    else ""
                 )
-        return {"epsilon": float(epsilon) if math.isfinite(epsilon) else None, "delta": self.delta, "accountant": how}
+                return {**none, "accountant": f"none: {declined}{why}"}
+            grouped = mechanism.replace(max_examples_per_user=4)
+            epsilon, how = (
+                compute_epsilon(grouped, self.delta, AccountantKind.RDP),
+                "rdp, group privacy of 4 add/remove neighbours (2 clients replaced)",
+            )
+        if not math.isfinite(epsilon):
+            return {**none, "accountant": f"none: {how} diverges", **covers}
+        return {"epsilon": float(epsilon), "delta": self.delta, "accountant": how, **covers}
 
     def _record_level_artifact(self, replaced: DpSgdMechanism) -> tuple[float | None, str]:
         """(epsilon, accountant) of one replaced record under PLD: the preprocessing releases' replace-one events
