@@ -58,13 +58,19 @@ from pipelines.components.private_evaluator import spec
 from pipelines.pipeline import eval_config
 config = lambda **kw: eval_config(min_accuracy=0.5, max_membership_auc=0.6, epsilon_budget=2.0, **kw)
 print(spec.gate_settings(config(privacy_unit="user")).privacy_unit, spec.gate_settings(config()).privacy_unit)
+print(spec.gate_settings(config(budget_adjacency="replace-one")).budget_adjacency,
+      spec.gate_settings(config()).budget_adjacency)
 try:
     spec.privacy_metrics(epsilon_budget=2.0, privacy_unit="row")
 except ValueError as err:
     print(err)
 """
     lines = python_subprocess(code, legacy_keras=True).stdout.strip().splitlines()
-    assert lines[-2:] == ["user example", "privacy_unit must be one of example, user, client, got 'row'"]
+    assert lines[-3:] == [
+        "user example",
+        "replace-one None",
+        "privacy_unit must be one of example, user, client, got 'row'",
+    ]
 
 
 def test_a_budget_per_example_meets_a_keyed_poisson_ledger_at_its_record_level_figure():
@@ -541,3 +547,46 @@ def test_a_replaced_record_the_composition_cannot_bound_is_labelled_and_meets_no
         assert replaced["epsilon"] is None and reason in replaced["accountant"], replaced
         epsilon, note = spec.budget_epsilon(ledger, "example", "replace-one")
         assert math.isinf(epsilon) and reason in note
+
+
+def test_a_per_example_replace_one_budget_calibrates_z_for_the_replaced_record_figure():
+    """With budget_unit example and budget_adjacency replace-one the Trainer's z is the least whose replaced-record
+    figure (recomputed here from dp-accounting: RDP group privacy of 2 over the uniform rounds) meets the target, so
+    the gate's figure for such a budget is within it; the relation alone, without a budget per example, is refused."""
+    import dp_accounting
+    from dp_accounting import dp_event
+
+    from pipelines.components.federated_trainer.spec import FederatedTrainingConfig, InvalidFederatedSetting
+
+    settings = {
+        "label_key": "y",
+        "num_clients": 20,
+        "rounds": 8,
+        "fraction": 0.5,
+        "private": True,
+        "num_classes": 2,
+        "delta": 1e-4,
+        "max_examples_per_client": 5,
+        "target_epsilon": 3.0,
+        "budget_unit": "example",
+    }
+    plan = FederatedTrainingConfig.for_trainer({**settings, "budget_adjacency": "replace-one"}).plan(20)
+    z = plan.mechanism.noise_multiplier
+    m = plan.mechanism
+    ledger = plan.ledger(
+        PrivacyBudget.for_mechanism(m, plan.delta).compose(m.unit_event(), m.units()), rounds=8, trainer={}
+    )
+    epsilon, note = spec.budget_epsilon(ledger, "example", "replace-one")
+    relation = dp_accounting.NeighboringRelation.REPLACE_ONE
+    accountant = dp_accounting.rdp.RdpAccountant(neighboring_relation=relation).compose(
+        dp_event.SelfComposedDpEvent(
+            dp_event.SampledWithoutReplacementDpEvent(20, 10, dp_event.GaussianDpEvent(z / 2)), 8
+        )
+    )
+    grid = _group_of_two(accountant, 1e-4)
+    assert 0.95 * grid <= epsilon <= min(grid * (1 + 1e-6), 3.0) and "two clients' data change" in note
+    # The client-level figure (what uniform sampling alone would calibrate) is met with less noise.
+    client_level = FederatedTrainingConfig.for_trainer({**settings, "budget_unit": None}).plan(20)
+    assert client_level.mechanism.noise_multiplier < z
+    with pytest.raises(InvalidFederatedSetting, match="budget_adjacency"):
+        FederatedTrainingConfig.for_trainer({**settings, "budget_unit": None, "budget_adjacency": "replace-one"})

@@ -99,6 +99,12 @@ budget_unit                   none (the ledger's unit)               example: ta
                                                                      data), not for the client-level one;
                                                                      needs max_examples_per_client: delta is
                                                                      then per record, below 1/(N K)
+budget_adjacency              none (add-remove)                      with budget_unit example, the relation of
+                                                                     that budget: add-remove (one record added
+                                                                     or removed: the record-level figure) or
+                                                                     replace-one (one record replaced: two
+                                                                     clients change; z is calibrated for the
+                                                                     replaced-record figure, either sampling)
 ============================  =====================================  ===========================================
 
 Clients and the unit of privacy. With ``client_key`` each value is a client and the privacy unit is a
@@ -252,6 +258,7 @@ class FederatedTrainingConfig:
     public_schema: bool = False
     decision_epsilon: float | None = None
     budget_unit: str | None = None
+    budget_adjacency: str | None = None
 
     @classmethod
     def from_custom_config(cls, custom_config: Mapping[str, Any] | None) -> "FederatedTrainingConfig":
@@ -324,7 +331,9 @@ class FederatedTrainingConfig:
             )
         if not values.get("private", False):
             given = [
-                k for k in (*PRIVACY_SETTINGS, "decision_epsilon", "budget_unit") if values.get(k) not in (None, False)
+                k
+                for k in (*PRIVACY_SETTINGS, "decision_epsilon", "budget_unit", "budget_adjacency")
+                if values.get(k) not in (None, False)
             ]
             if given:
                 raise InvalidFederatedSetting(given[0], "is a privacy setting, but 'private' is false")
@@ -377,6 +386,17 @@ class FederatedTrainingConfig:
             raise InvalidFederatedSetting("noise_multiplier", "give noise_multiplier or target_epsilon, not both")
         if self.budget_unit not in (None, "client", "example"):
             raise InvalidFederatedSetting("budget_unit", f"must be 'client' or 'example', got {self.budget_unit!r}")
+        relations = [a.value for a in Adjacency]
+        if self.budget_adjacency is not None and self.budget_adjacency not in relations:
+            raise InvalidFederatedSetting(
+                "budget_adjacency", f"must be one of {', '.join(relations)}, got {self.budget_adjacency!r}"
+            )
+        if self.budget_adjacency is not None and self.budget_unit != "example":
+            raise InvalidFederatedSetting(
+                "budget_adjacency",
+                "states a budget per example's relation (budget_unit 'example'); a client-level budget is in the "
+                "sampling's own (uniform: replace-one, poisson: add-remove)",
+            )
         if self.budget_unit == "example" and (self.client_key is not None or self.max_epsilon is not None):
             setting = "max_epsilon" if self.client_key is None else "client_key"
             raise InvalidFederatedSetting(
@@ -587,7 +607,8 @@ class FederatedTrainingConfig:
         except privacy_ledger.LedgerError as err:
             raise InvalidFederatedSetting("delta", str(err)) from None
         decision = self._decision(accountant_delta)
-        if target is not None and self.budget_unit == "example" and adjacency is Adjacency.ADD_REMOVE:
+        replaced = self.budget_adjacency == Adjacency.REPLACE_ONE.value  # the gate meets the replaced-record figure
+        if target is not None and self.budget_unit == "example" and (adjacency is Adjacency.ADD_REMOVE or replaced):
             mechanism = self._per_record(mechanism, target, num_clients, delta, part, decision)
         elif target is not None:
             prior = ([] if part is None else part.private_events()) + ([] if decision is None else [decision.event()])
@@ -666,7 +687,8 @@ class FederatedTrainingConfig:
         decision: NoisyAccuracy | None,
     ) -> DpSgdMechanism:
         """``mechanism`` with the least z (within 0.1%) whose record-level figure (`FederatedTrainingPlan.
-        record_level`: the gate's figure for a budget per example) is at most ``target``."""
+        record_level`: the gate's figure for a budget per example; under ``budget_adjacency`` replace-one its
+        ``replaced_record`` figure) is at most ``target``."""
 
         def record_epsilon(z: float) -> float:
             plan = FederatedTrainingPlan(
@@ -677,7 +699,11 @@ class FederatedTrainingConfig:
                 preprocessing=part,
                 decision=decision,
             )
-            epsilon = plan._client_replaced(mechanism.replace(noise_multiplier=z))[0]
+            trial = mechanism.replace(noise_multiplier=z)
+            if self.budget_adjacency == Adjacency.REPLACE_ONE.value:
+                epsilon = plan._replaced_record(trial)["epsilon"]
+            else:
+                epsilon = plan._client_replaced(trial)[0]
             return math.inf if epsilon is None else epsilon
 
         low, high = NOISE_MULTIPLIER_RANGE[0], 1.0
