@@ -67,6 +67,7 @@ def eval_config(
     lineage_unchecked: str | None = None,
     audit_canaries: int | None = None,
     member_split: str = gate_spec.DEFAULT_MEMBER_SPLIT,
+    budget_adjacency: str | None = None,
 ) -> tfma.EvalConfig:
     """Exact utility metrics (for the reader, no thresholds: outside the guarantee) plus the privacy gate's,
     whose noisy accuracy >= ``min_accuracy`` is the push decision, in one TFMA EvalConfig; ``member_split`` is the
@@ -93,6 +94,7 @@ def eval_config(
                         lineage_unchecked=lineage_unchecked,
                         audit_canaries=audit_canaries,
                         member_split=member_split,
+                        budget_adjacency=budget_adjacency,
                     ),
                 ]
             )
@@ -139,6 +141,7 @@ def create_pipeline(
         max_membership_auc=plan.max_membership_auc,
         delta_budget=plan.delta_budget,
         privacy_unit=plan.privacy_unit,
+        budget_adjacency=plan.budget_adjacency,
         metadata_path=metadata_path,
         lineage_unchecked=lineage_unchecked,
         # the PATE student is fitted on the public split only: its membership audit's members

@@ -43,6 +43,7 @@ PRIVACY_SETTINGS)."""
 TRAINERS = ("dp", "federated", "pate")
 """`DpTrainer` (DP-SGD, or ordinary training), `FederatedTrainer` (FedAvg, DP-FedAvg) or `PateTrainer` (teachers,
 noisy aggregation and student; no Transform stage)."""
+_TRAINER_NAMES = {"dp": "DP", "federated": "Federated", "pate": "PATE"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +103,7 @@ class PipelinePlan:
     kanonymity: KAnonymitySettings | None = None
     generalize: bool = False
     audit_canaries: int | None = None
+    budget_adjacency: str | None = None
 
     def __post_init__(self):
         if self.generalize and (self.scrub is None or self.kanonymity is None):
@@ -113,7 +115,7 @@ class PipelinePlan:
         dropped = (
             PRIVACY_KEYS
             if self.trainer == "dp"
-            else (*federated_spec.PRIVACY_SETTINGS, "decision_epsilon", "budget_unit")
+            else (*federated_spec.PRIVACY_SETTINGS, "decision_epsilon", "budget_unit", "budget_adjacency")
         )
         return {**{k: v for k, v in self.trainer_config.items() if k not in dropped}, "private": False}
 
@@ -139,6 +141,7 @@ def resolve_plan(
     schema_file: str | None = None,
     decision_share: float = gate_spec.DEFAULT_DECISION_SHARE,
     audit_canaries: int | None = None,
+    budget_adjacency: str | None = None,
 ) -> PipelinePlan:
     """Checks the settings of one pipeline and resolves them into a `PipelinePlan`.
 
@@ -157,6 +160,11 @@ def resolve_plan(
       privacy_unit: the unit of privacy ``epsilon_budget`` is stated in (example, user or client): the
         Federated Trainer's ledger is client-level (user-level with a client key), so its budget says so; a
         budget per example meets a keyed partition's record-level epsilon (one record replaces a client).
+      budget_adjacency: the neighbouring relation ``epsilon_budget`` is stated in, 'add-remove' or 'replace-one'
+        (`privacy.accounting.Adjacency`); None: the ledger's own. A private Trainer whose ledger accounts the
+        other relation is refused (its ledger would meet no such budget), except that a budget per example meets
+        a keyed Federated Trainer's ledger in either: add-remove through its record-level figure, replace-one
+        through its replaced-record figure (one record replaced moves to another client: two clients change).
       preprocessing_share: the fraction of the Trainer's ``target_epsilon`` the Transform's private
         analyzers are calibrated to spend (alone); see `pipelines.transform.spec`.
       preprocessing_epsilon: the Transform's budget itself, instead of a share (needed when the Trainer
@@ -183,6 +191,11 @@ def resolve_plan(
     """
     if trainer not in TRAINERS:
         raise ValueError(f"trainer must be one of {', '.join(TRAINERS)}, got {trainer!r}")
+    relations = [a.value for a in Adjacency]
+    if budget_adjacency is not None and budget_adjacency not in relations:
+        raise ValueError(
+            f"budget_adjacency (--budget-adjacency) must be one of {', '.join(relations)}, got {budget_adjacency!r}"
+        )
     if trainer == "federated" and encrypted_check:
         raise ValueError(
             "the encrypted check runs Keras models; the Federated Trainer exports a SavedModel "
@@ -215,7 +228,10 @@ def resolve_plan(
             )
         if federated.private and per_record and federated.budget_unit is None:  # calibrate for the gate's figure
             trainer_config = {**trainer_config, "budget_unit": "example"}
+        if federated.private and per_record and budget_adjacency is not None and federated.budget_adjacency is None:
+            trainer_config = {**trainer_config, "budget_adjacency": budget_adjacency}
     _check_audit(audit_canaries, trainer, trainer_config)
+    _check_budget_adjacency(budget_adjacency, trainer, trainer_config, privacy_unit)
     if schema_file is not None and not os.path.isfile(schema_file):
         raise ValueError(f"schema_file: no file {schema_file!r}")
     if schema_file is not None and trainer == "dp" and "public_schema" not in trainer_config:
@@ -244,7 +260,34 @@ def resolve_plan(
         generalize=generalize,
         schema_file=schema_file,
         audit_canaries=audit_canaries,
+        budget_adjacency=budget_adjacency,
     )
+
+
+def _check_budget_adjacency(
+    adjacency: str | None, trainer: str, trainer_config: Mapping[str, Any], privacy_unit: str
+) -> None:
+    """Refuses a budget relation that the private Trainer's ledger can never meet (ValueError naming
+    --budget-adjacency): its ledger accounts the other relation (`gate_spec.budget_epsilon` would give inf)."""
+    if adjacency is None:
+        return
+    if trainer == "dp":
+        config = DpTrainingConfig.from_custom_config(trainer_config)
+        accounted, how = resolve_adjacency(config.sampling).value, f"its {config.sampling} sampling"
+    elif trainer == "pate":
+        config = PateTrainingConfig.from_custom_config(trainer_config)
+        accounted, how = Adjacency.ADD_REMOVE.value, "its teachers' noisy votes"
+    else:
+        config = federated_spec.FederatedTrainingConfig.for_trainer(trainer_config)
+        if config.privacy_unit == "client" and privacy_unit == "example":  # its record-level figures: both
+            return
+        accounted, how = config.sampler().accounting[1].value, f"its {config.sampling} sampling of clients"
+    if config.private and accounted != adjacency:
+        raise ValueError(
+            f"budget_adjacency (--budget-adjacency) {adjacency!r}: the {_TRAINER_NAMES[trainer]} Trainer's ledger "
+            f"accounts {accounted} neighbours ({how}), and a ledger in another relation meets no budget; state "
+            f"the budget {accounted}"
+        )
 
 
 def _check_audit(audit_canaries: int | None, trainer: str, trainer_config: Mapping[str, Any]) -> None:

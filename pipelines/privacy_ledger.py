@@ -406,9 +406,10 @@ class PrivacyLedger:
                 f"the ledger has no figure for one record replaced (two clients' data change)"
                 f"{': ' + replaced['accountant'] if replaced.get('accountant') else ''}"
             )
+        covers = f", covering {replaced['covers']}" if replaced.get("covers") else ""
         return float(replaced["epsilon"]), (
             f"one record replaced (replace-one): two clients' data change, "
-            f"{replaced['accountant']}, delta = {replaced['delta']:g}"
+            f"{replaced['accountant']}{covers}, delta = {replaced['delta']:g}"
         )
 
     def describe_epsilon(self) -> str:

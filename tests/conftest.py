@@ -78,6 +78,7 @@ SLOW_TESTS = {
     "test_microbatches_under_replace_one_are_accounted_with_sigma_over_2",
     "test_federated_run_dp_secure_aggregation",
     "test_parties_keep_serving_through_mixed_faults",
+    "test_a_replaced_record_is_accounted_for_the_composed_artifact_by_group_privacy_of_two",
 }
 SLOW_CASES = {
     "case_steps_that_ran_are_the_steps_accounted",

@@ -3,7 +3,9 @@
 Per round the driver builds one pipeline (a Beam pipeline is acyclic, so the round loop stays in the
 driver): the round's client chunks -> Reshuffle -> ParDo(train the chunk; server state as a side
 input) -> CombineGlobally(the aggregation protocol as a CombineFn) -> written to ``temp_location``
-and read back by the driver, which takes the server step. The client data is written once per
+and read back by the driver, which takes the server step. That file holds the round's exact (pre-noise)
+aggregate: it is written into a folder of the round's own, created for it and removed as soon as the driver has
+read it (or the round failed). The client data is written once per
 simulation to ``temp_location`` and travels by reference (its URI): each worker process loads it
 on first use and keeps it, so a round's pipeline carries only the plan, the state and the settings.
 The CombineFn is `TreeSum` (plain) or a modular sum (secure), both independent of bundle splits and
@@ -31,8 +33,9 @@ importable there (e.g. `federated.models.DenseModel`, not a function defined in 
 client data and round results travel through ``temp_location``, which every worker and the driver must
 reach (gs://, s3://, hdfs:// with Beam's matching extra): it defaults to Beam's ``--temp_location`` flag,
 else a local temporary folder (one machine only). The files hold the clients' private data: on a local
-file system they go into a fresh folder only this user can open (mode 0700), removed by `close`; on a
-remote one the bucket's access rules are what protects them. The driver runs the server step, so only
+file system they go into a fresh folder only this user can open (mode 0700), each file written mode 0600
+whatever the umask, the round's result in a 0700 sub-folder removed after the round, the rest removed by
+`close`; on a remote one the bucket's access rules are what protects them. The driver runs the server step, so only
 the clients' training is spread.
 """
 
@@ -47,6 +50,7 @@ import threading
 import uuid
 
 import apache_beam as beam
+from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
@@ -82,7 +86,14 @@ class BeamRunner:
         """Returns (accumulator, diagnostics) for ``job``, like `InProcessRunner.run_round`."""
         directory = self._directory()
         job = dataclasses.replace(job, data=self._reference(job.data, directory))
-        path = FileSystems.join(directory, f"ppml-federated-round-{job.plan.round}-{uuid.uuid4().hex}.pkl")
+        round_folder = _new_folder(directory, f"ppml-federated-round-{job.plan.round}-")
+        try:
+            return self._run_round(job, FileSystems.join(round_folder, "aggregate.pkl"))
+        finally:  # the exact aggregate leaves the file system with the round, whether it succeeded or not
+            _remove_folder(round_folder)
+
+    def _run_round(self, job, path: str):
+        """The round's pipeline, its result written to ``path`` and read back."""
         with beam.Pipeline(options=PipelineOptions(self.pipeline_args)) as pipeline:
             state = pipeline | "State" >> beam.Create([job.state])
             trained = (
@@ -103,7 +114,6 @@ class BeamRunner:
             )
         with FileSystems.open(path) as f:
             accumulator, diagnostics = pickle.load(f)
-        FileSystems.delete([path])
         return accumulator, sorted(diagnostics, key=lambda d: d.rank)
 
     def _directory(self) -> str:
@@ -111,12 +121,9 @@ class BeamRunner:
         user can open (mode 0700), since its files hold the clients' data."""
         if self._folder is None:
             base = self.temp_location or tempfile.gettempdir()
-            if FileSystems.get_scheme(base) in (None, "file"):
-                local = base[len("file://") :] if base.startswith("file://") else base
-                os.makedirs(local, exist_ok=True)
-                self._folder = tempfile.mkdtemp(prefix="ppml-federated-", dir=local)
-            else:
-                self._folder = FileSystems.join(base, f"ppml-federated-{uuid.uuid4().hex}")
+            if _local_path(base) is not None:
+                os.makedirs(_local_path(base), exist_ok=True)
+            self._folder = _new_folder(base, "ppml-federated-")
         return self._folder
 
     def _reference(self, data, directory: str) -> "ClientDataRef":
@@ -124,8 +131,7 @@ class BeamRunner:
         known = self._data_refs.get(id(data))
         if known is None or known[0] is not data:
             uri = FileSystems.join(directory, f"ppml-federated-clients-{uuid.uuid4().hex}.pkl")
-            with FileSystems.create(uri) as f:
-                f.write(pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
+            _write_private(uri, pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
             known = self._data_refs[id(data)] = (data, ClientDataRef(uri))
         return known[1]
 
@@ -135,8 +141,8 @@ class BeamRunner:
         self._data_refs.clear()
         if uris:
             FileSystems.delete(uris)
-        if self._folder is not None and FileSystems.get_scheme(self._folder) is None:
-            shutil.rmtree(self._folder, ignore_errors=True)  # with a failed round's result, if any
+        if self._folder is not None and _local_path(self._folder) is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
         self._folder = None
 
 
@@ -200,5 +206,45 @@ class AggregateFn(beam.CombineFn):
 
 
 def _write(path, accumulator, diagnostics):
-    with FileSystems.create(path) as f:
-        f.write(pickle.dumps((accumulator, list(diagnostics))))
+    _write_private(path, pickle.dumps((accumulator, list(diagnostics))))
+
+
+def _local_path(uri: str) -> str | None:
+    """The local file system path of ``uri``, or None for a remote one (gs://, s3://, hdfs://)."""
+    if FileSystems.get_scheme(uri) not in (None, "file"):
+        return None
+    return uri[len("file://") :] if uri.startswith("file://") else uri
+
+
+def _write_private(uri: str, payload: bytes) -> None:
+    """Writes ``payload`` to a new file at ``uri``: locally mode 0600 whatever the umask (it holds client data or
+    an exact aggregate); remotely as the bucket's rules allow."""
+    local = _local_path(uri)
+    if local is None:
+        with FileSystems.create(uri) as f:
+            f.write(payload)
+        return
+    with os.fdopen(os.open(local, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+        f.write(payload)
+
+
+def _new_folder(parent: str, prefix: str) -> str:
+    """A fresh folder under ``parent``: locally created mode 0700; remotely a unique prefix."""
+    local = _local_path(parent)
+    if local is None:
+        return FileSystems.join(parent, f"{prefix}{uuid.uuid4().hex}")
+    return tempfile.mkdtemp(prefix=prefix, dir=local)
+
+
+def _remove_folder(folder: str) -> None:
+    """Removes ``folder`` and what is in it (locally), or the files under its prefix (remotely)."""
+    local = _local_path(folder)
+    if local is not None:
+        shutil.rmtree(local, ignore_errors=True)
+        return
+    try:  # nothing there (a round that failed before writing) is no error
+        found = [m.path for result in FileSystems.match([FileSystems.join(folder, "*")]) for m in result.metadata_list]
+        if found:
+            FileSystems.delete(found)
+    except BeamIOError:
+        pass

@@ -5,7 +5,8 @@ source of their defaults), plus the simulation's own (data set, model size, runn
 checkpoints, outputs). Every setting, path and size is checked before TensorFlow is imported; a bad one
 is a one-line error naming its flag (exit 2), and nothing is written. The run writes ``history.json``, a
 plot of accuracy (and epsilon) per round and, under ``--dp``, the privacy ledger in the Federated
-Trainer's format (``privacy_ledger.json``), each atomically. Under ``--dp`` it prints and writes no exact
+Trainer's format (``privacy_ledger.json``), each atomically; everything the run writes (outputs, checkpoints,
+the Beam runner's temporary files) is owner-only (umask 077). Under ``--dp`` it prints and writes no exact
 fact of the data (per-client sizes, record and non-finite counts, timings), and tags what it reports
 outside the guarantee (accuracy on held-out private rows; epsilon under ``--seeded-noise``) wherever it
 appears. Ctrl-C stops it with exit 130; with ``--checkpoint-dir`` the same command resumes where it
@@ -46,6 +47,7 @@ from federated.strategies import (
     FedAvg,
 )
 from federated.strategies.dp_adaptive_clipping import COUNT_STDDEV_SHARE
+from pipelines import private_root
 from pipelines.cli.types import FiniteFloatRange
 from privacy.accounting import DEFAULT_DELTA_RULE, MAX_STEPS, AccountantKind
 
@@ -386,7 +388,8 @@ def _default(setting: str):
     "--out",
     default="federated-run",
     show_default=True,
-    help="Folder for history.json, the plot and (with --dp) privacy_ledger.json.",
+    help="Folder for history.json, the plot and (with --dp) privacy_ledger.json; the run creates folders 0700 "
+    "and files 0600 (owner-only).",
 )
 @click.option("--plot", default=None, help="Plot file [default: OUT/accuracy.png]; its extension sets the format.")
 @click.option("--json", "as_json", is_flag=True, help="Print the history as JSON on stdout.")
@@ -395,12 +398,13 @@ def run(**o):
     config = _config(o)
     plot = _plot_path(o)
     runner_args = _beam_args(o)
-    created = _prepare_folders(o)
-    try:
-        _run(o, config, plot, runner_args)
-    except BaseException:
-        _remove_empty(created)
-        raise
+    with private_root.owner_only_files():  # what the run writes (outputs, checkpoints, Beam's files) is 0600/0700
+        created = _prepare_folders(o)
+        try:
+            _run(o, config, plot, runner_args)
+        except BaseException:
+            _remove_empty(created)
+            raise
 
 
 def _config(o) -> FederatedTrainingConfig:

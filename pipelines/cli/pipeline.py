@@ -35,11 +35,12 @@ from pipelines.plan import TRAINERS, PipelineLayout, resolve_plan
 from pipelines.privacy_ledger import PRIVACY_UNITS
 from pipelines.root_lock import RootBusy, exclusive_root
 from pipelines.transform.spec import DEFAULT_SHARE
-from privacy.accounting import DEFAULT_DELTA_RULE, Sampling
+from privacy.accounting import DEFAULT_DELTA_RULE, Adjacency, Sampling
 from privacy.auditing.canaries import MAX_CANARIES
 from privacy.auditing.one_run import MIN_CANARIES
 
 DEFAULT_ROOT = "ppml-pipeline"
+ADJACENCIES = [a.value for a in Adjacency]
 _OPTION_OF_SETTING = {
     "target_epsilon": "--target-epsilon",
     "noise_multiplier": "--noise-multiplier",
@@ -184,6 +185,16 @@ def _training_options(fn):
             "client-level ledger at its record-level epsilon.",
         ),
         click.option(
+            "--budget-adjacency",
+            type=click.Choice(ADJACENCIES),
+            help="The neighbouring relation --epsilon-budget is stated in: add-remove (one example, user or "
+            "client added or removed) or replace-one (one replaced). A ledger in the other relation meets no "
+            "such budget, so a private Trainer whose ledger accounts it is refused before the run. A budget "
+            "per example meets a keyed Federated Trainer's ledger in either: add-remove at its record-level "
+            "epsilon, replace-one at its replaced-record epsilon (two clients change), which the Trainer then "
+            "calibrates its noise for [default: the ledger's own].",
+        ),
+        click.option(
             "--max-membership-auc",
             type=FiniteFloatRange(0, 1),
             default=0.6,
@@ -256,6 +267,7 @@ def _plan(
     epsilon_budget,
     delta_budget,
     privacy_unit,
+    budget_adjacency,
     max_membership_auc,
     min_accuracy,
     encrypted_check,
@@ -328,6 +340,7 @@ def _plan(
             epsilon_budget=epsilon_budget,
             delta_budget=delta_budget,
             privacy_unit=privacy_unit,
+            budget_adjacency=budget_adjacency,
             max_membership_auc=max_membership_auc,
             min_accuracy=min_accuracy,
             preprocessing_share=preprocessing_share,

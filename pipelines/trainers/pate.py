@@ -129,7 +129,7 @@ def run_fn(fn_args) -> None:
         "partition": "by holder key" if config.holder_key else "by raw record content (keyed hash)",
         "analysis": analysis,
         "student_training": training.to_json(),
-        "outside_guarantee": dict(PUBLIC_SPLIT_CAVEAT),
+        "outside_guarantee": {**privacy_ledger.SEPARATE_RUNS, **PUBLIC_SPLIT_CAVEAT},
         **({"smoothed_release": smoothed} if smoothed else {}),
     }
     ledger = privacy_ledger.PrivacyLedger.for_pate(

@@ -12,6 +12,7 @@ from dp_accounting import dp_event
 
 from pipelines.cli.main import cli
 from pipelines.components.federated_trainer.spec import FederatedTrainingConfig, InvalidFederatedSetting
+from pipelines.privacy_ledger import SEPARATE_RUNS
 
 
 def test_federated_run_dp_secure_aggregation(tmp_path):
@@ -235,7 +236,7 @@ def test_under_dp_metrics_of_held_out_rows_are_labelled_outside_the_guarantee(tm
     history = _history(result)
     assert history["config"]["outside_guarantee"] == {} and "not DP" not in result.output
     ledger = json.loads((tmp_path / "run" / "privacy_ledger.json").read_text())
-    assert ledger["parameters"]["outside_guarantee"] == {}
+    assert ledger["parameters"]["outside_guarantee"] == SEPARATE_RUNS  # what every ledger lists
     assert History.from_dict(history).axis_labels()[0] == "evaluation accuracy"
 
 
@@ -1323,3 +1324,62 @@ def test_the_command_line_drops_dp_accountings_excluded_order_warnings(tmp_path)
     from pipelines.cli.main import _RdpOrderExcluded  # only that message is dropped
 
     assert _RdpOrderExcluded().filter(logging.LogRecord("absl", logging.WARNING, "", 0, "another warning", None, None))
+
+
+def test_a_dp_run_on_beam_leaves_no_exact_aggregate_and_nothing_open_to_others(tmp_path, monkeypatch):
+    """The Beam runner writes each round's exact (pre-noise) aggregate to a file for the driver: 0600, in a 0700
+    folder of the round's own, removed with the round; the client data 0600 in the runner's 0700 folder, removed at
+    the end. After a --dp run no file anywhere under the test's folders (the temporary folder included) holds an
+    aggregate's bytes, no runner folder is left, and nothing the run left is open to group or others."""
+    import os
+    import pickle
+    import stat
+    import tempfile
+
+    from federated.simulation import beam as beam_runner
+
+    temporary = tmp_path / "tmp"
+    temporary.mkdir(mode=0o700)
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))  # where the runner puts its folder
+    written, after_round = [], []
+    run_round = beam_runner.BeamRunner.run_round
+    # Beam pickles the step's function by value (a copy of its closure): it reports through the module instead.
+    monkeypatch.setattr(beam_runner, "_spied", (beam_runner._write, written), raising=False)
+
+    def spy_write(path, accumulator, diagnostics):
+        import os
+        import stat
+
+        from federated.simulation import beam
+
+        write, seen = beam._spied
+        write(path, accumulator, diagnostics)
+        folder = os.path.dirname(path)
+        with open(path, "rb") as f:
+            own = os.path.basename(folder).startswith("ppml-federated-round-")  # the round's own folder
+            seen.append((f.read(), stat.S_IMODE(os.stat(path).st_mode), own and stat.S_IMODE(os.stat(folder).st_mode)))
+        seen.append((accumulator.result().vector.tobytes(), None, None))  # the exact sum, however serialized
+
+    def spy_round(self, job):
+        out = run_round(self, job)
+        after_round.append(sorted(os.listdir(self._folder)))
+        return out
+
+    monkeypatch.setattr(beam_runner, "_write", spy_write)
+    monkeypatch.setattr(beam_runner.BeamRunner, "run_round", spy_round)
+    args = ["--dp", "--rounds", "2", "--clients", "20", "--model", "linear", "--runner", "beam", "--seeded-noise"]
+    result = _run(args, tmp_path)
+    assert result.exit_code == 0, result.output
+    modes = [(file_mode, folder_mode) for _, file_mode, folder_mode in written if file_mode is not None]
+    assert modes == [(0o600, 0o700)] * 2
+    assert all(len(names) == 1 and names[0].startswith("ppml-federated-clients-") for names in after_round)
+    assert len(after_round) == 2 and not [n for n in os.listdir(temporary) if n.startswith("ppml-federated-")]
+    left = [os.path.join(folder, name) for folder, dirs, files in os.walk(tmp_path) for name in dirs + files]
+    assert left and all(stat.S_IMODE(os.stat(path).st_mode) & 0o077 == 0 for path in left), {
+        path: oct(os.stat(path).st_mode) for path in left
+    }  # TensorFlow's and Beam's own leftovers in the temporary folder (generated code, empty folders) included
+    for path in (p for p in left if os.path.isfile(p)):
+        with open(path, "rb") as f:
+            content = f.read()
+        assert not any(exact in content for exact, _, _ in written), path
+    assert pickle.loads(written[0][0])[0].result() is not None  # what was searched for is the aggregate

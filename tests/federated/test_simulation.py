@@ -264,20 +264,25 @@ def test_rounds_that_sample_no_client_leave_the_weights(digits_iid):
 
 
 def test_beam_writes_the_client_data_into_a_folder_only_its_user_can_open(digits_iid, tmp_path):
-    """The pickles Beam's workers read hold the clients' private data (they were 0644 in the shared /tmp)."""
+    """The pickles Beam's workers read hold the clients' private data (they were 0644 in the shared /tmp): 0600
+    whatever the umask, in a 0700 folder."""
     import stat
     import tempfile
 
     from federated.simulation import BeamRunner
 
     data, _ = digits_iid
-    for runner, base in ((BeamRunner(temp_location=str(tmp_path)), str(tmp_path)), (BeamRunner(), None)):
-        uri = runner._reference(data, runner._directory()).uri
-        folder = os.path.dirname(uri)
-        assert os.path.dirname(folder) == (base or tempfile.gettempdir())
-        assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700 and os.path.isfile(uri)
-        runner.close()
-        assert not os.path.exists(folder)
+    umask = os.umask(0o022)  # a common default: files 0644 unless written owner-only
+    try:
+        for runner, base in ((BeamRunner(temp_location=str(tmp_path)), str(tmp_path)), (BeamRunner(), None)):
+            uri = runner._reference(data, runner._directory()).uri
+            folder = os.path.dirname(uri)
+            assert os.path.dirname(folder) == (base or tempfile.gettempdir())
+            assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700 and stat.S_IMODE(os.stat(uri).st_mode) == 0o600
+            runner.close()
+            assert not os.path.exists(folder)
+    finally:
+        os.umask(umask)
     assert os.listdir(tmp_path) == []
 
 

@@ -217,6 +217,7 @@ def test_each_feature_value_is_read_alone_so_one_text_cell_is_nan_in_its_own_rec
     pate.run_fn(args)
     ledger = privacy_ledger.read_ledger(args.serving_model_dir)
     assert ledger.parameters["queries"] == 10
+    assert ledger.parameters["outside_guarantee"].items() >= privacy_ledger.SEPARATE_RUNS.items()  # every ledger's
     assert (
         "CsvExampleGen types each CSV column"
         in ledger.parameters["outside_guarantee"]["feature kinds inferred from the data"]

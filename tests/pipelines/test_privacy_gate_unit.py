@@ -58,13 +58,19 @@ from pipelines.components.private_evaluator import spec
 from pipelines.pipeline import eval_config
 config = lambda **kw: eval_config(min_accuracy=0.5, max_membership_auc=0.6, epsilon_budget=2.0, **kw)
 print(spec.gate_settings(config(privacy_unit="user")).privacy_unit, spec.gate_settings(config()).privacy_unit)
+print(spec.gate_settings(config(budget_adjacency="replace-one")).budget_adjacency,
+      spec.gate_settings(config()).budget_adjacency)
 try:
     spec.privacy_metrics(epsilon_budget=2.0, privacy_unit="row")
 except ValueError as err:
     print(err)
 """
     lines = python_subprocess(code, legacy_keras=True).stdout.strip().splitlines()
-    assert lines[-2:] == ["user example", "privacy_unit must be one of example, user, client, got 'row'"]
+    assert lines[-3:] == [
+        "user example",
+        "replace-one None",
+        "privacy_unit must be one of example, user, client, got 'row'",
+    ]
 
 
 def test_a_budget_per_example_meets_a_keyed_poisson_ledger_at_its_record_level_figure():
@@ -442,3 +448,145 @@ def test_the_record_level_figures_delta_is_judged_against_a_public_bound_on_the_
         ).plan(100)
     with pytest.raises(InvalidFederatedSetting, match="max_examples_per_client"):
         FederatedTrainingConfig.for_trainer({**cli, "budget_unit": "example", "noise_multiplier": None})
+
+
+def _release(adjacency="add-remove", vocabulary=False):
+    """One preprocessing release (a mean and variance over [-6, 6], or a private vocabulary) as its record."""
+    from privacy.preprocessing import GaussianThresholding, MeanVariance, MechanismRecord
+
+    mechanism = GaussianThresholding(20.0, 1e-5, 2) if vocabulary else MeanVariance((-6, 6), 40.0, adjacency)
+    return MechanismRecord(
+        name="city/vocabulary" if vocabulary else "x/mean_and_var",
+        analyzer="vocabulary" if vocabulary else "mean_and_var",
+        mechanism="gaussian-thresholding" if vocabulary else "gaussian-sums",
+        adjacency=adjacency,
+        components=mechanism.components,
+        parameters=mechanism.parameters() if vocabulary else {"bounds": [-6, 6]},
+        noise="CSPRNG-keyed Philox (os.urandom)",
+        share=1.0,
+    )
+
+
+def _composed_plan(sampling, releases=(), decision=True, k=5):
+    from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
+    from privacy.preprocessing import CoverageRecord, PreprocessingAccount, to_text
+
+    settings = {
+        "label_key": "y",
+        "num_clients": 20,
+        "rounds": 8,
+        "fraction": 0.5,
+        "sampling": sampling,
+        "private": True,
+        "noise_multiplier": 1.5,
+        "num_classes": 2,
+        "delta": 1e-4,
+        "max_examples_per_client": k,
+        **({"decision_epsilon": 2.0} if decision else {}),
+    }
+    coverage = CoverageRecord(analyzer_outputs=3 * len(releases), private=tuple(r.name for r in releases))
+    account = (
+        PreprocessingAccount.from_texts([to_text(r) for r in releases] + [to_text(coverage)]) if releases else None
+    )
+    plan = FederatedTrainingConfig.for_trainer(settings).plan(20, preprocessing=account)
+    m = plan.mechanism
+    budget = PrivacyBudget.for_mechanism(m, plan.delta).compose(m.unit_event(), m.units())
+    return plan, plan.ledger(budget, rounds=8, trainer={})
+
+
+@pytest.mark.parametrize("sampling", ["poisson", "uniform"])
+def test_a_replaced_record_is_accounted_for_the_composed_artifact_by_group_privacy_of_two(sampling):
+    """With preprocessing releases and a push decision composed before the rounds, a replaced record (two clients'
+    data change, N fixed) is a chain of two neighbours each adding or removing one record: one client's data
+    replaced for the rounds, one record for the releases and the decision. The ledger's figure is group privacy of
+    2 over their composition, recomputed here from dp-accounting with the events built from public parameters (PLD
+    under replace-one for Poisson sampling, RDP for uniform sampling), and the replace-one budget per example meets
+    it; it exceeds the rounds' figure alone."""
+    import dp_accounting
+    from dp_accounting import dp_event
+
+    release = _release()
+    plan, ledger = _composed_plan(sampling, releases=(release,))
+    replaced = ledger.parameters["record_level"]["replaced_record"]
+    assert replaced["epsilon"] is not None and "the artifact" in replaced["covers"]
+    # The release's noise multiplier for one record added or removed, from its components (sensitivity, std).
+    multiplier = 1 / math.sqrt(sum((c.sensitivity / c.noise_std) ** 2 for c in release.components if c.sensitivity))
+    prior = [
+        dp_event.GaussianDpEvent(multiplier),
+        dp_event.GaussianDpEvent(plan.decision.std / math.sqrt(2)),  # (correct, rows) move by (1, 1) per record
+    ]
+    relation = dp_accounting.NeighboringRelation.REPLACE_ONE
+    if sampling == "poisson":
+        rounds = dp_event.PoissonSampledDpEvent(0.5, dp_event.GaussianDpEvent(plan.mechanism.noise_multiplier))
+        accountant = dp_accounting.pld.PLDAccountant(relation, value_discretization_interval=1e-4)
+    else:
+        rounds = dp_event.SampledWithoutReplacementDpEvent(
+            20, 10, dp_event.GaussianDpEvent(plan.mechanism.noise_multiplier / 2)
+        )
+        accountant = dp_accounting.rdp.RdpAccountant(neighboring_relation=relation)
+    accountant.compose(dp_event.ComposedDpEvent([*prior, dp_event.SelfComposedDpEvent(rounds, 8)]))
+    grid = _group_of_two(accountant, 1e-4)
+    assert grid * 0.95 <= replaced["epsilon"] <= grid * (1 + 1e-6)
+    alone = _composed_plan(sampling, decision=False)[1].parameters["record_level"]["replaced_record"]
+    assert replaced["epsilon"] > alone["epsilon"] and "covers" not in alone  # the releases and decision add to it
+    epsilon, note = spec.budget_epsilon(ledger, "example", "replace-one")
+    assert epsilon == replaced["epsilon"] and "covering the artifact" in note
+    assert pl.ledger_properties(ledger)[pl.EPSILON_RECORD_REPLACED] == pl.mlmd_upper_bound(epsilon)
+
+
+def test_a_replaced_record_the_composition_cannot_bound_is_labelled_and_meets_no_replace_one_budget():
+    """A private vocabulary's additive delta does not pass through group privacy, and a release analysed replace-one
+    (its count exact) has no bound for a record added or removed: the figure is None with the reason, and a
+    replace-one budget per example gets infinity, never a figure that leaves them out."""
+    for sampling, releases, k, reason in (
+        ("poisson", (_release(), _release(vocabulary=True)), 5, "additive delta is not carried through group privacy"),
+        ("uniform", (_release("replace-one"),), 1, "analysed under replace-one adjacency"),
+    ):
+        plan, ledger = _composed_plan(sampling, releases=releases, decision=False, k=k)
+        replaced = ledger.parameters["record_level"]["replaced_record"]
+        assert replaced["epsilon"] is None and reason in replaced["accountant"], replaced
+        epsilon, note = spec.budget_epsilon(ledger, "example", "replace-one")
+        assert math.isinf(epsilon) and reason in note
+
+
+def test_a_per_example_replace_one_budget_calibrates_z_for_the_replaced_record_figure():
+    """With budget_unit example and budget_adjacency replace-one the Trainer's z is the least whose replaced-record
+    figure (recomputed here from dp-accounting: RDP group privacy of 2 over the uniform rounds) meets the target, so
+    the gate's figure for such a budget is within it; the relation alone, without a budget per example, is refused."""
+    import dp_accounting
+    from dp_accounting import dp_event
+
+    from pipelines.components.federated_trainer.spec import FederatedTrainingConfig, InvalidFederatedSetting
+
+    settings = {
+        "label_key": "y",
+        "num_clients": 20,
+        "rounds": 8,
+        "fraction": 0.5,
+        "private": True,
+        "num_classes": 2,
+        "delta": 1e-4,
+        "max_examples_per_client": 5,
+        "target_epsilon": 3.0,
+        "budget_unit": "example",
+    }
+    plan = FederatedTrainingConfig.for_trainer({**settings, "budget_adjacency": "replace-one"}).plan(20)
+    z = plan.mechanism.noise_multiplier
+    m = plan.mechanism
+    ledger = plan.ledger(
+        PrivacyBudget.for_mechanism(m, plan.delta).compose(m.unit_event(), m.units()), rounds=8, trainer={}
+    )
+    epsilon, note = spec.budget_epsilon(ledger, "example", "replace-one")
+    relation = dp_accounting.NeighboringRelation.REPLACE_ONE
+    accountant = dp_accounting.rdp.RdpAccountant(neighboring_relation=relation).compose(
+        dp_event.SelfComposedDpEvent(
+            dp_event.SampledWithoutReplacementDpEvent(20, 10, dp_event.GaussianDpEvent(z / 2)), 8
+        )
+    )
+    grid = _group_of_two(accountant, 1e-4)
+    assert 0.95 * grid <= epsilon <= min(grid * (1 + 1e-6), 3.0) and "two clients' data change" in note
+    # The client-level figure (what uniform sampling alone would calibrate) is met with less noise.
+    client_level = FederatedTrainingConfig.for_trainer({**settings, "budget_unit": None}).plan(20)
+    assert client_level.mechanism.noise_multiplier < z
+    with pytest.raises(InvalidFederatedSetting, match="budget_adjacency"):
+        FederatedTrainingConfig.for_trainer({**settings, "budget_unit": None, "budget_adjacency": "replace-one"})

@@ -99,6 +99,12 @@ budget_unit                   none (the ledger's unit)               example: ta
                                                                      data), not for the client-level one;
                                                                      needs max_examples_per_client: delta is
                                                                      then per record, below 1/(N K)
+budget_adjacency              none (add-remove)                      with budget_unit example, the relation of
+                                                                     that budget: add-remove (one record added
+                                                                     or removed: the record-level figure) or
+                                                                     replace-one (one record replaced: two
+                                                                     clients change; z is calibrated for the
+                                                                     replaced-record figure, either sampling)
 ============================  =====================================  ===========================================
 
 Clients and the unit of privacy. With ``client_key`` each value is a client and the privacy unit is a
@@ -252,6 +258,7 @@ class FederatedTrainingConfig:
     public_schema: bool = False
     decision_epsilon: float | None = None
     budget_unit: str | None = None
+    budget_adjacency: str | None = None
 
     @classmethod
     def from_custom_config(cls, custom_config: Mapping[str, Any] | None) -> "FederatedTrainingConfig":
@@ -324,7 +331,9 @@ class FederatedTrainingConfig:
             )
         if not values.get("private", False):
             given = [
-                k for k in (*PRIVACY_SETTINGS, "decision_epsilon", "budget_unit") if values.get(k) not in (None, False)
+                k
+                for k in (*PRIVACY_SETTINGS, "decision_epsilon", "budget_unit", "budget_adjacency")
+                if values.get(k) not in (None, False)
             ]
             if given:
                 raise InvalidFederatedSetting(given[0], "is a privacy setting, but 'private' is false")
@@ -377,6 +386,17 @@ class FederatedTrainingConfig:
             raise InvalidFederatedSetting("noise_multiplier", "give noise_multiplier or target_epsilon, not both")
         if self.budget_unit not in (None, "client", "example"):
             raise InvalidFederatedSetting("budget_unit", f"must be 'client' or 'example', got {self.budget_unit!r}")
+        relations = [a.value for a in Adjacency]
+        if self.budget_adjacency is not None and self.budget_adjacency not in relations:
+            raise InvalidFederatedSetting(
+                "budget_adjacency", f"must be one of {', '.join(relations)}, got {self.budget_adjacency!r}"
+            )
+        if self.budget_adjacency is not None and self.budget_unit != "example":
+            raise InvalidFederatedSetting(
+                "budget_adjacency",
+                "states a budget per example's relation (budget_unit 'example'); a client-level budget is in the "
+                "sampling's own (uniform: replace-one, poisson: add-remove)",
+            )
         if self.budget_unit == "example" and (self.client_key is not None or self.max_epsilon is not None):
             setting = "max_epsilon" if self.client_key is None else "client_key"
             raise InvalidFederatedSetting(
@@ -587,7 +607,8 @@ class FederatedTrainingConfig:
         except privacy_ledger.LedgerError as err:
             raise InvalidFederatedSetting("delta", str(err)) from None
         decision = self._decision(accountant_delta)
-        if target is not None and self.budget_unit == "example" and adjacency is Adjacency.ADD_REMOVE:
+        replaced = self.budget_adjacency == Adjacency.REPLACE_ONE.value  # the gate meets the replaced-record figure
+        if target is not None and self.budget_unit == "example" and (adjacency is Adjacency.ADD_REMOVE or replaced):
             mechanism = self._per_record(mechanism, target, num_clients, delta, part, decision)
         elif target is not None:
             prior = ([] if part is None else part.private_events()) + ([] if decision is None else [decision.event()])
@@ -666,7 +687,8 @@ class FederatedTrainingConfig:
         decision: NoisyAccuracy | None,
     ) -> DpSgdMechanism:
         """``mechanism`` with the least z (within 0.1%) whose record-level figure (`FederatedTrainingPlan.
-        record_level`: the gate's figure for a budget per example) is at most ``target``."""
+        record_level`: the gate's figure for a budget per example; under ``budget_adjacency`` replace-one its
+        ``replaced_record`` figure) is at most ``target``."""
 
         def record_epsilon(z: float) -> float:
             plan = FederatedTrainingPlan(
@@ -677,7 +699,11 @@ class FederatedTrainingConfig:
                 preprocessing=part,
                 decision=decision,
             )
-            epsilon = plan._client_replaced(mechanism.replace(noise_multiplier=z))[0]
+            trial = mechanism.replace(noise_multiplier=z)
+            if self.budget_adjacency == Adjacency.REPLACE_ONE.value:
+                epsilon = plan._replaced_record(trial)["epsilon"]
+            else:
+                epsilon = plan._client_replaced(trial)[0]
             return math.inf if epsilon is None else epsilon
 
         low, high = NOISE_MULTIPLIER_RANGE[0], 1.0
@@ -941,37 +967,66 @@ class FederatedTrainingPlan:
         return (None if epsilon is None else float(epsilon)), how, replaced
 
     def _replaced_record(self, mechanism: DpSgdMechanism) -> dict[str, Any]:
-        """{epsilon, accountant, delta} of one record replaced: it leaves one client and joins another, two
-        steps each of which replaces one client's data (N fixed), so group privacy of 2 over replace-one client
-        neighbours bounds it: RDP for uniform sampling, PLD for Poisson (where PLD declines, RDP over 4 add/remove
-        neighbours). Not composed with preprocessing releases or a push decision (``epsilon`` None)."""
-        if self.preprocessing is not None or self.decision is not None:
-            return {
-                "epsilon": None,
-                "delta": self.delta,
-                "accountant": "none: group privacy is not composed with the preprocessing or the push decision",
-            }
+        """{epsilon, accountant, delta[, covers]} of one record replaced: it leaves one client (or the held-out
+        split) and joins another, so it is group privacy of 2 over neighbours that each remove or add one record,
+        which with N fixed replaces one client's data: replace-one client neighbours for the rounds, one record
+        added or removed for the preprocessing releases (their add-remove events, group 1) and the push decision
+        (one held-out record). Those events and the rounds' are composed in one accountant whose epsilon is for
+        groups of 2 (`privacy.accounting.GroupPrivacyAccountant`): RDP for uniform sampling, PLD for Poisson
+        (where PLD declines, RDP over 4 add/remove client neighbours bounds the rounds alone, and a composed
+        figure is None). ``epsilon`` is None, ``accountant`` saying why, where no sound figure follows: a
+        single client, a release analysed replace-one only (its record count exact) or with an additive delta
+        (a private vocabulary: group privacy does not carry it), or an infinite epsilon."""
+        none = {"epsilon": None, "delta": self.delta}
         if mechanism.dataset_size < 2:  # no second client to move to
-            return {"epsilon": None, "delta": self.delta, "accountant": "none: a single client"}
-        if mechanism.adjacency is Adjacency.REPLACE_ONE:
-            grouped, how = mechanism.replace(max_examples_per_user=2), "rdp, group privacy of 2 clients replaced"
-            epsilon = compute_epsilon(grouped, self.delta, AccountantKind.RDP)
-        else:
+            return {**none, "accountant": "none: a single client"}
+        prior = [] if self.decision is None else [self.decision.event(1)]
+        composed = self.preprocessing is not None or self.decision is not None
+        if self.preprocessing is not None:
+            account = self.preprocessing.account
             try:
-                grouped = mechanism.replace(adjacency=Adjacency.REPLACE_ONE, max_examples_per_user=2)
-                epsilon, how = (
-                    compute_epsilon(grouped, self.delta, AccountantKind.PLD),
-                    "pld, group privacy of 2 clients replaced",
+                prior = account.events(Adjacency.ADD_REMOVE, 1) + prior
+                additive = account.additive_delta(Adjacency.ADD_REMOVE, 1)
+            except RecordError as err:  # a release analysed replace-one: no bound for a record added or removed
+                return {**none, "accountant": f"none: {err}"}
+            if additive > 0:
+                return {
+                    **none,
+                    "accountant": "none: a private vocabulary's additive delta is not carried through group privacy",
+                }
+        artifact = "the artifact: the preprocessing releases and the push decision (one record each), then the rounds"
+        covers = {"covers": artifact} if composed else {}
+        if mechanism.adjacency is Adjacency.REPLACE_ONE:
+            kind, rounds = AccountantKind.RDP, mechanism
+        else:
+            kind, rounds = AccountantKind.PLD, mechanism.replace(adjacency=Adjacency.REPLACE_ONE)
+        grouped, how = rounds.replace(max_examples_per_user=2), f"{kind.value}, group privacy of 2 clients replaced"
+        try:
+            epsilon = compute_epsilon(grouped, self.delta, kind)  # the accountant's checks; the rounds alone
+            if composed:
+                epsilon = epsilon_of(
+                    dp_event.ComposedDpEvent([*prior, grouped.dp_event()]),
+                    target_delta=self.delta,
+                    accountant=kind,
+                    relation=grouped.neighboring_relation,
+                    group_size=2,
                 )
-            except UnsupportedAccounting as declined:
-                if mechanism.dataset_size < 4:
-                    return {"epsilon": None, "delta": self.delta, "accountant": f"none: {declined}"}
-                grouped = mechanism.replace(max_examples_per_user=4)
-                epsilon, how = (
-                    compute_epsilon(grouped, self.delta, AccountantKind.RDP),
-                    "rdp, group privacy of 4 add/remove neighbours (2 clients replaced)",
+        except UnsupportedAccounting as declined:
+            if composed or kind is AccountantKind.RDP or mechanism.dataset_size < 4:
+                why = (
+                    "; RDP group privacy of 4 add/remove client neighbours is not composed with them"
+                    if composed
+                    else ""
                 )
-        return {"epsilon": float(epsilon) if math.isfinite(epsilon) else None, "delta": self.delta, "accountant": how}
+                return {**none, "accountant": f"none: {declined}{why}"}
+            grouped = mechanism.replace(max_examples_per_user=4)
+            epsilon, how = (
+                compute_epsilon(grouped, self.delta, AccountantKind.RDP),
+                "rdp, group privacy of 4 add/remove neighbours (2 clients replaced)",
+            )
+        if not math.isfinite(epsilon):
+            return {**none, "accountant": f"none: {how} diverges", **covers}
+        return {"epsilon": float(epsilon), "delta": self.delta, "accountant": how, **covers}
 
     def _record_level_artifact(self, replaced: DpSgdMechanism) -> tuple[float | None, str]:
         """(epsilon, accountant) of one replaced record under PLD: the preprocessing releases' replace-one events
@@ -998,7 +1053,8 @@ class FederatedTrainingPlan:
     ) -> privacy_ledger.PrivacyLedger:
         """The ``dp-fedavg`` ledger of ``rounds`` rounds of this plan (the budget the simulation composed), with
         the plan's preprocessing releases composed before the rounds and what the run released outside its
-        guarantee (the history's ``outside_guarantee``).
+        guarantee (the history's ``outside_guarantee``, after `privacy_ledger.SEPARATE_RUNS`, listed by every
+        ledger: it accounts this run alone).
 
         Raises:
           privacy_ledger.LedgerError: if ``budget`` does not account exactly those rounds of the plan.
@@ -1031,6 +1087,7 @@ class FederatedTrainingPlan:
             "noise": "seeded" if c.seeded_noise else "csprng",
             "record_level": self.record_level(rounds),
             "outside_guarantee": {
+                **privacy_ledger.SEPARATE_RUNS,
                 **(DECISION_CAVEAT if self.decision is not None else {}),
                 **(outside_guarantee or {}),
             },

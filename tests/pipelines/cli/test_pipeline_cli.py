@@ -77,6 +77,11 @@ BAD_RUN_OPTIONS = [
     (["--min-accuracy", "-0.1"], "--min-accuracy"),
     (["--min-accuracy", "nan"], "--min-accuracy"),
     (["--privacy-unit", "person"], "--privacy-unit"),
+    (["--budget-adjacency", "swap"], "--budget-adjacency"),
+    (["--budget-adjacency", "replace-one"], "--budget-adjacency"),  # DP-SGD's Poisson sampling: add-remove
+    (["--budget-adjacency", "add-remove", "--sampling", "shuffle"], "--budget-adjacency"),  # replace-one
+    (["--trainer", "federated", "--privacy-unit", "client", "--budget-adjacency", "add-remove"], "--budget-adjacency"),
+    (["--trainer", "pate", "--budget-adjacency", "replace-one"], "--budget-adjacency"),
     (["--encrypted-examples", "0"], "--encrypted-examples"),
     (["--runner", "flink"], "--runner"),
     (["--trainer", "federated", "--batch-size", "8"], "--batch-size"),
@@ -124,6 +129,26 @@ def test_truncated_batch_size_reaches_the_trainer_config_with_the_pld_accountant
     plan = pipeline_cli._plan(**{k: v for k, v in context.params.items() if k in plan_options})
     assert plan.trainer_config["truncated_batch_size"] == "default" and plan.trainer_config["accountant"] == "pld"
     assert "truncated_batch_size" not in plan.non_private_trainer_config
+
+
+def test_the_budget_adjacency_reaches_the_gate_and_a_per_example_federated_trainer_calibrates_for_it():
+    """--budget-adjacency is the gate's (the plan's) relation; a budget per example stated replace-one is met by a
+    keyed Federated Trainer's replaced-record figure, so the Trainer calibrates z for that figure; a Trainer whose
+    ledger accounts the relation (Poisson DP-SGD, add-remove) takes it as it is; without the flag nothing is set."""
+    plan_options = inspect.signature(pipeline_cli._plan).parameters
+
+    def plan_of(*args):
+        with pipeline_cli.run.make_context("run", list(args)) as context:
+            return pipeline_cli._plan(**{k: v for k, v in context.params.items() if k in plan_options})
+
+    keyed = ("--trainer", "federated", "--trainer-config", '{"max_examples_per_client": 90}')
+    federated = plan_of(*keyed, "--budget-adjacency", "replace-one")
+    assert federated.budget_adjacency == "replace-one"
+    assert federated.trainer_config["budget_unit"] == "example"
+    assert federated.trainer_config["budget_adjacency"] == "replace-one"
+    assert "budget_adjacency" not in federated.non_private_trainer_config
+    assert plan_of("--budget-adjacency", "add-remove").budget_adjacency == "add-remove"
+    assert plan_of(*keyed).budget_adjacency is None and "budget_adjacency" not in plan_of(*keyed).trainer_config
 
 
 @pytest.mark.parametrize("args, option", BAD_RUN_OPTIONS, ids=[" ".join(a) for a, _ in BAD_RUN_OPTIONS])
