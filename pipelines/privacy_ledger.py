@@ -24,6 +24,7 @@ MLMD artifact proto. This module imports neither TensorFlow nor TFX.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import enum
 import functools
@@ -465,9 +466,9 @@ class PrivacyLedger:
             "delta": self.delta,
             "accountant_version": f"dp-accounting {dp_accounting_version()}",
             "dp_event": event_to_json(self.budget.dp_event()),
-            "parameters": dict(self.parameters),
+            "parameters": copy.deepcopy(self.parameters),
             "budget": self.budget.to_dict(),
-            "trainer": dict(self.trainer),
+            "trainer": copy.deepcopy(self.trainer),
         }
         if self.mechanism == DP_SGD:
             out["report"] = self.privacy_report().to_dict()
@@ -477,7 +478,7 @@ class PrivacyLedger:
             out["decision"] = self.decision.to_dict()
         if self.preprocessing is not None or self.decision is not None:
             out["composition"] = {
-                "epsilon": epsilons,
+                "epsilon": dict(epsilons),
                 "delta": self.delta,
                 "accountant_delta": self.accountant_delta,
                 "additive_delta": self.additive_delta,

@@ -46,6 +46,17 @@ def test_ledger_epsilon_is_the_accountants_value_and_survives_json(tmp_path):
     assert pl.read_ledger(str(tmp_path / "elsewhere")) is None
 
 
+def test_to_dict_shares_no_state_with_the_ledger():
+    ledger = pl.PrivacyLedger.for_dp_sgd(
+        MECHANISM, l2_norm_clip=1.5, delta=1e-3, trainer={"libs": {"tf": "2"}}, outside_guarantee={"x": "why"}
+    )
+    data = ledger.to_dict()
+    data["parameters"]["outside_guarantee"]["x"] = "edited"
+    data["trainer"]["libs"]["tf"] = "edited"
+    again = ledger.to_dict()
+    assert again["parameters"]["outside_guarantee"] == {"x": "why"} and again["trainer"] == {"libs": {"tf": "2"}}
+
+
 def test_a_ledger_cannot_claim_fewer_steps_than_its_events(tmp_path):
     ledger = pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.0, delta=1e-3)
     data = ledger.to_dict()
