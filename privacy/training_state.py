@@ -1,9 +1,15 @@
-"""The rule for non-trainable state that training changes, shared by DP-SGD and federated clients.
+"""The rules for state training leaves in a model besides its weights, shared by DP-SGD, federated clients
+and the pipeline's checks of the files a Trainer writes.
 
 Float non-trainable variables updated from training batches (BatchNormalization's moving statistics, a
 running mean assigned in a layer's ``call``) hold exact statistics of the training data: no per-example
 clipping, noise or client averaging covers them, and the saved model carries them. Both trainers refuse
 a model whose training changes one, naming it. Integer state (random seed generators) is not data.
+
+Keras' compiled-metric accumulators (the loss and metric totals and their count) are exact sums over the
+examples a model was last fitted or evaluated on. tf-keras writes them into every SavedModel (checkpoint keys
+``.../metrics/...``), a ModelCheckpoint's included; Keras 3 writes them into none of its formats (.keras,
+.weights.h5, ``model.export``). `metric_state_problems` finds them in the TensorFlow checkpoints under a folder.
 """
 
 from __future__ import annotations
@@ -37,3 +43,43 @@ def updated_state_error(names: list[str]) -> str:
         f"neither clips, noises nor averages; use LayerNormalization or GroupNormalization, or a model "
         f"without such state"
     )
+
+
+METRIC_SCOPE = "/metrics/"
+"""What the checkpoint key of every Keras metric variable contains (``keras_api/metrics/0/total/...``)."""
+
+
+def checkpoint_prefixes(root: str) -> list[str]:
+    """Every TensorFlow checkpoint (its ``.index`` file, without the suffix) under the folder ``root``."""
+    import tensorflow as tf
+
+    return sorted(
+        f"{folder}/{name[: -len('.index')]}"
+        for folder, _, names in tf.io.gfile.walk(root)
+        for name in names
+        if name.endswith(".index")
+    )
+
+
+def metric_state_problems(root: str) -> list[str]:
+    """One line for each TensorFlow checkpoint under ``root`` whose Keras metric variables are not all zero
+    (statistics of the examples last fitted or evaluated, which no epsilon covers), or that cannot be read
+    (fail closed). Empty when every checkpoint holds none."""
+    import tensorflow as tf
+
+    problems = []
+    for prefix in checkpoint_prefixes(root):
+        try:
+            reader = tf.train.load_checkpoint(prefix)
+            names = sorted(name for name in reader.get_variable_to_shape_map() if METRIC_SCOPE in f"/{name}")
+            held = [name.split("/.ATTRIBUTES")[0] for name in names if np.any(reader.get_tensor(name))]
+        except (tf.errors.OpError, ValueError) as err:
+            problems.append(f"the checkpoint {prefix} is unreadable, so its metric state cannot be checked: {err}")
+            continue
+        if held:
+            problems.append(
+                f"the checkpoint {prefix} holds Keras metric state {held} (exact sums over the examples last "
+                f"fitted or evaluated, e.g. of the loss, and their count), which no epsilon covers: call "
+                f"model.reset_metrics() before saving (a private model's fit and evaluate do)"
+            )
+    return problems

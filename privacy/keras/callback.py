@@ -1,5 +1,6 @@
 """A Keras callback that reports, enforces and checkpoints the privacy budget of private training (and
-`StateGuardLogic`, which refuses training that changes float non-trainable weights).
+`StateGuardLogic`, which refuses training that changes float non-trainable weights and keeps metric state
+out of the checkpoints saved during fit).
 
 `make_private`'s `fit` puts one first in the callback list (a `PrivacyBudgetCallback` you pass yourself
 is moved first), so `epsilon` reaches `logs`, and the training loss and metrics leave them, before
@@ -104,17 +105,30 @@ class PrivacyBudgetLogic:
 
 class StateGuardLogic:
     """Refuses a private fit whose training changes float non-trainable weights (`privacy.training_state`):
-    checked after the first step, to fail early, and when the fit ends (state a later step changed)."""
+    checked after the first step, to fail early, and when the fit ends (state a later step changed).
+
+    For tf-keras, which saves the compiled metrics' accumulators with a SavedModel, it also zeroes them after
+    every step and epoch, after Keras has read them into the logs and before any later callback runs (it is
+    the first), so a ModelCheckpoint or BackupAndRestore saved during fit holds none: the training logs then
+    hold the last step's values (removed anyway when the fit is accounted). Keras 3 saves no metric state
+    in any format, and recomputes its epoch logs from the accumulators, so they are left running there."""
 
     def on_train_begin(self, logs=None):
         self._variables = [v for v in self.model.non_trainable_variables if training_state.is_float(v)]
         self._before = [np.array(v.numpy()) for v in self._variables]
         self._first = True
+        self._zero_metrics = compat.is_tf_keras(self.model)
 
     def on_train_batch_end(self, batch, logs=None):
         if self._first:
             self._first = False
             self._check()
+        if self._zero_metrics:
+            self.model.reset_metrics()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._zero_metrics:
+            self.model.reset_metrics()
 
     def on_train_end(self, logs=None):
         self._check()

@@ -39,31 +39,36 @@ METRIC_STATE = """
 import json, sys
 import numpy as np
 import tf_keras as keras
-from pipelines.components.private_evaluator import coverage
+from privacy import training_state
 x = np.random.default_rng(0).normal(size=(20, 2)).astype("float32")
 model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, activation="sigmoid")])
 model.compile(optimizer="sgd", loss="binary_crossentropy", metrics=["binary_accuracy"])
 model.fit(x, (x[:, :1] > 0).astype("float32"), epochs=1, verbose=0)
 model.save(sys.argv[1] + "/fitted", save_format="tf")
+model.save(sys.argv[1] + "/nested/checkpoints/epoch_1", save_format="tf")
 model.reset_metrics()
 model.save(sys.argv[1] + "/reset", save_format="tf")
-for name in ("fitted", "reset"):
-    print(name.upper() + " " + json.dumps(coverage.metric_state_problems(sys.argv[1] + "/" + name)))
+model.save(sys.argv[1] + "/nested", save_format="tf")
+for name in ("fitted", "reset", "nested"):
+    print(name.upper() + " " + json.dumps(training_state.metric_state_problems(sys.argv[1] + "/" + name)))
 """
 
 
 def test_a_saved_model_holding_training_metric_state_is_not_covered(tmp_path, python_subprocess):
-    """Fail closed on the exact loss and accuracy totals tf-keras saves with a fitted model; zeroed ones pass."""
+    """Fail closed on the exact loss and accuracy totals tf-keras saves with a fitted model, in the model's own
+    checkpoint or in one saved below it (a ModelCheckpoint inside the pushed folder); zeroed ones pass."""
     code = f"import sys; sys.argv[1:] = [{str(tmp_path)!r}]\n" + METRIC_STATE
     out = python_subprocess(code, legacy_keras=True).stdout
     found = {
         line.split(" ", 1)[0]: json.loads(line.split(" ", 1)[1])
         for line in out.splitlines()
-        if line.startswith(("FITTED ", "RESET "))
+        if line.startswith(("FITTED ", "RESET ", "NESTED "))
     }
     [problem] = found["FITTED"]
     assert "keras_api/metrics/0/total" in problem and "keras_api/metrics/1/count" in problem, problem
     assert found["RESET"] == []
+    [problem] = found["NESTED"]
+    assert f"{tmp_path}/nested/checkpoints/epoch_1/variables/variables holds Keras metric state" in problem, problem
 
 
 def _ledger(delta: float, n: int = 1000) -> pl.PrivacyLedger:

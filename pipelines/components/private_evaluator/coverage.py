@@ -4,8 +4,9 @@ A model can carry statistics of its training data outside the training's events:
 embedded Transform graph and of Keras preprocessing layers adapted on data. `artifact_problems` lists
 every such statistic no epsilon covers (the ledger's preprocessing account, checked against the
 records found in the model itself; a Transform graph in the model without a coverage record; adapted
-Keras layers in a tf-keras SavedModel's metadata; Keras' compiled-metric accumulators in its checkpoint,
-which hold exact sums over the training examples unless reset: `metric_state_problems`);
+Keras layers in a tf-keras SavedModel's metadata; Keras' compiled-metric accumulators in any checkpoint
+under the pushed folder, which hold exact sums over the training examples unless reset:
+`privacy.training_state.metric_state_problems`);
 `delta_findings` checks the ledger's delta against 1/n. A model with any problem has, as an artifact,
 no finite epsilon.
 """
@@ -17,6 +18,7 @@ import os
 
 from pipelines import privacy_ledger
 from pipelines.transform.artifact import NO_COVERAGE_RECORD, embeds_transform_graph, records_in_saved_model
+from privacy import training_state
 from privacy.accounting import delta_warning
 from privacy.preprocessing import PreprocessingAccount, RecordError, adapted_layer_problem
 
@@ -46,35 +48,7 @@ def artifact_problems(serving_dir: str, ledger: privacy_ledger.PrivacyLedger) ->
         problems.append(
             f"the model embeds a tf.Transform graph without ppml's coverage record (fail closed): {NO_COVERAGE_RECORD}"
         )
-    return problems + keras_layer_problems(serving_dir) + metric_state_problems(serving_dir)
-
-
-def metric_state_problems(serving_dir: str) -> list[str]:
-    """Non-zero Keras metric variables (loss and metric totals and counts) in a SavedModel's checkpoint.
-
-    tf-keras saves the compiled metrics' state with the model (checkpoint keys ``.../metrics/...``); after
-    `fit` it is the exact sum of the training losses and the number of examples seen, which no epsilon covers.
-    Private `fit` zeroes it; a checkpoint that cannot be read is a problem too (fail closed).
-    """
-    import numpy as np
-    import tensorflow as tf
-
-    prefix = os.path.join(serving_dir, "variables", "variables")
-    if not tf.io.gfile.exists(prefix + ".index"):
-        return []
-    try:
-        reader = tf.train.load_checkpoint(prefix)
-        names = sorted(name for name in reader.get_variable_to_shape_map() if "/metrics/" in f"/{name}")
-        held = [name.split("/.ATTRIBUTES")[0] for name in names if np.any(reader.get_tensor(name))]
-    except (tf.errors.OpError, ValueError) as err:
-        return [f"the model's checkpoint is unreadable, so its metric state cannot be checked: {err}"]
-    if not held:
-        return []
-    return [
-        f"the model's checkpoint holds Keras training-metric state {held} (exact sums over the training "
-        f"examples, e.g. of the loss, and their count), which no epsilon covers: call model.reset_metrics() "
-        f"before saving (private fit does)"
-    ]
+    return problems + keras_layer_problems(serving_dir) + training_state.metric_state_problems(serving_dir)
 
 
 def keras_layer_problems(serving_dir: str) -> list[str]:
