@@ -1,10 +1,16 @@
 """The rules for state training leaves in a model besides its weights, shared by DP-SGD, federated clients
 and the pipeline's checks of the files a Trainer writes.
 
-Float non-trainable variables updated from training batches (BatchNormalization's moving statistics, a
-running mean assigned in a layer's ``call``) hold exact statistics of the training data: no per-example
-clipping, noise or client averaging covers them, and the saved model carries them. Both trainers refuse
-a model whose training changes one, naming it. Integer state (random seed generators) is not data.
+Non-trainable variables updated from training batches (BatchNormalization's moving statistics, a running
+mean assigned in a layer's ``call``, an integer counter of the examples seen) hold exact statistics of the
+training data: no per-example clipping, noise or client averaging covers them, and the saved model carries
+them. Both trainers refuse a model whose training changes one, whatever its dtype, naming it
+(`changed_state`). One kind is allowed, by adversary: the state of a Keras 3 ``keras.random.SeedGenerator``
+(Dropout, GaussianNoise, random augmentation), a pair (seed, counter) whose counter advances by one per draw
+whatever the values drawn on; allowed only when its seed is unchanged and its counter advanced by a
+multiple of the steps run (the same draws every step), so a layer drawing a data-dependent number of
+times is refused unless its count balances over the steps exactly (not detected; Keras' layers draw once
+per call). Optimizer iterations are not the model's variables (public: the steps run).
 
 Keras' compiled-metric accumulators (the loss and metric totals and their count) are exact sums over the
 examples a model was last fitted or evaluated on. tf-keras writes them into every SavedModel (checkpoint keys
@@ -22,26 +28,38 @@ def variable_name(variable) -> str:
     return getattr(variable, "path", None) or variable.name
 
 
-def is_float(variable) -> bool:
-    return "float" in str(variable.dtype) or "bfloat" in str(variable.dtype)
+def seed_states(model) -> set[int]:
+    """``id`` of the state variable of every Keras 3 SeedGenerator of ``model``'s layers (none on tf-keras)."""
+    return {
+        id(generator.state)
+        for layer in model._flatten_layers(include_self=True, recursive=True)
+        for generator in getattr(layer, "_seed_generators", None) or ()
+    }
 
 
-def changed_float_state(variables, before, after) -> list[str]:
-    """Names of the float ``variables`` whose value in ``after`` differs from ``before`` (aligned lists)."""
-    return [
-        variable_name(v)
-        for v, a, b in zip(variables, before, after)
-        if is_float(v) and not np.array_equal(np.asarray(a), np.asarray(b))
-    ]
+def changed_state(variables, before, after, *, seeds: set[int], steps: int) -> list[str]:
+    """Names of ``variables`` (any dtype) whose value in ``after`` differs from ``before`` (aligned lists),
+    but a seed generator's state (``id`` in ``seeds``) whose seed is unchanged and whose counter advanced by a
+    multiple of ``steps``, the training steps between ``before`` and ``after``."""
+    changed = []
+    for v, b, a in zip(variables, before, after):
+        b, a = np.asarray(b), np.asarray(a)
+        if np.array_equal(a, b):
+            continue
+        advance = int(a[1]) - int(b[1]) if a.shape == b.shape == (2,) and a[0] == b[0] else None
+        if id(v) in seeds and advance is not None and steps > 0 and advance % steps == 0:
+            continue
+        changed.append(variable_name(v))
+    return changed
 
 
 def updated_state_error(names: list[str]) -> str:
-    """The one-line refusal of a model whose training changes the float non-trainable variables ``names``."""
+    """The one-line refusal of a model whose training changes the non-trainable variables ``names``."""
     return (
         f"training updates the model's non-trainable weights {names} (e.g. BatchNormalization statistics, a "
-        f"running mean assigned in call()): exact statistics of the training batches that private training "
-        f"neither clips, noises nor averages; use LayerNormalization or GroupNormalization, or a model "
-        f"without such state"
+        f"running mean assigned in call(), a counter of the examples seen): exact statistics of the training "
+        f"batches that private training neither clips, noises nor averages; use LayerNormalization or "
+        f"GroupNormalization, or a model without such state"
     )
 
 

@@ -1,5 +1,5 @@
 """A Keras callback that reports, enforces and checkpoints the privacy budget of private training (and
-`StateGuardLogic`, which refuses training that changes float non-trainable weights and keeps metric state
+`StateGuardLogic`, which refuses training that changes non-trainable weights and keeps metric state
 out of the checkpoints saved during fit).
 
 `make_private`'s `fit` puts one first in the callback list (a `PrivacyBudgetCallback` you pass yourself
@@ -104,8 +104,9 @@ class PrivacyBudgetLogic:
 
 
 class StateGuardLogic:
-    """Refuses a private fit whose training changes float non-trainable weights (`privacy.training_state`):
-    checked after the first step, to fail early, and when the fit ends (state a later step changed).
+    """Refuses a private fit whose training changes non-trainable weights, of any dtype, but the counters of
+    Keras 3 seed generators (`privacy.training_state.changed_state`): checked after the first step, to fail
+    early, and when the fit ends (state a later step changed).
 
     For tf-keras, which saves the compiled metrics' accumulators with a SavedModel, it also zeroes them after
     every step and epoch, after Keras has read them into the logs and before any later callback runs (it is
@@ -114,8 +115,10 @@ class StateGuardLogic:
     in any format, and recomputes its epoch logs from the accumulators, so they are left running there."""
 
     def on_train_begin(self, logs=None):
-        self._variables = [v for v in self.model.non_trainable_variables if training_state.is_float(v)]
+        self._variables = list(self.model.non_trainable_variables)
         self._before = [np.array(v.numpy()) for v in self._variables]
+        self._seeds = training_state.seed_states(self.model)
+        self._steps_at_begin = private_training(self.model).steps
         self._first = True
         self._zero_metrics = compat.is_tf_keras(self.model)
 
@@ -134,9 +137,9 @@ class StateGuardLogic:
         self._check()
 
     def _check(self) -> None:
-        changed = training_state.changed_float_state(
-            self._variables, self._before, [v.numpy() for v in self._variables]
-        )
+        after = [v.numpy() for v in self._variables]
+        steps = private_training(self.model).steps - self._steps_at_begin
+        changed = training_state.changed_state(self._variables, self._before, after, seeds=self._seeds, steps=steps)
         if changed:
             raise DPConfigurationError(training_state.updated_state_error(changed))
 

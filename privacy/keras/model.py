@@ -1,14 +1,15 @@
 """The front door: `make_private(model, ...)`, and `DPModel` / `DPSequential` for TF Privacy users.
 
 `make_private` validates a Keras model (Keras 3 or tf-keras), attaches a `PrivateTraining` to it and
-replaces three of its methods on the instance only: `train_step` (the DP-SGD step, which runs only inside
+replaces five of its methods on the instance only: `train_step` (the DP-SGD step, which runs only inside
 `fit`), `fit` (which checks the data's sampling, draws the batches from arrays, adds the privacy budget
-callback, refuses training that changes float non-trainable weights, and zeroes the compiled loss and metric
-accumulators when it ends, and for tf-keras after every step and epoch, before a ModelCheckpoint saves, so
-that no model file carries an exact training statistic), `evaluate` and `test_on_batch` (the same, after they
-return: their accumulators sum over the examples evaluated, perhaps training ones) and `train_on_batch`
-(refused: the caller's batch cannot be accounted). The class, `compile`, `predict` and saving are untouched,
-so the trained model is an ordinary Keras model for serving (TFX Pusher/Evaluator included).
+callback, refuses training that changes non-trainable weights but seed generators' counters, and zeroes
+the compiled loss and metric accumulators when it ends, and for tf-keras after every step and epoch, before
+a ModelCheckpoint saves, so that no model file carries an exact training statistic), `evaluate` and
+`test_on_batch` (the same, after they return: their accumulators sum over the examples evaluated, perhaps
+training ones) and `train_on_batch` (refused: the caller's batch cannot be accounted). The class, `compile`,
+`predict` and saving are untouched, so the trained model is an ordinary Keras model for serving (TFX
+Pusher/Evaluator included).
 """
 
 from __future__ import annotations

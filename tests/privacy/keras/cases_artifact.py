@@ -209,8 +209,10 @@ class _RunningCentre(L.Layer):
         return x - self.centre
 
 
-def _fit_private(layer):
+def _fit_private(layer, drop_first=False):
     x, labels = _data()
+    if drop_first:
+        x, labels = x[1:], labels[1:]
     model = make_private(
         K.Sequential([K.Input((4,)), layer, L.Dense(1, activation="sigmoid")]),
         l2_norm_clip=1.0,
@@ -235,3 +237,34 @@ def case_training_that_updates_non_trainable_state_is_refused():
         raise AssertionError("fit accepted a layer whose training updates its non-trainable weights")
     _fit_private(L.LayerNormalization())
     _fit_private(L.Dense(3))
+
+
+class _RecordCounter(L.Layer):
+    """Counts the examples it sees in training (rows with any non-zero feature, so Poisson padding is not
+    counted) in an integer non-trainable variable: the saved model would carry a count of the private records."""
+
+    def build(self, shape):
+        self.seen = self.add_weight(name="seen", shape=(), initializer="zeros", dtype="int64", trainable=False)
+
+    def call(self, x, training=None):
+        if training:
+            real = tf.reduce_any(tf.not_equal(x, 0.0), axis=1)
+            self.seen.assign_add(tf.reduce_sum(tf.cast(real, "int64")))
+        return x
+
+
+def case_training_that_counts_records_in_integer_state_is_refused():
+    """An integer counter of the training records is refused like a float running mean (naming it), on data
+    and on its neighbour without record 0 (where it would hold a different count); Dropout and GaussianNoise,
+    whose Keras 3 seed generators advance by one draw per step whatever the data, still train."""
+    for drop in (False, True):
+        try:
+            _fit_private(_RecordCounter(name="record_counter"), drop_first=drop)
+        except DPConfigurationError as err:
+            message = str(err)
+            assert "\n" not in message and "record_counter/seen" in message and "counter" in message, message
+        else:
+            raise AssertionError("fit accepted a layer that counts the training records in an integer variable")
+    model = _fit_private(K.Sequential([L.Dropout(0.5), L.GaussianNoise(0.1)]))
+    generators = [v for v in model.non_trainable_variables if "seed_generator" in v.name]
+    assert len(generators) == (0 if K.__name__ == "tf_keras" else 2), model.non_trainable_variables
