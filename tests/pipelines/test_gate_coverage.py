@@ -291,3 +291,43 @@ def test_lineage_compares_released_values_so_a_second_transform_run_is_caught(tm
     assert lineage.transform_graphs_upstream(store, model) == ["/graphA", "/graphB"]
     [problem] = lineage.lineage_problems(store, model, _accounted_ledger(accounts["/graphA"]))
     assert "/graphB" in problem and "released other values" in problem
+
+
+def _keras3_model(adapted: bool):
+    import keras
+    import numpy as np
+
+    if adapted:
+        norm = keras.layers.Normalization(name="adapted_norm")
+        norm.adapt(np.array([[1.0, 2.0], [3.0, 5.0]], dtype="float32"))
+    else:
+        norm = keras.layers.Normalization(mean=[0.0, 0.0], variance=[1.0, 1.0], name="given_norm")
+    inner = keras.Sequential([norm, keras.layers.Dense(2)], name="inner")  # nested: found in the config's tree
+    return keras.Sequential([keras.Input((2,)), inner, keras.layers.Dense(1)])
+
+
+def test_keras3_archives_are_read_and_keras3_saved_models_are_refused_as_uninspectable(tmp_path):
+    """Keras 3 writes no Keras metadata: a .keras archive anywhere in the pushed folder is checked through its
+    config (the nested adapted Normalization found, given constants pass); a Keras 3 SavedModel records no
+    layers, so a DP-SGD model exported so is refused whatever it holds, saying so; a ledger of another trainer
+    (ppml's own modules) is not asked for layers."""
+    ledger = pl.PrivacyLedger.for_dp_sgd(
+        DpSgdMechanism(dataset_size=1000, batch_size=10, noise_multiplier=1.0, steps=10), l2_norm_clip=1.0, delta=1e-5
+    )
+    for adapted in (True, False):
+        folder = tmp_path / f"archive_{adapted}"
+        (folder / "extra").mkdir(parents=True)
+        _keras3_model(adapted).save(folder / "extra" / "model.keras")
+        problems = coverage.keras_layer_problems(str(folder), ledger)
+        if adapted:
+            [problem] = problems
+            assert "layer 'adapted_norm' (Normalization)" in problem and "mean=..., variance=..." in problem, problem
+        else:
+            assert problems == []
+        _keras3_model(adapted).export(str(folder / "exported"), verbose=False)
+        assert coverage.keras_layer_problems(str(folder / "exported"), ledger) == [coverage.KERAS3_UNINSPECTABLE]
+        assert coverage.keras_layer_problems(str(folder / "exported"), None) == []
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "model.keras").write_bytes(b"not a zip archive")
+    [problem] = coverage.keras_layer_problems(str(tmp_path / "broken"), ledger)
+    assert "model.keras is unreadable, so its layers cannot be checked" in problem, problem

@@ -4,7 +4,8 @@ A model can carry statistics of its training data outside the training's events:
 embedded Transform graph and of Keras preprocessing layers adapted on data. `artifact_problems` lists
 every such statistic no epsilon covers (the ledger's preprocessing account, checked against the
 records found in the model itself; a Transform graph in the model without a coverage record; adapted
-Keras layers in a tf-keras SavedModel's metadata; Keras' compiled-metric accumulators in any checkpoint
+Keras layers in a tf-keras SavedModel's metadata or a Keras 3 archive's config, and a Keras 3 SavedModel,
+whose layers cannot be seen (`keras_layer_problems`); Keras' compiled-metric accumulators in any checkpoint
 under the pushed folder, which hold exact sums over the training examples unless reset:
 `privacy.training_state.metric_state_problems`);
 `delta_findings` checks the ledger's delta against 1/n. A model with any problem has, as an artifact,
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 
 from pipelines import privacy_ledger
 from pipelines.transform.artifact import NO_COVERAGE_RECORD, embeds_transform_graph, records_in_saved_model
@@ -48,22 +50,60 @@ def artifact_problems(serving_dir: str, ledger: privacy_ledger.PrivacyLedger) ->
         problems.append(
             f"the model embeds a tf.Transform graph without ppml's coverage record (fail closed): {NO_COVERAGE_RECORD}"
         )
-    return problems + keras_layer_problems(serving_dir) + training_state.metric_state_problems(serving_dir)
+    return problems + keras_layer_problems(serving_dir, ledger) + training_state.metric_state_problems(serving_dir)
 
 
-def keras_layer_problems(serving_dir: str) -> list[str]:
-    """Adapted preprocessing layers among the layers a tf-keras SavedModel records in its Keras metadata."""
+def keras_layer_problems(serving_dir: str, ledger: privacy_ledger.PrivacyLedger | None = None) -> list[str]:
+    """Adapted preprocessing layers among the layers recorded under ``serving_dir``: in every tf-keras
+    SavedModel's Keras metadata and every Keras 3 ``.keras`` archive's config, nested folders included; and,
+    for a DP-SGD ledger (a model of the author's run_fn), a Keras 3 SavedModel (``model.export``, or
+    ``tf.saved_model.save`` of a Keras 3 model), which records no layer classes, so its layers and the
+    constants they carry cannot be inspected: refused, saying so (fail closed). The Federated Trainer's
+    export holds ppml's own dense model, built with no preprocessing layer."""
     import tensorflow as tf
 
-    path = os.path.join(serving_dir, KERAS_METADATA)
-    if not tf.io.gfile.exists(path):
-        return []
+    problems = []
+    for folder, _, names in tf.io.gfile.walk(serving_dir):
+        for name in sorted(names):
+            path = os.path.join(folder, name)
+            if name == KERAS_METADATA:
+                problems += [_layer_problem(*layer) for layer in _metadata_layers(path)]
+            elif name.endswith(".keras"):
+                try:
+                    layers = _archive_layers(path)
+                except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError, tf.errors.OpError) as err:
+                    problems.append(f"the Keras archive {path} is unreadable, so its layers cannot be checked: {err}")
+                    continue
+                problems += [_layer_problem(*layer) for layer in layers]
+    problems = [problem for problem in problems if problem]
+    if ledger is not None and ledger.mechanism == privacy_ledger.DP_SGD and _keras3_saved_model(serving_dir):
+        problems.append(KERAS3_UNINSPECTABLE)
+    return problems
+
+
+KERAS3_UNINSPECTABLE = (
+    "the model is a Keras 3 SavedModel (model.export or tf.saved_model.save of a Keras 3 model), which records "
+    "no layer classes or configs: the gate cannot check it for preprocessing layers adapted on the training data "
+    "or the constants they carry (fail closed); save the serving model with tf-keras "
+    "(model.save(dir, save_format='tf')), whose Keras metadata the gate reads"
+)
+KERAS3_MARKERS = ("_all_variables", "call_signature_parameters")
+"""Names of children in a SavedModel's object graph that only Keras 3 writes: the archive of ``model.export``,
+and an attribute of every Keras 3 layer."""
+
+
+def _layer_problem(name: str, class_name: str, config) -> str | None:
+    return adapted_layer_problem(name, class_name, config if isinstance(config, dict) else None)
+
+
+def _metadata_layers(path: str):
+    """(name, class name, config) of every layer a tf-keras SavedModel's ``keras_metadata.pb`` records."""
+    import tensorflow as tf
     from tf_keras.protobuf import saved_metadata_pb2
 
     metadata = saved_metadata_pb2.SavedMetadata()
     with tf.io.gfile.GFile(path, "rb") as f:
         metadata.ParseFromString(f.read())
-    problems = []
     for node in metadata.nodes:
         if node.identifier != "_tf_keras_layer":
             continue
@@ -71,12 +111,43 @@ def keras_layer_problems(serving_dir: str) -> list[str]:
             layer = json.loads(node.metadata)
         except json.JSONDecodeError:
             continue
-        problem = adapted_layer_problem(
-            layer.get("name", node.node_path), layer.get("class_name", ""), layer.get("config")
-        )
-        if problem:
-            problems.append(problem)
-    return problems
+        yield layer.get("name", node.node_path), layer.get("class_name", ""), layer.get("config")
+
+
+def _archive_layers(path: str) -> list[tuple]:
+    """(name, class name, config) of every layer, nested ones included, in a Keras 3 ``.keras`` archive's config."""
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(path, "rb") as f, zipfile.ZipFile(f) as archive:
+        stack, layers = [json.loads(archive.read("config.json"))], []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if isinstance(node.get("class_name"), str) and isinstance(node.get("config"), dict):
+                layers.append((node["config"].get("name", node["class_name"]), node["class_name"], node["config"]))
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return layers
+
+
+def _keras3_saved_model(serving_dir: str) -> bool:
+    """Whether ``serving_dir`` holds a SavedModel without tf-keras metadata whose object graph Keras 3 wrote."""
+    import tensorflow as tf
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = os.path.join(serving_dir, "saved_model.pb")
+    if tf.io.gfile.exists(os.path.join(serving_dir, KERAS_METADATA)) or not tf.io.gfile.exists(path):
+        return False
+    saved = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(path, "rb") as f:
+        saved.ParseFromString(f.read())
+    return any(
+        child.local_name in KERAS3_MARKERS
+        for graph in saved.meta_graphs
+        for node in graph.object_graph_def.nodes
+        for child in node.children
+    )
 
 
 PATE_DELTA_UNCHECKED = (
