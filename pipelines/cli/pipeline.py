@@ -382,10 +382,11 @@ def _locked_root(pipeline_root: str):
 
 
 @contextlib.contextmanager
-def _library_output(verbose: bool):
+def _library_output(verbose: bool, quote_errors: bool = True):
     """Yields (terminal stream, `run_log.RunLog` or None) with absl logging at INFO (TFX's and our
     executors' records): with ``verbose`` the libraries print to the terminal as usual (stdout kept for
-    the report); else to a `run_log` capture. Afterwards absl logs at its former level again."""
+    the report); else to a `run_log` capture, which copies ERROR records' messages to the terminal when
+    ``quote_errors``. Afterwards absl logs at its former level again."""
     from absl import logging as absl_logging
 
     former = absl_logging.get_verbosity()
@@ -395,7 +396,7 @@ def _library_output(verbose: bool):
             with contextlib.redirect_stdout(sys.stderr):  # stdout is for the report (Keras prints its progress)
                 yield sys.stderr, None
         else:
-            with run_log.captured_output(self_explaining=(click.ClickException,)) as log:
+            with run_log.captured_output(self_explaining=(click.ClickException,), quote_errors=quote_errors) as log:
                 yield log.terminal, log
     finally:
         absl_logging.set_verbosity(former)
@@ -444,7 +445,10 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
     held out), no Transform runs, and the pushed model is the PATE student.
 
     Progress is shown per stage; what TFX, TensorFlow and Beam print goes to
-    PIPELINE_ROOT/logs/run-<time>.log (its path is shown first; --verbose prints it here instead).
+    PIPELINE_ROOT/logs/run-<time>.log (its path is shown first; --verbose prints it here instead). With --dp
+    (the default) a failing stage is named here with its exception's type only, and error records without
+    their message: a message can quote a training record; it stays in the owner-only log (with --verbose, or
+    --scrub-pii, it is not printed at all).
 
     \b
     Example:
@@ -456,8 +460,9 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
     columns = dict.fromkeys(_bundled_columns(), True) if minimization_requested(options) else None
     minimization = minimization_settings(options, columns=columns, model_inputs=columns or ())
     current, plan = {}, dataclasses.replace(_plan(**options), **minimization)
+    private = bool(plan.trainer_config.get("private"))  # stage errors can quote training records: not shown
     with private_root.owner_only_files(), _locked_root(pipeline_root):  # held until the report is read
-        with _library_output(verbose) as (terminal, log):
+        with _library_output(verbose, quote_errors=not (private or plan.scrub)) as (terminal, log):
             pipeline_module, runners = _import_tfx()
             tfx_pipeline = pipeline_module.bundled_pipeline(pipeline_root, plan=plan, enable_cache=not no_cache)
             if log is not None:
@@ -477,7 +482,12 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
             try:
                 runners.run(tfx_pipeline, runner=runner, progress=progress)
             except Exception as err:
-                message = failure_message(err, scrubbing=plan.scrub is not None)  # traceback into the log
+                message = failure_message(  # traceback into the log
+                    err,
+                    scrubbing=plan.scrub is not None,
+                    private=private,
+                    logged=log is not None,
+                )
                 stage = current.get("stage", "the pipeline")
                 where = f"; full log in {log.path}" if log is not None else ""
                 raise click.ClickException(

@@ -332,3 +332,41 @@ def test_ppml_minimize_writes_its_root_owner_only_too(tmp_path, monkeypatch):
     ]
     assert os.stat(root).st_mode & 0o777 == 0o700 and open_to_others == [], open_to_others
     assert os.listdir(os.path.join(root, "data"))  # the raw copy was written, owner-only
+
+
+FAILING_TRAINER = """
+import sys
+from types import SimpleNamespace
+from pipelines.cli import pipeline as pipeline_cli
+from pipelines.cli.main import cli
+RECORD = "17.99,10.38,122.8,1001.0,0.1184"
+
+def run(tfx_pipeline, runner, progress):
+    progress(SimpleNamespace(stage="Trainer", state="running", index=6, total=8, seconds=0.0))
+    raise ValueError(f"could not convert row {RECORD!r} to float")
+
+module = SimpleNamespace(bundled_pipeline=lambda root, plan, enable_cache: None)
+pipeline_cli._import_tfx = lambda: (module, SimpleNamespace(run=run))
+cli(["pipeline", "run", *sys.argv[1:]])
+"""
+
+
+def test_a_failing_stage_of_a_private_run_prints_no_record_value(tmp_path, python_subprocess):
+    """A Trainer failure whose message quotes a training record, in a real process: under --dp the terminal gets
+    the stage, the exception type and the owner-only log's path, never the value (the log keeps the message and
+    traceback); --no-dp prints the message as before."""
+    record = "17.99,10.38,122.8,1001.0,0.1184"
+    for flag, shown in (("--dp", False), ("--no-dp", True)):
+        root = tmp_path / flag.strip("-")
+        argv = [flag, "--pipeline-root", str(root)]
+        proc = python_subprocess(f"import sys; sys.argv[1:] = {argv!r}\n" + FAILING_TRAINER, check=False)
+        terminal = proc.stdout + proc.stderr
+        assert proc.returncode == 1, terminal
+        [line] = [line for line in terminal.splitlines() if line.startswith("Error: ")]
+        assert line.startswith("Error: Trainer failed: ValueError"), terminal
+        assert (record in terminal) == shown and "Traceback" not in terminal, terminal
+        [log] = (root / "logs").iterdir()
+        assert f"full log in {log}" in terminal and os.stat(log).st_mode & 0o077 == 0
+        assert record in log.read_text() and "Traceback" in log.read_text()
+        if not shown:
+            assert "message withheld here under --dp: it may quote training records" in line, line
