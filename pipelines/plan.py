@@ -216,8 +216,8 @@ def resolve_plan(
         if federated.private and per_record and federated.budget_unit is None:  # calibrate for the gate's figure
             trainer_config = {**trainer_config, "budget_unit": "example"}
     _check_audit(audit_canaries, trainer, trainer_config)
-    if schema_file is not None and not os.path.isfile(schema_file):
-        raise ValueError(f"schema_file: no file {schema_file!r}")
+    if schema_file is not None:
+        schema_features(schema_file)  # fails here, naming the file, before TFX is imported
     if schema_file is not None and trainer == "dp" and "public_schema" not in trainer_config:
         trainer_config = {**trainer_config, "public_schema": True}  # fixed before the data is read
     preprocessing = preprocessing_config(
@@ -245,6 +245,31 @@ def resolve_plan(
         schema_file=schema_file,
         audit_canaries=audit_canaries,
     )
+
+
+def schema_features(schema_file: str) -> dict[str, str]:
+    """``{feature name: type name}`` (INT, FLOAT, BYTES) of the tf.metadata Schema in text format (.pbtxt) at
+    ``schema_file``; ValueError naming the file for a missing or unparsable one, or one with no typed feature.
+    Reads protos only (no TensorFlow)."""
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    if not os.path.isfile(schema_file):
+        raise ValueError(f"schema_file: no file {schema_file!r}")
+    schema = schema_pb2.Schema()
+    try:
+        with open(schema_file, encoding="utf-8") as f:
+            text_format.Parse(f.read(), schema)
+    except (text_format.ParseError, UnicodeDecodeError) as err:
+        raise ValueError(f"schema_file: {schema_file!r} is not a tf.metadata Schema in text format ({err})") from None
+    features = {f.name: schema_pb2.FeatureType.Name(f.type) for f in schema.feature}
+    untyped = sorted(name for name, kind in features.items() if kind == "TYPE_UNKNOWN")
+    if not features or untyped:
+        raise ValueError(
+            f"schema_file: {schema_file!r} declares "
+            f"{f'no type for the features {untyped}' if untyped else 'no feature'} (INT, FLOAT or BYTES each)"
+        )
+    return features
 
 
 def _check_audit(audit_canaries: int | None, trainer: str, trainer_config: Mapping[str, Any]) -> None:

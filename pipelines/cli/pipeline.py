@@ -31,7 +31,7 @@ from pipelines.cli.minimization import (
 from pipelines.cli.types import FiniteFloatRange, TruncatedBatchSize
 from pipelines.components.private_evaluator.spec import DEFAULT_PRIVACY_UNIT
 from pipelines.components.settings import InvalidSetting
-from pipelines.plan import TRAINERS, PipelineLayout, resolve_plan
+from pipelines.plan import TRAINERS, PipelineLayout, resolve_plan, schema_features
 from pipelines.privacy_ledger import PRIVACY_UNITS
 from pipelines.root_lock import RootBusy, exclusive_root
 from pipelines.transform.spec import DEFAULT_SHARE
@@ -222,6 +222,15 @@ def _training_options(fn):
             "inconsistent) [default: no audit].",
         ),
         click.option(
+            "--schema-file",
+            type=click.Path(dir_okay=False),
+            help="A tf.metadata Schema (.pbtxt) declared before the data is read: imported (ImportSchemaGen) "
+            "instead of inferred from the private examples by SchemaGen, so the serving signature's feature "
+            "kinds are not a function of the data (the DP Trainer's ledger then lists no inferred feature spec). "
+            "Checked before TFX starts: it must parse and type every column the trainer reads "
+            "[default: inferred, listed outside the guarantee].",
+        ),
+        click.option(
             "--compare-non-private",
             is_flag=True,
             help="Also train and evaluate a non-private model side by side (never pushed; see "
@@ -262,6 +271,7 @@ def _plan(
     encrypted_examples,
     compare_non_private,
     audit_canaries,
+    schema_file,
 ):
     """The options resolved and checked into one `PipelinePlan` (no TFX import); usage errors name the option."""
     if private and target_epsilon is None and noise_multiplier is None:
@@ -336,11 +346,30 @@ def _plan(
             encrypted_examples=encrypted_examples,
             compare_non_private=compare_non_private,
             audit_canaries=audit_canaries,
+            schema_file=schema_file,
         )
     except InvalidSetting as err:
         raise click.BadParameter(str(err), param_hint=f"'{_OPTION_OF_SETTING.get(err.setting, '--trainer-config')}'")
     except ValueError as err:
+        if str(err).startswith("schema_file: "):
+            raise click.BadParameter(str(err)[len("schema_file: ") :], param_hint="'--schema-file'") from None
         raise click.UsageError(str(err))
+
+
+def _check_schema_columns(schema_file: str | None, columns: dict[str, bool]) -> None:
+    """Refuses (exit 2) a --schema-file that leaves out a column the trainer reads or gives a numeric one
+    (``columns``: name -> holds numbers only) the BYTES type."""
+    if schema_file is None:
+        return
+    features = schema_features(schema_file)
+    for column, numeric in columns.items():
+        if column not in features:
+            raise click.BadParameter(f"{schema_file!r} has no feature {column!r}", param_hint="'--schema-file'")
+        if numeric and features[column] == "BYTES":
+            raise click.BadParameter(
+                f"{schema_file!r} types the numeric column {column!r} BYTES (use INT or FLOAT)",
+                param_hint="'--schema-file'",
+            )
 
 
 def _import_tfx():
@@ -460,6 +489,7 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
     columns = dict.fromkeys(_bundled_columns(), True) if minimization_requested(options) else None
     minimization = minimization_settings(options, columns=columns, model_inputs=columns or ())
     current, plan = {}, dataclasses.replace(_plan(**options), **minimization)
+    _check_schema_columns(plan.schema_file, dict.fromkeys(_bundled_columns(), True))
     private = bool(plan.trainer_config.get("private"))  # stage errors can quote training records: not shown
     with private_root.owner_only_files(), _locked_root(pipeline_root):  # held until the report is read
         with _library_output(verbose, quote_errors=not (private or plan.scrub)) as (terminal, log):

@@ -370,3 +370,56 @@ def test_a_failing_stage_of_a_private_run_prints_no_record_value(tmp_path, pytho
         assert record in log.read_text() and "Traceback" in log.read_text()
         if not shown:
             assert "message withheld here under --dp: it may quote training records" in line, line
+
+
+def _schema(path, columns, kinds=None):
+    kinds = kinds or {}
+    path.write_text("".join(f'feature {{ name: "{c}" type: {kinds.get(c, "FLOAT")} }}\n' for c in columns))
+    return str(path)
+
+
+def test_a_schema_file_is_checked_before_tfx_and_reaches_the_pipeline(tmp_path, monkeypatch):
+    """--schema-file: a schema typing every bundled column reaches the plan the pipeline is built from (which then
+    imports it instead of inferring it, test_federated_trainer) and declares the DP Trainer's schema public; a
+    missing, unparsable or incomplete one, or one typing a numeric column BYTES, is one line naming the option,
+    exit 2, before TFX is imported."""
+    columns = pipeline_cli._bundled_columns()
+    built = {}
+
+    def fake_tfx():
+        def bundled_pipeline(root, plan, enable_cache):
+            built["plan"] = plan
+            raise AssertionError("stop before TFX")
+
+        return type("Module", (), {"bundled_pipeline": staticmethod(bundled_pipeline)}), None
+
+    monkeypatch.setattr(pipeline_cli, "_import_tfx", fake_tfx)
+    good = _schema(tmp_path / "good.pbtxt", columns, {columns[-1]: "INT"})
+    result = CliRunner().invoke(cli, ["pipeline", "run", "--schema-file", good, "--pipeline-root", str(tmp_path / "r")])
+    assert isinstance(result.exception, AssertionError), result.output
+    assert built["plan"].schema_file == good and built["plan"].trainer_config["public_schema"] is True
+
+    def refuse():
+        raise AssertionError("the settings passed the checks: TFX would be imported")
+
+    monkeypatch.setattr(pipeline_cli, "_import_tfx", refuse)
+    (tmp_path / "broken.pbtxt").write_text("feature { name: ")
+    cases = {
+        str(tmp_path / "none.pbtxt"): "no file",
+        str(tmp_path / "broken.pbtxt"): "is not a tf.metadata Schema in text format",
+        _schema(tmp_path / "short.pbtxt", columns[1:]): f"has no feature {columns[0]!r}",
+        _schema(tmp_path / "bytes.pbtxt", columns, {columns[2]: "BYTES"}): f"numeric column {columns[2]!r} BYTES",
+        _schema(tmp_path / "untyped.pbtxt", columns, {columns[3]: "TYPE_UNKNOWN"}): "no type for the features",
+    }
+    for path, message in cases.items():
+        result = invoke("pipeline", "run", "--schema-file", path, "--pipeline-root", str(tmp_path / "r2"))
+        assert result.exit_code == 2 and "--schema-file" in result.output and message in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
+    code = textwrap.dedent(f"""
+        import atexit, sys
+        atexit.register(lambda: print("LOADED", [m for m in {HEAVY!r} if m in sys.modules], file=sys.stderr))
+        from pipelines.cli.main import cli
+        cli(["pipeline", "run", "--schema-file", {str(tmp_path / "short.pbtxt")!r}, "--pipeline-root", "r3"])
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.splitlines()[1:] == ["LOADED []"], proc.stderr
