@@ -476,8 +476,8 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
     Progress is shown per stage; what TFX, TensorFlow and Beam print goes to
     PIPELINE_ROOT/logs/run-<time>.log (its path is shown first; --verbose prints it here instead). With --dp
     (the default) a failing stage is named here with its exception's type only, and error records without
-    their message: a message can quote a training record; it stays in the owner-only log (with --verbose, or
-    --scrub-pii, it is not printed at all).
+    their message: a message can quote a training record; it stays in the owner-only log. --verbose prints the
+    libraries' own records here, messages included.
 
     \b
     Example:
