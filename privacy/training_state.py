@@ -15,7 +15,9 @@ per call). Optimizer iterations are not the model's variables (public: the steps
 Keras' compiled-metric accumulators (the loss and metric totals and their count) are exact sums over the
 examples a model was last fitted or evaluated on. tf-keras writes them into every SavedModel (checkpoint keys
 ``.../metrics/...``), a ModelCheckpoint's included; Keras 3 writes them into none of its formats (.keras,
-.weights.h5, ``model.export``). `metric_state_problems` finds them in the TensorFlow checkpoints under a folder.
+.weights.h5, ``model.export``). `metric_state_problems` finds them in the TensorFlow checkpoints under a folder,
+and in a tf-keras SavedModel the state of every metric its Keras metadata records (a Metric a layer holds and
+updates in ``call``, e.g. during ``predict`` on training records, included).
 """
 
 from __future__ import annotations
@@ -89,9 +91,12 @@ def metric_state_problems(root: str) -> list[str]:
     for prefix in checkpoint_prefixes(root):
         try:
             reader = tf.train.load_checkpoint(prefix)
-            names = sorted(name for name in reader.get_variable_to_shape_map() if METRIC_SCOPE in f"/{name}")
+            recorded = _recorded_metric_keys(prefix, reader)
+            names = sorted(
+                name for name in reader.get_variable_to_shape_map() if METRIC_SCOPE in f"/{name}" or name in recorded
+            )
             held = [name.split("/.ATTRIBUTES")[0] for name in names if np.any(reader.get_tensor(name))]
-        except (tf.errors.OpError, ValueError) as err:
+        except (tf.errors.OpError, ValueError, KeyError) as err:
             problems.append(f"the checkpoint {prefix} is unreadable, so its metric state cannot be checked: {err}")
             continue
         if held:
@@ -101,3 +106,42 @@ def metric_state_problems(root: str) -> list[str]:
                 f"model.reset_metrics() before saving (a private model's fit and evaluate do)"
             )
     return problems
+
+
+def _recorded_metric_keys(prefix: str, reader) -> set[str]:
+    """Checkpoint keys of the variables of every metric a tf-keras SavedModel's Keras metadata records, when
+    ``prefix`` is such a model's checkpoint (``<model>/variables/variables``): besides the compiled ones
+    (``keras_api/metrics/...``), a Metric held by a layer or the model as an attribute (updated in ``call``, e.g.
+    during ``predict``), whose keys need not contain ``/metrics/`` (nor the metric's own path: a variable is saved
+    under its shortest path). Found through the checkpoint's object graph; KeyError for a recorded metric the
+    graph lacks (fail closed)."""
+    import os
+
+    import tensorflow as tf
+
+    metadata_path = os.path.join(os.path.dirname(os.path.dirname(prefix)), "keras_metadata.pb")
+    if not prefix.endswith("/variables/variables") or not tf.io.gfile.exists(metadata_path):
+        return set()
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+    from tf_keras.protobuf import saved_metadata_pb2
+
+    metadata = saved_metadata_pb2.SavedMetadata()
+    with tf.io.gfile.GFile(metadata_path, "rb") as f:
+        metadata.ParseFromString(f.read())
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    keys = set()
+    for node in metadata.nodes:
+        if node.identifier != "_tf_keras_metric":
+            continue
+        node_id = 0
+        for name in node.node_path.split(".")[1:]:  # "root.layer-0.seen"
+            node_id = {child.local_name: child.node_id for child in graph.nodes[node_id].children}[name]
+        stack, seen = [node_id], set()
+        while stack:  # the metric's variables, and those of any metric inside it
+            node_id = stack.pop()
+            if node_id not in seen:
+                seen.add(node_id)
+                keys.update(attribute.checkpoint_key for attribute in graph.nodes[node_id].attributes)
+                stack.extend(child.node_id for child in graph.nodes[node_id].children)
+    return keys

@@ -331,3 +331,49 @@ def test_keras3_archives_are_read_and_keras3_saved_models_are_refused_as_uninspe
     (tmp_path / "broken" / "model.keras").write_bytes(b"not a zip archive")
     [problem] = coverage.keras_layer_problems(str(tmp_path / "broken"), ledger)
     assert "model.keras is unreadable, so its layers cannot be checked" in problem, problem
+
+
+LAYER_METRIC = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+from privacy import training_state
+
+
+class Seen(keras.layers.Layer):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seen = keras.metrics.Sum(name="seen")  # a running sum of the records' first feature
+
+    def call(self, x):
+        self.seen.update_state(tf.reduce_sum(x[:, 0]))
+        return x
+
+
+x = np.random.default_rng(0).normal(size=(20, 2)).astype("float32")
+model = keras.Sequential([keras.Input((2,)), Seen(name="seen_layer"), keras.layers.Dense(1)])
+model.compile(optimizer="sgd", loss="mse")
+model.reset_metrics()
+model.save(sys.argv[1] + "/unused", save_format="tf")
+model.predict(x, verbose=0)
+model.reset_metrics()
+model.save(sys.argv[1] + "/reset", save_format="tf")
+model.predict(x, verbose=0)
+model.save(sys.argv[1] + "/predicted", save_format="tf")
+print("SUM", float(x[:, 0].sum()))
+for name in ("unused", "reset", "predicted"):
+    print(name.upper() + " " + json.dumps(training_state.metric_state_problems(sys.argv[1] + "/" + name)))
+"""
+
+
+def test_a_metric_a_layer_holds_is_metric_state_too(tmp_path, python_subprocess):
+    """A Metric held by a layer and updated in call() (here by predict on the records: their exact sum) is saved
+    under the layer's path, not under ``/metrics/``: it is found through the model's Keras metadata; reset or
+    never updated, it passes."""
+    code = f"import sys; sys.argv[1:] = [{str(tmp_path)!r}]\n" + LAYER_METRIC
+    out = python_subprocess(code, legacy_keras=True).stdout
+    found = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in out.splitlines() if " " in line}
+    assert json.loads(found["UNUSED"]) == [] and json.loads(found["RESET"]) == [], out
+    [problem] = json.loads(found["PREDICTED"])
+    assert "predicted/variables/variables holds Keras metric state" in problem and "seen" in problem, problem
