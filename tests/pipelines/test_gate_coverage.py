@@ -2,6 +2,7 @@
 records that differ from the ledger's, and delta against 1/n."""
 
 import json
+import zipfile
 
 from privacy.accounting import DpSgdMechanism
 from pipelines import privacy_ledger as pl
@@ -325,7 +326,8 @@ def test_keras3_archives_are_read_and_keras3_saved_models_are_refused_as_uninspe
         else:
             assert problems == []
         _keras3_model(adapted).export(str(folder / "exported"), verbose=False)
-        assert coverage.keras_layer_problems(str(folder / "exported"), ledger) == [coverage.KERAS3_UNINSPECTABLE]
+        exported = str(folder / "exported")
+        assert coverage.keras_layer_problems(exported, ledger) == [f"{exported}: {coverage.KERAS3_UNINSPECTABLE}"]
         assert coverage.keras_layer_problems(str(folder / "exported"), None) == []
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "model.keras").write_bytes(b"not a zip archive")
@@ -377,3 +379,39 @@ def test_a_metric_a_layer_holds_is_metric_state_too(tmp_path, python_subprocess)
     assert json.loads(found["UNUSED"]) == [] and json.loads(found["RESET"]) == [], out
     [problem] = json.loads(found["PREDICTED"])
     assert "predicted/variables/variables holds Keras metric state" in problem and "seen" in problem, problem
+
+
+def test_keras_models_under_other_names_formats_or_folders_are_read_or_refused(tmp_path):
+    """What the suffix and the top folder do not show: an adapted Normalization in a full-model .h5 (its
+    model_config read) or in a .keras archive renamed .zip (found by content) is found; a Keras 3 export in a
+    sub-folder is refused as uninspectable, and so is a .weights.h5 (weights without layers); for another
+    trainer's ledger only the layers found are problems. An ordinary zip file or text file is no problem."""
+    ledger = pl.PrivacyLedger.for_dp_sgd(
+        DpSgdMechanism(dataset_size=1000, batch_size=10, noise_multiplier=1.0, steps=10), l2_norm_clip=1.0, delta=1e-5
+    )
+    adapted = "layer 'adapted_norm' (Normalization)"
+    for folder, save in {
+        "h5": lambda path: _keras3_model(True).save(path / "model.h5"),
+        "zip": lambda path: (_keras3_model(True).save(path / "m.keras"), (path / "m.keras").rename(path / "m.zip")),
+    }.items():
+        (tmp_path / folder).mkdir()
+        save(tmp_path / folder)
+        [problem] = coverage.keras_layer_problems(str(tmp_path / folder), ledger)
+        assert adapted in problem, (folder, problem)
+        [problem] = coverage.keras_layer_problems(str(tmp_path / folder), None)
+        assert adapted in problem, (folder, problem)
+    (tmp_path / "nested").mkdir()
+    _keras3_model(False).export(str(tmp_path / "nested" / "1"), verbose=False)
+    (tmp_path / "weights").mkdir()
+    _keras3_model(False).save_weights(tmp_path / "weights" / "model.weights.h5")
+    for folder, (path, message) in {
+        "nested": (tmp_path / "nested" / "1", coverage.KERAS3_UNINSPECTABLE),
+        "weights": (tmp_path / "weights" / "model.weights.h5", coverage.WEIGHTS_UNINSPECTABLE),
+    }.items():
+        assert coverage.keras_layer_problems(str(tmp_path / folder), ledger) == [f"{path}: {message}"], folder
+        assert coverage.keras_layer_problems(str(tmp_path / folder), None) == [], folder
+    (tmp_path / "plain").mkdir()
+    with zipfile.ZipFile(tmp_path / "plain" / "data.zip", "w") as archive:
+        archive.writestr("notes.txt", "no model here")
+    (tmp_path / "plain" / "vocab.txt").write_text("a\nb\n")
+    assert coverage.keras_layer_problems(str(tmp_path / "plain"), ledger) == []

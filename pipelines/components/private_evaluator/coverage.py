@@ -4,7 +4,7 @@ A model can carry statistics of its training data outside the training's events:
 embedded Transform graph and of Keras preprocessing layers adapted on data. `artifact_problems` lists
 every such statistic no epsilon covers (the ledger's preprocessing account, checked against the
 records found in the model itself; a Transform graph in the model without a coverage record; adapted
-Keras layers in a tf-keras SavedModel's metadata or a Keras 3 archive's config, and a Keras 3 SavedModel,
+Keras layers in a tf-keras SavedModel's metadata or a Keras archive's config, and a Keras 3 SavedModel or weights file,
 whose layers cannot be seen (`keras_layer_problems`); Keras' compiled-metric accumulators in any checkpoint
 under the pushed folder, which hold exact sums over the training examples unless reset:
 `privacy.training_state.metric_state_problems`);
@@ -54,42 +54,54 @@ def artifact_problems(serving_dir: str, ledger: privacy_ledger.PrivacyLedger) ->
 
 
 def keras_layer_problems(serving_dir: str, ledger: privacy_ledger.PrivacyLedger | None = None) -> list[str]:
-    """Adapted preprocessing layers among the layers recorded under ``serving_dir``: in every tf-keras
-    SavedModel's Keras metadata and every Keras 3 ``.keras`` archive's config, nested folders included; and,
-    for a DP-SGD ledger (a model of the author's run_fn), a Keras 3 SavedModel (``model.export``, or
-    ``tf.saved_model.save`` of a Keras 3 model), which records no layer classes, so its layers and the
-    constants they carry cannot be inspected: refused, saying so (fail closed). The Federated Trainer's
-    export holds ppml's own dense model, built with no preprocessing layer."""
+    """Adapted preprocessing layers among the layers recorded under ``serving_dir``, nested folders included: in
+    every tf-keras SavedModel's Keras metadata, and in the config of every Keras archive, found by content, not
+    name (a zip holding ``config.json``: ``.keras``; an HDF5 file holding ``model_config``: a full-model ``.h5``).
+    For a DP-SGD ledger (a model of the author's run_fn) what records no layer classes is refused, saying so
+    (fail closed): a Keras 3 SavedModel (``model.export``, or ``tf.saved_model.save`` of a Keras 3 model) at any
+    depth, and an HDF5 file without a model config (``.weights.h5``: weights whose layers cannot be seen). The
+    Federated Trainer's export holds ppml's own dense model, built with no preprocessing layer."""
     import tensorflow as tf
 
+    dp_sgd = ledger is not None and ledger.mechanism == privacy_ledger.DP_SGD
     problems = []
     for folder, _, names in tf.io.gfile.walk(serving_dir):
         for name in sorted(names):
             path = os.path.join(folder, name)
             if name == KERAS_METADATA:
                 problems += [_layer_problem(*layer) for layer in _metadata_layers(path)]
-            elif name.endswith(".keras"):
+            elif name == "saved_model.pb" and dp_sgd and _keras3_saved_model(folder):
+                problems.append(f"{folder}: {KERAS3_UNINSPECTABLE}")
+            else:
                 try:
-                    layers = _archive_layers(path)
+                    config = _archive_config(path)
                 except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError, tf.errors.OpError) as err:
                     problems.append(f"the Keras archive {path} is unreadable, so its layers cannot be checked: {err}")
                     continue
-                problems += [_layer_problem(*layer) for layer in layers]
-    problems = [problem for problem in problems if problem]
-    if ledger is not None and ledger.mechanism == privacy_ledger.DP_SGD and _keras3_saved_model(serving_dir):
-        problems.append(KERAS3_UNINSPECTABLE)
-    return problems
+                if config is _NO_CONFIG and dp_sgd:
+                    problems.append(f"{path}: {WEIGHTS_UNINSPECTABLE}")
+                elif config not in (None, _NO_CONFIG):
+                    problems += [_layer_problem(*layer) for layer in _config_layers(config)]
+    return [problem for problem in problems if problem]
 
 
 KERAS3_UNINSPECTABLE = (
-    "the model is a Keras 3 SavedModel (model.export or tf.saved_model.save of a Keras 3 model), which records "
+    "a Keras 3 SavedModel (model.export or tf.saved_model.save of a Keras 3 model), which records "
     "no layer classes or configs: the gate cannot check it for preprocessing layers adapted on the training data "
     "or the constants they carry (fail closed); save the serving model with tf-keras "
     "(model.save(dir, save_format='tf')), whose Keras metadata the gate reads"
 )
+WEIGHTS_UNINSPECTABLE = (
+    "an HDF5 file without a model config (e.g. .weights.h5): the layers its weights belong to cannot be checked for "
+    "preprocessing layers adapted on the training data (fail closed); save the whole model (.keras) or leave the "
+    "file out of the serving model"
+)
 KERAS3_MARKERS = ("_all_variables", "call_signature_parameters")
 """Names of children in a SavedModel's object graph that only Keras 3 writes: the archive of ``model.export``,
 and an attribute of every Keras 3 layer."""
+_ZIP, _HDF5 = b"PK\x03\x04", b"\x89HDF\r\n\x1a\n"
+_NO_CONFIG = object()
+"""`_archive_config` of an HDF5 file that holds weights without a model config."""
 
 
 def _layer_problem(name: str, class_name: str, config) -> str | None:
@@ -114,12 +126,36 @@ def _metadata_layers(path: str):
         yield layer.get("name", node.node_path), layer.get("class_name", ""), layer.get("config")
 
 
-def _archive_layers(path: str) -> list[tuple]:
-    """(name, class name, config) of every layer, nested ones included, in a Keras 3 ``.keras`` archive's config."""
+def _archive_config(path: str):
+    """The model config (parsed JSON) of the Keras archive at ``path``, whatever its name: a zip archive's
+    ``config.json`` (``.keras``), an HDF5 file's ``model_config`` attribute (a full-model ``.h5``), `_NO_CONFIG`
+    for an HDF5 file without one; None for any other file (a ``.keras`` file that is neither is unreadable:
+    BadZipFile)."""
     import tensorflow as tf
 
-    with tf.io.gfile.GFile(path, "rb") as f, zipfile.ZipFile(f) as archive:
-        stack, layers = [json.loads(archive.read("config.json"))], []
+    with tf.io.gfile.GFile(path, "rb") as f:
+        magic = f.read(8)
+        if magic.startswith(_ZIP) or path.endswith(".keras"):
+            f.seek(0)
+            with zipfile.ZipFile(f) as archive:
+                if "config.json" not in archive.namelist() and not path.endswith(".keras"):
+                    return None  # another zip file (no Keras archive)
+                return json.loads(archive.read("config.json"))
+        if magic != _HDF5:
+            return None
+        import h5py
+
+        f.seek(0)
+        with h5py.File(f, "r") as h5:
+            config = h5.attrs.get("model_config")
+    if config is None:
+        return _NO_CONFIG
+    return json.loads(config.decode() if isinstance(config, bytes) else config)
+
+
+def _config_layers(config) -> list[tuple]:
+    """(name, class name, config) of every layer, nested ones included, in a Keras model config."""
+    stack, layers = [config], []
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
@@ -131,16 +167,15 @@ def _archive_layers(path: str) -> list[tuple]:
     return layers
 
 
-def _keras3_saved_model(serving_dir: str) -> bool:
-    """Whether ``serving_dir`` holds a SavedModel without tf-keras metadata whose object graph Keras 3 wrote."""
+def _keras3_saved_model(folder: str) -> bool:
+    """Whether ``folder`` holds a SavedModel without tf-keras metadata whose object graph Keras 3 wrote."""
     import tensorflow as tf
     from tensorflow.core.protobuf import saved_model_pb2
 
-    path = os.path.join(serving_dir, "saved_model.pb")
-    if tf.io.gfile.exists(os.path.join(serving_dir, KERAS_METADATA)) or not tf.io.gfile.exists(path):
+    if tf.io.gfile.exists(os.path.join(folder, KERAS_METADATA)):
         return False
     saved = saved_model_pb2.SavedModel()
-    with tf.io.gfile.GFile(path, "rb") as f:
+    with tf.io.gfile.GFile(os.path.join(folder, "saved_model.pb"), "rb") as f:
         saved.ParseFromString(f.read())
     return any(
         child.local_name in KERAS3_MARKERS
