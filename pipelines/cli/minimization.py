@@ -177,13 +177,13 @@ def minimization_requested(options: dict) -> bool:
     return bool(options.get("scrub_pii") or options.get("quasi_identifiers"))
 
 
-def failure_message(err: BaseException, scrubbing: bool, private: bool = False, logged: bool = True) -> str:
-    """Writes ``err``'s traceback to stderr (the owner-only run log when ``logged``, else the terminal: --verbose)
-    and returns the one line that names it on the terminal. A stage's error can quote a raw row (CsvExampleGen
-    quotes a row it cannot parse, a Trainer a record's values): with ``scrubbing`` both hold the exception types
-    and frames (file, line, function) only, never a message; with ``private`` (a private Trainer) the line holds
-    the type only and the full traceback goes to the owner-only run log, or, not ``logged``, types and frames."""
-    if not scrubbing and not (private and not logged):
+def failure_message(err: BaseException, scrubbing: bool, private: bool = False) -> str:
+    """Writes ``err``'s traceback to stderr (the owner-only run log, or the terminal with --verbose, which
+    ``ppml pipeline run`` refuses under --dp and --scrub-pii) and returns the one line that names it on the
+    terminal. A stage's error can quote a raw row (CsvExampleGen quotes a row it cannot parse, a Trainer a
+    record's values): with ``scrubbing`` both hold the exception types and frames (file, line, function) only,
+    never a message; with ``private`` (a private Trainer) the line holds the type only."""
+    if not scrubbing:
         traceback.print_exception(err, file=sys.stderr)
         if private:
             return (
@@ -195,13 +195,12 @@ def failure_message(err: BaseException, scrubbing: bool, private: bool = False, 
     while err is not None:
         chain.append(err)
         err = err.__cause__ or err.__context__
-    option = "--scrub-pii" if scrubbing else "--dp"
     for link in reversed(chain):
         frames = "".join(
             f'  File "{f.filename}", line {f.lineno}, in {f.name}\n' for f in traceback.extract_tb(link.__traceback__)
         )
-        sys.stderr.write(f"{frames}{type(link).__name__} (message withheld: {option})\n")
-    return f"{type(chain[0]).__name__} (message withheld under {option}: it may quote raw data)"
+        sys.stderr.write(f"{frames}{type(link).__name__} (message withheld: --scrub-pii)\n")
+    return f"{type(chain[0]).__name__} (message withheld under --scrub-pii: it may quote raw data)"
 
 
 def csv_columns(data_root: str):

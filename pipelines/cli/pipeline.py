@@ -460,7 +460,8 @@ def pipeline():
 @click.option(
     "--verbose",
     is_flag=True,
-    help="Print what TFX, TensorFlow and Beam log (INFO and up) here instead of to the log file.",
+    help="Print what TFX, TensorFlow and Beam log (INFO and up) here instead of to the log file; refused under "
+    "--dp and --scrub-pii (a library's record can quote a training record): read the owner-only log.",
 )
 def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
     """Runs CsvExampleGen [-> PiiScrubber] -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform ->
@@ -476,8 +477,8 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
     Progress is shown per stage; what TFX, TensorFlow and Beam print goes to
     PIPELINE_ROOT/logs/run-<time>.log (its path is shown first; --verbose prints it here instead). With --dp
     (the default) a failing stage is named here with its exception's type only, and error records without
-    their message: a message can quote a training record; it stays in the owner-only log. --verbose prints the
-    libraries' own records here, messages included.
+    their message: a message can quote a training record; it stays in the owner-only log. --verbose, which prints
+    the libraries' own records here, messages included, is refused under --dp and --scrub-pii.
 
     \b
     Example:
@@ -491,13 +492,20 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
     current, plan = {}, dataclasses.replace(_plan(**options), **minimization)
     _check_schema_columns(plan.schema_file, dict.fromkeys(_bundled_columns(), True))
     private = bool(plan.trainer_config.get("private"))  # stage errors can quote training records: not shown
+    if verbose and (private or plan.scrub):
+        raise click.UsageError(
+            f"--verbose prints what TFX, TensorFlow and Beam log, error records and messages included, which "
+            f"can quote a training record; under {'--scrub-pii' if plan.scrub else '--dp'} they go to the "
+            f"owner-only run log only (its path is printed)"
+        )
     with private_root.owner_only_files(), _locked_root(pipeline_root):  # held until the report is read
         with _library_output(verbose, quote_errors=not (private or plan.scrub)) as (terminal, log):
             pipeline_module, runners = _import_tfx()
             tfx_pipeline = pipeline_module.bundled_pipeline(pipeline_root, plan=plan, enable_cache=not no_cache)
             if log is not None:
                 path = log.keep_at(run_log.new_log_path(pipeline_root))
-                click.echo(f"Logs of TFX, TensorFlow and Beam: {path} (--verbose shows them here)", file=terminal)
+                hint = "" if private or plan.scrub else " (--verbose shows them here)"
+                click.echo(f"Logs of TFX, TensorFlow and Beam: {path}{hint}", file=terminal)
 
             def progress(event):
                 current["stage"] = event.stage
@@ -512,12 +520,7 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
             try:
                 runners.run(tfx_pipeline, runner=runner, progress=progress)
             except Exception as err:
-                message = failure_message(  # traceback into the log
-                    err,
-                    scrubbing=plan.scrub is not None,
-                    private=private,
-                    logged=log is not None,
-                )
+                message = failure_message(err, scrubbing=plan.scrub is not None, private=private)  # traceback: log
                 stage = current.get("stage", "the pipeline")
                 where = f"; full log in {log.path}" if log is not None else ""
                 raise click.ClickException(

@@ -423,3 +423,28 @@ def test_a_schema_file_is_checked_before_tfx_and_reaches_the_pipeline(tmp_path, 
     """)
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.splitlines()[1:] == ["LOADED []"], proc.stderr
+
+
+VERBOSE_FAILING_TRAINER = FAILING_TRAINER.replace(
+    "    raise ValueError",
+    "    import logging\n"
+    "    logging.getLogger('apache_beam').error(f'cannot process {RECORD!r}')\n"
+    "    raise ValueError",
+)
+
+
+def test_verbose_is_refused_where_a_library_record_could_quote_a_training_record(tmp_path, python_subprocess):
+    """--verbose prints the libraries' records as they are (here Beam's ERROR record quoting a row): under --dp
+    (the default) and --scrub-pii it is one line naming the option, exit 2, before anything runs or is written;
+    with --no-dp it still prints them."""
+    record = "17.99,10.38,122.8,1001.0,0.1184"
+    for flags, refused in ((["--dp"], True), (["--no-dp", "--scrub-pii"], True), (["--no-dp"], False)):
+        root = tmp_path / "-".join(flag.strip("-") for flag in flags)
+        argv = [*flags, "--verbose", "--pipeline-root", str(root)]
+        proc = python_subprocess(f"import sys; sys.argv[1:] = {argv!r}\n" + VERBOSE_FAILING_TRAINER, check=False)
+        terminal = proc.stdout + proc.stderr
+        assert (record in terminal) != refused, terminal
+        if refused:
+            assert proc.returncode == 2 and "--verbose prints what TFX" in terminal and not root.exists(), terminal
+        else:
+            assert proc.returncode == 1, terminal
