@@ -173,6 +173,7 @@ def resolve_plan(
         inferred from the data by SchemaGen; a private Federated Trainer may then declare it with
         ``public_schema`` (once the examples' feature kinds are fixed too); the DP Trainer gets
         ``public_schema`` set (unless its config says otherwise), so its ledger lists no inferred spec.
+        Without it a trainer config declaring ``public_schema`` is refused (SchemaGen infers the schema).
       audit_canaries: the Evaluator also audits a canary-augmented copy of the private DP Trainer's run with this
         many white-box canaries (`pipelines.components.private_evaluator.canary_audit`; Poisson sampling and
         per-example clipping only) and blesses nothing when the measured lower bound exceeds the claimed epsilon;
@@ -218,6 +219,11 @@ def resolve_plan(
     _check_audit(audit_canaries, trainer, trainer_config)
     if schema_file is not None:
         schema_features(schema_file)  # fails here, naming the file, before TFX is imported
+    elif trainer_config.get("public_schema") is True:
+        raise ValueError(
+            "public_schema: true declares the schema fixed before the data was read, but without schema_file "
+            "(--schema-file) this pipeline infers it from the private examples (SchemaGen)"
+        )
     if schema_file is not None and trainer == "dp" and "public_schema" not in trainer_config:
         trainer_config = {**trainer_config, "public_schema": True}  # fixed before the data is read
     preprocessing = preprocessing_config(
