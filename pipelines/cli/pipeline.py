@@ -579,6 +579,7 @@ def compile_(output, pipeline_root, data_root, serving_model_dir, image, lineage
         options, columns=csv_columns(data_root) if model_inputs else None, model_inputs=model_inputs
     )
     plan = dataclasses.replace(_plan(**options), **minimization)
+    _check_schema_columns(plan.schema_file, dict.fromkeys(_bundled_columns(), True))  # the bundled trainer's
     try:
         _private_local_root(pipeline_root)
     except OSError as err:

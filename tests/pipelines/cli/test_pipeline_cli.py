@@ -448,3 +448,21 @@ def test_verbose_is_refused_where_a_library_record_could_quote_a_training_record
             assert proc.returncode == 2 and "--verbose prints what TFX" in terminal and not root.exists(), terminal
         else:
             assert proc.returncode == 1, terminal
+
+
+def test_compile_checks_the_schema_file_columns_too(tmp_path, monkeypatch):
+    """ppml pipeline compile builds the bundled trainer too: a --schema-file leaving out a column it reads is one
+    line naming the option, exit 2, before TFX is imported (as for run)."""
+
+    def refuse():
+        raise AssertionError("the settings passed the checks: TFX would be imported")
+
+    monkeypatch.setattr(pipeline_cli, "_import_tfx", refuse)
+    columns = pipeline_cli._bundled_columns()
+    short = _schema(tmp_path / "short.pbtxt", columns[1:])
+    result = invoke(
+        "pipeline", "compile", "--kubeflow-v2", str(tmp_path / "p.json"), "--pipeline-root", str(tmp_path / "r"),
+        "--data-root", str(tmp_path), "--serving-model-dir", str(tmp_path / "s"), "--schema-file", short,
+    )  # fmt: skip
+    assert result.exit_code == 2 and f"has no feature {columns[0]!r}" in result.output, result.output
+    assert "--schema-file" in result.output and len(result.output.strip().splitlines()) == 1, result.output
