@@ -410,6 +410,14 @@ def _locked_root(pipeline_root: str):
         yield
 
 
+def refuse_verbose(option: str) -> None:
+    """Refuses --verbose (exit 2) under ``option``, where a library's record can quote a training record."""
+    raise click.UsageError(
+        f"--verbose prints what TFX, TensorFlow and Beam log, error records and messages included, which "
+        f"can quote a training record; under {option} they go to the owner-only run log only (its path is printed)"
+    )
+
+
 @contextlib.contextmanager
 def _library_output(verbose: bool, quote_errors: bool = True):
     """Yields (terminal stream, `run_log.RunLog` or None) with absl logging at INFO (TFX's and our
@@ -493,11 +501,7 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
     _check_schema_columns(plan.schema_file, dict.fromkeys(_bundled_columns(), True))
     private = bool(plan.trainer_config.get("private"))  # stage errors can quote training records: not shown
     if verbose and (private or plan.scrub):
-        raise click.UsageError(
-            f"--verbose prints what TFX, TensorFlow and Beam log, error records and messages included, which "
-            f"can quote a training record; under {'--scrub-pii' if plan.scrub else '--dp'} they go to the "
-            f"owner-only run log only (its path is printed)"
-        )
+        refuse_verbose("--scrub-pii" if plan.scrub else "--dp")
     with private_root.owner_only_files(), _locked_root(pipeline_root):  # held until the report is read
         with _library_output(verbose, quote_errors=not (private or plan.scrub)) as (terminal, log):
             pipeline_module, runners = _import_tfx()
