@@ -8,9 +8,11 @@ them. Both trainers refuse a model whose training changes one, whatever its dtyp
 (`changed_state`). One kind is allowed, by adversary: the state of a Keras 3 ``keras.random.SeedGenerator``
 (Dropout, GaussianNoise, random augmentation), a pair (seed, counter) whose counter advances by one per draw
 whatever the values drawn on; allowed only when its seed is unchanged and its counter advanced by a
-multiple of the steps run (the same draws every step), so a layer drawing a data-dependent number of
-times is refused unless its count balances over the steps exactly (not detected; Keras' layers draw once
-per call). Optimizer iterations are not the model's variables (public: the steps run).
+multiple of the steps run (the same draws every step); private fit also refuses a generator drawing another
+number of times in a batch than in the first (`uneven_draws_error`), so a layer drawing a data-dependent number
+of times passes only if that number is the same in every batch (not detected; Keras' layers draw once per call;
+the federated client checks one step only). Optimizer iterations are not the model's variables (public: the
+steps run).
 
 Keras' compiled-metric accumulators (the loss and metric totals and their count) are exact sums over the
 examples a model was last fitted or evaluated on. tf-keras writes them into every SavedModel (checkpoint keys
@@ -62,6 +64,15 @@ def updated_state_error(names: list[str]) -> str:
         f"running mean assigned in call(), a counter of the examples seen): exact statistics of the training "
         f"batches that private training neither clips, noises nor averages; use LayerNormalization or "
         f"GroupNormalization, or a model without such state"
+    )
+
+
+def uneven_draws_error(names: list[str]) -> str:
+    """The one-line refusal of a fit whose seed generators ``names`` drew a different number of times per step."""
+    return (
+        f"the seed generators {names} draw a different number of times from one training step to another: a "
+        f"count that can depend on the batch (a draw under a condition on the data), which their saved counter "
+        f"would carry and private training does not cover; draw a fixed number of times per call (as Dropout does)"
     )
 
 

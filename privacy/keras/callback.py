@@ -106,7 +106,8 @@ class PrivacyBudgetLogic:
 class StateGuardLogic:
     """Refuses a private fit whose training changes non-trainable weights, of any dtype, but the counters of
     Keras 3 seed generators (`privacy.training_state.changed_state`): checked after the first step, to fail
-    early, and when the fit ends (state a later step changed).
+    early, and when the fit ends (state a later step changed); and one whose seed generators draw another
+    number of times in a batch than in the first (checked after every batch).
 
     For tf-keras, which saves the compiled metrics' accumulators with a SavedModel, it also zeroes them after
     every step and epoch, after Keras has read them into the logs and before any later callback runs (it is
@@ -121,8 +122,11 @@ class StateGuardLogic:
         self._steps_at_begin = private_training(self.model).steps
         self._first = True
         self._zero_metrics = compat.is_tf_keras(self.model)
+        self._generators = [v for v in self._variables if id(v) in self._seeds]
+        self._last_draws, self._draws_per_step = (self._counters(), self._steps_at_begin), None
 
     def on_train_batch_end(self, batch, logs=None):
+        self._check_draws()
         if self._first:
             self._first = False
             self._check()
@@ -135,6 +139,30 @@ class StateGuardLogic:
 
     def on_train_end(self, logs=None):
         self._check()
+
+    def _counters(self) -> list[int]:
+        return [int(np.asarray(v.numpy())[1]) for v in self._generators]
+
+    def _check_draws(self) -> None:
+        """Refuses a seed generator whose counter advances by another number of draws per step than in the
+        first batch (a count that can depend on the batch, e.g. a draw under a condition on the data, which
+        the end-of-fit check of a multiple of the steps misses when the counts balance)."""
+        if not self._generators:
+            return
+        counters, steps = self._counters(), private_training(self.model).steps
+        last, last_steps = self._last_draws
+        advance, ran = [now - before for now, before in zip(counters, last)], steps - last_steps
+        if self._draws_per_step is None:
+            self._draws_per_step = (advance, ran)
+        first, first_ran = self._draws_per_step
+        uneven = [
+            training_state.variable_name(v)
+            for v, a, f in zip(self._generators, advance, first)
+            if a * first_ran != f * ran  # the same draws per step as in the first batch
+        ]
+        if uneven:
+            raise DPConfigurationError(training_state.uneven_draws_error(uneven))
+        self._last_draws = (counters, steps)
 
     def _check(self) -> None:
         after = [v.numpy() for v in self._variables]

@@ -268,3 +268,49 @@ def case_training_that_counts_records_in_integer_state_is_refused():
     model = _fit_private(K.Sequential([L.Dropout(0.5), L.GaussianNoise(0.1)]))
     generators = [v for v in model.non_trainable_variables if "seed_generator" in v.name]
     assert len(generators) == (0 if K.__name__ == "tf_keras" else 2), model.non_trainable_variables
+
+
+def case_a_seed_generator_drawing_a_data_dependent_number_of_times_is_refused():
+    """A Keras 3 layer drawing twice in a batch holding a marked record and not at all otherwise: over 4 in-order
+    batches (marked records in the first and third) its counter advances 2, 0, 2, 0, a multiple of the steps
+    that the end-of-fit check accepts, but a count of the marked batches; refused after the second batch, naming
+    it. tf-keras has no seed generators, and no exemption for integer state
+    (case_training_that_counts_records_in_integer_state_is_refused)."""
+    if K.__name__ == "tf_keras":
+        return
+
+    class MarkedNoise(L.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.generator = K.random.SeedGenerator(7)
+
+        def call(self, x, training=None):
+            if not training:
+                return x
+
+            def draw():
+                return K.random.normal(K.ops.shape(x), seed=self.generator) + K.random.normal(
+                    K.ops.shape(x), seed=self.generator
+                )
+
+            return x + 0.0 * K.ops.cond(K.ops.any(x[:, 0] > 5.0), draw, lambda: K.ops.zeros_like(x))
+
+    x = np.random.default_rng(0).normal(size=(40, 4)).astype("float32")
+    x[3, 0] = x[25, 0] = 9.0
+    model = make_private(
+        K.Sequential([K.Input((4,)), MarkedNoise(name="marked_noise"), L.Dense(1, activation="sigmoid")]),
+        l2_norm_clip=1.0,
+        noise_multiplier=1.0,
+        expected_batch_size=10,
+        dataset_size=40,
+        target_delta=1e-3,
+        sampling="shuffle",
+    )
+    model.compile(optimizer=K.optimizers.SGD(0.1), loss=K.losses.BinaryCrossentropy())
+    try:
+        model.fit(x, (x[:, 1:2] > 0).astype("float32"), batch_size=10, epochs=1, shuffle=False, verbose=0)
+    except DPConfigurationError as err:
+        message = str(err)
+        assert "\n" not in message and "seed_generator_state" in message and "different number" in message, message
+    else:
+        raise AssertionError(f"fit accepted uneven draws; counter {model.layers[0].generator.state.numpy()}")
