@@ -123,7 +123,11 @@ class StateGuardLogic:
         self._first = True
         self._zero_metrics = compat.is_tf_keras(self.model)
         self._generators = [v for v in self._variables if id(v) in self._seeds]
-        self._last_draws, self._draws_per_step = (self._counters(), self._steps_at_begin), None
+        self._last_draws, self._draws_per_step = None, None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._last_draws is None:  # after later callbacks' on_train_begin (BackupAndRestore may load state)
+            self._last_draws = (self._counters(), private_training(self.model).steps)
 
     def on_train_batch_end(self, batch, logs=None):
         self._check_draws()
