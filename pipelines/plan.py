@@ -181,6 +181,7 @@ def resolve_plan(
         inferred from the data by SchemaGen; a private Federated Trainer may then declare it with
         ``public_schema`` (once the examples' feature kinds are fixed too); the DP Trainer gets
         ``public_schema`` set (unless its config says otherwise), so its ledger lists no inferred spec.
+        Without it a trainer config declaring ``public_schema`` is refused (SchemaGen infers the schema).
       audit_canaries: the Evaluator also audits a canary-augmented copy of the private DP Trainer's run with this
         many white-box canaries (`pipelines.components.private_evaluator.canary_audit`; Poisson sampling and
         per-example clipping only) and blesses nothing when the measured lower bound exceeds the claimed epsilon;
@@ -232,8 +233,13 @@ def resolve_plan(
             trainer_config = {**trainer_config, "budget_adjacency": budget_adjacency}
     _check_audit(audit_canaries, trainer, trainer_config)
     _check_budget_adjacency(budget_adjacency, trainer, trainer_config, privacy_unit)
-    if schema_file is not None and not os.path.isfile(schema_file):
-        raise ValueError(f"schema_file: no file {schema_file!r}")
+    if schema_file is not None:
+        schema_features(schema_file)  # fails here, naming the file, before TFX is imported
+    elif trainer_config.get("public_schema") is True:
+        raise ValueError(
+            "public_schema: true declares the schema fixed before the data was read, but without schema_file "
+            "(--schema-file) this pipeline infers it from the private examples (SchemaGen)"
+        )
     if schema_file is not None and trainer == "dp" and "public_schema" not in trainer_config:
         trainer_config = {**trainer_config, "public_schema": True}  # fixed before the data is read
     preprocessing = preprocessing_config(
@@ -288,6 +294,31 @@ def _check_budget_adjacency(
             f"accounts {accounted} neighbours ({how}), and a ledger in another relation meets no budget; state "
             f"the budget {accounted}"
         )
+
+
+def schema_features(schema_file: str) -> dict[str, str]:
+    """``{feature name: type name}`` (INT, FLOAT, BYTES) of the tf.metadata Schema in text format (.pbtxt) at
+    ``schema_file``; ValueError naming the file for a missing or unparsable one, or one with no typed feature.
+    Reads protos only (no TensorFlow)."""
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    if not os.path.isfile(schema_file):
+        raise ValueError(f"schema_file: no file {schema_file!r}")
+    schema = schema_pb2.Schema()
+    try:
+        with open(schema_file, encoding="utf-8") as f:
+            text_format.Parse(f.read(), schema)
+    except (text_format.ParseError, UnicodeDecodeError) as err:
+        raise ValueError(f"schema_file: {schema_file!r} is not a tf.metadata Schema in text format ({err})") from None
+    features = {f.name: schema_pb2.FeatureType.Name(f.type) for f in schema.feature}
+    untyped = sorted(name for name, kind in features.items() if kind == "TYPE_UNKNOWN")
+    if not features or untyped:
+        raise ValueError(
+            f"schema_file: {schema_file!r} declares "
+            f"{f'no type for the features {untyped}' if untyped else 'no feature'} (INT, FLOAT or BYTES each)"
+        )
+    return features
 
 
 def _check_audit(audit_canaries: int | None, trainer: str, trainer_config: Mapping[str, Any]) -> None:

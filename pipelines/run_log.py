@@ -60,27 +60,33 @@ class RunLog:
 
 
 class _TerminalErrors(logging.Handler):
-    """Copies the message (not the traceback) of each ERROR+ record to the terminal."""
+    """Copies the message (not the traceback) of each ERROR+ record to the terminal, or with ``quote`` False
+    (a private run: a stage's error can quote a training record) its level and logger only."""
 
-    def __init__(self, terminal: TextIO):
+    def __init__(self, terminal: TextIO, quote: bool = True):
         super().__init__(level=logging.ERROR)
         self._terminal = terminal
+        self._quote = quote
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self._terminal.write(f"{record.levelname}: {record.getMessage()}\n")
+            message = record.getMessage() if self._quote else f"from {record.name} (message in the run log)"
+            self._terminal.write(f"{record.levelname}: {message}\n")
             self._terminal.flush()
         except Exception:
             self.handleError(record)
 
 
 @contextlib.contextmanager
-def captured_output(self_explaining: tuple[type[BaseException], ...] = ()) -> Iterator[RunLog]:
+def captured_output(
+    self_explaining: tuple[type[BaseException], ...] = (), quote_errors: bool = True
+) -> Iterator[RunLog]:
     """Sends this process's stdout and stderr (file descriptors 1 and 2) to a log while the context is open.
 
     Args:
       self_explaining: exceptions whose message says all (e.g. a bad setting): when one ends the
         capture before the log is kept, the captured text is dropped instead of replayed.
+      quote_errors: copy the message of each ERROR record to the terminal (else its level and logger only).
 
     Yields:
       The `RunLog`: print progress to its ``terminal``; call ``keep_at(path)`` to keep the log.
@@ -91,7 +97,7 @@ def captured_output(self_explaining: tuple[type[BaseException], ...] = ()) -> It
     fd, temporary = tempfile.mkstemp(prefix="ppml-run-", suffix=".log")
     os.close(fd)
     log = RunLog(terminal, temporary)
-    errors = _TerminalErrors(terminal)
+    errors = _TerminalErrors(terminal, quote=quote_errors)
     _point_stdout_and_stderr_at(temporary)
     if not logging.root.handlers:
         logging.basicConfig()  # what absl.logging does on its first record; ours must not pre-empt it

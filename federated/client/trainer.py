@@ -20,9 +20,10 @@ bitwise, so a simulation records which one it used. Calls are thread-safe (the i
 trains chunks on several threads).
 
 Non-trainable state: constants (e.g. a `Normalization` layer's statistics) are used as they are;
-a model whose training changes float non-trainable state (e.g. BatchNormalization's moving
-statistics) is rejected (`privacy.training_state`: FedAvg here averages trainable weights only). Integer state that
-training advances (dropout seed generators) is carried through the local steps (sequential only).
+a model whose training changes non-trainable state of any dtype (e.g. BatchNormalization's moving
+statistics, an integer counter of the examples seen) is rejected (`privacy.training_state`: FedAvg here averages
+trainable weights only). Seed generators' counters that training advances (Dropout) are carried through the local
+steps (sequential only).
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ class ClientTrainer:
         model compiles and a plain graph otherwise (None).
 
     Raises:
-      ValueError: for an unbuilt model, non-float32 weights, training-updated float non-trainable
-        state, an unknown execution, or a model or loss the execution does not cover.
+      ValueError: for an unbuilt model, non-float32 weights, training-updated non-trainable
+        state (but seed generators' counters), an unknown execution, or a model or loss the execution does not cover.
     """
 
     def __init__(
@@ -256,7 +257,8 @@ class ClientTrainer:
 
     # --- graphs ---------------------------------------------------------------------------------
     def _check_state(self, execution) -> bool:
-        """Rejects float non-trainable state that training changes; True if integer state advances."""
+        """Rejects non-trainable state that one training step changes (`privacy.training_state.changed_state`:
+        all but seed generators' counters); True if such a counter advances."""
         if not self._ntv:
             return False
         tf = self._tf
@@ -268,9 +270,11 @@ class ClientTrainer:
             for v, a, b in zip(self.model.non_trainable_variables, self._ntv, after)
             if not np.array_equal(np.asarray(a), np.asarray(b))
         ]
-        floats = training_state.changed_float_state(self.model.non_trainable_variables, self._ntv, after)
-        if floats:
-            raise ValueError(training_state.updated_state_error(floats))
+        refused = training_state.changed_state(
+            self.model.non_trainable_variables, self._ntv, after, seeds=training_state.seed_states(self.model), steps=1
+        )
+        if refused:
+            raise ValueError(training_state.updated_state_error(refused))
         if changed and execution == "vectorized":
             raise ValueError(
                 f"vectorized execution cannot carry per-client random state "

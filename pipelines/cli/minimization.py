@@ -177,12 +177,19 @@ def minimization_requested(options: dict) -> bool:
     return bool(options.get("scrub_pii") or options.get("quasi_identifiers"))
 
 
-def failure_message(err: BaseException, scrubbing: bool) -> str:
-    """Writes ``err``'s traceback to stderr (the run log, or the terminal with --verbose) and returns the one line
-    that names it. With ``scrubbing`` both hold the exception types and frames (file, line, function) only, never
-    an exception's message: a stage's error can quote a raw row (CsvExampleGen quotes a row it cannot parse)."""
+def failure_message(err: BaseException, scrubbing: bool, private: bool = False) -> str:
+    """Writes ``err``'s traceback to stderr (the owner-only run log, or the terminal with --verbose, which
+    ``ppml pipeline run`` refuses under --dp and --scrub-pii) and returns the one line that names it on the
+    terminal. A stage's error can quote a raw row (CsvExampleGen quotes a row it cannot parse, a Trainer a
+    record's values): with ``scrubbing`` both hold the exception types and frames (file, line, function) only,
+    never a message; with ``private`` (a private Trainer) the line holds the type only."""
     if not scrubbing:
         traceback.print_exception(err, file=sys.stderr)
+        if private:
+            return (
+                f"{type(err).__name__} (message withheld here under --dp: it may quote training records; "
+                f"it is in the owner-only run log)"
+            )
         return f"{type(err).__name__}: {err}"
     chain = []
     while err is not None:

@@ -42,7 +42,12 @@ def _latest(pattern: str) -> list:
     show_default=True,
     help="Folder for artifacts, ML Metadata (metadata.sqlite) and logs.",
 )
-@click.option("--verbose", is_flag=True, help="Print what TFX and Beam log here instead of to the log file.")
+@click.option(
+    "--verbose",
+    is_flag=True,
+    help="Print what TFX and Beam log here instead of to the log file; refused under --scrub-pii (a library's "
+    "record can quote a raw row): read the owner-only log.",
+)
 def minimize(data_root, pipeline_root, verbose, **options):
     """Runs CsvExampleGen -> PiiScrubber -> StatisticsGen -> SchemaGen -> ExampleValidator [-> KAnonymityValidator]
     without training, then prints the scrubber's report (counts only) and each split's k and l as JSON.
@@ -62,6 +67,9 @@ def minimize(data_root, pipeline_root, verbose, **options):
     if not options["scrub_pii"] and not options["quasi_identifiers"]:
         raise click.UsageError("nothing to do: give --scrub-pii and/or --quasi-identifier")
     settings = minimization_settings(options, columns=csv_columns(data_root or pii_tickets.DATA_DIR))
+    scrubbing = settings["scrub"] is not None  # a library's record can quote a raw row: to the owner-only log only
+    if verbose and scrubbing:
+        pipeline_cli.refuse_verbose("--scrub-pii")
     from pipelines.plan import PipelineLayout
 
     layout = PipelineLayout(os.path.abspath(pipeline_root))
@@ -74,7 +82,7 @@ def minimize(data_root, pipeline_root, verbose, **options):
                     pii_tickets.CSV_PATH,  # not its mode: the copy is owner-only
                     os.path.join(data_root, os.path.basename(pii_tickets.CSV_PATH)),
                 )
-        with pipeline_cli._library_output(verbose) as (terminal, log):
+        with pipeline_cli._library_output(verbose, quote_errors=not scrubbing) as (terminal, log):
             # tf-keras is set before TFX loads
             _, runners = pipeline_cli._import_tfx()
             from pipelines.minimization import minimization_pipeline
@@ -89,7 +97,8 @@ def minimize(data_root, pipeline_root, verbose, **options):
                 from pipelines import run_log
 
                 path = log.keep_at(run_log.new_log_path(pipeline_root))
-                click.echo(f"Logs of TFX and Beam: {path} (--verbose shows them here)", file=terminal)
+                hint = "" if scrubbing else " (--verbose shows them here)"
+                click.echo(f"Logs of TFX and Beam: {path}{hint}", file=terminal)
 
             current = {}
 
@@ -100,7 +109,7 @@ def minimize(data_root, pipeline_root, verbose, **options):
             try:
                 runners.run(tfx_pipeline, progress=progress)
             except Exception as err:
-                message = failure_message(err, scrubbing=settings["scrub"] is not None)  # traceback into the log
+                message = failure_message(err, scrubbing=scrubbing)  # traceback into the log
                 where = f"; full log in {log.path}" if log is not None else ""
                 raise click.ClickException(f"{current.get('stage', 'the pipeline')} failed: {message}{where}") from None
     report = {}

@@ -31,7 +31,7 @@ from pipelines.cli.minimization import (
 from pipelines.cli.types import FiniteFloatRange, TruncatedBatchSize
 from pipelines.components.private_evaluator.spec import DEFAULT_PRIVACY_UNIT
 from pipelines.components.settings import InvalidSetting
-from pipelines.plan import TRAINERS, PipelineLayout, resolve_plan
+from pipelines.plan import TRAINERS, PipelineLayout, resolve_plan, schema_features
 from pipelines.privacy_ledger import PRIVACY_UNITS
 from pipelines.root_lock import RootBusy, exclusive_root
 from pipelines.transform.spec import DEFAULT_SHARE
@@ -233,6 +233,15 @@ def _training_options(fn):
             "inconsistent) [default: no audit].",
         ),
         click.option(
+            "--schema-file",
+            type=click.Path(dir_okay=False),
+            help="A tf.metadata Schema (.pbtxt) declared before the data is read: imported (ImportSchemaGen) "
+            "instead of inferred from the private examples by SchemaGen, so the serving signature's feature "
+            "kinds are not a function of the data (the DP Trainer's ledger then lists no inferred feature spec). "
+            "Checked before TFX starts: it must parse and type every column the trainer reads "
+            "[default: inferred, listed outside the guarantee].",
+        ),
+        click.option(
             "--compare-non-private",
             is_flag=True,
             help="Also train and evaluate a non-private model side by side (never pushed; see "
@@ -274,6 +283,7 @@ def _plan(
     encrypted_examples,
     compare_non_private,
     audit_canaries,
+    schema_file,
 ):
     """The options resolved and checked into one `PipelinePlan` (no TFX import); usage errors name the option."""
     if private and target_epsilon is None and noise_multiplier is None:
@@ -349,11 +359,30 @@ def _plan(
             encrypted_examples=encrypted_examples,
             compare_non_private=compare_non_private,
             audit_canaries=audit_canaries,
+            schema_file=schema_file,
         )
     except InvalidSetting as err:
         raise click.BadParameter(str(err), param_hint=f"'{_OPTION_OF_SETTING.get(err.setting, '--trainer-config')}'")
     except ValueError as err:
+        if str(err).startswith("schema_file: "):
+            raise click.BadParameter(str(err)[len("schema_file: ") :], param_hint="'--schema-file'") from None
         raise click.UsageError(str(err))
+
+
+def _check_schema_columns(schema_file: str | None, columns: dict[str, bool]) -> None:
+    """Refuses (exit 2) a --schema-file that leaves out a column the trainer reads or gives a numeric one
+    (``columns``: name -> holds numbers only) the BYTES type."""
+    if schema_file is None:
+        return
+    features = schema_features(schema_file)
+    for column, numeric in columns.items():
+        if column not in features:
+            raise click.BadParameter(f"{schema_file!r} has no feature {column!r}", param_hint="'--schema-file'")
+        if numeric and features[column] == "BYTES":
+            raise click.BadParameter(
+                f"{schema_file!r} types the numeric column {column!r} BYTES (use INT or FLOAT)",
+                param_hint="'--schema-file'",
+            )
 
 
 def _import_tfx():
@@ -394,11 +423,20 @@ def _locked_root(pipeline_root: str):
         yield
 
 
+def refuse_verbose(option: str) -> None:
+    """Refuses --verbose (exit 2) under ``option``, where a library's record can quote a training record."""
+    raise click.UsageError(
+        f"--verbose prints what TFX, TensorFlow and Beam log, error records and messages included, which "
+        f"can quote a training record; under {option} they go to the owner-only run log only (its path is printed)"
+    )
+
+
 @contextlib.contextmanager
-def _library_output(verbose: bool):
+def _library_output(verbose: bool, quote_errors: bool = True):
     """Yields (terminal stream, `run_log.RunLog` or None) with absl logging at INFO (TFX's and our
     executors' records): with ``verbose`` the libraries print to the terminal as usual (stdout kept for
-    the report); else to a `run_log` capture. Afterwards absl logs at its former level again."""
+    the report); else to a `run_log` capture, which copies ERROR records' messages to the terminal when
+    ``quote_errors``. Afterwards absl logs at its former level again."""
     from absl import logging as absl_logging
 
     former = absl_logging.get_verbosity()
@@ -408,7 +446,7 @@ def _library_output(verbose: bool):
             with contextlib.redirect_stdout(sys.stderr):  # stdout is for the report (Keras prints its progress)
                 yield sys.stderr, None
         else:
-            with run_log.captured_output(self_explaining=(click.ClickException,)) as log:
+            with run_log.captured_output(self_explaining=(click.ClickException,), quote_errors=quote_errors) as log:
                 yield log.terminal, log
     finally:
         absl_logging.set_verbosity(former)
@@ -443,7 +481,8 @@ def pipeline():
 @click.option(
     "--verbose",
     is_flag=True,
-    help="Print what TFX, TensorFlow and Beam log (INFO and up) here instead of to the log file.",
+    help="Print what TFX, TensorFlow and Beam log (INFO and up) here instead of to the log file; refused under "
+    "--dp and --scrub-pii (a library's record can quote a training record): read the owner-only log.",
 )
 def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
     """Runs CsvExampleGen [-> PiiScrubber] -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform ->
@@ -457,7 +496,10 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
     held out), no Transform runs, and the pushed model is the PATE student.
 
     Progress is shown per stage; what TFX, TensorFlow and Beam print goes to
-    PIPELINE_ROOT/logs/run-<time>.log (its path is shown first; --verbose prints it here instead).
+    PIPELINE_ROOT/logs/run-<time>.log (its path is shown first; --verbose prints it here instead). With --dp
+    (the default) a failing stage is named here with its exception's type only, and error records without
+    their message: a message can quote a training record; it stays in the owner-only log. --verbose, which prints
+    the libraries' own records here, messages included, is refused under --dp and --scrub-pii.
 
     \b
     Example:
@@ -469,13 +511,18 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
     columns = dict.fromkeys(_bundled_columns(), True) if minimization_requested(options) else None
     minimization = minimization_settings(options, columns=columns, model_inputs=columns or ())
     current, plan = {}, dataclasses.replace(_plan(**options), **minimization)
+    _check_schema_columns(plan.schema_file, dict.fromkeys(_bundled_columns(), True))
+    private = bool(plan.trainer_config.get("private"))  # stage errors can quote training records: not shown
+    if verbose and (private or plan.scrub):
+        refuse_verbose("--scrub-pii" if plan.scrub else "--dp")
     with private_root.owner_only_files(), _locked_root(pipeline_root):  # held until the report is read
-        with _library_output(verbose) as (terminal, log):
+        with _library_output(verbose, quote_errors=not (private or plan.scrub)) as (terminal, log):
             pipeline_module, runners = _import_tfx()
             tfx_pipeline = pipeline_module.bundled_pipeline(pipeline_root, plan=plan, enable_cache=not no_cache)
             if log is not None:
                 path = log.keep_at(run_log.new_log_path(pipeline_root))
-                click.echo(f"Logs of TFX, TensorFlow and Beam: {path} (--verbose shows them here)", file=terminal)
+                hint = "" if private or plan.scrub else " (--verbose shows them here)"
+                click.echo(f"Logs of TFX, TensorFlow and Beam: {path}{hint}", file=terminal)
 
             def progress(event):
                 current["stage"] = event.stage
@@ -490,7 +537,7 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
             try:
                 runners.run(tfx_pipeline, runner=runner, progress=progress)
             except Exception as err:
-                message = failure_message(err, scrubbing=plan.scrub is not None)  # traceback into the log
+                message = failure_message(err, scrubbing=plan.scrub is not None, private=private)  # traceback: log
                 stage = current.get("stage", "the pipeline")
                 where = f"; full log in {log.path}" if log is not None else ""
                 raise click.ClickException(
@@ -549,6 +596,7 @@ def compile_(output, pipeline_root, data_root, serving_model_dir, image, lineage
         options, columns=csv_columns(data_root) if model_inputs else None, model_inputs=model_inputs
     )
     plan = dataclasses.replace(_plan(**options), **minimization)
+    _check_schema_columns(plan.schema_file, dict.fromkeys(_bundled_columns(), True))  # the bundled trainer's
     try:
         _private_local_root(pipeline_root)
     except OSError as err:

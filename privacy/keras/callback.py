@@ -1,5 +1,6 @@
 """A Keras callback that reports, enforces and checkpoints the privacy budget of private training (and
-`StateGuardLogic`, which refuses training that changes float non-trainable weights).
+`StateGuardLogic`, which refuses training that changes non-trainable weights and keeps metric state
+out of the checkpoints saved during fit).
 
 `make_private`'s `fit` puts one first in the callback list (a `PrivacyBudgetCallback` you pass yourself
 is moved first), so `epsilon` reaches `logs`, and the training loss and metrics leave them, before
@@ -103,26 +104,74 @@ class PrivacyBudgetLogic:
 
 
 class StateGuardLogic:
-    """Refuses a private fit whose training changes float non-trainable weights (`privacy.training_state`):
-    checked after the first step, to fail early, and when the fit ends (state a later step changed)."""
+    """Refuses a private fit whose training changes non-trainable weights, of any dtype, but the counters of
+    Keras 3 seed generators (`privacy.training_state.changed_state`): checked after the first step, to fail
+    early, and when the fit ends (state a later step changed); and one whose seed generators draw another
+    number of times in a batch than in the first (checked after every batch).
+
+    For tf-keras, which saves the compiled metrics' accumulators with a SavedModel, it also zeroes them after
+    every step and epoch, after Keras has read them into the logs and before any later callback runs (it is
+    the first), so a ModelCheckpoint or BackupAndRestore saved during fit holds none: the training logs then
+    hold the last step's values (removed anyway when the fit is accounted). Keras 3 saves no metric state
+    in any format, and recomputes its epoch logs from the accumulators, so they are left running there."""
 
     def on_train_begin(self, logs=None):
-        self._variables = [v for v in self.model.non_trainable_variables if training_state.is_float(v)]
+        self._variables = list(self.model.non_trainable_variables)
         self._before = [np.array(v.numpy()) for v in self._variables]
+        self._seeds = training_state.seed_states(self.model)
+        self._steps_at_begin = private_training(self.model).steps
         self._first = True
+        self._zero_metrics = compat.is_tf_keras(self.model)
+        self._generators = [v for v in self._variables if id(v) in self._seeds]
+        self._last_draws, self._draws_per_step = None, None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._last_draws is None:  # after later callbacks' on_train_begin (BackupAndRestore may load state)
+            self._last_draws = (self._counters(), private_training(self.model).steps)
 
     def on_train_batch_end(self, batch, logs=None):
+        self._check_draws()
         if self._first:
             self._first = False
             self._check()
+        if self._zero_metrics:
+            self.model.reset_metrics()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._zero_metrics:
+            self.model.reset_metrics()
 
     def on_train_end(self, logs=None):
         self._check()
 
+    def _counters(self) -> list[int]:
+        return [int(np.asarray(v.numpy())[1]) for v in self._generators]
+
+    def _check_draws(self) -> None:
+        """Refuses a seed generator whose counter advances by another number of draws per step than in the
+        first batch (a count that can depend on the batch, e.g. a draw under a condition on the data, which
+        the end-of-fit check of a multiple of the steps misses when the counts balance)."""
+        if not self._generators:
+            return
+        counters, steps = self._counters(), private_training(self.model).steps
+        last, last_steps = self._last_draws
+        advance, ran = [now - before for now, before in zip(counters, last)], steps - last_steps
+        if self._draws_per_step is None:
+            self._draws_per_step = (advance, ran)
+        first, first_ran = self._draws_per_step
+        uneven = [
+            training_state.variable_name(v)
+            for v, a, f in zip(self._generators, advance, first)
+            if a * first_ran != f * ran  # the same draws per step as in the first batch
+        ]
+        if uneven:
+            raise DPConfigurationError(training_state.uneven_draws_error(uneven))
+        self._last_draws = (counters, steps)
+
     def _check(self) -> None:
-        changed = training_state.changed_float_state(
-            self._variables, self._before, [v.numpy() for v in self._variables]
-        )
+        after = [v.numpy() for v in self._variables]
+        steps = private_training(self.model).steps - self._steps_at_begin
+        changed = training_state.changed_state(self._variables, self._before, after, seeds=self._seeds, steps=steps)
         if changed:
             raise DPConfigurationError(training_state.updated_state_error(changed))
 

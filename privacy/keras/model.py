@@ -1,12 +1,15 @@
 """The front door: `make_private(model, ...)`, and `DPModel` / `DPSequential` for TF Privacy users.
 
 `make_private` validates a Keras model (Keras 3 or tf-keras), attaches a `PrivateTraining` to it and
-replaces three of its methods on the instance only: `train_step` (the DP-SGD step, which runs only inside
+replaces five of its methods on the instance only: `train_step` (the DP-SGD step, which runs only inside
 `fit`), `fit` (which checks the data's sampling, draws the batches from arrays, adds the privacy budget
-callback, refuses training that changes float non-trainable weights, and zeroes the compiled loss and metric
-accumulators when it ends, so that a saved model carries no exact training statistic) and `train_on_batch`
-(refused: the caller's batch cannot be accounted). The class, `compile`, `evaluate`, `predict` and saving are
-untouched, so the trained model is an ordinary Keras model for serving (TFX Pusher/Evaluator included).
+callback, refuses training that changes non-trainable weights but seed generators' counters, and zeroes
+the compiled loss and metric accumulators when it ends, and for tf-keras after every step and epoch, before
+a ModelCheckpoint saves, so that no model file carries an exact training statistic), `evaluate` and
+`test_on_batch` (the same, after they return: their accumulators sum over the examples evaluated, perhaps
+training ones) and `train_on_batch` (refused: the caller's batch cannot be accounted). The class, `compile`,
+`predict` and saving are untouched, so the trained model is an ordinary Keras model for serving (TFX
+Pusher/Evaluator included).
 """
 
 from __future__ import annotations
@@ -185,6 +188,8 @@ def make_private(
     object.__setattr__(model, "train_step", types.MethodType(_train_step, model))
     object.__setattr__(model, "fit", types.MethodType(_fit_with(type(model).fit), model))
     object.__setattr__(model, "train_on_batch", types.MethodType(refused_train_on_batch, model))
+    for name in _METRIC_ZEROING:
+        object.__setattr__(model, name, types.MethodType(_zeroing_metrics(getattr(type(model), name)), model))
     model.train_function = None  # a function traced before holds the non-private step
     return model
 
@@ -240,6 +245,25 @@ def private_fit(model, fit, *args, **kwargs):
         # The compiled loss and metrics hold exact sums over the sampled training examples (and their count):
         # zero them, so that a saved model carries none of it (NOT_COVERED names what fit still returned).
         model.reset_metrics()
+
+
+_METRIC_ZEROING = ("evaluate", "test_on_batch")
+"""A private model's methods that leave its compiled metrics zeroed when they return (`_zeroing_metrics`)."""
+
+
+def _zeroing_metrics(method):
+    """``method`` of a Keras model, zeroing the model's compiled loss and metric accumulators when it returns: they
+    sum over the examples it saw (training records, when evaluated on them), and tf-keras saves them with the
+    model. What it returns is computed before."""
+
+    @functools.wraps(method)
+    def zeroing(model, *args, **kwargs):
+        try:
+            return method(model, *args, **kwargs)
+        finally:
+            model.reset_metrics()
+
+    return zeroing
 
 
 def refused_train_on_batch(model, *args, **kwargs):
@@ -581,6 +605,8 @@ def make_dp_model_class(cls: type) -> type:
             return private_fit(self, super().fit, *args, **kwargs)
 
         train_on_batch = refused_train_on_batch
+        evaluate = _zeroing_metrics(cls.evaluate)
+        test_on_batch = _zeroing_metrics(cls.test_on_batch)
 
     DPModelClass.__name__ = DPModelClass.__qualname__ = f"DP{cls.__name__}"
     DPModelClass.__doc__ = f"A Keras {cls.__name__} trained with DP-SGD (see `make_dp_model_class` and `make_private`)."
@@ -687,7 +713,7 @@ def install_drop_in(model_class) -> None:
 
 def _undo_make_private(model) -> None:
     """Returns a model that ran no private step to its state before `make_private`."""
-    for name in ("train_step", "fit", "train_on_batch"):
+    for name in ("train_step", "fit", "train_on_batch", *_METRIC_ZEROING):
         object.__delattr__(model, name)
     detach(model)
     model.train_function = None

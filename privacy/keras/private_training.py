@@ -51,8 +51,9 @@ _SOURCES = (PERMUTED, IN_ORDER, CALLERS_DATASET)
 
 
 NOT_COVERED = (
-    "fit's training loss and metrics (removed from the logs fit's callbacks see; train_on_batch returns "
-    "them; fit zeroes the model's accumulators when it ends, so a model saved after fit carries none) and "
+    "fit's training loss and metrics (removed from the logs fit's callbacks see; fit zeroes the model's "
+    "accumulators when it ends, and for tf-keras after every step and epoch, evaluate when it returns, so a "
+    "model saved during or after them carries none) and "
     "PrivateTraining.dropped_examples are computed from the training data without noise: they are "
     "outside this guarantee (diagnostics, not for release with the model)"
 )

@@ -13,10 +13,10 @@ error lists them all. What it looks for:
 * optimizers that accumulate gradients, and `steps_per_execution > 1` with a target epsilon (Keras
   would run several steps between two budget checks).
 
-Float non-trainable weights that training changes (whatever the layer's class) are refused by `fit` after
-the first step (`callback.StateGuardLogic`). Per-example losses are checked when the step is traced (a loss
-that returns one number for the batch is refused there), and DP optimizers refuse gradients that did not come
-from the private step.
+Non-trainable weights that training changes (whatever the layer's class and dtype; seed generators' counters
+excepted) are refused by `fit` after the first step (`callback.StateGuardLogic`). Per-example losses are
+checked when the step is traced (a loss that returns one number for the batch is refused there), and DP
+optimizers refuse gradients that did not come from the private step.
 """
 
 from __future__ import annotations

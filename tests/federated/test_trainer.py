@@ -202,9 +202,23 @@ def test_evaluate_and_bad_models():
         ClientConfig(batch_size=0)
 
 
+class _Counter(keras.layers.Layer):
+    """Counts the examples it trains on in an integer non-trainable variable (a count of a client's records)."""
+
+    def build(self, shape):
+        self.seen = self.add_weight(name="seen", shape=(), initializer="zeros", dtype="int64", trainable=False)
+
+    def call(self, x, training=None):
+        if training:
+            self.seen.assign_add(keras.ops.cast(keras.ops.shape(x)[0], "int64"))
+        return x
+
+
 def test_non_trainable_state_constants_train_and_updated_statistics_are_refused(rng):
     with pytest.raises(ValueError, match=r"training updates the model's non-trainable weights \[.*moving_mean.*\]"):
         ClientTrainer(_model_with(keras.layers.BatchNormalization))
+    with pytest.raises(ValueError, match=r"training updates the model's non-trainable weights \['\S*counter/seen'\]"):
+        ClientTrainer(_model_with(lambda: _Counter(name="counter")))
     with pytest.raises(ValueError, match="vectorized execution cannot carry per-client random state"):
         ClientTrainer(_model_with(lambda: keras.layers.Dropout(0.5)), execution="vectorized")
     clients = _clients(rng, [30, 20])

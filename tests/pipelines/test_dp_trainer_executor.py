@@ -224,3 +224,32 @@ def test_truncated_poisson_training_records_the_truncated_events_and_the_batches
     assert ledger["report"]["unavailable"]["rdp"].startswith(
         "dp-accounting's RDP accountant has no analysis of truncated Poisson sampling"
     )
+
+
+def test_a_private_run_whose_checkpoints_hold_metric_state_is_refused(tmp_path, python_subprocess):
+    """A run_fn that leaves a checkpoint with Keras' training-metric totals under the ModelRun artifact (a
+    ModelCheckpoint of a model not made private) fails the Trainer with one line naming the file; the reset
+    serving model alone passes."""
+    code = f"""
+import numpy as np
+import tf_keras as keras
+from pipelines.components.dp_trainer.executor import check_metric_state
+x = np.random.default_rng(0).normal(size=(20, 2)).astype("float32")
+model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, activation="sigmoid")])
+model.compile(optimizer="sgd", loss="binary_crossentropy", metrics=["binary_accuracy"])
+model.fit(x, (x[:, :1] > 0).astype("float32"), epochs=1, verbose=0)
+model.save({str(tmp_path / "run" / "checkpoints" / "epoch_1")!r}, save_format="tf")
+model.reset_metrics()
+model.save({str(tmp_path / "model" / "Format-Serving")!r}, save_format="tf")
+check_metric_state([{str(tmp_path / "model")!r}])
+print("SERVING MODEL PASSES")
+try:
+    check_metric_state([{str(tmp_path / "model")!r}, {str(tmp_path / "run")!r}])
+except RuntimeError as err:
+    print("REFUSED", err)
+"""
+    out = python_subprocess(code, legacy_keras=True).stdout
+    assert "SERVING MODEL PASSES" in out
+    [line] = [line for line in out.splitlines() if line.startswith("REFUSED ")]
+    assert "wrote 1 checkpoint(s) outside the guarantee" in line, line
+    assert f"{tmp_path}/run/checkpoints/epoch_1/variables/variables holds Keras metric state" in line, line

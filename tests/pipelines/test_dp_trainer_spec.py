@@ -240,9 +240,12 @@ def test_the_ledger_lists_the_inferred_spec_and_separate_runs_outside_the_guaran
     with pytest.raises(InvalidPrivacySetting, match="public_schema"):
         DpTrainingConfig.from_custom_config({**GOOD, "public_schema": "yes"})
     schema = tmp_path / "schema.pbtxt"
-    schema.write_text("")
+    schema.write_text('feature { name: "diagnosis" type: INT }\n')
     assert resolve_plan(schema_file=str(schema)).trainer_config["public_schema"] is True
     assert "public_schema" not in resolve_plan().trainer_config
+    for trainer, config in (("dp", {**GOOD, "public_schema": True}), ("federated", {"public_schema": True})):
+        with pytest.raises(ValueError, match=r"public_schema: true .* without schema_file .* infers it"):
+            resolve_plan(trainer=trainer, trainer_config=config)  # SchemaGen would infer what the ledger calls fixed
     ledger = DpTrainingConfig.from_custom_config(GOOD).plan(dataset_size=400).ledger()
     report = PipelineReport("p", "r", {}, "uri", 1, {}, ledger, None, None, None)
     assert set(report.to_dict()["privacy"]["outside_guarantee"]) == {inferred, runs}

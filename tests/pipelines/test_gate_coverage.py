@@ -2,6 +2,7 @@
 records that differ from the ledger's, and delta against 1/n."""
 
 import json
+import zipfile
 
 from privacy.accounting import DpSgdMechanism
 from pipelines import privacy_ledger as pl
@@ -39,31 +40,36 @@ METRIC_STATE = """
 import json, sys
 import numpy as np
 import tf_keras as keras
-from pipelines.components.private_evaluator import coverage
+from privacy import training_state
 x = np.random.default_rng(0).normal(size=(20, 2)).astype("float32")
 model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, activation="sigmoid")])
 model.compile(optimizer="sgd", loss="binary_crossentropy", metrics=["binary_accuracy"])
 model.fit(x, (x[:, :1] > 0).astype("float32"), epochs=1, verbose=0)
 model.save(sys.argv[1] + "/fitted", save_format="tf")
+model.save(sys.argv[1] + "/nested/checkpoints/epoch_1", save_format="tf")
 model.reset_metrics()
 model.save(sys.argv[1] + "/reset", save_format="tf")
-for name in ("fitted", "reset"):
-    print(name.upper() + " " + json.dumps(coverage.metric_state_problems(sys.argv[1] + "/" + name)))
+model.save(sys.argv[1] + "/nested", save_format="tf")
+for name in ("fitted", "reset", "nested"):
+    print(name.upper() + " " + json.dumps(training_state.metric_state_problems(sys.argv[1] + "/" + name)))
 """
 
 
 def test_a_saved_model_holding_training_metric_state_is_not_covered(tmp_path, python_subprocess):
-    """Fail closed on the exact loss and accuracy totals tf-keras saves with a fitted model; zeroed ones pass."""
+    """Fail closed on the exact loss and accuracy totals tf-keras saves with a fitted model, in the model's own
+    checkpoint or in one saved below it (a ModelCheckpoint inside the pushed folder); zeroed ones pass."""
     code = f"import sys; sys.argv[1:] = [{str(tmp_path)!r}]\n" + METRIC_STATE
     out = python_subprocess(code, legacy_keras=True).stdout
     found = {
         line.split(" ", 1)[0]: json.loads(line.split(" ", 1)[1])
         for line in out.splitlines()
-        if line.startswith(("FITTED ", "RESET "))
+        if line.startswith(("FITTED ", "RESET ", "NESTED "))
     }
     [problem] = found["FITTED"]
     assert "keras_api/metrics/0/total" in problem and "keras_api/metrics/1/count" in problem, problem
     assert found["RESET"] == []
+    [problem] = found["NESTED"]
+    assert f"{tmp_path}/nested/checkpoints/epoch_1/variables/variables holds Keras metric state" in problem, problem
 
 
 def _ledger(delta: float, n: int = 1000) -> pl.PrivacyLedger:
@@ -286,3 +292,126 @@ def test_lineage_compares_released_values_so_a_second_transform_run_is_caught(tm
     assert lineage.transform_graphs_upstream(store, model) == ["/graphA", "/graphB"]
     [problem] = lineage.lineage_problems(store, model, _accounted_ledger(accounts["/graphA"]))
     assert "/graphB" in problem and "released other values" in problem
+
+
+def _keras3_model(adapted: bool):
+    import keras
+    import numpy as np
+
+    if adapted:
+        norm = keras.layers.Normalization(name="adapted_norm")
+        norm.adapt(np.array([[1.0, 2.0], [3.0, 5.0]], dtype="float32"))
+    else:
+        norm = keras.layers.Normalization(mean=[0.0, 0.0], variance=[1.0, 1.0], name="given_norm")
+    inner = keras.Sequential([norm, keras.layers.Dense(2)], name="inner")  # nested: found in the config's tree
+    return keras.Sequential([keras.Input((2,)), inner, keras.layers.Dense(1)])
+
+
+def test_keras3_archives_are_read_and_keras3_saved_models_are_refused_as_uninspectable(tmp_path):
+    """Keras 3 writes no Keras metadata: a .keras archive anywhere in the pushed folder is checked through its
+    config (the nested adapted Normalization found, given constants pass); a Keras 3 SavedModel records no
+    layers, so a DP-SGD model exported so is refused whatever it holds, saying so; a ledger of another trainer
+    (ppml's own modules) is not asked for layers."""
+    ledger = pl.PrivacyLedger.for_dp_sgd(
+        DpSgdMechanism(dataset_size=1000, batch_size=10, noise_multiplier=1.0, steps=10), l2_norm_clip=1.0, delta=1e-5
+    )
+    for adapted in (True, False):
+        folder = tmp_path / f"archive_{adapted}"
+        (folder / "extra").mkdir(parents=True)
+        _keras3_model(adapted).save(folder / "extra" / "model.keras")
+        problems = coverage.keras_layer_problems(str(folder), ledger)
+        if adapted:
+            [problem] = problems
+            assert "layer 'adapted_norm' (Normalization)" in problem and "mean=..., variance=..." in problem, problem
+        else:
+            assert problems == []
+        _keras3_model(adapted).export(str(folder / "exported"), verbose=False)
+        exported = str(folder / "exported")
+        assert coverage.keras_layer_problems(exported, ledger) == [f"{exported}: {coverage.KERAS3_UNINSPECTABLE}"]
+        assert coverage.keras_layer_problems(str(folder / "exported"), None) == []
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "model.keras").write_bytes(b"not a zip archive")
+    [problem] = coverage.keras_layer_problems(str(tmp_path / "broken"), ledger)
+    assert "model.keras is unreadable, so its layers cannot be checked" in problem, problem
+
+
+LAYER_METRIC = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+from privacy import training_state
+
+
+class Seen(keras.layers.Layer):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seen = keras.metrics.Sum(name="seen")  # a running sum of the records' first feature
+
+    def call(self, x):
+        self.seen.update_state(tf.reduce_sum(x[:, 0]))
+        return x
+
+
+x = np.random.default_rng(0).normal(size=(20, 2)).astype("float32")
+model = keras.Sequential([keras.Input((2,)), Seen(name="seen_layer"), keras.layers.Dense(1)])
+model.compile(optimizer="sgd", loss="mse")
+model.reset_metrics()
+model.save(sys.argv[1] + "/unused", save_format="tf")
+model.predict(x, verbose=0)
+model.reset_metrics()
+model.save(sys.argv[1] + "/reset", save_format="tf")
+model.predict(x, verbose=0)
+model.save(sys.argv[1] + "/predicted", save_format="tf")
+print("SUM", float(x[:, 0].sum()))
+for name in ("unused", "reset", "predicted"):
+    print(name.upper() + " " + json.dumps(training_state.metric_state_problems(sys.argv[1] + "/" + name)))
+"""
+
+
+def test_a_metric_a_layer_holds_is_metric_state_too(tmp_path, python_subprocess):
+    """A Metric held by a layer and updated in call() (here by predict on the records: their exact sum) is saved
+    under the layer's path, not under ``/metrics/``: it is found through the model's Keras metadata; reset or
+    never updated, it passes."""
+    code = f"import sys; sys.argv[1:] = [{str(tmp_path)!r}]\n" + LAYER_METRIC
+    out = python_subprocess(code, legacy_keras=True).stdout
+    found = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in out.splitlines() if " " in line}
+    assert json.loads(found["UNUSED"]) == [] and json.loads(found["RESET"]) == [], out
+    [problem] = json.loads(found["PREDICTED"])
+    assert "predicted/variables/variables holds Keras metric state" in problem and "seen" in problem, problem
+
+
+def test_keras_models_under_other_names_formats_or_folders_are_read_or_refused(tmp_path):
+    """What the suffix and the top folder do not show: an adapted Normalization in a full-model .h5 (its
+    model_config read) or in a .keras archive renamed .zip (found by content) is found; a Keras 3 export in a
+    sub-folder is refused as uninspectable, and so is a .weights.h5 (weights without layers); for another
+    trainer's ledger only the layers found are problems. An ordinary zip file or text file is no problem."""
+    ledger = pl.PrivacyLedger.for_dp_sgd(
+        DpSgdMechanism(dataset_size=1000, batch_size=10, noise_multiplier=1.0, steps=10), l2_norm_clip=1.0, delta=1e-5
+    )
+    adapted = "layer 'adapted_norm' (Normalization)"
+    for folder, save in {
+        "h5": lambda path: _keras3_model(True).save(path / "model.h5"),
+        "zip": lambda path: (_keras3_model(True).save(path / "m.keras"), (path / "m.keras").rename(path / "m.zip")),
+    }.items():
+        (tmp_path / folder).mkdir()
+        save(tmp_path / folder)
+        [problem] = coverage.keras_layer_problems(str(tmp_path / folder), ledger)
+        assert adapted in problem, (folder, problem)
+        [problem] = coverage.keras_layer_problems(str(tmp_path / folder), None)
+        assert adapted in problem, (folder, problem)
+    (tmp_path / "nested").mkdir()
+    _keras3_model(False).export(str(tmp_path / "nested" / "1"), verbose=False)
+    (tmp_path / "weights").mkdir()
+    _keras3_model(False).save_weights(tmp_path / "weights" / "model.weights.h5")
+    for folder, (path, message) in {
+        "nested": (tmp_path / "nested" / "1", coverage.KERAS3_UNINSPECTABLE),
+        "weights": (tmp_path / "weights" / "model.weights.h5", coverage.WEIGHTS_UNINSPECTABLE),
+    }.items():
+        assert coverage.keras_layer_problems(str(tmp_path / folder), ledger) == [f"{path}: {message}"], folder
+        assert coverage.keras_layer_problems(str(tmp_path / folder), None) == [], folder
+    (tmp_path / "plain").mkdir()
+    with zipfile.ZipFile(tmp_path / "plain" / "data.zip", "w") as archive:
+        archive.writestr("notes.txt", "no model here")
+    (tmp_path / "plain" / "vocab.txt").write_text("a\nb\n")
+    assert coverage.keras_layer_problems(str(tmp_path / "plain"), ledger) == []

@@ -66,3 +66,22 @@ def test_library_output_goes_to_the_log_and_errors_to_the_terminal(tmp_path, pyt
         "ValueError: details",
     ]  # the traceback too
     assert os.listdir(root / "logs") == [os.path.basename(path)]
+
+
+QUIET_ERRORS = """
+import logging, sys
+from pipelines import run_log
+with run_log.captured_output(quote_errors=False) as log:
+    path = log.keep_at(run_log.new_log_path(sys.argv[1]))
+    logging.getLogger("tfx").error("cannot parse row '17.99,10.38,122.8'")
+print(path)
+"""
+
+
+def test_a_private_run_copies_error_records_to_the_terminal_without_their_message(tmp_path, python_subprocess):
+    """quote_errors=False (a private run): the terminal learns an error was logged, and by whom, not its message,
+    which can quote a training record; the log keeps it."""
+    proc = python_subprocess(f"import sys; sys.argv[1:] = [{str(tmp_path)!r}]\n" + QUIET_ERRORS)
+    assert proc.stderr.splitlines() == ["ERROR: from tfx (message in the run log)"]
+    with open(proc.stdout.strip()) as f:
+        assert f.read().splitlines() == ["ERROR:tfx:cannot parse row '17.99,10.38,122.8'"]

@@ -12,6 +12,7 @@ from tfx.utils import json_utils
 from pipelines import privacy_ledger
 from pipelines.components.dp_trainer import fn_args_utils
 from pipelines.components.dp_trainer.spec import DpTrainingConfig, DpTrainingPlan
+from privacy import training_state
 
 
 class Executor(trainer_executor.GenericExecutor):
@@ -20,7 +21,8 @@ class Executor(trainer_executor.GenericExecutor):
     Before ``run_fn``: the settings in ``custom_config`` are checked and resolved on the training
     data (n, steps, calibrated sigma); any problem raises `InvalidPrivacySetting` naming the key,
     and nothing is trained. After: a private run must have written a ledger that accounts the
-    planned mechanism; its epsilon and delta become custom properties of the Model artifact.
+    planned mechanism, and no checkpoint it wrote under the Model or ModelRun artifact may hold Keras
+    metric state (`check_metric_state`); its epsilon and delta become custom properties of the Model artifact.
     """
 
     def Do(
@@ -34,6 +36,12 @@ class Executor(trainer_executor.GenericExecutor):
         super().Do(input_dict, output_dict, exec_properties)
         ledger = privacy_ledger.read_ledger(fn_args.serving_model_dir)
         _check_ledger(plan, ledger)
+        if plan.private:
+            check_metric_state(
+                artifact_utils.get_single_uri(output_dict[key])
+                for key in (standard_component_specs.MODEL_KEY, standard_component_specs.MODEL_RUN_KEY)
+                if output_dict.get(key)
+            )
         model = artifact_utils.get_single_instance(output_dict[standard_component_specs.MODEL_KEY])
         path = privacy_ledger.ledger_path(fn_args.serving_model_dir) if ledger else None
         privacy_ledger.record_on_artifact(model, ledger, path)
@@ -60,6 +68,17 @@ def _check_ledger(plan: DpTrainingPlan, ledger: privacy_ledger.PrivacyLedger | N
         raise RuntimeError(
             "the ledger does not account the preprocessing of the Trainer's Transform graph (write it "
             "with fn_args_utils.write_run_ledger and the plan of plan_from_fn_args)"
+        )
+
+
+def check_metric_state(roots) -> None:
+    """Refuses (RuntimeError, one line) a private run whose files under the folders ``roots`` (the Model and
+    ModelRun artifacts: the serving model, checkpoints, logs) include a TensorFlow checkpoint holding Keras
+    metric state: exact sums over the records last fitted or evaluated (`privacy.training_state`)."""
+    problems = [problem for root in roots for problem in training_state.metric_state_problems(root)]
+    if problems:
+        raise RuntimeError(
+            f"the private run_fn wrote {len(problems)} checkpoint(s) outside the guarantee; first: {problems[0]}"
         )
 
 

@@ -199,3 +199,40 @@ def test_scrub_pii_help_says_columns_of_numbers_are_not_scanned():
     for command in (("minimize",), ("pipeline", "run")):
         result = invoke(*command, "--help")
         assert result.exit_code == 0 and "Columns of numbers are NOT scanned" in " ".join(result.output.split())
+
+
+FAILING_SCRUB = """
+import logging, sys
+from types import SimpleNamespace
+import pipelines.minimization
+from pipelines.cli import pipeline as pipeline_cli
+from pipelines.cli.main import cli
+ROW = "zed.secret@example.com,555-867-5309"
+
+def run(tfx_pipeline, progress):
+    progress(SimpleNamespace(stage="PiiScrubber", state="running", index=2, total=3))
+    logging.getLogger("apache_beam").error(f"cannot process {ROW!r}")
+    raise ValueError(f"bad row {ROW!r}")
+
+pipelines.minimization.minimization_pipeline = lambda **settings: None
+pipeline_cli._import_tfx = lambda: (None, SimpleNamespace(run=run))
+cli(["minimize", *sys.argv[1:]])
+"""
+
+
+def test_minimize_with_scrubbing_prints_no_raw_row_and_refuses_verbose(tmp_path, python_subprocess):
+    """Under --scrub-pii a library's ERROR record quoting a raw row reaches the terminal without its message (the
+    owner-only log keeps it), and --verbose, which would print it, is refused (exit 2) before the root is made."""
+    row = "zed.secret@example.com,555-867-5309"
+    for verbose in (False, True):
+        root = tmp_path / f"root{verbose}"
+        argv = ["--scrub-pii", "--pipeline-root", str(root), *(["--verbose"] if verbose else [])]
+        proc = python_subprocess(f"import sys; sys.argv[1:] = {argv!r}\n" + FAILING_SCRUB, check=False)
+        terminal = proc.stdout + proc.stderr
+        assert row not in terminal, terminal
+        if verbose:
+            assert proc.returncode == 2 and "--verbose prints what TFX" in terminal and not root.exists(), terminal
+        else:
+            assert proc.returncode == 1 and "ERROR: from apache_beam (message in the run log)" in terminal, terminal
+            [log] = (root / "logs").iterdir()
+            assert f"cannot process {row!r}" in log.read_text()

@@ -357,3 +357,137 @@ def test_ppml_minimize_writes_its_root_owner_only_too(tmp_path, monkeypatch):
     ]
     assert os.stat(root).st_mode & 0o777 == 0o700 and open_to_others == [], open_to_others
     assert os.listdir(os.path.join(root, "data"))  # the raw copy was written, owner-only
+
+
+FAILING_TRAINER = """
+import sys
+from types import SimpleNamespace
+from pipelines.cli import pipeline as pipeline_cli
+from pipelines.cli.main import cli
+RECORD = "17.99,10.38,122.8,1001.0,0.1184"
+
+def run(tfx_pipeline, runner, progress):
+    progress(SimpleNamespace(stage="Trainer", state="running", index=6, total=8, seconds=0.0))
+    raise ValueError(f"could not convert row {RECORD!r} to float")
+
+module = SimpleNamespace(bundled_pipeline=lambda root, plan, enable_cache: None)
+pipeline_cli._import_tfx = lambda: (module, SimpleNamespace(run=run))
+cli(["pipeline", "run", *sys.argv[1:]])
+"""
+
+
+def test_a_failing_stage_of_a_private_run_prints_no_record_value(tmp_path, python_subprocess):
+    """A Trainer failure whose message quotes a training record, in a real process: under --dp the terminal gets
+    the stage, the exception type and the owner-only log's path, never the value (the log keeps the message and
+    traceback); --no-dp prints the message as before."""
+    record = "17.99,10.38,122.8,1001.0,0.1184"
+    for flag, shown in (("--dp", False), ("--no-dp", True)):
+        root = tmp_path / flag.strip("-")
+        argv = [flag, "--pipeline-root", str(root)]
+        proc = python_subprocess(f"import sys; sys.argv[1:] = {argv!r}\n" + FAILING_TRAINER, check=False)
+        terminal = proc.stdout + proc.stderr
+        assert proc.returncode == 1, terminal
+        [line] = [line for line in terminal.splitlines() if line.startswith("Error: ")]
+        assert line.startswith("Error: Trainer failed: ValueError"), terminal
+        assert (record in terminal) == shown and "Traceback" not in terminal, terminal
+        [log] = (root / "logs").iterdir()
+        assert f"full log in {log}" in terminal and os.stat(log).st_mode & 0o077 == 0
+        assert record in log.read_text() and "Traceback" in log.read_text()
+        if not shown:
+            assert "message withheld here under --dp: it may quote training records" in line, line
+
+
+def _schema(path, columns, kinds=None):
+    kinds = kinds or {}
+    path.write_text("".join(f'feature {{ name: "{c}" type: {kinds.get(c, "FLOAT")} }}\n' for c in columns))
+    return str(path)
+
+
+def test_a_schema_file_is_checked_before_tfx_and_reaches_the_pipeline(tmp_path, monkeypatch):
+    """--schema-file: a schema typing every bundled column reaches the plan the pipeline is built from (which then
+    imports it instead of inferring it, test_federated_trainer) and declares the DP Trainer's schema public; a
+    missing, unparsable or incomplete one, or one typing a numeric column BYTES, is one line naming the option,
+    exit 2, before TFX is imported."""
+    columns = pipeline_cli._bundled_columns()
+    built = {}
+
+    def fake_tfx():
+        def bundled_pipeline(root, plan, enable_cache):
+            built["plan"] = plan
+            raise AssertionError("stop before TFX")
+
+        return type("Module", (), {"bundled_pipeline": staticmethod(bundled_pipeline)}), None
+
+    monkeypatch.setattr(pipeline_cli, "_import_tfx", fake_tfx)
+    good = _schema(tmp_path / "good.pbtxt", columns, {columns[-1]: "INT"})
+    result = CliRunner().invoke(cli, ["pipeline", "run", "--schema-file", good, "--pipeline-root", str(tmp_path / "r")])
+    assert isinstance(result.exception, AssertionError), result.output
+    assert built["plan"].schema_file == good and built["plan"].trainer_config["public_schema"] is True
+
+    def refuse():
+        raise AssertionError("the settings passed the checks: TFX would be imported")
+
+    monkeypatch.setattr(pipeline_cli, "_import_tfx", refuse)
+    (tmp_path / "broken.pbtxt").write_text("feature { name: ")
+    cases = {
+        str(tmp_path / "none.pbtxt"): "no file",
+        str(tmp_path / "broken.pbtxt"): "is not a tf.metadata Schema in text format",
+        _schema(tmp_path / "short.pbtxt", columns[1:]): f"has no feature {columns[0]!r}",
+        _schema(tmp_path / "bytes.pbtxt", columns, {columns[2]: "BYTES"}): f"numeric column {columns[2]!r} BYTES",
+        _schema(tmp_path / "untyped.pbtxt", columns, {columns[3]: "TYPE_UNKNOWN"}): "no type for the features",
+    }
+    for path, message in cases.items():
+        result = invoke("pipeline", "run", "--schema-file", path, "--pipeline-root", str(tmp_path / "r2"))
+        assert result.exit_code == 2 and "--schema-file" in result.output and message in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
+    code = textwrap.dedent(f"""
+        import atexit, sys
+        atexit.register(lambda: print("LOADED", [m for m in {HEAVY!r} if m in sys.modules], file=sys.stderr))
+        from pipelines.cli.main import cli
+        cli(["pipeline", "run", "--schema-file", {str(tmp_path / "short.pbtxt")!r}, "--pipeline-root", "r3"])
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.splitlines()[1:] == ["LOADED []"], proc.stderr
+
+
+VERBOSE_FAILING_TRAINER = FAILING_TRAINER.replace(
+    "    raise ValueError",
+    "    import logging\n"
+    "    logging.getLogger('apache_beam').error(f'cannot process {RECORD!r}')\n"
+    "    raise ValueError",
+)
+
+
+def test_verbose_is_refused_where_a_library_record_could_quote_a_training_record(tmp_path, python_subprocess):
+    """--verbose prints the libraries' records as they are (here Beam's ERROR record quoting a row): under --dp
+    (the default) and --scrub-pii it is one line naming the option, exit 2, before anything runs or is written;
+    with --no-dp it still prints them."""
+    record = "17.99,10.38,122.8,1001.0,0.1184"
+    for flags, refused in ((["--dp"], True), (["--no-dp", "--scrub-pii"], True), (["--no-dp"], False)):
+        root = tmp_path / "-".join(flag.strip("-") for flag in flags)
+        argv = [*flags, "--verbose", "--pipeline-root", str(root)]
+        proc = python_subprocess(f"import sys; sys.argv[1:] = {argv!r}\n" + VERBOSE_FAILING_TRAINER, check=False)
+        terminal = proc.stdout + proc.stderr
+        assert (record in terminal) != refused, terminal
+        if refused:
+            assert proc.returncode == 2 and "--verbose prints what TFX" in terminal and not root.exists(), terminal
+        else:
+            assert proc.returncode == 1, terminal
+
+
+def test_compile_checks_the_schema_file_columns_too(tmp_path, monkeypatch):
+    """ppml pipeline compile builds the bundled trainer too: a --schema-file leaving out a column it reads is one
+    line naming the option, exit 2, before TFX is imported (as for run)."""
+
+    def refuse():
+        raise AssertionError("the settings passed the checks: TFX would be imported")
+
+    monkeypatch.setattr(pipeline_cli, "_import_tfx", refuse)
+    columns = pipeline_cli._bundled_columns()
+    short = _schema(tmp_path / "short.pbtxt", columns[1:])
+    result = invoke(
+        "pipeline", "compile", "--kubeflow-v2", str(tmp_path / "p.json"), "--pipeline-root", str(tmp_path / "r"),
+        "--data-root", str(tmp_path), "--serving-model-dir", str(tmp_path / "s"), "--schema-file", short,
+    )  # fmt: skip
+    assert result.exit_code == 2 and f"has no feature {columns[0]!r}" in result.output, result.output
+    assert "--schema-file" in result.output and len(result.output.strip().splitlines()) == 1, result.output

@@ -126,6 +126,77 @@ def case_a_saved_private_model_carries_no_training_metric_state():
         assert not np.any(value) and not np.any(on_d2[name]), (name, value, on_d2[name])
 
 
+def _metric_state_in_files(x, y, folder) -> tuple[list[str], dict[str, np.ndarray], list[str]]:
+    """A private fit on (x, y) whose callbacks save the whole model every 2 steps and every epoch (a
+    ModelCheckpoint, and a callback of the caller's own after it), then ``evaluate`` on the training records
+    and a save. Returns the files' metric-state problems (`privacy.training_state`), the metric variables of
+    every tf-keras SavedModel saved, and the names of the entries of the Keras 3 files' weights."""
+    import glob
+    import os
+    import zipfile
+
+    import h5py
+
+    from privacy import training_state
+
+    tf.keras.utils.set_random_seed(0)
+    model = make_private(
+        K.Sequential([K.Input((4,)), L.Dense(8, activation="relu"), L.Dense(1, activation="sigmoid")]),
+        l2_norm_clip=1.0,
+        noise_multiplier=1.0,
+        expected_batch_size=10,
+        dataset_size=len(y),
+        target_delta=1e-3,
+        seed=5,
+    )
+    model.compile(optimizer=K.optimizers.SGD(0.1), loss=K.losses.BinaryCrossentropy(), metrics=["binary_accuracy"])
+    tf_keras = compat.is_tf_keras(model)
+    suffix = "" if tf_keras else ".keras"
+    saves = K.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: batch % 2 or model.save(f"{folder}/batch_{batch}{suffix}")
+    )
+    checkpoint = K.callbacks.ModelCheckpoint(f"{folder}/epoch_{{epoch}}{suffix}")
+    model.fit(x, y, steps_per_epoch=4, epochs=2, verbose=0, callbacks=[checkpoint, saves])
+    assert model.evaluate(x, y, verbose=0)[0] > 0  # the loss on the training records, returned
+    model.save(f"{folder}/final{suffix}")
+    if not tf_keras:
+        assert len(glob.glob(f"{folder}/*.keras")) == 5
+        entries = []
+        for path in sorted(glob.glob(f"{folder}/*.keras")):
+            with zipfile.ZipFile(path) as archive, archive.open("model.weights.h5") as f, h5py.File(f) as h5:
+                h5.visit(entries.append)
+        return training_state.metric_state_problems(folder), {}, entries
+    metrics = {}
+    for prefix in training_state.checkpoint_prefixes(folder):
+        reader = tf.train.load_checkpoint(prefix)
+        for name in reader.get_variable_to_shape_map():
+            if training_state.METRIC_SCOPE in name:
+                metrics[f"{os.path.relpath(prefix, folder)}:{name}"] = reader.get_tensor(name)
+    return training_state.metric_state_problems(folder), metrics, []
+
+
+def case_no_file_saved_during_or_after_a_private_fit_carries_metric_state():
+    """Neighbouring data (a mislabelled outlier replaces record 0): the models a ModelCheckpoint and a callback
+    save during fit, and one saved after evaluate on the training records, hold no metric state on either, so
+    these files carry no exact statistic of the records (tf-keras: all their metric variables zero; before the
+    fix they held the loss total and example count of the steps run; Keras 3 saves no metric variable)."""
+    import tempfile
+
+    x, labels = _data()
+    y = labels[:, None].astype("float32")
+    x2, y2 = x.copy(), y.copy()
+    x2[0], y2[0] = 50.0, 1.0 - y2[0]
+    on_d = _metric_state_in_files(x, y, tempfile.mkdtemp())
+    on_d2 = _metric_state_in_files(x2, y2, tempfile.mkdtemp())
+    for problems, metrics, entries in (on_d, on_d2):
+        assert problems == [], problems
+        assert not any("metric" in entry for entry in entries), entries
+        assert all(not np.any(value) for value in metrics.values()), metrics
+    assert set(on_d[1]) == set(on_d2[1]) and on_d[2] == on_d2[2]
+    if K.__name__ == "tf_keras":  # 5 SavedModels (steps 0 and 2, epochs 1 and 2, final) x 4 metric variables
+        assert len(on_d[1]) == 5 * 4, sorted(on_d[1])
+
+
 class _RunningCentre(L.Layer):
     """Subtracts a running mean of its inputs, updated in training (a hand-written normaliser)."""
 
@@ -138,8 +209,10 @@ class _RunningCentre(L.Layer):
         return x - self.centre
 
 
-def _fit_private(layer):
+def _fit_private(layer, drop_first=False):
     x, labels = _data()
+    if drop_first:
+        x, labels = x[1:], labels[1:]
     model = make_private(
         K.Sequential([K.Input((4,)), layer, L.Dense(1, activation="sigmoid")]),
         l2_norm_clip=1.0,
@@ -164,3 +237,80 @@ def case_training_that_updates_non_trainable_state_is_refused():
         raise AssertionError("fit accepted a layer whose training updates its non-trainable weights")
     _fit_private(L.LayerNormalization())
     _fit_private(L.Dense(3))
+
+
+class _RecordCounter(L.Layer):
+    """Counts the examples it sees in training (rows with any non-zero feature, so Poisson padding is not
+    counted) in an integer non-trainable variable: the saved model would carry a count of the private records."""
+
+    def build(self, shape):
+        self.seen = self.add_weight(name="seen", shape=(), initializer="zeros", dtype="int64", trainable=False)
+
+    def call(self, x, training=None):
+        if training:
+            real = tf.reduce_any(tf.not_equal(x, 0.0), axis=1)
+            self.seen.assign_add(tf.reduce_sum(tf.cast(real, "int64")))
+        return x
+
+
+def case_training_that_counts_records_in_integer_state_is_refused():
+    """An integer counter of the training records is refused like a float running mean (naming it), on data
+    and on its neighbour without record 0 (where it would hold a different count); Dropout and GaussianNoise,
+    whose Keras 3 seed generators advance by one draw per step whatever the data, still train."""
+    for drop in (False, True):
+        try:
+            _fit_private(_RecordCounter(name="record_counter"), drop_first=drop)
+        except DPConfigurationError as err:
+            message = str(err)
+            assert "\n" not in message and "record_counter/seen" in message and "counter" in message, message
+        else:
+            raise AssertionError("fit accepted a layer that counts the training records in an integer variable")
+    model = _fit_private(K.Sequential([L.Dropout(0.5), L.GaussianNoise(0.1)]))
+    generators = [v for v in model.non_trainable_variables if "seed_generator" in v.name]
+    assert len(generators) == (0 if K.__name__ == "tf_keras" else 2), model.non_trainable_variables
+
+
+def case_a_seed_generator_drawing_a_data_dependent_number_of_times_is_refused():
+    """A Keras 3 layer drawing twice in a batch holding a marked record and not at all otherwise: over 4 in-order
+    batches (marked records in the first and third) its counter advances 2, 0, 2, 0, a multiple of the steps
+    that the end-of-fit check accepts, but a count of the marked batches; refused after the second batch, naming
+    it. tf-keras has no seed generators, and no exemption for integer state
+    (case_training_that_counts_records_in_integer_state_is_refused)."""
+    if K.__name__ == "tf_keras":
+        return
+
+    class MarkedNoise(L.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.generator = K.random.SeedGenerator(7)
+
+        def call(self, x, training=None):
+            if not training:
+                return x
+
+            def draw():
+                return K.random.normal(K.ops.shape(x), seed=self.generator) + K.random.normal(
+                    K.ops.shape(x), seed=self.generator
+                )
+
+            return x + 0.0 * K.ops.cond(K.ops.any(x[:, 0] > 5.0), draw, lambda: K.ops.zeros_like(x))
+
+    x = np.random.default_rng(0).normal(size=(40, 4)).astype("float32")
+    x[3, 0] = x[25, 0] = 9.0
+    model = make_private(
+        K.Sequential([K.Input((4,)), MarkedNoise(name="marked_noise"), L.Dense(1, activation="sigmoid")]),
+        l2_norm_clip=1.0,
+        noise_multiplier=1.0,
+        expected_batch_size=10,
+        dataset_size=40,
+        target_delta=1e-3,
+        sampling="shuffle",
+    )
+    model.compile(optimizer=K.optimizers.SGD(0.1), loss=K.losses.BinaryCrossentropy())
+    try:
+        model.fit(x, (x[:, 1:2] > 0).astype("float32"), batch_size=10, epochs=1, shuffle=False, verbose=0)
+    except DPConfigurationError as err:
+        message = str(err)
+        assert "\n" not in message and "seed_generator_state" in message and "different number" in message, message
+    else:
+        raise AssertionError(f"fit accepted uneven draws; counter {model.layers[0].generator.state.numpy()}")
