@@ -15,11 +15,16 @@ lint: setup
 	$(ENV) exec ruff format --check .
 
 # The full suite (CI: .ci/run). test-fast leaves out the TFX/Beam and slow tiers (markers in setup.cfg; README, Tests).
+# Both run in WORKERS processes (pytest-xdist); each test file stays whole on one worker, and the files sharing the
+# session's pipeline runs share one (tests/conftest.py, xdist_groups). `WORKERS=0` runs in the pytest process alone.
+WORKERS ?= 2
+XDIST := $(if $(filter-out 0,$(WORKERS)),-n $(WORKERS) --dist loadgroup)
+
 test: setup
-	$(ENV) exec python -m pytest $(PYTEST_ARGS)
+	$(ENV) exec python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: setup
-	$(ENV) exec python -m pytest -m "not tfx and not slow" $(PYTEST_ARGS)
+	$(ENV) exec python -m pytest $(XDIST) -m "not tfx and not slow" $(PYTEST_ARGS)
 
 # The main job on bundled data: the private TFX pipeline on scikit-learn's breast-cancer data, end to end
 # (all eight stages, DP-SGD calibrated to epsilon 3, privacy-gated Evaluator, Pusher), then its report.

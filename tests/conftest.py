@@ -73,21 +73,70 @@ TFX_TESTS = {
 }
 """Tests outside TFX_MODULES that import TFX in a fresh interpreter; tests named *beam* run Beam too."""
 SLOW_TESTS = {
-    "test_killed_runs_resume_from_their_checkpoint_to_the_uninterrupted_result",
+    "test_a_budget_per_example_calibrates_a_keyed_poisson_run_for_the_record_level_figure",
+    "test_a_budget_per_example_meets_a_keyed_poisson_ledger_at_its_record_level_figure",
+    "test_a_confident_gnmax_ledger_composes_decision_selection_and_capped_answers_as_dp_accounting_does",
+    "test_a_half_delivered_request_aborts_the_session_not_the_servers",
+    "test_a_ledger_with_a_push_decision_lists_a_clients_held_out_records_beyond_k_outside_its_guarantee",
+    "test_a_non_private_config_records_exact_statistics_that_no_epsilon_covers",
     "test_a_run_killed_in_the_trainer_resumes_with_cached_stages_and_the_report_never_reads_half",
-    "test_microbatches_under_replace_one_are_accounted_with_sigma_over_2",
+    "test_a_self_trained_student_leaves_the_ledgers_epsilon_unchanged_and_the_ledger_and_report_name_it",
+    "test_a_tf1_graph_without_coverage_record_is_refused_by_the_trainer_and_the_gate",
+    "test_epsilon_is_dp_accountings_for_the_truncated_event",
     "test_federated_run_dp_secure_aggregation",
+    "test_given_the_released_labels_the_exported_student_does_not_depend_on_the_private_split",
+    "test_json_claim_matches_dp_accounting_and_the_bound_is_below_it",
+    "test_killed_runs_resume_from_their_checkpoint_to_the_uninterrupted_result",
+    "test_max_units_round_trip",
+    "test_microbatches_under_replace_one_are_accounted_with_sigma_over_2",
+    "test_neighbouring_data_sets_move_the_quantile_trees_by_their_stated_sensitivity",
+    "test_neighbouring_data_sets_move_the_releases_by_at_most_the_stated_sensitivity",
+    "test_noise_and_epochs_calibrate_the_truncated_event",
     "test_parties_keep_serving_through_mixed_faults",
     "test_a_replaced_record_is_accounted_for_the_composed_artifact_by_group_privacy_of_two",
+    "test_per_record_multi_valued_and_ragged_inputs_stay_within_the_recorded_sensitivity",
+    "test_private_training_on_transformed_examples_without_their_transform_graph_is_refused",
+    "test_re_evaluating_the_same_model_returns_the_kept_release_and_other_records_are_refused",
+    "test_real_subprocess_and_no_tensorflow_import",
+    "test_seeded_noise_is_an_explicit_research_option_and_says_so",
+    "test_target_epsilon_calibrates_the_noise_for_the_planned_rounds",
+    "test_target_epsilon_is_calibrated_with_pld_on_the_truncated_event",
+    "test_tf_keras_sequential_and_functional_models",
+    "test_the_command_line_drops_dp_accountings_excluded_order_warnings",
+    "test_the_count_of_cut_batches_is_listed_outside_the_guarantee_and_never_called_accounted",
+    "test_the_ledger_lists_the_inferred_spec_and_separate_runs_outside_the_guarantee",
+    "test_the_ledger_records_the_cut_batches_and_the_gate_and_report_use_the_truncated_epsilon",
+    "test_the_membership_audit_of_the_pate_student_takes_the_public_split_it_was_fitted_on_as_members",
+    "test_the_noise_matches_the_recorded_mechanisms",
+    "test_the_push_decision_is_reserved_and_composed_between_preprocessing_and_training",
+    "test_the_push_decision_is_the_noisy_accuracy_and_exact_thresholds_are_refused",
+    "test_the_record_level_figures_delta_is_judged_against_a_public_bound_on_the_records",
+    "test_under_dp_metrics_of_held_out_rows_are_labelled_outside_the_guarantee",
+    "test_under_dp_no_exact_count_at_the_edges_decides_whether_the_run_happens",
+    "test_under_dp_no_tfrecord_decides_the_features_their_kinds_or_the_run",
+    "test_under_dp_one_bad_record_does_not_decide_whether_the_run_happens",
+    "test_under_dp_the_models_classes_are_a_setting_not_read_from_the_labels",
+    "test_user_level_dp_releases_the_number_of_users_only_where_the_adjacency_holds_it_fixed",
+    "test_valid_extremes_run",
+    "test_with_few_answered_labels_self_training_beats_the_supervised_student_and_labels_only_unanswered_rows",
+    "test_without_a_metadata_path_the_lineage_check_fails_closed_unless_declared_skipped",
 }
 SLOW_CASES = {
-    "case_steps_that_ran_are_the_steps_accounted",
+    "case_a_non_finite_example_contributes_nothing",
+    "case_a_tight_cap_cuts_batches_and_the_report_counts_them",
+    "case_a_truncated_dataset_sets_the_accounting_and_mismatches_are_refused",
     "case_ghost_norms_equal_jacobian_norms",
+    "case_losses_without_per_example_values_are_refused",
     "case_neighbouring_batches_differ_by_at_most_the_clip",
+    "case_pld_cost_limit_crossed_by_the_planned_fit_is_refused_before_any_step",
+    "case_steps_that_ran_are_the_steps_accounted",
+    "case_two_replicas_clip_per_example_like_one_device",
     "case_unclipped_sum_equals_full_gradient",
 }
-"""Tests, and Keras 3 cases of tests/privacy/keras, that take more than about 20 s alone on 2 cores; so does
-the tf-keras half of every Keras case (a fresh interpreter per module). Measured: README, "Tests"."""
+"""Tests, and Keras 3 cases of tests/privacy/keras, that took more than about 5 s each in the last full run on
+2 cores (its JUnit report; a module fixture is charged to its first test), so that `make test-fast` fits in about
+5 minutes; so does the tf-keras half of every Keras case (a fresh interpreter per module). Measured: README,
+"Tests"."""
 
 
 def tier_markers(path: str, name: str, fixtures, params) -> set[str]:
@@ -102,10 +151,26 @@ def tier_markers(path: str, name: str, fixtures, params) -> set[str]:
     return markers
 
 
+SHARED_RUN_FIXTURES = {"private_run", "audited_run"}
+"""The session-scoped pipeline runs of tests/pipelines/conftest.py that more than one module uses: every other
+session run there starts from one of them (a test's fixture names include the fixtures its fixtures use)."""
+SHARED_RUN_GROUP = "shared-pipeline-runs"
+
+
+def xdist_groups(items) -> dict[str, str]:
+    """Each test file's group under `pytest -n N --dist loadgroup` (the Makefile's): a group runs on one worker,
+    so a module fixture runs once, and the files using the shared pipeline runs share one worker and one of each."""
+    paths = {item.nodeid.split("::")[0] for item in items}
+    shared = {item.nodeid.split("::")[0] for item in items if SHARED_RUN_FIXTURES.intersection(item.fixturenames)}
+    return {path: SHARED_RUN_GROUP if path in shared else path for path in paths}
+
+
 def pytest_collection_modifyitems(config, items):
+    groups = xdist_groups(items)
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         for marker in tier_markers(
             os.path.relpath(str(item.path), REPO), getattr(item, "originalname", item.name), item.fixturenames, params
         ):
             item.add_marker(marker)
+        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid.split("::")[0]]))

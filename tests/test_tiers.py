@@ -80,3 +80,19 @@ def test_every_slow_or_tfx_test_named_exists():
 
     source = "\n".join(p.read_text() for p in pathlib.Path(REPO, "tests").rglob("*.py"))
     assert all(f"def {name}(" in source for name in SLOW_TESTS | SLOW_CASES | TFX_TESTS)
+
+
+def test_a_file_runs_on_one_worker_and_the_files_sharing_pipeline_runs_share_one():
+    """`--dist loadgroup` keeps a group on one worker: a module fixture, or a shared session run, runs once."""
+    from types import SimpleNamespace
+
+    from tests.conftest import SHARED_RUN_GROUP, xdist_groups
+
+    def item(path, *fixtures):
+        return SimpleNamespace(nodeid=f"{path}::test_x", fixturenames=["tmp_path", *fixtures])
+
+    e2e, executor, pate = "tests/pipelines/test_pipeline_e2e.py", "tests/pipelines/test_executor.py", "tests/p.py"
+    items = [item(e2e, "strict_audit_run", "private_run"), item(e2e, "audited_run"), item(executor), item(pate)]
+    assert xdist_groups(items) == {e2e: SHARED_RUN_GROUP, executor: executor, pate: pate}
+    items.append(item(executor, "executor_runs", "private_run"))  # one test on a shared run takes its file along
+    assert xdist_groups(items) == {e2e: SHARED_RUN_GROUP, executor: SHARED_RUN_GROUP, pate: pate}
