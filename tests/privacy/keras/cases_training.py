@@ -397,8 +397,9 @@ def case_empty_poisson_batches_still_step_and_count():
 
 def case_padding_left_out_without_xla_steps_like_every_row_under_xla():
     """With ``skip_padding`` a step outside XLA leaves most of a Poisson batch's padding (weight 0) out
-    (`train_step._without_padding`); under XLA it computes on every padded row. On the same batches, with a binding clip, real examples of
-    weight 0 and of weight NaN, both take the same steps and drop the same examples."""
+    (`train_step._without_padding`); under XLA it computes on every padded row. On the same batches, with a
+    binding clip, real examples of weight 0 and of weight NaN, both take the same steps and drop the same
+    examples."""
     n = 100
     x, y = _data(n=n)
     weights = np.ones(n, "float32")
