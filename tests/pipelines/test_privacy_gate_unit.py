@@ -529,6 +529,11 @@ def test_a_replaced_record_is_accounted_for_the_composed_artifact_by_group_priva
     assert grid * 0.95 <= replaced["epsilon"] <= grid * (1 + 1e-6)
     alone = _composed_plan(sampling, decision=False)[1].parameters["record_level"]["replaced_record"]
     assert replaced["epsilon"] > alone["epsilon"] and "covers" not in alone  # the releases and decision add to it
+    # Each part counts (the grid's 5% tolerance alone would miss one left out): without the decision, or without the
+    # release, the figure is smaller.
+    for releases, decision in (((release,), False), ((), True)):
+        part = _composed_plan(sampling, releases=releases, decision=decision)[1]
+        assert part.parameters["record_level"]["replaced_record"]["epsilon"] < replaced["epsilon"], (releases, decision)
     epsilon, note = spec.budget_epsilon(ledger, "example", "replace-one")
     assert epsilon == replaced["epsilon"] and "covering the artifact" in note
     assert pl.ledger_properties(ledger)[pl.EPSILON_RECORD_REPLACED] == pl.mlmd_upper_bound(epsilon)
