@@ -229,6 +229,19 @@ def resolve_plan(
             )
         if federated.private and per_record and federated.budget_unit is None:  # calibrate for the gate's figure
             trainer_config = {**trainer_config, "budget_unit": "example"}
+        if federated.private and per_record and budget_adjacency is not None and federated.budget_unit == "client":
+            raise ValueError(
+                f"budget_adjacency (--budget-adjacency) {budget_adjacency!r}: the Federated Trainer's budget_unit "
+                f"is 'client', so it calibrates its noise for the client-level figure, not the record-level one a "
+                f"budget per example in a stated relation meets; drop budget_unit or state the budget per client"
+            )
+        if federated.private and per_record and None not in (budget_adjacency, federated.budget_adjacency):
+            if federated.budget_adjacency != budget_adjacency:  # it would calibrate z for a figure the gate skips
+                raise ValueError(
+                    f"budget_adjacency (--budget-adjacency) {budget_adjacency!r}: the Federated Trainer's "
+                    f"budget_adjacency is {federated.budget_adjacency!r}, so it would calibrate its noise for "
+                    f"another figure than the gate checks; give one relation"
+                )
         if federated.private and per_record and budget_adjacency is not None and federated.budget_adjacency is None:
             trainer_config = {**trainer_config, "budget_adjacency": budget_adjacency}
     _check_audit(audit_canaries, trainer, trainer_config)

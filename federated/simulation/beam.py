@@ -217,15 +217,22 @@ def _local_path(uri: str) -> str | None:
 
 
 def _write_private(uri: str, payload: bytes) -> None:
-    """Writes ``payload`` to a new file at ``uri``: locally mode 0600 whatever the umask (it holds client data or
-    an exact aggregate); remotely as the bucket's rules allow."""
+    """Writes ``payload`` to ``uri``: locally mode 0600 whatever the umask (it holds client data or an exact
+    aggregate), through a fresh name renamed over ``uri``, so a retried or re-executed bundle replaces an earlier
+    attempt's file (complete or not) instead of failing on it; remotely as the bucket's rules allow."""
     local = _local_path(uri)
     if local is None:
         with FileSystems.create(uri) as f:
             f.write(payload)
         return
-    with os.fdopen(os.open(local, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
-        f.write(payload)
+    partial = f"{local}.{uuid.uuid4().hex}.partial"
+    try:
+        with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+            f.write(payload)
+        os.replace(partial, local)
+    finally:
+        if os.path.exists(partial):  # a failed write leaves no part of the payload behind
+            os.remove(partial)
 
 
 def _new_folder(parent: str, prefix: str) -> str:

@@ -337,3 +337,18 @@ def test_private_runs_over_one_client_per_user_sample_uniformly(digits_iid):
     FederatedSimulation(linear_model, data, strategy, rounds=1, sampler=UniformSampler(0.5))
     FederatedSimulation(linear_model, data, FedAvg(CLIENT), rounds=1, sampler=PoissonSampler(0.5))
     FederatedSimulation(linear_model, base, strategy, rounds=1, sampler=PoissonSampler(0.5))
+
+
+def test_a_retried_beam_write_replaces_the_earlier_attempts_file_owner_only(tmp_path):
+    """A runner may run a bundle again (a retry after a worker failure, or a second attempt after a partial write):
+    the write of a round's result must replace the earlier attempt's file, still 0600, not fail on it."""
+    import stat
+
+    from federated.simulation import beam
+
+    path = str(tmp_path / "aggregate.pkl")
+    beam._write_private(path, b"an attempt cut short")
+    beam._write_private(path, b"the retry")
+    with open(path, "rb") as f:
+        assert f.read() == b"the retry"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600 and os.listdir(tmp_path) == ["aggregate.pkl"]

@@ -973,9 +973,11 @@ class FederatedTrainingPlan:
         added or removed for the preprocessing releases (their add-remove events, group 1) and the push decision
         (one held-out record). Those events and the rounds' are composed in one accountant whose epsilon is for
         groups of 2 (`privacy.accounting.GroupPrivacyAccountant`): RDP for uniform sampling, PLD for Poisson
-        (where PLD declines, RDP over 4 add/remove client neighbours bounds the rounds alone, and a composed
-        figure is None). ``epsilon`` is None, ``accountant`` saying why, where no sound figure follows: a
-        single client, a release analysed replace-one only (its record count exact) or with an additive delta
+        (whose replace-one relation reads the releases' and decision's Gaussian events as twice the shift one
+        record makes: an over-count, e.g. about 25% more epsilon, never an under-count; where PLD declines, RDP
+        over 4 add/remove client neighbours bounds the rounds alone, and a composed figure is None). ``epsilon``
+        is None, ``accountant`` saying why, where no sound figure follows: a single client, a release analysed
+        replace-one only (its record count exact) or with an additive delta
         (a private vocabulary: group privacy does not carry it), or an infinite epsilon."""
         none = {"epsilon": None, "delta": self.delta}
         if mechanism.dataset_size < 2:  # no second client to move to

@@ -82,6 +82,28 @@ BAD_RUN_OPTIONS = [
     (["--budget-adjacency", "add-remove", "--sampling", "shuffle"], "--budget-adjacency"),  # replace-one
     (["--trainer", "federated", "--privacy-unit", "client", "--budget-adjacency", "add-remove"], "--budget-adjacency"),
     (["--trainer", "pate", "--budget-adjacency", "replace-one"], "--budget-adjacency"),
+    (  # the Trainer calibrates z for its client-level figure, the gate checks a record-level one
+        [
+            "--trainer",
+            "federated",
+            "--trainer-config",
+            '{"max_examples_per_client": 90, "budget_unit": "client"}',
+            "--budget-adjacency",
+            "replace-one",
+        ],
+        "--budget-adjacency",
+    ),
+    (  # the Trainer would calibrate z for the add-remove figure, the gate checks the replaced-record one
+        [
+            "--trainer",
+            "federated",
+            "--trainer-config",
+            '{"max_examples_per_client": 90, "budget_unit": "example", "budget_adjacency": "add-remove"}',
+            "--budget-adjacency",
+            "replace-one",
+        ],
+        "--budget-adjacency",
+    ),
     (["--encrypted-examples", "0"], "--encrypted-examples"),
     (["--runner", "flink"], "--runner"),
     (["--trainer", "federated", "--batch-size", "8"], "--batch-size"),
