@@ -188,3 +188,34 @@ def case_fit_with_xla_through_a_recurrent_loop_takes_the_steps_it_takes_without(
             assert compiled is False and len(said) == 1, said
             assert said[0].startswith("per-example gradients of ['lstm (LSTM"), said
             assert said[0].endswith("do not compile with XLA; training without jit_compile"), said
+
+
+def case_convolution_shared_by_inputs_of_two_sizes_clips_like_naive():
+    """One Conv2D called on an 8x8 and a 3x3 input: the first call's per-example gradients come from the depthwise
+    op (outside XLA), the second's (one output position) from an outer product; the layer's combined per-example
+    gradient is their sum, clipped as the naive per-example clipping clips it, with and without XLA."""
+    tf.random.set_seed(0)
+    conv = L.Conv2D(2, 3)
+    big, small = K.Input((8, 8, 2)), K.Input((3, 3, 2))
+    model = K.Model([big, small], L.Dense(2)(L.Concatenate()([L.Flatten()(conv(big)), L.Flatten()(conv(small))])))
+    model.compile(optimizer=K.optimizers.SGD(0.1), loss="mse")
+    rng = np.random.default_rng(3)
+    x = [tf.constant(rng.normal(size=(BATCH, *s, 2)), tf.float32) for s in ((8, 8), (3, 3))]
+    y = tf.constant(rng.normal(size=(BATCH, 2)), tf.float32)
+    units = recording.find_units(model, layer_rules.rule_for)
+    _, norms = _naive_clipped_sum(model, x, y, np.inf)
+    clip = float(np.median(norms))
+    want, _ = _naive_clipped_sum(model, x, y, clip)
+    for jit_compile in (False, True):
+        step = tf.function(
+            lambda x, y, w: clipped_gradient_sum(
+                model, units, x, y, w, DPParams(clip, 0.0, None), expected_batch_size=BATCH
+            ),
+            autograph=False,
+            jit_compile=jit_compile,
+        )
+        got, decisions = _traced(step, x, y)
+        assert ("depthwise" in decisions) != jit_compile, (jit_compile, decisions)
+        np.testing.assert_allclose(got.norms.numpy(), norms, rtol=1e-4, err_msg=f"XLA {jit_compile}")
+        for g, w in zip(got.sums, want):
+            np.testing.assert_allclose(g.numpy(), w, rtol=1e-4, atol=1e-5, err_msg=f"XLA {jit_compile}")
