@@ -563,6 +563,8 @@ def make_dp_model_class(cls: type) -> type:
         "state_path",
         "seed",
         "secure_noise",
+        "truncated_batch_size",
+        "skip_padding",
     )
 
     class DPModelClass(cls):

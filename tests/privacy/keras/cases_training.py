@@ -614,3 +614,18 @@ def case_a_delta_close_to_one_over_n_is_warned_at_fit():
         assert bool(report.warnings) is warned, report.warnings
         if not warned:
             assert report.delta == 1e-3
+
+
+def case_dp_model_classes_take_make_privates_skip_padding_and_truncation():
+    """DPSequential takes make_private's skip_padding and truncated_batch_size (not Sequential's: a TypeError)."""
+    model = DPSequential(
+        1.0,
+        1.1,
+        layers=[K.Input((8,)), L.Dense(3)],
+        expected_batch_size=16,
+        dataset_size=1000,
+        skip_padding=True,
+        truncated_batch_size=40,
+    )
+    private = private_training(model)
+    assert private.skip_padding is True and private.truncated_batch_size == 40, vars(private)
