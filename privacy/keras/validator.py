@@ -5,6 +5,8 @@ error lists them all. What it looks for:
 
 * layers that mix the examples of a batch (BatchNormalization: one example's gradient then depends on
   the others, and clipping no longer bounds its influence);
+* layers with trainable weights that compute or keep them in float16 or bfloat16 (a mixed precision policy):
+  the private step computes per-example gradients and their norms in float32 only;
 * losses added during the forward pass (`activity_regularizer`, `add_loss`), which depend on the batch;
 * preprocessing layers adapted on data (`Normalization`, `Discretization`, `StringLookup`,
   `IntegerLookup`, `TextVectorization`): exact statistics of the training data inside the model
@@ -30,6 +32,7 @@ _CROSS_EXAMPLE_LAYERS = {
     "SyncBatchNormalization": "LayerNormalization or GroupNormalization (per-example statistics)",
 }
 _BASE_CLASSES = ("Model", "Sequential", "Functional")
+_HALF_PRECISION = {"float16", "bfloat16"}
 
 
 def find_problems(model, *, target_epsilon: float | None = None) -> list[str]:
@@ -45,6 +48,12 @@ def find_problems(model, *, target_epsilon: float | None = None) -> list[str]:
                     f"so per-example clipping cannot bound one example's influence; use {instead}"
                 )
                 break
+        dtypes = (getattr(layer, "compute_dtype", None), getattr(layer, "variable_dtype", None))
+        if compat.own_trainable_variables(layer) and _HALF_PRECISION & set(dtypes):
+            problems.append(
+                f"layer '{layer.name}' computes in {dtypes[0]} with {dtypes[1]} weights; the private step "
+                "computes per-example gradients and their norms in float32 only: give it the float32 dtype policy"
+            )
         if getattr(layer, "activity_regularizer", None) is not None:
             problems.append(
                 f"layer '{layer.name}' has an activity_regularizer, a loss that depends on the whole "
