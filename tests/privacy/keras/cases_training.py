@@ -629,3 +629,19 @@ def case_dp_model_classes_take_make_privates_skip_padding_and_truncation():
     )
     private = private_training(model)
     assert private.skip_padding is True and private.truncated_batch_size == 40, vars(private)
+
+
+def case_the_report_says_when_steps_left_their_padding_out():
+    """A report of a run with ``skip_padding`` notes that the steps' durations followed the batch sizes drawn (not
+    covered by epsilon); one without it does not."""
+    x, y = _data(n=100)
+    for skip in (False, True):
+        model = make_private(
+            _mlp(), l2_norm_clip=1.0, noise_multiplier=1.1, expected_batch_size=20, dataset_size=100, skip_padding=skip
+        )
+        model.compile(optimizer=_sgd(0.1), loss=_scce())
+        model.fit(x, y, epochs=1, steps_per_epoch=2, verbose=0)
+        notes = [note for note in private_training(model).report().notes if "skip_padding" in note]
+        assert len(notes) == skip, (skip, notes)
+        if skip:
+            assert "not covered by epsilon" in notes[0] and "32" in notes[0], notes
