@@ -72,6 +72,17 @@ def case_half_precision_layers_are_refused_up_front():
     assert find_problems(K.Sequential([K.Input((4,)), L.Dense(2)])) == []
 
 
+def case_layers_keeping_weights_in_different_dtypes_are_refused_up_front():
+    """float64 layers beside float32 ones are refused by make_private, naming both groups (the first step failed
+    with an AddN TypeError); a model all in float64 is not."""
+    model = K.Sequential([K.Input((4,)), L.Dense(3, dtype="float64", name="wide"), L.Dense(2, name="narrow")])
+    problems = find_problems(model)
+    assert len(problems) == 1 and "float64: 'wide'" in problems[0] and "float32: 'narrow'" in problems[0], problems
+    _raises(lambda: make_private(model, l2_norm_clip=1.0, noise_multiplier=1.0), "different dtypes", "'wide'")
+    wide = K.Sequential([K.Input((4,), dtype="float64"), L.Dense(3, dtype="float64"), L.Dense(2, dtype="float64")])
+    assert find_problems(wide) == []
+
+
 def case_noise_multipliers_the_accountants_cannot_take_are_refused_up_front():
     """sigma = 1e-4 was accepted by make_private and the DP optimizers; fit trained a whole epoch and then
     failed to account it. Outside [1e-3, 1e6] (0, no privacy, aside) both refuse it before any step."""
