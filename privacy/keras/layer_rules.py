@@ -62,18 +62,20 @@ class LayerRule:
 
 
 def _combine(factors):
+    """One factor for the per-example gradients of a layer called several times: their sum (materialised where
+    the calls' factors differ in kind, e.g. a convolution's depthwise and outer-product calls)."""
     if len(factors) == 1:
         return factors[0]
     first = factors[0]
-    if isinstance(first, OuterProduct):
+    if all(isinstance(f, OuterProduct) for f in factors):
         return OuterProduct(
             tf.concat([f.a for f in factors], 1), tf.concat([f.g for f in factors], 1), first.to_variable
         )
-    if isinstance(first, EmbeddingRows):
+    if all(isinstance(f, EmbeddingRows) for f in factors):
         return EmbeddingRows(
             tf.concat([f.ids for f in factors], 1), tf.concat([f.g for f in factors], 1), first.vocabulary_size
         )
-    return PerExample(tf.add_n([f.grads for f in factors]))
+    return PerExample(tf.add_n([f.materialized() for f in factors]))
 
 
 def _positions(t, last: int):

@@ -124,10 +124,11 @@ def make_private(
         Accounted with `TruncatedSubsampledGaussianDpEvent` (PLD only; per-example clipping only); the batches
         cut are counted (`PrivateTraining.truncated_batches`, the report). A `poisson_batches` dataset brings its
         own.
-      skip_padding: outside XLA, leave a batch's padding rows (weight 0) out before the forward pass, down to a
-        multiple of 32 rows, so that a Poisson step costs what its realised batch costs. The model and the
-        accounting are the same; but a step's duration (and Keras' ms/step in logs) then follows the batch size
-        drawn, which epsilon does not cover. Default False: every step computes the whole padded batch.
+      skip_padding: outside XLA and without ``num_microbatches`` (elsewhere it does nothing), leave a batch's
+        padding rows (weight 0) out before the forward pass, down to a multiple of 32 rows, so that a Poisson step
+        costs what its realised batch costs. The model and the accounting are the same; but a step's duration (and
+        Keras' ms/step in logs) then follows the batch size drawn, which epsilon does not cover. Default False:
+        every step computes the whole padded batch.
 
     Returns:
       ``model`` itself, now private. `private_training(model)` gives its `PrivateTraining` (budget,
@@ -587,6 +588,8 @@ def make_dp_model_class(cls: type) -> type:
         "state_path",
         "seed",
         "secure_noise",
+        "truncated_batch_size",
+        "skip_padding",
     )
 
     class DPModelClass(cls):

@@ -39,6 +39,7 @@ from privacy.keras import layer_rules, optimizers, recording
 from privacy.keras import sampling as sampling_lib
 from privacy.keras.noise import GaussianNoise
 from privacy.keras.params import DPConfigurationError, DPParams
+from privacy.keras.train_step import PADDED_ROWS_MULTIPLE
 
 STATE_FORMAT = "ppml.keras.private_training/3"  # /3: the shuffled epochs' order; /2: sampling and adjacency
 _STATE_FORMATS = (STATE_FORMAT, "ppml.keras.private_training/2")
@@ -387,6 +388,13 @@ class PrivateTraining:
                 f"this count is not covered by epsilon: it depends on the batch sizes drawn, so on n and, "
                 f"under add-remove, on an example's presence; counted when drawn in this process, so "
                 f"batches prefetched but not trained on are included).",
+            )
+        if self.skip_padding:
+            notes += (
+                f"skip_padding: steps without XLA or microbatches left their batch's padding out down to a multiple "
+                f"of {PADDED_ROWS_MULTIPLE} rows, so each step's duration follows the batch size drawn; that is not "
+                f"covered by epsilon (whoever timed the steps learns the batch sizes to within "
+                f"{PADDED_ROWS_MULTIPLE} rows).",
             )
         return dataclasses.replace(report, notes=notes)
 

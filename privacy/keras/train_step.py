@@ -10,7 +10,8 @@ with B the *expected* (public) batch size, never the realised one, and the noise
 global batch. With ``num_microbatches = M`` the clipped units are M equal slices of the batch, each
 contributing (M / B) * sum of its examples' gradients, and the division is by M. Padding examples
 (weight 0) contribute nothing; with ``skip_padding`` most of them are left out before the forward pass outside
-XLA, so a step costs what its realised batch costs (and its duration follows the realised batch size).
+XLA and without microbatches, so a step costs what its realised batch costs (and its duration follows the realised
+batch size).
 Everything here is traced into the model's `train_function`, and compiles with XLA when the layers do.
 """
 

@@ -5,6 +5,9 @@ error lists them all. What it looks for:
 
 * layers that mix the examples of a batch (BatchNormalization: one example's gradient then depends on
   the others, and clipping no longer bounds its influence);
+* layers with trainable weights that compute or keep them in float16 or bfloat16 (a mixed precision policy):
+  the private step computes per-example gradients and their norms in float32 or float64 only; and trainable layers whose
+  weights are in different dtypes (float64 beside float32);
 * losses added during the forward pass (`activity_regularizer`, `add_loss`), which depend on the batch;
 * preprocessing layers adapted on data (`Normalization`, `Discretization`, `StringLookup`,
   `IntegerLookup`, `TextVectorization`): exact statistics of the training data inside the model
@@ -30,12 +33,14 @@ _CROSS_EXAMPLE_LAYERS = {
     "SyncBatchNormalization": "LayerNormalization or GroupNormalization (per-example statistics)",
 }
 _BASE_CLASSES = ("Model", "Sequential", "Functional")
+_HALF_PRECISION = {"float16", "bfloat16"}
 
 
 def find_problems(model, *, target_epsilon: float | None = None) -> list[str]:
     """Every reason ``model`` (compiled or not) cannot be trained privately as it stands."""
     layers = list(model._flatten_layers(include_self=False, recursive=True))
     problems = adapted_layers(layers)
+    weight_dtypes: dict[str, list[str]] = {}
     for layer in layers:
         names = [cls.__name__ for cls in type(layer).__mro__]
         for name, instead in _CROSS_EXAMPLE_LAYERS.items():
@@ -45,11 +50,25 @@ def find_problems(model, *, target_epsilon: float | None = None) -> list[str]:
                     f"so per-example clipping cannot bound one example's influence; use {instead}"
                 )
                 break
+        dtypes = (getattr(layer, "compute_dtype", None), getattr(layer, "variable_dtype", None))
+        if compat.own_trainable_variables(layer) and _HALF_PRECISION & set(dtypes):
+            problems.append(
+                f"layer '{layer.name}' computes in {dtypes[0]} with {dtypes[1]} weights; the private step "
+                "computes per-example gradients and their norms in float32 or float64 only: give it the float32 policy"
+            )
+        elif compat.own_trainable_variables(layer):
+            weight_dtypes.setdefault(str(dtypes[1]), []).append(f"'{layer.name}'")
         if getattr(layer, "activity_regularizer", None) is not None:
             problems.append(
                 f"layer '{layer.name}' has an activity_regularizer, a loss that depends on the whole "
                 "batch; remove it or add a per-example penalty to the compiled loss"
             )
+    if len(weight_dtypes) > 1:
+        groups = "; ".join(f"{dtype}: {', '.join(names)}" for dtype, names in sorted(weight_dtypes.items()))
+        problems.append(
+            f"layers keep their weights in different dtypes ({groups}); the private step adds their per-example "
+            "norms in one dtype: give every trainable layer the same dtype policy"
+        )
     for method in overridden_training(model):
         problems.append(
             f"{type(model).__name__} overrides {method}(), which the private training step "

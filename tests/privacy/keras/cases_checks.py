@@ -61,6 +61,28 @@ def case_validator_names_what_to_use_instead():
     _raises(lambda: make_private(custom, l2_norm_clip=1.0, noise_multiplier=1.0), "overrides train_step()")
 
 
+def case_half_precision_layers_are_refused_up_front():
+    """A layer computing in float16/bfloat16 (a mixed precision policy, or its own dtype) is refused by make_private,
+    naming the layer and its dtypes, instead of failing inside the first step with a TypeError traceback."""
+    for policy in ("mixed_float16", "mixed_bfloat16", "float16"):
+        model = K.Sequential([K.Input((6, 6, 2)), L.Conv2D(2, 3, dtype=policy, name="half"), L.Flatten(), L.Dense(2)])
+        problems = find_problems(model)
+        assert len(problems) == 1 and "'half'" in problems[0] and "float32" in problems[0], (policy, problems)
+        _raises(lambda: make_private(model, l2_norm_clip=1.0, noise_multiplier=1.0), "'half'", policy.split("_")[-1])
+    assert find_problems(K.Sequential([K.Input((4,)), L.Dense(2)])) == []
+
+
+def case_layers_keeping_weights_in_different_dtypes_are_refused_up_front():
+    """float64 layers beside float32 ones are refused by make_private, naming both groups (the first step failed
+    with an AddN TypeError); a model all in float64 is not."""
+    model = K.Sequential([K.Input((4,)), L.Dense(3, dtype="float64", name="wide"), L.Dense(2, name="narrow")])
+    problems = find_problems(model)
+    assert len(problems) == 1 and "float64: 'wide'" in problems[0] and "float32: 'narrow'" in problems[0], problems
+    _raises(lambda: make_private(model, l2_norm_clip=1.0, noise_multiplier=1.0), "different dtypes", "'wide'")
+    wide = K.Sequential([K.Input((4,), dtype="float64"), L.Dense(3, dtype="float64"), L.Dense(2, dtype="float64")])
+    assert find_problems(wide) == []
+
+
 def case_noise_multipliers_the_accountants_cannot_take_are_refused_up_front():
     """sigma = 1e-4 was accepted by make_private and the DP optimizers; fit trained a whole epoch and then
     failed to account it. Outside [1e-3, 1e6] (0, no privacy, aside) both refuse it before any step."""

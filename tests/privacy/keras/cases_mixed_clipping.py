@@ -77,7 +77,7 @@ def _naive_clipped_sum(model, x, y, clip):
     with tf.GradientTape() as tape:
         losses = per_example_loss(model, y, model(x, training=True))
     jacobians = tape.jacobian(losses, model.trainable_variables)
-    per_example = [np.reshape(j.numpy(), (BATCH, -1)) for j in jacobians]
+    per_example = [np.reshape(j.numpy(), (j.shape[0], -1)) for j in jacobians]
     norms = np.sqrt(sum(np.sum(g.astype(np.float64) ** 2, axis=1) for g in per_example))
     scale = np.minimum(1.0, clip / norms)
     return [np.reshape(scale @ g, v.shape) for g, v in zip(per_example, model.trainable_variables)], norms
@@ -149,6 +149,56 @@ def case_clipped_sum_equals_naive_per_example_clipping_per_layer_kind():
                 np.testing.assert_allclose(g.numpy(), w, rtol=1e-4, atol=1e-5, err_msg=f"{name}, XLA {jit_compile}")
 
 
+def case_depthwise_convolution_gradients_match_naive_clipping_over_paddings_strides_and_shapes():
+    """Convolutions that `ConvRule` sends to the depthwise op (outside XLA), one per feature of that path: valid
+    and same padding with even, odd and non-square kernels (same pads one more row after than before), strides
+    that do not divide the input, causal Conv1D, no bias, one example, and a batch size unknown at trace time.
+    Each clips as the naive per-example clipping does; dilated or unequally strided ones take the patches."""
+    rng = np.random.default_rng(4)
+    depthwise = [
+        ((9, 6, 2), L.Conv2D(2, (2, 3), strides=2), 5),
+        ((7, 7, 2), L.Conv2D(2, 4, strides=3, padding="same"), 5),
+        ((5, 11, 3), L.Conv2D(2, (1, 5), padding="same", use_bias=False), 5),
+        ((9, 3), L.Conv1D(2, 4), 5),
+        ((7, 2), L.Conv1D(3, 5, padding="causal"), 5),
+        ((8, 8, 2), L.Conv2D(2, 3, strides=2, padding="same"), 1),
+        ((8, 8, 2), L.Conv2D(2, 3, strides=2, padding="same"), None),
+    ]
+    patches = [
+        ((9, 9, 2), L.Conv2D(2, 3, dilation_rate=2, padding="same"), 5),
+        ((9, 2), L.Conv1D(2, 3, dilation_rate=2, padding="causal"), 5),
+        ((8, 8, 2), L.Conv2D(2, 3, strides=(1, 2), padding="same"), 5),
+    ]
+    for (shape, layer, batch), expect_depthwise in [(c, True) for c in depthwise] + [(c, False) for c in patches]:
+        name = f"{layer.__class__.__name__} {layer.get_config()}, input {shape}, batch {batch}"
+        model = _model(shape, "float32", layer)
+        size = batch or 3
+        x = tf.constant(rng.normal(size=(size, *shape)), tf.float32)
+        y = tf.constant(rng.normal(size=(size, 2)), tf.float32)
+        units = recording.find_units(model, layer_rules.rule_for)
+        _, norms = _naive_clipped_sum(model, x, y, np.inf)
+        clip = float(np.median(norms))
+        want, _ = _naive_clipped_sum(model, x, y, clip)
+        spec = [tf.TensorSpec([batch, *shape]), tf.TensorSpec([batch, 2]), tf.TensorSpec([batch])]
+        step = tf.function(
+            lambda x, y, w: clipped_gradient_sum(
+                model, units, x, y, w, DPParams(clip, 0.0, None), expected_batch_size=size
+            ),
+            autograph=False,
+            input_signature=spec,
+        )
+        used, rule = [], layer_rules._per_example_by_depthwise
+        layer_rules._per_example_by_depthwise = lambda *args: used.append(1) or rule(*args)
+        try:
+            got = step(x, y, tf.ones([size]))
+        finally:
+            layer_rules._per_example_by_depthwise = rule
+        assert bool(used) == expect_depthwise, name
+        np.testing.assert_allclose(got.norms.numpy(), norms, rtol=1e-4, err_msg=name)
+        for g, w in zip(got.sums, want):
+            np.testing.assert_allclose(g.numpy(), w, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
 def case_fit_with_xla_through_a_recurrent_loop_takes_the_steps_it_takes_without():
     """`fit` of a model compiled with jit_compile=True whose per-example gradients run through a recurrent loop, at a
     binding clip without noise, ends at the weights that the same fit without XLA reaches (whose clipping the case
@@ -188,3 +238,34 @@ def case_fit_with_xla_through_a_recurrent_loop_takes_the_steps_it_takes_without(
             assert compiled is False and len(said) == 1, said
             assert said[0].startswith("per-example gradients of ['lstm (LSTM"), said
             assert said[0].endswith("do not compile with XLA; training without jit_compile"), said
+
+
+def case_convolution_shared_by_inputs_of_two_sizes_clips_like_naive():
+    """One Conv2D called on an 8x8 and a 3x3 input: the first call's per-example gradients come from the depthwise
+    op (outside XLA), the second's (one output position) from an outer product; the layer's combined per-example
+    gradient is their sum, clipped as the naive per-example clipping clips it, with and without XLA."""
+    tf.random.set_seed(0)
+    conv = L.Conv2D(2, 3)
+    big, small = K.Input((8, 8, 2)), K.Input((3, 3, 2))
+    model = K.Model([big, small], L.Dense(2)(L.Concatenate()([L.Flatten()(conv(big)), L.Flatten()(conv(small))])))
+    model.compile(optimizer=K.optimizers.SGD(0.1), loss="mse")
+    rng = np.random.default_rng(3)
+    x = [tf.constant(rng.normal(size=(BATCH, *s, 2)), tf.float32) for s in ((8, 8), (3, 3))]
+    y = tf.constant(rng.normal(size=(BATCH, 2)), tf.float32)
+    units = recording.find_units(model, layer_rules.rule_for)
+    _, norms = _naive_clipped_sum(model, x, y, np.inf)
+    clip = float(np.median(norms))
+    want, _ = _naive_clipped_sum(model, x, y, clip)
+    for jit_compile in (False, True):
+        step = tf.function(
+            lambda x, y, w: clipped_gradient_sum(
+                model, units, x, y, w, DPParams(clip, 0.0, None), expected_batch_size=BATCH
+            ),
+            autograph=False,
+            jit_compile=jit_compile,
+        )
+        got, decisions = _traced(step, x, y)
+        assert ("depthwise" in decisions) != jit_compile, (jit_compile, decisions)
+        np.testing.assert_allclose(got.norms.numpy(), norms, rtol=1e-4, err_msg=f"XLA {jit_compile}")
+        for g, w in zip(got.sums, want):
+            np.testing.assert_allclose(g.numpy(), w, rtol=1e-4, atol=1e-5, err_msg=f"XLA {jit_compile}")

@@ -25,6 +25,7 @@ from privacy.keras import (
     make_private,
     poisson_batches,
     private_training,
+    train_step,
 )
 
 K = compat.default_keras()
@@ -397,30 +398,49 @@ def case_empty_poisson_batches_still_step_and_count():
 
 def case_padding_left_out_without_xla_steps_like_every_row_under_xla():
     """With ``skip_padding`` a step outside XLA leaves most of a Poisson batch's padding (weight 0) out
-    (`train_step._without_padding`); under XLA it computes on every padded row. On the same batches, with a
-    binding clip, real examples of weight 0 and of weight NaN, both take the same steps and drop the same
-    examples."""
-    n = 100
+    (`train_step._without_padding`: the forward pass sees the rows of weight != 0 rounded up to a multiple of 32);
+    under XLA it computes on every padded row. On the same batches, with a binding clip, real examples of weight 0
+    and of weight NaN, both take the same steps and drop the same examples."""
+    n, steps, multiple = 100, 6, train_step.PADDED_ROWS_MULTIPLE
     x, y = _data(n=n)
     weights = np.ones(n, "float32")
     weights[:5], weights[5:10] = 0.0, np.nan  # fixed seeds: some of both are sampled
+
+    def batches():
+        return poisson_batches((x, y, weights), dataset_size=n, expected_batch_size=20, seed=7)
+
+    padded = [w for _, _, w in batches().take(steps).as_numpy_iterator()]
+    kept_rows = sum(min(len(w), max(1, -(-int(np.sum(w != 0)) // multiple)) * multiple) for w in padded)
+    assert kept_rows < sum(len(w) for w in padded), (kept_rows, [len(w) for w in padded])
+    rows = tf.Variable(0, dtype=tf.int64)
+    without_padding = train_step._without_padding
+
+    def counted(x, y, w):
+        x, y, w = without_padding(x, y, w)
+        rows.assign_add(tf.cast(tf.size(w), tf.int64))
+        return x, y, w
+
     results = []
-    for jit_compile in (False, True):
-        model = make_private(
-            _mlp(),
-            l2_norm_clip=0.05,
-            noise_multiplier=0.0,
-            expected_batch_size=20,
-            dataset_size=n,
-            seed=0,
-            skip_padding=not jit_compile,
-        )
-        model.compile(optimizer=_sgd(0.5), loss=_scce(), jit_compile=jit_compile)
-        batches = poisson_batches((x, y, weights), dataset_size=n, expected_batch_size=20, seed=7)
-        assert private_training(model).steps == 0 and batches.element_spec[2].shape[0] > 32
-        model.fit(batches, epochs=1, steps_per_epoch=6, verbose=0)
-        results.append((model.get_weights(), private_training(model).dropped_examples))
-    (eager_weights, eager_dropped), (xla_weights, xla_dropped) = results
+    train_step._without_padding = counted
+    try:
+        for jit_compile in (False, True):
+            model = make_private(
+                _mlp(),
+                l2_norm_clip=0.05,
+                noise_multiplier=0.0,
+                expected_batch_size=20,
+                dataset_size=n,
+                seed=0,
+                skip_padding=not jit_compile,
+            )
+            model.compile(optimizer=_sgd(0.5), loss=_scce(), jit_compile=jit_compile)
+            assert private_training(model).steps == 0 and batches().element_spec[2].shape[0] > multiple
+            model.fit(batches(), epochs=1, steps_per_epoch=steps, verbose=0)
+            results.append((model.get_weights(), private_training(model).dropped_examples, int(rows.numpy())))
+    finally:
+        train_step._without_padding = without_padding
+    (eager_weights, eager_dropped, eager_rows), (xla_weights, xla_dropped, xla_rows) = results
+    assert eager_rows == xla_rows == kept_rows, (eager_rows, xla_rows, kept_rows)  # XLA: no row left out
     assert eager_dropped == xla_dropped > 0, (eager_dropped, xla_dropped)
     for want, got in zip(xla_weights, eager_weights):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
@@ -594,3 +614,34 @@ def case_a_delta_close_to_one_over_n_is_warned_at_fit():
         assert bool(report.warnings) is warned, report.warnings
         if not warned:
             assert report.delta == 1e-3
+
+
+def case_dp_model_classes_take_make_privates_skip_padding_and_truncation():
+    """DPSequential takes make_private's skip_padding and truncated_batch_size (not Sequential's: a TypeError)."""
+    model = DPSequential(
+        1.0,
+        1.1,
+        layers=[K.Input((8,)), L.Dense(3)],
+        expected_batch_size=16,
+        dataset_size=1000,
+        skip_padding=True,
+        truncated_batch_size=40,
+    )
+    private = private_training(model)
+    assert private.skip_padding is True and private.truncated_batch_size == 40, vars(private)
+
+
+def case_the_report_says_when_steps_left_their_padding_out():
+    """A report of a run with ``skip_padding`` notes that the steps' durations followed the batch sizes drawn (not
+    covered by epsilon); one without it does not."""
+    x, y = _data(n=100)
+    for skip in (False, True):
+        model = make_private(
+            _mlp(), l2_norm_clip=1.0, noise_multiplier=1.1, expected_batch_size=20, dataset_size=100, skip_padding=skip
+        )
+        model.compile(optimizer=_sgd(0.1), loss=_scce())
+        model.fit(x, y, epochs=1, steps_per_epoch=2, verbose=0)
+        notes = [note for note in private_training(model).report().notes if "skip_padding" in note]
+        assert len(notes) == skip, (skip, notes)
+        if skip:
+            assert "not covered by epsilon" in notes[0] and "32" in notes[0], notes
