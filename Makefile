@@ -16,9 +16,9 @@ lint: setup
 
 # The full suite (CI: .ci/run). test-fast leaves out the TFX/Beam and slow tiers (markers in setup.cfg; README, Tests).
 # Both run in WORKERS processes (pytest-xdist); each test file stays whole on one worker, and the files sharing the
-# session's pipeline runs share one (tests/conftest.py, xdist_groups). `WORKERS=0` runs in the pytest process alone.
+# session's pipeline runs share one (tests/conftest.py, worker_scope). `WORKERS=0` runs in the pytest process alone.
 WORKERS ?= 2
-XDIST := $(if $(filter-out 0,$(WORKERS)),-n $(WORKERS) --dist loadgroup)
+XDIST := $(if $(filter-out 0,$(WORKERS)),-n $(WORKERS) --dist loadfile)
 
 test: setup
 	$(ENV) exec python -m pytest $(XDIST) $(PYTEST_ARGS)

@@ -154,23 +154,47 @@ def tier_markers(path: str, name: str, fixtures, params) -> set[str]:
 SHARED_RUN_FIXTURES = {"private_run", "audited_run"}
 """The session-scoped pipeline runs of tests/pipelines/conftest.py that more than one module uses: every other
 session run there starts from one of them (a test's fixture names include the fixtures its fixtures use)."""
+SHARED_RUN_FILES = frozenset({"tests/pipelines/test_pipeline_e2e.py", "tests/pipelines/test_dp_trainer_executor.py"})
+"""The test files with a test on a shared run: under `-n N` they run on one worker, so each run happens once."""
 SHARED_RUN_GROUP = "shared-pipeline-runs"
 
 
-def xdist_groups(items) -> dict[str, str]:
-    """Each test file's group under `pytest -n N --dist loadgroup` (the Makefile's): a group runs on one worker,
-    so a module fixture runs once, and the files using the shared pipeline runs share one worker and one of each."""
-    paths = {item.nodeid.split("::")[0] for item in items}
-    shared = {item.nodeid.split("::")[0] for item in items if SHARED_RUN_FIXTURES.intersection(item.fixturenames)}
-    return {path: SHARED_RUN_GROUP if path in shared else path for path in paths}
+def worker_scope(nodeid: str) -> str:
+    """What runs whole on one worker under `pytest -n N --dist loadfile` (the Makefile's): a test file, so that a
+    module fixture runs once, or `SHARED_RUN_GROUP` for the files in `SHARED_RUN_FILES`."""
+    path = nodeid.split("::")[0]
+    return SHARED_RUN_GROUP if path in SHARED_RUN_FILES else path
+
+
+def unlisted_shared_run_files(items) -> set[str]:
+    """Files with a test on a shared run that `SHARED_RUN_FILES` does not list (each worker would run it again)."""
+    return {item.nodeid.split("::")[0] for item in items if SHARED_RUN_FIXTURES.intersection(item.fixturenames)} - (
+        SHARED_RUN_FILES
+    )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadfile` by `worker_scope` (pytest-xdist's xdist_group marks do not reach its scheduler under
+    pytest 9.2: their nodeid suffix is lost)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return worker_scope(nodeid)
+
+    return FileScheduling(config, log)
 
 
 def pytest_collection_modifyitems(config, items):
-    groups = xdist_groups(items)
+    unlisted = unlisted_shared_run_files(items)
+    if unlisted:
+        raise pytest.UsageError(f"tests/conftest.py: add {sorted(unlisted)} to SHARED_RUN_FILES (tests on shared runs)")
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         for marker in tier_markers(
             os.path.relpath(str(item.path), REPO), getattr(item, "originalname", item.name), item.fixturenames, params
         ):
             item.add_marker(marker)
-        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid.split("::")[0]]))

@@ -83,16 +83,50 @@ def test_every_slow_or_tfx_test_named_exists():
 
 
 def test_a_file_runs_on_one_worker_and_the_files_sharing_pipeline_runs_share_one():
-    """`--dist loadgroup` keeps a group on one worker: a module fixture, or a shared session run, runs once."""
+    """`-n N --dist loadfile` keeps a scope on one worker: a module fixture, or a shared session run, runs once."""
     from types import SimpleNamespace
 
-    from tests.conftest import SHARED_RUN_GROUP, xdist_groups
+    from tests.conftest import SHARED_RUN_FILES, SHARED_RUN_GROUP, unlisted_shared_run_files, worker_scope
+
+    e2e, other = "tests/pipelines/test_pipeline_e2e.py", "tests/pipelines/test_other.py"
+    assert e2e in SHARED_RUN_FILES and worker_scope(f"{e2e}::test_x[a]") == SHARED_RUN_GROUP
+    assert {worker_scope(f"{path}::test_x") for path in SHARED_RUN_FILES} == {SHARED_RUN_GROUP}
+    assert worker_scope(f"{other}::test_x") == worker_scope(f"{other}::Class::test_y") == other
 
     def item(path, *fixtures):
         return SimpleNamespace(nodeid=f"{path}::test_x", fixturenames=["tmp_path", *fixtures])
 
-    e2e, executor, pate = "tests/pipelines/test_pipeline_e2e.py", "tests/pipelines/test_executor.py", "tests/p.py"
-    items = [item(e2e, "strict_audit_run", "private_run"), item(e2e, "audited_run"), item(executor), item(pate)]
-    assert xdist_groups(items) == {e2e: SHARED_RUN_GROUP, executor: executor, pate: pate}
-    items.append(item(executor, "executor_runs", "private_run"))  # one test on a shared run takes its file along
-    assert xdist_groups(items) == {e2e: SHARED_RUN_GROUP, executor: SHARED_RUN_GROUP, pate: pate}
+    assert unlisted_shared_run_files([item(e2e, "strict_audit_run", "private_run"), item(other)]) == set()
+    assert unlisted_shared_run_files([item(other, "audited_run")]) == {other}
+
+
+def test_two_workers_keep_each_file_on_one_worker():
+    """The scheduler the Makefile's `-n 2 --dist loadfile` gets, run for real on two workers."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-n",
+            "2",
+            "--dist",
+            "loadfile",
+            "-p",
+            "no:cacheprovider",
+            "-v",
+            "tests/test_tiers.py",
+            "-k",
+            "tiers_follow",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    ).stdout
+    workers = {line.split("]")[0] for line in out.splitlines() if "PASSED" in line}
+    assert "scheduling tests via FileScheduling" in out and len(workers) == 1, out[-2000:]
