@@ -3,9 +3,9 @@
 A DP-SGD claim (Poisson sampling rate q, noise multiplier sigma, T steps, add/remove adjacency) has a privacy profile
 delta(eps), here dp-accounting's pessimistic PLD (an upper bound on the true delta(eps), so a valid claim). A run
 that is (eps, delta(eps))-DP for every eps is f-DP for f(x) = sup_eps max(0, 1 - delta(eps) - e^eps x,
-e^-eps (1 - delta(eps) - x)) (Dong, Roth & Su 2022, Proposition 2.12); taking the sup over a finite grid of eps
-(`EPSILON_FRACTIONS`) gives a weaker curve, which the run therefore also satisfies. Its blow-up inverse is the
-largest of the (eps, delta(eps)) curves' inverses (`privacy.auditing.f_dp_one_run.blow_up_inverse`), so the
+e^-eps (1 - delta(eps) - x)) (Dong, Roth & Su 2022, Proposition 2.12); taking the sup over a finite set of eps
+(`EPSILON_MULTIPLES` of the claim's own eps) gives a weaker curve, which the run therefore also satisfies. Its
+blow-up inverse is the largest of the (eps, delta(eps)) curves' inverses (`f_dp_one_run.blow_up_inverse`), so the
 recursion of `f_dp_one_run.rejects` tests it exactly as it tests one (eps, delta) curve: sound for any run whose
 claim holds, subsampled or not, and far tighter than one (eps, delta) point for a subsampled Gaussian.
 
@@ -13,16 +13,18 @@ The bound: over the family sigma' (same q and T) on a grid fixed by the claim al
 sigma' whose curve the scores refute at level alpha, reported as eps(sigma') at the run's delta (PLD), rounded down
 to 0.01. It is found by bisection, which is exact because rejection is monotone in sigma':
 - the family is nested: a Poisson-sampled Gaussian with noise sigma'' > sigma' is a post-processing of the one
-  with sigma' (add independent noise to each step's sum), so f_{sigma'} <= f_{sigma''}, and the blow-up inverse
-  grows with sigma';
+  with sigma' (add independent noise to each step's sum), so delta_{sigma''}(eps) <= delta_{sigma'}(eps) at every
+  eps; every member's curve is taken at the same eps points (fixed by the claim), so the curves tested are nested
+  too and the blow-up inverse grows with sigma';
 - the recursion's rejection grows with the blow-up inverse g: eta_k = max(eta_0, g(rho_{k-1})) (rho and g are
   nondecreasing) and, summing by parts, rho_k = min(1, rho_0 + sum_j (c_j - c_{j+1}) (eta_j - eta_0) + c_k
   (eta_k - eta_0)) with c_j = i / (r - i) decreasing along the recursion, so a larger g gives larger eta and rho at
   every step, by induction, and so a larger rho + eta at the end.
 Hence if the run is the claimed mechanism with sigma (or any mechanism that is f_sigma-DP), the bound exceeds
 eps(sigma) only when some grid sigma' <= sigma is refuted, which implies the largest grid point <= sigma is refuted:
-probability <= alpha. (The PLD profile of each sigma' is an upper bound for that sigma', so the argument needs
-no exact monotonicity of the discretised profiles; `test_claimed_curve` checks they are monotone on the grid.)
+probability <= alpha (each curve tested is weaker than its member's exact curve: the run is f-DP for it). The
+nesting uses the PLD profiles' monotonicity in sigma', true of the exact profiles; `test_claimed_curve` checks
+dp-accounting's pessimistic ones on the grid.
 
 Cost: one PLD per grid sigma' the bisection visits (at most about 7), cached per (q, sigma', T, delta).
 """
@@ -45,8 +47,8 @@ from privacy.auditing import f_dp_one_run
 SIGMA_STEPS_PER_DOUBLING = 64
 """Grid of sigma': the claim's sigma times 2^(k / 64), from a factor 1/8 (not below `PLD_MIN_STEP_NOISE`) to 4."""
 _SIGMA_EXPONENTS = np.arange(-3 * SIGMA_STEPS_PER_DOUBLING, 2 * SIGMA_STEPS_PER_DOUBLING + 1)
-EPSILON_FRACTIONS = np.linspace(0.0, 1.5, 16)
-"""The eps points of each curve: these fractions of eps(sigma') at the run's delta (that point included)."""
+EPSILON_MULTIPLES = np.linspace(0.0, 4.0, 33)
+"""The eps points of every member's curve: these multiples of the claim's eps at the run's delta (1 included)."""
 RESOLUTION = 0.01
 """The bound is rounded down to a multiple of this, in nats."""
 
@@ -97,10 +99,17 @@ def sigma_grid(claim: SampledGaussianClaim) -> np.ndarray:
     return grid[(grid >= PLD_MIN_STEP_NOISE) | (_SIGMA_EXPONENTS >= 0)]
 
 
+def profile(claim: SampledGaussianClaim, sigma: float, delta: float) -> tuple[float, np.ndarray, np.ndarray]:
+    """eps(sigma') at `delta`, and the points (eps_j, delta_{sigma'}(eps_j)) of the claim's family member sigma'
+    (eps_j: `EPSILON_MULTIPLES` of the claim's own eps at `delta`)."""
+    scale = _profile(claim.sampling_probability, claim.noise_multiplier, claim.steps, delta, 0.0)[0]
+    return _profile(claim.sampling_probability, float(sigma), claim.steps, delta, scale)
+
+
 @functools.lru_cache(maxsize=1024)
-def profile(q: float, sigma: float, steps: int, delta: float) -> tuple[float, np.ndarray, np.ndarray]:
-    """eps(sigma) at `delta`, and the curve's points (eps_j, delta(eps_j)) from dp-accounting's pessimistic PLD of T
-    Poisson-sampled Gaussian steps (the same PLD `privacy.accounting`'s PLD accountant composes)."""
+def _profile(q: float, sigma: float, steps: int, delta: float, scale: float) -> tuple[float, np.ndarray, np.ndarray]:
+    """eps(sigma) at `delta`, and delta(eps) at `scale` x `EPSILON_MULTIPLES`, from dp-accounting's pessimistic PLD
+    of T Poisson-sampled Gaussian steps (the same PLD `privacy.accounting`'s PLD accountant composes)."""
     pld = privacy_loss_distribution.from_gaussian_mechanism(
         standard_deviation=sigma,
         sampling_prob=q,
@@ -108,7 +117,7 @@ def profile(q: float, sigma: float, steps: int, delta: float) -> tuple[float, np
         pessimistic_estimate=True,
     ).self_compose(steps)
     epsilon = float(pld.get_epsilon_for_delta(delta))
-    points = epsilon * EPSILON_FRACTIONS
+    points = scale * EPSILON_MULTIPLES
     return epsilon, points, np.asarray(pld.get_delta_for_epsilon(points), dtype=np.float64)
 
 
@@ -120,7 +129,7 @@ def curve_blow_up_inverse(epsilons: np.ndarray, deltas: np.ndarray) -> Callable[
 
 def refutes(m: int, r: int, v: int, claim: SampledGaussianClaim, sigma: float, *, delta: float, alpha: float) -> bool:
     """Whether v correct of r guesses among m canaries refute, at level alpha, the curve of the claim with sigma'."""
-    _, epsilons, deltas = profile(claim.sampling_probability, float(sigma), claim.steps, delta)
+    _, epsilons, deltas = profile(claim, sigma, delta)
     return bool(f_dp_one_run.rejects(m, r, v, curve_blow_up_inverse(epsilons, deltas), alpha, 1)[0])
 
 
@@ -153,5 +162,5 @@ def epsilon_lower_bound(
             low = middle
         else:
             high = middle
-    epsilon = profile(claim.sampling_probability, float(grid[high]), claim.steps, delta)[0]
+    epsilon = profile(claim, grid[high], delta)[0]
     return round(float(np.floor(epsilon / RESOLUTION)) * RESOLUTION, 6), refuter(grid[high])
