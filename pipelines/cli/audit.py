@@ -99,9 +99,10 @@ _DEFAULTS = AuditPlan()
     "--estimator",
     type=click.Choice(ESTIMATORS),
     default=None,
-    help="The bound: f-dp (f-DP with the (eps, delta) trade-off, sound for any claim; the default here), "
-    "counting (Steinke et al. 2023), f-dp-gaussian (mu-GDP trade-off: only for runs at sampling rate 1, "
-    "which this command does not run; Python's audit_mechanism does).",
+    help="The bound: f-dp-claimed (f-DP against the claimed Poisson-sampled Gaussian's own trade-off curve, "
+    "from PLD; the default here), f-dp (the (eps, delta) trade-off, sound for any claim), counting (Steinke et "
+    "al. 2023), f-dp-gaussian (mu-GDP trade-off: only for runs at sampling rate 1, which this command does not "
+    "run; Python's audit_mechanism does).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option(

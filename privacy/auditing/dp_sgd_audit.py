@@ -4,7 +4,7 @@
 or "black-box" mislabelled inputs from `x_pool`, which must be disjoint from the training data) to a copy of the
 data, trains a small private model on it, scores the canaries after every epoch and returns, per epoch, the
 epsilons ppml's accountants (RDP, PLD) report for the run and the one-run lower bound (`privacy.auditing.one_run`,
-by the estimator `estimator_for` picks: f-DP);
+by the estimator `estimator_for` picks: f-DP, against the claimed mechanism's own trade-off curve where subsampled);
 the verdict tests the smallest of those epsilons. The audited model is an audit device and is discarded; the
 inclusion bits stay in memory and are never logged or returned.
 
@@ -31,6 +31,7 @@ import numpy as np
 from privacy import validation
 from privacy.accounting import NOISE_MULTIPLIER_RANGE, Adjacency, DpSgdMechanism, Sampling, compute_epsilon
 from privacy.auditing import canaries as canary_rows
+from privacy.auditing.claimed_curve import SampledGaussianClaim
 from privacy.auditing.one_run import DEFAULT_CONFIDENCE, ESTIMATORS, MIN_CANARIES, audit_one_run
 
 KINDS = ("white-box", "black-box")
@@ -65,7 +66,8 @@ class AuditPlan:
       steps: instead of `epochs` Keras epochs of about N / B steps each, exactly this many Poisson steps in one
         (a DP Trainer's run, whose T comes from its plan); the result then has one entry.
       estimator: the bound (`privacy.auditing.one_run.ESTIMATORS`); None picks the tightest sound one for the run
-        (`estimator_for`): "f-dp-gaussian" at sampling rate 1 (the run is then mu-GDP), else "f-dp".
+        (`estimator_for`): "f-dp-gaussian" at sampling rate 1 (the run is then mu-GDP), else "f-dp-claimed" (the
+        claimed mechanism's own trade-off curve).
     """
 
     kind: str = "white-box"
@@ -157,6 +159,18 @@ class AuditResult:
     @property
     def claimed_epsilon(self) -> tuple[float, ...]:
         return tuple(min(claim.values()) for claim in self.claims)
+
+    @property
+    def claimed_curve(self) -> SampledGaussianClaim:
+        """The final claim as the mechanism whose trade-off curve "f-dp-claimed" tests (the declared sigma)."""
+        return SampledGaussianClaim.of(
+            DpSgdMechanism(
+                dataset_size=self.dataset_size,
+                batch_size=self.plan.batch_size,
+                noise_multiplier=self.plan.noise_multiplier,
+                steps=max(1, self.steps),
+            )
+        )
 
     @property
     def claim_accountant(self) -> str:
@@ -298,22 +312,24 @@ def run_dp_sgd_audit(
         model.fit(x_train, y_train, epochs=1, steps_per_epoch=plan.steps, verbose=0)
         last_scores = scores()
         training = private_training(model)
-        claims.append(
-            _claims(
-                DpSgdMechanism(
-                    dataset_size=training.dataset_size,
-                    batch_size=training.expected_batch_size,
-                    noise_multiplier=plan.noise_multiplier,
-                    steps=max(1, training.steps),
-                    sampling=training.sampling,
-                    adjacency=training.adjacency,
-                ),
-                plan.delta,
-            )
+        claimed = DpSgdMechanism(
+            dataset_size=training.dataset_size,
+            batch_size=training.expected_batch_size,
+            noise_multiplier=plan.noise_multiplier,
+            steps=max(1, training.steps),
+            sampling=training.sampling,
+            adjacency=training.adjacency,
         )  # the declared sigma: what a faulty run still claims
+        claims.append(_claims(claimed, plan.delta))
+        curve = SampledGaussianClaim.of(claimed)
         audits.append(
             audit_one_run(
-                last_scores, canaries.included, delta=plan.delta, confidence=plan.confidence, estimator=estimator
+                last_scores,
+                canaries.included,
+                delta=plan.delta,
+                confidence=plan.confidence,
+                estimator=estimator,
+                claim=curve,
             )
         )
         bounds.append(audits[-1].epsilon_lower_bound)
@@ -329,10 +345,16 @@ def run_dp_sgd_audit(
             confidence=plan.confidence,
             strategy="split",
             estimator=estimator,
+            claim=curve,
         ).to_dict(),
         compared={
             name: audit_one_run(
-                last_scores, canaries.included, delta=plan.delta, confidence=plan.confidence, estimator=name
+                last_scores,
+                canaries.included,
+                delta=plan.delta,
+                confidence=plan.confidence,
+                estimator=name,
+                claim=curve,
             ).epsilon_lower_bound
             for name in sound_estimators(plan, len(y), fixed_size=fixed_size)
         },
@@ -357,7 +379,8 @@ def audit_mechanism(
     the audited run has N = n + m rows whatever the bits, and the expected batch is B' = round(B N / n): every row is
     sampled at q' = B' / N, the run's rate q = B / n up to rounding, the same for every draw of the bits (the rate,
     sigma and T fix its epsilon); the claims are recomputed for the audited run itself (q'). `estimator` is
-    `AuditPlan.estimator`'s: None bounds a full-batch run (B = n, so q' = 1) with "f-dp-gaussian", others with "f-dp".
+    `AuditPlan.estimator`'s: None bounds a full-batch run (B = n, so q' = 1) with "f-dp-gaussian", others with
+    "f-dp-claimed".
 
     Raises:
       ValueError: naming the setting, for a run this audit cannot reproduce (not Poisson-sampled with add/remove
@@ -446,11 +469,12 @@ def sound_estimators(plan: AuditPlan, rows: int, *, fixed_size: bool) -> tuple[s
 def estimator_for(plan: AuditPlan, rows: int, *, fixed_size: bool) -> str:
     """The estimator the run's bound uses: plan.estimator, or where None "f-dp-gaussian" when every row is in every
     step (fixed_size and batch_size = rows + canaries: sampling rate 1, so the run is mu-GDP with mu = sqrt(T) /
-    sigma per canary) and "f-dp" otherwise (sound for any (eps, delta) claim). Refuses "f-dp-gaussian" for a
+    sigma per canary) and "f-dp-claimed" otherwise (the claimed Poisson-sampled Gaussian's own trade-off curve:
+    sound for any run whose claim holds). Refuses "f-dp-gaussian" for a
     subsampled run, which is not mu-GDP at its epsilon's mu (ValueError naming the setting)."""
     sound = sound_estimators(plan, rows, fixed_size=fixed_size)
     if plan.estimator is None:
-        return "f-dp-gaussian" if "f-dp-gaussian" in sound else "f-dp"
+        return "f-dp-gaussian" if "f-dp-gaussian" in sound else "f-dp-claimed"
     if plan.estimator not in sound:
         raise ValueError(
             "estimator f-dp-gaussian bounds a mu-GDP run: it needs sampling rate 1 (every row in every step, "

@@ -102,21 +102,24 @@ def test_honest_subsampled_runs_stay_below_their_claim_over_many_seeds():
 def test_a_2c_clip_is_caught_in_a_subsampled_run():
     """The README's configuration: sampling rate 0.5, sigma 1, one step, 30,000 Dirac canaries, delta 1e-5 (claim:
     eps 3.53 by PLD, recomputed here). A 2C clip (true sigma 0.5) is caught (bound above the claim) in at least 8
-    of 10 seeds; the honest run stays below in all 10. The f-DP bound with one (eps, delta) point catches fewer."""
+    of 10 seeds; the honest run stays below in all 10. The f-DP bound with one (eps, delta) point is lower (median
+    by more than 0.2)."""
     claim = SampledGaussianClaim(0.5, 1.0, 1)
     epsilon = _pld_epsilon_and_delta(claim, [])[0]
     assert epsilon == pytest.approx(3.53, abs=0.01)
     rng = np.random.default_rng(2)
-    caught = {"f-dp-claimed": 0, "f-dp": 0}
+    bounds = {"f-dp-claimed": [], "f-dp": []}
     for _ in range(10):
         honest, bits = _subsampled_scores(30000, claim, 1.0, rng)
         audit = audit_one_run(honest, bits, delta=DELTA, estimator="f-dp-claimed", claim=claim)
         assert audit.epsilon_lower_bound < epsilon and audit.pairs_tried == len(guess_counts(30000))
         clipped, bits = _subsampled_scores(30000, claim, 0.5, rng)
-        for estimator in caught:
-            bound = audit_one_run(clipped, bits, delta=DELTA, estimator=estimator, claim=claim).epsilon_lower_bound
-            caught[estimator] += bound > epsilon
-    assert caught["f-dp-claimed"] >= 8 and caught["f-dp-claimed"] > caught["f-dp"]
+        for estimator, found in bounds.items():
+            found.append(
+                audit_one_run(clipped, bits, delta=DELTA, estimator=estimator, claim=claim).epsilon_lower_bound
+            )
+    assert sum(bound > epsilon for bound in bounds["f-dp-claimed"]) >= 8
+    assert np.median(bounds["f-dp-claimed"]) > np.median(bounds["f-dp"]) + 0.2
 
 
 def test_bad_claims_are_refused_with_a_message_naming_them():
