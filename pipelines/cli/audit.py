@@ -2,7 +2,8 @@
 
 Trains a small private model once with canaries (`privacy.auditing.dp_sgd_audit`), then prints the epsilon the
 run's accounting claims beside the one-run lower bound (`--estimator`: the f-DP bound of Mahloujifar, Melis &
-Chaudhuri 2024 by default, or the counting bound of Steinke, Nasr & Jagielski 2023). A bound above the claim
+Chaudhuri 2024 against the claimed mechanism's own trade-off curve by default, or the counting bound of Steinke, Nasr
+& Jagielski 2023). A bound above the claim
 means the claim is false at the stated confidence; a bound below it is evidence, not proof, that it holds.
 """
 
@@ -92,8 +93,8 @@ _DEFAULTS = AuditPlan()
     show_default=True,
     help="Inject a known bug to check the audit: clip-2x/clip-4x clip at 2C/4C while claiming C; "
     "no-noise adds none while claiming sigma. clip-4x and no-noise are caught in the default "
-    "configuration; clip-2x is not caught by this command's subsampled runs, only at sampling rate 1 with "
-    "f-dp-gaussian (README, audit_mechanism).",
+    "configuration; clip-2x is not caught in it (10 steps at sigma 6.5), only in the README's broken-clip "
+    "configurations (Python's audit_mechanism: one step at sampling rate 0.5, or sampling rate 1).",
 )
 @click.option(
     "--estimator",

@@ -45,8 +45,9 @@ from privacy.accounting.mechanism import PLD_MIN_STEP_NOISE
 from privacy.auditing import f_dp_one_run
 
 SIGMA_STEPS_PER_DOUBLING = 64
-"""Grid of sigma': the claim's sigma times 2^(k / 64), from a factor 1/8 (not below `PLD_MIN_STEP_NOISE`) to 4."""
-_SIGMA_EXPONENTS = np.arange(-3 * SIGMA_STEPS_PER_DOUBLING, 2 * SIGMA_STEPS_PER_DOUBLING + 1)
+"""Grid of sigma': the claim's sigma times 2^(k / 64), from a factor 1/4 (not below `PLD_MIN_STEP_NOISE`) to 4. Its
+bottom caps the bound (at eps(sigma / 4): a 4C clip's); lower sigma' would cost PLDs of seconds to minutes."""
+_SIGMA_EXPONENTS = np.arange(-2 * SIGMA_STEPS_PER_DOUBLING, 2 * SIGMA_STEPS_PER_DOUBLING + 1)
 EPSILON_MULTIPLES = np.linspace(0.0, 4.0, 33)
 """The eps points of every member's curve: these multiples of the claim's eps at the run's delta (1 included)."""
 RESOLUTION = 0.01

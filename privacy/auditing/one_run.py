@@ -162,10 +162,12 @@ def largest_bound(
     `guess_counts` (a noiseless, perfectly separating run). A claim above it cannot be refuted with m canaries
     at this delta, whatever the run does (the delta term grows with m delta)."""
     pairs = guess_counts(m)
-    return max(
-        estimator_bound(estimator, m, r, r, delta=delta, alpha=(1 - confidence) / len(pairs), claim=claim)
-        for r in sorted({k_in + k_out for k_in, k_out in pairs})
-    )
+    alpha = (1 - confidence) / len(pairs)
+    totals = sorted({k_in + k_out for k_in, k_out in pairs})
+    if estimator == "f-dp-claimed":  # one bisection over all totals (as `_best`)
+        counts = [(r, r) for r in totals]
+        return claimed_curve.epsilon_lower_bound(m, counts, claim=_needs_claim(claim), delta=delta, alpha=alpha)[0]
+    return max(estimator_bound(estimator, m, r, r, delta=delta, alpha=alpha, claim=claim) for r in totals)
 
 
 @dataclasses.dataclass(frozen=True)
