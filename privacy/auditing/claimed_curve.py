@@ -26,7 +26,12 @@ probability <= alpha (each curve tested is weaker than its member's exact curve:
 nesting uses the PLD profiles' monotonicity in sigma', true of the exact profiles; `test_claimed_curve` checks
 dp-accounting's pessimistic ones on the grid.
 
-Cost: one PLD per grid sigma' the bisection visits (at most about 7), cached per (q, sigma', T, delta).
+What the number means: at the stated confidence the run is not the claimed mechanism with any grid sigma' at or
+above the one reported (nor f-DP for its curve); its eps is that member's. It is not a lower bound on the (eps, delta)
+of an arbitrary mechanism, whose curve may have another shape (the "f-dp" estimator gives that): a bound above the
+claim refutes the claim, which is what the audits test.
+
+Cost: one PLD per grid sigma' the bisection visits (about 10), cached per (q, sigma', T, delta, eps points).
 """
 
 from __future__ import annotations
