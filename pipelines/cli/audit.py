@@ -2,8 +2,7 @@
 
 Trains a small private model once with canaries (`privacy.auditing.dp_sgd_audit`), then prints the epsilon the
 run's accounting claims beside the one-run lower bound (`--estimator`: the f-DP bound of Mahloujifar, Melis &
-Chaudhuri 2024 against the claimed mechanism's own trade-off curve by default, or the counting bound of Steinke, Nasr
-& Jagielski 2023). A bound above the claim
+Chaudhuri 2024 by default, or the counting bound of Steinke, Nasr & Jagielski 2023). A bound above the claim
 means the claim is false at the stated confidence; a bound below it is evidence, not proof, that it holds.
 """
 
@@ -100,10 +99,10 @@ _DEFAULTS = AuditPlan()
     "--estimator",
     type=click.Choice(ESTIMATORS),
     default=None,
-    help="The bound: f-dp-claimed (f-DP against the claimed Poisson-sampled Gaussian's own trade-off curve, "
-    "from PLD; the default here), f-dp (the (eps, delta) trade-off, sound for any claim), counting (Steinke et "
-    "al. 2023), f-dp-gaussian (mu-GDP trade-off: only for runs at sampling rate 1, which this command does not "
-    "run; Python's audit_mechanism does).",
+    help="The bound: f-dp (the (eps, delta) trade-off, sound for any claim; the default here), counting (Steinke "
+    "et al. 2023), f-dp-claimed (f-DP against the claimed Poisson-sampled Gaussian's own trade-off curve, from "
+    "PLD: about 10 PLDs a bound), f-dp-gaussian (mu-GDP trade-off: only for runs at sampling rate 1, which this "
+    "command does not run; Python's audit_mechanism does).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option(

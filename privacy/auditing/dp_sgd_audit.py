@@ -4,7 +4,7 @@
 or "black-box" mislabelled inputs from `x_pool`, which must be disjoint from the training data) to a copy of the
 data, trains a small private model on it, scores the canaries after every epoch and returns, per epoch, the
 epsilons ppml's accountants (RDP, PLD) report for the run and the one-run lower bound (`privacy.auditing.one_run`,
-by the estimator `estimator_for` picks: f-DP, against the claimed mechanism's own trade-off curve where subsampled);
+by the estimator `estimator_for` picks: f-DP, or the one against the claimed mechanism's own curve where asked);
 the verdict tests the smallest of those epsilons. The audited model is an audit device and is discarded; the
 inclusion bits stay in memory and are never logged or returned.
 
@@ -66,8 +66,8 @@ class AuditPlan:
       steps: instead of `epochs` Keras epochs of about N / B steps each, exactly this many Poisson steps in one
         (a DP Trainer's run, whose T comes from its plan); the result then has one entry.
       estimator: the bound (`privacy.auditing.one_run.ESTIMATORS`); None picks the tightest sound one for the run
-        (`estimator_for`): "f-dp-gaussian" at sampling rate 1 (the run is then mu-GDP), else "f-dp-claimed" (the
-        claimed mechanism's own trade-off curve).
+        (`estimator_for`): "f-dp-gaussian" at sampling rate 1 (the run is then mu-GDP), else "f-dp";
+        "f-dp-claimed" (the claimed mechanism's own trade-off curve: about 10 PLDs a bound) only when named.
     """
 
     kind: str = "white-box"
@@ -137,8 +137,8 @@ class AuditResult:
       final: the `OneRunAudit` of the last epoch, as a dict (Bonferroni over the guess counts).
       final_split: the same scores bounded with ``strategy="split"`` instead (for comparison; the verdict uses
         `final`, chosen before the run).
-      compared: the last epoch's bound (Bonferroni) under each estimator sound for this run (`sound_estimators`), the
-        one of `final` included: the same scores, for comparison only.
+      compared: the last epoch's bound (Bonferroni) under each estimator sound for this run (`sound_estimators`;
+        "f-dp-claimed" only where it is the plan's), the one of `final` included: the same scores, for comparison.
       dataset_size: training rows N including the included canaries (the accounted q is B / N). It tells how
         many canaries are included, never which (with fixed_size it is n + m, whatever the bits); the bound does
         not use it (README, "What the audit reveals").
@@ -321,7 +321,7 @@ def run_dp_sgd_audit(
             adjacency=training.adjacency,
         )  # the declared sigma: what a faulty run still claims
         claims.append(_claims(claimed, plan.delta))
-        curve = SampledGaussianClaim.of(claimed)
+        curve = SampledGaussianClaim.of(claimed) if estimator == "f-dp-claimed" else None
         audits.append(
             audit_one_run(
                 last_scores,
@@ -357,6 +357,7 @@ def run_dp_sgd_audit(
                 claim=curve,
             ).epsilon_lower_bound
             for name in sound_estimators(plan, len(y), fixed_size=fixed_size)
+            if name != "f-dp-claimed" or name == estimator  # its PLDs only where it was asked for
         },
         dataset_size=len(y_train),
         steps=private_training(model).steps,
@@ -380,7 +381,7 @@ def audit_mechanism(
     sampled at q' = B' / N, the run's rate q = B / n up to rounding, the same for every draw of the bits (the rate,
     sigma and T fix its epsilon); the claims are recomputed for the audited run itself (q'). `estimator` is
     `AuditPlan.estimator`'s: None bounds a full-batch run (B = n, so q' = 1) with "f-dp-gaussian", others with
-    "f-dp-claimed".
+    "f-dp".
 
     Raises:
       ValueError: naming the setting, for a run this audit cannot reproduce (not Poisson-sampled with add/remove
@@ -469,12 +470,12 @@ def sound_estimators(plan: AuditPlan, rows: int, *, fixed_size: bool) -> tuple[s
 def estimator_for(plan: AuditPlan, rows: int, *, fixed_size: bool) -> str:
     """The estimator the run's bound uses: plan.estimator, or where None "f-dp-gaussian" when every row is in every
     step (fixed_size and batch_size = rows + canaries: sampling rate 1, so the run is mu-GDP with mu = sqrt(T) /
-    sigma per canary) and "f-dp-claimed" otherwise (the claimed Poisson-sampled Gaussian's own trade-off curve:
-    sound for any run whose claim holds). Refuses "f-dp-gaussian" for a
-    subsampled run, which is not mu-GDP at its epsilon's mu (ValueError naming the setting)."""
+    sigma per canary) and "f-dp" otherwise (sound for any (eps, delta) claim; "f-dp-claimed", the claimed
+    Poisson-sampled Gaussian's own curve, costs about 10 PLDs a bound and is used only when named). Refuses
+    "f-dp-gaussian" for a subsampled run, which is not mu-GDP at its epsilon's mu (ValueError naming the setting)."""
     sound = sound_estimators(plan, rows, fixed_size=fixed_size)
     if plan.estimator is None:
-        return "f-dp-gaussian" if "f-dp-gaussian" in sound else "f-dp-claimed"
+        return "f-dp-gaussian" if "f-dp-gaussian" in sound else "f-dp"
     if plan.estimator not in sound:
         raise ValueError(
             "estimator f-dp-gaussian bounds a mu-GDP run: it needs sampling rate 1 (every row in every step, "
