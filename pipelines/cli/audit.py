@@ -101,7 +101,8 @@ _DEFAULTS = AuditPlan()
     default=None,
     help="The bound: f-dp (the (eps, delta) trade-off, sound for any claim; the default here), counting (Steinke "
     "et al. 2023), f-dp-claimed (f-DP against the claimed Poisson-sampled Gaussian's own trade-off curve, from "
-    "PLD: about 10 PLDs a bound), f-dp-gaussian (mu-GDP trade-off: only for runs at sampling rate 1, which this "
+    "PLD: about 10 PLDs a bound; only where the data size does not depend on the canary bits, which it does here: "
+    "Python's audit_mechanism), f-dp-gaussian (mu-GDP trade-off: only for runs at sampling rate 1, which this "
     "command does not run; Python's audit_mechanism does).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")

@@ -32,7 +32,18 @@ of an arbitrary mechanism, whose curve may have another shape (the "f-dp" estima
 claim refutes the claim, which is what the audits test.
 
 Cost: one PLD per grid sigma' the bisection visits (about 10), cached per (q, sigma', T, delta, eps points).
-"""
+
+Which claim: the test is sound only if the claim is one curve, fixed before the bits are drawn, that the map from the
+canaries' inclusion bits to their scores satisfies for every flip of one bit whatever the other bits. Where the data
+size N counts the included canaries (`ppml audit`, `run_dp_sgd_audit` without fixed_size), the claim a run reports is
+q = B / N and T = epochs x max(1, round(N / B)) at the realised N = n + (included canaries): it depends on the bits,
+and flipping one bit changes N, hence every other canary's sampling rate (and at a rounding edge T), so a neighbouring
+pair of bit vectors differs by more than one Poisson-sampled example and no single subsampled-Gaussian curve (the
+realised one or the one at the largest q = B / n) is one the run provably satisfies. "f-dp-claimed" is therefore
+refused there (`dp_sgd_audit.estimator_for`). With a fixed size (`audit_mechanism`: an excluded canary stays as a
+stand-in row that touches no canary's slot) N = n + m, q = B' / N and T do not depend on the bits, each canary's slot
+sees exactly its own Poisson-sampled, clipped contribution plus the noise, and flipping its bit adds or removes that
+contribution alone: the claim is a fixed curve and the test is sound."""
 
 from __future__ import annotations
 

@@ -67,7 +67,8 @@ class AuditPlan:
         (a DP Trainer's run, whose T comes from its plan); the result then has one entry.
       estimator: the bound (`privacy.auditing.one_run.ESTIMATORS`); None picks the tightest sound one for the run
         (`estimator_for`): "f-dp-gaussian" at sampling rate 1 (the run is then mu-GDP), else "f-dp";
-        "f-dp-claimed" (the claimed mechanism's own trade-off curve: about 10 PLDs a bound) only when named.
+        "f-dp-claimed" (the claimed mechanism's own trade-off curve: about 10 PLDs a bound) only when named, and
+        only for a fixed-size run (`audit_mechanism`; `estimator_for` refuses it otherwise).
     """
 
     kind: str = "white-box"
@@ -224,7 +225,8 @@ def run_dp_sgd_audit(
       fixed_size: white-box only: an excluded canary's row stays in the data as a row of zeros without canary id
         (it touches no slot weight), so the run has n + m rows whatever the bits: every row's sampling rate
         B / (n + m), and so the claim, is the same for every draw of the bits (a canary's bit then changes its own
-        slot's gradient only). The zero rows must be like the data's rows (`audit_mechanism`'s stand-ins).
+        slot's gradient only). The zero rows must be like the data's rows (`audit_mechanism`'s stand-ins). Only
+        then is "f-dp-claimed" allowed: its claimed curve must not depend on the bits (`claimed_curve`).
 
     Raises:
       ValueError: before training, for data or settings the run cannot use or account (`check_data`), or a
@@ -464,7 +466,11 @@ def check_data(
 def sound_estimators(plan: AuditPlan, rows: int, *, fixed_size: bool) -> tuple[str, ...]:
     """The estimators whose bound is sound for the run (see `estimator_for`), in `ESTIMATORS` order."""
     full_batch = fixed_size and plan.batch_size == rows + plan.num_canaries
-    return tuple(name for name in ESTIMATORS if full_batch or name != "f-dp-gaussian")
+    return tuple(
+        name
+        for name in ESTIMATORS
+        if (full_batch or name != "f-dp-gaussian") and (fixed_size or name != "f-dp-claimed")
+    )
 
 
 def estimator_for(plan: AuditPlan, rows: int, *, fixed_size: bool) -> str:
@@ -472,10 +478,17 @@ def estimator_for(plan: AuditPlan, rows: int, *, fixed_size: bool) -> str:
     step (fixed_size and batch_size = rows + canaries: sampling rate 1, so the run is mu-GDP with mu = sqrt(T) /
     sigma per canary) and "f-dp" otherwise (sound for any (eps, delta) claim; "f-dp-claimed", the claimed
     Poisson-sampled Gaussian's own curve, costs about 10 PLDs a bound and is used only when named). Refuses
-    "f-dp-gaussian" for a subsampled run, which is not mu-GDP at its epsilon's mu (ValueError naming the setting)."""
+    "f-dp-gaussian" for a subsampled run, which is not mu-GDP at its epsilon's mu, and "f-dp-claimed" without
+    fixed_size, whose q = B / N and T vary with the bits (`claimed_curve`, "Which claim"): ValueError naming it."""
     sound = sound_estimators(plan, rows, fixed_size=fixed_size)
     if plan.estimator is None:
         return "f-dp-gaussian" if "f-dp-gaussian" in sound else "f-dp"
+    if plan.estimator == "f-dp-claimed" and plan.estimator not in sound:
+        raise ValueError(
+            "estimator f-dp-claimed tests one fixed claimed curve: it needs a data size that does not depend on the "
+            "canary bits (a fixed-size audit: Python's audit_mechanism), got N = the training rows + the included "
+            "canaries, so q = B / N and the steps vary with the bits"
+        )
     if plan.estimator not in sound:
         raise ValueError(
             "estimator f-dp-gaussian bounds a mu-GDP run: it needs sampling rate 1 (every row in every step, "

@@ -28,7 +28,8 @@ The same game is bounded by one of `ESTIMATORS`: ``"counting"`` is the Theorem 3
 (Mahloujifar, Melis & Chaudhuri 2024) with the (eps, delta) trade-off (sound for any (eps, delta) claim) and with
 the mu-GDP trade-off (sound only for a run that is mu-GDP: the Gaussian mechanism, DP-SGD at sampling rate 1);
 ``"f-dp-claimed"`` tests the claimed DP-SGD mechanism's own trade-off curve (`privacy.auditing.claimed_curve`:
-sound for any run whose claim holds, subsampled or not; it needs the claim, ``claim=``).
+sound for any run whose claim, one curve fixed whatever the bits, holds, subsampled or not; it needs the claim,
+``claim=``).
 
 A lower bound is evidence, never proof: a bound far below the claimed epsilon says this attack found no
 violation, not that the claim holds; a bound above the claim says (at the stated confidence) the claim is false.

@@ -70,6 +70,11 @@ def test_text_report_names_claim_bound_and_verdict():
         (["--fault", "clip-3x"], "--fault"),
         (["--estimator", "fdp"], "--estimator"),
         (["--estimator", "f-dp-gaussian"], "estimator f-dp-gaussian bounds a mu-GDP run: it needs sampling rate 1"),
+        (  # N counts the included canaries here, so the claimed curve (q = B / N) would depend on the bits
+            ["--estimator", "f-dp-claimed"],
+            "estimator f-dp-claimed tests one fixed claimed curve: it needs a data size that does not depend on the "
+            "canary bits",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message):

@@ -7,7 +7,9 @@ import dp_accounting as dpa
 import numpy as np
 import pytest
 
+from privacy.accounting import DpSgdMechanism
 from privacy.auditing import claimed_curve
+from privacy.auditing.dp_sgd_audit import AuditPlan, audit_mechanism, estimator_for, sound_estimators
 from privacy.auditing.claimed_curve import SampledGaussianClaim
 from privacy.auditing.one_run import audit_one_run, guess_counts
 
@@ -133,3 +135,23 @@ def test_bad_claims_are_refused_with_a_message_naming_them():
         SampledGaussianClaim(1.5, 1.0, 1)
     with pytest.raises(ValueError, match="steps"):
         SampledGaussianClaim(0.5, 1.0, 0)
+
+
+def test_it_is_refused_where_the_data_size_follows_the_bits_and_used_only_where_asked_for():
+    """Without fixed_size N = n + the included canaries, so q = B / N (the claimed curve) depends on the bits: refused
+    (module docstring, "Which claim"). With a fixed size (audit_mechanism: N = n + m whatever the bits) it runs when
+    named, its curve is the fixed q = B' / N, and `compared` holds it; by default neither uses it."""
+    plan = AuditPlan(num_canaries=200, batch_size=512, noise_multiplier=4.0, estimator="f-dp-claimed")
+    with pytest.raises(ValueError, match="^estimator f-dp-claimed tests one fixed claimed curve: it needs a data size"):
+        estimator_for(plan, 1347, fixed_size=False)
+    assert sound_estimators(plan, 1347, fixed_size=False) == ("counting", "f-dp")
+    assert estimator_for(plan, 1347, fixed_size=True) == "f-dp-claimed"
+    mechanism = DpSgdMechanism(dataset_size=100, batch_size=50, noise_multiplier=1.0, steps=1)
+    named = audit_mechanism(mechanism, l2_norm_clip=1.0, delta=DELTA, num_canaries=200, estimator="f-dp-claimed")
+    assert named.dataset_size == 300 and named.plan.batch_size == 150  # B' = round(50 x 300 / 100)
+    assert named.claimed_curve == SampledGaussianClaim(0.5, 1.0, 1)
+    assert named.final["estimator"] == named.final_split["estimator"] == "f-dp-claimed"
+    assert set(named.compared) == {"counting", "f-dp", "f-dp-claimed"}
+    assert named.compared["f-dp-claimed"] == named.lower_bound[-1]
+    default = audit_mechanism(mechanism, l2_norm_clip=1.0, delta=DELTA, num_canaries=200)
+    assert default.final["estimator"] == "f-dp" and set(default.compared) == {"counting", "f-dp"}
