@@ -9,7 +9,7 @@ how much. An AUC near 0.5 means the attack cannot tell members from non-members;
 epsilon from a single training run (Steinke, Nasr & Jagielski 2023): at the stated confidence, the run
 is not (eps, delta)-DP for any eps below the bound. Its `estimator` is the counting bound of that paper or the f-DP
 bound of Mahloujifar, Melis & Chaudhuri 2024 (`privacy.auditing.f_dp_one_run`), against the (eps, delta) or the
-mu-GDP trade-off curve.
+mu-GDP trade-off curve, or against the claimed DP-SGD mechanism's own curve (`privacy.auditing.claimed_curve`).
 
 `run_dp_sgd_audit(AuditPlan(...), x, y, build_model=...)` audits a Keras model of yours: one `make_private`
 training run with canaries, the claimed epsilons and the bound (TensorFlow is imported when it runs).

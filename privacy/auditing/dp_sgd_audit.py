@@ -4,7 +4,7 @@
 or "black-box" mislabelled inputs from `x_pool`, which must be disjoint from the training data) to a copy of the
 data, trains a small private model on it, scores the canaries after every epoch and returns, per epoch, the
 epsilons ppml's accountants (RDP, PLD) report for the run and the one-run lower bound (`privacy.auditing.one_run`,
-by the estimator `estimator_for` picks: f-DP);
+by the estimator `estimator_for` picks: f-DP, or the one against the claimed mechanism's own curve where asked);
 the verdict tests the smallest of those epsilons. The audited model is an audit device and is discarded; the
 inclusion bits stay in memory and are never logged or returned.
 
@@ -31,6 +31,7 @@ import numpy as np
 from privacy import validation
 from privacy.accounting import NOISE_MULTIPLIER_RANGE, Adjacency, DpSgdMechanism, Sampling, compute_epsilon
 from privacy.auditing import canaries as canary_rows
+from privacy.auditing.claimed_curve import SampledGaussianClaim
 from privacy.auditing.one_run import DEFAULT_CONFIDENCE, ESTIMATORS, MIN_CANARIES, audit_one_run
 
 KINDS = ("white-box", "black-box")
@@ -65,7 +66,9 @@ class AuditPlan:
       steps: instead of `epochs` Keras epochs of about N / B steps each, exactly this many Poisson steps in one
         (a DP Trainer's run, whose T comes from its plan); the result then has one entry.
       estimator: the bound (`privacy.auditing.one_run.ESTIMATORS`); None picks the tightest sound one for the run
-        (`estimator_for`): "f-dp-gaussian" at sampling rate 1 (the run is then mu-GDP), else "f-dp".
+        (`estimator_for`): "f-dp-gaussian" at sampling rate 1 (the run is then mu-GDP), else "f-dp";
+        "f-dp-claimed" (the claimed mechanism's own trade-off curve: about 10 PLDs a bound) only when named, and
+        only for a fixed-size run (`audit_mechanism`; `estimator_for` refuses it otherwise).
     """
 
     kind: str = "white-box"
@@ -135,8 +138,8 @@ class AuditResult:
       final: the `OneRunAudit` of the last epoch, as a dict (Bonferroni over the guess counts).
       final_split: the same scores bounded with ``strategy="split"`` instead (for comparison; the verdict uses
         `final`, chosen before the run).
-      compared: the last epoch's bound (Bonferroni) under each estimator sound for this run (`sound_estimators`), the
-        one of `final` included: the same scores, for comparison only.
+      compared: the last epoch's bound (Bonferroni) under each estimator sound for this run (`sound_estimators`;
+        "f-dp-claimed" only where it is the plan's), the one of `final` included: the same scores, for comparison.
       dataset_size: training rows N including the included canaries (the accounted q is B / N). It tells how
         many canaries are included, never which (with fixed_size it is n + m, whatever the bits); the bound does
         not use it (README, "What the audit reveals").
@@ -157,6 +160,18 @@ class AuditResult:
     @property
     def claimed_epsilon(self) -> tuple[float, ...]:
         return tuple(min(claim.values()) for claim in self.claims)
+
+    @property
+    def claimed_curve(self) -> SampledGaussianClaim:
+        """The final claim as the mechanism whose trade-off curve "f-dp-claimed" tests (the declared sigma)."""
+        return SampledGaussianClaim.of(
+            DpSgdMechanism(
+                dataset_size=self.dataset_size,
+                batch_size=self.plan.batch_size,
+                noise_multiplier=self.plan.noise_multiplier,
+                steps=max(1, self.steps),
+            )
+        )
 
     @property
     def claim_accountant(self) -> str:
@@ -210,7 +225,8 @@ def run_dp_sgd_audit(
       fixed_size: white-box only: an excluded canary's row stays in the data as a row of zeros without canary id
         (it touches no slot weight), so the run has n + m rows whatever the bits: every row's sampling rate
         B / (n + m), and so the claim, is the same for every draw of the bits (a canary's bit then changes its own
-        slot's gradient only). The zero rows must be like the data's rows (`audit_mechanism`'s stand-ins).
+        slot's gradient only). The zero rows must be like the data's rows (`audit_mechanism`'s stand-ins). Only
+        then is "f-dp-claimed" allowed: its claimed curve must not depend on the bits (`claimed_curve`).
 
     Raises:
       ValueError: before training, for data or settings the run cannot use or account (`check_data`), or a
@@ -298,22 +314,24 @@ def run_dp_sgd_audit(
         model.fit(x_train, y_train, epochs=1, steps_per_epoch=plan.steps, verbose=0)
         last_scores = scores()
         training = private_training(model)
-        claims.append(
-            _claims(
-                DpSgdMechanism(
-                    dataset_size=training.dataset_size,
-                    batch_size=training.expected_batch_size,
-                    noise_multiplier=plan.noise_multiplier,
-                    steps=max(1, training.steps),
-                    sampling=training.sampling,
-                    adjacency=training.adjacency,
-                ),
-                plan.delta,
-            )
+        claimed = DpSgdMechanism(
+            dataset_size=training.dataset_size,
+            batch_size=training.expected_batch_size,
+            noise_multiplier=plan.noise_multiplier,
+            steps=max(1, training.steps),
+            sampling=training.sampling,
+            adjacency=training.adjacency,
         )  # the declared sigma: what a faulty run still claims
+        claims.append(_claims(claimed, plan.delta))
+        curve = SampledGaussianClaim.of(claimed) if estimator == "f-dp-claimed" else None
         audits.append(
             audit_one_run(
-                last_scores, canaries.included, delta=plan.delta, confidence=plan.confidence, estimator=estimator
+                last_scores,
+                canaries.included,
+                delta=plan.delta,
+                confidence=plan.confidence,
+                estimator=estimator,
+                claim=curve,
             )
         )
         bounds.append(audits[-1].epsilon_lower_bound)
@@ -329,12 +347,19 @@ def run_dp_sgd_audit(
             confidence=plan.confidence,
             strategy="split",
             estimator=estimator,
+            claim=curve,
         ).to_dict(),
         compared={
             name: audit_one_run(
-                last_scores, canaries.included, delta=plan.delta, confidence=plan.confidence, estimator=name
+                last_scores,
+                canaries.included,
+                delta=plan.delta,
+                confidence=plan.confidence,
+                estimator=name,
+                claim=curve,
             ).epsilon_lower_bound
             for name in sound_estimators(plan, len(y), fixed_size=fixed_size)
+            if name != "f-dp-claimed" or name == estimator  # its PLDs only where it was asked for
         },
         dataset_size=len(y_train),
         steps=private_training(model).steps,
@@ -357,7 +382,8 @@ def audit_mechanism(
     the audited run has N = n + m rows whatever the bits, and the expected batch is B' = round(B N / n): every row is
     sampled at q' = B' / N, the run's rate q = B / n up to rounding, the same for every draw of the bits (the rate,
     sigma and T fix its epsilon); the claims are recomputed for the audited run itself (q'). `estimator` is
-    `AuditPlan.estimator`'s: None bounds a full-batch run (B = n, so q' = 1) with "f-dp-gaussian", others with "f-dp".
+    `AuditPlan.estimator`'s: None bounds a full-batch run (B = n, so q' = 1) with "f-dp-gaussian", others with
+    "f-dp".
 
     Raises:
       ValueError: naming the setting, for a run this audit cannot reproduce (not Poisson-sampled with add/remove
@@ -440,17 +466,29 @@ def check_data(
 def sound_estimators(plan: AuditPlan, rows: int, *, fixed_size: bool) -> tuple[str, ...]:
     """The estimators whose bound is sound for the run (see `estimator_for`), in `ESTIMATORS` order."""
     full_batch = fixed_size and plan.batch_size == rows + plan.num_canaries
-    return tuple(name for name in ESTIMATORS if full_batch or name != "f-dp-gaussian")
+    return tuple(
+        name
+        for name in ESTIMATORS
+        if (full_batch or name != "f-dp-gaussian") and (fixed_size or name != "f-dp-claimed")
+    )
 
 
 def estimator_for(plan: AuditPlan, rows: int, *, fixed_size: bool) -> str:
     """The estimator the run's bound uses: plan.estimator, or where None "f-dp-gaussian" when every row is in every
     step (fixed_size and batch_size = rows + canaries: sampling rate 1, so the run is mu-GDP with mu = sqrt(T) /
-    sigma per canary) and "f-dp" otherwise (sound for any (eps, delta) claim). Refuses "f-dp-gaussian" for a
-    subsampled run, which is not mu-GDP at its epsilon's mu (ValueError naming the setting)."""
+    sigma per canary) and "f-dp" otherwise (sound for any (eps, delta) claim; "f-dp-claimed", the claimed
+    Poisson-sampled Gaussian's own curve, costs about 10 PLDs a bound and is used only when named). Refuses
+    "f-dp-gaussian" for a subsampled run, which is not mu-GDP at its epsilon's mu, and "f-dp-claimed" without
+    fixed_size, whose q = B / N and T vary with the bits (`claimed_curve`, "Which claim"): ValueError naming it."""
     sound = sound_estimators(plan, rows, fixed_size=fixed_size)
     if plan.estimator is None:
         return "f-dp-gaussian" if "f-dp-gaussian" in sound else "f-dp"
+    if plan.estimator == "f-dp-claimed" and plan.estimator not in sound:
+        raise ValueError(
+            "estimator f-dp-claimed tests one fixed claimed curve: it needs a data size that does not depend on the "
+            "canary bits (a fixed-size audit: Python's audit_mechanism), got N = the training rows + the included "
+            "canaries, so q = B / N and the steps vary with the bits"
+        )
     if plan.estimator not in sound:
         raise ValueError(
             "estimator f-dp-gaussian bounds a mu-GDP run: it needs sampling rate 1 (every row in every step, "

@@ -26,7 +26,10 @@ without peeking, by one of two strategies (`THRESHOLD_STRATEGIES`):
 The same game is bounded by one of `ESTIMATORS`: ``"counting"`` is the Theorem 3 bound above (sound for any
 (eps, delta) claim); ``"f-dp"`` and ``"f-dp-gaussian"`` are the f-DP bounds of `privacy.auditing.f_dp_one_run`
 (Mahloujifar, Melis & Chaudhuri 2024) with the (eps, delta) trade-off (sound for any (eps, delta) claim) and with
-the mu-GDP trade-off (sound only for a run that is mu-GDP: the Gaussian mechanism, DP-SGD at sampling rate 1).
+the mu-GDP trade-off (sound only for a run that is mu-GDP: the Gaussian mechanism, DP-SGD at sampling rate 1);
+``"f-dp-claimed"`` tests the claimed DP-SGD mechanism's own trade-off curve (`privacy.auditing.claimed_curve`:
+sound for any run whose claim, one curve fixed whatever the bits, holds, subsampled or not; it needs the claim,
+``claim=``).
 
 A lower bound is evidence, never proof: a bound far below the claimed epsilon says this attack found no
 violation, not that the claim holds; a bound above the claim says (at the stated confidence) the claim is false.
@@ -42,11 +45,11 @@ import numpy as np
 from scipy import special, stats
 
 from privacy import validation
-from privacy.auditing import f_dp_one_run
+from privacy.auditing import claimed_curve, f_dp_one_run
 
-ESTIMATORS = ("counting", "f-dp", "f-dp-gaussian")
-"""How the guesses are turned into a bound (module docstring); the f-DP family each "f-dp*" name uses is in
-`_FAMILIES`."""
+ESTIMATORS = ("counting", "f-dp", "f-dp-gaussian", "f-dp-claimed")
+"""How the guesses are turned into a bound (module docstring); the f-DP family each of "f-dp" and "f-dp-gaussian"
+uses is in `_FAMILIES`; "f-dp-claimed" uses the claim's own curve."""
 _FAMILIES = {"f-dp": "eps-delta", "f-dp-gaussian": "gaussian"}
 THRESHOLD_STRATEGIES = ("bonferroni", "split")
 DEFAULT_CONFIDENCE = 0.95
@@ -112,11 +115,22 @@ def epsilon_lower_bound(m: int, r: int, v: int, *, delta: float, alpha: float) -
     return _EPSILON_CEILING
 
 
-def estimator_bound(estimator: str, m: int, r: int, v: int, *, delta: float, alpha: float) -> float:
+def estimator_bound(
+    estimator: str,
+    m: int,
+    r: int,
+    v: int,
+    *,
+    delta: float,
+    alpha: float,
+    claim: claimed_curve.SampledGaussianClaim | None = None,
+) -> float:
     """The bound on epsilon at `delta` from v correct of r guesses among m canaries at level alpha, by `estimator`
-    (one of `ESTIMATORS`), in nats rounded down to 0.01."""
+    (one of `ESTIMATORS`; "f-dp-claimed" tests `claim`), in nats rounded down to 0.01."""
     if estimator == "counting":
         return epsilon_lower_bound(m, r, v, delta=delta, alpha=alpha)
+    if estimator == "f-dp-claimed":
+        return claimed_curve.epsilon_lower_bound(m, [(r, v)], claim=_needs_claim(claim), delta=delta, alpha=alpha)[0]
     if estimator not in _FAMILIES:
         raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
     return f_dp_one_run.epsilon_lower_bound(m, r, v, family=_FAMILIES[estimator], delta=delta, alpha=alpha)
@@ -138,16 +152,23 @@ def guess_counts(m: int) -> tuple[tuple[int, int], ...]:
 
 
 def largest_bound(
-    m: int, *, delta: float, confidence: float = DEFAULT_CONFIDENCE, estimator: str = "counting"
+    m: int,
+    *,
+    delta: float,
+    confidence: float = DEFAULT_CONFIDENCE,
+    estimator: str = "counting",
+    claim: claimed_curve.SampledGaussianClaim | None = None,
 ) -> float:
     """The largest bound a Bonferroni audit of m canaries can report: every guess right, at every pair of
     `guess_counts` (a noiseless, perfectly separating run). A claim above it cannot be refuted with m canaries
     at this delta, whatever the run does (the delta term grows with m delta)."""
     pairs = guess_counts(m)
-    return max(
-        estimator_bound(estimator, m, r, r, delta=delta, alpha=(1 - confidence) / len(pairs))
-        for r in sorted({k_in + k_out for k_in, k_out in pairs})
-    )
+    alpha = (1 - confidence) / len(pairs)
+    totals = sorted({k_in + k_out for k_in, k_out in pairs})
+    if estimator == "f-dp-claimed":  # one bisection over all totals (as `_best`)
+        counts = [(r, r) for r in totals]
+        return claimed_curve.epsilon_lower_bound(m, counts, claim=_needs_claim(claim), delta=delta, alpha=alpha)[0]
+    return max(estimator_bound(estimator, m, r, r, delta=delta, alpha=alpha, claim=claim) for r in totals)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,6 +215,7 @@ def audit_one_run(
     confidence: float = DEFAULT_CONFIDENCE,
     strategy: str = "bonferroni",
     estimator: str = "counting",
+    claim: claimed_curve.SampledGaussianClaim | None = None,
 ) -> OneRunAudit:
     """The one-run lower bound on epsilon from per-canary scores and the secret inclusion bits.
 
@@ -206,6 +228,7 @@ def audit_one_run(
       confidence: in (0, 1), e.g. 0.95.
       strategy: "bonferroni" or "split" (see the module docstring).
       estimator: one of `ESTIMATORS` ("f-dp-gaussian" only for a run that is mu-GDP).
+      claim: the run's claimed mechanism, for "f-dp-claimed" (required there, ignored otherwise).
 
     Raises:
       ValueError: naming the bad argument.
@@ -229,6 +252,10 @@ def audit_one_run(
         raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
     if estimator == "f-dp-gaussian" and delta == 0:
         raise ValueError("delta: estimator f-dp-gaussian needs delta > 0 (mu-GDP is (eps, 0)-DP for no finite eps)")
+    if estimator == "f-dp-claimed":
+        _needs_claim(claim)
+        if delta == 0:
+            raise ValueError("delta: estimator f-dp-claimed reports eps at the run's delta, which must be > 0, got 0")
     bits = bits.astype(bool)
     alpha = 1 - confidence
     if strategy == "bonferroni":
@@ -242,6 +269,7 @@ def audit_one_run(
             confidence=confidence,
             strategy=strategy,
             estimator=estimator,
+            claim=claim,
         )
     if score_array.size < 2:
         raise ValueError("strategy 'split' needs at least 2 canaries")
@@ -256,6 +284,7 @@ def audit_one_run(
         confidence=confidence,
         strategy=strategy,
         estimator=estimator,
+        claim=claim,
     )
     # The fractions chosen on one half, applied to the other half.
     scale = measure.size / choose.size
@@ -270,6 +299,7 @@ def audit_one_run(
         confidence=confidence,
         strategy=strategy,
         estimator=estimator,
+        claim=claim,
     )
 
 
@@ -283,17 +313,24 @@ def _best(
     confidence: float,
     strategy: str,
     estimator: str,
+    claim: claimed_curve.SampledGaussianClaim | None,
 ) -> OneRunAudit:
     m = scores.size
     order = np.lexsort((np.arange(m), -scores))  # highest score first; ties by index
     ranked = bits[order]
     correct_in = np.concatenate([[0], np.cumsum(ranked)])  # included among the top k
     correct_out = np.concatenate([[0], np.cumsum(~ranked[::-1])])  # excluded among the bottom k
-    best = None
     for k_in, k_out in pairs:
         if k_in + k_out > m:
             raise ValueError(f"{k_in} + {k_out} guesses exceed {m} canaries")
-        v = int(correct_in[k_in] + correct_out[k_out])
+    correct = [int(correct_in[k_in] + correct_out[k_out]) for k_in, k_out in pairs]
+    if estimator == "f-dp-claimed":  # one bisection over all pairs finds the largest of their bounds
+        bound, index = claimed_curve.epsilon_lower_bound(
+            m, [(sum(pair), v) for pair, v in zip(pairs, correct)], claim=claim, delta=delta, alpha=alpha
+        )
+        return _audit(bound, *pairs[index], correct[index], m, pairs, delta, confidence, strategy, estimator)
+    best = None
+    for (k_in, k_out), v in zip(pairs, correct):
         if (
             best is not None
             and estimator == "counting"
@@ -301,10 +338,13 @@ def _best(
             and epsilon_lower_bound(m, k_in + k_out, v, delta=0.0, alpha=alpha) <= best[0]
         ):
             continue  # the delta term only lowers the bound: this pair cannot beat the best (a shortcut)
-        bound = estimator_bound(estimator, m, k_in + k_out, v, delta=delta, alpha=alpha)
+        bound = estimator_bound(estimator, m, k_in + k_out, v, delta=delta, alpha=alpha, claim=claim)
         if best is None or bound > best[0]:
             best = (bound, k_in, k_out, v)
-    bound, k_in, k_out, v = best
+    return _audit(*best, m, pairs, delta, confidence, strategy, estimator)
+
+
+def _audit(bound, k_in, k_out, v, m, pairs, delta, confidence, strategy, estimator) -> OneRunAudit:
     return OneRunAudit(
         epsilon_lower_bound=bound,
         delta=float(delta),
@@ -318,6 +358,14 @@ def _best(
         pairs_tried=len(pairs),
         estimator=estimator,
     )
+
+
+def _needs_claim(claim: claimed_curve.SampledGaussianClaim | None) -> claimed_curve.SampledGaussianClaim:
+    if not isinstance(claim, claimed_curve.SampledGaussianClaim):
+        raise ValueError(
+            f"claim: estimator f-dp-claimed needs the claimed mechanism (a SampledGaussianClaim), got {claim!r}"
+        )
+    return claim
 
 
 def _csprng_permutation(n: int) -> np.ndarray:

@@ -4,7 +4,8 @@ against the epsilon ppml claims for that run.
 `audit_check` re-runs the training mechanism of the model's DP-SGD ledger (its n rows, sampling rate, C, sigma and T
 Poisson steps, through `privacy.keras.make_private`: `privacy.auditing.dp_sgd_audit.audit_mechanism`) with white-box
 canaries, each included with probability 1/2 by OS CSPRNG bits, the noise CSPRNG-seeded. It bounds epsilon from
-below (the f-DP bound, `dp_sgd_audit.estimator_for`) at the ledger's accountant delta (the delta its training
+below (the f-DP bound, `dp_sgd_audit.estimator_for`: with the (eps, delta) trade-off curve, or the mu-GDP curve at
+sampling rate 1) at the ledger's accountant delta (the delta its training
 part's epsilon is stated at: the artifact's delta less the preprocessing's additive delta; one run, 95 %),
 recomputes the epsilons ppml's accountants claim for that canary-augmented run (N = n + m rows: an excluded canary
 stays as a stand-in row, so no row's sampling rate depends on the bits) and passes when the bound is at most the
@@ -53,7 +54,9 @@ def audit_check(
         ), None
     bound, claim, accountant = result.lower_bound[-1], result.claimed_epsilon[-1], result.claim_accountant
     estimator = result.final["estimator"]
-    ceiling = largest_bound(num_canaries, delta=delta, confidence=DEFAULT_CONFIDENCE, estimator=estimator)
+    ceiling = largest_bound(
+        num_canaries, delta=delta, confidence=DEFAULT_CONFIDENCE, estimator=estimator, claim=result.claimed_curve
+    )
     figures = {
         "lower_bound": bound,
         "claimed_epsilon": claim,

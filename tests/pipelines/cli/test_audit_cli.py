@@ -30,7 +30,8 @@ def test_json_claim_matches_dp_accounting_and_the_bound_is_below_it(tmp_path):
     assert len(data["lower_bound"]) == 2 and data["final"]["num_canaries"] == 200
     assert data["final_split"]["num_canaries"] == 100
     assert data["final"]["estimator"] == data["final_split"]["estimator"] == "f-dp"  # a subsampled run's default
-    assert set(data["compared"]) == {"counting", "f-dp"}  # f-dp-gaussian is not sound for a subsampled run
+    # f-dp-gaussian is not sound for a subsampled run; f-dp-claimed's PLDs are spent only where it is asked for.
+    assert set(data["compared"]) == {"counting", "f-dp"}
     assert data["compared"]["f-dp"] == data["lower_bound"][-1]
     assert data["lower_bound"][-1] <= data["claimed_epsilon"][-1] and data["violated"] is False
     assert "included" not in result.output  # the secret bits never leave the run
@@ -69,6 +70,11 @@ def test_text_report_names_claim_bound_and_verdict():
         (["--fault", "clip-3x"], "--fault"),
         (["--estimator", "fdp"], "--estimator"),
         (["--estimator", "f-dp-gaussian"], "estimator f-dp-gaussian bounds a mu-GDP run: it needs sampling rate 1"),
+        (  # N counts the included canaries here, so the claimed curve (q = B / N) would depend on the bits
+            ["--estimator", "f-dp-claimed"],
+            "estimator f-dp-claimed tests one fixed claimed curve: it needs a data size that does not depend on the "
+            "canary bits",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message):

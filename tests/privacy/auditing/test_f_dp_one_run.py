@@ -12,6 +12,7 @@ from scipy import stats
 
 from privacy.auditing import f_dp_one_run
 from privacy.auditing.f_dp_one_run import gdp_epsilon, parameter_lower_bound, rejects
+from privacy.auditing.claimed_curve import SampledGaussianClaim
 from privacy.auditing.one_run import ESTIMATORS, audit_one_run
 
 
@@ -125,7 +126,8 @@ def test_gaussian_bound_approaches_the_true_mu_with_many_canaries():
 def test_a_doubled_sensitivity_is_caught_by_the_gaussian_family_not_by_counting():
     """The idealised form of the README's clip-2x check: scores of a Gaussian mechanism at mu = 2 (a 2C clip of a
     mu = 1 run) with 5,000 canaries; the claim is mu = 1's epsilon at 1e-5 (dp-accounting). The f-DP bound with
-    the mu-GDP trade-off exceeds the claim in every one of 20 seeds; the counting bound in none."""
+    the mu-GDP trade-off exceeds the claim in every one of 20 seeds, as does the claimed mechanism's own curve (the
+    Gaussian mechanism's, from PLD: sampling rate 1, one step); the counting bound in none."""
     delta, m = 1e-5, 5000
     claim = _gaussian_epsilon(1.0, delta)
     rng = np.random.default_rng(5)
@@ -134,9 +136,12 @@ def test_a_doubled_sensitivity_is_caught_by_the_gaussian_family_not_by_counting(
         scores, bits = _gaussian_sum(m, 0.5, rng)
         for estimator in ESTIMATORS:
             caught[estimator] += (
-                audit_one_run(scores, bits, delta=delta, estimator=estimator).epsilon_lower_bound > claim
+                audit_one_run(
+                    scores, bits, delta=delta, estimator=estimator, claim=SampledGaussianClaim(1.0, 1.0, 1)
+                ).epsilon_lower_bound
+                > claim
             )
-    assert caught == {"counting": 0, "f-dp": caught["f-dp"], "f-dp-gaussian": 20}
+    assert caught == {"counting": 0, "f-dp": caught["f-dp"], "f-dp-gaussian": 20, "f-dp-claimed": 20}
 
 
 def test_chance_scores_and_perfect_guesses():
