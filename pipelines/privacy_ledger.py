@@ -466,9 +466,9 @@ class PrivacyLedger:
             "delta": self.delta,
             "accountant_version": f"dp-accounting {dp_accounting_version()}",
             "dp_event": event_to_json(self.budget.dp_event()),
-            "parameters": copy.deepcopy(self.parameters),
+            "parameters": self.parameters,
             "budget": self.budget.to_dict(),
-            "trainer": copy.deepcopy(self.trainer),
+            "trainer": self.trainer,
         }
         if self.mechanism == DP_SGD:
             out["report"] = self.privacy_report().to_dict()
@@ -496,7 +496,7 @@ class PrivacyLedger:
                     for name, eps in self.parts.items()
                 },
             }
-        return out
+        return copy.deepcopy(out)  # JSON values that share nothing with the ledger
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PrivacyLedger":

@@ -188,13 +188,24 @@ def pytest_xdist_make_scheduler(config, log):
     return FileScheduling(config, log)
 
 
+UNLISTED = pytest.StashKey[str]()
+
+
 def pytest_collection_modifyitems(config, items):
     unlisted = unlisted_shared_run_files(items)
-    if unlisted:
-        raise pytest.UsageError(f"tests/conftest.py: add {sorted(unlisted)} to SHARED_RUN_FILES (tests on shared runs)")
     for item in items:
+        if item.nodeid.split("::")[0] in unlisted:  # failed at setup: a collection error is lost on xdist workers
+            item.stash[UNLISTED] = item.nodeid.split("::")[0]
         params = getattr(getattr(item, "callspec", None), "params", {})
         for marker in tier_markers(
             os.path.relpath(str(item.path), REPO), getattr(item, "originalname", item.name), item.fixturenames, params
         ):
             item.add_marker(marker)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    if UNLISTED in item.stash:
+        pytest.fail(
+            f"tests/conftest.py: add {item.stash[UNLISTED]!r} to SHARED_RUN_FILES (it has tests on shared runs)"
+        )

@@ -399,8 +399,9 @@ def case_empty_poisson_batches_still_step_and_count():
 def case_padding_left_out_without_xla_steps_like_every_row_under_xla():
     """With ``skip_padding`` a step outside XLA leaves most of a Poisson batch's padding (weight 0) out
     (`train_step._without_padding`: the forward pass sees the rows of weight != 0 rounded up to a multiple of 32);
-    under XLA it computes on every padded row. On the same batches, with a binding clip, real examples of weight 0
-    and of weight NaN, both take the same steps and drop the same examples."""
+    by default, and with ``skip_padding`` under XLA, it computes on every padded row (no row left out). On the same
+    batches, with a binding clip, real examples of weight 0 and of weight NaN, all three take the same steps and
+    drop the same examples."""
     n, steps, multiple = 100, 6, train_step.PADDED_ROWS_MULTIPLE
     x, y = _data(n=n)
     weights = np.ones(n, "float32")
@@ -423,7 +424,8 @@ def case_padding_left_out_without_xla_steps_like_every_row_under_xla():
     results = []
     train_step._without_padding = counted
     try:
-        for jit_compile in (False, True):
+        for skip_padding, jit_compile in ((True, False), (False, False), (True, True)):
+            options = {} if not skip_padding else {"skip_padding": True}  # the default: every padded row
             model = make_private(
                 _mlp(),
                 l2_norm_clip=0.05,
@@ -431,19 +433,21 @@ def case_padding_left_out_without_xla_steps_like_every_row_under_xla():
                 expected_batch_size=20,
                 dataset_size=n,
                 seed=0,
-                skip_padding=not jit_compile,
+                **options,
             )
             model.compile(optimizer=_sgd(0.5), loss=_scce(), jit_compile=jit_compile)
             assert private_training(model).steps == 0 and batches().element_spec[2].shape[0] > multiple
+            before = int(rows.numpy())
             model.fit(batches(), epochs=1, steps_per_epoch=steps, verbose=0)
-            results.append((model.get_weights(), private_training(model).dropped_examples, int(rows.numpy())))
+            results.append((model.get_weights(), private_training(model).dropped_examples, int(rows.numpy()) - before))
     finally:
         train_step._without_padding = without_padding
-    (eager_weights, eager_dropped, eager_rows), (xla_weights, xla_dropped, xla_rows) = results
-    assert eager_rows == xla_rows == kept_rows, (eager_rows, xla_rows, kept_rows)  # XLA: no row left out
-    assert eager_dropped == xla_dropped > 0, (eager_dropped, xla_dropped)
-    for want, got in zip(xla_weights, eager_weights):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    (skip_weights, skip_dropped, skip_rows), *others = results
+    assert skip_rows == kept_rows and [rows for _, _, rows in others] == [0, 0], (kept_rows, results)
+    for weights_, dropped, _ in others:
+        assert dropped == skip_dropped > 0, (dropped, skip_dropped)
+        for want, got in zip(weights_, skip_weights):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 def case_dp_optimizer_drop_in():
