@@ -34,7 +34,7 @@ import numpy as np
 
 from privacy.encrypted.model.intervals import IntervalBackend, RangeOp, bits_needed, box
 from privacy.encrypted.model.layers import evaluate, label
-from privacy.encrypted.model.ring import FixedPoint, as_signed
+from privacy.encrypted.model.ring import FixedPoint, as_ring, as_signed
 
 HEADROOM_BITS = 61
 """Largest bit length of any value at a truncation or comparison (see the module docstring)."""
@@ -139,15 +139,38 @@ class InputBounds:
         return self.frac_bits
 
     def encode(self, x, fixed: FixedPoint) -> np.ndarray:
-        """Inputs as ring elements at the inputs' precision (what clients share and the parties check)."""
-        return fixed.encode(x, what="input", frac_bits=self.precision(fixed))
+        """Inputs as ring elements at the inputs' precision (what clients share and the parties check): the
+        nearest multiple of 2^-bits, except that a value within the bounds whose nearest multiple lies past
+        a bound off that grid takes the bound's grid value inside the bounds (`encoded`)."""
+        x = np.asarray(x, dtype=np.float64)
+        encoded = fixed.encode(x, what="input", frac_bits=self.precision(fixed))
+        lo, hi = (as_signed(b) for b in self.encoded(fixed))
+        inside = (x >= self.lo) & (x <= self.hi)
+        return np.where(inside, as_ring(np.clip(as_signed(encoded), lo, hi)), encoded)
 
     def encoded(self, fixed: FixedPoint) -> tuple[np.ndarray, np.ndarray]:
-        """The bounds as ring elements at the inputs' precision (the same rounding as `encode`)."""
+        """The bounds as ring elements at the inputs' precision, rounded inward to its grid (lo up, hi down):
+        the parties accept exactly the multiples of 2^-bits within the declared bounds, none past them.
+
+        Raises:
+            ValueError: if some feature's bounds hold no multiple of 2^-bits (naming the feature, its bounds
+                and the grid values on either side).
+        """
         bits = self.precision(fixed)
+        step = float(1 << bits)
+        lo, hi = np.ceil(self.lo * step), np.floor(self.hi * step)
+        if np.any(lo > hi):
+            first = tuple(int(i) for i in np.argwhere(lo > hi)[0])
+            below, above, lo_v, hi_v = (
+                float(v) for v in (hi[first] / step, lo[first] / step, self.lo[first], self.hi[first])
+            )
+            raise ValueError(
+                f"input bounds [{lo_v!r}, {hi_v!r}] of feature {first} hold no multiple of 2^-{bits} (the inputs' "
+                f"precision; the nearest are {below!r} and {above!r})"
+            )
         return (
-            fixed.encode(self.lo, what="lower input bound", frac_bits=bits),
-            fixed.encode(self.hi, what="upper input bound", frac_bits=bits),
+            fixed.encode(lo / step, what="lower input bound", frac_bits=bits),
+            fixed.encode(hi / step, what="upper input bound", frac_bits=bits),
         )
 
     def to_model(self, encoded_x: np.ndarray, fixed: FixedPoint) -> np.ndarray:

@@ -194,6 +194,7 @@ BAD = [  # (command line, the option or argument the one-line error must name)
     ("share-model {saved}/model.keras --input-range 0 1 --input-frac-bits 17", "--input-frac-bits"),
     ("share-model {saved}/model.keras --input-range 0 1 --input-frac-bits -1", "--input-frac-bits"),
     ("share-model {saved}/model.keras --input-range 0.3 1 --input-frac-bits 0", "--input-range"),
+    ("share-model {saved}/model.keras --input-range 0.10000076293945313 0.10000381469726563", "--input-range"),
     ("share-model {saved}/model.keras --calibration {bad}/missing.npy", "--calibration"),
     ("share-model {saved}/model.keras --calibration {bad}/wrong_shape.npy", "--calibration"),
     ("share-model {bad}/wrap.keras --input-range 1 1 --allow-logits --deployment {bad}/dep", "--allow-logits"),

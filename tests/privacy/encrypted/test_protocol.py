@@ -509,6 +509,38 @@ def test_coarse_inputs_bounds_lie_on_their_grid_so_nothing_outside_them_is_compu
     assert refused and all(r.values is None for r in refused) and "outside the bounds" in refused[0].refused
 
 
+def test_bounds_off_the_model_grid_are_checked_inward_so_nothing_past_them_is_computed_on():
+    """Without the inputs' precision the bounds are checked at the model's (2^-16): declared [0.1, 0.3] are
+    off that grid (0.1 = 6553.6 steps, 0.3 = 19660.8), and rounded to the nearest step the parties accepted
+    19661, 2^-17 past 0.3. Rounded inward (6554 and 19660), exactly the grid values within [0.1, 0.3] pass:
+    the bounds themselves are accepted (a client's 0.3 takes 19660, its 0.1 takes 6554), one step past either
+    is refused by the parties (a client that bypasses the library), and by the client an input whose nearest
+    grid value lies past a bound.
+    Bounds holding no grid value are refused, naming the grid values on either side."""
+    from privacy.encrypted import InProcessCluster, InputOutOfBounds
+    from privacy.encrypted.model.plan import Architecture, Dense, ModelPlan
+
+    plan = ModelPlan(Architecture((1,), (Dense("out", 1),)), {"out": (np.ones((1, 1)), np.zeros(1))})  # logit = x
+    cluster = InProcessCluster(plan, InputBounds.declared(0.1, 0.3, (1,)), allow_logits=True)
+    step = 2.0**-16
+    assert [int(as_signed(b)[0]) for b in cluster.ranges.input_bounds.encoded(cluster.fixed)] == [6554, 19660]
+    logits = cluster.predict([[0.1], [0.3], [0.2]], output="logits").logits.ravel().tolist()
+    assert logits == [6554 * step, 19660 * step, np.rint(0.2 / step) * step]
+    with pytest.raises(InputOutOfBounds):  # its nearest grid value, 19661, lies past 0.3
+        cluster.predict([[0.3 + 2**-20]], output="logits")
+    # 0.1 - 2^-20 rounds to 6554, like any input its nearest grid value: inside, so it is computed on
+    assert cluster.predict([[0.1 - 2**-20]], output="logits").logits.ravel().tolist() == [6554 * step]
+    for encoded, accepted in ((6553, False), (6554, True), (19660, True), (19661, False)):
+        results = cluster.run_shares(share(np.array([[encoded]], dtype=np.uint64)), "logits")
+        assert all(r.refused is None for r in results) == accepted, encoded
+        if not accepted:
+            assert any(r.refused is not None and "outside the bounds" in r.refused for r in results)
+    with pytest.raises(
+        ValueError, match=r"feature \(0,\) hold no multiple of 2\^-16 .*nearest are 0\.09999084.* and 0\.1000061"
+    ):
+        InProcessCluster(plan, InputBounds.declared(0.1 + step / 20, 0.1 + step / 4, (1,)), allow_logits=True)
+
+
 @pytest.mark.parametrize(
     "edit, why",
     [
