@@ -6,6 +6,7 @@ ring arrays per tensor) plus the public architecture, the fixed-point format, th
 from the declared input bounds (`privacy.encrypted.model.ranges`; sharing is refused if the model's values
 could leave the ring's headroom), the model owner's release policy (labels only, unless logits are
 allowed) and a random model id that lets the client check that all three parties serve the same sharing.
+`reshare_bundles` renews the sharing of three bundles on disk (whoever holds all three: the model owner).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from privacy.encrypted.model.plan import Architecture, EncodedLayer, ModelPlan
 from privacy.encrypted.model.ranges import InputBounds, ModelRangeError, RangePlan, analyse
 from privacy.encrypted.model.ring import FixedPoint
 from privacy.encrypted.protocol.arithmetic import reshare
-from privacy.encrypted.protocol.shares import NUM_PARTIES, AShare, Terms, share
+from privacy.encrypted.protocol.shares import NUM_PARTIES, AShare, Terms, reconstruct, share
 
 FORMAT = "ppml-encrypted-model-share/4"
 READABLE = (FORMAT, "ppml-encrypted-model-share/3")
@@ -190,3 +191,34 @@ def share_model(
     return [
         PartyModel(i, model_id, plan.architecture, fixed, ranges, bundles[i], allow_logits) for i in range(NUM_PARTIES)
     ]
+
+
+def reshare_bundles(bundles: list[PartyModel]) -> list[PartyModel]:
+    """The three parties' bundles under a fresh, independent sharing of the same weights, with a new model id.
+
+    Each weight is reconstructed and shared again with fresh CSPRNG components (`share`): the new sharing is
+    uniformly random given the weights and independent of the old one, so one party's old bundle and another
+    party's new one (two of three uniform components each) reveal nothing about the weights; the new id lets
+    clients and parties tell old bundles from new ones (a party serving an old bundle beside new ones is
+    refused as serving another sharing).
+
+    Raises:
+        ValueError: unless the bundles are parties 0, 1, 2 of one sharing (same id, public information and
+            architecture, and the copies of each component that two parties hold are equal).
+    """
+    if [b.index for b in bundles] != list(range(NUM_PARTIES)):
+        raise ValueError(f"resharing needs the bundles of parties 0, 1, 2 in order, got {[b.index for b in bundles]}")
+    if any(b.public_info() != bundles[0].public_info() for b in bundles):
+        raise ValueError("the bundles are not of one sharing (their model ids or public information differ)")
+    model_id = secrets.token_hex(16)
+    weights = [dict() for _ in range(NUM_PARTIES)]
+    for name in bundles[0].weights:
+        renewed = []
+        for part in ("kernel", "bias"):
+            held = [getattr(b.weights[name], part) for b in bundles]  # party i holds (c_i, c_{i+1})
+            if not all(np.array_equal(held[i].b, held[(i + 1) % NUM_PARTIES].a) for i in range(NUM_PARTIES)):
+                raise ValueError(f"the bundles' copies of the {part} of {name!r} differ: not one sharing")
+            renewed.append(share(reconstruct([h.a for h in held])))
+        for i in range(NUM_PARTIES):
+            weights[i][name] = EncodedLayer(*(AShare(*shares[i]) for shares in renewed))
+    return [dataclasses.replace(b, model_id=model_id, weights=weights[b.index]) for b in bundles]

@@ -203,6 +203,7 @@ BAD = [  # (command line, the option or argument the one-line error must name)
     ("serve --party 0 --deployment {bad}/dep --idle-timeout nan", "--idle-timeout"),
     ("serve --party 3 --deployment {bad}/dep", "--party"),
     ("serve --party 0 --deployment {bad}/nowhere", "--deployment"),
+    ("reshare --deployment {bad}/nowhere", "--deployment"),
     ("serve --party 0 --deployment {bad}/port", "--deployment"),
     ("serve --party 0 --deployment {bad}/nested", "--deployment"),
     ("serve --party 0 --deployment {bad}/two", "--deployment"),

@@ -457,6 +457,55 @@ def test_a_refresh_renews_the_pairwise_keys_so_old_keys_and_new_shares_give_noth
     assert abs(ones - 32 * words) < 10 * np.sqrt(16 * words)
 
 
+def test_reshared_bundles_hold_the_same_weights_and_an_old_bundle_with_a_new_one_gives_nothing(fixed, tmp_path):
+    """`ppml encrypted reshare`'s core. Party 0 keeps its old bundle; the three files are renewed in place
+    (mode 0600, a new model id) and reconstruct the same weights. The attack: party 0's old components
+    (c_0, c_1) with party 1's or party 2's new pair, every way of choosing one version of each of c_0, c_1,
+    c_2 that mixes old and new: no guess equals a weight, and guess - weights is uniform (fair bits). Bundles
+    that are not one sharing are refused and nothing is written."""
+    import os
+    import stat
+
+    from privacy.encrypted.benchmark import reference_bounds, reference_plan
+    from privacy.encrypted.network.processes import model_path, reshare_model_shares, save_model_shares
+    from privacy.encrypted.protocol.model_shares import PartyModel
+
+    plan = reference_plan("mlp")
+    for i in range(3):
+        os.makedirs(os.path.dirname(model_path(str(tmp_path), i)))
+    paths = save_model_shares(plan, str(tmp_path), fixed, reference_bounds(plan))
+    kept = PartyModel.load(paths[0])
+    model_id = reshare_model_shares(paths)
+    new = [PartyModel.load(path) for path in paths]
+    assert model_id == new[0].model_id == new[2].model_id != kept.model_id
+    assert all(stat.S_IMODE(os.stat(path).st_mode) == 0o600 for path in paths)
+    guesses, matches, ones = 0, 0, 0
+    for name, layer in plan.encode(fixed).items():
+        for part in ("kernel", "bias"):
+            weights = getattr(layer, part)
+            renewed = [getattr(m.weights[name], part) for m in new]
+            assert np.array_equal(reconstruct([s.a for s in renewed]), weights)
+            old = getattr(kept.weights[name], part)
+            for other in (1, 2):  # party `other` holds c'_other, c'_(other+1)
+                versions = {0: [old.a], 1: [old.b]}
+                for j, comp in ((other, renewed[other].a), ((other + 1) % 3, renewed[other].b)):
+                    versions.setdefault(j, []).append(comp)
+                for c0 in versions[0]:
+                    for c1 in versions[1]:
+                        for c2 in versions[2]:  # only new: every choice mixes old and new
+                            guess = c0 + c1 + c2
+                            guesses += weights.size
+                            matches += int(np.sum(guess == weights))
+                            ones += int(np.unpackbits((guess - weights).view(np.uint8)).sum())
+    assert guesses > 300_000 and matches == 0
+    assert abs(ones - 32 * guesses) < 10 * np.sqrt(16 * guesses)  # 64 fair bits per guess, 10 sigma band
+    kept.save(paths[0])  # an old bundle beside two new ones: not one sharing
+    before = [open(path, "rb").read() for path in paths]
+    with pytest.raises(ValueError, match="not of one sharing"):
+        reshare_model_shares(paths)
+    assert [open(path, "rb").read() for path in paths] == before
+
+
 def test_a_bundle_keeps_the_inputs_precision_in_a_format_older_code_refuses(fixed, tmp_path, monkeypatch):
     """The inputs' precision is in the bundle and in what parties tell clients; the format is /4, which code
     reading only /3 refuses: it would take 8-bit inputs for 16-bit ones (inputs 256 times too small)."""
