@@ -174,6 +174,27 @@ def bad_files(saved, tmp_path_factory):
     return folder
 
 
+def test_reshare_renews_the_three_bundles_in_place(saved, tmp_path):
+    """`reshare` after `share-model`: the three files get one new model id (echoed), stay mode 0600 and reload."""
+    import os
+    import stat
+
+    from privacy.encrypted.protocol.model_shares import PartyModel
+
+    dep = tmp_path / "dep"
+    assert run("encrypted", "setup", "--out", dep).exit_code == 0
+    assert (
+        run("encrypted", "share-model", saved[0] / "model.keras", "--deployment", dep, "--input-range", 0, 1).exit_code
+        == 0
+    )
+    paths = [dep / f"party-{i}" / "model.npz" for i in range(3)]
+    old = PartyModel.load(str(paths[0])).model_id
+    result = run("encrypted", "reshare", "--deployment", dep)
+    ids = {PartyModel.load(str(path)).model_id for path in paths}
+    assert result.exit_code == 0 and len(ids) == 1 and old not in ids and ids.pop() in result.output
+    assert all(stat.S_IMODE(os.stat(path).st_mode) == 0o600 for path in paths)
+
+
 BAD = [  # (command line, the option or argument the one-line error must name)
     ("setup --valid-days 1000000", "--valid-days"),
     ("setup --valid-days inf", "--valid-days"),
