@@ -330,10 +330,6 @@ def share_model_command(
     _, plan = _load_plan(model_path)
     bounds = _bounds(plan, input_range, calibration_path, frac_bits=input_frac_bits)
     try:
-        bounds.encoded(FixedPoint(frac_bits))  # bounds that hold no value of the inputs' grid
-    except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="'--input-range' / '--calibration'") from None
-    try:
         paths = save_model_shares(plan, deployment_dir, FixedPoint(frac_bits), bounds, allow_logits=allow_logits)
     except LogitsOutOfRange as err:
         raise click.BadParameter(str(err), param_hint="'--allow-logits'") from None

@@ -582,7 +582,8 @@ def test_bounds_off_the_model_grid_are_checked_inward_so_nothing_past_them_is_co
     the bounds themselves are accepted (a client's 0.3 takes 19660, its 0.1 takes 6554), one step past either
     is refused by the parties (a client that bypasses the library), and by the client an input whose nearest
     grid value lies past a bound.
-    Bounds holding no grid value are refused, naming the grid values on either side."""
+    Bounds holding no grid value are refused, naming the grid values on either side; calibration bounds are
+    widened outward (a constant feature off the grid is served)."""
     from privacy.encrypted import InProcessCluster, InputOutOfBounds
     from privacy.encrypted.model.plan import Architecture, Dense, ModelPlan
 
@@ -601,6 +602,10 @@ def test_bounds_off_the_model_grid_are_checked_inward_so_nothing_past_them_is_co
         assert all(r.refused is None for r in results) == accepted, encoded
         if not accepted:
             assert any(r.refused is not None and "outside the bounds" in r.refused for r in results)
+    # Calibration data's extremes are widened outward instead: a constant feature at 0.3 is [19660, 19661].
+    calibrated = InProcessCluster(plan, InputBounds.from_data([[0.3], [0.3]], (1,)), allow_logits=True)
+    assert [int(as_signed(b)[0]) for b in calibrated.ranges.input_bounds.encoded(calibrated.fixed)] == [19660, 19661]
+    assert calibrated.predict([[0.3]], output="logits").logits.ravel().tolist() == [19661 * step]
     with pytest.raises(
         ValueError, match=r"feature \(0,\) hold no multiple of 2\^-16 .*nearest are 0\.09999084.* and 0\.1000061"
     ):
