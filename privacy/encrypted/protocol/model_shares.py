@@ -89,8 +89,12 @@ class PartyModel:
         return dataclasses.replace(self, weights=weights)
 
     def save(self, path: str) -> None:
-        """Writes the bundle as one .npz file (the weight components and a JSON header), readable by its
-        owner only: two parties' bundles together give the plaintext weights."""
+        """Writes the bundle as one .npz file (`to_bytes`), readable by its owner only: two parties' bundles
+        together give the plaintext weights."""
+        write_atomically(path, self.to_bytes())  # owner-only
+
+    def to_bytes(self) -> bytes:
+        """The bundle as .npz bytes: the weight components and a JSON header."""
         header = {
             "format": FORMAT,
             "index": self.index,
@@ -107,7 +111,7 @@ class PartyModel:
                 arrays[f"{name}/{part}/a"], arrays[f"{name}/{part}/b"] = comp.a, comp.b
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
-        write_atomically(path, buffer.getvalue())  # owner-only
+        return buffer.getvalue()
 
     @classmethod
     def load(cls, path: str) -> "PartyModel":
