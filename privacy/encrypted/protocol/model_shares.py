@@ -202,9 +202,8 @@ def reshare_bundles(bundles: list[PartyModel]) -> list[PartyModel]:
 
     Each weight is reconstructed and shared again with fresh CSPRNG components (`share`): the new sharing is
     uniformly random given the weights and independent of the old one, so one party's old bundle and another
-    party's new one (two of three uniform components each) reveal nothing about the weights; the new id lets
-    clients and parties tell old bundles from new ones (a party serving an old bundle beside new ones is
-    refused as serving another sharing).
+    party's new one (two of three uniform components each) reveal nothing about the weights; with the new id,
+    clients refuse a party that serves an old bundle beside two new ones (they check that the ids agree).
 
     Raises:
         ValueError: unless the bundles are parties 0, 1, 2 of one sharing (same id, public information and
