@@ -52,7 +52,7 @@ class PartyModel:
     allow_logits: bool = False
 
     def __post_init__(self):
-        self.ranges.input_bounds.precision(self.fixed)  # ValueError if finer than the model's
+        self.ranges.input_bounds.encoded(self.fixed)  # ValueError if finer than the model's or holding no grid value
         if self.allow_logits:
             self.ranges.check_logits_release()
 

@@ -617,12 +617,17 @@ def test_bounds_off_the_model_grid_are_checked_inward_so_nothing_past_them_is_co
     [
         (lambda h: h.update(format="ppml-encrypted-model-share/3"), "/3 bundles have no inputs' precision"),
         (lambda h: h["ranges"]["input_bounds"].update(frac_bits=20), "exceeds the model's"),
+        (lambda h: h["ranges"]["input_bounds"].update(lo=0.3, hi=0.3, frac_bits=None), "hold no multiple of 2\\^-16"),
     ],
 )
-def test_a_bundle_whose_inputs_precision_its_format_or_model_cannot_have_is_refused(fixed, tmp_path, edit, why):
+def test_a_bundle_whose_inputs_precision_or_bounds_its_format_or_model_cannot_have_is_refused(
+    fixed, tmp_path, edit, why
+):
     """A /3 header carrying an inputs' precision (no /3 writer wrote one, and /3 readers ignore it: they would
-    take 8-bit inputs for 16-bit ones), or a precision finer than the model's (every session would fail),
-    is refused when the bundle is loaded, not when a party first runs a session."""
+    take 8-bit inputs for 16-bit ones), a precision finer than the model's (every session would fail), or
+    bounds that hold no value of the inputs' grid (what share-model before db6ab2f wrote for a constant
+    calibration feature off the grid: no input passes the parties' check, and `serve` failed blaming
+    --memory-budget) is refused when the bundle is loaded, not when a party first runs a session."""
     import json
 
     from privacy.encrypted.model.plan import Architecture, Dense, ModelPlan
