@@ -161,6 +161,9 @@ class PartyModel:
                     f"{path!r} has no valid weight shares for layer {name!r} (expected uint64 arrays "
                     f"of shapes {kernel} and {bias})"
                 )
+        extra = sorted(set(model.weights) - set(expected))
+        if extra:
+            raise ValueError(f"{path!r} has weight shares for layers its architecture lacks: {extra}")
         return model
 
 

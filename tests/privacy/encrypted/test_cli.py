@@ -195,6 +195,32 @@ def test_reshare_renews_the_three_bundles_in_place(saved, tmp_path):
     assert all(stat.S_IMODE(os.stat(path).st_mode) == 0o600 for path in paths)
 
 
+def test_a_bundle_with_weight_shares_its_architecture_lacks_is_refused_so_reshare_exits_2(tmp_path):
+    """Extra weight arrays in party 0's bundle (a layer its architecture does not have) are refused when it is
+    loaded: `ppml encrypted reshare` then exits 2 naming --deployment, where it stopped with a KeyError
+    traceback on the layer the other bundles lack; nothing is written."""
+    from privacy.encrypted.model.plan import Architecture, Dense, ModelPlan
+    from privacy.encrypted.model.ranges import InputBounds
+    from privacy.encrypted.model.ring import FixedPoint
+    from privacy.encrypted.network.processes import model_path, save_model_shares
+    from privacy.encrypted.protocol.model_shares import PartyModel
+
+    plan = ModelPlan(Architecture((3,), (Dense("out", 2),)), {"out": (np.ones((3, 2)), np.zeros(2))})
+    for i in range(3):
+        os.makedirs(os.path.dirname(model_path(str(tmp_path), i)))
+    paths = save_model_shares(plan, str(tmp_path), FixedPoint(16), InputBounds.declared(0, 1, (3,)))
+    with np.load(paths[0]) as data:
+        arrays = dict(data)
+    arrays.update({f"ghost/{part}/{c}": np.zeros(2, np.uint64) for part in ("kernel", "bias") for c in "ab"})
+    np.savez(paths[0], **arrays)
+    with pytest.raises(ValueError, match=r"weight shares for layers its architecture lacks: \['ghost'\]"):
+        PartyModel.load(paths[0])
+    before = [open(path, "rb").read() for path in paths]
+    result = run("encrypted", "reshare", "--deployment", tmp_path)
+    assert result.exit_code == 2 and "--deployment" in result.output and "ghost" in result.output, result.output
+    assert [open(path, "rb").read() for path in paths] == before
+
+
 BAD = [  # (command line, the option or argument the one-line error must name)
     ("setup --valid-days 1000000", "--valid-days"),
     ("setup --valid-days inf", "--valid-days"),
