@@ -346,9 +346,10 @@ def reshare_command(deployment_dir):
 
     Replaces the three bundles by a fresh, independent sharing of the same weights with a new model id,
     each written in place (mode 0600): a party that kept its old file learns nothing from it together with
-    another party's new one. Stop the parties first and hand each its new file; clients refuse parties that
-    serve different model ids. (`serve` already re-randomizes the shares in memory whenever the parties
-    connect and every --refresh-every sessions; this renews the files those sessions start from.)
+    another party's new one. Stop the parties first and hand each its new file, then delete the local copies
+    (any two files together give the plaintext weights); clients refuse parties that serve different model
+    ids. (`serve` already re-randomizes the shares in memory whenever the parties connect and every
+    --refresh-every sessions; this renews the files those sessions start from.)
     """
     from privacy.encrypted.network.processes import model_path, reshare_model_shares
 
