@@ -158,10 +158,13 @@ class InputBounds:
         (calibrated ones are widened outward).
 
         Raises:
-            ValueError: if some feature's bounds hold no multiple of 2^-bits (naming the feature, its bounds
-                and the grid values on either side).
+            ValueError: if a bound exceeds what the ring holds at that precision (naming its magnitude), or
+                some feature's bounds hold no multiple of 2^-bits (naming the feature, its bounds and the grid
+                values on either side).
         """
         bits = self.precision(fixed)
+        for what, bound in (("lower input bound", self.lo), ("upper input bound", self.hi)):
+            fixed.encode(bound, what=what, frac_bits=bits)  # its magnitude first: scaled, a huge bound overflows
         step = float(1 << bits)
         if self.calibrated:  # widened outward: every calibration example stays inside
             lo, hi = np.floor(self.lo * step), np.ceil(self.hi * step)

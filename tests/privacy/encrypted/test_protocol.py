@@ -612,6 +612,21 @@ def test_bounds_off_the_model_grid_are_checked_inward_so_nothing_past_them_is_co
         InProcessCluster(plan, InputBounds.declared(0.1 + step / 20, 0.1 + step / 4, (1,)), allow_logits=True)
 
 
+def test_bounds_too_large_to_scale_to_the_inputs_grid_are_refused_naming_their_magnitude():
+    """Declared bounds of 1.7e308 overflow when scaled by 2^16 for the inward rounding: they are refused naming
+    their magnitude (as 1e300 is), not as "NaN or infinite values" with an overflow warning."""
+    import re
+    import warnings
+
+    fixed = FixedPoint(16)
+    for lo, hi, what in ((-1.7e308, 1.0, "lower"), (0.0, 1.7e308, "upper"), (-1e300, 1.0, "lower")):
+        magnitude = re.escape(f"{abs(lo or hi):.3g}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(ValueError, match=f"{what} input bound has a value of magnitude {magnitude}"):
+                InputBounds.declared(lo, hi, (1,)).encoded(fixed)
+
+
 @pytest.mark.parametrize(
     "edit, why",
     [
