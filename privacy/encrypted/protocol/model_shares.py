@@ -214,8 +214,10 @@ def reshare_bundles(bundles: list[PartyModel]) -> list[PartyModel]:
     """
     if [b.index for b in bundles] != list(range(NUM_PARTIES)):
         raise ValueError(f"resharing needs the bundles of parties 0, 1, 2 in order, got {[b.index for b in bundles]}")
-    if any(b.public_info() != bundles[0].public_info() for b in bundles):
-        raise ValueError("the bundles are not of one sharing (their model ids or public information differ)")
+    if any((b.public_info(), b.architecture) != (bundles[0].public_info(), bundles[0].architecture) for b in bundles):
+        raise ValueError(
+            "the bundles are not of one sharing (their model ids, public information or architectures differ)"
+        )
     model_id = secrets.token_hex(16)
     weights = [dict() for _ in range(NUM_PARTIES)]
     for name in bundles[0].weights:

@@ -506,6 +506,32 @@ def test_reshared_bundles_hold_the_same_weights_and_an_old_bundle_with_a_new_one
     assert [open(path, "rb").read() for path in paths] == before
 
 
+def test_reshare_refuses_bundles_whose_architectures_differ(fixed, tmp_path):
+    """Party 1's header edited to a sigmoid where the others have a ReLU (same model id and public information,
+    consistent weight components): the bundles are not one sharing, so reshare refuses them and writes nothing
+    (it renewed them, keeping each bundle's own architecture)."""
+    import json
+    import os
+
+    from privacy.encrypted.benchmark import reference_bounds, reference_plan
+    from privacy.encrypted.network.processes import model_path, reshare_model_shares, save_model_shares
+
+    plan = reference_plan("mlp")
+    for i in range(3):
+        os.makedirs(os.path.dirname(model_path(str(tmp_path), i)))
+    paths = save_model_shares(plan, str(tmp_path), fixed, reference_bounds(plan))
+    with np.load(paths[1]) as data:
+        arrays = dict(data)
+    header = json.loads(bytes(arrays["header"]).decode())
+    header["architecture"] = json.loads(json.dumps(header["architecture"]).replace('"relu"', '"sigmoid"', 1))
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    np.savez(paths[1], **arrays)
+    before = [open(path, "rb").read() for path in paths]
+    with pytest.raises(ValueError, match="not of one sharing .*architectures differ"):
+        reshare_model_shares(paths)
+    assert [open(path, "rb").read() for path in paths] == before
+
+
 def test_a_bundle_keeps_the_inputs_precision_in_a_format_older_code_refuses(fixed, tmp_path, monkeypatch):
     """The inputs' precision is in the bundle and in what parties tell clients; the format is /4, which code
     reading only /3 refuses: it would take 8-bit inputs for 16-bit ones (inputs 256 times too small)."""
