@@ -339,6 +339,27 @@ def share_model_command(
         click.echo(f"wrote {path}")
 
 
+@encrypted.command("reshare")
+@deployment_option
+def reshare_command(deployment_dir):
+    """Renew the weights' sharing in DEPLOYMENT/party-<i>/model.npz (run where all three bundles are).
+
+    Replaces the three bundles by a fresh, independent sharing of the same weights with a new model id,
+    each written in place (mode 0600): a party that kept its old file learns nothing from it together with
+    another party's new one. Stop the parties first and hand each its new file, then delete the local copies
+    (any two files together give the plaintext weights); clients refuse parties that serve different model
+    ids. (`serve` already re-randomizes the shares in memory whenever the parties connect and every
+    --refresh-every sessions; this renews the files those sessions start from.)
+    """
+    from privacy.encrypted.network.processes import model_path, reshare_model_shares
+
+    try:
+        model_id = reshare_model_shares([model_path(deployment_dir, i) for i in range(3)])
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="'--deployment'") from None
+    click.echo(f"renewed the sharing of the bundles in {deployment_dir}: model id {model_id}")
+
+
 @encrypted.command()
 @click.option("--party", "index", type=click.IntRange(0, 2), required=True, help="Which party this is.")
 @deployment_option

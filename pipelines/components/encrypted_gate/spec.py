@@ -12,6 +12,8 @@ import math
 from typing import Any
 
 from privacy import validation
+from privacy.encrypted.model.ranges import InputBounds
+from privacy.encrypted.model.ring import FixedPoint
 from privacy.encrypted.verify import DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MIN_AGREEMENT
 
 EXAMPLES_KEY = "examples"
@@ -57,8 +59,9 @@ class GateSettings:
         max_accuracy_drop: largest |accuracy difference| to bless, in percentage points.
         frac_bits: fixed-point fractional bits of the encrypted engine.
         batch_size: examples per encrypted prediction call.
-        input_lo / input_hi: bounds every input feature is declared to lie in (both or neither); by
-            default the model is shared for the per-feature range of the checked examples.
+        input_lo / input_hi: bounds every input feature is declared to lie in (both or neither), checked
+            rounded inward to multiples of 2^-frac_bits (refused if they hold none); by default the model is
+            shared for the per-feature range of the checked examples.
     """
 
     feature_keys: tuple
@@ -94,6 +97,8 @@ class GateSettings:
             math.isfinite(self.input_lo) and math.isfinite(self.input_hi) and self.input_lo <= self.input_hi
         ):
             raise ValueError(f"need finite input_lo <= input_hi, got {self.input_lo!r} and {self.input_hi!r}")
+        if self.input_lo is not None:  # the executor's check, here before TFX runs: bounds holding no grid value
+            InputBounds.declared(self.input_lo, self.input_hi, ()).encoded(FixedPoint(self.frac_bits))
 
     def exec_properties(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)

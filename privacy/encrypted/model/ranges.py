@@ -34,7 +34,7 @@ import numpy as np
 
 from privacy.encrypted.model.intervals import IntervalBackend, RangeOp, bits_needed, box
 from privacy.encrypted.model.layers import evaluate, label
-from privacy.encrypted.model.ring import FixedPoint, as_signed
+from privacy.encrypted.model.ring import FixedPoint, as_ring, as_signed
 
 HEADROOM_BITS = 61
 """Largest bit length of any value at a truncation or comparison (see the module docstring)."""
@@ -79,11 +79,15 @@ class InputBounds:
             (`to_model`) after checking them (None: the model's). The servers' input check costs in
             proportion to the bits of the encoded span (`protocol.input_check`), so inputs of coarse
             precision (8 bits for pixel values p / 255) are checked at about half the cost.
+        calibrated: the bounds are calibration data's extremes (`from_data`): sharing widens them outward
+            to the inputs' grid (every calibration example stays inside), where declared bounds are narrowed
+            inward (`encoded`).
     """
 
     lo: np.ndarray
     hi: np.ndarray
     frac_bits: int | None = None
+    calibrated: bool = False
 
     @classmethod
     def declared(cls, lo, hi, input_shape: tuple, *, frac_bits: int | None = None) -> "InputBounds":
@@ -126,7 +130,7 @@ class InputBounds:
         step = 2.0 ** _precision(frac_bits) if frac_bits is not None else None
         if step is not None:  # widened outward to the inputs' grid
             lo, hi = np.floor(lo * step) / step, np.ceil(hi * step) / step
-        return cls.declared(lo, hi, input_shape, frac_bits=frac_bits)
+        return dataclasses.replace(cls.declared(lo, hi, input_shape, frac_bits=frac_bits), calibrated=True)
 
     def precision(self, fixed: FixedPoint) -> int:
         """The fractional bits inputs are encoded with for a model of format `fixed` (ValueError if finer)."""
@@ -139,16 +143,55 @@ class InputBounds:
         return self.frac_bits
 
     def encode(self, x, fixed: FixedPoint) -> np.ndarray:
-        """Inputs as ring elements at the inputs' precision (what clients share and the parties check)."""
-        return fixed.encode(x, what="input", frac_bits=self.precision(fixed))
+        """Inputs as ring elements at the inputs' precision (what clients share and the parties check): the
+        nearest multiple of 2^-bits, except that a value within the bounds whose nearest multiple lies past
+        a bound off that grid takes the bound's grid value inside the bounds (`encoded`)."""
+        x = np.asarray(x, dtype=np.float64)
+        encoded = fixed.encode(x, what="input", frac_bits=self.precision(fixed))
+        lo, hi = (as_signed(b) for b in self.encoded(fixed))
+        inside = (x >= self.lo) & (x <= self.hi)
+        return np.where(inside, as_ring(np.clip(as_signed(encoded), lo, hi)), encoded)
 
     def encoded(self, fixed: FixedPoint) -> tuple[np.ndarray, np.ndarray]:
-        """The bounds as ring elements at the inputs' precision (the same rounding as `encode`)."""
+        """The bounds as ring elements at the inputs' precision, declared ones rounded inward to its grid (lo
+        up, hi down): the parties accept exactly the multiples of 2^-bits within them, none past them
+        (calibrated ones are widened outward).
+
+        Raises:
+            ValueError: if a bound exceeds what the ring holds at that precision (naming its magnitude), or
+                some feature's bounds hold no multiple of 2^-bits (naming the feature, its bounds and the grid
+                values on either side).
+        """
         bits = self.precision(fixed)
+        for what, bound in (("lower input bound", self.lo), ("upper input bound", self.hi)):
+            fixed.encode(bound, what=what, frac_bits=bits)  # its magnitude first: scaled, a huge bound overflows
+        step = float(1 << bits)
+        if self.calibrated:  # widened outward: every calibration example stays inside
+            lo, hi = np.floor(self.lo * step), np.ceil(self.hi * step)
+        else:
+            lo, hi = np.ceil(self.lo * step), np.floor(self.hi * step)
+        if np.any(lo > hi):
+            first = tuple(int(i) for i in np.argwhere(lo > hi)[0])
+            below, above, lo_v, hi_v = (
+                float(v) for v in (hi[first] / step, lo[first] / step, self.lo[first], self.hi[first])
+            )
+            raise ValueError(
+                f"input bounds [{lo_v!r}, {hi_v!r}] of feature {first} hold no multiple of 2^-{bits} (the inputs' "
+                f"precision; the nearest are {below!r} and {above!r})"
+            )
         return (
-            fixed.encode(self.lo, what="lower input bound", frac_bits=bits),
-            fixed.encode(self.hi, what="upper input bound", frac_bits=bits),
+            fixed.encode(lo / step, what="lower input bound", frac_bits=bits),
+            fixed.encode(hi / step, what="upper input bound", frac_bits=bits),
         )
+
+    def on_grid(self, fixed: FixedPoint) -> "InputBounds":
+        """Calibrated bounds as the grid values they are checked as (what a bundle keeps); declared ones as
+        declared (their inputs take the bound's grid value, `encode`)."""
+        if not self.calibrated:
+            return self
+        step = 2.0 ** -self.precision(fixed)
+        lo, hi = (as_signed(b) * step for b in self.encoded(fixed))
+        return InputBounds(lo, hi, self.frac_bits)
 
     def to_model(self, encoded_x: np.ndarray, fixed: FixedPoint) -> np.ndarray:
         """Ring elements (or one component of their shares) at the inputs' precision in the model's format:
@@ -255,6 +298,7 @@ def analyse(architecture, encoded: dict, bounds: InputBounds, fixed: FixedPoint)
     """
     backend = IntervalBackend(fixed)
     try:
+        bounds = bounds.on_grid(fixed)
         lo, hi = (bounds.to_model(b, fixed) for b in bounds.encoded(fixed))
     except ValueError as err:
         raise ModelRangeError(str(err)) from None

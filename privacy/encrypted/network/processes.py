@@ -17,12 +17,13 @@ import subprocess
 import sys
 import tempfile
 
+from privacy.atomic_files import write_atomically
 from privacy.encrypted.model.plan import ModelPlan
 from privacy.encrypted.model.ranges import InputBounds
 from privacy.encrypted.model.ring import FixedPoint
 from privacy.encrypted.network.certificates import Deployment, create_deployment, party_role
 from privacy.encrypted.network.server import PartyServer
-from privacy.encrypted.protocol.model_shares import PartyModel, share_model
+from privacy.encrypted.protocol.model_shares import PartyModel, reshare_bundles, share_model
 from privacy.encrypted.protocol.shares import NUM_PARTIES
 from privacy.encrypted.protocol.transport import DEFAULT_TIMEOUT_S
 
@@ -53,6 +54,25 @@ def save_model_shares(
         bundle.save(path)
         paths.append(path)
     return paths
+
+
+def reshare_model_shares(paths: list[str]) -> str:
+    """Renews the sharing of the three bundles at `paths` (party 0, 1, 2: `reshare_bundles`) and writes each
+    back in place (atomically, mode 0600); returns the new model id. Run where all three are, with the
+    parties stopped; each party then serves its new file (a party still serving an old one is refused).
+
+    The three files are serialized first, then each replaced by an atomic rename: only an interruption
+    between those renames leaves two sharings in the folder (refused by this function and by clients:
+    share the model again then).
+
+    Raises:
+        ValueError: if a file is not a bundle, or the three are not one sharing; nothing is written then.
+    """
+    renewed = reshare_bundles([PartyModel.load(path) for path in paths])
+    files = [bundle.to_bytes() for bundle in renewed]
+    for data, path in zip(files, paths):
+        write_atomically(path, data)  # owner-only
+    return renewed[0].model_id
 
 
 def run_party(

@@ -29,7 +29,7 @@ No client behaviour may stop a server, so `PartyServer` bounds everything a clie
   keys, then a fresh replicated sharing: two rounds) every time the parties connect and every
   `refresh_every` sessions, so one party's share and keys from before a refresh and another party's share
   from after it reveal nothing (`PartyModel.refreshed`); each (re)connection starts from the bundles on
-  disk, which keep the owner's sharing (run `share-model` again to renew those).
+  disk, which keep the owner's sharing until `processes.reshare_model_shares` renews them.
 * Clients authenticate with their own certificate; revoked ones (`certificates.revoke_client`) are
   refused at the handshake, and their open connections are closed within a fraction of a second of
   the change to ``revoked.json``.

@@ -107,39 +107,64 @@ def _bits(v: np.ndarray, count: int) -> np.ndarray:
     return flat.reshape(v.shape + (count,)).astype(np.int16)
 
 
-_OFFSET = 1 << 14
-_REDUCE = ((np.arange(2 * _OFFSET) - _OFFSET) % MODULUS).astype(np.int16)
-_REDUCE_SMALL = (np.arange(_OFFSET) % MODULUS).astype(np.uint8)
-"""w mod p as bytes for w in [0, 2^14): a blinded product (p - 1)^2 plus a mask below 2p stays below."""
+def _reduce(x: np.ndarray) -> np.ndarray:
+    """x mod p for uint16 x < 128 p (128 = 1 mod p, then one conditional subtraction; no table look-up,
+    whose index conversion costs more than these passes)."""
+    x = (x >> np.uint16(7)) + (x & np.uint16(127))  # below 2p
+    return np.minimum(x, x - np.uint16(MODULUS))  # x - p wraps above x where x < p
+
+
+_LIFT = np.int16(MODULUS * 64)
+"""A multiple of p that makes every test-vector share w (|w| < 64 p) a uint16 below 128 p."""
 
 
 def _mod(w: np.ndarray) -> np.ndarray:
-    """w mod p for int16 values in [-2^14, 2^14) (a table lookup: numpy's integer remainder is slow)."""
-    return np.take(_REDUCE, w + _OFFSET)
+    """w mod p (uint16) for int16 values with |w| < 64 p (test-vector shares: at most 63 bits of residues)."""
+    return _reduce((w + _LIFT).view(np.uint16))
 
 
-def _before(g: np.ndarray) -> np.ndarray:
-    """sum of g over the earlier positions of the last axis (the more significant bits); one column at a
-    time, which is faster than numpy's cumsum along a short last axis."""
+def _any_zero(v: np.ndarray) -> np.ndarray:
+    """Per row, whether some entry of the last axis is 0; column by column (faster than ``np.any`` along a
+    short last axis)."""
+    found = v[..., 0] == 0
+    for j in range(1, v.shape[-1]):
+        found |= v[..., j] == 0
+    return found
+
+
+def _before(g: np.ndarray, start: int) -> np.ndarray:
+    """start plus the sum of g over the earlier positions of the last axis (the more significant bits); one
+    column at a time, which is faster than numpy's cumsum along a short last axis."""
     out = np.empty_like(g)
-    out[..., 0] = 0
+    out[..., 0] = start
     for j in range(1, g.shape[-1]):
         np.add(out[..., j - 1], g[..., j - 1], out=out[..., j])
     return out
 
 
 def _rotate(w: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Each row of the last axis rotated left by its own offset."""
+    """Each row of the last axis rotated left by its own offset: every row of the rows doubled is read as
+    one opaque item of the window starting at its offset (one copy per row, not per entry)."""
     rows = w.reshape(-1, w.shape[-1])
-    doubled = np.lib.stride_tricks.sliding_window_view(np.concatenate([rows, rows], axis=-1), w.shape[-1], axis=-1)
-    return doubled[np.arange(len(rows)), offsets.reshape(-1)].reshape(w.shape)
+    count, width = rows.shape
+    if not count:
+        return w.copy()
+    doubled = np.concatenate([rows, rows], axis=-1)
+    windows = np.ndarray(
+        (doubled.size - width + 1,), np.dtype((np.void, width * w.itemsize)), doubled, strides=(w.itemsize,)
+    )
+    starts = np.arange(count) * (2 * width) + offsets.reshape(-1)
+    return windows[starts].view(w.dtype).reshape(w.shape)
 
 
 def _blind(w: np.ndarray, rho: np.ndarray, rotation: np.ndarray, mask: np.ndarray, first: bool) -> np.ndarray:
     """A pair member's test vector as it is sent: times the nonzero multipliers rho, plus (u) or minus (v)
     the common mask, rotated by the common offset. The helper's sum has at most one zero, at a uniform
     position, and uniform nonzero entries elsewhere."""
-    return _rotate(np.take(_REDUCE_SMALL, _mod(w) * rho + (mask if first else MODULUS - mask)), rotation)
+    product = _mod(w)
+    product *= rho  # (p - 1)^2 + p < 128 p
+    product += mask if first else np.uint16(MODULUS) - mask
+    return _rotate(_reduce(product).astype(np.uint8), rotation)
 
 
 def _slices(count: int, bits: int):
@@ -169,7 +194,8 @@ class Comparison:
             other = (self._low - (self._big & self._low)).reshape(-1)  # c'
             message = np.empty_like(shares)
             for rows in _slices(len(shares), bits):
-                message[rows] = _mod(_bits(other[rows], bits) - shares[rows])
+                total = _bits(other[rows], bits).astype(np.uint8) + (np.uint8(MODULUS) - shares[rows])
+                message[rows] = np.minimum(total, total - np.uint8(MODULUS))  # mod p of [1, p]
             self._first.send(u, message.reshape(shape))
         elif p.index == u:
             self._slot = self._first.receive(h, shape, np.uint8)
@@ -202,27 +228,31 @@ class Comparison:
         for rows in _slices(len(out), bits):
             out[rows] = _blind(
                 self._vector(a[rows], beta[rows], shares[rows].astype(np.int16), first),
-                rho[rows].astype(np.int16) + 1,
+                np.add(rho[rows], 1, dtype=np.uint16),
                 rotation[rows],
-                mask[rows].astype(np.int16),
+                mask[rows].astype(np.uint16),
                 first,
             )
         rnd.send(h, out.reshape(shape))
 
     def _vector(self, a: np.ndarray, beta: np.ndarray, shares: np.ndarray, first: bool) -> np.ndarray:
         """This pair member's shares of the test vector w (before blinding); see the module docstring."""
-        bits = self.bits
-        t = _bits(np.where(beta == 1, (a - DTYPE(1)) & self._low, a), bits)  # a, or a - 1 for c' > a - 1
+        t = _bits((a - beta) & self._low, self.bits)  # a, or a - 1 for c' > a - 1
         sign = (1 - 2 * beta.astype(np.int16))[:, None]  # 1: is a > c'; -1: is c' > a - 1
-        g = shares - 2 * t * shares  # (t_j xor c'_j) - t_j, on shares of c'
+        g = 1 - 2 * t
+        g *= shares  # (t_j xor c'_j) - t_j, on shares of c'
         if first:
             g += t
-            w = _before(g) + sign * (shares - t) + 1
+            spot = shares - t
+            w = _before(g, 1)
         else:
-            w = _before(g) + sign * shares
+            spot = shares.copy()
+            w = _before(g, 0)
+        spot *= sign
+        w += spot
         always = (beta == 1) & (a == 0)  # c' > -1 holds: a vector with exactly one zero
         if np.any(always):
-            w[always] = np.concatenate([[0], np.ones(bits - 1, dtype=np.int16)]) if first else 0
+            w[always] = np.concatenate([[0], np.ones(self.bits - 1, dtype=np.int16)]) if first else 0
         return w
 
     def bit(self) -> Bit:
@@ -234,8 +264,8 @@ class Comparison:
             u_vec, v_vec = (s.value.reshape(-1, self.bits) for s in self._vectors)
             delta = np.empty(len(u_vec), dtype=DTYPE)
             for rows in _slices(len(u_vec), self.bits):
-                total = u_vec[rows].astype(np.int16) + v_vec[rows]
-                delta[rows] = np.any((total == 0) | (total == MODULUS), axis=-1)
+                total = u_vec[rows] + v_vec[rows]  # below 2p: no uint8 wrap
+                delta[rows] = _any_zero(np.minimum(total, total - np.uint8(MODULUS)))
             return Bit(self.helper, ((self._big >> DTYPE(self.bits)) & DTYPE(1)) ^ delta.reshape(self.split.shape))
         return Bit(self.helper, ((self._big >> DTYPE(self.bits)) & DTYPE(1)) ^ self._beta)
 

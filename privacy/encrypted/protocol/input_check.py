@@ -50,7 +50,9 @@ OPENER = 0
 
 
 def _digest(component: np.ndarray) -> np.ndarray:
-    return np.frombuffer(hashlib.sha256(b"ppml input component\0" + component.tobytes()).digest(), np.uint8)
+    digest = hashlib.sha256(b"ppml input component\0")
+    digest.update(np.ascontiguousarray(component).data)  # the same bytes as tobytes(), without copying them
+    return np.frombuffer(digest.digest(), np.uint8)
 
 
 def _spans(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

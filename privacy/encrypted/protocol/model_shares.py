@@ -6,6 +6,7 @@ ring arrays per tensor) plus the public architecture, the fixed-point format, th
 from the declared input bounds (`privacy.encrypted.model.ranges`; sharing is refused if the model's values
 could leave the ring's headroom), the model owner's release policy (labels only, unless logits are
 allowed) and a random model id that lets the client check that all three parties serve the same sharing.
+`reshare_bundles` renews the sharing of three bundles on disk (whoever holds all three: the model owner).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from privacy.encrypted.model.plan import Architecture, EncodedLayer, ModelPlan
 from privacy.encrypted.model.ranges import InputBounds, ModelRangeError, RangePlan, analyse
 from privacy.encrypted.model.ring import FixedPoint
 from privacy.encrypted.protocol.arithmetic import reshare
-from privacy.encrypted.protocol.shares import NUM_PARTIES, AShare, Terms, share
+from privacy.encrypted.protocol.shares import NUM_PARTIES, AShare, Terms, reconstruct, share
 
 FORMAT = "ppml-encrypted-model-share/4"
 READABLE = (FORMAT, "ppml-encrypted-model-share/3")
@@ -51,7 +52,7 @@ class PartyModel:
     allow_logits: bool = False
 
     def __post_init__(self):
-        self.ranges.input_bounds.precision(self.fixed)  # ValueError if finer than the model's
+        self.ranges.input_bounds.encoded(self.fixed)  # ValueError if finer than the model's or holding no grid value
         if self.allow_logits:
             self.ranges.check_logits_release()
 
@@ -88,8 +89,12 @@ class PartyModel:
         return dataclasses.replace(self, weights=weights)
 
     def save(self, path: str) -> None:
-        """Writes the bundle as one .npz file (the weight components and a JSON header), readable by its
-        owner only: two parties' bundles together give the plaintext weights."""
+        """Writes the bundle as one .npz file (`to_bytes`), readable by its owner only: two parties' bundles
+        together give the plaintext weights."""
+        write_atomically(path, self.to_bytes())  # owner-only
+
+    def to_bytes(self) -> bytes:
+        """The bundle as .npz bytes: the weight components and a JSON header."""
         header = {
             "format": FORMAT,
             "index": self.index,
@@ -106,7 +111,7 @@ class PartyModel:
                 arrays[f"{name}/{part}/a"], arrays[f"{name}/{part}/b"] = comp.a, comp.b
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
-        write_atomically(path, buffer.getvalue())  # owner-only
+        return buffer.getvalue()
 
     @classmethod
     def load(cls, path: str) -> "PartyModel":
@@ -156,6 +161,9 @@ class PartyModel:
                     f"{path!r} has no valid weight shares for layer {name!r} (expected uint64 arrays "
                     f"of shapes {kernel} and {bias})"
                 )
+        extra = sorted(set(model.weights) - set(expected))
+        if extra:
+            raise ValueError(f"{path!r} has weight shares for layers its architecture lacks: {extra}")
         return model
 
 
@@ -190,3 +198,35 @@ def share_model(
     return [
         PartyModel(i, model_id, plan.architecture, fixed, ranges, bundles[i], allow_logits) for i in range(NUM_PARTIES)
     ]
+
+
+def reshare_bundles(bundles: list[PartyModel]) -> list[PartyModel]:
+    """The three parties' bundles under a fresh, independent sharing of the same weights, with a new model id.
+
+    Each weight is reconstructed and shared again with fresh CSPRNG components (`share`): the new sharing is
+    uniformly random given the weights and independent of the old one, so one party's old bundle and another
+    party's new one (two of three uniform components each) reveal nothing about the weights; with the new id,
+    clients refuse a party that serves an old bundle beside two new ones (they check that the ids agree).
+
+    Raises:
+        ValueError: unless the bundles are parties 0, 1, 2 of one sharing (same id, public information and
+            architecture, and the copies of each component that two parties hold are equal).
+    """
+    if [b.index for b in bundles] != list(range(NUM_PARTIES)):
+        raise ValueError(f"resharing needs the bundles of parties 0, 1, 2 in order, got {[b.index for b in bundles]}")
+    if any((b.public_info(), b.architecture) != (bundles[0].public_info(), bundles[0].architecture) for b in bundles):
+        raise ValueError(
+            "the bundles are not of one sharing (their model ids, public information or architectures differ)"
+        )
+    model_id = secrets.token_hex(16)
+    weights = [dict() for _ in range(NUM_PARTIES)]
+    for name in bundles[0].weights:
+        renewed = []
+        for part in ("kernel", "bias"):
+            held = [getattr(b.weights[name], part) for b in bundles]  # party i holds (c_i, c_{i+1})
+            if not all(np.array_equal(held[i].b, held[(i + 1) % NUM_PARTIES].a) for i in range(NUM_PARTIES)):
+                raise ValueError(f"the bundles' copies of the {part} of {name!r} differ: not one sharing")
+            renewed.append(share(reconstruct([h.a for h in held])))
+        for i in range(NUM_PARTIES):
+            weights[i][name] = EncodedLayer(*(AShare(*shares[i]) for shares in renewed))
+    return [dataclasses.replace(b, model_id=model_id, weights=weights[b.index]) for b in bundles]

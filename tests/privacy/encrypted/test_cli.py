@@ -174,6 +174,53 @@ def bad_files(saved, tmp_path_factory):
     return folder
 
 
+def test_reshare_renews_the_three_bundles_in_place(saved, tmp_path):
+    """`reshare` after `share-model`: the three files get one new model id (echoed), stay mode 0600 and reload."""
+    import os
+    import stat
+
+    from privacy.encrypted.protocol.model_shares import PartyModel
+
+    dep = tmp_path / "dep"
+    assert run("encrypted", "setup", "--out", dep).exit_code == 0
+    assert (
+        run("encrypted", "share-model", saved[0] / "model.keras", "--deployment", dep, "--input-range", 0, 1).exit_code
+        == 0
+    )
+    paths = [dep / f"party-{i}" / "model.npz" for i in range(3)]
+    old = PartyModel.load(str(paths[0])).model_id
+    result = run("encrypted", "reshare", "--deployment", dep)
+    ids = {PartyModel.load(str(path)).model_id for path in paths}
+    assert result.exit_code == 0 and len(ids) == 1 and old not in ids and ids.pop() in result.output
+    assert all(stat.S_IMODE(os.stat(path).st_mode) == 0o600 for path in paths)
+
+
+def test_a_bundle_with_weight_shares_its_architecture_lacks_is_refused_so_reshare_exits_2(tmp_path):
+    """Extra weight arrays in party 0's bundle (a layer its architecture does not have) are refused when it is
+    loaded: `ppml encrypted reshare` then exits 2 naming --deployment, where it stopped with a KeyError
+    traceback on the layer the other bundles lack; nothing is written."""
+    from privacy.encrypted.model.plan import Architecture, Dense, ModelPlan
+    from privacy.encrypted.model.ranges import InputBounds
+    from privacy.encrypted.model.ring import FixedPoint
+    from privacy.encrypted.network.processes import model_path, save_model_shares
+    from privacy.encrypted.protocol.model_shares import PartyModel
+
+    plan = ModelPlan(Architecture((3,), (Dense("out", 2),)), {"out": (np.ones((3, 2)), np.zeros(2))})
+    for i in range(3):
+        os.makedirs(os.path.dirname(model_path(str(tmp_path), i)))
+    paths = save_model_shares(plan, str(tmp_path), FixedPoint(16), InputBounds.declared(0, 1, (3,)))
+    with np.load(paths[0]) as data:
+        arrays = dict(data)
+    arrays.update({f"ghost/{part}/{c}": np.zeros(2, np.uint64) for part in ("kernel", "bias") for c in "ab"})
+    np.savez(paths[0], **arrays)
+    with pytest.raises(ValueError, match=r"weight shares for layers its architecture lacks: \['ghost'\]"):
+        PartyModel.load(paths[0])
+    before = [open(path, "rb").read() for path in paths]
+    result = run("encrypted", "reshare", "--deployment", tmp_path)
+    assert result.exit_code == 2 and "--deployment" in result.output and "ghost" in result.output, result.output
+    assert [open(path, "rb").read() for path in paths] == before
+
+
 BAD = [  # (command line, the option or argument the one-line error must name)
     ("setup --valid-days 1000000", "--valid-days"),
     ("setup --valid-days inf", "--valid-days"),
@@ -194,6 +241,7 @@ BAD = [  # (command line, the option or argument the one-line error must name)
     ("share-model {saved}/model.keras --input-range 0 1 --input-frac-bits 17", "--input-frac-bits"),
     ("share-model {saved}/model.keras --input-range 0 1 --input-frac-bits -1", "--input-frac-bits"),
     ("share-model {saved}/model.keras --input-range 0.3 1 --input-frac-bits 0", "--input-range"),
+    ("share-model {saved}/model.keras --input-range 0.10000076293945313 0.10000381469726563", "--input-range"),
     ("share-model {saved}/model.keras --calibration {bad}/missing.npy", "--calibration"),
     ("share-model {saved}/model.keras --calibration {bad}/wrong_shape.npy", "--calibration"),
     ("share-model {bad}/wrap.keras --input-range 1 1 --allow-logits --deployment {bad}/dep", "--allow-logits"),
@@ -202,6 +250,7 @@ BAD = [  # (command line, the option or argument the one-line error must name)
     ("serve --party 0 --deployment {bad}/dep --idle-timeout nan", "--idle-timeout"),
     ("serve --party 3 --deployment {bad}/dep", "--party"),
     ("serve --party 0 --deployment {bad}/nowhere", "--deployment"),
+    ("reshare --deployment {bad}/nowhere", "--deployment"),
     ("serve --party 0 --deployment {bad}/port", "--deployment"),
     ("serve --party 0 --deployment {bad}/nested", "--deployment"),
     ("serve --party 0 --deployment {bad}/two", "--deployment"),

@@ -119,7 +119,8 @@ def test_random_models_inside_and_outside_their_bounds(seed):
     x[0], x[1] = lo, hi  # the corners are inside
     got = cluster.predict(x, output="logits")
 
-    sim = simulate(plan.architecture, plan.encode(fixed), encode_input(x, shape, fixed), fixed)
+    encoded = encode_input(x, shape, fixed, cluster.ranges)  # as the client: the corners take grid values inside
+    sim = simulate(plan.architecture, plan.encode(fixed), encoded, fixed)
     frac = (2 if sim.logits.wide else 1) * fixed.frac_bits
     integers = np.rint(got.logits * 2.0**frac).astype(np.int64)
     assert np.array_equal(integers, sim.logits.point)  # exact truncation: the fixed-point model, bit for bit
@@ -177,7 +178,7 @@ def test_logits_at_the_edge_of_the_ring_are_exact_or_their_release_is_refused(se
     hi = lo + rng.choice([0.0, 1.0], size=features) * rng.uniform(0, 2.0**-5, size=features)
     extreme = np.sum(np.maximum(shared * lo, shared * hi) if sign > 0 else np.minimum(shared * lo, shared * hi))
     scale = (sign * 2.0**31 * (1 + rng.uniform(-(2.0**-12), 2.0**-12)) - bias[0]) / extreme
-    lo, hi = lo * scale, hi * scale
+    lo, hi = np.rint(lo * scale * 2.0**16) / 2.0**16, np.rint(hi * scale * 2.0**16) / 2.0**16  # on the grid
     plan = ModelPlan(Architecture((features,), (Dense("out", units),)), {"out": (kernel, bias)})
     bounds = InputBounds.declared(lo, hi, (features,))
     corners = np.array([[hi[i] if (c >> i) & 1 else lo[i] for i in range(features)] for c in range(2**features)])

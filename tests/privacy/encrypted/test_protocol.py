@@ -114,6 +114,23 @@ def relu_and_sign(p, a, bits):
     return out, sign
 
 
+def test_the_test_vectors_modular_arithmetic_and_rotation_are_exact_over_their_whole_domain():
+    """The table-free reductions mod p = 127 against numpy's remainder for every value they are given (test-vector
+    shares |w| < 64 p, blinded products below 128 p), and the row rotation against np.roll, for the residues
+    (uint8) and the shares (int16), odd widths and an empty batch."""
+    p = comparison.MODULUS
+    w = np.arange(-64 * p + 1, 64 * p, dtype=np.int16)
+    assert np.array_equal(comparison._mod(w), (w.astype(np.int64) % p).astype(np.uint16))
+    x = np.arange(128 * p, dtype=np.uint16)
+    assert np.array_equal(comparison._reduce(x), x % p)
+    for dtype, width in ((np.uint8, 9), (np.int16, 17), (np.uint8, 63)):
+        rows = RNG.integers(0, 127, size=(500, width)).astype(dtype)
+        offsets = RNG.integers(0, width, size=500)
+        expected = np.stack([np.roll(row, -int(k)) for row, k in zip(rows, offsets)])
+        assert np.array_equal(comparison._rotate(rows, offsets), expected)
+    assert comparison._rotate(np.zeros((0, 9), np.uint8), np.zeros(0, np.int64)).shape == (0, 9)
+
+
 @pytest.mark.parametrize("bits", [1, 5, 30, 61, 63])
 def test_comparison_and_relu_are_exact_in_the_proven_range(run_parties, bits):
     """R = 63 decides the sign of any ring element (what the servers' input check relies on)."""
@@ -440,6 +457,81 @@ def test_a_refresh_renews_the_pairwise_keys_so_old_keys_and_new_shares_give_noth
     assert abs(ones - 32 * words) < 10 * np.sqrt(16 * words)
 
 
+def test_reshared_bundles_hold_the_same_weights_and_an_old_bundle_with_a_new_one_gives_nothing(fixed, tmp_path):
+    """`ppml encrypted reshare`'s core. Party 0 keeps its old bundle; the three files are renewed in place
+    (mode 0600, a new model id) and reconstruct the same weights. The attack: party 0's old components
+    (c_0, c_1) with party 1's or party 2's new pair, every way of choosing one version of each of c_0, c_1,
+    c_2 that mixes old and new: no guess equals a weight, and guess - weights is uniform (fair bits). Bundles
+    that are not one sharing are refused and nothing is written."""
+    import os
+    import stat
+
+    from privacy.encrypted.benchmark import reference_bounds, reference_plan
+    from privacy.encrypted.network.processes import model_path, reshare_model_shares, save_model_shares
+    from privacy.encrypted.protocol.model_shares import PartyModel
+
+    plan = reference_plan("mlp")
+    for i in range(3):
+        os.makedirs(os.path.dirname(model_path(str(tmp_path), i)))
+    paths = save_model_shares(plan, str(tmp_path), fixed, reference_bounds(plan))
+    kept = PartyModel.load(paths[0])
+    model_id = reshare_model_shares(paths)
+    new = [PartyModel.load(path) for path in paths]
+    assert model_id == new[0].model_id == new[2].model_id != kept.model_id
+    assert all(stat.S_IMODE(os.stat(path).st_mode) == 0o600 for path in paths)
+    guesses, matches, ones = 0, 0, 0
+    for name, layer in plan.encode(fixed).items():
+        for part in ("kernel", "bias"):
+            weights = getattr(layer, part)
+            renewed = [getattr(m.weights[name], part) for m in new]
+            assert np.array_equal(reconstruct([s.a for s in renewed]), weights)
+            old = getattr(kept.weights[name], part)
+            for other in (1, 2):  # party `other` holds c'_other, c'_(other+1)
+                versions = {0: [old.a], 1: [old.b]}
+                for j, comp in ((other, renewed[other].a), ((other + 1) % 3, renewed[other].b)):
+                    versions.setdefault(j, []).append(comp)
+                for c0 in versions[0]:
+                    for c1 in versions[1]:
+                        for c2 in versions[2]:  # only new: every choice mixes old and new
+                            guess = c0 + c1 + c2
+                            guesses += weights.size
+                            matches += int(np.sum(guess == weights))
+                            ones += int(np.unpackbits((guess - weights).view(np.uint8)).sum())
+    assert guesses > 300_000 and matches == 0
+    assert abs(ones - 32 * guesses) < 10 * np.sqrt(16 * guesses)  # 64 fair bits per guess, 10 sigma band
+    kept.save(paths[0])  # an old bundle beside two new ones: not one sharing
+    before = [open(path, "rb").read() for path in paths]
+    with pytest.raises(ValueError, match="not of one sharing"):
+        reshare_model_shares(paths)
+    assert [open(path, "rb").read() for path in paths] == before
+
+
+def test_reshare_refuses_bundles_whose_architectures_differ(fixed, tmp_path):
+    """Party 1's header edited to a sigmoid where the others have a ReLU (same model id and public information,
+    consistent weight components): the bundles are not one sharing, so reshare refuses them and writes nothing
+    (it renewed them, keeping each bundle's own architecture)."""
+    import json
+    import os
+
+    from privacy.encrypted.benchmark import reference_bounds, reference_plan
+    from privacy.encrypted.network.processes import model_path, reshare_model_shares, save_model_shares
+
+    plan = reference_plan("mlp")
+    for i in range(3):
+        os.makedirs(os.path.dirname(model_path(str(tmp_path), i)))
+    paths = save_model_shares(plan, str(tmp_path), fixed, reference_bounds(plan))
+    with np.load(paths[1]) as data:
+        arrays = dict(data)
+    header = json.loads(bytes(arrays["header"]).decode())
+    header["architecture"] = json.loads(json.dumps(header["architecture"]).replace('"relu"', '"sigmoid"', 1))
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    np.savez(paths[1], **arrays)
+    before = [open(path, "rb").read() for path in paths]
+    with pytest.raises(ValueError, match="not of one sharing .*architectures differ"):
+        reshare_model_shares(paths)
+    assert [open(path, "rb").read() for path in paths] == before
+
+
 def test_a_bundle_keeps_the_inputs_precision_in_a_format_older_code_refuses(fixed, tmp_path, monkeypatch):
     """The inputs' precision is in the bundle and in what parties tell clients; the format is /4, which code
     reading only /3 refuses: it would take 8-bit inputs for 16-bit ones (inputs 256 times too small)."""
@@ -509,17 +601,74 @@ def test_coarse_inputs_bounds_lie_on_their_grid_so_nothing_outside_them_is_compu
     assert refused and all(r.values is None for r in refused) and "outside the bounds" in refused[0].refused
 
 
+def test_bounds_off_the_model_grid_are_checked_inward_so_nothing_past_them_is_computed_on():
+    """Without the inputs' precision the bounds are checked at the model's (2^-16): declared [0.1, 0.3] are
+    off that grid (0.1 = 6553.6 steps, 0.3 = 19660.8), and rounded to the nearest step the parties accepted
+    19661, 2^-17 past 0.3. Rounded inward (6554 and 19660), exactly the grid values within [0.1, 0.3] pass:
+    the bounds themselves are accepted (a client's 0.3 takes 19660, its 0.1 takes 6554), one step past either
+    is refused by the parties (a client that bypasses the library), and by the client an input whose nearest
+    grid value lies past a bound.
+    Bounds holding no grid value are refused, naming the grid values on either side; calibration bounds are
+    widened outward (a constant feature off the grid is served)."""
+    from privacy.encrypted import InProcessCluster, InputOutOfBounds
+    from privacy.encrypted.model.plan import Architecture, Dense, ModelPlan
+
+    plan = ModelPlan(Architecture((1,), (Dense("out", 1),)), {"out": (np.ones((1, 1)), np.zeros(1))})  # logit = x
+    cluster = InProcessCluster(plan, InputBounds.declared(0.1, 0.3, (1,)), allow_logits=True)
+    step = 2.0**-16
+    assert [int(as_signed(b)[0]) for b in cluster.ranges.input_bounds.encoded(cluster.fixed)] == [6554, 19660]
+    logits = cluster.predict([[0.1], [0.3], [0.2]], output="logits").logits.ravel().tolist()
+    assert logits == [6554 * step, 19660 * step, np.rint(0.2 / step) * step]
+    with pytest.raises(InputOutOfBounds):  # its nearest grid value, 19661, lies past 0.3
+        cluster.predict([[0.3 + 2**-20]], output="logits")
+    # 0.1 - 2^-20 rounds to 6554, like any input its nearest grid value: inside, so it is computed on
+    assert cluster.predict([[0.1 - 2**-20]], output="logits").logits.ravel().tolist() == [6554 * step]
+    for encoded, accepted in ((6553, False), (6554, True), (19660, True), (19661, False)):
+        results = cluster.run_shares(share(np.array([[encoded]], dtype=np.uint64)), "logits")
+        assert all(r.refused is None for r in results) == accepted, encoded
+        if not accepted:
+            assert any(r.refused is not None and "outside the bounds" in r.refused for r in results)
+    # Calibration data's extremes are widened outward instead: a constant feature at 0.3 is [19660, 19661].
+    calibrated = InProcessCluster(plan, InputBounds.from_data([[0.3], [0.3]], (1,)), allow_logits=True)
+    assert [int(as_signed(b)[0]) for b in calibrated.ranges.input_bounds.encoded(calibrated.fixed)] == [19660, 19661]
+    assert calibrated.predict([[0.3]], output="logits").logits.ravel().tolist() == [19661 * step]
+    with pytest.raises(
+        ValueError, match=r"feature \(0,\) hold no multiple of 2\^-16 .*nearest are 0\.09999084.* and 0\.1000061"
+    ):
+        InProcessCluster(plan, InputBounds.declared(0.1 + step / 20, 0.1 + step / 4, (1,)), allow_logits=True)
+
+
+def test_bounds_too_large_to_scale_to_the_inputs_grid_are_refused_naming_their_magnitude():
+    """Declared bounds of 1.7e308 overflow when scaled by 2^16 for the inward rounding: they are refused naming
+    their magnitude (as 1e300 is), not as "NaN or infinite values" with an overflow warning."""
+    import re
+    import warnings
+
+    fixed = FixedPoint(16)
+    for lo, hi, what in ((-1.7e308, 1.0, "lower"), (0.0, 1.7e308, "upper"), (-1e300, 1.0, "lower")):
+        magnitude = re.escape(f"{abs(lo or hi):.3g}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(ValueError, match=f"{what} input bound has a value of magnitude {magnitude}"):
+                InputBounds.declared(lo, hi, (1,)).encoded(fixed)
+
+
 @pytest.mark.parametrize(
     "edit, why",
     [
         (lambda h: h.update(format="ppml-encrypted-model-share/3"), "/3 bundles have no inputs' precision"),
         (lambda h: h["ranges"]["input_bounds"].update(frac_bits=20), "exceeds the model's"),
+        (lambda h: h["ranges"]["input_bounds"].update(lo=0.3, hi=0.3, frac_bits=None), "hold no multiple of 2\\^-16"),
     ],
 )
-def test_a_bundle_whose_inputs_precision_its_format_or_model_cannot_have_is_refused(fixed, tmp_path, edit, why):
+def test_a_bundle_whose_inputs_precision_or_bounds_its_format_or_model_cannot_have_is_refused(
+    fixed, tmp_path, edit, why
+):
     """A /3 header carrying an inputs' precision (no /3 writer wrote one, and /3 readers ignore it: they would
-    take 8-bit inputs for 16-bit ones), or a precision finer than the model's (every session would fail),
-    is refused when the bundle is loaded, not when a party first runs a session."""
+    take 8-bit inputs for 16-bit ones), a precision finer than the model's (every session would fail), or
+    bounds that hold no value of the inputs' grid (what share-model before db6ab2f wrote for a constant
+    calibration feature off the grid: no input passes the parties' check, and `serve` failed blaming
+    --memory-budget) is refused when the bundle is loaded, not when a party first runs a session."""
     import json
 
     from privacy.encrypted.model.plan import Architecture, Dense, ModelPlan

@@ -127,3 +127,18 @@ def test_gate_blesses_matching_models_and_blocks_others(tmp_path, python_subproc
     assert "decision agreement 100.00 %" in lines["WIDEREASON"]
     assert lines["COMPONENT"] == "COMPONENT 50 ['f00', 'f01'] OutputChannel"
     assert lines["INVALID"] == "INVALID min_agreement must be in [0, 1], got 1.5"
+
+
+def test_gate_settings_refuse_input_bounds_that_hold_no_grid_value_before_tfx_runs():
+    """input_lo = input_hi = 0.3 at 16 fractional bits holds no multiple of 2^-16: the executor would refuse the
+    model after loading TFX and the examples, so the settings refuse it when built, naming the grid values on
+    either side; 0.25 (on the grid) and [0.1, 0.3] (which hold grid values) are accepted."""
+    import pytest
+
+    from pipelines.components.encrypted_gate.spec import GateSettings
+
+    settings = dict(feature_keys=("f00",), label_key="diagnosis")
+    with pytest.raises(ValueError, match=r"hold no multiple of 2\^-16 .*nearest are 0\.29998779296875 and 0\.30000305"):
+        GateSettings(**settings, input_lo=0.3, input_hi=0.3)
+    assert GateSettings(**settings, input_lo=0.25, input_hi=0.25).input_lo == 0.25
+    assert GateSettings(**settings, input_lo=0.1, input_hi=0.3, frac_bits=8).input_hi == 0.3
