@@ -215,7 +215,7 @@ def run(tfx_pipeline, progress):
     raise ValueError(f"bad row {ROW!r}")
 
 pipelines.minimization.minimization_pipeline = lambda **settings: None
-pipeline_cli._import_tfx = lambda: (None, SimpleNamespace(run=run))
+pipeline_cli.import_tfx = lambda: (None, SimpleNamespace(run=run))
 cli(["minimize", *sys.argv[1:]])
 """
 
