@@ -189,7 +189,7 @@ class ClientTrainer:
         schedule = batch_schedule(
             [ix for _, ix in clients],
             seeds,
-            epochs=config.epochs,
+            epochs=config.local_epochs,
             batch=batch,
             width=width,
             clients=rows,

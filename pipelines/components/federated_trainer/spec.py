@@ -846,7 +846,7 @@ class FederatedTrainingPlan:
 
         c = self.config
         client = ClientConfig(
-            epochs=c.local_epochs,
+            local_epochs=c.local_epochs,
             batch_size=c.batch_size,
             learning_rate=c.client_learning_rate,
             proximal_mu=c.proximal_mu,
