@@ -13,7 +13,7 @@ import sys
 import click
 
 from pipelines.cli.aliases import deprecated_alias
-from pipelines.cli.types import TruncatedBatchSize, checked
+from pipelines.cli.types import TruncatedBatchSize, check, checked
 from privacy import validation
 from privacy.accounting import (
     DEFAULT_DELTA_RULE,
@@ -200,8 +200,7 @@ def _build_mechanism(
     except ValueError as err:
         raise _bad("--adjacency", str(err)) from None
     if microbatches is not None:
-        if microbatches < 1:
-            raise _bad("--num-microbatches", f"must be >= 1, got {microbatches}")
+        check("--num-microbatches", validation.integer, microbatches, minimum=1)
         if microbatches > batch_size:  # under Poisson sampling too: most microbatches would be empty
             raise _bad("--num-microbatches", f"must be <= the (expected) batch size {batch_size:g}, got {microbatches}")
     if max_examples_per_user is not None and not 1 <= max_examples_per_user <= dataset_size:
@@ -222,8 +221,7 @@ def _build_mechanism(
         return _mechanism(steps=1, **fields)
     if (epochs is None) == (steps is None):
         raise click.UsageError("give exactly one of --epochs and --steps")
-    if steps is not None and not 0 < steps <= MAX_STEPS:
-        raise _bad("--steps", f"must be in [1, {MAX_STEPS:.0e}], got {steps}")
+    check("--steps", validation.integer, steps, minimum=1, maximum=MAX_STEPS)
     if epochs is not None:
         per_epoch = steps_per_epoch(dataset_size, batch_size, sampling)
         if epochs * per_epoch > MAX_STEPS:

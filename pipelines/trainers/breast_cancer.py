@@ -27,6 +27,7 @@ from pipelines.components.dp_trainer.spec import DpTrainingPlan
 from pipelines.datasets.breast_cancer import LABEL_KEY, feature_keys
 from pipelines.keras_env import require_tf_keras
 from pipelines.transform.analyzers import PrivateAnalyzers, private_preprocessing_fn
+from privacy import validation
 
 FEATURE_KEYS = tuple(feature_keys())
 PREDICTION_KEY = "probabilities"
@@ -101,12 +102,9 @@ def _hyperparameters(custom_config: dict[str, Any] | None) -> dict[str, Any]:
     for key in HYPERPARAMETERS:
         if (custom_config or {}).get(key) is not None:
             hp[key] = custom_config[key]
-    lr = hp["learning_rate"]
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < float("inf"):
-        raise ValueError(f"custom_config['learning_rate']: must be a finite number > 0, got {lr!r}")
+    validation.positive("custom_config['learning_rate']", hp["learning_rate"])
     for key, minimum in (("hidden_units", 1), ("seed", 0)):
-        if isinstance(hp[key], bool) or not isinstance(hp[key], int) or hp[key] < minimum:
-            raise ValueError(f"custom_config[{key!r}]: must be an integer >= {minimum}, got {hp[key]!r}")
+        validation.integer(f"custom_config[{key!r}]", hp[key], minimum=minimum)
     return hp
 
 

@@ -99,7 +99,7 @@ def test_shamir_threshold():
 
 
 def test_bad_settings_and_overflow():
-    with pytest.raises(ValueError, match="threshold must be a fraction in"):
+    with pytest.raises(ValueError, match=r"threshold must be in \(0.5, 1\], got 0.5"):
         SecureAggregation(clipping_range=1.0, threshold=0.5)
     with pytest.raises(ValueError, match=r"raise modulus_bits to >= 20"):
         SecureAggregation(clipping_range=1.0, bits=16, modulus_bits=18).open_round(_plan(10), seed=0)
