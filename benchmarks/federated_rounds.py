@@ -93,7 +93,7 @@ def main():
     for name, partitioner in partitions.items():
         data = ClientData.from_arrays(x_train, y_train, partitioner)
         for epochs, batch in GRID:
-            client = ClientConfig(epochs=epochs, batch_size=batch, learning_rate=args.learning_rate)
+            client = ClientConfig(local_epochs=epochs, batch_size=batch, learning_rate=args.learning_rate)
             simulation = FederatedSimulation(
                 model_fn,
                 data,

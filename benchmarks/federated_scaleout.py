@@ -55,7 +55,7 @@ def _data(num_clients: int) -> ClientData:
 
 
 def _measure(runner, data, clients_per_round: int, rounds: int) -> dict:
-    strategy = FedAvg(ClientConfig(epochs=1, batch_size=10, learning_rate=0.05))
+    strategy = FedAvg(ClientConfig(local_epochs=1, batch_size=10, learning_rate=0.05))
     sim = FederatedSimulation(
         DenseModel(784, 10, (200, 200)),
         data,

@@ -50,7 +50,7 @@ def _data(num_clients: int) -> ClientData:
 
 
 def _ppml(model_fn, data, clients_per_round, rounds, execution, runner, chunk_size) -> dict:
-    strategy = FedAvg(ClientConfig(epochs=1, batch_size=10, learning_rate=0.05))
+    strategy = FedAvg(ClientConfig(local_epochs=1, batch_size=10, learning_rate=0.05))
     sim = FederatedSimulation(
         model_fn,
         data,

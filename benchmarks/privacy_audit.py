@@ -6,12 +6,12 @@ dp_sgd_audit.run_dp_sgd_audit`) is made, and the run's RDP epsilon and claimed e
 reports, RDP or PLD, for its realised size and steps), the one-run lower bound (95 %, Bonferroni over the
 guess counts; the run's default estimator) and its ratio to the claim are printed, with the bounds of the same
 scores under each estimator sound for the run (`privacy.auditing.one_run.ESTIMATORS`: counting, f-DP with the
-(eps, delta) trade-off, and at sampling rate 1 f-DP with the mu-GDP trade-off; not the costly f-DP against the
+(eps, delta) trade-off, and at sampling probability 1 f-DP with the mu-GDP trade-off; not the costly f-DP against the
 claimed mechanism's own curve, which `compared` holds only where it was asked for), the bound under the held-out-half
 threshold choice ("split"), and the time taken.
 White-box: 2,000 Dirac canaries, expected batch 1,200, 5 epochs; black-box: 450 mislabelled held-out digits,
 expected batch 256, 10 epochs; full-batch: 2,000 Dirac canaries, every one of the 1,347 rows (zero stand-ins, as the
-Evaluator's audit) and canaries in each of 5 steps (`audit_mechanism`, sampling rate 1).
+Evaluator's audit) and canaries in each of 5 steps (`audit_mechanism`, sampling probability 1).
 The noise and the bits come from the OS CSPRNG: rerunning gives other figures.
 
     make run ARGS='python benchmarks/privacy_audit.py'

@@ -79,7 +79,7 @@ def features(transform_output: str, rows) -> tuple[np.ndarray, np.ndarray]:
     raw = {k: tf.constant([r[k] for r in rows], tf.int64 if k == module.LABEL_KEY else tf.float32) for k in rows[0]}
     transformed = tft.TFTransformOutput(transform_output).transform_raw_features(raw)
     labels = np.array([r[module.LABEL_KEY] for r in rows], dtype=np.float32)[:, None]
-    return module._stack(transformed).numpy(), labels
+    return module.stack_features(transformed).numpy(), labels
 
 
 def run_one(train_rows, eval_rows, *, epsilon: float, share: float | None, repeat: int) -> dict:
@@ -115,8 +115,8 @@ def run_one(train_rows, eval_rows, *, epsilon: float, share: float | None, repea
     )
     hp = dict(module.HYPERPARAMETERS, seed=repeat)
     tf.keras.utils.set_random_seed(repeat)
-    model = module._model(hp["hidden_units"])
-    module._fit_private(model, x_train, y_train, plan, hp, noise_seed=1000 + repeat)
+    model = module.build_model(hp["hidden_units"])
+    module.fit_private(model, x_train, y_train, plan, hp, noise_seed=1000 + repeat)
     probabilities = model.predict(x_eval, verbose=0)[:, 0]
     ledger = plan.ledger()
     return {

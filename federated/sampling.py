@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import warnings
 
 import numpy as np
 
@@ -77,22 +78,30 @@ class PoissonSampler(ClientSampler):
     """Each client joins each round independently with probability q (rounds may be empty).
 
     Args:
-      probability: q in (0, 1].
+      sampling_probability: q in (0, 1].
+      probability: the old name of ``sampling_probability``, kept for one release (a DeprecationWarning).
     """
 
-    probability: float
+    sampling_probability: float | None = None
+    probability: dataclasses.InitVar[float | None] = None
     name = "poisson"
 
-    def __post_init__(self):
-        object.__setattr__(
-            self, "probability", validation.probability("sampling probability", self.probability, one=True)
-        )
+    def __post_init__(self, probability):
+        q = self.sampling_probability
+        if probability is not None:
+            if q is not None:
+                raise ValueError("probability is the old name of sampling_probability; give sampling_probability only")
+            warnings.warn(
+                "PoissonSampler(probability=...) is deprecated: use sampling_probability", DeprecationWarning, 3
+            )
+            q = probability
+        object.__setattr__(self, "sampling_probability", validation.probability("sampling_probability", q, one=True))
 
     def sample(self, population, rng):
-        return np.flatnonzero(rng.random(population) < self.probability)
+        return np.flatnonzero(rng.random(population) < self.sampling_probability)
 
     def expected_clients(self, population):
-        return self.probability * population
+        return self.sampling_probability * population
 
     def most_clients(self, population):
         return population

@@ -190,13 +190,16 @@ def resolve_plan(
     Raises:
       ValueError, InvalidPrivacySetting, InvalidFederatedSetting: for an invalid setting, naming it.
     """
-    if trainer not in TRAINERS:
-        raise ValueError(f"trainer must be one of {', '.join(TRAINERS)}, got {trainer!r}")
-    relations = [a.value for a in Adjacency]
-    if budget_adjacency is not None and budget_adjacency not in relations:
-        raise ValueError(
-            f"budget_adjacency (--budget-adjacency) must be one of {', '.join(relations)}, got {budget_adjacency!r}"
-        )
+    validation.choice("trainer", trainer, TRAINERS)
+    gate_spec.check_gate_settings(  # the Evaluator's settings, before anything imports TFMA
+        epsilon_budget=epsilon_budget,
+        max_membership_auc=max_membership_auc,
+        delta_budget=delta_budget,
+        privacy_unit=privacy_unit,
+        min_accuracy=min_accuracy,
+        audit_canaries=audit_canaries,
+        budget_adjacency=budget_adjacency,
+    )
     if trainer == "federated" and encrypted_check:
         raise ValueError(
             "the encrypted check runs Keras models; the Federated Trainer exports a SavedModel "

@@ -17,6 +17,7 @@ from tfx import v1 as tfx
 from tfx.orchestration.portable import launcher
 
 from pipelines import private_root
+from privacy import validation
 
 RUNNERS = ("local", "beam")
 DEFAULT_IMAGE = "ppml:latest"
@@ -76,8 +77,7 @@ def run(
       ValueError: for an unknown ``runner``.
       Whatever the failing stage raised (TFX records the failed execution in ML Metadata).
     """
-    if runner not in RUNNERS:
-        raise ValueError(f"runner must be one of {', '.join(RUNNERS)}, got {runner!r}")
+    validation.choice("runner", runner, RUNNERS)
     dag_runner = tfx.orchestration.LocalDagRunner() if runner == "local" else _beam_dag_runner()
     with private_root.owner_only_files():
         if progress is None:

@@ -91,6 +91,14 @@ def integer(
     return int(value)
 
 
+def choice(name: str, value, choices, *, note: str = "", error: type[Exception] = ValueError):
+    """``value``, one of ``choices`` (compared with ==, except that True and False are not 1 and 0)."""
+    choices = tuple(choices)
+    if value not in choices or (isinstance(value, bool) and not any(c is value for c in choices)):
+        raise error(_message(name, f"one of {', '.join(str(c) for c in choices)}", note, value))
+    return value
+
+
 def _float(value) -> float | None:
     """``value`` as a float, or None when it is not a real number (or a bool)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -102,19 +110,20 @@ def _float(value) -> float | None:
 
 
 def _message(name: str, condition: str, note: str, value) -> str:
-    return f"{name} must be {condition}{f' ({note})' if note else ''}, got {_shown(value)}"
+    return f"{name} must be {condition}{f' ({note})' if note else ''}, got {shown(value)}"
 
 
-def _shown(value) -> str:
+def shown(value) -> str:
+    """``value``'s repr for a one-line message (`MAX_SHOWN` characters at most)."""
     try:
-        shown = repr(value)
+        text = repr(value)
     except ValueError:  # e.g. an int of more digits than Python converts to text
         return f"an {type(value).__name__} too large to show"
-    if "\n" in shown or len(shown) > MAX_SHOWN:
-        shown = " ".join(shown.split())
-        shown = (
-            f"{type(value).__name__} {shown[: MAX_SHOWN - 3]}..."
-            if len(shown) > MAX_SHOWN
-            else f"{type(value).__name__} {shown}"
+    if "\n" in text or len(text) > MAX_SHOWN:
+        text = " ".join(text.split())
+        text = (
+            f"{type(value).__name__} {text[: MAX_SHOWN - 3]}..."
+            if len(text) > MAX_SHOWN
+            else f"{type(value).__name__} {text}"
         )
-    return shown
+    return text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 
@@ -14,7 +15,8 @@ class ClientConfig:
     """Local training of one round: E epochs of minibatch SGD.
 
     Attributes:
-      epochs: E, passes over the client's data (>= 1).
+      local_epochs: E, passes over the client's data in the round (>= 1); ``epochs=`` is its old name, kept for
+        one release (a DeprecationWarning).
       batch_size: B, examples per step; None means the full local dataset (B = infinity).
       learning_rate: client SGD step size.
       proximal_mu: FedProx's mu >= 0: adds (mu / 2) ||w - w_global||^2 to the local loss.
@@ -22,14 +24,20 @@ class ClientConfig:
         epoch after epoch, as TFF's ``dataset.batch(B).repeat(E)`` does (each epoch's last batch partial).
     """
 
-    epochs: int = 1
+    local_epochs: int = 1
     batch_size: int | None = 10
     learning_rate: float = 0.1
     proximal_mu: float = 0.0
     shuffle: bool = True
+    epochs: dataclasses.InitVar[int | None] = None
 
-    def __post_init__(self):
-        object.__setattr__(self, "epochs", validation.integer("epochs", self.epochs, minimum=1))
+    def __post_init__(self, epochs):
+        if epochs is not None:
+            if self.local_epochs != 1:
+                raise ValueError("epochs is the old name of local_epochs; give local_epochs only")
+            warnings.warn("ClientConfig(local_epochs=...) is deprecated: use local_epochs", DeprecationWarning, 3)
+            object.__setattr__(self, "local_epochs", epochs)
+        object.__setattr__(self, "local_epochs", validation.integer("local_epochs", self.local_epochs, minimum=1))
         if self.batch_size is not None:
             object.__setattr__(
                 self,

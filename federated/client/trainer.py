@@ -37,7 +37,7 @@ from federated.client.batches import batch_schedule
 from federated.client.config import ClientConfig, ClientUpdate
 from federated.client.numpy_sgd import NumpyDenseSgd
 from federated.weights import flatten
-from privacy import training_state
+from privacy import training_state, validation
 
 EXECUTIONS = ("sequential", "vectorized", "numpy")
 
@@ -65,8 +65,7 @@ class ClientTrainer:
         import keras
         import tensorflow as tf
 
-        if execution not in EXECUTIONS:
-            raise ValueError(f"execution must be one of {EXECUTIONS}, got {execution!r}")
+        validation.choice("execution", execution, EXECUTIONS)
         self._tf = tf
         model = model_fn()
         if not model.built or not getattr(model, "inputs", None):
@@ -189,7 +188,7 @@ class ClientTrainer:
         schedule = batch_schedule(
             [ix for _, ix in clients],
             seeds,
-            epochs=config.epochs,
+            epochs=config.local_epochs,
             batch=batch,
             width=width,
             clients=rows,

@@ -32,8 +32,8 @@ class ClientData:
             raise ValueError(f"x has {x.shape[0]} examples, y has {y.shape[0]}")
         if y.ndim != 1:
             raise ValueError(f"y must be [n] integer labels, got shape {y.shape}")
-        if y.size and y.min() < 0:
-            raise ValueError(f"labels must be >= 0, got {y.min()}")
+        if y.size:
+            validation.number("labels", y.min().item(), low=0)
         if y.size and y.max() > np.iinfo(np.int32).max:
             raise ValueError(f"labels must fit int32, got {y.max()}")
         if not np.all(np.isfinite(x)):

@@ -19,6 +19,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from privacy import validation
+
 ACCEPTED = {
     "number": ("float_list", "int64_list"),
     "int": ("int64_list",),
@@ -52,8 +54,7 @@ class Column:
     accepts: tuple[str, ...] | None = None
 
     def __post_init__(self):
-        if self.kind not in ACCEPTED:
-            raise ValueError(f"column {self.name!r}: kind must be one of {', '.join(ACCEPTED)}, got {self.kind!r}")
+        validation.choice(f"column {self.name!r}: kind", self.kind, ACCEPTED)
         if self.kind == "text" and self.length != 1:
             raise ValueError(f"column {self.name!r}: a client id is one value, got length {self.length}")
         if self.accepts is None:

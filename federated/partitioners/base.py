@@ -56,8 +56,7 @@ def _check_labels(labels) -> np.ndarray:
         if not np.all(np.equal(np.mod(labels, 1), 0)):
             raise ValueError("labels must be integer class ids 0..K-1")
         labels = labels.astype(np.int64)
-    if labels.min() < 0:
-        raise ValueError(f"labels must be >= 0, got {labels.min()}")
+    validation.integer("labels", labels.min().item(), minimum=0)
     return labels
 
 

@@ -58,11 +58,9 @@ class KeyedPartitioner(Partitioner):
 
     def __post_init__(self):
         object.__setattr__(self, "num_clients", validation.integer("num_clients", self.num_clients, minimum=1))
-        if self.rule not in RULES:
-            raise ValueError(f"rule must be one of {', '.join(RULES)}, got {self.rule!r}")
+        validation.choice("rule", self.rule, RULES)
         object.__setattr__(self, "alpha", validation.positive("alpha", self.alpha))
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**64:
-            raise ValueError(f"seed must be an integer in [0, 2^64), got {self.seed!r}")
+        validation.integer("seed", self.seed, minimum=0, maximum=2**64 - 1)
 
     def default_keys(self, x, y):
         return content_keys(x, y)

@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 
 from federated.partitioners.base import Partitioner
+from privacy import validation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +35,6 @@ class NaturalPartitioner(Partitioner):
         indices = np.split(order, np.cumsum(np.bincount(inverse, minlength=unique.size))[:-1])
         ids = [str(k) for k in unique]
         if self.max_clients is not None:
-            if self.max_clients < 1:
-                raise ValueError(f"max_clients must be >= 1, got {self.max_clients}")
+            validation.integer("max_clients", self.max_clients, minimum=1)
             ids, indices = ids[: self.max_clients], indices[: self.max_clients]
         return [np.sort(ix) for ix in indices], ids

@@ -106,8 +106,7 @@ class FederatedSimulation:
         checkpoint_dir: str | None = None,
     ):
         rounds = validation.integer("rounds", rounds, minimum=1)
-        if execution not in EXECUTIONS + ("auto",):
-            raise ValueError(f"execution must be one of {EXECUTIONS + ('auto',)}, got {execution!r}")
+        validation.choice("execution", execution, EXECUTIONS + ("auto",))
         if (
             isinstance(chunk_size, bool)
             or not isinstance(chunk_size, int)

@@ -11,6 +11,7 @@ from federated.strategies.fedadam import FedAdam
 from federated.strategies.fedavg import FedAvg
 from federated.strategies.fedavgm import FedAvgM
 from federated.strategies.fedyogi import FedYogi
+from privacy import validation
 
 SERVER_OPTIMIZERS = ("sgd", "avgm", "adam", "yogi", "adagrad")
 DEFAULT_SERVER_LEARNING_RATES = {"sgd": 1.0, "avgm": 1.0, "adam": 1e-2, "yogi": 1e-2, "adagrad": 1e-2}
@@ -31,8 +32,7 @@ def build_strategy(
     ``server_learning_rate`` defaults to `DEFAULT_SERVER_LEARNING_RATES` (1 for sgd and avgm, 0.01 for the
     adaptive optimizers).
     """
-    if server_optimizer not in SERVER_OPTIMIZERS:
-        raise ValueError(f"server_optimizer must be one of {', '.join(SERVER_OPTIMIZERS)}, got {server_optimizer!r}")
+    validation.choice("server_optimizer", server_optimizer, SERVER_OPTIMIZERS)
     rate = server_learning_rate or DEFAULT_SERVER_LEARNING_RATES[server_optimizer]
     if server_optimizer in ("adam", "yogi", "adagrad"):
         cls = {"adam": FedAdam, "yogi": FedYogi, "adagrad": FedAdagrad}[server_optimizer]

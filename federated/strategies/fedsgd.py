@@ -19,4 +19,4 @@ class FedSGD(FedAvg):
     """
 
     def __init__(self, learning_rate: float, *, weighted: bool = True):
-        super().__init__(ClientConfig(epochs=1, batch_size=None, learning_rate=learning_rate), weighted=weighted)
+        super().__init__(ClientConfig(local_epochs=1, batch_size=None, learning_rate=learning_rate), weighted=weighted)

@@ -13,7 +13,7 @@ import sys
 import click
 
 from pipelines.cli.aliases import deprecated_alias
-from pipelines.cli.types import TruncatedBatchSize, checked
+from pipelines.cli.types import TruncatedBatchSize, check, checked
 from privacy import validation
 from privacy.accounting import (
     DEFAULT_DELTA_RULE,
@@ -63,10 +63,10 @@ def _mechanism_options(*, noise: bool, length: bool):
                 help="Batch size B (expected size for Poisson sampling).",
             ),
             click.option(
-                "--sampling-rate",
+                "--sampling-probability",
                 type=float,
-                callback=checked("--sampling-rate", validation.positive),
-                help="Sampling rate q = B/n, instead of --batch-size.",
+                callback=checked("--sampling-probability", validation.probability, one=True),
+                help="Sampling probability q = B/n in (0, 1], instead of --batch-size.",
             ),
         ]
         if noise:
@@ -149,6 +149,13 @@ def _mechanism_options(*, noise: bool, length: bool):
                 "--delta", "--target-delta", "delta", type=float, callback=checked("--delta", validation.probability)
             ),
             deprecated_alias("--microbatches", "--num-microbatches", "microbatches", type=int),
+            deprecated_alias(
+                "--sampling-rate",
+                "--sampling-probability",
+                "sampling_probability",
+                type=float,
+                callback=checked("--sampling-rate", validation.probability, one=True),
+            ),
         ]
         for option in reversed(options):
             fn = option(fn)
@@ -161,7 +168,7 @@ def _build_mechanism(
     *,
     dataset_size,
     batch_size,
-    sampling_rate,
+    sampling_probability,
     noise_multiplier=1.0,
     epochs=None,
     steps=None,
@@ -174,18 +181,16 @@ def _build_mechanism(
     need_length=True,
 ) -> DpSgdMechanism:
     """Checks the options against each other and builds the mechanism; errors name the option."""
-    if (batch_size is None) == (sampling_rate is None):
-        raise click.UsageError("give exactly one of --batch-size and --sampling-rate")
-    if sampling_rate is not None:
-        if sampling_rate > 1:
-            raise _bad("--sampling-rate", f"must be <= 1, got {sampling_rate!r}")
-        batch_size = sampling_rate * dataset_size
+    if (batch_size is None) == (sampling_probability is None):
+        raise click.UsageError("give exactly one of --batch-size and --sampling-probability")
+    if sampling_probability is not None:
+        batch_size = sampling_probability * dataset_size
     elif batch_size > dataset_size:
         raise _bad("--batch-size", f"must be <= --n ({dataset_size}), got {batch_size:g}")
     sampling = Sampling(sampling)
     if sampling is not Sampling.POISSON and batch_size != int(batch_size):
         raise _bad(
-            "--batch-size" if sampling_rate is None else "--sampling-rate",
+            "--batch-size" if sampling_probability is None else "--sampling-probability",
             f"{sampling.value} batches need a whole batch size, got {batch_size:g}",
         )
     if sampling is not Sampling.POISSON:
@@ -195,8 +200,7 @@ def _build_mechanism(
     except ValueError as err:
         raise _bad("--adjacency", str(err)) from None
     if microbatches is not None:
-        if microbatches < 1:
-            raise _bad("--num-microbatches", f"must be >= 1, got {microbatches}")
+        check("--num-microbatches", validation.integer, microbatches, minimum=1)
         if microbatches > batch_size:  # under Poisson sampling too: most microbatches would be empty
             raise _bad("--num-microbatches", f"must be <= the (expected) batch size {batch_size:g}, got {microbatches}")
     if max_examples_per_user is not None and not 1 <= max_examples_per_user <= dataset_size:
@@ -217,8 +221,7 @@ def _build_mechanism(
         return _mechanism(steps=1, **fields)
     if (epochs is None) == (steps is None):
         raise click.UsageError("give exactly one of --epochs and --steps")
-    if steps is not None and not 0 < steps <= MAX_STEPS:
-        raise _bad("--steps", f"must be in [1, {MAX_STEPS:.0e}], got {steps}")
+    check("--steps", validation.integer, steps, minimum=1, maximum=MAX_STEPS)
     if epochs is not None:
         per_epoch = steps_per_epoch(dataset_size, batch_size, sampling)
         if epochs * per_epoch > MAX_STEPS:
@@ -522,7 +525,7 @@ def _config_dict(mechanism: DpSgdMechanism, delta: float, target_epsilon: float)
         "delta": delta,
         "dataset_size": mechanism.dataset_size,
         "batch_size": mechanism.batch_size,
-        "sampling_rate": mechanism.sampling_probability,
+        "sampling_probability": mechanism.sampling_probability,
         "sampling": mechanism.sampling.value,
         "adjacency": mechanism.adjacency.value,
         "num_microbatches": mechanism.num_microbatches,

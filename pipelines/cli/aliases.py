@@ -1,10 +1,13 @@
 """Old flag spellings kept for one release after a rename to the CLI's one glossary.
 
-The glossary (one name per concept across commands): ``--target-delta``, ``--num-microbatches``, ``--dp``.
-A command that spelled one differently (``ppml epsilon``, ``noise`` and ``epochs``: ``--delta`` and
-``--microbatches``) keeps the old spelling as a hidden option that sets the same value, prints one warning
-line on stderr and raises a `DeprecationWarning` (an error in ppml's tests, so no test leans on an old
-spelling); giving both spellings is a usage error naming the old one."""
+The glossary (one name per concept across commands; README, "Glossary"): ``--target-delta``,
+``--num-microbatches``, ``--dp``, ``--epochs`` (total passes over the data) beside ``--local-epochs`` (a federated
+client's passes over its own data each round), ``--sampling-probability`` (q). A command that spelled one
+differently (``ppml epsilon``, ``noise`` and ``epochs``: ``--delta``, ``--microbatches`` and ``--sampling-rate``;
+``ppml pipeline run``: ``--delta``, ``--private``; ``ppml federated run``: ``--epochs``) keeps the old spelling as
+a hidden option that sets the same value, prints one warning line on stderr and raises a `DeprecationWarning` (an
+error in ppml's tests, so no test leans on an old spelling); giving both spellings is a usage error naming the old
+one."""
 
 from __future__ import annotations
 

@@ -93,7 +93,7 @@ _DEFAULTS = AuditPlan()
     help="Inject a known bug to check the audit: clip-2x/clip-4x clip at 2C/4C while claiming C; "
     "no-noise adds none while claiming sigma. clip-4x and no-noise are caught in the default "
     "configuration; clip-2x is not caught in it (10 steps at sigma 6.5), only in the README's broken-clip "
-    "configurations (Python's audit_mechanism: one step at sampling rate 0.5, or sampling rate 1).",
+    "configurations (Python's audit_mechanism: one step at sampling probability 0.5, or sampling probability 1).",
 )
 @click.option(
     "--estimator",
@@ -102,7 +102,7 @@ _DEFAULTS = AuditPlan()
     help="The bound: f-dp (the (eps, delta) trade-off, sound for any claim; the default here), counting (Steinke "
     "et al. 2023), f-dp-claimed (f-DP against the claimed Poisson-sampled Gaussian's own trade-off curve, from "
     "PLD: about 10 PLDs a bound; only where the data size does not depend on the canary bits, which it does here: "
-    "Python's audit_mechanism), f-dp-gaussian (mu-GDP trade-off: only for runs at sampling rate 1, which this "
+    "Python's audit_mechanism), f-dp-gaussian (mu-GDP trade-off: only for runs at sampling probability 1, which this "
     "command does not run; Python's audit_mechanism does).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")

@@ -48,6 +48,7 @@ from federated.strategies import (
 )
 from federated.strategies.dp_adaptive_clipping import COUNT_STDDEV_SHARE
 from pipelines import private_root
+from pipelines.cli.aliases import deprecated_alias
 from pipelines.cli.types import FiniteFloatRange
 from privacy.accounting import DEFAULT_DELTA_RULE, MAX_STEPS, AccountantKind
 
@@ -64,7 +65,7 @@ OPTION_OF_SETTING = {
     "sampling": "--sampling",
     "fraction": "--fraction",
     "hidden_units": "--hidden",
-    "local_epochs": "--epochs",
+    "local_epochs": "--local-epochs",
     "batch_size": "--batch-size",
     "client_learning_rate": "--client-lr",
     "server_optimizer": "--server-optimizer",
@@ -226,7 +227,7 @@ def _default(setting: str):
     f"data, at least 2; required under --dp, where one label would otherwise decide the model].",
 )
 @click.option(
-    "--epochs",
+    "--local-epochs",
     "-E",
     type=int,
     default=_default("local_epochs"),
@@ -234,6 +235,7 @@ def _default(setting: str):
     help="Local epochs E: passes each sampled client makes over its own data in every round (not the "
     "total passes over the data that `ppml pipeline run --epochs` counts).",
 )
+@deprecated_alias("--epochs", "--local-epochs", "local_epochs", type=int)
 @click.option(
     "--batch-size",
     "-B",
@@ -429,7 +431,7 @@ def _config(o) -> FederatedTrainingConfig:
         "sampling": o["sampling"],
         "fraction": o["fraction"],
         "hidden_units": MODELS.get(o["model"], tuple(o["hidden"])),
-        "local_epochs": o["epochs"],
+        "local_epochs": o["local_epochs"],
         "batch_size": o["batch_size"] or None,
         "client_learning_rate": o["client_lr"],
         "server_optimizer": o["server_optimizer"],
@@ -820,7 +822,7 @@ def _check_memory(
     parts = {
         widest[1]: parameters * (16 + 8 * (clients + 40)),
         "--clients": 1024.0 * config.num_clients,
-        "--epochs": 2.0 * (largest_client or 0) * config.local_epochs * 5 * 16,
+        "--local-epochs": 2.0 * (largest_client or 0) * config.local_epochs * 5 * 16,
     }
     needed = sum(parts.values())
     available = _available_memory()

@@ -73,7 +73,7 @@ def minimize(data_root, pipeline_root, verbose, **options):
     from pipelines.plan import PipelineLayout
 
     layout = PipelineLayout(os.path.abspath(pipeline_root))
-    with private_root.owner_only_files(), pipeline_cli._locked_root(pipeline_root):  # owner-only, one run per root
+    with private_root.owner_only_files(), pipeline_cli.locked_root(pipeline_root):  # owner-only, one run per root
         if data_root is None:
             data_root = layout.data_root
             if not os.path.exists(os.path.join(data_root, os.path.basename(pii_tickets.CSV_PATH))):
@@ -82,9 +82,9 @@ def minimize(data_root, pipeline_root, verbose, **options):
                     pii_tickets.CSV_PATH,  # not its mode: the copy is owner-only
                     os.path.join(data_root, os.path.basename(pii_tickets.CSV_PATH)),
                 )
-        with pipeline_cli._library_output(verbose, quote_errors=not scrubbing) as (terminal, log):
+        with pipeline_cli.library_output(verbose, quote_errors=not scrubbing) as (terminal, log):
             # tf-keras is set before TFX loads
-            _, runners = pipeline_cli._import_tfx()
+            _, runners = pipeline_cli.import_tfx()
             from pipelines.minimization import minimization_pipeline
 
             tfx_pipeline = minimization_pipeline(

@@ -385,7 +385,7 @@ def _check_schema_columns(schema_file: str | None, columns: dict[str, bool]) -> 
             )
 
 
-def _import_tfx():
+def import_tfx():
     """Imports the pipeline modules with tf-keras; returns (pipeline, runners)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from pipelines.keras_env import use_tf_keras
@@ -405,7 +405,7 @@ def _private_local_root(pipeline_root: str) -> None:
 
 
 @contextlib.contextmanager
-def _locked_root(pipeline_root: str):
+def locked_root(pipeline_root: str):
     """Holds ``pipeline_root``'s lock (creating the folder, owner-only): one run per root; errors in one line."""
     held = contextlib.ExitStack()
     try:
@@ -432,7 +432,7 @@ def refuse_verbose(option: str) -> None:
 
 
 @contextlib.contextmanager
-def _library_output(verbose: bool, quote_errors: bool = True):
+def library_output(verbose: bool, quote_errors: bool = True):
     """Yields (terminal stream, `run_log.RunLog` or None) with absl logging at INFO (TFX's and our
     executors' records): with ``verbose`` the libraries print to the terminal as usual (stdout kept for
     the report); else to a `run_log` capture, which copies ERROR records' messages to the terminal when
@@ -515,9 +515,9 @@ def run(pipeline_root, runner, no_cache, as_json, verbose, **options):
     private = bool(plan.trainer_config.get("private"))  # stage errors can quote training records: not shown
     if verbose and (private or plan.scrub):
         refuse_verbose("--scrub-pii" if plan.scrub else "--dp")
-    with private_root.owner_only_files(), _locked_root(pipeline_root):  # held until the report is read
-        with _library_output(verbose, quote_errors=not (private or plan.scrub)) as (terminal, log):
-            pipeline_module, runners = _import_tfx()
+    with private_root.owner_only_files(), locked_root(pipeline_root):  # held until the report is read
+        with library_output(verbose, quote_errors=not (private or plan.scrub)) as (terminal, log):
+            pipeline_module, runners = import_tfx()
             tfx_pipeline = pipeline_module.bundled_pipeline(pipeline_root, plan=plan, enable_cache=not no_cache)
             if log is not None:
                 path = log.keep_at(run_log.new_log_path(pipeline_root))
@@ -603,8 +603,8 @@ def compile_(output, pipeline_root, data_root, serving_model_dir, image, lineage
         raise click.BadParameter(
             f"cannot create {pipeline_root!r}: {err.strerror or err}", param_hint="'--pipeline-root'"
         ) from None
-    with _library_output(verbose):
-        pipeline_module, runners = _import_tfx()
+    with library_output(verbose):
+        pipeline_module, runners = import_tfx()
         tfx_pipeline = pipeline_module.create_pipeline(
             plan=plan,
             pipeline_root=pipeline_root,

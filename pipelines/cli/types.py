@@ -8,19 +8,20 @@ from typing import Callable
 import click
 
 
-def checked(option: str, check: Callable, **bounds) -> Callable:
-    """A click callback that runs ``check`` (a `privacy.validation` function, with ``bounds``) on the option's
-    value (None passes) and turns its refusal into click's one-line usage error naming ``option`` (exit 2)."""
+def check(option: str, validate: Callable, value, **bounds):
+    """``validate(option, value, **bounds)`` (a `privacy.validation` function), its refusal turned into click's
+    one-line usage error naming ``option`` (exit 2); None passes."""
+    if value is not None:
+        try:
+            validate(option, value, **bounds)
+        except ValueError as err:  # "--x must be ..., got v": click puts the option's name first itself
+            raise click.BadParameter(str(err).removeprefix(f"{option} "), param_hint=f"'{option}'") from None
+    return value
 
-    def callback(ctx, param, value):
-        if value is not None:
-            try:
-                check(option, value, **bounds)
-            except ValueError as err:  # "--x must be ..., got v": click puts the option's name first itself
-                raise click.BadParameter(str(err).removeprefix(f"{option} "), param_hint=f"'{option}'") from None
-        return value
 
-    return callback
+def checked(option: str, validate: Callable, **bounds) -> Callable:
+    """A click callback that runs `check` on the option's value."""
+    return lambda ctx, param, value: check(option, validate, value, **bounds)
 
 
 class FiniteFloatRange(click.FloatRange):

@@ -1,14 +1,16 @@
-"""Reading numbers from a component's ``custom_config``: each check names the key it refuses.
+"""Reading numbers and choices from a component's ``custom_config``: each check names the key it refuses.
 
 The checks take the component's error class (a subclass of `InvalidSetting`), so a pipeline author
-sees which component refused which key. Imports neither TensorFlow nor TFX.
+sees which component refused which key; they are `privacy.validation`'s, with its messages. Imports neither
+TensorFlow nor TFX.
 """
 
 from __future__ import annotations
 
 import difflib
-import math
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
+
+from privacy import validation
 
 
 class InvalidSetting(ValueError):
@@ -30,32 +32,36 @@ def refuse_unknown(error: type[InvalidSetting], keys: Iterable[str], names: Sequ
             raise error(key, f"unknown setting{hint}")
 
 
-def number(value: Any) -> float | None:
-    """``value`` as a float if it is a finite int or float (not a bool), else None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
+def _checked(error: type[InvalidSetting], key: str, check: Callable, value: Any, **bounds):
+    """``check(key, value, **bounds)`` (a `privacy.validation` check), its refusal raised as ``error`` for ``key``."""
+    try:
+        return check(key, value, **bounds)
+    except ValueError as err:
+        raise error(key, str(err).removeprefix(f"{key} ")) from None
+
+
+def number(error: type[InvalidSetting], key: str, value: Any, **bounds) -> float:
+    """A finite number within `privacy.validation.number`'s ``bounds`` (low, high, low_open, high_open), as a float."""
+    return float(_checked(error, key, validation.number, value, **bounds))
 
 
 def positive(error: type[InvalidSetting], key: str, value: Any) -> float:
-    """A finite number > 0."""
-    checked = number(value)
-    if checked is None or checked <= 0:
-        raise error(key, f"must be a finite number > 0, got {value!r}")
-    return checked
+    """A finite number > 0, as a float."""
+    return float(_checked(error, key, validation.positive, value))
 
 
-def integer(error: type[InvalidSetting], key: str, value: Any, *, minimum: int = 1) -> int:
-    """A whole number >= ``minimum`` (2.0 is accepted as 2)."""
-    checked = number(value)
-    if checked is None or checked != int(checked) or checked < minimum:
-        raise error(key, f"must be an integer >= {minimum}, got {value!r}")
-    return int(checked)
+def integer(error: type[InvalidSetting], key: str, value: Any, *, minimum: int = 1, maximum: int | None = None) -> int:
+    """A whole number in [minimum, maximum] (None: no upper bound; 2.0 is accepted as 2)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return _checked(error, key, validation.integer, value, minimum=minimum, maximum=maximum)
 
 
 def probability(error: type[InvalidSetting], key: str, value: Any) -> float:
-    """A number in the open interval (0, 1), e.g. delta."""
-    checked = number(value)
-    if checked is None or not 0 < checked < 1:
-        raise error(key, f"must be a number in (0, 1), got {value!r}")
-    return checked
+    """A number in the open interval (0, 1), e.g. delta, as a float."""
+    return float(_checked(error, key, validation.probability, value))
+
+
+def choice(error: type[InvalidSetting], key: str, value: Any, choices: Iterable) -> Any:
+    """One of ``choices``."""
+    return _checked(error, key, validation.choice, value, choices=choices)

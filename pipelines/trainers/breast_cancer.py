@@ -27,6 +27,7 @@ from pipelines.components.dp_trainer.spec import DpTrainingPlan
 from pipelines.datasets.breast_cancer import LABEL_KEY, feature_keys
 from pipelines.keras_env import require_tf_keras
 from pipelines.transform.analyzers import PrivateAnalyzers, private_preprocessing_fn
+from privacy import validation
 
 FEATURE_KEYS = tuple(feature_keys())
 PREDICTION_KEY = "probabilities"
@@ -71,12 +72,12 @@ def run_fn(fn_args) -> None:
     if len(labels) != plan.dataset_size:
         raise RuntimeError(f"read {len(labels)} training examples, planned for {plan.dataset_size}")
     tf.keras.utils.set_random_seed(hp["seed"])
-    model = _model(hp["hidden_units"])
+    model = build_model(hp["hidden_units"])
     if not plan.private:
         _fit(model, features, labels, plan, hp)
         _export(model, tft_output, fn_args.serving_model_dir)
         return
-    training = _fit_private(model, features, labels, plan, hp)
+    training = fit_private(model, features, labels, plan, hp)
     _export(model, tft_output, fn_args.serving_model_dir)
     truncated = training.truncated_batches if plan.mechanism.truncated_batch_size is not None else None
     fn_args_utils.write_run_ledger(
@@ -101,12 +102,9 @@ def _hyperparameters(custom_config: dict[str, Any] | None) -> dict[str, Any]:
     for key in HYPERPARAMETERS:
         if (custom_config or {}).get(key) is not None:
             hp[key] = custom_config[key]
-    lr = hp["learning_rate"]
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < float("inf"):
-        raise ValueError(f"custom_config['learning_rate']: must be a finite number > 0, got {lr!r}")
+    validation.positive("custom_config['learning_rate']", hp["learning_rate"])
     for key, minimum in (("hidden_units", 1), ("seed", 0)):
-        if isinstance(hp[key], bool) or not isinstance(hp[key], int) or hp[key] < minimum:
-            raise ValueError(f"custom_config[{key!r}]: must be an integer >= {minimum}, got {hp[key]!r}")
+        validation.integer(f"custom_config[{key!r}]", hp[key], minimum=minimum)
     return hp
 
 
@@ -122,16 +120,18 @@ def _load(file_patterns, data_accessor, tft_output) -> tuple[np.ndarray, np.ndar
     )
     features, labels = [], []
     for batch in dataset:
-        features.append(_stack(batch).numpy())
+        features.append(stack_features(batch).numpy())
         labels.append(tf.reshape(batch[LABEL_KEY], [-1]).numpy())
     return np.concatenate(features), np.concatenate(labels).astype(np.float32)[:, None]
 
 
-def _stack(transformed: dict[str, tf.Tensor]) -> tf.Tensor:
+def stack_features(transformed: dict[str, tf.Tensor]) -> tf.Tensor:
+    """The model's input matrix [n, 30] (float32) of Transform's output columns, in `MODEL_INPUT_KEYS` order."""
     return tf.concat([tf.reshape(tf.cast(transformed[k], tf.float32), [-1, 1]) for k in MODEL_INPUT_KEYS], axis=1)
 
 
-def _model(hidden_units: int) -> tf.keras.Model:
+def build_model(hidden_units: int) -> tf.keras.Model:
+    """The unfitted MLP: 30 inputs -> ``hidden_units`` ReLU -> 1 sigmoid."""
     inputs = tf.keras.Input(shape=(len(FEATURE_KEYS),), name="features")
     hidden = tf.keras.layers.Dense(hidden_units, activation="relu")(inputs)
     outputs = tf.keras.layers.Dense(1, activation="sigmoid")(hidden)
@@ -156,7 +156,7 @@ def _fit(
     model.fit(dataset, steps_per_epoch=plan.steps, epochs=1, verbose=2)
 
 
-def _fit_private(
+def fit_private(
     model: tf.keras.Model,
     features: np.ndarray,
     labels: np.ndarray,
@@ -207,6 +207,6 @@ def _export(model: tf.keras.Model, tft_output, serving_model_dir: str) -> None:
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve(serialized):
         transformed = model.tft_layer(tf.io.parse_example(serialized, raw_spec))
-        return {PREDICTION_KEY: model(_stack(transformed))}
+        return {PREDICTION_KEY: model(stack_features(transformed))}
 
     model.save(serving_model_dir, save_format="tf", signatures={"serving_default": serve})

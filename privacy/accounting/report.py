@@ -16,7 +16,7 @@ from privacy.accounting.accountants import AccountantKind, accountant_descriptio
 from privacy.accounting.events import event_to_json
 from privacy.accounting.mechanism import Adjacency, DpSgdMechanism, Sampling, UnsupportedAccounting
 
-REPORT_FORMAT = "ppml.privacy_report/1"
+REPORT_FORMAT = "ppml.privacy_report/2"
 MAX_PER_EPOCH_ROWS = 1000
 """Most per-epoch rows a report computes (each is one accounting; about a second with PLD)."""
 
@@ -102,7 +102,7 @@ class PrivacyReport:
             "epochs": m.epochs,
             "dataset_size": m.dataset_size,
             "batch_size": m.batch_size,
-            "sampling_rate": m.sampling_probability,
+            "sampling_probability": m.sampling_probability,
             "noise_multiplier": m.noise_multiplier,
             "sampling": m.sampling.value,
             "adjacency": m.adjacency.value,
@@ -143,7 +143,7 @@ class PrivacyReport:
             delta += f" (default: {DEFAULT_DELTA_RULE} = {1 / (2 * m.dataset_size):.3g})"
         rows = [
             ("dataset size n", f"{m.dataset_size} examples"),
-            ("batch size B", f"{batch} (sampling rate q = {m.sampling_probability:.6g})"),
+            ("batch size B", f"{batch} (sampling probability q = {m.sampling_probability:.6g})"),
             (
                 "noise multiplier",
                 f"{m.noise_multiplier:g} (noise std {m.noise_multiplier:g} x C on the summed clipped gradients)",

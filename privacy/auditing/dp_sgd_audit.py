@@ -491,7 +491,7 @@ def estimator_for(plan: AuditPlan, rows: int, *, fixed_size: bool) -> str:
         )
     if plan.estimator not in sound:
         raise ValueError(
-            "estimator f-dp-gaussian bounds a mu-GDP run: it needs sampling rate 1 (every row in every step, "
+            "estimator f-dp-gaussian bounds a mu-GDP run: it needs sampling probability 1 (every row in every step, "
             f"batch_size = all {rows + plan.num_canaries} rows with a fixed-size audit), got batch_size "
             f"{plan.batch_size}{'' if fixed_size else ' with a data size that depends on the canary bits'}"
         )

@@ -86,7 +86,7 @@ def inclusion_threshold(dataset_size: int, expected_batch_size: float) -> int:
     threshold = math.floor(fractions.Fraction(expected_batch_size) * 2**64 / dataset_size)
     if threshold < 1:
         raise DPConfigurationError(
-            f"the sampling rate q = {expected_batch_size!r} / {dataset_size} is below 2^-64, "
+            f"the sampling probability q = {expected_batch_size!r} / {dataset_size} is below 2^-64, "
             f"the resolution of the sampler"
         )
     return threshold

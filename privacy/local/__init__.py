@@ -19,6 +19,7 @@ from privacy.local.oue import OptimizedUnaryEncoding
 from privacy.local.randomized_response import SEED_COIN_EPSILON, RandomizedResponse
 from privacy.local.randomness import OsRandom, resolve_random
 from privacy.local.validation import MAX_DOMAIN, MAX_EPSILON
+from privacy.validation import choice
 
 MECHANISMS = {
     cls.name: cls
@@ -29,8 +30,7 @@ MECHANISMS = {
 
 def make_oracle(mechanism: str, epsilon: float, k: int) -> FrequencyOracle:
     """The oracle named ``mechanism`` (a key of `MECHANISMS`) at ``epsilon`` over k values (rr: k must be 2)."""
-    if mechanism not in MECHANISMS:
-        raise ValueError(f"mechanism must be one of {', '.join(MECHANISMS)}, got {mechanism!r}")
+    choice("mechanism", mechanism, MECHANISMS)
     if mechanism == "rr":
         if k != 2:
             raise ValueError(f"mechanism 'rr' is for yes/no attributes (k = 2), got k = {k!r}")

@@ -17,6 +17,8 @@ import os
 
 import numpy as np
 
+from privacy import validation
+
 _TWO_TO_64 = 1 << 64
 
 
@@ -64,9 +66,7 @@ def resolve_random(seed: int | None = None):
     the seed)."""
     if seed is None:
         return OsRandom()
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be None (OS CSPRNG) or an integer >= 0, got {seed!r}")
-    return np.random.default_rng(int(seed))
+    return np.random.default_rng(validation.integer("seed", seed, minimum=0, note="or None for the OS CSPRNG"))
 
 
 def spawn_seeds(seed: int | None, count: int) -> list[int | None]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from privacy import validation
+
 OPERATORS = ("redact", "mask", "replace", "hash")
 """What happens to a detected span: removed, each character replaced by ``*``, replaced by ``<TYPE>``, or replaced
 by the HMAC-SHA256 of the value under the run's key (equal values give equal tokens, so joins still work; see
@@ -48,11 +50,9 @@ class ScrubSettings:
         object.__setattr__(self, "columns", tuple((str(c), str(o)) for c, o in self.columns))
         object.__setattr__(self, "drop_columns", tuple(str(c) for c in self.drop_columns))
         object.__setattr__(self, "entities", tuple(str(e) for e in self.entities))
-        if self.operator not in OPERATORS:
-            raise ValueError(f"operator {self.operator!r} is not one of {', '.join(OPERATORS)}")
+        validation.choice("operator", self.operator, OPERATORS)
         for column, operator in self.columns:
-            if operator not in OPERATORS:
-                raise ValueError(f"operator {operator!r} of column {column!r} is not one of {', '.join(OPERATORS)}")
+            validation.choice(f"the operator of column {column!r}", operator, OPERATORS)
         scanned = [c for c, _ in self.columns]
         if "" in scanned or "" in self.drop_columns:
             raise ValueError("a scanned or dropped column name is empty")
@@ -61,10 +61,8 @@ class ScrubSettings:
         for name in set(scanned) & set(self.drop_columns):
             raise ValueError(f"column {name!r} is both scanned and dropped")
         for entity in self.entities:
-            if entity not in PATTERN_ENTITIES:
-                raise ValueError(f"entity {entity!r} is not one of {', '.join(PATTERN_ENTITIES)}")
-        if not 0.0 <= self.score_threshold <= 1.0:
-            raise ValueError(f"score_threshold {self.score_threshold!r} is not in [0, 1]")
+            validation.choice("entity", entity, PATTERN_ENTITIES)
+        validation.probability("score_threshold", self.score_threshold, zero=True, one=True)
 
     @classmethod
     def parse_columns(cls, specs) -> tuple:

@@ -67,8 +67,8 @@ class ConfidentGNMax:
         object.__setattr__(self, "sigma1", check_noise("sigma1", self.sigma1))
         object.__setattr__(self, "sigma2", check_noise("sigma2", self.sigma2))
         cap = self.max_answered
-        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, np.integer)) or cap < 1):
-            raise PateConfigurationError(f"max_answered must be None or an integer >= 1, got {cap!r}")
+        if cap is not None:
+            validation.integer("max_answered", cap, minimum=1, note="or None", error=PateConfigurationError)
 
     def aggregate(self, votes, *, seed: int | None = None) -> "VoteHistory":
         votes = check_votes(votes)

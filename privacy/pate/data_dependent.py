@@ -16,6 +16,7 @@ import numpy as np
 import scipy.special
 import scipy.stats
 
+from privacy import validation
 from privacy.pate.aggregators import ConfidentGNMax, VoteHistory
 
 
@@ -72,8 +73,7 @@ def theorem6_rdp(log_q: float, sigma: float, order: float) -> float:
 def rdp_gnmax(log_q: float, sigma: float, order: float) -> float:
     """Data-dependent RDP of one GNMax answer at ``order`` given ln q: Theorem 6 where it applies and is
     smaller, else alpha / sigma^2; 0 when the answer is certain (q = 0)."""
-    if not order > 1:
-        raise ValueError(f"order must be > 1, got {order!r}")
+    validation.number("order", order, low=1, low_open=True)
     if log_q == -math.inf:
         return 0.0
     independent = rdp_gnmax_independent(sigma, order)

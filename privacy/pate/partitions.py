@@ -55,8 +55,7 @@ def partition_by_key(keys, num_teachers: int, *, seed: int = 0) -> list[np.ndarr
     not be secret: the guarantee does not depend on who knows the partition.
     """
     _check_count(num_teachers)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**128:
-        raise PateConfigurationError(f"partition seed must be an integer in [0, 2^128), got {seed!r}")
+    validation.integer("partition seed", seed, minimum=0, maximum=2**128 - 1, error=PateConfigurationError)
     secret = seed.to_bytes(16, "big")
     teacher_of_row = np.array(
         [

@@ -283,7 +283,6 @@ class SmoothedRdp:
         if not isinstance(data, dict) or not {"order", "sigma_ss", "rdp"} <= set(data):
             raise PateConfigurationError("a smoothed release needs 'order', 'beta', 'sigma_ss' and 'rdp'")
         rdp = data["rdp"]
-        if isinstance(rdp, bool) or not isinstance(rdp, (int, float)) or not math.isfinite(rdp):
-            raise PateConfigurationError(f"the smoothed release's rdp must be a finite number, got {rdp!r}")
+        validation.number("the smoothed release's rdp", rdp, error=PateConfigurationError)
         settings = SmoothSensitivityRelease(order=data["order"], beta=data.get("beta"), sigma_ss=data["sigma_ss"])
         return cls(settings=settings, rdp=float(rdp), noise=str(data.get("noise", "unknown")))

@@ -16,6 +16,7 @@ import dataclasses
 
 import numpy as np
 
+from privacy import validation
 from privacy.pate.votes import PateConfigurationError
 
 DEFAULT_CONFIDENCE = 0.9
@@ -30,14 +31,8 @@ class SelfTraining:
     rounds: int = DEFAULT_ROUNDS
 
     def __post_init__(self):
-        if (
-            isinstance(self.confidence, bool)
-            or not isinstance(self.confidence, (int, float))
-            or not 0 < self.confidence <= 1
-        ):
-            raise PateConfigurationError(f"confidence must be in (0, 1], got {self.confidence!r}")
-        if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or not 1 <= self.rounds <= 100:
-            raise PateConfigurationError(f"rounds must be an integer in [1, 100], got {self.rounds!r}")
+        validation.probability("confidence", self.confidence, one=True, error=PateConfigurationError)
+        validation.integer("rounds", self.rounds, minimum=1, maximum=100, error=PateConfigurationError)
 
     def to_json(self) -> dict:
         return {"method": "self-training", "confidence": float(self.confidence), "rounds": self.rounds}

@@ -49,10 +49,8 @@ def check_votes(votes, num_teachers: int | None = None) -> np.ndarray:
 
 def check_teachers(num_teachers: int, num_classes: int) -> None:
     """Raises PateConfigurationError unless 2 <= classes <= teachers <= MAX_TEACHERS."""
-    if num_classes < 2:
-        raise PateConfigurationError(f"classes must be >= 2, got {num_classes}")
-    if num_teachers > MAX_TEACHERS:
-        raise PateConfigurationError(f"teachers must be at most {MAX_TEACHERS}, got {num_teachers}")
+    validation.integer("classes", num_classes, minimum=2, error=PateConfigurationError)
+    validation.integer("teachers", num_teachers, maximum=MAX_TEACHERS, error=PateConfigurationError)
     if num_teachers < num_classes:
         raise PateConfigurationError(
             f"teachers ({num_teachers}) must be at least the number of classes "

@@ -95,8 +95,7 @@ class Grid:
 
     def __post_init__(self):
         object.__setattr__(self, "bins", validation.integer("bins", self.bins, minimum=2))
-        if self.scale not in SCALES:
-            raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
+        validation.choice("scale", self.scale, SCALES)
         if self.scale == "log" and self.bounds.lower <= 0:
             raise ValueError(f"a log-scale grid needs bounds above 0, got lower={self.bounds.lower!r}")
 

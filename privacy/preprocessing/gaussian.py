@@ -38,8 +38,7 @@ class Component:
     def __post_init__(self):
         for field in ("sensitivity", "noise_std"):
             value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
-                raise ValueError(f"component {self.name!r}: {field} must be a finite number >= 0, got {value!r}")
+            validation.number(f"component {self.name!r}: {field}", value, low=0)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

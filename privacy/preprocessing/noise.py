@@ -17,6 +17,8 @@ import os
 
 import numpy as np
 
+from privacy import validation
+
 CSPRNG = "CSPRNG-keyed Philox (os.urandom)"
 SEEDED = "seeded Philox (reproducible, for tests: not private to anyone who knows the seed)"
 NO_NOISE = "none (exact statistics)"
@@ -41,8 +43,8 @@ class NoiseSource:
     """
 
     def __init__(self, seed: int | None = None, stream: str = ""):
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-            raise ValueError(f"noise seed must be None or an integer >= 0, got {seed!r}")
+        if seed is not None:
+            validation.integer("noise seed", seed, minimum=0, note="or None")
         if seed is None:
             key = int.from_bytes(os.urandom(16), "little")
         else:

@@ -589,7 +589,8 @@ BAD_INPUTS = [  # (arguments, the option the one-line error names); {d} is the f
     (["--seed", "-1"], "--seed"),
     (["--hidden", "100000000"], "--hidden"),
     (["--clients", "1000000000"], "--clients"),
-    (["--epochs", "1000000000"], "--epochs"),
+    (["--local-epochs", "1000000000"], "--local-epochs"),
+    (["--local-epochs", "0"], "--local-epochs"),
     (["--batch-size", "-1"], "--batch-size"),
     (["--client-lr", "inf"], "--client-lr"),
     (["--alpha", "0"], "--alpha"),
@@ -702,6 +703,29 @@ def test_bad_inputs_are_one_line_errors_naming_the_option_and_leave_nothing(args
     assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1, result.stderr
     assert re.search(option, result.stderr) and "Traceback" not in result.output
     assert not (tmp_path / "out").exists() and sorted(p.name for p in bad_files.rglob("*")) == before
+
+
+def test_the_old_epochs_spelling_is_local_epochs_for_one_release(tmp_path):
+    """`--epochs` (the name `ppml pipeline run` gives total passes) still sets the local epochs, with a warning
+    line and a DeprecationWarning: the same seeded run's history as `--local-epochs`; both at once is refused."""
+    args = ["--clients", "10", "--rounds", "1", "--hidden", "4", "--json"]
+    new = _run([*args, "--local-epochs", "2"], tmp_path)
+    with pytest.deprecated_call(match="--epochs is deprecated"):
+        old = _run([*args, "--epochs", "2"], tmp_path)
+    default = _run(args, tmp_path)
+    assert new.exit_code == old.exit_code == default.exit_code == 0, old.output
+    assert (
+        old.stderr.splitlines()[0] == "warning: --epochs is deprecated and goes in the next release: use --local-epochs"
+    )
+    rounds = [
+        [{k: v for k, v in r.items() if k != "seconds"} for r in _history(x)["rounds"]] for x in (old, new, default)
+    ]
+    assert rounds[0] == rounds[1] != rounds[2]
+    assert _history(old)["config"]["strategy"]["client"]["local_epochs"] == 2
+    both = _run([*args, "--epochs", "2", "--local-epochs", "2"], tmp_path)
+    assert both.exit_code == 2 and "--epochs: is the old spelling of --local-epochs" in both.stderr
+    help_text = CliRunner().invoke(cli, ["federated", "run", "--help"]).output
+    assert "--local-epochs" in help_text and "--epochs " not in help_text
 
 
 def test_valid_extremes_run(tmp_path):

@@ -21,7 +21,7 @@ def test_from_arrays_gives_each_client_its_rows():
         ClientData.from_arrays(x, y[:9], IidPartitioner(num_clients=3))
     with pytest.raises(ValueError, match="NaN"):
         ClientData.from_arrays(np.full((10, 2), np.nan), y, IidPartitioner(num_clients=3))
-    with pytest.raises(ValueError, match="labels must be >= 0, got -1"):
+    with pytest.raises(ValueError, match="labels must be a finite number >= 0, got -1"):
         ClientData(x, y - 1, data.partition)  # the partitioners check too; a given partition skips them
 
 

@@ -142,7 +142,7 @@ def test_a_simulation_accounts_the_clients_that_sent(digits_iid, secure):
     data, test = digits_iid
     z, delta = 2.0, 1e-3
     strategy = LocalDifferentialPrivacy(
-        FedAvg(ClientConfig(epochs=1, batch_size=10, learning_rate=0.3), weighted=False),
+        FedAvg(ClientConfig(local_epochs=1, batch_size=10, learning_rate=0.3), weighted=False),
         clipping_norm=1.0,
         noise_multiplier=z,
         target_delta=delta,

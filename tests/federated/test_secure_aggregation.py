@@ -99,7 +99,7 @@ def test_shamir_threshold():
 
 
 def test_bad_settings_and_overflow():
-    with pytest.raises(ValueError, match="threshold must be a fraction in"):
+    with pytest.raises(ValueError, match=r"threshold must be in \(0.5, 1\], got 0.5"):
         SecureAggregation(clipping_range=1.0, threshold=0.5)
     with pytest.raises(ValueError, match=r"raise modulus_bits to >= 20"):
         SecureAggregation(clipping_range=1.0, bits=16, modulus_bits=18).open_round(_plan(10), seed=0)
@@ -109,7 +109,7 @@ def test_bad_settings_and_overflow():
 
 def test_simulation_with_secure_aggregation_matches_plain_fedavg(digits_iid):
     data, test = digits_iid
-    client = ClientConfig(epochs=1, batch_size=10, learning_rate=0.3)
+    client = ClientConfig(local_epochs=1, batch_size=10, learning_rate=0.3)
 
     def run(aggregation, dropout_rate=0.0):
         sim = FederatedSimulation(
@@ -212,7 +212,7 @@ def test_under_dp_a_nonfinite_client_reports_zero_and_cannot_abort_the_round(dig
     from federated.strategies import DifferentialPrivacyAdaptiveClipping
 
     data, _ = digits_iid
-    client = ClientConfig(epochs=1, batch_size=10, learning_rate=0.3)
+    client = ClientConfig(local_epochs=1, batch_size=10, learning_rate=0.3)
 
     def round_one(clients, strategy):
         sim = FederatedSimulation(
@@ -251,7 +251,7 @@ def test_dp_refuses_dropouts_that_let_one_clients_presence_abort_a_poisson_round
     from federated.strategies import DifferentialPrivacyFixedClipping
 
     data, _ = digits_iid
-    client = ClientConfig(epochs=1, batch_size=10, learning_rate=0.3)
+    client = ClientConfig(local_epochs=1, batch_size=10, learning_rate=0.3)
     dp = DifferentialPrivacyFixedClipping(
         FedAvg(client, weighted=False), clipping_norm=1.0, noise_multiplier=1.0, target_delta=1e-3, seeded_noise=True
     )

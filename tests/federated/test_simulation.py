@@ -15,7 +15,7 @@ from federated.strategies import DifferentialPrivacyAdaptiveClipping, Differenti
 
 from .conftest import linear_model
 
-CLIENT = ClientConfig(epochs=1, batch_size=10, learning_rate=0.3)
+CLIENT = ClientConfig(local_epochs=1, batch_size=10, learning_rate=0.3)
 
 
 def test_fedavg_learns_digits(digits_iid):
@@ -157,7 +157,7 @@ def test_beam_runner_and_worker_threads_equal_in_process_bitwise(digits_dirichle
     from federated.simulation import BeamRunner, InProcessRunner
 
     data, test = digits_dirichlet  # 40 clients of unequal sizes
-    client = ClientConfig(epochs=1, batch_size=8, learning_rate=0.2)
+    client = ClientConfig(local_epochs=1, batch_size=8, learning_rate=0.2)
 
     def run(runner, **kwargs):
         sim = FederatedSimulation(
@@ -293,7 +293,7 @@ def test_beam_worker_processes_equal_the_in_process_run_bitwise(digits_dirichlet
     from federated.simulation import BeamRunner, InProcessRunner
 
     data, test = digits_dirichlet
-    client = ClientConfig(epochs=1, batch_size=8, learning_rate=0.2)
+    client = ClientConfig(local_epochs=1, batch_size=8, learning_rate=0.2)
 
     def run(runner):
         sim = FederatedSimulation(

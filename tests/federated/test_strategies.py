@@ -180,7 +180,7 @@ def test_adaptive_clipping_moves_towards_the_quantile():
             "clipped_count_stddev=0.5 is too small for noise_multiplier=1",
         ),
         (lambda: UniformSampler(1.5), r"fraction must be in \(0, 1\], got 1.5"),
-        (lambda: PoissonSampler(0.0), r"sampling probability must be in \(0, 1\], got 0.0"),
+        (lambda: PoissonSampler(0.0), r"sampling_probability must be in \(0, 1\], got 0.0"),
         (lambda: FedAvgM(server_momentum=1.0), r"server_momentum must be in \[0, 1\)"),
         (lambda: ClientConfig(learning_rate=float("nan")), "learning_rate must be a finite number > 0"),
     ],
@@ -290,3 +290,25 @@ def test_an_emptied_client_moves_the_adaptive_round_as_a_removed_one_and_the_eps
     accountant = dp_accounting.pld.PLDAccountant(dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE)
     accountant.compose(dp_event.PoissonSampledDpEvent(q, dp_event.GaussianDpEvent(effective)), rounds)
     assert metrics["epsilon_pld"] == pytest.approx(accountant.get_epsilon(target_delta), rel=1e-6)
+
+
+def test_poisson_samplers_old_probability_keyword_works_for_one_release():
+    with pytest.deprecated_call(match="use sampling_probability"):
+        old = PoissonSampler(probability=0.25)
+    assert old == PoissonSampler(0.25) == PoissonSampler(sampling_probability=0.25)
+    assert old.to_dict() == {"name": "poisson", "sampling_probability": 0.25}
+    with pytest.raises(ValueError, match="give sampling_probability only"):
+        PoissonSampler(0.25, probability=0.25)
+    with pytest.raises(ValueError, match=r"sampling_probability must be in \(0, 1\], got None"):
+        PoissonSampler()
+
+
+def test_client_configs_old_epochs_keyword_works_for_one_release():
+    with pytest.deprecated_call(match="use local_epochs"):
+        old = ClientConfig(epochs=3, batch_size=None)
+    assert old == ClientConfig(local_epochs=3, batch_size=None) and old.local_epochs == 3
+    assert FedAvg(old).to_dict()["client"]["local_epochs"] == 3
+    with pytest.raises(ValueError, match="give local_epochs only"):
+        ClientConfig(local_epochs=2, epochs=3)
+    with pytest.raises(ValueError, match="local_epochs must be an integer >= 1, got 0"):
+        ClientConfig(local_epochs=0)

@@ -84,7 +84,7 @@ def test_fedavg_family_matches_tffs_rounds_to_1e6(name):
         [f"c{i}" for i in range(len(SIZES))], [np.arange(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
     )
     data = ClientData(x, y, partition)
-    client = ClientConfig(epochs=E, batch_size=B, learning_rate=LR, shuffle=False)
+    client = ClientConfig(local_epochs=E, batch_size=B, learning_rate=LR, shuffle=False)
     sim = FederatedSimulation(
         DenseModel(D, K, seed=3), data, _strategy(name, client), rounds=ROUNDS, sampler=UniformSampler(1.0), seed=0
     )

@@ -32,13 +32,18 @@ def test_traced_once_per_shape_bucket_not_per_client(rng):
     clients = _clients(rng, [33, 40, 57, 64])  # one size bucket (64)
     seeds = rng.integers(0, 2**31 - 1, (4, 2)).astype(np.int32)
     for lr, mu in ((0.1, 0.2), (0.5, 0.3)):  # learning rate and mu are graph inputs
-        trainer.train(weights, clients, ClientConfig(epochs=1, batch_size=10, learning_rate=lr, proximal_mu=mu), seeds)
         trainer.train(
-            weights, clients[1:], ClientConfig(epochs=1, batch_size=10, learning_rate=lr, proximal_mu=mu), seeds[1:]
+            weights, clients, ClientConfig(local_epochs=1, batch_size=10, learning_rate=lr, proximal_mu=mu), seeds
+        )
+        trainer.train(
+            weights,
+            clients[1:],
+            ClientConfig(local_epochs=1, batch_size=10, learning_rate=lr, proximal_mu=mu),
+            seeds[1:],
         )
     assert trainer.tracing_count() == 1
-    trainer.train(weights, clients, ClientConfig(epochs=2, batch_size=None), seeds)  # a new (E, B): one more
-    trainer.train(weights, _clients(rng, [3, 7]), ClientConfig(epochs=2, batch_size=None), seeds[:2])  # bucket 8
+    trainer.train(weights, clients, ClientConfig(local_epochs=2, batch_size=None), seeds)  # a new (E, B): one more
+    trainer.train(weights, _clients(rng, [3, 7]), ClientConfig(local_epochs=2, batch_size=None), seeds[:2])  # bucket 8
     assert trainer.tracing_count() == 3
 
 
@@ -67,7 +72,7 @@ def test_executions_match_sequential(rng, execution, model_fn, batch_size):
         (i, x.reshape((-1,) + sequential.model.inputs[0].shape[1:]), y) for i, x, y in _clients(rng, [30, 17, 45, 8, 3])
     ]
     seeds = rng.integers(0, 2**31 - 1, (5, 2)).astype(np.int32)
-    config = ClientConfig(epochs=2, batch_size=batch_size, learning_rate=0.1, proximal_mu=0.1)
+    config = ClientConfig(local_epochs=2, batch_size=batch_size, learning_rate=0.1, proximal_mu=0.1)
     weights = sequential.initial_weights()
     for a, b in zip(sequential.train(weights, clients, config, seeds), other.train(weights, clients, config, seeds)):
         assert a.position == b.position and a.num_examples == b.num_examples
@@ -148,7 +153,7 @@ def test_one_client_full_batch_fedavg_step_is_centralised_sgd(rng, jit_compile):
     trainer = ClientTrainer(linear_model, jit_compile=jit_compile)
     w0 = trainer.initial_weights()
     (update,) = trainer.train(
-        w0, [(0, x, y)], ClientConfig(epochs=1, batch_size=None, learning_rate=0.3), np.zeros((1, 2), np.int32)
+        w0, [(0, x, y)], ClientConfig(local_epochs=1, batch_size=None, learning_rate=0.3), np.zeros((1, 2), np.int32)
     )
     # Up to float32 rounding of differently ordered (but identical) operations.
     np.testing.assert_allclose(flatten(w0) + update.delta, _keras_sgd(x, y, 0.3, 1), rtol=1e-5, atol=1e-6)
@@ -159,7 +164,7 @@ def test_fedsgd_average_is_large_batch_sgd(rng):
     trainer = ClientTrainer(linear_model, jit_compile=False)
     w0 = trainer.initial_weights()
     updates = trainer.train(
-        w0, clients, ClientConfig(epochs=1, batch_size=None, learning_rate=0.2), np.zeros((3, 2), np.int32)
+        w0, clients, ClientConfig(local_epochs=1, batch_size=None, learning_rate=0.2), np.zeros((3, 2), np.int32)
     )
     weighted = sum(u.num_examples * u.delta for u in updates) / sum(u.num_examples for u in updates)
     x = np.concatenate([c[1] for c in clients])
@@ -176,7 +181,7 @@ def test_fedprox_adds_the_proximal_gradient(rng):
     lr, mu = 0.4, 0.7
 
     def delta(epochs, proximal_mu):
-        config = ClientConfig(epochs=epochs, batch_size=None, learning_rate=lr, proximal_mu=proximal_mu)
+        config = ClientConfig(local_epochs=epochs, batch_size=None, learning_rate=lr, proximal_mu=proximal_mu)
         return trainer.train(w0, [(0, x, y)], config, seeds)[0].delta
 
     np.testing.assert_allclose(delta(1, mu), delta(1, 0.0), atol=1e-7)

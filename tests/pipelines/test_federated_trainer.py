@@ -351,7 +351,7 @@ def test_delta_not_below_one_over_n_clients_fails_before_training():
             r"not both",
         ),
         ({"partition": "shards"}, r"custom_config\['partition'\]: shards cut the label-sorted records"),
-        ({"seed": 2**32}, r"custom_config\['seed'\]: must be at most 2\^32 - 1"),
+        ({"seed": 2**32}, r"custom_config\['seed'\]: must be an integer in \[0, 4294967295\], got 4294967296"),
         ({"private": False}, r"custom_config\['noise_multiplier'\]: is a privacy setting, but 'private' is false"),
         (
             {"private": False, "noise_multiplier": None, "clip": "adaptive"},

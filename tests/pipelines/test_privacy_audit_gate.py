@@ -17,7 +17,7 @@ from privacy.accounting import DpSgdMechanism
 from privacy.auditing import dp_sgd_audit
 from privacy.auditing.one_run import largest_bound
 from privacy.preprocessing import PreprocessingPart
-from tests.pipelines.test_privacy_ledger import _account
+from tests.pipelines.test_privacy_ledger import preprocessing_account
 
 RUN = DpSgdMechanism(dataset_size=389, batch_size=32, noise_multiplier=3.0, steps=183)
 """The bundled pipeline's training run (389 rows, B 32, 15 epochs) at a sigma whose claim a noiseless run refutes."""
@@ -75,7 +75,7 @@ def _scalars(value) -> bool:
 def test_the_audit_is_at_the_delta_the_training_part_is_stated_at():
     """A vocabulary's partition selection adds 1e-5 to the artifact's delta 1e-3: the training part's epsilon (the
     ledger's `parts`) is at the accountant's 1e-3 - 1e-5, so the bound, the claim and the ceiling are too."""
-    part = PreprocessingPart(_account(with_vocabulary=True), "add-remove")
+    part = PreprocessingPart(preprocessing_account(with_vocabulary=True), "add-remove")
     ledger = privacy_ledger.PrivacyLedger.for_dp_sgd(RUN, l2_norm_clip=1.0, delta=1e-3, preprocessing=part)
     accountant_delta = 1e-3 - 1e-5
     assert ledger.delta == pytest.approx(1e-3) and ledger.accountant_delta == pytest.approx(accountant_delta)

@@ -630,3 +630,44 @@ def test_a_per_example_replace_one_budget_calibrates_z_under_poisson_sampling_to
         return _group_of_two(accountant.compose(dp_event.SelfComposedDpEvent(rounds, 8)), 1e-4)
 
     assert replaced(z) <= 3.0 * 1.05 and replaced(0.99 * z) > 3.0
+
+
+def test_bad_gate_settings_are_refused_in_one_line_before_tfma_or_tfx_is_imported(python_subprocess):
+    code = """
+import json, sys
+from pipelines.components.private_evaluator import spec
+from pipelines.plan import resolve_plan
+calls = [
+    lambda: spec.privacy_metrics(epsilon_budget=-1.0),
+    lambda: spec.privacy_metrics(epsilon_budget=2.0, max_membership_auc=float("nan")),
+    lambda: spec.privacy_metrics(epsilon_budget=2.0, privacy_unit="row"),
+    lambda: spec.privacy_metrics(epsilon_budget=2.0, max_audit_examples=0),
+    lambda: spec.privacy_metrics(epsilon_budget=2.0, member_split=""),
+    lambda: spec.privacy_metrics(epsilon_budget=2.0, audit_canaries=True),
+    lambda: resolve_plan(min_accuracy=1.5),
+    lambda: resolve_plan(delta_budget=1.0),
+    lambda: resolve_plan(budget_adjacency="swap"),
+]
+refused = []
+for call in calls:
+    try:
+        call()
+        refused.append(None)
+    except ValueError as err:
+        refused.append(str(err))
+loaded = sorted(m for m in ("tensorflow_model_analysis", "tfx") if m in sys.modules)
+print(json.dumps({"refused": refused, "loaded": loaded}))
+"""
+    result = json.loads(python_subprocess(code).stdout.strip().splitlines()[-1])
+    assert result["loaded"] == []
+    assert result["refused"] == [
+        "epsilon_budget must be a finite number > 0, got -1.0",
+        "max_membership_auc must be in [0, 1], got nan",
+        "privacy_unit must be one of example, user, client, got 'row'",
+        "max_audit_examples must be an integer >= 1, got 0",
+        "member_split must be a split name, got ''",
+        "audit_canaries must be an integer in [32, 100000], got True",
+        "min_accuracy must be in [0, 1], got 1.5",
+        "delta_budget must be in (0, 1), got 1.0",
+        "budget_adjacency must be one of add-remove, replace-one, got 'swap'",
+    ]

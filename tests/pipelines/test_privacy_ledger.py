@@ -226,7 +226,7 @@ def test_delta_and_sigma_in_mlmd_are_rounded_to_the_conservative_side():
     assert props[pl.NOISE_MULTIPLIER] == 1.23456 <= 1.23456789
 
 
-def _account(with_vocabulary: bool = False, adjacency: str = "add-remove") -> PreprocessingAccount:
+def preprocessing_account(with_vocabulary: bool = False, adjacency: str = "add-remove") -> PreprocessingAccount:
     """Three mean-and-variance releases of a preprocessing budget (epsilon 1 at 1e-3), and optionally a vocabulary."""
     budget = PreprocessingBudget(1.0, 1e-3, adjacency)
     records = [
@@ -274,7 +274,7 @@ def _listed_events(ledger_json: dict) -> list:
 
 @pytest.mark.parametrize("accountant", ["rdp", "pld"])
 def test_the_composed_epsilon_is_dp_accountings_over_every_listed_event(accountant):
-    part = PreprocessingPart(_account(with_vocabulary=True), "add-remove")
+    part = PreprocessingPart(preprocessing_account(with_vocabulary=True), "add-remove")
     ledger = pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.0, delta=1e-3, preprocessing=part)
     data = json.loads(json.dumps(ledger.to_dict()))
     prior = _listed_events(data)
@@ -308,7 +308,7 @@ def test_the_composed_epsilon_is_dp_accountings_over_every_listed_event(accounta
 
 
 def test_a_ledger_cannot_hide_or_change_a_preprocessing_release():
-    part = PreprocessingPart(_account(), "add-remove")
+    part = PreprocessingPart(preprocessing_account(), "add-remove")
     ledger = pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.0, delta=1e-3, preprocessing=part)
     dropped = ledger.to_dict()
     dropped["preprocessing"]["account"]["mechanisms"].pop()  # hide a release whose event is in the budget
@@ -318,13 +318,13 @@ def test_a_ledger_cannot_hide_or_change_a_preprocessing_release():
     noisier["preprocessing"]["account"]["mechanisms"][0]["components"][1]["noise_std"] *= 10  # claim more noise
     with pytest.raises(pl.LedgerError, match="does not account the run"):
         pl.PrivacyLedger.from_dict(noisier)
-    mismatched = PreprocessingPart(_account(adjacency="replace-one"), "replace-one")
+    mismatched = PreprocessingPart(preprocessing_account(adjacency="replace-one"), "replace-one")
     with pytest.raises(pl.LedgerError, match="one guarantee needs one relation"):
         pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.0, delta=1e-3, preprocessing=mismatched)
 
 
 def test_mlmd_holds_the_whole_artifacts_epsilon_and_each_part_alone():
-    part = PreprocessingPart(_account(), "add-remove")
+    part = PreprocessingPart(preprocessing_account(), "add-remove")
     ledger = pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.0, delta=1e-3, preprocessing=part)
     props = pl.ledger_properties(ledger)
     assert props[pl.EPSILON] == pl.mlmd_upper_bound(ledger.epsilon)
@@ -362,7 +362,7 @@ def test_the_push_decision_is_reserved_and_composed_between_preprocessing_and_tr
     config = DpTrainingConfig.from_custom_config(
         {"batch_size": 32, "epochs": 5, "target_epsilon": 3.0, "decision_epsilon": 0.3, "accountant": accountant}
     )
-    account = _account()
+    account = preprocessing_account()
     plan = config.plan(dataset_size=389, preprocessing=account)
     assert plan.decision == NoisyAccuracy.calibrate(0.3, plan.delta)
     without = DpTrainingConfig.from_custom_config(

@@ -54,6 +54,12 @@ class SettingError(ValueError):
         (lambda: validation.integer("n", 7, maximum=5), "n must be an integer <= 5, got 7"),
         (lambda: validation.integer("n", "3"), "n must be an integer, got '3'"),
         (lambda: validation.integer("n", "1\n2"), "n must be an integer, got '1\\n2'"),
+        (
+            lambda: validation.choice("sampling", "poison", ("poisson", "shuffle")),
+            "sampling must be one of poisson, shuffle, got 'poison'",
+        ),
+        (lambda: validation.choice("bits", True, (1, 2)), "bits must be one of 1, 2, got True"),
+        (lambda: validation.choice("unit", ["example"], ("example",)), "unit must be one of example, got ['example']"),
     ],
 )
 def test_refusals_are_one_line_naming_the_setting_and_the_value(call, message):
@@ -74,6 +80,7 @@ def test_bounds_are_inclusive_or_open_as_asked():
     assert validation.positive("clip", 1e6, maximum=1e6) == 1e6
     assert validation.integer("k", 48, minimum=1, maximum=48) == 48
     assert validation.integer("k", -3) == -3
+    assert validation.choice("unit", "user", ("example", "user")) == "user" and validation.choice("b", 2, (1, 2)) == 2
 
 
 def test_python_numbers_come_back_as_given_and_numpy_ones_as_python_numbers():

@@ -85,8 +85,7 @@ class SecureAggregation:
         validation.integer("bits", bits, minimum=1, maximum=48)
         if not (isinstance(modulus_bits, int) and bits < modulus_bits <= 63):
             raise ValueError(f"modulus_bits must be an integer in ({bits}, 63], got {modulus_bits!r}")
-        if not (isinstance(threshold, (int, float)) and 0.5 < threshold <= 1):
-            raise ValueError(f"threshold must be a fraction in (0.5, 1], got {threshold!r}")
+        validation.number("threshold", threshold, low=0.5, high=1, low_open=True)
         self.clipping_range, self.bits = float(clipping_range), bits
         self.modulus_bits, self.threshold = modulus_bits, float(threshold)
 

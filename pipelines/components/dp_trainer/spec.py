@@ -122,12 +122,8 @@ class DpTrainingConfig:
         if values.get("delta") is not None:
             values["delta"] = settings.probability(InvalidPrivacySetting, "delta", values["delta"])
         config = cls(**values)
-        if config.sampling not in SUPPORTED_SAMPLING:
-            raise InvalidPrivacySetting(
-                "sampling", f"must be one of {', '.join(SUPPORTED_SAMPLING)}, got {config.sampling!r}"
-            )
-        if config.accountant not in [a.value for a in AccountantKind]:
-            raise InvalidPrivacySetting("accountant", f"must be 'rdp' or 'pld', got {config.accountant!r}")
+        settings.choice(InvalidPrivacySetting, "sampling", config.sampling, SUPPORTED_SAMPLING)
+        settings.choice(InvalidPrivacySetting, "accountant", config.accountant, [a.value for a in AccountantKind])
         config._check_truncation()
         if (
             config.private

@@ -289,9 +289,9 @@ class FederatedTrainingConfig:
         if values.get("batch_size") is not None:
             values["batch_size"] = settings.integer(InvalidFederatedSetting, "batch_size", values["batch_size"])
         if "seed" in values:
-            values["seed"] = settings.integer(InvalidFederatedSetting, "seed", values["seed"], minimum=0)
-            if values["seed"] > MAX_SEED:
-                raise InvalidFederatedSetting("seed", f"must be at most 2^32 - 1 = {MAX_SEED}, got {values['seed']}")
+            values["seed"] = settings.integer(
+                InvalidFederatedSetting, "seed", values["seed"], minimum=0, maximum=MAX_SEED
+            )
         for key in (
             "alpha",
             "client_learning_rate",
@@ -371,12 +371,10 @@ class FederatedTrainingConfig:
             ("trust_model", TRUST_MODELS),
             ("accountant", tuple(a.value for a in AccountantKind)),
         ):
-            if getattr(self, key) not in allowed:
-                raise InvalidFederatedSetting(key, f"must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
+            settings.choice(InvalidFederatedSetting, key, getattr(self, key), allowed)
         if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden_units):
             raise InvalidFederatedSetting("hidden_units", f"must be integers >= 1, got {list(self.hidden_units)!r}")
-        if not 1 <= self.secagg_bits <= 48:
-            raise InvalidFederatedSetting("secagg_bits", f"must be an integer in [1, 48], got {self.secagg_bits}")
+        settings.integer(InvalidFederatedSetting, "secagg_bits", self.secagg_bits, minimum=1, maximum=48)
         if not self.secagg_bits < self.secagg_modulus_bits <= 63:
             raise InvalidFederatedSetting(
                 "secagg_modulus_bits",
@@ -384,12 +382,11 @@ class FederatedTrainingConfig:
             )
         if self.private and self.noise_multiplier is not None and self.target_epsilon is not None:
             raise InvalidFederatedSetting("noise_multiplier", "give noise_multiplier or target_epsilon, not both")
-        if self.budget_unit not in (None, "client", "example"):
-            raise InvalidFederatedSetting("budget_unit", f"must be 'client' or 'example', got {self.budget_unit!r}")
-        relations = [a.value for a in Adjacency]
-        if self.budget_adjacency is not None and self.budget_adjacency not in relations:
-            raise InvalidFederatedSetting(
-                "budget_adjacency", f"must be one of {', '.join(relations)}, got {self.budget_adjacency!r}"
+        if self.budget_unit is not None:
+            settings.choice(InvalidFederatedSetting, "budget_unit", self.budget_unit, ("client", "example"))
+        if self.budget_adjacency is not None:
+            settings.choice(
+                InvalidFederatedSetting, "budget_adjacency", self.budget_adjacency, [a.value for a in Adjacency]
             )
         if self.budget_adjacency is not None and self.budget_unit != "example":
             raise InvalidFederatedSetting(
@@ -462,13 +459,13 @@ class FederatedTrainingConfig:
             ):
                 if refused:
                     raise InvalidFederatedSetting(key, f"does not apply with trust_model 'local': {why}")
-            if self.noise_multiplier is not None and self.noise_multiplier < MIN_LOCAL_NOISE_MULTIPLIER:
-                raise InvalidFederatedSetting(
+            if self.noise_multiplier is not None:
+                settings.number(
+                    InvalidFederatedSetting,
                     "noise_multiplier",
-                    f"must be at least {MIN_LOCAL_NOISE_MULTIPLIER:g} "
-                    f"with trust_model 'local' (the noise sampler's "
-                    f"truncation would break delta below it), got "
-                    f"{self.noise_multiplier:g}",
+                    self.noise_multiplier,
+                    low=MIN_LOCAL_NOISE_MULTIPLIER,
+                    note="with trust_model 'local': the noise sampler's truncation would break delta below it",
                 )
         if self.private and self.partition == "shards" and self.client_key is None:
             raise InvalidFederatedSetting(
@@ -846,7 +843,7 @@ class FederatedTrainingPlan:
 
         c = self.config
         client = ClientConfig(
-            epochs=c.local_epochs,
+            local_epochs=c.local_epochs,
             batch_size=c.batch_size,
             learning_rate=c.client_learning_rate,
             proximal_mu=c.proximal_mu,
@@ -1106,12 +1103,6 @@ class FederatedTrainingPlan:
 
 def _interval(key: str, value: Any, low: float, high: float, closed: str) -> float:
     """A number in the interval from ``low`` to ``high``, brackets as in ``closed`` (e.g. "[)")."""
-    checked = settings.number(value)
-    inside = (
-        checked is not None
-        and (checked >= low if closed[0] == "[" else checked > low)
-        and (checked <= high if closed[1] == "]" else checked < high)
+    return settings.number(
+        InvalidFederatedSetting, key, value, low=low, high=high, low_open=closed[0] == "(", high_open=closed[1] == ")"
     )
-    if not inside:
-        raise InvalidFederatedSetting(key, f"must be in {closed[0]}{low:g}, {high:g}{closed[1]}, got {value!r}")
-    return checked

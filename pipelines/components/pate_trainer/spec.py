@@ -141,9 +141,7 @@ class PateTrainingConfig:
         if values.get("max_answered") is not None:
             values["max_answered"] = settings.integer(InvalidPateSetting, "max_answered", values["max_answered"])
         if "seed" in values:
-            values["seed"] = settings.integer(InvalidPateSetting, "seed", values["seed"], minimum=0)
-            if values["seed"] > MAX_SEED:
-                raise InvalidPateSetting("seed", f"must be at most 2^32 - 1 = {MAX_SEED}, got {values['seed']}")
+            values["seed"] = settings.integer(InvalidPateSetting, "seed", values["seed"], minimum=0, maximum=MAX_SEED)
         if "delta" in values:
             values["delta"] = settings.probability(InvalidPateSetting, "delta", values["delta"])
         if values.get("decision_epsilon") is not None:
@@ -158,10 +156,7 @@ class PateTrainingConfig:
             given = [k for k in SELF_TRAINING if k in values]
             if given:
                 raise InvalidPateSetting(given[0], "sets the student's self-training, but semi_supervised is false")
-        if values.get("aggregator", AGGREGATORS[0]) not in AGGREGATORS:
-            raise InvalidPateSetting(
-                "aggregator", f"must be one of {', '.join(AGGREGATORS)}, got {values['aggregator']!r}"
-            )
+        settings.choice(InvalidPateSetting, "aggregator", values.get("aggregator", AGGREGATORS[0]), AGGREGATORS)
         if values.get("aggregator") == "gnmax":
             given = [k for k in CONFIDENT_ONLY if k in values]
             if given:

@@ -1,14 +1,14 @@
 """The Private Evaluator's optional privacy audit: a canary-augmented copy of the Trainer's DP-SGD run, checked
 against the epsilon ppml claims for that run.
 
-`audit_check` re-runs the training mechanism of the model's DP-SGD ledger (its n rows, sampling rate, C, sigma and T
-Poisson steps, through `privacy.keras.make_private`: `privacy.auditing.dp_sgd_audit.audit_mechanism`) with white-box
-canaries, each included with probability 1/2 by OS CSPRNG bits, the noise CSPRNG-seeded. It bounds epsilon from
-below (the f-DP bound, `dp_sgd_audit.estimator_for`: with the (eps, delta) trade-off curve, or the mu-GDP curve at
-sampling rate 1) at the ledger's accountant delta (the delta its training
+`audit_check` re-runs the training mechanism of the model's DP-SGD ledger (its n rows, sampling probability, C, sigma
+and T Poisson steps, through `privacy.keras.make_private`: `privacy.auditing.dp_sgd_audit.audit_mechanism`) with
+white-box canaries, each included with probability 1/2 by OS CSPRNG bits, the noise CSPRNG-seeded. It bounds epsilon
+from below (the f-DP bound, `dp_sgd_audit.estimator_for`: with the (eps, delta) trade-off curve, or the mu-GDP curve at
+sampling probability 1) at the ledger's accountant delta (the delta its training
 part's epsilon is stated at: the artifact's delta less the preprocessing's additive delta; one run, 95 %),
 recomputes the epsilons ppml's accountants claim for that canary-augmented run (N = n + m rows: an excluded canary
-stays as a stand-in row, so no row's sampling rate depends on the bits) and passes when the bound is at most the
+stays as a stand-in row, so no row's sampling probability depends on the bits) and passes when the bound is at most the
 smallest of them; a bound above it is "accounting inconsistent" and the gate blesses nothing. A run it cannot
 reproduce or account fails closed. The audited model is trained in memory and discarded: the canaries never reach
 the pushed model.

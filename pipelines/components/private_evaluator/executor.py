@@ -38,7 +38,7 @@ OUTSIDE_THE_GUARANTEE = (
     "schema-valid records: a held-out record the model cannot score counts as a wrong prediction (inside the "
     "noisy count), but a run that fails earlier on a malformed record (Transform, TFMA) is outside epsilon",
     "n, the number of training privacy units (records, users or clients): treated as public; it is in the "
-    "ledger and sets the sampling rate q = B / n (a PATE ledger holds none: its epsilon does not use n)",
+    "ledger and sets the sampling probability q = B / n (a PATE ledger holds none: its epsilon does not use n)",
 )
 """What the evaluation publishes outside the model's guarantee, labelled in its summary and in the report."""
 

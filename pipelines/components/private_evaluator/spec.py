@@ -26,7 +26,7 @@ reader but are outside the guarantee: a threshold on any of them is refused (`ga
 never decide the push.
 With ``audit_canaries`` the gate also runs the privacy audit (`canary_audit`): a canary-augmented copy of the
 training run whose measured lower bound on epsilon must not exceed the epsilon claimed for it.
-This module imports TFMA only inside `privacy_metrics`.
+This module imports TFMA only inside `privacy_metrics`, after `check_gate_settings` has checked its arguments.
 """
 
 from __future__ import annotations
@@ -82,10 +82,44 @@ class GateSettings:
 
 def check_audit_canaries(value: int | None) -> None:
     """Raises ValueError unless ``value`` is None (no audit) or a canary count the audit accepts."""
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or not MIN_CANARIES <= value <= MAX_CANARIES:
-        raise ValueError(f"audit_canaries must be an integer in [{MIN_CANARIES}, {MAX_CANARIES}], got {value!r}")
+    if value is not None:
+        validation.integer("audit_canaries", value, minimum=MIN_CANARIES, maximum=MAX_CANARIES)
+
+
+def check_gate_settings(
+    *,
+    epsilon_budget: float,
+    max_membership_auc: float = 0.6,
+    member_split: str = DEFAULT_MEMBER_SPLIT,
+    max_audit_examples: int | None = None,
+    delta_budget: float | None = None,
+    privacy_unit: str = DEFAULT_PRIVACY_UNIT,
+    min_accuracy: float | None = None,
+    metadata_path: str | None = None,
+    lineage_unchecked: str | None = None,
+    audit_canaries: int | None = None,
+    budget_adjacency: str | None = None,
+) -> None:
+    """Checks `privacy_metrics`' arguments (same names and meanings) without importing TFMA or TFX: a ValueError
+    naming the first bad one, in one line."""
+    validation.positive("epsilon_budget", epsilon_budget)
+    validation.probability("max_membership_auc", max_membership_auc, zero=True, one=True)
+    if not (isinstance(member_split, str) and member_split.strip()):
+        raise ValueError(f"member_split must be a split name, got {validation.shown(member_split)}")
+    if max_audit_examples is not None:
+        validation.integer("max_audit_examples", max_audit_examples, minimum=1)
+    if delta_budget is not None:
+        validation.probability("delta_budget", delta_budget)
+    validation.choice("privacy_unit", privacy_unit, privacy_ledger.PRIVACY_UNITS)
+    if min_accuracy is not None:
+        validation.probability("min_accuracy", min_accuracy, zero=True, one=True)
+    if metadata_path is not None and not (isinstance(metadata_path, str) and metadata_path):
+        raise ValueError(f"metadata_path must be a file path, got {validation.shown(metadata_path)}")
+    if lineage_unchecked is not None and not (isinstance(lineage_unchecked, str) and lineage_unchecked.strip()):
+        raise ValueError(f"lineage_unchecked must be a non-empty reason, got {validation.shown(lineage_unchecked)}")
+    check_audit_canaries(audit_canaries)
+    if budget_adjacency is not None:
+        validation.choice("budget_adjacency", budget_adjacency, [a.value for a in Adjacency])
 
 
 def privacy_metrics(
@@ -128,22 +162,21 @@ def privacy_metrics(
       audit_canaries: run the privacy audit (`canary_audit`) with this many white-box canaries: bless only when
         its measured lower bound on epsilon is at most the epsilon claimed for the audited run; None: no audit.
     """
-    import tensorflow_model_analysis as tfma
+    check_gate_settings(
+        epsilon_budget=epsilon_budget,
+        max_membership_auc=max_membership_auc,
+        member_split=member_split,
+        max_audit_examples=max_audit_examples,
+        delta_budget=delta_budget,
+        privacy_unit=privacy_unit,
+        min_accuracy=min_accuracy,
+        metadata_path=metadata_path,
+        lineage_unchecked=lineage_unchecked,
+        audit_canaries=audit_canaries,
+        budget_adjacency=budget_adjacency,
+    )
+    import tensorflow_model_analysis as tfma  # after the checks: a bad setting is refused without TFMA
 
-    validation.positive("epsilon_budget", epsilon_budget)
-    validation.probability("max_membership_auc", max_membership_auc, zero=True, one=True)
-    if delta_budget is not None:
-        validation.probability("delta_budget", delta_budget)
-    if privacy_unit not in privacy_ledger.PRIVACY_UNITS:
-        raise ValueError(f"privacy_unit must be one of {', '.join(privacy_ledger.PRIVACY_UNITS)}, got {privacy_unit!r}")
-    if min_accuracy is not None:
-        validation.probability("min_accuracy", min_accuracy, zero=True, one=True)
-    if lineage_unchecked is not None and not (isinstance(lineage_unchecked, str) and lineage_unchecked.strip()):
-        raise ValueError(f"lineage_unchecked must be a non-empty reason, got {lineage_unchecked!r}")
-    check_audit_canaries(audit_canaries)
-    adjacencies = [a.value for a in Adjacency]
-    if budget_adjacency is not None and budget_adjacency not in adjacencies:
-        raise ValueError(f"budget_adjacency must be one of {', '.join(adjacencies)}, got {budget_adjacency!r}")
     audit_config = {"member_split": member_split}
     if max_audit_examples is not None:
         audit_config["max_examples"] = int(max_audit_examples)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from privacy.encrypted.model.plan import Activation, Architecture, Conv2D, Dense, ModelPlan, Pool2D, Reshape, _pair
+from privacy.encrypted.model.plan import Activation, Architecture, Conv2D, Dense, ModelPlan, Pool2D, Reshape, pair
 
 HIDDEN_ACTIVATIONS = ("relu", "sigmoid")
 SUPPORTED = (
@@ -137,7 +137,7 @@ def import_keras_model(model) -> ModelPlan:
             activation(layer, _activation_name(layer, config.get("activation", "linear")))
         elif kind == "Conv2D":
             _check_channels_last(layer, config)
-            if _pair(config.get("dilation_rate", 1)) != (1, 1) or config.get("groups", 1) != 1:
+            if pair(config.get("dilation_rate", 1)) != (1, 1) or config.get("groups", 1) != 1:
                 _fail(layer, "dilated or grouped convolutions are not supported")
             if config["padding"] not in ("valid", "same"):
                 _fail(layer, f"padding {config['padding']!r} is not supported")
@@ -145,8 +145,8 @@ def import_keras_model(model) -> ModelPlan:
                 Conv2D(
                     layer.name,
                     int(config["filters"]),
-                    _pair(config["kernel_size"]),
-                    _pair(config["strides"]),
+                    pair(config["kernel_size"]),
+                    pair(config["strides"]),
                     config["padding"],
                 )
             )
@@ -157,8 +157,8 @@ def import_keras_model(model) -> ModelPlan:
             _check_channels_last(layer, config)
             if config.get("padding", "valid") != "valid":
                 _fail(layer, "only 'valid' padding is supported for pooling")
-            pool = _pair(config["pool_size"])
-            strides = _pair(config["strides"]) if config.get("strides") is not None else pool
+            pool = pair(config["pool_size"])
+            strides = pair(config["strides"]) if config.get("strides") is not None else pool
             ops.append(Pool2D(layer.name, "max" if kind == "MaxPooling2D" else "avg", pool, strides))
             last_linear = None
         elif kind == "Flatten":

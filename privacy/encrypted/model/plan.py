@@ -21,7 +21,7 @@ from privacy.encrypted.model.ring import FixedPoint
 OUTPUT_ACTIVATIONS = ("linear", "softmax", "sigmoid")
 
 
-def _pair(v) -> tuple[int, int]:
+def pair(v) -> tuple[int, int]:
     return tuple(int(u) for u in v) if isinstance(v, (tuple, list)) else (int(v), int(v))
 
 

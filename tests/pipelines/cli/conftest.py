@@ -12,4 +12,4 @@ def no_tfx(monkeypatch):
     def refuse():
         raise AssertionError("the settings passed the checks: TFX would be imported")
 
-    monkeypatch.setattr(pipeline_cli, "_import_tfx", refuse)
+    monkeypatch.setattr(pipeline_cli, "import_tfx", refuse)

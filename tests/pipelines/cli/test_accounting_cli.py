@@ -36,7 +36,7 @@ def test_epsilon_json_has_the_documented_keys_and_values():
         "epsilon_pld",
         "delta",
         "steps",
-        "sampling_rate",
+        "sampling_probability",
         "noise_multiplier",
         "sampling",
         "adjacency",
@@ -237,7 +237,10 @@ def test_epochs_round_trip():
         (["--n", "100", "--batch-size", "10", "--noise-multiplier", "-1", "--steps", "5"], "--noise-multiplier"),
         (["--n", "100", "--batch-size", "10", "--noise-multiplier", "nan", "--steps", "5"], "--noise-multiplier"),
         (["--n", "100", "--batch-size", "200", "--noise-multiplier", "1", "--steps", "5"], "--batch-size"),
-        (["--n", "100", "--sampling-rate", "1.5", "--noise-multiplier", "1", "--steps", "5"], "--sampling-rate"),
+        (
+            ["--n", "100", "--sampling-probability", "1.5", "--noise-multiplier", "1", "--steps", "5"],
+            "--sampling-probability",
+        ),
         (
             ["--n", "100", "--batch-size", "10", "--noise-multiplier", "1", "--steps", "5", "--target-delta", "0"],
             "--target-delta",
@@ -463,12 +466,18 @@ def test_extreme_but_valid_inputs_answer_quickly(args):
 
 
 @pytest.mark.parametrize(
-    "old, new, value", [("--delta", "--target-delta", "1e-4"), ("--microbatches", "--num-microbatches", "5")]
+    "old, new, value",
+    [
+        ("--delta", "--target-delta", "1e-4"),
+        ("--microbatches", "--num-microbatches", "5"),
+        ("--sampling-rate", "--sampling-probability", "0.05"),
+    ],
 )
 def test_old_spellings_still_work_for_one_release_with_a_deprecation_warning(old, new, value):
     """The old flag gives the same result as the new one, a warning line naming both on stderr and a
     DeprecationWarning; both spellings at once are a usage error; the old one is not in --help."""
-    args = ["epsilon", *SMALL, "--steps", "20", "--accountant", "rdp", "--json"]
+    base = [a for a in SMALL if a not in ("--batch-size", "50")] if new == "--sampling-probability" else SMALL
+    args = ["epsilon", *base, "--steps", "20", "--accountant", "rdp", "--json"]
     with pytest.deprecated_call(match=f"{old} is deprecated"):
         old_result = CliRunner().invoke(cli, [*args, old, value])
     new_result = CliRunner().invoke(cli, [*args, new, value])

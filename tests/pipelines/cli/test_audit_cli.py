@@ -69,7 +69,10 @@ def test_text_report_names_claim_bound_and_verdict():
         (["--plot", "audit.txt"], "must end in"),
         (["--fault", "clip-3x"], "--fault"),
         (["--estimator", "fdp"], "--estimator"),
-        (["--estimator", "f-dp-gaussian"], "estimator f-dp-gaussian bounds a mu-GDP run: it needs sampling rate 1"),
+        (
+            ["--estimator", "f-dp-gaussian"],
+            "estimator f-dp-gaussian bounds a mu-GDP run: it needs sampling probability 1",
+        ),
         (  # N counts the included canaries here, so the claimed curve (q = B / N) would depend on the bits
             ["--estimator", "f-dp-claimed"],
             "estimator f-dp-claimed tests one fixed claimed curve: it needs a data size that does not depend on the "

@@ -11,7 +11,10 @@ from tests.pipelines.cli.test_pipeline_cli import invoke
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--scrub-pii", "--scrub-column", "text=shred"], "operator 'shred' of column 'text'"),
+        (
+            ["--scrub-pii", "--scrub-column", "text=shred"],
+            "the operator of column 'text' must be one of redact, mask, replace, hash, got 'shred'",
+        ),
         (["--scrub-pii", "--scrub-column", "a", "--drop-column", "a"], "column 'a' is both scanned and dropped"),
         (["--scrub-pii", "--pii-operator", "shred"], "--pii-operator"),
         (["--drop-column", "name"], "need --scrub-pii"),
@@ -215,7 +218,7 @@ def run(tfx_pipeline, progress):
     raise ValueError(f"bad row {ROW!r}")
 
 pipelines.minimization.minimization_pipeline = lambda **settings: None
-pipeline_cli._import_tfx = lambda: (None, SimpleNamespace(run=run))
+pipeline_cli.import_tfx = lambda: (None, SimpleNamespace(run=run))
 cli(["minimize", *sys.argv[1:]])
 """
 

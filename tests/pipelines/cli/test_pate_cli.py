@@ -150,7 +150,7 @@ def test_bad_settings_exit_2_with_one_line(ppml_cli, args, message):
                 "votes": [[2_000_000, 0]],
                 "answered": [True],
             },
-            "teachers must be at most 100000, got 2000000",
+            "teachers must be an integer <= 100000, got 2000000",
         ),
         (
             {"aggregator": {"mechanism": "gnmax", "sigma": 40.0}, "votes": [[2, 0]], "answered": ["yes"]},

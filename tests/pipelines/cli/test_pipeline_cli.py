@@ -303,7 +303,7 @@ def test_the_pipeline_root_and_what_the_run_writes_are_owner_only(tmp_path, monk
             f.write("exact statistics")
         raise AssertionError("stop before TFX")
 
-    monkeypatch.setattr(pipeline_cli, "_import_tfx", fake_tfx)
+    monkeypatch.setattr(pipeline_cli, "import_tfx", fake_tfx)
     previous = os.umask(0o022)
     try:
         for root, existing_mode in ((tmp_path / "new", None), (tmp_path / "old", 0o755)):
@@ -323,7 +323,7 @@ def test_the_pipeline_root_and_what_the_run_writes_are_owner_only(tmp_path, monk
             assert modes == {"Stage": 0o700, os.path.join("Stage", "out"): 0o600, LOCK_FILE: 0o600}, modes
         assert os.umask(0o022) == 0o022  # the caller's umask is back after the run
         compiled = tmp_path / "compiled"
-        monkeypatch.setattr(pipeline_cli, "_import_tfx", lambda: (_ for _ in ()).throw(AssertionError("stop")))
+        monkeypatch.setattr(pipeline_cli, "import_tfx", lambda: (_ for _ in ()).throw(AssertionError("stop")))
         CliRunner().invoke(
             cli,
             [
@@ -363,7 +363,7 @@ def test_ppml_minimize_writes_its_root_owner_only_too(tmp_path, monkeypatch):
     def stop():
         raise AssertionError("stop before TFX")
 
-    monkeypatch.setattr(pipeline_cli, "_import_tfx", stop)
+    monkeypatch.setattr(pipeline_cli, "import_tfx", stop)
     previous = os.umask(0o022)
     try:
         root = tmp_path / "minimize"
@@ -393,7 +393,7 @@ def run(tfx_pipeline, runner, progress):
     raise ValueError(f"could not convert row {RECORD!r} to float")
 
 module = SimpleNamespace(bundled_pipeline=lambda root, plan, enable_cache: None)
-pipeline_cli._import_tfx = lambda: (module, SimpleNamespace(run=run))
+pipeline_cli.import_tfx = lambda: (module, SimpleNamespace(run=run))
 cli(["pipeline", "run", *sys.argv[1:]])
 """
 
@@ -440,7 +440,7 @@ def test_a_schema_file_is_checked_before_tfx_and_reaches_the_pipeline(tmp_path, 
 
         return type("Module", (), {"bundled_pipeline": staticmethod(bundled_pipeline)}), None
 
-    monkeypatch.setattr(pipeline_cli, "_import_tfx", fake_tfx)
+    monkeypatch.setattr(pipeline_cli, "import_tfx", fake_tfx)
     good = _schema(tmp_path / "good.pbtxt", columns, {columns[-1]: "INT"})
     result = CliRunner().invoke(cli, ["pipeline", "run", "--schema-file", good, "--pipeline-root", str(tmp_path / "r")])
     assert isinstance(result.exception, AssertionError), result.output
@@ -449,7 +449,7 @@ def test_a_schema_file_is_checked_before_tfx_and_reaches_the_pipeline(tmp_path, 
     def refuse():
         raise AssertionError("the settings passed the checks: TFX would be imported")
 
-    monkeypatch.setattr(pipeline_cli, "_import_tfx", refuse)
+    monkeypatch.setattr(pipeline_cli, "import_tfx", refuse)
     (tmp_path / "broken.pbtxt").write_text("feature { name: ")
     cases = {
         str(tmp_path / "none.pbtxt"): "no file",
@@ -504,7 +504,7 @@ def test_compile_checks_the_schema_file_columns_too(tmp_path, monkeypatch):
     def refuse():
         raise AssertionError("the settings passed the checks: TFX would be imported")
 
-    monkeypatch.setattr(pipeline_cli, "_import_tfx", refuse)
+    monkeypatch.setattr(pipeline_cli, "import_tfx", refuse)
     columns = pipeline_cli._bundled_columns()
     short = _schema(tmp_path / "short.pbtxt", columns[1:])
     result = invoke(

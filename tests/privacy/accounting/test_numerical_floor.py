@@ -1,7 +1,7 @@
 """Where dp-accounting's RDP accountant cannot vouch for an epsilon, ppml refuses it instead of reporting 0.
 
 dp-accounting 0.6.0 turns a negative Renyi divergence (cancellation at huge noise multipliers or tiny
-sampling rates) into epsilon 0: refused. It also reports 0 through its KL branch at orders whose divergence
+sampling probabilities) into epsilon 0: refused. It also reports 0 through its KL branch at orders whose divergence
 r has 1 - e^-r < delta^2: a true bound (total variation below delta), reported as is. Each case is
 recomputed here from dp-accounting directly.
 """
@@ -105,13 +105,13 @@ def test_cli_noise_refuses_a_target_pld_cannot_reach():
     assert result.exit_code == 2 and "--target-epsilon" in result.output and "Traceback" not in result.output
 
 
-def test_cli_epsilon_tiny_sampling_rate_is_quiet_and_right(caplog):
+def test_cli_epsilon_tiny_sampling_probability_is_quiet_and_right(caplog):
     with caplog.at_level(logging.WARNING):
         result = CliRunner().invoke(
             cli,
             [
                 "epsilon",
-                "--sampling-rate",
+                "--sampling-probability",
                 "1e-300",
                 "--n",
                 "60000",

@@ -183,12 +183,12 @@ def test_key_files_open_to_others_or_too_short_are_refused(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"operator": "shred"}, "operator 'shred' is not"),
-        ({"columns": (("t", "shred"),)}, "operator 'shred' of column 't'"),
+        ({"operator": "shred"}, "operator must be one of redact, mask, replace, hash, got 'shred'"),
+        ({"columns": (("t", "shred"),)}, "the operator of column 't' must be one of .*, got 'shred'"),
         ({"columns": (("t", "mask"), ("t", "hash"))}, "column 't' is listed twice"),
         ({"columns": (("t", "mask"),), "drop_columns": ("t",)}, "both scanned and dropped"),
-        ({"columns": (("t", "mask"),), "entities": ("PERSON",)}, "entity 'PERSON'"),
-        ({"columns": (("t", "mask"),), "score_threshold": 2.0}, "score_threshold 2.0"),
+        ({"columns": (("t", "mask"),), "entities": ("PERSON",)}, "entity must be one of .*, got 'PERSON'"),
+        ({"columns": (("t", "mask"),), "score_threshold": 2.0}, r"score_threshold must be in \[0, 1\], got 2.0"),
         ({"drop_columns": ("",)}, "column name is empty"),
     ],
 )
