@@ -1,6 +1,7 @@
-"""The Private Evaluator's privacy audit (`canary_audit`): a canary-augmented copy of the ledger's DP-SGD run passes
-when honest, and a run whose claim is deliberately broken (no noise, the declared sigma still accounted) is refused as
-"accounting inconsistent"; every claim is recomputed here from dp-accounting. The pipeline run with the audit:
+"""The Private Evaluator's privacy audits (`canary_audit`): a canary-augmented copy of the ledger's DP-SGD run, and
+one full-batch step at its C and sigma, pass when honest; a run whose claim is deliberately broken (no noise, or a clip
+at 2C, the declared sigma still accounted) is refused as "accounting inconsistent"; every claim is recomputed here
+from dp-accounting. The pipeline run with the audit:
 tests/pipelines/test_pipeline_e2e.py."""
 
 import functools
@@ -72,6 +73,65 @@ def _scalars(value) -> bool:
     return value is None or isinstance(value, (str, int, float, bool))
 
 
+def _one_step_claims(figures: dict, sigma: float) -> dict[str, float]:
+    """RDP and PLD epsilons of one step of the Gaussian mechanism at sampling rate 1, from dp-accounting directly."""
+    assert figures["batch_size"] == figures["dataset_size"] and figures["steps"] == 1  # q = 1, one step
+    event = dpa.PoissonSampledDpEvent(1.0, dpa.GaussianDpEvent(sigma))
+    return {
+        "rdp": dpa.rdp.RdpAccountant().compose(event).get_epsilon(DELTA),
+        "pld": dpa.pld.PLDAccountant(value_discretization_interval=1e-4).compose(event).get_epsilon(DELTA),
+    }
+
+
+def test_the_gate_runs_both_audits_and_an_honest_implementation_check_passes():
+    """With the audit on, the gate also trains one full-batch step at the Trainer's C and sigma with 10,000
+    canaries and bounds it with the mu-GDP f-DP bound (sound at sampling rate 1); its claim is the one-step
+    mechanism's, recomputed here. Honest: bound <= claim, both checks pass."""
+    checks, figures = canary_audit.audit_checks(_ledger(), CANARIES)
+    assert [check["name"] for check in checks] == ["privacy_audit", "implementation_audit"]
+    assert all(check["passed"] for check in checks) and set(figures) == {"privacy_audit", "implementation_audit"}
+    step = figures["implementation_audit"]
+    claims = _one_step_claims(step, RUN.noise_multiplier)
+    assert step["claims"] == pytest.approx(claims, rel=1e-6)
+    assert step["claimed_epsilon"] == pytest.approx(claims["pld"], rel=1e-6) and step["claim_accountant"] == "pld"
+    assert step["num_canaries"] == canary_audit.IMPLEMENTATION_CANARIES == 10_000
+    assert step["dataset_size"] == step["batch_size"] == 389 + 10_000 and step["training_rows"] == 389
+    assert step["noise_multiplier"] == RUN.noise_multiplier and step["l2_norm_clip"] == 1.0
+    assert step["final"]["estimator"] == "f-dp-gaussian" and step["final"]["num_canaries"] == 10_000
+    assert step["largest_possible_bound"] == largest_bound(10_000, delta=DELTA, estimator="f-dp-gaussian")
+    assert step["lower_bound"] <= step["claimed_epsilon"] < step["largest_possible_bound"]
+    assert checks[1]["reason"].startswith(
+        f"implementation_audit: lower bound {step['lower_bound']:g} <= claimed epsilon {step['claimed_epsilon']:.4g}"
+        f" (one-run f-dp-gaussian lower bound at 95% confidence from 10000 white-box canaries vs the PLD epsilon of "
+        f"one full-batch step (sampling rate 1) at the Trainer's C and sigma with its canaries (N = 10389, expected "
+        f"batch 10389, 1 step, delta 1e-05)"
+    )
+    assert _scalars(step) and "included" not in repr(step)  # the secret bits never leave the audit
+
+
+def test_a_clip_at_2c_is_caught_by_the_implementation_check(monkeypatch):
+    """The fault hook of `ppml audit --fault clip-2x`, set here only: gradients clipped at 2C, noise and claim those
+    of C (the true sigma is half the declared one). At sigma 2 one step is 0.5-GDP as claimed (PLD epsilon 1.99 at
+    1e-5) but 1-GDP as run; 10,000 canaries caught that in 100 of 100 idealised audits (smallest bound 2.17). The
+    implementation check is NOT BLESSED, so the gate is (it blesses only when every check passes)."""
+    monkeypatch.setattr(
+        dp_sgd_audit, "audit_mechanism", functools.partial(dp_sgd_audit.audit_mechanism, fault="clip-2x")
+    )
+    ledger = _ledger(RUN.replace(noise_multiplier=2.0))
+    check, step = canary_audit.implementation_check(ledger)
+    claims = _one_step_claims(step, 2.0)
+    assert step["claims"] == pytest.approx(claims, rel=1e-6)
+    assert not check["passed"] and step["violated"] and step["lower_bound"] > min(claims.values())
+    assert check["reason"].startswith(
+        f"implementation_audit: accounting inconsistent: lower bound {step['lower_bound']:g}"
+        f" > claimed epsilon {step['claimed_epsilon']:.4g}"
+    )
+    assert check["reason"].endswith(
+        "ppml's DP-SGD at the Trainer's C and sigma does not give the epsilon its accountant claims for that step, so "
+        "the training part's epsilon is not to be trusted at that confidence"
+    )
+
+
 def test_the_audit_is_at_the_delta_the_training_part_is_stated_at():
     """A vocabulary's partition selection adds 1e-5 to the artifact's delta 1e-3: the training part's epsilon (the
     ledger's `parts`) is at the accountant's 1e-3 - 1e-5, so the bound, the claim and the ceiling are too."""
@@ -133,6 +193,9 @@ def test_a_run_without_its_declared_noise_is_accounting_inconsistent(monkeypatch
 def test_an_audit_that_cannot_run_fails_closed(ledger, why):
     check, figures = canary_audit.audit_check(ledger, CANARIES)
     assert figures is None and check["passed"] is False and check["reason"].startswith(f"privacy_audit: {why}")
+    check, figures = canary_audit.implementation_check(ledger)
+    assert figures is None and check["passed"] is False
+    assert check["reason"].startswith(f"implementation_audit: {why}")
 
 
 @pytest.mark.parametrize("error", [MemoryError, "tf"], ids=["MemoryError", "ResourceExhaustedError"])
