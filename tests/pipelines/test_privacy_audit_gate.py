@@ -14,6 +14,7 @@ from pipelines import privacy_ledger
 from pipelines.cli.main import cli
 from pipelines.components.private_evaluator import canary_audit
 from pipelines.plan import DEFAULT_TRAINER_CONFIG, resolve_plan
+from pipelines.trainers import breast_cancer
 from privacy.accounting import DpSgdMechanism
 from privacy.auditing import dp_sgd_audit
 from privacy.auditing.one_run import largest_bound
@@ -104,7 +105,7 @@ def test_the_gate_runs_both_audits_and_an_honest_implementation_check_passes():
         f"implementation_audit: lower bound {step['lower_bound']:g} <= claimed epsilon {step['claimed_epsilon']:.4g}"
         f" (one-run f-dp-gaussian lower bound at 95% confidence from 10000 white-box canaries vs the PLD epsilon of "
         f"one full-batch step (sampling rate 1) at the Trainer's C and sigma with its canaries (N = 10389, expected "
-        f"batch 10389, 1 step, delta 1e-05)"
+        f"batch 10389, 1 step, delta 1e-05; trained by {canary_audit.PPML_MODEL})"
     )
     assert _scalars(step) and "included" not in repr(step)  # the secret bits never leave the audit
 
@@ -132,6 +133,54 @@ def test_a_clip_at_2c_is_caught_by_the_implementation_check(monkeypatch):
     )
 
 
+def _module_ledger(module: str, **hp) -> privacy_ledger.PrivacyLedger:
+    """The ledger of a run whose trainer record names `module`'s run_fn and its hyperparameters (as run_fn writes)."""
+    trainer = {"run_fn": f"{module}.run_fn", "hyperparameters": {**breast_cancer.HYPERPARAMETERS, **hp}}
+    return privacy_ledger.PrivacyLedger.for_dp_sgd(RUN, l2_norm_clip=1.0, delta=DELTA, trainer=trainer)
+
+
+def test_the_implementation_check_trains_the_trainer_modules_own_model_and_fit():
+    """A module that exports the audit hooks (the bundled one) is checked through its own model, optimizer, loss and
+    make_private call: one full-batch step with 10,000 canaries on zero stand-in rows, honest: bound <= claim. A
+    ledger without them (`_ledger`) is checked through ppml's audit model and says so."""
+    check, step = canary_audit.implementation_check(_module_ledger("pipelines.trainers.breast_cancer"))
+    assert step["trained_by"] == "pipelines.trainers.breast_cancer (build_model, fit_private), the trainer module's own"
+    assert step["claims"] == pytest.approx(_one_step_claims(step, RUN.noise_multiplier), rel=1e-6)
+    assert step["dataset_size"] == 389 + 10_000 and step["final"]["estimator"] == "f-dp-gaussian"
+    assert check["passed"] and step["lower_bound"] <= step["claimed_epsilon"]
+    assert f"trained by {step['trained_by']}" in check["reason"]
+    assert canary_audit.trainer_hooks(_ledger()) is None
+    assert canary_audit.trainer_hooks(_module_ledger("pipelines.trainers.pate")) is None  # no hooks there
+    assert canary_audit.trainer_hooks(_module_ledger("no.such.module")) is None
+
+
+def test_a_trainer_module_that_takes_a_non_private_step_is_accounting_inconsistent():
+    """A bug in the module's own fit that ppml's audit model cannot see (it does not run the module): one ordinary
+    full-batch step before the private one gives every included canary its unclipped, unnoised gradient."""
+    check, step = canary_audit.implementation_check(
+        _module_ledger("tests.pipelines.faulty_trainer_module", fault="warm-up")
+    )
+    assert step["trained_by"].startswith("tests.pipelines.faulty_trainer_module (build_model, fit_private)")
+    assert step["claims"] == pytest.approx(_one_step_claims(step, RUN.noise_multiplier), rel=1e-6)
+    assert not check["passed"] and step["lower_bound"] > step["claimed_epsilon"]
+    assert check["reason"].startswith(
+        f"implementation_audit: accounting inconsistent: lower bound {step['lower_bound']:g}"
+    )
+
+
+def test_a_trainer_module_that_clips_elsewhere_than_its_ledger_fails_closed():
+    """The module passes make_private 2C while its ledger states C: what ran is read back from the model after the
+    fit, so the check refuses it before any bound."""
+    check, step = canary_audit.implementation_check(
+        _module_ledger("tests.pipelines.faulty_trainer_module", fault="clip-2x")
+    )
+    assert step is None and not check["passed"]
+    assert check["reason"].startswith(
+        "implementation_audit: the audit cannot reproduce this run (the trainer's fit trained"
+    )
+    assert "with clip norm 2, not the audited" in check["reason"] and "with clip norm 1)" in check["reason"]
+
+
 def test_the_audit_is_at_the_delta_the_training_part_is_stated_at():
     """A vocabulary's partition selection adds 1e-5 to the artifact's delta 1e-3: the training part's epsilon (the
     ledger's `parts`) is at the accountant's 1e-3 - 1e-5, so the bound, the claim and the ceiling are too."""
@@ -148,7 +197,7 @@ def test_the_audit_is_at_the_delta_the_training_part_is_stated_at():
     assert figures["final"]["estimator"] == "f-dp"
     assert figures["largest_possible_bound"] == largest_bound(CANARIES, delta=figures["delta"], estimator="f-dp") > 5
     assert largest_bound(CANARIES, delta=figures["delta"], estimator="counting") < 0.3
-    assert check["passed"] and f"delta {figures['delta']:g})" in check["reason"]
+    assert check["passed"] and f"delta {figures['delta']:g};" in check["reason"]
 
 
 def test_a_run_without_its_declared_noise_is_accounting_inconsistent(monkeypatch):

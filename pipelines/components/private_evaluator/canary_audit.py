@@ -11,11 +11,15 @@ Two checks run together (`audit_checks`), each failing the gate on its own:
   the Trainer's C and sigma with `IMPLEMENTATION_CANARIES` white-box canaries, bounded by the mu-GDP f-DP bound
   (sound there: one step at rate 1 is the Gaussian mechanism, mu = 1 / sigma). It tests ppml's clipping and noise at
   those settings against the epsilon ppml's accountants claim for that one-step mechanism, where the bound has the
-  power to see a 2C clip (README, "The privacy audit", for the power measured at each sigma).
+  power to see a 2C clip (README, "The privacy audit", for the power measured at each sigma). Where the trainer module
+  its ledger names exports the audit `HOOKS` (the bundled one does), the step trains the module's own model through
+  its own fit (optimizer, loss, `make_private` call: `privacy.auditing.own_training_audit`), which then must have
+  trained exactly the audited mechanism and clip norm; otherwise ppml's audit model (the figures' ``trained_by``).
 
-Both run `privacy.auditing.dp_sgd_audit.audit_mechanism` (through `privacy.keras.make_private`, noise CSPRNG-seeded;
-each canary included with probability 1/2 by OS CSPRNG bits) at the ledger's accountant delta (the delta its
-training part's epsilon is stated at: the artifact's delta less the preprocessing's additive delta; one run, 95 %),
+Both train through `privacy.keras.make_private` (`privacy.auditing.dp_sgd_audit.audit_mechanism` or the module's
+fit; noise CSPRNG-seeded; each canary included with probability 1/2 by OS CSPRNG bits) at the ledger's accountant
+delta (the delta its training part's epsilon is stated at: the artifact's delta less the preprocessing's additive
+delta; one run, 95 %),
 recompute the epsilons ppml's accountants claim for the canary-augmented run (N = n + m rows: an excluded canary
 stays as a stand-in row, so no row's sampling rate depends on the bits) and pass when the bound is at most the
 smallest of them; a bound above it is "accounting inconsistent" and the gate blesses nothing. A run it cannot
@@ -25,16 +29,17 @@ the pushed model.
 What they publish (bounds, guess counts, N) is a function of the ledger's settings and fresh CSPRNG randomness,
 never of a record's values (n zero stand-in rows: see `audit_mechanism`); N does not depend on the bits. So they
 reveal nothing about the training data beyond n, which the ledger publishes. They test the training part only (the
-preprocessing and push-decision releases the ledger composes are not re-run), and ppml's DP-SGD at the ledger's
-settings, not the trainer module's own run_fn (README, "The privacy audit", says why and what that would take).
+preprocessing and push-decision releases the ledger composes are not re-run); neither re-runs the module's run_fn
+itself (its data loading and export; README, "The privacy audit", says why).
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, Callable
 
 from pipelines import privacy_ledger
-from privacy.accounting import DpSgdMechanism
+from privacy.accounting import DpSgdMechanism, Sampling
 from privacy.auditing import dp_sgd_audit
 from privacy.auditing.one_run import DEFAULT_CONFIDENCE, largest_bound
 
@@ -48,7 +53,15 @@ delta 1e-5) 10,000 catch a 2C clip in 185 of 200 at sigma 3.02, 193 at 2.5 and 1
 `make_private` (385 stand-in rows, sigma 3.02, on the shared 2-core AMD EPYC at load 3 to 6): 7 s and 2.2 GB peak
 memory, against 41 s and 6.6 GB for 20,000 (the step holds N x m per-example slot gradients)."""
 
+HOOKS = ("build_model", "fit_private")
+"""The audit hooks a DP Trainer module may export for the implementation check: ``build_model(hp)``, a fresh model of
+[batch, d] transformed features to [batch, 1] sigmoid probabilities, and ``fit_private(model, x, y, plan, hp)``, its
+own DP-SGD fit of a model on arrays at a `DpTrainingPlan` (`pipelines.trainers.breast_cancer` exports both). hp is
+the ``hyperparameters`` its ledger's trainer record holds."""
+PPML_MODEL = "ppml's audit model (privacy.auditing.dp_sgd_audit.audit_mechanism)"
+
 Figures = dict[str, Any]
+Runner = Callable[..., dp_sgd_audit.AuditResult]
 
 
 def audit_checks(
@@ -71,6 +84,8 @@ def audit_check(
         ledger,
         lambda mechanism: mechanism,
         num_canaries,
+        _ppml_model,
+        PPML_MODEL,
         what="the same training run with its canaries",
         refutes="ppml's epsilon for this DP-SGD run, the training part the ledger composes, is false",
     )
@@ -78,12 +93,17 @@ def audit_check(
 
 def implementation_check(ledger: privacy_ledger.PrivacyLedger | None) -> tuple[dict[str, Any], Figures | None]:
     """The implementation check: one full-batch step at the Trainer's C and sigma with `IMPLEMENTATION_CANARIES`
-    canaries: (the gate's check, its figures or None when it could not run)."""
+    canaries, through the trainer module's own model and fit where it exports the audit `HOOKS` (else through
+    ppml's audit model, which the figures' ``trained_by`` says): (the gate's check, its figures or None when it could
+    not run)."""
+    hooks = trainer_hooks(ledger)
     return _audit(
         IMPLEMENTATION_NAME,
         ledger,
         full_batch_step,
         IMPLEMENTATION_CANARIES,
+        _ppml_model if hooks is None else _own_training(*hooks),
+        PPML_MODEL if hooks is None else f"{hooks[0].__name__} ({', '.join(HOOKS)}), the trainer module's own",
         what="one full-batch step (sampling rate 1) at the Trainer's C and sigma with its canaries",
         refutes="ppml's DP-SGD at the Trainer's C and sigma does not give the epsilon its accountant claims for "
         "that step, so the training part's epsilon is not to be trusted",
@@ -96,11 +116,73 @@ def full_batch_step(mechanism: DpSgdMechanism) -> DpSgdMechanism:
     return mechanism.replace(batch_size=mechanism.dataset_size, steps=1)
 
 
+def trainer_hooks(ledger: privacy_ledger.PrivacyLedger | None) -> tuple[Any, dict[str, Any]] | None:
+    """(the trainer module, its hyperparameters) when the ledger's trainer record names a ``run_fn`` whose module
+    exports the audit `HOOKS` and records ``hyperparameters``; None otherwise (no module, none importable, no hooks)."""
+    trainer = {} if ledger is None else ledger.trainer
+    run_fn, hp = trainer.get("run_fn"), trainer.get("hyperparameters")
+    if not isinstance(run_fn, str) or "." not in run_fn or not isinstance(hp, dict):
+        return None
+    try:
+        module = importlib.import_module(run_fn.rpartition(".")[0])
+    except ImportError:
+        return None
+    return (module, dict(hp)) if all(callable(getattr(module, hook, None)) for hook in HOOKS) else None
+
+
+def _ppml_model(mechanism: DpSgdMechanism, **settings) -> dp_sgd_audit.AuditResult:
+    return dp_sgd_audit.audit_mechanism(mechanism, **settings)  # looked up at each call (tests set a fault there)
+
+
+def _own_training(module, hp: dict[str, Any]) -> Runner:
+    """A runner of `full_batch_step`'s mechanism through the module's `HOOKS` (`own_training_audit`)."""
+    from pipelines.components.dp_trainer.spec import DpTrainingConfig, DpTrainingPlan
+    from privacy.auditing import own_training_audit
+
+    def run(mechanism: DpSgdMechanism, *, l2_norm_clip: float, delta: float, num_canaries: int):
+        if (
+            mechanism.sampling is not Sampling.POISSON
+            or mechanism.num_microbatches is not None
+            or mechanism.truncated_batch_size is not None
+            or mechanism.max_examples_per_user is not None
+        ):
+            raise ValueError(
+                f"the implementation check reproduces per-example clipping of whole Poisson batches of single "
+                f"examples, got {mechanism}"
+            )
+
+        def fit(model, x, y, audited: DpSgdMechanism) -> None:
+            config = DpTrainingConfig(
+                batch_size=int(audited.batch_size),
+                l2_norm_clip=l2_norm_clip,
+                noise_multiplier=audited.noise_multiplier,
+                delta=delta,
+            )
+            plan = DpTrainingPlan(
+                config=config, dataset_size=audited.dataset_size, steps=audited.steps, mechanism=audited, delta=delta
+            )
+            module.fit_private(model, x, y, plan, hp)
+
+        return own_training_audit.audit_full_batch_step(
+            lambda: module.build_model(hp),
+            fit,
+            rows=mechanism.dataset_size,
+            noise_multiplier=mechanism.noise_multiplier,
+            l2_norm_clip=l2_norm_clip,
+            delta=delta,
+            num_canaries=num_canaries,
+        )
+
+    return run
+
+
 def _audit(
     name: str,
     ledger: privacy_ledger.PrivacyLedger | None,
     audited: Callable[[DpSgdMechanism], DpSgdMechanism],
     num_canaries: int,
+    runner: Runner,
+    trained_by: str,
     *,
     what: str,
     refutes: str,
@@ -113,7 +195,7 @@ def _audit(
     delta = ledger.accountant_delta
     try:
         mechanism = audited(ledger.dp_sgd_mechanism())
-        result = dp_sgd_audit.audit_mechanism(
+        result = runner(
             mechanism, l2_norm_clip=ledger.parameters.get("l2_norm_clip"), delta=delta, num_canaries=num_canaries
         )
     except (ValueError, privacy_ledger.LedgerError) as err:
@@ -146,6 +228,7 @@ def _audit(
         "noise_multiplier": mechanism.noise_multiplier,
         "l2_norm_clip": result.plan.l2_norm_clip,
         "steps": result.steps,
+        "trained_by": trained_by,
         "largest_possible_bound": ceiling,
         "final": result.final,
         "seconds": round(result.seconds, 1),
@@ -154,7 +237,8 @@ def _audit(
     context = (
         f"one-run {estimator} lower bound at {DEFAULT_CONFIDENCE:.0%} confidence from {num_canaries} white-box "
         f"canaries vs the {accountant.upper()} epsilon of {what} (N = {result.dataset_size}, expected batch "
-        f"{result.plan.batch_size}, {result.steps} step{'s' if result.steps != 1 else ''}, delta {delta:g}); "
+        f"{result.plan.batch_size}, {result.steps} step{'s' if result.steps != 1 else ''}, delta {delta:g}; "
+        f"trained by {trained_by}); "
         f"with these canaries no bound can exceed {ceiling:g}"
     )
     if result.violated:

@@ -1,0 +1,29 @@
+"""A DP Trainer module with the audit hooks of `pipelines.trainers.breast_cancer` and a bug chosen by
+``hp["fault"]``, for the implementation check's tests (tests/pipelines/test_privacy_audit_gate.py):
+
+* "warm-up": one ordinary (non-private) full-batch step before the private fit, a bug no ledger shows;
+* "clip-2x": passes `make_private` twice the plan's clip norm, while its ledger states the plan's.
+"""
+
+import dataclasses
+
+import tensorflow as tf
+
+from pipelines.trainers import breast_cancer
+
+FAULTS = ("warm-up", "clip-2x")
+
+
+def build_model(hp):
+    return breast_cancer.build_model(hp)
+
+
+def fit_private(model, features, labels, plan, hp):
+    if hp["fault"] == "warm-up":
+        model.compile(optimizer=tf.keras.optimizers.SGD(hp["learning_rate"]), loss=tf.keras.losses.BinaryCrossentropy())
+        model.fit(features, labels, batch_size=len(labels), epochs=1, verbose=0)
+    elif hp["fault"] == "clip-2x":
+        plan = dataclasses.replace(
+            plan, config=dataclasses.replace(plan.config, l2_norm_clip=2 * plan.config.l2_norm_clip)
+        )
+    return breast_cancer.fit_private(model, features, labels, plan, hp)
