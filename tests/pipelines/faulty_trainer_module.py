@@ -2,7 +2,8 @@
 ``hp["fault"]``, for the implementation check's tests (tests/pipelines/test_privacy_audit_gate.py):
 
 * "warm-up": one ordinary (non-private) full-batch step before the private fit, a bug no ledger shows;
-* "clip-2x": passes `make_private` twice the plan's clip norm, while its ledger states the plan's.
+* "clip-2x": passes `make_private` twice the plan's clip norm, while its ledger states the plan's;
+* "crash": its fit raises a TypeError of its own.
 """
 
 import dataclasses
@@ -11,7 +12,7 @@ import tensorflow as tf
 
 from pipelines.trainers import breast_cancer
 
-FAULTS = ("warm-up", "clip-2x")
+FAULTS = ("warm-up", "clip-2x", "crash")
 
 
 def build_model(hp):
@@ -26,4 +27,6 @@ def fit_private(model, features, labels, plan, hp):
         plan = dataclasses.replace(
             plan, config=dataclasses.replace(plan.config, l2_norm_clip=2 * plan.config.l2_norm_clip)
         )
+    elif hp["fault"] == "crash":
+        raise TypeError("fit_private() got an unexpected keyword")
     return breast_cancer.fit_private(model, features, labels, plan, hp)

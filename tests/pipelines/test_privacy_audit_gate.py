@@ -181,6 +181,17 @@ def test_a_trainer_module_that_clips_elsewhere_than_its_ledger_fails_closed():
     assert "with clip norm 2, not the audited" in check["reason"] and "with clip norm 1)" in check["reason"]
 
 
+def test_a_trainer_module_that_crashes_fails_closed_in_one_line():
+    check, step = canary_audit.implementation_check(
+        _module_ledger("tests.pipelines.faulty_trainer_module", fault="crash")
+    )
+    assert step is None and not check["passed"] and "\n" not in check["reason"]
+    assert check["reason"] == (
+        "implementation_audit: the audit cannot reproduce this run (the trainer module's fit_private failed: "
+        "TypeError: fit_private() got an unexpected keyword); what cannot be checked is not blessed"
+    )
+
+
 def test_the_audit_is_at_the_delta_the_training_part_is_stated_at():
     """A vocabulary's partition selection adds 1e-5 to the artifact's delta 1e-3: the training part's epsilon (the
     ledger's `parts`) is at the accountant's 1e-3 - 1e-5, so the bound, the claim and the ceiling are too."""

@@ -161,10 +161,10 @@ def _own_training(module, hp: dict[str, Any]) -> Runner:
             plan = DpTrainingPlan(
                 config=config, dataset_size=audited.dataset_size, steps=audited.steps, mechanism=audited, delta=delta
             )
-            module.fit_private(model, x, y, plan, hp)
+            _hook(module, "fit_private", model, x, y, plan, hp)
 
         return own_training_audit.audit_full_batch_step(
-            lambda: module.build_model(hp),
+            lambda: _hook(module, "build_model", hp),
             fit,
             rows=mechanism.dataset_size,
             noise_multiplier=mechanism.noise_multiplier,
@@ -174,6 +174,19 @@ def _own_training(module, hp: dict[str, Any]) -> Runner:
         )
 
     return run
+
+
+def _hook(module, hook: str, *args):
+    """Calls the module's audit hook; an error of its own (user code) becomes one ValueError naming the hook, so that
+    the check fails closed with a reason (memory errors pass: the caller reports them)."""
+    import tensorflow as tf
+
+    try:
+        return getattr(module, hook)(*args)
+    except (MemoryError, tf.errors.ResourceExhaustedError, ValueError):
+        raise
+    except Exception as err:  # the module is user code: any failure of its own fails the check closed
+        raise ValueError(f"the trainer module's {hook} failed: {type(err).__name__}: {err}") from None
 
 
 def _audit(
