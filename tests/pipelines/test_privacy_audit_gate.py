@@ -128,8 +128,8 @@ def test_a_clip_at_2c_is_caught_by_the_implementation_check(monkeypatch):
         f" > claimed epsilon {step['claimed_epsilon']:.4g}"
     )
     assert check["reason"].endswith(
-        "ppml's DP-SGD at the Trainer's C and sigma does not give the epsilon its accountant claims for that step, so "
-        "the training part's epsilon is not to be trusted at that confidence"
+        "DP-SGD as trained at the Trainer's C and sigma does not give the epsilon ppml's accountant claims for that "
+        "step, so the training part's epsilon is not to be trusted at that confidence"
     )
 
 
