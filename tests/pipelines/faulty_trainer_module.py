@@ -3,7 +3,9 @@
 
 * "warm-up": one ordinary (non-private) full-batch step before the private fit, a bug no ledger shows;
 * "clip-2x": passes `make_private` twice the plan's clip norm, while its ledger states the plan's;
-* "crash": its fit raises a TypeError of its own.
+* "crash": its fit raises a TypeError of its own;
+* "not-a-model": its build_model returns None;
+* "two-lines": its build_model raises a ValueError whose message has two lines.
 """
 
 import dataclasses
@@ -12,10 +14,14 @@ import tensorflow as tf
 
 from pipelines.trainers import breast_cancer
 
-FAULTS = ("warm-up", "clip-2x", "crash")
+FAULTS = ("warm-up", "clip-2x", "crash", "not-a-model", "two-lines")
 
 
 def build_model(hp):
+    if hp["fault"] == "not-a-model":
+        return None
+    if hp["fault"] == "two-lines":
+        raise ValueError("line one\nline two")
     return breast_cancer.build_model(hp)
 
 

@@ -4,6 +4,7 @@ at 2C, the declared sigma still accounted) is refused as "accounting inconsisten
 from dp-accounting. The pipeline run with the audit:
 tests/pipelines/test_pipeline_e2e.py."""
 
+import dataclasses
 import functools
 
 import dp_accounting as dpa
@@ -151,7 +152,6 @@ def test_the_implementation_check_trains_the_trainer_modules_own_model_and_fit()
     assert f"trained by {step['trained_by']}" in check["reason"]
     assert canary_audit.trainer_hooks(_ledger()) is None
     assert canary_audit.trainer_hooks(_module_ledger("pipelines.trainers.pate")) is None  # no hooks there
-    assert canary_audit.trainer_hooks(_module_ledger("no.such.module")) is None
 
 
 def test_a_trainer_module_that_takes_a_non_private_step_is_accounting_inconsistent():
@@ -189,6 +189,50 @@ def test_a_trainer_module_that_crashes_fails_closed_in_one_line():
     assert check["reason"] == (
         "implementation_audit: the audit cannot reproduce this run (the trainer module's fit_private failed: "
         "TypeError: fit_private() got an unexpected keyword); what cannot be checked is not blessed"
+    )
+
+
+@pytest.mark.parametrize(
+    ("run_fn", "why"),
+    [
+        (
+            "tests.pipelines.faulty_trainer_module.run_fn",
+            "the trainer module's build_model failed: ValueError: line one line two",
+        ),
+        (
+            "tests.pipelines.unimportable_trainer_module.run_fn",
+            "the trainer module 'tests.pipelines.unimportable_trainer_module' its ledger names cannot be imported: "
+            "RuntimeError: this trainer module fails at import",
+        ),
+        (
+            "tests.pipelines.no_such_trainer_module.run_fn",
+            "the trainer module 'tests.pipelines.no_such_trainer_module' its ledger names cannot be imported: "
+            "ModuleNotFoundError: No module named 'tests.pipelines.no_such_trainer_module'",
+        ),
+        (".run_fn", "the trainer module '' its ledger names cannot be imported: ValueError: Empty module name"),
+    ],
+    ids=["two-line error", "fails at import", "not importable", "empty module name"],
+)
+def test_a_trainer_module_that_cannot_be_run_fails_the_check_closed_in_one_line(run_fn, why):
+    """User code, or a ledger naming a module the Evaluator cannot import: the check fails closed with one line
+    (a module that cannot be imported is never silently replaced by ppml's audit model, whose pass would not be its)."""
+    ledger = _module_ledger("tests.pipelines.faulty_trainer_module", fault="two-lines")
+    ledger = dataclasses.replace(ledger, trainer={**ledger.trainer, "run_fn": run_fn})
+    check, step = canary_audit.implementation_check(ledger)
+    assert step is None and not check["passed"] and "\n" not in check["reason"]
+    assert check["reason"] == (
+        f"implementation_audit: the audit cannot reproduce this run ({why}); what cannot be checked is not blessed"
+    )
+
+
+def test_a_trainer_module_whose_build_model_returns_no_model_fails_closed():
+    check, step = canary_audit.implementation_check(
+        _module_ledger("tests.pipelines.faulty_trainer_module", fault="not-a-model")
+    )
+    assert step is None and not check["passed"]
+    assert check["reason"] == (
+        "implementation_audit: the audit cannot reproduce this run (the trainer module's model could not be audited: "
+        "AttributeError: 'NoneType' object has no attribute 'input_shape'); what cannot be checked is not blessed"
     )
 
 

@@ -95,7 +95,10 @@ def implementation_check(ledger: privacy_ledger.PrivacyLedger | None) -> tuple[d
     canaries, through the trainer module's own model and fit where it exports the audit `HOOKS` (else through
     ppml's audit model, which the figures' ``trained_by`` says): (the gate's check, its figures or None when it could
     not run)."""
-    hooks = trainer_hooks(ledger)
+    try:
+        hooks = trainer_hooks(ledger)
+    except ValueError as err:
+        return _cannot_reproduce(IMPLEMENTATION_NAME, err), None
     return _audit(
         IMPLEMENTATION_NAME,
         ledger,
@@ -118,15 +121,17 @@ def full_batch_step(mechanism: DpSgdMechanism) -> DpSgdMechanism:
 
 def trainer_hooks(ledger: privacy_ledger.PrivacyLedger | None) -> tuple[Any, dict[str, Any]] | None:
     """(the trainer module, its hyperparameters) when the ledger's trainer record names a ``run_fn`` whose module
-    exports the audit `HOOKS` and records ``hyperparameters``; None otherwise (no module, none importable, no hooks)."""
+    exports the audit `HOOKS` and records ``hyperparameters``; None otherwise (no module named, no hooks). A module
+    it names that cannot be imported (what the Trainer ran, so not replaced by ppml's audit model) is a ValueError."""
     trainer = {} if ledger is None else ledger.trainer
     run_fn, hp = trainer.get("run_fn"), trainer.get("hyperparameters")
     if not isinstance(run_fn, str) or "." not in run_fn or not isinstance(hp, dict):
         return None
+    name = run_fn.rpartition(".")[0]
     try:
-        module = importlib.import_module(run_fn.rpartition(".")[0])
-    except ImportError:
-        return None
+        module = importlib.import_module(name)
+    except Exception as err:  # user code runs at import
+        raise ValueError(f"the trainer module {name!r} its ledger names cannot be imported: {_one_line(err)}") from None
     return (module, dict(hp)) if all(callable(getattr(module, hook, None)) for hook in HOOKS) else None
 
 
@@ -161,11 +166,14 @@ def _own_training(module, hp: dict[str, Any]) -> Runner:
             plan = DpTrainingPlan(
                 config=config, dataset_size=audited.dataset_size, steps=audited.steps, mechanism=audited, delta=delta
             )
-            _hook(module, "fit_private", model, x, y, plan, hp)
+            _user_code("fit_private failed", module.fit_private, model, x, y, plan, hp)
 
-        return own_training_audit.audit_full_batch_step(
-            lambda: _hook(module, "build_model", hp),
+        return _user_code(
+            "model could not be audited",
+            own_training_audit.audit_full_batch_step,
+            lambda: _user_code("build_model failed", module.build_model, hp),
             fit,
+            ppml_refusals=True,
             rows=mechanism.dataset_size,
             noise_multiplier=mechanism.noise_multiplier,
             l2_norm_clip=l2_norm_clip,
@@ -176,17 +184,24 @@ def _own_training(module, hp: dict[str, Any]) -> Runner:
     return run
 
 
-def _hook(module, hook: str, *args):
-    """Calls the module's audit hook; an error of its own (user code) becomes one ValueError naming the hook, so that
-    the check fails closed with a reason (memory errors pass: the caller reports them)."""
+def _user_code(what: str, call: Callable, *args, ppml_refusals: bool = False, **kwargs):
+    """``call(*args, **kwargs)``, code that runs the trainer module's (user code): an error becomes one ValueError
+    "the trainer module's <what>: <error>", so that the check fails closed with a reason; memory errors pass (the
+    caller reports them), and with ``ppml_refusals`` so do ValueErrors (ppml's own refusals, each with its reason;
+    the hooks' own are wrapped where they are called)."""
     import tensorflow as tf
 
+    passing = (MemoryError, tf.errors.ResourceExhaustedError) + ((ValueError,) if ppml_refusals else ())
     try:
-        return getattr(module, hook)(*args)
-    except (MemoryError, tf.errors.ResourceExhaustedError, ValueError):
+        return call(*args, **kwargs)
+    except passing:
         raise
-    except Exception as err:  # the module is user code: any failure of its own fails the check closed
-        raise ValueError(f"the trainer module's {hook} failed: {type(err).__name__}: {err}") from None
+    except Exception as err:
+        raise ValueError(f"the trainer module's {what}: {_one_line(err)}") from None
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(f"{type(err).__name__}: {err}".split())
 
 
 def _audit(
@@ -212,9 +227,7 @@ def _audit(
             mechanism, l2_norm_clip=ledger.parameters.get("l2_norm_clip"), delta=delta, num_canaries=num_canaries
         )
     except (ValueError, privacy_ledger.LedgerError) as err:
-        return _failed(
-            name, f"the audit cannot reproduce this run ({err}); what cannot be checked is not blessed"
-        ), None
+        return _cannot_reproduce(name, err), None
     except (MemoryError, tf.errors.ResourceExhaustedError):
         fewer = "fewer need less: --audit-canaries" if name == NAME else "its one step holds N x canaries floats"
         return _failed(
@@ -262,6 +275,11 @@ def _audit(
     else:
         reason = f"{name}: lower bound {bound:g} <= claimed epsilon {claim:.4g} ({context}; evidence, not proof)"
     return {"name": name, "value": bound, "bound": claim, "passed": not result.violated, "reason": reason}, figures
+
+
+def _cannot_reproduce(name: str, err: Exception) -> dict[str, Any]:
+    why = " ".join(str(err).split())  # one line
+    return _failed(name, f"the audit cannot reproduce this run ({why}); what cannot be checked is not blessed")
 
 
 def _failed(name: str, why: str) -> dict[str, Any]:
