@@ -236,6 +236,25 @@ def test_a_trainer_module_whose_build_model_returns_no_model_fails_closed():
     )
 
 
+def test_the_trainer_refuses_a_ledger_that_names_another_modules_run_fn():
+    """The implementation check trains through the hooks of the module the ledger's run_fn names, so the DP
+    Trainer's executor refuses a record naming a run_fn other than the one it called (here a module claiming the
+    bundled module's run_fn); a re-exported run_fn (the same function) and a record naming none pass."""
+    from pipelines.components.dp_trainer import fn_args_utils
+    from pipelines.trainers import pate
+
+    ledger = _module_ledger("pipelines.trainers.breast_cancer")
+    fn_args_utils.check_trainer_record(ledger, breast_cancer.run_fn)
+    fn_args_utils.check_trainer_record(dataclasses.replace(ledger, trainer={}), pate.run_fn)
+    with pytest.raises(RuntimeError) as err:
+        fn_args_utils.check_trainer_record(ledger, pate.run_fn)
+    assert str(err.value) == (
+        "the ledger's trainer record names run_fn 'pipelines.trainers.breast_cancer.run_fn', but the Trainer called "
+        "'pipelines.trainers.pate.run_fn' (the Evaluator's implementation check trains through the hooks of the "
+        "module the record names)"
+    )
+
+
 def test_the_audit_is_at_the_delta_the_training_part_is_stated_at():
     """A vocabulary's partition selection adds 1e-5 to the artifact's delta 1e-3: the training part's epsilon (the
     ledger's `parts`) is at the accountant's 1e-3 - 1e-5, so the bound, the claim and the ceiling are too."""
