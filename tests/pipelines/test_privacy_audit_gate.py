@@ -225,6 +225,20 @@ def test_a_trainer_module_that_cannot_be_run_fails_the_check_closed_in_one_line(
     )
 
 
+def test_a_module_with_hooks_whose_ledger_records_no_hyperparameters_fails_closed():
+    """A module exporting the hooks opted into being trained by the check: a ledger without the hyperparameters its
+    hooks take is refused, never silently audited through ppml's audit model (whose pass is not the module's)."""
+    ledger = _module_ledger("pipelines.trainers.breast_cancer")
+    ledger = dataclasses.replace(ledger, trainer={"run_fn": ledger.trainer["run_fn"]})
+    check, step = canary_audit.implementation_check(ledger)
+    assert step is None and not check["passed"]
+    assert check["reason"] == (
+        "implementation_audit: the audit cannot reproduce this run (the trainer module "
+        "'pipelines.trainers.breast_cancer' exports the audit hooks but its ledger's trainer record holds no "
+        "hyperparameters for them); what cannot be checked is not blessed"
+    )
+
+
 def test_a_trainer_module_whose_build_model_returns_no_model_fails_closed():
     check, step = canary_audit.implementation_check(
         _module_ledger("tests.pipelines.faulty_trainer_module", fault="not-a-model")

@@ -120,19 +120,28 @@ def full_batch_step(mechanism: DpSgdMechanism) -> DpSgdMechanism:
 
 
 def trainer_hooks(ledger: privacy_ledger.PrivacyLedger | None) -> tuple[Any, dict[str, Any]] | None:
-    """(the trainer module, its hyperparameters) when the ledger's trainer record names a ``run_fn`` whose module
-    exports the audit `HOOKS` and records ``hyperparameters``; None otherwise (no module named, no hooks). A module
-    it names that cannot be imported (what the Trainer ran, so not replaced by ppml's audit model) is a ValueError."""
-    trainer = {} if ledger is None else ledger.trainer
-    run_fn, hp = trainer.get("run_fn"), trainer.get("hyperparameters")
-    if not isinstance(run_fn, str) or "." not in run_fn or not isinstance(hp, dict):
+    """(the trainer module, its hyperparameters) when a DP-SGD ledger's trainer record names a ``run_fn`` whose module
+    exports the audit `HOOKS`; None otherwise (no module named, no hooks). ValueError for a module it names that
+    cannot be imported (what the Trainer ran, so not replaced by ppml's audit model) or one with hooks whose record
+    holds no ``hyperparameters`` dict for them."""
+    if ledger is None or ledger.mechanism != privacy_ledger.DP_SGD:
+        return None
+    run_fn, hp = ledger.trainer.get("run_fn"), ledger.trainer.get("hyperparameters")
+    if not isinstance(run_fn, str) or "." not in run_fn:
         return None
     name = run_fn.rpartition(".")[0]
     try:
         module = importlib.import_module(name)
     except Exception as err:  # user code runs at import
         raise ValueError(f"the trainer module {name!r} its ledger names cannot be imported: {_one_line(err)}") from None
-    return (module, dict(hp)) if all(callable(getattr(module, hook, None)) for hook in HOOKS) else None
+    if not all(callable(getattr(module, hook, None)) for hook in HOOKS):
+        return None
+    if not isinstance(hp, dict):
+        raise ValueError(
+            f"the trainer module {name!r} exports the audit hooks but its ledger's trainer record holds no "
+            f"hyperparameters for them"
+        )
+    return module, dict(hp)
 
 
 def _ppml_model(mechanism: DpSgdMechanism, **settings) -> dp_sgd_audit.AuditResult:
