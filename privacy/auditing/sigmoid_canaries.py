@@ -13,7 +13,9 @@ about A / 2 = `canaries.MAX_DIRAC_CLIP`, which per-example clipping scales to C 
 no gradient. With SGD, w_i after training is (lr / B) (C * times sampled + noise) for an included canary and
 (lr / B) noise for an excluded one; the score is w_i (`keras_canaries.white_box_scores`: the layer has the same name).
 With another optimizer the score is still a function of the slot's noisy updates, so a one-run bound on it stays
-sound; only its power changes. The wrapped model is an audit device, never pushed.
+sound; only its power changes. A batch whose id column is not integers in [0, m] with each canary id once (a fit
+that transformed its inputs) is refused (InvalidArgumentError): its canaries would have left their slots, and the
+audit its power. The wrapped model is an audit device, never pushed.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class SigmoidCanaryHead(tf.keras.layers.Layer):
 
     def call(self, inputs):
         probability, ids = inputs
+        _check_ids(ids[:, 0], self.num_canaries)
         slot = tf.one_hot(tf.cast(ids[:, 0], tf.int32) - 1, self.num_canaries, dtype=probability.dtype)  # id 0: 0
         z = tf.linalg.matvec(slot, self.slot_weights)
         canary = tf.sigmoid(-AMPLITUDE * (z - tf.stop_gradient(z)))[:, None]  # value 1/2, gradient -A / 4 * slot
@@ -49,6 +52,20 @@ class SigmoidCanaryHead(tf.keras.layers.Layer):
 
     def get_config(self):
         return dict(super().get_config(), num_canaries=self.num_canaries)
+
+
+def _check_ids(ids, num_canaries: int) -> None:
+    """Fails the batch (InvalidArgumentError) unless its id column is what the audit appended: integers in
+    [0, num_canaries], each canary id at most once. A fit that transforms its inputs (standardising every column, a
+    cast to float16) would otherwise move canaries off their slots: the audit would silently lose its power."""
+    message = f"the canary id column (the last input) must hold the integers 0 to {num_canaries} the audit appended, "
+    tf.debugging.assert_equal(ids, tf.round(ids), message=message + "got a non-integer (were the inputs transformed?)")
+    tf.debugging.assert_non_negative(ids, message=message + "got a negative id")
+    tf.debugging.assert_less_equal(ids, tf.cast(num_canaries, ids.dtype), message=message + "got a larger id")
+    canary_ids = tf.boolean_mask(ids, ids > 0)
+    tf.debugging.assert_equal(
+        tf.size(tf.unique(canary_ids).y), tf.size(canary_ids), message=message + "got a canary id twice in one batch"
+    )
 
 
 def with_sigmoid_slot(model, num_features: int, num_canaries: int):

@@ -5,7 +5,8 @@
 * "clip-2x": passes `make_private` twice the plan's clip norm, while its ledger states the plan's;
 * "crash": its fit raises a TypeError of its own;
 * "not-a-model": its build_model returns None;
-* "two-lines": its build_model raises a ValueError whose message has two lines.
+* "two-lines": its build_model raises a ValueError whose message has two lines;
+* "standardised-warm-up": its fit standardises every input column, then takes the "warm-up" step.
 """
 
 import dataclasses
@@ -14,7 +15,7 @@ import tensorflow as tf
 
 from pipelines.trainers import breast_cancer
 
-FAULTS = ("warm-up", "clip-2x", "crash", "not-a-model", "two-lines")
+FAULTS = ("warm-up", "clip-2x", "crash", "not-a-model", "two-lines", "standardised-warm-up")
 
 
 def build_model(hp):
@@ -26,7 +27,9 @@ def build_model(hp):
 
 
 def fit_private(model, features, labels, plan, hp):
-    if hp["fault"] == "warm-up":
+    if hp["fault"] == "standardised-warm-up":
+        features = (features - features.mean(axis=0)) / (features.std(axis=0) + 1e-6)
+    if hp["fault"] in ("warm-up", "standardised-warm-up"):
         model.compile(optimizer=tf.keras.optimizers.SGD(hp["learning_rate"]), loss=tf.keras.losses.BinaryCrossentropy())
         model.fit(features, labels, batch_size=len(labels), epochs=1, verbose=0)
     elif hp["fault"] == "clip-2x":

@@ -168,6 +168,22 @@ def test_a_trainer_module_that_takes_a_non_private_step_is_accounting_inconsiste
     )
 
 
+def test_a_trainer_module_that_transforms_its_inputs_fails_closed():
+    """A fit that standardises every column also rescales the canary-id column the audit appends: the canaries
+    would leave their slots and the warm-up bug above pass with a bound of 0, so the slot refuses such ids."""
+    check, step = canary_audit.implementation_check(
+        _module_ledger("tests.pipelines.faulty_trainer_module", fault="standardised-warm-up")
+    )
+    assert step is None and not check["passed"] and "\n" not in check["reason"]
+    assert check["reason"].startswith(
+        "implementation_audit: the audit cannot reproduce this run (the trainer module's fit_private failed: "
+        "InvalidArgumentError: "
+    )
+    assert (
+        "the canary id column (the last input) must hold the integers 0 to 10000 the audit appended" in check["reason"]
+    )
+
+
 def test_a_trainer_module_that_clips_elsewhere_than_its_ledger_fails_closed():
     """The module passes make_private 2C while its ledger states C: what ran is read back from the model after the
     fit, so the check refuses it before any bound."""

@@ -42,3 +42,25 @@ def test_a_model_without_one_probability_output_is_refused():
     base = tf.keras.Sequential([tf.keras.Input(shape=(3,)), tf.keras.layers.Dense(2)])
     with pytest.raises(ValueError, match=r"must map \[batch, 3\] features to \[batch, 1\] probabilities, got \(1, 2\)"):
         with_sigmoid_slot(base, 3, 4)
+
+
+@pytest.mark.parametrize(
+    ("ids", "why"),
+    [
+        ([0.0, 1.5], "got a non-integer"),
+        ([0.0, -1.0], "got a negative id"),
+        ([5.0, 0.0], "got a larger id"),
+        ([2.0, 2.0], "got a canary id twice in one batch"),
+    ],
+    ids=["standardised", "negative", "out of range", "repeated"],
+)
+def test_canary_ids_the_fit_moved_are_refused(ids, why):
+    """A fit that transforms its inputs (e.g. standardises every column) moves canaries off their slots and the
+    audit would pass with no power: the head refuses any id column but integers in [0, m], each canary id once."""
+    model = with_sigmoid_slot(tf.keras.Sequential([tf.keras.Input(shape=(3,)), tf.keras.layers.Dense(1)]), 3, 4)
+    rows = np.zeros((2, 4), np.float32)
+    rows[:, 3] = ids
+    with pytest.raises(tf.errors.InvalidArgumentError, match=why):
+        model(rows)
+    rows[:, 3] = [0.0, 4.0]
+    model(rows)  # the ids the audit appends
