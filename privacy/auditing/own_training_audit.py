@@ -106,7 +106,7 @@ def audit_full_batch_step(
     final = bound()
     return dp_sgd_audit.AuditResult(
         plan=plan,
-        claims=(dp_sgd_audit._claims(mechanism, delta),),
+        claims=(dp_sgd_audit.claimed_epsilons(mechanism, delta),),
         lower_bound=(final.epsilon_lower_bound,),
         final=final.to_dict(),
         final_split=bound(strategy="split").to_dict(),
