@@ -115,7 +115,7 @@ def run_one(train_rows, eval_rows, *, epsilon: float, share: float | None, repea
     )
     hp = dict(module.HYPERPARAMETERS, seed=repeat)
     tf.keras.utils.set_random_seed(repeat)
-    model = module.build_model(hp["hidden_units"])
+    model = module.build_model(hp)
     module.fit_private(model, x_train, y_train, plan, hp, noise_seed=1000 + repeat)
     probabilities = model.predict(x_eval, verbose=0)[:, 0]
     ledger = plan.ledger()

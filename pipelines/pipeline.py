@@ -16,8 +16,9 @@ follows, holds only if the Evaluator's blessing holds and the predictions agree.
 second, non-private Trainer and its Evaluator run beside them on the same Transform output ("Trainer_non_private",
 "Evaluator_non_private"; never pushed: without a ledger it cannot be blessed).
 
-With ``audit_canaries`` the (pushed model's) Evaluator also audits a canary-augmented copy of the DP Trainer's run
-(`pipelines.components.private_evaluator.canary_audit`) and blesses nothing when the bound exceeds the claim.
+With ``audit_canaries`` the (pushed model's) Evaluator also audits a canary-augmented copy of the DP Trainer's run,
+and one full-batch step at its C and sigma (`pipelines.components.private_evaluator.canary_audit`), and blesses
+nothing when a bound exceeds its claim.
 
 The Transform's analyzers are private (`pipelines.transform`) when the Trainer is: the pipeline gives
 them ``preprocessing_share`` of the target epsilon (or ``preprocessing_epsilon``) under the Trainer's

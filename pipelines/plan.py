@@ -183,9 +183,9 @@ def resolve_plan(
         ``public_schema`` set (unless its config says otherwise), so its ledger lists no inferred spec.
         Without it a trainer config declaring ``public_schema`` is refused (SchemaGen infers the schema).
       audit_canaries: the Evaluator also audits a canary-augmented copy of the private DP Trainer's run with this
-        many white-box canaries (`pipelines.components.private_evaluator.canary_audit`; Poisson sampling and
-        per-example clipping only) and blesses nothing when the measured lower bound exceeds the claimed epsilon;
-        None: no audit.
+        many white-box canaries, and one full-batch step at its C and sigma with 10,000
+        (`pipelines.components.private_evaluator.canary_audit`; Poisson sampling and per-example clipping only),
+        and blesses nothing when a measured lower bound exceeds the epsilon claimed for its run; None: no audit.
 
     Raises:
       ValueError, InvalidPrivacySetting, InvalidFederatedSetting: for an invalid setting, naming it.

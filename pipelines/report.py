@@ -122,6 +122,7 @@ class PipelineReport:
                 "warnings": evaluation.get("warnings", []),
                 "push_decision": evaluation.get("push_decision"),
                 "privacy_audit": evaluation.get("privacy_audit"),
+                "implementation_audit": evaluation.get("implementation_audit"),
             },
             "outside_the_guarantee": evaluation.get("outside_the_guarantee", []),
             "encrypted_check": self.encrypted_check,

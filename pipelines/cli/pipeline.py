@@ -228,8 +228,10 @@ def _training_options(fn):
             type=click.IntRange(MIN_CANARIES, MAX_CANARIES),
             metavar="M",
             help="Evaluator: also audit a canary-augmented copy of the DP-SGD training run (M white-box "
-            "canaries, Poisson sampling; discarded, never pushed) and bless nothing when its measured "
-            "lower bound on epsilon exceeds the epsilon claimed for that run (accounting "
+            "canaries, Poisson sampling) and one full-batch step at its C and sigma (10,000 canaries, "
+            "through the trainer module's own model and fit where it exports audit hooks: can catch a clip "
+            "at 2C where the copy cannot; both discarded, never pushed), and bless nothing "
+            "when a measured lower bound on epsilon exceeds the epsilon claimed for its run (accounting "
             "inconsistent) [default: no audit].",
         ),
         click.option(

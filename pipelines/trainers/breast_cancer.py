@@ -7,7 +7,9 @@ data (`LOG10_BOUNDS`). The model is
 a small MLP (30 -> hidden ReLU -> 1 sigmoid) with no cross-example layers, so per-example clipping is
 well defined. ``run_fn`` reads its privacy settings through `DpTrainer`'s spec; its own
 ``custom_config`` keys are ``learning_rate`` (SGD, default 0.2), ``hidden_units`` (default 16) and
-``seed`` (default 0; weight initialisation and batch order, not the DP noise).
+``seed`` (default 0; weight initialisation and batch order, not the DP noise). ``build_model`` and ``fit_private``
+are also its audit hooks: the Private Evaluator's implementation check trains the model of the first with canaries
+through the second (`pipelines.components.private_evaluator.canary_audit`), with the hyperparameters the ledger records.
 
 The exported SavedModel's ``serving_default`` signature takes serialized raw tf.Examples, applies
 the Transform graph and returns ``{"probabilities": P(benign)}``, as in any TFX pipeline.
@@ -72,7 +74,7 @@ def run_fn(fn_args) -> None:
     if len(labels) != plan.dataset_size:
         raise RuntimeError(f"read {len(labels)} training examples, planned for {plan.dataset_size}")
     tf.keras.utils.set_random_seed(hp["seed"])
-    model = build_model(hp["hidden_units"])
+    model = build_model(hp)
     if not plan.private:
         _fit(model, features, labels, plan, hp)
         _export(model, tft_output, fn_args.serving_model_dir)
@@ -89,7 +91,7 @@ def run_fn(fn_args) -> None:
         trainer={
             "run_fn": f"{__name__}.run_fn",
             "optimizer": "SGD",
-            "learning_rate": hp["learning_rate"],
+            "hyperparameters": hp,  # build_model's and fit_private's: the Evaluator's implementation check
             "keras": "tf-keras",
             "tensorflow": tf.__version__,
             "noise": "CSPRNG-seeded Gaussian",
@@ -130,8 +132,10 @@ def stack_features(transformed: dict[str, tf.Tensor]) -> tf.Tensor:
     return tf.concat([tf.reshape(tf.cast(transformed[k], tf.float32), [-1, 1]) for k in MODEL_INPUT_KEYS], axis=1)
 
 
-def build_model(hidden_units: int) -> tf.keras.Model:
-    """The unfitted MLP: 30 inputs -> ``hidden_units`` ReLU -> 1 sigmoid."""
+def build_model(hp: dict[str, Any]) -> tf.keras.Model:
+    """The model ``run_fn`` trains: [batch, 30] transformed features to [batch, 1] P(benign) (sigmoid). With
+    `fit_private`, the audit hook the Private Evaluator's implementation check trains with canaries."""
+    hidden_units = hp["hidden_units"]
     inputs = tf.keras.Input(shape=(len(FEATURE_KEYS),), name="features")
     hidden = tf.keras.layers.Dense(hidden_units, activation="relu")(inputs)
     outputs = tf.keras.layers.Dense(1, activation="sigmoid")(hidden)
@@ -164,8 +168,9 @@ def fit_private(
     hp: dict[str, Any],
     noise_seed: int | None = None,
 ):
-    """DP-SGD with ppml's `privacy.keras`: returns its `privacy.keras.PrivateTraining` (the noisy steps taken,
-    the PrivacyBudget they composed, the batches truncated Poisson sampling cut).
+    """DP-SGD with ppml's `privacy.keras` (an audit hook, with `build_model`): returns its
+    `privacy.keras.PrivateTraining` (the noisy steps taken, the PrivacyBudget they composed, the batches truncated
+    Poisson sampling cut).
 
     Poisson and fixed-size batches are drawn by `privacy.keras` from the arrays (exactly ``plan.steps``
     of them; Poisson batches padded to a multiple of the microbatches, or to ``truncated_batch_size`` with

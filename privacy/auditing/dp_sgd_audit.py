@@ -322,7 +322,7 @@ def run_dp_sgd_audit(
             sampling=training.sampling,
             adjacency=training.adjacency,
         )  # the declared sigma: what a faulty run still claims
-        claims.append(_claims(claimed, plan.delta))
+        claims.append(claimed_epsilons(claimed, plan.delta))
         curve = SampledGaussianClaim.of(claimed) if estimator == "f-dp-claimed" else None
         audits.append(
             audit_one_run(
@@ -505,7 +505,7 @@ def _run_clip_and_noise(plan: AuditPlan) -> tuple[float, float]:
     return plan.l2_norm_clip * factor, 0.0 if plan.fault == "no-noise" else plan.noise_multiplier / factor
 
 
-def _claims(mechanism, delta: float) -> dict[str, float]:
+def claimed_epsilons(mechanism, delta: float) -> dict[str, float]:
     """The epsilon of each accountant in `CLAIM_ACCOUNTANTS` that ppml asks for this mechanism (PLD is skipped
     where `cost_reason` or `unsupported_reason` says ppml does not ask it)."""
     return {

@@ -562,11 +562,11 @@ def test_plain_tft_analyzers_are_refused_by_the_trainer_and_nothing_is_pushed(pl
 
 
 def test_the_privacy_audit_blesses_an_honest_run_and_refuses_a_broken_claim(audited_run, broken_audit_run):
-    """The Evaluator audits a canary-augmented copy of the Trainer's run: honest, bound <= claim, blessed and
-    pushed; the same run without its noise (the claim unchanged: a fault set only in the test process), NOT BLESSED
-    as "accounting inconsistent", not pushed. Each claim is recomputed from dp-accounting for the audited run
-    (q' = B' / N with N the rows plus all canaries: an excluded one stays as a stand-in row), and `ppml report`
-    prints bound and claim."""
+    """The Evaluator audits a canary-augmented copy of the Trainer's run (and one full-batch step at its C and
+    sigma through the module's own model and fit): honest, bound <= claim, blessed and pushed; the same run without
+    its noise (the claim unchanged: a fault set only in the test process), NOT BLESSED as "accounting inconsistent",
+    not pushed. Each claim is recomputed from dp-accounting for the audited run (q' = B' / N with N the rows plus all
+    canaries: an excluded one stays as a stand-in row), and `ppml report` prints bound and claim."""
     for run, canaries, honest in ((audited_run, 1000, True), (broken_audit_run, 1001, False)):
         report, figures = run.report, run.report["gate"]["privacy_audit"]
         trained = report["privacy"]  # the ledger's training run
@@ -596,6 +596,28 @@ def test_the_privacy_audit_blesses_an_honest_run_and_refuses_a_broken_claim(audi
             f"{figures['claimed_epsilon']:.4g}"
         )
         assert shown in run.report_text and ("accounting inconsistent" in run.report_text) is not honest
+        # The implementation check: one full-batch step at the Trainer's C and sigma, its one-step claim.
+        step = report["gate"]["implementation_audit"]
+        assert step["dataset_size"] == step["batch_size"] == trained["dataset_size"] + 10_000 and step["steps"] == 1
+        assert step["noise_multiplier"] == trained["noise_multiplier"] and step["final"]["estimator"] == "f-dp-gaussian"
+        one_step = dp_event.PoissonSampledDpEvent(1.0, dp_event.GaussianDpEvent(trained["noise_multiplier"]))
+        assert step["claims"] == pytest.approx(
+            {
+                "rdp": dp_accounting.rdp.RdpAccountant().compose(one_step).get_epsilon(1e-5),
+                "pld": dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4)
+                .compose(one_step)
+                .get_epsilon(1e-5),
+            },
+            rel=1e-6,
+        )
+        [check] = [c for c in report["gate"]["privacy_checks"] if c["name"] == "implementation_audit"]
+        # Through the bundled module's own build_model and fit_private (its audit hooks), where the test's no-noise
+        # fault (in ppml's audit model) does not reach: it passes in both runs.
+        assert (
+            step["trained_by"]
+            == "pipelines.trainers.breast_cancer (build_model, fit_private), the trainer module's own"
+        )
+        assert check["passed"] and step["lower_bound"] <= step["claimed_epsilon"] and check["reason"] in run.report_text
     assert "Evaluator: NOT BLESSED" in broken_audit_run.report_text
 
 

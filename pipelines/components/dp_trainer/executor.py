@@ -6,6 +6,7 @@ from typing import Any
 
 from absl import logging
 from tfx.components.trainer import executor as trainer_executor
+from tfx.components.util import udf_utils
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import json_utils
 
@@ -21,8 +22,9 @@ class Executor(trainer_executor.GenericExecutor):
     Before ``run_fn``: the settings in ``custom_config`` are checked and resolved on the training
     data (n, steps, calibrated sigma); any problem raises `InvalidPrivacySetting` naming the key,
     and nothing is trained. After: a private run must have written a ledger that accounts the
-    planned mechanism, and no checkpoint it wrote under the Model or ModelRun artifact may hold Keras
-    metric state (`check_metric_state`); its epsilon and delta become custom properties of the Model artifact.
+    planned mechanism and names no run_fn but the one called (`fn_args_utils.check_trainer_record`), and no
+    checkpoint it wrote under the Model or ModelRun artifact may hold Keras metric state (`check_metric_state`); its
+    epsilon and delta become custom properties of the Model artifact.
     """
 
     def Do(
@@ -36,6 +38,8 @@ class Executor(trainer_executor.GenericExecutor):
         super().Do(input_dict, output_dict, exec_properties)
         ledger = privacy_ledger.read_ledger(fn_args.serving_model_dir)
         _check_ledger(plan, ledger)
+        if ledger is not None:  # the run_fn GenericExecutor called, resolved as it resolves it
+            fn_args_utils.check_trainer_record(ledger, udf_utils.get_fn(exec_properties, "run_fn"))
         if plan.private:
             check_metric_state(
                 artifact_utils.get_single_uri(output_dict[key])

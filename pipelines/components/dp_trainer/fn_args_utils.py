@@ -13,7 +13,7 @@ and checks the ledger against it afterwards.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Callable
 
 from pipelines import privacy_ledger
 from pipelines.components.dp_trainer.spec import DpTrainingConfig, DpTrainingPlan, InvalidPrivacySetting
@@ -99,3 +99,21 @@ def write_run_ledger(
     """
     ledger = plan.ledger(steps_taken=steps_taken, budget=budget, trainer=trainer, truncated_batches=truncated_batches)
     return privacy_ledger.write_ledger(fn_args.serving_model_dir, ledger)
+
+
+def check_trainer_record(ledger: privacy_ledger.PrivacyLedger, run_fn: Callable) -> None:
+    """Refuses (RuntimeError, one line) a ledger whose trainer record names a ``run_fn`` other than ``run_fn``, the
+    function the Trainer called (by its defining module and name, so a module re-exporting another's run_fn passes).
+
+    The Private Evaluator's implementation check imports the module that record names and trains through its audit
+    hooks (`pipelines.components.private_evaluator.canary_audit.HOOKS`): a record naming another module (e.g. the
+    bundled one, copied) would have that module's hooks audited in place of the code that trained. A record naming
+    none passes (the check then uses ppml's audit model). The module's own code is trusted: nothing here shows that
+    its run_fn trains through its hooks."""
+    named = ledger.trainer.get("run_fn")
+    called = f"{run_fn.__module__}.{run_fn.__qualname__}"
+    if named is not None and named != called:
+        raise RuntimeError(
+            f"the ledger's trainer record names run_fn {named!r}, but the Trainer called {called!r} (the Evaluator's "
+            f"implementation check trains through the hooks of the module the record names)"
+        )

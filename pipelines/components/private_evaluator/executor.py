@@ -55,8 +55,9 @@ class Executor(evaluator_executor.Executor):
     cover (`coverage.artifact_problems`: analyzer outputs neither private nor declared public, exact or
     seeded preprocessing, records that differ from the ledger's, adapted Keras preprocessing layers) or a
     delta >= 1/n. A delta close to 1/n is a warning in the summary. With the gate's ``audit_canaries`` the
-    privacy audit (`canary_audit`) runs first: a measured lower bound above the epsilon claimed for the audited
-    run (accounting inconsistent), or an audit that cannot run, sets epsilon to inf too.
+    privacy audits (`canary_audit`: a copy of the training run, and one full-batch step) run first: a measured
+    lower bound above the epsilon claimed for an audited run (accounting inconsistent), or an audit that cannot
+    run, sets epsilon to inf too.
     """
 
     def Do(
@@ -76,12 +77,12 @@ class Executor(evaluator_executor.Executor):
         if problems:
             epsilon = math.inf
             ledger_note = "the model carries statistics of its training data that no epsilon covers"
-        audit_checks, audit_figures = [], None
-        if settings.audit_canaries is not None:  # a canary-augmented copy of the training run, then discarded
-            audit_check, audit_figures = canary_audit.audit_check(ledger, settings.audit_canaries)
-            audit_checks.append(audit_check)
-            if not audit_check["passed"]:
-                epsilon, ledger_note = math.inf, audit_check["reason"]
+        audit_checks, audit_figures = [], {}
+        if settings.audit_canaries is not None:  # canary-augmented copies of the training run, then discarded
+            audit_checks, audit_figures = canary_audit.audit_checks(ledger, settings.audit_canaries)
+            failed = [check["reason"] for check in audit_checks if not check["passed"]]
+            if failed:
+                epsilon, ledger_note = math.inf, "; ".join(failed)
         delta = 1.0 if ledger is None else ledger.delta
         nonmember_splits = json_utils.loads(
             exec_properties.get(standard_component_specs.EXAMPLE_SPLITS_KEY) or "null"
@@ -168,8 +169,7 @@ class Executor(evaluator_executor.Executor):
             if decision is None
             else {k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in decision.items()},
         )
-        if audit_figures is not None:
-            summary[canary_audit.NAME] = audit_figures
+        summary.update(audit_figures)
         io_utils.write_string_file(
             os.path.join(evaluation_uri, spec.SUMMARY_FILE), json.dumps(summary, indent=2, allow_nan=False)
         )

@@ -24,8 +24,9 @@ epsilon <= budget AND AUC <= its bound (AND delta <= its budget), and the values
 ModelEvaluation artifact. Exact utility metrics (BinaryAccuracy, AUC, ...) may be computed for the
 reader but are outside the guarantee: a threshold on any of them is refused (`gate_settings`), so they
 never decide the push.
-With ``audit_canaries`` the gate also runs the privacy audit (`canary_audit`): a canary-augmented copy of the
-training run whose measured lower bound on epsilon must not exceed the epsilon claimed for it.
+With ``audit_canaries`` the gate also runs the privacy audits (`canary_audit`): a canary-augmented copy of the
+training run, and one full-batch step at its C and sigma, whose measured lower bounds on epsilon must not exceed the
+epsilons claimed for them.
 This module imports TFMA only inside `privacy_metrics`, after `check_gate_settings` has checked its arguments.
 """
 
@@ -159,8 +160,9 @@ def privacy_metrics(
         the gate cannot read); shown in the evaluation summary and the report. Ignored with a metadata_path.
       min_accuracy: least noisy held-out accuracy to bless (the push decision, inside the guarantee: the
         trainer must reserve its budget, see `privacy.decision`); None: no utility threshold.
-      audit_canaries: run the privacy audit (`canary_audit`) with this many white-box canaries: bless only when
-        its measured lower bound on epsilon is at most the epsilon claimed for the audited run; None: no audit.
+      audit_canaries: run the privacy audits (`canary_audit`): a copy of the training run with this many white-box
+        canaries, and one full-batch step with `canary_audit.IMPLEMENTATION_CANARIES`: bless only when each
+        measured lower bound on epsilon is at most the epsilon claimed for its audited run; None: no audit.
     """
     check_gate_settings(
         epsilon_budget=epsilon_budget,
