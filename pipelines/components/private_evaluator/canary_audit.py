@@ -3,12 +3,12 @@ ledger, each checked against the epsilon ppml claims for that run.
 
 Two checks run together (`audit_checks`), each failing the gate on its own:
 
-* `NAME` ("privacy_audit", `audit_check`): a copy of the Trainer's run (its n rows, sampling rate, C, sigma and T
+* `NAME` ("privacy_audit", `audit_check`): a copy of the Trainer's run (its n rows, sampling probability, C, sigma and T
   Poisson steps) with M white-box canaries, bounded by the f-DP bound with the (eps, delta) trade-off curve. It tests
   the claim of the run as the Trainer ran it, but at the bundled pipeline's q 0.08 over about 183 steps a one-run
   audit has too little power to catch a clip at 2C.
-* `IMPLEMENTATION_NAME` ("implementation_audit", `implementation_check`): ONE full-batch step (sampling rate 1) at
-  the Trainer's C and sigma with `IMPLEMENTATION_CANARIES` white-box canaries, bounded by the mu-GDP f-DP bound
+* `IMPLEMENTATION_NAME` ("implementation_audit", `implementation_check`): ONE full-batch step (sampling probability
+  1) at the Trainer's C and sigma with `IMPLEMENTATION_CANARIES` white-box canaries, bounded by the mu-GDP f-DP bound
   (sound there: one step at rate 1 is the Gaussian mechanism, mu = 1 / sigma). It tests ppml's clipping and noise at
   those settings against the epsilon ppml's accountants claim for that one-step mechanism, where the bound has the
   power to see a 2C clip (README, "The privacy audit", for the power measured at each sigma). Where the trainer module
@@ -20,8 +20,8 @@ Both train through `privacy.keras.make_private` (`privacy.auditing.dp_sgd_audit.
 fit; noise CSPRNG-seeded; each canary included with probability 1/2 by OS CSPRNG bits), bound epsilon from below
 at the ledger's accountant delta (the delta its training part's epsilon is stated at: the artifact's delta less the
 preprocessing's additive delta; one run, 95 %), recompute the epsilons ppml's accountants claim for the
-canary-augmented run (N = n + m rows: an excluded canary stays as a stand-in row, so no row's sampling rate depends
-on the bits) and pass when the bound is at most the smallest of them; a bound above it is "accounting inconsistent"
+canary-augmented run (N = n + m rows: an excluded canary stays as a stand-in row, so no row's sampling probability
+depends on the bits) and pass when the bound is at most the smallest of them; a bound above it is "accounting inconsistent"
 and the gate blesses nothing. A run it cannot reproduce or account fails closed. The audited models are trained in
 memory and discarded: the canaries never reach the pushed model.
 
@@ -106,7 +106,7 @@ def implementation_check(ledger: privacy_ledger.PrivacyLedger | None) -> tuple[d
         IMPLEMENTATION_CANARIES,
         _ppml_model if hooks is None else _own_training(*hooks),
         PPML_MODEL if hooks is None else f"{hooks[0].__name__} ({', '.join(HOOKS)}), the trainer module's own",
-        what="one full-batch step (sampling rate 1) at the Trainer's C and sigma with its canaries",
+        what="one full-batch step (sampling probability 1) at the Trainer's C and sigma with its canaries",
         refutes="DP-SGD as trained at the Trainer's C and sigma does not give the epsilon ppml's accountant claims "
         "for that step, so the training part's epsilon is not to be trusted",
     )
