@@ -23,6 +23,7 @@ is strong enough to see it (the configuration in the README), a working audit re
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Any, Callable
 
@@ -336,40 +337,19 @@ def run_dp_sgd_audit(
         )  # the declared sigma: what a faulty run still claims
         claims.append(_claims(claimed, plan.delta))
         curve = SampledGaussianClaim.of(claimed) if estimator == "f-dp-claimed" else None
-        audits.append(
-            audit_one_run(
-                last_scores,
-                canaries.included,
-                delta=plan.delta,
-                confidence=plan.confidence,
-                estimator=estimator,
-                claim=curve,
-            )
-        )
+        audit = functools.partial(
+            audit_one_run, last_scores, canaries.included, delta=plan.delta, confidence=plan.confidence, claim=curve
+        )  # this epoch's scores, bits and claim; the estimator and strategy vary
+        audits.append(audit(estimator=estimator))
         bounds.append(audits[-1].epsilon_lower_bound)
     return AuditResult(
         plan=plan,
         claims=tuple(claims),
         lower_bound=tuple(bounds),
         final=audits[-1].to_dict(),
-        final_split=audit_one_run(
-            last_scores,
-            canaries.included,
-            delta=plan.delta,
-            confidence=plan.confidence,
-            strategy="split",
-            estimator=estimator,
-            claim=curve,
-        ).to_dict(),
+        final_split=audit(strategy="split", estimator=estimator).to_dict(),
         compared={
-            name: audit_one_run(
-                last_scores,
-                canaries.included,
-                delta=plan.delta,
-                confidence=plan.confidence,
-                estimator=name,
-                claim=curve,
-            ).epsilon_lower_bound
+            name: audit(estimator=name).epsilon_lower_bound
             for name in sound_estimators(plan, len(y), fixed_size=fixed_size)
             if name != "f-dp-claimed" or name == estimator  # its PLDs only where it was asked for
         },
