@@ -2,8 +2,9 @@
 
 Trains a small private model once with canaries (`privacy.auditing.dp_sgd_audit`), then prints the epsilon the
 run's accounting claims beside the one-run lower bound (`--estimator`: the f-DP bound of Mahloujifar, Melis &
-Chaudhuri 2024 by default, or the counting bound of Steinke, Nasr & Jagielski 2023). A bound above the claim
-means the claim is false at the stated confidence; a bound below it is evidence, not proof, that it holds.
+Chaudhuri 2024, against the mu-GDP curve by default (every row in every step) or the (eps, delta) curve (with
+`--batch-size`), or the counting bound of Steinke, Nasr & Jagielski 2023). A bound above the claim means the claim
+is false at the stated confidence; a bound below it is evidence, not proof, that it holds.
 """
 
 from __future__ import annotations
@@ -36,15 +37,17 @@ _DEFAULTS = AuditPlan()
     type=click.IntRange(MIN_CANARIES, MAX_CANARIES),
     default=_DEFAULTS.num_canaries,
     show_default=True,
-    help="Canaries m, each included with probability 1/2 (black-box: at most the 450 held-out digits).",
+    help="Canaries m, each included with probability 1/2 (black-box: at most the 450 held-out digits; the "
+    "default 10,000 is what catches --fault clip-2x).",
 )
 @click.option("--epochs", type=click.IntRange(min=1), default=_DEFAULTS.epochs, show_default=True)
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
     default=_DEFAULTS.batch_size,
-    show_default=True,
-    help="Expected batch size B of Poisson sampling.",
+    help="Expected batch size B of Poisson sampling (the run's N counts the included canaries). Default: every row "
+    "in every step (sampling probability 1, white-box only: an excluded canary stays as a row of zeros, so B = N = the "
+    "digits + m whatever the bits, and the run is mu-GDP with mu = sqrt(epochs) / sigma).",
 )
 @click.option(
     "--l2-norm-clip",
@@ -91,19 +94,18 @@ _DEFAULTS = AuditPlan()
     default=_DEFAULTS.fault,
     show_default=True,
     help="Inject a known bug to check the audit: clip-2x/clip-4x clip at 2C/4C while claiming C; "
-    "no-noise adds none while claiming sigma. clip-4x and no-noise are caught in the default "
-    "configuration; clip-2x is not caught in it (10 steps at sigma 6.5), only in the README's broken-clip "
-    "configurations (Python's audit_mechanism: one step at sampling probability 0.5, or sampling probability 1).",
+    "no-noise adds none while claiming sigma. All three are caught in the default configuration (clip-2x: "
+    "simulated 200 of 200, real runs in the README); with the former Poisson defaults (--num-canaries 2000 "
+    "--batch-size 1200 --noise-multiplier 6.5 --epochs 5) clip-2x is not.",
 )
 @click.option(
     "--estimator",
     type=click.Choice(ESTIMATORS),
     default=None,
-    help="The bound: f-dp (the (eps, delta) trade-off, sound for any claim; the default here), counting (Steinke "
-    "et al. 2023), f-dp-claimed (f-DP against the claimed Poisson-sampled Gaussian's own trade-off curve, from "
-    "PLD: about 10 PLDs a bound; only where the data size does not depend on the canary bits, which it does here: "
-    "Python's audit_mechanism), f-dp-gaussian (mu-GDP trade-off: only for runs at sampling probability 1, which this "
-    "command does not run; Python's audit_mechanism does).",
+    help="The bound: f-dp-gaussian (the mu-GDP trade-off: only at sampling probability 1, the default there), f-dp "
+    "(the (eps, delta) trade-off, sound for any claim; the default with --batch-size), counting (Steinke et al. "
+    "2023), f-dp-claimed (f-DP against the claimed Poisson-sampled Gaussian's own trade-off curve, from PLD: about "
+    "10 PLDs a bound; only where the data size does not depend on the canary bits: not with --batch-size).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option(
@@ -142,18 +144,23 @@ def audit(as_json, plot, **options):
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
-    final = result.final
+    final, plan = result.final, result.plan  # the plan that ran: its batch size made explicit
     accountant = result.claim_accountant
     verdict = (
         f"CLAIM REFUTED: the lower bound exceeds the {accountant.upper()} epsilon"
         if result.violated
         else "consistent: the lower bound does not exceed the claimed epsilon (evidence, not proof)"
     )
+    full_batch = result.dataset_size == plan.batch_size == len(y) + plan.num_canaries
+    rows = (
+        f"{plan.num_canaries} canary rows (each canary included with probability 1/2, else a row of zeros)"
+        if full_batch
+        else f"the included canaries (each of {plan.num_canaries} with probability 1/2)"
+    )
     claims = ", ".join(f"{kind.upper()} {value:.3f}" for kind, value in result.claims[-1].items())
     lines = [
         f"One-run audit of DP-SGD on digits ({plan.kind} canaries, fault: {plan.fault})",
-        f"  training rows      {len(y)} digits + the included canaries (each of {plan.num_canaries} with "
-        f"probability 1/2; bits kept secret)",
+        f"  training rows      {len(y)} digits + {rows} (bits kept secret)",
         f"  claimed epsilon    {result.claimed_epsilon[-1]:.3f} at delta {plan.delta:g}, the smallest ppml reports "
         f"({claims}; sigma {plan.noise_multiplier:g}, {plan.epochs} epochs, B {plan.batch_size})",
         f"  lower bound        {result.lower_bound[-1]:.2f} at {plan.confidence:.0%} confidence "

@@ -23,6 +23,7 @@ is strong enough to see it (the configuration in the README), a working audit re
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Any, Callable
 
@@ -46,16 +47,21 @@ DIVERGED = "training diverged (non-finite weights or canary scores): lower learn
 
 @dataclasses.dataclass(frozen=True)
 class AuditPlan:
-    """Everything one audit run needs, validated once. The defaults are the README's configuration on digits
-    (1,347 training images, about 2,350 rows with the canaries: 2 steps per epoch, far from the rounding edges
-    of n / B): a claimed epsilon of about 1.06 at delta 1e-5, where "no-noise" and "clip-4x" are caught.
+    """Everything one audit run needs, validated once. The defaults are `ppml audit`'s (README, "`ppml audit`"):
+    white-box, 10,000 canaries, every row in every step (sampling rate 1: on digits N = 1,347 + 10,000 rows), sigma
+    2, 4 steps, so mu = sqrt(4) / 2 = 1 as accounted (claimed epsilon about 4.38 by PLD at delta 1e-5), bounded
+    with "f-dp-gaussian": "clip-2x" (mu 2) is refuted there. The former Poisson defaults (2,000 canaries,
+    batch_size 1,200 of about 2,350 rows, sigma 6.5, 5 epochs: claim about 0.96) catch "no-noise" and "clip-4x"
+    only.
 
     Attributes:
       kind: "white-box" (Dirac gradient canaries, score = slot weight) or "black-box" (mislabelled inputs,
         score = minus loss).
       num_canaries: m, canaries drawn (each included with probability 1/2).
       epochs: training epochs (Poisson-sampled steps of expected size `batch_size`).
-      batch_size: expected batch size B.
+      batch_size: expected batch size B of Poisson sampling; None: every row in every step (sampling rate 1),
+        white-box only: the run is then fixed-size (an excluded canary stays as a row of zeros, `run_dp_sgd_audit`'s
+        fixed_size) and B = N = n + m whatever the bits.
       l2_norm_clip: C.
       noise_multiplier: sigma as declared (and as accounted).
       learning_rate: SGD step size.
@@ -72,11 +78,11 @@ class AuditPlan:
     """
 
     kind: str = "white-box"
-    num_canaries: int = 2000
-    epochs: int = 5
-    batch_size: int = 1200
+    num_canaries: int = 10_000
+    epochs: int = 4
+    batch_size: int | None = None
     l2_norm_clip: float = 1.0
-    noise_multiplier: float = 6.5
+    noise_multiplier: float = 2.0
     learning_rate: float = 0.5
     delta: float = 1e-5
     confidence: float = DEFAULT_CONFIDENCE
@@ -92,10 +98,16 @@ class AuditPlan:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if self.fault not in FAULTS:
             raise ValueError(f"fault must be one of {', '.join(FAULTS)}, got {self.fault!r}")
-        for name in ("num_canaries", "epochs", "batch_size", "hidden_units"):
+        for name in ("num_canaries", "epochs", "hidden_units"):
             object.__setattr__(self, name, validation.integer(name, getattr(self, name), minimum=1))
-        if self.steps is not None:
-            object.__setattr__(self, "steps", validation.integer("steps", self.steps, minimum=1))
+        for name in ("batch_size", "steps"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, validation.integer(name, getattr(self, name), minimum=1))
+        if self.batch_size is None and self.kind != "white-box":
+            raise ValueError(
+                "batch_size: black-box canaries need Poisson sampling with an expected batch size (an excluded one "
+                "leaves the data, so a full batch would change size with the bits), got none"
+            )
         object.__setattr__(
             self,
             "num_canaries",
@@ -225,8 +237,11 @@ def run_dp_sgd_audit(
       fixed_size: white-box only: an excluded canary's row stays in the data as a row of zeros without canary id
         (it touches no slot weight), so the run has n + m rows whatever the bits: every row's sampling rate
         B / (n + m), and so the claim, is the same for every draw of the bits (a canary's bit then changes its own
-        slot's gradient only). The zero rows must be like the data's rows (`audit_mechanism`'s stand-ins). Only
-        then is "f-dp-claimed" allowed: its claimed curve must not depend on the bits (`claimed_curve`).
+        slot's gradient only). The zero rows join the training of the model under audit (as `audit_mechanism`'s
+        stand-ins do) but touch no slot weight, so each canary's score is its own sampled, clipped contribution plus
+        the noise whatever the other rows are. Only then is "f-dp-claimed" allowed: its claimed curve must not
+        depend on the bits (`claimed_curve`). A plan without batch_size (every row in every step) always runs
+        fixed-size (`full_batch_resolved`).
 
     Raises:
       ValueError: before training, for data or settings the run cannot use or account (`check_data`), or a
@@ -238,6 +253,7 @@ def run_dp_sgd_audit(
     from privacy.auditing import keras_canaries
     from privacy.keras import make_private, private_training
 
+    plan, fixed_size = full_batch_resolved(plan, len(y), fixed_size=fixed_size)
     if fixed_size and plan.kind != "white-box":
         raise ValueError("fixed_size needs white-box canaries (an excluded one stays as a row without canary id)")
     check_data(plan, x, y, x_pool, fixed_size=fixed_size)
@@ -324,40 +340,19 @@ def run_dp_sgd_audit(
         )  # the declared sigma: what a faulty run still claims
         claims.append(claimed_epsilons(claimed, plan.delta))
         curve = SampledGaussianClaim.of(claimed) if estimator == "f-dp-claimed" else None
-        audits.append(
-            audit_one_run(
-                last_scores,
-                canaries.included,
-                delta=plan.delta,
-                confidence=plan.confidence,
-                estimator=estimator,
-                claim=curve,
-            )
-        )
+        audit = functools.partial(
+            audit_one_run, last_scores, canaries.included, delta=plan.delta, confidence=plan.confidence, claim=curve
+        )  # this epoch's scores, bits and claim; the estimator and strategy vary
+        audits.append(audit(estimator=estimator))
         bounds.append(audits[-1].epsilon_lower_bound)
     return AuditResult(
         plan=plan,
         claims=tuple(claims),
         lower_bound=tuple(bounds),
         final=audits[-1].to_dict(),
-        final_split=audit_one_run(
-            last_scores,
-            canaries.included,
-            delta=plan.delta,
-            confidence=plan.confidence,
-            strategy="split",
-            estimator=estimator,
-            claim=curve,
-        ).to_dict(),
+        final_split=audit(strategy="split", estimator=estimator).to_dict(),
         compared={
-            name: audit_one_run(
-                last_scores,
-                canaries.included,
-                delta=plan.delta,
-                confidence=plan.confidence,
-                estimator=name,
-                claim=curve,
-            ).epsilon_lower_bound
+            name: audit(estimator=name).epsilon_lower_bound
             for name in sound_estimators(plan, len(y), fixed_size=fixed_size)
             if name != "f-dp-claimed" or name == estimator  # its PLDs only where it was asked for
         },
@@ -436,6 +431,7 @@ def check_data(
     """Refuses data the plan cannot run on, and a run ppml could not account, before any training (ValueError
     naming the setting). Accounting is checked for the fewest (n) and the most (n + m) training rows the canary
     bits can give (n + m only with `run_dp_sgd_audit`'s fixed_size), so the answer does not depend on the bits."""
+    plan, fixed_size = full_batch_resolved(plan, len(y), fixed_size=fixed_size)
     if len(x) != len(y) or len(y) < 2:
         raise ValueError(f"need at least 2 training rows with one label each, got {len(x)} rows, {len(y)} labels")
     fewest = len(y) + plan.num_canaries if fixed_size else len(y)
@@ -463,8 +459,17 @@ def check_data(
                 ) from None
 
 
+def full_batch_resolved(plan: AuditPlan, rows: int, *, fixed_size: bool) -> tuple[AuditPlan, bool]:
+    """The plan and fixed_size a run on `rows` training rows uses: a plan without batch_size (every row in every
+    step) gets batch_size = rows + num_canaries and a fixed-size run; any other plan is returned as it is."""
+    if plan.batch_size is not None:
+        return plan, fixed_size
+    return dataclasses.replace(plan, batch_size=rows + plan.num_canaries), True
+
+
 def sound_estimators(plan: AuditPlan, rows: int, *, fixed_size: bool) -> tuple[str, ...]:
     """The estimators whose bound is sound for the run (see `estimator_for`), in `ESTIMATORS` order."""
+    plan, fixed_size = full_batch_resolved(plan, rows, fixed_size=fixed_size)
     full_batch = fixed_size and plan.batch_size == rows + plan.num_canaries
     return tuple(
         name
@@ -486,13 +491,14 @@ def estimator_for(plan: AuditPlan, rows: int, *, fixed_size: bool) -> str:
     if plan.estimator == "f-dp-claimed" and plan.estimator not in sound:
         raise ValueError(
             "estimator f-dp-claimed tests one fixed claimed curve: it needs a data size that does not depend on the "
-            "canary bits (a fixed-size audit: Python's audit_mechanism), got N = the training rows + the included "
+            "canary bits (a fixed-size audit: no batch_size, i.e. every row in every step, or Python's "
+            "audit_mechanism), got N = the training rows + the included "
             "canaries, so q = B / N and the steps vary with the bits"
         )
     if plan.estimator not in sound:
         raise ValueError(
-            "estimator f-dp-gaussian bounds a mu-GDP run: it needs sampling probability 1 (every row in every step, "
-            f"batch_size = all {rows + plan.num_canaries} rows with a fixed-size audit), got batch_size "
+            "estimator f-dp-gaussian bounds a mu-GDP run: it needs sampling probability 1 (every row in every step: no "
+            f"batch_size, or all {rows + plan.num_canaries} rows with a fixed-size audit), got batch_size "
             f"{plan.batch_size}{'' if fixed_size else ' with a data size that depends on the canary bits'}"
         )
     return plan.estimator

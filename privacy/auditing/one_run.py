@@ -38,6 +38,7 @@ violation, not that the claim holds; a bound above the claim says (at the stated
 from __future__ import annotations
 
 import dataclasses
+import functools
 import secrets
 from typing import Any, Sequence
 
@@ -258,49 +259,22 @@ def audit_one_run(
             raise ValueError("delta: estimator f-dp-claimed reports eps at the run's delta, which must be > 0, got 0")
     bits = bits.astype(bool)
     alpha = 1 - confidence
+    best = functools.partial(
+        _best, delta=delta, confidence=confidence, strategy=strategy, estimator=estimator, claim=claim
+    )  # the scores, bits, pairs and level vary with the strategy
     if strategy == "bonferroni":
         pairs = guess_counts(score_array.size)
-        return _best(
-            score_array,
-            bits,
-            pairs,
-            delta=delta,
-            alpha=alpha / len(pairs),
-            confidence=confidence,
-            strategy=strategy,
-            estimator=estimator,
-            claim=claim,
-        )
+        return best(score_array, bits, pairs, alpha=alpha / len(pairs))
     if score_array.size < 2:
         raise ValueError("strategy 'split' needs at least 2 canaries")
     order = _csprng_permutation(score_array.size)
     choose, measure = order[: score_array.size // 2], order[score_array.size // 2 :]
-    chosen = _best(
-        score_array[choose],
-        bits[choose],
-        guess_counts(choose.size),
-        delta=delta,
-        alpha=alpha,
-        confidence=confidence,
-        strategy=strategy,
-        estimator=estimator,
-        claim=claim,
-    )
+    chosen = best(score_array[choose], bits[choose], guess_counts(choose.size), alpha=alpha)
     # The fractions chosen on one half, applied to the other half.
     scale = measure.size / choose.size
     pair = (int(round(chosen.guesses_in * scale)), int(round(chosen.guesses_out * scale)))
     pair = (min(pair[0], measure.size), min(pair[1], measure.size - min(pair[0], measure.size)))
-    return _best(
-        score_array[measure],
-        bits[measure],
-        (pair,),
-        delta=delta,
-        alpha=alpha,
-        confidence=confidence,
-        strategy=strategy,
-        estimator=estimator,
-        claim=claim,
-    )
+    return best(score_array[measure], bits[measure], (pair,), alpha=alpha)
 
 
 def _best(

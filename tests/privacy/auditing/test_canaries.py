@@ -7,10 +7,20 @@ import tensorflow as tf
 from scipy import stats
 
 from privacy.auditing import canaries, keras_canaries
-from privacy.auditing.dp_sgd_audit import DIVERGED, AuditPlan, AuditResult, check_data, run_dp_sgd_audit
+from privacy.auditing.dp_sgd_audit import (
+    DIVERGED,
+    AuditPlan,
+    AuditResult,
+    check_data,
+    estimator_for,
+    full_batch_resolved,
+    run_dp_sgd_audit,
+    sound_estimators,
+)
+from privacy.auditing.one_run import ESTIMATORS
 
 FAULT_CONFIGURATION = dict(kind="white-box", num_canaries=2000, epochs=5, batch_size=1200, noise_multiplier=6.5)
-"""The README's configuration (AuditPlan's defaults): epsilon about 1.06 by RDP and 0.96 by PLD at delta 1e-5 on
+"""The former defaults (README, by flags): epsilon about 1.06 by RDP and 0.96 by PLD at delta 1e-5 on
 digits; no noise and a 4x clip are caught (12 of 12 trial runs of clip-4x gave bounds 1.33-2.05 against RDP claims
 1.05-1.08)."""
 
@@ -113,7 +123,6 @@ def test_dirac_rows_carry_one_id_column_whatever_the_number_of_canaries():
 def test_white_box_audit_stays_below_an_honest_claim_and_catches_a_broken_run(digits, fault):
     (x, y), _ = digits
     plan = AuditPlan(fault=fault, **FAULT_CONFIGURATION)
-    assert plan == AuditPlan(fault=fault)
     result = run_dp_sgd_audit(plan, x, y)
     claimed = result.claimed_epsilon[-1]
     assert result.steps == 10 and result.claims[-1]["rdp"] == pytest.approx(1.06, abs=0.05)
@@ -148,11 +157,24 @@ def test_black_box_audit_scores_every_canary_and_stays_below_an_honest_claim(dig
         (dict(delta=0.0), "delta must be in"),
         (dict(noise_multiplier=1e-4), "noise_multiplier must be in"),
         (dict(l2_norm_clip=3000.0, fault="clip-2x"), "l2_norm_clip must be at most 2500"),
+        (dict(kind="black-box", num_canaries=400), "batch_size: black-box canaries need Poisson sampling"),
     ],
 )
 def test_bad_plans_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         AuditPlan(**kwargs)
+
+
+def test_the_default_plan_is_a_fixed_size_full_batch_bounded_by_the_gaussian_curve():
+    """No batch_size: B = N = n + m whatever the bits (sampling rate 1), so f-dp-gaussian is sound and the default;
+    an explicit batch size is a Poisson run, whose N counts the included canaries."""
+    plan, fixed_size = full_batch_resolved(AuditPlan(), 1347, fixed_size=False)
+    assert (plan.batch_size, fixed_size) == (1347 + 10_000, True)
+    assert estimator_for(AuditPlan(), 1347, fixed_size=False) == "f-dp-gaussian"
+    assert sound_estimators(AuditPlan(), 1347, fixed_size=False) == ESTIMATORS
+    poisson = AuditPlan(batch_size=1200)
+    assert full_batch_resolved(poisson, 1347, fixed_size=False) == (poisson, False)
+    assert estimator_for(poisson, 1347, fixed_size=False) == "f-dp"
 
 
 def test_an_unaccountable_run_is_refused_before_training(digits):

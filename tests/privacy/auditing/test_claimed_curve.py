@@ -155,3 +155,45 @@ def test_it_is_refused_where_the_data_size_follows_the_bits_and_used_only_where_
     assert named.compared["f-dp-claimed"] == named.lower_bound[-1]
     default = audit_mechanism(mechanism, l2_norm_clip=1.0, delta=DELTA, num_canaries=200)
     assert default.final["estimator"] == "f-dp" and set(default.compared) == {"counting", "f-dp"}
+
+
+@pytest.mark.slow
+def test_the_bisection_finds_what_a_scan_of_every_grid_sigma_finds(monkeypatch):
+    """The bisection's exactness, by brute force: on a grid of 2^(1/8) steps (33 sigma', every one scanned; the
+    bisection does not depend on the spacing, and the 257-point grid would take minutes of PLDs), every guess count
+    is tested against every sigma'. The refuted sigma' form an upper set (the premise), and the bisection returns the
+    eps of the smallest refuted one, recomputed from dp-accounting's PLD accountant, and the first count refuting it;
+    (0, 0) where none is refuted. The cases land at the bottom, in the middle and above the grid."""
+    monkeypatch.setattr(claimed_curve, "SIGMA_STEPS_PER_DOUBLING", 8)
+    monkeypatch.setattr(claimed_curve, "_SIGMA_EXPONENTS", np.arange(-16, 17))
+    claim = SampledGaussianClaim(0.5, 8.0, 1)
+    grid = claimed_curve.sigma_grid(claim)
+    assert grid.size == 33 and grid[0] == pytest.approx(2.0) and grid[-1] == pytest.approx(32.0)
+    cases = [  # (m, [(r, v), ...]): one count or several (a Bonferroni audit's pairs)
+        (1000, [(1000, 800)]),
+        (1000, [(200, 110)]),
+        (1000, [(1000, 600), (200, 130)]),
+        (3000, [(500, 300), (3000, 1800), (750, 420)]),
+        (3000, [(3000, 1650)]),
+        (3000, [(500, 275), (1000, 540)]),
+    ]
+    firsts = []
+    for m, counts in cases:
+        alpha = 0.05 / len(counts)
+        scan = [
+            [claimed_curve.refutes(m, r, v, claim, sigma, delta=DELTA, alpha=alpha) for r, v in counts]
+            for sigma in grid
+        ]
+        refuted = [any(row) for row in scan]
+        assert refuted == sorted(refuted), (m, counts)
+        bound, index = claimed_curve.epsilon_lower_bound(m, counts, claim=claim, delta=DELTA, alpha=alpha)
+        if not any(refuted):
+            firsts.append(None)
+            assert (bound, index) == (0.0, 0)
+            continue
+        first = refuted.index(True)
+        firsts.append(first)
+        epsilon = _pld_epsilon_and_delta(SampledGaussianClaim(0.5, float(grid[first]), 1), [])[0]
+        assert bound == pytest.approx(np.floor(epsilon / 0.01) * 0.01, abs=1e-9), (m, counts)
+        assert index == scan[first].index(True)
+    assert None in firsts and 0 in firsts and any(first not in (None, 0) for first in firsts), firsts
