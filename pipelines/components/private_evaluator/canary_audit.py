@@ -22,8 +22,8 @@ at the ledger's accountant delta (the delta its training part's epsilon is state
 preprocessing's additive delta; one run, 95 %), recompute the epsilons ppml's accountants claim for the
 canary-augmented run (N = n + m rows: an excluded canary stays as a stand-in row, so no row's sampling probability
 depends on the bits) and pass when the bound is at most the smallest of them; a bound above it is "accounting
-inconsistent" and the gate blesses nothing. A run it cannot reproduce or account fails closed. The audited models are trained in
-memory and discarded: the canaries never reach the pushed model.
+inconsistent" and the gate blesses nothing. A run it cannot reproduce or account fails closed. The audited models
+are trained in memory and discarded: the canaries never reach the pushed model.
 
 What they publish (bounds, guess counts, N) is a function of the ledger's settings and fresh CSPRNG randomness,
 never of a record's values (n zero stand-in rows: see `audit_mechanism`); N does not depend on the bits. So they
