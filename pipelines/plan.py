@@ -197,9 +197,8 @@ def resolve_plan(
         delta_budget=delta_budget,
         privacy_unit=privacy_unit,
         min_accuracy=min_accuracy,
-        audit_canaries=audit_canaries,
         budget_adjacency=budget_adjacency,
-    )
+    )  # audit_canaries: `_check_audit` below, naming --audit-canaries
     if trainer == "federated" and encrypted_check:
         raise ValueError(
             "the encrypted check runs Keras models; the Federated Trainer exports a SavedModel "
