@@ -105,8 +105,8 @@ def test_the_gate_runs_both_audits_and_an_honest_implementation_check_passes():
     assert checks[1]["reason"].startswith(
         f"implementation_audit: lower bound {step['lower_bound']:g} <= claimed epsilon {step['claimed_epsilon']:.4g}"
         f" (one-run f-dp-gaussian lower bound at 95% confidence from 10000 white-box canaries vs the PLD epsilon of "
-        f"one full-batch step (sampling probability 1) at the Trainer's C and sigma with its canaries (N = 10389, expected "
-        f"batch 10389, 1 step, delta 1e-05; trained by {canary_audit.PPML_MODEL})"
+        f"one full-batch step (sampling probability 1) at the Trainer's C and sigma with its canaries (N = 10389, "
+        f"expected batch 10389, 1 step, delta 1e-05; trained by {canary_audit.PPML_MODEL})"
     )
     assert _scalars(step) and "included" not in repr(step)  # the secret bits never leave the audit
 
