@@ -437,6 +437,12 @@ def check_data(
     fewest = len(y) + plan.num_canaries if fixed_size else len(y)
     if plan.batch_size > fewest:
         raise ValueError(f"batch_size must be at most the {fewest} training rows, got {plan.batch_size}")
+    if plan.kind == "white-box" and plan.batch_size * plan.num_canaries > canary_rows.MAX_SLOT_GRADIENTS:
+        raise ValueError(
+            f"num_canaries: a step of {plan.batch_size} rows holds {plan.batch_size * plan.num_canaries:,} per-example "
+            f"canary-slot gradients ({plan.batch_size} x {plan.num_canaries}), more than "
+            f"{canary_rows.MAX_SLOT_GRADIENTS:,}: give fewer canaries or a smaller batch_size"
+        )
     if plan.kind == "black-box" and (x_pool is None or len(x_pool) < plan.num_canaries):
         raise ValueError(
             f"black-box canaries come from the {0 if x_pool is None else len(x_pool)} held-out "
