@@ -30,7 +30,7 @@ _DEFAULTS = AuditPlan()
     default=_DEFAULTS.kind,
     show_default=True,
     help="white-box: Dirac gradient canaries on a dedicated weight slot (score = the slot weight); "
-    "black-box: mislabelled held-out digits (score = minus the loss).",
+    "black-box: mislabelled held-out digits (score = minus the loss; needs --batch-size).",
 )
 @click.option(
     "--num-canaries",
