@@ -30,7 +30,7 @@ _DEFAULTS = AuditPlan()
     default=_DEFAULTS.kind,
     show_default=True,
     help="white-box: Dirac gradient canaries on a dedicated weight slot (score = the slot weight); "
-    "black-box: mislabelled held-out digits (score = minus the loss).",
+    "black-box: mislabelled held-out digits (score = minus the loss; needs --batch-size).",
 )
 @click.option(
     "--num-canaries",
@@ -38,7 +38,8 @@ _DEFAULTS = AuditPlan()
     default=_DEFAULTS.num_canaries,
     show_default=True,
     help="Canaries m, each included with probability 1/2 (black-box: at most the 450 held-out digits; the "
-    "default 10,000 is what catches --fault clip-2x).",
+    "default 10,000 is what catches --fault clip-2x; a step's rows x m is at most 150 million: without --batch-size, "
+    "m <= 11,592).",
 )
 @click.option("--epochs", type=click.IntRange(min=1), default=_DEFAULTS.epochs, show_default=True)
 @click.option(

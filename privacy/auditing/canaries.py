@@ -25,8 +25,11 @@ DIRAC_AMPLITUDE = 1e4
 below A / 2 (`MAX_DIRAC_CLIP`) so that clipping scales it to exactly C."""
 MAX_DIRAC_CLIP = DIRAC_AMPLITUDE / 2
 MAX_CANARIES = 100_000
-"""Most canaries of one audit: each private step holds batch size x canaries per-example slot gradients (480 MB
-of float32 at 1,200 x 100,000); ids travel in a float32 column, exact far beyond it (2^24)."""
+"""Most canaries of one audit; ids travel in a float32 column, exact far beyond it (2^24). The memory a step takes is
+bounded apart (`MAX_SLOT_GRADIENTS`)."""
+MAX_SLOT_GRADIENTS = 150_000_000
+"""Most per-example canary-slot gradients one private step may hold: its rows (the batch size B; n + m in a full-batch
+run) x the canaries m, 600 MB of float32 each time a step holds them (about 2 GB peak measured at 9,347 x 8,000)."""
 
 
 def inclusion_bits(num_canaries: int) -> np.ndarray:

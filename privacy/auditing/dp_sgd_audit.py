@@ -236,12 +236,13 @@ def run_dp_sgd_audit(
         plan.hidden_units.
       fixed_size: white-box only: an excluded canary's row stays in the data as a row of zeros without canary id
         (it touches no slot weight), so the run has n + m rows whatever the bits: every row's sampling rate
-        B / (n + m), and so the claim, is the same for every draw of the bits (a canary's bit then changes its own
-        slot's gradient only). The zero rows join the training of the model under audit (as `audit_mechanism`'s
-        stand-ins do) but touch no slot weight, so each canary's score is its own sampled, clipped contribution plus
-        the noise whatever the other rows are. Only then is "f-dp-claimed" allowed: its claimed curve must not
-        depend on the bits (`claimed_curve`). A plan without batch_size (every row in every step) always runs
-        fixed-size (`full_batch_resolved`).
+        B / (n + m), and so the claim, is the same for every draw of the bits (a canary's bit then swaps its row for a
+        zero row: its own slot's gradient, and that zero row's gradient on the wrapped model, which no score reads;
+        the audit tests the slots, not the rest of the model). The zero rows join the training of the model under audit
+        (as `audit_mechanism`'s stand-ins do) but touch no slot weight, so each canary's score is its own sampled,
+        clipped contribution plus the noise whatever the other rows are. Only then is "f-dp-claimed" allowed: its
+        claimed curve must not depend on the bits (`claimed_curve`). A plan without batch_size (every row in every
+        step) always runs fixed-size (`full_batch_resolved`).
 
     Raises:
       ValueError: before training, for data or settings the run cannot use or account (`check_data`), or a
@@ -437,6 +438,12 @@ def check_data(
     fewest = len(y) + plan.num_canaries if fixed_size else len(y)
     if plan.batch_size > fewest:
         raise ValueError(f"batch_size must be at most the {fewest} training rows, got {plan.batch_size}")
+    if plan.kind == "white-box" and plan.batch_size * plan.num_canaries > canary_rows.MAX_SLOT_GRADIENTS:
+        raise ValueError(
+            f"num_canaries: a step of {plan.batch_size} rows holds {plan.batch_size * plan.num_canaries:,} per-example "
+            f"canary-slot gradients ({plan.batch_size} x {plan.num_canaries}), more than "
+            f"{canary_rows.MAX_SLOT_GRADIENTS:,}: give fewer canaries or a smaller batch_size"
+        )
     if plan.kind == "black-box" and (x_pool is None or len(x_pool) < plan.num_canaries):
         raise ValueError(
             f"black-box canaries come from the {0 if x_pool is None else len(x_pool)} held-out "

@@ -63,6 +63,10 @@ def test_text_report_names_claim_bound_and_verdict():
         ),
         (["--kind", "black-box", "--num-canaries", "400"], "batch_size: black-box canaries need Poisson sampling"),
         (["--batch-size", "5000"], "batch_size must be at most the 1347 training rows, got 5000"),
+        (  # the full-batch default holds (n + m) x m slot gradients a step: 40 GB of float32 here
+            ["--num-canaries", "100000"],
+            "num_canaries: a step of 101347 rows holds 10,134,700,000 per-example canary-slot gradients",
+        ),
         (
             ["--noise-multiplier", "0.002", "--fault", "clip-4x"],
             "noise_multiplier must be in [0.004, 1e+06] with fault",

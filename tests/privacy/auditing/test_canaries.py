@@ -7,6 +7,7 @@ import tensorflow as tf
 from scipy import stats
 
 from privacy.auditing import canaries, keras_canaries
+from privacy.auditing.canaries import MAX_SLOT_GRADIENTS
 from privacy.auditing.dp_sgd_audit import (
     DIVERGED,
     AuditPlan,
@@ -188,6 +189,24 @@ def test_an_unaccountable_run_is_refused_before_training(digits):
         r"674 steps\): dp-accounting's RDP accountant is numerically unstable",
     ):
         check_data(plan, x, y, x_pool)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "rows_per_step"),
+    [(dict(num_canaries=20_000), 1347 + 20_000), (dict(num_canaries=100_000), 1347 + 100_000)],
+)
+def test_a_step_too_large_for_memory_is_refused_before_training(digits, kwargs, rows_per_step):
+    """Each private step holds rows x canaries per-example slot gradients: the full-batch default makes that
+    (n + m) x m, 40 GB of float32 at the 100,000 canaries the plan accepts. Refused by check_data (the CLI's exit 2)
+    above MAX_SLOT_GRADIENTS; the default (11,347 x 10,000) and the former Poisson defaults stay accepted."""
+    (x, y), (x_pool, _) = digits
+    product = rows_per_step * kwargs["num_canaries"]
+    assert product > MAX_SLOT_GRADIENTS
+    with pytest.raises(ValueError, match=rf"^num_canaries: a step of {rows_per_step} rows holds {product:,} "):
+        check_data(AuditPlan(**kwargs), x, y, x_pool)
+    check_data(AuditPlan(), x, y, x_pool)
+    check_data(AuditPlan(**FAULT_CONFIGURATION), x, y, x_pool)
+    check_data(AuditPlan(num_canaries=100_000, batch_size=1347), x, y, x_pool)  # Poisson: 1,347 x 100,000
 
 
 @pytest.mark.parametrize("kind", ["white-box", "black-box"])
