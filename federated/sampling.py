@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import warnings
 
 import numpy as np
 
+from federated.renamed import old_attribute, take_old_keyword
 from privacy import validation
 from privacy.accounting import Adjacency, Sampling
 
@@ -79,7 +79,8 @@ class PoissonSampler(ClientSampler):
 
     Args:
       sampling_probability: q in (0, 1].
-      probability: the old name of ``sampling_probability``, kept for one release (a DeprecationWarning).
+      probability: the old name of ``sampling_probability``, kept for one release (keyword and attribute, a
+        DeprecationWarning; both keywords at once are refused).
     """
 
     sampling_probability: float | None = None
@@ -87,15 +88,12 @@ class PoissonSampler(ClientSampler):
     name = "poisson"
 
     def __post_init__(self, probability):
-        q = self.sampling_probability
-        if probability is not None:
-            if q is not None:
-                raise ValueError("probability is the old name of sampling_probability; give sampling_probability only")
-            warnings.warn(
-                "PoissonSampler(probability=...) is deprecated: use sampling_probability", DeprecationWarning, 3
-            )
-            q = probability
-        object.__setattr__(self, "sampling_probability", validation.probability("sampling_probability", q, one=True))
+        take_old_keyword(self, "sampling_probability", "probability", probability, default=None)
+        object.__setattr__(
+            self,
+            "sampling_probability",
+            validation.probability("sampling_probability", self.sampling_probability, one=True),
+        )
 
     def sample(self, population, rng):
         return np.flatnonzero(rng.random(population) < self.sampling_probability)
@@ -109,6 +107,9 @@ class PoissonSampler(ClientSampler):
     @property
     def accounting(self):
         return Sampling.POISSON, Adjacency.ADD_REMOVE
+
+
+old_attribute(PoissonSampler, "probability", "sampling_probability")
 
 
 def check_public_population(sampler: ClientSampler, *, population_from_data: bool) -> None:

@@ -92,11 +92,20 @@ def integer(
 
 
 def choice(name: str, value, choices, *, note: str = "", error: type[Exception] = ValueError):
-    """``value``, one of ``choices`` (compared with ==, except that True and False are not 1 and 0)."""
+    """``value``, one of ``choices`` (compared with ==, except that True and False are not 1 and 0, and an
+    unhashable value such as a list or an array, which == would compare elementwise, is none of them)."""
     choices = tuple(choices)
-    if value not in choices or (isinstance(value, bool) and not any(c is value for c in choices)):
+    if not _among(value, choices):
         raise error(_message(name, f"one of {', '.join(str(c) for c in choices)}", note, value))
     return value
+
+
+def _among(value, choices: tuple) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return value in choices and not (isinstance(value, bool) and not any(c is value for c in choices))
 
 
 def _float(value) -> float | None:

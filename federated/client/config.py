@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import warnings
 
 import numpy as np
 
+from federated.renamed import old_attribute, take_old_keyword
 from privacy import validation
 
 
@@ -15,8 +15,8 @@ class ClientConfig:
     """Local training of one round: E epochs of minibatch SGD.
 
     Attributes:
-      local_epochs: E, passes over the client's data in the round (>= 1); ``epochs=`` is its old name, kept for
-        one release (a DeprecationWarning).
+      local_epochs: E, passes over the client's data in the round (>= 1; None: 1); ``epochs`` is its old name,
+        kept for one release (keyword and attribute, a DeprecationWarning; both keywords at once are refused).
       batch_size: B, examples per step; None means the full local dataset (B = infinity).
       learning_rate: client SGD step size.
       proximal_mu: FedProx's mu >= 0: adds (mu / 2) ||w - w_global||^2 to the local loss.
@@ -24,7 +24,7 @@ class ClientConfig:
         epoch after epoch, as TFF's ``dataset.batch(B).repeat(E)`` does (each epoch's last batch partial).
     """
 
-    local_epochs: int = 1
+    local_epochs: int | None = None
     batch_size: int | None = 10
     learning_rate: float = 0.1
     proximal_mu: float = 0.0
@@ -32,11 +32,7 @@ class ClientConfig:
     epochs: dataclasses.InitVar[int | None] = None
 
     def __post_init__(self, epochs):
-        if epochs is not None:
-            if self.local_epochs != 1:
-                raise ValueError("epochs is the old name of local_epochs; give local_epochs only")
-            warnings.warn("ClientConfig(local_epochs=...) is deprecated: use local_epochs", DeprecationWarning, 3)
-            object.__setattr__(self, "local_epochs", epochs)
+        take_old_keyword(self, "local_epochs", "epochs", epochs, default=1)
         object.__setattr__(self, "local_epochs", validation.integer("local_epochs", self.local_epochs, minimum=1))
         if self.batch_size is not None:
             object.__setattr__(
@@ -48,6 +44,9 @@ class ClientConfig:
         object.__setattr__(self, "proximal_mu", validation.number("proximal_mu", self.proximal_mu, low=0))
         if not isinstance(self.shuffle, bool):
             raise ValueError(f"shuffle must be True or False, got {self.shuffle!r}")
+
+
+old_attribute(ClientConfig, "epochs", "local_epochs")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -211,6 +211,12 @@ class FederatedSimulation:
         if loaded is not None:
             state, history, saved = loaded
             saved_execution = saved.pop("execution")
+            renamed = _renamed_settings(saved)
+            if renamed:
+                raise CheckpointError(
+                    f"the checkpoint in {self.checkpoint_dir} was written by an earlier ppml release (its settings "
+                    f"name {', '.join(renamed)}); this release cannot resume it: use another checkpoint_dir"
+                )
             if saved != settings:
                 changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
                 raise CheckpointError(
@@ -379,6 +385,25 @@ class FederatedSimulation:
             aggregation=aggregation_report,
             seconds=time.perf_counter() - start,
         )
+
+
+RENAMED_SETTINGS = {
+    ("strategy", "client", "epochs"): "local_epochs",
+    ("sampler", "probability"): "sampling_probability",
+}
+"""Checkpoint settings keys an earlier release wrote (path of keys) and their names now (`federated.renamed`)."""
+
+
+def _renamed_settings(saved: dict) -> list[str]:
+    """The old key names in a checkpoint's ``saved`` settings, each as "old (now new)"."""
+    found = []
+    for path, new in RENAMED_SETTINGS.items():
+        node = saved
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and path[-1] in node:
+            found.append(f"{'.'.join(path)} (now {new})")
+    return found
 
 
 def _describe(model_fn) -> str:

@@ -65,7 +65,7 @@ def rdp_epsilon(orders, rdp, delta: float) -> tuple[float, float]:
     """(epsilon, optimal order) of an RDP curve at ``delta``, by dp-accounting's conversion.
 
     dp-accounting turns a negative Renyi divergence (numerical cancellation at huge noise multipliers or tiny
-    sampling rates) into epsilon 0 with a log warning: refused here, the curve cannot be trusted. Its KL
+    sampling probabilities) into epsilon 0 with a log warning: refused here, the curve cannot be trusted. Its KL
     branch reports 0 at an order whose divergence r has 1 - e^-r < delta^2; that 0 is a true bound and is
     kept: the divergence at any order >= 1 is at least the KL divergence, and the total variation distance is
     at most sqrt(1 - e^-KL) (Bretagnolle-Huber), so it is below delta and (0, delta)-DP holds.

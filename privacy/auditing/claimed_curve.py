@@ -1,6 +1,6 @@
 """The one-run f-DP test against the claimed DP-SGD mechanism's own trade-off curve (estimator ``"f-dp-claimed"``).
 
-A DP-SGD claim (Poisson sampling rate q, noise multiplier sigma, T steps, add/remove adjacency) has a privacy profile
+A DP-SGD claim (Poisson sampling with probability q, noise multiplier sigma, T steps, add/remove) has a privacy profile
 delta(eps), here dp-accounting's pessimistic PLD (an upper bound on the true delta(eps), so a valid claim). A run
 that is (eps, delta(eps))-DP for every eps is f-DP for f(x) = sup_eps max(0, 1 - delta(eps) - e^eps x,
 e^-eps (1 - delta(eps) - x)) (Dong, Roth & Su 2022, Proposition 2.12); taking the sup over a finite set of eps
@@ -37,7 +37,7 @@ Which claim: the test is sound only if the claim is one curve, fixed before the 
 canaries' inclusion bits to their scores satisfies for every flip of one bit whatever the other bits. Where the data
 size N counts the included canaries (`ppml audit`, `run_dp_sgd_audit` without fixed_size), the claim a run reports is
 q = B / N and T = epochs x max(1, round(N / B)) at the realised N = n + (included canaries): it depends on the bits,
-and flipping one bit changes N, hence every other canary's sampling rate (and at a rounding edge T), so a neighbouring
+and flipping one bit changes N, hence every other canary's q = B / N (and at a rounding edge T), so a neighbouring
 pair of bit vectors differs by more than one Poisson-sampled example and no single subsampled-Gaussian curve (the
 realised one or the one at the largest q = B / n) is one the run provably satisfies. "f-dp-claimed" is therefore
 refused there (`dp_sgd_audit.estimator_for`). With a fixed size (`audit_mechanism`: an excluded canary stays as a

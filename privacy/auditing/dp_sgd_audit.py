@@ -9,8 +9,8 @@ the verdict tests the smallest of those epsilons. The audited model is an audit 
 inclusion bits stay in memory and are never logged or returned.
 
 `audit_mechanism(mechanism, ...)` audits the run a DP-SGD ledger describes (the Private Evaluator's audit): its n
-training rows plus white-box canaries, at its sampling rate, C, sigma and T Poisson steps. A white-box canary's score
-does not depend on the values of the other rows (real rows give its slot weight no gradient, its own gradient is
+training rows plus white-box canaries, at its sampling probability, C, sigma and T Poisson steps. A white-box canary's
+score does not depend on the values of the other rows (real rows give its slot weight no gradient, its own gradient is
 zero elsewhere and is clipped alone), so n rows of zeros stand in for them: the bound is a function of the
 mechanism's settings and fresh CSPRNG randomness only, and reveals nothing about any record.
 
@@ -72,7 +72,7 @@ class AuditPlan:
       steps: instead of `epochs` Keras epochs of about N / B steps each, exactly this many Poisson steps in one
         (a DP Trainer's run, whose T comes from its plan); the result then has one entry.
       estimator: the bound (`privacy.auditing.one_run.ESTIMATORS`); None picks the tightest sound one for the run
-        (`estimator_for`): "f-dp-gaussian" at sampling rate 1 (the run is then mu-GDP), else "f-dp";
+        (`estimator_for`): "f-dp-gaussian" at sampling probability 1 (the run is then mu-GDP), else "f-dp";
         "f-dp-claimed" (the claimed mechanism's own trade-off curve: about 10 PLDs a bound) only when named, and
         only for a fixed-size run (`audit_mechanism`; `estimator_for` refuses it otherwise).
     """
@@ -235,7 +235,7 @@ def run_dp_sgd_audit(
         canaries go through `keras_canaries.with_dirac_slot` around it. Default: one hidden ReLU layer of
         plan.hidden_units.
       fixed_size: white-box only: an excluded canary's row stays in the data as a row of zeros without canary id
-        (it touches no slot weight), so the run has n + m rows whatever the bits: every row's sampling rate
+        (it touches no slot weight), so the run has n + m rows whatever the bits: every row's sampling probability
         B / (n + m), and so the claim, is the same for every draw of the bits (a canary's bit then swaps its row for a
         zero row: its own slot's gradient, and that zero row's gradient on the wrapped model, which no score reads;
         the audit tests the slots, not the rest of the model). The zero rows join the training of the model under audit
@@ -487,7 +487,7 @@ def sound_estimators(plan: AuditPlan, rows: int, *, fixed_size: bool) -> tuple[s
 
 def estimator_for(plan: AuditPlan, rows: int, *, fixed_size: bool) -> str:
     """The estimator the run's bound uses: plan.estimator, or where None "f-dp-gaussian" when every row is in every
-    step (fixed_size and batch_size = rows + canaries: sampling rate 1, so the run is mu-GDP with mu = sqrt(T) /
+    step (fixed_size and batch_size = rows + canaries: sampling probability 1, so the run is mu-GDP with mu = sqrt(T) /
     sigma per canary) and "f-dp" otherwise (sound for any (eps, delta) claim; "f-dp-claimed", the claimed
     Poisson-sampled Gaussian's own curve, costs about 10 PLDs a bound and is used only when named). Refuses
     "f-dp-gaussian" for a subsampled run, which is not mu-GDP at its epsilon's mu, and "f-dp-claimed" without

@@ -17,7 +17,7 @@ point up to it is rejected (`parameter_lower_bound`): P[bound > true theta] <= t
 whatever the test does between grid points. Two families (`FAMILIES`):
 
 * ``"gaussian"``: mu-GDP, f_bar_inv(y) = Phi(Phi^-1(y) - mu). Exact for the Gaussian mechanism and for DP-SGD with
-  every row in every step (sampling rate 1: mu = sqrt(T) / sigma), where it is far tighter than counting bounds.
+  every row in every step (sampling probability 1: mu = sqrt(T) / sigma), where it is far tighter than counting bounds.
   The epsilon reported is that of mu-GDP at delta (`gdp_epsilon`): the run is not mu'-GDP for any mu' up to the
   bound. It refutes only claims that are GDP claims; a subsampled run is not mu-GDP for its epsilon's mu.
 * ``"eps-delta"``: the trade-off of (eps, delta)-DP, f_bar_inv(y) = max(0, (y - delta) e^-eps,

@@ -26,7 +26,7 @@ without peeking, by one of two strategies (`THRESHOLD_STRATEGIES`):
 The same game is bounded by one of `ESTIMATORS`: ``"counting"`` is the Theorem 3 bound above (sound for any
 (eps, delta) claim); ``"f-dp"`` and ``"f-dp-gaussian"`` are the f-DP bounds of `privacy.auditing.f_dp_one_run`
 (Mahloujifar, Melis & Chaudhuri 2024) with the (eps, delta) trade-off (sound for any (eps, delta) claim) and with
-the mu-GDP trade-off (sound only for a run that is mu-GDP: the Gaussian mechanism, DP-SGD at sampling rate 1);
+the mu-GDP trade-off (sound only for a run that is mu-GDP: the Gaussian mechanism, DP-SGD at sampling probability 1);
 ``"f-dp-claimed"`` tests the claimed DP-SGD mechanism's own trade-off curve (`privacy.auditing.claimed_curve`:
 sound for any run whose claim, one curve fixed whatever the bits, holds, subsampled or not; it needs the claim,
 ``claim=``).

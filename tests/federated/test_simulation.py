@@ -1,5 +1,6 @@
 """The simulation loop: learning, non-finite updates, checkpoint/resume, and DP accounting per round."""
 
+import json
 import os
 
 import dp_accounting
@@ -10,7 +11,7 @@ from dp_accounting import dp_event
 from federated.client import EXECUTIONS, ClientConfig
 from federated.data import ClientData
 from federated.sampling import PoissonSampler, UniformSampler
-from federated.simulation import FederatedSimulation
+from federated.simulation import CheckpointError, FederatedSimulation
 from federated.strategies import DifferentialPrivacyAdaptiveClipping, DifferentialPrivacyFixedClipping, FedAvg
 
 from .conftest import linear_model
@@ -105,6 +106,31 @@ def test_resume_continues_exactly_without_double_counting(digits_iid, tmp_path):
     assert again.run().rounds == history.rounds and again.state.budget.units == 4  # nothing more to run
     with pytest.raises(ValueError, match="different settings"):
         _dp_sim(data, 4, checkpoint_dir=str(tmp_path), target_unclipped_quantile=0.7).run()
+
+
+def test_a_checkpoint_with_the_settings_names_of_an_earlier_release_is_refused_as_such(digits_iid, tmp_path):
+    """ClientConfig's epochs and PoissonSampler's probability were renamed: such a checkpoint is refused in one
+    line saying it is from an earlier release and naming the old keys (not "different settings")."""
+    data, _ = digits_iid
+
+    def sim():
+        return FederatedSimulation(
+            linear_model, data, FedAvg(CLIENT), rounds=1, sampler=PoissonSampler(0.5), checkpoint_dir=str(tmp_path)
+        )
+
+    sim().run()
+    path = tmp_path / "latest" / "state.json"
+    meta = json.loads(path.read_text())
+    meta["settings"]["strategy"]["client"]["epochs"] = meta["settings"]["strategy"]["client"].pop("local_epochs")
+    meta["settings"]["sampler"]["probability"] = meta["settings"]["sampler"].pop("sampling_probability")
+    path.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError) as refused:
+        sim().run()
+    assert str(refused.value) == (
+        f"the checkpoint in {tmp_path} was written by an earlier ppml release (its settings name "
+        f"strategy.client.epochs (now local_epochs), sampler.probability (now sampling_probability)); this release "
+        f"cannot resume it: use another checkpoint_dir"
+    )
 
 
 def _rdp_epsilon(event, rounds, delta, relation):

@@ -1,5 +1,7 @@
 """Strategies: weighted averaging, server optimizers against independent formulas, DP noise and clipping."""
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -293,7 +295,9 @@ def test_an_emptied_client_moves_the_adaptive_round_as_a_removed_one_and_the_eps
 
 
 def test_poisson_samplers_old_probability_keyword_works_for_one_release():
-    with pytest.deprecated_call(match="use sampling_probability"):
+    with pytest.deprecated_call(
+        match=r"^PoissonSampler\(probability=\.\.\.\) is deprecated: use sampling_probability$"
+    ):
         old = PoissonSampler(probability=0.25)
     assert old == PoissonSampler(0.25) == PoissonSampler(sampling_probability=0.25)
     assert old.to_dict() == {"name": "poisson", "sampling_probability": 0.25}
@@ -301,14 +305,22 @@ def test_poisson_samplers_old_probability_keyword_works_for_one_release():
         PoissonSampler(0.25, probability=0.25)
     with pytest.raises(ValueError, match=r"sampling_probability must be in \(0, 1\], got None"):
         PoissonSampler()
+    with pytest.deprecated_call(match=r"^PoissonSampler.probability is deprecated: use sampling_probability$"):
+        assert PoissonSampler(0.25).probability == 0.25  # not the InitVar's default None
 
 
 def test_client_configs_old_epochs_keyword_works_for_one_release():
-    with pytest.deprecated_call(match="use local_epochs"):
+    with pytest.deprecated_call(match=r"^ClientConfig\(epochs=\.\.\.\) is deprecated: use local_epochs$"):
         old = ClientConfig(epochs=3, batch_size=None)
     assert old == ClientConfig(local_epochs=3, batch_size=None) and old.local_epochs == 3
     assert FedAvg(old).to_dict()["client"]["local_epochs"] == 3
+    for given in (2, 1):  # 1, the default, too: an explicit local_epochs is never overridden by the old name
+        with pytest.raises(ValueError, match="give local_epochs only"):
+            ClientConfig(local_epochs=given, epochs=3)
     with pytest.raises(ValueError, match="give local_epochs only"):
-        ClientConfig(local_epochs=2, epochs=3)
+        dataclasses.replace(ClientConfig(), epochs=3)
+    assert ClientConfig().local_epochs == 1
+    with pytest.deprecated_call(match=r"^ClientConfig.epochs is deprecated: use local_epochs$"):
+        assert ClientConfig(local_epochs=4).epochs == 4  # not the InitVar's default None
     with pytest.raises(ValueError, match="local_epochs must be an integer >= 1, got 0"):
         ClientConfig(local_epochs=0)

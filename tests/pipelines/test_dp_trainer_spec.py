@@ -48,6 +48,25 @@ def test_unrelated_keys_are_left_to_the_module():
 
 
 @pytest.mark.parametrize(
+    "key, spelled",
+    [
+        ("target_delta", "'delta'"),
+        ("sampling_probability", "'batch_size' (q = batch_size / n)"),
+        ("sampling_rate", "'batch_size' (q = batch_size / n)"),
+        ("local_epochs", "'epochs' (total passes over the data)"),
+        ("dp", "'private'"),
+    ],
+)
+def test_the_glossarys_names_of_dp_settings_are_refused_not_passed_to_the_module(key, spelled):
+    """--target-delta is 'delta' here, q is set through 'batch_size': such a key, passed on to the module, would
+    leave the setting at its default without a word (e.g. target_delta 1e-7 ignored, the default delta accounted)."""
+    with pytest.raises(InvalidPrivacySetting) as info:
+        DpTrainingConfig.from_custom_config({**GOOD, key: 1e-7})
+    assert info.value.setting == key
+    assert str(info.value) == f"custom_config[{key!r}]: not a DP Trainer setting: this config spells it {spelled}"
+
+
+@pytest.mark.parametrize(
     "change, n, setting",
     [
         ({"batch_size": 500}, 389, "batch_size"),

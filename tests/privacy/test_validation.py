@@ -60,6 +60,14 @@ class SettingError(ValueError):
         ),
         (lambda: validation.choice("bits", True, (1, 2)), "bits must be one of 1, 2, got True"),
         (lambda: validation.choice("unit", ["example"], ("example",)), "unit must be one of example, got ['example']"),
+        (  # an array compares elementwise: one element made it "in" the choices, two a traceback-style error
+            lambda: validation.choice("unit", np.array(["user"]), ("example", "user")),
+            "unit must be one of example, user, got array(['user'], dtype='<U4')",
+        ),
+        (
+            lambda: validation.choice("unit", np.array(["user", "example"]), ("example", "user")),
+            "unit must be one of example, user, got array(['user', 'example'], dtype='<U7')",
+        ),
     ],
 )
 def test_refusals_are_one_line_naming_the_setting_and_the_value(call, message):

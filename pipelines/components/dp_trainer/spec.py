@@ -34,7 +34,8 @@ public_schema          true: the schema and the examples' feature kinds were fix
 =====================  ==========================================================================
 
 Other keys are left to the trainer module (e.g. ``learning_rate``), except near-misses of these
-names, which are rejected so that a typo cannot silently turn privacy settings off.
+names and the glossary's other names for them (`SPELLED_OTHERWISE`: ``target_delta``, ``sampling_probability``, ...),
+which are rejected so that a typo or another command's spelling cannot silently leave a privacy setting at its default.
 
 When the Trainer has a Transform graph, its private preprocessing releases are part of the model:
 `DpTrainingConfig.plan` composes their events before the training's, calibrates sigma so that both
@@ -72,6 +73,15 @@ from privacy.decision import DecisionError, NoisyAccuracy
 from privacy.preprocessing import PreprocessingAccount, PreprocessingPart, RecordError
 
 SUPPORTED_SAMPLING = tuple(s.value for s in Sampling)
+SPELLED_OTHERWISE = {
+    "target_delta": "'delta'",
+    "sampling_probability": "'batch_size' (q = batch_size / n)",
+    "sampling_rate": "'batch_size' (q = batch_size / n)",
+    "local_epochs": "'epochs' (total passes over the data)",
+    "dp": "'private'",
+}
+"""Keys that name a DP Trainer setting in the CLI's glossary (README, "Glossary") but not in its ``custom_config``:
+refused, since the config passes unknown keys on to the trainer module and would otherwise ignore them silently."""
 
 
 class InvalidPrivacySetting(settings.InvalidSetting):
@@ -106,6 +116,10 @@ class DpTrainingConfig:
         custom_config = dict(custom_config or {})
         names = [f.name for f in dataclasses.fields(cls)]
         for key in custom_config:
+            if key in SPELLED_OTHERWISE:
+                raise InvalidPrivacySetting(
+                    key, f"not a DP Trainer setting: this config spells it {SPELLED_OTHERWISE[key]}"
+                )
             close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.8)
             if key not in names and close:
                 raise InvalidPrivacySetting(key, f"unknown setting; did you mean {close[0]!r}?")
