@@ -8,7 +8,9 @@ example-level guarantee into a user-level one for users with at most K examples.
 from __future__ import annotations
 
 import enum
+import functools
 import importlib.metadata
+import json
 import math
 
 import dp_accounting
@@ -16,10 +18,14 @@ import numpy as np
 from dp_accounting import dp_event
 from dp_accounting.rdp import rdp_privacy_accountant
 
+from privacy.accounting.events import event_from_json, event_to_json
+
 NeighboringRelation = dp_accounting.NeighboringRelation
 
 PLD_VALUE_DISCRETIZATION_INTERVAL = 1e-4
 """dp-accounting's default grid for privacy-loss values; results are pessimistic (upper bounds)."""
+EPSILON_MEMO_SIZE = 4096
+"""Most epsilons `epsilon_of` keeps in memory (a PLD epsilon costs up to seconds; a memoised one, a float)."""
 
 
 class UnsupportedAccounting(ValueError):
@@ -182,5 +188,30 @@ def epsilon_of(
     relation: NeighboringRelation = NeighboringRelation.ADD_OR_REMOVE_ONE,
     group_size: int = 1,
 ) -> float:
-    """Epsilon of one event at ``target_delta`` from a fresh accountant."""
-    return make_accountant(accountant, relation, group_size).compose(event).get_epsilon(target_delta)
+    """Epsilon of one event at ``target_delta`` from a fresh accountant.
+
+    Memoised in this process (the `EPSILON_MEMO_SIZE` latest): each (event, delta, accountant, relation, group
+    size) is composed once, however often a ledger is loaded, split into parts or reported. The key holds the
+    event's JSON form (`event_to_json`: its class and every field, floats exactly) and the figure is composed from
+    the event read back from that key, so a memoised figure is always the one of the events asked about. Events
+    without a JSON form (e.g. numpy integers in a field) are composed every time.
+    """
+    kind, relation, group_size = AccountantKind(accountant), NeighboringRelation(relation), int(group_size)
+    try:
+        key = json.dumps(event_to_json(event), sort_keys=True)
+    except (TypeError, ValueError):
+        return _composed_epsilon(event, float(target_delta), kind, relation, group_size)
+    return _memoised_epsilon(key, float(target_delta), kind, relation, group_size)
+
+
+@functools.lru_cache(maxsize=EPSILON_MEMO_SIZE)
+def _memoised_epsilon(
+    key: str, delta: float, kind: AccountantKind, relation: NeighboringRelation, group_size: int
+) -> float:
+    return _composed_epsilon(event_from_json(json.loads(key)), delta, kind, relation, group_size)
+
+
+def _composed_epsilon(
+    event: dp_event.DpEvent, delta: float, kind: AccountantKind, relation: NeighboringRelation, group_size: int
+) -> float:
+    return float(make_accountant(kind, relation, group_size).compose(event).get_epsilon(delta))
