@@ -19,11 +19,10 @@ from dp_accounting import dp_event
 from dp_accounting.rdp import rdp_privacy_accountant
 
 from privacy.accounting.events import event_from_json, event_to_json
+from privacy.accounting.pld_grid import PLD_VALUE_DISCRETIZATION_INTERVAL, grid_reason
 
 NeighboringRelation = dp_accounting.NeighboringRelation
 
-PLD_VALUE_DISCRETIZATION_INTERVAL = 1e-4
-"""dp-accounting's default grid for privacy-loss values; results are pessimistic (upper bounds)."""
 EPSILON_MEMO_SIZE = 4096
 """Most epsilons `epsilon_of` keeps in memory (a PLD epsilon costs up to seconds; a memoised one, a float)."""
 
@@ -214,4 +213,15 @@ def _memoised_epsilon(
 def _composed_epsilon(
     event: dp_event.DpEvent, delta: float, kind: AccountantKind, relation: NeighboringRelation, group_size: int
 ) -> float:
-    return float(make_accountant(kind, relation, group_size).compose(event).get_epsilon(delta))
+    """Raises UnsupportedAccounting for a PLD grid too large to compose (`pld_grid.grid_reason`, checked first;
+    a MemoryError that numpy raises before allocating a grid past the estimate is reported the same way)."""
+    reason = grid_reason(event, relation) if kind is AccountantKind.PLD else None
+    if reason:
+        raise UnsupportedAccounting(reason)
+    try:
+        return float(make_accountant(kind, relation, group_size).compose(event).get_epsilon(delta))
+    except MemoryError:
+        raise UnsupportedAccounting(
+            f"the {kind.value.upper()} accountant's grid for these events does not fit in memory (noise too small "
+            f"for its discretisation)"
+        ) from None

@@ -174,19 +174,14 @@ class PrivacyBudget:
                     f"under {self._relation.name}"
                 )
         runs = [dp_event.SelfComposedDpEvent(event, count) for event, count in ledger]
-        try:  # composed as accountant.compose(event, count) run by run would be, memoised (`epsilon_of`)
-            return epsilon_of(
-                runs[0] if len(runs) == 1 else dp_event.ComposedDpEvent(runs),
-                target_delta=self._delta,
-                accountant=kind,
-                relation=self._relation,
-                group_size=self._group_size,
-            )
-        except MemoryError:  # numpy refuses a PLD grid larger than memory before allocating it
-            raise UnsupportedAccounting(
-                f"the {kind.value.upper()} accountant's grid for these events does not fit in memory (noise too "
-                f"small for its discretisation); the other accountants still bound epsilon"
-            ) from None
+        # composed as accountant.compose(event, count) run by run would be, memoised and PLD's grid checked first
+        return epsilon_of(
+            runs[0] if len(runs) == 1 else dp_event.ComposedDpEvent(runs),
+            target_delta=self._delta,
+            accountant=kind,
+            relation=self._relation,
+            group_size=self._group_size,
+        )
 
     def _rdp_curve(self, event: dp_event.DpEvent):
         try:

@@ -450,11 +450,13 @@ def test_the_record_level_figures_delta_is_judged_against_a_public_bound_on_the_
         FederatedTrainingConfig.for_trainer({**cli, "budget_unit": "example", "noise_multiplier": None})
 
 
-def _release(adjacency="add-remove", vocabulary=False):
+def _release(adjacency="add-remove", vocabulary=False, noise_multiplier=40.0):
     """One preprocessing release (a mean and variance over [-6, 6], or a private vocabulary) as its record."""
     from privacy.preprocessing import GaussianThresholding, MeanVariance, MechanismRecord
 
-    mechanism = GaussianThresholding(20.0, 1e-5, 2) if vocabulary else MeanVariance((-6, 6), 40.0, adjacency)
+    mechanism = (
+        GaussianThresholding(20.0, 1e-5, 2) if vocabulary else MeanVariance((-6, 6), noise_multiplier, adjacency)
+    )
     return MechanismRecord(
         name="city/vocabulary" if vocabulary else "x/mean_and_var",
         analyzer="vocabulary" if vocabulary else "mean_and_var",
@@ -552,6 +554,20 @@ def test_a_replaced_record_the_composition_cannot_bound_is_labelled_and_meets_no
         assert replaced["epsilon"] is None and reason in replaced["accountant"], replaced
         epsilon, note = spec.budget_epsilon(ledger, "example", "replace-one")
         assert math.isinf(epsilon) and reason in note
+
+
+def test_a_release_whose_pld_grid_no_machine_holds_leaves_the_composed_figures_out_naming_the_grid():
+    """A release of noise multiplier 1e-6 composed before Poisson rounds: PLD's grid for it would hold about 1e16
+    values (numpy raises MemoryError on any machine). The one-record and replaced-record figures, composed by PLD,
+    are None with the guard's reason, refused before composing (never a MemoryError); the ledger's PLD figure is
+    None and RDP bounds it."""
+    plan, ledger = _composed_plan("poisson", releases=(_release(noise_multiplier=1e-6),), decision=False)
+    record = ledger.parameters["record_level"]
+    assert record["epsilon"] is None and "privacy-loss grid would hold about" in record["accountant"], record
+    replaced = record["replaced_record"]
+    assert replaced["epsilon"] is None and "privacy-loss grid would hold about" in replaced["accountant"], replaced
+    assert ledger.epsilons["pld"] is None and ledger.epsilon_accountant == "rdp"
+    assert math.isinf(spec.budget_epsilon(ledger, "example", "replace-one")[0])
 
 
 def test_a_per_example_replace_one_budget_calibrates_z_for_the_replaced_record_figure():
