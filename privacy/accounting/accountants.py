@@ -11,6 +11,7 @@ import enum
 import functools
 import importlib.metadata
 import json
+import logging
 import math
 
 import dp_accounting
@@ -95,9 +96,32 @@ def _check_rdp_curve(orders, rdp) -> None:
         )
 
 
+class _RdpOrderExcluded(logging.Filter):
+    """Drops dp-accounting's absl warning that an RDP order did not converge and is left out of epsilon: it
+    depends on public numbers only and leaving an order out can only raise epsilon, but it came in bursts of a
+    hundred lines per epsilon (e.g. between a federated run's round lines)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("_compute_log_a_frac failed to converge")
+
+
+_RDP_ORDER_EXCLUDED = _RdpOrderExcluded()
+
+
 class CheckedRdpAccountant(dp_accounting.rdp.RdpAccountant):
     """dp-accounting's RdpAccountant whose epsilon and delta are refused where its RDP curve is numerically
-    broken (see `rdp_epsilon`)."""
+    broken (see `rdp_epsilon`), and whose compositions drop the excluded-order warning (`_RdpOrderExcluded`, on
+    the absl logger while composing only)."""
+
+    def _maybe_compose(self, event: dp_event.DpEvent, count: int, do_compose: bool):
+        absl = logging.getLogger("absl")
+        if _RDP_ORDER_EXCLUDED in absl.filters:  # a nested or concurrent composition already holds it
+            return super()._maybe_compose(event, count, do_compose)
+        absl.addFilter(_RDP_ORDER_EXCLUDED)
+        try:
+            return super()._maybe_compose(event, count, do_compose)
+        finally:
+            absl.removeFilter(_RDP_ORDER_EXCLUDED)
 
     def get_epsilon_and_optimal_order(self, target_delta: float) -> tuple[float, float]:
         return rdp_epsilon(self._orders, self._rdp, target_delta)
