@@ -330,7 +330,6 @@ def test_a_replaced_record_changes_two_clients_and_meets_a_replace_one_budget_on
 
     from federated.partitioners import KeyedPartitioner
     from federated.partitioners.keyed import content_keys
-    from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(400, 3)).astype(np.float32), rng.integers(0, 2, 400)
@@ -341,24 +340,7 @@ def test_a_replaced_record_changes_two_clients_and_meets_a_replace_one_budget_on
     changed = [k for k in range(20) if not np.array_equal(np.sort(before.indices[k]), np.sort(after.indices[k]))]
     assert len(changed) == 2
 
-    plan = FederatedTrainingConfig.for_trainer(
-        {
-            "label_key": "y",
-            "num_clients": 20,
-            "rounds": 8,
-            "fraction": 0.5,
-            "sampling": sampling,
-            "private": True,
-            "noise_multiplier": 1.5,
-            "num_classes": 2,
-            "delta": 1e-3,
-            "max_examples_per_client": 5,
-        }
-    ).plan(20)
-    m = plan.mechanism
-    ledger = plan.ledger(
-        PrivacyBudget.for_mechanism(m, plan.delta).compose(m.unit_event(), m.units()), rounds=8, trainer={}
-    )
+    plan, ledger = _composed_plan(sampling, decision=False, delta=1e-3)
     record = ledger.parameters["record_level"]
     assert (record["record_adjacency"], record["client_adjacency"]) == ("add-remove", "replace-one")
     per_example, note = spec.budget_epsilon(ledger, "example")
@@ -469,7 +451,9 @@ def _release(adjacency="add-remove", vocabulary=False, noise_multiplier=40.0):
     )
 
 
-def _composed_plan(sampling, releases=(), decision=True, k=5):
+def _composed_plan(sampling, releases=(), decision=True, k=5, delta=1e-4):
+    """(plan, ledger) of 8 rounds of 20 keyed clients (half sampled, z 1.5, K = ``k``), with ``releases`` and a push
+    decision (epsilon 2) composed before the rounds when asked."""
     from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
     from privacy.preprocessing import CoverageRecord, PreprocessingAccount, to_text
 
@@ -482,7 +466,7 @@ def _composed_plan(sampling, releases=(), decision=True, k=5):
         "private": True,
         "noise_multiplier": 1.5,
         "num_classes": 2,
-        "delta": 1e-4,
+        "delta": delta,
         "max_examples_per_client": k,
         **({"decision_epsilon": 2.0} if decision else {}),
     }
