@@ -2,16 +2,31 @@
 
 TensorFlow reads TF_USE_LEGACY_KERAS once, at import: the suite runs on Keras 3 (0) unless the variable is
 set, and tests for tf-keras run code in a subprocess through the `python_subprocess` fixture.
+
+Temporary files (tempfile's, Beam's beam-temp-* folders, pytest's tmp_path, those of every subprocess) go to one
+folder per test session, made before TensorFlow or Beam load and removed when the session ends: the session
+sets TMPDIR and `tempfile.tempdir` to it, and its pytest-xdist workers and subprocesses inherit TMPDIR.
 """
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+
+import pytest
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "0")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import pytest
+SESSION_TMP = "PPML_TEST_SESSION_TMP"
+"""Environment variable naming the session's temporary folder (set by the process that made it)."""
+_OWN_TMP = None if os.path.isdir(os.environ.get(SESSION_TMP, "")) else tempfile.mkdtemp(prefix="ppml-tests-")
+if _OWN_TMP:  # removed when this process exits (pytest-xdist workers and nested runs leave it to this one)
+    os.environ[SESSION_TMP] = _OWN_TMP
+    atexit.register(shutil.rmtree, _OWN_TMP, ignore_errors=True)
+os.environ["TMPDIR"] = tempfile.tempdir = os.environ[SESSION_TMP]
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -9,7 +9,6 @@ its traceback.
 from __future__ import annotations
 
 import importlib.metadata
-import logging
 import sys
 
 import click
@@ -29,18 +28,6 @@ def environment_failure(err: BaseException) -> str | None:
     return None
 
 
-class _RdpOrderExcluded(logging.Filter):
-    """Drops dp-accounting's warning that an RDP order did not converge and is left out of epsilon: it depends
-    on public numbers only, leaving an order out can only raise epsilon, and it came in bursts of lines between
-    the round lines."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("_compute_log_a_frac failed to converge")
-
-
-_RDP_ORDER_EXCLUDED = _RdpOrderExcluded()
-
-
 class _Ppml(click.Group):
     """The `ppml` group: every error it ends with is one line on stderr.
 
@@ -55,7 +42,6 @@ class _Ppml(click.Group):
             raise click.ClickException(environment_failure(err)) from None
 
     def main(self, *args, standalone_mode: bool = True, **kwargs):
-        logging.getLogger("absl").addFilter(_RDP_ORDER_EXCLUDED)  # once: addFilter keeps one copy
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
         try:

@@ -8,7 +8,10 @@ example-level guarantee into a user-level one for users with at most K examples.
 from __future__ import annotations
 
 import enum
+import functools
 import importlib.metadata
+import json
+import logging
 import math
 
 import dp_accounting
@@ -16,10 +19,13 @@ import numpy as np
 from dp_accounting import dp_event
 from dp_accounting.rdp import rdp_privacy_accountant
 
+from privacy.accounting.events import event_from_json, event_to_json
+from privacy.accounting.pld_grid import PLD_VALUE_DISCRETIZATION_INTERVAL, grid_reason
+
 NeighboringRelation = dp_accounting.NeighboringRelation
 
-PLD_VALUE_DISCRETIZATION_INTERVAL = 1e-4
-"""dp-accounting's default grid for privacy-loss values; results are pessimistic (upper bounds)."""
+EPSILON_MEMO_SIZE = 4096
+"""Most epsilons `epsilon_of` keeps in memory (a PLD epsilon costs up to seconds; a memoised one, a float)."""
 
 
 class UnsupportedAccounting(ValueError):
@@ -90,9 +96,32 @@ def _check_rdp_curve(orders, rdp) -> None:
         )
 
 
+class _RdpOrderExcluded(logging.Filter):
+    """Drops dp-accounting's absl warning that an RDP order did not converge and is left out of epsilon: it
+    depends on public numbers only and leaving an order out can only raise epsilon, but it came in bursts of a
+    hundred lines per epsilon (e.g. between a federated run's round lines)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("_compute_log_a_frac failed to converge")
+
+
+_RDP_ORDER_EXCLUDED = _RdpOrderExcluded()
+
+
 class CheckedRdpAccountant(dp_accounting.rdp.RdpAccountant):
     """dp-accounting's RdpAccountant whose epsilon and delta are refused where its RDP curve is numerically
-    broken (see `rdp_epsilon`)."""
+    broken (see `rdp_epsilon`), and whose compositions drop the excluded-order warning (`_RdpOrderExcluded`, on
+    the absl logger while composing only)."""
+
+    def _maybe_compose(self, event: dp_event.DpEvent, count: int, do_compose: bool):
+        absl = logging.getLogger("absl")
+        if _RDP_ORDER_EXCLUDED in absl.filters:  # a nested or concurrent composition already holds it
+            return super()._maybe_compose(event, count, do_compose)
+        absl.addFilter(_RDP_ORDER_EXCLUDED)
+        try:
+            return super()._maybe_compose(event, count, do_compose)
+        finally:
+            absl.removeFilter(_RDP_ORDER_EXCLUDED)
 
     def get_epsilon_and_optimal_order(self, target_delta: float) -> tuple[float, float]:
         return rdp_epsilon(self._orders, self._rdp, target_delta)
@@ -182,5 +211,41 @@ def epsilon_of(
     relation: NeighboringRelation = NeighboringRelation.ADD_OR_REMOVE_ONE,
     group_size: int = 1,
 ) -> float:
-    """Epsilon of one event at ``target_delta`` from a fresh accountant."""
-    return make_accountant(accountant, relation, group_size).compose(event).get_epsilon(target_delta)
+    """Epsilon of one event at ``target_delta`` from a fresh accountant.
+
+    Memoised in this process (the `EPSILON_MEMO_SIZE` latest): each (event, delta, accountant, relation, group
+    size) is composed once, however often a ledger is loaded, split into parts or reported. The key holds the
+    event's JSON form (`event_to_json`: its class and every field, floats exactly) and the figure is composed from
+    the event read back from that key, so a memoised figure is always the one of the events asked about. Events
+    without a JSON form (e.g. numpy integers in a field) are composed every time.
+    """
+    kind, relation, group_size = AccountantKind(accountant), NeighboringRelation(relation), int(group_size)
+    try:
+        key = json.dumps(event_to_json(event), sort_keys=True)
+    except (TypeError, ValueError):
+        return _composed_epsilon(event, float(target_delta), kind, relation, group_size)
+    return _memoised_epsilon(key, float(target_delta), kind, relation, group_size)
+
+
+@functools.lru_cache(maxsize=EPSILON_MEMO_SIZE)
+def _memoised_epsilon(
+    key: str, delta: float, kind: AccountantKind, relation: NeighboringRelation, group_size: int
+) -> float:
+    return _composed_epsilon(event_from_json(json.loads(key)), delta, kind, relation, group_size)
+
+
+def _composed_epsilon(
+    event: dp_event.DpEvent, delta: float, kind: AccountantKind, relation: NeighboringRelation, group_size: int
+) -> float:
+    """Raises UnsupportedAccounting for a PLD grid too large to compose (`pld_grid.grid_reason`, checked first;
+    a MemoryError that numpy raises before allocating a grid past the estimate is reported the same way)."""
+    reason = grid_reason(event, relation) if kind is AccountantKind.PLD else None
+    if reason:
+        raise UnsupportedAccounting(reason)
+    try:
+        return float(make_accountant(kind, relation, group_size).compose(event).get_epsilon(delta))
+    except MemoryError:
+        raise UnsupportedAccounting(
+            f"the {kind.value.upper()} accountant's grid for these events does not fit in memory (noise too small "
+            f"for its discretisation)"
+        ) from None

@@ -19,7 +19,13 @@ from dp_accounting import dp_event
 from dp_accounting.rdp import rdp_privacy_accountant
 
 from privacy import validation
-from privacy.accounting.accountants import AccountantKind, dp_accounting_version, make_accountant, rdp_epsilon
+from privacy.accounting.accountants import (
+    AccountantKind,
+    dp_accounting_version,
+    epsilon_of,
+    make_accountant,
+    rdp_epsilon,
+)
 from privacy.accounting.events import event_from_json, event_to_json
 from privacy.accounting.mechanism import DpSgdMechanism, NeighboringRelation, UnsupportedAccounting
 from privacy.atomic_files import write_atomically
@@ -161,20 +167,21 @@ class PrivacyBudget:
             total = sum(count * self._rdp_curve(event) for event, count in ledger)
             return float(rdp_epsilon(_RDP_ORDERS, total, self._delta)[0])
         accountant = make_accountant(kind, self._relation, self._group_size)
-        for event, count in ledger:
+        for event, _ in ledger:
             if not accountant.supports(event):
                 raise UnsupportedAccounting(
                     f"the {kind.value.upper()} accountant cannot analyse {type(event).__name__} "
                     f"under {self._relation.name}"
                 )
-            try:
-                accountant.compose(event, count)
-            except MemoryError:  # numpy refuses a PLD grid larger than memory before allocating it
-                raise UnsupportedAccounting(
-                    f"the {kind.value.upper()} accountant's grid for {type(event).__name__} does not fit in memory "
-                    f"(noise too small for its discretisation); the other accountants still bound epsilon"
-                ) from None
-        return float(accountant.get_epsilon(self._delta))
+        runs = [dp_event.SelfComposedDpEvent(event, count) for event, count in ledger]
+        # composed as accountant.compose(event, count) run by run would be, memoised and PLD's grid checked first
+        return epsilon_of(
+            runs[0] if len(runs) == 1 else dp_event.ComposedDpEvent(runs),
+            target_delta=self._delta,
+            accountant=kind,
+            relation=self._relation,
+            group_size=self._group_size,
+        )
 
     def _rdp_curve(self, event: dp_event.DpEvent):
         try:

@@ -427,10 +427,18 @@ def _split(element):
 
 
 def _seed_pairs(seed):
-    """Per-batch seed pairs; every new iterator (each `fit`) draws a new stream, never a replay."""
+    """Per-batch seed pairs drawn statelessly from ``seed`` alone (TensorFlow's global seed plays no part), so a
+    seed reproduces a run; every new iterator (each `fit`) takes the next stream of the seed, never a replay."""
     if seed is None:
         seed = secrets.randbits(63)
-    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2, drop_remainder=True)
+    key = tf.constant(seed, tf.int64)
+    streams = tf.Variable(-1, dtype=tf.int64, trainable=False, name="ppml_sampling_streams")
+
+    def pair(step):  # a sequential map: an iterator's first element takes its stream before any other is drawn
+        stream = tf.cond(tf.equal(step, 0), lambda: streams.assign_add(1), lambda: tf.identity(streams))
+        return tf.random.experimental.stateless_fold_in(tf.stack([key, stream]), step)
+
+    return tf.data.Dataset.counter().map(pair)
 
 
 def _permuted(values, seed_pair, stream: int):

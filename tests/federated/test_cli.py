@@ -1345,7 +1345,7 @@ def test_the_command_line_drops_dp_accountings_excluded_order_warnings(tmp_path)
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "round 2: " in proc.stderr and "_compute_log_a_frac" not in proc.stderr
-    from pipelines.cli.main import _RdpOrderExcluded  # only that message is dropped
+    from privacy.accounting.accountants import _RdpOrderExcluded  # only that message is dropped
 
     assert _RdpOrderExcluded().filter(logging.LogRecord("absl", logging.WARNING, "", 0, "another warning", None, None))
 

@@ -330,7 +330,6 @@ def test_a_replaced_record_changes_two_clients_and_meets_a_replace_one_budget_on
 
     from federated.partitioners import KeyedPartitioner
     from federated.partitioners.keyed import content_keys
-    from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(400, 3)).astype(np.float32), rng.integers(0, 2, 400)
@@ -341,24 +340,7 @@ def test_a_replaced_record_changes_two_clients_and_meets_a_replace_one_budget_on
     changed = [k for k in range(20) if not np.array_equal(np.sort(before.indices[k]), np.sort(after.indices[k]))]
     assert len(changed) == 2
 
-    plan = FederatedTrainingConfig.for_trainer(
-        {
-            "label_key": "y",
-            "num_clients": 20,
-            "rounds": 8,
-            "fraction": 0.5,
-            "sampling": sampling,
-            "private": True,
-            "noise_multiplier": 1.5,
-            "num_classes": 2,
-            "delta": 1e-3,
-            "max_examples_per_client": 5,
-        }
-    ).plan(20)
-    m = plan.mechanism
-    ledger = plan.ledger(
-        PrivacyBudget.for_mechanism(m, plan.delta).compose(m.unit_event(), m.units()), rounds=8, trainer={}
-    )
+    plan, ledger = _composed_plan(sampling, decision=False, delta=1e-3)
     record = ledger.parameters["record_level"]
     assert (record["record_adjacency"], record["client_adjacency"]) == ("add-remove", "replace-one")
     per_example, note = spec.budget_epsilon(ledger, "example")
@@ -450,11 +432,13 @@ def test_the_record_level_figures_delta_is_judged_against_a_public_bound_on_the_
         FederatedTrainingConfig.for_trainer({**cli, "budget_unit": "example", "noise_multiplier": None})
 
 
-def _release(adjacency="add-remove", vocabulary=False):
+def _release(adjacency="add-remove", vocabulary=False, noise_multiplier=40.0):
     """One preprocessing release (a mean and variance over [-6, 6], or a private vocabulary) as its record."""
     from privacy.preprocessing import GaussianThresholding, MeanVariance, MechanismRecord
 
-    mechanism = GaussianThresholding(20.0, 1e-5, 2) if vocabulary else MeanVariance((-6, 6), 40.0, adjacency)
+    mechanism = (
+        GaussianThresholding(20.0, 1e-5, 2) if vocabulary else MeanVariance((-6, 6), noise_multiplier, adjacency)
+    )
     return MechanismRecord(
         name="city/vocabulary" if vocabulary else "x/mean_and_var",
         analyzer="vocabulary" if vocabulary else "mean_and_var",
@@ -467,7 +451,9 @@ def _release(adjacency="add-remove", vocabulary=False):
     )
 
 
-def _composed_plan(sampling, releases=(), decision=True, k=5):
+def _composed_plan(sampling, releases=(), decision=True, k=5, delta=1e-4):
+    """(plan, ledger) of 8 rounds of 20 keyed clients (half sampled, z 1.5, K = ``k``), with ``releases`` and a push
+    decision (epsilon 2) composed before the rounds when asked."""
     from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
     from privacy.preprocessing import CoverageRecord, PreprocessingAccount, to_text
 
@@ -480,7 +466,7 @@ def _composed_plan(sampling, releases=(), decision=True, k=5):
         "private": True,
         "noise_multiplier": 1.5,
         "num_classes": 2,
-        "delta": 1e-4,
+        "delta": delta,
         "max_examples_per_client": k,
         **({"decision_epsilon": 2.0} if decision else {}),
     }
@@ -552,6 +538,20 @@ def test_a_replaced_record_the_composition_cannot_bound_is_labelled_and_meets_no
         assert replaced["epsilon"] is None and reason in replaced["accountant"], replaced
         epsilon, note = spec.budget_epsilon(ledger, "example", "replace-one")
         assert math.isinf(epsilon) and reason in note
+
+
+def test_a_release_whose_pld_grid_no_machine_holds_leaves_the_composed_figures_out_naming_the_grid():
+    """A release of noise multiplier 1e-6 composed before Poisson rounds: PLD's grid for it would hold about 1e16
+    values (numpy raises MemoryError on any machine). The one-record and replaced-record figures, composed by PLD,
+    are None with the guard's reason, refused before composing (never a MemoryError); the ledger's PLD figure is
+    None and RDP bounds it."""
+    plan, ledger = _composed_plan("poisson", releases=(_release(noise_multiplier=1e-6),), decision=False)
+    record = ledger.parameters["record_level"]
+    assert record["epsilon"] is None and "privacy-loss grid would hold about" in record["accountant"], record
+    replaced = record["replaced_record"]
+    assert replaced["epsilon"] is None and "privacy-loss grid would hold about" in replaced["accountant"], replaced
+    assert ledger.epsilons["pld"] is None and ledger.epsilon_accountant == "rdp"
+    assert math.isinf(spec.budget_epsilon(ledger, "example", "replace-one")[0])
 
 
 def test_a_per_example_replace_one_budget_calibrates_z_for_the_replaced_record_figure():

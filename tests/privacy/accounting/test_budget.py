@@ -94,18 +94,52 @@ def test_unsupported_accountant_reports_none():
         budget.epsilon("pld")
 
 
-def test_a_pld_grid_too_large_for_memory_leaves_pld_out_and_rdp_bounds_epsilon():
+def test_a_pld_grid_too_large_for_memory_leaves_pld_out_and_rdp_bounds_epsilon(monkeypatch):
     # sigma 1e-6: dp-accounting's PLD grid for one step would hold ~1e16 values (petabytes): numpy refuses it on any
-    # machine before allocating.
+    # machine before allocating; ppml's guard refuses it before dp-accounting is asked.
     event = dpa.PoissonSampledDpEvent(0.01, dpa.GaussianDpEvent(1e-6))
     budget = PrivacyBudget(target_delta=1e-5).compose(event, 100)
     with pytest.raises(MemoryError):  # what dp-accounting itself does with this event
         dpa.pld.PLDAccountant().compose(event, 100)
     rdp = dpa.rdp.RdpAccountant()
     rdp.compose(event, 100)
+    asked = []
+    monkeypatch.setattr(dpa.pld.PLDAccountant, "compose", lambda self, *args: asked.append(args))
     assert budget.epsilons() == {"rdp": pytest.approx(rdp.get_epsilon(1e-5), rel=1e-9), "pld": None}
-    with pytest.raises(UnsupportedAccounting, match="does not fit in memory"):
+    with pytest.raises(UnsupportedAccounting, match=r"GaussianDpEvent of noise multiplier 1e-06: .* about 1\.0e\+16 "):
         budget.epsilon("pld")
+    assert asked == []  # refused before composing
+
+
+@pytest.mark.parametrize(
+    "event,relation,refused",
+    [
+        (dpa.GaussianDpEvent(0.02), "ADD_OR_REMOVE_ONE", False),  # 3.5e7 values: composed
+        (dpa.GaussianDpEvent(0.02), "REPLACE_ONE", True),  # twice the shift: 1.2e8
+        (dpa.SelfComposedDpEvent(dpa.GaussianDpEvent(1.0), 10**4), "ADD_OR_REMOVE_ONE", True),  # one of sigma 0.01
+        (dpa.ComposedDpEvent([dpa.GaussianDpEvent(1.0), dpa.LaplaceDpEvent(1e-5)]), "ADD_OR_REMOVE_ONE", True),
+        (dpa.SelfComposedDpEvent(dpa.LaplaceDpEvent(1.0), 1000), "ADD_OR_REMOVE_ONE", False),
+        (dpa.PoissonSampledDpEvent(0.01, dpa.GaussianDpEvent(0.005)), "ADD_OR_REMOVE_ONE", True),
+    ],
+)
+def test_the_pld_grid_guard_estimates_dp_accountings_grid(event, relation, refused):
+    from privacy.accounting.pld_grid import grid_reason
+
+    assert (grid_reason(event, dpa.NeighboringRelation[relation]) is not None) == refused
+
+
+def test_the_grid_estimate_bounds_dp_accountings_own_grid():
+    """The estimate is at least the grid dp-accounting builds (sigma 0.3: 7e5 values, a second)."""
+    from privacy.accounting import pld_grid
+
+    for relation in (dpa.NeighboringRelation.ADD_OR_REMOVE_ONE, dpa.NeighboringRelation.REPLACE_ONE):
+        pld = dpa.pld.privacy_loss_distribution.from_gaussian_mechanism(
+            0.3, value_discretization_interval=1e-4, neighboring_relation=relation
+        )
+        built = max(pld._pmf_remove.size, pld._pmf_add.size)
+        shift = 2.0 if relation is dpa.NeighboringRelation.REPLACE_ONE else 1.0
+        estimate = (2 * pld_grid._TAIL_STDS * shift / 0.3 + (shift / 0.3) ** 2) / 1e-4
+        assert built <= estimate <= 3 * built, (relation, built, estimate)
 
 
 def test_user_level_budget_uses_group_privacy():

@@ -87,23 +87,38 @@ def case_callbacks_on_validation_metrics_or_epsilon_are_allowed():
         assert len(_fit(callback).history["epsilon"]) == 2
 
 
-def _metric_state_after_private_fit(x, y) -> dict[str, np.ndarray]:
-    """Every metric variable of a model trained privately on (x, y) and saved, as read back: from the tf-keras
-    SavedModel's checkpoint (which saves them), or from the model (Keras 3 saves no metric state)."""
-    import os
-    import tempfile
+def _neighbours():
+    """(x, y) and its neighbour: record 0 replaced by a mislabelled outlier (x 50, label flipped)."""
+    x, labels = _data()
+    y = labels[:, None].astype("float32")
+    x2, y2 = x.copy(), y.copy()
+    x2[0], y2[0] = 50.0, 1.0 - y2[0]
+    return (x, y), (x2, y2)
 
+
+def _private_classifier(dataset_size: int):
+    """The compiled private binary classifier both neighbours train (4 -> 8 -> 1, weights seeded, sampler seed 5)."""
     tf.keras.utils.set_random_seed(0)
     model = make_private(
         K.Sequential([K.Input((4,)), L.Dense(8, activation="relu"), L.Dense(1, activation="sigmoid")]),
         l2_norm_clip=1.0,
         noise_multiplier=1.0,
         expected_batch_size=10,
-        dataset_size=len(y),
+        dataset_size=dataset_size,
         target_delta=1e-3,
         seed=5,
     )
     model.compile(optimizer=K.optimizers.SGD(0.1), loss=K.losses.BinaryCrossentropy(), metrics=["binary_accuracy"])
+    return model
+
+
+def _metric_state_after_private_fit(x, y) -> dict[str, np.ndarray]:
+    """Every metric variable of a model trained privately on (x, y) and saved, as read back: from the tf-keras
+    SavedModel's checkpoint (which saves them), or from the model (Keras 3 saves no metric state)."""
+    import os
+    import tempfile
+
+    model = _private_classifier(len(y))
     model.fit(x, y, steps_per_epoch=20, epochs=1, verbose=0)
     if not compat.is_tf_keras(model):
         return {f"{m.name}/{i}": np.asarray(v) for m in model.metrics for i, v in enumerate(m.variables)}
@@ -116,10 +131,7 @@ def _metric_state_after_private_fit(x, y) -> dict[str, np.ndarray]:
 def case_a_saved_private_model_carries_no_training_metric_state():
     """The compiled loss and accuracy sum over the sampled examples: after fit they are zero, so a mislabelled
     outlier replacing one record leaves the saved non-weight state identical (it moved the loss total by ~10x)."""
-    x, labels = _data()
-    y = labels[:, None].astype("float32")
-    x2, y2 = x.copy(), y.copy()
-    x2[0], y2[0] = 50.0, 1.0 - y2[0]
+    (x, y), (x2, y2) = _neighbours()
     on_d, on_d2 = _metric_state_after_private_fit(x, y), _metric_state_after_private_fit(x2, y2)
     assert on_d and set(on_d) == set(on_d2), (on_d, on_d2)
     for name, value in on_d.items():
@@ -139,17 +151,7 @@ def _metric_state_in_files(x, y, folder) -> tuple[list[str], dict[str, np.ndarra
 
     from privacy import training_state
 
-    tf.keras.utils.set_random_seed(0)
-    model = make_private(
-        K.Sequential([K.Input((4,)), L.Dense(8, activation="relu"), L.Dense(1, activation="sigmoid")]),
-        l2_norm_clip=1.0,
-        noise_multiplier=1.0,
-        expected_batch_size=10,
-        dataset_size=len(y),
-        target_delta=1e-3,
-        seed=5,
-    )
-    model.compile(optimizer=K.optimizers.SGD(0.1), loss=K.losses.BinaryCrossentropy(), metrics=["binary_accuracy"])
+    model = _private_classifier(len(y))
     tf_keras = compat.is_tf_keras(model)
     suffix = "" if tf_keras else ".keras"
     saves = K.callbacks.LambdaCallback(
@@ -182,10 +184,7 @@ def case_no_file_saved_during_or_after_a_private_fit_carries_metric_state():
     fix they held the loss total and example count of the steps run; Keras 3 saves no metric variable)."""
     import tempfile
 
-    x, labels = _data()
-    y = labels[:, None].astype("float32")
-    x2, y2 = x.copy(), y.copy()
-    x2[0], y2[0] = 50.0, 1.0 - y2[0]
+    (x, y), (x2, y2) = _neighbours()
     on_d = _metric_state_in_files(x, y, tempfile.mkdtemp())
     on_d2 = _metric_state_in_files(x2, y2, tempfile.mkdtemp())
     for problems, metrics, entries in (on_d, on_d2):

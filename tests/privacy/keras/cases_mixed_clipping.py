@@ -124,18 +124,7 @@ def case_clipped_sum_equals_naive_per_example_clipping_per_layer_kind():
         x, y = tf.constant(x), tf.constant(rng.normal(size=(BATCH, 2)), tf.float32)
         units = recording.find_units(model, layer_rules.rule_for)
         assert units[0].rule.is_fallback == ("fallback" in name), name
-        _, norms = _naive_clipped_sum(model, x, y, np.inf)
-        clip = float(np.median(norms))  # binds for about half the examples
-        want, _ = _naive_clipped_sum(model, x, y, clip)
-        for jit_compile in (False, True) if with_xla else (False,):
-            step = tf.function(
-                lambda x, y, w: clipped_gradient_sum(
-                    model, units, x, y, w, DPParams(clip, 0.0, None), expected_batch_size=BATCH
-                ),
-                autograph=False,
-                jit_compile=jit_compile,
-            )
-            got, decisions = _traced(step, x, y)
+        for jit_compile, decisions in _clips_like_naive(model, x, y, with_xla, f"{name}, ").items():
             if "ghost" in name:  # the layer's (T > 1 positions; the output Dense has one)
                 assert (True, True) in decisions, (name, decisions)
             if "per-example" in name:
@@ -144,9 +133,30 @@ def case_clipped_sum_equals_naive_per_example_clipping_per_layer_kind():
                 assert ("depthwise" in decisions) != jit_compile, (name, jit_compile, decisions)
             if "patches" in name:
                 assert "depthwise" not in decisions, (name, decisions)
-            np.testing.assert_allclose(got.norms.numpy(), norms, rtol=1e-4, err_msg=f"{name}, XLA {jit_compile}")
-            for g, w in zip(got.sums, want):
-                np.testing.assert_allclose(g.numpy(), w, rtol=1e-4, atol=1e-5, err_msg=f"{name}, XLA {jit_compile}")
+
+
+def _clips_like_naive(model, x, y, xla: bool, label: str = "") -> dict:
+    """Checks ``model``'s clipped gradient sum and norms on (x, y) against the naive per-example loop, at a clip norm
+    that binds for about half the examples, without XLA and, if ``xla``, with it. Returns {jit_compile: the traced
+    per-layer decisions}."""
+    units = recording.find_units(model, layer_rules.rule_for)
+    _, norms = _naive_clipped_sum(model, x, y, np.inf)
+    clip = float(np.median(norms))
+    want, _ = _naive_clipped_sum(model, x, y, clip)
+    decided = {}
+    for jit_compile in (False, True) if xla else (False,):
+        step = tf.function(
+            lambda x, y, w: clipped_gradient_sum(
+                model, units, x, y, w, DPParams(clip, 0.0, None), expected_batch_size=BATCH
+            ),
+            autograph=False,
+            jit_compile=jit_compile,
+        )
+        got, decided[jit_compile] = _traced(step, x, y)
+        np.testing.assert_allclose(got.norms.numpy(), norms, rtol=1e-4, err_msg=f"{label}XLA {jit_compile}")
+        for g, w in zip(got.sums, want):
+            np.testing.assert_allclose(g.numpy(), w, rtol=1e-4, atol=1e-5, err_msg=f"{label}XLA {jit_compile}")
+    return decided
 
 
 def case_depthwise_convolution_gradients_match_naive_clipping_over_paddings_strides_and_shapes():
@@ -252,20 +262,5 @@ def case_convolution_shared_by_inputs_of_two_sizes_clips_like_naive():
     rng = np.random.default_rng(3)
     x = [tf.constant(rng.normal(size=(BATCH, *s, 2)), tf.float32) for s in ((8, 8), (3, 3))]
     y = tf.constant(rng.normal(size=(BATCH, 2)), tf.float32)
-    units = recording.find_units(model, layer_rules.rule_for)
-    _, norms = _naive_clipped_sum(model, x, y, np.inf)
-    clip = float(np.median(norms))
-    want, _ = _naive_clipped_sum(model, x, y, clip)
-    for jit_compile in (False, True):
-        step = tf.function(
-            lambda x, y, w: clipped_gradient_sum(
-                model, units, x, y, w, DPParams(clip, 0.0, None), expected_batch_size=BATCH
-            ),
-            autograph=False,
-            jit_compile=jit_compile,
-        )
-        got, decisions = _traced(step, x, y)
+    for jit_compile, decisions in _clips_like_naive(model, x, y, xla=True).items():
         assert ("depthwise" in decisions) != jit_compile, (jit_compile, decisions)
-        np.testing.assert_allclose(got.norms.numpy(), norms, rtol=1e-4, err_msg=f"XLA {jit_compile}")
-        for g, w in zip(got.sums, want):
-            np.testing.assert_allclose(g.numpy(), w, rtol=1e-4, atol=1e-5, err_msg=f"XLA {jit_compile}")

@@ -63,3 +63,27 @@ def test_small_rates_keep_their_probability_and_cuts_are_uniform():
     for observed, p in ((nonempty, stats.binom.sf(0, N, q)), (len(kept), stats.binom.sf(1, N, q))):
         assert abs(observed - 3 * steps * p) < 4 * math.sqrt(3 * steps * p) + 2, (observed, p)
     assert len(kept) >= 5 and stats.kstest(kept, "uniform").pvalue > 1e-3
+
+
+@pytest.mark.parametrize("truncated", [None, 11])
+def test_a_seed_alone_reproduces_the_batches_whatever_tensorflows_global_seed(truncated):
+    """The same seed gives the same batches after different tf.random.set_seed calls (and none), a new iterator
+    of the dataset (a second `fit`) draws new batches, never a replay, and another seed other batches."""
+    x = np.arange(200, dtype=np.int32)
+
+    def batches(seed, global_seed=None, iterations=1):
+        if global_seed is not None:
+            tf.random.set_seed(global_seed)
+        dataset = poisson_batches(
+            (x, x), dataset_size=200, expected_batch_size=10, seed=seed, truncated_batch_size=truncated
+        )
+        return [[w.numpy().astype(bool) * f.numpy() for f, _, w in dataset.take(5)] for _ in range(iterations)]
+
+    first = batches(7, global_seed=1, iterations=2)
+    for global_seed in (2, 12345, None):
+        again = batches(7, global_seed=global_seed, iterations=2)
+        for run, run_again in zip(first, again):
+            for a, b in zip(run, run_again):
+                np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(first[0], first[1]))  # the second iterator: new batches
+    assert any(not np.array_equal(a, b) for a, b in zip(first[0], batches(8, global_seed=1)[0]))
