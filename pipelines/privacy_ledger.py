@@ -440,8 +440,7 @@ class PrivacyLedger:
     def accounted_mechanism(self) -> DpSgdMechanism:
         """The `DpSgdMechanism` whose events the budget composed (DP-SGD, or DP-FedAvg's
         client-level one)."""
-        if self.mechanism not in (DP_SGD, DP_FEDAVG):
-            raise LedgerError(f"ledger mechanism {self.mechanism!r} is none of {DP_SGD!r}, {DP_FEDAVG!r}")
+        validation.choice("ledger mechanism", self.mechanism, (DP_SGD, DP_FEDAVG), error=LedgerError)
         names = {f.name for f in dataclasses.fields(DpSgdMechanism)}
         try:
             return DpSgdMechanism(**{k: v for k, v in self.parameters.items() if k in names})
@@ -519,8 +518,7 @@ class PrivacyLedger:
             )
         except (KeyError, TypeError, ValueError) as err:
             raise LedgerError(f"malformed privacy ledger: {err}") from None
-        if ledger.privacy_unit not in PRIVACY_UNITS:
-            raise LedgerError(f"privacy unit {ledger.privacy_unit!r} is none of {', '.join(PRIVACY_UNITS)}")
+        validation.choice("privacy unit", ledger.privacy_unit, PRIVACY_UNITS, error=LedgerError)
         if ledger.mechanism == PATE:
             check_pate_budget(ledger)
         else:
@@ -543,12 +541,14 @@ def _check_truncated_batches(mechanism: DpSgdMechanism, count, outside: dict | N
                 f"truncated_batches={count!r} for a run that never cuts its batches (no truncated_batch_size)"
             )
         return
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        raise LedgerError(
-            f"a run of truncated Poisson sampling (truncated_batch_size="
-            f"{mechanism.truncated_batch_size}) must state truncated_batches, the number of batches "
-            f"cut, as an integer >= 0; got {count!r}"
-        )
+    validation.integer(
+        "truncated_batches",
+        count,
+        minimum=0,
+        note=f"the number of batches cut, which a run of truncated Poisson sampling (truncated_batch_size="
+        f"{mechanism.truncated_batch_size}) must state",
+        error=LedgerError,
+    )
     if outside is not None and CUT_BATCHES_NAME not in outside:
         raise LedgerError(
             f"a ledger stating truncated_batches must list {CUT_BATCHES_NAME!r} outside the guarantee "
@@ -669,8 +669,7 @@ def pate_events(parameters: dict[str, Any], decision: NoisyAccuracy | None = Non
     from privacy.pate.data_independent import charged_answers, gnmax_query_event, selection_event
 
     queries = parameters.get("queries")
-    if isinstance(queries, bool) or not isinstance(queries, int) or queries < 0:
-        raise LedgerError(f"a PATE ledger needs its number of queries, got {queries!r}")
+    validation.integer("queries", queries, minimum=0, note="a PATE ledger's number of queries", error=LedgerError)
     try:
         aggregator = make_aggregator(parameters.get("aggregator"))
     except PateConfigurationError as err:

@@ -19,6 +19,7 @@ import numpy as np
 from dp_accounting import dp_event
 from dp_accounting.rdp import rdp_privacy_accountant
 
+from privacy import validation
 from privacy.accounting.events import event_from_json, event_to_json
 from privacy.accounting.pld_grid import PLD_VALUE_DISCRETIZATION_INTERVAL, grid_reason
 
@@ -161,8 +162,7 @@ class GroupPrivacyAccountant(dp_accounting.PrivacyAccountant):
 
     def __init__(self, inner: dp_accounting.PrivacyAccountant, group_size: int):
         super().__init__(inner.neighboring_relation)
-        if group_size < 1:
-            raise ValueError(f"group_size must be >= 1, got {group_size}")
+        validation.integer("group_size", group_size, minimum=1)
         self._inner = inner
         self._group_size = group_size
 

@@ -138,8 +138,13 @@ class DpSgdMechanism:
         object.__setattr__(self, "sampling", Sampling(self.sampling))
         object.__setattr__(self, "adjacency", resolve_adjacency(self.sampling, self.adjacency))
         self._integer_field("dataset_size")
-        if not (isinstance(self.batch_size, (int, float)) and 0 < self.batch_size <= self.dataset_size):
-            raise ValueError(f"batch_size must be in (0, dataset_size={self.dataset_size}], got {self.batch_size!r}")
+        object.__setattr__(
+            self,
+            "batch_size",
+            validation.number(
+                "batch_size", self.batch_size, low=0, high=self.dataset_size, low_open=True, note="dataset_size"
+            ),
+        )
         if self.sampling is not Sampling.POISSON and float(self.batch_size) != int(self.batch_size):
             raise ValueError(
                 f"batch_size must be a whole number for {self.sampling.value} batches, got {self.batch_size!r}"
@@ -148,9 +153,7 @@ class DpSgdMechanism:
         object.__setattr__(
             self, "noise_multiplier", validation.number("noise_multiplier", self.noise_multiplier, low=low, high=high)
         )
-        self._integer_field("steps")
-        if self.steps > MAX_STEPS:
-            raise ValueError(f"steps must be at most {MAX_STEPS:.0e}, got {self.steps:.3g}")
+        object.__setattr__(self, "steps", validation.integer("steps", self.steps, minimum=1, maximum=MAX_STEPS))
         if self.num_microbatches is not None:
             self._integer_field("num_microbatches")
             if self.num_microbatches > self.batch_size:  # Poisson too: most microbatches would be empty
@@ -195,8 +198,7 @@ class DpSgdMechanism:
         batch may be partial, as in Keras) and T = ceil(epochs * ceil(n / B)).
         """
         validation.positive("epochs", epochs)
-        if not (isinstance(batch_size, (int, float)) and 0 < batch_size <= dataset_size):
-            raise ValueError(f"batch_size must be in (0, dataset_size={dataset_size}], got {batch_size!r}")
+        validation.number("batch_size", batch_size, low=0, high=dataset_size, low_open=True, note="dataset_size")
         sampling = Sampling(kwargs.get("sampling", Sampling.POISSON))
         per_epoch = kwargs.pop("steps_per_epoch", None) or steps_per_epoch(dataset_size, batch_size, sampling)
         if epochs * per_epoch > MAX_STEPS:

@@ -75,10 +75,8 @@ def mislabelled_canaries(x_pool: np.ndarray, y_pool: np.ndarray, num_canaries: i
     x_pool, y_pool = np.asarray(x_pool), np.asarray(y_pool).reshape(-1)
     if len(x_pool) != len(y_pool):
         raise ValueError(f"{len(x_pool)} pool inputs but {len(y_pool)} labels")
-    if not 1 <= num_canaries <= len(y_pool):
-        raise ValueError(f"num_canaries must be in [1, {len(y_pool)}] (the pool's size), got {num_canaries}")
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    validation.integer("num_canaries", num_canaries, minimum=1, maximum=len(y_pool), note="the pool's size")
+    validation.integer("num_classes", num_classes, minimum=2)
     rng = _csprng_rng()
     rows = rng.choice(len(y_pool), size=num_canaries, replace=False)
     wrong = (y_pool[rows] + rng.integers(1, num_classes, size=num_canaries)) % num_classes
@@ -89,10 +87,8 @@ def dirac_slot_rows(num_features: int, num_canaries: int, label: int = 0) -> Can
     """Gradient-space canaries for a model whose input is [features (num_features) | canary id (one column)]:
     canary i has zero features, the id i + 1 (0 marks a real row) and the label `label` (the head's canary
     class). One column whatever the number of canaries, so the rows take O(num_canaries) memory."""
-    if num_features < 1 or num_canaries < 1:
-        raise ValueError(f"need num_features >= 1 and num_canaries >= 1, got {num_features}, {num_canaries}")
-    if num_canaries > MAX_CANARIES:
-        raise ValueError(f"num_canaries must be at most {MAX_CANARIES}, got {num_canaries}")
+    validation.integer("num_features", num_features, minimum=1)
+    validation.integer("num_canaries", num_canaries, minimum=1, maximum=MAX_CANARIES)
     x = np.zeros((num_canaries, num_features + 1), np.float32)
     x[:, -1] = np.arange(1, num_canaries + 1)
     return Canaries(x=x, y=np.full(num_canaries, label, np.int64), included=inclusion_bits(num_canaries))

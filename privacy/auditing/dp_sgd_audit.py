@@ -92,12 +92,10 @@ class AuditPlan:
     estimator: str | None = None
 
     def __post_init__(self):
-        if self.estimator is not None and self.estimator not in ESTIMATORS:
-            raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {self.estimator!r}")
-        if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
-        if self.fault not in FAULTS:
-            raise ValueError(f"fault must be one of {', '.join(FAULTS)}, got {self.fault!r}")
+        if self.estimator is not None:
+            validation.choice("estimator", self.estimator, ESTIMATORS, note="or None")
+        validation.choice("kind", self.kind, KINDS)
+        validation.choice("fault", self.fault, FAULTS)
         for name in ("num_canaries", "epochs", "hidden_units"):
             object.__setattr__(self, name, validation.integer(name, getattr(self, name), minimum=1))
         for name in ("batch_size", "steps"):
@@ -123,15 +121,19 @@ class AuditPlan:
             object.__setattr__(self, name, validation.positive(name, getattr(self, name)))
         factor = FAULT_CLIP_FACTORS[self.fault]
         low, high = NOISE_MULTIPLIER_RANGE
-        if not low * factor <= self.noise_multiplier <= high:
-            raise ValueError(
-                f"noise_multiplier must be in [{low * factor:g}, {high:g}]"
-                f"{f' with fault {self.fault}' if factor > 1 else ''}, got {self.noise_multiplier!r}"
-            )
-        if self.kind == "white-box" and self.l2_norm_clip * factor > canary_rows.MAX_DIRAC_CLIP:
-            raise ValueError(
-                f"l2_norm_clip must be at most {canary_rows.MAX_DIRAC_CLIP / factor:g} for white-box "
-                f"canaries (their gradient must exceed the clip norm), got {self.l2_norm_clip!r}"
+        validation.number(
+            "noise_multiplier",
+            self.noise_multiplier,
+            low=low * factor,
+            high=high,
+            note=f"with fault {self.fault}" if factor > 1 else "",
+        )
+        if self.kind == "white-box":
+            validation.positive(
+                "l2_norm_clip",
+                self.l2_norm_clip,
+                maximum=canary_rows.MAX_DIRAC_CLIP / factor,
+                note="for white-box canaries, whose gradient must exceed the clip norm",
             )
         object.__setattr__(self, "delta", validation.probability("delta", self.delta))
         object.__setattr__(self, "confidence", validation.probability("confidence", self.confidence))
@@ -436,8 +438,7 @@ def check_data(
     if len(x) != len(y) or len(y) < 2:
         raise ValueError(f"need at least 2 training rows with one label each, got {len(x)} rows, {len(y)} labels")
     fewest = len(y) + plan.num_canaries if fixed_size else len(y)
-    if plan.batch_size > fewest:
-        raise ValueError(f"batch_size must be at most the {fewest} training rows, got {plan.batch_size}")
+    validation.integer("batch_size", plan.batch_size, maximum=fewest, note="the training rows")
     if plan.kind == "white-box" and plan.batch_size * plan.num_canaries > canary_rows.MAX_SLOT_GRADIENTS:
         raise ValueError(
             f"num_canaries: a step of {plan.batch_size} rows holds {plan.batch_size * plan.num_canaries:,} per-example "

@@ -87,8 +87,7 @@ def parameter_lower_bound(m: int, r: int, v: int, *, family: str, delta: float, 
       delta: the delta of the claim, in [0, 1) ("eps-delta" only; ignored by "gaussian").
       alpha: the test's level (1 - confidence), in (0, 1).
     """
-    if family not in FAMILIES:
-        raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
+    validation.choice("family", family, FAMILIES)
     validation.probability("alpha", alpha)
     validation.probability("delta", delta, zero=True)
     if r == 0 or v <= r / 2:

@@ -132,8 +132,7 @@ def estimator_bound(
         return epsilon_lower_bound(m, r, v, delta=delta, alpha=alpha)
     if estimator == "f-dp-claimed":
         return claimed_curve.epsilon_lower_bound(m, [(r, v)], claim=_needs_claim(claim), delta=delta, alpha=alpha)[0]
-    if estimator not in _FAMILIES:
-        raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
+    validation.choice("estimator", estimator, ESTIMATORS)
     return f_dp_one_run.epsilon_lower_bound(m, r, v, family=_FAMILIES[estimator], delta=delta, alpha=alpha)
 
 
@@ -141,8 +140,7 @@ def guess_counts(m: int) -> tuple[tuple[int, int], ...]:
     """The fixed (k+, k-) pairs tried for m canaries: total guesses r = m, m/2, m/4, ... down to
     `MIN_GUESSES` (or m if fewer), each split one-sided (r, 0) and two-sided (r - r // 2, r // 2).
     Depends on m only, never on the scores or the bits."""
-    if m < 1:
-        raise ValueError(f"need at least one canary, got m={m}")
+    validation.integer("m", m, minimum=1, note="the number of canaries")
     totals = sorted({int(round(m / 2**k)) for k in range(64) if m / 2**k >= min(m, MIN_GUESSES)})
     pairs = []
     for r in totals:
@@ -247,10 +245,8 @@ def audit_one_run(
         raise ValueError("scores must all be finite (some are NaN or infinite)")
     validation.probability("delta", delta, zero=True)
     validation.probability("confidence", confidence)
-    if strategy not in THRESHOLD_STRATEGIES:
-        raise ValueError(f"strategy must be one of {', '.join(THRESHOLD_STRATEGIES)}, got {strategy!r}")
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
+    validation.choice("strategy", strategy, THRESHOLD_STRATEGIES)
+    validation.choice("estimator", estimator, ESTIMATORS)
     if estimator == "f-dp-gaussian" and delta == 0:
         raise ValueError("delta: estimator f-dp-gaussian needs delta > 0 (mu-GDP is (eps, 0)-DP for no finite eps)")
     if estimator == "f-dp-claimed":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
+from privacy import validation
 from privacy.encrypted.model.plan import ModelPlan
 from privacy.encrypted.model.ranges import InputBounds
 from privacy.encrypted.model.ring import FixedPoint
@@ -137,8 +138,7 @@ class InProcessCluster:
             InputOutOfBounds: if x lies outside the bounds (before anything is shared).
             OutputNotAllowed: for logits from a cluster that allows labels only.
         """
-        if output not in OUTPUTS:
-            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        validation.choice("output", output, OUTPUTS)
         if output == "logits" and not self.models[0].allow_logits:
             raise OutputNotAllowed("this cluster releases labels only (allow_logits=False)")
         x = encode_input(x, self.architecture.input_shape, self.fixed, self.ranges)

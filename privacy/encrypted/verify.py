@@ -10,6 +10,8 @@ import time
 
 import numpy as np
 
+from privacy import validation
+
 DEFAULT_MIN_AGREEMENT = 0.995
 DEFAULT_MAX_ACCURACY_DROP = 0.5  # percentage points
 
@@ -108,10 +110,8 @@ def verify_model(
     x = np.asarray(x)
     if len(x) == 0:
         raise ValueError("verification needs at least one example")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if output not in ("logits", "label"):
-        raise ValueError(f"output must be 'logits' or 'label', got {output!r}")
+    batch_size = validation.integer("batch_size", batch_size, minimum=1)
+    validation.choice("output", output, ("logits", "label"))
     expected = tuple(model.input_shape[1:])
     if x.shape[1:] != expected:
         raise ValueError(f"input has shape {x.shape}, expected (batch,) + {expected}")

@@ -20,6 +20,7 @@ import os
 
 import tensorflow as tf
 
+from privacy import validation
 from privacy.keras.params import DPConfigurationError
 
 
@@ -34,8 +35,8 @@ class GaussianNoise:
     def __init__(self, *, seed: int | None = None, secure: bool = False):
         if secure and seed is not None:
             raise DPConfigurationError("secure_noise=True draws its seed from the OS CSPRNG; do not pass a seed")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise DPConfigurationError(f"seed must be an integer or None, got {seed!r}")
+        if seed is not None:
+            seed = validation.integer("seed", seed, note="or None", error=DPConfigurationError)
         self.seed = seed
         self.secure = secure
         self._generator = None

@@ -35,20 +35,18 @@ class DPParams:
     def __post_init__(self):
         validation.positive("l2_norm_clip", self.l2_norm_clip, error=DPConfigurationError)
         low, high = NOISE_MULTIPLIER_RANGE
-        if not (
-            _is_number(self.noise_multiplier) and (self.noise_multiplier == 0 or low <= self.noise_multiplier <= high)
-        ):
-            raise DPConfigurationError(
-                f"noise_multiplier must be 0 (no privacy) or a number in [{low:g}, {high:g}] (the range the "
-                f"accountants are used on), got {self.noise_multiplier!r}"
+        if not (_is_number(self.noise_multiplier) and self.noise_multiplier == 0):
+            validation.number(
+                "noise_multiplier",
+                self.noise_multiplier,
+                low=low,
+                high=high,
+                note="the range the accountants are used on; or 0: no privacy",
+                error=DPConfigurationError,
             )
-        if self.num_microbatches is not None and (
-            isinstance(self.num_microbatches, bool)
-            or not isinstance(self.num_microbatches, int)
-            or self.num_microbatches < 1
-        ):
-            raise DPConfigurationError(
-                f"num_microbatches must be None or an integer >= 1, got {self.num_microbatches!r}"
+        if self.num_microbatches is not None:
+            validation.integer(
+                "num_microbatches", self.num_microbatches, minimum=1, note="or None", error=DPConfigurationError
             )
 
     @property

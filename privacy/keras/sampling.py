@@ -152,8 +152,7 @@ def poisson_batches(
             "give poisson_batches max_batch_size (never cut) or truncated_batch_size (cut to a random subset), not both"
         )
     limit = cap or (max_batch_size if max_batch_size is not None else default_max_batch_size(n, expected_batch_size))
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise DPConfigurationError(f"max_batch_size must be an integer >= 1, got {max_batch_size!r}")
+    limit = validation.integer("max_batch_size", limit, minimum=1, error=DPConfigurationError)
     cut = None if cap is None else tf.Variable(0, dtype=tf.int64, trainable=False, name="ppml_truncated_batches")
 
     below = tf.constant(inclusion_threshold(n, expected_batch_size) - 1, tf.uint64)
@@ -204,8 +203,7 @@ def fixed_size_batches(examples, *, dataset_size: int, batch_size: int, seed: in
     Arguments as in `poisson_batches`. Accounted as sampling without replacement (replace-one adjacency).
     """
     n, _ = _check_sizes(dataset_size, batch_size)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-        raise DPConfigurationError(f"batch_size must be an integer, got {batch_size!r}")
+    batch_size = validation.integer("batch_size", batch_size, error=DPConfigurationError)
 
     def draw(seed_pair):
         index = _permuted(tf.range(n), seed_pair, 0)[:batch_size]
@@ -334,13 +332,15 @@ def checked_passes(dataset, *, batch_size: int, batches_per_pass: int, dataset_s
 
 def _check_sizes(dataset_size, batch_size) -> tuple[int, float]:
     dataset_size = validation.integer("dataset_size", dataset_size, minimum=1, error=DPConfigurationError)
-    if not (
-        isinstance(batch_size, (int, float))
-        and not isinstance(batch_size, bool)
-        and 0 < batch_size <= dataset_size
-        and math.isfinite(batch_size)
-    ):
-        raise DPConfigurationError(f"the batch size must be in (0, dataset_size={dataset_size}], got {batch_size!r}")
+    batch_size = validation.number(
+        "the batch size",
+        batch_size,
+        low=0,
+        high=dataset_size,
+        low_open=True,
+        note="dataset_size",
+        error=DPConfigurationError,
+    )
     return dataset_size, batch_size / dataset_size
 
 

@@ -181,7 +181,7 @@ def test_the_unit_of_privacy_is_recorded_in_the_ledger_and_in_mlmd():
     data = pl.PrivacyLedger(
         budget=budget, mechanism=pl.DP_FEDAVG, parameters={**parameters, "privacy_unit": "row"}
     ).to_dict()
-    with pytest.raises(pl.LedgerError, match="privacy unit 'row' is none of example, user, client"):
+    with pytest.raises(pl.LedgerError, match="privacy unit must be one of example, user, client, got 'row'"):
         pl.PrivacyLedger.from_dict(data)
 
 

@@ -84,9 +84,9 @@ def test_target_epsilon_is_calibrated_with_pld_on_the_truncated_event():
 
 def test_the_ledger_records_the_cut_batches_and_the_gate_and_report_use_the_truncated_epsilon():
     plan = DpTrainingConfig.from_custom_config(GOOD).plan(dataset_size=N)
-    with pytest.raises(pl.LedgerError, match="must state truncated_batches"):
+    with pytest.raises(pl.LedgerError, match="truncated_batches must be an integer >= 0"):
         plan.ledger()
-    with pytest.raises(pl.LedgerError, match="must state truncated_batches"):
+    with pytest.raises(pl.LedgerError, match="truncated_batches must be an integer >= 0"):
         plan.ledger(truncated_batches=-1)
     ledger = pl.PrivacyLedger.from_dict(plan.ledger(truncated_batches=7).to_dict())  # as the gate reads it
     exact = truncated_pld(40, 1.5, STEPS)
@@ -97,7 +97,7 @@ def test_the_ledger_records_the_cut_batches_and_the_gate_and_report_use_the_trun
 
     dropped = ledger.to_dict()
     del dropped["parameters"]["truncated_batches"]
-    with pytest.raises(pl.LedgerError, match="must state truncated_batches"):
+    with pytest.raises(pl.LedgerError, match="truncated_batches must be an integer >= 0"):
         pl.PrivacyLedger.from_dict(dropped)
     untruncated = DpTrainingConfig.from_custom_config({**GOOD, "truncated_batch_size": None}).plan(dataset_size=N)
     with pytest.raises(pl.LedgerError, match="never cuts"):

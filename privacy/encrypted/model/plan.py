@@ -16,6 +16,7 @@ from typing import Union
 
 import numpy as np
 
+from privacy import validation
 from privacy.encrypted.model.ring import FixedPoint
 
 OUTPUT_ACTIVATIONS = ("linear", "softmax", "sigmoid")
@@ -120,8 +121,7 @@ class Architecture:
     output_activation: str = "linear"
 
     def __post_init__(self):
-        if self.output_activation not in OUTPUT_ACTIVATIONS:
-            raise ValueError(f"output_activation must be one of {OUTPUT_ACTIVATIONS}, got {self.output_activation!r}")
+        validation.choice("output_activation", self.output_activation, OUTPUT_ACTIVATIONS)
         names = [layer.name for layer in self.layers]
         if len(set(names)) != len(names):
             raise ValueError(f"layer names must be unique, got {names}")

@@ -28,10 +28,10 @@ box: about log2 of the largest weighted sum, a few bits about the weights' magni
 from __future__ import annotations
 
 import dataclasses
-import numbers
 
 import numpy as np
 
+from privacy import validation
 from privacy.encrypted.model.intervals import IntervalBackend, RangeOp, bits_needed, box
 from privacy.encrypted.model.layers import evaluate, label
 from privacy.encrypted.model.ring import FixedPoint, as_ring, as_signed
@@ -64,9 +64,7 @@ def _precision(frac_bits) -> int | None:
     """The inputs' fractional bits as an int in [0, 24] (None: the model's); ValueError otherwise."""
     if frac_bits is None:
         return None
-    if isinstance(frac_bits, bool) or not isinstance(frac_bits, numbers.Integral) or not 0 <= frac_bits <= 24:
-        raise ValueError(f"the inputs' fractional bits must be an integer in [0, 24], got {frac_bits!r}")
-    return int(frac_bits)
+    return validation.integer("the inputs' fractional bits", frac_bits, minimum=0, maximum=24)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,6 +17,8 @@ import dataclasses
 
 import numpy as np
 
+from privacy import validation
+
 BITS = 64
 DTYPE = np.uint64
 
@@ -52,11 +54,14 @@ class FixedPoint:
     frac_bits: int = 16
 
     def __post_init__(self):
-        if not (isinstance(self.frac_bits, int) and 1 <= self.frac_bits <= 24):
-            raise ValueError(
-                f"frac_bits must be an integer in [1, 24] (products carry 2*frac_bits "
-                f"fractional bits in a 64-bit ring), got {self.frac_bits!r}"
-            )
+        bits = validation.integer(
+            "frac_bits",
+            self.frac_bits,
+            minimum=1,
+            maximum=24,
+            note="products carry 2*frac_bits fractional bits in a 64-bit ring",
+        )
+        object.__setattr__(self, "frac_bits", bits)
 
     @property
     def scale(self) -> int:

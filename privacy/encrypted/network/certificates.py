@@ -230,8 +230,7 @@ def create_deployment(
     if len(addresses) != NUM_PARTIES:
         raise ValueError(f"need exactly {NUM_PARTIES} party addresses, got {len(addresses)}")
     for host, port in addresses:
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-            raise ValueError(f"port of {host!r} must be in 1..65535, got {port!r}")
+        validation.integer(f"port of {host!r}", port, minimum=1, maximum=65535)
     for name in clients:
         _check_client_name(name)
     start, end = _validity(valid_days)

@@ -17,6 +17,7 @@ import threading
 
 import numpy as np
 
+from privacy import validation
 from privacy.encrypted.model.plan import Architecture, Conv2D, Pool2D
 from privacy.encrypted.model.ranges import RangePlan
 from privacy.encrypted.model.ring import FixedPoint
@@ -116,11 +117,9 @@ class MemoryBudget:
     """
 
     def __init__(self, total: int, quota: int | None = None):
-        if isinstance(total, bool) or not isinstance(total, int) or total < 1:
-            raise ValueError(f"the memory budget must be a positive number of bytes, got {total!r}")
+        total = validation.integer("the memory budget", total, minimum=1, note="bytes")
         quota = total if quota is None else quota
-        if isinstance(quota, bool) or not isinstance(quota, int) or not 1 <= quota <= total:
-            raise ValueError(f"the per-client quota must be 1..{total} bytes, got {quota!r}")
+        quota = validation.integer("the per-client quota", quota, minimum=1, maximum=total, note="bytes")
         self.total, self.quota = total, quota
         self._used = 0
         self._owners: dict = {}

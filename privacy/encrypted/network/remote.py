@@ -8,6 +8,7 @@ import uuid
 
 import numpy as np
 
+from privacy import validation
 from privacy.encrypted.model.ranges import RangePlan
 from privacy.encrypted.model.ring import FixedPoint
 from privacy.encrypted.network.certificates import Deployment, client_role, party_role, peer_role
@@ -102,8 +103,7 @@ class RemoteClient:
             ValueError: for a wrong shape or a batch larger than the parties accept.
             TransportError: if a party cannot be reached, reports an error or times out.
         """
-        if output not in OUTPUTS:
-            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        validation.choice("output", output, OUTPUTS)
         if self._socks is None:
             self.connect()
         fixed = FixedPoint(self.info["frac_bits"])

@@ -21,6 +21,7 @@ import dataclasses
 
 import numpy as np
 
+from privacy import validation
 from privacy.encrypted.model.layers import evaluate, label
 from privacy.encrypted.model.ranges import truncation_bits
 from privacy.encrypted.model.ring import DTYPE, FixedPoint
@@ -284,8 +285,7 @@ def predict_share(party: Party, model, x: AShare, output: str = OUTPUTS[0], *, c
     Raises:
         OutputNotAllowed: for 'logits' when the model's policy allows labels only.
     """
-    if output not in OUTPUTS:
-        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+    validation.choice("output", output, OUTPUTS)
     if output == "logits" and not model.allow_logits:
         raise OutputNotAllowed(
             "the model owner allows only labels to be revealed (share-model --allow-logits allows logits)"

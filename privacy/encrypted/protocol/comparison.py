@@ -41,6 +41,7 @@ from typing import Callable
 
 import numpy as np
 
+from privacy import validation
 from privacy.encrypted.model.ring import DTYPE
 from privacy.encrypted.protocol.arithmetic import Pending, roles
 from privacy.encrypted.protocol.party import Party
@@ -180,8 +181,7 @@ class Comparison:
     """
 
     def __init__(self, p: Party, split: Split, bits: int, *, strict: bool = False):
-        if not 1 <= bits <= MAX_BITS:
-            raise ValueError(f"comparison bits must be in [1, {MAX_BITS}], got {bits}")
+        bits = validation.integer("comparison bits", bits, minimum=1, maximum=MAX_BITS)
         self.p, self.split, self.bits, self.helper = p, split, bits, split.helper
         self._first = split.rnd if not split.rnd.done else p.round()
         h, u, v = roles(split.helper)

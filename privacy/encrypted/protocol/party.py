@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from privacy import validation
 from privacy.encrypted.protocol.randomness import KEY_BYTES, Prf, new_key, session_nonce
 from privacy.encrypted.protocol.rounds import Round
 from privacy.encrypted.protocol.shares import NUM_PARTIES
@@ -37,8 +38,7 @@ class Party:
     """
 
     def __init__(self, index: int, channel: Channel, key_self: bytes, key_next: bytes, *, session: int):
-        if index not in range(NUM_PARTIES):
-            raise ValueError(f"party index must be 0, 1 or 2, got {index!r}")
+        index = validation.integer("party index", index, minimum=0, maximum=NUM_PARTIES - 1)
         self.index = index
         self.channel = channel
         self.session = session

@@ -19,6 +19,8 @@ import threading
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from privacy import validation
+
 KEY_BYTES = 16
 NONCE_BYTES = 16
 
@@ -68,8 +70,7 @@ def new_key() -> bytes:
 
 def session_nonce(session: int) -> bytes:
     """The CTR starting block for session number `session`: 64-bit session, 64-bit block counter."""
-    if not 0 <= session < 2**64:
-        raise ValueError(f"session number must be in [0, 2^64), got {session!r}")
+    session = validation.integer("session number", session, minimum=0, maximum=2**64 - 1)
     return session.to_bytes(8, "big") + bytes(8)
 
 
@@ -100,8 +101,7 @@ class Prf:
         >= modulus are drawn again, in order, until none is left: exactly uniform, and two streams in
         step return the same values and stay in step.
         """
-        if not 2 <= modulus <= 256:
-            raise ValueError(f"modulus must be in [2, 256], got {modulus}")
+        modulus = validation.integer("modulus", modulus, minimum=2, maximum=256)
         bits_mask = np.uint8((1 << (modulus - 1).bit_length()) - 1)
         count = int(np.prod(shape, dtype=np.int64))
         values = np.frombuffer(self._encryptor.update(bytes(count)), np.uint8) & bits_mask
