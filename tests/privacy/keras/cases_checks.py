@@ -401,6 +401,59 @@ def case_secure_noise_state_comes_from_os_urandom():
     assert not np.allclose(a, b) and 0.9 < a.std() < 1.1
 
 
+def _assert_standard_normal(z, what):
+    """Mean, variance (chi-square), shape (KS) and the mass beyond 3 of N(0, 1), each at p > 1e-3 or 5 sd."""
+    n = z.size
+    assert abs(z.mean()) < 5 / np.sqrt(n), (what, z.mean())
+    chi2 = (n - 1) * np.var(z, ddof=1)
+    assert 2 * min(stats.chi2.cdf(chi2, n - 1), stats.chi2.sf(chi2, n - 1)) > 1e-3, (what, z.std())
+    assert stats.kstest(z, "norm").pvalue > 1e-3, what
+    beyond = int(np.sum(np.abs(z) > 3))
+    assert stats.binomtest(beyond, n, 2 * stats.norm.sf(3)).pvalue > 1e-3, (what, beyond)
+
+
+def _assert_uncorrelated(a, b, what):
+    """Under independence a correlation of n pairs has sd 1/sqrt(n): |r| < 5 sd, for the values and squares."""
+    bound = 5 / np.sqrt(min(a.size, b.size))
+    for f in (lambda v: v, np.square):
+        r = np.corrcoef(f(a[: b.size]), f(b[: a.size]))[0, 1]
+        assert abs(r) < bound, (what, r)
+
+
+def case_noise_source_draws_independent_standard_normals():
+    """`GaussianNoise.add` on zero tensors is its noise: N(0, stddev^2) per coordinate, independent everywhere.
+
+    Box-Muller gives coordinates in pairs (the first half of a tensor's draws with the second): those pairs,
+    the tensors of one step and consecutive steps must be uncorrelated, in the values and in their squares
+    (a shared radius or angle would correlate the squares). An odd-sized tensor uses half of its last pair;
+    float64 tensors are drawn in float64. The same seed replays the same noise, another does not.
+    """
+    stddev, shapes = 2.0, [(200_001,), (300, 201), (20_000,)]
+
+    def draws(seed):
+        noise = GaussianNoise(seed=seed)
+        noise.build()
+        zeros = [tf.zeros(shapes[0]), tf.zeros(shapes[1]), tf.zeros(shapes[2], tf.float64)]
+        steps = [noise.add(zeros, stddev) for _ in range(2)]
+        assert [t.dtype for t in steps[0]] == [tf.float32, tf.float32, tf.float64]
+        assert [tuple(t.shape) for t in steps[0]] == shapes
+        return [[t.numpy().ravel() / stddev for t in step] for step in steps]
+
+    first, second = draws(7)
+    for step, tensors in enumerate((first, second)):
+        for i, z in enumerate(tensors):
+            _assert_standard_normal(z, (step, i))
+        pairs = (shapes[0][0] + 1) // 2
+        _assert_uncorrelated(tensors[0][:pairs], tensors[0][pairs:], ("Box-Muller pairs", step))
+        _assert_uncorrelated(tensors[0], tensors[1], ("tensors", step))
+    for i in range(3):
+        _assert_uncorrelated(first[i], second[i], ("steps", i))
+    replay, _ = draws(7)
+    other, _ = draws(8)
+    assert all(np.array_equal(a, b) for a, b in zip(first, replay))
+    _assert_uncorrelated(first[0], other[0], "seeds")
+
+
 def case_digits_reach_a_sensible_accuracy():
     """sklearn digits (1500 train / 297 test), MLP 64-64-10, C=1, sigma=1, B=64, 8 epochs, delta=1e-5.
 
