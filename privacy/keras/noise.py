@@ -2,17 +2,18 @@
 
 A `tf.random.Generator` (counter-based Philox) holds the state. Every step it draws one fresh 128-bit
 seed per gradient tensor (`make_seeds`, which advances its state, so no step or tensor ever reuses
-another's draws), and each tensor's noise comes from `tf.random.stateless_uniform` with Philox under that
-seed, turned into normals by the Box-Muller transform: uniforms u, v in [0, 1) give the independent
-N(0, 1) pair sqrt(-2 ln(1 - u)) (cos 2 pi v, sin 2 pi v). That is the transform of TensorFlow's own normal
-kernel, on the same 23-bit float32 uniforms (52-bit for float64), so the draws follow the same distribution
-(|z| <= 5.65 in float32, the kernel's <= 5.68), but written as whole-tensor ops that TensorFlow
-vectorises: ~30 % less CPU time than `tf.random.stateless_normal`, which computes each logarithm, sine and
-cosine one at a time (measured in benchmarks/README.md). Stateless ops are also what make the step fast
-under XLA on CPU, which compiles the generator's own `normal` about twice as slowly. By default the
-generator is seeded from ``seed`` (reproducible runs) or from TensorFlow's non-deterministic source. With
-``secure=True`` its 192-bit state (key and counter) is drawn from the operating system's CSPRNG
-(`os.urandom`) and user seeds are refused, so noise cannot be replayed from a guessable seed.
+another's draws), and each tensor's noise is drawn with Philox under that seed by the Box-Muller
+transform: uniforms u, v in [0, 1) give the independent N(0, 1) pair sqrt(-2 ln(1 - u)) (cos 2 pi v,
+sin 2 pi v). Outside XLA the transform is written as whole-tensor ops on `tf.random.stateless_uniform`,
+which TensorFlow vectorises: ~30 % less CPU time than `tf.random.stateless_normal`, whose kernel applies
+the same transform to the same 23-bit float32 uniforms (52-bit for float64) one element at a time, so the
+draws follow the same distribution (|z| <= 5.65 in float32, the kernel's <= 5.68). Under XLA on CPU those
+ops compile slower than the kernel, so there the noise is `tf.random.stateless_normal` itself; stateless
+ops also avoid XLA's slow compilation of the generator's own `normal` (both measured in
+benchmarks/README.md). By default the generator is seeded from ``seed`` (reproducible runs) or from
+TensorFlow's non-deterministic source. With ``secure=True`` its 192-bit state (key and counter) is drawn
+from the operating system's CSPRNG (`os.urandom`) and user seeds are refused, so noise cannot be replayed
+from a guessable seed.
 
 Under `tf.distribute` strategies every replica draws noise but only replica 0's is kept: the optimizer
 sums gradients across replicas, so the global sum receives exactly one draw of std ``sigma * C``.
@@ -25,6 +26,7 @@ import os
 
 import tensorflow as tf
 
+from privacy.keras import compat
 from privacy.keras.params import DPConfigurationError
 
 
@@ -75,8 +77,10 @@ class GaussianNoise:
 def standard_normal(shape, seed, dtype) -> tf.Tensor:
     """Independent N(0, 1) draws of ``shape`` and ``dtype`` under the Philox ``seed`` (shape (2,)), by Box-Muller.
 
-    Computed in float64 for float64 tensors, else in float32 (then cast).
+    Computed in float64 for float64 tensors, else in float32 (then cast); under XLA by TensorFlow's kernel.
     """
+    if compat.in_xla_context():
+        return tf.random.stateless_normal(shape, seed=seed, dtype=dtype, alg=tf.random.Algorithm.PHILOX)
     compute = tf.float64 if dtype == tf.float64 else tf.float32
     size = tf.reduce_prod(shape)
     pairs = (size + 1) // 2
