@@ -11,6 +11,9 @@ wall time when other jobs share the cores). Rows:
 
 * keras / ppml on Keras 3 and on tf-keras, compiled without XLA (the default of both on CPU: Keras 3's
   jit_compile="auto" turns XLA off on machines without accelerators) and with ``jit_compile=True``;
+* ppml with shuffled fixed batches of 256 drawn from 60 000 examples given to `fit` as arrays (what
+  `fit(x, y, batch_size=256)` runs under ``sampling="shuffle"``): the fixed-batch row that pays for its input
+  pipeline like the Poisson rows below (the other fixed rows take one batch, repeated);
 * ppml with Poisson batches (expected 256, padded to the 1e-9 quantile, 357 rows) drawn from 60 000
   examples given to `fit` as arrays (gathered in place) and as a tf.data.Dataset (read into memory): what a
   real private run pays; "data MB" is the size of those examples, which the process holds either way;
@@ -158,6 +161,9 @@ def worker(spec: dict) -> dict:
                     skip_padding=bool(spec.get("skip_padding")),
                 )
             else:
+                if spec.get("shuffled"):  # fit's shuffled batches of exactly BATCH rows from the arrays
+                    xs, ys = examples(rng, spec["model"], n)
+                    data_mb = (xs.nbytes + ys.nbytes) / 2**20
                 make_private(
                     model,
                     l2_norm_clip=1.0,
@@ -177,6 +183,8 @@ def worker(spec: dict) -> dict:
     steps = spec["warmup"] + spec["steps"]
     if spec.get("poisson") == "arrays":  # fit draws Poisson batches from the arrays themselves
         model.fit(xs, ys, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[StepClock()])
+    elif spec.get("shuffled"):
+        model.fit(xs, ys, batch_size=BATCH, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[StepClock()])
     else:
         model.fit(batches, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[StepClock()])
     import resource
@@ -244,6 +252,12 @@ def configurations(models, tf_privacy_python, opacus_python):
                         sys.executable,
                         dict(model=model, method=method, flavour=flavour, xla=xla),
                     )
+        yield (
+            model,
+            "ppml (keras3, fixed from arrays)",
+            sys.executable,
+            dict(model=model, method="ppml", flavour="keras3", xla=False, shuffled=True),
+        )
         for source in ("arrays", "dataset"):
             yield (
                 model,
