@@ -203,6 +203,8 @@ def worker(spec: dict) -> dict:
 def run_worker(python: str, spec: dict, env_extra: dict | None = None) -> dict:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env_extra or {}))
     env["TF_USE_LEGACY_KERAS"] = "1" if spec["flavour"] == "tf_keras" else "0"
+    if spec["flavour"] == "torch":  # OpenMP's spinning threads cost torch 8-16x its CPU time on a busy machine
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     proc = subprocess.run(
         [python, os.path.abspath(__file__), "--worker", json.dumps(spec)],
         capture_output=True,

@@ -4,7 +4,9 @@ Runs in Opacus' own environment (CPU torch; benchmarks/README.md, section dp_sgd
 per process: non-private PyTorch, or Opacus' `PrivacyEngine` with ghost clipping (``grad_sample_mode="ghost"``,
 two backward passes) or with per-example gradients from hooks (``"hooks"``), on batches of exactly 256 rows
 (``poisson_sampling=False``, like ppml's fixed-batch rows; the data loader only tells Opacus the dataset
-size, every step takes the same batch tensors), C = 1, sigma = 1.1, SGD.
+size, every step takes the same batch tensors), C = 1, sigma = 1.1, SGD. dp_sgd_speed.py runs these workers
+with OMP_WAIT_POLICY=PASSIVE unless set: with OpenMP's default spinning, torch's non-private MLP step cost
+102-205 CPU ms instead of 13 on the shared 2-core machine (load 8-12).
 """
 
 from __future__ import annotations
