@@ -3,13 +3,16 @@
 A `tf.random.Generator` (counter-based Philox) holds the state. Every step it draws one fresh 128-bit
 seed per gradient tensor (`make_seeds`, which advances its state, so no step or tensor ever reuses
 another's draws), and each tensor's noise is drawn with Philox under that seed by the Box-Muller
-transform: uniforms u, v in [0, 1) give the independent N(0, 1) pair sqrt(-2 ln(1 - u)) (cos 2 pi v,
+transform: uniforms w in (0, 1] and v in [0, 1) give the independent N(0, 1) pair sqrt(-2 ln w) (cos 2 pi v,
 sin 2 pi v). Outside XLA the transform is written as whole-tensor ops on `tf.random.stateless_uniform`,
-which TensorFlow vectorises: ~30 % less CPU time than `tf.random.stateless_normal`, whose kernel applies
-the same transform to the same 23-bit float32 uniforms (52-bit for float64) one element at a time, so the
-draws follow the same distribution (|z| <= 5.65 in float32, the kernel's <= 5.68). Under XLA on CPU those
-ops compile slower than the kernel, so there the noise is `tf.random.stateless_normal` itself; stateless
-ops also avoid XLA's slow compilation of the generator's own `normal` (both measured in
+which TensorFlow vectorises, with less CPU time than `tf.random.stateless_normal`, whose kernel applies the
+same transform one element at a time. One float32 uniform is a multiple of 2^-23, which would cut the noise
+at |z| <= 5.65 (the kernel: 5.68): a record whose clipped gradient lies in one coordinate would then be
+exposed with probability P(N > 5.65 - 1/sigma) per step, outside any epsilon. So w = 1 - u0 - eps u1 is
+built from two uniforms (eps = 2^-23 in float32, 2^-52 in float64): |z| <= 7.99 in float32 (exposure
+P(N > 7.99 - 1/sigma), 1.4e-12 at sigma 1) and 12.0 in float64. Under XLA on CPU those ops compile slower
+than the kernel, so there the noise is `tf.random.stateless_normal` itself (its own float32 cut-off);
+stateless ops also avoid XLA's slow compilation of the generator's own `normal` (both measured in
 benchmarks/README.md). By default the generator is seeded from ``seed`` (reproducible runs) or from
 TensorFlow's non-deterministic source. With ``secure=True`` its 192-bit state (key and counter) is drawn
 from the operating system's CSPRNG (`os.urandom`) and user seeds are refused, so noise cannot be replayed
@@ -24,6 +27,7 @@ from __future__ import annotations
 import math
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from privacy.keras import compat
@@ -83,12 +87,22 @@ def standard_normal(shape, seed, dtype) -> tf.Tensor:
         return tf.random.stateless_normal(shape, seed=seed, dtype=dtype, alg=tf.random.Algorithm.PHILOX)
     compute = tf.float64 if dtype == tf.float64 else tf.float32
     size = tf.reduce_prod(shape)
-    pairs = (size + 1) // 2
-    u = tf.random.stateless_uniform(tf.stack([2, pairs]), seed=seed, dtype=compute, alg=tf.random.Algorithm.PHILOX)
-    radius = tf.sqrt(-2.0 * tf.math.log1p(-u[0]))  # 1 - u in (0, 1]: the logarithm is finite
-    angle = (2.0 * math.pi) * u[1]
-    draws = tf.concat([radius * tf.cos(angle), radius * tf.sin(angle)], 0)[:size]
-    return tf.cast(tf.reshape(draws, shape), dtype)
+    u = tf.random.stateless_uniform(
+        tf.stack([3, (size + 1) // 2]), seed=seed, dtype=compute, alg=tf.random.Algorithm.PHILOX
+    )
+    return tf.cast(tf.reshape(box_muller(u)[:size], shape), dtype)
+
+
+def box_muller(u) -> tf.Tensor:
+    """2n N(0, 1) draws (n cosines, then n sines) from uniforms ``u`` of shape (3, n), multiples of eps in [0, 1).
+
+    The radius's uniform w = 1 - u[0] - eps u[1] lies in [eps^2, 1]: the logarithm is finite and |z| reaches
+    sqrt(-2 ln eps^2) (7.99 in float32, 12.0 in float64); the angle is 2 pi u[2].
+    """
+    eps = float(np.finfo(u.dtype.as_numpy_dtype).eps)
+    radius = tf.sqrt(-2.0 * tf.math.log((1.0 - u[0]) - eps * u[1]))
+    angle = (2.0 * math.pi) * u[2]
+    return tf.concat([radius * tf.cos(angle), radius * tf.sin(angle)], 0)
 
 
 def _first_replica_indicator():

@@ -19,7 +19,7 @@ from privacy.keras import (
     private_training,
     sampling_of,
 )
-from privacy.keras.noise import GaussianNoise
+from privacy.keras.noise import GaussianNoise, box_muller
 
 K = compat.default_keras()
 L = K.layers
@@ -452,6 +452,30 @@ def case_noise_source_draws_independent_standard_normals():
     other, _ = draws(8)
     assert all(np.array_equal(a, b) for a, b in zip(first, replay))
     _assert_uncorrelated(first[0], other[0], "seeds")
+
+
+def case_box_muller_tails_reach_eight_sigma():
+    """The radius uses a uniform twice as fine as one draw's, so noise is cut near 8 sigma, not 5.65 (float32).
+
+    One float32 uniform is a multiple of 2^-23: sqrt(-2 ln(1 - u)) stops at 5.65 and a record whose clipped
+    gradient of norm C lies in one coordinate is exposed with probability P(N > 5.65 - 1/sigma) per step
+    (1.7e-6 at sigma 1; TensorFlow's kernel: 5.68). Radii here come from 1 - u0 - eps u1 >= eps^2: exact values
+    against numpy's float64 logarithm, finite at every extreme, for float32 and float64.
+    """
+    for dtype, eps in ((tf.float32, 2.0**-23), (tf.float64, 2.0**-52)):
+        top = 1 - eps  # the largest uniform below 1
+        u0 = [top, top, top, 0.0, 0.0, 0.5]
+        u1 = [top, 0.5, 0.0, 0.0, top, 0.0]
+        angle = [0.0, 0.0, 0.0, 0.0, 0.25, 0.5]
+        z = box_muller(tf.constant([u0, u1, angle], dtype)).numpy()
+        assert z.dtype == dtype.as_numpy_dtype and z.shape == (12,) and np.all(np.isfinite(z)), (dtype, z)
+        w = 1 - np.array(u0) - eps * np.array(u1)
+        radius = np.sqrt(-2 * np.log(w))
+        expected = np.concatenate(
+            [radius * np.cos(2 * np.pi * np.array(angle)), radius * np.sin(2 * np.pi * np.array(angle))]
+        )
+        np.testing.assert_allclose(z, expected, rtol=1e-5, atol=1e-5, err_msg=str(dtype))
+        assert z.max() >= np.sqrt(-2 * np.log(eps**2)) * (1 - 1e-6), (dtype, z.max())
 
 
 def case_digits_reach_a_sensible_accuracy():
