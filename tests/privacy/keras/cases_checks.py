@@ -19,7 +19,7 @@ from privacy.keras import (
     private_training,
     sampling_of,
 )
-from privacy.keras.noise import GaussianNoise, box_muller
+from privacy.keras.noise import GaussianNoise, box_muller, standard_normal
 
 K = compat.default_keras()
 L = K.layers
@@ -476,6 +476,27 @@ def case_box_muller_tails_reach_eight_sigma():
         )
         np.testing.assert_allclose(z, expected, rtol=1e-5, atol=1e-5, err_msg=str(dtype))
         assert z.max() >= np.sqrt(-2 * np.log(eps**2)) * (1 - 1e-6), (dtype, z.max())
+
+
+def case_noise_under_xla_is_the_same_sampler():
+    """Under ``jit_compile=True`` the noise is the two-uniform Box-Muller draw too (7.99 sigma, not 5.68).
+
+    XLA's Philox uniforms differ from TensorFlow's, so the compiled draws are checked against numpy's Box-Muller
+    of the uniforms drawn from the same seed in the same compiled function; TensorFlow's stateless normal (what
+    XLA ran before) is not that function of them.
+    """
+    seed, n = tf.constant([3, 11], tf.int64), 1001
+
+    @tf.function(jit_compile=True)
+    def compiled():
+        u = tf.random.stateless_uniform([3, (n + 1) // 2], seed=seed, alg=tf.random.Algorithm.PHILOX)
+        return u, standard_normal(tf.constant([n]), seed, tf.float32)
+
+    u, z = (t.numpy().astype(np.float64) for t in compiled())
+    radius = np.sqrt(-2 * np.log(1 - u[0] - 2.0**-23 * u[1]))
+    angle = 2 * np.pi * u[2]
+    expected = np.concatenate([radius * np.cos(angle), radius * np.sin(angle)])[:n]
+    np.testing.assert_allclose(z, expected, rtol=1e-4, atol=1e-5)
 
 
 def case_digits_reach_a_sensible_accuracy():
