@@ -11,6 +11,9 @@ wall time when other jobs share the cores). Rows:
 
 * keras / ppml on Keras 3 and on tf-keras, compiled without XLA (the default of both on CPU: Keras 3's
   jit_compile="auto" turns XLA off on machines without accelerators) and with ``jit_compile=True``;
+* ppml with shuffled fixed batches of 256 drawn from 60 000 examples given to `fit` as arrays (what
+  `fit(x, y, batch_size=256)` runs under ``sampling="shuffle"``): the fixed-batch row that pays for its input
+  pipeline like the Poisson rows below (the other fixed rows take one batch, repeated);
 * ppml with Poisson batches (expected 256, padded to the 1e-9 quantile, 357 rows) drawn from 60 000
   examples given to `fit` as arrays (gathered in place) and as a tf.data.Dataset (read into memory): what a
   real private run pays; "data MB" is the size of those examples, which the process holds either way;
@@ -19,16 +22,20 @@ wall time when other jobs share the cores). Rows:
   left out of each step);
 * TF Privacy 0.9.0 `DPModel` (XLA) in tf-keras mode, with its layer registry (ghost norms; Dense only,
   so MLP only) and without (vectorized per-example gradients), beside non-private tf-keras in the same
-  Python 3.11 environment, which TF Privacy needs (see benchmarks/README.md).
+  Python 3.11 environment, which TF Privacy needs (see benchmarks/README.md);
+* Opacus 1.6 on CPU torch (MLP and CNN; fixed batches of 256), with ghost clipping and with per-example
+  gradients from hooks, beside non-private torch in its own environment (``--opacus-python``; the models:
+  dp_sgd_speed_opacus.py).
 
-Ratios are to the non-private row of the same process kind and compile mode (Keras 3, tf-keras, or
-the TF Privacy environment). With ``--rounds R`` every configuration runs R times, the configurations
-interleaved round by round (so a change in the machine's load hits them alike), and each figure is the
-median over the rounds. The processor and the load average before and after are printed and written
-with the table (JSON).
+Ratios are to the non-private row of the same process kind and compile mode (Keras 3, tf-keras, the
+TF Privacy environment, or torch in the Opacus environment). With ``--rounds R`` every configuration
+runs R times, the configurations interleaved round by round (so a change in the machine's load hits them
+alike), and each figure is the median over the rounds. The processor and the load average before and
+after are printed and written with the table (JSON).
 
     make run ARGS='python benchmarks/dp_sgd_speed.py'
     make run ARGS='python benchmarks/dp_sgd_speed.py --tf-privacy-python /tmp/tfprivacy-venv/bin/python-tfp'
+    python benchmarks/dp_sgd_speed.py --opacus-python /work/side/opacus/bin/python   # (runtime: see README)
 """
 
 from __future__ import annotations
@@ -95,6 +102,10 @@ def examples(rng, name, count):
 
 def worker(spec: dict) -> dict:
     """Runs one configuration in this process; returns ms/step and peak RSS."""
+    if spec["flavour"] == "torch":
+        import dp_sgd_speed_opacus
+
+        return dp_sgd_speed_opacus.worker(spec, BATCH)
     os.environ["TF_USE_LEGACY_KERAS"] = "1" if spec["flavour"] == "tf_keras" else "0"
     import numpy as np
     import tensorflow as tf
@@ -150,6 +161,9 @@ def worker(spec: dict) -> dict:
                     skip_padding=bool(spec.get("skip_padding")),
                 )
             else:
+                if spec.get("shuffled"):  # fit's shuffled batches of exactly BATCH rows from the arrays
+                    xs, ys = examples(rng, spec["model"], n)
+                    data_mb = (xs.nbytes + ys.nbytes) / 2**20
                 make_private(
                     model,
                     l2_norm_clip=1.0,
@@ -169,6 +183,8 @@ def worker(spec: dict) -> dict:
     steps = spec["warmup"] + spec["steps"]
     if spec.get("poisson") == "arrays":  # fit draws Poisson batches from the arrays themselves
         model.fit(xs, ys, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[StepClock()])
+    elif spec.get("shuffled"):
+        model.fit(xs, ys, batch_size=BATCH, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[StepClock()])
     else:
         model.fit(batches, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[StepClock()])
     import resource
@@ -187,6 +203,8 @@ def worker(spec: dict) -> dict:
 def run_worker(python: str, spec: dict, env_extra: dict | None = None) -> dict:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env_extra or {}))
     env["TF_USE_LEGACY_KERAS"] = "1" if spec["flavour"] == "tf_keras" else "0"
+    if spec["flavour"] == "torch":  # OpenMP's spinning threads cost torch 8-16x its CPU time on a busy machine
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     proc = subprocess.run(
         [python, os.path.abspath(__file__), "--worker", json.dumps(spec)],
         capture_output=True,
@@ -224,7 +242,7 @@ def median_of(results: list[dict]) -> dict:
     return {key: statistics.median(r[key] for r in results) for key in results[0]}
 
 
-def configurations(models, tf_privacy_python):
+def configurations(models, tf_privacy_python, opacus_python):
     for model in models:
         for flavour in ("keras3", "tf_keras"):
             for xla in (False, True):
@@ -236,6 +254,12 @@ def configurations(models, tf_privacy_python):
                         sys.executable,
                         dict(model=model, method=method, flavour=flavour, xla=xla),
                     )
+        yield (
+            model,
+            "ppml (keras3, fixed from arrays)",
+            sys.executable,
+            dict(model=model, method="ppml", flavour="keras3", xla=False, shuffled=True),
+        )
         for source in ("arrays", "dataset"):
             yield (
                 model,
@@ -284,9 +308,20 @@ def configurations(models, tf_privacy_python):
                 tf_privacy_python,
                 dict(model=model, method="tf_privacy", flavour="tf_keras", registry=False, xla=True),
             )
+        if opacus_python and model in ("mlp", "cnn"):
+            yield model, "torch (Opacus env)", opacus_python, dict(model=model, method="torch", flavour="torch")
+            for mode in ("ghost", "hooks"):
+                yield (
+                    model,
+                    f"Opacus 1.6 ({mode})",
+                    opacus_python,
+                    dict(model=model, method="opacus", flavour="torch", mode=mode),
+                )
 
 
 def baseline_of(label):
+    if "Opacus" in label:
+        return "torch (Opacus env)"
     if "TF Privacy" in label:
         return "keras (tf_keras, TF Privacy env)"
     flavour = "tf_keras" if "tf_keras" in label else "keras3"
@@ -306,6 +341,7 @@ def main(argv=None):
         "label contains one of them, and their non-private baselines",
     )
     parser.add_argument("--tf-privacy-python", help="python of an environment with tensorflow-privacy 0.9.0")
+    parser.add_argument("--opacus-python", help="python of an environment with opacus 1.6 and CPU torch")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "dp_sgd_speed.json"))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -313,7 +349,7 @@ def main(argv=None):
         print(json.dumps(worker(json.loads(args.worker))))
         return
     fragments = [f for f in args.only.split(",") if f]
-    every = list(configurations(args.models.split(","), args.tf_privacy_python))
+    every = list(configurations(args.models.split(","), args.tf_privacy_python, args.opacus_python))
     wanted = {c[1] for c in every if not fragments or any(f in c[1] for f in fragments)}
     chosen = [c for c in every if c[1] in wanted or c[1] in {baseline_of(label) for label in wanted}]
     machine = {"processor": processor(), "cores": os.cpu_count(), "load_before": os.getloadavg()}
@@ -335,6 +371,8 @@ def main(argv=None):
     notes = []
     if not args.tf_privacy_python:
         notes.append("TF Privacy 0.9.0 was not run: pass --tf-privacy-python (see benchmarks/README.md)")
+    if not args.opacus_python:
+        notes.append("Opacus 1.6 was not run: pass --opacus-python (see benchmarks/README.md)")
     write_results(
         args.out,
         {

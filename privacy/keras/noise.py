@@ -1,14 +1,20 @@
 """Gaussian noise for the summed clipped gradients, added once per global batch.
 
-A `tf.random.Generator` (counter-based Philox) holds the state. Every step it draws one fresh 128-bit
-seed per gradient tensor (`make_seeds`, which advances its state, so no step or tensor ever reuses
-another's draws), and each tensor's noise is `tf.random.stateless_normal` with Philox under that seed.
-The stateless op is what makes the step fast under XLA on CPU: XLA compiles the generator's own
-`normal` about twice as slowly as TensorFlow's kernel, but the stateless Philox normal at the kernel's
-speed (measured in benchmarks/README.md). By default the generator is seeded from ``seed``
-(reproducible runs) or from TensorFlow's non-deterministic source. With ``secure=True`` its 192-bit
-state (key and counter) is drawn from the operating system's CSPRNG (`os.urandom`) and user seeds are
-refused, so noise cannot be replayed from a guessable seed.
+A `tf.random.Generator` (counter-based Philox) holds the state. Every step it draws one fresh 128-bit seed per
+gradient tensor (`make_seeds`, which advances its state, so no step or tensor ever reuses another's draws),
+and each tensor's noise is drawn with Philox under that seed by the Box-Muller transform: uniforms w in (0, 1]
+and v in [0, 1) give the independent N(0, 1) pair sqrt(-2 ln w) (cos 2 pi v, sin 2 pi v). The transform is
+written as whole-tensor ops on `tf.random.stateless_uniform`, which TensorFlow vectorises, with less CPU time
+than `tf.random.stateless_normal`, whose kernel applies the same transform one element at a time. One float32
+uniform is a multiple of 2^-23, which would cut the noise at |z| <= 5.65 (the kernel: 5.68): a record whose
+clipped gradient lies in one coordinate would then be exposed with probability P(N > 5.65 - 1/sigma) per step,
+outside any epsilon. So w = 1 - u0 - eps u1 is built from two uniforms (eps = 2^-23 in float32, 2^-52 in
+float64): |z| <= 7.99 in float32 (exposure P(N > 7.99 - 1/sigma), 1.4e-12 at sigma 1) and 12.0 in float64. XLA
+runs the same ops: its own `stateless_normal` gave the kernel's draws in a check, so it cuts at 5.68 too.
+Stateless ops avoid XLA's slow compilation of the generator's own `normal` (benchmarks/README.md). By default
+the generator is seeded from ``seed`` (reproducible runs) or from TensorFlow's non-deterministic source. With
+``secure=True`` its 192-bit state (key and counter) is drawn from the operating system's CSPRNG (`os.urandom`)
+and user seeds are refused, so noise cannot be replayed from a guessable seed.
 
 Under `tf.distribute` strategies every replica draws noise but only replica 0's is kept: the optimizer
 sums gradients across replicas, so the global sum receives exactly one draw of std ``sigma * C``.
@@ -16,8 +22,10 @@ sums gradients across replicas, so the global sum receives exactly one draw of s
 
 from __future__ import annotations
 
+import math
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from privacy import validation
@@ -63,11 +71,34 @@ class GaussianNoise:
         seeds = self._generator.make_seeds(len(tensors))  # shape (2, len(tensors)); advances the state
         out = []
         for i, t in enumerate(tensors):
-            draw = tf.random.stateless_normal(
-                tf.shape(t), seed=seeds[:, i], stddev=stddev, dtype=t.dtype, alg=tf.random.Algorithm.PHILOX
-            )
+            draw = standard_normal(tf.shape(t), seeds[:, i], t.dtype) * tf.cast(stddev, t.dtype)
             out.append(t + (draw if keep is None else draw * tf.cast(keep, t.dtype)))
         return out
+
+
+def standard_normal(shape, seed, dtype) -> tf.Tensor:
+    """Independent N(0, 1) draws of ``shape`` and ``dtype`` under the Philox ``seed`` (shape (2,)), by Box-Muller.
+
+    Computed in float64 for float64 tensors, else in float32 (then cast).
+    """
+    compute = tf.float64 if dtype == tf.float64 else tf.float32
+    size = tf.reduce_prod(shape)
+    u = tf.random.stateless_uniform(
+        tf.stack([3, (size + 1) // 2]), seed=seed, dtype=compute, alg=tf.random.Algorithm.PHILOX
+    )
+    return tf.cast(tf.reshape(box_muller(u)[:size], shape), dtype)
+
+
+def box_muller(u) -> tf.Tensor:
+    """2n N(0, 1) draws (n cosines, then n sines) from uniforms ``u`` of shape (3, n), multiples of eps in [0, 1).
+
+    The radius's uniform w = 1 - u[0] - eps u[1] lies in [eps^2, 1]: the logarithm is finite and |z| reaches
+    sqrt(-2 ln eps^2) (7.99 in float32, 12.0 in float64); the angle is 2 pi u[2].
+    """
+    eps = float(np.finfo(u.dtype.as_numpy_dtype).eps)
+    radius = tf.sqrt(-2.0 * tf.math.log((1.0 - u[0]) - eps * u[1]))
+    angle = (2.0 * math.pi) * u[2]
+    return tf.concat([radius * tf.cos(angle), radius * tf.sin(angle)], 0)
 
 
 def _first_replica_indicator():

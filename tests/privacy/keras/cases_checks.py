@@ -19,7 +19,7 @@ from privacy.keras import (
     private_training,
     sampling_of,
 )
-from privacy.keras.noise import GaussianNoise
+from privacy.keras.noise import GaussianNoise, box_muller, standard_normal
 
 K = compat.default_keras()
 L = K.layers
@@ -399,6 +399,104 @@ def case_secure_noise_state_comes_from_os_urandom():
     a = first.add([tf.zeros([1000])], 1.0)[0].numpy()
     b = second.add([tf.zeros([1000])], 1.0)[0].numpy()
     assert not np.allclose(a, b) and 0.9 < a.std() < 1.1
+
+
+def _assert_standard_normal(z, what):
+    """Mean, variance (chi-square), shape (KS) and the mass beyond 3 of N(0, 1), each at p > 1e-3 or 5 sd."""
+    n = z.size
+    assert abs(z.mean()) < 5 / np.sqrt(n), (what, z.mean())
+    chi2 = (n - 1) * np.var(z, ddof=1)
+    assert 2 * min(stats.chi2.cdf(chi2, n - 1), stats.chi2.sf(chi2, n - 1)) > 1e-3, (what, z.std())
+    assert stats.kstest(z, "norm").pvalue > 1e-3, what
+    beyond = int(np.sum(np.abs(z) > 3))
+    assert stats.binomtest(beyond, n, 2 * stats.norm.sf(3)).pvalue > 1e-3, (what, beyond)
+
+
+def _assert_uncorrelated(a, b, what):
+    """Under independence a correlation of n pairs has sd 1/sqrt(n): |r| < 5 sd, for the values and squares."""
+    bound = 5 / np.sqrt(min(a.size, b.size))
+    for f in (lambda v: v, np.square):
+        r = np.corrcoef(f(a[: b.size]), f(b[: a.size]))[0, 1]
+        assert abs(r) < bound, (what, r)
+
+
+def case_noise_source_draws_independent_standard_normals():
+    """`GaussianNoise.add` on zero tensors is its noise: N(0, stddev^2) per coordinate, independent everywhere.
+
+    Box-Muller gives coordinates in pairs (the first half of a tensor's draws with the second): those pairs,
+    the tensors of one step and consecutive steps must be uncorrelated, in the values and in their squares
+    (a shared radius or angle would correlate the squares). An odd-sized tensor uses half of its last pair;
+    float64 tensors are drawn in float64. The same seed replays the same noise, another does not.
+    """
+    stddev, shapes = 2.0, [(200_001,), (300, 201), (20_000,)]
+
+    def draws(seed):
+        noise = GaussianNoise(seed=seed)
+        noise.build()
+        zeros = [tf.zeros(shapes[0]), tf.zeros(shapes[1]), tf.zeros(shapes[2], tf.float64)]
+        steps = [noise.add(zeros, stddev) for _ in range(2)]
+        assert [t.dtype for t in steps[0]] == [tf.float32, tf.float32, tf.float64]
+        assert [tuple(t.shape) for t in steps[0]] == shapes
+        return [[t.numpy().ravel() / stddev for t in step] for step in steps]
+
+    first, second = draws(7)
+    for step, tensors in enumerate((first, second)):
+        for i, z in enumerate(tensors):
+            _assert_standard_normal(z, (step, i))
+        pairs = (shapes[0][0] + 1) // 2
+        _assert_uncorrelated(tensors[0][:pairs], tensors[0][pairs:], ("Box-Muller pairs", step))
+        _assert_uncorrelated(tensors[0], tensors[1], ("tensors", step))
+    for i in range(3):
+        _assert_uncorrelated(first[i], second[i], ("steps", i))
+    replay, _ = draws(7)
+    other, _ = draws(8)
+    assert all(np.array_equal(a, b) for a, b in zip(first, replay))
+    _assert_uncorrelated(first[0], other[0], "seeds")
+
+
+def case_box_muller_tails_reach_eight_sigma():
+    """The radius uses a uniform twice as fine as one draw's, so noise is cut near 8 sigma, not 5.65 (float32).
+
+    One float32 uniform is a multiple of 2^-23: sqrt(-2 ln(1 - u)) stops at 5.65 and a record whose clipped
+    gradient of norm C lies in one coordinate is exposed with probability P(N > 5.65 - 1/sigma) per step
+    (1.7e-6 at sigma 1; TensorFlow's kernel: 5.68). Radii here come from 1 - u0 - eps u1 >= eps^2: exact values
+    against numpy's float64 logarithm, finite at every extreme, for float32 and float64.
+    """
+    for dtype, eps in ((tf.float32, 2.0**-23), (tf.float64, 2.0**-52)):
+        top = 1 - eps  # the largest uniform below 1
+        u0 = [top, top, top, 0.0, 0.0, 0.5]
+        u1 = [top, 0.5, 0.0, 0.0, top, 0.0]
+        angle = [0.0, 0.0, 0.0, 0.0, 0.25, 0.5]
+        z = box_muller(tf.constant([u0, u1, angle], dtype)).numpy()
+        assert z.dtype == dtype.as_numpy_dtype and z.shape == (12,) and np.all(np.isfinite(z)), (dtype, z)
+        w = 1 - np.array(u0) - eps * np.array(u1)
+        radius = np.sqrt(-2 * np.log(w))
+        expected = np.concatenate(
+            [radius * np.cos(2 * np.pi * np.array(angle)), radius * np.sin(2 * np.pi * np.array(angle))]
+        )
+        np.testing.assert_allclose(z, expected, rtol=1e-5, atol=1e-5, err_msg=str(dtype))
+        assert z.max() >= np.sqrt(-2 * np.log(eps**2)) * (1 - 1e-6), (dtype, z.max())
+
+
+def case_noise_under_xla_is_the_same_sampler():
+    """Under ``jit_compile=True`` the noise is the two-uniform Box-Muller draw too (7.99 sigma, not 5.68).
+
+    XLA's Philox uniforms differ from TensorFlow's, so the compiled draws are checked against numpy's Box-Muller
+    of the uniforms drawn from the same seed in the same compiled function; TensorFlow's stateless normal (what
+    XLA ran before) is not that function of them.
+    """
+    seed, n = tf.constant([3, 11], tf.int64), 1001
+
+    @tf.function(jit_compile=True)
+    def compiled():
+        u = tf.random.stateless_uniform([3, (n + 1) // 2], seed=seed, alg=tf.random.Algorithm.PHILOX)
+        return u, standard_normal(tf.constant([n]), seed, tf.float32)
+
+    u, z = (t.numpy().astype(np.float64) for t in compiled())
+    radius = np.sqrt(-2 * np.log(1 - u[0] - 2.0**-23 * u[1]))
+    angle = 2 * np.pi * u[2]
+    expected = np.concatenate([radius * np.cos(angle), radius * np.sin(angle)])[:n]
+    np.testing.assert_allclose(z, expected, rtol=1e-4, atol=1e-5)
 
 
 def case_digits_reach_a_sensible_accuracy():
