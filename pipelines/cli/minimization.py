@@ -228,7 +228,7 @@ def csv_columns(data_root: str):
                             raise click.UsageError(
                                 f"file {name} line {reader.line_num} has {len(row)} fields, the header {len(header)}"
                             )
-                        for column, cell in zip(header, row):
+                        for column, cell in zip(header, row, strict=True):
                             if cell:
                                 number = _is_number(cell)
                                 text[column] = text[column] or not number

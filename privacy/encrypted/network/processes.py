@@ -138,7 +138,7 @@ class Loopback:
             proc.wait()
 
     def close(self) -> None:
-        for index, proc in self._procs.items():
+        for proc in self._procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGCONT)
                 proc.terminate()

@@ -363,7 +363,7 @@ def test_rerun_flags_reach_the_client_and_withhold_the_example(monkeypatch):
 
 
 def test_refreshed_weight_shares_are_fresh_and_share_the_same_weights(fixed):
-    from privacy.encrypted.benchmark import reference_plan, reference_bounds
+    from privacy.encrypted.benchmark import reference_bounds, reference_plan
     from privacy.encrypted.in_process import LocalParties
     from privacy.encrypted.protocol.model_shares import share_model
 
@@ -376,7 +376,7 @@ def test_refreshed_weight_shares_are_fresh_and_share_the_same_weights(fixed):
             new = [getattr(m.weights[name], part) for m in refreshed]
             assert np.array_equal(reconstruct([s.a for s in new]), getattr(layer, part))
             assert all(np.array_equal(new[i].b, new[(i + 1) % 3].a) for i in range(3))  # replicated
-            assert not any(np.array_equal(o.a, n.a) for o, n in zip(old, new))  # every component changed
+            assert not any(np.array_equal(o.a, n.a) for o, n in zip(old, new, strict=True))  # every component changed
 
 
 def test_the_memory_estimate_bounds_what_a_party_allocates():
