@@ -224,7 +224,9 @@ def csv_columns(data_root: str):
                     for column in header:
                         text.setdefault(column, False)
                     for row in reader:
-                        if row and len(row) != len(header):
+                        if not row:  # a blank line
+                            continue
+                        if len(row) != len(header):
                             raise click.UsageError(
                                 f"file {name} line {reader.line_num} has {len(row)} fields, the header {len(header)}"
                             )

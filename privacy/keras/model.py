@@ -212,7 +212,7 @@ def private_fit(model, fit, *args, **kwargs):
     """`fit` with the checks and defaults of private training (see `make_private`)."""
     if len(args) > len(_FIT_ARGUMENTS):
         raise TypeError(f"fit() takes at most {len(_FIT_ARGUMENTS)} positional arguments here")
-    for name, value in zip(_FIT_ARGUMENTS, args, strict=True):
+    for name, value in zip(_FIT_ARGUMENTS, args, strict=False):  # args may stop early
         if name in kwargs:
             raise TypeError(f"fit() got multiple values for argument '{name}'")
         kwargs[name] = value
