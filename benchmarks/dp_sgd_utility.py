@@ -42,6 +42,7 @@ def load(name: str, mnist_path: str | None):
 def train(data, *, noise_multiplier, args, seed):
     """Test accuracy and (epsilon RDP, epsilon PLD) of one run; epsilon is None without noise."""
     import keras
+
     from privacy.keras import make_private, private_training
 
     x_train, y_train, x_test, y_test, hidden = data

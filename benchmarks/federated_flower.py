@@ -72,7 +72,7 @@ def _local_epoch(hidden, batch_size: int, learning_rate: float):
                 with tf.GradientTape() as tape:
                     tape.watch(w)
                     loss = loss_fn(yb, model.stateless_call(w, [], xb, training=True)[0])
-                return s + 1, [a - learning_rate * g for a, g in zip(w, tape.gradient(loss, w))]
+                return s + 1, [a - learning_rate * g for a, g in zip(w, tape.gradient(loss, w), strict=True)]
 
             return tf.while_loop(
                 lambda s, _: s < EXAMPLES // batch_size, step, (0, list(weights)), parallel_iterations=1

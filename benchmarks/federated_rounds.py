@@ -176,7 +176,7 @@ def _plot(curves, path, target, dataset):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, name in zip(axes, ("iid", "non-iid")):
+    for ax, name in zip(axes, ("iid", "non-iid"), strict=True):
         for (partition, epochs, batch), accuracy in curves.items():
             if partition == name:
                 ax.plot(

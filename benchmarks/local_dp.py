@@ -40,6 +40,7 @@ def processor_name() -> str:
 
 def oracle_errors(epsilons, population: int, repeats: int) -> list[dict]:
     from sklearn.datasets import load_breast_cancer, load_digits
+
     from privacy.local import make_oracle
     from privacy.local.simulation import error_sweep
 

@@ -29,6 +29,7 @@ PUBLIC, TEST = 0.3, 0.2
 def load(name: str, seed: int):
     """(x_private, y_private, x_public, y_public, x_test, y_test, classes), split by keyed content hashes."""
     from sklearn import datasets
+
     from federated.partitioners.keyed import content_keys, keyed_uniforms
 
     data = datasets.load_digits() if name == "digits" else datasets.load_breast_cancer()
@@ -42,6 +43,7 @@ def load(name: str, seed: int):
 def dp_sgd_accuracy(data, epsilon: float, args, seed: int) -> tuple[float, float, float]:
     """(test accuracy, noise multiplier, accounted RDP epsilon) of DP-SGD calibrated to ``epsilon``."""
     import keras
+
     from privacy.accounting import DpSgdMechanism, calibrate_noise_multiplier, steps_for_epochs
     from privacy.keras import make_private, private_training
 

@@ -124,8 +124,8 @@ def main() -> None:
     utility = {}
     print(f"\n{'metric':<24} {'non-private':>12} {'private':>10} {'difference':>11}")
     for metric in ("binary_accuracy", "auc", "binary_crossentropy"):
-        plain = _median(runs[False], lambda r: r["utility"][metric])
-        private = _median(runs[True], lambda r: r["utility"][metric])
+        plain = _median(runs[False], lambda r, m=metric: r["utility"][m])
+        private = _median(runs[True], lambda r, m=metric: r["utility"][m])
         utility[metric] = {"non_private": plain, "private": private, "difference": private - plain}
         print(f"{metric:<24} {plain:>12.4f} {private:>10.4f} {private - plain:>+11.4f}")
     mia = {

@@ -54,6 +54,7 @@ def analyze(train_rows, custom_config: dict) -> str:
     import tensorflow as tf
     import tensorflow_transform as tft
     import tensorflow_transform.beam as tft_beam
+
     from pipelines.trainers import breast_cancer as module
 
     spec = {
@@ -74,6 +75,7 @@ def features(transform_output: str, rows) -> tuple[np.ndarray, np.ndarray]:
     """(model inputs, labels [n, 1]) of ``rows`` through the transform graph."""
     import tensorflow as tf
     import tensorflow_transform as tft
+
     from pipelines.trainers import breast_cancer as module
 
     raw = {k: tf.constant([r[k] for r in rows], tf.int64 if k == module.LABEL_KEY else tf.float32) for k in rows[0]}
@@ -86,8 +88,9 @@ def run_one(train_rows, eval_rows, *, epsilon: float, share: float | None, repea
     """One configuration: ``share`` of ``epsilon`` to private preprocessing, or None for exact statistics."""
     import tensorflow as tf
     from sklearn.metrics import roc_auc_score
-    from pipelines.components.dp_trainer.spec import DpTrainingConfig
+
     from pipelines import pipeline
+    from pipelines.components.dp_trainer.spec import DpTrainingConfig
     from pipelines.components.private_evaluator.spec import DEFAULT_DECISION_SHARE
     from pipelines.trainers import breast_cancer as module
     from pipelines.transform.artifact import transform_graph_account

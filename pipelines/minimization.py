@@ -51,6 +51,7 @@ def minimization_pipeline(
     (``beam_pipeline_args`` default: `pipelines.pipeline.LOCAL_BEAM_ARGS`). Every run executes every stage (no
     cache), so the newest artifacts are the run's."""
     from tfx import v1 as tfx
+
     from pipelines.pipeline import LOCAL_BEAM_ARGS
 
     example_gen = tfx.components.CsvExampleGen(input_base=data_root)

@@ -46,9 +46,16 @@ from pipelines.components.private_evaluator import spec as gate_spec
 from pipelines.components.private_evaluator.component import PrivateEvaluator
 from pipelines.datasets import breast_cancer
 from pipelines.minimization import minimization_stages
-from pipelines.plan import DEFAULT_TRAINER_CONFIG, MODULE, TRAINERS  # noqa: F401  (re-exported)
-from pipelines.plan import PipelineLayout, PipelinePlan, resolve_plan
-from pipelines.plan import decision_config, preprocessing_config  # noqa: F401  (re-exported)
+from pipelines.plan import (  # noqa: F401  (DEFAULT_TRAINER_CONFIG, MODULE, TRAINERS and the configs are re-exported)
+    DEFAULT_TRAINER_CONFIG,
+    MODULE,
+    TRAINERS,
+    PipelineLayout,
+    PipelinePlan,
+    decision_config,
+    preprocessing_config,
+    resolve_plan,
+)
 from pipelines.report import ENCRYPTED_GATE, NON_PRIVATE_SUFFIX
 
 PIPELINE_NAME = "ppml-breast-cancer"

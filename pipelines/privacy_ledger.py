@@ -44,9 +44,9 @@ from privacy.accounting import (
     dp_sgd_report,
     event_to_json,
 )
+from privacy.atomic_files import write_atomically
 from privacy.decision import NoisyAccuracy
 from privacy.preprocessing import PreprocessingPart, RecordError
-from privacy.atomic_files import write_atomically
 
 LEDGER_FORMAT = "ppml.privacy_ledger/1"
 LEDGER_FILE = "privacy_ledger.json"

@@ -46,7 +46,7 @@ def changed_state(variables, before, after, *, seeds: set[int], steps: int) -> l
     but a seed generator's state (``id`` in ``seeds``) whose seed is unchanged and whose counter advanced by a
     multiple of ``steps``, the training steps between ``before`` and ``after``."""
     changed = []
-    for v, b, a in zip(variables, before, after):
+    for v, b, a in zip(variables, before, after, strict=True):
         b, a = np.asarray(b), np.asarray(a)
         if np.array_equal(a, b):
             continue

@@ -154,7 +154,7 @@ class NumpyDenseSgd:
                     learning_rate,
                     mu,
                 )
-                for a, updated in zip(w, part):
+                for a, updated in zip(w, part, strict=True):
                     a[live] = updated
         return w, (totals / np.maximum(counts.sum(-1), 1)).astype(np.float32)
 

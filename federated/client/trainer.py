@@ -266,7 +266,7 @@ class ClientTrainer:
         _, after = self.model.stateless_call(w, self._ntv, x, training=True)
         changed = [
             (v, b)
-            for v, a, b in zip(self.model.non_trainable_variables, self._ntv, after)
+            for v, a, b in zip(self.model.non_trainable_variables, self._ntv, after, strict=True)
             if not np.array_equal(np.asarray(a), np.asarray(b))
         ]
         refused = training_state.changed_state(
@@ -290,7 +290,7 @@ class ClientTrainer:
         loss = tf.reduce_sum(per_example) / tf.maximum(tf.reduce_sum(tf.cast(mask, tf.float32)), 1.0)
         if mu is None:
             return loss, loss, ntv
-        proximal = tf.add_n([tf.reduce_sum(tf.square(a - b)) for a, b in zip(w, w_global)])
+        proximal = tf.add_n([tf.reduce_sum(tf.square(a - b)) for a, b in zip(w, w_global, strict=True)])
         return loss, loss + 0.5 * mu * proximal, ntv
 
     def _local_sgd(self, w_global, x, y, rows, mask, steps, lr, mu, *, proximal):
@@ -306,7 +306,7 @@ class ClientTrainer:
             grads = tape.gradient(objective, w)
             return (
                 s + 1,
-                [a - lr * g for a, g in zip(w, grads)],
+                [a - lr * g for a, g in zip(w, grads, strict=True)],
                 list(new_ntv) if self._advancing else ntv,
                 total + loss * tf.reduce_sum(tf.cast(mask[s], tf.float32)),
             )
@@ -336,7 +336,7 @@ class ClientTrainer:
                 one_client, (w, tf.gather(x, batch_rows), tf.gather(y, batch_rows), mask[:, s] & active[:, None])
             )
             scale = tf.where(active, lr, 0.0)
-            w = [a - tf.reshape(scale, [-1] + [1] * (len(a.shape) - 1)) * g for a, g in zip(w, grads)]
+            w = [a - tf.reshape(scale, [-1] + [1] * (len(a.shape) - 1)) * g for a, g in zip(w, grads, strict=True)]
             counts = tf.reduce_sum(tf.cast(mask[:, s] & active[:, None], tf.float32), axis=1)
             return s + 1, w, totals + tf.where(active, losses * counts, 0.0)
 

@@ -121,7 +121,7 @@ def content_keys(x, y) -> list[bytes]:
     with np.errstate(over="ignore", invalid="ignore"):  # a record beyond float32, or a NaN label, keys as it casts
         x = np.ascontiguousarray(np.asarray(x, np.float32).reshape(len(x), -1))
         y = np.asarray(y).astype(np.int64)
-    return [row.tobytes() + label.tobytes() for row, label in zip(x, y)]
+    return [row.tobytes() + label.tobytes() for row, label in zip(x, y, strict=True)]
 
 
 def record_keys(columns: Mapping[str, np.ndarray]) -> list[bytes]:
@@ -145,7 +145,7 @@ def record_keys(columns: Mapping[str, np.ndarray]) -> list[bytes]:
             values = [row.tobytes() for row in np.ascontiguousarray(rows)]
         tag = name.encode() + column.dtype.str.encode()
         parts.append([len(tag).to_bytes(4, "big") + tag + len(v).to_bytes(4, "big") + v for v in values])
-    return [b"".join(row) for row in zip(*parts)]
+    return [b"".join(row) for row in zip(*parts, strict=True)]
 
 
 def _key_bytes(key) -> bytes:

@@ -48,7 +48,7 @@ class Partition:
             raise ValueError("a partition needs at least one client")
         self._ids = tuple(str(c) for c in client_ids)
         self._indices = tuple(np.asarray(ix, dtype=np.int64) for ix in indices)
-        for cid, ix in zip(self._ids, self._indices):
+        for cid, ix in zip(self._ids, self._indices, strict=True):
             if ix.ndim != 1 or (ix.size == 0 and not allow_empty):
                 raise ValueError(f"client {cid!r} has no examples; every client needs at least one")
         flat = np.concatenate(self._indices)
@@ -112,7 +112,7 @@ class Partition:
             )
         header = f"{'client':>12} {'size':>7}" + ("  label histogram" if hist is not None else "")
         lines.append(header)
-        for row, (cid, size) in enumerate(zip(self._ids, sizes)):
+        for row, (cid, size) in enumerate(zip(self._ids, sizes, strict=True)):
             if row == max_rows:
                 lines.append(f"... {self.num_clients - max_rows} more clients")
                 break
@@ -141,11 +141,12 @@ class Partition:
             "spec": self._spec,
             "allow_empty": self._allow_empty,
             "clients": [
-                {"id": cid, "size": int(ix.size), "indices": ix.tolist()} for cid, ix in zip(self._ids, self._indices)
+                {"id": cid, "size": int(ix.size), "indices": ix.tolist()}
+                for cid, ix in zip(self._ids, self._indices, strict=True)
             ],
         }
         if self._labels is not None:
-            for client, hist in zip(out["clients"], self.label_histograms()):
+            for client, hist in zip(out["clients"], self.label_histograms(), strict=True):
                 client["label_histogram"] = hist.tolist()
         return out
 
@@ -173,7 +174,7 @@ class Partition:
         return (
             isinstance(other, Partition)
             and self._ids == other._ids
-            and all(np.array_equal(a, b) for a, b in zip(self._indices, other._indices))
+            and all(np.array_equal(a, b) for a, b in zip(self._indices, other._indices, strict=True))
         )
 
     def __repr__(self) -> str:

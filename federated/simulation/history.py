@@ -12,7 +12,6 @@ from typing import Any
 from federated.strategies.dp_local import TRUST_MODEL as LOCAL_TRUST_MODEL
 from privacy.atomic_files import write_atomically
 
-
 OUTSIDE_GUARANTEE = {
     "evaluation": (
         "held-out private rows, not DP",

@@ -7,6 +7,7 @@ Algorithms (`federated.strategies`), aggregation protocols (`federated.aggregati
 from __future__ import annotations
 
 import dataclasses
+import functools
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -276,25 +277,22 @@ class FederatedSimulation:
                 continue
             size = 1 if execution == "sequential" else self.chunk_size
             calls = [(probe[i : i + size], seeds[i : i + size]) for i in range(0, len(probe), size)]
-            weights = trainer.initial_weights()
+            train = functools.partial(self._train_probe, trainer, trainer.initial_weights())
 
-            def one_pass():
+            def one_pass(train=train, calls=calls):
                 start = time.process_time()
                 with ThreadPoolExecutor(min(workers, len(calls))) as pool:
-                    list(
-                        pool.map(
-                            lambda call: trainer.train_clients(
-                                weights, self.data, call[0], self.strategy.client, call[1]
-                            ),
-                            calls,
-                        )
-                    )
+                    list(pool.map(train, calls))
                 return time.process_time() - start
 
             first, warm = one_pass(), one_pass()
             costs[execution] = first + warm / len(probe) * (len(probe) + remaining)
         self.execution_costs = costs
         return min(costs, key=costs.get)
+
+    def _train_probe(self, trainer, weights, call):
+        """Trains one probe call (client ids, seeds) of the execution-cost probe."""
+        return trainer.train_clients(weights, self.data, call[0], self.strategy.client, call[1])
 
     # --- the loop -------------------------------------------------------------------------------
     def run(self, callback: Callable[[RoundRecord], str | None] | None = None) -> History:

@@ -209,6 +209,7 @@ class DpClippingBase(Strategy):
         if self.seeded_noise:
             return ctx.rng.normal(0.0, stddev, size=size)
         import tensorflow as tf
+
         from privacy.keras.noise import GaussianNoise
 
         noise = GaussianNoise(secure=True)

@@ -7,7 +7,6 @@ With eta = 1 this is the paper's model averaging.
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from federated.aggregation import Summand

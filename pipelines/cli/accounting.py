@@ -359,7 +359,7 @@ def _plot_epsilon(report, path: str) -> None:
     for kind, style in (("rdp", "o-"), ("pld", "s-")):
         points = [(r.epoch, r.epsilon.get(kind)) for r in report.per_epoch if r.epsilon.get(kind) is not None]
         if points:
-            ax.plot(*zip(*points), style, markersize=3, label=f"{kind.upper()} (dp-accounting)")
+            ax.plot(*zip(*points, strict=True), style, markersize=3, label=f"{kind.upper()} (dp-accounting)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylim(bottom=0)
     ax.set_xlabel("epoch")

@@ -39,7 +39,7 @@ def deprecated_alias(old: str, new: str, dest: str, **option_kwargs):
                 raise click.UsageError(f"{old}: is the old spelling of {new}; give {new} only")
             message = f"{old} is deprecated and goes in {REMOVED_IN}: use {new}"
             click.echo(f"warning: {message}", err=True)
-            warnings.warn(message, DeprecationWarning)  # attributed to ppml: an error in its tests
+            warnings.warn(message, DeprecationWarning, stacklevel=1)  # attributed to ppml: an error in its tests
             kwargs[dest] = value
             return fn(*args, **kwargs)
 

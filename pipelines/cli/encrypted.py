@@ -520,7 +520,7 @@ def predict(input_path, deployment_dir, output, out_path, client, timeout, as_js
             )
         )
         return
-    for row, label in zip(values if output == "logits" else [None] * len(result.labels), result.labels):
+    for row, label in zip(values if output == "logits" else [None] * len(result.labels), result.labels, strict=True):
         click.echo(f"label {label}" + ("" if row is None else "  outputs " + " ".join(f"{v:.6g}" for v in row)))
     click.echo(f"({cost.rounds} rounds, {cost.bytes / 1e6:.3f} MB between parties)", err=True)
 

@@ -26,6 +26,17 @@ import click
 import numpy as np
 from click.core import ParameterSource
 
+from federated.strategies import (
+    DEFAULT_SERVER_LEARNING_RATES,
+    SERVER_OPTIMIZERS,
+    DifferentialPrivacyAdaptiveClipping,
+    DifferentialPrivacyFixedClipping,
+    FedAvg,
+)
+from federated.strategies.dp_adaptive_clipping import COUNT_STDDEV_SHARE
+from pipelines import private_root
+from pipelines.cli.aliases import deprecated_alias
+from pipelines.cli.types import FiniteFloatRange
 from pipelines.components.federated_trainer.spec import (
     CLIPS,
     DEALING_SETTINGS,
@@ -39,17 +50,6 @@ from pipelines.components.federated_trainer.spec import (
     FederatedTrainingConfig,
     InvalidFederatedSetting,
 )
-from federated.strategies import (
-    DEFAULT_SERVER_LEARNING_RATES,
-    SERVER_OPTIMIZERS,
-    DifferentialPrivacyAdaptiveClipping,
-    DifferentialPrivacyFixedClipping,
-    FedAvg,
-)
-from federated.strategies.dp_adaptive_clipping import COUNT_STDDEV_SHARE
-from pipelines import private_root
-from pipelines.cli.aliases import deprecated_alias
-from pipelines.cli.types import FiniteFloatRange
 from privacy.accounting import DEFAULT_DELTA_RULE, MAX_STEPS, AccountantKind
 
 DEFAULTS = FederatedTrainingConfig()
@@ -812,7 +812,7 @@ def _check_memory(
     bookkeeping, and the batch schedules of a chunk of clients (E passes over the largest client; left out
     when ``largest_client`` is None, as a private run's size is no public number)."""
     widths = [input_dim, *config.hidden_units, num_classes]
-    parameters = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+    parameters = sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
     clients = max(1.0, config.sampler().expected_clients(config.num_clients))
     widest = max(
         (input_dim, "--dataset"),

@@ -126,6 +126,7 @@ def _plot(path: str, title: str, by_epsilon: list[dict], by_population: list[dic
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
+
     from privacy.atomic_files import write_atomically
 
     fig, axes = plt.subplots(1, 2, figsize=(9.6, 4.0))
@@ -218,7 +219,8 @@ def simulate(column_name, mechanism, epsilon, population, confidence, seed, as_j
       ppml ldp simulate --column digit --plot error.png --json
     """
     from privacy.local.randomness import spawn_seeds
-    from privacy.local.simulation import draw_population, error_sweep, simulate as collect
+    from privacy.local.simulation import draw_population, error_sweep
+    from privacy.local.simulation import simulate as collect
 
     column = COLUMNS[column_name]
     mechanism = mechanism or default_mechanism(column.k)

@@ -224,11 +224,13 @@ def csv_columns(data_root: str):
                     for column in header:
                         text.setdefault(column, False)
                     for row in reader:
-                        if row and len(row) != len(header):
+                        if not row:  # a blank line
+                            continue
+                        if len(row) != len(header):
                             raise click.UsageError(
                                 f"file {name} line {reader.line_num} has {len(row)} fields, the header {len(header)}"
                             )
-                        for column, cell in zip(header, row):
+                        for column, cell in zip(header, row, strict=True):
                             if cell:
                                 number = _is_number(cell)
                                 text[column] = text[column] or not number

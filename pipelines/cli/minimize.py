@@ -13,9 +13,9 @@ import shutil
 
 import click
 
-from pipelines.cli.minimization import csv_columns, failure_message, minimization_options, minimization_settings
 from pipelines import private_root
 from pipelines.cli import pipeline as pipeline_cli
+from pipelines.cli.minimization import csv_columns, failure_message, minimization_options, minimization_settings
 
 
 def _latest(pattern: str) -> list:

@@ -364,11 +364,13 @@ def _plan(
             schema_file=schema_file,
         )
     except InvalidSetting as err:
-        raise click.BadParameter(str(err), param_hint=f"'{_OPTION_OF_SETTING.get(err.setting, '--trainer-config')}'")
+        raise click.BadParameter(
+            str(err), param_hint=f"'{_OPTION_OF_SETTING.get(err.setting, '--trainer-config')}'"
+        ) from None
     except ValueError as err:
         if str(err).startswith("schema_file: "):
             raise click.BadParameter(str(err)[len("schema_file: ") :], param_hint="'--schema-file'") from None
-        raise click.UsageError(str(err))
+        raise click.UsageError(str(err)) from None
 
 
 def _check_schema_columns(schema_file: str | None, columns: dict[str, bool]) -> None:

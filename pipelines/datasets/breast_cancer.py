@@ -45,6 +45,6 @@ def write_csv(directory: str | os.PathLike) -> str:
     text = io.StringIO(newline="")
     writer = csv.writer(text)
     writer.writerow(_column_names(data.feature_names) + [LABEL_KEY])
-    for row, label in zip(data.data, data.target):
+    for row, label in zip(data.data, data.target, strict=True):
         writer.writerow([repr(float(v)) for v in row] + [int(label)])
     return write_atomically(os.path.join(os.fspath(directory), FILE_NAME), text.getvalue())

@@ -154,6 +154,7 @@ def read_split(file_patterns, transform=None, spec=None) -> Split:
         Trainer ExampleGen's examples).
     """
     import tensorflow as tf
+
     from federated.data.examples import examples_to_columns, read_tf_records
     from federated.partitioners import record_keys
 
@@ -219,15 +220,16 @@ def declared_spec(config: FederatedTrainingConfig, transform, schema_path: str |
       ValueError: for a spec with a feature that is not of fixed length, or without the label.
     """
     import tensorflow as tf
+
     from federated.data.declared import Column
 
     client = [Column(config.client_key, "text")] if config.client_key else []
     if transform is not None:
         feature_spec = transform.raw_feature_spec()
     elif schema_path:
+        from tensorflow_metadata.proto.v0 import schema_pb2
         from tensorflow_transform.tf_metadata import schema_utils
         from tfx.utils import io_utils
-        from tensorflow_metadata.proto.v0 import schema_pb2
 
         schema = io_utils.parse_pbtxt_file(schema_path, schema_pb2.Schema())
         feature_spec = schema_utils.schema_as_feature_spec(schema).feature_spec
@@ -357,7 +359,7 @@ def export(
     import tensorflow as tf
 
     model = model_fn()
-    for variable, value in zip(model.trainable_variables, weights):
+    for variable, value in zip(model.trainable_variables, weights, strict=True):
         variable.assign(value)
     module = tf.Module()
     module.model = model

@@ -175,6 +175,7 @@ def read_split(file_patterns, config: PateTrainingConfig) -> tuple[dict[str, np.
       ValueError: when no file matches.
     """
     import tensorflow as tf
+
     from federated.data.declared import MAX_RECORD_BYTES, read_examples
     from federated.data.examples import read_tf_records
     from federated.partitioners import record_keys

@@ -107,7 +107,7 @@ class VocabularyRelease(PTransformAnalyzer):
         check_one_row_per_record(self._stream, batch[0], batch[2])
         values, lengths = np.asarray(batch[0], dtype=object), np.asarray(batch[1])
         rows = values.reshape(values.shape[0] if values.ndim else 1, -1)
-        for row, length in zip(rows, lengths.reshape(-1)):
+        for row, length in zip(rows, lengths.reshape(-1), strict=True):
             yield from self._mechanism.record_tokens(_token(v) for v in row[: int(length)])
 
     def _write(self, counts):

@@ -15,9 +15,9 @@ mu-GDP trade-off curve, or against the claimed DP-SGD mechanism's own curve (`pr
 training run with canaries, the claimed epsilons and the bound (TensorFlow is imported when it runs).
 """
 
+from privacy.auditing.dp_sgd_audit import AuditPlan, AuditResult, run_dp_sgd_audit
 from privacy.auditing.losses import per_example_cross_entropy
 from privacy.auditing.membership_inference import MembershipAudit, loss_threshold_audit
-from privacy.auditing.dp_sgd_audit import AuditPlan, AuditResult, run_dp_sgd_audit
 from privacy.auditing.one_run import OneRunAudit, audit_one_run
 
 __all__ = [

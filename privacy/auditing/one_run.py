@@ -296,11 +296,11 @@ def _best(
     correct = [int(correct_in[k_in] + correct_out[k_out]) for k_in, k_out in pairs]
     if estimator == "f-dp-claimed":  # one bisection over all pairs finds the largest of their bounds
         bound, index = claimed_curve.epsilon_lower_bound(
-            m, [(sum(pair), v) for pair, v in zip(pairs, correct)], claim=claim, delta=delta, alpha=alpha
+            m, [(sum(pair), v) for pair, v in zip(pairs, correct, strict=True)], claim=claim, delta=delta, alpha=alpha
         )
         return _audit(bound, *pairs[index], correct[index], m, pairs, delta, confidence, strategy, estimator)
     best = None
-    for (k_in, k_out), v in zip(pairs, correct):
+    for (k_in, k_out), v in zip(pairs, correct, strict=True):
         if (
             best is not None
             and estimator == "counting"

@@ -29,7 +29,7 @@ def reference_plan(name: str, seed: int = 0) -> ModelPlan:
     if name == "mlp":
         sizes = [784, 128, 128, 10]
         layers, weights = [], {}
-        for k, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for k, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             layers.append(Dense(f"dense_{k}", fan_out))
             weights[f"dense_{k}"] = (_glorot(rng, (fan_in, fan_out), fan_in, fan_out), rng.normal(0, 0.05, fan_out))
             if k < len(sizes) - 2:

@@ -155,13 +155,13 @@ class StateGuardLogic:
             return
         counters, steps = self._counters(), private_training(self.model).steps
         last, last_steps = self._last_draws
-        advance, ran = [now - before for now, before in zip(counters, last)], steps - last_steps
+        advance, ran = [now - before for now, before in zip(counters, last, strict=True)], steps - last_steps
         if self._draws_per_step is None:
             self._draws_per_step = (advance, ran)
         first, first_ran = self._draws_per_step
         uneven = [
             training_state.variable_name(v)
-            for v, a, f in zip(self._generators, advance, first)
+            for v, a, f in zip(self._generators, advance, first, strict=True)
             if a * first_ran != f * ran  # the same draws per step as in the first batch
         ]
         if uneven:

@@ -49,7 +49,7 @@ class LayerRule:
 
     def factors(self, layer, calls: list[Call], grads: list[list], variables) -> dict:
         """{id(variable): factor} for ``variables`` (the layer's trainable ones), combining all calls."""
-        per_call = [self.call_factors(layer, call.kept, g[0]) for call, g in zip(calls, grads)]
+        per_call = [self.call_factors(layer, call.kept, g[0]) for call, g in zip(calls, grads, strict=True)]
         wanted = {id(v) for v in variables}
         out = {}
         for key in per_call[0]:
@@ -320,7 +320,7 @@ def _patches_by_slicing(inputs, size, strides, rates, padding):
     patches of the TF Privacy tutorial CNN: ~6x slower); without XLA the TensorFlow kernel is faster.
     """
     pads, outs = [], []
-    for length, k, stride, rate in zip(inputs.shape[1:3], size, strides, rates):
+    for length, k, stride, rate in zip(inputs.shape[1:3], size, strides, rates, strict=True):
         span = (k - 1) * rate + 1
         out = -(-length // stride) if padding == "SAME" else (length - span) // stride + 1
         total = max((out - 1) * stride + span - length, 0) if padding == "SAME" else 0
@@ -389,10 +389,10 @@ class VectorizedRule(LayerRule):
 
     def factors(self, layer, calls, grads, variables):
         total = None
-        for call, call_grads in zip(calls, grads):
+        for call, call_grads in zip(calls, grads, strict=True):
             per_example = self._per_example(layer, call, call_grads, variables)
-            total = per_example if total is None else [t + p for t, p in zip(total, per_example)]
-        return {id(v): PerExample(t) for v, t in zip(variables, total)}
+            total = per_example if total is None else [t + p for t, p in zip(total, per_example, strict=True)]
+        return {id(v): PerExample(t) for v, t in zip(variables, total, strict=True)}
 
     @staticmethod
     def _per_example(layer, call, grads, variables):
@@ -405,7 +405,7 @@ class VectorizedRule(LayerRule):
         def one_example(elems):
             inputs, output_grads = elems
             values = list(flat)
-            for i, t in zip(batched, inputs):
+            for i, t in zip(batched, inputs, strict=True):
                 values[i] = t[None]
             args, kwargs = tf.nest.pack_sequence_as(structure, values)
             with tf.GradientTape() as tape:

@@ -212,7 +212,7 @@ def private_fit(model, fit, *args, **kwargs):
     """`fit` with the checks and defaults of private training (see `make_private`)."""
     if len(args) > len(_FIT_ARGUMENTS):
         raise TypeError(f"fit() takes at most {len(_FIT_ARGUMENTS)} positional arguments here")
-    for name, value in zip(_FIT_ARGUMENTS, args):
+    for name, value in zip(_FIT_ARGUMENTS, args, strict=False):  # args may stop early
         if name in kwargs:
             raise TypeError(f"fit() got multiple values for argument '{name}'")
         kwargs[name] = value
@@ -565,7 +565,9 @@ def _avoid_xla_for_recurrent_fallbacks(model, private) -> None:
         return
     loops = [u.name for u in private.units(model) if recording.runs_sublayers_in_loop(u.layer)]
     if loops:
-        warnings.warn(f"per-example gradients of {loops} do not compile with XLA; training without jit_compile")
+        warnings.warn(
+            f"per-example gradients of {loops} do not compile with XLA; training without jit_compile", stacklevel=2
+        )
         model.jit_compile = False
 
 

@@ -163,14 +163,16 @@ def dp_gradients(params: DPParams, noise: GaussianNoise, loss, var_list, tape=No
         microbatch_losses = tf.reduce_mean(tf.reshape(loss, [count, -1]), axis=1)
     var_list = tf.nest.flatten(var_list() if callable(var_list) else var_list)
     jacobians = tape.jacobian(microbatch_losses, var_list)
-    jacobians = [tf.zeros([count, *v.shape], loss.dtype) if j is None else j for j, v in zip(jacobians, var_list)]
+    jacobians = [
+        tf.zeros([count, *v.shape], loss.dtype) if j is None else j for j, v in zip(jacobians, var_list, strict=True)
+    ]
     squared = tf.add_n([tf.reduce_sum(tf.reshape(tf.square(j), [count, -1]), axis=1) for j in jacobians])
     norms = tf.sqrt(squared)
     finite = tf.math.is_finite(norms) & tf.math.is_finite(microbatch_losses)
     scale = clipping.clip_scale(norms, params.l2_norm_clip, finite)
     sums = [tf.tensordot(scale, select_rows(finite, j), axes=1) for j in jacobians]
     noisy = noise.add(sums, params.noise_stddev)
-    return [(g / tf.cast(count, g.dtype), v) for g, v in zip(noisy, var_list)]
+    return [(g / tf.cast(count, g.dtype), v) for g, v in zip(noisy, var_list, strict=True)]
 
 
 def dp_params_of(optimizer) -> DPParams | None:

@@ -401,7 +401,9 @@ def _in_place_gather(examples, n: int) -> Callable:
             if numeric
             else []
         )
-        rows = {k: tf.ensure_shape(t, [index.shape[0], *arrays[k].shape[1:]]) for k, t in zip(numeric, taken)}
+        rows = {
+            k: tf.ensure_shape(t, [index.shape[0], *arrays[k].shape[1:]]) for k, t in zip(numeric, taken, strict=True)
+        }
         rows.update({k: tf.gather(t, index) for k, t in strings.items()})
         x, y, w = _split(tf.nest.pack_sequence_as(examples, [rows[k] for k in range(len(arrays))]))
         return _padded(x, y, w, keep)

@@ -55,7 +55,7 @@ def dp_train_step(model, private, data):
     variables = model.trainable_variables
     regularization = _add_regularization_gradients(model, variables, grads, replicas)
     with optimizers.private_step(), tf.control_dependencies(checks):
-        model.optimizer.apply_gradients(zip(grads, variables))
+        model.optimizer.apply_gradients(zip(grads, variables, strict=True))
     private.count_step(after=grads)
 
     # Examples (not padding) whose clipping unit was dropped, or whose weight is not finite.
@@ -160,7 +160,7 @@ def _outputs(model, y, y_pred) -> list:
             f"the model has {len(predictions)} outputs {names}; give one target per output "
             "(a list in output order, or a dict by output name)"
         )
-    return list(zip(names, targets, predictions))
+    return list(zip(names, targets, predictions, strict=True))
 
 
 def _for_output(value, name, index, count, what):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from privacy.local.frequency_oracle import FrequencyOracle, grr_draw, grr_dp_event, grr_probabilities
+from privacy.local.frequency_oracle import FrequencyOracle, grr_dp_event, grr_draw, grr_probabilities
 from privacy.local.validation import check_values
 
 

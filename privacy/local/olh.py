@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from privacy.local.frequency_oracle import FrequencyOracle, grr_draw, grr_dp_event, grr_probabilities
+from privacy.local.frequency_oracle import FrequencyOracle, grr_dp_event, grr_draw, grr_probabilities
 
 HASH_PRIME = (1 << 31) - 1
 _CHUNK_CELLS = 1 << 22

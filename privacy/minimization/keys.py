@@ -58,7 +58,7 @@ def load_or_create_key(path: str | None) -> bytes:
         with open(path, "rb") as fh:
             key = fh.read()
         if len(key) < KEY_BYTES:
-            raise ValueError(f"key file {path} holds {len(key)} bytes; a key needs at least {KEY_BYTES}")
+            raise ValueError(f"key file {path} holds {len(key)} bytes; a key needs at least {KEY_BYTES}") from None
         return key
     key = secrets.token_bytes(KEY_BYTES)
     with os.fdopen(fd, "wb") as fh:

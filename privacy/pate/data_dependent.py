@@ -115,7 +115,7 @@ def history_rdp(history: VoteHistory, order: float) -> float:
     aggregator = history.aggregator
     sigma = aggregator.sigma2 if isinstance(aggregator, ConfidentGNMax) else aggregator.sigma
     total = 0.0
-    for votes, answered in zip(history.votes, history.answered):
+    for votes, answered in zip(history.votes, history.answered, strict=True):
         if isinstance(aggregator, ConfidentGNMax):
             total += rdp_selection(
                 log_pr_answered(votes, aggregator.threshold, aggregator.sigma1), aggregator.sigma1, order

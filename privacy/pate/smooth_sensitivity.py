@@ -170,7 +170,7 @@ def history_local_sensitivities(history: VoteHistory, order: float) -> np.ndarra
     confident = isinstance(aggregator, ConfidentGNMax)
     sigma = aggregator.sigma2 if confident else aggregator.sigma
     total = np.zeros(teachers)
-    for votes, answered in zip(history.votes, history.answered):
+    for votes, answered in zip(history.votes, history.answered, strict=True):
         if confident:
             total += local_sensitivities_selection(votes, teachers, aggregator.threshold, aggregator.sigma1, order)
         if answered:

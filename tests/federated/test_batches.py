@@ -17,7 +17,7 @@ def test_each_epoch_reads_every_example_once_in_shuffled_batches():
         per_epoch = math.ceil(len(index) / 5)
         epochs = schedule.rows[k, : 3 * per_epoch].reshape(3, -1)
         masks = schedule.mask[k, : 3 * per_epoch].reshape(3, -1)
-        for rows, mask in zip(epochs, masks):
+        for rows, mask in zip(epochs, masks, strict=True):
             assert sorted(rows[mask]) == list(index)  # each example exactly once
             assert mask.tolist() == [True] * len(index) + [False] * (per_epoch * 5 - len(index))  # last batch short
         assert not schedule.mask[k, 3 * per_epoch :].any()  # steps past the client's are masked

@@ -154,7 +154,7 @@ def _cli_rows(args):
 
     with run.make_context("run", list(args)) as ctx:
         data, (x_test, y_test), _, outside = _client_data(ctx.params, _config(ctx.params))
-    rows = lambda x, y: {tuple(features) + (int(label),) for features, label in zip(x.tolist(), y)}  # noqa: E731
+    rows = lambda x, y: {tuple(features) + (int(label),) for features, label in zip(x.tolist(), y, strict=True)}  # noqa: E731
     clients = {cid: rows(*data.client(k)) for k, cid in enumerate(data.client_ids)}
     return clients, rows(x_test, y_test), "evaluation" in outside
 
@@ -227,7 +227,8 @@ def test_under_dp_metrics_of_held_out_rows_are_labelled_outside_the_guarantee(tm
     assert "rows held out of the private data set" in history["config"]["outside_guarantee"]["evaluation"]
     rounds = [line for line in result.stderr.splitlines() if line.startswith("round ")]
     assert len(rounds) == 2 and all(
-        f"acc {r['evaluation']['accuracy']:.4f} ({tag})" in line for r, line in zip(history["rounds"], rounds)
+        f"acc {r['evaluation']['accuracy']:.4f} ({tag})" in line
+        for r, line in zip(history["rounds"], rounds, strict=True)
     )
     assert f"after 2 rounds ({tag})" in result.stdout and f"outside the DP guarantee ({tag})" in result.stdout
     assert tag in History.from_dict(history).axis_labels()[0]
@@ -250,10 +251,12 @@ def test_csv_and_tfrecord_datasets_take_every_numeric_column_but_label_and_clien
     import tensorflow as tf  # the test writes TFRecords as ExampleGen does
 
     x, y, users = _columns()
-    lines = ["f1,f2,f3,target,user,note"] + [f"{a},{b},{c},{t},u{k},x" for (a, b, c), t, k in zip(x, y, users)]
+    lines = ["f1,f2,f3,target,user,note"] + [
+        f"{a},{b},{c},{t},u{k},x" for (a, b, c), t, k in zip(x, y, users, strict=True)
+    ]
     (tmp_path / "data.csv").write_text("\n".join(lines) + "\n")
     with tf.io.TFRecordWriter(str(tmp_path / "part-0.gz"), options="GZIP") as writer:
-        for (a, b, c), t in zip(x, y):
+        for (a, b, c), t in zip(x, y, strict=True):
             feature = {
                 "f": tf.train.Feature(float_list=tf.train.FloatList(value=[a, b, c])),
                 "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[t])),

@@ -47,7 +47,7 @@ def test_from_gzipped_tfrecords_like_examplegen(tmp_path):
     y = rng.integers(0, 3, size=30)
     path = str(tmp_path / "data_tfrecord-00000-of-00001.gz")
     with tf.io.TFRecordWriter(path, options="GZIP") as writer:
-        for row, label in zip(x, y):
+        for row, label in zip(x, y, strict=True):
             feature = {
                 "pixels": tf.train.Feature(float_list=tf.train.FloatList(value=row[:3])),
                 "extra": tf.train.Feature(float_list=tf.train.FloatList(value=row[3:])),
@@ -101,7 +101,7 @@ def test_a_private_run_leaves_each_record_it_cannot_train_on_out_of_its_client_a
         assert extra == (set() if keys is None else {"only-bad"})
         assert all(
             np.array_equal(plus.partition.indices[plus.client_ids.index(c)], ix)
-            for c, ix in zip(clean.client_ids, clean.partition.indices)
+            for c, ix in zip(clean.client_ids, clean.partition.indices, strict=True)
         )
         assert all(plus.sizes()[plus.client_ids.index(c)] == 0 for c in extra)
     if bad != "label 3":  # without DP: refused (label 3: by the model's classes, FederatedTrainingConfig)

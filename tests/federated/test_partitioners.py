@@ -142,7 +142,7 @@ def _clients_as_records(partitioner, x, y):
 
 
 def _differing_clients(a, b):
-    return [k for k, (left, right) in enumerate(zip(a, b)) if left != right]
+    return [k for k, (left, right) in enumerate(zip(a, b, strict=True)) if left != right]
 
 
 @pytest.mark.parametrize("rule", ["iid", "quantity", "dirichlet"])

@@ -128,7 +128,7 @@ def test_simulation_with_secure_aggregation_matches_plain_fedavg(digits_iid):
     plain, _ = run(None)
     secure, history = run(SecureAggregation(clipping_range=1.0, bits=20, modulus_bits=40))
     # Rounding error per coordinate <= one step 2 / (2^20 - 1) per client, then averaged.
-    for a, b in zip(plain.state.weights, secure.state.weights):
+    for a, b in zip(plain.state.weights, secure.state.weights, strict=True):
         np.testing.assert_allclose(a, b, atol=2 * 2.0 / 2**20)
     assert history.rounds[0].aggregation["clients"] == 10
     assert history.rounds[0].aggregation["clipped_coordinates"] == 0

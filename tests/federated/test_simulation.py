@@ -97,7 +97,7 @@ def test_resume_continues_exactly_without_double_counting(digits_iid, tmp_path):
     resumed = _dp_sim(data, 4, checkpoint_dir=str(tmp_path))
     history = resumed.run()
     assert [r.round for r in history.rounds] == [1, 2, 3, 4]
-    for a, b in zip(resumed.state.weights, straight.state.weights):
+    for a, b in zip(resumed.state.weights, straight.state.weights, strict=True):
         assert a.tobytes() == b.tobytes()
     assert resumed.state.scalars == straight.state.scalars
     assert resumed.state.budget.units == 4
@@ -208,7 +208,7 @@ def test_beam_runner_and_worker_threads_equal_in_process_bitwise(digits_dirichle
         local, local_history = run(InProcessRunner(workers=1), **kwargs)
         others = [run(InProcessRunner(workers=3), **kwargs), run(BeamRunner(temp_location=str(tmp_path)), **kwargs)]
         for sim, history in others:
-            for a, b in zip(local.state.weights, sim.state.weights):
+            for a, b in zip(local.state.weights, sim.state.weights, strict=True):
                 assert a.tobytes() == b.tobytes()
             assert outcome(history) == outcome(local_history)
     assert local_history.rounds[0].sampled == 20
@@ -275,7 +275,7 @@ def test_empty_clients_of_a_keyed_partition_send_zero_updates(digits_iid):
         initial = [w.copy() for w in sim.state.weights]
         record = sim.run().rounds[0]
         assert (record.sampled, record.reported) == (1, 1)
-        unchanged = all(a.tobytes() == b.tobytes() for a, b in zip(initial, sim.state.weights))
+        unchanged = all(a.tobytes() == b.tobytes() for a, b in zip(initial, sim.state.weights, strict=True))
         assert unchanged is not holds_data  # an empty client's round leaves the weights exactly
 
 
@@ -286,7 +286,7 @@ def test_rounds_that_sample_no_client_leave_the_weights(digits_iid):
     initial = [w.copy() for w in sim.state.weights]
     history = sim.run()
     assert [(r.sampled, r.metrics) for r in history.rounds] == [(0, {"skipped": True})] * 2
-    assert all(np.array_equal(a, b) for a, b in zip(initial, sim.state.weights))
+    assert all(np.array_equal(a, b) for a, b in zip(initial, sim.state.weights, strict=True))
 
 
 def test_beam_writes_the_client_data_into_a_folder_only_its_user_can_open(digits_iid, tmp_path):
@@ -342,7 +342,7 @@ def test_beam_worker_processes_equal_the_in_process_run_bitwise(digits_dirichlet
     )
     beam, beam_history = run(workers)
     assert BeamRunner(["--temp_location=/shared/tmp"]).temp_location == "/shared/tmp"  # where workers read
-    assert all(a.tobytes() == b.tobytes() for a, b in zip(local.state.weights, beam.state.weights))
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(local.state.weights, beam.state.weights, strict=True))
     assert [(r.reported, r.train_loss, r.evaluation) for r in beam_history.rounds] == [
         (r.reported, r.train_loss, r.evaluation) for r in local_history.rounds
     ]

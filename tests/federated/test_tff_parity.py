@@ -81,7 +81,8 @@ def test_fedavg_family_matches_tffs_rounds_to_1e6(name):
     x, y = rng.normal(size=(n, D)).astype(np.float32), rng.integers(0, K, n)
     bounds = np.cumsum((0,) + SIZES)
     partition = Partition(
-        [f"c{i}" for i in range(len(SIZES))], [np.arange(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+        [f"c{i}" for i in range(len(SIZES))],
+        [np.arange(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)],
     )
     data = ClientData(x, y, partition)
     client = ClientConfig(local_epochs=E, batch_size=B, learning_rate=LR, shuffle=False)
@@ -96,7 +97,7 @@ def test_fedavg_family_matches_tffs_rounds_to_1e6(name):
     flat = np.concatenate([w.ravel(), b])
     for weights, train_loss in per_round:
         deltas, counts, loss_sum, seen = [], [], 0.0, 0
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
             w_k, b_k, client_loss, client_seen = _local_training(w, b, x[lo:hi].astype(np.float64), y[lo:hi])
             deltas.append(np.concatenate([(w_k - w).ravel(), b_k - b]))
             counts.append(hi - lo)

@@ -74,7 +74,9 @@ def test_executions_match_sequential(rng, execution, model_fn, batch_size):
     seeds = rng.integers(0, 2**31 - 1, (5, 2)).astype(np.int32)
     config = ClientConfig(local_epochs=2, batch_size=batch_size, learning_rate=0.1, proximal_mu=0.1)
     weights = sequential.initial_weights()
-    for a, b in zip(sequential.train(weights, clients, config, seeds), other.train(weights, clients, config, seeds)):
+    for a, b in zip(
+        sequential.train(weights, clients, config, seeds), other.train(weights, clients, config, seeds), strict=True
+    ):
         assert a.position == b.position and a.num_examples == b.num_examples
         assert np.max(np.abs(a.delta)) > 1e-3  # the clients did train
         np.testing.assert_allclose(a.delta, b.delta, atol=2e-7 * 10, rtol=0)  # float32 rounding only

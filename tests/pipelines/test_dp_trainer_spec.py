@@ -2,13 +2,12 @@
 
 import types
 
-import pytest
-
 import dp_accounting
+import pytest
 from dp_accounting import dp_event
 
-from privacy.accounting import calibrate_noise_multiplier, compute_epsilon
 from pipelines.components.dp_trainer.spec import DpTrainingConfig, InvalidPrivacySetting
+from privacy.accounting import calibrate_noise_multiplier, compute_epsilon
 
 GOOD = {"private": True, "batch_size": 32, "epochs": 5, "l2_norm_clip": 1.0, "target_epsilon": 3.0}
 
@@ -219,6 +218,7 @@ def test_preprocessing_that_spends_the_whole_target_or_another_adjacency_is_refu
 
 def test_private_training_on_transformed_examples_without_their_transform_graph_is_refused(tmp_path):
     import tensorflow as tf
+
     from pipelines.components.dp_trainer import fn_args_utils
 
     split = tmp_path / "Split-train"

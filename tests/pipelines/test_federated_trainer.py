@@ -594,6 +594,7 @@ def test_a_private_trainer_reads_each_record_against_a_declared_spec(tmp_path, b
     the first record, the features would refuse the run, fail it or change with it; a private Trainer reads each
     record alone against the declared spec (here feature_keys), so the features and every client's data are the same."""
     import tensorflow as tf
+
     from pipelines.trainers.federated import client_data, declared_spec, read_split, resolve_feature_keys
 
     def example(**features):
@@ -650,8 +651,9 @@ def test_a_private_trainer_reads_an_eval_split_without_records_instead_of_failin
     """Neighbouring eval splits, one without records and one with a record: a private Trainer reads both (the
     empty one is scored as NaN, not refused), and the clients, their data and the features are the same."""
     import tensorflow as tf
-    from federated.data.screen import largest_label, trainable
+
     from federated.data.examples import stack_features
+    from federated.data.screen import largest_label, trainable
     from pipelines.trainers.federated import client_data, declared_spec, read_split
 
     def example(a, y, user):
@@ -743,6 +745,7 @@ def test_with_a_transform_graph_a_record_that_does_not_conform_is_not_transforme
     kind would fail the whole batch: a private Trainer transforms the conforming records only and gives the
     others NaN model inputs, so every other record's transformed values and every client's data stay the same."""
     import tensorflow as tf
+
     from pipelines.trainers.federated import client_data, declared_spec, read_split
 
     class Graph:  # a stand-in for tft.TFTransformOutput: x2 = 2 a, label passed through

@@ -4,9 +4,9 @@ records that differ from the ledger's, and delta against 1/n."""
 import json
 import zipfile
 
-from privacy.accounting import DpSgdMechanism
 from pipelines import privacy_ledger as pl
 from pipelines.components.private_evaluator import coverage, lineage
+from privacy.accounting import DpSgdMechanism
 
 SAVE = """
 import json, sys
@@ -176,10 +176,18 @@ def _store(tmp_path, artifacts: dict[str, str], executions: dict[str, str], even
     types = {name: store.put_artifact_type(pb.ArtifactType(name=name)) for name in set(artifacts.values())}
     execution_types = {name: store.put_execution_type(pb.ExecutionType(name=name)) for name in set(executions.values())}
     ids = dict(
-        zip(artifacts, store.put_artifacts([pb.Artifact(type_id=types[t], uri=u) for u, t in artifacts.items()]))
+        zip(
+            artifacts,
+            store.put_artifacts([pb.Artifact(type_id=types[t], uri=u) for u, t in artifacts.items()]),
+            strict=True,
+        )
     )
     runs = dict(
-        zip(executions, store.put_executions([pb.Execution(type_id=execution_types[t]) for t in executions.values()]))
+        zip(
+            executions,
+            store.put_executions([pb.Execution(type_id=execution_types[t]) for t in executions.values()]),
+            strict=True,
+        )
     )
     store.put_events(
         [pb.Event(artifact_id=ids[a], execution_id=runs[e], type=getattr(pb.Event, kind)) for a, e, kind in events]

@@ -36,7 +36,7 @@ def randomized(tmp_path_factory):
         folder = root / "examples" / f"Split-{split}"
         folder.mkdir(parents=True)
         with tf.io.TFRecordWriter(str(folder / "data.gz"), options="GZIP") as writer:
-            for i, (d, g) in enumerate(zip(columns["diagnosis"], columns["digit"])):
+            for i, (d, g) in enumerate(zip(columns["diagnosis"], columns["digit"], strict=True)):
                 feature = {"radius": tf.train.Feature(float_list=tf.train.FloatList(value=[i / 7]))}
                 for name, value in (("diagnosis", d), ("digit", g), ("digit_oue", g), ("digit_olh", g)):
                     feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))

@@ -53,7 +53,9 @@ def test_no_generated_pii_after_example_gen_in_artifacts_metadata_or_logs(tmp_pa
     assert set(printed["kanonymity"]) == {"train", "eval"}
     assert all(not split["meets_target"] for split in printed["kanonymity"].values())
     records, spans = pii_tickets.load()
-    values = {r["ticket_text"][s:e] for r, truth in zip(records, spans) for s, e, t in truth if t != "LOCATION"}
+    values = {
+        r["ticket_text"][s:e] for r, truth in zip(records, spans, strict=True) for s, e, t in truth if t != "LOCATION"
+    }
     values |= {r[c] for r in records for c in pii_tickets.IDENTIFYING_COLUMNS}
     needles = [v.encode() for v in values]
     raw, later = [], []
@@ -185,7 +187,7 @@ def test_the_scrubber_generalizes_to_k_and_the_validator_then_blesses(tmp_path, 
         key = (row["age"], row["zip3"], row["gender"])
         sizes[key] = sizes.get(key, 0) + 1
     assert min(sizes.values()) >= k
-    for before, after in zip(records, rows):
+    for before, after in zip(records, rows, strict=True):
         assert "customer_name" not in after and before["email"] == after["email"]
         lo, _, hi = after["age"].strip("[]").partition(", ")
         assert int(lo) <= before["age"] <= int(hi or lo) and before["gender"] in after["gender"].split("|")

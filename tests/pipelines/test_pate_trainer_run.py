@@ -139,6 +139,7 @@ def test_one_record_removed_changes_one_teachers_partition_and_unreadable_record
 
 def test_with_a_holder_key_the_ledger_is_user_level_and_the_student_serves_raw_examples(tmp_path):
     import tensorflow as tf
+
     from pipelines.trainers import pate
 
     private = records(60, 3, holders=5) + [b"not a tf.Example", example(a=[1e30], b=[0.0], y=[1], site=[b"s9"])]

@@ -14,17 +14,16 @@ import math
 import os
 import struct
 
+import dp_accounting
 import pytest
 from click.testing import CliRunner
+from dp_accounting import dp_event
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-import dp_accounting
-from dp_accounting import dp_event
-
-from privacy.accounting import DpSgdMechanism, calibrate_noise_multiplier, default_delta
 from pipelines.cli.accounting import epsilon as epsilon_command
 from pipelines.transform.artifact import NO_COVERAGE_RECORD, records_in_saved_model
+from privacy.accounting import DpSgdMechanism, calibrate_noise_multiplier, default_delta
 from privacy.preprocessing import MechanismRecord, from_text
 
 from .conftest import assert_carries_only_released_statistics, carried_statistics

@@ -9,6 +9,7 @@ from dp_accounting import dp_event
 from ml_metadata.proto import metadata_store_pb2
 from scipy import stats
 
+from pipelines import privacy_ledger as pl
 from privacy.accounting import DpSgdMechanism, PrivacyBudget, compute_epsilon, event_from_json
 from privacy.preprocessing import (
     CoverageRecord,
@@ -20,7 +21,6 @@ from privacy.preprocessing import (
     PreprocessingPart,
     to_text,
 )
-from pipelines import privacy_ledger as pl
 
 MECHANISM = DpSgdMechanism(dataset_size=389, batch_size=32, noise_multiplier=1.3, steps=122)
 

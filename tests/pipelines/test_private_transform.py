@@ -106,7 +106,9 @@ def test_neighbouring_data_sets_move_the_releases_by_at_most_the_stated_sensitiv
     stream), each feature's noisy sums differ by the record's own clipped contribution, at most the
     sensitivity its mechanism record states."""
     adversarial = dict(data[0])
-    adversarial.update({key: value for key, value in zip(module.FEATURE_KEYS[:4], [1e30, float("nan"), 0.0, -7.0])})
+    adversarial.update(
+        {key: value for key, value in zip(module.FEATURE_KEYS[:4], [1e30, float("nan"), 0.0, -7.0], strict=True)}
+    )
     account = _account(base)
     released = account.releases
     assert len(released) == len(module.FEATURE_KEYS) == len(account.mechanisms)

@@ -29,7 +29,7 @@ def reconstruct(shares: dict[int, int], length: int = 32) -> bytes:
     """The secret from at least ``threshold`` shares {holder id: share} (Lagrange interpolation at 0)."""
     holders = tuple(sorted(shares))
     weights = _lagrange_at_zero(holders)
-    secret = sum(shares[h] * w for h, w in zip(holders, weights)) % PRIME
+    secret = sum(shares[h] * w for h, w in zip(holders, weights, strict=True)) % PRIME
     if secret >> (8 * length):
         raise ValueError(
             f"these {len(shares)} shares do not determine a {length}-byte secret (fewer than the "

@@ -53,6 +53,9 @@ import difflib
 import math
 from typing import Any, Mapping
 
+from pipelines.components import settings
+from pipelines.privacy_ledger import INFERRED_SPEC, SEPARATE_RUNS, LedgerError, PrivacyLedger, accountant_delta_of
+from pipelines.transform.artifact import NO_COVERAGE_RECORD
 from privacy import validation
 from privacy.accounting import (
     AccountantKind,
@@ -65,10 +68,6 @@ from privacy.accounting import (
     steps_for_epochs,
     truncation,
 )
-
-from pipelines.components import settings
-from pipelines.privacy_ledger import INFERRED_SPEC, SEPARATE_RUNS, LedgerError, PrivacyLedger, accountant_delta_of
-from pipelines.transform.artifact import NO_COVERAGE_RECORD
 from privacy.decision import DecisionError, NoisyAccuracy
 from privacy.preprocessing import PreprocessingAccount, PreprocessingPart, RecordError
 

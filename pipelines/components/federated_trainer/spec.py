@@ -153,6 +153,7 @@ from federated.strategies.dp_adaptive_clipping import COUNT_STDDEV_SHARE, defaul
 from federated.strategies.dp_local import MIN_LOCAL_NOISE_MULTIPLIER
 from pipelines import privacy_ledger
 from pipelines.components import settings
+from privacy import validation
 from privacy.accounting import (
     NOISE_MULTIPLIER_RANGE,
     AccountantKind,
@@ -169,8 +170,6 @@ from privacy.accounting import (
 )
 from privacy.decision import DecisionError, NoisyAccuracy
 from privacy.preprocessing import PreprocessingAccount, PreprocessingPart, RecordError
-
-from privacy import validation
 
 PARTITIONS = KEYED_RULES + ("shards",)
 """Keyed rules (one record changes one client), and McMahan's label-sorted shards (non-private runs only)."""

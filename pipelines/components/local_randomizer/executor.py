@@ -73,7 +73,7 @@ class Executor(base_executor.BaseExecutor):
                     for column in columns:
                         values = [_value(record, column, split, first + i) for i, record in enumerate(records)]
                         stored = report_values(column.oracle().randomize(values), column.mechanism)
-                        for record, value in zip(records, stored):
+                        for record, value in zip(records, stored, strict=True):
                             feature = record.features.feature[column.name]
                             feature.Clear()
                             feature.int64_list.value.extend(value)

@@ -140,7 +140,7 @@ class Architecture:
     def weight_shapes(self) -> dict[str, tuple[tuple, tuple]]:
         """``{layer: ((fan_in, units), (units,))}`` for every Dense and Conv2D: the encoded kernel and bias shapes."""
         out = {}
-        for layer, shape in zip(self.layers, self.shapes()):
+        for layer, shape in zip(self.layers, self.shapes()[:-1], strict=True):
             if isinstance(layer, Dense):
                 out[layer.name] = ((shape[-1], layer.units), (layer.units,))
             elif isinstance(layer, Conv2D):

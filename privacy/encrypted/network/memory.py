@@ -30,7 +30,7 @@ SAFETY = 2
 
 def _window_elements(architecture: Architecture) -> int:
     largest = 0
-    for layer, shape in zip(architecture.layers, architecture.shapes()):
+    for layer, shape in zip(architecture.layers, architecture.shapes()[:-1], strict=True):
         if isinstance(layer, Conv2D):
             out = layer.output_shape(shape)
             largest = max(largest, out[0] * out[1] * layer.kernel_size[0] * layer.kernel_size[1] * shape[-1])

@@ -70,7 +70,7 @@ def reshare_model_shares(paths: list[str]) -> str:
     """
     renewed = reshare_bundles([PartyModel.load(path) for path in paths])
     files = [bundle.to_bytes() for bundle in renewed]
-    for data, path in zip(files, paths):
+    for data, path in zip(files, paths, strict=True):
         write_atomically(path, data)  # owner-only
     return renewed[0].model_id
 
@@ -158,7 +158,7 @@ class Loopback:
             proc.wait()
 
     def close(self) -> None:
-        for index, proc in self._procs.items():
+        for proc in self._procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGCONT)
                 proc.terminate()

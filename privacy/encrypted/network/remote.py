@@ -122,7 +122,7 @@ class RemoteClient:
             shares = share(x[rows])
             request_id = uuid.uuid4().hex
             try:
-                for sock, (a, b) in zip(self._socks, shares):
+                for sock, (a, b) in zip(self._socks, shares, strict=True):
                     send_message(sock, dict(asked, request_id=request_id), [a, b])
             except (ssl.SSLError, OSError) as err:
                 self.close()

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -494,7 +495,10 @@ class PartyServer:
             reserved: list = []
             try:
                 meta, arrays = recv_message(
-                    conn.sock, conn.who, within=self.timeout, admit=lambda n: self._admit(n, reserved, conn.serial)
+                    conn.sock,
+                    conn.who,
+                    within=self.timeout,
+                    admit=functools.partial(self._admit, reserved=reserved, owner=conn.serial),
                 )
             except TransportError as err:
                 self.budget.release(sum(reserved), conn.serial)

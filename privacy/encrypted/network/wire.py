@@ -233,13 +233,13 @@ def recv_message(
         meta, shapes, dtypes = parse_header(bytes(_recv_exact(sock, header_len, who, deadline)))
     except (ValueError, UnicodeDecodeError) as err:
         raise MalformedMessage(f"{who} sent an unreadable message header ({err})") from None
-    sizes = [math.prod(s) * d.itemsize for s, d in zip(shapes, dtypes)]
+    sizes = [math.prod(s) * d.itemsize for s, d in zip(shapes, dtypes, strict=True)]
     total = sum(sizes)
     if total > max_payload or (admit is not None and not admit(total)):
         raise MessageRefused(f"{who} announced {total} payload bytes, more than this party admits now")
     payload = _recv_exact(sock, total, who, deadline)
     arrays, start = [], 0
-    for shape, size, dtype in zip(shapes, sizes, dtypes):
+    for shape, size, dtype in zip(shapes, sizes, dtypes, strict=True):
         arrays.append(np.frombuffer(payload, dtype=dtype, count=size // dtype.itemsize, offset=start).reshape(shape))
         start += size
     return meta, arrays

@@ -215,7 +215,10 @@ class SecureBackend:
             exact.trunc.send_carry(rnd)
             rnd.run()
             parts = exact.gate_parts()
-            return [Value(t, v.wide) for t, v in zip(comparison.gate(p, sign.bit(), [parts] * len(values)), values)]
+            return [
+                Value(t, v.wide)
+                for t, v in zip(comparison.gate(p, sign.bit(), [parts] * len(values)), values, strict=True)
+            ]
         operand = self._open_round(x)
         prepared = []
         for v in values:
@@ -227,7 +230,7 @@ class SecureBackend:
                 prepared.append(v.data)
         bit = comparison.compare(p, Split.of_share(p, operand), bits, strict=strict)
         shares = [v.value() if isinstance(v, Pending) else v for v in prepared]
-        return [Value(t, v.wide) for t, v in zip(comparison.gate(p, bit, shares), values)]
+        return [Value(t, v.wide) for t, v in zip(comparison.gate(p, bit, shares), values, strict=True)]
 
     def bit(self, x: Value, strict: bool = False) -> Value:
         bits = self._next("cmp").bits

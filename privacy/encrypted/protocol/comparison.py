@@ -340,7 +340,7 @@ def gate_in(p: Party, bit: Bit, values: list, rnd: Round) -> Callable[[], list[T
     def finish() -> list[Terms]:
         got = (lambda f: f.value) if first else (lambda f: f)
         out = []
-        for part, received in zip(parts, factors):
+        for part, received in zip(parts, factors, strict=True):
             carry_beta = DTYPE(0) if part.carry is None else part.carry.value
             pair = part.pair + carry_beta  # A + beta_c
             term = sigma * pair * got(delta)

@@ -64,7 +64,7 @@ class Round:
                 raise TransportError(
                     f"party {peer} sent {len(arrays)} arrays in step {self.party.channel.step}, expected {len(slots)}"
                 )
-            for slot, array in zip(slots, arrays):
+            for slot, array in zip(slots, arrays, strict=True):
                 if array.shape != slot.shape or array.dtype != slot.dtype:
                     raise TransportError(
                         f"party {peer} sent an array of shape {array.shape} ({array.dtype}) in step "

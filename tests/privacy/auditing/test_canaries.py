@@ -46,8 +46,10 @@ def test_canary_repr_withholds_the_bits_and_training_data_holds_exactly_the_incl
     pool_x, pool_y = np.arange(200, dtype=np.float32).reshape(100, 2), np.arange(100) % 10
     drawn = canaries.mislabelled_canaries(pool_x, pool_y, 60, 10)
     assert "True" not in repr(drawn) and "withheld" in repr(drawn)
-    original = {tuple(row): label for row, label in zip(pool_x, pool_y)}
-    assert all(original[tuple(row)] != label for row, label in zip(drawn.x, drawn.y))  # always a wrong label
+    original = {tuple(row): label for row, label in zip(pool_x, pool_y, strict=True)}
+    assert all(
+        original[tuple(row)] != label for row, label in zip(drawn.x, drawn.y, strict=True)
+    )  # always a wrong label
     x, y = np.zeros((30, 2), np.float32) - 1, np.zeros(30, np.int64)
     x_all, y_all = drawn.training_data(x, y)
     assert len(y_all) == 30 + drawn.included.sum()
@@ -75,7 +77,7 @@ def test_a_dirac_canary_gradient_touches_only_its_own_coordinate_and_real_rows_n
         with tf.GradientTape() as tape:
             value = loss(rows.y[i : i + 1], model(rows.x[i : i + 1]))
         grads = tape.gradient(value, model.trainable_variables)
-        for variable, grad in zip(model.trainable_variables, grads):
+        for variable, grad in zip(model.trainable_variables, grads, strict=True):
             dense = np.zeros(variable.shape) if grad is None else tf.convert_to_tensor(grad).numpy()
             if variable is slot:
                 expected = np.zeros(4)

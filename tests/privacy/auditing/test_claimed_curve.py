@@ -9,8 +9,8 @@ import pytest
 
 from privacy.accounting import DpSgdMechanism
 from privacy.auditing import claimed_curve
-from privacy.auditing.dp_sgd_audit import AuditPlan, audit_mechanism, estimator_for, sound_estimators
 from privacy.auditing.claimed_curve import SampledGaussianClaim
+from privacy.auditing.dp_sgd_audit import AuditPlan, audit_mechanism, estimator_for, sound_estimators
 from privacy.auditing.one_run import audit_one_run, guess_counts
 
 DELTA = 1e-5

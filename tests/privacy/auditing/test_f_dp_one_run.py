@@ -11,8 +11,8 @@ from dp_accounting.pld import pld_privacy_accountant
 from scipy import stats
 
 from privacy.auditing import f_dp_one_run
-from privacy.auditing.f_dp_one_run import gdp_epsilon, parameter_lower_bound, rejects
 from privacy.auditing.claimed_curve import SampledGaussianClaim
+from privacy.auditing.f_dp_one_run import gdp_epsilon, parameter_lower_bound, rejects
 from privacy.auditing.one_run import ESTIMATORS, audit_one_run
 
 

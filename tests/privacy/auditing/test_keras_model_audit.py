@@ -57,7 +57,9 @@ def test_a_callers_model_is_the_one_audited(fault):
     builder = _Builder()
     result = run_dp_sgd_audit(AuditPlan(fault=fault, **PLAN), x, y, build_model=builder)
     [(model, initial)] = builder.models
-    assert len(model.layers) == 3 and any(not np.allclose(a, b) for a, b in zip(initial, model.get_weights()))
+    assert len(model.layers) == 3 and any(
+        not np.allclose(a, b) for a, b in zip(initial, model.get_weights(), strict=True)
+    )
     claims = _claims(result)
     assert result.claims[-1] == pytest.approx(claims, rel=1e-6)
     assert 600 <= result.dataset_size <= 900 and len(result.lower_bound) == PLAN["epochs"]

@@ -15,7 +15,8 @@ def _gradients(model, row: np.ndarray, label: float):
         output = model(row[None, :])
         loss = tf.keras.losses.BinaryCrossentropy()(np.array([[label]], np.float32), output)
     return output.numpy(), {
-        v.name: g.numpy() for v, g in zip(model.trainable_variables, tape.gradient(loss, model.trainable_variables))
+        v.name: g.numpy()
+        for v, g in zip(model.trainable_variables, tape.gradient(loss, model.trainable_variables), strict=True)
     }
 
 

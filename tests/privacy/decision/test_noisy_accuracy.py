@@ -57,7 +57,7 @@ def _hockey_stick(decision: NoisyAccuracy, d: tuple[int, int], d_prime: tuple[in
             for r in (decision.release(*counts, source) for _ in range(DRAWS))
         ]
         values, frequencies = np.unique(projected, return_counts=True)
-        return dict(zip(values.tolist(), (frequencies / DRAWS).tolist()))
+        return dict(zip(values.tolist(), (frequencies / DRAWS).tolist(), strict=True))
 
     p, q = histogram(d, seed=1), histogram(d_prime, seed=2)
     support = set(p) | set(q)

@@ -5,8 +5,13 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from privacy.encrypted import InProcessCluster, InputBounds, UnsupportedModelError  # noqa: E402
-from privacy.encrypted import import_keras_model, simulate  # noqa: E402
+from privacy.encrypted import (  # noqa: E402
+    InProcessCluster,
+    InputBounds,
+    UnsupportedModelError,
+    import_keras_model,
+    simulate,
+)
 from privacy.encrypted.model.activations import SIGMOID_MAX_ERROR  # noqa: E402
 from privacy.encrypted.protocol.client import encode_input  # noqa: E402
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from privacy.encrypted import InputBounds, OutputNotAllowed, ResultRejected, TransportError, import_keras_model
-from privacy.encrypted.model.ring import FixedPoint
 from privacy.encrypted.model.plan import Activation, Architecture, Dense, ModelPlan
+from privacy.encrypted.model.ring import FixedPoint
 from privacy.encrypted.network.certificates import add_client, client_role, create_deployment, revoke_client
 from privacy.encrypted.network.processes import loopback_parties
 from privacy.encrypted.network.remote import RemoteClient
@@ -118,7 +118,7 @@ def test_faulty_clients_get_clear_errors_and_the_parties_keep_serving(tmp_path):
             ) in reply["message"], (what, reply)
         # Wrong input shape sent straight to the parties (the client library would refuse it first).
         socks = [raw_client(deployment, i)[0] for i in range(3)]
-        for sock, (a, b) in zip(socks, share(np.zeros((2, 5), dtype=np.uint64))):
+        for sock, (a, b) in zip(socks, share(np.zeros((2, 5), dtype=np.uint64)), strict=True):
             send_message(sock, {"kind": "predict", "request_id": "r1", "output": "logits"}, [a, b])
         replies = [recv_message(sock, "party")[0] for sock in socks]
         assert all(r["kind"] == "error" and "(batch,) + (4,)" in r["message"] for r in replies)
@@ -144,7 +144,7 @@ def test_servers_enforce_the_release_policy_and_the_input_bounds_whatever_the_cl
 
         def raw_request(x, output, request_id):
             socks = [raw_client(deployment, i)[0] for i in range(3)]
-            for sock, (a, b) in zip(socks, share(FixedPoint().encode(x, what="input"))):
+            for sock, (a, b) in zip(socks, share(FixedPoint().encode(x, what="input")), strict=True):
                 send_message(sock, {"kind": "predict", "request_id": request_id, "output": output}, [a, b])
             return [recv_message(sock, "party", within=10) for sock in socks]
 
@@ -173,7 +173,7 @@ def test_a_half_delivered_request_aborts_the_session_not_the_servers():
             assert time.monotonic() - start < 1 + 1
             # Requests that reached only parties 1 and 2 expire there with an error reply.
             socks = [raw_client(parties.deployment, i)[0] for i in (1, 2)]
-            for sock, (a, b) in zip(socks, share(np.zeros((1, 4), dtype=np.uint64))[1:]):
+            for sock, (a, b) in zip(socks, share(np.zeros((1, 4), dtype=np.uint64))[1:], strict=True):
                 send_message(sock, {"kind": "predict", "request_id": f"lost{run}", "output": "logits"}, [a, b])
             for sock in socks:
                 reply, _ = recv_message(sock, "party", within=10)
@@ -662,7 +662,7 @@ def test_request_ids_belong_to_their_client(tmp_path):
         for i in (1, 2):  # alice's request waits at parties 1 and 2 for its part at party 0
             send_message(alice[i], request, list(mine[i]))
         time.sleep(0.3)
-        for sock, parts in zip(other, theirs):  # the other client, same id, all three parties
+        for sock, parts in zip(other, theirs, strict=True):  # the other client, same id, all three parties
             send_message(sock, request, list(parts))
         replies = [recv_message(sock, "party", within=10) for sock in other]
         assert all(meta["kind"] == "result" and not meta.get("refused") for meta, _ in replies), replies
@@ -759,7 +759,7 @@ def test_a_client_that_queued_many_requests_delays_another_by_about_one_session(
             flood = [raw_client(deployment, i)[0] for i in range(3)]
             start = time.monotonic()
             for k in range(120):
-                for sock, parts in zip(flood, share(FixedPoint().encode(X, what="input"))):
+                for sock, parts in zip(flood, share(FixedPoint().encode(X, what="input")), strict=True):
                     send_message(sock, {"kind": "predict", "request_id": f"q{k}", "output": "logits"}, list(parts))
             time.sleep(0.1)
             asked = time.monotonic()

@@ -24,8 +24,8 @@ from privacy.encrypted import (
 from privacy.encrypted.model.activations import KNOTS, pwl_coefficients
 from privacy.encrypted.model.layers import windows
 from privacy.encrypted.model.plan import Activation, Architecture, Conv2D, Dense, ModelPlan, Pool2D, Reshape
-from privacy.encrypted.protocol.client import encode_input
 from privacy.encrypted.model.ring import as_signed
+from privacy.encrypted.protocol.client import encode_input
 from privacy.encrypted.protocol.shares import reconstruct, share
 
 MODELS = 40

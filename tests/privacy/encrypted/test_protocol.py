@@ -126,7 +126,7 @@ def test_the_test_vectors_modular_arithmetic_and_rotation_are_exact_over_their_w
     for dtype, width in ((np.uint8, 9), (np.int16, 17), (np.uint8, 63)):
         rows = RNG.integers(0, 127, size=(500, width)).astype(dtype)
         offsets = RNG.integers(0, width, size=500)
-        expected = np.stack([np.roll(row, -int(k)) for row, k in zip(rows, offsets)])
+        expected = np.stack([np.roll(row, -int(k)) for row, k in zip(rows, offsets, strict=True)])
         assert np.array_equal(comparison._rotate(rows, offsets), expected)
     assert comparison._rotate(np.zeros((0, 9), np.uint8), np.zeros(0, np.int64)).shape == (0, 9)
 
@@ -380,7 +380,7 @@ def test_rerun_flags_reach_the_client_and_withhold_the_example(monkeypatch):
 
 
 def test_refreshed_weight_shares_are_fresh_and_share_the_same_weights(fixed):
-    from privacy.encrypted.benchmark import reference_plan, reference_bounds
+    from privacy.encrypted.benchmark import reference_bounds, reference_plan
     from privacy.encrypted.in_process import LocalParties
     from privacy.encrypted.protocol.model_shares import share_model
 
@@ -393,7 +393,7 @@ def test_refreshed_weight_shares_are_fresh_and_share_the_same_weights(fixed):
             new = [getattr(m.weights[name], part) for m in refreshed]
             assert np.array_equal(reconstruct([s.a for s in new]), getattr(layer, part))
             assert all(np.array_equal(new[i].b, new[(i + 1) % 3].a) for i in range(3))  # replicated
-            assert not any(np.array_equal(o.a, n.a) for o, n in zip(old, new))  # every component changed
+            assert not any(np.array_equal(o.a, n.a) for o, n in zip(old, new, strict=True))  # every component changed
 
 
 def test_the_memory_estimate_bounds_what_a_party_allocates():

@@ -116,7 +116,11 @@ def test_views_of_two_different_inputs_are_indistinguishable(run_parties, fixed,
         if array.dtype == np.uint8 and array.ndim >= 2:
             by_step.setdefault(step, {}).setdefault(peer, []).append(array)
     pairs = [
-        (x, y) for peers in by_step.values() if len(peers) == 2 for x, y in zip(*peers.values()) if x.shape == y.shape
+        (x, y)
+        for peers in by_step.values()
+        if len(peers) == 2
+        for x, y in zip(*peers.values(), strict=True)
+        if x.shape == y.shape
     ]
     assert pairs or viewer != 0  # party 0 helps the input check's comparisons
     for first, second in pairs:
@@ -144,5 +148,5 @@ def test_the_combined_view_statistics_detect_an_unrotated_sum():
     rows[np.flatnonzero(has_zero), position[has_zero]] = 0
     with pytest.raises(AssertionError):
         combined_looks_uniform(rows[:N], rows[N:])
-    rotated = np.stack([np.roll(r, k) for r, k in zip(rows, rng.integers(0, bits, size=2 * N))])
+    rotated = np.stack([np.roll(r, k) for r, k in zip(rows, rng.integers(0, bits, size=2 * N), strict=True)])
     combined_looks_uniform(rotated[:N], rotated[N:])  # the same with a uniform rotation passes

@@ -138,14 +138,14 @@ def case_custom_loop_with_a_dp_optimizer_is_refused():
     grads = tape.gradient(loss, model.trainable_variables)
     before = [w.copy() for w in model.get_weights()]
     _raises(
-        lambda: optimizer.apply_gradients(zip(grads, model.trainable_variables)),
+        lambda: optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True)),
         "make_private(model)",
         "optimizer.minimize(per_example_losses, variables, tape=tape)",
     )
     with tf.GradientTape() as tape:  # minimize with the tape, but of the batch's mean loss
         loss = tf.reduce_mean(K.losses.sparse_categorical_crossentropy(y, model(x), from_logits=True))
     _raises(lambda: optimizer.minimize(loss, model.trainable_variables, tape=tape), "one loss per example")
-    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
 
 
 def case_sampling_that_ran_must_match_the_accounting():
@@ -226,7 +226,7 @@ def case_a_planned_mechanism_stands_for_its_parts():
             model.fit(x, y, steps_per_epoch=planned.steps, epochs=1, verbose=0)
         by_plan, by_parts = (private_training(model) for model in models)
         assert by_plan.mechanism() == by_parts.mechanism() == planned, (by_plan.mechanism(), planned)
-        for a, b in zip(models[0].get_weights(), models[1].get_weights()):
+        for a, b in zip(models[0].get_weights(), models[1].get_weights(), strict=True):
             assert np.allclose(a, b, rtol=0, atol=1e-6), (a, b)
     # Independently: 4 Poisson-sampled steps at q = 10/40; a microbatch of several examples moves the sum by
     # 2C, so the Gaussian's noise multiplier relative to it is 1.3 / 2.
@@ -366,8 +366,8 @@ def case_array_examples_are_gathered_in_place():
         from_arrays = build((x, y, w), dataset_size=n, seed=7, **kwargs)
         from_dataset = build(tf.data.Dataset.from_tensor_slices((x, y, w)), dataset_size=n, seed=7, **kwargs)
         assert sampling_of(from_arrays) == sampling_of(from_dataset)
-        for a, b in zip(from_arrays.take(5), from_dataset.take(5)):
-            for leaf_a, leaf_b in zip(tf.nest.flatten(a), tf.nest.flatten(b)):
+        for a, b in zip(from_arrays.take(5), from_dataset.take(5), strict=True):
+            for leaf_a, leaf_b in zip(tf.nest.flatten(a), tf.nest.flatten(b), strict=True):
                 assert leaf_a.shape == leaf_b.shape and np.array_equal(leaf_a.numpy(), leaf_b.numpy())
         x["dense"] += 1000.0
         features, labels, weight = next(iter(from_arrays))
@@ -450,7 +450,7 @@ def case_noise_source_draws_independent_standard_normals():
         _assert_uncorrelated(first[i], second[i], ("steps", i))
     replay, _ = draws(7)
     other, _ = draws(8)
-    assert all(np.array_equal(a, b) for a, b in zip(first, replay))
+    assert all(np.array_equal(a, b) for a, b in zip(first, replay, strict=True))
     _assert_uncorrelated(first[0], other[0], "seeds")
 
 

@@ -167,7 +167,7 @@ def case_unclipped_sum_equals_full_gradient():
             got = _clipped(model, x, y, weights, 1e9, jit_compile=jit_compile).sums
             # XLA fuses and reorders float32 reductions: up to ~3e-5 relative seen on the sequence model.
             tolerance = 1e-4 if jit_compile else 1e-5
-            for g, w in zip(got, want):
+            for g, w in zip(got, want, strict=True):
                 np.testing.assert_allclose(
                     g.numpy(),
                     tf.convert_to_tensor(w).numpy(),
@@ -189,7 +189,7 @@ def case_neighbouring_batches_differ_by_at_most_the_clip():
             for removed in (0, 4):
                 weights = tf.tensor_scatter_nd_update(full, [[removed]], [0.0])
                 other = _clipped(model, x, y, weights, clip, microbatches).sums
-                distance = np.sqrt(sum(np.sum((a.numpy() - b.numpy()) ** 2) for a, b in zip(base, other)))
+                distance = np.sqrt(sum(np.sum((a.numpy() - b.numpy()) ** 2) for a, b in zip(base, other, strict=True)))
                 assert distance <= bound * (1 + 1e-6) + 1e-6, (name, microbatches, removed, distance, bound)
 
 
@@ -208,7 +208,7 @@ def case_a_non_finite_example_contributes_nothing():
             without = _clipped(
                 model, x, y, tf.tensor_scatter_nd_update(full, removed, [0.0] * len(removed)), 0.5, microbatches
             )
-            for got, want in zip(bad.sums, without.sums):
+            for got, want in zip(bad.sums, without.sums, strict=True):
                 np.testing.assert_allclose(
                     got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6, err_msg=f"{name}, {microbatches}"
                 )
@@ -332,6 +332,6 @@ def case_a_layer_shared_inside_another_unit_gets_both_paths():
         total = tf.reduce_sum(per_example_loss(model, y, model(x, training=True)))
     want = [tf.convert_to_tensor(g).numpy() for g in tape.gradient(total, model.trainable_variables)]
     got = _clipped(model, x, y, weights, 1e9)
-    for variable, a, b in zip(model.trainable_variables, got.sums, want):
+    for variable, a, b in zip(model.trainable_variables, got.sums, want, strict=True):
         np.testing.assert_allclose(a.numpy(), b, rtol=1e-5, atol=1e-6, err_msg=variable.name)
     np.testing.assert_allclose(got.norms.numpy(), _reference_norms(model, x, y, weights), rtol=1e-5, atol=1e-6)

@@ -35,7 +35,7 @@ def case_two_replicas_clip_per_example_like_one_device():
     mirrored = _train(STRATEGY, x, y, **settings)
     single = _train(tf.distribute.get_strategy(), x, y, **settings)
     assert mirrored.distribute_strategy.num_replicas_in_sync == 2
-    for a, b in zip(mirrored.get_weights(), single.get_weights()):
+    for a, b in zip(mirrored.get_weights(), single.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert private_training(mirrored).steps == 2
 

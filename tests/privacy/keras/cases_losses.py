@@ -77,7 +77,7 @@ def case_several_outputs_and_weighted_losses_train_like_keras():
         np.testing.assert_allclose(per_example_loss(private, targets, predictions).numpy(), expected, rtol=1e-4)
         for model in (reference, private):
             model.fit(x, targets, sample_weight=weights, batch_size=16, epochs=1, shuffle=False, verbose=0)
-        for want, got in zip(reference.get_weights(), private.get_weights()):
+        for want, got in zip(reference.get_weights(), private.get_weights(), strict=True):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=f"named outputs: {named}")
     wrong = _two_outputs(False)
     make_private(wrong, l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=8, dataset_size=16)

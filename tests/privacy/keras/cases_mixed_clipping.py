@@ -80,7 +80,7 @@ def _naive_clipped_sum(model, x, y, clip):
     per_example = [np.reshape(j.numpy(), (j.shape[0], -1)) for j in jacobians]
     norms = np.sqrt(sum(np.sum(g.astype(np.float64) ** 2, axis=1) for g in per_example))
     scale = np.minimum(1.0, clip / norms)
-    return [np.reshape(scale @ g, v.shape) for g, v in zip(per_example, model.trainable_variables)], norms
+    return [np.reshape(scale @ g, v.shape) for g, v in zip(per_example, model.trainable_variables, strict=True)], norms
 
 
 def _traced(step, x, y):
@@ -154,7 +154,7 @@ def _clips_like_naive(model, x, y, xla: bool, label: str = "") -> dict:
         )
         got, decided[jit_compile] = _traced(step, x, y)
         np.testing.assert_allclose(got.norms.numpy(), norms, rtol=1e-4, err_msg=f"{label}XLA {jit_compile}")
-        for g, w in zip(got.sums, want):
+        for g, w in zip(got.sums, want, strict=True):
             np.testing.assert_allclose(g.numpy(), w, rtol=1e-4, atol=1e-5, err_msg=f"{label}XLA {jit_compile}")
     return decided
 
@@ -205,7 +205,7 @@ def case_depthwise_convolution_gradients_match_naive_clipping_over_paddings_stri
             layer_rules._per_example_by_depthwise = rule
         assert bool(used) == expect_depthwise, name
         np.testing.assert_allclose(got.norms.numpy(), norms, rtol=1e-4, err_msg=name)
-        for g, w in zip(got.sums, want):
+        for g, w in zip(got.sums, want, strict=True):
             np.testing.assert_allclose(g.numpy(), w, rtol=1e-4, atol=1e-5, err_msg=name)
 
 
@@ -238,8 +238,10 @@ def case_fit_with_xla_through_a_recurrent_loop_takes_the_steps_it_takes_without(
                 model.jit_compile,
                 [str(w.message) for w in seen if "do not compile with XLA" in str(w.message)],
             )
-        assert max(float(np.abs(a - b).max()) for a, b in zip(start, ran[False][0])) > 1e-3, name  # it trained
-        for a, b in zip(ran[False][0], ran[True][0]):
+        assert max(float(np.abs(a - b).max()) for a, b in zip(start, ran[False][0], strict=True)) > 1e-3, (
+            name
+        )  # it trained
+        for a, b in zip(ran[False][0], ran[True][0], strict=True):
             np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6, err_msg=name)
         compiled, said = ran[True][1:]
         if name == "plain" or TF_KERAS:

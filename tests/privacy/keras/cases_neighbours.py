@@ -559,7 +559,9 @@ def case_a_loaded_model_brings_no_steps_outside_a_ledger():
                 "has already applied 7 steps that no privacy ledger of ppml holds",
                 "make_private",
             )
-            assert not is_private(loaded) and all(np.array_equal(a, b) for a, b in zip(before, loaded.get_weights()))
+            assert not is_private(loaded) and all(
+                np.array_equal(a, b) for a, b in zip(before, loaded.get_weights(), strict=True)
+            )
 
 
 def _shuffle_epsilon(epochs):

@@ -200,7 +200,9 @@ def case_the_drop_in_can_still_be_configured_or_refuses_with_the_fix():
             "compiled with a DP optimizer",
             f"make_private(model, {missing}) before fit",
         )
-        assert not is_private(model) and all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+        assert not is_private(model) and all(
+            np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True)
+        )
     make_private(model, dataset_size=105, expected_batch_size=10, sampling="shuffle", target_delta=1e-3)
     history = model.fit(batches.batch(10, drop_remainder=True), epochs=2, verbose=0)
     expected = (

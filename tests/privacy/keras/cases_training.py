@@ -10,11 +10,10 @@ import numpy as np
 import tensorflow as tf
 from click.testing import CliRunner
 from scipy import stats
+from tensorboard.backend.event_processing import event_accumulator
 
 from pipelines.cli.main import cli
 from privacy.accounting import DpSgdMechanism, UnsupportedAccounting, compute_epsilon
-from tensorboard.backend.event_processing import event_accumulator
-
 from privacy.keras import (
     DPConfigurationError,
     DPKerasSGDOptimizer,
@@ -72,7 +71,7 @@ def case_sigma0_and_huge_clip_equal_the_non_private_update():
         private.compile(optimizer=_sgd(0.3), loss=_scce(), jit_compile=True)
         reference.fit(batches, epochs=1, verbose=0, shuffle=False)
         private.fit(batches, epochs=1, verbose=0, shuffle=False)
-        for want, got in zip(reference.get_weights(), private.get_weights()):
+        for want, got in zip(reference.get_weights(), private.get_weights(), strict=True):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
         assert private_training(private).steps == 2
 
@@ -117,7 +116,9 @@ def case_noise_std_is_sigma_c_over_the_expected_batch_size():
             model.fit(batches, epochs=1, steps_per_epoch=1, verbose=0)
             weights.append(model.get_weights())
         noise = [
-            (before - after).ravel() for step in range(2) for before, after in zip(weights[step], weights[step + 1])
+            (before - after).ravel()
+            for step in range(2)
+            for before, after in zip(weights[step], weights[step + 1], strict=True)
         ]
         update = np.concatenate(noise)
         chi2 = (update.size - 1) * np.var(update, ddof=1) / std**2
@@ -392,7 +393,7 @@ def case_empty_poisson_batches_still_step_and_count():
     before = model.get_weights()
     history = model.fit(x, y, epochs=1, steps_per_epoch=10, verbose=0)
     assert private_training(model).steps == 10
-    assert all(np.any(a != b) for a, b in zip(before, model.get_weights()))
+    assert all(np.any(a != b) for a, b in zip(before, model.get_weights(), strict=True))
     assert all(np.all(np.isfinite(w)) for w in model.get_weights()) and set(history.history) == {"epsilon"}
 
 
@@ -446,7 +447,7 @@ def case_padding_left_out_without_xla_steps_like_every_row_under_xla():
     assert skip_rows == kept_rows and [rows for _, _, rows in others] == [0, 0], (kept_rows, results)
     for weights_, dropped, _ in others:
         assert dropped == skip_dropped > 0, (dropped, skip_dropped)
-        for want, got in zip(weights_, skip_weights):
+        for want, got in zip(weights_, skip_weights, strict=True):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 

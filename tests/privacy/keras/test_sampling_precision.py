@@ -82,8 +82,10 @@ def test_a_seed_alone_reproduces_the_batches_whatever_tensorflows_global_seed(tr
     first = batches(7, global_seed=1, iterations=2)
     for global_seed in (2, 12345, None):
         again = batches(7, global_seed=global_seed, iterations=2)
-        for run, run_again in zip(first, again):
-            for a, b in zip(run, run_again):
+        for run, run_again in zip(first, again, strict=True):
+            for a, b in zip(run, run_again, strict=True):
                 np.testing.assert_array_equal(a, b)
-    assert any(not np.array_equal(a, b) for a, b in zip(first[0], first[1]))  # the second iterator: new batches
-    assert any(not np.array_equal(a, b) for a, b in zip(first[0], batches(8, global_seed=1)[0]))
+    assert any(
+        not np.array_equal(a, b) for a, b in zip(first[0], first[1], strict=True)
+    )  # the second iterator: new batches
+    assert any(not np.array_equal(a, b) for a, b in zip(first[0], batches(8, global_seed=1)[0], strict=True))

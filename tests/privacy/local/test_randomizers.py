@@ -4,12 +4,11 @@ definitions, dp-accounting's view of the same events, and bad input."""
 import itertools
 import math
 
+import dp_accounting
 import numpy as np
 import pytest
-from scipy import stats
-
-import dp_accounting
 from dp_accounting.pld import pld_privacy_accountant
+from scipy import stats
 
 from privacy.local import (
     GeneralizedRandomizedResponse,
@@ -121,7 +120,7 @@ def test_worst_case_ratio_of_report_probabilities_is_the_stated_epsilon(epsilon)
     keep, other = math.exp(epsilon) / (math.exp(epsilon) + g - 1), 1 / (math.exp(epsilon) + g - 1)
     rng = np.random.default_rng(5)
     worst = 0.0
-    for a, b in zip(rng.integers(1, HASH_PRIME, 50), rng.integers(0, HASH_PRIME, 50)):
+    for a, b in zip(rng.integers(1, HASH_PRIME, 50), rng.integers(0, HASH_PRIME, 50), strict=True):
         hashed = ((int(a) * np.arange(6) + int(b)) % HASH_PRIME) % g
         probs = np.where(hashed[:, None] == np.arange(g)[None, :], keep, other)  # (value, y)
         worst = max(worst, (probs.max(axis=0) / probs.min(axis=0)).max())

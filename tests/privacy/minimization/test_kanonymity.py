@@ -39,7 +39,7 @@ def test_mondrian_generalization_reaches_k_and_covers_the_original_values(record
     assert len(out) == len(records)
     assert pd.DataFrame(out).groupby(QI).size().min() >= k
     assert kanonymity_report(out, QI, target_k=k).meets_target
-    for before, after in zip(records, out):
+    for before, after in zip(records, out, strict=True):
         lo, _, hi = after["age"].strip("[]").partition(", ")
         assert int(lo) <= before["age"] <= int(hi or lo)
         assert str(before["zip3"]) in after["zip3"].split("|") and before["gender"] in after["gender"].split("|")
@@ -117,7 +117,7 @@ def test_mondrian_generalizes_every_record_with_missing_values(records, k):
     noisy = _with_missing(records)
     out = mondrian_generalize(noisy, QI, k)
     assert len(out) == len(noisy) and kanonymity_report(out, QI, target_k=k).meets_target
-    for before, after in zip(noisy, out):
+    for before, after in zip(noisy, out, strict=True):
         labels = after["age"].split("|")
         if not isinstance(before.get("age"), int):
             assert labels[0] == MISSING_LABEL

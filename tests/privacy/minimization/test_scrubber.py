@@ -30,7 +30,7 @@ def measured(tickets):
     records, spans = tickets
     scrubber = Scrubber(TICKETS)
     recall, precision = collections.defaultdict(lambda: [0, 0]), collections.defaultdict(lambda: [0, 0])
-    for record, truth in zip(records, spans):
+    for record, truth in zip(records, spans, strict=True):
         known = {"CUSTOMER_NAME": record["customer_name"], "EMAIL": record["email"]}
         found = scrubber.detect(record["ticket_text"], known)
         covered = {i for r in found for i in range(r.start, r.end)}
@@ -70,7 +70,9 @@ def test_precision_per_detected_type(measured):
 
 
 def _pii_values(records, spans):
-    return {r["ticket_text"][s:e] for r, truth in zip(records, spans) for s, e, t in truth if t != "LOCATION"}
+    return {
+        r["ticket_text"][s:e] for r, truth in zip(records, spans, strict=True) for s, e, t in truth if t != "LOCATION"
+    }
 
 
 @pytest.mark.parametrize("operator", ["redact", "mask", "replace", "hash"])
@@ -81,7 +83,7 @@ def test_scrubbed_records_hold_no_detected_value_and_drop_identifying_columns(ti
         ScrubSettings(columns=(("ticket_text", operator),), drop_columns=pii_tickets.IDENTIFYING_COLUMNS)
     )
     out = [scrubber.scrub_record(r) for r in records]
-    assert all(set(o) == set(r) - set(pii_tickets.IDENTIFYING_COLUMNS) for o, r in zip(out, records))
+    assert all(set(o) == set(r) - set(pii_tickets.IDENTIFYING_COLUMNS) for o, r in zip(out, records, strict=True))
     text = "\n".join(o["ticket_text"] for o in out)
     leaked = [v for v in _pii_values(records, spans) if v in text]
     assert not leaked

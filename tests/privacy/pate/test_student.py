@@ -49,6 +49,7 @@ def blobs(seed=0, n=1000, classes=4, dim=8):
 def test_with_few_answered_labels_self_training_beats_the_supervised_student_and_labels_only_unanswered_rows():
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "0")
     import scipy.special
+
     from privacy.pate import keras_training as kt
 
     x, y = blobs()

@@ -72,7 +72,7 @@ def test_tree_histogram_moves_all_levels_by_at_most_its_sensitivity(adjacency, b
     [component] = mechanism.components
     for d, d_prime in _neighbours(DATA, adjacency):
         levels = [mechanism.release(mechanism.accumulate(x), noise.ZeroNoise()) for x in (d, d_prime)]
-        change = math.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(*levels)))
+        change = math.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(*levels, strict=True)))
         assert change <= component.sensitivity * (1 + 1e-12)
     assert component.sensitivity == 2 * math.sqrt(
         (1 if adjacency is Adjacency.ADD_REMOVE else 2) * (mechanism.height + 1)
