@@ -95,7 +95,8 @@ def box_muller(u) -> tf.Tensor:
     sqrt(-2 ln eps^2) (7.99 in float32, 12.0 in float64); the angle is 2 pi u[2].
     """
     eps = float(np.finfo(u.dtype.as_numpy_dtype).eps)
-    radius = tf.sqrt(-2.0 * tf.math.log((1.0 - u[0]) - eps * u[1]))
+    w = tf.maximum((1.0 - u[0]) - eps * u[1], eps * eps)  # the floor only binds if a backend returned u = 1
+    radius = tf.sqrt(-2.0 * tf.math.log(w))
     angle = (2.0 * math.pi) * u[2]
     return tf.concat([radius * tf.cos(angle), radius * tf.sin(angle)], 0)
 
