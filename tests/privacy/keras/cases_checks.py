@@ -478,6 +478,13 @@ def case_box_muller_tails_reach_eight_sigma():
         assert z.max() >= np.sqrt(-2 * np.log(eps**2)) * (1 - 1e-6), (dtype, z.max())
 
 
+def case_box_muller_stays_finite_if_a_backend_returns_one():
+    """A uniform of exactly 1 (outside what TensorFlow's CPU and XLA kernels draw) gives the largest radius, not NaN."""
+    for dtype, eps in ((tf.float32, 2.0**-23), (tf.float64, 2.0**-52)):
+        z = box_muller(tf.constant([[1.0, 1.0], [0.0, 0.5], [0.0, 0.0]], dtype)).numpy()
+        np.testing.assert_allclose(z[:2], np.sqrt(-2 * np.log(eps**2)), rtol=1e-6, err_msg=str(dtype))
+
+
 def case_noise_under_xla_is_the_same_sampler():
     """Under ``jit_compile=True`` the noise is the two-uniform Box-Muller draw too (7.99 sigma, not 5.68).
 
