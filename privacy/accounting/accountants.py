@@ -19,6 +19,7 @@ import numpy as np
 from dp_accounting import dp_event
 from dp_accounting.rdp import rdp_privacy_accountant
 
+from privacy import validation
 from privacy.accounting.events import event_from_json, event_to_json
 from privacy.accounting.pld_grid import PLD_VALUE_DISCRETIZATION_INTERVAL, grid_reason
 
@@ -215,13 +216,18 @@ def epsilon_of(
 
     Memoised in this process (the `EPSILON_MEMO_SIZE` latest): each (event, delta, accountant, relation, group
     size) is composed once, however often a ledger is loaded, split into parts or reported. The key holds the
-    event's JSON form (`event_to_json`: its class and every field, floats exactly) and the figure is composed from
-    the event read back from that key, so a memoised figure is always the one of the events asked about. Events
-    without a JSON form (e.g. numpy integers in a field) are composed every time.
+    event's JSON form (`event_to_json`: its class name and every field, floats exactly) and the figure is composed
+    from the event read back from that key; an event is memoised only where that read-back equals it (the same
+    dp_event classes, the same fields), so a memoised figure is always the one of the events asked about. Other
+    events (a class of another module, even one named like a dp_event class; numpy integers in a field) are
+    composed every time.
     """
-    kind, relation, group_size = AccountantKind(accountant), NeighboringRelation(relation), int(group_size)
+    kind, relation = AccountantKind(accountant), NeighboringRelation(relation)
+    group_size = validation.integer("group_size", group_size, minimum=1)
     try:
         key = json.dumps(event_to_json(event), sort_keys=True)
+        if event_from_json(json.loads(key)) != event:  # attrs equality: same classes, same fields
+            raise ValueError("not read back as itself")
     except (TypeError, ValueError):
         return _composed_epsilon(event, float(target_delta), kind, relation, group_size)
     return _memoised_epsilon(key, float(target_delta), kind, relation, group_size)
