@@ -13,6 +13,7 @@ import importlib.metadata
 import json
 import logging
 import math
+import threading
 
 import dp_accounting
 import numpy as np
@@ -107,6 +108,8 @@ class _RdpOrderExcluded(logging.Filter):
 
 
 _RDP_ORDER_EXCLUDED = _RdpOrderExcluded()
+_COMPOSING = 0  # RDP compositions running now, in all threads
+_COMPOSING_LOCK = threading.Lock()
 
 
 class CheckedRdpAccountant(dp_accounting.rdp.RdpAccountant):
@@ -115,14 +118,18 @@ class CheckedRdpAccountant(dp_accounting.rdp.RdpAccountant):
     the absl logger while composing only)."""
 
     def _maybe_compose(self, event: dp_event.DpEvent, count: int, do_compose: bool):
+        global _COMPOSING
         absl = logging.getLogger("absl")
-        if _RDP_ORDER_EXCLUDED in absl.filters:  # a nested or concurrent composition already holds it
-            return super()._maybe_compose(event, count, do_compose)
-        absl.addFilter(_RDP_ORDER_EXCLUDED)
+        with _COMPOSING_LOCK:  # on while any composition, nested or in another thread, runs
+            _COMPOSING += 1
+            absl.addFilter(_RDP_ORDER_EXCLUDED)
         try:
             return super()._maybe_compose(event, count, do_compose)
         finally:
-            absl.removeFilter(_RDP_ORDER_EXCLUDED)
+            with _COMPOSING_LOCK:
+                _COMPOSING -= 1
+                if not _COMPOSING:
+                    absl.removeFilter(_RDP_ORDER_EXCLUDED)
 
     def get_epsilon_and_optimal_order(self, target_delta: float) -> tuple[float, float]:
         return rdp_epsilon(self._orders, self._rdp, target_delta)
