@@ -20,7 +20,7 @@ from typing import Any
 from dp_accounting import dp_event
 
 from privacy import validation
-from privacy.accounting import AccountantKind, epsilon_of
+from privacy.accounting import AccountantKind, UnsupportedAccounting, epsilon_of
 from privacy.preprocessing.noise import NoiseSource
 
 MECHANISM = "noisy-accuracy"
@@ -65,12 +65,16 @@ class NoisyAccuracy:
 
     @classmethod
     def calibrate(cls, epsilon: float, delta: float, group_size: int = 1) -> "NoisyAccuracy":
-        """The least noise (within 0.1%) whose release alone spends at most ``epsilon`` at ``delta`` (PLD)."""
+        """The least noise (within 0.1%) whose release alone spends at most ``epsilon`` at ``delta`` (PLD); for
+        epsilons past what PLD's grid guard lets it compose (thousands), the least noise it composes."""
         validation.positive("the push decision's epsilon", epsilon, error=DecisionError)
         validation.probability("the push decision's delta", delta, error=DecisionError)
 
-        def spent(sigma: float) -> float:
-            return epsilon_of(dp_event.GaussianDpEvent(sigma), target_delta=delta, accountant=AccountantKind.PLD)
+        def spent(sigma: float) -> float:  # inf where PLD is not asked (its grid guard): more noise is tried
+            try:
+                return epsilon_of(dp_event.GaussianDpEvent(sigma), target_delta=delta, accountant=AccountantKind.PLD)
+            except UnsupportedAccounting:
+                return math.inf
 
         low, high = 1e-2, 1.0
         while spent(high) > epsilon:

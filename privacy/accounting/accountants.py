@@ -13,6 +13,7 @@ import importlib.metadata
 import json
 import logging
 import math
+import threading
 
 import dp_accounting
 import numpy as np
@@ -107,6 +108,8 @@ class _RdpOrderExcluded(logging.Filter):
 
 
 _RDP_ORDER_EXCLUDED = _RdpOrderExcluded()
+_COMPOSING = 0  # RDP compositions running now, in all threads
+_COMPOSING_LOCK = threading.Lock()
 
 
 class CheckedRdpAccountant(dp_accounting.rdp.RdpAccountant):
@@ -115,14 +118,18 @@ class CheckedRdpAccountant(dp_accounting.rdp.RdpAccountant):
     the absl logger while composing only)."""
 
     def _maybe_compose(self, event: dp_event.DpEvent, count: int, do_compose: bool):
+        global _COMPOSING
         absl = logging.getLogger("absl")
-        if _RDP_ORDER_EXCLUDED in absl.filters:  # a nested or concurrent composition already holds it
-            return super()._maybe_compose(event, count, do_compose)
-        absl.addFilter(_RDP_ORDER_EXCLUDED)
+        with _COMPOSING_LOCK:  # on while any composition, nested or in another thread, runs
+            _COMPOSING += 1
+            absl.addFilter(_RDP_ORDER_EXCLUDED)
         try:
             return super()._maybe_compose(event, count, do_compose)
         finally:
-            absl.removeFilter(_RDP_ORDER_EXCLUDED)
+            with _COMPOSING_LOCK:
+                _COMPOSING -= 1
+                if not _COMPOSING:
+                    absl.removeFilter(_RDP_ORDER_EXCLUDED)
 
     def get_epsilon_and_optimal_order(self, target_delta: float) -> tuple[float, float]:
         return rdp_epsilon(self._orders, self._rdp, target_delta)
@@ -215,13 +222,18 @@ def epsilon_of(
 
     Memoised in this process (the `EPSILON_MEMO_SIZE` latest): each (event, delta, accountant, relation, group
     size) is composed once, however often a ledger is loaded, split into parts or reported. The key holds the
-    event's JSON form (`event_to_json`: its class and every field, floats exactly) and the figure is composed from
-    the event read back from that key, so a memoised figure is always the one of the events asked about. Events
-    without a JSON form (e.g. numpy integers in a field) are composed every time.
+    event's JSON form (`event_to_json`: its class name and every field, floats exactly) and the figure is composed
+    from the event read back from that key; an event is memoised only where that read-back equals it (the same
+    dp_event classes, the same fields), so a memoised figure is always the one of the events asked about. Other
+    events (a class of another module, even one named like a dp_event class; numpy integers in a field) are
+    composed every time.
     """
-    kind, relation, group_size = AccountantKind(accountant), NeighboringRelation(relation), int(group_size)
+    kind, relation = AccountantKind(accountant), NeighboringRelation(relation)
+    group_size = validation.integer("group_size", group_size, minimum=1)
     try:
         key = json.dumps(event_to_json(event), sort_keys=True)
+        if event_from_json(json.loads(key)) != event:  # attrs equality: same classes, same fields
+            raise ValueError("not read back as itself")
     except (TypeError, ValueError):
         return _composed_epsilon(event, float(target_delta), kind, relation, group_size)
     return _memoised_epsilon(key, float(target_delta), kind, relation, group_size)

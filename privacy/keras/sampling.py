@@ -436,11 +436,11 @@ def _seed_pairs(seed):
     key = tf.constant(seed, tf.int64)
     streams = tf.Variable(-1, dtype=tf.int64, trainable=False, name="ppml_sampling_streams")
 
-    def pair(step):  # a sequential map: an iterator's first element takes its stream before any other is drawn
-        stream = tf.cond(tf.equal(step, 0), lambda: streams.assign_add(1), lambda: tf.identity(streams))
-        return tf.random.experimental.stateless_fold_in(tf.stack([key, stream]), step)
+    def pair(stream, step):  # the scan's state is the iterator's own: its stream, taken at its first element
+        stream = tf.cond(stream < 0, lambda: streams.assign_add(1), lambda: stream)
+        return stream, tf.random.experimental.stateless_fold_in(tf.stack([key, stream]), step)
 
-    return tf.data.Dataset.counter().map(pair)
+    return tf.data.Dataset.counter().scan(tf.constant(-1, tf.int64), pair)
 
 
 def _permuted(values, seed_pair, stream: int):

@@ -1,5 +1,6 @@
 """`epsilon_of` composes each (events, delta, accountant) once per process, and never answers for other events."""
 
+import attr
 import dp_accounting as dpa
 import pytest
 
@@ -80,3 +81,28 @@ def test_group_size_and_relation_are_part_of_the_key():
     direct = dpa.pld.PLDAccountant(dpa.NeighboringRelation.REPLACE_ONE, value_discretization_interval=1e-4)
     assert replace == pytest.approx(direct.compose(event).get_epsilon(1e-5), rel=1e-12) and replace > one
     assert epsilon_of(event, target_delta=1e-5, accountant="pld", group_size=2) > 2 * one
+
+
+@attr.define(frozen=True)
+class _OwnGaussian(dpa.GaussianDpEvent):
+    """A Gaussian event class of another module: dp-accounting composes it as a Gaussian."""
+
+
+@attr.define(frozen=True)
+class LaplaceDpEvent(dpa.GaussianDpEvent):  # noqa: N801 - a Gaussian named like dp_event's Laplace class
+    """A Gaussian whose class name is dp_event's Laplace event's: keyed by name, it would be read back a Laplace."""
+
+
+@pytest.mark.parametrize("cls", [_OwnGaussian, LaplaceDpEvent])
+def test_events_of_classes_outside_dp_event_get_their_own_epsilon(cls):
+    event = cls(10.0)
+    expected = _pld(event)  # dp-accounting composes it as the Gaussian it is
+    assert expected == pytest.approx(_pld(dpa.GaussianDpEvent(10.0)), rel=1e-12)
+    assert epsilon_of(event, target_delta=1e-5, accountant="pld") == pytest.approx(expected, rel=1e-12)
+    assert epsilon_of(event, target_delta=1e-5, accountant="pld") == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("group_size", [1.9, 0, "2"])
+def test_a_group_size_that_is_not_a_positive_integer_is_refused_not_truncated(group_size):
+    with pytest.raises(ValueError, match="group_size"):
+        epsilon_of(dpa.GaussianDpEvent(3.0), target_delta=1e-5, accountant="pld", group_size=group_size)

@@ -35,3 +35,38 @@ def test_other_absl_warnings_still_pass(caplog):
     from privacy.accounting.accountants import _RdpOrderExcluded
 
     assert _RdpOrderExcluded().filter(logging.LogRecord("absl", logging.WARNING, "", 0, "another warning", None, None))
+
+
+def test_a_composition_in_another_thread_keeps_the_filter_until_it_ends(caplog, monkeypatch):
+    """Thread A starts composing, B starts while A holds the filter, A ends, then B logs the excluded-order
+    warning: it is still dropped (the filter stays while any composition runs) and removed after both."""
+    import threading
+
+    caplog.set_level(logging.WARNING, logger="absl")
+    a_inside, b_inside, a_done = threading.Event(), threading.Event(), threading.Event()
+
+    def compose(self, event, count, do_compose):
+        if threading.current_thread().name == "A":
+            a_inside.set()
+            b_inside.wait(10)
+        else:
+            b_inside.set()
+            a_done.wait(10)
+            logging.getLogger("absl").warning(EXCLUDED + " (from B)")
+
+    monkeypatch.setattr(dpa.rdp.RdpAccountant, "_maybe_compose", compose)
+
+    def run_a():
+        accountants.make_accountant("rdp").compose(STEP)
+        a_done.set()
+
+    a = threading.Thread(target=run_a, name="A")
+    b = threading.Thread(target=lambda: accountants.make_accountant("rdp").compose(STEP), name="B")
+    a.start()
+    assert a_inside.wait(10)
+    b.start()
+    a.join(10)
+    b.join(10)
+    assert a_done.is_set() and not a.is_alive() and not b.is_alive()
+    assert _excluded(caplog) == []
+    assert logging.getLogger("absl").filters == []

@@ -95,3 +95,19 @@ def test_bad_counts_and_settings_are_refused_naming_the_value():
         NoisyAccuracy.calibrate(0, DELTA)
     with pytest.raises(DecisionError, match="std must be a finite number > 0, got nan"):
         NoisyAccuracy(std=float("nan"))
+
+
+def test_an_epsilon_past_plds_grid_guard_calibrates_to_noise_pld_composes(monkeypatch):
+    """Where the least noise lies below what ppml's PLD grid guard lets PLD compose (here the guard lowered to 1e6
+    values, noise about 0.11, to keep the test fast; by default epsilons in the thousands), the search takes more
+    noise instead of letting the refusal out, and dp-accounting's PLD confirms it spends at most the epsilon."""
+    from privacy.accounting import accountants, pld_grid
+
+    monkeypatch.setattr(pld_grid, "PLD_MAX_GRID_VALUES", 10**6)
+    accountants._memoised_epsilon.cache_clear()
+    relation = dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE
+    sigma = NoisyAccuracy.calibrate(100.0, DELTA).noise_multiplier
+    accountants._memoised_epsilon.cache_clear()
+    assert pld_grid.grid_reason(dp_event.GaussianDpEvent(sigma), relation) is None
+    assert pld_grid.grid_reason(dp_event.GaussianDpEvent(sigma / 1.002), relation) is not None
+    assert _pld_epsilon(sigma) <= 100.0

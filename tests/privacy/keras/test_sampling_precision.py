@@ -89,3 +89,28 @@ def test_a_seed_alone_reproduces_the_batches_whatever_tensorflows_global_seed(tr
         not np.array_equal(a, b) for a, b in zip(first[0], first[1], strict=True)
     )  # the second iterator: new batches
     assert any(not np.array_equal(a, b) for a, b in zip(first[0], batches(8, global_seed=1)[0], strict=True))
+
+
+def test_interleaved_iterators_of_one_seeded_dataset_keep_their_own_streams():
+    """A second iterator opened while the first is still drawing takes the next stream; the first keeps its own
+    (its batches are those of the first iterator of a fresh dataset of the same seed), so no two share a batch."""
+    x = np.arange(200, dtype=np.int32)
+
+    def dataset():
+        return poisson_batches((x, x), dataset_size=200, expected_batch_size=10, seed=7)
+
+    def batch(element):
+        f, _, w = element
+        return w.numpy().astype(bool) * f.numpy()
+
+    alone = [batch(b) for b in dataset().take(8)]
+    shared = dataset()
+    first = iter(shared)
+    a = [batch(next(first)) for _ in range(2)]
+    second = iter(shared)
+    b = [batch(next(second)) for _ in range(2)]
+    a += [batch(next(first)) for _ in range(6)]
+    b += [batch(next(second)) for _ in range(6)]
+    for mine, expected in zip(a, alone, strict=True):
+        np.testing.assert_array_equal(mine, expected)
+    assert not any(np.array_equal(p, q) for p, q in zip(a, b, strict=True))
