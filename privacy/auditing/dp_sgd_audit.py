@@ -48,8 +48,8 @@ DIVERGED = "training diverged (non-finite weights or canary scores): lower learn
 @dataclasses.dataclass(frozen=True)
 class AuditPlan:
     """Everything one audit run needs, validated once. The defaults are `ppml audit`'s (README, "`ppml audit`"):
-    white-box, 10,000 canaries, every row in every step (sampling rate 1: on digits N = 1,347 + 10,000 rows), sigma
-    2, 4 steps, so mu = sqrt(4) / 2 = 1 as accounted (claimed epsilon about 4.38 by PLD at delta 1e-5), bounded
+    white-box, 10,000 canaries, every row in every step (sampling probability 1: on digits N = 1,347 + 10,000 rows),
+    sigma 2, 4 steps, so mu = sqrt(4) / 2 = 1 as accounted (claimed epsilon about 4.38 by PLD at delta 1e-5), bounded
     with "f-dp-gaussian": "clip-2x" (mu 2) is refuted there. The former Poisson defaults (2,000 canaries,
     batch_size 1,200 of about 2,350 rows, sigma 6.5, 5 epochs: claim about 0.96) catch "no-noise" and "clip-4x"
     only.
@@ -59,7 +59,7 @@ class AuditPlan:
         score = minus loss).
       num_canaries: m, canaries drawn (each included with probability 1/2).
       epochs: training epochs (Poisson-sampled steps of expected size `batch_size`).
-      batch_size: expected batch size B of Poisson sampling; None: every row in every step (sampling rate 1),
+      batch_size: expected batch size B of Poisson sampling; None: every row in every step (sampling probability 1),
         white-box only: the run is then fixed-size (an excluded canary stays as a row of zeros, `run_dp_sgd_audit`'s
         fixed_size) and B = N = n + m whatever the bits.
       l2_norm_clip: C.

@@ -3,7 +3,7 @@
 `dp_sgd_audit.audit_mechanism` trains ppml's built-in audit model through `make_private`; `audit_full_batch_step`
 trains the model a trainer builds (``build()``: [batch, d] features to [batch, 1] sigmoid probabilities) wrapped in
 a Dirac slot (`sigmoid_canaries`), through the trainer's own fit (``fit(model, x, y, mechanism)``: its compile,
-optimizer, loss, `make_private` call and step loop), for one step at sampling rate 1 on n zero stand-in rows plus
+optimizer, loss, `make_private` call and step loop), for one step at sampling probability 1 on n zero stand-in rows plus
 m canaries (N = n + m rows whatever the inclusion bits: an excluded canary stays as one more zero row). After the
 fit it checks what ran: the model must have been made private by `make_private` at exactly the requested mechanism
 (N, B = N, the declared sigma, one Poisson step, add/remove) and clip norm, else ValueError naming what ran. The

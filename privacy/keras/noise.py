@@ -10,12 +10,12 @@ same transform one element at a time (benchmarks/README.md). One float32 uniform
 would cut the noise at |z| <= 5.65 (the kernel: 5.68): a record whose clipped gradient lies in one coordinate
 would then be exposed with probability P(N > 5.65 - 1/sigma) per step, outside any epsilon. So w = 1 - u0 -
 eps u1 is built from two uniforms (eps = 2^-23 in float32, 2^-52 in float64): |z| <= 7.99 in float32 (exposure
-P(N > 7.99 - 1/sigma), 1.4e-12 at sigma 1) and 12.0 in float64. XLA runs the same ops: its own
-`stateless_normal` gave the kernel's draws in a check, so it cuts at 5.68 too. Stateless ops avoid XLA's slow
-compilation of the generator's own `normal` (benchmarks/README.md). By default the generator is seeded from
-``seed`` (reproducible runs) or from TensorFlow's non-deterministic source. With ``secure=True`` its 192-bit
-state (key and counter) is drawn from the operating system's CSPRNG (`os.urandom`) and user seeds are refused,
-so noise cannot be replayed from a guessable seed.
+P(N > 7.99 - 1/sigma), 1.4e-12 at sigma 1) and 12.0 in float64. XLA runs the same ops, so the cut is the
+same there (XLA's own `stateless_normal`, not used, gave the kernel's draws in a check and cuts at 5.68).
+Stateless ops avoid XLA's slow compilation of the generator's own `normal` (benchmarks/README.md). By default
+the generator is seeded from ``seed`` (reproducible runs) or from TensorFlow's non-deterministic source. With
+``secure=True`` its 192-bit state (key and counter) is drawn from the operating system's CSPRNG (`os.urandom`) and
+user seeds are refused, so noise cannot be replayed from a guessable seed.
 
 Under `tf.distribute` strategies every replica draws noise but only replica 0's is kept: the optimizer
 sums gradients across replicas, so the global sum receives exactly one draw of std ``sigma * C``.

@@ -4,7 +4,8 @@ ledger, each checked against the epsilon ppml claims for that run.
 Two checks run together (`audit_checks`), each failing the gate on its own:
 
 * `NAME` ("privacy_audit", `audit_check`): a copy of the Trainer's run (its n rows, sampling probability, C, sigma and T
-  Poisson steps) with M white-box canaries, bounded by the f-DP bound with the (eps, delta) trade-off curve. It tests
+  Poisson steps) with M white-box canaries, bounded by the f-DP bound (`dp_sgd_audit.estimator_for`: the
+  (eps, delta) trade-off curve, or the mu-GDP curve for a Trainer run at sampling probability 1). It tests
   the claim of the run as the Trainer ran it, but at the bundled pipeline's q 0.08 over about 183 steps a one-run
   audit has too little power to catch a clip at 2C.
 * `IMPLEMENTATION_NAME` ("implementation_audit", `implementation_check`): ONE full-batch step (sampling probability
