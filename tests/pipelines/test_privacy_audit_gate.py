@@ -408,3 +408,15 @@ print(spec.gate_settings(eval_config(min_accuracy=None, epsilon_budget=2.0, max_
       spec.gate_settings(eval_config(min_accuracy=None, epsilon_budget=2.0, max_membership_auc=0.6)).audit_canaries)
 """
     assert python_subprocess(code, legacy_keras=True).stdout.split()[-2:] == ["700", "None"]
+
+
+def test_above_about_5000_rows_the_implementation_check_takes_the_most_canaries_its_step_may_hold():
+    """10,000 canaries up to about 5,000 training rows; above, the most m with (n + m) m slot gradients within
+    `MAX_SLOT_GRADIENTS` (so `check_data` runs the step instead of refusing every large run)."""
+    from privacy.auditing.canaries import MAX_SLOT_GRADIENTS
+
+    assert canary_audit.implementation_canaries(389) == canary_audit.IMPLEMENTATION_CANARIES == 10_000
+    assert canary_audit.implementation_canaries(5_000) == 10_000
+    for rows in (5_001, 60_000, 1_000_000):
+        m = canary_audit.implementation_canaries(rows)
+        assert m < 10_000 and (rows + m) * m <= MAX_SLOT_GRADIENTS < (rows + m + 1) * (m + 1), rows

@@ -36,11 +36,13 @@ itself (its data loading and export; README, "The privacy audit", says why).
 from __future__ import annotations
 
 import importlib
+import math
 from typing import Any, Callable
 
 from pipelines import privacy_ledger
 from privacy.accounting import DpSgdMechanism, Sampling
 from privacy.auditing import dp_sgd_audit
+from privacy.auditing.canaries import MAX_SLOT_GRADIENTS
 from privacy.auditing.one_run import DEFAULT_CONFIDENCE, largest_bound
 
 NAME = "privacy_audit"
@@ -51,7 +53,17 @@ IMPLEMENTATION_CANARIES = 10_000
 """Canaries of the implementation check. In idealised one-step audits (the exact scores the slot sees, 200 seeds,
 delta 1e-5) 10,000 catch a 2C clip in 185 of 200 at sigma 3.02, 193 at 2.5 and 100 of 100 at 2; measured through
 `make_private` (385 stand-in rows, sigma 3.02, on the shared 2-core AMD EPYC at load 3 to 6): 7 s and 2.2 GB peak
-memory, against 41 s and 6.6 GB for 20,000 (the step holds N x m per-example slot gradients)."""
+memory, against 41 s and 6.6 GB for 20,000 (the step holds N x m per-example slot gradients). Fewer above about
+5,000 training rows: `implementation_canaries`."""
+
+
+def implementation_canaries(rows: int) -> int:
+    """The implementation check's canaries for a run of ``rows`` training rows: `IMPLEMENTATION_CANARIES`, or the
+    most canaries m whose one step of rows + m rows holds at most `MAX_SLOT_GRADIENTS` slot gradients ((rows + m) m;
+    fewer canaries above about 5,000 rows, so less power; too few for an audit fails the check closed)."""
+    fits = (math.isqrt(rows * rows + 4 * MAX_SLOT_GRADIENTS) - rows) // 2
+    return min(IMPLEMENTATION_CANARIES, fits)
+
 
 HOOKS = ("build_model", "fit_private")
 """The audit hooks a DP Trainer module may export for the implementation check: ``build_model(hp)``, a fresh model of
@@ -98,19 +110,24 @@ def implementation_check(ledger: privacy_ledger.PrivacyLedger | None) -> tuple[d
     not run)."""
     try:
         hooks = trainer_hooks(ledger)
-    except ValueError as err:
+        rows = ledger.dp_sgd_mechanism().dataset_size if _is_dp_sgd(ledger) else 0
+    except (ValueError, privacy_ledger.LedgerError) as err:
         return _cannot_reproduce(IMPLEMENTATION_NAME, err), None
     return _audit(
         IMPLEMENTATION_NAME,
         ledger,
         full_batch_step,
-        IMPLEMENTATION_CANARIES,
+        implementation_canaries(rows),
         _ppml_model if hooks is None else _own_training(*hooks),
         PPML_MODEL if hooks is None else f"{hooks[0].__name__} ({', '.join(HOOKS)}), the trainer module's own",
         what="one full-batch step (sampling probability 1) at the Trainer's C and sigma with its canaries",
         refutes="DP-SGD as trained at the Trainer's C and sigma does not give the epsilon ppml's accountant claims "
         "for that step, so the training part's epsilon is not to be trusted",
     )
+
+
+def _is_dp_sgd(ledger: privacy_ledger.PrivacyLedger | None) -> bool:
+    return ledger is not None and ledger.mechanism == privacy_ledger.DP_SGD
 
 
 def full_batch_step(mechanism: DpSgdMechanism) -> DpSgdMechanism:
