@@ -49,7 +49,7 @@ import subprocess
 import sys
 import time
 
-from results_io import write_results
+from results_io import step_timings, write_results
 
 TARGETS = {"mlp": 1.5, "cnn": 2.0}  # fixed batches; Poisson within 10 % of them (benchmarks/README.md, dp_sgd_speed.py)
 ANCHORS = {"mlp": 4.3, "cnn": 9.5}  # TF Privacy's best ratios on this machine kind, Nov 2026 (benchmarks/README.md)
@@ -187,17 +187,7 @@ def worker(spec: dict) -> dict:
         model.fit(xs, ys, batch_size=BATCH, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[StepClock()])
     else:
         model.fit(batches, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[StepClock()])
-    import resource
-
-    times = np.diff(ends[spec["warmup"] - 1 :]) * 1000
-    cpu_times = np.diff(cpu_ends[spec["warmup"] - 1 :]) * 1000
-    return {
-        "ms_per_step": float(np.median(times)),
-        "ms_per_step_mean": float(np.mean(times)),
-        "cpu_ms_per_step": float(np.median(cpu_times)),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "data_mb": data_mb,
-    }
+    return step_timings(ends, cpu_ends, spec["warmup"], data_mb)
 
 
 def run_worker(python: str, spec: dict, env_extra: dict | None = None) -> dict:

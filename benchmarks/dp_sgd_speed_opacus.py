@@ -11,8 +11,9 @@ with OMP_WAIT_POLICY=PASSIVE unless set: with OpenMP's default spinning, torch's
 
 from __future__ import annotations
 
-import resource
 import time
+
+from results_io import step_timings
 
 
 def build_model(nn, name):
@@ -74,12 +75,4 @@ def worker(spec: dict, batch: int) -> dict:
         optimizer.step()
         ends.append(time.perf_counter())
         cpu_ends.append(time.process_time())
-    times = np.diff(ends[spec["warmup"] - 1 :]) * 1000
-    cpu_times = np.diff(cpu_ends[spec["warmup"] - 1 :]) * 1000
-    return {
-        "ms_per_step": float(np.median(times)),
-        "ms_per_step_mean": float(np.mean(times)),
-        "cpu_ms_per_step": float(np.median(cpu_times)),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "data_mb": 0.0,
-    }
+    return step_timings(ends, cpu_ends, spec["warmup"], data_mb=0.0)

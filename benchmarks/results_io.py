@@ -84,3 +84,22 @@ def write_results(path: str, payload: dict) -> dict:
     write_atomically(path, json.dumps(result, indent=2))  # encoding fails before anything is written
     os.chmod(path, 0o644)  # results are for everyone to read (the atomic write's temporary file is 0600)
     return result
+
+
+def step_timings(ends: list[float], cpu_ends: list[float], warmup: int, data_mb: float) -> dict:
+    """The timing row of one configuration from the wall (`time.perf_counter`) and process CPU (`time.process_time`)
+    clock readings after each step: median and mean ms per timed step (the steps after ``warmup``), median CPU ms,
+    peak RSS (MB) and ``data_mb``."""
+    import resource
+
+    import numpy as np
+
+    times = np.diff(ends[warmup - 1 :]) * 1000
+    cpu_times = np.diff(cpu_ends[warmup - 1 :]) * 1000
+    return {
+        "ms_per_step": float(np.median(times)),
+        "ms_per_step_mean": float(np.mean(times)),
+        "cpu_ms_per_step": float(np.median(cpu_times)),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "data_mb": data_mb,
+    }
