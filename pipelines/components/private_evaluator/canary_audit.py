@@ -142,7 +142,7 @@ def trainer_hooks(ledger: privacy_ledger.PrivacyLedger | None) -> tuple[Any, dic
     exports the audit `HOOKS`; None otherwise (no module named, no hooks). ValueError for a module it names that
     cannot be imported (what the Trainer ran, so not replaced by ppml's audit model) or one with hooks whose record
     holds no ``hyperparameters`` dict for them."""
-    if ledger is None or ledger.mechanism != privacy_ledger.DP_SGD:
+    if not _is_dp_sgd(ledger):
         return None
     run_fn, hp = ledger.trainer.get("run_fn"), ledger.trainer.get("hyperparameters")
     if not isinstance(run_fn, str) or "." not in run_fn:
@@ -245,7 +245,7 @@ def _audit(
     """Runs `audit_mechanism` on `audited(the ledger's mechanism)`: (check, figures or None when it could not)."""
     import tensorflow as tf
 
-    if ledger is None or ledger.mechanism != privacy_ledger.DP_SGD:
+    if not _is_dp_sgd(ledger):
         return _failed(name, "nothing to audit: the model has no DP-SGD privacy ledger"), None
     delta = ledger.accountant_delta
     try:
