@@ -131,12 +131,3 @@ def check_public_population(sampler: ClientSampler, *, population_from_data: boo
             f"add/remove adjacency (a user more or less) would change: use uniform sampling "
             f"(replace-one user adjacency, N fixed)"
         )
-
-
-def sampler_from_dict(spec: dict) -> ClientSampler:
-    spec = dict(spec)
-    name = spec.pop("name", None)
-    classes = {"uniform": UniformSampler, "poisson": PoissonSampler}
-    if name not in classes:
-        raise ValueError(f"unknown client sampler {name!r}; known: {', '.join(classes)}")
-    return classes[name](**spec)
