@@ -23,9 +23,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 SESSION_TMP = "PPML_TEST_SESSION_TMP"
 """Environment variable naming the session's temporary folder (set by the process that made it)."""
 _OWN_TMP = None if os.path.isdir(os.environ.get(SESSION_TMP, "")) else tempfile.mkdtemp(prefix="ppml-tests-")
-if _OWN_TMP:  # removed when this process exits (pytest-xdist workers and nested runs leave it to this one)
+
+
+def _remove_own_tmp(creator: int) -> None:
+    """Removes the session's folder at exit of the process that made it (``creator``) only: a forked child that
+    exits normally runs the exit handlers it inherited, while its parent still uses the folder."""
+    if os.getpid() == creator:
+        shutil.rmtree(_OWN_TMP, ignore_errors=True)
+
+
+if _OWN_TMP:  # removed when this process exits (pytest-xdist workers, nested runs and forks leave it to this one)
     os.environ[SESSION_TMP] = _OWN_TMP
-    atexit.register(shutil.rmtree, _OWN_TMP, ignore_errors=True)
+    atexit.register(_remove_own_tmp, os.getpid())
 os.environ["TMPDIR"] = tempfile.tempdir = os.environ[SESSION_TMP]
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

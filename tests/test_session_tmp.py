@@ -31,3 +31,23 @@ def test_a_session_removes_its_folder_when_it_ends():
     assert proc.returncode == 0, proc.stderr
     made = proc.stdout.strip()
     assert os.path.basename(made).startswith("ppml-tests-") and not os.path.exists(made)
+
+
+def test_a_forked_child_that_exits_normally_leaves_the_folder_to_the_process_that_made_it():
+    """The child runs the exit handlers it inherited (sys.exit, not os._exit): the folder outlives it, and goes when
+    the process that made it exits."""
+    env = {k: v for k, v in os.environ.items() if k not in (SESSION_TMP, "TMPDIR")}
+    code = (
+        "import os, sys; sys.path.insert(0, '.'); import tests.conftest as c\n"
+        "child = os.fork()\n"
+        "if child == 0:\n"
+        "    sys.exit(0)\n"
+        "_, status = os.waitpid(child, 0)\n"
+        "print(os.waitstatus_to_exitcode(status), os.path.isdir(c._OWN_TMP), c._OWN_TMP)\n"
+    )
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    exit_code, alive_after_child, made = proc.stdout.split()
+    assert exit_code == "0" and alive_after_child == "True"
+    assert os.path.basename(made).startswith("ppml-tests-") and not os.path.exists(made)
