@@ -420,3 +420,23 @@ def test_above_about_5000_rows_the_implementation_check_takes_the_most_canaries_
     for rows in (5_001, 60_000, 1_000_000):
         m = canary_audit.implementation_canaries(rows)
         assert m < 10_000 and (rows + m) * m <= MAX_SLOT_GRADIENTS < (rows + m + 1) * (m + 1), rows
+
+
+def test_above_the_rows_the_fewest_canaries_allow_the_implementation_check_says_what_its_user_can_do():
+    """At n = 150,000,000 / 32 - 32 = 4,687,468 rows one step holds 32 canaries (the fewest an audit takes); one row
+    more and the check fails closed before any training, naming the limit and what the Evaluator's user can change
+    (not the canary count, which is not theirs to give)."""
+    from privacy.auditing.one_run import MIN_CANARIES
+
+    assert MIN_CANARIES == 32 and canary_audit.implementation_canaries(4_687_468) == 32
+    assert canary_audit.implementation_canaries(4_687_469) == 31
+    mechanism = DpSgdMechanism(dataset_size=4_687_469, batch_size=4_096, noise_multiplier=1.0, steps=10)
+    check, figures = canary_audit.implementation_check(_ledger(mechanism))
+    assert figures is None and check["passed"] is False and "\n" not in check["reason"]
+    assert check["reason"] == (
+        "implementation_audit: the check runs on at most 4,687,468 training rows (its one full-batch step with the "
+        "fewest canaries an audit takes, 32, holds (n + 32) x 32 slot gradients, at most 150,000,000), and this run "
+        "has 4,687,469; what cannot be checked is not blessed: gate this model without the audits (no "
+        "--audit-canaries, audit_canaries=None) or train it on fewer rows"
+    )
+    assert "fewer canaries" not in check["reason"]

@@ -43,7 +43,7 @@ from pipelines import privacy_ledger
 from privacy.accounting import DpSgdMechanism, Sampling
 from privacy.auditing import dp_sgd_audit
 from privacy.auditing.canaries import MAX_SLOT_GRADIENTS
-from privacy.auditing.one_run import DEFAULT_CONFIDENCE, largest_bound
+from privacy.auditing.one_run import DEFAULT_CONFIDENCE, MIN_CANARIES, largest_bound
 
 NAME = "privacy_audit"
 """The subsampled audit's check name in the evaluation summary, and the summary's key of its figures."""
@@ -60,7 +60,8 @@ memory, against 41 s and 6.6 GB for 20,000 (the step holds N x m per-example slo
 def implementation_canaries(rows: int) -> int:
     """The implementation check's canaries for a run of ``rows`` training rows: `IMPLEMENTATION_CANARIES`, or the
     most canaries m whose one step of rows + m rows holds at most `MAX_SLOT_GRADIENTS` slot gradients ((rows + m) m;
-    fewer canaries above about 5,000 rows, so less power; too few for an audit fails the check closed)."""
+    fewer canaries above about 5,000 rows, so less power; fewer than an audit takes, above 4,687,468 rows, fail the
+    check closed, `implementation_check`)."""
     fits = (math.isqrt(rows * rows + 4 * MAX_SLOT_GRADIENTS) - rows) // 2
     return min(IMPLEMENTATION_CANARIES, fits)
 
@@ -113,11 +114,21 @@ def implementation_check(ledger: privacy_ledger.PrivacyLedger | None) -> tuple[d
         rows = ledger.dp_sgd_mechanism().dataset_size if _is_dp_sgd(ledger) else 0
     except (ValueError, privacy_ledger.LedgerError) as err:
         return _cannot_reproduce(IMPLEMENTATION_NAME, err), None
+    canaries = implementation_canaries(rows)
+    if _is_dp_sgd(ledger) and canaries < MIN_CANARIES:  # the Evaluator's user sets neither n nor these canaries
+        most = MAX_SLOT_GRADIENTS // MIN_CANARIES - MIN_CANARIES
+        return _failed(
+            IMPLEMENTATION_NAME,
+            f"the check runs on at most {most:,} training rows (its one full-batch step with the fewest canaries "
+            f"an audit takes, {MIN_CANARIES}, holds (n + {MIN_CANARIES}) x {MIN_CANARIES} slot gradients, at most "
+            f"{MAX_SLOT_GRADIENTS:,}), and this run has {rows:,}; what cannot be checked is not blessed: gate "
+            f"this model without the audits (no --audit-canaries, audit_canaries=None) or train it on fewer rows",
+        ), None
     return _audit(
         IMPLEMENTATION_NAME,
         ledger,
         full_batch_step,
-        implementation_canaries(rows),
+        canaries,
         _ppml_model if hooks is None else _own_training(*hooks),
         PPML_MODEL if hooks is None else f"{hooks[0].__name__} ({', '.join(HOOKS)}), the trainer module's own",
         what="one full-batch step (sampling probability 1) at the Trainer's C and sigma with its canaries",
