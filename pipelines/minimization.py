@@ -7,6 +7,7 @@ from tfx import types
 
 from pipelines.components.kanonymity_validator.component import KAnonymityValidator
 from pipelines.components.pii_scrubber.component import PiiScrubber
+from pipelines.runners import LOCAL_BEAM_ARGS
 from privacy.minimization import KAnonymitySettings, ScrubSettings
 
 PII_SCRUBBER = "PiiScrubber"
@@ -48,11 +49,9 @@ def minimization_pipeline(
 ):
     """CsvExampleGen (``data_root``: a folder of CSV files only) -> `minimization_stages` -> StatisticsGen ->
     SchemaGen -> ExampleValidator, without training: the scrubbed examples, their statistics and the reports
-    (``beam_pipeline_args`` default: `pipelines.pipeline.LOCAL_BEAM_ARGS`). Every run executes every stage (no
+    (``beam_pipeline_args`` default: `pipelines.runners.LOCAL_BEAM_ARGS`). Every run executes every stage (no
     cache), so the newest artifacts are the run's."""
     from tfx import v1 as tfx
-
-    from pipelines.pipeline import LOCAL_BEAM_ARGS
 
     example_gen = tfx.components.CsvExampleGen(input_base=data_root)
     examples, stages = minimization_stages(example_gen.outputs["examples"], scrub, kanonymity, generalize)

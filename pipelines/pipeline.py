@@ -57,10 +57,10 @@ from pipelines.plan import (  # noqa: F401  (DEFAULT_TRAINER_CONFIG, MODULE, TRA
     resolve_plan,
 )
 from pipelines.report import ENCRYPTED_GATE, NON_PRIVATE_SUFFIX
+from pipelines.runners import LOCAL_BEAM_ARGS
 
 PIPELINE_NAME = "ppml-breast-cancer"
 """Lower case and dashes only: Kubeflow Pipelines requires [a-z0-9][a-z0-9-]{0,127}."""
-LOCAL_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 
 
 def eval_config(

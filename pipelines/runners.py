@@ -20,6 +20,8 @@ from pipelines import private_root
 from privacy import validation
 
 RUNNERS = ("local", "beam")
+LOCAL_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+"""Beam options of a local run: Beam's DirectRunner in this process, one worker."""
 DEFAULT_IMAGE = "ppml:latest"
 """Container image for Kubeflow: any image with ppml and TFX 1.21 installed."""
 

@@ -77,3 +77,63 @@ def test_no_module_uses_another_modules_private_names():
         hit for top in ("privacy", "federated", "pipelines", "benchmarks") for hit in cross_module_private_names(top)
     ]
     assert found == [], found
+
+
+def import_graph() -> dict[str, set[str]]:
+    """{module: the ppml modules it imports}, at module level or inside functions (deferred imports count: a cycle
+    through one still ties the two modules together), for every module of privacy, federated, pipelines and
+    benchmarks; ``from package import name`` counts as the submodule ``package.name`` where there is one."""
+    packages = ("privacy", "federated", "pipelines", "benchmarks")
+    files = {}
+    for top in packages:
+        for folder, _, names in os.walk(os.path.join(REPO, top)):
+            for file in (n for n in names if n.endswith(".py")):
+                dotted = os.path.relpath(os.path.join(folder, file), REPO)[:-3].replace(os.sep, ".")
+                files[dotted.removesuffix(".__init__")] = os.path.join(folder, file)
+
+    def module_of(name: str) -> str:
+        while name not in files:
+            name = name.rpartition(".")[0]
+        return name
+
+    graph = {}
+    for module, path in files.items():
+        with open(path) as f:
+            tree = ast.parse(f.read())
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                imported |= {module_of(a.name) for a in node.names if a.name.split(".")[0] in packages}
+            elif isinstance(node, ast.ImportFrom):
+                assert not node.level, f"{path}:{node.lineno}: a relative import (ppml imports absolutely)"
+                base = node.module or ""
+                if base.split(".")[0] in packages:
+                    imported |= {module_of(f"{base}.{a.name}") for a in node.names}
+        graph[module] = imported - {module}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle (a list of modules, each importing the next and the last the first) through each module on one."""
+    cycles, done = [], set()
+
+    def visit(module: str, path: list[str]) -> None:
+        if module in path:
+            cycles.append(path[path.index(module) :])
+            return
+        if module in done:
+            return
+        for imported in sorted(graph[module]):
+            visit(imported, [*path, module])
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])
+    return cycles
+
+
+def test_no_import_cycle_among_ppml_modules():
+    graph = import_graph()
+    assert {"pipelines.pipeline", "pipelines.runners"} <= graph["pipelines.cli.pipeline"]  # deferred, from a package
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert import_cycles(graph) == []
