@@ -397,7 +397,7 @@ def _default(setting: str):
 @click.option("--json", "as_json", is_flag=True, help="Print the history as JSON on stdout.")
 def run(**o):
     """Run a federated simulation and report accuracy (and epsilon) per round."""
-    config = _config(o)
+    config = training_config(o)
     plot = _plot_path(o)
     runner_args = _beam_args(o)
     with private_root.owner_only_files():  # what the run writes (outputs, checkpoints, Beam's files) is 0600/0700
@@ -409,8 +409,10 @@ def run(**o):
             raise
 
 
-def _config(o) -> FederatedTrainingConfig:
-    """The flags' settings, checked (`FederatedTrainingConfig`)."""
+def training_config(o) -> FederatedTrainingConfig:
+    """The settings of `run`'s parameters ``o`` (its click context's ``params``; inside that context, which tells
+    the flags given from those at their defaults), checked (`FederatedTrainingConfig`); click.UsageError naming the
+    flag."""
     if o["partition"] == "natural" and o["client_column"] is None and not o["dataset"].endswith(".npz"):
         raise _usage("--partition", "natural clients need keys: an .npz with a 'keys' array, or --client-column")
     for option in ("client_column", "feature_column"):
@@ -560,10 +562,11 @@ def _remove_empty(folders: list[str]) -> None:
             pass
 
 
-def _client_data(o, config: FederatedTrainingConfig):
-    """(ClientData, (x_test, y_test), the model's classes, what a private run would release outside its
-    guarantee (`FederatedSimulation`'s outside_guarantee)): --dataset read, its evaluation rows set aside
-    and its training rows dealt to clients."""
+def client_data(o, config: FederatedTrainingConfig):
+    """What `run` trains and evaluates on, for its parameters ``o`` and their `training_config`: (ClientData,
+    (x_test, y_test), the model's classes, what a private run would release outside its guarantee
+    (`FederatedSimulation`'s outside_guarantee)): --dataset read, its evaluation rows set aside and its training
+    rows dealt to clients, as the command does before it trains; click.UsageError naming the flag."""
     x, y, keys, test, train = _load(o["dataset"], o["seed"], config, o["client_column"])
     from federated.data.screen import largest_label, trainable
 
@@ -603,7 +606,7 @@ def _client_data(o, config: FederatedTrainingConfig):
 
 
 def _run(o, config: FederatedTrainingConfig, plot: str, beam_args: list[str] | None) -> None:
-    data, test, num_classes, outside = _client_data(o, config)
+    data, test, num_classes, outside = client_data(o, config)
     import federated as fl
     from federated.models import DenseModel
     from federated.simulation import CheckpointError, UnaccountedAbort

@@ -150,11 +150,14 @@ def _write_csv(path, x, y, users=None):
 
 def _cli_rows(args):
     """The CLI's data path (read, hold out, deal): {client id: its rows}, the evaluation rows, their privacy."""
-    from pipelines.cli.federated import _client_data, _config, run
+    from pipelines.cli.federated import client_data, run, training_config
 
     with run.make_context("run", list(args)) as ctx:
-        data, (x_test, y_test), _, outside = _client_data(ctx.params, _config(ctx.params))
-    rows = lambda x, y: {tuple(features) + (int(label),) for features, label in zip(x.tolist(), y, strict=True)}  # noqa: E731
+        data, (x_test, y_test), _, outside = client_data(ctx.params, training_config(ctx.params))
+
+    def rows(x, y):
+        return {tuple(features) + (int(label),) for features, label in zip(x.tolist(), y, strict=True)}
+
     clients = {cid: rows(*data.client(k)) for k, cid in enumerate(data.client_ids)}
     return clients, rows(x_test, y_test), "evaluation" in outside
 
@@ -955,16 +958,22 @@ def _users_csv(path, users: int, newcomer=None):
 
 def _held_out_newcomer(tmp_path, users: int) -> str:
     """A `_users_csv` whose newcomer has one row, which the command line holds out for evaluation."""
-    from pipelines.cli.federated import _load
-
-    config = FederatedTrainingConfig.from_custom_config(
-        {"label_key": "label", "client_key": "user", "private": True, "noise_multiplier": 1.0, "num_classes": 2}
-    )
+    args = [
+        "--dp",
+        "--noise-multiplier",
+        "1.0",
+        "--num-classes",
+        "2",
+        "--client-column",
+        "user",
+        "--partition",
+        "natural",
+    ]
     rng = np.random.default_rng(3)
     while True:
-        path = _users_csv(tmp_path / "held_out_newcomer.csv", users, rng.normal(size=(1, 4)).astype(np.float32))
-        *_, train = _load(path, 0, config, "user")
-        if not train[-1]:
+        newcomer = rng.normal(size=(1, 4)).astype(np.float32)
+        path = _users_csv(tmp_path / "held_out_newcomer.csv", users, newcomer)
+        if tuple(newcomer[0].tolist()) + (int(newcomer[0, 0] > 0),) in _cli_rows(["--dataset", path, *args])[1]:
             return path
 
 
@@ -1200,17 +1209,13 @@ def test_under_dp_no_exact_count_at_the_edges_decides_whether_the_run_happens(tm
     row that is. Exact counts (no evaluation row, no trainable record) once refused one of each pair; under --dp
     all four run (an empty evaluation gives NaN metrics, empty clients send zero updates) and each pair releases
     the same."""
-    from pipelines.cli.federated import _load
-
-    config = FederatedTrainingConfig.from_custom_config(
-        {"label_key": "label", "private": True, "noise_multiplier": 1.0, "num_classes": 2}
-    )
     rng = np.random.default_rng(5)
     lines = ["f0,f1,label"]
     while True:  # grow until the last row added is the first one held out
         lines.append(f"{rng.normal():.4f},{rng.normal():.4f},{len(lines) % 2}")
         (tmp_path / "grown.csv").write_text("\n".join(lines) + "\n")
-        if not _load(str(tmp_path / "grown.csv"), 0, config, None)[-1].all():
+        dp = ["--dp", "--noise-multiplier", "1.0", "--num-classes", "2", "--dataset", str(tmp_path / "grown.csv")]
+        if _cli_rows(dp)[1]:
             break
     (tmp_path / "none_held_out.csv").write_text("\n".join(lines[:-1]) + "\n")
     (tmp_path / "all_bad.csv").write_text(
