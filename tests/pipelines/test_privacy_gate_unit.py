@@ -7,6 +7,7 @@ import pytest
 
 from pipelines import privacy_ledger as pl
 from pipelines.components.private_evaluator import spec
+from pipelines.plan import resolve_plan
 from privacy.accounting import DpSgdMechanism, PrivacyBudget, compute_epsilon
 
 CLIENTS = DpSgdMechanism(dataset_size=50, batch_size=5, noise_multiplier=0.9, steps=3, sampling="fixed")
@@ -28,6 +29,20 @@ def _fedavg_ledger(**parameters):
             **parameters,
         },
     )
+
+
+def _keyed_clients(**settings) -> dict:
+    """A private Federated Trainer's config: 20 clients of 2 classes (label 'y'), half of them sampled in each of 8
+    rounds, with ``settings``."""
+    return {
+        "label_key": "y",
+        "num_clients": 20,
+        "rounds": 8,
+        "fraction": 0.5,
+        "private": True,
+        "num_classes": 2,
+        **settings,
+    }
 
 
 def test_a_ledger_meets_only_a_budget_in_its_own_unit():
@@ -82,17 +97,7 @@ def test_a_budget_per_example_meets_a_keyed_poisson_ledger_at_its_record_level_f
     from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
 
     plan = FederatedTrainingConfig.for_trainer(
-        {
-            "label_key": "y",
-            "num_clients": 20,
-            "rounds": 8,
-            "fraction": 0.5,
-            "sampling": "poisson",
-            "private": True,
-            "target_epsilon": 3.0,
-            "num_classes": 2,
-            "max_examples_per_client": 30,
-        }
+        _keyed_clients(sampling="poisson", target_epsilon=3.0, max_examples_per_client=30)
     ).plan(20)
     m = plan.mechanism
     ledger = plan.ledger(
@@ -117,16 +122,7 @@ def test_a_budget_per_example_meets_a_keyed_poisson_ledger_at_its_record_level_f
     assert pl.ledger_properties(ledger)[pl.EPSILON_RECORD_LEVEL] == pl.mlmd_upper_bound(per_example)
     # Uniform sampling is accounted replace-one: the client-level figure is the record-level one.
     uniform = FederatedTrainingConfig.for_trainer(
-        {
-            "label_key": "y",
-            "num_clients": 20,
-            "rounds": 8,
-            "fraction": 0.5,
-            "private": True,
-            "noise_multiplier": 1.0,
-            "num_classes": 2,
-            "max_examples_per_client": 30,
-        }
+        _keyed_clients(noise_multiplier=1.0, max_examples_per_client=30)
     ).plan(20)
     u = uniform.mechanism
     ledger = uniform.ledger(
@@ -193,19 +189,8 @@ def test_a_budget_per_example_calibrates_a_keyed_poisson_run_for_the_record_leve
     from dp_accounting import dp_event
 
     from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
-    from pipelines.plan import resolve_plan
 
-    settings = {
-        "label_key": "y",
-        "num_clients": 20,
-        "rounds": 8,
-        "fraction": 0.5,
-        "sampling": "poisson",
-        "private": True,
-        "target_epsilon": 3.0,
-        "num_classes": 2,
-        "max_examples_per_client": 30,
-    }
+    settings = _keyed_clients(sampling="poisson", target_epsilon=3.0, max_examples_per_client=30)
     assert (
         resolve_plan(trainer="federated", trainer_config=settings, min_accuracy=0).trainer_config["budget_unit"]
         == "example"
@@ -457,19 +442,13 @@ def _composed_plan(sampling, releases=(), decision=True, k=5, delta=1e-4):
     from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
     from privacy.preprocessing import CoverageRecord, PreprocessingAccount, to_text
 
-    settings = {
-        "label_key": "y",
-        "num_clients": 20,
-        "rounds": 8,
-        "fraction": 0.5,
-        "sampling": sampling,
-        "private": True,
-        "noise_multiplier": 1.5,
-        "num_classes": 2,
-        "delta": delta,
-        "max_examples_per_client": k,
+    settings = _keyed_clients(
+        sampling=sampling,
+        noise_multiplier=1.5,
+        delta=delta,
+        max_examples_per_client=k,
         **({"decision_epsilon": 2.0} if decision else {}),
-    }
+    )
     coverage = CoverageRecord(analyzer_outputs=3 * len(releases), private=tuple(r.name for r in releases))
     account = (
         PreprocessingAccount.from_texts([to_text(r) for r in releases] + [to_text(coverage)]) if releases else None
@@ -563,18 +542,7 @@ def test_a_per_example_replace_one_budget_calibrates_z_for_the_replaced_record_f
 
     from pipelines.components.federated_trainer.spec import FederatedTrainingConfig, InvalidFederatedSetting
 
-    settings = {
-        "label_key": "y",
-        "num_clients": 20,
-        "rounds": 8,
-        "fraction": 0.5,
-        "private": True,
-        "num_classes": 2,
-        "delta": 1e-4,
-        "max_examples_per_client": 5,
-        "target_epsilon": 3.0,
-        "budget_unit": "example",
-    }
+    settings = _keyed_clients(delta=1e-4, max_examples_per_client=5, target_epsilon=3.0, budget_unit="example")
     plan = FederatedTrainingConfig.for_trainer({**settings, "budget_adjacency": "replace-one"}).plan(20)
     z = plan.mechanism.noise_multiplier
     m = plan.mechanism
@@ -606,20 +574,14 @@ def test_a_per_example_replace_one_budget_calibrates_z_under_poisson_sampling_to
 
     from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
 
-    settings = {
-        "label_key": "y",
-        "num_clients": 20,
-        "rounds": 8,
-        "fraction": 0.5,
-        "sampling": "poisson",
-        "private": True,
-        "num_classes": 2,
-        "delta": 1e-4,
-        "max_examples_per_client": 5,
-        "target_epsilon": 3.0,
-        "budget_unit": "example",
-        "budget_adjacency": "replace-one",
-    }
+    settings = _keyed_clients(
+        sampling="poisson",
+        delta=1e-4,
+        max_examples_per_client=5,
+        target_epsilon=3.0,
+        budget_unit="example",
+        budget_adjacency="replace-one",
+    )
     z = FederatedTrainingConfig.for_trainer(settings).plan(20).mechanism.noise_multiplier
 
     def replaced(noise_multiplier):
