@@ -92,6 +92,7 @@ def run_one(train_rows, eval_rows, *, epsilon: float, share: float | None, repea
     from pipelines import pipeline
     from pipelines.components.dp_trainer.spec import DpTrainingConfig
     from pipelines.components.private_evaluator.spec import DEFAULT_DECISION_SHARE
+    from pipelines.plan import DEFAULT_MIN_ACCURACY
     from pipelines.trainers import breast_cancer as module
     from pipelines.transform.artifact import transform_graph_account
     from pipelines.transform.spec import PreprocessingConfig
@@ -99,7 +100,7 @@ def run_one(train_rows, eval_rows, *, epsilon: float, share: float | None, repea
     trainer_config = pipeline.decision_config(
         "dp",
         {**pipeline.DEFAULT_TRAINER_CONFIG, "target_epsilon": epsilon},
-        min_accuracy=0.85,
+        min_accuracy=DEFAULT_MIN_ACCURACY,
         share=DEFAULT_DECISION_SHARE,
     )
     if share is None:

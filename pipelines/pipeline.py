@@ -30,6 +30,7 @@ Imports TFX: call `pipelines.keras_env.use_tf_keras()` first in a fresh process.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 from typing import Any, Mapping, Sequence
@@ -63,23 +64,10 @@ PIPELINE_NAME = "ppml-breast-cancer"
 """Lower case and dashes only: Kubeflow Pipelines requires [a-z0-9][a-z0-9-]{0,127}."""
 
 
-def eval_config(
-    *,
-    min_accuracy: float | None,
-    epsilon_budget: float,
-    max_membership_auc: float,
-    delta_budget: float | None = None,
-    label_key: str = breast_cancer.LABEL_KEY,
-    privacy_unit: str = gate_spec.DEFAULT_PRIVACY_UNIT,
-    metadata_path: str | None = None,
-    lineage_unchecked: str | None = None,
-    audit_canaries: int | None = None,
-    member_split: str = gate_spec.DEFAULT_MEMBER_SPLIT,
-    budget_adjacency: str | None = None,
-) -> tfma.EvalConfig:
-    """Exact utility metrics (for the reader, no thresholds: outside the guarantee) plus the privacy gate's,
-    whose noisy accuracy >= ``min_accuracy`` is the push decision, in one TFMA EvalConfig; ``member_split`` is the
-    split the model was fitted on (the membership audit's members)."""
+def eval_config(gate: gate_spec.GateSettings, *, label_key: str = breast_cancer.LABEL_KEY) -> tfma.EvalConfig:
+    """Exact utility metrics (for the reader, no thresholds: outside the guarantee) plus the privacy gate's of
+    ``gate`` (`gate_spec.GateSettings.metrics`), whose noisy accuracy >= ``min_accuracy`` is the push decision, in
+    one TFMA EvalConfig."""
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(label_key=label_key, signature_name="serving_default", prediction_key="probabilities")
@@ -92,18 +80,7 @@ def eval_config(
                     tfma.MetricConfig(class_name="BinaryAccuracy"),
                     tfma.MetricConfig(class_name="AUC"),
                     tfma.MetricConfig(class_name="BinaryCrossentropy"),
-                    *gate_spec.privacy_metrics(
-                        epsilon_budget=epsilon_budget,
-                        max_membership_auc=max_membership_auc,
-                        delta_budget=delta_budget,
-                        privacy_unit=privacy_unit,
-                        min_accuracy=min_accuracy,
-                        metadata_path=metadata_path,
-                        lineage_unchecked=lineage_unchecked,
-                        audit_canaries=audit_canaries,
-                        member_split=member_split,
-                        budget_adjacency=budget_adjacency,
-                    ),
+                    *gate.metrics(),
                 ]
             )
         ],
@@ -143,22 +120,7 @@ def create_pipeline(
     elif settings:
         raise TypeError(f"give a plan or its settings, not both (got {', '.join(sorted(settings))})")
     trainer, module = plan.trainer, plan.module
-    thresholds = dict(
-        min_accuracy=plan.min_accuracy,
-        epsilon_budget=plan.epsilon_budget,
-        max_membership_auc=plan.max_membership_auc,
-        delta_budget=plan.delta_budget,
-        privacy_unit=plan.privacy_unit,
-        budget_adjacency=plan.budget_adjacency,
-        metadata_path=metadata_path,
-        lineage_unchecked=lineage_unchecked,
-        # the PATE student is fitted on the public split only: its membership audit's members
-        member_split=(
-            PateTrainingConfig.from_custom_config(plan.trainer_config).public_split
-            if trainer == "pate"
-            else gate_spec.DEFAULT_MEMBER_SPLIT
-        ),
-    )
+    privacy_gate = dataclasses.replace(plan.gate, metadata_path=metadata_path, lineage_unchecked=lineage_unchecked)
     example_gen = tfx.components.CsvExampleGen(input_base=data_root, output_config=_output_config(plan))
     examples, minimization = minimization_stages(
         example_gen.outputs["examples"], plan.scrub, plan.kanonymity, plan.generalize
@@ -185,8 +147,8 @@ def create_pipeline(
         )
     )  # its cache would keep the exact pre-noise sums
 
-    def train_and_evaluate(custom_config: Mapping[str, Any], suffix: str, audit_canaries: int | None = None):
-        config = eval_config(**thresholds, audit_canaries=audit_canaries)
+    def train_and_evaluate(custom_config: Mapping[str, Any], suffix: str, privacy_gate: gate_spec.GateSettings):
+        config = eval_config(privacy_gate)
         if trainer == "pate":  # raw examples, no Transform: the student's constants are public statistics
             trained = PateTrainer(examples=examples, custom_config=dict(custom_config)).with_id("Trainer" + suffix)
             return trained, PrivateEvaluator(
@@ -211,7 +173,7 @@ def create_pipeline(
         )
         return trained, evaluator
 
-    trained, evaluator = train_and_evaluate(plan.trainer_config, "", plan.audit_canaries)  # the pushed model's
+    trained, evaluator = train_and_evaluate(plan.trainer_config, "", privacy_gate)  # the pushed model's
     components = [
         example_gen,
         *minimization,
@@ -245,7 +207,9 @@ def create_pipeline(
         )
     )
     if plan.compare_non_private:
-        components += train_and_evaluate(plan.non_private_trainer_config, NON_PRIVATE_SUFFIX)
+        components += train_and_evaluate(  # no ledger: nothing to audit
+            plan.non_private_trainer_config, NON_PRIVATE_SUFFIX, dataclasses.replace(privacy_gate, audit_canaries=None)
+        )
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,

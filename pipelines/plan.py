@@ -37,6 +37,10 @@ DEFAULT_TRAINER_CONFIG: Mapping[str, Any] = types.MappingProxyType(
 )
 DEFAULT_TARGET_EPSILON = federated_spec.DEFAULT_TARGET_EPSILON
 """ppml's one default target epsilon (``ppml pipeline run --private``, the Federated Trainer's default)."""
+DEFAULT_EPSILON_BUDGET = 3.0
+"""The Evaluator's default epsilon budget (``--epsilon-budget``)."""
+DEFAULT_MIN_ACCURACY = 0.85
+"""The Evaluator's default least noisy held-out accuracy (``--min-accuracy``)."""
 PRIVACY_KEYS = ("target_epsilon", "noise_multiplier", "max_epsilon", "decision_epsilon", "truncated_batch_size")
 """Settings a non-private DP Trainer of a side-by-side comparison drops (the Federated Trainer's: its spec's
 PRIVACY_SETTINGS)."""
@@ -84,16 +88,12 @@ class PipelineLayout:
 
 @dataclasses.dataclass(frozen=True)
 class PipelinePlan:
-    """What one pipeline runs, checked (see `resolve_plan` for each field)."""
+    """What one pipeline runs, checked (see `resolve_plan` for each field; ``gate`` holds the Evaluator's)."""
 
     trainer: str
     trainer_config: Mapping[str, Any]
     preprocessing: preprocessing_spec.PreprocessingConfig
-    epsilon_budget: float
-    max_membership_auc: float
-    min_accuracy: float | None
-    delta_budget: float | None
-    privacy_unit: str
+    gate: gate_spec.GateSettings
     encrypted_check: bool
     encrypted_examples: int
     compare_non_private: bool
@@ -102,8 +102,6 @@ class PipelinePlan:
     scrub: ScrubSettings | None = None
     kanonymity: KAnonymitySettings | None = None
     generalize: bool = False
-    audit_canaries: int | None = None
-    budget_adjacency: str | None = None
 
     def __post_init__(self):
         if self.generalize and (self.scrub is None or self.kanonymity is None):
@@ -124,9 +122,9 @@ def resolve_plan(
     *,
     trainer: str = "dp",
     trainer_config: Mapping[str, Any] | None = None,
-    epsilon_budget: float = 3.0,
-    max_membership_auc: float = 0.6,
-    min_accuracy: float | None = 0.85,
+    epsilon_budget: float = DEFAULT_EPSILON_BUDGET,
+    max_membership_auc: float = gate_spec.DEFAULT_MAX_MEMBERSHIP_AUC,
+    min_accuracy: float | None = DEFAULT_MIN_ACCURACY,
     delta_budget: float | None = None,
     privacy_unit: str = gate_spec.DEFAULT_PRIVACY_UNIT,
     preprocessing_share: float = preprocessing_spec.DEFAULT_SHARE,
@@ -191,14 +189,19 @@ def resolve_plan(
       ValueError, InvalidPrivacySetting, InvalidFederatedSetting: for an invalid setting, naming it.
     """
     validation.choice("trainer", trainer, TRAINERS)
-    gate_spec.check_gate_settings(  # the Evaluator's settings, before anything imports TFMA
+    try:
+        gate_spec.check_audit_canaries(audit_canaries)
+    except ValueError as err:
+        raise ValueError(f"--audit-canaries: {err}") from None
+    gate = gate_spec.GateSettings(  # the Evaluator's settings, checked before anything imports TFMA
         epsilon_budget=epsilon_budget,
         max_membership_auc=max_membership_auc,
         delta_budget=delta_budget,
         privacy_unit=privacy_unit,
-        min_accuracy=min_accuracy,
+        min_accuracy=None if min_accuracy == 0 else min_accuracy,  # the noisy accuracy is in [0, 1]: 0 decides nothing
+        audit_canaries=audit_canaries,
         budget_adjacency=budget_adjacency,
-    )  # audit_canaries: `_check_audit` below, naming --audit-canaries
+    )  # the pipeline adds its ML Metadata path (`pipelines.pipeline.create_pipeline`)
     if trainer == "federated" and encrypted_check:
         raise ValueError(
             "the encrypted check runs Keras models; the Federated Trainer exports a SavedModel "
@@ -213,6 +216,9 @@ def resolve_plan(
             encrypted_check=encrypted_check,
             compare_non_private=compare_non_private,
             preprocessing_epsilon=preprocessing_epsilon,
+        )  # the student is fitted on the public split only: its membership audit's members
+        gate = dataclasses.replace(
+            gate, member_split=PateTrainingConfig.from_custom_config(trainer_config).public_split
         )
     if trainer == "federated":
         if "label_key" not in trainer_config:  # the bundled data's label, and its classes (public)
@@ -260,18 +266,12 @@ def resolve_plan(
     preprocessing = preprocessing_config(
         trainer, trainer_config, share=preprocessing_share, epsilon=preprocessing_epsilon
     )
-    if min_accuracy == 0:  # the noisy accuracy is in [0, 1]: a threshold of 0 decides nothing
-        min_accuracy = None
-    trainer_config = decision_config(trainer, trainer_config, min_accuracy=min_accuracy, share=decision_share)
+    trainer_config = decision_config(trainer, trainer_config, min_accuracy=gate.min_accuracy, share=decision_share)
     return PipelinePlan(
         trainer=trainer,
         trainer_config=types.MappingProxyType(dict(trainer_config)),
         preprocessing=preprocessing,
-        epsilon_budget=epsilon_budget,
-        max_membership_auc=max_membership_auc,
-        min_accuracy=min_accuracy,
-        delta_budget=delta_budget,
-        privacy_unit=privacy_unit,
+        gate=gate,
         encrypted_check=encrypted_check,
         encrypted_examples=encrypted_examples,
         compare_non_private=compare_non_private,
@@ -280,8 +280,6 @@ def resolve_plan(
         kanonymity=kanonymity,
         generalize=generalize,
         schema_file=schema_file,
-        audit_canaries=audit_canaries,
-        budget_adjacency=budget_adjacency,
     )
 
 
@@ -337,13 +335,9 @@ def schema_features(schema_file: str) -> dict[str, str]:
 
 
 def _check_audit(audit_canaries: int | None, trainer: str, trainer_config: Mapping[str, Any]) -> None:
-    """Refuses an audit the Evaluator could not run (ValueError naming --audit-canaries)."""
+    """Refuses an audit the Evaluator could not run on this Trainer's run (ValueError naming --audit-canaries)."""
     if audit_canaries is None:
         return
-    try:
-        gate_spec.check_audit_canaries(audit_canaries)
-    except ValueError as err:
-        raise ValueError(f"--audit-canaries: {err}") from None
     config = DpTrainingConfig.from_custom_config(trainer_config) if trainer == "dp" else None
     if config is None or not config.private:
         raise ValueError("--audit-canaries audits a private DP Trainer's DP-SGD run (--trainer dp --dp)")

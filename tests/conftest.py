@@ -93,6 +93,7 @@ TFX_FIXTURES = {
 TFX_TESTS = {
     "test_the_budgets_unit_travels_in_the_eval_config",
     "test_the_gate_settings_carry_the_canary_count",
+    "test_the_plans_gate_reaches_each_evaluator_whole",
     "test_client_column_partitions_naturally_with_secure_aggregation_and_a_public_run_has_no_ledger",
 }
 """Tests outside TFX_MODULES that import TFX in a fresh interpreter; tests named *beam* run Beam too."""

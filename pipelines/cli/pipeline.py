@@ -29,9 +29,16 @@ from pipelines.cli.minimization import (
     minimization_settings,
 )
 from pipelines.cli.types import FiniteFloatRange, TruncatedBatchSize
-from pipelines.components.private_evaluator.spec import DEFAULT_PRIVACY_UNIT
+from pipelines.components.private_evaluator.spec import DEFAULT_MAX_MEMBERSHIP_AUC, DEFAULT_PRIVACY_UNIT
 from pipelines.components.settings import InvalidSetting
-from pipelines.plan import TRAINERS, PipelineLayout, resolve_plan, schema_features
+from pipelines.plan import (
+    DEFAULT_EPSILON_BUDGET,
+    DEFAULT_MIN_ACCURACY,
+    TRAINERS,
+    PipelineLayout,
+    resolve_plan,
+    schema_features,
+)
 from pipelines.privacy_ledger import PRIVACY_UNITS
 from pipelines.root_lock import RootBusy, exclusive_root
 from pipelines.transform.spec import DEFAULT_SHARE
@@ -164,7 +171,7 @@ def _training_options(fn):
         click.option(
             "--epsilon-budget",
             type=FiniteFloatRange(0, min_open=True),
-            default=3.0,
+            default=DEFAULT_EPSILON_BUDGET,
             show_default=True,
             help="Evaluator: bless only models with epsilon <= this (the whole artifact: preprocessing and "
             "training composed).",
@@ -197,14 +204,14 @@ def _training_options(fn):
         click.option(
             "--max-membership-auc",
             type=FiniteFloatRange(0, 1),
-            default=0.6,
+            default=DEFAULT_MAX_MEMBERSHIP_AUC,
             show_default=True,
             help="Evaluator: bless only if the loss-threshold attack AUC is <= this.",
         ),
         click.option(
             "--min-accuracy",
             type=FiniteFloatRange(0, 1),
-            default=0.85,
+            default=DEFAULT_MIN_ACCURACY,
             show_default=True,
             help="Evaluator: bless only if the noisy binary accuracy on the eval split is >= this (a private "
             "release: the Trainer reserves a share of --target-epsilon for it; 0: no threshold, nothing "

@@ -366,7 +366,7 @@ def test_an_audit_that_runs_out_of_memory_fails_closed_in_one_line(monkeypatch, 
 
 def test_the_audit_setting_is_checked_before_tfx_and_travels_in_the_eval_config():
     plan = resolve_plan(audit_canaries=500)
-    assert plan.audit_canaries == 500 and resolve_plan().audit_canaries is None
+    assert plan.gate.audit_canaries == 500 and resolve_plan().gate.audit_canaries is None
     for kwargs, message in (
         (dict(audit_canaries=10), "--audit-canaries: audit_canaries must be an integer in [32, 100000], got 10"),
         (
@@ -403,9 +403,8 @@ def test_the_gate_settings_carry_the_canary_count(python_subprocess):
     code = """
 from pipelines.components.private_evaluator import spec
 from pipelines.pipeline import eval_config
-print(spec.gate_settings(eval_config(min_accuracy=None, epsilon_budget=2.0, max_membership_auc=0.6,
-                                     audit_canaries=700)).audit_canaries,
-      spec.gate_settings(eval_config(min_accuracy=None, epsilon_budget=2.0, max_membership_auc=0.6)).audit_canaries)
+print(spec.gate_settings(eval_config(spec.GateSettings(epsilon_budget=2.0, audit_canaries=700))).audit_canaries,
+      spec.gate_settings(eval_config(spec.GateSettings(epsilon_budget=2.0))).audit_canaries)
 """
     assert python_subprocess(code, legacy_keras=True).stdout.split()[-2:] == ["700", "None"]
 

@@ -1,5 +1,6 @@
 """The privacy gate compares the ledger's unit of privacy with the budget's (no TFX needed)."""
 
+import dataclasses
 import json
 import math
 
@@ -71,7 +72,7 @@ def test_the_budgets_unit_travels_in_the_eval_config(python_subprocess):
     code = """
 from pipelines.components.private_evaluator import spec
 from pipelines.pipeline import eval_config
-config = lambda **kw: eval_config(min_accuracy=0.5, max_membership_auc=0.6, epsilon_budget=2.0, **kw)
+config = lambda **kw: eval_config(spec.GateSettings(min_accuracy=0.5, max_membership_auc=0.6, epsilon_budget=2.0, **kw))
 print(spec.gate_settings(config(privacy_unit="user")).privacy_unit, spec.gate_settings(config()).privacy_unit)
 print(spec.gate_settings(config(budget_adjacency="replace-one")).budget_adjacency,
       spec.gate_settings(config()).budget_adjacency)
@@ -149,7 +150,8 @@ from pipelines.components.private_evaluator import audit, executor, spec
 from pipelines.pipeline import eval_config
 from privacy.accounting import DpSgdMechanism
 from privacy.decision import NoisyAccuracy
-settings = spec.gate_settings(eval_config(min_accuracy=0.8, max_membership_auc=0.6, epsilon_budget=2.0))
+gate = spec.GateSettings(min_accuracy=0.8, max_membership_auc=0.6, epsilon_budget=2.0)
+settings = spec.gate_settings(eval_config(gate))
 out = {"min_accuracy": settings.min_accuracy}
 exact = tfma.MetricConfig(class_name="BinaryAccuracy", threshold=tfma.MetricThreshold(
     value_threshold=tfma.GenericValueThreshold(lower_bound={"value": 0.8})))
@@ -231,7 +233,8 @@ from pipelines.components.private_evaluator import audit, executor, spec
 from pipelines.pipeline import eval_config
 from privacy.accounting import DpSgdMechanism
 from privacy.decision import NoisyAccuracy
-settings = spec.gate_settings(eval_config(min_accuracy=0.8, max_membership_auc=0.6, epsilon_budget=2.0))
+gate = spec.GateSettings(min_accuracy=0.8, max_membership_auc=0.6, epsilon_budget=2.0)
+settings = spec.gate_settings(eval_config(gate))
 calls = []
 audit.correct_predictions = lambda *args, **kwargs: calls.append(1) or (150, 190)
 class ModelSpec:
@@ -260,16 +263,17 @@ print(json.dumps({{"draws": [[d["noisy_correct"], d["noisy_rows"], d["reused"]] 
 def test_without_a_metadata_path_the_lineage_check_fails_closed_unless_declared_skipped(python_subprocess):
     """Also: the exact statistics that decide the push are labelled outside the guarantee."""
     code = """
-import json
+import dataclasses, json
 from pipelines import privacy_ledger as pl
 from pipelines.components.private_evaluator import executor, spec
 from pipelines.pipeline import eval_config
 from privacy.accounting import DpSgdMechanism
 ledger = pl.PrivacyLedger.for_dp_sgd(DpSgdMechanism(dataset_size=389, batch_size=32, noise_multiplier=1.3, steps=122),
                                      l2_norm_clip=1.0, delta=1e-3)
-closed = spec.gate_settings(eval_config(min_accuracy=0.8, max_membership_auc=0.6, epsilon_budget=2.0))
-skipped = spec.gate_settings(eval_config(min_accuracy=0.8, max_membership_auc=0.6, epsilon_budget=2.0,
-                                         lineage_unchecked="Vertex: the gate cannot read its ML Metadata"))
+gate = spec.GateSettings(min_accuracy=0.8, max_membership_auc=0.6, epsilon_budget=2.0)
+closed = spec.gate_settings(eval_config(gate))
+skipped = spec.gate_settings(eval_config(dataclasses.replace(
+    gate, lineage_unchecked="Vertex: the gate cannot read its ML Metadata")))
 try:
     spec.privacy_metrics(epsilon_budget=2.0, lineage_unchecked=" ")
     refused = None
@@ -596,7 +600,7 @@ def test_a_per_example_replace_one_budget_calibrates_z_under_poisson_sampling_to
 
 def test_bad_gate_settings_are_refused_in_one_line_before_tfma_or_tfx_is_imported(python_subprocess):
     code = """
-import json, sys
+import dataclasses, json, sys
 from pipelines.components.private_evaluator import spec
 from pipelines.plan import resolve_plan
 calls = [
@@ -606,6 +610,8 @@ calls = [
     lambda: spec.privacy_metrics(epsilon_budget=2.0, max_audit_examples=0),
     lambda: spec.privacy_metrics(epsilon_budget=2.0, member_split=""),
     lambda: spec.privacy_metrics(epsilon_budget=2.0, audit_canaries=True),
+    lambda: spec.GateSettings(epsilon_budget=2.0, metadata_path=""),
+    lambda: dataclasses.replace(spec.GateSettings(epsilon_budget=2.0), lineage_unchecked=" "),
     lambda: resolve_plan(min_accuracy=1.5),
     lambda: resolve_plan(delta_budget=1.0),
     lambda: resolve_plan(budget_adjacency="swap"),
@@ -629,7 +635,63 @@ print(json.dumps({"refused": refused, "loaded": loaded}))
         "max_audit_examples must be an integer >= 1, got 0",
         "member_split must be a split name, got ''",
         "audit_canaries must be an integer in [32, 100000], got True",
+        "metadata_path must be a file path, got ''",
+        "lineage_unchecked must be a non-empty reason, got ' '",
         "min_accuracy must be in [0, 1], got 1.5",
         "delta_budget must be in (0, 1), got 1.0",
         "budget_adjacency must be one of add-remove, replace-one, got 'swap'",
     ]
+
+
+def test_the_gate_settings_default_once_and_the_command_line_takes_the_same_defaults():
+    from pipelines.cli.pipeline import run
+
+    flags = {p.name: p.default for p in run.params}
+    gate = resolve_plan().gate
+    assert gate == spec.GateSettings(epsilon_budget=3.0, max_membership_auc=0.6, min_accuracy=0.85)
+    assert [flags[k] for k in ("epsilon_budget", "max_membership_auc", "min_accuracy", "privacy_unit")] == [
+        gate.epsilon_budget,
+        gate.max_membership_auc,
+        gate.min_accuracy,
+        gate.privacy_unit,
+    ]
+    assert resolve_plan(min_accuracy=0).gate.min_accuracy is None  # a threshold of 0 decides nothing
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        gate.epsilon_budget = 100.0
+
+
+def test_the_plans_gate_reaches_each_evaluator_whole(python_subprocess):
+    """The EvalConfig of each Evaluator reads back as the plan's `GateSettings`, with the pipeline's ML Metadata path
+    added; the non-private twin's without the audit (it has no ledger to audit); with the encrypted check too."""
+    code = """
+import dataclasses, json
+import tensorflow_model_analysis as tfma
+from google.protobuf import json_format
+from pipelines.components.private_evaluator import spec
+from pipelines.pipeline import create_pipeline
+from pipelines.plan import resolve_plan
+plan = resolve_plan(epsilon_budget=2.5, max_membership_auc=0.7, min_accuracy=0.8, delta_budget=1e-4,
+                    audit_canaries=500, budget_adjacency="add-remove", compare_non_private=True, encrypted_check=True)
+pipeline = create_pipeline(pipeline_root="/tmp/unused", data_root="/tmp/unused", serving_model_dir="/tmp/unused",
+                           metadata_path="/tmp/unused/metadata.sqlite", plan=plan)
+read = {c.id: spec.gate_settings(json_format.Parse(c.exec_properties["eval_config"], tfma.EvalConfig()))
+        for c in pipeline.components if c.id.startswith("Evaluator")}
+print(json.dumps({"plan": dataclasses.asdict(plan.gate), **{k: dataclasses.asdict(v) for k, v in read.items()}}))
+"""
+    out = json.loads(python_subprocess(code, legacy_keras=True).stdout.strip().splitlines()[-1])
+    expected = {
+        "epsilon_budget": 2.5,
+        "max_membership_auc": 0.7,
+        "member_split": "train",
+        "max_audit_examples": None,
+        "delta_budget": 1e-4,
+        "privacy_unit": "example",
+        "min_accuracy": 0.8,
+        "metadata_path": None,
+        "lineage_unchecked": None,
+        "audit_canaries": 500,
+        "budget_adjacency": "add-remove",
+    }
+    assert out["plan"] == expected
+    assert out["Evaluator"] == {**expected, "metadata_path": "/tmp/unused/metadata.sqlite"}
+    assert out["Evaluator_non_private"] == {**out["Evaluator"], "audit_canaries": None}

@@ -22,7 +22,8 @@ class PrivateEvaluator(Evaluator):
     ``ppml_evaluation.json`` summary.
 
     Raises:
-      ValueError: at construction, when ``model`` or either privacy threshold is missing.
+      ValueError: at construction, when ``model`` or either privacy threshold is missing, or a gate setting is
+        invalid (`spec.GateSettings`).
     """
 
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)

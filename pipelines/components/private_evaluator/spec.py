@@ -27,7 +27,8 @@ never decide the push.
 With ``audit_canaries`` the gate also runs the privacy audits (`canary_audit`): a canary-augmented copy of the
 training run, and one full-batch step at its C and sigma, whose measured lower bounds on epsilon must not exceed the
 epsilons claimed for them.
-This module imports TFMA only inside `privacy_metrics`, after `check_gate_settings` has checked its arguments.
+`GateSettings` holds these settings, checked on construction; this module imports TFMA only in
+`GateSettings.metrics` (and `privacy_metrics`), after the settings have been checked.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ CLASS_NAMES = {
 REQUIRED = (DP_EPSILON, MEMBERSHIP_AUC)
 """The gate's metrics every EvalConfig must hold (``dp_delta`` is there when a delta budget is set)."""
 DEFAULT_MEMBER_SPLIT = "train"
+DEFAULT_MAX_MEMBERSHIP_AUC = 0.6
+"""The largest loss-threshold attack AUC the gate blesses unless told otherwise."""
 DEFAULT_PRIVACY_UNIT = "example"
 DEFAULT_DECISION_SHARE = 0.2
 """Fraction of the Trainer's target epsilon the pipeline reserves for the push decision (calibrated alone)."""
@@ -66,10 +69,36 @@ SUMMARY_FILE = "ppml_evaluation.json"
 
 @dataclasses.dataclass(frozen=True)
 class GateSettings:
-    """The privacy thresholds found in an EvalConfig."""
+    """The privacy gate's settings: what `privacy_metrics` puts in an EvalConfig and `gate_settings` reads back.
+    Checked on construction without TFMA or TFX: a ValueError naming the first bad one, in one line.
+
+    Attributes:
+      epsilon_budget: largest epsilon to bless, at the delta of the model's ledger.
+      max_membership_auc: largest loss-threshold attack AUC to bless, in [0, 1] (0.5: the attack's guess).
+      member_split: the split the model was trained on (the attack's members); its non-members
+        are the Evaluator's ``example_splits`` (default 'eval').
+      max_audit_examples: attack at most this many examples of each kind (the first ones).
+      delta_budget: largest delta to bless; None: any delta below 1/n (which every ledger has).
+      privacy_unit: what the budget protects, one of `privacy_ledger.PRIVACY_UNITS` (example, user,
+        client); a ledger in another unit does not meet it, except that a budget per example meets a
+        Federated Trainer's keyed client-level ledger through its record-level epsilon (`budget_epsilon`).
+      min_accuracy: least noisy held-out accuracy to bless (the push decision, inside the guarantee: the
+        trainer must reserve its budget, see `privacy.decision`); None: no utility threshold.
+      metadata_path: the pipeline's ML Metadata SQLite file, for the lineage check (`lineage`): every
+        Transform graph upstream of the model must be the one its ledger accounts. Without it the gate
+        fails closed (epsilon inf) unless ``lineage_unchecked`` says why the check is skipped.
+      lineage_unchecked: the reason the lineage check is skipped (e.g. an orchestrator's own ML Metadata
+        the gate cannot read); shown in the evaluation summary and the report. Ignored with a metadata_path.
+      audit_canaries: run the privacy audits (`canary_audit`): a copy of the training run with this many white-box
+        canaries, and one full-batch step with `canary_audit.IMPLEMENTATION_CANARIES`: bless only when each
+        measured lower bound on epsilon is at most the epsilon claimed for its audited run; None: no audit.
+      budget_adjacency: the neighbouring relation the budget is stated in, 'add-remove' or 'replace-one'; None:
+        the ledger's own. A ledger accounted in the other relation does not meet it, except that a per-example
+        replace-one budget meets a keyed client-level ledger through its replaced-record figure (two clients).
+    """
 
     epsilon_budget: float
-    max_membership_auc: float
+    max_membership_auc: float = DEFAULT_MAX_MEMBERSHIP_AUC
     member_split: str = DEFAULT_MEMBER_SPLIT
     max_audit_examples: int | None = None
     delta_budget: float | None = None
@@ -80,6 +109,61 @@ class GateSettings:
     audit_canaries: int | None = None
     budget_adjacency: str | None = None
 
+    def __post_init__(self):
+        validation.positive("epsilon_budget", self.epsilon_budget)
+        validation.probability("max_membership_auc", self.max_membership_auc, zero=True, one=True)
+        if not (isinstance(self.member_split, str) and self.member_split.strip()):
+            raise ValueError(f"member_split must be a split name, got {validation.shown(self.member_split)}")
+        if self.max_audit_examples is not None:
+            validation.integer("max_audit_examples", self.max_audit_examples, minimum=1)
+        if self.delta_budget is not None:
+            validation.probability("delta_budget", self.delta_budget)
+        validation.choice("privacy_unit", self.privacy_unit, privacy_ledger.PRIVACY_UNITS)
+        if self.min_accuracy is not None:
+            validation.probability("min_accuracy", self.min_accuracy, zero=True, one=True)
+        if self.metadata_path is not None and not (isinstance(self.metadata_path, str) and self.metadata_path):
+            raise ValueError(f"metadata_path must be a file path, got {validation.shown(self.metadata_path)}")
+        reason = self.lineage_unchecked
+        if reason is not None and not (isinstance(reason, str) and reason.strip()):
+            raise ValueError(f"lineage_unchecked must be a non-empty reason, got {validation.shown(reason)}")
+        check_audit_canaries(self.audit_canaries)
+        if self.budget_adjacency is not None:
+            validation.choice("budget_adjacency", self.budget_adjacency, [a.value for a in Adjacency])
+
+    def metrics(self) -> list:
+        """The `tfma.MetricConfig`s of the privacy gate (two, plus one with a ``delta_budget`` and one with a
+        ``min_accuracy``), which `gate_settings` reads back into these settings. Imports TFMA."""
+        import tensorflow_model_analysis as tfma
+
+        audit_config = {"member_split": self.member_split}
+        if self.max_audit_examples is not None:
+            audit_config["max_examples"] = int(self.max_audit_examples)
+
+        def config(name: str, bound: float, extra: dict[str, Any], side: str = "upper_bound"):
+            return tfma.MetricConfig(
+                class_name=CLASS_NAMES[name],
+                module=METRICS_MODULE,
+                config=json.dumps({"name": name, **extra}),
+                threshold=tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(**{side: {"value": bound}})),
+            )
+
+        epsilon_config = {
+            "privacy_unit": self.privacy_unit,
+            **({"metadata_path": self.metadata_path} if self.metadata_path else {}),
+            **({"lineage_unchecked": self.lineage_unchecked} if self.lineage_unchecked else {}),
+            **({"audit_canaries": self.audit_canaries} if self.audit_canaries is not None else {}),
+            **({"adjacency": self.budget_adjacency} if self.budget_adjacency else {}),
+        }
+        metrics = [
+            config(DP_EPSILON, float(self.epsilon_budget), epsilon_config),
+            config(MEMBERSHIP_AUC, float(self.max_membership_auc), audit_config),
+        ]
+        if self.delta_budget is not None:
+            metrics.append(config(DP_DELTA, float(self.delta_budget), {}))
+        if self.min_accuracy is not None:
+            metrics.append(config(NOISY_ACCURACY, float(self.min_accuracy), {}, side="lower_bound"))
+        return metrics
+
 
 def check_audit_canaries(value: int | None) -> None:
     """Raises ValueError unless ``value`` is None (no audit) or a canary count the audit accepts."""
@@ -87,126 +171,11 @@ def check_audit_canaries(value: int | None) -> None:
         validation.integer("audit_canaries", value, minimum=MIN_CANARIES, maximum=MAX_CANARIES)
 
 
-def check_gate_settings(
-    *,
-    epsilon_budget: float,
-    max_membership_auc: float = 0.6,
-    member_split: str = DEFAULT_MEMBER_SPLIT,
-    max_audit_examples: int | None = None,
-    delta_budget: float | None = None,
-    privacy_unit: str = DEFAULT_PRIVACY_UNIT,
-    min_accuracy: float | None = None,
-    metadata_path: str | None = None,
-    lineage_unchecked: str | None = None,
-    audit_canaries: int | None = None,
-    budget_adjacency: str | None = None,
-) -> None:
-    """Checks `privacy_metrics`' arguments (same names and meanings) without importing TFMA or TFX: a ValueError
-    naming the first bad one, in one line."""
-    validation.positive("epsilon_budget", epsilon_budget)
-    validation.probability("max_membership_auc", max_membership_auc, zero=True, one=True)
-    if not (isinstance(member_split, str) and member_split.strip()):
-        raise ValueError(f"member_split must be a split name, got {validation.shown(member_split)}")
-    if max_audit_examples is not None:
-        validation.integer("max_audit_examples", max_audit_examples, minimum=1)
-    if delta_budget is not None:
-        validation.probability("delta_budget", delta_budget)
-    validation.choice("privacy_unit", privacy_unit, privacy_ledger.PRIVACY_UNITS)
-    if min_accuracy is not None:
-        validation.probability("min_accuracy", min_accuracy, zero=True, one=True)
-    if metadata_path is not None and not (isinstance(metadata_path, str) and metadata_path):
-        raise ValueError(f"metadata_path must be a file path, got {validation.shown(metadata_path)}")
-    if lineage_unchecked is not None and not (isinstance(lineage_unchecked, str) and lineage_unchecked.strip()):
-        raise ValueError(f"lineage_unchecked must be a non-empty reason, got {validation.shown(lineage_unchecked)}")
-    check_audit_canaries(audit_canaries)
-    if budget_adjacency is not None:
-        validation.choice("budget_adjacency", budget_adjacency, [a.value for a in Adjacency])
-
-
-def privacy_metrics(
-    *,
-    epsilon_budget: float,
-    max_membership_auc: float = 0.6,
-    member_split: str = DEFAULT_MEMBER_SPLIT,
-    max_audit_examples: int | None = None,
-    delta_budget: float | None = None,
-    privacy_unit: str = DEFAULT_PRIVACY_UNIT,
-    min_accuracy: float | None = None,
-    metadata_path: str | None = None,
-    lineage_unchecked: str | None = None,
-    audit_canaries: int | None = None,
-    budget_adjacency: str | None = None,
-) -> list:
-    """The `tfma.MetricConfig`s of the privacy gate (two, plus one with a ``delta_budget`` and one with a
-    ``min_accuracy``).
-
-    Args:
-      epsilon_budget: largest epsilon to bless, at the delta of the model's ledger.
-      delta_budget: largest delta to bless; None: any delta below 1/n (which every ledger has).
-      privacy_unit: what the budget protects, one of `privacy_ledger.PRIVACY_UNITS` (example, user,
-        client); a ledger in another unit does not meet it, except that a budget per example meets a
-        Federated Trainer's keyed client-level ledger through its record-level epsilon (`budget_epsilon`).
-      budget_adjacency: the neighbouring relation the budget is stated in, 'add-remove' or 'replace-one'; None:
-        the ledger's own. A ledger accounted in the other relation does not meet it, except that a per-example
-        replace-one budget meets a keyed client-level ledger through its replaced-record figure (two clients).
-      max_membership_auc: largest loss-threshold attack AUC to bless, in [0.5, 1].
-      member_split: the split the model was trained on (the attack's members); its non-members
-        are the Evaluator's ``example_splits`` (default 'eval').
-      max_audit_examples: attack at most this many examples of each kind (the first ones).
-      metadata_path: the pipeline's ML Metadata SQLite file, for the lineage check (`lineage`): every
-        Transform graph upstream of the model must be the one its ledger accounts. Without it the gate
-        fails closed (epsilon inf) unless ``lineage_unchecked`` says why the check is skipped.
-      lineage_unchecked: the reason the lineage check is skipped (e.g. an orchestrator's own ML Metadata
-        the gate cannot read); shown in the evaluation summary and the report. Ignored with a metadata_path.
-      min_accuracy: least noisy held-out accuracy to bless (the push decision, inside the guarantee: the
-        trainer must reserve its budget, see `privacy.decision`); None: no utility threshold.
-      audit_canaries: run the privacy audits (`canary_audit`): a copy of the training run with this many white-box
-        canaries, and one full-batch step with `canary_audit.IMPLEMENTATION_CANARIES`: bless only when each
-        measured lower bound on epsilon is at most the epsilon claimed for its audited run; None: no audit.
-    """
-    check_gate_settings(
-        epsilon_budget=epsilon_budget,
-        max_membership_auc=max_membership_auc,
-        member_split=member_split,
-        max_audit_examples=max_audit_examples,
-        delta_budget=delta_budget,
-        privacy_unit=privacy_unit,
-        min_accuracy=min_accuracy,
-        metadata_path=metadata_path,
-        lineage_unchecked=lineage_unchecked,
-        audit_canaries=audit_canaries,
-        budget_adjacency=budget_adjacency,
-    )
-    import tensorflow_model_analysis as tfma  # after the checks: a bad setting is refused without TFMA
-
-    audit_config = {"member_split": member_split}
-    if max_audit_examples is not None:
-        audit_config["max_examples"] = int(max_audit_examples)
-
-    def config(name: str, bound: float, extra: dict[str, Any], side: str = "upper_bound"):
-        return tfma.MetricConfig(
-            class_name=CLASS_NAMES[name],
-            module=METRICS_MODULE,
-            config=json.dumps({"name": name, **extra}),
-            threshold=tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(**{side: {"value": bound}})),
-        )
-
-    epsilon_config = {
-        "privacy_unit": privacy_unit,
-        **({"metadata_path": metadata_path} if metadata_path else {}),
-        **({"lineage_unchecked": lineage_unchecked} if lineage_unchecked else {}),
-        **({"audit_canaries": audit_canaries} if audit_canaries is not None else {}),
-        **({"adjacency": budget_adjacency} if budget_adjacency else {}),
-    }
-    metrics = [
-        config(DP_EPSILON, float(epsilon_budget), epsilon_config),
-        config(MEMBERSHIP_AUC, float(max_membership_auc), audit_config),
-    ]
-    if delta_budget is not None:
-        metrics.append(config(DP_DELTA, float(delta_budget), {}))
-    if min_accuracy is not None:
-        metrics.append(config(NOISY_ACCURACY, float(min_accuracy), {}, side="lower_bound"))
-    return metrics
+def privacy_metrics(**settings: Any) -> list:
+    """``GateSettings(**settings).metrics()``: the privacy gate's `tfma.MetricConfig`s from its settings by keyword
+    (`GateSettings`' fields, e.g. ``privacy_metrics(epsilon_budget=3.0, max_membership_auc=0.6)``), checked
+    before TFMA is imported."""
+    return GateSettings(**settings).metrics()
 
 
 def gate_settings(eval_config) -> GateSettings:

@@ -165,12 +165,12 @@ def test_the_budget_adjacency_reaches_the_gate_and_a_per_example_federated_train
 
     keyed = ("--trainer", "federated", "--trainer-config", '{"max_examples_per_client": 90}')
     federated = plan_of(*keyed, "--budget-adjacency", "replace-one")
-    assert federated.budget_adjacency == "replace-one"
+    assert federated.gate.budget_adjacency == "replace-one"
     assert federated.trainer_config["budget_unit"] == "example"
     assert federated.trainer_config["budget_adjacency"] == "replace-one"
     assert "budget_adjacency" not in federated.non_private_trainer_config
-    assert plan_of("--budget-adjacency", "add-remove").budget_adjacency == "add-remove"
-    assert plan_of(*keyed).budget_adjacency is None and "budget_adjacency" not in plan_of(*keyed).trainer_config
+    assert plan_of("--budget-adjacency", "add-remove").gate.budget_adjacency == "add-remove"
+    assert plan_of(*keyed).gate.budget_adjacency is None and "budget_adjacency" not in plan_of(*keyed).trainer_config
 
 
 @pytest.mark.parametrize("args, option", BAD_RUN_OPTIONS, ids=[" ".join(a) for a, _ in BAD_RUN_OPTIONS])
