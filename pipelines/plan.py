@@ -198,10 +198,12 @@ def resolve_plan(
         max_membership_auc=max_membership_auc,
         delta_budget=delta_budget,
         privacy_unit=privacy_unit,
-        min_accuracy=None if min_accuracy == 0 else min_accuracy,  # the noisy accuracy is in [0, 1]: 0 decides nothing
+        min_accuracy=min_accuracy,
         audit_canaries=audit_canaries,
         budget_adjacency=budget_adjacency,
     )  # the pipeline adds its ML Metadata path (`pipelines.pipeline.create_pipeline`)
+    if gate.min_accuracy == 0:  # checked first (False is refused); the noisy accuracy is in [0, 1]: 0 decides nothing
+        gate = dataclasses.replace(gate, min_accuracy=None)
     if trainer == "federated" and encrypted_check:
         raise ValueError(
             "the encrypted check runs Keras models; the Federated Trainer exports a SavedModel "

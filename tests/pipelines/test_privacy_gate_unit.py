@@ -613,6 +613,7 @@ calls = [
     lambda: spec.GateSettings(epsilon_budget=2.0, metadata_path=""),
     lambda: dataclasses.replace(spec.GateSettings(epsilon_budget=2.0), lineage_unchecked=" "),
     lambda: resolve_plan(min_accuracy=1.5),
+    lambda: resolve_plan(min_accuracy=False),
     lambda: resolve_plan(delta_budget=1.0),
     lambda: resolve_plan(budget_adjacency="swap"),
 ]
@@ -638,6 +639,7 @@ print(json.dumps({"refused": refused, "loaded": loaded}))
         "metadata_path must be a file path, got ''",
         "lineage_unchecked must be a non-empty reason, got ' '",
         "min_accuracy must be in [0, 1], got 1.5",
+        "min_accuracy must be in [0, 1], got False",
         "delta_budget must be in (0, 1), got 1.0",
         "budget_adjacency must be one of add-remove, replace-one, got 'swap'",
     ]
