@@ -106,6 +106,14 @@ class PipelinePlan:
     def __post_init__(self):
         if self.generalize and (self.scrub is None or self.kanonymity is None):
             raise ValueError("generalize (--generalize) needs scrub (--scrub-pii) and kanonymity (--quasi-identifier)")
+        if not isinstance(self.gate, gate_spec.GateSettings):
+            raise ValueError(f"gate must be a GateSettings, got {type(self.gate).__name__}")
+        members = member_split(self.trainer, self.trainer_config)
+        if self.gate.member_split != members:  # the audit would attack records the model never saw
+            raise ValueError(
+                f"gate.member_split {self.gate.member_split!r}: the {self.trainer} Trainer fits the model on "
+                f"{members!r}, the membership audit's members (`member_split`)"
+            )
 
     @property
     def non_private_trainer_config(self) -> dict[str, Any]:
@@ -218,10 +226,8 @@ def resolve_plan(
             encrypted_check=encrypted_check,
             compare_non_private=compare_non_private,
             preprocessing_epsilon=preprocessing_epsilon,
-        )  # the student is fitted on the public split only: its membership audit's members
-        gate = dataclasses.replace(
-            gate, member_split=PateTrainingConfig.from_custom_config(trainer_config).public_split
         )
+        gate = dataclasses.replace(gate, member_split=member_split(trainer, trainer_config))
     if trainer == "federated":
         if "label_key" not in trainer_config:  # the bundled data's label, and its classes (public)
             trainer_config = {
@@ -283,6 +289,14 @@ def resolve_plan(
         generalize=generalize,
         schema_file=schema_file,
     )
+
+
+def member_split(trainer: str, trainer_config: Mapping[str, Any]) -> str:
+    """The split ``trainer`` fits the pushed model on, the membership audit's members: the PATE student's public
+    split (its ``public_split``), every other Trainer's 'train'."""
+    if trainer == "pate":
+        return PateTrainingConfig.from_custom_config(trainer_config).public_split
+    return gate_spec.DEFAULT_MEMBER_SPLIT
 
 
 def _check_budget_adjacency(

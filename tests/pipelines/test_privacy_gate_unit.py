@@ -645,6 +645,24 @@ print(json.dumps({"refused": refused, "loaded": loaded}))
     ]
 
 
+def test_a_plans_membership_audit_attacks_the_split_its_trainer_fits_the_model_on():
+    """The PATE student is fitted on its public split, every other Trainer on 'train': a plan whose gate names other
+    members (replaced, or built by hand) would audit records the model never saw and is refused."""
+    from pipelines.components.pate_trainer.spec import PateTrainingConfig
+
+    pate = resolve_plan(trainer="pate")
+    assert pate.gate.member_split == PateTrainingConfig.from_custom_config(pate.trainer_config).public_split
+    assert resolve_plan().gate.member_split == "train"
+    with pytest.raises(ValueError, match=r"^gate.member_split 'public': the pate Trainer fits the model on 'query'"):
+        dataclasses.replace(pate, trainer_config={**pate.trainer_config, "public_split": "query"})
+    with pytest.raises(ValueError, match=r"^gate.member_split 'train': the pate Trainer fits the model on 'public'"):
+        dataclasses.replace(pate, gate=spec.GateSettings(epsilon_budget=3.0))
+    with pytest.raises(ValueError, match=r"^gate.member_split 'eval': the dp Trainer fits the model on 'train'"):
+        dataclasses.replace(resolve_plan(), gate=spec.GateSettings(epsilon_budget=3.0, member_split="eval"))
+    with pytest.raises(ValueError, match=r"^gate must be a GateSettings, got dict$"):
+        dataclasses.replace(resolve_plan(), gate={"epsilon_budget": 3.0})
+
+
 def test_the_gate_settings_default_once_and_the_command_line_takes_the_same_defaults():
     from pipelines.cli.pipeline import run
 
