@@ -5,6 +5,7 @@ cycle, no module relying on another having been imported first), and none of the
 import ast
 import json
 import os
+import threading
 
 from tests.conftest import REPO
 
@@ -79,20 +80,22 @@ def test_no_module_uses_another_modules_private_names():
     assert found == [], found
 
 
-def import_graph() -> dict[str, set[str]]:
+def import_graph(repo: str = REPO) -> dict[str, set[str]]:
     """{module: the ppml modules it imports}, at module level or inside functions (deferred imports count: a cycle
     through one still ties the two modules together), for every module of privacy, federated, pipelines and
-    benchmarks; ``from package import name`` counts as the submodule ``package.name`` where there is one."""
+    benchmarks under ``repo``; ``from package import name`` counts as the submodule ``package.name`` where there is
+    one, and a namespace package (no __init__.py: no code) as nothing."""
     packages = ("privacy", "federated", "pipelines", "benchmarks")
     files = {}
     for top in packages:
-        for folder, _, names in os.walk(os.path.join(REPO, top)):
+        for folder, _, names in os.walk(os.path.join(repo, top)):
             for file in (n for n in names if n.endswith(".py")):
-                dotted = os.path.relpath(os.path.join(folder, file), REPO)[:-3].replace(os.sep, ".")
+                dotted = os.path.relpath(os.path.join(folder, file), repo)[:-3].replace(os.sep, ".")
                 files[dotted.removesuffix(".__init__")] = os.path.join(folder, file)
 
     def module_of(name: str) -> str:
-        while name not in files:
+        """The module with a file that importing ``name`` runs; '' for a package without one (a namespace)."""
+        while name and name not in files:
             name = name.rpartition(".")[0]
         return name
 
@@ -109,7 +112,7 @@ def import_graph() -> dict[str, set[str]]:
                 base = node.module or ""
                 if base.split(".")[0] in packages:
                     imported |= {module_of(f"{base}.{a.name}") for a in node.names}
-        graph[module] = imported - {module}
+        graph[module] = imported - {module, ""}
     return graph
 
 
@@ -130,6 +133,17 @@ def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     for module in sorted(graph):
         visit(module, [])
     return cycles
+
+
+def test_the_import_graph_skips_a_package_without_a_file(tmp_path):
+    """``import benchmarks`` names a namespace package (no __init__.py, no code): no edge, and no endless search."""
+    os.makedirs(tmp_path / "benchmarks")
+    (tmp_path / "benchmarks" / "b.py").write_text("import benchmarks\nfrom benchmarks import b\n")
+    found = []
+    worker = threading.Thread(target=lambda: found.append(import_graph(str(tmp_path))), daemon=True)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive() and found == [{"benchmarks.b": set()}]
 
 
 def test_no_import_cycle_among_ppml_modules():
