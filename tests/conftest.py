@@ -94,6 +94,7 @@ TFX_TESTS = {
     "test_the_budgets_unit_travels_in_the_eval_config",
     "test_the_gate_settings_carry_the_canary_count",
     "test_the_plans_gate_reaches_each_evaluator_whole",
+    "test_a_hand_built_eval_config_that_would_bless_more_is_refused_when_the_evaluator_is_built",
     "test_client_column_partitions_naturally_with_secure_aggregation_and_a_public_run_has_no_ledger",
 }
 """Tests outside TFX_MODULES that import TFX in a fresh interpreter; tests named *beam* run Beam too."""

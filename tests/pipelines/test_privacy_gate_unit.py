@@ -663,6 +663,45 @@ def test_a_plans_membership_audit_attacks_the_split_its_trainer_fits_the_model_o
         dataclasses.replace(resolve_plan(), gate={"epsilon_budget": 3.0})
 
 
+def test_a_hand_built_eval_config_that_would_bless_more_is_refused_when_the_evaluator_is_built(python_subprocess):
+    """An infinite epsilon budget (a model without a ledger has epsilon inf, and inf <= inf), and a second DpEpsilon
+    metric whose budget unit is laxer (the gate read the last one's settings), are refused by `spec.gate_settings`
+    and so by PrivateEvaluator at construction, in one line each."""
+    code = """
+import json
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+from pipelines.components.private_evaluator import spec
+from pipelines.components.private_evaluator.component import PrivateEvaluator
+epsilon, auc = spec.privacy_metrics(epsilon_budget=1.0)
+unbounded = tfma.MetricConfig()
+unbounded.CopyFrom(epsilon)
+unbounded.threshold.value_threshold.upper_bound.value = float("inf")
+client_level = spec.privacy_metrics(epsilon_budget=1.0, privacy_unit="client")[0]
+model = tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model)
+examples = tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples)
+out = []
+for metrics in ([unbounded, auc], [epsilon, auc, client_level], [epsilon, auc]):
+    config = tfma.EvalConfig(metrics_specs=[tfma.MetricsSpec(metrics=metrics)])
+    for build in (spec.gate_settings, lambda c: PrivateEvaluator(examples=examples, model=model, eval_config=c)):
+        try:
+            build(config)
+            out.append(None)
+        except ValueError as err:
+            out.append(str(err))
+print(json.dumps(out))
+"""
+    out = json.loads(python_subprocess(code, legacy_keras=True).stdout.strip().splitlines()[-1])
+    unbounded, twice = (
+        "epsilon_budget must be a finite number > 0, got inf",
+        (
+            "the EvalConfig has two DpEpsilon metrics (dp_epsilon): the gate would read one's settings while TFMA "
+            "checks both thresholds; give one"
+        ),
+    )
+    assert out == [unbounded, unbounded, twice, twice, None, None]
+
+
 def test_the_gate_settings_default_once_and_the_command_line_takes_the_same_defaults():
     from pipelines.cli.pipeline import run
 

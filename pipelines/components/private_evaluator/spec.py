@@ -182,9 +182,10 @@ def gate_settings(eval_config) -> GateSettings:
     """Finds the privacy thresholds in a `tfma.EvalConfig`.
 
     Raises:
-      ValueError: naming the metric when either is missing or has no upper-bound threshold, when
-        ``noisy_accuracy`` has no lower bound, or when any other metric has a threshold (an exact metric
-        of the private held-out split would decide the push outside the guarantee).
+      ValueError: naming the metric when either is missing, given twice or has no upper-bound threshold, when
+        ``noisy_accuracy`` has no lower bound, when any other metric has a threshold (an exact metric
+        of the private held-out split would decide the push outside the guarantee), or when a setting read back
+        is invalid (`GateSettings`).
     """
     bounds: dict[str, float] = {}
     audit_config: dict[str, Any] = {}
@@ -209,6 +210,11 @@ def gate_settings(eval_config) -> GateSettings:
                         f"threshold and gate on spec.privacy_metrics(min_accuracy=...) (a noisy accuracy)"
                     )
                 continue
+            if name in bounds:  # the settings below are read from one, the value is checked against each
+                raise ValueError(
+                    f"the EvalConfig has two {metric.class_name} metrics ({name}): the gate would read one's "
+                    f"settings while TFMA checks both thresholds; give one"
+                )
             threshold = metric.threshold.value_threshold
             if name == NOISY_ACCURACY:
                 if not threshold.HasField("lower_bound"):
