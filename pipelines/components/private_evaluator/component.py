@@ -22,8 +22,8 @@ class PrivateEvaluator(Evaluator):
     ``ppml_evaluation.json`` summary.
 
     Raises:
-      ValueError: at construction, when ``model`` or either privacy threshold is missing, or a gate setting is
-        invalid (`spec.GateSettings`).
+      ValueError: at construction, when ``model`` or either privacy threshold is missing, a privacy-gate metric is
+        given twice, or a gate setting is invalid (`spec.gate_settings`).
     """
 
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
