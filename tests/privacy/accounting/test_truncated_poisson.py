@@ -80,8 +80,8 @@ def test_report_names_the_cut_and_its_probability():
 def test_the_default_cap_costs_about_one_percent_at_mnist_scale():
     """The default cap (B + 4 sd: 320 rows for B = 256 of n = 60 000) pads a Poisson batch to 320 rows instead of the
     1e-9 quantile's 357, at the epsilon dp-accounting gives the truncated event (n + 1 under add-remove; recomputed
-    here): 60 epochs at sigma 1.1, delta 1e-5 cost about 1 % more than untruncated Poisson (2.407 against 2.380),
-    while B + 2 sd (288 rows) nearly doubles epsilon (what benchmarks/README.md reports)."""
+    here): 60 epochs of 234 steps at sigma 1.1, delta 1e-5 cost about 1 % more than untruncated Poisson (2.407
+    against 2.380), while B + 2 sd (288 rows) nearly doubles epsilon (what benchmarks/README.md reports)."""
     from privacy.accounting import truncation
 
     n, batch, sigma, steps = 60000, 256, 1.1, 60 * round(60000 / 256)
