@@ -7,7 +7,10 @@ per-layer fallback (targets and anchors: benchmarks/README.md, section dp_sgd_sp
 Every configuration runs in its own fresh process (so peak RSS is its own) and trains through `fit`;
 ms/step is the median time between consecutive steps after a compiling warm-up (the mean is in the
 JSON), and CPU ms/step the process's CPU time per step (what the step costs the machine, steadier than
-wall time when other jobs share the cores). Rows:
+wall time when other jobs share the cores). The first use of each batch shape costs extra (its kernels'
+set-up), which a real run pays once per shape, so a Poisson row warms up until every shape that its timed
+steps use has been seen (the sizes come from a twin of its seeded sampler); the JSON gives each row's
+warm-up steps, batch shapes, mean rows per step and the warm-up's CPU ms above the steady state. Rows:
 
 * keras / ppml on Keras 3 and on tf-keras, compiled without XLA (the default of both on CPU: Keras 3's
   jit_compile="auto" turns XLA off on machines without accelerators) and with ``jit_compile=True``;
@@ -15,8 +18,9 @@ wall time when other jobs share the cores). Rows:
   `fit(x, y, batch_size=256)` runs under ``sampling="shuffle"``): the fixed-batch row that pays for its input
   pipeline like the Poisson rows below (the other fixed rows take one batch, repeated);
 * ppml with Poisson batches (expected 256, padded to the 1e-9 quantile, 357 rows) drawn from 60 000
-  examples given to `fit` as arrays (gathered in place) and as a tf.data.Dataset (read into memory): what a
-  real private run pays; "data MB" is the size of those examples, which the process holds either way;
+  examples given as arrays (gathered in place: `poisson_batches` on the arrays, seeded, which is what
+  `fit(x, y)` builds) and as a tf.data.Dataset (read into memory): what a real private run pays; "data MB"
+  is the size of those examples, which the process holds either way;
 * ppml with truncated Poisson batches from arrays (``truncated_batch_size='default'``: B + 4 standard
   deviations, 320 rows); the arrays' Poisson and truncated rows also with ``skip_padding=True`` (the padding
   left out of each step);
@@ -52,8 +56,9 @@ import time
 from results_io import step_timings, write_results
 
 TARGETS = {"mlp": 1.5, "cnn": 2.0}  # fixed batches; Poisson within 10 % of them (benchmarks/README.md, dp_sgd_speed.py)
-ANCHORS = {"mlp": 4.3, "cnn": 9.5}  # TF Privacy's best ratios on this machine kind, Nov 2026 (benchmarks/README.md)
+ANCHORS = {"mlp": 2.2, "cnn": 2.3}  # TF Privacy's best ratios on this machine kind (all of them: benchmarks/README.md)
 BATCH = 256
+HORIZON = 200  # steps past warm-up + timed ones in which a Poisson row may extend its warm-up (`steady_warmup`)
 SEQUENCE, VOCABULARY = 32, 1000  # the transformer's and the recurrent models' sequence length; token vocabulary
 
 
@@ -121,7 +126,7 @@ def worker(spec: dict) -> dict:
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     method = spec["method"]
     batches = tf.data.Dataset.from_tensors((x, y)).repeat()
-    data_mb = 0.0
+    data_mb, warmup, rows = 0.0, spec["warmup"], []
     if method == "tf_privacy":
         sys.skip_tf_privacy_import = True
         from tensorflow_privacy.privacy.fast_gradient_clipping import layer_registry
@@ -147,17 +152,22 @@ def worker(spec: dict) -> dict:
             if spec.get("poisson"):
                 xs, ys = examples(rng, spec["model"], n)
                 data_mb = (xs.nbytes + ys.nbytes) / 2**20
-                if spec["poisson"] == "dataset":
-                    batches = poisson_batches(
-                        tf.data.Dataset.from_tensor_slices((xs, ys)), dataset_size=n, expected_batch_size=BATCH, seed=0
-                    ).prefetch(2)
+                source = tf.data.Dataset.from_tensor_slices((xs, ys)) if spec["poisson"] == "dataset" else (xs, ys)
+                cap = "default" if spec.get("truncated") else None
+                # What fit(xs, ys) builds from arrays (rows gathered in place), seeded so that the twin below,
+                # drawn from the same seed, tells the batch sizes the steps will see.
+                batches = poisson_batches(
+                    source, dataset_size=n, expected_batch_size=BATCH, truncated_batch_size=cap, seed=0
+                ).prefetch(2)
+                rows = step_rows(n, cap, bool(spec.get("skip_padding")), spec["warmup"] + spec["steps"] + HORIZON)
+                warmup = steady_warmup(rows, spec["warmup"], spec["steps"])
                 make_private(
                     model,
                     l2_norm_clip=1.0,
                     noise_multiplier=1.1,
                     expected_batch_size=BATCH,
                     dataset_size=n,
-                    truncated_batch_size="default" if spec.get("truncated") else None,
+                    truncated_batch_size=cap,
                     skip_padding=bool(spec.get("skip_padding")),
                 )
             else:
@@ -180,14 +190,54 @@ def worker(spec: dict) -> dict:
             ends.append(time.perf_counter())
             cpu_ends.append(time.process_time())
 
-    steps = spec["warmup"] + spec["steps"]
-    if spec.get("poisson") == "arrays":  # fit draws Poisson batches from the arrays themselves
-        model.fit(xs, ys, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[StepClock()])
-    elif spec.get("shuffled"):
+    steps = warmup + spec["steps"]
+    if spec.get("shuffled"):
         model.fit(xs, ys, batch_size=BATCH, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[StepClock()])
     else:
         model.fit(batches, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[StepClock()])
-    return step_timings(ends, cpu_ends, spec["warmup"], data_mb)
+    result = step_timings(ends, cpu_ends, warmup, data_mb)
+    rows = rows[:steps] or [BATCH] * steps  # the non-Poisson rows: one shape
+    return {**result, "warmup_steps": warmup, **shape_costs(rows, np.diff(cpu_ends) * 1000, warmup)}
+
+
+def step_rows(n: int, cap, skip_padding: bool, count: int) -> list[int]:
+    """The rows each of the first ``count`` steps computes with the workers' seeded Poisson batches: the padded
+    size, or with ``skip_padding`` the realised size rounded up as the step rounds it (`PADDED_ROWS_MULTIPLE`).
+    Drawn from a twin sampler with the same seed (the sizes depend on n, B, the cap and the seed alone)."""
+    import numpy as np
+
+    from privacy.keras import poisson_batches, sampling_of
+    from privacy.keras.train_step import PADDED_ROWS_MULTIPLE as m
+
+    blank = np.zeros(n, "int8")
+    twin = poisson_batches((blank, blank), dataset_size=n, expected_batch_size=BATCH, truncated_batch_size=cap, seed=0)
+    limit = sampling_of(twin).max_batch_size
+    sizes = [int(w.numpy().sum()) for _, _, w in twin.take(count)]
+    return [min(limit, max(1, -(-s // m)) * m) if skip_padding else limit for s in sizes]
+
+
+def steady_warmup(rows: list[int], minimum: int, steps: int) -> int:
+    """The fewest warm-up steps (at least ``minimum``) after which the ``steps`` timed ones use no batch shape the
+    warm-up has not (the first use of a shape pays for its kernels' set-up); ``minimum`` + `HORIZON` at most."""
+    for warmup in range(minimum, len(rows) - steps + 1):
+        if set(rows[warmup : warmup + steps]) <= set(rows[:warmup]):
+            return warmup
+    return len(rows) - steps
+
+
+def shape_costs(rows: list[int], cpu_ms, warmup: int) -> dict:
+    """The timed steps' batch shapes and mean rows, and the warm-up's excess: the CPU ms of warm-up steps 1 to
+    ``warmup`` - 1 (step 0 traces) above the median of the timed steps of the same shape, summed (over the shapes
+    that the timed steps use)."""
+    import numpy as np
+
+    timed = rows[warmup:]
+    median = {
+        shape: float(np.median([cpu_ms[i - 1] for i in range(warmup, len(rows)) if rows[i] == shape]))
+        for shape in set(timed)
+    }
+    excess = sum(cpu_ms[i - 1] - median[rows[i]] for i in range(1, warmup) if rows[i] in median)
+    return {"batch_shapes": len(median), "mean_rows": float(np.mean(timed)), "warmup_excess_cpu_ms": excess}
 
 
 def run_worker(python: str, spec: dict, env_extra: dict | None = None) -> dict:
@@ -322,7 +372,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="mlp,cnn")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per configuration")
-    parser.add_argument("--warmup", type=int, default=3, help="steps before timing (tracing, XLA compilation)")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=3,
+        help="steps before timing (tracing, XLA compilation); a Poisson row warms up longer, until every batch "
+        "shape its timed steps use has been seen",
+    )
     parser.add_argument("--rounds", type=int, default=1, help="runs of every configuration, interleaved")
     parser.add_argument(
         "--only",
@@ -384,7 +440,7 @@ def main(argv=None):
     )
     print(
         f"{'model':<5} {'method':<34} {'ms/step':>8} {'ratio':>6} {'CPU ms':>7} {'ratio':>6} {'peak MB':>8} "
-        f"{'+MB':>6} {'data MB':>8}"
+        f"{'+MB':>6} {'data MB':>8} {'warm-up':>7} {'rows':>6}"
     )
     for row in rows:
         if "error" in row:
@@ -396,11 +452,12 @@ def main(argv=None):
         data = f"{row['data_mb']:.0f}" if row.get("data_mb") else ""
         print(
             f"{row['model']:<5} {row['method']:<34} {row['ms_per_step']:>8.1f} {ratio:>6} "
-            f"{row['cpu_ms_per_step']:>7.1f} {cpu_ratio:>6} {row['peak_rss_mb']:>8.0f} {extra:>6} {data:>8}"
+            f"{row['cpu_ms_per_step']:>7.1f} {cpu_ratio:>6} {row['peak_rss_mb']:>8.0f} {extra:>6} {data:>8} "
+            f"{row.get('warmup_steps', ''):>7} {row.get('mean_rows', ''):>6.6}"
         )
     print(
-        f"targets: ppml <= {TARGETS['mlp']}x (MLP), <= {TARGETS['cnn']}x (CNN); TF Privacy's best in the field "
-        f"notes: {ANCHORS['mlp']}x, {ANCHORS['cnn']}x"
+        f"targets: ppml <= {TARGETS['mlp']}x (MLP), <= {TARGETS['cnn']}x (CNN); TF Privacy's best measured here: "
+        f"{ANCHORS['mlp']}x, {ANCHORS['cnn']}x"
     )
     for note in notes:
         print(f"note: {note}")

@@ -146,6 +146,7 @@ SLOW_TESTS = {
     "test_the_default_dp_run_works_with_csprng_noise_and_writes_the_trainers_ledger",
     "test_the_gate_runs_both_audits_and_an_honest_implementation_check_passes",
     "test_the_ledger_lists_the_inferred_spec_and_separate_runs_outside_the_guarantee",
+    "test_the_rounded_batch_sizes_are_worth_the_epsilon_the_readmes_state",
     "test_the_ledger_records_the_cut_batches_and_the_gate_and_report_use_the_truncated_epsilon",
     "test_the_membership_audit_of_the_pate_student_takes_the_public_split_it_was_fitted_on_as_members",
     "test_the_noise_matches_the_recorded_mechanisms",

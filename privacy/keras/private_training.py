@@ -391,10 +391,11 @@ class PrivateTraining:
             )
         if self.skip_padding:
             notes += (
-                f"skip_padding: steps without XLA or microbatches left their batch's padding out down to a multiple "
-                f"of {PADDED_ROWS_MULTIPLE} rows, so each step's duration follows the batch size drawn; that is not "
-                f"covered by epsilon (whoever timed the steps learns the batch sizes to within "
-                f"{PADDED_ROWS_MULTIPLE} rows).",
+                f"skip_padding: steps without XLA or microbatches left their batch's rows of weight 0 out down to a "
+                f"multiple of {PADDED_ROWS_MULTIPLE} rows, so each step's duration follows how many of its examples "
+                f"have weight != 0: the batch size drawn and, since real examples of sample weight 0 are left out "
+                f"like padding, how many of the drawn ones have weight 0; that is not covered by epsilon (whoever "
+                f"timed the steps learns that count to within {PADDED_ROWS_MULTIPLE} rows).",
             )
         return dataclasses.replace(report, notes=notes)
 

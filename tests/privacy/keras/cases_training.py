@@ -637,8 +637,9 @@ def case_dp_model_classes_take_make_privates_skip_padding_and_truncation():
 
 
 def case_the_report_says_when_steps_left_their_padding_out():
-    """A report of a run with ``skip_padding`` notes that the steps' durations followed the batch sizes drawn (not
-    covered by epsilon); one without it does not."""
+    """A report of a run with ``skip_padding`` notes that the steps' durations followed the batch sizes drawn and
+    the count of drawn examples of sample weight 0 (left out like padding; neither covered by epsilon); one without
+    it does not."""
     x, y = _data(n=100)
     for skip in (False, True):
         model = make_private(
@@ -650,3 +651,4 @@ def case_the_report_says_when_steps_left_their_padding_out():
         assert len(notes) == skip, (skip, notes)
         if skip:
             assert "not covered by epsilon" in notes[0] and "32" in notes[0], notes
+            assert "batch size drawn" in notes[0] and "sample weight 0" in notes[0], notes
