@@ -117,8 +117,9 @@ EPSILON_RECORD_LEVEL = "epsilon_record_level"  # a keyed client partition's one-
 RECORD_ADJACENCY = "record_adjacency"  # the record relation epsilon_record_level covers: add-remove
 EPSILON_RECORD_REPLACED = "epsilon_record_replaced"  # one record replaced: two clients (replaced_record_epsilon)
 EPSILON_DECISION = "epsilon_decision"  # the push decision's release alone (reserved by the trainer)
-MLMD_SIGNIFICANT_DIGITS = 6
-"""ml-metadata's SQLite store keeps 6 significant digits of a double property (it prints them with %g)."""
+MLMD_DECIMALS = 6
+"""ml-metadata's SQLite store keeps a double property to 6 decimal places, rounded to nearest (measured: 2.9997151488
+reads back 2.999715, 1.23456789e-4 as 0.000123, 4.99e-7 as 0.0), however many significant digits that leaves."""
 MODEL_PROPERTIES = (
     PRIVATE,
     EPSILON,
@@ -762,17 +763,16 @@ def read_ledger_file(path: str) -> PrivacyLedger | None:
 
 # --- ML Metadata -------------------------------------------------------------------------------
 def mlmd_upper_bound(value: float) -> float:
-    """``value`` rounded up to `MLMD_SIGNIFICANT_DIGITS`, so that an epsilon stored in MLMD stays an upper bound.
+    """``value`` rounded up to `MLMD_DECIMALS` decimal places, so that an epsilon or delta stored in MLMD stays an
+    upper bound (a delta below 1e-6 is stored as 1e-6).
 
     The exact values are in the ledger (``privacy_ledger_uri``).
     """
-    if not math.isfinite(value) or value == 0:
+    if not math.isfinite(value):
         return value
-    digits = MLMD_SIGNIFICANT_DIGITS
-    rounded = float(f"{value:.{digits}g}")
+    rounded = float(f"{value:.{MLMD_DECIMALS}f}")
     if rounded < value:
-        step = 10.0 ** (math.floor(math.log10(abs(rounded))) - digits + 1)
-        rounded = float(f"{rounded + step:.{digits}g}")
+        rounded = float(f"{rounded + 10.0**-MLMD_DECIMALS:.{MLMD_DECIMALS}f}")
     return rounded
 
 

@@ -100,8 +100,8 @@ def executor_runs(private_run, tmp_path_factory, python_subprocess):
 
 
 def _stored(props, exact):
-    """MLMD keeps epsilons rounded up to 6 significant digits."""
-    return exact <= props <= exact * (1 + 1e-5)
+    """MLMD keeps epsilons rounded up to 6 decimal places."""
+    return exact <= props <= exact + 1e-6
 
 
 def _preprocessing(ledger, factor):

@@ -203,27 +203,54 @@ def test_fixed_size_batches_give_the_rdp_epsilon_and_say_so():
 @pytest.mark.parametrize(
     "value, stored",
     [
-        (2.9997151488, 2.99972),
-        (2.5927545031, 2.59276),
+        (2.9997151488, 2.999716),
+        (2.5927545031, 2.592755),
         (1.0, 1.0),
         (9.9999995, 10.0),
-        (0.000123456789, 0.000123457),
-        (3.0, 3.0),
+        (0.000123456789, 0.000124),
+        (1e-5, 1e-5),
+        (1e-7, 1e-6),
+        (0.0, 0.0),
+        (1234567.8912345678, 1234567.891235),
     ],
 )
-def test_mlmd_values_are_rounded_up_to_six_significant_digits(value, stored):
+def test_mlmd_values_are_rounded_up_to_six_decimal_places(value, stored):
     rounded = pl.mlmd_upper_bound(value)
     assert rounded == stored and rounded >= value
-    assert float(f"{rounded:g}") == rounded  # what MLMD's SQLite store keeps (%g) is exactly this number
+    assert float(f"{rounded:.6f}") == rounded  # what MLMD's SQLite store keeps (6 decimals) is exactly this number
 
 
 def test_delta_and_sigma_in_mlmd_are_rounded_to_the_conservative_side():
-    """ML Metadata keeps 6 significant digits: delta is stored rounded up, the noise multiplier down."""
+    """ML Metadata keeps 6 decimal places: delta is stored rounded up, the noise multiplier down."""
     mechanism = MECHANISM.replace(noise_multiplier=1.23456789)
-    ledger = pl.PrivacyLedger.for_dp_sgd(mechanism, l2_norm_clip=1.0, delta=1.23456789e-4)
+    ledger = pl.PrivacyLedger.for_dp_sgd(mechanism, l2_norm_clip=1.0, delta=1.23456789e-7)
     props = pl.ledger_properties(ledger)
-    assert props[pl.DELTA] == 1.23457e-4 >= ledger.delta
-    assert props[pl.NOISE_MULTIPLIER] == 1.23456 <= 1.23456789
+    assert props[pl.DELTA] == 1e-6 >= ledger.delta
+    assert props[pl.NOISE_MULTIPLIER] == 1.234567 <= 1.23456789
+
+
+def test_values_read_back_from_a_real_mlmd_store_stay_on_the_conservative_side(tmp_path):
+    """A real SQLite ML Metadata store: what it returns for each rounded value is still an upper bound (delta 1e-7
+    used to be stored rounded to 6 significant digits and read back as 0.0)."""
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = str(tmp_path / "mlmd.sqlite")
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    store = metadata_store.MetadataStore(config)
+    type_id = store.put_artifact_type(metadata_store_pb2.ArtifactType(name="Probe"))
+    values = [1e-7, 1.23456789e-7, 4.99e-7, 1.23456789e-5, 0.0123454321, 2.5934564, 2.9997151488, 1234567.8912345]
+    artifact = metadata_store_pb2.Artifact(type_id=type_id)
+    for i, value in enumerate(values):
+        artifact.custom_properties[f"up{i}"].double_value = pl.mlmd_upper_bound(value)
+        artifact.custom_properties[f"down{i}"].double_value = -pl.mlmd_upper_bound(-value)
+    [artifact_id] = store.put_artifacts([artifact])
+    [read] = store.get_artifacts_by_id([artifact_id])
+    for i, value in enumerate(values):
+        up, down = read.custom_properties[f"up{i}"].double_value, read.custom_properties[f"down{i}"].double_value
+        assert value <= up <= value + 1e-6 and value - 1e-6 <= down <= value
+        assert up == pl.mlmd_upper_bound(value)  # the store keeps exactly what was rounded
 
 
 def preprocessing_account(with_vocabulary: bool = False, adjacency: str = "add-remove") -> PreprocessingAccount:
