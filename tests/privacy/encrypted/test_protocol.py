@@ -114,23 +114,6 @@ def relu_and_sign(p, a, bits):
     return out, sign
 
 
-def test_the_test_vectors_modular_arithmetic_and_rotation_are_exact_over_their_whole_domain():
-    """The table-free reductions mod p = 127 against numpy's remainder for every value they are given (test-vector
-    shares |w| < 64 p, blinded products below 128 p), and the row rotation against np.roll, for the residues
-    (uint8) and the shares (int16), odd widths and an empty batch."""
-    p = comparison.MODULUS
-    w = np.arange(-64 * p + 1, 64 * p, dtype=np.int16)
-    assert np.array_equal(comparison._mod(w), (w.astype(np.int64) % p).astype(np.uint16))
-    x = np.arange(128 * p, dtype=np.uint16)
-    assert np.array_equal(comparison._reduce(x), x % p)
-    for dtype, width in ((np.uint8, 9), (np.int16, 17), (np.uint8, 63)):
-        rows = RNG.integers(0, 127, size=(500, width)).astype(dtype)
-        offsets = RNG.integers(0, width, size=500)
-        expected = np.stack([np.roll(row, -int(k)) for row, k in zip(rows, offsets, strict=True)])
-        assert np.array_equal(comparison._rotate(rows, offsets), expected)
-    assert comparison._rotate(np.zeros((0, 9), np.uint8), np.zeros(0, np.int64)).shape == (0, 9)
-
-
 @pytest.mark.parametrize("bits", [1, 5, 30, 61, 63])
 def test_comparison_and_relu_are_exact_in_the_proven_range(run_parties, bits):
     """R = 63 decides the sign of any ring element (what the servers' input check relies on)."""

@@ -1,0 +1,159 @@
+"""The comparison's compiled kernels, bit for bit against the numpy computation they replaced.
+
+The reference below is the numpy code of the comparison before the kernels, unchanged but for names (its
+reductions and rotation are checked against numpy's remainder and np.roll): every width R = 1..63,
+both pair members, random and edge inputs (a = 0 with beta = 1, all-zero and all-ones numbers, extreme
+residues, rotation words 0 and 2^64 - 1), and an empty batch.
+"""
+
+import numpy as np
+import pytest
+
+from privacy.encrypted.protocol import kernels
+from privacy.encrypted.protocol.comparison import MODULUS
+
+P = MODULUS
+RNG = np.random.default_rng(14)  # test data only
+
+
+# --- the numpy computation of the comparison before the kernels (privacy/encrypted/protocol/comparison.py at
+# 347c4f8), kept as the reference: int16 test vectors, reductions by 128 = 1 mod p, rotation by windows.
+
+
+def _bits(v, count):
+    top = np.ascontiguousarray(v.reshape(-1, 1) << np.uint64(64 - count))
+    flat = np.unpackbits(top.byteswap().view(np.uint8), axis=-1, count=count)
+    return flat.reshape(v.shape + (count,)).astype(np.int16)
+
+
+def _reduce(x):
+    x = (x >> np.uint16(7)) + (x & np.uint16(127))
+    return np.minimum(x, x - np.uint16(P))
+
+
+def _mod(w):
+    return _reduce((w + np.int16(P * 64)).view(np.uint16))
+
+
+def _before(g, start):
+    out = np.empty_like(g)
+    out[..., 0] = start
+    for j in range(1, g.shape[-1]):
+        np.add(out[..., j - 1], g[..., j - 1], out=out[..., j])
+    return out
+
+
+def _rotate(w, offsets):
+    rows = w.reshape(-1, w.shape[-1])
+    count, width = rows.shape
+    if not count:
+        return w.copy()
+    doubled = np.concatenate([rows, rows], axis=-1)
+    windows = np.ndarray(
+        (doubled.size - width + 1,), np.dtype((np.void, width * w.itemsize)), doubled, strides=(w.itemsize,)
+    )
+    starts = np.arange(count) * (2 * width) + offsets.reshape(-1)
+    return windows[starts].view(w.dtype).reshape(w.shape)
+
+
+def _vector(a, beta, shares, first, bits):
+    t = _bits((a - beta) & np.uint64((1 << bits) - 1), bits)
+    sign = (1 - 2 * beta.astype(np.int16))[:, None]
+    g = 1 - 2 * t
+    g *= shares
+    if first:
+        g += t
+        spot = shares - t
+        w = _before(g, 1)
+    else:
+        spot = shares.copy()
+        w = _before(g, 0)
+    spot *= sign
+    w += spot
+    always = (beta == 1) & (a == 0)
+    if np.any(always):
+        w[always] = np.concatenate([[0], np.ones(bits - 1, dtype=np.int16)]) if first else 0
+    return w
+
+
+def ref_pair_vectors(a, beta, shares, rho, words, mask, first):
+    bits = shares.shape[1]
+    product = _mod(_vector(a, beta, shares.astype(np.int16), first, bits))
+    product *= np.add(rho, 1, dtype=np.uint16)
+    product += mask.astype(np.uint16) if first else np.uint16(P) - mask.astype(np.uint16)
+    return _rotate(_reduce(product).astype(np.uint8), (words % np.uint64(bits)).astype(np.int64))
+
+
+def ref_helper_message(other, shares):
+    total = _bits(other, shares.shape[1]).astype(np.uint8) + (np.uint8(P) - shares)
+    return np.minimum(total, total - np.uint8(P))
+
+
+def ref_any_zero_sum(u, v):
+    total = u + v
+    return np.any(np.minimum(total, total - np.uint8(P)) == 0, axis=1).astype(np.uint64)
+
+
+def test_the_references_reductions_and_rotation_are_exact_over_their_whole_domain():
+    """The reference's table-free reductions mod p against numpy's remainder for every value they are given, and
+    its rotation against np.roll."""
+    w = np.arange(-64 * P + 1, 64 * P, dtype=np.int16)
+    assert np.array_equal(_mod(w), (w.astype(np.int64) % P).astype(np.uint16))
+    x = np.arange(128 * P, dtype=np.uint16)
+    assert np.array_equal(_reduce(x), x % P)
+    for width in (9, 17, 63):
+        rows = RNG.integers(0, 127, size=(500, width)).astype(np.uint8)
+        offsets = RNG.integers(0, width, size=500)
+        expected = np.stack([np.roll(row, -int(k)) for row, k in zip(rows, offsets, strict=True)])
+        assert np.array_equal(_rotate(rows, offsets), expected)
+
+
+def inputs(bits, n):
+    """Random rows, then edge rows: a = 0 and the all-ones number with beta 0 and 1, extreme residues."""
+    low = (1 << bits) - 1
+    a = RNG.integers(0, low, size=n, dtype=np.uint64, endpoint=True)
+    beta = RNG.integers(0, 2, size=n, dtype=np.uint64)
+    shares = RNG.integers(0, P, size=(n, bits), dtype=np.uint8)
+    rho = RNG.integers(0, P - 1, size=(n, bits), dtype=np.uint8)
+    mask = RNG.integers(0, P, size=(n, bits), dtype=np.uint8)
+    rotation = RNG.integers(0, 2**64, size=n, dtype=np.uint64)
+    a[:8] = [0, 0, low, low, 0, low, 1, 1]
+    beta[:8] = [0, 1, 0, 1, 1, 1, 0, 1]
+    shares[:8:2], shares[1:8:2] = 0, P - 1
+    rho[:4], rho[4:8] = 0, P - 2
+    mask[:3], mask[3:6] = 0, P - 1
+    rotation[:8] = [0, 2**64 - 1, bits - 1, bits, 0, 2**64 - 1, 1, 2**63]
+    return a, beta, shares, rho, rotation, mask
+
+
+@pytest.mark.parametrize("bits", range(1, 64))
+def test_kernels_equal_the_numpy_reference_at_every_width(bits):
+    a, beta, shares, rho, rotation, mask = inputs(bits, 300)
+    for first in (True, False):
+        out = np.empty_like(shares)
+        kernels.pair_vectors(a, beta, shares, rho, rotation, mask, first, out)
+        assert np.array_equal(out, ref_pair_vectors(a, beta, shares, rho, rotation, mask, first)), first
+    other = a ^ np.uint64((1 << bits) - 1)
+    message = np.empty_like(shares)
+    kernels.helper_message(other, shares, message)
+    assert np.array_equal(message, ref_helper_message(other, shares))
+    u = RNG.integers(0, P, size=shares.shape, dtype=np.uint8)
+    v = (P - u) % P  # a zero in every row
+    v[: len(v) // 2] = (v[: len(v) // 2] + RNG.integers(1, P, size=(len(v) // 2, bits))) % P  # then mostly none
+    delta = np.empty(len(u), np.uint64)
+    kernels.any_zero_sum(u, v, delta)
+    assert np.array_equal(delta, ref_any_zero_sum(u, v))
+    assert 0 < delta.sum() < len(delta) or bits == 1
+
+
+def test_kernels_take_the_protocols_read_only_stream_arrays_and_empty_batches():
+    """The PRF's words are read-only views of the stream; a batch of no values gives empty outputs."""
+    a, beta, shares, rho, rotation, mask = inputs(9, 40)
+    frozen = [np.frombuffer(x.tobytes(), x.dtype).reshape(x.shape) for x in (shares, rho, rotation, mask)]
+    out = np.empty_like(shares)
+    kernels.pair_vectors(a, beta, *frozen[:3], frozen[3], False, out)
+    assert np.array_equal(out, ref_pair_vectors(a, beta, shares, rho, rotation, mask, False))
+    empty = [x[:0] for x in (a, beta, shares, rho, rotation, mask)]
+    out = np.empty_like(empty[2])
+    kernels.pair_vectors(*empty, True, out)
+    assert out.shape == (0, 9)
