@@ -1,11 +1,11 @@
-"""Compiled loops of the comparison's test vectors (numba), one pass per message and no temporaries.
+"""Compiled loops of the comparison's test vectors and of the PRF's residues (numba), without temporaries.
 
 A comparison's work is a few operations on each of R residues per compared value (`comparison`): numpy
-makes a full pass, and an array, for each of them. These kernels do them in one pass, in registers, and
+makes a full pass, and an array, for each of them. These kernels do them row by row in registers and
 release the GIL (`nogil`), so the three party threads of an in-process cluster run them at the same
-time. Each computes exactly what the comparison's docstring defines, residues mod p = 127 from the same
-inputs; `tests/privacy/encrypted/test_kernels.py` checks them bit for bit against the numpy computation
-they replaced.
+time. Each computes exactly what the comparison's docstring (and `randomness.Prf.residues`) defines,
+from the same inputs; `tests/privacy/encrypted/test_kernels.py` checks them bit for bit against the numpy
+computation they replaced, at every width.
 
 Compilation: the kernels have fixed signatures and compile when this module is imported (so a server
 compiles at start-up, never on a client's request), about a second per process on a clean cache. The
@@ -21,6 +21,7 @@ import os
 import stat
 
 import numba
+import numpy as np
 from numba import types
 
 MODULUS = 127
@@ -65,16 +66,22 @@ def _array(dtype, dims: int, readonly: bool = False):
 _U8, _U64 = types.uint8, types.uint64
 
 
+_P = numba.uint32(MODULUS)
+_LIFT = 64 * MODULUS
+"""A multiple of p above every |w_i| (at most 63 residues of at most p - 1, plus 1): w + LIFT is unsigned."""
+
+
 @_compile(types.void(_array(_U64, 1), _array(_U8, 2, True), _array(_U8, 2)))
 def helper_message(other, shares, out):  # pragma: no cover - compiled
     """out[r, j] = (bit j of other[r], most significant first, minus shares[r, j]) mod p: the helper's
     additive shares for u of the bits of c' (v's are `shares`)."""
     count, bits = shares.shape
+    one = numba.uint64(1)
     for r in range(count):
         value = other[r]
         for j in range(bits):
-            bit = numba.int32((value >> numba.uint64(bits - 1 - j)) & numba.uint64(1))
-            out[r, j] = (bit + MODULUS - numba.int32(shares[r, j])) % MODULUS
+            bit = numba.uint32((value >> numba.uint64(bits - 1 - j)) & one)
+            out[r, j] = numba.uint32(bit + _P - numba.uint32(shares[r, j])) % _P
 
 
 @_compile(
@@ -98,41 +105,70 @@ def pair_vectors(a, beta, shares, rho, rotation, mask, first, out):  # pragma: n
     Row r of out is w_i rho_i +- mask_i mod p at position (i - rotation) mod R, with
     w_i = [u] + sum_{j<i} ((1 - 2 t_j) c_j + [u] t_j) + (1 - 2 beta)(c_i - [u] t_i) for the bits t of
     a - beta mod 2^R (most significant first), or the fixed vector (0, 1, ..., 1) / 0 where beta = 1 and
-    a = 0 (c' > -1 always holds).
+    a = 0 (c' > -1 always holds). One reduction mod p per entry: (w + LIFT) rho + mask < 2^32.
     """
     count, bits = shares.shape
-    low = (numba.uint64(1) << numba.uint64(bits)) - numba.uint64(1)
-    lead = numba.int32(1) if first else numba.int32(0)
+    one = numba.uint64(1)
+    low = (one << numba.uint64(bits)) - one
+    lead = 1 if first else 0
+    w = np.empty(bits, np.uint32)  # w + LIFT of one row
+    g = np.empty(bits, np.int32)  # the terms of its prefix sums
+    blinded = np.empty(2 * bits, np.uint8)  # one row's entries, twice: the rotation is a window of it
     for r in range(count):
-        b = numba.int32(beta[r])
+        b = numba.int64(beta[r])
         tested = (a[r] - beta[r]) & low
-        always = b == 1 and a[r] == 0
-        sign = 1 - 2 * b
-        offset = numba.int64(rotation[r] % numba.uint64(bits))
-        before = lead
+        if b == 1 and a[r] == 0:
+            for i in range(bits):
+                w[i] = _LIFT + (1 if first and i > 0 else 0)
+        else:
+            sign = 1 - 2 * b
+            for i in range(bits):  # the terms, then their prefix sums (a short serial loop)
+                t = numba.int32((tested >> numba.uint64(bits - 1 - i)) & one)
+                c = numba.int32(shares[r, i])
+                g[i] = (1 - 2 * t) * c + lead * t
+                w[i] = numba.uint32(sign * (c - lead * t) + _LIFT)
+            before = numba.int32(lead)
+            for i in range(bits):
+                w[i] += before
+                before += g[i]
         for i in range(bits):
-            t = numba.int32((tested >> numba.uint64(bits - 1 - i)) & numba.uint64(1))
-            c = numba.int32(shares[r, i])
-            w = before + sign * (c - lead * t)
-            before += (1 - 2 * t) * c + lead * t
-            if always:
-                w = numba.int32(0) if (i == 0 or not first) else numba.int32(1)
-            m = numba.int32(mask[r, i])
-            blinded = (w % MODULUS) * (numba.int32(rho[r, i]) + 1) + (m if first else MODULUS - m)
-            position = i - offset
-            if position < 0:
-                position += bits
-            out[r, position] = blinded % MODULUS
+            m = numba.uint32(mask[r, i])
+            blinded[i] = numba.uint32(w[i] * numba.uint32(rho[r, i] + 1) + (m if first else _P - m)) % _P
+            blinded[bits + i] = blinded[i]
+        offset = numba.int64(rotation[r] % numba.uint64(bits))
+        for j in range(bits):
+            out[r, j] = blinded[offset + j]
 
 
 @_compile(types.void(_array(_U8, 2, True), _array(_U8, 2, True), _array(_U64, 1)))
 def any_zero_sum(u, v, out):  # pragma: no cover - compiled
-    """out[r] = 1 if u[r, j] + v[r, j] = 0 mod p for some j, else 0: the helper's delta."""
+    """out[r] = 1 if u[r, j] + v[r, j] = 0 mod p for some j, else 0: the helper's delta (entries below p,
+    so the sum is 0 or p)."""
     count, bits = u.shape
     for r in range(count):
         found = numba.uint64(0)
         for j in range(bits):
-            if (numba.int32(u[r, j]) + numba.int32(v[r, j])) % MODULUS == 0:
+            total = numba.uint32(u[r, j]) + numba.uint32(v[r, j])
+            if total == 0 or total == MODULUS:
                 found = numba.uint64(1)
                 break
         out[r] = found
+
+
+@_compile(types.int64[::1](_array(_U8, 1, True), types.uint8, types.int64, _array(_U8, 1)))
+def masked_draws(stream, bits_mask, modulus, out):  # pragma: no cover - compiled
+    """out = stream & bits_mask; returns the positions (ascending) where that is >= modulus (to draw again)."""
+    rejected = 0
+    for i in range(len(stream)):
+        value = stream[i] & bits_mask
+        out[i] = value
+        rejected += value >= modulus
+    positions = np.empty(rejected, np.int64)
+    k = 0
+    i = 0
+    while k < rejected:
+        if out[i] >= modulus:
+            positions[k] = i
+            k += 1
+        i += 1
+    return positions

@@ -20,6 +20,7 @@ import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from privacy import validation
+from privacy.encrypted.protocol import kernels
 
 KEY_BYTES = 16
 NONCE_BYTES = 16
@@ -104,8 +105,10 @@ class Prf:
         modulus = validation.integer("modulus", modulus, minimum=2, maximum=256)
         bits_mask = np.uint8((1 << (modulus - 1).bit_length()) - 1)
         count = int(np.prod(shape, dtype=np.int64))
-        values = np.frombuffer(self._encryptor.update(bytes(count)), np.uint8) & bits_mask
-        redo = np.flatnonzero(values >= modulus)
+        values = np.empty(count, np.uint8)
+        redo = kernels.masked_draws(
+            np.frombuffer(self._encryptor.update(bytes(count)), np.uint8), bits_mask, modulus, values
+        )
         while len(redo):
             values[redo] = np.frombuffer(self._encryptor.update(bytes(len(redo))), np.uint8) & bits_mask
             redo = redo[values[redo] >= modulus]

@@ -8,9 +8,11 @@ residues, rotation words 0 and 2^64 - 1), and an empty batch.
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from privacy.encrypted.protocol import kernels
 from privacy.encrypted.protocol.comparison import MODULUS
+from privacy.encrypted.protocol.randomness import Prf
 
 P = MODULUS
 RNG = np.random.default_rng(14)  # test data only
@@ -157,3 +159,26 @@ def test_kernels_take_the_protocols_read_only_stream_arrays_and_empty_batches():
     out = np.empty_like(empty[2])
     kernels.pair_vectors(*empty, True, out)
     assert out.shape == (0, 9)
+
+
+def ref_residues(encryptor, count, modulus):
+    """The numpy rejection sampling of `Prf.residues` before the kernel."""
+    bits_mask = np.uint8((1 << (modulus - 1).bit_length()) - 1)
+    values = np.frombuffer(encryptor.update(bytes(count)), np.uint8) & bits_mask
+    redo = np.flatnonzero(values >= modulus)
+    while len(redo):
+        values[redo] = np.frombuffer(encryptor.update(bytes(len(redo))), np.uint8) & bits_mask
+        redo = redo[values[redo] >= modulus]
+    return values
+
+
+@pytest.mark.parametrize("modulus", [2, 3, 126, 127, 129, 255, 256])
+def test_prf_residues_equal_the_numpy_rejection_sampling_and_stay_in_step(modulus):
+    """The same values from the same stream, draw after draw (the stream position after each draw agrees too:
+    the next draw would differ otherwise); sizes 0, 1 and large."""
+    key, nonce = bytes(range(16)), bytes(16)
+    prf = Prf(key, nonce)
+    reference = Cipher(algorithms.AES(key), modes.CTR(nonce)).encryptor()
+    for count in (0, 1, 1000, 200_003, 7):
+        assert np.array_equal(prf.residues((count,), modulus), ref_residues(reference, count, modulus))
+    assert np.array_equal(prf.words((4,)), np.frombuffer(reference.update(bytes(32)), "<u8"))
