@@ -6,6 +6,9 @@ both pair members, random and edge inputs (a = 0 with beta = 1, all-zero and all
 residues, rotation words 0 and 2^64 - 1), and an empty batch.
 """
 
+import os
+
+import numba
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -182,3 +185,19 @@ def test_prf_residues_equal_the_numpy_rejection_sampling_and_stay_in_step(modulu
     for count in (0, 1, 1000, 200_003, 7):
         assert np.array_equal(prf.residues((count,), modulus), ref_residues(reference, count, modulus))
     assert np.array_equal(prf.words((4,)), np.frombuffer(reference.update(bytes(32)), "<u8"))
+
+
+def test_the_machine_code_cache_is_private_to_the_user_and_numbas_setting_is_left_alone(tmp_path, monkeypatch):
+    """The cache directory is created 0700 under XDG_CACHE_HOME; one open to others (whose files could run as
+    this user's code) or one that cannot be made is refused (the kernels then compile without a cache); the
+    import leaves numba's global cache setting as it found it."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = kernels._private_cache_dir()
+    assert path == str(tmp_path / "ppml" / "numba")
+    assert os.stat(path).st_mode & 0o777 == 0o700
+    os.chmod(path, 0o777)
+    assert kernels._private_cache_dir() is None
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))
+    assert kernels._private_cache_dir() is None
+    assert numba.config.CACHE_DIR == os.environ.get("NUMBA_CACHE_DIR", "")
