@@ -25,6 +25,11 @@ from privacy.encrypted.protocol import kernels
 KEY_BYTES = 16
 NONCE_BYTES = 16
 
+_ZEROS = bytes(1 << 16)
+"""Plaintext of the keystream, encrypted a block of this size at a time."""
+_CTR_SLACK = 15
+"""Bytes beyond the data that `update_into` asks of its output buffer (a cipher block less one)."""
+
 _SELF_TEST_LOCK = threading.Lock()
 _SELF_TEST_PASSED = False
 
@@ -105,11 +110,19 @@ class Prf:
         modulus = validation.integer("modulus", modulus, minimum=2, maximum=256)
         bits_mask = np.uint8((1 << (modulus - 1).bit_length()) - 1)
         count = int(np.prod(shape, dtype=np.int64))
-        values = np.empty(count, np.uint8)
-        redo = kernels.masked_draws(
-            np.frombuffer(self._encryptor.update(bytes(count)), np.uint8), bits_mask, modulus, values
-        )
+        values = self._stream(count)
+        redo = kernels.masked_draws(values, bits_mask, modulus, values)
         while len(redo):
             values[redo] = np.frombuffer(self._encryptor.update(bytes(len(redo))), np.uint8) & bits_mask
             redo = redo[values[redo] >= modulus]
         return values.reshape(shape)
+
+    def _stream(self, count: int) -> np.ndarray:
+        """The next `count` stream bytes as a writable array: encrypted in place from a shared block of zeros
+        (no input or output copy of the full size)."""
+        buffer = bytearray(count + _CTR_SLACK)
+        view, zeros = memoryview(buffer), memoryview(_ZEROS)
+        for start in range(0, count, len(_ZEROS)):
+            size = min(len(_ZEROS), count - start)
+            self._encryptor.update_into(zeros[:size], view[start : start + size + _CTR_SLACK])
+        return np.frombuffer(buffer, np.uint8, count)
