@@ -38,8 +38,10 @@ Threat model
   message parsing, request expiry, sessions aborted instead of servers; `network.server`). Sessions run
   one at a time and clients take turns: an authenticated client delays another by at most one session
   (of up to the largest batch) per request of the other's (see the README).
-* Out of scope: side channels (timing of the parties' arithmetic is data-independent except numpy's),
-  denial of service by a party, and the security of the machines holding keys and share bundles.
+* Out of scope: side channels (timing of the parties' arithmetic is data-independent except numpy's and
+  two branches of the comparison's compiled kernels, `protocol.kernels`: the pair's fixed vector where
+  beta = 1 and a = 0, and the helper's stop at a row's first zero), denial of service by a party, and the
+  security of the machines holding keys and share bundles.
 
 Correctness: a wrap-around in the ring cannot be detected after the fact, so it is prevented. At
 sharing time an interval analysis over the declared input bounds (`model.ranges.analyse`) proves that
