@@ -7,6 +7,11 @@ residues, rotation words 0 and 2^64 - 1), and an empty batch.
 """
 
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -201,3 +206,54 @@ def test_the_machine_code_cache_is_private_to_the_user_and_numbas_setting_is_lef
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))
     assert kernels._private_cache_dir() is None
     assert numba.config.CACHE_DIR == os.environ.get("NUMBA_CACHE_DIR", "")
+
+
+def test_the_cache_is_refused_under_a_directory_that_others_can_change_and_a_relative_xdg_path_is_ignored(
+    tmp_path, monkeypatch
+):
+    """Someone who can write to a parent could swap the private directory for theirs after the check (their
+    pickled index would then run as this user): a parent writable by others, and not sticky, is refused; a
+    sticky one (like /tmp) is not. XDG_CACHE_HOME must be absolute (XDG spec), else ~/.cache is used."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(shared))
+    assert kernels._private_cache_dir() is None
+    os.chmod(shared, 0o1777)
+    assert kernels._private_cache_dir() == str(shared / "ppml" / "numba")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative")
+    assert kernels._private_cache_dir() == str(tmp_path / "home" / ".cache" / "ppml" / "numba")
+    assert not (tmp_path / "relative").exists()
+
+
+def test_kernels_import_without_a_cache_where_the_private_directory_cannot_be_written():
+    """A private cache directory this user cannot write (read-only home or mount): numba would refuse to make
+    the kernels (RuntimeError: no locator available) and privacy.encrypted would not import; they compile
+    uncached instead. Run as nobody where the tests run as root (root writes anywhere)."""
+    top = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's temporary directories are closed to other users
+    try:
+        home = top / "home"
+        cache = home / ".cache" / "ppml" / "numba"
+        cache.mkdir(parents=True)
+        os.chmod(top, 0o755)
+        user = {}
+        for d in (cache, cache.parent, cache.parent.parent, home):
+            if os.getuid() == 0:
+                os.chown(d, 65534, 65534)
+                user = {"user": 65534, "group": 65534, "extra_groups": []}
+            os.chmod(d, 0o500)
+        env = {"PATH": os.environ["PATH"], "HOME": str(home), "PYTHONPATH": str(Path(kernels.__file__).parents[3])}
+        script = (
+            "import os, privacy.encrypted.protocol.kernels as k; "
+            f"print(os.access({str(cache)!r}, os.R_OK | os.X_OK), os.access({str(cache)!r}, os.W_OK), "
+            "type(k.pair_vectors._cache).__name__)"
+        )
+        run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, **user)
+        assert run.returncode == 0, run.stderr[-500:]
+        assert run.stdout.split() == ["True", "False", "NullCache"]  # it reached the directory, could not write
+    finally:
+        for d in (home, cache.parent.parent, cache.parent, cache):
+            os.chmod(d, 0o700)
+        shutil.rmtree(top)
