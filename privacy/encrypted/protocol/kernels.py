@@ -146,20 +146,18 @@ def pair_vectors(a, beta, shares, rho, rotation, mask, first, out):  # pragma: n
     for r in range(count):
         b = numba.int64(beta[r])
         tested = (a[r] - beta[r]) & low
-        if b == 1 and a[r] == 0:
-            for i in range(bits):
-                w[i] = _LIFT + (1 if first and i > 0 else 0)
-        else:
-            sign = 1 - 2 * b
-            for i in range(bits):  # the terms, then their prefix sums (a short serial loop)
-                t = numba.int32((tested >> numba.uint64(bits - 1 - i)) & one)
-                c = numba.int32(shares[r, i])
-                g[i] = (1 - 2 * t) * c + lead * t
-                w[i] = numba.uint32(sign * (c - lead * t) + _LIFT)
-            before = numba.int32(lead)
-            for i in range(bits):
-                w[i] += before
-                before += g[i]
+        always = numba.int32(b & numba.int64(a[r] == 0))  # the fixed vector, chosen without a branch
+        sign = 1 - 2 * b
+        for i in range(bits):  # the terms, then their prefix sums (a short serial loop)
+            t = numba.int32((tested >> numba.uint64(bits - 1 - i)) & one)
+            c = numba.int32(shares[r, i])
+            g[i] = (1 - 2 * t) * c + lead * t
+            w[i] = numba.uint32(sign * (c - lead * t) + _LIFT)
+        before = numba.int32(lead)
+        for i in range(bits):
+            fixed = numba.uint32(_LIFT + (lead if i > 0 else 0))
+            w[i] = numba.uint32((w[i] + before) * numba.uint32(1 - always) + fixed * numba.uint32(always))
+            before += g[i]
         for i in range(bits):
             m = numba.uint32(mask[r, i])
             blinded[i] = numba.uint32(w[i] * numba.uint32(rho[r, i] + 1) + (m if first else _P - m)) % _P
@@ -176,11 +174,9 @@ def any_zero_sum(u, v, out):  # pragma: no cover - compiled
     count, bits = u.shape
     for r in range(count):
         found = numba.uint64(0)
-        for j in range(bits):
+        for j in range(bits):  # every entry, without a branch: the time says nothing of where or whether
             total = numba.uint32(u[r, j]) + numba.uint32(v[r, j])
-            if total == 0 or total == MODULUS:
-                found = numba.uint64(1)
-                break
+            found |= numba.uint64(total == 0) | numba.uint64(total == MODULUS)
         out[r] = found
 
 
