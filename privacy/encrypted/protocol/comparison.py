@@ -48,6 +48,7 @@ from privacy.encrypted.protocol.arithmetic import Pending, roles
 from privacy.encrypted.protocol.party import Party
 from privacy.encrypted.protocol.rounds import Round
 from privacy.encrypted.protocol.shares import AShare, Terms
+from privacy.encrypted.protocol.transport import TransportError
 
 MODULUS = 127
 """The prime p of the helper's test vectors: larger than every w_i (at most R + 2 <= 65), and 2^7 - 1,
@@ -141,6 +142,8 @@ class Comparison:
         first = p.index == u
         self._big = self.split.pair_part()  # A
         shares = (self._slot.value if first else self._shares).reshape(-1, bits)
+        if first and shares.size and shares.max() >= MODULUS:  # the kernel's arithmetic holds for residues only
+            raise TransportError(f"party {h} sent a comparison residue of {shares.max()}, not below {MODULUS}")
         pair = p.prf_with(v if first else u)
         self._beta = pair.words(self.split.shape) & DTYPE(1)
         rho = pair.residues(shape, MODULUS - 1).reshape(-1, bits)  # multipliers rho - 1
