@@ -43,7 +43,6 @@ import numpy as np
 
 from privacy import validation
 from privacy.encrypted.model.ring import DTYPE
-from privacy.encrypted.protocol import kernels
 from privacy.encrypted.protocol.arithmetic import Pending, roles
 from privacy.encrypted.protocol.party import Party
 from privacy.encrypted.protocol.rounds import Round
@@ -120,6 +119,8 @@ class Comparison:
             shares = p.prf_with(v).residues(shape, MODULUS).reshape(-1, bits)
             other = (self._low - (self._big & self._low)).reshape(-1)  # c'
             message = np.empty_like(shares)
+            from privacy.encrypted.protocol import kernels  # imported where used: see kernels' docstring
+
             kernels.helper_message(other, shares, message)
             self._first.send(u, message.reshape(shape))
         elif p.index == u:
@@ -151,6 +152,8 @@ class Comparison:
         mask = pair.residues(shape, MODULUS).reshape(-1, bits)
         a = (self._big & self._low).reshape(-1)
         out = np.empty(shares.shape, dtype=np.uint8)
+        from privacy.encrypted.protocol import kernels
+
         kernels.pair_vectors(a, self._beta.reshape(-1), shares, rho, rotation, mask, first, out)
         rnd.send(h, out.reshape(shape))
 
@@ -162,6 +165,8 @@ class Comparison:
         if self.p.index == self.helper:
             u_vec, v_vec = (s.value.reshape(-1, self.bits) for s in self._vectors)
             delta = np.empty(len(u_vec), dtype=DTYPE)
+            from privacy.encrypted.protocol import kernels
+
             kernels.any_zero_sum(u_vec, v_vec, delta)
             return Bit(self.helper, ((self._big >> DTYPE(self.bits)) & DTYPE(1)) ^ delta.reshape(self.split.shape))
         return Bit(self.helper, ((self._big >> DTYPE(self.bits)) & DTYPE(1)) ^ self._beta)

@@ -7,8 +7,11 @@ time. Each computes exactly what the comparison's docstring (and `randomness.Prf
 from the same inputs; `tests/privacy/encrypted/test_kernels.py` checks them bit for bit against the numpy
 computation they replaced, at every width.
 
-Compilation: the kernels have fixed signatures and compile when this module is imported (so a server
-compiles at start-up, never on a client's request), about a second per process on a clean cache. The
+Compilation: the kernels have fixed signatures and compile when this module is imported, about a second
+per process on a clean cache. It is imported where the kernels are used and by `randomness.self_test`,
+which every process runs before its first key (so a server compiles at start-up, never on a client's
+request), not by ``import privacy.encrypted``: commands that never run the protocol (`ppml report`, the
+TFX glue) neither compile nor import numba. The
 machine code is cached in ``$XDG_CACHE_HOME/ppml/numba`` (``~/.cache/ppml/numba``), a directory of the
 current user with no access for others (a cache that someone else can write would run their code); where
 that cannot be had (no home, a directory it cannot write, or one that someone else owns or can write to,

@@ -8,11 +8,13 @@ tf.random are never used for shares or masks.
 
 `self_test()` runs once per process before the first key is made: a NIST SP 800-38A known-answer
 test of AES-CTR, and a health check of the OS generator and of a fresh stream (distinct draws,
-balanced bits). A failure raises `RandomnessSelfTestError` instead of ever computing on weak masks.
+balanced bits). A failure raises `RandomnessSelfTestError` instead of ever computing on weak masks. It
+then compiles the comparison's kernels (`kernels`), so that a server has them before it serves.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 
@@ -20,7 +22,6 @@ import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from privacy import validation
-from privacy.encrypted.protocol import kernels
 
 KEY_BYTES = 16
 NONCE_BYTES = 16
@@ -45,7 +46,8 @@ class RandomnessSelfTestError(RuntimeError):
 
 
 def self_test() -> None:
-    """Checks AES-CTR against a known answer and the OS generator for health (once per process).
+    """Checks AES-CTR against a known answer and the OS generator for health, and compiles the comparison's
+    kernels (`kernels`: so a server compiles them before it serves), once per process.
 
     Raises:
         RandomnessSelfTestError: if any check fails.
@@ -65,6 +67,7 @@ def self_test() -> None:
         # 262144 fair bits: std of the count is 256, so +-2560 is a 10-sigma band.
         if abs(ones - 131072) > 2560 or len(np.unique(words)) < 4090:
             raise RandomnessSelfTestError(f"a fresh AES-CTR stream looks biased ({ones} ones in 262144 bits)")
+        importlib.import_module("privacy.encrypted.protocol.kernels")  # compiles them before the first key
         _SELF_TEST_PASSED = True
 
 
@@ -111,6 +114,8 @@ class Prf:
         bits_mask = np.uint8((1 << (modulus - 1).bit_length()) - 1)
         count = int(np.prod(shape, dtype=np.int64))
         values = self._stream(count)
+        from privacy.encrypted.protocol import kernels  # imported where used: see kernels' docstring
+
         redo = kernels.masked_draws(values, bits_mask, modulus, values)
         while len(redo):
             values[redo] = np.frombuffer(self._encryptor.update(bytes(len(redo))), np.uint8) & bits_mask
