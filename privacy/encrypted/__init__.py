@@ -38,8 +38,12 @@ Threat model
   message parsing, request expiry, sessions aborted instead of servers; `network.server`). Sessions run
   one at a time and clients take turns: an authenticated client delays another by at most one session
   (of up to the largest batch) per request of the other's (see the README).
-* Out of scope: side channels (timing of the parties' arithmetic is data-independent except numpy's),
-  denial of service by a party, and the security of the machines holding keys and share bundles.
+* Out of scope: side channels (timing of the parties' arithmetic is data-independent except numpy's and,
+  in the comparison's compiled kernels (`protocol.kernels`, which pick the pair's fixed vector and test
+  for a zero without branches), the rotation's memory reads at the row's secret offset and its division
+  of the secret rotation word, as numpy's rotation did, and the PRF's rejection sampling, whose number
+  and positions of redrawn (discarded) bytes show), denial of service by a party, and the security of the
+  machines holding keys and share bundles.
 
 Correctness: a wrap-around in the ring cannot be detected after the fact, so it is prevented. At
 sharing time an interval analysis over the declared input bounds (`model.ranges.analyse`) proves that

@@ -1,13 +1,12 @@
 """A party's memory budget: what one example of a request costs, and reservations against the budget.
 
 `request_bytes` bounds what a party allocates for a request of a given batch: a fixed part (temporaries
-of the size of the largest weight matrix), the comparisons' int16 temporaries (computed in slices of at
-most `comparison.CHUNK` residues, `slice_bytes`) plus, per example, its two input shares, the input check's comparisons
-(2k + 1 residues per input value), the largest layer's values and windows, and the comparisons of the
-layer that compares most (R residues per element, plus f for each truncation's carry), with a factor
-of safety; tests measure the real peak with tracemalloc against it. A server reserves that from a
-`MemoryBudget` before it reads a request's payload; the largest batch it accepts is what fits the
-budget (`largest_batch`).
+of the size of the largest weight matrix) plus, per example, its two input shares, the input check's
+comparisons (2k + 1 residues per input value), the largest layer's values and windows, and the comparisons
+of the layer that compares most (R residues per element, plus f for each truncation's carry; the
+comparison's compiled kernels make no temporaries of that size), with a factor of safety; tests measure
+the real peak with tracemalloc against it. A server reserves that from a `MemoryBudget` before it reads
+a request's payload; the largest batch it accepts is what fits the budget (`largest_batch`).
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from privacy import validation
 from privacy.encrypted.model.plan import Architecture, Conv2D, Pool2D
 from privacy.encrypted.model.ranges import RangePlan
 from privacy.encrypted.model.ring import FixedPoint
-from privacy.encrypted.protocol.comparison import CHUNK
 from privacy.encrypted.protocol.input_check import residues_per_value
 
 SAFETY = 2
@@ -50,15 +48,6 @@ def fixed_bytes(architecture: Architecture) -> int:
     """Per request, independent of the batch: temporaries the size of the largest weight matrix."""
     shapes = [math.prod(kernel) for kernel, _ in architecture.weight_shapes().values()]
     return SAFETY * 3 * 8 * max(shapes, default=0)
-
-
-def slice_bytes(model, batch: int) -> int:
-    """About twelve int16 arrays of one slice of a comparison: `comparison.CHUNK` residues, or all of the
-    largest comparison's residues if fewer."""
-    residues = max(
-        _compared(model.ranges, model.fixed.frac_bits)[0], _check_residues(model.ranges, model.fixed.frac_bits)
-    )
-    return SAFETY * 12 * 2 * min(CHUNK, batch * residues)
 
 
 def _check_residues(ranges: RangePlan, frac_bits: int) -> int:
@@ -92,10 +81,8 @@ def bytes_per_example(architecture: Architecture, ranges: RangePlan, frac_bits: 
 
 def request_bytes(model, batch: int) -> int:
     """An upper bound on one party's memory for a request of `batch` examples of `model` (a `PartyModel`)."""
-    return (
-        fixed_bytes(model.architecture)
-        + slice_bytes(model, batch)
-        + batch * bytes_per_example(model.architecture, model.ranges, model.fixed.frac_bits)
+    return fixed_bytes(model.architecture) + batch * bytes_per_example(
+        model.architecture, model.ranges, model.fixed.frac_bits
     )
 
 

@@ -19,7 +19,7 @@ who know one number and a third who knows the other:
    ``w_i = (y_i - t_i + 1) + sum_{j>i} (t_j xor y_j)`` (t, y the tested numbers' bits), which is
    linear in the shared bits of c'. Each w_i is multiplied by a random nonzero rho_i, the vector is
    rotated by a random offset, both pair members mask their shares with a common random vector and
-   send them to the helper (`_blind`). The helper adds them: at most one entry is zero, at a uniformly
+   send them to the helper (`kernels.pair_vectors`). The helper adds them: at most one entry is zero, at a uniformly
    random position, and the others are uniform nonzero; it learns delta = carry xor beta, a uniform
    bit. One round (`Comparison.send`; several comparisons share it), R bytes per element from each
    pair member.
@@ -47,14 +47,13 @@ from privacy.encrypted.protocol.arithmetic import Pending, roles
 from privacy.encrypted.protocol.party import Party
 from privacy.encrypted.protocol.rounds import Round
 from privacy.encrypted.protocol.shares import AShare, Terms
+from privacy.encrypted.protocol.transport import TransportError
 
 MODULUS = 127
 """The prime p of the helper's test vectors: larger than every w_i (at most R + 2 <= 65), and 2^7 - 1,
 so that residues fit a byte and sample with few rejections."""
 MAX_BITS = 63
 """Largest R: with R = 63 a comparison decides the sign of any ring element (signed 64-bit reading)."""
-CHUNK = 1 << 18
-"""Residues per slice of the int16 arithmetic: the temporaries stay a few MB whatever the batch."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,79 +99,6 @@ class Split:
         return dataclasses.replace(self, helper_part=self.helper_part + np.asarray(c, dtype=DTYPE))
 
 
-def _bits(v: np.ndarray, count: int) -> np.ndarray:
-    """Bits count-1..0 of uint64 values, most significant first, as int16 along a trailing axis."""
-    v = np.asarray(v, dtype=DTYPE)
-    top = np.ascontiguousarray(v.reshape(-1, 1) << DTYPE(64 - count))
-    flat = np.unpackbits(top.byteswap().view(np.uint8), axis=-1, count=count)
-    return flat.reshape(v.shape + (count,)).astype(np.int16)
-
-
-def _reduce(x: np.ndarray) -> np.ndarray:
-    """x mod p for uint16 x < 128 p (128 = 1 mod p, then one conditional subtraction; no table look-up,
-    whose index conversion costs more than these passes)."""
-    x = (x >> np.uint16(7)) + (x & np.uint16(127))  # below 2p
-    return np.minimum(x, x - np.uint16(MODULUS))  # x - p wraps above x where x < p
-
-
-_LIFT = np.int16(MODULUS * 64)
-"""A multiple of p that makes every test-vector share w (|w| < 64 p) a uint16 below 128 p."""
-
-
-def _mod(w: np.ndarray) -> np.ndarray:
-    """w mod p (uint16) for int16 values with |w| < 64 p (test-vector shares: at most 63 bits of residues)."""
-    return _reduce((w + _LIFT).view(np.uint16))
-
-
-def _any_zero(v: np.ndarray) -> np.ndarray:
-    """Per row, whether some entry of the last axis is 0; column by column (faster than ``np.any`` along a
-    short last axis)."""
-    found = v[..., 0] == 0
-    for j in range(1, v.shape[-1]):
-        found |= v[..., j] == 0
-    return found
-
-
-def _before(g: np.ndarray, start: int) -> np.ndarray:
-    """start plus the sum of g over the earlier positions of the last axis (the more significant bits); one
-    column at a time, which is faster than numpy's cumsum along a short last axis."""
-    out = np.empty_like(g)
-    out[..., 0] = start
-    for j in range(1, g.shape[-1]):
-        np.add(out[..., j - 1], g[..., j - 1], out=out[..., j])
-    return out
-
-
-def _rotate(w: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Each row of the last axis rotated left by its own offset: every row of the rows doubled is read as
-    one opaque item of the window starting at its offset (one copy per row, not per entry)."""
-    rows = w.reshape(-1, w.shape[-1])
-    count, width = rows.shape
-    if not count:
-        return w.copy()
-    doubled = np.concatenate([rows, rows], axis=-1)
-    windows = np.ndarray(
-        (doubled.size - width + 1,), np.dtype((np.void, width * w.itemsize)), doubled, strides=(w.itemsize,)
-    )
-    starts = np.arange(count) * (2 * width) + offsets.reshape(-1)
-    return windows[starts].view(w.dtype).reshape(w.shape)
-
-
-def _blind(w: np.ndarray, rho: np.ndarray, rotation: np.ndarray, mask: np.ndarray, first: bool) -> np.ndarray:
-    """A pair member's test vector as it is sent: times the nonzero multipliers rho, plus (u) or minus (v)
-    the common mask, rotated by the common offset. The helper's sum has at most one zero, at a uniform
-    position, and uniform nonzero entries elsewhere."""
-    product = _mod(w)
-    product *= rho  # (p - 1)^2 + p < 128 p
-    product += mask if first else np.uint16(MODULUS) - mask
-    return _rotate(_reduce(product).astype(np.uint8), rotation)
-
-
-def _slices(count: int, bits: int):
-    step = max(1, CHUNK // bits)
-    return (slice(k, min(k + step, count)) for k in range(0, count, step))
-
-
 class Comparison:
     """[x >= 0] (or [x > 0] with `strict`) for x = A + B in [-2^bits, 2^bits) (x - 1 there if strict).
 
@@ -193,9 +119,9 @@ class Comparison:
             shares = p.prf_with(v).residues(shape, MODULUS).reshape(-1, bits)
             other = (self._low - (self._big & self._low)).reshape(-1)  # c'
             message = np.empty_like(shares)
-            for rows in _slices(len(shares), bits):
-                total = _bits(other[rows], bits).astype(np.uint8) + (np.uint8(MODULUS) - shares[rows])
-                message[rows] = np.minimum(total, total - np.uint8(MODULUS))  # mod p of [1, p]
+            from privacy.encrypted.protocol import kernels  # imported where used: see kernels' docstring
+
+            kernels.helper_message(other, shares, message)
             self._first.send(u, message.reshape(shape))
         elif p.index == u:
             self._slot = self._first.receive(h, shape, np.uint8)
@@ -217,43 +143,19 @@ class Comparison:
         first = p.index == u
         self._big = self.split.pair_part()  # A
         shares = (self._slot.value if first else self._shares).reshape(-1, bits)
+        if first and shares.size and shares.max() >= MODULUS:  # the kernel's arithmetic holds for residues only
+            raise TransportError(f"party {h} sent a comparison residue of {shares.max()}, not below {MODULUS}")
         pair = p.prf_with(v if first else u)
         self._beta = pair.words(self.split.shape) & DTYPE(1)
         rho = pair.residues(shape, MODULUS - 1).reshape(-1, bits)  # multipliers rho - 1
-        rotation = (pair.words(self.split.shape) % DTYPE(bits)).astype(np.int64).reshape(-1)
+        rotation = pair.words(self.split.shape).reshape(-1)  # the left rotation is this mod bits
         mask = pair.residues(shape, MODULUS).reshape(-1, bits)
         a = (self._big & self._low).reshape(-1)
-        beta = self._beta.reshape(-1)
         out = np.empty(shares.shape, dtype=np.uint8)
-        for rows in _slices(len(out), bits):
-            out[rows] = _blind(
-                self._vector(a[rows], beta[rows], shares[rows].astype(np.int16), first),
-                np.add(rho[rows], 1, dtype=np.uint16),
-                rotation[rows],
-                mask[rows].astype(np.uint16),
-                first,
-            )
-        rnd.send(h, out.reshape(shape))
+        from privacy.encrypted.protocol import kernels
 
-    def _vector(self, a: np.ndarray, beta: np.ndarray, shares: np.ndarray, first: bool) -> np.ndarray:
-        """This pair member's shares of the test vector w (before blinding); see the module docstring."""
-        t = _bits((a - beta) & self._low, self.bits)  # a, or a - 1 for c' > a - 1
-        sign = (1 - 2 * beta.astype(np.int16))[:, None]  # 1: is a > c'; -1: is c' > a - 1
-        g = 1 - 2 * t
-        g *= shares  # (t_j xor c'_j) - t_j, on shares of c'
-        if first:
-            g += t
-            spot = shares - t
-            w = _before(g, 1)
-        else:
-            spot = shares.copy()
-            w = _before(g, 0)
-        spot *= sign
-        w += spot
-        always = (beta == 1) & (a == 0)  # c' > -1 holds: a vector with exactly one zero
-        if np.any(always):
-            w[always] = np.concatenate([[0], np.ones(self.bits - 1, dtype=np.int16)]) if first else 0
-        return w
+        kernels.pair_vectors(a, self._beta.reshape(-1), shares, rho, rotation, mask, first, out)
+        rnd.send(h, out.reshape(shape))
 
     def bit(self) -> Bit:
         """The result (runs the pair's round if nobody has yet)."""
@@ -263,9 +165,9 @@ class Comparison:
         if self.p.index == self.helper:
             u_vec, v_vec = (s.value.reshape(-1, self.bits) for s in self._vectors)
             delta = np.empty(len(u_vec), dtype=DTYPE)
-            for rows in _slices(len(u_vec), self.bits):
-                total = u_vec[rows] + v_vec[rows]  # below 2p: no uint8 wrap
-                delta[rows] = _any_zero(np.minimum(total, total - np.uint8(MODULUS)))
+            from privacy.encrypted.protocol import kernels
+
+            kernels.any_zero_sum(u_vec, v_vec, delta)
             return Bit(self.helper, ((self._big >> DTYPE(self.bits)) & DTYPE(1)) ^ delta.reshape(self.split.shape))
         return Bit(self.helper, ((self._big >> DTYPE(self.bits)) & DTYPE(1)) ^ self._beta)
 

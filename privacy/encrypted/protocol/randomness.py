@@ -8,11 +8,13 @@ tf.random are never used for shares or masks.
 
 `self_test()` runs once per process before the first key is made: a NIST SP 800-38A known-answer
 test of AES-CTR, and a health check of the OS generator and of a fresh stream (distinct draws,
-balanced bits). A failure raises `RandomnessSelfTestError` instead of ever computing on weak masks.
+balanced bits). A failure raises `RandomnessSelfTestError` instead of ever computing on weak masks. It
+then compiles the comparison's kernels (`kernels`), so that a server has them before it serves.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 
@@ -23,6 +25,11 @@ from privacy import validation
 
 KEY_BYTES = 16
 NONCE_BYTES = 16
+
+_ZEROS = bytes(1 << 16)
+"""Plaintext of the keystream, encrypted a block of this size at a time."""
+_CTR_SLACK = 15
+"""Bytes beyond the data that `update_into` asks of its output buffer (a cipher block less one)."""
 
 _SELF_TEST_LOCK = threading.Lock()
 _SELF_TEST_PASSED = False
@@ -39,7 +46,8 @@ class RandomnessSelfTestError(RuntimeError):
 
 
 def self_test() -> None:
-    """Checks AES-CTR against a known answer and the OS generator for health (once per process).
+    """Checks AES-CTR against a known answer and the OS generator for health, and compiles the comparison's
+    kernels (`kernels`: so a server compiles them before it serves), once per process.
 
     Raises:
         RandomnessSelfTestError: if any check fails.
@@ -59,6 +67,7 @@ def self_test() -> None:
         # 262144 fair bits: std of the count is 256, so +-2560 is a 10-sigma band.
         if abs(ones - 131072) > 2560 or len(np.unique(words)) < 4090:
             raise RandomnessSelfTestError(f"a fresh AES-CTR stream looks biased ({ones} ones in 262144 bits)")
+        importlib.import_module("privacy.encrypted.protocol.kernels")  # compiles them before the first key
         _SELF_TEST_PASSED = True
 
 
@@ -104,9 +113,21 @@ class Prf:
         modulus = validation.integer("modulus", modulus, minimum=2, maximum=256)
         bits_mask = np.uint8((1 << (modulus - 1).bit_length()) - 1)
         count = int(np.prod(shape, dtype=np.int64))
-        values = np.frombuffer(self._encryptor.update(bytes(count)), np.uint8) & bits_mask
-        redo = np.flatnonzero(values >= modulus)
+        values = self._stream(count)
+        from privacy.encrypted.protocol import kernels  # imported where used: see kernels' docstring
+
+        redo = kernels.masked_draws(values, bits_mask, modulus, values)
         while len(redo):
             values[redo] = np.frombuffer(self._encryptor.update(bytes(len(redo))), np.uint8) & bits_mask
             redo = redo[values[redo] >= modulus]
         return values.reshape(shape)
+
+    def _stream(self, count: int) -> np.ndarray:
+        """The next `count` stream bytes as a writable array: encrypted in place from a shared block of zeros
+        (no input or output copy of the full size)."""
+        buffer = bytearray(count + _CTR_SLACK)
+        view, zeros = memoryview(buffer), memoryview(_ZEROS)
+        for start in range(0, count, len(_ZEROS)):
+            size = min(len(_ZEROS), count - start)
+            self._encryptor.update_into(zeros[:size], view[start : start + size + _CTR_SLACK])
+        return np.frombuffer(buffer, np.uint8, count)

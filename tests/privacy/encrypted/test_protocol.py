@@ -1,20 +1,26 @@
 """Protocol primitives on shares against exact cleartext computation in the same ring."""
 
+import re
+
 import numpy as np
 import pytest
 
+from privacy.encrypted.in_process import LocalParties
 from privacy.encrypted.model.activations import KNOTS, SIGMOID_MAX_ERROR, pwl_sigmoid
 from privacy.encrypted.model.intervals import Interval, IntervalBackend
 from privacy.encrypted.model.layers import PAIRWISE_CLASSES, argmax, maximum, one_hot_argmax, relu, sigmoid
 from privacy.encrypted.model.ranges import InputBounds, RangePlan
 from privacy.encrypted.model.ring import FixedPoint, arithmetic_shift, as_ring, as_signed
-from privacy.encrypted.protocol import arithmetic, comparison
+from privacy.encrypted.protocol import arithmetic, comparison, kernels
 from privacy.encrypted.protocol.arithmetic import Pending
 from privacy.encrypted.protocol.backend import OutputShare, SecureBackend, Value
 from privacy.encrypted.protocol.client import ResultRejected, predict_with_retries
 from privacy.encrypted.protocol.comparison import Split
-from privacy.encrypted.protocol.shares import Terms, reconstruct, share
+from privacy.encrypted.protocol.randomness import Prf
+from privacy.encrypted.protocol.shares import AShare, Terms, reconstruct, share
+from privacy.encrypted.protocol.transport import TransportError
 from privacy.encrypted.protocol.truncation import Truncation
+from tests.privacy.encrypted.conftest import TEST_KEYS
 
 RNG = np.random.default_rng(7)  # test data only; shares and masks never use numpy randomness
 
@@ -114,21 +120,36 @@ def relu_and_sign(p, a, bits):
     return out, sign
 
 
-def test_the_test_vectors_modular_arithmetic_and_rotation_are_exact_over_their_whole_domain():
-    """The table-free reductions mod p = 127 against numpy's remainder for every value they are given (test-vector
-    shares |w| < 64 p, blinded products below 128 p), and the row rotation against np.roll, for the residues
-    (uint8) and the shares (int16), odd widths and an empty batch."""
-    p = comparison.MODULUS
-    w = np.arange(-64 * p + 1, 64 * p, dtype=np.int16)
-    assert np.array_equal(comparison._mod(w), (w.astype(np.int64) % p).astype(np.uint16))
-    x = np.arange(128 * p, dtype=np.uint16)
-    assert np.array_equal(comparison._reduce(x), x % p)
-    for dtype, width in ((np.uint8, 9), (np.int16, 17), (np.uint8, 63)):
-        rows = RNG.integers(0, 127, size=(500, width)).astype(dtype)
-        offsets = RNG.integers(0, width, size=500)
-        expected = np.stack([np.roll(row, -int(k)) for row, k in zip(rows, offsets, strict=True)])
-        assert np.array_equal(comparison._rotate(rows, offsets), expected)
-    assert comparison._rotate(np.zeros((0, 9), np.uint8), np.zeros(0, np.int64)).shape == (0, 9)
+def test_u_refuses_a_helpers_residue_of_p_or_more(monkeypatch):
+    """A cheating helper sending 127 + c for c (the same residue mod p): u's test vector would wrap in the
+    kernel's unsigned arithmetic where the pair's secret bits of a have a long run of ones (it did for 34 or
+    more leading ones of a - beta), a change the helper sees in its zero test. u refuses the message (its
+    peers then time out)."""
+    honest = kernels.helper_message
+
+    def cheating(other, shares, out):
+        honest(other, shares, out)
+        out[out <= 128] += np.uint8(comparison.MODULUS)
+
+    monkeypatch.setattr(kernels, "helper_message", cheating)
+    shared = share(in_range(63, 50), Prf(bytes(16)))
+    errors = {}
+
+    def body(party, components):
+        try:
+            return relu_and_sign(party, AShare(*components), 63)
+        except TransportError as err:
+            errors[party.index] = str(err)
+            raise
+
+    with pytest.raises(TransportError):
+        LocalParties(keys=TEST_KEYS, timeout=2).run(body, shared)
+    refusals = [
+        m
+        for m in errors.values()
+        if re.fullmatch(r"party \d sent a comparison residue of (12[7-9]|1[3-9]\d|2[0-5]\d), not below 127", m)
+    ]
+    assert len(refusals) == 1, errors
 
 
 @pytest.mark.parametrize("bits", [1, 5, 30, 61, 63])

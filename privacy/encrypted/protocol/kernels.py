@@ -1,0 +1,202 @@
+"""Compiled loops of the comparison's test vectors and of the PRF's residues (numba), without temporaries.
+
+A comparison's work is a few operations on each of R residues per compared value (`comparison`): numpy
+makes a full pass, and an array, for each of them. These kernels do them row by row in registers and
+release the GIL (`nogil`), so the three party threads of an in-process cluster run them at the same
+time. Each computes exactly what the comparison's docstring (and `randomness.Prf.residues`) defines,
+from the same inputs; `tests/privacy/encrypted/test_kernels.py` checks them bit for bit against the numpy
+computation they replaced, at every width.
+
+Compilation: the kernels have fixed signatures and compile when this module is imported, about a second
+per process on a clean cache. It is imported where the kernels are used and by `randomness.self_test`,
+which every process runs before its first key (so a server compiles at start-up, never on a client's
+request), not by ``import privacy.encrypted``: commands that never run the protocol (`ppml report`, the
+TFX glue) neither compile nor import numba. The
+machine code is cached in ``$XDG_CACHE_HOME/ppml/numba`` (``~/.cache/ppml/numba``), a directory of the
+current user with no access for others (a cache that someone else can write would run their code); where
+that cannot be had (no home, a directory it cannot write, or one that someone else owns or can write to,
+or whose parents someone else can change) the kernels compile without a cache. ``NUMBA_CACHE_DIR``, if
+set, is used instead, as it is (numba's own setting: the user's choice, not checked).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+
+import numba
+import numpy as np
+from numba import types
+
+MODULUS = 127
+"""The prime p of the test vectors (`comparison.MODULUS`)."""
+
+
+def _private_cache_dir() -> str | None:
+    """The per-user cache directory for the machine code, created 0700; None if it is not safe or possible.
+
+    Safe: every directory from it up to / belongs to this user or root and is writable by no one else
+    (sticky ones such as /tmp excepted), so nobody else can put or swap files in it; and this user can write
+    in it (numba refuses to import a kernel whose cache it cannot write). A relative XDG_CACHE_HOME is
+    ignored (XDG spec)."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):
+        base = os.path.join(os.path.expanduser("~"), ".cache")
+    path = os.path.realpath(os.path.join(base, "ppml", "numba"))
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        if not all(_owned_and_closed(d, d == path) for d in _with_parents(path)):
+            return None
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError:
+        return None
+    return path
+
+
+def _with_parents(path: str):
+    while True:
+        yield path
+        parent = os.path.dirname(path)
+        if parent == path:
+            return
+        path = parent
+
+
+def _owned_and_closed(directory: str, leaf: bool) -> bool:
+    """Whether this user (or root, above the leaf) owns the directory and no one else can write to it (or,
+    above the leaf, it is sticky); the leaf is also closed to others."""
+    info = os.stat(directory)
+    if info.st_uid != os.getuid() and (leaf or info.st_uid != 0):
+        return False
+    if leaf:
+        return not info.st_mode & (stat.S_IWGRP | stat.S_IRWXO)
+    return not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or bool(info.st_mode & stat.S_ISVTX)
+
+
+def _compile(*signatures):
+    """numba.njit with these signatures (compiled now), nogil, cached in the private directory if there is one."""
+    own = not numba.config.CACHE_DIR
+    directory = _private_cache_dir() if own else numba.config.CACHE_DIR
+
+    def decorate(fn):
+        if directory is None:
+            return numba.njit(list(signatures), nogil=True, cache=False)(fn)
+        saved, numba.config.CACHE_DIR = numba.config.CACHE_DIR, directory
+        try:  # the cache's location is fixed when the dispatcher is made
+            return numba.njit(list(signatures), nogil=True, cache=True)(fn)
+        finally:
+            numba.config.CACHE_DIR = saved
+
+    return decorate
+
+
+def _array(dtype, dims: int, readonly: bool = False):
+    return types.Array(dtype, dims, "C", readonly=readonly)
+
+
+_U8, _U64 = types.uint8, types.uint64
+
+
+_P = numba.uint32(MODULUS)
+_LIFT = 64 * MODULUS
+"""A multiple of p above every |w_i| (at most 63 residues of at most p - 1, plus 1): w + LIFT is unsigned."""
+
+
+@_compile(types.void(_array(_U64, 1), _array(_U8, 2, True), _array(_U8, 2)))
+def helper_message(other, shares, out):  # pragma: no cover - compiled
+    """out[r, j] = (bit j of other[r], most significant first, minus shares[r, j]) mod p: the helper's
+    additive shares for u of the bits of c' (v's are `shares`)."""
+    count, bits = shares.shape
+    one = numba.uint64(1)
+    for r in range(count):
+        value = other[r]
+        for j in range(bits):
+            bit = numba.uint32((value >> numba.uint64(bits - 1 - j)) & one)
+            out[r, j] = numba.uint32(bit + _P - numba.uint32(shares[r, j])) % _P
+
+
+@_compile(
+    types.void(
+        _array(_U64, 1),
+        _array(_U64, 1),
+        _array(_U8, 2, True),
+        _array(_U8, 2, True),
+        _array(_U64, 1, True),
+        _array(_U8, 2, True),
+        types.boolean,
+        _array(_U8, 2),
+    )
+)
+def pair_vectors(a, beta, shares, rho, rotation, mask, first, out):  # pragma: no cover - compiled
+    """A pair member's blinded, rotated test vectors (`comparison.Comparison.send`), one row per value.
+
+    a: the pair's number mod 2^R; beta: the pair's secret bits; shares: this member's shares mod p of the
+    bits of c'; rho: multipliers less one (in [0, p - 1)); rotation: words whose remainder mod R is the
+    row's left rotation; mask: the common mask (added by u, subtracted by v); first: whether this is u.
+    Row r of out is w_i rho_i +- mask_i mod p at position (i - rotation) mod R, with
+    w_i = [u] + sum_{j<i} ((1 - 2 t_j) c_j + [u] t_j) + (1 - 2 beta)(c_i - [u] t_i) for the bits t of
+    a - beta mod 2^R (most significant first), or the fixed vector (0, 1, ..., 1) / 0 where beta = 1 and
+    a = 0 (c' > -1 always holds). One reduction mod p per entry: (w + LIFT) rho + mask < 2^32.
+    """
+    count, bits = shares.shape
+    one = numba.uint64(1)
+    low = (one << numba.uint64(bits)) - one
+    lead = 1 if first else 0
+    w = np.empty(bits, np.uint32)  # w + LIFT of one row
+    g = np.empty(bits, np.int32)  # the terms of its prefix sums
+    blinded = np.empty(2 * bits, np.uint8)  # one row's entries, twice: the rotation is a window of it
+    for r in range(count):
+        b = numba.int64(beta[r])
+        tested = (a[r] - beta[r]) & low
+        always = numba.int32(b & numba.int64(a[r] == 0))  # the fixed vector, chosen without a branch
+        sign = 1 - 2 * b
+        for i in range(bits):  # the terms, then their prefix sums (a short serial loop)
+            t = numba.int32((tested >> numba.uint64(bits - 1 - i)) & one)
+            c = numba.int32(shares[r, i])
+            g[i] = (1 - 2 * t) * c + lead * t
+            w[i] = numba.uint32(sign * (c - lead * t) + _LIFT)
+        before = numba.int32(lead)
+        for i in range(bits):
+            fixed = numba.uint32(_LIFT + (lead if i > 0 else 0))
+            w[i] = numba.uint32((w[i] + before) * numba.uint32(1 - always) + fixed * numba.uint32(always))
+            before += g[i]
+        for i in range(bits):
+            m = numba.uint32(mask[r, i])
+            blinded[i] = numba.uint32(w[i] * numba.uint32(rho[r, i] + 1) + (m if first else _P - m)) % _P
+            blinded[bits + i] = blinded[i]
+        offset = numba.int64(rotation[r] % numba.uint64(bits))
+        for j in range(bits):
+            out[r, j] = blinded[offset + j]
+
+
+@_compile(types.void(_array(_U8, 2, True), _array(_U8, 2, True), _array(_U64, 1)))
+def any_zero_sum(u, v, out):  # pragma: no cover - compiled
+    """out[r] = 1 if u[r, j] + v[r, j] = 0 mod p for some j, else 0: the helper's delta (entries below p,
+    so the sum is 0 or p)."""
+    count, bits = u.shape
+    for r in range(count):
+        found = numba.uint64(0)
+        for j in range(bits):  # every entry, without a branch: the time says nothing of where or whether
+            total = numba.uint32(u[r, j]) + numba.uint32(v[r, j])
+            found |= numba.uint64(total == 0) | numba.uint64(total == MODULUS)
+        out[r] = found
+
+
+@_compile(types.int64[::1](_array(_U8, 1, True), types.uint8, types.int64, _array(_U8, 1)))
+def masked_draws(stream, bits_mask, modulus, out):  # pragma: no cover - compiled
+    """out = stream & bits_mask; returns the positions (ascending) where that is >= modulus (to draw again)."""
+    rejected = 0
+    for i in range(len(stream)):
+        value = stream[i] & bits_mask
+        out[i] = value
+        rejected += value >= modulus
+    positions = np.empty(rejected, np.int64)
+    k = 0
+    i = 0
+    while k < rejected:
+        if out[i] >= modulus:
+            positions[k] = i
+            k += 1
+        i += 1
+    return positions

@@ -1,0 +1,305 @@
+"""The comparison's compiled kernels, bit for bit against the numpy computation they replaced.
+
+The reference below is the numpy code of the comparison before the kernels, unchanged but for names (its
+reductions and rotation are checked against numpy's remainder and np.roll): every width R = 1..63,
+both pair members, random and edge inputs (a = 0 with beta = 1, all-zero and all-ones numbers, extreme
+residues, rotation words 0 and 2^64 - 1), and an empty batch.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from privacy.encrypted.protocol import kernels
+from privacy.encrypted.protocol.comparison import MODULUS
+from privacy.encrypted.protocol.randomness import Prf
+
+P = MODULUS
+RNG = np.random.default_rng(14)  # test data only
+
+
+# --- the numpy computation of the comparison before the kernels (privacy/encrypted/protocol/comparison.py at
+# 347c4f8), kept as the reference: int16 test vectors, reductions by 128 = 1 mod p, rotation by windows.
+
+
+def _bits(v, count):
+    top = np.ascontiguousarray(v.reshape(-1, 1) << np.uint64(64 - count))
+    flat = np.unpackbits(top.byteswap().view(np.uint8), axis=-1, count=count)
+    return flat.reshape(v.shape + (count,)).astype(np.int16)
+
+
+def _reduce(x):
+    x = (x >> np.uint16(7)) + (x & np.uint16(127))
+    return np.minimum(x, x - np.uint16(P))
+
+
+def _mod(w):
+    return _reduce((w + np.int16(P * 64)).view(np.uint16))
+
+
+def _before(g, start):
+    out = np.empty_like(g)
+    out[..., 0] = start
+    for j in range(1, g.shape[-1]):
+        np.add(out[..., j - 1], g[..., j - 1], out=out[..., j])
+    return out
+
+
+def _rotate(w, offsets):
+    rows = w.reshape(-1, w.shape[-1])
+    count, width = rows.shape
+    if not count:
+        return w.copy()
+    doubled = np.concatenate([rows, rows], axis=-1)
+    windows = np.ndarray(
+        (doubled.size - width + 1,), np.dtype((np.void, width * w.itemsize)), doubled, strides=(w.itemsize,)
+    )
+    starts = np.arange(count) * (2 * width) + offsets.reshape(-1)
+    return windows[starts].view(w.dtype).reshape(w.shape)
+
+
+def _vector(a, beta, shares, first, bits):
+    t = _bits((a - beta) & np.uint64((1 << bits) - 1), bits)
+    sign = (1 - 2 * beta.astype(np.int16))[:, None]
+    g = 1 - 2 * t
+    g *= shares
+    if first:
+        g += t
+        spot = shares - t
+        w = _before(g, 1)
+    else:
+        spot = shares.copy()
+        w = _before(g, 0)
+    spot *= sign
+    w += spot
+    always = (beta == 1) & (a == 0)
+    if np.any(always):
+        w[always] = np.concatenate([[0], np.ones(bits - 1, dtype=np.int16)]) if first else 0
+    return w
+
+
+def ref_pair_vectors(a, beta, shares, rho, words, mask, first):
+    bits = shares.shape[1]
+    product = _mod(_vector(a, beta, shares.astype(np.int16), first, bits))
+    product *= np.add(rho, 1, dtype=np.uint16)
+    product += mask.astype(np.uint16) if first else np.uint16(P) - mask.astype(np.uint16)
+    return _rotate(_reduce(product).astype(np.uint8), (words % np.uint64(bits)).astype(np.int64))
+
+
+def ref_helper_message(other, shares):
+    total = _bits(other, shares.shape[1]).astype(np.uint8) + (np.uint8(P) - shares)
+    return np.minimum(total, total - np.uint8(P))
+
+
+def ref_any_zero_sum(u, v):
+    total = u + v
+    return np.any(np.minimum(total, total - np.uint8(P)) == 0, axis=1).astype(np.uint64)
+
+
+def test_the_references_reductions_and_rotation_are_exact_over_their_whole_domain():
+    """The reference's table-free reductions mod p against numpy's remainder for every value they are given, and
+    its rotation against np.roll."""
+    w = np.arange(-64 * P + 1, 64 * P, dtype=np.int16)
+    assert np.array_equal(_mod(w), (w.astype(np.int64) % P).astype(np.uint16))
+    x = np.arange(128 * P, dtype=np.uint16)
+    assert np.array_equal(_reduce(x), x % P)
+    for width in (9, 17, 63):
+        rows = RNG.integers(0, 127, size=(500, width)).astype(np.uint8)
+        offsets = RNG.integers(0, width, size=500)
+        expected = np.stack([np.roll(row, -int(k)) for row, k in zip(rows, offsets, strict=True)])
+        assert np.array_equal(_rotate(rows, offsets), expected)
+
+
+def inputs(bits, n):
+    """Random rows, then edge rows: a = 0 and the all-ones number with beta 0 and 1, extreme residues."""
+    low = (1 << bits) - 1
+    a = RNG.integers(0, low, size=n, dtype=np.uint64, endpoint=True)
+    beta = RNG.integers(0, 2, size=n, dtype=np.uint64)
+    shares = RNG.integers(0, P, size=(n, bits), dtype=np.uint8)
+    rho = RNG.integers(0, P - 1, size=(n, bits), dtype=np.uint8)
+    mask = RNG.integers(0, P, size=(n, bits), dtype=np.uint8)
+    rotation = RNG.integers(0, 2**64, size=n, dtype=np.uint64)
+    a[:8] = [0, 0, low, low, 0, low, 1, 1]
+    beta[:8] = [0, 1, 0, 1, 1, 1, 0, 1]
+    shares[:8:2], shares[1:8:2] = 0, P - 1
+    rho[:4], rho[4:8] = 0, P - 2
+    mask[:3], mask[3:6] = 0, P - 1
+    rotation[:8] = [0, 2**64 - 1, bits - 1, bits, 0, 2**64 - 1, 1, 2**63]
+    return a, beta, shares, rho, rotation, mask
+
+
+@pytest.mark.parametrize("bits", range(1, 64))
+def test_kernels_equal_the_numpy_reference_at_every_width(bits):
+    a, beta, shares, rho, rotation, mask = inputs(bits, 300)
+    for first in (True, False):
+        out = np.empty_like(shares)
+        kernels.pair_vectors(a, beta, shares, rho, rotation, mask, first, out)
+        assert np.array_equal(out, ref_pair_vectors(a, beta, shares, rho, rotation, mask, first)), first
+    other = a ^ np.uint64((1 << bits) - 1)
+    message = np.empty_like(shares)
+    kernels.helper_message(other, shares, message)
+    assert np.array_equal(message, ref_helper_message(other, shares))
+    u = RNG.integers(0, P, size=shares.shape, dtype=np.uint8)
+    v = (P - u) % P  # a zero in every row
+    v[: len(v) // 2] = (v[: len(v) // 2] + RNG.integers(1, P, size=(len(v) // 2, bits))) % P  # then mostly none
+    delta = np.empty(len(u), np.uint64)
+    kernels.any_zero_sum(u, v, delta)
+    assert np.array_equal(delta, ref_any_zero_sum(u, v))
+    assert 0 < delta.sum() < len(delta) or bits == 1
+
+
+def test_kernels_take_the_protocols_read_only_stream_arrays_and_empty_batches():
+    """The PRF's words are read-only views of the stream; a batch of no values gives empty outputs."""
+    a, beta, shares, rho, rotation, mask = inputs(9, 40)
+    frozen = [np.frombuffer(x.tobytes(), x.dtype).reshape(x.shape) for x in (shares, rho, rotation, mask)]
+    out = np.empty_like(shares)
+    kernels.pair_vectors(a, beta, *frozen[:3], frozen[3], False, out)
+    assert np.array_equal(out, ref_pair_vectors(a, beta, shares, rho, rotation, mask, False))
+    empty = [x[:0] for x in (a, beta, shares, rho, rotation, mask)]
+    out = np.empty_like(empty[2])
+    kernels.pair_vectors(*empty, True, out)
+    assert out.shape == (0, 9)
+
+
+def ref_residues(encryptor, count, modulus):
+    """The numpy rejection sampling of `Prf.residues` before the kernel."""
+    bits_mask = np.uint8((1 << (modulus - 1).bit_length()) - 1)
+    values = np.frombuffer(encryptor.update(bytes(count)), np.uint8) & bits_mask
+    redo = np.flatnonzero(values >= modulus)
+    while len(redo):
+        values[redo] = np.frombuffer(encryptor.update(bytes(len(redo))), np.uint8) & bits_mask
+        redo = redo[values[redo] >= modulus]
+    return values
+
+
+@pytest.mark.parametrize("modulus", [2, 3, 126, 127, 129, 255, 256])
+def test_prf_residues_equal_the_numpy_rejection_sampling_and_stay_in_step(modulus):
+    """The same values from the same stream, draw after draw (the stream position after each draw agrees too:
+    the next draw would differ otherwise); sizes 0, 1 and large."""
+    key, nonce = bytes(range(16)), bytes(16)
+    prf = Prf(key, nonce)
+    reference = Cipher(algorithms.AES(key), modes.CTR(nonce)).encryptor()
+    for count in (0, 1, 1000, 200_003, 7):
+        assert np.array_equal(prf.residues((count,), modulus), ref_residues(reference, count, modulus))
+    assert np.array_equal(prf.words((4,)), np.frombuffer(reference.update(bytes(32)), "<u8"))
+
+
+def test_the_machine_code_cache_is_private_to_the_user_and_numbas_setting_is_left_alone(tmp_path, monkeypatch):
+    """The cache directory is created 0700 under XDG_CACHE_HOME; one open to others (whose files could run as
+    this user's code) or one that cannot be made is refused (the kernels then compile without a cache); the
+    import leaves numba's global cache setting as it found it."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = kernels._private_cache_dir()
+    assert path == str(tmp_path / "ppml" / "numba")
+    assert os.stat(path).st_mode & 0o777 == 0o700
+    os.chmod(path, 0o777)
+    assert kernels._private_cache_dir() is None
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))
+    assert kernels._private_cache_dir() is None
+    assert numba.config.CACHE_DIR == os.environ.get("NUMBA_CACHE_DIR", "")
+
+
+def test_the_cache_is_refused_under_a_directory_that_others_can_change_and_a_relative_xdg_path_is_ignored(
+    tmp_path, monkeypatch
+):
+    """Someone who can write to a parent could swap the private directory for theirs after the check (their
+    pickled index would then run as this user): a parent writable by others, and not sticky, is refused; a
+    sticky one (like /tmp) is not. XDG_CACHE_HOME must be absolute (XDG spec), else ~/.cache is used."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(shared))
+    assert kernels._private_cache_dir() is None
+    os.chmod(shared, 0o1777)
+    assert kernels._private_cache_dir() == str(shared / "ppml" / "numba")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative")
+    assert kernels._private_cache_dir() == str(tmp_path / "home" / ".cache" / "ppml" / "numba")
+    assert not (tmp_path / "relative").exists()
+
+
+def test_kernels_import_without_a_cache_where_the_private_directory_cannot_be_written():
+    """A private cache directory this user cannot write (read-only home or mount): numba would refuse to make
+    the kernels (RuntimeError: no locator available) and privacy.encrypted would not import; they compile
+    uncached instead. Run as nobody where the tests run as root (root writes anywhere)."""
+    top = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's temporary directories are closed to other users
+    try:
+        home = top / "home"
+        cache = home / ".cache" / "ppml" / "numba"
+        cache.mkdir(parents=True)
+        os.chmod(top, 0o755)
+        user = {}
+        for d in (cache, cache.parent, cache.parent.parent, home):
+            if os.getuid() == 0:
+                os.chown(d, 65534, 65534)
+                user = {"user": 65534, "group": 65534, "extra_groups": []}
+            os.chmod(d, 0o500)
+        env = {"PATH": os.environ["PATH"], "HOME": str(home), "PYTHONPATH": str(Path(kernels.__file__).parents[3])}
+        script = (
+            "import os, privacy.encrypted.protocol.kernels as k; "
+            f"print(os.access({str(cache)!r}, os.R_OK | os.X_OK), os.access({str(cache)!r}, os.W_OK), "
+            "type(k.pair_vectors._cache).__name__)"
+        )
+        run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, **user)
+        assert run.returncode == 0, run.stderr[-500:]
+        assert run.stdout.split() == ["True", "False", "NullCache"]  # it reached the directory, could not write
+    finally:
+        for d in (home, cache.parent.parent, cache.parent, cache):
+            os.chmod(d, 0o700)
+        shutil.rmtree(top)
+
+
+def _fastest_ms(fn, repeats=15):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1e3 * min(times)
+
+
+def test_the_helpers_zero_test_takes_as_long_whether_and_wherever_a_row_has_its_zero():
+    """delta (and the zero's position) must not show in the helper's time: with beta, a pair member would read
+    the comparison's result from it. A stop at the first zero made rows whose zero comes first ~20x faster than
+    rows with none (63 residues); the kernel reads every entry. Fastest of 15 runs, a factor of 3 of slack."""
+    u = RNG.integers(0, P, size=(50_000, 63), dtype=np.uint8)
+    zero_first = ((P - u.astype(np.int64)) % P).astype(np.uint8)
+    no_zero = ((P + 1 - u.astype(np.int64)) % P).astype(np.uint8)
+    delta = np.empty(len(u), np.uint64)
+    kernels.any_zero_sum(u, zero_first, delta)
+    assert delta.all()
+    kernels.any_zero_sum(u, no_zero, delta)
+    assert not delta.any()
+    first = _fastest_ms(lambda: kernels.any_zero_sum(u, zero_first, delta))
+    none = _fastest_ms(lambda: kernels.any_zero_sum(u, no_zero, delta))
+    assert none < 3 * first and first < 3 * none, (first, none)
+
+
+def test_importing_privacy_encrypted_compiles_nothing_and_the_start_up_self_test_compiles_the_kernels(
+    python_subprocess,
+):
+    """`ppml report` and the TFX glue import privacy.encrypted without running the protocol: no numba, no
+    compile (0.3 s per process with the cache, 1.5 s without). The self-test every process runs before its
+    first key (a server: before it serves) compiles them; the protocol then finds them compiled."""
+    code = """
+import sys
+import privacy.encrypted
+from privacy.encrypted.protocol import comparison, randomness
+assert "numba" not in sys.modules and "privacy.encrypted.protocol.kernels" not in sys.modules
+randomness.self_test()
+kernels = sys.modules["privacy.encrypted.protocol.kernels"]
+assert kernels.pair_vectors.signatures and kernels.masked_draws.signatures
+print("ok")
+"""
+    assert python_subprocess(code).stdout.strip().endswith("ok")
