@@ -68,27 +68,16 @@ def clipped_gradient_sum(
     norms = tf.sqrt(squared)
     kept = tf.math.is_finite(norms) if finite_losses is None else tf.math.is_finite(norms) & finite_losses
     scale = clip_scale(norms, l2_norm_clip, kept)
-    # Dropped units' rows are selected away (0 x inf is NaN) only on the steps that drop one.
-    sums = tf.cond(
-        tf.reduce_all(kept),
-        lambda: _clipped_sums(factors, variables, scale, None),
-        lambda: _clipped_sums(factors, variables, scale, kept),
-    )
-    return sums, norms, kept
-
-
-def _clipped_sums(factors, variables, scale, keep):
-    """sum_u scale_u grad_u for each variable (zeros for a variable no unit has), the units where ``keep`` is
-    False selected away first (None: keep all)."""
+    # Every step selects the dropped units' rows away (0 x inf is NaN), whether it drops one or not: a step that
+    # skipped the selection when all were kept would take longer exactly when an example is not finite.
     sums = []
     for variable in variables:
         factor = factors.get(id(variable))
         if factor is None:
             sums.append(tf.zeros(variable.shape, variable.dtype))
-            continue
-        factor = factor if keep is None else factor.kept(keep)
-        sums.append(tf.cast(factor.clipped_sum(tf.cast(scale, _dtype(factor))), variable.dtype))
-    return sums
+        else:
+            sums.append(tf.cast(factor.kept(kept).clipped_sum(tf.cast(scale, _dtype(factor))), variable.dtype))
+    return sums, norms, kept
 
 
 def _dtype(factor):

@@ -195,10 +195,26 @@ def case_neighbouring_batches_differ_by_at_most_the_clip():
                 assert distance <= bound * (1 + 1e-6) + 1e-6, (name, microbatches, removed, distance, bound)
 
 
+def case_the_clipped_sum_branches_on_nothing_the_data_decides():
+    """The clipped sum's graph holds no conditional (If / StatelessIf), with and without microbatches: every step
+    runs the same ops whether or not it drops an example, so its duration does not tell (a tf.cond on "all kept",
+    skipping the row selection on steps that drop none, took ~10 % longer on steps with an inf example)."""
+    for name, (model, x, y, _) in models().items():
+        x, y = _tensors(x, y)
+        for microbatches in (None, 3):
+            _clipped(model, x, y, tf.ones([BATCH]), 0.5, microbatches)
+            traced = _COMPILED[(id(model), 0.5, microbatches, False)]
+            graph = traced.get_concrete_function(x, y, tf.ones([BATCH])).graph
+            # (vectorized_map's own conds, inside the fallback's recurrent loop, depend on its trip count only)
+            ifs = [
+                op.name for op in graph.get_operations() if op.type in ("If", "StatelessIf") and "pfor/" not in op.name
+            ]
+            assert not ifs, (name, microbatches, ifs)
+
+
 def case_a_non_finite_example_contributes_nothing():
     """An example with inf features is dropped: the clipped sum equals the sum without it (weight 0), with
-    and without microbatches, with and without XLA, and no NaN reaches the other examples' contributions
-    (the step's masked branch, which only steps that drop a unit take)."""
+    and without microbatches, with and without XLA, and no NaN reaches the other examples' contributions."""
     for name, (model, x, y, _) in models().items():
         x, y = _tensors(x, y)
         poisoned = list(x) if isinstance(x, list) else [x]
