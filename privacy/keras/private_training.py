@@ -394,7 +394,7 @@ class PrivateTraining:
                 f"under add-remove, on an example's presence; counted when drawn in this process, so "
                 f"batches prefetched but not trained on are included).",
             )
-        if self.skip_padding and self._padding_left_out:
+        if self.skip_padding and (self._padding_left_out or self._steps_base):  # resumed steps may have left it out
             notes += (
                 f"skip_padding: steps without XLA or microbatches left their batch's padding out down to a multiple "
                 f"of {PADDED_ROWS_MULTIPLE} rows (the sampler's padding only: real examples of sample weight 0 stay), "
