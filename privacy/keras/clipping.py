@@ -68,6 +68,8 @@ def clipped_gradient_sum(
     norms = tf.sqrt(squared)
     kept = tf.math.is_finite(norms) if finite_losses is None else tf.math.is_finite(norms) & finite_losses
     scale = clip_scale(norms, l2_norm_clip, kept)
+    # Every step selects the dropped units' rows away (0 x inf is NaN), whether it drops one or not: a step that
+    # skipped the selection when all were kept would take longer exactly when an example is not finite.
     sums = []
     for variable in variables:
         factor = factors.get(id(variable))

@@ -56,6 +56,13 @@ class OuterProduct:
         self.g = g
         self.to_variable = to_variable
         self._materialized = None
+        self._g_squares = None
+
+    def output_squared_norms(self):
+        """sum_t ||g_ut||^2 for every unit, computed once (the norms of one position's Dense bias, too)."""
+        if self._g_squares is None:
+            self._g_squares = tf.reduce_sum(tf.square(self.g), [1, 2])
+        return self._g_squares
 
     def grouped(self, units) -> "OuterProduct":
         return OuterProduct(_group(self.a, units, True), _group(self.g, units, True), self.to_variable)
@@ -66,7 +73,7 @@ class OuterProduct:
     def squared_norms(self):
         if self._use_ghost():
             if self.a.shape[1] == 1:  # one position: ||a||^2 ||g||^2
-                return tf.reduce_sum(tf.square(self.a), [1, 2]) * tf.reduce_sum(tf.square(self.g), [1, 2])
+                return tf.reduce_sum(tf.square(self.a), [1, 2]) * self.output_squared_norms()
             aa = tf.einsum("utd,usd->uts", self.a, self.a)
             gg = tf.einsum("ute,use->uts", self.g, self.g)
             return tf.reduce_sum(aa * gg, [1, 2])
@@ -76,7 +83,15 @@ class OuterProduct:
     def clipped_sum(self, scale):
         if self._materialized is not None:
             return self.to_variable(tf.einsum("u,ude->de", scale, self._materialized))
-        return self.to_variable(tf.einsum("utd,ute->de", self.a * scale[:, None, None], self.g))
+        # One matmul over all units' positions, (U T, d_in)^T (U T, d_out), the smaller side scaled.
+        a, g = self.a, self.g
+        if self.g.shape[2] is not None and self.a.shape[2] is not None and self.g.shape[2] < self.a.shape[2]:
+            g = g * scale[:, None, None]
+        else:
+            a = a * scale[:, None, None]
+        return self.to_variable(
+            tf.matmul(tf.reshape(a, [-1, dim(a, 2)]), tf.reshape(g, [-1, dim(g, 2)]), transpose_a=True)
+        )
 
     def materialized(self):
         per_unit = self._materialized if self._materialized is not None else tf.einsum("utd,ute->ude", self.a, self.g)
@@ -92,13 +107,16 @@ class OuterProduct:
 class PerExample:
     """Materialised gradients: (U, *variable_shape)."""
 
-    def __init__(self, grads):
+    def __init__(self, grads, squared_norms=None):
         self.grads = grads
+        self._squared_norms = squared_norms  # given where another factor computes them anyway
 
     def grouped(self, units) -> "PerExample":
         return PerExample(_group(self.grads, units, False))
 
     def squared_norms(self):
+        if self._squared_norms is not None:
+            return self._squared_norms
         return tf.reduce_sum(tf.reshape(tf.square(self.grads), [dim(self.grads), -1]), axis=1)
 
     def clipped_sum(self, scale):

@@ -95,8 +95,11 @@ class DenseRule(LayerRule):
     def call_factors(self, layer, kept, grad):
         d_in, d_out = layer.kernel.shape
         g = _positions(grad, d_out)
-        out = {id(layer.kernel): OuterProduct(_positions(kept["inputs"], d_in), g, lambda m: m)}
-        if layer.bias is not None:
+        kernel = OuterProduct(_positions(kept["inputs"], d_in), g, lambda m: m)
+        out = {id(layer.kernel): kernel}
+        if layer.bias is not None and g.shape[1] == 1:  # one position: the bias gradient is g, its norm the kernel's
+            out[id(layer.bias)] = PerExample(tf.reshape(g, [dim(g), d_out]), kernel.output_squared_norms())
+        elif layer.bias is not None:
             out[id(layer.bias)] = PerExample(tf.reduce_sum(g, 1))
         return out
 

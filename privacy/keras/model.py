@@ -125,11 +125,11 @@ def make_private(
         cut are counted (`PrivateTraining.truncated_batches`, the report). A `poisson_batches` dataset brings its
         own.
       skip_padding: outside XLA and without ``num_microbatches`` (elsewhere it does nothing), leave a batch's
-        padding rows (weight 0) out before the forward pass, down to a multiple of 32 rows, so that a Poisson step
-        costs what its realised batch costs. The model and the accounting are the same; but a step's duration (and
-        Keras' ms/step in logs) then follows the batch size drawn and, since real examples of sample weight 0 are
-        left out like padding, how many of the drawn ones have weight 0, which epsilon does not cover (the report
-        says so). Default False: every step computes the whole padded batch.
+        padding rows out before the forward pass (the sampler's padding only, weight -0.0: real examples of sample
+        weight 0 stay), down to a multiple of 32 rows, so that a Poisson step costs what its realised batch costs.
+        The model and the accounting are the same; but a step's duration (and Keras' ms/step in logs) then follows
+        the batch size drawn, which epsilon does not cover (the report says so). Default False: every step computes
+        the whole padded batch.
 
     Returns:
       ``model`` itself, now private. `private_training(model)` gives its `PrivateTraining` (budget,

@@ -140,6 +140,7 @@ class PrivateTraining:
         self._fitting: str | None = None
         self._counter = None
         self._dropped = None
+        self._padding_left_out = False  # a traced step left padding out (skip_padding, no XLA, no microbatches)
         self._limit = None  # the counter must stay below it (target_epsilon); set by check_budget
         self._max_steps: tuple | None = None  # (what it depends on, max_steps)
         self._steps_base = 0
@@ -215,6 +216,10 @@ class PrivateTraining:
             raise RuntimeError("PrivateTraining.build() must run before the training step is traced")
         with tf.control_dependencies(after):
             self._counter.assign_add(1)
+
+    def note_padding_left_out(self) -> None:
+        """Notes, when the step is traced, that it leaves the sampler's padding out (for the report's note)."""
+        self._padding_left_out = True
 
     def count_dropped(self, examples) -> None:
         """Counts examples whose gradient was not finite (dropped: they contributed 0 to the step)."""
@@ -389,13 +394,13 @@ class PrivateTraining:
                 f"under add-remove, on an example's presence; counted when drawn in this process, so "
                 f"batches prefetched but not trained on are included).",
             )
-        if self.skip_padding:
+        if self.skip_padding and (self._padding_left_out or self._steps_base):  # resumed steps may have left it out
             notes += (
-                f"skip_padding: steps without XLA or microbatches left their batch's rows of weight 0 out down to a "
-                f"multiple of {PADDED_ROWS_MULTIPLE} rows, so each step's duration follows how many of its examples "
-                f"have weight != 0: the batch size drawn and, since real examples of sample weight 0 are left out "
-                f"like padding, how many of the drawn ones have weight 0; that is not covered by epsilon (whoever "
-                f"timed the steps learns that count to within {PADDED_ROWS_MULTIPLE} rows).",
+                f"skip_padding: steps without XLA or microbatches left their batch's padding out down to a multiple "
+                f"of {PADDED_ROWS_MULTIPLE} rows (the sampler's padding only: real examples of sample weight 0 stay), "
+                f"so each step's duration follows the batch size drawn; that is not "
+                f"covered by epsilon (whoever timed the steps learns the batch sizes to within "
+                f"{PADDED_ROWS_MULTIPLE} rows).",
             )
         return dataclasses.replace(report, notes=notes)
 

@@ -12,8 +12,9 @@ draws B examples without replacement per step (accounted as such, under replace-
 Both return an endless dataset of ``(x, y, weight)`` batches and remember how they were built, so
 `make_private`'s `fit` can check that the sampling it accounts is the sampling that ran (the check
 looks through `prefetch`, `take`, `repeat` and `with_options` applied afterwards). Padding rows are
-zeros with weight 0 (never copies of an example). `shuffled_batches` is what `fit` runs on arrays
-under shuffling: epochs of a permutation that continues across `fit` calls and resumed runs.
+zeros with weight -0.0 (never copies of an example; a real example's weight 0 is +0.0, `masking.is_padding`).
+`shuffled_batches` is what `fit` runs on arrays under shuffling: epochs of a permutation that continues across
+`fit` calls and resumed runs.
 
 Memory: every step looks at all n examples, so they must be at hand. Examples given as arrays (what
 `fit(x, y)` passes) are not copied: each step draws the indices of its batch in TensorFlow and gathers
@@ -34,7 +35,7 @@ import tensorflow as tf
 
 from privacy import validation
 from privacy.accounting import Sampling, truncation
-from privacy.keras.masking import select_rows
+from privacy.keras.masking import padding_weights, select_rows
 from privacy.keras.params import DPConfigurationError
 
 DEFAULT_OVERFLOW_PROBABILITY = 1e-9
@@ -143,7 +144,8 @@ def poisson_batches(
         instead of shifting every later example into the next microbatch.
 
     Returns:
-      A dataset of ``(x, y, weight)`` with leading dimension ``max_batch_size``; weight is 0 on padding.
+      A dataset of ``(x, y, weight)`` with leading dimension ``max_batch_size``; weight is 0 on padding (-0.0:
+      `masking.is_padding`).
     """
     n, q = _check_sizes(dataset_size, expected_batch_size)
     cap = resolve_truncated_batch_size(truncated_batch_size, n, expected_batch_size)
@@ -451,7 +453,8 @@ def _permuted(values, seed_pair, stream: int):
 
 
 def _padded(x, y, w, keep):
-    """``(x, y, weight)`` with the padding rows (``keep`` False) replaced by zeros and weight 0.
+    """``(x, y, weight)`` with the padding rows (``keep`` False) replaced by zeros and weight -0.0, the padding
+    marker (`masking.padding_weights`: a real example's weight 0 is +0.0).
 
     Padding is selected away, never multiplied by 0: a copy of a real example could hold inf or NaN,
     and 0 x inf is NaN, which would reach every step whether that example was sampled or not.
@@ -461,7 +464,7 @@ def _padded(x, y, w, keep):
         return tf.nest.map_structure(lambda t: select_rows(keep, t), structure)
 
     weight = tf.ones(tf.shape(keep), tf.float32) if w is None else tf.cast(tf.reshape(w, [-1]), tf.float32)
-    return blank(x), blank(y), select_rows(keep, weight)
+    return blank(x), blank(y), padding_weights(keep, weight)
 
 
 def _tagged(dataset, sampling: BatchSampling):

@@ -8,10 +8,11 @@ per-example gradient norms and the sum of clipped gradients. Then:
 
 with B the *expected* (public) batch size, never the realised one, and the noise added once for the
 global batch. With ``num_microbatches = M`` the clipped units are M equal slices of the batch, each
-contributing (M / B) * sum of its examples' gradients, and the division is by M. Padding examples
-(weight 0) contribute nothing; with ``skip_padding`` most of them are left out before the forward pass outside
-XLA and without microbatches, so a step costs what its realised batch costs (and its duration follows the realised
-batch size).
+contributing (M / B) * sum of its examples' gradients, and the division is by M. Padding rows and examples of
+weight 0 contribute nothing; with ``skip_padding`` most of the sampler's padding rows (weight -0.0,
+`masking.is_padding`; never a real example, whatever its weight) are left out before the forward pass outside XLA
+and without microbatches, so a step costs what its realised batch costs (and its duration follows the realised
+batch size alone).
 Everything here is traced into the model's `train_function`, and compiles with XLA when the layers do.
 """
 
@@ -23,7 +24,7 @@ import tensorflow as tf
 
 from privacy.keras import clipping, compat, optimizers, recording
 from privacy.keras.factors import dim
-from privacy.keras.masking import select_rows
+from privacy.keras.masking import is_padding, select_rows
 from privacy.keras.params import DPConfigurationError
 
 PADDED_ROWS_MULTIPLE = 32
@@ -44,6 +45,7 @@ def dp_train_step(model, private, data):
         and params.num_microbatches is None
         and not compat.in_xla_context()
     ):
+        private.note_padding_left_out()
         x, y, weights = _without_padding(x, y, weights)
     clipped = clipped_gradient_sum(
         model, private.units(model), x, y, weights, params, expected_batch_size=expected_batch, replicas=replicas
@@ -254,15 +256,17 @@ def _weights(x, sample_weight):
 
 
 def _without_padding(x, y, weights):
-    """The rows of weight != 0 (NaN included, to be counted as dropped), in order, then rows of weight 0 up to
-    the next multiple of `PADDED_ROWS_MULTIPLE` (at most the batch; so an empty batch still runs).
+    """The rows that are not the sampler's padding (`masking.is_padding`: weight -0.0), in order, then padding rows
+    up to the next multiple of `PADDED_ROWS_MULTIPLE` (at most the batch; so an empty batch still runs).
 
-    Rows of weight 0 (the padding of Poisson batches) contribute exactly 0 to the clipped sum, the loss and
-    the metrics, so leaving them out changes no result, only the work, which then follows the realised batch
-    size instead of the padded one; the multiple keeps the number of distinct shapes the kernels see small.
-    Not under XLA (static shapes) nor with microbatches (contiguous slices of the padded batch).
+    Padding rows contribute exactly 0 to the clipped sum, the loss and the metrics, so leaving them out changes no
+    result, only the work, which then follows the realised batch size instead of the padded one; the multiple keeps
+    the number of distinct shapes the kernels see small. Real examples stay whatever their weight (0 and NaN
+    included: they contribute 0, or are counted as dropped, as in the padded batch), so the rows computed depend on
+    the sampler's draw alone, never on the examples' weights. Not under XLA (static shapes) nor with microbatches
+    (contiguous slices of the padded batch).
     """
-    padding = tf.cast(tf.equal(weights, 0.0), tf.int32)
+    padding = tf.cast(is_padding(weights), tf.int32)
     real = tf.size(weights) - tf.reduce_sum(padding)
     multiple = PADDED_ROWS_MULTIPLE
     size = tf.minimum(tf.size(weights), tf.maximum(1, (real + multiple - 1) // multiple) * multiple)

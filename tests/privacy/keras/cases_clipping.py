@@ -4,6 +4,8 @@ Reference per-example gradients come from `tf.GradientTape.jacobian` of the per-
 independent computation that never goes through the layer rules.
 """
 
+import itertools
+
 import numpy as np
 import tensorflow as tf
 
@@ -193,24 +195,43 @@ def case_neighbouring_batches_differ_by_at_most_the_clip():
                 assert distance <= bound * (1 + 1e-6) + 1e-6, (name, microbatches, removed, distance, bound)
 
 
+def case_the_clipped_sum_branches_on_nothing_the_data_decides():
+    """The clipped sum's graph holds no conditional (If / StatelessIf), with and without microbatches: every step
+    runs the same ops whether or not it drops an example, so its duration does not tell (a tf.cond on "all kept",
+    skipping the row selection on steps that drop none, took ~10 % longer on steps with an inf example)."""
+    for name, (model, x, y, _) in models().items():
+        x, y = _tensors(x, y)
+        for microbatches in (None, 3):
+            _clipped(model, x, y, tf.ones([BATCH]), 0.5, microbatches)
+            traced = _COMPILED[(id(model), 0.5, microbatches, False)]
+            graph = traced.get_concrete_function(x, y, tf.ones([BATCH])).graph
+            # (vectorized_map's own conds, inside the fallback's recurrent loop, depend on its trip count only)
+            ifs = [
+                op.name for op in graph.get_operations() if op.type in ("If", "StatelessIf") and "pfor/" not in op.name
+            ]
+            assert not ifs, (name, microbatches, ifs)
+
+
 def case_a_non_finite_example_contributes_nothing():
     """An example with inf features is dropped: the clipped sum equals the sum without it (weight 0), with
-    and without microbatches, and no NaN reaches the other examples' contributions."""
+    and without microbatches, with and without XLA, and no NaN reaches the other examples' contributions."""
     for name, (model, x, y, _) in models().items():
         x, y = _tensors(x, y)
         poisoned = list(x) if isinstance(x, list) else [x]
         poisoned[0] = tf.tensor_scatter_nd_update(poisoned[0], [[2]], [tf.fill(poisoned[0].shape[1:], np.inf)])
         poisoned = poisoned if isinstance(x, list) else poisoned[0]
-        for microbatches, removed in ((None, [[2]]), (3, [[2], [3]])):  # the microbatch of examples 2 and 3
+        for (microbatches, removed), xla in itertools.product(
+            ((None, [[2]]), (3, [[2], [3]])), _compile_modes(name)
+        ):  # with 3 microbatches, the one of examples 2 and 3
             full = tf.ones([BATCH])
-            bad = _clipped(model, poisoned, y, full, 0.5, microbatches)
+            bad = _clipped(model, poisoned, y, full, 0.5, microbatches, xla)
             assert not np.isfinite(bad.norms.numpy()[2 if microbatches is None else 1]), name
-            without = _clipped(
-                model, x, y, tf.tensor_scatter_nd_update(full, removed, [0.0] * len(removed)), 0.5, microbatches
-            )
+            weights = tf.tensor_scatter_nd_update(full, removed, [0.0] * len(removed))
+            without = _clipped(model, x, y, weights, 0.5, microbatches, xla)
             for got, want in zip(bad.sums, without.sums, strict=True):
+                assert np.all(np.isfinite(got.numpy())), (name, microbatches, xla)
                 np.testing.assert_allclose(
-                    got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6, err_msg=f"{name}, {microbatches}"
+                    got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6, err_msg=f"{name}, {microbatches}, XLA {xla}"
                 )
 
 

@@ -398,8 +398,9 @@ def case_empty_poisson_batches_still_step_and_count():
 
 
 def case_padding_left_out_without_xla_steps_like_every_row_under_xla():
-    """With ``skip_padding`` a step outside XLA leaves most of a Poisson batch's padding (weight 0) out
-    (`train_step._without_padding`: the forward pass sees the rows of weight != 0 rounded up to a multiple of 32);
+    """With ``skip_padding`` a step outside XLA leaves most of a Poisson batch's padding (weight -0.0) out
+    (`train_step._without_padding`: the forward pass sees the drawn examples, those of weight 0 included, rounded
+    up to a multiple of 32);
     by default, and with ``skip_padding`` under XLA, it computes on every padded row (no row left out). On the same
     batches, with a binding clip, real examples of weight 0 and of weight NaN, all three take the same steps and
     drop the same examples."""
@@ -412,7 +413,9 @@ def case_padding_left_out_without_xla_steps_like_every_row_under_xla():
         return poisson_batches((x, y, weights), dataset_size=n, expected_batch_size=20, seed=7)
 
     padded = [w for _, _, w in batches().take(steps).as_numpy_iterator()]
-    kept_rows = sum(min(len(w), max(1, -(-int(np.sum(w != 0)) // multiple)) * multiple) for w in padded)
+    drawn = [int(np.sum(~((w == 0) & np.signbit(w)))) for w in padded]  # real examples: not weight -0.0
+    assert all(d > np.sum((w != 0) & np.isfinite(w)) for d, w in zip(drawn, padded, strict=True))
+    kept_rows = sum(min(len(w), max(1, -(-d // multiple)) * multiple) for d, w in zip(drawn, padded, strict=True))
     assert kept_rows < sum(len(w) for w in padded), (kept_rows, [len(w) for w in padded])
     rows = tf.Variable(0, dtype=tf.int64)
     without_padding = train_step._without_padding
@@ -637,18 +640,27 @@ def case_dp_model_classes_take_make_privates_skip_padding_and_truncation():
 
 
 def case_the_report_says_when_steps_left_their_padding_out():
-    """A report of a run with ``skip_padding`` notes that the steps' durations followed the batch sizes drawn and
-    the count of drawn examples of sample weight 0 (left out like padding; neither covered by epsilon); one without
-    it does not."""
+    """A report of a run with ``skip_padding`` whose steps left padding out (no XLA) notes that the steps' durations
+    followed the batch sizes drawn (not covered by epsilon); one without it, or whose steps ran under XLA, does
+    not, unless it resumed steps that may have (a state file does not say)."""
     x, y = _data(n=100)
-    for skip in (False, True):
-        model = make_private(
-            _mlp(), l2_norm_clip=1.0, noise_multiplier=1.1, expected_batch_size=20, dataset_size=100, skip_padding=skip
-        )
-        model.compile(optimizer=_sgd(0.1), loss=_scce())
-        model.fit(x, y, epochs=1, steps_per_epoch=2, verbose=0)
-        notes = [note for note in private_training(model).report().notes if "skip_padding" in note]
-        assert len(notes) == skip, (skip, notes)
-        if skip:
-            assert "not covered by epsilon" in notes[0] and "32" in notes[0], notes
-            assert "batch size drawn" in notes[0] and "sample weight 0" in notes[0], notes
+    with tempfile.TemporaryDirectory() as tmp:
+        state = os.path.join(tmp, "state.json")
+        runs = ((False, False, None), (True, True, None), (True, False, state), (True, True, state))
+        for skip, jit_compile, state_path in runs:
+            model = make_private(
+                _mlp(),
+                l2_norm_clip=1.0,
+                noise_multiplier=1.1,
+                expected_batch_size=20,
+                dataset_size=100,
+                skip_padding=skip,
+                state_path=state_path,
+            )
+            model.compile(optimizer=_sgd(0.1), loss=_scce(), jit_compile=jit_compile)
+            model.fit(x, y, epochs=1, steps_per_epoch=2, verbose=0)
+            notes = [note for note in private_training(model).report().notes if "skip_padding" in note]
+            assert len(notes) == (skip and (not jit_compile or state_path is not None)), (skip, jit_compile, notes)
+            if notes:
+                assert "not covered by epsilon" in notes[0] and "32" in notes[0], notes
+                assert "batch size drawn" in notes[0] and "real examples of sample weight 0 stay" in notes[0], notes

@@ -1,0 +1,47 @@
+"""skip_padding leaves out the sampler's padding only: the rows a step computes depend on the draw, not on weights.
+
+Real examples of sample weight 0 (or NaN) must stay in the batch: were they left out like padding, a step's row count
+(hence its duration) would show how many drawn examples have weight 0, a value of the data.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from privacy.keras import poisson_batches
+from privacy.keras.masking import is_padding, padding_weights
+from privacy.keras.train_step import PADDED_ROWS_MULTIPLE, _without_padding
+
+N, STEPS = 200, 12
+
+
+def _steps(weights):
+    """Per step of Poisson batches (seed 3): (examples drawn, the example ids `_without_padding` keeps, in order)."""
+    ids = np.arange(1, N + 1, dtype="float32")[:, None]  # padding rows are zeros
+    batches = poisson_batches((ids, ids[:, 0], weights), dataset_size=N, expected_batch_size=32, seed=3)
+    out = []
+    for x, _, w in batches.take(STEPS):
+        kept, _, _ = _without_padding(x, None, w)
+        out.append((int(np.sum(x.numpy() != 0)), kept.numpy()[:, 0]))
+    return out
+
+
+def test_real_examples_of_weight_0_do_not_change_the_rows_kept():
+    weights = np.ones(N, "float32")
+    weights[::2] = 0.0  # half the examples: every batch draws some
+    weights[1::10] = -0.0  # a real weight 0 of either sign
+    weights[3::10] = np.nan
+    plain, zeroed = _steps(np.ones(N, "float32")), _steps(weights)
+    for (drawn, kept), (drawn_zeroed, kept_zeroed) in zip(plain, zeroed, strict=True):
+        assert drawn == drawn_zeroed  # the same draws
+        np.testing.assert_array_equal(kept, kept_zeroed)  # the same rows, in the same order
+        rounded = -(-drawn // PADDED_ROWS_MULTIPLE) * PADDED_ROWS_MULTIPLE
+        assert len(kept) == rounded and np.count_nonzero(kept) == drawn, (len(kept), drawn)
+    assert len({len(kept) for _, kept in plain}) > 1  # the rows follow the draw (so the test can see a change)
+
+
+def test_padding_is_weight_minus_0_and_a_real_weight_0_is_plus_0():
+    weights = padding_weights(tf.constant([True, True, True, False, True]), [1.0, 0.0, -0.0, 2.0, np.nan])
+    np.testing.assert_array_equal(is_padding(weights).numpy(), [False, False, False, True, False])
+    got = weights.numpy()
+    np.testing.assert_array_equal(got[:4], [1.0, 0.0, 0.0, 0.0])
+    assert np.isnan(got[4]) and list(np.signbit(got[:4])) == [False, False, False, True]
