@@ -1,9 +1,9 @@
 """What `skip_padding`'s step durations show, priced: the batch sizes rounded as the step rounds them.
 
 With ``skip_padding`` a step computes its drawn rows (all but the sampler's padding) rounded up to a multiple of
-`PADDED_ROWS_MULTIPLE` (at most the padded size), so whoever times the steps sees that number per step. Under add-remove adjacency it is
-Binomial(n - 1, q) + Bernoulli(q) with the example and Binomial(n - 1, q) without; epsilon does not cover it, and
-the READMEs state its size at MNIST scale, which this recomputes from dp-accounting.
+`PADDED_ROWS_MULTIPLE` (at most the padded size), so whoever times the steps sees that number per step. Under
+add-remove adjacency it is Binomial(n - 1, q) + Bernoulli(q) with the example and Binomial(n - 1, q) without; epsilon
+does not cover it, and the READMEs state its size at MNIST scale, which this recomputes from dp-accounting.
 """
 
 import math
