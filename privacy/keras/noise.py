@@ -49,6 +49,21 @@ class GaussianNoise:
         self.seed = seed
         self.secure = secure
         self._generator = None
+        self.pairs: tuple[float, int] | None = None
+        """(cut-off radius, Box-Muller pairs per step) for the guarantee (`privacy.accounting.noise_cutoff`): the
+        smallest radius and the most pairs over every set of tensors `expect` saw (each trace of `add` too)."""
+
+    def expect(self, tensors) -> None:
+        """Takes into `pairs` noise on tensors (or variables) shaped as ``tensors``; ignored where a shape is not
+        fully known (a model not built yet): the trace of `add` sees the gradients' static shapes."""
+        shapes = [tuple(t.shape) for t in tensors]
+        if not shapes or any(d is None for shape in shapes for d in shape):
+            return
+        radius = min(cutoff_radius(t.dtype) for t in tensors)
+        pairs = sum(pairs_of(shape) for shape in shapes)
+        if self.pairs is not None:
+            radius, pairs = min(radius, self.pairs[0]), max(pairs, self.pairs[1])
+        self.pairs = (radius, pairs)
 
     def build(self) -> None:
         """Creates the generator (eagerly, under the distribution strategy in scope)."""
@@ -68,6 +83,7 @@ class GaussianNoise:
             return list(tensors)
         if self._generator is None:
             raise RuntimeError("GaussianNoise.build() must run (eagerly) before the training step is traced")
+        self.expect(tensors)
         keep = _first_replica_indicator()
         seeds = self._generator.make_seeds(len(tensors))  # shape (2, len(tensors)); advances the state
         out = []
@@ -77,24 +93,62 @@ class GaussianNoise:
         return out
 
 
+RADIUS_BITS = 64
+"""Bits of the uniform behind a float32 (or narrower) pair's radius: two Philox words."""
+
+
+def cutoff_radius(dtype) -> float:
+    """R, the largest radius of a Box-Muller pair drawn for tensors of ``dtype``, in standard deviations: 12.0
+    for float64 (uniform w >= 2^-104), 9.42 otherwise (w >= 2^-64). Float rounding of the draws aside, the noise
+    is N(0, 1) pairs conditioned on radius <= R (`privacy.accounting.noise_cutoff` accounts it)."""
+    if tf.as_dtype(dtype) == tf.float64:
+        return math.sqrt(-2.0 * math.log(np.finfo(np.float64).eps ** 2))
+    return math.sqrt(2.0 * RADIUS_BITS * math.log(2.0))
+
+
+def pairs_of(shape) -> int:
+    """Box-Muller pairs drawn for one tensor of static ``shape``: ceil(size / 2)."""
+    return (math.prod(int(d) for d in shape) + 1) // 2
+
+
 def standard_normal(shape, seed, dtype) -> tf.Tensor:
     """Independent N(0, 1) draws of ``shape`` and ``dtype`` under the Philox ``seed`` (shape (2,)), by Box-Muller.
 
-    Computed in float64 for float64 tensors, else in float32 (then cast).
+    float64: three float64 uniforms per pair (`box_muller`); any other dtype: three 32-bit Philox words per pair
+    (`box_muller_words`), computed in float32 and cast.
     """
-    compute = tf.float64 if dtype == tf.float64 else tf.float32
     size = tf.reduce_prod(shape)
-    u = tf.random.stateless_uniform(
-        tf.stack([3, (size + 1) // 2]), seed=seed, dtype=compute, alg=tf.random.Algorithm.PHILOX
-    )
-    return tf.cast(tf.reshape(box_muller(u)[:size], shape), dtype)
+    pairs = tf.stack([3, (size + 1) // 2])
+    if dtype == tf.float64:
+        u = tf.random.stateless_uniform(pairs, seed=seed, dtype=tf.float64, alg=tf.random.Algorithm.PHILOX)
+        z = box_muller(u)
+    else:
+        words = tf.random.stateless_uniform(
+            pairs, seed=seed, minval=None, maxval=None, dtype=tf.uint32, alg=tf.random.Algorithm.PHILOX
+        )
+        z = box_muller_words(words)
+    return tf.cast(tf.reshape(z[:size], shape), dtype)
+
+
+def box_muller_words(words) -> tf.Tensor:
+    """2n float32 N(0, 1) draws (n cosines, then n sines) from uint32 Philox words of shape (3, n).
+
+    The radius's uniform is w = words[0] 2^-32 + (words[1] + 1) 2^-64 in (0, 1], computed in float32 (24
+    significant bits at every scale down to its least value 2^-64; the sum rounds to at most 1, so the
+    logarithm is never positive): |z| reaches sqrt(128 ln 2) = 9.42 (`cutoff_radius`). The angle is
+    2 pi (words[2] >> 8) 2^-24.
+    """
+    w = tf.cast(words[0], tf.float32) * 2.0**-32 + (tf.cast(words[1], tf.float32) * 2.0**-64 + 2.0**-64)
+    radius = tf.sqrt(-2.0 * tf.math.log(w))
+    angle = (2.0 * math.pi * 2.0**-24) * tf.cast(tf.bitwise.right_shift(words[2], 8), tf.float32)
+    return tf.concat([radius * tf.cos(angle), radius * tf.sin(angle)], 0)
 
 
 def box_muller(u) -> tf.Tensor:
     """2n N(0, 1) draws (n cosines, then n sines) from uniforms ``u`` of shape (3, n), multiples of eps in [0, 1).
 
     The radius's uniform w = 1 - u[0] - eps u[1] lies in [eps^2, 1]: the logarithm is finite and |z| reaches
-    sqrt(-2 ln eps^2) (7.99 in float32, 12.0 in float64); the angle is 2 pi u[2].
+    sqrt(-2 ln eps^2) (12.0 in float64); the angle is 2 pi u[2].
     """
     eps = float(np.finfo(u.dtype.as_numpy_dtype).eps)
     w = tf.maximum((1.0 - u[0]) - eps * u[1], eps * eps)  # the floor only binds if a backend returned u = 1

@@ -34,6 +34,7 @@ from privacy.accounting import (
     dp_sgd_report,
     resolve_adjacency,
 )
+from privacy.accounting.noise_cutoff import NoiseCutoff, NoiseCutoffError
 from privacy.atomic_files import write_atomically
 from privacy.keras import layer_rules, optimizers, recording
 from privacy.keras import sampling as sampling_lib
@@ -359,7 +360,23 @@ class PrivateTraining:
         (default: those run): no analysis, or PLD's cost limits (as `privacy.accounting.compute_epsilon`)."""
         kind = AccountantKind(accountant) if accountant is not None else self.accountant_kind()
         mechanism = self.mechanism(steps)
-        return mechanism.unsupported_reason(kind.value) or mechanism.cost_reason(kind.value, self.target_delta)
+        return (
+            mechanism.unsupported_reason(kind.value)
+            or mechanism.cost_reason(kind.value, self.target_delta)
+            or self._noise_cutoff_reason(mechanism)
+        )
+
+    def _noise_cutoff_reason(self, mechanism: DpSgdMechanism) -> str | None:
+        """Why the noise's cut-off cannot be accounted within `noise_cutoff.MAX_ADDED_FRACTION` of delta, or None
+        (also where the noise's tensors are not known yet: `GaussianNoise.pairs`)."""
+        if self.noise.pairs is None:
+            return None
+        radius, pairs = self.noise.pairs
+        try:
+            NoiseCutoff.for_mechanism(mechanism, radius=radius, pairs=pairs).check(self.target_delta)
+        except NoiseCutoffError as err:
+            return str(err)
+        return None
 
     def epsilon(self, accountant: AccountantKind | str | None = None) -> float:
         """Epsilon spent so far at `target_delta`.
@@ -379,7 +396,10 @@ class PrivateTraining:
         mechanism = self.mechanism()
         if len(budget.ledger) != 1 or budget.ledger[0][0] != mechanism.unit_event():
             raise DPConfigurationError("the budget composes several configurations; read it from .budget")
-        report = dp_sgd_report(mechanism, delta=self.target_delta)
+        try:
+            report = dp_sgd_report(mechanism, delta=self.target_delta, noise_pairs=self.noise.pairs)
+        except NoiseCutoffError as err:
+            raise DPConfigurationError(str(err)) from None
         notes = (*report.notes, f"not covered: {NOT_COVERED}.")
         if mechanism.truncated_batch_size is not None:
             notes += (

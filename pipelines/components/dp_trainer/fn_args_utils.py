@@ -85,6 +85,7 @@ def write_run_ledger(
     budget=None,
     trainer: dict[str, Any] | None = None,
     truncated_batches: int | None = None,
+    noise_pairs: tuple[float, int] | None = None,
 ) -> str:
     """Writes the ledger of a private run into the exported SavedModel; returns its path.
 
@@ -96,8 +97,17 @@ def write_run_ledger(
         exactly the steps taken.
       truncated_batches: under truncated Poisson sampling (``plan.mechanism.truncated_batch_size``), the
         batches the sampler cut (`privacy.keras.PrivateTraining.truncated_batches`); required then.
+      noise_pairs: the noise sampler's (cut-off radius, Box-Muller pairs per step),
+        `privacy.keras.PrivateTraining.noise.pairs`: the ledger's delta then includes what the cut-off adds; without
+        it the cut-off is listed outside the guarantee.
     """
-    ledger = plan.ledger(steps_taken=steps_taken, budget=budget, trainer=trainer, truncated_batches=truncated_batches)
+    ledger = plan.ledger(
+        steps_taken=steps_taken,
+        budget=budget,
+        trainer=trainer,
+        truncated_batches=truncated_batches,
+        noise_pairs=noise_pairs,
+    )
     return privacy_ledger.write_ledger(fn_args.serving_model_dir, ledger)
 
 

@@ -1,0 +1,193 @@
+"""The delta that the noise sampler's cut-off adds to a Gaussian accountant's guarantee (no TensorFlow).
+
+ppml's Gaussian noise (`privacy.keras.noise`) comes in Box-Muller pairs whose radius is at most R (the cut-off,
+in units of the noise's standard deviation, set by the bits of its uniforms): each pair is N(0, I_2)
+conditioned on the disk |z| <= R, so one step's noise is N(0, I) truncated to A, a product of P disks
+(P = the pairs drawn per step; a tensor of odd size discards one coordinate of its last pair, which only
+releases less, so that pair counts whole). The accountants analyse untruncated Gaussians; this module bounds
+what the truncation adds. Float rounding of the noise itself (Mironov 2012) is out of scope here.
+
+The bound. Noise units: a neighbouring dataset shifts one step's sum by a with ||a|| <= r = s k / sigma (s the
+mechanism's sensitivity in C, k the examples per privacy unit, 1 at example level, sigma the noise
+multiplier). Let b_j = ||a restricted to pair j||, so sum_j b_j^2 <= r^2.
+
+1. One step, known shift. The truncated densities are g(y) 1_A(y) / Z and g(y - a) 1_{A + a}(y) / Z, the
+   Gaussian's with one normaliser Z = P(N(0, I) in A) = (1 - exp(-R^2 / 2))^P (exact: the radius of a
+   standard pair is Rayleigh). Where both are positive their ratio is the Gaussian's; elsewhere one side has
+   mass only where the other's is 0. So H_eps(trunc) <= (H_eps(Gaussian) + p_bad) / Z with
+   p_bad = P(Y in A, Y - a not in A), Y ~ N(0, I).
+2. T adaptive steps. The transcript's density is the product of the steps', so the same argument applies to
+   the whole transcript with normaliser Z^T: given the other examples' batch membership (which the
+   accountants' analyses let be arbitrary, so their bound holds for each), take the set W of transcripts that
+   the neighbour produces inside A at every step under every outcome of the differing example's inclusion.
+   On W both densities carry the Gaussian's ratio; outside it the hockey-stick integrand is at most the
+   density itself, and P(not W) <= sum_t sup P(bad at t) <= T p_bad (a union over steps, each conditioned on
+   the past). Averaging over the others' membership (the hockey-stick divergence is jointly convex):
+
+       delta_total(eps) <= (delta_Gaussian,T(eps) + T p_bad) / Z^T,  Z^T = (1 - exp(-R^2 / 2))^(T P).
+
+   Composition with exact mechanisms (preprocessing releases, a push decision) multiplies both densities by
+   the same factors, so the composed accountant's delta takes its place. The term is T p_bad, not q T p_bad:
+   in the direction where the differing example is absent, a transcript the neighbour could produce only
+   with that example left out of a batch is counted whole (the bound does not claim amplification by
+   sampling for the cut-off; under add-remove the other direction alone would give q T p_bad).
+3. p_bad for one shift. Y in A and Y - a not in A needs some pair j to leave its disk while the other pairs
+   stay inside theirs: p_bad <= Z_1^(P - 1) sum_j e(b_j), Z_1 = 1 - exp(-R^2 / 2), e(b) = P(|Y_j| <= R,
+   |Y_j - b| > R). By the triangle inequality only the annulus R - b < |Y_j| <= R can leave, of probability
+   f(b) = exp(-(R - b)^2 / 2) - exp(-R^2 / 2) (Rayleigh), and of it only the angles facing away from the
+   shift: e(b) <= f(b) m(b), with m(b) the mean share of such angles across the annulus (`_outward_share`:
+   1/pi for small b, at most 1/2 + o(1); valid where R - b >= 1, else m = 1). f is convex on [0, R - 1] with
+   f(0) = 0 and m rises with b, so e(b) <= b f(tau) m(tau) / tau for b <= tau <= R - 1. Split the pairs at
+   tau: fewer than r^2 / tau^2 have b_j > tau, each e(b_j) <= f(r) m(r); the others sum to at most
+   (f(tau) m(tau) / tau) sqrt(P) r (Cauchy-Schwarz on sum_j b_j). So for every tau in (0, min(r, R - 1)]
+
+       p_bad <= Z_1^(P - 1) [min(P, floor(r^2 / tau^2)) f(r) m(r) + sqrt(P) r f(tau) m(tau) / tau],
+
+   minimised over a grid of tau (any tau is valid), and never above Z_1^(P - 1) P f(r) m(r). A shift in one
+   pair (the first term, ~ exp(-(R - r)^2 / 2)) dominates at small P or small sigma; a shift spread over all
+   pairs (the second, ~ R exp(-R^2 / 2) sqrt(P) r / pi) at large P. r >= R is refused. The bound is checked
+   against exact integrals for one to 1000 pairs (tests/privacy/accounting/test_noise_cutoff.py).
+
+What is released: (eps, delta + added_delta) with added_delta = delta (Z^-T - 1) + T p_bad Z^-T; the epsilon
+is the accountants' at delta, unchanged. `MAX_ADDED_FRACTION` bounds added_delta / delta.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import numpy as np
+
+from privacy import validation
+
+MAX_ADDED_FRACTION = 0.01
+"""Largest added_delta / delta accepted: beyond it the cut-off is refused (raise sigma, train fewer steps, or
+use a sampler with a larger cut-off)."""
+_TAU_GRID = 1000
+"""Points of the log-spaced grid of split thresholds tau that `escape_bound` minimises over."""
+_LOG_FLOAT_MAX = 700.0
+"""Beyond exp(700) a float overflows."""
+_SHARE_POINTS = 256
+"""Points of the Riemann sum in `_outward_share`."""
+
+
+class NoiseCutoffError(ValueError):
+    """The noise's cut-off cannot be accounted within `MAX_ADDED_FRACTION` of delta."""
+
+
+def _annulus(radius: float, shift: float) -> float:
+    """f(b) = P(R - b < |Y| <= R) for a standard pair Y (Rayleigh radius): where a shift b can leave the disk."""
+    if shift >= radius:
+        return -math.expm1(-radius * radius / 2)
+    return math.exp(-radius * radius / 2) * math.expm1(shift * (2 * radius - shift) / 2)
+
+
+def _outward_share(radius: float, shift: float) -> float:
+    """m(b): an upper bound on the share of the annulus R - b < |Y| <= R that a shift b moves out of the disk.
+
+    At radius rho = R - s b the share of angles that leave is g = 1 - arccos(c) / pi, c = (b (1 + s^2) - 2 R s) /
+    (2 (R - s b)); g falls with s, so the mean over s in [0, 1] is at most the left Riemann sum taken here. Where
+    R - b >= 1 the Rayleigh density falls across the annulus while g rises, so the escape probability is at most
+    f(b) times that mean (Chebyshev's integral inequality); elsewhere 1. c rises with b at every s, so m(b) does.
+    """
+    if radius - shift < 1:
+        return 1.0
+    s = np.arange(_SHARE_POINTS) / _SHARE_POINTS
+    c = (shift * (1 + s * s) - 2 * radius * s) / (2 * (radius - s * shift))
+    return float(np.mean(1 - np.arccos(np.clip(c, -1.0, 1.0)) / math.pi))
+
+
+@functools.lru_cache(maxsize=256)
+def escape_bound(radius: float, pairs: int, shift: float) -> float:
+    """Upper bound on P(Y in A, Y - a not in A) over shifts ||a|| <= ``shift`` of ``pairs`` disks of ``radius``
+    (item 3 of the module docstring)."""
+    if shift <= 0:
+        return 0.0
+    if shift >= radius:
+        raise NoiseCutoffError(f"a shift of {shift:.4g} noise stds is not below the sampler's cut-off {radius:.4g}")
+    others_inside = math.exp((pairs - 1) * math.log1p(-math.exp(-radius * radius / 2)))
+    whole = _annulus(radius, shift) * _outward_share(radius, shift)
+    best = pairs * whole
+    high = min(radius - 1.0, shift)
+    if high > 0:
+        for tau in np.geomspace(high * 1e-6, high, _TAU_GRID):
+            tau = float(tau)
+            large = min(pairs, math.floor(shift * shift / (tau * tau)))
+            small = math.sqrt(pairs) * shift * _annulus(radius, tau) * _outward_share(radius, tau) / tau
+            best = min(best, large * whole + small)
+    return others_inside * best
+
+
+@dataclasses.dataclass(frozen=True)
+class NoiseCutoff:
+    """A run's noise cut-off as the guarantee needs it.
+
+    Attributes:
+      radius: R, the largest radius of a Box-Muller pair, in noise standard deviations.
+      pairs: P, Box-Muller pairs drawn per step (all tensors together).
+      steps: T, noisy steps.
+      shift: r, the most one privacy unit moves a step's sum, in noise standard deviations (s k / sigma).
+    """
+
+    radius: float
+    pairs: int
+    steps: int
+    shift: float
+
+    def __post_init__(self):
+        object.__setattr__(self, "radius", validation.number("radius", self.radius, low=1, low_open=True))
+        object.__setattr__(self, "pairs", validation.integer("pairs", self.pairs, minimum=1))
+        object.__setattr__(self, "steps", validation.integer("steps", self.steps, minimum=1))
+        object.__setattr__(self, "shift", validation.number("shift", self.shift, low=0, low_open=True))
+
+    @classmethod
+    def for_mechanism(cls, mechanism, *, radius: float, pairs: int) -> "NoiseCutoff":
+        """The cut-off of a `DpSgdMechanism` run (all its steps) whose sampler drew ``pairs`` pairs per step."""
+        group = mechanism.max_examples_per_user or 1
+        return cls(
+            radius=radius,
+            pairs=pairs,
+            steps=mechanism.steps,
+            shift=mechanism.sensitivity * group / mechanism.noise_multiplier,
+        )
+
+    @property
+    def escape(self) -> float:
+        """p_bad of one step (`escape_bound`)."""
+        return escape_bound(self.radius, self.pairs, self.shift)
+
+    @property
+    def log_mass(self) -> float:
+        """ln Z^T, the log-probability that T steps' untruncated noise stays inside the cut-off."""
+        return self.steps * self.pairs * math.log1p(-math.exp(-self.radius * self.radius / 2))
+
+    def added_delta(self, delta: float) -> float:
+        """What the cut-off adds to the accountant's ``delta``: delta (Z^-T - 1) + T p_bad Z^-T (inf where Z^-T
+        overflows)."""
+        if -self.log_mass > _LOG_FLOAT_MAX:
+            return math.inf
+        return delta * math.expm1(-self.log_mass) + self.steps * self.escape * math.exp(-self.log_mass)
+
+    def check(self, delta: float) -> float:
+        """`added_delta`, or NoiseCutoffError (one line) when it exceeds `MAX_ADDED_FRACTION` of ``delta``."""
+        added = self.added_delta(delta)
+        if added > MAX_ADDED_FRACTION * delta:
+            raise NoiseCutoffError(
+                f"the noise sampler's cut-off at {self.radius:.3g} stds adds delta {added:.3g} over {self.steps} "
+                f"steps, more than {MAX_ADDED_FRACTION:.0%} of delta={delta:g} (one example moves the noise by "
+                f"{self.shift:.3g} stds over {self.pairs} noise pairs): raise noise_multiplier, train fewer steps, "
+                f"or raise the target delta"
+            )
+        return added
+
+    def describe(self, delta: float) -> str:
+        """One line for reports."""
+        return (
+            f"Box-Muller pairs cut at radius {self.radius:.4g} stds ({self.pairs} pairs x {self.steps} steps, shift "
+            f"{self.shift:.3g} stds): adds {self.added_delta(delta):.3g} to delta (privacy.accounting.noise_cutoff)"
+        )
+
+    def to_dict(self, delta: float) -> dict:
+        return {**dataclasses.asdict(self), "added_delta": self.added_delta(delta)}

@@ -1,0 +1,147 @@
+"""The noise cut-off's delta: the bound against exact integrals on one and two Box-Muller pairs, the hockey-stick
+claim on one pair (with and without sampling), the report's and refusal's values."""
+
+import math
+
+import dp_accounting as dpa
+import numpy as np
+import pytest
+from scipy import integrate, stats
+
+from privacy.accounting import DpSgdMechanism, NoiseCutoff, NoiseCutoffError, dp_sgd_report
+from privacy.accounting.noise_cutoff import MAX_ADDED_FRACTION, escape_bound
+
+
+def _inside_both(radius, b):
+    """P(|Y| <= R, |Y - b| <= R) for Y ~ N(0, I_2) and a shift of length b (1-D integral in polar coordinates)."""
+    if b == 0:
+        return -math.expm1(-radius * radius / 2)
+
+    def angles(rho):
+        c = (rho * rho + b * b - radius * radius) / (2 * rho * b) if rho > 0 else -1.0
+        return math.acos(min(1.0, max(-1.0, c))) / math.pi
+
+    value, _ = integrate.quad(lambda rho: rho * math.exp(-rho * rho / 2) * angles(rho), 0, radius, limit=200)
+    return value
+
+
+def _escape_exact(radius, shifts):
+    """P(Y in A, Y - a not in A) for A the product of disks and a with pair norms ``shifts``."""
+    inside = -math.expm1(-radius * radius / 2)
+    return inside ** len(shifts) - math.prod(_inside_both(radius, b) for b in shifts)
+
+
+@pytest.mark.parametrize("radius", [2.5, 3.5, 5.0])
+@pytest.mark.parametrize("pairs", [1, 2, 50, 1000])
+@pytest.mark.parametrize("shift", [0.3, 1.0])
+def test_escape_bound_covers_concentrated_and_spread_shifts(radius, pairs, shift):
+    """The bound is above the exact escape probability of a shift in one pair, spread evenly over every pair, and
+    over half of them, and within a factor of 8 of the largest of those (1.1-6.1 here: it is not vacuous)."""
+    bound = escape_bound(radius, pairs, shift)
+    exact = []
+    for spread in sorted({1, max(1, pairs // 2), pairs}):
+        shifts = [shift / math.sqrt(spread)] * spread + [0.0] * (pairs - spread)
+        exact.append(_escape_exact(radius, shifts))
+        assert bound >= exact[-1] * (1 - 1e-9), (spread, bound, exact[-1])
+    assert bound <= 8 * max(exact), (bound, exact)
+
+
+def _hockey_stick(p, q, eps, cell):
+    return float(np.sum(np.maximum(p - math.exp(eps) * q, 0.0)) * cell)
+
+
+@pytest.mark.parametrize("radius, shift", [(2.5, 0.5), (2.5, 1.0), (3.5, 1.0)])
+@pytest.mark.parametrize("q", [1.0, 0.3])
+def test_truncated_pair_obeys_the_bound_in_both_directions(radius, shift, q):
+    """One pair, the neighbour's sum moved by ``shift`` with probability q (Poisson sampling; q = 1: always): the
+    truncated mechanism's hockey-stick divergence, integrated on a grid, is at most (the untruncated one's + T
+    p_bad) / Z in both directions, with T = 1 and p_bad from `escape_bound`."""
+    h = 0.01
+    axis = np.arange(-9.0, 9.0 + shift, h) + h / 2
+    x, y = np.meshgrid(axis, axis, indexing="ij")
+    g0 = np.exp(-(x * x + y * y) / 2) / (2 * math.pi)
+    ga = np.exp(-((x - shift) ** 2 + y * y) / 2) / (2 * math.pi)
+    z = -math.expm1(-radius * radius / 2)
+    t0 = g0 * (x * x + y * y <= radius * radius) / z
+    ta = ga * ((x - shift) ** 2 + y * y <= radius * radius) / z
+    absent, present = (g0, (1 - q) * g0 + q * ga), (t0, (1 - q) * t0 + q * ta)
+    bad = escape_bound(radius, 1, shift)
+    cell = h * h
+    for eps in (0.25, 1.0, 2.0):
+        for gaussian, truncated in (((absent[0], absent[1]), present), ((absent[1], absent[0]), present[::-1])):
+            if truncated is present[::-1]:
+                truncated = (present[1], present[0])
+            h_gauss = _hockey_stick(*gaussian, eps, cell)
+            h_trunc = _hockey_stick(*truncated, eps, cell)
+            assert h_trunc <= (h_gauss + bad) / z + 2e-3, (eps, h_trunc, h_gauss, bad)
+    if q == 1.0:  # the Gaussian part against its closed form: the grid integrates well
+        closed = stats.norm.cdf(-1.0 / shift + shift / 2) - math.e * stats.norm.cdf(-1.0 / shift - shift / 2)
+        assert _hockey_stick(g0, ga, 1.0, cell) == pytest.approx(closed, abs=1e-4)
+
+
+def test_added_delta_is_the_formula_of_the_module():
+    cutoff = NoiseCutoff(radius=6.0, pairs=1000, steps=500, shift=0.8)
+    p_bad = escape_bound(6.0, 1000, 0.8)
+    z_t = (1 - math.exp(-18.0)) ** (500 * 1000)
+    delta = 1e-5
+    assert cutoff.added_delta(delta) == pytest.approx(delta * (1 / z_t - 1) + 500 * p_bad / z_t, rel=1e-9)
+    assert cutoff.escape == p_bad > 0
+
+
+def test_shift_at_or_beyond_the_cutoff_is_refused():
+    with pytest.raises(NoiseCutoffError, match="not below the sampler's cut-off 7.99"):
+        NoiseCutoff(radius=7.99, pairs=10, steps=1, shift=8.0).added_delta(1e-5)
+
+
+def _mechanism(sigma=1.0, steps=14_063):
+    return DpSgdMechanism(dataset_size=60_000, batch_size=256, noise_multiplier=sigma, steps=steps)
+
+
+MLP = (math.sqrt(128 * math.log(2)), 669_706 // 2)
+"""(cut-off, pairs) of ppml's float32 sampler on the MLP 784-512-512-10."""
+
+
+def test_report_states_delta_plus_the_cutoffs_and_keeps_epsilon():
+    """The report's epsilon is dp-accounting's at delta (recomputed here); its guarantee is (epsilon, delta + X)."""
+    mechanism = _mechanism(sigma=0.8)
+    report = dp_sgd_report(mechanism, delta=1e-5, noise_pairs=MLP)
+    accountant = dpa.rdp.RdpAccountant()
+    accountant.compose(dpa.PoissonSampledDpEvent(256 / 60_000, dpa.GaussianDpEvent(0.8)), 14_063)
+    assert report.epsilon["rdp"] == pytest.approx(accountant.get_epsilon(1e-5), rel=1e-9)
+    expected = NoiseCutoff(radius=MLP[0], pairs=MLP[1], steps=14_063, shift=1 / 0.8).added_delta(1e-5)
+    assert report.added_delta == pytest.approx(expected) and 0 < expected < 1e-9
+    assert report.guarantee_delta == 1e-5 + report.added_delta
+    data = report.to_dict()
+    assert data["noise_cutoff"]["pairs"] == MLP[1] and data["noise_cutoff"]["added_delta"] == report.added_delta
+    assert data["guarantee_delta"] == report.guarantee_delta and data["delta"] == 1e-5
+    assert f"1e-05 + {report.added_delta:.3g})-DP" in report.format_text()
+    assert dp_sgd_report(mechanism, delta=1e-5).added_delta == 0.0
+
+
+@pytest.mark.parametrize(
+    "radius, sigma, refused",
+    [
+        (math.sqrt(-2 * math.log(2.0**-46)), 1.0, True),  # ppml's float32 sampler before: cut at 7.99 stds
+        (MLP[0], 1.0, False),
+        (MLP[0], 0.5, False),
+        (MLP[0], 0.3, True),
+    ],
+)
+def test_cutoffs_adding_more_than_one_percent_of_delta_are_refused(radius, sigma, refused):
+    """The MLP's 60 epochs at n = 60 000, B = 256: 7.99 stds adds 72 % of delta at sigma 1 (refused), 9.42 stds
+    0.5 % at sigma 0.5 (accepted)."""
+    mechanism = _mechanism(sigma=sigma)
+    cutoff = NoiseCutoff.for_mechanism(mechanism, radius=radius, pairs=MLP[1])
+    assert (cutoff.added_delta(1e-5) > MAX_ADDED_FRACTION * 1e-5) is refused
+    if refused:
+        with pytest.raises(NoiseCutoffError, match=r"more than 1% of delta=1e-05 .* raise noise_multiplier"):
+            dp_sgd_report(mechanism, delta=1e-5, noise_pairs=(radius, MLP[1]))
+    else:
+        dp_sgd_report(mechanism, delta=1e-5, noise_pairs=(radius, MLP[1]))
+
+
+def test_shift_follows_sensitivity_and_group():
+    replace = DpSgdMechanism(
+        dataset_size=1000, batch_size=10, noise_multiplier=2.0, steps=5, sampling="fixed", max_examples_per_user=3
+    )
+    assert NoiseCutoff.for_mechanism(replace, radius=9.0, pairs=4).shift == pytest.approx(2 * 3 / 2.0)
