@@ -21,6 +21,7 @@ from dp_accounting import dp_event
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from pipelines import privacy_ledger
 from pipelines.cli.accounting import epsilon as epsilon_command
 from pipelines.transform.artifact import NO_COVERAGE_RECORD, records_in_saved_model
 from privacy.accounting import DpSgdMechanism, calibrate_noise_multiplier, default_delta
@@ -142,7 +143,7 @@ def test_epsilon_in_mlmd_equals_the_accountants_value_for_the_run(private_run):
         "decision": _composed_epsilons([decision], delta),
         "training": _composed_epsilons([training], delta),
     }
-    assert props["private"] == 1 and props["delta"] == delta and props["dp_steps"] == steps
+    assert props["private"] == 1 and props["dp_steps"] == steps
     assert props["sampling"] == "poisson" and props["l2_norm_clip"] == 1.0
     # MLMD's SQLite store keeps 6 significant digits; epsilons are stored rounded up (still upper bounds).
     assert props["noise_multiplier"] == pytest.approx(sigma, rel=1e-5)
@@ -169,7 +170,11 @@ def test_epsilon_in_mlmd_equals_the_accountants_value_for_the_run(private_run):
             "rdp": pytest.approx(part_rdp, rel=1e-9),
             "pld": pytest.approx(part_pld, rel=1e-6),
         }
-    assert composition["delta"] == delta and composition["additive_delta"] == 0
+    # The artifact's delta: the accountant's plus the noise cut-off's (under 1 % of it), rounded up in MLMD.
+    assert composition["accountant_delta"] == delta and composition["additive_delta"] == 0
+    assert 0 <= composition["cutoff_delta"] < 0.01 * delta
+    assert composition["delta"] == delta + composition["cutoff_delta"]
+    assert props["delta"] == privacy_ledger.mlmd_upper_bound(composition["delta"])
     mechanisms = ledger["preprocessing"]["account"]["mechanisms"]
     assert len(mechanisms) == 30 and {m["analyzer"] for m in mechanisms} == {"mean_and_var"}
     assert ledger["preprocessing"]["account"]["coverage"]["uncovered"] == []

@@ -8,6 +8,7 @@ import tensorflow as tf
 from scipy import stats
 from sklearn.datasets import load_digits
 
+from privacy.accounting import NoiseCutoff
 from privacy.keras import (
     DPConfigurationError,
     DPKerasAdamOptimizer,
@@ -565,3 +566,25 @@ def case_digits_reach_a_sensible_accuracy():
     epsilon = history.history["epsilon"][-1]
     assert epsilon < 5.0, epsilon
     assert accuracy >= 0.85, (accuracy, epsilon)
+    # The guarantee adds the noise cut-off's delta: 9.42 stds, ceil(size / 2) pairs per tensor, every step run.
+    private = private_training(model)
+    report = private.report()
+    pairs = (64 * 64) // 2 + 64 // 2 + (64 * 10) // 2 + 10 // 2
+    assert private.noise.pairs == (np.sqrt(128 * np.log(2)), pairs)
+    cutoff = NoiseCutoff(radius=np.sqrt(128 * np.log(2)), pairs=pairs, steps=private.steps, shift=1.0)
+    assert report.added_delta == cutoff.added_delta(1e-5) and 0 < report.added_delta < 1e-12
+    assert f"1e-05 + {report.added_delta:.3g})-DP" in report.format_text()
+
+
+def case_a_noise_cutoff_over_one_percent_of_delta_is_refused_up_front():
+    """sigma 0.2 puts one example 5 stds from the 9.42-std cut-off: 50 planned epochs add more than 1 % of delta."""
+    x, y = _data()
+    model = make_private(K.Sequential([K.Input((4,)), L.Dense(2)]), l2_norm_clip=1.0, noise_multiplier=0.2, seed=0)
+    model.compile(optimizer="sgd", loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
+    _raises(
+        lambda: model.fit(x, y, batch_size=8, epochs=50, verbose=0),
+        "noise sampler's cut-off at 9.42 stds",
+        "more than 1% of delta",
+        "raise noise_multiplier",
+    )
+    assert private_training(model).steps == 0
