@@ -2,20 +2,32 @@
 
 A `tf.random.Generator` (counter-based Philox) holds the state. Every step it draws one fresh 128-bit seed per
 gradient tensor (`make_seeds`, which advances its state, so no step or tensor ever reuses another's draws),
-and each tensor's noise is drawn with Philox under that seed by the Box-Muller transform: uniforms w in (0, 1]
-and v in [0, 1) give the independent N(0, 1) pair sqrt(-2 ln w) (cos 2 pi v, sin 2 pi v). The transform is
-written as whole-tensor ops on `tf.random.stateless_uniform`, which TensorFlow vectorises: with the radius
-from two uniforms (below) it takes 0.91-0.97x the CPU time of `tf.random.stateless_normal`, whose kernel applies the
-same transform one element at a time (benchmarks/README.md). One float32 uniform is a multiple of 2^-23, which
-would cut the noise at |z| <= 5.65 (the kernel: 5.68): a record whose clipped gradient lies in one coordinate
-would then be exposed with probability P(N > 5.65 - 1/sigma) per step, outside any epsilon. So w = 1 - u0 -
-eps u1 is built from two uniforms (eps = 2^-23 in float32, 2^-52 in float64): |z| <= 7.99 in float32 (exposure
-P(N > 7.99 - 1/sigma), 1.4e-12 at sigma 1) and 12.0 in float64. XLA runs the same ops, so the cut is the
-same there (XLA's own `stateless_normal`, not used, gave the kernel's draws in a check and cuts at 5.68).
-Stateless ops avoid XLA's slow compilation of the generator's own `normal` (benchmarks/README.md). By default
-the generator is seeded from ``seed`` (reproducible runs) or from TensorFlow's non-deterministic source. With
-``secure=True`` its 192-bit state (key and counter) is drawn from the operating system's CSPRNG (`os.urandom`) and
-user seeds are refused, so noise cannot be replayed from a guessable seed.
+and each tensor's noise is drawn with Philox under that seed by the Box-Muller transform: a uniform w in (0, 1]
+and an angle give the independent N(0, 1) pair sqrt(-2 ln w) (cos, sin). It is written as whole-tensor ops,
+which TensorFlow vectorises (its own `stateless_normal` kernel applies the same transform one element at a time).
+
+The cut-off. A pair's radius is at most R = sqrt(-2 ln w_min), set by the bits of w: one float32 uniform
+(2^-23 steps, TensorFlow's kernel) cuts at 5.65, two at 7.99. The noise is then N(0, I) conditioned on radii
+<= R, and a record's gradient can move a pair out of that disk: `privacy.accounting.noise_cutoff` bounds the
+delta this adds (reported as (epsilon, delta + X), refused above 1 % of delta). For float32 (and narrower)
+tensors w comes from 64 Philox bits (`box_muller_words`: three uint32 words per pair, the third for a 24-bit
+angle), R = sqrt(128 ln 2) = 9.42; for float64 tensors from two float64 uniforms (`box_muller`), R = 12.0. For
+the MLP 784-512-512-10 (334 853 pairs) over 60 epochs at n = 60 000, B = 256, delta = 1e-5, the cut-off adds
+1.8e-8 at sigma 0.5, 1.1e-10 at 0.8, 2.4e-11 at 1 and 1.6e-12 at 2; at 7.99 (two float32 uniforms, ppml before)
+it added 3.9e-4, 7.9e-6, 2.4e-6 and 3.0e-7, more than 1 % of delta at each. Float rounding of the draws (Mironov
+2012) is out of scope. `GaussianNoise.pairs` records (R, pairs per step) for the guarantee.
+
+Cost (benchmarks/noise_sampler.py, the MLP's draws alone, interleaved A/B, 6 rounds, AMD EPYC, 2 shared cores,
+load 4-5, Dec 6 2026): TensorFlow's kernel 9.3, two float32 uniforms 8.2, 64-bit words (this) 8.1, the same with
+the logarithm in float64 9.4, two words per pair (41-bit radius, cut 7.54) 6.6 CPU ms. Three Philox words per
+pair and the cosine and sine are most of it; two words per pair would save ~20 % but cut at 7.54, which adds
+more than delta itself at sigma <= 1 for that MLP. XLA compiles the same ops (the raw Philox words agree with and
+without it): kernel 10.4, two uniforms 12.5, 64-bit words 11.0 CPU ms (5 rounds, load ~4.5).
+
+Stateless ops avoid XLA's slow compilation of the generator's own `normal`. By default the generator is seeded
+from ``seed`` (reproducible runs) or from TensorFlow's non-deterministic source. With ``secure=True`` its 192-bit
+state (key and counter) is drawn from the operating system's CSPRNG (`os.urandom`) and user seeds are refused, so
+noise cannot be replayed from a guessable seed.
 
 Under `tf.distribute` strategies every replica draws noise but only replica 0's is kept: the optimizer
 sums gradients across replicas, so the global sum receives exactly one draw of std ``sigma * C``.
