@@ -62,6 +62,17 @@ import numpy as np
 
 from privacy import validation
 
+RADIUS_BITS = {"float64": 104}
+"""Bits of the uniform w behind the radius sqrt(-2 ln w) of ppml's sampler (`privacy.keras.noise`) by dtype: two
+float64 uniforms (2 x 52) for float64 tensors, `DEFAULT_RADIUS_BITS` (two Philox words) for any other."""
+DEFAULT_RADIUS_BITS = 64
+
+
+def sampler_radius(dtype_name: str = "float32") -> float:
+    """The cut-off of ppml's sampler for tensors of ``dtype_name``: sqrt(2 bits ln 2) (9.42 float32, 12.0 float64)."""
+    return math.sqrt(2.0 * RADIUS_BITS.get(dtype_name, DEFAULT_RADIUS_BITS) * math.log(2.0))
+
+
 MAX_ADDED_FRACTION = 0.01
 """Largest added_delta / delta accepted: beyond it the cut-off is refused (raise sigma, train fewer steps, or
 use a sampler with a larger cut-off)."""

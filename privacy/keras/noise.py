@@ -42,6 +42,7 @@ import numpy as np
 import tensorflow as tf
 
 from privacy import validation
+from privacy.accounting import noise_cutoff
 from privacy.keras.params import DPConfigurationError
 
 
@@ -105,17 +106,11 @@ class GaussianNoise:
         return out
 
 
-RADIUS_BITS = 64
-"""Bits of the uniform behind a float32 (or narrower) pair's radius: two Philox words."""
-
-
 def cutoff_radius(dtype) -> float:
     """R, the largest radius of a Box-Muller pair drawn for tensors of ``dtype``, in standard deviations: 12.0
     for float64 (uniform w >= 2^-104), 9.42 otherwise (w >= 2^-64). Float rounding of the draws aside, the noise
     is N(0, 1) pairs conditioned on radius <= R (`privacy.accounting.noise_cutoff` accounts it)."""
-    if tf.as_dtype(dtype) == tf.float64:
-        return math.sqrt(-2.0 * math.log(np.finfo(np.float64).eps ** 2))
-    return math.sqrt(2.0 * RADIUS_BITS * math.log(2.0))
+    return noise_cutoff.sampler_radius(tf.as_dtype(dtype).name)
 
 
 def pairs_of(shape) -> int:
