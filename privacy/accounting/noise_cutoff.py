@@ -48,6 +48,16 @@ multiplier). Let b_j = ||a restricted to pair j||, so sum_j b_j^2 <= r^2.
    pairs (the second, ~ R exp(-R^2 / 2) sqrt(P) r / pi) at large P. r >= R is refused. The bound is checked
    against exact integrals for one to 1000 pairs (tests/privacy/accounting/test_noise_cutoff.py).
 
+ppml's Gaussian samplers and their cut-offs (in stds): `privacy.keras.noise` (DP-SGD; also the Federated
+Trainer's central DP-FedAvg noise, drawn in float64) 9.42 per pair in float32, 12.0 in float64; accounted here
+for DP-SGD (the model's report, the ledger, ``ppml report``, ``ppml epsilon --weights``), not in DP-FedAvg's ledger,
+where at 12.0 it adds at most 2.3e-14 for 10^7 weights over 1000 rounds at z = 0.3. `privacy.local.OsRandom.normal`
+(local-DP clients) 9.42 per pair (64-bit words; z >= 2 is required, `federated.strategies.dp_local`), not added to
+any delta. numpy's ``Generator.normal`` (`privacy.preprocessing.NoiseSource`: preprocessing releases, PATE, the
+push decision; seeded federated test noise) is a ziggurat whose tail draws r + x with x = -ln(1 - U) / r, U a
+53-bit uniform, r = 3.654: at most 13.7 per coordinate, not added to any delta (a shift of s stds exposes at most
+P(13.7 - s < |N| <= 13.7) per coordinate).
+
 What is released: (eps, delta + added_delta) with added_delta = delta (Z^-T - 1) + T p_bad Z^-T; the epsilon
 is the accountants' at delta, unchanged. `MAX_ADDED_FRACTION` bounds added_delta / delta.
 """
