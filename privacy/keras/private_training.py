@@ -426,7 +426,7 @@ class PrivateTraining:
         event = mechanism.unit_event()
         ledger = budget.ledger
         before = ledger[:-1] if ledger and ledger[-1][0] == event else ledger  # earlier configurations
-        key = (event, before, kind, self.target_epsilon, self.target_delta, mechanism.epoch_length)
+        key = (event, before, kind, self.target_epsilon, self.target_delta, mechanism.epoch_length, self.noise.pairs)
         if self._max_steps is None or self._max_steps[0] != key:
             trial = PrivacyBudget(
                 target_delta=self.target_delta,

@@ -4,7 +4,9 @@ A module file trains like any TFX ``run_fn`` and calls two things from here::
 
     plan = fn_args_utils.plan_from_fn_args(fn_args)     # n counted, sigma calibrated, steps
     ...train plan.steps steps (DP-SGD with plan.mechanism when plan.private)...
-    fn_args_utils.write_run_ledger(fn_args, plan, budget=callback_budget)   # private runs only
+    fn_args_utils.write_run_ledger(fn_args, plan, budget=training.budget, noise_pairs=training.noise.pairs)
+    # (private runs only; training = privacy.keras.private_training(model); without noise_pairs the ledger lists
+    # the noise sampler's cut-off outside the guarantee)
 
 The DP Trainer's executor resolves the same plan before training (so bad settings fail early)
 and checks the ledger against it afterwards.
