@@ -357,7 +357,8 @@ class PrivateTraining:
         self, accountant: AccountantKind | str | None = None, steps: int | None = None
     ) -> str | None:
         """Why ``accountant`` (default: `accountant_kind`) is not asked for the epsilon of ``steps`` steps
-        (default: those run): no analysis, or PLD's cost limits (as `privacy.accounting.compute_epsilon`)."""
+        (default: those run): no analysis, PLD's cost limits (as `privacy.accounting.compute_epsilon`), or the noise
+        sampler's cut-off adding more than 1 % of delta over those steps (`_noise_cutoff_reason`)."""
         kind = AccountantKind(accountant) if accountant is not None else self.accountant_kind()
         mechanism = self.mechanism(steps)
         return (
