@@ -457,13 +457,17 @@ class PrivateTraining:
         """Lets the training step run up to `max_steps` (None: no target) and returns it.
 
         Raises:
-          PrivacyBudgetExceeded: when no step is left within `target_epsilon`.
+          PrivacyBudgetExceeded: when no step is left within `target_epsilon` (or within the noise cut-off's 1 % of
+            delta).
         """
         limit = self.max_steps()
         if limit is None:
             return None
         self._limit.assign(limit - self._steps_base)
         if self.steps >= limit:
+            cutoff = self._noise_cutoff_reason(self.mechanism(self.steps + 1))
+            if cutoff:
+                raise PrivacyBudgetExceeded(f"no step is left after {self.steps} private steps: {cutoff}")
             raise PrivacyBudgetExceeded(
                 f"target epsilon {self.target_epsilon:g} is spent: {self.steps} private steps give epsilon "
                 f"{self.epsilon():.4g} at delta {self.target_delta:g}; training more would exceed it"

@@ -8,10 +8,11 @@ import tensorflow as tf
 from scipy import stats
 from sklearn.datasets import load_digits
 
-from privacy.accounting import NoiseCutoff
+from privacy.accounting import DpSgdMechanism, NoiseCutoff
 from privacy.keras import (
     DPConfigurationError,
     DPKerasAdamOptimizer,
+    PrivacyBudgetExceeded,
     compat,
     find_problems,
     fixed_size_batches,
@@ -588,3 +589,29 @@ def case_a_noise_cutoff_over_one_percent_of_delta_is_refused_up_front():
         "raise noise_multiplier",
     )
     assert private_training(model).steps == 0
+
+
+def case_a_target_epsilon_run_stops_where_the_noise_cutoff_would_pass_one_percent():
+    """With a target epsilon out of reach (1e4), sigma 0.2 stops at the last step whose cut-off adds at most 1 % of
+    delta (recomputed here), and the next fit says that the cut-off, not epsilon, left no step."""
+    x, y = _data()
+    model = make_private(
+        K.Sequential([K.Input((4,)), L.Dense(2)]), l2_norm_clip=1.0, noise_multiplier=0.2, target_epsilon=1e4, seed=0
+    )
+    model.compile(optimizer="sgd", loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, batch_size=8, epochs=20, verbose=0)
+    private = private_training(model)
+    steps, delta = private.steps, private.target_delta
+
+    def added(t):
+        mechanism = DpSgdMechanism(dataset_size=40, batch_size=8, noise_multiplier=0.2, steps=t)
+        return NoiseCutoff.for_mechanism(mechanism, radius=np.sqrt(128 * np.log(2)), pairs=5).added_delta(delta)
+
+    assert 0 < steps < 100 and added(steps) <= 0.01 * delta < added(steps + 1), (steps, delta)
+    assert private.epsilon() < 1e4
+    try:
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    except PrivacyBudgetExceeded as err:
+        assert f"no step is left after {steps} private steps: the noise sampler's cut-off" in str(err), str(err)
+    else:
+        raise AssertionError("a fit past the noise cut-off's limit ran")
