@@ -93,10 +93,10 @@ CUT_BATCHES = {
 """Listed outside the guarantee of every ledger that states how many batches truncated Poisson sampling cut."""
 UNKNOWN_NOISE_CUTOFF = {
     "noise cut-off": "the run did not say which Box-Muller pairs its noise sampler drew, so the delta that the "
-    "sampler's cut-off adds (privacy.accounting.noise_cutoff; ppml's: radius 9.42 stds in float32, 12.0 in float64; "
-    "seeded numpy noise: 13.7 per coordinate) is not in this ledger's delta"
+    "sampler's cut-off adds (privacy.accounting.noise_cutoff; ppml's: radius 9.42 stds in float32, 12.0 in float64) "
+    "is not in this ledger's delta"
 }
-"""Listed outside the guarantee of a DP-SGD or DP-FedAvg ledger written without the noise sampler's pairs."""
+"""Listed outside the guarantee of a DP-SGD ledger written without the noise sampler's pairs."""
 
 PRIVACY_UNITS = ("example", "user", "client")
 """What neighbouring data sets differ in: one example; all examples of one user (DP-SGD's group privacy over
@@ -233,7 +233,8 @@ class PrivacyLedger:
         if noise_pairs is None:
             outside_guarantee = {**(outside_guarantee or {}), **UNKNOWN_NOISE_CUTOFF}
         else:
-            parameters["noise_cutoff"] = noise_cutoff_parameters(mechanism, noise_pairs, accountant_delta)
+            parameters["noise_cutoff"] = {"radius": float(noise_pairs[0]), "pairs": int(noise_pairs[1])}
+            _noise_cutoff(mechanism, parameters, accountant_delta)
         if outside_guarantee:
             parameters["outside_guarantee"] = dict(outside_guarantee)
         return cls(
@@ -563,15 +564,6 @@ class PrivacyLedger:
                 ledger.parameters.get("outside_guarantee") or {},
             )
         return ledger
-
-
-def noise_cutoff_parameters(mechanism: DpSgdMechanism, noise_pairs: tuple[float, int], delta: float) -> dict:
-    """``parameters['noise_cutoff']`` of a ledger whose sampler drew ``noise_pairs`` (cut-off radius, Box-Muller pairs
-    per step); LedgerError where the cut-off adds more than `privacy.accounting.noise_cutoff.MAX_ADDED_FRACTION` of
-    ``delta`` over ``mechanism``'s steps."""
-    stored = {"radius": float(noise_pairs[0]), "pairs": int(noise_pairs[1])}
-    _noise_cutoff(mechanism, {"noise_cutoff": stored}, delta)
-    return stored
 
 
 def _noise_cutoff(mechanism: DpSgdMechanism, parameters: dict, delta: float) -> float:

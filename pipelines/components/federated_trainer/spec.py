@@ -1047,26 +1047,15 @@ class FederatedTrainingPlan:
         return (float(epsilon), AccountantKind.PLD.value) if math.isfinite(epsilon) else (None, "none: PLD diverges")
 
     def ledger(
-        self,
-        budget,
-        *,
-        rounds: int,
-        trainer: Mapping[str, Any],
-        outside_guarantee: Mapping[str, str] | None = None,
-        noise_pairs: tuple[float, int] | None = None,
+        self, budget, *, rounds: int, trainer: Mapping[str, Any], outside_guarantee: Mapping[str, str] | None = None
     ) -> privacy_ledger.PrivacyLedger:
         """The ``dp-fedavg`` ledger of ``rounds`` rounds of this plan (the budget the simulation composed), with
         the plan's preprocessing releases composed before the rounds and what the run released outside its
         guarantee (the history's ``outside_guarantee``, after `privacy_ledger.SEPARATE_RUNS`, listed by every
         ledger: it accounts this run alone).
 
-        Args:
-          noise_pairs: (cut-off radius, Box-Muller pairs per round) of the noise drawn (`noise_pairs`): the ledger's
-            delta then adds the cut-off's; without it the cut-off is listed outside the guarantee.
-
         Raises:
-          privacy_ledger.LedgerError: if ``budget`` does not account exactly those rounds of the plan, or the noise's
-            cut-off adds more than 1 % of delta.
+          privacy_ledger.LedgerError: if ``budget`` does not account exactly those rounds of the plan.
         """
         if self.mechanism is None:
             raise privacy_ledger.LedgerError("the privacy ledger accounts central DP-FedAvg, not trust_model 'local'")
@@ -1099,14 +1088,8 @@ class FederatedTrainingPlan:
                 **privacy_ledger.SEPARATE_RUNS,
                 **(DECISION_CAVEAT if self.decision is not None else {}),
                 **(outside_guarantee or {}),
-                **(privacy_ledger.UNKNOWN_NOISE_CUTOFF if noise_pairs is None else {}),
             },
         }
-        if noise_pairs is not None:
-            accountant_delta = privacy_ledger.accountant_delta_of(self.delta, self.preprocessing)
-            parameters["noise_cutoff"] = privacy_ledger.noise_cutoff_parameters(
-                mechanism, noise_pairs, accountant_delta
-            )
         return privacy_ledger.PrivacyLedger(
             budget=budget,
             mechanism=privacy_ledger.DP_FEDAVG,
