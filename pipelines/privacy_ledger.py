@@ -234,10 +234,9 @@ class PrivacyLedger:
             outside_guarantee = {**(outside_guarantee or {}), **UNKNOWN_NOISE_CUTOFF}
         else:
             parameters["noise_cutoff"] = {"radius": float(noise_pairs[0]), "pairs": int(noise_pairs[1])}
-            _noise_cutoff(mechanism, parameters, accountant_delta)
         if outside_guarantee:
             parameters["outside_guarantee"] = dict(outside_guarantee)
-        return cls(
+        ledger = cls(
             budget=budget,
             mechanism=DP_SGD,
             parameters=parameters,
@@ -245,6 +244,8 @@ class PrivacyLedger:
             preprocessing=preprocessing,
             decision=decision,
         )
+        ledger.cutoff_delta  # noqa: B018 -- refuses a cut-off over MAX_ADDED_FRACTION of delta before it is written
+        return ledger
 
     @classmethod
     def for_pate(
@@ -293,11 +294,12 @@ class PrivacyLedger:
 
     @property
     def cutoff_delta(self) -> float:
-        """What the noise sampler's cut-off adds to the accountant's delta (``parameters['noise_cutoff']``,
-        recomputed; 0 where the ledger has none: then it is listed outside the guarantee)."""
+        """What the noise sampler's cut-off adds to the accountant's delta at the ledger's `epsilon` (the composed
+        one: ``parameters['noise_cutoff']``, recomputed; 0 where the ledger has none: then it is listed outside the
+        guarantee)."""
         if self.parameters.get("noise_cutoff") is None:
             return 0.0
-        return _noise_cutoff(self.accounted_mechanism(), self.parameters, self.accountant_delta)
+        return _noise_cutoff(self.accounted_mechanism(), self.parameters, self.accountant_delta, self.epsilon)
 
     @property
     def accountant_delta(self) -> float:
@@ -566,13 +568,13 @@ class PrivacyLedger:
         return ledger
 
 
-def _noise_cutoff(mechanism: DpSgdMechanism, parameters: dict, delta: float) -> float:
-    """The delta that ``parameters['noise_cutoff']`` adds to ``delta`` for ``mechanism``'s steps; LedgerError where it
-    is malformed or over `privacy.accounting.noise_cutoff.MAX_ADDED_FRACTION` of delta."""
+def _noise_cutoff(mechanism: DpSgdMechanism, parameters: dict, delta: float, epsilon: float) -> float:
+    """The delta that ``parameters['noise_cutoff']`` adds to ``delta`` at ``epsilon`` for ``mechanism``'s steps;
+    LedgerError where it is malformed or over `privacy.accounting.noise_cutoff.MAX_ADDED_FRACTION` of delta."""
     stored = parameters["noise_cutoff"]
     try:
         cutoff = NoiseCutoff.for_mechanism(mechanism, radius=stored["radius"], pairs=stored["pairs"])
-        return cutoff.check(delta)
+        return cutoff.check(delta, epsilon)
     except (KeyError, TypeError, ValueError) as err:  # NoiseCutoffError is a ValueError
         raise LedgerError(f"noise cut-off: {err}") from None
 

@@ -1,4 +1,4 @@
-"""The delta that the noise sampler's cut-off adds to a Gaussian accountant's guarantee (no TensorFlow).
+r"""The delta that the noise sampler's cut-off adds to a Gaussian accountant's guarantee (no TensorFlow).
 
 ppml's Gaussian noise (`privacy.keras.noise`) comes in Box-Muller pairs whose radius is at most R (the cut-off,
 in units of the noise's standard deviation, set by the bits of its uniforms): each pair is N(0, I_2)
@@ -16,21 +16,49 @@ multiplier). Let b_j = ||a restricted to pair j||, so sum_j b_j^2 <= r^2.
    standard pair is Rayleigh). Where both are positive their ratio is the Gaussian's; elsewhere one side has
    mass only where the other's is 0. So H_eps(trunc) <= (H_eps(Gaussian) + p_bad) / Z with
    p_bad = P(Y in A, Y - a not in A), Y ~ N(0, I).
-2. T adaptive steps. The transcript's density is the product of the steps', so the same argument applies to
-   the whole transcript with normaliser Z^T: given the other examples' batch membership (which the
-   accountants' analyses let be arbitrary, so their bound holds for each), take the set W of transcripts that
-   the neighbour produces inside A at every step under every outcome of the differing example's inclusion.
-   On W both densities carry the Gaussian's ratio; outside it the hockey-stick integrand is at most the
-   density itself, and P(not W) <= sum_t sup P(bad at t) <= T p_bad (a union over steps, each conditioned on
-   the past). Averaging over the others' membership (the hockey-stick divergence is jointly convex):
+2. T adaptive steps, by the neighbours' sampling. Let G, G' be the untruncated mechanism's transcript densities on
+   the neighbours (mixtures over the sampling), whose hockey-stick divergence the accountant bounds: H_eps(G || G')
+   <= delta_acc(eps) in both directions. The truncated ones are Q = sum_pi P(pi) G_pi 1[S_pi] / Z^T (Q' alike),
+   pi the sampling's outcome, S_pi the transcripts whose noise under pi stays in A at every step, Z^T =
+   (1 - exp(-R^2 / 2))^(T P) (the transcript's density is the product of the steps'). Three bounds on
+   H_eps(Q || Q') Z^T - H_eps(G || G'), each for the conditions it states:
 
-       delta_total(eps) <= (delta_Gaussian,T(eps) + T p_bad) / Z^T,  Z^T = (1 - exp(-R^2 / 2))^(T P).
+   (a) Any sampling (the distance to the untruncated mechanism): Z^T Q <= G and Z^T Q' = G' - E' with E' >= 0 the
+       mass the cut removes, of total 1 - Z^T, so (Z^T (Q - e^eps Q'))_+ <= (G - e^eps G')_+ + e^eps E':
+       at most e^eps (1 - Z^T).
+   (b) One-sided neighbours (Poisson add-remove, not truncated; shuffled batches and q = 1 are the case of one
+       outcome): condition on the other units' batch membership, independent of the differing unit's, which the
+       accountants' analyses let be arbitrary (so their bound holds for each, and the hockey-stick divergence,
+       jointly convex, averages). The side without the unit is one Gaussian G_0 (its support S_0); the side with
+       it mixes its inclusion patterns pi, whose sum moves at step t by a_t(past) (||a_t|| <= r) where pi_t
+       includes it. Adding the unit, H(Q_mix || Q_0): on S_0, sum_pi P(pi) G_pi 1[S_pi] <= G_mix; off S_0 only
+       sum_pi P(pi) G_pi 1[S_pi \ S_0] is left, and under G_pi the noise z_t is in A while z_t + a_t is not at a
+       step that includes the unit: P <= |pi| p_bad, of mean q_u T p_bad (q_u the probability that a step moves
+       the sum at all). Removing it, H(Q_0 || Q_mix) on S_0: writing Z^T Q_mix = G_mix - sum_pi P(pi) G_pi
+       1[S_pi^c], the integrand is at most (G_0 - e^eps G_mix)_+ + e^eps sum_pi P(pi) G_pi 1[S_0 \ S_pi], whose
+       second term has mass e^eps P(z_t not in A, z_t + a_t in A at an included step) <= e^eps q_u T p_bad
+       (a centred Gaussian gives a symmetric convex set no more mass when shifted: Anderson), and also at most
+       G_0 1[S_0, some S_pi cut], of mass <= n_s T p_bad, n_s the distinct nonzero shifts a step can have (1 for
+       one example; 2^k - 1 for a group of k, one per subset). So both directions are within
+       min(n_s, e^eps q_u) T p_bad, q_u = 1 - (1 - q)^k, and with q = 1 (or shuffling, given the permutation:
+       the accountants claim no amplification there) T p_bad.
+   (c) Replace-one under Poisson sampling (one example, not truncated): both sides mix the same inclusion
+       pattern pi (the slot's), x moving the sum by a_t and x' by a'_t. With Z^T Q <= G and the integrand also
+       at most Z^T Q, (Z^T (Q - e^eps Q'))_+ <= (G - e^eps G')_+ + Z^T Q 1[some component of Q' cut], of mass
+       <= sum_pi P(pi) sum_t P(z_t in A and z_t + v not in A for a shift v the D' patterns give), one shift
+       (-a'_t) where pi_t excludes the slot and two (a_t, a_t - a'_t) where it includes it: (1 + q) T p_bad
+       with r the replace-one shift (T p_bad at q = 1, one pattern).
+
+   Fixed-size batches, truncated Poisson sampling and groups under replace-one have only (a): conditioning on
+   the others' batches there would change the others' sums across the mixture's components (or the accountants'
+   analyses would not hold per condition). Where epsilon is not yet known (a planned run), e^eps is taken as
+   infinite, so only (b)'s n_s T p_bad and (c) apply. The delta reported is the larger of the two directions,
+   each within the accountant's delta (the larger of its directions) plus the term above:
+
+       delta_total(eps) <= (delta_acc(eps) + B(eps)) / Z^T,  B(eps) = min(c(eps) T p_bad, e^eps (1 - Z^T)).
 
    Composition with exact mechanisms (preprocessing releases, a push decision) multiplies both densities by
-   the same factors, so the composed accountant's delta takes its place. The term is T p_bad, not q T p_bad:
-   in the direction where the differing example is absent, a transcript the neighbour could produce only
-   with that example left out of a batch is counted whole (the bound does not claim amplification by
-   sampling for the cut-off; under add-remove the other direction alone would give q T p_bad).
+   the same factors, so the composed accountant's delta and its (larger) epsilon take their places.
 3. p_bad for one shift. Y in A and Y - a not in A needs some pair j to leave its disk while the other pairs
    stay inside theirs: p_bad <= Z_1^(P - 1) sum_j e(b_j), Z_1 = 1 - exp(-R^2 / 2), e(b) = P(|Y_j| <= R,
    |Y_j - b| > R). By the triangle inequality only the annulus R - b < |Y_j| <= R can leave, of probability
@@ -59,8 +87,8 @@ push decision; seeded federated test noise) is a ziggurat whose tail draws r + x
 53-bit uniform, r = 3.654: at most 13.7 per coordinate, not added to any delta (a shift of s stds exposes at most
 P(13.7 - s < |N| <= 13.7) per coordinate).
 
-What is released: (eps, delta + added_delta) with added_delta = delta (Z^-T - 1) + T p_bad Z^-T; the epsilon
-is the accountants' at delta, unchanged. `MAX_ADDED_FRACTION` bounds added_delta / delta.
+What is released: (eps, delta + added_delta) with added_delta = delta (Z^-T - 1) + B(eps) Z^-T; the epsilon is
+the accountants' at delta, unchanged. `MAX_ADDED_FRACTION` bounds added_delta / delta.
 """
 
 from __future__ import annotations
@@ -151,28 +179,56 @@ class NoiseCutoff:
       pairs: P, Box-Muller pairs drawn per step (all tensors together).
       steps: T, noisy steps.
       shift: r, the most one privacy unit moves a step's sum, in noise standard deviations (s k / sigma).
+      shifts: n_s, the distinct nonzero shifts a step can have where the support argument applies (item 2 (b), (c):
+        1 for one example, 2^k - 1 for a group of k under Poisson add-remove, 1 + q under Poisson replace-one); None
+        where it does not (fixed batches, truncated Poisson sampling, groups under replace-one): then only the
+        distance to the untruncated mechanism, e^eps (1 - Z^T), bounds the cut-off.
+      moves: q_u, the probability that a step moves the sum at all, where the neighbours are one-sided (item 2 (b):
+        1 - (1 - q)^k); None elsewhere (no credit for sampling).
     """
 
     radius: float
     pairs: int
     steps: int
     shift: float
+    shifts: float | None = 1.0
+    moves: float | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "radius", validation.number("radius", self.radius, low=1, low_open=True))
         object.__setattr__(self, "pairs", validation.integer("pairs", self.pairs, minimum=1))
         object.__setattr__(self, "steps", validation.integer("steps", self.steps, minimum=1))
         object.__setattr__(self, "shift", validation.number("shift", self.shift, low=0, low_open=True))
+        if self.shifts is not None:
+            object.__setattr__(self, "shifts", validation.number("shifts", self.shifts, low=1))
+        if self.moves is not None:
+            object.__setattr__(self, "moves", validation.number("moves", self.moves, low=0, high=1, low_open=True))
 
     @classmethod
     def for_mechanism(cls, mechanism, *, radius: float, pairs: int) -> "NoiseCutoff":
-        """The cut-off of a `DpSgdMechanism` run (all its steps) whose sampler drew ``pairs`` pairs per step."""
+        """The cut-off of a `DpSgdMechanism` run (all its steps) whose sampler drew ``pairs`` pairs per step, with
+        the support and sampling terms its sampling and adjacency allow (module docstring, item 2)."""
+        from privacy.accounting.mechanism import Adjacency, Sampling
+
         group = mechanism.max_examples_per_user or 1
+        shifts = moves = None
+        poisson = mechanism.sampling is Sampling.POISSON and mechanism.truncated_batch_size is None
+        if mechanism.sampling is Sampling.SHUFFLE:
+            shifts = 1.0
+        elif poisson and mechanism.adjacency is Adjacency.ADD_REMOVE:
+            shifts = float(2 ** min(group, 60) - 1)
+            q = mechanism.sampling_probability
+            moves = 1.0 if q >= 1 else -math.expm1(group * math.log1p(-q))
+        elif poisson and group == 1:
+            q = mechanism.sampling_probability
+            shifts = 1.0 if q >= 1 else 1.0 + q
         return cls(
             radius=radius,
             pairs=pairs,
             steps=mechanism.steps,
             shift=mechanism.sensitivity * group / mechanism.noise_multiplier,
+            shifts=shifts,
+            moves=moves,
         )
 
     @property
@@ -185,31 +241,47 @@ class NoiseCutoff:
         """ln Z^T, the log-probability that T steps' untruncated noise stays inside the cut-off."""
         return self.steps * self.pairs * math.log1p(-math.exp(-self.radius * self.radius / 2))
 
-    def added_delta(self, delta: float) -> float:
-        """What the cut-off adds to the accountant's ``delta``: delta (Z^-T - 1) + T p_bad Z^-T (inf where Z^-T
-        overflows)."""
+    def weight(self, epsilon: float = math.inf) -> float:
+        """c(eps) of item 2: min(n_s, e^eps q_u), inf where neither applies."""
+        credited = math.inf if self.moves is None or epsilon > _LOG_FLOAT_MAX else math.exp(epsilon) * self.moves
+        return min(math.inf if self.shifts is None else self.shifts, credited)
+
+    def added_delta(self, delta: float, epsilon: float = math.inf) -> float:
+        """What the cut-off adds to the accountant's ``delta`` at ``epsilon`` (inf: not known yet, the bound for
+        every epsilon): delta (Z^-T - 1) + B(eps) Z^-T, B(eps) = min(c(eps) T p_bad, e^eps (1 - Z^T)) (inf where
+        Z^-T overflows or no bound applies)."""
+        if not epsilon >= 0:  # inf is allowed (not known yet); NaN is not
+            raise ValueError(f"epsilon must be a number >= 0 or inf, got {epsilon!r}")
         if -self.log_mass > _LOG_FLOAT_MAX:
             return math.inf
-        return delta * math.expm1(-self.log_mass) + self.steps * self.escape * math.exp(-self.log_mass)
+        weight = self.weight(epsilon)
+        escape = self.escape  # refuses a shift at or beyond the cut-off whichever bound is taken
+        support = 0.0 if escape == 0 else weight * self.steps * escape
+        distance = math.inf if epsilon > _LOG_FLOAT_MAX else math.exp(epsilon) * -math.expm1(self.log_mass)
+        return delta * math.expm1(-self.log_mass) + min(support, distance) * math.exp(-self.log_mass)
 
-    def check(self, delta: float) -> float:
+    def check(self, delta: float, epsilon: float = math.inf) -> float:
         """`added_delta`, or NoiseCutoffError (one line) when it exceeds `MAX_ADDED_FRACTION` of ``delta``."""
-        added = self.added_delta(delta)
+        added = self.added_delta(delta, epsilon)
         if added > MAX_ADDED_FRACTION * delta:
+            at = "" if math.isinf(epsilon) else f" at epsilon {epsilon:.4g}"
             raise NoiseCutoffError(
                 f"the noise sampler's cut-off at {self.radius:.3g} stds adds delta {added:.3g} over {self.steps} "
-                f"steps, more than {MAX_ADDED_FRACTION:.0%} of delta={delta:g} (one example moves the noise by "
+                f"steps{at}, more than {MAX_ADDED_FRACTION:.0%} of delta={delta:g} (one unit moves the noise by "
                 f"{self.shift:.3g} stds over {self.pairs} noise pairs): raise noise_multiplier, train fewer steps, "
                 f"or raise the target delta"
             )
         return added
 
-    def describe(self, delta: float) -> str:
+    def describe(self, delta: float, epsilon: float = math.inf) -> str:
         """One line for reports."""
         return (
             f"Box-Muller pairs cut at radius {self.radius:.4g} stds ({self.pairs} pairs x {self.steps} steps, shift "
-            f"{self.shift:.3g} stds): adds {self.added_delta(delta):.3g} to delta (privacy.accounting.noise_cutoff)"
+            f"{self.shift:.3g} stds): adds {self.added_delta(delta, epsilon):.3g} to delta"
+            f"{'' if math.isinf(epsilon) else f' at epsilon {epsilon:.4g}'} (privacy.accounting.noise_cutoff)"
         )
 
-    def to_dict(self, delta: float) -> dict:
-        return {**dataclasses.asdict(self), "added_delta": self.added_delta(delta)}
+    def to_dict(self, delta: float, epsilon: float = math.inf) -> dict:
+        """The JSON form (``epsilon`` None: the bound for every epsilon)."""
+        added = self.added_delta(delta, epsilon)
+        return {**dataclasses.asdict(self), "epsilon": None if math.isinf(epsilon) else epsilon, "added_delta": added}

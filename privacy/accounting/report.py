@@ -95,9 +95,14 @@ class PrivacyReport:
         return f"dp-accounting {dp_accounting_version()}"
 
     @property
+    def guarantee_epsilon(self) -> float:
+        """The guarantee's epsilon: the smallest of the accountants' (inf where none has an analysis)."""
+        return _guarantee_epsilon(self.epsilon)
+
+    @property
     def added_delta(self) -> float:
-        """What the noise's cut-off adds to `delta` (0 where it is not known)."""
-        return 0.0 if self.noise_cutoff is None else self.noise_cutoff.added_delta(self.delta)
+        """What the noise's cut-off adds to `delta` at `guarantee_epsilon` (0 where the cut-off is not known)."""
+        return 0.0 if self.noise_cutoff is None else self.noise_cutoff.added_delta(self.delta, self.guarantee_epsilon)
 
     @property
     def guarantee_delta(self) -> float:
@@ -140,7 +145,9 @@ class PrivacyReport:
             ],
             "notes": list(self.notes),
             "warnings": list(self.warnings),
-            "noise_cutoff": None if self.noise_cutoff is None else self.noise_cutoff.to_dict(self.delta),
+            "noise_cutoff": None
+            if self.noise_cutoff is None
+            else self.noise_cutoff.to_dict(self.delta, self.guarantee_epsilon),
             "guarantee_delta": self.guarantee_delta,
         }
 
@@ -209,12 +216,17 @@ class PrivacyReport:
                 )
                 lines.append(f"  {r.epoch:>6} {r.steps:>8} {vals}")
         if self.noise_cutoff is not None:
-            lines.append(f"  noise cut-off: {self.noise_cutoff.describe(self.delta)}")
+            lines.append(f"  noise cut-off: {self.noise_cutoff.describe(self.delta, self.guarantee_epsilon)}")
         for note in self.notes:
             lines.append(f"  note: {note}")
         for warning in self.warnings:
             lines.append(f"  WARNING: {warning}")
         return "\n".join(lines)
+
+
+def _guarantee_epsilon(epsilon: dict[str, float | None]) -> float:
+    """The smallest epsilon of those computed (each accountant's is a valid bound); inf where there is none."""
+    return min((e for e in epsilon.values() if e is not None), default=math.inf)
 
 
 def dp_sgd_report(
@@ -254,7 +266,7 @@ def dp_sgd_report(
     cutoff = None
     if noise_pairs is not None:
         cutoff = NoiseCutoff.for_mechanism(mechanism, radius=noise_pairs[0], pairs=noise_pairs[1])
-        cutoff.check(delta)
+        cutoff.check(delta, _guarantee_epsilon(epsilon))
     return PrivacyReport(
         mechanism=mechanism,
         delta=delta,

@@ -368,13 +368,18 @@ class PrivateTraining:
         )
 
     def _noise_cutoff_reason(self, mechanism: DpSgdMechanism) -> str | None:
-        """Why the noise's cut-off cannot be accounted within `noise_cutoff.MAX_ADDED_FRACTION` of delta, or None
-        (also where the noise's tensors are not known yet: `GaussianNoise.pairs`)."""
+        """Why the noise's cut-off cannot be accounted within `noise_cutoff.MAX_ADDED_FRACTION` of delta at
+        `target_epsilon` (the bound for every epsilon without one), or None: also where the noise's tensors are not
+        known yet (`GaussianNoise.pairs`), or only epsilon bounds the cut-off (fixed or truncated batches) and
+        there is no target: `report` then checks it at the epsilon spent."""
         if self.noise.pairs is None:
             return None
         radius, pairs = self.noise.pairs
+        cutoff = NoiseCutoff.for_mechanism(mechanism, radius=radius, pairs=pairs)
+        if cutoff.shifts is None and self.target_epsilon is None:
+            return None
         try:
-            NoiseCutoff.for_mechanism(mechanism, radius=radius, pairs=pairs).check(self.target_delta)
+            cutoff.check(self.target_delta, math.inf if self.target_epsilon is None else self.target_epsilon)
         except NoiseCutoffError as err:
             return str(err)
         return None

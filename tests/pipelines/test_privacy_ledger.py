@@ -68,8 +68,11 @@ def test_the_noise_cutoffs_delta_is_added_recomputed_and_refused_beyond_one_perc
     a cut-off adding more than 1 % of delta is refused."""
     pairs = (math.sqrt(128 * math.log(2)), 20_000)
     ledger = pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.5, delta=1e-3, noise_pairs=pairs)
-    added = NoiseCutoff.for_mechanism(MECHANISM, radius=pairs[0], pairs=pairs[1]).added_delta(1e-3)
-    assert 0 < added < 1e-12 and ledger.cutoff_delta == added and ledger.delta == 1e-3 + added
+    cutoff = NoiseCutoff(radius=pairs[0], pairs=20_000, steps=122, shift=1 / 1.3, moves=32 / 389)
+    added = cutoff.added_delta(1e-3, ledger.epsilon)  # Poisson add-remove: credited q e^eps at the ledger's epsilon
+    assert added <= cutoff.added_delta(1e-3)  # q e^eps > 1 here: no credit
+    assert 0 < added < 1e-12 and ledger.cutoff_delta == pytest.approx(added, rel=1e-12)
+    assert ledger.delta == 1e-3 + ledger.cutoff_delta
     assert ledger.accountant_delta == 1e-3 and ledger.epsilons["rdp"] == pytest.approx(compute_epsilon(MECHANISM, 1e-3))
     assert ledger.parameters["noise_cutoff"] == {"radius": pairs[0], "pairs": 20_000}
     again = pl.read_ledger(pl.write_ledger(str(tmp_path / "m"), ledger).rsplit("/assets.extra", 1)[0])

@@ -81,12 +81,82 @@ def test_truncated_pair_obeys_the_bound_in_both_directions(radius, shift, q):
 
 
 def test_added_delta_is_the_formula_of_the_module():
-    cutoff = NoiseCutoff(radius=6.0, pairs=1000, steps=500, shift=0.8)
+    """delta (Z^-T - 1) + min(c(eps) T p_bad, e^eps (1 - Z^T)) Z^-T with c(eps) = min(n_s, e^eps q_u)."""
     p_bad = escape_bound(6.0, 1000, 0.8)
-    z_t = (1 - math.exp(-18.0)) ** (500 * 1000)
+    z_t = math.exp(500 * 1000 * math.log1p(-math.exp(-18.0)))
     delta = 1e-5
-    assert cutoff.added_delta(delta) == pytest.approx(delta * (1 / z_t - 1) + 500 * p_bad / z_t, rel=1e-9)
-    assert cutoff.escape == p_bad > 0
+
+    def formula(weight, eps):
+        return delta * (1 / z_t - 1) + min(weight * 500 * p_bad, math.exp(eps) * (1 - z_t)) / z_t
+
+    one_sided = NoiseCutoff(radius=6.0, pairs=1000, steps=500, shift=0.8, shifts=1.0, moves=0.01)
+    assert one_sided.added_delta(delta, 1.0) == pytest.approx(formula(0.01 * math.e, 1.0), rel=1e-9)
+    assert one_sided.added_delta(delta, 10.0) == pytest.approx(formula(1.0, 10.0), rel=1e-9)
+    assert one_sided.added_delta(delta) == pytest.approx(delta * (1 / z_t - 1) + 500 * p_bad / z_t, rel=1e-9)
+    replace = NoiseCutoff(radius=6.0, pairs=1000, steps=500, shift=0.8, shifts=1.3)
+    assert replace.added_delta(delta, 1.0) == pytest.approx(formula(1.3, 1.0), rel=1e-9)
+    distance_only = NoiseCutoff(radius=6.0, pairs=1000, steps=500, shift=0.8, shifts=None)
+    assert distance_only.added_delta(delta, 2.0) == pytest.approx(formula(math.inf, 2.0), rel=1e-9)
+    assert distance_only.added_delta(delta) == math.inf
+    assert one_sided.escape == p_bad > 0
+    with pytest.raises(ValueError, match="epsilon must be a number >= 0 or inf, got nan"):
+        one_sided.added_delta(delta, math.nan)
+
+
+@pytest.mark.parametrize("q", [0.01, 0.5, 1.0])
+def test_one_step_mixture_obeys_the_sampling_credited_bound(q):
+    """One pair at R = 2, the neighbour's sum moved by r = 1 with probability q (Poisson add-remove): the truncated
+    mechanism's hockey-stick divergence, integrated on a grid on which the shift is whole cells (so the
+    derivation's pointwise inequalities hold on the grid sums too), is within (the untruncated one's + min(1, q
+    e^eps) p_bad) / Z in both directions (item 2 (b) of privacy.accounting.noise_cutoff). At eps 3, adding the
+    example at q = 0.01 nearly attains it (a term q p_bad / 2 would not cover it), and removing it at q = 1 needs
+    more than half of p_bad: the credit for sampling is neither dropped nor overdone."""
+    radius, shift, cells = 2.0, 1.0, 50
+    h = shift / cells
+    axis = np.arange(-(radius + 2 * shift + 1), radius + 2 * shift + 1 + h / 2, h)
+    x, y = np.meshgrid(axis, axis, indexing="ij")
+    g0 = np.exp(-(x * x + y * y) / 2) / (2 * math.pi)
+    inside0 = x * x + y * y <= radius * radius + 1e-12
+    inside_a = np.zeros_like(inside0)
+    inside_a[cells:, :] = inside0[:-cells, :]  # the disk moved by the shift along x, exactly on the grid
+    ga = np.zeros_like(g0)
+    ga[cells:, :] = g0[:-cells, :]
+    z = float(np.sum(g0 * inside0) * h * h)  # the grid's own normaliser
+    absent, present = g0 * inside0 / z, ((1 - q) * g0 * inside0 + q * ga * inside_a) / z
+    p_bad = float(np.sum(ga * inside_a * ~inside0) * h * h)  # P(Y in A, Y + a not in A) on the grid
+    assert p_bad <= escape_bound(radius, 1, shift) * 1.01
+    gauss = (g0, (1 - q) * g0 + q * ga)
+    truncated = (absent, present)
+    for eps in (0.1, 1.0, 3.0):
+        weight = min(1.0, q * math.exp(eps))
+        for first, second in ((1, 0), (0, 1)):  # adding, removing the example
+            h_gauss = _hockey_stick(gauss[first], gauss[second], eps, h * h)
+            h_trunc = _hockey_stick(truncated[first], truncated[second], eps, h * h)
+            assert h_trunc <= (h_gauss + weight * p_bad) / z * (1 + 1e-9), (eps, first, h_trunc, h_gauss, p_bad)
+            if q == 0.01 and first == 1 and eps == 3.0:
+                assert h_trunc > (h_gauss + q * p_bad / 2) / z, (eps, h_trunc)
+            if q == 1.0 and first == 0 and eps == 3.0:
+                assert h_trunc > (h_gauss + p_bad / 2) / z, (eps, h_trunc)
+
+
+def test_for_mechanism_takes_the_terms_its_sampling_allows():
+    """One-sided Poisson add-remove credits q (1 - (1 - q)^k for a user of k examples, 2^k - 1 shifts); Poisson
+    replace-one has 1 + q shifts and no credit; shuffled batches one shift; fixed and truncated batches neither."""
+    base = {"dataset_size": 1000, "batch_size": 10, "noise_multiplier": 2.0, "steps": 5}
+
+    def terms(**kwargs):
+        cutoff = NoiseCutoff.for_mechanism(DpSgdMechanism(**base, **kwargs), radius=9.0, pairs=4)
+        return cutoff.shifts, cutoff.moves
+
+    assert terms() == (1.0, pytest.approx(0.01))
+    assert terms(max_examples_per_user=3) == (7.0, pytest.approx(1 - 0.99**3))
+    assert terms(adjacency="replace-one") == (pytest.approx(1.01), None)
+    assert terms(adjacency="replace-one", max_examples_per_user=3) == (None, None)
+    assert terms(sampling="shuffle") == (1.0, None)
+    assert terms(sampling="fixed") == (None, None)
+    assert terms(truncated_batch_size=30) == (None, None)
+    full = DpSgdMechanism(dataset_size=1000, batch_size=1000, noise_multiplier=2.0, steps=5)
+    assert NoiseCutoff.for_mechanism(full, radius=9.0, pairs=4).moves == 1.0
 
 
 def test_shift_at_or_beyond_the_cutoff_is_refused():
@@ -109,8 +179,11 @@ def test_report_states_delta_plus_the_cutoffs_and_keeps_epsilon():
     accountant = dpa.rdp.RdpAccountant()
     accountant.compose(dpa.PoissonSampledDpEvent(256 / 60_000, dpa.GaussianDpEvent(0.8)), 14_063)
     assert report.epsilon["rdp"] == pytest.approx(accountant.get_epsilon(1e-5), rel=1e-9)
-    expected = NoiseCutoff(radius=MLP[0], pairs=MLP[1], steps=14_063, shift=1 / 0.8).added_delta(1e-5)
+    eps = min(e for e in report.epsilon.values() if e is not None)
+    cutoff = NoiseCutoff(radius=MLP[0], pairs=MLP[1], steps=14_063, shift=1 / 0.8, moves=256 / 60_000)
+    expected = cutoff.added_delta(1e-5, eps)
     assert report.added_delta == pytest.approx(expected) and 0 < expected < 1e-9
+    assert expected < cutoff.added_delta(1e-5) / 2  # the credit for sampling (q e^eps ~ 0.04)
     assert report.guarantee_delta == 1e-5 + report.added_delta
     data = report.to_dict()
     assert data["noise_cutoff"]["pairs"] == MLP[1] and data["noise_cutoff"]["added_delta"] == report.added_delta

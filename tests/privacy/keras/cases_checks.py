@@ -573,7 +573,8 @@ def case_digits_reach_a_sensible_accuracy():
     pairs = (64 * 64) // 2 + 64 // 2 + (64 * 10) // 2 + 10 // 2
     assert private.noise.pairs == (np.sqrt(128 * np.log(2)), pairs)
     cutoff = NoiseCutoff(radius=np.sqrt(128 * np.log(2)), pairs=pairs, steps=private.steps, shift=1.0)
-    assert report.added_delta == cutoff.added_delta(1e-5) and 0 < report.added_delta < 1e-12
+    added = cutoff.added_delta(1e-5, report.guarantee_epsilon)
+    assert report.added_delta == added and 0 < report.added_delta < 1e-12
     assert f"1e-05 + {report.added_delta:.3g})-DP" in report.format_text()
 
 
