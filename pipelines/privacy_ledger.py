@@ -93,10 +93,10 @@ CUT_BATCHES = {
 """Listed outside the guarantee of every ledger that states how many batches truncated Poisson sampling cut."""
 UNKNOWN_NOISE_CUTOFF = {
     "noise cut-off": "the run did not say which Box-Muller pairs its noise sampler drew, so the delta that the "
-    "sampler's cut-off adds (privacy.accounting.noise_cutoff; ppml's: radius 9.42 stds in float32, 12.0 in float64) "
-    "is not in this ledger's delta"
+    "sampler's cut-off adds (privacy.accounting.noise_cutoff; ppml's: radius 9.42 stds in float32, 12.0 in float64; "
+    "seeded numpy noise: 13.7 per coordinate) is not in this ledger's delta"
 }
-"""Listed outside the guarantee of a DP-SGD ledger written without the noise sampler's pairs."""
+"""Listed outside the guarantee of a DP-SGD or DP-FedAvg ledger written without the noise sampler's pairs."""
 
 PRIVACY_UNITS = ("example", "user", "client")
 """What neighbouring data sets differ in: one example; all examples of one user (DP-SGD's group privacy over
