@@ -565,6 +565,10 @@ class PrivacyLedger:
                 ledger.parameters.get("truncated_batches"),
                 ledger.parameters.get("outside_guarantee") or {},
             )
+        outside = ledger.parameters.get("outside_guarantee") or {}
+        if ledger.mechanism in (DP_SGD, DP_FEDAVG) and ledger.parameters.get("noise_cutoff") is None:
+            # written before the cut-off was accounted (its noise cut at 7.99 stds in float32): say it is not in delta
+            ledger.parameters["outside_guarantee"] = {**outside, **UNKNOWN_NOISE_CUTOFF}
         return ledger
 
 

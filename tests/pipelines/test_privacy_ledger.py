@@ -421,3 +421,13 @@ def test_the_push_decision_is_reserved_and_composed_between_preprocessing_and_tr
     del hidden["decision"]
     with pytest.raises(pl.LedgerError, match="does not account the run"):
         pl.PrivacyLedger.from_dict(hidden)
+
+
+def test_a_ledger_written_before_the_cutoff_was_accounted_lists_it_outside_the_guarantee():
+    """A DP-SGD ledger without parameters['noise_cutoff'] or a 'noise cut-off' entry (written before the cut-off was
+    accounted) reads back with the cut-off listed outside the guarantee, not as a full (epsilon, delta)."""
+    data = pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.5, delta=1e-3).to_dict()
+    data["parameters"]["outside_guarantee"].pop("noise cut-off")
+    data["parameters"].pop("outside_guarantee")
+    old = pl.PrivacyLedger.from_dict(data)
+    assert old.delta == 1e-3 and old.parameters["outside_guarantee"] == pl.UNKNOWN_NOISE_CUTOFF
