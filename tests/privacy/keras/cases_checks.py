@@ -572,7 +572,8 @@ def case_digits_reach_a_sensible_accuracy():
     report = private.report()
     pairs = (64 * 64) // 2 + 64 // 2 + (64 * 10) // 2 + 10 // 2
     assert private.noise.pairs == (np.sqrt(128 * np.log(2)), pairs)
-    cutoff = NoiseCutoff(radius=np.sqrt(128 * np.log(2)), pairs=pairs, steps=private.steps, shift=1.0)
+    assert private.mechanism().sampling.value == "poisson"  # add-remove: the cut-off credits q = 64 / 1500
+    cutoff = NoiseCutoff(radius=np.sqrt(128 * np.log(2)), pairs=pairs, steps=private.steps, shift=1.0, moves=64 / 1500)
     added = cutoff.added_delta(1e-5, report.guarantee_epsilon)
     assert report.added_delta == added and 0 < report.added_delta < 1e-12
     assert f"1e-05 + {report.added_delta:.3g})-DP" in report.format_text()
