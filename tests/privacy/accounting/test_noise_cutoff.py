@@ -219,3 +219,36 @@ def test_shift_follows_sensitivity_and_group():
         dataset_size=1000, batch_size=10, noise_multiplier=2.0, steps=5, sampling="fixed", max_examples_per_user=3
     )
     assert NoiseCutoff.for_mechanism(replace, radius=9.0, pairs=4).shift == pytest.approx(2 * 3 / 2.0)
+
+
+@pytest.mark.parametrize("q", [0.01, 0.5, 1.0])
+def test_replace_one_mixture_obeys_the_support_and_distance_bounds(q):
+    """Replace-one under Poisson sampling, one pair at R = 2, one step: x moves the sum by +a and x' by -a (|a| = 1/2,
+    sensitivity r = 1), both included with probability q. In both directions the truncated hockey-stick divergence
+    (grid sums, shifts whole cells) is within (the untruncated one's + n_s p_bad(r)) / Z, n_s = 1 + q (1 at q = 1),
+    and within (the untruncated one's + e^eps (1 - Z)) / Z (items 2 (c) and (a) of privacy.accounting.noise_cutoff);
+    at q = 1 and eps 3 the first is nearly attained."""
+    radius, half, cells = 2.0, 0.5, 25
+    h = half / cells
+    axis = np.arange(-(radius + 2), radius + 2 + h / 2, h)
+    x, y = np.meshgrid(axis, axis, indexing="ij")
+
+    def moved(k):  # the standard pair's density and disk moved by k cells along x (k > 0: +x)
+        g = np.exp(-((x - k * h) ** 2 + y * y) / 2) / (2 * math.pi)
+        return g, (x - k * h) ** 2 + y * y <= radius * radius + 1e-12
+
+    (g0, in0), (gp, inp), (gm, inm) = moved(0), moved(cells), moved(-cells)
+    z = float(np.sum(g0 * in0) * h * h)
+    gauss = ((1 - q) * g0 + q * gp, (1 - q) * g0 + q * gm)
+    truncated = (((1 - q) * g0 * in0 + q * gp * inp) / z, ((1 - q) * g0 * in0 + q * gm * inm) / z)
+    g2, in2 = moved(2 * cells)
+    p_bad = float(np.sum(g2 * in2 * ~in0) * h * h)  # P(Y in A, Y - a not in A) at the sensitivity |a| = 1, on the grid
+    shifts = 1.0 if q == 1.0 else 1.0 + q
+    for eps in (0.1, 1.0, 3.0):
+        for first, second in ((0, 1), (1, 0)):
+            h_gauss = _hockey_stick(gauss[first], gauss[second], eps, h * h)
+            h_trunc = _hockey_stick(truncated[first], truncated[second], eps, h * h)
+            assert h_trunc <= (h_gauss + shifts * p_bad) / z * (1 + 1e-9), (eps, first, h_trunc, h_gauss, p_bad)
+            assert h_trunc <= (h_gauss + math.exp(eps) * (1 - z)) / z * (1 + 1e-9), (eps, first, h_trunc)
+            if q == 1.0 and eps == 3.0:
+                assert h_trunc > (h_gauss + 0.9 * p_bad) / z, (first, h_trunc)
