@@ -264,6 +264,12 @@ class NoiseCutoff:
     def check(self, delta: float, epsilon: float = math.inf) -> float:
         """`added_delta`, or NoiseCutoffError (one line) when it exceeds `MAX_ADDED_FRACTION` of ``delta``."""
         added = self.added_delta(delta, epsilon)
+        if self.shifts is None and math.isinf(epsilon):
+            raise NoiseCutoffError(
+                f"the noise sampler's cut-off at {self.radius:.3g} stds is bounded only through epsilon for this "
+                f"sampling (fixed-size or truncated batches, or a group under replace-one), and no accountant gave "
+                f"a finite one"
+            )
         if added > MAX_ADDED_FRACTION * delta:
             at = "" if math.isinf(epsilon) else f" at epsilon {epsilon:.4g}"
             raise NoiseCutoffError(

@@ -530,3 +530,13 @@ def test_epsilon_with_the_models_weights_adds_the_noise_cutoffs_delta():
     )
     assert refused.exit_code == 2 and "more than 1% of delta=1e-05" in refused.output, refused.output
     assert "Traceback" not in refused.output
+
+
+def test_weights_without_an_epsilon_say_why_the_cutoff_cannot_be_bounded():
+    """Fixed-size batches bound the cut-off only through epsilon: where the chosen accountant has none (PLD has no
+    fixed-size analysis) --weights exits 2 naming that, not an infinite delta to be cured by more noise."""
+    result = CliRunner().invoke(
+        cli, ["epsilon", *TUTORIAL, "--epochs", "2", "--sampling", "fixed", "--accountant", "pld", "--weights", "1000"]
+    )
+    assert result.exit_code == 2
+    assert "bounded only through epsilon for this sampling" in result.output and "delta inf" not in result.output
