@@ -42,12 +42,12 @@ multiplier). Let b_j = ||a restricted to pair j||, so sum_j b_j^2 <= r^2.
        one example; 2^k - 1 for a group of k, one per subset). So both directions are within
        min(n_s, e^eps q_u) T p_bad, q_u = 1 - (1 - q)^k, and with q = 1 (or shuffling, given the permutation:
        the accountants claim no amplification there) T p_bad.
-   (c) Replace-one under Poisson sampling (one example, not truncated): both sides mix the same inclusion
-       pattern pi (the slot's), x moving the sum by a_t and x' by a'_t. With Z^T Q <= G and the integrand also
-       at most Z^T Q, (Z^T (Q - e^eps Q'))_+ <= (G - e^eps G')_+ + Z^T Q 1[some component of Q' cut], of mass
-       <= sum_pi P(pi) sum_t P(z_t in A and z_t + v not in A for a shift v the D' patterns give), one shift
-       (-a'_t) where pi_t excludes the slot and two (a_t, a_t - a'_t) where it includes it: (1 + q) T p_bad
-       with r the replace-one shift (T p_bad at q = 1, one pattern).
+   (c) Replace-one under Poisson sampling (one example, not truncated), conditioned on the others as in (b): both
+       sides mix the same inclusion pattern pi (the slot's), x moving the sum by a_t and x' by a'_t. With
+       Z^T Q <= G and the integrand also at most Z^T Q, (Z^T (Q - e^eps Q'))_+ <= (G - e^eps G')_+ +
+       Z^T Q 1[some component of Q' cut], of mass <= sum_pi P(pi) sum_t P(z_t in A and z_t + v not in A for a
+       shift v the D' patterns give), one shift (-a'_t) where pi_t excludes the slot and two (a_t, a_t - a'_t)
+       where it includes it: (1 + q) T p_bad with r the replace-one shift (T p_bad at q = 1, one pattern).
 
    Fixed-size batches, truncated Poisson sampling and groups under replace-one have only (a): conditioning on
    the others' batches there would change the others' sums across the mixture's components (or the accountants'
@@ -55,7 +55,11 @@ multiplier). Let b_j = ||a restricted to pair j||, so sum_j b_j^2 <= r^2.
    infinite, so only (b)'s n_s T p_bad and (c) apply. The delta reported is the larger of the two directions,
    each within the accountant's delta (the larger of its directions) plus the term above:
 
-       delta_total(eps) <= (delta_acc(eps) + B(eps)) / Z^T,  B(eps) = min(c(eps) T p_bad, e^eps (1 - Z^T)).
+       delta_total(eps) <= (delta_acc(eps) + B(eps)) / Z^T,  B(eps) = min(c(eps) T p_bad, e^eps (1 - Z^T)),
+
+   c(eps) = min(n_s, e^eps q_u) (`NoiseCutoff.weight`). One step of (b) at q = 0.01, 0.5, 1 and of (c) is checked on
+   a grid where the shifts are whole cells, so the pointwise inequalities hold for the sums too (the tests
+   ``test_one_step_mixture_obeys_the_sampling_credited_bound`` and ``test_replace_one_mixture_...``).
 
    Composition with exact mechanisms (preprocessing releases, a push decision) multiplies both densities by
    the same factors, so the composed accountant's delta and its (larger) epsilon take their places.
