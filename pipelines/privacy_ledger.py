@@ -46,6 +46,7 @@ from privacy.accounting import (
     dp_sgd_report,
     event_to_json,
 )
+from privacy.accounting.noise_cutoff import sampler_radius
 from privacy.atomic_files import write_atomically
 from privacy.decision import NoisyAccuracy
 from privacy.preprocessing import PreprocessingPart, RecordError
@@ -565,6 +566,7 @@ class PrivacyLedger:
                 ledger.parameters.get("truncated_batches"),
                 ledger.parameters.get("outside_guarantee") or {},
             )
+        ledger.cutoff_delta  # noqa: B018 -- a malformed cut-off, or one over MAX_ADDED_FRACTION, is refused on read
         outside = ledger.parameters.get("outside_guarantee") or {}
         if ledger.mechanism in (DP_SGD, DP_FEDAVG) and ledger.parameters.get("noise_cutoff") is None:
             # written before the cut-off was accounted (its noise cut at 7.99 stds in float32): say it is not in delta
@@ -577,7 +579,9 @@ def _noise_cutoff(mechanism: DpSgdMechanism, parameters: dict, delta: float, eps
     LedgerError where it is malformed or over `privacy.accounting.noise_cutoff.MAX_ADDED_FRACTION` of delta."""
     stored = parameters["noise_cutoff"]
     try:
-        cutoff = NoiseCutoff.for_mechanism(mechanism, radius=stored["radius"], pairs=stored["pairs"])
+        largest = max(sampler_radius(name) for name in ("float32", "float64"))  # beyond: noise no sampler drew
+        radius = validation.number("radius", stored["radius"], low=1, high=largest, low_open=True, note="stds")
+        cutoff = NoiseCutoff.for_mechanism(mechanism, radius=radius, pairs=stored["pairs"])
         return cutoff.check(delta, epsilon)
     except (KeyError, TypeError, ValueError) as err:  # NoiseCutoffError is a ValueError
         raise LedgerError(f"noise cut-off: {err}") from None

@@ -136,7 +136,7 @@ def _annulus(radius: float, shift: float) -> float:
     """f(b) = P(R - b < |Y| <= R) for a standard pair Y (Rayleigh radius): where a shift b can leave the disk."""
     if shift >= radius:
         return -math.expm1(-radius * radius / 2)
-    return math.exp(-radius * radius / 2) * math.expm1(shift * (2 * radius - shift) / 2)
+    return math.exp(-((radius - shift) ** 2) / 2) * -math.expm1(-shift * (2 * radius - shift) / 2)  # no overflow
 
 
 def _outward_share(radius: float, shift: float) -> float:

@@ -431,3 +431,21 @@ def test_a_ledger_written_before_the_cutoff_was_accounted_lists_it_outside_the_g
     data["parameters"].pop("outside_guarantee")
     old = pl.PrivacyLedger.from_dict(data)
     assert old.delta == 1e-3 and old.parameters["outside_guarantee"] == pl.UNKNOWN_NOISE_CUTOFF
+
+
+@pytest.mark.parametrize(
+    "stored, message",
+    [
+        ({"radius": "9.42", "pairs": 100}, "radius must be in"),
+        ({"radius": 1e9, "pairs": 100}, r"radius must be in \(1, 12.0073\]"),  # no ppml sampler cuts there
+        ({"radius": 9.42, "pairs": 0}, "pairs must be an integer >= 1"),
+        ({"radius": 9.42}, "'pairs'"),
+    ],
+)
+def test_a_malformed_noise_cutoff_is_refused_on_read(stored, message):
+    """The cut-off is recomputed when a ledger is read, so a malformed one (or a radius beyond every ppml sampler's,
+    which would credit noise no sampler drew) is a one-line LedgerError there, not later or a traceback."""
+    data = pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.5, delta=1e-3, noise_pairs=(9.42, 100)).to_dict()
+    data["parameters"]["noise_cutoff"] = stored
+    with pytest.raises(pl.LedgerError, match=f"noise cut-off: .*{message}"):
+        pl.PrivacyLedger.from_dict(data)

@@ -252,3 +252,9 @@ def test_replace_one_mixture_obeys_the_support_and_distance_bounds(q):
             assert h_trunc <= (h_gauss + math.exp(eps) * (1 - z)) / z * (1 + 1e-9), (eps, first, h_trunc)
             if q == 1.0 and eps == 3.0:
                 assert h_trunc > (h_gauss + 0.9 * p_bad) / z, (first, h_trunc)
+
+
+def test_a_large_radius_does_not_overflow():
+    """f(b) = exp(-(R - b)^2 / 2) (1 - exp(-b (2R - b) / 2)) is computed without exp(R b) (OverflowError at R = 1000
+    before); its values elsewhere are checked against exact integrals above."""
+    assert 0 <= NoiseCutoff(radius=1000.0, pairs=3, steps=2, shift=1.0).added_delta(1e-5) < 1e-300
