@@ -13,7 +13,8 @@ delta this adds (reported as (epsilon, delta + X), refused above 1 % of delta). 
 tensors w comes from 64 Philox bits (`box_muller_words`: three uint32 words per pair, the third for a 24-bit
 angle), R = sqrt(128 ln 2) = 9.42; for float64 tensors from two float64 uniforms (`box_muller`), R = 12.0. For
 the MLP 784-512-512-10 (334 853 pairs) over 60 epochs at n = 60 000, B = 256, delta = 1e-5, the cut-off adds
-1.8e-8 at sigma 0.5, 1.1e-10 at 0.8, 2.4e-11 at 1 and 1.6e-12 at 2; at 7.99 (two float32 uniforms, ppml before)
+1.8e-8 at sigma 0.5, 1.1e-10 at 0.8, 2.4e-11 at 1 and 1.6e-12 at 2 for every epsilon (at the run's RDP epsilon,
+crediting Poisson sampling: 1.8e-8, 7.3e-11, 2.2e-12, 2.4e-14); at 7.99 (two float32 uniforms, ppml before)
 it added 3.9e-4, 7.9e-6, 2.4e-6 and 3.0e-7, more than 1 % of delta at each. Float rounding of the draws (Mironov
 2012) is out of scope. `GaussianNoise.pairs` records (R, pairs per step) for the guarantee.
 
