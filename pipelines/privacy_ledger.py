@@ -15,7 +15,8 @@ trainer reserved (`privacy.decision.NoisyAccuracy`: the Private Evaluator releas
 exactly that noise); then the training's events. The epsilon is the composition of all in one accountant
 (RDP and PLD); each part's epsilon alone is listed beside it (`parts`). The delta is the accountant's delta
 plus the delta that thresholded partition selection adds (`additive_delta`, never multiplied by e^epsilon:
-see `privacy.preprocessing.partition_selection`).
+see `privacy.preprocessing.partition_selection`), plus what the noise sampler's cut-off adds (`cutoff_delta`,
+``parameters['noise_cutoff']``: `privacy.accounting.noise_cutoff`).
 
 Trainer executors copy the headline numbers into custom properties of the Model artifact in
 ML Metadata (`MODEL_PROPERTIES`); `model_properties` reads them back from a TFX artifact or a raw
@@ -38,12 +39,14 @@ from privacy.accounting import (
     Adjacency,
     DpSgdMechanism,
     NeighboringRelation,
+    NoiseCutoff,
     PrivacyBudget,
     PrivacyReport,
     dp_accounting_version,
     dp_sgd_report,
     event_to_json,
 )
+from privacy.accounting.noise_cutoff import sampler_radius
 from privacy.atomic_files import write_atomically
 from privacy.decision import NoisyAccuracy
 from privacy.preprocessing import PreprocessingPart, RecordError
@@ -89,6 +92,12 @@ CUT_BATCHES = {
     "whether an example is present (per step P(cut) moves by q P(N = K), N ~ Binomial(n, q)); no epsilon covers it"
 }
 """Listed outside the guarantee of every ledger that states how many batches truncated Poisson sampling cut."""
+UNKNOWN_NOISE_CUTOFF = {
+    "noise cut-off": "the run did not say which Box-Muller pairs its noise sampler drew, so the delta that the "
+    "sampler's cut-off adds (privacy.accounting.noise_cutoff; ppml's: radius 9.42 stds in float32, 12.0 in float64; "
+    "seeded numpy noise: 13.7 per coordinate) is not in this ledger's delta"
+}
+"""Listed outside the guarantee of a DP-SGD or DP-FedAvg ledger written without the noise sampler's pairs."""
 
 PRIVACY_UNITS = ("example", "user", "client")
 """What neighbouring data sets differ in: one example; all examples of one user (DP-SGD's group privacy over
@@ -188,6 +197,7 @@ class PrivacyLedger:
         decision: NoisyAccuracy | None = None,
         truncated_batches: int | None = None,
         outside_guarantee: dict[str, str] | None = None,
+        noise_pairs: tuple[float, int] | None = None,
     ) -> "PrivacyLedger":
         """The ledger of a DP-SGD run that took ``mechanism.steps`` noisy steps.
 
@@ -202,10 +212,14 @@ class PrivacyLedger:
             included); required then, recorded as ``parameters['truncated_batches']`` and listed outside the
             guarantee (`CUT_BATCHES`: no epsilon covers the count).
           outside_guarantee: what the model or run shows that epsilon does not cover ({name: why}).
+          noise_pairs: (cut-off radius, Box-Muller pairs per step) of the sampler that drew the noise
+            (`privacy.keras.PrivateTraining.noise.pairs`), recorded as ``parameters['noise_cutoff']``: the delta it
+            adds is part of `delta` (`cutoff_delta`). Without it the cut-off is listed outside the guarantee.
 
         Raises:
           LedgerError: if ``budget`` does not account exactly the run ``mechanism`` describes, or the count of
-            cut batches is missing, not a count, or given for a run that never cuts.
+            cut batches is missing, not a count, or given for a run that never cuts, or the noise's cut-off adds
+            more than `privacy.accounting.noise_cutoff.MAX_ADDED_FRACTION` of delta.
         """
         validation.positive("l2_norm_clip", l2_norm_clip, error=LedgerError)
         _check_truncated_batches(mechanism, truncated_batches)
@@ -218,9 +232,13 @@ class PrivacyLedger:
         if truncated_batches is not None:
             parameters["truncated_batches"] = int(truncated_batches)
             outside_guarantee = {**(outside_guarantee or {}), **CUT_BATCHES}
+        if noise_pairs is None:
+            outside_guarantee = {**(outside_guarantee or {}), **UNKNOWN_NOISE_CUTOFF}
+        else:
+            parameters["noise_cutoff"] = {"radius": float(noise_pairs[0]), "pairs": int(noise_pairs[1])}
         if outside_guarantee:
             parameters["outside_guarantee"] = dict(outside_guarantee)
-        return cls(
+        ledger = cls(
             budget=budget,
             mechanism=DP_SGD,
             parameters=parameters,
@@ -228,6 +246,8 @@ class PrivacyLedger:
             preprocessing=preprocessing,
             decision=decision,
         )
+        ledger.cutoff_delta  # noqa: B018 -- refuses a cut-off over MAX_ADDED_FRACTION of delta before it is written
+        return ledger
 
     @classmethod
     def for_pate(
@@ -271,8 +291,17 @@ class PrivacyLedger:
 
     @property
     def delta(self) -> float:
-        """The artifact's delta: the accountant's plus the preprocessing's additive delta."""
-        return self.budget.target_delta + self.additive_delta
+        """The artifact's delta: the accountant's plus the preprocessing's additive delta plus the noise cut-off's."""
+        return self.budget.target_delta + self.additive_delta + self.cutoff_delta
+
+    @property
+    def cutoff_delta(self) -> float:
+        """What the noise sampler's cut-off adds to the accountant's delta at the ledger's `epsilon` (the composed
+        one: ``parameters['noise_cutoff']``, recomputed; 0 where the ledger has none: then it is listed outside the
+        guarantee)."""
+        if self.parameters.get("noise_cutoff") is None:
+            return 0.0
+        return _noise_cutoff(self.accounted_mechanism(), self.parameters, self.accountant_delta, self.epsilon)
 
     @property
     def accountant_delta(self) -> float:
@@ -452,7 +481,13 @@ class PrivacyLedger:
         """The training's report, in the format of ``ppml epsilon`` (DP-SGD ledgers only), at the
         accountant's delta: the DP-SGD part alone (`epsilons` is the artifact's)."""
         mechanism = self.dp_sgd_mechanism()
-        report = dp_sgd_report(mechanism, delta=self.accountant_delta, accountants=self.budget.accountants)
+        stored = self.parameters.get("noise_cutoff")
+        report = dp_sgd_report(
+            mechanism,
+            delta=self.accountant_delta,
+            accountants=self.budget.accountants,
+            noise_pairs=None if stored is None else (stored["radius"], stored["pairs"]),
+        )
         return dataclasses.replace(report, delta_is_default=bool(self.parameters.get("delta_is_default")))
 
     # --- JSON -----------------------------------------------------------------------------------
@@ -482,6 +517,7 @@ class PrivacyLedger:
                 "delta": self.delta,
                 "accountant_delta": self.accountant_delta,
                 "additive_delta": self.additive_delta,
+                "cutoff_delta": self.cutoff_delta,
                 "analysis": {
                     "epsilon": "dp-accounting's RDP and PLD accountants over every event of the budget (the "
                     "preprocessing releases, the push decision, then the training) at "
@@ -489,7 +525,8 @@ class PrivacyLedger:
                     "parts": "the same accountants over each part's events alone, at accountant_delta",
                     "additive_delta": "the sum over private vocabularies of the bound on releasing a token that "
                     "only one privacy unit holds (privacy.preprocessing.partition_selection)",
-                    "delta": "accountant_delta + additive_delta",
+                    "cutoff_delta": "what the noise sampler's cut-off adds (privacy.accounting.noise_cutoff)",
+                    "delta": "accountant_delta + additive_delta + cutoff_delta",
                 },
                 "parts": {
                     name: {k: (v if v is not None and math.isfinite(v) else None) for k, v in eps.items()}
@@ -530,7 +567,25 @@ class PrivacyLedger:
                 ledger.parameters.get("truncated_batches"),
                 ledger.parameters.get("outside_guarantee") or {},
             )
+        ledger.cutoff_delta  # noqa: B018 -- a malformed cut-off, or one over MAX_ADDED_FRACTION, is refused on read
+        outside = ledger.parameters.get("outside_guarantee") or {}
+        if ledger.mechanism in (DP_SGD, DP_FEDAVG) and ledger.parameters.get("noise_cutoff") is None:
+            # written before the cut-off was accounted (its noise cut at 7.99 stds in float32): say it is not in delta
+            ledger.parameters["outside_guarantee"] = {**outside, **UNKNOWN_NOISE_CUTOFF}
         return ledger
+
+
+def _noise_cutoff(mechanism: DpSgdMechanism, parameters: dict, delta: float, epsilon: float) -> float:
+    """The delta that ``parameters['noise_cutoff']`` adds to ``delta`` at ``epsilon`` for ``mechanism``'s steps;
+    LedgerError where it is malformed or over `privacy.accounting.noise_cutoff.MAX_ADDED_FRACTION` of delta."""
+    stored = parameters["noise_cutoff"]
+    try:
+        largest = max(sampler_radius(name) for name in ("float32", "float64"))  # beyond: noise no sampler drew
+        radius = validation.number("radius", stored["radius"], low=1, high=largest, low_open=True, note="stds")
+        cutoff = NoiseCutoff.for_mechanism(mechanism, radius=radius, pairs=stored["pairs"])
+        return cutoff.check(delta, epsilon)
+    except (KeyError, TypeError, ValueError) as err:  # NoiseCutoffError is a ValueError
+        raise LedgerError(f"noise cut-off: {err}") from None
 
 
 def _check_truncated_batches(mechanism: DpSgdMechanism, count, outside: dict | None = None) -> None:

@@ -302,6 +302,7 @@ def artifact_privacy(ledger: privacy_ledger.PrivacyLedger) -> dict[str, Any]:
         "delta": ledger.delta,
         "accountant_delta": ledger.accountant_delta,
         "additive_delta": ledger.additive_delta,
+        "cutoff_delta": ledger.cutoff_delta,
         "accountant": ledger.epsilon_accountant,
         "parts": {name: _finite(eps) for name, eps in ledger.parts.items()},
         "preprocessing": None,
@@ -335,8 +336,13 @@ def artifact_lines(ledger: privacy_ledger.PrivacyLedger) -> list[str]:
 
     parts = ledger.parts
     delta = f"{ledger.delta:g}"
-    if ledger.additive_delta:
-        delta += f" (accountant {ledger.accountant_delta:g} + partition selection {ledger.additive_delta:g})"
+    added = [
+        (name, value)
+        for name, value in (("partition selection", ledger.additive_delta), ("noise cut-off", ledger.cutoff_delta))
+        if value
+    ]
+    if added:
+        delta += f" (accountant {ledger.accountant_delta:g}" + "".join(f" + {n} {v:.3g}" for n, v in added) + ")"
     lines = [
         "Privacy of the model as a whole: what it carries and what decided its push, composed in one accountant",
         f"  epsilon            {shown(ledger.epsilons)} at delta {delta}",

@@ -42,7 +42,7 @@ from federated.strategies.fedavg import FedAvg
 from federated.strategies.strategy import RoundContext, ServerState, Strategy
 from federated.weights import flatten
 from privacy import validation
-from privacy.accounting import NOISE_MULTIPLIER_RANGE, AccountantKind, DpSgdMechanism, PrivacyBudget
+from privacy.accounting import NOISE_MULTIPLIER_RANGE, AccountantKind, DpSgdMechanism, PrivacyBudget, noise_cutoff
 
 MAX_NOISE_STDDEV = 1e12
 """Largest noise std z x C a round may add to the summed updates. The float32 model then stays finite
@@ -203,6 +203,14 @@ class DpClippingBase(Strategy):
             f"epsilon_{self.accountant.value}": budget.epsilon(self.accountant),
         }
         return new, metrics
+
+    def noise_pairs(self, weights) -> tuple[float, int] | None:
+        """(cut-off radius, Box-Muller pairs per round) of the noise `gaussian` draws for ``weights``, for the ledger
+        (`privacy.accounting.noise_cutoff`): ppml's float64 sampler over the flattened weights, plus one pair for
+        adaptive clipping's noisy count; None for seeded noise (numpy's, cut at 13.7 per coordinate)."""
+        if self.seeded_noise:
+            return None
+        return noise_cutoff.sampler_radius("float64"), (flatten(weights).size + 1) // 2 + 1
 
     def gaussian(self, ctx: RoundContext, stddev: float, size: int) -> np.ndarray:
         """``size`` independent N(0, stddev^2) draws (float64) from this strategy's noise source."""

@@ -23,6 +23,7 @@ from privacy.accounting import (
     AccountantKind,
     Adjacency,
     DpSgdMechanism,
+    NoiseCutoffError,
     Sampling,
     UnsupportedAccounting,
     calibrate_noise_multiplier,
@@ -32,6 +33,7 @@ from privacy.accounting import (
     dp_accounting_version,
     dp_sgd_report,
     max_epochs,
+    noise_cutoff,
     resolve_adjacency,
     steps_per_epoch,
     truncation,
@@ -296,7 +298,15 @@ def _progress(label: str):
     type=click.Path(dir_okay=False),
     help="Write a plot of epsilon over epochs to this file (.png, .pdf or .svg).",
 )
-def epsilon(as_json, accountant, delta, per_epoch, plot, **options):
+@click.option(
+    "--weights",
+    type=int,
+    callback=checked("--weights", validation.integer, minimum=1),
+    help="The model's trainable weights (noise coordinates per step): the guarantee then adds the delta of ppml's "
+    "noise sampler's cut-off (9.42 sigma in float32), counted as one Box-Muller pair per weight (at least the pairs "
+    "drawn), and refuses a cut-off adding more than 1% of delta. Without it: the untruncated Gaussian's delta.",
+)
+def epsilon(as_json, accountant, delta, per_epoch, plot, weights, **options):
     """Epsilon of a DP-SGD configuration under RDP and PLD accounting.
 
     \b
@@ -312,13 +322,17 @@ def epsilon(as_json, accountant, delta, per_epoch, plot, **options):
             "--per-epoch" if per_epoch else "--plot",
             f"epsilon is computed per epoch for at most {MAX_PER_EPOCH_ROWS} epochs, this run has {mechanism.passes}",
         )
-    report = dp_sgd_report(
-        mechanism,
-        delta=delta,
-        accountants=_ACCOUNTANTS[accountant],
-        per_epoch=want_rows,
-        progress=_progress("accounting each epoch") if want_rows else None,
-    )
+    try:
+        report = dp_sgd_report(
+            mechanism,
+            delta=delta,
+            accountants=_ACCOUNTANTS[accountant],
+            per_epoch=want_rows,
+            progress=_progress("accounting each epoch") if want_rows else None,
+            noise_pairs=None if weights is None else (noise_cutoff.sampler_radius(), weights),
+        )
+    except NoiseCutoffError as err:
+        raise _bad("--weights", str(err)) from None
     if plot is not None:
         _plot_epsilon(report, plot)
     if as_json:

@@ -26,6 +26,7 @@ from privacy.accounting.mechanism import (
     steps_for_epochs,
     steps_per_epoch,
 )
+from privacy.accounting.noise_cutoff import NoiseCutoff, NoiseCutoffError
 from privacy.accounting.report import (
     DEFAULT_DELTA_RULE,
     MAX_PER_EPOCH_ROWS,
@@ -47,6 +48,8 @@ __all__ = [
     "DpSgdMechanism",
     "GroupPrivacyAccountant",
     "NeighboringRelation",
+    "NoiseCutoff",
+    "NoiseCutoffError",
     "PrivacyBudget",
     "PrivacyReport",
     "Sampling",

@@ -15,6 +15,7 @@ from privacy import validation
 from privacy.accounting.accountants import AccountantKind, accountant_description, dp_accounting_version, epsilon_of
 from privacy.accounting.events import event_to_json
 from privacy.accounting.mechanism import Adjacency, DpSgdMechanism, Sampling, UnsupportedAccounting
+from privacy.accounting.noise_cutoff import NoiseCutoff
 
 REPORT_FORMAT = "ppml.privacy_report/2"
 MAX_PER_EPOCH_ROWS = 1000
@@ -85,10 +86,28 @@ class PrivacyReport:
     per_epoch: tuple[EpochRow, ...] = ()
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    noise_cutoff: NoiseCutoff | None = None
+    """The noise sampler's cut-off, where the run's noise is known (`noise_cutoff`): the guarantee is then
+    (epsilon, delta + its added delta). None: the report is of the untruncated Gaussian mechanism."""
 
     @property
     def accountant_version(self) -> str:
         return f"dp-accounting {dp_accounting_version()}"
+
+    @property
+    def guarantee_epsilon(self) -> float:
+        """The guarantee's epsilon: the smallest of the accountants' (inf where none has an analysis)."""
+        return _guarantee_epsilon(self.epsilon)
+
+    @property
+    def added_delta(self) -> float:
+        """What the noise's cut-off adds to `delta` at `guarantee_epsilon` (0 where the cut-off is not known)."""
+        return 0.0 if self.noise_cutoff is None else self.noise_cutoff.added_delta(self.delta, self.guarantee_epsilon)
+
+    @property
+    def guarantee_delta(self) -> float:
+        """The guarantee's delta: the accountants' `delta` plus `added_delta`."""
+        return self.delta + self.added_delta
 
     def to_dict(self) -> dict[str, Any]:
         m = self.mechanism
@@ -126,6 +145,10 @@ class PrivacyReport:
             ],
             "notes": list(self.notes),
             "warnings": list(self.warnings),
+            "noise_cutoff": None
+            if self.noise_cutoff is None
+            else self.noise_cutoff.to_dict(self.delta, self.guarantee_epsilon),
+            "guarantee_delta": self.guarantee_delta,
         }
 
     def format_text(self) -> str:
@@ -179,8 +202,9 @@ class PrivacyReport:
         best = [e for e in self.epsilon.values() if e is not None]
         if best:
             cut = "" if m.truncated_batch_size is None else f" cut to {m.truncated_batch_size} per batch"
+            shown = f"{self.delta:g}" if self.noise_cutoff is None else f"{self.delta:g} + {self.added_delta:.3g}"
             lines.append(
-                f"  Guarantee: ({min(best):.4g}, {self.delta:g})-DP per {unit}, {m.adjacency.value} "
+                f"  Guarantee: ({min(best):.4g}, {shown})-DP per {unit}, {m.adjacency.value} "
                 f"adjacency, {m.sampling.value} sampling{cut}; {self.accountant_version}."
             )
         if self.per_epoch:
@@ -191,11 +215,18 @@ class PrivacyReport:
                     f"{'n/a' if r.epsilon.get(k) is None else format(r.epsilon[k], '.4f'):>10}" for k in kinds
                 )
                 lines.append(f"  {r.epoch:>6} {r.steps:>8} {vals}")
+        if self.noise_cutoff is not None:
+            lines.append(f"  noise cut-off: {self.noise_cutoff.describe(self.delta, self.guarantee_epsilon)}")
         for note in self.notes:
             lines.append(f"  note: {note}")
         for warning in self.warnings:
             lines.append(f"  WARNING: {warning}")
         return "\n".join(lines)
+
+
+def _guarantee_epsilon(epsilon: dict[str, float | None]) -> float:
+    """The smallest epsilon of those computed (each accountant's is a valid bound); inf where there is none."""
+    return min((e for e in epsilon.values() if e is not None), default=math.inf)
 
 
 def dp_sgd_report(
@@ -205,10 +236,14 @@ def dp_sgd_report(
     accountants: Sequence[AccountantKind | str] = (AccountantKind.RDP, AccountantKind.PLD),
     per_epoch: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    noise_pairs: tuple[float, int] | None = None,
 ) -> PrivacyReport:
     """Builds the report; ``delta=None`` uses `default_delta(n)`.
 
     Args:
+      noise_pairs: (cut-off radius R, Box-Muller pairs per step) of the sampler that drew the noise: the
+        guarantee then adds the cut-off's delta (`privacy.accounting.noise_cutoff`), and a cut-off adding more
+        than its `MAX_ADDED_FRACTION` of delta raises `NoiseCutoffError`.
       per_epoch: also report epsilon after each whole epoch (one accounting per epoch; PLD takes
         about a second each for long runs).
       progress: called as ``progress(done, total)`` while per-epoch rows are computed.
@@ -228,6 +263,10 @@ def dp_sgd_report(
             epsilon[kind.value] = None
             unavailable[kind.value] = str(err)
     rows = _per_epoch_rows(mechanism, delta, kinds, epsilon, progress) if per_epoch else ()
+    cutoff = None
+    if noise_pairs is not None:
+        cutoff = NoiseCutoff.for_mechanism(mechanism, radius=noise_pairs[0], pairs=noise_pairs[1])
+        cutoff.check(delta, _guarantee_epsilon(epsilon))
     return PrivacyReport(
         mechanism=mechanism,
         delta=delta,
@@ -237,6 +276,7 @@ def dp_sgd_report(
         per_epoch=rows,
         notes=tuple(_notes(mechanism, epsilon)),
         warnings=tuple(_warnings(mechanism, delta)),
+        noise_cutoff=cutoff,
     )
 
 

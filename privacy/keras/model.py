@@ -218,6 +218,7 @@ def private_fit(model, fit, *args, **kwargs):
             raise TypeError(f"fit() got multiple values for argument '{name}'")
         kwargs[name] = value
     private = _ready(model)
+    private.noise.expect(model.trainable_variables)  # the noise's cut-off, accounted before the first step
     shuffled_from = _prepare_data(model, private, kwargs)
     _avoid_xla_for_recurrent_fallbacks(model, private)
     callbacks = list(kwargs.get("callbacks") or [])

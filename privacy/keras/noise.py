@@ -2,20 +2,33 @@
 
 A `tf.random.Generator` (counter-based Philox) holds the state. Every step it draws one fresh 128-bit seed per
 gradient tensor (`make_seeds`, which advances its state, so no step or tensor ever reuses another's draws),
-and each tensor's noise is drawn with Philox under that seed by the Box-Muller transform: uniforms w in (0, 1]
-and v in [0, 1) give the independent N(0, 1) pair sqrt(-2 ln w) (cos 2 pi v, sin 2 pi v). The transform is
-written as whole-tensor ops on `tf.random.stateless_uniform`, which TensorFlow vectorises: with the radius
-from two uniforms (below) it takes 0.91-0.97x the CPU time of `tf.random.stateless_normal`, whose kernel applies the
-same transform one element at a time (benchmarks/README.md). One float32 uniform is a multiple of 2^-23, which
-would cut the noise at |z| <= 5.65 (the kernel: 5.68): a record whose clipped gradient lies in one coordinate
-would then be exposed with probability P(N > 5.65 - 1/sigma) per step, outside any epsilon. So w = 1 - u0 -
-eps u1 is built from two uniforms (eps = 2^-23 in float32, 2^-52 in float64): |z| <= 7.99 in float32 (exposure
-P(N > 7.99 - 1/sigma), 1.4e-12 at sigma 1) and 12.0 in float64. XLA runs the same ops, so the cut is the
-same there (XLA's own `stateless_normal`, not used, gave the kernel's draws in a check and cuts at 5.68).
-Stateless ops avoid XLA's slow compilation of the generator's own `normal` (benchmarks/README.md). By default
-the generator is seeded from ``seed`` (reproducible runs) or from TensorFlow's non-deterministic source. With
-``secure=True`` its 192-bit state (key and counter) is drawn from the operating system's CSPRNG (`os.urandom`) and
-user seeds are refused, so noise cannot be replayed from a guessable seed.
+and each tensor's noise is drawn with Philox under that seed by the Box-Muller transform: a uniform w in (0, 1]
+and an angle give the independent N(0, 1) pair sqrt(-2 ln w) (cos, sin). It is written as whole-tensor ops,
+which TensorFlow vectorises (its own `stateless_normal` kernel applies the same transform one element at a time).
+
+The cut-off. A pair's radius is at most R = sqrt(-2 ln w_min), set by the bits of w: one float32 uniform
+(2^-23 steps, TensorFlow's kernel) cuts at 5.65, two at 7.99. The noise is then N(0, I) conditioned on radii
+<= R, and a record's gradient can move a pair out of that disk: `privacy.accounting.noise_cutoff` bounds the
+delta this adds (reported as (epsilon, delta + X), refused above 1 % of delta). For float32 (and narrower)
+tensors w comes from 64 Philox bits (`box_muller_words`: three uint32 words per pair, the third for a 24-bit
+angle), R = sqrt(128 ln 2) = 9.42; for float64 tensors from two float64 uniforms (`box_muller`), R = 12.0. For
+the MLP 784-512-512-10 (334 853 pairs) over 60 epochs at n = 60 000, B = 256, delta = 1e-5, the cut-off adds
+1.8e-8 at sigma 0.5, 1.1e-10 at 0.8, 2.4e-11 at 1 and 1.6e-12 at 2 for every epsilon (at the run's RDP epsilon,
+crediting Poisson sampling: 1.8e-8, 7.3e-11, 2.2e-12, 2.4e-14); at 7.99 (two float32 uniforms, ppml before)
+it added 3.9e-4, 7.9e-6, 2.4e-6 and 3.0e-7, more than 1 % of delta at each. Float rounding of the draws (Mironov
+2012) is out of scope. `GaussianNoise.pairs` records (R, pairs per step) for the guarantee.
+
+Cost (benchmarks/noise_sampler.py, the MLP's draws alone, interleaved A/B, 6 rounds, AMD EPYC, 2 shared cores,
+load 4-5, Dec 6 2026): TensorFlow's kernel 9.3, two float32 uniforms 8.2, 64-bit words (this) 8.1, the same with
+the logarithm in float64 9.4, two words per pair (41-bit radius, cut 7.54) 6.6 CPU ms. Three Philox words per
+pair and the cosine and sine are most of it; two words per pair would save ~20 % but cut at 7.54, which adds
+more than delta itself at sigma <= 1 for that MLP. XLA compiles the same ops (the raw Philox words agree with and
+without it): kernel 10.4, two uniforms 12.5, 64-bit words 11.0 CPU ms (5 rounds, load ~4.5).
+
+Stateless ops avoid XLA's slow compilation of the generator's own `normal`. By default the generator is seeded
+from ``seed`` (reproducible runs) or from TensorFlow's non-deterministic source. With ``secure=True`` its 192-bit
+state (key and counter) is drawn from the operating system's CSPRNG (`os.urandom`) and user seeds are refused, so
+noise cannot be replayed from a guessable seed.
 
 Under `tf.distribute` strategies every replica draws noise but only replica 0's is kept: the optimizer
 sums gradients across replicas, so the global sum receives exactly one draw of std ``sigma * C``.
@@ -30,6 +43,7 @@ import numpy as np
 import tensorflow as tf
 
 from privacy import validation
+from privacy.accounting import noise_cutoff
 from privacy.keras.params import DPConfigurationError
 
 
@@ -49,6 +63,21 @@ class GaussianNoise:
         self.seed = seed
         self.secure = secure
         self._generator = None
+        self.pairs: tuple[float, int] | None = None
+        """(cut-off radius, Box-Muller pairs per step) for the guarantee (`privacy.accounting.noise_cutoff`): the
+        smallest radius and the most pairs over every set of tensors `expect` saw (each trace of `add` too)."""
+
+    def expect(self, tensors) -> None:
+        """Takes into `pairs` noise on tensors (or variables) shaped as ``tensors``; ignored where a shape is not
+        fully known (a model not built yet): the trace of `add` sees the gradients' static shapes."""
+        shapes = [tuple(t.shape) for t in tensors]
+        if not shapes or any(d is None for shape in shapes for d in shape):
+            return
+        radius = min(cutoff_radius(t.dtype) for t in tensors)
+        pairs = sum(pairs_of(shape) for shape in shapes)
+        if self.pairs is not None:
+            radius, pairs = min(radius, self.pairs[0]), max(pairs, self.pairs[1])
+        self.pairs = (radius, pairs)
 
     def build(self) -> None:
         """Creates the generator (eagerly, under the distribution strategy in scope)."""
@@ -68,6 +97,7 @@ class GaussianNoise:
             return list(tensors)
         if self._generator is None:
             raise RuntimeError("GaussianNoise.build() must run (eagerly) before the training step is traced")
+        self.expect(tensors)
         keep = _first_replica_indicator()
         seeds = self._generator.make_seeds(len(tensors))  # shape (2, len(tensors)); advances the state
         out = []
@@ -77,24 +107,56 @@ class GaussianNoise:
         return out
 
 
+def cutoff_radius(dtype) -> float:
+    """R, the largest radius of a Box-Muller pair drawn for tensors of ``dtype``, in standard deviations: 12.0
+    for float64 (uniform w >= 2^-104), 9.42 otherwise (w >= 2^-64). Float rounding of the draws aside, the noise
+    is N(0, 1) pairs conditioned on radius <= R (`privacy.accounting.noise_cutoff` accounts it)."""
+    return noise_cutoff.sampler_radius(tf.as_dtype(dtype).name)
+
+
+def pairs_of(shape) -> int:
+    """Box-Muller pairs drawn for one tensor of static ``shape``: ceil(size / 2)."""
+    return (math.prod(int(d) for d in shape) + 1) // 2
+
+
 def standard_normal(shape, seed, dtype) -> tf.Tensor:
     """Independent N(0, 1) draws of ``shape`` and ``dtype`` under the Philox ``seed`` (shape (2,)), by Box-Muller.
 
-    Computed in float64 for float64 tensors, else in float32 (then cast).
+    float64: three float64 uniforms per pair (`box_muller`); any other dtype: three 32-bit Philox words per pair
+    (`box_muller_words`), computed in float32 and cast.
     """
-    compute = tf.float64 if dtype == tf.float64 else tf.float32
     size = tf.reduce_prod(shape)
-    u = tf.random.stateless_uniform(
-        tf.stack([3, (size + 1) // 2]), seed=seed, dtype=compute, alg=tf.random.Algorithm.PHILOX
-    )
-    return tf.cast(tf.reshape(box_muller(u)[:size], shape), dtype)
+    pairs = tf.stack([3, (size + 1) // 2])
+    if dtype == tf.float64:
+        u = tf.random.stateless_uniform(pairs, seed=seed, dtype=tf.float64, alg=tf.random.Algorithm.PHILOX)
+        z = box_muller(u)
+    else:
+        words = tf.random.stateless_uniform(
+            pairs, seed=seed, minval=None, maxval=None, dtype=tf.uint32, alg=tf.random.Algorithm.PHILOX
+        )
+        z = box_muller_words(words)
+    return tf.cast(tf.reshape(z[:size], shape), dtype)
+
+
+def box_muller_words(words) -> tf.Tensor:
+    """2n float32 N(0, 1) draws (n cosines, then n sines) from uint32 Philox words of shape (3, n).
+
+    The radius's uniform is w = words[0] 2^-32 + (words[1] + 1) 2^-64 in (0, 1], computed in float32 (24
+    significant bits at every scale down to its least value 2^-64; the sum rounds to at most 1, so the
+    logarithm is never positive): |z| reaches sqrt(128 ln 2) = 9.42 (`cutoff_radius`). The angle is
+    2 pi (words[2] >> 8) 2^-24.
+    """
+    w = tf.cast(words[0], tf.float32) * 2.0**-32 + (tf.cast(words[1], tf.float32) * 2.0**-64 + 2.0**-64)
+    radius = tf.sqrt(-2.0 * tf.math.log(w))
+    angle = (2.0 * math.pi * 2.0**-24) * tf.cast(tf.bitwise.right_shift(words[2], 8), tf.float32)
+    return tf.concat([radius * tf.cos(angle), radius * tf.sin(angle)], 0)
 
 
 def box_muller(u) -> tf.Tensor:
     """2n N(0, 1) draws (n cosines, then n sines) from uniforms ``u`` of shape (3, n), multiples of eps in [0, 1).
 
     The radius's uniform w = 1 - u[0] - eps u[1] lies in [eps^2, 1]: the logarithm is finite and |z| reaches
-    sqrt(-2 ln eps^2) (7.99 in float32, 12.0 in float64); the angle is 2 pi u[2].
+    sqrt(-2 ln eps^2) (12.0 in float64); the angle is 2 pi u[2].
     """
     eps = float(np.finfo(u.dtype.as_numpy_dtype).eps)
     w = tf.maximum((1.0 - u[0]) - eps * u[1], eps * eps)  # the floor only binds if a backend returned u = 1

@@ -34,6 +34,7 @@ from privacy.accounting import (
     dp_sgd_report,
     resolve_adjacency,
 )
+from privacy.accounting.noise_cutoff import NoiseCutoff, NoiseCutoffError
 from privacy.atomic_files import write_atomically
 from privacy.keras import layer_rules, optimizers, recording
 from privacy.keras import sampling as sampling_lib
@@ -361,10 +362,32 @@ class PrivateTraining:
         self, accountant: AccountantKind | str | None = None, steps: int | None = None
     ) -> str | None:
         """Why ``accountant`` (default: `accountant_kind`) is not asked for the epsilon of ``steps`` steps
-        (default: those run): no analysis, or PLD's cost limits (as `privacy.accounting.compute_epsilon`)."""
+        (default: those run): no analysis, PLD's cost limits (as `privacy.accounting.compute_epsilon`), or the noise
+        sampler's cut-off adding more than 1 % of delta over those steps (`_noise_cutoff_reason`)."""
         kind = AccountantKind(accountant) if accountant is not None else self.accountant_kind()
         mechanism = self.mechanism(steps)
-        return mechanism.unsupported_reason(kind.value) or mechanism.cost_reason(kind.value, self.target_delta)
+        return (
+            mechanism.unsupported_reason(kind.value)
+            or mechanism.cost_reason(kind.value, self.target_delta)
+            or self._noise_cutoff_reason(mechanism)
+        )
+
+    def _noise_cutoff_reason(self, mechanism: DpSgdMechanism) -> str | None:
+        """Why the noise's cut-off cannot be accounted within `noise_cutoff.MAX_ADDED_FRACTION` of delta at
+        `target_epsilon` (the bound for every epsilon without one), or None: also where the noise's tensors are not
+        known yet (`GaussianNoise.pairs`), or only epsilon bounds the cut-off (fixed or truncated batches) and
+        there is no target: `report` then checks it at the epsilon spent."""
+        if self.noise.pairs is None:
+            return None
+        radius, pairs = self.noise.pairs
+        cutoff = NoiseCutoff.for_mechanism(mechanism, radius=radius, pairs=pairs)
+        if cutoff.shifts is None and self.target_epsilon is None:
+            return None
+        try:
+            cutoff.check(self.target_delta, math.inf if self.target_epsilon is None else self.target_epsilon)
+        except NoiseCutoffError as err:
+            return str(err)
+        return None
 
     def epsilon(self, accountant: AccountantKind | str | None = None) -> float:
         """Epsilon spent so far at `target_delta`.
@@ -384,7 +407,10 @@ class PrivateTraining:
         mechanism = self.mechanism()
         if len(budget.ledger) != 1 or budget.ledger[0][0] != mechanism.unit_event():
             raise DPConfigurationError("the budget composes several configurations; read it from .budget")
-        report = dp_sgd_report(mechanism, delta=self.target_delta)
+        try:
+            report = dp_sgd_report(mechanism, delta=self.target_delta, noise_pairs=self.noise.pairs)
+        except NoiseCutoffError as err:
+            raise DPConfigurationError(str(err)) from None
         notes = (*report.notes, f"not covered: {NOT_COVERED}.")
         if mechanism.truncated_batch_size is not None:
             notes += (
@@ -412,7 +438,7 @@ class PrivateTraining:
         event = mechanism.unit_event()
         ledger = budget.ledger
         before = ledger[:-1] if ledger and ledger[-1][0] == event else ledger  # earlier configurations
-        key = (event, before, kind, self.target_epsilon, self.target_delta, mechanism.epoch_length)
+        key = (event, before, kind, self.target_epsilon, self.target_delta, mechanism.epoch_length, self.noise.pairs)
         if self._max_steps is None or self._max_steps[0] != key:
             trial = PrivacyBudget(
                 target_delta=self.target_delta,
@@ -442,13 +468,17 @@ class PrivateTraining:
         """Lets the training step run up to `max_steps` (None: no target) and returns it.
 
         Raises:
-          PrivacyBudgetExceeded: when no step is left within `target_epsilon`.
+          PrivacyBudgetExceeded: when no step is left within `target_epsilon` (or within the noise cut-off's 1 % of
+            delta).
         """
         limit = self.max_steps()
         if limit is None:
             return None
         self._limit.assign(limit - self._steps_base)
         if self.steps >= limit:
+            cutoff = self._noise_cutoff_reason(self.mechanism(self.steps + 1))
+            if cutoff:
+                raise PrivacyBudgetExceeded(f"no step is left after {self.steps} private steps: {cutoff}")
             raise PrivacyBudgetExceeded(
                 f"target epsilon {self.target_epsilon:g} is spent: {self.steps} private steps give epsilon "
                 f"{self.epsilon():.4g} at delta {self.target_delta:g}; training more would exceed it"

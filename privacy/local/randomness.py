@@ -36,11 +36,13 @@ class OsRandom:
         return (self._words(int(size)) >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
     def normal(self, loc: float = 0.0, scale: float = 1.0, size: int = 1) -> np.ndarray:
-        """``size`` N(loc, scale^2) draws by the Box-Muller transform of CSPRNG uniforms (not hardened against
-        floating-point attacks on Gaussian samplers, Mironov 2012)."""
+        """``size`` N(loc, scale^2) draws by the Box-Muller transform of CSPRNG words (not hardened against
+        floating-point attacks on Gaussian samplers, Mironov 2012). The radius's uniform is (word + 1) 2^-64 in
+        [2^-64, 1] from a whole 64-bit word, so a pair's radius stops at sqrt(128 ln 2) = 9.42 (53-bit uniforms:
+        8.57); what that cut-off adds to delta: `privacy.accounting.noise_cutoff`."""
         count = int(size)
         pairs = (count + 1) // 2
-        radius = np.sqrt(-2.0 * np.log1p(-self.random(pairs)))  # 1 - u in (0, 1]: log finite
+        radius = np.sqrt(-2.0 * np.log((self._words(pairs).astype(np.float64) + 1.0) * 2.0**-64))
         angle = 2.0 * np.pi * self.random(pairs)
         return loc + scale * np.concatenate([radius * np.cos(angle), radius * np.sin(angle)])[:count]
 

@@ -135,6 +135,12 @@ def test_shuffled_dp_training_on_the_pipeline_data_records_its_ledger(executor_r
     events = _preprocessing(ledger, factor=2) + [dp_event.GaussianDpEvent(0.5)]
     exact = dp_accounting.rdp.RdpAccountant().compose(dp_event.ComposedDpEvent(events)).get_epsilon(1e-3)
     assert ledger["epsilon"]["rdp"] == pytest.approx(exact, rel=1e-9) and _stored(props["epsilon_rdp"], exact)
+    # The noise sampler's cut-off: float32 pairs of the trained model's variables, its delta in the artifact's.
+    cutoff = ledger["parameters"]["noise_cutoff"]
+    assert cutoff["radius"] == pytest.approx(math.sqrt(128 * math.log(2)), rel=1e-15) and cutoff["pairs"] > 0
+    assert "noise cut-off" not in ledger["parameters"]["outside_guarantee"]
+    assert 0 < ledger["composition"]["cutoff_delta"] < 0.01 * 1e-3
+    assert ledger["delta"] == ledger["composition"]["accountant_delta"] + ledger["composition"]["cutoff_delta"]
 
 
 def test_microbatched_dp_training_accounts_sensitivity_two_c(executor_runs):

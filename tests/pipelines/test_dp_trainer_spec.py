@@ -241,7 +241,8 @@ def test_private_training_on_transformed_examples_without_their_transform_graph_
 def test_the_ledger_lists_the_inferred_spec_and_separate_runs_outside_the_guarantee(tmp_path):
     """A DP Trainer run's ledger (in the pushed model, so the report and the gate's summary) lists what its
     epsilon does not cover: the data-inferred feature spec of the serving signature unless the schema is
-    declared public (a pipeline with a schema_file declares it), and that separate runs compose."""
+    declared public (a pipeline with a schema_file declares it), that separate runs compose, and the noise
+    sampler's cut-off where the run_fn did not say which pairs it drew."""
     from pipelines import privacy_ledger
     from pipelines.plan import resolve_plan
     from pipelines.report import PipelineReport
@@ -249,7 +250,7 @@ def test_the_ledger_lists_the_inferred_spec_and_separate_runs_outside_the_guaran
     def outside(**changes):
         plan = DpTrainingConfig.from_custom_config({**GOOD, **changes}).plan(dataset_size=400)
         folder = str(tmp_path / str(len(changes)))
-        privacy_ledger.write_ledger(folder, plan.ledger())
+        privacy_ledger.write_ledger(folder, plan.ledger(noise_pairs=(9.42, 100)))
         return privacy_ledger.read_ledger(folder).parameters["outside_guarantee"]
 
     inferred, runs = "feature spec inferred from the data", "separate runs on the same data"
@@ -265,7 +266,7 @@ def test_the_ledger_lists_the_inferred_spec_and_separate_runs_outside_the_guaran
     for trainer, config in (("dp", {**GOOD, "public_schema": True}), ("federated", {"public_schema": True})):
         with pytest.raises(ValueError, match=r"public_schema: true .* without schema_file .* infers it"):
             resolve_plan(trainer=trainer, trainer_config=config)  # SchemaGen would infer what the ledger calls fixed
-    ledger = DpTrainingConfig.from_custom_config(GOOD).plan(dataset_size=400).ledger()
+    ledger = DpTrainingConfig.from_custom_config(GOOD).plan(dataset_size=400).ledger()  # no noise pairs given
     report = PipelineReport("p", "r", {}, "uri", 1, {}, ledger, None, None, None)
-    assert set(report.to_dict()["privacy"]["outside_guarantee"]) == {inferred, runs}
+    assert set(report.to_dict()["privacy"]["outside_guarantee"]) == {inferred, runs, "noise cut-off"}
     assert any(line.startswith(f"  outside the guarantee: {inferred}: ") for line in report.format_text().splitlines())

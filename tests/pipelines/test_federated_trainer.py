@@ -859,6 +859,7 @@ def test_a_ledger_with_a_push_decision_lists_a_clients_held_out_records_beyond_k
     Either way the ledger lists separate runs on the same data, as the DP Trainer's does (one ledger format)."""
     from pipelines.components.federated_trainer.spec import DECISION_CAVEAT
     from pipelines.privacy_ledger import SEPARATE_RUNS
+    from pipelines.privacy_ledger import UNKNOWN_NOISE_CUTOFF as UNKNOWN
     from privacy import PrivacyBudget
 
     settings = {
@@ -882,5 +883,42 @@ def test_a_ledger_with_a_push_decision_lists_a_clients_held_out_records_beyond_k
         )
         listed[name] = ledger.parameters["outside_guarantee"]
         assert (ledger.decision is not None) == (name == "with")
-    assert listed["with"] == {**SEPARATE_RUNS, **DECISION_CAVEAT, "evaluation": "held-out accuracy"}
-    assert listed["without"] == {**SEPARATE_RUNS, "evaluation": "held-out accuracy"}
+    assert listed["with"] == {**SEPARATE_RUNS, **DECISION_CAVEAT, "evaluation": "held-out accuracy", **UNKNOWN}
+    assert listed["without"] == {**SEPARATE_RUNS, "evaluation": "held-out accuracy", **UNKNOWN}
+
+
+def test_a_dp_fedavg_ledger_adds_its_noise_cutoffs_delta_and_refuses_one_over_one_percent():
+    """With the strategy's noise pairs (ppml's float64 sampler, 12.0 stds, over the flattened weights plus the noisy
+    count) the DP-FedAvg ledger's delta adds the cut-off's (recomputed here), and the cut-off is not listed outside
+    the guarantee; a cut-off adding more than 1 % of delta is refused; seeded noise gives no pairs."""
+    import numpy as np
+
+    from pipelines.privacy_ledger import LedgerError
+    from privacy import PrivacyBudget
+    from privacy.accounting import NoiseCutoff
+
+    settings = {"label_key": "y", "num_clients": 10, "rounds": 2, "private": True, "target_epsilon": 3.0}
+    plan = FederatedTrainingConfig.for_trainer({**settings, "num_classes": 2}).plan(10)
+    m = plan.mechanism
+    strategy = plan.strategy()
+    weights = [np.zeros((5, 3)), np.zeros(3)]
+    pairs = strategy.noise_pairs(weights)
+    assert pairs == (np.sqrt(208 * np.log(2)), (18 + 1) // 2 + 1)
+    budget = PrivacyBudget.for_mechanism(m, plan.delta).compose(m.unit_event(), m.units())
+    ledger = plan.ledger(budget, rounds=2, trainer={}, noise_pairs=pairs)
+    # Fixed-size client samples under replace-one: only the distance to the untruncated mechanism, e^eps (1 - Z^T).
+    assert (m.sampling.value, m.adjacency.value) == ("fixed", "replace-one")
+    expected = NoiseCutoff(
+        radius=pairs[0], pairs=pairs[1], steps=2, shift=m.sensitivity / m.noise_multiplier, shifts=None
+    )
+    assert ledger.cutoff_delta == pytest.approx(expected.added_delta(plan.delta, ledger.epsilon), rel=1e-12)
+    assert ledger.cutoff_delta > 0
+    assert (
+        ledger.delta == plan.delta + ledger.cutoff_delta
+        and "noise cut-off" not in ledger.parameters["outside_guarantee"]
+    )
+    with pytest.raises(LedgerError, match="more than 1% of delta"):
+        plan.ledger(budget, rounds=2, trainer={}, noise_pairs=(3.0, 10**6))
+    seeded = FederatedTrainingConfig.for_trainer({**settings, "num_classes": 2, "seed": 1}).plan(10).strategy()
+    seeded.seeded_noise = True
+    assert seeded.noise_pairs(weights) is None

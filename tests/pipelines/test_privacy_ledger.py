@@ -10,7 +10,7 @@ from ml_metadata.proto import metadata_store_pb2
 from scipy import stats
 
 from pipelines import privacy_ledger as pl
-from privacy.accounting import DpSgdMechanism, PrivacyBudget, compute_epsilon, event_from_json
+from privacy.accounting import DpSgdMechanism, NoiseCutoff, PrivacyBudget, compute_epsilon, event_from_json
 from privacy.preprocessing import (
     CoverageRecord,
     GaussianThresholding,
@@ -48,13 +48,40 @@ def test_ledger_epsilon_is_the_accountants_value_and_survives_json(tmp_path):
 
 def test_to_dict_shares_no_state_with_the_ledger():
     ledger = pl.PrivacyLedger.for_dp_sgd(
-        MECHANISM, l2_norm_clip=1.5, delta=1e-3, trainer={"libs": {"tf": "2"}}, outside_guarantee={"x": "why"}
+        MECHANISM,
+        l2_norm_clip=1.5,
+        delta=1e-3,
+        trainer={"libs": {"tf": "2"}},
+        outside_guarantee={"x": "why"},
+        noise_pairs=(9.42, 100),
     )
     data = ledger.to_dict()
     data["parameters"]["outside_guarantee"]["x"] = "edited"
     data["trainer"]["libs"]["tf"] = "edited"
     again = ledger.to_dict()
     assert again["parameters"]["outside_guarantee"] == {"x": "why"} and again["trainer"] == {"libs": {"tf": "2"}}
+
+
+def test_the_noise_cutoffs_delta_is_added_recomputed_and_refused_beyond_one_percent(tmp_path):
+    """With the sampler's (cut-off, pairs) the ledger's delta is the accountant's plus the cut-off's (recomputed from
+    parameters['noise_cutoff'], the epsilon unchanged); without them the cut-off is listed outside the guarantee;
+    a cut-off adding more than 1 % of delta is refused."""
+    pairs = (math.sqrt(128 * math.log(2)), 20_000)
+    ledger = pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.5, delta=1e-3, noise_pairs=pairs)
+    cutoff = NoiseCutoff(radius=pairs[0], pairs=20_000, steps=122, shift=1 / 1.3, moves=32 / 389)
+    added = cutoff.added_delta(1e-3, ledger.epsilon)  # Poisson add-remove: credited q e^eps at the ledger's epsilon
+    assert added <= cutoff.added_delta(1e-3)  # q e^eps > 1 here: no credit
+    assert 0 < added < 1e-12 and ledger.cutoff_delta == pytest.approx(added, rel=1e-12)
+    assert ledger.delta == 1e-3 + ledger.cutoff_delta
+    assert ledger.accountant_delta == 1e-3 and ledger.epsilons["rdp"] == pytest.approx(compute_epsilon(MECHANISM, 1e-3))
+    assert ledger.parameters["noise_cutoff"] == {"radius": pairs[0], "pairs": 20_000}
+    again = pl.read_ledger(pl.write_ledger(str(tmp_path / "m"), ledger).rsplit("/assets.extra", 1)[0])
+    assert again.delta == ledger.delta and again.to_dict()["report"]["guarantee_delta"] == 1e-3 + added
+    assert "noise cut-off" not in ledger.parameters.get("outside_guarantee", {})
+    bare = pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.5, delta=1e-3)
+    assert bare.delta == 1e-3 and "noise cut-off" in bare.parameters["outside_guarantee"]
+    with pytest.raises(pl.LedgerError, match=r"noise cut-off: .* more than 1% of delta=0.001"):
+        pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.5, delta=1e-3, noise_pairs=(4.0, 20_000))
 
 
 def test_a_ledger_cannot_claim_fewer_steps_than_its_events(tmp_path):
@@ -421,3 +448,31 @@ def test_the_push_decision_is_reserved_and_composed_between_preprocessing_and_tr
     del hidden["decision"]
     with pytest.raises(pl.LedgerError, match="does not account the run"):
         pl.PrivacyLedger.from_dict(hidden)
+
+
+def test_a_ledger_written_before_the_cutoff_was_accounted_lists_it_outside_the_guarantee():
+    """A DP-SGD ledger without parameters['noise_cutoff'] or a 'noise cut-off' entry (written before the cut-off was
+    accounted) reads back with the cut-off listed outside the guarantee, not as a full (epsilon, delta)."""
+    data = pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.5, delta=1e-3).to_dict()
+    data["parameters"]["outside_guarantee"].pop("noise cut-off")
+    data["parameters"].pop("outside_guarantee")
+    old = pl.PrivacyLedger.from_dict(data)
+    assert old.delta == 1e-3 and old.parameters["outside_guarantee"] == pl.UNKNOWN_NOISE_CUTOFF
+
+
+@pytest.mark.parametrize(
+    "stored, message",
+    [
+        ({"radius": "9.42", "pairs": 100}, "radius must be in"),
+        ({"radius": 1e9, "pairs": 100}, r"radius must be in \(1, 12.0073\]"),  # no ppml sampler cuts there
+        ({"radius": 9.42, "pairs": 0}, "pairs must be an integer >= 1"),
+        ({"radius": 9.42}, "'pairs'"),
+    ],
+)
+def test_a_malformed_noise_cutoff_is_refused_on_read(stored, message):
+    """The cut-off is recomputed when a ledger is read, so a malformed one (or a radius beyond every ppml sampler's,
+    which would credit noise no sampler drew) is a one-line LedgerError there, not later or a traceback."""
+    data = pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.5, delta=1e-3, noise_pairs=(9.42, 100)).to_dict()
+    data["parameters"]["noise_cutoff"] = stored
+    with pytest.raises(pl.LedgerError, match=f"noise cut-off: .*{message}"):
+        pl.PrivacyLedger.from_dict(data)

@@ -4,7 +4,9 @@ A module file trains like any TFX ``run_fn`` and calls two things from here::
 
     plan = fn_args_utils.plan_from_fn_args(fn_args)     # n counted, sigma calibrated, steps
     ...train plan.steps steps (DP-SGD with plan.mechanism when plan.private)...
-    fn_args_utils.write_run_ledger(fn_args, plan, budget=callback_budget)   # private runs only
+    fn_args_utils.write_run_ledger(fn_args, plan, budget=training.budget, noise_pairs=training.noise.pairs)
+    # (private runs only; training = privacy.keras.private_training(model); without noise_pairs the ledger lists
+    # the noise sampler's cut-off outside the guarantee)
 
 The DP Trainer's executor resolves the same plan before training (so bad settings fail early)
 and checks the ledger against it afterwards.
@@ -85,6 +87,7 @@ def write_run_ledger(
     budget=None,
     trainer: dict[str, Any] | None = None,
     truncated_batches: int | None = None,
+    noise_pairs: tuple[float, int] | None = None,
 ) -> str:
     """Writes the ledger of a private run into the exported SavedModel; returns its path.
 
@@ -96,8 +99,17 @@ def write_run_ledger(
         exactly the steps taken.
       truncated_batches: under truncated Poisson sampling (``plan.mechanism.truncated_batch_size``), the
         batches the sampler cut (`privacy.keras.PrivateTraining.truncated_batches`); required then.
+      noise_pairs: the noise sampler's (cut-off radius, Box-Muller pairs per step),
+        `privacy.keras.PrivateTraining.noise.pairs`: the ledger's delta then includes what the cut-off adds; without
+        it the cut-off is listed outside the guarantee.
     """
-    ledger = plan.ledger(steps_taken=steps_taken, budget=budget, trainer=trainer, truncated_batches=truncated_batches)
+    ledger = plan.ledger(
+        steps_taken=steps_taken,
+        budget=budget,
+        trainer=trainer,
+        truncated_batches=truncated_batches,
+        noise_pairs=noise_pairs,
+    )
     return privacy_ledger.write_ledger(fn_args.serving_model_dir, ledger)
 
 

@@ -380,12 +380,14 @@ class DpTrainingPlan:
         budget: PrivacyBudget | None = None,
         trainer: dict[str, Any] | None = None,
         truncated_batches: int | None = None,
+        noise_pairs: tuple[float, int] | None = None,
     ) -> PrivacyLedger:
         """The ledger of the run after ``steps_taken`` steps (default: all planned steps).
 
         Args:
           budget: the budget the training callback composed, checked against the plan.
           truncated_batches: under truncated Poisson sampling, how many batches the sampler cut (required then).
+          noise_pairs: the noise sampler's (cut-off radius, pairs per step), whose delta the ledger adds.
         """
         if self.mechanism is None:
             raise ValueError("a non-private run has no privacy ledger")
@@ -402,4 +404,5 @@ class DpTrainingPlan:
             decision=self.decision,
             truncated_batches=truncated_batches,
             outside_guarantee=outside,
+            noise_pairs=noise_pairs,
         )

@@ -1047,15 +1047,26 @@ class FederatedTrainingPlan:
         return (float(epsilon), AccountantKind.PLD.value) if math.isfinite(epsilon) else (None, "none: PLD diverges")
 
     def ledger(
-        self, budget, *, rounds: int, trainer: Mapping[str, Any], outside_guarantee: Mapping[str, str] | None = None
+        self,
+        budget,
+        *,
+        rounds: int,
+        trainer: Mapping[str, Any],
+        outside_guarantee: Mapping[str, str] | None = None,
+        noise_pairs: tuple[float, int] | None = None,
     ) -> privacy_ledger.PrivacyLedger:
         """The ``dp-fedavg`` ledger of ``rounds`` rounds of this plan (the budget the simulation composed), with
         the plan's preprocessing releases composed before the rounds and what the run released outside its
         guarantee (the history's ``outside_guarantee``, after `privacy_ledger.SEPARATE_RUNS`, listed by every
         ledger: it accounts this run alone).
 
+        Args:
+          noise_pairs: (cut-off radius, Box-Muller pairs per round) of the noise drawn (`noise_pairs`): the ledger's
+            delta then adds the cut-off's; without it the cut-off is listed outside the guarantee.
+
         Raises:
-          privacy_ledger.LedgerError: if ``budget`` does not account exactly those rounds of the plan.
+          privacy_ledger.LedgerError: if ``budget`` does not account exactly those rounds of the plan, or the noise's
+            cut-off adds more than 1 % of delta.
         """
         if self.mechanism is None:
             raise privacy_ledger.LedgerError("the privacy ledger accounts central DP-FedAvg, not trust_model 'local'")
@@ -1088,9 +1099,12 @@ class FederatedTrainingPlan:
                 **privacy_ledger.SEPARATE_RUNS,
                 **(DECISION_CAVEAT if self.decision is not None else {}),
                 **(outside_guarantee or {}),
+                **(privacy_ledger.UNKNOWN_NOISE_CUTOFF if noise_pairs is None else {}),
             },
         }
-        return privacy_ledger.PrivacyLedger(
+        if noise_pairs is not None:
+            parameters["noise_cutoff"] = {"radius": float(noise_pairs[0]), "pairs": int(noise_pairs[1])}
+        ledger = privacy_ledger.PrivacyLedger(
             budget=budget,
             mechanism=privacy_ledger.DP_FEDAVG,
             parameters=parameters,
@@ -1098,6 +1112,8 @@ class FederatedTrainingPlan:
             preprocessing=self.preprocessing,
             decision=self.decision,
         )
+        ledger.cutoff_delta  # noqa: B018 -- refuses a cut-off over 1 % of delta before the ledger is written
+        return ledger
 
 
 def _interval(key: str, value: Any, low: float, high: float, closed: str) -> float:

@@ -489,3 +489,54 @@ def test_old_spellings_still_work_for_one_release_with_a_deprecation_warning(old
     assert f"{old}: is the old spelling of {new}" in both.stderr
     help_text = CliRunner().invoke(cli, ["epsilon", "--help"]).output
     assert new in help_text and f"{old} " not in help_text
+
+
+def test_epsilon_with_the_models_weights_adds_the_noise_cutoffs_delta():
+    """``--weights D``: the same epsilon (dp-accounting's at delta, recomputed here), the guarantee's delta plus the
+    cut-off's for D pairs of radius sqrt(128 ln 2) over every step; a cut-off over 1 % of delta exits 2."""
+    from privacy.accounting import NoiseCutoff
+
+    plain = json.loads(run("epsilon", *TUTORIAL, "--epochs", "60", "--json").output)
+    result = run("epsilon", *TUTORIAL, "--epochs", "60", "--json", "--weights", "669706")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    steps = math.ceil(60 * 60000 / 256)
+    rdp = independent(256 / 60000, 1.1, steps, 1e-5, "rdp")
+    assert data["epsilon_rdp"] == pytest.approx(rdp, rel=1e-9) and data["epsilon_rdp"] == plain["epsilon_rdp"]
+    added = NoiseCutoff(
+        radius=math.sqrt(128 * math.log(2)), pairs=669706, steps=steps, shift=1 / 1.1, moves=256 / 60000
+    )
+    eps = min(e for e in (data["epsilon_rdp"], data["epsilon_pld"]) if e is not None)
+    assert data["noise_cutoff"]["epsilon"] == eps
+    assert data["noise_cutoff"]["added_delta"] == pytest.approx(added.added_delta(1e-5, eps), rel=1e-12)
+    assert data["guarantee_delta"] == 1e-5 + data["noise_cutoff"]["added_delta"] and data["delta"] == 1e-5
+    assert plain["noise_cutoff"] is None and plain["guarantee_delta"] == 1e-5
+    text = run("epsilon", *TUTORIAL, "--epochs", "60", "--weights", "669706").output
+    assert f"1e-05 + {data['noise_cutoff']['added_delta']:.3g})-DP" in text and "noise cut-off: " in text
+    refused = CliRunner().invoke(
+        cli,
+        [
+            "epsilon",
+            *TUTORIAL[:4],
+            "--noise-multiplier",
+            "0.3",
+            "--target-delta",
+            "1e-5",
+            "--epochs",
+            "60",
+            "--weights",
+            "669706",
+        ],
+    )
+    assert refused.exit_code == 2 and "more than 1% of delta=1e-05" in refused.output, refused.output
+    assert "Traceback" not in refused.output
+
+
+def test_weights_without_an_epsilon_say_why_the_cutoff_cannot_be_bounded():
+    """Fixed-size batches bound the cut-off only through epsilon: where the chosen accountant has none (PLD has no
+    fixed-size analysis) --weights exits 2 naming that, not an infinite delta to be cured by more noise."""
+    result = CliRunner().invoke(
+        cli, ["epsilon", *TUTORIAL, "--epochs", "2", "--sampling", "fixed", "--accountant", "pld", "--weights", "1000"]
+    )
+    assert result.exit_code == 2
+    assert "bounded only through epsilon for this sampling" in result.output and "delta inf" not in result.output

@@ -8,9 +8,11 @@ import tensorflow as tf
 from scipy import stats
 from sklearn.datasets import load_digits
 
+from privacy.accounting import DpSgdMechanism, NoiseCutoff
 from privacy.keras import (
     DPConfigurationError,
     DPKerasAdamOptimizer,
+    PrivacyBudgetExceeded,
     compat,
     find_problems,
     fixed_size_batches,
@@ -19,7 +21,7 @@ from privacy.keras import (
     private_training,
     sampling_of,
 )
-from privacy.keras.noise import GaussianNoise, box_muller, standard_normal
+from privacy.keras.noise import GaussianNoise, box_muller, box_muller_words, cutoff_radius, standard_normal
 
 K = compat.default_keras()
 L = K.layers
@@ -454,56 +456,86 @@ def case_noise_source_draws_independent_standard_normals():
     _assert_uncorrelated(first[0], other[0], "seeds")
 
 
-def case_box_muller_tails_reach_eight_sigma():
-    """The radius uses a uniform twice as fine as one draw's, so noise is cut near 8 sigma, not 5.65 (float32).
+def case_box_muller_pairs_have_rayleigh_radii_and_uniform_angles():
+    """The float32 transform's pairs: radius^2 ~ chi-square(2), angle uniform (KS), beyond 4 sigma as often as
+    N(0, 1) (binomial), and `GaussianNoise.pairs` counts what was drawn with the smallest cut-off."""
+    noise = GaussianNoise(seed=5)
+    noise.build()
+    z = noise.add([tf.zeros([2_000_000]), tf.zeros([3], tf.float64)], 1.0)[0].numpy().astype(np.float64)
+    assert noise.pairs == (cutoff_radius(tf.float32), 1_000_000 + 2)
+    assert cutoff_radius(tf.float64) > 12 and cutoff_radius(tf.float32) == np.sqrt(128 * np.log(2))
+    cos, sin = z[:1_000_000], z[1_000_000:]
+    assert stats.kstest(cos * cos + sin * sin, "chi2", args=(2,)).pvalue > 1e-3
+    assert stats.kstest(np.arctan2(sin, cos) / (2 * np.pi) % 1.0, "uniform").pvalue > 1e-3
+    beyond = int(np.sum(np.abs(z) > 4))
+    assert stats.binomtest(beyond, z.size, 2 * stats.norm.sf(4)).pvalue > 1e-3, beyond
 
-    One float32 uniform is a multiple of 2^-23: sqrt(-2 ln(1 - u)) stops at 5.65 and a record whose clipped
-    gradient of norm C lies in one coordinate is exposed with probability P(N > 5.65 - 1/sigma) per step
-    (1.7e-6 at sigma 1; TensorFlow's kernel: 5.68). Radii here come from 1 - u0 - eps u1 >= eps^2: exact values
-    against numpy's float64 logarithm, finite at every extreme, for float32 and float64.
-    """
-    for dtype, eps in ((tf.float32, 2.0**-23), (tf.float64, 2.0**-52)):
-        top = 1 - eps  # the largest uniform below 1
-        u0 = [top, top, top, 0.0, 0.0, 0.5]
-        u1 = [top, 0.5, 0.0, 0.0, top, 0.0]
-        angle = [0.0, 0.0, 0.0, 0.0, 0.25, 0.5]
-        z = box_muller(tf.constant([u0, u1, angle], dtype)).numpy()
-        assert z.dtype == dtype.as_numpy_dtype and z.shape == (12,) and np.all(np.isfinite(z)), (dtype, z)
-        w = 1 - np.array(u0) - eps * np.array(u1)
-        radius = np.sqrt(-2 * np.log(w))
-        expected = np.concatenate(
-            [radius * np.cos(2 * np.pi * np.array(angle)), radius * np.sin(2 * np.pi * np.array(angle))]
-        )
-        np.testing.assert_allclose(z, expected, rtol=1e-5, atol=1e-5, err_msg=str(dtype))
-        assert z.max() >= np.sqrt(-2 * np.log(eps**2)) * (1 - 1e-6), (dtype, z.max())
+
+def _words_expected(words):
+    """numpy's float64 Box-Muller of uint32 words (3, n): w = words[0] 2^-32 + (words[1] + 1) 2^-64."""
+    w = words.astype(np.float64)
+    radius = np.sqrt(-2 * np.log(w[0] * 2.0**-32 + (w[1] + 1) * 2.0**-64))
+    angle = 2 * np.pi * (words[2] >> 8).astype(np.float64) * 2.0**-24
+    return np.concatenate([radius * np.cos(angle), radius * np.sin(angle)])
+
+
+def case_box_muller_tails_reach_the_cutoff():
+    """float32 radii come from 64 bits, so noise is cut at sqrt(128 ln 2) = 9.42 sigma (one float32 uniform: 5.65;
+    two: 7.99; what each adds to delta: privacy.accounting.noise_cutoff). Extreme and random words against numpy's
+    float64 computation, finite at every extreme; float64 radii from 1 - u0 - eps u1 >= eps^2 reach 12.0."""
+    top = 2**32 - 1
+    extreme = np.array(
+        [[0, 0, 0, 1, top, top, 2**24, 7], [0, top, 1, 0, top, 0, 12345, top], [0, 0, top, 2**31, 0, top, 2**8, 255]],
+        dtype=np.uint32,
+    )
+    words = np.concatenate([extreme, np.random.default_rng(3).integers(0, 2**32, (3, 5000), dtype=np.uint32)], 1)
+    z = box_muller_words(tf.constant(words)).numpy()
+    assert z.dtype == np.float32 and np.all(np.isfinite(z))
+    expected = _words_expected(words)
+    # float32 rounds w to 24 bits: -2 ln w is off by about 2^-23 where w is near 1, so radii below ~3e-4 are coarse.
+    n = words.shape[1]
+    squares = z[:n].astype(np.float64) ** 2 + z[n:].astype(np.float64) ** 2
+    np.testing.assert_allclose(squares, expected[:n] ** 2 + expected[n:] ** 2, rtol=4e-6, atol=2.0**-21)
+    np.testing.assert_allclose(z, expected, rtol=2e-6, atol=3e-4)
+    np.testing.assert_allclose(z[0], cutoff_radius(tf.float32), rtol=1e-6)
+    assert np.abs(z).max() == z[0]
+    eps = 2.0**-52
+    top = 1 - eps  # the largest float64 uniform below 1
+    u0 = [top, top, top, 0.0, 0.0, 0.5]
+    u1 = [top, 0.5, 0.0, 0.0, top, 0.0]
+    angle = [0.0, 0.0, 0.0, 0.0, 0.25, 0.5]
+    z = box_muller(tf.constant([u0, u1, angle], tf.float64)).numpy()
+    w = 1 - np.array(u0) - eps * np.array(u1)
+    radius = np.sqrt(-2 * np.log(w))
+    expected = np.concatenate(
+        [radius * np.cos(2 * np.pi * np.array(angle)), radius * np.sin(2 * np.pi * np.array(angle))]
+    )
+    np.testing.assert_allclose(z, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(z.max(), cutoff_radius(tf.float64), rtol=1e-12)
 
 
 def case_box_muller_stays_finite_if_a_backend_returns_one():
-    """A uniform of exactly 1 (outside what TensorFlow's CPU and XLA kernels draw) gives the largest radius, not NaN."""
-    for dtype, eps in ((tf.float32, 2.0**-23), (tf.float64, 2.0**-52)):
-        z = box_muller(tf.constant([[1.0, 1.0], [0.0, 0.5], [0.0, 0.0]], dtype)).numpy()
-        np.testing.assert_allclose(z[:2], np.sqrt(-2 * np.log(eps**2)), rtol=1e-6, err_msg=str(dtype))
+    """A float64 uniform of exactly 1 (outside what TensorFlow's CPU and XLA kernels draw) gives the largest radius,
+    not NaN."""
+    z = box_muller(tf.constant([[1.0, 1.0], [0.0, 0.5], [0.0, 0.0]], tf.float64)).numpy()
+    np.testing.assert_allclose(z[:2], cutoff_radius(tf.float64), rtol=1e-12)
 
 
 def case_noise_under_xla_is_the_same_sampler():
-    """Under ``jit_compile=True`` the noise is the two-uniform Box-Muller draw too (7.99 sigma, not 5.68).
-
-    XLA's Philox uniforms differ from TensorFlow's, so the compiled draws are checked against numpy's Box-Muller
-    of the uniforms drawn from the same seed in the same compiled function; TensorFlow's stateless normal (what
-    XLA ran before) is not that function of them.
-    """
+    """Under ``jit_compile=True`` the noise is the same 64-bit-radius Box-Muller draw (9.42 sigma, not XLA's 5.68):
+    checked against numpy's Box-Muller of the Philox words drawn from the same seed in the same compiled function,
+    and equal to the draws without XLA (the raw words agree)."""
     seed, n = tf.constant([3, 11], tf.int64), 1001
 
-    @tf.function(jit_compile=True)
-    def compiled():
-        u = tf.random.stateless_uniform([3, (n + 1) // 2], seed=seed, alg=tf.random.Algorithm.PHILOX)
-        return u, standard_normal(tf.constant([n]), seed, tf.float32)
+    def draws():
+        words = tf.random.stateless_uniform(
+            [3, (n + 1) // 2], seed=seed, minval=None, maxval=None, dtype=tf.uint32, alg=tf.random.Algorithm.PHILOX
+        )
+        return words, standard_normal(tf.constant([n]), seed, tf.float32)
 
-    u, z = (t.numpy().astype(np.float64) for t in compiled())
-    radius = np.sqrt(-2 * np.log(1 - u[0] - 2.0**-23 * u[1]))
-    angle = 2 * np.pi * u[2]
-    expected = np.concatenate([radius * np.cos(angle), radius * np.sin(angle)])[:n]
-    np.testing.assert_allclose(z, expected, rtol=1e-4, atol=1e-5)
+    words, z = (t.numpy() for t in tf.function(draws, jit_compile=True)())
+    np.testing.assert_allclose(z, _words_expected(words)[:n], rtol=2e-6, atol=2e-6)
+    np.testing.assert_allclose(z, draws()[1].numpy(), rtol=1e-6, atol=1e-6)
 
 
 def case_digits_reach_a_sensible_accuracy():
@@ -535,3 +567,53 @@ def case_digits_reach_a_sensible_accuracy():
     epsilon = history.history["epsilon"][-1]
     assert epsilon < 5.0, epsilon
     assert accuracy >= 0.85, (accuracy, epsilon)
+    # The guarantee adds the noise cut-off's delta: 9.42 stds, ceil(size / 2) pairs per tensor, every step run.
+    private = private_training(model)
+    report = private.report()
+    pairs = (64 * 64) // 2 + 64 // 2 + (64 * 10) // 2 + 10 // 2
+    assert private.noise.pairs == (np.sqrt(128 * np.log(2)), pairs)
+    assert private.mechanism().sampling.value == "poisson"  # add-remove: the cut-off credits q = 64 / 1500
+    cutoff = NoiseCutoff(radius=np.sqrt(128 * np.log(2)), pairs=pairs, steps=private.steps, shift=1.0, moves=64 / 1500)
+    added = cutoff.added_delta(1e-5, report.guarantee_epsilon)
+    assert report.added_delta == added and 0 < report.added_delta < 1e-12
+    assert f"1e-05 + {report.added_delta:.3g})-DP" in report.format_text()
+
+
+def case_a_noise_cutoff_over_one_percent_of_delta_is_refused_up_front():
+    """sigma 0.2 puts one example 5 stds from the 9.42-std cut-off: 50 planned epochs add more than 1 % of delta."""
+    x, y = _data()
+    model = make_private(K.Sequential([K.Input((4,)), L.Dense(2)]), l2_norm_clip=1.0, noise_multiplier=0.2, seed=0)
+    model.compile(optimizer="sgd", loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
+    _raises(
+        lambda: model.fit(x, y, batch_size=8, epochs=50, verbose=0),
+        "noise sampler's cut-off at 9.42 stds",
+        "more than 1% of delta",
+        "raise noise_multiplier",
+    )
+    assert private_training(model).steps == 0
+
+
+def case_a_target_epsilon_run_stops_where_the_noise_cutoff_would_pass_one_percent():
+    """With a target epsilon out of reach (1e4), sigma 0.2 stops at the last step whose cut-off adds at most 1 % of
+    delta (recomputed here), and the next fit says that the cut-off, not epsilon, left no step."""
+    x, y = _data()
+    model = make_private(
+        K.Sequential([K.Input((4,)), L.Dense(2)]), l2_norm_clip=1.0, noise_multiplier=0.2, target_epsilon=1e4, seed=0
+    )
+    model.compile(optimizer="sgd", loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, batch_size=8, epochs=20, verbose=0)
+    private = private_training(model)
+    steps, delta = private.steps, private.target_delta
+
+    def added(t):
+        mechanism = DpSgdMechanism(dataset_size=40, batch_size=8, noise_multiplier=0.2, steps=t)
+        return NoiseCutoff.for_mechanism(mechanism, radius=np.sqrt(128 * np.log(2)), pairs=5).added_delta(delta)
+
+    assert 0 < steps < 100 and added(steps) <= 0.01 * delta < added(steps + 1), (steps, delta)
+    assert private.epsilon() < 1e4
+    try:
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    except PrivacyBudgetExceeded as err:
+        assert f"no step is left after {steps} private steps: the noise sampler's cut-off" in str(err), str(err)
+    else:
+        raise AssertionError("a fit past the noise cut-off's limit ran")

@@ -224,3 +224,17 @@ def test_coins_as_drawn_are_at_most_epsilon_ldp_and_draws_use_the_threshold(epsi
         assert keep * (k - 1) / (grid - keep) > math.exp(epsilon) * (1 - 1e-6)
         drawn = grr_draw(np.array([0, 0]), epsilon, k, _QueuedDraws([keep - 1, keep], [0, 0]))
         assert list(drawn) == [0, 1]
+
+
+def test_os_random_normal_radii_come_from_whole_64_bit_words(monkeypatch):
+    """Word 0 gives the largest radius sqrt(128 ln 2) = 9.42 (53-bit uniforms stopped at 8.57), the largest word a
+    finite 0; the radius of every word matches numpy's float64 sqrt(-2 ln((w + 1) 2^-64))."""
+    words = np.array([0, 2**64 - 1, 2**63, 12345], dtype=np.uint64)
+    rng = OsRandom()
+    monkeypatch.setattr(rng, "_words", lambda count: words[:count])
+    monkeypatch.setattr(rng, "random", lambda size: np.zeros(size))  # angle 0: the radius lands on the cosine
+    z = rng.normal(0.0, 1.0, 8)
+    assert np.all(np.isfinite(z)) and np.all(z[4:] == 0)
+    expected = np.sqrt(-2 * np.log((words.astype(np.float64) + 1) * 2.0**-64))
+    np.testing.assert_allclose(z[:4], expected, rtol=1e-15, atol=1e-12)
+    assert z[0] == pytest.approx(np.sqrt(128 * np.log(2)), rel=1e-15) and z[1] == 0

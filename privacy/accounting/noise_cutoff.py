@@ -1,0 +1,298 @@
+r"""The delta that the noise sampler's cut-off adds to a Gaussian accountant's guarantee (no TensorFlow).
+
+ppml's Gaussian noise (`privacy.keras.noise`) comes in Box-Muller pairs whose radius is at most R (the cut-off,
+in units of the noise's standard deviation, set by the bits of its uniforms): each pair is N(0, I_2)
+conditioned on the disk |z| <= R, so one step's noise is N(0, I) truncated to A, a product of P disks
+(P = the pairs drawn per step; a tensor of odd size discards one coordinate of its last pair, which only
+releases less, so that pair counts whole). The accountants analyse untruncated Gaussians; this module bounds
+what the truncation adds. Float rounding of the noise itself (Mironov 2012) is out of scope here.
+
+The bound. Noise units: a neighbouring dataset shifts one step's sum by a with ||a|| <= r = s k / sigma (s the
+mechanism's sensitivity in C, k the examples per privacy unit, 1 at example level, sigma the noise
+multiplier). Let b_j = ||a restricted to pair j||, so sum_j b_j^2 <= r^2.
+
+1. One step, known shift. The truncated densities are g(y) 1_A(y) / Z and g(y - a) 1_{A + a}(y) / Z, the
+   Gaussian's with one normaliser Z = P(N(0, I) in A) = (1 - exp(-R^2 / 2))^P (exact: the radius of a
+   standard pair is Rayleigh). Where both are positive their ratio is the Gaussian's; elsewhere one side has
+   mass only where the other's is 0. So H_eps(trunc) <= (H_eps(Gaussian) + p_bad) / Z with
+   p_bad = P(Y in A, Y - a not in A), Y ~ N(0, I).
+2. T adaptive steps, by the neighbours' sampling. Let G, G' be the untruncated mechanism's transcript densities on
+   the neighbours (mixtures over the sampling), whose hockey-stick divergence the accountant bounds: H_eps(G || G')
+   <= delta_acc(eps) in both directions. The truncated ones are Q = sum_pi P(pi) G_pi 1[S_pi] / Z^T (Q' alike),
+   pi the sampling's outcome, S_pi the transcripts whose noise under pi stays in A at every step, Z^T =
+   (1 - exp(-R^2 / 2))^(T P) (the transcript's density is the product of the steps'). Three bounds on
+   H_eps(Q || Q') Z^T - H_eps(G || G'), each for the conditions it states:
+
+   (a) Any sampling (the distance to the untruncated mechanism): Z^T Q <= G and Z^T Q' = G' - E' with E' >= 0 the
+       mass the cut removes, of total 1 - Z^T, so (Z^T (Q - e^eps Q'))_+ <= (G - e^eps G')_+ + e^eps E':
+       at most e^eps (1 - Z^T).
+   (b) One-sided neighbours (Poisson add-remove, not truncated; shuffled batches and q = 1 are the case of one
+       outcome): condition on the other units' batch membership, independent of the differing unit's, which the
+       accountants' analyses let be arbitrary (so their bound holds for each, and the hockey-stick divergence,
+       jointly convex, averages). The side without the unit is one Gaussian G_0 (its support S_0); the side with
+       it mixes its inclusion patterns pi, whose sum moves at step t by a_t(past) (||a_t|| <= r) where pi_t
+       includes it. Adding the unit, H(Q_mix || Q_0): on S_0, sum_pi P(pi) G_pi 1[S_pi] <= G_mix; off S_0 only
+       sum_pi P(pi) G_pi 1[S_pi \ S_0] is left, and under G_pi the noise z_t is in A while z_t + a_t is not at a
+       step that includes the unit: P <= |pi| p_bad, of mean q_u T p_bad (q_u the probability that a step moves
+       the sum at all). Removing it, H(Q_0 || Q_mix) on S_0: writing Z^T Q_mix = G_mix - sum_pi P(pi) G_pi
+       1[S_pi^c], the integrand is at most (G_0 - e^eps G_mix)_+ + e^eps sum_pi P(pi) G_pi 1[S_0 \ S_pi], whose
+       second term has mass e^eps P(z_t not in A, z_t + a_t in A at an included step) <= e^eps q_u T p_bad
+       (a centred Gaussian gives a symmetric convex set no more mass when shifted: Anderson), and also at most
+       G_0 1[S_0, some S_pi cut], of mass <= n_s T p_bad, n_s the distinct nonzero shifts a step can have (1 for
+       one example; 2^k - 1 for a group of k, one per subset). So both directions are within
+       min(n_s, e^eps q_u) T p_bad, q_u = 1 - (1 - q)^k, and with q = 1 (or shuffling, given the permutation:
+       the accountants claim no amplification there) T p_bad.
+   (c) Replace-one under Poisson sampling (one example, not truncated), conditioned on the others as in (b): both
+       sides mix the same inclusion pattern pi (the slot's), x moving the sum by a_t and x' by a'_t. With
+       Z^T Q <= G and the integrand also at most Z^T Q, (Z^T (Q - e^eps Q'))_+ <= (G - e^eps G')_+ +
+       Z^T Q 1[some component of Q' cut], of mass <= sum_pi P(pi) sum_t P(z_t in A and z_t + v not in A for a
+       shift v the D' patterns give), one shift (-a'_t) where pi_t excludes the slot and two (a_t, a_t - a'_t)
+       where it includes it: (1 + q) T p_bad with r the replace-one shift (T p_bad at q = 1, one pattern).
+
+   Fixed-size batches, truncated Poisson sampling and groups under replace-one have only (a): conditioning on
+   the others' batches there would change the others' sums across the mixture's components (or the accountants'
+   analyses would not hold per condition). Where epsilon is not yet known (a planned run), e^eps is taken as
+   infinite, so only (b)'s n_s T p_bad and (c) apply. The delta reported is the larger of the two directions,
+   each within the accountant's delta (the larger of its directions) plus the term above:
+
+       delta_total(eps) <= (delta_acc(eps) + B(eps)) / Z^T,  B(eps) = min(c(eps) T p_bad, e^eps (1 - Z^T)),
+
+   c(eps) = min(n_s, e^eps q_u) (`NoiseCutoff.weight`). One step of (b) at q = 0.01, 0.5, 1 and of (c) is checked on
+   a grid where the shifts are whole cells, so the pointwise inequalities hold for the sums too (the tests
+   ``test_one_step_mixture_obeys_the_sampling_credited_bound`` and ``test_replace_one_mixture_...``).
+
+   Composition with exact mechanisms (preprocessing releases, a push decision) multiplies both densities by
+   the same factors, so the composed accountant's delta and its (larger) epsilon take their places.
+3. p_bad for one shift. Y in A and Y - a not in A needs some pair j to leave its disk while the other pairs
+   stay inside theirs: p_bad <= Z_1^(P - 1) sum_j e(b_j), Z_1 = 1 - exp(-R^2 / 2), e(b) = P(|Y_j| <= R,
+   |Y_j - b| > R). By the triangle inequality only the annulus R - b < |Y_j| <= R can leave, of probability
+   f(b) = exp(-(R - b)^2 / 2) - exp(-R^2 / 2) (Rayleigh), and of it only the angles facing away from the
+   shift: e(b) <= f(b) m(b), with m(b) the mean share of such angles across the annulus (`_outward_share`:
+   1/pi for small b, at most 1/2 + o(1); valid where R - b >= 1, else m = 1). f is convex on [0, R - 1] with
+   f(0) = 0 and m rises with b, so e(b) <= b f(tau) m(tau) / tau for b <= tau <= R - 1. Split the pairs at
+   tau: fewer than r^2 / tau^2 have b_j > tau, each e(b_j) <= f(r) m(r); the others sum to at most
+   (f(tau) m(tau) / tau) sqrt(P) r (Cauchy-Schwarz on sum_j b_j). So for every tau in (0, min(r, R - 1)]
+
+       p_bad <= Z_1^(P - 1) [min(P, floor(r^2 / tau^2)) f(r) m(r) + sqrt(P) r f(tau) m(tau) / tau],
+
+   minimised over a grid of tau (any tau is valid), and never above Z_1^(P - 1) P f(r) m(r). A shift in one
+   pair (the first term, ~ exp(-(R - r)^2 / 2)) dominates at small P or small sigma; a shift spread over all
+   pairs (the second, ~ R exp(-R^2 / 2) sqrt(P) r / pi) at large P. r >= R is refused. The bound is checked
+   against exact integrals for one to 1000 pairs (tests/privacy/accounting/test_noise_cutoff.py).
+
+ppml's Gaussian samplers and their cut-offs (in stds): `privacy.keras.noise` (DP-SGD; also the Federated
+Trainer's central DP-FedAvg noise, drawn in float64) 9.42 per pair in float32, 12.0 in float64; accounted here
+for DP-SGD (the model's report, the ledger, ``ppml report``, ``ppml epsilon --weights``) and in DP-FedAvg's ledger
+(`federated.strategies.DpClippingBase.noise_pairs`; checked when the ledger is written, after training), where at
+12.0 it adds, for 10^7 weights over 1000 rounds at epsilon 3, 5e-21 at z = 0.5 or 0.3, fixed-size or Poisson samples
+(bound (a); without epsilon, Poisson's n_s T p_bad alone gives 1.6e-19 / 2.3e-14). `privacy.local.OsRandom.normal`
+(local-DP clients) 9.42 per pair (64-bit words; z >= 2 is required, `federated.strategies.dp_local`), not added to
+any delta. numpy's ``Generator.normal`` (`privacy.preprocessing.NoiseSource`: preprocessing releases, PATE, the
+push decision; seeded federated test noise) is a ziggurat whose tail draws r + x with x = -ln(1 - U) / r, U a
+53-bit uniform, r = 3.654: at most 13.7 per coordinate, not added to any delta (a shift of s stds exposes at most
+P(13.7 - s < |N| <= 13.7) per coordinate).
+
+What is released: (eps, delta + added_delta) with added_delta = delta (Z^-T - 1) + B(eps) Z^-T; the epsilon is
+the accountants' at delta, unchanged. `MAX_ADDED_FRACTION` bounds added_delta / delta.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import numpy as np
+
+from privacy import validation
+
+RADIUS_BITS = {"float64": 104}
+"""Bits of the uniform w behind the radius sqrt(-2 ln w) of ppml's sampler (`privacy.keras.noise`) by dtype: two
+float64 uniforms (2 x 52) for float64 tensors, `DEFAULT_RADIUS_BITS` (two Philox words) for any other."""
+DEFAULT_RADIUS_BITS = 64
+
+
+def sampler_radius(dtype_name: str = "float32") -> float:
+    """The cut-off of ppml's sampler for tensors of ``dtype_name``: sqrt(2 bits ln 2) (9.42 float32, 12.0 float64)."""
+    return math.sqrt(2.0 * RADIUS_BITS.get(dtype_name, DEFAULT_RADIUS_BITS) * math.log(2.0))
+
+
+MAX_ADDED_FRACTION = 0.01
+"""Largest added_delta / delta accepted: beyond it the cut-off is refused (raise sigma, train fewer steps, or
+use a sampler with a larger cut-off)."""
+_TAU_GRID = 1000
+"""Points of the log-spaced grid of split thresholds tau that `escape_bound` minimises over."""
+_LOG_FLOAT_MAX = 700.0
+"""Beyond exp(700) a float overflows."""
+_SHARE_POINTS = 256
+"""Points of the Riemann sum in `_outward_share`."""
+
+
+class NoiseCutoffError(ValueError):
+    """The noise's cut-off cannot be accounted within `MAX_ADDED_FRACTION` of delta."""
+
+
+def _annulus(radius: float, shift: float) -> float:
+    """f(b) = P(R - b < |Y| <= R) for a standard pair Y (Rayleigh radius): where a shift b can leave the disk."""
+    if shift >= radius:
+        return -math.expm1(-radius * radius / 2)
+    return math.exp(-((radius - shift) ** 2) / 2) * -math.expm1(-shift * (2 * radius - shift) / 2)  # no overflow
+
+
+def _outward_share(radius: float, shift: float) -> float:
+    """m(b): an upper bound on the share of the annulus R - b < |Y| <= R that a shift b moves out of the disk.
+
+    At radius rho = R - s b the share of angles that leave is g = 1 - arccos(c) / pi, c = (b (1 + s^2) - 2 R s) /
+    (2 (R - s b)); g falls with s, so the mean over s in [0, 1] is at most the left Riemann sum taken here. Where
+    R - b >= 1 the Rayleigh density falls across the annulus while g rises, so the escape probability is at most
+    f(b) times that mean (Chebyshev's integral inequality); elsewhere 1. c rises with b at every s, so m(b) does.
+    """
+    if radius - shift < 1:
+        return 1.0
+    s = np.arange(_SHARE_POINTS) / _SHARE_POINTS
+    c = (shift * (1 + s * s) - 2 * radius * s) / (2 * (radius - s * shift))
+    return float(np.mean(1 - np.arccos(np.clip(c, -1.0, 1.0)) / math.pi))
+
+
+@functools.lru_cache(maxsize=256)
+def escape_bound(radius: float, pairs: int, shift: float) -> float:
+    """Upper bound on P(Y in A, Y - a not in A) over shifts ||a|| <= ``shift`` of ``pairs`` disks of ``radius``
+    (item 3 of the module docstring)."""
+    if shift <= 0:
+        return 0.0
+    if shift >= radius:
+        raise NoiseCutoffError(f"a shift of {shift:.4g} noise stds is not below the sampler's cut-off {radius:.4g}")
+    others_inside = math.exp((pairs - 1) * math.log1p(-math.exp(-radius * radius / 2)))
+    whole = _annulus(radius, shift) * _outward_share(radius, shift)
+    best = pairs * whole
+    high = min(radius - 1.0, shift)
+    if high > 0:
+        for tau in np.geomspace(high * 1e-6, high, _TAU_GRID):
+            tau = float(tau)
+            large = min(pairs, math.floor(shift * shift / (tau * tau)))
+            small = math.sqrt(pairs) * shift * _annulus(radius, tau) * _outward_share(radius, tau) / tau
+            best = min(best, large * whole + small)
+    return others_inside * best
+
+
+@dataclasses.dataclass(frozen=True)
+class NoiseCutoff:
+    """A run's noise cut-off as the guarantee needs it.
+
+    Attributes:
+      radius: R, the largest radius of a Box-Muller pair, in noise standard deviations.
+      pairs: P, Box-Muller pairs drawn per step (all tensors together).
+      steps: T, noisy steps.
+      shift: r, the most one privacy unit moves a step's sum, in noise standard deviations (s k / sigma).
+      shifts: n_s, the distinct nonzero shifts a step can have where the support argument applies (item 2 (b), (c):
+        1 for one example, 2^k - 1 for a group of k under Poisson add-remove, 1 + q under Poisson replace-one); None
+        where it does not (fixed batches, truncated Poisson sampling, groups under replace-one): then only the
+        distance to the untruncated mechanism, e^eps (1 - Z^T), bounds the cut-off.
+      moves: q_u, the probability that a step moves the sum at all, where the neighbours are one-sided (item 2 (b):
+        1 - (1 - q)^k); None elsewhere (no credit for sampling).
+    """
+
+    radius: float
+    pairs: int
+    steps: int
+    shift: float
+    shifts: float | None = 1.0
+    moves: float | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "radius", validation.number("radius", self.radius, low=1, low_open=True))
+        object.__setattr__(self, "pairs", validation.integer("pairs", self.pairs, minimum=1))
+        object.__setattr__(self, "steps", validation.integer("steps", self.steps, minimum=1))
+        object.__setattr__(self, "shift", validation.number("shift", self.shift, low=0, low_open=True))
+        if self.shifts is not None:
+            object.__setattr__(self, "shifts", validation.number("shifts", self.shifts, low=1))
+        if self.moves is not None:
+            object.__setattr__(self, "moves", validation.number("moves", self.moves, low=0, high=1, low_open=True))
+
+    @classmethod
+    def for_mechanism(cls, mechanism, *, radius: float, pairs: int) -> "NoiseCutoff":
+        """The cut-off of a `DpSgdMechanism` run (all its steps) whose sampler drew ``pairs`` pairs per step, with
+        the support and sampling terms its sampling and adjacency allow (module docstring, item 2)."""
+        from privacy.accounting.mechanism import Adjacency, Sampling
+
+        group = mechanism.max_examples_per_user or 1
+        shifts = moves = None
+        poisson = mechanism.sampling is Sampling.POISSON and mechanism.truncated_batch_size is None
+        if mechanism.sampling is Sampling.SHUFFLE:
+            shifts = 1.0
+        elif poisson and mechanism.adjacency is Adjacency.ADD_REMOVE:
+            shifts = float(2 ** min(group, 60) - 1)
+            q = mechanism.sampling_probability
+            moves = 1.0 if q >= 1 else -math.expm1(group * math.log1p(-q))
+        elif poisson and group == 1:
+            q = mechanism.sampling_probability
+            shifts = 1.0 if q >= 1 else 1.0 + q
+        return cls(
+            radius=radius,
+            pairs=pairs,
+            steps=mechanism.steps,
+            shift=mechanism.sensitivity * group / mechanism.noise_multiplier,
+            shifts=shifts,
+            moves=moves,
+        )
+
+    @property
+    def escape(self) -> float:
+        """p_bad of one step (`escape_bound`)."""
+        return escape_bound(self.radius, self.pairs, self.shift)
+
+    @property
+    def log_mass(self) -> float:
+        """ln Z^T, the log-probability that T steps' untruncated noise stays inside the cut-off."""
+        return self.steps * self.pairs * math.log1p(-math.exp(-self.radius * self.radius / 2))
+
+    def weight(self, epsilon: float = math.inf) -> float:
+        """c(eps) of item 2: min(n_s, e^eps q_u), inf where neither applies."""
+        credited = math.inf if self.moves is None or epsilon > _LOG_FLOAT_MAX else math.exp(epsilon) * self.moves
+        return min(math.inf if self.shifts is None else self.shifts, credited)
+
+    def added_delta(self, delta: float, epsilon: float = math.inf) -> float:
+        """What the cut-off adds to the accountant's ``delta`` at ``epsilon`` (inf: not known yet, the bound for
+        every epsilon): delta (Z^-T - 1) + B(eps) Z^-T, B(eps) = min(c(eps) T p_bad, e^eps (1 - Z^T)) (inf where
+        Z^-T overflows or no bound applies)."""
+        if not epsilon >= 0:  # inf is allowed (not known yet); NaN is not
+            raise ValueError(f"epsilon must be a number >= 0 or inf, got {epsilon!r}")
+        if -self.log_mass > _LOG_FLOAT_MAX:
+            return math.inf
+        weight = self.weight(epsilon)
+        escape = self.escape  # refuses a shift at or beyond the cut-off whichever bound is taken
+        support = 0.0 if escape == 0 else weight * self.steps * escape
+        distance = math.inf if epsilon > _LOG_FLOAT_MAX else math.exp(epsilon) * -math.expm1(self.log_mass)
+        return delta * math.expm1(-self.log_mass) + min(support, distance) * math.exp(-self.log_mass)
+
+    def check(self, delta: float, epsilon: float = math.inf) -> float:
+        """`added_delta`, or NoiseCutoffError (one line) when it exceeds `MAX_ADDED_FRACTION` of ``delta``."""
+        added = self.added_delta(delta, epsilon)
+        if self.shifts is None and math.isinf(epsilon):
+            raise NoiseCutoffError(
+                f"the noise sampler's cut-off at {self.radius:.3g} stds is bounded only through epsilon for this "
+                f"sampling (fixed-size or truncated batches, or a group under replace-one), and no accountant gave "
+                f"a finite one"
+            )
+        if added > MAX_ADDED_FRACTION * delta:
+            at = "" if math.isinf(epsilon) else f" at epsilon {epsilon:.4g}"
+            raise NoiseCutoffError(
+                f"the noise sampler's cut-off at {self.radius:.3g} stds adds delta {added:.3g} over {self.steps} "
+                f"steps{at}, more than {MAX_ADDED_FRACTION:.0%} of delta={delta:g} (one unit moves the noise by "
+                f"{self.shift:.3g} stds over {self.pairs} noise pairs): raise noise_multiplier, train fewer steps, "
+                f"or raise the target delta"
+            )
+        return added
+
+    def describe(self, delta: float, epsilon: float = math.inf) -> str:
+        """One line for reports."""
+        return (
+            f"Box-Muller pairs cut at radius {self.radius:.4g} stds ({self.pairs} pairs x {self.steps} steps, shift "
+            f"{self.shift:.3g} stds): adds {self.added_delta(delta, epsilon):.3g} to delta"
+            f"{'' if math.isinf(epsilon) else f' at epsilon {epsilon:.4g}'} (privacy.accounting.noise_cutoff)"
+        )
+
+    def to_dict(self, delta: float, epsilon: float = math.inf) -> dict:
+        """The JSON form (``epsilon`` None: the bound for every epsilon)."""
+        added = self.added_delta(delta, epsilon)
+        return {**dataclasses.asdict(self), "epsilon": None if math.isinf(epsilon) else epsilon, "added_delta": added}
