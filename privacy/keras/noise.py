@@ -7,7 +7,7 @@ and an angle give the independent N(0, 1) pair sqrt(-2 ln w) (cos, sin). It is w
 which TensorFlow vectorises (its own `stateless_normal` kernel applies the same transform one element at a time).
 
 The cut-off. A pair's radius is at most R = sqrt(-2 ln w_min), set by the bits of w: one float32 uniform
-(2^-23 steps, TensorFlow's kernel) cuts at 5.65, two at 7.99. The noise is then N(0, I) conditioned on radii
+(2^-23 steps) cuts at 5.65 (TensorFlow's kernel at 5.68), two at 7.99. The noise is then N(0, I) conditioned on radii
 <= R, and a record's gradient can move a pair out of that disk: `privacy.accounting.noise_cutoff` bounds the
 delta this adds (reported as (epsilon, delta + X), refused above 1 % of delta). For float32 (and narrower)
 tensors w comes from 64 Philox bits (`box_muller_words`: three uint32 words per pair, the third for a 24-bit

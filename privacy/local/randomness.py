@@ -39,7 +39,8 @@ class OsRandom:
         """``size`` N(loc, scale^2) draws by the Box-Muller transform of CSPRNG words (not hardened against
         floating-point attacks on Gaussian samplers, Mironov 2012). The radius's uniform is (word + 1) 2^-64 in
         [2^-64, 1] from a whole 64-bit word, so a pair's radius stops at sqrt(128 ln 2) = 9.42 (53-bit uniforms:
-        8.57); what that cut-off adds to delta: `privacy.accounting.noise_cutoff`."""
+        8.57); the delta that cut-off adds (`privacy.accounting.noise_cutoff.escape_bound`) is not in any delta
+        reported (local DP-FedAvg refuses z < 2 for it)."""
         count = int(size)
         pairs = (count + 1) // 2
         radius = np.sqrt(-2.0 * np.log((self._words(pairs).astype(np.float64) + 1.0) * 2.0**-64))

@@ -90,8 +90,10 @@ class GateSettings:
       lineage_unchecked: the reason the lineage check is skipped (e.g. an orchestrator's own ML Metadata
         the gate cannot read); shown in the evaluation summary and the report. Ignored with a metadata_path.
       audit_canaries: run the privacy audits (`canary_audit`): a copy of the training run with this many white-box
-        canaries, and one full-batch step with `canary_audit.IMPLEMENTATION_CANARIES`: bless only when each
-        measured lower bound on epsilon is at most the epsilon claimed for its audited run; None: no audit.
+        canaries, and one full-batch step with `canary_audit.IMPLEMENTATION_CANARIES` (fewer above about 5,000
+        training rows, `canary_audit.implementation_canaries`; above 4,687,468 rows too few, which fails the check
+        closed): bless only when each measured lower bound on epsilon is at most the epsilon claimed for its
+        audited run; None: no audit.
       budget_adjacency: the neighbouring relation the budget is stated in, 'add-remove' or 'replace-one'; None:
         the ledger's own. A ledger accounted in the other relation does not meet it, except that a per-example
         replace-one budget meets a keyed client-level ledger through its replaced-record figure (two clients).
