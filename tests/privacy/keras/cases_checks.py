@@ -580,7 +580,8 @@ def case_digits_reach_a_sensible_accuracy():
 
 
 def case_a_noise_cutoff_over_one_percent_of_delta_is_refused_up_front():
-    """sigma 0.2 puts one example 5 stds from the 9.42-std cut-off: 50 planned epochs add more than 1 % of delta."""
+    """At sigma 0.2 one example moves the noise by 5 stds, 4.4 short of the 9.42-std cut-off: 50 planned epochs add
+    more than 1 % of delta."""
     x, y = _data()
     model = make_private(K.Sequential([K.Input((4,)), L.Dense(2)]), l2_norm_clip=1.0, noise_multiplier=0.2, seed=0)
     model.compile(optimizer="sgd", loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
