@@ -202,7 +202,8 @@ class PrivacyLedger:
         """The ledger of a DP-SGD run that took ``mechanism.steps`` noisy steps.
 
         Args:
-          delta: the artifact's delta (the accountant's plus the preprocessing's additive delta).
+          delta: the artifact's delta before the noise cut-off's (the accountant's plus the preprocessing's
+            additive delta); the ledger's `delta` also adds `cutoff_delta`.
           budget: the budget the training callback composed (the training's events only); when None,
             one is composed from ``mechanism`` (``mechanism.unit_event()`` x ``mechanism.units()``).
           preprocessing: the preprocessing releases the model carries, composed before the training.

@@ -18,13 +18,13 @@ Two checks run together (`audit_checks`), each failing the gate on its own:
   trained exactly the audited mechanism and clip norm; otherwise ppml's audit model (the figures' ``trained_by``).
 
 Both train through `privacy.keras.make_private` (`privacy.auditing.dp_sgd_audit.audit_mechanism` or the module's
-fit; noise CSPRNG-seeded; each canary included with probability 1/2 by OS CSPRNG bits), bound epsilon from below
-at the ledger's accountant delta (the delta its training part's epsilon is stated at: the artifact's delta less the
-preprocessing's additive delta; one run, 95 %), recompute the epsilons ppml's accountants claim for the
-canary-augmented run (N = n + m rows: an excluded canary stays as a stand-in row, so no row's sampling probability
-depends on the bits) and pass when the bound is at most the smallest of them; a bound above it is "accounting
-inconsistent" and the gate blesses nothing. A run it cannot reproduce or account fails closed. The audited models
-are trained in memory and discarded: the canaries never reach the pushed model.
+fit; noise CSPRNG-seeded; each canary included with probability 1/2 by OS CSPRNG bits), bound epsilon from below at
+the ledger's accountant delta (the delta its training part's epsilon is stated at: the artifact's delta less the
+preprocessing's additive delta and the noise cut-off's; one run, 95 %), recompute the epsilons ppml's accountants
+claim for the canary-augmented run (N = n + m rows: an excluded canary stays as a stand-in row, so no row's sampling
+probability depends on the bits) and pass when the bound is at most the smallest of them; a bound above it is
+"accounting inconsistent" and the gate blesses nothing. A run it cannot reproduce or account fails closed. The
+audited models are trained in memory and discarded: the canaries never reach the pushed model.
 
 What they publish (bounds, guess counts, N) is a function of the ledger's settings and fresh CSPRNG randomness,
 never of a record's values (n zero stand-in rows: see `audit_mechanism`); N does not depend on the bits. So they

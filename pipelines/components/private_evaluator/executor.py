@@ -129,7 +129,7 @@ class Executor(evaluator_executor.Executor):
             _coverage_check(problems),
             *audit_checks,
             *(
-                [_check("delta", delta, settings.delta_budget, "the ledger's delta, accountant's and additive")]
+                [_check("delta", delta, settings.delta_budget, "the ledger's: accountant + additive + cut-off")]
                 if settings.delta_budget is not None
                 else []
             ),
