@@ -571,7 +571,8 @@ class PrivacyLedger:
         ledger.cutoff_delta  # noqa: B018 -- a malformed cut-off, or one over MAX_ADDED_FRACTION, is refused on read
         outside = ledger.parameters.get("outside_guarantee") or {}
         if ledger.mechanism in (DP_SGD, DP_FEDAVG) and ledger.parameters.get("noise_cutoff") is None:
-            # written before the cut-off was accounted (its noise cut at 7.99 stds in float32): say it is not in delta
+            # written without the sampler's pairs (before the cut-off was accounted, when DP-SGD's float32 noise was
+            # cut at 7.99 stds; or since, by a run that did not give them): say it is not in delta
             ledger.parameters["outside_guarantee"] = {**outside, **UNKNOWN_NOISE_CUTOFF}
         return ledger
 
