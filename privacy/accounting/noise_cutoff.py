@@ -83,7 +83,7 @@ multiplier). Let b_j = ||a restricted to pair j||, so sum_j b_j^2 <= r^2.
 ppml's Gaussian samplers and their cut-offs (in stds): `privacy.keras.noise` (DP-SGD; also the Federated
 Trainer's central DP-FedAvg noise, drawn in float64) 9.42 per pair in float32, 12.0 in float64; accounted here
 for DP-SGD (the model's report, the ledger, ``ppml report``, ``ppml epsilon --weights``) and in DP-FedAvg's ledger
-(`federated.strategies.DpClippingBase.noise_pairs`; checked when the ledger is written, after training), where at
+(the central DP strategies' `noise_pairs`; checked when the ledger is written, after training), where at
 12.0 it adds, for 10^7 weights over 1000 rounds at epsilon 3, 5e-21 at z = 0.5 or 0.3, fixed-size or Poisson samples
 (bound (a); without epsilon, Poisson's n_s T p_bad alone gives 1.6e-19 / 2.3e-14). `privacy.local.OsRandom.normal`
 (local-DP clients) 9.42 per pair (64-bit words; z >= 2 is required, `federated.strategies.dp_local`), not added to
