@@ -23,7 +23,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from pipelines.cli.accounting import epsilon as epsilon_command
 from pipelines.transform.artifact import NO_COVERAGE_RECORD, records_in_saved_model
-from privacy.accounting import DpSgdMechanism, calibrate_noise_multiplier, default_delta
+from privacy.accounting import DpSgdMechanism, calibrate_noise_multiplier, default_delta, noise_cutoff
 from privacy.preprocessing import MechanismRecord, from_text
 
 from .conftest import assert_carries_only_released_statistics, carried_statistics
@@ -300,7 +300,10 @@ def test_report_command_prints_the_ppml_epsilon_report_plus_utility_and_audit(pr
         repr(privacy["noise_multiplier"]),
         "--steps",
         str(privacy["steps"]),
+        "--weights",  # one noise pair per weight: given the run's pairs, the same noise cut-off as the ledger's
+        str(privacy["noise_cutoff"]["pairs"]),
     ]
+    assert privacy["noise_cutoff"]["radius"] == noise_cutoff.sampler_radius()  # float32, as `--weights` assumes
     expected = CliRunner().invoke(epsilon_command, args).output.rstrip("\n")
     assert expected in text  # the training part alone, after the whole artifact's epsilon
     artifact = privacy["artifact"]

@@ -511,7 +511,7 @@ def case_pld_cost_limit_crossed_by_the_planned_fit_is_refused_before_any_step():
     with tempfile.TemporaryDirectory() as tmp:
         state = os.path.join(tmp, "state.json")
         model = make_private(
-            _mlp(),
+            _mlp(dtype="float64"),  # float32 noise, cut at 9.42 stds, would add over 1 % of delta at 4 stds a step
             l2_norm_clip=1.0,
             noise_multiplier=0.5,
             expected_batch_size=10,
@@ -589,7 +589,10 @@ def case_pld_cost_limits_hold_for_training_too():
     else:
         raise AssertionError("a training beyond PLD's cost limits was accounted with PLD")
     assert private_training(model).steps == 0
-    model = make_private(_mlp(), l2_norm_clip=1.0, noise_multiplier=0.15, expected_batch_size=10, target_delta=1e-3)
+    # float64 weights: float32 noise, cut at 9.42 stds, would add over 1 % of delta at 6.7 stds a step; 12 do not.
+    model = make_private(
+        _mlp(dtype="float64"), l2_norm_clip=1.0, noise_multiplier=0.15, expected_batch_size=10, target_delta=1e-3
+    )
     model.compile(optimizer=_sgd(0.1), loss=_scce())
     model.fit(x, y, epochs=1, verbose=0)
     private = private_training(model)
