@@ -304,7 +304,10 @@ def test_report_command_prints_the_ppml_epsilon_report_plus_utility_and_audit(pr
         str(privacy["noise_cutoff"]["pairs"]),
     ]
     assert privacy["noise_cutoff"]["radius"] == noise_cutoff.sampler_radius()  # float32, as `--weights` assumes
-    expected = CliRunner().invoke(epsilon_command, args).output.rstrip("\n")
+    result = CliRunner().invoke(epsilon_command, args)
+    assert result.exit_code == 0, result.output
+    expected = result.output.rstrip("\n")
+    assert expected.startswith("DP-SGD privacy report"), expected
     assert expected in text  # the training part alone, after the whole artifact's epsilon
     artifact = privacy["artifact"]
     assert text.startswith("Privacy of the model as a whole: what it carries and what decided its push, composed")
