@@ -956,18 +956,17 @@ def _users_csv(path, users: int, newcomer=None):
     return _write_csv(path, x, y, names)
 
 
+_BINARY_BY_USER = ["--num-classes", "2", "--client-column", "user", "--partition", "natural"]
+"""Flags of the users' CSV runs: two classes, one client per value of its `user` column."""
+
+
 def _held_out_newcomer(tmp_path, users: int) -> str:
     """A `_users_csv` whose newcomer has one row, which the command line holds out for evaluation."""
     args = [
         "--dp",
         "--noise-multiplier",
         "1.0",
-        "--num-classes",
-        "2",
-        "--client-column",
-        "user",
-        "--partition",
-        "natural",
+        *_BINARY_BY_USER,
     ]
     rng = np.random.default_rng(3)
     while True:
@@ -1133,12 +1132,7 @@ def test_under_dp_no_csv_cell_decides_a_column_type_the_features_the_clients_or_
         "linear",
         "--execution",
         "numpy",
-        "--num-classes",
-        "2",
-        "--client-column",
-        "user",
-        "--partition",
-        "natural",
+        *_BINARY_BY_USER,
     ]
     runs, clients = {}, {}
     for name, dataset in (("clean", clean), ("bad", str(tmp_path / "bad.csv"))):
@@ -1186,12 +1180,7 @@ def test_under_dp_no_csv_line_reaches_another_line_or_decides_the_run(tmp_path, 
         "linear",
         "--execution",
         "numpy",
-        "--num-classes",
-        "2",
-        "--client-column",
-        "user",
-        "--partition",
-        "natural",
+        *_BINARY_BY_USER,
     ]
     runs, clients = {}, {}
     for name, dataset in (("clean", clean), ("bad", str(tmp_path / "bad.csv"))):
