@@ -179,7 +179,8 @@ def _training_options(fn):
         click.option(
             "--delta-budget",
             type=click.FloatRange(0, 1, min_open=True, max_open=True),
-            help="Evaluator: bless only models with delta <= this [default: any delta below 1/n].",
+            help="Evaluator: bless only models with delta <= this, the ledger's: --target-delta plus the noise "
+            "cut-off's, up to 1 % more (a DP model needs >= 1.01 x --target-delta) [default: any delta below 1/n].",
         ),
         click.option(
             "--privacy-unit",

@@ -16,6 +16,7 @@ from privacy.accounting.accountants import AccountantKind, accountant_descriptio
 from privacy.accounting.events import event_to_json
 from privacy.accounting.mechanism import Adjacency, DpSgdMechanism, Sampling, UnsupportedAccounting
 from privacy.accounting.noise_cutoff import NoiseCutoff
+from privacy.compared import compared
 
 REPORT_FORMAT = "ppml.privacy_report/2"
 MAX_PER_EPOCH_ROWS = 1000
@@ -358,8 +359,9 @@ def delta_warning(delta: float, dataset_size: int, unit: str = "example") -> str
     """
     share = delta * dataset_size
     if share >= 1:
+        shown, bound = compared(delta, 1 / dataset_size, digits=6, bound_digits=3)
         return (
-            f"delta={delta:g} is not below 1/n={1 / dataset_size:.3g}: a mechanism that publishes a random "
+            f"delta={shown} is not below 1/n={bound}: a mechanism that publishes a random "
             f"{unit} in full meets this delta. Use delta < 1/n."
         )
     if share > DELTA_WARNING_FRACTION:

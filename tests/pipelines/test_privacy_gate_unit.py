@@ -754,3 +754,36 @@ print(json.dumps({"plan": dataclasses.asdict(plan.gate), **{k: dataclasses.asdic
     assert out["plan"] == expected
     assert out["Evaluator"] == {**expected, "metadata_path": "/tmp/unused/metadata.sqlite"}
     assert out["Evaluator_non_private"] == {**out["Evaluator"], "audit_canaries": None}
+
+
+def test_a_delta_budget_equal_to_the_target_delta_refuses_with_distinct_numbers(python_subprocess):
+    """A ledger written with float32 noise's cut-off has delta 1e-5 plus ~3e-13: the Evaluator's delta check at a
+    budget of 1e-5 fails and prints the value above the bound (not '1e-05 > 1e-05'), as does TFMA's failure
+    message; at 1.01 x the target delta (README's advice) it passes."""
+    code = """
+import json
+from tensorflow_model_analysis.proto import config_pb2, metrics_for_slice_pb2, validation_result_pb2
+from pipelines import privacy_ledger as pl
+from pipelines.components.private_evaluator import executor
+from privacy.accounting import DpSgdMechanism
+from privacy.accounting.noise_cutoff import sampler_radius
+mechanism = DpSgdMechanism(dataset_size=100000, batch_size=256, noise_multiplier=1.1, steps=1000)
+ledger = pl.PrivacyLedger.for_dp_sgd(mechanism, l2_norm_clip=1.0, delta=1e-5,
+                                     noise_pairs=(sampler_radius("float32"), 5000))
+failure = validation_result_pb2.ValidationFailure(
+    metric_key=metrics_for_slice_pb2.MetricKey(name="dp_delta"),
+    metric_threshold=config_pb2.MetricThreshold(value_threshold=config_pb2.GenericValueThreshold(
+        upper_bound={"value": 1e-5})),
+    metric_value=metrics_for_slice_pb2.MetricValue(double_value={"value": ledger.delta}))
+print(json.dumps({"delta": ledger.delta, "cutoff": ledger.cutoff_delta,
+                  "equal": executor._check("delta", ledger.delta, 1e-5, "c"),
+                  "above": executor._check("delta", ledger.delta, 1.01e-5, "c"),
+                  "tfma": executor._failure_message(failure)}))
+"""
+    out = json.loads(python_subprocess(code, legacy_keras=True).stdout.strip().splitlines()[-1])
+    assert out["cutoff"] > 0 and out["delta"] == 1e-5 + out["cutoff"] and f"{out['delta']:.4g}" == "1e-05"
+    shown = f"{out['delta']:.11g}"  # the fewest digits that print it above 1e-05 (~1e-5 + 3.5e-13)
+    assert float(shown) > 1e-5 and f"{out['delta']:.10g}" == "1e-05"
+    assert out["equal"]["passed"] is False and out["equal"]["reason"] == f"delta {shown} > 1e-05 (c)"
+    assert out["above"]["passed"] is True and out["above"]["reason"] == "delta 1e-05 <= 1.01e-05 (c)"
+    assert out["tfma"] == f"dp_delta {shown} does not meet <= 1e-05"

@@ -44,6 +44,7 @@ from privacy.accounting import DpSgdMechanism, Sampling
 from privacy.auditing import dp_sgd_audit
 from privacy.auditing.canaries import MAX_SLOT_GRADIENTS
 from privacy.auditing.one_run import DEFAULT_CONFIDENCE, MIN_CANARIES, largest_bound
+from privacy.compared import compared
 
 NAME = "privacy_audit"
 """The subsampled audit's check name in the evaluation summary, and the summary's key of its figures."""
@@ -305,13 +306,14 @@ def _audit(
         f"trained by {trained_by}); "
         f"with these canaries no bound can exceed {ceiling:g}"
     )
+    shown, claim_shown = compared(bound, claim, digits=6, bound_digits=4)
     if result.violated:
         reason = (
-            f"{name}: accounting inconsistent: lower bound {bound:g} > claimed epsilon {claim:.4g} ({context}): "
+            f"{name}: accounting inconsistent: lower bound {shown} > claimed epsilon {claim_shown} ({context}): "
             f"{refutes} at that confidence"
         )
     else:
-        reason = f"{name}: lower bound {bound:g} <= claimed epsilon {claim:.4g} ({context}; evidence, not proof)"
+        reason = f"{name}: lower bound {shown} <= claimed epsilon {claim_shown} ({context}; evidence, not proof)"
     return {"name": name, "value": bound, "bound": claim, "passed": not result.violated, "reason": reason}, figures
 
 

@@ -17,6 +17,7 @@ from tfx.utils import io_utils, json_utils, path_utils, proto_utils
 
 from pipelines import privacy_ledger
 from pipelines.components.private_evaluator import audit, canary_audit, coverage, lineage, spec
+from privacy.compared import compared
 from privacy.decision import DecisionRelease
 
 SUMMARY_FORMAT = "ppml.evaluation_summary/1"
@@ -343,14 +344,14 @@ def _split_files(examples: list[Any], splits: list[str]) -> list[str]:
 
 def _check(name: str, value: float, bound: float, context: str, at_least: bool = False) -> dict[str, Any]:
     passed = value >= bound if at_least else value <= bound
-    shown = f"{value:.4g}" if math.isfinite(value) else ("-inf" if value < 0 else "inf")
+    shown, bound_shown = compared(value, bound)
     relation = (">=" if passed else "<") if at_least else ("<=" if passed else ">")
     return {
         "name": name,
         "value": value if math.isfinite(value) else None,
         "bound": bound,
         "passed": passed,
-        "reason": f"{name} {shown} {relation} {bound:g} ({context})",
+        "reason": f"{name} {shown} {relation} {bound_shown} ({context})",
     }
 
 
@@ -404,14 +405,17 @@ def _finite(epsilons: dict[str, float | None]) -> dict[str, float | None]:
 def _failure_message(failure) -> str:
     """A TFMA ValidationFailure as text, e.g. 'binary_accuracy 0.81 does not meet >= 0.85'."""
     threshold = failure.metric_threshold.value_threshold
+    value = failure.metric_value.double_value.value if failure.metric_value.HasField("double_value") else None
     bounds = [
-        f"{op} {getattr(threshold, field).value:g}"
+        (op, getattr(threshold, field).value)
         for op, field in ((">=", "lower_bound"), ("<=", "upper_bound"))
         if threshold.HasField(field)
     ]
-    value = failure.metric_value.double_value.value if failure.metric_value.HasField("double_value") else None
-    shown = "n/a" if value is None else f"{value:.4g}"
-    rule = " and ".join(bounds) or str(failure.metric_threshold).replace("\n", " ")
+    texts = [("n/a", f"{bound:g}") if value is None else compared(value, bound) for _, bound in bounds]
+    # the value as precisely as its closest comparison needs (the longest text)
+    shown = max((text for text, _ in texts), key=len, default="n/a" if value is None else f"{value:.4g}")
+    rule = " and ".join(f"{op} {text}" for (op, _), (_, text) in zip(bounds, texts, strict=True))
+    rule = rule or str(failure.metric_threshold).replace("\n", " ")
     return f"{failure.metric_key.name} {shown} does not meet {rule}"
 
 
