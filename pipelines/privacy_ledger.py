@@ -46,7 +46,7 @@ from privacy.accounting import (
     dp_sgd_report,
     event_to_json,
 )
-from privacy.accounting.noise_cutoff import sampler_radius
+from privacy.accounting.noise_cutoff import NoiseDraws, sampler_radius
 from privacy.atomic_files import write_atomically
 from privacy.decision import NoisyAccuracy
 from privacy.preprocessing import PreprocessingPart, RecordError
@@ -197,7 +197,7 @@ class PrivacyLedger:
         decision: NoisyAccuracy | None = None,
         truncated_batches: int | None = None,
         outside_guarantee: dict[str, str] | None = None,
-        noise_pairs: tuple[float, int] | None = None,
+        noise_draws: NoiseDraws | None = None,
     ) -> "PrivacyLedger":
         """The ledger of a DP-SGD run that took ``mechanism.steps`` noisy steps.
 
@@ -213,8 +213,8 @@ class PrivacyLedger:
             included); required then, recorded as ``parameters['truncated_batches']`` and listed outside the
             guarantee (`CUT_BATCHES`: no epsilon covers the count).
           outside_guarantee: what the model or run shows that epsilon does not cover ({name: why}).
-          noise_pairs: (cut-off radius, Box-Muller pairs per step) of the sampler that drew the noise
-            (`privacy.keras.PrivateTraining.noise.pairs`), recorded as ``parameters['noise_cutoff']``: the delta it
+          noise_draws: what the sampler that drew the noise drew (cut-off radius, Box-Muller pairs per step;
+            `privacy.keras.PrivateTraining.noise.draws`), recorded as ``parameters['noise_cutoff']``: the delta it
             adds is part of `delta` (`cutoff_delta`). Without it the cut-off is listed outside the guarantee.
 
         Raises:
@@ -233,10 +233,10 @@ class PrivacyLedger:
         if truncated_batches is not None:
             parameters["truncated_batches"] = int(truncated_batches)
             outside_guarantee = {**(outside_guarantee or {}), **CUT_BATCHES}
-        if noise_pairs is None:
+        if noise_draws is None:
             outside_guarantee = {**(outside_guarantee or {}), **UNKNOWN_NOISE_CUTOFF}
         else:
-            parameters["noise_cutoff"] = {"radius": float(noise_pairs[0]), "pairs": int(noise_pairs[1])}
+            parameters["noise_cutoff"] = noise_draws.to_dict()
         if outside_guarantee:
             parameters["outside_guarantee"] = dict(outside_guarantee)
         ledger = cls(
@@ -487,7 +487,7 @@ class PrivacyLedger:
             mechanism,
             delta=self.accountant_delta,
             accountants=self.budget.accountants,
-            noise_pairs=None if stored is None else (stored["radius"], stored["pairs"]),
+            noise_draws=None if stored is None else NoiseDraws.from_dict(stored),
         )
         return dataclasses.replace(report, delta_is_default=bool(self.parameters.get("delta_is_default")))
 
@@ -583,8 +583,8 @@ def _noise_cutoff(mechanism: DpSgdMechanism, parameters: dict, delta: float, eps
     stored = parameters["noise_cutoff"]
     try:
         largest = max(sampler_radius(name) for name in ("float32", "float64"))  # beyond: noise no sampler drew
-        radius = validation.number("radius", stored["radius"], low=1, high=largest, low_open=True, note="stds")
-        cutoff = NoiseCutoff.for_mechanism(mechanism, radius=radius, pairs=stored["pairs"])
+        validation.number("radius", stored["radius"], low=1, high=largest, low_open=True, note="stds")
+        cutoff = NoiseCutoff.for_mechanism(mechanism, NoiseDraws.from_dict(stored))
         return cutoff.check(delta, epsilon)
     except (KeyError, TypeError, ValueError) as err:  # NoiseCutoffError is a ValueError
         raise LedgerError(f"noise cut-off: {err}") from None

@@ -204,13 +204,15 @@ class DpClippingBase(Strategy):
         }
         return new, metrics
 
-    def noise_pairs(self, weights) -> tuple[float, int] | None:
-        """(cut-off radius, Box-Muller pairs per round) of the noise `gaussian` draws for ``weights``, for the ledger
+    def noise_draws(self, weights) -> noise_cutoff.NoiseDraws | None:
+        """What `gaussian` draws for ``weights`` (cut-off radius, Box-Muller pairs per round), for the ledger
         (`privacy.accounting.noise_cutoff`): ppml's float64 sampler over the flattened weights, plus one pair for
         adaptive clipping's noisy count; None for seeded noise (numpy's, cut at 13.7 per coordinate)."""
         if self.seeded_noise:
             return None
-        return noise_cutoff.sampler_radius("float64"), (flatten(weights).size + 1) // 2 + 1
+        return noise_cutoff.NoiseDraws(
+            radius=noise_cutoff.sampler_radius("float64"), pairs=(flatten(weights).size + 1) // 2 + 1
+        )
 
     def gaussian(self, ctx: RoundContext, stddev: float, size: int) -> np.ndarray:
         """``size`` independent N(0, stddev^2) draws (float64) from this strategy's noise source."""

@@ -329,7 +329,7 @@ def epsilon(as_json, accountant, delta, per_epoch, plot, weights, **options):
             accountants=_ACCOUNTANTS[accountant],
             per_epoch=want_rows,
             progress=_progress("accounting each epoch") if want_rows else None,
-            noise_pairs=None if weights is None else (noise_cutoff.sampler_radius(), weights),
+            noise_draws=None if weights is None else noise_cutoff.NoiseDraws(noise_cutoff.sampler_radius(), weights),
         )
     except NoiseCutoffError as err:
         raise _bad("--weights", str(err)) from None

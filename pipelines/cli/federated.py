@@ -668,7 +668,7 @@ def _run(o, config: FederatedTrainingConfig, plot: str, beam_args: list[str] | N
             rounds=sim.state.round,
             trainer={"command": "ppml federated run"},
             outside_guarantee=history.config["outside_guarantee"],
-            noise_pairs=strategy.noise_pairs(sim.state.weights),
+            noise_draws=strategy.noise_draws(sim.state.weights),
         )
         written.append(privacy_ledger.write_ledger_file(os.path.join(o["out"], privacy_ledger.LEDGER_FILE), ledger))
     if o["as_json"]:

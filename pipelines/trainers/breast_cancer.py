@@ -88,7 +88,7 @@ def run_fn(fn_args) -> None:
         steps_taken=training.steps,
         budget=training.budget,
         truncated_batches=truncated,
-        noise_pairs=training.noise.pairs,
+        noise_draws=training.noise.draws,
         trainer={
             "run_fn": f"{__name__}.run_fn",
             "optimizer": "SGD",

@@ -112,7 +112,7 @@ def run_fn(fn_args) -> None:
             simulation.state.budget,
             rounds=simulation.state.round,
             trainer={"run_fn": f"{__name__}.run_fn"},
-            noise_pairs=algorithm.noise_pairs(simulation.state.weights),
+            noise_draws=algorithm.noise_draws(simulation.state.weights),
             outside_guarantee={
                 **history.config["outside_guarantee"],
                 **(PREPROCESSING_CAVEAT if plan.preprocessing is not None else {}),

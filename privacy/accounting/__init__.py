@@ -26,7 +26,7 @@ from privacy.accounting.mechanism import (
     steps_for_epochs,
     steps_per_epoch,
 )
-from privacy.accounting.noise_cutoff import NoiseCutoff, NoiseCutoffError
+from privacy.accounting.noise_cutoff import NoiseCutoff, NoiseCutoffError, NoiseDraws
 from privacy.accounting.report import (
     DEFAULT_DELTA_RULE,
     MAX_PER_EPOCH_ROWS,
@@ -50,6 +50,7 @@ __all__ = [
     "NeighboringRelation",
     "NoiseCutoff",
     "NoiseCutoffError",
+    "NoiseDraws",
     "PrivacyBudget",
     "PrivacyReport",
     "Sampling",

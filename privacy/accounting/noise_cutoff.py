@@ -83,7 +83,7 @@ multiplier). Let b_j = ||a restricted to pair j||, so sum_j b_j^2 <= r^2.
 ppml's Gaussian samplers and their cut-offs (in stds): `privacy.keras.noise` (DP-SGD; also the Federated
 Trainer's central DP-FedAvg noise, drawn in float64) 9.42 per pair in float32, 12.0 in float64; accounted here
 for DP-SGD (the model's report, the ledger, ``ppml report``, ``ppml epsilon --weights``) and in DP-FedAvg's ledger
-(the central DP strategies' `noise_pairs`; checked when the ledger is written, after training), where at
+(the central DP strategies' `noise_draws`; checked when the ledger is written, after training), where at
 12.0 it adds, for 10^7 weights over 1000 rounds at epsilon 3, 5e-21 at z = 0.5 or 0.3, fixed-size or Poisson samples
 (bound (a); without epsilon, Poisson's n_s T p_bad alone gives 1.6e-19 / 2.3e-14). `privacy.local.OsRandom.normal`
 (local-DP clients) 9.42 per pair (64-bit words; z >= 2 is required, `federated.strategies.dp_local`), not added to
@@ -176,6 +176,39 @@ def escape_bound(radius: float, pairs: int, shift: float) -> float:
 
 
 @dataclasses.dataclass(frozen=True)
+class NoiseDraws:
+    """What a run's Gaussian sampler drew, as its cut-off's delta needs it (``parameters['noise_cutoff']`` of a
+    ledger, `NoiseDraws.to_dict`).
+
+    Attributes:
+      radius: R, the smallest cut-off of the draws (the largest radius of a Box-Muller pair), in noise stds.
+      pairs: P, the most Box-Muller pairs drawn in one step (all tensors together).
+    """
+
+    radius: float
+    pairs: int
+
+    def __post_init__(self):
+        object.__setattr__(self, "radius", validation.number("radius", self.radius, low=1, low_open=True))
+        object.__setattr__(self, "pairs", validation.integer("pairs", self.pairs, minimum=1))
+
+    def merged(self, other: "NoiseDraws | None") -> "NoiseDraws":
+        """The draws of a run that drew both: the smaller radius and the more pairs (either bounds the other's)."""
+        if other is None:
+            return self
+        return NoiseDraws(radius=min(self.radius, other.radius), pairs=max(self.pairs, other.pairs))
+
+    def to_dict(self) -> dict:
+        """The ledger's JSON form, ``{"radius": float, "pairs": int}``."""
+        return {"radius": float(self.radius), "pairs": int(self.pairs)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "NoiseDraws":
+        """The draws a `to_dict` form holds; KeyError, TypeError or ValueError where it is malformed."""
+        return cls(radius=data["radius"], pairs=data["pairs"])
+
+
+@dataclasses.dataclass(frozen=True)
 class NoiseCutoff:
     """A run's noise cut-off as the guarantee needs it.
 
@@ -183,11 +216,11 @@ class NoiseCutoff:
       radius: R, the largest radius of a Box-Muller pair, in noise standard deviations.
       pairs: P, Box-Muller pairs drawn per step (all tensors together).
       steps: T, noisy steps.
-      shift: r, the most one privacy unit moves a step's sum, in noise standard deviations (s k / sigma).
-      shifts: n_s, the distinct nonzero shifts a step can have where the support argument applies (item 2 (b), (c):
-        1 for one example, 2^k - 1 for a group of k under Poisson add-remove, 1 + q under Poisson replace-one); None
-        where it does not (fixed batches, truncated Poisson sampling, groups under replace-one): then only the
-        distance to the untruncated mechanism, e^eps (1 - Z^T), bounds the cut-off.
+      unit_shift: r, the most one privacy unit moves a step's sum, in noise standard deviations (s k / sigma).
+      distinct_shifts: n_s, the distinct nonzero shifts a step can have where the support argument applies (item 2
+        (b), (c): 1 for one example, 2^k - 1 for a group of k under Poisson add-remove, 1 + q under Poisson
+        replace-one); None where it does not (fixed batches, truncated Poisson sampling, groups under replace-one):
+        then only the distance to the untruncated mechanism, e^eps (1 - Z^T), bounds the cut-off.
       moves: q_u, the probability that a step moves the sum at all, where the neighbours are one-sided (item 2 (b):
         1 - (1 - q)^k); None elsewhere (no credit for sampling).
     """
@@ -195,51 +228,53 @@ class NoiseCutoff:
     radius: float
     pairs: int
     steps: int
-    shift: float
-    shifts: float | None = 1.0
+    unit_shift: float
+    distinct_shifts: float | None = 1.0
     moves: float | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "radius", validation.number("radius", self.radius, low=1, low_open=True))
         object.__setattr__(self, "pairs", validation.integer("pairs", self.pairs, minimum=1))
         object.__setattr__(self, "steps", validation.integer("steps", self.steps, minimum=1))
-        object.__setattr__(self, "shift", validation.number("shift", self.shift, low=0, low_open=True))
-        if self.shifts is not None:
-            object.__setattr__(self, "shifts", validation.number("shifts", self.shifts, low=1))
+        object.__setattr__(self, "unit_shift", validation.number("unit_shift", self.unit_shift, low=0, low_open=True))
+        if self.distinct_shifts is not None:
+            object.__setattr__(
+                self, "distinct_shifts", validation.number("distinct_shifts", self.distinct_shifts, low=1)
+            )
         if self.moves is not None:
             object.__setattr__(self, "moves", validation.number("moves", self.moves, low=0, high=1, low_open=True))
 
     @classmethod
-    def for_mechanism(cls, mechanism, *, radius: float, pairs: int) -> "NoiseCutoff":
-        """The cut-off of a `DpSgdMechanism` run (all its steps) whose sampler drew ``pairs`` pairs per step, with
-        the support and sampling terms its sampling and adjacency allow (module docstring, item 2)."""
+    def for_mechanism(cls, mechanism, draws: NoiseDraws) -> "NoiseCutoff":
+        """The cut-off of a `DpSgdMechanism` run (all its steps) whose sampler drew ``draws`` each step, with the
+        support and sampling terms its sampling and adjacency allow (module docstring, item 2)."""
         from privacy.accounting.mechanism import Adjacency, Sampling
 
         group = mechanism.max_examples_per_user or 1
-        shifts = moves = None
+        distinct = moves = None
         poisson = mechanism.sampling is Sampling.POISSON and mechanism.truncated_batch_size is None
         if mechanism.sampling is Sampling.SHUFFLE:
-            shifts = 1.0
+            distinct = 1.0
         elif poisson and mechanism.adjacency is Adjacency.ADD_REMOVE:
-            shifts = float(2 ** min(group, 60) - 1)
+            distinct = float(2 ** min(group, 60) - 1)
             q = mechanism.sampling_probability
             moves = 1.0 if q >= 1 else -math.expm1(group * math.log1p(-q))
         elif poisson and group == 1:
             q = mechanism.sampling_probability
-            shifts = 1.0 if q >= 1 else 1.0 + q
+            distinct = 1.0 if q >= 1 else 1.0 + q
         return cls(
-            radius=radius,
-            pairs=pairs,
+            radius=draws.radius,
+            pairs=draws.pairs,
             steps=mechanism.steps,
-            shift=mechanism.sensitivity * group / mechanism.noise_multiplier,
-            shifts=shifts,
+            unit_shift=mechanism.sensitivity * group / mechanism.noise_multiplier,
+            distinct_shifts=distinct,
             moves=moves,
         )
 
     @property
     def escape(self) -> float:
         """p_bad of one step (`escape_bound`)."""
-        return escape_bound(self.radius, self.pairs, self.shift)
+        return escape_bound(self.radius, self.pairs, self.unit_shift)
 
     @property
     def log_mass(self) -> float:
@@ -249,7 +284,7 @@ class NoiseCutoff:
     def weight(self, epsilon: float = math.inf) -> float:
         """c(eps) of item 2: min(n_s, e^eps q_u), inf where neither applies."""
         credited = math.inf if self.moves is None or epsilon > _LOG_FLOAT_MAX else math.exp(epsilon) * self.moves
-        return min(math.inf if self.shifts is None else self.shifts, credited)
+        return min(math.inf if self.distinct_shifts is None else self.distinct_shifts, credited)
 
     def added_delta(self, delta: float, epsilon: float = math.inf) -> float:
         """What the cut-off adds to the accountant's ``delta`` at ``epsilon`` (inf: not known yet, the bound for
@@ -268,7 +303,7 @@ class NoiseCutoff:
     def check(self, delta: float, epsilon: float = math.inf) -> float:
         """`added_delta`, or NoiseCutoffError (one line) when it exceeds `MAX_ADDED_FRACTION` of ``delta``."""
         added = self.added_delta(delta, epsilon)
-        if self.shifts is None and math.isinf(epsilon):
+        if self.distinct_shifts is None and math.isinf(epsilon):
             raise NoiseCutoffError(
                 f"the noise sampler's cut-off at {self.radius:.3g} stds is bounded only through epsilon for this "
                 f"sampling (fixed-size or truncated batches, or a group under replace-one), and no accountant gave "
@@ -279,8 +314,8 @@ class NoiseCutoff:
             raise NoiseCutoffError(
                 f"the noise sampler's cut-off at {self.radius:.3g} stds adds delta {added:.3g} over {self.steps} "
                 f"steps{at}, more than {MAX_ADDED_FRACTION:.0%} of delta={delta:g} (one unit moves the noise by "
-                f"{self.shift:.3g} stds over {self.pairs} noise pairs): raise noise_multiplier, train fewer steps, "
-                f"or raise the target delta"
+                f"{self.unit_shift:.3g} stds over {self.pairs} noise pairs): raise noise_multiplier, train fewer "
+                f"steps, or raise the target delta"
             )
         return added
 
@@ -288,11 +323,14 @@ class NoiseCutoff:
         """One line for reports."""
         return (
             f"Box-Muller pairs cut at radius {self.radius:.4g} stds ({self.pairs} pairs x {self.steps} steps, shift "
-            f"{self.shift:.3g} stds): adds {self.added_delta(delta, epsilon):.3g} to delta"
+            f"{self.unit_shift:.3g} stds): adds {self.added_delta(delta, epsilon):.3g} to delta"
             f"{'' if math.isinf(epsilon) else f' at epsilon {epsilon:.4g}'} (privacy.accounting.noise_cutoff)"
         )
 
     def to_dict(self, delta: float, epsilon: float = math.inf) -> dict:
-        """The JSON form (``epsilon`` None: the bound for every epsilon)."""
+        """The JSON form (``epsilon`` None: the bound for every epsilon); ``shift`` is `unit_shift` and ``shifts``
+        `distinct_shifts` (the keys reports were written with)."""
+        fields = dataclasses.asdict(self)
+        fields["shift"], fields["shifts"] = fields.pop("unit_shift"), fields.pop("distinct_shifts")
         added = self.added_delta(delta, epsilon)
-        return {**dataclasses.asdict(self), "epsilon": None if math.isinf(epsilon) else epsilon, "added_delta": added}
+        return {**fields, "epsilon": None if math.isinf(epsilon) else epsilon, "added_delta": added}

@@ -15,7 +15,7 @@ from privacy import validation
 from privacy.accounting.accountants import AccountantKind, accountant_description, dp_accounting_version, epsilon_of
 from privacy.accounting.events import event_to_json
 from privacy.accounting.mechanism import Adjacency, DpSgdMechanism, Sampling, UnsupportedAccounting
-from privacy.accounting.noise_cutoff import NoiseCutoff
+from privacy.accounting.noise_cutoff import NoiseCutoff, NoiseDraws
 from privacy.compared import compared
 
 REPORT_FORMAT = "ppml.privacy_report/2"
@@ -237,12 +237,12 @@ def dp_sgd_report(
     accountants: Sequence[AccountantKind | str] = (AccountantKind.RDP, AccountantKind.PLD),
     per_epoch: bool = False,
     progress: Callable[[int, int], None] | None = None,
-    noise_pairs: tuple[float, int] | None = None,
+    noise_draws: NoiseDraws | None = None,
 ) -> PrivacyReport:
     """Builds the report; ``delta=None`` uses `default_delta(n)`.
 
     Args:
-      noise_pairs: (cut-off radius R, Box-Muller pairs per step) of the sampler that drew the noise: the
+      noise_draws: what the sampler that drew the noise drew (cut-off radius, Box-Muller pairs per step): the
         guarantee then adds the cut-off's delta (`privacy.accounting.noise_cutoff`), and a cut-off adding more
         than its `MAX_ADDED_FRACTION` of delta raises `NoiseCutoffError`.
       per_epoch: also report epsilon after each whole epoch (one accounting per epoch; PLD takes
@@ -265,8 +265,8 @@ def dp_sgd_report(
             unavailable[kind.value] = str(err)
     rows = _per_epoch_rows(mechanism, delta, kinds, epsilon, progress) if per_epoch else ()
     cutoff = None
-    if noise_pairs is not None:
-        cutoff = NoiseCutoff.for_mechanism(mechanism, radius=noise_pairs[0], pairs=noise_pairs[1])
+    if noise_draws is not None:
+        cutoff = NoiseCutoff.for_mechanism(mechanism, noise_draws)
         cutoff.check(delta, _guarantee_epsilon(epsilon))
     return PrivacyReport(
         mechanism=mechanism,

@@ -16,7 +16,7 @@ the MLP 784-512-512-10 (334 853 pairs) over 60 epochs at n = 60 000, B = 256, de
 1.8e-8 at sigma 0.5, 1.1e-10 at 0.8, 2.4e-11 at 1 and 1.6e-12 at 2 for every epsilon (at the run's RDP epsilon,
 crediting Poisson sampling: 1.8e-8, 7.3e-11, 2.2e-12, 2.4e-14); at 7.99 (two float32 uniforms, ppml before)
 it added 3.9e-4, 7.9e-6, 2.4e-6 and 3.0e-7, more than 1 % of delta at each. Float rounding of the draws (Mironov
-2012) is out of scope. `GaussianNoise.pairs` records (R, pairs per step) for the guarantee.
+2012) is out of scope. `GaussianNoise.draws` records (R, pairs per step) for the guarantee.
 
 Cost (benchmarks/noise_sampler.py, the MLP's draws alone, interleaved A/B, 6 rounds, AMD EPYC, 2 shared cores,
 load 4-5, Dec 6 2026): TensorFlow's kernel 9.3, two float32 uniforms 8.2, 64-bit words (this) 8.1, the same with
@@ -63,21 +63,20 @@ class GaussianNoise:
         self.seed = seed
         self.secure = secure
         self._generator = None
-        self.pairs: tuple[float, int] | None = None
+        self.draws: noise_cutoff.NoiseDraws | None = None
         """(cut-off radius, Box-Muller pairs per step) for the guarantee (`privacy.accounting.noise_cutoff`): the
         smallest radius and the most pairs over every set of tensors `expect` saw (each trace of `add` too)."""
 
     def expect(self, tensors) -> None:
-        """Takes into `pairs` noise on tensors (or variables) shaped as ``tensors``; ignored where a shape is not
+        """Takes into `draws` noise on tensors (or variables) shaped as ``tensors``; ignored where a shape is not
         fully known (a model not built yet): the trace of `add` sees the gradients' static shapes."""
         shapes = [tuple(t.shape) for t in tensors]
         if not shapes or any(d is None for shape in shapes for d in shape):
             return
-        radius = min(cutoff_radius(t.dtype) for t in tensors)
         pairs = sum(pairs_of(shape) for shape in shapes)
-        if self.pairs is not None:
-            radius, pairs = min(radius, self.pairs[0]), max(pairs, self.pairs[1])
-        self.pairs = (radius, pairs)
+        if pairs:  # empty tensors draw nothing
+            drawn = noise_cutoff.NoiseDraws(radius=min(cutoff_radius(t.dtype) for t in tensors), pairs=pairs)
+            self.draws = drawn.merged(self.draws)
 
     def build(self) -> None:
         """Creates the generator (eagerly, under the distribution strategy in scope)."""

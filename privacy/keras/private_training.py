@@ -375,13 +375,12 @@ class PrivateTraining:
     def _noise_cutoff_reason(self, mechanism: DpSgdMechanism) -> str | None:
         """Why the noise's cut-off cannot be accounted within `noise_cutoff.MAX_ADDED_FRACTION` of delta at
         `target_epsilon` (the bound for every epsilon without one), or None: also where the noise's tensors are not
-        known yet (`GaussianNoise.pairs`), or only epsilon bounds the cut-off (fixed or truncated batches) and
+        known yet (`GaussianNoise.draws`), or only epsilon bounds the cut-off (fixed or truncated batches) and
         there is no target: `report` then checks it at the epsilon spent."""
-        if self.noise.pairs is None:
+        if self.noise.draws is None:
             return None
-        radius, pairs = self.noise.pairs
-        cutoff = NoiseCutoff.for_mechanism(mechanism, radius=radius, pairs=pairs)
-        if cutoff.shifts is None and self.target_epsilon is None:
+        cutoff = NoiseCutoff.for_mechanism(mechanism, self.noise.draws)
+        if cutoff.distinct_shifts is None and self.target_epsilon is None:
             return None
         try:
             cutoff.check(self.target_delta, math.inf if self.target_epsilon is None else self.target_epsilon)
@@ -408,7 +407,7 @@ class PrivateTraining:
         if len(budget.ledger) != 1 or budget.ledger[0][0] != mechanism.unit_event():
             raise DPConfigurationError("the budget composes several configurations; read it from .budget")
         try:
-            report = dp_sgd_report(mechanism, delta=self.target_delta, noise_pairs=self.noise.pairs)
+            report = dp_sgd_report(mechanism, delta=self.target_delta, noise_draws=self.noise.draws)
         except NoiseCutoffError as err:
             raise DPConfigurationError(str(err)) from None
         notes = (*report.notes, f"not covered: {NOT_COVERED}.")
@@ -438,7 +437,7 @@ class PrivateTraining:
         event = mechanism.unit_event()
         ledger = budget.ledger
         before = ledger[:-1] if ledger and ledger[-1][0] == event else ledger  # earlier configurations
-        key = (event, before, kind, self.target_epsilon, self.target_delta, mechanism.epoch_length, self.noise.pairs)
+        key = (event, before, kind, self.target_epsilon, self.target_delta, mechanism.epoch_length, self.noise.draws)
         if self._max_steps is None or self._max_steps[0] != key:
             trial = PrivacyBudget(
                 target_delta=self.target_delta,

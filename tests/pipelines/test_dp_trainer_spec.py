@@ -7,7 +7,7 @@ import pytest
 from dp_accounting import dp_event
 
 from pipelines.components.dp_trainer.spec import DpTrainingConfig, InvalidPrivacySetting
-from privacy.accounting import calibrate_noise_multiplier, compute_epsilon
+from privacy.accounting import NoiseDraws, calibrate_noise_multiplier, compute_epsilon
 
 GOOD = {"private": True, "batch_size": 32, "epochs": 5, "l2_norm_clip": 1.0, "target_epsilon": 3.0}
 
@@ -250,7 +250,7 @@ def test_the_ledger_lists_the_inferred_spec_and_separate_runs_outside_the_guaran
     def outside(**changes):
         plan = DpTrainingConfig.from_custom_config({**GOOD, **changes}).plan(dataset_size=400)
         folder = str(tmp_path / str(len(changes)))
-        privacy_ledger.write_ledger(folder, plan.ledger(noise_pairs=(9.42, 100)))
+        privacy_ledger.write_ledger(folder, plan.ledger(noise_draws=NoiseDraws(9.42, 100)))
         return privacy_ledger.read_ledger(folder).parameters["outside_guarantee"]
 
     inferred, runs = "feature spec inferred from the data", "separate runs on the same data"

@@ -895,21 +895,25 @@ def test_a_dp_fedavg_ledger_adds_its_noise_cutoffs_delta_and_refuses_one_over_on
 
     from pipelines.privacy_ledger import LedgerError
     from privacy import PrivacyBudget
-    from privacy.accounting import NoiseCutoff
+    from privacy.accounting import NoiseCutoff, NoiseDraws
 
     settings = {"label_key": "y", "num_clients": 10, "rounds": 2, "private": True, "target_epsilon": 3.0}
     plan = FederatedTrainingConfig.for_trainer({**settings, "num_classes": 2}).plan(10)
     m = plan.mechanism
     strategy = plan.strategy()
     weights = [np.zeros((5, 3)), np.zeros(3)]
-    pairs = strategy.noise_pairs(weights)
-    assert pairs == (np.sqrt(208 * np.log(2)), (18 + 1) // 2 + 1)
+    draws = strategy.noise_draws(weights)
+    assert draws == NoiseDraws(radius=np.sqrt(208 * np.log(2)), pairs=(18 + 1) // 2 + 1)
     budget = PrivacyBudget.for_mechanism(m, plan.delta).compose(m.unit_event(), m.units())
-    ledger = plan.ledger(budget, rounds=2, trainer={}, noise_pairs=pairs)
+    ledger = plan.ledger(budget, rounds=2, trainer={}, noise_draws=draws)
     # Fixed-size client samples under replace-one: only the distance to the untruncated mechanism, e^eps (1 - Z^T).
     assert (m.sampling.value, m.adjacency.value) == ("fixed", "replace-one")
     expected = NoiseCutoff(
-        radius=pairs[0], pairs=pairs[1], steps=2, shift=m.sensitivity / m.noise_multiplier, shifts=None
+        radius=draws.radius,
+        pairs=draws.pairs,
+        steps=2,
+        unit_shift=m.sensitivity / m.noise_multiplier,
+        distinct_shifts=None,
     )
     assert ledger.cutoff_delta == pytest.approx(expected.added_delta(plan.delta, ledger.epsilon), rel=1e-12)
     assert ledger.cutoff_delta > 0
@@ -918,7 +922,7 @@ def test_a_dp_fedavg_ledger_adds_its_noise_cutoffs_delta_and_refuses_one_over_on
         and "noise cut-off" not in ledger.parameters["outside_guarantee"]
     )
     with pytest.raises(LedgerError, match="more than 1% of delta"):
-        plan.ledger(budget, rounds=2, trainer={}, noise_pairs=(3.0, 10**6))
+        plan.ledger(budget, rounds=2, trainer={}, noise_draws=NoiseDraws(3.0, 10**6))
     seeded = FederatedTrainingConfig.for_trainer({**settings, "num_classes": 2, "seed": 1}).plan(10).strategy()
     seeded.seeded_noise = True
-    assert seeded.noise_pairs(weights) is None
+    assert seeded.noise_draws(weights) is None

@@ -766,10 +766,10 @@ from tensorflow_model_analysis.proto import config_pb2, metrics_for_slice_pb2, v
 from pipelines import privacy_ledger as pl
 from pipelines.components.private_evaluator import executor
 from privacy.accounting import DpSgdMechanism
-from privacy.accounting.noise_cutoff import sampler_radius
+from privacy.accounting.noise_cutoff import NoiseDraws, sampler_radius
 mechanism = DpSgdMechanism(dataset_size=100000, batch_size=256, noise_multiplier=1.1, steps=1000)
 ledger = pl.PrivacyLedger.for_dp_sgd(mechanism, l2_norm_clip=1.0, delta=1e-5,
-                                     noise_pairs=(sampler_radius("float32"), 5000))
+                                     noise_draws=NoiseDraws(sampler_radius("float32"), 5000))
 failure = validation_result_pb2.ValidationFailure(
     metric_key=metrics_for_slice_pb2.MetricKey(name="dp_delta"),
     metric_threshold=config_pb2.MetricThreshold(value_threshold=config_pb2.GenericValueThreshold(

@@ -10,7 +10,7 @@ from ml_metadata.proto import metadata_store_pb2
 from scipy import stats
 
 from pipelines import privacy_ledger as pl
-from privacy.accounting import DpSgdMechanism, NoiseCutoff, PrivacyBudget, compute_epsilon, event_from_json
+from privacy.accounting import DpSgdMechanism, NoiseCutoff, NoiseDraws, PrivacyBudget, compute_epsilon, event_from_json
 from privacy.preprocessing import (
     CoverageRecord,
     GaussianThresholding,
@@ -53,7 +53,7 @@ def test_to_dict_shares_no_state_with_the_ledger():
         delta=1e-3,
         trainer={"libs": {"tf": "2"}},
         outside_guarantee={"x": "why"},
-        noise_pairs=(9.42, 100),
+        noise_draws=NoiseDraws(9.42, 100),
     )
     data = ledger.to_dict()
     data["parameters"]["outside_guarantee"]["x"] = "edited"
@@ -66,22 +66,22 @@ def test_the_noise_cutoffs_delta_is_added_recomputed_and_refused_beyond_one_perc
     """With the sampler's (cut-off, pairs) the ledger's delta is the accountant's plus the cut-off's (recomputed from
     parameters['noise_cutoff'], the epsilon unchanged); without them the cut-off is listed outside the guarantee;
     a cut-off adding more than 1 % of delta is refused."""
-    pairs = (math.sqrt(128 * math.log(2)), 20_000)
-    ledger = pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.5, delta=1e-3, noise_pairs=pairs)
-    cutoff = NoiseCutoff(radius=pairs[0], pairs=20_000, steps=122, shift=1 / 1.3, moves=32 / 389)
+    draws = NoiseDraws(radius=math.sqrt(128 * math.log(2)), pairs=20_000)
+    ledger = pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.5, delta=1e-3, noise_draws=draws)
+    cutoff = NoiseCutoff(radius=draws.radius, pairs=20_000, steps=122, unit_shift=1 / 1.3, moves=32 / 389)
     added = cutoff.added_delta(1e-3, ledger.epsilon)  # Poisson add-remove: credited q e^eps at the ledger's epsilon
     assert added <= cutoff.added_delta(1e-3)  # q e^eps > 1 here: no credit
     assert 0 < added < 1e-12 and ledger.cutoff_delta == pytest.approx(added, rel=1e-12)
     assert ledger.delta == 1e-3 + ledger.cutoff_delta
     assert ledger.accountant_delta == 1e-3 and ledger.epsilons["rdp"] == pytest.approx(compute_epsilon(MECHANISM, 1e-3))
-    assert ledger.parameters["noise_cutoff"] == {"radius": pairs[0], "pairs": 20_000}
+    assert ledger.parameters["noise_cutoff"] == {"radius": draws.radius, "pairs": 20_000}
     again = pl.read_ledger(pl.write_ledger(str(tmp_path / "m"), ledger).rsplit("/assets.extra", 1)[0])
     assert again.delta == ledger.delta and again.to_dict()["report"]["guarantee_delta"] == 1e-3 + added
     assert "noise cut-off" not in ledger.parameters.get("outside_guarantee", {})
     bare = pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.5, delta=1e-3)
     assert bare.delta == 1e-3 and "noise cut-off" in bare.parameters["outside_guarantee"]
     with pytest.raises(pl.LedgerError, match=r"noise cut-off: .* more than 1% of delta=0.001"):
-        pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.5, delta=1e-3, noise_pairs=(4.0, 20_000))
+        pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.5, delta=1e-3, noise_draws=NoiseDraws(4.0, 20_000))
 
 
 def test_a_ledger_cannot_claim_fewer_steps_than_its_events(tmp_path):
@@ -460,6 +460,21 @@ def test_a_ledger_written_before_the_cutoff_was_accounted_lists_it_outside_the_g
     assert old.delta == 1e-3 and old.parameters["outside_guarantee"] == pl.UNKNOWN_NOISE_CUTOFF
 
 
+def test_a_ledger_written_with_the_cutoff_as_a_plain_dict_reads_back_the_same():
+    """Ledgers already written hold parameters['noise_cutoff'] = {"radius": R, "pairs": P} (JSON numbers): they read
+    back with the cut-off's delta recomputed from those draws, and a ledger written now stores the same dict."""
+    written = {"radius": 9.420721365679129, "pairs": 100}  # as json.loads reads an older ledger's
+    data = pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.5, delta=1e-3).to_dict()
+    data["parameters"]["outside_guarantee"].pop("noise cut-off")
+    data["parameters"]["noise_cutoff"] = written
+    old = pl.PrivacyLedger.from_dict(json.loads(json.dumps(data)))
+    draws = NoiseDraws(radius=written["radius"], pairs=100)
+    expected = NoiseCutoff.for_mechanism(MECHANISM, draws).added_delta(1e-3, old.epsilon)
+    assert old.cutoff_delta == expected > 0 and old.delta == 1e-3 + expected
+    new = pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.5, delta=1e-3, noise_draws=draws)
+    assert new.to_dict()["parameters"]["noise_cutoff"] == written and new.delta == old.delta
+
+
 @pytest.mark.parametrize(
     "stored, message",
     [
@@ -472,7 +487,9 @@ def test_a_ledger_written_before_the_cutoff_was_accounted_lists_it_outside_the_g
 def test_a_malformed_noise_cutoff_is_refused_on_read(stored, message):
     """The cut-off is recomputed when a ledger is read, so a malformed one (or a radius beyond every ppml sampler's,
     which would credit noise no sampler drew) is a one-line LedgerError there, not later or a traceback."""
-    data = pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.5, delta=1e-3, noise_pairs=(9.42, 100)).to_dict()
+    data = pl.PrivacyLedger.for_dp_sgd(
+        MECHANISM, l2_norm_clip=1.5, delta=1e-3, noise_draws=NoiseDraws(9.42, 100)
+    ).to_dict()
     data["parameters"]["noise_cutoff"] = stored
     with pytest.raises(pl.LedgerError, match=f"noise cut-off: .*{message}"):
         pl.PrivacyLedger.from_dict(data)

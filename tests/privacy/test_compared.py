@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from privacy.accounting import DpSgdMechanism, delta_warning
-from privacy.accounting.noise_cutoff import NoiseCutoff, sampler_radius
+from privacy.accounting.noise_cutoff import NoiseCutoff, NoiseDraws, sampler_radius
 from privacy.compared import MAX_DIGITS, compared
 
 
@@ -17,7 +17,7 @@ def test_a_delta_a_float32_cut_off_raised_above_its_budget_prints_above_it():
     `NoiseCutoff`) is above a budget of 1e-5 by ~3e-13: at 4 digits both print 1e-05; `compared` widens the value
     until it prints above, and `delta_warning` at n = 1e5 no longer says 'delta=1e-05 is not below 1/n=1e-05'."""
     mechanism = DpSgdMechanism(dataset_size=100_000, batch_size=256, noise_multiplier=1.1, steps=1000)
-    added = NoiseCutoff.for_mechanism(mechanism, radius=sampler_radius("float32"), pairs=5000).added_delta(1e-5)
+    added = NoiseCutoff.for_mechanism(mechanism, NoiseDraws(sampler_radius("float32"), 5000)).added_delta(1e-5)
     delta = 1e-5 + added
     assert 0 < added < 1e-10 and f"{delta:.4g}" == "1e-05"
     shown, bound = compared(delta, 1e-5)

@@ -4,8 +4,8 @@ A module file trains like any TFX ``run_fn`` and calls two things from here::
 
     plan = fn_args_utils.plan_from_fn_args(fn_args)     # n counted, sigma calibrated, steps
     ...train plan.steps steps (DP-SGD with plan.mechanism when plan.private)...
-    fn_args_utils.write_run_ledger(fn_args, plan, budget=training.budget, noise_pairs=training.noise.pairs)
-    # (private runs only; training = privacy.keras.private_training(model); without noise_pairs the ledger lists
+    fn_args_utils.write_run_ledger(fn_args, plan, budget=training.budget, noise_draws=training.noise.draws)
+    # (private runs only; training = privacy.keras.private_training(model); without noise_draws the ledger lists
     # the noise sampler's cut-off outside the guarantee)
 
 The DP Trainer's executor resolves the same plan before training (so bad settings fail early)
@@ -20,6 +20,7 @@ from typing import Any, Callable
 from pipelines import privacy_ledger
 from pipelines.components.dp_trainer.spec import DpTrainingConfig, DpTrainingPlan, InvalidPrivacySetting
 from pipelines.transform.artifact import NO_TRANSFORM_GRAPH, transformed_without_graph
+from privacy.accounting import NoiseDraws
 
 
 def _files(file_patterns: list[str]) -> list[str]:
@@ -87,7 +88,7 @@ def write_run_ledger(
     budget=None,
     trainer: dict[str, Any] | None = None,
     truncated_batches: int | None = None,
-    noise_pairs: tuple[float, int] | None = None,
+    noise_draws: NoiseDraws | None = None,
 ) -> str:
     """Writes the ledger of a private run into the exported SavedModel; returns its path.
 
@@ -99,8 +100,8 @@ def write_run_ledger(
         exactly the steps taken.
       truncated_batches: under truncated Poisson sampling (``plan.mechanism.truncated_batch_size``), the
         batches the sampler cut (`privacy.keras.PrivateTraining.truncated_batches`); required then.
-      noise_pairs: the noise sampler's (cut-off radius, Box-Muller pairs per step),
-        `privacy.keras.PrivateTraining.noise.pairs`: the ledger's delta then includes what the cut-off adds; without
+      noise_draws: what the noise sampler drew (cut-off radius, Box-Muller pairs per step),
+        `privacy.keras.PrivateTraining.noise.draws`: the ledger's delta then includes what the cut-off adds; without
         it the cut-off is listed outside the guarantee.
     """
     ledger = plan.ledger(
@@ -108,7 +109,7 @@ def write_run_ledger(
         budget=budget,
         trainer=trainer,
         truncated_batches=truncated_batches,
-        noise_pairs=noise_pairs,
+        noise_draws=noise_draws,
     )
     return privacy_ledger.write_ledger(fn_args.serving_model_dir, ledger)
 

@@ -60,6 +60,7 @@ from privacy import validation
 from privacy.accounting import (
     AccountantKind,
     DpSgdMechanism,
+    NoiseDraws,
     PrivacyBudget,
     Sampling,
     UnsupportedAccounting,
@@ -380,14 +381,14 @@ class DpTrainingPlan:
         budget: PrivacyBudget | None = None,
         trainer: dict[str, Any] | None = None,
         truncated_batches: int | None = None,
-        noise_pairs: tuple[float, int] | None = None,
+        noise_draws: NoiseDraws | None = None,
     ) -> PrivacyLedger:
         """The ledger of the run after ``steps_taken`` steps (default: all planned steps).
 
         Args:
           budget: the budget the training callback composed, checked against the plan.
           truncated_batches: under truncated Poisson sampling, how many batches the sampler cut (required then).
-          noise_pairs: the noise sampler's (cut-off radius, pairs per step), whose delta the ledger adds.
+          noise_draws: what the noise sampler drew (cut-off radius, pairs per step), whose delta the ledger adds.
         """
         if self.mechanism is None:
             raise ValueError("a non-private run has no privacy ledger")
@@ -404,5 +405,5 @@ class DpTrainingPlan:
             decision=self.decision,
             truncated_batches=truncated_batches,
             outside_guarantee=outside,
-            noise_pairs=noise_pairs,
+            noise_draws=noise_draws,
         )

@@ -159,6 +159,7 @@ from privacy.accounting import (
     AccountantKind,
     Adjacency,
     DpSgdMechanism,
+    NoiseDraws,
     PrivacyBudget,
     UnsupportedAccounting,
     calibrate_noise_multiplier,
@@ -1053,7 +1054,7 @@ class FederatedTrainingPlan:
         rounds: int,
         trainer: Mapping[str, Any],
         outside_guarantee: Mapping[str, str] | None = None,
-        noise_pairs: tuple[float, int] | None = None,
+        noise_draws: NoiseDraws | None = None,
     ) -> privacy_ledger.PrivacyLedger:
         """The ``dp-fedavg`` ledger of ``rounds`` rounds of this plan (the budget the simulation composed), with
         the plan's preprocessing releases composed before the rounds and what the run released outside its
@@ -1061,8 +1062,9 @@ class FederatedTrainingPlan:
         ledger: it accounts this run alone).
 
         Args:
-          noise_pairs: (cut-off radius, Box-Muller pairs per round) of the noise drawn (`noise_pairs`): the ledger's
-            delta then adds the cut-off's; without it the cut-off is listed outside the guarantee.
+          noise_draws: what the noise sampler drew (cut-off radius, Box-Muller pairs per round; the strategy's
+            `noise_draws`): the ledger's delta then adds the cut-off's; without it the cut-off is listed outside the
+            guarantee.
 
         Raises:
           privacy_ledger.LedgerError: if ``budget`` does not account exactly those rounds of the plan, or the noise's
@@ -1099,11 +1101,11 @@ class FederatedTrainingPlan:
                 **privacy_ledger.SEPARATE_RUNS,
                 **(DECISION_CAVEAT if self.decision is not None else {}),
                 **(outside_guarantee or {}),
-                **(privacy_ledger.UNKNOWN_NOISE_CUTOFF if noise_pairs is None else {}),
+                **(privacy_ledger.UNKNOWN_NOISE_CUTOFF if noise_draws is None else {}),
             },
         }
-        if noise_pairs is not None:
-            parameters["noise_cutoff"] = {"radius": float(noise_pairs[0]), "pairs": int(noise_pairs[1])}
+        if noise_draws is not None:
+            parameters["noise_cutoff"] = noise_draws.to_dict()
         ledger = privacy_ledger.PrivacyLedger(
             budget=budget,
             mechanism=privacy_ledger.DP_FEDAVG,

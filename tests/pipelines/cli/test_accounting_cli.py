@@ -504,7 +504,7 @@ def test_epsilon_with_the_models_weights_adds_the_noise_cutoffs_delta():
     rdp = independent(256 / 60000, 1.1, steps, 1e-5, "rdp")
     assert data["epsilon_rdp"] == pytest.approx(rdp, rel=1e-9) and data["epsilon_rdp"] == plain["epsilon_rdp"]
     added = NoiseCutoff(
-        radius=math.sqrt(128 * math.log(2)), pairs=669706, steps=steps, shift=1 / 1.1, moves=256 / 60000
+        radius=math.sqrt(128 * math.log(2)), pairs=669706, steps=steps, unit_shift=1 / 1.1, moves=256 / 60000
     )
     eps = min(e for e in (data["epsilon_rdp"], data["epsilon_pld"]) if e is not None)
     assert data["noise_cutoff"]["epsilon"] == eps

@@ -1,6 +1,7 @@
 """The noise cut-off's delta: the bound against exact integrals on one and two Box-Muller pairs, the hockey-stick
 claim on one pair (with and without sampling), the report's and refusal's values."""
 
+import dataclasses
 import math
 
 import dp_accounting as dpa
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from privacy.accounting import DpSgdMechanism, NoiseCutoff, NoiseCutoffError, dp_sgd_report
+from privacy.accounting import DpSgdMechanism, NoiseCutoff, NoiseCutoffError, NoiseDraws, dp_sgd_report
 from privacy.accounting.noise_cutoff import MAX_ADDED_FRACTION, escape_bound
 
 
@@ -89,13 +90,13 @@ def test_added_delta_is_the_formula_of_the_module():
     def formula(weight, eps):
         return delta * (1 / z_t - 1) + min(weight * 500 * p_bad, math.exp(eps) * (1 - z_t)) / z_t
 
-    one_sided = NoiseCutoff(radius=6.0, pairs=1000, steps=500, shift=0.8, shifts=1.0, moves=0.01)
+    one_sided = NoiseCutoff(radius=6.0, pairs=1000, steps=500, unit_shift=0.8, distinct_shifts=1.0, moves=0.01)
     assert one_sided.added_delta(delta, 1.0) == pytest.approx(formula(0.01 * math.e, 1.0), rel=1e-9)
     assert one_sided.added_delta(delta, 10.0) == pytest.approx(formula(1.0, 10.0), rel=1e-9)
     assert one_sided.added_delta(delta) == pytest.approx(delta * (1 / z_t - 1) + 500 * p_bad / z_t, rel=1e-9)
-    replace = NoiseCutoff(radius=6.0, pairs=1000, steps=500, shift=0.8, shifts=1.3)
+    replace = NoiseCutoff(radius=6.0, pairs=1000, steps=500, unit_shift=0.8, distinct_shifts=1.3)
     assert replace.added_delta(delta, 1.0) == pytest.approx(formula(1.3, 1.0), rel=1e-9)
-    distance_only = NoiseCutoff(radius=6.0, pairs=1000, steps=500, shift=0.8, shifts=None)
+    distance_only = NoiseCutoff(radius=6.0, pairs=1000, steps=500, unit_shift=0.8, distinct_shifts=None)
     assert distance_only.added_delta(delta, 2.0) == pytest.approx(formula(math.inf, 2.0), rel=1e-9)
     assert distance_only.added_delta(delta) == math.inf
     assert one_sided.escape == p_bad > 0
@@ -145,8 +146,8 @@ def test_for_mechanism_takes_the_terms_its_sampling_allows():
     base = {"dataset_size": 1000, "batch_size": 10, "noise_multiplier": 2.0, "steps": 5}
 
     def terms(**kwargs):
-        cutoff = NoiseCutoff.for_mechanism(DpSgdMechanism(**base, **kwargs), radius=9.0, pairs=4)
-        return cutoff.shifts, cutoff.moves
+        cutoff = NoiseCutoff.for_mechanism(DpSgdMechanism(**base, **kwargs), NoiseDraws(radius=9.0, pairs=4))
+        return cutoff.distinct_shifts, cutoff.moves
 
     assert terms() == (1.0, pytest.approx(0.01))
     assert terms(max_examples_per_user=3) == (7.0, pytest.approx(1 - 0.99**3))
@@ -156,37 +157,59 @@ def test_for_mechanism_takes_the_terms_its_sampling_allows():
     assert terms(sampling="fixed") == (None, None)
     assert terms(truncated_batch_size=30) == (None, None)
     full = DpSgdMechanism(dataset_size=1000, batch_size=1000, noise_multiplier=2.0, steps=5)
-    assert NoiseCutoff.for_mechanism(full, radius=9.0, pairs=4).moves == 1.0
+    assert NoiseCutoff.for_mechanism(full, NoiseDraws(radius=9.0, pairs=4)).moves == 1.0
+
+
+def test_noise_draws_merge_to_the_smaller_radius_and_more_pairs_and_keep_the_ledgers_json():
+    """`NoiseDraws` is frozen and validated; `merged` is what a run drawing both drew (a float32 tensor's 9.42
+    with a larger float64 draw's pairs); its dict is the ledger's ``{"radius", "pairs"}`` (as ledgers were written
+    before it existed) and reads back equal. A report's cut-off keeps its JSON keys ``shift`` and ``shifts``."""
+    float64, float32 = NoiseDraws(radius=12.0073, pairs=1000), NoiseDraws(radius=np.float64(9.42), pairs=np.int64(7))
+    assert float64.merged(float32) == float32.merged(float64) == NoiseDraws(radius=9.42, pairs=1000)
+    assert float32.merged(None) is float32
+    assert type(float32.radius) is float and type(float32.pairs) is int  # numpy scalars serialise as plain JSON
+    written = {"radius": 9.42, "pairs": 7}
+    assert float32.to_dict() == written and NoiseDraws.from_dict(written) == float32
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        float32.pairs = 8
+    with pytest.raises(ValueError, match="radius must be"):
+        NoiseDraws(radius=1.0, pairs=7)
+    with pytest.raises(ValueError, match="pairs must be an integer >= 1"):
+        NoiseDraws(radius=9.42, pairs=0)
+    cutoff = NoiseCutoff.for_mechanism(_mechanism(), float32)
+    data = cutoff.to_dict(1e-5)
+    assert (data["shift"], data["shifts"]) == (cutoff.unit_shift, cutoff.distinct_shifts) == (1.0, 1.0)
+    assert "unit_shift" not in data and "distinct_shifts" not in data
 
 
 def test_shift_at_or_beyond_the_cutoff_is_refused():
     with pytest.raises(NoiseCutoffError, match="not below the sampler's cut-off 7.99"):
-        NoiseCutoff(radius=7.99, pairs=10, steps=1, shift=8.0).added_delta(1e-5)
+        NoiseCutoff(radius=7.99, pairs=10, steps=1, unit_shift=8.0).added_delta(1e-5)
 
 
 def _mechanism(sigma=1.0, steps=14_063):
     return DpSgdMechanism(dataset_size=60_000, batch_size=256, noise_multiplier=sigma, steps=steps)
 
 
-MLP = (math.sqrt(128 * math.log(2)), 669_706 // 2)
-"""(cut-off, pairs) of ppml's float32 sampler on the MLP 784-512-512-10."""
+MLP = NoiseDraws(radius=math.sqrt(128 * math.log(2)), pairs=669_706 // 2)
+"""What ppml's float32 sampler on the MLP 784-512-512-10."""
 
 
 def test_report_states_delta_plus_the_cutoffs_and_keeps_epsilon():
     """The report's epsilon is dp-accounting's at delta (recomputed here); its guarantee is (epsilon, delta + X)."""
     mechanism = _mechanism(sigma=0.8)
-    report = dp_sgd_report(mechanism, delta=1e-5, noise_pairs=MLP)
+    report = dp_sgd_report(mechanism, delta=1e-5, noise_draws=MLP)
     accountant = dpa.rdp.RdpAccountant()
     accountant.compose(dpa.PoissonSampledDpEvent(256 / 60_000, dpa.GaussianDpEvent(0.8)), 14_063)
     assert report.epsilon["rdp"] == pytest.approx(accountant.get_epsilon(1e-5), rel=1e-9)
     eps = min(e for e in report.epsilon.values() if e is not None)
-    cutoff = NoiseCutoff(radius=MLP[0], pairs=MLP[1], steps=14_063, shift=1 / 0.8, moves=256 / 60_000)
+    cutoff = NoiseCutoff(radius=MLP.radius, pairs=MLP.pairs, steps=14_063, unit_shift=1 / 0.8, moves=256 / 60_000)
     expected = cutoff.added_delta(1e-5, eps)
     assert report.added_delta == pytest.approx(expected) and 0 < expected < 1e-9
     assert expected < cutoff.added_delta(1e-5) / 2  # the credit for sampling (q e^eps ~ 0.04)
     assert report.guarantee_delta == 1e-5 + report.added_delta
     data = report.to_dict()
-    assert data["noise_cutoff"]["pairs"] == MLP[1] and data["noise_cutoff"]["added_delta"] == report.added_delta
+    assert data["noise_cutoff"]["pairs"] == MLP.pairs and data["noise_cutoff"]["added_delta"] == report.added_delta
     assert data["guarantee_delta"] == report.guarantee_delta and data["delta"] == 1e-5
     assert f"1e-05 + {report.added_delta:.3g})-DP" in report.format_text()
     assert dp_sgd_report(mechanism, delta=1e-5).added_delta == 0.0
@@ -196,29 +219,29 @@ def test_report_states_delta_plus_the_cutoffs_and_keeps_epsilon():
     "radius, sigma, refused",
     [
         (math.sqrt(-2 * math.log(2.0**-46)), 1.0, True),  # ppml's float32 sampler before: cut at 7.99 stds
-        (MLP[0], 1.0, False),
-        (MLP[0], 0.5, False),
-        (MLP[0], 0.3, True),
+        (MLP.radius, 1.0, False),
+        (MLP.radius, 0.5, False),
+        (MLP.radius, 0.3, True),
     ],
 )
 def test_cutoffs_adding_more_than_one_percent_of_delta_are_refused(radius, sigma, refused):
     """The MLP's 60 epochs at n = 60 000, B = 256, for every epsilon: 7.99 stds adds 24 % of delta at sigma 1
     (refused), 9.42 stds 0.18 % at sigma 0.5 (accepted) and 980 % at sigma 0.3 (refused)."""
     mechanism = _mechanism(sigma=sigma)
-    cutoff = NoiseCutoff.for_mechanism(mechanism, radius=radius, pairs=MLP[1])
+    cutoff = NoiseCutoff.for_mechanism(mechanism, NoiseDraws(radius=radius, pairs=MLP.pairs))
     assert (cutoff.added_delta(1e-5) > MAX_ADDED_FRACTION * 1e-5) is refused
     if refused:
         with pytest.raises(NoiseCutoffError, match=r"more than 1% of delta=1e-05 .* raise noise_multiplier"):
-            dp_sgd_report(mechanism, delta=1e-5, noise_pairs=(radius, MLP[1]))
+            dp_sgd_report(mechanism, delta=1e-5, noise_draws=NoiseDraws(radius=radius, pairs=MLP.pairs))
     else:
-        dp_sgd_report(mechanism, delta=1e-5, noise_pairs=(radius, MLP[1]))
+        dp_sgd_report(mechanism, delta=1e-5, noise_draws=NoiseDraws(radius=radius, pairs=MLP.pairs))
 
 
 def test_shift_follows_sensitivity_and_group():
     replace = DpSgdMechanism(
         dataset_size=1000, batch_size=10, noise_multiplier=2.0, steps=5, sampling="fixed", max_examples_per_user=3
     )
-    assert NoiseCutoff.for_mechanism(replace, radius=9.0, pairs=4).shift == pytest.approx(2 * 3 / 2.0)
+    assert NoiseCutoff.for_mechanism(replace, NoiseDraws(radius=9.0, pairs=4)).unit_shift == pytest.approx(2 * 3 / 2.0)
 
 
 @pytest.mark.parametrize("q", [0.01, 0.5, 1.0])
@@ -257,4 +280,4 @@ def test_replace_one_mixture_obeys_the_support_and_distance_bounds(q):
 def test_a_large_radius_does_not_overflow():
     """f(b) = exp(-(R - b)^2 / 2) (1 - exp(-b (2R - b) / 2)) is computed without exp(R b) (OverflowError at R = 1000
     before); its values elsewhere are checked against exact integrals above."""
-    assert 0 <= NoiseCutoff(radius=1000.0, pairs=3, steps=2, shift=1.0).added_delta(1e-5) < 1e-300
+    assert 0 <= NoiseCutoff(radius=1000.0, pairs=3, steps=2, unit_shift=1.0).added_delta(1e-5) < 1e-300

@@ -8,7 +8,7 @@ import tensorflow as tf
 from scipy import stats
 from sklearn.datasets import load_digits
 
-from privacy.accounting import DpSgdMechanism, NoiseCutoff
+from privacy.accounting import DpSgdMechanism, NoiseCutoff, NoiseDraws
 from privacy.keras import (
     DPConfigurationError,
     DPKerasAdamOptimizer,
@@ -458,11 +458,11 @@ def case_noise_source_draws_independent_standard_normals():
 
 def case_box_muller_pairs_have_rayleigh_radii_and_uniform_angles():
     """The float32 transform's pairs: radius^2 ~ chi-square(2), angle uniform (KS), beyond 4 sigma as often as
-    N(0, 1) (binomial), and `GaussianNoise.pairs` counts what was drawn with the smallest cut-off."""
+    N(0, 1) (binomial), and `GaussianNoise.draws` counts what was drawn with the smallest cut-off."""
     noise = GaussianNoise(seed=5)
     noise.build()
     z = noise.add([tf.zeros([2_000_000]), tf.zeros([3], tf.float64)], 1.0)[0].numpy().astype(np.float64)
-    assert noise.pairs == (cutoff_radius(tf.float32), 1_000_000 + 2)
+    assert noise.draws == NoiseDraws(radius=cutoff_radius(tf.float32), pairs=1_000_000 + 2)
     assert cutoff_radius(tf.float64) > 12 and cutoff_radius(tf.float32) == np.sqrt(128 * np.log(2))
     cos, sin = z[:1_000_000], z[1_000_000:]
     assert stats.kstest(cos * cos + sin * sin, "chi2", args=(2,)).pvalue > 1e-3
@@ -571,9 +571,11 @@ def case_digits_reach_a_sensible_accuracy():
     private = private_training(model)
     report = private.report()
     pairs = (64 * 64) // 2 + 64 // 2 + (64 * 10) // 2 + 10 // 2
-    assert private.noise.pairs == (np.sqrt(128 * np.log(2)), pairs)
+    assert private.noise.draws == NoiseDraws(radius=np.sqrt(128 * np.log(2)), pairs=pairs)
     assert private.mechanism().sampling.value == "poisson"  # add-remove: the cut-off credits q = 64 / 1500
-    cutoff = NoiseCutoff(radius=np.sqrt(128 * np.log(2)), pairs=pairs, steps=private.steps, shift=1.0, moves=64 / 1500)
+    cutoff = NoiseCutoff(
+        radius=np.sqrt(128 * np.log(2)), pairs=pairs, steps=private.steps, unit_shift=1.0, moves=64 / 1500
+    )
     added = cutoff.added_delta(1e-5, report.guarantee_epsilon)
     assert report.added_delta == added and 0 < report.added_delta < 1e-12
     assert f"1e-05 + {report.added_delta:.3g})-DP" in report.format_text()
@@ -608,7 +610,9 @@ def case_a_target_epsilon_run_stops_where_the_noise_cutoff_would_pass_one_percen
 
     def added(t):
         mechanism = DpSgdMechanism(dataset_size=40, batch_size=8, noise_multiplier=0.2, steps=t)
-        return NoiseCutoff.for_mechanism(mechanism, radius=np.sqrt(128 * np.log(2)), pairs=5).added_delta(delta)
+        return NoiseCutoff.for_mechanism(mechanism, NoiseDraws(radius=np.sqrt(128 * np.log(2)), pairs=5)).added_delta(
+            delta
+        )
 
     assert 0 < steps < 100 and added(steps) <= 0.01 * delta < added(steps + 1), (steps, delta)
     assert private.epsilon() < 1e4
