@@ -26,10 +26,10 @@ multiplier). Let b_j = ||a restricted to pair j||, so sum_j b_j^2 <= r^2.
    (a) Any sampling (the distance to the untruncated mechanism): Z^T Q <= G and Z^T Q' = G' - E' with E' >= 0 the
        mass the cut removes, of total 1 - Z^T, so (Z^T (Q - e^eps Q'))_+ <= (G - e^eps G')_+ + e^eps E':
        at most e^eps (1 - Z^T).
-   (b) One-sided neighbours (Poisson add-remove, not truncated; shuffled batches and q = 1 are the case of one
-       outcome): condition on the other units' batch membership, independent of the differing unit's, which the
-       accountants' analyses let be arbitrary (so their bound holds for each, and the hockey-stick divergence,
-       jointly convex, averages). The side without the unit is one Gaussian G_0 (its support S_0); the side with
+   (b) One-sided neighbours (Poisson add-remove, not truncated; q = 1 is the case of one outcome): condition on the
+       other units' batch membership, independent of the differing unit's, which the accountants' analyses let be
+       arbitrary (so their bound holds for each, and the hockey-stick divergence, jointly convex, averages). The side
+       without the unit is one Gaussian G_0 (its support S_0); the side with
        it mixes its inclusion patterns pi, whose sum moves at step t by a_t(past) (||a_t|| <= r) where pi_t
        includes it. Adding the unit, H(Q_mix || Q_0): on S_0, sum_pi P(pi) G_pi 1[S_pi] <= G_mix; off S_0 only
        sum_pi P(pi) G_pi 1[S_pi \ S_0] is left, and under G_pi the noise z_t is in A while z_t + a_t is not at a
@@ -40,29 +40,36 @@ multiplier). Let b_j = ||a restricted to pair j||, so sum_j b_j^2 <= r^2.
        (a centred Gaussian gives a symmetric convex set no more mass when shifted: Anderson), and also at most
        G_0 1[S_0, some S_pi cut], of mass <= n_s T p_bad, n_s the distinct nonzero shifts a step can have (1 for
        one example; 2^k - 1 for a group of k, one per subset). So both directions are within
-       min(n_s, e^eps q_u) T p_bad, q_u = 1 - (1 - q)^k, and with q = 1 (or shuffling, given the permutation:
-       the accountants claim no amplification there) T p_bad.
+       min(n_s, e^eps q_u) T p_bad, q_u = 1 - (1 - q)^k.
    (c) Replace-one under Poisson sampling (one example, not truncated), conditioned on the others as in (b): both
        sides mix the same inclusion pattern pi (the slot's), x moving the sum by a_t and x' by a'_t. With
        Z^T Q <= G and the integrand also at most Z^T Q, (Z^T (Q - e^eps Q'))_+ <= (G - e^eps G')_+ +
        Z^T Q 1[some component of Q' cut], of mass <= sum_pi P(pi) sum_t P(z_t in A and z_t + v not in A for a
        shift v the D' patterns give), one shift (-a'_t) where pi_t excludes the slot and two (a_t, a_t - a'_t)
        where it includes it: (1 + q) T p_bad with r the replace-one shift (T p_bad at q = 1, one pattern).
+       Shuffled batches (replace-one, one example or a group; the accountants claim no amplification there, so
+       their bound holds given the permutation) are the case of one pattern: given the permutation each side is
+       one Gaussian per step, the two means apart by at most r at the unit's steps, so n_s = 1: T p_bad.
 
-   Fixed-size batches, truncated Poisson sampling and groups under replace-one have only (a): conditioning on
-   the others' batches there would change the others' sums across the mixture's components (or the accountants'
+   Fixed-size batches, truncated Poisson sampling and groups under Poisson replace-one have only (a): conditioning
+   on the others' batches there would change the others' sums across the mixture's components (or the accountants'
    analyses would not hold per condition). Where epsilon is not yet known (a planned run), e^eps is taken as
    infinite, so only (b)'s n_s T p_bad and (c) apply. The delta reported is the larger of the two directions,
    each within the accountant's delta (the larger of its directions) plus the term above:
 
        delta_total(eps) <= (delta_acc(eps) + B(eps)) / Z^T,  B(eps) = min(c(eps) T p_bad, e^eps (1 - Z^T)),
 
-   c(eps) = min(n_s, e^eps q_u) (`NoiseCutoff.weight`). One step of (b) at q = 0.01, 0.5, 1 and of (c) is checked on
-   a grid where the shifts are whole cells, so the pointwise inequalities hold for the sums too (the tests
-   ``test_one_step_mixture_obeys_the_sampling_credited_bound`` and ``test_replace_one_mixture_...``).
+   c(eps) = min(n_s, e^eps q_u) for one-sided neighbours (b), n_s under replace-one ((c): 1 + q, 1 shuffled), and
+   infinite where only (a) applies, so that B(eps) = e^eps (1 - Z^T) there (`NoiseCutoff.weight`). One step of (b)
+   at q = 0.01, 0.5, 1 and of (c) is checked on a grid where the shifts are whole cells, so the pointwise
+   inequalities hold for the sums too (the tests ``test_one_step_mixture_obeys_the_sampling_credited_bound`` and
+   ``test_replace_one_mixture_...``).
 
-   Composition with exact mechanisms (preprocessing releases, a push decision) multiplies both densities by
-   the same factors, so the composed accountant's delta and its (larger) epsilon take their places.
+   Composition with exact mechanisms (preprocessing releases, a push decision) multiplies each side's density by
+   that side's density of the releases (which differ between neighbours, and which the cut-off does not touch).
+   The inequalities above hold pointwise with the releases' outputs fixed (the training's shifts stay within r
+   whatever they are), so multiplied by those densities and integrated they bound the composed mechanism the same
+   way, with the composed accountant's delta and its (larger) epsilon in place of the training's.
 3. p_bad for one shift. Y in A and Y - a not in A needs some pair j to leave its disk while the other pairs
    stay inside theirs: p_bad <= Z_1^(P - 1) sum_j e(b_j), Z_1 = 1 - exp(-R^2 / 2), e(b) = P(|Y_j| <= R,
    |Y_j - b| > R). By the triangle inequality only the annulus R - b < |Y_j| <= R can leave, of probability
@@ -218,9 +225,10 @@ class NoiseCutoff:
       steps: T, noisy steps.
       unit_shift: r, the most one privacy unit moves a step's sum, in noise standard deviations (s k / sigma).
       distinct_shifts: n_s, the distinct nonzero shifts a step can have where the support argument applies (item 2
-        (b), (c): 1 for one example, 2^k - 1 for a group of k under Poisson add-remove, 1 + q under Poisson
-        replace-one); None where it does not (fixed batches, truncated Poisson sampling, groups under replace-one):
-        then only the distance to the untruncated mechanism, e^eps (1 - Z^T), bounds the cut-off.
+        (b), (c): 2^k - 1 for a group of k under Poisson add-remove, 1 for one example; 1 + q for one example under
+        Poisson replace-one; 1 for shuffled batches, any group); None where it does not (fixed batches, truncated
+        Poisson sampling, groups under Poisson replace-one): then only the distance to the untruncated mechanism,
+        e^eps (1 - Z^T), bounds the cut-off.
       moves: q_u, the probability that a step moves the sum at all, where the neighbours are one-sided (item 2 (b):
         1 - (1 - q)^k); None elsewhere (no credit for sampling).
     """
@@ -306,8 +314,8 @@ class NoiseCutoff:
         if self.distinct_shifts is None and math.isinf(epsilon):
             raise NoiseCutoffError(
                 f"the noise sampler's cut-off at {self.radius:.3g} stds is bounded only through epsilon for this "
-                f"sampling (fixed-size or truncated batches, or a group under replace-one), and no accountant gave "
-                f"a finite one"
+                f"sampling (fixed-size or truncated batches, or a group under Poisson replace-one), and no "
+                f"accountant gave a finite one"
             )
         if added > MAX_ADDED_FRACTION * delta:
             at = "" if math.isinf(epsilon) else f" at epsilon {epsilon:.4g}"
