@@ -44,14 +44,12 @@ import numpy as np
 from privacy import validation
 from privacy.encrypted.model.ring import DTYPE
 from privacy.encrypted.protocol.arithmetic import Pending, roles
+from privacy.encrypted.protocol.modulus import MODULUS
 from privacy.encrypted.protocol.party import Party
 from privacy.encrypted.protocol.rounds import Round
 from privacy.encrypted.protocol.shares import AShare, Terms
 from privacy.encrypted.protocol.transport import TransportError
 
-MODULUS = 127
-"""The prime p of the helper's test vectors: larger than every w_i (at most R + 2 <= 65), and 2^7 - 1,
-so that residues fit a byte and sample with few rejections."""
 MAX_BITS = 63
 """Largest R: with R = 63 a comparison decides the sign of any ring element (signed 64-bit reading)."""
 

@@ -29,8 +29,7 @@ import numba
 import numpy as np
 from numba import types
 
-MODULUS = 127
-"""The prime p of the test vectors (`comparison.MODULUS`)."""
+from privacy.encrypted.protocol.modulus import MODULUS
 
 
 def _private_cache_dir() -> str | None:
