@@ -97,7 +97,7 @@ UNKNOWN_NOISE_CUTOFF = {
     "sampler's cut-off adds (privacy.accounting.noise_cutoff; ppml's: radius 9.42 stds in float32, 12.0 in float64; "
     "seeded numpy noise: 13.7 per coordinate) is not in this ledger's delta"
 }
-"""Listed outside the guarantee of a DP-SGD or DP-FedAvg ledger written without the noise sampler's pairs."""
+"""Listed outside the guarantee of a DP-SGD or DP-FedAvg ledger written without its noise draws (`NoiseDraws`)."""
 
 PRIVACY_UNITS = ("example", "user", "client")
 """What neighbouring data sets differ in: one example; all examples of one user (DP-SGD's group privacy over
@@ -571,7 +571,7 @@ class PrivacyLedger:
         ledger.cutoff_delta  # noqa: B018 -- a malformed cut-off, or one over MAX_ADDED_FRACTION, is refused on read
         outside = ledger.parameters.get("outside_guarantee") or {}
         if ledger.mechanism in (DP_SGD, DP_FEDAVG) and ledger.parameters.get("noise_cutoff") is None:
-            # written without the sampler's pairs (before the cut-off was accounted, when DP-SGD's float32 noise was
+            # written without the noise draws (before the cut-off was accounted, when DP-SGD's float32 noise was
             # cut at 7.99 stds; or since, by a run that did not give them): say it is not in delta
             ledger.parameters["outside_guarantee"] = {**outside, **UNKNOWN_NOISE_CUTOFF}
         return ledger
