@@ -60,3 +60,23 @@ def test_printed_numbers_order_as_the_values_for_adjacent_and_random_floats():
             shown, bound_shown = compared(value, bound)
             assert _order(float(shown), float(bound_shown)) == _order(value, bound), (value, bound)
             assert len(shown.split("e")[0].replace(".", "").replace("-", "").lstrip("0")) <= MAX_DIGITS
+
+
+@pytest.mark.parametrize(
+    "value, bound, expected",
+    [
+        (100.0, 99.0, ("100.00", "99.00")),  # the encrypted gate's percentages, two decimals as before
+        (99.5 - 1e-9, 99.5, ("99.499999999", "99.500000000")),  # '99.50 % (needs >= 99.50 %)' would fail equal
+        (99.5, 99.5, ("99.50", "99.50")),
+    ],
+)
+def test_fixed_decimals_widen_the_same_way(value, bound, expected):
+    assert compared(value, bound, digits=2, bound_digits=2, fixed=True) == expected
+
+
+def test_fixed_decimals_separate_the_smallest_neighbours():
+    """Fixed decimals cannot stop at 17 (5e-324 prints as 0.000... there): they widen until the exact expansions
+    differ."""
+    tiny = 5e-324
+    shown, bound = compared(tiny, 0.0, digits=2, bound_digits=2, fixed=True)
+    assert float(shown) == tiny and float(bound) == 0.0
