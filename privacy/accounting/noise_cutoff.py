@@ -135,6 +135,10 @@ _SHARE_POINTS = 256
 """Points of the Riemann sum in `_outward_share`."""
 
 
+_JSON_KEYS = {"unit_shift": "shift", "distinct_shifts": "shifts"}
+"""`NoiseCutoff.to_dict`'s keys for the fields renamed since reports were first written with them."""
+
+
 class NoiseCutoffError(ValueError):
     """The noise's cut-off cannot be accounted within `MAX_ADDED_FRACTION` of delta."""
 
@@ -336,9 +340,8 @@ class NoiseCutoff:
         )
 
     def to_dict(self, delta: float, epsilon: float = math.inf) -> dict:
-        """The JSON form (``epsilon`` None: the bound for every epsilon); ``shift`` is `unit_shift` and ``shifts``
-        `distinct_shifts` (the keys reports were written with)."""
-        fields = dataclasses.asdict(self)
-        fields["shift"], fields["shifts"] = fields.pop("unit_shift"), fields.pop("distinct_shifts")
+        """The JSON form (``epsilon`` None: the bound for every epsilon), keys in the order reports were written
+        with: ``shift`` is `unit_shift` and ``shifts`` `distinct_shifts` (`_JSON_KEYS`)."""
+        fields = {_JSON_KEYS.get(name, name): value for name, value in dataclasses.asdict(self).items()}  # in order
         added = self.added_delta(delta, epsilon)
         return {**fields, "epsilon": None if math.isinf(epsilon) else epsilon, "added_delta": added}

@@ -182,6 +182,13 @@ def test_noise_draws_merge_to_the_smaller_radius_and_more_pairs_and_keep_the_led
     assert "unit_shift" not in data and "distinct_shifts" not in data
 
 
+def test_the_cutoffs_json_keeps_the_keys_and_their_order_reports_were_written_with():
+    """Reports (and the ledgers that embed them, `ppml epsilon --json`) were written with the cut-off's keys in
+    this order before `unit_shift` and `distinct_shifts` were renamed: the JSON text stays the same byte for byte."""
+    data = NoiseCutoff.for_mechanism(_mechanism(), MLP).to_dict(1e-5, 2.0)
+    assert list(data) == ["radius", "pairs", "steps", "shift", "shifts", "moves", "epsilon", "added_delta"]
+
+
 def test_shift_at_or_beyond_the_cutoff_is_refused():
     with pytest.raises(NoiseCutoffError, match="not below the sampler's cut-off 7.99"):
         NoiseCutoff(radius=7.99, pairs=10, steps=1, unit_shift=8.0).added_delta(1e-5)
