@@ -23,6 +23,7 @@ def compared(
     ``bound_digits`` (``fixed``: that many decimals, as ``.2f``; else trailing zeros dropped, as ``g``), both
     widened together until the printed numbers compare as ``value`` and ``bound`` do. Infinities print as
     ``inf`` / ``-inf``."""
+    value, bound = float(value), float(bound)  # numpy scalars compare to numpy booleans, which do not subtract
     kind, most = ("f", MAX_DECIMALS) if fixed else ("g", MAX_DIGITS)
     order = _order(value, bound)
     extra = 0

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from privacy.accounting import DpSgdMechanism, delta_warning
+from privacy.accounting import DpSgdMechanism, delta_warning, dp_sgd_report
 from privacy.accounting.noise_cutoff import NoiseCutoff, NoiseDraws, sampler_radius
 from privacy.compared import MAX_DIGITS, compared
 
@@ -80,3 +80,15 @@ def test_fixed_decimals_separate_the_smallest_neighbours():
     tiny = 5e-324
     shown, bound = compared(tiny, 0.0, digits=2, bound_digits=2, fixed=True)
     assert float(shown) == tiny and float(bound) == 0.0
+
+
+def test_numpy_scalars_compare_as_python_floats():
+    """numpy's comparisons return numpy booleans, which do not subtract: `compared` (and `delta_warning`, given a
+    numpy delta or dataset size at or above 1/n, as on main before it used `compared`) prints them as floats."""
+    assert compared(np.float64(2.99996), 3.0) == ("2.99996", "3")
+    assert compared(np.float32(0.5), np.float64(0.25), digits=2, bound_digits=2, fixed=True) == ("0.50", "0.25")
+    expected = delta_warning(0.05, 50)
+    assert expected.startswith("delta=0.05 is not below 1/n=0.02:")
+    assert delta_warning(np.float64(0.05), 50) == delta_warning(0.05, np.int64(50)) == expected
+    mechanism = DpSgdMechanism(dataset_size=50, batch_size=10, noise_multiplier=1.0, steps=10)
+    assert expected in dp_sgd_report(mechanism, delta=np.float64(0.05), accountants=("rdp",)).warnings
