@@ -757,9 +757,10 @@ print(json.dumps({"plan": dataclasses.asdict(plan.gate), **{k: dataclasses.asdic
 
 
 def test_a_delta_budget_equal_to_the_target_delta_refuses_with_distinct_numbers(python_subprocess):
-    """A ledger written with float32 noise's cut-off has delta 1e-5 plus ~3e-13: the Evaluator's delta check at a
-    budget of 1e-5 fails and prints the value above the bound (not '1e-05 > 1e-05'), as does TFMA's failure
-    message; at 1.01 x the target delta (README's advice) it passes."""
+    """A ledger written with float32 noise's cut-off has delta 1e-5 plus ~1.3e-15 (the cut-off's at the ledger's
+    epsilon, crediting Poisson sampling): the Evaluator's delta check at a budget of 1e-5 fails and prints the value
+    above the bound (not '1e-05 > 1e-05'), as does TFMA's failure message; at 1.01 x the target delta (README's
+    advice) it passes."""
     code = """
 import json
 from tensorflow_model_analysis.proto import config_pb2, metrics_for_slice_pb2, validation_result_pb2
@@ -781,8 +782,8 @@ print(json.dumps({"delta": ledger.delta, "cutoff": ledger.cutoff_delta,
                   "tfma": executor._failure_message(failure)}))
 """
     out = json.loads(python_subprocess(code, legacy_keras=True).stdout.strip().splitlines()[-1])
-    assert out["cutoff"] > 0 and out["delta"] == 1e-5 + out["cutoff"] and f"{out['delta']:.4g}" == "1e-05"
-    shown = f"{out['delta']:.11g}"  # the fewest digits that print it above 1e-05 (~1e-5 + 3.5e-13)
+    assert 1e-15 < out["cutoff"] < 2e-15 and out["delta"] == 1e-5 + out["cutoff"] and f"{out['delta']:.4g}" == "1e-05"
+    shown = f"{out['delta']:.11g}"  # the fewest digits that print it above 1e-05 (~1e-5 + 1.3e-15)
     assert float(shown) > 1e-5 and f"{out['delta']:.10g}" == "1e-05"
     assert out["equal"]["passed"] is False and out["equal"]["reason"] == f"delta {shown} > 1e-05 (c)"
     assert out["above"]["passed"] is True and out["above"]["reason"] == "delta 1e-05 <= 1.01e-05 (c)"
