@@ -179,8 +179,9 @@ def _training_options(fn):
         click.option(
             "--delta-budget",
             type=click.FloatRange(0, 1, min_open=True, max_open=True),
-            help="Evaluator: bless only models with delta <= this, the ledger's: --target-delta plus the noise "
-            "cut-off's, up to 1 % more (a DP model needs >= 1.01 x --target-delta) [default: any delta below 1/n].",
+            help="Evaluator: bless only models with delta <= this, the ledger's: the trainer's target delta plus its "
+            "noise cut-off's, at most 1 % more (a budget equal to the target refuses a cut-off that adds anything a "
+            "float holds, as DP-SGD's float32 noise's does: give 1.01 x it) [default: any delta below 1/n].",
         ),
         click.option(
             "--privacy-unit",

@@ -239,6 +239,36 @@ def test_old_spellings_set_the_same_plan_and_warn(old, new, setting, value, monk
     assert plans[0] == plans[1] and plans[0].trainer_config.get(setting, True) == value
 
 
+def test_the_delta_budgets_help_asks_1_01_x_the_target_of_float32_noise_only():
+    """--delta-budget's help: a budget equal to the target delta refuses DP-SGD's float32 noise (its cut-off adds
+    ~3e-15 at 1e-5) but not a small model's DP-FedAvg float64 noise (its cut-off is lost in rounding), so the help
+    does not say every DP model needs 1.01 x."""
+    import numpy as np
+
+    from pipelines import privacy_ledger
+    from pipelines.components.federated_trainer.spec import FederatedTrainingConfig
+    from privacy import PrivacyBudget
+    from privacy.accounting import DpSgdMechanism, NoiseDraws
+    from privacy.accounting.noise_cutoff import sampler_radius
+
+    help_text = " ".join(invoke("pipeline", "run", "--help").output.split())
+    option = help_text[help_text.index("--delta-budget FLOAT") : help_text.index("--privacy-unit")].replace("- ", "-")
+    assert "a budget equal to the target refuses a cut-off that adds anything a float holds" in option
+    assert "as DP-SGD's float32 noise's does: give 1.01 x it" in option and "needs" not in option
+    m = DpSgdMechanism(dataset_size=60_000, batch_size=256, noise_multiplier=1.1, steps=1000)
+    dp_sgd = privacy_ledger.PrivacyLedger.for_dp_sgd(
+        m, l2_norm_clip=1.0, delta=1e-5, noise_draws=NoiseDraws(sampler_radius("float32"), 5000)
+    )
+    assert 1e-5 < dp_sgd.delta <= 1.01e-5
+    settings = {"label_key": "y", "num_clients": 10, "rounds": 2, "private": True, "target_epsilon": 3.0}
+    plan = FederatedTrainingConfig.for_trainer({**settings, "num_classes": 2}).plan(10)
+    fm = plan.mechanism
+    budget = PrivacyBudget.for_mechanism(fm, plan.delta).compose(fm.unit_event(), fm.units())
+    draws = plan.strategy().noise_draws([np.zeros((5, 3)), np.zeros(3)])
+    fedavg = plan.ledger(budget, rounds=2, trainer={}, noise_draws=draws)
+    assert draws.radius == sampler_radius("float64") and 0 < fedavg.cutoff_delta and fedavg.delta == plan.delta
+
+
 def test_help_names_the_glossary_and_hides_the_old_spellings():
     help_text = invoke("pipeline", "run", "--help").output
     assert "--target-delta" in help_text and "--dp / --no-dp" in help_text
