@@ -11,6 +11,7 @@ import time
 import numpy as np
 
 from privacy import validation
+from privacy.compared import compared
 
 DEFAULT_MIN_AGREEMENT = 0.995
 DEFAULT_MAX_ACCURACY_DROP = 0.5  # percentage points
@@ -51,6 +52,23 @@ class VerificationReport:
         """Agreement at least `min_agreement` and accuracy difference at most `max_accuracy_drop` points."""
         accuracy_ok = self.accuracy_difference_points is None or self.accuracy_difference_points <= max_accuracy_drop
         return self.decision_agreement >= min_agreement and accuracy_ok
+
+    def reason(
+        self, *, min_agreement: float = DEFAULT_MIN_AGREEMENT, max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP
+    ) -> str:
+        """What `passes` compares, as text: the agreement in percent and the accuracy difference in points with two
+        decimals each (as `format_text`), and their thresholds, widened where two decimals would not order them as
+        the values (`privacy.compared`)."""
+        agreement, needed = compared(
+            100 * self.decision_agreement, 100 * min_agreement, digits=2, bound_digits=2, fixed=True
+        )
+        text = f"decision agreement {agreement} % (needs >= {needed} %)"
+        if self.accuracy_difference_points is None:
+            return f"{text}, accuracy difference not measured (no labels)"
+        drop, allowed = compared(
+            self.accuracy_difference_points, max_accuracy_drop, digits=2, bound_digits=2, fixed=True
+        )
+        return f"{text}, accuracy difference {drop} points (needs <= {allowed})"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -14,7 +14,6 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
 from pipelines.components.encrypted_gate import spec
-from privacy.compared import compared
 from privacy.encrypted import (
     FixedPoint,
     InProcessCluster,
@@ -93,15 +92,9 @@ class Executor(base_executor.BaseExecutor):
             return _decide(blessing, settings, None, f"the examples exceed the declared input range: {err}")
         except ResultRejected as err:
             return _decide(blessing, settings, None, f"the encrypted predictions were rejected: {err}")
-        passed = report.passes(min_agreement=settings.min_agreement, max_accuracy_drop=settings.max_accuracy_drop)
-        agreement, min_agreement = compared(
-            100 * report.decision_agreement, 100 * settings.min_agreement, digits=2, bound_digits=2, fixed=True
-        )
-        drop, max_drop = compared(report.accuracy_difference_points, settings.max_accuracy_drop, digits=3)
-        reason = (
-            f"{labels_only}decision agreement {agreement} % (needs >= {min_agreement} %), accuracy difference "
-            f"{drop} points (needs <= {max_drop})"
-        )
+        thresholds = {"min_agreement": settings.min_agreement, "max_accuracy_drop": settings.max_accuracy_drop}
+        passed = report.passes(**thresholds)
+        reason = f"{labels_only}{report.reason(**thresholds)}"
         _decide(blessing, settings, report, reason if passed else f"failed: {reason}", passed=passed)
 
 
