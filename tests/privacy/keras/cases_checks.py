@@ -456,6 +456,16 @@ def case_noise_source_draws_independent_standard_normals():
     _assert_uncorrelated(first[0], other[0], "seeds")
 
 
+def case_empty_tensors_draw_no_noise_pairs():
+    """`GaussianNoise.expect` on empty tensors alone records no draws (none were drawn: no pairs=0 `NoiseDraws`,
+    which its validation refuses); with other tensors, their pairs at the smallest cut-off of all."""
+    noise = GaussianNoise(seed=5)
+    noise.expect([tf.zeros([0]), tf.zeros([4, 0])])
+    assert noise.draws is None
+    noise.expect([tf.zeros([0]), tf.zeros([3], tf.float64)])
+    assert noise.draws == NoiseDraws(radius=cutoff_radius(tf.float32), pairs=2)
+
+
 def case_box_muller_pairs_have_rayleigh_radii_and_uniform_angles():
     """The float32 transform's pairs: radius^2 ~ chi-square(2), angle uniform (KS), beyond 4 sigma as often as
     N(0, 1) (binomial), and `GaussianNoise.draws` counts what was drawn with the smallest cut-off."""
