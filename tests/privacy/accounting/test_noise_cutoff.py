@@ -199,7 +199,7 @@ def _mechanism(sigma=1.0, steps=14_063):
 
 
 MLP = NoiseDraws(radius=math.sqrt(128 * math.log(2)), pairs=669_706 // 2)
-"""What ppml's float32 sampler on the MLP 784-512-512-10."""
+"""What ppml's float32 sampler draws per step for the MLP 784-512-512-10 (its cut-off, one pair per two weights)."""
 
 
 def test_report_states_delta_plus_the_cutoffs_and_keeps_epsilon():
