@@ -183,20 +183,50 @@ def any_zero_sum(u, v, out):  # pragma: no cover - compiled
         out[r] = found
 
 
-@_compile(types.int64[::1](_array(_U8, 1, True), types.uint8, types.int64, _array(_U8, 1)))
-def masked_draws(stream, bits_mask, modulus, out):  # pragma: no cover - compiled
-    """out = stream & bits_mask; returns the positions (ascending) where that is >= modulus (to draw again)."""
+_BYTES = numba.uint64(0x0101010101010101)
+"""1 in every byte of a word: times a byte value, that value in every byte."""
+
+
+@_compile(types.int64[::1](_array(_U8, 1), types.uint8, types.int64))
+def masked_draws(values, bits_mask, modulus):  # pragma: no cover - compiled
+    """values &= bits_mask in place; returns the positions (ascending) where that is >= modulus (to draw again).
+
+    Eight bytes at a time (little-endian words, so byte j of word i is position 8 i + j): a byte b exceeds
+    n = modulus - 1 where (b mod 128) + (127 - n mod 128) carries into bit 7, or (all exact per byte, with no
+    carry between bytes) with b's own bit 7: or'ed when n < 128, and'ed when n >= 128. The first pass masks and
+    counts, the second finds the positions in the few words that have one (about 6 % of them for p = 127).
+    """
+    count = len(values)
+    words = count // 8
+    packed = values[: 8 * words].view(np.uint64)
+    n = numba.uint64(modulus - 1)
+    wide_mask = numba.uint64(bits_mask) * _BYTES
+    low7, high = numba.uint64(127) * _BYTES, numba.uint64(128) * _BYTES
+    lift = (numba.uint64(127) - (n & numba.uint64(127))) * _BYTES
+    above_half = n >= numba.uint64(128)
     rejected = 0
-    for i in range(len(stream)):
-        value = stream[i] & bits_mask
-        out[i] = value
-        rejected += value >= modulus
+    for i in range(words):
+        word = packed[i] & wide_mask
+        packed[i] = word
+        carry = (word & low7) + lift
+        over = ((carry & word) if above_half else (carry | word)) & high
+        rejected += numba.int64(((over >> numba.uint64(7)) * _BYTES) >> numba.uint64(56))
+    for i in range(8 * words, count):
+        values[i] &= bits_mask
+        rejected += numba.int64(values[i] > n)
     positions = np.empty(rejected, np.int64)
-    k = 0
-    i = 0
-    while k < rejected:
-        if out[i] >= modulus:
-            positions[k] = i
-            k += 1
-        i += 1
+    found = 0
+    for i in range(words):
+        word = packed[i]
+        carry = (word & low7) + lift
+        over = ((carry & word) if above_half else (carry | word)) & high
+        if over:
+            for j in range(8):
+                if (over >> numba.uint64(8 * j + 7)) & numba.uint64(1):
+                    positions[found] = 8 * i + j
+                    found += 1
+    for i in range(8 * words, count):
+        if values[i] > n:
+            positions[found] = i
+            found += 1
     return positions

@@ -193,6 +193,20 @@ def test_prf_residues_equal_the_numpy_rejection_sampling_and_stay_in_step(modulu
     assert np.array_equal(prf.words((4,)), np.frombuffer(reference.update(bytes(32)), "<u8"))
 
 
+def test_masked_draws_finds_every_byte_at_or_above_the_modulus_whatever_its_place_in_a_word():
+    """The kernel tests eight bytes at a time (a carry per byte): every byte value at every place in a word
+    and in the tail, for every modulus and its mask, against numpy's mask and flatnonzero."""
+    stream = np.concatenate([np.arange(256, dtype=np.uint8), np.arange(256, dtype=np.uint8)[::-1], [255, 128, 127]])
+    stream = np.concatenate([np.roll(stream, shift) for shift in range(8)]).astype(np.uint8)  # 4120: a tail of 0
+    for modulus in range(2, 257):
+        bits_mask = np.uint8((1 << (modulus - 1).bit_length()) - 1)
+        for data in (stream, stream[:-3]):  # the second has a tail of 5 bytes
+            values = data.copy()
+            redo = kernels.masked_draws(values, bits_mask, modulus)
+            assert np.array_equal(values, data & bits_mask)
+            assert np.array_equal(redo, np.flatnonzero((data & bits_mask) >= modulus)), modulus
+
+
 def test_the_machine_code_cache_is_private_to_the_user_and_numbas_setting_is_left_alone(tmp_path, monkeypatch):
     """The cache directory is created 0700 under XDG_CACHE_HOME; one open to others (whose files could run as
     this user's code) or one that cannot be made is refused (the kernels then compile without a cache); the
