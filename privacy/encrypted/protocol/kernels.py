@@ -191,10 +191,10 @@ _BYTES = numba.uint64(0x0101010101010101)
 def masked_draws(values, bits_mask, modulus):  # pragma: no cover - compiled
     """values &= bits_mask in place; returns the positions (ascending) where that is >= modulus (to draw again).
 
-    Eight bytes at a time (little-endian words, so byte j of word i is position 8 i + j): a byte b exceeds
-    n = modulus - 1 where (b mod 128) + (127 - n mod 128) carries into bit 7, or (all exact per byte, with no
-    carry between bytes) with b's own bit 7: or'ed when n < 128, and'ed when n >= 128. The first pass masks and
-    counts, the second finds the positions in the few words that have one (about 6 % of them for p = 127).
+    Eight bytes at a time: a byte b exceeds n = modulus - 1 where (b mod 128) + (127 - n mod 128) carries into
+    bit 7, or'ed with b's own bit 7 when n < 128, and'ed with it when n >= 128 (exact per byte, with no carry
+    between bytes, in either byte order). The first pass masks and counts, the second finds the positions byte by
+    byte in the few words that have one (about 6 % of them for p = 127).
     """
     count = len(values)
     words = count // 8
@@ -221,9 +221,9 @@ def masked_draws(values, bits_mask, modulus):  # pragma: no cover - compiled
         carry = (word & low7) + lift
         over = ((carry & word) if above_half else (carry | word)) & high
         if over:
-            for j in range(8):
-                if (over >> numba.uint64(8 * j + 7)) & numba.uint64(1):
-                    positions[found] = 8 * i + j
+            for j in range(8 * i, 8 * i + 8):
+                if values[j] > n:
+                    positions[found] = j
                     found += 1
     for i in range(8 * words, count):
         if values[i] > n:
