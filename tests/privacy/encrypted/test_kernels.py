@@ -195,16 +195,18 @@ def test_prf_residues_equal_the_numpy_rejection_sampling_and_stay_in_step(modulu
 
 def test_masked_draws_finds_every_byte_at_or_above_the_modulus_whatever_its_place_in_a_word():
     """The kernel tests eight bytes at a time (a carry per byte): every byte value at every place in a word
-    and in the tail, for every modulus and its mask, against numpy's mask and flatnonzero."""
+    and in the tail (every tail length, arrays that start off an 8-byte boundary), for every modulus and its
+    mask, against numpy's mask and flatnonzero."""
     stream = np.concatenate([np.arange(256, dtype=np.uint8), np.arange(256, dtype=np.uint8)[::-1], [255, 128, 127]])
-    stream = np.concatenate([np.roll(stream, shift) for shift in range(8)]).astype(np.uint8)  # 4120: a tail of 0
+    stream = np.concatenate([np.roll(stream, shift) for shift in range(8)]).astype(np.uint8)  # 4120 bytes
     for modulus in range(2, 257):
         bits_mask = np.uint8((1 << (modulus - 1).bit_length()) - 1)
-        for data in (stream, stream[:-3]):  # the second has a tail of 5 bytes
-            values = data.copy()
+        for start in range(8):  # tails of 0, 7, 6, ... 1 bytes
+            data = stream[start:]
+            values = stream.copy()[start:]
             redo = kernels.masked_draws(values, bits_mask, modulus)
             assert np.array_equal(values, data & bits_mask)
-            assert np.array_equal(redo, np.flatnonzero((data & bits_mask) >= modulus)), modulus
+            assert np.array_equal(redo, np.flatnonzero((data & bits_mask) >= modulus)), (modulus, start)
 
 
 def test_the_machine_code_cache_is_private_to_the_user_and_numbas_setting_is_left_alone(tmp_path, monkeypatch):
