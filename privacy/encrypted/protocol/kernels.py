@@ -91,8 +91,8 @@ def _compile(*signatures):
     return decorate
 
 
-def _array(dtype, dims: int, readonly: bool = False):
-    return types.Array(dtype, dims, "C", readonly=readonly)
+def _array(dtype, dims: int, readonly: bool = False, aligned: bool = True):
+    return types.Array(dtype, dims, "C", readonly=readonly, aligned=aligned)
 
 
 _U8, _U64 = types.uint8, types.uint64
@@ -187,14 +187,15 @@ _BYTES = numba.uint64(0x0101010101010101)
 """1 in every byte of a word: times a byte value, that value in every byte."""
 
 
-@_compile(types.int64[::1](_array(_U8, 1), types.uint8, types.int64))
+@_compile(types.int64[::1](_array(_U8, 1, aligned=False), types.uint8, types.int64))
 def masked_draws(values, bits_mask, modulus):  # pragma: no cover - compiled
     """values &= bits_mask in place; returns the positions (ascending) where that is >= modulus (to draw again).
 
     Eight bytes at a time: a byte b exceeds n = modulus - 1 where (b mod 128) + (127 - n mod 128) carries into
     bit 7, or'ed with b's own bit 7 when n < 128, and'ed with it when n >= 128 (exact per byte, with no carry
     between bytes, in either byte order). The first pass masks and counts, the second finds the positions byte by
-    byte in the few words that have one (about 6 % of them for p = 127).
+    byte in the few words that have one (about 6 % of them for p = 127). `values` may start anywhere: it is typed
+    unaligned, so its word view promises the compiler no alignment.
     """
     count = len(values)
     words = count // 8

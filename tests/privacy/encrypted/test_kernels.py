@@ -7,6 +7,7 @@ residues, rotation words 0 and 2^64 - 1), and an empty batch.
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -207,6 +208,17 @@ def test_masked_draws_finds_every_byte_at_or_above_the_modulus_whatever_its_plac
             redo = kernels.masked_draws(values, bits_mask, modulus)
             assert np.array_equal(values, data & bits_mask)
             assert np.array_equal(redo, np.flatnonzero((data & bits_mask) >= modulus)), (modulus, start)
+
+
+def test_masked_draws_promises_no_alignment_for_the_words_it_reads_through_a_view():
+    """The kernel reads the bytes as 64-bit words through a view, and its arrays may start anywhere (the test
+    above passes them off an 8-byte boundary): its byte array is typed possibly unaligned, so the compiled
+    word loads and stores claim no alignment (an ``align 8`` access at an odd address is undefined behaviour
+    in LLVM, which x86 happens to forgive); checked on the type and on the vector accesses LLVM makes of it."""
+    assert kernels.masked_draws.nopython_signatures[0].args[0].aligned is False
+    fresh = numba.njit(kernels.masked_draws.nopython_signatures)(kernels.masked_draws.py_func)
+    accesses = re.findall(r"(?:load|store) <\d+ x i64>.*align (\d+)", next(iter(fresh.inspect_llvm().values())))
+    assert set(accesses) <= {"1"}, accesses
 
 
 def test_the_machine_code_cache_is_private_to_the_user_and_numbas_setting_is_left_alone(tmp_path, monkeypatch):
