@@ -196,8 +196,8 @@ def test_prf_residues_equal_the_numpy_rejection_sampling_and_stay_in_step(modulu
 
 def test_masked_draws_finds_every_byte_at_or_above_the_modulus_whatever_its_place_in_a_word():
     """The kernel tests eight bytes at a time (a carry per byte): every byte value at every place in a word
-    and in the tail (every tail length, arrays that start off an 8-byte boundary), for every modulus and its
-    mask, against numpy's mask and flatnonzero."""
+    (over the eight starts, arrays that start off an 8-byte boundary, tails of every length), for every modulus
+    and its mask, against numpy's mask and flatnonzero. The tails hold a few values only: see the next test."""
     stream = np.concatenate([np.arange(256, dtype=np.uint8), np.arange(256, dtype=np.uint8)[::-1], [255, 128, 127]])
     stream = np.concatenate([np.roll(stream, shift) for shift in range(8)]).astype(np.uint8)  # 4120 bytes
     for modulus in range(2, 257):
@@ -208,6 +208,23 @@ def test_masked_draws_finds_every_byte_at_or_above_the_modulus_whatever_its_plac
             redo = kernels.masked_draws(values, bits_mask, modulus)
             assert np.array_equal(values, data & bits_mask)
             assert np.array_equal(redo, np.flatnonzero((data & bits_mask) >= modulus)), (modulus, start)
+
+
+def test_masked_draws_tests_every_byte_value_at_every_place_of_every_tail():
+    """The bytes after the last whole word are tested one by one: rows of one word and a tail of 1 to 7 bytes,
+    row k holding k, k + 1, ... (mod 256), so every byte value sits at every place of every tail and word, for
+    every modulus and its mask (the rows start off an 8-byte boundary too); values masked in place, positions
+    ascending, against numpy."""
+    for modulus in range(2, 257):
+        bits_mask = np.uint8((1 << (modulus - 1).bit_length()) - 1)
+        for tail in range(1, 8):
+            data = ((np.arange(256)[:, None] + np.arange(8 + tail)) % 256).astype(np.uint8)
+            values = data.copy()
+            redo = [kernels.masked_draws(row, bits_mask, modulus) for row in values]
+            rows, places = np.nonzero((data & bits_mask) >= modulus)
+            assert np.array_equal(values, data & bits_mask), (modulus, tail)
+            assert np.array_equal(np.concatenate(redo), places), (modulus, tail)
+            assert np.array_equal([len(r) for r in redo], np.bincount(rows, minlength=256)), (modulus, tail)
 
 
 def test_masked_draws_promises_no_alignment_for_the_words_it_reads_through_a_view():
