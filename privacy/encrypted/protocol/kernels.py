@@ -90,8 +90,8 @@ def _compile(*signatures):
     return decorate
 
 
-def _array(dtype, dims: int, readonly: bool = False):
-    return types.Array(dtype, dims, "C", readonly=readonly)
+def _array(dtype, dims: int, readonly: bool = False, aligned: bool = True):
+    return types.Array(dtype, dims, "C", readonly=readonly, aligned=aligned)
 
 
 _U8, _U64 = types.uint8, types.uint64
@@ -182,20 +182,51 @@ def any_zero_sum(u, v, out):  # pragma: no cover - compiled
         out[r] = found
 
 
-@_compile(types.int64[::1](_array(_U8, 1, True), types.uint8, types.int64, _array(_U8, 1)))
-def masked_draws(stream, bits_mask, modulus, out):  # pragma: no cover - compiled
-    """out = stream & bits_mask; returns the positions (ascending) where that is >= modulus (to draw again)."""
+_BYTES = numba.uint64(0x0101010101010101)
+"""1 in every byte of a word: times a byte value, that value in every byte."""
+
+
+@_compile(types.int64[::1](_array(_U8, 1, aligned=False), types.uint8, types.int64))
+def masked_draws(values, bits_mask, modulus):  # pragma: no cover - compiled
+    """values &= bits_mask in place; returns the positions (ascending) where that is >= modulus (to draw again).
+
+    Eight bytes at a time: a byte b exceeds n = modulus - 1 where (b mod 128) + (127 - n mod 128) carries into
+    bit 7, or'ed with b's own bit 7 when n < 128, and'ed with it when n >= 128 (exact per byte, with no carry
+    between bytes, in either byte order). The first pass masks and counts, the second finds the positions byte by
+    byte in the few words that have one (about 6 % of them for p = 127). `values` may start anywhere: it is typed
+    unaligned, so its word view promises the compiler no alignment.
+    """
+    count = len(values)
+    words = count // 8
+    packed = values[: 8 * words].view(np.uint64)
+    n = numba.uint64(modulus - 1)
+    wide_mask = numba.uint64(bits_mask) * _BYTES
+    low7, high = numba.uint64(127) * _BYTES, numba.uint64(128) * _BYTES
+    lift = (numba.uint64(127) - (n & numba.uint64(127))) * _BYTES
+    above_half = n >= numba.uint64(128)
     rejected = 0
-    for i in range(len(stream)):
-        value = stream[i] & bits_mask
-        out[i] = value
-        rejected += value >= modulus
+    for i in range(words):
+        word = packed[i] & wide_mask
+        packed[i] = word
+        carry = (word & low7) + lift
+        over = ((carry & word) if above_half else (carry | word)) & high
+        rejected += numba.int64(((over >> numba.uint64(7)) * _BYTES) >> numba.uint64(56))
+    for i in range(8 * words, count):
+        values[i] &= bits_mask
+        rejected += numba.int64(values[i] > n)
     positions = np.empty(rejected, np.int64)
-    k = 0
-    i = 0
-    while k < rejected:
-        if out[i] >= modulus:
-            positions[k] = i
-            k += 1
-        i += 1
+    found = 0
+    for i in range(words):
+        word = packed[i]
+        carry = (word & low7) + lift
+        over = ((carry & word) if above_half else (carry | word)) & high
+        if over:
+            for j in range(8 * i, 8 * i + 8):
+                if values[j] > n:
+                    positions[found] = j
+                    found += 1
+    for i in range(8 * words, count):
+        if values[i] > n:
+            positions[found] = i
+            found += 1
     return positions

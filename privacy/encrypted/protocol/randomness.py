@@ -116,7 +116,7 @@ class Prf:
         values = self._stream(count)
         from privacy.encrypted.protocol import kernels  # imported where used: see kernels' docstring
 
-        redo = kernels.masked_draws(values, bits_mask, modulus, values)
+        redo = kernels.masked_draws(values, bits_mask, modulus)
         while len(redo):
             values[redo] = np.frombuffer(self._encryptor.update(bytes(len(redo))), np.uint8) & bits_mask
             redo = redo[values[redo] >= modulus]

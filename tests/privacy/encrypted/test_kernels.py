@@ -7,6 +7,7 @@ residues, rotation words 0 and 2^64 - 1), and an empty batch.
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -191,6 +192,50 @@ def test_prf_residues_equal_the_numpy_rejection_sampling_and_stay_in_step(modulu
     for count in (0, 1, 1000, 200_003, 7):
         assert np.array_equal(prf.residues((count,), modulus), ref_residues(reference, count, modulus))
     assert np.array_equal(prf.words((4,)), np.frombuffer(reference.update(bytes(32)), "<u8"))
+
+
+def test_masked_draws_finds_every_byte_at_or_above_the_modulus_whatever_its_place_in_a_word():
+    """The kernel tests eight bytes at a time (a carry per byte): every byte value at every place in a word
+    (over the eight starts, arrays that start off an 8-byte boundary, tails of every length), for every modulus
+    and its mask, against numpy's mask and flatnonzero. The tails hold a few values only: see the next test."""
+    stream = np.concatenate([np.arange(256, dtype=np.uint8), np.arange(256, dtype=np.uint8)[::-1], [255, 128, 127]])
+    stream = np.concatenate([np.roll(stream, shift) for shift in range(8)]).astype(np.uint8)  # 4120 bytes
+    for modulus in range(2, 257):
+        bits_mask = np.uint8((1 << (modulus - 1).bit_length()) - 1)
+        for start in range(8):  # tails of 0, 7, 6, ... 1 bytes
+            data = stream[start:]
+            values = stream.copy()[start:]
+            redo = kernels.masked_draws(values, bits_mask, modulus)
+            assert np.array_equal(values, data & bits_mask)
+            assert np.array_equal(redo, np.flatnonzero((data & bits_mask) >= modulus)), (modulus, start)
+
+
+def test_masked_draws_tests_every_byte_value_at_every_place_of_every_tail():
+    """The bytes after the last whole word are tested one by one: rows of one word and a tail of 1 to 7 bytes,
+    row k holding k, k + 1, ... (mod 256), so every byte value sits at every place of every tail and word, for
+    every modulus and its mask (the rows start off an 8-byte boundary too); values masked in place, positions
+    ascending, against numpy."""
+    for modulus in range(2, 257):
+        bits_mask = np.uint8((1 << (modulus - 1).bit_length()) - 1)
+        for tail in range(1, 8):
+            data = ((np.arange(256)[:, None] + np.arange(8 + tail)) % 256).astype(np.uint8)
+            values = data.copy()
+            redo = [kernels.masked_draws(row, bits_mask, modulus) for row in values]
+            rows, places = np.nonzero((data & bits_mask) >= modulus)
+            assert np.array_equal(values, data & bits_mask), (modulus, tail)
+            assert np.array_equal(np.concatenate(redo), places), (modulus, tail)
+            assert np.array_equal([len(r) for r in redo], np.bincount(rows, minlength=256)), (modulus, tail)
+
+
+def test_masked_draws_promises_no_alignment_for_the_words_it_reads_through_a_view():
+    """The kernel reads the bytes as 64-bit words through a view, and its arrays may start anywhere (the test
+    above passes them off an 8-byte boundary): its byte array is typed possibly unaligned, so the compiled
+    word loads and stores claim no alignment (an ``align 8`` access at an odd address is undefined behaviour
+    in LLVM, which x86 happens to forgive); checked on the type and on the vector accesses LLVM makes of it."""
+    assert kernels.masked_draws.nopython_signatures[0].args[0].aligned is False
+    fresh = numba.njit(kernels.masked_draws.nopython_signatures)(kernels.masked_draws.py_func)
+    accesses = re.findall(r"(?:load|store) <\d+ x i64>.*align (\d+)", next(iter(fresh.inspect_llvm().values())))
+    assert set(accesses) <= {"1"}, accesses
 
 
 def test_the_machine_code_cache_is_private_to_the_user_and_numbas_setting_is_left_alone(tmp_path, monkeypatch):
