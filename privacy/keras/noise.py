@@ -36,15 +36,22 @@ sums gradients across replicas, so the global sum receives exactly one draw of s
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.ops import control_flow_util
 
 from privacy import validation
 from privacy.accounting import noise_cutoff
 from privacy.keras.params import DPConfigurationError
+
+RADIUS_CAP = float(np.nextafter(np.float32(noise_cutoff.sampler_radius("float32") * (1 - 2.0**-20)), np.float32(0)))
+"""The float32 radius, in stds, is capped at this (a float32 just below R (1 - 2^-20), R = sqrt(128 ln 2)): the
+cosine and sine polynomials' error (below 1e-7) cannot then take a pair beyond R. Only the least w, 2^-64
+(words[0] = words[1] = 0, probability 2^-64), reaches it: the next, 2^-63, gives R sqrt(63 / 64)."""
 
 
 class GaussianNoise:
@@ -80,9 +87,11 @@ class GaussianNoise:
         self.pairs = (radius, pairs)
 
     def build(self) -> None:
-        """Creates the generator (eagerly, under the distribution strategy in scope)."""
+        """Creates the generator (eagerly, under the distribution strategy in scope) and compiles the float32
+        kernel (`privacy.keras.noise_kernel`, imported here so that no training step waits for it)."""
         if self._generator is not None:
             return
+        importlib.import_module("privacy.keras.noise_kernel")
         if self.secure:
             state = [int.from_bytes(os.urandom(8), "little", signed=True) for _ in range(3)]
             self._generator = tf.random.Generator.from_state(state, alg=tf.random.Algorithm.PHILOX)
@@ -123,19 +132,38 @@ def standard_normal(shape, seed, dtype) -> tf.Tensor:
     """Independent N(0, 1) draws of ``shape`` and ``dtype`` under the Philox ``seed`` (shape (2,)), by Box-Muller.
 
     float64: three float64 uniforms per pair (`box_muller`); any other dtype: three 32-bit Philox words per pair
-    (`box_muller_words`), computed in float32 and cast.
+    (`box_muller_words`), computed in float32 and cast. The float32 sampler runs as one of two implementations,
+    chosen when the step is traced: the compiled CPU kernel (`privacy.keras.noise_kernel`, through
+    `tf.numpy_function`, a pure function of seed and size, so the graph can run it beside the backward pass)
+    where the graph runs on CPU (no GPU or TPU is visible) and is not compiled by XLA (``jit_compile=True``);
+    TensorFlow ops otherwise. Both give the same Philox words; their draws differ by a few float32 ulps.
     """
     size = tf.reduce_prod(shape)
     pairs = tf.stack([3, (size + 1) // 2])
     if dtype == tf.float64:
         u = tf.random.stateless_uniform(pairs, seed=seed, dtype=tf.float64, alg=tf.random.Algorithm.PHILOX)
-        z = box_muller(u)
+        z = box_muller(u)[:size]
+    elif _compiled_kernel_applies():
+        z = tf.numpy_function(_kernel_draws, [tf.cast(seed, tf.int64), tf.cast(size, tf.int64)], tf.float32, False)
     else:
         words = tf.random.stateless_uniform(
             pairs, seed=seed, minval=None, maxval=None, dtype=tf.uint32, alg=tf.random.Algorithm.PHILOX
         )
-        z = box_muller_words(words)
-    return tf.cast(tf.reshape(z[:size], shape), dtype)
+        z = box_muller_words(words)[:size]
+    return tf.cast(tf.reshape(z, shape), dtype)
+
+
+def _compiled_kernel_applies() -> bool:
+    """Whether the op being traced runs on CPU outside XLA, where `tf.numpy_function` can run the kernel."""
+    if control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()):
+        return False
+    return not (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+
+
+def _kernel_draws(seed: np.ndarray, size: np.ndarray) -> np.ndarray:
+    from privacy.keras import noise_kernel  # compiled by GaussianNoise.build (or here, on first use)
+
+    return noise_kernel.standard_normal(int(seed[0]), int(seed[1]), int(size))
 
 
 def box_muller_words(words) -> tf.Tensor:
@@ -143,11 +171,11 @@ def box_muller_words(words) -> tf.Tensor:
 
     The radius's uniform is w = words[0] 2^-32 + (words[1] + 1) 2^-64 in (0, 1], computed in float32 (24
     significant bits at every scale down to its least value 2^-64; the sum rounds to at most 1, so the
-    logarithm is never positive): |z| reaches sqrt(128 ln 2) = 9.42 (`cutoff_radius`). The angle is
-    2 pi (words[2] >> 8) 2^-24.
+    logarithm is never positive); the radius is capped at `RADIUS_CAP`, so a pair's norm stays below
+    sqrt(128 ln 2) = 9.42 (`cutoff_radius`). The angle is 2 pi (words[2] >> 8) 2^-24.
     """
     w = tf.cast(words[0], tf.float32) * 2.0**-32 + (tf.cast(words[1], tf.float32) * 2.0**-64 + 2.0**-64)
-    radius = tf.sqrt(-2.0 * tf.math.log(w))
+    radius = tf.minimum(tf.sqrt(-2.0 * tf.math.log(w)), RADIUS_CAP)
     angle = (2.0 * math.pi * 2.0**-24) * tf.cast(tf.bitwise.right_shift(words[2], 8), tf.float32)
     return tf.concat([radius * tf.cos(angle), radius * tf.sin(angle)], 0)
 
