@@ -3,8 +3,16 @@
 A `tf.random.Generator` (counter-based Philox) holds the state. Every step it draws one fresh 128-bit seed per
 gradient tensor (`make_seeds`, which advances its state, so no step or tensor ever reuses another's draws),
 and each tensor's noise is drawn with Philox under that seed by the Box-Muller transform: a uniform w in (0, 1]
-and an angle give the independent N(0, 1) pair sqrt(-2 ln w) (cos, sin). It is written as whole-tensor ops,
-which TensorFlow vectorises (its own `stateless_normal` kernel applies the same transform one element at a time).
+and an angle give the independent N(0, 1) pair sqrt(-2 ln w) (cos, sin).
+
+One sampler, two implementations. The float32 sampler is defined by `box_muller_words` on TensorFlow's
+stateless Philox words; `standard_normal` picks how it runs when the step is traced. On CPU outside XLA it runs
+as a compiled loop (`privacy.keras.noise_kernel`, numba: the same Philox words bit for bit, the same transform
+with float32 polynomials, draws within 8 float32 ulps of max(radius, 1) of the ops') called through
+`tf.numpy_function` (stateless: a pure function of seed and size, compiled at `GaussianNoise.build`). Under XLA
+(``jit_compile=True``: a numpy_function cannot be compiled) and where a GPU or TPU is visible it runs as
+whole-tensor TensorFlow ops, which TensorFlow vectorises (its own `stateless_normal` kernel applies the same
+transform one element at a time). float64 tensors are always drawn by the ops (`box_muller`).
 
 The cut-off. A pair's radius is at most R = sqrt(-2 ln w_min), set by the bits of w: one float32 uniform
 (2^-23 steps) cuts at 5.65 (TensorFlow's kernel at 5.68), two at 7.99. The noise is then N(0, I) conditioned on radii
@@ -15,15 +23,22 @@ angle), R = sqrt(128 ln 2) = 9.42; for float64 tensors from two float64 uniforms
 the MLP 784-512-512-10 (334 853 pairs) over 60 epochs at n = 60 000, B = 256, delta = 1e-5, the cut-off adds
 1.8e-8 at sigma 0.5, 1.1e-10 at 0.8, 2.4e-11 at 1 and 1.6e-12 at 2 for every epsilon (at the run's RDP epsilon,
 crediting Poisson sampling: 1.8e-8, 7.3e-11, 2.2e-12, 2.4e-14); at 7.99 (two float32 uniforms, ppml before)
-it added 3.9e-4, 7.9e-6, 2.4e-6 and 3.0e-7, more than 1 % of delta at each. Float rounding of the draws (Mironov
-2012) is out of scope. `GaussianNoise.pairs` records (R, pairs per step) for the guarantee.
+it added 3.9e-4, 7.9e-6, 2.4e-6 and 3.0e-7, more than 1 % of delta at each. The float32 radius is capped at
+`RADIUS_CAP`, just below R, so that neither implementation's rounding puts a pair beyond R (a test checks every
+angle at the largest radius). Float rounding of the draws (Mironov 2012) is otherwise out of scope.
+`GaussianNoise.pairs` records (R, pairs per step) for the guarantee.
 
 Cost (benchmarks/noise_sampler.py, the MLP's draws alone, interleaved A/B, 6 rounds, AMD EPYC, 2 shared cores,
-load 4-5, Dec 6 2026): TensorFlow's kernel 9.3, two float32 uniforms 8.2, 64-bit words (this) 8.1, the same with
-the logarithm in float64 9.4, two words per pair (41-bit radius, cut 7.54) 6.6 CPU ms. Three Philox words per
-pair and the cosine and sine are most of it; two words per pair would save ~20 % but cut at 7.54, which adds
-more than delta itself at sigma <= 1 for that MLP. XLA compiles the same ops (the raw Philox words agree with and
-without it): kernel 10.4, two uniforms 12.5, 64-bit words 11.0 CPU ms (5 rounds, load ~4.5).
+load 4-5, Dec 6 2026): as TensorFlow ops, TensorFlow's kernel 9.3, two float32 uniforms 8.2, 64-bit words (this
+sampler's ops) 8.1, the same with the logarithm in float64 9.4, two words per pair (41-bit radius, cut 7.54) 6.6
+CPU ms. Three Philox words per pair and the cosine and sine are most of it; two words per pair would save ~20 %
+but cut at 7.54, which adds more than delta itself at sigma <= 1 for that MLP. The compiled kernel draws the same
+in 2.2-2.8 CPU ms (the ops 8.0-8.5 in the same runs, load 3.3-4.6; about 1.1 ms of it is the loops, the rest
+numpy_function crossing, not profiled), and the whole private MLP step (batch 256, `noise_sampler.py --step`, 8 rounds of 40
+steps, load 4.6-5.0) takes 16.0 CPU ms with it against 21.3 with the ops, non-private 11.4: 1.40x instead of 1.86x
+in CPU, 1.34x instead of 1.68x in wall time (tf-keras, 6 rounds, load 5.1-5.2: 1.46x / 1.79x CPU). XLA compiles the
+ops (the raw Philox words agree with and without it): TensorFlow's kernel 10.4, two uniforms 12.5, 64-bit words 11.0
+CPU ms (5 rounds, load ~4.5); its private MLP step took 2.2x the non-private XLA step's CPU (6 rounds, load 5.1-5.4).
 
 Stateless ops avoid XLA's slow compilation of the generator's own `normal`. By default the generator is seeded
 from ``seed`` (reproducible runs) or from TensorFlow's non-deterministic source. With ``secure=True`` its 192-bit
