@@ -8,7 +8,7 @@ and an angle give the independent N(0, 1) pair sqrt(-2 ln w) (cos, sin).
 One sampler, two implementations. The float32 sampler is defined by `box_muller_words` on TensorFlow's
 stateless Philox words; `standard_normal` picks how it runs when the step is traced. On CPU outside XLA it runs
 as a compiled loop (`privacy.keras.noise_kernel`, numba: the same Philox words bit for bit, the same transform
-with float32 polynomials, draws within 8 float32 ulps of max(radius, 1) of the ops') called through
+with float32 polynomials, draws within 2 float32 ulps of max(radius, 1) of the ops') called through
 `tf.numpy_function` (stateless: a pure function of seed and size, compiled at `GaussianNoise.build`). Under XLA
 (``jit_compile=True``: a numpy_function cannot be compiled) and where a GPU or TPU is visible it runs as
 whole-tensor TensorFlow ops, which TensorFlow vectorises (its own `stateless_normal` kernel applies the same
@@ -63,6 +63,10 @@ from privacy import validation
 from privacy.accounting import noise_cutoff
 from privacy.keras.params import DPConfigurationError
 
+SIN_COEFFICIENTS = (-1.6666654611e-1, 8.3321608736e-3, -1.9515295891e-4)
+COS_COEFFICIENTS = (4.166664568298827e-2, -1.388731625493765e-3, 2.443315711809948e-5)
+"""Cephes' float32 sinf and cosf on [-pi/4, pi/4]: sin t = t + t^3 P(t^2), cos t = 1 - t^2 / 2 + t^4 Q(t^2)
+(`box_muller_words` and the compiled kernel)."""
 RADIUS_CAP = float(np.nextafter(np.float32(noise_cutoff.sampler_radius("float32") * (1 - 2.0**-20)), np.float32(0)))
 """The float32 radius, in stds, is capped at this (a float32 just below R (1 - 2^-20), R = sqrt(128 ln 2)): the
 cosine and sine polynomials' error (below 1e-7) cannot then take a pair beyond R. Only the least w, 2^-64
@@ -151,7 +155,8 @@ def standard_normal(shape, seed, dtype) -> tf.Tensor:
     chosen when the step is traced: the compiled CPU kernel (`privacy.keras.noise_kernel`, through
     `tf.numpy_function`, a pure function of seed and size, so the graph can run it beside the backward pass)
     where the graph runs on CPU (no GPU or TPU is visible) and is not compiled by XLA (``jit_compile=True``);
-    TensorFlow ops otherwise. Both give the same Philox words; their draws differ by a few float32 ulps.
+    TensorFlow ops otherwise. Both give the same Philox words; their draws differ by at most 2 float32 ulps of
+    max(radius, 1).
     """
     size = tf.reduce_prod(shape)
     pairs = tf.stack([3, (size + 1) // 2])
@@ -159,7 +164,8 @@ def standard_normal(shape, seed, dtype) -> tf.Tensor:
         u = tf.random.stateless_uniform(pairs, seed=seed, dtype=tf.float64, alg=tf.random.Algorithm.PHILOX)
         z = box_muller(u)[:size]
     elif _compiled_kernel_applies():
-        z = tf.numpy_function(_kernel_draws, [tf.cast(seed, tf.int64), tf.cast(size, tf.int64)], tf.float32, False)
+        args = [tf.cast(seed, tf.int64), tf.cast(size, tf.int64)]
+        z = tf.numpy_function(_kernel_draws, args, tf.float32, stateful=False)
     else:
         words = tf.random.stateless_uniform(
             pairs, seed=seed, minval=None, maxval=None, dtype=tf.uint32, alg=tf.random.Algorithm.PHILOX
@@ -187,12 +193,28 @@ def box_muller_words(words) -> tf.Tensor:
     The radius's uniform is w = words[0] 2^-32 + (words[1] + 1) 2^-64 in (0, 1], computed in float32 (24
     significant bits at every scale down to its least value 2^-64; the sum rounds to at most 1, so the
     logarithm is never positive); the radius is capped at `RADIUS_CAP`, so a pair's norm stays below
-    sqrt(128 ln 2) = 9.42 (`cutoff_radius`). The angle is 2 pi (words[2] >> 8) 2^-24.
+    sqrt(128 ln 2) = 9.42 (`cutoff_radius`). The angle is 2 pi a 2^-24 for a = words[2] >> 8: its cosine and
+    sine come from an exact reduction (the nearest multiple of pi/2 from a's top bits, the rest t in [-pi/4, pi/4))
+    and Cephes' float32 polynomials in t (`SIN_COEFFICIENTS`, `COS_COEFFICIENTS`), as in the compiled kernel. XLA
+    compiles them into one vectorised loop (its own sine and cosine made the transform 2.4x as costly as
+    TensorFlow's `tf.cos` and `tf.sin`); without XLA they are ~15 elementwise ops, 1.9x the cost of `tf.cos` and
+    `tf.sin` on CPU (where the kernel runs instead), not measured on GPUs.
     """
     w = tf.cast(words[0], tf.float32) * 2.0**-32 + (tf.cast(words[1], tf.float32) * 2.0**-64 + 2.0**-64)
     radius = tf.minimum(tf.sqrt(-2.0 * tf.math.log(w)), RADIUS_CAP)
-    angle = (2.0 * math.pi * 2.0**-24) * tf.cast(tf.bitwise.right_shift(words[2], 8), tf.float32)
-    return tf.concat([radius * tf.cos(angle), radius * tf.sin(angle)], 0)
+    a = tf.cast(tf.bitwise.right_shift(words[2], 8), tf.int32)
+    octant = tf.bitwise.right_shift(a + (1 << 21), 22)  # the nearest multiple of pi/2, 0..4
+    t = tf.cast(a - tf.bitwise.left_shift(octant, 22), tf.float32) * (2.0 * math.pi * 2.0**-24)
+    t2 = t * t
+    s0, s1, s2 = SIN_COEFFICIENTS
+    c0, c1, c2 = COS_COEFFICIENTS
+    sin = t + t * t2 * (s0 + t2 * (s1 + t2 * s2))
+    cos = 1.0 - 0.5 * t2 + t2 * t2 * (c0 + t2 * (c1 + t2 * c2))
+    quadrant = tf.bitwise.bitwise_and(octant, 3)  # angle = quadrant pi/2 + t: rotate (cos t, sin t) by it
+    odd = tf.equal(tf.bitwise.bitwise_and(quadrant, 1), 1)
+    x = tf.where(odd, sin, cos) * tf.where(tf.equal(quadrant, 1) | tf.equal(quadrant, 2), -1.0, 1.0)
+    y = tf.where(odd, cos, sin) * tf.where(quadrant >= 2, -1.0, 1.0)
+    return tf.concat([radius * x, radius * y], 0)
 
 
 def box_muller(u) -> tf.Tensor:

@@ -1,14 +1,14 @@
-"""The float32 noise sampler of `privacy.keras.noise` as a compiled CPU loop (numba): the same draws, ~6x cheaper.
+"""The float32 noise sampler of `privacy.keras.noise` as a compiled CPU loop (numba): the same draws, ~3x cheaper.
 
 `standard_normal` is a pure function of the Philox seed and the size: it makes exactly TensorFlow's stateless
 Philox4x32-10 words for the seed (`tf.random.stateless_uniform(..., dtype=tf.uint32, minval=None, maxval=None,
 alg=PHILOX)`: the seed scrambled into a key and counter as TensorFlow does, then one 4-word block per counter
 value) and applies the transform of `noise.box_muller_words` to them. The loops are written so that LLVM
 vectorises them: the 32x32->64-bit multiplies in 64-bit lanes, and instead of libm's scalar log, sin and cos,
-float32 polynomials (Cephes', the ones Eigen's vectorised `plog`, `psin`, `pcos` that TensorFlow uses evaluate)
-with an exact range reduction of the angle: its 24-bit integer gives the quadrant, the rest a reduced angle
-within [-pi/4, pi/4). The words equal TensorFlow's bit for bit; a draw differs from the TensorFlow ops' one by a
-few float32 ulps of max(radius, 1) (tests/privacy/keras/cases_checks.py). The radius is capped at
+float32 polynomials: Cephes' logf (the one Eigen's vectorised `plog`, which `tf.math.log` runs, evaluates) and
+the exact reduction of the 24-bit angle with Cephes' sine and cosine polynomials that the TensorFlow ops use
+too. The words equal TensorFlow's bit for bit; a draw differs from the TensorFlow ops' one by at most 2 float32
+ulps of max(radius, 1) (tests/privacy/keras/cases_checks.py). The radius is capped at
 `noise.RADIUS_CAP`, as in the TensorFlow ops, so every pair the kernel can give lies within `noise.cutoff_radius`
 (checked at all 2^24 angles of the largest radius).
 
@@ -26,7 +26,7 @@ import numpy as np
 from numba import types
 
 from privacy._numba import compiled
-from privacy.keras.noise import RADIUS_CAP
+from privacy.keras.noise import COS_COEFFICIENTS, RADIUS_CAP, SIN_COEFFICIENTS
 
 _M0, _M1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)
 """Philox4x32's multipliers."""
@@ -57,9 +57,8 @@ _LOG = tuple(
 """Cephes' logf: log(1 + x) = x - x^2 / 2 + x^3 P(x) for x in [sqrt(1/2) - 1, sqrt(2) - 1)."""
 _LN2_LOW, _LN2_HIGH = _F(-2.12194440e-4), _F(0.693359375)
 """ln 2 = high + low, high exact in few bits: e ln 2 is added in two parts."""
-_SIN = (_F(-1.6666654611e-1), _F(8.3321608736e-3), _F(-1.9515295891e-4))
-_COS = (_F(4.166664568298827e-2), _F(-1.388731625493765e-3), _F(2.443315711809948e-5))
-"""Cephes' sinf and cosf polynomials on [-pi/4, pi/4]."""
+_SIN = tuple(_F(c) for c in SIN_COEFFICIENTS)
+_COS = tuple(_F(c) for c in COS_COEFFICIENTS)
 _HALF, _ONE, _ZERO, _MINUS2 = _F(0.5), _F(1.0), _F(0.0), _F(-2.0)
 
 
