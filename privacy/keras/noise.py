@@ -34,14 +34,14 @@ TensorFlow's kernel 9.3, two float32 uniforms 8.2, 64-bit words (this sampler) 8
 float64 9.4, two words per pair (41-bit radius, cut 7.54) 6.6. Three Philox words per pair and the cosine and sine
 are most of it; two words per pair would save ~20 % but cut at 7.54, which adds more than delta itself at sigma <= 1
 for that MLP. The compiled kernel draws the same in 1.9-2.8 (the ops 8.0-9.2 and TensorFlow's kernel 8.5-10.0 in the
-same runs, load 3.3-4.6; about 1.1 ms of it is the loops, the rest the numpy_function crossing, not profiled). The
-whole private MLP step (batch 256, `--step`, 8 rounds of 40 steps, Keras 3) takes 16.0 with it against 21.3 with the
-`tf.cos` ops, non-private 11.4 (load 4.6-5.0): 1.40x instead of 1.86x in CPU, 1.34x instead of 1.68x in wall time;
-tf-keras (6 rounds, load 5.1-5.2) 1.46x instead of 1.79x CPU; after the polynomials 15.2 against 10.9, 1.40x CPU and
-wall (load 3.9-4.8). Under XLA the ops run: the draws took 11.0 with `tf.cos` and `tf.sin` (TensorFlow's kernel
-10.4; 5 rounds, load ~4.5) and 4.3 with the polynomials (TensorFlow's kernel 9.6; 6 rounds, load ~4), and the
-private MLP step 2.2x the non-private XLA step's CPU before (26.3 vs 12.0, load 5.1-5.4) and 1.74x after (20.6 vs
-11.9, load 4.6-4.7; separate runs, 6 rounds each).
+same runs, load 3.3-4.6; about 1.1 ms of it is the loops; the numpy_function crossing itself is cheap, the rest was
+not profiled). The whole private MLP step (batch 256, `--step`, 8 rounds of 40 steps, Keras 3) takes 16.0 with it
+against 21.3 with the `tf.cos` ops, non-private 11.4 (load 4.6-5.0): 1.40x instead of 1.86x in CPU, 1.34x instead of
+1.68x in wall time; tf-keras (6 rounds, load 5.1-5.2) 1.46x instead of 1.79x CPU; after the polynomials 15.2 against
+10.9, 1.40x CPU and wall (load 3.9-4.8). Under XLA the ops run: the draws took 11.0 with `tf.cos` and `tf.sin`
+(TensorFlow's kernel 10.4; 5 rounds, load ~4.5) and 4.3 with the polynomials (TensorFlow's kernel 9.6; 6 rounds,
+load ~4), and the private MLP step 2.2x the non-private XLA step's CPU before (26.3 vs 12.0, load 5.1-5.4) and 1.74x
+after (20.6 vs 11.9, load 4.6-4.7; separate runs, 6 rounds each).
 
 Stateless ops avoid XLA's slow compilation of the generator's own `normal`. By default the generator is seeded
 from ``seed`` (reproducible runs) or from TensorFlow's non-deterministic source. With ``secure=True`` its 192-bit
