@@ -10,6 +10,7 @@ imports numba.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import tempfile
@@ -58,10 +59,16 @@ def _owned_and_closed(directory: str, leaf: bool) -> bool:
     return not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or bool(info.st_mode & stat.S_ISVTX)
 
 
-def compiled(*signatures):
-    """numba.njit with these signatures (compiled now), nogil, cached in the private directory if there is one."""
-    own = not numba.config.CACHE_DIR
-    directory = private_cache_dir() if own else numba.config.CACHE_DIR
+def compiled(*signatures, depends: tuple = ()):
+    """numba.njit with these signatures (compiled now), nogil, cached in the private directory if there is one.
+
+    ``depends``: the values from other modules that the kernel bakes into its machine code (numba treats globals
+    as constants and checks only the kernel's own file for changes): the code is cached apart for each set of
+    values (in a subdirectory named by their hash), so changing one of them never loads code made with another."""
+    base = numba.config.CACHE_DIR or private_cache_dir()
+    directory = base
+    if base and depends:
+        directory = os.path.join(base, hashlib.sha256(repr(depends).encode()).hexdigest()[:16])
 
     def decorate(fn):
         if directory is None:

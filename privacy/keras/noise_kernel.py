@@ -14,7 +14,8 @@ ulps of max(radius, 1) (tests/privacy/keras/cases_checks.py). The radius is capp
 
 Compiled with fixed signatures when this module is imported (`noise.GaussianNoise.build` imports it, eagerly,
 before a training step is traced: 4.3 s on a clean cache, 1.2 s from it with numba's import, on this project's
-shared 2-core machine at load ~3); the machine code is cached as `privacy._numba` says.
+shared 2-core machine at load ~3); the machine code is cached as `privacy._numba` says, apart for each value of
+the cap and polynomials it takes from `privacy.keras.noise` (numba would not see them change).
 The loops release the GIL (`nogil`), so TensorFlow's threads run beside them.
 """
 
@@ -61,6 +62,8 @@ _LN2_LOW, _LN2_HIGH = _F(-2.12194440e-4), _F(0.693359375)
 _SIN = tuple(_F(c) for c in SIN_COEFFICIENTS)
 _COS = tuple(_F(c) for c in COS_COEFFICIENTS)
 _HALF, _ONE, _ZERO, _MINUS2 = _F(0.5), _F(1.0), _F(0.0), _F(-2.0)
+_DEPENDS = (RADIUS_CAP, SIN_COEFFICIENTS, COS_COEFFICIENTS)
+"""The values from `privacy.keras.noise` compiled into the kernels: their machine code is cached per set of values."""
 
 
 @numba.njit(inline="always")
@@ -143,13 +146,13 @@ def _box_muller(words, n):  # pragma: no cover - compiled
     return out
 
 
-@compiled(types.Array(types.float32, 1, "C")(types.Array(types.uint32, 2, "C", readonly=True)))
+@compiled(types.Array(types.float32, 1, "C")(types.Array(types.uint32, 2, "C", readonly=True)), depends=_DEPENDS)
 def box_muller_words(words):  # pragma: no cover - compiled
     """`noise.box_muller_words` of the uint32 words (3, n): n radius-times-cosines, then n sines."""
     return _box_muller(words.copy().ravel(), words.shape[1])
 
 
-@compiled(types.Array(types.float32, 1, "C")(types.int64, types.int64, types.int64))
+@compiled(types.Array(types.float32, 1, "C")(types.int64, types.int64, types.int64), depends=_DEPENDS)
 def standard_normal(seed0, seed1, size):  # pragma: no cover - compiled
     """``size`` float32 N(0, 1) draws for the Philox seed (seed0, seed1): `noise.standard_normal`'s for float32."""
     key_words = _philox(
