@@ -60,10 +60,10 @@ import os
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.python.ops import control_flow_util
 
 from privacy import validation
 from privacy.accounting import noise_cutoff
+from privacy.keras import compat
 from privacy.keras.params import DPConfigurationError
 
 SIN_COEFFICIENTS = (-1.6666654611e-1, 8.3321608736e-3, -1.9515295891e-4)
@@ -179,7 +179,7 @@ def standard_normal(shape, seed, dtype) -> tf.Tensor:
 
 def _compiled_kernel_applies() -> bool:
     """Whether the op being traced runs on CPU outside XLA, where `tf.numpy_function` can run the kernel."""
-    if control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()):
+    if compat.in_xla_context():
         return False
     return not (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
 
