@@ -25,8 +25,8 @@ the MLP 784-512-512-10 (334 853 pairs) over 60 epochs at n = 60 000, B = 256, de
 crediting Poisson sampling: 1.8e-8, 7.3e-11, 2.2e-12, 2.4e-14); at 7.99 (two float32 uniforms, ppml before)
 it added 3.9e-4, 7.9e-6, 2.4e-6 and 3.0e-7, more than 1 % of delta at each. The float32 radius is capped at
 `RADIUS_CAP`, just below R, so that neither implementation's rounding puts a pair beyond R (a test checks every
-angle at the largest radius). Float rounding of the draws (Mironov 2012) is otherwise out of scope.
-`GaussianNoise.pairs` records (R, pairs per step) for the guarantee.
+angle at the largest radius); the float64 radius likewise (`box_muller`). Float rounding of the draws (Mironov
+2012) is otherwise out of scope. `GaussianNoise.pairs` records (R, pairs per step) for the guarantee.
 
 Cost (benchmarks/noise_sampler.py, interleaved A/B in one process, CPU ms, AMD EPYC, 2 shared cores, Dec 6 2026).
 The MLP's draws alone (6 rounds, load 4-5), as TensorFlow ops with `tf.cos` and `tf.sin` (before the polynomials):
@@ -223,12 +223,16 @@ def box_muller_words(words) -> tf.Tensor:
 def box_muller(u) -> tf.Tensor:
     """2n N(0, 1) draws (n cosines, then n sines) from uniforms ``u`` of shape (3, n), multiples of eps in [0, 1).
 
-    The radius's uniform w = 1 - u[0] - eps u[1] lies in [eps^2, 1]: the logarithm is finite and |z| reaches
-    sqrt(-2 ln eps^2) (12.0 in float64); the angle is 2 pi u[2].
+    The radius's uniform w = 1 - u[0] - eps u[1] lies in [eps^2, 1]: the logarithm is finite and the radius
+    reaches R = sqrt(-2 ln eps^2) (12.0 in float64, `cutoff_radius`), capped just below it (R (1 - 64 eps)) so that
+    the cosine's and sine's rounding never puts a pair beyond R (only w = eps^2 reaches the cap; 2 eps^2 gives
+    R sqrt(103 / 104) in float64); the angle is 2 pi u[2].
     """
-    eps = float(np.finfo(u.dtype.as_numpy_dtype).eps)
+    dtype = u.dtype.as_numpy_dtype
+    eps = float(np.finfo(dtype).eps)
     w = tf.maximum((1.0 - u[0]) - eps * u[1], eps * eps)  # the floor only binds if a backend returned u = 1
-    radius = tf.sqrt(-2.0 * tf.math.log(w))
+    cap = np.nextafter(dtype(math.sqrt(-4.0 * math.log(eps)) * (1 - 64 * eps)), dtype(0))
+    radius = tf.minimum(tf.sqrt(-2.0 * tf.math.log(w)), cap)
     angle = (2.0 * math.pi) * u[2]
     return tf.concat([radius * tf.cos(angle), radius * tf.sin(angle)], 0)
 

@@ -606,6 +606,19 @@ def case_no_pair_leaves_the_cutoff_radius():
         assert z[0] < np.float32(RADIUS_CAP) and z[0] > radius * np.sqrt(63 / 64) - 1e-5, z
 
 
+def case_no_float64_pair_leaves_the_cutoff_radius():
+    """float64 tensors' pairs (`box_muller`, also the federated noise) lie within R = sqrt(208 ln 2) = 12.0, which
+    `privacy.accounting.noise_cutoff` is given: at the least w (eps^2) the radius is capped just below R, so no angle's
+    rounding takes a pair beyond it (norms in extended precision; 2^20 random angles and the multiples of pi / 4)."""
+    eps, n = 2.0**-52, 2**20
+    angles = np.concatenate([np.random.default_rng(7).integers(0, 2**52, n) * eps, np.arange(8) / 8])
+    u = np.stack([np.full(angles.size, 1 - eps), np.full(angles.size, 1 - eps), angles])
+    z = box_muller(tf.constant(u, tf.float64)).numpy().astype(np.longdouble)
+    norms = np.sqrt(z[: angles.size] ** 2 + z[angles.size :] ** 2)
+    assert norms.max() <= np.longdouble(cutoff_radius(tf.float64)), norms.max() - cutoff_radius(tf.float64)
+    assert norms.max() > cutoff_radius(tf.float64) * (1 - 1e-12)
+
+
 def case_noise_under_xla_is_the_same_sampler():
     """Under ``jit_compile=True`` the noise is the same 64-bit-radius Box-Muller draw (9.42 sigma, not XLA's 5.68),
     by the TensorFlow ops (XLA cannot compile the kernel's numpy_function): checked against numpy's Box-Muller of the
