@@ -25,8 +25,10 @@ the MLP 784-512-512-10 (334 853 pairs) over 60 epochs at n = 60 000, B = 256, de
 crediting Poisson sampling: 1.8e-8, 7.3e-11, 2.2e-12, 2.4e-14); at 7.99 (two float32 uniforms, ppml before)
 it added 3.9e-4, 7.9e-6, 2.4e-6 and 3.0e-7, more than 1 % of delta at each. The float32 radius is capped at
 `RADIUS_CAP`, just below R, so that neither implementation's rounding puts a pair beyond R (a test checks every
-angle at the largest radius); the float64 radius likewise (`box_muller`). Float rounding of the draws (Mironov
-2012) is otherwise out of scope. `GaussianNoise.pairs` records (R, pairs per step) for the guarantee.
+angle at the largest radius); the float64 radius likewise (`box_muller`). Not for narrower tensors: their draws
+are float32 ones cast, which can round a pair up to 2^-8 R (bfloat16; 2^-11 R float16) beyond R (the private step
+refuses those dtypes, `privacy.keras.validator`). Float rounding of the draws (Mironov 2012) is otherwise out of
+scope. `GaussianNoise.pairs` records (R, pairs per step) for the guarantee.
 
 Cost (benchmarks/noise_sampler.py, interleaved A/B in one process, CPU ms, AMD EPYC, 2 shared cores, Dec 6 2026).
 The MLP's draws alone (6 rounds, load 4-5), as TensorFlow ops with `tf.cos` and `tf.sin` (before the polynomials):
