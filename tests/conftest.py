@@ -101,6 +101,7 @@ TFX_TESTS = {
 SLOW_TESTS = {
     "test_a_budget_per_example_calibrates_a_keyed_poisson_run_for_the_record_level_figure",
     "test_a_budget_per_example_meets_a_keyed_poisson_ledger_at_its_record_level_figure",
+    "test_a_changed_radius_cap_is_never_served_from_the_cache_of_the_old_one",
     "test_a_confident_gnmax_ledger_composes_decision_selection_and_capped_answers_as_dp_accounting_does",
     "test_a_doubled_sensitivity_is_caught_by_the_gaussian_family_not_by_counting",
     "test_a_failing_stage_of_a_private_run_prints_no_record_value",

@@ -3,8 +3,16 @@
 A `tf.random.Generator` (counter-based Philox) holds the state. Every step it draws one fresh 128-bit seed per
 gradient tensor (`make_seeds`, which advances its state, so no step or tensor ever reuses another's draws),
 and each tensor's noise is drawn with Philox under that seed by the Box-Muller transform: a uniform w in (0, 1]
-and an angle give the independent N(0, 1) pair sqrt(-2 ln w) (cos, sin). It is written as whole-tensor ops,
-which TensorFlow vectorises (its own `stateless_normal` kernel applies the same transform one element at a time).
+and an angle give the independent N(0, 1) pair sqrt(-2 ln w) (cos, sin).
+
+One sampler, two implementations. The float32 sampler is defined by `box_muller_words` on TensorFlow's
+stateless Philox words; `standard_normal` picks how it runs when the step is traced. On CPU outside XLA it runs
+as a compiled loop (`privacy.keras.noise_kernel`, numba: the same Philox words bit for bit, the same transform
+with float32 polynomials, draws within 2 float32 ulps of max(radius, 1) of the ops') called through
+`tf.numpy_function` (stateless: a pure function of seed and size, compiled at `GaussianNoise.build`). Under XLA
+(``jit_compile=True``: a numpy_function cannot be compiled) and where a GPU or TPU is visible it runs as
+whole-tensor TensorFlow ops, which TensorFlow vectorises (its own `stateless_normal` kernel applies the same
+transform one element at a time). float64 tensors are always drawn by the ops (`box_muller`).
 
 The cut-off. A pair's radius is at most R = sqrt(-2 ln w_min), set by the bits of w: one float32 uniform
 (2^-23 steps) cuts at 5.65 (TensorFlow's kernel at 5.68), two at 7.99. The noise is then N(0, I) conditioned on radii
@@ -15,15 +23,27 @@ angle), R = sqrt(128 ln 2) = 9.42; for float64 tensors from two float64 uniforms
 the MLP 784-512-512-10 (334 853 pairs) over 60 epochs at n = 60 000, B = 256, delta = 1e-5, the cut-off adds
 1.8e-8 at sigma 0.5, 1.1e-10 at 0.8, 2.4e-11 at 1 and 1.6e-12 at 2 for every epsilon (at the run's RDP epsilon,
 crediting Poisson sampling: 1.8e-8, 7.3e-11, 2.2e-12, 2.4e-14); at 7.99 (two float32 uniforms, ppml before)
-it added 3.9e-4, 7.9e-6, 2.4e-6 and 3.0e-7, more than 1 % of delta at each. Float rounding of the draws (Mironov
-2012) is out of scope. `GaussianNoise.draws` records (R, pairs per step) for the guarantee.
+it added 3.9e-4, 7.9e-6, 2.4e-6 and 3.0e-7, more than 1 % of delta at each. The float32 radius is capped at
+`RADIUS_CAP`, just below R, so that neither implementation's rounding puts a pair beyond R (a test checks every
+angle at the largest radius); the float64 radius likewise (`box_muller`). Not for narrower tensors: their draws
+are float32 ones cast, which can round a pair up to 2^-8 R (bfloat16; 2^-11 R float16) beyond R (the private step
+refuses those dtypes, `privacy.keras.validator`). Float rounding of the draws (Mironov 2012) is otherwise out of
+scope. `GaussianNoise.draws` records (R, pairs per step) for the guarantee.
 
-Cost (benchmarks/noise_sampler.py, the MLP's draws alone, interleaved A/B, 6 rounds, AMD EPYC, 2 shared cores,
-load 4-5, Dec 6 2026): TensorFlow's kernel 9.3, two float32 uniforms 8.2, 64-bit words (this) 8.1, the same with
-the logarithm in float64 9.4, two words per pair (41-bit radius, cut 7.54) 6.6 CPU ms. Three Philox words per
-pair and the cosine and sine are most of it; two words per pair would save ~20 % but cut at 7.54, which adds
-more than delta itself at sigma <= 1 for that MLP. XLA compiles the same ops (the raw Philox words agree with and
-without it): kernel 10.4, two uniforms 12.5, 64-bit words 11.0 CPU ms (5 rounds, load ~4.5).
+Cost (benchmarks/noise_sampler.py, interleaved A/B in one process, CPU ms, AMD EPYC, 2 shared cores, Dec 6 2026).
+The MLP's draws alone (6 rounds, load 4-5), as TensorFlow ops with `tf.cos` and `tf.sin` (before the polynomials):
+TensorFlow's kernel 9.3, two float32 uniforms 8.2, 64-bit words (this sampler) 8.1, the same with the logarithm in
+float64 9.4, two words per pair (41-bit radius, cut 7.54) 6.6. Three Philox words per pair and the cosine and sine
+are most of it; two words per pair would save ~20 % but cut at 7.54, which adds more than delta itself at sigma <= 1
+for that MLP. The compiled kernel draws the same in 1.9-2.8 (the ops 8.0-9.2 and TensorFlow's kernel 8.5-10.0 in the
+same runs, load 3.3-4.6; about 1.1 ms of it is the loops; the numpy_function crossing itself is cheap, the rest was
+not profiled). The whole private MLP step (batch 256, `--step`, 8 rounds of 40 steps, Keras 3) takes 16.0 with it
+against 21.3 with the `tf.cos` ops, non-private 11.4 (load 4.6-5.0): 1.40x instead of 1.86x in CPU, 1.34x instead of
+1.68x in wall time; tf-keras (6 rounds, load 5.1-5.2) 1.46x instead of 1.79x CPU; after the polynomials 15.2 against
+10.9, 1.40x CPU and wall (load 3.9-4.8). Under XLA the ops run: the draws took 11.0 with `tf.cos` and `tf.sin`
+(TensorFlow's kernel 10.4; 5 rounds, load ~4.5) and 4.3 with the polynomials (TensorFlow's kernel 9.6; 6 rounds,
+load ~4), and the private MLP step 2.2x the non-private XLA step's CPU before (26.3 vs 12.0, load 5.1-5.4) and 1.74x
+after (20.6 vs 11.9, load 4.6-4.7; separate runs, 6 rounds each).
 
 Stateless ops avoid XLA's slow compilation of the generator's own `normal`. By default the generator is seeded
 from ``seed`` (reproducible runs) or from TensorFlow's non-deterministic source. With ``secure=True`` its 192-bit
@@ -36,6 +56,7 @@ sums gradients across replicas, so the global sum receives exactly one draw of s
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 
@@ -44,7 +65,17 @@ import tensorflow as tf
 
 from privacy import validation
 from privacy.accounting import noise_cutoff
+from privacy.keras import compat
 from privacy.keras.params import DPConfigurationError
+
+SIN_COEFFICIENTS = (-1.6666654611e-1, 8.3321608736e-3, -1.9515295891e-4)
+COS_COEFFICIENTS = (4.166664568298827e-2, -1.388731625493765e-3, 2.443315711809948e-5)
+"""Cephes' float32 sinf and cosf on [-pi/4, pi/4]: sin t = t + t^3 P(t^2), cos t = 1 - t^2 / 2 + t^4 Q(t^2)
+(`box_muller_words` and the compiled kernel)."""
+RADIUS_CAP = float(np.nextafter(np.float32(noise_cutoff.sampler_radius("float32") * (1 - 2.0**-20)), np.float32(0)))
+"""The float32 radius, in stds, is capped at this (a float32 just below R (1 - 2^-20), R = sqrt(128 ln 2)): the
+cosine and sine polynomials' error (below 1e-7) cannot then take a pair beyond R. Only the least w, 2^-64
+(words[0] = words[1] = 0, probability 2^-64), reaches it: the next, 2^-63, gives R sqrt(63 / 64)."""
 
 
 class GaussianNoise:
@@ -79,9 +110,11 @@ class GaussianNoise:
             self.draws = drawn.merged(self.draws)
 
     def build(self) -> None:
-        """Creates the generator (eagerly, under the distribution strategy in scope)."""
+        """Creates the generator (eagerly, under the distribution strategy in scope) and compiles the float32
+        kernel (`privacy.keras.noise_kernel`, imported here so that no training step waits for it)."""
         if self._generator is not None:
             return
+        importlib.import_module("privacy.keras.noise_kernel")
         if self.secure:
             state = [int.from_bytes(os.urandom(8), "little", signed=True) for _ in range(3)]
             self._generator = tf.random.Generator.from_state(state, alg=tf.random.Algorithm.PHILOX)
@@ -122,19 +155,40 @@ def standard_normal(shape, seed, dtype) -> tf.Tensor:
     """Independent N(0, 1) draws of ``shape`` and ``dtype`` under the Philox ``seed`` (shape (2,)), by Box-Muller.
 
     float64: three float64 uniforms per pair (`box_muller`); any other dtype: three 32-bit Philox words per pair
-    (`box_muller_words`), computed in float32 and cast.
+    (`box_muller_words`), computed in float32 and cast. The float32 sampler runs as one of two implementations,
+    chosen when the step is traced: the compiled CPU kernel (`privacy.keras.noise_kernel`, through
+    `tf.numpy_function`, a pure function of seed and size, so the graph can run it beside the backward pass)
+    where the graph runs on CPU (no GPU or TPU is visible) and is not compiled by XLA (``jit_compile=True``);
+    TensorFlow ops otherwise. Both give the same Philox words; their draws differ by at most 2 float32 ulps of
+    max(radius, 1).
     """
     size = tf.reduce_prod(shape)
     pairs = tf.stack([3, (size + 1) // 2])
     if dtype == tf.float64:
         u = tf.random.stateless_uniform(pairs, seed=seed, dtype=tf.float64, alg=tf.random.Algorithm.PHILOX)
-        z = box_muller(u)
+        z = box_muller(u)[:size]
+    elif _compiled_kernel_applies():
+        args = [tf.cast(seed, tf.int64), tf.cast(size, tf.int64)]
+        z = tf.numpy_function(_kernel_draws, args, tf.float32, stateful=False)
     else:
         words = tf.random.stateless_uniform(
             pairs, seed=seed, minval=None, maxval=None, dtype=tf.uint32, alg=tf.random.Algorithm.PHILOX
         )
-        z = box_muller_words(words)
-    return tf.cast(tf.reshape(z[:size], shape), dtype)
+        z = box_muller_words(words)[:size]
+    return tf.cast(tf.reshape(z, shape), dtype)
+
+
+def _compiled_kernel_applies() -> bool:
+    """Whether the op being traced runs on CPU outside XLA, where `tf.numpy_function` can run the kernel."""
+    if compat.in_xla_context():
+        return False
+    return not (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+
+
+def _kernel_draws(seed: np.ndarray, size: np.ndarray) -> np.ndarray:
+    from privacy.keras import noise_kernel  # compiled by GaussianNoise.build (or here, on first use)
+
+    return noise_kernel.standard_normal(int(seed[0]), int(seed[1]), int(size))
 
 
 def box_muller_words(words) -> tf.Tensor:
@@ -142,24 +196,44 @@ def box_muller_words(words) -> tf.Tensor:
 
     The radius's uniform is w = words[0] 2^-32 + (words[1] + 1) 2^-64 in (0, 1], computed in float32 (24
     significant bits at every scale down to its least value 2^-64; the sum rounds to at most 1, so the
-    logarithm is never positive): |z| reaches sqrt(128 ln 2) = 9.42 (`cutoff_radius`). The angle is
-    2 pi (words[2] >> 8) 2^-24.
+    logarithm is never positive); the radius is capped at `RADIUS_CAP`, so a pair's norm stays below
+    sqrt(128 ln 2) = 9.42 (`cutoff_radius`). The angle is 2 pi a 2^-24 for a = words[2] >> 8: its cosine and
+    sine come from an exact reduction (the nearest multiple of pi/2 from a's top bits, the rest t in [-pi/4, pi/4))
+    and Cephes' float32 polynomials in t (`SIN_COEFFICIENTS`, `COS_COEFFICIENTS`), as in the compiled kernel. XLA
+    compiles them into one vectorised loop (its own sine and cosine made the transform 2.4x as costly as
+    TensorFlow's `tf.cos` and `tf.sin`); without XLA they are ~15 elementwise ops, 1.9x the cost of `tf.cos` and
+    `tf.sin` on CPU (where the kernel runs instead), not measured on GPUs.
     """
     w = tf.cast(words[0], tf.float32) * 2.0**-32 + (tf.cast(words[1], tf.float32) * 2.0**-64 + 2.0**-64)
-    radius = tf.sqrt(-2.0 * tf.math.log(w))
-    angle = (2.0 * math.pi * 2.0**-24) * tf.cast(tf.bitwise.right_shift(words[2], 8), tf.float32)
-    return tf.concat([radius * tf.cos(angle), radius * tf.sin(angle)], 0)
+    radius = tf.minimum(tf.sqrt(-2.0 * tf.math.log(w)), RADIUS_CAP)
+    a = tf.cast(tf.bitwise.right_shift(words[2], 8), tf.int32)
+    octant = tf.bitwise.right_shift(a + (1 << 21), 22)  # the nearest multiple of pi/2, 0..4
+    t = tf.cast(a - tf.bitwise.left_shift(octant, 22), tf.float32) * (2.0 * math.pi * 2.0**-24)
+    t2 = t * t
+    s0, s1, s2 = SIN_COEFFICIENTS
+    c0, c1, c2 = COS_COEFFICIENTS
+    sin = t + t * t2 * (s0 + t2 * (s1 + t2 * s2))
+    cos = 1.0 - 0.5 * t2 + t2 * t2 * (c0 + t2 * (c1 + t2 * c2))
+    quadrant = tf.bitwise.bitwise_and(octant, 3)  # angle = quadrant pi/2 + t: rotate (cos t, sin t) by it
+    odd = tf.equal(tf.bitwise.bitwise_and(quadrant, 1), 1)
+    x = tf.where(odd, sin, cos) * tf.where(tf.equal(quadrant, 1) | tf.equal(quadrant, 2), -1.0, 1.0)
+    y = tf.where(odd, cos, sin) * tf.where(quadrant >= 2, -1.0, 1.0)
+    return tf.concat([radius * x, radius * y], 0)
 
 
 def box_muller(u) -> tf.Tensor:
     """2n N(0, 1) draws (n cosines, then n sines) from uniforms ``u`` of shape (3, n), multiples of eps in [0, 1).
 
-    The radius's uniform w = 1 - u[0] - eps u[1] lies in [eps^2, 1]: the logarithm is finite and |z| reaches
-    sqrt(-2 ln eps^2) (12.0 in float64); the angle is 2 pi u[2].
+    The radius's uniform w = 1 - u[0] - eps u[1] lies in [eps^2, 1]: the logarithm is finite and the radius
+    reaches R = sqrt(-2 ln eps^2) (12.0 in float64, `cutoff_radius`), capped just below it (R (1 - 64 eps)) so that
+    the cosine's and sine's rounding never puts a pair beyond R (only w = eps^2 reaches the cap; 2 eps^2 gives
+    R sqrt(103 / 104) in float64); the angle is 2 pi u[2].
     """
-    eps = float(np.finfo(u.dtype.as_numpy_dtype).eps)
+    dtype = u.dtype.as_numpy_dtype
+    eps = float(np.finfo(dtype).eps)
     w = tf.maximum((1.0 - u[0]) - eps * u[1], eps * eps)  # the floor only binds if a backend returned u = 1
-    radius = tf.sqrt(-2.0 * tf.math.log(w))
+    cap = np.nextafter(dtype(math.sqrt(-4.0 * math.log(eps)) * (1 - 64 * eps)), dtype(0))
+    radius = tf.minimum(tf.sqrt(-2.0 * tf.math.log(w)), cap)
     angle = (2.0 * math.pi) * u[2]
     return tf.concat([radius * tf.cos(angle), radius * tf.sin(angle)], 0)
 

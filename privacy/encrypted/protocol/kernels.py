@@ -12,82 +12,17 @@ per process on a clean cache. It is imported where the kernels are used and by `
 which every process runs before its first key (so a server compiles at start-up, never on a client's
 request), not by ``import privacy.encrypted``: commands that never run the protocol (`ppml report`, the
 TFX glue) neither compile nor import numba. The
-machine code is cached in ``$XDG_CACHE_HOME/ppml/numba`` (``~/.cache/ppml/numba``), a directory of the
-current user with no access for others (a cache that someone else can write would run their code); where
-that cannot be had (no home, a directory it cannot write, or one that someone else owns or can write to,
-or whose parents someone else can change) the kernels compile without a cache. ``NUMBA_CACHE_DIR``, if
-set, is used instead, as it is (numba's own setting: the user's choice, not checked).
+machine code is cached in a directory private to the user (`privacy._numba`).
 """
 
 from __future__ import annotations
-
-import os
-import stat
-import tempfile
 
 import numba
 import numpy as np
 from numba import types
 
+from privacy._numba import compiled
 from privacy.encrypted.protocol.modulus import MODULUS
-
-
-def _private_cache_dir() -> str | None:
-    """The per-user cache directory for the machine code, created 0700; None if it is not safe or possible.
-
-    Safe: every directory from it up to / belongs to this user or root and is writable by no one else
-    (sticky ones such as /tmp excepted), so nobody else can put or swap files in it; and this user can write
-    in it (numba refuses to import a kernel whose cache it cannot write). A relative XDG_CACHE_HOME is
-    ignored (XDG spec)."""
-    base = os.environ.get("XDG_CACHE_HOME", "")
-    if not os.path.isabs(base):
-        base = os.path.join(os.path.expanduser("~"), ".cache")
-    path = os.path.realpath(os.path.join(base, "ppml", "numba"))
-    try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
-        if not all(_owned_and_closed(d, d == path) for d in _with_parents(path)):
-            return None
-        tempfile.TemporaryFile(dir=path).close()
-    except OSError:
-        return None
-    return path
-
-
-def _with_parents(path: str):
-    while True:
-        yield path
-        parent = os.path.dirname(path)
-        if parent == path:
-            return
-        path = parent
-
-
-def _owned_and_closed(directory: str, leaf: bool) -> bool:
-    """Whether this user (or root, above the leaf) owns the directory and no one else can write to it (or,
-    above the leaf, it is sticky); the leaf is also closed to others."""
-    info = os.stat(directory)
-    if info.st_uid != os.getuid() and (leaf or info.st_uid != 0):
-        return False
-    if leaf:
-        return not info.st_mode & (stat.S_IWGRP | stat.S_IRWXO)
-    return not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or bool(info.st_mode & stat.S_ISVTX)
-
-
-def _compile(*signatures):
-    """numba.njit with these signatures (compiled now), nogil, cached in the private directory if there is one."""
-    own = not numba.config.CACHE_DIR
-    directory = _private_cache_dir() if own else numba.config.CACHE_DIR
-
-    def decorate(fn):
-        if directory is None:
-            return numba.njit(list(signatures), nogil=True, cache=False)(fn)
-        saved, numba.config.CACHE_DIR = numba.config.CACHE_DIR, directory
-        try:  # the cache's location is fixed when the dispatcher is made
-            return numba.njit(list(signatures), nogil=True, cache=True)(fn)
-        finally:
-            numba.config.CACHE_DIR = saved
-
-    return decorate
 
 
 def _array(dtype, dims: int, readonly: bool = False, aligned: bool = True):
@@ -102,7 +37,7 @@ _LIFT = 64 * MODULUS
 """A multiple of p above every |w_i| (at most 63 residues of at most p - 1, plus 1): w + LIFT is unsigned."""
 
 
-@_compile(types.void(_array(_U64, 1), _array(_U8, 2, True), _array(_U8, 2)))
+@compiled(types.void(_array(_U64, 1), _array(_U8, 2, True), _array(_U8, 2)))
 def helper_message(other, shares, out):  # pragma: no cover - compiled
     """out[r, j] = (bit j of other[r], most significant first, minus shares[r, j]) mod p: the helper's
     additive shares for u of the bits of c' (v's are `shares`)."""
@@ -115,7 +50,7 @@ def helper_message(other, shares, out):  # pragma: no cover - compiled
             out[r, j] = numba.uint32(bit + _P - numba.uint32(shares[r, j])) % _P
 
 
-@_compile(
+@compiled(
     types.void(
         _array(_U64, 1),
         _array(_U64, 1),
@@ -169,7 +104,7 @@ def pair_vectors(a, beta, shares, rho, rotation, mask, first, out):  # pragma: n
             out[r, j] = blinded[offset + j]
 
 
-@_compile(types.void(_array(_U8, 2, True), _array(_U8, 2, True), _array(_U64, 1)))
+@compiled(types.void(_array(_U8, 2, True), _array(_U8, 2, True), _array(_U64, 1)))
 def any_zero_sum(u, v, out):  # pragma: no cover - compiled
     """out[r] = 1 if u[r, j] + v[r, j] = 0 mod p for some j, else 0: the helper's delta (entries below p,
     so the sum is 0 or p)."""
@@ -186,7 +121,7 @@ _BYTES = numba.uint64(0x0101010101010101)
 """1 in every byte of a word: times a byte value, that value in every byte."""
 
 
-@_compile(types.int64[::1](_array(_U8, 1, aligned=False), types.uint8, types.int64))
+@compiled(types.int64[::1](_array(_U8, 1, aligned=False), types.uint8, types.int64))
 def masked_draws(values, bits_mask, modulus):  # pragma: no cover - compiled
     """values &= bits_mask in place; returns the positions (ascending) where that is >= modulus (to draw again).
 

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from privacy import _numba
 from privacy.encrypted.protocol import kernels
 from privacy.encrypted.protocol.comparison import MODULUS
 from privacy.encrypted.protocol.randomness import Prf
@@ -243,14 +244,14 @@ def test_the_machine_code_cache_is_private_to_the_user_and_numbas_setting_is_lef
     this user's code) or one that cannot be made is refused (the kernels then compile without a cache); the
     import leaves numba's global cache setting as it found it."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    path = kernels._private_cache_dir()
+    path = _numba.private_cache_dir()
     assert path == str(tmp_path / "ppml" / "numba")
     assert os.stat(path).st_mode & 0o777 == 0o700
     os.chmod(path, 0o777)
-    assert kernels._private_cache_dir() is None
+    assert _numba.private_cache_dir() is None
     (tmp_path / "file").write_text("")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))
-    assert kernels._private_cache_dir() is None
+    assert _numba.private_cache_dir() is None
     assert numba.config.CACHE_DIR == os.environ.get("NUMBA_CACHE_DIR", "")
 
 
@@ -264,13 +265,13 @@ def test_the_cache_is_refused_under_a_directory_that_others_can_change_and_a_rel
     shared.mkdir()
     os.chmod(shared, 0o777)
     monkeypatch.setenv("XDG_CACHE_HOME", str(shared))
-    assert kernels._private_cache_dir() is None
+    assert _numba.private_cache_dir() is None
     os.chmod(shared, 0o1777)
-    assert kernels._private_cache_dir() == str(shared / "ppml" / "numba")
+    assert _numba.private_cache_dir() == str(shared / "ppml" / "numba")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CACHE_HOME", "relative")
-    assert kernels._private_cache_dir() == str(tmp_path / "home" / ".cache" / "ppml" / "numba")
+    assert _numba.private_cache_dir() == str(tmp_path / "home" / ".cache" / "ppml" / "numba")
     assert not (tmp_path / "relative").exists()
 
 
