@@ -66,6 +66,7 @@ from privacy.accounting import (
     UnsupportedAccounting,
     calibrate_noise_multiplier,
     default_delta,
+    delta_below_one_over_n,
     steps_for_epochs,
     truncation,
 )
@@ -231,7 +232,7 @@ class DpTrainingConfig:
         if not self.private:
             return DpTrainingPlan(config=self, dataset_size=n, steps=steps)
         delta = default_delta(n) if self.delta is None else float(self.delta)
-        if delta >= 1 / n:
+        if not delta_below_one_over_n(delta, n):
             raise InvalidPrivacySetting(
                 "delta",
                 f"must be below 1/n = {1 / n:.3g} for n = {n} training examples "

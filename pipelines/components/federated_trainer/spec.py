@@ -165,6 +165,7 @@ from privacy.accounting import (
     calibrate_noise_multiplier,
     compute_epsilon,
     default_delta,
+    delta_below_one_over_n,
     delta_warning,
     epsilon_of,
     event_to_json,
@@ -572,7 +573,7 @@ class FederatedTrainingConfig:
             return FederatedTrainingPlan(config=self, num_clients=num_clients)
         units = self.delta_units(num_clients)
         delta = default_delta(units) if self.delta is None else float(self.delta)
-        if delta >= 1 / units:
+        if not delta_below_one_over_n(delta, units):
             symbol, which = (
                 ("n", f"n = N x max_examples_per_client = {units} records (a budget per example)")
                 if self.budget_unit == "example"
