@@ -7,6 +7,7 @@ sampling scheme and adjacency, so a mistake in `DpSgdMechanism`'s event construc
 import dataclasses
 import json
 import math
+import re
 from fractions import Fraction
 
 import dp_accounting as dpa
@@ -323,6 +324,24 @@ def test_delta_below_one_over_n_is_exact_and_counts_the_float_nearest_one_over_n
     assert not delta_below_one_over_n(np.float64(1 / 49), np.int64(49))
     assert delta_below_one_over_n(np.float32(1 / 49), np.int64(49))  # float32's nearest is another, below 1/49
     assert [delta_below_one_over_n(x, 10) for x in (float("nan"), math.inf, -math.inf)] == [False, False, True]
+
+
+def test_pld_cost_refusals_print_the_value_beyond_the_limit():
+    """privacy.compared widens value and limit: before, '.3g' printed a noise multiplier of 0.19999 per step as
+    '0.2 per step (below 0.2' and an RDP epsilon of 100.2 as 'about 100 by RDP (above 100'."""
+    low = DpSgdMechanism(dataset_size=1000, batch_size=10, noise_multiplier=0.19999, steps=10)
+    shown, bound = re.search(r"of (\S+) per step \(below (\S+):", low.cost_reason("pld", 1e-5)).groups()
+    assert float(shown) == 0.19999 and float(bound) == 0.2
+
+    def rdp_epsilon(sigma):  # full batches (q = 1), 10 steps, recomputed with dp-accounting
+        return rdp(dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(1.0, dpa.GaussianDpEvent(sigma)), 10))
+
+    lo, hi = 0.2, 2.0  # bisect sigma for an RDP epsilon of 100.2
+    for _ in range(60):
+        lo, hi = (lo, (lo + hi) / 2) if rdp_epsilon((lo + hi) / 2) < 100.2 else ((lo + hi) / 2, hi)
+    high = DpSgdMechanism(dataset_size=1000, batch_size=1000, noise_multiplier=lo, steps=10)
+    shown, bound = re.search(r"about (\S+) by RDP \(above (\S+),", high.cost_reason("pld", 1e-5)).groups()
+    assert float(shown) > float(bound) == 100 and float(shown) == pytest.approx(rdp_epsilon(lo), abs=0.01)
 
 
 def test_report_warns_when_delta_not_below_one_over_n():
