@@ -383,8 +383,10 @@ def delta_warning(delta: float, dataset_size: int, unit: str = "example") -> str
             f"{unit} in full meets this delta. Use delta < 1/n."
         )
     if share > DELTA_WARNING_FRACTION:
+        shown, _ = compared(delta, 1 / dataset_size, bound_digits=17)  # both below 1/n as printed (0.9996/n, not 1/n)
+        below, _ = compared(share, 1, digits=3)
         return (
-            f"delta={delta:g} is {share:.3g}/n (n={dataset_size} {unit}s), close to 1/n: a mechanism that "
+            f"delta={shown} is {below}/n (n={dataset_size} {unit}s), close to 1/n: a mechanism that "
             f"publishes each {unit} in full with probability delta meets it, {share:.2g} {unit}s in the clear on "
             f"average. Prefer delta <= 1/(2n) = {1 / (2 * dataset_size):.3g} or smaller."
         )

@@ -308,8 +308,9 @@ def _floats_around(x: float, steps: int = 3) -> list[float]:
 def test_delta_below_one_over_n_is_exact_and_counts_the_float_nearest_one_over_n_as_one_over_n():
     """Expected from fractions: below 1/n exactly, and not the float nearest 1/n (found here by distance, not by
     1 / n). Before: delta_warning tested delta * n >= 1 in floats, so the float nearest 1/49 (below 1/49, 49 x it
-    rounds to 0.99999999999999989) was 'close to 1/n' while the trainers refused it; the one nearest 1/3 (below
-    1/3 too) was refused by both."""
+    rounds to 0.9999999999999999) was 'close to 1/n' while the trainers refused it; the one nearest 1/3 (below
+    1/3 too) was refused by both. A delta close to 1/n prints, with n x delta, below 1/n (before: 'delta=0.5 is
+    1/n' for the float below 0.5, n = 2)."""
     for n in [*range(1, 3001), 10**6 + 1, 10**9 + 7, 3 * 10**15]:
         exact = Fraction(1, n)
         candidates = _floats_around(float(exact), 1)
@@ -319,7 +320,11 @@ def test_delta_below_one_over_n_is_exact_and_counts_the_float_nearest_one_over_n
             assert delta_below_one_over_n(delta, n) is below, (n, delta)
             warning = delta_warning(delta, n) or ""
             assert ("is not below 1/n" in warning) is not below, (n, delta, warning)
+            if below and n > 1:  # close to 1/n, and printed below it
+                shown, share = re.search(r"^delta=(\S+) is (\S+)/n ", warning).groups()
+                assert float(shown) < 1 / n and float(share) < 1, (n, delta, warning)
     assert not delta_below_one_over_n(1 / 49, 49) and delta_below_one_over_n(math.nextafter(1 / 49, 0), 49)
+    assert delta_warning(math.nextafter(1 / 49, 0), 49).startswith("delta=0.020408 is 0.9999999999999998/n (n=49")
     assert delta_warning(1 / 49, 49).startswith("delta=0.020408163265306121 is not below 1/n=0.02040816326530612:")
     assert not delta_below_one_over_n(np.float64(1 / 49), np.int64(49))
     assert delta_below_one_over_n(np.float32(1 / 49), np.int64(49))  # float32's nearest is another, below 1/49
