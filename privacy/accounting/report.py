@@ -350,15 +350,15 @@ def _replace_one_distance(m: DpSgdMechanism) -> str:
 
 
 def delta_below_one_over_n(delta: float, n: int) -> bool:
-    """Whether ``delta`` is below 1/n for ``n`` privacy units: the one rule of every delta check in ppml (the
-    trainers refuse such a delta, the Evaluator finds a problem, `delta_warning` says why).
+    """Whether ``delta`` is below 1/n for ``n`` privacy units: the one rule of every delta check in ppml (a delta
+    not below 1/n is refused by the trainers, a problem at the Evaluator, and what `delta_warning` says).
 
     Decided exactly (``delta`` is a float, a rational; n x delta is not rounded), except that the float nearest
     1/n, which ``1 / n`` gives and which any config or program writing delta = 1/n holds, counts as 1/n: a delta
     meant as 1/n is refused for every n, whichever way 1/n rounds (the float nearest 1/49 is below 1/49, the one
-    nearest 1/3 too). Rounded n x delta is not this rule: ``delta * n >= 1`` refuses the float nearest 1/3 but
-    not the one nearest 1/49. (``delta >= 1 / n`` in floats is, but only by an argument about rounding.) nan and
-    +inf are not below."""
+    nearest 1/3 too), and nothing at or above 1/n passes. Rounded n x delta is not this rule: ``delta * n >= 1``
+    refuses the float nearest 1/3 but not the one nearest 1/49. (``delta >= 1 / n`` in floats is, but only by an
+    argument about rounding.) nan and +inf are not below."""
     delta, n = float(delta), operator.index(n)
     if not math.isfinite(delta):
         return delta < 0
