@@ -43,6 +43,7 @@ from federated.strategies.strategy import RoundContext, ServerState, Strategy
 from federated.weights import flatten
 from privacy import validation
 from privacy.accounting import NOISE_MULTIPLIER_RANGE, AccountantKind, DpSgdMechanism, PrivacyBudget, noise_cutoff
+from privacy.compared import compared
 
 MAX_NOISE_STDDEV = 1e12
 """Largest noise std z x C a round may add to the summed updates. The float32 model then stays finite
@@ -231,10 +232,8 @@ class DpClippingBase(Strategy):
             return None
         upcoming = state.budget.epsilon_after(self.mechanism(ctx).unit_event(), 1, self.accountant)
         if upcoming > self.max_epsilon:
-            return (
-                f"round {ctx.round} would raise epsilon ({self.accountant.value}) to {upcoming:.4g} > "
-                f"max_epsilon={self.max_epsilon:g}"
-            )
+            shown, bound = compared(upcoming, self.max_epsilon)
+            return f"round {ctx.round} would raise epsilon ({self.accountant.value}) to {shown} > max_epsilon={bound}"
         return None
 
     def to_dict(self):

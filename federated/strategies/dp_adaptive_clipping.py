@@ -21,6 +21,7 @@ from federated.strategies._dp_clipping_base import MAX_CLIPPING_NORM, DpClipping
 from federated.strategies.fedavg import FedAvg
 from privacy import validation
 from privacy.accounting import NOISE_MULTIPLIER_RANGE
+from privacy.compared import compared
 
 
 class DifferentialPrivacyAdaptiveClipping(DpClippingBase):
@@ -126,9 +127,9 @@ def update_noise_multiplier(noise_multiplier: float, count_stddev: float) -> flo
         )
     z_update = (noise_multiplier**-2 - (2.0 * count_stddev) ** -2) ** -0.5
     if not z_update <= NOISE_MULTIPLIER_RANGE[1]:
+        shown, bound = compared(z_update, NOISE_MULTIPLIER_RANGE[1], digits=3)
         raise ValueError(
             f"clipped_count_stddev={count_stddev:g} is so close to noise_multiplier / 2 = "
-            f"{noise_multiplier / 2:g} that the update noise multiplier is {z_update:.3g}, above "
-            f"{NOISE_MULTIPLIER_RANGE[1]:g} ({advice})"
+            f"{noise_multiplier / 2:g} that the update noise multiplier is {shown}, above {bound} ({advice})"
         )
     return z_update

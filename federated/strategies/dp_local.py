@@ -38,6 +38,7 @@ from federated.strategies.strategy import RoundContext, ServerState, Strategy
 from federated.weights import flatten
 from privacy import validation
 from privacy.accounting import NOISE_MULTIPLIER_RANGE, AccountantKind, epsilon_of
+from privacy.compared import compared
 from privacy.local.randomness import OsRandom
 
 PARTICIPATIONS = "ldp_participations"
@@ -191,9 +192,10 @@ class LocalDifferentialPrivacy(Strategy):
             return None
         upcoming = self.client_epsilon(int(state.slots[PARTICIPATIONS].max(initial=0)) + 1)
         if upcoming > self.max_epsilon:
+            shown, bound = compared(upcoming, self.max_epsilon)
             return (
-                f"round {ctx.round} could raise a client's epsilon ({self.accountant.value}) to {upcoming:.4g} > "
-                f"max_epsilon={self.max_epsilon:g}"
+                f"round {ctx.round} could raise a client's epsilon ({self.accountant.value}) to {shown} > "
+                f"max_epsilon={bound}"
             )
         return None
 

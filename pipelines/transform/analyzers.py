@@ -39,6 +39,7 @@ from tensorflow_transform import analyzers as tft_analyzers
 from pipelines.transform import beam_analyzers
 from pipelines.transform.spec import PreprocessingConfig, analyzer_scope, replacement_for
 from privacy import validation
+from privacy.compared import compared
 from privacy.preprocessing import (
     EXACT,
     GAUSSIAN_SUMS,
@@ -338,9 +339,10 @@ class PrivateAnalyzers:
     def _share(self, share, scope: str) -> float:
         share = check_share(share)
         if self._spent + share > 1 + 1e-9:
+            total, whole = compared(self._spent + share, 1)
             raise ValueError(
                 f"{scope.rstrip('/')}: share {share:g} would take the analyzers' shares to "
-                f"{self._spent + share:g} > 1 of the preprocessing budget"
+                f"{total} > {whole} of the preprocessing budget"
             )
         self._spent += share
         return share

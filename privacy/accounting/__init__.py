@@ -33,6 +33,7 @@ from privacy.accounting.report import (
     PrivacyReport,
     compute_epsilon,
     default_delta,
+    delta_below_one_over_n,
     delta_warning,
     dp_sgd_report,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "compute_dp_sgd_privacy",
     "compute_epsilon",
     "default_delta",
+    "delta_below_one_over_n",
     "delta_warning",
     "dp_accounting_version",
     "dp_sgd_report",

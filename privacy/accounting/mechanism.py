@@ -66,6 +66,7 @@ from dp_accounting import dp_event
 from privacy import validation
 from privacy.accounting import truncation
 from privacy.accounting.accountants import UnsupportedAccounting, epsilon_of
+from privacy.compared import compared
 
 NeighboringRelation = dp_accounting.NeighboringRelation
 
@@ -373,9 +374,10 @@ class DpSgdMechanism:
         relative to one example's move, sigma / `pld_step_move`, is below `PLD_MIN_STEP_NOISE`), or None."""
         step_noise = self.noise_multiplier / self.pld_step_move
         if self.sampling is Sampling.POISSON and step_noise < PLD_MIN_STEP_NOISE:
+            shown, bound = compared(step_noise, PLD_MIN_STEP_NOISE, digits=3)
             return (
-                f"PLD is not asked to account a noise multiplier of {step_noise:.3g} per step (below "
-                f"{PLD_MIN_STEP_NOISE:g}: minutes and gigabytes){self._rdp_instead()}"
+                f"PLD is not asked to account a noise multiplier of {shown} per step (below "
+                f"{bound}: minutes and gigabytes){self._rdp_instead()}"
             )
         return None
 
@@ -414,8 +416,9 @@ class DpSgdMechanism:
         if self.adjacency is Adjacency.REPLACE_ONE:
             rough *= 2
         if rough > PLD_MAX_EPSILON:
+            shown, bound = compared(rough, PLD_MAX_EPSILON, digits=3)
             return (
-                f"PLD is not asked for an epsilon of about {rough:.3g} by RDP (above {PLD_MAX_EPSILON:g}, its "
+                f"PLD is not asked for an epsilon of about {shown} by RDP (above {bound}, its "
                 f"grid needs minutes and gigabytes){self._rdp_instead()}"
             )
         return None

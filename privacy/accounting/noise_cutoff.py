@@ -112,6 +112,7 @@ import math
 import numpy as np
 
 from privacy import validation
+from privacy.compared import compared
 
 RADIUS_BITS = {"float64": 104}
 """Bits of the uniform w behind the radius sqrt(-2 ln w) of ppml's sampler (`privacy.keras.noise`) by dtype: two
@@ -323,11 +324,12 @@ class NoiseCutoff:
             )
         if added > MAX_ADDED_FRACTION * delta:
             at = "" if math.isinf(epsilon) else f" at epsilon {epsilon:.4g}"
+            shown, bound = compared(added, MAX_ADDED_FRACTION * delta, digits=3, bound_digits=3)
             raise NoiseCutoffError(
-                f"the noise sampler's cut-off at {self.radius:.3g} stds adds delta {added:.3g} over {self.steps} "
-                f"steps{at}, more than {MAX_ADDED_FRACTION:.0%} of delta={delta:g} (one unit moves the noise by "
-                f"{self.unit_shift:.3g} stds over {self.pairs} noise pairs): raise noise_multiplier, train fewer "
-                f"steps, or raise the target delta"
+                f"the noise sampler's cut-off at {self.radius:.3g} stds adds delta {shown} over {self.steps} "
+                f"steps{at}, more than {MAX_ADDED_FRACTION:.0%} of delta={delta:g} ({bound}; one unit moves the "
+                f"noise by {self.unit_shift:.3g} stds over {self.pairs} noise pairs): raise noise_multiplier, train "
+                f"fewer steps, or raise the target delta"
             )
         return added
 

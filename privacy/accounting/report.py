@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
+from fractions import Fraction
 from typing import Any, Callable, Sequence
 
 from privacy import validation
@@ -347,6 +349,22 @@ def _replace_one_distance(m: DpSgdMechanism) -> str:
     return "each contributes at most C"
 
 
+def delta_below_one_over_n(delta: float, n: int) -> bool:
+    """Whether ``delta`` is below 1/n for ``n`` privacy units: the one rule of every delta check in ppml (a delta
+    not below 1/n is refused by the trainers, a problem at the Evaluator, and what `delta_warning` says).
+
+    Decided exactly (``delta`` is a float, a rational; n x delta is not rounded), except that the float nearest
+    1/n, which ``1 / n`` gives and which any config or program writing delta = 1/n holds, counts as 1/n: a delta
+    meant as 1/n is refused for every n, whichever way 1/n rounds (the float nearest 1/49 is below 1/49, the one
+    nearest 1/3 too), and nothing at or above 1/n passes. Rounded n x delta is not this rule: ``delta * n >= 1``
+    refuses the float nearest 1/3 but not the one nearest 1/49. (``delta >= 1 / n`` in floats is, but only by an
+    argument about rounding.) nan and +inf are not below."""
+    delta, n = float(delta), operator.index(n)
+    if not math.isfinite(delta):
+        return delta < 0
+    return delta != 1 / n and Fraction(delta) * n < 1
+
+
 DELTA_WARNING_FRACTION = 0.5
 """`delta_warning` speaks up once n * delta exceeds this (1/(2n) is the largest delta commonly used)."""
 
@@ -358,15 +376,17 @@ def delta_warning(delta: float, dataset_size: int, unit: str = "example") -> str
     delta near 1/n allows about n * delta units in the clear (`default_delta` stays at 1/(2n) or below).
     """
     share = delta * dataset_size
-    if share >= 1:
+    if not delta_below_one_over_n(delta, dataset_size):
         shown, bound = compared(delta, 1 / dataset_size, digits=6, bound_digits=3)
         return (
             f"delta={shown} is not below 1/n={bound}: a mechanism that publishes a random "
             f"{unit} in full meets this delta. Use delta < 1/n."
         )
     if share > DELTA_WARNING_FRACTION:
+        shown, _ = compared(delta, 1 / dataset_size, bound_digits=17)  # both below 1/n as printed (0.9996/n, not 1/n)
+        below, _ = compared(share, 1, digits=3)
         return (
-            f"delta={delta:g} is {share:.3g}/n (n={dataset_size} {unit}s), close to 1/n: a mechanism that "
+            f"delta={shown} is {below}/n (n={dataset_size} {unit}s), close to 1/n: a mechanism that "
             f"publishes each {unit} in full with probability delta meets it, {share:.2g} {unit}s in the clear on "
             f"average. Prefer delta <= 1/(2n) = {1 / (2 * dataset_size):.3g} or smaller."
         )

@@ -2,6 +2,7 @@
 it by 2C at most (the accounted sensitivity), and each client's epsilon composes over the rounds it took part in."""
 
 import math
+import re
 
 import dp_accounting
 import numpy as np
@@ -110,6 +111,23 @@ def test_max_epsilon_stops_before_a_client_would_exceed_it():
         assert strategy.stop_reason(state, _ctx()) is None
         state, _ = strategy.aggregate(state, None, _ctx(participants=(4,)))
     assert "could raise a client's epsilon" in strategy.stop_reason(state, _ctx())
+
+
+@pytest.mark.parametrize("shortfall", [1e-3, 1e-6, 1e-9, 1e-12])
+def test_the_stop_reason_prints_the_epsilon_above_max_epsilon(shortfall):
+    """privacy.compared widens both: before, '.4g' and ':g' printed a max_epsilon of 4.4712676509 (z = 2.1) below
+    one release's 4.47126765136 as 'to 4.471 > max_epsilon=4.47127'."""
+    first = independent_epsilon(2.1, 1, 1e-5)
+    strategy = LocalDifferentialPrivacy(
+        FedAvg(weighted=False),
+        clipping_norm=1.0,
+        noise_multiplier=2.1,
+        target_delta=1e-5,
+        max_epsilon=first * (1 - shortfall),
+    )
+    reason = strategy.stop_reason(strategy.initialize([np.zeros(2, np.float32)], _ctx()), _ctx())
+    shown, bound = (float(x) for x in re.search(r"to (\S+) > max_epsilon=(\S+)$", reason).groups())
+    assert shown > bound and shown == pytest.approx(first, rel=1e-3), reason
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@ overflow it are refused up front, by the one settings check the CLI and the Fede
 
 import json
 import math
+import re
 import types
 
 import numpy as np
@@ -73,6 +74,12 @@ def test_adaptive_update_noise_multiplier_is_bounded():
     with pytest.raises(ValueError, match="update noise multiplier is 1.58e\\+06"):
         update_noise_multiplier(1.0, 0.5 + 1e-13)
     assert update_noise_multiplier(1.0, 1.0) == pytest.approx((1 - 0.25) ** -0.5)
+    # z_update = 1.001e6 just above the largest (1e6): privacy.compared widens it; '.3g' printed '1e+06, above 1e+06'
+    z, z_update = 1e5, 1.001e6
+    with pytest.raises(ValueError) as refused:
+        update_noise_multiplier(z, 0.5 * (z**-2 - z_update**-2) ** -0.5)
+    shown, bound = re.search(r"update noise multiplier is (\S+), above (\S+) \(", str(refused.value)).groups()
+    assert float(shown) > float(bound) == 1e6 and float(shown) == pytest.approx(z_update), str(refused.value)
 
 
 def test_adaptive_clipping_norm_never_grows_past_the_bound():

@@ -1,7 +1,9 @@
 """Strategies: weighted averaging, server optimizers against independent formulas, DP noise and clipping."""
 
 import dataclasses
+import re
 
+import dp_accounting
 import keras
 import numpy as np
 import pytest
@@ -324,3 +326,22 @@ def test_client_configs_old_epochs_keyword_works_for_one_release():
         assert ClientConfig(local_epochs=4).epochs == 4  # not the InitVar's default None
     with pytest.raises(ValueError, match="local_epochs must be an integer >= 1, got 0"):
         ClientConfig(local_epochs=0)
+
+
+@pytest.mark.parametrize("shortfall", [1e-3, 1e-6, 1e-9, 1e-12])
+def test_the_stop_reason_prints_the_epsilon_above_max_epsilon(shortfall):
+    """privacy.compared widens both: before, '.4g' and ':g' printed a max_epsilon just below one round's epsilon
+    2.13300599543 (Poisson q = 0.1, z = 1, RDP, delta 1e-5) as 'to 2.133 > max_epsilon=2.13301'."""
+    event = dp_accounting.PoissonSampledDpEvent(0.1, dp_accounting.GaussianDpEvent(1.0))
+    first = dp_accounting.rdp.RdpAccountant().compose(event).get_epsilon(1e-5)
+    strategy = DifferentialPrivacyFixedClipping(
+        FedAvg(weighted=False),
+        clipping_norm=1.0,
+        noise_multiplier=1.0,
+        target_delta=1e-5,
+        max_epsilon=first * (1 - shortfall),
+    )
+    ctx = _ctx(sampler=PoissonSampler(0.1))
+    reason = strategy.stop_reason(strategy.initialize([np.zeros(2, np.float32)], ctx), ctx)
+    shown, bound = (float(x) for x in re.search(r"to (\S+) > max_epsilon=(\S+)$", reason).groups())
+    assert shown > bound and shown == pytest.approx(first, rel=1e-3), reason

@@ -1,5 +1,6 @@
 """DP Trainer settings: every bad value is rejected with the key named, before any training."""
 
+import re
 import types
 
 import dp_accounting
@@ -63,6 +64,15 @@ def test_the_glossarys_names_of_dp_settings_are_refused_not_passed_to_the_module
         DpTrainingConfig.from_custom_config({**GOOD, key: 1e-7})
     assert info.value.setting == key
     assert str(info.value) == f"custom_config[{key!r}]: not a DP Trainer setting: this config spells it {spelled}"
+
+
+def test_a_delta_at_one_over_n_prints_no_lower_than_the_bound():
+    """1/60 to 3 digits is 0.0167, above 1/60: before, the refusal of delta = 1 / 60 read 'must be below 1/n =
+    0.0167 ..., got 0.016666666666666666'. privacy.compared prints the two equal (they are)."""
+    with pytest.raises(InvalidPrivacySetting) as info:
+        DpTrainingConfig.from_custom_config({**GOOD, "delta": 1 / 60}).plan(dataset_size=60)
+    bound, shown = re.search(r"below 1/n = (\S+) for n = 60 .*, got (\S+)$", str(info.value)).groups()
+    assert float(bound) == float(shown) == 1 / 60, str(info.value)
 
 
 @pytest.mark.parametrize(

@@ -320,6 +320,41 @@ print(json.dumps({{"private": model.get_int_custom_property("private"), "clients
     assert result["accuracy"] == 1.0  # the label is feature x[0]
 
 
+def _numbers(text: str, pattern: str) -> tuple[float, ...]:
+    import re
+
+    return tuple(float(x) for x in re.search(pattern, text).groups())
+
+
+@pytest.mark.parametrize(
+    "settings, independent",
+    [  # one round's epsilon recomputed from dp-accounting: Poisson q = 0.1 of N = 50 (PLD, add/remove, delta 1e-3);
+        # a client's own update with noise z / 2 per unit move (local trust, RDP, delta 1e-5)
+        (
+            {"noise_multiplier": 1.1, "sampling": "poisson", "accountant": "pld", "delta": 1e-3},
+            dp_accounting.pld.PLDAccountant(dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE)
+            .compose(dp_event.PoissonSampledDpEvent(0.1, dp_event.GaussianDpEvent(1.1)))
+            .get_epsilon(1e-3),
+        ),
+        (
+            {"noise_multiplier": 2.1, "trust_model": "local", "accountant": "rdp", "delta": 1e-5},
+            dp_accounting.rdp.RdpAccountant().compose(dp_event.GaussianDpEvent(1.05)).get_epsilon(1e-5),
+        ),
+    ],
+)
+def test_a_max_epsilon_below_one_rounds_epsilon_prints_below_it(settings, independent):
+    """The refusal shows max_epsilon and one round's epsilon as privacy.compared widens them: before, ':g' and
+    '.4g' printed max_epsilon = 0.5121042848 below 0.512104284826 as '0.512104 is below one round's epsilon
+    0.5121' (4.4712676509 below 4.47126765136: '4.47127 ... 4.471')."""
+    base = {"label_key": "y", "private": True, "num_classes": 2, **settings}
+    for shortfall in (1e-3, 1e-6, 1e-9, 1e-12):
+        config = FederatedTrainingConfig.from_custom_config({**base, "max_epsilon": independent * (1 - shortfall)})
+        with pytest.raises(InvalidFederatedSetting) as refused:
+            config.plan(50)
+        bound, first = _numbers(str(refused.value), r"max_epsilon'\]: (\S+) is below one round's epsilon (\S+) ")
+        assert bound < first and first == pytest.approx(independent, rel=1e-3), str(refused.value)
+
+
 def test_delta_not_below_one_over_n_clients_fails_before_training():
     config = FederatedTrainingConfig.from_custom_config({**CONFIG, "delta": 0.1})
     with pytest.raises(
@@ -328,6 +363,9 @@ def test_delta_not_below_one_over_n_clients_fails_before_training():
         r"N = 20 clients",
     ):
         config.plan(20)
+    with pytest.raises(InvalidFederatedSetting) as refused:  # 1/6 prints as 0.167 to 3 digits, above 1/6
+        FederatedTrainingConfig.from_custom_config({**CONFIG, "num_clients": 6, "delta": 1 / 6}).plan(6)
+    assert _numbers(str(refused.value), r"below 1/N = (\S+) for .*, got (\S+)$") == (1 / 6, 1 / 6), str(refused.value)
     plan = FederatedTrainingConfig.from_custom_config({**CONFIG, "noise_multiplier": None, "target_epsilon": 5.0}).plan(
         20
     )

@@ -2,9 +2,14 @@
 records that differ from the ledger's, and delta against 1/n."""
 
 import json
+import math
 import zipfile
 
+import pytest
+
 from pipelines import privacy_ledger as pl
+from pipelines.components.dp_trainer.spec import DpTrainingConfig, InvalidPrivacySetting
+from pipelines.components.federated_trainer.spec import FederatedTrainingConfig, InvalidFederatedSetting
 from pipelines.components.private_evaluator import coverage, lineage
 from privacy.accounting import DpSgdMechanism
 
@@ -84,6 +89,39 @@ def test_delta_close_to_one_over_n_is_a_warning_and_at_one_over_n_a_problem():
     assert problems == [] and "delta=0.0006 is 0.6/n (n=1000 examples), close to 1/n" in warnings[0]
     problems, warnings = coverage.delta_findings(_ledger(2e-3))  # a foreign ledger: the trainers refuse this
     assert warnings == [] and "delta=0.002 is not below 1/n=0.001" in problems[0]
+
+
+def _trainers_refuse(delta: float, n: int) -> list[bool]:
+    """Whether the DP Trainer (n examples) and the federated Trainer (n clients) refuse ``delta``."""
+    dp = {"private": True, "batch_size": 8, "epochs": 1, "l2_norm_clip": 1.0, "noise_multiplier": 1.0}
+    federated = {"label_key": "y", "num_classes": 2, "rounds": 1, "private": True, "noise_multiplier": 1.0}
+    refused = []
+    for config, error in (
+        (DpTrainingConfig.from_custom_config({**dp, "delta": delta}), InvalidPrivacySetting),
+        (
+            FederatedTrainingConfig.from_custom_config({**federated, "num_clients": n, "delta": delta}),
+            InvalidFederatedSetting,
+        ),
+    ):
+        try:
+            config.plan(dataset_size=n) if isinstance(config, DpTrainingConfig) else config.plan(n)
+        except error as err:
+            assert err.setting == "delta", err
+            refused.append(True)
+        else:
+            refused.append(False)
+    return refused
+
+
+@pytest.mark.parametrize("n", [49, 206, 374, 1000, 1_000_003])
+def test_the_evaluator_finds_a_problem_exactly_where_the_trainers_refuse_delta(n):
+    """One rule (privacy.accounting.delta_below_one_over_n) for the DP and federated trainers and the Evaluator.
+    Before, the Evaluator tested delta * n >= 1 in floats: for these n the float nearest 1/n (what delta = 1 / n
+    gives, refused by the trainers) was only 'close to 1/n'."""
+    for delta in (1 / n, math.nextafter(1 / n, 0), math.nextafter(1 / n, 1), 0.9 / n):
+        problems, warnings = coverage.delta_findings(_ledger(delta, n))
+        assert _trainers_refuse(delta, n) == [bool(problems)] * 2, (delta, problems)
+        assert len(problems + warnings) == 1 and bool(problems) is (delta >= 1 / n), (delta, problems)
 
 
 def _store_with_a_trainer(tmp_path, *, graph_input: bool):

@@ -756,6 +756,34 @@ print(json.dumps({"plan": dataclasses.asdict(plan.gate), **{k: dataclasses.asdic
     assert out["Evaluator_non_private"] == {**out["Evaluator"], "audit_canaries": None}
 
 
+def test_tfma_failure_messages_show_each_bound_beside_a_value_text_that_orders_as_the_numbers_do(python_subprocess):
+    """F8: the message showed one value text (the longest of the per-bound ones) against every bound; for
+    0.0166238438608439 in [0.016623843590135228, 0.01662384786565881] it read '0.016624 does not meet >= 0.01662384
+    and <= 0.0166238', the value printed above an upper bound it is below. Each bound now has its pair's own text
+    where the widths differ; one bound, or bounds that need the same width, read as before."""
+    code = """
+import json
+from tensorflow_model_analysis.proto import config_pb2, metrics_for_slice_pb2, validation_result_pb2
+from pipelines.components.private_evaluator import executor
+def message(value, lower=None, upper=None):
+    bounds = {k: {"value": v} for k, v in (("lower_bound", lower), ("upper_bound", upper)) if v is not None}
+    return executor._failure_message(validation_result_pb2.ValidationFailure(
+        metric_key=metrics_for_slice_pb2.MetricKey(name="m"),
+        metric_threshold=config_pb2.MetricThreshold(value_threshold=config_pb2.GenericValueThreshold(**bounds)),
+        metric_value=metrics_for_slice_pb2.MetricValue(**({} if value is None else {"double_value": {"value": value}})),
+    ))
+print(json.dumps([message(0.0166238438608439, 0.016623843590135228, 0.01662384786565881),
+                  message(0.81, 0.85), message(0.81, 0.85, 0.99), message(1.0000001, 0.5, 1.0), message(None, 0.85)]))
+"""
+    inside, lower, both, above, missing = json.loads(python_subprocess(code, legacy_keras=True).stdout.splitlines()[-1])
+    assert inside == "m does not meet 0.016624 >= 0.01662384 and 0.01662 <= 0.0166238"
+    pairs = [clause.split(" ") for clause in inside.removeprefix("m does not meet ").split(" and ")]
+    assert [(float(v) > float(b), float(v) < float(b)) for v, _, b in pairs] == [(True, False), (False, True)]
+    assert (lower, both) == ("m 0.81 does not meet >= 0.85", "m 0.81 does not meet >= 0.85 and <= 0.99")
+    assert above == "m does not meet 1 >= 0.5 and 1.0000001 <= 1", above  # fewest digits per pair
+    assert missing == "m n/a does not meet >= 0.85"
+
+
 def test_a_delta_budget_equal_to_the_target_delta_refuses_with_distinct_numbers(python_subprocess):
     """A ledger written with float32 noise's cut-off has delta 1e-5 plus ~1.3e-15 (the cut-off's at the ledger's
     epsilon, crediting Poisson sampling): the Evaluator's delta check at a budget of 1e-5 fails and prints the value

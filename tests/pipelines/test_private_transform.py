@@ -311,6 +311,13 @@ def test_a_tf1_graph_without_coverage_record_is_refused_by_the_trainer_and_the_g
             lambda a, x: [a.mean_and_var(x, bounds=(0, 1), share=0.6), a.quantiles(x, [0.5], bounds=(0, 1), share=0.6)],
             "share 0.6 would take the analyzers' shares to 1.2 > 1",
         ),
+        (  # past 1 + 1e-9: ':g' printed '1 > 1'
+            lambda a, x: [
+                a.mean_and_var(x, bounds=(0, 1), share=0.5),
+                a.quantiles(x, [0.5], bounds=(0, 1), share=0.500000002),
+            ],
+            "share 0.5 would take the analyzers' shares to 1.000000002 > 1 ",
+        ),
         (lambda a, x: a.quantiles(x, [1.5], bounds=(0, 1), share=0.5), "probabilities must be"),
     ],
 )

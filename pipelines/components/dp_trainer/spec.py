@@ -66,9 +66,11 @@ from privacy.accounting import (
     UnsupportedAccounting,
     calibrate_noise_multiplier,
     default_delta,
+    delta_below_one_over_n,
     steps_for_epochs,
     truncation,
 )
+from privacy.compared import compared
 from privacy.decision import DecisionError, NoisyAccuracy
 from privacy.preprocessing import PreprocessingAccount, PreprocessingPart, RecordError
 
@@ -231,12 +233,12 @@ class DpTrainingConfig:
         if not self.private:
             return DpTrainingPlan(config=self, dataset_size=n, steps=steps)
         delta = default_delta(n) if self.delta is None else float(self.delta)
-        if delta >= 1 / n:
+        if not delta_below_one_over_n(delta, n):
+            shown, bound = compared(delta, 1 / n, digits=6, bound_digits=3)
             raise InvalidPrivacySetting(
                 "delta",
-                f"must be below 1/n = {1 / n:.3g} for n = {n} training examples "
-                f"(a mechanism that publishes one random record meets delta = 1/n), "
-                f"got {self.delta!r}",
+                f"must be below 1/n = {bound} for n = {n} training examples "
+                f"(a mechanism that publishes one random record meets delta = 1/n), got {shown}",
             )
         try:
             sampling = Sampling(self.sampling)

@@ -165,10 +165,12 @@ from privacy.accounting import (
     calibrate_noise_multiplier,
     compute_epsilon,
     default_delta,
+    delta_below_one_over_n,
     delta_warning,
     epsilon_of,
     event_to_json,
 )
+from privacy.compared import compared
 from privacy.decision import DecisionError, NoisyAccuracy
 from privacy.preprocessing import PreprocessingAccount, PreprocessingPart, RecordError
 
@@ -572,15 +574,14 @@ class FederatedTrainingConfig:
             return FederatedTrainingPlan(config=self, num_clients=num_clients)
         units = self.delta_units(num_clients)
         delta = default_delta(units) if self.delta is None else float(self.delta)
-        if delta >= 1 / units:
+        if not delta_below_one_over_n(delta, units):
             symbol, which = (
                 ("n", f"n = N x max_examples_per_client = {units} records (a budget per example)")
                 if self.budget_unit == "example"
                 else ("N", f"N = {num_clients} clients (the privacy unit is a {self.privacy_unit})")
             )
-            raise InvalidFederatedSetting(
-                "delta", f"must be below 1/{symbol} = {1 / units:.3g} for {which}, got {delta!r}"
-            )
+            shown, bound = compared(delta, 1 / units, digits=6, bound_digits=3)
+            raise InvalidFederatedSetting("delta", f"must be below 1/{symbol} = {bound} for {which}, got {shown}")
         target = self.target_epsilon
         if self.noise_multiplier is None and target is None:
             target = DEFAULT_TARGET_EPSILON
@@ -641,10 +642,11 @@ class FederatedTrainingConfig:
                 mechanism.unit_event(), 1, self.accountant
             )
             if first > self.max_epsilon:
+                shown, bound = compared(first, self.max_epsilon)
                 raise InvalidFederatedSetting(
                     "max_epsilon",
-                    f"{self.max_epsilon:g} is below one round's epsilon "
-                    f"{first:.4g} ({self.accountant}, z = "
+                    f"{bound} is below one round's epsilon "
+                    f"{shown} ({self.accountant}, z = "
                     f"{mechanism.noise_multiplier:.4g}, delta = {delta:g}): "
                     f"no round could run; raise it",
                 )
@@ -760,10 +762,11 @@ class FederatedTrainingConfig:
             )
         first = local_epsilon(z, 1, delta, self.accountant)  # public numbers: the run could not train at all
         if self.max_epsilon is not None and first > self.max_epsilon:
+            shown, bound = compared(first, self.max_epsilon)
             raise InvalidFederatedSetting(
                 "max_epsilon",
-                f"{self.max_epsilon:g} is below one round's epsilon "
-                f"{first:.4g} ({self.accountant}, z = {z:.4g}, delta = "
+                f"{bound} is below one round's epsilon "
+                f"{shown} ({self.accountant}, z = {z:.4g}, delta = "
                 f"{delta:g}): no client could be sent; raise it",
             )
         return FederatedTrainingPlan(

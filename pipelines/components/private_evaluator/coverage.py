@@ -21,7 +21,7 @@ import zipfile
 from pipelines import privacy_ledger
 from pipelines.transform.artifact import NO_COVERAGE_RECORD, embeds_transform_graph, records_in_saved_model
 from privacy import training_state
-from privacy.accounting import delta_warning
+from privacy.accounting import delta_below_one_over_n, delta_warning
 from privacy.preprocessing import PreprocessingAccount, RecordError, adapted_layer_problem
 
 KERAS_METADATA = "keras_metadata.pb"
@@ -213,4 +213,4 @@ def delta_findings(
     finding = delta_warning(ledger.delta, n, unit=unit)
     if finding is None:
         return [], []
-    return ([finding], []) if ledger.delta * n >= 1 else ([], [finding])
+    return ([], [finding]) if delta_below_one_over_n(ledger.delta, n) else ([finding], [])

@@ -403,7 +403,11 @@ def _finite(epsilons: dict[str, float | None]) -> dict[str, float | None]:
 
 
 def _failure_message(failure) -> str:
-    """A TFMA ValidationFailure as text, e.g. 'binary_accuracy 0.81 does not meet >= 0.85'."""
+    """A TFMA ValidationFailure as text, e.g. 'binary_accuracy 0.81 does not meet >= 0.85'. Each bound is shown
+    beside the value as `compared` prints the two for it, so every pair orders as the numbers do; where two bounds
+    need different widths of the value, each pair gets its own: 0.0166238438608439 in [0.016623843590135228,
+    0.01662384786565881] shows as 'm does not meet 0.016624 >= 0.01662384 and 0.01662 <= 0.0166238')."""
+    name = failure.metric_key.name
     threshold = failure.metric_threshold.value_threshold
     value = failure.metric_value.double_value.value if failure.metric_value.HasField("double_value") else None
     bounds = [
@@ -411,12 +415,17 @@ def _failure_message(failure) -> str:
         for op, field in ((">=", "lower_bound"), ("<=", "upper_bound"))
         if threshold.HasField(field)
     ]
-    texts = [("n/a", f"{bound:g}") if value is None else compared(value, bound) for _, bound in bounds]
-    # the value as precisely as its closest comparison needs (the longest text)
-    shown = max((text for text, _ in texts), key=len, default="n/a" if value is None else f"{value:.4g}")
-    rule = " and ".join(f"{op} {text}" for (op, _), (_, text) in zip(bounds, texts, strict=True))
-    rule = rule or str(failure.metric_threshold).replace("\n", " ")
-    return f"{failure.metric_key.name} {shown} does not meet {rule}"
+    if not bounds:
+        shown, rule = "n/a" if value is None else f"{value:.4g}", str(failure.metric_threshold).replace("\n", " ")
+        return f"{name} {shown} does not meet {rule}"
+    pairs = [("n/a", f"{bound:g}") if value is None else compared(value, bound) for _, bound in bounds]
+    if len({shown for shown, _ in pairs}) == 1:
+        return f"{name} {pairs[0][0]} does not meet " + " and ".join(
+            f"{op} {text}" for (op, _), (_, text) in zip(bounds, pairs, strict=True)
+        )
+    return f"{name} does not meet " + " and ".join(
+        f"{shown} {op} {text}" for (op, _), (shown, text) in zip(bounds, pairs, strict=True)
+    )
 
 
 def _metric_value(value) -> float | None:

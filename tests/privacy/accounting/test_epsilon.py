@@ -7,6 +7,7 @@ sampling scheme and adjacency, so a mistake in `DpSgdMechanism`'s event construc
 import dataclasses
 import json
 import math
+import re
 from fractions import Fraction
 
 import dp_accounting as dpa
@@ -19,6 +20,7 @@ from privacy.accounting import (
     UnsupportedAccounting,
     compute_epsilon,
     default_delta,
+    delta_below_one_over_n,
     delta_warning,
     dp_sgd_report,
     resolve_adjacency,
@@ -293,6 +295,58 @@ def test_default_delta_is_the_largest_power_of_ten_at_most_one_over_2n():
         exponent = round(-math.log10(delta))
         assert delta == 10.0**-exponent and delta_warning(delta, n) is None, n
         assert Fraction(1, 10**exponent) <= Fraction(1, 2 * n) < Fraction(1, 10 ** (exponent - 1)), n
+
+
+def _floats_around(x: float, steps: int = 3) -> list[float]:
+    below, above = [x], [x]
+    for _ in range(steps):
+        below.append(math.nextafter(below[-1], 0))
+        above.append(math.nextafter(above[-1], 1))
+    return sorted({*below, *above})
+
+
+def test_delta_below_one_over_n_is_exact_and_counts_the_float_nearest_one_over_n_as_one_over_n():
+    """Expected from fractions: below 1/n exactly, and not the float nearest 1/n (found here by distance, not by
+    1 / n). Before: delta_warning tested delta * n >= 1 in floats, so the float nearest 1/49 (below 1/49, 49 x it
+    rounds to 0.9999999999999999) was 'close to 1/n' while the trainers refused it; the one nearest 1/3 (below
+    1/3 too) was refused by both. A delta close to 1/n prints, with n x delta, below 1/n (before: 'delta=0.5 is
+    1/n' for the float below 0.5, n = 2)."""
+    for n in [*range(1, 3001), 10**6 + 1, 10**9 + 7, 3 * 10**15]:
+        exact = Fraction(1, n)
+        candidates = _floats_around(float(exact), 1)
+        nearest = min(candidates, key=lambda f: abs(Fraction(f) - exact))
+        for delta in _floats_around(nearest):
+            below = Fraction(delta) < exact and delta != nearest
+            assert delta_below_one_over_n(delta, n) is below, (n, delta)
+            warning = delta_warning(delta, n) or ""
+            assert ("is not below 1/n" in warning) is not below, (n, delta, warning)
+            if below and n > 1:  # close to 1/n, and printed below it
+                shown, share = re.search(r"^delta=(\S+) is (\S+)/n ", warning).groups()
+                assert float(shown) < 1 / n and float(share) < 1, (n, delta, warning)
+    assert not delta_below_one_over_n(1 / 49, 49) and delta_below_one_over_n(math.nextafter(1 / 49, 0), 49)
+    assert delta_warning(math.nextafter(1 / 49, 0), 49).startswith("delta=0.020408 is 0.9999999999999998/n (n=49")
+    assert delta_warning(1 / 49, 49).startswith("delta=0.020408163265306121 is not below 1/n=0.02040816326530612:")
+    assert not delta_below_one_over_n(np.float64(1 / 49), np.int64(49))
+    assert delta_below_one_over_n(np.float32(1 / 49), np.int64(49))  # float32's nearest is another, below 1/49
+    assert [delta_below_one_over_n(x, 10) for x in (float("nan"), math.inf, -math.inf)] == [False, False, True]
+
+
+def test_pld_cost_refusals_print_the_value_beyond_the_limit():
+    """privacy.compared widens value and limit: before, '.3g' printed a noise multiplier of 0.19999 per step as
+    '0.2 per step (below 0.2' and an RDP epsilon of 100.2 as 'about 100 by RDP (above 100'."""
+    low = DpSgdMechanism(dataset_size=1000, batch_size=10, noise_multiplier=0.19999, steps=10)
+    shown, bound = re.search(r"of (\S+) per step \(below (\S+):", low.cost_reason("pld", 1e-5)).groups()
+    assert float(shown) == 0.19999 and float(bound) == 0.2
+
+    def rdp_epsilon(sigma):  # full batches (q = 1), 10 steps, recomputed with dp-accounting
+        return rdp(dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(1.0, dpa.GaussianDpEvent(sigma)), 10))
+
+    lo, hi = 0.2, 2.0  # bisect sigma for an RDP epsilon of 100.2
+    for _ in range(60):
+        lo, hi = (lo, (lo + hi) / 2) if rdp_epsilon((lo + hi) / 2) < 100.2 else ((lo + hi) / 2, hi)
+    high = DpSgdMechanism(dataset_size=1000, batch_size=1000, noise_multiplier=lo, steps=10)
+    shown, bound = re.search(r"about (\S+) by RDP \(above (\S+),", high.cost_reason("pld", 1e-5)).groups()
+    assert float(shown) > float(bound) == 100 and float(shown) == pytest.approx(rdp_epsilon(lo), abs=0.01)
 
 
 def test_report_warns_when_delta_not_below_one_over_n():

@@ -3,6 +3,7 @@ claim on one pair (with and without sampling), the report's and refusal's values
 
 import dataclasses
 import math
+import re
 
 import dp_accounting as dpa
 import numpy as np
@@ -242,6 +243,23 @@ def test_cutoffs_adding_more_than_one_percent_of_delta_are_refused(radius, sigma
             dp_sgd_report(mechanism, delta=1e-5, noise_draws=NoiseDraws(radius=radius, pairs=MLP.pairs))
     else:
         dp_sgd_report(mechanism, delta=1e-5, noise_draws=NoiseDraws(radius=radius, pairs=MLP.pairs))
+
+
+def test_the_refusal_prints_what_the_cutoff_adds_above_one_percent_of_delta():
+    """The 7.99-std cut-off at a delta whose 1 % is just below what it adds (2.3897e-06 against 2.3896e-06): the
+    refusal prints both, ordered as the numbers are (privacy.compared). Before, it printed the added delta to 3
+    digits beside delta, not its 1 %, which can read as not more (2.3849e-06 as '2.38e-06' against 1 % of
+    delta=0.000238485)."""
+    cutoff = NoiseCutoff.for_mechanism(
+        _mechanism(sigma=1.0), NoiseDraws(radius=math.sqrt(-2 * math.log(2.0**-46)), pairs=MLP.pairs)
+    )
+    delta = cutoff.added_delta(cutoff.added_delta(1e-5) / MAX_ADDED_FRACTION) / MAX_ADDED_FRACTION  # added grows
+    added = cutoff.added_delta(delta)  # with delta: a little above 1 % of it
+    assert 1 < added / (MAX_ADDED_FRACTION * delta) < 1.001
+    with pytest.raises(NoiseCutoffError) as refused:
+        cutoff.check(delta)
+    shown, bound = re.search(r"adds delta (\S+) .* of delta=\S+ \((\S+); one unit", str(refused.value)).groups()
+    assert float(shown) > float(bound) and float(shown) == pytest.approx(added, rel=1e-3), str(refused.value)
 
 
 def test_shift_follows_sensitivity_and_group():
