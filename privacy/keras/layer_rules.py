@@ -1,18 +1,20 @@
 """Per-layer rules: how each layer's per-example gradients are written as factors (see `factors`).
 
 Built-in rules use ghost norms or small materialised gradients for Dense, EinsumDense, Embedding,
-Conv1D, Conv2D, DepthwiseConv2D and LayerNormalization (as shipped by Keras 3 and tf-keras; subclasses
-may change `call`, so they take the fallback). Every other layer that owns trainable variables gets
+Conv1D, Conv2D, DepthwiseConv2D, LayerNormalization and LSTM (as shipped by Keras 3 and tf-keras; subclasses
+may change `call`, so they take the fallback, as do LSTMs with dropout, go_backwards, stateful, unroll or
+time_major). Every other layer that owns trainable variables (GRU and SimpleRNN among them) gets
 `VectorizedRule`: exact per-example gradients of that layer alone, vectorised over the batch with
 `tf.vectorized_map`, so one unsupported layer never slows the rest of the model down.
 
 Rules see each layer call's input and the gradient of the summed per-example losses with respect to
-the layer's pre-activation output, which for example i is the gradient of loss_i alone, because the
-validator rejects layers that mix examples.
+the layer's pre-activation output (an LSTM's: its input projection X W + b at every step), which for
+example i is the gradient of loss_i alone, because the validator rejects layers that mix examples.
 """
 
 from __future__ import annotations
 
+import inspect
 import string
 from typing import Callable
 
@@ -371,6 +373,99 @@ def _per_example_shaped(t, variable):
     return tf.reshape(t, [dim(t), *variable.shape])
 
 
+class LSTMRule(LayerRule):
+    """LSTM (Keras 3 and tf-keras): z_t = x_t W + b + h_{t-1} U, so with Z = X W + b over all steps at once and
+    G = dL/dZ (which is dL/dz_t at every step t), W's per-example gradient is X^T G, U's is H_prev^T G (H_prev: the
+    state entering each step, the initial one first) and b's sum_t G_t: outer products over the T steps, like a
+    Dense over a sequence. `forward` computes Z itself and runs the recurrence on it (masks as Keras applies them:
+    a masked step keeps the states and repeats the previous output, or outputs zeros with
+    ``zero_output_for_mask``), so its output is Keras' own up to float rounding.
+
+    Configurations it does not reproduce take the vectorised fallback: dropout or recurrent dropout, go_backwards,
+    stateful, unroll, time_major, subclasses of LSTM or of its cell (whose `call` may differ). Ragged inputs are
+    refused (pad them and pass a mask).
+    """
+
+    def applies(self, layer):
+        layers = compat.keras_of(layer).layers
+        cell = getattr(layer, "cell", None)
+        return (
+            type(layer) is layers.LSTM
+            and type(cell) is layers.LSTMCell
+            and not (layer.go_backwards or layer.stateful or layer.unroll or getattr(layer, "time_major", False))
+            and not (cell.dropout or cell.recurrent_dropout or getattr(layer, "return_runtime", False))
+        )
+
+    def forward(self, layer, original, args, kwargs):
+        sequences, initial_state, mask = _lstm_arguments(layer, args, kwargs)
+        if isinstance(sequences, tf.RaggedTensor):
+            raise ValueError(f"LSTM '{layer.name}' got a ragged input; DP-SGD needs it padded, with a mask")
+        cell = layer.cell
+        dtype = cell.compute_dtype
+        x = tf.convert_to_tensor(sequences, dtype)
+        z = tf.einsum("btd,dk->btk", x, tf.cast(cell.kernel, dtype))
+        if cell.use_bias:
+            z = z + tf.cast(cell.bias, dtype)
+        if initial_state is None:
+            zeros = tf.zeros([dim(x), cell.units], dtype)
+            initial_state = [zeros, zeros]
+        h0, c0 = (tf.cast(s, dtype) for s in initial_state)
+        steps = tf.ones([dim(x), dim(x, 1)], tf.bool) if mask is None else tf.cast(mask, tf.bool)
+        outputs, h_prev, h, c = _lstm_loop(cell, z, steps, h0, c0, getattr(layer, "zero_output_for_mask", False))
+        output = outputs if layer.return_sequences else outputs[:, -1]
+        if layer.return_state:  # as each flavour returns them: tf-keras a list, Keras 3 a tuple
+            output = [output, h, c] if compat.is_tf_keras(layer) else (output, h, c)
+        return output, Call({"inputs": x, "h_prev": h_prev}, [z])
+
+    def call_factors(self, layer, kept, grad):
+        cell = layer.cell
+        out = {
+            id(cell.kernel): OuterProduct(kept["inputs"], grad, lambda m: m),
+            id(cell.recurrent_kernel): OuterProduct(kept["h_prev"], grad, lambda m: m),
+        }
+        if cell.use_bias:
+            out[id(cell.bias)] = PerExample(tf.reduce_sum(grad, 1))
+        return out
+
+
+def _lstm_arguments(layer, args, kwargs):
+    """(sequences, initial state or None, mask or None) of an LSTM call on either Keras flavour (tf-keras passes an
+    initial state given as Keras tensors in a list after the sequences)."""
+    bound = inspect.signature(type(layer).call).bind(layer, *args, **kwargs).arguments
+    sequences = bound.get("sequences", bound.get("inputs"))
+    initial_state, mask = bound.get("initial_state"), bound.get("mask")
+    if isinstance(sequences, (list, tuple)):
+        sequences, initial_state = sequences[0], list(sequences[1:]) or initial_state
+    if isinstance(mask, (list, tuple)):
+        mask = mask[0]
+    if initial_state is not None and not isinstance(initial_state, (list, tuple)):
+        initial_state = [initial_state]
+    return sequences, initial_state, mask
+
+
+def _lstm_loop(cell, z, steps, h0, c0, zero_output_for_mask: bool):
+    """Runs the LSTM recurrence over Z = X W + b (b, T, 4 units) where ``steps`` (b, T) is True; returns the
+    outputs (b, T, units), the state h entering each step (b, T, units), and the final h and c."""
+    kernel = tf.cast(cell.recurrent_kernel, z.dtype)
+    activation, recurrent_activation = cell.activation, cell.recurrent_activation
+
+    def step(carry, elems):
+        h, c, previous, _ = carry
+        z_t, on = elems
+        i, f, g, o = tf.split(z_t + tf.matmul(h, kernel), 4, axis=1)
+        new_c = recurrent_activation(f) * c + recurrent_activation(i) * activation(g)
+        new_h = recurrent_activation(o) * activation(new_c)
+        on = on[:, None]
+        masked = tf.zeros_like(new_h) if zero_output_for_mask else previous
+        return tf.where(on, new_h, h), tf.where(on, new_c, c), tf.where(on, new_h, masked), h
+
+    zeros = tf.zeros_like(h0)
+    hs, cs, outputs, h_prev = tf.scan(
+        step, (tf.transpose(z, [1, 0, 2]), tf.transpose(steps)), initializer=(h0, c0, zeros, zeros)
+    )
+    return tf.transpose(outputs, [1, 0, 2]), tf.transpose(h_prev, [1, 0, 2]), hs[-1], cs[-1]
+
+
 class VectorizedRule(LayerRule):
     """Fallback for any layer: exact per-example gradients of this layer's variables, vectorised.
 
@@ -436,6 +531,7 @@ RULES: tuple[LayerRule, ...] = (
     ConvRule(),
     DepthwiseConv2DRule(),
     LayerNormalizationRule(),
+    LSTMRule(),
 )
 FALLBACK = VectorizedRule()
 
