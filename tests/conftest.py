@@ -172,7 +172,7 @@ SLOW_CASES = {
     "case_a_truncated_dataset_sets_the_accounting_and_mismatches_are_refused",
     "case_ghost_norms_equal_jacobian_norms",
     "case_losses_without_per_example_values_are_refused",
-    "case_lstm_clipped_sum_equals_naive_per_example_clipping",
+    "case_recurrent_clipped_sum_equals_naive_per_example_clipping",
     "case_neighbouring_batches_differ_by_at_most_the_clip",
     "case_pld_cost_limit_crossed_by_the_planned_fit_is_refused_before_any_step",
     "case_sigma0_and_huge_clip_equal_the_non_private_update",
