@@ -1,11 +1,11 @@
 """Per-layer rules: how each layer's per-example gradients are written as factors (see `factors`).
 
-Built-in rules use ghost norms or small materialised gradients for Dense, EinsumDense, Embedding,
-Conv1D, Conv2D, DepthwiseConv2D, LayerNormalization, LSTM and GRU (as shipped by Keras 3 and tf-keras; subclasses
-may change `call`, so they take the fallback, as do LSTMs and GRUs with dropout, go_backwards, stateful, unroll or
-time_major). Every other layer that owns trainable variables (SimpleRNN among them) gets
-`VectorizedRule`: exact per-example gradients of that layer alone, vectorised over the batch with
-`tf.vectorized_map`, so one unsupported layer never slows the rest of the model down.
+Built-in rules use ghost norms or small materialised gradients for Dense, EinsumDense, Embedding, Conv1D, Conv2D,
+DepthwiseConv2D, LayerNormalization, LSTM and GRU (as shipped by Keras 3 and tf-keras; subclasses may change `call`,
+so they take the fallback, as do LSTMs and GRUs with dropout, stateful, unroll or time_major; in a Bidirectional
+wrapper each direction is a unit of its own when both have rules). Every other layer that owns trainable variables
+(SimpleRNN among them) gets `VectorizedRule`: exact per-example gradients of that layer alone, vectorised over the
+batch with `tf.vectorized_map`, so one unsupported layer never slows the rest of the model down.
 
 Rules see each layer call's input and the gradient of the summed per-example losses with respect to
 the layer's pre-activation output (an LSTM's or GRU's: its input projection X W + b at every step), which for
@@ -381,9 +381,9 @@ class _RecurrentRule(LayerRule):
     recurrence on it (masks as Keras applies them: a masked step keeps the states and repeats the previous output, or
     outputs zeros with ``zero_output_for_mask``), so its output is Keras' own up to float rounding.
 
-    Configurations it does not reproduce take the vectorised fallback: dropout or recurrent dropout, go_backwards,
-    stateful, unroll, time_major, subclasses of the layer or of its cell (whose `call` may differ). Ragged inputs are
-    refused (pad them and pass a mask).
+    Configurations it does not reproduce take the vectorised fallback: dropout or recurrent dropout, stateful, unroll,
+    time_major, subclasses of the layer or of its cell (whose `call` may differ). Ragged inputs are refused (pad them
+    and pass a mask).
     """
 
     kind = ""  # the Keras layer class's name; its cell's is kind + "Cell"
@@ -395,7 +395,7 @@ class _RecurrentRule(LayerRule):
         return (
             type(layer) is getattr(layers, self.kind)
             and type(cell) is getattr(layers, self.kind + "Cell")
-            and not (layer.go_backwards or layer.stateful or layer.unroll or getattr(layer, "time_major", False))
+            and not (layer.stateful or layer.unroll or getattr(layer, "time_major", False))
             and not (cell.dropout or cell.recurrent_dropout or getattr(layer, "return_runtime", False))
         )
 
@@ -406,6 +406,9 @@ class _RecurrentRule(LayerRule):
         cell = layer.cell
         dtype = cell.compute_dtype
         x = tf.convert_to_tensor(sequences, dtype)
+        if layer.go_backwards:  # Keras runs the steps last to first and returns the outputs in that order
+            x = tf.reverse(x, [1])
+            mask = None if mask is None else tf.reverse(mask, [1])
         z = tf.einsum("btd,dk->btk", x, tf.cast(cell.kernel, dtype))  # a path from W: the tape records Z
         bias = self.input_bias(cell)
         if bias is not None:

@@ -70,31 +70,41 @@ def _configurations():
             (f"{kind}, mask, last output", *_embedded(cls(4), True)),
             (f"{kind}, mask, sequences", *_embedded(cls(4, return_sequences=True), True)),
             (f"{kind}, mask, zero output", *_embedded(cls(4, return_sequences=True, zero_output_for_mask=True), True)),
+            (f"{kind}, backwards", *_single(cls(4, return_sequences=True, go_backwards=True))),
+            (f"{kind}, mask, backwards", *_embedded(cls(4, return_sequences=True, go_backwards=True), True)),
+            (f"{kind}, bidirectional", *_single(L.Bidirectional(cls(4, return_sequences=True)))),
+            (f"{kind}, mask, bidirectional", *_embedded(L.Bidirectional(cls(4)), True)),
         ]
     out.append(("LSTM, no unit forget bias", *_single(L.LSTM(4, unit_forget_bias=False, return_sequences=True))))
     return out
 
 
 def _recurrent_units(model):
+    """(the units of ``model`` that are LSTMs or GRUs, which must each have their rule; all its units)."""
     units = recording.find_units(model, layer_rules.rule_for)
-    return [u for u in units if isinstance(u.layer, (L.LSTM, L.GRU))], units
+    recurrent = [u for u in units if isinstance(u.layer, (L.LSTM, L.GRU))]
+    for unit in recurrent:
+        assert isinstance(unit.rule, RULES[type(unit.layer).__name__]), unit.name
+    return recurrent, units
 
 
 def case_recurrent_rules_output_what_keras_computes():
     """Every configuration the rules take: the layer's outputs under the rule equal Keras' own layer's (the masked
     ones differ from the unmasked run, so the mask is applied, as Keras applies it)."""
     for name, model, x in _configurations():
-        (unit,), units = _recurrent_units(model)
-        assert isinstance(unit.rule, RULES[type(unit.layer).__name__]), name
+        recurrent, units = _recurrent_units(model)
+        assert len(recurrent) == (2 if "bidirectional" in name else 1), name
         want = model(x, training=True)
         with recording.recording(units) as records:
             got = model(x, training=True)
-        assert [("h_prev" in c.kept) for c in records.of(unit)] == [True], name
+        for unit in recurrent:
+            assert [("h_prev" in c.kept) for c in records.of(unit)] == [True], name
         assert len(tf.nest.flatten(got)) == len(tf.nest.flatten(want)), name
         for a, b in zip(tf.nest.flatten(got), tf.nest.flatten(want), strict=True):
             np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-6, err_msg=name)
         if "mask" in name:
-            unmasked = _embedded(type(unit.layer).from_config(unit.layer.get_config()), False)[0]
+            layer = model.layers[-1]
+            unmasked = _embedded(type(layer).from_config(layer.get_config()), False)[0]
             unmasked.set_weights(model.get_weights())
             assert np.abs(unmasked(x).numpy() - want.numpy()).max() > 1e-3, name
 
@@ -123,8 +133,8 @@ def _clipped_like_naive(name, model, x):
     _, norms = _naive_clipped_sum(head, x, y, np.inf)
     clip = float(np.median(norms))
     want, _ = _naive_clipped_sum(head, x, y, clip)
-    (unit,), units = _recurrent_units(head)
-    assert isinstance(unit.rule, RULES[type(unit.layer).__name__]), name
+    recurrent, units = _recurrent_units(head)
+    assert recurrent, name
     for jit_compile in (False, True):
         step = tf.function(
             lambda x, y, w: clipped_gradient_sum(
@@ -151,6 +161,8 @@ def case_recurrent_clipped_sum_equals_naive_per_example_clipping():
         for options in VARIANTS[kind]:
             cases.append((f"{kind} {options}, last output", *_single(cls(4, **options))))
         cases.append((f"{kind}, sequences, initial state", *_single(cls(4, return_sequences=True), initial_state=True)))
+        cases.append((f"{kind}, backwards", *_single(cls(4, return_sequences=True, go_backwards=True))))
+        cases.append((f"masked Embedding -> bidirectional {kind}", *_embedded(L.Bidirectional(cls(4)), True)))
         for sequences in (False, True):
             layer = cls(4, return_sequences=sequences)
             cases.append((f"Embedding -> {kind}, sequences {sequences}", *_embedded(layer, False, width=32)))
@@ -165,12 +177,18 @@ def case_recurrent_clipped_sum_equals_naive_per_example_clipping():
 
 
 def case_recurrent_configurations_the_rules_do_not_reproduce_take_the_fallback():
-    """Dropout, recurrent dropout, go_backwards, unroll, stateful and a subclass take the vectorised fallback (whose
-    clipping the other per-layer cases check); SimpleRNN has no rule."""
+    """Dropout, recurrent dropout, unroll, stateful and a subclass take the vectorised fallback (whose clipping the
+    other per-layer cases check); SimpleRNN has no rule; a Bidirectional wrapper with one such direction is one unit,
+    which takes the fallback whole."""
+    inputs = K.Input((T, 3))
+    model = K.Model(
+        inputs, L.Bidirectional(L.LSTM(4), backward_layer=L.LSTM(4, dropout=0.1, go_backwards=True))(inputs)
+    )
+    (unit,) = recording.find_units(model, layer_rules.rule_for)
+    assert type(unit.layer).__name__ == "Bidirectional" and unit.rule is layer_rules.FALLBACK, unit.name
     for layer in (
         L.LSTM(4, dropout=0.1),
         L.GRU(4, recurrent_dropout=0.1),
-        L.LSTM(4, go_backwards=True),
         L.GRU(4, unroll=True),
         L.LSTM(4, stateful=True),
         CountingLSTM(4),
