@@ -379,7 +379,8 @@ class _RecurrentRule(LayerRule):
     X^T G and U's a product of the states entering each step (H_prev, the initial one first) with G: outer products
     over the T steps, like a Dense over a sequence, from one backward pass. `forward` computes Z itself and runs the
     recurrence on it (masks as Keras applies them: a masked step keeps the states and repeats the previous output, or
-    outputs zeros with ``zero_output_for_mask``), so its output is Keras' own up to float rounding.
+    outputs zeros with ``zero_output_for_mask``; go_backwards: the steps last to first, the outputs in that order), so
+    its output is Keras' own up to float rounding.
 
     Configurations it does not reproduce take the vectorised fallback: dropout or recurrent dropout, stateful, unroll,
     time_major, subclasses of the layer or of its cell (whose `call` may differ). Ragged inputs are refused (pad them
