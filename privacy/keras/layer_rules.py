@@ -2,10 +2,11 @@
 
 Built-in rules use ghost norms or small materialised gradients for Dense, EinsumDense, Embedding, Conv1D, Conv2D,
 DepthwiseConv2D, LayerNormalization, LSTM and GRU (as shipped by Keras 3 and tf-keras; subclasses may change `call`,
-so they take the fallback, as do LSTMs and GRUs with dropout, stateful, unroll or time_major; in a Bidirectional
-wrapper each direction is a unit of its own when both have rules). Every other layer that owns trainable variables
-(SimpleRNN among them) gets `VectorizedRule`: exact per-example gradients of that layer alone, vectorised over the
-batch with `tf.vectorized_map`, so one unsupported layer never slows the rest of the model down.
+so they take the fallback, as do LSTMs and GRUs with dropout, unroll or time_major; stateful ones the validator
+refuses; in a Bidirectional wrapper each direction is a unit of its own when both have rules). Every other layer that
+owns trainable variables (SimpleRNN among them) gets `VectorizedRule`: exact per-example gradients of that layer
+alone, vectorised over the batch with `tf.vectorized_map`, so one unsupported layer never slows the rest of the model
+down.
 
 Rules see each layer call's input and the gradient of the summed per-example losses with respect to
 the layer's pre-activation output (an LSTM's or GRU's: its input projection X W + b at every step), which for
@@ -382,9 +383,9 @@ class _RecurrentRule(LayerRule):
     outputs zeros with ``zero_output_for_mask``; go_backwards: the steps last to first, the outputs in that order), so
     its output is Keras' own up to float rounding.
 
-    Configurations it does not reproduce take the vectorised fallback: dropout or recurrent dropout, stateful, unroll,
-    time_major, subclasses of the layer or of its cell (whose `call` may differ). Ragged inputs are refused (pad them
-    and pass a mask).
+    Configurations it does not reproduce take the vectorised fallback: dropout or recurrent dropout, stateful (which
+    `validator` refuses), unroll, time_major, subclasses of the layer or of its cell (whose `call` may differ).
+    Ragged inputs are refused (pad them and pass a mask).
     """
 
     kind = ""  # the Keras layer class's name; its cell's is kind + "Cell"

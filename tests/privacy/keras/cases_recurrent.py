@@ -177,9 +177,9 @@ def case_recurrent_clipped_sum_equals_naive_per_example_clipping():
 
 
 def case_recurrent_configurations_the_rules_do_not_reproduce_take_the_fallback():
-    """Dropout, recurrent dropout, unroll, stateful and a subclass take the vectorised fallback (whose clipping the
-    other per-layer cases check); SimpleRNN has no rule; a Bidirectional wrapper with one such direction is one unit,
-    which takes the fallback whole."""
+    """Dropout, recurrent dropout, unroll, stateful (which the validator refuses) and a subclass take the vectorised
+    fallback (whose clipping the other per-layer cases check); SimpleRNN has no rule; a Bidirectional wrapper with one
+    such direction is one unit, which takes the fallback whole."""
     inputs = K.Input((T, 3))
     model = K.Model(
         inputs, L.Bidirectional(L.LSTM(4), backward_layer=L.LSTM(4, dropout=0.1, go_backwards=True))(inputs)
