@@ -202,3 +202,18 @@ def case_recurrent_configurations_the_rules_do_not_reproduce_take_the_fallback()
         assert layer_rules.rule_for(layer) is layer_rules.FALLBACK, layer.get_config()
     assert isinstance(layer_rules.rule_for(L.LSTM(4)), layer_rules.LSTMRule)
     assert isinstance(layer_rules.rule_for(L.GRU(4)), layer_rules.GRURule)
+
+
+def case_recurrent_rules_refuse_ragged_inputs():
+    """A ragged batch (which tf-keras' own layers would pad and mask themselves) is refused by both rules, naming the
+    layer, instead of being run through a recurrence that assumes a dense (b, T, d) input."""
+    ragged = tf.ragged.constant([[[1.0, 2.0, 3.0]], [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]], ragged_rank=1)
+    for kind in RULES:
+        layer = getattr(L, kind)(4, name=f"ragged_{kind.lower()}")
+        layer.build((None, None, 3))
+        try:
+            layer_rules.rule_for(layer).forward(layer, layer.call, (ragged,), {})
+        except ValueError as err:
+            assert f"'ragged_{kind.lower()}' got a ragged input" in str(err) and "mask" in str(err), str(err)
+        else:
+            raise AssertionError(f"{kind}: a ragged input was not refused")
