@@ -2,8 +2,9 @@
 
 Models: an MLP 784-512-512-10 and the TF Privacy tutorial CNN on MNIST-shaped random data; with ``--models``
 also a Transformer encoder block on 32 tokens (Embedding, 4-head MultiHeadAttention, LayerNormalization, a
-128-unit feed-forward) and an LSTM or GRU of 64 units on 32 x 16 sequences, which ppml clips through its
-per-layer fallback (targets and anchors: benchmarks/README.md, section dp_sgd_speed.py).
+128-unit feed-forward) and an LSTM or GRU of 64 units on 32 x 16 sequences, which ppml clips by its LSTM and GRU
+rules (ghost norms or per-example gradients over the time steps; targets and anchors: benchmarks/README.md,
+section dp_sgd_speed.py).
 Every configuration runs in its own fresh process (so peak RSS is its own) and trains through `fit`;
 ms/step is the median time between consecutive steps after a compiling warm-up (the mean is in the
 JSON), and CPU ms/step the process's CPU time per step (what the step costs the machine, steadier than
@@ -70,7 +71,7 @@ def build_model(keras, name):
         h = layers.LayerNormalization()(h + layers.MultiHeadAttention(4, 16)(h, h))
         h = layers.LayerNormalization()(h + layers.Dense(64)(layers.Dense(128, activation="relu")(h)))
         return keras.Model(ids, layers.Dense(10)(layers.GlobalAveragePooling1D()(h)))
-    if name in ("lstm", "gru"):  # ppml's per-layer fallback (vectorised per-example gradients)
+    if name in ("lstm", "gru"):  # ppml's LSTM and GRU rules (layer_rules)
         recurrent = layers.LSTM if name == "lstm" else layers.GRU
         return keras.Sequential([keras.Input((SEQUENCE, 16)), recurrent(64), layers.Dense(10)])
     if name == "mlp":

@@ -175,6 +175,8 @@ SLOW_CASES = {
     "case_losses_without_per_example_values_are_refused",
     "case_neighbouring_batches_differ_by_at_most_the_clip",
     "case_pld_cost_limit_crossed_by_the_planned_fit_is_refused_before_any_step",
+    "case_recurrent_clipped_sum_equals_naive_per_example_clipping",
+    "case_recurrent_rules_output_what_keras_computes",
     "case_sigma0_and_huge_clip_equal_the_non_private_update",
     "case_steps_that_ran_are_the_steps_accounted",
     "case_two_replicas_clip_per_example_like_one_device",

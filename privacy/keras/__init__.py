@@ -22,8 +22,9 @@ package wraps `keras.Model.fit` (of the Keras behind tf.keras; see `model.instal
 else of Keras is changed. What is guaranteed:
 
 * every example's gradient (over all trainable variables) is clipped to L2 norm C, by ghost norms for
-  Dense, EinsumDense, Embedding, Conv1D, Conv2D, DepthwiseConv2D and LayerNormalization, and by exact
-  vectorised per-example gradients for any other layer;
+  Dense, EinsumDense, Embedding, Conv1D, Conv2D, DepthwiseConv2D, LayerNormalization, LSTM and GRU (see
+  `layer_rules` for the LSTMs and GRUs that take the fallback), and by exact vectorised per-example gradients
+  for any other layer;
 * Gaussian noise of std noise_multiplier * C is added once (per global batch, also under
   `tf.distribute.MirroredStrategy`) to the sum of clipped gradients, which is divided by the expected
   batch size;

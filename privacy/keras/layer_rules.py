@@ -1,18 +1,21 @@
 """Per-layer rules: how each layer's per-example gradients are written as factors (see `factors`).
 
-Built-in rules use ghost norms or small materialised gradients for Dense, EinsumDense, Embedding,
-Conv1D, Conv2D, DepthwiseConv2D and LayerNormalization (as shipped by Keras 3 and tf-keras; subclasses
-may change `call`, so they take the fallback). Every other layer that owns trainable variables gets
-`VectorizedRule`: exact per-example gradients of that layer alone, vectorised over the batch with
-`tf.vectorized_map`, so one unsupported layer never slows the rest of the model down.
+Built-in rules use ghost norms or small materialised gradients for Dense, EinsumDense, Embedding, Conv1D, Conv2D,
+DepthwiseConv2D, LayerNormalization, LSTM and GRU (as shipped by Keras 3 and tf-keras; subclasses may change `call`,
+so they take the fallback, as do LSTMs and GRUs with dropout, unroll or time_major; stateful ones the validator
+refuses; in a Bidirectional wrapper each direction is a unit of its own when both have rules). Every other layer that
+owns trainable variables (SimpleRNN among them) gets `VectorizedRule`: exact per-example gradients of that layer
+alone, vectorised over the batch with `tf.vectorized_map`, so one unsupported layer never slows the rest of the model
+down.
 
 Rules see each layer call's input and the gradient of the summed per-example losses with respect to
-the layer's pre-activation output, which for example i is the gradient of loss_i alone, because the
-validator rejects layers that mix examples.
+the layer's pre-activation output (an LSTM's or GRU's: its input projection X W + b at every step), which for
+example i is the gradient of loss_i alone, because the validator rejects layers that mix examples.
 """
 
 from __future__ import annotations
 
+import inspect
 import string
 from typing import Callable
 
@@ -371,6 +374,213 @@ def _per_example_shaped(t, variable):
     return tf.reshape(t, [dim(t), *variable.shape])
 
 
+class _RecurrentRule(LayerRule):
+    """An RNN layer whose gates are z_t = x_t W + b + (a function of h_{t-1} and U): with Z = X W + b over all steps
+    at once and G = dL/dZ (which is dL/dz_t at every step t, since Z_t enters nothing else), W's per-example gradient is
+    X^T G and U's a product of the states entering each step (H_prev, the initial one first) with G: outer products
+    over the T steps, like a Dense over a sequence, from one backward pass. `forward` computes Z itself and runs the
+    recurrence on it (masks as Keras applies them: a masked step keeps the states and repeats the previous output, or
+    outputs zeros with ``zero_output_for_mask``; go_backwards: the steps last to first, the outputs in that order), so
+    its output is Keras' own up to float rounding.
+
+    Configurations it does not reproduce take the vectorised fallback: dropout or recurrent dropout, stateful (which
+    `validator` refuses), unroll, time_major, subclasses of the layer or of its cell (whose `call` may differ).
+    Ragged inputs are refused (pad them and pass a mask).
+    """
+
+    kind = ""  # the Keras layer class's name; its cell's is kind + "Cell"
+    states = 1  # how many state tensors the cell carries, h first
+
+    def applies(self, layer):
+        layers = compat.keras_of(layer).layers
+        cell = getattr(layer, "cell", None)
+        return (
+            type(layer) is getattr(layers, self.kind)
+            and type(cell) is getattr(layers, self.kind + "Cell")
+            and not (layer.stateful or layer.unroll or getattr(layer, "time_major", False))
+            and not (cell.dropout or cell.recurrent_dropout or getattr(layer, "return_runtime", False))
+        )
+
+    def forward(self, layer, original, args, kwargs):
+        sequences, initial_state, mask = _recurrent_arguments(layer, args, kwargs)
+        if isinstance(sequences, tf.RaggedTensor):
+            raise ValueError(f"{self.kind} '{layer.name}' got a ragged input; DP-SGD needs it padded, with a mask")
+        cell = layer.cell
+        dtype = cell.compute_dtype
+        x = tf.convert_to_tensor(sequences, dtype)
+        if layer.go_backwards:  # Keras runs the steps last to first and returns the outputs in that order
+            x = tf.reverse(x, [1])
+            mask = None if mask is None else tf.reverse(mask, [1])
+        z = tf.einsum("btd,dk->btk", x, tf.cast(cell.kernel, dtype))  # a path from W: the tape records Z
+        bias = self.input_bias(cell)
+        if bias is not None:
+            z = z + tf.cast(bias, dtype)
+        if initial_state is None:
+            initial_state = [tf.zeros([dim(x), cell.units], dtype)] * self.states
+        states = tuple(tf.cast(s, dtype) for s in initial_state)
+        steps = None if mask is None else tf.cast(mask, tf.bool)
+        step, extras = self.cell_step(cell, states[0])
+        outputs, h_prev, extras, final = _recurrence(
+            step, z, steps, states, extras, getattr(layer, "zero_output_for_mask", False)
+        )
+        output = outputs if layer.return_sequences else outputs[:, -1]
+        if layer.return_state:  # as each flavour returns them: tf-keras a list, Keras 3 a tuple
+            output = [output, *final] if compat.is_tf_keras(layer) else (output, *final)
+        return output, Call({"inputs": x, "h_prev": h_prev, "extras": extras}, [z])
+
+    def input_bias(self, cell):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def cell_step(self, cell, h0):  # pragma: no cover - overridden
+        """(step(z_t, states) -> (output, new states, extras), the extras' initial values like ``h0``)."""
+        raise NotImplementedError
+
+
+class LSTMRule(_RecurrentRule):
+    """LSTM: z_t = x_t W + b + h_{t-1} U (gates i, f, c, o): U's per-example gradient is H_prev^T G, b's sum_t G_t."""
+
+    kind = "LSTM"
+    states = 2
+
+    def input_bias(self, cell):
+        return cell.bias if cell.use_bias else None
+
+    def cell_step(self, cell, h0):
+        kernel = _constant(cell.recurrent_kernel, h0.dtype)
+        activation, recurrent_activation = cell.activation, cell.recurrent_activation
+
+        def step(z_t, states):
+            h, c = states
+            i, f, g, o = tf.split(z_t + tf.matmul(h, kernel), 4, axis=1)
+            c = recurrent_activation(f) * c + recurrent_activation(i) * activation(g)
+            h = recurrent_activation(o) * activation(c)
+            return h, (h, c), ()
+
+        return step, ()
+
+    def call_factors(self, layer, kept, grad):
+        cell = layer.cell
+        out = {
+            id(cell.kernel): OuterProduct(kept["inputs"], grad, _same),
+            id(cell.recurrent_kernel): OuterProduct(kept["h_prev"], grad, _same),
+        }
+        if cell.use_bias:
+            out[id(cell.bias)] = PerExample(tf.reduce_sum(grad, 1))
+        return out
+
+
+class GRURule(_RecurrentRule):
+    """GRU (gates z, r, h; h_t = z h_{t-1} + (1 - z) hh). With ``reset_after`` (the default): the recurrent part
+    h_{t-1} U + b_rec enters the candidate's pre-activation times the reset gate r_t, so its gradient is G with the
+    candidate's columns times r_t (kept from the loop), and U's per-example gradient is H_prev^T of that. Without it:
+    U's z and r columns get H_prev^T G_zr and its candidate columns (r_t h_{t-1})^T G_h, one outer product over 2T
+    positions (H_prev and r H_prev, against G_zr and G_h each padded with zeros to the other's columns)."""
+
+    kind = "GRU"
+
+    def input_bias(self, cell):
+        if not cell.use_bias:
+            return None
+        return cell.bias[0] if cell.reset_after else cell.bias
+
+    def cell_step(self, cell, h0):
+        kernel = _constant(cell.recurrent_kernel, h0.dtype)
+        bias = _constant(cell.bias[1], h0.dtype) if cell.use_bias and cell.reset_after else None
+        units, activation, recurrent_activation = cell.units, cell.activation, cell.recurrent_activation
+
+        def step(z_t, states):
+            (h,) = states
+            if cell.reset_after:
+                inner = tf.matmul(h, kernel) if bias is None else tf.matmul(h, kernel) + bias
+            else:
+                inner = tf.matmul(h, kernel[:, : 2 * units])
+            update = recurrent_activation(z_t[:, :units] + inner[:, :units])
+            reset = recurrent_activation(z_t[:, units : 2 * units] + inner[:, units : 2 * units])
+            if cell.reset_after:
+                candidate = activation(z_t[:, 2 * units :] + reset * inner[:, 2 * units :])
+            else:
+                candidate = activation(z_t[:, 2 * units :] + tf.matmul(reset * h, kernel[:, 2 * units :]))
+            h = update * h + (1 - update) * candidate
+            return h, (h,), (reset,)
+
+        return step, (tf.zeros_like(h0),)
+
+    def call_factors(self, layer, kept, grad):
+        cell, units = layer.cell, layer.cell.units
+        reset, h_prev = tf.stop_gradient(kept["extras"][0]), kept["h_prev"]
+        gates, candidate = grad[..., : 2 * units], grad[..., 2 * units :]
+        out = {id(cell.kernel): OuterProduct(kept["inputs"], grad, _same)}
+        if cell.reset_after:
+            recurrent = tf.concat([gates, candidate * reset], -1)
+            out[id(cell.recurrent_kernel)] = OuterProduct(h_prev, recurrent, _same)
+            if cell.use_bias:
+                out[id(cell.bias)] = PerExample(tf.stack([tf.reduce_sum(grad, 1), tf.reduce_sum(recurrent, 1)], 1))
+            return out
+        a = tf.concat([h_prev, reset * h_prev], 1)
+        g = tf.concat(
+            [tf.concat([gates, tf.zeros_like(candidate)], -1), tf.concat([tf.zeros_like(gates), candidate], -1)], 1
+        )
+        out[id(cell.recurrent_kernel)] = OuterProduct(a, g, _same)
+        if cell.use_bias:
+            out[id(cell.bias)] = PerExample(tf.reduce_sum(grad, 1))
+        return out
+
+
+def _same(m):
+    return m
+
+
+def _constant(weight, dtype):
+    """A recurrent weight's value with no gradient path: the rules compute the weights' per-example gradients from G,
+    so the backward pass through the loop computes only what G needs, not the weight's gradient summed over the batch.
+    (Z = X W + b keeps its path from W, for the tape to record Z and what depends on it.)"""
+    return tf.stop_gradient(tf.cast(weight, dtype))
+
+
+def _recurrent_arguments(layer, args, kwargs):
+    """(sequences, initial state list or None, mask or None) of an RNN layer's call on either Keras flavour (tf-keras
+    passes an initial state given as Keras tensors in a list after the sequences)."""
+    bound = inspect.signature(type(layer).call).bind(layer, *args, **kwargs).arguments
+    sequences = bound.get("sequences", bound.get("inputs"))
+    initial_state, mask = bound.get("initial_state"), bound.get("mask")
+    if isinstance(sequences, (list, tuple)):
+        sequences, initial_state = sequences[0], list(sequences[1:]) or initial_state
+    if isinstance(mask, (list, tuple)):
+        mask = mask[0]
+    if initial_state is not None and not isinstance(initial_state, (list, tuple)):
+        initial_state = [initial_state]
+    return sequences, initial_state, mask
+
+
+def _recurrence(step, z, steps, states, extras, zero_output_for_mask: bool):
+    """Runs ``step(z_t, states) -> (output, new states, extras)`` over Z (b, T, k), where ``steps`` (b, T) is True
+    (every step if it is None), as Keras masks (a masked step keeps the states and repeats the previous output, or
+    outputs zeros with ``zero_output_for_mask``); ``extras`` are the initial values of what each step returns
+    besides. Returns the outputs (b, T, units), the first state entering each step (b, T, units), each extra over the
+    steps (b, T, ...) and the final states."""
+
+    def body(carry, elems):
+        states, previous = carry[0], carry[1]
+        z_t, on = elems if steps is not None else (elems, None)
+        output, new_states, extra = step(z_t, states)
+        if on is not None:
+            on = on[:, None]
+            new_states = tuple(tf.where(on, new, old) for new, old in zip(new_states, states, strict=True))
+            output = tf.where(on, output, tf.zeros_like(output) if zero_output_for_mask else previous)
+        return new_states, output, states[0], extra
+
+    zeros = tf.zeros_like(states[0])
+    z = tf.transpose(z, [1, 0, 2])
+    final, outputs, h_prev, extras = tf.scan(
+        body, z if steps is None else (z, tf.transpose(steps)), initializer=(states, zeros, zeros, extras)
+    )
+
+    def batch_major(t):
+        return tf.transpose(t, [1, 0, 2])
+
+    return batch_major(outputs), batch_major(h_prev), tuple(batch_major(e) for e in extras), tuple(s[-1] for s in final)
+
+
 class VectorizedRule(LayerRule):
     """Fallback for any layer: exact per-example gradients of this layer's variables, vectorised.
 
@@ -436,6 +646,8 @@ RULES: tuple[LayerRule, ...] = (
     ConvRule(),
     DepthwiseConv2DRule(),
     LayerNormalizationRule(),
+    LSTMRule(),
+    GRURule(),
 )
 FALLBACK = VectorizedRule()
 

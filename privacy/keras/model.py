@@ -562,10 +562,12 @@ def _is_array_like(x) -> bool:
 
 
 def _avoid_xla_for_recurrent_fallbacks(model, private) -> None:
-    """XLA cannot compile per-example gradients through Keras 3's RNN loops: compile those steps without it."""
-    if compat.is_tf_keras(model) or not getattr(model, "jit_compile", False):
+    """XLA cannot compile the vectorised fallback's per-example gradients through Keras' RNN loops (Keras 3's, and
+    tf-keras' SimpleRNN's; the LSTM and GRU rules run their own loop, which compiles): compile those steps without
+    it."""
+    if not getattr(model, "jit_compile", False):
         return
-    loops = [u.name for u in private.units(model) if recording.runs_sublayers_in_loop(u.layer)]
+    loops = [u.name for u in private.units(model) if u.rule.is_fallback and recording.runs_sublayers_in_loop(u.layer)]
     if loops:
         warnings.warn(
             f"per-example gradients of {loops} do not compile with XLA; training without jit_compile", stacklevel=2

@@ -47,7 +47,8 @@ def find_units(model, rule_for) -> list[Unit]:
 
     A layer becomes a unit when ``rule_for`` gives it a dedicated (non-fallback) rule, when it owns
     trainable variables itself, or when it is a recurrent/wrapper layer whose sublayers run inside a
-    loop or on reshaped batches; otherwise its sublayers are searched.
+    loop or on reshaped batches (a Bidirectional wrapper is not, when both its layers have dedicated rules:
+    it calls each on the whole batch); otherwise its sublayers are searched.
 
     Raises:
       ValueError: if some trainable variable belongs to no layer.
@@ -58,7 +59,8 @@ def find_units(model, rule_for) -> list[Unit]:
         if not layer.trainable or not layer.trainable_variables or any(u.layer is layer for u in units):
             return  # a layer shared by two parents is one unit
         rule = rule_for(layer)
-        if not rule.is_fallback or compat.own_trainable_variables(layer) or runs_sublayers_in_loop(layer):
+        whole = runs_sublayers_in_loop(layer) and not _directions_have_rules(layer, rule_for)
+        if not rule.is_fallback or compat.own_trainable_variables(layer) or whole:
             units.append(Unit(layer, rule, list(layer.trainable_variables)))
             return
         for sub in compat.sublayers(layer):
@@ -77,6 +79,13 @@ def find_units(model, rule_for) -> list[Unit]:
             f"layer, so create variables inside layers (e.g. with add_weight in a Layer)"
         )
     return units
+
+
+def _directions_have_rules(layer, rule_for) -> bool:
+    """Whether ``layer`` is a Bidirectional wrapper (Keras' own) whose two layers both have dedicated rules."""
+    if type(layer) is not compat.keras_of(layer).layers.Bidirectional:
+        return False
+    return all(not rule_for(sub).is_fallback for sub in (layer.forward_layer, layer.backward_layer))
 
 
 def runs_sublayers_in_loop(layer) -> bool:

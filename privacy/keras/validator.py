@@ -4,7 +4,8 @@ Run by `make_private` and again by `fit` (after `compile`): it finds every probl
 error lists them all. What it looks for:
 
 * layers that mix the examples of a batch (BatchNormalization: one example's gradient then depends on
-  the others, and clipping no longer bounds its influence);
+  the others, and clipping no longer bounds its influence), and stateful RNNs (each batch row starts from the state
+  the previous batch's row ended in, so one example's data reaches later examples' gradients);
 * layers with trainable weights that compute or keep them in float16 or bfloat16 (a mixed precision policy):
   the private step computes per-example gradients and their norms in float32 or float64 only; and trainable layers whose
   weights are in different dtypes (float64 beside float32);
@@ -50,6 +51,12 @@ def find_problems(model, *, target_epsilon: float | None = None) -> list[str]:
                     f"so per-example clipping cannot bound one example's influence; use {instead}"
                 )
                 break
+        if "RNN" in names and getattr(layer, "stateful", False):
+            problems.append(
+                f"layer '{layer.name}' ({type(layer).__name__}) is stateful: each batch row starts from the state "
+                "the previous batch's row ended in, so one example's data reaches later examples' gradients and "
+                "per-example clipping cannot bound its influence; use stateful=False (pass a state as initial_state)"
+            )
         dtypes = (getattr(layer, "compute_dtype", None), getattr(layer, "variable_dtype", None))
         if compat.own_trainable_variables(layer) and _HALF_PRECISION & set(dtypes):
             problems.append(

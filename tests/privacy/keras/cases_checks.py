@@ -84,6 +84,23 @@ def case_half_precision_layers_are_refused_up_front():
     assert find_problems(K.Sequential([K.Input((4,)), L.Dense(2)])) == []
 
 
+def case_stateful_recurrent_layers_are_refused_up_front():
+    """A stateful RNN starts each batch row from the state the previous batch's row ended in, so one example's data
+    reaches later examples' gradients and per-example clipping cannot bound its influence: make_private refuses it,
+    naming the layer, also inside a Bidirectional wrapper (`fit` failed in its first step with a graph error on both
+    flavours); the same layers without state are not refused."""
+    for stateful in (True, False):
+        for layer in (L.LSTM(4, stateful=stateful, name="carry"), L.Bidirectional(L.GRU(4, stateful=stateful))):
+            model = K.Sequential([K.Input((5, 3), batch_size=8), layer, L.Dense(2)])
+            problems = find_problems(model)
+            if not stateful:
+                assert problems == [], problems
+                continue
+            assert problems and all("stateful" in p and "clipping cannot bound" in p for p in problems), problems
+            name = "'carry'" if isinstance(layer, L.LSTM) else "gru"
+            _raises(lambda: make_private(model, l2_norm_clip=1.0, noise_multiplier=1.0), "stateful", name)
+
+
 def case_layers_keeping_weights_in_different_dtypes_are_refused_up_front():
     """float64 layers beside float32 ones are refused by make_private, naming both groups (the first step failed
     with an AddN TypeError); a model all in float64 is not."""

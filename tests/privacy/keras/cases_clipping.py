@@ -38,7 +38,7 @@ _MODELS = {}
 
 
 def models():
-    """name -> (model, x, y, expected layer kinds): three small models covering every layer kind (cached)."""
+    """name -> (model, x, y, expected layer kinds): four small models covering every layer kind (cached)."""
     if not _MODELS:
         _MODELS.update(_build_models())
     return _MODELS
@@ -75,6 +75,15 @@ def _build_models():
         rng.normal(size=(BATCH, 7, 7, 3)),
         rng.normal(size=(BATCH, 2)),
         {"Conv2D", "DepthwiseConv2D", "Dense"},
+    )
+    features, tokens = K.Input((5, 3)), K.Input((5,), dtype="int32")
+    h = L.GRU(2, reset_after=False)(L.LSTM(3, return_sequences=True)(features))
+    masked = L.GRU(2)(L.Embedding(5, 3, mask_zero=True)(tokens))  # id 0 is masked
+    out["recurrent"] = (
+        _model([features, tokens], L.Dense(2)(L.Concatenate()([h, masked]))),
+        [rng.normal(size=(BATCH, 5, 3)), rng.integers(0, 5, size=(BATCH, 5))],
+        rng.normal(size=(BATCH, 2)),
+        {"LSTM", "GRU", "Embedding", "Dense"},
     )
     features = K.Input((4, 3))
     h = L.SimpleRNN(3)(Scale()(features))

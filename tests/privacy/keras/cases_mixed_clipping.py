@@ -5,10 +5,11 @@ T positions) and the materialised per-example gradient (T d_in d_out) (Bu et al.
 materialises does so without patches where `ConvRule` finds that cheaper (one depthwise filter-gradient op).
 Each layer kind runs here with shapes on both sides of those choices, so every branch is checked, without and
 with XLA (whose convolutions slice their patches instead of extracting them) on both Keras flavours. The
-exception: recurrent layers, whose per-example gradients (the vectorized fallback through the RNN loop) fail to
-trace under XLA here on both flavours (tf2xla: UnimplementedError), are checked without XLA; `fit` with XLA is
-checked against `fit` without it instead (Keras 3 trains such a model without XLA; tf-keras compiles it). The
-reference clips `tf.GradientTape.jacobian`'s per-example gradients one by one, never going through the layer rules.
+exception: the recurrent layers that take the vectorized fallback (SimpleRNN), whose per-example gradients
+through the RNN loop fail to trace under XLA here on both flavours (tf2xla: UnimplementedError), are checked without
+XLA; `fit` with XLA is checked against `fit` without it instead (it trains such a model without XLA). The LSTM's and
+GRU's rules run their own loop, which compiles (tests/privacy/keras/cases_recurrent.py). The reference clips
+`tf.GradientTape.jacobian`'s per-example gradients one by one, never going through the layer rules.
 """
 
 import warnings
@@ -23,8 +24,6 @@ from privacy.keras.train_step import clipped_gradient_sum, per_example_loss
 K = compat.default_keras()
 L = K.layers
 BATCH = 5
-TF_KERAS = compat.is_tf_keras(L.Dense(1))
-"""Which flavour this module runs on (tf-keras in the fresh interpreter, Keras 3 in pytest's)."""
 
 
 class Scale(L.Layer):
@@ -67,8 +66,9 @@ def _cases():
         ("LayerNormalization", (3, 4), "float32", L.LayerNormalization(), True),
         ("MultiHeadAttention (EinsumDense)", (3, 4), "float32", _attention, True),
         ("Scale (fallback)", (4, 3), "float32", Scale(), True),
-        ("LSTM (fallback)", (4, 3), "float32", L.LSTM(3, return_sequences=True), False),
-        ("GRU (fallback)", (4, 3), "float32", L.GRU(3), False),
+        ("LSTM", (4, 3), "float32", L.LSTM(3, return_sequences=True), True),
+        ("GRU", (4, 3), "float32", L.GRU(3), True),
+        ("GRU, reset before", (4, 3), "float32", L.GRU(3, reset_after=False, return_sequences=True), True),
         ("SimpleRNN (fallback)", (4, 3), "float32", L.SimpleRNN(3), False),
     ]
 
@@ -212,11 +212,16 @@ def case_depthwise_convolution_gradients_match_naive_clipping_over_paddings_stri
 def case_fit_with_xla_through_a_recurrent_loop_takes_the_steps_it_takes_without():
     """`fit` of a model compiled with jit_compile=True whose per-example gradients run through a recurrent loop, at a
     binding clip without noise, ends at the weights that the same fit without XLA reaches (whose clipping the case
-    above checks against the naive one). Keras 3 gets there by training without XLA, with a warning naming the
-    layer; tf-keras compiles that step with XLA. A model without such a loop keeps XLA on both flavours."""
+    above checks against the naive one), by training the SimpleRNN (the fallback) without XLA, with a warning naming
+    the layer (tf-keras fails to compile it: tf2xla UnimplementedError). A model without such a loop, and an LSTM
+    (whose rule runs its own loop), keep XLA on both flavours."""
     rng = np.random.default_rng(2)
     x, y = rng.normal(size=(20, 4, 3)).astype("float32"), rng.normal(size=(20, 2)).astype("float32")
-    for name, layer in (("recurrent", lambda: L.LSTM(3, name="lstm")), ("plain", Scale)):
+    for name, layer in (
+        ("recurrent", lambda: L.SimpleRNN(3, name="rnn")),
+        ("LSTM", lambda: L.LSTM(3, name="lstm")),
+        ("plain", Scale),
+    ):
         ran, start = {}, None
         for jit_compile in (False, True):
             model = make_private(
@@ -244,11 +249,11 @@ def case_fit_with_xla_through_a_recurrent_loop_takes_the_steps_it_takes_without(
         for a, b in zip(ran[False][0], ran[True][0], strict=True):
             np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6, err_msg=name)
         compiled, said = ran[True][1:]
-        if name == "plain" or TF_KERAS:
+        if name != "recurrent":
             assert compiled is True and said == [], (name, compiled, said)
         else:
             assert compiled is False and len(said) == 1, said
-            assert said[0].startswith("per-example gradients of ['lstm (LSTM"), said
+            assert said[0].startswith("per-example gradients of ['rnn (SimpleRNN"), said
             assert said[0].endswith("do not compile with XLA; training without jit_compile"), said
 
 
