@@ -143,13 +143,13 @@ def step_timings(args):
             )
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss, jit_compile=args.xla)
-        applies = noise._compiled_kernel_applies
+        applies = noise.compiled_kernel_applies
         if name == "ppml_ops":  # trace this model's step with the TensorFlow-ops sampler
-            noise._compiled_kernel_applies = lambda: False
+            noise.compiled_kernel_applies = lambda: False
         try:
             model.fit(batches, epochs=1, steps_per_epoch=5, verbose=0)
         finally:
-            noise._compiled_kernel_applies = applies
+            noise.compiled_kernel_applies = applies
         models[name] = model
     cpu, wall = {n: [] for n in models}, {n: [] for n in models}
 

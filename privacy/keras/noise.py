@@ -66,16 +66,8 @@ import tensorflow as tf
 from privacy import validation
 from privacy.accounting import noise_cutoff
 from privacy.keras import compat
+from privacy.keras.noise_constants import COS_COEFFICIENTS, RADIUS_CAP, SIN_COEFFICIENTS
 from privacy.keras.params import DPConfigurationError
-
-SIN_COEFFICIENTS = (-1.6666654611e-1, 8.3321608736e-3, -1.9515295891e-4)
-COS_COEFFICIENTS = (4.166664568298827e-2, -1.388731625493765e-3, 2.443315711809948e-5)
-"""Cephes' float32 sinf and cosf on [-pi/4, pi/4]: sin t = t + t^3 P(t^2), cos t = 1 - t^2 / 2 + t^4 Q(t^2)
-(`box_muller_words` and the compiled kernel)."""
-RADIUS_CAP = float(np.nextafter(np.float32(noise_cutoff.sampler_radius("float32") * (1 - 2.0**-20)), np.float32(0)))
-"""The float32 radius, in stds, is capped at this (a float32 just below R (1 - 2^-20), R = sqrt(128 ln 2)): the
-cosine and sine polynomials' error (below 1e-7) cannot then take a pair beyond R. Only the least w, 2^-64
-(words[0] = words[1] = 0, probability 2^-64), reaches it: the next, 2^-63, gives R sqrt(63 / 64)."""
 
 
 class GaussianNoise:
@@ -167,7 +159,7 @@ def standard_normal(shape, seed, dtype) -> tf.Tensor:
     if dtype == tf.float64:
         u = tf.random.stateless_uniform(pairs, seed=seed, dtype=tf.float64, alg=tf.random.Algorithm.PHILOX)
         z = box_muller(u)[:size]
-    elif _compiled_kernel_applies():
+    elif compiled_kernel_applies():
         args = [tf.cast(seed, tf.int64), tf.cast(size, tf.int64)]
         z = tf.numpy_function(_kernel_draws, args, tf.float32, stateful=False)
     else:
@@ -178,7 +170,7 @@ def standard_normal(shape, seed, dtype) -> tf.Tensor:
     return tf.cast(tf.reshape(z, shape), dtype)
 
 
-def _compiled_kernel_applies() -> bool:
+def compiled_kernel_applies() -> bool:
     """Whether the op being traced runs on CPU outside XLA, where `tf.numpy_function` can run the kernel."""
     if compat.in_xla_context():
         return False

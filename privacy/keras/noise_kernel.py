@@ -9,8 +9,8 @@ float32 polynomials: Cephes' logf (the one Eigen's vectorised `plog`, which `tf.
 the exact reduction of the 24-bit angle with Cephes' sine and cosine polynomials that the TensorFlow ops use
 too. The words equal TensorFlow's bit for bit; a draw differs from the TensorFlow ops' one by at most 2 float32
 ulps of max(radius, 1) (tests/privacy/keras/cases_checks.py). The radius is capped at
-`noise.RADIUS_CAP`, as in the TensorFlow ops, so every pair the kernel can give lies within `noise.cutoff_radius`
-(checked at all 2^24 angles of the largest radius).
+`noise_constants.RADIUS_CAP`, as in the TensorFlow ops, so every pair the kernel can give lies within
+`noise.cutoff_radius` (checked at all 2^24 angles of the largest radius).
 
 Compiled with fixed signatures when this module is imported (`noise.GaussianNoise.build` imports it, eagerly,
 before a training step is traced: 4.3 s on a clean cache, 1.2 s from it with numba's import, on this project's
@@ -28,7 +28,7 @@ import numpy as np
 from numba import types
 
 from privacy._numba import compiled
-from privacy.keras.noise import COS_COEFFICIENTS, RADIUS_CAP, SIN_COEFFICIENTS
+from privacy.keras.noise_constants import COS_COEFFICIENTS, RADIUS_CAP, SIN_COEFFICIENTS
 
 _M0, _M1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)
 """Philox4x32's multipliers."""
@@ -63,7 +63,8 @@ _SIN = tuple(_F(c) for c in SIN_COEFFICIENTS)
 _COS = tuple(_F(c) for c in COS_COEFFICIENTS)
 _HALF, _ONE, _ZERO, _MINUS2 = _F(0.5), _F(1.0), _F(0.0), _F(-2.0)
 _DEPENDS = (RADIUS_CAP, SIN_COEFFICIENTS, COS_COEFFICIENTS)
-"""The values from `privacy.keras.noise` compiled into the kernels: their machine code is cached per set of values."""
+"""The values from `privacy.keras.noise_constants` compiled into the kernels: their machine code is cached per set
+of values."""
 
 
 @numba.njit(inline="always")

@@ -24,6 +24,7 @@ from ml_metadata.proto import metadata_store_pb2
 from pipelines.cli.accounting import epsilon as epsilon_command
 from pipelines.transform.artifact import NO_COVERAGE_RECORD, records_in_saved_model
 from privacy.accounting import DpSgdMechanism, calibrate_noise_multiplier, default_delta, noise_cutoff
+from privacy.compared import compared
 from privacy.preprocessing import MechanismRecord, from_text
 
 from .conftest import assert_carries_only_released_statistics, carried_statistics
@@ -495,7 +496,8 @@ def test_truncated_poisson_end_to_end_the_gate_checks_the_truncated_epsilon(priv
     assert checks["epsilon"]["passed"] and checks["epsilon"]["value"] == pytest.approx(
         artifact["epsilon"]["pld"], rel=1e-12
     )
-    assert checks["epsilon"]["reason"].startswith(f"epsilon {artifact['epsilon']['pld']:.4g} <= 3 (")
+    shown, budget = compared(artifact["epsilon"]["pld"], 3.0)  # as many digits as order them (2.9999 <= 3)
+    assert checks["epsilon"]["reason"].startswith(f"epsilon {shown} <= {budget} (")
     assert (
         "(PLD accountant (RDP: no analysis), dp-sgd ledger, preprocessing, push decision and training"
         in (checks["epsilon"]["reason"])

@@ -464,7 +464,7 @@ def case_noise_source_draws_independent_standard_normals():
     float64 tensors are drawn in float64. The same seed replays the same noise, another does not.
     """
     stddev, shapes = 2.0, [(200_001,), (300, 201), (20_000,)]
-    assert noise._compiled_kernel_applies() == _cpu_only()  # the compiled kernel's draws on CPU, else the ops'
+    assert noise.compiled_kernel_applies() == _cpu_only()  # the compiled kernel's draws on CPU, else the ops'
 
     def draws(seed):
         noise = GaussianNoise(seed=seed)
@@ -503,7 +503,7 @@ def case_empty_tensors_draw_no_noise_pairs():
 def case_box_muller_pairs_have_rayleigh_radii_and_uniform_angles():
     """The float32 transform's pairs: radius^2 ~ chi-square(2), angle uniform (KS), beyond 4 sigma as often as
     N(0, 1) (binomial), and `GaussianNoise.draws` counts what was drawn with the smallest cut-off."""
-    assert noise._compiled_kernel_applies() == _cpu_only()  # the compiled kernel's draws on CPU, else the ops'
+    assert noise.compiled_kernel_applies() == _cpu_only()  # the compiled kernel's draws on CPU, else the ops'
     source = GaussianNoise(seed=5)
     source.build()
     z = source.add([tf.zeros([2_000_000]), tf.zeros([3], tf.float64)], 1.0)[0].numpy().astype(np.float64)
