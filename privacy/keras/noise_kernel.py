@@ -15,7 +15,7 @@ ulps of max(radius, 1) (tests/privacy/keras/cases_checks.py). The radius is capp
 Compiled with fixed signatures when this module is imported (`noise.GaussianNoise.build` imports it, eagerly,
 before a training step is traced: 4.3 s on a clean cache, 1.2 s from it with numba's import, on this project's
 shared 2-core machine at load ~3); the machine code is cached as `privacy._numba` says, apart for each value of
-the cap and polynomials it takes from `privacy.keras.noise` (numba would not see them change).
+the cap and polynomials it takes from `privacy.keras.noise_constants` (numba would not see them change).
 The loops release the GIL (`nogil`), so TensorFlow's threads run beside them.
 """
 
