@@ -406,7 +406,7 @@ def _failure_message(failure) -> str:
     """A TFMA ValidationFailure as text, e.g. 'binary_accuracy 0.81 does not meet >= 0.85'. Each bound is shown
     beside the value as `compared` prints the two for it, so every pair orders as the numbers do; where two bounds
     need different widths of the value, each pair gets its own: 0.0166238438608439 in [0.016623843590135228,
-    0.01662384786565881] shows as 'm does not meet 0.016624 >= 0.01662384 and 0.01662 <= 0.0166238')."""
+    0.01662384786565881] shows as 'm does not meet 0.016624 >= 0.01662384 and 0.01662 <= 0.0166238'."""
     name = failure.metric_key.name
     threshold = failure.metric_threshold.value_threshold
     value = failure.metric_value.double_value.value if failure.metric_value.HasField("double_value") else None

@@ -11,7 +11,7 @@ Compilation: the kernels have fixed signatures and compile when this module is i
 per process on a clean cache. It is imported where the kernels are used and by `randomness.self_test`,
 which every process runs before its first key (so a server compiles at start-up, never on a client's
 request), not by ``import privacy.encrypted``: commands that never run the protocol (`ppml report`, the
-TFX glue) neither compile nor import numba. The
+TFX glue) do not compile them (nor import numba, unless they add training noise: `privacy.keras.noise_kernel`). The
 machine code is cached in a directory private to the user (`privacy._numba`).
 """
 
