@@ -35,9 +35,11 @@ _U8, _U64 = types.uint8, types.uint64
 _P = numba.uint32(MODULUS)
 _LIFT = 64 * MODULUS
 """A multiple of p above every |w_i| (at most 63 residues of at most p - 1, plus 1): w + LIFT is unsigned."""
+_DEPENDS = (MODULUS,)
+"""The value from `modulus` compiled into the kernels that use p: their machine code is cached per value."""
 
 
-@compiled(types.void(_array(_U64, 1), _array(_U8, 2, True), _array(_U8, 2)))
+@compiled(types.void(_array(_U64, 1), _array(_U8, 2, True), _array(_U8, 2)), depends=_DEPENDS)
 def helper_message(other, shares, out):  # pragma: no cover - compiled
     """out[r, j] = (bit j of other[r], most significant first, minus shares[r, j]) mod p: the helper's
     additive shares for u of the bits of c' (v's are `shares`)."""
@@ -60,7 +62,8 @@ def helper_message(other, shares, out):  # pragma: no cover - compiled
         _array(_U8, 2, True),
         types.boolean,
         _array(_U8, 2),
-    )
+    ),
+    depends=_DEPENDS,
 )
 def pair_vectors(a, beta, shares, rho, rotation, mask, first, out):  # pragma: no cover - compiled
     """A pair member's blinded, rotated test vectors (`comparison.Comparison.send`), one row per value.
@@ -104,7 +107,7 @@ def pair_vectors(a, beta, shares, rho, rotation, mask, first, out):  # pragma: n
             out[r, j] = blinded[offset + j]
 
 
-@compiled(types.void(_array(_U8, 2, True), _array(_U8, 2, True), _array(_U64, 1)))
+@compiled(types.void(_array(_U8, 2, True), _array(_U8, 2, True), _array(_U64, 1)), depends=_DEPENDS)
 def any_zero_sum(u, v, out):  # pragma: no cover - compiled
     """out[r] = 1 if u[r, j] + v[r, j] = 0 mod p for some j, else 0: the helper's delta (entries below p,
     so the sum is 0 or p)."""

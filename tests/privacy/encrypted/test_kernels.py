@@ -349,3 +349,29 @@ assert kernels.pair_vectors.signatures and kernels.masked_draws.signatures
 print("ok")
 """
     assert python_subprocess(code).stdout.strip().endswith("ok")
+
+
+_ZERO_SUM_AT_113 = """
+import numpy as np
+from privacy.encrypted.protocol import modulus
+{patch}
+from privacy.encrypted.protocol import kernels
+out = np.zeros(1, np.uint64)
+kernels.any_zero_sum(np.array([[100]], np.uint8), np.array([[13]], np.uint8), out)
+print(int(out[0]), sum(kernels.any_zero_sum.stats.cache_hits.values()))
+"""
+
+
+def test_a_changed_modulus_is_never_served_from_the_cache_of_the_old_one(python_subprocess, tmp_path):
+    """The kernels bake `modulus.MODULUS` into their machine code, and numba checks only kernels.py for changes: a
+    process with another modulus (113: 100 + 13 is a zero sum there, not mod 127) computes with its own, and the
+    cache still serves an unchanged process."""
+    env = {"XDG_CACHE_HOME": str(tmp_path), "NUMBA_CACHE_DIR": ""}
+
+    def zero_sum(patch=""):
+        out = python_subprocess(_ZERO_SUM_AT_113.format(patch=patch), env=env).stdout.split()
+        return int(out[-2]), int(out[-1])
+
+    assert zero_sum() == (0, 0)
+    assert zero_sum("modulus.MODULUS = 113") == (1, 0)
+    assert zero_sum() == (0, 1)
