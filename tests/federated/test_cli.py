@@ -850,6 +850,11 @@ def test_under_dp_the_models_classes_are_a_setting_not_read_from_the_labels(tmp_
         FederatedTrainingConfig.for_trainer({"label_key": "y", "private": True})
 
 
+_FOREGROUND = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+"""Child code prefix: Ctrl-C raises KeyboardInterrupt, as in a terminal's foreground job, even where the test runner
+ignores SIGINT (a child inherits an ignored SIGINT, and Python then installs no handler: seen under pytest-xdist)."""
+
+
 def test_killed_runs_resume_from_their_checkpoint_to_the_uninterrupted_result(tmp_path):
     """SIGINT (exit 130, a line saying how to resume), then SIGKILL, mid-run: the same command resumes from
     the checkpoint, and the final history and epsilon equal an uninterrupted run's (seeded noise)."""
@@ -880,13 +885,15 @@ def test_killed_runs_resume_from_their_checkpoint_to_the_uninterrupted_result(tm
         "3",
     ]
 
+    started = []
+
     def start(name, checkpoint=None):
         extra = ["--checkpoint-dir", str(checkpoint)] if checkpoint else []
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             [
                 sys.executable,
                 "-c",
-                "from pipelines.cli.main import cli; cli()",
+                _FOREGROUND + "from pipelines.cli.main import cli; cli()",
                 "federated",
                 "run",
                 *args,
@@ -899,6 +906,8 @@ def test_killed_runs_resume_from_their_checkpoint_to_the_uninterrupted_result(tm
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
+        started.append(proc)
+        return proc
 
     def rounds_done(checkpoint):
         try:
@@ -914,31 +923,37 @@ def test_killed_runs_resume_from_their_checkpoint_to_the_uninterrupted_result(tm
         proc.send_signal(sig)
         return proc.communicate(timeout=600)
 
-    straight = start("straight")
-    checkpoint = tmp_path / "ckpt"
-    _, stderr = stop_after(start("resumed", checkpoint), checkpoint, 3, signal.SIGINT)
-    assert "interrupted after round" in stderr and "run the same command to resume" in stderr
-    assert not (tmp_path / "resumed" / "history.json").exists()
-    interrupted_at = rounds_done(checkpoint)
-    killed = start("resumed", checkpoint)
-    stop_after(killed, checkpoint, interrupted_at + 3, signal.SIGKILL)
-    assert killed.returncode == -signal.SIGKILL and 0 < rounds_done(checkpoint) < 24
-    resumed = start("resumed", checkpoint)
-    for proc in (straight, resumed):
-        stdout, stderr = proc.communicate(timeout=900)
-        assert proc.returncode == 0, stderr[-3000:]
-    histories = [json.loads((tmp_path / name / "history.json").read_text()) for name in ("straight", "resumed")]
-    without_time = [[{k: v for k, v in r.items() if k != "seconds"} for r in h["rounds"]] for h in histories]
-    assert len(without_time[0]) == 24 and without_time[0] == without_time[1]
-    ledgers = [
-        privacy_ledger.read_ledger_file(str(tmp_path / name / "privacy_ledger.json"))
-        for name in ("straight", "resumed")
-    ]
-    assert ledgers[0].epsilons == ledgers[1].epsilons and ledgers[1].budget.units == 24
-    event = dp_event.PoissonSampledDpEvent(0.5, dp_event.GaussianDpEvent(1.0))
-    assert ledgers[1].epsilons["rdp"] == pytest.approx(
-        dp_accounting.rdp.RdpAccountant().compose(event, 24).get_epsilon(0.01), rel=1e-12
-    )
+    try:
+        straight = start("straight")
+        checkpoint = tmp_path / "ckpt"
+        _, stderr = stop_after(start("resumed", checkpoint), checkpoint, 3, signal.SIGINT)
+        assert "interrupted after round" in stderr and "run the same command to resume" in stderr
+        assert not (tmp_path / "resumed" / "history.json").exists()
+        interrupted_at = rounds_done(checkpoint)
+        killed = start("resumed", checkpoint)
+        stop_after(killed, checkpoint, interrupted_at + 3, signal.SIGKILL)
+        assert killed.returncode == -signal.SIGKILL and 0 < rounds_done(checkpoint) < 24
+        resumed = start("resumed", checkpoint)
+        for proc in (straight, resumed):
+            stdout, stderr = proc.communicate(timeout=900)
+            assert proc.returncode == 0, stderr[-3000:]
+        histories = [json.loads((tmp_path / name / "history.json").read_text()) for name in ("straight", "resumed")]
+        without_time = [[{k: v for k, v in r.items() if k != "seconds"} for r in h["rounds"]] for h in histories]
+        assert len(without_time[0]) == 24 and without_time[0] == without_time[1]
+        ledgers = [
+            privacy_ledger.read_ledger_file(str(tmp_path / name / "privacy_ledger.json"))
+            for name in ("straight", "resumed")
+        ]
+        assert ledgers[0].epsilons == ledgers[1].epsilons and ledgers[1].budget.units == 24
+        event = dp_event.PoissonSampledDpEvent(0.5, dp_event.GaussianDpEvent(1.0))
+        assert ledgers[1].epsilons["rdp"] == pytest.approx(
+            dp_accounting.rdp.RdpAccountant().compose(event, 24).get_epsilon(0.01), rel=1e-12
+        )
+    finally:  # a failed assertion leaves no run behind (its Popen would warn in a later test)
+        for proc in started:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
 
 
 def _users_csv(path, users: int, newcomer=None):
