@@ -102,11 +102,13 @@ class GaussianNoise:
             self.draws = drawn.merged(self.draws)
 
     def build(self) -> None:
-        """Creates the generator (eagerly, under the distribution strategy in scope) and compiles the float32
-        kernel (`privacy.keras.noise_kernel`, imported here so that no training step waits for it)."""
+        """Creates the generator (eagerly, under the distribution strategy in scope) and, where no GPU or TPU is
+        visible (where the kernel can run), compiles the float32 kernel (`privacy.keras.noise_kernel`, imported here
+        so that no training step waits for it)."""
         if self._generator is not None:
             return
-        importlib.import_module("privacy.keras.noise_kernel")
+        if not _accelerator_visible():
+            importlib.import_module("privacy.keras.noise_kernel")
         if self.secure:
             state = [int.from_bytes(os.urandom(8), "little", signed=True) for _ in range(3)]
             self._generator = tf.random.Generator.from_state(state, alg=tf.random.Algorithm.PHILOX)
@@ -172,9 +174,11 @@ def standard_normal(shape, seed, dtype) -> tf.Tensor:
 
 def compiled_kernel_applies() -> bool:
     """Whether the op being traced runs on CPU outside XLA, where `tf.numpy_function` can run the kernel."""
-    if compat.in_xla_context():
-        return False
-    return not (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+    return not (compat.in_xla_context() or _accelerator_visible())
+
+
+def _accelerator_visible() -> bool:
+    return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
 
 
 def _kernel_draws(seed: np.ndarray, size: np.ndarray) -> np.ndarray:
