@@ -38,6 +38,7 @@ from privacy.accounting import (
     steps_per_epoch,
     truncation,
 )
+from privacy.compared import compared
 
 _ACCOUNTANTS = {
     "rdp": (AccountantKind.RDP,),
@@ -188,12 +189,12 @@ def _build_mechanism(
     if sampling_probability is not None:
         batch_size = sampling_probability * dataset_size
     elif batch_size > dataset_size:
-        raise _bad("--batch-size", f"must be <= --n ({dataset_size}), got {batch_size:g}")
+        raise _bad("--batch-size", f"must be <= --n ({dataset_size}), got {batch_size!r}")
     sampling = Sampling(sampling)
     if sampling is not Sampling.POISSON and batch_size != int(batch_size):
         raise _bad(
             "--batch-size" if sampling_probability is None else "--sampling-probability",
-            f"{sampling.value} batches need a whole batch size, got {batch_size:g}",
+            f"{sampling.value} batches need a whole batch size, got {batch_size!r}",
         )
     if sampling is not Sampling.POISSON:
         batch_size = int(batch_size)
@@ -204,7 +205,8 @@ def _build_mechanism(
     if microbatches is not None:
         check("--num-microbatches", validation.integer, microbatches, minimum=1)
         if microbatches > batch_size:  # under Poisson sampling too: most microbatches would be empty
-            raise _bad("--num-microbatches", f"must be <= the (expected) batch size {batch_size:g}, got {microbatches}")
+            shown, bound = compared(microbatches, batch_size, bound_digits=4)
+            raise _bad("--num-microbatches", f"must be <= the (expected) batch size {bound}, got {shown}")
     if max_examples_per_user is not None and not 1 <= max_examples_per_user <= dataset_size:
         raise _bad("--max-examples-per-user", f"must be in [1, --n={dataset_size}], got {max_examples_per_user}")
     fields = dict(

@@ -310,6 +310,21 @@ def test_bad_input_exits_2_naming_the_option(args, option):
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    "args, shown",
+    [
+        (["--n", "60000", "--batch-size", "1000000.5"], "must be <= --n (60000), got 1000000.5"),
+        (["--n", "60000", "--sampling-probability", "0.00427", "--sampling", "fixed"], "got 256.20000000000005"),
+        (["--n", "60000", "--batch-size", "255.9999", "--num-microbatches", "256"], "batch size 255.9999, got 256"),
+    ],
+)
+def test_batch_size_errors_show_the_value_that_failed_not_a_rounding_of_it(args, shown):
+    """``:g`` printed 1000000.5 as 1e+06, q n = 256.20000000000005 as 256.2 (hiding why it is not whole) and
+    255.9999 < 256 as "batch size 256, got 256"."""
+    result = CliRunner().invoke(cli, ["epsilon", *args, "--noise-multiplier", "1", "--steps", "5"])
+    assert result.exit_code == 2 and shown in result.output, result.output
+
+
 @pytest.mark.parametrize("args", [["--epochs", "1", "--steps", "5"], []])
 def test_exactly_one_of_epochs_and_steps(args):
     result = CliRunner().invoke(cli, ["epsilon", *SMALL, *args])
