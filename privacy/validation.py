@@ -32,11 +32,11 @@ def number(
     if low is None and high is None:
         condition = "a finite number"
     elif high is None:
-        condition = f"a finite number {'>' if low_open else '>='} {low:g}"
+        condition = f"a finite number {'>' if low_open else '>='} {_bound(low)}"
     elif low is None:
-        condition = f"a finite number {'<' if high_open else '<='} {high:g}"
+        condition = f"a finite number {'<' if high_open else '<='} {_bound(high)}"
     else:
-        condition = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        condition = f"in {'(' if low_open else '['}{_bound(low)}, {_bound(high)}{')' if high_open else ']'}"
     as_float = _float(value)
     if (
         as_float is None
@@ -116,6 +116,12 @@ def _float(value) -> float | None:
         return float(value)
     except OverflowError:  # an int beyond float's range
         return math.inf
+
+
+def _bound(bound: float) -> str:
+    """A bound as ``:g`` prints it, or as its repr where ``:g`` would print another number (255.9999 as 256)."""
+    text = f"{bound:g}"
+    return text if float(text) == bound else repr(float(bound))
 
 
 def _message(name: str, condition: str, note: str, value) -> str:

@@ -36,6 +36,7 @@ from privacy.accounting import (
 )
 from privacy.accounting.noise_cutoff import NoiseCutoff, NoiseCutoffError
 from privacy.atomic_files import write_atomically
+from privacy.compared import compared
 from privacy.keras import layer_rules, optimizers, recording
 from privacy.keras import sampling as sampling_lib
 from privacy.keras.noise import GaussianNoise
@@ -96,10 +97,10 @@ class PrivateTraining:
         self.expected_batch_size = _positive_or_none("expected_batch_size", expected_batch_size)
         microbatches = params.num_microbatches if params is not None else None
         if microbatches and self.expected_batch_size is not None and microbatches > self.expected_batch_size:
+            shown, bound = compared(microbatches, self.expected_batch_size, bound_digits=4)
             raise DPConfigurationError(
-                f"num_microbatches={microbatches} exceeds expected_batch_size="
-                f"{self.expected_batch_size:g}: most microbatches would be empty; give at "
-                f"most one microbatch per expected example"
+                f"num_microbatches={shown} exceeds expected_batch_size={bound}: most microbatches would be "
+                f"empty; give at most one microbatch per expected example"
             )
         if dataset_size is not None:
             dataset_size = validation.integer("dataset_size", dataset_size, minimum=1, error=DPConfigurationError)
@@ -478,9 +479,10 @@ class PrivateTraining:
             cutoff = self._noise_cutoff_reason(self.mechanism(self.steps + 1))
             if cutoff:
                 raise PrivacyBudgetExceeded(f"no step is left after {self.steps} private steps: {cutoff}")
+            spent, target = compared(self.epsilon(), self.target_epsilon, bound_digits=4)
             raise PrivacyBudgetExceeded(
-                f"target epsilon {self.target_epsilon:g} is spent: {self.steps} private steps give epsilon "
-                f"{self.epsilon():.4g} at delta {self.target_delta:g}; training more would exceed it"
+                f"target epsilon {target} is spent: {self.steps} private steps give epsilon "
+                f"{spent} at delta {self.target_delta:g}; training more would exceed it"
             )
         return limit
 

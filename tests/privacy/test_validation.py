@@ -47,6 +47,14 @@ class SettingError(ValueError):
         (lambda: validation.number("x", 3, high=2, high_open=True), "x must be a finite number < 2, got 3"),
         (lambda: validation.number("x", "a"), "x must be a finite number, got 'a'"),
         (lambda: validation.number("sigma", 1e-4, low=1e-3, high=1e6), "sigma must be in [0.001, 1e+06], got 0.0001"),
+        (  # a bound that ``:g`` would round to the value it excludes
+            lambda: validation.number("b", 256, high=255.9999),
+            "b must be a finite number <= 255.9999, got 256",
+        ),
+        (
+            lambda: validation.number("q", 2**-17, low=2**-16),
+            "q must be a finite number >= 1.52587890625e-05, got 7.62939453125e-06",
+        ),
         (lambda: validation.integer("rounds", 0, minimum=1), "rounds must be an integer >= 1, got 0"),
         (lambda: validation.integer("rounds", 2.0, minimum=1), "rounds must be an integer >= 1, got 2.0"),
         (lambda: validation.integer("rounds", False, minimum=0), "rounds must be an integer >= 0, got False"),

@@ -373,6 +373,16 @@ def case_more_microbatches_than_expected_examples_are_refused():
             ),
             "num_microbatches=9 exceeds expected_batch_size=8",
         )
+    _raises(  # ``:g`` printed this bound as 8: "num_microbatches=8 exceeds expected_batch_size=8"
+        lambda: make_private(
+            K.Sequential([K.Input((1,)), L.Dense(2)]),
+            l2_norm_clip=1.0,
+            noise_multiplier=1.0,
+            num_microbatches=8,
+            expected_batch_size=7.9999999,
+        ),
+        "num_microbatches=8 exceeds expected_batch_size=7.9999999:",
+    )
     make_private(
         K.Sequential([K.Input((1,)), L.Dense(2)]),
         l2_norm_clip=1.0,
