@@ -19,6 +19,7 @@ from pipelines.trainers import breast_cancer
 from privacy.accounting import DpSgdMechanism
 from privacy.auditing import dp_sgd_audit
 from privacy.auditing.one_run import largest_bound
+from privacy.compared import compared
 from privacy.preprocessing import PreprocessingPart
 from tests.pipelines.test_privacy_ledger import preprocessing_account
 
@@ -63,7 +64,8 @@ def test_an_honest_run_passes_and_its_claim_is_the_augmented_runs():
     assert figures["steps"] == RUN.steps and figures["num_canaries"] == CANARIES
     assert figures["batch_size"] == round(32 * (389 + CANARIES) / 389) == 114
     assert check["passed"] and figures["lower_bound"] <= figures["claimed_epsilon"] < figures["largest_possible_bound"]
-    assert check["reason"].startswith(f"privacy_audit: lower bound {figures['lower_bound']:g} <= claimed epsilon")
+    shown, claim = compared(figures["lower_bound"], figures["claimed_epsilon"], digits=6, bound_digits=4)
+    assert check["reason"].startswith(f"privacy_audit: lower bound {shown} <= claimed epsilon {claim} (")
     assert _scalars(figures) and "included" not in repr(figures)  # the secret bits never leave the audit
 
 
@@ -102,8 +104,9 @@ def test_the_gate_runs_both_audits_and_an_honest_implementation_check_passes():
     assert step["final"]["estimator"] == "f-dp-gaussian" and step["final"]["num_canaries"] == 10_000
     assert step["largest_possible_bound"] == largest_bound(10_000, delta=DELTA, estimator="f-dp-gaussian")
     assert step["lower_bound"] <= step["claimed_epsilon"] < step["largest_possible_bound"]
+    shown, claim = compared(step["lower_bound"], step["claimed_epsilon"], digits=6, bound_digits=4)
     assert checks[1]["reason"].startswith(
-        f"implementation_audit: lower bound {step['lower_bound']:g} <= claimed epsilon {step['claimed_epsilon']:.4g}"
+        f"implementation_audit: lower bound {shown} <= claimed epsilon {claim}"
         f" (one-run f-dp-gaussian lower bound at 95% confidence from 10000 white-box canaries vs the PLD epsilon of "
         f"one full-batch step (sampling probability 1) at the Trainer's C and sigma with its canaries (N = 10389, "
         f"expected batch 10389, 1 step, delta 1e-05; trained by {canary_audit.PPML_MODEL})"
