@@ -361,28 +361,24 @@ def case_microbatched_poisson_batches_take_random_slots():
 def case_more_microbatches_than_expected_examples_are_refused():
     """num_microbatches above the expected batch size was accepted under Poisson sampling: most microbatches
     would be empty. make_private refuses it before any step; M = B is fine."""
-    for sampling in ("poisson", "fixed"):
+    refused = [
+        ("poisson", 9, 8, "num_microbatches=9 exceeds expected_batch_size=8"),
+        ("fixed", 9, 8, "num_microbatches=9 exceeds expected_batch_size=8"),
+        # ``:g`` printed this bound as 8: "num_microbatches=8 exceeds expected_batch_size=8"
+        ("poisson", 8, 7.9999999, "num_microbatches=8 exceeds expected_batch_size=7.9999999:"),
+    ]
+    for sampling, microbatches, batch_size, message in refused:
         _raises(
             lambda: make_private(
                 K.Sequential([K.Input((1,)), L.Dense(2)]),
                 l2_norm_clip=1.0,
                 noise_multiplier=1.0,
-                num_microbatches=9,
-                expected_batch_size=8,
+                num_microbatches=microbatches,
+                expected_batch_size=batch_size,
                 sampling=sampling,
             ),
-            "num_microbatches=9 exceeds expected_batch_size=8",
+            message,
         )
-    _raises(  # ``:g`` printed this bound as 8: "num_microbatches=8 exceeds expected_batch_size=8"
-        lambda: make_private(
-            K.Sequential([K.Input((1,)), L.Dense(2)]),
-            l2_norm_clip=1.0,
-            noise_multiplier=1.0,
-            num_microbatches=8,
-            expected_batch_size=7.9999999,
-        ),
-        "num_microbatches=8 exceeds expected_batch_size=7.9999999:",
-    )
     make_private(
         K.Sequential([K.Input((1,)), L.Dense(2)]),
         l2_norm_clip=1.0,
