@@ -26,6 +26,7 @@ import scipy.special
 import scipy.stats
 
 from privacy import validation
+from privacy.compared import compared
 from privacy.pate import data_dependent as dd
 from privacy.pate.aggregators import ConfidentGNMax, VoteHistory
 from privacy.pate.votes import PateConfigurationError
@@ -160,7 +161,8 @@ def smooth_sensitivity(local_sensitivities: np.ndarray, beta: float) -> float:
 def gnss_rdp(beta: float, sigma_ss: float, order: float) -> float:
     """RDP at ``order`` of releasing a value plus SS_beta * N(0, sigma_ss^2) (Theorem 23), 1 < order < 1/(2 beta)."""
     if not 1 < order < 1 / (2 * beta):
-        raise PateConfigurationError(f"order must be in (1, 1/(2*beta)) = (1, {1 / (2 * beta):g}), got {order:g}")
+        shown, bound = compared(order, 1 / (2 * beta))
+        raise PateConfigurationError(f"order must be in (1, 1/(2*beta)) = (1, {bound}), got {shown}")
     return order * math.exp(2 * beta) / sigma_ss**2 + (beta * order - 0.5 * math.log1p(-2 * order * beta)) / (order - 1)
 
 
@@ -223,8 +225,10 @@ class SmoothSensitivityRelease:
         )
         beta = 0.4 / order if self.beta is None else self.beta
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 < beta < 1 / (2 * order):
+            number = isinstance(beta, (int, float)) and not isinstance(beta, bool)
+            shown, bound = compared(beta, 1 / (2 * order)) if number else (repr(beta), f"{1 / (2 * order):g}")
             raise PateConfigurationError(
-                f"smooth-sensitivity beta must be in (0, 1/(2*order)) = (0, {1 / (2 * order):g}), got {beta!r}"
+                f"smooth-sensitivity beta must be in (0, 1/(2*order)) = (0, {bound}), got {shown}"
             )
         sigma_ss = self.sigma_ss
         validation.positive("smooth-sensitivity sigma_ss", sigma_ss, error=PateConfigurationError)

@@ -44,6 +44,7 @@ from privacy.pate import (
 )
 from privacy.pate import data_dependent as dd
 from privacy.pate import smooth_sensitivity as ss
+from privacy.pate.votes import PateConfigurationError
 
 ORDER, DELTA = 20.0, 1e-5
 
@@ -263,3 +264,22 @@ def test_smoothed_release_round_trips_through_json_and_is_never_redrawn():
     again = SmoothedRdp.from_json(json.loads(json.dumps(smoothed.to_json())))
     assert again == smoothed
     assert analyze(history, DELTA, smoothed=again).to_json() == analyze(history, DELTA, smoothed=smoothed).to_json()
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [  # ``:g`` printed the bound 1/6 as 0.166667 beside a beta above it shown as 0.1666666667 (inside, as read)
+        (
+            lambda: SmoothSensitivityRelease(order=3, beta=0.1666666667),
+            "smooth-sensitivity beta must be in (0, 1/(2*order)) = (0, 0.166667), got 0.1667",
+        ),
+        (  # and 1/(2 beta) = 2.9999999994 as 3, beside an order of 3: "in (1, 3), got 3"
+            lambda: ss.gnss_rdp(0.1666666667, 10.0, 3.0),
+            "order must be in (1, 1/(2*beta)) = (1, 2.999999999), got 3",
+        ),
+    ],
+)
+def test_smooth_sensitivity_refusals_print_value_and_bound_in_their_order(call, message):
+    with pytest.raises(PateConfigurationError) as info:
+        call()
+    assert str(info.value) == message
