@@ -135,15 +135,15 @@ def _check_bound_options(input_range, calibration_path, *, required: bool) -> No
         )
 
 
-def _bounds(plan, input_range, calibration_path, *, default_data=None, frac_bits=None):
+def _bounds(plan, input_range, calibration_path, *, default_data=None, frac_bits=None, half_open=False):
     """`InputBounds` from --input-range LO HI or --calibration FILE (else from `default_data`), with the
-    inputs' precision `frac_bits` (None: the model's)."""
+    inputs' precision `frac_bits` (None: the model's), --input-range checked as [LO, HI) if `half_open`."""
     from privacy.encrypted import InputBounds
 
     shape = plan.architecture.input_shape
     try:
         if input_range:
-            return InputBounds.declared(*input_range, shape, frac_bits=frac_bits)
+            return InputBounds.declared(*input_range, shape, frac_bits=frac_bits, half_open=half_open)
         if calibration_path:
             data = _as_batch(_load_array(calibration_path, "'--calibration'"), shape)
             return InputBounds.from_data(data, shape, frac_bits=frac_bits)
@@ -304,21 +304,43 @@ def revoke_client_command(name, deployment_dir):
     "client the model's exact outputs: far fewer queries recover weights from them. Refused if "
     "the logits could need more than the 63 bits a 64-bit ring element holds.",
 )
+@click.option(
+    "--half-open",
+    is_flag=True,
+    help="Check --input-range as [LO, HI): the top value of the inputs' grid is dropped, and clients give an "
+    "input at HI as HI - 2^-N (N: --input-frac-bits). Where every feature spans the same power of two "
+    "(as [0, 1] or [-1, 1]) this halves the parties' input check (one comparison per value, not two); "
+    "refused elsewhere and with --calibration (calibration examples are served as themselves).",
+)
 @click.option("--tf-keras", is_flag=True, help="Load MODEL with tf-keras (Keras 2) instead of Keras 3.")
 def share_model_command(
-    model_path, deployment_dir, input_range, calibration_path, frac_bits, input_frac_bits, allow_logits, tf_keras
+    model_path,
+    deployment_dir,
+    input_range,
+    calibration_path,
+    frac_bits,
+    input_frac_bits,
+    allow_logits,
+    half_open,
+    tf_keras,
 ):
     """Secret-share the weights of a saved Keras MODEL (run by the model owner).
 
     The inputs' bounds (--input-range or --calibration) are required: an interval analysis proves from
     them that no value of the computation can leave the 64-bit ring's headroom, and refuses the model
-    otherwise; the parties refuse inputs outside them. The parties release only predicted labels unless
+    otherwise; the parties refuse inputs outside them (--half-open: the top grid value too, which halves
+    their input check for bounds such as [0, 1]). The parties release only predicted labels unless
     --allow-logits is given (the policy is in the bundles; clients cannot change it). Writes
     DEPLOYMENT/party-<i>/model.npz (mode 0600): party i's two random components of every weight, plus the
     public architecture, range plan and release policy. Hand each file to its party, then delete the local
     copies: any two files together give the plaintext weights; no single party ever sees them.
     """
     _check_bound_options(input_range, calibration_path, required=True)
+    if half_open and calibration_path:
+        raise click.UsageError(
+            "--half-open applies to --input-range: --calibration bounds are widened outward, never narrowed, so "
+            "every calibration example is served as itself"
+        )
     if input_frac_bits is not None and input_frac_bits > frac_bits:
         raise click.BadParameter(
             f"{input_frac_bits} exceeds the model's --frac-bits {frac_bits}", param_hint="'--input-frac-bits'"
@@ -328,7 +350,12 @@ def share_model_command(
     from privacy.encrypted.network.processes import save_model_shares
 
     _, plan = _load_plan(model_path)
-    bounds = _bounds(plan, input_range, calibration_path, frac_bits=input_frac_bits)
+    bounds = _bounds(plan, input_range, calibration_path, frac_bits=input_frac_bits, half_open=half_open)
+    if half_open:
+        try:
+            bounds.encoded(FixedPoint(frac_bits))
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="'--input-range' / '--half-open'") from None
     try:
         paths = save_model_shares(plan, deployment_dir, FixedPoint(frac_bits), bounds, allow_logits=allow_logits)
     except LogitsOutOfRange as err:
