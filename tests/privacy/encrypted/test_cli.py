@@ -174,6 +174,24 @@ def bad_files(saved, tmp_path_factory):
     return folder
 
 
+def test_share_model_half_open_writes_the_checked_bounds(saved, tmp_path):
+    """`share-model --input-range 0 1 --input-frac-bits 4 --half-open`: the bundles (and so what the parties tell
+    clients) hold [0, 15/16], checked with one comparison of 4 bits per value."""
+    from privacy.encrypted.model.ring import as_signed
+    from privacy.encrypted.protocol.input_check import residues_per_value
+    from privacy.encrypted.protocol.model_shares import PartyModel
+
+    dep = tmp_path / "dep"
+    assert run("encrypted", "setup", "--out", dep).exit_code == 0
+    args = ("--input-range", 0, 1, "--input-frac-bits", 4, "--half-open")
+    result = run("encrypted", "share-model", saved[0] / "model.keras", "--deployment", dep, *args)
+    assert result.exit_code == 0, result.output
+    model = PartyModel.load(str(dep / "party-2" / "model.npz"))
+    assert model.public_info()["ranges"]["input_bounds"] == {"lo": 0.0, "hi": 0.9375, "frac_bits": 4, "half_open": True}
+    lo, hi = model.ranges.input_bounds.encoded(model.fixed)
+    assert as_signed(hi).max() == 15 and residues_per_value(lo, hi) == 4
+
+
 def test_reshare_renews_the_three_bundles_in_place(saved, tmp_path):
     """`reshare` after `share-model`: the three files get one new model id (echoed), stay mode 0600 and reload."""
     import os
@@ -242,6 +260,9 @@ BAD = [  # (command line, the option or argument the one-line error must name)
     ("share-model {saved}/model.keras --input-range 0 1 --input-frac-bits -1", "--input-frac-bits"),
     ("share-model {saved}/model.keras --input-range 0.3 1 --input-frac-bits 0", "--input-range"),
     ("share-model {saved}/model.keras --input-range 0.10000076293945313 0.10000381469726563", "--input-range"),
+    ("share-model {saved}/model.keras --calibration {saved}/x.npy --half-open", "--half-open"),
+    ("share-model {saved}/model.keras --input-range 0 0.75 --half-open", "--half-open"),
+    ("share-model {saved}/model.keras --input-range 0 1 --input-frac-bits 0 --half-open", "--half-open"),
     ("share-model {saved}/model.keras --calibration {bad}/missing.npy", "--calibration"),
     ("share-model {saved}/model.keras --calibration {bad}/wrong_shape.npy", "--calibration"),
     ("share-model {bad}/wrap.keras --input-range 1 1 --allow-logits --deployment {bad}/dep", "--allow-logits"),
