@@ -28,7 +28,6 @@ box: about log2 of the largest weighted sum, a few bits about the weights' magni
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 
@@ -191,26 +190,25 @@ class InputBounds:
                 f"input bounds [{lo_v!r}, {hi_v!r}] of feature {first} hold no multiple of 2^-{bits} (the inputs' "
                 f"precision; the nearest are {below!r} and {above!r})"
             )
-        if self.half_open:
-            self._check_half_open(hi - lo, bits)
-            hi = hi - 1
-        return (
-            fixed.encode(lo / step, what="lower input bound", frac_bits=bits),
-            fixed.encode(hi / step, what="upper input bound", frac_bits=bits),
-        )
+        lo = fixed.encode(lo / step, what="lower input bound", frac_bits=bits)
+        hi = fixed.encode(hi / step, what="upper input bound", frac_bits=bits)
+        if self.half_open:  # in the ring: exact for any span (hi - lo < 2^63 at `max_abs`)
+            self._check_half_open(as_signed(hi - lo), bits)
+            hi = hi - hi.dtype.type(1)
+        return lo, hi
 
     def _check_half_open(self, spans: np.ndarray, bits: int) -> None:
         """Refuses half-open bounds where dropping the top grid value would not leave one comparison."""
-        top = float(spans.max())
-        if not self.calibrated and top >= 2 and math.frexp(top)[0] == 0.5 and np.all(spans == top):
+        top = int(spans.max())
+        if not self.calibrated and top >= 2 and top & (top - 1) == 0 and np.all(spans == top):
             return
         if self.calibrated:
             why = "calibration bounds are widened outward, never narrowed"
         elif np.all(spans == top):
-            why = f"every feature spans {top:.0f} steps of 2^-{bits}"
+            why = f"every feature spans {top} steps of 2^-{bits}"
         else:
             first = tuple(int(i) for i in np.argwhere(spans != top)[0])
-            why = f"feature {first} spans {spans[first]:.0f} steps of 2^-{bits}, others up to {top:.0f}"
+            why = f"feature {first} spans {spans[first]} steps of 2^-{bits}, others up to {top}"
         raise ValueError(
             "half-open input bounds need every feature's span to be the same power of two of at least 2 steps of "
             f"the inputs' grid (as [0, 1] or [-1, 1]), where dropping the top value halves the input check: {why}"
@@ -223,10 +221,11 @@ class InputBounds:
         if not (self.calibrated or self.half_open):
             return self
         bits = self.precision(fixed)
-        lo, hi = (as_signed(b) * 2.0**-bits for b in self.encoded(fixed))
+        lo, hi = self.encoded(fixed)
         if self.half_open:
-            return InputBounds(lo, hi + 2.0**-bits, bits, half_open=True)
-        return InputBounds(lo, hi, self.frac_bits)
+            lo, hi = (as_signed(b) * 2.0**-bits for b in (lo, hi + hi.dtype.type(1)))
+            return InputBounds(lo, hi, bits, half_open=True)
+        return InputBounds(*(as_signed(b) * 2.0**-bits for b in (lo, hi)), self.frac_bits)
 
     def to_model(self, encoded_x: np.ndarray, fixed: FixedPoint) -> np.ndarray:
         """Ring elements (or one component of their shares) at the inputs' precision in the model's format:
