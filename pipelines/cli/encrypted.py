@@ -308,9 +308,9 @@ def revoke_client_command(name, deployment_dir):
     "--half-open",
     is_flag=True,
     help="Check --input-range as [LO, HI): the top value of the inputs' grid is dropped, and clients give an "
-    "input at HI as HI - 2^-N (N: --input-frac-bits). Where every feature spans the same power of two "
-    "(as [0, 1] or [-1, 1]) this halves the parties' input check (one comparison per value, not two); "
-    "refused elsewhere and with --calibration (calibration examples are served as themselves).",
+    "input at HI as HI - 2^-N (N: --input-frac-bits, default --frac-bits). Where every feature spans the same "
+    "power of two (as [0, 1] or [-1, 1]) this halves the parties' input check (one comparison per value, not "
+    "two); refused elsewhere and with --calibration (calibration examples are served as themselves).",
 )
 @click.option("--tf-keras", is_flag=True, help="Load MODEL with tf-keras (Keras 2) instead of Keras 3.")
 def share_model_command(
@@ -328,9 +328,9 @@ def share_model_command(
 
     The inputs' bounds (--input-range or --calibration) are required: an interval analysis proves from
     them that no value of the computation can leave the 64-bit ring's headroom, and refuses the model
-    otherwise; the parties refuse inputs outside them (--half-open: the top grid value too, which halves
-    their input check for bounds such as [0, 1]). The parties release only predicted labels unless
-    --allow-logits is given (the policy is in the bundles; clients cannot change it). Writes
+    otherwise; the parties refuse inputs outside them (with --half-open they check [LO, HI) and a client's HI
+    is computed on as HI - 2^-N: half the check's cost for bounds such as [0, 1]). The parties release only
+    predicted labels unless --allow-logits is given (the policy is in the bundles; clients cannot change it). Writes
     DEPLOYMENT/party-<i>/model.npz (mode 0600): party i's two random components of every weight, plus the
     public architecture, range plan and release policy. Hand each file to its party, then delete the local
     copies: any two files together give the plaintext weights; no single party ever sees them.
