@@ -171,7 +171,8 @@ class InputBounds:
             ValueError: if a bound exceeds what the ring holds at that precision (naming its magnitude),
                 some feature's bounds hold no multiple of 2^-bits (naming the feature, its bounds and the grid
                 values on either side), or half-open bounds' spans are not one power of two of at least 2
-                steps (naming a feature whose span differs).
+                steps (naming a feature whose span differs) or a bound is more than 2^53 steps from 0 (the bundle
+                writes the checked top as a float64, exact only up to there).
         """
         bits = self.precision(fixed)
         for what, bound in (("lower input bound", self.lo), ("upper input bound", self.hi)):
@@ -193,15 +194,24 @@ class InputBounds:
         lo = fixed.encode(lo / step, what="lower input bound", frac_bits=bits)
         hi = fixed.encode(hi / step, what="upper input bound", frac_bits=bits)
         if self.half_open:  # in the ring: exact for any span (hi - lo < 2^63 at `max_abs`)
-            self._check_half_open(as_signed(hi - lo), bits)
+            self._check_half_open(as_signed(lo), as_signed(hi), bits)
             hi = hi - hi.dtype.type(1)
         return lo, hi
 
-    def _check_half_open(self, spans: np.ndarray, bits: int) -> None:
-        """Refuses half-open bounds where dropping the top grid value would not leave one comparison."""
+    def _check_half_open(self, lo: np.ndarray, hi: np.ndarray, bits: int) -> None:
+        """Refuses half-open bounds (grid values `lo`, `hi` in steps of 2^-bits) where dropping the top grid value
+        would not leave one comparison, or where a float64 could not hold the checked top (`to_dict`)."""
+        spans = hi - lo
         top = int(spans.max())
-        if not self.calibrated and top >= 2 and top & (top - 1) == 0 and np.all(spans == top):
+        largest = int(max(np.abs(lo).max(), np.abs(hi).max()))
+        if not self.calibrated and top >= 2 and top & (top - 1) == 0 and np.all(spans == top) and largest <= 2**53:
             return
+        if largest > 2**53:
+            raise ValueError(
+                f"half-open input bounds are written with their checked top (hi - 2^-{bits}) as a float: a bound lies "
+                f"{largest} steps of 2^-{bits} from 0, more than the 53 bits a float holds exactly; declare the "
+                f"bounds without half-open, or at a coarser precision"
+            )
         if self.calibrated:
             why = "calibration bounds are widened outward, never narrowed"
         elif np.all(spans == top):

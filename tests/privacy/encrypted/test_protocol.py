@@ -641,6 +641,30 @@ def test_half_open_bounds_whose_spans_do_not_halve_the_check_are_refused(lo, hi,
     assert [as_signed(b).tolist() for b in whole] == [[-1, -1], [0, 0]]
 
 
+def test_half_open_bounds_whose_checked_top_a_float_cannot_hold_are_refused(tmp_path):
+    """The bundle and what parties tell clients write the checked top hi - 2^-bits as a float64: past 2^53 grid
+    steps it rounds (to hi itself, or two steps lower), so code that ignores `half_open` would accept the top the
+    analysis left out, and this code would refuse its own bundle. Half-open bounds whose grid values need more
+    than 53 bits are refused; 2^53 steps exactly still round-trip."""
+    from privacy.encrypted.model.plan import Architecture, Dense, ModelPlan
+    from privacy.encrypted.protocol.model_shares import PartyModel, share_model
+
+    fixed = FixedPoint(8)
+    for lo, hi in ((2.0**45, 2.0**45 + 2), (2.0**45 + 2**-7, 2.0**45 + 2 + 2**-7), (-(2.0**45) - 2, -(2.0**45))):
+        with pytest.raises(ValueError, match="more than the 53 bits a float holds exactly"):
+            InputBounds.declared(lo, hi, (1,), half_open=True).encoded(fixed)
+    plan = ModelPlan(Architecture((1,), (Dense("d", 1),)), {"d": (np.zeros((1, 1)), np.zeros(1))})
+    for lo, hi in ((2.0**45 - 2, 2.0**45), (-(2.0**45), -(2.0**45) + 2)):  # |grid values| <= 2^53
+        bounds = InputBounds.declared(lo, hi, (1,), half_open=True)
+        share_model(plan, fixed, bounds)[0].save(str(tmp_path / "m.npz"))
+        said = PartyModel.load(str(tmp_path / "m.npz")).public_info()["ranges"]["input_bounds"]
+        assert said["hi"] * 2**8 == as_signed(bounds.encoded(fixed)[1])[0] == hi * 2**8 - 1
+        older = InputBounds.declared(said["lo"], said["hi"], (1,), frac_bits=8)  # half_open ignored
+        assert [as_signed(b).tolist() for b in older.encoded(fixed)] == [
+            as_signed(b).tolist() for b in bounds.encoded(fixed)
+        ]
+
+
 def test_a_half_open_flag_that_is_not_a_bool_or_lacks_the_inputs_precision_is_refused():
     with pytest.raises(ValueError, match="half_open must be True or False, not 1"):
         InputBounds.declared(0, 1, (2,), half_open=1)
