@@ -253,10 +253,12 @@ class InputBounds:
         outside = (x < lo) | (x > hi)
         if np.any(outside):
             first = np.argwhere(outside)[0]
+            feature = tuple(int(i) for i in first[1:])
+            close = ")" if self.half_open else "]"
             raise InputOutOfBounds(
                 f"{np.count_nonzero(outside)} input value(s) lie outside the bounds the model was shared with "
-                f"(first: example {first[0]}, feature {tuple(int(i) for i in first[1:])}, bounds "
-                f"[{self.lo[tuple(first[1:])]:g}, {self.hi[tuple(first[1:])]:g}]); refused before sharing"
+                f"(first: example {first[0]}, feature {feature}, bounds [{self.lo[feature]:g}, "
+                f"{self.hi[feature]:g}{close}); refused before sharing"
             )
 
     def to_dict(self) -> dict:

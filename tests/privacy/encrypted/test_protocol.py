@@ -665,6 +665,21 @@ def test_half_open_bounds_whose_checked_top_a_float_cannot_hold_are_refused(tmp_
         ]
 
 
+def test_the_client_names_half_open_bounds_as_checked_when_it_refuses_an_input():
+    """An input past half-open [0, 1) is refused naming the bounds as [0, 1), not [0, 1] (1.0 itself is served
+    as 1 - 2^-8)."""
+    from privacy.encrypted import InputOutOfBounds
+
+    fixed = FixedPoint(16)
+    bounds = InputBounds.declared(0, 1, (2,), frac_bits=8, half_open=True).on_grid(fixed)
+    bounds.check(bounds.encode(np.array([[1.0, 0.0]]), fixed), fixed)
+    with pytest.raises(InputOutOfBounds, match=re.escape("feature (0,), bounds [0, 1)); refused")):
+        bounds.check(bounds.encode(np.array([[1.0 + 2**-8, 0.0]]), fixed), fixed)
+    closed = InputBounds.declared(0, 1, (2,), frac_bits=8)
+    with pytest.raises(InputOutOfBounds, match=re.escape("feature (0,), bounds [0, 1]); refused")):
+        closed.check(closed.encode(np.array([[1.0 + 2**-8, 0.0]]), fixed), fixed)
+
+
 def test_a_half_open_flag_that_is_not_a_bool_or_lacks_the_inputs_precision_is_refused():
     with pytest.raises(ValueError, match="half_open must be True or False, not 1"):
         InputBounds.declared(0, 1, (2,), half_open=1)
