@@ -21,6 +21,10 @@ depend on weight values. One run measures, side by side:
                             the same pairs of rows for inputs of 8 fractional bits (`InputBounds.frac_bits`,
                             `share-model --input-frac-bits 8`): 9-bit spans, so 9-bit comparisons in the
                             check instead of 17-bit ones (two, or one for [0, 2 - 2^-8])
+  in-process, [0, 1) half-open, and [0, 1) half-open in 8-bit inputs
+                            the same pairs of rows for [0, 1] shared half-open (`InputBounds.half_open`,
+                            `share-model --half-open`): the top grid value is dropped, so one comparison of
+                            16 (8) bits per value; a client's 1.0 is computed on as 1 - 2^-16 (1 - 2^-8)
   rtt                       in-process with every message between parties delayed 5 ms (one way), plus
                             one 10 ms client round trip: what a deployment across machines pays (also
                             without the input check, the same way)
@@ -34,11 +38,11 @@ prediction (`cpu ms`: the three party threads together), and `cpu x` the check's
 machine other jobs disturb it less than the wall time.
 
 Goals: the input check costs at most 20 % latency (met for the CNN and at batch 1 with a 10 ms RTT; for the
-MLP at batch 100 only with a 10 ms RTT and [0, 2 - 2^-16] or [0, 2 - 2^-8] in 8-bit inputs: see
-benchmarks/README.md); the MLP at
-batch 1 needs at most 16 rounds (CrypTen 0.4.1 needs 22; its figures, measured on this machine kind and not
-re-run, are in benchmarks/README.md: it cannot be installed next to TF 2.21). Measured figures and how to
-rerun are in benchmarks/README.md.
+MLP at batch 100 only with a 10 ms RTT and [0, 2 - 2^-16] or [0, 2 - 2^-8] in 8-bit inputs, and at the edge
+with [0, 1) half-open: at 10 ms RTT in 3 runs of 4, in-process in 1 of 4, or 3 of 4 in 8-bit inputs; see
+benchmarks/README.md); the MLP at batch 1 needs at most 16 rounds (CrypTen 0.4.1 needs 22; its figures, measured
+on this machine kind and not re-run, are in benchmarks/README.md: it cannot be installed next to TF 2.21).
+Measured figures and how to rerun are in benchmarks/README.md.
 
     git archive c03d14f privacy | tar -x -C /tmp/ppml-before     # outside the runtime (no git inside)
     make run ARGS='python benchmarks/encrypted_inference.py [--repeats 30] [--output label] [--skip-processes]
@@ -84,12 +88,14 @@ except ImportError:
 args = json.loads(sys.argv[1])
 UNIT, SPAN_2K = "[0, 1]", "[0, 2 - 2^-16]"
 UNIT_8, SPAN_2K_8 = "[0, 1] in 8-bit inputs", "[0, 2 - 2^-8] in 8-bit inputs"
+HALF, HALF_8 = "[0, 1) half-open", "[0, 1) half-open in 8-bit inputs"
 NEW = "bounds" in inspect.signature(InProcessCluster).parameters
 try:
     from privacy.encrypted import InputBounds
     PRECISION = "frac_bits" in inspect.signature(InputBounds.declared).parameters
+    HALF_OPEN = "half_open" in inspect.signature(InputBounds.declared).parameters
 except ImportError:
-    PRECISION = False
+    PRECISION = HALF_OPEN = False
 
 
 class DelayedLink(transport.Link):
@@ -122,6 +128,8 @@ def bounds_of(plan, span=UNIT):
     shape = plan.architecture.input_shape
     if span == SPAN_2K:
         return InputBounds.declared(0.0, 2.0 - 2.0 ** -16, shape)
+    if span in (HALF, HALF_8):
+        return InputBounds.declared(0.0, 1.0, shape, frac_bits=8 if span == HALF_8 else None, half_open=True)
     return InputBounds.declared(0.0, 1.0 if span == UNIT_8 else 2.0 - 2.0 ** -8, shape, frac_bits=8)
 
 
@@ -191,7 +199,10 @@ for name in args["models"]:
     # Bounds [0, 1] (2^16 + 1 encoded values: two comparisons per input value in the parties' check) and,
     # in this tree, [0, 2 - 2^-16] (2^17: one comparison), side by side; where the tree has it, the same
     # for inputs of 8 fractional bits (2^8 + 1 and 2^9 values: 9-bit comparisons instead of 17-bit ones).
+    # Half-open [0, 1) (`InputBounds.half_open`, `share-model --half-open`) drops the top grid value: one
+    # comparison of 16 (or 8) bits.
     spans = (UNIT, SPAN_2K) + ((UNIT_8, SPAN_2K_8) if PRECISION else ()) if NEW else (UNIT,)
+    spans += (HALF, HALF_8) if HALF_OPEN else ()
     for span in spans:
         predictor = cluster(plan, delayed=mode == "rtt", span=span)
         settings = (True, False) if hasattr(predictor, "check_input") else (None,)
@@ -288,7 +299,7 @@ def cpu_model() -> str:
 
 def bounds_of_mode(mode: str) -> str:
     """The input bounds a row was measured with ("in-process, [0, 2 - 2^-16]" -> "[0, 2 - 2^-16]")."""
-    found = re.search(r"\[[^]]*\]( in 8-bit inputs)?", mode)
+    found = re.search(r"\[[^])]*[])]( half-open)?( in 8-bit inputs)?", mode)
     return found.group(0) if found else "[0, 1]"
 
 
@@ -337,7 +348,7 @@ def main():
         f"{machine_info()['load_average']}"
     )
     print(
-        f"{'model':<5} {'mode':<58} {'batch':>5} {'median ms':>10} {'x plain':>8} {'rounds':>6} {'MB':>8} "
+        f"{'model':<5} {'mode':<62} {'batch':>5} {'median ms':>10} {'x plain':>8} {'rounds':>6} {'MB':>8} "
         f"{'check x':>7} {'cpu ms':>7} {'cpu x':>5} {'client ms':>9}"
     )
     for r in rows:
@@ -346,7 +357,7 @@ def main():
         cpu_ratio = f"{r['input_check_cpu_ratio']:.2f}" if "input_check_cpu_ratio" in r else ""
         client = f"{r['client_ms']:.3f}" if "client_ms" in r else ""
         print(
-            f"{r['model']:<5} {r['mode']:<58} {r['batch']:>5} {r['median_ms']:>10.1f} {r['vs_plaintext']:>7.0f}x "
+            f"{r['model']:<5} {r['mode']:<62} {r['batch']:>5} {r['median_ms']:>10.1f} {r['vs_plaintext']:>7.0f}x "
             f"{r['rounds']:>6} {r['bytes'] / 1e6:>8.3f} {ratio:>7} {cpu_ms:>7} {cpu_ratio:>5} {client:>9}"
         )
     print(f"goals: {goals}; anchor: {ANCHOR}")

@@ -125,7 +125,12 @@ def _deployment(directory: str):
         raise click.BadParameter(str(err), param_hint="'--deployment'") from None
 
 
-def _check_bound_options(input_range, calibration_path, *, required: bool) -> None:
+def _check_bound_options(input_range, calibration_path, *, required: bool, half_open: bool = False) -> None:
+    if half_open and not input_range:
+        raise click.UsageError(
+            "--half-open applies to --input-range: bounds from data (--calibration, or DATA's range) are widened "
+            "outward, never narrowed, so every such example is served as itself"
+        )
     if input_range and calibration_path:
         raise click.UsageError("give --input-range or --calibration, not both")
     if required and not (input_range or calibration_path):
@@ -135,15 +140,24 @@ def _check_bound_options(input_range, calibration_path, *, required: bool) -> No
         )
 
 
-def _bounds(plan, input_range, calibration_path, *, default_data=None, frac_bits=None):
+def _check_half_open(bounds, fixed) -> None:
+    """Refuses half-open bounds that `InputBounds.encoded` refuses for the model's format `fixed`, naming the option."""
+    if bounds.half_open:
+        try:
+            bounds.encoded(fixed)
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="'--input-range' / '--half-open'") from None
+
+
+def _bounds(plan, input_range, calibration_path, *, default_data=None, frac_bits=None, half_open=False):
     """`InputBounds` from --input-range LO HI or --calibration FILE (else from `default_data`), with the
-    inputs' precision `frac_bits` (None: the model's)."""
+    inputs' precision `frac_bits` (None: the model's), --input-range checked as [LO, HI) if `half_open`."""
     from privacy.encrypted import InputBounds
 
     shape = plan.architecture.input_shape
     try:
         if input_range:
-            return InputBounds.declared(*input_range, shape, frac_bits=frac_bits)
+            return InputBounds.declared(*input_range, shape, frac_bits=frac_bits, half_open=half_open)
         if calibration_path:
             data = _as_batch(_load_array(calibration_path, "'--calibration'"), shape)
             return InputBounds.from_data(data, shape, frac_bits=frac_bits)
@@ -180,6 +194,15 @@ valid_days_option = click.option(
 )
 input_range_option = click.option(
     "--input-range", nargs=2, type=float, metavar="LO HI", help="Bounds every input feature must lie in."
+)
+half_open_option = click.option(
+    "--half-open",
+    is_flag=True,
+    help="Check --input-range as [LO, HI): the top value of the inputs' grid (multiples of 2^-N, N the inputs' "
+    "fractional bits) is dropped, and an input at HI is computed on as HI - 2^-N. Where every feature spans the "
+    "same power of two (as [0, 1] or [-1, 1]) this halves the parties' input check (one comparison per value, not "
+    "two); refused elsewhere and without --input-range (bounds from data are widened outward: every example is "
+    "served as itself).",
 )
 calibration_option = click.option(
     "--calibration",
@@ -304,21 +327,31 @@ def revoke_client_command(name, deployment_dir):
     "client the model's exact outputs: far fewer queries recover weights from them. Refused if "
     "the logits could need more than the 63 bits a 64-bit ring element holds.",
 )
+@half_open_option
 @click.option("--tf-keras", is_flag=True, help="Load MODEL with tf-keras (Keras 2) instead of Keras 3.")
 def share_model_command(
-    model_path, deployment_dir, input_range, calibration_path, frac_bits, input_frac_bits, allow_logits, tf_keras
+    model_path,
+    deployment_dir,
+    input_range,
+    calibration_path,
+    frac_bits,
+    input_frac_bits,
+    allow_logits,
+    half_open,
+    tf_keras,
 ):
     """Secret-share the weights of a saved Keras MODEL (run by the model owner).
 
     The inputs' bounds (--input-range or --calibration) are required: an interval analysis proves from
     them that no value of the computation can leave the 64-bit ring's headroom, and refuses the model
-    otherwise; the parties refuse inputs outside them. The parties release only predicted labels unless
-    --allow-logits is given (the policy is in the bundles; clients cannot change it). Writes
+    otherwise; the parties refuse inputs outside them (with --half-open they check [LO, HI) and a client's HI
+    is computed on as HI - 2^-N: half the check's cost for bounds such as [0, 1]). The parties release only
+    predicted labels unless --allow-logits is given (the policy is in the bundles; clients cannot change it). Writes
     DEPLOYMENT/party-<i>/model.npz (mode 0600): party i's two random components of every weight, plus the
     public architecture, range plan and release policy. Hand each file to its party, then delete the local
     copies: any two files together give the plaintext weights; no single party ever sees them.
     """
-    _check_bound_options(input_range, calibration_path, required=True)
+    _check_bound_options(input_range, calibration_path, required=True, half_open=half_open)
     if input_frac_bits is not None and input_frac_bits > frac_bits:
         raise click.BadParameter(
             f"{input_frac_bits} exceeds the model's --frac-bits {frac_bits}", param_hint="'--input-frac-bits'"
@@ -328,7 +361,8 @@ def share_model_command(
     from privacy.encrypted.network.processes import save_model_shares
 
     _, plan = _load_plan(model_path)
-    bounds = _bounds(plan, input_range, calibration_path, frac_bits=input_frac_bits)
+    bounds = _bounds(plan, input_range, calibration_path, frac_bits=input_frac_bits, half_open=half_open)
+    _check_half_open(bounds, FixedPoint(frac_bits))
     try:
         paths = save_model_shares(plan, deployment_dir, FixedPoint(frac_bits), bounds, allow_logits=allow_logits)
     except LogitsOutOfRange as err:
@@ -539,6 +573,7 @@ def predict(input_path, deployment_dir, output, out_path, client, timeout, as_js
     help="Run the parties as three processes on 127.0.0.1 with TLS (default: threads in this process).",
 )
 @input_range_option
+@half_open_option
 @click.option("--min-agreement", type=FiniteFloatRange(0, 1), default=0.995, show_default=True)
 @click.option(
     "--max-accuracy-drop",
@@ -557,6 +592,7 @@ def verify(
     batch_size,
     processes,
     input_range,
+    half_open,
     min_agreement,
     max_accuracy_drop,
     tf_keras,
@@ -564,10 +600,12 @@ def verify(
 ):
     """Compare encrypted and plaintext predictions of MODEL on DATA; exit 1 if below the thresholds.
 
-    The model is shared for inputs within --input-range, or within DATA's per-feature minimum and maximum. A model
+    The model is shared for inputs within --input-range (checked as [LO, HI) with --half-open, as share-model
+    --half-open serves it), or within DATA's per-feature minimum and maximum. A model
     whose logits could need more than 63 bits there is checked on its labels only, the release policy it can be
     served with (share-model without --allow-logits); the output says so.
     """
+    _check_bound_options(input_range, None, required=False, half_open=half_open)
     x = _load_array(data_path, "'DATA'")[:limit]
     y = None
     if labels_path:
@@ -579,6 +617,7 @@ def verify(
         y = y.astype(np.int64)
     _keras_env(tf_keras)
     from privacy.encrypted import (
+        FixedPoint,
         InProcessCluster,
         InputOutOfBounds,
         LogitsOutOfRange,
@@ -593,9 +632,10 @@ def verify(
     model, plan = _load_plan(model_path)
     x = _as_batch(x, plan.architecture.input_shape)
     try:
-        bounds = _bounds(plan, input_range, None, default_data=x)
+        bounds = _bounds(plan, input_range, None, default_data=x, half_open=half_open)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="'DATA'") from None
+    _check_half_open(bounds, FixedPoint())
     labels_only = None
     try:
         try:

@@ -12,9 +12,9 @@ Threat model
   the weights. Two colluding parties can reconstruct everything; an actively cheating party can make
   the result wrong (there are no MACs) but still learns nothing beyond its view.
 * Public: the architecture (layer kinds and shapes), the fixed-point format, the batch size, the
-  per-layer communication pattern, and the model's range plan: the declared input bounds and, per
-  layer, the bit length of the largest value the layer can produce over them (`model.ranges`). Private:
-  input values and weight values.
+  per-layer communication pattern, and the model's range plan: the input bounds (checked on the inputs'
+  grid, less its top value if shared half-open) and, per layer, the bit length of the largest value the
+  layer can produce over them (`model.ranges`). Private: input values and weight values.
 * The client learns the predicted label and nothing else: no intermediate value and no per-neuron
   signal; logits only where the model owner allowed them at sharing time (`share_model(...,
   allow_logits=True)`, enforced by every party). Outputs are the fixed-point model's exact values
@@ -46,7 +46,7 @@ Threat model
   machines holding keys and share bundles.
 
 Correctness: a wrap-around in the ring cannot be detected after the fact, so it is prevented. At
-sharing time an interval analysis over the declared input bounds (`model.ranges.analyse`) proves that
+sharing time an interval analysis over the input bounds the servers check (`model.ranges.analyse`) proves that
 every value entering a truncation or a comparison fits the ring's headroom, and refuses the model
 otherwise; the client refuses out-of-bound inputs and the servers check them again. Truncation returns
 floor(z / 2^f) exactly and never a wrong value unnoticed (`protocol.truncation`). Comparisons are

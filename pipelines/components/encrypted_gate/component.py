@@ -25,6 +25,7 @@ class EncryptedInferenceGateSpec(ComponentSpec):
         "batch_size": ExecutionParameter(type=int, optional=True),
         "input_lo": ExecutionParameter(type=float, optional=True),
         "input_hi": ExecutionParameter(type=float, optional=True),
+        "half_open": ExecutionParameter(type=int, optional=True),
     }
     INPUTS = {
         spec.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
@@ -40,8 +41,9 @@ class EncryptedInferenceGate(base_component.BaseComponent):
     ``num_examples`` examples and blesses it only if decisions agree on at least ``min_agreement`` of
     them and accuracies differ by at most ``max_accuracy_drop`` points (and the upstream blessing, if
     given, is blessed). A model whose values could leave the ring's headroom for the input bounds
-    (``input_lo``/``input_hi``, or the examples' range), or whose encrypted results are rejected, is
-    NOT_BLESSED with the reason. Wire the Pusher to ``outputs['blessing']`` to block unblessed pushes.
+    (``input_lo``/``input_hi``, checked as [lo, hi) with ``half_open``, or the examples' range), or whose
+    encrypted results are rejected, is NOT_BLESSED with the reason. Wire the Pusher to ``outputs['blessing']``
+    to block unblessed pushes.
 
     The figures go into the blessing artifact: custom properties ``encrypted_<figure>`` and the JSON
     report ``encrypted_inference.json``.

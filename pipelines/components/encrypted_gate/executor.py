@@ -63,11 +63,7 @@ class Executor(base_executor.BaseExecutor):
             return _decide(blessing, settings, None, f"the model cannot run encrypted: {err}")
         x, y = _load_examples(input_dict, settings, tuple(plan.architecture.input_shape))
         shape = plan.architecture.input_shape
-        bounds = (
-            InputBounds.from_data(x, shape)
-            if settings.input_lo is None
-            else InputBounds.declared(settings.input_lo, settings.input_hi, shape)
-        )
+        bounds = InputBounds.from_data(x, shape) if settings.input_lo is None else settings.bounds(shape)
         labels_only = ""
         try:
             try:

@@ -62,6 +62,9 @@ class GateSettings:
         input_lo / input_hi: bounds every input feature is declared to lie in (both or neither), checked
             rounded inward to multiples of 2^-frac_bits (refused if they hold none); by default the model is
             shared for the per-feature range of the checked examples.
+        half_open: check [input_lo, input_hi) instead, as `share-model --half-open` serves the model (the top grid
+            value dropped, an input at input_hi computed on as input_hi - 2^-frac_bits; `InputBounds.half_open`):
+            needs input_lo / input_hi whose span is a power of two of at least 2 grid steps.
     """
 
     feature_keys: tuple
@@ -74,6 +77,7 @@ class GateSettings:
     batch_size: int = 100
     input_lo: float | None = None
     input_hi: float | None = None
+    half_open: bool = False
 
     def __post_init__(self):
         if not self.feature_keys or not all(isinstance(k, str) and k for k in self.feature_keys):
@@ -97,16 +101,27 @@ class GateSettings:
             math.isfinite(self.input_lo) and math.isfinite(self.input_hi) and self.input_lo <= self.input_hi
         ):
             raise ValueError(f"need finite input_lo <= input_hi, got {self.input_lo!r} and {self.input_hi!r}")
-        if self.input_lo is not None:  # the executor's check, here before TFX runs: bounds holding no grid value
-            InputBounds.declared(self.input_lo, self.input_hi, ()).encoded(FixedPoint(self.frac_bits))
+        if self.half_open is not False and self.input_lo is None:
+            raise ValueError(
+                "half_open applies to input_lo / input_hi: the examples' range is widened outward, never narrowed"
+            )
+        if self.input_lo is not None:  # the executor's checks, here before TFX runs: no grid value, half-open spans
+            self.bounds(()).encoded(FixedPoint(self.frac_bits))
+
+    def bounds(self, shape: tuple) -> InputBounds:
+        """The declared bounds for inputs of `shape` (input_lo / input_hi given)."""
+        return InputBounds.declared(self.input_lo, self.input_hi, shape, half_open=self.half_open)
 
     def exec_properties(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
         values["feature_keys"] = json.dumps(list(self.feature_keys))
+        values["half_open"] = int(self.half_open)  # TFX execution parameters have no bool type
         return values
 
     @classmethod
     def from_exec_properties(cls, props: dict[str, Any]) -> "GateSettings":
         values = {f.name: props[f.name] for f in dataclasses.fields(cls) if props.get(f.name) is not None}
         values["feature_keys"] = tuple(json.loads(values["feature_keys"]))
+        if "half_open" in values:  # 0 / 1 as written by `exec_properties`; anything else is refused as it is
+            values["half_open"] = {0: False, 1: True}.get(values["half_open"], values["half_open"])
         return cls(**values)

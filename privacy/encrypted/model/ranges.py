@@ -80,22 +80,34 @@ class InputBounds:
         calibrated: the bounds are calibration data's extremes (`from_data`): sharing widens them outward
             to the inputs' grid (every calibration example stays inside), where declared bounds are narrowed
             inward (`encoded`).
+        half_open: declared bounds checked as [lo, hi): the top grid value is dropped (`encoded`), so a client
+            gives an input at hi as hi - 2^-bits (moved by at most 2^-bits there, 2^-(bits+1) elsewhere).
+            Allowed only where it halves the input check: when every feature's encoded span hi - lo is the same
+            power of two 2^j >= 2 (as for [0, 1] or [-1, 1]: 2^j + 1 grid values need two comparisons, the 2^j
+            left need one of j bits, `protocol.input_check`). Kept as the grid values (`on_grid`), and written
+            (`to_dict`) as the bounds the parties check, so code that predates it checks the same ones.
     """
 
     lo: np.ndarray
     hi: np.ndarray
     frac_bits: int | None = None
     calibrated: bool = False
+    half_open: bool = False
 
     @classmethod
-    def declared(cls, lo, hi, input_shape: tuple, *, frac_bits: int | None = None) -> "InputBounds":
-        """Bounds from scalars or arrays broadcastable to `input_shape`.
+    def declared(
+        cls, lo, hi, input_shape: tuple, *, frac_bits: int | None = None, half_open: bool = False
+    ) -> "InputBounds":
+        """Bounds from scalars or arrays broadcastable to `input_shape` (`half_open`: checked as [lo, hi)).
 
         Raises:
             ValueError: if a bound is not finite, lo > hi somewhere, the shapes do not fit, frac_bits is
-                not an integer in [0, 24], or (frac_bits given) a bound is not a multiple of 2^-frac_bits:
-                the parties check the encoded bounds, so these are exactly the bounds inputs are held to.
+                not an integer in [0, 24], half_open is not a bool, or (frac_bits given) a bound is not a
+                multiple of 2^-frac_bits: the parties check the encoded bounds, so these are exactly the
+                bounds inputs are held to.
         """
+        if not isinstance(half_open, bool):
+            raise ValueError(f"half_open must be True or False, not {half_open!r}")
         try:
             lo, hi = (np.broadcast_to(np.asarray(v, dtype=np.float64), tuple(input_shape)).copy() for v in (lo, hi))
         except (ValueError, TypeError) as err:
@@ -115,7 +127,7 @@ class InputBounds:
                     f"{np.count_nonzero(off)} feature(s) are not (first: feature {first}, bounds "
                     f"[{lo[first]:g}, {hi[first]:g}])"
                 )
-        return cls(lo, hi, frac_bits)
+        return cls(lo, hi, frac_bits, half_open=half_open)
 
     @classmethod
     def from_data(cls, x, input_shape: tuple, *, frac_bits: int | None = None) -> "InputBounds":
@@ -152,13 +164,15 @@ class InputBounds:
 
     def encoded(self, fixed: FixedPoint) -> tuple[np.ndarray, np.ndarray]:
         """The bounds as ring elements at the inputs' precision, declared ones rounded inward to its grid (lo
-        up, hi down): the parties accept exactly the multiples of 2^-bits within them, none past them
-        (calibrated ones are widened outward).
+        up, hi down, then one step lower if `half_open`): the parties accept exactly the multiples of 2^-bits
+        within them, none past them (calibrated ones are widened outward).
 
         Raises:
-            ValueError: if a bound exceeds what the ring holds at that precision (naming its magnitude), or
+            ValueError: if a bound exceeds what the ring holds at that precision (naming its magnitude),
                 some feature's bounds hold no multiple of 2^-bits (naming the feature, its bounds and the grid
-                values on either side).
+                values on either side), or half-open bounds' spans are not one power of two of at least 2
+                steps (naming a feature whose span differs) or a bound is more than 2^53 steps from 0 (the bundle
+                writes the checked top as a float64, exact only up to there).
         """
         bits = self.precision(fixed)
         for what, bound in (("lower input bound", self.lo), ("upper input bound", self.hi)):
@@ -177,19 +191,51 @@ class InputBounds:
                 f"input bounds [{lo_v!r}, {hi_v!r}] of feature {first} hold no multiple of 2^-{bits} (the inputs' "
                 f"precision; the nearest are {below!r} and {above!r})"
             )
-        return (
-            fixed.encode(lo / step, what="lower input bound", frac_bits=bits),
-            fixed.encode(hi / step, what="upper input bound", frac_bits=bits),
+        lo = fixed.encode(lo / step, what="lower input bound", frac_bits=bits)
+        hi = fixed.encode(hi / step, what="upper input bound", frac_bits=bits)
+        if self.half_open:  # in the ring: exact for any span (hi - lo < 2^63 at `max_abs`)
+            self._check_half_open(as_signed(lo), as_signed(hi), bits)
+            hi = hi - hi.dtype.type(1)
+        return lo, hi
+
+    def _check_half_open(self, lo: np.ndarray, hi: np.ndarray, bits: int) -> None:
+        """Refuses half-open bounds (grid values `lo`, `hi` in steps of 2^-bits) where dropping the top grid value
+        would not leave one comparison, or where a float64 could not hold the checked top (`to_dict`)."""
+        spans = hi - lo
+        top = int(spans.max())
+        largest = int(max(np.abs(lo).max(), np.abs(hi).max()))
+        if not self.calibrated and top >= 2 and top & (top - 1) == 0 and np.all(spans == top) and largest <= 2**53:
+            return
+        if largest > 2**53:
+            raise ValueError(
+                f"half-open input bounds are written with their checked top (hi - 2^-{bits}) as a float: a bound lies "
+                f"{largest} steps of 2^-{bits} from 0, more than the 53 bits a float holds exactly; declare the "
+                f"bounds without half-open, or at a coarser precision"
+            )
+        if self.calibrated:
+            why = "calibration bounds are widened outward, never narrowed"
+        elif np.all(spans == top):
+            why = f"every feature spans {top} steps of 2^-{bits}"
+        else:
+            first = tuple(int(i) for i in np.argwhere(spans != top)[0])
+            why = f"feature {first} spans {spans[first]} steps of 2^-{bits}, others up to {top}"
+        raise ValueError(
+            "half-open input bounds need every feature's span to be the same power of two of at least 2 steps of "
+            f"the inputs' grid (as [0, 1] or [-1, 1]), where dropping the top value halves the input check: {why}"
         )
 
     def on_grid(self, fixed: FixedPoint) -> "InputBounds":
-        """Calibrated bounds as the grid values they are checked as (what a bundle keeps); declared ones as
+        """Calibrated and half-open bounds as the grid values they are checked from (what a bundle keeps; half-
+        open ones keep their top value, with the inputs' precision made explicit); other declared ones as
         declared (their inputs take the bound's grid value, `encode`)."""
-        if not self.calibrated:
+        if not (self.calibrated or self.half_open):
             return self
-        step = 2.0 ** -self.precision(fixed)
-        lo, hi = (as_signed(b) * step for b in self.encoded(fixed))
-        return InputBounds(lo, hi, self.frac_bits)
+        bits = self.precision(fixed)
+        lo, hi = self.encoded(fixed)
+        if self.half_open:
+            lo, hi = (as_signed(b) * 2.0**-bits for b in (lo, hi + hi.dtype.type(1)))
+            return InputBounds(lo, hi, bits, half_open=True)
+        return InputBounds(*(as_signed(b) * 2.0**-bits for b in (lo, hi)), self.frac_bits)
 
     def to_model(self, encoded_x: np.ndarray, fixed: FixedPoint) -> np.ndarray:
         """Ring elements (or one component of their shares) at the inputs' precision in the model's format:
@@ -207,19 +253,33 @@ class InputBounds:
         outside = (x < lo) | (x > hi)
         if np.any(outside):
             first = np.argwhere(outside)[0]
+            feature = tuple(int(i) for i in first[1:])
+            close = ")" if self.half_open else "]"
             raise InputOutOfBounds(
                 f"{np.count_nonzero(outside)} input value(s) lie outside the bounds the model was shared with "
-                f"(first: example {first[0]}, feature {tuple(int(i) for i in first[1:])}, bounds "
-                f"[{self.lo[tuple(first[1:])]:g}, {self.hi[tuple(first[1:])]:g}]); refused before sharing"
+                f"(first: example {first[0]}, feature {feature}, bounds [{self.lo[feature]:g}, "
+                f"{self.hi[feature]:g}{close}); refused before sharing"
             )
 
     def to_dict(self) -> dict:
+        """lo, hi and frac_bits (if given); half-open bounds (`on_grid`) with hi as checked, hi - 2^-frac_bits:
+        code that predates them reads the bounds the parties check."""
+        if self.half_open:
+            if self.frac_bits is None:
+                raise ValueError("half-open bounds are written on their grid (`on_grid`)")
+            top = self.hi - 2.0**-self.frac_bits
+            return {"lo": _compact(self.lo), "hi": _compact(top), "frac_bits": self.frac_bits, "half_open": True}
         data = {"lo": _compact(self.lo), "hi": _compact(self.hi)}
         return data if self.frac_bits is None else dict(data, frac_bits=self.frac_bits)
 
     @classmethod
     def from_dict(cls, data: dict, input_shape: tuple) -> "InputBounds":
-        return cls.declared(data["lo"], data["hi"], input_shape, frac_bits=data.get("frac_bits"))
+        half_open, frac_bits, hi = data.get("half_open", False), data.get("frac_bits"), data["hi"]
+        if half_open is True:
+            if frac_bits is None:
+                raise ValueError("half-open input bounds without the inputs' precision")
+            hi = np.asarray(hi, dtype=np.float64) + 2.0 ** -_precision(frac_bits)
+        return cls.declared(data["lo"], hi, input_shape, frac_bits=frac_bits, half_open=half_open)
 
 
 @dataclasses.dataclass(frozen=True)

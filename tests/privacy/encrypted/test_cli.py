@@ -121,6 +121,30 @@ def test_verify_reports_agreement_and_passes(saved):
     assert report["batch_size"] == 8 and report["rounds_per_batch"] > 0
 
 
+def test_verify_half_open_checks_the_bounds_share_model_half_open_serves(saved):
+    """`verify --input-range 0 1 --half-open` runs what `share-model --half-open` deploys: the parties check [0, 1 -
+    2^-16] (one comparison per value: the bytes of verifying with [0, 1 - 2^-16] declared, fewer than [0, 1]'s two)
+    and a 1.0 in DATA is served as 1 - 2^-16 (declared [0, 1 - 2^-16] refuses it). Without --input-range it is
+    refused, naming the option."""
+    folder, _, x = saved
+    top, below = folder / "x_top.npy", folder / "x_below.npy"
+    np.save(top, np.where(x == x.max(), 1.0, x))
+    np.save(below, np.minimum(x, 1 - 2.0**-16))
+
+    def verified(data, *bounds):
+        return run("encrypted", "verify", folder / "model.keras", data, "--batch-size", 20, "--json", *bounds)
+
+    result = verified(top, "--input-range", 0, 1, "--half-open")
+    assert result.exit_code == 0, result.output
+    half_open = json.loads(result.output)
+    assert half_open["passed"] and half_open["max_abs_error"] <= 1e-3
+    assert verified(top, "--input-range", 0, 1 - 2.0**-16).exit_code == 2
+    checked, closed = (json.loads(verified(below, "--input-range", 0, hi).output) for hi in (1 - 2.0**-16, 1))
+    assert half_open["bytes_per_batch"] == checked["bytes_per_batch"] < closed["bytes_per_batch"]
+    refused = run("encrypted", "verify", folder / "model.keras", top, "--half-open")
+    assert refused.exit_code == 2 and "--half-open" in refused.output
+
+
 def test_verify_checks_labels_when_the_logits_cannot_be_released(bad_files, tmp_path):
     """Logits of about 2^31 may not be released (they could wrap the ring), labels can: `verify` checks the model
     for the labels-only release policy, as the pipeline's gate does, instead of refusing it."""
@@ -172,6 +196,24 @@ def bad_files(saved, tmp_path_factory):
     )
     (dep / "party-1" / "broken.npz").write_bytes(b"garbage")
     return folder
+
+
+def test_share_model_half_open_writes_the_checked_bounds(saved, tmp_path):
+    """`share-model --input-range 0 1 --input-frac-bits 4 --half-open`: the bundles (and so what the parties tell
+    clients) hold [0, 15/16], checked with one comparison of 4 bits per value."""
+    from privacy.encrypted.model.ring import as_signed
+    from privacy.encrypted.protocol.input_check import residues_per_value
+    from privacy.encrypted.protocol.model_shares import PartyModel
+
+    dep = tmp_path / "dep"
+    assert run("encrypted", "setup", "--out", dep).exit_code == 0
+    args = ("--input-range", 0, 1, "--input-frac-bits", 4, "--half-open")
+    result = run("encrypted", "share-model", saved[0] / "model.keras", "--deployment", dep, *args)
+    assert result.exit_code == 0, result.output
+    model = PartyModel.load(str(dep / "party-2" / "model.npz"))
+    assert model.public_info()["ranges"]["input_bounds"] == {"lo": 0.0, "hi": 0.9375, "frac_bits": 4, "half_open": True}
+    lo, hi = model.ranges.input_bounds.encoded(model.fixed)
+    assert as_signed(hi).max() == 15 and residues_per_value(lo, hi) == 4
 
 
 def test_reshare_renews_the_three_bundles_in_place(saved, tmp_path):
@@ -242,6 +284,10 @@ BAD = [  # (command line, the option or argument the one-line error must name)
     ("share-model {saved}/model.keras --input-range 0 1 --input-frac-bits -1", "--input-frac-bits"),
     ("share-model {saved}/model.keras --input-range 0.3 1 --input-frac-bits 0", "--input-range"),
     ("share-model {saved}/model.keras --input-range 0.10000076293945313 0.10000381469726563", "--input-range"),
+    ("share-model {saved}/model.keras --calibration {saved}/x.npy --half-open", "--half-open"),
+    ("share-model {saved}/model.keras --input-range 0 0.75 --half-open", "--half-open"),
+    ("share-model {saved}/model.keras --input-range 0 1 --input-frac-bits 0 --half-open", "--half-open"),
+    ("verify {saved}/model.keras {saved}/x.npy --input-range 0 0.75 --half-open", "--half-open"),
     ("share-model {saved}/model.keras --calibration {bad}/missing.npy", "--calibration"),
     ("share-model {saved}/model.keras --calibration {bad}/wrong_shape.npy", "--calibration"),
     ("share-model {bad}/wrap.keras --input-range 1 1 --allow-logits --deployment {bad}/dep", "--allow-logits"),

@@ -159,6 +159,31 @@ def test_servers_enforce_the_release_policy_and_the_input_bounds_whatever_the_cl
         assert serves_correctly(deployment, output="label")
 
 
+def test_half_open_bounds_reach_clients_as_checked_and_the_top_is_served_one_step_below():
+    """A model shared half-open on [-4, 4] (2^19 steps of 2^-16: checked as [-4, 4 - 2^-16], one comparison):
+    what the parties tell clients gives the checked top, the library's client computes on a 4.0 as 4 - 2^-16,
+    and raw shares of 4.0 itself (a client that bypasses the library) get no output share."""
+    step = 2.0**-16
+    bounds = InputBounds.declared(-4.0, 4.0, (4,), half_open=True)
+    with loopback_parties(tiny_plan(), bounds, allow_logits=True, timeout=5) as parties:
+        deployment = parties.deployment
+        x = np.array([[4.0, -4.0, 2.25, 4.0 - step / 4]])
+        with RemoteClient(deployment, timeout=5) as client:
+            got = client.predict(x, output="logits").logits
+            said = client.info["ranges"]["input_bounds"]
+        assert said == {"lo": -4.0, "hi": 4.0 - step, "frac_bits": 16, "half_open": True}
+        assert np.abs(got - reference(np.array([[4.0 - step, -4.0, 2.25, 4.0 - step]]))).max() < 1e-3
+        for top, accepted in ((4.0 - step, True), (4.0, False)):
+            socks = [raw_client(deployment, i)[0] for i in range(3)]
+            shares = share(FixedPoint().encode([[top, 0.0, 0.0, 0.0]], what="input"))
+            for sock, (a, b) in zip(socks, shares, strict=True):
+                send_message(sock, {"kind": "predict", "request_id": f"top{accepted}", "output": "logits"}, [a, b])
+            replies = [recv_message(sock, "party", within=10) for sock in socks]
+            refused = [(r, arrays) for r, arrays in replies if r.get("refused")]
+            assert (not refused) == accepted and all(not arrays for _, arrays in refused)
+            assert all(r["kind"] == "result" for r, _ in replies)
+
+
 def test_a_half_delivered_request_aborts_the_session_not_the_servers():
     """A client that reaches party 0 only: no session starts for it (the others never announced it), it expires
     at party 0 with an error reply, and all keep serving."""

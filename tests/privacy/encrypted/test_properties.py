@@ -252,3 +252,47 @@ def test_inputs_of_coarser_precision_are_checked_at_it_and_computed_exactly(seed
     edge.flat[int(rng.integers(edge.size))] += np.uint64(1)
     refused = [r for r in cluster.run_shares(share(edge), "logits") if r.refused is not None]
     assert refused and all(r.values is None for r in refused) and "outside the bounds" in refused[0].refused
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_half_open_bounds_are_analysed_checked_and_served_as_the_bounds_below_their_top(seed):
+    """Half-open bounds [lo, lo + 2^j steps) (`InputBounds.half_open`) at a random precision: the range plan is
+    that of the checked bounds [lo, hi - 2^-bits] (never of the wider declared box), inputs at hi are computed on
+    as hi - 2^-bits, and the logits are bit for bit the fixed-point model on the client's shifted inputs, within
+    the fixed-point error of the plaintext model on them. One step above the checked top, shared without the
+    library's check, is refused; the top itself is not."""
+    from privacy.encrypted.model.ranges import analyse
+    from privacy.encrypted.protocol.input_check import power_of_two_span
+
+    rng = np.random.default_rng(3000 + seed)
+    plan = random_plan(rng)
+    shape = plan.architecture.input_shape
+    frac_bits = int(rng.integers(1, 17))
+    step = 2.0**-frac_bits
+    lo = np.full(shape, -np.round(rng.uniform(0, 2) / step) * step)
+    hi = lo + step * 2.0 ** int(rng.integers(1, frac_bits + 2))  # 2^j steps, j >= 1: up to 2 wide
+    bounds = InputBounds.declared(lo, hi, shape, frac_bits=frac_bits, half_open=True)
+    cluster = InProcessCluster(plan, bounds, allow_logits=True)
+    fixed = cluster.fixed
+    checked = InputBounds.declared(lo, hi - step, shape, frac_bits=frac_bits)
+    assert cluster.ranges.ops == analyse(plan.architecture, plan.encode(fixed), checked, fixed).ops
+    lo_enc, hi_enc = cluster.ranges.input_bounds.encoded(fixed)
+    assert power_of_two_span(lo_enc, hi_enc)
+
+    x = rng.uniform(lo, hi, size=(6,) + shape)
+    x[0], x[1] = lo, hi
+    got = cluster.predict(x, output="logits")
+    shifted = np.minimum(np.round(x / step) * step, hi - step)  # what the client sends
+    assert np.array_equal(
+        as_signed(encode_input(x, shape, fixed, cluster.ranges)), np.rint(shifted / step).astype(np.int64)
+    )
+    sim = simulate(plan.architecture, plan.encode(fixed), encode_input(shifted, shape, fixed), fixed)
+    frac = (2 if sim.logits.wide else 1) * fixed.frac_bits
+    assert np.array_equal(np.rint(got.logits * 2.0**frac).astype(np.int64), sim.logits.point)
+    assert np.abs(got.logits - forward(plan, shifted, plan.weights)).max() < 0.05
+
+    edge = np.broadcast_to(hi_enc, (1,) + shape).copy()
+    assert all(r.refused is None for r in cluster.run_shares(share(edge), "logits"))
+    edge.flat[int(rng.integers(edge.size))] += np.uint64(1)
+    refused = [r for r in cluster.run_shares(share(edge), "logits") if r.refused is not None]
+    assert refused and all(r.values is None for r in refused) and "outside the bounds" in refused[0].refused

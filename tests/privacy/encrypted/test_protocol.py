@@ -553,6 +553,142 @@ def test_reshare_refuses_bundles_whose_architectures_differ(fixed, tmp_path):
     assert [open(path, "rb").read() for path in paths] == before
 
 
+@pytest.mark.parametrize("bits", [16, 8])
+def test_half_open_unit_bounds_take_one_comparison_and_serve_one_as_the_step_below(bits, tmp_path):
+    """[0, 1] at 2^-bits holds 2^bits + 1 grid values: two comparisons per value in the parties' check (2k + 1
+    residues, k = bits + 1). Half-open, the top value is dropped: [0, 2^bits - 1] is checked, one comparison of
+    `bits` bits (16 residues instead of 35; 8 instead of 19). A client's 1.0 is served as 1 - 2^-bits, other
+    inputs as their nearest grid value; an encoded value just above the checked top, sent without the client's
+    check, is refused, the top itself accepted. The bundle and what parties tell clients give the checked
+    bounds, which a reader that ignores `half_open` (code before it) checks as they are."""
+    from privacy.encrypted import InProcessCluster, InputOutOfBounds
+    from privacy.encrypted.model.plan import Architecture, Dense, ModelPlan
+    from privacy.encrypted.protocol.input_check import residues_per_value
+    from privacy.encrypted.protocol.model_shares import PartyModel, share_model
+
+    fixed, step = FixedPoint(16), 2.0**-bits
+    precision = None if bits == 16 else bits
+    plan = ModelPlan(Architecture((3,), (Dense("d", 3),)), {"d": (np.eye(3), np.zeros(3))})  # logits = x
+    bounds = InputBounds.declared(0, 1, (3,), frac_bits=precision, half_open=True)
+    full = InputBounds.declared(0, 1, (3,), frac_bits=precision).encoded(fixed)
+    assert residues_per_value(*full) == 2 * (bits + 1) + 1
+    lo, hi = bounds.encoded(fixed)
+    assert as_signed(lo).tolist() == [0] * 3 and as_signed(hi).tolist() == [2**bits - 1] * 3
+    assert residues_per_value(lo, hi) == bits
+
+    cluster = InProcessCluster(plan, bounds, fixed, allow_logits=True)
+    x = np.array([[1.0, 0.5, 0.0], [1 - step / 2, 1 - step, 1 / 3]])
+    logits = cluster.predict(x, output="logits").logits
+    assert logits[0].tolist() == [1 - step, 0.5, 0.0] and logits[1, :2].tolist() == [1 - step, 1 - step]
+    assert abs(logits[1, 2] - 1 / 3) <= step / 2
+    with pytest.raises(InputOutOfBounds):
+        cluster.predict([[1 + step, 0, 0]], output="logits")
+    for value, accepted in ((2**bits - 1, True), (2**bits, False), (0, True), (-1, False)):
+        results = cluster.run_shares(share(as_ring(np.array([[value, 0, 0]]))), "logits")
+        assert all(r.refused is None for r in results) == accepted, value
+        if not accepted:
+            assert any(r.refused is not None and "outside the bounds" in r.refused for r in results)
+    checked = cluster.last_cost.bytes  # one comparison: R = bits residues, one gated word per value
+    cluster.check_input = False
+    cluster.run_shares(share(as_ring(np.zeros((1, 3), dtype=np.int64))), "logits")
+    assert checked - cluster.last_cost.bytes == 3 * (3 * bits + 8 + 16) + 3 * 32
+
+    said = {"lo": 0.0, "hi": 1 - step, "frac_bits": bits, "half_open": True}
+    assert cluster.ranges.input_bounds.to_dict() == said
+    share_model(plan, fixed, bounds)[0].save(str(tmp_path / "m.npz"))
+    loaded = PartyModel.load(str(tmp_path / "m.npz"))
+    assert loaded.public_info()["ranges"]["input_bounds"] == said
+    assert [as_signed(b).tolist() for b in loaded.ranges.input_bounds.encoded(fixed)] == [[0] * 3, [2**bits - 1] * 3]
+    older = InputBounds.declared(said["lo"], said["hi"], (3,), frac_bits=said["frac_bits"])  # half_open ignored
+    assert [as_signed(b).tolist() for b in older.encoded(fixed)] == [[0] * 3, [2**bits - 1] * 3]
+
+
+def test_the_interval_analysis_of_half_open_bounds_is_that_of_the_checked_ones():
+    """x * 2^16 with x in [0, 1] reaches 2^48 before truncation in units of 2^-32 (49 bits); the checked
+    [0, 1 - 2^-16] stays below (48 bits): the plan of half-open [0, 1] is that of [0, 1 - 2^-16], never of the
+    wider declared box."""
+    from privacy.encrypted.model.plan import Activation, Architecture, Dense, ModelPlan
+    from privacy.encrypted.model.ranges import analyse
+
+    fixed = FixedPoint(16)
+    arch = Architecture((1,), (Dense("d", 1), Activation("r", "relu"), Dense("out", 1)))
+    plan = ModelPlan(arch, {"d": (np.full((1, 1), 2.0**16), np.zeros(1)), "out": (np.ones((1, 1)), np.zeros(1))})
+
+    def ops(bounds):
+        return analyse(plan.architecture, plan.encode(fixed), bounds, fixed).ops
+
+    half_open = ops(InputBounds.declared(0, 1, (1,), half_open=True))
+    assert half_open == ops(InputBounds.declared(0, 1 - 2.0**-16, (1,)))
+    assert (half_open[0].layer, half_open[0].kind, half_open[0].bits) == ("r", "trunc", 48)  # relu(d)'s truncation
+    assert ops(InputBounds.declared(0, 1, (1,)))[0].bits == 49
+
+
+@pytest.mark.parametrize(
+    "lo, hi, frac_bits, why",
+    [
+        (0, 0.75, None, "every feature spans 49152 steps of 2\\^-16"),
+        ([0, 0], [1, 0.5], 8, "feature \\(1,\\) spans 128 steps of 2\\^-8, others up to 256"),
+        (0, 1, 0, "every feature spans 1 steps of 2\\^-0"),
+    ],
+)
+def test_half_open_bounds_whose_spans_do_not_halve_the_check_are_refused(lo, hi, frac_bits, why):
+    """Dropping the top value helps only where every feature spans one power of two 2^j >= 2 of grid steps;
+    elsewhere the option is refused (naming a feature's span), rather than narrowing the bounds for nothing.
+    [0, 1] in whole steps (2 values) would keep only 0: refused too ([-1, 1] keeps [-1, 0])."""
+    with pytest.raises(ValueError, match=why):
+        InputBounds.declared(lo, hi, (2,), frac_bits=frac_bits, half_open=True).encoded(FixedPoint(16))
+    whole = InputBounds.declared(-1, 1, (2,), frac_bits=0, half_open=True).encoded(FixedPoint(16))
+    assert [as_signed(b).tolist() for b in whole] == [[-1, -1], [0, 0]]
+
+
+def test_half_open_bounds_whose_checked_top_a_float_cannot_hold_are_refused(tmp_path):
+    """The bundle and what parties tell clients write the checked top hi - 2^-bits as a float64: past 2^53 grid
+    steps it rounds (to hi itself, or two steps lower), so code that ignores `half_open` would accept the top the
+    analysis left out, and this code would refuse its own bundle. Half-open bounds whose grid values need more
+    than 53 bits are refused; 2^53 steps exactly still round-trip."""
+    from privacy.encrypted.model.plan import Architecture, Dense, ModelPlan
+    from privacy.encrypted.protocol.model_shares import PartyModel, share_model
+
+    fixed = FixedPoint(8)
+    for lo, hi in ((2.0**45, 2.0**45 + 2), (2.0**45 + 2**-7, 2.0**45 + 2 + 2**-7), (-(2.0**45) - 2, -(2.0**45))):
+        with pytest.raises(ValueError, match="more than the 53 bits a float holds exactly"):
+            InputBounds.declared(lo, hi, (1,), half_open=True).encoded(fixed)
+    plan = ModelPlan(Architecture((1,), (Dense("d", 1),)), {"d": (np.zeros((1, 1)), np.zeros(1))})
+    for lo, hi in ((2.0**45 - 2, 2.0**45), (-(2.0**45), -(2.0**45) + 2)):  # |grid values| <= 2^53
+        bounds = InputBounds.declared(lo, hi, (1,), half_open=True)
+        share_model(plan, fixed, bounds)[0].save(str(tmp_path / "m.npz"))
+        said = PartyModel.load(str(tmp_path / "m.npz")).public_info()["ranges"]["input_bounds"]
+        assert said["hi"] * 2**8 == as_signed(bounds.encoded(fixed)[1])[0] == hi * 2**8 - 1
+        older = InputBounds.declared(said["lo"], said["hi"], (1,), frac_bits=8)  # half_open ignored
+        assert [as_signed(b).tolist() for b in older.encoded(fixed)] == [
+            as_signed(b).tolist() for b in bounds.encoded(fixed)
+        ]
+
+
+def test_the_client_names_half_open_bounds_as_checked_when_it_refuses_an_input():
+    """An input past half-open [0, 1) is refused naming the bounds as [0, 1), not [0, 1] (1.0 itself is served
+    as 1 - 2^-8)."""
+    from privacy.encrypted import InputOutOfBounds
+
+    fixed = FixedPoint(16)
+    bounds = InputBounds.declared(0, 1, (2,), frac_bits=8, half_open=True).on_grid(fixed)
+    bounds.check(bounds.encode(np.array([[1.0, 0.0]]), fixed), fixed)
+    with pytest.raises(InputOutOfBounds, match=re.escape("feature (0,), bounds [0, 1)); refused")):
+        bounds.check(bounds.encode(np.array([[1.0 + 2**-8, 0.0]]), fixed), fixed)
+    closed = InputBounds.declared(0, 1, (2,), frac_bits=8)
+    with pytest.raises(InputOutOfBounds, match=re.escape("feature (0,), bounds [0, 1]); refused")):
+        closed.check(closed.encode(np.array([[1.0 + 2**-8, 0.0]]), fixed), fixed)
+
+
+def test_a_half_open_flag_that_is_not_a_bool_or_lacks_the_inputs_precision_is_refused():
+    with pytest.raises(ValueError, match="half_open must be True or False, not 1"):
+        InputBounds.declared(0, 1, (2,), half_open=1)
+    with pytest.raises(ValueError, match="half_open must be True or False, not 'yes'"):
+        InputBounds.from_dict({"lo": 0.0, "hi": 1.0, "frac_bits": 8, "half_open": "yes"}, (2,))
+    with pytest.raises(ValueError, match="without the inputs' precision"):
+        InputBounds.from_dict({"lo": 0.0, "hi": 1.0, "half_open": True}, (2,))
+
+
 def test_a_bundle_keeps_the_inputs_precision_in_a_format_older_code_refuses(fixed, tmp_path, monkeypatch):
     """The inputs' precision is in the bundle and in what parties tell clients; the format is /4, which code
     reading only /3 refuses: it would take 8-bit inputs for 16-bit ones (inputs 256 times too small)."""

@@ -69,6 +69,12 @@ files, report, blessing = run("range", relu_model, num_examples=10, input_lo=-1e
 print("RANGE", files, blessing.get_int_custom_property("blessed"), report["reason"])
 files, report, blessing = run("outside", relu_model, num_examples=10, input_lo=-0.5, input_hi=0.5)
 print("OUTSIDE", files, report["reason"])
+# Half-open [-16, 16): checked as [-16, 16 - 2^-16] (2^21 grid values, one comparison), as share-model --half-open.
+files, report, blessing = run("halfopen", relu_model, num_examples=10, input_lo=-16.0, input_hi=16.0, half_open=True)
+_, checked, _ = run("checked", relu_model, num_examples=10, input_lo=-16.0, input_hi=16.0 - 2.0 ** -16)
+_, closed, _ = run("closed", relu_model, num_examples=10, input_lo=-16.0, input_hi=16.0)
+print("HALFOPEN", files, report["report"]["bytes_per_batch"] == checked["report"]["bytes_per_batch"],
+      report["report"]["bytes_per_batch"] < closed["report"]["bytes_per_batch"])
 # Logits of about 2^31 (2^63 in the ring's 2f = 32 fractional bits): a hidden unit constant at 2^16 (kernel 0)
 # weighted 2^15 into both classes, under class 1's logit of the relu model (float64, so plaintext labels stay exact).
 (hidden_k, hidden_b), (out_k, out_b) = (layer.get_weights() for layer in keras_model.layers)
@@ -90,6 +96,11 @@ gate = EncryptedInferenceGate(examples=types.Channel(type=standard_artifacts.Exa
                               label_key="diagnosis", num_examples=50)
 print("COMPONENT", gate.exec_properties["num_examples"], json.loads(gate.exec_properties["feature_keys"])[:2],
       type(gate.outputs["blessing"]).__name__)
+gate = EncryptedInferenceGate(examples=types.Channel(type=standard_artifacts.Examples),
+                              model=types.Channel(type=standard_artifacts.Model), feature_keys=keys,
+                              label_key="diagnosis", input_lo=-16.0, input_hi=16.0, half_open=True)
+print("HALFCOMPONENT", gate.exec_properties["half_open"],
+      GateSettings.from_exec_properties(gate.exec_properties).half_open)
 try:
     EncryptedInferenceGate(examples=types.Channel(type=standard_artifacts.Examples),
                            model=types.Channel(type=standard_artifacts.Model), feature_keys=keys,
@@ -118,6 +129,8 @@ def test_gate_blesses_matching_models_and_blocks_others(tmp_path, python_subproc
     )
     assert "bits" in lines["RANGE"] or "re-run" in lines["RANGE"]
     assert lines["OUTSIDE"].startswith("OUTSIDE ['NOT_BLESSED'] the examples exceed the declared input range")
+    # half_open: the gate checks the bounds share-model --half-open serves (one comparison, fewer bytes).
+    assert lines["HALFOPEN"] == "HALFOPEN ['BLESSED'] True True"
     # A model whose logits could wrap the ring is checked and blessed for the labels-only release policy.
     assert lines["WIDE"] == "WIDE ['BLESSED'] label None 1.0 label True"
     assert lines["WIDEREASON"].startswith(
@@ -126,6 +139,7 @@ def test_gate_blesses_matching_models_and_blocks_others(tmp_path, python_subproc
     )
     assert "decision agreement 100.00 %" in lines["WIDEREASON"]
     assert lines["COMPONENT"] == "COMPONENT 50 ['f00', 'f01'] OutputChannel"
+    assert lines["HALFCOMPONENT"] == "HALFCOMPONENT 1 True"
     assert lines["INVALID"] == "INVALID min_agreement must be in [0, 1], got 1.5"
 
 
@@ -142,3 +156,26 @@ def test_gate_settings_refuse_input_bounds_that_hold_no_grid_value_before_tfx_ru
         GateSettings(**settings, input_lo=0.3, input_hi=0.3)
     assert GateSettings(**settings, input_lo=0.25, input_hi=0.25).input_lo == 0.25
     assert GateSettings(**settings, input_lo=0.1, input_hi=0.3, frac_bits=8).input_hi == 0.3
+
+
+def test_gate_settings_half_open_need_declared_bounds_that_halve_the_check_and_round_trip_through_tfx():
+    """half_open (as `share-model --half-open`) needs input_lo / input_hi whose span is a power of two of grid steps,
+    refused when the settings are built, before TFX runs; it travels as 0 / 1 (TFX has no bool parameter) and reads
+    back as the bool, anything else refused."""
+    import pytest
+
+    from pipelines.components.encrypted_gate.spec import GateSettings
+    from privacy.encrypted.model.ring import FixedPoint, as_signed
+
+    settings = dict(feature_keys=("f00",), label_key="diagnosis")
+    with pytest.raises(ValueError, match="half_open applies to input_lo / input_hi"):
+        GateSettings(**settings, half_open=True)
+    with pytest.raises(ValueError, match="every feature spans 49152 steps of 2\\^-16"):
+        GateSettings(**settings, input_lo=0.0, input_hi=0.75, half_open=True)
+    gate = GateSettings(**settings, input_lo=-16.0, input_hi=16.0, half_open=True)
+    assert [as_signed(a).tolist() for a in gate.bounds(()).encoded(FixedPoint(16))] == [-(2**20), 2**20 - 1]
+    props = gate.exec_properties()
+    assert props["half_open"] == 1 and GateSettings.from_exec_properties(props) == gate
+    assert GateSettings.from_exec_properties(GateSettings(**settings).exec_properties()).half_open is False
+    with pytest.raises(ValueError, match="half_open must be True or False, not 2"):
+        GateSettings.from_exec_properties(dict(props, half_open=2))
