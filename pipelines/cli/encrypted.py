@@ -140,6 +140,13 @@ def _check_bound_options(input_range, calibration_path, *, required: bool, half_
         )
 
 
+def _check_input_frac_bits(input_frac_bits: int | None, frac_bits: int) -> None:
+    if input_frac_bits is not None and input_frac_bits > frac_bits:
+        raise click.BadParameter(
+            f"{input_frac_bits} exceeds the model's --frac-bits {frac_bits}", param_hint="'--input-frac-bits'"
+        )
+
+
 def _check_half_open(bounds, fixed) -> None:
     """Refuses half-open bounds that `InputBounds.encoded` refuses for the model's format `fixed`, naming the option."""
     if bounds.half_open:
@@ -163,7 +170,7 @@ def _bounds(plan, input_range, calibration_path, *, default_data=None, frac_bits
             return InputBounds.from_data(data, shape, frac_bits=frac_bits)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="'--input-range' / '--calibration'") from None
-    return InputBounds.from_data(default_data, shape)
+    return InputBounds.from_data(default_data, shape, frac_bits=frac_bits)
 
 
 def _fail(err: Exception):
@@ -192,6 +199,9 @@ valid_days_option = click.option(
     show_default=True,
     help="Lifetime of the certificates, in days.",
 )
+DEFAULT_FRAC_BITS = 16
+"""The model's fractional bits unless share-model's --frac-bits says otherwise (`FixedPoint`'s default: the CLI
+does not import privacy.encrypted before it has validated its options)."""
 input_range_option = click.option(
     "--input-range", nargs=2, type=float, metavar="LO HI", help="Bounds every input feature must lie in."
 )
@@ -203,6 +213,15 @@ half_open_option = click.option(
     "same power of two (as [0, 1] or [-1, 1]) this halves the parties' input check (one comparison per value, not "
     "two); refused elsewhere and without --input-range (bounds from data are widened outward: every example is "
     "served as itself).",
+)
+input_frac_bits_option = click.option(
+    "--input-frac-bits",
+    type=click.IntRange(0, 24),
+    default=None,
+    help="The inputs' precision: clients round inputs to multiples of 2^-N (at most --frac-bits; default: "
+    "--frac-bits). --input-range bounds must be multiples of 2^-N; --calibration bounds are widened to them. "
+    "The parties' input check costs in proportion to the bits of the inputs' encoded span, so e.g. 8 for "
+    "pixel values p/255 about halves it.",
 )
 calibration_option = click.option(
     "--calibration",
@@ -307,19 +326,11 @@ def revoke_client_command(name, deployment_dir):
 @click.option(
     "--frac-bits",
     type=click.IntRange(1, 24),
-    default=16,
+    default=DEFAULT_FRAC_BITS,
     show_default=True,
     help="Fractional bits of the fixed-point encoding.",
 )
-@click.option(
-    "--input-frac-bits",
-    type=click.IntRange(0, 24),
-    default=None,
-    help="The inputs' precision: clients round inputs to multiples of 2^-N (at most --frac-bits; default: "
-    "--frac-bits). --input-range bounds must be multiples of 2^-N; --calibration bounds are widened to them. "
-    "The parties' input check costs in proportion to the bits of the inputs' encoded span, so e.g. 8 for "
-    "pixel values p/255 about halves it.",
-)
+@input_frac_bits_option
 @click.option(
     "--allow-logits",
     is_flag=True,
@@ -352,10 +363,7 @@ def share_model_command(
     copies: any two files together give the plaintext weights; no single party ever sees them.
     """
     _check_bound_options(input_range, calibration_path, required=True, half_open=half_open)
-    if input_frac_bits is not None and input_frac_bits > frac_bits:
-        raise click.BadParameter(
-            f"{input_frac_bits} exceeds the model's --frac-bits {frac_bits}", param_hint="'--input-frac-bits'"
-        )
+    _check_input_frac_bits(input_frac_bits, frac_bits)
     _keras_env(tf_keras)
     from privacy.encrypted import FixedPoint, LogitsOutOfRange, ModelRangeError
     from privacy.encrypted.network.processes import save_model_shares
@@ -573,6 +581,7 @@ def predict(input_path, deployment_dir, output, out_path, client, timeout, as_js
     help="Run the parties as three processes on 127.0.0.1 with TLS (default: threads in this process).",
 )
 @input_range_option
+@input_frac_bits_option
 @half_open_option
 @click.option("--min-agreement", type=FiniteFloatRange(0, 1), default=0.995, show_default=True)
 @click.option(
@@ -592,6 +601,7 @@ def verify(
     batch_size,
     processes,
     input_range,
+    input_frac_bits,
     half_open,
     min_agreement,
     max_accuracy_drop,
@@ -606,6 +616,7 @@ def verify(
     served with (share-model without --allow-logits); the output says so.
     """
     _check_bound_options(input_range, None, required=False, half_open=half_open)
+    _check_input_frac_bits(input_frac_bits, DEFAULT_FRAC_BITS)
     x = _load_array(data_path, "'DATA'")[:limit]
     y = None
     if labels_path:
@@ -632,7 +643,7 @@ def verify(
     model, plan = _load_plan(model_path)
     x = _as_batch(x, plan.architecture.input_shape)
     try:
-        bounds = _bounds(plan, input_range, None, default_data=x, half_open=half_open)
+        bounds = _bounds(plan, input_range, None, default_data=x, frac_bits=input_frac_bits, half_open=half_open)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="'DATA'") from None
     _check_half_open(bounds, FixedPoint())

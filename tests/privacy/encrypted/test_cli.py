@@ -145,6 +145,32 @@ def test_verify_half_open_checks_the_bounds_share_model_half_open_serves(saved):
     assert refused.exit_code == 2 and "--half-open" in refused.output
 
 
+def test_verify_input_frac_bits_checks_the_precision_share_model_serves(saved):
+    """`verify --input-frac-bits 8` runs what `share-model --input-frac-bits 8` deploys: the parties check 9-bit
+    spans (fewer bytes per batch than at the model's 16 bits, fewer again half-open) and the outputs stay within the
+    fixed-point error of the rounded inputs; more bits than the model's, or bounds off the 2^-8 grid, are refused
+    naming the option."""
+    folder, _, x = saved
+    pixels = folder / "x_pixels.npy"
+    np.save(pixels, np.round(x * 255) / 255)
+
+    def verified(*options):
+        return run("encrypted", "verify", folder / "model.keras", pixels, "--batch-size", 20, "--json", *options)
+
+    reports = [
+        json.loads(verified("--input-range", 0, 1, *options).output)
+        for options in ((), ("--input-frac-bits", 8), ("--input-frac-bits", 8, "--half-open"))
+    ]
+    assert all(report["passed"] and report["max_abs_error"] <= 1e-2 for report in reports), reports
+    assert reports[0]["bytes_per_batch"] > reports[1]["bytes_per_batch"] > reports[2]["bytes_per_batch"]
+    for options, named in (
+        (("--input-frac-bits", 17), "--input-frac-bits"),
+        (("--input-range", 0, 0.999, "--input-frac-bits", 8), "--input-range"),
+    ):
+        refused = verified(*options)
+        assert refused.exit_code == 2 and named in refused.output and "Traceback" not in refused.output, refused.output
+
+
 def test_verify_checks_labels_when_the_logits_cannot_be_released(bad_files, tmp_path):
     """Logits of about 2^31 may not be released (they could wrap the ring), labels can: `verify` checks the model
     for the labels-only release policy, as the pipeline's gate does, instead of refusing it."""
