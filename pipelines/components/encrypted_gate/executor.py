@@ -17,7 +17,6 @@ from pipelines.components.encrypted_gate import spec
 from privacy.encrypted import (
     FixedPoint,
     InProcessCluster,
-    InputBounds,
     InputOutOfBounds,
     LogitsOutOfRange,
     ModelRangeError,
@@ -63,7 +62,7 @@ class Executor(base_executor.BaseExecutor):
             return _decide(blessing, settings, None, f"the model cannot run encrypted: {err}")
         x, y = _load_examples(input_dict, settings, tuple(plan.architecture.input_shape))
         shape = plan.architecture.input_shape
-        bounds = InputBounds.from_data(x, shape) if settings.input_lo is None else settings.bounds(shape)
+        bounds = settings.bounds(shape, x)
         labels_only = ""
         try:
             try:

@@ -11,6 +11,8 @@ import json
 import math
 from typing import Any
 
+import numpy as np
+
 from privacy import validation
 from privacy.encrypted.model.ranges import InputBounds
 from privacy.encrypted.model.ring import FixedPoint
@@ -65,6 +67,9 @@ class GateSettings:
         half_open: check [input_lo, input_hi) instead, as `share-model --half-open` serves the model (the top grid
             value dropped, an input at input_hi computed on as input_hi - 2^-frac_bits; `InputBounds.half_open`):
             needs input_lo / input_hi whose span is a power of two of at least 2 grid steps.
+        input_frac_bits: the inputs' precision, as `share-model --input-frac-bits` serves the model: inputs rounded
+            to multiples of 2^-input_frac_bits and checked at that precision (at most frac_bits; None: frac_bits);
+            input_lo / input_hi must then be multiples of it, the examples' range is widened outward to it.
     """
 
     feature_keys: tuple
@@ -78,6 +83,7 @@ class GateSettings:
     input_lo: float | None = None
     input_hi: float | None = None
     half_open: bool = False
+    input_frac_bits: int | None = None
 
     def __post_init__(self):
         if not self.feature_keys or not all(isinstance(k, str) and k for k in self.feature_keys):
@@ -101,6 +107,8 @@ class GateSettings:
             math.isfinite(self.input_lo) and math.isfinite(self.input_hi) and self.input_lo <= self.input_hi
         ):
             raise ValueError(f"need finite input_lo <= input_hi, got {self.input_lo!r} and {self.input_hi!r}")
+        if self.input_frac_bits is not None:
+            validation.integer("input_frac_bits", self.input_frac_bits, minimum=0, maximum=self.frac_bits)
         if self.half_open is not False and self.input_lo is None:
             raise ValueError(
                 "half_open applies to input_lo / input_hi: the examples' range is widened outward, never narrowed"
@@ -108,9 +116,13 @@ class GateSettings:
         if self.input_lo is not None:  # the executor's checks, here before TFX runs: no grid value, half-open spans
             self.bounds(()).encoded(FixedPoint(self.frac_bits))
 
-    def bounds(self, shape: tuple) -> InputBounds:
-        """The declared bounds for inputs of `shape` (input_lo / input_hi given)."""
-        return InputBounds.declared(self.input_lo, self.input_hi, shape, half_open=self.half_open)
+    def bounds(self, shape: tuple, examples: np.ndarray | None = None) -> InputBounds:
+        """The bounds for inputs of `shape`: the declared ones, else the range of `examples` (widened outward)."""
+        if self.input_lo is None:
+            return InputBounds.from_data(examples, shape, frac_bits=self.input_frac_bits)
+        return InputBounds.declared(
+            self.input_lo, self.input_hi, shape, frac_bits=self.input_frac_bits, half_open=self.half_open
+        )
 
     def exec_properties(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)

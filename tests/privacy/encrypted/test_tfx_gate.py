@@ -75,6 +75,9 @@ _, checked, _ = run("checked", relu_model, num_examples=10, input_lo=-16.0, inpu
 _, closed, _ = run("closed", relu_model, num_examples=10, input_lo=-16.0, input_hi=16.0)
 print("HALFOPEN", files, report["report"]["bytes_per_batch"] == checked["report"]["bytes_per_batch"],
       report["report"]["bytes_per_batch"] < closed["report"]["bytes_per_batch"])
+# 8-bit inputs (share-model --input-frac-bits 8): checked at 13 bits, not 21: fewer bytes than closed at 16.
+files, report, blessing = run("eightbit", relu_model, num_examples=10, input_lo=-16.0, input_hi=16.0, input_frac_bits=8)
+print("EIGHTBIT", files, report["report"]["bytes_per_batch"] < closed["report"]["bytes_per_batch"])
 # Logits of about 2^31 (2^63 in the ring's 2f = 32 fractional bits): a hidden unit constant at 2^16 (kernel 0)
 # weighted 2^15 into both classes, under class 1's logit of the relu model (float64, so plaintext labels stay exact).
 (hidden_k, hidden_b), (out_k, out_b) = (layer.get_weights() for layer in keras_model.layers)
@@ -131,6 +134,7 @@ def test_gate_blesses_matching_models_and_blocks_others(tmp_path, python_subproc
     assert lines["OUTSIDE"].startswith("OUTSIDE ['NOT_BLESSED'] the examples exceed the declared input range")
     # half_open: the gate checks the bounds share-model --half-open serves (one comparison, fewer bytes).
     assert lines["HALFOPEN"] == "HALFOPEN ['BLESSED'] True True"
+    assert lines["EIGHTBIT"] == "EIGHTBIT ['BLESSED'] True"
     # A model whose logits could wrap the ring is checked and blessed for the labels-only release policy.
     assert lines["WIDE"] == "WIDE ['BLESSED'] label None 1.0 label True"
     assert lines["WIDEREASON"].startswith(
@@ -179,3 +183,24 @@ def test_gate_settings_half_open_need_declared_bounds_that_halve_the_check_and_r
     assert GateSettings.from_exec_properties(GateSettings(**settings).exec_properties()).half_open is False
     with pytest.raises(ValueError, match="half_open must be True or False, not 2"):
         GateSettings.from_exec_properties(dict(props, half_open=2))
+
+
+def test_gate_settings_input_frac_bits_check_the_precision_share_model_serves():
+    """input_frac_bits (as `share-model --input-frac-bits`): at most frac_bits, declared bounds on its grid, the
+    examples' range widened outward to it, refused when the settings are built; it travels through TFX."""
+    import numpy as np
+    import pytest
+
+    from pipelines.components.encrypted_gate.spec import GateSettings
+    from privacy.encrypted.model.ring import FixedPoint, as_signed
+
+    settings = dict(feature_keys=("f00",), label_key="diagnosis")
+    with pytest.raises(ValueError, match="input_frac_bits must be an integer in \\[0, 16\\], got 17"):
+        GateSettings(**settings, input_frac_bits=17)
+    with pytest.raises(ValueError, match="input bounds must be multiples of 2\\^-8"):
+        GateSettings(**settings, input_lo=0.0, input_hi=0.999, input_frac_bits=8)
+    gate = GateSettings(**settings, input_lo=0.0, input_hi=1.0, input_frac_bits=8, half_open=True)
+    assert [as_signed(a).tolist() for a in gate.bounds(()).encoded(FixedPoint(16))] == [0, 255]
+    fitted = GateSettings(**settings, input_frac_bits=8).bounds((1,), np.array([[0.1], [0.3]]))
+    assert [as_signed(a).tolist() for a in fitted.encoded(FixedPoint(16))] == [[25], [77]]  # 25.6 down, 76.8 up
+    assert GateSettings.from_exec_properties(gate.exec_properties()) == gate
