@@ -74,6 +74,8 @@ def records(batch, values_per_record: int) -> np.ndarray:
     """
     values = np.asarray(batch)
     rows = values.shape[0] if values.ndim else 1
+    if rows == 0:  # no records (an empty data set or batch) contribute nothing, as their neighbours' sums assume
+        return values.reshape(0, values_per_record)
     values = values.reshape(rows, -1)
     if values.shape[1] != values_per_record:
         raise ValueError(
