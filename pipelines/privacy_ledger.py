@@ -92,6 +92,18 @@ CUT_BATCHES = {
     "whether an example is present (per step P(cut) moves by q P(N = K), N ~ Binomial(n, q)); no epsilon covers it"
 }
 """Listed outside the guarantee of every ledger that states how many batches truncated Poisson sampling cut."""
+STOPPED_EARLY_NAME = "when training stopped"
+
+
+def stopped_early(steps_taken: int, planned: int) -> dict[str, str]:
+    """The outside-the-guarantee entry of a DP-SGD run that took fewer noisy steps than it planned."""
+    return {
+        STOPPED_EARLY_NAME: f"the run took {steps_taken} of its {planned} planned noisy steps; epsilon accounts the "
+        "steps taken, but not what decided the stop: a callback on validation metrics (EarlyStopping, say) reads "
+        "exact statistics of held-out records, and the model and its number of steps then depend on them"
+    }
+
+
 UNKNOWN_NOISE_CUTOFF = {
     "noise cut-off": "the run did not say which Box-Muller pairs its noise sampler drew, so the delta that the "
     "sampler's cut-off adds (privacy.accounting.noise_cutoff; ppml's: radius 9.42 stds in float32, 12.0 in float64; "

@@ -280,3 +280,25 @@ def test_the_ledger_lists_the_inferred_spec_and_separate_runs_outside_the_guaran
     report = PipelineReport("p", "r", {}, "uri", 1, {}, ledger, None, None, None)
     assert set(report.to_dict()["privacy"]["outside_guarantee"]) == {inferred, runs, "noise cut-off"}
     assert any(line.startswith(f"  outside the guarantee: {inferred}: ") for line in report.format_text().splitlines())
+
+
+def test_a_run_that_stopped_early_lists_the_stop_outside_the_guarantee():
+    """Fewer noisy steps than planned (EarlyStopping on a validation metric, say): the ledger accounts the steps
+    taken, and its outside-the-guarantee list says the stop itself (decided by exact statistics of held-out
+    records) is not covered, in the ledger and in the report; a run of all its steps lists nothing of the kind."""
+    from pipelines import privacy_ledger
+    from pipelines.report import PipelineReport
+
+    plan = DpTrainingConfig.from_custom_config(GOOD).plan(dataset_size=400)
+    full = plan.ledger(noise_draws=NoiseDraws(9.42, 100))
+    stopped = plan.ledger(steps_taken=plan.steps - 7, noise_draws=NoiseDraws(9.42, 100))
+    assert privacy_ledger.STOPPED_EARLY_NAME not in full.parameters["outside_guarantee"]
+    reason = stopped.parameters["outside_guarantee"][privacy_ledger.STOPPED_EARLY_NAME]
+    assert f"took {plan.steps - 7} of its {plan.steps} planned noisy steps" in reason and "held-out" in reason
+    m = plan.mechanism  # the steps taken, composed by dp-accounting itself
+    sampled = dp_event.PoissonSampledDpEvent(m.sampling_probability, dp_event.GaussianDpEvent(m.noise_multiplier))
+    taken = dp_event.SelfComposedDpEvent(sampled, plan.steps - 7)
+    epsilon = dp_accounting.rdp.RdpAccountant().compose(taken).get_epsilon(stopped.accountant_delta)
+    assert stopped.epsilons["rdp"] == pytest.approx(epsilon, rel=1e-9) and epsilon < full.epsilons["rdp"]
+    report = PipelineReport("p", "r", {}, "uri", 1, {}, stopped, None, None, None)
+    assert f"  outside the guarantee: {privacy_ledger.STOPPED_EARLY_NAME}: the run took" in report.format_text()

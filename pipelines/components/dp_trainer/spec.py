@@ -54,7 +54,14 @@ import math
 from typing import Any, Mapping
 
 from pipelines.components import settings
-from pipelines.privacy_ledger import INFERRED_SPEC, SEPARATE_RUNS, LedgerError, PrivacyLedger, accountant_delta_of
+from pipelines.privacy_ledger import (
+    INFERRED_SPEC,
+    SEPARATE_RUNS,
+    LedgerError,
+    PrivacyLedger,
+    accountant_delta_of,
+    stopped_early,
+)
 from pipelines.transform.artifact import NO_COVERAGE_RECORD
 from privacy import validation
 from privacy.accounting import (
@@ -385,7 +392,8 @@ class DpTrainingPlan:
         truncated_batches: int | None = None,
         noise_draws: NoiseDraws | None = None,
     ) -> PrivacyLedger:
-        """The ledger of the run after ``steps_taken`` steps (default: all planned steps).
+        """The ledger of the run after ``steps_taken`` steps (default: all planned steps); one that stopped before
+        its planned steps lists what decided the stop outside the guarantee (`privacy_ledger.stopped_early`).
 
         Args:
           budget: the budget the training callback composed, checked against the plan.
@@ -395,7 +403,11 @@ class DpTrainingPlan:
         if self.mechanism is None:
             raise ValueError("a non-private run has no privacy ledger")
         steps = self.steps if steps_taken is None else steps_taken
-        outside = {**SEPARATE_RUNS, **({} if self.config.public_schema else INFERRED_SPEC)}
+        outside = {
+            **SEPARATE_RUNS,
+            **({} if self.config.public_schema else INFERRED_SPEC),
+            **(stopped_early(steps, self.steps) if steps < self.steps else {}),
+        }
         return PrivacyLedger.for_dp_sgd(
             self.mechanism.replace(steps=steps),
             l2_norm_clip=self.config.l2_norm_clip,
