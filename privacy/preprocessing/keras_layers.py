@@ -127,17 +127,18 @@ def _idf_weights_set_later(layer, class_name: str, config: dict[str, Any]) -> st
     """Why a ``tf_idf`` lookup layer whose idf weights are not its config's carries unrecorded constants, or None.
 
     The layer holds one weight per token, its special tokens' (mask, OOV) first, so its last weights are the
-    vocabulary's (Keras 3 and tf-keras; a TextVectorization's are its lookup layer's)."""
+    vocabulary's (Keras 3 and tf-keras; a TextVectorization's are its lookup layer's), compared exactly with the
+    config's rounded to the layer's dtype (float32)."""
     given = config.get("idf_weights")
     if class_name not in LOOKUP_LAYERS or given is None:
         return None
     current = getattr(getattr(layer, "_lookup_layer", layer), "idf_weights", None)
     if current is None:
         return None
-    current = np.asarray(current, dtype=np.float64).ravel()
-    given = np.asarray(list(given), dtype=np.float64).ravel()
-    if given.size <= current.size and np.allclose(current[current.size - given.size :], given, rtol=1e-6, atol=0):
-        return None
+    current = np.asarray(current).ravel()
+    given = np.asarray(list(given), dtype=np.float64).ravel().astype(current.dtype)  # as the layer stores them
+    if given.size <= current.size and np.array_equal(current[current.size - given.size :], given):
+        return None  # exactly: a tolerance would let data-dependent low digits through
     return (
         f"layer '{layer.name}' ({class_name}) holds idf weights that are not the ones its config records "
         f"(set_vocabulary after construction), so what it carries is unaccounted; give them to the constructor: "
