@@ -101,6 +101,17 @@ def test_an_empty_data_set_is_released_like_its_one_record_neighbours(adjacency,
     assert -5 <= released["mean"] <= 10 and released["variance"] > 0
 
 
+@pytest.mark.parametrize("width", [1, 3])
+def test_records_of_the_wrong_width_are_refused_whether_or_not_the_data_is_empty(width):
+    """A batch whose records hold 3 values (or 1) for a feature of 2 is refused with and without records: were
+    the empty one accepted, whether a run failed would tell whether the data set was empty."""
+    mechanism = MeanVariance((-5, 10), noise_multiplier=2.0, values_per_record=2)
+    for rows in (0, 1, 5):
+        with pytest.raises(ValueError, match=f"each record must hold 2 values .*got {width}"):
+            mechanism.accumulate(np.zeros((rows, width)))
+    assert mechanism.accumulate(np.zeros((0, 1, 2))).tolist() == [0, 0, 0]  # (0, 1, 2): records of 2 values
+
+
 def test_thresholding_counts_move_by_at_most_sqrt_l0():
     mechanism = GaussianThresholding(noise_multiplier=2.0, threshold_delta=1e-6, max_tokens_per_record=3)
     records = [["a", "b"], ["a"], ["c", "a", "a", "b"]]
