@@ -104,6 +104,21 @@ def stopped_early(steps_taken: int, planned: int) -> dict[str, str]:
     }
 
 
+VALIDATION_DECISIONS_NAME = "decisions on validation metrics"
+
+
+def validation_decided(callbacks) -> dict[str, str]:
+    """The outside-the-guarantee entry of a DP-SGD run whose callbacks acted on validation metrics (names as
+    `privacy.keras.monitoring.validation_decisions` gives them), or none for no such callback."""
+    if not callbacks:
+        return {}
+    return {
+        VALIDATION_DECISIONS_NAME: f"callbacks of the run acted on validation metrics ({', '.join(callbacks)}): "
+        "the model (its steps, learning rate or kept weights) depends on exact statistics of held-out records, "
+        "which epsilon does not cover"
+    }
+
+
 UNKNOWN_NOISE_CUTOFF = {
     "noise cut-off": "the run did not say which Box-Muller pairs its noise sampler drew, so the delta that the "
     "sampler's cut-off adds (privacy.accounting.noise_cutoff; ppml's: radius 9.42 stds in float32, 12.0 in float64; "

@@ -302,3 +302,22 @@ def test_a_run_that_stopped_early_lists_the_stop_outside_the_guarantee():
     assert stopped.epsilons["rdp"] == pytest.approx(epsilon, rel=1e-9) and epsilon < full.epsilons["rdp"]
     report = PipelineReport("p", "r", {}, "uri", 1, {}, stopped, None, None, None)
     assert f"  outside the guarantee: {privacy_ledger.STOPPED_EARLY_NAME}: the run took" in report.format_text()
+
+
+def test_callbacks_that_acted_on_validation_metrics_are_listed_outside_the_guarantee():
+    """A run of all its planned steps whose callbacks acted on validation metrics (ReduceLROnPlateau: the learning
+    rate; a best-only checkpoint: the weights kept) lists them by name; a run with none lists nothing of the kind."""
+    from pipelines import privacy_ledger
+    from pipelines.report import PipelineReport
+
+    plan = DpTrainingConfig.from_custom_config(GOOD).plan(dataset_size=400)
+    names = ["ReduceLROnPlateau(monitor='val_loss')", "ModelCheckpoint(monitor='val_accuracy')"]
+    decided = plan.ledger(noise_draws=NoiseDraws(9.42, 100), validation_decisions=names)
+    plain = plan.ledger(noise_draws=NoiseDraws(9.42, 100), validation_decisions=[])
+    assert privacy_ledger.VALIDATION_DECISIONS_NAME not in plain.parameters["outside_guarantee"]
+    reason = decided.parameters["outside_guarantee"][privacy_ledger.VALIDATION_DECISIONS_NAME]
+    assert all(name in reason for name in names) and "held-out records" in reason
+    assert privacy_ledger.STOPPED_EARLY_NAME not in decided.parameters["outside_guarantee"]  # all steps taken
+    assert decided.epsilons == plain.epsilons
+    report = PipelineReport("p", "r", {}, "uri", 1, {}, decided, None, None, None)
+    assert f"  outside the guarantee: {privacy_ledger.VALIDATION_DECISIONS_NAME}: callbacks" in report.format_text()
