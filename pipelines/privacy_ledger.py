@@ -84,6 +84,18 @@ SEPARATE_RUNS = {
     "serving_model folder holding several of them releases all"
 }
 """Listed outside the guarantee of every private run: the ledger accounts one run."""
+PUBLIC_DATASET_SIZE_NAME = "dataset size n"
+
+
+def public_dataset_size(n: int) -> dict[str, str]:
+    """The outside-the-guarantee entry every DP-SGD ledger holds: n is published and assumed public."""
+    return {
+        PUBLIC_DATASET_SIZE_NAME: f"n = {n} training examples is treated as public: it is in the ledger and sets "
+        "the sampling probability q = B / n and the steps of an epoch; epsilon does not cover it (add-remove "
+        "neighbours differ in it)"
+    }
+
+
 CUT_BATCHES_NAME = "count of cut batches"
 CUT_BATCHES = {
     CUT_BATCHES_NAME: "truncated Poisson sampling's epsilon (TruncatedSubsampledGaussianDpEvent) covers the noisy "
@@ -264,8 +276,7 @@ class PrivacyLedger:
             outside_guarantee = {**(outside_guarantee or {}), **UNKNOWN_NOISE_CUTOFF}
         else:
             parameters["noise_cutoff"] = noise_draws.to_dict()
-        if outside_guarantee:
-            parameters["outside_guarantee"] = dict(outside_guarantee)
+        parameters["outside_guarantee"] = {**public_dataset_size(mechanism.dataset_size), **(outside_guarantee or {})}
         ledger = cls(
             budget=budget,
             mechanism=DP_SGD,

@@ -264,9 +264,10 @@ def test_the_ledger_lists_the_inferred_spec_and_separate_runs_outside_the_guaran
         return privacy_ledger.read_ledger(folder).parameters["outside_guarantee"]
 
     inferred, runs = "feature spec inferred from the data", "separate runs on the same data"
-    assert set(outside()) == {inferred, runs} and "serving signature" in outside()[inferred]
-    assert "epsilons add up" in outside()[runs]
-    assert set(outside(public_schema=True)) == {runs}
+    n = privacy_ledger.PUBLIC_DATASET_SIZE_NAME  # every DP-SGD ledger's
+    assert set(outside()) == {inferred, runs, n} and "serving signature" in outside()[inferred]
+    assert "epsilons add up" in outside()[runs] and outside()[n].startswith("n = 400 training examples")
+    assert set(outside(public_schema=True)) == {runs, n}
     with pytest.raises(InvalidPrivacySetting, match="public_schema"):
         DpTrainingConfig.from_custom_config({**GOOD, "public_schema": "yes"})
     schema = tmp_path / "schema.pbtxt"
@@ -278,7 +279,7 @@ def test_the_ledger_lists_the_inferred_spec_and_separate_runs_outside_the_guaran
             resolve_plan(trainer=trainer, trainer_config=config)  # SchemaGen would infer what the ledger calls fixed
     ledger = DpTrainingConfig.from_custom_config(GOOD).plan(dataset_size=400).ledger()  # no noise pairs given
     report = PipelineReport("p", "r", {}, "uri", 1, {}, ledger, None, None, None)
-    assert set(report.to_dict()["privacy"]["outside_guarantee"]) == {inferred, runs, "noise cut-off"}
+    assert set(report.to_dict()["privacy"]["outside_guarantee"]) == {inferred, runs, "noise cut-off", n}
     assert any(line.startswith(f"  outside the guarantee: {inferred}: ") for line in report.format_text().splitlines())
 
 
