@@ -84,6 +84,18 @@ SEPARATE_RUNS = {
     "serving_model folder holding several of them releases all"
 }
 """Listed outside the guarantee of every private run: the ledger accounts one run."""
+PUBLIC_DATASET_SIZE_NAME = "dataset size n"
+
+
+def public_dataset_size(n: int) -> dict[str, str]:
+    """The outside-the-guarantee entry every DP-SGD ledger holds: n is published and assumed public."""
+    return {
+        PUBLIC_DATASET_SIZE_NAME: f"n = {n} training examples is treated as public: it is in the ledger and sets "
+        "the sampling probability q = B / n and the steps of an epoch; epsilon does not cover it (add-remove "
+        "neighbours differ in it)"
+    }
+
+
 CUT_BATCHES_NAME = "count of cut batches"
 CUT_BATCHES = {
     CUT_BATCHES_NAME: "truncated Poisson sampling's epsilon (TruncatedSubsampledGaussianDpEvent) covers the noisy "
@@ -92,6 +104,33 @@ CUT_BATCHES = {
     "whether an example is present (per step P(cut) moves by q P(N = K), N ~ Binomial(n, q)); no epsilon covers it"
 }
 """Listed outside the guarantee of every ledger that states how many batches truncated Poisson sampling cut."""
+STOPPED_EARLY_NAME = "when training stopped"
+
+
+def stopped_early(steps_taken: int, planned: int) -> dict[str, str]:
+    """The outside-the-guarantee entry of a DP-SGD run that took fewer noisy steps than it planned."""
+    return {
+        STOPPED_EARLY_NAME: f"the run took {steps_taken} of its {planned} planned noisy steps; epsilon accounts the "
+        "steps taken, but not what decided the stop: a callback on validation metrics (EarlyStopping, say) reads "
+        "exact statistics of held-out records, and the model and its number of steps then depend on them"
+    }
+
+
+VALIDATION_DECISIONS_NAME = "decisions on validation metrics"
+
+
+def validation_decided(callbacks) -> dict[str, str]:
+    """The outside-the-guarantee entry of a DP-SGD run whose callbacks acted on validation metrics (names as
+    `privacy.keras.monitoring.validation_decisions` gives them), or none for no such callback."""
+    if not callbacks:
+        return {}
+    return {
+        VALIDATION_DECISIONS_NAME: f"callbacks of the run acted on validation metrics ({', '.join(callbacks)}): "
+        "the model (its steps, learning rate or kept weights) depends on exact statistics of held-out records, "
+        "which epsilon does not cover"
+    }
+
+
 UNKNOWN_NOISE_CUTOFF = {
     "noise cut-off": "the run did not say which Box-Muller pairs its noise sampler drew, so the delta that the "
     "sampler's cut-off adds (privacy.accounting.noise_cutoff; ppml's: radius 9.42 stds in float32, 12.0 in float64; "
@@ -237,8 +276,7 @@ class PrivacyLedger:
             outside_guarantee = {**(outside_guarantee or {}), **UNKNOWN_NOISE_CUTOFF}
         else:
             parameters["noise_cutoff"] = noise_draws.to_dict()
-        if outside_guarantee:
-            parameters["outside_guarantee"] = dict(outside_guarantee)
+        parameters["outside_guarantee"] = {**public_dataset_size(mechanism.dataset_size), **(outside_guarantee or {})}
         ledger = cls(
             budget=budget,
             mechanism=DP_SGD,

@@ -89,6 +89,7 @@ def run_fn(fn_args) -> None:
         budget=training.budget,
         truncated_batches=truncated,
         noise_draws=training.noise.draws,
+        validation_decisions=training.validation_decisions,
         trainer={
             "run_fn": f"{__name__}.run_fn",
             "optimizer": "SGD",

@@ -168,7 +168,7 @@ class PrivacyReport:
         if self.delta_is_default:
             delta += f" (default: {DEFAULT_DELTA_RULE} = {1 / (2 * m.dataset_size):.3g})"
         rows = [
-            ("dataset size n", f"{m.dataset_size} examples"),
+            ("dataset size n", f"{m.dataset_size} examples (treated as public: see the notes)"),
             ("batch size B", f"{batch} (sampling probability q = {m.sampling_probability:.6g})"),
             (
                 "noise multiplier",
@@ -306,7 +306,10 @@ def _per_epoch_rows(mechanism, delta, kinds, final, progress) -> tuple[EpochRow,
 
 
 def _notes(m: DpSgdMechanism, epsilon) -> list[str]:
-    notes = []
+    notes = [
+        f"dataset size: n = {m.dataset_size} is treated as public (it sets the sampling probability q = B/n and "
+        f"the steps of an epoch); epsilon does not cover it, and neighbours under add-remove differ in it."
+    ]
     if m.sampling is Sampling.SHUFFLE:
         length = (
             f"{m.steps_per_epoch} steps per epoch"

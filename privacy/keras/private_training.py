@@ -139,6 +139,7 @@ class PrivateTraining:
         self.held_train_function = None  # the step an earlier fit traced, out of the model's reach between fits
         # Shuffled batches: the source of the partial epoch when the last fit ended, and of the fit running now.
         self._open_epoch: str | None = None
+        self.validation_decisions: list[str] = []  # `note_validation_decisions`; saved in the state
         self._fitting: str | None = None
         self._counter = None
         self._dropped = None
@@ -243,6 +244,12 @@ class PrivateTraining:
                 f"target would be exceeded",
             )
         ]
+
+    def note_validation_decisions(self, decisions) -> None:
+        """Adds the deciding callbacks on validation metrics a `fit` runs with (`monitoring.validation_decisions`)
+        to `validation_decisions`: every fit's, a resumed run's saved ones included, each named once. They are
+        outside the guarantee (the ledger lists them): the model depends on held-out records through them."""
+        self.validation_decisions += [d for d in decisions if d not in self.validation_decisions]
 
     @property
     def dropped_examples(self) -> int:
@@ -522,6 +529,7 @@ class PrivateTraining:
             "sampling": self.sampling.value,
             "adjacency": self.adjacency.value,
             "budget": self.budget.to_dict(),
+            "validation_decisions": list(self.validation_decisions),
         }
         if self.sampling is Sampling.SHUFFLE:
             state["shuffle"] = {
@@ -544,6 +552,9 @@ class PrivateTraining:
             budget = PrivacyBudget.from_dict(state["budget"])
             steps = int(state["steps"])
             ran = (Sampling(state["sampling"]), Adjacency(state["adjacency"]))
+            decisions = state.get("validation_decisions", [])  # absent from states saved before they were kept
+            if not isinstance(decisions, list) or not all(isinstance(d, str) for d in decisions):
+                raise ValueError("validation_decisions must be a list of callback names")
             shuffled = state.get("shuffle") if ran[0] is Sampling.SHUFFLE else None
             if ran[0] is Sampling.SHUFFLE and shuffled is None:
                 raise ValueError(
@@ -566,7 +577,7 @@ class PrivateTraining:
                 f"{ran[1].value} adjacency, this training declares {self.sampling.value} under "
                 f"{self.adjacency.value}; resume with the same sampling and adjacency or use a new state_path"
             )
-        self._steps_base, self._budget = steps, budget
+        self._steps_base, self._budget, self.validation_decisions = steps, budget, decisions
         if shuffled is not None:
             self.shuffle_seed, self.steps_per_epoch, self._open_epoch = seed, per_epoch, open_epoch
 

@@ -5,10 +5,10 @@ undo the randomization. `OsRandom` reads every draw from `os.urandom` (the OS CS
 numpy's PCG64 generator instead: reproducible runs for tests and benchmarks, and no guarantee for real data
 (anyone who knows the seed can invert the reports).
 
-Randomized response, GRR and OLH draw their Bernoulli coins as ``integers(0, 2**53) < K`` with K rounded in the
-safe direction (`privacy.local.frequency_oracle.grr_keep_threshold`): the probabilities drawn with are exact
-rationals whose likelihood ratio is at most e**epsilon, and their estimators use those probabilities. OUE draws
-``u < q`` with u a multiple of 2**-53, which rounds q up and so only lowers its ratio (1 - q) / q.
+Randomized response, GRR, OLH and OUE draw their Bernoulli coins as ``integers(0, 2**53) < K`` with K rounded in
+the safe direction (`privacy.local.frequency_oracle.grr_keep_threshold`, `OptimizedUnaryEncoding.other_bit_threshold`):
+the probabilities drawn with are exact rationals whose likelihood ratio is at most e**epsilon, and their estimators
+use those probabilities. OUE's own bit is ``random() < 1/2``, exactly 1/2.
 """
 
 from __future__ import annotations

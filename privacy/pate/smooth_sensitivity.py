@@ -7,7 +7,9 @@ sensitivity built from upper bounds LS(D, d) on the local sensitivity of beta at
 for GNMax; a table over the maximum vote for the selection step). That release is itself
 (alpha, alpha e^(2b) / sigma_ss^2 + (b alpha - ln(1 - 2 alpha b) / 2) / (alpha - 1))-RDP for
 1 < alpha < 1 / (2b) (the paper's Theorem 23), and that cost is added. The order, b and sigma_ss are fixed
-before the votes are seen; neither SS_b(D) nor the unnoised beta(D) is ever returned to the caller.
+before the votes are seen; neither SS_b(D) nor the unnoised beta(D) is ever returned to the caller. The release is
+a float64 sum with continuous noise, not hardened against floating-point attacks (Mironov 2012): unlike the
+preprocessing releases it is not snapped to a grid, whose spacing would have to follow the data-dependent SS_b(D).
 
 Algorithm 3's bound on the local sensitivity is correct under two monotonicity conditions on beta
 (the paper's C5 and C6); `check_conditions` verifies them numerically on a dense grid and the release is

@@ -9,6 +9,7 @@ Values are clipped into the bounds before any statistic is taken; NaN counts as 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
@@ -69,17 +70,20 @@ def check_values_per_record(d) -> None:
 def records(batch, values_per_record: int) -> np.ndarray:
     """A batch of records (first axis) as a [records, values_per_record] array.
 
+    An empty batch contributes no records (zero sums, as its neighbours' assume); its width is checked like any
+    batch's where its shape gives one (``(0, d)``), so a refusal does not depend on whether the data is empty.
+
     Raises:
       ValueError: when a record does not hold exactly ``values_per_record`` values (the sensitivity assumes it).
     """
     values = np.asarray(batch)
     rows = values.shape[0] if values.ndim else 1
-    values = values.reshape(rows, -1)
-    if values.shape[1] != values_per_record:
-        raise ValueError(
-            f"each record must hold {values_per_record} values (the feature's static size), got {values.shape[1]}"
-        )
-    return values
+    width = math.prod(values.shape[1:]) if values.ndim > 1 else 1
+    if rows == 0 and values.ndim < 2:  # no records (an empty list or 1-D batch) of unknown width: contribute nothing
+        width = values_per_record
+    if width != values_per_record:  # checked on empty batches too: a refusal then does not tell emptiness
+        raise ValueError(f"each record must hold {values_per_record} values (the feature's static size), got {width}")
+    return values.reshape(rows, values_per_record)
 
 
 SCALES = ("linear", "log")

@@ -9,7 +9,9 @@ config lacks them, or (a Keras 3 `Discretization`, whose config keeps what ``ada
 built with ``num_bins`` for ``adapt`` to fill. A lookup layer (`LOOKUP_LAYERS`) whose vocabulary differs from
 the one its config records was given another one after construction (``set_vocabulary``): it counts as
 adapted too, since its config no longer says what it carries; a vocabulary given as a file is read and
-compared the same way (a file that cannot be read cannot be checked, so it counts too). A `Normalization`
+compared the same way (a file that cannot be read cannot be checked, so it counts too); so does one in
+``tf_idf`` mode whose idf weights are not its config's (``set_vocabulary(..., idf_weights=...)`` with the same
+vocabulary: the weights are document frequencies). A `Normalization`
 whose mean or variance no longer equals its config's (assigned after construction) counts as adapted.
 Where constants given to a constructor came from cannot be checked: they are the author's declaration.
 """
@@ -81,6 +83,7 @@ def adapted_layers(layers: Iterable) -> list[str]:
         problem = (
             adapted_layer_problem(layer.name, class_name, config)
             or _vocabulary_set_later(layer, class_name, config)
+            or _idf_weights_set_later(layer, class_name, config)
             or _moments_set_later(layer, class_name, config)
         )
         if problem:
@@ -117,6 +120,29 @@ def _vocabulary_set_later(layer, class_name: str, config: dict[str, Any]) -> str
         f"layer '{layer.name}' ({class_name}) holds a vocabulary of {len(current)} tokens that is not the one its "
         f"config records (set_vocabulary after construction), so what it carries is unaccounted; give the "
         f"vocabulary to the constructor: {ADAPTED_LAYERS[class_name][1]}"
+    )
+
+
+def _idf_weights_set_later(layer, class_name: str, config: dict[str, Any]) -> str | None:
+    """Why a ``tf_idf`` lookup layer whose idf weights are not its config's carries unrecorded constants, or None.
+
+    The layer holds one weight per token, its special tokens' (mask, OOV) first, so its last weights are the
+    vocabulary's (Keras 3 and tf-keras; a TextVectorization's are its lookup layer's), compared exactly with the
+    config's rounded to the layer's dtype (float32)."""
+    given = config.get("idf_weights")
+    if class_name not in LOOKUP_LAYERS or given is None:
+        return None
+    current = getattr(getattr(layer, "_lookup_layer", layer), "idf_weights", None)
+    if current is None:
+        return None
+    current = np.asarray(current).ravel()
+    given = np.asarray(list(given), dtype=np.float64).ravel().astype(current.dtype)  # as the layer stores them
+    if given.size <= current.size and np.array_equal(current[current.size - given.size :], given):
+        return None  # exactly: a tolerance would let data-dependent low digits through
+    return (
+        f"layer '{layer.name}' ({class_name}) holds idf weights that are not the ones its config records "
+        f"(set_vocabulary after construction), so what it carries is unaccounted; give them to the constructor: "
+        f"{ADAPTED_LAYERS[class_name][1]}"
     )
 
 

@@ -264,9 +264,10 @@ def test_the_ledger_lists_the_inferred_spec_and_separate_runs_outside_the_guaran
         return privacy_ledger.read_ledger(folder).parameters["outside_guarantee"]
 
     inferred, runs = "feature spec inferred from the data", "separate runs on the same data"
-    assert set(outside()) == {inferred, runs} and "serving signature" in outside()[inferred]
-    assert "epsilons add up" in outside()[runs]
-    assert set(outside(public_schema=True)) == {runs}
+    n = privacy_ledger.PUBLIC_DATASET_SIZE_NAME  # every DP-SGD ledger's
+    assert set(outside()) == {inferred, runs, n} and "serving signature" in outside()[inferred]
+    assert "epsilons add up" in outside()[runs] and outside()[n].startswith("n = 400 training examples")
+    assert set(outside(public_schema=True)) == {runs, n}
     with pytest.raises(InvalidPrivacySetting, match="public_schema"):
         DpTrainingConfig.from_custom_config({**GOOD, "public_schema": "yes"})
     schema = tmp_path / "schema.pbtxt"
@@ -278,5 +279,46 @@ def test_the_ledger_lists_the_inferred_spec_and_separate_runs_outside_the_guaran
             resolve_plan(trainer=trainer, trainer_config=config)  # SchemaGen would infer what the ledger calls fixed
     ledger = DpTrainingConfig.from_custom_config(GOOD).plan(dataset_size=400).ledger()  # no noise pairs given
     report = PipelineReport("p", "r", {}, "uri", 1, {}, ledger, None, None, None)
-    assert set(report.to_dict()["privacy"]["outside_guarantee"]) == {inferred, runs, "noise cut-off"}
+    assert set(report.to_dict()["privacy"]["outside_guarantee"]) == {inferred, runs, "noise cut-off", n}
     assert any(line.startswith(f"  outside the guarantee: {inferred}: ") for line in report.format_text().splitlines())
+
+
+def test_a_run_that_stopped_early_lists_the_stop_outside_the_guarantee():
+    """Fewer noisy steps than planned (EarlyStopping on a validation metric, say): the ledger accounts the steps
+    taken, and its outside-the-guarantee list says the stop itself (decided by exact statistics of held-out
+    records) is not covered, in the ledger and in the report; a run of all its steps lists nothing of the kind."""
+    from pipelines import privacy_ledger
+    from pipelines.report import PipelineReport
+
+    plan = DpTrainingConfig.from_custom_config(GOOD).plan(dataset_size=400)
+    full = plan.ledger(noise_draws=NoiseDraws(9.42, 100))
+    stopped = plan.ledger(steps_taken=plan.steps - 7, noise_draws=NoiseDraws(9.42, 100))
+    assert privacy_ledger.STOPPED_EARLY_NAME not in full.parameters["outside_guarantee"]
+    reason = stopped.parameters["outside_guarantee"][privacy_ledger.STOPPED_EARLY_NAME]
+    assert f"took {plan.steps - 7} of its {plan.steps} planned noisy steps" in reason and "held-out" in reason
+    m = plan.mechanism  # the steps taken, composed by dp-accounting itself
+    sampled = dp_event.PoissonSampledDpEvent(m.sampling_probability, dp_event.GaussianDpEvent(m.noise_multiplier))
+    taken = dp_event.SelfComposedDpEvent(sampled, plan.steps - 7)
+    epsilon = dp_accounting.rdp.RdpAccountant().compose(taken).get_epsilon(stopped.accountant_delta)
+    assert stopped.epsilons["rdp"] == pytest.approx(epsilon, rel=1e-9) and epsilon < full.epsilons["rdp"]
+    report = PipelineReport("p", "r", {}, "uri", 1, {}, stopped, None, None, None)
+    assert f"  outside the guarantee: {privacy_ledger.STOPPED_EARLY_NAME}: the run took" in report.format_text()
+
+
+def test_callbacks_that_acted_on_validation_metrics_are_listed_outside_the_guarantee():
+    """A run of all its planned steps whose callbacks acted on validation metrics (ReduceLROnPlateau: the learning
+    rate; a best-only checkpoint: the weights kept) lists them by name; a run with none lists nothing of the kind."""
+    from pipelines import privacy_ledger
+    from pipelines.report import PipelineReport
+
+    plan = DpTrainingConfig.from_custom_config(GOOD).plan(dataset_size=400)
+    names = ["ReduceLROnPlateau(monitor='val_loss')", "ModelCheckpoint(monitor='val_accuracy')"]
+    decided = plan.ledger(noise_draws=NoiseDraws(9.42, 100), validation_decisions=names)
+    plain = plan.ledger(noise_draws=NoiseDraws(9.42, 100), validation_decisions=[])
+    assert privacy_ledger.VALIDATION_DECISIONS_NAME not in plain.parameters["outside_guarantee"]
+    reason = decided.parameters["outside_guarantee"][privacy_ledger.VALIDATION_DECISIONS_NAME]
+    assert all(name in reason for name in names) and "held-out records" in reason
+    assert privacy_ledger.STOPPED_EARLY_NAME not in decided.parameters["outside_guarantee"]  # all steps taken
+    assert decided.epsilons == plain.epsilons
+    report = PipelineReport("p", "r", {}, "uri", 1, {}, decided, None, None, None)
+    assert f"  outside the guarantee: {privacy_ledger.VALIDATION_DECISIONS_NAME}: callbacks" in report.format_text()

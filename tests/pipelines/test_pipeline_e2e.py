@@ -646,7 +646,7 @@ def test_the_pushed_model_holds_no_training_metric_state_and_the_root_is_owner_o
     assert len(metrics) == 4 and not any(np.any(value) for value in metrics.values()), metrics
     with open(os.path.join(pushed, "assets.extra", "privacy_ledger.json")) as f:
         outside = json.load(f)["parameters"]["outside_guarantee"]
-    assert set(outside) == {"feature spec inferred from the data", "separate runs on the same data"}
+    assert set(outside) == {"feature spec inferred from the data", "separate runs on the same data", "dataset size n"}
     root = str(private_run.root)
     assert os.stat(root).st_mode & 0o777 == 0o700
     open_to_others = [

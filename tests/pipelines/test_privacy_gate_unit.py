@@ -298,6 +298,9 @@ print(json.dumps({"closed": executor._lineage(closed, 7, ledger), "skipped": exe
     assert "lineage_unchecked must be a non-empty reason, got ' '" in out["refused"]
     # What decides the push from exact statistics is labelled where the user reads the decision (summary, report).
     [membership] = [item for item in out["outside"] if item.startswith("membership-inference audit")]
+    # n once: the ledger's own entry for it is not repeated as "listed by the trainer"
+    [n_item] = [item for item in out["outside"] if "treated as public" in item]
+    assert n_item.startswith("n, the number of training privacy units")
     [encrypted] = [item for item in out["outside"] if item.startswith("encrypted-inference gate")]
     assert "DECIDES THE PUSH" in membership and "DECIDE THE PUSH" in encrypted
 

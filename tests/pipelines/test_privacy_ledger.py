@@ -59,7 +59,8 @@ def test_to_dict_shares_no_state_with_the_ledger():
     data["parameters"]["outside_guarantee"]["x"] = "edited"
     data["trainer"]["libs"]["tf"] = "edited"
     again = ledger.to_dict()
-    assert again["parameters"]["outside_guarantee"] == {"x": "why"} and again["trainer"] == {"libs": {"tf": "2"}}
+    assert again["parameters"]["outside_guarantee"] == {**pl.public_dataset_size(MECHANISM.dataset_size), "x": "why"}
+    assert again["trainer"] == {"libs": {"tf": "2"}}
 
 
 def test_the_noise_cutoffs_delta_is_added_recomputed_and_refused_beyond_one_percent(tmp_path):
@@ -493,3 +494,15 @@ def test_a_malformed_noise_cutoff_is_refused_on_read(stored, message):
     data["parameters"]["noise_cutoff"] = stored
     with pytest.raises(pl.LedgerError, match=f"noise cut-off: .*{message}"):
         pl.PrivacyLedger.from_dict(data)
+
+
+def test_every_dp_sgd_ledger_lists_n_as_public_outside_the_guarantee():
+    """n is in the ledger and sets q = B/n: the ledger file itself says epsilon does not cover it (its value named),
+    whatever else the trainer lists."""
+    for listed in (None, {"x": "why"}):
+        ledger = pl.PrivacyLedger.for_dp_sgd(
+            MECHANISM, l2_norm_clip=1.5, delta=1e-3, outside_guarantee=listed, noise_draws=NoiseDraws(9.42, 100)
+        )
+        why = ledger.to_dict()["parameters"]["outside_guarantee"][pl.PUBLIC_DATASET_SIZE_NAME]
+        assert why.startswith(f"n = {MECHANISM.dataset_size} training examples is treated as public")
+        assert "epsilon does not cover it" in why

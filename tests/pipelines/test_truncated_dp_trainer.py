@@ -132,7 +132,14 @@ def test_the_count_of_cut_batches_is_listed_outside_the_guarantee_and_never_call
     plan = DpTrainingConfig.from_custom_config(GOOD).plan(dataset_size=N)
     ledger = pl.PrivacyLedger.from_dict(plan.ledger(truncated_batches=7).to_dict())
     outside = ledger.parameters["outside_guarantee"]
-    assert set(outside) == {pl.CUT_BATCHES_NAME, *pl.SEPARATE_RUNS, *pl.INFERRED_SPEC, *pl.UNKNOWN_NOISE_CUTOFF}
+    listed = {
+        pl.CUT_BATCHES_NAME,
+        pl.PUBLIC_DATASET_SIZE_NAME,
+        *pl.SEPARATE_RUNS,
+        *pl.INFERRED_SPEC,
+        *pl.UNKNOWN_NOISE_CUTOFF,
+    }
+    assert set(outside) == listed
     assert "no epsilon covers it" in outside[pl.CUT_BATCHES_NAME]
     unlisted = json.loads(json.dumps(ledger.to_dict()))  # to_dict shares the parameters' dicts
     del unlisted["parameters"]["outside_guarantee"][pl.CUT_BATCHES_NAME]

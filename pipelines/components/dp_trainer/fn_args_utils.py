@@ -4,9 +4,12 @@ A module file trains like any TFX ``run_fn`` and calls two things from here::
 
     plan = fn_args_utils.plan_from_fn_args(fn_args)     # n counted, sigma calibrated, steps
     ...train plan.steps steps (DP-SGD with plan.mechanism when plan.private)...
-    fn_args_utils.write_run_ledger(fn_args, plan, budget=training.budget, noise_draws=training.noise.draws)
+    fn_args_utils.write_run_ledger(fn_args, plan, steps_taken=training.steps, budget=training.budget,
+                                   noise_draws=training.noise.draws,
+                                   validation_decisions=training.validation_decisions)
     # (private runs only; training = privacy.keras.private_training(model); without noise_draws the ledger lists
-    # the noise sampler's cut-off outside the guarantee)
+    # the noise sampler's cut-off outside the guarantee; without validation_decisions it cannot list callbacks
+    # that acted on validation metrics)
 
 The DP Trainer's executor resolves the same plan before training (so bad settings fail early)
 and checks the ledger against it afterwards.
@@ -15,7 +18,7 @@ and checks the ledger against it afterwards.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from pipelines import privacy_ledger
 from pipelines.components.dp_trainer.spec import DpTrainingConfig, DpTrainingPlan, InvalidPrivacySetting
@@ -89,6 +92,7 @@ def write_run_ledger(
     trainer: dict[str, Any] | None = None,
     truncated_batches: int | None = None,
     noise_draws: NoiseDraws | None = None,
+    validation_decisions: Sequence[str] = (),
 ) -> str:
     """Writes the ledger of a private run into the exported SavedModel; returns its path.
 
@@ -103,6 +107,9 @@ def write_run_ledger(
       noise_draws: what the noise sampler drew (cut-off radius, Box-Muller pairs per step),
         `privacy.keras.PrivateTraining.noise.draws`: the ledger's delta then includes what the cut-off adds; without
         it the cut-off is listed outside the guarantee.
+      validation_decisions: `privacy.keras.PrivateTraining.validation_decisions`, the run's callbacks that acted on
+        validation metrics (EarlyStopping, ReduceLROnPlateau, a best-only ModelCheckpoint on ``val_*``): listed
+        outside the guarantee.
     """
     ledger = plan.ledger(
         steps_taken=steps_taken,
@@ -110,6 +117,7 @@ def write_run_ledger(
         trainer=trainer,
         truncated_batches=truncated_batches,
         noise_draws=noise_draws,
+        validation_decisions=validation_decisions,
     )
     return privacy_ledger.write_ledger(fn_args.serving_model_dir, ledger)
 

@@ -51,10 +51,18 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from pipelines.components import settings
-from pipelines.privacy_ledger import INFERRED_SPEC, SEPARATE_RUNS, LedgerError, PrivacyLedger, accountant_delta_of
+from pipelines.privacy_ledger import (
+    INFERRED_SPEC,
+    SEPARATE_RUNS,
+    LedgerError,
+    PrivacyLedger,
+    accountant_delta_of,
+    stopped_early,
+    validation_decided,
+)
 from pipelines.transform.artifact import NO_COVERAGE_RECORD
 from privacy import validation
 from privacy.accounting import (
@@ -384,18 +392,28 @@ class DpTrainingPlan:
         trainer: dict[str, Any] | None = None,
         truncated_batches: int | None = None,
         noise_draws: NoiseDraws | None = None,
+        validation_decisions: Sequence[str] = (),
     ) -> PrivacyLedger:
-        """The ledger of the run after ``steps_taken`` steps (default: all planned steps).
+        """The ledger of the run after ``steps_taken`` steps (default: all planned steps); one that stopped before
+        its planned steps lists what decided the stop outside the guarantee (`privacy_ledger.stopped_early`).
 
         Args:
           budget: the budget the training callback composed, checked against the plan.
           truncated_batches: under truncated Poisson sampling, how many batches the sampler cut (required then).
           noise_draws: what the noise sampler drew (cut-off radius, pairs per step), whose delta the ledger adds.
+          validation_decisions: the run's callbacks that acted on validation metrics
+            (`privacy.keras.PrivateTraining.validation_decisions`), listed outside the guarantee
+            (`privacy_ledger.validation_decided`).
         """
         if self.mechanism is None:
             raise ValueError("a non-private run has no privacy ledger")
         steps = self.steps if steps_taken is None else steps_taken
-        outside = {**SEPARATE_RUNS, **({} if self.config.public_schema else INFERRED_SPEC)}
+        outside = {
+            **SEPARATE_RUNS,
+            **({} if self.config.public_schema else INFERRED_SPEC),
+            **(stopped_early(steps, self.steps) if steps < self.steps else {}),
+            **validation_decided(validation_decisions),
+        }
         return PrivacyLedger.for_dp_sgd(
             self.mechanism.replace(steps=steps),
             l2_norm_clip=self.config.l2_norm_clip,

@@ -272,8 +272,12 @@ def test_report_states_context_and_versions():
         "PLDAccountant",
         "dp-accounting 0.6",
         "1e-06 (default: the largest power of ten at most 1/(2n) = 8.33e-06)",
+        "60000 examples (treated as public: see the notes)",
     ):
         assert needle in text
+    # n is published outside the guarantee, and the report says so (text and JSON)
+    [note] = [note for note in data["notes"] if note.startswith("dataset size: n = 60000 is treated as public")]
+    assert "epsilon does not cover it" in note and note in text
 
 
 def test_report_per_epoch_rows_end_at_the_headline_value():

@@ -1,10 +1,13 @@
 """What private training refuses because the released model would carry exact statistics of the training
 data: preprocessing layers adapted on it, and callbacks that decide from training metrics."""
 
+import os
+import tempfile
+
 import numpy as np
 import tensorflow as tf
 
-from privacy.keras import DPConfigurationError, compat, find_problems, make_private
+from privacy.keras import DPConfigurationError, compat, find_problems, make_private, private_training
 
 K = compat.default_keras()
 L = K.layers
@@ -80,11 +83,25 @@ def case_later_callbacks_see_no_training_metrics():
 
 
 def case_callbacks_on_validation_metrics_or_epsilon_are_allowed():
-    for callback in (
-        K.callbacks.EarlyStopping(monitor="val_loss", patience=5),
-        K.callbacks.EarlyStopping(monitor="epsilon", mode="max", patience=5),
+    """Allowed, and those on validation metrics are kept in `validation_decisions` (for the ledger) and the saved
+    state; one on epsilon, or a checkpoint of every epoch, decides nothing from data."""
+    for callback, decisions in (
+        (K.callbacks.EarlyStopping(monitor="val_loss", patience=5), ["EarlyStopping(monitor='val_loss')"]),
+        (K.callbacks.ReduceLROnPlateau(monitor="val_loss"), ["ReduceLROnPlateau(monitor='val_loss')"]),
+        (K.callbacks.EarlyStopping(monitor="epsilon", mode="max", patience=5), []),
     ):
-        assert len(_fit(callback).history["epsilon"]) == 2
+        history = _fit(callback)
+        assert len(history.history["epsilon"]) == 2
+        private = private_training(history.model)
+        assert private.validation_decisions == decisions and private.state_dict()["validation_decisions"] == decisions
+        history.model.fit(*_data(), epochs=1, verbose=0, callbacks=[callback], validation_data=_data())
+        assert private.validation_decisions == decisions  # each named once over the fits
+        path = os.path.join(tempfile.mkdtemp(), "state.json")
+        private.save_state(path)
+        resumed = make_private(
+            _model(L.Dense(3)), l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=10, state_path=path
+        )
+        assert private_training(resumed).validation_decisions == decisions  # a resumed run keeps them
 
 
 def _neighbours():

@@ -226,6 +226,37 @@ def test_coins_as_drawn_are_at_most_epsilon_ldp_and_draws_use_the_threshold(epsi
         assert list(drawn) == [0, 1]
 
 
+class _QueuedBits(_QueuedDraws):
+    """`_QueuedDraws` whose `random` (OUE's own bit) returns the queued uniforms."""
+
+    def __init__(self, integers, uniforms):
+        super().__init__(integers)
+        self.uniforms = np.asarray(uniforms, np.float64)
+
+    def random(self, size):
+        assert self.uniforms.size == size
+        return self.uniforms
+
+
+@pytest.mark.parametrize("epsilon", [0.1, 0.5, math.log(3), 1.0, 5.0, 19.0, 20.0])
+def test_oue_bits_as_drawn_are_at_most_epsilon_ldp_and_draws_use_the_threshold(epsilon):
+    """The probability q every other bit is drawn with is an exact rational on the 2**-53 grid whose ratio
+    (1 - q) / q never exceeds e**epsilon (a float 1 / (e**eps + 1) drawn as u < q did, by up to 2e-16 nats, at
+    0.1 and 0.5 among others), is within 1e-6 of it, and is what the estimator uses and the draw compares with."""
+    from privacy.local.frequency_oracle import UNIFORM_GRID
+
+    oue = OptimizedUnaryEncoding(epsilon, 3)
+    threshold = oue.other_bit_threshold
+    assert isinstance(threshold, int) and 0 < threshold < UNIFORM_GRID
+    assert _exact_ratio_at_most_exp(UNIFORM_GRID - threshold, threshold, epsilon)
+    assert (UNIFORM_GRID - threshold) / threshold > math.exp(epsilon) * (1 - 1e-6)
+    assert oue.support_probabilities() == (0.5, threshold / UNIFORM_GRID)
+    # value 2: bits 0 and 1 are other bits (set below the threshold), bit 2 its own (set when u < 1/2)
+    draws = [threshold - 1, threshold, 0, threshold, 0, threshold - 1]
+    drawn = oue._randomize(np.array([2, 2]), _QueuedBits(draws, [0.5, 0.25]))
+    assert drawn.tolist() == [[True, False, False], [False, True, True]]
+
+
 def test_os_random_normal_radii_come_from_whole_64_bit_words(monkeypatch):
     """Word 0 gives the largest radius sqrt(128 ln 2) = 9.42 (53-bit uniforms stopped at 8.57), the largest word a
     finite 0; the radius of every word matches numpy's float64 sqrt(-2 ln((w + 1) 2^-64))."""

@@ -1,5 +1,5 @@
-"""Keras preprocessing layers adapted on data, or given another vocabulary after construction, are found (Keras 3
-and tf-keras, each in a subprocess); layers given their constants are not."""
+"""Keras preprocessing layers adapted on data, or given another vocabulary (or idf weights) after construction, are
+found (Keras 3 and tf-keras, each in a subprocess); layers given their constants are not."""
 
 import json
 
@@ -32,7 +32,16 @@ if hasattr(assigned.mean, "assign"):
     assigned.mean.assign(exact_mean)
 else:   # a constant tensor: replaced
     assigned.mean = keras.backend.constant(exact_mean) if hasattr(keras.backend, "constant") else exact_mean
-adapted += [set_later, file_set_later, assigned]
+idf_set_later = keras.layers.StringLookup(vocabulary=["a", "b"], output_mode="tf_idf", idf_weights=[1.0, 1.0],
+                                          name="idf_set")
+idf_set_later.set_vocabulary(["a", "b"], idf_weights=[0.4, 1.3])   # e.g. the training data's document frequencies
+text_idf_set_later = keras.layers.TextVectorization(vocabulary=["a", "b"], output_mode="tf_idf",
+                                                    idf_weights=[1.0, 1.0], name="text_idf_set")
+text_idf_set_later.set_vocabulary(["a", "b"], idf_weights=[0.4, 1.3])
+idf_nudged = keras.layers.StringLookup(vocabulary=["a", "b"], output_mode="tf_idf", idf_weights=[1.0, 1.0],
+                                       name="idf_nudged")
+idf_nudged.set_vocabulary(["a", "b"], idf_weights=[1.0 + 5e-7, 1.0 - 9e-7])   # data in the low digits (float32 ulps)
+adapted += [set_later, file_set_later, assigned, idf_set_later, text_idf_set_later, idf_nudged]
 built = keras.layers.Normalization(mean=[2.0, 1.0], variance=[1.5, 1.0], name="norm_built")
 built.build((None, 2))
 given = [keras.layers.Normalization(mean=2.0, variance=1.5, name="norm_given"),
@@ -41,12 +50,27 @@ given = [keras.layers.Normalization(mean=2.0, variance=1.5, name="norm_given"),
          keras.layers.IntegerLookup(vocabulary=[1, 2], name="ints_given"),
          keras.layers.TextVectorization(vocabulary=["a", "b"], name="text_given"),
          keras.layers.StringLookup(vocabulary=vocabulary_file, name="file_given"), built,
+         keras.layers.IntegerLookup(vocabulary=[1, 2], output_mode="tf_idf", idf_weights=[0.5, 2.0], name="idf_given"),
+         keras.layers.TextVectorization(vocabulary=["a", "b"], output_mode="tf_idf", idf_weights=[0.3, 1.7],
+                                        name="idf_given_float32"),   # stored rounded to float32: not flagged
          keras.layers.Dense(2, name="dense")]
 print(json.dumps(adapted_layers(adapted + given)))
 """
 
 
-NAMES = ["norm", "bins", "lookup", "ints", "text", "lookup_set", "file_set", "norm_assigned"]
+NAMES = [
+    "norm",
+    "bins",
+    "lookup",
+    "ints",
+    "text",
+    "lookup_set",
+    "file_set",
+    "norm_assigned",
+    "idf_set",
+    "text_idf_set",
+    "idf_nudged",
+]
 
 
 def _problems(python_subprocess, keras: str, legacy: bool) -> list[str]:
@@ -60,13 +84,15 @@ def test_adapted_layers_are_named_with_their_replacement_on_keras_3(python_subpr
     assert "Normalization(mean=..., variance=...)" in problems[0] and "no epsilon covers" in problems[0]
     assert "set_vocabulary after construction" in problems[5] and "3 tokens" in problems[5]
     assert "mean that is not its config's" in problems[7]
+    assert all("idf weights that are not the ones its config records" in p for p in problems[8:11])
 
 
 def test_adapted_layers_are_named_with_their_replacement_on_tf_keras(python_subprocess):
     problems = _problems(python_subprocess, "__import__('tf_keras')", legacy=True)
     assert [p.split("'")[1] for p in problems] == NAMES
     assert "Discretization(bin_boundaries=...)" in problems[1]
-    assert "2 tokens" in problems[6] and "mean that is not its config's" in problems[-1]
+    assert "2 tokens" in problems[6] and "mean that is not its config's" in problems[7]
+    assert all("idf weights that are not the ones its config records" in p for p in problems[8:11])
 
 
 def test_objects_that_are_not_layers_of_these_classes_are_ignored():

@@ -79,6 +79,39 @@ def test_tree_histogram_moves_all_levels_by_at_most_its_sensitivity(adjacency, b
     )
 
 
+@pytest.mark.parametrize("adjacency", list(Adjacency))
+@pytest.mark.parametrize("empty", [[], np.zeros((0,)), np.zeros((0, 2))])
+def test_an_empty_data_set_is_released_like_its_one_record_neighbours(adjacency, empty):
+    """An empty data set contributes zero sums (it used to raise from numpy's reshape, so whether a run
+    failed told whether the data set was empty); its neighbour with one record moves within the sensitivity."""
+    mean_variance = MeanVariance((-5, 10), noise_multiplier=2.0, adjacency=adjacency, values_per_record=2)
+    tree = TreeHistogram(Grid(Bounds(-5, 10), 16), 2.0, 2, adjacency, values_per_record=2)
+    assert np.array_equal(mean_variance.accumulate(empty), np.zeros(3))
+    assert np.array_equal(tree.accumulate(empty), np.zeros(16))
+    sensitivity = np.array([c.sensitivity for c in mean_variance.components])
+    [tree_component] = tree.components
+    for record in ADVERSARIAL:
+        change = np.abs(mean_variance.accumulate([record]) - mean_variance.accumulate(empty))
+        if adjacency is Adjacency.ADD_REMOVE:  # replace-one has no one-record neighbour of an empty data set
+            assert np.all(change <= sensitivity * (1 + 1e-12)), (change, sensitivity)
+            levels = [tree.release(tree.accumulate(x), noise.ZeroNoise()) for x in (empty, [record])]
+            moved = math.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(*levels, strict=True)))
+            assert moved <= tree_component.sensitivity * (1 + 1e-12)
+    released = mean_variance.release(mean_variance.accumulate(empty), NoiseSource(seed=3))
+    assert -5 <= released["mean"] <= 10 and released["variance"] > 0
+
+
+@pytest.mark.parametrize("width", [1, 3])
+def test_records_of_the_wrong_width_are_refused_whether_or_not_the_data_is_empty(width):
+    """A batch whose records hold 3 values (or 1) for a feature of 2 is refused with and without records: were
+    the empty one accepted, whether a run failed would tell whether the data set was empty."""
+    mechanism = MeanVariance((-5, 10), noise_multiplier=2.0, values_per_record=2)
+    for rows in (0, 1, 5):
+        with pytest.raises(ValueError, match=f"each record must hold 2 values .*got {width}"):
+            mechanism.accumulate(np.zeros((rows, width)))
+    assert mechanism.accumulate(np.zeros((0, 1, 2))).tolist() == [0, 0, 0]  # (0, 1, 2): records of 2 values
+
+
 def test_thresholding_counts_move_by_at_most_sqrt_l0():
     mechanism = GaussianThresholding(noise_multiplier=2.0, threshold_delta=1e-6, max_tokens_per_record=3)
     records = [["a", "b"], ["a"], ["c", "a", "a", "b"]]
