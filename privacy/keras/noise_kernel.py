@@ -14,9 +14,10 @@ ulps of max(radius, 1) (tests/privacy/keras/cases_checks.py). The radius is capp
 `noise.cutoff_radius` (checked at all 2^24 angles of the largest radius).
 
 Compiled with fixed signatures when this module is imported (`noise.normal` imports it when it traces a step that
-will run it, so before that step runs: 4.3 s on a clean cache, 1.2 s from it with numba's import, on this project's
-shared 2-core machine at load ~3; `box_muller_words`, the transform alone, which only the tests call, compiles on
-first use); the machine code is cached as `privacy._numba` says, apart for each value of
+will run it, so before that step runs; `box_muller_words`, the transform alone, which only the tests call, compiles on
+first use: this import takes 1.3-1.4 s CPU on a clean cache against 1.8-1.9 s when it compiled that too, and 0.36-0.41
+s from the cache, numba's own import (~0.25 s) aside, on this project's shared 2-core machine, load 2.7-4.5); the
+machine code is cached as `privacy._numba` says, apart for each value of
 the cap and polynomials it takes from `privacy.keras.noise_constants` (numba would not see them change).
 The loops release the GIL (`nogil`), so TensorFlow's threads run beside them.
 """
