@@ -244,6 +244,34 @@ def case_a_non_finite_example_contributes_nothing():
                 )
 
 
+def case_dense_layers_drop_non_finite_examples_on_both_sides_of_the_clipped_sum():
+    """One-position Dense layers scale one side of the clipped sum (the narrower; units dropped by a scale of 0
+    through `tf.math.multiply_no_nan`) and select the other, and a bias sums its kernel's prepared output side: with
+    examples of inf and NaN features (non-finite on the scaled side of the first layer, 3 -> 8, and on the selected
+    side of the second, 8 -> 2), the clipped sums equal a naive per-example computation over the other examples (each
+    gradient from its own tape, clipped to C, summed), with and without XLA."""
+    K.utils.set_random_seed(4)
+    inputs = K.Input((3,))
+    model = _model(inputs, L.Dense(2)(L.Dense(8, activation="relu")(inputs)))
+    x = np.random.default_rng(4).standard_normal((BATCH, 3)).astype(np.float32)
+    x[1, 0], x[4, 2] = np.inf, np.nan
+    y = np.random.default_rng(5).standard_normal((BATCH, 2)).astype(np.float32)
+    clip, kept = 0.5, [i for i in range(BATCH) if i not in (1, 4)]
+    want = [np.zeros(v.shape, np.float64) for v in model.trainable_variables]
+    for i in kept:
+        with tf.GradientTape() as tape:
+            loss = per_example_loss(model, y[i : i + 1], model(x[i : i + 1], training=True))[0]
+        grads = [g.numpy().astype(np.float64) for g in tape.gradient(loss, model.trainable_variables)]
+        norm = np.sqrt(sum(np.sum(g * g) for g in grads))
+        for total, g in zip(want, grads, strict=True):
+            total += g * min(1.0, clip / norm)
+    for xla in (False, True):
+        got = _clipped(model, tf.constant(x), tf.constant(y), tf.ones([BATCH]), clip, None, xla)
+        assert np.isfinite(got.norms.numpy()).tolist() == [i in kept for i in range(BATCH)]
+        for g, w in zip(got.sums, want, strict=True):
+            np.testing.assert_allclose(g.numpy(), w, rtol=1e-5, atol=1e-6, err_msg=f"XLA {xla}")
+
+
 def _tied_model():
     """Ids -> Embedding(6, 6) -> Dense(6) whose kernel is the embedding matrix itself (tied weights)."""
     K.utils.set_random_seed(1)
