@@ -60,6 +60,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
+from fractions import Fraction
 
 import numpy as np
 import tensorflow as tf
@@ -69,6 +70,7 @@ from privacy.accounting import noise_cutoff
 from privacy.keras import compat
 from privacy.keras.noise_constants import COS_COEFFICIENTS, RADIUS_CAP, SIN_COEFFICIENTS
 from privacy.keras.params import DPConfigurationError
+from privacy.keras.rounding import rounded_up
 
 
 class GaussianNoise:
@@ -116,8 +118,9 @@ class GaussianNoise:
         else:
             self._generator = tf.random.Generator.from_non_deterministic_state(alg=tf.random.Algorithm.PHILOX)
 
-    def add(self, tensors, stddev: float) -> list:
-        """``tensors`` plus independent noise of standard deviation ``stddev`` (on replica 0 only)."""
+    def add(self, tensors, stddev: float | Fraction) -> list:
+        """``tensors`` plus independent noise of standard deviation ``stddev`` (on replica 0 only), rounded up in
+        each tensor's dtype (`normal`)."""
         if stddev == 0:
             return list(tensors)
         if self._generator is None:
@@ -144,9 +147,10 @@ def pairs_of(shape) -> int:
     return (math.prod(int(d) for d in shape) + 1) // 2
 
 
-def normal(shape, seed, dtype, stddev: float = 1.0) -> tf.Tensor:
+def normal(shape, seed, dtype, stddev: float | Fraction = 1.0) -> tf.Tensor:
     """Independent N(0, stddev^2) draws of ``shape`` and ``dtype`` under the Philox ``seed`` (shape (2,)), by
-    Box-Muller: N(0, 1) draws times ``stddev`` (a Python float, rounded to ``dtype``; one rounding of the product).
+    Box-Muller: N(0, 1) draws times ``stddev`` (a float or exact Fraction, rounded UP to ``dtype``,
+    `rounding.rounded_up`, so never below it; one rounding of the product).
 
     float64: three float64 uniforms per pair (`box_muller`); any other dtype: three 32-bit Philox words per pair
     (`box_muller_words`), computed in float32 and cast. The float32 sampler runs as one of two implementations,
@@ -159,7 +163,7 @@ def normal(shape, seed, dtype, stddev: float = 1.0) -> tf.Tensor:
     """
     size = tf.reduce_prod(shape)
     pairs = tf.stack([3, (size + 1) // 2])
-    scale = tf.constant(stddev, dtype)  # not tf.cast: that would round a Python float to float32 first
+    scale = tf.constant(rounded_up(stddev, dtype), dtype)  # never below stddev (not tf.cast: no float32 on the way)
     if dtype == tf.float64:
         u = tf.random.stateless_uniform(pairs, seed=seed, dtype=tf.float64, alg=tf.random.Algorithm.PHILOX)
         z = box_muller(u)[:size]

@@ -18,6 +18,7 @@ Everything here is traced into the model's `train_function`, and compiles with X
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import NamedTuple
 
 import tensorflow as tf
@@ -50,7 +51,8 @@ def dp_train_step(model, private, data):
     denominator = params.num_microbatches or expected_batch
     # The division by the denominator is folded into the clip factors and the noise's standard deviation (no pass
     # over the gradients for it): (sum_i clip_C(g_i) + N(0, (sigma C)^2 I)) / B = sum_i clip_C(g_i) / B + N(0,
-    # (sigma C / B)^2 I), the same noise draws times sigma C / B.
+    # (sigma C / B)^2 I), the same noise draws times sigma C / B (exact rationals: the noise's stddev rounds up in the
+    # gradients' dtype, 1 / B down, so rounding never lowers the noise against the clipped contributions).
     clipped = clipped_gradient_sum(
         model,
         private.units(model),
@@ -60,10 +62,10 @@ def dp_train_step(model, private, data):
         params,
         expected_batch_size=expected_batch,
         replicas=replicas,
-        multiplier=1.0 / denominator,
+        multiplier=Fraction(1) / Fraction(denominator),
     )
     y_pred, weighted_losses = clipped.predictions, clipped.weighted_losses
-    grads = private.noise.add(clipped.sums, params.noise_stddev / denominator)
+    grads = private.noise.add(clipped.sums, params.exact_noise_stddev / Fraction(denominator))
     variables = model.trainable_variables
     regularization = _add_regularization_gradients(model, variables, grads, replicas)
     with optimizers.private_step(), tf.control_dependencies(checks):
@@ -94,7 +96,16 @@ class ClippedSum(NamedTuple):
 
 
 def clipped_gradient_sum(
-    model, units, x, y, weights, params, *, expected_batch_size: float, replicas: int = 1, multiplier: float = 1.0
+    model,
+    units,
+    x,
+    y,
+    weights,
+    params,
+    *,
+    expected_batch_size: float,
+    replicas: int = 1,
+    multiplier: float | Fraction = 1.0,
 ) -> ClippedSum:
     """Sums the clipped per-example (or per-microbatch) gradients of one batch on this replica, times
     ``multiplier``."""

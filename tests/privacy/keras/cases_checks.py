@@ -1,6 +1,7 @@
 """Validator, sampling and noise-source cases, run on both Keras flavours."""
 
 import os
+from fractions import Fraction
 
 import dp_accounting
 import numpy as np
@@ -657,25 +658,34 @@ def case_no_float64_pair_leaves_the_cutoff_radius():
     assert norms.max() > cutoff_radius(tf.float64) * (1 - 1e-12)
 
 
-def case_noise_with_a_standard_deviation_is_the_standard_draws_times_it():
+def _at_least(stddev, dtype):
+    """The smallest ``dtype`` value >= ``stddev`` (exactly), by numpy's nextafter."""
+    value = dtype(float(stddev))
+    return np.nextafter(value, dtype(np.inf)) if Fraction(float(value)) < Fraction(stddev) else value
+
+
+def case_noise_with_a_standard_deviation_is_the_standard_draws_times_it_rounded_up():
     """`normal` with ``stddev`` (the kernel multiplies it in on CPU; the ops multiply after the draw) is bit for bit
-    its N(0, 1) draws times float32(stddev) in a traced step, for float32 and float64 tensors, and
-    `GaussianNoise.add` adds exactly that to the tensors."""
+    its N(0, 1) draws times the smallest float32 (float64) at least ``stddev``, in a traced step, for float32 and
+    float64 tensors, and `GaussianNoise.add` adds exactly that to the tensors: 1.1 / 1000 (a step's sigma C / B)
+    rounds to a float32 below it, and a Fraction 0.7 / 3 to a float64 below it; the noise uses the next value up."""
     shape, seed = tf.constant([999, 7]), tf.constant([5, -9], tf.int64)
+    below = (Fraction(1.1) / 1000, Fraction(0.7) / 3)
+    assert Fraction(float(np.float32(float(below[0])))) < below[0] and Fraction(float(below[1])) < below[1]
     for dtype in (tf.float32, tf.float64):
-        for stddev in (1.1, 0.004296875, 3.0):
+        for stddev in (1.1, 0.004296875, 3.0, *below):
             draws = tf.function(lambda s=stddev, d=dtype: (normal(shape, seed, d, s), normal(shape, seed, d)))
             scaled, standard = (t.numpy() for t in draws())
             assert scaled.dtype == dtype.as_numpy_dtype
-            assert np.array_equal(scaled, standard * dtype.as_numpy_dtype(stddev)), (dtype, stddev)
+            assert np.array_equal(scaled, standard * _at_least(stddev, dtype.as_numpy_dtype)), (dtype, stddev)
     source, replay = GaussianNoise(seed=3), GaussianNoise(seed=3)
     source.build()
     replay.build()
     offset = tf.fill([999, 7], 0.25)
-    added = tf.function(lambda: source.add([offset], 1.1)[0])().numpy()
+    added = tf.function(lambda: source.add([offset], below[0])[0])().numpy()
     seeds = replay._generator.make_seeds(1)
-    expected = offset.numpy() + tf.function(lambda: normal(shape, seeds[:, 0], tf.float32))().numpy() * np.float32(1.1)
-    assert np.array_equal(added, expected)
+    standard = tf.function(lambda: normal(shape, seeds[:, 0], tf.float32))().numpy()
+    assert np.array_equal(added, offset.numpy() + standard * _at_least(below[0], np.float32))
 
 
 def case_noise_under_xla_is_the_same_sampler():

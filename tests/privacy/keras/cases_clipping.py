@@ -5,6 +5,7 @@ independent computation that never goes through the layer rules.
 """
 
 import itertools
+from fractions import Fraction
 
 import numpy as np
 import tensorflow as tf
@@ -270,6 +271,32 @@ def case_dense_layers_drop_non_finite_examples_on_both_sides_of_the_clipped_sum(
         assert np.isfinite(got.norms.numpy()).tolist() == [i in kept for i in range(BATCH)]
         for g, w in zip(got.sums, want, strict=True):
             np.testing.assert_allclose(g.numpy(), w, rtol=1e-5, atol=1e-6, err_msg=f"XLA {xla}")
+
+
+def case_the_folded_one_over_b_rounds_down():
+    """The 1 / B folded into the clip factors (``multiplier``) is the largest float32 at most 1 / B, never the
+    nearest when that is above it (float32(1 / 1000) is): an unclipped example's Dense bias contribution is bit for
+    bit its gradient (from its own tape) times that value, so no example contributes more than C / B."""
+    K.utils.set_random_seed(2)
+    inputs = K.Input((3,))
+    model = _model(inputs, L.Dense(2)(inputs))
+    x, y = np.full((1, 3), 0.5, np.float32), np.ones((1, 2), np.float32)
+    with tf.GradientTape() as tape:
+        loss = per_example_loss(model, y, model(x, training=True))[0]
+    bias_gradient = tape.gradient(loss, model.layers[-1].bias).numpy()
+    down = np.float32(1e-3)
+    assert Fraction(float(down)) > Fraction(1, 1000)  # the nearest float32 is above 1 / 1000
+    down = np.nextafter(down, np.float32(0))
+    assert not np.array_equal(bias_gradient * down, bias_gradient * np.float32(1e-3))
+    units = recording.find_units(model, layer_rules.rule_for)
+    got = tf.function(
+        lambda: clipped_gradient_sum(
+            model, units, x, y, tf.ones([1]), DPParams(1e6, 0.0), expected_batch_size=1, multiplier=Fraction(1, 1000)
+        ),
+        autograph=False,
+    )()
+    bias_index = [id(v) for v in model.trainable_variables].index(id(model.layers[-1].bias))
+    np.testing.assert_array_equal(got.sums[bias_index].numpy(), bias_gradient * down)
 
 
 def _tied_model():
