@@ -253,10 +253,29 @@ def case_dense_layers_drop_non_finite_examples_on_both_sides_of_the_clipped_sum(
     gradient from its own tape, clipped to C, summed), with and without XLA."""
     K.utils.set_random_seed(4)
     inputs = K.Input((3,))
-    model = _model(inputs, L.Dense(2)(L.Dense(8, activation="relu")(inputs)))
-    x = np.random.default_rng(4).standard_normal((BATCH, 3)).astype(np.float32)
-    x[1, 0], x[4, 2] = np.inf, np.nan
-    y = np.random.default_rng(5).standard_normal((BATCH, 2)).astype(np.float32)
+    _assert_dense_drops_non_finite_examples(_model(inputs, L.Dense(2)(L.Dense(8, activation="relu")(inputs))))
+
+
+def case_a_dense_bias_shares_a_materialised_kernel_or_a_3d_input_and_drops_non_finite_examples():
+    """The same where the kernel's per-example gradients are materialised (Dense(2 -> 1): one position's ghost norm
+    costs more, so the bias's rows come from the kernel's selection of the materialised factor) and for Dense on 3-D
+    (batch, 1, d) inputs (one position too), with and without XLA."""
+    K.utils.set_random_seed(4)
+    inputs = K.Input((3,))
+    _assert_dense_drops_non_finite_examples(_model(inputs, L.Dense(1)(L.Dense(2, activation="tanh")(inputs))))
+    K.utils.set_random_seed(4)
+    inputs = K.Input((1, 3))
+    outputs = L.Reshape((2,))(L.Dense(2)(L.Dense(8, activation="relu")(inputs)))
+    _assert_dense_drops_non_finite_examples(_model(inputs, outputs))
+
+
+def _assert_dense_drops_non_finite_examples(model):
+    """Examples 1 and 4 get an inf and a NaN feature; the clipped sums (with and without XLA) equal the naive sum
+    over the others of each gradient (its own tape) clipped to C."""
+    features = model.inputs[0].shape[1:]
+    x = np.random.default_rng(4).standard_normal((BATCH, *features)).astype(np.float32)
+    x.reshape(BATCH, -1)[1, 0], x.reshape(BATCH, -1)[4, 2] = np.inf, np.nan
+    y = np.random.default_rng(5).standard_normal((BATCH, *model.outputs[0].shape[1:])).astype(np.float32)
     clip, kept = 0.5, [i for i in range(BATCH) if i not in (1, 4)]
     want = [np.zeros(v.shape, np.float64) for v in model.trainable_variables]
     for i in kept:
