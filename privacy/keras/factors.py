@@ -6,7 +6,9 @@ describes the gradient of every unit u with respect to one variable and answers 
 * ``squared_norms()``: ||grad_u||^2 for every unit, shape (U,);
 * ``clipped_sum(scale)``: sum_u scale_u * grad_u, shaped like the variable;
 * ``kept(keep)``: the same with the units where ``keep`` is False set to zero by selection (so that a
-  non-finite unit contributes 0, not 0 x inf = NaN);
+  non-finite unit contributes 0, not 0 x inf = NaN) in ``clipped_sum`` and ``materialized``; `OuterProduct` and
+  `OutputRows` select lazily, so their ``squared_norms`` after ``kept`` are still every unit's (the clipping takes
+  the norms before it drops units);
 * ``materialized()``: every unit's gradient, shape (U, *variable_shape) (for variables that several
   layers use, e.g. tied weights, whose per-example gradients add up: `combined`).
 
