@@ -11,7 +11,7 @@ machine; wall time beside it). Samplers, with their cut-off R (the largest radiu
 * words64_f64: three uint32 words per pair, the radius from 64 bits computed in float64 (R 9.42);
 * words64_ops: the same 64 bits, logarithm in float32, as TensorFlow ops (`privacy.keras.noise.box_muller_words`:
   ppml's sampler under XLA or off CPU; R 9.42);
-* words64 (ppml, `privacy.keras.noise.standard_normal`): on CPU without XLA the same sampler as a compiled loop
+* words64 (ppml, `privacy.keras.noise.normal`): on CPU without XLA the same sampler as a compiled loop
   (`privacy.keras.noise_kernel`, through `tf.numpy_function`), under ``--xla`` the TensorFlow ops.
 
 Only `words64` and `words64_ops` are ppml's; the others are written out here to be measured.
@@ -39,7 +39,7 @@ import tensorflow as tf
 from dp_sgd_speed import BATCH, build_model, examples, processor
 
 from privacy.keras import noise
-from privacy.keras.noise import box_muller, box_muller_words, standard_normal
+from privacy.keras.noise import box_muller, box_muller_words, normal
 
 SHAPES = [(784, 512), (512,), (512, 512), (512,), (512, 10), (10,)]
 PHILOX = tf.random.Algorithm.PHILOX
@@ -84,7 +84,7 @@ def words64_ops(shape, seed):
 
 
 def words64(shape, seed):
-    return standard_normal(tf.constant(shape), seed, tf.float32)
+    return normal(tf.constant(shape), seed, tf.float32)
 
 
 SAMPLERS = {f.__name__: f for f in (kernel, two_uniforms, words41, words64_f64, words64_ops, words64)}

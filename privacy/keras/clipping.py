@@ -12,9 +12,12 @@ unit's contribution within norm C, and the caller counts it.
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import tensorflow as tf
 
 from privacy.keras.factors import combined
+from privacy.keras.rounding import rounded_down
 
 
 def clip_scale(norms, l2_norm_clip: float, keep):
@@ -32,8 +35,9 @@ def clipped_gradient_sum(
     l2_norm_clip: float,
     num_microbatches: int | None = None,
     finite_losses=None,
+    multiplier: float | Fraction = 1.0,
 ):
-    """Sum over clipping units of the gradient clipped to L2 norm ``l2_norm_clip``.
+    """Sum over clipping units of the gradient clipped to L2 norm ``l2_norm_clip``, times ``multiplier``.
 
     Args:
       units: the model's clipping units (`recording.find_units`).
@@ -43,6 +47,8 @@ def clipped_gradient_sum(
       l2_norm_clip: C, the L2 bound on each unit's gradient (over all variables together).
       num_microbatches: M to clip M contiguous groups of the batch instead of single examples.
       finite_losses: per unit, whether its loss is finite (False drops it); default: all are.
+      multiplier: a factor folded into each unit's clip factor (the step's 1 / B), so the sums need no pass for it;
+        rounded DOWN to the factors' dtype (`rounding.rounded_down`), so no unit contributes more than it allows.
 
     Returns:
       (list of tensors shaped like ``variables``, per-unit gradient norms before clipping, per-unit
@@ -68,6 +74,8 @@ def clipped_gradient_sum(
     norms = tf.sqrt(squared)
     kept = tf.math.is_finite(norms) if finite_losses is None else tf.math.is_finite(norms) & finite_losses
     scale = clip_scale(norms, l2_norm_clip, kept)
+    if multiplier != 1.0:
+        scale = scale * tf.constant(rounded_down(multiplier, scale.dtype), scale.dtype)
     # Every step selects the dropped units' rows away (0 x inf is NaN), whether it drops one or not: a step that
     # skipped the selection when all were kept would take longer exactly when an example is not finite.
     sums = []

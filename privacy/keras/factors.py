@@ -6,9 +6,14 @@ describes the gradient of every unit u with respect to one variable and answers 
 * ``squared_norms()``: ||grad_u||^2 for every unit, shape (U,);
 * ``clipped_sum(scale)``: sum_u scale_u * grad_u, shaped like the variable;
 * ``kept(keep)``: the same with the units where ``keep`` is False set to zero by selection (so that a
-  non-finite unit contributes 0, not 0 x inf = NaN);
+  non-finite unit contributes 0, not 0 x inf = NaN) in ``clipped_sum`` and ``materialized``; `OuterProduct` and
+  `OutputRows` select lazily, so their ``squared_norms`` after ``kept`` are still every unit's (the clipping takes
+  the norms before it drops units);
 * ``materialized()``: every unit's gradient, shape (U, *variable_shape) (for variables that several
   layers use, e.g. tied weights, whose per-example gradients add up: `combined`).
+
+A one-position Dense bias (`OutputRows`) shares its kernel's `OuterProduct`: the output norms and the prepared
+(scaled or selected) output side of the clipped sum.
 
 `OuterProduct` is the ghost-norm trick (Goodfellow 2015; Li et al. 2022, "Large language models can be
 strong differentially private learners", Sec. 4): the gradient of a linear map z = a W summed over T
@@ -23,7 +28,7 @@ from typing import Callable
 
 import tensorflow as tf
 
-from privacy.keras.masking import select_rows
+from privacy.keras.masking import scale_rows, select_rows
 
 
 def dim(tensor, axis: int = 0):
@@ -57,6 +62,9 @@ class OuterProduct:
         self.to_variable = to_variable
         self._materialized = None
         self._g_squares = None
+        self._keep = None  # set by `kept`: the units to keep, applied where the clipped sum touches the rows
+        self._kept = None  # (keep, the factor `kept` made for it)
+        self._sides = None  # (scale, `clipped_sides` for it)
 
     def output_squared_norms(self):
         """sum_t ||g_ut||^2 for every unit, computed once (the norms of one position's Dense bias, too)."""
@@ -82,41 +90,87 @@ class OuterProduct:
 
     def clipped_sum(self, scale):
         if self._materialized is not None:
-            return self.to_variable(tf.einsum("u,ude->de", scale, self._materialized))
-        # One matmul over all units' positions, (U T, d_in)^T (U T, d_out), the smaller side scaled.
-        a, g = self.a, self.g
-        if self.g.shape[2] is not None and self.a.shape[2] is not None and self.g.shape[2] < self.a.shape[2]:
-            g = g * scale[:, None, None]
-        else:
-            a = a * scale[:, None, None]
+            return self.to_variable(tf.einsum("u,ude->de", scale, self._rows(self._materialized)))
+        a, g, _, _ = self.clipped_sides(scale)
         return self.to_variable(
             tf.matmul(tf.reshape(a, [-1, dim(a, 2)]), tf.reshape(g, [-1, dim(g, 2)]), transpose_a=True)
         )
 
+    def clipped_sides(self, scale):
+        """(A, G, scale, whether G is the scaled side) for the clipped sum A^T G over all units' positions: the
+        smaller side scaled. Where units are dropped (`kept`), their scale is 0, applied by `scale_rows` (zeros even
+        where a row holds inf or NaN), and the other side is selected: one pass over each side, as without dropping.
+        Computed once per ``scale`` tensor (a one-position Dense bias sums the same G: `OutputRows`)."""
+        if self._sides is not None and self._sides[0] is scale:
+            return self._sides[1]
+        given = scale
+        if self._keep is not None:
+            scale = tf.where(self._keep, scale, tf.zeros_like(scale))
+        g_scaled = self.g.shape[2] is not None and self.a.shape[2] is not None and self.g.shape[2] < self.a.shape[2]
+        if g_scaled:
+            sides = self._rows(self.a), scale_rows(scale, self.g), scale, True
+        else:
+            sides = scale_rows(scale, self.a), self._rows(self.g), scale, False
+        self._sides = (given, sides)
+        return sides
+
     def materialized(self):
         per_unit = self._materialized if self._materialized is not None else tf.einsum("utd,ute->ude", self.a, self.g)
-        return tf.vectorized_map(self.to_variable, per_unit)
+        return tf.vectorized_map(self.to_variable, self._rows(per_unit))
 
     def kept(self, keep) -> "OuterProduct":
-        out = OuterProduct(select_rows(keep, self.a), select_rows(keep, self.g), self.to_variable)
-        if self._materialized is not None:
-            out._materialized = select_rows(keep, self._materialized)
+        """This factor with the units where ``keep`` is False dropped; the same object for the same ``keep``."""
+        if self._kept is not None and self._kept[0] is keep:
+            return self._kept[1]
+        out = OuterProduct(self.a, self.g, self.to_variable)
+        out._materialized, out._g_squares = self._materialized, self._g_squares
+        out._keep = keep if self._keep is None else keep & self._keep
+        self._kept = (keep, out)
         return out
+
+    def _rows(self, tensor):
+        return tensor if self._keep is None else select_rows(self._keep, tensor)
+
+
+class OutputRows:
+    """The per-unit gradients G_u of a bias added at one position of a linear map (a Dense bias on (batch, d_in)
+    inputs), from that map's `OuterProduct`: its norms are the kernel factor's output norms, and its clipped sum
+    sums the G side that the kernel's clipped sum prepares (scaled, or selected), with no pass of its own over G."""
+
+    def __init__(self, kernel: OuterProduct):
+        self.kernel = kernel
+        self.g = kernel.g
+
+    def grouped(self, units) -> "PerExample":
+        return PerExample(self.materialized()).grouped(units)
+
+    def squared_norms(self):
+        return self.kernel.output_squared_norms()
+
+    def clipped_sum(self, scale):
+        if self.kernel._materialized is not None:
+            return PerExample(self.materialized()).clipped_sum(scale)
+        _, g, scale, g_scaled = self.kernel.clipped_sides(scale)
+        g = tf.reshape(g, [dim(g), -1])
+        return tf.reduce_sum(g, 0) if g_scaled else tf.tensordot(scale, g, axes=1)
+
+    def materialized(self):
+        return tf.reshape(self.kernel._rows(self.g), [dim(self.g), -1])
+
+    def kept(self, keep) -> "OutputRows":
+        return OutputRows(self.kernel.kept(keep))
 
 
 class PerExample:
     """Materialised gradients: (U, *variable_shape)."""
 
-    def __init__(self, grads, squared_norms=None):
+    def __init__(self, grads):
         self.grads = grads
-        self._squared_norms = squared_norms  # given where another factor computes them anyway
 
     def grouped(self, units) -> "PerExample":
         return PerExample(_group(self.grads, units, False))
 
     def squared_norms(self):
-        if self._squared_norms is not None:
-            return self._squared_norms
         return tf.reduce_sum(tf.reshape(tf.square(self.grads), [dim(self.grads), -1]), axis=1)
 
     def clipped_sum(self, scale):

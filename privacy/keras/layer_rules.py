@@ -22,7 +22,7 @@ from typing import Callable
 import tensorflow as tf
 
 from privacy.keras import compat
-from privacy.keras.factors import EmbeddingRows, OuterProduct, PerExample, dim, ghost_is_cheaper
+from privacy.keras.factors import EmbeddingRows, OuterProduct, OutputRows, PerExample, dim, ghost_is_cheaper
 from privacy.keras.recording import Call
 
 
@@ -100,8 +100,8 @@ class DenseRule(LayerRule):
         g = _positions(grad, d_out)
         kernel = OuterProduct(_positions(kept["inputs"], d_in), g, lambda m: m)
         out = {id(layer.kernel): kernel}
-        if layer.bias is not None and g.shape[1] == 1:  # one position: the bias gradient is g, its norm the kernel's
-            out[id(layer.bias)] = PerExample(tf.reshape(g, [dim(g), d_out]), kernel.output_squared_norms())
+        if layer.bias is not None and g.shape[1] == 1:  # one position: the bias gradient is g (the kernel's G rows)
+            out[id(layer.bias)] = OutputRows(kernel)
         elif layer.bias is not None:
             out[id(layer.bias)] = PerExample(tf.reduce_sum(g, 1))
         return out

@@ -2,7 +2,7 @@
 
 0 x inf is NaN, so multiplying a row that holds inf or NaN by a 0/1 mask would poison the sum it enters
 (a padding row copied from a non-finite example, a dropped clipping unit). Every mask in
-`privacy.keras` goes through `select_rows`.
+`privacy.keras` goes through `select_rows`, or `scale_rows` where the rows are scaled anyway.
 
 The samplers' padding rows carry weight -0.0 (`padding_weights`), real examples never do (a real weight 0 becomes
 +0.0): both are weight 0 to every computation, but a step can tell the sampler's padding (`is_padding`) from a
@@ -20,6 +20,12 @@ def select_rows(keep, tensor):
     if tensor.shape.rank == 0:
         return tensor
     return tf.where(tf.reshape(keep, [-1] + [1] * (tensor.shape.rank - 1)), tensor, tf.zeros_like(tensor))
+
+
+def scale_rows(scale, tensor):
+    """``tensor`` (rows first) with each row times its entry of ``scale``, shape (rows,); a row whose scale is 0
+    becomes exact zeros even where it holds inf or NaN (`tf.math.multiply_no_nan`: a selection, not 0 x inf)."""
+    return tf.math.multiply_no_nan(tensor, tf.reshape(scale, [-1] + [1] * (tensor.shape.rank - 1)))
 
 
 def padding_weights(keep, weights):

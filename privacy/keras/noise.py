@@ -6,10 +6,11 @@ and each tensor's noise is drawn with Philox under that seed by the Box-Muller t
 and an angle give the independent N(0, 1) pair sqrt(-2 ln w) (cos, sin).
 
 One sampler, two implementations. The float32 sampler is defined by `box_muller_words` on TensorFlow's
-stateless Philox words; `standard_normal` picks how it runs when the step is traced. On CPU outside XLA it runs
+stateless Philox words; `normal` picks how it runs when the step is traced. On CPU outside XLA it runs
 as a compiled loop (`privacy.keras.noise_kernel`, numba: the same Philox words bit for bit, the same transform
 with float32 polynomials, draws within 2 float32 ulps of max(radius, 1) of the ops') called through
-`tf.numpy_function` (stateless: a pure function of seed and size, compiled at `GaussianNoise.build`). Under XLA
+`tf.numpy_function` (stateless: a pure function of seed, size and standard deviation, which it multiplies in;
+compiled when such a step is traced). Under XLA
 (``jit_compile=True``: a numpy_function cannot be compiled) and where a GPU or TPU is visible it runs as
 whole-tensor TensorFlow ops, which TensorFlow vectorises (its own `stateless_normal` kernel applies the same
 transform one element at a time). float64 tensors are always drawn by the ops (`box_muller`).
@@ -59,6 +60,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
+from fractions import Fraction
 
 import numpy as np
 import tensorflow as tf
@@ -68,6 +70,7 @@ from privacy.accounting import noise_cutoff
 from privacy.keras import compat
 from privacy.keras.noise_constants import COS_COEFFICIENTS, RADIUS_CAP, SIN_COEFFICIENTS
 from privacy.keras.params import DPConfigurationError
+from privacy.keras.rounding import rounded_up
 
 
 class GaussianNoise:
@@ -102,13 +105,11 @@ class GaussianNoise:
             self.draws = drawn.merged(self.draws)
 
     def build(self) -> None:
-        """Creates the generator (eagerly, under the distribution strategy in scope) and, where no GPU or TPU is
-        visible (where the kernel can run), compiles the float32 kernel (`privacy.keras.noise_kernel`, imported here
-        so that no training step waits for it)."""
+        """Creates the generator (eagerly, under the distribution strategy in scope). The float32 kernel
+        (`privacy.keras.noise_kernel`) compiles when a step that runs it is traced (`normal`), not here: central
+        DP-FedAvg's float64 draws and XLA steps never run it."""
         if self._generator is not None:
             return
-        if not _accelerator_visible():
-            importlib.import_module("privacy.keras.noise_kernel")
         if self.secure:
             state = [int.from_bytes(os.urandom(8), "little", signed=True) for _ in range(3)]
             self._generator = tf.random.Generator.from_state(state, alg=tf.random.Algorithm.PHILOX)
@@ -117,8 +118,9 @@ class GaussianNoise:
         else:
             self._generator = tf.random.Generator.from_non_deterministic_state(alg=tf.random.Algorithm.PHILOX)
 
-    def add(self, tensors, stddev: float) -> list:
-        """``tensors`` plus independent noise of standard deviation ``stddev`` (on replica 0 only)."""
+    def add(self, tensors, stddev: float | Fraction) -> list:
+        """``tensors`` plus independent noise of standard deviation ``stddev`` (on replica 0 only), rounded up in
+        each tensor's dtype (`normal`)."""
         if stddev == 0:
             return list(tensors)
         if self._generator is None:
@@ -128,7 +130,7 @@ class GaussianNoise:
         seeds = self._generator.make_seeds(len(tensors))  # shape (2, len(tensors)); advances the state
         out = []
         for i, t in enumerate(tensors):
-            draw = standard_normal(tf.shape(t), seeds[:, i], t.dtype) * tf.cast(stddev, t.dtype)
+            draw = normal(tf.shape(t), seeds[:, i], t.dtype, stddev)
             out.append(t + (draw if keep is None else draw * tf.cast(keep, t.dtype)))
         return out
 
@@ -145,31 +147,39 @@ def pairs_of(shape) -> int:
     return (math.prod(int(d) for d in shape) + 1) // 2
 
 
-def standard_normal(shape, seed, dtype) -> tf.Tensor:
-    """Independent N(0, 1) draws of ``shape`` and ``dtype`` under the Philox ``seed`` (shape (2,)), by Box-Muller.
+def normal(shape, seed, dtype, stddev: float | Fraction = 1.0) -> tf.Tensor:
+    """Independent N(0, stddev^2) draws of ``shape`` and ``dtype`` under the Philox ``seed`` (shape (2,)), by
+    Box-Muller: N(0, 1) draws times ``stddev`` (a float or exact Fraction, rounded UP to ``dtype``,
+    `rounding.rounded_up`, so never below it; one rounding of the product).
 
     float64: three float64 uniforms per pair (`box_muller`); any other dtype: three 32-bit Philox words per pair
     (`box_muller_words`), computed in float32 and cast. The float32 sampler runs as one of two implementations,
-    chosen when the step is traced: the compiled CPU kernel (`privacy.keras.noise_kernel`, through
-    `tf.numpy_function`, a pure function of seed and size, so the graph can run it beside the backward pass)
-    where the graph runs on CPU (no GPU or TPU is visible) and is not compiled by XLA (``jit_compile=True``);
-    TensorFlow ops otherwise. Both give the same Philox words; their draws differ by at most 2 float32 ulps of
+    chosen when the step is traced: the compiled CPU kernel (`privacy.keras.noise_kernel`, imported, so compiled,
+    here; through `tf.numpy_function`, a pure function of seed, size and stddev, so the graph can run it beside the
+    backward pass; for float32 it multiplies by ``stddev`` itself, bit for bit as the product here would) where the
+    graph runs on CPU (no GPU or TPU is visible) and is not compiled by XLA (``jit_compile=True``); TensorFlow ops
+    otherwise. Both give the same Philox words; their N(0, 1) draws differ by at most 2 float32 ulps of
     max(radius, 1).
     """
     size = tf.reduce_prod(shape)
     pairs = tf.stack([3, (size + 1) // 2])
+    scale = tf.constant(rounded_up(stddev, dtype), dtype)  # never below stddev (not tf.cast: no float32 on the way)
     if dtype == tf.float64:
         u = tf.random.stateless_uniform(pairs, seed=seed, dtype=tf.float64, alg=tf.random.Algorithm.PHILOX)
         z = box_muller(u)[:size]
     elif compiled_kernel_applies():
-        args = [tf.cast(seed, tf.int64), tf.cast(size, tf.int64)]
+        importlib.import_module("privacy.keras.noise_kernel")  # compiled now, while tracing: no step waits for it
+        kernel_scale = scale if dtype == tf.float32 else tf.constant(1.0)
+        args = [tf.cast(seed, tf.int64), tf.cast(size, tf.int64), kernel_scale]
         z = tf.numpy_function(_kernel_draws, args, tf.float32, stateful=False)
+        if dtype == tf.float32:
+            return tf.reshape(z, shape)
     else:
         words = tf.random.stateless_uniform(
             pairs, seed=seed, minval=None, maxval=None, dtype=tf.uint32, alg=tf.random.Algorithm.PHILOX
         )
         z = box_muller_words(words)[:size]
-    return tf.cast(tf.reshape(z, shape), dtype)
+    return tf.cast(tf.reshape(z, shape), dtype) * scale
 
 
 def compiled_kernel_applies() -> bool:
@@ -181,10 +191,10 @@ def _accelerator_visible() -> bool:
     return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
 
 
-def _kernel_draws(seed: np.ndarray, size: np.ndarray) -> np.ndarray:
-    from privacy.keras import noise_kernel  # compiled by GaussianNoise.build (or here, on first use)
+def _kernel_draws(seed: np.ndarray, size: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    from privacy.keras import noise_kernel  # imported (compiled) by `normal` when it traced this call
 
-    return noise_kernel.standard_normal(int(seed[0]), int(seed[1]), int(size))
+    return noise_kernel.normal(int(seed[0]), int(seed[1]), int(size), float(scale))
 
 
 def box_muller_words(words) -> tf.Tensor:

@@ -1,9 +1,10 @@
 """The float32 noise sampler of `privacy.keras.noise` as a compiled CPU loop (numba): the same draws, ~3x cheaper.
 
-`standard_normal` is a pure function of the Philox seed and the size: it makes exactly TensorFlow's stateless
+`normal` is a pure function of the Philox seed, the size and the scale: it makes exactly TensorFlow's stateless
 Philox4x32-10 words for the seed (`tf.random.stateless_uniform(..., dtype=tf.uint32, minval=None, maxval=None,
 alg=PHILOX)`: the seed scrambled into a key and counter as TensorFlow does, then one 4-word block per counter
-value) and applies the transform of `noise.box_muller_words` to them. The loops are written so that LLVM
+value), applies the transform of `noise.box_muller_words` to them and multiplies each draw by the scale (the
+noise's standard deviation: no separate pass over the draws for it). The loops are written so that LLVM
 vectorises them: the 32x32->64-bit multiplies in 64-bit lanes, and instead of libm's scalar log, sin and cos,
 float32 polynomials: Cephes' logf (the one Eigen's vectorised `plog`, which `tf.math.log` runs, evaluates) and
 the exact reduction of the 24-bit angle with Cephes' sine and cosine polynomials that the TensorFlow ops use
@@ -12,9 +13,11 @@ ulps of max(radius, 1) (tests/privacy/keras/cases_checks.py). The radius is capp
 `noise_constants.RADIUS_CAP`, as in the TensorFlow ops, so every pair the kernel can give lies within
 `noise.cutoff_radius` (checked at all 2^24 angles of the largest radius).
 
-Compiled with fixed signatures when this module is imported (`noise.GaussianNoise.build` imports it, eagerly,
-before a training step is traced: 4.3 s on a clean cache, 1.2 s from it with numba's import, on this project's
-shared 2-core machine at load ~3); the machine code is cached as `privacy._numba` says, apart for each value of
+Compiled with fixed signatures when this module is imported (`noise.normal` imports it when it traces a step that
+will run it, so before that step runs; `box_muller_words`, the transform alone, which only the tests call, compiles on
+first use: this import takes 1.3-1.4 s CPU on a clean cache against 1.8-1.9 s when it compiled that too, and 0.36-0.41
+s from the cache, numba's own import (~0.25 s) aside, on this project's shared 2-core machine, load 2.7-4.5); the
+machine code is cached as `privacy._numba` says, apart for each value of
 the cap and polynomials it takes from `privacy.keras.noise_constants` (numba would not see them change).
 The loops release the GIL (`nogil`), so TensorFlow's threads run beside them.
 """
@@ -109,9 +112,11 @@ def philox_words(key, counter_low, counter_high, out):  # pragma: no cover - com
 
 
 @numba.njit(inline="always")
-def _box_muller(words, n):  # pragma: no cover - compiled
-    """`noise.box_muller_words` of the uint32 words (3n: three rows of n): n radius-times-cosines, then n sines.
-    Inlined where the arrays are made, so that LLVM knows they do not overlap (and vectorises the loops)."""
+def _box_muller(words, n, scale):  # pragma: no cover - compiled
+    """`noise.box_muller_words` of the uint32 words (3n: three rows of n): n radius-times-cosines, then n sines,
+    each times the float32 ``scale`` (rounded once more, as a separate float32 product: bit for bit the draw times
+    ``scale``). Inlined where the arrays are made, so that LLVM knows they do not overlap (and vectorises the
+    loops)."""
     out = np.empty(2 * n, np.float32)
     high_words, low_words, angle_words = words[:n], words[n : 2 * n], words[2 * n :]
     w = np.empty(n, np.float32)
@@ -142,20 +147,29 @@ def _box_muller(words, n):  # pragma: no cover - compiled
         odd = quadrant & 1
         c = sin if odd else cos
         s = cos if odd else sin
-        out[k] = radius * c * _F(1 - 2 * ((quadrant == 1) | (quadrant == 2)))
-        out[n + k] = radius * s * _F(1 - 2 * (quadrant >> 1))
+        out[k] = (radius * c * _F(1 - 2 * ((quadrant == 1) | (quadrant == 2)))) * scale
+        out[n + k] = (radius * s * _F(1 - 2 * (quadrant >> 1))) * scale
     return out
 
 
-@compiled(types.Array(types.float32, 1, "C")(types.Array(types.uint32, 2, "C", readonly=True)), depends=_DEPENDS)
-def box_muller_words(words):  # pragma: no cover - compiled
+def _box_muller_words(words):  # pragma: no cover - compiled
     """`noise.box_muller_words` of the uint32 words (3, n): n radius-times-cosines, then n sines."""
-    return _box_muller(words.copy().ravel(), words.shape[1])
+    return _box_muller(words.copy().ravel(), words.shape[1], _ONE)
 
 
-@compiled(types.Array(types.float32, 1, "C")(types.int64, types.int64, types.int64), depends=_DEPENDS)
-def standard_normal(seed0, seed1, size):  # pragma: no cover - compiled
-    """``size`` float32 N(0, 1) draws for the Philox seed (seed0, seed1): `noise.standard_normal`'s for float32."""
+def __getattr__(name: str):
+    """``box_muller_words``, the transform alone (for the tests), compiled on first use rather than at import."""
+    if name != "box_muller_words":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    signature = types.Array(types.float32, 1, "C")(types.Array(types.uint32, 2, "C", readonly=True))
+    kernel = globals()["box_muller_words"] = compiled(signature, depends=_DEPENDS)(_box_muller_words)
+    return kernel
+
+
+@compiled(types.Array(types.float32, 1, "C")(types.int64, types.int64, types.int64, types.float32), depends=_DEPENDS)
+def normal(seed0, seed1, size, scale):  # pragma: no cover - compiled
+    """``size`` float32 draws for the Philox seed (seed0, seed1): `noise.normal`'s for float32, the N(0, 1) draws
+    each times ``scale`` (one float32 product, so bit for bit the N(0, 1) draw times ``scale``)."""
     key_words = _philox(
         numba.uint64(seed0) & _LOW,
         numba.uint64(seed0) >> _32,
@@ -169,4 +183,4 @@ def standard_normal(seed0, seed1, size):  # pragma: no cover - compiled
     n = (size + 1) // 2
     words = np.empty(3 * n, np.uint32)
     philox_words(key, numba.uint64(0), counter_high, words)
-    return _box_muller(words, n)[:size]
+    return _box_muller(words, n, scale)[:size]

@@ -171,7 +171,7 @@ def dp_gradients(params: DPParams, noise: GaussianNoise, loss, var_list, tape=No
     finite = tf.math.is_finite(norms) & tf.math.is_finite(microbatch_losses)
     scale = clipping.clip_scale(norms, params.l2_norm_clip, finite)
     sums = [tf.tensordot(scale, select_rows(finite, j), axes=1) for j in jacobians]
-    noisy = noise.add(sums, params.noise_stddev)
+    noisy = noise.add(sums, params.exact_noise_stddev)
     return [(g / tf.cast(count, g.dtype), v) for g, v in zip(noisy, var_list, strict=True)]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from fractions import Fraction
 
 from privacy import validation
 from privacy.accounting import NOISE_MULTIPLIER_RANGE
@@ -52,7 +53,12 @@ class DPParams:
     @property
     def noise_stddev(self) -> float:
         """sigma * C: the standard deviation of the noise on the summed clipped gradients."""
-        return self.noise_multiplier * self.l2_norm_clip
+        return float(self.exact_noise_stddev)
+
+    @property
+    def exact_noise_stddev(self) -> Fraction:
+        """sigma * C exactly (the product of the two floats as given, unrounded): what the noise must not fall below."""
+        return Fraction(self.noise_multiplier) * Fraction(self.l2_norm_clip)
 
 
 def _is_number(value) -> bool:

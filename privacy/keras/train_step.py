@@ -18,6 +18,7 @@ Everything here is traced into the model's `train_function`, and compiles with X
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import NamedTuple
 
 import tensorflow as tf
@@ -47,13 +48,24 @@ def dp_train_step(model, private, data):
     ):
         private.note_padding_left_out()
         x, y, weights = _without_padding(x, y, weights)
+    denominator = params.num_microbatches or expected_batch
+    # The division by the denominator is folded into the clip factors and the noise's standard deviation (no pass
+    # over the gradients for it): (sum_i clip_C(g_i) + N(0, (sigma C)^2 I)) / B = sum_i clip_C(g_i) / B + N(0,
+    # (sigma C / B)^2 I), the same noise draws times sigma C / B (exact rationals: the noise's stddev rounds up in the
+    # gradients' dtype, 1 / B down, so rounding never lowers the noise against the clipped contributions).
     clipped = clipped_gradient_sum(
-        model, private.units(model), x, y, weights, params, expected_batch_size=expected_batch, replicas=replicas
+        model,
+        private.units(model),
+        x,
+        y,
+        weights,
+        params,
+        expected_batch_size=expected_batch,
+        replicas=replicas,
+        multiplier=Fraction(1) / Fraction(denominator),
     )
     y_pred, weighted_losses = clipped.predictions, clipped.weighted_losses
-    noisy = private.noise.add(clipped.sums, params.noise_stddev)
-    denominator = params.num_microbatches or expected_batch
-    grads = [g / tf.cast(denominator, g.dtype) for g in noisy]
+    grads = private.noise.add(clipped.sums, params.exact_noise_stddev / Fraction(denominator))
     variables = model.trainable_variables
     regularization = _add_regularization_gradients(model, variables, grads, replicas)
     with optimizers.private_step(), tf.control_dependencies(checks):
@@ -76,7 +88,7 @@ def dp_train_step(model, private, data):
 class ClippedSum(NamedTuple):
     """The noiseless part of a step on one replica."""
 
-    sums: list  # sum of clipped gradients, aligned with model.trainable_variables
+    sums: list  # sum of clipped gradients times the multiplier, aligned with model.trainable_variables
     norms: tf.Tensor  # each unit's gradient norm before clipping, shape (units,)
     kept: tf.Tensor  # the units that contributed (finite gradient and loss), shape (units,)
     predictions: tf.Tensor
@@ -84,9 +96,19 @@ class ClippedSum(NamedTuple):
 
 
 def clipped_gradient_sum(
-    model, units, x, y, weights, params, *, expected_batch_size: float, replicas: int = 1
+    model,
+    units,
+    x,
+    y,
+    weights,
+    params,
+    *,
+    expected_batch_size: float,
+    replicas: int = 1,
+    multiplier: float | Fraction = 1.0,
 ) -> ClippedSum:
-    """Sums the clipped per-example (or per-microbatch) gradients of one batch on this replica."""
+    """Sums the clipped per-example (or per-microbatch) gradients of one batch on this replica, times
+    ``multiplier``."""
     microbatches = params.num_microbatches
     if microbatches is not None:
         local_microbatches = _local_microbatches(microbatches, replicas, x)
@@ -117,6 +139,7 @@ def clipped_gradient_sum(
         l2_norm_clip=params.l2_norm_clip,
         num_microbatches=local_microbatches,
         finite_losses=finite,
+        multiplier=multiplier,
     )
     return ClippedSum(sums, norms, kept, y_pred, weighted_losses)
 

@@ -1,6 +1,7 @@
 """Validator, sampling and noise-source cases, run on both Keras flavours."""
 
 import os
+from fractions import Fraction
 
 import dp_accounting
 import numpy as np
@@ -30,7 +31,7 @@ from privacy.keras.noise import (
     box_muller,
     box_muller_words,
     cutoff_radius,
-    standard_normal,
+    normal,
 )
 
 K = compat.default_keras()
@@ -578,7 +579,8 @@ def case_the_kernel_makes_tensorflows_philox_words():
     """The compiled kernel's Philox4x32-10 words equal TensorFlow's bit for bit: for random keys and 128-bit
     counters, counters whose low 32 or 64 bits carry within the draw, and sizes that end inside a 4-word block;
     and its seeded draws are its transform of `tf.random.stateless_uniform`'s words for that seed (so the seed is
-    scrambled into key and counter as TensorFlow does), negative seeds included."""
+    scrambled into key and counter as TensorFlow does), negative seeds included; with a scale, each draw times it
+    (one float32 product), bit for bit."""
     rng = np.random.default_rng(11)
     ends = [0, 2**32 - 2, 2**64 - 3, 2**64 - 1]
     for size in (1, 2, 3, 4, 5, 7, 8, 9, 1001, 40_003):
@@ -600,8 +602,11 @@ def case_the_kernel_makes_tensorflows_philox_words():
             words = tf.random.stateless_uniform(
                 [3, (size + 1) // 2], seed=seed, minval=None, maxval=None, dtype=tf.uint32, alg="philox"
             )
-            z = noise_kernel.standard_normal(int(seed[0]), int(seed[1]), size)
+            z = noise_kernel.normal(int(seed[0]), int(seed[1]), size, 1.0)
             assert np.array_equal(z, noise_kernel.box_muller_words(words.numpy())[:size]), (size, seed)
+            for scale in (np.float32(1.1), np.float32(3e-3), np.float32(7.5)):  # scaled in: one float32 product
+                scaled = noise_kernel.normal(int(seed[0]), int(seed[1]), size, float(scale))
+                assert np.array_equal(scaled, z * scale), (size, seed, scale)
 
 
 def case_kernel_draws_equal_the_tensorflow_ops_draws_within_two_ulps():
@@ -609,7 +614,7 @@ def case_kernel_draws_equal_the_tensorflow_ops_draws_within_two_ulps():
     kernel (a stateless numpy_function) and its draws differ from the TensorFlow ops' for the same seed by at most
     2 float32 ulps of max(radius, 1), on 10 seeds x 100 001 draws and 30 x 200 000 pairs of random words (where a GPU
     or TPU is visible the step draws with the ops, and the random words compare the kernel with that device's ops)."""
-    step = tf.function(lambda seed: standard_normal(tf.constant([100_001]), seed, tf.float32))
+    step = tf.function(lambda seed: normal(tf.constant([100_001]), seed, tf.float32))
     graph = step.get_concrete_function(tf.TensorSpec([2], tf.int64)).graph
     assert ("PyFuncStateless" in {op.type for op in graph.get_operations()}) == _cpu_only()
     rng = np.random.default_rng(5)
@@ -659,6 +664,36 @@ def case_no_float64_pair_leaves_the_cutoff_radius():
     assert norms.max() > cutoff_radius(tf.float64) * (1 - 1e-12)
 
 
+def _at_least(stddev, dtype):
+    """The smallest ``dtype`` value >= ``stddev`` (exactly), by numpy's nextafter."""
+    value = dtype(float(stddev))
+    return np.nextafter(value, dtype(np.inf)) if Fraction(float(value)) < Fraction(stddev) else value
+
+
+def case_noise_with_a_standard_deviation_is_the_standard_draws_times_it_rounded_up():
+    """`normal` with ``stddev`` (the kernel multiplies it in on CPU; the ops multiply after the draw) is bit for bit
+    its N(0, 1) draws times the smallest float32 (float64) at least ``stddev``, in a traced step, for float32 and
+    float64 tensors, and `GaussianNoise.add` adds exactly that to the tensors: 1.1 / 1000 (a step's sigma C / B)
+    rounds to a float32 below it, and a Fraction 0.7 / 3 to a float64 below it; the noise uses the next value up."""
+    shape, seed = tf.constant([999, 7]), tf.constant([5, -9], tf.int64)
+    below = (Fraction(1.1) / 1000, Fraction(0.7) / 3)
+    assert Fraction(float(np.float32(float(below[0])))) < below[0] and Fraction(float(below[1])) < below[1]
+    for dtype in (tf.float32, tf.float64):
+        for stddev in (1.1, 0.004296875, 3.0, *below):
+            draws = tf.function(lambda s=stddev, d=dtype: (normal(shape, seed, d, s), normal(shape, seed, d)))
+            scaled, standard = (t.numpy() for t in draws())
+            assert scaled.dtype == dtype.as_numpy_dtype
+            assert np.array_equal(scaled, standard * _at_least(stddev, dtype.as_numpy_dtype)), (dtype, stddev)
+    source, replay = GaussianNoise(seed=3), GaussianNoise(seed=3)
+    source.build()
+    replay.build()
+    offset = tf.fill([999, 7], 0.25)
+    added = tf.function(lambda: source.add([offset], below[0])[0])().numpy()
+    seeds = replay._generator.make_seeds(1)
+    standard = tf.function(lambda: normal(shape, seeds[:, 0], tf.float32))().numpy()
+    assert np.array_equal(added, offset.numpy() + standard * _at_least(below[0], np.float32))
+
+
 def case_noise_under_xla_is_the_same_sampler():
     """Under ``jit_compile=True`` the noise is the same 64-bit-radius Box-Muller draw (9.42 sigma, not XLA's 5.68),
     by the TensorFlow ops (XLA cannot compile the kernel's numpy_function): checked against numpy's Box-Muller of the
@@ -670,7 +705,7 @@ def case_noise_under_xla_is_the_same_sampler():
         words = tf.random.stateless_uniform(
             [3, (n + 1) // 2], seed=seed, minval=None, maxval=None, dtype=tf.uint32, alg=tf.random.Algorithm.PHILOX
         )
-        return words, standard_normal(tf.constant([n]), seed, tf.float32)
+        return words, normal(tf.constant([n]), seed, tf.float32)
 
     compiled = tf.function(draws, jit_compile=True)
     words, z = (t.numpy() for t in compiled())

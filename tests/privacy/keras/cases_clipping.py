@@ -5,6 +5,7 @@ independent computation that never goes through the layer rules.
 """
 
 import itertools
+from fractions import Fraction
 
 import numpy as np
 import tensorflow as tf
@@ -242,6 +243,79 @@ def case_a_non_finite_example_contributes_nothing():
                 np.testing.assert_allclose(
                     got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6, err_msg=f"{name}, {microbatches}, XLA {xla}"
                 )
+
+
+def case_dense_layers_drop_non_finite_examples_on_both_sides_of_the_clipped_sum():
+    """One-position Dense layers scale one side of the clipped sum (the narrower; units dropped by a scale of 0
+    through `tf.math.multiply_no_nan`) and select the other, and a bias sums its kernel's prepared output side: with
+    examples of inf and NaN features (non-finite on the scaled side of the first layer, 3 -> 8, and on the selected
+    side of the second, 8 -> 2), the clipped sums equal a naive per-example computation over the other examples (each
+    gradient from its own tape, clipped to C, summed), with and without XLA."""
+    K.utils.set_random_seed(4)
+    inputs = K.Input((3,))
+    _assert_dense_drops_non_finite_examples(_model(inputs, L.Dense(2)(L.Dense(8, activation="relu")(inputs))))
+
+
+def case_a_dense_bias_shares_a_materialised_kernel_or_a_3d_input_and_drops_non_finite_examples():
+    """The same where the kernel's per-example gradients are materialised (Dense(2 -> 1): one position's ghost norm
+    costs more, so the bias's rows come from the kernel's selection of the materialised factor) and for Dense on 3-D
+    (batch, 1, d) inputs (one position too), with and without XLA."""
+    K.utils.set_random_seed(4)
+    inputs = K.Input((3,))
+    _assert_dense_drops_non_finite_examples(_model(inputs, L.Dense(1)(L.Dense(2, activation="tanh")(inputs))))
+    K.utils.set_random_seed(4)
+    inputs = K.Input((1, 3))
+    outputs = L.Reshape((2,))(L.Dense(2)(L.Dense(8, activation="relu")(inputs)))
+    _assert_dense_drops_non_finite_examples(_model(inputs, outputs))
+
+
+def _assert_dense_drops_non_finite_examples(model):
+    """Examples 1 and 4 get an inf and a NaN feature; the clipped sums (with and without XLA) equal the naive sum
+    over the others of each gradient (its own tape) clipped to C."""
+    features = model.inputs[0].shape[1:]
+    x = np.random.default_rng(4).standard_normal((BATCH, *features)).astype(np.float32)
+    x.reshape(BATCH, -1)[1, 0], x.reshape(BATCH, -1)[4, 2] = np.inf, np.nan
+    y = np.random.default_rng(5).standard_normal((BATCH, *model.outputs[0].shape[1:])).astype(np.float32)
+    clip, kept = 0.5, [i for i in range(BATCH) if i not in (1, 4)]
+    want = [np.zeros(v.shape, np.float64) for v in model.trainable_variables]
+    for i in kept:
+        with tf.GradientTape() as tape:
+            loss = per_example_loss(model, y[i : i + 1], model(x[i : i + 1], training=True))[0]
+        grads = [g.numpy().astype(np.float64) for g in tape.gradient(loss, model.trainable_variables)]
+        norm = np.sqrt(sum(np.sum(g * g) for g in grads))
+        for total, g in zip(want, grads, strict=True):
+            total += g * min(1.0, clip / norm)
+    for xla in (False, True):
+        got = _clipped(model, tf.constant(x), tf.constant(y), tf.ones([BATCH]), clip, None, xla)
+        assert np.isfinite(got.norms.numpy()).tolist() == [i in kept for i in range(BATCH)]
+        for g, w in zip(got.sums, want, strict=True):
+            np.testing.assert_allclose(g.numpy(), w, rtol=1e-5, atol=1e-6, err_msg=f"XLA {xla}")
+
+
+def case_the_folded_one_over_b_rounds_down():
+    """The 1 / B folded into the clip factors (``multiplier``) is the largest float32 at most 1 / B, never the
+    nearest when that is above it (float32(1 / 1000) is): an unclipped example's Dense bias contribution is bit for
+    bit its gradient (from its own tape) times that value, so no example contributes more than C / B."""
+    K.utils.set_random_seed(2)
+    inputs = K.Input((3,))
+    model = _model(inputs, L.Dense(2)(inputs))
+    x, y = np.full((1, 3), 0.5, np.float32), np.ones((1, 2), np.float32)
+    with tf.GradientTape() as tape:
+        loss = per_example_loss(model, y, model(x, training=True))[0]
+    bias_gradient = tape.gradient(loss, model.layers[-1].bias).numpy()
+    down = np.float32(1e-3)
+    assert Fraction(float(down)) > Fraction(1, 1000)  # the nearest float32 is above 1 / 1000
+    down = np.nextafter(down, np.float32(0))
+    assert not np.array_equal(bias_gradient * down, bias_gradient * np.float32(1e-3))
+    units = recording.find_units(model, layer_rules.rule_for)
+    got = tf.function(
+        lambda: clipped_gradient_sum(
+            model, units, x, y, tf.ones([1]), DPParams(1e6, 0.0), expected_batch_size=1, multiplier=Fraction(1, 1000)
+        ),
+        autograph=False,
+    )()
+    bias_index = [id(v) for v in model.trainable_variables].index(id(model.layers[-1].bias))
+    np.testing.assert_array_equal(got.sums[bias_index].numpy(), bias_gradient * down)
 
 
 def _tied_model():

@@ -4,6 +4,7 @@ import json
 import os
 import tempfile
 import warnings
+from fractions import Fraction
 
 import dp_accounting
 import numpy as np
@@ -26,6 +27,7 @@ from privacy.keras import (
     private_training,
     train_step,
 )
+from privacy.keras.noise import GaussianNoise, normal
 
 K = compat.default_keras()
 L = K.layers
@@ -129,6 +131,36 @@ def case_noise_std_is_sigma_c_over_the_expected_batch_size():
         for i in range(4):
             for j in range(i):
                 assert abs(np.corrcoef(noise[i], noise[j])[0, 1]) < 0.025, (jit_compile, i, j)
+
+
+def case_a_step_adds_noise_of_stddev_sigma_c_over_b_rounded_up():
+    """One step of a model whose gradient is exactly 0 (zero kernel, targets 0, MSE) under SGD(1) moves the weights
+    by exactly minus the noise: bit for bit the seed's N(0, 1) draws (replayed from the same seed) times the smallest
+    float32 at least sigma C / B, with B = 12 and sigma C = 0.7 x 1.1, where float32(sigma C / B) is below it."""
+    sigma, clip, batch = 0.7, 1.1, 12
+    exact = Fraction(sigma) * Fraction(clip) / batch
+    stddev = np.float32(float(exact))
+    assert Fraction(float(stddev)) < exact
+    stddev = np.nextafter(stddev, np.float32(np.inf))
+    x, y = np.ones((batch, 3), np.float32), np.zeros((batch, 5), np.float32)
+    for jit_compile in (False, True):
+        model = K.Sequential([K.Input((3,)), L.Dense(5, use_bias=False, kernel_initializer="zeros")])
+        make_private(
+            model,
+            l2_norm_clip=clip,
+            noise_multiplier=sigma,
+            expected_batch_size=batch,
+            dataset_size=batch,
+            sampling="shuffle",
+            seed=11,
+        )
+        model.compile(optimizer=_sgd(1.0), loss="mse", jit_compile=jit_compile)
+        model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(batch), epochs=1, verbose=0)
+        replay = GaussianNoise(seed=11)
+        replay.build()
+        seed = replay._generator.make_seeds(1)[:, 0]
+        draws = tf.function(lambda s=seed: normal(tf.constant([3, 5]), s, tf.float32), jit_compile=jit_compile)()
+        np.testing.assert_array_equal(model.get_weights()[0], -(draws.numpy() * stddev), err_msg=f"XLA {jit_compile}")
 
 
 def case_epsilon_in_history_equals_ppml_epsilon():

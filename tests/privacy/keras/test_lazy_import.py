@@ -15,17 +15,28 @@ print("ok")
     assert python_subprocess(code, legacy_keras=False).stdout.strip().endswith("ok")
 
 
-def test_the_noise_kernel_compiles_when_the_noise_is_built_not_at_the_first_step(python_subprocess):
-    """numba and the compiled noise kernel load with `GaussianNoise.build` (eagerly, before a step is traced), with
-    their machine code for the fixed signatures ready: no training step waits for a compile."""
+def test_the_noise_kernel_compiles_when_a_step_that_runs_it_is_traced(python_subprocess):
+    """numba and the compiled noise kernel load while a step that draws float32 noise on CPU without XLA is traced
+    (before it runs), with their machine code for the fixed signatures ready: no step waits for a compile; building
+    the noise, float64 draws (central DP-FedAvg's) and XLA steps do not load them; the transform alone, which only
+    the tests call, compiles on first use. (Where a GPU or TPU is visible no step runs the kernel: none loads it.)"""
     code = """
 import sys
-from privacy.keras.noise import GaussianNoise
-noise = GaussianNoise(seed=1)
+import tensorflow as tf
+from privacy.keras import noise
+source = noise.GaussianNoise(seed=1)
+source.build()
+source.add([tf.zeros([5], tf.float64)], 1.0)
+tf.function(lambda: source.add([tf.zeros([5])], 1.0), jit_compile=True)()
 assert "numba" not in sys.modules and "privacy.keras.noise_kernel" not in sys.modules
-noise.build()
-kernel = sys.modules["privacy.keras.noise_kernel"]
-assert len(kernel.standard_normal.overloads) == 1 and len(kernel.philox_words.overloads) == 1
+step = tf.function(lambda: source.add([tf.zeros([5])], 1.0))
+step.get_concrete_function()
+assert ("privacy.keras.noise_kernel" in sys.modules) == noise.compiled_kernel_applies()
+if noise.compiled_kernel_applies():
+    kernel = sys.modules["privacy.keras.noise_kernel"]
+    assert len(kernel.normal.overloads) == 1 and len(kernel.philox_words.overloads) == 1
+    assert "box_muller_words" not in vars(kernel)
+    assert len(kernel.box_muller_words.overloads) == 1 and "box_muller_words" in vars(kernel)
 print("ok")
 """
     assert python_subprocess(code, legacy_keras=False).stdout.strip().endswith("ok")

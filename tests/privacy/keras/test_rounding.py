@@ -1,0 +1,53 @@
+"""Directed rounding of the step's constants (`privacy.keras.rounding`) against numpy's nextafter and exact
+rationals, in every float dtype a tensor can have."""
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from privacy.keras.rounding import rounded_down, rounded_up
+
+RNG = np.random.default_rng(28)
+VALUES = [
+    *(Fraction(1.1) * Fraction(1.0) / b for b in range(1, 300)),  # sigma C / B
+    *(Fraction(1, b) for b in range(1, 300)),  # 1 / B
+    *(float(v) for v in RNG.uniform(0, 10, 200)),
+    *(Fraction(int(n), int(d)) for n, d in RNG.integers(1, 2**40, (200, 2))),
+    0.0,
+    Fraction(1, 2**30),
+]
+
+
+@pytest.mark.parametrize("dtype", [tf.float16, tf.float32, tf.float64])
+def test_rounded_up_and_down_are_the_neighbours_of_the_exact_value(dtype):
+    kind = dtype.as_numpy_dtype
+    for value in VALUES:
+        up, down = rounded_up(value, dtype), rounded_down(value, dtype)
+        assert up.dtype == kind and down.dtype == kind
+        assert Fraction(float(down)) <= Fraction(value) <= Fraction(float(up)), value
+        if Fraction(float(up)) != Fraction(value):  # inexact: they are adjacent values of the dtype
+            assert np.nextafter(down, kind(np.inf)) == up, value
+
+
+def test_bfloat16_rounds_in_the_right_direction_by_at_most_one_step():
+    for value in VALUES:
+        up, down = rounded_up(value, tf.bfloat16), rounded_down(value, tf.bfloat16)
+        assert Fraction(float(down)) <= Fraction(value) <= Fraction(float(up)), value
+        steps = int(np.array([up]).view(np.uint16)[0]) - int(np.array([down]).view(np.uint16)[0])
+        assert steps == (0 if Fraction(float(up)) == Fraction(value) else 1), value
+
+
+def test_a_step_constant_rounded_to_nearest_would_be_on_the_wrong_side():
+    """The cases the module exists for: float32(1.1 / 1000) < 1.1 / 1000 and float32(1 / 1000) > 1 / 1000."""
+    stddev, inverse = Fraction(1.1) / 1000, Fraction(1, 1000)
+    assert Fraction(float(np.float32(float(stddev)))) < stddev < Fraction(float(rounded_up(stddev, tf.float32)))
+    assert Fraction(float(np.float32(float(inverse)))) > inverse > Fraction(float(rounded_down(inverse, tf.float32)))
+
+
+def test_negative_and_overflowing_values_are_refused():
+    with pytest.raises(ValueError, match="-1"):
+        rounded_up(-1.0, tf.float32)
+    with pytest.raises(ValueError, match="largest float16"):
+        rounded_up(70000.0, tf.float16)
