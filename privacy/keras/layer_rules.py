@@ -22,7 +22,7 @@ from typing import Callable
 import tensorflow as tf
 
 from privacy.keras import compat
-from privacy.keras.factors import EmbeddingRows, OuterProduct, PerExample, dim, ghost_is_cheaper
+from privacy.keras.factors import EmbeddingRows, FeatureSlice, OuterProduct, PerExample, dim, ghost_is_cheaper
 from privacy.keras.recording import Call
 
 
@@ -420,13 +420,20 @@ class _RecurrentRule(LayerRule):
         states = tuple(tf.cast(s, dtype) for s in initial_state)
         steps = None if mask is None else tf.cast(mask, tf.bool)
         step, extras = self.cell_step(cell, states[0])
-        outputs, h_prev, extras, final = _recurrence(
-            step, z, steps, states, extras, getattr(layer, "zero_output_for_mask", False)
+        output, h_prev, extras, final = _recurrence(
+            step, z, steps, states, extras, getattr(layer, "zero_output_for_mask", False), layer.return_sequences
         )
-        output = outputs if layer.return_sequences else outputs[:, -1]
         if layer.return_state:  # as each flavour returns them: tf-keras a list, Keras 3 a tuple
             output = [output, *final] if compat.is_tf_keras(layer) else (output, *final)
         return output, Call({"inputs": x, "h_prev": h_prev, "extras": extras}, [z])
+
+    def factors(self, layer, calls, grads, variables):
+        """As `LayerRule.factors` with the calls' steps side by side (b, T_1 + T_2 + ..., ...): every factor sums
+        over the steps, and the variables sharing G (`FeatureSlice`) stay one product."""
+        if len(calls) > 1:
+            kept = tf.nest.map_structure(lambda *t: tf.concat(t, 1), *[call.kept for call in calls])
+            calls, grads = [Call(kept, calls[0].targets)], [[tf.concat([g[0] for g in grads], 1)]]
+        return super().factors(layer, calls, grads, variables)
 
     def input_bias(self, cell):  # pragma: no cover - overridden
         raise NotImplementedError
@@ -459,13 +466,17 @@ class LSTMRule(_RecurrentRule):
         return step, ()
 
     def call_factors(self, layer, kept, grad):
-        cell = layer.cell
+        cell, x, h_prev = layer.cell, kept["inputs"], kept["h_prev"]
+        a, d_in, units = [x, h_prev], x.shape[-1], cell.units
+        if cell.use_bias:  # b's gradient is 1^T G: a column of ones
+            a.append(tf.ones_like(h_prev[..., :1]))
+        whole = OuterProduct(tf.concat(a, -1), grad, _same)
         out = {
-            id(cell.kernel): OuterProduct(kept["inputs"], grad, _same),
-            id(cell.recurrent_kernel): OuterProduct(kept["h_prev"], grad, _same),
+            id(cell.kernel): FeatureSlice(whole, 0, d_in, _same),
+            id(cell.recurrent_kernel): FeatureSlice(whole, d_in, d_in + units, _same),
         }
         if cell.use_bias:
-            out[id(cell.bias)] = PerExample(tf.reduce_sum(grad, 1))
+            out[id(cell.bias)] = FeatureSlice(whole, d_in + units, d_in + units + 1, lambda m: tf.reshape(m, [-1]))
         return out
 
 
@@ -552,12 +563,12 @@ def _recurrent_arguments(layer, args, kwargs):
     return sequences, initial_state, mask
 
 
-def _recurrence(step, z, steps, states, extras, zero_output_for_mask: bool):
+def _recurrence(step, z, steps, states, extras, zero_output_for_mask: bool, sequences: bool):
     """Runs ``step(z_t, states) -> (output, new states, extras)`` over Z (b, T, k), where ``steps`` (b, T) is True
     (every step if it is None), as Keras masks (a masked step keeps the states and repeats the previous output, or
     outputs zeros with ``zero_output_for_mask``); ``extras`` are the initial values of what each step returns
-    besides. Returns the outputs (b, T, units), the first state entering each step (b, T, units), each extra over the
-    steps (b, T, ...) and the final states."""
+    besides. Returns the outputs (b, T, units) with ``sequences``, else the last one (b, units), the first state
+    entering each step (b, T, units), each extra over the steps (b, T, ...) and the final states."""
 
     def body(carry, elems):
         states, previous = carry[0], carry[1]
@@ -578,7 +589,8 @@ def _recurrence(step, z, steps, states, extras, zero_output_for_mask: bool):
     def batch_major(t):
         return tf.transpose(t, [1, 0, 2])
 
-    return batch_major(outputs), batch_major(h_prev), tuple(batch_major(e) for e in extras), tuple(s[-1] for s in final)
+    output = batch_major(outputs) if sequences else outputs[-1]
+    return output, batch_major(h_prev), tuple(batch_major(e) for e in extras), tuple(s[-1] for s in final)
 
 
 class VectorizedRule(LayerRule):
