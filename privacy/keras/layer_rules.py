@@ -568,29 +568,42 @@ def _recurrence(step, z, steps, states, extras, zero_output_for_mask: bool, sequ
     (every step if it is None), as Keras masks (a masked step keeps the states and repeats the previous output, or
     outputs zeros with ``zero_output_for_mask``); ``extras`` are the initial values of what each step returns
     besides. Returns the outputs (b, T, units) with ``sequences``, else the last one (b, units), the first state
-    entering each step (b, T, units), each extra over the steps (b, T, ...) and the final states."""
+    entering each step (b, T, units), each extra over the steps (b, T, ...) and the final states. A `tf.while_loop`
+    writing only these to TensorArrays (not `tf.scan`, which stacks every carried state too and differentiates them)."""
+    z = tf.transpose(z, [1, 0, 2])
+    count = dim(z)
+    z_steps = tf.TensorArray(z.dtype, size=count, element_shape=z.shape[1:]).unstack(z)
+    on_steps = None if steps is None else tf.TensorArray(tf.bool, size=count).unstack(tf.transpose(steps))
 
-    def body(carry, elems):
-        states, previous = carry[0], carry[1]
-        z_t, on = elems if steps is not None else (elems, None)
-        output, new_states, extra = step(z_t, states)
-        if on is not None:
-            on = on[:, None]
+    def array(like):
+        return tf.TensorArray(like.dtype, size=count, element_shape=like.shape)
+
+    def body(t, states, previous, outputs, h_prev, extra_arrays):
+        output, new_states, extra = step(z_steps.read(t), states)
+        if on_steps is not None:
+            on = on_steps.read(t)[:, None]
             new_states = tuple(tf.where(on, new, old) for new, old in zip(new_states, states, strict=True))
-            output = tf.where(on, output, tf.zeros_like(output) if zero_output_for_mask else previous)
-        return new_states, output, states[0], extra
+            output = tf.where(on, output, tf.zeros([], output.dtype) if zero_output_for_mask else previous)
+        if sequences:
+            outputs = outputs.write(t, output)
+        h_prev = h_prev.write(t, states[0])
+        extra_arrays = tuple(a.write(t, e) for a, e in zip(extra_arrays, extra, strict=True))
+        return t + 1, new_states, output, outputs, h_prev, extra_arrays
 
     zeros = tf.zeros_like(states[0])
-    z = tf.transpose(z, [1, 0, 2])
-    final, outputs, h_prev, extras = tf.scan(
-        body, z if steps is None else (z, tf.transpose(steps)), initializer=(states, zeros, zeros, extras)
+    outputs = array(zeros) if sequences else zeros[:0]
+    _, final, last, outputs, h_prev, extra_arrays = tf.while_loop(
+        lambda t, *_: t < count,
+        body,
+        (tf.constant(0), states, zeros, outputs, array(zeros), tuple(array(e) for e in extras)),
+        maximum_iterations=count,
     )
 
-    def batch_major(t):
-        return tf.transpose(t, [1, 0, 2])
+    def batch_major(written):
+        return tf.transpose(written.stack(), [1, 0, 2])
 
-    output = batch_major(outputs) if sequences else outputs[-1]
-    return output, batch_major(h_prev), tuple(batch_major(e) for e in extras), tuple(s[-1] for s in final)
+    output = batch_major(outputs) if sequences else last
+    return output, batch_major(h_prev), tuple(batch_major(a) for a in extra_arrays), final
 
 
 class VectorizedRule(LayerRule):
