@@ -15,6 +15,7 @@ import threading
 from typing import Any
 
 import tensorflow as tf
+from tensorflow.python.eager.record import VariableWatcher
 
 from privacy.keras import compat
 
@@ -99,8 +100,11 @@ class Records:
 
     ``outside`` watches the variables read outside the units' calls, and each unit's call is watched for
     variables it does not own: a trainable variable read there (another layer computing with a unit's
-    weights) has gradient paths no rule sees. ``inside`` is the unit whose call is running: a unit called
-    within it (a layer shared by two parents) is part of that call, whose rule covers it.
+    weights) has gradient paths no rule sees. A call's reads are noted by TensorFlow's `VariableWatcher`, not
+    a second `tf.GradientTape`: a tape would record every op of the call again, and a loop under two tapes is
+    wrapped in a function whose gradient fills zeros for each of the loop's saved intermediates (the
+    recurrent rules). ``inside`` is the unit whose call is running: a unit called within it (a layer shared
+    by two parents) is part of that call, whose rule covers it.
     """
 
     def __init__(self):
@@ -159,7 +163,7 @@ def _wrapper(unit: Unit):
             return original(*args, **kwargs)
         records.inside = unit
         try:
-            with records.outside.stop_recording(), tf.GradientTape(watch_accessed_variables=True) as reads:
+            with records.outside.stop_recording(), VariableWatcher() as reads:
                 outputs, kept_call = unit.rule.forward(unit.layer, original, args, kwargs)
         finally:
             records.inside = None
