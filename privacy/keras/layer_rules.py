@@ -379,9 +379,10 @@ class _RecurrentRule(LayerRule):
     at once and G = dL/dZ (which is dL/dz_t at every step t, since Z_t enters nothing else), W's per-example gradient is
     X^T G and U's a product of the states entering each step (H_prev, the initial one first) with G: outer products
     over the T steps, like a Dense over a sequence, from one backward pass. `forward` computes Z itself and runs the
-    recurrence on it (masks as Keras applies them: a masked step keeps the states and repeats the previous output, or
-    outputs zeros with ``zero_output_for_mask``; go_backwards: the steps last to first, the outputs in that order), so
-    its output is Keras' own up to float rounding.
+    recurrence on it in a `tf.while_loop` (masks as Keras applies them: a masked step keeps the states and repeats the
+    previous output, or outputs zeros with ``zero_output_for_mask``; go_backwards: the steps last to first, the
+    outputs in that order), so its output is Keras' own up to float rounding. The calls of a layer called several
+    times are one set of factors over all their steps.
 
     Configurations it does not reproduce take the vectorised fallback: dropout or recurrent dropout, stateful (which
     `validator` refuses), unroll, time_major, subclasses of the layer or of its cell (whose `call` may differ).
@@ -444,7 +445,10 @@ class _RecurrentRule(LayerRule):
 
 
 class LSTMRule(_RecurrentRule):
-    """LSTM: z_t = x_t W + b + h_{t-1} U (gates i, f, c, o): U's per-example gradient is H_prev^T G, b's sum_t G_t."""
+    """LSTM: z_t = x_t W + b + h_{t-1} U (gates i, f, c, o): W's per-example gradient is X^T G, U's H_prev^T G and b's
+    1^T G, all with the same G, so they are slices of one outer product over [X | H_prev | 1] (`FeatureSlice`): one
+    choice between ghost norms and materialising, G G^T once, one clipped-sum matmul. On CPU (Keras 3, 64 units on 32
+    steps of 16 features, batch 256) the private step costs about 1.5x a non-private one (benchmarks/README.md)."""
 
     kind = "LSTM"
     states = 2

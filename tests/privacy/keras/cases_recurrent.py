@@ -152,18 +152,22 @@ def _clipped_like_naive(name, model, x):
 
 def case_recurrent_clipped_sum_equals_naive_per_example_clipping():
     """LSTM and GRU in every variant their rules compute differently, alone (the input kernel's per-example gradients
-    materialised: T^2 (d_in + d_gates) > T d_in d_gates) and after an Embedding of width 32 (ghost norms for the input
-    kernel), returning sequences or the last output, with a mask, an initial state, and a layer called twice; wide
-    enough for ghost norms of the recurrent kernel too (the GRU's without reset_after over its 2T positions); with and
-    without XLA."""
+    materialised: T^2 (d_in + d_gates) > T d_in d_gates; the LSTM's one product over [X | H_prev | 1] too) and after
+    an Embedding of width 32 (ghost norms for the input kernel), returning sequences or the last output, with a mask,
+    an initial state, and a layer called twice; wide enough for ghost norms of the recurrent kernel too (the GRU's
+    without reset_after over its 2T positions, the LSTM's whole product); with and without XLA."""
     cases = []
     for kind in RULES:
         cls = getattr(L, kind)
         for options in VARIANTS[kind]:
+            bias = options.get("use_bias", True)
+            if kind == "LSTM":  # LSTMRule: one product over [X | H_prev | 1], materialised for 4 units, ghost for 12
+                assert not factors.ghost_is_cheaper(T, 3 + 4 + bias, 16), options
             cases.append((f"{kind} {options}, last output", *_single(cls(4, **options))))
             units = 24 if options.get("reset_after") is False else 12
             positions, gates = (2 * T if units == 24 else T), units * (4 if kind == "LSTM" else 3)
-            assert factors.ghost_is_cheaper(positions, units, gates), (kind, options)  # U by ghost norms
+            width = 3 + units + bias if kind == "LSTM" else units
+            assert factors.ghost_is_cheaper(positions, width, gates), (kind, options)  # U by ghost norms
             cases.append((f"{kind} {options}, {units} units", *_single(cls(units, **options))))
         cases.append((f"{kind}, sequences, initial state", *_single(cls(4, return_sequences=True), initial_state=True)))
         cases.append((f"{kind}, backwards", *_single(cls(4, return_sequences=True, go_backwards=True))))
