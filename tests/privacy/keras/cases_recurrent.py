@@ -185,6 +185,39 @@ def case_recurrent_clipped_sum_equals_naive_per_example_clipping():
         _clipped_like_naive(name, model, x)
 
 
+class _TiedGates(L.Layer):
+    """tanh(x W + h U + b) with an LSTM's own W, U and b as this layer's weights too (tied weights): each variable
+    then gets both layers' per-example gradients, the LSTM's from its `FeatureSlice`s materialised."""
+
+    def __init__(self, lstm, **kwargs):
+        super().__init__(**kwargs)
+        self._lstm = lambda: lstm  # not tracked as a sublayer: the variables below are this layer's own
+
+    def build(self, input_shape):
+        cell = self._lstm().cell
+        self.w, self.u, self.b = cell.kernel, cell.recurrent_kernel, cell.bias
+
+    def call(self, inputs):
+        x, h = inputs
+        return tf.tanh(tf.matmul(x, self.w) + tf.matmul(h, self.u) + self.b)
+
+
+def case_lstm_weights_tied_to_another_layer_clip_like_naive():
+    """An LSTM's W, U and b also owned by another layer: the LSTM's slices of its one product over [X | H_prev | 1]
+    are materialised and added to the other layer's per-example gradients, equal to naive per-example clipping, with
+    the product materialised (4 units) and by ghost norms (12 units), with and without XLA."""
+    for units in (4, 12):
+        K.utils.set_random_seed(3)
+        inputs, lstm = K.Input((T, 3)), L.LSTM(units)
+        model = K.Model(inputs, _TiedGates(lstm)([inputs[:, -1], lstm(inputs)]))
+        assert len(model.trainable_variables) == 3
+        owners = [len(u.variables) for u in recording.find_units(model, layer_rules.rule_for)]
+        assert owners == [3, 3], owners  # both layers own all three
+        assert factors.ghost_is_cheaper(T, 3 + units + 1, 4 * units) == (units == 12)
+        x = tf.constant(np.random.default_rng(0).normal(size=(BATCH, T, 3)), tf.float32)
+        _clipped_like_naive(f"LSTM of {units} units tied to another layer", model, x)
+
+
 def case_recurrent_configurations_the_rules_do_not_reproduce_take_the_fallback():
     """Dropout, recurrent dropout, unroll, stateful (which the validator refuses) and a subclass take the vectorised
     fallback (whose clipping the other per-layer cases check); SimpleRNN has no rule; a Bidirectional wrapper with one
