@@ -448,8 +448,9 @@ class LSTMRule(_RecurrentRule):
     """LSTM: z_t = x_t W + b + h_{t-1} U (gates i, f, c, o): W's per-example gradient is X^T G, U's H_prev^T G and b's
     1^T G, all with the same G, so they are slices of one outer product over [X | H_prev | 1] (`FeatureSlice`): one
     choice between ghost norms and materialising, G G^T once, one clipped-sum matmul. On CPU (64 units on 32 steps of
-    16 features, batch 256, fixed batches) the private step measured 1.49-1.63x a non-private one's wall time and
-    1.46-1.66x its CPU time, Keras 3 and tf-keras, without XLA (benchmarks/README.md, the recurrent bullet)."""
+    16 features, batch 256, one batch repeated) the private step measured 1.49-1.63x a non-private one's wall time
+    and 1.46-1.66x its CPU time, Keras 3 and tf-keras, without XLA; batches from arrays through ppml's input path up
+    to 1.71x, under XLA up to 1.83x (benchmarks/README.md, the recurrent bullet)."""
 
     kind = "LSTM"
     states = 2
