@@ -5,6 +5,8 @@ The reference clipped sum takes each example's gradient alone (a batch of one, `
 them up, never going through the layer rules; the clip is the median norm, so it binds for about half the examples.
 """
 
+import contextlib
+
 import numpy as np
 import tensorflow as tf
 
@@ -150,6 +152,22 @@ def _clipped_like_naive(name, model, x):
             np.testing.assert_allclose(g.numpy(), w, rtol=1e-4, atol=1e-5, err_msg=label)
 
 
+@contextlib.contextmanager
+def _product_paths():
+    """Yields the list of `FeatureSlice.squared_norms` calls' products' choices (True: ghost norms) while it runs."""
+    ghost, original = [], factors.FeatureSlice.squared_norms
+
+    def spy(self):
+        ghost.append(self.whole._use_ghost())
+        return original(self)
+
+    factors.FeatureSlice.squared_norms = spy
+    try:
+        yield ghost
+    finally:
+        factors.FeatureSlice.squared_norms = original
+
+
 def case_recurrent_clipped_sum_equals_naive_per_example_clipping():
     """LSTM and GRU in every variant their rules compute differently, alone (the input kernel's per-example gradients
     materialised: T^2 (d_in + d_gates) > T d_in d_gates; the LSTM's one product over [X | H_prev | 1] too) and after
@@ -169,6 +187,11 @@ def case_recurrent_clipped_sum_equals_naive_per_example_clipping():
             width = 3 + units + bias if kind == "LSTM" else units
             assert factors.ghost_is_cheaper(positions, width, gates), (kind, options)  # U by ghost norms
             cases.append((f"{kind} {options}, {units} units", *_single(cls(units, **options))))
+            if kind == "LSTM":  # run here, with the path the rule takes seen in the step itself
+                for name, model, x in (cases.pop(-2), cases.pop()):
+                    with _product_paths() as ghost:
+                        _clipped_like_naive(name, model, x)
+                    assert set(ghost) == {units == 12 and "units" in name}, (name, ghost)
         cases.append((f"{kind}, sequences, initial state", *_single(cls(4, return_sequences=True), initial_state=True)))
         cases.append((f"{kind}, backwards", *_single(cls(4, return_sequences=True, go_backwards=True))))
         cases.append((f"masked Embedding -> bidirectional {kind}", *_embedded(L.Bidirectional(cls(4)), True)))
