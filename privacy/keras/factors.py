@@ -62,6 +62,8 @@ class OuterProduct:
         self.to_variable = to_variable
         self._materialized = None
         self._g_squares = None
+        self._g_gram = None
+        self._memo = {}
         self._keep = None  # set by `kept`: the units to keep, applied where the clipped sum touches the rows
         self._kept = None  # (keep, the factor `kept` made for it)
         self._sides = None  # (scale, `clipped_sides` for it)
@@ -83,10 +85,8 @@ class OuterProduct:
             if self.a.shape[1] == 1:  # one position: ||a||^2 ||g||^2
                 return tf.reduce_sum(tf.square(self.a), [1, 2]) * self.output_squared_norms()
             aa = tf.einsum("utd,usd->uts", self.a, self.a)
-            gg = tf.einsum("ute,use->uts", self.g, self.g)
-            return tf.reduce_sum(aa * gg, [1, 2])
-        self._materialized = tf.einsum("utd,ute->ude", self.a, self.g)
-        return tf.reduce_sum(tf.square(self._materialized), [1, 2])
+            return tf.reduce_sum(aa * self.output_gram(), [1, 2])
+        return tf.reduce_sum(tf.square(self.per_unit()), [1, 2])
 
     def clipped_sum(self, scale):
         if self._materialized is not None:
@@ -115,8 +115,19 @@ class OuterProduct:
         return sides
 
     def materialized(self):
-        per_unit = self._materialized if self._materialized is not None else tf.einsum("utd,ute->ude", self.a, self.g)
-        return tf.vectorized_map(self.to_variable, self._rows(per_unit))
+        return tf.vectorized_map(self.to_variable, self._rows(self.per_unit()))
+
+    def per_unit(self):
+        """Every unit's A^T G, (U, d_in, d_out), all units (`kept` drops rows where they are used); computed once."""
+        if self._materialized is None:
+            self._materialized = tf.einsum("utd,ute->ude", self.a, self.g)
+        return self._materialized
+
+    def output_gram(self):
+        """G G^T per unit, (U, T, T), all units; computed once."""
+        if self._g_gram is None:
+            self._g_gram = tf.einsum("ute,use->uts", self.g, self.g)
+        return self._g_gram
 
     def kept(self, keep) -> "OuterProduct":
         """This factor with the units where ``keep`` is False dropped; the same object for the same ``keep``."""
@@ -130,6 +141,12 @@ class OuterProduct:
 
     def _rows(self, tensor):
         return tensor if self._keep is None else select_rows(self._keep, tensor)
+
+    def once(self, method: str, key):
+        """``self.<method>(key)``, computed once per ``key`` object (for the `FeatureSlice`s sharing this product)."""
+        if (method, id(key)) not in self._memo:  # the key is held with the value: its id stays unique
+            self._memo[method, id(key)] = (key, getattr(self, method)(key))
+        return self._memo[method, id(key)][1]
 
 
 class OutputRows:
@@ -159,6 +176,39 @@ class OutputRows:
 
     def kept(self, keep) -> "OutputRows":
         return OutputRows(self.kernel.kept(keep))
+
+
+class FeatureSlice:
+    """One variable's factor in an `OuterProduct` whose A holds several variables' inputs side by side, all with the
+    same G (an LSTM's X, H_prev and a column of ones for W, U and b): the variable's gradient is A_k^T G with A_k =
+    A[..., start:stop]. The product decides once between ghost norms and materialising (for the sum of the d_k),
+    computes G G^T once (ghost norms: each variable's own <A_k A_k^T, G G^T>, so the variables' norms add up to the
+    product's and stay exact one by one) and the clipped sums by one matmul of the kept units, sliced by rows."""
+
+    def __init__(self, whole: OuterProduct, start: int, stop: int, to_variable: Callable[[tf.Tensor], tf.Tensor]):
+        self.whole, self.start, self.stop, self.to_variable = whole, start, stop, to_variable
+        self.g = whole.g
+
+    def _with(self, whole) -> "FeatureSlice":
+        return FeatureSlice(whole, self.start, self.stop, self.to_variable)
+
+    def grouped(self, units) -> "FeatureSlice":
+        return self._with(self.whole.once("grouped", units))
+
+    def squared_norms(self):
+        if self.whole._use_ghost():
+            a = self.whole.a[..., self.start : self.stop]
+            return tf.reduce_sum(tf.einsum("utd,usd->uts", a, a) * self.whole.output_gram(), [1, 2])
+        return tf.reduce_sum(tf.square(self.whole.per_unit()[:, self.start : self.stop]), [1, 2])
+
+    def clipped_sum(self, scale):
+        return self.to_variable(self.whole.once("clipped_sum", scale)[self.start : self.stop])
+
+    def materialized(self):
+        return tf.vectorized_map(self.to_variable, self.whole._rows(self.whole.per_unit()[:, self.start : self.stop]))
+
+    def kept(self, keep) -> "FeatureSlice":
+        return self._with(self.whole.once("kept", keep))
 
 
 class PerExample:

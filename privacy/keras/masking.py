@@ -19,7 +19,7 @@ def select_rows(keep, tensor):
     tensor = tf.convert_to_tensor(tensor)
     if tensor.shape.rank == 0:
         return tensor
-    return tf.where(tf.reshape(keep, [-1] + [1] * (tensor.shape.rank - 1)), tensor, tf.zeros_like(tensor))
+    return tf.where(tf.reshape(keep, [-1] + [1] * (tensor.shape.rank - 1)), tensor, tf.zeros([], tensor.dtype))
 
 
 def scale_rows(scale, tensor):

@@ -18,7 +18,16 @@ import tensorflow as tf
 
 from privacy.keras import compat
 
+try:  # private API (no public way to note a call's variable reads without a tape): checked, see _require_watcher
+    from tensorflow.python.eager.record import VariableWatcher
+except ImportError as err:
+    raise ImportError(
+        f"ppml's DP-SGD recorder needs tensorflow.python.eager.record.VariableWatcher, which TensorFlow "
+        f"{tf.__version__} does not have; install the TensorFlow that setup.cfg pins"
+    ) from err
+
 _ACTIVE = threading.local()  # .records: the Records being filled in this thread, or None
+_WATCHER_SEES_READS: list[bool] = []  # [True] once `_require_watcher` has seen the watcher note a read
 
 
 @dataclasses.dataclass
@@ -99,8 +108,12 @@ class Records:
 
     ``outside`` watches the variables read outside the units' calls, and each unit's call is watched for
     variables it does not own: a trainable variable read there (another layer computing with a unit's
-    weights) has gradient paths no rule sees. ``inside`` is the unit whose call is running: a unit called
-    within it (a layer shared by two parents) is part of that call, whose rule covers it.
+    weights) has gradient paths no rule sees. A call's reads are noted by TensorFlow's `VariableWatcher` (a
+    private API: checked once per process, an error if it moved or sees no read), not a second
+    `tf.GradientTape`: a tape would record every op of the call again, and a loop under two tapes is wrapped
+    in a function whose gradient fills zeros for each of the loop's saved intermediates (the recurrent
+    rules). ``inside`` is the unit whose call is running: a unit called within it (a layer shared by two
+    parents) is part of that call, whose rule covers it.
     """
 
     def __init__(self):
@@ -133,6 +146,7 @@ class Records:
 @contextlib.contextmanager
 def recording(units):
     """Wraps the units' `call` for the duration of the block; yields the `Records` being filled."""
+    _require_watcher()
     records = Records()
     previous = getattr(_ACTIVE, "records", None)
     _ACTIVE.records = records
@@ -150,6 +164,26 @@ def recording(units):
         _ACTIVE.records = previous
 
 
+def _require_watcher() -> None:
+    """Checks once per process that `VariableWatcher` notes a variable read (in a graph of its own: no strategy
+    scope, no outer function); raises RuntimeError if not, as the refusal of weights read outside their layers
+    depends on it."""
+    if _WATCHER_SEES_READS:
+        return
+    with tf.Graph().as_default():
+        probe = tf.Variable(0.0)
+        with VariableWatcher() as reads:
+            probe.read_value()
+        seen = any(v is probe for v in reads.watched_variables())
+    if not seen:
+        raise RuntimeError(
+            f"TensorFlow {tf.__version__}'s VariableWatcher (tensorflow.python.eager.record) no longer notes "
+            "variable reads; ppml's DP-SGD recorder cannot check which layer reads which weights with it. "
+            "Install the TensorFlow that setup.cfg pins"
+        )
+    _WATCHER_SEES_READS.append(True)
+
+
 def _wrapper(unit: Unit):
     @tf.autograph.experimental.do_not_convert
     def call(*args, **kwargs):
@@ -159,7 +193,7 @@ def _wrapper(unit: Unit):
             return original(*args, **kwargs)
         records.inside = unit
         try:
-            with records.outside.stop_recording(), tf.GradientTape(watch_accessed_variables=True) as reads:
+            with records.outside.stop_recording(), VariableWatcher() as reads:
                 outputs, kept_call = unit.rule.forward(unit.layer, original, args, kwargs)
         finally:
             records.inside = None

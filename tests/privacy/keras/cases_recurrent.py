@@ -5,6 +5,8 @@ The reference clipped sum takes each example's gradient alone (a batch of one, `
 them up, never going through the layer rules; the clip is the median norm, so it binds for about half the examples.
 """
 
+import contextlib
+
 import numpy as np
 import tensorflow as tf
 
@@ -150,21 +152,46 @@ def _clipped_like_naive(name, model, x):
             np.testing.assert_allclose(g.numpy(), w, rtol=1e-4, atol=1e-5, err_msg=label)
 
 
+@contextlib.contextmanager
+def _product_paths():
+    """Yields the list of `FeatureSlice.squared_norms` calls' products' choices (True: ghost norms) while it runs."""
+    ghost, original = [], factors.FeatureSlice.squared_norms
+
+    def spy(self):
+        ghost.append(self.whole._use_ghost())
+        return original(self)
+
+    factors.FeatureSlice.squared_norms = spy
+    try:
+        yield ghost
+    finally:
+        factors.FeatureSlice.squared_norms = original
+
+
 def case_recurrent_clipped_sum_equals_naive_per_example_clipping():
     """LSTM and GRU in every variant their rules compute differently, alone (the input kernel's per-example gradients
-    materialised: T^2 (d_in + d_gates) > T d_in d_gates) and after an Embedding of width 32 (ghost norms for the input
-    kernel), returning sequences or the last output, with a mask, an initial state, and a layer called twice; wide
-    enough for ghost norms of the recurrent kernel too (the GRU's without reset_after over its 2T positions); with and
-    without XLA."""
+    materialised: T^2 (d_in + d_gates) > T d_in d_gates; the LSTM's one product over [X | H_prev | 1] too) and after
+    an Embedding of width 32 (ghost norms for the input kernel), returning sequences or the last output, with a mask,
+    an initial state, and a layer called twice; wide enough for ghost norms of the recurrent kernel too (the GRU's
+    without reset_after over its 2T positions, the LSTM's whole product); with and without XLA."""
     cases = []
     for kind in RULES:
         cls = getattr(L, kind)
         for options in VARIANTS[kind]:
+            bias = options.get("use_bias", True)
+            if kind == "LSTM":  # LSTMRule: one product over [X | H_prev | 1], materialised for 4 units, ghost for 12
+                assert not factors.ghost_is_cheaper(T, 3 + 4 + bias, 16), options
             cases.append((f"{kind} {options}, last output", *_single(cls(4, **options))))
             units = 24 if options.get("reset_after") is False else 12
             positions, gates = (2 * T if units == 24 else T), units * (4 if kind == "LSTM" else 3)
-            assert factors.ghost_is_cheaper(positions, units, gates), (kind, options)  # U by ghost norms
+            width = 3 + units + bias if kind == "LSTM" else units
+            assert factors.ghost_is_cheaper(positions, width, gates), (kind, options)  # U by ghost norms
             cases.append((f"{kind} {options}, {units} units", *_single(cls(units, **options))))
+            if kind == "LSTM":  # run here, with the path the rule takes seen in the step itself
+                for name, model, x in (cases.pop(-2), cases.pop()):
+                    with _product_paths() as ghost:
+                        _clipped_like_naive(name, model, x)
+                    assert set(ghost) == {units == 12 and "units" in name}, (name, ghost)
         cases.append((f"{kind}, sequences, initial state", *_single(cls(4, return_sequences=True), initial_state=True)))
         cases.append((f"{kind}, backwards", *_single(cls(4, return_sequences=True, go_backwards=True))))
         cases.append((f"masked Embedding -> bidirectional {kind}", *_embedded(L.Bidirectional(cls(4)), True)))
@@ -179,6 +206,39 @@ def case_recurrent_clipped_sum_equals_naive_per_example_clipping():
         cases.append((f"one {kind} called twice", twice, x))
     for name, model, x in cases:
         _clipped_like_naive(name, model, x)
+
+
+class _TiedGates(L.Layer):
+    """tanh(x W + h U + b) with an LSTM's own W, U and b as this layer's weights too (tied weights): each variable
+    then gets both layers' per-example gradients, the LSTM's from its `FeatureSlice`s materialised."""
+
+    def __init__(self, lstm, **kwargs):
+        super().__init__(**kwargs)
+        self._lstm = lambda: lstm  # not tracked as a sublayer: the variables below are this layer's own
+
+    def build(self, input_shape):
+        cell = self._lstm().cell
+        self.w, self.u, self.b = cell.kernel, cell.recurrent_kernel, cell.bias
+
+    def call(self, inputs):
+        x, h = inputs
+        return tf.tanh(tf.matmul(x, self.w) + tf.matmul(h, self.u) + self.b)
+
+
+def case_lstm_weights_tied_to_another_layer_clip_like_naive():
+    """An LSTM's W, U and b also owned by another layer: the LSTM's slices of its one product over [X | H_prev | 1]
+    are materialised and added to the other layer's per-example gradients, equal to naive per-example clipping, with
+    the product materialised (4 units) and by ghost norms (12 units), with and without XLA."""
+    for units in (4, 12):
+        K.utils.set_random_seed(3)
+        inputs, lstm = K.Input((T, 3)), L.LSTM(units)
+        model = K.Model(inputs, _TiedGates(lstm)([inputs[:, -1], lstm(inputs)]))
+        assert len(model.trainable_variables) == 3
+        owners = [len(u.variables) for u in recording.find_units(model, layer_rules.rule_for)]
+        assert owners == [3, 3], owners  # both layers own all three
+        assert factors.ghost_is_cheaper(T, 3 + units + 1, 4 * units) == (units == 12)
+        x = tf.constant(np.random.default_rng(0).normal(size=(BATCH, T, 3)), tf.float32)
+        _clipped_like_naive(f"LSTM of {units} units tied to another layer", model, x)
 
 
 def case_recurrent_configurations_the_rules_do_not_reproduce_take_the_fallback():
