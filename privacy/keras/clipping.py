@@ -48,7 +48,8 @@ def clipped_gradient_sum(
       num_microbatches: M to clip M contiguous groups of the batch instead of single examples.
       finite_losses: per unit, whether its loss is finite (False drops it); default: all are.
       multiplier: a factor folded into each unit's clip factor (the step's 1 / B), so the sums need no pass for it;
-        rounded DOWN to the factors' dtype (`rounding.rounded_down`), so no unit contributes more than it allows.
+        rounded DOWN to the clip factors' dtype (`rounding.rounded_down`), so its rounding never raises a unit's
+        contribution.
 
     Returns:
       (list of tensors shaped like ``variables``, per-unit gradient norms before clipping, per-unit

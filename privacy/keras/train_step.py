@@ -52,7 +52,7 @@ def dp_train_step(model, private, data):
     # The division by the denominator is folded into the clip factors and the noise's standard deviation (no pass
     # over the gradients for it): (sum_i clip_C(g_i) + N(0, (sigma C)^2 I)) / B = sum_i clip_C(g_i) / B + N(0,
     # (sigma C / B)^2 I), the same noise draws times sigma C / B (exact rationals: the noise's stddev rounds up in the
-    # gradients' dtype, 1 / B down, so rounding never lowers the noise against the clipped contributions).
+    # gradients' dtype, 1 / B down, so their rounding never lowers the noise against the clipped contributions).
     clipped = clipped_gradient_sum(
         model,
         private.units(model),
