@@ -51,13 +51,9 @@ class DPParams:
             )
 
     @property
-    def noise_stddev(self) -> float:
-        """sigma * C: the standard deviation of the noise on the summed clipped gradients."""
-        return float(self.exact_noise_stddev)
-
-    @property
     def exact_noise_stddev(self) -> Fraction:
-        """sigma * C exactly (the product of the two floats as given, unrounded): what the noise must not fall below."""
+        """sigma * C exactly (the product of the two floats as given, unrounded): the standard deviation of the noise on
+        the summed clipped gradients, which the noise added must not fall below."""
         return Fraction(self.noise_multiplier) * Fraction(self.l2_norm_clip)
 
 
