@@ -143,7 +143,7 @@ def _check_bound_options(input_range, calibration_path, *, required: bool, half_
 def _check_input_frac_bits(input_frac_bits: int | None, frac_bits: int) -> None:
     if input_frac_bits is not None and input_frac_bits > frac_bits:
         raise click.BadParameter(
-            f"{input_frac_bits} exceeds the model's --frac-bits {frac_bits}", param_hint="'--input-frac-bits'"
+            f"{input_frac_bits} exceeds the model's fractional bits ({frac_bits})", param_hint="'--input-frac-bits'"
         )
 
 
@@ -218,8 +218,9 @@ input_frac_bits_option = click.option(
     "--input-frac-bits",
     type=click.IntRange(0, 24),
     default=None,
-    help="The inputs' precision: clients round inputs to multiples of 2^-N (at most --frac-bits; default: "
-    "--frac-bits). --input-range bounds must be multiples of 2^-N; --calibration bounds are widened to them. "
+    help="The inputs' precision: clients round inputs to multiples of 2^-N (at most the model's fractional bits, "
+    "share-model's --frac-bits or verify's 16; default: those). --input-range bounds must be multiples of 2^-N; "
+    "bounds from data (--calibration, verify's DATA) are widened to them. "
     "The parties' input check costs in proportion to the bits of the inputs' encoded span, so e.g. 8 for "
     "pixel values p/255 about halves it.",
 )
