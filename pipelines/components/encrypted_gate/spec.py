@@ -65,8 +65,9 @@ class GateSettings:
             rounded inward to multiples of 2^-frac_bits (refused if they hold none); by default the model is
             shared for the per-feature range of the checked examples.
         half_open: check [input_lo, input_hi) instead, as `share-model --half-open` serves the model (the top grid
-            value dropped, an input at input_hi computed on as input_hi - 2^-frac_bits; `InputBounds.half_open`):
-            needs input_lo / input_hi whose span is a power of two of at least 2 grid steps.
+            value dropped, an input at input_hi computed on as input_hi - 2^-bits, bits the inputs' precision;
+            `InputBounds.half_open`): needs input_lo / input_hi whose span is a power of two of at least 2 grid
+            steps.
         input_frac_bits: the inputs' precision, as `share-model --input-frac-bits` serves the model: inputs rounded
             to multiples of 2^-input_frac_bits and checked at that precision (at most frac_bits; None: frac_bits);
             input_lo / input_hi must then be multiples of it, the examples' range is widened outward to it.
