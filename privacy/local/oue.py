@@ -26,7 +26,8 @@ class OptimizedUnaryEncoding(FrequencyOracle):
 
     @property
     def other_bit_threshold(self) -> int:
-        """Q, the smallest integer with (2**53 - Q) / Q <= e**eps (exact rational arithmetic): a bit other than the
+        """Q, the smallest integer with (2**53 - Q) / Q <= L, L a rational at most e**eps (`exp_lower_bound`; exact
+        rational arithmetic): a bit other than the
         person's is set when a uniform integer in [0, 2**53) is below Q, with probability q = Q / 2**53 at least
         1 / (e**eps + 1), so the design is at most epsilon-LDP as drawn. (A float q = 1 / (math.exp(eps) + 1) can
         round below that, and its ratio then exceeds e**eps.)"""
