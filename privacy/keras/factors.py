@@ -60,7 +60,7 @@ class OuterProduct:
         self.a = tf.stop_gradient(tf.cast(a, g.dtype))
         self.g = g
         self.to_variable = to_variable
-        self._materialized = None
+        self._per_unit = None
         self._g_squares = None
         self._g_gram = None
         self._memo = {}
@@ -89,8 +89,8 @@ class OuterProduct:
         return tf.reduce_sum(tf.square(self.per_unit()), [1, 2])
 
     def clipped_sum(self, scale):
-        if self._materialized is not None:
-            return self.to_variable(tf.einsum("u,ude->de", scale, self._rows(self._materialized)))
+        if self._per_unit is not None:
+            return self.to_variable(tf.einsum("u,ude->de", scale, self._rows(self._per_unit)))
         a, g, _, _ = self.clipped_sides(scale)
         return self.to_variable(
             tf.matmul(tf.reshape(a, [-1, dim(a, 2)]), tf.reshape(g, [-1, dim(g, 2)]), transpose_a=True)
@@ -119,9 +119,9 @@ class OuterProduct:
 
     def per_unit(self):
         """Every unit's A^T G, (U, d_in, d_out), all units (`kept` drops rows where they are used); computed once."""
-        if self._materialized is None:
-            self._materialized = tf.einsum("utd,ute->ude", self.a, self.g)
-        return self._materialized
+        if self._per_unit is None:
+            self._per_unit = tf.einsum("utd,ute->ude", self.a, self.g)
+        return self._per_unit
 
     def output_gram(self):
         """G G^T per unit, (U, T, T), all units; computed once."""
@@ -134,7 +134,7 @@ class OuterProduct:
         if self._kept is not None and self._kept[0] is keep:
             return self._kept[1]
         out = OuterProduct(self.a, self.g, self.to_variable)
-        out._materialized, out._g_squares = self._materialized, self._g_squares
+        out._per_unit, out._g_squares = self._per_unit, self._g_squares
         out._keep = keep if self._keep is None else keep & self._keep
         self._kept = (keep, out)
         return out
@@ -165,7 +165,7 @@ class OutputRows:
         return self.kernel.output_squared_norms()
 
     def clipped_sum(self, scale):
-        if self.kernel._materialized is not None:
+        if self.kernel._per_unit is not None:
             return PerExample(self.materialized()).clipped_sum(scale)
         _, g, scale, g_scaled = self.kernel.clipped_sides(scale)
         g = tf.reshape(g, [dim(g), -1])

@@ -136,5 +136,6 @@ class GateSettings:
         values = {f.name: props[f.name] for f in dataclasses.fields(cls) if props.get(f.name) is not None}
         values["feature_keys"] = tuple(json.loads(values["feature_keys"]))
         if "half_open" in values:  # 0 / 1 as written by `exec_properties`; anything else is refused as it is
-            values["half_open"] = {0: False, 1: True}.get(values["half_open"], values["half_open"])
+            flag = values["half_open"]
+            values["half_open"] = bool(flag) if type(flag) is int and flag in (0, 1) else flag  # 1.0 is refused too
         return cls(**values)

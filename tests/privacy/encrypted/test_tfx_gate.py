@@ -183,6 +183,8 @@ def test_gate_settings_half_open_need_declared_bounds_that_halve_the_check_and_r
     assert GateSettings.from_exec_properties(GateSettings(**settings).exec_properties()).half_open is False
     with pytest.raises(ValueError, match="half_open must be True or False, not 2"):
         GateSettings.from_exec_properties(dict(props, half_open=2))
+    with pytest.raises(ValueError, match="half_open must be True or False, not 1.0"):
+        GateSettings.from_exec_properties(dict(props, half_open=1.0))
 
 
 def test_gate_settings_input_frac_bits_check_the_precision_share_model_serves():
