@@ -20,6 +20,8 @@ no draw of the noise can make a z-score divide by zero.
 from __future__ import annotations
 
 import dataclasses
+import math
+import sys
 
 import numpy as np
 
@@ -32,6 +34,10 @@ WEIGHTS = {"count": 0.1, "sum": 0.45, "sum_of_squares": 0.45}
 """How the release's privacy loss is split among its blocks (renormalised over those a record moves)."""
 VARIANCE_FLOOR = 1e-4
 """The released variance is at least VARIANCE_FLOOR * r^2 (a standard deviation of r / 100)."""
+SUM_HEADROOM = 2.0**64
+"""Bounds are refused unless d r^2 x SUM_HEADROOM is a finite float64: room for 2^53 records at the bounds (float64
+counts exactly up to there) and the noise on their sums. Beyond it S2 can overflow to inf, and whether it did shows
+one record: with bounds (0, 1e154) eight records at the upper bound release S2 = inf, seven a finite value."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +60,13 @@ class MeanVariance:
         object.__setattr__(self, "bounds", Bounds.of(self.bounds))
         object.__setattr__(self, "adjacency", Adjacency(self.adjacency))
         check_values_per_record(self.values_per_record)
+        r, d = self.bounds.radius, self.values_per_record
+        if not math.isfinite(d * r * r * SUM_HEADROOM):
+            largest = math.sqrt(sys.float_info.max / SUM_HEADROOM / d)
+            raise ValueError(
+                f"bounds {self.bounds.to_list()} are too wide for a private mean and variance: their half-width "
+                f"{r:g} must be <= {largest:.4g} for {d} value(s) per record, or float64 sums of squares can overflow"
+            )
 
     @property
     def components(self) -> tuple[Component, ...]:

@@ -330,3 +330,22 @@ def test_releases_are_snapped_to_a_power_of_two_grid_below_the_noise():
     for level in tree.release(np.arange(16.0), NoiseSource(1, "tree")):
         assert np.all(level / noise.grid(component.noise_std) == np.round(level / noise.grid(component.noise_std)))
     assert np.array_equal(noise.snap([0.123456789], 0.0), [0.123456789])  # exact statistics: nothing to snap
+
+
+def test_bounds_whose_sum_of_squares_can_overflow_are_refused():
+    """With bounds (0, 1e154) eight records at the upper bound would make S2 = inf and seven a finite S2 (one
+    record seen with certainty): such bounds are refused; at the widest accepted ones 2^53 records at the bounds
+    plus a 40-sigma noise draw keep every sum finite."""
+    with pytest.raises(ValueError, match=r"bounds \[0.0, 1e\+154\] are too wide .* half-width 5e\+153 must be <="):
+        MeanVariance((0, 1e154), 1.0)
+    MeanVariance((-2e144, 2e144), 1.0)  # accepted for one value per record
+    with pytest.raises(ValueError, match="for 4 value"):
+        MeanVariance((-2e144, 2e144), 1.0, values_per_record=4)
+    widest = math.sqrt(np.finfo(np.float64).max / 2.0**64)
+    for d in (1, 4):
+        r = widest / math.sqrt(d) * (1 - 1e-12)
+        mechanism = MeanVariance((-r, r), noise_multiplier=1e6, values_per_record=d)
+        block = np.full((1 << 10, d), r)
+        sums = mechanism.accumulate(block) * 2.0**43  # 2^53 records at the upper bound
+        noise_std = np.array([c.noise_std for c in mechanism.components])
+        assert np.all(np.isfinite(sums + 40 * noise_std)), (sums, noise_std)
