@@ -1,6 +1,8 @@
 """Secure aggregation: exact recovery of the quantized sum, dropouts, threshold, and what the server sees."""
 
+import math
 import types
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -149,6 +151,23 @@ def test_rounding_bound_covers_the_quantization_of_a_clipped_update():
     moved = np.linalg.norm(values.astype(np.float64) * STEP - RANGE - vector)
     assert 0 < moved <= secagg.rounding_bound(d) == pytest.approx(np.sqrt(d) * STEP)
     assert moved > 0.3 * secagg.rounding_bound(d)  # the bound is the worst case, not far above typical
+
+
+def test_rounding_bound_covers_float64_rounding_of_the_quantization():
+    """At many bits float64 cannot hold the scaled value and the uniform draw exactly: a coordinate whose scaled value
+    lies just below an integer k and the generator's largest draw 1 - 2^-53 round to k + 1, more than one step from the
+    coordinate (1.0078 steps here at b = 48). The bound covers it; the error is measured exactly (Fractions)."""
+    bits = 48
+    levels = (1 << bits) - 1
+    target = Fraction(1 << (bits - 1)) - Fraction(1, 128)  # the scaled value (v + r) (2^b - 1) / 2r, with r = 1
+    vector = np.array([float(2 * target / levels - 1)])
+    scaled = (Fraction(vector[0]) + 1) * levels / 2
+    assert 1 - Fraction(1, 64) < scaled - math.floor(scaled) < 1
+    largest_draw = types.SimpleNamespace(random=lambda shape: np.full(shape, 1 - 2.0**-53))
+    values, _ = quantize(vector, 1.0, bits, largest_draw)
+    moved = abs(Fraction(int(values[0])) * 2 / levels - 1 - Fraction(vector[0]))
+    assert moved <= Fraction(SecureAggregation(clipping_range=1.0, bits=bits, modulus_bits=63).rounding_bound(1))
+    assert moved > Fraction(2, levels)  # beyond one step: what the bound must cover
 
 
 def _neighbour_plans(secret=False):
