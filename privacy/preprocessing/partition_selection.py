@@ -4,7 +4,11 @@ Each record contributes its distinct tokens, at most ``max_tokens_per_record`` (
 l0 in the record's own order: a choice that depends on that record alone). Token counts get Gaussian
 noise of standard deviation s = m sqrt(l0), and a token is kept when its noisy count reaches the
 threshold tau = 1 + s * Phi^-1(1 - delta_t / l0): a token that only one record holds is released with
-probability at most delta_t / l0, and one record holds at most l0 tokens.
+probability at most delta_t / l0, and one record holds at most l0 tokens. The comparison is made on the
+released counts, which are snapped to the grid g of s (`privacy.preprocessing.noise.snap`): a snapped count
+reaches a grid point T exactly when the count reaches T - g / 2, so the threshold applied is the grid point T
+with T - g / 2 >= tau, and every probability below is taken at the effective threshold T - g / 2 (comparing
+with tau itself let a singleton token through up to 1.0035 times as often as delta_t / l0).
 
 Guarantee, under add/remove adjacency (D' = D plus one record r, whose unique tokens U number at most
 l0). Run on a fixed token domain, the mechanism is post-processing of the Gaussian mechanism on a
@@ -34,7 +38,7 @@ from scipy import special
 from privacy import validation
 from privacy.accounting import Adjacency
 from privacy.preprocessing.gaussian import Component, allocate
-from privacy.preprocessing.noise import NoiseSource
+from privacy.preprocessing.noise import NoiseSource, grid
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,8 +81,11 @@ class GaussianThresholding:
 
     @property
     def threshold(self) -> float:
-        """tau: a token is kept when its noisy count is >= tau."""
-        return 1.0 + self.noise_std * float(-special.ndtri(self.threshold_delta / self.max_tokens_per_record))
+        """T: a token is kept when its released (snapped) noisy count is >= T, the smallest grid point of the
+        noise std with T - g / 2 >= tau = 1 + s Phi^-1(1 - delta_t / l0) (see the module docstring)."""
+        tau = 1.0 + self.noise_std * float(-special.ndtri(self.threshold_delta / self.max_tokens_per_record))
+        step = float(grid(self.noise_std))
+        return step * math.ceil(tau / step + 0.5)
 
     def record_tokens(self, values: Iterable) -> list:
         """The tokens one record contributes: its distinct values in order, at most l0 of them."""
@@ -107,11 +114,13 @@ class GaussianThresholding:
 
 
 def additive_delta(*, threshold: float, noise_std: float, max_tokens_per_record: int, group_size: int = 1) -> float:
-    """The probability bound K l0 Phi((K - tau) / s) that a token only a group of K records holds is released.
+    """The probability bound K l0 Phi((K - T + g / 2) / s) that a token only a group of K records holds is released:
+    a count is compared with the threshold T after snapping to the grid g of s, so it passes from T - g / 2.
 
-    Returns 1 when tau <= K (no bound).
+    Returns 1 when T - g / 2 <= K (no bound).
     """
     k, l0 = group_size, max_tokens_per_record
-    if threshold <= k:
+    effective = threshold - float(grid(noise_std)) / 2
+    if effective <= k:
         return 1.0
-    return min(1.0, k * l0 * float(special.ndtr((k - threshold) / noise_std)))
+    return min(1.0, k * l0 * float(special.ndtr((k - effective) / noise_std)))

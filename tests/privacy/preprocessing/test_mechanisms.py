@@ -191,12 +191,16 @@ def test_thresholding_releases_a_token_one_record_holds_with_probability_delta_t
     mechanism = GaussianThresholding(noise_multiplier=1.0, threshold_delta=0.2, max_tokens_per_record=2)
     s = mechanism.noise_std
     assert s == pytest.approx(math.sqrt(2))
-    assert stats.norm.sf((mechanism.threshold - 1) / s) == pytest.approx(0.1, rel=1e-9)
+    # Released counts are snapped to the grid g = 2^(floor(log2 s) - 10): a count passes the threshold from
+    # threshold - g / 2, which leaves a singleton token at most delta_t / l0 = 0.1 (and within one grid step of it).
+    half_step = 2.0 ** (math.floor(math.log2(s)) - 10) / 2
+    passes = stats.norm.sf((mechanism.threshold - half_step - 1) / s)
+    assert passes <= 0.1 and passes == pytest.approx(0.1, rel=1e-3)
     kept = sum(bool(mechanism.release({"rare": 1}, NoiseSource(seed, "v"))) for seed in range(4000))
     assert kept / 4000 == pytest.approx(0.1, abs=0.02)
-    # A group of K records: K l0 Phi((K - tau) / s).
+    # A group of K records: K l0 Phi((K - threshold + g / 2) / s).
     for k in (1, 2, 3):
-        expected = min(1.0, k * 2 * special.ndtr((k - mechanism.threshold) / s))
+        expected = min(1.0, k * 2 * special.ndtr((k - mechanism.threshold + half_step) / s))
         assert additive_delta(
             threshold=mechanism.threshold, noise_std=s, max_tokens_per_record=2, group_size=k
         ) == pytest.approx(expected, rel=1e-12)
@@ -277,7 +281,8 @@ def test_records_round_trip_and_account_for_a_trainer():
     part = PreprocessingPart(account, "add-remove", group_size=2)
     assert part.events() == [dp_event.GaussianDpEvent(3.0 / 2), dp_event.GaussianDpEvent(2.0 / 2)]
     assert part.additive_delta() == pytest.approx(
-        2 * 2 * special.ndtr((2 - vocabulary.threshold) / vocabulary.noise_std), rel=1e-12
+        2 * 2 * special.ndtr((2 - vocabulary.threshold + noise.grid(vocabulary.noise_std) / 2) / vocabulary.noise_std),
+        rel=1e-12,
     )
     with pytest.raises(RecordError, match="add-remove adjacency only"):
         PreprocessingPart(account, "replace-one").additive_delta()
@@ -349,3 +354,21 @@ def test_bounds_whose_sum_of_squares_can_overflow_are_refused():
         sums = mechanism.accumulate(block) * 2.0**43  # 2^53 records at the upper bound
         noise_std = np.array([c.noise_std for c in mechanism.components])
         assert np.all(np.isfinite(sums + 40 * noise_std)), (sums, noise_std)
+
+
+@pytest.mark.parametrize("noise_multiplier, threshold_delta, l0", [(0.5, 1e-15, 1), (1.0, 0.3, 1), (2.3, 1e-9, 10)])
+def test_a_singleton_token_passes_the_snapped_threshold_with_at_most_the_reported_probability(
+    noise_multiplier, threshold_delta, l0
+):
+    """Released counts are snapped to the grid g of s: snap(1 + N) >= T exactly when 1 + N >= (ceil(T / g) - 1/2) g.
+    The exact probability of that stays within delta_t / l0 and within what `additive_delta` reports (comparing with
+    the unsnapped tau let it through 1.0035 times as often at noise multiplier 0.5, delta_t 1e-15)."""
+    mechanism = GaussianThresholding(noise_multiplier, threshold_delta, l0)
+    s, threshold = mechanism.noise_std, mechanism.threshold
+    step = 2.0 ** (math.floor(math.log2(s)) - 10)
+    passes = stats.norm.sf(((math.ceil(threshold / step) - 0.5) * step - 1) / s)
+    reported = additive_delta(threshold=threshold, noise_std=s, max_tokens_per_record=l0) / l0
+    assert passes <= reported * (1 + 1e-12) and reported <= threshold_delta / l0 * (1 + 1e-12)
+    assert passes == pytest.approx(threshold_delta / l0, rel=2e-2)  # the snapping costs under one grid step
+    rng_counts = NoiseSource(seed=5, stream="t").noisy(np.ones(3), s)
+    assert np.all(rng_counts == np.round(rng_counts / step) * step)  # the released counts are on that grid
