@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from federated.aggregation import Summand
-from federated.strategies._dp_clipping_base import check_clipping_norm
+from federated.strategies._dp_clipping_base import check_clipping_norm, clip_l2
 from federated.strategies.fedavg import FedAvg
 from federated.strategies.strategy import RoundContext, ServerState, Strategy
 from federated.weights import flatten
@@ -162,12 +162,11 @@ class LocalDifferentialPrivacy(Strategy):
         return state.replace(slots={**state.slots, PARTICIPATIONS: np.zeros(ctx.population)})
 
     def summand(self, update, state):
-        """Runs on the client: the update clipped to C (a non-finite one becomes zero) plus the client's own
+        """Runs on the client: the update clipped to C (`clip_l2`; a non-finite one becomes zero) plus the client's own
         Gaussian noise; the count part is 1 (one message)."""
         clipped = np.zeros_like(update.delta, dtype=np.float64)
         if update.finite:
-            norm = float(np.linalg.norm(update.delta))
-            clipped = update.delta * (min(1.0, self.clipping_norm / norm) if norm > 0 else 1.0)
+            clipped = clip_l2(update.delta, self.clipping_norm)[0]
         noise = OsRandom().normal(0.0, self.noise_stddev, clipped.size)
         return Summand(vector=clipped + noise, counts=np.ones(1, np.int64))
 

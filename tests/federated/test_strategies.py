@@ -2,6 +2,7 @@
 
 import dataclasses
 import re
+from fractions import Fraction
 
 import dp_accounting
 import keras
@@ -345,3 +346,30 @@ def test_the_stop_reason_prints_the_epsilon_above_max_epsilon(shortfall):
     reason = strategy.stop_reason(strategy.initialize([np.zeros(2, np.float32)], ctx), ctx)
     shown, bound = (float(x) for x in re.search(r"to (\S+) > max_epsilon=(\S+)$", reason).groups())
     assert shown > bound and shown == pytest.approx(first, rel=1e-3), reason
+
+
+@pytest.mark.parametrize(
+    "clip, head, tail, count",
+    [
+        (1.0, 1.0, 2.0**-27 * 0.999, 10**6),  # 16 ones, then squares under half an ulp of the running sum
+        (1e-200, 1e-190, 1e-190, 100),  # squares below float64's smallest number
+        (3e-7, 3.0e38, 1.4e-45, 1000),  # float32's largest and smallest updates together
+    ],
+)
+def test_a_clipped_update_is_within_the_clipping_norm_exactly(clip, head, tail, count):
+    """The L2 norm of what a client sends, computed exactly (Fractions; the coordinates take two values), is at most
+    C, whatever float64's rounding of the norm: np.linalg.norm summed 16 ones and a million squares under half an ulp
+    to 4e-13 too little (the update went out 1 + 4e-13 times C), and squared 1e-190 to 0 (the update went out whole,
+    1e11 times C). The clipped update still has norm C to a relative 1e-6, and the adaptive bit sees the norm."""
+    strategy = DifferentialPrivacyAdaptiveClipping(
+        FedAvg(weighted=False), noise_multiplier=0.5, initial_clipping_norm=clip, target_delta=1e-5
+    )
+    state = strategy.initialize([np.zeros(16 + count, np.float32)], _ctx())
+    delta = np.concatenate([np.full(16, head), np.full(count, tail)])
+    summand = strategy.summand(_update(delta, 1), state)
+    first, last = Fraction(float(summand.vector[0])), Fraction(float(summand.vector[-1]))
+    assert np.all(summand.vector[:16] == summand.vector[0]) and np.all(summand.vector[16:] == summand.vector[-1])
+    squared = 16 * first**2 + count * last**2
+    assert squared <= Fraction(clip) ** 2
+    assert squared >= Fraction(clip) ** 2 * (1 - Fraction(1, 10**6))
+    assert summand.counts.tolist() == [1, 0]  # counted as clipped
