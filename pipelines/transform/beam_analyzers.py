@@ -61,7 +61,7 @@ class SummedRelease(analyzer_nodes.Combiner):
         self._seed = seed
 
     def create_accumulator(self) -> np.ndarray:
-        return np.zeros(self._size)
+        return np.zeros(self._size, dtype=object)  # int 0s: a mechanism's exact integer sums stay exact
 
     def add_input(self, accumulator, batch_values):
         values, marker = batch_values

@@ -58,7 +58,7 @@ def test_mean_variance_moves_each_block_by_at_most_its_sensitivity(adjacency):
     assert list(sensitivity) == ([1, 15, 7.5**2 * 2] if adjacency is Adjacency.ADD_REMOVE else [0, 30, 7.5**2 * 2])
     moved = []
     for d, d_prime in _neighbours(DATA, adjacency):
-        change = np.abs(mechanism.accumulate(d_prime) - mechanism.accumulate(d))
+        change = np.abs(mechanism.sums(mechanism.accumulate(d_prime)) - mechanism.sums(mechanism.accumulate(d)))
         assert np.all(change <= sensitivity * (1 + 1e-12)), (change, sensitivity)
         moved.append(change)
     # The bound is reached: a record at the upper bounds added, or swapped for one at the lower bounds.
@@ -91,7 +91,7 @@ def test_an_empty_data_set_is_released_like_its_one_record_neighbours(adjacency,
     sensitivity = np.array([c.sensitivity for c in mean_variance.components])
     [tree_component] = tree.components
     for record in ADVERSARIAL:
-        change = np.abs(mean_variance.accumulate([record]) - mean_variance.accumulate(empty))
+        change = np.abs(mean_variance.sums(mean_variance.accumulate([record])) - mean_variance.sums(np.zeros(3)))
         if adjacency is Adjacency.ADD_REMOVE:  # replace-one has no one-record neighbour of an empty data set
             assert np.all(change <= sensitivity * (1 + 1e-12)), (change, sensitivity)
             levels = [tree.release(tree.accumulate(x), noise.ZeroNoise()) for x in (empty, [record])]
@@ -141,7 +141,7 @@ def test_noise_matches_the_recorded_standard_deviations():
             for seed in range(600)
         ]
     )
-    standardised = ((draws - sums) / stds).ravel()
+    standardised = ((draws - mechanism.sums(sums)) / stds).ravel()
     assert stats.kstest(standardised, "norm").pvalue > 1e-6
     assert np.std(standardised) == pytest.approx(1.0, abs=0.06)
     # Same seed and stream, same noise; another stream, independent noise.
@@ -328,7 +328,7 @@ def test_releases_are_snapped_to_a_power_of_two_grid_below_the_noise():
         released = mechanism.release(sums, NoiseSource(seed, "feature"))
         values = np.array([released[k] for k in ("count", "sum", "sum_of_squares")])
         assert np.all(values / step == np.round(values / step))
-        drawn = sums + NoiseSource(seed, "feature").normal(stds)  # the same draw, unrounded
+        drawn = mechanism.sums(sums) + NoiseSource(seed, "feature").normal(stds)  # the same draw, unrounded
         assert np.all(np.abs(values - drawn) <= step / 2)
     tree = TreeHistogram(Grid(Bounds(0, 1), 16), 2.0, 4)
     [component] = tree.components
@@ -351,7 +351,7 @@ def test_bounds_whose_sum_of_squares_can_overflow_are_refused():
         r = widest / math.sqrt(d) * (1 - 1e-12)
         mechanism = MeanVariance((-r, r), noise_multiplier=1e6, values_per_record=d)
         block = np.full((1 << 10, d), r)
-        sums = mechanism.accumulate(block) * 2.0**43  # 2^53 records at the upper bound
+        sums = mechanism.sums(mechanism.accumulate(block) * (1 << 43))  # 2^53 records at the upper bound
         noise_std = np.array([c.noise_std for c in mechanism.components])
         assert np.all(np.isfinite(sums + 40 * noise_std)), (sums, noise_std)
 
@@ -372,3 +372,23 @@ def test_a_singleton_token_passes_the_snapped_threshold_with_at_most_the_reporte
     assert passes == pytest.approx(threshold_delta / l0, rel=2e-2)  # the snapping costs under one grid step
     rng_counts = NoiseSource(seed=5, stream="t").noisy(np.ones(3), s)
     assert np.all(rng_counts == np.round(rng_counts / step) * step)  # the released counts are on that grid
+
+
+def test_one_record_moves_the_combined_sums_by_at_most_the_sensitivity_whatever_the_rounding():
+    """The combiner adds batch after batch (`pipelines.transform.beam_analyzers.SummedRelease`). 2^20 - 1 records at
+    the bound 1 put S1 just below 2^20; the record that differs, at 1, pushes it to 2^20, where each of 2^16 later
+    batches, just over half an ulp, is rounded up to a whole one (below 2^20, to its own value). With float64 sums the
+    record moved the released S1 by 1 + 2^-17 (the sensitivity r = 1); with integer sums by 1, rounded once."""
+    mechanism = MeanVariance((-1.0, 1.0), noise_multiplier=1.0)
+    tiny = mechanism.accumulate(np.array([2.0**-33 * (1 + 2.0**-20)]))
+    released = []
+    for with_record in (False, True):
+        accumulator = np.zeros(3, dtype=object) + mechanism.accumulate(np.ones((1 << 20) - 1))
+        if with_record:
+            accumulator = accumulator + mechanism.accumulate(np.array([1.0]))
+        for _ in range(1 << 16):
+            accumulator = accumulator + tiny
+        released.append(mechanism.release(accumulator, noise.ZeroNoise()))
+    moved = {k: abs(released[1][k] - released[0][k]) for k in ("count", "sum", "sum_of_squares")}
+    assert moved["count"] == 1 and moved["sum_of_squares"] <= 1 + 1e-9
+    assert moved["sum"] <= 1 + 2.0**-30, moved  # one rounding of each 2^20-sized sum: 2^-33 at most each
