@@ -71,17 +71,22 @@ def clip_l2(vector: np.ndarray, clipping_norm: float) -> tuple[np.ndarray, float
 
     The released vector's exact norm is at most C, float64's rounding included: the norm is taken of the vector
     scaled by a power of two (no square over- or underflows, as ``np.linalg.norm``'s did: a vector of 1e-190s had
-    norm 0 and was let through whole), and the vector is clipped to C (1 - (2d + 8) 2^-53), which covers the
-    rounding of the d squares' sum in any order (the sum alone undercounted by 4e-12 at d = 1e7), of the
-    square root, of the division and of each product.
+    norm 0 and was let through whole, one of 1e160s norm inf and was zeroed), and the vector is clipped to
+    C (1 - (2d + 8) 2^-53), which covers the rounding of the d squares' sum in any order (the sum alone
+    undercounted by 4e-12 at d = 1e7), of the square root, of the division and of each product.
     """
     largest = float(np.max(np.abs(vector), initial=0.0))
     if largest == 0:
         return vector.astype(np.float64), 0.0
     exponent = math.frexp(largest)[1]
-    norm = math.ldexp(float(np.linalg.norm(np.ldexp(vector, -exponent))), exponent)  # inf only beyond float64
+    scaled = np.ldexp(vector, -exponent)  # largest coordinate in [1/2, 1)
+    length = float(np.linalg.norm(scaled))
+    with np.errstate(over="ignore"):
+        norm = float(np.ldexp(length, exponent))  # inf beyond float64's range
     target = clipping_norm * (1 - (2 * vector.size + 8) * 2.0**-53)
-    return vector * (target / norm if norm > target else 1.0), norm
+    if norm <= target:
+        return vector * 1.0, norm
+    return scaled * (target / length), norm  # = vector * target / norm, without overflow
 
 
 class DpClippingBase(Strategy):

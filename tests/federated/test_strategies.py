@@ -354,6 +354,7 @@ def test_the_stop_reason_prints_the_epsilon_above_max_epsilon(shortfall):
         (1.0, 1.0, 2.0**-27 * 0.999, 10**6),  # 16 ones, then squares under half an ulp of the running sum
         (1e-200, 1e-190, 1e-190, 100),  # squares below float64's smallest number
         (3e-7, 3.0e38, 1.4e-45, 1000),  # float32's largest and smallest updates together
+        (1.0, 1e308, 1e-300, 10),  # squares beyond float64's largest number (the update was zeroed)
     ],
 )
 def test_a_clipped_update_is_within_the_clipping_norm_exactly(clip, head, tail, count):
