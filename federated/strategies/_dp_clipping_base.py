@@ -89,6 +89,21 @@ def clip_l2(vector: np.ndarray, clipping_norm: float) -> tuple[np.ndarray, float
     return scaled * (target / length), norm  # = vector * target / norm, without overflow
 
 
+SUM_BITS = 24
+"""A clipped update's coordinates are cut toward zero to multiples of g = 2^(e - 1 - SUM_BITS), C < 2^e (`on_sum_grid`):
+float64 then adds such vectors exactly, in any order, while a round has fewer than 2^(52 - SUM_BITS) = 2.7e8 clients,
+so a plain (unquantized) sum moves by exactly the one client's vector. Unrounded float sums are not bounded by C: with
+the running sum just below a power of two, one client changes how each later client's addition rounds (Casacuberta
+et al. 2022): 1 + 4.8e-7 C among 2^17 clients of one coordinate, growing as m^2 2^-53."""
+
+
+def on_sum_grid(vector: np.ndarray, clipping_norm: float) -> np.ndarray:
+    """``vector`` cut toward zero to multiples of the power of two g of `SUM_BITS` (no coordinate grows: the norm
+    stays at most C; each moves by less than g, under 2^-24 C)."""
+    step = math.ldexp(1.0, math.frexp(clipping_norm)[1] - 1 - SUM_BITS)
+    return np.trunc(vector / step) * step
+
+
 class DpClippingBase(Strategy):
     """Shared by `DifferentialPrivacyFixedClipping` and `DifferentialPrivacyAdaptiveClipping`.
 
@@ -194,10 +209,11 @@ class DpClippingBase(Strategy):
         return state.replace(scalars={**state.scalars, "clipping_norm": self.initial_clipping_norm()}, budget=budget)
 
     def summand(self, update, state):
-        """The update clipped to L2 norm C (`clip_l2`); a non-finite update becomes zero and counts as clipped (the
-        client still reports: see `federated.simulation.round.train_chunk`). A client without examples adds
-        nothing, counts included: N is public, so the neighbour that takes a client's data out is that client
-        emptied, and it must look like the client removed (add/remove adjacency)."""
+        """The update clipped to L2 norm C (`clip_l2`) on the grid its sum is exact on (`on_sum_grid`); a non-finite
+        update becomes zero and counts as clipped (the client still reports: see
+        `federated.simulation.round.train_chunk`). A client without examples adds nothing, counts included: N is
+        public, so the neighbour that takes a client's data out is that client emptied, and it must look like the
+        client removed (add/remove adjacency)."""
         clipping_norm = state.scalars["clipping_norm"]
         if update.num_examples == 0:
             return Summand(
@@ -206,7 +222,7 @@ class DpClippingBase(Strategy):
         if not update.finite:
             return Summand(vector=np.zeros_like(update.delta), counts=self.clip_counts(math.inf, clipping_norm))
         clipped, norm = clip_l2(update.delta, clipping_norm)
-        return Summand(vector=clipped, counts=self.clip_counts(norm, clipping_norm))
+        return Summand(vector=on_sum_grid(clipped, clipping_norm), counts=self.clip_counts(norm, clipping_norm))
 
     def aggregate(self, state: ServerState, total, ctx):
         clipping_norm = state.scalars["clipping_norm"]

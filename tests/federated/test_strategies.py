@@ -374,3 +374,23 @@ def test_a_clipped_update_is_within_the_clipping_norm_exactly(clip, head, tail, 
     assert squared <= Fraction(clip) ** 2
     assert squared >= Fraction(clip) ** 2 * (1 - Fraction(1, 10**6))
     assert summand.counts.tolist() == [1, 0]  # counted as clipped
+
+
+def test_one_client_moves_a_plain_sum_by_exactly_its_clipped_update():
+    """Clients at every other population position, so TreeSum forms no node and adds them in order. 2^12 - 1 clients
+    at C = 1 put the sum just below 2^12; the client that differs (at 1) pushes it to 2^12, where each of 2^13 later
+    clients, just over half an ulp there, was rounded up to a whole ulp: the client moved the float sum by
+    1 + 3.7e-9 C. On the sum grid the sums are exact: it moves the sum by its own clipped update (Fractions)."""
+    strategy = DifferentialPrivacyFixedClipping(
+        FedAvg(weighted=False), clipping_norm=1.0, noise_multiplier=1.0, target_delta=1e-5
+    )
+    state = strategy.initialize([np.zeros(1, np.float32)], _ctx())
+    ones, record, tiny = (
+        strategy.summand(_update([value], 1), state) for value in (1.0, 1.0, 2.0**-41 * (1 + 2.0**-20))
+    )
+    totals = []
+    for with_record in (False, True):
+        items = [(2 * i, ones) for i in range((1 << 12) - 1)] + ([(2 * 4095, record)] if with_record else [])
+        items += [(2 * (4096 + j), tiny) for j in range(1 << 13)]
+        totals.append(Fraction(float(TreeSum.of(items).result().vector[0])))
+    assert totals[1] - totals[0] == Fraction(float(record.vector[0])) and 0 < record.vector[0] <= 1
