@@ -52,16 +52,22 @@ norm needs more."""
 MAX_CLIPPING_NORM = MAX_NOISE_STDDEV / NOISE_MULTIPLIER_RANGE[1]
 """Largest clipping norm C (initial C for adaptive clipping): 1e6, so that z x C stays within
 `MAX_NOISE_STDDEV` for every noise multiplier ppml accounts."""
+MIN_CLIPPING_NORM = 2.0**-900
+"""Smallest clipping norm C (adaptive C is floored there): far below any update a float32 model can apply, and far
+enough above float64's subnormals that `clip_l2`'s margin and `on_sum_grid`'s step (2^-24 C) keep their precision (at
+C = 5e-323 the step was 0, every summand NaN, and the clipped norm 1.04 C)."""
 
 
 def check_clipping_norm(clipping_norm) -> float:
-    """``clipping_norm`` as a float in (0, `MAX_CLIPPING_NORM`]; raises ValueError naming it otherwise."""
+    """``clipping_norm`` as a float in [`MIN_CLIPPING_NORM`, `MAX_CLIPPING_NORM`]; raises ValueError naming it
+    otherwise."""
     return float(
-        validation.positive(
+        validation.number(
             "clipping_norm",
             clipping_norm,
-            maximum=MAX_CLIPPING_NORM,
-            note="beyond it the noise z x C can overflow the float32 model",
+            low=MIN_CLIPPING_NORM,
+            high=MAX_CLIPPING_NORM,
+            note="beyond it the noise z x C can overflow the float32 model; below it float64 loses the clip's bits",
         )
     )
 
@@ -91,10 +97,13 @@ def clip_l2(vector: np.ndarray, clipping_norm: float) -> tuple[np.ndarray, float
 
 SUM_BITS = 24
 """A clipped update's coordinates are cut toward zero to multiples of g = 2^(e - 1 - SUM_BITS), C < 2^e (`on_sum_grid`):
-float64 then adds such vectors exactly, in any order, while a round has fewer than 2^(52 - SUM_BITS) = 2.7e8 clients,
+float64 then adds such vectors exactly, in any order, while a round has at most 2^(52 - SUM_BITS) = 2.7e8 clients,
 so a plain (unquantized) sum moves by exactly the one client's vector. Unrounded float sums are not bounded by C: with
 the running sum just below a power of two, one client changes how each later client's addition rounds (Casacuberta
 et al. 2022): 1 + 4.8e-7 C among 2^17 clients of one coordinate, growing as m^2 2^-53."""
+MAX_SUM_CLIENTS = 1 << (52 - SUM_BITS)
+"""Most clients a central-DP round may sum (its population: a round samples at most all of them). A coordinate is
+k g with |k| < 2^(SUM_BITS + 1), so partial sums of at most 2^(52 - SUM_BITS) of them stay below 2^53 g: exact."""
 
 
 def on_sum_grid(vector: np.ndarray, clipping_norm: float) -> np.ndarray:
@@ -200,6 +209,11 @@ class DpClippingBase(Strategy):
         )
 
     def initialize(self, weights, ctx):
+        if ctx.population > MAX_SUM_CLIENTS:
+            raise ValueError(
+                f"a central DP run sums at most {MAX_SUM_CLIENTS} clients a round exactly, got a population of "
+                f"{ctx.population}"
+            )
         reason = self.mechanism(ctx).unsupported_reason(self.accountant.value)
         if reason:  # epsilon is reported every round: refuse before any training
             raise ValueError(f"accountant={self.accountant.value!r} cannot account this run: {reason}")

@@ -17,7 +17,12 @@ import math
 
 import numpy as np
 
-from federated.strategies._dp_clipping_base import MAX_CLIPPING_NORM, DpClippingBase, check_clipping_norm
+from federated.strategies._dp_clipping_base import (
+    MAX_CLIPPING_NORM,
+    MIN_CLIPPING_NORM,
+    DpClippingBase,
+    check_clipping_norm,
+)
 from federated.strategies.fedavg import FedAvg
 from privacy import validation
 from privacy.accounting import NOISE_MULTIPLIER_RANGE
@@ -89,7 +94,8 @@ class DifferentialPrivacyAdaptiveClipping(DpClippingBase):
         noisy = (unclipped - clients / 2.0) + float(self.gaussian(ctx, self.count_stddev(ctx), 1)[0])
         estimate = noisy / ctx.sampler.expected_clients(ctx.population) + 0.5
         step = -self.clipping_learning_rate * (estimate - self.target_unclipped_quantile)
-        updated = min(clipping_norm * math.exp(min(step, 700.0)), MAX_CLIPPING_NORM)  # z x C stays in float32
+        updated = clipping_norm * math.exp(min(step, 700.0))
+        updated = min(max(updated, MIN_CLIPPING_NORM), MAX_CLIPPING_NORM)  # z x C stays in float32; C keeps precision
         return updated, {"unclipped_fraction_estimate": estimate}
 
     def to_dict(self):

@@ -23,6 +23,7 @@ from federated.strategies import (
     FedYogi,
     RoundContext,
 )
+from federated.strategies._dp_clipping_base import MAX_SUM_CLIENTS, MIN_CLIPPING_NORM, check_clipping_norm, on_sum_grid
 
 
 def _ctx(round_index=1, population=100, sampler=None, seed=0):
@@ -176,7 +177,7 @@ def test_adaptive_clipping_moves_towards_the_quantile():
             lambda: DifferentialPrivacyFixedClipping(
                 FedAvg(weighted=False), clipping_norm=0, noise_multiplier=1, target_delta=1e-5
             ),
-            r"clipping_norm must be in \(0, 1e\+06\]",
+            r"clipping_norm must be in \[1.18\d*e-271, 1e\+06\]",
         ),
         (
             lambda: DifferentialPrivacyAdaptiveClipping(
@@ -394,3 +395,38 @@ def test_one_client_moves_a_plain_sum_by_exactly_its_clipped_update():
         items += [(2 * (4096 + j), tiny) for j in range(1 << 13)]
         totals.append(Fraction(float(TreeSum.of(items).result().vector[0])))
     assert totals[1] - totals[0] == Fraction(float(record.vector[0])) and 0 < record.vector[0] <= 1
+
+
+def test_a_central_dp_run_over_more_clients_than_the_sum_grid_holds_is_refused():
+    """The sum grid (2^-24 C) is exact for at most 2^28 clients a round (`MAX_SUM_CLIENTS`); a population that
+    large is accepted, one more client is refused before anything runs."""
+    assert MAX_SUM_CLIENTS == 1 << 28
+    largest = on_sum_grid(np.array([np.nextafter(1.0, 0.0)]), np.nextafter(1.0, 0.0))[0]  # C just below 2^0
+    assert Fraction(largest) * MAX_SUM_CLIENTS < 2**53 * Fraction(2.0 ** (-1 - 24))  # below 2^53 grid steps
+    strategy = DifferentialPrivacyFixedClipping(
+        FedAvg(weighted=False), clipping_norm=1.0, noise_multiplier=1.0, target_delta=1e-12
+    )
+    sampler = PoissonSampler(1e-6)
+    strategy.initialize([np.zeros(2, np.float32)], _ctx(population=MAX_SUM_CLIENTS, sampler=sampler))
+    with pytest.raises(ValueError, match=f"at most {MAX_SUM_CLIENTS} clients .* population of {MAX_SUM_CLIENTS + 1}"):
+        strategy.initialize([np.zeros(2, np.float32)], _ctx(population=MAX_SUM_CLIENTS + 1, sampler=sampler))
+
+
+def test_a_clipping_norm_near_float64s_smallest_numbers_is_refused_and_adaptive_c_stops_above_them():
+    """At C = 5e-323 the sum grid's step was 0 (every summand NaN) and the clipped norm 1.04 C: such a C is refused,
+    and adaptive clipping, which shrinks C every round its clients go unclipped, stops at `MIN_CLIPPING_NORM`, where
+    the clip is still within C exactly (Fractions) and on a non-zero grid."""
+    for bad in (5e-323, MIN_CLIPPING_NORM / 2):
+        with pytest.raises(ValueError, match="clipping_norm"):
+            check_clipping_norm(bad)
+    strategy = DifferentialPrivacyAdaptiveClipping(
+        FedAvg(weighted=False), noise_multiplier=0.5, initial_clipping_norm=MIN_CLIPPING_NORM, target_delta=1e-5
+    )
+    state = strategy.initialize([np.zeros(3, np.float32)], _ctx())
+    summand = strategy.summand(_update([1.0, 1e-300, 3.0], 1), state)
+    assert np.all(np.isfinite(summand.vector)) and np.count_nonzero(summand.vector) == 2
+    squared = sum(Fraction(float(x)) ** 2 for x in summand.vector)
+    assert Fraction(MIN_CLIPPING_NORM) ** 2 * (1 - Fraction(1, 10**6)) <= squared <= Fraction(MIN_CLIPPING_NORM) ** 2
+    everyone_unclipped = Summand(np.zeros(3), np.array([10, 10], np.int64))  # 10 clients, the expected number
+    norms = [strategy.next_clipping_norm(MIN_CLIPPING_NORM, everyone_unclipped, _ctx(seed=s))[0] for s in range(20)]
+    assert norms == [MIN_CLIPPING_NORM] * 20
