@@ -40,8 +40,9 @@ class PlainAggregation:
     def finish(self, accumulator: TreeSum, reported, keys) -> tuple[Summand | None, dict]:
         return accumulator.result(), {}
 
-    def rounding_bound(self, dimension: int) -> float:
-        """How far (L2) encoding may move one summand vector of ``dimension`` coordinates: 0, exact."""
+    def rounding_bound(self, dimension: int, clients: int) -> float:
+        """How far (L2) encoding may move one summand vector of ``dimension`` coordinates, in a sum of at most
+        ``clients``: 0, exact (the DP strategies' summands lie on a grid their float sum is exact on)."""
         return 0.0
 
     def to_dict(self) -> dict:

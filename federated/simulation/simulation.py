@@ -196,7 +196,7 @@ class FederatedSimulation:
             sampler=self.sampler,
             total_rounds=self.rounds,
             rng=round_rng(self.seed, round_index, Stream.SERVER),
-            rounding_bound=self.aggregation.rounding_bound(dimension),
+            rounding_bound=self.aggregation.rounding_bound(dimension, self.data.num_clients),
         )
 
     def start(self) -> None:

@@ -10,7 +10,7 @@ from scipy import stats
 
 from federated.aggregation import SecureAggregation, Summand
 from federated.aggregation.secure import shamir
-from federated.aggregation.secure.quantization import quantize
+from federated.aggregation.secure.quantization import dequantize_sum, quantize
 from federated.client import ClientConfig
 from federated.sampling import UniformSampler
 from federated.simulation import FederatedSimulation
@@ -149,8 +149,8 @@ def test_rounding_bound_covers_the_quantization_of_a_clipped_update():
     vector = rng.uniform(-RANGE, RANGE, d)
     values, _ = quantize(vector, RANGE, BITS, rng)
     moved = np.linalg.norm(values.astype(np.float64) * STEP - RANGE - vector)
-    assert 0 < moved <= secagg.rounding_bound(d) == pytest.approx(np.sqrt(d) * STEP)
-    assert moved > 0.3 * secagg.rounding_bound(d)  # the bound is the worst case, not far above typical
+    assert 0 < moved <= secagg.rounding_bound(d, 1) == pytest.approx(np.sqrt(d) * STEP)
+    assert moved > 0.3 * secagg.rounding_bound(d, 1)  # the bound is the worst case, not far above typical
 
 
 def test_rounding_bound_covers_float64_rounding_of_the_quantization():
@@ -166,8 +166,30 @@ def test_rounding_bound_covers_float64_rounding_of_the_quantization():
     largest_draw = types.SimpleNamespace(random=lambda shape: np.full(shape, 1 - 2.0**-53))
     values, _ = quantize(vector, 1.0, bits, largest_draw)
     moved = abs(Fraction(int(values[0])) * 2 / levels - 1 - Fraction(vector[0]))
-    assert moved <= Fraction(SecureAggregation(clipping_range=1.0, bits=bits, modulus_bits=63).rounding_bound(1))
+    assert moved <= Fraction(SecureAggregation(clipping_range=1.0, bits=bits, modulus_bits=63).rounding_bound(1, 1))
     assert moved > Fraction(2, levels)  # beyond one step: what the bound must cover
+
+
+def test_rounding_bound_covers_the_float64_dequantization_of_a_sum_with_or_without_one_client():
+    """The server turns the modular sum of m quantized vectors into floats (up to 2 m r, rounded to float64's 2^-52
+    relative): adding one client moves that by its own value plus this rounding, about 2^-52 m r, far more than one
+    step at b = 48 (the bound before covered only the quantization). Measured exactly (Fractions) over random sums."""
+    bits, m = 48, (1 << 14) - 1
+    secagg = SecureAggregation(clipping_range=1.0, bits=bits, modulus_bits=63)
+    quantization_only = (1 + 2.0 ** (bits - 51)) * 2.0 / ((1 << bits) - 1)
+    rng = np.random.default_rng(7)
+    vector = rng.uniform(-1, 1, 400)
+    client = quantize(vector, 1.0, bits, rng)[0]
+    others = np.array([int(x) for x in rng.integers(0, 1 << bits, size=400)], dtype=object) * m  # m clients' sum
+    without = dequantize_sum(others.astype(np.uint64), m, 1.0, bits)
+    with_client = dequantize_sum((others + client.astype(object)).astype(np.uint64), m + 1, 1.0, bits)
+    moved = [
+        abs(Fraction(float(b)) - Fraction(float(a)) - Fraction(float(v)))
+        for a, b, v in zip(without, with_client, vector, strict=True)
+    ]
+    assert max(moved) > 100 * quantization_only  # the dequantization's rounding, not the quantization's, dominates
+    assert max(moved) <= Fraction(secagg.rounding_bound(1, m + 1))
+    assert secagg.rounding_bound(400, m + 1) == pytest.approx(20 * (quantization_only + (m + 1) * 2.0**-49))
 
 
 def _neighbour_plans(secret=False):
@@ -321,3 +343,22 @@ def _with_client(data, client, rows):
     return ClientData(
         np.concatenate([data.x, data.x[rows]]), y, Partition(list(data.client_ids), indices, labels=y, allow_empty=True)
     )
+
+
+def test_a_dp_round_over_secure_aggregation_adds_noise_for_the_rounding_of_a_sum_of_the_whole_population(digits_iid):
+    """The noise is z (C + rounding_bound(d, N)): the dequantization's rounding grows with the clients summed, at most
+    the population N (a Poisson round can sample all of them)."""
+    from federated.strategies import DifferentialPrivacyFixedClipping
+
+    data, _ = digits_iid
+    client = ClientConfig(local_epochs=1, batch_size=10, learning_rate=0.3)
+    dp = DifferentialPrivacyFixedClipping(
+        FedAvg(client, weighted=False), clipping_norm=1.0, noise_multiplier=1.3, target_delta=1e-3, seeded_noise=True
+    )
+    secagg = SecureAggregation(clipping_range=1.0, bits=40, modulus_bits=60)
+    sim = FederatedSimulation(linear_model, data, dp, rounds=1, sampler=UniformSampler(0.5), aggregation=secagg)
+    [round_] = sim.run().rounds
+    dimension = sum(w.size for w in sim.state.weights)
+    bound = secagg.rounding_bound(dimension, data.num_clients)
+    assert bound > secagg.rounding_bound(dimension, 1)
+    assert round_.metrics["noise_stddev"] == pytest.approx(1.3 * (1.0 + bound), rel=1e-12)
