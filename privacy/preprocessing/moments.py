@@ -14,6 +14,7 @@ S2             d r^2       d r^2
 
 The sums are formed exactly, as integers (`SUM_BITS`): float sums of clipped values are not bounded by
 these sensitivities (Casacuberta et al. 2022), since one record can change how every later addition rounds.
+The noise is added to the exact sums, and their sum snapped to the release grid exactly (`release`).
 The estimates are post-processing: mean = c + S1/(N d), variance = S2/(N d) - (S1/(N d))^2, with
 N at least 1, the mean inside the bounds and the variance in [(r / 100)^2, r^2] (`VARIANCE_FLOOR`), so
 no draw of the noise can make a z-score divide by zero.
@@ -97,16 +98,22 @@ class MeanVariance:
         second = np.clip(np.rint(np.square(scaled) * one), 0.0, one).astype(np.int64)
         return np.array([len(values), int(first.sum()), int(second.sum())], dtype=object)
 
-    def sums(self, accumulated) -> np.ndarray:
-        """[N, S1, S2] (float64, each rounded once) of integer sums from `accumulate`."""
+    def exact_sums(self, accumulated) -> list[Fraction]:
+        """[N, S1, S2], exactly, of integer sums from `accumulate`."""
         n, first, second = (int(v) for v in accumulated)
         r, unit = Fraction(self.bounds.radius), Fraction(1, 1 << SUM_BITS)
-        return np.array([float(n), float(first * r * unit), float(second * r * r * unit)])
+        return [Fraction(n), first * r * unit, second * r * r * unit]
+
+    def sums(self, accumulated) -> np.ndarray:
+        """[N, S1, S2] (float64, each rounded once) of integer sums from `accumulate`."""
+        return np.array([float(v) for v in self.exact_sums(accumulated)])
 
     def release(self, accumulated, noise: NoiseSource) -> dict[str, float]:
-        """Noisy sums of the integer sums from `accumulate`, and the estimates derived from them."""
+        """Noisy sums of the integer sums from `accumulate`, and the estimates derived from them. The noise is added
+        to the exact sums and the result snapped exactly (`NoiseSource.noisy_exact`): float64's rounding of S1 or
+        S2 (one ulp of a sum of N records, which one record can tip) never comes before the noise."""
         stds = np.array([c.noise_std for c in self.components])
-        noisy = noise.noisy(self.sums(accumulated), stds)
+        noisy = noise.noisy_exact(self.exact_sums(accumulated), stds)
         return {
             "count": float(noisy[0]),
             "sum": float(noisy[1]),

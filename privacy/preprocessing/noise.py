@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from fractions import Fraction
 
 import numpy as np
 
@@ -65,6 +66,11 @@ class NoiseSource:
         values = np.asarray(values, dtype=np.float64)
         return snap(values + self.normal(std, values.shape), std)
 
+    def noisy_exact(self, values, std) -> np.ndarray:
+        """As `noisy` for exact ``values`` (ints or Fractions, a sequence), with the sum and the snapping done
+        exactly (`snap_exact`): the release is a function of the exact value plus the noise alone."""
+        return snap_exact(values, self.normal(std, len(values)), std)
+
 
 class ZeroNoise:
     """A noise source that adds nothing (exact statistics: a non-private pipeline, tests of sensitivity)."""
@@ -79,6 +85,10 @@ class ZeroNoise:
     def noisy(values, std) -> np.ndarray:
         return np.asarray(values, dtype=np.float64)
 
+    @staticmethod
+    def noisy_exact(values, std) -> np.ndarray:
+        return np.array([float(v) for v in values])
+
 
 def grid(std) -> np.ndarray:
     """The release grid of noise std ``std``: 2^(floor(log2 std) - GRID_BITS), a power of two (0 where std is 0)."""
@@ -91,3 +101,15 @@ def snap(values, std) -> np.ndarray:
     elementwise against ``std``; values with ``std`` 0 (exact statistics) are returned as they are."""
     values, step = np.broadcast_arrays(np.asarray(values, dtype=np.float64), grid(std))
     return np.where(step > 0, np.round(values / np.where(step > 0, step, 1.0)) * step, values)
+
+
+def snap_exact(values, draws, std) -> np.ndarray:
+    """``values`` (exact: ints or Fractions) plus the float ``draws``, rounded to the nearest multiple of `grid`
+    (``std``), computed exactly and converted to float64 once: unlike `snap` of a float sum, no rounding of the
+    value itself (float64's, of a large sum that one record can tip) comes before the noise."""
+    steps = np.broadcast_to(grid(std), np.shape(draws))
+    out = []
+    for value, draw, step in zip(values, np.asarray(draws, dtype=np.float64), steps, strict=True):
+        exact = Fraction(value) + Fraction(float(draw))
+        out.append(float(round(exact / Fraction(float(step))) * Fraction(float(step))) if step > 0 else float(exact))
+    return np.array(out)

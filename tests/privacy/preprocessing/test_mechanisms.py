@@ -3,6 +3,7 @@ against the recorded standard deviations, the events against dp-accounting, and 
 
 import dataclasses
 import math
+from fractions import Fraction
 
 import dp_accounting
 import numpy as np
@@ -34,6 +35,7 @@ from privacy.preprocessing import (
     noise_multiplier_of,
     to_text,
 )
+from privacy.preprocessing.moments import SUM_BITS
 
 RNG = np.random.default_rng(7)
 DATA = np.concatenate([[[-5.0, -5.0]], RNG.uniform(-3, 9, size=(200, 2))])  # first record at the lower bounds
@@ -392,3 +394,26 @@ def test_one_record_moves_the_combined_sums_by_at_most_the_sensitivity_whatever_
     moved = {k: abs(released[1][k] - released[0][k]) for k in ("count", "sum", "sum_of_squares")}
     assert moved["count"] == 1 and moved["sum_of_squares"] <= 1 + 1e-9
     assert moved["sum"] <= 1 + 2.0**-30, moved  # one rounding of each 2^20-sized sum: 2^-33 at most each
+
+
+def test_the_noise_is_added_to_the_exact_sums_before_any_rounding():
+    """The release is snap(S + noise) of the exact sums S (Fractions): converting S1 to float64 first rounded it by
+    up to half an ulp of a large sum, which one record can tip (a sensitivity above 2 d r). With sums of 3 x 2^51
+    grid steps g of the release (about 2^44 records at the bound, r = 1/3) an ulp is g / 2: the float path released
+    another value for many draws; the release is the exact computation's for every draw."""
+    mechanism = MeanVariance((-1 / 3, 1 / 3), noise_multiplier=1.0)
+    stds = [c.noise_std for c in mechanism.components]
+    step = [Fraction(float(noise.grid(s))) for s in stds]
+    unit = Fraction(mechanism.bounds.radius) / (1 << SUM_BITS)  # of S1; unit * r of S2
+    first, second = (int(3 * 2**51 * g / u) + 12345 for g, u in ((step[1], unit), (step[2], unit * Fraction(1 / 3))))
+    accumulated = np.array([1 << 44, first, second], dtype=object)
+    exact = mechanism.exact_sums(accumulated)
+    assert exact[1] == Fraction(1 / 3) * first / (1 << SUM_BITS)
+    float_path_differs = 0
+    for seed in range(40):
+        draws = NoiseSource(seed, "feature").normal(np.array(stds))
+        expected = [float(round((v + Fraction(float(n))) / g) * g) for v, n, g in zip(exact, draws, step, strict=True)]
+        released = mechanism.release(accumulated, NoiseSource(seed, "feature"))
+        assert [released[k] for k in ("count", "sum", "sum_of_squares")] == expected
+        float_path_differs += not np.array_equal(noise.snap(mechanism.sums(accumulated) + draws, stds), expected)
+    assert float_path_differs >= 5
