@@ -100,8 +100,8 @@ class GaussianThresholding:
     def release(self, counts: dict, noise: NoiseSource) -> list[tuple]:
         """(token, noisy count) of the kept tokens, most frequent first (ties by token)."""
         tokens = sorted(counts)
-        noisy = noise.noisy([counts[t] for t in tokens], self.noise_std)
-        kept = [(t, float(c)) for t, c in zip(tokens, noisy, strict=True) if c >= self.threshold]
+        noisy, threshold = noise.noisy([counts[t] for t in tokens], self.noise_std), self.threshold
+        kept = [(t, float(c)) for t, c in zip(tokens, noisy, strict=True) if c >= threshold]
         return sorted(kept, key=lambda tc: (-tc[1], tc[0]))
 
     def parameters(self) -> dict:
