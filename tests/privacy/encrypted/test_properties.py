@@ -247,11 +247,7 @@ def test_inputs_of_coarser_precision_are_checked_at_it_and_computed_exactly(seed
     fine_lo, fine_hi = InputBounds.declared(lo, hi, shape).encoded(fixed)
     assert bound_bits(coarse_lo, coarse_hi) == bound_bits(fine_lo, fine_hi) - (16 - frac_bits)
     assert residues_per_value(coarse_lo, coarse_hi) < residues_per_value(fine_lo, fine_hi)
-    edge = np.broadcast_to(coarse_hi, (1,) + shape).copy()
-    assert all(r.refused is None for r in cluster.run_shares(share(edge), "logits"))
-    edge.flat[int(rng.integers(edge.size))] += np.uint64(1)
-    refused = [r for r in cluster.run_shares(share(edge), "logits") if r.refused is not None]
-    assert refused and all(r.values is None for r in refused) and "outside the bounds" in refused[0].refused
+    _assert_the_top_is_served_and_one_step_above_refused(cluster, coarse_hi, rng)
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -291,7 +287,13 @@ def test_half_open_bounds_are_analysed_checked_and_served_as_the_bounds_below_th
     assert np.array_equal(np.rint(got.logits * 2.0**frac).astype(np.int64), sim.logits.point)
     assert np.abs(got.logits - forward(plan, shifted, plan.weights)).max() < 0.05
 
-    edge = np.broadcast_to(hi_enc, (1,) + shape).copy()
+    _assert_the_top_is_served_and_one_step_above_refused(cluster, hi_enc, rng)
+
+
+def _assert_the_top_is_served_and_one_step_above_refused(cluster, top, rng):
+    """Shares of the encoded top bound (``top``, ring words) are served; one grid step above it in one random
+    feature, shared without the library's check, is refused by the parties with no values."""
+    edge = np.broadcast_to(top, (1,) + top.shape).copy()
     assert all(r.refused is None for r in cluster.run_shares(share(edge), "logits"))
     edge.flat[int(rng.integers(edge.size))] += np.uint64(1)
     refused = [r for r in cluster.run_shares(share(edge), "logits") if r.refused is not None]
