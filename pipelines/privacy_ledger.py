@@ -32,7 +32,7 @@ import functools
 import json
 import math
 import os
-from typing import Any
+from typing import Any, Sequence
 
 from privacy import validation
 from privacy.accounting import (
@@ -119,9 +119,12 @@ def stopped_early(steps_taken: int, planned: int) -> dict[str, str]:
 VALIDATION_DECISIONS_NAME = "decisions on validation metrics"
 
 
-def validation_decided(callbacks) -> dict[str, str]:
+def validation_decided(callbacks: Sequence[str] | None) -> dict[str, str]:
     """The outside-the-guarantee entry of a DP-SGD run whose callbacks acted on validation metrics (names as
-    `privacy.keras.monitoring.validation_decisions` gives them), or none for no such callback."""
+    `privacy.keras.monitoring.validation_decisions` gives them), none for no such callback, or
+    `UNKNOWN_VALIDATION_DECISIONS` where the run did not say (None)."""
+    if callbacks is None:
+        return dict(UNKNOWN_VALIDATION_DECISIONS)
     if not callbacks:
         return {}
     return {
@@ -129,6 +132,15 @@ def validation_decided(callbacks) -> dict[str, str]:
         "the model (its steps, learning rate or kept weights) depends on exact statistics of held-out records, "
         "which epsilon does not cover"
     }
+
+
+UNKNOWN_VALIDATION_DECISIONS = {
+    VALIDATION_DECISIONS_NAME: "unknown: the run did not report whether its callbacks acted on validation metrics "
+    "(a run_fn that did not pass privacy.keras.PrivateTraining.validation_decisions, or a training state saved "
+    "before ppml kept them), so the model (its steps, learning rate or kept weights) may depend on exact "
+    "statistics of held-out records, which epsilon does not cover"
+}
+"""Listed outside the guarantee of a DP-SGD ledger written without its run's validation decisions."""
 
 
 UNKNOWN_NOISE_CUTOFF = {

@@ -392,7 +392,7 @@ class DpTrainingPlan:
         trainer: dict[str, Any] | None = None,
         truncated_batches: int | None = None,
         noise_draws: NoiseDraws | None = None,
-        validation_decisions: Sequence[str] = (),
+        validation_decisions: Sequence[str] | None = None,
     ) -> PrivacyLedger:
         """The ledger of the run after ``steps_taken`` steps (default: all planned steps); one that stopped before
         its planned steps lists what decided the stop outside the guarantee (`privacy_ledger.stopped_early`).
@@ -403,7 +403,7 @@ class DpTrainingPlan:
           noise_draws: what the noise sampler drew (cut-off radius, pairs per step), whose delta the ledger adds.
           validation_decisions: the run's callbacks that acted on validation metrics
             (`privacy.keras.PrivateTraining.validation_decisions`), listed outside the guarantee
-            (`privacy_ledger.validation_decided`).
+            (`privacy_ledger.validation_decided`); None (not reported) lists them as unknown.
         """
         if self.mechanism is None:
             raise ValueError("a non-private run has no privacy ledger")
