@@ -238,7 +238,8 @@ def private_fit(model, fit, *args, **kwargs):
     # First, so that epsilon is in the logs before TensorBoard, History or EarlyStopping read them.
     kwargs["callbacks"] = [callback.state_guard_for(model)] + ours + [cb for cb in callbacks if cb not in ours]
     model.train_function = private.held_train_function
-    private.note_validation_decisions(monitoring.validation_decisions(callbacks))
+    validation = kwargs.get("validation_data") is not None  # validation_split is refused (_prepare_data)
+    private.note_validation_decisions(monitoring.validation_decisions(callbacks, validation=validation))
     try:
         with private.fitting(shuffled_from):
             return fit(**kwargs)
