@@ -85,14 +85,20 @@ SEPARATE_RUNS = {
 }
 """Listed outside the guarantee of every private run: the ledger accounts one run."""
 PUBLIC_DATASET_SIZE_NAME = "dataset size n"
+PUBLIC_CLIENT_COUNT_NAME = "client count N"
+PUBLIC_SIZE_NAMES = (PUBLIC_DATASET_SIZE_NAME, PUBLIC_CLIENT_COUNT_NAME)
 
 
-def public_dataset_size(n: int) -> dict[str, str]:
-    """The outside-the-guarantee entry every DP-SGD ledger holds: n is published and assumed public."""
+def public_dataset_size(n: int, *, clients: bool = False) -> dict[str, str]:
+    """The outside-the-guarantee entry every DP-SGD ledger (n training examples) and DP-FedAvg ledger (``clients``:
+    N clients, the population its rounds sample) holds: the size is published and assumed public."""
+    if clients:
+        name, size, sets = PUBLIC_CLIENT_COUNT_NAME, f"N = {n} clients", "q = clients per round / N"
+    else:
+        name, size, sets = PUBLIC_DATASET_SIZE_NAME, f"n = {n} training examples", "q = B / n and the steps of an epoch"
     return {
-        PUBLIC_DATASET_SIZE_NAME: f"n = {n} training examples is treated as public: it is in the ledger and sets "
-        "the sampling probability q = B / n and the steps of an epoch; epsilon does not cover it (add-remove "
-        "neighbours differ in it)"
+        name: f"{size} is treated as public: it is in the ledger and sets the sampling probability {sets}; epsilon "
+        "does not cover it (add-remove neighbours differ in it)"
     }
 
 
