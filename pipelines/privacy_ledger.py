@@ -134,9 +134,9 @@ def validation_decided(callbacks: Sequence[str] | None) -> dict[str, str]:
     if not callbacks:
         return {}
     return {
-        VALIDATION_DECISIONS_NAME: f"callbacks of the run acted on validation metrics ({', '.join(callbacks)}): "
-        "the model (its steps, learning rate or kept weights) depends on exact statistics of held-out records, "
-        "which epsilon does not cover"
+        VALIDATION_DECISIONS_NAME: f"callbacks of the run acted, or may have acted, on validation metrics "
+        f"({', '.join(callbacks)}): the model (its steps, learning rate or kept weights) depends, or may depend, "
+        "on exact statistics of held-out records, which epsilon does not cover"
     }
 
 
