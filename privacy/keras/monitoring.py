@@ -24,11 +24,11 @@ PASSIVE_CALLBACKS = (
     "TensorBoard",
     "CSVLogger",
     "TerminateOnNaN",
-    "LearningRateScheduler",
 )
 """Keras callbacks whose effect on the model does not depend on validation metrics: they record or print the
-logs, read the training loss only (removed from the logs: TerminateOnNaN) or set the learning rate from the
-epoch and the rate alone (LearningRateScheduler). Known only as these exact Keras classes, not as subclasses."""
+logs, or read the training loss only (removed from the logs: TerminateOnNaN). Known only as these exact Keras
+classes, not as subclasses; one that runs user code (LambdaCallback, LearningRateScheduler's schedule, which may
+read ``model.history``) is not known."""
 KERAS_PACKAGES = ("keras", "tf_keras", "tensorflow")
 OWN_MODULE = "privacy.keras.callback"
 """Where ppml's own callbacks are defined (`PrivacyBudgetCallback`, the state guard): they act on epsilon only."""

@@ -120,7 +120,8 @@ def case_callbacks_on_validation_metrics_or_epsilon_are_allowed():
 
 def case_callbacks_ppml_does_not_know_are_listed_as_ones_that_may_act_on_validation_metrics():
     """With validation data, a user's callback (here one that stops on val_loss, which Keras' own would have named),
-    a subclass of a passive Keras callback, or a LambdaCallback may act on val_* metrics: each is listed, by class.
+    a subclass of a passive Keras callback, or one running user code (LambdaCallback, LearningRateScheduler) may act
+    on val_* metrics: each is listed, by class.
     The passive Keras callbacks and ppml's own are not; without validation data there are no val_* to act on."""
 
     class StopOnValLoss(K.callbacks.Callback):
@@ -132,17 +133,17 @@ def case_callbacks_ppml_does_not_know_are_listed_as_ones_that_may_act_on_validat
         pass
 
     lambda_callback = K.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: None)
-    history = _fit(StopOnValLoss(), MyLogger(), lambda_callback)
+    schedule = K.callbacks.LearningRateScheduler(lambda epoch, lr: lr)  # user code, which may read model.history
+    history = _fit(StopOnValLoss(), MyLogger(), lambda_callback, schedule)
     assert len(history.history["epsilon"]) == 1  # it did stop, on a validation metric
     may = "(may act on validation metrics)"
-    expected = [f"StopOnValLoss {may}", f"MyLogger {may}", f"LambdaCallback {may}"]
+    expected = [f"StopOnValLoss {may}", f"MyLogger {may}", f"LambdaCallback {may}", f"LearningRateScheduler {may}"]
     assert private_training(history.model).validation_decisions == expected
     log = os.path.join(tempfile.mkdtemp(), "log.csv")
     passive = (
         K.callbacks.TerminateOnNaN(),
         K.callbacks.CSVLogger(log),
         K.callbacks.TensorBoard(os.path.join(tempfile.mkdtemp(), "tb")),
-        K.callbacks.LearningRateScheduler(lambda epoch, lr: lr),
         K.callbacks.ModelCheckpoint(os.path.join(tempfile.mkdtemp(), "m.weights.h5"), save_weights_only=True),
         PrivacyBudgetCallback(),
     )
