@@ -89,11 +89,12 @@ PUBLIC_CLIENT_COUNT_NAME = "client count N"
 PUBLIC_SIZE_NAMES = (PUBLIC_DATASET_SIZE_NAME, PUBLIC_CLIENT_COUNT_NAME)
 
 
-def public_dataset_size(n: int, *, clients: bool = False) -> dict[str, str]:
-    """The outside-the-guarantee entry every DP-SGD ledger (n training examples) and DP-FedAvg ledger (``clients``:
-    N clients, the population its rounds sample) holds: the size is published and assumed public."""
-    if clients:
-        name, size, sets = PUBLIC_CLIENT_COUNT_NAME, f"N = {n} clients", "q = clients per round / N"
+def public_dataset_size(n: int, unit: str | None = None) -> dict[str, str]:
+    """The outside-the-guarantee entry every DP-SGD ledger (n training examples) and DP-FedAvg ledger (N of its
+    privacy ``unit``, 'client' or 'user': the population its rounds sample) holds: the size is published and assumed
+    public. Added on read where a ledger file lacks it (`PrivacyLedger.from_dict`): the size is in every ledger."""
+    if unit is not None:
+        name, size, sets = PUBLIC_CLIENT_COUNT_NAME, f"N = {n} {unit}s", f"q = {unit}s per round / N"
     else:
         name, size, sets = PUBLIC_DATASET_SIZE_NAME, f"n = {n} training examples", "q = B / n and the steps of an epoch"
     return {
@@ -123,6 +124,8 @@ def stopped_early(steps_taken: int, planned: int) -> dict[str, str]:
 
 
 VALIDATION_DECISIONS_NAME = "decisions on validation metrics"
+VALIDATION_DECISIONS = "validation_decisions"
+"""The DP-SGD ledger's parameter recording them: a list of callback names, or null where the run did not report."""
 
 
 def validation_decided(callbacks: Sequence[str] | None) -> dict[str, str]:
@@ -255,6 +258,7 @@ class PrivacyLedger:
         truncated_batches: int | None = None,
         outside_guarantee: dict[str, str] | None = None,
         noise_draws: NoiseDraws | None = None,
+        validation_decisions: Sequence[str] | None = None,
     ) -> "PrivacyLedger":
         """The ledger of a DP-SGD run that took ``mechanism.steps`` noisy steps.
 
@@ -273,6 +277,9 @@ class PrivacyLedger:
           noise_draws: what the sampler that drew the noise drew (cut-off radius, Box-Muller pairs per step;
             `privacy.keras.PrivateTraining.noise.draws`), recorded as ``parameters['noise_cutoff']``: the delta it
             adds is part of `delta` (`cutoff_delta`). Without it the cut-off is listed outside the guarantee.
+          validation_decisions: the run's callbacks that acted, or may have acted, on validation metrics
+            (`privacy.keras.PrivateTraining.validation_decisions`), recorded as ``parameters['validation_decisions']``
+            and listed outside the guarantee (`validation_decided`); None (not reported) lists them as unknown.
 
         Raises:
           LedgerError: if ``budget`` does not account exactly the run ``mechanism`` describes, or the count of
@@ -290,8 +297,10 @@ class PrivacyLedger:
         if truncated_batches is not None:
             parameters["truncated_batches"] = int(truncated_batches)
             outside_guarantee = {**(outside_guarantee or {}), **CUT_BATCHES}
+        parameters[VALIDATION_DECISIONS] = None if validation_decisions is None else list(validation_decisions)
+        outside_guarantee = {**(outside_guarantee or {}), **validation_decided(validation_decisions)}
         if noise_draws is None:
-            outside_guarantee = {**(outside_guarantee or {}), **UNKNOWN_NOISE_CUTOFF}
+            outside_guarantee = {**outside_guarantee, **UNKNOWN_NOISE_CUTOFF}
         else:
             parameters["noise_cutoff"] = noise_draws.to_dict()
         parameters["outside_guarantee"] = {**public_dataset_size(mechanism.dataset_size), **(outside_guarantee or {})}
@@ -625,12 +634,28 @@ class PrivacyLedger:
                 ledger.parameters.get("outside_guarantee") or {},
             )
         ledger.cutoff_delta  # noqa: B018 -- a malformed cut-off, or one over MAX_ADDED_FRACTION, is refused on read
-        outside = ledger.parameters.get("outside_guarantee") or {}
-        if ledger.mechanism in (DP_SGD, DP_FEDAVG) and ledger.parameters.get("noise_cutoff") is None:
-            # written without the noise draws (before the cut-off was accounted, when DP-SGD's float32 noise was
-            # cut at 7.99 stds; or since, by a run that did not give them): say it is not in delta
-            ledger.parameters["outside_guarantee"] = {**outside, **UNKNOWN_NOISE_CUTOFF}
+        if ledger.mechanism in (DP_SGD, DP_FEDAVG):
+            ledger.parameters["outside_guarantee"] = _listed_by_every(ledger)
         return ledger
+
+
+def _listed_by_every(ledger: PrivacyLedger) -> dict[str, str]:
+    """The ``outside_guarantee`` of a DP-SGD or DP-FedAvg ledger read back, with what every such ledger lists added
+    where the file lacks it (written before it was listed, or edited): the public size n or N; the noise cut-off
+    when the file has no noise draws (before the cut-off was accounted, when DP-SGD's float32 noise was cut at 7.99
+    stds; or since, by a run that did not give them); a DP-SGD run's validation decisions, unknown where the file
+    does not record them. LedgerError where that record is malformed."""
+    dp_sgd = ledger.mechanism == DP_SGD
+    size = public_dataset_size(ledger.parameters["dataset_size"], None if dp_sgd else ledger.privacy_unit)
+    decisions = ledger.parameters.get(VALIDATION_DECISIONS)
+    if decisions is not None and not (isinstance(decisions, list) and all(isinstance(d, str) for d in decisions)):
+        raise LedgerError(f"{VALIDATION_DECISIONS} must be a list of callback names or null, not {decisions!r}")
+    listed = {
+        **size,
+        **(validation_decided(decisions) if dp_sgd else {}),
+        **(ledger.parameters.get("outside_guarantee") or {}),  # the file's own wording where it has one
+    }
+    return {**listed, **UNKNOWN_NOISE_CUTOFF} if ledger.parameters.get("noise_cutoff") is None else listed
 
 
 def _noise_cutoff(mechanism: DpSgdMechanism, parameters: dict, delta: float, epsilon: float) -> float:

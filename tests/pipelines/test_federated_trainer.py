@@ -922,7 +922,7 @@ def test_a_ledger_with_a_push_decision_lists_a_clients_held_out_records_beyond_k
         )
         listed[name] = ledger.parameters["outside_guarantee"]
         assert (ledger.decision is not None) == (name == "with")
-    n = public_dataset_size(10, clients=True)  # every DP-FedAvg ledger's
+    n = public_dataset_size(10, "client")  # every DP-FedAvg ledger's
     assert listed["with"] == {**n, **SEPARATE_RUNS, **DECISION_CAVEAT, "evaluation": "held-out accuracy", **UNKNOWN}
     assert listed["without"] == {**n, **SEPARATE_RUNS, "evaluation": "held-out accuracy", **UNKNOWN}
 
@@ -954,6 +954,15 @@ def test_every_dp_fedavg_ledger_lists_the_client_count_as_public_and_the_report_
     assert privacy["num_clients"] == 25 and pl.PUBLIC_CLIENT_COUNT_NAME in privacy["outside_guarantee"]
     assert outside_the_guarantee(ledger)[: len(OUTSIDE_THE_GUARANTEE)] == list(OUTSIDE_THE_GUARANTEE)
     assert not any(pl.PUBLIC_CLIENT_COUNT_NAME in line for line in outside_the_guarantee(ledger))
+    written = ledger.to_dict()
+    written["parameters"]["outside_guarantee"].pop(pl.PUBLIC_CLIENT_COUNT_NAME)  # a ledger written before it was
+    old = pl.PrivacyLedger.from_dict(written)  # listed: N is in it all the same, and public
+    assert old.parameters["outside_guarantee"][pl.PUBLIC_CLIENT_COUNT_NAME] == why
+    by_key = {k: v for k, v in settings.items() if k != "num_clients"}
+    users = FederatedTrainingConfig.for_trainer({**by_key, "num_classes": 2, "client_key": "user"}).plan(25)
+    by_user = users.ledger(budget, rounds=2, trainer={}, noise_draws=NoiseDraws(12.0, 10))
+    assert by_user.privacy_unit == "user"
+    assert by_user.parameters["outside_guarantee"][pl.PUBLIC_CLIENT_COUNT_NAME].startswith("N = 25 users is treated")
 
 
 def test_a_dp_fedavg_ledger_adds_its_noise_cutoffs_delta_and_refuses_one_over_one_percent():

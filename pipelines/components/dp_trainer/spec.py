@@ -61,7 +61,6 @@ from pipelines.privacy_ledger import (
     PrivacyLedger,
     accountant_delta_of,
     stopped_early,
-    validation_decided,
 )
 from pipelines.transform.artifact import NO_COVERAGE_RECORD
 from privacy import validation
@@ -412,7 +411,6 @@ class DpTrainingPlan:
             **SEPARATE_RUNS,
             **({} if self.config.public_schema else INFERRED_SPEC),
             **(stopped_early(steps, self.steps) if steps < self.steps else {}),
-            **validation_decided(validation_decisions),
         }
         return PrivacyLedger.for_dp_sgd(
             self.mechanism.replace(steps=steps),
@@ -426,4 +424,5 @@ class DpTrainingPlan:
             truncated_batches=truncated_batches,
             outside_guarantee=outside,
             noise_draws=noise_draws,
+            validation_decisions=validation_decisions,
         )
