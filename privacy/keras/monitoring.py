@@ -27,8 +27,8 @@ PASSIVE_CALLBACKS = (
 )
 """Keras callbacks whose effect on the model does not depend on validation metrics: they record or print the
 logs, or read the training loss only (removed from the logs: TerminateOnNaN). Known only as these exact Keras
-classes, not as subclasses; one that runs user code (LambdaCallback, LearningRateScheduler's schedule, which may
-read ``model.history``) is not known."""
+classes, not as subclasses, nor as instances whose ``on_*`` hooks were replaced; one that runs user code
+(LambdaCallback, LearningRateScheduler's schedule, which may read ``model.history``) is not known."""
 KERAS_PACKAGES = ("keras", "tf_keras", "tensorflow")
 OWN_MODULE = "privacy.keras.callback"
 """Where ppml's own callbacks are defined (`PrivacyBudgetCallback`, the state guard): they act on epsilon only."""
@@ -54,8 +54,11 @@ def _monitor(cb) -> str | None:
 
 def _known(cb) -> bool:
     """Whether ``cb`` is exactly a Keras callback ppml knows (`DECIDING_CALLBACKS`, `PASSIVE_CALLBACKS`) or one of
-    ppml's own: a subclass, or a class of another module, may read anything its methods are given."""
+    ppml's own, with none of its ``on_*`` hooks replaced on the instance: a subclass, a class of another module, or
+    a hook set on the instance may read anything it is given."""
     cls = type(cb)
+    if any(name.startswith("on_") for name in getattr(cb, "__dict__", {})):
+        return False
     keras = cls.__module__.split(".")[0] in KERAS_PACKAGES and cls.__name__ in DECIDING_CALLBACKS + PASSIVE_CALLBACKS
     return keras or cls.__module__ == OWN_MODULE
 

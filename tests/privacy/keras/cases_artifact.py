@@ -148,6 +148,10 @@ def case_callbacks_ppml_does_not_know_are_listed_as_ones_that_may_act_on_validat
         PrivacyBudgetCallback(),
     )
     assert private_training(_fit(*passive).model).validation_decisions == []
+    patched = K.callbacks.History()  # a passive class whose instance runs user code: may act as StopOnValLoss does
+    patched.on_epoch_end = StopOnValLoss.on_epoch_end.__get__(patched)
+    decisions = private_training(_fit(patched).model).validation_decisions
+    assert decisions == [f"History {may}"]
     assert private_training(_fit(StopOnValLoss(), validation=False).model).validation_decisions == []
 
 
