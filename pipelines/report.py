@@ -163,8 +163,8 @@ class PipelineReport:
                 f"delta {self.ledger.delta:g}"
             ]
             if self.ledger.mechanism == privacy_ledger.DP_FEDAVG:
-                clients = self.ledger.parameters["dataset_size"]
-                lines.append(f"  {'clients N':<18} {clients} (treated as public: see outside the guarantee)")
+                label, count = f"{self.ledger.privacy_unit}s N", self.ledger.parameters["dataset_size"]
+                lines.append(f"  {label:<18} {count} (treated as public: see outside the guarantee)")
             if self.ledger.mechanism == privacy_ledger.PATE:
                 lines += pate_lines(self.ledger)
             record_level = self.ledger.record_level_epsilon()

@@ -963,6 +963,8 @@ def test_every_dp_fedavg_ledger_lists_the_client_count_as_public_and_the_report_
     by_user = users.ledger(budget, rounds=2, trainer={}, noise_draws=NoiseDraws(12.0, 10))
     assert by_user.privacy_unit == "user"
     assert by_user.parameters["outside_guarantee"][pl.PUBLIC_CLIENT_COUNT_NAME].startswith("N = 25 users is treated")
+    user_text = PipelineReport("p", "r", {}, "uri", 1, {}, by_user, None, None, None).format_text()
+    assert f"  {'users N':<18} 25 (treated as public: see outside the guarantee)" in user_text
 
 
 def test_a_dp_fedavg_ledger_adds_its_noise_cutoffs_delta_and_refuses_one_over_one_percent():
