@@ -644,7 +644,10 @@ def _listed_by_every(ledger: PrivacyLedger) -> dict[str, str]:
     where the file lacks it (written before it was listed, or edited): the public size n or N; the noise cut-off
     when the file has no noise draws (before the cut-off was accounted, when DP-SGD's float32 noise was cut at 7.99
     stds; or since, by a run that did not give them); a DP-SGD run's validation decisions, unknown where the file
-    does not record them. LedgerError where that record is malformed."""
+    does not record them. LedgerError where that record, or ``outside_guarantee``, is malformed."""
+    outside = ledger.parameters.get("outside_guarantee") or {}
+    if not (isinstance(outside, dict) and all(isinstance(v, str) for v in outside.values())):
+        raise LedgerError(f"outside_guarantee must map names to reasons, not {outside!r:.80}")
     dp_sgd = ledger.mechanism == DP_SGD
     size = public_dataset_size(ledger.parameters["dataset_size"], None if dp_sgd else ledger.privacy_unit)
     decisions = ledger.parameters.get(VALIDATION_DECISIONS)
@@ -653,7 +656,7 @@ def _listed_by_every(ledger: PrivacyLedger) -> dict[str, str]:
     listed = {
         **size,
         **(validation_decided(decisions) if dp_sgd else {}),
-        **(ledger.parameters.get("outside_guarantee") or {}),  # the file's own wording where it has one
+        **outside,  # the file's own wording where it has one
     }
     return {**listed, **UNKNOWN_NOISE_CUTOFF} if ledger.parameters.get("noise_cutoff") is None else listed
 

@@ -491,6 +491,10 @@ def test_a_dp_sgd_ledger_that_does_not_record_its_validation_decisions_reads_bac
     none["parameters"]["validation_decisions"] = "EarlyStopping"
     with pytest.raises(pl.LedgerError, match="validation_decisions"):
         pl.PrivacyLedger.from_dict(none)
+    for malformed in (["x"], "x", {"x": 1}):  # a LedgerError naming it, never a traceback
+        none["parameters"].update(validation_decisions=[], outside_guarantee=malformed)
+        with pytest.raises(pl.LedgerError, match="outside_guarantee must map names to reasons"):
+            pl.PrivacyLedger.from_dict(none)
 
 
 def test_a_ledger_written_with_the_cutoff_as_a_plain_dict_reads_back_the_same():
