@@ -145,11 +145,11 @@ def validation_decided(callbacks: Sequence[str] | None) -> dict[str, str]:
 
 UNKNOWN_VALIDATION_DECISIONS = {
     VALIDATION_DECISIONS_NAME: "unknown: the run did not report whether its callbacks acted on validation metrics "
-    "(a run_fn that did not pass privacy.keras.PrivateTraining.validation_decisions, or a training state saved "
-    "before ppml kept them), so the model (its steps, learning rate or kept weights) may depend on exact "
-    "statistics of held-out records, which epsilon does not cover"
+    "(a run_fn that did not pass privacy.keras.PrivateTraining.validation_decisions, a training state saved "
+    "before ppml kept them, or a ledger file written before ppml recorded them), so the model (its steps, learning "
+    "rate or kept weights) may depend on exact statistics of held-out records, which epsilon does not cover"
 }
-"""Listed outside the guarantee of a DP-SGD ledger written without its run's validation decisions."""
+"""Listed outside the guarantee of a DP-SGD ledger written, or read back, without its run's validation decisions."""
 
 
 UNKNOWN_NOISE_CUTOFF = {

@@ -477,6 +477,7 @@ def test_a_dp_sgd_ledger_that_does_not_record_its_validation_decisions_reads_bac
         data["parameters"]["outside_guarantee"].pop(old_absent, None)
     old = pl.PrivacyLedger.from_dict(json.loads(json.dumps(data))).parameters["outside_guarantee"]
     assert old == {**pl.public_dataset_size(MECHANISM.dataset_size), **pl.UNKNOWN_VALIDATION_DECISIONS}
+    assert "or a ledger file written before ppml recorded them" in old[name]  # what it names as the cause
     none = pl.PrivacyLedger.for_dp_sgd(
         MECHANISM, l2_norm_clip=1.5, delta=1e-3, noise_draws=NoiseDraws(9.42, 100), validation_decisions=[]
     ).to_dict()
