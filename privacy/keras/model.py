@@ -221,7 +221,8 @@ def private_fit(model, fit, *args, **kwargs):
     private.noise.expect(model.trainable_variables)  # the noise's cut-off, accounted before the first step
     shuffled_from = _prepare_data(model, private, kwargs)
     _avoid_xla_for_recurrent_fallbacks(model, private)
-    callbacks = list(kwargs.get("callbacks") or [])
+    given = kwargs.get("callbacks") or []
+    callbacks = list(getattr(given, "callbacks", given))  # a Keras CallbackList: the callbacks it holds
     problems = monitoring.training_metric_problems(callbacks)
     if problems:
         raise DPConfigurationError(

@@ -46,7 +46,8 @@ def case_an_adapted_normalization_is_refused_and_a_given_one_is_not():
         raise AssertionError("make_private accepted an adapted Normalization layer")
 
 
-def _fit(*callbacks, validation=True, state_path=None):
+def _fit(*callbacks, validation=True, state_path=None, wrapped=False):
+    """A private fit of two epochs with ``callbacks`` (in a Keras CallbackList where ``wrapped``)."""
     x, y = _data()
     model = make_private(
         _model(L.Dense(3)),
@@ -58,7 +59,8 @@ def _fit(*callbacks, validation=True, state_path=None):
     )
     model.compile(optimizer=K.optimizers.SGD(0.1), loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
     held_out = (x[:10], y[:10]) if validation else None
-    return model.fit(x, y, epochs=2, verbose=0, callbacks=list(callbacks), validation_data=held_out)
+    given = K.callbacks.CallbackList(list(callbacks)) if wrapped else list(callbacks)
+    return model.fit(x, y, epochs=2, verbose=0, callbacks=given, validation_data=held_out)
 
 
 def case_callbacks_deciding_from_training_metrics_are_refused():
@@ -66,12 +68,13 @@ def case_callbacks_deciding_from_training_metrics_are_refused():
         (K.callbacks.EarlyStopping(monitor="loss"), "EarlyStopping(monitor='loss')"),
         (K.callbacks.ReduceLROnPlateau(monitor="loss"), "ReduceLROnPlateau(monitor='loss')"),
     ):
-        try:
-            _fit(callback)
-        except DPConfigurationError as err:
-            assert name in str(err) and "'val_loss'" in str(err), str(err)
-        else:
-            raise AssertionError(f"{name} was accepted")
+        for wrapped in (False, True):  # also inside a CallbackList, which Keras' fit takes as well
+            try:
+                _fit(callback, wrapped=wrapped)
+            except DPConfigurationError as err:
+                assert name in str(err) and "'val_loss'" in str(err), str(err)
+            else:
+                raise AssertionError(f"{name} was accepted")
 
 
 def case_later_callbacks_see_no_training_metrics():
@@ -152,6 +155,8 @@ def case_callbacks_ppml_does_not_know_are_listed_as_ones_that_may_act_on_validat
     patched.on_epoch_end = StopOnValLoss.on_epoch_end.__get__(patched)
     decisions = private_training(_fit(patched).model).validation_decisions
     assert decisions == [f"History {may}"]
+    wrapped = private_training(_fit(StopOnValLoss(), wrapped=True).model).validation_decisions
+    assert wrapped == [f"StopOnValLoss {may}"]  # named from inside a CallbackList too
     assert private_training(_fit(StopOnValLoss(), validation=False).model).validation_decisions == []
 
 
