@@ -297,8 +297,9 @@ class PrivacyLedger:
         if truncated_batches is not None:
             parameters["truncated_batches"] = int(truncated_batches)
             outside_guarantee = {**(outside_guarantee or {}), **CUT_BATCHES}
-        parameters[VALIDATION_DECISIONS] = None if validation_decisions is None else list(validation_decisions)
-        outside_guarantee = {**(outside_guarantee or {}), **validation_decided(validation_decisions)}
+        decisions = _callback_names(validation_decisions)
+        parameters[VALIDATION_DECISIONS] = decisions
+        outside_guarantee = {**(outside_guarantee or {}), **validation_decided(decisions)}
         if noise_draws is None:
             outside_guarantee = {**outside_guarantee, **UNKNOWN_NOISE_CUTOFF}
         else:
@@ -639,6 +640,16 @@ class PrivacyLedger:
         return ledger
 
 
+def _callback_names(decisions) -> list[str] | None:
+    """``decisions`` (a run's validation decisions, `VALIDATION_DECISIONS`) as a list of callback names, or None
+    (not reported); LedgerError for anything else (a string, whose letters would be listed as names)."""
+    if decisions is None:
+        return None
+    if not (isinstance(decisions, (list, tuple)) and all(isinstance(d, str) for d in decisions)):
+        raise LedgerError(f"{VALIDATION_DECISIONS} must be a list of callback names or null, not {decisions!r:.80}")
+    return list(decisions)
+
+
 def _listed_by_every(ledger: PrivacyLedger) -> dict[str, str]:
     """The ``outside_guarantee`` of a DP-SGD or DP-FedAvg ledger read back, with what every such ledger lists added
     where the file lacks it (written before it was listed, or edited): the public size n or N; the noise cut-off
@@ -650,9 +661,7 @@ def _listed_by_every(ledger: PrivacyLedger) -> dict[str, str]:
         raise LedgerError(f"outside_guarantee must map names to reasons, not {outside!r:.80}")
     dp_sgd = ledger.mechanism == DP_SGD
     size = public_dataset_size(ledger.parameters["dataset_size"], None if dp_sgd else ledger.privacy_unit)
-    decisions = ledger.parameters.get(VALIDATION_DECISIONS)
-    if decisions is not None and not (isinstance(decisions, list) and all(isinstance(d, str) for d in decisions)):
-        raise LedgerError(f"{VALIDATION_DECISIONS} must be a list of callback names or null, not {decisions!r}")
+    decisions = _callback_names(ledger.parameters.get(VALIDATION_DECISIONS))
     listed = {
         **size,
         **(validation_decided(decisions) if dp_sgd else {}),

@@ -492,6 +492,8 @@ def test_a_dp_sgd_ledger_that_does_not_record_its_validation_decisions_reads_bac
     none["parameters"]["validation_decisions"] = "EarlyStopping"
     with pytest.raises(pl.LedgerError, match="validation_decisions"):
         pl.PrivacyLedger.from_dict(none)
+    with pytest.raises(pl.LedgerError, match="validation_decisions must be a list"):  # not its letters, listed
+        pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.5, delta=1e-3, validation_decisions="EarlyStopping")
     for malformed in (["x"], "x", {"x": 1}):  # a LedgerError naming it, never a traceback
         none["parameters"].update(validation_decisions=[], outside_guarantee=malformed)
         with pytest.raises(pl.LedgerError, match="outside_guarantee must map names to reasons"):
