@@ -32,7 +32,7 @@ import functools
 import json
 import math
 import os
-from typing import Any
+from typing import Any, Sequence
 
 from privacy import validation
 from privacy.accounting import (
@@ -85,14 +85,21 @@ SEPARATE_RUNS = {
 }
 """Listed outside the guarantee of every private run: the ledger accounts one run."""
 PUBLIC_DATASET_SIZE_NAME = "dataset size n"
+PUBLIC_CLIENT_COUNT_NAME = "client count N"
+PUBLIC_SIZE_NAMES = (PUBLIC_DATASET_SIZE_NAME, PUBLIC_CLIENT_COUNT_NAME)
 
 
-def public_dataset_size(n: int) -> dict[str, str]:
-    """The outside-the-guarantee entry every DP-SGD ledger holds: n is published and assumed public."""
+def public_dataset_size(n: int, unit: str | None = None) -> dict[str, str]:
+    """The outside-the-guarantee entry every DP-SGD ledger (n training examples) and DP-FedAvg ledger (N of its
+    privacy ``unit``, 'client' or 'user': the population its rounds sample) holds: the size is published and assumed
+    public. Added on read where a ledger file lacks it (`PrivacyLedger.from_dict`): the size is in every ledger."""
+    if unit is not None:
+        name, size, sets = PUBLIC_CLIENT_COUNT_NAME, f"N = {n} {unit}s", f"q = {unit}s per round / N"
+    else:
+        name, size, sets = PUBLIC_DATASET_SIZE_NAME, f"n = {n} training examples", "q = B / n and the steps of an epoch"
     return {
-        PUBLIC_DATASET_SIZE_NAME: f"n = {n} training examples is treated as public: it is in the ledger and sets "
-        "the sampling probability q = B / n and the steps of an epoch; epsilon does not cover it (add-remove "
-        "neighbours differ in it)"
+        name: f"{size} is treated as public: it is in the ledger and sets the sampling probability {sets}; epsilon "
+        "does not cover it (add-remove neighbours differ in it)"
     }
 
 
@@ -117,18 +124,32 @@ def stopped_early(steps_taken: int, planned: int) -> dict[str, str]:
 
 
 VALIDATION_DECISIONS_NAME = "decisions on validation metrics"
+VALIDATION_DECISIONS = "validation_decisions"
+"""The DP-SGD ledger's parameter recording them: a list of callback names, or null where the run did not report."""
 
 
-def validation_decided(callbacks) -> dict[str, str]:
+def validation_decided(callbacks: Sequence[str] | None) -> dict[str, str]:
     """The outside-the-guarantee entry of a DP-SGD run whose callbacks acted on validation metrics (names as
-    `privacy.keras.monitoring.validation_decisions` gives them), or none for no such callback."""
+    `privacy.keras.monitoring.validation_decisions` gives them), none for no such callback, or
+    `UNKNOWN_VALIDATION_DECISIONS` where the run did not say (None)."""
+    if callbacks is None:
+        return dict(UNKNOWN_VALIDATION_DECISIONS)
     if not callbacks:
         return {}
     return {
-        VALIDATION_DECISIONS_NAME: f"callbacks of the run acted on validation metrics ({', '.join(callbacks)}): "
-        "the model (its steps, learning rate or kept weights) depends on exact statistics of held-out records, "
-        "which epsilon does not cover"
+        VALIDATION_DECISIONS_NAME: f"callbacks of the run acted, or may have acted, on validation metrics "
+        f"({', '.join(callbacks)}): the model (its steps, learning rate or kept weights) depends, or may depend, "
+        "on exact statistics of held-out records, which epsilon does not cover"
     }
+
+
+UNKNOWN_VALIDATION_DECISIONS = {
+    VALIDATION_DECISIONS_NAME: "unknown: the run did not report whether its callbacks acted on validation metrics "
+    "(a run_fn that did not pass privacy.keras.PrivateTraining.validation_decisions, a training state saved "
+    "before ppml kept them, or a ledger file written before ppml recorded them), so the model (its steps, learning "
+    "rate or kept weights) may depend on exact statistics of held-out records, which epsilon does not cover"
+}
+"""Listed outside the guarantee of a DP-SGD ledger written, or read back, without its run's validation decisions."""
 
 
 UNKNOWN_NOISE_CUTOFF = {
@@ -237,6 +258,7 @@ class PrivacyLedger:
         truncated_batches: int | None = None,
         outside_guarantee: dict[str, str] | None = None,
         noise_draws: NoiseDraws | None = None,
+        validation_decisions: Sequence[str] | None = None,
     ) -> "PrivacyLedger":
         """The ledger of a DP-SGD run that took ``mechanism.steps`` noisy steps.
 
@@ -255,6 +277,9 @@ class PrivacyLedger:
           noise_draws: what the sampler that drew the noise drew (cut-off radius, Box-Muller pairs per step;
             `privacy.keras.PrivateTraining.noise.draws`), recorded as ``parameters['noise_cutoff']``: the delta it
             adds is part of `delta` (`cutoff_delta`). Without it the cut-off is listed outside the guarantee.
+          validation_decisions: the run's callbacks that acted, or may have acted, on validation metrics
+            (`privacy.keras.PrivateTraining.validation_decisions`), recorded as ``parameters['validation_decisions']``
+            and listed outside the guarantee (`validation_decided`); None (not reported) lists them as unknown.
 
         Raises:
           LedgerError: if ``budget`` does not account exactly the run ``mechanism`` describes, or the count of
@@ -272,8 +297,11 @@ class PrivacyLedger:
         if truncated_batches is not None:
             parameters["truncated_batches"] = int(truncated_batches)
             outside_guarantee = {**(outside_guarantee or {}), **CUT_BATCHES}
+        decisions = _callback_names(validation_decisions)
+        parameters[VALIDATION_DECISIONS] = decisions
+        outside_guarantee = {**(outside_guarantee or {}), **validation_decided(decisions)}
         if noise_draws is None:
-            outside_guarantee = {**(outside_guarantee or {}), **UNKNOWN_NOISE_CUTOFF}
+            outside_guarantee = {**outside_guarantee, **UNKNOWN_NOISE_CUTOFF}
         else:
             parameters["noise_cutoff"] = noise_draws.to_dict()
         parameters["outside_guarantee"] = {**public_dataset_size(mechanism.dataset_size), **(outside_guarantee or {})}
@@ -607,12 +635,39 @@ class PrivacyLedger:
                 ledger.parameters.get("outside_guarantee") or {},
             )
         ledger.cutoff_delta  # noqa: B018 -- a malformed cut-off, or one over MAX_ADDED_FRACTION, is refused on read
-        outside = ledger.parameters.get("outside_guarantee") or {}
-        if ledger.mechanism in (DP_SGD, DP_FEDAVG) and ledger.parameters.get("noise_cutoff") is None:
-            # written without the noise draws (before the cut-off was accounted, when DP-SGD's float32 noise was
-            # cut at 7.99 stds; or since, by a run that did not give them): say it is not in delta
-            ledger.parameters["outside_guarantee"] = {**outside, **UNKNOWN_NOISE_CUTOFF}
+        if ledger.mechanism in (DP_SGD, DP_FEDAVG):
+            ledger.parameters["outside_guarantee"] = _listed_by_every(ledger)
         return ledger
+
+
+def _callback_names(decisions) -> list[str] | None:
+    """``decisions`` (a run's validation decisions, `VALIDATION_DECISIONS`) as a list of callback names, or None
+    (not reported); LedgerError for anything else (a string, whose letters would be listed as names)."""
+    if decisions is None:
+        return None
+    if not (isinstance(decisions, (list, tuple)) and all(isinstance(d, str) for d in decisions)):
+        raise LedgerError(f"{VALIDATION_DECISIONS} must be a list of callback names or null, not {decisions!r:.80}")
+    return list(decisions)
+
+
+def _listed_by_every(ledger: PrivacyLedger) -> dict[str, str]:
+    """The ``outside_guarantee`` of a DP-SGD or DP-FedAvg ledger read back, with what every such ledger lists added
+    where the file lacks it (written before it was listed, or edited): the public size n or N; the noise cut-off
+    when the file has no noise draws (before the cut-off was accounted, when DP-SGD's float32 noise was cut at 7.99
+    stds; or since, by a run that did not give them); a DP-SGD run's validation decisions, unknown where the file
+    does not record them. LedgerError where that record, or ``outside_guarantee``, is malformed."""
+    outside = ledger.parameters.get("outside_guarantee") or {}
+    if not (isinstance(outside, dict) and all(isinstance(v, str) for v in outside.values())):
+        raise LedgerError(f"outside_guarantee must map names to reasons, not {outside!r:.80}")
+    dp_sgd = ledger.mechanism == DP_SGD
+    size = public_dataset_size(ledger.parameters["dataset_size"], None if dp_sgd else ledger.privacy_unit)
+    decisions = _callback_names(ledger.parameters.get(VALIDATION_DECISIONS))
+    listed = {
+        **size,
+        **(validation_decided(decisions) if dp_sgd else {}),
+        **outside,  # the file's own wording where it has one
+    }
+    return {**listed, **UNKNOWN_NOISE_CUTOFF} if ledger.parameters.get("noise_cutoff") is None else listed
 
 
 def _noise_cutoff(mechanism: DpSgdMechanism, parameters: dict, delta: float, epsilon: float) -> float:

@@ -92,7 +92,10 @@ class PipelineReport:
             )
             privacy["outside_guarantee"] = self.ledger.parameters.get("outside_guarantee") or {}
             if self.ledger.mechanism == privacy_ledger.DP_FEDAVG:
-                privacy.update(record_level=self.ledger.parameters.get("record_level"))
+                privacy.update(
+                    num_clients=self.ledger.parameters["dataset_size"],  # public: see outside_guarantee
+                    record_level=self.ledger.parameters.get("record_level"),
+                )
             if self.ledger.mechanism == privacy_ledger.PATE:
                 privacy.update(
                     analysis=self.ledger.parameters.get("analysis"), aggregation=pate_aggregation(self.ledger)
@@ -159,6 +162,9 @@ class PipelineReport:
                 f"{self.ledger.mechanism} privacy ledger: {self.ledger.privacy_unit}-level epsilon {eps} at "
                 f"delta {self.ledger.delta:g}"
             ]
+            if self.ledger.mechanism == privacy_ledger.DP_FEDAVG:
+                label, count = f"{self.ledger.privacy_unit}s N", self.ledger.parameters["dataset_size"]
+                lines.append(f"  {label:<18} {count} (treated as public: see outside the guarantee)")
             if self.ledger.mechanism == privacy_ledger.PATE:
                 lines += pate_lines(self.ledger)
             record_level = self.ledger.record_level_epsilon()

@@ -702,7 +702,7 @@ def _privacy_plan(plan) -> list[str]:
     )
     lines = [
         f"{model}: noise multiplier z = {z:.4g} ({how}); delta = {plan.delta:g} ({where}, "
-        f"N = {plan.num_clients} {c.privacy_unit}s)"
+        f"N = {plan.num_clients} {c.privacy_unit}s, treated as public)"
     ]
     if plan.delta_warning:
         lines.append(f"warning (--target-delta): {plan.delta_warning}")

@@ -221,7 +221,8 @@ def private_fit(model, fit, *args, **kwargs):
     private.noise.expect(model.trainable_variables)  # the noise's cut-off, accounted before the first step
     shuffled_from = _prepare_data(model, private, kwargs)
     _avoid_xla_for_recurrent_fallbacks(model, private)
-    callbacks = list(kwargs.get("callbacks") or [])
+    given = kwargs.get("callbacks") or []
+    callbacks = list(getattr(given, "callbacks", given))  # a Keras CallbackList: the callbacks it holds
     problems = monitoring.training_metric_problems(callbacks)
     if problems:
         raise DPConfigurationError(
@@ -238,7 +239,8 @@ def private_fit(model, fit, *args, **kwargs):
     # First, so that epsilon is in the logs before TensorBoard, History or EarlyStopping read them.
     kwargs["callbacks"] = [callback.state_guard_for(model)] + ours + [cb for cb in callbacks if cb not in ours]
     model.train_function = private.held_train_function
-    private.note_validation_decisions(monitoring.validation_decisions(callbacks))
+    validation = kwargs.get("validation_data") is not None  # validation_split is refused (_prepare_data)
+    private.note_validation_decisions(monitoring.validation_decisions(callbacks, validation=validation))
     try:
         with private.fitting(shuffled_from):
             return fit(**kwargs)

@@ -8,12 +8,30 @@ runs first, removes them from the logs (`strip_training_metrics`) before any oth
 the progress bar or TensorBoard sees them; the known deciding callbacks are refused up front with a
 message (`training_metric_problems`). ``epsilon`` (a function of public hyperparameters) stays, and so
 do validation metrics (``val_*``), computed on held-out data, whose records epsilon does not cover: the known
-deciding callbacks that act on them are named (`validation_decisions`) for the ledger to list.
+deciding callbacks that act on them are named (`validation_decisions`) for the ledger to list, and so is, when
+the fit has validation data, every callback ppml does not know to leave them alone (`PASSIVE_CALLBACKS`, ppml's
+own): a user's callback reading ``val_*`` may act on them.
 """
 
 from __future__ import annotations
 
 DECIDING_CALLBACKS = ("EarlyStopping", "ReduceLROnPlateau", "ModelCheckpoint")
+"""Keras callbacks that act on the metric they ``monitor`` (ModelCheckpoint only with ``save_best_only``)."""
+PASSIVE_CALLBACKS = (
+    "History",
+    "BaseLogger",
+    "ProgbarLogger",
+    "TensorBoard",
+    "CSVLogger",
+    "TerminateOnNaN",
+)
+"""Keras callbacks whose effect on the model does not depend on validation metrics: they record or print the
+logs, or read the training loss only (removed from the logs: TerminateOnNaN). Known only as these exact Keras
+classes, not as subclasses, nor as instances whose ``on_*`` hooks were replaced; one that runs user code
+(LambdaCallback, LearningRateScheduler's schedule, which may read ``model.history``) is not known."""
+KERAS_PACKAGES = ("keras", "tf_keras", "tensorflow")
+OWN_MODULE = "privacy.keras.callback"
+"""Where ppml's own callbacks are defined (`PrivacyBudgetCallback`, the state guard): they act on epsilon only."""
 KEPT = "epsilon"
 """The one entry of the training logs that is not a statistic of the training data (besides ``val_*``)."""
 
@@ -34,12 +52,30 @@ def _monitor(cb) -> str | None:
     return str(getattr(cb, "monitor", "") or "")
 
 
-def validation_decisions(callbacks) -> list[str]:
-    """The known deciding callbacks among ``callbacks`` that act on a validation metric, as 'Class(monitor=...)':
-    the model (its steps, learning rate or kept weights) then depends on held-out records epsilon does not cover.
-    A custom callback reading ``val_*`` cannot be told apart and is not named."""
-    monitors = [(cb, _monitor(cb)) for cb in callbacks]
-    return [f"{type(cb).__name__}(monitor={m!r})" for cb, m in monitors if m is not None and m.startswith("val_")]
+def _known(cb) -> bool:
+    """Whether ``cb`` is exactly a Keras callback ppml knows (`DECIDING_CALLBACKS`, `PASSIVE_CALLBACKS`) or one of
+    ppml's own, with none of its ``on_*`` hooks replaced on the instance: a subclass, a class of another module, or
+    a hook set on the instance may read anything it is given."""
+    cls = type(cb)
+    if any(name.startswith("on_") for name in getattr(cb, "__dict__", {})):
+        return False
+    keras = cls.__module__.split(".")[0] in KERAS_PACKAGES and cls.__name__ in DECIDING_CALLBACKS + PASSIVE_CALLBACKS
+    return keras or cls.__module__ == OWN_MODULE
+
+
+def validation_decisions(callbacks, *, validation: bool) -> list[str]:
+    """The callbacks among ``callbacks`` that act, or may act, on a validation metric: the known deciding ones on
+    a ``val_*`` metric, as 'Class(monitor=...)'; and, when the fit has validation data (``validation``), every
+    callback ppml does not know (`_known`), as 'Class (may act on validation metrics)'. The model (its steps,
+    learning rate or kept weights) then depends, or may depend, on held-out records epsilon does not cover."""
+    named = []
+    for cb in callbacks:
+        monitor = _monitor(cb)
+        if monitor is not None and monitor.startswith("val_"):
+            named.append(f"{type(cb).__name__}(monitor={monitor!r})")
+        elif validation and not _known(cb):
+            named.append(f"{type(cb).__name__} (may act on validation metrics)")
+    return named
 
 
 def training_metric_problems(callbacks) -> list[str]:

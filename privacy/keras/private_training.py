@@ -139,7 +139,9 @@ class PrivateTraining:
         self.held_train_function = None  # the step an earlier fit traced, out of the model's reach between fits
         # Shuffled batches: the source of the partial epoch when the last fit ended, and of the fit running now.
         self._open_epoch: str | None = None
-        self.validation_decisions: list[str] = []  # `note_validation_decisions`; saved in the state
+        # `note_validation_decisions`; saved in the state; None: unknown (resumed from a state saved before they were
+        # kept), and stays so
+        self.validation_decisions: list[str] | None = []
         self._fitting: str | None = None
         self._counter = None
         self._dropped = None
@@ -248,8 +250,10 @@ class PrivateTraining:
     def note_validation_decisions(self, decisions) -> None:
         """Adds the deciding callbacks on validation metrics a `fit` runs with (`monitoring.validation_decisions`)
         to `validation_decisions`: every fit's, a resumed run's saved ones included, each named once. They are
-        outside the guarantee (the ledger lists them): the model depends on held-out records through them."""
-        self.validation_decisions += [d for d in decisions if d not in self.validation_decisions]
+        outside the guarantee (the ledger lists them): the model depends on held-out records through them. Unknown
+        ones (None: resumed from a state saved before they were kept) stay unknown."""
+        if self.validation_decisions is not None:
+            self.validation_decisions += [d for d in decisions if d not in self.validation_decisions]
 
     @property
     def dropped_examples(self) -> int:
@@ -529,7 +533,7 @@ class PrivateTraining:
             "sampling": self.sampling.value,
             "adjacency": self.adjacency.value,
             "budget": self.budget.to_dict(),
-            "validation_decisions": list(self.validation_decisions),
+            "validation_decisions": None if self.validation_decisions is None else list(self.validation_decisions),
         }
         if self.sampling is Sampling.SHUFFLE:
             state["shuffle"] = {
@@ -552,9 +556,11 @@ class PrivateTraining:
             budget = PrivacyBudget.from_dict(state["budget"])
             steps = int(state["steps"])
             ran = (Sampling(state["sampling"]), Adjacency(state["adjacency"]))
-            decisions = state.get("validation_decisions", [])  # absent from states saved before they were kept
-            if not isinstance(decisions, list) or not all(isinstance(d, str) for d in decisions):
-                raise ValueError("validation_decisions must be a list of callback names")
+            decisions = state.get("validation_decisions")  # None: unknown (absent from states saved before them)
+            if decisions is not None and not (
+                isinstance(decisions, list) and all(isinstance(d, str) for d in decisions)
+            ):
+                raise ValueError("validation_decisions must be a list of callback names or null")
             shuffled = state.get("shuffle") if ran[0] is Sampling.SHUFFLE else None
             if ran[0] is Sampling.SHUFFLE and shuffled is None:
                 raise ValueError(

@@ -12,7 +12,7 @@ from dp_accounting import dp_event
 
 from pipelines.cli.main import cli
 from pipelines.components.federated_trainer.spec import FederatedTrainingConfig, InvalidFederatedSetting
-from pipelines.privacy_ledger import SEPARATE_RUNS
+from pipelines.privacy_ledger import SEPARATE_RUNS, public_dataset_size
 
 
 def test_federated_run_dp_secure_aggregation(tmp_path):
@@ -240,7 +240,9 @@ def test_under_dp_metrics_of_held_out_rows_are_labelled_outside_the_guarantee(tm
     history = _history(result)
     assert history["config"]["outside_guarantee"] == {} and "not DP" not in result.output
     ledger = json.loads((tmp_path / "run" / "privacy_ledger.json").read_text())
-    assert ledger["parameters"]["outside_guarantee"] == SEPARATE_RUNS  # what every ledger lists
+    listed = {**public_dataset_size(10, "client"), **SEPARATE_RUNS}  # what every DP-FedAvg ledger lists
+    assert ledger["parameters"]["outside_guarantee"] == listed and ledger["parameters"]["dataset_size"] == 10
+    assert "N = 10 clients, treated as public)" in result.stderr  # where the run prints N
     assert History.from_dict(history).axis_labels()[0] == "evaluation accuracy"
 
 
@@ -1035,7 +1037,10 @@ def test_user_level_dp_releases_the_number_of_users_only_where_the_adjacency_hol
     assert ledger["parameters"]["dataset_size"] == 10 and ledger["parameters"]["privacy_unit"] == "user"
     assert ledger["parameters"]["adjacency"] == "replace-one" and [r["sampled"] for r in rounds] == [5, 5]
     assert "belongs to no user" in ledger["parameters"]["outside_guarantee"]["clients"]  # N counts readable ids
-    assert "delta = 0.01 (the default: the largest power of ten at most 1/(2N), N = 10 users)" in stderr[1]
+    assert (
+        "delta = 0.01 (the default: the largest power of ten at most 1/(2N), N = 10 users, treated as public)"
+        in stderr[1]
+    )
     z = ledger["parameters"]["noise_multiplier"]
     event = dp_event.SampledWithoutReplacementDpEvent(10, 5, dp_event.GaussianDpEvent(z / 2))
     expected = (

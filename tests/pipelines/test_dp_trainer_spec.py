@@ -260,7 +260,7 @@ def test_the_ledger_lists_the_inferred_spec_and_separate_runs_outside_the_guaran
     def outside(**changes):
         plan = DpTrainingConfig.from_custom_config({**GOOD, **changes}).plan(dataset_size=400)
         folder = str(tmp_path / str(len(changes)))
-        privacy_ledger.write_ledger(folder, plan.ledger(noise_draws=NoiseDraws(9.42, 100)))
+        privacy_ledger.write_ledger(folder, plan.ledger(noise_draws=NoiseDraws(9.42, 100), validation_decisions=[]))
         return privacy_ledger.read_ledger(folder).parameters["outside_guarantee"]
 
     inferred, runs = "feature spec inferred from the data", "separate runs on the same data"
@@ -279,7 +279,8 @@ def test_the_ledger_lists_the_inferred_spec_and_separate_runs_outside_the_guaran
             resolve_plan(trainer=trainer, trainer_config=config)  # SchemaGen would infer what the ledger calls fixed
     ledger = DpTrainingConfig.from_custom_config(GOOD).plan(dataset_size=400).ledger()  # no noise pairs given
     report = PipelineReport("p", "r", {}, "uri", 1, {}, ledger, None, None, None)
-    assert set(report.to_dict()["privacy"]["outside_guarantee"]) == {inferred, runs, "noise cut-off", n}
+    decisions = privacy_ledger.VALIDATION_DECISIONS_NAME  # nor its validation decisions
+    assert set(report.to_dict()["privacy"]["outside_guarantee"]) == {inferred, runs, "noise cut-off", n, decisions}
     assert any(line.startswith(f"  outside the guarantee: {inferred}: ") for line in report.format_text().splitlines())
 
 
@@ -322,3 +323,26 @@ def test_callbacks_that_acted_on_validation_metrics_are_listed_outside_the_guara
     assert decided.epsilons == plain.epsilons
     report = PipelineReport("p", "r", {}, "uri", 1, {}, decided, None, None, None)
     assert f"  outside the guarantee: {privacy_ledger.VALIDATION_DECISIONS_NAME}: callbacks" in report.format_text()
+
+
+def test_a_run_that_did_not_report_its_validation_decisions_lists_them_as_unknown(tmp_path):
+    """A run_fn that does not pass validation_decisions (or resumed a state saved before they were kept: None)
+    cannot show that no callback acted on validation metrics: its ledger says so, in the file and the report; a
+    run that reports none lists nothing of the kind."""
+    from pipelines import privacy_ledger
+    from pipelines.components.dp_trainer import fn_args_utils
+    from pipelines.report import PipelineReport
+
+    plan = DpTrainingConfig.from_custom_config(GOOD).plan(dataset_size=400)
+    name = privacy_ledger.VALIDATION_DECISIONS_NAME
+    for unreported in (plan.ledger(noise_draws=NoiseDraws(9.42, 100)), plan.ledger(validation_decisions=None)):
+        reason = unreported.parameters["outside_guarantee"][name]
+        assert reason.startswith("unknown: the run did not report whether its callbacks acted on validation")
+    fn_args = types.SimpleNamespace(serving_model_dir=str(tmp_path))
+    fn_args_utils.write_run_ledger(fn_args, plan, noise_draws=NoiseDraws(9.42, 100))  # a custom run_fn's call
+    written = privacy_ledger.read_ledger(str(tmp_path))
+    assert written.parameters["outside_guarantee"][name] == privacy_ledger.UNKNOWN_VALIDATION_DECISIONS[name]
+    report = PipelineReport("p", "r", {}, "uri", 1, {}, written, None, None, None)
+    assert f"  outside the guarantee: {name}: unknown: the run did not report" in report.format_text()
+    reported = plan.ledger(noise_draws=NoiseDraws(9.42, 100), validation_decisions=[])
+    assert name not in reported.parameters["outside_guarantee"]

@@ -206,6 +206,7 @@ def test_the_exported_model_carries_its_released_statistics_not_the_exact_ones(f
 
 
 LISTED = {
+    "client count N",
     "separate runs on the same data",
     "evaluation",
     "preprocessing beyond K records per client",
@@ -239,7 +240,7 @@ def test_pipeline_command_runs_the_federated_trainer_and_reports_its_ledger(fede
         item.split(" (listed by the trainer)")[0]
         for item in report["outside_the_guarantee"]
         if "(listed by the trainer)" in item
-    } == LISTED
+    } == LISTED - {"client count N"}  # N: the Evaluator's own line for n names it
     assert report["privacy"]["outside_guarantee"].keys() == LISTED
     # The push decision is the noisy accuracy, within the ledger's epsilon; the exact metrics are labelled.
     decision = report["gate"]["push_decision"]
@@ -896,7 +897,7 @@ def test_a_ledger_with_a_push_decision_lists_a_clients_held_out_records_beyond_k
     claim covers the decision for K of them, so the ledger lists the rest; without a decision it is not listed.
     Either way the ledger lists separate runs on the same data, as the DP Trainer's does (one ledger format)."""
     from pipelines.components.federated_trainer.spec import DECISION_CAVEAT
-    from pipelines.privacy_ledger import SEPARATE_RUNS
+    from pipelines.privacy_ledger import SEPARATE_RUNS, public_dataset_size
     from pipelines.privacy_ledger import UNKNOWN_NOISE_CUTOFF as UNKNOWN
     from privacy import PrivacyBudget
 
@@ -921,8 +922,49 @@ def test_a_ledger_with_a_push_decision_lists_a_clients_held_out_records_beyond_k
         )
         listed[name] = ledger.parameters["outside_guarantee"]
         assert (ledger.decision is not None) == (name == "with")
-    assert listed["with"] == {**SEPARATE_RUNS, **DECISION_CAVEAT, "evaluation": "held-out accuracy", **UNKNOWN}
-    assert listed["without"] == {**SEPARATE_RUNS, "evaluation": "held-out accuracy", **UNKNOWN}
+    n = public_dataset_size(10, "client")  # every DP-FedAvg ledger's
+    assert listed["with"] == {**n, **SEPARATE_RUNS, **DECISION_CAVEAT, "evaluation": "held-out accuracy", **UNKNOWN}
+    assert listed["without"] == {**n, **SEPARATE_RUNS, "evaluation": "held-out accuracy", **UNKNOWN}
+
+
+def test_every_dp_fedavg_ledger_lists_the_client_count_as_public_and_the_report_prints_it_so():
+    """N, the population the rounds sample (q = clients per round / N), is in the ledger: the ledger file lists it
+    outside the guarantee with its value, as a DP-SGD ledger lists n; `ppml report` prints it labelled public (text
+    and JSON); the Evaluator's list, which names n for every trainer, does not repeat it."""
+    from pipelines import privacy_ledger as pl
+    from pipelines.components.private_evaluator.executor import OUTSIDE_THE_GUARANTEE, outside_the_guarantee
+    from pipelines.report import PipelineReport
+    from privacy import PrivacyBudget
+    from privacy.accounting import NoiseDraws
+
+    settings = {"label_key": "y", "num_clients": 25, "rounds": 2, "private": True, "target_epsilon": 3.0}
+    plan = FederatedTrainingConfig.for_trainer({**settings, "num_classes": 2}).plan(25)
+    m = plan.mechanism
+    budget = PrivacyBudget.for_mechanism(m, plan.delta).compose(m.unit_event(), m.units())
+    ledger = pl.PrivacyLedger.from_dict(
+        plan.ledger(budget, rounds=2, trainer={}, noise_draws=NoiseDraws(12.0, 10)).to_dict()
+    )
+    why = ledger.parameters["outside_guarantee"][pl.PUBLIC_CLIENT_COUNT_NAME]
+    assert why.startswith("N = 25 clients is treated as public") and "epsilon does not cover it" in why
+    assert pl.PUBLIC_DATASET_SIZE_NAME not in ledger.parameters["outside_guarantee"]
+    report = PipelineReport("p", "r", {}, "uri", 1, {}, ledger, None, None, None)
+    assert f"  {'clients N':<18} 25 (treated as public: see outside the guarantee)" in report.format_text()
+    assert f"  outside the guarantee: {pl.PUBLIC_CLIENT_COUNT_NAME}: N = 25 clients" in report.format_text()
+    privacy = report.to_dict()["privacy"]
+    assert privacy["num_clients"] == 25 and pl.PUBLIC_CLIENT_COUNT_NAME in privacy["outside_guarantee"]
+    assert outside_the_guarantee(ledger)[: len(OUTSIDE_THE_GUARANTEE)] == list(OUTSIDE_THE_GUARANTEE)
+    assert not any(pl.PUBLIC_CLIENT_COUNT_NAME in line for line in outside_the_guarantee(ledger))
+    written = ledger.to_dict()
+    written["parameters"]["outside_guarantee"].pop(pl.PUBLIC_CLIENT_COUNT_NAME)  # a ledger written before it was
+    old = pl.PrivacyLedger.from_dict(written)  # listed: N is in it all the same, and public
+    assert old.parameters["outside_guarantee"][pl.PUBLIC_CLIENT_COUNT_NAME] == why
+    by_key = {k: v for k, v in settings.items() if k != "num_clients"}
+    users = FederatedTrainingConfig.for_trainer({**by_key, "num_classes": 2, "client_key": "user"}).plan(25)
+    by_user = users.ledger(budget, rounds=2, trainer={}, noise_draws=NoiseDraws(12.0, 10))
+    assert by_user.privacy_unit == "user"
+    assert by_user.parameters["outside_guarantee"][pl.PUBLIC_CLIENT_COUNT_NAME].startswith("N = 25 users is treated")
+    user_text = PipelineReport("p", "r", {}, "uri", 1, {}, by_user, None, None, None).format_text()
+    assert f"  {'users N':<18} 25 (treated as public: see outside the guarantee)" in user_text
 
 
 def test_a_dp_fedavg_ledger_adds_its_noise_cutoffs_delta_and_refuses_one_over_one_percent():

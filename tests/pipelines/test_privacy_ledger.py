@@ -54,6 +54,7 @@ def test_to_dict_shares_no_state_with_the_ledger():
         trainer={"libs": {"tf": "2"}},
         outside_guarantee={"x": "why"},
         noise_draws=NoiseDraws(9.42, 100),
+        validation_decisions=[],
     )
     data = ledger.to_dict()
     data["parameters"]["outside_guarantee"]["x"] = "edited"
@@ -461,7 +462,45 @@ def test_a_ledger_written_before_the_cutoff_was_accounted_lists_it_outside_the_g
     data["parameters"]["outside_guarantee"].pop("noise cut-off")
     data["parameters"].pop("outside_guarantee")
     old = pl.PrivacyLedger.from_dict(data)
-    assert old.delta == 1e-3 and old.parameters["outside_guarantee"] == pl.UNKNOWN_NOISE_CUTOFF
+    size = pl.public_dataset_size(MECHANISM.dataset_size)  # listed, as the validation decisions, on read as well
+    listed = {**size, **pl.UNKNOWN_VALIDATION_DECISIONS, **pl.UNKNOWN_NOISE_CUTOFF}
+    assert old.delta == 1e-3 and old.parameters["outside_guarantee"] == listed
+
+
+def test_a_dp_sgd_ledger_that_does_not_record_its_validation_decisions_reads_back_with_them_unknown():
+    """A DP-SGD ledger records which callbacks acted on validation metrics (parameters['validation_decisions']): one
+    without it (written before they were reported, or by a caller that did not give them) reads back with them
+    listed as unknown, and with n listed as public, never as 'none'; one that reports none lists nothing of the
+    kind, and a malformed record is refused."""
+    name = pl.VALIDATION_DECISIONS_NAME
+    data = pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.5, delta=1e-3, noise_draws=NoiseDraws(9.42, 100))
+    data = data.to_dict()
+    data["parameters"].pop("validation_decisions", None)  # as an older ledger file
+    for old_absent in (name, pl.PUBLIC_DATASET_SIZE_NAME):
+        data["parameters"]["outside_guarantee"].pop(old_absent, None)
+    old = pl.PrivacyLedger.from_dict(json.loads(json.dumps(data))).parameters["outside_guarantee"]
+    assert old == {**pl.public_dataset_size(MECHANISM.dataset_size), **pl.UNKNOWN_VALIDATION_DECISIONS}
+    assert "or a ledger file written before ppml recorded them" in old[name]  # what it names as the cause
+    none = pl.PrivacyLedger.for_dp_sgd(
+        MECHANISM, l2_norm_clip=1.5, delta=1e-3, noise_draws=NoiseDraws(9.42, 100), validation_decisions=[]
+    ).to_dict()
+    assert none["parameters"]["validation_decisions"] == []
+    assert name not in pl.PrivacyLedger.from_dict(none).parameters["outside_guarantee"]
+    decided = pl.PrivacyLedger.for_dp_sgd(
+        MECHANISM, l2_norm_clip=1.5, delta=1e-3, validation_decisions=["EarlyStopping(monitor='val_loss')"]
+    ).to_dict()
+    decided["parameters"]["outside_guarantee"].pop(name)  # an edited file: the record still lists it
+    again = pl.PrivacyLedger.from_dict(decided).parameters["outside_guarantee"]
+    assert again[name] == pl.validation_decided(["EarlyStopping(monitor='val_loss')"])[name]
+    none["parameters"]["validation_decisions"] = "EarlyStopping"
+    with pytest.raises(pl.LedgerError, match="validation_decisions"):
+        pl.PrivacyLedger.from_dict(none)
+    with pytest.raises(pl.LedgerError, match="validation_decisions must be a list"):  # not its letters, listed
+        pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.5, delta=1e-3, validation_decisions="EarlyStopping")
+    for malformed in (["x"], "x", {"x": 1}):  # a LedgerError naming it, never a traceback
+        none["parameters"].update(validation_decisions=[], outside_guarantee=malformed)
+        with pytest.raises(pl.LedgerError, match="outside_guarantee must map names to reasons"):
+            pl.PrivacyLedger.from_dict(none)
 
 
 def test_a_ledger_written_with_the_cutoff_as_a_plain_dict_reads_back_the_same():

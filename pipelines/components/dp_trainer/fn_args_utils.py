@@ -8,8 +8,8 @@ A module file trains like any TFX ``run_fn`` and calls two things from here::
                                    noise_draws=training.noise.draws,
                                    validation_decisions=training.validation_decisions)
     # (private runs only; training = privacy.keras.private_training(model); without noise_draws the ledger lists
-    # the noise sampler's cut-off outside the guarantee; without validation_decisions it cannot list callbacks
-    # that acted on validation metrics)
+    # the noise sampler's cut-off outside the guarantee; without validation_decisions it lists as unknown whether
+    # callbacks acted on validation metrics)
 
 The DP Trainer's executor resolves the same plan before training (so bad settings fail early)
 and checks the ledger against it afterwards.
@@ -92,7 +92,7 @@ def write_run_ledger(
     trainer: dict[str, Any] | None = None,
     truncated_batches: int | None = None,
     noise_draws: NoiseDraws | None = None,
-    validation_decisions: Sequence[str] = (),
+    validation_decisions: Sequence[str] | None = None,
 ) -> str:
     """Writes the ledger of a private run into the exported SavedModel; returns its path.
 
@@ -108,8 +108,8 @@ def write_run_ledger(
         `privacy.keras.PrivateTraining.noise.draws`: the ledger's delta then includes what the cut-off adds; without
         it the cut-off is listed outside the guarantee.
       validation_decisions: `privacy.keras.PrivateTraining.validation_decisions`, the run's callbacks that acted on
-        validation metrics (EarlyStopping, ReduceLROnPlateau, a best-only ModelCheckpoint on ``val_*``): listed
-        outside the guarantee.
+        validation metrics (`privacy.keras.monitoring.validation_decisions`): listed outside the guarantee; without
+        it (None: not reported) the ledger lists that it is unknown whether callbacks acted on them.
     """
     ledger = plan.ledger(
         steps_taken=steps_taken,

@@ -61,7 +61,6 @@ from pipelines.privacy_ledger import (
     PrivacyLedger,
     accountant_delta_of,
     stopped_early,
-    validation_decided,
 )
 from pipelines.transform.artifact import NO_COVERAGE_RECORD
 from privacy import validation
@@ -392,7 +391,7 @@ class DpTrainingPlan:
         trainer: dict[str, Any] | None = None,
         truncated_batches: int | None = None,
         noise_draws: NoiseDraws | None = None,
-        validation_decisions: Sequence[str] = (),
+        validation_decisions: Sequence[str] | None = None,
     ) -> PrivacyLedger:
         """The ledger of the run after ``steps_taken`` steps (default: all planned steps); one that stopped before
         its planned steps lists what decided the stop outside the guarantee (`privacy_ledger.stopped_early`).
@@ -403,7 +402,7 @@ class DpTrainingPlan:
           noise_draws: what the noise sampler drew (cut-off radius, pairs per step), whose delta the ledger adds.
           validation_decisions: the run's callbacks that acted on validation metrics
             (`privacy.keras.PrivateTraining.validation_decisions`), listed outside the guarantee
-            (`privacy_ledger.validation_decided`).
+            (`privacy_ledger.validation_decided`); None (not reported) lists them as unknown.
         """
         if self.mechanism is None:
             raise ValueError("a non-private run has no privacy ledger")
@@ -412,7 +411,6 @@ class DpTrainingPlan:
             **SEPARATE_RUNS,
             **({} if self.config.public_schema else INFERRED_SPEC),
             **(stopped_early(steps, self.steps) if steps < self.steps else {}),
-            **validation_decided(validation_decisions),
         }
         return PrivacyLedger.for_dp_sgd(
             self.mechanism.replace(steps=steps),
@@ -426,4 +424,5 @@ class DpTrainingPlan:
             truncated_batches=truncated_batches,
             outside_guarantee=outside,
             noise_draws=noise_draws,
+            validation_decisions=validation_decisions,
         )

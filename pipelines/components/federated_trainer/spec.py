@@ -1061,8 +1061,8 @@ class FederatedTrainingPlan:
     ) -> privacy_ledger.PrivacyLedger:
         """The ``dp-fedavg`` ledger of ``rounds`` rounds of this plan (the budget the simulation composed), with
         the plan's preprocessing releases composed before the rounds and what the run released outside its
-        guarantee (the history's ``outside_guarantee``, after `privacy_ledger.SEPARATE_RUNS`, listed by every
-        ledger: it accounts this run alone).
+        guarantee (the history's ``outside_guarantee``, after the client count N, treated as public, and
+        `privacy_ledger.SEPARATE_RUNS`, listed by every ledger: it accounts this run alone).
 
         Args:
           noise_draws: what the noise sampler drew (cut-off radius, Box-Muller pairs per round; the strategy's
@@ -1101,6 +1101,7 @@ class FederatedTrainingPlan:
             "noise": "seeded" if c.seeded_noise else "csprng",
             "record_level": self.record_level(rounds),
             "outside_guarantee": {
+                **privacy_ledger.public_dataset_size(self.num_clients, c.privacy_unit),
                 **privacy_ledger.SEPARATE_RUNS,
                 **(DECISION_CAVEAT if self.decision is not None else {}),
                 **(outside_guarantee or {}),

@@ -282,9 +282,9 @@ def _keep_release(path: str, record: dict[str, Any]) -> None:
 
 def outside_the_guarantee(ledger: privacy_ledger.PrivacyLedger | None) -> list[str]:
     """`OUTSIDE_THE_GUARANTEE`, then what the trainer listed in its ledger (``parameters['outside_guarantee']``:
-    e.g. the Federated Trainer's evaluation split and the classes read from the labels), but n, listed above."""
+    e.g. the Federated Trainer's evaluation split and the classes read from the labels), but n or N, listed above."""
     listed = {} if ledger is None else ledger.parameters.get("outside_guarantee") or {}
-    listed = {name: why for name, why in listed.items() if name != privacy_ledger.PUBLIC_DATASET_SIZE_NAME}
+    listed = {name: why for name, why in listed.items() if name not in privacy_ledger.PUBLIC_SIZE_NAMES}
     return list(OUTSIDE_THE_GUARANTEE) + [f"{name} (listed by the trainer): {why}" for name, why in listed.items()]
 
 

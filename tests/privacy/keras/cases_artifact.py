@@ -1,13 +1,21 @@
 """What private training refuses because the released model would carry exact statistics of the training
 data: preprocessing layers adapted on it, and callbacks that decide from training metrics."""
 
+import json
 import os
 import tempfile
 
 import numpy as np
 import tensorflow as tf
 
-from privacy.keras import DPConfigurationError, compat, find_problems, make_private, private_training
+from privacy.keras import (
+    DPConfigurationError,
+    PrivacyBudgetCallback,
+    compat,
+    find_problems,
+    make_private,
+    private_training,
+)
 
 K = compat.default_keras()
 L = K.layers
@@ -38,13 +46,21 @@ def case_an_adapted_normalization_is_refused_and_a_given_one_is_not():
         raise AssertionError("make_private accepted an adapted Normalization layer")
 
 
-def _fit(callback):
+def _fit(*callbacks, validation=True, state_path=None, wrapped=False):
+    """A private fit of two epochs with ``callbacks`` (in a Keras CallbackList where ``wrapped``)."""
     x, y = _data()
     model = make_private(
-        _model(L.Dense(3)), l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=10, target_delta=1e-3
+        _model(L.Dense(3)),
+        l2_norm_clip=1.0,
+        noise_multiplier=1.0,
+        expected_batch_size=10,
+        target_delta=1e-3,
+        state_path=state_path,
     )
     model.compile(optimizer=K.optimizers.SGD(0.1), loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return model.fit(x, y, epochs=2, verbose=0, callbacks=[callback], validation_data=(x[:10], y[:10]))
+    held_out = (x[:10], y[:10]) if validation else None
+    given = K.callbacks.CallbackList(list(callbacks)) if wrapped else list(callbacks)
+    return model.fit(x, y, epochs=2, verbose=0, callbacks=given, validation_data=held_out)
 
 
 def case_callbacks_deciding_from_training_metrics_are_refused():
@@ -52,12 +68,13 @@ def case_callbacks_deciding_from_training_metrics_are_refused():
         (K.callbacks.EarlyStopping(monitor="loss"), "EarlyStopping(monitor='loss')"),
         (K.callbacks.ReduceLROnPlateau(monitor="loss"), "ReduceLROnPlateau(monitor='loss')"),
     ):
-        try:
-            _fit(callback)
-        except DPConfigurationError as err:
-            assert name in str(err) and "'val_loss'" in str(err), str(err)
-        else:
-            raise AssertionError(f"{name} was accepted")
+        for wrapped in (False, True):  # also inside a CallbackList, which Keras' fit takes as well
+            try:
+                _fit(callback, wrapped=wrapped)
+            except DPConfigurationError as err:
+                assert name in str(err) and "'val_loss'" in str(err), str(err)
+            else:
+                raise AssertionError(f"{name} was accepted")
 
 
 def case_later_callbacks_see_no_training_metrics():
@@ -102,6 +119,63 @@ def case_callbacks_on_validation_metrics_or_epsilon_are_allowed():
             _model(L.Dense(3)), l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=10, state_path=path
         )
         assert private_training(resumed).validation_decisions == decisions  # a resumed run keeps them
+
+
+def case_callbacks_ppml_does_not_know_are_listed_as_ones_that_may_act_on_validation_metrics():
+    """With validation data, a user's callback (here one that stops on val_loss, which Keras' own would have named),
+    a subclass of a passive Keras callback, or one running user code (LambdaCallback, LearningRateScheduler) may act
+    on val_* metrics: each is listed, by class.
+    The passive Keras callbacks and ppml's own are not; without validation data there are no val_* to act on."""
+
+    class StopOnValLoss(K.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if logs.get("val_loss", float("inf")) < 1e9:
+                self.model.stop_training = True
+
+    class MyLogger(K.callbacks.TerminateOnNaN):
+        pass
+
+    lambda_callback = K.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: None)
+    schedule = K.callbacks.LearningRateScheduler(lambda epoch, lr: lr)  # user code, which may read model.history
+    history = _fit(StopOnValLoss(), MyLogger(), lambda_callback, schedule)
+    assert len(history.history["epsilon"]) == 1  # it did stop, on a validation metric
+    may = "(may act on validation metrics)"
+    expected = [f"StopOnValLoss {may}", f"MyLogger {may}", f"LambdaCallback {may}", f"LearningRateScheduler {may}"]
+    assert private_training(history.model).validation_decisions == expected
+    log = os.path.join(tempfile.mkdtemp(), "log.csv")
+    passive = (
+        K.callbacks.TerminateOnNaN(),
+        K.callbacks.CSVLogger(log),
+        K.callbacks.TensorBoard(os.path.join(tempfile.mkdtemp(), "tb")),
+        K.callbacks.ModelCheckpoint(os.path.join(tempfile.mkdtemp(), "m.weights.h5"), save_weights_only=True),
+        PrivacyBudgetCallback(),
+    )
+    assert private_training(_fit(*passive).model).validation_decisions == []
+    patched = K.callbacks.History()  # a passive class whose instance runs user code: may act as StopOnValLoss does
+    patched.on_epoch_end = StopOnValLoss.on_epoch_end.__get__(patched)
+    decisions = private_training(_fit(patched).model).validation_decisions
+    assert decisions == [f"History {may}"]
+    wrapped = private_training(_fit(StopOnValLoss(), wrapped=True).model).validation_decisions
+    assert wrapped == [f"StopOnValLoss {may}"]  # named from inside a CallbackList too
+    assert private_training(_fit(StopOnValLoss(), validation=False).model).validation_decisions == []
+
+
+def case_a_state_saved_before_validation_decisions_were_kept_resumes_them_as_unknown():
+    """A training state without 'validation_decisions' (saved by an older ppml) cannot say whether its fits ran
+    callbacks on validation metrics: it resumes them as None (unknown), which later fits and saves keep."""
+    path = os.path.join(tempfile.mkdtemp(), "state.json")
+    _fit(state_path=path)
+    with open(path) as f:
+        state = json.load(f)
+    assert state.pop("validation_decisions") == []
+    with open(path, "w") as f:
+        json.dump(state, f)
+    resumed = _fit(K.callbacks.EarlyStopping(monitor="val_loss", patience=5), state_path=path)
+    private = private_training(resumed.model)
+    assert private.steps > state["steps"] and private.validation_decisions is None
+    assert private.state_dict()["validation_decisions"] is None
+    again = private_training(_fit(state_path=path).model)
+    assert again.validation_decisions is None
 
 
 def _neighbours():
