@@ -162,24 +162,43 @@ def case_embedding_with_repeated_ids_clips_cancelling_records():
 
 def case_lstm_clips_cancelling_records():
     """LSTM over two equal steps with no carry (recurrent kernel 0, forget gate's bias -1e4: f = 0 exactly), so both
-    steps' gates are the same function of x and cancelling output targets make the gate gradients G_1 ~ -G_2: the
-    kernel's slice [X] of the product [X | H_prev | 1] cancels. Exact norms are not recomputed here (the gate
-    derivatives are the LSTM's); the candidates whose computed norm is the smallest are checked."""
+    steps' gates are the same function of x, G_t = J^T dL/dh_t with one J, and cancelling output targets make
+    G_1 ~ -G_2: the kernel's slice [X] of the product [X | H_prev | 1] cancels. Exact norms from J in float64
+    (gates i, f, c, o; h = sigmoid(o) tanh(sigmoid(i) tanh(c))) and the float32 outputs."""
     rng = np.random.default_rng(3)
     inputs = K.Input((2, 8))
     lstm = L.LSTM(4, return_sequences=True, unit_forget_bias=False)
     model = _model(inputs, lstm(inputs))
-    kernel = rng.normal(size=(8, 16)) * 1e-8
-    bias = np.zeros(16)
+    kernel = (rng.normal(size=(8, 16)) * 1e-8).astype(np.float32)
+    bias = np.zeros(16, np.float32)
     bias[4:8] = -1e4
-    lstm.set_weights([kernel.astype(np.float32), np.zeros((4, 16), np.float32), bias.astype(np.float32)])
+    lstm.set_weights([kernel, np.zeros((4, 16), np.float32), bias])
     scale = 10 ** rng.uniform(4, 8, CANDIDATES)
     x = np.repeat(rng.normal(size=(CANDIDATES, 1, 8)) * scale[:, None, None], 2, 1).astype(np.float32)
     outputs = model(x).numpy()
-    y = _cancelling(rng, outputs, 2)
+    y = _cancelling(rng, outputs, 2, deltas=(2, 6), epsilons=(-6, 0), relative=False)
+    z = x[:, 0].astype(np.float64) @ kernel.astype(np.float64) + bias
+    zi, zc, zo = z[:, 0:4], z[:, 8:12], z[:, 12:16]
+
+    def sigmoid(v):
+        return 1 / (1 + np.exp(-v))
+
+    cell = sigmoid(zi) * np.tanh(zc)
+    dh = _output_gradients(outputs, y)  # (n, 2, 4)
+    dc = dh * (sigmoid(zo) * (1 - np.tanh(cell) ** 2))[:, None]
+    gates = [
+        dc * (sigmoid(zi) * (1 - sigmoid(zi)) * np.tanh(zc))[:, None],
+        np.zeros_like(dh),
+        dc * (sigmoid(zi) * (1 - np.tanh(zc) ** 2))[:, None],
+        dh * (sigmoid(zo) * (1 - sigmoid(zo)) * np.tanh(cell))[:, None],
+    ]
+    g = np.concatenate(gates, -1)  # (n, 2, 16)
+    a = np.concatenate([x, np.stack([np.zeros((CANDIDATES, 4)), outputs[:, 0]], 1), np.ones((CANDIDATES, 2, 1))], -1)
+    exact = _exact_norms(a, g)
     released = _released(model, x, y, np.ones(len(x), np.float32))
-    chosen = np.argsort(released.norms.numpy() / scale)[:3]
-    _check_alone(model, x, y, chosen, scale)
+    chosen = _worst(released.norms.numpy(), exact)
+    assert released.norms.numpy()[chosen[0]] < CLIP < exact[chosen[0]]
+    _check_alone(model, x, y, chosen, exact)
 
 
 def case_microbatches_merging_one_position_clip_cancelling_pairs():
