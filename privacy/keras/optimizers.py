@@ -16,9 +16,9 @@ under TF Privacy's older name). Two ways to train with it:
   own `train_step` and TF Privacy's custom loops call it: the loss is averaged over
   ``num_microbatches`` equal microbatches (default: one per example), each microbatch's gradient is
   clipped to L2 norm C over all variables (one whose gradient or loss is not finite contributes 0),
-  noise of std sigma C is added once to their sum, and the result is divided by the number of
-  microbatches, as TF Privacy does. These steps are not accounted by ppml (`compute_dp_sgd_privacy` or
-  `privacy.accounting` do it).
+  noise of std sigma C (1 + SLACK) is added once to their sum (`privacy.keras.roundoff.SLACK`), and the result is
+  divided by the number of microbatches, as TF Privacy does. These steps are not accounted by ppml
+  (`compute_dp_sgd_privacy` or `privacy.accounting` do it).
 
 Gradients from anywhere else (a custom loop applying ordinary averaged gradients) are refused with an
 error naming `make_private`, instead of silently training without privacy (TF Privacy #134).

@@ -51,15 +51,24 @@ def refuse_tensor_float_32():
         )
 
 
-def gamma(n, dtype) -> float:
-    """gamma_n = n u / (1 - n u) for the static count ``n`` (a Python int), rounded up to float64; inf where
-    n u >= 1 (no bound: the units it applies to are dropped, `clipping`)."""
+def gamma(n, dtype):
+    """gamma_n = n u / (1 - n u), rounded up to float64: a float for a Python int ``n``, else a float64 scalar tensor
+    (a count known only when the step runs: n u and 1 - n u are exact in float64, the division is rounded up by
+    2^-52); inf where n u >= 1 (no bound: the units it applies to are dropped, `clipping`)."""
+    if not isinstance(n, int):
+        nu = tf.cast(n, tf.float64) * unit_roundoff(dtype)
+        return tf.where(nu < 1, nu / (1 - nu) * (1 + 2.0**-52), float("inf"))
     exact = n * Fraction(unit_roundoff(dtype))
     if exact >= 1:
         return float("inf")
     value = exact / (1 - exact)
     result = float(value)
     return result if Fraction(result) >= value else float(Fraction(result) * (1 + Fraction(2) ** -52))
+
+
+def _positions(tensor):
+    """T, the size of ``tensor``'s axis 1: a Python int when static, else a scalar tensor."""
+    return tensor.shape[1] if tensor.shape[1] is not None else tf.shape(tensor)[1]
 
 
 def float64(tensor):
@@ -89,8 +98,8 @@ def ghost_bound(computed, p, q, a_norms, g_norms, gamma_p: float, gamma_q: float
 
     the first term the rounding of the T^2 products and their sum (``dtype``'s), the others PQ - pq expanded. Evaluated
     in float64 (O(U T^2)), the error terms times (1 + FLOAT64_MARGIN)."""
-    positions = p.shape[1]
-    gamma_sum = gamma(positions * positions, dtype) if positions is not None else float("inf")
+    positions = _positions(p)
+    gamma_sum = gamma(positions * positions, dtype)
     p, q = tf.abs(float64(p)), tf.abs(float64(q))
     aa = a_norms[:, :, None] * a_norms[:, None, :]
     gg = g_norms[:, :, None] * g_norms[:, None, :]
@@ -104,9 +113,7 @@ def sum_rounding(a_norms, g_norms, dtype):
     ``g_norms``: (U, T)): the scaling rounds once, the products and their sum T times, gamma_{T+1} sum_t |a_t| |g_t|
     (each entry's error is within gamma_{T+1} sum_t |a_td| |g_te|, a sum of rank-one matrices of Frobenius norms
     |a_t| |g_t|). The float32 sum over units adds its own rounding, which no unit's bound holds."""
-    positions = a_norms.shape[1]
-    step = gamma(positions + 1, dtype) if positions is not None else float("inf")
-    return step * tf.reduce_sum(a_norms * g_norms, 1) * (1 + FLOAT64_MARGIN)
+    return gamma(_positions(a_norms) + 1, dtype) * tf.reduce_sum(a_norms * g_norms, 1) * (1 + FLOAT64_MARGIN)
 
 
 def scaling_rounding(squared_bounds, dtype):
