@@ -22,11 +22,11 @@ divides by at least that rounding's bound / SLACK), and the noise's standard dev
 (`DPParams.exact_noise_stddev`), so the accountant's sigma is unchanged."""
 
 FLOAT64_MARGIN = 2.0**-20
-"""Covers the bounds' own float64 arithmetic: sums of n non-negative terms (products of float32 inputs, exact in
-float64) round by at most gamma_{n+4} < 2^-28 relative for n < 2^24, and adding a computed norm c to its error
-bound E (|c| < 2^26 E, since E >= u sum|P Q| >= |c| / 2) by at most 2^-27 E; the clipping's add_n over variables,
-sqrt, max and division round by at most (V + 4) 2^-53 for V < 2^24 variables. Bounds and divisors are multiplied
-by (1 + FLOAT64_MARGIN) where they are not exact."""
+"""Covers the bounds' own float64 arithmetic: sums of n non-negative terms (products of the inputs, exact in float64
+for float32 ones) round by at most gamma_{n+4} < 2^-28 relative for n < 2^24; the clipping's add_n over variables,
+sqrt, max and division by at most (V + 4) 2^-53 for V < 2^24 variables. Bounds and divisors are multiplied by
+(1 + FLOAT64_MARGIN) where they are not exact (the addition of a computed norm c to its error bound is covered by a
+term 2^-52 |c| of its own: `ghost_bound`)."""
 
 _UNIT_ROUNDOFF = {tf.float64: 2.0**-53, tf.float32: 2.0**-24, tf.float16: 2.0**-11, tf.bfloat16: 2.0**-8}
 
@@ -97,7 +97,8 @@ def ghost_bound(computed, p, q, a_norms, g_norms, gamma_p: float, gamma_q: float
                               + gamma_p gamma_q S^2,  S = sum_t a_t g_t,
 
     the first term the rounding of the T^2 products and their sum (``dtype``'s), the others PQ - pq expanded. Evaluated
-    in float64 (O(U T^2)), the error terms times (1 + FLOAT64_MARGIN)."""
+    in float64 (O(U T^2)): c + E (1 + FLOAT64_MARGIN) + 2^-52 |c|, whose float64 addition rounds by at most
+    2^-53 (|c| + E'), so the result is at least c + E."""
     positions = _positions(p)
     gamma_sum = gamma(positions * positions, dtype)
     p, q = tf.abs(float64(p)), tf.abs(float64(q))
@@ -105,7 +106,8 @@ def ghost_bound(computed, p, q, a_norms, g_norms, gamma_p: float, gamma_q: float
     gg = g_norms[:, :, None] * g_norms[:, None, :]
     s = tf.reduce_sum(a_norms * g_norms, 1)
     error = tf.reduce_sum(gamma_sum * p * q + gamma_p * aa * q + gamma_q * p * gg, [1, 2]) + gamma_p * gamma_q * s * s
-    return float64(computed) + error * (1 + FLOAT64_MARGIN)
+    computed = float64(computed)
+    return computed + (error * (1 + FLOAT64_MARGIN) + 2.0**-52 * tf.abs(computed))
 
 
 def sum_rounding(a_norms, g_norms, dtype):
