@@ -275,6 +275,15 @@ def case_bounds_are_upper_bounds_on_the_exact_squared_norms():
                     exact = [sum(Fraction(float(v)) ** 2 for v in w.ravel()) for w in per_unit]
                 for u, want in enumerate(exact):
                     assert Fraction(float(bounds[u])) >= want, (adversarial, positions, start, u)
+        a, g = (t.astype(np.float64) * (1 + 1e-9 * rng.normal(size=t.shape)) for t in _inputs(rng, 12, 2, 8, 6, False))
+        if adversarial:  # a float64 step: cancelling beyond float32's precision
+            a[:, 1] = a[:, 0]
+            g[:, 1] = -g[:, 0] * (1 + 1e-14 * rng.normal(size=g[:, 0].shape))
+        product = factors.OuterProduct(tf.constant(a), tf.constant(g), lambda m: m)
+        assert product._use_ghost()
+        bounds = product.squared_norm_bounds().numpy()
+        for u, want in enumerate(_exact_squares(a, g)):
+            assert Fraction(float(bounds[u])) >= want, ("float64", adversarial, u)
         ids = np.repeat(rng.integers(0, 3, (12, 1)), 4, 1)
         _, g = _inputs(rng, 12, 4, 1, 3, adversarial)
         rows = factors.EmbeddingRows(tf.constant(ids), tf.constant(g), 3)
