@@ -21,10 +21,11 @@ SLACK = Fraction(1, 1024)
 divides by at least that rounding's bound / SLACK), and the noise's standard deviation is sigma C (1 + SLACK)
 (`DPParams.exact_noise_stddev`), so the accountant's sigma is unchanged."""
 
-FLOAT64_MARGIN = 2.0**-20
+FLOAT64_MARGIN = 2.0**-26
 """Covers the bounds' own float64 arithmetic: sums of n non-negative terms (products of the inputs, exact in float64
-for float32 ones) round by at most gamma_{n+4} < 2^-28 relative for n < 2^24; the clipping's add_n over variables,
-sqrt, max and division by at most (V + 4) 2^-53 for V < 2^24 variables. Bounds and divisors are multiplied by
+for float32 ones) round by at most gamma_{n+4} < 2^-27 relative for n < 2^25 (a ghost bound's T^2 terms, a row norm's
+d; `squares` adds its own gamma for any count); the clipping's add_n over variables, sqrt, max and division by at
+most (V + 4) 2^-53 for V < 2^25 variables. Bounds and divisors are multiplied by
 (1 + FLOAT64_MARGIN) where they are not exact (the addition of a computed norm c to its error bound is covered by a
 term 2^-52 |c| of its own: `ghost_bound`)."""
 
@@ -82,10 +83,11 @@ def row_norms(tensor):
 
 
 def squares(tensor):
-    """Each row's sum of squares over all axes but the first, in float64, times (1 + FLOAT64_MARGIN): at least the
-    exact sum of squares of ``tensor``'s values."""
-    t = float64(tensor)
-    return tf.reduce_sum(tf.reshape(tf.square(t), [tf.shape(t)[0], -1]), 1) * (1 + FLOAT64_MARGIN)
+    """Each row's sum of squares over all axes but the first, in float64, times (1 + gamma_{n+2}) (1 + FLOAT64_MARGIN)
+    for its n values: at least the exact sum of squares of ``tensor``'s values."""
+    t = tf.reshape(float64(tensor), [tf.shape(tensor)[0], -1])
+    count = t.shape[1] if t.shape[1] is not None else tf.shape(t)[1]
+    return tf.reduce_sum(tf.square(t), 1) * (1 + gamma(count + 2, tf.float64)) * (1 + FLOAT64_MARGIN)
 
 
 def ghost_bound(computed, p, q, a_norms, g_norms, gamma_p: float, gamma_q: float, dtype):
