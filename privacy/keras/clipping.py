@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from privacy.keras import roundoff
 from privacy.keras.factors import combined
-from privacy.keras.rounding import rounded_down
+from privacy.keras.rounding import cast_down, rounded_down
 
 
 def divisors(squared_bounds: list, roundings: list):
@@ -40,13 +40,14 @@ def divisors(squared_bounds: list, roundings: list):
 def clip_scale(divisor, l2_norm_clip: float, keep, dtype, multiplier: float | Fraction = 1.0):
     """Each unit's factor min(1, C / D_u) (Abadi et al. 2016) times ``multiplier``, in ``dtype``, never above the
     exact value: where D_u <= C, ``multiplier`` rounded down (`rounding.rounded_down`); elsewhere C / D_u times it in
-    float64, times (1 - 2 u) and rounded to nearest in ``dtype`` (u its unit roundoff; the float64 product's two
-    roundings are below u). 0 where ``keep`` is False or D_u is not finite."""
+    float64, times (1 - 2 u) (u ``dtype``'s unit roundoff; the float64 product's two roundings are below u) and
+    rounded toward zero in ``dtype`` (`rounding.cast_down`: to nearest overshoots among the subnormals). 0 where
+    ``keep`` is False or D_u is not finite."""
     clip = tf.constant(float(l2_norm_clip), tf.float64)
     down = 1 - 2 * roundoff.unit_roundoff(dtype)
     factor = clip / tf.maximum(divisor, clip) * float(rounded_down(multiplier, tf.float64)) * down
     unclipped = tf.constant(rounded_down(multiplier, dtype), dtype)
-    scale = tf.where(divisor <= clip, unclipped, tf.cast(factor, dtype))
+    scale = tf.where(divisor <= clip, unclipped, cast_down(factor, dtype))
     return tf.where(keep & tf.math.is_finite(divisor), scale, tf.zeros_like(scale))
 
 
