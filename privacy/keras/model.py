@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from privacy.accounting import DpSgdMechanism, Sampling, delta_warning
-from privacy.keras import callback, compat, monitoring, optimizers, recording, sampling, validator
+from privacy.keras import callback, compat, monitoring, optimizers, recording, roundoff, sampling, validator
 from privacy.keras.params import DPConfigurationError, DPParams
 from privacy.keras.private_training import (
     CALLERS_DATASET,
@@ -219,6 +219,8 @@ def private_fit(model, fit, *args, **kwargs):
             raise TypeError(f"fit() got multiple values for argument '{name}'")
         kwargs[name] = value
     private = _ready(model)
+    if any(v.dtype == tf.float32 for v in model.trainable_variables):  # each fit: the traced step outlives them
+        roundoff.refuse_tensor_float_32()
     private.noise.expect(model.trainable_variables)  # the noise's cut-off, accounted before the first step
     shuffled_from = _prepare_data(model, private, kwargs)
     _avoid_xla_for_recurrent_fallbacks(model, private)

@@ -34,7 +34,9 @@ _UNIT_ROUNDOFF = {tf.float64: 2.0**-53, tf.float32: 2.0**-24, tf.float16: 2.0**-
 
 def unit_roundoff(dtype) -> float:
     """u of the float ``dtype`` a computation rounds in (2^-24 for float32). Refuses float32 on a GPU where
-    TensorFloat-32 is enabled: its matmuls round to 2^-11, which no float32 bound may assume away."""
+    TensorFloat-32 is enabled: its matmuls round to 2^-11, which no float32 bound may assume away. This runs when a
+    step is traced; `fit` checks again each time (its traced step is kept across fits), but a custom loop that
+    enables TF32 after tracing `dp_gradients` is not checked again."""
     dtype = tf.as_dtype(dtype)
     if dtype == tf.float32:
         refuse_tensor_float_32()

@@ -368,3 +368,30 @@ def case_tensor_float_32_on_a_gpu_is_refused():
         config.list_physical_devices, config.experimental.tensor_float_32_execution_enabled = visible, enabled
     if not visible("GPU") or not enabled():
         assert roundoff.unit_roundoff(tf.float32) == 2.0**-24
+
+
+def case_tensor_float_32_enabled_between_fits_is_refused():
+    """The traced step is kept across fits, so a trace-time refusal alone would let a second fit run float32 under
+    TF32 enabled after the first (monkeypatched GPU): each fit refuses it."""
+    from privacy.keras import make_private
+
+    config = tf.config
+    visible, enabled = config.list_physical_devices, config.experimental.tensor_float_32_execution_enabled
+    gpu = tf.config.PhysicalDevice(name="/physical_device:GPU:0", device_type="GPU")
+    inputs = K.Input((4,))
+    model = K.Model(inputs, L.Dense(3)(inputs))
+    make_private(model, l2_norm_clip=1.0, noise_multiplier=0.0, expected_batch_size=4, sampling="shuffle")
+    model.compile(optimizer=K.optimizers.SGD(0.1), loss="mse")
+    x, y = np.ones((8, 4), np.float32), np.zeros((8, 3), np.float32)
+    try:
+        config.list_physical_devices = lambda kind=None: [gpu] if kind in (None, "GPU") else visible(kind)
+        config.experimental.tensor_float_32_execution_enabled = lambda: False
+        model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+        config.experimental.tensor_float_32_execution_enabled = lambda: True
+        try:
+            model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+            raise AssertionError("TF32 enabled after the first fit was not refused")
+        except DPConfigurationError as error:
+            assert "enable_tensor_float_32_execution(False)" in str(error)
+    finally:
+        config.list_physical_devices, config.experimental.tensor_float_32_execution_enabled = visible, enabled
