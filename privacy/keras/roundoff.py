@@ -70,8 +70,15 @@ def gamma(n, dtype):
 
 
 def _positions(tensor):
-    """T, the size of ``tensor``'s axis 1: a Python int when static, else a scalar tensor."""
-    return tensor.shape[1] if tensor.shape[1] is not None else tf.shape(tensor)[1]
+    """T, the size of ``tensor``'s axis 1: a Python int when static, else an int64 scalar tensor (T^2 overflows
+    int32 from T = 46341)."""
+    return tensor.shape[1] if tensor.shape[1] is not None else tf.shape(tensor, out_type=tf.int64)[1]
+
+
+def pairs_gamma(tensor, dtype):
+    """gamma_{T^2} for the T^2 pairs of positions of ``tensor``'s axis 1 (its T^2 products and their sum)."""
+    positions = _positions(tensor)
+    return gamma(positions * positions, dtype)
 
 
 def float64(tensor):
@@ -103,8 +110,7 @@ def ghost_bound(computed, p, q, a_norms, g_norms, gamma_p: float, gamma_q: float
     the first term the rounding of the T^2 products and their sum (``dtype``'s), the others PQ - pq expanded. Evaluated
     in float64 (O(U T^2)): c + E (1 + FLOAT64_MARGIN) + 2^-52 |c|, whose float64 addition rounds by at most
     2^-53 (|c| + E'), so the result is at least c + E."""
-    positions = _positions(p)
-    gamma_sum = gamma(positions * positions, dtype)
+    gamma_sum = pairs_gamma(p, dtype)
     p, q = tf.abs(float64(p)), tf.abs(float64(q))
     aa = a_norms[:, :, None] * a_norms[:, None, :]
     gg = g_norms[:, :, None] * g_norms[:, None, :]

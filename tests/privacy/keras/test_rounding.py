@@ -68,3 +68,16 @@ def test_clip_factors_never_exceed_the_exact_factor_down_to_the_subnormals(dtype
     scale = clip_scale(tf.constant(divisors, tf.float64), 1.0, tf.constant([True] * len(divisors)), dtype, multiplier)
     for divisor, value in zip(divisors, scale.numpy().astype(np.float64), strict=True):
         assert Fraction(float(value)) <= Fraction(1) / Fraction(divisor) * multiplier, (divisor, value)
+
+
+def test_the_ghost_sums_gamma_for_a_length_known_only_when_the_step_runs_past_int32():
+    """gamma_{T^2} of T = 46341 positions unknown at trace time (T^2 > 2^31: an int32 product wrapped negative, a
+    negative gamma lowering the bound) equals the static count's."""
+    from privacy.keras import roundoff
+
+    step = tf.function(
+        lambda a: roundoff.pairs_gamma(a, tf.float32), input_signature=[tf.TensorSpec([1, None, 1], tf.float32)]
+    )
+    for positions in (3, 46340, 46341, 70000):
+        got = float(step(tf.zeros([1, positions, 1])).numpy())
+        assert got >= roundoff.gamma(positions * positions, tf.float32) > 0, positions
