@@ -33,10 +33,10 @@ _UNIT_ROUNDOFF = {tf.float64: 2.0**-53, tf.float32: 2.0**-24, tf.float16: 2.0**-
 
 
 def unit_roundoff(dtype) -> float:
-    """u of the float ``dtype`` a computation rounds in (2^-24 for float32). Refuses float32 on a GPU where
-    TensorFloat-32 is enabled: its matmuls round to 2^-11, which no float32 bound may assume away. This runs when a
-    step is traced; `fit` checks again each time (its traced step is kept across fits), but a custom loop that
-    enables TF32 after tracing `dp_gradients` is not checked again."""
+    """u of the float ``dtype`` a computation rounds in (2^-24 for float32). Refuses float32 on a GPU or TPU where
+    TensorFloat-32 is enabled: its matmuls round to 2^-11 (2^-8), which no float32 bound may assume away. This runs
+    when a step is traced; `fit` checks again each time (its traced step is kept across fits), but a custom loop
+    that enables TF32 after tracing `dp_gradients` is not checked again."""
     dtype = tf.as_dtype(dtype)
     if dtype == tf.float32:
         refuse_tensor_float_32()
@@ -44,13 +44,16 @@ def unit_roundoff(dtype) -> float:
 
 
 def refuse_tensor_float_32():
-    """Raises `DPConfigurationError` when a GPU is visible and TensorFloat-32 execution is enabled (TF's default)."""
+    """Raises `DPConfigurationError` when a GPU or TPU is visible and TensorFloat-32 execution is enabled (TF's
+    default; on a TPU it leaves float32 matmuls at XLA's default precision, one bfloat16 pass)."""
     from privacy.keras.params import DPConfigurationError  # params' noise stddev reads SLACK from here
 
-    if tf.config.list_physical_devices("GPU") and tf.config.experimental.tensor_float_32_execution_enabled():
+    accelerator = tf.config.list_physical_devices("GPU") or tf.config.list_logical_devices("TPU")
+    if accelerator and tf.config.experimental.tensor_float_32_execution_enabled():
         raise DPConfigurationError(
-            "TensorFloat-32 is enabled on this GPU: float32 matmuls then round to 2^-11, beyond the clipping's "
-            "rounding bounds; call tf.config.experimental.enable_tensor_float_32_execution(False) before training"
+            "TensorFloat-32 is enabled on this GPU or TPU: float32 matmuls then round to 2^-11 (2^-8 on a TPU), "
+            "beyond the clipping's rounding bounds; call "
+            "tf.config.experimental.enable_tensor_float_32_execution(False) before training"
         )
 
 

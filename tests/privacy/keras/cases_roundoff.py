@@ -395,3 +395,23 @@ def case_tensor_float_32_enabled_between_fits_is_refused():
             assert "enable_tensor_float_32_execution(False)" in str(error)
     finally:
         config.list_physical_devices, config.experimental.tensor_float_32_execution_enabled = visible, enabled
+
+
+def case_tensor_float_32_on_a_tpu_is_refused():
+    """TF's float32 matmuls and convolutions on a TPU take one bfloat16 pass (2^-8) unless TF32 execution is
+    disabled (then full precision): with a TPU visible (monkeypatched device list) and TF32 enabled, float32 refuses."""
+    config = tf.config
+    visible, enabled = config.list_logical_devices, config.experimental.tensor_float_32_execution_enabled
+    tpu = tf.config.LogicalDevice(name="/device:TPU:0", device_type="TPU")
+    try:
+        config.list_logical_devices = lambda kind=None: [tpu] if kind in (None, "TPU") else visible(kind)
+        config.experimental.tensor_float_32_execution_enabled = lambda: True
+        try:
+            roundoff.unit_roundoff(tf.float32)
+            raise AssertionError("TF32 on a TPU was not refused")
+        except DPConfigurationError as error:
+            assert "enable_tensor_float_32_execution(False)" in str(error)
+        config.experimental.tensor_float_32_execution_enabled = lambda: False
+        assert roundoff.unit_roundoff(tf.float32) == 2.0**-24
+    finally:
+        config.list_logical_devices, config.experimental.tensor_float_32_execution_enabled = visible, enabled
