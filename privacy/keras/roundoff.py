@@ -12,6 +12,7 @@ gammas, and the clipping divides by those (`privacy.keras.clipping`).
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 
 import tensorflow as tf
@@ -40,6 +41,7 @@ def unit_roundoff(dtype) -> float:
     dtype = tf.as_dtype(dtype)
     if dtype == tf.float32:
         refuse_tensor_float_32()
+        refuse_onednn_fast_math()
     return _UNIT_ROUNDOFF[dtype]
 
 
@@ -55,6 +57,23 @@ def refuse_tensor_float_32():
             "beyond the clipping's rounding bounds; call "
             "tf.config.experimental.enable_tensor_float_32_execution(False) before training"
         )
+
+
+_FPMATH_VARIABLES = ("ONEDNN_DEFAULT_FPMATH_MODE", "DNNL_DEFAULT_FPMATH_MODE", "TF_SET_ONEDNN_FPMATH_MODE")
+
+
+def refuse_onednn_fast_math():
+    """Raises `DPConfigurationError` when an environment variable sets oneDNN's floating-point math mode to anything
+    but strict: float32 matmuls on the CPU may then run in bfloat16 (2^-8) or float16."""
+    from privacy.keras.params import DPConfigurationError
+
+    for name in _FPMATH_VARIABLES:
+        value = os.environ.get(name)
+        if value is not None and value.strip().lower() != "strict":
+            raise DPConfigurationError(
+                f"{name}={value} lets oneDNN round float32 matmuls to a narrower type, beyond the clipping's rounding "
+                f"bounds; unset it or set it to strict"
+            )
 
 
 def gamma(n, dtype):

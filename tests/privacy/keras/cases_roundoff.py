@@ -415,3 +415,23 @@ def case_tensor_float_32_on_a_tpu_is_refused():
         assert roundoff.unit_roundoff(tf.float32) == 2.0**-24
     finally:
         config.list_logical_devices, config.experimental.tensor_float_32_execution_enabled = visible, enabled
+
+
+def case_onednn_reduced_precision_math_is_refused():
+    """oneDNN's fpmath mode (ONEDNN_/DNNL_DEFAULT_FPMATH_MODE, TF_SET_ONEDNN_FPMATH_MODE) lets float32 CPU matmuls
+    run in bfloat16: anything but "strict" refuses float32, naming the variable; "strict" does not."""
+    import os
+
+    for name in ("ONEDNN_DEFAULT_FPMATH_MODE", "DNNL_DEFAULT_FPMATH_MODE", "TF_SET_ONEDNN_FPMATH_MODE"):
+        before = os.environ.get(name)
+        try:
+            os.environ[name] = "BF16"
+            try:
+                roundoff.unit_roundoff(tf.float32)
+                raise AssertionError(f"{name}=BF16 was not refused")
+            except DPConfigurationError as error:
+                assert name in str(error) and "BF16" in str(error)
+            os.environ[name] = "strict"
+            assert roundoff.unit_roundoff(tf.float32) == 2.0**-24
+        finally:
+            os.environ.pop(name) if before is None else os.environ.__setitem__(name, before)
