@@ -84,7 +84,8 @@ def _mechanism_options(*, noise: bool, length: bool):
                         low=NOISE_MULTIPLIER_RANGE[0],
                         high=NOISE_MULTIPLIER_RANGE[1],
                     ),
-                    help="sigma: noise std on the summed clipped gradients is sigma*C "
+                    help="sigma: noise std on the summed clipped gradients is sigma*C (ppml's DP-SGD: "
+                    "sigma*C*(1 + 2^-10), the slack covering the clipped sum's rounding) "
                     f"(in [{NOISE_MULTIPLIER_RANGE[0]:g}, "
                     f"{NOISE_MULTIPLIER_RANGE[1]:g}]).",
                 )
@@ -452,7 +453,10 @@ def noise(target_epsilon, as_json, accountant, delta, **options):
             click.echo(f"  {kind.value.upper():<11} {'n/a':>9}  {result['unavailable'][kind.value]}")
         else:
             click.echo(f"  {kind.value.upper():<11} {sigma:>9.4f} {eps:>9.4f}")
-    click.echo(f"\n  {result['accountant_version']}; sigma is the noise std on the summed clipped gradients / C.")
+    click.echo(
+        f"\n  {result['accountant_version']}; sigma is the noise std on the summed clipped gradients / C "
+        "(/ C (1 + 2^-10) in ppml's DP-SGD)."
+    )
     _echo_warnings(result)
 
 

@@ -112,7 +112,8 @@ class DpSgdMechanism:
     Attributes:
       dataset_size: n, the number of training examples.
       batch_size: B; for Poisson sampling the expected batch size q * n (may be fractional).
-      noise_multiplier: sigma; noise std on the summed clipped gradients is sigma * C.
+      noise_multiplier: sigma, the noise's std over each unit's bound on the summed clipped gradients: sigma * C
+        (ppml's step: sigma * C (1 + 2^-10), each unit's term within C (1 + 2^-10), `privacy.keras.roundoff`).
       steps: T, the number of noisy gradient steps.
       sampling: the batch sampling scheme that actually ran.
       adjacency: the neighbouring relation of the guarantee; None (the default) takes the

@@ -8,6 +8,15 @@ that was not called contributes zero. A clipping unit whose gradient or loss is 
 with inf or NaN features, labels or weight; e.g. an inf label under MAE has an inf loss but a finite
 gradient) is dropped: it contributes exactly 0 (selected away, since 0 x inf is NaN), which keeps every
 unit's contribution within norm C, and the caller counts it.
+
+The clip factor divides by a rigorous bound, not by the computed norm (`roundoff`): a ghost norm is a sum of signed
+terms that an adversarial record can make cancel to 0 in float32 while its gradient, summed by a separate matmul, is
+huge. Each unit's factor is C / max(D_u, C) with D_u = max(sqrt(sum over variables of the factors'
+``squared_norm_bounds``), sum of their ``rounding`` / SLACK) (1 + FLOAT64_MARGIN), in float64 (the margin covers its
+add_n, sqrt, max and division), then multiplied by the folded 1 / B and rounded down to the gradients' dtype: the
+unit's term of the released sum is within s_u (||grad_u|| + rounding_u) <= C (1 + SLACK) of zero (the sum over units
+adds its own float32 rounding), which the noise covers (`DPParams.exact_noise_stddev`). A unit whose bound is not
+finite (an overflow) is dropped like a non-finite one.
 """
 
 from __future__ import annotations
@@ -16,14 +25,30 @@ from fractions import Fraction
 
 import tensorflow as tf
 
+from privacy.keras import roundoff
 from privacy.keras.factors import combined
-from privacy.keras.rounding import rounded_down
+from privacy.keras.rounding import cast_down, rounded_down
 
 
-def clip_scale(norms, l2_norm_clip: float, keep):
-    """Each clipping unit's factor min(1, C / norm) (Abadi et al. 2016), or 0 where ``keep`` is False."""
-    clip = tf.cast(l2_norm_clip, norms.dtype)
-    return tf.where(keep, clip / tf.maximum(norms, clip), tf.zeros_like(norms))
+def divisors(squared_bounds: list, roundings: list):
+    """D_u (float64, (U,)) from every variable's factor's ``squared_norm_bounds`` and ``rounding``: at least both the
+    exact norm of the unit's gradient and its clipped term's rounding bound / SLACK."""
+    norm = tf.sqrt(tf.add_n(squared_bounds))
+    return tf.maximum(norm, tf.add_n(roundings) / float(roundoff.SLACK)) * (1 + roundoff.FLOAT64_MARGIN)
+
+
+def clip_scale(divisor, l2_norm_clip: float, keep, dtype, multiplier: float | Fraction = 1.0):
+    """Each unit's factor min(1, C / D_u) (Abadi et al. 2016) times ``multiplier``, in ``dtype``, never above the
+    exact value: where D_u <= C, ``multiplier`` rounded down (`rounding.rounded_down`); elsewhere C / D_u times it in
+    float64, times (1 - 2 u) (u ``dtype``'s unit roundoff; the float64 product's two roundings are below u) and
+    rounded toward zero in ``dtype`` (`rounding.cast_down`: to nearest overshoots among the subnormals). 0 where
+    ``keep`` is False or D_u is not finite."""
+    clip = tf.constant(float(l2_norm_clip), tf.float64)
+    down = 1 - 2 * roundoff.unit_roundoff(dtype)
+    factor = clip / tf.maximum(divisor, clip) * float(rounded_down(multiplier, tf.float64)) * down
+    unclipped = tf.constant(rounded_down(multiplier, dtype), dtype)
+    scale = tf.where(divisor <= clip, unclipped, cast_down(factor, dtype))
+    return tf.where(keep & tf.math.is_finite(divisor), scale, tf.zeros_like(scale))
 
 
 def clipped_gradient_sum(
@@ -48,12 +73,11 @@ def clipped_gradient_sum(
       num_microbatches: M to clip M contiguous groups of the batch instead of single examples.
       finite_losses: per unit, whether its loss is finite (False drops it); default: all are.
       multiplier: a factor folded into each unit's clip factor (the step's 1 / B), so the sums need no pass for it;
-        rounded DOWN to the clip factors' dtype (`rounding.rounded_down`), so its rounding never raises a unit's
-        contribution.
+        rounded DOWN with it (`clip_scale`), so its rounding never raises a unit's contribution.
 
     Returns:
-      (list of tensors shaped like ``variables``, per-unit gradient norms before clipping, per-unit
-      mask of the units kept: finite norm and loss).
+      (list of tensors shaped like ``variables``, per-unit gradient norms before clipping as computed (reported),
+      per-unit mask of the units kept: finite norm, finite bound and finite loss).
     """
     factors = {}
     position = 0
@@ -71,12 +95,11 @@ def clipped_gradient_sum(
             factors[key] = combined(factors[key], factor) if key in factors else factor
     if not factors:
         raise ValueError("no trainable layer of the model was called in the forward pass")
-    squared = tf.add_n([f.squared_norms() for f in factors.values()])
-    norms = tf.sqrt(squared)
-    kept = tf.math.is_finite(norms) if finite_losses is None else tf.math.is_finite(norms) & finite_losses
-    scale = clip_scale(norms, l2_norm_clip, kept)
-    if multiplier != 1.0:
-        scale = scale * tf.constant(rounded_down(multiplier, scale.dtype), scale.dtype)
+    norms = tf.sqrt(tf.add_n([f.squared_norms() for f in factors.values()]))
+    divisor = divisors([f.squared_norm_bounds() for f in factors.values()], [f.rounding() for f in factors.values()])
+    kept = tf.math.is_finite(norms) & tf.math.is_finite(divisor)
+    kept = kept if finite_losses is None else kept & finite_losses
+    scales = {}
     # Every step selects the dropped units' rows away (0 x inf is NaN), whether it drops one or not: a step that
     # skipped the selection when all were kept would take longer exactly when an example is not finite.
     sums = []
@@ -85,7 +108,10 @@ def clipped_gradient_sum(
         if factor is None:
             sums.append(tf.zeros(variable.shape, variable.dtype))
         else:
-            sums.append(tf.cast(factor.kept(kept).clipped_sum(tf.cast(scale, _dtype(factor))), variable.dtype))
+            dtype = _dtype(factor)
+            if dtype not in scales:
+                scales[dtype] = clip_scale(divisor, l2_norm_clip, kept, dtype, multiplier)
+            sums.append(tf.cast(factor.kept(kept).clipped_sum(scales[dtype]), variable.dtype))
     return sums, norms, kept
 
 

@@ -3,7 +3,12 @@
 A *clipping unit* is one example, or one microbatch when `num_microbatches` is set. Each factor below
 describes the gradient of every unit u with respect to one variable and answers two questions:
 
-* ``squared_norms()``: ||grad_u||^2 for every unit, shape (U,);
+* ``squared_norms()``: ||grad_u||^2 for every unit, shape (U,), as computed (reported; may be far below the exact
+  norm where a ghost norm's terms cancel);
+* ``squared_norm_bounds()``: float64 (U,), an upper bound on the exact ||grad_u||^2 (real arithmetic on the float
+  inputs the factor holds; `roundoff`), which the clipping divides by;
+* ``rounding()``: float64 (U,), a bound on how far the unit's term of ``clipped_sum(scale)`` is from scale_u grad_u
+  exactly, over scale_u (`roundoff.sum_rounding`, `roundoff.scaling_rounding`);
 * ``clipped_sum(scale)``: sum_u scale_u * grad_u, shaped like the variable;
 * ``kept(keep)``: the same with the units where ``keep`` is False set to zero by selection (so that a
   non-finite unit contributes 0, not 0 x inf = NaN) in ``clipped_sum`` and ``materialized``; `OuterProduct` and
@@ -28,6 +33,7 @@ from typing import Callable
 
 import tensorflow as tf
 
+from privacy.keras import roundoff
 from privacy.keras.masking import scale_rows, select_rows
 
 
@@ -67,6 +73,8 @@ class OuterProduct:
         self._keep = None  # set by `kept`: the units to keep, applied where the clipped sum touches the rows
         self._kept = None  # (keep, the factor `kept` made for it)
         self._sides = None  # (scale, `clipped_sides` for it)
+        self._ghost = None  # (fl(sum P Q), P = fl(A A^T)), computed once
+        self._norms = None  # float64 row norms (|a_t|, |g_t|), (U, T) each
 
     def output_squared_norms(self):
         """sum_t ||g_ut||^2 for every unit, computed once (the norms of one position's Dense bias, too)."""
@@ -78,19 +86,59 @@ class OuterProduct:
         return OuterProduct(_group(self.a, units, True), _group(self.g, units, True), self.to_variable)
 
     def _use_ghost(self) -> bool:
+        """Ghost norms and the clipped sum from the two sides, or both from the materialised A^T G: decided at trace
+        time from the static shapes (never from the data), the same for the norms and the sum."""
         return ghost_is_cheaper(self.a.shape[1], self.a.shape[2], self.g.shape[2])
 
     def squared_norms(self):
         if self._use_ghost():
             if self.a.shape[1] == 1:  # one position: ||a||^2 ||g||^2
                 return tf.reduce_sum(tf.square(self.a), [1, 2]) * self.output_squared_norms()
-            aa = tf.einsum("utd,usd->uts", self.a, self.a)
-            return tf.reduce_sum(aa * self.output_gram(), [1, 2])
+            return self.ghost()[0]
         return tf.reduce_sum(tf.square(self.per_unit()), [1, 2])
 
+    def squared_norm_bounds(self):
+        """T = 1: ||a||^2 ||g||^2 in float64 (no cancellation); ghost: `roundoff.ghost_bound` (the dot products of
+        P = A A^T d_in long, of G G^T d_out long); materialised: the squares of the very values summed."""
+        if not self._use_ghost():
+            return roundoff.squares(self.per_unit())
+        a_norms, g_norms = self.row_norms()
+        if self.a.shape[1] == 1:
+            return tf.square(a_norms[:, 0] * g_norms[:, 0]) * (1 + roundoff.FLOAT64_MARGIN)
+        computed, p = self.ghost()
+        dtype = self.g.dtype
+        return roundoff.ghost_bound(
+            computed,
+            p,
+            self.output_gram(),
+            a_norms,
+            g_norms,
+            roundoff.gamma(self.a.shape[2], dtype),
+            roundoff.gamma(self.g.shape[2], dtype),
+            dtype,
+        )
+
+    def rounding(self):
+        if not self._use_ghost():
+            return roundoff.scaling_rounding(self.squared_norm_bounds(), self.g.dtype)
+        return roundoff.sum_rounding(*self.row_norms(), self.g.dtype)
+
+    def ghost(self):
+        """(fl(sum_ts P_ts (G G^T)_ts), P = fl(A A^T)) per unit, computed once."""
+        if self._ghost is None:
+            p = tf.einsum("utd,usd->uts", self.a, self.a)
+            self._ghost = (tf.reduce_sum(p * self.output_gram(), [1, 2]), p)
+        return self._ghost
+
+    def row_norms(self):
+        """(|a_ut|, |g_ut|) in float64, (U, T) each; computed once."""
+        if self._norms is None:
+            self._norms = (roundoff.row_norms(self.a), roundoff.row_norms(self.g))
+        return self._norms
+
     def clipped_sum(self, scale):
-        if self._per_unit is not None:
-            return self.to_variable(tf.einsum("u,ude->de", scale, self._rows(self._per_unit)))
+        if not self._use_ghost():
+            return self.to_variable(tf.einsum("u,ude->de", scale, self._rows(self.per_unit())))
         a, g, _, _ = self.clipped_sides(scale)
         return self.to_variable(
             tf.matmul(tf.reshape(a, [-1, dim(a, 2)]), tf.reshape(g, [-1, dim(g, 2)]), transpose_a=True)
@@ -134,7 +182,7 @@ class OuterProduct:
         if self._kept is not None and self._kept[0] is keep:
             return self._kept[1]
         out = OuterProduct(self.a, self.g, self.to_variable)
-        out._per_unit, out._g_squares = self._per_unit, self._g_squares
+        out._per_unit, out._g_squares, out._g_gram = self._per_unit, self._g_squares, self._g_gram
         out._keep = keep if self._keep is None else keep & self._keep
         self._kept = (keep, out)
         return out
@@ -164,8 +212,14 @@ class OutputRows:
     def squared_norms(self):
         return self.kernel.output_squared_norms()
 
+    def squared_norm_bounds(self):
+        return tf.square(self.kernel.row_norms()[1][:, 0]) * (1 + roundoff.FLOAT64_MARGIN)
+
+    def rounding(self):
+        return roundoff.scaling_rounding(self.squared_norm_bounds(), self.g.dtype)
+
     def clipped_sum(self, scale):
-        if self.kernel._per_unit is not None:
+        if not self.kernel._use_ghost():
             return PerExample(self.materialized()).clipped_sum(scale)
         _, g, scale, g_scaled = self.kernel.clipped_sides(scale)
         g = tf.reshape(g, [dim(g), -1])
@@ -188,6 +242,7 @@ class FeatureSlice:
     def __init__(self, whole: OuterProduct, start: int, stop: int, to_variable: Callable[[tf.Tensor], tf.Tensor]):
         self.whole, self.start, self.stop, self.to_variable = whole, start, stop, to_variable
         self.g = whole.g
+        self._ghost = None  # (fl(sum P_k Q), P_k = fl(A_k A_k^T), |a_kt|)
 
     def _with(self, whole) -> "FeatureSlice":
         return FeatureSlice(whole, self.start, self.stop, self.to_variable)
@@ -197,9 +252,31 @@ class FeatureSlice:
 
     def squared_norms(self):
         if self.whole._use_ghost():
-            a = self.whole.a[..., self.start : self.stop]
-            return tf.reduce_sum(tf.einsum("utd,usd->uts", a, a) * self.whole.output_gram(), [1, 2])
+            return self.ghost()[0]
         return tf.reduce_sum(tf.square(self.whole.per_unit()[:, self.start : self.stop]), [1, 2])
+
+    def squared_norm_bounds(self):
+        """`roundoff.ghost_bound` of this slice's <A_k A_k^T, G G^T>, or the squares of its materialised rows."""
+        if not self.whole._use_ghost():
+            return roundoff.squares(self.whole.per_unit()[:, self.start : self.stop])
+        computed, p, a_norms = self.ghost()
+        dtype = self.g.dtype
+        gamma_p, gamma_q = roundoff.gamma(self.stop - self.start, dtype), roundoff.gamma(self.g.shape[2], dtype)
+        g_norms = self.whole.row_norms()[1]
+        return roundoff.ghost_bound(computed, p, self.whole.output_gram(), a_norms, g_norms, gamma_p, gamma_q, dtype)
+
+    def rounding(self):
+        """The product's matmul, sliced: each of this slice's entries sums over the T positions."""
+        if not self.whole._use_ghost():
+            return roundoff.scaling_rounding(self.squared_norm_bounds(), self.g.dtype)
+        return roundoff.sum_rounding(self.ghost()[2], self.whole.row_norms()[1], self.g.dtype)
+
+    def ghost(self):
+        if self._ghost is None:
+            a = self.whole.a[..., self.start : self.stop]
+            p = tf.einsum("utd,usd->uts", a, a)
+            self._ghost = (tf.reduce_sum(p * self.whole.output_gram(), [1, 2]), p, roundoff.row_norms(a))
+        return self._ghost
 
     def clipped_sum(self, scale):
         return self.to_variable(self.whole.once("clipped_sum", scale)[self.start : self.stop])
@@ -223,6 +300,12 @@ class PerExample:
     def squared_norms(self):
         return tf.reduce_sum(tf.reshape(tf.square(self.grads), [dim(self.grads), -1]), axis=1)
 
+    def squared_norm_bounds(self):
+        return roundoff.squares(self.grads)
+
+    def rounding(self):
+        return roundoff.scaling_rounding(self.squared_norm_bounds(), self.grads.dtype)
+
     def clipped_sum(self, scale):
         return tf.tensordot(scale, self.grads, axes=1)
 
@@ -236,13 +319,15 @@ class PerExample:
 class EmbeddingRows:
     """Row-sparse gradients of an embedding table: row ``ids[u, t]`` receives ``g[u, t]``.
 
-    ||grad_u||^2 = sum_{t,s} [ids_t == ids_s] <g_t, g_s>, without materialising (U, vocab, dim).
+    ||grad_u||^2 = sum_{t,s} [ids_t == ids_s] <g_t, g_s>, without materialising (U, vocab, dim): a ghost norm whose A
+    is one-hot (P = [ids_t == ids_s], exact; `roundoff.ghost_bound` with gamma_P = 0 and |a_t| = 1).
     """
 
     def __init__(self, ids, g, vocabulary_size: int):
         self.ids = tf.stop_gradient(tf.cast(ids, tf.int32))
         self.g = g
         self.vocabulary_size = vocabulary_size
+        self._computed = None  # (fl(sum P Q), P, Q = fl(G G^T))
 
     def grouped(self, units) -> "EmbeddingRows":
         return EmbeddingRows(
@@ -250,9 +335,25 @@ class EmbeddingRows:
         )
 
     def squared_norms(self):
-        same = tf.cast(tf.equal(self.ids[:, :, None], self.ids[:, None, :]), self.g.dtype)
-        gg = tf.einsum("ute,use->uts", self.g, self.g)
-        return tf.reduce_sum(same * gg, [1, 2])
+        return self._ghost()[0]
+
+    def squared_norm_bounds(self):
+        computed, same, gg = self._ghost()
+        ones = tf.ones_like(roundoff.row_norms(self.g))
+        gamma_q = roundoff.gamma(self.g.shape[2], self.g.dtype)
+        return roundoff.ghost_bound(computed, same, gg, ones, roundoff.row_norms(self.g), 0.0, gamma_q, self.g.dtype)
+
+    def rounding(self):
+        """The scaled rows of one id, summed: within a unit, T of them at most."""
+        g_norms = roundoff.row_norms(self.g)
+        return roundoff.sum_rounding(tf.ones_like(g_norms), g_norms, self.g.dtype)
+
+    def _ghost(self):
+        if self._computed is None:
+            same = tf.cast(tf.equal(self.ids[:, :, None], self.ids[:, None, :]), self.g.dtype)
+            gg = tf.einsum("ute,use->uts", self.g, self.g)
+            self._computed = (tf.reduce_sum(same * gg, [1, 2]), same, gg)
+        return self._computed
 
     def clipped_sum(self, scale):
         rows = tf.reshape(self.g * scale[:, None, None], [-1, self.g.shape[-1]])

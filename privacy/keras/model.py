@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from privacy.accounting import DpSgdMechanism, Sampling, delta_warning
-from privacy.keras import callback, compat, monitoring, optimizers, recording, sampling, validator
+from privacy.keras import callback, compat, monitoring, optimizers, recording, roundoff, sampling, validator
 from privacy.keras.params import DPConfigurationError, DPParams
 from privacy.keras.private_training import (
     CALLERS_DATASET,
@@ -92,7 +92,8 @@ def make_private(
         example.
       l2_norm_clip: C, the L2 bound on each example's gradient over all trainable variables. With
         ``noise_multiplier``, or neither when the model is compiled with a DPKeras*Optimizer.
-      noise_multiplier: sigma; noise of std sigma * C is added once to the sum of clipped gradients.
+      noise_multiplier: sigma; noise of std sigma * C (1 + 2^-10) is added once to the sum of clipped gradients
+        (the slack covers the clipped sum's rounding: `privacy.keras.roundoff.SLACK`).
       num_microbatches: clip M equal slices of each batch instead of examples (a microbatch moves by up to
         2C when one example joins it, so x and a replacement x' are up to 4C apart under Poisson
         replace-one; the accountant is told: `DpSgdMechanism.sensitivity`).
@@ -218,6 +219,8 @@ def private_fit(model, fit, *args, **kwargs):
             raise TypeError(f"fit() got multiple values for argument '{name}'")
         kwargs[name] = value
     private = _ready(model)
+    if any(v.dtype == tf.float32 for v in model.trainable_variables):  # each fit: the traced step outlives them
+        roundoff.refuse_tensor_float_32()
     private.noise.expect(model.trainable_variables)  # the noise's cut-off, accounted before the first step
     shuffled_from = _prepare_data(model, private, kwargs)
     _avoid_xla_for_recurrent_fallbacks(model, private)

@@ -52,7 +52,8 @@ state (key and counter) is drawn from the operating system's CSPRNG (`os.urandom
 noise cannot be replayed from a guessable seed.
 
 Under `tf.distribute` strategies every replica draws noise but only replica 0's is kept: the optimizer
-sums gradients across replicas, so the global sum receives exactly one draw of std ``sigma * C``.
+sums gradients across replicas, so the global sum receives exactly one draw of std ``sigma * C (1 + SLACK)``
+(`DPParams.exact_noise_stddev`).
 """
 
 from __future__ import annotations

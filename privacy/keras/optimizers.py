@@ -16,9 +16,9 @@ under TF Privacy's older name). Two ways to train with it:
   own `train_step` and TF Privacy's custom loops call it: the loss is averaged over
   ``num_microbatches`` equal microbatches (default: one per example), each microbatch's gradient is
   clipped to L2 norm C over all variables (one whose gradient or loss is not finite contributes 0),
-  noise of std sigma C is added once to their sum, and the result is divided by the number of
-  microbatches, as TF Privacy does. These steps are not accounted by ppml (`compute_dp_sgd_privacy` or
-  `privacy.accounting` do it).
+  noise of std sigma C (1 + SLACK) is added once to their sum (`privacy.keras.roundoff.SLACK`), and the result is
+  divided by the number of microbatches, as TF Privacy does. These steps are not accounted by ppml
+  (`compute_dp_sgd_privacy` or `privacy.accounting` do it).
 
 Gradients from anywhere else (a custom loop applying ordinary averaged gradients) are refused with an
 error naming `make_private`, instead of silently training without privacy (TF Privacy #134).
@@ -34,6 +34,7 @@ import contextlib
 import tensorflow as tf
 
 from privacy.keras import clipping, compat
+from privacy.keras.factors import PerExample
 from privacy.keras.masking import select_rows
 from privacy.keras.noise import GaussianNoise
 from privacy.keras.params import DPConfigurationError, DPParams
@@ -129,7 +130,8 @@ def make_dp_optimizer_class(base: type) -> type:
         f"Keras {base.__name__} carrying DP-SGD hyperparameters for the private training step.\n\n"
         "    Args:\n"
         "      l2_norm_clip: C, the L2 bound on each example's (or microbatch's) gradient.\n"
-        "      noise_multiplier: sigma; the noise on the summed clipped gradients has std sigma * C.\n"
+        "      noise_multiplier: sigma; the noise on the summed clipped gradients has std sigma * C (1 + SLACK),\n"
+        "        SLACK covering the clipped sum's rounding (`privacy.keras.roundoff.SLACK`).\n"
         "      num_microbatches: clip M microbatches instead of single examples (one example can move a\n"
         "        microbatch by 2C; see `privacy.accounting.DpSgdMechanism.sensitivity`).\n"
         f"      *args, **kwargs: the arguments of {base.__name__}.\n"
@@ -143,8 +145,8 @@ def dp_gradients(params: DPParams, noise: GaussianNoise, loss, var_list, tape=No
     ``loss`` is a vector of per-example losses recorded by ``tape``, or a callable returning it (then
     ``tape`` may be None). Microbatch losses are means over ``num_microbatches`` equal slices (default:
     one per example); each microbatch's gradient is clipped to ``l2_norm_clip`` over all variables, one
-    whose gradient or loss is not finite contributes 0, Gaussian noise of std sigma C is added once to the
-    sum, and the sum is divided by the number of microbatches.
+    whose gradient or loss is not finite contributes 0, Gaussian noise of std sigma C (1 + SLACK) is added once to
+    the sum (`DPParams.exact_noise_stddev`), and the sum is divided by the number of microbatches.
     """
     if not callable(loss) and tape is None:
         raise ValueError("`tape` is required when a `Tensor` loss is passed.")
@@ -166,10 +168,10 @@ def dp_gradients(params: DPParams, noise: GaussianNoise, loss, var_list, tape=No
     jacobians = [
         tf.zeros([count, *v.shape], loss.dtype) if j is None else j for j, v in zip(jacobians, var_list, strict=True)
     ]
-    squared = tf.add_n([tf.reduce_sum(tf.reshape(tf.square(j), [count, -1]), axis=1) for j in jacobians])
-    norms = tf.sqrt(squared)
-    finite = tf.math.is_finite(norms) & tf.math.is_finite(microbatch_losses)
-    scale = clipping.clip_scale(norms, params.l2_norm_clip, finite)
+    per_unit = [PerExample(j) for j in jacobians]
+    divisor = clipping.divisors([f.squared_norm_bounds() for f in per_unit], [f.rounding() for f in per_unit])
+    finite = tf.math.is_finite(divisor) & tf.math.is_finite(microbatch_losses)
+    scale = clipping.clip_scale(divisor, params.l2_norm_clip, finite, jacobians[0].dtype)
     sums = [tf.tensordot(scale, select_rows(finite, j), axes=1) for j in jacobians]
     noisy = noise.add(sums, params.exact_noise_stddev)
     return [(g / tf.cast(count, g.dtype), v) for g, v in zip(noisy, var_list, strict=True)]

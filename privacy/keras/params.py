@@ -7,6 +7,7 @@ from fractions import Fraction
 
 from privacy import validation
 from privacy.accounting import NOISE_MULTIPLIER_RANGE
+from privacy.keras.roundoff import SLACK
 
 
 class DPConfigurationError(ValueError):
@@ -21,9 +22,9 @@ class DPParams:
 
     Attributes:
       l2_norm_clip: C, the L2 bound on each example's (or microbatch's) gradient, over all variables.
-      noise_multiplier: sigma; Gaussian noise with standard deviation sigma * C is added once to the sum
-        of clipped gradients; in `privacy.accounting.NOISE_MULTIPLIER_RANGE`, or 0 to train without noise
-        (no privacy; for tests and baselines).
+      noise_multiplier: sigma; Gaussian noise with standard deviation sigma * C (1 + SLACK) is added once to the sum
+        of clipped gradients (`exact_noise_stddev`); in `privacy.accounting.NOISE_MULTIPLIER_RANGE`, or 0 to train
+        without noise (no privacy; for tests and baselines).
       num_microbatches: M to clip the mean gradients of M equal slices of each batch instead of single
         examples (a microbatch may then hold several examples, and one of them can move its clipped
         mean by 2C: the accountant is told so); None clips per example.
@@ -52,9 +53,11 @@ class DPParams:
 
     @property
     def exact_noise_stddev(self) -> Fraction:
-        """sigma * C exactly (the product of the two floats as given, unrounded): the standard deviation of the noise on
-        the summed clipped gradients, which the noise added must not fall below."""
-        return Fraction(self.noise_multiplier) * Fraction(self.l2_norm_clip)
+        """sigma * C * (1 + SLACK) exactly (the floats as given, unrounded): the standard deviation of the noise on
+        the summed clipped gradients, which the noise added must not fall below. Each unit's term of the released
+        sum, its floating-point rounding included, is within C (1 + SLACK) (`privacy.keras.roundoff`), so the noise
+        is sigma times that: the accountant's sigma is unchanged."""
+        return Fraction(self.noise_multiplier) * Fraction(self.l2_norm_clip) * (1 + SLACK)
 
 
 def _is_number(value) -> bool:

@@ -227,7 +227,8 @@ class PrivateTraining:
         self._padding_left_out = True
 
     def count_dropped(self, examples) -> None:
-        """Counts examples whose gradient was not finite (dropped: they contributed 0 to the step)."""
+        """Counts examples whose gradient (or its norm's bound), loss or weight was not finite (dropped: they
+        contributed 0 to the step)."""
         self._dropped.assign_add(examples)
 
     def step_checks(self) -> list:
@@ -257,7 +258,8 @@ class PrivateTraining:
 
     @property
     def dropped_examples(self) -> int:
-        """Examples dropped so far because their gradient, loss or weight was not finite (this process).
+        """Examples dropped so far because their gradient (or its norm's bound: an overflow), loss or weight was not
+        finite (this process).
 
         An exact count computed from the training data without noise: outside the privacy guarantee (it
         can tell that a given record is in the data), so it is not in `fit`'s logs; a diagnostic only.

@@ -33,3 +33,16 @@ def _rounded(value, dtype, direction: int):
     if not np.isfinite(near[0]):
         raise ValueError(f"{value!r} is beyond the largest {tf.as_dtype(dtype).name}")
     return near[0]
+
+
+def cast_down(values, dtype):
+    """``values`` (non-negative) cast to the float ``dtype`` rounding toward zero: the cast's nearest value, one step
+    lower (on its bits) where it came out above ``values``; exact in the subnormal range too, where rounding to
+    nearest can exceed a value by half its own size."""
+    dtype = tf.as_dtype(dtype)
+    cast = tf.cast(values, dtype)
+    if dtype == values.dtype:
+        return cast
+    bits = {2: tf.int16, 4: tf.int32, 8: tf.int64}[dtype.size]
+    lower = tf.bitcast(tf.bitcast(cast, bits) - 1, dtype)  # non-negative floats are ordered as their bits
+    return tf.where((tf.cast(cast, values.dtype) > values) & (cast > 0), lower, cast)

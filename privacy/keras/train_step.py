@@ -4,9 +4,10 @@ One forward pass records every clipping unit's inputs and outputs; one backward 
 of the summed per-example losses with respect to those outputs; the layer rules turn them into
 per-example gradient norms and the sum of clipped gradients. Then:
 
-    gradient = (sum_i clip_C(g_i) + N(0, (sigma C)^2 I)) / B  +  grad(weight regularization)
+    gradient = (sum_i clip_C(g_i) + N(0, (sigma C')^2 I)) / B  +  grad(weight regularization)
 
-with B the *expected* (public) batch size, never the realised one, and the noise added once for the
+with C' = C (1 + SLACK) the bound on each unit's term of the released sum, its rounding included (`clipping`,
+`roundoff`), and B the *expected* (public) batch size, never the realised one, and the noise added once for the
 global batch. With ``num_microbatches = M`` the clipped units are M equal slices of the batch, each
 contributing (M / B) * sum of its examples' gradients, and the division is by M. Padding rows and examples of
 weight 0 contribute nothing; with ``skip_padding`` most of the sampler's padding rows (weight -0.0,
@@ -50,8 +51,8 @@ def dp_train_step(model, private, data):
         x, y, weights = _without_padding(x, y, weights)
     denominator = params.num_microbatches or expected_batch
     # The division by the denominator is folded into the clip factors and the noise's standard deviation (no pass
-    # over the gradients for it): (sum_i clip_C(g_i) + N(0, (sigma C)^2 I)) / B = sum_i clip_C(g_i) / B + N(0,
-    # (sigma C / B)^2 I), the same noise draws times sigma C / B (exact rationals: the noise's stddev rounds up in the
+    # over the gradients for it): (sum_i clip_C(g_i) + N(0, (sigma C')^2 I)) / B = sum_i clip_C(g_i) / B + N(0,
+    # (sigma C' / B)^2 I), the same noise draws times sigma C' / B (exact rationals: the noise's stddev rounds up in the
     # gradients' dtype, 1 / B down, so their rounding never lowers the noise against the clipped contributions).
     clipped = clipped_gradient_sum(
         model,

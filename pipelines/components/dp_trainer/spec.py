@@ -8,7 +8,7 @@ batch_size             B, the expected batch size (Poisson) or the batch size (f
 epochs                 passes over the training data: T = ceil(epochs * n / B) noisy steps (Poisson,
                        fixed); whole epochs of ceil(n / B) steps (shuffle)
 l2_norm_clip           C, the L2 norm each example's gradient is clipped to
-noise_multiplier       sigma: noise std on the summed clipped gradients is sigma * C
+noise_multiplier       sigma: noise std on the summed clipped gradients is sigma * C (1 + 2^-10)
 target_epsilon         instead of noise_multiplier: calibrate sigma so that epsilon <= this
 delta                  delta of the guarantee (default: the largest power of ten at most 1/(2n))
 sampling               poisson (add/remove adjacency, exact analysis), fixed (B drawn without replacement

@@ -79,7 +79,8 @@ def case_sigma0_and_huge_clip_equal_the_non_private_update():
 
 
 def case_noise_std_is_sigma_c_over_the_expected_batch_size():
-    """Updates of a zero-gradient model are pure noise: N(0, (sigma C / B)^2) per coordinate, never reused.
+    """Updates of a zero-gradient model are pure noise: N(0, (sigma C (1 + 2^-10) / B)^2) per coordinate, never
+    reused (2^-10: `roundoff.SLACK`).
 
     B is the expected batch size (40); the Poisson batches realised here hold other numbers of
     examples. Inputs are 0, so both 200x200 kernels get zero gradients at every step and each step's
@@ -90,7 +91,7 @@ def case_noise_std_is_sigma_c_over_the_expected_batch_size():
     has sd 0.005, so |r| < 0.025 (5 sd), while reused draws give r = 1. Fixed seeds.
     """
     sigma, clip, expected_batch, n = 1.5, 2.0, 40, 400
-    std = sigma * clip / expected_batch
+    std = sigma * clip * (1 + 2**-10) / expected_batch
     examples = tf.data.Dataset.from_tensor_slices((np.zeros((n, 200), "float32"), np.zeros((n, 200), "float32")))
     K.utils.set_random_seed(1)  # the sampler's stream also depends on the global seed: earlier cases set others
     batches = poisson_batches(examples, dataset_size=n, expected_batch_size=expected_batch, seed=5)
@@ -136,12 +137,14 @@ def case_noise_std_is_sigma_c_over_the_expected_batch_size():
 def case_a_step_adds_noise_of_stddev_sigma_c_over_b_rounded_up():
     """One step of a model whose gradient is exactly 0 (zero kernel, targets 0, MSE) under SGD(1) moves the weights
     by exactly minus the noise: bit for bit the seed's N(0, 1) draws (replayed from the same seed) times the smallest
-    float32 at least sigma C / B, with B = 12 and sigma C = 0.7 x 1.1, where float32(sigma C / B) is below it."""
-    sigma, clip, batch = 0.7, 1.1, 12
-    exact = Fraction(sigma) * Fraction(clip) / batch
+    float32 at least sigma C (1 + 2^-10) / B (the slack covering the clipped sum's rounding, `roundoff.SLACK`), with
+    B = 12 and sigma C = 0.9 x 1.1, where float32(sigma C (1 + 2^-10) / B) is below it."""
+    sigma, clip, batch = 0.9, 1.1, 12
+    exact = Fraction(sigma) * Fraction(clip) * (1 + Fraction(1, 1024)) / batch
     stddev = np.float32(float(exact))
     assert Fraction(float(stddev)) < exact
     stddev = np.nextafter(stddev, np.float32(np.inf))
+    assert Fraction(float(stddev)) >= exact
     x, y = np.ones((batch, 3), np.float32), np.zeros((batch, 5), np.float32)
     for jit_compile in (False, True):
         model = K.Sequential([K.Input((3,)), L.Dense(5, use_bias=False, kernel_initializer="zeros")])

@@ -51,3 +51,33 @@ def test_negative_and_overflowing_values_are_refused():
         rounded_up(-1.0, tf.float32)
     with pytest.raises(ValueError, match="largest float16"):
         rounded_up(70000.0, tf.float16)
+
+
+@pytest.mark.parametrize("dtype", [tf.float16, tf.bfloat16, tf.float32, tf.float64])
+def test_clip_factors_never_exceed_the_exact_factor_down_to_the_subnormals(dtype):
+    """C / D_u times 1 / B in ``dtype`` is at most its exact value, for divisors whose factor falls among the
+    dtype's subnormals too (spacing 2^-24 in float16: rounding to nearest there was up to 1.5 times the factor, a
+    unit then adding 1.29 C under float16 with 1 / 256)."""
+    from privacy.keras.clipping import clip_scale
+
+    info = np.finfo(dtype.as_numpy_dtype) if dtype != tf.bfloat16 else None
+    tiny = float(info.smallest_subnormal) if info is not None else 2.0**-133
+    multiplier = Fraction(1, 256)
+    factors = [Fraction(k, 4) * Fraction(tiny) for k in range(1, 64)] + [Fraction(1, 3) ** e for e in range(1, 30)]
+    divisors = [float(multiplier / f) for f in factors if 1 < multiplier / f < Fraction(np.finfo(np.float64).max)]
+    scale = clip_scale(tf.constant(divisors, tf.float64), 1.0, tf.constant([True] * len(divisors)), dtype, multiplier)
+    for divisor, value in zip(divisors, scale.numpy().astype(np.float64), strict=True):
+        assert Fraction(float(value)) <= Fraction(1) / Fraction(divisor) * multiplier, (divisor, value)
+
+
+def test_the_ghost_sums_gamma_for_a_length_known_only_when_the_step_runs_past_int32():
+    """gamma_{T^2} of T = 46341 positions unknown at trace time (T^2 > 2^31: an int32 product wrapped negative, a
+    negative gamma lowering the bound) equals the static count's."""
+    from privacy.keras import roundoff
+
+    step = tf.function(
+        lambda a: roundoff.pairs_gamma(a, tf.float32), input_signature=[tf.TensorSpec([1, None, 1], tf.float32)]
+    )
+    for positions in (3, 46340, 46341, 70000):
+        got = float(step(tf.zeros([1, positions, 1])).numpy())
+        assert got >= roundoff.gamma(positions * positions, tf.float32) > 0, positions

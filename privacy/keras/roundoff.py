@@ -1,0 +1,156 @@
+"""Rigorous floating-point error bounds for the clipping (Higham, "Accuracy and Stability of Numerical Algorithms",
+2nd ed., Sec. 3.1): a sum or dot product of n terms computed in a dtype of unit roundoff u, in any order and with
+fused multiply-adds (so also as XLA compiles it), is within gamma_n = n u / (1 - n u) of the sum of the terms'
+magnitudes.
+
+A unit's gradient norm that the clipping divides by must bound the norm of what the unit adds to the released sum:
+ghost norms compute ||A^T G||^2 = sum_ts (A A^T)_ts (G G^T)_ts, a sum of signed terms, so an adversarial record
+(positions whose terms cancel) can make the computed norm 0 while A^T G, summed by a separate matmul, is huge. The
+factors (`privacy.keras.factors`) answer rigorous upper bounds on their units' exact squared norms from these
+gammas, and the clipping divides by those (`privacy.keras.clipping`).
+"""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+
+import tensorflow as tf
+
+SLACK = Fraction(1, 1024)
+"""Each unit's contribution to the clipped sum is at most C (1 + SLACK) (its own rounding included: the clipping
+divides by at least that rounding's bound / SLACK), and the noise's standard deviation is sigma C (1 + SLACK)
+(`DPParams.exact_noise_stddev`), so the accountant's sigma is unchanged."""
+
+FLOAT64_MARGIN = 2.0**-26
+"""Covers the bounds' own float64 arithmetic: sums of n non-negative terms (products of the inputs, exact in float64
+for float32 ones) round by at most gamma_{n+4} < 2^-27 relative for n < 2^25 (a ghost bound's T^2 terms, a row norm's
+d; `squares` adds its own gamma for any count); the clipping's add_n over variables, sqrt, max and division by at
+most (V + 4) 2^-53 for V < 2^25 variables. Bounds and divisors are multiplied by
+(1 + FLOAT64_MARGIN) where they are not exact (the addition of a computed norm c to its error bound is covered by a
+term 2^-52 |c| of its own: `ghost_bound`)."""
+
+_UNIT_ROUNDOFF = {tf.float64: 2.0**-53, tf.float32: 2.0**-24, tf.float16: 2.0**-11, tf.bfloat16: 2.0**-8}
+
+
+def unit_roundoff(dtype) -> float:
+    """u of the float ``dtype`` a computation rounds in (2^-24 for float32). Refuses float32 on a GPU or TPU where
+    TensorFloat-32 is enabled: its matmuls round to 2^-11 (2^-8), which no float32 bound may assume away. This runs
+    when a step is traced; `fit` checks again each time (its traced step is kept across fits), but a custom loop
+    that enables TF32 after tracing `dp_gradients` is not checked again."""
+    dtype = tf.as_dtype(dtype)
+    if dtype == tf.float32:
+        refuse_tensor_float_32()
+        refuse_onednn_fast_math()
+    return _UNIT_ROUNDOFF[dtype]
+
+
+def refuse_tensor_float_32():
+    """Raises `DPConfigurationError` when a GPU or TPU is visible and TensorFloat-32 execution is enabled (TF's
+    default; on a TPU it leaves float32 matmuls at XLA's default precision, one bfloat16 pass)."""
+    from privacy.keras.params import DPConfigurationError  # params' noise stddev reads SLACK from here
+
+    accelerator = tf.config.list_physical_devices("GPU") or tf.config.list_logical_devices("TPU")
+    if accelerator and tf.config.experimental.tensor_float_32_execution_enabled():
+        raise DPConfigurationError(
+            "TensorFloat-32 is enabled on this GPU or TPU: float32 matmuls then round to 2^-11 (2^-8 on a TPU), "
+            "beyond the clipping's rounding bounds; call "
+            "tf.config.experimental.enable_tensor_float_32_execution(False) before training"
+        )
+
+
+_FPMATH_VARIABLES = ("ONEDNN_DEFAULT_FPMATH_MODE", "DNNL_DEFAULT_FPMATH_MODE", "TF_SET_ONEDNN_FPMATH_MODE")
+
+
+def refuse_onednn_fast_math():
+    """Raises `DPConfigurationError` when an environment variable sets oneDNN's floating-point math mode to anything
+    but strict: float32 matmuls on the CPU may then run in bfloat16 (2^-8) or float16."""
+    from privacy.keras.params import DPConfigurationError
+
+    for name in _FPMATH_VARIABLES:
+        value = os.environ.get(name)
+        if value is not None and value.strip().lower() != "strict":
+            raise DPConfigurationError(
+                f"{name}={value} lets oneDNN round float32 matmuls to a narrower type, beyond the clipping's rounding "
+                f"bounds; unset it or set it to strict"
+            )
+
+
+def gamma(n, dtype):
+    """gamma_n = n u / (1 - n u), rounded up to float64: a float for a Python int ``n``, else a float64 scalar tensor
+    (a count known only when the step runs: n u and 1 - n u are exact in float64, the division is rounded up by
+    2^-52); inf where n u >= 1 (no bound: the units it applies to are dropped, `clipping`)."""
+    if not isinstance(n, int):
+        nu = tf.cast(n, tf.float64) * unit_roundoff(dtype)
+        return tf.where(nu < 1, nu / (1 - nu) * (1 + 2.0**-52), float("inf"))
+    exact = n * Fraction(unit_roundoff(dtype))
+    if exact >= 1:
+        return float("inf")
+    value = exact / (1 - exact)
+    result = float(value)
+    return result if Fraction(result) >= value else float(Fraction(result) * (1 + Fraction(2) ** -52))
+
+
+def _positions(tensor):
+    """T, the size of ``tensor``'s axis 1: a Python int when static, else an int64 scalar tensor (T^2 overflows
+    int32 from T = 46341)."""
+    return tensor.shape[1] if tensor.shape[1] is not None else tf.shape(tensor, out_type=tf.int64)[1]
+
+
+def pairs_gamma(tensor, dtype):
+    """gamma_{T^2} for the T^2 pairs of positions of ``tensor``'s axis 1 (its T^2 products and their sum)."""
+    positions = _positions(tensor)
+    return gamma(positions * positions, dtype)
+
+
+def float64(tensor):
+    """``tensor`` in float64 (exact for float32, float16 and bfloat16 values)."""
+    return tf.cast(tensor, tf.float64)
+
+
+def row_norms(tensor):
+    """sqrt(sum over the last axis of tensor^2), in float64 (relative error within FLOAT64_MARGIN's allowance)."""
+    return tf.sqrt(tf.reduce_sum(tf.square(float64(tensor)), -1))
+
+
+def squares(tensor):
+    """Each row's sum of squares over all axes but the first, in float64, times (1 + gamma_{n+2}) (1 + FLOAT64_MARGIN)
+    for its n values: at least the exact sum of squares of ``tensor``'s values."""
+    t = tf.reshape(float64(tensor), [tf.shape(tensor)[0], -1])
+    count = t.shape[1] if t.shape[1] is not None else tf.shape(t)[1]
+    return tf.reduce_sum(tf.square(t), 1) * (1 + gamma(count + 2, tf.float64)) * (1 + FLOAT64_MARGIN)
+
+
+def ghost_bound(computed, p, q, a_norms, g_norms, gamma_p: float, gamma_q: float, dtype):
+    """An upper bound on the exact sum_ts p_ts q_ts per unit, from ``computed`` = fl(sum P * Q), P = fl(p), Q = fl(q)
+    (U, T, T), where |P_ts - p_ts| <= gamma_p a_t a_s and |Q_ts - q_ts| <= gamma_q g_t g_s (``a_norms``, ``g_norms``:
+    (U, T), row norms; Cauchy-Schwarz with the dot products' gammas):
+
+        |computed - exact| <= gamma_{T^2} sum|P Q| + gamma_p sum a_t a_s |Q| + gamma_q sum |P| g_t g_s
+                              + gamma_p gamma_q S^2,  S = sum_t a_t g_t,
+
+    the first term the rounding of the T^2 products and their sum (``dtype``'s), the others PQ - pq expanded. Evaluated
+    in float64 (O(U T^2)): c + E (1 + FLOAT64_MARGIN) + 2^-52 |c|, whose float64 addition rounds by at most
+    2^-53 (|c| + E'), so the result is at least c + E."""
+    gamma_sum = pairs_gamma(p, dtype)
+    p, q = tf.abs(float64(p)), tf.abs(float64(q))
+    aa = a_norms[:, :, None] * a_norms[:, None, :]
+    gg = g_norms[:, :, None] * g_norms[:, None, :]
+    s = tf.reduce_sum(a_norms * g_norms, 1)
+    error = tf.reduce_sum(gamma_sum * p * q + gamma_p * aa * q + gamma_q * p * gg, [1, 2]) + gamma_p * gamma_q * s * s
+    computed = float64(computed)
+    return computed + (error * (1 + FLOAT64_MARGIN) + 2.0**-52 * tf.abs(computed))
+
+
+def sum_rounding(a_norms, g_norms, dtype):
+    """A bound on ||fl(sum_t (s a_t) g_t^T) - s sum_t a_t g_t^T||_F / s for each unit's T positions (``a_norms``,
+    ``g_norms``: (U, T)): the scaling rounds once, the products and their sum T times, gamma_{T+1} sum_t |a_t| |g_t|
+    (each entry's error is within gamma_{T+1} sum_t |a_td| |g_te|, a sum of rank-one matrices of Frobenius norms
+    |a_t| |g_t|). The float32 sum over units adds its own rounding, which no unit's bound holds."""
+    return gamma(_positions(a_norms) + 1, dtype) * tf.reduce_sum(a_norms * g_norms, 1) * (1 + FLOAT64_MARGIN)
+
+
+def scaling_rounding(squared_bounds, dtype):
+    """The same for materialised gradients W (the very values whose squares ``squared_bounds`` bounds): the scaling
+    s W rounds each entry once, gamma_1 ||W||."""
+    return gamma(1, dtype) * tf.sqrt(squared_bounds) * (1 + FLOAT64_MARGIN)

@@ -1,0 +1,437 @@
+"""Clipping against floating-point cancellation, run on both Keras flavours by test_roundoff.py.
+
+A ghost norm is a sum of signed terms, sum_ts (A A^T)_ts (G G^T)_ts; a record whose positions cancel (a_1 = a_2
+large, g_1 ~ -g_2) can make it round to 0 in float32 while the exact norm of A^T G, which a separate matmul adds to
+the released sum, is huge. Each affected layer kind gets adversarial records from a seeded search (scales 1e0..1e8):
+the record whose computed norm is the smallest against its exact norm (float64, from the same float32 inputs and
+output gradients) is put alone into a batch of padding (weight 0): its neighbour without it releases exactly 0, so
+the released sum's norm must be at most C (1 + SLACK) (the other rows add exact zeros: no cross-unit rounding).
+"""
+
+from fractions import Fraction
+
+import numpy as np
+import tensorflow as tf
+
+from privacy.keras import compat, factors, layer_rules, recording, roundoff
+from privacy.keras.params import DPConfigurationError, DPParams
+from privacy.keras.train_step import clipped_gradient_sum
+
+K = compat.default_keras()
+L = K.layers
+CLIP = 1.0
+SLACK = Fraction(1, 1024)  # 2^-10, written out here: the stated slack, against `roundoff.SLACK`
+CANDIDATES = 256
+
+
+def _model(inputs, outputs):
+    model = K.Model(inputs, outputs)
+    model.compile(optimizer=K.optimizers.SGD(0.1), loss="mse")
+    return model
+
+
+def _released(model, x, y, w, microbatches=None, xla=False):
+    units = recording.find_units(model, layer_rules.rule_for)
+    params = DPParams(CLIP, 0.0, microbatches)
+    batch = len(w)
+    step = tf.function(
+        lambda x, y, w: clipped_gradient_sum(model, units, x, y, w, params, expected_batch_size=batch),
+        autograph=False,
+        jit_compile=xla,
+    )
+    return step(tf.constant(x), tf.constant(y), tf.constant(w))
+
+
+def _norm(sums):
+    return np.sqrt(sum(np.sum(np.square(s.numpy().astype(np.float64))) for s in sums))
+
+
+def _cancelling(rng, outputs, positions, deltas=(-2, 6), epsilons=(-8, 0), relative=True):
+    """Targets making the output gradients of consecutive positions cancel: position 2i gets z - delta, 2i + 1
+    z + delta + eps, |delta| 10^``deltas`` and |eps| 10^``epsilons`` (times the output's size where ``relative``;
+    ``outputs``: (n, positions, k))."""
+    n, k = outputs.shape[0], outputs.shape[-1]
+    delta = (10 ** rng.uniform(*deltas, (n, 1, 1))) * rng.normal(size=(n, positions // 2, k))
+    eps = (10 ** rng.uniform(*epsilons, (n, 1, 1))) * rng.normal(size=(n, positions // 2, k))
+    if relative:
+        eps = eps * np.abs(outputs).max(axis=(1, 2))[:, None, None]
+    y = outputs.astype(np.float64).copy()
+    y[:, 0::2] -= delta
+    y[:, 1::2] += delta + eps
+    return y.astype(np.float32)
+
+
+def _exact_norms(a, g):
+    """||sum_t a_t g_t^T||_F per example in float64 (products of float32 values, exact; their sums nearly)."""
+    return np.linalg.norm(np.einsum("utd,ute->ude", a.astype(np.float64), g).reshape(len(a), -1), axis=1)
+
+
+def _output_gradients(outputs, y):
+    """d mse / d output for each example, float64 from the float32 outputs and targets: 2 (z - y) / size."""
+    z = outputs.astype(np.float64)
+    return 2 * (z - y.astype(np.float64)) / np.prod(z.shape[1:])
+
+
+def _worst(norms, exact, count=3):
+    """The candidates whose computed norm is the smallest against their exact one (exact above 100 C)."""
+    ratio = np.where(exact > 100 * CLIP, norms / exact, np.inf)
+    return np.argsort(ratio)[:count]
+
+
+def _check_alone(model, x, y, chosen, exact, microbatches=None, pair=1):
+    """Each chosen record (``pair`` consecutive rows) alone among padding: the released sum's norm <= C (1 + SLACK)
+    (times 2 where a microbatch holds two examples and its neighbour keeps one, so both sums count); without and
+    with XLA."""
+    bound = float(CLIP * (1 + SLACK))
+    for index in chosen:
+        rows = slice(index * pair, (index + 1) * pair)
+        xs, ys = x.copy(), y.copy()
+        xs[:pair], ys[:pair] = x[rows], y[rows]  # the first rows: one microbatch
+        w = np.zeros(len(x), np.float32)
+        w[:pair] = 1
+        for xla in (False, True):
+            released = _released(model, xs, ys, w, microbatches, xla)
+            norm = _norm(released.sums)
+            assert norm <= bound * (1 + 1e-6), (index, xla, norm, exact[index], released.norms.numpy()[0])
+            if pair > 1:
+                w_one = w.copy()
+                w_one[1:pair] = 0
+                neighbour = _released(model, xs, ys, w_one, microbatches, xla)
+                distance = _norm([a - b for a, b in zip(released.sums, neighbour.sums, strict=True)])
+                assert distance <= 2 * bound * (1 + 1e-6), (index, xla, distance)
+
+
+def _sequence_case(layer, positions=2, features=8, seed=1):
+    """A layer over a (positions, features) sequence, its output the model's (mse): candidates with every position
+    equal (scale 1e0..1e8) and cancelling targets."""
+    rng = np.random.default_rng(seed)
+    inputs = K.Input((positions, features))
+    model = _model(inputs, layer(inputs))
+    scale = 10 ** rng.uniform(0, 8, CANDIDATES)
+    row = rng.normal(size=(CANDIDATES, 1, features)) * scale[:, None, None]
+    x = np.repeat(row, positions, 1).astype(np.float32)
+    outputs = model(x).numpy()
+    y = _cancelling(rng, outputs, outputs.shape[1])
+    return model, x, y, outputs
+
+
+def case_dense_over_a_sequence_clips_cancelling_records():
+    model, x, y, outputs = _sequence_case(L.Dense(8, use_bias=False))
+    released = _released(model, x, y, np.ones(len(x), np.float32))
+    exact = _exact_norms(x, _output_gradients(outputs, y))
+    chosen = _worst(released.norms.numpy(), exact)
+    assert released.norms.numpy()[chosen[0]] < CLIP < exact[chosen[0]]  # the search found cancellation
+    _check_alone(model, x, y, chosen, exact)
+
+
+def case_einsum_dense_clips_cancelling_records():
+    model, x, y, outputs = _sequence_case(L.EinsumDense("abc,cd->abd", (2, 8)))
+    released = _released(model, x, y, np.ones(len(x), np.float32))
+    exact = _exact_norms(x, _output_gradients(outputs, y))
+    chosen = _worst(released.norms.numpy(), exact)
+    assert released.norms.numpy()[chosen[0]] < CLIP < exact[chosen[0]]
+    _check_alone(model, x, y, chosen, exact)
+
+
+def case_conv_with_ghost_norms_clips_cancelling_records():
+    """Conv1D(16, 3, valid) over 4 positions of 24 channels: ghost norms (T^2 (72 + 16) < T 72 16); every patch
+    is the same row three times over when the positions are equal."""
+    model, x, y, outputs = _sequence_case(L.Conv1D(16, 3, use_bias=False), positions=6, features=24)
+    assert factors.ghost_is_cheaper(4, 72, 16)
+    patches = np.tile(x[:, :4], (1, 1, 3))  # (n, 4 positions, 72): equal rows, so any patch order
+    released = _released(model, x, y, np.ones(len(x), np.float32))
+    exact = _exact_norms(patches, _output_gradients(outputs, y))
+    chosen = _worst(released.norms.numpy(), exact)
+    assert released.norms.numpy()[chosen[0]] < CLIP < exact[chosen[0]]
+    _check_alone(model, x, y, chosen, exact)
+
+
+def case_embedding_with_repeated_ids_clips_cancelling_records():
+    rng = np.random.default_rng(2)
+    inputs = K.Input((2,), dtype="int32")
+    model = _model(inputs, L.Embedding(5, 8)(inputs))
+    x = np.repeat(rng.integers(0, 5, (CANDIDATES, 1)), 2, 1).astype(np.int32)
+    outputs = model(x).numpy()
+    y = _cancelling(rng, outputs, 2, deltas=(3, 10), epsilons=(1, 5), relative=False)
+    released = _released(model, x, y, np.ones(len(x), np.float32))
+    exact = _exact_norms(np.ones((CANDIDATES, 2, 1), np.float32), _output_gradients(outputs, y))
+    chosen = _worst(released.norms.numpy(), exact)
+    assert released.norms.numpy()[chosen[0]] < CLIP < exact[chosen[0]]
+    _check_alone(model, x, y, chosen, exact)
+
+
+def case_lstm_clips_cancelling_records():
+    """LSTM over two equal steps with no carry (recurrent kernel 0, forget gate's bias -1e4: f = 0 exactly), so both
+    steps' gates are the same function of x, G_t = J^T dL/dh_t with one J, and cancelling output targets make
+    G_1 ~ -G_2: the kernel's slice [X] of the product [X | H_prev | 1] cancels. Exact norms from J in float64
+    (gates i, f, c, o; h = sigmoid(o) tanh(sigmoid(i) tanh(c))) and the float32 outputs."""
+    rng = np.random.default_rng(3)
+    inputs = K.Input((2, 8))
+    lstm = L.LSTM(4, return_sequences=True, unit_forget_bias=False)
+    model = _model(inputs, lstm(inputs))
+    kernel = (rng.normal(size=(8, 16)) * 1e-8).astype(np.float32)
+    bias = np.zeros(16, np.float32)
+    bias[4:8] = -1e4
+    lstm.set_weights([kernel, np.zeros((4, 16), np.float32), bias])
+    scale = 10 ** rng.uniform(4, 8, CANDIDATES)
+    x = np.repeat(rng.normal(size=(CANDIDATES, 1, 8)) * scale[:, None, None], 2, 1).astype(np.float32)
+    outputs = model(x).numpy()
+    y = _cancelling(rng, outputs, 2, deltas=(2, 6), epsilons=(-6, 0), relative=False)
+    z = x[:, 0].astype(np.float64) @ kernel.astype(np.float64) + bias
+    zi, zc, zo = z[:, 0:4], z[:, 8:12], z[:, 12:16]
+
+    def sigmoid(v):
+        return 1 / (1 + np.exp(-v))
+
+    cell = sigmoid(zi) * np.tanh(zc)
+    dh = _output_gradients(outputs, y)  # (n, 2, 4)
+    dc = dh * (sigmoid(zo) * (1 - np.tanh(cell) ** 2))[:, None]
+    gates = [
+        dc * (sigmoid(zi) * (1 - sigmoid(zi)) * np.tanh(zc))[:, None],
+        np.zeros_like(dh),
+        dc * (sigmoid(zi) * (1 - np.tanh(zc) ** 2))[:, None],
+        dh * (sigmoid(zo) * (1 - sigmoid(zo)) * np.tanh(cell))[:, None],
+    ]
+    g = np.concatenate(gates, -1)  # (n, 2, 16)
+    a = np.concatenate([x, np.stack([np.zeros((CANDIDATES, 4)), outputs[:, 0]], 1), np.ones((CANDIDATES, 2, 1))], -1)
+    exact = _exact_norms(a, g)
+    released = _released(model, x, y, np.ones(len(x), np.float32))
+    chosen = _worst(released.norms.numpy(), exact)
+    assert released.norms.numpy()[chosen[0]] < CLIP < exact[chosen[0]]
+    _check_alone(model, x, y, chosen, exact)
+
+
+def case_microbatches_merging_one_position_clip_cancelling_pairs():
+    """Dense(8) on single positions, microbatches of two examples: the merged factor has T = 2. Each pair has equal
+    inputs and cancelling targets; its neighbour keeps one of the two (the microbatch moves by 2 C (1 + SLACK))."""
+    rng = np.random.default_rng(4)
+    inputs = K.Input((8,))
+    model = _model(inputs, L.Dense(8, use_bias=False)(inputs))
+    scale = 10 ** rng.uniform(0, 8, CANDIDATES)
+    x = np.repeat(rng.normal(size=(CANDIDATES, 1, 8)) * scale[:, None, None], 2, 1).astype(np.float32)
+    outputs = model(x.reshape(-1, 8)).numpy().reshape(CANDIDATES, 2, 8)
+    y = _cancelling(rng, outputs, 2)
+    flat_x, flat_y = x.reshape(-1, 8), y.reshape(-1, 8)
+    released = _released(model, flat_x, flat_y, np.ones(len(flat_x), np.float32), CANDIDATES)
+    exact = _exact_norms(x, _output_gradients(outputs, y).reshape(CANDIDATES, 2, 8) / 2)
+    chosen = _worst(released.norms.numpy(), exact)
+    assert released.norms.numpy()[chosen[0]] < CLIP < exact[chosen[0]]
+    _check_alone(model, flat_x, flat_y, chosen, exact, CANDIDATES, pair=2)
+
+
+def _exact_squares(a, g, start=0, stop=None):
+    """sum_de (sum_t a_td g_te)^2 per unit, in Fractions from the float32 values (a[..., start:stop])."""
+    a = a[..., start:stop]
+    out = []
+    for au, gu in zip(a.astype(np.float64), g.astype(np.float64), strict=True):
+        total = Fraction(0)
+        for d in range(au.shape[1]):
+            for e in range(gu.shape[1]):
+                total += sum((Fraction(au[t, d]) * Fraction(gu[t, e]) for t in range(len(au))), Fraction(0)) ** 2
+        out.append(total)
+    return out
+
+
+def _inputs(rng, units, positions, d_in, d_out, adversarial):
+    """float32 (a, g): random, or with equal positions (scale 1e0..1e8) and g_2i+1 = -g_2i + eps."""
+    a = rng.normal(size=(units, positions, d_in)) * 10 ** rng.uniform(0, 8, (units, 1, 1))
+    g = rng.normal(size=(units, positions, d_out)) * 10 ** rng.uniform(-4, 4, (units, 1, 1))
+    if adversarial and positions > 1:
+        a[:, 1:] = a[:, :1]
+        g[:, 1::2] = -g[:, 0::2][:, : positions // 2] + g[:, 1::2] * 10 ** rng.uniform(-9, -3, (units, 1, 1))
+    return a.astype(np.float32), g.astype(np.float32)
+
+
+def case_bounds_are_upper_bounds_on_the_exact_squared_norms():
+    """Every factor kind's ``squared_norm_bounds`` is at least the exact squared norm (Fractions, from the float32
+    inputs the factor holds) of what its ``clipped_sum`` adds, on random and adversarial (cancelling) inputs: ghost
+    products (T = 2, 3, and T = 1), a materialised product (the squares of its very values), slices of a product,
+    embedding rows with repeated ids, materialised gradients. And ``rounding`` bounds the clipped sum's own
+    rounding: each unit alone, ||fl(clipped_sum(s)) - s grad_u|| <= s rounding_u, the exact sum in Fractions."""
+    rng = np.random.default_rng(7)
+    for adversarial in (False, True):
+        for positions, d_in, d_out in ((2, 8, 6), (3, 8, 6), (1, 4, 3), (16, 3, 2)):
+            a, g = _inputs(rng, 12, positions, d_in, d_out, adversarial)
+            product = factors.OuterProduct(tf.constant(a), tf.constant(g), lambda m: m)
+            ghost = product._use_ghost()
+            assert ghost == (positions < 16)
+            bounds = product.squared_norm_bounds().numpy()
+            if ghost:
+                exact = _exact_squares(a, g)
+            else:  # the materialised values are what the clipped sum adds
+                per_unit = product.per_unit().numpy()
+                exact = [sum(Fraction(float(v)) ** 2 for v in w.ravel()) for w in per_unit]
+            for u, want in enumerate(exact):
+                assert Fraction(float(bounds[u])) >= want, (adversarial, positions, u, bounds[u], float(want))
+            _check_rounding(product, a, g, rng)
+            whole = factors.OuterProduct(tf.constant(a), tf.constant(g), lambda m: m)
+            for start, stop in ((0, 1), (1, d_in)):
+                piece = factors.FeatureSlice(whole, start, stop, lambda m: m)
+                bounds = piece.squared_norm_bounds().numpy()
+                if whole._use_ghost():
+                    exact = _exact_squares(a, g, start, stop)
+                else:
+                    per_unit = whole.per_unit().numpy()[:, start:stop]
+                    exact = [sum(Fraction(float(v)) ** 2 for v in w.ravel()) for w in per_unit]
+                for u, want in enumerate(exact):
+                    assert Fraction(float(bounds[u])) >= want, (adversarial, positions, start, u)
+        a, g = (t.astype(np.float64) * (1 + 1e-9 * rng.normal(size=t.shape)) for t in _inputs(rng, 12, 2, 8, 6, False))
+        if adversarial:  # a float64 step: cancelling beyond float32's precision
+            a[:, 1] = a[:, 0]
+            g[:, 1] = -g[:, 0] * (1 + 1e-14 * rng.normal(size=g[:, 0].shape))
+        product = factors.OuterProduct(tf.constant(a), tf.constant(g), lambda m: m)
+        assert product._use_ghost()
+        bounds = product.squared_norm_bounds().numpy()
+        for u, want in enumerate(_exact_squares(a, g)):
+            assert Fraction(float(bounds[u])) >= want, ("float64", adversarial, u)
+        ids = np.repeat(rng.integers(0, 3, (12, 1)), 4, 1)
+        _, g = _inputs(rng, 12, 4, 1, 3, adversarial)
+        rows = factors.EmbeddingRows(tf.constant(ids), tf.constant(g), 3)
+        bounds = rows.squared_norm_bounds().numpy()
+        for u, want in enumerate(_exact_squares(np.ones((12, 4, 1), np.float32), g)):
+            assert Fraction(float(bounds[u])) >= want, (adversarial, u)
+        grads = (rng.normal(size=(12, 5, 3)) * 10 ** rng.uniform(-20, 20, (12, 1, 1))).astype(np.float32)
+        bounds = factors.PerExample(tf.constant(grads)).squared_norm_bounds().numpy()
+        for u, w in enumerate(grads):
+            assert Fraction(float(bounds[u])) >= sum(Fraction(float(v)) ** 2 for v in w.ravel()), u
+
+
+def _check_rounding(product, a, g, rng):
+    """Each unit alone with a random scale: the computed clipped sum against the exact s A^T G (or s W)."""
+    rounding = product.rounding().numpy()
+    for u in range(len(a)):
+        s = np.float32(10 ** rng.uniform(-12, 0))
+        alone = factors.OuterProduct(tf.constant(a[u : u + 1]), tf.constant(g[u : u + 1]), lambda m: m)
+        got = alone.clipped_sum(tf.constant([s])).numpy().astype(np.float64)
+        if product._use_ghost():
+            exact = [
+                [
+                    sum(Fraction(float(a[u, t, d])) * Fraction(float(g[u, t, e])) for t in range(a.shape[1]))
+                    for e in range(g.shape[2])
+                ]
+                for d in range(a.shape[2])
+            ]
+        else:
+            exact = alone.per_unit().numpy()[0].astype(np.float64)
+        error = sum(
+            (Fraction(float(got[d, e])) - Fraction(float(s)) * Fraction(float(exact[d][e]))) ** 2
+            for d in range(a.shape[2])
+            for e in range(g.shape[2])
+        )
+        assert error <= (Fraction(float(s)) * Fraction(float(rounding[u]))) ** 2, (u, float(error), rounding[u])
+
+
+def case_an_overflowing_bound_drops_the_unit():
+    """A record whose bound is not finite (a ghost norm of inputs near the float32 limit: its computed norm
+    overflows) contributes nothing and is not kept: the released sum equals its neighbour's without it."""
+    inputs = K.Input((2, 4))
+    model = _model(inputs, L.Dense(3, use_bias=False)(inputs))
+    x = np.ones((4, 2, 4), np.float32)
+    x[1] = 3e38
+    y = np.zeros((4, 2, 3), np.float32)
+    full = _released(model, x, y, np.ones(4, np.float32))
+    assert not full.kept.numpy()[1] and full.kept.numpy()[[0, 2, 3]].all()
+    without = _released(model, x, y, np.array([1, 0, 1, 1], np.float32))
+    for got, want in zip(full.sums, without.sums, strict=True):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+def case_the_noise_stddev_is_sigma_c_times_one_plus_the_slack():
+    """The one source of the noise's standard deviation: sigma C (1 + 2^-10) exactly, the step's then divided by B
+    and rounded up (`rounding`, tested in cases_training's replay)."""
+    assert roundoff.SLACK == SLACK
+    for sigma, clip in ((1.1, 1.0), (0.7, 1.1), (3.0, 0.25)):
+        assert DPParams(clip, sigma).exact_noise_stddev == Fraction(sigma) * Fraction(clip) * (1 + SLACK)
+
+
+def case_tensor_float_32_on_a_gpu_is_refused():
+    """With a GPU visible and TF32 enabled (monkeypatched device list), the float32 bounds refuse at trace time,
+    naming the call that disables TF32; with TF32 disabled, float32's u is 2^-24; without a GPU, nothing refuses."""
+    config = tf.config
+    visible, enabled = config.list_physical_devices, config.experimental.tensor_float_32_execution_enabled
+    gpu = tf.config.PhysicalDevice(name="/physical_device:GPU:0", device_type="GPU")
+    inputs = K.Input((2, 4))
+    model = _model(inputs, L.Dense(3, use_bias=False)(inputs))
+    x, y, w = np.ones((2, 2, 4), np.float32), np.zeros((2, 2, 3), np.float32), np.ones(2, np.float32)
+    try:
+        config.list_physical_devices = lambda kind=None: [gpu] if kind in (None, "GPU") else visible(kind)
+        config.experimental.tensor_float_32_execution_enabled = lambda: True
+        try:
+            _released(model, x, y, w)
+            raise AssertionError("TF32 was not refused")
+        except DPConfigurationError as error:
+            assert "enable_tensor_float_32_execution(False)" in str(error)
+        config.experimental.tensor_float_32_execution_enabled = lambda: False
+        assert roundoff.unit_roundoff(tf.float32) == 2.0**-24
+        _released(model, x, y, w)
+    finally:
+        config.list_physical_devices, config.experimental.tensor_float_32_execution_enabled = visible, enabled
+    if not visible("GPU") or not enabled():
+        assert roundoff.unit_roundoff(tf.float32) == 2.0**-24
+
+
+def case_tensor_float_32_enabled_between_fits_is_refused():
+    """The traced step is kept across fits, so a trace-time refusal alone would let a second fit run float32 under
+    TF32 enabled after the first (monkeypatched GPU): each fit refuses it."""
+    from privacy.keras import make_private
+
+    config = tf.config
+    visible, enabled = config.list_physical_devices, config.experimental.tensor_float_32_execution_enabled
+    gpu = tf.config.PhysicalDevice(name="/physical_device:GPU:0", device_type="GPU")
+    inputs = K.Input((4,))
+    model = K.Model(inputs, L.Dense(3)(inputs))
+    make_private(model, l2_norm_clip=1.0, noise_multiplier=0.0, expected_batch_size=4, sampling="shuffle")
+    model.compile(optimizer=K.optimizers.SGD(0.1), loss="mse")
+    x, y = np.ones((8, 4), np.float32), np.zeros((8, 3), np.float32)
+    try:
+        config.list_physical_devices = lambda kind=None: [gpu] if kind in (None, "GPU") else visible(kind)
+        config.experimental.tensor_float_32_execution_enabled = lambda: False
+        model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+        config.experimental.tensor_float_32_execution_enabled = lambda: True
+        try:
+            model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+            raise AssertionError("TF32 enabled after the first fit was not refused")
+        except DPConfigurationError as error:
+            assert "enable_tensor_float_32_execution(False)" in str(error)
+    finally:
+        config.list_physical_devices, config.experimental.tensor_float_32_execution_enabled = visible, enabled
+
+
+def case_tensor_float_32_on_a_tpu_is_refused():
+    """TF's float32 matmuls and convolutions on a TPU take one bfloat16 pass (2^-8) unless TF32 execution is
+    disabled (then full precision): with a TPU visible (monkeypatched device list) and TF32 enabled, float32 refuses."""
+    config = tf.config
+    visible, enabled = config.list_logical_devices, config.experimental.tensor_float_32_execution_enabled
+    tpu = tf.config.LogicalDevice(name="/device:TPU:0", device_type="TPU")
+    try:
+        config.list_logical_devices = lambda kind=None: [tpu] if kind in (None, "TPU") else visible(kind)
+        config.experimental.tensor_float_32_execution_enabled = lambda: True
+        try:
+            roundoff.unit_roundoff(tf.float32)
+            raise AssertionError("TF32 on a TPU was not refused")
+        except DPConfigurationError as error:
+            assert "enable_tensor_float_32_execution(False)" in str(error)
+        config.experimental.tensor_float_32_execution_enabled = lambda: False
+        assert roundoff.unit_roundoff(tf.float32) == 2.0**-24
+    finally:
+        config.list_logical_devices, config.experimental.tensor_float_32_execution_enabled = visible, enabled
+
+
+def case_onednn_reduced_precision_math_is_refused():
+    """oneDNN's fpmath mode (ONEDNN_/DNNL_DEFAULT_FPMATH_MODE, TF_SET_ONEDNN_FPMATH_MODE) lets float32 CPU matmuls
+    run in bfloat16: anything but "strict" refuses float32, naming the variable; "strict" does not."""
+    import os
+
+    for name in ("ONEDNN_DEFAULT_FPMATH_MODE", "DNNL_DEFAULT_FPMATH_MODE", "TF_SET_ONEDNN_FPMATH_MODE"):
+        before = os.environ.get(name)
+        try:
+            os.environ[name] = "BF16"
+            try:
+                roundoff.unit_roundoff(tf.float32)
+                raise AssertionError(f"{name}=BF16 was not refused")
+            except DPConfigurationError as error:
+                assert name in str(error) and "BF16" in str(error)
+            os.environ[name] = "strict"
+            assert roundoff.unit_roundoff(tf.float32) == 2.0**-24
+        finally:
+            os.environ.pop(name) if before is None else os.environ.__setitem__(name, before)
