@@ -6,9 +6,9 @@ noise of standard deviation s = m sqrt(l0), and a token is kept when its noisy c
 threshold tau = 1 + s * Phi^-1(1 - delta_t / l0): a token that only one record holds is released with
 probability at most delta_t / l0, and one record holds at most l0 tokens. The comparison is made on the
 released counts, which are snapped to the grid g of s (`privacy.preprocessing.noise.snap`): a snapped count
-reaches a grid point T exactly when the count reaches T - g / 2, so the threshold applied is the grid point T
-with T - g / 2 >= tau, and every probability below is taken at the effective threshold T - g / 2 (comparing
-with tau itself let a singleton token through up to 1.0035 times as often as delta_t / l0).
+reaches a grid point T only when the count reaches T - g / 2 (a half-way count rounds to even), so the threshold
+applied is the grid point T with T - g / 2 >= tau, and every probability below is taken at the effective threshold
+T - g / 2 (comparing with tau itself let a singleton token through up to 1.0035 times as often as delta_t / l0).
 
 Guarantee, under add/remove adjacency (D' = D plus one record r, whose unique tokens U number at most
 l0). Run on a fixed token domain, the mechanism is post-processing of the Gaussian mechanism on a
