@@ -1,11 +1,11 @@
 """Client-level DP-FedAvg [McMahan et al. 2018, arXiv 1710.06963], as a wrapper around a FedAvg-family strategy.
 
-Each client's update is clipped to L2 norm C where it is formed (before any secure aggregation);
-the server adds Gaussian noise N(0, (z C')^2 I) once to the sum, where C' = C plus how far secure
-aggregation's quantization may move one clipped update (`RoundContext.rounding_bound`; 0 without it),
-so z stays the noise multiplier of the actual sensitivity, and divides by the expected (public)
-number of sampled clients, then lets the wrapped strategy take its server-optimizer step. Clients
-count equally: a weighted average would give one client sensitivity n_k C.
+Each client's update is clipped to L2 norm C where it is formed (before any secure aggregation; `clip_l2`, on the
+grid its sum is exact on: `on_sum_grid`); the server adds Gaussian noise N(0, (z C')^2 I) once to the sum, where
+C' = C plus how far secure aggregation's quantization, and its float64 dequantization of the sum, may move one clipped
+update (`RoundContext.rounding_bound`; 0 without it), so z stays the noise multiplier of the actual sensitivity,
+and divides by the expected (public) number of sampled clients, then lets the wrapped strategy take its
+server-optimizer step. Clients count equally: a weighted average would give one client sensitivity n_k C.
 
 Every round is accounted with `privacy.accounting.PrivacyBudget`; the event is built by
 `DpSgdMechanism` with clients in the role of examples:

@@ -55,7 +55,8 @@ class RoundContext:
       total_rounds: rounds planned for the run.
       rng: the server's random generator for this round (seeded per round).
       rounding_bound: how far (L2) the aggregation's encoding may move one client's contribution
-        (secure aggregation's quantization); DP noise covers clipping norm plus this.
+        (secure aggregation's quantization and its float64 dequantization of the sum); DP noise covers clipping norm
+        plus this.
       participants: population positions of the clients whose contribution is in this round's sum (set when
         the round has run, before `Strategy.aggregate`; per-client accounting under local DP).
     """

@@ -55,7 +55,8 @@ trust_model                   central                                central: th
                                                                      ledger; see federated.strategies.dp_local)
 clip                          fixed                                  fixed works for any cohort; adaptive needs
                                                                      clipped_count_stddev > z / 2
-clipping_norm                 1.0                                    C (the initial C for adaptive clipping), <= 1e6
+clipping_norm                 1.0                                    C (the initial C for adaptive clipping), in
+                                                                     [2^-900, 1e6]
 target_unclipped_quantile     0.5                                    adaptive clipping's quantile (the median)
 clipped_count_stddev          0.05 x expected clients per round      adaptive clipping's count noise (TFF's)
 delta                         largest power of ten <= 1/(2N)         delta of the guarantee
