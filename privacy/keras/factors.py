@@ -98,10 +98,11 @@ class OuterProduct:
         return tf.reduce_sum(tf.square(self.per_unit()), [1, 2])
 
     def squared_norm_bounds(self):
-        """T = 1: ||a||^2 ||g||^2 in float64 (no cancellation); ghost: `roundoff.ghost_bound` (the dot products of
-        P = A A^T d_in long, of G G^T d_out long); materialised: the squares of the very values summed."""
+        """T = 1: ||a||^2 ||g||^2 from the row norms' bounds (no cancellation); ghost: `roundoff.ghost_bound` (the
+        dot products of P = A A^T d_in long, of G G^T d_out long); materialised: `roundoff.squares` of the very values
+        summed, from their computed squared norms."""
         if not self._use_ghost():
-            return roundoff.squares(self.per_unit())
+            return roundoff.squares(self.per_unit(), self.squared_norms())
         a_norms, g_norms = self.row_norms()
         if self.a.shape[1] == 1:
             return tf.square(a_norms[:, 0] * g_norms[:, 0]) * (1 + roundoff.FLOAT64_MARGIN)
@@ -131,7 +132,7 @@ class OuterProduct:
         return self._ghost
 
     def row_norms(self):
-        """(|a_ut|, |g_ut|) in float64, (U, T) each; computed once."""
+        """Upper bounds on (|a_ut|, |g_ut|), float64 (U, T) each (`roundoff.row_norms`); computed once."""
         if self._norms is None:
             self._norms = (roundoff.row_norms(self.a), roundoff.row_norms(self.g))
         return self._norms
@@ -258,7 +259,7 @@ class FeatureSlice:
     def squared_norm_bounds(self):
         """`roundoff.ghost_bound` of this slice's <A_k A_k^T, G G^T>, or the squares of its materialised rows."""
         if not self.whole._use_ghost():
-            return roundoff.squares(self.whole.per_unit()[:, self.start : self.stop])
+            return roundoff.squares(self.whole.per_unit()[:, self.start : self.stop], self.squared_norms())
         computed, p, a_norms = self.ghost()
         dtype = self.g.dtype
         gamma_p, gamma_q = roundoff.gamma(self.stop - self.start, dtype), roundoff.gamma(self.g.shape[2], dtype)
@@ -301,7 +302,7 @@ class PerExample:
         return tf.reduce_sum(tf.reshape(tf.square(self.grads), [dim(self.grads), -1]), axis=1)
 
     def squared_norm_bounds(self):
-        return roundoff.squares(self.grads)
+        return roundoff.squares(self.grads, self.squared_norms())
 
     def rounding(self):
         return roundoff.scaling_rounding(self.squared_norm_bounds(), self.grads.dtype)
