@@ -98,11 +98,10 @@ class OuterProduct:
         return tf.reduce_sum(tf.square(self.per_unit()), [1, 2])
 
     def squared_norm_bounds(self):
-        """T = 1: ||a||^2 ||g||^2 from the row norms' bounds (no cancellation); ghost: `roundoff.ghost_bound` (the
-        dot products of P = A A^T d_in long, of G G^T d_out long); materialised: `roundoff.squares` of the very values
-        summed, from their computed squared norms."""
+        """T = 1: ||a||^2 ||g||^2 in float64 (no cancellation); ghost: `roundoff.ghost_bound` (the dot products of
+        P = A A^T d_in long, of G G^T d_out long); materialised: the squares of the very values summed."""
         if not self._use_ghost():
-            return roundoff.squares(self.per_unit(), self.squared_norms())
+            return roundoff.squares(self.per_unit())
         a_norms, g_norms = self.row_norms()
         if self.a.shape[1] == 1:
             return tf.square(a_norms[:, 0] * g_norms[:, 0]) * (1 + roundoff.FLOAT64_MARGIN)
@@ -259,7 +258,7 @@ class FeatureSlice:
     def squared_norm_bounds(self):
         """`roundoff.ghost_bound` of this slice's <A_k A_k^T, G G^T>, or the squares of its materialised rows."""
         if not self.whole._use_ghost():
-            return roundoff.squares(self.whole.per_unit()[:, self.start : self.stop], self.squared_norms())
+            return roundoff.squares(self.whole.per_unit()[:, self.start : self.stop])
         computed, p, a_norms = self.ghost()
         dtype = self.g.dtype
         gamma_p, gamma_q = roundoff.gamma(self.stop - self.start, dtype), roundoff.gamma(self.g.shape[2], dtype)
@@ -302,7 +301,7 @@ class PerExample:
         return tf.reduce_sum(tf.reshape(tf.square(self.grads), [dim(self.grads), -1]), axis=1)
 
     def squared_norm_bounds(self):
-        return roundoff.squares(self.grads, self.squared_norms())
+        return roundoff.squares(self.grads)
 
     def rounding(self):
         return roundoff.scaling_rounding(self.squared_norm_bounds(), self.grads.dtype)

@@ -105,14 +105,14 @@ def float64(tensor):
 
 def sum_of_squares_bound(computed, count, dtype):
     """An upper bound (float64) on the exact sum of n = ``count`` squares w_i^2 from ``computed`` = fl(sum fl(w_i^2)),
-    their sum in ``dtype`` (any order, FMA, a wider accumulator: every operation is at least as precise as ``dtype``'s),
-    so O(1) float64 work per sum instead of a float64 pass over the values. Each of the at most 2n + 1 operations (n
-    squares, n - 1 additions, a final cast; an FMA counts as one) returns fl(x) >= (1 - u) x - tiny for its exact
-    result x >= 0, tiny ``dtype``'s smallest normal (2^-126 for float32 and bfloat16, 2^-14 for float16, 2^-1022 for
-    float64): to nearest within u relative where x >= tiny, else at worst flushed to 0 (FTZ; gradual underflow loses
-    at most half a subnormal ulp); inf on overflow (the bound is inf: the unit is dropped). Each w_i^2 passes through
-    at most n + 1 of them, so computed >= (1 - u)^(n+1) sum w_i^2 - (2n + 1) tiny, and
-    sum w_i^2 <= (computed + (2n + 1) tiny) (1 + gamma_{n+1}) (the float64 addition and product: FLOAT64_MARGIN)."""
+    their sum in ``dtype`` (any order, FMA, a wider accumulator: every operation at least as precise as ``dtype``'s).
+    Each of the at most 2n + 1 operations (n squares, n - 1 additions, a final cast; an FMA counts as one) returns
+    fl(x) >= (1 - u) x - tiny for its exact result x >= 0, tiny ``dtype``'s smallest normal (2^-126 for float32 and
+    bfloat16, 2^-14 for float16, 2^-1022 for float64): to nearest within u relative where x >= tiny, else at worst
+    flushed to 0 (FTZ; gradual underflow loses at most half a subnormal ulp); inf on overflow (the bound is inf: the
+    unit is dropped). Each w_i^2 passes through at most n + 1 of them, so computed >= (1 - u)^(n+1) sum w_i^2 -
+    (2n + 1) tiny, and sum w_i^2 <= (computed + (2n + 1) tiny) (1 + gamma_{n+1}) (the float64 addition and product:
+    FLOAT64_MARGIN)."""
     dtype = tf.as_dtype(dtype)
     absolute = tf.cast(2 * count + 1, tf.float64) * _SMALLEST_NORMAL[dtype]
     return (float64(computed) + absolute) * (1 + gamma(count + 1, dtype)) * (1 + FLOAT64_MARGIN)
@@ -120,20 +120,17 @@ def sum_of_squares_bound(computed, count, dtype):
 
 def row_norms(tensor):
     """An upper bound on each row's exact norm sqrt(sum over the last axis of tensor^2), float64: the row sums of
-    squares in ``tensor``'s dtype, bounded by `sum_of_squares_bound` (the sqrt's rounding: FLOAT64_MARGIN)."""
-    computed = tf.reduce_sum(tf.square(tensor), -1)
-    return tf.sqrt(sum_of_squares_bound(computed, dim_size(tensor, -1), tensor.dtype))
+    squares in float64 (exact squares of float32 and narrower values), bounded by `sum_of_squares_bound` (its
+    absolute term covers float64 underflow; the sqrt's rounding: FLOAT64_MARGIN)."""
+    computed = tf.reduce_sum(tf.square(float64(tensor)), -1)
+    return tf.sqrt(sum_of_squares_bound(computed, dim_size(tensor, -1), tf.float64))
 
 
-def squares(tensor, computed):
+def squares(tensor):
     """An upper bound (float64) on each row's exact sum of squares of ``tensor``'s values over all axes but the
-    first, from ``computed``, that sum as computed in ``tensor``'s dtype (the factor's reported squared norms):
-    `sum_of_squares_bound` with n the values per row."""
-    shape = tensor.shape[1:]
-    count = (
-        shape.num_elements() if shape.is_fully_defined() else tf.size(tensor, tf.int64) // tf.shape(tensor, tf.int64)[0]
-    )
-    return sum_of_squares_bound(computed, count, tensor.dtype)
+    first: their sum of squares in float64, bounded by `sum_of_squares_bound` with n the values per row."""
+    t = tf.reshape(float64(tensor), [tf.shape(tensor)[0], -1])
+    return sum_of_squares_bound(tf.reduce_sum(tf.square(t), 1), dim_size(t, 1), tf.float64)
 
 
 def dim_size(tensor, axis: int):
