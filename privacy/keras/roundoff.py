@@ -140,18 +140,25 @@ def dim_size(tensor, axis: int):
     return size if size is not None else tf.shape(tensor, out_type=tf.int64)[axis]
 
 
-def ghost_bound(computed, p, q, a_norms, g_norms, gamma_p: float, gamma_q: float, dtype):
-    """An upper bound on the exact sum_ts p_ts q_ts per unit, from ``computed`` = fl(sum P * Q), P = fl(p), Q = fl(q)
-    (U, T, T), where |P_ts - p_ts| <= gamma_p a_t a_s and |Q_ts - q_ts| <= gamma_q g_t g_s (``a_norms``, ``g_norms``:
-    (U, T), row norms; Cauchy-Schwarz with the dot products' gammas):
+def pair_sum(p, q):
+    """sum_ts P_ts Q_ts per unit of (U, T, T) ``p``, ``q``, in float64: each product of two float32 (or narrower)
+    values is exact there and the sum of the T^2 products rounds within float64's gamma_{T^2} (`ghost_bound`), so a
+    ghost norm has a bound at any T a float32 sum would not (float32's gamma_{T^2} is inf from T = 4096)."""
+    return tf.reduce_sum(float64(p) * float64(q), [1, 2])
+
+
+def ghost_bound(computed, p, q, a_norms, g_norms, gamma_p: float, gamma_q: float):
+    """An upper bound on the exact sum_ts p_ts q_ts per unit, from ``computed`` = `pair_sum` (P, Q), P = fl(p),
+    Q = fl(q) (U, T, T), where |P_ts - p_ts| <= gamma_p a_t a_s and |Q_ts - q_ts| <= gamma_q g_t g_s (``a_norms``,
+    ``g_norms``: (U, T), row norms; Cauchy-Schwarz with the dot products' gammas):
 
         |computed - exact| <= gamma_{T^2} sum|P Q| + gamma_p sum a_t a_s |Q| + gamma_q sum |P| g_t g_s
                               + gamma_p gamma_q S^2,  S = sum_t a_t g_t,
 
-    the first term the rounding of the T^2 products and their sum (``dtype``'s), the others PQ - pq expanded. Evaluated
+    the first term the rounding of the T^2 products and their sum (float64's), the others PQ - pq expanded. Evaluated
     in float64 (O(U T^2)): c + E (1 + FLOAT64_MARGIN) + 2^-52 |c|, whose float64 addition rounds by at most
     2^-53 (|c| + E'), so the result is at least c + E."""
-    gamma_sum = pairs_gamma(p, dtype)
+    gamma_sum = pairs_gamma(p, tf.float64)
     p, q = tf.abs(float64(p)), tf.abs(float64(q))
     aa = a_norms[:, :, None] * a_norms[:, None, :]
     gg = g_norms[:, :, None] * g_norms[:, None, :]

@@ -292,6 +292,23 @@ def case_bounds_are_upper_bounds_on_the_exact_squared_norms():
         _check_squares(tf.constant(grads.astype(np.float32)))
 
 
+def case_a_ghost_norm_over_4096_positions_has_a_finite_bound():
+    """The T^2 products of a ghost norm are summed in float64 (`roundoff.pair_sum`): in float32 gamma_{T^2} is inf
+    from T = 4096, which dropped every unit of such a layer (an Embedding over 4096 tokens, or microbatches merging
+    that many positions) on every step. Here one id repeated 4096 times with cancelling rows: the bound is finite
+    and at least the exact squared norm |sum_t g_t|^2 (Fractions)."""
+    rng = np.random.default_rng(11)
+    positions = 4096
+    g = rng.normal(size=(1, positions, 2))
+    g[:, 1::2] = -g[:, 0::2] * (1 + 1e-3 * rng.normal(size=(1, positions // 2, 2)))
+    g = g.astype(np.float32)
+    rows = factors.EmbeddingRows(tf.zeros((1, positions), tf.int32), tf.constant(g), 2)
+    bound = float(rows.squared_norm_bounds().numpy()[0])
+    column_sums = [sum((Fraction(float(v)) for v in g[0, :, e]), Fraction(0)) for e in range(2)]
+    exact = sum(c * c for c in column_sums)
+    assert np.isfinite(bound) and Fraction(bound) >= exact
+
+
 def _check_squares(values):
     """``values`` (U, ...): `PerExample`'s bound is inf only where its computed squared norm overflowed (the unit is
     dropped), else at least the exact sum of squares; the same for `roundoff.row_norms`."""
