@@ -73,7 +73,7 @@ class OuterProduct:
         self._keep = None  # set by `kept`: the units to keep, applied where the clipped sum touches the rows
         self._kept = None  # (keep, the factor `kept` made for it)
         self._sides = None  # (scale, `clipped_sides` for it)
-        self._ghost = None  # (fl(sum P Q), P = fl(A A^T)), computed once
+        self._ghost = None  # (`roundoff.pair_sum` (P, G G^T) in float64, P = fl(A A^T)), computed once
         self._norms = None  # float64 row norms (|a_t|, |g_t|), (U, T) each
 
     def output_squared_norms(self):
@@ -94,7 +94,7 @@ class OuterProduct:
         if self._use_ghost():
             if self.a.shape[1] == 1:  # one position: ||a||^2 ||g||^2
                 return tf.reduce_sum(tf.square(self.a), [1, 2]) * self.output_squared_norms()
-            return self.ghost()[0]
+            return tf.cast(self.ghost()[0], self.g.dtype)
         return tf.reduce_sum(tf.square(self.per_unit()), [1, 2])
 
     def squared_norm_bounds(self):
@@ -115,7 +115,6 @@ class OuterProduct:
             g_norms,
             roundoff.gamma(self.a.shape[2], dtype),
             roundoff.gamma(self.g.shape[2], dtype),
-            dtype,
         )
 
     def rounding(self):
@@ -124,14 +123,14 @@ class OuterProduct:
         return roundoff.sum_rounding(*self.row_norms(), self.g.dtype)
 
     def ghost(self):
-        """(fl(sum_ts P_ts (G G^T)_ts), P = fl(A A^T)) per unit, computed once."""
+        """(sum_ts P_ts (G G^T)_ts in float64 (`roundoff.pair_sum`), P = fl(A A^T)) per unit, computed once."""
         if self._ghost is None:
             p = tf.einsum("utd,usd->uts", self.a, self.a)
-            self._ghost = (tf.reduce_sum(p * self.output_gram(), [1, 2]), p)
+            self._ghost = (roundoff.pair_sum(p, self.output_gram()), p)
         return self._ghost
 
     def row_norms(self):
-        """(|a_ut|, |g_ut|) in float64, (U, T) each; computed once."""
+        """Upper bounds on (|a_ut|, |g_ut|), float64 (U, T) each (`roundoff.row_norms`); computed once."""
         if self._norms is None:
             self._norms = (roundoff.row_norms(self.a), roundoff.row_norms(self.g))
         return self._norms
@@ -242,7 +241,7 @@ class FeatureSlice:
     def __init__(self, whole: OuterProduct, start: int, stop: int, to_variable: Callable[[tf.Tensor], tf.Tensor]):
         self.whole, self.start, self.stop, self.to_variable = whole, start, stop, to_variable
         self.g = whole.g
-        self._ghost = None  # (fl(sum P_k Q), P_k = fl(A_k A_k^T), |a_kt|)
+        self._ghost = None  # (`roundoff.pair_sum` (P_k, G G^T), P_k = fl(A_k A_k^T), |a_kt|)
 
     def _with(self, whole) -> "FeatureSlice":
         return FeatureSlice(whole, self.start, self.stop, self.to_variable)
@@ -252,7 +251,7 @@ class FeatureSlice:
 
     def squared_norms(self):
         if self.whole._use_ghost():
-            return self.ghost()[0]
+            return tf.cast(self.ghost()[0], self.g.dtype)
         return tf.reduce_sum(tf.square(self.whole.per_unit()[:, self.start : self.stop]), [1, 2])
 
     def squared_norm_bounds(self):
@@ -263,7 +262,7 @@ class FeatureSlice:
         dtype = self.g.dtype
         gamma_p, gamma_q = roundoff.gamma(self.stop - self.start, dtype), roundoff.gamma(self.g.shape[2], dtype)
         g_norms = self.whole.row_norms()[1]
-        return roundoff.ghost_bound(computed, p, self.whole.output_gram(), a_norms, g_norms, gamma_p, gamma_q, dtype)
+        return roundoff.ghost_bound(computed, p, self.whole.output_gram(), a_norms, g_norms, gamma_p, gamma_q)
 
     def rounding(self):
         """The product's matmul, sliced: each of this slice's entries sums over the T positions."""
@@ -275,7 +274,7 @@ class FeatureSlice:
         if self._ghost is None:
             a = self.whole.a[..., self.start : self.stop]
             p = tf.einsum("utd,usd->uts", a, a)
-            self._ghost = (tf.reduce_sum(p * self.whole.output_gram(), [1, 2]), p, roundoff.row_norms(a))
+            self._ghost = (roundoff.pair_sum(p, self.whole.output_gram()), p, roundoff.row_norms(a))
         return self._ghost
 
     def clipped_sum(self, scale):
@@ -327,7 +326,7 @@ class EmbeddingRows:
         self.ids = tf.stop_gradient(tf.cast(ids, tf.int32))
         self.g = g
         self.vocabulary_size = vocabulary_size
-        self._computed = None  # (fl(sum P Q), P, Q = fl(G G^T))
+        self._computed = None  # (`roundoff.pair_sum` (P, Q), P, Q = fl(G G^T))
 
     def grouped(self, units) -> "EmbeddingRows":
         return EmbeddingRows(
@@ -335,13 +334,13 @@ class EmbeddingRows:
         )
 
     def squared_norms(self):
-        return self._ghost()[0]
+        return tf.cast(self._ghost()[0], self.g.dtype)
 
     def squared_norm_bounds(self):
         computed, same, gg = self._ghost()
         ones = tf.ones_like(roundoff.row_norms(self.g))
         gamma_q = roundoff.gamma(self.g.shape[2], self.g.dtype)
-        return roundoff.ghost_bound(computed, same, gg, ones, roundoff.row_norms(self.g), 0.0, gamma_q, self.g.dtype)
+        return roundoff.ghost_bound(computed, same, gg, ones, roundoff.row_norms(self.g), 0.0, gamma_q)
 
     def rounding(self):
         """The scaled rows of one id, summed: within a unit, T of them at most."""
@@ -352,7 +351,7 @@ class EmbeddingRows:
         if self._computed is None:
             same = tf.cast(tf.equal(self.ids[:, :, None], self.ids[:, None, :]), self.g.dtype)
             gg = tf.einsum("ute,use->uts", self.g, self.g)
-            self._computed = (tf.reduce_sum(same * gg, [1, 2]), same, gg)
+            self._computed = (roundoff.pair_sum(same, gg), same, gg)
         return self._computed
 
     def clipped_sum(self, scale):

@@ -24,13 +24,14 @@ divides by at least that rounding's bound / SLACK), and the noise's standard dev
 
 FLOAT64_MARGIN = 2.0**-26
 """Covers the bounds' own float64 arithmetic: sums of n non-negative terms (products of the inputs, exact in float64
-for float32 ones) round by at most gamma_{n+4} < 2^-27 relative for n < 2^25 (a ghost bound's T^2 terms, a row norm's
-d; `squares` adds its own gamma for any count); the clipping's add_n over variables, sqrt, max and division by at
-most (V + 4) 2^-53 for V < 2^25 variables. Bounds and divisors are multiplied by
-(1 + FLOAT64_MARGIN) where they are not exact (the addition of a computed norm c to its error bound is covered by a
-term 2^-52 |c| of its own: `ghost_bound`)."""
+for float32 ones) round by at most gamma_{n+4} < 2^-27 relative for n < 2^25 (a ghost bound's T^2 terms); a few
+roundings each in `sum_of_squares_bound` and `row_norms`; the clipping's add_n over variables, sqrt, max and division
+by at most (V + 4) 2^-53 for V < 2^25 variables. Bounds and divisors are multiplied by (1 + FLOAT64_MARGIN)
+where they are not exact (the addition of a computed norm c to its error bound is covered by a term
+2^-52 |c| of its own: `ghost_bound`)."""
 
 _UNIT_ROUNDOFF = {tf.float64: 2.0**-53, tf.float32: 2.0**-24, tf.float16: 2.0**-11, tf.bfloat16: 2.0**-8}
+_SMALLEST_NORMAL = {tf.float64: 2.0**-1022, tf.float32: 2.0**-126, tf.float16: 2.0**-14, tf.bfloat16: 2.0**-126}
 
 
 def unit_roundoff(dtype) -> float:
@@ -91,15 +92,9 @@ def gamma(n, dtype):
     return result if Fraction(result) >= value else float(Fraction(result) * (1 + Fraction(2) ** -52))
 
 
-def _positions(tensor):
-    """T, the size of ``tensor``'s axis 1: a Python int when static, else an int64 scalar tensor (T^2 overflows
-    int32 from T = 46341)."""
-    return tensor.shape[1] if tensor.shape[1] is not None else tf.shape(tensor, out_type=tf.int64)[1]
-
-
 def pairs_gamma(tensor, dtype):
     """gamma_{T^2} for the T^2 pairs of positions of ``tensor``'s axis 1 (its T^2 products and their sum)."""
-    positions = _positions(tensor)
+    positions = dim_size(tensor, 1)
     return gamma(positions * positions, dtype)
 
 
@@ -108,31 +103,62 @@ def float64(tensor):
     return tf.cast(tensor, tf.float64)
 
 
+def sum_of_squares_bound(computed, count, dtype):
+    """An upper bound (float64) on the exact sum of n = ``count`` squares w_i^2 from ``computed`` = fl(sum fl(w_i^2)),
+    their sum in ``dtype`` (any order, FMA, a wider accumulator: every operation at least as precise as ``dtype``'s).
+    Each of the at most 2n + 1 operations (n squares, n - 1 additions, a final cast; an FMA counts as one) returns
+    fl(x) >= (1 - u) x - tiny for its exact result x >= 0, tiny ``dtype``'s smallest normal (2^-126 for float32 and
+    bfloat16, 2^-14 for float16, 2^-1022 for float64): to nearest within u relative where x >= tiny, else at worst
+    flushed to 0 (FTZ; gradual underflow loses at most half a subnormal ulp); inf on overflow (the bound is inf: the
+    unit is dropped). Each w_i^2 passes through at most n + 1 of them, so computed >= (1 - u)^(n+1) sum w_i^2 -
+    (2n + 1) tiny, and sum w_i^2 <= (computed + (2n + 1) tiny) (1 + gamma_{n+1}) (the float64 addition and product:
+    FLOAT64_MARGIN)."""
+    dtype = tf.as_dtype(dtype)
+    absolute = tf.cast(2 * count + 1, tf.float64) * _SMALLEST_NORMAL[dtype]
+    return (float64(computed) + absolute) * (1 + gamma(count + 1, dtype)) * (1 + FLOAT64_MARGIN)
+
+
 def row_norms(tensor):
-    """sqrt(sum over the last axis of tensor^2), in float64 (relative error within FLOAT64_MARGIN's allowance)."""
-    return tf.sqrt(tf.reduce_sum(tf.square(float64(tensor)), -1))
+    """An upper bound on each row's exact norm sqrt(sum over the last axis of tensor^2), float64: the row sums of
+    squares in float64 (exact squares of float32 and narrower values), bounded by `sum_of_squares_bound` (its
+    absolute term covers float64 underflow; the sqrt's rounding: FLOAT64_MARGIN)."""
+    computed = tf.reduce_sum(tf.square(float64(tensor)), -1)
+    return tf.sqrt(sum_of_squares_bound(computed, dim_size(tensor, -1), tf.float64))
 
 
 def squares(tensor):
-    """Each row's sum of squares over all axes but the first, in float64, times (1 + gamma_{n+2}) (1 + FLOAT64_MARGIN)
-    for its n values: at least the exact sum of squares of ``tensor``'s values."""
+    """An upper bound (float64) on each row's exact sum of squares of ``tensor``'s values over all axes but the
+    first: their sum of squares in float64, bounded by `sum_of_squares_bound` with n the values per row."""
     t = tf.reshape(float64(tensor), [tf.shape(tensor)[0], -1])
-    count = t.shape[1] if t.shape[1] is not None else tf.shape(t)[1]
-    return tf.reduce_sum(tf.square(t), 1) * (1 + gamma(count + 2, tf.float64)) * (1 + FLOAT64_MARGIN)
+    return sum_of_squares_bound(tf.reduce_sum(tf.square(t), 1), dim_size(t, 1), tf.float64)
 
 
-def ghost_bound(computed, p, q, a_norms, g_norms, gamma_p: float, gamma_q: float, dtype):
-    """An upper bound on the exact sum_ts p_ts q_ts per unit, from ``computed`` = fl(sum P * Q), P = fl(p), Q = fl(q)
-    (U, T, T), where |P_ts - p_ts| <= gamma_p a_t a_s and |Q_ts - q_ts| <= gamma_q g_t g_s (``a_norms``, ``g_norms``:
-    (U, T), row norms; Cauchy-Schwarz with the dot products' gammas):
+def dim_size(tensor, axis: int):
+    """``tensor``'s size along ``axis``: the static int when known, else an int64 scalar tensor (a count's square
+    overflows int32 from 46341: `pairs_gamma`)."""
+    size = tensor.shape[axis]
+    return size if size is not None else tf.shape(tensor, out_type=tf.int64)[axis]
+
+
+def pair_sum(p, q):
+    """sum_ts P_ts Q_ts per unit of (U, T, T) ``p``, ``q``, in float64: each product of two float32 (or narrower)
+    values is exact there and the sum of the T^2 products rounds within float64's gamma_{T^2} (`ghost_bound`), so a
+    ghost norm has a bound at any T a float32 sum would not (float32's gamma_{T^2} is inf from T = 4096)."""
+    return tf.reduce_sum(float64(p) * float64(q), [1, 2])
+
+
+def ghost_bound(computed, p, q, a_norms, g_norms, gamma_p: float, gamma_q: float):
+    """An upper bound on the exact sum_ts p_ts q_ts per unit, from ``computed`` = `pair_sum` (P, Q), P = fl(p),
+    Q = fl(q) (U, T, T), where |P_ts - p_ts| <= gamma_p a_t a_s and |Q_ts - q_ts| <= gamma_q g_t g_s (``a_norms``,
+    ``g_norms``: (U, T), row norms; Cauchy-Schwarz with the dot products' gammas):
 
         |computed - exact| <= gamma_{T^2} sum|P Q| + gamma_p sum a_t a_s |Q| + gamma_q sum |P| g_t g_s
                               + gamma_p gamma_q S^2,  S = sum_t a_t g_t,
 
-    the first term the rounding of the T^2 products and their sum (``dtype``'s), the others PQ - pq expanded. Evaluated
+    the first term the rounding of the T^2 products and their sum (float64's), the others PQ - pq expanded. Evaluated
     in float64 (O(U T^2)): c + E (1 + FLOAT64_MARGIN) + 2^-52 |c|, whose float64 addition rounds by at most
     2^-53 (|c| + E'), so the result is at least c + E."""
-    gamma_sum = pairs_gamma(p, dtype)
+    gamma_sum = pairs_gamma(p, tf.float64)
     p, q = tf.abs(float64(p)), tf.abs(float64(q))
     aa = a_norms[:, :, None] * a_norms[:, None, :]
     gg = g_norms[:, :, None] * g_norms[:, None, :]
@@ -147,7 +173,7 @@ def sum_rounding(a_norms, g_norms, dtype):
     ``g_norms``: (U, T)): the scaling rounds once, the products and their sum T times, gamma_{T+1} sum_t |a_t| |g_t|
     (each entry's error is within gamma_{T+1} sum_t |a_td| |g_te|, a sum of rank-one matrices of Frobenius norms
     |a_t| |g_t|). The float32 sum over units adds its own rounding, which no unit's bound holds."""
-    return gamma(_positions(a_norms) + 1, dtype) * tf.reduce_sum(a_norms * g_norms, 1) * (1 + FLOAT64_MARGIN)
+    return gamma(dim_size(a_norms, 1) + 1, dtype) * tf.reduce_sum(a_norms * g_norms, 1) * (1 + FLOAT64_MARGIN)
 
 
 def scaling_rounding(squared_bounds, dtype):

@@ -288,10 +288,68 @@ def case_bounds_are_upper_bounds_on_the_exact_squared_norms():
         bounds = rows.squared_norm_bounds().numpy()
         for u, want in enumerate(_exact_squares(np.ones((12, 4, 1), np.float32), g)):
             assert Fraction(float(bounds[u])) >= want, (adversarial, u)
-        grads = (rng.normal(size=(12, 5, 3)) * 10 ** rng.uniform(-20, 20, (12, 1, 1))).astype(np.float32)
-        bounds = factors.PerExample(tf.constant(grads)).squared_norm_bounds().numpy()
-        for u, w in enumerate(grads):
+        grads = rng.normal(size=(12, 5, 3)) * 10 ** rng.uniform(-20, 20, (12, 1, 1))
+        _check_squares(tf.constant(grads.astype(np.float32)))
+
+
+def case_a_ghost_norm_over_4096_positions_has_a_finite_bound():
+    """The T^2 products of a ghost norm are summed in float64 (`roundoff.pair_sum`): in float32 gamma_{T^2} is inf
+    from T = 4096, which dropped every unit of such a layer (an Embedding over 4096 tokens, or microbatches merging
+    that many positions) on every step. Here one id repeated 4096 times with cancelling rows: the bound is finite
+    and at least the exact squared norm |sum_t g_t|^2 (Fractions)."""
+    rng = np.random.default_rng(11)
+    positions = 4096
+    g = rng.normal(size=(1, positions, 2))
+    g[:, 1::2] = -g[:, 0::2] * (1 + 1e-3 * rng.normal(size=(1, positions // 2, 2)))
+    g = g.astype(np.float32)
+    rows = factors.EmbeddingRows(tf.zeros((1, positions), tf.int32), tf.constant(g), 2)
+    bound = float(rows.squared_norm_bounds().numpy()[0])
+    column_sums = [sum((Fraction(float(v)) for v in g[0, :, e]), Fraction(0)) for e in range(2)]
+    exact = sum(c * c for c in column_sums)
+    assert np.isfinite(bound) and Fraction(bound) >= exact
+
+
+def _check_squares(values):
+    """``values`` (U, ...): `PerExample`'s bound is inf only where its computed squared norm overflowed (the unit is
+    dropped), else at least the exact sum of squares; the same for `roundoff.row_norms`."""
+    factor = factors.PerExample(values)
+    bounds, computed = factor.squared_norm_bounds().numpy(), factor.squared_norms().numpy()
+    exact_values = tf.cast(values, tf.float64).numpy()
+    for u, w in enumerate(exact_values):
+        assert np.isfinite(bounds[u]) or np.isinf(computed[u]), (u, bounds[u], computed[u])
+        if np.isfinite(bounds[u]):
             assert Fraction(float(bounds[u])) >= sum(Fraction(float(v)) ** 2 for v in w.ravel()), u
+    rows = roundoff.row_norms(values).numpy()
+    for index in np.ndindex(rows.shape):
+        if np.isfinite(rows[index]):
+            assert Fraction(float(rows[index])) ** 2 >= sum(Fraction(float(v)) ** 2 for v in exact_values[index]), index
+    return computed
+
+
+def case_bounds_from_computed_squares_cover_underflow_and_overflow():
+    """The bounds (`roundoff.sum_of_squares_bound` of float64 squares) hold for float16, bfloat16, float32 and
+    float64 values whose squares underflow (in float64 for float64 values: the absolute term covers the flushed
+    squares), overflow (the computed squared norm is inf: the unit is dropped) or neither, and for units mixing the
+    three."""
+    rng = np.random.default_rng(11)
+    for dtype, tiny, huge in (
+        (tf.float16, 2.0**-14, 2.0**9),
+        (tf.bfloat16, 2.0**-126, 2.0**70),
+        (tf.float32, 2.0**-126, 2.0**70),
+        (tf.float64, 2.0**-1022, 2.0**520),
+    ):
+        small = np.sqrt(tiny) * 10 ** rng.uniform(-3, -0.1, (6, 4, 5))
+        big = huge * 10 ** rng.uniform(0, 1, (6, 4, 5))
+        mixed = np.where(rng.random((6, 4, 5)) < 0.5, small, rng.normal(size=(6, 4, 5)))
+        mixed[:2, 0, 0] = big[:2, 0, 0]
+        for values in (small, big, mixed, rng.normal(size=(6, 4, 5)) * 10 ** rng.uniform(-3, 3, (6, 1, 1))):
+            signs = np.where(rng.random(values.shape) < 0.5, -1.0, 1.0)
+            cast = tf.cast(tf.constant(values * signs), dtype)
+            computed = _check_squares(cast)
+            if values is small:
+                assert (computed < 20 * tiny).all(), (dtype, computed)  # every square below the smallest normal
+            if values is big:
+                assert np.isinf(computed).all(), (dtype, computed)
 
 
 def _check_rounding(product, a, g, rng):
