@@ -514,7 +514,7 @@ def estimator_for(plan: AuditPlan, rows: int, *, fixed_size: bool) -> str:
 
 def _run_clip_and_noise(plan: AuditPlan) -> tuple[float, float]:
     """The clip norm and noise multiplier the run really uses: a fault clips at factor x C with noise
-    sigma / factor x (factor x C) (1 + 2^-10) = sigma C (1 + 2^-10) as declared (`privacy.keras.roundoff.SLACK`);
+    sigma / factor x (factor x C) (1 + 2^-10) = sigma C (1 + 2^-10) as declared (`privacy.keras.params.SLACK`);
     "no-noise" adds none."""
     factor = FAULT_CLIP_FACTORS[plan.fault]
     return plan.l2_norm_clip * factor, 0.0 if plan.fault == "no-noise" else plan.noise_multiplier / factor

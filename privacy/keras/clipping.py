@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from privacy.keras import roundoff
 from privacy.keras.factors import combined
+from privacy.keras.params import SLACK
 from privacy.keras.rounding import cast_down, rounded_down
 
 
@@ -34,7 +35,7 @@ def divisors(squared_bounds: list, roundings: list):
     """D_u (float64, (U,)) from every variable's factor's ``squared_norm_bounds`` and ``rounding``: at least both the
     exact norm of the unit's gradient and its clipped term's rounding bound / SLACK."""
     norm = tf.sqrt(tf.add_n(squared_bounds))
-    return tf.maximum(norm, tf.add_n(roundings) / float(roundoff.SLACK)) * (1 + roundoff.FLOAT64_MARGIN)
+    return tf.maximum(norm, tf.add_n(roundings) / float(SLACK)) * (1 + roundoff.FLOAT64_MARGIN)
 
 
 def clip_scale(divisor, l2_norm_clip: float, keep, dtype, multiplier: float | Fraction = 1.0):

@@ -93,7 +93,7 @@ def make_private(
       l2_norm_clip: C, the L2 bound on each example's gradient over all trainable variables. With
         ``noise_multiplier``, or neither when the model is compiled with a DPKeras*Optimizer.
       noise_multiplier: sigma; noise of std sigma * C (1 + 2^-10) is added once to the sum of clipped gradients
-        (the slack covers the clipped sum's rounding: `privacy.keras.roundoff.SLACK`).
+        (the slack covers the clipped sum's rounding: `privacy.keras.params.SLACK`).
       num_microbatches: clip M equal slices of each batch instead of examples (a microbatch moves by up to
         2C when one example joins it, so x and a replacement x' are up to 4C apart under Poisson
         replace-one; the accountant is told: `DpSgdMechanism.sensitivity`).

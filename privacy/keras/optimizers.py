@@ -16,7 +16,7 @@ under TF Privacy's older name). Two ways to train with it:
   own `train_step` and TF Privacy's custom loops call it: the loss is averaged over
   ``num_microbatches`` equal microbatches (default: one per example), each microbatch's gradient is
   clipped to L2 norm C over all variables (one whose gradient or loss is not finite contributes 0),
-  noise of std sigma C (1 + SLACK) is added once to their sum (`privacy.keras.roundoff.SLACK`), and the result is
+  noise of std sigma C (1 + SLACK) is added once to their sum (`privacy.keras.params.SLACK`), and the result is
   divided by the number of microbatches, as TF Privacy does. These steps are not accounted by ppml
   (`compute_dp_sgd_privacy` or `privacy.accounting` do it).
 
@@ -131,7 +131,7 @@ def make_dp_optimizer_class(base: type) -> type:
         "    Args:\n"
         "      l2_norm_clip: C, the L2 bound on each example's (or microbatch's) gradient.\n"
         "      noise_multiplier: sigma; the noise on the summed clipped gradients has std sigma * C (1 + SLACK),\n"
-        "        SLACK covering the clipped sum's rounding (`privacy.keras.roundoff.SLACK`).\n"
+        "        SLACK covering the clipped sum's rounding (`privacy.keras.params.SLACK`).\n"
         "      num_microbatches: clip M microbatches instead of single examples (one example can move a\n"
         "        microbatch by 2C; see `privacy.accounting.DpSgdMechanism.sensitivity`).\n"
         f"      *args, **kwargs: the arguments of {base.__name__}.\n"

@@ -7,7 +7,11 @@ from fractions import Fraction
 
 from privacy import validation
 from privacy.accounting import NOISE_MULTIPLIER_RANGE
-from privacy.keras.roundoff import SLACK
+
+SLACK = Fraction(1, 1024)
+"""Each unit's contribution to the clipped sum is at most C (1 + SLACK), its floating-point rounding included (the
+clipping divides by at least that rounding's bound / SLACK: `privacy.keras.roundoff`), and the noise's standard
+deviation is sigma C (1 + SLACK) (`DPParams.exact_noise_stddev`), so the accountant's sigma is unchanged."""
 
 
 class DPConfigurationError(ValueError):

@@ -17,10 +17,7 @@ from fractions import Fraction
 
 import tensorflow as tf
 
-SLACK = Fraction(1, 1024)
-"""Each unit's contribution to the clipped sum is at most C (1 + SLACK) (its own rounding included: the clipping
-divides by at least that rounding's bound / SLACK), and the noise's standard deviation is sigma C (1 + SLACK)
-(`DPParams.exact_noise_stddev`), so the accountant's sigma is unchanged."""
+from privacy.keras.params import DPConfigurationError
 
 FLOAT64_MARGIN = 2.0**-26
 """Covers the bounds' own float64 arithmetic: sums of n non-negative terms (products of the inputs, exact in float64
@@ -49,8 +46,6 @@ def unit_roundoff(dtype) -> float:
 def refuse_tensor_float_32():
     """Raises `DPConfigurationError` when a GPU or TPU is visible and TensorFloat-32 execution is enabled (TF's
     default; on a TPU it leaves float32 matmuls at XLA's default precision, one bfloat16 pass)."""
-    from privacy.keras.params import DPConfigurationError  # params' noise stddev reads SLACK from here
-
     accelerator = tf.config.list_physical_devices("GPU") or tf.config.list_logical_devices("TPU")
     if accelerator and tf.config.experimental.tensor_float_32_execution_enabled():
         raise DPConfigurationError(
@@ -66,8 +61,6 @@ _FPMATH_VARIABLES = ("ONEDNN_DEFAULT_FPMATH_MODE", "DNNL_DEFAULT_FPMATH_MODE", "
 def refuse_onednn_fast_math():
     """Raises `DPConfigurationError` when an environment variable sets oneDNN's floating-point math mode to anything
     but strict: float32 matmuls on the CPU may then run in bfloat16 (2^-8) or float16."""
-    from privacy.keras.params import DPConfigurationError
-
     for name in _FPMATH_VARIABLES:
         value = os.environ.get(name)
         if value is not None and value.strip().lower() != "strict":

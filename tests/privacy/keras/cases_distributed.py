@@ -54,7 +54,7 @@ def case_noise_is_added_once_for_the_global_batch():
     x = np.random.default_rng(1).normal(size=(n, 200)).astype("float32")
     model.fit(x, np.zeros((n, 200), "float32"), epochs=1, steps_per_epoch=1, verbose=0)
     update = -model.get_weights()[0].ravel()
-    std = sigma * clip * (1 + 2**-10) / expected_batch  # 2^-10: `roundoff.SLACK`
+    std = sigma * clip * (1 + 2**-10) / expected_batch  # 2^-10: `params.SLACK`
     chi2 = (update.size - 1) * np.var(update, ddof=1) / std**2
     assert 2 * min(stats.chi2.cdf(chi2, update.size - 1), stats.chi2.sf(chi2, update.size - 1)) > 1e-3, (
         update.std(),

@@ -14,13 +14,14 @@ import numpy as np
 import tensorflow as tf
 
 from privacy.keras import compat, factors, layer_rules, recording, roundoff
+from privacy.keras import params as privacy_params
 from privacy.keras.params import DPConfigurationError, DPParams
 from privacy.keras.train_step import clipped_gradient_sum
 
 K = compat.default_keras()
 L = K.layers
 CLIP = 1.0
-SLACK = Fraction(1, 1024)  # 2^-10, written out here: the stated slack, against `roundoff.SLACK`
+SLACK = Fraction(1, 1024)  # 2^-10, written out here: the stated slack, against `params.SLACK`
 CANDIDATES = 256
 
 
@@ -395,7 +396,7 @@ def case_an_overflowing_bound_drops_the_unit():
 def case_the_noise_stddev_is_sigma_c_times_one_plus_the_slack():
     """The one source of the noise's standard deviation: sigma C (1 + 2^-10) exactly, the step's then divided by B
     and rounded up (`rounding`, tested in cases_training's replay)."""
-    assert roundoff.SLACK == SLACK
+    assert privacy_params.SLACK == SLACK
     for sigma, clip in ((1.1, 1.0), (0.7, 1.1), (3.0, 0.25)):
         assert DPParams(clip, sigma).exact_noise_stddev == Fraction(sigma) * Fraction(clip) * (1 + SLACK)
 

@@ -80,7 +80,7 @@ def case_sigma0_and_huge_clip_equal_the_non_private_update():
 
 def case_noise_std_is_sigma_c_over_the_expected_batch_size():
     """Updates of a zero-gradient model are pure noise: N(0, (sigma C (1 + 2^-10) / B)^2) per coordinate, never
-    reused (2^-10: `roundoff.SLACK`).
+    reused (2^-10: `params.SLACK`).
 
     B is the expected batch size (40); the Poisson batches realised here hold other numbers of
     examples. Inputs are 0, so both 200x200 kernels get zero gradients at every step and each step's
@@ -137,7 +137,7 @@ def case_noise_std_is_sigma_c_over_the_expected_batch_size():
 def case_a_step_adds_noise_of_stddev_sigma_c_over_b_rounded_up():
     """One step of a model whose gradient is exactly 0 (zero kernel, targets 0, MSE) under SGD(1) moves the weights
     by exactly minus the noise: bit for bit the seed's N(0, 1) draws (replayed from the same seed) times the smallest
-    float32 at least sigma C (1 + 2^-10) / B (the slack covering the clipped sum's rounding, `roundoff.SLACK`), with
+    float32 at least sigma C (1 + 2^-10) / B (the slack covering the clipped sum's rounding, `params.SLACK`), with
     B = 12 and sigma C = 0.9 x 1.1, where float32(sigma C (1 + 2^-10) / B) is below it."""
     sigma, clip, batch = 0.9, 1.1, 12
     exact = Fraction(sigma) * Fraction(clip) * (1 + Fraction(1, 1024)) / batch
