@@ -117,12 +117,14 @@ def _sequence_case(layer, positions=2, features=8, seed=1):
 
 
 def _check_cancelling_records(model, x, y, inputs, outputs):
-    """The seeded search found cancellation (a record whose computed norm is below C while its exact norm, from the
-    layer's ``inputs`` side, is above it), and each chosen record alone moves the release by at most C (1 + SLACK)."""
+    """The records whose reported norm most underestimates their exact norm (from the layer's ``inputs`` side) have
+    exact norms far above C, and each alone moves the release by at most C (1 + SLACK). (Before the T^2 products were
+    summed in float64 the reported norms of such records were below C and these cases failed; now the float32 dot
+    products of A A^T and G G^T still err, but a reported norm need not fall below C, so that is not asserted.)"""
     released = _released(model, x, y, np.ones(len(x), np.float32))
     exact = _exact_norms(inputs, _output_gradients(outputs, y))
     chosen = _worst(released.norms.numpy(), exact)
-    assert released.norms.numpy()[chosen[0]] < CLIP < exact[chosen[0]]
+    assert exact[chosen[0]] > 100 * CLIP
     _check_alone(model, x, y, chosen, exact)
 
 
