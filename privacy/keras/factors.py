@@ -113,8 +113,8 @@ class OuterProduct:
             self.output_gram(),
             a_norms,
             g_norms,
-            roundoff.gamma(self.a.shape[2], dtype),
-            roundoff.gamma(self.g.shape[2], dtype),
+            roundoff.dot_error(self.a.shape[2], dtype),
+            roundoff.dot_error(self.g.shape[2], dtype),
         )
 
     def rounding(self):
@@ -260,9 +260,9 @@ class FeatureSlice:
             return roundoff.squares(self.whole.per_unit()[:, self.start : self.stop])
         computed, p, a_norms = self.ghost()
         dtype = self.g.dtype
-        gamma_p, gamma_q = roundoff.gamma(self.stop - self.start, dtype), roundoff.gamma(self.g.shape[2], dtype)
+        error_p, error_q = roundoff.dot_error(self.stop - self.start, dtype), roundoff.dot_error(self.g.shape[2], dtype)
         g_norms = self.whole.row_norms()[1]
-        return roundoff.ghost_bound(computed, p, self.whole.output_gram(), a_norms, g_norms, gamma_p, gamma_q)
+        return roundoff.ghost_bound(computed, p, self.whole.output_gram(), a_norms, g_norms, error_p, error_q)
 
     def rounding(self):
         """The product's matmul, sliced: each of this slice's entries sums over the T positions."""
@@ -339,8 +339,8 @@ class EmbeddingRows:
     def squared_norm_bounds(self):
         computed, same, gg = self._ghost()
         ones = tf.ones_like(roundoff.row_norms(self.g))
-        gamma_q = roundoff.gamma(self.g.shape[2], self.g.dtype)
-        return roundoff.ghost_bound(computed, same, gg, ones, roundoff.row_norms(self.g), 0.0, gamma_q)
+        error_q = roundoff.dot_error(self.g.shape[2], self.g.dtype)
+        return roundoff.ghost_bound(computed, same, gg, ones, roundoff.row_norms(self.g), (0.0, 0.0), error_q)
 
     def rounding(self):
         """The scaled rows of one id, summed: within a unit, T of them at most."""

@@ -140,25 +140,40 @@ def pair_sum(p, q):
     return tf.reduce_sum(float64(p) * float64(q), [1, 2])
 
 
-def ghost_bound(computed, p, q, a_norms, g_norms, gamma_p: float, gamma_q: float):
+def dot_error(length, dtype) -> tuple:
+    """(gamma, alpha) for a dot product of ``length`` terms computed in ``dtype``: its error is within
+    gamma sum|x_i y_i| + alpha, gamma = gamma_length, and alpha = 2 length tiny (1 + gamma) the underflow (each of its
+    at most 2 length operations may flush a result below the smallest normal tiny to 0, an error below tiny, later
+    magnified by at most 1 + gamma)."""
+    gamma_n = gamma(length, dtype)
+    return gamma_n, 2 * length * _SMALLEST_NORMAL[tf.as_dtype(dtype)] * (1 + gamma_n)
+
+
+def ghost_bound(computed, p, q, a_norms, g_norms, error_p: tuple, error_q: tuple):
     """An upper bound on the exact sum_ts p_ts q_ts per unit, from ``computed`` = `pair_sum` (P, Q), P = fl(p),
-    Q = fl(q) (U, T, T), where |P_ts - p_ts| <= gamma_p a_t a_s and |Q_ts - q_ts| <= gamma_q g_t g_s (``a_norms``,
-    ``g_norms``: (U, T), row norms; Cauchy-Schwarz with the dot products' gammas):
+    Q = fl(q) (U, T, T), where |P_ts - p_ts| <= e^P_ts = gamma_p a_t a_s + alpha_p (``error_p`` = (gamma_p, alpha_p):
+    the dot products' relative gamma with Cauchy-Schwarz and their underflow: `dot_error`) and likewise for Q
+    with g (``a_norms``, ``g_norms``: (U, T), row norms). Since |pq - PQ| <= e^P |Q| + |P| e^Q + e^P e^Q:
 
-        |computed - exact| <= gamma_{T^2} sum|P Q| + gamma_p sum a_t a_s |Q| + gamma_q sum |P| g_t g_s
-                              + gamma_p gamma_q S^2,  S = sum_t a_t g_t,
+        |computed - exact| <= sum_ts (gamma_{T^2} |P Q| + e^P |Q| + |P| e^Q + e^P e^Q) + 2 T^2 2^-1022,
 
-    the first term the rounding of the T^2 products and their sum (float64's), the others PQ - pq expanded. Evaluated
-    in float64 (O(U T^2)): c + E (1 + FLOAT64_MARGIN) + 2^-52 |c|, whose float64 addition rounds by at most
-    2^-53 (|c| + E'), so the result is at least c + E."""
-    gamma_sum = pairs_gamma(p, tf.float64)
+    the first and last terms the float64 rounding and underflow of the T^2 products and their sum. Evaluated in
+    float64 (O(U T^2)): the error sum of T^2 non-negative terms times (1 + gamma_{T^2 + 8}) (1 + FLOAT64_MARGIN) for
+    its own rounding, c + E + 2^-52 |c|, whose float64 addition rounds by at most 2^-53 (|c| + E'), so the result is
+    at least c + E."""
+    positions = dim_size(p, 1)
+    pairs = positions * positions
+    gamma_sum = gamma(pairs, tf.float64)
+    (gamma_p, alpha_p), (gamma_q, alpha_q) = error_p, error_q
     p, q = tf.abs(float64(p)), tf.abs(float64(q))
-    aa = a_norms[:, :, None] * a_norms[:, None, :]
-    gg = g_norms[:, :, None] * g_norms[:, None, :]
-    s = tf.reduce_sum(a_norms * g_norms, 1)
-    error = tf.reduce_sum(gamma_sum * p * q + gamma_p * aa * q + gamma_q * p * gg, [1, 2]) + gamma_p * gamma_q * s * s
+    e_p = gamma_p * a_norms[:, :, None] * a_norms[:, None, :] + alpha_p
+    e_q = gamma_q * g_norms[:, :, None] * g_norms[:, None, :] + alpha_q
+    error = tf.reduce_sum(gamma_sum * p * q + e_p * q + p * e_q + e_p * e_q, [1, 2])
+    error = (error + tf.cast(2 * pairs, tf.float64) * _SMALLEST_NORMAL[tf.float64]) * (
+        (1 + gamma(pairs + 8, tf.float64)) * (1 + FLOAT64_MARGIN)
+    )
     computed = float64(computed)
-    return computed + (error * (1 + FLOAT64_MARGIN) + 2.0**-52 * tf.abs(computed))
+    return computed + (error + 2.0**-52 * tf.abs(computed))
 
 
 def sum_rounding(a_norms, g_norms, dtype):

@@ -312,6 +312,21 @@ def case_a_ghost_norm_over_4096_positions_has_a_finite_bound():
     assert np.isfinite(bound) and Fraction(bound) >= exact
 
 
+def case_a_ghost_bound_covers_dot_products_that_underflow():
+    """P = fl(A A^T) and Q = fl(G G^T) lose products below float32's smallest normal (flushed to 0), which a relative
+    gamma does not cover: inputs 2^57 and output gradients 2^-76 over T = 256 positions of 4096 by 4096 (ghost norms)
+    make G G^T 0 while A^T G is 2^-11 in every entry, an exact squared norm of 4 (C = 1 would let it through whole
+    with a bound of 1e-3). The bound holds it (`roundoff.dot_error`'s absolute term)."""
+    positions, width = 256, 4096
+    a = tf.fill((1, positions, width), 2.0**57)
+    g = tf.fill((1, positions, width), 2.0**-76)
+    product = factors.OuterProduct(a, g, lambda m: m)
+    assert product._use_ghost()
+    exact = Fraction(width * width) * (positions * Fraction(2) ** -19) ** 2
+    assert exact == 4
+    assert Fraction(float(product.squared_norm_bounds().numpy()[0])) >= exact
+
+
 def _check_squares(values):
     """``values`` (U, ...): `PerExample`'s bound is inf only where its computed squared norm overflowed (the unit is
     dropped), else at least the exact sum of squares; the same for `roundoff.row_norms`."""
