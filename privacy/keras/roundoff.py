@@ -135,8 +135,10 @@ def dim_size(tensor, axis: int):
 
 def pair_sum(p, q):
     """sum_ts P_ts Q_ts per unit of (U, T, T) ``p``, ``q``, in float64: each product of two float32 (or narrower)
-    values is exact there and the sum of the T^2 products rounds within float64's gamma_{T^2} (`ghost_bound`), so a
-    ghost norm has a bound at any T a float32 sum would not (float32's gamma_{T^2} is inf from T = 4096)."""
+    values is exact there (float64 values' products round once) and the sum of the T^2 products rounds within
+    float64's gamma_{T^2} (`ghost_bound`), so a ghost norm's bound stays finite where a float32 sum's would not
+    (float32's gamma_{T^2} is inf from T = 4096); `ghost_bound`'s own float64 sum is covered for T^2 < 2^25
+    (FLOAT64_MARGIN)."""
     return tf.reduce_sum(float64(p) * float64(q), [1, 2])
 
 
@@ -150,7 +152,9 @@ def ghost_bound(computed, p, q, a_norms, g_norms, gamma_p: float, gamma_q: float
 
     the first term the rounding of the T^2 products and their sum (float64's), the others PQ - pq expanded. Evaluated
     in float64 (O(U T^2)): c + E (1 + FLOAT64_MARGIN) + 2^-52 |c|, whose float64 addition rounds by at most
-    2^-53 (|c| + E'), so the result is at least c + E."""
+    2^-53 (|c| + E'), so the result is at least c + E. The gammas are relative only: dot products in P or Q whose
+    products underflow (below the dtype's smallest normal; float64 values' products in `pair_sum`, too) are not
+    covered, nor T^2 >= 2^25 (FLOAT64_MARGIN's range)."""
     gamma_sum = pairs_gamma(p, tf.float64)
     p, q = tf.abs(float64(p)), tf.abs(float64(q))
     aa = a_norms[:, :, None] * a_norms[:, None, :]
