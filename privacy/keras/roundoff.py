@@ -135,8 +135,9 @@ def dim_size(tensor, axis: int):
 
 def pair_sum(p, q):
     """sum_ts P_ts Q_ts per unit of (U, T, T) ``p``, ``q``, in float64: each product of two float32 (or narrower)
-    values is exact there and the sum of the T^2 products rounds within float64's gamma_{T^2} (`ghost_bound`), so a
-    ghost norm has a bound at any T a float32 sum would not (float32's gamma_{T^2} is inf from T = 4096)."""
+    values is exact there (float64 values' products round once, and may underflow) and the sum of the T^2 products
+    rounds within float64's gamma_{T^2} (`ghost_bound` covers both), so a ghost norm's bound stays finite where a
+    float32 sum's would not (float32's gamma_{T^2} is inf from T = 4096)."""
     return tf.reduce_sum(float64(p) * float64(q), [1, 2])
 
 
