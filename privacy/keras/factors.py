@@ -327,6 +327,7 @@ class EmbeddingRows:
         self.g = g
         self.vocabulary_size = vocabulary_size
         self._computed = None  # (`roundoff.pair_sum` (P, Q), P, Q = fl(G G^T))
+        self._g_norms = None  # `roundoff.row_norms` of g, (U, T), computed once
 
     def grouped(self, units) -> "EmbeddingRows":
         return EmbeddingRows(
@@ -338,14 +339,21 @@ class EmbeddingRows:
 
     def squared_norm_bounds(self):
         computed, same, gg = self._ghost()
-        ones = tf.ones_like(roundoff.row_norms(self.g))
+        g_norms = self.g_norms()
         error_q = roundoff.dot_error(self.g.shape[2], self.g.dtype)
-        return roundoff.ghost_bound(computed, same, gg, ones, roundoff.row_norms(self.g), (0.0, 0.0), error_q)
+        return roundoff.ghost_bound(computed, same, gg, tf.ones_like(g_norms), g_norms, (0.0, 0.0), error_q)
 
     def rounding(self):
         """The scaled rows of one id, summed: within a unit, T of them at most."""
-        g_norms = roundoff.row_norms(self.g)
+        g_norms = self.g_norms()
         return roundoff.sum_rounding(tf.ones_like(g_norms), g_norms, self.g.dtype)
+
+    def g_norms(self):
+        """Upper bounds on |g_ut|, float64 (U, T) (`roundoff.row_norms`); computed once for the bound and the
+        rounding."""
+        if self._g_norms is None:
+            self._g_norms = roundoff.row_norms(self.g)
+        return self._g_norms
 
     def _ghost(self):
         if self._computed is None:
