@@ -20,6 +20,7 @@ from privacy.accounting import (
     MAX_PER_EPOCH_ROWS,
     MAX_STEPS,
     NOISE_MULTIPLIER_RANGE,
+    SLACK_TEXT,
     AccountantKind,
     Adjacency,
     DpSgdMechanism,
@@ -85,7 +86,7 @@ def _mechanism_options(*, noise: bool, length: bool):
                         high=NOISE_MULTIPLIER_RANGE[1],
                     ),
                     help="sigma: noise std on the summed clipped gradients is sigma*C (ppml's DP-SGD: "
-                    "sigma*C*(1 + 2^-10), the slack covering the clipped sum's rounding) "
+                    f"sigma*C*(1 + {SLACK_TEXT}), the slack covering the clipped sum's rounding) "
                     f"(in [{NOISE_MULTIPLIER_RANGE[0]:g}, "
                     f"{NOISE_MULTIPLIER_RANGE[1]:g}]).",
                 )
@@ -455,7 +456,7 @@ def noise(target_epsilon, as_json, accountant, delta, **options):
             click.echo(f"  {kind.value.upper():<11} {sigma:>9.4f} {eps:>9.4f}")
     click.echo(
         f"\n  {result['accountant_version']}; sigma is the noise std on the summed clipped gradients / C "
-        "(/ C (1 + 2^-10) in ppml's DP-SGD)."
+        f"(/ C (1 + {SLACK_TEXT}) in ppml's DP-SGD)."
     )
     _echo_warnings(result)
 

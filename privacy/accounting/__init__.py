@@ -17,6 +17,8 @@ from privacy.accounting.events import event_from_json, event_to_json
 from privacy.accounting.mechanism import (
     MAX_STEPS,
     NOISE_MULTIPLIER_RANGE,
+    SLACK,
+    SLACK_TEXT,
     Adjacency,
     DpSgdMechanism,
     NeighboringRelation,
@@ -44,6 +46,8 @@ __all__ = [
     "MAX_PER_EPOCH_ROWS",
     "MAX_STEPS",
     "NOISE_MULTIPLIER_RANGE",
+    "SLACK",
+    "SLACK_TEXT",
     "AccountantKind",
     "Adjacency",
     "DpSgdMechanism",

@@ -59,6 +59,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+from fractions import Fraction
 
 import dp_accounting
 from dp_accounting import dp_event
@@ -75,6 +76,14 @@ NOISE_MULTIPLIER_RANGE = (1e-3, 1e6)
 in memory; above, noise hides everything (and dp-accounting's RDP terms overflow at about 1e154)."""
 MAX_STEPS = 10**12
 """Most steps a mechanism may have: more than any training runs (a sign of mixed-up units)."""
+SLACK = Fraction(1, 1024)
+"""ppml's DP-SGD step (`privacy.keras`, which exports it as `privacy.keras.params.SLACK`): each unit's contribution to
+the clipped sum is at most C (1 + SLACK), its floating-point rounding included (the clipping divides by at least that
+rounding's bound / SLACK: `privacy.keras.roundoff`), and the noise's standard deviation is sigma C (1 + SLACK)
+(`privacy.keras.DPParams.exact_noise_stddev`), so the accountant's sigma is unchanged. Defined here, without
+TensorFlow, for the texts that state it (`SLACK_TEXT`)."""
+SLACK_TEXT = f"2^{math.log2(SLACK):g}"
+"""`SLACK` as texts write it: '2^-10'."""
 PLD_MIN_STEP_NOISE = 0.2
 """PLD is not asked to compose Poisson-sampled Gaussians of a smaller noise multiplier (relative to how far
 one example moves the sum): 0.1 took 18 s and 0.05 over a minute for 1000 steps on 2 cores."""
@@ -113,7 +122,7 @@ class DpSgdMechanism:
       dataset_size: n, the number of training examples.
       batch_size: B; for Poisson sampling the expected batch size q * n (may be fractional).
       noise_multiplier: sigma, the noise's std over each unit's bound on the summed clipped gradients: sigma * C
-        (ppml's step: sigma * C (1 + 2^-10), each unit's term within C (1 + 2^-10), `privacy.keras.roundoff`).
+        (ppml's step: sigma * C (1 + SLACK), each unit's term within C (1 + SLACK), `privacy.keras.roundoff`).
       steps: T, the number of noisy gradient steps.
       sampling: the batch sampling scheme that actually ran.
       adjacency: the neighbouring relation of the guarantee; None (the default) takes the

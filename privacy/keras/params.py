@@ -6,12 +6,7 @@ import dataclasses
 from fractions import Fraction
 
 from privacy import validation
-from privacy.accounting import NOISE_MULTIPLIER_RANGE
-
-SLACK = Fraction(1, 1024)
-"""Each unit's contribution to the clipped sum is at most C (1 + SLACK), its floating-point rounding included (the
-clipping divides by at least that rounding's bound / SLACK: `privacy.keras.roundoff`), and the noise's standard
-deviation is sigma C (1 + SLACK) (`DPParams.exact_noise_stddev`), so the accountant's sigma is unchanged."""
+from privacy.accounting import NOISE_MULTIPLIER_RANGE, SLACK  # the step's slack (defined there, without TensorFlow)
 
 
 class DPConfigurationError(ValueError):
