@@ -36,6 +36,7 @@ from typing import Any, Sequence
 
 from privacy import validation
 from privacy.accounting import (
+    SLACK_TEXT,
     Adjacency,
     DpSgdMechanism,
     NeighboringRelation,
@@ -89,17 +90,22 @@ PUBLIC_CLIENT_COUNT_NAME = "client count N"
 PUBLIC_SIZE_NAMES = (PUBLIC_DATASET_SIZE_NAME, PUBLIC_CLIENT_COUNT_NAME)
 
 
-def public_dataset_size(n: int, unit: str | None = None) -> dict[str, str]:
+def public_dataset_size(n: int, unit: str | None = None, *, adjacency: Adjacency) -> dict[str, str]:
     """The outside-the-guarantee entry every DP-SGD ledger (n training examples) and DP-FedAvg ledger (N of its
     privacy ``unit``, 'client' or 'user': the population its rounds sample) holds: the size is published and assumed
-    public. Added on read where a ledger file lacks it (`PrivacyLedger.from_dict`): the size is in every ledger."""
+    public, under either ``adjacency``. Recomputed on read (`PrivacyLedger.from_dict`): the size is in every ledger."""
     if unit is not None:
         name, size, sets = PUBLIC_CLIENT_COUNT_NAME, f"N = {n} {unit}s", f"q = {unit}s per round / N"
     else:
         name, size, sets = PUBLIC_DATASET_SIZE_NAME, f"n = {n} training examples", "q = B / n and the steps of an epoch"
+    neighbours = (
+        "add-remove neighbours differ in it"
+        if Adjacency(adjacency) is Adjacency.ADD_REMOVE
+        else "replace-one neighbours share it: the guarantee takes it as known"
+    )
     return {
         name: f"{size} is treated as public: it is in the ledger and sets the sampling probability {sets}; epsilon "
-        "does not cover it (add-remove neighbours differ in it)"
+        f"does not cover it ({neighbours})"
     }
 
 
@@ -129,17 +135,18 @@ VALIDATION_DECISIONS = "validation_decisions"
 
 
 def validation_decided(callbacks: Sequence[str] | None) -> dict[str, str]:
-    """The outside-the-guarantee entry of a DP-SGD run whose callbacks acted on validation metrics (names as
-    `privacy.keras.monitoring.validation_decisions` gives them), none for no such callback, or
+    """The outside-the-guarantee entry of a DP-SGD run whose callbacks acted on validation metrics or wrote them to
+    disk (names as `privacy.keras.monitoring.validation_decisions` gives them), none for no such callback, or
     `UNKNOWN_VALIDATION_DECISIONS` where the run did not say (None)."""
     if callbacks is None:
         return dict(UNKNOWN_VALIDATION_DECISIONS)
     if not callbacks:
         return {}
     return {
-        VALIDATION_DECISIONS_NAME: f"callbacks of the run acted, or may have acted, on validation metrics "
-        f"({', '.join(callbacks)}): the model (its steps, learning rate or kept weights) depends, or may depend, "
-        "on exact statistics of held-out records, which epsilon does not cover"
+        VALIDATION_DECISIONS_NAME: f"callbacks of the run acted, or may have acted, on validation metrics, or wrote "
+        f"them to disk ({', '.join(callbacks)}; each name says which): the model (its steps, learning rate or kept "
+        "weights), or the files written, depend, or may depend, on exact statistics of held-out records, which "
+        "epsilon does not cover"
     }
 
 
@@ -150,6 +157,44 @@ UNKNOWN_VALIDATION_DECISIONS = {
     "rate or kept weights) may depend on exact statistics of held-out records, which epsilon does not cover"
 }
 """Listed outside the guarantee of a DP-SGD ledger written, or read back, without its run's validation decisions."""
+
+
+FLOAT_SUM_NAME = "rounding of the sum across clipping units"
+
+
+def float_sum(dtype: str) -> dict[str, str]:
+    """The outside-the-guarantee entry of a DP-SGD run whose step sums the clipped gradients in ``dtype`` (a text:
+    'float32', or one saying the ledger does not tell): README's floating-point section, where it is measured."""
+    return {
+        FLOAT_SUM_NAME: f"the step sums the clipping units' clipped gradients in {dtype}, each addition rounded "
+        "relative to the running sum of the others' terms, so removing a unit can also move the others' rounding: "
+        f"the clip's C (1 + {SLACK_TEXT}) bounds each unit's own terms, not that (worst case of order 2^-24 T U^2 C "
+        f"for U units of T positions, beyond the {SLACK_TEXT} slack for large batches; measured: at most "
+        "C (1 + 1.1e-5) with 256 adversarial records among 512); ppml does not bound it"
+    }
+
+
+FLOATING_POINT_NOISE = {
+    "floating-point noise": "the accountant assumes real-valued Gaussian noise; ppml draws it in floating point "
+    "(Box-Muller on Philox words) and adds it to the float sum: the cut-off of the draws' radius is accounted "
+    "(noise_cutoff), their rounding and finite resolution and the rounding of the noisy sum are not, and the "
+    "low-order bits of a noisy value can depend on the sum beneath (Mironov 2012); the noise is not hardened "
+    "against this (no snapping)"
+}
+"""Listed outside the guarantee of every DP-SGD ledger (README: not hardened against floating-point attacks)."""
+
+
+def floating_point(parameters: dict[str, Any]) -> dict[str, str]:
+    """The floating-point entries outside the guarantee of the DP-SGD ledger with ``parameters``: the noise's
+    (`FLOATING_POINT_NOISE`) and, unless its noise draws (``parameters['noise_cutoff']``, cut at float64's radius)
+    show a float64 step, the float32 sum's across units (`float_sum`). A private step runs in float32 or float64."""
+    stored = parameters.get("noise_cutoff")
+    if stored is None:
+        entry = float_sum("float32 (unless the model is float64: this ledger records no noise draws to tell)")
+    else:
+        float64 = isinstance(stored, dict) and stored.get("radius") == sampler_radius("float64")
+        entry = {} if float64 else float_sum("float32")
+    return {**entry, **FLOATING_POINT_NOISE}
 
 
 UNKNOWN_NOISE_CUTOFF = {
@@ -277,9 +322,10 @@ class PrivacyLedger:
           noise_draws: what the sampler that drew the noise drew (cut-off radius, Box-Muller pairs per step;
             `privacy.keras.PrivateTraining.noise.draws`), recorded as ``parameters['noise_cutoff']``: the delta it
             adds is part of `delta` (`cutoff_delta`). Without it the cut-off is listed outside the guarantee.
-          validation_decisions: the run's callbacks that acted, or may have acted, on validation metrics
-            (`privacy.keras.PrivateTraining.validation_decisions`), recorded as ``parameters['validation_decisions']``
-            and listed outside the guarantee (`validation_decided`); None (not reported) lists them as unknown.
+          validation_decisions: the run's callbacks that acted, or may have acted, on validation metrics, or wrote
+            them to disk (`privacy.keras.PrivateTraining.validation_decisions`), recorded as
+            ``parameters['validation_decisions']`` and listed outside the guarantee (`validation_decided`); None (not
+            reported) lists them as unknown.
 
         Raises:
           LedgerError: if ``budget`` does not account exactly the run ``mechanism`` describes, or the count of
@@ -304,7 +350,8 @@ class PrivacyLedger:
             outside_guarantee = {**outside_guarantee, **UNKNOWN_NOISE_CUTOFF}
         else:
             parameters["noise_cutoff"] = noise_draws.to_dict()
-        parameters["outside_guarantee"] = {**public_dataset_size(mechanism.dataset_size), **(outside_guarantee or {})}
+        size = public_dataset_size(mechanism.dataset_size, adjacency=mechanism.adjacency)
+        parameters["outside_guarantee"] = {**size, **floating_point(parameters), **(outside_guarantee or {})}
         ledger = cls(
             budget=budget,
             mechanism=DP_SGD,
@@ -652,7 +699,9 @@ def _callback_names(decisions) -> list[str] | None:
 
 def _listed_by_every(ledger: PrivacyLedger) -> dict[str, str]:
     """The ``outside_guarantee`` of a DP-SGD or DP-FedAvg ledger read back, with what every such ledger lists added
-    where the file lacks it (written before it was listed, or edited): the public size n or N; the noise cut-off
+    where the file lacks it (written before it was listed, or edited): the public size n or N (recomputed: a file's
+    older wording named add-remove neighbours under replace-one too); a DP-SGD run's floating-point caveats
+    (`floating_point`: they held for runs before they were listed); the noise cut-off
     when the file has no noise draws (before the cut-off was accounted, when DP-SGD's float32 noise was cut at 7.99
     stds; or since, by a run that did not give them); a DP-SGD run's validation decisions, unknown where the file
     does not record them. LedgerError where that record, or ``outside_guarantee``, is malformed."""
@@ -660,12 +709,18 @@ def _listed_by_every(ledger: PrivacyLedger) -> dict[str, str]:
     if not (isinstance(outside, dict) and all(isinstance(v, str) for v in outside.values())):
         raise LedgerError(f"outside_guarantee must map names to reasons, not {outside!r:.80}")
     dp_sgd = ledger.mechanism == DP_SGD
-    size = public_dataset_size(ledger.parameters["dataset_size"], None if dp_sgd else ledger.privacy_unit)
+    size = public_dataset_size(
+        ledger.parameters["dataset_size"],
+        None if dp_sgd else ledger.privacy_unit,
+        adjacency=ledger.accounted_mechanism().adjacency,
+    )
     decisions = _callback_names(ledger.parameters.get(VALIDATION_DECISIONS))
     listed = {
         **size,
+        **(floating_point(ledger.parameters) if dp_sgd else {}),
         **(validation_decided(decisions) if dp_sgd else {}),
-        **outside,  # the file's own wording where it has one
+        **outside,  # the file's own wording where it has one,
+        **size,  # but for the size's, recomputed (written before it named replace-one neighbours' relation)
     }
     return {**listed, **UNKNOWN_NOISE_CUTOFF} if ledger.parameters.get("noise_cutoff") is None else listed
 

@@ -240,7 +240,8 @@ def test_under_dp_metrics_of_held_out_rows_are_labelled_outside_the_guarantee(tm
     history = _history(result)
     assert history["config"]["outside_guarantee"] == {} and "not DP" not in result.output
     ledger = json.loads((tmp_path / "run" / "privacy_ledger.json").read_text())
-    listed = {**public_dataset_size(10, "client"), **SEPARATE_RUNS}  # what every DP-FedAvg ledger lists
+    n = public_dataset_size(10, "client", adjacency=ledger["parameters"]["adjacency"])
+    listed = {**n, **SEPARATE_RUNS}  # what every DP-FedAvg ledger lists
     assert ledger["parameters"]["outside_guarantee"] == listed and ledger["parameters"]["dataset_size"] == 10
     assert "N = 10 clients, treated as public)" in result.stderr  # where the run prints N
     assert History.from_dict(history).axis_labels()[0] == "evaluation accuracy"

@@ -265,9 +265,10 @@ def test_the_ledger_lists_the_inferred_spec_and_separate_runs_outside_the_guaran
 
     inferred, runs = "feature spec inferred from the data", "separate runs on the same data"
     n = privacy_ledger.PUBLIC_DATASET_SIZE_NAME  # every DP-SGD ledger's
-    assert set(outside()) == {inferred, runs, n} and "serving signature" in outside()[inferred]
+    floating = {privacy_ledger.FLOAT_SUM_NAME, *privacy_ledger.FLOATING_POINT_NOISE}  # every float32 DP-SGD ledger's
+    assert set(outside()) == {inferred, runs, n, *floating} and "serving signature" in outside()[inferred]
     assert "epsilons add up" in outside()[runs] and outside()[n].startswith("n = 400 training examples")
-    assert set(outside(public_schema=True)) == {runs, n}
+    assert set(outside(public_schema=True)) == {runs, n, *floating}
     with pytest.raises(InvalidPrivacySetting, match="public_schema"):
         DpTrainingConfig.from_custom_config({**GOOD, "public_schema": "yes"})
     schema = tmp_path / "schema.pbtxt"
@@ -280,7 +281,14 @@ def test_the_ledger_lists_the_inferred_spec_and_separate_runs_outside_the_guaran
     ledger = DpTrainingConfig.from_custom_config(GOOD).plan(dataset_size=400).ledger()  # no noise pairs given
     report = PipelineReport("p", "r", {}, "uri", 1, {}, ledger, None, None, None)
     decisions = privacy_ledger.VALIDATION_DECISIONS_NAME  # nor its validation decisions
-    assert set(report.to_dict()["privacy"]["outside_guarantee"]) == {inferred, runs, "noise cut-off", n, decisions}
+    assert set(report.to_dict()["privacy"]["outside_guarantee"]) == {
+        inferred,
+        runs,
+        "noise cut-off",
+        n,
+        decisions,
+        *floating,
+    }
     assert any(line.startswith(f"  outside the guarantee: {inferred}: ") for line in report.format_text().splitlines())
 
 

@@ -922,7 +922,7 @@ def test_a_ledger_with_a_push_decision_lists_a_clients_held_out_records_beyond_k
         )
         listed[name] = ledger.parameters["outside_guarantee"]
         assert (ledger.decision is not None) == (name == "with")
-    n = public_dataset_size(10, "client")  # every DP-FedAvg ledger's
+    n = public_dataset_size(10, "client", adjacency=m.adjacency)  # every DP-FedAvg ledger's
     assert listed["with"] == {**n, **SEPARATE_RUNS, **DECISION_CAVEAT, "evaluation": "held-out accuracy", **UNKNOWN}
     assert listed["without"] == {**n, **SEPARATE_RUNS, "evaluation": "held-out accuracy", **UNKNOWN}
 

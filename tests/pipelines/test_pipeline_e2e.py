@@ -21,6 +21,7 @@ from dp_accounting import dp_event
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from pipelines import privacy_ledger
 from pipelines.cli.accounting import epsilon as epsilon_command
 from pipelines.transform.artifact import NO_COVERAGE_RECORD, records_in_saved_model
 from privacy.accounting import DpSgdMechanism, calibrate_noise_multiplier, default_delta, noise_cutoff
@@ -635,8 +636,9 @@ def test_the_privacy_audit_blesses_an_honest_run_and_refuses_a_broken_claim(audi
 
 def test_the_pushed_model_holds_no_training_metric_state_and_the_root_is_owner_only(private_run):
     """Read back from the pushed SavedModel's checkpoint: Keras' loss and accuracy accumulators are zero (the
-    exact training-loss sum and example count were there before); its ledger lists the inferred feature spec and
-    the composition of separate runs outside the guarantee; nothing under the root is open to group or others."""
+    exact training-loss sum and example count were there before); its ledger lists the inferred feature spec, the
+    composition of separate runs and the float32 step's floating-point caveats outside the guarantee; nothing under
+    the root is open to group or others."""
     import numpy as np
     import tensorflow as tf
 
@@ -646,7 +648,8 @@ def test_the_pushed_model_holds_no_training_metric_state_and_the_root_is_owner_o
     assert len(metrics) == 4 and not any(np.any(value) for value in metrics.values()), metrics
     with open(os.path.join(pushed, "assets.extra", "privacy_ledger.json")) as f:
         outside = json.load(f)["parameters"]["outside_guarantee"]
-    assert set(outside) == {"feature spec inferred from the data", "separate runs on the same data", "dataset size n"}
+    listed = {"feature spec inferred from the data", "separate runs on the same data", "dataset size n"}
+    assert set(outside) == {*listed, privacy_ledger.FLOAT_SUM_NAME, *privacy_ledger.FLOATING_POINT_NOISE}  # float32
     root = str(private_run.root)
     assert os.stat(root).st_mode & 0o777 == 0o700
     open_to_others = [

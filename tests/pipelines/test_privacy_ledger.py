@@ -60,7 +60,13 @@ def test_to_dict_shares_no_state_with_the_ledger():
     data["parameters"]["outside_guarantee"]["x"] = "edited"
     data["trainer"]["libs"]["tf"] = "edited"
     again = ledger.to_dict()
-    assert again["parameters"]["outside_guarantee"] == {**pl.public_dataset_size(MECHANISM.dataset_size), "x": "why"}
+    size = pl.public_dataset_size(MECHANISM.dataset_size, adjacency=MECHANISM.adjacency)
+    assert again["parameters"]["outside_guarantee"] == {
+        **size,
+        **pl.float_sum("float32"),
+        **pl.FLOATING_POINT_NOISE,
+        "x": "why",
+    }
     assert again["trainer"] == {"libs": {"tf": "2"}}
 
 
@@ -462,8 +468,12 @@ def test_a_ledger_written_before_the_cutoff_was_accounted_lists_it_outside_the_g
     data["parameters"]["outside_guarantee"].pop("noise cut-off")
     data["parameters"].pop("outside_guarantee")
     old = pl.PrivacyLedger.from_dict(data)
-    size = pl.public_dataset_size(MECHANISM.dataset_size)  # listed, as the validation decisions, on read as well
-    listed = {**size, **pl.UNKNOWN_VALIDATION_DECISIONS, **pl.UNKNOWN_NOISE_CUTOFF}
+    size = pl.public_dataset_size(
+        MECHANISM.dataset_size, adjacency=MECHANISM.adjacency
+    )  # listed, as the validation decisions, on read as well
+    unknown_dtype = pl.float_sum("float32 (unless the model is float64: this ledger records no noise draws to tell)")
+    listed = {**size, **unknown_dtype, **pl.FLOATING_POINT_NOISE, **pl.UNKNOWN_VALIDATION_DECISIONS}
+    listed.update(pl.UNKNOWN_NOISE_CUTOFF)
     assert old.delta == 1e-3 and old.parameters["outside_guarantee"] == listed
 
 
@@ -479,7 +489,8 @@ def test_a_dp_sgd_ledger_that_does_not_record_its_validation_decisions_reads_bac
     for old_absent in (name, pl.PUBLIC_DATASET_SIZE_NAME):
         data["parameters"]["outside_guarantee"].pop(old_absent, None)
     old = pl.PrivacyLedger.from_dict(json.loads(json.dumps(data))).parameters["outside_guarantee"]
-    assert old == {**pl.public_dataset_size(MECHANISM.dataset_size), **pl.UNKNOWN_VALIDATION_DECISIONS}
+    size = pl.public_dataset_size(MECHANISM.dataset_size, adjacency=MECHANISM.adjacency)
+    assert old == {**size, **pl.float_sum("float32"), **pl.FLOATING_POINT_NOISE, **pl.UNKNOWN_VALIDATION_DECISIONS}
     assert "or a ledger file written before ppml recorded them" in old[name]  # what it names as the cause
     none = pl.PrivacyLedger.for_dp_sgd(
         MECHANISM, l2_norm_clip=1.5, delta=1e-3, noise_draws=NoiseDraws(9.42, 100), validation_decisions=[]
@@ -548,3 +559,75 @@ def test_every_dp_sgd_ledger_lists_n_as_public_outside_the_guarantee():
         why = ledger.to_dict()["parameters"]["outside_guarantee"][pl.PUBLIC_DATASET_SIZE_NAME]
         assert why.startswith(f"n = {MECHANISM.dataset_size} training examples is treated as public")
         assert "epsilon does not cover it" in why
+
+
+def test_the_public_size_entry_names_the_ledgers_own_adjacency_and_an_old_wording_is_recomputed():
+    """Add-remove neighbours differ in n, replace-one neighbours share it: each ledger's size entry says which, and a
+    replace-one file written with the add-remove wording reads back with its own."""
+    name = pl.PUBLIC_DATASET_SIZE_NAME
+    draws = NoiseDraws(9.42, 100)
+    add_remove = pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.0, delta=1e-3, noise_draws=draws)
+    fixed = MECHANISM.replace(sampling="fixed", adjacency="replace-one")
+    replace_one = pl.PrivacyLedger.for_dp_sgd(fixed, l2_norm_clip=1.0, delta=1e-3, noise_draws=draws)
+    texts = {
+        kind: ledger.parameters["outside_guarantee"][name]
+        for kind, ledger in (("add-remove", add_remove), ("replace-one", replace_one))
+    }
+    assert texts["add-remove"].endswith("(add-remove neighbours differ in it)")
+    assert texts["replace-one"].endswith("(replace-one neighbours share it: the guarantee takes it as known)")
+    assert all(text.startswith("n = 389 training examples is treated as public") for text in texts.values())
+    old = replace_one.to_dict()
+    old["parameters"]["outside_guarantee"][name] = texts["add-remove"]  # the wording before the relation was named
+    again = pl.PrivacyLedger.from_dict(json.loads(json.dumps(old))).parameters["outside_guarantee"]
+    assert again[name] == texts["replace-one"] and list(again)[0] == name
+    assert pl.PrivacyLedger.from_dict(add_remove.to_dict()).parameters["outside_guarantee"][name] == texts["add-remove"]
+
+
+def test_floating_point_caveats_are_listed_and_the_float_sum_only_for_a_step_that_is_not_float64():
+    """Every DP-SGD ledger lists the floating-point noise (Mironov 2012) outside the guarantee; the float32 sum across
+    clipping units only where the step was not float64 (its noise draws, cut at float64's radius, show a float64
+    step) or where the ledger cannot tell; a ledger file written before they were listed reads back with them."""
+    from privacy.accounting import SLACK_TEXT
+    from privacy.accounting.noise_cutoff import sampler_radius
+
+    def outside(draws):
+        return pl.PrivacyLedger.for_dp_sgd(
+            MECHANISM, l2_norm_clip=1.0, delta=1e-3, noise_draws=draws, validation_decisions=[]
+        ).to_dict()
+
+    f32, f64 = outside(NoiseDraws(sampler_radius("float32"), 100)), outside(NoiseDraws(sampler_radius("float64"), 100))
+    unknown = outside(None)
+    noise = pl.FLOATING_POINT_NOISE
+    listed = {
+        name: data["parameters"]["outside_guarantee"] for name, data in (("32", f32), ("64", f64), ("?", unknown))
+    }
+    assert listed["32"].items() >= {**noise, **pl.float_sum("float32")}.items()
+    assert listed["64"].items() >= noise.items() and pl.FLOAT_SUM_NAME not in listed["64"]
+    assert listed["?"][pl.FLOAT_SUM_NAME].startswith("the step sums the clipping units' clipped gradients in float32 (")
+    assert "this ledger records no noise draws to tell" in listed["?"][pl.FLOAT_SUM_NAME]
+    text = listed["32"][pl.FLOAT_SUM_NAME]
+    assert f"C (1 + {SLACK_TEXT})" in text and "2^-24 T U^2 C" in text and "C (1 + 1.1e-5)" in text
+    assert "Mironov 2012" in noise["floating-point noise"] and "not hardened" in noise["floating-point noise"]
+    for data, expected in ((f32, listed["32"]), (f64, listed["64"]), (unknown, listed["?"])):
+        old = json.loads(json.dumps(data))
+        for name in (pl.FLOAT_SUM_NAME, "floating-point noise"):
+            old["parameters"]["outside_guarantee"].pop(name, None)  # a file written before they were listed
+        again = pl.PrivacyLedger.from_dict(old).parameters["outside_guarantee"]
+        assert again == expected
+
+
+def test_callbacks_that_wrote_validation_metrics_to_disk_are_listed_with_the_files_as_uncovered():
+    """The names `privacy.keras.monitoring.validation_decisions` gives a writer (TensorBoard, CSVLogger, a checkpoint
+    with val_loss in its file names) are listed with the files they wrote as not covered, beside a decision."""
+    names = [
+        "CSVLogger (writes validation metrics to disk)",
+        "ModelCheckpoint (writes validation metrics to disk: val_loss in its file names)",
+        "EarlyStopping(monitor='val_loss')",
+    ]
+    ledger = pl.PrivacyLedger.for_dp_sgd(
+        MECHANISM, l2_norm_clip=1.0, delta=1e-3, noise_draws=NoiseDraws(9.42, 100), validation_decisions=names
+    )
+    reason = pl.PrivacyLedger.from_dict(ledger.to_dict()).parameters["outside_guarantee"][pl.VALIDATION_DECISIONS_NAME]
+    assert f"({', '.join(names)}; each name says which)" in reason
+    assert "or wrote them to disk" in reason and "or the files written, depend" in reason
+    assert reason.endswith("exact statistics of held-out records, which epsilon does not cover")

@@ -135,6 +135,8 @@ def test_the_count_of_cut_batches_is_listed_outside_the_guarantee_and_never_call
     listed = {
         pl.CUT_BATCHES_NAME,
         pl.PUBLIC_DATASET_SIZE_NAME,
+        pl.FLOAT_SUM_NAME,  # float32 or unknown: the ledger was given no noise draws
+        *pl.FLOATING_POINT_NOISE,
         *pl.SEPARATE_RUNS,
         *pl.INFERRED_SPEC,
         *pl.UNKNOWN_NOISE_CUTOFF,  # the ledger was given neither noise draws

@@ -1102,7 +1102,7 @@ class FederatedTrainingPlan:
             "noise": "seeded" if c.seeded_noise else "csprng",
             "record_level": self.record_level(rounds),
             "outside_guarantee": {
-                **privacy_ledger.public_dataset_size(self.num_clients, c.privacy_unit),
+                **privacy_ledger.public_dataset_size(self.num_clients, c.privacy_unit, adjacency=mechanism.adjacency),
                 **privacy_ledger.SEPARATE_RUNS,
                 **(DECISION_CAVEAT if self.decision is not None else {}),
                 **(outside_guarantee or {}),
