@@ -10,10 +10,15 @@ message (`training_metric_problems`). ``epsilon`` (a function of public hyperpar
 do validation metrics (``val_*``), computed on held-out data, whose records epsilon does not cover: the known
 deciding callbacks that act on them are named (`validation_decisions`) for the ledger to list, and so is, when
 the fit has validation data, every callback ppml does not know to leave them alone (`PASSIVE_CALLBACKS`, ppml's
-own): a user's callback reading ``val_*`` may act on them.
+own): a user's callback reading ``val_*`` may act on them; and every known one that writes them to disk
+(`WRITERS`, a ModelCheckpoint whose file names hold one): files beside the run then hold exact statistics of held-out
+records. History (kept in memory, returned by ``fit``) and the progress bar (printed to the run's output) write no
+file: they are not named, though the values they show are the same exact statistics (README says so).
 """
 
 from __future__ import annotations
+
+import string
 
 DECIDING_CALLBACKS = ("EarlyStopping", "ReduceLROnPlateau", "ModelCheckpoint")
 """Keras callbacks that act on the metric they ``monitor`` (ModelCheckpoint only with ``save_best_only``)."""
@@ -29,6 +34,10 @@ PASSIVE_CALLBACKS = (
 logs, or read the training loss only (removed from the logs: TerminateOnNaN). Known only as these exact Keras
 classes, not as subclasses, nor as instances whose ``on_*`` hooks were replaced; one that runs user code
 (LambdaCallback, LearningRateScheduler's schedule, which may read ``model.history``) is not known."""
+WRITERS = ("TensorBoard", "CSVLogger")
+"""Known Keras callbacks that write every entry of the logs, the validation metrics included, to disk (event files,
+a CSV file)."""
+WRITES = "writes validation metrics to disk"
 KERAS_PACKAGES = ("keras", "tf_keras", "tensorflow")
 OWN_MODULE = "privacy.keras.callback"
 """Where ppml's own callbacks are defined (`PrivacyBudgetCallback`, the state guard): they act on epsilon only."""
@@ -63,18 +72,34 @@ def _known(cb) -> bool:
     return keras or cls.__module__ == OWN_MODULE
 
 
+def _filename_metrics(cb) -> list[str]:
+    """The validation metrics a known ModelCheckpoint formats into its file names (``{val_loss:.2f}``, say)."""
+    if type(cb).__name__ != "ModelCheckpoint":
+        return []
+    fields = [field for _, field, _, _ in string.Formatter().parse(str(getattr(cb, "filepath", "")))]
+    return sorted({f for f in fields if f and f.startswith("val_")})
+
+
 def validation_decisions(callbacks, *, validation: bool) -> list[str]:
-    """The callbacks among ``callbacks`` that act, or may act, on a validation metric: the known deciding ones on
-    a ``val_*`` metric, as 'Class(monitor=...)'; and, when the fit has validation data (``validation``), every
-    callback ppml does not know (`_known`), as 'Class (may act on validation metrics)'. The model (its steps,
-    learning rate or kept weights) then depends, or may depend, on held-out records epsilon does not cover."""
+    """The callbacks among ``callbacks`` that act, or may act, on a validation metric, or write one to disk: the
+    known deciding ones on a ``val_*`` metric, as 'Class(monitor=...)'; and, when the fit has validation data
+    (``validation``), every callback ppml does not know (`_known`), as 'Class (may act on validation metrics)', and
+    every known one that writes them (`WRITERS`; a ModelCheckpoint with one in its file names) as 'Class (writes
+    validation metrics to disk...)'. The model (its steps, learning rate or kept weights), or those files, then
+    depend, or may depend, on held-out records epsilon does not cover."""
     named = []
     for cb in callbacks:
-        monitor = _monitor(cb)
+        monitor, name = _monitor(cb), type(cb).__name__
         if monitor is not None and monitor.startswith("val_"):
-            named.append(f"{type(cb).__name__}(monitor={monitor!r})")
+            named.append(f"{name}(monitor={monitor!r})")
         elif validation and not _known(cb):
-            named.append(f"{type(cb).__name__} (may act on validation metrics)")
+            named.append(f"{name} (may act on validation metrics)")
+        if not (validation and _known(cb)):
+            continue
+        if name in WRITERS:
+            named.append(f"{name} ({WRITES})")
+        elif _filename_metrics(cb):
+            named.append(f"{name} ({WRITES}: {', '.join(_filename_metrics(cb))} in its file names)")
     return named
 
 

@@ -249,9 +249,10 @@ class PrivateTraining:
         ]
 
     def note_validation_decisions(self, decisions) -> None:
-        """Adds the deciding callbacks on validation metrics a `fit` runs with (`monitoring.validation_decisions`)
-        to `validation_decisions`: every fit's, a resumed run's saved ones included, each named once. They are
-        outside the guarantee (the ledger lists them): the model depends on held-out records through them. Unknown
+        """Adds the callbacks a `fit` runs with that decide on validation metrics or write them to disk
+        (`monitoring.validation_decisions`) to `validation_decisions`: every fit's, a resumed run's saved ones
+        included, each named once. They are outside the guarantee (the ledger lists them): the model, or the files
+        written, depend on held-out records through them. Unknown
         ones (None: resumed from a state saved before they were kept) stay unknown."""
         if self.validation_decisions is not None:
             self.validation_decisions += [d for d in decisions if d not in self.validation_decisions]

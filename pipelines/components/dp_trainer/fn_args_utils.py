@@ -108,8 +108,9 @@ def write_run_ledger(
         `privacy.keras.PrivateTraining.noise.draws`: the ledger's delta then includes what the cut-off adds; without
         it the cut-off is listed outside the guarantee.
       validation_decisions: `privacy.keras.PrivateTraining.validation_decisions`, the run's callbacks that acted on
-        validation metrics (`privacy.keras.monitoring.validation_decisions`): listed outside the guarantee; without
-        it (None: not reported) the ledger lists that it is unknown whether callbacks acted on them.
+        validation metrics or wrote them to disk (`privacy.keras.monitoring.validation_decisions`): listed outside
+        the guarantee; without it (None: not reported) the ledger lists that it is unknown whether callbacks acted
+        on them.
     """
     ledger = plan.ledger(
         steps_taken=steps_taken,

@@ -400,7 +400,7 @@ class DpTrainingPlan:
           budget: the budget the training callback composed, checked against the plan.
           truncated_batches: under truncated Poisson sampling, how many batches the sampler cut (required then).
           noise_draws: what the noise sampler drew (cut-off radius, pairs per step), whose delta the ledger adds.
-          validation_decisions: the run's callbacks that acted on validation metrics
+          validation_decisions: the run's callbacks that acted on validation metrics or wrote them to disk
             (`privacy.keras.PrivateTraining.validation_decisions`), listed outside the guarantee
             (`privacy_ledger.validation_decided`); None (not reported) lists them as unknown.
         """

@@ -125,7 +125,8 @@ def case_callbacks_ppml_does_not_know_are_listed_as_ones_that_may_act_on_validat
     """With validation data, a user's callback (here one that stops on val_loss, which Keras' own would have named),
     a subclass of a passive Keras callback, or one running user code (LambdaCallback, LearningRateScheduler) may act
     on val_* metrics: each is listed, by class.
-    The passive Keras callbacks and ppml's own are not; without validation data there are no val_* to act on."""
+    The passive Keras callbacks that write no file and ppml's own are not; without validation data there are no val_*
+    to act on."""
 
     class StopOnValLoss(K.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -142,11 +143,9 @@ def case_callbacks_ppml_does_not_know_are_listed_as_ones_that_may_act_on_validat
     may = "(may act on validation metrics)"
     expected = [f"StopOnValLoss {may}", f"MyLogger {may}", f"LambdaCallback {may}", f"LearningRateScheduler {may}"]
     assert private_training(history.model).validation_decisions == expected
-    log = os.path.join(tempfile.mkdtemp(), "log.csv")
     passive = (
         K.callbacks.TerminateOnNaN(),
-        K.callbacks.CSVLogger(log),
-        K.callbacks.TensorBoard(os.path.join(tempfile.mkdtemp(), "tb")),
+        K.callbacks.ProgbarLogger(),  # prints the logs, writes no file
         K.callbacks.ModelCheckpoint(os.path.join(tempfile.mkdtemp(), "m.weights.h5"), save_weights_only=True),
         PrivacyBudgetCallback(),
     )
@@ -158,6 +157,43 @@ def case_callbacks_ppml_does_not_know_are_listed_as_ones_that_may_act_on_validat
     wrapped = private_training(_fit(StopOnValLoss(), wrapped=True).model).validation_decisions
     assert wrapped == [f"StopOnValLoss {may}"]  # named from inside a CallbackList too
     assert private_training(_fit(StopOnValLoss(), validation=False).model).validation_decisions == []
+
+
+def case_callbacks_that_write_validation_metrics_to_disk_are_named():
+    """With validation data, TensorBoard, CSVLogger and a ModelCheckpoint whose file names hold a validation metric
+    write exact held-out statistics to disk (read back here): each is named for the ledger, a checkpoint that
+    also keeps the best on val_loss as both; without validation data they write none and none is named."""
+    folder = tempfile.mkdtemp()
+    csv, board = os.path.join(folder, "log.csv"), os.path.join(folder, "tb")
+    named = os.path.join(folder, "m-{epoch}-{val_loss:.6f}.weights.h5")
+    best = os.path.join(folder, "best-{val_loss:.6f}.weights.h5")
+    callbacks = (
+        K.callbacks.CSVLogger(csv),
+        K.callbacks.TensorBoard(board),
+        K.callbacks.ModelCheckpoint(named, save_weights_only=True),
+        K.callbacks.ModelCheckpoint(best, save_weights_only=True, save_best_only=True, monitor="val_loss"),
+    )
+    history = _fit(*callbacks)
+    writes = "(writes validation metrics to disk"
+    assert private_training(history.model).validation_decisions == [
+        f"CSVLogger {writes})",
+        f"TensorBoard {writes})",
+        f"ModelCheckpoint {writes}: val_loss in its file names)",
+        "ModelCheckpoint(monitor='val_loss')",
+        f"ModelCheckpoint {writes}: val_loss in its file names)",
+    ]
+    val_loss = history.history["val_loss"]
+    with open(csv) as f:
+        rows = [line.strip().split(",") for line in f]
+    column = rows[0].index("val_loss")
+    assert len(rows) == 3 and np.allclose([float(row[column]) for row in rows[1:]], val_loss, rtol=1e-6, atol=0)
+    files = sorted(name for name in os.listdir(folder) if name.startswith("m-"))
+    assert files == [f"m-{epoch}-{loss:.6f}.weights.h5" for epoch, loss in enumerate(val_loss, 1)]
+    events = [name for _, _, names in os.walk(os.path.join(board, "validation")) for name in names]
+    assert any(name.startswith("events.out.tfevents") for name in events), events
+    quiet = tempfile.mkdtemp()
+    unvalidated = (K.callbacks.CSVLogger(os.path.join(quiet, "log.csv")), K.callbacks.TensorBoard(quiet))
+    assert private_training(_fit(*unvalidated, validation=False).model).validation_decisions == []
 
 
 def case_a_state_saved_before_validation_decisions_were_kept_resumes_them_as_unknown():
