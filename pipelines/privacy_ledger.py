@@ -176,10 +176,10 @@ def float_sum(dtype: str) -> dict[str, str]:
 
 FLOATING_POINT_NOISE = {
     "floating-point noise": "the accountant assumes real-valued Gaussian noise; ppml draws it in floating point "
-    "(Box-Muller on Philox words) and adds it to the float sum: the cut-off of the draws' radius is accounted "
-    "(noise_cutoff), their rounding and finite resolution and the rounding of the noisy sum are not, and the "
-    "low-order bits of a noisy value can depend on the sum beneath (Mironov 2012); the noise is not hardened "
-    "against this (no snapping)"
+    "(Box-Muller on Philox words) and adds it to the float sum: the cut-off of the draws' radius is accounted where "
+    "the ledger records the draws (noise_cutoff), their rounding and finite resolution and the noisy sum's are not, "
+    "and the low-order bits of a noisy value can depend on the sum beneath (Mironov 2012); the noise is not "
+    "hardened against this (no snapping)"
 }
 """Listed outside the guarantee of every DP-SGD ledger (README: not hardened against floating-point attacks)."""
 
