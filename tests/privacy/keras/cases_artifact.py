@@ -440,3 +440,21 @@ def case_a_seed_generator_drawing_a_data_dependent_number_of_times_is_refused():
         assert "\n" not in message and "seed_generator_state" in message and "different number" in message, message
     else:
         raise AssertionError(f"fit accepted uneven draws; counter {model.layers[0].generator.state.numpy()}")
+
+
+def case_the_ledger_tells_a_float64_step_from_its_noise_draws():
+    """The DP-SGD ledger lists the float32 sum across clipping units unless the run's noise draws were cut at float64's
+    radius: real fits of a float32 and a float64 model give the draws the ledger keys on."""
+    from pipelines import privacy_ledger as pl
+
+    x, y = _data()
+    listed = {}
+    for dtype in ("float32", "float64"):
+        inputs = K.Input((4,), dtype=dtype)
+        model = K.Sequential([inputs, L.Dense(3, dtype=dtype), L.Dense(2, dtype=dtype)])
+        private = make_private(model, l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=10, target_delta=1e-3)
+        private.compile(optimizer=K.optimizers.SGD(0.1), loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
+        private.fit(x.astype(dtype), y, epochs=1, verbose=0)
+        listed[dtype] = pl.floating_point({"noise_cutoff": private_training(private).noise.draws.to_dict()})
+    assert pl.FLOAT_SUM_NAME in listed["float32"] and pl.FLOAT_SUM_NAME not in listed["float64"]
+    assert all(entries.items() >= pl.FLOATING_POINT_NOISE.items() for entries in listed.values())
