@@ -1,5 +1,5 @@
-"""`ppml pipeline run` killed (SIGKILL) during the Trainer, while a second run on the same root is refused by
-the root's lock: the killed run leaves no lock behind, `ppml report` says in one line that there is no
+"""`ppml pipeline run` killed (SIGKILL) during the Trainer's executor, after a second run on the same root was refused
+by the root's lock: the killed run leaves no lock behind, `ppml report` says in one line that there is no
 complete run, and running again finishes with the upstream stages cached; a half-written ledger is refused
 in one line. Real runs (about 1 epoch each, the shortest the bundled data allows for a model to push)."""
 
@@ -19,15 +19,26 @@ UPSTREAM = ("CsvExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "
 CLI = (sys.executable, "-c", "from pipelines.cli.main import cli; cli()")
 
 
-def _wait_for_the_trainer(proc: subprocess.Popen, timeout: float = 600) -> list[str]:
+def _lines_until(proc: subprocess.Popen, last, timeout: float = 600) -> list[str]:
+    """The run's stage lines up to the first for which ``last(line)`` holds."""
     lines, deadline = [], time.monotonic() + timeout
     while time.monotonic() < deadline:
         line = proc.stderr.readline()
-        assert line, f"the run ended before its Trainer started:\n{''.join(lines)}"
+        assert line, f"the run ended early:\n{''.join(lines)}"
         lines.append(line)
-        if line.rstrip().endswith("Trainer ..."):
+        if last(line):
             return lines
-    raise AssertionError(f"no Trainer within {timeout} s:\n{''.join(lines)}")
+    raise AssertionError(f"not seen within {timeout} s:\n{''.join(lines)}")
+
+
+def _wait_for_the_trainers_executor(proc: subprocess.Popen, root, timeout: float = 300) -> None:
+    """Returns once TFX has made the Trainer's output folders (``Trainer/model_run/<execution id>``), right before it
+    calls the executor, which then trains and exports for seconds at least: a kill right after lands in it."""
+    folder, deadline = root / "Trainer" / "model_run", time.monotonic() + timeout
+    while not (folder.is_dir() and any(folder.iterdir())):
+        assert proc.poll() is None, "the run ended before its Trainer's executor started"
+        assert time.monotonic() < deadline, f"no Trainer executor within {timeout} s"
+        time.sleep(0.02)
 
 
 def test_a_run_killed_in_the_trainer_resumes_with_cached_stages_and_the_report_never_reads_half(tmp_path):
@@ -41,13 +52,14 @@ def test_a_run_killed_in_the_trainer_resumes_with_cached_stages_and_the_report_n
         start_new_session=True,
     )
     try:
-        before = _wait_for_the_trainer(first)
+        before = _lines_until(first, lambda line: line.startswith("["))  # a stage started: the root is locked
         second = ppml("pipeline", "run", *OPTIONS, "--pipeline-root", str(root), check=False, timeout=120)
         assert second.returncode == 1 and second.stderr.splitlines() == [
             f"Error: {root} is in use by another `ppml pipeline run` (pid {first.pid}); wait for it to end or give "
             f"another --pipeline-root"
         ]
-        time.sleep(3)  # into the Trainer's training
+        before += _lines_until(first, lambda line: line.rstrip().endswith("Trainer ..."))
+        _wait_for_the_trainers_executor(first, root)  # then killed at once: no sleep that the Trainer could outlast
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
