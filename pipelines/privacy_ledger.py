@@ -36,6 +36,7 @@ from typing import Any, Sequence
 
 from privacy import validation
 from privacy.accounting import (
+    SLACK,
     SLACK_TEXT,
     Adjacency,
     DpSgdMechanism,
@@ -162,15 +163,23 @@ UNKNOWN_VALIDATION_DECISIONS = {
 FLOAT_SUM_NAME = "rounding of the sum across clipping units"
 
 
-def float_sum(dtype: str) -> dict[str, str]:
-    """The outside-the-guarantee entry of a DP-SGD run whose step sums the clipped gradients in ``dtype`` (a text:
-    'float32', or one saying the ledger does not tell): README's floating-point section, where it is measured."""
+FLOAT_SUM_ROUNDOFF_BITS = {"float32": 24, "float64": 53}
+"""-log2 of the unit roundoff of the dtypes a private step runs in."""
+
+
+def float_sum(dtype: str, *, told: bool = True) -> dict[str, str]:
+    """The outside-the-guarantee entry of a DP-SGD run whose step sums the clipped gradients in ``dtype`` ('float32'
+    or 'float64'; ``told`` False: assumed float32, the ledger does not tell): README's floating-point section, where
+    it is measured (float32). Nothing bounds this rounding in either dtype, only its order differs (unit roundoff)."""
+    bits = FLOAT_SUM_ROUNDOFF_BITS[dtype]
+    named = dtype if told else f"{dtype} (unless the model is float64: this ledger records no noise draws to tell)"
+    measured = "; measured: at most C (1 + 1.1e-5) with 256 adversarial records among 512" if dtype == "float32" else ""
     return {
-        FLOAT_SUM_NAME: f"the step sums the clipping units' clipped gradients in {dtype}, each addition rounded "
+        FLOAT_SUM_NAME: f"the step sums the clipping units' clipped gradients in {named}, each addition rounded "
         "relative to the running sum of the others' terms, so removing a unit can also move the others' rounding: "
-        f"the clip's C (1 + {SLACK_TEXT}) bounds each unit's own terms, not that (worst case of order 2^-24 T U^2 C "
-        f"for U units of T positions, beyond the {SLACK_TEXT} slack for large batches; measured: at most "
-        "C (1 + 1.1e-5) with 256 adversarial records among 512); ppml does not bound it"
+        f"the clip's C (1 + {SLACK_TEXT}) bounds each unit's own terms, not that (worst case of order 2^-{bits} T U^2 "
+        f"C for U units of T positions, beyond the {SLACK_TEXT} slack once T U^2 exceeds "
+        f"2^{bits + int(math.log2(SLACK))}{measured}); ppml does not bound it"
     }
 
 
@@ -186,14 +195,15 @@ FLOATING_POINT_NOISE = {
 
 def floating_point(parameters: dict[str, Any]) -> dict[str, str]:
     """The floating-point entries outside the guarantee of the DP-SGD ledger with ``parameters``: the noise's
-    (`FLOATING_POINT_NOISE`) and, unless its noise draws (``parameters['noise_cutoff']``, cut at float64's radius)
-    show a float64 step, the float32 sum's across units (`float_sum`). A private step runs in float32 or float64."""
+    (`FLOATING_POINT_NOISE`) and the sum's across units (`float_sum`), in float64 where its noise draws
+    (``parameters['noise_cutoff']``, cut at float64's radius) show a float64 step, else float32 (assumed where the
+    ledger records no draws). A private step runs in float32 or float64."""
     stored = parameters.get("noise_cutoff")
     if stored is None:
-        entry = float_sum("float32 (unless the model is float64: this ledger records no noise draws to tell)")
+        entry = float_sum("float32", told=False)
     else:
         float64 = isinstance(stored, dict) and stored.get("radius") == sampler_radius("float64")
-        entry = {} if float64 else float_sum("float32")
+        entry = float_sum("float64" if float64 else "float32")
     return {**entry, **FLOATING_POINT_NOISE}
 
 

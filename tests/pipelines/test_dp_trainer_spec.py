@@ -265,7 +265,7 @@ def test_the_ledger_lists_the_inferred_spec_and_separate_runs_outside_the_guaran
 
     inferred, runs = "feature spec inferred from the data", "separate runs on the same data"
     n = privacy_ledger.PUBLIC_DATASET_SIZE_NAME  # every DP-SGD ledger's
-    floating = {privacy_ledger.FLOAT_SUM_NAME, *privacy_ledger.FLOATING_POINT_NOISE}  # every float32 DP-SGD ledger's
+    floating = {privacy_ledger.FLOAT_SUM_NAME, *privacy_ledger.FLOATING_POINT_NOISE}  # every DP-SGD ledger's
     assert set(outside()) == {inferred, runs, n, *floating} and "serving signature" in outside()[inferred]
     assert "epsilons add up" in outside()[runs] and outside()[n].startswith("n = 400 training examples")
     assert set(outside(public_schema=True)) == {runs, n, *floating}

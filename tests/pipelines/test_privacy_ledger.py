@@ -471,7 +471,7 @@ def test_a_ledger_written_before_the_cutoff_was_accounted_lists_it_outside_the_g
     size = pl.public_dataset_size(
         MECHANISM.dataset_size, adjacency=MECHANISM.adjacency
     )  # listed, as the validation decisions, on read as well
-    unknown_dtype = pl.float_sum("float32 (unless the model is float64: this ledger records no noise draws to tell)")
+    unknown_dtype = pl.float_sum("float32", told=False)
     listed = {**size, **unknown_dtype, **pl.FLOATING_POINT_NOISE, **pl.UNKNOWN_VALIDATION_DECISIONS}
     listed.update(pl.UNKNOWN_NOISE_CUTOFF)
     assert old.delta == 1e-3 and old.parameters["outside_guarantee"] == listed
@@ -583,11 +583,15 @@ def test_the_public_size_entry_names_the_ledgers_own_adjacency_and_an_old_wordin
     assert pl.PrivacyLedger.from_dict(add_remove.to_dict()).parameters["outside_guarantee"][name] == texts["add-remove"]
 
 
-def test_floating_point_caveats_are_listed_and_the_float_sum_only_for_a_step_that_is_not_float64():
-    """Every DP-SGD ledger lists the floating-point noise (Mironov 2012) outside the guarantee; the float32 sum across
-    clipping units only where the step was not float64 (its noise draws, cut at float64's radius, show a float64
-    step) or where the ledger cannot tell; a ledger file written before they were listed reads back with them."""
-    from privacy.accounting import SLACK_TEXT
+def test_floating_point_caveats_are_listed_with_the_float_sum_in_the_steps_dtype():
+    """Every DP-SGD ledger lists the floating-point noise (Mironov 2012) outside the guarantee and the rounding of the
+    sum across clipping units, which nothing bounds in either dtype: in float64 where the noise draws (cut at
+    float64's radius) show a float64 step (of order 2^-53 T U^2 C, beyond the 2^-10 slack once T U^2 exceeds 2^43),
+    else in float32, said to be assumed where the ledger cannot tell; a ledger file written before they were listed
+    reads back with them."""
+    from fractions import Fraction
+
+    from privacy.accounting import SLACK, SLACK_TEXT
     from privacy.accounting.noise_cutoff import sampler_radius
 
     def outside(draws):
@@ -602,11 +606,16 @@ def test_floating_point_caveats_are_listed_and_the_float_sum_only_for_a_step_tha
         name: data["parameters"]["outside_guarantee"] for name, data in (("32", f32), ("64", f64), ("?", unknown))
     }
     assert listed["32"].items() >= {**noise, **pl.float_sum("float32")}.items()
-    assert listed["64"].items() >= noise.items() and pl.FLOAT_SUM_NAME not in listed["64"]
+    assert listed["64"].items() >= noise.items() and pl.FLOAT_SUM_NAME in listed["64"]
+    float64 = listed["64"][pl.FLOAT_SUM_NAME]
+    assert float64.startswith("the step sums the clipping units' clipped gradients in float64, each addition")
+    assert "2^-53 T U^2 C" in float64 and "once T U^2 exceeds 2^43)" in float64 and "measured" not in float64
+    assert float(Fraction(2) ** -53 * 2**43) == float(SLACK)  # the stated threshold: where 2^-53 T U^2 reaches SLACK
     assert listed["?"][pl.FLOAT_SUM_NAME].startswith("the step sums the clipping units' clipped gradients in float32 (")
     assert "this ledger records no noise draws to tell" in listed["?"][pl.FLOAT_SUM_NAME]
     text = listed["32"][pl.FLOAT_SUM_NAME]
     assert f"C (1 + {SLACK_TEXT})" in text and "2^-24 T U^2 C" in text and "C (1 + 1.1e-5)" in text
+    assert "once T U^2 exceeds 2^14;" in text and float(Fraction(2) ** -24 * 2**14) == float(SLACK)
     assert "Mironov 2012" in noise["floating-point noise"] and "not hardened" in noise["floating-point noise"]
     for data, expected in ((f32, listed["32"]), (f64, listed["64"]), (unknown, listed["?"])):
         old = json.loads(json.dumps(data))
@@ -631,3 +640,4 @@ def test_callbacks_that_wrote_validation_metrics_to_disk_are_listed_with_the_fil
     assert f"({', '.join(names)}; each name says which)" in reason
     assert "or wrote them to disk" in reason and "or the files written, depend" in reason
     assert reason.endswith("exact statistics of held-out records, which epsilon does not cover")
+
