@@ -183,14 +183,23 @@ def float_sum(dtype: str, *, told: bool = True) -> dict[str, str]:
     }
 
 
-FLOATING_POINT_NOISE = {
-    "floating-point noise": "the accountant assumes real-valued Gaussian noise; ppml draws it in floating point "
-    "(Box-Muller on Philox words) and adds it to the float sum: the cut-off of the draws' radius is accounted where "
-    "the ledger records the draws (noise_cutoff), their rounding and finite resolution and the noisy sum's are not, "
-    "and the low-order bits of a noisy value can depend on the sum beneath (Mironov 2012); the noise is not "
-    "hardened against this (no snapping)"
-}
+def _floating_point_noise(sampler: str) -> dict[str, str]:
+    """The outside-the-guarantee entry of noise drawn in floating point by ``sampler`` (how, in words)."""
+    return {
+        "floating-point noise": "the accountant assumes real-valued Gaussian noise; ppml draws it in floating point "
+        f"({sampler}) and adds it to the float sum: the cut-off of the draws' radius is accounted where the ledger "
+        "records the draws (noise_cutoff), their rounding and finite resolution and the noisy sum's are not, and the "
+        "low-order bits of a noisy value can depend on the sum beneath (Mironov 2012); the noise is not hardened "
+        "against this (no snapping)"
+    }
+
+
+FLOATING_POINT_NOISE = _floating_point_noise("Box-Muller on Philox words")
 """Listed outside the guarantee of every DP-SGD ledger (README: not hardened against floating-point attacks)."""
+FEDAVG_FLOATING_POINT_NOISE = _floating_point_noise(
+    "float64 Box-Muller on Philox words seeded from the OS CSPRNG; numpy's generator under seeded noise"
+)
+"""Listed outside the guarantee of every DP-FedAvg ledger (`FLOATING_POINT_NOISE`'s caveat, its server's sampler)."""
 
 
 def floating_point(parameters: dict[str, Any]) -> dict[str, str]:
@@ -710,8 +719,9 @@ def _callback_names(decisions) -> list[str] | None:
 def _listed_by_every(ledger: PrivacyLedger) -> dict[str, str]:
     """The ``outside_guarantee`` of a DP-SGD or DP-FedAvg ledger read back, with what every such ledger lists added
     where the file lacks it (written before it was listed, or edited): the public size n or N (recomputed: a file's
-    older wording named add-remove neighbours under replace-one too); a DP-SGD run's floating-point caveats
-    (`floating_point`: they held for runs before they were listed); the noise cut-off
+    older wording named add-remove neighbours under replace-one too); the floating-point caveats (a DP-SGD run's
+    `floating_point`, a DP-FedAvg run's `FEDAVG_FLOATING_POINT_NOISE`: they held for runs before they were listed);
+    the noise cut-off
     when the file has no noise draws (before the cut-off was accounted, when DP-SGD's float32 noise was cut at 7.99
     stds; or since, by a run that did not give them); a DP-SGD run's validation decisions, unknown where the file
     does not record them. LedgerError where that record, or ``outside_guarantee``, is malformed."""
@@ -727,7 +737,7 @@ def _listed_by_every(ledger: PrivacyLedger) -> dict[str, str]:
     decisions = _callback_names(ledger.parameters.get(VALIDATION_DECISIONS))
     listed = {
         **size,
-        **(floating_point(ledger.parameters) if dp_sgd else {}),
+        **(floating_point(ledger.parameters) if dp_sgd else FEDAVG_FLOATING_POINT_NOISE),
         **(validation_decided(decisions) if dp_sgd else {}),
         **outside,  # the file's own wording where it has one,
         **size,  # but for the size's, recomputed (written before it named replace-one neighbours' relation)

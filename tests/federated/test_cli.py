@@ -12,7 +12,7 @@ from dp_accounting import dp_event
 
 from pipelines.cli.main import cli
 from pipelines.components.federated_trainer.spec import FederatedTrainingConfig, InvalidFederatedSetting
-from pipelines.privacy_ledger import SEPARATE_RUNS, public_dataset_size
+from pipelines.privacy_ledger import FEDAVG_FLOATING_POINT_NOISE, SEPARATE_RUNS, public_dataset_size
 
 
 def test_federated_run_dp_secure_aggregation(tmp_path):
@@ -241,7 +241,7 @@ def test_under_dp_metrics_of_held_out_rows_are_labelled_outside_the_guarantee(tm
     assert history["config"]["outside_guarantee"] == {} and "not DP" not in result.output
     ledger = json.loads((tmp_path / "run" / "privacy_ledger.json").read_text())
     n = public_dataset_size(10, "client", adjacency=ledger["parameters"]["adjacency"])
-    listed = {**n, **SEPARATE_RUNS}  # what every DP-FedAvg ledger lists
+    listed = {**n, **SEPARATE_RUNS, **FEDAVG_FLOATING_POINT_NOISE}  # what every DP-FedAvg ledger lists
     assert ledger["parameters"]["outside_guarantee"] == listed and ledger["parameters"]["dataset_size"] == 10
     assert "N = 10 clients, treated as public)" in result.stderr  # where the run prints N
     assert History.from_dict(history).axis_labels()[0] == "evaluation accuracy"

@@ -212,9 +212,10 @@ LISTED = {
     "preprocessing beyond K records per client",
     "feature spec inferred from the data",
     "push decision beyond K held-out records per client",
+    "floating-point noise",
 }
-"""What the pipeline's private Federated Trainer lists outside its guarantee (every ledger: separate runs; its spec
-comes from SchemaGen; it reserves a push decision)."""
+"""What the pipeline's private Federated Trainer lists outside its guarantee (every ledger: separate runs; every
+DP-FedAvg ledger: N and the floating-point noise; its spec comes from SchemaGen; it reserves a push decision)."""
 
 
 def test_pipeline_command_runs_the_federated_trainer_and_reports_its_ledger(federated_run):
@@ -897,6 +898,7 @@ def test_a_ledger_with_a_push_decision_lists_a_clients_held_out_records_beyond_k
     claim covers the decision for K of them, so the ledger lists the rest; without a decision it is not listed.
     Either way the ledger lists separate runs on the same data, as the DP Trainer's does (one ledger format)."""
     from pipelines.components.federated_trainer.spec import DECISION_CAVEAT
+    from pipelines.privacy_ledger import FEDAVG_FLOATING_POINT_NOISE as FLOAT
     from pipelines.privacy_ledger import SEPARATE_RUNS, public_dataset_size
     from pipelines.privacy_ledger import UNKNOWN_NOISE_CUTOFF as UNKNOWN
     from privacy import PrivacyBudget
@@ -923,8 +925,9 @@ def test_a_ledger_with_a_push_decision_lists_a_clients_held_out_records_beyond_k
         listed[name] = ledger.parameters["outside_guarantee"]
         assert (ledger.decision is not None) == (name == "with")
     n = public_dataset_size(10, "client", adjacency=m.adjacency)  # every DP-FedAvg ledger's
-    assert listed["with"] == {**n, **SEPARATE_RUNS, **DECISION_CAVEAT, "evaluation": "held-out accuracy", **UNKNOWN}
-    assert listed["without"] == {**n, **SEPARATE_RUNS, "evaluation": "held-out accuracy", **UNKNOWN}
+    evaluation = {"evaluation": "held-out accuracy"}
+    assert listed["with"] == {**n, **SEPARATE_RUNS, **FLOAT, **DECISION_CAVEAT, **evaluation, **UNKNOWN}
+    assert listed["without"] == {**n, **SEPARATE_RUNS, **FLOAT, **evaluation, **UNKNOWN}
 
 
 def test_every_dp_fedavg_ledger_lists_the_client_count_as_public_and_the_report_prints_it_so():

@@ -641,3 +641,28 @@ def test_callbacks_that_wrote_validation_metrics_to_disk_are_listed_with_the_fil
     assert "or wrote them to disk" in reason and "or the files written, depend" in reason
     assert reason.endswith("exact statistics of held-out records, which epsilon does not cover")
 
+
+def test_every_dp_fedavg_ledger_lists_its_floating_point_noise_also_on_read_of_an_older_file():
+    """DP-FedAvg's server draws its Gaussian noise in floating point as DP-SGD does (float64 Box-Muller on Philox
+    words; numpy's under seeded noise), not hardened (Mironov 2012): its ledger lists that, a file written before it
+    was listed reads back with it, and the entry names the server's sampler, not DP-SGD's."""
+    clients = DpSgdMechanism(dataset_size=50, batch_size=5, noise_multiplier=0.9, steps=30, sampling="fixed")
+    budget = PrivacyBudget.for_mechanism(clients, 1e-3).compose(clients.unit_event(), 30)
+    parameters = {
+        "unit": "client",
+        "dataset_size": 50,
+        "batch_size": 5,
+        "noise_multiplier": 0.9,
+        "steps": 30,
+        "sampling": "fixed",
+        "adjacency": "replace-one",
+        "l2_norm_clip": 0.5,
+        "clip": "fixed",
+        "outside_guarantee": dict(pl.SEPARATE_RUNS),  # a file written before the floating-point noise was listed
+    }
+    old = pl.PrivacyLedger(budget=budget, mechanism=pl.DP_FEDAVG, parameters=parameters)
+    outside = pl.PrivacyLedger.from_dict(json.loads(json.dumps(old.to_dict()))).parameters["outside_guarantee"]
+    [why] = [why for name, why in outside.items() if name == "floating-point noise"]
+    assert why == pl.FEDAVG_FLOATING_POINT_NOISE["floating-point noise"] and "Mironov 2012" in why
+    assert "float64 Box-Muller" in why and "numpy's generator under seeded noise" in why and "not hardened" in why
+    assert pl.FLOAT_SUM_NAME not in outside  # its clipped updates sum exactly (README): not a DP-FedAvg entry

@@ -1062,8 +1062,9 @@ class FederatedTrainingPlan:
     ) -> privacy_ledger.PrivacyLedger:
         """The ``dp-fedavg`` ledger of ``rounds`` rounds of this plan (the budget the simulation composed), with
         the plan's preprocessing releases composed before the rounds and what the run released outside its
-        guarantee (the history's ``outside_guarantee``, after the client count N, treated as public, and
-        `privacy_ledger.SEPARATE_RUNS`, listed by every ledger: it accounts this run alone).
+        guarantee (the history's ``outside_guarantee``, after the client count N, treated as public,
+        `privacy_ledger.SEPARATE_RUNS`, listed by every ledger: it accounts this run alone, and the floating-point
+        noise, `privacy_ledger.FEDAVG_FLOATING_POINT_NOISE`).
 
         Args:
           noise_draws: what the noise sampler drew (cut-off radius, Box-Muller pairs per round; the strategy's
@@ -1104,6 +1105,7 @@ class FederatedTrainingPlan:
             "outside_guarantee": {
                 **privacy_ledger.public_dataset_size(self.num_clients, c.privacy_unit, adjacency=mechanism.adjacency),
                 **privacy_ledger.SEPARATE_RUNS,
+                **privacy_ledger.FEDAVG_FLOATING_POINT_NOISE,
                 **(DECISION_CAVEAT if self.decision is not None else {}),
                 **(outside_guarantee or {}),
                 **(privacy_ledger.UNKNOWN_NOISE_CUTOFF if noise_draws is None else {}),
