@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import string
 
+from privacy.keras.params import DPConfigurationError
+
 DECIDING_CALLBACKS = ("EarlyStopping", "ReduceLROnPlateau", "ModelCheckpoint")
 """Keras callbacks that act on the metric they ``monitor`` (ModelCheckpoint only with ``save_best_only``)."""
 PASSIVE_CALLBACKS = (
@@ -73,10 +75,16 @@ def _known(cb) -> bool:
 
 
 def _filename_metrics(cb) -> list[str]:
-    """The validation metrics a known ModelCheckpoint formats into its file names (``{val_loss:.2f}``, say)."""
+    """The validation metrics a known ModelCheckpoint formats into its file names (``{val_loss:.2f}``, say);
+    `DPConfigurationError` for a file name that is not a format template (Keras would fail at its first save, after
+    an epoch's private steps, and ppml could not tell which metrics it writes)."""
     if type(cb).__name__ != "ModelCheckpoint":
         return []
-    fields = [field for _, field, _, _ in string.Formatter().parse(str(getattr(cb, "filepath", "")))]
+    filepath = str(getattr(cb, "filepath", ""))
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(filepath)]
+    except ValueError as e:
+        raise DPConfigurationError(f"ModelCheckpoint's filepath {filepath!r} is not a format template: {e}") from None
     return sorted({f for f in fields if f and f.startswith("val_")})
 
 

@@ -196,6 +196,27 @@ def case_callbacks_that_write_validation_metrics_to_disk_are_named():
     assert private_training(_fit(*unvalidated, validation=False).model).validation_decisions == []
 
 
+def case_a_checkpoint_file_name_that_is_not_a_format_template_is_refused_before_any_step():
+    """A ModelCheckpoint whose file name Keras cannot format (an unclosed field) would fail at its first save, after
+    an epoch's private steps; ppml, which reads the template for the validation metrics it writes, refuses it up
+    front in one line naming it, and no step runs."""
+    x, y = _data()
+    model = make_private(
+        _model(L.Dense(3)), l2_norm_clip=1.0, noise_multiplier=1.0, expected_batch_size=10, target_delta=1e-3
+    )
+    model.compile(optimizer=K.optimizers.SGD(0.1), loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
+    path = os.path.join(tempfile.mkdtemp(), "m-{val_loss.weights.h5")
+    checkpoint = K.callbacks.ModelCheckpoint(path, save_weights_only=True)
+    try:
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[checkpoint], validation_data=(x[:10], y[:10]))
+    except DPConfigurationError as e:
+        message = str(e)
+        assert "\n" not in message and f"filepath {path!r} is not a format template" in message, message
+    else:
+        raise AssertionError("fit accepted a checkpoint file name that is not a format template")
+    assert private_training(model).steps == 0
+
+
 def case_a_state_saved_before_validation_decisions_were_kept_resumes_them_as_unknown():
     """A training state without 'validation_decisions' (saved by an older ppml) cannot say whether its fits ran
     callbacks on validation metrics: it resumes them as None (unknown), which later fits and saves keep."""
