@@ -144,10 +144,10 @@ def validation_decided(callbacks: Sequence[str] | None) -> dict[str, str]:
     if not callbacks:
         return {}
     return {
-        VALIDATION_DECISIONS_NAME: f"callbacks of the run acted, or may have acted, on validation metrics, or wrote "
-        f"them to disk ({', '.join(callbacks)}; each name says which): the model (its steps, learning rate or kept "
-        "weights), or the files written, depend, or may depend, on exact statistics of held-out records, which "
-        "epsilon does not cover"
+        VALIDATION_DECISIONS_NAME: f"callbacks of the run acted, or may have acted, on validation metrics, or wrote, "
+        f"or may have written, them out ({', '.join(callbacks)}; each name says which): the model (its steps, "
+        "learning rate or kept weights), or what was written, depend, or may depend, on exact statistics of held-out "
+        "records, which epsilon does not cover"
     }
 
 

@@ -10,10 +10,11 @@ message (`training_metric_problems`). ``epsilon`` (a function of public hyperpar
 do validation metrics (``val_*``), computed on held-out data, whose records epsilon does not cover: the known
 deciding callbacks that act on them are named (`validation_decisions`) for the ledger to list, and so is, when
 the fit has validation data, every callback ppml does not know to leave them alone (`PASSIVE_CALLBACKS`, ppml's
-own): a user's callback reading ``val_*`` may act on them; and every known one that writes them to disk
-(`WRITERS`, a ModelCheckpoint whose file names hold one): files beside the run then hold exact statistics of held-out
-records. History (kept in memory, returned by ``fit``) and the progress bar (printed to the run's output) write no
-file: they are not named, though the values they show are the same exact statistics (README says so).
+own): a user's callback reading ``val_*`` may act on them or write them out (`MAY`); and every known one that
+writes them to disk (`WRITERS`, a ModelCheckpoint whose file names hold one): files beside the run then hold exact
+statistics of held-out records. History (kept in memory, returned by ``fit``) and the progress bar (printed to the
+run's output) write no file: they are not named, though the values they show are the same exact statistics (README
+says so).
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ WRITERS = ("TensorBoard", "CSVLogger")
 """Known Keras callbacks that write every entry of the logs, the validation metrics included, to disk (event files,
 a CSV file)."""
 WRITES = "writes validation metrics to disk"
+MAY = "may act on validation metrics or write them out"
+"""What an unknown callback may do with the validation metrics it is given (Keras' RemoteMonitor, not known, posts
+every log entry to a server; a user's logger may write files)."""
 KERAS_PACKAGES = ("keras", "tf_keras", "tensorflow")
 OWN_MODULE = "privacy.keras.callback"
 """Where ppml's own callbacks are defined (`PrivacyBudgetCallback`, the state guard): they act on epsilon only."""
@@ -91,17 +95,17 @@ def _filename_metrics(cb) -> list[str]:
 def validation_decisions(callbacks, *, validation: bool) -> list[str]:
     """The callbacks among ``callbacks`` that act, or may act, on a validation metric, or write one to disk: the
     known deciding ones on a ``val_*`` metric, as 'Class(monitor=...)'; and, when the fit has validation data
-    (``validation``), every callback ppml does not know (`_known`), as 'Class (may act on validation metrics)', and
-    every known one that writes them (`WRITERS`; a ModelCheckpoint with one in its file names) as 'Class (writes
-    validation metrics to disk...)'. The model (its steps, learning rate or kept weights), or those files, then
-    depend, or may depend, on held-out records epsilon does not cover."""
+    (``validation``), every callback ppml does not know (`_known`), as 'Class (may act on validation metrics or write
+    them out)', and every known one that writes them (`WRITERS`; a ModelCheckpoint with one in its file names) as
+    'Class (writes validation metrics to disk...)'. The model (its steps, learning rate or kept weights), or what
+    was written, then depend, or may depend, on held-out records epsilon does not cover."""
     named = []
     for cb in callbacks:
         monitor, name = _monitor(cb), type(cb).__name__
         if monitor is not None and monitor.startswith("val_"):
             named.append(f"{name}(monitor={monitor!r})")
         elif validation and not _known(cb):
-            named.append(f"{name} (may act on validation metrics)")
+            named.append(f"{name} ({MAY})")
         if not (validation and _known(cb)):
             continue
         if name in WRITERS:

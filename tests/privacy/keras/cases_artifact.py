@@ -14,6 +14,7 @@ from privacy.keras import (
     compat,
     find_problems,
     make_private,
+    monitoring,
     private_training,
 )
 
@@ -124,7 +125,7 @@ def case_callbacks_on_validation_metrics_or_epsilon_are_allowed():
 def case_callbacks_ppml_does_not_know_are_listed_as_ones_that_may_act_on_validation_metrics():
     """With validation data, a user's callback (here one that stops on val_loss, which Keras' own would have named),
     a subclass of a passive Keras callback, or one running user code (LambdaCallback, LearningRateScheduler) may act
-    on val_* metrics: each is listed, by class.
+    on val_* metrics or write them out (RemoteMonitor posts them to a server): each is listed, by class, as such.
     The passive Keras callbacks that write no file and ppml's own are not; without validation data there are no val_*
     to act on."""
 
@@ -140,9 +141,11 @@ def case_callbacks_ppml_does_not_know_are_listed_as_ones_that_may_act_on_validat
     schedule = K.callbacks.LearningRateScheduler(lambda epoch, lr: lr)  # user code, which may read model.history
     history = _fit(StopOnValLoss(), MyLogger(), lambda_callback, schedule)
     assert len(history.history["epsilon"]) == 1  # it did stop, on a validation metric
-    may = "(may act on validation metrics)"
+    may = "(may act on validation metrics or write them out)"  # RemoteMonitor, not known, would post them
     expected = [f"StopOnValLoss {may}", f"MyLogger {may}", f"LambdaCallback {may}", f"LearningRateScheduler {may}"]
     assert private_training(history.model).validation_decisions == expected
+    remote = monitoring.validation_decisions([K.callbacks.RemoteMonitor()], validation=True)  # not fit: no server
+    assert remote == [f"RemoteMonitor {may}"]
     passive = (
         K.callbacks.TerminateOnNaN(),
         K.callbacks.ProgbarLogger(),  # prints the logs, writes no file
