@@ -133,6 +133,9 @@ def stopped_early(steps_taken: int, planned: int) -> dict[str, str]:
 VALIDATION_DECISIONS_NAME = "decisions on validation metrics"
 VALIDATION_DECISIONS = "validation_decisions"
 """The DP-SGD ledger's parameter recording them: a list of callback names, or null where the run did not report."""
+VALIDATION_WRITERS = "validation_writers_recorded"
+"""The DP-SGD ledger's parameter (true) saying its `VALIDATION_DECISIONS` name the callbacks that wrote validation
+metrics to disk too: a file without it (written before ppml named them) lists them as unknown on read."""
 
 
 def validation_decided(callbacks: Sequence[str] | None) -> dict[str, str]:
@@ -153,11 +156,19 @@ def validation_decided(callbacks: Sequence[str] | None) -> dict[str, str]:
 
 UNKNOWN_VALIDATION_DECISIONS = {
     VALIDATION_DECISIONS_NAME: "unknown: the run did not report whether its callbacks acted on validation metrics "
-    "(a run_fn that did not pass privacy.keras.PrivateTraining.validation_decisions, a training state saved "
-    "before ppml kept them, or a ledger file written before ppml recorded them), so the model (its steps, learning "
-    "rate or kept weights) may depend on exact statistics of held-out records, which epsilon does not cover"
+    "or wrote them out (a run_fn that did not pass privacy.keras.PrivateTraining.validation_decisions, a training "
+    "state saved before ppml kept them, or a ledger file written before ppml recorded them), so the model (its steps, "
+    "learning rate or kept weights), or files it wrote, may depend on exact statistics of held-out records, which "
+    "epsilon does not cover"
 }
 """Listed outside the guarantee of a DP-SGD ledger written, or read back, without its run's validation decisions."""
+UNKNOWN_VALIDATION_WRITERS = {
+    "validation metrics written to disk": "unknown: this ledger file was written before ppml recorded the callbacks "
+    "that write validation metrics to disk (TensorBoard, CSVLogger, a ModelCheckpoint with one in its file names), so "
+    "files beside the run may hold exact statistics of held-out records, which epsilon does not cover"
+}
+"""Listed outside the guarantee of a DP-SGD ledger file read back whose validation decisions predate the writers
+(no `VALIDATION_WRITERS`)."""
 
 
 FLOAT_SUM_NAME = "rounding of the sum across clipping units"
@@ -364,6 +375,8 @@ class PrivacyLedger:
             outside_guarantee = {**(outside_guarantee or {}), **CUT_BATCHES}
         decisions = _callback_names(validation_decisions)
         parameters[VALIDATION_DECISIONS] = decisions
+        if decisions is not None:
+            parameters[VALIDATION_WRITERS] = True
         outside_guarantee = {**(outside_guarantee or {}), **validation_decided(decisions)}
         if noise_draws is None:
             outside_guarantee = {**outside_guarantee, **UNKNOWN_NOISE_CUTOFF}
@@ -724,7 +737,8 @@ def _listed_by_every(ledger: PrivacyLedger) -> dict[str, str]:
     the noise cut-off
     when the file has no noise draws (before the cut-off was accounted, when DP-SGD's float32 noise was cut at 7.99
     stds; or since, by a run that did not give them); a DP-SGD run's validation decisions, unknown where the file
-    does not record them. LedgerError where that record, or ``outside_guarantee``, is malformed."""
+    does not record them, and its writers of validation metrics, unknown where its decisions predate them.
+    LedgerError where that record, or ``outside_guarantee``, is malformed."""
     outside = ledger.parameters.get("outside_guarantee") or {}
     if not (isinstance(outside, dict) and all(isinstance(v, str) for v in outside.values())):
         raise LedgerError(f"outside_guarantee must map names to reasons, not {outside!r:.80}")
@@ -735,10 +749,12 @@ def _listed_by_every(ledger: PrivacyLedger) -> dict[str, str]:
         adjacency=ledger.accounted_mechanism().adjacency,
     )
     decisions = _callback_names(ledger.parameters.get(VALIDATION_DECISIONS))
+    writers_unknown = dp_sgd and decisions is not None and ledger.parameters.get(VALIDATION_WRITERS) is not True
     listed = {
         **size,
         **(floating_point(ledger.parameters) if dp_sgd else FEDAVG_FLOATING_POINT_NOISE),
         **(validation_decided(decisions) if dp_sgd else {}),
+        **(UNKNOWN_VALIDATION_WRITERS if writers_unknown else {}),
         **outside,  # the file's own wording where it has one,
         **size,  # but for the size's, recomputed (written before it named replace-one neighbours' relation)
     }

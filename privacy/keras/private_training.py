@@ -45,6 +45,9 @@ from privacy.keras.train_step import PADDED_ROWS_MULTIPLE
 
 STATE_FORMAT = "ppml.keras.private_training/3"  # /3: the shuffled epochs' order; /2: sampling and adjacency
 _STATE_FORMATS = (STATE_FORMAT, "ppml.keras.private_training/2")
+WRITERS_KEPT = "validation_writers_kept"
+"""True in a state whose ``validation_decisions`` name the callbacks that wrote validation metrics to disk too; one
+saved without it (an older ppml) resumes them as unknown (None)."""
 
 PERMUTED, IN_ORDER, CALLERS_DATASET = "permuted", "in order", "the caller's dataset"
 """Where the steps of a shuffled epoch come from: ppml's stream of the arrays given to `fit` (permuted
@@ -139,8 +142,8 @@ class PrivateTraining:
         self.held_train_function = None  # the step an earlier fit traced, out of the model's reach between fits
         # Shuffled batches: the source of the partial epoch when the last fit ended, and of the fit running now.
         self._open_epoch: str | None = None
-        # `note_validation_decisions`; saved in the state; None: unknown (resumed from a state saved before they were
-        # kept), and stays so
+        # `note_validation_decisions`; saved in the state; None: unknown (resumed from a state saved before they, or
+        # the writers among them, were kept: `WRITERS_KEPT`), and stays so
         self.validation_decisions: list[str] | None = []
         self._fitting: str | None = None
         self._counter = None
@@ -252,8 +255,8 @@ class PrivateTraining:
         """Adds the callbacks a `fit` runs with that decide on validation metrics or write them to disk
         (`monitoring.validation_decisions`) to `validation_decisions`: every fit's, a resumed run's saved ones
         included, each named once. They are outside the guarantee (the ledger lists them): the model, or the files
-        written, depend on held-out records through them. Unknown
-        ones (None: resumed from a state saved before they were kept) stay unknown."""
+        written, depend on held-out records through them. Unknown ones (None: resumed from a state saved before they,
+        or the writers among them, were kept) stay unknown."""
         if self.validation_decisions is not None:
             self.validation_decisions += [d for d in decisions if d not in self.validation_decisions]
 
@@ -537,6 +540,7 @@ class PrivateTraining:
             "adjacency": self.adjacency.value,
             "budget": self.budget.to_dict(),
             "validation_decisions": None if self.validation_decisions is None else list(self.validation_decisions),
+            WRITERS_KEPT: True,
         }
         if self.sampling is Sampling.SHUFFLE:
             state["shuffle"] = {
@@ -560,6 +564,8 @@ class PrivateTraining:
             steps = int(state["steps"])
             ran = (Sampling(state["sampling"]), Adjacency(state["adjacency"]))
             decisions = state.get("validation_decisions")  # None: unknown (absent from states saved before them)
+            if state.get(WRITERS_KEPT) is not True:  # saved before they named the writers: whether any wrote is unknown
+                decisions = None
             if decisions is not None and not (
                 isinstance(decisions, list) and all(isinstance(d, str) for d in decisions)
             ):

@@ -666,3 +666,29 @@ def test_every_dp_fedavg_ledger_lists_its_floating_point_noise_also_on_read_of_a
     assert why == pl.FEDAVG_FLOATING_POINT_NOISE["floating-point noise"] and "Mironov 2012" in why
     assert "float64 Box-Muller" in why and "numpy's generator under seeded noise" in why and "not hardened" in why
     assert pl.FLOAT_SUM_NAME not in outside  # its clipped updates sum exactly (README): not a DP-FedAvg entry
+
+
+def test_a_ledger_file_whose_validation_decisions_predate_the_writers_lists_them_as_unknown():
+    """Before ppml named the callbacks that write validation metrics to disk, a run with TensorBoard on validation data
+    recorded validation_decisions []: such a file (no validation_writers_recorded) reads back listing the writers as
+    unknown, beside its own names; a ledger written now records that it names them and lists nothing more."""
+    now = pl.PrivacyLedger.for_dp_sgd(
+        MECHANISM, l2_norm_clip=1.0, delta=1e-3, noise_draws=NoiseDraws(9.42, 100), validation_decisions=[]
+    ).to_dict()
+    assert now["parameters"][pl.VALIDATION_WRITERS] is True
+    again = pl.PrivacyLedger.from_dict(json.loads(json.dumps(now))).parameters["outside_guarantee"]
+    assert not any("validation" in name for name in again)
+    for names in ([], ["EarlyStopping(monitor='val_loss')"]):
+        old = json.loads(json.dumps(now))
+        del old["parameters"][pl.VALIDATION_WRITERS]
+        old["parameters"][pl.VALIDATION_DECISIONS] = names
+        outside = pl.PrivacyLedger.from_dict(old).parameters["outside_guarantee"]
+        assert outside.items() >= pl.UNKNOWN_VALIDATION_WRITERS.items()
+        assert (pl.VALIDATION_DECISIONS_NAME in outside) == bool(names)
+        assert "TensorBoard, CSVLogger" in outside["validation metrics written to disk"]
+    unreported = json.loads(json.dumps(now))
+    del unreported["parameters"][pl.VALIDATION_WRITERS]
+    unreported["parameters"][pl.VALIDATION_DECISIONS] = None  # unknown already, writers included
+    outside = pl.PrivacyLedger.from_dict(unreported).parameters["outside_guarantee"]
+    assert "validation metrics written to disk" not in outside
+    assert "or wrote them out" in outside[pl.VALIDATION_DECISIONS_NAME]

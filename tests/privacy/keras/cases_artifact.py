@@ -238,6 +238,24 @@ def case_a_state_saved_before_validation_decisions_were_kept_resumes_them_as_unk
     assert again.validation_decisions is None
 
 
+def case_a_state_saved_before_the_writers_were_kept_resumes_its_decisions_as_unknown():
+    """A state whose 'validation_decisions' predate the writers (no 'validation_writers_kept', an older ppml: its
+    fits may have run TensorBoard or CSVLogger on validation data, then not named) resumes them as None (unknown);
+    one saved now keeps them."""
+    path = os.path.join(tempfile.mkdtemp(), "state.json")
+    _fit(K.callbacks.CSVLogger(os.path.join(tempfile.mkdtemp(), "log.csv")), state_path=path)
+    with open(path) as f:
+        state = json.load(f)
+    assert state["validation_decisions"] == ["CSVLogger (writes validation metrics to disk)"]
+    assert state.pop("validation_writers_kept") is True
+    assert private_training(_fit(state_path=path).model).validation_decisions == state["validation_decisions"]
+    state["validation_decisions"] = []  # what an older ppml saved after the same fit
+    with open(path, "w") as f:
+        json.dump(state, f)
+    resumed = private_training(_fit(state_path=path).model)
+    assert resumed.validation_decisions is None and resumed.state_dict()["validation_decisions"] is None
+
+
 def _neighbours():
     """(x, y) and its neighbour: record 0 replaced by a mislabelled outlier (x 50, label flipped)."""
     x, labels = _data()
