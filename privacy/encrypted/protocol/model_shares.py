@@ -52,7 +52,10 @@ class PartyModel:
     allow_logits: bool = False
 
     def __post_init__(self):
-        self.ranges.input_bounds.encoded(self.fixed)  # ValueError if finer than the model's or holding no grid value
+        for bounds in (self.ranges.input_bounds, self.ranges.server_bounds):  # ValueError if finer than the model's
+            bounds.encoded(self.fixed)  # or holding no grid value
+        if self.ranges.server_bounds.precision(self.fixed) != self.ranges.input_bounds.precision(self.fixed):
+            raise ValueError("the checked input bounds are not at the inputs' precision")
         if self.allow_logits:
             self.ranges.check_logits_release()
 
