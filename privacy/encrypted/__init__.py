@@ -12,16 +12,19 @@ Threat model
   the weights. Two colluding parties can reconstruct everything; an actively cheating party can make
   the result wrong (there are no MACs) but still learns nothing beyond its view.
 * Public: the architecture (layer kinds and shapes), the fixed-point format, the batch size, the
-  per-layer communication pattern, and the model's range plan: the input bounds (checked on the inputs'
-  grid, less its top value if shared half-open) and, per layer, the bit length of the largest value the
-  layer can produce over them (`model.ranges`). Private: input values and weight values.
-* The client learns the predicted label and nothing else: no intermediate value and no per-neuron
-  signal; logits only where the model owner allowed them at sharing time (`share_model(...,
-  allow_logits=True)`, enforced by every party). Outputs are the fixed-point model's exact values
-  (exact truncation), so asking one input again reveals nothing new. When a truncation's randomness
-  falls into its failure window, the two parties that see it withhold that example's output shares
-  and the client runs it again; that event has a fixed probability (the plan's ``rerun_probability``,
-  about 1e-5 per example for the reference MLP) and does not depend on any data, so the retry tells
+  per-layer communication pattern, and the model's range plan: the declared input bounds (on the inputs'
+  grid, less its top value if shared half-open), the bounds the servers check (by default the declared ones
+  widened outward to a window one comparison checks) and, per layer, the bit length of the largest value
+  the layer can produce over those (`model.ranges`). Private: input values and weight values.
+* The client learns the predicted label and nothing else (a client that bypasses its own check of
+the declared bounds can also query inputs within the wider bounds the servers check: the model's
+exact output on them): no intermediate value and no per-neuron signal; logits only where the model
+owner allowed them at sharing time (`share_model(..., allow_logits=True)`, enforced by every party).
+Outputs are the fixed-point model's exact values (exact truncation), so asking one input again
+reveals nothing new. When a truncation's randomness falls into its failure window, the two parties
+that see it withhold that example's output shares and the client runs it again; that event has a
+fixed probability (the plan's ``rerun_probability``, about 1e-5 per example for the reference MLP)
+and does not depend on any data, so the retry tells
   the client nothing (the servers see one bit per query). The servers check every input's shares
   against the declared bounds and for consistency (`protocol.input_check`) and release nothing when
   the check fails, so a client that bypasses the library gets no output for out-of-bounds or

@@ -1,0 +1,152 @@
+"""The servers' default input check: the declared bounds widened outward to a window one comparison checks.
+
+Properties over random models and bounds (seeded): the window is the 2^k grid values centred on each feature's
+declared bounds (computed here from the spans, independently of `InputBounds.widened`); the servers compute the
+fixed-point model bit for bit on any input in it, refuse one grid step outside it, and the client still refuses
+inputs outside the declared bounds. A model whose widened box could wrap falls back to the exact check; bundles
+without the checked bounds (written before them) are checked on their declared bounds exactly.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from privacy.encrypted import InProcessCluster, InputBounds, InputOutOfBounds, ModelRangeError, simulate
+from privacy.encrypted.model.plan import Activation, Architecture, Dense, ModelPlan
+from privacy.encrypted.model.ranges import RangePlan, analyse
+from privacy.encrypted.model.ring import FixedPoint, as_ring, as_signed
+from privacy.encrypted.protocol.client import encode_input
+from privacy.encrypted.protocol.input_check import bound_bits, power_of_two_span
+from privacy.encrypted.protocol.shares import reconstruct, share
+from tests.privacy.encrypted.test_properties import random_plan
+
+
+def _window(lo_steps: np.ndarray, hi_steps: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """The expected window in grid steps: 2^k values, k the bits of the widest span, the extra split evenly
+    (one more above where it is odd)."""
+    spans = hi_steps - lo_steps
+    k = max(int(spans.max()).bit_length(), 1)
+    lo = lo_steps - ((2**k - 1 - spans) // 2)
+    return lo, lo + 2**k - 1, k
+
+
+def _served(cluster, rows: np.ndarray) -> list:
+    """The parties' results for encoded rows shared without the client's check."""
+    return cluster.run_shares(share(as_ring(rows)), "logits")
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_encrypted_equals_plaintext_anywhere_in_the_checked_window_and_one_step_outside_is_refused(seed):
+    rng = np.random.default_rng(5000 + seed)
+    plan = random_plan(rng)
+    shape = plan.architecture.input_shape
+    frac_bits = int(rng.integers(2, 13))
+    step = 2.0**-frac_bits
+    lo_steps = np.rint(rng.uniform(-2, 1, size=shape) / step).astype(np.int64)
+    hi_steps = lo_steps + np.rint(rng.uniform(0, 3, size=shape) / step).astype(np.int64)
+    hi_steps.flat[0] = lo_steps.flat[0] + 3 * 2**frac_bits  # one span of 3: never a power of two less one
+    bounds = InputBounds.declared(lo_steps * step, hi_steps * step, shape, frac_bits=frac_bits)
+    cluster = InProcessCluster(plan, bounds, allow_logits=True)
+    fixed, ranges = cluster.fixed, cluster.ranges
+    assert ranges.fallback is None and ranges.checked_bounds is not None  # small models: the window is proven
+
+    lo, hi, k = _window(lo_steps, hi_steps)
+    assert np.array_equal(ranges.checked_bounds.lo, lo * step) and np.array_equal(ranges.checked_bounds.hi, hi * step)
+    checked = ranges.server_bounds.encoded(fixed)
+    assert power_of_two_span(*checked) and bound_bits(*checked) == k  # one comparison of k bits
+    exact_window = InputBounds.declared(lo * step, hi * step, shape, frac_bits=frac_bits, input_check="exact")
+    assert ranges.ops == analyse(plan.architecture, plan.encode(fixed), exact_window, fixed).ops
+    assert ranges.input_bounds.lo.tolist() == (lo_steps * step).tolist()  # the client keeps the declared bounds
+
+    rows = rng.integers(lo, hi + 1, size=(8,) + shape)
+    rows[0], rows[1] = lo, hi  # the window's corners
+    results = _served(cluster, rows)
+    assert all(r.refused is None for r in results)
+    got = as_signed(reconstruct([np.asarray(r.values, dtype=np.uint64) for r in results]))
+    sim = simulate(plan.architecture, plan.encode(fixed), encode_input(rows * step, shape, fixed), fixed)
+    assert np.array_equal(got, sim.logits.point)  # the fixed-point model on those inputs, bit for bit
+
+    for edge, delta in ((lo, -1), (hi, 1)):  # one grid step outside the window, in a random feature
+        row = np.array([edge])
+        row.flat[int(rng.integers(row.size))] += delta
+        refused = [r for r in _served(cluster, row) if r.refused is not None]
+        assert refused and all(r.values is None for r in refused) and "outside the bounds" in refused[0].refused
+
+    outside = np.array([lo_steps * step])  # inside the window, one step outside the declared bounds
+    outside.flat[0] -= step
+    with pytest.raises(InputOutOfBounds, match="refused before sharing"):
+        cluster.predict(outside)
+    assert all(r.refused is None for r in _served(cluster, np.rint(outside / step).astype(np.int64)))
+
+
+def _edge_plan() -> ModelPlan:
+    """Dense(1) on one feature with kernel 0.8 * 2^21, ReLU, Dense(1): over [0, 1] the hidden truncation needs 53
+    bits (re-run probability 2^-10, the limit), over its window [-0.5 + 2^-16, 1.5] 54 (2^-9)."""
+    architecture = Architecture((1,), (Dense("h", 1), Activation("r", "relu"), Dense("out", 1)))
+    return ModelPlan(
+        architecture, {"h": (np.array([[0.8 * 2**21]]), np.zeros(1)), "out": (np.ones((1, 1)), np.zeros(1))}
+    )
+
+
+def test_a_window_the_analysis_cannot_prove_falls_back_to_the_exact_check():
+    plan, fixed = _edge_plan(), FixedPoint(16)
+    declared = InputBounds.declared(0, 1, (1,))
+    window = declared.widened(fixed)
+    assert (window.lo[0], window.hi[0]) == (-0.5 + 2**-16, 1.5)
+    with pytest.raises(ModelRangeError, match="re-run"):
+        analyse(plan.architecture, plan.encode(fixed), window, fixed)
+
+    cluster = InProcessCluster(plan, declared, allow_logits=True)
+    ranges = cluster.ranges
+    assert ranges.checked_bounds is None and "re-run" in ranges.fallback and "widened bounds" in ranges.fallback
+    assert ranges.describe_check().startswith("the servers check the declared input bounds [0.0, 1.0] exactly: ")
+    assert ranges.to_dict()["input_check_fallback"] == ranges.fallback and "checked_bounds" not in ranges.to_dict()
+    assert [op.bits for op in ranges.ops if op.kind == "trunc"] == [53]  # the declared box's plan
+    for value, accepted in ((0, True), (2**16, True), (-1, False), (2**16 + 1, False)):  # exact [0, 1]
+        results = _served(cluster, np.array([[value]]))
+        assert all(r.refused is None for r in results) == accepted, value
+    assert not InProcessCluster(plan, InputBounds.declared(0, 1, (1,), input_check="exact")).ranges.fallback
+
+
+def test_bundles_without_the_checked_bounds_are_checked_on_their_declared_bounds(tmp_path):
+    """A bundle header as written before the checked bounds (no "checked_bounds") loads, and its parties check
+    the declared bounds exactly: one step past them (inside the window a new bundle checks) is refused."""
+    from privacy.encrypted.protocol.model_shares import PartyModel
+
+    plan = ModelPlan(Architecture((2,), (Dense("out", 2),)), {"out": (np.eye(2), np.zeros(2))})
+    cluster = InProcessCluster(plan, InputBounds.declared(0, 1, (2,), frac_bits=8), allow_logits=True)
+    assert cluster.ranges.to_dict()["checked_bounds"] == {"lo": -0.49609375, "hi": 1.5, "frac_bits": 8}
+    past = np.array([[257, 0]])  # 1 + 2^-8: inside the window
+    assert all(r.refused is None for r in _served(cluster, past))
+
+    old = []
+    for model in cluster.models:
+        model.save(str(tmp_path / f"m{model.index}.npz"))
+        with np.load(tmp_path / f"m{model.index}.npz") as data:
+            arrays = dict(data)
+        header = json.loads(bytes(arrays["header"]).decode())
+        del header["ranges"]["checked_bounds"]
+        arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+        np.savez(tmp_path / f"old{model.index}.npz", **arrays)
+        old.append(PartyModel.load(str(tmp_path / f"old{model.index}.npz")))
+    assert old[0].ranges.checked_bounds is None and old[0].ranges.server_bounds == old[0].ranges.input_bounds
+    cluster.models = old
+    refused = [r for r in _served(cluster, past) if r.refused is not None]
+    assert refused and "outside the bounds" in refused[0].refused
+    assert all(r.refused is None for r in _served(cluster, np.array([[256, 0]])))
+
+
+def test_input_check_choices_and_contradictions_are_refused_in_one_line():
+    for kwargs, why in (
+        ({"input_check": "closed"}, "input_check must be one of widened, exact, half-open, not 'closed'"),
+        ({"input_check": "exact", "half_open": True}, "contradicts input_check 'exact'"),
+    ):
+        with pytest.raises(ValueError, match=why):
+            InputBounds.declared(0, 1, (2,), **kwargs)
+    assert InputBounds.declared(0, 1, (2,), half_open=True).input_check == "half-open"
+    with pytest.raises(ValueError, match="cannot be half-open"):
+        InputBounds.from_data(np.zeros((2, 2)), (2,), input_check="half-open")
+    written = InProcessCluster(_edge_plan(), InputBounds.declared(0, 1, (1,))).ranges.to_dict()
+    with pytest.raises(ValueError, match="input_check_fallback must be a string, not 3"):
+        RangePlan.from_dict(dict(written, input_check_fallback=3), (1,))
