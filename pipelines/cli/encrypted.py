@@ -160,7 +160,9 @@ def _check_half_open(bounds, fixed) -> None:
         try:
             bounds.encoded(fixed)
         except ValueError as err:
-            raise click.BadParameter(str(err), param_hint="'--input-range' / '--input-check half-open'") from None
+            raise click.BadParameter(
+                str(err), param_hint="'--input-range' / '--input-check half-open' / '--half-open'"
+            ) from None
 
 
 def _bounds(plan, input_range, calibration_path, input_check, *, default_data=None, frac_bits=None):
