@@ -147,7 +147,7 @@ def test_gate_blesses_matching_models_and_blocks_others(tmp_path, python_subproc
     # By default the gate, like share-model, has the servers check the declared bounds widened to one comparison
     # (here [-32 + 2^-16, 32]: 2^22 values of 2^-16 around [-16, 16]) and records it; input_check exact keeps them.
     assert lines["WIDENED"] == (
-        "WIDENED True the servers check the declared input bounds widened to [-31.9999847412109375, 32.0] (one "
+        "WIDENED True the servers check the declared input bounds widened to [-31.999984741210938, 32.0] (one "
         "comparison per value) the servers check the declared input bounds [-16.0, 16.0] the servers check the "
         "declared input bounds [-16.0, 16.0) True"
     )
