@@ -99,8 +99,8 @@ class InputBounds:
             bounds widened outward to a window one comparison checks, where the analysis proves it safe (else
             exact), "exact" the declared bounds, "half-open" [lo, hi) (`half_open`).
         half_open: (input_check "half-open") declared bounds checked as [lo, hi): the top grid value is dropped
-            (`encoded`), so a client
-            gives an input at hi as hi - 2^-bits (moved by at most 2^-bits there, 2^-(bits+1) elsewhere).
+            (`encoded`), so a client gives an input at hi as hi - 2^-bits (moved by at most 2^-bits there,
+            2^-(bits+1) elsewhere).
             Allowed only where it halves the input check: when every feature's encoded span hi - lo is the same
             power of two 2^j >= 2 (as for [0, 1] or [-1, 1]: 2^j + 1 grid values need two comparisons, the 2^j
             left need one of j bits, `protocol.input_check`). Kept as the grid values (`on_grid`), and written
