@@ -75,6 +75,11 @@ def _compact(a: np.ndarray):
     return float(a.flat[0]) if a.size and np.all(a == a.flat[0]) else a.tolist()
 
 
+def _extent(a: np.ndarray) -> str:
+    """Per-feature bounds in one line: their smallest and largest value."""
+    return f"{float(a.min())!r} to {float(a.max())!r} per feature"
+
+
 def _precision(frac_bits) -> int | None:
     """The inputs' fractional bits as an int in [0, 24] (None: the model's); ValueError otherwise."""
     if frac_bits is None:
@@ -389,7 +394,8 @@ class RangePlan:
     def describe_check(self) -> str:
         """One line saying which bounds the servers check, and why (for share-model's output and the gate)."""
         bounds = self.server_bounds
-        lo, hi, close = _compact(bounds.lo), _compact(bounds.hi), ")" if bounds.half_open else "]"
+        lo, hi = (_compact(b) if np.all(b == b.flat[0]) else _extent(b) for b in (bounds.lo, bounds.hi))
+        close = ")" if bounds.half_open else "]"
         if self.checked_bounds is not None:
             return f"the servers check the declared input bounds widened to [{lo}, {hi}] (one comparison per value)"
         if self.fallback is not None:

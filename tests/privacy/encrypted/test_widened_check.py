@@ -58,6 +58,8 @@ def test_encrypted_equals_plaintext_anywhere_in_the_checked_window_and_one_step_
     exact_window = InputBounds.declared(lo * step, hi * step, shape, frac_bits=frac_bits, input_check="exact")
     assert ranges.ops == analyse(plan.architecture, plan.encode(fixed), exact_window, fixed).ops
     assert ranges.input_bounds.lo.tolist() == (lo_steps * step).tolist()  # the client keeps the declared bounds
+    said = ranges.describe_check()
+    assert said.startswith("the servers check the declared input bounds widened to [") and len(said) < 200, said
 
     rows = rng.integers(lo, hi + 1, size=(8,) + shape)
     rows[0], rows[1] = lo, hi  # the window's corners
