@@ -273,6 +273,27 @@ def test_share_model_says_which_bounds_the_servers_check_and_the_bundles_record_
         assert residues_per_value(*model.ranges.server_bounds.encoded(model.fixed)) == 9
 
 
+def test_share_model_says_when_the_servers_fall_back_to_the_exact_check(tmp_path):
+    """A model sized so [0, 1] passes the analysis and its window [-0.5 + 2^-16, 1.5] does not (a hidden truncation
+    of 53 bits over [0, 1], 54 over the window: re-run probability 2^-9, above the limit): share-model succeeds,
+    prints that the servers check [0, 1] exactly and why, and the bundles record the reason, not a window."""
+    import keras
+
+    from privacy.encrypted.protocol.model_shares import PartyModel
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, activation="relu"), keras.layers.Dense(1)])
+    model.set_weights([np.array([[0.8 * 2**21]]), np.zeros(1), np.ones((1, 1)), np.zeros(1)])
+    model.save(tmp_path / "edge.keras")
+    dep = tmp_path / "dep"
+    assert run("encrypted", "setup", "--out", dep).exit_code == 0
+    result = run("encrypted", "share-model", tmp_path / "edge.keras", "--deployment", dep, "--input-range", 0, 1)
+    assert result.exit_code == 0, result.output
+    said = result.output.strip().splitlines()[-1]
+    assert said.startswith("the servers check the declared input bounds [0.0, 1.0] exactly: ") and "re-run" in said
+    info = PartyModel.load(str(dep / "party-0" / "model.npz")).public_info()["ranges"]
+    assert "checked_bounds" not in info and "re-run" in info["input_check_fallback"]
+
+
 def test_reshare_renews_the_three_bundles_in_place(saved, tmp_path):
     """`reshare` after `share-model`: the three files get one new model id (echoed), stay mode 0600 and reload."""
     import os
