@@ -1,6 +1,7 @@
-"""The servers' check of a client's input: consistent shares within the declared bounds, or no output.
+"""The servers' check of a client's input: consistent shares within the checked bounds, or no output.
 
-The model's arithmetic is proven correct only for inputs within the bounds it was shared with, and a
+The model's arithmetic is proven correct only for inputs within the bounds the servers check (the declared
+ones, or by default those widened to a one-comparison window, `RangePlan.server_bounds`), and a
 client that bypasses the library can send anything: values out of range (a comparison outside its proven
 range returns a bit of the operand, which exposes weights; a value just outside the bounds can reach
 neurons that are dead inside them), or replicated shares whose copies disagree (each party then computes
