@@ -22,7 +22,8 @@ depend on weight values. One run measures, side by side:
   in-process, [0, 1] in 8-bit inputs, and [0, 2 - 2^-8] in 8-bit inputs
                             the same pairs of rows for inputs of 8 fractional bits (`InputBounds.frac_bits`,
                             `share-model --input-frac-bits 8`): 9-bit spans, so 9-bit comparisons in the
-                            check instead of 17-bit ones (two, or one for [0, 2 - 2^-8])
+                            check instead of 17-bit ones (one where the check is widened, as by default;
+                            in older trees two for [0, 1], one for [0, 2 - 2^-8])
   in-process, [0, 1] exact  the same two rows with the exact check of [0, 1] (`share-model --input-check
                             exact`): two comparisons, as the [0, 1] rows of older trees
   in-process, [0, 1) half-open, and [0, 1) half-open in 8-bit inputs
