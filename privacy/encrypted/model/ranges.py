@@ -409,8 +409,11 @@ class RangePlan:
             LogitsOutOfRange: naming the bits the logits need and the setting to change.
         """
         if self.output_bits > LOGITS_BITS:
+            where = (
+                "the declared input bounds" if self.checked_bounds is None else "the widened bounds the servers check"
+            )
             raise LogitsOutOfRange(
-                f"for the declared input bounds the logits can need {self.output_bits} bits, more than the "
+                f"for {where} the logits can need {self.output_bits} bits, more than the "
                 f"{LOGITS_BITS} a 64-bit ring holds, so released logits could wrap: release labels only "
                 f"(allow_logits=False, no --allow-logits), declare tighter input bounds or rescale the model"
             )

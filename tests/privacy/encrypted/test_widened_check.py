@@ -12,7 +12,14 @@ import json
 import numpy as np
 import pytest
 
-from privacy.encrypted import InProcessCluster, InputBounds, InputOutOfBounds, ModelRangeError, simulate
+from privacy.encrypted import (
+    InProcessCluster,
+    InputBounds,
+    InputOutOfBounds,
+    LogitsOutOfRange,
+    ModelRangeError,
+    simulate,
+)
 from privacy.encrypted.model.plan import Activation, Architecture, Dense, ModelPlan
 from privacy.encrypted.model.ranges import RangePlan, analyse
 from privacy.encrypted.model.ring import FixedPoint, as_ring, as_signed
@@ -152,3 +159,20 @@ def test_input_check_choices_and_contradictions_are_refused_in_one_line():
     written = InProcessCluster(_edge_plan(), InputBounds.declared(0, 1, (1,))).ranges.to_dict()
     with pytest.raises(ValueError, match="input_check_fallback must be a string, not 3"):
         RangePlan.from_dict(dict(written, input_check_fallback=3), (1,))
+
+
+def test_logits_refused_over_the_window_name_the_window_not_the_declared_bounds():
+    """Review case: logits that need 64 bits over the declared box (already too many to release) and 65 over its
+    window, which the servers check: the refusal names the bits of the bounds they were computed for."""
+    plan = ModelPlan(
+        Architecture((2,), (Dense("out", 2),)), {"out": (np.full((2, 2), 2.0**30), np.full(2, 2.0**30))}
+    )  # logits 2^30 (x0 + x1 + 1): below 2^32 (2^64 in 2f bits) on the declared box, above on its window
+    fixed, lo = FixedPoint(16), 1.5 - 2.0**-10 - 2.0**-12
+    exact = InputBounds.declared(lo, lo + 2.0**-10, (2,), input_check="exact")
+    assert analyse(plan.architecture, plan.encode(fixed), exact, fixed).output_bits == 64
+    widened = analyse(plan.architecture, plan.encode(fixed), InputBounds.declared(lo, lo + 2.0**-10, (2,)), fixed)
+    assert widened.checked_bounds is not None and widened.output_bits == 65
+    with pytest.raises(LogitsOutOfRange, match="^for the widened bounds the servers check the logits can need 65 bits"):
+        widened.check_logits_release()
+    with pytest.raises(LogitsOutOfRange, match="^for the declared input bounds the logits can need 64 bits"):
+        InProcessCluster(plan, exact, allow_logits=True)
