@@ -397,10 +397,21 @@ class RangePlan:
         lo, hi = (_compact(b) if np.all(b == b.flat[0]) else _extent(b) for b in (bounds.lo, bounds.hi))
         close = ")" if bounds.half_open else "]"
         if self.checked_bounds is not None:
-            return f"the servers check the declared input bounds widened to [{lo}, {hi}] (one comparison per value)"
+            said = f"the servers check the declared input bounds widened to [{lo}, {hi}] (one comparison per value)"
+            return said + self._narrowest_widened()
         if self.fallback is not None:
             return f"the servers check the declared input bounds [{lo}, {hi}] exactly: {self.fallback}"
         return f"the servers check the declared input bounds [{lo}, {hi}{close}"
+
+    def _narrowest_widened(self) -> str:
+        """Where declared spans differ (the window has one width): the narrowest declared feature and its window."""
+        declared, window = self.input_bounds, self.checked_bounds
+        spans = declared.hi - declared.lo
+        if np.all(spans == spans.flat[0]):
+            return ""
+        at = np.unravel_index(int(np.argmin(spans)), spans.shape)
+        lo, hi, wlo, whi = (float(b[at]) for b in (declared.lo, declared.hi, window.lo, window.hi))
+        return f"; the narrowest, feature {tuple(int(i) for i in at)} declared [{lo!r}, {hi!r}], as [{wlo!r}, {whi!r}]"
 
     def check_logits_release(self) -> None:
         """Refuses a release policy that allows logits when they could leave [-2^63, 2^63).

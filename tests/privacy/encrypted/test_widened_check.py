@@ -66,7 +66,12 @@ def test_encrypted_equals_plaintext_anywhere_in_the_checked_window_and_one_step_
     assert ranges.ops == analyse(plan.architecture, plan.encode(fixed), exact_window, fixed).ops
     assert ranges.input_bounds.lo.tolist() == (lo_steps * step).tolist()  # the client keeps the declared bounds
     said = ranges.describe_check()
-    assert said.startswith("the servers check the declared input bounds widened to [") and len(said) < 200, said
+    assert said.startswith("the servers check the declared input bounds widened to [") and len(said) < 300, said
+    narrowest = np.unravel_index(np.argmin(hi_steps - lo_steps), shape)  # spans differ: the widest is 3 * 2^bits
+    assert said.endswith(
+        f"; the narrowest, feature {tuple(int(i) for i in narrowest)} declared [{float(lo_steps[narrowest] * step)!r}, "
+        f"{float(hi_steps[narrowest] * step)!r}], as [{float(lo[narrowest] * step)!r}, {float(hi[narrowest] * step)!r}]"
+    ), said
 
     rows = rng.integers(lo, hi + 1, size=(8,) + shape)
     rows[0], rows[1] = lo, hi  # the window's corners
@@ -176,3 +181,16 @@ def test_logits_refused_over_the_window_name_the_window_not_the_declared_bounds(
         widened.check_logits_release()
     with pytest.raises(LogitsOutOfRange, match="^for the declared input bounds the logits can need 64 bits"):
         InProcessCluster(plan, exact, allow_logits=True)
+
+
+def test_share_time_line_names_how_far_a_constant_feature_is_widened():
+    """Review case: a feature declared constant beside [0, 1] is checked over [-1 + 2^-16, 1] (2^17 values around
+    it); the line share-model prints says so, naming that feature. Uniform bounds get no such clause."""
+    plan = ModelPlan(Architecture((2,), (Dense("out", 1),)), {"out": (np.ones((2, 1)), np.zeros(1))})
+    mixed = InProcessCluster(plan, InputBounds.declared([0, 0], [1, 0], (2,))).ranges
+    assert mixed.describe_check().endswith(
+        "; the narrowest, feature (1,) declared [0.0, 0.0], as [-0.9999847412109375, 1.0]"
+    )
+    assert (mixed.checked_bounds.lo[1], mixed.checked_bounds.hi[1]) == (-1 + 2.0**-16, 1.0)
+    uniform = InProcessCluster(plan, InputBounds.declared(0, 1, (2,))).ranges
+    assert uniform.describe_check().endswith("(one comparison per value)")
