@@ -375,7 +375,8 @@ class RangePlan:
             randomness in its failure window; independent of the data).
         checked_bounds: the bounds the servers check where they are not `input_bounds` (input_check "widened":
             `InputBounds.widened`, which `ops` and the other bits were proven for); None: `input_bounds`.
-        fallback: why input_check "widened" fell back to checking `input_bounds` exactly (None if it did not).
+        fallback: why input_check "widened" fell back to checking `input_bounds` exactly (None if it did not): which
+            limit the window exceeds, without the window's bit counts (public, like the plan).
     """
 
     input_bounds: InputBounds
@@ -491,14 +492,24 @@ def analyse(architecture, encoded: dict, bounds: InputBounds, fixed: FixedPoint)
         if window is None:
             return plan
         wide = _analyse(architecture, encoded, window, fixed)
-    except ValueError as err:  # a ModelRangeError too, naming "the declared input bounds": here the window
-        return dataclasses.replace(plan, fallback=str(err).replace("the declared input bounds", "the widened bounds"))
+    except ValueError as err:  # public, so without the window's bit counts (`_refusal`)
+        why = getattr(err, "public", None)
+        if why is None:  # `InputBounds.widened`
+            why = "they exceed what the ring, or a float64 in the bundle, holds at the inputs' precision"
+        return dataclasses.replace(plan, fallback=f"over the widened bounds {why}")
     if wide.output_bits > LOGITS_BITS >= plan.output_bits:
-        why = (
-            f"for the widened bounds the logits can need {wide.output_bits} bits, more than the {LOGITS_BITS} they fit"
+        return dataclasses.replace(
+            plan, fallback=f"over the widened bounds the logits could need more than {LOGITS_BITS} bits"
         )
-        return dataclasses.replace(plan, fallback=why)
     return dataclasses.replace(wide, input_bounds=plan.input_bounds, checked_bounds=wide.input_bounds)
+
+
+def _refusal(message: str, public: str) -> ModelRangeError:
+    """A refusal naming bit counts (for the model owner), with `public`: the reason without them, which a fallback
+    records in the public plan (the window's bits would reveal more about the weights than the plan does)."""
+    err = ModelRangeError(message)
+    err.public = public
+    return err
 
 
 def _analyse(architecture, encoded: dict, bounds: InputBounds, fixed: FixedPoint) -> RangePlan:
@@ -515,10 +526,11 @@ def _analyse(architecture, encoded: dict, bounds: InputBounds, fixed: FixedPoint
     for op in ops:
         if op.bits > HEADROOM_BITS:
             what = "before truncation" if op.kind == "trunc" else "at a comparison"
-            raise ModelRangeError(
+            raise _refusal(
                 f"layer {op.layer!r}: for the declared input bounds its values {what} can need {op.bits} bits, "
                 f"more than the {HEADROOM_BITS} the 64-bit ring leaves room for; declare tighter input bounds, "
-                f"use fewer fractional bits or rescale the model"
+                f"use fewer fractional bits or rescale the model",
+                f"the values of layer {op.layer!r} could leave the ring's headroom",
             )
     per_layer: dict[str, float] = {}
     for op in ops:
@@ -529,9 +541,10 @@ def _analyse(architecture, encoded: dict, bounds: InputBounds, fixed: FixedPoint
     rerun = sum(per_layer.values())
     if rerun > MAX_RERUN_PROBABILITY:
         worst = max(per_layer, key=per_layer.get)
-        raise ModelRangeError(
+        raise _refusal(
             f"for the declared input bounds a query would have to be re-run with probability {rerun:.2g} per example "
             f"(limit {MAX_RERUN_PROBABILITY:.2g}); layer {worst!r} contributes {per_layer[worst]:.2g}: declare tighter "
-            f"input bounds or rescale the model"
+            f"input bounds or rescale the model",
+            "a query's re-run probability would exceed the limit",
         )
     return RangePlan(bounds, ops, label_start, bits_needed(logits.lo, logits.hi), rerun)

@@ -114,6 +114,8 @@ def test_a_window_the_analysis_cannot_prove_falls_back_to_the_exact_check():
     cluster = InProcessCluster(plan, declared, allow_logits=True)
     ranges = cluster.ranges
     assert ranges.checked_bounds is None and "re-run" in ranges.fallback and "widened bounds" in ranges.fallback
+    # public: which limit, not the window's re-run probability (2^-9) or bits, which the plan does not reveal
+    assert ranges.fallback == "over the widened bounds a query's re-run probability would exceed the limit"
     assert ranges.describe_check().startswith("the servers check the declared input bounds [0.0, 1.0] exactly: ")
     assert ranges.to_dict()["input_check_fallback"] == ranges.fallback and "checked_bounds" not in ranges.to_dict()
     assert [op.bits for op in ranges.ops if op.kind == "trunc"] == [53]  # the declared box's plan
@@ -194,3 +196,33 @@ def test_share_time_line_names_how_far_a_constant_feature_is_widened():
     assert (mixed.checked_bounds.lo[1], mixed.checked_bounds.hi[1]) == (-1 + 2.0**-16, 1.0)
     uniform = InProcessCluster(plan, InputBounds.declared(0, 1, (2,))).ranges
     assert uniform.describe_check().endswith("(one comparison per value)")
+
+
+def test_a_headroom_fallback_names_the_layer_not_the_windows_bits():
+    """Review case: label comparisons of 61 bits over [0, 1] and 62 over its window (logit 1.4 * 2^28 x0): the
+    public fallback reason names the layer (public) and the limit, not the 62 bits (which would say more about the
+    weights than the plan)."""
+    plan = ModelPlan(
+        Architecture((2,), (Dense("out", 2),)), {"out": (np.array([[1.4 * 2.0**28, 0], [0, 0]]), np.zeros(2))}
+    )
+    fixed = FixedPoint(16)
+    declared = analyse(
+        plan.architecture, plan.encode(fixed), InputBounds.declared(0, 1, (2,), input_check="exact"), fixed
+    )
+    with pytest.raises(ModelRangeError, match="can need 62 bits"):
+        analyse(plan.architecture, plan.encode(fixed), InputBounds.declared(0, 1, (2,)).widened(fixed), fixed)
+    ranges = analyse(plan.architecture, plan.encode(fixed), InputBounds.declared(0, 1, (2,)), fixed)
+    assert ranges.checked_bounds is None and ranges.ops == declared.ops
+    assert ranges.fallback == "over the widened bounds the values of layer 'label' could leave the ring's headroom"
+
+
+def test_a_logits_fallback_says_which_limit_not_the_windows_bits():
+    """Logits 2^30 (x0 + x1 + 1) of 63 bits over the declared box (2f = 32 fractional bits) and 64 over its window:
+    the servers check the declared bounds, so released logits fit; the public reason gives the limit only."""
+    plan = ModelPlan(Architecture((2,), (Dense("out", 2),)), {"out": (np.full((2, 2), 2.0**30), np.full(2, 2.0**30))})
+    fixed, lo = FixedPoint(16), 0.5 - 2.0**-10 - 2.0**-12
+    bounds = InputBounds.declared(lo, lo + 2.0**-10, (2,))
+    assert analyse(plan.architecture, plan.encode(fixed), bounds.widened(fixed), fixed).output_bits == 64
+    ranges = InProcessCluster(plan, bounds, allow_logits=True).ranges
+    assert ranges.checked_bounds is None and ranges.output_bits == 63
+    assert ranges.fallback == "over the widened bounds the logits could need more than 63 bits"
