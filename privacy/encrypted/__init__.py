@@ -15,7 +15,8 @@ Threat model
   per-layer communication pattern, and the model's range plan: the declared input bounds (on the inputs'
   grid, less its top value if shared half-open), the bounds the servers check (by default the declared ones
   widened outward to a window one comparison checks) and, per layer, the bit length of the largest value
-  the layer can produce over those (`model.ranges`). Private: input values and weight values.
+  the layer can produce over those (`model.ranges`), and where the window was not proven, which limit it
+  exceeds (not by how much). Private: input values and weight values.
 * The client learns the predicted label and nothing else (a client that bypasses its own check of
 the declared bounds can also query inputs within the wider bounds the servers check: the model's
 exact output on them): no intermediate value and no per-neuron signal; logits only where the model

@@ -34,7 +34,8 @@ checks [lo, hi) (`InputBounds.half_open`).
 
 The plan is public: it is in every party's bundle and in what the parties tell clients. Besides the
 input bounds it reveals, per layer, the bit length of the largest value the layer can produce over the
-box: about log2 of the largest weighted sum, a few bits about the weights' magnitudes per layer.
+box: about log2 of the largest weighted sum, a few bits about the weights' magnitudes per layer. Where the
+window falls back, `RangePlan.fallback` says which limit it exceeds (and the layer), not the window's bits.
 """
 
 from __future__ import annotations
