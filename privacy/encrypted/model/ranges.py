@@ -24,10 +24,12 @@ What the servers check (`InputBounds.input_check`, one of `INPUT_CHECKS`): their
 (`protocol.input_check`) accepts d = x - lo in [0, 2^k) with one comparison of k bits, and [0, m] for any
 other span m with two. So by default ("widened") the analysis also runs over the declared bounds widened
 outward to the narrowest such window, the same 2^k grid values for every feature (k the bits of the widest
-declared span: the check has one width), centred on each feature's declared bounds (`InputBounds.widened`);
-if it proves that window safe too (no headroom exceeded, re-run probability within the limit, logits no
-wider than the declared bounds allow), the parties check the window (`RangePlan.checked_bounds`) and run on
-its plan; otherwise they check the declared bounds exactly (`RangePlan.fallback` says why). The client
+declared span: the check has one width), centred on each feature's declared bounds (`InputBounds.widened`),
+provided that multiplies no feature's declared grid values (hi - lo + 1) by more than two (uniform spans always
+pass; spans of different bit lengths, or a constant feature beside a wider one, do not); if the analysis proves
+that window safe too (no headroom exceeded, re-run probability within the limit, logits no wider than the
+declared bounds allow), the parties check the window (`RangePlan.checked_bounds`) and run on its plan;
+otherwise they check the declared bounds exactly (`RangePlan.fallback` says why). The client
 still refuses inputs outside the declared bounds; a client that bypasses it gets, for inputs within the
 window, the model's exact output on them. "exact" checks the declared bounds as they are; "half-open"
 checks [lo, hi) (`InputBounds.half_open`).
@@ -35,7 +37,8 @@ checks [lo, hi) (`InputBounds.half_open`).
 The plan is public: it is in every party's bundle and in what the parties tell clients. Besides the
 input bounds it reveals, per layer, the bit length of the largest value the layer can produce over the
 box: about log2 of the largest weighted sum, a few bits about the weights' magnitudes per layer. Where the
-window falls back, `RangePlan.fallback` says which limit it exceeds (and the layer), not the window's bits.
+window falls back, `RangePlan.fallback` says which limit it exceeds (and the layer or feature), not the window's
+bits.
 """
 
 from __future__ import annotations
@@ -286,13 +289,27 @@ class InputBounds:
         exact bounds on the grid; None where the bounds already are such a window (nothing to widen).
 
         Raises:
-            ValueError: if the window exceeds what the ring holds at the inputs' precision, or a bound of it lies
-                more than 2^53 steps from 0 (the bundle writes it as a float64).
+            ValueError: if the window would hold more than twice some feature's declared grid values (hi - lo + 1;
+                spans of different bit lengths, a constant feature beside a wider one), naming the narrowest
+                feature (its `public` reason, for the plan's fallback, without the counts); if the window exceeds
+                what the ring holds at the inputs' precision, or a bound of it lies more than 2^53 steps from 0 (the
+                bundle writes it as a float64).
         """
         bits = self.precision(fixed)
         lo, hi = (as_signed(b).astype(object) for b in self.encoded(fixed))  # exact Python integers
         spans = hi - lo
         k = max(int(spans.max()).bit_length(), 1)
+        narrowest = min(range(spans.size), key=lambda i: spans.flat[i])  # widened the most
+        if 1 << k > 2 * (spans.flat[narrowest] + 1):  # at most twice any feature's declared grid values
+            at = tuple(int(i) for i in np.unravel_index(narrowest, spans.shape))
+            raise _refusal(
+                ValueError(
+                    f"the widened bounds would give feature {at} 2^{k} grid values of 2^-{bits}, more than twice the "
+                    f"{spans.flat[narrowest] + 1} declared for it: declare equal spans to keep the widened check"
+                ),
+                f"feature {at} would hold more than twice the grid values declared for it (declared spans differ "
+                f"too much; equal spans keep the widened check)",
+            )
         if all(span == (1 << k) - 1 for span in spans.flat):
             return None
         lo = lo - ((1 << k) - 1 - spans) // 2
@@ -399,21 +416,10 @@ class RangePlan:
         lo, hi = (_compact(b) if np.all(b == b.flat[0]) else _extent(b) for b in (bounds.lo, bounds.hi))
         close = ")" if bounds.half_open else "]"
         if self.checked_bounds is not None:
-            said = f"the servers check the declared input bounds widened to [{lo}, {hi}] (one comparison per value)"
-            return said + self._narrowest_widened()
+            return f"the servers check the declared input bounds widened to [{lo}, {hi}] (one comparison per value)"
         if self.fallback is not None:
             return f"the servers check the declared input bounds [{lo}, {hi}] exactly: {self.fallback}"
         return f"the servers check the declared input bounds [{lo}, {hi}{close}"
-
-    def _narrowest_widened(self) -> str:
-        """Where declared spans differ (the window has one width): the narrowest declared feature and its window."""
-        declared, window = self.input_bounds, self.checked_bounds
-        spans = declared.hi - declared.lo
-        if np.all(spans == spans.flat[0]):
-            return ""
-        at = np.unravel_index(int(np.argmin(spans)), spans.shape)
-        lo, hi, wlo, whi = (float(b[at]) for b in (declared.lo, declared.hi, window.lo, window.hi))
-        return f"; the narrowest, feature {tuple(int(i) for i in at)} declared [{lo!r}, {hi!r}], as [{wlo!r}, {whi!r}]"
 
     def check_logits_release(self) -> None:
         """Refuses a release policy that allows logits when they could leave [-2^63, 2^63).
@@ -495,7 +501,7 @@ def analyse(architecture, encoded: dict, bounds: InputBounds, fixed: FixedPoint)
         wide = _analyse(architecture, encoded, window, fixed)
     except ValueError as err:  # public, so without the window's bit counts (`_refusal`)
         why = getattr(err, "public", None)
-        if why is None:  # `InputBounds.widened`
+        if why is None:  # `InputBounds.widened`: the ring or the bundle's floats
             why = "they exceed what the ring, or a float64 in the bundle, holds at the inputs' precision"
         return dataclasses.replace(plan, fallback=f"over the widened bounds {why}")
     if wide.output_bits > LOGITS_BITS >= plan.output_bits:
@@ -505,10 +511,10 @@ def analyse(architecture, encoded: dict, bounds: InputBounds, fixed: FixedPoint)
     return dataclasses.replace(wide, input_bounds=plan.input_bounds, checked_bounds=wide.input_bounds)
 
 
-def _refusal(message: str, public: str) -> ModelRangeError:
-    """A refusal naming bit counts (for the model owner), with `public`: the reason without them, which a fallback
-    records in the public plan (the window's bits would reveal more about the weights than the plan does)."""
-    err = ModelRangeError(message)
+def _refusal(err: ValueError, public: str) -> ValueError:
+    """`err` (a refusal naming bit counts or grid values, for the model owner) with `public`: the reason without
+    them, which a fallback records in the public plan (the window's bits would reveal more about the weights than
+    the plan does)."""
     err.public = public
     return err
 
@@ -528,9 +534,11 @@ def _analyse(architecture, encoded: dict, bounds: InputBounds, fixed: FixedPoint
         if op.bits > HEADROOM_BITS:
             what = "before truncation" if op.kind == "trunc" else "at a comparison"
             raise _refusal(
-                f"layer {op.layer!r}: for the declared input bounds its values {what} can need {op.bits} bits, "
-                f"more than the {HEADROOM_BITS} the 64-bit ring leaves room for; declare tighter input bounds, "
-                f"use fewer fractional bits or rescale the model",
+                ModelRangeError(
+                    f"layer {op.layer!r}: for the declared input bounds its values {what} can need {op.bits} bits, "
+                    f"more than the {HEADROOM_BITS} the 64-bit ring leaves room for; declare tighter input bounds, "
+                    f"use fewer fractional bits or rescale the model"
+                ),
                 f"the values of layer {op.layer!r} could leave the ring's headroom",
             )
     per_layer: dict[str, float] = {}
@@ -543,9 +551,11 @@ def _analyse(architecture, encoded: dict, bounds: InputBounds, fixed: FixedPoint
     if rerun > MAX_RERUN_PROBABILITY:
         worst = max(per_layer, key=per_layer.get)
         raise _refusal(
-            f"for the declared input bounds a query would have to be re-run with probability {rerun:.2g} per example "
-            f"(limit {MAX_RERUN_PROBABILITY:.2g}); layer {worst!r} contributes {per_layer[worst]:.2g}: declare tighter "
-            f"input bounds or rescale the model",
+            ModelRangeError(
+                f"for the declared input bounds a query would have to be re-run with probability {rerun:.2g} per "
+                f"example (limit {MAX_RERUN_PROBABILITY:.2g}); layer {worst!r} contributes {per_layer[worst]:.2g}: "
+                f"declare tighter input bounds or rescale the model"
+            ),
             "a query's re-run probability would exceed the limit",
         )
     return RangePlan(bounds, ops, label_start, bits_needed(logits.lo, logits.hi), rerun)

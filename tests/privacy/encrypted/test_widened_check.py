@@ -50,9 +50,12 @@ def test_encrypted_equals_plaintext_anywhere_in_the_checked_window_and_one_step_
     shape = plan.architecture.input_shape
     frac_bits = int(rng.integers(2, 13))
     step = 2.0**-frac_bits
-    lo_steps = np.rint(rng.uniform(-2, 1, size=shape) / step).astype(np.int64)
-    hi_steps = lo_steps + np.rint(rng.uniform(0, 3, size=shape) / step).astype(np.int64)
+    lo_steps = np.rint(rng.uniform(-2, 1, size=shape) / step).astype(np.int64)  # each feature its own lo
+    # spans within the rule: the window (2^k values, k = bits of the widest span 3 * 2^bits, so 4 * 2^bits) holds
+    # at most twice each feature's 2^(bits + 1) - 1 + 1 or more declared values; the narrowest may sit on the limit
+    hi_steps = lo_steps + rng.integers(2 ** (frac_bits + 1) - 1, 3 * 2**frac_bits + 1, size=shape)
     hi_steps.flat[0] = lo_steps.flat[0] + 3 * 2**frac_bits  # one span of 3: never a power of two less one
+    hi_steps.flat[-1] = lo_steps.flat[-1] + 2 ** (frac_bits + 1) - 1  # one on the limit: exactly twice
     bounds = InputBounds.declared(lo_steps * step, hi_steps * step, shape, frac_bits=frac_bits)
     cluster = InProcessCluster(plan, bounds, allow_logits=True)
     fixed, ranges = cluster.fixed, cluster.ranges
@@ -65,13 +68,10 @@ def test_encrypted_equals_plaintext_anywhere_in_the_checked_window_and_one_step_
     exact_window = InputBounds.declared(lo * step, hi * step, shape, frac_bits=frac_bits, input_check="exact")
     assert ranges.ops == analyse(plan.architecture, plan.encode(fixed), exact_window, fixed).ops
     assert ranges.input_bounds.lo.tolist() == (lo_steps * step).tolist()  # the client keeps the declared bounds
+    assert np.all(hi - lo + 1 <= 2 * (hi_steps - lo_steps + 1)) and np.any(hi - lo + 1 == 2 * (hi_steps - lo_steps + 1))
     said = ranges.describe_check()
     assert said.startswith("the servers check the declared input bounds widened to [") and len(said) < 300, said
-    narrowest = np.unravel_index(np.argmin(hi_steps - lo_steps), shape)  # spans differ: the widest is 3 * 2^bits
-    assert said.endswith(
-        f"; the narrowest, feature {tuple(int(i) for i in narrowest)} declared [{float(lo_steps[narrowest] * step)!r}, "
-        f"{float(hi_steps[narrowest] * step)!r}], as [{float(lo[narrowest] * step)!r}, {float(hi[narrowest] * step)!r}]"
-    ), said
+    assert said.endswith("(one comparison per value)"), said
 
     rows = rng.integers(lo, hi + 1, size=(8,) + shape)
     rows[0], rows[1] = lo, hi  # the window's corners
@@ -185,17 +185,71 @@ def test_logits_refused_over_the_window_name_the_window_not_the_declared_bounds(
         InProcessCluster(plan, exact, allow_logits=True)
 
 
-def test_share_time_line_names_how_far_a_constant_feature_is_widened():
-    """Review case: a feature declared constant beside [0, 1] is checked over [-1 + 2^-16, 1] (2^17 values around
-    it); the line share-model prints says so, naming that feature. Uniform bounds get no such clause."""
-    plan = ModelPlan(Architecture((2,), (Dense("out", 1),)), {"out": (np.ones((2, 1)), np.zeros(1))})
-    mixed = InProcessCluster(plan, InputBounds.declared([0, 0], [1, 0], (2,))).ranges
-    assert mixed.describe_check().endswith(
-        "; the narrowest, feature (1,) declared [0.0, 0.0], as [-0.9999847412109375, 1.0]"
+_ONES = ModelPlan(Architecture((2,), (Dense("out", 1),)), {"out": (np.ones((2, 1)), np.zeros(1))})
+
+
+def _fallback_cluster(lo, hi) -> InProcessCluster:
+    """A cluster serving Dense(1) of ones on two features declared in [lo, hi] (default check, 16-bit inputs)."""
+    return InProcessCluster(_ONES, InputBounds.declared(lo, hi, (2,)), allow_logits=True)
+
+
+def _refused_past_the_declared_bounds(cluster, lo_steps, hi_steps) -> None:
+    """The servers serve the declared corners and refuse one grid step past them, in each feature at each end."""
+    assert all(r.refused is None for r in _served(cluster, np.array([lo_steps, hi_steps])))
+    for edge, delta in ((lo_steps, -1), (hi_steps, 1)):
+        for feature in range(2):
+            row = np.array([edge])
+            row[0, feature] += delta
+            refused = [r for r in _served(cluster, row) if r.refused is not None]
+            assert refused and "outside the bounds" in refused[0].refused, (edge, delta, feature)
+
+
+@pytest.mark.parametrize(
+    "hi, feature",
+    (
+        ([1, 1000], 0),  # [0, 1] beside [0, 1000]: was served over [-511.5 + 2^-16, 512.5]
+        ([1, 0], 1),  # a constant 0 beside [0, 1]: was served over [-1 + 2^-16, 1]
+        ([1, 1 - 2**-15], 1),  # 2^16 - 1 values beside [0, 1]'s window of 2^17: just past twice
+    ),
+)
+def test_a_window_more_than_doubling_a_features_declared_values_falls_back_to_the_exact_check(hi, feature):
+    """Product rule (review F2): the window (2^k values, k from the widest span) may hold at most twice a feature's
+    declared grid values (span + 1); past that the servers check the declared bounds exactly, and say why publicly
+    (the feature and the rule, no counts). The explicit input_check="widened" is the same rule."""
+    cluster = _fallback_cluster([0, 0], hi)
+    ranges = cluster.ranges
+    reason = (
+        f"over the widened bounds feature ({feature},) would hold more than twice the grid values declared for it "
+        "(declared spans differ too much; equal spans keep the widened check)"
     )
-    assert (mixed.checked_bounds.lo[1], mixed.checked_bounds.hi[1]) == (-1 + 2.0**-16, 1.0)
-    uniform = InProcessCluster(plan, InputBounds.declared(0, 1, (2,))).ranges
-    assert uniform.describe_check().endswith("(one comparison per value)")
+    assert ranges.checked_bounds is None and ranges.fallback == reason
+    assert ranges.describe_check().endswith(" exactly: " + reason)
+    assert ranges.to_dict()["input_check_fallback"] == reason and "checked_bounds" not in ranges.to_dict()
+    fixed = cluster.fixed
+    explicit = InputBounds.declared([0, 0], hi, (2,), input_check="widened")
+    same = analyse(_ONES.architecture, _ONES.encode(fixed), explicit, fixed)
+    assert same.checked_bounds is None and same.fallback == reason and same.ops == ranges.ops
+    with pytest.raises(ValueError, match=rf"^the widened bounds would give feature \({feature},\) 2\^\d+ grid values"):
+        explicit.widened(fixed)
+    hi_steps = np.rint(np.array(hi) * 2**16).astype(np.int64)
+    _refused_past_the_declared_bounds(cluster, np.zeros(2, dtype=np.int64), hi_steps)
+
+
+def test_spans_that_at_most_double_every_features_declared_values_are_widened():
+    """[0, 1] (2^16 + 1 values) beside [0, 1 - 2^-16] (2^16): a window of 2^17 values is exactly twice the
+    narrower's, so both are checked widened, each within twice its declared values; one step past the window is
+    refused, one step past the declared bounds served (the client itself refuses it)."""
+    cluster = _fallback_cluster([0, 0], [1, 1 - 2**-16])
+    ranges = cluster.ranges
+    assert ranges.fallback is None
+    lo, hi = (np.rint(b * 2**16).astype(np.int64) for b in (ranges.checked_bounds.lo, ranges.checked_bounds.hi))
+    assert lo.tolist() == [-(2**15) + 1, -(2**15)] and hi.tolist() == [2**16 + 2**15, 2**16 + 2**15 - 1]
+    assert ranges.describe_check() == (
+        "the servers check the declared input bounds widened to [-0.5 to -0.4999847412109375 per feature, "
+        "1.4999847412109375 to 1.5 per feature] (one comparison per value)"
+    )
+    _refused_past_the_declared_bounds(cluster, lo, hi)  # the window's edges are what the servers hold to
+    assert all(r.refused is None for r in _served(cluster, np.array([[-1, 2**16]])))  # past the declared bounds
 
 
 def test_a_headroom_fallback_names_the_layer_not_the_windows_bits():
