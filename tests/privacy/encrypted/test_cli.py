@@ -294,6 +294,33 @@ def test_share_model_says_when_the_servers_fall_back_to_the_exact_check(tmp_path
     assert "checked_bounds" not in info and "re-run" in info["input_check_fallback"]
 
 
+def test_share_model_with_a_constant_calibrated_feature_checks_the_declared_bounds_exactly(saved, tmp_path):
+    """Calibration bounds from digits whose border pixels are 0 in every example: the widened window (one width, from
+    the widest span) would hold far more than twice a constant pixel's one value, so the servers check the declared
+    bounds exactly; share-model prints why, naming the first such pixel (the public reason: no counts), and the
+    bundles record it instead of a window."""
+    from privacy.encrypted.protocol.model_shares import PartyModel
+
+    folder, _, x = saved
+    spans = x.max(0) - x.min(0)
+    assert spans.min() == 0 and spans.max() >= 2 / 16
+    first = int(np.argmin(spans))  # the first constant pixel
+    dep = tmp_path / "dep"
+    assert run("encrypted", "setup", "--out", dep).exit_code == 0
+    args = ("--calibration", folder / "x.npy", "--input-frac-bits", 4)
+    result = run("encrypted", "share-model", folder / "model.keras", "--deployment", dep, *args)
+    assert result.exit_code == 0, result.output
+    reason = (
+        f"over the widened bounds feature ({first},) would hold more than twice the grid values declared for it "
+        "(declared spans differ too much; equal spans keep the widened check)"
+    )
+    lo, hi = (f"{float(b.min())!r} to {float(b.max())!r} per feature" for b in (x.min(0), x.max(0)))
+    said = result.output.strip().splitlines()[-1]
+    assert said == f"the servers check the declared input bounds [{lo}, {hi}] exactly: {reason}"
+    info = PartyModel.load(str(dep / "party-0" / "model.npz")).public_info()["ranges"]
+    assert "checked_bounds" not in info and info["input_check_fallback"] == reason
+
+
 def test_reshare_renews_the_three_bundles_in_place(saved, tmp_path):
     """`reshare` after `share-model`: the three files get one new model id (echoed), stay mode 0600 and reload."""
     import os
