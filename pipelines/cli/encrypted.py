@@ -222,9 +222,11 @@ input_check_option = click.option(
     default=None,
     help="What the parties check of a client's input [default: widened]. widened: the declared bounds widened "
     "outward, per feature, to the narrowest window of 2^k values of the inputs' grid around them (k the bits of the "
-    "widest span), which one comparison per value checks, if the interval analysis proves the model safe over it "
-    "(else exact, and the output says why); no input is moved, the client still refuses inputs outside the declared "
-    "bounds, and a client that bypasses that check gets the model's exact output for inputs in the window. exact: "
+    "widest span), which one comparison per value checks, if that at most doubles every feature's declared grid "
+    "values (--input-range's equal spans do; --calibration bounds with a constant feature do not) and the interval "
+    "analysis proves the model safe over it (else exact, and the output says why); no input is moved, the client "
+    "still refuses inputs outside the declared bounds, and a client that bypasses that check gets the model's exact "
+    "output for inputs in the window. exact: "
     "the declared bounds (two comparisons per value unless they already are such a window). half-open: --input-range "
     "checked as [LO, HI): the top grid value (multiples of 2^-N, N the inputs' fractional bits) is dropped and an "
     "input at HI is computed on as HI - 2^-N; only where every feature spans the same power of two (as [0, 1]).",
@@ -377,9 +379,10 @@ def share_model_command(
     The inputs' bounds (--input-range or --calibration) are required: an interval analysis proves from
     them that no value of the computation can leave the 64-bit ring's headroom, and refuses the model
     otherwise; clients refuse inputs outside them. The parties check the bounds widened outward to a window one
-    comparison per value checks, where the analysis proves that window safe too (else the declared bounds exactly;
-    the output says which): --input-check says otherwise (exact, or half-open [LO, HI)). The parties release only
-    predicted labels unless --allow-logits is given (the policy is in the bundles; clients cannot change it). Writes
+    comparison per value checks, where it at most doubles each feature's declared grid values and the analysis
+    proves it safe too (else the declared bounds exactly; the output says which): --input-check says otherwise
+    (exact, or half-open [LO, HI)). The parties release only predicted labels unless --allow-logits is given (the
+    policy is in the bundles; clients cannot change it). Writes
     DEPLOYMENT/party-<i>/model.npz (mode 0600): party i's two random components of every weight, plus the
     public architecture, range plan and release policy. Hand each file to its party, then delete the local
     copies: any two files together give the plaintext weights; no single party ever sees them.

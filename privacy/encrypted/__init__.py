@@ -28,8 +28,9 @@ fixed probability (the plan's ``rerun_probability``, about 1e-5 per example for 
 and does not depend on any data, so the retry tells
   the client nothing (the servers see one bit per query). The servers check every input's shares
   against the bounds they check (`RangePlan.server_bounds`: by default the declared bounds widened to
-  a window of 2^k grid values per feature, k from the widest declared span, so a feature declared
-  narrower, even constant, is widened to that width; the declared bounds with `input_check="exact"`) and
+  a window of 2^k grid values per feature, k from the widest declared span, only where that at most
+  doubles every feature's declared grid values (else, and with `input_check="exact"`, the declared
+  bounds) so no feature is served over more than about twice its declared span) and
   for consistency (`protocol.input_check`) and release nothing when the check fails, so a client that
   bypasses the library gets no output for inputs outside the checked bounds or inconsistent inputs.
   Outputs themselves can leak the model to a client making many different queries (model extraction;

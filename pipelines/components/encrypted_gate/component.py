@@ -44,8 +44,8 @@ class EncryptedInferenceGate(base_component.BaseComponent):
     them and accuracies differ by at most ``max_accuracy_drop`` points (and the upstream blessing, if
     given, is blessed). A model whose values could leave the ring's headroom for the input bounds
     (``input_lo``/``input_hi``, or the examples' range; at the inputs' precision ``input_frac_bits`` if given;
-    the parties check them as ``input_check`` says, by default widened to one comparison where that is proven
-    safe, else exactly, and the record says which), or whose
+    the parties check them as ``input_check`` says, by default widened to one comparison where that at most
+    doubles each feature's grid values and is proven safe, else exactly, and the record says which), or whose
     encrypted results are rejected, is NOT_BLESSED with the reason. Wire the Pusher to ``outputs['blessing']``
     to block unblessed pushes.
 
