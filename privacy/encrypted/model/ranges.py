@@ -21,18 +21,18 @@ The parties use the recorded bits as the public parameters of each truncation an
 client refuses inputs outside the bounds before it shares them (`InputBounds.check`).
 
 What the servers check (`InputBounds.input_check`, one of `INPUT_CHECKS`): their check of an input
-(`protocol.input_check`) accepts d = x - lo in [0, 2^k) with one comparison of k bits, and [0, m] for any
-other span m with two. So by default ("widened") the analysis also runs over the declared bounds widened
-outward to the narrowest such window, the same 2^k grid values for every feature (k the bits of the widest
-declared span: the check has one width), centred on each feature's declared bounds (`InputBounds.widened`),
-provided that multiplies no feature's declared grid values (hi - lo + 1) by more than two (uniform spans always
-pass; spans of different bit lengths, or a constant feature beside a wider one, do not); if the analysis proves
-that window safe too (no headroom exceeded, re-run probability within the limit, logits no wider than the
-declared bounds allow), the parties check the window (`RangePlan.checked_bounds`) and run on its plan;
-otherwise they check the declared bounds exactly (`RangePlan.fallback` says why). The client
-still refuses inputs outside the declared bounds; a client that bypasses it gets, for inputs within the
-window, the model's exact output on them. "exact" checks the declared bounds as they are; "half-open"
-checks [lo, hi) (`InputBounds.half_open`).
+(`protocol.input_check`) accepts d = x - lo in [0, 2^k) with one comparison of k bits, and [0, m] for any other
+span m with two. So by default ("widened") the analysis also runs over the declared bounds widened outward to the
+narrowest such window, the same 2^k grid values for every feature (k the bits of the widest declared span: the
+check has one width), centred on each feature's declared bounds (`InputBounds.widened`), provided that multiplies
+no feature's declared grid values (hi - lo + 1) by more than two (uniform spans always pass; a feature with fewer
+than half the window's values, as with spans of different bit lengths or a constant feature beside one wider than a
+grid step, does not); if the analysis proves that window safe too (no headroom exceeded, re-run probability within
+the limit, logits no wider than the declared bounds allow), the parties check the window
+(`RangePlan.checked_bounds`) and run on its plan; otherwise they check the declared bounds exactly
+(`RangePlan.fallback` says why). The client still refuses inputs outside the declared bounds; a client that
+bypasses it gets, for inputs within the window, the model's exact output on them. "exact" checks the declared
+bounds as they are; "half-open" checks [lo, hi) (`InputBounds.half_open`).
 
 The plan is public: it is in every party's bundle and in what the parties tell clients. Besides the
 input bounds it reveals, per layer, the bit length of the largest value the layer can produce over the
@@ -290,10 +290,10 @@ class InputBounds:
 
         Raises:
             ValueError: if the window would hold more than twice some feature's declared grid values (hi - lo + 1;
-                spans of different bit lengths, a constant feature beside a wider one), naming the narrowest
-                feature (its `public` reason, for the plan's fallback, without the counts); if the window exceeds
-                what the ring holds at the inputs' precision, or a bound of it lies more than 2^53 steps from 0 (the
-                bundle writes it as a float64).
+                as with spans of different bit lengths, or a constant feature beside one wider than a grid step),
+                naming the narrowest feature (its `public` reason, for the plan's fallback, without the counts); if
+                the window exceeds what the ring holds at the inputs' precision, or a bound of it lies more than
+                2^53 steps from 0 (the bundle writes it as a float64).
         """
         bits = self.precision(fixed)
         lo, hi = (as_signed(b).astype(object) for b in self.encoded(fixed))  # exact Python integers
