@@ -3,8 +3,9 @@
 Properties over random models and bounds (seeded): the window is the 2^k grid values centred on each feature's
 declared bounds (computed here from the spans, independently of `InputBounds.widened`); the servers compute the
 fixed-point model bit for bit on any input in it, refuse one grid step outside it, and the client still refuses
-inputs outside the declared bounds. A model whose widened box could wrap falls back to the exact check; bundles
-without the checked bounds (written before them) are checked on their declared bounds exactly.
+inputs outside the declared bounds. A window holding more than twice some feature's declared grid values, or a model
+whose widened box could wrap, falls back to the exact check; bundles without the checked bounds (written before them)
+are checked on their declared bounds exactly.
 """
 
 import json
@@ -51,8 +52,8 @@ def test_encrypted_equals_plaintext_anywhere_in_the_checked_window_and_one_step_
     frac_bits = int(rng.integers(2, 13))
     step = 2.0**-frac_bits
     lo_steps = np.rint(rng.uniform(-2, 1, size=shape) / step).astype(np.int64)  # each feature its own lo
-    # spans within the rule: the window (2^k values, k = bits of the widest span 3 * 2^bits, so 4 * 2^bits) holds
-    # at most twice each feature's 2^(bits + 1) - 1 + 1 or more declared values; the narrowest may sit on the limit
+    # spans within the rule: the window holds 2^k = 4 * 2^bits values (k the bits of the widest span, 3 * 2^bits),
+    # at most twice each feature's span + 1 >= 2 * 2^bits declared values; the last feature sits on the limit
     hi_steps = lo_steps + rng.integers(2 ** (frac_bits + 1) - 1, 3 * 2**frac_bits + 1, size=shape)
     hi_steps.flat[0] = lo_steps.flat[0] + 3 * 2**frac_bits  # one span of 3: never a power of two less one
     hi_steps.flat[-1] = lo_steps.flat[-1] + 2 ** (frac_bits + 1) - 1  # one on the limit: exactly twice
@@ -249,6 +250,8 @@ def test_spans_that_at_most_double_every_features_declared_values_are_widened():
         "1.4999847412109375 to 1.5 per feature] (one comparison per value)"
     )
     _refused_past_the_declared_bounds(cluster, lo, hi)  # the window's edges are what the servers hold to
+    one_step = InputBounds.declared([0, 0], [2**-16, 0], (2,)).widened(cluster.fixed)  # a constant: 1 value, window 2
+    assert one_step.lo.tolist() == [0, 0] and one_step.hi.tolist() == [2**-16, 2**-16]
     assert all(r.refused is None for r in _served(cluster, np.array([[-1, 2**16]])))  # past the declared bounds
 
 
