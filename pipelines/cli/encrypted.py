@@ -125,11 +125,17 @@ def _deployment(directory: str):
         raise click.BadParameter(str(err), param_hint="'--deployment'") from None
 
 
-def _check_bound_options(input_range, calibration_path, *, required: bool, half_open: bool = False) -> None:
-    if half_open and not input_range:
+def _check_bound_options(input_range, calibration_path, *, required: bool, input_check=None, half_open=False) -> str:
+    """The --input-check choice (--half-open is short for --input-check half-open; a contradiction is refused)."""
+    if half_open and input_check not in (None, "half-open"):
         raise click.UsageError(
-            "--half-open applies to --input-range: bounds from data (--calibration, or DATA's range) are widened "
-            "outward, never narrowed, so every such example is served as itself"
+            f"--half-open is short for --input-check half-open: it contradicts --input-check {input_check}"
+        )
+    input_check = "half-open" if half_open else input_check or INPUT_CHECKS[0]
+    if input_check == "half-open" and not input_range:
+        raise click.UsageError(
+            "--input-check half-open (--half-open) applies to --input-range: bounds from data (--calibration, or "
+            "DATA's range) are widened outward, never narrowed, so every such example is served as itself"
         )
     if input_range and calibration_path:
         raise click.UsageError("give --input-range or --calibration, not both")
@@ -138,6 +144,7 @@ def _check_bound_options(input_range, calibration_path, *, required: bool, half_
             "declare the inputs' bounds with --input-range LO HI or --calibration FILE: the "
             "parties' arithmetic is proven correct only inside them"
         )
+    return input_check
 
 
 def _check_input_frac_bits(input_frac_bits: int | None, frac_bits: int) -> None:
@@ -153,24 +160,26 @@ def _check_half_open(bounds, fixed) -> None:
         try:
             bounds.encoded(fixed)
         except ValueError as err:
-            raise click.BadParameter(str(err), param_hint="'--input-range' / '--half-open'") from None
+            raise click.BadParameter(
+                str(err), param_hint="'--input-range' / '--input-check half-open' / '--half-open'"
+            ) from None
 
 
-def _bounds(plan, input_range, calibration_path, *, default_data=None, frac_bits=None, half_open=False):
+def _bounds(plan, input_range, calibration_path, input_check, *, default_data=None, frac_bits=None):
     """`InputBounds` from --input-range LO HI or --calibration FILE (else from `default_data`), with the
-    inputs' precision `frac_bits` (None: the model's), --input-range checked as [LO, HI) if `half_open`."""
+    inputs' precision `frac_bits` (None: the model's), checked by the servers as `input_check` says."""
     from privacy.encrypted import InputBounds
 
     shape = plan.architecture.input_shape
     try:
         if input_range:
-            return InputBounds.declared(*input_range, shape, frac_bits=frac_bits, half_open=half_open)
+            return InputBounds.declared(*input_range, shape, frac_bits=frac_bits, input_check=input_check)
         if calibration_path:
             data = _as_batch(_load_array(calibration_path, "'--calibration'"), shape)
-            return InputBounds.from_data(data, shape, frac_bits=frac_bits)
+            return InputBounds.from_data(data, shape, frac_bits=frac_bits, input_check=input_check)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="'--input-range' / '--calibration'") from None
-    return InputBounds.from_data(default_data, shape, frac_bits=frac_bits)
+    return InputBounds.from_data(default_data, shape, frac_bits=frac_bits, input_check=input_check)
 
 
 def _fail(err: Exception):
@@ -202,17 +211,28 @@ valid_days_option = click.option(
 DEFAULT_FRAC_BITS = 16
 """The model's fractional bits unless share-model's --frac-bits says otherwise (`FixedPoint`'s default: the CLI
 does not import privacy.encrypted before it has validated its options)."""
+INPUT_CHECKS = ("widened", "exact", "half-open")
+"""`privacy.encrypted.model.ranges.INPUT_CHECKS`, default first (a test keeps them equal; not imported, as above)."""
 input_range_option = click.option(
     "--input-range", nargs=2, type=float, metavar="LO HI", help="Bounds every input feature must lie in."
 )
+input_check_option = click.option(
+    "--input-check",
+    type=click.Choice(INPUT_CHECKS),
+    default=None,
+    help="What the parties check of a client's input [default: widened]. widened: the declared bounds widened "
+    "outward, per feature, to the narrowest window of 2^k values of the inputs' grid around them (k the bits of the "
+    "widest span), which one comparison per value checks, if that at most doubles every feature's declared grid "
+    "values (--input-range's equal spans do; --calibration bounds with a constant feature do not) and the interval "
+    "analysis proves the model safe over it (else exact, and the output says why); no input is moved, the client "
+    "still refuses inputs outside the declared bounds, and a client that bypasses that check gets the model's exact "
+    "output for inputs in the window. exact: "
+    "the declared bounds (two comparisons per value unless they already are such a window). half-open: --input-range "
+    "checked as [LO, HI): the top grid value (multiples of 2^-N, N the inputs' fractional bits) is dropped and an "
+    "input at HI is computed on as HI - 2^-N; only where every feature spans the same power of two (as [0, 1]).",
+)
 half_open_option = click.option(
-    "--half-open",
-    is_flag=True,
-    help="Check --input-range as [LO, HI): the top value of the inputs' grid (multiples of 2^-N, N the inputs' "
-    "fractional bits) is dropped, and an input at HI is computed on as HI - 2^-N. Where every feature spans the "
-    "same power of two (as [0, 1] or [-1, 1]) this halves the parties' input check (one comparison per value, not "
-    "two); refused elsewhere and without --input-range (bounds from data are widened outward: every example is "
-    "served as itself).",
+    "--half-open", is_flag=True, help="Short for --input-check half-open (refused with another --input-check)."
 )
 input_frac_bits_option = click.option(
     "--input-frac-bits",
@@ -339,6 +359,7 @@ def revoke_client_command(name, deployment_dir):
     "client the model's exact outputs: far fewer queries recover weights from them. Refused if "
     "the logits could need more than the 63 bits a 64-bit ring element holds.",
 )
+@input_check_option
 @half_open_option
 @click.option("--tf-keras", is_flag=True, help="Load MODEL with tf-keras (Keras 2) instead of Keras 3.")
 def share_model_command(
@@ -349,6 +370,7 @@ def share_model_command(
     frac_bits,
     input_frac_bits,
     allow_logits,
+    input_check,
     half_open,
     tf_keras,
 ):
@@ -356,21 +378,26 @@ def share_model_command(
 
     The inputs' bounds (--input-range or --calibration) are required: an interval analysis proves from
     them that no value of the computation can leave the 64-bit ring's headroom, and refuses the model
-    otherwise; the parties refuse inputs outside them (with --half-open they check [LO, HI) and a client's HI
-    is computed on as HI - 2^-N: half the check's cost for bounds such as [0, 1]). The parties release only
-    predicted labels unless --allow-logits is given (the policy is in the bundles; clients cannot change it). Writes
+    otherwise; clients refuse inputs outside them. The parties check the bounds widened outward to a window one
+    comparison per value checks, where it at most doubles each feature's declared grid values and the analysis
+    proves it safe too (else the declared bounds exactly; the output says which): --input-check says otherwise
+    (exact, or half-open [LO, HI)). The parties release only predicted labels unless --allow-logits is given (the
+    policy is in the bundles; clients cannot change it). Writes
     DEPLOYMENT/party-<i>/model.npz (mode 0600): party i's two random components of every weight, plus the
     public architecture, range plan and release policy. Hand each file to its party, then delete the local
     copies: any two files together give the plaintext weights; no single party ever sees them.
     """
-    _check_bound_options(input_range, calibration_path, required=True, half_open=half_open)
+    input_check = _check_bound_options(
+        input_range, calibration_path, required=True, input_check=input_check, half_open=half_open
+    )
     _check_input_frac_bits(input_frac_bits, frac_bits)
     _keras_env(tf_keras)
     from privacy.encrypted import FixedPoint, LogitsOutOfRange, ModelRangeError
     from privacy.encrypted.network.processes import save_model_shares
+    from privacy.encrypted.protocol.model_shares import PartyModel
 
     _, plan = _load_plan(model_path)
-    bounds = _bounds(plan, input_range, calibration_path, frac_bits=input_frac_bits, half_open=half_open)
+    bounds = _bounds(plan, input_range, calibration_path, input_check, frac_bits=input_frac_bits)
     _check_half_open(bounds, FixedPoint(frac_bits))
     try:
         paths = save_model_shares(plan, deployment_dir, FixedPoint(frac_bits), bounds, allow_logits=allow_logits)
@@ -380,6 +407,7 @@ def share_model_command(
         raise click.BadParameter(str(err), param_hint="'MODEL' / '--input-range' / '--calibration'") from None
     for path in paths:
         click.echo(f"wrote {path}")
+    click.echo(PartyModel.load(paths[0]).ranges.describe_check())  # as the bundles record it
 
 
 @encrypted.command("reshare")
@@ -583,6 +611,7 @@ def predict(input_path, deployment_dir, output, out_path, client, timeout, as_js
 )
 @input_range_option
 @input_frac_bits_option
+@input_check_option
 @half_open_option
 @click.option("--min-agreement", type=FiniteFloatRange(0, 1), default=0.995, show_default=True)
 @click.option(
@@ -603,6 +632,7 @@ def verify(
     processes,
     input_range,
     input_frac_bits,
+    input_check,
     half_open,
     min_agreement,
     max_accuracy_drop,
@@ -611,12 +641,12 @@ def verify(
 ):
     """Compare encrypted and plaintext predictions of MODEL on DATA; exit 1 if below the thresholds.
 
-    The model is shared for inputs within --input-range (checked as [LO, HI) with --half-open, as share-model
-    --half-open serves it), or within DATA's per-feature minimum and maximum. A model
+    The model is shared for inputs within --input-range, or within DATA's per-feature minimum and maximum, and
+    the parties check them as --input-check says, as share-model serves it. A model
     whose logits could need more than 63 bits there is checked on its labels only, the release policy it can be
     served with (share-model without --allow-logits); the output says so.
     """
-    _check_bound_options(input_range, None, required=False, half_open=half_open)
+    input_check = _check_bound_options(input_range, None, required=False, input_check=input_check, half_open=half_open)
     _check_input_frac_bits(input_frac_bits, DEFAULT_FRAC_BITS)
     x = _load_array(data_path, "'DATA'")[:limit]
     y = None
@@ -644,7 +674,7 @@ def verify(
     model, plan = _load_plan(model_path)
     x = _as_batch(x, plan.architecture.input_shape)
     try:
-        bounds = _bounds(plan, input_range, None, default_data=x, frac_bits=input_frac_bits, half_open=half_open)
+        bounds = _bounds(plan, input_range, None, input_check, default_data=x, frac_bits=input_frac_bits)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="'DATA'") from None
     _check_half_open(bounds, FixedPoint())
@@ -676,10 +706,14 @@ def verify(
         _fail(err)
     passed = report.passes(min_agreement=min_agreement, max_accuracy_drop=max_accuracy_drop)
     if as_json:
-        click.echo(json.dumps(dict(report.to_dict(), output=output, labels_only=labels_only, passed=passed)))
+        checked = cluster.ranges.describe_check()
+        click.echo(
+            json.dumps(dict(report.to_dict(), output=output, labels_only=labels_only, checked=checked, passed=passed))
+        )
     else:
         if labels_only:
             click.echo(labels_only)
+        click.echo(cluster.ranges.describe_check())
         click.echo(report.format_text())
         click.echo(
             "PASS"

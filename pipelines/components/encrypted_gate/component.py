@@ -25,6 +25,7 @@ class EncryptedInferenceGateSpec(ComponentSpec):
         "batch_size": ExecutionParameter(type=int, optional=True),
         "input_lo": ExecutionParameter(type=float, optional=True),
         "input_hi": ExecutionParameter(type=float, optional=True),
+        "input_check": ExecutionParameter(type=str, optional=True),
         "half_open": ExecutionParameter(type=int, optional=True),
         "input_frac_bits": ExecutionParameter(type=int, optional=True),
     }
@@ -42,8 +43,9 @@ class EncryptedInferenceGate(base_component.BaseComponent):
     ``num_examples`` examples and blesses it only if decisions agree on at least ``min_agreement`` of
     them and accuracies differ by at most ``max_accuracy_drop`` points (and the upstream blessing, if
     given, is blessed). A model whose values could leave the ring's headroom for the input bounds
-    (``input_lo``/``input_hi``, checked as [lo, hi) with ``half_open``, or the examples' range; at the inputs'
-    precision ``input_frac_bits`` if given), or whose
+    (``input_lo``/``input_hi``, or the examples' range; at the inputs' precision ``input_frac_bits`` if given;
+    the parties check them as ``input_check`` says, by default widened to one comparison where that at most
+    doubles each feature's grid values and is proven safe, else exactly, and the record says which), or whose
     encrypted results are rejected, is NOT_BLESSED with the reason. Wire the Pusher to ``outputs['blessing']``
     to block unblessed pushes.
 

@@ -90,7 +90,8 @@ class Executor(base_executor.BaseExecutor):
         thresholds = {"min_agreement": settings.min_agreement, "max_accuracy_drop": settings.max_accuracy_drop}
         passed = report.passes(**thresholds)
         reason = f"{labels_only}{report.reason(**thresholds)}"
-        _decide(blessing, settings, report, reason if passed else f"failed: {reason}", passed=passed)
+        reason = reason if passed else f"failed: {reason}"
+        _decide(blessing, settings, report, reason, passed=passed, checked=cluster.ranges.describe_check())
 
 
 def _graph_only(model):
@@ -102,7 +103,10 @@ def _graph_only(model):
     return tf.keras.Model(model.inputs, model.outputs, name=model.name)
 
 
-def _decide(blessing, settings: spec.GateSettings, report, reason: str, *, passed: bool = False) -> None:
+def _decide(
+    blessing, settings: spec.GateSettings, report, reason: str, *, passed: bool = False, checked: str | None = None
+) -> None:
+    """Records the decision; `checked` (`RangePlan.describe_check`): the bounds the servers would check, and why."""
     blessing.set_int_custom_property("blessed", int(passed))
     blessing.set_int_custom_property(spec.GATE_PASSED, int(passed))
     blessing.set_string_custom_property(spec.GATE_REASON, reason)
@@ -110,6 +114,8 @@ def _decide(blessing, settings: spec.GateSettings, report, reason: str, *, passe
     figures = report.to_dict() if report is not None else {}
     if report is not None:
         blessing.set_string_custom_property(spec.GATE_OUTPUT, report.output)
+    if checked is not None:
+        blessing.set_string_custom_property(spec.GATE_INPUT_CHECK, checked)
     for name in spec.FIGURES:
         if figures.get(name) is not None:
             blessing.set_float_custom_property(f"encrypted_{name}", float(figures[name]))
@@ -122,6 +128,7 @@ def _decide(blessing, settings: spec.GateSettings, report, reason: str, *, passe
                 "privacy": spec.PRIVACY_NOTE,
                 "settings": dict(settings.exec_properties(), feature_keys=list(settings.feature_keys)),
                 "report": figures or None,
+                "input_check": checked,
             },
             indent=2,
         ),

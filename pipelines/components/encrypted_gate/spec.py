@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from privacy import validation
-from privacy.encrypted.model.ranges import InputBounds
+from privacy.encrypted.model.ranges import HALF_OPEN, InputBounds
 from privacy.encrypted.model.ring import FixedPoint
 from privacy.encrypted.verify import DEFAULT_MAX_ACCURACY_DROP, DEFAULT_MIN_AGREEMENT
 
@@ -28,6 +28,8 @@ REPORT_FILE = "encrypted_inference.json"
 GATE_PASSED = "encrypted_gate_passed"
 GATE_REASON = "encrypted_gate_reason"
 GATE_OUTPUT = "encrypted_output"
+GATE_INPUT_CHECK = "encrypted_input_check"
+"""The bounds the parties check and why (`RangePlan.describe_check`)."""
 GATE_PRIVACY = "encrypted_gate_privacy"
 PRIVACY_NOTE = (
     "outside the differential-privacy guarantee: the agreement and accuracy figures are exact "
@@ -64,10 +66,13 @@ class GateSettings:
         input_lo / input_hi: bounds every input feature is declared to lie in (both or neither), checked
             rounded inward to multiples of 2^-frac_bits (refused if they hold none); by default the model is
             shared for the per-feature range of the checked examples.
-        half_open: check [input_lo, input_hi) instead, as `share-model --half-open` serves the model (the top grid
-            value dropped, an input at input_hi computed on as input_hi - 2^-bits, bits the inputs' precision;
-            `InputBounds.half_open`): needs input_lo / input_hi whose span is a power of two of at least 2 grid
-            steps.
+        input_check: what the parties check, as `share-model --input-check` serves the model (`InputBounds.
+            input_check`; None: "widened", the bounds widened outward to a window one comparison per value checks
+            where the analysis proves it safe, else exact; the record's "input_check" says which). "half-open"
+            checks [input_lo, input_hi) (the top grid value dropped, an input at input_hi computed on as input_hi -
+            2^-bits, bits the inputs' precision; `InputBounds.half_open`): needs input_lo / input_hi whose span is a
+            power of two of at least 2 grid steps.
+        half_open: short for input_check "half-open" (refused with another input_check).
         input_frac_bits: the inputs' precision, as `share-model --input-frac-bits` serves the model: inputs rounded
             to multiples of 2^-input_frac_bits and checked at that precision (at most frac_bits; None: frac_bits);
             input_lo / input_hi must then be multiples of it, the examples' range is widened outward to it.
@@ -83,6 +88,7 @@ class GateSettings:
     batch_size: int = 100
     input_lo: float | None = None
     input_hi: float | None = None
+    input_check: str | None = None
     half_open: bool = False
     input_frac_bits: int | None = None
 
@@ -110,19 +116,26 @@ class GateSettings:
             raise ValueError(f"need finite input_lo <= input_hi, got {self.input_lo!r} and {self.input_hi!r}")
         if self.input_frac_bits is not None:
             validation.integer("input_frac_bits", self.input_frac_bits, minimum=0, maximum=self.frac_bits)
-        if self.half_open is not False and self.input_lo is None:
+        if (self.half_open is not False or self.input_check == HALF_OPEN) and self.input_lo is None:
             raise ValueError(
                 "half_open applies to input_lo / input_hi: the examples' range is widened outward, never narrowed"
             )
         if self.input_lo is not None:  # the executor's checks, here before TFX runs: no grid value, half-open spans
             self.bounds(()).encoded(FixedPoint(self.frac_bits))
+        else:  # the choice's checks (unknown, or contradicting half_open)
+            InputBounds.declared(0, 0, (), input_check=self.input_check, half_open=self.half_open)
 
     def bounds(self, shape: tuple, examples: np.ndarray | None = None) -> InputBounds:
         """The bounds for inputs of `shape`: the declared ones, else the range of `examples` (widened outward)."""
         if self.input_lo is None:
-            return InputBounds.from_data(examples, shape, frac_bits=self.input_frac_bits)
+            return InputBounds.from_data(examples, shape, frac_bits=self.input_frac_bits, input_check=self.input_check)
         return InputBounds.declared(
-            self.input_lo, self.input_hi, shape, frac_bits=self.input_frac_bits, half_open=self.half_open
+            self.input_lo,
+            self.input_hi,
+            shape,
+            frac_bits=self.input_frac_bits,
+            input_check=self.input_check,
+            half_open=self.half_open,
         )
 
     def exec_properties(self) -> dict[str, Any]:

@@ -20,9 +20,25 @@ refused (`RangePlan.check_logits_release`, `LogitsOutOfRange`) when they need mo
 The parties use the recorded bits as the public parameters of each truncation and comparison; the
 client refuses inputs outside the bounds before it shares them (`InputBounds.check`).
 
+What the servers check (`InputBounds.input_check`, one of `INPUT_CHECKS`): their check of an input
+(`protocol.input_check`) accepts d = x - lo in [0, 2^k) with one comparison of k bits, and [0, m] for any other
+span m with two. So by default ("widened") the analysis also runs over the declared bounds widened outward to the
+narrowest such window, the same 2^k grid values for every feature (k the bits of the widest declared span: the
+check has one width), centred on each feature's declared bounds (`InputBounds.widened`), provided that multiplies
+no feature's declared grid values (hi - lo + 1) by more than two (uniform spans always pass; a feature with fewer
+than half the window's values, as with spans of different bit lengths or a constant feature beside one wider than a
+grid step, does not); if the analysis proves that window safe too (no headroom exceeded, re-run probability within
+the limit, logits no wider than the declared bounds allow), the parties check the window
+(`RangePlan.checked_bounds`) and run on its plan; otherwise they check the declared bounds exactly
+(`RangePlan.fallback` says why). The client still refuses inputs outside the declared bounds; a client that
+bypasses it gets, for inputs within the window, the model's exact output on them. "exact" checks the declared
+bounds as they are; "half-open" checks [lo, hi) (`InputBounds.half_open`).
+
 The plan is public: it is in every party's bundle and in what the parties tell clients. Besides the
 input bounds it reveals, per layer, the bit length of the largest value the layer can produce over the
-box: about log2 of the largest weighted sum, a few bits about the weights' magnitudes per layer.
+box: about log2 of the largest weighted sum, a few bits about the weights' magnitudes per layer. Where the
+window falls back, `RangePlan.fallback` says which limit it exceeds (and the layer or feature), not the window's
+bits.
 """
 
 from __future__ import annotations
@@ -42,6 +58,9 @@ LOGITS_BITS = 63
 """Largest bit length of released logits: [-2^63, 2^63) is what a 64-bit ring element reads back as."""
 MAX_RERUN_PROBABILITY = 2.0**-10
 """Largest accepted probability, per example, that a query is re-run because of a truncation draw."""
+WIDENED, EXACT, HALF_OPEN = "widened", "exact", "half-open"
+INPUT_CHECKS = (WIDENED, EXACT, HALF_OPEN)
+"""What the servers check (`InputBounds.input_check`; module docstring), the default first."""
 
 
 class ModelRangeError(ValueError):
@@ -58,6 +77,11 @@ class InputOutOfBounds(ValueError):
 
 def _compact(a: np.ndarray):
     return float(a.flat[0]) if a.size and np.all(a == a.flat[0]) else a.tolist()
+
+
+def _extent(a: np.ndarray) -> str:
+    """Per-feature bounds in one line: their smallest and largest value."""
+    return f"{float(a.min())!r} to {float(a.max())!r} per feature"
 
 
 def _precision(frac_bits) -> int | None:
@@ -80,8 +104,12 @@ class InputBounds:
         calibrated: the bounds are calibration data's extremes (`from_data`): sharing widens them outward
             to the inputs' grid (every calibration example stays inside), where declared bounds are narrowed
             inward (`encoded`).
-        half_open: declared bounds checked as [lo, hi): the top grid value is dropped (`encoded`), so a client
-            gives an input at hi as hi - 2^-bits (moved by at most 2^-bits there, 2^-(bits+1) elsewhere).
+        input_check: what the servers check (`INPUT_CHECKS`, module docstring): "widened" (default) the declared
+            bounds widened outward to a window one comparison checks, where the analysis proves it safe (else
+            exact), "exact" the declared bounds, "half-open" [lo, hi) (`half_open`).
+        half_open: (input_check "half-open") declared bounds checked as [lo, hi): the top grid value is dropped
+            (`encoded`), so a client gives an input at hi as hi - 2^-bits (moved by at most 2^-bits there,
+            2^-(bits+1) elsewhere).
             Allowed only where it halves the input check: when every feature's encoded span hi - lo is the same
             power of two 2^j >= 2 (as for [0, 1] or [-1, 1]: 2^j + 1 grid values need two comparisons, the 2^j
             left need one of j bits, `protocol.input_check`). Kept as the grid values (`on_grid`), and written
@@ -92,22 +120,33 @@ class InputBounds:
     hi: np.ndarray
     frac_bits: int | None = None
     calibrated: bool = False
-    half_open: bool = False
+    input_check: str = WIDENED
+
+    @property
+    def half_open(self) -> bool:
+        return self.input_check == HALF_OPEN
 
     @classmethod
     def declared(
-        cls, lo, hi, input_shape: tuple, *, frac_bits: int | None = None, half_open: bool = False
+        cls,
+        lo,
+        hi,
+        input_shape: tuple,
+        *,
+        frac_bits: int | None = None,
+        input_check: str | None = None,
+        half_open: bool = False,
     ) -> "InputBounds":
-        """Bounds from scalars or arrays broadcastable to `input_shape` (`half_open`: checked as [lo, hi)).
+        """Bounds from scalars or arrays broadcastable to `input_shape`, checked by the servers as `input_check`
+        says (default "widened"; `half_open=True` is the same as input_check="half-open").
 
         Raises:
             ValueError: if a bound is not finite, lo > hi somewhere, the shapes do not fit, frac_bits is
-                not an integer in [0, 24], half_open is not a bool, or (frac_bits given) a bound is not a
-                multiple of 2^-frac_bits: the parties check the encoded bounds, so these are exactly the
-                bounds inputs are held to.
+                not an integer in [0, 24], input_check is not one of `INPUT_CHECKS`, half_open is not a bool
+                or contradicts input_check, or (frac_bits given) a bound is not a multiple of 2^-frac_bits: the
+                parties check the encoded bounds, so these are exactly the bounds inputs are held to.
         """
-        if not isinstance(half_open, bool):
-            raise ValueError(f"half_open must be True or False, not {half_open!r}")
+        input_check = _input_check(input_check, half_open)
         try:
             lo, hi = (np.broadcast_to(np.asarray(v, dtype=np.float64), tuple(input_shape)).copy() for v in (lo, hi))
         except (ValueError, TypeError) as err:
@@ -127,12 +166,17 @@ class InputBounds:
                     f"{np.count_nonzero(off)} feature(s) are not (first: feature {first}, bounds "
                     f"[{lo[first]:g}, {hi[first]:g}])"
                 )
-        return cls(lo, hi, frac_bits, half_open=half_open)
+        return cls(lo, hi, frac_bits, input_check=input_check)
 
     @classmethod
-    def from_data(cls, x, input_shape: tuple, *, frac_bits: int | None = None) -> "InputBounds":
+    def from_data(
+        cls, x, input_shape: tuple, *, frac_bits: int | None = None, input_check: str | None = None
+    ) -> "InputBounds":
         """Per-feature minimum and maximum of calibration examples x, shape (n,) + input_shape (widened
-        outward to multiples of 2^-frac_bits when the inputs' precision is given)."""
+        outward to multiples of 2^-frac_bits when the inputs' precision is given), checked as `input_check`
+        says ("widened" or "exact": half-open would narrow them)."""
+        if _input_check(input_check, False) == HALF_OPEN:
+            raise ValueError("calibration bounds are widened outward, never narrowed: they cannot be half-open")
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != len(input_shape) + 1 or x.shape[1:] != tuple(input_shape) or not len(x):
             raise ValueError(f"calibration data has shape {x.shape}, expected (n,) + {tuple(input_shape)} with n >= 1")
@@ -140,7 +184,8 @@ class InputBounds:
         step = 2.0 ** _precision(frac_bits) if frac_bits is not None else None
         if step is not None:  # widened outward to the inputs' grid
             lo, hi = np.floor(lo * step) / step, np.ceil(hi * step) / step
-        return dataclasses.replace(cls.declared(lo, hi, input_shape, frac_bits=frac_bits), calibrated=True)
+        bounds = cls.declared(lo, hi, input_shape, frac_bits=frac_bits, input_check=input_check)
+        return dataclasses.replace(bounds, calibrated=True)
 
     def precision(self, fixed: FixedPoint) -> int:
         """The fractional bits inputs are encoded with for a model of format `fixed` (ValueError if finer)."""
@@ -234,8 +279,47 @@ class InputBounds:
         lo, hi = self.encoded(fixed)
         if self.half_open:
             lo, hi = (as_signed(b) * 2.0**-bits for b in (lo, hi + hi.dtype.type(1)))
-            return InputBounds(lo, hi, bits, half_open=True)
-        return InputBounds(*(as_signed(b) * 2.0**-bits for b in (lo, hi)), self.frac_bits)
+            return InputBounds(lo, hi, bits, input_check=HALF_OPEN)
+        return InputBounds(*(as_signed(b) * 2.0**-bits for b in (lo, hi)), self.frac_bits, input_check=self.input_check)
+
+    def widened(self, fixed: FixedPoint) -> "InputBounds | None":
+        """The window the servers check with input_check "widened": per feature the 2^k grid values centred on its
+        encoded bounds [lo, hi] (the lower half of the extra values below lo, rounded down), k the bits of the
+        widest span (`protocol.input_check.bound_bits`; one comparison of k bits checks lo' <= x < lo' + 2^k), as
+        exact bounds on the grid; None where the bounds already are such a window (nothing to widen).
+
+        Raises:
+            ValueError: if the window would hold more than twice some feature's declared grid values (hi - lo + 1;
+                as with spans of different bit lengths, or a constant feature beside one wider than a grid step),
+                naming the narrowest feature (its `public` reason, for the plan's fallback, without the counts); if
+                the window exceeds what the ring holds at the inputs' precision, or a bound of it lies more than
+                2^53 steps from 0 (the bundle writes it as a float64).
+        """
+        bits = self.precision(fixed)
+        lo, hi = (as_signed(b).astype(object) for b in self.encoded(fixed))  # exact Python integers
+        spans = hi - lo
+        k = max(int(spans.max()).bit_length(), 1)
+        narrowest = min(range(spans.size), key=lambda i: spans.flat[i])  # widened the most
+        if 1 << k > 2 * (spans.flat[narrowest] + 1):  # at most twice any feature's declared grid values
+            at = tuple(int(i) for i in np.unravel_index(narrowest, spans.shape))
+            raise _refusal(
+                ValueError(
+                    f"the widened bounds would give feature {at} 2^{k} grid values of 2^-{bits}, more than twice the "
+                    f"{spans.flat[narrowest] + 1} declared for it: declare equal spans to keep the widened check"
+                ),
+                f"feature {at} would hold more than twice the grid values declared for it (declared spans differ "
+                f"too much; equal spans keep the widened check)",
+            )
+        if all(span == (1 << k) - 1 for span in spans.flat):
+            return None
+        lo = lo - ((1 << k) - 1 - spans) // 2
+        hi = lo + (1 << k) - 1
+        if max(max(abs(int(v)) for v in b.flat) for b in (lo, hi)) > 2**53:
+            raise ValueError(f"the widened bounds lie more than 2^53 steps of 2^-{bits} from 0")
+        lo, hi = (np.asarray(b, dtype=np.float64) * 2.0**-bits for b in (lo, hi))
+        for what, bound in (("lower widened bound", lo), ("upper widened bound", hi)):
+            fixed.encode(bound, what=what, frac_bits=bits)
+        return InputBounds(lo, hi, bits, input_check=EXACT)
 
     def to_model(self, encoded_x: np.ndarray, fixed: FixedPoint) -> np.ndarray:
         """Ring elements (or one component of their shares) at the inputs' precision in the model's format:
@@ -263,7 +347,8 @@ class InputBounds:
 
     def to_dict(self) -> dict:
         """lo, hi and frac_bits (if given); half-open bounds (`on_grid`) with hi as checked, hi - 2^-frac_bits:
-        code that predates them reads the bounds the parties check."""
+        code that predates them reads the bounds the parties check. (input_check "widened" / "exact" is not
+        written: the range plan records the bounds the servers check, `RangePlan.checked_bounds`.)"""
         if self.half_open:
             if self.frac_bits is None:
                 raise ValueError("half-open bounds are written on their grid (`on_grid`)")
@@ -274,12 +359,25 @@ class InputBounds:
 
     @classmethod
     def from_dict(cls, data: dict, input_shape: tuple) -> "InputBounds":
+        """Bounds written by `to_dict`, as checked by the servers: half-open, else exactly."""
         half_open, frac_bits, hi = data.get("half_open", False), data.get("frac_bits"), data["hi"]
         if half_open is True:
             if frac_bits is None:
                 raise ValueError("half-open input bounds without the inputs' precision")
             hi = np.asarray(hi, dtype=np.float64) + 2.0 ** -_precision(frac_bits)
-        return cls.declared(data["lo"], hi, input_shape, frac_bits=frac_bits, half_open=half_open)
+        check = EXACT if half_open is False else None
+        return cls.declared(data["lo"], hi, input_shape, frac_bits=frac_bits, input_check=check, half_open=half_open)
+
+
+def _input_check(input_check, half_open) -> str:
+    """One of `INPUT_CHECKS` from input_check (None: the default) and the shorthand half_open; ValueError else."""
+    if not isinstance(half_open, bool):
+        raise ValueError(f"half_open must be True or False, not {half_open!r}")
+    if input_check is not None and input_check not in INPUT_CHECKS:
+        raise ValueError(f"input_check must be one of {', '.join(INPUT_CHECKS)}, not {input_check!r}")
+    if half_open and input_check not in (None, HALF_OPEN):
+        raise ValueError(f"half_open (input_check {HALF_OPEN!r}) contradicts input_check {input_check!r}")
+    return HALF_OPEN if half_open else input_check or WIDENED
 
 
 @dataclasses.dataclass(frozen=True)
@@ -293,6 +391,10 @@ class RangePlan:
         output_bits: |logit| < 2^output_bits in the logits' fixed-point units.
         rerun_probability: per example, the probability that a query is re-run (a truncation's
             randomness in its failure window; independent of the data).
+        checked_bounds: the bounds the servers check where they are not `input_bounds` (input_check "widened":
+            `InputBounds.widened`, which `ops` and the other bits were proven for); None: `input_bounds`.
+        fallback: why input_check "widened" fell back to checking `input_bounds` exactly (None if it did not): which
+            limit the window exceeds, without the window's bit counts (public, like the plan).
     """
 
     input_bounds: InputBounds
@@ -300,6 +402,24 @@ class RangePlan:
     label_start: int
     output_bits: int
     rerun_probability: float
+    checked_bounds: InputBounds | None = None
+    fallback: str | None = None
+
+    @property
+    def server_bounds(self) -> InputBounds:
+        """The bounds the servers check (`checked_bounds`, else `input_bounds`)."""
+        return self.checked_bounds if self.checked_bounds is not None else self.input_bounds
+
+    def describe_check(self) -> str:
+        """One line saying which bounds the servers check, and why (for share-model's output and the gate)."""
+        bounds = self.server_bounds
+        lo, hi = (_compact(b) if np.all(b == b.flat[0]) else _extent(b) for b in (bounds.lo, bounds.hi))
+        close = ")" if bounds.half_open else "]"
+        if self.checked_bounds is not None:
+            return f"the servers check the declared input bounds widened to [{lo}, {hi}] (one comparison per value)"
+        if self.fallback is not None:
+            return f"the servers check the declared input bounds [{lo}, {hi}] exactly: {self.fallback}"
+        return f"the servers check the declared input bounds [{lo}, {hi}{close}"
 
     def check_logits_release(self) -> None:
         """Refuses a release policy that allows logits when they could leave [-2^63, 2^63).
@@ -308,8 +428,11 @@ class RangePlan:
             LogitsOutOfRange: naming the bits the logits need and the setting to change.
         """
         if self.output_bits > LOGITS_BITS:
+            where = (
+                "the declared input bounds" if self.checked_bounds is None else "the widened bounds the servers check"
+            )
             raise LogitsOutOfRange(
-                f"for the declared input bounds the logits can need {self.output_bits} bits, more than the "
+                f"for {where} the logits can need {self.output_bits} bits, more than the "
                 f"{LOGITS_BITS} a 64-bit ring holds, so released logits could wrap: release labels only "
                 f"(allow_logits=False, no --allow-logits), declare tighter input bounds or rescale the model"
             )
@@ -319,22 +442,35 @@ class RangePlan:
         return self.ops if output == "label" else self.ops[: self.label_start]
 
     def to_dict(self) -> dict:
-        return {
+        """The public plan; "checked_bounds" / "input_check_fallback" only where set (readers that predate them
+        have the servers check "input_bounds" exactly, a subset of the checked bounds)."""
+        data = {
             "input_bounds": self.input_bounds.to_dict(),
             "label_start": self.label_start,
             "output_bits": self.output_bits,
             "rerun_probability": self.rerun_probability,
             "ops": [[op.layer, op.kind, op.bits, op.elements] for op in self.ops],
         }
+        if self.checked_bounds is not None:
+            data["checked_bounds"] = self.checked_bounds.to_dict()
+        if self.fallback is not None:
+            data["input_check_fallback"] = self.fallback
+        return data
 
     @classmethod
     def from_dict(cls, data: dict, input_shape: tuple) -> "RangePlan":
+        """A plan written by `to_dict` (without "checked_bounds", as before it: the servers check "input_bounds")."""
+        checked, fallback = data.get("checked_bounds"), data.get("input_check_fallback")
+        if fallback is not None and not isinstance(fallback, str):
+            raise ValueError(f"input_check_fallback must be a string, not {fallback!r}")
         return cls(
             InputBounds.from_dict(data["input_bounds"], input_shape),
             tuple(RangeOp(str(a), str(b), int(c), int(d)) for a, b, c, d in data["ops"]),
             int(data["label_start"]),
             int(data["output_bits"]),
             float(data["rerun_probability"]),
+            None if checked is None else InputBounds.from_dict(checked, input_shape),
+            fallback,
         )
 
 
@@ -344,7 +480,8 @@ def truncation_bits(op: RangeOp, fixed: FixedPoint) -> int:
 
 
 def analyse(architecture, encoded: dict, bounds: InputBounds, fixed: FixedPoint) -> RangePlan:
-    """Proves bounds for every truncation and comparison of the model over the input box.
+    """Proves bounds for every truncation and comparison of the model over the input box, and (input_check
+    "widened") over the box the servers check instead, falling back to the declared one (module docstring).
 
     Args:
         architecture: the public model description.
@@ -352,8 +489,37 @@ def analyse(architecture, encoded: dict, bounds: InputBounds, fixed: FixedPoint)
 
     Raises:
         ModelRangeError: naming the layer whose values could leave the headroom, or the layer that
-            contributes most to a re-run probability above `MAX_RERUN_PROBABILITY`.
+            contributes most to a re-run probability above `MAX_RERUN_PROBABILITY`, for the declared bounds.
     """
+    plan = _analyse(architecture, encoded, bounds, fixed)
+    if bounds.input_check != WIDENED:
+        return plan
+    try:
+        window = bounds.widened(fixed)
+        if window is None:
+            return plan
+        wide = _analyse(architecture, encoded, window, fixed)
+    except ValueError as err:  # public, so without the window's bit counts (`_refusal`)
+        why = getattr(err, "public", None)
+        if why is None:  # `InputBounds.widened`: the ring or the bundle's floats
+            why = "they exceed what the ring, or a float64 in the bundle, holds at the inputs' precision"
+        return dataclasses.replace(plan, fallback=f"over the widened bounds {why}")
+    if wide.output_bits > LOGITS_BITS >= plan.output_bits:
+        return dataclasses.replace(
+            plan, fallback=f"over the widened bounds the logits could need more than {LOGITS_BITS} bits"
+        )
+    return dataclasses.replace(wide, input_bounds=plan.input_bounds, checked_bounds=wide.input_bounds)
+
+
+def _refusal(err: ValueError, public: str) -> ValueError:
+    """`err` (a refusal naming bit counts or grid values, for the model owner) with `public`: the reason without
+    them, which a fallback records in the public plan (the window's bits would reveal more about the weights than
+    the plan does)."""
+    err.public = public
+    return err
+
+
+def _analyse(architecture, encoded: dict, bounds: InputBounds, fixed: FixedPoint) -> RangePlan:
     backend = IntervalBackend(fixed)
     try:
         bounds = bounds.on_grid(fixed)
@@ -367,10 +533,13 @@ def analyse(architecture, encoded: dict, bounds: InputBounds, fixed: FixedPoint)
     for op in ops:
         if op.bits > HEADROOM_BITS:
             what = "before truncation" if op.kind == "trunc" else "at a comparison"
-            raise ModelRangeError(
-                f"layer {op.layer!r}: for the declared input bounds its values {what} can need {op.bits} bits, "
-                f"more than the {HEADROOM_BITS} the 64-bit ring leaves room for; declare tighter input bounds, "
-                f"use fewer fractional bits or rescale the model"
+            raise _refusal(
+                ModelRangeError(
+                    f"layer {op.layer!r}: for the declared input bounds its values {what} can need {op.bits} bits, "
+                    f"more than the {HEADROOM_BITS} the 64-bit ring leaves room for; declare tighter input bounds, "
+                    f"use fewer fractional bits or rescale the model"
+                ),
+                f"the values of layer {op.layer!r} could leave the ring's headroom",
             )
     per_layer: dict[str, float] = {}
     for op in ops:
@@ -381,9 +550,12 @@ def analyse(architecture, encoded: dict, bounds: InputBounds, fixed: FixedPoint)
     rerun = sum(per_layer.values())
     if rerun > MAX_RERUN_PROBABILITY:
         worst = max(per_layer, key=per_layer.get)
-        raise ModelRangeError(
-            f"for the declared input bounds a query would have to be re-run with probability {rerun:.2g} per example "
-            f"(limit {MAX_RERUN_PROBABILITY:.2g}); layer {worst!r} contributes {per_layer[worst]:.2g}: declare tighter "
-            f"input bounds or rescale the model"
+        raise _refusal(
+            ModelRangeError(
+                f"for the declared input bounds a query would have to be re-run with probability {rerun:.2g} per "
+                f"example (limit {MAX_RERUN_PROBABILITY:.2g}); layer {worst!r} contributes {per_layer[worst]:.2g}: "
+                f"declare tighter input bounds or rescale the model"
+            ),
+            "a query's re-run probability would exceed the limit",
         )
     return RangePlan(bounds, ops, label_start, bits_needed(logits.lo, logits.hi), rerun)

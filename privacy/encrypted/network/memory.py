@@ -52,7 +52,7 @@ def fixed_bytes(architecture: Architecture) -> int:
 
 def _check_residues(ranges: RangePlan, frac_bits: int) -> int:
     """Residues per example of the servers' input check (`input_check.residues_per_value` per input value)."""
-    lo, hi = ranges.input_bounds.encoded(FixedPoint(frac_bits))
+    lo, hi = ranges.server_bounds.encoded(FixedPoint(frac_bits))
     return int(np.size(lo)) * residues_per_value(lo, hi)
 
 

@@ -1,7 +1,8 @@
 """One party's side of a private prediction: the layers of `privacy.encrypted.model.layers` on shares.
 
 `predict_share` is everything a server does for one request: check the client's input shares against
-the model's declared bounds (`input_check`, riding on the first rounds), evaluate the architecture on
+the bounds the model was proven for (`RangePlan.server_bounds`: the declared bounds, or by default those
+widened to a one-comparison window; `input_check`, riding on the first rounds), evaluate the architecture on
 its shares of the input and of the weights, with the public bounds of the model's `RangePlan` as the
 parameters of each truncation and comparison, then hand the client a re-randomized share of the output
 (the predicted label, or the logits where the model owner allows them). Nothing is ever opened to a
@@ -293,7 +294,7 @@ def predict_share(party: Party, model, x: AShare, output: str = OUTPUTS[0], *, c
         raise OutputNotAllowed(
             "the model owner allows only labels to be revealed (share-model --allow-logits allows logits)"
         )
-    bounds = model.ranges.input_bounds
+    bounds = model.ranges.server_bounds
     check = InputCheck(party, x, *bounds.encoded(model.fixed)) if check_input else None
     x = AShare(bounds.to_model(x.a, model.fixed), bounds.to_model(x.b, model.fixed))  # local: times 2^(f - f_in)
     backend = SecureBackend(party, model.fixed, model.ranges.ops_for(output))

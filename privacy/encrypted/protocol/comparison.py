@@ -30,7 +30,7 @@ products) and leaves the results as terms of u and v (`Terms` with the helper's 
 `arithmetic.reshare_pair` makes them replicated again when a product with secret weights needs that.
 
 Correctness needs x in [-2^R, 2^R), which `privacy.encrypted.model.ranges` proves for every compared value
-from the declared input bounds (the servers check the inputs against those bounds,
+from the input bounds the servers check (`RangePlan.server_bounds`; they check the inputs against them,
 `privacy.encrypted.protocol.input_check`); nothing here detects a violation, and nothing is revealed either.
 """
 

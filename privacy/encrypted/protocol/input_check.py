@@ -1,6 +1,7 @@
-"""The servers' check of a client's input: consistent shares within the declared bounds, or no output.
+"""The servers' check of a client's input: consistent shares within the checked bounds, or no output.
 
-The model's arithmetic is proven correct only for inputs within the bounds it was shared with, and a
+The model's arithmetic is proven correct only for inputs within the bounds the servers check (the declared
+ones, or by default those widened to a one-comparison window, `RangePlan.server_bounds`), and a
 client that bypasses the library can send anything: values out of range (a comparison outside its proven
 range returns a bit of the operand, which exposes weights; a value just outside the bounds can reach
 neurons that are dead inside them), or replicated shares whose copies disagree (each party then computes
@@ -23,16 +24,20 @@ any model with four rounds or more.
    bypasses the library it shows the high bits of its out-of-range values.
 3. Bounds whose encoded span is a power of two less one (hi - lo = 2^k - 1 for every value, e.g. [0, 2)
    in steps of 2^-f, declared as [0, 2 - 2^-f]): d <= m is the same as d < 2^k, so the bound comparison
-   is left out (g = 1) and W = 2^k floor(d / 2^k). Exact, with half the residues. Bounds shared half-open
+   is left out (g = 1) and W = 2^k floor(d / 2^k). Exact, with half the residues. So one comparison checks
+   any window [lo, lo + 2^k) of the grid, wherever it starts: by default the parties check the declared
+   bounds widened outward to such a window (`InputBounds.widened`, input_check "widened": [0, 1] at 2^-16 as
+   [-0.5 + 2^-16, 1.5], k = 17) where the interval analysis proves it safe. Bounds shared half-open
    (`InputBounds.half_open`, `share-model --half-open`) are such spans: [0, 1] at 2^-16 (2^16 + 1 values)
    is checked as [0, 1 - 2^-16], k = 16, and a client gives 1.0 as 1 - 2^-16.
 
 Cost per input value (`residues_per_value`): 2k + 1 residues mod 127 (k for a power-of-two span) from
-each of three messages, and four ring words (k = 17 for inputs in [0, 1] with 16 fractional bits: 2^16 + 1
-encoded values, so two comparisons; k = 17 and one comparison for [0, 2 - 2^-16]; k = 16 and one comparison
-for [0, 1] half-open: 16 residues instead of 35). The check runs on the inputs at their declared precision
-(`InputBounds.frac_bits`), before the parties scale them to the model's format: inputs of 8 fractional bits
-in [0, 1] have k = 9 (19 residues; half-open k = 8, 8 residues).
+each of three messages, and four ring words (k = 17 for inputs in [0, 1] with 16 fractional bits checked
+exactly: 2^16 + 1 encoded values, so two comparisons; k = 17 and one comparison for [0, 2 - 2^-16] or [0,
+1] widened; k = 16 and one comparison for [0, 1] half-open: 16 residues instead of 35). The check runs on
+the inputs at their declared precision (`InputBounds.frac_bits`), before the parties scale them to the
+model's format: inputs of 8 fractional bits in [0, 1] have k = 9 (19 residues; half-open k = 8, 8
+residues).
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 `share_model` runs in the model owner's process. It encodes the weights and splits every kernel and
 bias into replicated shares; bundle i holds only the components party i may see (two uniformly random
 ring arrays per tensor) plus the public architecture, the fixed-point format, the range plan proven
-from the declared input bounds (`privacy.encrypted.model.ranges`; sharing is refused if the model's values
-could leave the ring's headroom), the model owner's release policy (labels only, unless logits are
+from the declared input bounds and, by default, from the bounds the servers check, those widened to a
+one-comparison window (`privacy.encrypted.model.ranges`; sharing is refused if the model's values could leave the
+ring's headroom), the model owner's release policy (labels only, unless logits are
 allowed) and a random model id that lets the client check that all three parties serve the same sharing.
 `reshare_bundles` renews the sharing of three bundles on disk (whoever holds all three: the model owner).
 """
@@ -52,7 +53,10 @@ class PartyModel:
     allow_logits: bool = False
 
     def __post_init__(self):
-        self.ranges.input_bounds.encoded(self.fixed)  # ValueError if finer than the model's or holding no grid value
+        for bounds in (self.ranges.input_bounds, self.ranges.server_bounds):  # ValueError if finer than the model's
+            bounds.encoded(self.fixed)  # or holding no grid value
+        if self.ranges.server_bounds.precision(self.fixed) != self.ranges.input_bounds.precision(self.fixed):
+            raise ValueError("the checked input bounds are not at the inputs' precision")
         if self.allow_logits:
             self.ranges.check_logits_release()
 

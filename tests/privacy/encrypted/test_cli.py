@@ -139,7 +139,9 @@ def test_verify_half_open_checks_the_bounds_share_model_half_open_serves(saved):
     half_open = json.loads(result.output)
     assert half_open["passed"] and half_open["max_abs_error"] <= 1e-3
     assert verified(top, "--input-range", 0, 1 - 2.0**-16).exit_code == 2
-    checked, closed = (json.loads(verified(below, "--input-range", 0, hi).output) for hi in (1 - 2.0**-16, 1))
+    checked, closed = (
+        json.loads(verified(below, "--input-range", 0, hi, "--input-check", "exact").output) for hi in (1 - 2.0**-16, 1)
+    )
     assert half_open["bytes_per_batch"] == checked["bytes_per_batch"] < closed["bytes_per_batch"]
     refused = run("encrypted", "verify", folder / "model.keras", top, "--half-open")
     assert refused.exit_code == 2 and "--half-open" in refused.output
@@ -242,6 +244,83 @@ def test_share_model_half_open_writes_the_checked_bounds(saved, tmp_path):
     assert as_signed(hi).max() == 15 and residues_per_value(lo, hi) == 4
 
 
+@pytest.mark.parametrize("choice", [(), ("--input-check", "widened"), ("--input-check", "exact")])
+def test_share_model_says_which_bounds_the_servers_check_and_the_bundles_record_both(saved, tmp_path, choice):
+    """By default (and with --input-check widened) [0, 1] at 8 bits is served with the servers checking the window
+    [-127/256, 1.5] (one comparison of 9 bits), recorded beside the declared bounds and printed; --input-check exact
+    keeps [0, 1] (two comparisons) and records no checked bounds."""
+    from pipelines.cli.encrypted import INPUT_CHECKS as CLI_CHOICES
+    from privacy.encrypted.model.ranges import INPUT_CHECKS
+    from privacy.encrypted.protocol.input_check import residues_per_value
+    from privacy.encrypted.protocol.model_shares import PartyModel
+
+    assert CLI_CHOICES == INPUT_CHECKS
+    dep = tmp_path / "dep"
+    assert run("encrypted", "setup", "--out", dep).exit_code == 0
+    args = ("--input-range", 0, 1, "--input-frac-bits", 8, *choice)
+    result = run("encrypted", "share-model", saved[0] / "model.keras", "--deployment", dep, *args)
+    assert result.exit_code == 0, result.output
+    info = PartyModel.load(str(dep / "party-1" / "model.npz")).public_info()["ranges"]
+    assert info["input_bounds"] == {"lo": 0.0, "hi": 1.0, "frac_bits": 8}
+    model = PartyModel.load(str(dep / "party-2" / "model.npz"))
+    if "exact" in choice:
+        assert "checked_bounds" not in info and "input_check_fallback" not in info
+        assert result.output.strip().splitlines()[-1] == "the servers check the declared input bounds [0.0, 1.0]"
+        assert residues_per_value(*model.ranges.server_bounds.encoded(model.fixed)) == 2 * 9 + 1
+    else:
+        assert info["checked_bounds"] == {"lo": -127 / 256, "hi": 1.5, "frac_bits": 8}
+        assert "widened to [-0.49609375, 1.5] (one comparison per value)" in result.output.strip().splitlines()[-1]
+        assert residues_per_value(*model.ranges.server_bounds.encoded(model.fixed)) == 9
+
+
+def test_share_model_says_when_the_servers_fall_back_to_the_exact_check(tmp_path):
+    """A model sized so [0, 1] passes the analysis and its window [-0.5 + 2^-16, 1.5] does not (a hidden truncation
+    of 53 bits over [0, 1], 54 over the window: re-run probability 2^-9, above the limit): share-model succeeds,
+    prints that the servers check [0, 1] exactly and why, and the bundles record the reason, not a window."""
+    import keras
+
+    from privacy.encrypted.protocol.model_shares import PartyModel
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, activation="relu"), keras.layers.Dense(1)])
+    model.set_weights([np.array([[0.8 * 2**21]]), np.zeros(1), np.ones((1, 1)), np.zeros(1)])
+    model.save(tmp_path / "edge.keras")
+    dep = tmp_path / "dep"
+    assert run("encrypted", "setup", "--out", dep).exit_code == 0
+    result = run("encrypted", "share-model", tmp_path / "edge.keras", "--deployment", dep, "--input-range", 0, 1)
+    assert result.exit_code == 0, result.output
+    said = result.output.strip().splitlines()[-1]
+    assert said.startswith("the servers check the declared input bounds [0.0, 1.0] exactly: ") and "re-run" in said
+    info = PartyModel.load(str(dep / "party-0" / "model.npz")).public_info()["ranges"]
+    assert "checked_bounds" not in info and "re-run" in info["input_check_fallback"]
+
+
+def test_share_model_with_a_constant_calibrated_feature_checks_the_declared_bounds_exactly(saved, tmp_path):
+    """Calibration bounds from digits whose border pixels are 0 in every example: the widened window (one width, from
+    the widest span) would hold far more than twice a constant pixel's one value, so the servers check the declared
+    bounds exactly; share-model prints why, naming the first such pixel (the public reason: no counts), and the
+    bundles record it instead of a window."""
+    from privacy.encrypted.protocol.model_shares import PartyModel
+
+    folder, _, x = saved
+    spans = x.max(0) - x.min(0)
+    assert spans.min() == 0 and spans.max() >= 2 / 16
+    first = int(np.argmin(spans))  # the first constant pixel
+    dep = tmp_path / "dep"
+    assert run("encrypted", "setup", "--out", dep).exit_code == 0
+    args = ("--calibration", folder / "x.npy", "--input-frac-bits", 4)
+    result = run("encrypted", "share-model", folder / "model.keras", "--deployment", dep, *args)
+    assert result.exit_code == 0, result.output
+    reason = (
+        f"over the widened bounds feature ({first},) would hold more than twice the grid values declared for it "
+        "(declared spans differ too much; equal spans keep the widened check)"
+    )
+    lo, hi = (f"{float(b.min())!r} to {float(b.max())!r} per feature" for b in (x.min(0), x.max(0)))
+    said = result.output.strip().splitlines()[-1]
+    assert said == f"the servers check the declared input bounds [{lo}, {hi}] exactly: {reason}"
+    info = PartyModel.load(str(dep / "party-0" / "model.npz")).public_info()["ranges"]
+    assert "checked_bounds" not in info and info["input_check_fallback"] == reason
+
+
 def test_reshare_renews_the_three_bundles_in_place(saved, tmp_path):
     """`reshare` after `share-model`: the three files get one new model id (echoed), stay mode 0600 and reload."""
     import os
@@ -314,6 +393,12 @@ BAD = [  # (command line, the option or argument the one-line error must name)
     ("share-model {saved}/model.keras --input-range 0 0.75 --half-open", "--half-open"),
     ("share-model {saved}/model.keras --input-range 0 1 --input-frac-bits 0 --half-open", "--half-open"),
     ("verify {saved}/model.keras {saved}/x.npy --input-range 0 0.75 --half-open", "--half-open"),
+    ("share-model {saved}/model.keras --input-range 0 1 --half-open --input-check exact", "--half-open"),
+    ("verify {saved}/model.keras {saved}/x.npy --input-range 0 1 --half-open --input-check widened", "--half-open"),
+    ("share-model {saved}/model.keras --input-range 0 1 --input-check closed", "--input-check"),
+    ("share-model {saved}/model.keras --calibration {saved}/x.npy --input-check half-open", "--input-check"),
+    ("share-model {saved}/model.keras --input-range 0 0.75 --input-check half-open", "--input-check"),
+    ("verify {saved}/model.keras {saved}/x.npy --input-check half-open", "--input-check"),
     ("share-model {saved}/model.keras --calibration {bad}/missing.npy", "--calibration"),
     ("share-model {saved}/model.keras --calibration {bad}/wrong_shape.npy", "--calibration"),
     ("share-model {bad}/wrap.keras --input-range 1 1 --allow-logits --deployment {bad}/dep", "--allow-logits"),

@@ -109,7 +109,7 @@ def test_random_models_inside_and_outside_their_bounds(seed):
     shape = plan.architecture.input_shape
     lo = rng.uniform(-3, 0, size=shape) if rng.random() < 0.5 else np.full(shape, -rng.uniform(0, 3))
     hi = lo + rng.uniform(0.1, 4, size=shape)
-    bounds = InputBounds.declared(lo, hi, shape)
+    bounds = InputBounds.declared(lo, hi, shape, input_check="exact")
     try:
         cluster = InProcessCluster(plan, bounds, allow_logits=True)
     except ModelRangeError:  # must not happen for these small models: they fit the ring easily
@@ -232,7 +232,7 @@ def test_inputs_of_coarser_precision_are_checked_at_it_and_computed_exactly(seed
     step = 2.0**frac_bits  # bounds on the inputs' grid (`InputBounds.declared` refuses others)
     lo = np.full(shape, -np.round(rng.uniform(0, 3) * step) / step)
     hi = lo + np.round(rng.uniform(1, 4, size=shape) * step) / step
-    bounds = InputBounds.declared(lo, hi, shape, frac_bits=frac_bits)
+    bounds = InputBounds.declared(lo, hi, shape, frac_bits=frac_bits, input_check="exact")
     cluster = InProcessCluster(plan, bounds, allow_logits=True)
     fixed = cluster.fixed
     x = rng.uniform(lo, hi, size=(6,) + shape)

@@ -344,7 +344,9 @@ def test_the_servers_input_check_accepts_exactly_the_bounds(span):
     lo = np.array([-3.0, 0.0, 0.5])
     width = (2**k - 1 if span == "power of two" else 2 ** (k - 1)) / 2.0**16  # [lo, lo + 2 - 2^-16] or + 1
     plan = ModelPlan(Architecture((3,), (Dense("d", 2),)), {"d": (np.ones((3, 2)), np.zeros(2))})
-    cluster = InProcessCluster(plan, InputBounds.declared(lo, lo + width, (3,)), fixed, allow_logits=True)
+    cluster = InProcessCluster(
+        plan, InputBounds.declared(lo, lo + width, (3,), input_check="exact"), fixed, allow_logits=True
+    )
     lo_enc = as_signed(fixed.encode(lo, what="input"))
     hi_enc = lo_enc + int(width * 2**16)
     inside, outside = [lo_enc, hi_enc, lo_enc + 1, hi_enc - 1, (lo_enc + hi_enc) // 2], []
@@ -771,7 +773,7 @@ def test_bounds_off_the_model_grid_are_checked_inward_so_nothing_past_them_is_co
     from privacy.encrypted.model.plan import Architecture, Dense, ModelPlan
 
     plan = ModelPlan(Architecture((1,), (Dense("out", 1),)), {"out": (np.ones((1, 1)), np.zeros(1))})  # logit = x
-    cluster = InProcessCluster(plan, InputBounds.declared(0.1, 0.3, (1,)), allow_logits=True)
+    cluster = InProcessCluster(plan, InputBounds.declared(0.1, 0.3, (1,), input_check="exact"), allow_logits=True)
     step = 2.0**-16
     assert [int(as_signed(b)[0]) for b in cluster.ranges.input_bounds.encoded(cluster.fixed)] == [6554, 19660]
     logits = cluster.predict([[0.1], [0.3], [0.2]], output="logits").logits.ravel().tolist()

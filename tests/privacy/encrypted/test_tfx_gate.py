@@ -72,7 +72,11 @@ print("OUTSIDE", files, report["reason"])
 # Half-open [-16, 16): checked as [-16, 16 - 2^-16] (2^21 grid values, one comparison), as share-model --half-open.
 files, report, blessing = run("halfopen", relu_model, num_examples=10, input_lo=-16.0, input_hi=16.0, half_open=True)
 _, checked, _ = run("checked", relu_model, num_examples=10, input_lo=-16.0, input_hi=16.0 - 2.0 ** -16)
-_, closed, _ = run("closed", relu_model, num_examples=10, input_lo=-16.0, input_hi=16.0)
+_, closed, _ = run("closed", relu_model, num_examples=10, input_lo=-16.0, input_hi=16.0, input_check="exact")
+_, widened, blessing = run("widened", relu_model, num_examples=10, input_lo=-16.0, input_hi=16.0)
+print("WIDENED", widened["input_check"] == blessing.get_string_custom_property("encrypted_input_check"),
+      widened["input_check"], closed["input_check"], report["input_check"],
+      checked["report"]["bytes_per_batch"] < widened["report"]["bytes_per_batch"] < closed["report"]["bytes_per_batch"])
 print("HALFOPEN", files, report["report"]["bytes_per_batch"] == checked["report"]["bytes_per_batch"],
       report["report"]["bytes_per_batch"] < closed["report"]["bytes_per_batch"])
 # 8-bit inputs (share-model --input-frac-bits 8): checked at 13 bits, not 21: fewer bytes than closed at 16.
@@ -104,6 +108,11 @@ gate = EncryptedInferenceGate(examples=types.Channel(type=standard_artifacts.Exa
                               label_key="diagnosis", input_lo=-16.0, input_hi=16.0, half_open=True)
 print("HALFCOMPONENT", gate.exec_properties["half_open"],
       GateSettings.from_exec_properties(gate.exec_properties).half_open)
+gate = EncryptedInferenceGate(examples=types.Channel(type=standard_artifacts.Examples),
+                              model=types.Channel(type=standard_artifacts.Model), feature_keys=keys,
+                              label_key="diagnosis", input_check="exact")
+print("CHECKCOMPONENT", gate.exec_properties["input_check"],
+      GateSettings.from_exec_properties(gate.exec_properties).input_check)
 try:
     EncryptedInferenceGate(examples=types.Channel(type=standard_artifacts.Examples),
                            model=types.Channel(type=standard_artifacts.Model), feature_keys=keys,
@@ -135,6 +144,13 @@ def test_gate_blesses_matching_models_and_blocks_others(tmp_path, python_subproc
     # half_open: the gate checks the bounds share-model --half-open serves (one comparison, fewer bytes).
     assert lines["HALFOPEN"] == "HALFOPEN ['BLESSED'] True True"
     assert lines["EIGHTBIT"] == "EIGHTBIT ['BLESSED'] True"
+    # By default the gate, like share-model, has the servers check the declared bounds widened to one comparison
+    # (here [-32 + 2^-16, 32]: 2^22 values of 2^-16 around [-16, 16]) and records it; input_check exact keeps them.
+    assert lines["WIDENED"] == (
+        "WIDENED True the servers check the declared input bounds widened to [-31.999984741210938, 32.0] (one "
+        "comparison per value) the servers check the declared input bounds [-16.0, 16.0] the servers check the "
+        "declared input bounds [-16.0, 16.0) True"
+    )
     # A model whose logits could wrap the ring is checked and blessed for the labels-only release policy.
     assert lines["WIDE"] == "WIDE ['BLESSED'] label None 1.0 label True"
     assert lines["WIDEREASON"].startswith(
@@ -144,6 +160,7 @@ def test_gate_blesses_matching_models_and_blocks_others(tmp_path, python_subproc
     assert "decision agreement 100.00 %" in lines["WIDEREASON"]
     assert lines["COMPONENT"] == "COMPONENT 50 ['f00', 'f01'] OutputChannel"
     assert lines["HALFCOMPONENT"] == "HALFCOMPONENT 1 True"
+    assert lines["CHECKCOMPONENT"] == "CHECKCOMPONENT exact exact"
     assert lines["INVALID"] == "INVALID min_agreement must be in [0, 1], got 1.5"
 
 
@@ -185,6 +202,31 @@ def test_gate_settings_half_open_need_declared_bounds_that_halve_the_check_and_r
         GateSettings.from_exec_properties(dict(props, half_open=2))
     with pytest.raises(ValueError, match="half_open must be True or False, not 1.0"):
         GateSettings.from_exec_properties(dict(props, half_open=1.0))
+
+
+def test_gate_settings_input_check_is_one_choice_whose_contradictions_are_refused_before_tfx_runs():
+    """input_check (as `share-model --input-check`): one of widened / exact / half-open, travelling through TFX as a
+    string; half_open is short for "half-open" and refused with another choice; unknown choices are refused."""
+    import numpy as np
+    import pytest
+
+    from pipelines.components.encrypted_gate.spec import GateSettings
+
+    settings = dict(feature_keys=("f00",), label_key="diagnosis")
+    for bad, why in (
+        (dict(input_check="closed"), "input_check must be one of widened, exact, half-open, not 'closed'"),
+        (dict(input_check="exact", half_open=True, input_lo=0.0, input_hi=1.0), "contradicts input_check 'exact'"),
+        (dict(input_check="widened", half_open=True), "half_open applies to input_lo / input_hi"),
+        (dict(input_check="half-open"), "half_open applies to input_lo / input_hi"),
+    ):
+        with pytest.raises(ValueError, match=why):
+            GateSettings(**settings, **bad)
+    for choice in ("widened", "exact", None):
+        gate = GateSettings(**settings, input_check=choice)
+        assert GateSettings.from_exec_properties(gate.exec_properties()) == gate
+        assert gate.bounds((1,), np.zeros((2, 1))).input_check == (choice or "widened")
+    gate = GateSettings(**settings, input_lo=0.0, input_hi=1.0, input_check="half-open")
+    assert gate.bounds(()).half_open and GateSettings.from_exec_properties(gate.exec_properties()) == gate
 
 
 def test_gate_settings_input_frac_bits_check_the_precision_share_model_serves():
