@@ -112,9 +112,13 @@ def test_budget_from_training_must_match_the_mechanism():
     assert pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.0, delta=1e-3, budget=budget).budget is budget
 
 
-def test_a_dp_fedavg_ledger_is_checked_against_its_client_level_mechanism():
-    clients = DpSgdMechanism(dataset_size=50, batch_size=5, noise_multiplier=0.9, steps=30, sampling="fixed")
-    budget = PrivacyBudget.for_mechanism(clients, 1e-3).compose(clients.unit_event(), 30)
+FEDAVG_CLIENTS = DpSgdMechanism(dataset_size=50, batch_size=5, noise_multiplier=0.9, steps=30, sampling="fixed")
+"""30 rounds of 5 clients among 50."""
+
+
+def _dp_fedavg_ledger(**extra) -> "pl.PrivacyLedger":
+    """A DP-FedAvg ledger of `FEDAVG_CLIENTS` (replace-one), its parameters plus ``extra``."""
+    budget = PrivacyBudget.for_mechanism(FEDAVG_CLIENTS, 1e-3).compose(FEDAVG_CLIENTS.unit_event(), 30)
     parameters = {
         "unit": "client",
         "dataset_size": 50,
@@ -125,17 +129,22 @@ def test_a_dp_fedavg_ledger_is_checked_against_its_client_level_mechanism():
         "adjacency": "replace-one",
         "l2_norm_clip": 0.5,
         "clip": "fixed",
+        **extra,
     }
-    ledger = pl.PrivacyLedger(budget=budget, mechanism=pl.DP_FEDAVG, parameters=parameters)
+    return pl.PrivacyLedger(budget=budget, mechanism=pl.DP_FEDAVG, parameters=parameters)
+
+
+def test_a_dp_fedavg_ledger_is_checked_against_its_client_level_mechanism():
+    ledger = _dp_fedavg_ledger()
     again = pl.PrivacyLedger.from_dict(json.loads(json.dumps(ledger.to_dict())))
-    assert again.accounted_mechanism() == clients
-    assert again.epsilons["rdp"] == pytest.approx(compute_epsilon(clients, 1e-3, "rdp"), rel=1e-12)
+    assert again.accounted_mechanism() == FEDAVG_CLIENTS
+    assert again.epsilons["rdp"] == pytest.approx(compute_epsilon(FEDAVG_CLIENTS, 1e-3, "rdp"), rel=1e-12)
     data = ledger.to_dict()
     data["parameters"]["steps"] = 3  # claim 3 rounds where 30 were composed
     with pytest.raises(pl.LedgerError, match="does not account the run"):
         pl.PrivacyLedger.from_dict(data)
     with pytest.raises(pl.LedgerError, match="does not account the run"):
-        pl.check_budget(budget, clients.replace(steps=29), 1e-3)
+        pl.check_budget(ledger.budget, FEDAVG_CLIENTS.replace(steps=29), 1e-3)
     with pytest.raises(pl.LedgerError, match="not 'dp-sgd'"):
         again.dp_sgd_mechanism()
 
@@ -646,21 +655,8 @@ def test_every_dp_fedavg_ledger_lists_its_floating_point_noise_also_on_read_of_a
     """DP-FedAvg's server draws its Gaussian noise in floating point as DP-SGD does (float64 Box-Muller on Philox
     words; numpy's under seeded noise), not hardened (Mironov 2012): its ledger lists that, a file written before it
     was listed reads back with it, and the entry names the server's sampler, not DP-SGD's."""
-    clients = DpSgdMechanism(dataset_size=50, batch_size=5, noise_multiplier=0.9, steps=30, sampling="fixed")
-    budget = PrivacyBudget.for_mechanism(clients, 1e-3).compose(clients.unit_event(), 30)
-    parameters = {
-        "unit": "client",
-        "dataset_size": 50,
-        "batch_size": 5,
-        "noise_multiplier": 0.9,
-        "steps": 30,
-        "sampling": "fixed",
-        "adjacency": "replace-one",
-        "l2_norm_clip": 0.5,
-        "clip": "fixed",
-        "outside_guarantee": dict(pl.SEPARATE_RUNS),  # a file written before the floating-point noise was listed
-    }
-    old = pl.PrivacyLedger(budget=budget, mechanism=pl.DP_FEDAVG, parameters=parameters)
+    # a file written before the floating-point noise was listed
+    old = _dp_fedavg_ledger(outside_guarantee=dict(pl.SEPARATE_RUNS))
     outside = pl.PrivacyLedger.from_dict(json.loads(json.dumps(old.to_dict()))).parameters["outside_guarantee"]
     [why] = [why for name, why in outside.items() if name == "floating-point noise"]
     assert why == pl.FEDAVG_FLOATING_POINT_NOISE["floating-point noise"] and "Mironov 2012" in why
