@@ -14,7 +14,7 @@ Why the step's duration (a function of K) is covered:
   sigma_c^-2)^-1/2 (`effective_noise_multiplier`): one event, not two composed.
 * Off the clamp event {mu + Z <= -1}, ceil(mu + Z) >= 0 and K = min(cap, ceil(Y)), a function of Y. The clamp
   event has probability p per step whatever the data (Z is independent of it; ppml's float64 Box-Muller pair is
-  conditioned on a disk of radius R = 12 std, which raises it by a factor 1 / (1 - exp(-R^2 / 2)) < 1 + 2^-100,
+  conditioned on a disk of radius R >= 12 std, which raises it by a factor 1 / (1 - exp(-R^2 / 2)) < 1 + 2^-100,
   covered by `CLAMP_BOUND`). Z's pair counts among the step's noise pairs for the cut-off's delta
   (`noise_cutoff`, whose shift is then 1 / sigma_eff). Coupling the real and ideal runs on the same Z, they
   differ with probability at most T p over T steps, so (eps, delta)-DP of the ideal run gives

@@ -75,6 +75,7 @@ def make_private(
     secure_noise: bool = False,
     truncated_batch_size: int | str | None = None,
     skip_padding: bool = False,
+    batch_size_noise_multiplier: float | None = None,
 ):
     """Makes ``model`` train with DP-SGD through its ordinary `compile` and `fit`; returns ``model``.
 
@@ -131,6 +132,12 @@ def make_private(
         The model and the accounting are the same; but a step's duration (and Keras' ms/step in logs) then follows
         the batch size drawn, which epsilon does not cover (the report says so). Default False: every step computes
         the whole padded batch.
+      batch_size_noise_multiplier: sigma_c, in rows (noisy padding; needs ``skip_padding=True``, untruncated Poisson
+        batches, per-example clipping, add-remove, one replica, no XLA): each step keeps its m drawn examples plus
+        max(0, ceil(mu + Z)) padding rows, Z ~ N(0, sigma_c^2) from the gradient noise's generator, so its duration
+        is covered by epsilon; each step is accounted as one Gaussian of noise multiplier (sigma^-2 +
+        sigma_c^-2)^-1/2, and the guarantee's delta gains T 2^-50 (1 + e^eps)
+        (`privacy.accounting.noisy_padding`). None: padding as ``skip_padding`` says.
 
     Returns:
       ``model`` itself, now private. `private_training(model)` gives its `PrivateTraining` (budget,
@@ -156,12 +163,14 @@ def make_private(
                 sampling=sampling,
                 adjacency=adjacency,
                 truncated_batch_size=truncated_batch_size,
+                batch_size_noise_multiplier=batch_size_noise_multiplier,
             ),
         )
         noise_multiplier, num_microbatches = mechanism.noise_multiplier, mechanism.num_microbatches
         expected_batch_size, dataset_size = mechanism.batch_size, mechanism.dataset_size
         sampling, adjacency = mechanism.sampling, mechanism.adjacency
         truncated_batch_size = mechanism.truncated_batch_size
+        batch_size_noise_multiplier = mechanism.batch_size_noise_multiplier
     elif sampling is None:
         sampling = Sampling.POISSON
     params = _params(l2_norm_clip, noise_multiplier, num_microbatches)
@@ -186,6 +195,7 @@ def make_private(
         secure_noise=secure_noise,
         truncated_batch_size=truncated_batch_size,
         skip_padding=skip_padding,
+        batch_size_noise_multiplier=batch_size_noise_multiplier,
     )
     attach(model, private)
     object.__setattr__(model, "train_step", types.MethodType(_train_step, model))
@@ -602,6 +612,7 @@ def make_dp_model_class(cls: type) -> type:
         "secure_noise",
         "truncated_batch_size",
         "skip_padding",
+        "batch_size_noise_multiplier",
     )
 
     class DPModelClass(cls):

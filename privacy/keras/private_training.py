@@ -34,6 +34,7 @@ from privacy.accounting import (
     dp_sgd_report,
     resolve_adjacency,
 )
+from privacy.accounting.mechanism import NOISE_MULTIPLIER_RANGE
 from privacy.accounting.noise_cutoff import NoiseCutoff, NoiseCutoffError
 from privacy.atomic_files import write_atomically
 from privacy.compared import compared
@@ -89,6 +90,7 @@ class PrivateTraining:
         secure_noise: bool,
         truncated_batch_size: int | str | None = None,
         skip_padding: bool = False,
+        batch_size_noise_multiplier: float | None = None,
     ):
         self.params = params
         if not isinstance(skip_padding, bool):
@@ -130,6 +132,7 @@ class PrivateTraining:
                 truncated_batch_size, dataset_size, self.expected_batch_size
             )
         self.truncated_batch_size = truncated_batch_size  # None, an integer K, or "default"
+        self.batch_size_noise_multiplier = _noisy_padding(batch_size_noise_multiplier, self, microbatches)
         self._samplers: dict[int, sampling_lib.BatchSampling] = {}  # the truncating samplers fit has run
         self.steps_per_epoch: int | None = None  # shuffled batches: steps per epoch, set by fit from the data
         self.noise = GaussianNoise(seed=seed, secure=secure_noise)
@@ -352,6 +355,7 @@ class PrivateTraining:
                 sampling=self.sampling,
                 adjacency=self.adjacency,
                 num_microbatches=self.params.num_microbatches,
+                batch_size_noise_multiplier=self.batch_size_noise_multiplier,
                 **kwargs,
             )
         except ValueError as err:
@@ -433,7 +437,15 @@ class PrivateTraining:
                 f"under add-remove, on an example's presence; counted when drawn in this process, so "
                 f"batches prefetched but not trained on are included).",
             )
-        if self.skip_padding and (self._padding_left_out or self._steps_base):  # resumed steps may have left it out
+        if mechanism.batch_size_noise_multiplier is not None:
+            notes += (
+                f"noisy padding: each step ran on its drawn examples plus max(0, ceil(mu + Z)) padding rows, Z ~ "
+                f"N(0, {mechanism.batch_size_noise_multiplier:g}^2), rounded up to a multiple of "
+                f"{PADDED_ROWS_MULTIPLE} rows; the step's duration is covered by epsilon (accounted as one Gaussian "
+                f"of noise multiplier {mechanism.effective_noise_multiplier:.4g}, delta + {report.clamp_delta:.3g} "
+                f"for the clamp at 0).",
+            )
+        elif self.skip_padding and (self._padding_left_out or self._steps_base):  # resumed may have left it out
             notes += (
                 f"skip_padding: steps without XLA or microbatches left their batch's padding out down to a multiple "
                 f"of {PADDED_ROWS_MULTIPLE} rows (the sampler's padding only: real examples of sample weight 0 stay), "
@@ -645,3 +657,29 @@ def attach(model, private: PrivateTraining) -> None:
     object.__setattr__(model, _ATTRIBUTE, private)
     with model.distribute_strategy.scope():
         private.build()
+
+
+def _noisy_padding(value, private: PrivateTraining, microbatches: int | None) -> float | None:
+    """``batch_size_noise_multiplier`` checked (a number in `NOISE_MULTIPLIER_RANGE`, with skip_padding and the
+    runs `privacy.accounting.noisy_padding` covers; the step refuses XLA and replicas), or None."""
+    if value is None:
+        return None
+    low, high = NOISE_MULTIPLIER_RANGE
+    value = validation.number("batch_size_noise_multiplier", value, low=low, high=high, error=DPConfigurationError)
+    why = None
+    if not private.skip_padding:
+        why = "skip_padding=False"
+    elif private.sampling is not Sampling.POISSON:
+        why = f"sampling={private.sampling.value!r}"
+    elif private.adjacency is not Adjacency.ADD_REMOVE:
+        why = f"adjacency={private.adjacency.value!r}"
+    elif private.truncated_batch_size is not None:
+        why = f"truncated_batch_size={private.truncated_batch_size!r}"
+    elif microbatches:
+        why = f"num_microbatches={microbatches}"
+    if why:
+        raise DPConfigurationError(
+            f"batch_size_noise_multiplier={value!r} needs skip_padding=True, untruncated Poisson batches, add-remove "
+            f"adjacency and per-example clipping; got {why}"
+        )
+    return value

@@ -455,8 +455,8 @@ def case_padding_left_out_without_xla_steps_like_every_row_under_xla():
     rows = tf.Variable(0, dtype=tf.int64)
     without_padding = train_step._without_padding
 
-    def counted(x, y, w):
-        x, y, w = without_padding(x, y, w)
+    def counted(x, y, w, extra=None):
+        x, y, w = without_padding(x, y, w, extra)
         rows.assign_add(tf.cast(tf.size(w), tf.int64))
         return x, y, w
 
