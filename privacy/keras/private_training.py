@@ -445,7 +445,8 @@ class PrivateTraining:
                 f"of noise multiplier {mechanism.effective_noise_multiplier:.4g}, delta + {report.clamp_delta:.3g} "
                 f"for the clamp at 0).",
             )
-        elif self.skip_padding and (self._padding_left_out or self._steps_base):  # resumed may have left it out
+        plain = self._padding_left_out and mechanism.batch_size_noise_multiplier is None
+        if self.skip_padding and (plain or self._steps_base):  # resumed steps may have left it out without noise
             notes += (
                 f"skip_padding: steps without XLA or microbatches left their batch's padding out down to a multiple "
                 f"of {PADDED_ROWS_MULTIPLE} rows (the sampler's padding only: real examples of sample weight 0 stay), "
