@@ -130,7 +130,8 @@ def make_private(
         padding rows out before the forward pass (the sampler's padding only, weight -0.0: real examples of sample
         weight 0 stay), down to a multiple of 32 rows, so that a Poisson step costs what its realised batch costs.
         The model and the accounting are the same; but a step's duration (and Keras' ms/step in logs) then follows
-        the batch size drawn, which epsilon does not cover (the report says so). Default False: every step computes
+        the batch size drawn, which epsilon does not cover (the report says so) unless ``batch_size_noise_multiplier``
+        is given. Default False: every step computes
         the whole padded batch.
       batch_size_noise_multiplier: sigma_c, in rows (noisy padding; needs ``skip_padding=True``, untruncated Poisson
         batches, per-example clipping, add-remove, one replica, no XLA): each step keeps its m drawn examples plus
