@@ -178,3 +178,21 @@ def test_refused_combinations(options, named):
 def test_refused_under_xla():
     with pytest.raises(DPConfigurationError, match="batch_size_noise_multiplier=3.0 needs a step"):
         _fit(epochs=1, jit_compile=True, skip_padding=True, batch_size_noise_multiplier=SIGMA_C)
+
+
+def test_dp_model_classes_take_it():
+    from privacy.keras import DPSequential
+
+    layers = [K.Input((8,)), K.layers.Dense(3)]
+    model = DPSequential(
+        1.0,
+        1.1,
+        layers=layers,
+        expected_batch_size=16,
+        dataset_size=1000,
+        skip_padding=True,
+        batch_size_noise_multiplier=SIGMA_C,
+    )
+    assert private_training(model).batch_size_noise_multiplier == SIGMA_C
+    with pytest.raises(DPConfigurationError, match="skip_padding=False"):
+        DPSequential(1.0, 1.1, layers=[K.Input((8,)), K.layers.Dense(3)], batch_size_noise_multiplier=SIGMA_C)
