@@ -34,6 +34,7 @@ from privacy.accounting import (
     dp_sgd_report,
     max_epochs,
     noise_cutoff,
+    noisy_padding,
     resolve_adjacency,
     steps_per_epoch,
     truncation,
@@ -351,7 +352,7 @@ def epsilon(as_json, accountant, delta, per_epoch, plot, weights, sigma_c, **opt
         )
     except NoiseCutoffError as err:
         raise _bad("--weights", str(err)) from None
-    except ValueError as err:  # noisy padding's clamp delta over its share of delta
+    except noisy_padding.ClampDeltaError as err:
         raise _bad("--batch-size-noise-multiplier", str(err)) from None
     if plot is not None:
         _plot_epsilon(report, plot)

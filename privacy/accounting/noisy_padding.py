@@ -40,6 +40,10 @@ MAX_CLAMP_SHARE = 0.01
 """Largest accepted `clamp_delta`, as a fraction of the accountants' delta."""
 
 
+class ClampDeltaError(ValueError):
+    """The clamp's delta exceeds `MAX_CLAMP_SHARE` of delta (`check_clamp_delta`)."""
+
+
 def effective_noise_multiplier(noise_multiplier: float, batch_size_noise_multiplier: float | None) -> float:
     """sigma_eff = (sigma^-2 + sigma_c^-2)^-1/2; sigma itself (the same float) without noisy padding."""
     if batch_size_noise_multiplier is None:
@@ -74,11 +78,11 @@ def clamp_delta(steps: int, epsilon: float) -> float:
 
 
 def check_clamp_delta(steps: int, epsilon: float, delta: float) -> float:
-    """`clamp_delta`, or ValueError where it exceeds `MAX_CLAMP_SHARE` of ``delta`` (an infinite epsilon, no
+    """`clamp_delta`, or `ClampDeltaError` where it exceeds `MAX_CLAMP_SHARE` of ``delta`` (an infinite epsilon, no
     accountant's, guarantees nothing anyway and is let through)."""
     added = clamp_delta(steps, epsilon)
     if math.isfinite(epsilon) and not added <= MAX_CLAMP_SHARE * delta:
-        raise ValueError(
+        raise ClampDeltaError(
             f"noisy padding's clamp adds delta {added:.3g} ({steps} steps x p {CLAMP_PROBABILITY:.3g} x (1 + "
             f"e^{epsilon:.4g})), more than {MAX_CLAMP_SHARE:g} of delta {delta:g}"
         )

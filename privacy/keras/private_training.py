@@ -36,6 +36,7 @@ from privacy.accounting import (
 )
 from privacy.accounting.mechanism import NOISE_MULTIPLIER_RANGE
 from privacy.accounting.noise_cutoff import NoiseCutoff, NoiseCutoffError
+from privacy.accounting.noisy_padding import ClampDeltaError, check_clamp_delta
 from privacy.atomic_files import write_atomically
 from privacy.compared import compared
 from privacy.keras import layer_rules, optimizers, recording
@@ -381,7 +382,8 @@ class PrivateTraining:
     ) -> str | None:
         """Why ``accountant`` (default: `accountant_kind`) is not asked for the epsilon of ``steps`` steps
         (default: those run): no analysis, PLD's cost limits (as `privacy.accounting.compute_epsilon`), or the noise
-        sampler's cut-off adding more than 1 % of delta over those steps (`_noise_cutoff_reason`)."""
+        sampler's cut-off or noisy padding's clamp adding more than 1 % of delta over those steps
+        (`_noise_cutoff_reason`)."""
         kind = AccountantKind(accountant) if accountant is not None else self.accountant_kind()
         mechanism = self.mechanism(steps)
         return (
@@ -394,7 +396,13 @@ class PrivateTraining:
         """Why the noise's cut-off cannot be accounted within `noise_cutoff.MAX_ADDED_FRACTION` of delta at
         `target_epsilon` (the bound for every epsilon without one), or None: also where the noise's tensors are not
         known yet (`GaussianNoise.draws`), or only epsilon bounds the cut-off (fixed or truncated batches) and
-        there is no target: `report` then checks it at the epsilon spent."""
+        there is no target: `report` then checks it at the epsilon spent. With noisy padding, likewise its clamp's
+        delta (`noisy_padding.check_clamp_delta`) at `target_epsilon` when there is one."""
+        if mechanism.batch_size_noise_multiplier is not None and self.target_epsilon is not None:
+            try:  # noisy padding's clamp: T p (1 + e^eps) at the target (`report` checks it at the epsilon spent)
+                check_clamp_delta(mechanism.steps, self.target_epsilon, self.target_delta)
+            except ClampDeltaError as err:
+                return str(err)
         if self.noise.draws is None:
             return None
         cutoff = NoiseCutoff.for_mechanism(mechanism, self.noise.draws)
@@ -426,7 +434,7 @@ class PrivateTraining:
             raise DPConfigurationError("the budget composes several configurations; read it from .budget")
         try:
             report = dp_sgd_report(mechanism, delta=self.target_delta, noise_draws=self.noise.draws)
-        except NoiseCutoffError as err:
+        except (NoiseCutoffError, ClampDeltaError) as err:
             raise DPConfigurationError(str(err)) from None
         notes = (*report.notes, f"not covered: {NOT_COVERED}.")
         if mechanism.truncated_batch_size is not None:

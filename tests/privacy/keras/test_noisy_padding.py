@@ -196,3 +196,22 @@ def test_dp_model_classes_take_it():
     assert private_training(model).batch_size_noise_multiplier == SIGMA_C
     with pytest.raises(DPConfigurationError, match="skip_padding=False"):
         DPSequential(1.0, 1.1, layers=[K.Input((8,)), K.layers.Dense(3)], batch_size_noise_multiplier=SIGMA_C)
+
+
+def test_target_epsilon_stops_where_the_clamp_delta_still_fits_and_report_refuses_without_a_traceback():
+    """Target epsilon 18 at delta 1e-3: T p (1 + e^18) passes 1 % of delta after T = 171 steps, long before epsilon
+    reaches 18, so the budget stops there and the report holds. Without a target (sigma 0.4, delta 1e-5: epsilon
+    near 25 within 2 epochs), the run's report refuses with a DPConfigurationError naming the clamp (not a bare
+    ValueError)."""
+    fits = math.floor(npad.MAX_CLAMP_SHARE * 1e-3 / (npad.CLAMP_BOUND * (1 + math.exp(18.0))))
+    stopped = private_training(
+        _fit(epochs=20, skip_padding=True, batch_size_noise_multiplier=SIGMA_C, target_delta=1e-3, target_epsilon=18.0)
+    )
+    assert stopped.steps == fits == 171
+    report = stopped.report()
+    assert report.guarantee_epsilon < 18 and report.clamp_delta <= npad.MAX_CLAMP_SHARE * 1e-3
+    free = private_training(
+        _fit(epochs=2, noise_multiplier=0.4, skip_padding=True, batch_size_noise_multiplier=SIGMA_C, target_delta=1e-5)
+    )
+    with pytest.raises(DPConfigurationError, match="noisy padding's clamp adds delta"):
+        free.report()
