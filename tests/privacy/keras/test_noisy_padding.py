@@ -215,3 +215,42 @@ def test_target_epsilon_stops_where_the_clamp_delta_still_fits_and_report_refuse
     )
     with pytest.raises(DPConfigurationError, match="noisy padding's clamp adds delta"):
         free.report()
+
+
+def test_fit_steps_keep_their_m_examples_plus_the_padding_drawn_for_them(monkeypatch):
+    """Through fit (eagerly, to see every step): each step's padding is max(0, ceil(mu + Z)) for the Z that a twin
+    of the seeded noise generator replays (one draw, then the gradients' seeds, per step), and the step keeps
+    min(cap, m + padding) rows rounded up to the row multiple."""
+    seen = []
+    without_padding = train_step._without_padding
+
+    def spy(x, y, w, extra=None):
+        out = without_padding(x, y, w, extra)
+        m = int(np.count_nonzero(~is_padding(w).numpy()))
+        seen.append((m, None if extra is None else int(extra), int(tf.size(out[2])), int(tf.size(w))))
+        return out
+
+    monkeypatch.setattr(train_step, "_without_padding", spy)
+    x, y = _data(300)
+    model = make_private(
+        _mlp(),
+        l2_norm_clip=1.0,
+        noise_multiplier=1.1,
+        expected_batch_size=30,
+        dataset_size=300,
+        seed=0,
+        skip_padding=True,
+        batch_size_noise_multiplier=SIGMA_C,
+    )
+    model.compile(
+        optimizer=K.optimizers.SGD(0.1), loss=K.losses.SparseCategoricalCrossentropy(from_logits=True), run_eagerly=True
+    )
+    model.fit(x, y, epochs=1, verbose=0)
+    assert len(seen) == private_training(model).steps == 10
+    replay, tensors = _noise(0), len(model.trainable_variables)
+    multiple = train_step.PADDED_ROWS_MULTIPLE
+    for m, extra, rows, cap in seen:
+        z = float(normal([1], replay._generator.make_seeds(1)[:, 0], tf.float64, SIGMA_C).numpy()[0])
+        replay._generator.make_seeds(tensors)
+        assert extra == max(0, math.ceil(MU + z)), (extra, z)
+        assert rows == min(cap, -(-min(cap, m + extra) // multiple) * multiple), (m, extra, rows, cap)
