@@ -163,6 +163,8 @@ def test_a_run_is_accounted_as_the_joint_gaussian():
         (dict(skip_padding=True, batch_size_noise_multiplier=3.0, truncated_batch_size=40), "truncated_batch_size"),
         (dict(skip_padding=True, batch_size_noise_multiplier=3.0, num_microbatches=5), "num_microbatches=5"),
         (dict(skip_padding=True, batch_size_noise_multiplier=3.0, sampling="shuffle"), "sampling='shuffle'"),
+        (dict(skip_padding=True, batch_size_noise_multiplier=3.0, sampling="fixed"), "sampling='fixed'"),
+        (dict(skip_padding=True, batch_size_noise_multiplier=3.0, adjacency="replace-one"), "adjacency='replace-one'"),
         (dict(skip_padding=True, batch_size_noise_multiplier=0.0), "batch_size_noise_multiplier"),
         (dict(skip_padding=True, batch_size_noise_multiplier="3"), "batch_size_noise_multiplier"),
     ],
