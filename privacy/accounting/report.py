@@ -207,9 +207,9 @@ class PrivacyReport:
                     (
                         "noisy padding",
                         f"batch-size noise multiplier {m.batch_size_noise_multiplier:g} rows (mean padding "
-                        f"{noisy_padding.mean_padding(m.batch_size_noise_multiplier):.1f} rows): one Gaussian with "
-                        f"the noisy sum, effective noise multiplier {m.effective_noise_multiplier:.4g}; clamp delta "
-                        f"{self.clamp_delta:.3g}",
+                        f"{noisy_padding.mean_padding(m.batch_size_noise_multiplier):.1f} rows before the cap): one "
+                        f"Gaussian with the noisy sum, effective noise multiplier {m.effective_noise_multiplier:.4g}; "
+                        f"clamp delta {self.clamp_delta:.3g}",
                     )
                 ]
                 if m.batch_size_noise_multiplier is not None

@@ -1,6 +1,7 @@
 """Noisy padding as the accountant sees it: one joint Gaussian per Poisson step, the clamp's delta, refusals."""
 
 import math
+import time
 
 import dp_accounting as dpa
 import pytest
@@ -91,3 +92,16 @@ def test_a_clamp_delta_above_its_share_of_delta_is_refused():
     with pytest.raises(ValueError, match="clamp adds delta"):
         npad.check_clamp_delta(10**6, 25.0, 1e-5)
     assert npad.check_clamp_delta(10**6, 2.0, 1e-5) == npad.clamp_delta(10**6, 2.0)
+
+
+def test_mean_padding_of_the_largest_sigma_c_is_computed_in_seconds():
+    """sigma_c = 1e6 (the top of the accepted range): the sum has ~2e7 terms; for so wide a Gaussian the ceiling adds
+    1/2 row to E[max(0, mu + Z)] = mu Phi(mu / s) + s phi(mu / s). A scalar loop over the terms took ~10 CPU
+    minutes, so `ppml epsilon --batch-size-noise-multiplier 1e6` hung on its report's row."""
+    sigma_c = 1e6
+    mu = npad.padding_offset(sigma_c)
+    start = time.process_time()
+    got = npad.mean_padding(sigma_c)
+    assert time.process_time() - start < 20
+    want = mu * stats.norm.cdf(mu / sigma_c) + sigma_c * stats.norm.pdf(mu / sigma_c) + 0.5
+    assert got == pytest.approx(want, abs=0.05)
