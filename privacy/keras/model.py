@@ -232,7 +232,9 @@ def private_fit(model, fit, *args, **kwargs):
     private = _ready(model)
     if any(v.dtype == tf.float32 for v in model.trainable_variables):  # each fit: the traced step outlives them
         roundoff.refuse_tensor_float_32()
-    private.noise.expect(model.trainable_variables)  # the noise's cut-off, accounted before the first step
+    # the noise's cut-off, accounted before the first step: the gradients' pairs and noisy padding's Z
+    z = [] if private.batch_size_noise_multiplier is None else [tf.TensorSpec([1], tf.float64)]
+    private.noise.expect([*model.trainable_variables, *z])
     shuffled_from = _prepare_data(model, private, kwargs)
     _avoid_xla_for_recurrent_fallbacks(model, private)
     given = kwargs.get("callbacks") or []

@@ -256,3 +256,12 @@ def test_fit_steps_keep_their_m_examples_plus_the_padding_drawn_for_them(monkeyp
         replay._generator.make_seeds(tensors)
         assert extra == max(0, math.ceil(MU + z)), (extra, z)
         assert rows == min(cap, -(-min(cap, m + extra) // multiple) * multiple), (m, extra, rows, cap)
+
+
+def test_fit_counts_z_pair_before_the_first_step_is_traced():
+    """fit accounts the noise's cut-off before its first step (for target_epsilon's stopping point): with noisy
+    padding that count includes Z's Box-Muller pair, as the traced step's does (fit for 0 epochs traces none)."""
+    model = _fit(epochs=0, skip_padding=True, batch_size_noise_multiplier=SIGMA_C)
+    private = private_training(model)
+    assert private.steps == 0
+    assert private.noise.draws.pairs == sum(pairs_of(v.shape) for v in model.trainable_variables) + 1
