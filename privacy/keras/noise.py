@@ -120,6 +120,13 @@ class GaussianNoise:
         else:
             self._generator = tf.random.Generator.from_non_deterministic_state(alg=tf.random.Algorithm.PHILOX)
 
+    def resume_at(self, steps: int) -> None:
+        """Rekeys a seeded generator for a run resumed after ``steps`` steps, from (seed, steps), so that it does
+        not draw again the noise of the steps already run (a seed restarts the stream; unseeded and secure
+        generators never repeat)."""
+        if self.seed is not None and steps > 0:
+            self._generator.reset_from_seed(int(np.random.SeedSequence([self.seed, steps]).generate_state(1)[0]))
+
     def add(self, tensors, stddev: float | Fraction) -> list:
         """``tensors`` plus independent noise of standard deviation ``stddev`` (on replica 0 only), rounded up in
         each tensor's dtype (`normal`)."""

@@ -181,6 +181,7 @@ class PrivateTraining:
             )
             if self.state_path and os.path.exists(self.state_path):
                 self._load_state(self.state_path)
+                self.noise.resume_at(self._steps_base)
 
     def resolve_params(self, optimizer) -> DPParams:
         """The step's clipping and noise: from `make_private`, or from a DP optimizer (not both, unless equal)."""

@@ -265,3 +265,34 @@ def test_fit_counts_z_pair_before_the_first_step_is_traced():
     private = private_training(model)
     assert private.steps == 0
     assert private.noise.draws.pairs == sum(pairs_of(v.shape) for v in model.trainable_variables) + 1
+
+
+def test_a_seeded_run_resumed_from_its_state_draws_new_noise(tmp_path):
+    """A seeded run resumed from its state_path must not redraw the noise of the steps already run: the same Z
+    again would give Y' - Y = m' - m (two steps' batch sizes compared without noise), the same gradient noise the
+    difference of two clipped sums. The resumed generator's next seeds differ from the original run's first ones."""
+    x, y = _data(300)
+    state = str(tmp_path / "state.json")
+
+    def start(epochs):
+        model = make_private(
+            _mlp(),
+            l2_norm_clip=1.0,
+            noise_multiplier=1.1,
+            expected_batch_size=30,
+            dataset_size=300,
+            seed=7,
+            state_path=state,
+            skip_padding=True,
+            batch_size_noise_multiplier=SIGMA_C,
+        )
+        seeds = private_training(model).noise._generator.make_seeds(4).numpy()
+        model.compile(optimizer=K.optimizers.SGD(0.1), loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.fit(x, y, epochs=epochs, verbose=0)
+        return private_training(model), seeds
+
+    first, original = start(1)
+    np.testing.assert_array_equal(original, _noise(7)._generator.make_seeds(4).numpy())  # a seeded run: replayable
+    resumed, again = start(1)
+    assert first.steps == 10 and resumed.steps == 20
+    assert not np.any(again[0] == original[0]), (again, original)  # row 1 of make_seeds is 0 here
