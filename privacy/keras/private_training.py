@@ -150,6 +150,9 @@ class PrivateTraining:
         self._counter = None
         self._dropped = None
         self._padding_left_out = False  # a traced step left padding out (skip_padding, no XLA, no microbatches)
+        # whether the resumed state's steps left padding out without noisy padding (None: a state saved before
+        # ppml recorded it, so unknown)
+        self._uncovered_before: bool | None = False
         self._limit = None  # the counter must stay below it (target_epsilon); set by check_budget
         self._max_steps: tuple | None = None  # (what it depends on, max_steps)
         self._steps_base = 0
@@ -454,8 +457,7 @@ class PrivateTraining:
                 f"of noise multiplier {mechanism.effective_noise_multiplier:.4g}, delta + {report.clamp_delta:.3g} "
                 f"for the clamp at 0).",
             )
-        plain = self._padding_left_out and mechanism.batch_size_noise_multiplier is None
-        if self.skip_padding and (plain or self._steps_base):  # resumed steps may have left it out without noise
+        if self.uncovered_padding or (self._uncovered_before is None and self.skip_padding):
             notes += (
                 f"skip_padding: steps without XLA or microbatches left their batch's padding out down to a multiple "
                 f"of {PADDED_ROWS_MULTIPLE} rows (the sampler's padding only: real examples of sample weight 0 stay), "
@@ -549,6 +551,13 @@ class PrivateTraining:
         if missing:
             raise DPConfigurationError(f"accounting needs {', '.join(missing)}; pass them to make_private")
 
+    @property
+    def uncovered_padding(self) -> bool:
+        """Whether a step (this process's or a resumed state's) left its batch's padding out without noisy padding,
+        so that its duration followed the batch size drawn (saved in the state)."""
+        plain = self._padding_left_out and self.batch_size_noise_multiplier is None
+        return plain or bool(self._uncovered_before)
+
     # --- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         state = {
@@ -558,6 +567,9 @@ class PrivateTraining:
             "adjacency": self.adjacency.value,
             "budget": self.budget.to_dict(),
             "validation_decisions": None if self.validation_decisions is None else list(self.validation_decisions),
+            "uncovered_padding": None
+            if self._uncovered_before is None and not self.uncovered_padding
+            else self.uncovered_padding,
         }
         if self.sampling is Sampling.SHUFFLE:
             state["shuffle"] = {
@@ -581,6 +593,9 @@ class PrivateTraining:
             steps = int(state["steps"])
             ran = (Sampling(state["sampling"]), Adjacency(state["adjacency"]))
             decisions = state.get("validation_decisions")  # None: unknown (absent from states saved before them)
+            uncovered = state.get("uncovered_padding")  # None: unknown (absent from states saved before it)
+            if uncovered not in (None, True, False):
+                raise ValueError(f"uncovered_padding must be true, false or null, got {uncovered!r}")
             if decisions is not None and not (
                 isinstance(decisions, list) and all(isinstance(d, str) for d in decisions)
             ):
@@ -608,6 +623,7 @@ class PrivateTraining:
                 f"{self.adjacency.value}; resume with the same sampling and adjacency or use a new state_path"
             )
         self._steps_base, self._budget, self.validation_decisions = steps, budget, decisions
+        self._uncovered_before = uncovered if steps else False
         if shuffled is not None:
             self.shuffle_seed, self.steps_per_epoch, self._open_epoch = seed, per_epoch, open_epoch
 

@@ -680,7 +680,7 @@ def case_dp_model_classes_take_make_privates_skip_padding_and_truncation():
 def case_the_report_says_when_steps_left_their_padding_out():
     """A report of a run with ``skip_padding`` whose steps left padding out (no XLA) notes that the steps' durations
     followed the batch sizes drawn (not covered by epsilon); one without it, or whose steps ran under XLA, does
-    not, unless it resumed steps that may have (a state file does not say)."""
+    not, unless it resumed steps that did (the state file records it)."""
     x, y = _data(n=100)
     with tempfile.TemporaryDirectory() as tmp:
         state = os.path.join(tmp, "state.json")

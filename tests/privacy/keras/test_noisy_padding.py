@@ -296,3 +296,30 @@ def test_a_seeded_run_resumed_from_its_state_draws_new_noise(tmp_path):
     resumed, again = start(1)
     assert first.steps == 10 and resumed.steps == 20
     assert not np.any(again[0] == original[0]), (again, original)  # row 1 of make_seeds is 0 here
+
+
+def test_a_resumed_run_notes_padding_its_earlier_steps_left_out_uncovered(tmp_path):
+    """The state records whether a step left the padding out without noisy padding: a run resumed without
+    skip_padding after such steps still notes their uncovered durations; one resumed after noisy padding only
+    does not."""
+    x, y = _data(300)
+
+    def run(state, **options):
+        model = make_private(
+            _mlp(),
+            l2_norm_clip=1.0,
+            noise_multiplier=1.1,
+            expected_batch_size=30,
+            dataset_size=300,
+            seed=0,
+            state_path=str(tmp_path / state),
+            **options,
+        )
+        model.compile(optimizer=K.optimizers.SGD(0.1), loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.fit(x, y, epochs=1, verbose=0)
+        return [note for note in private_training(model).report().notes if note.startswith("skip_padding:")]
+
+    assert run("plain.json", skip_padding=True)
+    assert run("plain.json")  # the resumed steps keep every row; the first 10 did not
+    noisy = dict(skip_padding=True, batch_size_noise_multiplier=SIGMA_C)
+    assert not run("noisy.json", **noisy) and not run("noisy.json", **noisy)
