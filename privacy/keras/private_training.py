@@ -594,7 +594,7 @@ class PrivateTraining:
             ran = (Sampling(state["sampling"]), Adjacency(state["adjacency"]))
             decisions = state.get("validation_decisions")  # None: unknown (absent from states saved before them)
             uncovered = state.get("uncovered_padding")  # None: unknown (absent from states saved before it)
-            if uncovered not in (None, True, False):
+            if uncovered is not None and not isinstance(uncovered, bool):
                 raise ValueError(f"uncovered_padding must be true, false or null, got {uncovered!r}")
             if decisions is not None and not (
                 isinstance(decisions, list) and all(isinstance(d, str) for d in decisions)
