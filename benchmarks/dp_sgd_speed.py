@@ -24,7 +24,9 @@ warm-up steps, batch shapes, mean rows per step and the warm-up's CPU ms above t
   is the size of those examples, which the process holds either way;
 * ppml with truncated Poisson batches from arrays (``truncated_batch_size='default'``: B + 4 standard
   deviations, 320 rows); the arrays' Poisson and truncated rows also with ``skip_padding=True`` (the padding
-  left out of each step);
+  left out of each step); and the arrays' Poisson row with noisy padding (``skip_padding=True``,
+  ``batch_size_noise_multiplier`` = `NOISY_PADDING`: the drawn examples plus max(0, ceil(mu + Z)) rows, the
+  step's duration inside the guarantee);
 * TF Privacy 0.9.0 `DPModel` (XLA) in tf-keras mode, with its layer registry (ghost norms; Dense only,
   so MLP only) and without (vectorized per-example gradients), beside non-private tf-keras in the same
   Python 3.11 environment, which TF Privacy needs (see benchmarks/README.md);
@@ -59,6 +61,8 @@ from results_io import step_timings, write_results
 TARGETS = {"mlp": 1.5, "cnn": 2.0}  # fixed batches; Poisson within 10 % of them (benchmarks/README.md, dp_sgd_speed.py)
 ANCHORS = {"mlp": 2.2, "cnn": 2.3}  # TF Privacy's best ratios on this machine kind (all of them: benchmarks/README.md)
 BATCH = 256
+NOISY_PADDING = 4.0  # sigma_c of the noisy-padding row (privacy.accounting.noisy_padding)
+NOISE_SEED = 5  # the noisy-padding row's noise seed, so that `step_rows` can replay its padding draws
 HORIZON = 200  # steps past warm-up + timed ones in which a Poisson row may extend its warm-up (`steady_warmup`)
 SEQUENCE, VOCABULARY = 32, 1000  # the transformer's and the recurrent models' sequence length; token vocabulary
 
@@ -160,7 +164,9 @@ def worker(spec: dict) -> dict:
                 batches = poisson_batches(
                     source, dataset_size=n, expected_batch_size=BATCH, truncated_batch_size=cap, seed=0
                 ).prefetch(2)
-                rows = step_rows(n, cap, bool(spec.get("skip_padding")), spec["warmup"] + spec["steps"] + HORIZON)
+                sigma_c = spec.get("noisy")
+                count = spec["warmup"] + spec["steps"] + HORIZON
+                rows = step_rows(n, cap, bool(spec.get("skip_padding")), count, sigma_c, len(model.trainable_weights))
                 warmup = steady_warmup(rows, spec["warmup"], spec["steps"])
                 make_private(
                     model,
@@ -170,6 +176,8 @@ def worker(spec: dict) -> dict:
                     dataset_size=n,
                     truncated_batch_size=cap,
                     skip_padding=bool(spec.get("skip_padding")),
+                    batch_size_noise_multiplier=sigma_c,
+                    seed=NOISE_SEED if sigma_c else None,
                 )
             else:
                 if spec.get("shuffled"):  # fit's shuffled batches of exactly BATCH rows from the arrays
@@ -201,19 +209,33 @@ def worker(spec: dict) -> dict:
     return {**result, "warmup_steps": warmup, **shape_costs(rows, np.diff(cpu_ends) * 1000, warmup)}
 
 
-def step_rows(n: int, cap, skip_padding: bool, count: int) -> list[int]:
+def step_rows(n: int, cap, skip_padding: bool, count: int, sigma_c=None, tensors: int = 0) -> list[int]:
     """The rows each of the first ``count`` steps computes with the workers' seeded Poisson batches: the padded
-    size, or with ``skip_padding`` the realised size rounded up as the step rounds it (`PADDED_ROWS_MULTIPLE`).
-    Drawn from a twin sampler with the same seed (the sizes depend on n, B, the cap and the seed alone)."""
+    size, or with ``skip_padding`` the realised size (with noisy padding's ``sigma_c``, plus its padding rows)
+    rounded up as the step rounds it (`PADDED_ROWS_MULTIPLE`). Drawn from a twin sampler with the same seed (the
+    sizes depend on n, B, the cap and the seed alone); noisy padding's rows from a twin of the noise generator
+    seeded `NOISE_SEED`, advanced per step as the step advances it (Z, then one seed per gradient tensor)."""
     import numpy as np
 
+    from privacy.accounting import noisy_padding
     from privacy.keras import poisson_batches, sampling_of
+    from privacy.keras.noise import GaussianNoise
     from privacy.keras.train_step import PADDED_ROWS_MULTIPLE as m
 
     blank = np.zeros(n, "int8")
     twin = poisson_batches((blank, blank), dataset_size=n, expected_batch_size=BATCH, truncated_batch_size=cap, seed=0)
     limit = sampling_of(twin).max_batch_size
     sizes = [int(w.numpy().sum()) for _, _, w in twin.take(count)]
+    if sigma_c:
+        import tensorflow as tf
+
+        noise, offset = GaussianNoise(seed=NOISE_SEED), noisy_padding.padding_offset(sigma_c)
+        noise.build()
+        padded = []
+        for s in sizes:
+            padded.append(min(limit, s + int(noise.padding_rows(sigma_c, offset))))
+            noise.add([tf.zeros([1])] * tensors, 1.0)  # the step's seeds for its gradient tensors
+        sizes = padded
     return [min(limit, max(1, -(-s // m)) * m) if skip_padding else limit for s in sizes]
 
 
@@ -314,6 +336,20 @@ def configurations(models, tf_privacy_python, opacus_python):
             sys.executable,
             dict(model=model, method="ppml", flavour="keras3", xla=False, poisson="arrays", skip_padding=True),
         )
+        yield (
+            model,
+            f"ppml (keras3, Poisson, noisy padding (sigma_c = {NOISY_PADDING:g}))",
+            sys.executable,
+            dict(
+                model=model,
+                method="ppml",
+                flavour="keras3",
+                xla=False,
+                poisson="arrays",
+                skip_padding=True,
+                noisy=NOISY_PADDING,
+            ),
+        )
         for skip in (False, True):
             yield (
                 model,
@@ -406,7 +442,7 @@ def main(argv=None):
             spec.update(steps=args.steps, warmup=args.warmup)
             result = run_worker(python, spec)
             runs.setdefault((model, label), []).append(result)
-            print(f"  round {round_} {model:<4} {label:<34} {result}", file=sys.stderr)
+            print(f"  round {round_} {model:<4} {label:<52} {result}", file=sys.stderr)
     machine["load_after"] = os.getloadavg()
     rows = [{"model": model, "method": label, **median_of(results)} for (model, label), results in runs.items()]
     for row in rows:
@@ -440,19 +476,19 @@ def main(argv=None):
         f"{' '.join(f'{v:.1f}' for v in machine['load_after'])} after; median of {args.rounds} round(s)"
     )
     print(
-        f"{'model':<5} {'method':<34} {'ms/step':>8} {'ratio':>6} {'CPU ms':>7} {'ratio':>6} {'peak MB':>8} "
+        f"{'model':<5} {'method':<52} {'ms/step':>8} {'ratio':>6} {'CPU ms':>7} {'ratio':>6} {'peak MB':>8} "
         f"{'+MB':>6} {'data MB':>8} {'warm-up':>7} {'rows':>6}"
     )
     for row in rows:
         if "error" in row:
-            print(f"{row['model']:<5} {row['method']:<34} failed: {row['error']}")
+            print(f"{row['model']:<5} {row['method']:<52} failed: {row['error']}")
             continue
         ratio = f"{row['ratio']:.2f}x" if "ratio" in row else ""
         cpu_ratio = f"{row['cpu_ratio']:.2f}x" if "cpu_ratio" in row else ""
         extra = f"{row['extra_rss_mb']:+.0f}" if "extra_rss_mb" in row else ""
         data = f"{row['data_mb']:.0f}" if row.get("data_mb") else ""
         print(
-            f"{row['model']:<5} {row['method']:<34} {row['ms_per_step']:>8.1f} {ratio:>6} "
+            f"{row['model']:<5} {row['method']:<52} {row['ms_per_step']:>8.1f} {ratio:>6} "
             f"{row['cpu_ms_per_step']:>7.1f} {cpu_ratio:>6} {row['peak_rss_mb']:>8.0f} {extra:>6} {data:>8} "
             f"{row.get('warmup_steps', ''):>7} {row.get('mean_rows', ''):>6.6}"
         )

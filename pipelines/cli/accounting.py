@@ -35,6 +35,7 @@ from privacy.accounting import (
     dp_sgd_report,
     max_epochs,
     noise_cutoff,
+    noisy_padding,
     resolve_adjacency,
     steps_per_epoch,
     truncation,
@@ -310,7 +311,15 @@ def _progress(label: str):
     "noise sampler's cut-off (9.42 sigma in float32), counted as one Box-Muller pair per weight (at least the pairs "
     "drawn), and refuses a cut-off adding more than 1% of delta. Without it: the untruncated Gaussian's delta.",
 )
-def epsilon(as_json, accountant, delta, per_epoch, plot, weights, **options):
+@click.option(
+    "--batch-size-noise-multiplier",
+    "sigma_c",
+    type=float,
+    help="Noisy padding (make_private's batch_size_noise_multiplier, in rows): each Poisson step is accounted as "
+    "one Gaussian of noise multiplier (sigma^-2 + sigma_c^-2)^-1/2, and the guarantee's delta gains T 2^-50 "
+    "(1 + e^eps). Untruncated Poisson sampling, add-remove, per-example clipping only.",
+)
+def epsilon(as_json, accountant, delta, per_epoch, plot, weights, sigma_c, **options):
     """Epsilon of a DP-SGD configuration under RDP and PLD accounting.
 
     \b
@@ -320,6 +329,11 @@ def epsilon(as_json, accountant, delta, per_epoch, plot, weights, **options):
     if plot is not None:
         check_plot_path(plot)
     mechanism = _build_mechanism(accountant=accountant, **options)
+    if sigma_c is not None:
+        try:
+            mechanism = mechanism.replace(batch_size_noise_multiplier=sigma_c)
+        except ValueError as err:
+            raise _bad("--batch-size-noise-multiplier", str(err)) from None
     want_rows = per_epoch or plot is not None
     if want_rows and mechanism.passes > MAX_PER_EPOCH_ROWS:
         raise _bad(
@@ -333,10 +347,14 @@ def epsilon(as_json, accountant, delta, per_epoch, plot, weights, **options):
             accountants=_ACCOUNTANTS[accountant],
             per_epoch=want_rows,
             progress=_progress("accounting each epoch") if want_rows else None,
-            noise_draws=None if weights is None else noise_cutoff.NoiseDraws(noise_cutoff.sampler_radius(), weights),
+            noise_draws=None
+            if weights is None
+            else noise_cutoff.NoiseDraws(noise_cutoff.sampler_radius(), weights + (sigma_c is not None)),
         )
     except NoiseCutoffError as err:
         raise _bad("--weights", str(err)) from None
+    except noisy_padding.ClampDeltaError as err:
+        raise _bad("--batch-size-noise-multiplier", str(err)) from None
     if plot is not None:
         _plot_epsilon(report, plot)
     if as_json:

@@ -11,6 +11,7 @@ Which analyses exist (dp-accounting 0.6.0):
 sampling   adjacency     event                                          RDP    PLD
 =========  ============  =============================================  =====  =====
 poisson    add-remove    T x PoissonSampled(q, Gaussian(sigma / m))     yes    yes
+noisy pad  add-remove    T x PoissonSampled(q, Gaussian(sigma_eff))     yes    yes
 poisson    replace-one   T x PoissonSampled(q, Gaussian(sigma / m))     no     yes
 truncated  either        T x TruncatedSubsampledGaussian(n, q, K,       no     yes
 poisson                  sigma)
@@ -65,7 +66,7 @@ import dp_accounting
 from dp_accounting import dp_event
 
 from privacy import validation
-from privacy.accounting import truncation
+from privacy.accounting import noisy_padding, truncation
 from privacy.accounting.accountants import UnsupportedAccounting, epsilon_of
 from privacy.compared import compared
 
@@ -132,6 +133,10 @@ class DpSgdMechanism:
       steps_per_epoch: steps in one shuffled epoch, when known (shuffle sampling only).
       truncated_batch_size: K when Poisson batches of more than K examples were cut to a uniformly random
         K of them (truncated Poisson sampling), else None (batches never cut).
+      batch_size_noise_multiplier: sigma_c, in rows, when each Poisson step ran on its drawn examples plus a
+        Gaussian number of padding rows (noisy padding, `privacy.accounting.noisy_padding`): each step is then one
+        Gaussian of `effective_noise_multiplier`. None: batches padded to a fixed size (or the padding left out
+        outside the guarantee).
     """
 
     dataset_size: int
@@ -144,6 +149,7 @@ class DpSgdMechanism:
     max_examples_per_user: int | None = None
     steps_per_epoch: int | None = None
     truncated_batch_size: int | None = None
+    batch_size_noise_multiplier: float | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "sampling", Sampling(self.sampling))
@@ -196,6 +202,34 @@ class DpSgdMechanism:
                     "truncated Poisson sampling is analysed for per-example clipping only; drop "
                     "num_microbatches or truncated_batch_size"
                 )
+
+        if self.batch_size_noise_multiplier is not None:
+            self._check_noisy_padding()
+
+    def _check_noisy_padding(self) -> None:
+        """Validates `batch_size_noise_multiplier` and refuses the runs `noisy_padding` does not cover."""
+        low, high = NOISE_MULTIPLIER_RANGE
+        object.__setattr__(
+            self,
+            "batch_size_noise_multiplier",
+            validation.number("batch_size_noise_multiplier", self.batch_size_noise_multiplier, low=low, high=high),
+        )
+        why = None
+        if self.sampling is not Sampling.POISSON:
+            why = f"sampling={self.sampling.value!r} (Poisson only)"
+        elif self.adjacency is not Adjacency.ADD_REMOVE:
+            why = f"adjacency={self.adjacency.value!r} (add-remove only)"
+        elif self.truncated_batch_size is not None:
+            why = f"truncated_batch_size={self.truncated_batch_size} (a cut batch's size is not m + 1)"
+        elif self.num_microbatches is not None:
+            why = f"num_microbatches={self.num_microbatches} (per-example clipping only)"
+        if why:
+            raise ValueError(f"batch_size_noise_multiplier is analysed only for untruncated Poisson batches: {why}")
+
+    @property
+    def effective_noise_multiplier(self) -> float:
+        """The per-step Gaussian's noise multiplier: sigma, or with noisy padding (sigma^-2 + sigma_c^-2)^-1/2."""
+        return noisy_padding.effective_noise_multiplier(self.noise_multiplier, self.batch_size_noise_multiplier)
 
     def _integer_field(self, name: str) -> None:
         """Checks that field ``name`` is an integer >= 1 and keeps it as a Python int."""
@@ -340,7 +374,7 @@ class DpSgdMechanism:
         # dp-accounting's PLD puts x and x' on either side of the sum without them).
         return dp_event.PoissonSampledDpEvent(
             sampling_probability=self.sampling_probability,
-            event=dp_event.GaussianDpEvent(self.noise_multiplier / self.per_side),
+            event=dp_event.GaussianDpEvent(self.effective_noise_multiplier / self.per_side),
         )
 
     def units(self, steps: int | None = None) -> int:
@@ -382,7 +416,7 @@ class DpSgdMechanism:
     def pld_step_noise_reason(self) -> str | None:
         """Why PLD is not asked to account these Poisson-sampled steps at all (their noise multiplier
         relative to one example's move, sigma / `pld_step_move`, is below `PLD_MIN_STEP_NOISE`), or None."""
-        step_noise = self.noise_multiplier / self.pld_step_move
+        step_noise = self.effective_noise_multiplier / self.pld_step_move
         if self.sampling is Sampling.POISSON and step_noise < PLD_MIN_STEP_NOISE:
             shown, bound = compared(step_noise, PLD_MIN_STEP_NOISE, digits=3)
             return (

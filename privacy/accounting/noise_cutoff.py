@@ -279,7 +279,7 @@ class NoiseCutoff:
             radius=draws.radius,
             pairs=draws.pairs,
             steps=mechanism.steps,
-            unit_shift=mechanism.sensitivity * group / mechanism.noise_multiplier,
+            unit_shift=mechanism.sensitivity * group / mechanism.effective_noise_multiplier,
             distinct_shifts=distinct,
             moves=moves,
         )

@@ -14,6 +14,7 @@ from fractions import Fraction
 from typing import Any, Callable, Sequence
 
 from privacy import validation
+from privacy.accounting import noisy_padding
 from privacy.accounting.accountants import AccountantKind, accountant_description, dp_accounting_version, epsilon_of
 from privacy.accounting.events import event_to_json
 from privacy.accounting.mechanism import Adjacency, DpSgdMechanism, Sampling, UnsupportedAccounting
@@ -104,8 +105,17 @@ class PrivacyReport:
 
     @property
     def added_delta(self) -> float:
-        """What the noise's cut-off adds to `delta` at `guarantee_epsilon` (0 where the cut-off is not known)."""
-        return 0.0 if self.noise_cutoff is None else self.noise_cutoff.added_delta(self.delta, self.guarantee_epsilon)
+        """What the noise's cut-off (0 where it is not known) and noisy padding's clamp (`noisy_padding.clamp_delta`)
+        add to `delta` at `guarantee_epsilon`."""
+        cutoff = 0.0 if self.noise_cutoff is None else self.noise_cutoff.added_delta(self.delta, self.guarantee_epsilon)
+        return cutoff + self.clamp_delta
+
+    @property
+    def clamp_delta(self) -> float:
+        """T p (1 + e^eps) at `guarantee_epsilon` with noisy padding, else 0."""
+        if self.mechanism.batch_size_noise_multiplier is None:
+            return 0.0
+        return noisy_padding.clamp_delta(self.mechanism.steps, self.guarantee_epsilon)
 
     @property
     def guarantee_delta(self) -> float:
@@ -130,6 +140,9 @@ class PrivacyReport:
             "adjacency": m.adjacency.value,
             "num_microbatches": m.num_microbatches,
             "truncated_batch_size": m.truncated_batch_size,
+            "batch_size_noise_multiplier": m.batch_size_noise_multiplier,
+            "effective_noise_multiplier": m.effective_noise_multiplier,
+            "clamp_delta": self.clamp_delta,
             "sensitivity": m.sensitivity,
             "max_examples_per_user": m.max_examples_per_user,
             "privacy_unit": "user" if m.max_examples_per_user else "example",
@@ -189,6 +202,19 @@ class PrivacyReport:
                 if m.truncated_batch_size is not None
                 else []
             ),
+            *(
+                [
+                    (
+                        "noisy padding",
+                        f"batch-size noise multiplier {m.batch_size_noise_multiplier:g} rows (mean padding "
+                        f"{noisy_padding.mean_padding(m.batch_size_noise_multiplier):.1f} rows before the cap): one "
+                        f"Gaussian with the noisy sum, effective noise multiplier {m.effective_noise_multiplier:.4g}; "
+                        f"clamp delta {self.clamp_delta:.3g}",
+                    )
+                ]
+                if m.batch_size_noise_multiplier is not None
+                else []
+            ),
             ("clipping", clipping),
         ]
         if m.max_examples_per_user:
@@ -205,7 +231,11 @@ class PrivacyReport:
         best = [e for e in self.epsilon.values() if e is not None]
         if best:
             cut = "" if m.truncated_batch_size is None else f" cut to {m.truncated_batch_size} per batch"
-            shown = f"{self.delta:g}" if self.noise_cutoff is None else f"{self.delta:g} + {self.added_delta:.3g}"
+            shown = (
+                f"{self.delta:g}"
+                if self.noise_cutoff is None and m.batch_size_noise_multiplier is None
+                else f"{self.delta:g} + {self.added_delta:.3g}"
+            )
             lines.append(
                 f"  Guarantee: ({min(best):.4g}, {shown})-DP per {unit}, {m.adjacency.value} "
                 f"adjacency, {m.sampling.value} sampling{cut}; {self.accountant_version}."
@@ -270,6 +300,8 @@ def dp_sgd_report(
     if noise_draws is not None:
         cutoff = NoiseCutoff.for_mechanism(mechanism, noise_draws)
         cutoff.check(delta, _guarantee_epsilon(epsilon))
+    if mechanism.batch_size_noise_multiplier is not None:
+        noisy_padding.check_clamp_delta(mechanism.steps, _guarantee_epsilon(epsilon), delta)
     return PrivacyReport(
         mechanism=mechanism,
         delta=delta,

@@ -75,6 +75,7 @@ def make_private(
     secure_noise: bool = False,
     truncated_batch_size: int | str | None = None,
     skip_padding: bool = False,
+    batch_size_noise_multiplier: float | None = None,
 ):
     """Makes ``model`` train with DP-SGD through its ordinary `compile` and `fit`; returns ``model``.
 
@@ -129,8 +130,15 @@ def make_private(
         padding rows out before the forward pass (the sampler's padding only, weight -0.0: real examples of sample
         weight 0 stay), down to a multiple of 32 rows, so that a Poisson step costs what its realised batch costs.
         The model and the accounting are the same; but a step's duration (and Keras' ms/step in logs) then follows
-        the batch size drawn, which epsilon does not cover (the report says so). Default False: every step computes
+        the batch size drawn, which epsilon does not cover (the report says so) unless ``batch_size_noise_multiplier``
+        is given. Default False: every step computes
         the whole padded batch.
+      batch_size_noise_multiplier: sigma_c, in rows (noisy padding; needs ``skip_padding=True``, untruncated Poisson
+        batches, per-example clipping, add-remove, one replica, no XLA): each step keeps its m drawn examples plus
+        max(0, ceil(mu + Z)) padding rows, Z ~ N(0, sigma_c^2) from the gradient noise's generator, so its duration
+        is covered by epsilon; each step is accounted as one Gaussian of noise multiplier (sigma^-2 +
+        sigma_c^-2)^-1/2, and the guarantee's delta gains T 2^-50 (1 + e^eps)
+        (`privacy.accounting.noisy_padding`). None: padding as ``skip_padding`` says.
 
     Returns:
       ``model`` itself, now private. `private_training(model)` gives its `PrivateTraining` (budget,
@@ -156,12 +164,14 @@ def make_private(
                 sampling=sampling,
                 adjacency=adjacency,
                 truncated_batch_size=truncated_batch_size,
+                batch_size_noise_multiplier=batch_size_noise_multiplier,
             ),
         )
         noise_multiplier, num_microbatches = mechanism.noise_multiplier, mechanism.num_microbatches
         expected_batch_size, dataset_size = mechanism.batch_size, mechanism.dataset_size
         sampling, adjacency = mechanism.sampling, mechanism.adjacency
         truncated_batch_size = mechanism.truncated_batch_size
+        batch_size_noise_multiplier = mechanism.batch_size_noise_multiplier
     elif sampling is None:
         sampling = Sampling.POISSON
     params = _params(l2_norm_clip, noise_multiplier, num_microbatches)
@@ -186,6 +196,7 @@ def make_private(
         secure_noise=secure_noise,
         truncated_batch_size=truncated_batch_size,
         skip_padding=skip_padding,
+        batch_size_noise_multiplier=batch_size_noise_multiplier,
     )
     attach(model, private)
     object.__setattr__(model, "train_step", types.MethodType(_train_step, model))
@@ -221,7 +232,9 @@ def private_fit(model, fit, *args, **kwargs):
     private = _ready(model)
     if any(v.dtype == tf.float32 for v in model.trainable_variables):  # each fit: the traced step outlives them
         roundoff.refuse_tensor_float_32()
-    private.noise.expect(model.trainable_variables)  # the noise's cut-off, accounted before the first step
+    # the noise's cut-off, accounted before the first step: the gradients' pairs and noisy padding's Z
+    z = [] if private.batch_size_noise_multiplier is None else [tf.TensorSpec([1], tf.float64)]
+    private.noise.expect([*model.trainable_variables, *z])
     shuffled_from = _prepare_data(model, private, kwargs)
     _avoid_xla_for_recurrent_fallbacks(model, private)
     given = kwargs.get("callbacks") or []
@@ -602,6 +615,7 @@ def make_dp_model_class(cls: type) -> type:
         "secure_noise",
         "truncated_batch_size",
         "skip_padding",
+        "batch_size_noise_multiplier",
     )
 
     class DPModelClass(cls):

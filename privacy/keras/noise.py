@@ -90,6 +90,7 @@ class GaussianNoise:
         self.seed = seed
         self.secure = secure
         self._generator = None
+        self._step_extra: list = []  # noise drawn for this step before `add` (`padding_rows`), traced
         self.draws: noise_cutoff.NoiseDraws | None = None
         """(cut-off radius, Box-Muller pairs per step) for the guarantee (`privacy.accounting.noise_cutoff`): the
         smallest radius and the most pairs over every set of tensors `expect` saw (each trace of `add` too)."""
@@ -119,6 +120,13 @@ class GaussianNoise:
         else:
             self._generator = tf.random.Generator.from_non_deterministic_state(alg=tf.random.Algorithm.PHILOX)
 
+    def resume_at(self, steps: int) -> None:
+        """Rekeys a seeded generator for a run resumed after ``steps`` steps, from (seed, steps), so that it does
+        not draw again the noise of the steps already run (a seed restarts the stream; unseeded and secure
+        generators never repeat)."""
+        if self.seed is not None and steps > 0:
+            self._generator.reset_from_seed(int(np.random.SeedSequence([self.seed, steps]).generate_state(1)[0]))
+
     def add(self, tensors, stddev: float | Fraction) -> list:
         """``tensors`` plus independent noise of standard deviation ``stddev`` (on replica 0 only), rounded up in
         each tensor's dtype (`normal`)."""
@@ -126,7 +134,7 @@ class GaussianNoise:
             return list(tensors)
         if self._generator is None:
             raise RuntimeError("GaussianNoise.build() must run (eagerly) before the training step is traced")
-        self.expect(tensors)
+        self.expect([*tensors, *self._step_extra])
         keep = _first_replica_indicator()
         seeds = self._generator.make_seeds(len(tensors))  # shape (2, len(tensors)); advances the state
         out = []
@@ -134,6 +142,16 @@ class GaussianNoise:
             draw = normal(tf.shape(t), seeds[:, i], t.dtype, stddev)
             out.append(t + (draw if keep is None else draw * tf.cast(keep, t.dtype)))
         return out
+
+    def padding_rows(self, batch_size_noise_multiplier: float, offset: float) -> tf.Tensor:
+        """max(0, ceil(offset + Z)) as an int32 scalar, Z ~ N(0, sigma_c^2) one float64 Box-Muller draw of this
+        generator (counted in `draws`): noisy padding's rows (`privacy.accounting.noisy_padding`)."""
+        if self._generator is None:
+            raise RuntimeError("GaussianNoise.build() must run (eagerly) before the training step is traced")
+        seed = self._generator.make_seeds(1)[:, 0]
+        z = tf.ensure_shape(normal([1], seed, tf.float64, batch_size_noise_multiplier), [1])
+        self._step_extra = [z]  # one step's noise: `add` counts this pair with the gradients' in `draws`
+        return tf.cast(tf.maximum(tf.constant(0.0, tf.float64), tf.math.ceil(offset + z[0])), tf.int32)
 
 
 def cutoff_radius(dtype) -> float:

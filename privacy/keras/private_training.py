@@ -34,7 +34,9 @@ from privacy.accounting import (
     dp_sgd_report,
     resolve_adjacency,
 )
+from privacy.accounting.mechanism import NOISE_MULTIPLIER_RANGE
 from privacy.accounting.noise_cutoff import NoiseCutoff, NoiseCutoffError
+from privacy.accounting.noisy_padding import ClampDeltaError, check_clamp_delta
 from privacy.atomic_files import write_atomically
 from privacy.compared import compared
 from privacy.keras import layer_rules, optimizers, recording
@@ -92,6 +94,7 @@ class PrivateTraining:
         secure_noise: bool,
         truncated_batch_size: int | str | None = None,
         skip_padding: bool = False,
+        batch_size_noise_multiplier: float | None = None,
     ):
         self.params = params
         if not isinstance(skip_padding, bool):
@@ -133,6 +136,7 @@ class PrivateTraining:
                 truncated_batch_size, dataset_size, self.expected_batch_size
             )
         self.truncated_batch_size = truncated_batch_size  # None, an integer K, or "default"
+        self.batch_size_noise_multiplier = _noisy_padding(batch_size_noise_multiplier, self, microbatches)
         self._samplers: dict[int, sampling_lib.BatchSampling] = {}  # the truncating samplers fit has run
         self.steps_per_epoch: int | None = None  # shuffled batches: steps per epoch, set by fit from the data
         self.noise = GaussianNoise(seed=seed, secure=secure_noise)
@@ -149,6 +153,9 @@ class PrivateTraining:
         self._counter = None
         self._dropped = None
         self._padding_left_out = False  # a traced step left padding out (skip_padding, no XLA, no microbatches)
+        # whether the resumed state's steps left padding out without noisy padding (None: a state saved before
+        # ppml recorded it, so unknown)
+        self._uncovered_before: bool | None = False
         self._limit = None  # the counter must stay below it (target_epsilon); set by check_budget
         self._max_steps: tuple | None = None  # (what it depends on, max_steps)
         self._steps_base = 0
@@ -180,6 +187,7 @@ class PrivateTraining:
             )
             if self.state_path and os.path.exists(self.state_path):
                 self._load_state(self.state_path)
+                self.noise.resume_at(self._steps_base)
 
     def resolve_params(self, optimizer) -> DPParams:
         """The step's clipping and noise: from `make_private`, or from a DP optimizer (not both, unless equal)."""
@@ -356,6 +364,7 @@ class PrivateTraining:
                 sampling=self.sampling,
                 adjacency=self.adjacency,
                 num_microbatches=self.params.num_microbatches,
+                batch_size_noise_multiplier=self.batch_size_noise_multiplier,
                 **kwargs,
             )
         except ValueError as err:
@@ -381,7 +390,8 @@ class PrivateTraining:
     ) -> str | None:
         """Why ``accountant`` (default: `accountant_kind`) is not asked for the epsilon of ``steps`` steps
         (default: those run): no analysis, PLD's cost limits (as `privacy.accounting.compute_epsilon`), or the noise
-        sampler's cut-off adding more than 1 % of delta over those steps (`_noise_cutoff_reason`)."""
+        sampler's cut-off or noisy padding's clamp adding more than 1 % of delta over those steps
+        (`_noise_cutoff_reason`)."""
         kind = AccountantKind(accountant) if accountant is not None else self.accountant_kind()
         mechanism = self.mechanism(steps)
         return (
@@ -394,7 +404,13 @@ class PrivateTraining:
         """Why the noise's cut-off cannot be accounted within `noise_cutoff.MAX_ADDED_FRACTION` of delta at
         `target_epsilon` (the bound for every epsilon without one), or None: also where the noise's tensors are not
         known yet (`GaussianNoise.draws`), or only epsilon bounds the cut-off (fixed or truncated batches) and
-        there is no target: `report` then checks it at the epsilon spent."""
+        there is no target: `report` then checks it at the epsilon spent. With noisy padding, likewise its clamp's
+        delta (`noisy_padding.check_clamp_delta`) at `target_epsilon` when there is one."""
+        if mechanism.batch_size_noise_multiplier is not None and self.target_epsilon is not None:
+            try:  # noisy padding's clamp: T p (1 + e^eps) at the target (`report` checks it at the epsilon spent)
+                check_clamp_delta(mechanism.steps, self.target_epsilon, self.target_delta)
+            except ClampDeltaError as err:
+                return str(err)
         if self.noise.draws is None:
             return None
         cutoff = NoiseCutoff.for_mechanism(mechanism, self.noise.draws)
@@ -426,7 +442,7 @@ class PrivateTraining:
             raise DPConfigurationError("the budget composes several configurations; read it from .budget")
         try:
             report = dp_sgd_report(mechanism, delta=self.target_delta, noise_draws=self.noise.draws)
-        except NoiseCutoffError as err:
+        except (NoiseCutoffError, ClampDeltaError) as err:
             raise DPConfigurationError(str(err)) from None
         notes = (*report.notes, f"not covered: {NOT_COVERED}.")
         if mechanism.truncated_batch_size is not None:
@@ -437,7 +453,15 @@ class PrivateTraining:
                 f"under add-remove, on an example's presence; counted when drawn in this process, so "
                 f"batches prefetched but not trained on are included).",
             )
-        if self.skip_padding and (self._padding_left_out or self._steps_base):  # resumed steps may have left it out
+        if mechanism.batch_size_noise_multiplier is not None:
+            notes += (
+                f"noisy padding: each step ran on its drawn examples plus max(0, ceil(mu + Z)) padding rows, Z ~ "
+                f"N(0, {mechanism.batch_size_noise_multiplier:g}^2), rounded up to a multiple of "
+                f"{PADDED_ROWS_MULTIPLE} rows; the step's duration is covered by epsilon (accounted as one Gaussian "
+                f"of noise multiplier {mechanism.effective_noise_multiplier:.4g}, delta + {report.clamp_delta:.3g} "
+                f"for the clamp at 0).",
+            )
+        if self.uncovered_padding or (self._uncovered_before is None and self.skip_padding):
             notes += (
                 f"skip_padding: steps without XLA or microbatches left their batch's padding out down to a multiple "
                 f"of {PADDED_ROWS_MULTIPLE} rows (the sampler's padding only: real examples of sample weight 0 stay), "
@@ -531,6 +555,13 @@ class PrivateTraining:
         if missing:
             raise DPConfigurationError(f"accounting needs {', '.join(missing)}; pass them to make_private")
 
+    @property
+    def uncovered_padding(self) -> bool:
+        """Whether a step (this process's or a resumed state's) left its batch's padding out without noisy padding,
+        so that its duration followed the batch size drawn (saved in the state)."""
+        plain = self._padding_left_out and self.batch_size_noise_multiplier is None
+        return plain or bool(self._uncovered_before)
+
     # --- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         state = {
@@ -541,6 +572,9 @@ class PrivateTraining:
             "budget": self.budget.to_dict(),
             "validation_decisions": None if self.validation_decisions is None else list(self.validation_decisions),
             WRITERS_KEPT: True,
+            "uncovered_padding": None
+            if self._uncovered_before is None and not self.uncovered_padding
+            else self.uncovered_padding,
         }
         if self.sampling is Sampling.SHUFFLE:
             state["shuffle"] = {
@@ -566,6 +600,9 @@ class PrivateTraining:
             decisions = state.get("validation_decisions")  # None: unknown (absent from states saved before them)
             if state.get(WRITERS_KEPT) is not True:  # saved before they named the writers: whether any wrote is unknown
                 decisions = None
+            uncovered = state.get("uncovered_padding")  # None: unknown (absent from states saved before it)
+            if uncovered is not None and not isinstance(uncovered, bool):
+                raise ValueError(f"uncovered_padding must be true, false or null, got {uncovered!r}")
             if decisions is not None and not (
                 isinstance(decisions, list) and all(isinstance(d, str) for d in decisions)
             ):
@@ -593,6 +630,7 @@ class PrivateTraining:
                 f"{self.adjacency.value}; resume with the same sampling and adjacency or use a new state_path"
             )
         self._steps_base, self._budget, self.validation_decisions = steps, budget, decisions
+        self._uncovered_before = uncovered if steps else False
         if shuffled is not None:
             self.shuffle_seed, self.steps_per_epoch, self._open_epoch = seed, per_epoch, open_epoch
 
@@ -652,3 +690,29 @@ def attach(model, private: PrivateTraining) -> None:
     object.__setattr__(model, _ATTRIBUTE, private)
     with model.distribute_strategy.scope():
         private.build()
+
+
+def _noisy_padding(value, private: PrivateTraining, microbatches: int | None) -> float | None:
+    """``batch_size_noise_multiplier`` checked (a number in `NOISE_MULTIPLIER_RANGE`, with skip_padding and the
+    runs `privacy.accounting.noisy_padding` covers; the step refuses XLA and replicas), or None."""
+    if value is None:
+        return None
+    low, high = NOISE_MULTIPLIER_RANGE
+    value = validation.number("batch_size_noise_multiplier", value, low=low, high=high, error=DPConfigurationError)
+    why = None
+    if not private.skip_padding:
+        why = "skip_padding=False"
+    elif private.sampling is not Sampling.POISSON:
+        why = f"sampling={private.sampling.value!r}"
+    elif private.adjacency is not Adjacency.ADD_REMOVE:
+        why = f"adjacency={private.adjacency.value!r}"
+    elif private.truncated_batch_size is not None:
+        why = f"truncated_batch_size={private.truncated_batch_size!r}"
+    elif microbatches:
+        why = f"num_microbatches={microbatches}"
+    if why:
+        raise DPConfigurationError(
+            f"batch_size_noise_multiplier={value!r} needs skip_padding=True, untruncated Poisson batches, add-remove "
+            f"adjacency and per-example clipping; got {why}"
+        )
+    return value

@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
+from privacy.accounting import noisy_padding
 from privacy.keras import clipping, compat, optimizers, recording
 from privacy.keras.factors import dim
 from privacy.keras.masking import is_padding, select_rows
@@ -41,14 +42,23 @@ def dp_train_step(model, private, data):
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     expected_batch = private.global_expected_batch_size(x, replicas)
     weights = _weights(x, sample_weight)
-    if (
+    leave_out = (
         private.skip_padding
         and sample_weight is not None
         and params.num_microbatches is None
         and not compat.in_xla_context()
-    ):
+    )
+    sigma_c = private.batch_size_noise_multiplier
+    if sigma_c is not None and not (leave_out and replicas == 1):
+        raise DPConfigurationError(
+            f"batch_size_noise_multiplier={sigma_c!r} needs a step that leaves padding out on one replica (Poisson "
+            f"batches with their weights, no XLA (jit_compile=False), no microbatches); this step has "
+            f"{replicas} replica(s), XLA {compat.in_xla_context()}"
+        )
+    if leave_out:
         private.note_padding_left_out()
-        x, y, weights = _without_padding(x, y, weights)
+        extra = None if sigma_c is None else private.noise.padding_rows(sigma_c, noisy_padding.padding_offset(sigma_c))
+        x, y, weights = _without_padding(x, y, weights, extra)
     denominator = params.num_microbatches or expected_batch
     # The division by the denominator is folded into the clip factors and the noise's standard deviation (no pass
     # over the gradients for it): (sum_i clip_C(g_i) + N(0, (sigma C')^2 I)) / B = sum_i clip_C(g_i) / B + N(0,
@@ -279,9 +289,11 @@ def _weights(x, sample_weight):
     return weights
 
 
-def _without_padding(x, y, weights):
+def _without_padding(x, y, weights, extra=None):
     """The rows that are not the sampler's padding (`masking.is_padding`: weight -0.0), in order, then padding rows
-    up to the next multiple of `PADDED_ROWS_MULTIPLE` (at most the batch; so an empty batch still runs).
+    up to the next multiple of `PADDED_ROWS_MULTIPLE` (at most the batch; so an empty batch still runs). With
+    ``extra`` (noisy padding's max(0, ceil(mu + Z)), an int32 scalar), ``extra`` more padding rows first: K =
+    min(batch, m + extra) rows, then rounded up as above (`privacy.accounting.noisy_padding`).
 
     Padding rows contribute exactly 0 to the clipped sum, the loss and the metrics, so leaving them out changes no
     result, only the work, which then follows the realised batch size instead of the padded one; the multiple keeps
@@ -291,9 +303,11 @@ def _without_padding(x, y, weights):
     (contiguous slices of the padded batch).
     """
     padding = tf.cast(is_padding(weights), tf.int32)
-    real = tf.size(weights) - tf.reduce_sum(padding)
+    kept = tf.size(weights) - tf.reduce_sum(padding)  # m
+    if extra is not None:
+        kept = tf.minimum(tf.size(weights), kept + extra)  # K
     multiple = PADDED_ROWS_MULTIPLE
-    size = tf.minimum(tf.size(weights), tf.maximum(1, (real + multiple - 1) // multiple) * multiple)
+    size = tf.minimum(tf.size(weights), tf.maximum(1, (kept + multiple - 1) // multiple) * multiple)
     rows = tf.argsort(padding, stable=True)[:size]
 
     def take(t):

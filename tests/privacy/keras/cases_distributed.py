@@ -9,7 +9,7 @@ tf.config.set_logical_device_configuration(
 import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from privacy.keras import compat, make_private, private_training  # noqa: E402
+from privacy.keras import DPConfigurationError, compat, make_private, private_training  # noqa: E402
 
 K = compat.default_keras()
 L = K.layers
@@ -62,3 +62,29 @@ def case_noise_is_added_once_for_the_global_batch():
     )
     private = private_training(model)
     assert private.steps == 1 and private.mechanism().batch_size == expected_batch
+
+
+def case_noisy_padding_is_refused_on_two_replicas():
+    """batch_size_noise_multiplier is analysed for one replica (its padding drawn once, its rows left out there):
+    fit on two replicas refuses at its first step, naming the replicas, and counts no step."""
+    n = 200
+    x, y = np.random.default_rng(0).normal(size=(n, 6)).astype("float32"), np.zeros(n, "int64")
+    with STRATEGY.scope():
+        model = K.Sequential([K.Input((6,)), L.Dense(3)])
+        make_private(
+            model,
+            l2_norm_clip=1.0,
+            noise_multiplier=1.1,
+            expected_batch_size=20,
+            dataset_size=n,
+            skip_padding=True,
+            batch_size_noise_multiplier=3.0,
+        )
+        model.compile(optimizer=K.optimizers.SGD(0.1), loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
+    try:
+        model.fit(x, y, epochs=1, verbose=0)
+    except DPConfigurationError as err:
+        assert "2 replica(s)" in str(err), err
+    else:
+        raise AssertionError("noisy padding trained on two replicas")
+    assert private_training(model).steps == 0

@@ -455,8 +455,8 @@ def case_padding_left_out_without_xla_steps_like_every_row_under_xla():
     rows = tf.Variable(0, dtype=tf.int64)
     without_padding = train_step._without_padding
 
-    def counted(x, y, w):
-        x, y, w = without_padding(x, y, w)
+    def counted(x, y, w, extra=None):
+        x, y, w = without_padding(x, y, w, extra)
         rows.assign_add(tf.cast(tf.size(w), tf.int64))
         return x, y, w
 
@@ -680,7 +680,7 @@ def case_dp_model_classes_take_make_privates_skip_padding_and_truncation():
 def case_the_report_says_when_steps_left_their_padding_out():
     """A report of a run with ``skip_padding`` whose steps left padding out (no XLA) notes that the steps' durations
     followed the batch sizes drawn (not covered by epsilon); one without it, or whose steps ran under XLA, does
-    not, unless it resumed steps that may have (a state file does not say)."""
+    not, unless it resumed steps that did (the state file records it)."""
     x, y = _data(n=100)
     with tempfile.TemporaryDirectory() as tmp:
         state = os.path.join(tmp, "state.json")

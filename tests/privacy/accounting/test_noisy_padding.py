@@ -1,0 +1,107 @@
+"""Noisy padding as the accountant sees it: one joint Gaussian per Poisson step, the clamp's delta, refusals."""
+
+import math
+import time
+
+import dp_accounting as dpa
+import pytest
+from scipy import stats
+
+from privacy.accounting import DpSgdMechanism, compute_epsilon, dp_sgd_report
+from privacy.accounting import noisy_padding as npad
+
+N, B, SIGMA, EPOCHS, DELTA = 60000, 256, 1.1, 60, 1e-5
+
+
+def _mechanism(**changes):
+    kwargs = dict(dataset_size=N, batch_size=B, noise_multiplier=SIGMA, epochs=EPOCHS)
+    kwargs.update(changes)
+    return DpSgdMechanism.from_epochs(**kwargs)
+
+
+def _direct_epsilon(accountant, sigma, steps):
+    """dp-accounting alone: T x PoissonSampled(q, Gaussian(sigma)), add-remove."""
+    event = dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(B / N, dpa.GaussianDpEvent(sigma)), steps)
+    return accountant.compose(event).get_epsilon(DELTA)
+
+
+@pytest.mark.parametrize("sigma_c", [3.0, 4.0])
+def test_epsilon_is_dp_accountings_for_the_joint_gaussian_plus_the_clamp(sigma_c):
+    m = _mechanism(batch_size_noise_multiplier=sigma_c)
+    steps = math.ceil(EPOCHS * N / B)
+    joint = (SIGMA**-2 + sigma_c**-2) ** -0.5  # (m / sigma_c, sum / (sigma C')) moves by this norm's inverse
+    pld = _direct_epsilon(dpa.pld.PLDAccountant(value_discretization_interval=1e-4), joint, steps)
+    rdp = _direct_epsilon(dpa.rdp.RdpAccountant(), joint, steps)
+    assert compute_epsilon(m, DELTA, "pld") == pytest.approx(pld, rel=1e-12)
+    assert compute_epsilon(m, DELTA, "rdp") == pytest.approx(rdp, rel=1e-12)
+    # the joint event costs more than the gradient noise alone and less than two events composed
+    alone = _direct_epsilon(dpa.pld.PLDAccountant(value_discretization_interval=1e-4), SIGMA, steps)
+    assert alone < pld
+    report = dp_sgd_report(m, delta=DELTA)
+    clamp = steps * 2.0**-50 * (1 + 2.0**-40) * (1 + math.exp(min(pld, rdp)))
+    assert report.clamp_delta == pytest.approx(clamp, rel=1e-12)
+    assert report.guarantee_delta == DELTA + report.clamp_delta
+    assert report.to_dict()["effective_noise_multiplier"] == pytest.approx(joint, rel=1e-15)
+    assert "noisy padding" in report.format_text()
+
+
+def test_without_it_the_event_is_todays_bit_for_bit():
+    m = _mechanism()
+    assert m.unit_event() == dpa.PoissonSampledDpEvent(B / N, dpa.GaussianDpEvent(SIGMA))
+    assert m.effective_noise_multiplier == SIGMA
+    assert dp_sgd_report(m, delta=DELTA).guarantee_delta == DELTA
+
+
+def test_offset_puts_the_clamp_at_probability_p():
+    """mu = sigma_c z_p - 1: P(mu + Z <= -1) = P(Z <= -sigma_c z_p) = p."""
+    for sigma_c in (0.5, 3.0, 40.0):
+        mu = npad.padding_offset(sigma_c)
+        assert stats.norm.cdf(-(mu + 1) / sigma_c) == pytest.approx(2.0**-50, rel=1e-9)
+
+
+def test_mean_padding_matches_a_direct_sum():
+    sigma_c = 3.0
+    mu = npad.padding_offset(sigma_c)
+    ks = range(0, 200)
+    pmf = [stats.norm.cdf((k - mu) / sigma_c) - stats.norm.cdf((k - 1 - mu) / sigma_c) for k in ks]
+    assert npad.mean_padding(sigma_c) == pytest.approx(sum(k * p for k, p in zip(ks, pmf, strict=True)), rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "changes, named",
+    [
+        (dict(sampling="fixed", adjacency="replace-one"), "sampling='fixed'"),
+        (dict(adjacency="replace-one"), "adjacency='replace-one'"),
+        (dict(truncated_batch_size=300), "truncated_batch_size=300"),
+        (dict(num_microbatches=16), "num_microbatches=16"),
+    ],
+)
+def test_refused_where_the_analysis_does_not_hold(changes, named):
+    with pytest.raises(ValueError, match=named):
+        _mechanism(batch_size_noise_multiplier=3.0, **changes)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, math.nan, math.inf, "3"])
+def test_bad_values_are_named(bad):
+    with pytest.raises((ValueError, TypeError), match="batch_size_noise_multiplier"):
+        _mechanism(batch_size_noise_multiplier=bad)
+
+
+def test_a_clamp_delta_above_its_share_of_delta_is_refused():
+    # 10^6 steps at epsilon 25: T p e^eps = 10^6 x 8.9e-16 x 7.2e10 = 0.064 > 1 % of 1e-5
+    with pytest.raises(ValueError, match="clamp adds delta"):
+        npad.check_clamp_delta(10**6, 25.0, 1e-5)
+    assert npad.check_clamp_delta(10**6, 2.0, 1e-5) == npad.clamp_delta(10**6, 2.0)
+
+
+def test_mean_padding_of_the_largest_sigma_c_is_computed_in_seconds():
+    """sigma_c = 1e6 (the top of the accepted range): the sum has ~2e7 terms; for so wide a Gaussian the ceiling adds
+    1/2 row to E[max(0, mu + Z)] = mu Phi(mu / s) + s phi(mu / s). A scalar loop over the terms took ~10 CPU
+    minutes, so `ppml epsilon --batch-size-noise-multiplier 1e6` hung on its report's row."""
+    sigma_c = 1e6
+    mu = npad.padding_offset(sigma_c)
+    start = time.process_time()
+    got = npad.mean_padding(sigma_c)
+    assert time.process_time() - start < 20
+    want = mu * stats.norm.cdf(mu / sigma_c) + sigma_c * stats.norm.pdf(mu / sigma_c) + 0.5
+    assert got == pytest.approx(want, abs=0.05)
