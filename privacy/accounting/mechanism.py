@@ -115,6 +115,20 @@ class Adjacency(str, enum.Enum):
     """One example replaced by another (the dataset size is public)."""
 
 
+def noisy_padding_uncovered(sampling: Sampling, adjacency: Adjacency, truncated_batch_size, num_microbatches):
+    """Why a run with these settings is outside what `noisy_padding`'s analysis covers, naming the setting; None
+    where it is covered (the one list `DpSgdMechanism` and `make_private` both refuse from)."""
+    if sampling is not Sampling.POISSON:
+        return f"sampling={sampling.value!r} (Poisson only)"
+    if adjacency is not Adjacency.ADD_REMOVE:
+        return f"adjacency={adjacency.value!r} (add-remove only)"
+    if truncated_batch_size is not None:
+        return f"truncated_batch_size={truncated_batch_size!r} (a cut batch's size is not m + 1)"
+    if num_microbatches:
+        return f"num_microbatches={num_microbatches!r} (per-example clipping only)"
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class DpSgdMechanism:
     """Public hyperparameters of a DP-SGD run.
@@ -214,15 +228,7 @@ class DpSgdMechanism:
             "batch_size_noise_multiplier",
             validation.number("batch_size_noise_multiplier", self.batch_size_noise_multiplier, low=low, high=high),
         )
-        why = None
-        if self.sampling is not Sampling.POISSON:
-            why = f"sampling={self.sampling.value!r} (Poisson only)"
-        elif self.adjacency is not Adjacency.ADD_REMOVE:
-            why = f"adjacency={self.adjacency.value!r} (add-remove only)"
-        elif self.truncated_batch_size is not None:
-            why = f"truncated_batch_size={self.truncated_batch_size} (a cut batch's size is not m + 1)"
-        elif self.num_microbatches is not None:
-            why = f"num_microbatches={self.num_microbatches} (per-example clipping only)"
+        why = noisy_padding_uncovered(self.sampling, self.adjacency, self.truncated_batch_size, self.num_microbatches)
         if why:
             raise ValueError(f"batch_size_noise_multiplier is analysed only for untruncated Poisson batches: {why}")
 

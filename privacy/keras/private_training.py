@@ -34,7 +34,7 @@ from privacy.accounting import (
     dp_sgd_report,
     resolve_adjacency,
 )
-from privacy.accounting.mechanism import NOISE_MULTIPLIER_RANGE
+from privacy.accounting.mechanism import NOISE_MULTIPLIER_RANGE, noisy_padding_uncovered
 from privacy.accounting.noise_cutoff import NoiseCutoff, NoiseCutoffError
 from privacy.accounting.noisy_padding import ClampDeltaError, check_clamp_delta
 from privacy.atomic_files import write_atomically
@@ -699,17 +699,10 @@ def _noisy_padding(value, private: PrivateTraining, microbatches: int | None) ->
         return None
     low, high = NOISE_MULTIPLIER_RANGE
     value = validation.number("batch_size_noise_multiplier", value, low=low, high=high, error=DPConfigurationError)
-    why = None
-    if not private.skip_padding:
-        why = "skip_padding=False"
-    elif private.sampling is not Sampling.POISSON:
-        why = f"sampling={private.sampling.value!r}"
-    elif private.adjacency is not Adjacency.ADD_REMOVE:
-        why = f"adjacency={private.adjacency.value!r}"
-    elif private.truncated_batch_size is not None:
-        why = f"truncated_batch_size={private.truncated_batch_size!r}"
-    elif microbatches:
-        why = f"num_microbatches={microbatches}"
+    why = "skip_padding=False" if not private.skip_padding else None
+    why = why or noisy_padding_uncovered(
+        private.sampling, private.adjacency, private.truncated_batch_size, microbatches
+    )
     if why:
         raise DPConfigurationError(
             f"batch_size_noise_multiplier={value!r} needs skip_padding=True, untruncated Poisson batches, add-remove "
