@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from privacy.accounting import SLACK, SLACK_TEXT
 
 ROOT = Path(__file__).resolve().parents[3]
-MENTION = re.compile(r"1 \+ (2\^-?\d+)\)|(2\^-?\d+) slack")
+MENTION = re.compile(r"\(1 \+ (2\^-?\d+)\)|(2\^-?\d+) slack")
 """How the texts write the slack: 'C (1 + 2^-10)', 'sigma*C*(1 + 2^-10)', 'the 2^-10 slack'."""
 
 
