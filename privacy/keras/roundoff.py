@@ -111,19 +111,52 @@ def sum_of_squares_bound(computed, count, dtype):
     return (float64(computed) + absolute) * (1 + gamma(count + 1, dtype)) * (1 + FLOAT64_MARGIN)
 
 
-def row_norms(tensor):
-    """An upper bound on each row's exact norm sqrt(sum over the last axis of tensor^2), float64: the row sums of
-    squares in float64 (exact squares of float32 and narrower values), bounded by `sum_of_squares_bound` (its
-    absolute term covers float64 underflow; the sqrt's rounding: FLOAT64_MARGIN)."""
-    computed = tf.reduce_sum(tf.square(float64(tensor)), -1)
-    return tf.sqrt(sum_of_squares_bound(computed, dim_size(tensor, -1), tf.float64))
+BLOCK = 64
+"""The longest float32 sum of squares a bound is taken from (`row_norms`, `squares`): gamma_65 < 3.9e-6 is all
+it loosens a squared norm by against a float64 sum."""
+
+
+def row_norms(tensor, tight: bool = False):
+    """An upper bound on each row's exact norm sqrt(sum over the last axis of tensor^2), float64: the sqrt of
+    `last_axis_squares` (``tight``: of float64 sums; the sqrt's rounding: FLOAT64_MARGIN)."""
+    return tf.sqrt(_float64_squares(tensor) if tight else last_axis_squares(tensor))
 
 
 def squares(tensor):
     """An upper bound (float64) on each row's exact sum of squares of ``tensor``'s values over all axes but the
-    first: their sum of squares in float64, bounded by `sum_of_squares_bound` with n the values per row."""
-    t = tf.reshape(float64(tensor), [tf.shape(tensor)[0], -1])
-    return sum_of_squares_bound(tf.reduce_sum(tf.square(t), 1), dim_size(t, 1), tf.float64)
+    first: `last_axis_squares` of the flattened rows."""
+    values = tensor.shape[1:].num_elements()
+    return last_axis_squares(tf.reshape(tensor, [tf.shape(tensor)[0], -1 if values is None else values]))
+
+
+def last_axis_squares(tensor):
+    """An upper bound (float64) on the exact sum of squares over ``tensor``'s last axis (n long). Float32, float16
+    and bfloat16 values (cast to float32 exactly) are squared and summed in float32 over blocks of k <= BLOCK
+    values (k the largest divisor of n up to BLOCK), each block sum bounded by `sum_of_squares_bound` (float32's
+    gamma_{k+1} and absolute (2k + 1) 2^-126: underflow), and the n / k block bounds summed in float64
+    (FLOAT64_MARGIN). Where a float32 block sum is not finite (squares above float32's range), the whole batch
+    takes the float64 path instead (`tf.cond`: such a step takes longer), so no unit is dropped that float64 sums
+    would keep. Float64 values, or an n unknown at trace time: float64 sums (`_float64_squares`)."""
+    n = tensor.shape[-1]
+    if tensor.dtype == tf.float64 or n is None:
+        return _float64_squares(tensor)
+    k = max(size for size in range(1, min(n, BLOCK) + 1) if n % size == 0)
+    shape = [tf.shape(tensor)[i] if size is None else size for i, size in enumerate(tensor.shape[:-1])]
+    blocks = tf.reduce_sum(tf.square(tf.reshape(tf.cast(tensor, tf.float32), [*shape, n // k, k])), -1)
+    fast = tf.reduce_sum(sum_of_squares_bound(blocks, k, tf.float32), -1) * (1 + FLOAT64_MARGIN)
+    return _unless_overflow(blocks, fast, lambda: _float64_squares(tensor))
+
+
+def _unless_overflow(computed, fast, slow):
+    """``fast`` where every value of ``computed`` is finite, else ``slow()`` (one `tf.cond` for the batch)."""
+    return tf.cond(tf.reduce_all(tf.math.is_finite(computed)), lambda: fast, slow)
+
+
+def _float64_squares(tensor):
+    """The sums of squares over the last axis in float64 (exact squares of float32 and narrower values), bounded by
+    `sum_of_squares_bound` (its absolute term covers float64 underflow)."""
+    computed = tf.reduce_sum(tf.square(float64(tensor)), -1)
+    return sum_of_squares_bound(computed, dim_size(tensor, -1), tf.float64)
 
 
 def dim_size(tensor, axis: int):
@@ -158,23 +191,67 @@ def ghost_bound(computed, p, q, a_norms, g_norms, error_p: tuple, error_q: tuple
 
         |computed - exact| <= sum_ts (gamma_{T^2} |P Q| + e^P |Q| + |P| e^Q + e^P e^Q) + 2 T^2 2^-1022,
 
-    the first and last terms the float64 rounding and underflow of the T^2 products and their sum. Evaluated in
-    float64 (O(U T^2)): the error sum of T^2 non-negative terms times (1 + gamma_{T^2 + 8}) (1 + FLOAT64_MARGIN) for
-    its own rounding, c + E + 2^-52 |c|, whose float64 addition rounds by at most 2^-53 (|c| + E'), so the result is
-    at least c + E."""
+    the first and last terms the float64 rounding and underflow of the T^2 products and their sum. In O(U T) but
+    for two quadratic forms: sum e^P |Q| = gamma_p a^T |Q| a + alpha_p sum |Q| (`quadratic_form`), likewise
+    |P| e^Q; with |P_ts| <= (1 + gamma_p) a_t a_s + alpha_p (|p_ts| <= a_t a_s), sum |P| <= (1 + gamma_p) A^2 +
+    alpha_p T^2 and sum |P||Q|, sum e^P e^Q <= sums of such products, from S = sum_t a_t g_t, A = sum_t a_t,
+    G = sum_t g_t (each plus 2 T 2^-1022: their float64 products' and sums' underflow). The error's float64 terms
+    pass through at most T + 32 roundings (gamma_{T+32}, FLOAT64_MARGIN for the rest) and at most 64 underflows;
+    c + E + 2^-52 |c|, whose float64 addition rounds by at most 2^-53 (|c| + E'), is at least c + E."""
     positions = dim_size(p, 1)
-    pairs = positions * positions
-    gamma_sum = gamma(pairs, tf.float64)
+    pairs = tf.cast(positions * positions, tf.float64)
+    tiny = _SMALLEST_NORMAL[tf.float64]
     (gamma_p, alpha_p), (gamma_q, alpha_q) = error_p, error_q
-    p, q = tf.abs(float64(p)), tf.abs(float64(q))
-    e_p = gamma_p * a_norms[:, :, None] * a_norms[:, None, :] + alpha_p
-    e_q = gamma_q * g_norms[:, :, None] * g_norms[:, None, :] + alpha_q
-    error = tf.reduce_sum(gamma_sum * p * q + e_p * q + p * e_q + e_p * e_q, [1, 2])
-    error = (error + tf.cast(2 * pairs, tf.float64) * _SMALLEST_NORMAL[tf.float64]) * (
-        (1 + gamma(pairs + 8, tf.float64)) * (1 + FLOAT64_MARGIN)
-    )
+    lost = 2 * tf.cast(positions, tf.float64) * tiny
+    s = tf.reduce_sum(a_norms * g_norms, 1) + lost
+    a2 = tf.square(tf.reduce_sum(a_norms, 1) + lost)
+    g2 = tf.square(tf.reduce_sum(g_norms, 1) + lost)
+    abs_p = (1 + gamma_p) * a2 + alpha_p * pairs
+    abs_q = (1 + gamma_q) * g2 + alpha_q * pairs
+    abs_pq = (1 + gamma_p) * (1 + gamma_q) * s * s + (1 + gamma_p) * alpha_q * a2 + alpha_p * abs_q
+    e_pq = gamma_p * gamma_q * s * s + gamma_p * alpha_q * a2 + alpha_p * (gamma_q * g2 + alpha_q * pairs)
+    error = gamma(positions * positions, tf.float64) * abs_pq + e_pq + alpha_p * abs_q + alpha_q * abs_p
+    error += _form_term(gamma_p, a_norms, q) + _form_term(gamma_q, g_norms, p)
+    error = (error + (2 * pairs + 64) * tiny) * ((1 + gamma(positions + 32, tf.float64)) * (1 + FLOAT64_MARGIN))
     computed = float64(computed)
     return computed + (error + 2.0**-52 * tf.abs(computed))
+
+
+def _form_term(gamma_n, x, m):
+    """gamma_n `quadratic_form` (x, m); 0 where ``gamma_n`` is 0 (an exact m: `EmbeddingRows`' one-hot P)."""
+    if isinstance(gamma_n, float) and gamma_n == 0:
+        return 0.0
+    return gamma_n * quadratic_form(x, m)
+
+
+def quadratic_form(x, m):
+    """An upper bound (float64, (U,)) on sum_ts x_t |m_ts| x_s per unit, x (U, T) float64 >= 0, m (U, T, T): in
+    float32 (m float32 or narrower, cast exactly; x rounded up: `_rounded_up`), or float64 for float64 m or where a
+    float32 form is not finite (`tf.cond`: such a step takes longer). Computed as v = |m| x, then sum_t x_t v_t:
+    each of the T^2 terms passes through at most 2T operations (any order, FMA) of unit roundoff u, each fl(y) >=
+    (1 - u) y - tiny for y >= 0; v_t loses at most (2T - 1) tiny, then multiplied by x_t; so the exact form is at
+    most (R + 2T tiny (sum_t x_t + 1)) (1 + gamma_{2T}) for the computed R (float64 arithmetic: FLOAT64_MARGIN)."""
+    slow = lambda: _form(x, m, tf.float64)  # noqa: E731
+    if m.dtype == tf.float64:
+        return slow()
+    computed, fast = _form(x, m, tf.float32, with_computed=True)
+    return _unless_overflow(computed, fast, slow)
+
+
+def _form(x, m, dtype, with_computed=False):
+    x = _rounded_up(x) if dtype == tf.float32 else x
+    computed = tf.reduce_sum(x * tf.linalg.matvec(tf.abs(tf.cast(m, dtype)), x), 1)
+    positions = dim_size(x, 1)
+    absolute = 2 * tf.cast(positions, tf.float64) * _SMALLEST_NORMAL[dtype] * (tf.reduce_sum(float64(x), 1) + 1)
+    bound = (float64(computed) + absolute) * ((1 + gamma(2 * positions, dtype)) * (1 + FLOAT64_MARGIN))
+    return (computed, bound) if with_computed else bound
+
+
+def _rounded_up(x):
+    """float64 x >= 0 as float32 values not below it: x (1 + 2^-23) rounds to nearest twice (float64, float32) within
+    (1 + 2^-23) (1 - 2^-53) (1 - 2^-24) > 1 of x; + 2^-126 where the cast flushes or rounds a subnormal (an exact
+    sum there; above, a positive addend never rounds it down); inf above float32's range."""
+    return tf.cast(x * (1 + 2.0**-23), tf.float32) + 2.0**-126
 
 
 def sum_rounding(a_norms, g_norms, dtype):
