@@ -21,8 +21,9 @@ from privacy.keras.params import DPConfigurationError
 
 FLOAT64_MARGIN = 2.0**-26
 """Covers the bounds' own float64 arithmetic: sums of n non-negative terms (products of the inputs, exact in float64
-for float32 ones) round by at most gamma_{n+4} < 2^-27 relative for n < 2^25 (a ghost bound's T^2 terms); a few
-roundings each in `sum_of_squares_bound` and `row_norms`; the clipping's add_n over variables, sqrt, max and division
+for float32 ones) round by at most gamma_{n+4} < 2^-27 relative for n < 2^25 (`last_axis_squares`' block bounds,
+`quadratic_form`'s x); a few roundings each in `sum_of_squares_bound` and `row_norms`; the clipping's add_n over
+variables, sqrt, max and division
 by at most (V + 4) 2^-53 for V < 2^25 variables. Bounds and divisors are multiplied by (1 + FLOAT64_MARGIN)
 where they are not exact (the addition of a computed norm c to its error bound is covered by a term
 2^-52 |c| of its own: `ghost_bound`)."""
