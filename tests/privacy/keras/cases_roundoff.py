@@ -426,7 +426,8 @@ def case_ghost_bounds_cover_every_input_consistent_with_the_computed_products():
 def case_quadratic_forms_are_upper_bounds():
     """`roundoff.quadratic_form` is at least the exact sum_ts x_t |m_ts| x_s (Fractions of the float64 x and the
     m as given) for m in float16, bfloat16, float32 and float64, T = 5 and 130, with x m x terms that underflow in
-    float32 (2^-60 2^-30 2^-60) or overflow it (2^60 2^30 2^60: finite, from the float64 path) or neither."""
+    float32 (2^-60 2^-30 2^-60) or overflow it (2^60 2^30 2^60: finite, from the float64 path) or neither; and a
+    unit that overflows beside a NaN one (`roundoff.row_norms` too)."""
     rng = np.random.default_rng(17)
     for dtype in (tf.float16, tf.bfloat16, tf.float32, tf.float64):
         for positions in (5, 130):
@@ -447,29 +448,32 @@ def case_quadratic_forms_are_upper_bounds():
                         ),
                         Fraction(0),
                     )
-                    assert np.isfinite(bounds[u]) and Fraction(float(bounds[u])) >= exact, (
-                        dtype,
-                        positions,
-                        x_scale,
-                        u,
-                    )
+                    assert np.isfinite(bounds[u]) and Fraction(float(bounds[u])) >= exact, (dtype, positions, u)
+    # A NaN unit (dropped either way) beside one whose float32 form overflows: that one still gets the float64 path.
+    x = np.array([[1.0, 2.0], [2.0**60, 2.0**60]])
+    m = np.array([[[np.nan, 1], [1, 1]], [[2.0**30, -(2.0**30)], [2.0**30, 2.0**30]]], np.float32)
+    bounds = roundoff.quadratic_form(tf.constant(x), tf.constant(m)).numpy()
+    assert np.isnan(bounds[0]) and np.isfinite(bounds[1]) and Fraction(float(bounds[1])) >= 4 * Fraction(2) ** 150
+    norms = roundoff.row_norms(tf.constant(np.array([[np.nan, 1.0], [2.0**70, 2.0**70]], np.float32))).numpy()
+    assert np.isnan(norms[0]) and np.isfinite(norms[1]) and Fraction(float(norms[1])) ** 2 >= Fraction(2) ** 141
 
 
 def _check_squares(values):
-    """``values`` (U, ...): `PerExample`'s bound and `roundoff.row_norms` are at least the exact sums of squares,
+    """``values`` (U, ...): `PerExample`'s bound and `roundoff.row_norms` are at least the exact sums of squares;
+    the first is inf only where the reported squared norm overflowed too (the unit is dropped either way), the second
     finite wherever that sum is below 2^1000 (no unit dropped that float64 sums keep: a float32 block sum that
-    overflows takes the float64 path), and, where every value is at least 2^-40, within float32's gamma_65
+    overflows takes the float64 path); where every value is at least 2^-40, both are within float32's gamma_65
     (`roundoff.BLOCK`) of it."""
     factor = factors.PerExample(values)
     bounds, computed = factor.squared_norm_bounds().numpy(), factor.squared_norms().numpy()
     exact_values = tf.cast(values, tf.float64).numpy()
     loosest = 1 + Fraction(roundoff.gamma(roundoff.BLOCK + 1, tf.float32)) * 2
     rows = roundoff.row_norms(values).numpy()
-    for bound, w in [(bounds[u], exact_values[u]) for u in range(len(values))] + [
-        (rows[index] ** 2, exact_values[index]) for index in np.ndindex(rows.shape)
-    ]:
+    checks = [(bounds[u], exact_values[u], np.isinf(computed[u])) for u in range(len(values))]
+    checks += [(rows[index] ** 2, exact_values[index], False) for index in np.ndindex(rows.shape)]
+    for bound, w, dropped in checks:
         exact = sum((Fraction(float(v)) ** 2 for v in w.ravel()), Fraction(0))
-        assert np.isfinite(bound) or exact >= 2**1000, (bound, float(exact))
+        assert np.isfinite(bound) or dropped or exact >= 2**1000, (bound, float(exact))
         if np.isfinite(bound):
             assert Fraction(float(bound)) >= exact
             if values.dtype != tf.float64 and (np.abs(w) >= 2.0**-40).all():
@@ -480,8 +484,8 @@ def _check_squares(values):
 def case_bounds_from_computed_squares_cover_underflow_and_overflow():
     """The bounds (`roundoff.last_axis_squares`: float32 block sums, float64 across blocks) hold for float16,
     bfloat16, float32 and float64 values whose squares underflow (the absolute terms cover the flushed squares),
-    overflow float32 (the float64 path: finite) or neither, for units mixing the three, and for rows of 5, 20,
-    67 (prime: blocks of one), 200 (blocks of 50) and 1200 values (blocks of 60)."""
+    overflow float32 (row norms: the float64 path, finite) or neither, for units mixing the three, and for rows of
+    5, 20, 67 (prime: blocks of one), 200 (blocks of 50) and 1200 values (blocks of 60)."""
     rng = np.random.default_rng(11)
     for dtype, tiny, huge in (
         (tf.float16, 2.0**-14, 2.0**9),
