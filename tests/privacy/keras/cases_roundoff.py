@@ -273,9 +273,9 @@ def case_bounds_are_upper_bounds_on_the_exact_squared_norms():
     products (T = 2, 3, and T = 1), a materialised product (the squares of its very values), slices of a product,
     embedding rows with repeated ids, materialised gradients. And ``rounding`` bounds the clipped sum's own
     rounding: each unit alone, ||fl(clipped_sum(s)) - s grad_u|| <= s rounding_u, the exact sum in Fractions. (The
-    ghost bound's 2^-52 |c| term, for the rounding of its final addition c + E, can fail no test: the bound only
-    falls below the exact value without it where the exact value attains c + E, every rounding of the float64 sum
-    at its worst case at once. It is kept for the proof, not tested; the float64 step here passes without it.)"""
+    ghost bound's 2^-52 |c| term, for the rounding of its final addition c + E, can fail no test: without it the
+    bound falls below the exact value only where that lies within 2^-53 |c| of c + E, every rounding of the float64
+    sum near its worst case at once. It is kept for the proof, not tested; the float64 step here passes without it.)"""
     rng = np.random.default_rng(7)
     for adversarial in (False, True):
         for positions, d_in, d_out in ((2, 8, 6), (3, 8, 6), (1, 4, 3), (16, 3, 2)):
