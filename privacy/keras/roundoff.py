@@ -125,39 +125,28 @@ def row_norms(tensor, tight: bool = False):
 
 def squares(tensor):
     """An upper bound (float64) on each row's exact sum of squares of ``tensor``'s values over all axes but the
-    first: `last_axis_squares` of the flattened rows, inf where a float32 block sum overflows (no float64 path: the
-    unit's reported squared norm, the float32 sum of the same squares, is then beyond float32's range too, so the
-    clipping drops it either way)."""
+    first: `last_axis_squares` of the flattened rows (inf where a block overflows: the unit's reported squared norm,
+    the float32 sum of the same squares, is then beyond float32's range too, so the clipping drops it either way)."""
     values = tensor.shape[1:].num_elements()
-    flat = tf.reshape(tensor, [tf.shape(tensor)[0], -1 if values is None else values])
-    return last_axis_squares(flat, float64_on_overflow=False)
+    return last_axis_squares(tf.reshape(tensor, [tf.shape(tensor)[0], -1 if values is None else values]))
 
 
-def last_axis_squares(tensor, float64_on_overflow: bool = True):
+def last_axis_squares(tensor):
     """An upper bound (float64) on the exact sum of squares over ``tensor``'s last axis (n long). Float32, float16
     and bfloat16 values (cast to float32 exactly) are squared and summed in float32 over blocks of k <= BLOCK
     values (k the largest divisor of n up to BLOCK), each block sum bounded by `sum_of_squares_bound` (float32's
     gamma_{k+1} and absolute (2k + 1) 2^-126: underflow), and the n / k block bounds summed in float64
-    (FLOAT64_MARGIN). Where a float32 block sum overflows (``float64_on_overflow``), the whole batch takes the
-    float64 path instead (`_unless_overflow`), so no unit is dropped that float64 sums would keep. Float64 values,
-    or an n unknown at trace time: float64 sums (`_float64_squares`)."""
+    (FLOAT64_MARGIN). A block sum that overflows (values beyond about 1.8e19) makes the bound inf: the clipping
+    drops the unit, where float64 sums would have kept it (no fallback: the step branches on nothing the data
+    decides, so its duration does not tell). Float64 values, or an n unknown at trace time: float64 sums
+    (`_float64_squares`)."""
     n = tensor.shape[-1]
     if tensor.dtype == tf.float64 or n is None:
         return _float64_squares(tensor)
     k = max(size for size in range(1, min(n, BLOCK) + 1) if n % size == 0)
     shape = [tf.shape(tensor)[i] if size is None else size for i, size in enumerate(tensor.shape[:-1])]
     blocks = tf.reduce_sum(tf.square(tf.reshape(tf.cast(tensor, tf.float32), [*shape, n // k, k])), -1)
-    fast = tf.reduce_sum(sum_of_squares_bound(blocks, k, tf.float32), -1) * (1 + FLOAT64_MARGIN)
-    if not float64_on_overflow:
-        return fast
-    return _unless_overflow(blocks, fast, lambda: _float64_squares(tensor))
-
-
-def _unless_overflow(computed, fast, slow):
-    """``fast``, or ``slow()`` where a value of ``computed`` is +inf (an overflow, or an infinite input): one
-    `tf.cond` for the batch, so such a step takes longer. NaN (from a NaN input: the unit is dropped either way)
-    keeps the fast path."""
-    return tf.cond(tf.reduce_any(tf.equal(computed, float("inf"))), slow, lambda: fast)
+    return tf.reduce_sum(sum_of_squares_bound(blocks, k, tf.float32), -1) * (1 + FLOAT64_MARGIN)
 
 
 def _float64_squares(tensor):
@@ -234,25 +223,18 @@ def _form_term(gamma_n, x, m):
 
 def quadratic_form(x, m):
     """An upper bound (float64, (U,)) on sum_ts x_t |m_ts| x_s per unit, x (U, T) float64 >= 0, m (U, T, T): in
-    float32 (m float32 or narrower, cast exactly; x rounded up: `_rounded_up`), or float64 for float64 m or where a
-    float32 form overflows (`_unless_overflow`). Computed as v = |m| x, then sum_t x_t v_t:
-    each of the T^2 terms passes through at most 2T operations (any order, FMA) of unit roundoff u, each fl(y) >=
-    (1 - u) y - tiny for y >= 0; v_t loses at most (2T - 1) tiny, then multiplied by x_t; so the exact form is at
-    most (R + 2T tiny (sum_t x_t + 1)) (1 + gamma_{2T}) for the computed R (float64 arithmetic: FLOAT64_MARGIN)."""
-    slow = lambda: _form(x, m, tf.float64)  # noqa: E731
-    if m.dtype == tf.float64:
-        return slow()
-    computed, fast = _form(x, m, tf.float32, with_computed=True)
-    return _unless_overflow(computed, fast, slow)
-
-
-def _form(x, m, dtype, with_computed=False):
-    x = _rounded_up(x) if dtype == tf.float32 else x
+    float32 (m float32 or narrower, cast exactly; x rounded up: `_rounded_up`; inf where it overflows, so the unit
+    is dropped: no fallback, as in `last_axis_squares`), in float64 for float64 m. Computed as v = |m| x, then
+    sum_t x_t v_t: each of the T^2 terms passes through at most 2T operations (any order, FMA) of unit roundoff u,
+    each fl(y) >= (1 - u) y - tiny for y >= 0; v_t loses at most (2T - 1) tiny, then multiplied by x_t; so the exact
+    form is at most (R + 2T tiny (sum_t x_t + 1)) (1 + gamma_{2T}) for the computed R (float64 arithmetic:
+    FLOAT64_MARGIN)."""
+    dtype = tf.float64 if m.dtype == tf.float64 else tf.float32
+    x = x if dtype == tf.float64 else _rounded_up(x)
     computed = tf.reduce_sum(x * tf.linalg.matvec(tf.abs(tf.cast(m, dtype)), x), 1)
     positions = dim_size(x, 1)
     absolute = 2 * tf.cast(positions, tf.float64) * _SMALLEST_NORMAL[dtype] * (tf.reduce_sum(float64(x), 1) + 1)
-    bound = (float64(computed) + absolute) * ((1 + gamma(2 * positions, dtype)) * (1 + FLOAT64_MARGIN))
-    return (computed, bound) if with_computed else bound
+    return (float64(computed) + absolute) * ((1 + gamma(2 * positions, dtype)) * (1 + FLOAT64_MARGIN))
 
 
 def _rounded_up(x):
