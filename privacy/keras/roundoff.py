@@ -23,10 +23,9 @@ FLOAT64_MARGIN = 2.0**-26
 """Covers the bounds' own float64 arithmetic: sums of n non-negative terms (products of the inputs, exact in float64
 for float32 ones) round by at most gamma_{n+4} < 2^-27 relative for n < 2^25 (`last_axis_squares`' block bounds,
 `quadratic_form`'s x); a few roundings each in `sum_of_squares_bound` and `row_norms`; the clipping's add_n over
-variables, sqrt, max and division
-by at most (V + 4) 2^-53 for V < 2^25 variables. Bounds and divisors are multiplied by (1 + FLOAT64_MARGIN)
-where they are not exact (the addition of a computed norm c to its error bound is covered by a term
-2^-52 |c| of its own: `ghost_bound`)."""
+variables, sqrt, max and division by at most (V + 4) 2^-53 for V < 2^25 variables. Bounds and divisors are multiplied
+by (1 + FLOAT64_MARGIN) where they are not exact (the addition of a computed norm c to its error bound is covered by
+a term 2^-52 |c| of its own: `ghost_bound`)."""
 
 _UNIT_ROUNDOFF = {tf.float64: 2.0**-53, tf.float32: 2.0**-24, tf.float16: 2.0**-11, tf.bfloat16: 2.0**-8}
 _SMALLEST_NORMAL = {tf.float64: 2.0**-1022, tf.float32: 2.0**-126, tf.float16: 2.0**-14, tf.bfloat16: 2.0**-126}
