@@ -459,6 +459,30 @@ def case_quadratic_forms_are_upper_bounds():
                         assert np.isfinite(bounds[u]) and Fraction(float(bounds[u])) >= exact, (dtype, positions, u)
 
 
+def _form_holds(x, m_values, m):
+    """`roundoff.quadratic_form` (x, m) >= sum_ts x_t |m_ts| x_s in Fractions of the float64 ``x`` and the values
+    ``m_values`` (float64 numpy: what ``m`` holds, read without TensorFlow, whose CPU kernels flush subnormals)."""
+    bounds = roundoff.quadratic_form(tf.constant(x), m).numpy()
+    for u in range(len(x)):
+        xs = [Fraction(float(v)) for v in x[u]]
+        exact = sum(
+            (xs[t] * abs(Fraction(float(m_values[u, t, s]))) * xs[s] for t in range(len(xs)) for s in range(len(xs))),
+            Fraction(0),
+        )
+        assert np.isfinite(bounds[u]) and Fraction(float(bounds[u])) >= exact, (m.dtype, u, bounds[u], float(exact))
+
+
+def case_quadratic_forms_round_their_inputs_up():
+    """x just below half a float32 ulp above a float32 X (x rounds to nearest down to X) whose square rounds down
+    by nearly half an ulp (X = 1 + 2047 2^-23; X^2 is 2^22 - 4095 units of 2^-46 above a float32), m = 1, T = 1:
+    a form from x rounded to nearest and its square rounded down falls 1.5 2^-23 relative below x^2, beyond its
+    gamma_2; from x rounded up (`roundoff._rounded_up`) it cannot."""
+    big_x = 1 + 2047 * 2.0**-23
+    x = np.array([[big_x + (1 - 2.0**-20) * 2.0**-24]])
+    assert np.float32(x[0, 0]) == np.float32(big_x)
+    _form_holds(x, np.ones((1, 1, 1)), tf.ones((1, 1, 1), tf.float32))
+
+
 def _check_squares(values):
     """``values`` (U, ...): `PerExample`'s bound and `roundoff.row_norms` are at least the exact sums of squares;
     the first is inf only where the reported squared norm overflowed too (the unit is dropped either way), the second
