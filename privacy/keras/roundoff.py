@@ -225,14 +225,17 @@ def quadratic_form(x, m):
     float32 (m float32 or narrower, cast exactly; x rounded up: `_rounded_up`; inf where it overflows, so the unit
     is dropped: no fallback, as in `last_axis_squares`), in float64 for float64 m. Computed as v = |m| x, then
     sum_t x_t v_t: each of the T^2 terms passes through at most 2T operations (any order, FMA) of unit roundoff u,
-    each fl(y) >= (1 - u) y - tiny for y >= 0; v_t loses at most (2T - 1) tiny, then multiplied by x_t; so the exact
-    form is at most (R + 2T tiny (sum_t x_t + 1)) (1 + gamma_{2T}) for the computed R (float64 arithmetic:
-    FLOAT64_MARGIN)."""
+    each fl(y) >= (1 - u) y - tiny for y >= 0; v_t loses at most (2T - 1) tiny, then multiplied by x_t; an entry of
+    m below tiny may be read as 0 (TensorFlow's CPU kernels flush subnormal inputs), losing below tiny x_t x_s; so
+    with X = sum_t x_t the exact form is at most (R + 2T tiny (X + 1) + tiny X^2) (1 + gamma_{2T}) for the computed
+    R (float64 arithmetic: FLOAT64_MARGIN)."""
     dtype = tf.float64 if m.dtype == tf.float64 else tf.float32
     x = x if dtype == tf.float64 else _rounded_up(x)
     computed = tf.reduce_sum(x * tf.linalg.matvec(tf.abs(tf.cast(m, dtype)), x), 1)
     positions = dim_size(x, 1)
-    absolute = 2 * tf.cast(positions, tf.float64) * _SMALLEST_NORMAL[dtype] * (tf.reduce_sum(float64(x), 1) + 1)
+    total = tf.reduce_sum(float64(x), 1)
+    tiny = _SMALLEST_NORMAL[dtype]
+    absolute = 2 * tf.cast(positions, tf.float64) * tiny * (total + 1) + tiny * tf.square(total)
     return (float64(computed) + absolute) * ((1 + gamma(2 * positions, dtype)) * (1 + FLOAT64_MARGIN))
 
 

@@ -472,6 +472,20 @@ def _form_holds(x, m_values, m):
         assert np.isfinite(bounds[u]) and Fraction(float(bounds[u])) >= exact, (m.dtype, u, bounds[u], float(exact))
 
 
+def case_quadratic_forms_cover_subnormal_entries():
+    """m entries below the smallest normal (float32 and bfloat16 2^-130, float64 2^-1030), which TensorFlow's CPU
+    kernels read as 0, against large x (2^40, 2^500): the exact form (2^-50, 2^-30) is far above the underflow
+    terms of 2 T tiny (sum_t x_t + 1), so the bound must cover the flushed entries themselves."""
+    for dtype, entry, scale in (
+        (tf.float32, 2.0**-130, 2.0**40),
+        (tf.bfloat16, 2.0**-130, 2.0**40),
+        (tf.float64, 2.0**-1030, 2.0**500),
+    ):
+        values = np.full((1, 3, 3), entry)
+        m = tf.cast(tf.constant(values, tf.float64 if dtype == tf.float64 else tf.float32), dtype)
+        _form_holds(np.full((1, 3), scale), values, m)
+
+
 def case_quadratic_forms_round_their_inputs_up():
     """x just below half a float32 ulp above a float32 X (x rounds to nearest down to X) whose square rounds down
     by nearly half an ulp (X = 1 + 2047 2^-23; X^2 is 2^22 - 4095 units of 2^-46 above a float32), m = 1, T = 1:
