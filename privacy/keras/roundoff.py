@@ -222,21 +222,38 @@ def _form_term(gamma_n, x, m):
 
 def quadratic_form(x, m):
     """An upper bound (float64, (U,)) on sum_ts x_t |m_ts| x_s per unit, x (U, T) float64 >= 0, m (U, T, T): in
-    float32 (m float32 or narrower, cast exactly; x rounded up: `_rounded_up`; inf where it overflows, so the unit
-    is dropped: no fallback, as in `last_axis_squares`), in float64 for float64 m. Computed as v = |m| x, then
+    float32 (m float32 or narrower, cast exactly; x first scaled exactly by a power of two 2^-k below 1, k >= 0
+    (`_scaled_down`; the bound times 2^2k), then rounded up: `_rounded_up`; so it overflows only where |m|'s
+    entries sum beyond float32's range, and is then inf: the unit is dropped), in float64 for float64 m (unscaled).
+    Computed as v = |m| x, then
     sum_t x_t v_t: each of the T^2 terms passes through at most 2T operations (any order, FMA) of unit roundoff u,
     each fl(y) >= (1 - u) y - tiny for y >= 0; v_t loses at most (2T - 1) tiny, then multiplied by x_t; an entry of
     m below tiny may be read as 0 (TensorFlow's CPU kernels flush subnormal inputs), losing below tiny x_t x_s; so
     with X = sum_t x_t the exact form is at most (R + 2T tiny (X + 1) + tiny X^2) (1 + gamma_{2T}) for the computed
     R (float64 arithmetic: FLOAT64_MARGIN)."""
     dtype = tf.float64 if m.dtype == tf.float64 else tf.float32
-    x = x if dtype == tf.float64 else _rounded_up(x)
+    scale = 1.0
+    if dtype != tf.float64:
+        x, scale = _scaled_down(x)
+        x = _rounded_up(x)
     computed = tf.reduce_sum(x * tf.linalg.matvec(tf.abs(tf.cast(m, dtype)), x), 1)
     positions = dim_size(x, 1)
     total = tf.reduce_sum(float64(x), 1)
     tiny = _SMALLEST_NORMAL[dtype]
     absolute = 2 * tf.cast(positions, tf.float64) * tiny * (total + 1) + tiny * tf.square(total)
-    return (float64(computed) + absolute) * ((1 + gamma(2 * positions, dtype)) * (1 + FLOAT64_MARGIN))
+    return (float64(computed) + absolute) * ((1 + gamma(2 * positions, dtype)) * (1 + FLOAT64_MARGIN)) * scale * scale
+
+
+def _scaled_down(x):
+    """(x 2^-k, 2^k) for float64 x (U, T) >= 0, k >= 0 per unit the least making its largest x below 1 (at most
+    1022: inf and NaN x stay so). Both factors are powers of two, built from the exponent bits, so the scaling is
+    exact (an x below 2^(k - 1022) may lose less than 2^-1022, which `_rounded_up`'s 2^-126 covers) and the
+    products by 2^k exact up to overflow."""
+    biased = tf.bitwise.right_shift(tf.bitcast(tf.reduce_max(x, 1), tf.int64), 52)
+    k = tf.clip_by_value(biased, 1022, 2044) - 1022
+    down = tf.bitcast(tf.bitwise.left_shift(1023 - k, 52), tf.float64)
+    up = tf.bitcast(tf.bitwise.left_shift(1023 + k, 52), tf.float64)
+    return x * down[:, None], up
 
 
 def _rounded_up(x):
