@@ -495,6 +495,15 @@ def case_quadratic_forms_round_their_inputs_up():
     _form_holds(x, np.ones((1, 1, 1)), tf.ones((1, 1, 1), tf.float32))
 
 
+def case_quadratic_forms_cover_their_own_float32_rounding():
+    """T = 2, m all ones, x found by a search (each x_i just below where x_i (1 + 2^-23) would round up twice, so
+    X_i gains least over it) where X_1 + X_2, both products and their sum round down: the computed form is 0.377
+    2^-23 relative below the exact (x_1 + x_2)^2, beyond FLOAT64_MARGIN (2^-26) alone; gamma_4 must cover it. (Sums
+    of two terms round the same in any order, with or without FMA.)"""
+    x = np.array([[1.012734709651994, 1.0426909276614396]])
+    _form_holds(x, np.ones((1, 2, 2)), tf.ones((1, 2, 2), tf.float32))
+
+
 def case_a_cancelling_unit_far_below_float32s_limit_keeps_a_finite_bound():
     """Inputs up to 1e15 and output gradients up to 1e5 (no value, row norm or reported norm near float32's limit),
     positions cancelling to 1e-2: g^T |A A^T| g exceeds float32's range, yet the ghost bound is finite and at least
