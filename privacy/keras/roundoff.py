@@ -192,7 +192,8 @@ def ghost_bound(computed, p, q, a_norms, g_norms, error_p: tuple, error_q: tuple
     |P| e^Q; with |P_ts| <= (1 + gamma_p) a_t a_s + alpha_p (|p_ts| <= a_t a_s), sum |P| <= (1 + gamma_p) A^2 +
     alpha_p T^2 and sum |P||Q|, sum e^P e^Q <= sums of such products, from S = sum_t a_t g_t, A = sum_t a_t,
     G = sum_t g_t (each plus 2 T 2^-1022: their float64 products' and sums' underflow). The error's float64 terms
-    pass through at most T + 32 roundings (gamma_{T+32}, FLOAT64_MARGIN for the rest) and at most 64 underflows;
+    pass through at most 2T + 32 roundings (S, A and G T + 1 each, then squared: gamma_{2T+32}, times
+    FLOAT64_MARGIN besides) and at most 64 underflows;
     c + E + 2^-52 |c|, whose float64 addition rounds by at most 2^-53 (|c| + E'), is at least c + E."""
     positions = dim_size(p, 1)
     pairs = tf.cast(positions * positions, tf.float64)
@@ -208,7 +209,7 @@ def ghost_bound(computed, p, q, a_norms, g_norms, error_p: tuple, error_q: tuple
     e_pq = gamma_p * gamma_q * s * s + gamma_p * alpha_q * a2 + alpha_p * (gamma_q * g2 + alpha_q * pairs)
     error = gamma(positions * positions, tf.float64) * abs_pq + e_pq + alpha_p * abs_q + alpha_q * abs_p
     error += _form_term(gamma_p, a_norms, q) + _form_term(gamma_q, g_norms, p)
-    error = (error + (2 * pairs + 64) * tiny) * ((1 + gamma(positions + 32, tf.float64)) * (1 + FLOAT64_MARGIN))
+    error = (error + (2 * pairs + 64) * tiny) * ((1 + gamma(2 * positions + 32, tf.float64)) * (1 + FLOAT64_MARGIN))
     computed = float64(computed)
     return computed + (error + 2.0**-52 * tf.abs(computed))
 
