@@ -130,9 +130,11 @@ class OuterProduct:
         return self._ghost
 
     def row_norms(self):
-        """Upper bounds on (|a_ut|, |g_ut|), float64 (U, T) each (`roundoff.row_norms`); computed once."""
+        """Upper bounds on (|a_ut|, |g_ut|), float64 (U, T) each (`roundoff.row_norms`); computed once. Tight (float64
+        sums) for one position, where they make the bound itself; elsewhere they only bound its error terms."""
         if self._norms is None:
-            self._norms = (roundoff.row_norms(self.a), roundoff.row_norms(self.g))
+            tight = self.a.shape[1] == 1
+            self._norms = (roundoff.row_norms(self.a, tight), roundoff.row_norms(self.g, tight))
         return self._norms
 
     def clipped_sum(self, scale):

@@ -21,11 +21,11 @@ from privacy.keras.params import DPConfigurationError
 
 FLOAT64_MARGIN = 2.0**-26
 """Covers the bounds' own float64 arithmetic: sums of n non-negative terms (products of the inputs, exact in float64
-for float32 ones) round by at most gamma_{n+4} < 2^-27 relative for n < 2^25 (a ghost bound's T^2 terms); a few
-roundings each in `sum_of_squares_bound` and `row_norms`; the clipping's add_n over variables, sqrt, max and division
-by at most (V + 4) 2^-53 for V < 2^25 variables. Bounds and divisors are multiplied by (1 + FLOAT64_MARGIN)
-where they are not exact (the addition of a computed norm c to its error bound is covered by a term
-2^-52 |c| of its own: `ghost_bound`)."""
+for float32 ones) round by at most gamma_{n+4} < 2^-27 relative for n < 2^25 (`last_axis_squares`' block bounds,
+`quadratic_form`'s x); a few roundings each in `sum_of_squares_bound` and `row_norms`; the clipping's add_n over
+variables, sqrt, max and division by at most (V + 4) 2^-53 for V < 2^25 variables. Bounds and divisors are multiplied
+by (1 + FLOAT64_MARGIN) where they are not exact (the addition of a computed norm c to its error bound is covered by
+a term 2^-52 |c| of its own: `ghost_bound`)."""
 
 _UNIT_ROUNDOFF = {tf.float64: 2.0**-53, tf.float32: 2.0**-24, tf.float16: 2.0**-11, tf.bfloat16: 2.0**-8}
 _SMALLEST_NORMAL = {tf.float64: 2.0**-1022, tf.float32: 2.0**-126, tf.float16: 2.0**-14, tf.bfloat16: 2.0**-126}
@@ -111,19 +111,48 @@ def sum_of_squares_bound(computed, count, dtype):
     return (float64(computed) + absolute) * (1 + gamma(count + 1, dtype)) * (1 + FLOAT64_MARGIN)
 
 
-def row_norms(tensor):
-    """An upper bound on each row's exact norm sqrt(sum over the last axis of tensor^2), float64: the row sums of
-    squares in float64 (exact squares of float32 and narrower values), bounded by `sum_of_squares_bound` (its
-    absolute term covers float64 underflow; the sqrt's rounding: FLOAT64_MARGIN)."""
-    computed = tf.reduce_sum(tf.square(float64(tensor)), -1)
-    return tf.sqrt(sum_of_squares_bound(computed, dim_size(tensor, -1), tf.float64))
+BLOCK = 64
+"""The longest float32 sum of squares a bound is taken from (`row_norms`, `squares`): gamma_65 < 3.9e-6 is all
+it loosens a squared norm by against a float64 sum."""
+
+
+def row_norms(tensor, tight: bool = False):
+    """An upper bound on each row's exact norm sqrt(sum over the last axis of tensor^2), float64: the sqrt of
+    `last_axis_squares` (``tight``: of float64 sums; the sqrt's rounding: FLOAT64_MARGIN)."""
+    return tf.sqrt(_float64_squares(tensor) if tight else last_axis_squares(tensor))
 
 
 def squares(tensor):
     """An upper bound (float64) on each row's exact sum of squares of ``tensor``'s values over all axes but the
-    first: their sum of squares in float64, bounded by `sum_of_squares_bound` with n the values per row."""
-    t = tf.reshape(float64(tensor), [tf.shape(tensor)[0], -1])
-    return sum_of_squares_bound(tf.reduce_sum(tf.square(t), 1), dim_size(t, 1), tf.float64)
+    first: `last_axis_squares` of the flattened rows (inf where a block overflows: the unit's reported squared norm,
+    the float32 sum of the same squares, is then beyond float32's range too, so the clipping drops it either way)."""
+    values = tensor.shape[1:].num_elements()
+    return last_axis_squares(tf.reshape(tensor, [tf.shape(tensor)[0], -1 if values is None else values]))
+
+
+def last_axis_squares(tensor):
+    """An upper bound (float64) on the exact sum of squares over ``tensor``'s last axis (n long). Float32, float16
+    and bfloat16 values (cast to float32 exactly) are squared and summed in float32 over blocks of k <= BLOCK
+    values (k the largest divisor of n up to BLOCK), each block sum bounded by `sum_of_squares_bound` (float32's
+    gamma_{k+1} and absolute (2k + 1) 2^-126: underflow), and the n / k block bounds summed in float64
+    (FLOAT64_MARGIN). A block sum that overflows (values beyond about 1.8e19) makes the bound inf: the clipping
+    drops the unit, where float64 sums would have kept it (no fallback: the step branches on nothing the data
+    decides, so its duration does not tell). Float64 values, or an n unknown at trace time: float64 sums
+    (`_float64_squares`)."""
+    n = tensor.shape[-1]
+    if tensor.dtype == tf.float64 or n is None:
+        return _float64_squares(tensor)
+    k = max(size for size in range(1, min(n, BLOCK) + 1) if n % size == 0)
+    shape = [tf.shape(tensor)[i] if size is None else size for i, size in enumerate(tensor.shape[:-1])]
+    blocks = tf.reduce_sum(tf.square(tf.reshape(tf.cast(tensor, tf.float32), [*shape, n // k, k])), -1)
+    return tf.reduce_sum(sum_of_squares_bound(blocks, k, tf.float32), -1) * (1 + FLOAT64_MARGIN)
+
+
+def _float64_squares(tensor):
+    """The sums of squares over the last axis in float64 (exact squares of float32 and narrower values), bounded by
+    `sum_of_squares_bound` (its absolute term covers float64 underflow)."""
+    computed = tf.reduce_sum(tf.square(float64(tensor)), -1)
+    return sum_of_squares_bound(computed, dim_size(tensor, -1), tf.float64)
 
 
 def dim_size(tensor, axis: int):
@@ -158,23 +187,81 @@ def ghost_bound(computed, p, q, a_norms, g_norms, error_p: tuple, error_q: tuple
 
         |computed - exact| <= sum_ts (gamma_{T^2} |P Q| + e^P |Q| + |P| e^Q + e^P e^Q) + 2 T^2 2^-1022,
 
-    the first and last terms the float64 rounding and underflow of the T^2 products and their sum. Evaluated in
-    float64 (O(U T^2)): the error sum of T^2 non-negative terms times (1 + gamma_{T^2 + 8}) (1 + FLOAT64_MARGIN) for
-    its own rounding, c + E + 2^-52 |c|, whose float64 addition rounds by at most 2^-53 (|c| + E'), so the result is
-    at least c + E."""
+    the first and last terms the float64 rounding and underflow of the T^2 products and their sum. In O(U T) but
+    for two quadratic forms: sum e^P |Q| = gamma_p a^T |Q| a + alpha_p sum |Q| (`quadratic_form`), likewise
+    |P| e^Q; with |P_ts| <= (1 + gamma_p) a_t a_s + alpha_p (|p_ts| <= a_t a_s), sum |P| <= (1 + gamma_p) A^2 +
+    alpha_p T^2 and sum |P||Q|, sum e^P e^Q <= sums of such products, from S = sum_t a_t g_t, A = sum_t a_t,
+    G = sum_t g_t (each plus 2 T 2^-1022: their float64 products' and sums' underflow). The error's float64 terms
+    pass through at most 2T + 32 roundings (S, A and G T + 1 each, then squared: gamma_{2T+32}, times
+    FLOAT64_MARGIN besides) and at most 64 underflows;
+    c + E + 2^-52 |c|, whose float64 addition rounds by at most 2^-53 (|c| + E'), is at least c + E."""
     positions = dim_size(p, 1)
-    pairs = positions * positions
-    gamma_sum = gamma(pairs, tf.float64)
+    pairs = tf.cast(positions * positions, tf.float64)
+    tiny = _SMALLEST_NORMAL[tf.float64]
     (gamma_p, alpha_p), (gamma_q, alpha_q) = error_p, error_q
-    p, q = tf.abs(float64(p)), tf.abs(float64(q))
-    e_p = gamma_p * a_norms[:, :, None] * a_norms[:, None, :] + alpha_p
-    e_q = gamma_q * g_norms[:, :, None] * g_norms[:, None, :] + alpha_q
-    error = tf.reduce_sum(gamma_sum * p * q + e_p * q + p * e_q + e_p * e_q, [1, 2])
-    error = (error + tf.cast(2 * pairs, tf.float64) * _SMALLEST_NORMAL[tf.float64]) * (
-        (1 + gamma(pairs + 8, tf.float64)) * (1 + FLOAT64_MARGIN)
-    )
+    lost = 2 * tf.cast(positions, tf.float64) * tiny
+    s = tf.reduce_sum(a_norms * g_norms, 1) + lost
+    a2 = tf.square(tf.reduce_sum(a_norms, 1) + lost)
+    g2 = tf.square(tf.reduce_sum(g_norms, 1) + lost)
+    abs_p = (1 + gamma_p) * a2 + alpha_p * pairs
+    abs_q = (1 + gamma_q) * g2 + alpha_q * pairs
+    abs_pq = (1 + gamma_p) * (1 + gamma_q) * s * s + (1 + gamma_p) * alpha_q * a2 + alpha_p * abs_q
+    e_pq = gamma_p * gamma_q * s * s + gamma_p * alpha_q * a2 + alpha_p * (gamma_q * g2 + alpha_q * pairs)
+    error = gamma(positions * positions, tf.float64) * abs_pq + e_pq + alpha_p * abs_q + alpha_q * abs_p
+    error += _form_term(gamma_p, a_norms, q) + _form_term(gamma_q, g_norms, p)
+    error = (error + (2 * pairs + 64) * tiny) * ((1 + gamma(2 * positions + 32, tf.float64)) * (1 + FLOAT64_MARGIN))
     computed = float64(computed)
     return computed + (error + 2.0**-52 * tf.abs(computed))
+
+
+def _form_term(gamma_n, x, m):
+    """gamma_n `quadratic_form` (x, m); 0 where ``gamma_n`` is 0 (an exact m: `EmbeddingRows`' one-hot P)."""
+    if isinstance(gamma_n, float) and gamma_n == 0:
+        return 0.0
+    return gamma_n * quadratic_form(x, m)
+
+
+def quadratic_form(x, m):
+    """An upper bound (float64, (U,)) on sum_ts x_t |m_ts| x_s per unit, x (U, T) float64 >= 0, m (U, T, T): in
+    float32 (m float32 or narrower, cast exactly; x first scaled exactly by a power of two 2^-k below 1, k >= 0
+    (`_scaled_down`; the bound times 2^2k), then rounded up: `_rounded_up`; so it overflows only where |m|'s
+    entries sum beyond float32's range, and is then inf: the unit is dropped), in float64 for float64 m (unscaled).
+    Computed as v = |m| x, then
+    sum_t x_t v_t: each of the T^2 terms passes through at most 2T operations (any order, FMA) of unit roundoff u,
+    each fl(y) >= (1 - u) y - tiny for y >= 0; v_t loses at most (2T - 1) tiny, then multiplied by x_t; an entry of
+    m below tiny may be read as 0 (TensorFlow's CPU kernels flush subnormal inputs), losing below tiny x_t x_s; so
+    with X = sum_t x_t the exact form is at most (R + 2T tiny (X + 1) + tiny X^2) (1 + gamma_{2T}) for the computed
+    R (float64 arithmetic: FLOAT64_MARGIN)."""
+    dtype = tf.float64 if m.dtype == tf.float64 else tf.float32
+    scale = 1.0
+    if dtype != tf.float64:
+        x, scale = _scaled_down(x)
+        x = _rounded_up(x)
+    computed = tf.reduce_sum(x * tf.linalg.matvec(tf.abs(tf.cast(m, dtype)), x), 1)
+    positions = dim_size(x, 1)
+    total = tf.reduce_sum(float64(x), 1)
+    tiny = _SMALLEST_NORMAL[dtype]
+    absolute = 2 * tf.cast(positions, tf.float64) * tiny * (total + 1) + tiny * tf.square(total)
+    return (float64(computed) + absolute) * ((1 + gamma(2 * positions, dtype)) * (1 + FLOAT64_MARGIN)) * scale * scale
+
+
+def _scaled_down(x):
+    """(x 2^-k, 2^k) for float64 x (U, T) >= 0, k >= 0 per unit the least making its largest x below 1 (at most
+    1022: inf and NaN x stay so). Both factors are powers of two, built from the exponent bits, so the scaling is
+    exact (an x below 2^(k - 1022) may lose less than 2^-1022, which `_rounded_up`'s 2^-126 covers) and the
+    products by 2^k exact up to overflow."""
+    biased = tf.bitwise.right_shift(tf.bitcast(tf.reduce_max(x, 1), tf.int64), 52)
+    k = tf.clip_by_value(biased, 1022, 2044) - 1022
+    down = tf.bitcast(tf.bitwise.left_shift(1023 - k, 52), tf.float64)
+    up = tf.bitcast(tf.bitwise.left_shift(1023 + k, 52), tf.float64)
+    return x * down[:, None], up
+
+
+def _rounded_up(x):
+    """float64 x >= 0 as float32 values not below it: x (1 + 2^-23) rounds to nearest twice (float64, float32) within
+    (1 + 2^-23) (1 - 2^-53) (1 - 2^-24) > 1 of x; + 2^-126 where the cast flushes or rounds a subnormal (an exact
+    sum there; above, a positive addend never rounds it down); inf above float32's range."""
+    return tf.cast(x * (1 + 2.0**-23), tf.float32) + 2.0**-126
 
 
 def sum_rounding(a_norms, g_norms, dtype):
