@@ -11,8 +11,9 @@ from click.testing import CliRunner
 from privacy.accounting import SLACK, SLACK_TEXT
 
 ROOT = Path(__file__).resolve().parents[3]
-MENTION = re.compile(r"\(1 \+ (2\^-?\d+)\)|(2\^-?\d+) slack")
-"""How the texts write the slack: 'C (1 + 2^-10)', 'sigma*C*(1 + 2^-10)', 'the 2^-10 slack'."""
+MENTION = re.compile(r"C\)? ?\*?\(1 \+ (2\^-?\d+)\)|(2\^-?\d+) slack")
+"""How the texts write the slack: 'C (1 + 2^-10)', 'sigma*C*(1 + 2^-10)', '(factor x C) (1 + 2^-10)', 'the 2^-10
+slack' (a clip norm C times it: other factors 1 + 2^-k, roundings' and probabilities' bounds, are not the slack)."""
 
 
 def _mentions() -> dict[str, set[str]]:
