@@ -5,7 +5,8 @@ fresh each step (sigma_c, the *batch-size noise multiplier*, in rows), mu = sigm
 P(N(0, 1) < -z_p) = p = `CLAMP_PROBABILITY`, and cap the sampler's padded batch size (public). K rounded up to a
 multiple of rows is post-processing of K.
 
-Why the step's duration (a function of K) is covered:
+Why the row count K is covered (and with it the step's duration, where that is a function of K: rows whose cost
+does not depend on their content; not the input pipeline's time to gather the m examples):
 
 * The ideal mechanism releases Y = m + mu + Z beside the noisy clipped sum. Adding an example moves (m, sum) by
   (1, at most C') (C' = C (1 + SLACK), per-example clipping), so with noises of std (sigma_c, sigma C') the pair

@@ -457,9 +457,10 @@ class PrivateTraining:
             notes += (
                 f"noisy padding: each step ran on its drawn examples plus max(0, ceil(mu + Z)) padding rows, Z ~ "
                 f"N(0, {mechanism.batch_size_noise_multiplier:g}^2), rounded up to a multiple of "
-                f"{PADDED_ROWS_MULTIPLE} rows; the step's duration is covered by epsilon (accounted as one Gaussian "
+                f"{PADDED_ROWS_MULTIPLE} rows; the row count is covered by epsilon (accounted as one Gaussian "
                 f"of noise multiplier {mechanism.effective_noise_multiplier:.4g}, delta + {report.clamp_delta:.3g} "
-                f"for the clamp at 0).",
+                f"for the clamp at 0), and so the step's duration where a row's cost does not depend on its content "
+                f"(not ragged inputs), not the input pipeline's time to gather the drawn examples.",
             )
         if self.uncovered_padding or (self._uncovered_before is None and self.skip_padding):
             notes += (
