@@ -317,7 +317,8 @@ def _progress(label: str):
     type=float,
     help="Noisy padding (make_private's batch_size_noise_multiplier, in rows): each Poisson step is accounted as "
     "one Gaussian of noise multiplier (sigma^-2 + sigma_c^-2)^-1/2, and the guarantee's delta gains T 2^-50 "
-    "(1 + e^eps). Untruncated Poisson sampling, add-remove, per-example clipping only.",
+    "(1 + 2^-40) (1 + e^eps) for the clamp at 0 rows; with --weights, Z's Box-Muller pair counts as one more weight. "
+    "Untruncated Poisson sampling, add-remove, per-example clipping only.",
 )
 def epsilon(as_json, accountant, delta, per_epoch, plot, weights, sigma_c, **options):
     """Epsilon of a DP-SGD configuration under RDP and PLD accounting.

@@ -138,8 +138,8 @@ def make_private(
         max(0, ceil(mu + Z)) padding rows, Z ~ N(0, sigma_c^2) from the gradient noise's generator, so its row
         count is covered by epsilon (its duration too where a row's cost does not depend on its content, not the
         input pipeline's gathering of the drawn examples: README); each step is accounted as one Gaussian of noise
-        multiplier (sigma^-2 + sigma_c^-2)^-1/2, and the guarantee's delta gains T 2^-50 (1 + e^eps)
-        (`privacy.accounting.noisy_padding`). None: padding as ``skip_padding`` says.
+        multiplier (sigma^-2 + sigma_c^-2)^-1/2, and the guarantee's delta gains T 2^-50 (1 + 2^-40)
+        (1 + e^eps) (`privacy.accounting.noisy_padding.clamp_delta`). None: padding as ``skip_padding`` says.
 
     Returns:
       ``model`` itself, now private. `private_training(model)` gives its `PrivateTraining` (budget,
