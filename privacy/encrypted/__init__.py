@@ -18,14 +18,14 @@ Threat model
   the layer can produce over those (`model.ranges`), and where the window was not proven, which limit it
   exceeds (not by how much). Private: input values and weight values.
 * The client learns the predicted label and nothing else (a client that bypasses its own check of
-the declared bounds can also query inputs within the wider bounds the servers check: the model's
-exact output on them): no intermediate value and no per-neuron signal; logits only where the model
-owner allowed them at sharing time (`share_model(..., allow_logits=True)`, enforced by every party).
-Outputs are the fixed-point model's exact values (exact truncation), so asking one input again
-reveals nothing new. When a truncation's randomness falls into its failure window, the two parties
-that see it withhold that example's output shares and the client runs it again; that event has a
-fixed probability (the plan's ``rerun_probability``, about 1e-5 per example for the reference MLP)
-and does not depend on any data, so the retry tells
+  the declared bounds can also query inputs within the wider bounds the servers check: the model's
+  exact output on them): no intermediate value and no per-neuron signal; logits only where the model
+  owner allowed them at sharing time (`share_model(..., allow_logits=True)`, enforced by every party).
+  Outputs are the fixed-point model's exact values (exact truncation), so asking one input again
+  reveals nothing new. When a truncation's randomness falls into its failure window, the two parties
+  that see it withhold that example's output shares and the client runs it again; that event has a
+  fixed probability (the plan's ``rerun_probability``, about 1e-5 per example for the reference MLP)
+  and does not depend on any data, so the retry tells
   the client nothing (the servers see one bit per query). The servers check every input's shares
   against the bounds they check (`RangePlan.server_bounds`: by default the declared bounds widened to
   a window of 2^k grid values per feature, k from the widest declared span, only where that at most
