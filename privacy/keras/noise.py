@@ -122,8 +122,9 @@ class GaussianNoise:
 
     def resume_at(self, steps: int) -> None:
         """Rekeys a seeded generator for a run resumed after ``steps`` steps, from (seed, steps), so that it does
-        not draw again the noise of the steps already run (a seed restarts the stream; unseeded and secure
-        generators never repeat)."""
+        not draw again the noise of the steps its state records (a seed restarts the stream; unseeded and secure
+        generators never repeat). Steps of a killed process after its state's last save are not recorded: a run
+        resumed from that state draws their noise again."""
         if self.seed is not None and steps > 0:
             self._generator.reset_from_seed(int(np.random.SeedSequence([self.seed, steps]).generate_state(1)[0]))
 
