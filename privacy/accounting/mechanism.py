@@ -230,7 +230,10 @@ class DpSgdMechanism:
         )
         why = noisy_padding_uncovered(self.sampling, self.adjacency, self.truncated_batch_size, self.num_microbatches)
         if why:
-            raise ValueError(f"batch_size_noise_multiplier is analysed only for untruncated Poisson batches: {why}")
+            raise ValueError(
+                "batch_size_noise_multiplier is analysed only for untruncated Poisson batches under add-remove "
+                f"adjacency with per-example clipping: {why}"
+            )
 
     @property
     def effective_noise_multiplier(self) -> float:
