@@ -363,6 +363,7 @@ class PrivacyLedger:
             more than `privacy.accounting.noise_cutoff.MAX_ADDED_FRACTION` of delta.
         """
         validation.positive("l2_norm_clip", l2_norm_clip, error=LedgerError)
+        _check_recordable(mechanism)
         _check_truncated_batches(mechanism, truncated_batches)
         accountant_delta = accountant_delta_of(delta, preprocessing)
         if budget is None:
@@ -619,9 +620,11 @@ class PrivacyLedger:
         validation.choice("ledger mechanism", self.mechanism, (DP_SGD, DP_FEDAVG), error=LedgerError)
         names = {f.name for f in dataclasses.fields(DpSgdMechanism)}
         try:
-            return DpSgdMechanism(**{k: v for k, v in self.parameters.items() if k in names})
+            mechanism = DpSgdMechanism(**{k: v for k, v in self.parameters.items() if k in names})
         except (TypeError, ValueError) as err:
             raise LedgerError(f"ledger parameters do not describe a {self.mechanism} run: {err}") from None
+        _check_recordable(mechanism)
+        return mechanism
 
     def privacy_report(self) -> PrivacyReport:
         """The training's report, in the format of ``ppml epsilon`` (DP-SGD ledgers only), at the
@@ -772,6 +775,16 @@ def _noise_cutoff(mechanism: DpSgdMechanism, parameters: dict, delta: float, eps
         return cutoff.check(delta, epsilon)
     except (KeyError, TypeError, ValueError) as err:  # NoiseCutoffError is a ValueError
         raise LedgerError(f"noise cut-off: {err}") from None
+
+
+def _check_recordable(mechanism: DpSgdMechanism) -> None:
+    """Refuses noisy padding (``batch_size_noise_multiplier``): a ledger's `delta` does not add its clamp delta
+    (`privacy.accounting.noisy_padding.clamp_delta`), and the DP Trainer does not run it."""
+    if mechanism.batch_size_noise_multiplier is not None:
+        raise LedgerError(
+            f"batch_size_noise_multiplier={mechanism.batch_size_noise_multiplier!r}: privacy ledgers do not record "
+            "noisy padding (its clamp delta is not in a ledger's delta); use the training's report() instead"
+        )
 
 
 def _check_truncated_batches(mechanism: DpSgdMechanism, count, outside: dict | None = None) -> None:

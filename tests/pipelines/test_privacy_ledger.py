@@ -688,3 +688,17 @@ def test_a_ledger_file_whose_validation_decisions_predate_the_writers_lists_them
     outside = pl.PrivacyLedger.from_dict(unreported).parameters["outside_guarantee"]
     assert "validation metrics written to disk" not in outside
     assert "or wrote them out" in outside[pl.VALIDATION_DECISIONS_NAME]
+
+
+def test_noisy_padding_runs_are_refused_on_write_and_on_read():
+    """A ledger's delta does not add noisy padding's clamp delta: a mechanism with batch_size_noise_multiplier gets
+    no ledger, and a file claiming one is refused on read rather than reported with too small a delta."""
+    noisy = DpSgdMechanism(
+        dataset_size=389, batch_size=32, noise_multiplier=1.3, steps=122, batch_size_noise_multiplier=4.0
+    )
+    with pytest.raises(pl.LedgerError, match=r"batch_size_noise_multiplier=4\.0: privacy ledgers do not record"):
+        pl.PrivacyLedger.for_dp_sgd(noisy, l2_norm_clip=1.0, delta=1e-3)
+    data = pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.0, delta=1e-3).to_dict()
+    data["parameters"]["batch_size_noise_multiplier"] = 4.0
+    with pytest.raises(pl.LedgerError, match="do not record noisy padding"):
+        pl.PrivacyLedger.from_dict(data)
