@@ -573,6 +573,7 @@ class PrivateTraining:
             "budget": self.budget.to_dict(),
             "validation_decisions": None if self.validation_decisions is None else list(self.validation_decisions),
             WRITERS_KEPT: True,
+            "batch_size_noise_multiplier": self.batch_size_noise_multiplier,
             "uncovered_padding": None
             if self._uncovered_before is None and not self.uncovered_padding
             else self.uncovered_padding,
@@ -602,6 +603,9 @@ class PrivateTraining:
             if state.get(WRITERS_KEPT) is not True:  # saved before they named the writers: whether any wrote is unknown
                 decisions = None
             uncovered = state.get("uncovered_padding")  # None: unknown (absent from states saved before it)
+            noisy = state.get("batch_size_noise_multiplier")  # absent: saved before noisy padding existed
+            if noisy is not None and (type(noisy) not in (int, float) or not noisy > 0):
+                raise ValueError(f"batch_size_noise_multiplier must be a positive number or null, got {noisy!r}")
             if uncovered is not None and not isinstance(uncovered, bool):
                 raise ValueError(f"uncovered_padding must be true, false or null, got {uncovered!r}")
             if decisions is not None and not (
@@ -629,6 +633,13 @@ class PrivateTraining:
                 f"cannot resume from the private training state {path}: it accounted {ran[0].value} batches under "
                 f"{ran[1].value} adjacency, this training declares {self.sampling.value} under "
                 f"{self.adjacency.value}; resume with the same sampling and adjacency or use a new state_path"
+            )
+        if steps and noisy != self.batch_size_noise_multiplier:
+            # The earlier steps' clamp delta and cut-off shift follow their own sigma_c: one report cannot mix them.
+            raise DPConfigurationError(
+                f"cannot resume from the private training state {path}: its steps ran with "
+                f"batch_size_noise_multiplier={noisy!r}, this training declares {self.batch_size_noise_multiplier!r}; "
+                "resume with the same one or use a new state_path"
             )
         self._steps_base, self._budget, self.validation_decisions = steps, budget, decisions
         self._uncovered_before = uncovered if steps else False

@@ -5,6 +5,7 @@ independently of the batch (K - m independent of m), that the padding rows chang
 the run is accounted as the joint Gaussian, and that the combinations the analysis does not cover are refused.
 """
 
+import json
 import math
 
 import dp_accounting as dpa
@@ -323,3 +324,30 @@ def test_a_resumed_run_notes_padding_its_earlier_steps_left_out_uncovered(tmp_pa
     assert run("plain.json")  # the resumed steps keep every row; the first 10 did not
     noisy = dict(skip_padding=True, batch_size_noise_multiplier=SIGMA_C)
     assert not run("noisy.json", **noisy) and not run("noisy.json", **noisy)
+
+
+@pytest.mark.parametrize("resumed", [None, SIGMA_C / 2])
+def test_a_state_is_resumed_only_with_the_batch_size_noise_multiplier_its_steps_ran_with(tmp_path, resumed):
+    """The earlier steps' clamp delta and cut-off shift follow their sigma_c: resuming with another one (or none) is
+    refused, naming both, before any step (the state keeps its steps)."""
+    x, y = _data(300)
+    state = str(tmp_path / "state.json")
+
+    def model_with(sigma_c):
+        model = make_private(
+            _mlp(),
+            l2_norm_clip=1.0,
+            noise_multiplier=1.1,
+            expected_batch_size=30,
+            dataset_size=300,
+            state_path=state,
+            skip_padding=True,
+            batch_size_noise_multiplier=sigma_c,
+        )
+        model.compile(optimizer=K.optimizers.SGD(0.1), loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return model
+
+    model_with(SIGMA_C).fit(x, y, epochs=1, verbose=0)
+    with pytest.raises(DPConfigurationError, match=rf"ran with batch_size_noise_multiplier={SIGMA_C!r}, this training"):
+        model_with(resumed).fit(x, y, epochs=1, verbose=0)
+    assert json.load(open(state))["steps"] == 10
