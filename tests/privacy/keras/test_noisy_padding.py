@@ -104,6 +104,19 @@ def _data(n):
     return rng.normal(size=(n, 8)).astype("float32"), rng.integers(0, 3, size=n)
 
 
+def _compiled(run_eagerly=False, **options):
+    """A private MLP (C = 1, sigma 1.1, B = 30 of n = 300, ``options``) compiled with SGD(0.1)."""
+    model = make_private(
+        _mlp(), l2_norm_clip=1.0, noise_multiplier=1.1, expected_batch_size=30, dataset_size=300, **options
+    )
+    model.compile(
+        optimizer=K.optimizers.SGD(0.1),
+        loss=K.losses.SparseCategoricalCrossentropy(from_logits=True),
+        run_eagerly=run_eagerly,
+    )
+    return model
+
+
 def _fit(n=300, batch=30, epochs=2, noise_multiplier=1.1, jit_compile=False, **options):
     x, y = _data(n)
     model = make_private(
@@ -235,19 +248,7 @@ def test_fit_steps_keep_their_m_examples_plus_the_padding_drawn_for_them(monkeyp
 
     monkeypatch.setattr(train_step, "_without_padding", spy)
     x, y = _data(300)
-    model = make_private(
-        _mlp(),
-        l2_norm_clip=1.0,
-        noise_multiplier=1.1,
-        expected_batch_size=30,
-        dataset_size=300,
-        seed=0,
-        skip_padding=True,
-        batch_size_noise_multiplier=SIGMA_C,
-    )
-    model.compile(
-        optimizer=K.optimizers.SGD(0.1), loss=K.losses.SparseCategoricalCrossentropy(from_logits=True), run_eagerly=True
-    )
+    model = _compiled(run_eagerly=True, seed=0, skip_padding=True, batch_size_noise_multiplier=SIGMA_C)
     model.fit(x, y, epochs=1, verbose=0)
     assert len(seen) == private_training(model).steps == 10
     replay, tensors = _noise(0), len(model.trainable_variables)
@@ -276,19 +277,8 @@ def test_a_seeded_run_resumed_from_its_state_draws_new_noise(tmp_path):
     state = str(tmp_path / "state.json")
 
     def start(epochs):
-        model = make_private(
-            _mlp(),
-            l2_norm_clip=1.0,
-            noise_multiplier=1.1,
-            expected_batch_size=30,
-            dataset_size=300,
-            seed=7,
-            state_path=state,
-            skip_padding=True,
-            batch_size_noise_multiplier=SIGMA_C,
-        )
+        model = _compiled(seed=7, state_path=state, skip_padding=True, batch_size_noise_multiplier=SIGMA_C)
         seeds = private_training(model).noise._generator.make_seeds(4).numpy()
-        model.compile(optimizer=K.optimizers.SGD(0.1), loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
         model.fit(x, y, epochs=epochs, verbose=0)
         return private_training(model), seeds
 
@@ -306,17 +296,7 @@ def test_a_resumed_run_notes_padding_its_earlier_steps_left_out_uncovered(tmp_pa
     x, y = _data(300)
 
     def run(state, **options):
-        model = make_private(
-            _mlp(),
-            l2_norm_clip=1.0,
-            noise_multiplier=1.1,
-            expected_batch_size=30,
-            dataset_size=300,
-            seed=0,
-            state_path=str(tmp_path / state),
-            **options,
-        )
-        model.compile(optimizer=K.optimizers.SGD(0.1), loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model = _compiled(seed=0, state_path=str(tmp_path / state), **options)
         model.fit(x, y, epochs=1, verbose=0)
         return [note for note in private_training(model).report().notes if note.startswith("skip_padding:")]
 
@@ -334,18 +314,7 @@ def test_a_state_is_resumed_only_with_the_batch_size_noise_multiplier_its_steps_
     state = str(tmp_path / "state.json")
 
     def model_with(sigma_c):
-        model = make_private(
-            _mlp(),
-            l2_norm_clip=1.0,
-            noise_multiplier=1.1,
-            expected_batch_size=30,
-            dataset_size=300,
-            state_path=state,
-            skip_padding=True,
-            batch_size_noise_multiplier=sigma_c,
-        )
-        model.compile(optimizer=K.optimizers.SGD(0.1), loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
-        return model
+        return _compiled(state_path=state, skip_padding=True, batch_size_noise_multiplier=sigma_c)
 
     model_with(SIGMA_C).fit(x, y, epochs=1, verbose=0)
     with pytest.raises(DPConfigurationError, match=rf"ran with batch_size_noise_multiplier={SIGMA_C!r}, this training"):
