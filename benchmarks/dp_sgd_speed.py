@@ -305,6 +305,16 @@ def median_of(results: list[dict]) -> dict:
     return {key: statistics.median(r[key] for r in results) for key in results[0]}
 
 
+def _keras3_ppml(model, label, **options):
+    """The configuration of a ppml row on Keras 3 without XLA: "ppml (keras3, ``label``)" with ``options``."""
+    return (
+        model,
+        f"ppml (keras3, {label})",
+        sys.executable,
+        dict(model=model, method="ppml", flavour="keras3", xla=False, **options),
+    )
+
+
 def configurations(models, tf_privacy_python, opacus_python):
     for model in models:
         for flavour in ("keras3", "tf_keras"):
@@ -317,54 +327,20 @@ def configurations(models, tf_privacy_python, opacus_python):
                         sys.executable,
                         dict(model=model, method=method, flavour=flavour, xla=xla),
                     )
-        yield (
-            model,
-            "ppml (keras3, fixed from arrays)",
-            sys.executable,
-            dict(model=model, method="ppml", flavour="keras3", xla=False, shuffled=True),
-        )
+        yield _keras3_ppml(model, "fixed from arrays", shuffled=True)
         for source in ("arrays", "dataset"):
-            yield (
-                model,
-                f"ppml (keras3, Poisson from {source})",
-                sys.executable,
-                dict(model=model, method="ppml", flavour="keras3", xla=False, poisson=source),
-            )
-        yield (
+            yield _keras3_ppml(model, f"Poisson from {source}", poisson=source)
+        yield _keras3_ppml(model, "Poisson from arrays, skip padding", poisson="arrays", skip_padding=True)
+        yield _keras3_ppml(
             model,
-            "ppml (keras3, Poisson from arrays, skip padding)",
-            sys.executable,
-            dict(model=model, method="ppml", flavour="keras3", xla=False, poisson="arrays", skip_padding=True),
-        )
-        yield (
-            model,
-            f"ppml (keras3, Poisson, noisy padding (sigma_c = {NOISY_PADDING:g}))",
-            sys.executable,
-            dict(
-                model=model,
-                method="ppml",
-                flavour="keras3",
-                xla=False,
-                poisson="arrays",
-                skip_padding=True,
-                noisy=NOISY_PADDING,
-            ),
+            f"Poisson, noisy padding (sigma_c = {NOISY_PADDING:g})",
+            poisson="arrays",
+            skip_padding=True,
+            noisy=NOISY_PADDING,
         )
         for skip in (False, True):
-            yield (
-                model,
-                "ppml (keras3, truncated Poisson" + (", skip padding)" if skip else ")"),
-                sys.executable,
-                dict(
-                    model=model,
-                    method="ppml",
-                    flavour="keras3",
-                    xla=False,
-                    poisson="arrays",
-                    truncated=True,
-                    skip_padding=skip,
-                ),
-            )
+            label = "truncated Poisson" + (", skip padding" if skip else "")
+            yield _keras3_ppml(model, label, poisson="arrays", truncated=True, skip_padding=skip)
         if tf_privacy_python:
             yield (
                 model,
