@@ -18,7 +18,8 @@ who know one number and a third who knows the other:
    (c' >= a); in both cases the test is whether some w_i = 0 for
    ``w_i = (y_i - t_i + 1) + sum_{j>i} (t_j xor y_j)`` (t, y the tested numbers' bits), which is
    linear in the shared bits of c'. Each w_i is multiplied by a random nonzero rho_i, the vector is
-   rotated by a random offset, both pair members mask their shares with a common random vector and
+   rotated by a random offset (beta and the offset come from one word of the pair's PRF: its bit 0, and
+   its other 63 bits mod R), both pair members mask their shares with a common random vector and
    send them to the helper (`kernels.pair_vectors`). The helper adds them: at most one entry is zero, at a uniformly
    random position, and the others are uniform nonzero; it learns delta = carry xor beta, a uniform
    bit. One round (`Comparison.send`; several comparisons share it), R bytes per element from each
@@ -144,15 +145,15 @@ class Comparison:
         if first and shares.size and shares.max() >= MODULUS:  # the kernel's arithmetic holds for residues only
             raise TransportError(f"party {h} sent a comparison residue of {shares.max()}, not below {MODULUS}")
         pair = p.prf_with(v if first else u)
-        self._beta = pair.words(self.split.shape) & DTYPE(1)
+        coins = pair.words(self.split.shape)  # bit 0: beta; the other 63 bits mod `bits`: the left rotation
+        self._beta = coins & DTYPE(1)
         rho = pair.residues(shape, MODULUS - 1).reshape(-1, bits)  # multipliers rho - 1
-        rotation = pair.words(self.split.shape).reshape(-1)  # the left rotation is this mod bits
         mask = pair.residues(shape, MODULUS).reshape(-1, bits)
         a = (self._big & self._low).reshape(-1)
         out = np.empty(shares.shape, dtype=np.uint8)
         from privacy.encrypted.protocol import kernels
 
-        kernels.pair_vectors(a, self._beta.reshape(-1), shares, rho, rotation, mask, first, out)
+        kernels.pair_vectors(a, coins.reshape(-1), shares, rho, mask, first, out)
         rnd.send(h, out.reshape(shape))
 
     def bit(self) -> Bit:
@@ -242,16 +243,18 @@ def gate_in(p: Party, bit: Bit, values: list, rnd: Round) -> Callable[[], list[T
         out = []
         for part, received in zip(parts, factors, strict=True):
             carry_beta = DTYPE(0) if part.carry is None else part.carry.value
-            pair = part.pair + carry_beta  # A + beta_c
-            term = sigma * pair * got(delta)
+            pair = part.pair if part.carry is None else part.pair + carry_beta  # A + beta_c
+            term = sigma * pair * got(delta)  # a new array: the sums below go into it in place
             if first:
-                term = term + pair * beta
+                term += pair * beta
             if not part.helper_zero:
                 both, product = got(received[0]), got(received[1])
-                term = term + beta * both + sigma * product
+                term += beta * both
+                term += sigma * product
             if part.carry is not None:
                 sigma_c = DTYPE(1) - DTYPE(2) * carry_beta
-                term = term + sigma_c * beta * got(received[-2]) + sigma_c * sigma * got(received[-1])
+                term += sigma_c * beta * got(received[-2])
+                term += sigma_c * sigma * got(received[-1])
             out.append(Terms(term, h))
         return out
 

@@ -97,33 +97,30 @@ class InputCheck:
         self._verdict = None
         p.add_rider(self._steps())
 
-    def _splits(self, rnd) -> tuple[Split, Split, np.ndarray]:
-        """The comparisons' splits (carry, bound) and this party's term of d - (A mod 2^k) - (B mod 2^k)."""
+    def _splits(self, rnd) -> tuple[list[Split], np.ndarray]:
+        """The comparisons' splits (carry, then bound unless `one_comparison`) and this party's term of
+        d - (A mod 2^k) - (B mod 2^k)."""
         p, x, k = self.p, self.x, self.k
         low = DTYPE((1 << k) - 1)
         if p.index == OPENER:
             big = x.a + x.b - self.lo  # B
-            return (
-                Split(rnd, OPENER, x.shape, helper_part=(big & low) - DTYPE(1 << k)),
-                Split(rnd, OPENER, x.shape, helper_part=self.span - big),
-                big & ~low,
-            )
+            splits = [Split(rnd, OPENER, x.shape, helper_part=(big & low) - DTYPE(1 << k))]
+            if not self.one_comparison:
+                splits.append(Split(rnd, OPENER, x.shape, helper_part=self.span - big))
+            return splits, big & ~low
         common = x.b if p.index == OPENER + 1 else x.a  # A = c_2
-        return (
-            Split(rnd, OPENER, x.shape, pair_part=lambda: common & low),
-            Split(rnd, OPENER, x.shape, pair_part=lambda: -common),
-            common & ~low if p.index == OPENER + 1 else np.zeros_like(common),
-        )
+        splits = [Split(rnd, OPENER, x.shape, pair_part=lambda: common & low)]
+        if not self.one_comparison:
+            splits.append(Split(rnd, OPENER, x.shape, pair_part=lambda: -common))
+        return splits, common & ~low if p.index == OPENER + 1 else np.zeros_like(common)
 
     def _steps(self):
         p, x, k = self.p, self.x, self.k
         rnd = yield
         rnd.send(p.next, _digest(x.b))
         theirs = rnd.receive(p.prev, (32,), np.uint8)
-        carry_split, bound_split, high = self._splits(rnd)
-        comparisons = [Comparison(p, carry_split, k)]
-        if not self.one_comparison:
-            comparisons.append(Comparison(p, bound_split, k + 1))
+        splits, high = self._splits(rnd)
+        comparisons = [Comparison(p, split, bits) for split, bits in zip(splits, (k, k + 1), strict=False)]
         rnd = yield
         inconsistent = not np.array_equal(theirs.value, _digest(x.a))
         for comparison in comparisons:

@@ -55,22 +55,22 @@ def helper_message(other, shares, out):  # pragma: no cover - compiled
 @compiled(
     types.void(
         _array(_U64, 1),
-        _array(_U64, 1),
-        _array(_U8, 2, True),
-        _array(_U8, 2, True),
         _array(_U64, 1, True),
+        _array(_U8, 2, True),
+        _array(_U8, 2, True),
         _array(_U8, 2, True),
         types.boolean,
         _array(_U8, 2),
     ),
     depends=_DEPENDS,
 )
-def pair_vectors(a, beta, shares, rho, rotation, mask, first, out):  # pragma: no cover - compiled
+def pair_vectors(a, coins, shares, rho, mask, first, out):  # pragma: no cover - compiled
     """A pair member's blinded, rotated test vectors (`comparison.Comparison.send`), one row per value.
 
-    a: the pair's number mod 2^R; beta: the pair's secret bits; shares: this member's shares mod p of the
-    bits of c'; rho: multipliers less one (in [0, p - 1)); rotation: words whose remainder mod R is the
-    row's left rotation; mask: the common mask (added by u, subtracted by v); first: whether this is u.
+    a: the pair's number mod 2^R; coins: the pair's random words, bit 0 the secret bit beta and the other 63
+    bits, mod R, the row's left rotation; shares: this member's shares mod p of the bits of c'; rho:
+    multipliers less one (in [0, p - 1)); mask: the common mask (added by u, subtracted by v); first: whether
+    this is u.
     Row r of out is w_i rho_i +- mask_i mod p at position (i - rotation) mod R, with
     w_i = [u] + sum_{j<i} ((1 - 2 t_j) c_j + [u] t_j) + (1 - 2 beta)(c_i - [u] t_i) for the bits t of
     a - beta mod 2^R (most significant first), or the fixed vector (0, 1, ..., 1) / 0 where beta = 1 and
@@ -84,8 +84,9 @@ def pair_vectors(a, beta, shares, rho, rotation, mask, first, out):  # pragma: n
     g = np.empty(bits, np.int32)  # the terms of its prefix sums
     blinded = np.empty(2 * bits, np.uint8)  # one row's entries, twice: the rotation is a window of it
     for r in range(count):
-        b = numba.int64(beta[r])
-        tested = (a[r] - beta[r]) & low
+        coin = coins[r]
+        b = numba.int64(coin & one)
+        tested = (a[r] - (coin & one)) & low
         always = numba.int32(b & numba.int64(a[r] == 0))  # the fixed vector, chosen without a branch
         sign = 1 - 2 * b
         for i in range(bits):  # the terms, then their prefix sums (a short serial loop)
@@ -102,7 +103,7 @@ def pair_vectors(a, beta, shares, rho, rotation, mask, first, out):  # pragma: n
             m = numba.uint32(mask[r, i])
             blinded[i] = numba.uint32(w[i] * numba.uint32(rho[r, i] + 1) + (m if first else _P - m)) % _P
             blinded[bits + i] = blinded[i]
-        offset = numba.int64(rotation[r] % numba.uint64(bits))
+        offset = numba.int64((coin >> one) % numba.uint64(bits))
         for j in range(bits):
             out[r, j] = blinded[offset + j]
 

@@ -3,7 +3,7 @@
 The reference below is the numpy code of the comparison before the kernels, unchanged but for names (its
 reductions and rotation are checked against numpy's remainder and np.roll): every width R = 1..63,
 both pair members, random and edge inputs (a = 0 with beta = 1, all-zero and all-ones numbers, extreme
-residues, rotation words 0 and 2^64 - 1), and an empty batch.
+residues, rotation words 0 and 2^63 - 1), and an empty batch.
 """
 
 import os
@@ -89,8 +89,10 @@ def _vector(a, beta, shares, first, bits):
     return w
 
 
-def ref_pair_vectors(a, beta, shares, rho, words, mask, first):
+def ref_pair_vectors(a, coins, shares, rho, mask, first):
+    """The reference on the kernel's inputs: beta is bit 0 of the pair's coins, the rotation their other bits."""
     bits = shares.shape[1]
+    beta, words = coins & np.uint64(1), coins >> np.uint64(1)
     product = _mod(_vector(a, beta, shares.astype(np.int16), first, bits))
     product *= np.add(rho, 1, dtype=np.uint16)
     product += mask.astype(np.uint16) if first else np.uint16(P) - mask.astype(np.uint16)
@@ -125,27 +127,27 @@ def inputs(bits, n):
     """Random rows, then edge rows: a = 0 and the all-ones number with beta 0 and 1, extreme residues."""
     low = (1 << bits) - 1
     a = RNG.integers(0, low, size=n, dtype=np.uint64, endpoint=True)
-    beta = RNG.integers(0, 2, size=n, dtype=np.uint64)
     shares = RNG.integers(0, P, size=(n, bits), dtype=np.uint8)
     rho = RNG.integers(0, P - 1, size=(n, bits), dtype=np.uint8)
     mask = RNG.integers(0, P, size=(n, bits), dtype=np.uint8)
-    rotation = RNG.integers(0, 2**64, size=n, dtype=np.uint64)
+    coins = RNG.integers(0, 2**64, size=n, dtype=np.uint64)
     a[:8] = [0, 0, low, low, 0, low, 1, 1]
-    beta[:8] = [0, 1, 0, 1, 1, 1, 0, 1]
     shares[:8:2], shares[1:8:2] = 0, P - 1
     rho[:4], rho[4:8] = 0, P - 2
     mask[:3], mask[3:6] = 0, P - 1
-    rotation[:8] = [0, 2**64 - 1, bits - 1, bits, 0, 2**64 - 1, 1, 2**63]
-    return a, beta, shares, rho, rotation, mask
+    # beta 0, 1, 0, 1, 1, 1, 0, 1 (a = 0 with beta = 1 twice); rotation words 0, 2^63 - 1, R - 1, R, 0, 2^63 - 1,
+    # 1, 2^62
+    coins[:8] = [0, 2**64 - 1, 2 * (bits - 1), 2 * bits + 1, 1, 2**64 - 1, 2, 2**63 + 1]
+    return a, coins, shares, rho, mask
 
 
 @pytest.mark.parametrize("bits", range(1, 64))
 def test_kernels_equal_the_numpy_reference_at_every_width(bits):
-    a, beta, shares, rho, rotation, mask = inputs(bits, 300)
+    a, coins, shares, rho, mask = inputs(bits, 300)
     for first in (True, False):
         out = np.empty_like(shares)
-        kernels.pair_vectors(a, beta, shares, rho, rotation, mask, first, out)
-        assert np.array_equal(out, ref_pair_vectors(a, beta, shares, rho, rotation, mask, first)), first
+        kernels.pair_vectors(a, coins, shares, rho, mask, first, out)
+        assert np.array_equal(out, ref_pair_vectors(a, coins, shares, rho, mask, first)), first
     other = a ^ np.uint64((1 << bits) - 1)
     message = np.empty_like(shares)
     kernels.helper_message(other, shares, message)
@@ -161,12 +163,12 @@ def test_kernels_equal_the_numpy_reference_at_every_width(bits):
 
 def test_kernels_take_the_protocols_read_only_stream_arrays_and_empty_batches():
     """The PRF's words are read-only views of the stream; a batch of no values gives empty outputs."""
-    a, beta, shares, rho, rotation, mask = inputs(9, 40)
-    frozen = [np.frombuffer(x.tobytes(), x.dtype).reshape(x.shape) for x in (shares, rho, rotation, mask)]
+    a, coins, shares, rho, mask = inputs(9, 40)
+    frozen = [np.frombuffer(x.tobytes(), x.dtype).reshape(x.shape) for x in (coins, shares, rho, mask)]
     out = np.empty_like(shares)
-    kernels.pair_vectors(a, beta, *frozen[:3], frozen[3], False, out)
-    assert np.array_equal(out, ref_pair_vectors(a, beta, shares, rho, rotation, mask, False))
-    empty = [x[:0] for x in (a, beta, shares, rho, rotation, mask)]
+    kernels.pair_vectors(a, *frozen, False, out)
+    assert np.array_equal(out, ref_pair_vectors(a, coins, shares, rho, mask, False))
+    empty = [x[:0] for x in (a, coins, shares, rho, mask)]
     out = np.empty_like(empty[2])
     kernels.pair_vectors(*empty, True, out)
     assert out.shape == (0, 9)
