@@ -30,7 +30,10 @@ import numpy as np
 from privacy.encrypted.protocol.transport import TransportError
 
 MAGIC = b"PPML"
-VERSION = 2
+VERSION = 3
+"""The protocol's version, of the parties' messages and PRF draws as well as of this framing: it changes with
+them (3: a comparison's beta and rotation from one PRF word), so parties of different releases refuse each
+other's messages instead of computing on streams out of step."""
 _PREFIX = struct.Struct("!4sBI")
 MAX_HEADER_BYTES = 1 << 16
 MAX_ARRAYS = 16

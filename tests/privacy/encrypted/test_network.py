@@ -79,6 +79,7 @@ def serves_correctly(deployment, timeout=10, output="logits"):
 
 MALFORMED = {
     "not ppml": b"GET / HTTP/1.1\r\n\r\n" + bytes(64),
+    "an older version": struct.pack("!4sBI", MAGIC, VERSION - 1, 2) + b"{}",
     "wrapping shape product": frame(
         b'{"meta": {"kind": "predict"}, "shapes": [[4294967296, 4294967296, 16]], "dtypes": ["u8"]}'
     ),
@@ -112,8 +113,8 @@ def test_faulty_clients_get_clear_errors_and_the_parties_keep_serving(tmp_path):
             assert (
                 "admits"
                 if what == "2 GiB announced"
-                else "not ppml"
-                if what == "not ppml"
+                else f"not ppml protocol version {VERSION}"
+                if what in ("not ppml", "an older version")
                 else "unreadable message header"
             ) in reply["message"], (what, reply)
         # Wrong input shape sent straight to the parties (the client library would refuse it first).
