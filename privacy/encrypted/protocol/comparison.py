@@ -19,8 +19,9 @@ who know one number and a third who knows the other:
    ``w_i = (y_i - t_i + 1) + sum_{j>i} (t_j xor y_j)`` (t, y the tested numbers' bits), which is
    linear in the shared bits of c'. Each w_i is multiplied by a random nonzero rho_i, the vector is
    rotated by a random offset (beta and the offset come from one word of the pair's PRF: its bit 0, and
-   its other 63 bits mod R), both pair members mask their shares with a common random vector and
-   send them to the helper (`kernels.pair_vectors`). The helper adds them: at most one entry is zero, at a uniformly
+   its other 63 bits mod R, independent of beta and uniform to within R / 2^63 <= 2^-57 in statistical
+   distance), both pair members mask their shares with a common random vector and send them to the
+   helper (`kernels.pair_vectors`). The helper adds them: at most one entry is zero, at the offset's
    random position, and the others are uniform nonzero; it learns delta = carry xor beta, a uniform
    bit. One round (`Comparison.send`; several comparisons share it), R bytes per element from each
    pair member.

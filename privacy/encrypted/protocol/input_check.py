@@ -120,7 +120,7 @@ class InputCheck:
         rnd.send(p.next, _digest(x.b))
         theirs = rnd.receive(p.prev, (32,), np.uint8)
         splits, high = self._splits(rnd)
-        comparisons = [Comparison(p, split, bits) for split, bits in zip(splits, (k, k + 1), strict=False)]
+        comparisons = [Comparison(p, split, k + i) for i, split in enumerate(splits)]  # k bits, then k + 1
         rnd = yield
         inconsistent = not np.array_equal(theirs.value, _digest(x.a))
         for comparison in comparisons:
