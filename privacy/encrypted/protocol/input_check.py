@@ -63,24 +63,27 @@ def _digest(component: np.ndarray) -> np.ndarray:
     return np.frombuffer(digest.digest(), np.uint8)
 
 
-def _spans(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    return (np.asarray(hi, dtype=DTYPE) - np.asarray(lo, dtype=DTYPE)).view(np.int64)
+def _window(lo: np.ndarray, hi: np.ndarray) -> tuple[int, bool]:
+    """`bound_bits` and `power_of_two_span`, from one pass over the spans."""
+    spans = (np.asarray(hi, dtype=DTYPE) - np.asarray(lo, dtype=DTYPE)).view(np.int64)
+    k = max(int(spans.max()).bit_length(), 1)
+    return k, bool(np.all(spans == (1 << k) - 1))
 
 
 def bound_bits(lo: np.ndarray, hi: np.ndarray) -> int:
     """k with hi - lo < 2^k for every feature (encoded bounds)."""
-    return max(int(_spans(lo, hi).max()).bit_length(), 1)
+    return _window(lo, hi)[0]
 
 
 def power_of_two_span(lo: np.ndarray, hi: np.ndarray) -> bool:
     """Whether hi - lo = 2^k - 1 for every feature (encoded bounds), with k = `bound_bits`: one comparison."""
-    return bool(np.all(_spans(lo, hi) == (1 << bound_bits(lo, hi)) - 1))
+    return _window(lo, hi)[1]
 
 
 def residues_per_value(lo: np.ndarray, hi: np.ndarray) -> int:
     """Residues mod 127 per input value in each of the check's three comparison messages."""
-    k = bound_bits(lo, hi)
-    return k if power_of_two_span(lo, hi) else 2 * k + 1
+    k, one_comparison = _window(lo, hi)
+    return k if one_comparison else 2 * k + 1
 
 
 class InputCheck:
@@ -92,7 +95,8 @@ class InputCheck:
     """
 
     def __init__(self, p: Party, x: AShare, lo: np.ndarray, hi: np.ndarray):
-        self.p, self.x, self.k, self.one_comparison = p, x, bound_bits(lo, hi), power_of_two_span(lo, hi)
+        self.p, self.x = p, x
+        self.k, self.one_comparison = _window(lo, hi)
         self.lo, self.span = (np.broadcast_to(np.asarray(b, dtype=DTYPE), x.shape) for b in (lo, hi - lo))
         self._verdict = None
         p.add_rider(self._steps())

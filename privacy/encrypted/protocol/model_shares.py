@@ -13,6 +13,7 @@ allowed) and a random model id that lets the client check that all three parties
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import json
 import secrets
@@ -59,6 +60,14 @@ class PartyModel:
             raise ValueError("the checked input bounds are not at the inputs' precision")
         if self.allow_logits:
             self.ranges.check_logits_release()
+
+    @functools.cached_property
+    def encoded_server_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """The bounds the parties check, encoded (`InputBounds.encoded`, read-only): computed once, not per query."""
+        bounds = self.ranges.server_bounds.encoded(self.fixed)
+        for bound in bounds:
+            bound.setflags(write=False)
+        return bounds
 
     def public_info(self) -> dict:
         """What any party may tell a client: id, shapes, output activation, fixed-point format, range plan,

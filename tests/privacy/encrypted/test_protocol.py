@@ -331,6 +331,23 @@ def test_the_benchmark_switch_really_skips_the_input_check():
     assert not any(r.refused for r in cluster.run_shares(share(encoded), "logits"))
 
 
+def test_each_party_model_encodes_the_checked_bounds_once_and_read_only():
+    """The input check's encoded bounds are computed once per model, not per query, and cannot be written through
+    (a write would change every later query's check)."""
+    from privacy.encrypted.in_process import InProcessCluster
+    from privacy.encrypted.model.plan import Architecture, Dense, ModelPlan
+
+    plan = ModelPlan(Architecture((2,), (Dense("out", 1),)), {"out": (np.ones((2, 1)), np.zeros(1))})
+    cluster = InProcessCluster(plan, InputBounds.declared([0, -1], [1, 3], (2,)), allow_logits=True)
+    for model in cluster.models:
+        lo, hi = model.encoded_server_bounds
+        assert model.encoded_server_bounds[0] is lo
+        expected = model.ranges.server_bounds.encoded(model.fixed)
+        assert np.array_equal(lo, expected[0]) and np.array_equal(hi, expected[1])
+        with pytest.raises(ValueError, match="read-only"):
+            hi[0] = 0
+
+
 @pytest.mark.parametrize("span", ["power of two", "other"])
 def test_the_servers_input_check_accepts_exactly_the_bounds(span):
     """Raw encoded inputs at and just past every edge, and far outside, sent without the client's check:
