@@ -357,3 +357,26 @@ def test_the_runs_privacy_ledger_lists_uncovered_durations_and_adds_noisy_paddin
     assert noisy.clamp_delta == pytest.approx(clamp, rel=1e-12) and noisy.cutoff_delta > 0
     assert (noisy.epsilon, noisy.delta) == (report.guarantee_epsilon, report.guarantee_delta)
     assert pl.UNCOVERED_PADDING_NAME not in noisy.parameters["outside_guarantee"]
+
+
+def test_a_state_saved_before_padding_was_recorded_resumes_it_as_unknown(tmp_path):
+    """A training state without 'uncovered_padding' (an older ppml) cannot say whether its steps left their padding
+    out: resumed, the training reports it unknown (None), its ledger lists it as such, and so does its next state."""
+    from pipelines import privacy_ledger as pl
+
+    x, y = _data(300)
+    path = tmp_path / "state.json"
+    _compiled(seed=0, state_path=str(path)).fit(x, y, epochs=1, verbose=0)
+    state = json.loads(path.read_text())
+    assert state.pop("uncovered_padding") is False
+    path.write_text(json.dumps(state))
+    model = _compiled(seed=0, state_path=str(path))
+    model.fit(x, y, epochs=1, verbose=0)
+    private = private_training(model)
+    assert private.steps > state["steps"] and private.uncovered_padding is None
+    assert json.loads(path.read_text())["uncovered_padding"] is None
+    report = private.report()
+    ledger = pl.PrivacyLedger.for_dp_sgd(
+        report.mechanism, l2_norm_clip=1.0, delta=report.delta, budget=private.budget, uncovered_padding=None
+    )
+    assert ledger.parameters["outside_guarantee"][pl.UNCOVERED_PADDING_NAME].startswith("unknown: ")
