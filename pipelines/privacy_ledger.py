@@ -56,6 +56,7 @@ from privacy.accounting.report import added_deltas
 from privacy.atomic_files import write_atomically
 from privacy.decision import NoisyAccuracy
 from privacy.preprocessing import PreprocessingPart, RecordError
+from privacy.validation_metrics import WRITERS
 
 LEDGER_FORMAT = "ppml.privacy_ledger/1"
 LEDGER_FILE = "privacy_ledger.json"
@@ -168,7 +169,7 @@ UNKNOWN_VALIDATION_DECISIONS = {
 """Listed outside the guarantee of a DP-SGD ledger written, or read back, without its run's validation decisions."""
 UNKNOWN_VALIDATION_WRITERS = {
     "validation metrics written to disk": "unknown: this ledger file was written before ppml recorded the callbacks "
-    "that write validation metrics to disk (TensorBoard, CSVLogger, a ModelCheckpoint with one in its file names), so "
+    f"that write validation metrics to disk ({', '.join(WRITERS)}, a ModelCheckpoint with one in its file names), so "
     "files beside the run may hold exact statistics of held-out records, which epsilon does not cover"
 }
 """Listed outside the guarantee of a DP-SGD ledger file read back whose validation decisions predate the writers

@@ -775,3 +775,17 @@ def test_a_ledger_lists_steps_whose_durations_follow_the_batch_sizes_drawn():
             pl.PrivacyLedger.from_dict(data)
         with pytest.raises(pl.LedgerError, match="uncovered_padding must be true, false or null"):
             outside(uncovered_padding=malformed)
+
+
+def test_an_older_ledgers_unknown_writers_entry_names_the_callbacks_fit_names_as_writers(tmp_path):
+    """One list: the callbacks private fit names as writing validation metrics to disk are those the entry of a
+    ledger file written before they were recorded names (`privacy.validation_metrics.WRITERS`)."""
+    from privacy.keras import compat, monitoring
+
+    keras = compat.default_keras()
+    callbacks = [keras.callbacks.TensorBoard(log_dir=str(tmp_path)), keras.callbacks.CSVLogger(str(tmp_path / "c"))]
+    named = monitoring.validation_decisions(callbacks, validation=True)
+    writers = [name.split(" ")[0] for name in named if monitoring.WRITES in name]
+    assert writers == ["TensorBoard", "CSVLogger"]
+    (reason,) = pl.UNKNOWN_VALIDATION_WRITERS.values()
+    assert f"to disk ({', '.join(writers)}, a ModelCheckpoint" in reason
