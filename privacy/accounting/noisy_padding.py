@@ -51,9 +51,10 @@ UNCOVERED_PADDING = (
 
 
 def covered_rows(batch_size_noise_multiplier: float, effective_noise_multiplier: float) -> str:
-    """What a noisy-padding run's report and ledger say its row count adds to the guarantee."""
+    """What a noisy-padding report (a run's, its ledger's, ``ppml epsilon``'s) says the row count adds to the
+    guarantee."""
     return (
-        f"each step ran on its drawn examples plus max(0, ceil(mu + Z)) padding rows, Z ~ "
+        f"each step runs on its drawn examples plus max(0, ceil(mu + Z)) padding rows, Z ~ "
         f"N(0, {batch_size_noise_multiplier:g}^2), rounded up to a multiple of {PADDED_ROWS_MULTIPLE} rows; the row "
         f"count is covered by epsilon (accounted as one Gaussian of noise multiplier {effective_noise_multiplier:.4g}, "
         "its delta plus clamp_delta for the clamp at 0), and so the step's duration where a row's cost does not "
