@@ -452,8 +452,13 @@ class PrivateTraining:
                 f"under add-remove, on an example's presence; counted when drawn in this process, so "
                 f"batches prefetched but not trained on are included).",
             )
-        if self.uncovered_padding or (self.uncovered_padding is None and self.skip_padding):
+        if self.uncovered_padding:
             notes += (f"skip_padding: {UNCOVERED_PADDING}.",)
+        elif self.uncovered_padding is None:
+            notes += (
+                "skip_padding: unknown whether the resumed steps left their batch's padding out (their state was "
+                f"saved before ppml recorded it); where they did, {UNCOVERED_PADDING}.",
+            )
         return dataclasses.replace(report, notes=notes)
 
     def max_steps(self) -> int | None:

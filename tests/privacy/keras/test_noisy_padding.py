@@ -376,6 +376,8 @@ def test_a_state_saved_before_padding_was_recorded_resumes_it_as_unknown(tmp_pat
     assert private.steps > state["steps"] and private.uncovered_padding is None
     assert json.loads(path.read_text())["uncovered_padding"] is None
     report = private.report()
+    (note,) = [note for note in report.notes if note.startswith("skip_padding:")]  # no skip_padding now, but before?
+    assert note.startswith("skip_padding: unknown whether the resumed steps") and "within 32 rows" in note
     ledger = pl.PrivacyLedger.for_dp_sgd(
         report.mechanism, l2_norm_clip=1.0, delta=report.delta, budget=private.budget, uncovered_padding=None
     )
