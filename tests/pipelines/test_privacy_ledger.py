@@ -769,6 +769,10 @@ def test_a_ledger_lists_steps_whose_durations_follow_the_batch_sizes_drawn():
     )
     assert old.delta == 1e-3 + old.cutoff_delta and old.clamp_delta == 0.0
     assert old.epsilons == written.epsilons and old.delta == written.delta
+    event = dp_accounting.SelfComposedDpEvent(
+        dp_accounting.PoissonSampledDpEvent(32 / 389, dp_accounting.GaussianDpEvent(1.3)), 122
+    )
+    assert old.epsilons["rdp"] == pytest.approx(dp_accounting.rdp.RdpAccountant().compose(event).get_epsilon(1e-3))
     for malformed in ("yes", 1):
         data["parameters"]["uncovered_padding"] = malformed
         with pytest.raises(pl.LedgerError, match="uncovered_padding must be true, false or null"):
