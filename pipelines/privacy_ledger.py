@@ -15,8 +15,10 @@ trainer reserved (`privacy.decision.NoisyAccuracy`: the Private Evaluator releas
 exactly that noise); then the training's events. The epsilon is the composition of all in one accountant
 (RDP and PLD); each part's epsilon alone is listed beside it (`parts`). The delta is the accountant's delta
 plus the delta that thresholded partition selection adds (`additive_delta`, never multiplied by e^epsilon:
-see `privacy.preprocessing.partition_selection`), plus what the noise sampler's cut-off adds (`cutoff_delta`,
-``parameters['noise_cutoff']``: `privacy.accounting.noise_cutoff`).
+see `privacy.preprocessing.partition_selection`), plus what the training's samplers add, as its report adds them
+(`privacy.accounting.report.added_deltas`): the noise sampler's cut-off (`cutoff_delta`,
+``parameters['noise_cutoff']``: `privacy.accounting.noise_cutoff`) and noisy padding's clamp (`clamp_delta`,
+``parameters['batch_size_noise_multiplier']``: `privacy.accounting.noisy_padding`).
 
 Trainer executors copy the headline numbers into custom properties of the Model artifact in
 ML Metadata (`MODEL_PROPERTIES`); `model_properties` reads them back from a TFX artifact or a raw
@@ -48,10 +50,13 @@ from privacy.accounting import (
     dp_sgd_report,
     event_to_json,
 )
-from privacy.accounting.noise_cutoff import NoiseDraws, sampler_radius
+from privacy.accounting.noise_cutoff import NoiseCutoffError, NoiseDraws, sampler_radius
+from privacy.accounting.noisy_padding import UNCOVERED_PADDING, ClampDeltaError
+from privacy.accounting.report import added_deltas
 from privacy.atomic_files import write_atomically
 from privacy.decision import NoisyAccuracy
 from privacy.preprocessing import PreprocessingPart, RecordError
+from privacy.validation_metrics import WRITERS
 
 LEDGER_FORMAT = "ppml.privacy_ledger/1"
 LEDGER_FILE = "privacy_ledger.json"
@@ -164,11 +169,30 @@ UNKNOWN_VALIDATION_DECISIONS = {
 """Listed outside the guarantee of a DP-SGD ledger written, or read back, without its run's validation decisions."""
 UNKNOWN_VALIDATION_WRITERS = {
     "validation metrics written to disk": "unknown: this ledger file was written before ppml recorded the callbacks "
-    "that write validation metrics to disk (TensorBoard, CSVLogger, a ModelCheckpoint with one in its file names), so "
+    f"that write validation metrics to disk ({', '.join(WRITERS)}, a ModelCheckpoint with one in its file names), so "
     "files beside the run may hold exact statistics of held-out records, which epsilon does not cover"
 }
 """Listed outside the guarantee of a DP-SGD ledger file read back whose validation decisions predate the writers
 (no `VALIDATION_WRITERS`)."""
+
+UNCOVERED_PADDING_NAME = "step durations (skip_padding)"
+UNCOVERED_PADDING_PARAMETER = "uncovered_padding"
+"""The DP-SGD ledger's parameter recording whether steps left their padding out without noisy padding (true, false),
+or null where the run did not report it."""
+
+
+def padding_left_out(uncovered: bool | None) -> dict[str, str]:
+    """The outside-the-guarantee entry of a DP-SGD run whose steps left their batch's padding out without noisy
+    padding (``uncovered`` True: `privacy.keras.PrivateTraining.uncovered_padding`), none where none did (False), or
+    that it is unknown (None: not reported)."""
+    if uncovered is None:
+        return {
+            UNCOVERED_PADDING_NAME: "unknown: the run did not report whether its steps left their batch's padding "
+            "out without noisy padding (skip_padding: a run_fn that did not pass privacy.keras.PrivateTraining."
+            "uncovered_padding, a training state saved before ppml recorded it, or a ledger file written before ppml "
+            "recorded it), so each step's duration may follow the batch size drawn, which epsilon does not cover"
+        }
+    return {UNCOVERED_PADDING_NAME: UNCOVERED_PADDING} if uncovered else {}
 
 
 FLOAT_SUM_NAME = "rounding of the sum across clipping units"
@@ -194,14 +218,19 @@ def float_sum(dtype: str, *, told: bool = True) -> dict[str, str]:
     }
 
 
-def _floating_point_noise(sampler: str) -> dict[str, str]:
-    """The outside-the-guarantee entry of noise drawn in floating point by ``sampler`` (how, in words)."""
+_ADDED_TO_THE_SUM = (
+    "adds it to the float sum: the cut-off of the draws' radius is accounted where the ledger records the draws "
+    "(noise_cutoff), their rounding and finite resolution and the noisy sum's are not, and the low-order bits of a "
+    "noisy value can depend on the sum beneath (Mironov 2012)"
+)
+
+
+def _floating_point_noise(sampler: str, use: str = _ADDED_TO_THE_SUM) -> dict[str, str]:
+    """The outside-the-guarantee entry of noise drawn in floating point by ``sampler`` and used as ``use`` says (in
+    words: what is accounted of it and what is not)."""
     return {
         "floating-point noise": "the accountant assumes real-valued Gaussian noise; ppml draws it in floating point "
-        f"({sampler}) and adds it to the float sum: the cut-off of the draws' radius is accounted where the ledger "
-        "records the draws (noise_cutoff), their rounding and finite resolution and the noisy sum's are not, and the "
-        "low-order bits of a noisy value can depend on the sum beneath (Mironov 2012); the noise is not hardened "
-        "against this (no snapping)"
+        f"({sampler}) and {use}; the noise is not hardened against this (no snapping)"
     }
 
 
@@ -211,6 +240,14 @@ FEDAVG_FLOATING_POINT_NOISE = _floating_point_noise(
     "float64 Box-Muller on Philox words seeded from the OS CSPRNG; numpy's generator under seeded noise"
 )
 """Listed outside the guarantee of every DP-FedAvg ledger (`FLOATING_POINT_NOISE`'s caveat, its server's sampler)."""
+PATE_FLOATING_POINT_NOISE = _floating_point_noise(
+    "numpy's float64 normal on Philox keyed from the OS CSPRNG; seeded under a noise seed",
+    "adds it to the teachers' vote counts: its rounding and finite resolution are not accounted; the labels and "
+    "which queries are answered follow the noisy counts through comparisons only, but a smoothed release publishes a "
+    "float64 noisy value, whose low-order bits can depend on the value beneath (Mironov 2012)",
+)
+"""Listed outside the guarantee of every PATE ledger (`privacy.pate`'s noise, `privacy.preprocessing.noise.NoiseSource`:
+the accountant's caveat as for DP-SGD's)."""
 
 
 def floating_point(parameters: dict[str, Any]) -> dict[str, str]:
@@ -334,12 +371,14 @@ class PrivacyLedger:
         outside_guarantee: dict[str, str] | None = None,
         noise_draws: NoiseDraws | None = None,
         validation_decisions: Sequence[str] | None = None,
+        uncovered_padding: bool | None = None,
     ) -> "PrivacyLedger":
-        """The ledger of a DP-SGD run that took ``mechanism.steps`` noisy steps.
+        """The ledger of a DP-SGD run that took ``mechanism.steps`` noisy steps (with noisy padding where
+        ``mechanism.batch_size_noise_multiplier`` says: its row count is then covered, its clamp's delta added).
 
         Args:
-          delta: the artifact's delta before the noise cut-off's (the accountant's plus the preprocessing's
-            additive delta); the ledger's `delta` also adds `cutoff_delta`.
+          delta: the artifact's delta before the training's samplers add theirs (the accountant's plus the
+            preprocessing's additive delta); the ledger's `delta` also adds `cutoff_delta` and `clamp_delta`.
           budget: the budget the training callback composed (the training's events only); when None,
             one is composed from ``mechanism`` (``mechanism.unit_event()`` x ``mechanism.units()``).
           preprocessing: the preprocessing releases the model carries, composed before the training.
@@ -356,14 +395,19 @@ class PrivacyLedger:
             them to disk (`privacy.keras.PrivateTraining.validation_decisions`), recorded as
             ``parameters['validation_decisions']`` and listed outside the guarantee (`validation_decided`); None (not
             reported) lists them as unknown.
+          uncovered_padding: whether steps left their batch's padding out without noisy padding, so that their
+            durations follow the batch sizes drawn (`privacy.keras.PrivateTraining.uncovered_padding`), recorded as
+            ``parameters['uncovered_padding']`` and listed outside the guarantee (`padding_left_out`); None (not
+            reported) lists it as unknown.
 
         Raises:
           LedgerError: if ``budget`` does not account exactly the run ``mechanism`` describes, or the count of
             cut batches is missing, not a count, or given for a run that never cuts, or the noise's cut-off adds
-            more than `privacy.accounting.noise_cutoff.MAX_ADDED_FRACTION` of delta.
+            more than `privacy.accounting.noise_cutoff.MAX_ADDED_FRACTION` of delta, or noisy padding's clamp more
+            than `privacy.accounting.noisy_padding.MAX_CLAMP_SHARE`.
         """
         validation.positive("l2_norm_clip", l2_norm_clip, error=LedgerError)
-        _check_recordable(mechanism)
+        uncovered_padding = _uncovered_padding(uncovered_padding)
         _check_truncated_batches(mechanism, truncated_batches)
         accountant_delta = accountant_delta_of(delta, preprocessing)
         if budget is None:
@@ -378,7 +422,12 @@ class PrivacyLedger:
         parameters[VALIDATION_DECISIONS] = decisions
         if decisions is not None:
             parameters[VALIDATION_WRITERS] = True
-        outside_guarantee = {**(outside_guarantee or {}), **validation_decided(decisions)}
+        parameters[UNCOVERED_PADDING_PARAMETER] = uncovered_padding
+        outside_guarantee = {
+            **(outside_guarantee or {}),
+            **validation_decided(decisions),
+            **padding_left_out(uncovered_padding),
+        }
         if noise_draws is None:
             outside_guarantee = {**outside_guarantee, **UNKNOWN_NOISE_CUTOFF}
         else:
@@ -393,7 +442,7 @@ class PrivacyLedger:
             preprocessing=preprocessing,
             decision=decision,
         )
-        ledger.cutoff_delta  # noqa: B018 -- refuses a cut-off over MAX_ADDED_FRACTION of delta before it is written
+        ledger.added_deltas  # noqa: B018 -- refuses a cut-off or clamp over its share of delta before it is written
         return ledger
 
     @classmethod
@@ -411,10 +460,17 @@ class PrivacyLedger:
         push decision's event, then the aggregation's (`pate_events`), under add/remove of one privacy unit.
 
         Args:
-          parameters: the run's public facts (teachers, classes, answered, privacy_unit, ...); the aggregator's
-            settings and ``queries`` are added.
+          parameters: the run's public facts (teachers, classes, answered, privacy_unit, outside_guarantee, ...);
+            the aggregator's settings and ``queries`` are added, and `PATE_FLOATING_POINT_NOISE` to
+            ``outside_guarantee``.
         """
-        parameters = {**parameters, "aggregator": aggregator.to_json(), "queries": int(queries)}
+        outside = {**PATE_FLOATING_POINT_NOISE, **(parameters.get("outside_guarantee") or {})}
+        parameters = {
+            **parameters,
+            "aggregator": aggregator.to_json(),
+            "queries": int(queries),
+            "outside_guarantee": outside,
+        }
         budget = PrivacyBudget(target_delta=delta, neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE)
         for event, count in pate_events(parameters, decision):
             budget.compose(event, count)
@@ -438,17 +494,42 @@ class PrivacyLedger:
 
     @property
     def delta(self) -> float:
-        """The artifact's delta: the accountant's plus the preprocessing's additive delta plus the noise cut-off's."""
-        return self.budget.target_delta + self.additive_delta + self.cutoff_delta
+        """The artifact's delta: the accountant's plus the preprocessing's additive delta plus what the training's
+        samplers add (`added_deltas`)."""
+        return self.budget.target_delta + self.additive_delta + math.fsum(self.added_deltas.values())
+
+    @property
+    def added_deltas(self) -> dict[str, float]:
+        """What the training's samplers add to the accountant's delta at the ledger's `epsilon` (the composed one),
+        by name, every part the training's report adds (`privacy.accounting.report.added_deltas`): 'cutoff_delta'
+        and 'clamp_delta'. Recomputed from ``parameters``; all 0 for PATE.
+
+        Raises:
+          LedgerError: where a part is malformed or over its share of delta.
+        """
+        if self.mechanism == PATE:
+            return added_deltas(None, self.accountant_delta, self.epsilon, None)
+        mechanism = self.accounted_mechanism()
+        stored = self.parameters.get("noise_cutoff")
+        cutoff = None if stored is None else _noise_cutoff(mechanism, stored)
+        try:
+            return added_deltas(mechanism, self.accountant_delta, self.epsilon, cutoff)
+        except NoiseCutoffError as err:
+            raise LedgerError(f"noise cut-off: {err}") from None
+        except ClampDeltaError as err:
+            raise LedgerError(str(err)) from None
 
     @property
     def cutoff_delta(self) -> float:
-        """What the noise sampler's cut-off adds to the accountant's delta at the ledger's `epsilon` (the composed
-        one: ``parameters['noise_cutoff']``, recomputed; 0 where the ledger has none: then it is listed outside the
-        guarantee)."""
-        if self.parameters.get("noise_cutoff") is None:
-            return 0.0
-        return _noise_cutoff(self.accounted_mechanism(), self.parameters, self.accountant_delta, self.epsilon)
+        """What the noise sampler's cut-off adds to the accountant's delta at the ledger's `epsilon`
+        (``parameters['noise_cutoff']``; 0 where the ledger has none: then it is listed outside the guarantee)."""
+        return self.added_deltas["cutoff_delta"]
+
+    @property
+    def clamp_delta(self) -> float:
+        """What noisy padding's clamp adds to the accountant's delta at the ledger's `epsilon`
+        (``parameters['batch_size_noise_multiplier']``; 0 without noisy padding)."""
+        return self.added_deltas["clamp_delta"]
 
     @property
     def accountant_delta(self) -> float:
@@ -623,7 +704,6 @@ class PrivacyLedger:
             mechanism = DpSgdMechanism(**{k: v for k, v in self.parameters.items() if k in names})
         except (TypeError, ValueError) as err:
             raise LedgerError(f"ledger parameters do not describe a {self.mechanism} run: {err}") from None
-        _check_recordable(mechanism)
         return mechanism
 
     def privacy_report(self) -> PrivacyReport:
@@ -666,7 +746,7 @@ class PrivacyLedger:
                 "delta": self.delta,
                 "accountant_delta": self.accountant_delta,
                 "additive_delta": self.additive_delta,
-                "cutoff_delta": self.cutoff_delta,
+                **self.added_deltas,
                 "analysis": {
                     "epsilon": "dp-accounting's RDP and PLD accountants over every event of the budget (the "
                     "preprocessing releases, the push decision, then the training) at "
@@ -675,7 +755,8 @@ class PrivacyLedger:
                     "additive_delta": "the sum over private vocabularies of the bound on releasing a token that "
                     "only one privacy unit holds (privacy.preprocessing.partition_selection)",
                     "cutoff_delta": "what the noise sampler's cut-off adds (privacy.accounting.noise_cutoff)",
-                    "delta": "accountant_delta + additive_delta + cutoff_delta",
+                    "clamp_delta": "what noisy padding's clamp at 0 adds (privacy.accounting.noisy_padding)",
+                    "delta": "accountant_delta + additive_delta + cutoff_delta + clamp_delta",
                 },
                 "parts": {
                     name: {k: (v if v is not None and math.isfinite(v) else None) for k, v in eps.items()}
@@ -716,9 +797,8 @@ class PrivacyLedger:
                 ledger.parameters.get("truncated_batches"),
                 ledger.parameters.get("outside_guarantee") or {},
             )
-        ledger.cutoff_delta  # noqa: B018 -- a malformed cut-off, or one over MAX_ADDED_FRACTION, is refused on read
-        if ledger.mechanism in (DP_SGD, DP_FEDAVG):
-            ledger.parameters["outside_guarantee"] = _listed_by_every(ledger)
+        ledger.added_deltas  # noqa: B018 -- a malformed cut-off, or one over its share of delta, is refused on read
+        ledger.parameters["outside_guarantee"] = _listed_by_every(ledger)
         return ledger
 
 
@@ -733,18 +813,21 @@ def _callback_names(decisions) -> list[str] | None:
 
 
 def _listed_by_every(ledger: PrivacyLedger) -> dict[str, str]:
-    """The ``outside_guarantee`` of a DP-SGD or DP-FedAvg ledger read back, with what every such ledger lists added
-    where the file lacks it (written before it was listed, or edited): the public size n or N (recomputed: a file's
-    older wording named add-remove neighbours under replace-one too); the floating-point caveats (a DP-SGD run's
-    `floating_point`, a DP-FedAvg run's `FEDAVG_FLOATING_POINT_NOISE`: they held for runs before they were listed);
-    the noise cut-off
-    when the file has no noise draws (before the cut-off was accounted, when DP-SGD's float32 noise was cut at 7.99
-    stds; or since, by a run that did not give them); a DP-SGD run's validation decisions, unknown where the file
-    does not record them, and its writers of validation metrics, unknown where its decisions predate them.
-    LedgerError where that record, or ``outside_guarantee``, is malformed."""
+    """The ``outside_guarantee`` of a ledger read back, with what every ledger of its mechanism lists added where the
+    file lacks it (written before it was listed, or edited): a PATE ledger's `PATE_FLOATING_POINT_NOISE`; the public
+    size n or N (recomputed: a file's older wording named add-remove neighbours under replace-one too); the
+    floating-point caveats (a DP-SGD run's `floating_point`, a DP-FedAvg run's `FEDAVG_FLOATING_POINT_NOISE`: they held
+    for runs before they were listed); the noise cut-off when the file has no noise draws (before the cut-off was
+    accounted, when DP-SGD's float32 noise was cut at 7.99 stds; or since, by a run that did not give them); a DP-SGD
+    run's validation decisions, unknown where the file does not record them, and its writers of validation metrics,
+    unknown where its decisions predate them; a DP-SGD run's padding left out without noisy padding
+    (`padding_left_out`), unknown where the file does not record it. LedgerError where those records, or
+    ``outside_guarantee``, are malformed."""
     outside = ledger.parameters.get("outside_guarantee") or {}
     if not (isinstance(outside, dict) and all(isinstance(v, str) for v in outside.values())):
         raise LedgerError(f"outside_guarantee must map names to reasons, not {outside!r:.80}")
+    if ledger.mechanism == PATE:
+        return {**PATE_FLOATING_POINT_NOISE, **outside}
     dp_sgd = ledger.mechanism == DP_SGD
     size = public_dataset_size(
         ledger.parameters["dataset_size"],
@@ -758,33 +841,30 @@ def _listed_by_every(ledger: PrivacyLedger) -> dict[str, str]:
         **(floating_point(ledger.parameters) if dp_sgd else FEDAVG_FLOATING_POINT_NOISE),
         **(validation_decided(decisions) if dp_sgd else {}),
         **(UNKNOWN_VALIDATION_WRITERS if writers_unknown else {}),
+        **(padding_left_out(_uncovered_padding(ledger.parameters.get(UNCOVERED_PADDING_PARAMETER))) if dp_sgd else {}),
         **outside,  # the file's own wording where it has one,
         **size,  # but for the size's, recomputed (written before it named replace-one neighbours' relation)
     }
     return {**listed, **UNKNOWN_NOISE_CUTOFF} if ledger.parameters.get("noise_cutoff") is None else listed
 
 
-def _noise_cutoff(mechanism: DpSgdMechanism, parameters: dict, delta: float, epsilon: float) -> float:
-    """The delta that ``parameters['noise_cutoff']`` adds to ``delta`` at ``epsilon`` for ``mechanism``'s steps;
-    LedgerError where it is malformed or over `privacy.accounting.noise_cutoff.MAX_ADDED_FRACTION` of delta."""
-    stored = parameters["noise_cutoff"]
+def _noise_cutoff(mechanism: DpSgdMechanism, stored) -> NoiseCutoff:
+    """The cut-off a ledger's ``parameters['noise_cutoff']`` records for ``mechanism``'s steps; LedgerError where it
+    is malformed."""
     try:
         largest = max(sampler_radius(name) for name in ("float32", "float64"))  # beyond: noise no sampler drew
         validation.number("radius", stored["radius"], low=1, high=largest, low_open=True, note="stds")
-        cutoff = NoiseCutoff.for_mechanism(mechanism, NoiseDraws.from_dict(stored))
-        return cutoff.check(delta, epsilon)
-    except (KeyError, TypeError, ValueError) as err:  # NoiseCutoffError is a ValueError
+        return NoiseCutoff.for_mechanism(mechanism, NoiseDraws.from_dict(stored))
+    except (KeyError, TypeError, ValueError) as err:
         raise LedgerError(f"noise cut-off: {err}") from None
 
 
-def _check_recordable(mechanism: DpSgdMechanism) -> None:
-    """Refuses noisy padding (``batch_size_noise_multiplier``): a ledger's `delta` does not add its clamp delta
-    (`privacy.accounting.noisy_padding.clamp_delta`), and the DP Trainer does not run it."""
-    if mechanism.batch_size_noise_multiplier is not None:
-        raise LedgerError(
-            f"batch_size_noise_multiplier={mechanism.batch_size_noise_multiplier!r}: privacy ledgers do not record "
-            "noisy padding (its clamp delta is not in a ledger's delta); use the training's report() instead"
-        )
+def _uncovered_padding(uncovered) -> bool | None:
+    """``uncovered`` (`UNCOVERED_PADDING_PARAMETER`) as true, false or None (not reported); LedgerError for anything
+    else."""
+    if uncovered is not None and not isinstance(uncovered, bool):
+        raise LedgerError(f"{UNCOVERED_PADDING_PARAMETER} must be true, false or null, not {uncovered!r:.80}")
+    return uncovered
 
 
 def _check_truncated_batches(mechanism: DpSgdMechanism, count, outside: dict | None = None) -> None:

@@ -308,7 +308,7 @@ def artifact_privacy(ledger: privacy_ledger.PrivacyLedger) -> dict[str, Any]:
         "delta": ledger.delta,
         "accountant_delta": ledger.accountant_delta,
         "additive_delta": ledger.additive_delta,
-        "cutoff_delta": ledger.cutoff_delta,
+        **ledger.added_deltas,
         "accountant": ledger.epsilon_accountant,
         "parts": {name: _finite(eps) for name, eps in ledger.parts.items()},
         "preprocessing": None,
@@ -344,7 +344,11 @@ def artifact_lines(ledger: privacy_ledger.PrivacyLedger) -> list[str]:
     delta = f"{ledger.delta:g}"
     added = [
         (name, value)
-        for name, value in (("partition selection", ledger.additive_delta), ("noise cut-off", ledger.cutoff_delta))
+        for name, value in (
+            ("partition selection", ledger.additive_delta),
+            ("noise cut-off", ledger.cutoff_delta),
+            ("noisy padding's clamp", ledger.clamp_delta),
+        )
         if value
     ]
     if added:

@@ -90,6 +90,7 @@ def run_fn(fn_args) -> None:
         truncated_batches=truncated,
         noise_draws=training.noise.draws,
         validation_decisions=training.validation_decisions,
+        uncovered_padding=training.uncovered_padding,
         trainer={
             "run_fn": f"{__name__}.run_fn",
             "optimizer": "SGD",

@@ -143,7 +143,10 @@ def run_fn(fn_args) -> None:
     privacy_ledger.write_ledger(fn_args.serving_model_dir, ledger)
     os.makedirs(fn_args.model_run_dir, exist_ok=True)
     with open(os.path.join(fn_args.model_run_dir, "pate.json"), "w", encoding="utf-8") as f:
-        json.dump({**facts, "queries": len(queries), "epsilon": ledger.epsilons}, f, indent=2)
+        outside = ledger.parameters["outside_guarantee"]  # the ledger's: what every PATE ledger lists too
+        json.dump(
+            {**facts, "outside_guarantee": outside, "queries": len(queries), "epsilon": ledger.epsilons}, f, indent=2
+        )
 
 
 def _decision(config: PateTrainingConfig):

@@ -39,6 +39,27 @@ CLAMP_BOUND = CLAMP_PROBABILITY * (1 + 2.0**-40)
 """p with the Box-Muller disk's conditioning (a factor below 1 + 2^-100) rounded up generously."""
 MAX_CLAMP_SHARE = 0.01
 """Largest accepted `clamp_delta`, as a fraction of the accountants' delta."""
+PADDED_ROWS_MULTIPLE = 32
+"""With ``skip_padding``, outside XLA a step drops its batch's padding down to a multiple of this many rows."""
+UNCOVERED_PADDING = (
+    f"steps without XLA or microbatches left their batch's padding out down to a multiple of {PADDED_ROWS_MULTIPLE} "
+    "rows (the sampler's padding only: real examples of sample weight 0 stay), so each step's duration follows the "
+    "batch size drawn; that is not covered by epsilon (whoever timed the steps learns the batch sizes to within "
+    f"{PADDED_ROWS_MULTIPLE} rows)"
+)
+"""Why ``skip_padding`` without noisy padding is outside the guarantee (the training's report and its ledger)."""
+
+
+def covered_rows(batch_size_noise_multiplier: float, effective_noise_multiplier: float) -> str:
+    """What a noisy-padding report (a run's, its ledger's, ``ppml epsilon``'s) says the row count adds to the
+    guarantee."""
+    return (
+        f"each step runs on its drawn examples plus max(0, ceil(mu + Z)) padding rows, Z ~ "
+        f"N(0, {batch_size_noise_multiplier:g}^2), rounded up to a multiple of {PADDED_ROWS_MULTIPLE} rows; the row "
+        f"count is covered by epsilon (accounted as one Gaussian of noise multiplier {effective_noise_multiplier:.4g}, "
+        "its delta plus clamp_delta for the clamp at 0), and so the step's duration where a row's cost does not "
+        "depend on its content (not ragged inputs), not the input pipeline's time to gather the drawn examples"
+    )
 
 
 class ClampDeltaError(ValueError):

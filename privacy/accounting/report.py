@@ -106,16 +106,13 @@ class PrivacyReport:
     @property
     def added_delta(self) -> float:
         """What the noise's cut-off (0 where it is not known) and noisy padding's clamp (`noisy_padding.clamp_delta`)
-        add to `delta` at `guarantee_epsilon`."""
-        cutoff = 0.0 if self.noise_cutoff is None else self.noise_cutoff.added_delta(self.delta, self.guarantee_epsilon)
-        return cutoff + self.clamp_delta
+        add to `delta` at `guarantee_epsilon` (`added_deltas`)."""
+        return math.fsum(added_deltas(self.mechanism, self.delta, self.guarantee_epsilon, self.noise_cutoff).values())
 
     @property
     def clamp_delta(self) -> float:
         """T p (1 + e^eps) at `guarantee_epsilon` with noisy padding, else 0."""
-        if self.mechanism.batch_size_noise_multiplier is None:
-            return 0.0
-        return noisy_padding.clamp_delta(self.mechanism.steps, self.guarantee_epsilon)
+        return added_deltas(self.mechanism, self.delta, self.guarantee_epsilon, self.noise_cutoff)["clamp_delta"]
 
     @property
     def guarantee_delta(self) -> float:
@@ -257,6 +254,26 @@ class PrivacyReport:
         return "\n".join(lines)
 
 
+def added_deltas(
+    mechanism: DpSgdMechanism | None, delta: float, epsilon: float, noise_cutoff: NoiseCutoff | None
+) -> dict[str, float]:
+    """Every part that ``mechanism``'s samplers add to the accountants' ``delta`` at ``epsilon``, by name: the noise
+    sampler's cut-off ('cutoff_delta'; 0 where ``noise_cutoff`` is None, not known) and noisy padding's clamp
+    ('clamp_delta', `noisy_padding.clamp_delta`; 0 without it, or without a DP-SGD ``mechanism``: None). The
+    guarantee's delta is ``delta`` plus their sum (a report's `guarantee_delta`, a privacy ledger's delta).
+
+    Raises:
+      NoiseCutoffError, ClampDeltaError: where one exceeds its share of ``delta``.
+    """
+    cutoff = 0.0 if noise_cutoff is None else noise_cutoff.check(delta, epsilon)
+    clamp = (
+        0.0
+        if mechanism is None or mechanism.batch_size_noise_multiplier is None
+        else noisy_padding.check_clamp_delta(mechanism.steps, epsilon, delta)
+    )
+    return {"cutoff_delta": cutoff, "clamp_delta": clamp}
+
+
 def _guarantee_epsilon(epsilon: dict[str, float | None]) -> float:
     """The smallest epsilon of those computed (each accountant's is a valid bound); inf where there is none."""
     return min((e for e in epsilon.values() if e is not None), default=math.inf)
@@ -296,12 +313,8 @@ def dp_sgd_report(
             epsilon[kind.value] = None
             unavailable[kind.value] = str(err)
     rows = _per_epoch_rows(mechanism, delta, kinds, epsilon, progress) if per_epoch else ()
-    cutoff = None
-    if noise_draws is not None:
-        cutoff = NoiseCutoff.for_mechanism(mechanism, noise_draws)
-        cutoff.check(delta, _guarantee_epsilon(epsilon))
-    if mechanism.batch_size_noise_multiplier is not None:
-        noisy_padding.check_clamp_delta(mechanism.steps, _guarantee_epsilon(epsilon), delta)
+    cutoff = None if noise_draws is None else NoiseCutoff.for_mechanism(mechanism, noise_draws)
+    added_deltas(mechanism, delta, _guarantee_epsilon(epsilon), cutoff)  # refuses a part over its share of delta
     return PrivacyReport(
         mechanism=mechanism,
         delta=delta,
@@ -372,6 +385,10 @@ def _notes(m: DpSgdMechanism, epsilon) -> list[str]:
         )
         if any(e is not None and math.isinf(e) for e in epsilon.values()):
             notes.append("user level: the group-privacy bound diverges for this configuration (inf).")
+    if m.batch_size_noise_multiplier is not None:
+        notes.append(
+            f"noisy padding: {noisy_padding.covered_rows(m.batch_size_noise_multiplier, m.effective_noise_multiplier)}."
+        )
     return notes
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import string
 
 from privacy.keras.params import DPConfigurationError
+from privacy.validation_metrics import WRITERS
 
 DECIDING_CALLBACKS = ("EarlyStopping", "ReduceLROnPlateau", "ModelCheckpoint")
 """Keras callbacks that act on the metric they ``monitor`` (ModelCheckpoint only with ``save_best_only``)."""
@@ -37,9 +38,6 @@ PASSIVE_CALLBACKS = (
 logs, or read the training loss only (removed from the logs: TerminateOnNaN). Known only as these exact Keras
 classes, not as subclasses, nor as instances whose ``on_*`` hooks were replaced; one that runs user code
 (LambdaCallback, LearningRateScheduler's schedule, which may read ``model.history``) is not known."""
-WRITERS = ("TensorBoard", "CSVLogger")
-"""Known Keras callbacks that write every entry of the logs, the validation metrics included, to disk (event files,
-a CSV file)."""
 WRITES = "writes validation metrics to disk"
 MAY = "may act on validation metrics or write them out"
 """What an unknown callback may do with the validation metrics it is given (Keras' RemoteMonitor, not known, posts

@@ -36,14 +36,13 @@ from privacy.accounting import (
 )
 from privacy.accounting.mechanism import NOISE_MULTIPLIER_RANGE, noisy_padding_uncovered
 from privacy.accounting.noise_cutoff import NoiseCutoff, NoiseCutoffError
-from privacy.accounting.noisy_padding import ClampDeltaError, check_clamp_delta
+from privacy.accounting.noisy_padding import UNCOVERED_PADDING, ClampDeltaError, check_clamp_delta
 from privacy.atomic_files import write_atomically
 from privacy.compared import compared
 from privacy.keras import layer_rules, optimizers, recording
 from privacy.keras import sampling as sampling_lib
 from privacy.keras.noise import GaussianNoise
 from privacy.keras.params import DPConfigurationError, DPParams
-from privacy.keras.train_step import PADDED_ROWS_MULTIPLE
 
 STATE_FORMAT = "ppml.keras.private_training/3"  # /3: the shuffled epochs' order; /2: sampling and adjacency
 _STATE_FORMATS = (STATE_FORMAT, "ppml.keras.private_training/2")
@@ -453,22 +452,12 @@ class PrivateTraining:
                 f"under add-remove, on an example's presence; counted when drawn in this process, so "
                 f"batches prefetched but not trained on are included).",
             )
-        if mechanism.batch_size_noise_multiplier is not None:
+        if self.uncovered_padding:
+            notes += (f"skip_padding: {UNCOVERED_PADDING}.",)
+        elif self.uncovered_padding is None:
             notes += (
-                f"noisy padding: each step ran on its drawn examples plus max(0, ceil(mu + Z)) padding rows, Z ~ "
-                f"N(0, {mechanism.batch_size_noise_multiplier:g}^2), rounded up to a multiple of "
-                f"{PADDED_ROWS_MULTIPLE} rows; the row count is covered by epsilon (accounted as one Gaussian "
-                f"of noise multiplier {mechanism.effective_noise_multiplier:.4g}, delta + {report.clamp_delta:.3g} "
-                f"for the clamp at 0), and so the step's duration where a row's cost does not depend on its content "
-                f"(not ragged inputs), not the input pipeline's time to gather the drawn examples.",
-            )
-        if self.uncovered_padding or (self._uncovered_before is None and self.skip_padding):
-            notes += (
-                f"skip_padding: steps without XLA or microbatches left their batch's padding out down to a multiple "
-                f"of {PADDED_ROWS_MULTIPLE} rows (the sampler's padding only: real examples of sample weight 0 stay), "
-                f"so each step's duration follows the batch size drawn; that is not "
-                f"covered by epsilon (whoever timed the steps learns the batch sizes to within "
-                f"{PADDED_ROWS_MULTIPLE} rows).",
+                "skip_padding: unknown whether the resumed steps left their batch's padding out (their state was "
+                f"saved before ppml recorded it); where they did, {UNCOVERED_PADDING}.",
             )
         return dataclasses.replace(report, notes=notes)
 
@@ -557,11 +546,14 @@ class PrivateTraining:
             raise DPConfigurationError(f"accounting needs {', '.join(missing)}; pass them to make_private")
 
     @property
-    def uncovered_padding(self) -> bool:
+    def uncovered_padding(self) -> bool | None:
         """Whether a step (this process's or a resumed state's) left its batch's padding out without noisy padding,
-        so that its duration followed the batch size drawn (saved in the state)."""
-        plain = self._padding_left_out and self.batch_size_noise_multiplier is None
-        return plain or bool(self._uncovered_before)
+        so that its duration followed the batch size drawn (saved in the state; a privacy ledger lists it outside the
+        guarantee); None where that is unknown: no step of this process did, and the state it resumed was saved
+        before ppml recorded it."""
+        if (self._padding_left_out and self.batch_size_noise_multiplier is None) or self._uncovered_before:
+            return True
+        return None if self._uncovered_before is None else False
 
     # --- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -574,9 +566,7 @@ class PrivateTraining:
             "validation_decisions": None if self.validation_decisions is None else list(self.validation_decisions),
             WRITERS_KEPT: True,
             "batch_size_noise_multiplier": self.batch_size_noise_multiplier,
-            "uncovered_padding": None
-            if self._uncovered_before is None and not self.uncovered_padding
-            else self.uncovered_padding,
+            "uncovered_padding": self.uncovered_padding,
         }
         if self.sampling is Sampling.SHUFFLE:
             state["shuffle"] = {

@@ -30,8 +30,7 @@ from privacy.keras.factors import dim
 from privacy.keras.masking import is_padding, select_rows
 from privacy.keras.params import DPConfigurationError
 
-PADDED_ROWS_MULTIPLE = 32
-"""With ``skip_padding``, outside XLA a step drops its batch's padding down to a multiple of this many rows."""
+PADDED_ROWS_MULTIPLE = noisy_padding.PADDED_ROWS_MULTIPLE
 
 
 def dp_train_step(model, private, data):

@@ -10,6 +10,7 @@ import pytest
 from dp_accounting import dp_event
 from scipy import stats
 
+from pipelines.privacy_ledger import UNCOVERED_PADDING_NAME
 from privacy.accounting import DpSgdMechanism, compute_epsilon
 
 
@@ -141,6 +142,10 @@ def test_shuffled_dp_training_on_the_pipeline_data_records_its_ledger(executor_r
     assert "noise cut-off" not in ledger["parameters"]["outside_guarantee"]
     assert 0 < ledger["composition"]["cutoff_delta"] < 0.01 * 1e-3
     assert ledger["delta"] == ledger["composition"]["accountant_delta"] + ledger["composition"]["cutoff_delta"]
+    # The bundled run_fn tells the ledger that no step left its padding out (it does not set skip_padding): nothing
+    # listed for the steps' durations, no noisy padding clamp.
+    assert ledger["parameters"]["uncovered_padding"] is False and ledger["composition"]["clamp_delta"] == 0.0
+    assert UNCOVERED_PADDING_NAME not in ledger["parameters"]["outside_guarantee"]
 
 
 def test_microbatched_dp_training_accounts_sensitivity_two_c(executor_runs):

@@ -260,7 +260,8 @@ def test_the_ledger_lists_the_inferred_spec_and_separate_runs_outside_the_guaran
     def outside(**changes):
         plan = DpTrainingConfig.from_custom_config({**GOOD, **changes}).plan(dataset_size=400)
         folder = str(tmp_path / str(len(changes)))
-        privacy_ledger.write_ledger(folder, plan.ledger(noise_draws=NoiseDraws(9.42, 100), validation_decisions=[]))
+        ledger = plan.ledger(noise_draws=NoiseDraws(9.42, 100), validation_decisions=[], uncovered_padding=False)
+        privacy_ledger.write_ledger(folder, ledger)
         return privacy_ledger.read_ledger(folder).parameters["outside_guarantee"]
 
     inferred, runs = "feature spec inferred from the data", "separate runs on the same data"
@@ -281,12 +282,14 @@ def test_the_ledger_lists_the_inferred_spec_and_separate_runs_outside_the_guaran
     ledger = DpTrainingConfig.from_custom_config(GOOD).plan(dataset_size=400).ledger()  # no noise pairs given
     report = PipelineReport("p", "r", {}, "uri", 1, {}, ledger, None, None, None)
     decisions = privacy_ledger.VALIDATION_DECISIONS_NAME  # nor its validation decisions
+    padding = privacy_ledger.UNCOVERED_PADDING_NAME  # nor whether its steps left their padding out
     assert set(report.to_dict()["privacy"]["outside_guarantee"]) == {
         inferred,
         runs,
         "noise cut-off",
         n,
         decisions,
+        padding,
         *floating,
     }
     assert any(line.startswith(f"  outside the guarantee: {inferred}: ") for line in report.format_text().splitlines())

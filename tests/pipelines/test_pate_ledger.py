@@ -211,3 +211,26 @@ def test_the_gate_judges_a_pate_ledgers_delta_against_no_record_count_with_the_s
         findings.append(coverage.delta_findings(ledger))
     assert findings == [([], [coverage.PATE_DELTA_UNCHECKED.format(delta=0.01)])] * 3
     assert "not checked against 1/n" in findings[0][1][0]
+
+
+def test_every_pate_ledger_lists_its_floating_point_noise_outside_the_guarantee():
+    """PATE's vote noise is numpy's float64 normal (`privacy.preprocessing.noise.NoiseSource`), which the accountant
+    takes for real-valued Gaussian noise: every PATE ledger lists it, beside what the run listed, and one written
+    before it was listed reads back with it."""
+    from privacy.preprocessing.noise import NoiseSource
+
+    assert NoiseSource(seed=1).normal(3.0, size=4).dtype == "float64"  # what the aggregators add to the votes
+    ledger = privacy_ledger.PrivacyLedger.for_pate(
+        GNMax(5.0), queries=QUERIES, delta=DELTA, parameters={**FACTS, "outside_guarantee": {"x": "why"}}
+    )
+    outside = ledger.parameters["outside_guarantee"]
+    assert outside == {**privacy_ledger.PATE_FLOATING_POINT_NOISE, "x": "why"}
+    assert (
+        "numpy's float64 normal" in outside["floating-point noise"]
+        and "Mironov 2012" in outside["floating-point noise"]
+    )
+    data = json.loads(json.dumps(ledger.to_dict()))
+    del data["parameters"]["outside_guarantee"]  # as a file written before it was listed
+    read = privacy_ledger.PrivacyLedger.from_dict(data)
+    assert read.parameters["outside_guarantee"] == privacy_ledger.PATE_FLOATING_POINT_NOISE
+    assert read.delta == DELTA and read.epsilons == ledger.epsilons

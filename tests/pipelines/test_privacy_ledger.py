@@ -10,7 +10,16 @@ from ml_metadata.proto import metadata_store_pb2
 from scipy import stats
 
 from pipelines import privacy_ledger as pl
-from privacy.accounting import DpSgdMechanism, NoiseCutoff, NoiseDraws, PrivacyBudget, compute_epsilon, event_from_json
+from privacy.accounting import (
+    DpSgdMechanism,
+    NoiseCutoff,
+    NoiseDraws,
+    PrivacyBudget,
+    compute_epsilon,
+    dp_sgd_report,
+    event_from_json,
+    noisy_padding,
+)
 from privacy.preprocessing import (
     CoverageRecord,
     GaussianThresholding,
@@ -55,6 +64,7 @@ def test_to_dict_shares_no_state_with_the_ledger():
         outside_guarantee={"x": "why"},
         noise_draws=NoiseDraws(9.42, 100),
         validation_decisions=[],
+        uncovered_padding=False,
     )
     data = ledger.to_dict()
     data["parameters"]["outside_guarantee"]["x"] = "edited"
@@ -482,7 +492,7 @@ def test_a_ledger_written_before_the_cutoff_was_accounted_lists_it_outside_the_g
     )  # listed, as the validation decisions, on read as well
     unknown_dtype = pl.float_sum("float32", told=False)
     listed = {**size, **unknown_dtype, **pl.FLOATING_POINT_NOISE, **pl.UNKNOWN_VALIDATION_DECISIONS}
-    listed.update(pl.UNKNOWN_NOISE_CUTOFF)
+    listed.update({**pl.padding_left_out(None), **pl.UNKNOWN_NOISE_CUTOFF})
     assert old.delta == 1e-3 and old.parameters["outside_guarantee"] == listed
 
 
@@ -492,7 +502,9 @@ def test_a_dp_sgd_ledger_that_does_not_record_its_validation_decisions_reads_bac
     listed as unknown, and with n listed as public, never as 'none'; one that reports none lists nothing of the
     kind, and a malformed record is refused."""
     name = pl.VALIDATION_DECISIONS_NAME
-    data = pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.5, delta=1e-3, noise_draws=NoiseDraws(9.42, 100))
+    data = pl.PrivacyLedger.for_dp_sgd(
+        MECHANISM, l2_norm_clip=1.5, delta=1e-3, noise_draws=NoiseDraws(9.42, 100), uncovered_padding=False
+    )
     data = data.to_dict()
     data["parameters"].pop("validation_decisions", None)  # as an older ledger file
     for old_absent in (name, pl.PUBLIC_DATASET_SIZE_NAME):
@@ -690,15 +702,94 @@ def test_a_ledger_file_whose_validation_decisions_predate_the_writers_lists_them
     assert "or wrote them out" in outside[pl.VALIDATION_DECISIONS_NAME]
 
 
-def test_noisy_padding_runs_are_refused_on_write_and_on_read():
-    """A ledger's delta does not add noisy padding's clamp delta: a mechanism with batch_size_noise_multiplier gets
-    no ledger, and a file claiming one is refused on read rather than reported with too small a delta."""
-    noisy = DpSgdMechanism(
-        dataset_size=389, batch_size=32, noise_multiplier=1.3, steps=122, batch_size_noise_multiplier=4.0
+NOISY = DpSgdMechanism(
+    dataset_size=389, batch_size=32, noise_multiplier=1.3, steps=122, batch_size_noise_multiplier=4.0
+)
+
+
+def test_a_noisy_padding_ledger_adds_every_part_of_the_reports_delta():
+    """Noisy padding's ledger: epsilon is dp-accounting's for the joint Gaussian (m / sigma_c, sum / (sigma C')) per
+    Poisson step, and its delta the accountant's plus the noise cut-off's plus the clamp's T p (1 + e^eps), as the
+    training's report has them (one source); the row count is described as covered, and reads back the same."""
+    draws = NoiseDraws(9.42, 100)
+    ledger = pl.PrivacyLedger.for_dp_sgd(
+        NOISY, l2_norm_clip=1.0, delta=1e-3, noise_draws=draws, validation_decisions=[], uncovered_padding=False
     )
-    with pytest.raises(pl.LedgerError, match=r"batch_size_noise_multiplier=4\.0: privacy ledgers do not record"):
-        pl.PrivacyLedger.for_dp_sgd(noisy, l2_norm_clip=1.0, delta=1e-3)
-    data = pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.0, delta=1e-3).to_dict()
-    data["parameters"]["batch_size_noise_multiplier"] = 4.0
-    with pytest.raises(pl.LedgerError, match="do not record noisy padding"):
+    joint = (1.3**-2 + 4.0**-2) ** -0.5
+    event = dp_accounting.SelfComposedDpEvent(
+        dp_accounting.PoissonSampledDpEvent(32 / 389, dp_accounting.GaussianDpEvent(joint)), 122
+    )
+    rdp = dp_accounting.rdp.RdpAccountant().compose(event).get_epsilon(1e-3)
+    pld = dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4).compose(event).get_epsilon(1e-3)
+    assert ledger.epsilons == {"rdp": pytest.approx(rdp, rel=1e-12), "pld": pytest.approx(pld, rel=1e-9)}
+    clamp = 122 * 2.0**-50 * (1 + 2.0**-40) * (1 + math.exp(ledger.epsilon))
+    cutoff = NoiseCutoff(radius=9.42, pairs=100, steps=122, unit_shift=1 / joint, moves=32 / 389)
+    assert ledger.clamp_delta == pytest.approx(clamp, rel=1e-12) and clamp > 0
+    assert ledger.cutoff_delta == pytest.approx(cutoff.added_delta(1e-3, ledger.epsilon), rel=1e-12)
+    assert ledger.delta == pytest.approx(1e-3 + clamp + ledger.cutoff_delta, rel=1e-15)
+    report = dp_sgd_report(NOISY, delta=1e-3, noise_draws=draws)
+    assert (ledger.epsilon, ledger.delta) == (report.guarantee_epsilon, report.guarantee_delta)
+    data = json.loads(json.dumps(ledger.to_dict()))
+    assert data["delta"] == report.guarantee_delta and data["report"]["guarantee_delta"] == report.guarantee_delta
+    again = pl.PrivacyLedger.from_dict(data)
+    assert (again.epsilon, again.delta, again.clamp_delta) == (ledger.epsilon, ledger.delta, ledger.clamp_delta)
+    assert pl.UNCOVERED_PADDING_NAME not in again.parameters["outside_guarantee"]
+    (covered,) = [note for note in data["report"]["notes"] if note.startswith("noisy padding:")]
+    assert "the row count is covered by epsilon" in covered and f"{joint:.4g}" in covered
+    with pytest.raises(pl.LedgerError, match=r"noisy padding's clamp adds delta .* more than 0.01 of delta 1e-14"):
+        pl.PrivacyLedger.for_dp_sgd(NOISY, l2_norm_clip=1.0, delta=1e-14)
+    data["parameters"]["batch_size_noise_multiplier"] = None  # an edited file hiding it: its events tell
+    with pytest.raises(pl.LedgerError):
         pl.PrivacyLedger.from_dict(data)
+
+
+def test_a_ledger_lists_steps_whose_durations_follow_the_batch_sizes_drawn():
+    """Steps that left their padding out without noisy padding (skip_padding) are listed outside the guarantee with
+    the training report's reason; a run that did not say lists it as unknown, and so does a ledger file written
+    before ppml recorded it (which otherwise reads back as before); a malformed record is refused."""
+
+    def outside(**given):
+        return pl.PrivacyLedger.for_dp_sgd(MECHANISM, l2_norm_clip=1.0, delta=1e-3, **given).parameters[
+            "outside_guarantee"
+        ]
+
+    assert outside(uncovered_padding=True)[pl.UNCOVERED_PADDING_NAME] == noisy_padding.UNCOVERED_PADDING
+    assert pl.UNCOVERED_PADDING_NAME not in outside(uncovered_padding=False)
+    assert outside()[pl.UNCOVERED_PADDING_NAME].startswith("unknown: the run did not report")
+    draws = NoiseDraws(9.42, 100)
+    written = pl.PrivacyLedger.for_dp_sgd(
+        MECHANISM, l2_norm_clip=1.0, delta=1e-3, noise_draws=draws, uncovered_padding=False
+    )
+    data = written.to_dict()
+    del data["parameters"]["uncovered_padding"]  # as a file written before it was recorded
+    old = pl.PrivacyLedger.from_dict(json.loads(json.dumps(data)))
+    assert (
+        old.parameters["outside_guarantee"][pl.UNCOVERED_PADDING_NAME]
+        == pl.padding_left_out(None)[pl.UNCOVERED_PADDING_NAME]
+    )
+    assert old.delta == 1e-3 + old.cutoff_delta and old.clamp_delta == 0.0
+    assert old.epsilons == written.epsilons and old.delta == written.delta
+    event = dp_accounting.SelfComposedDpEvent(
+        dp_accounting.PoissonSampledDpEvent(32 / 389, dp_accounting.GaussianDpEvent(1.3)), 122
+    )
+    assert old.epsilons["rdp"] == pytest.approx(dp_accounting.rdp.RdpAccountant().compose(event).get_epsilon(1e-3))
+    for malformed in ("yes", 1):
+        data["parameters"]["uncovered_padding"] = malformed
+        with pytest.raises(pl.LedgerError, match="uncovered_padding must be true, false or null"):
+            pl.PrivacyLedger.from_dict(data)
+        with pytest.raises(pl.LedgerError, match="uncovered_padding must be true, false or null"):
+            outside(uncovered_padding=malformed)
+
+
+def test_an_older_ledgers_unknown_writers_entry_names_the_callbacks_fit_names_as_writers(tmp_path):
+    """One list: the callbacks private fit names as writing validation metrics to disk are those the entry of a
+    ledger file written before they were recorded names (`privacy.validation_metrics.WRITERS`)."""
+    from privacy.keras import compat, monitoring
+
+    keras = compat.default_keras()
+    callbacks = [keras.callbacks.TensorBoard(log_dir=str(tmp_path)), keras.callbacks.CSVLogger(str(tmp_path / "c"))]
+    named = monitoring.validation_decisions(callbacks, validation=True)
+    writers = [name.split(" ")[0] for name in named if monitoring.WRITES in name]
+    assert writers == ["TensorBoard", "CSVLogger"]
+    (reason,) = pl.UNKNOWN_VALIDATION_WRITERS.values()
+    assert f"to disk ({', '.join(writers)}, a ModelCheckpoint" in reason

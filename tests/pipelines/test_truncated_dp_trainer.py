@@ -141,6 +141,7 @@ def test_the_count_of_cut_batches_is_listed_outside_the_guarantee_and_never_call
         *pl.INFERRED_SPEC,
         *pl.UNKNOWN_NOISE_CUTOFF,  # the ledger was given neither noise draws
         *pl.UNKNOWN_VALIDATION_DECISIONS,  # nor validation decisions
+        *pl.padding_left_out(None),  # nor whether steps left their padding out
     }
     assert set(outside) == listed
     assert "no epsilon covers it" in outside[pl.CUT_BATCHES_NAME]

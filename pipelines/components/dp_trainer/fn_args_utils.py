@@ -6,10 +6,11 @@ A module file trains like any TFX ``run_fn`` and calls two things from here::
     ...train plan.steps steps (DP-SGD with plan.mechanism when plan.private)...
     fn_args_utils.write_run_ledger(fn_args, plan, steps_taken=training.steps, budget=training.budget,
                                    noise_draws=training.noise.draws,
-                                   validation_decisions=training.validation_decisions)
+                                   validation_decisions=training.validation_decisions,
+                                   uncovered_padding=training.uncovered_padding)
     # (private runs only; training = privacy.keras.private_training(model); without noise_draws the ledger lists
     # the noise sampler's cut-off outside the guarantee; without validation_decisions it lists as unknown whether
-    # callbacks acted on validation metrics)
+    # callbacks acted on validation metrics, without uncovered_padding whether steps' durations show batch sizes)
 
 The DP Trainer's executor resolves the same plan before training (so bad settings fail early)
 and checks the ledger against it afterwards.
@@ -93,6 +94,7 @@ def write_run_ledger(
     truncated_batches: int | None = None,
     noise_draws: NoiseDraws | None = None,
     validation_decisions: Sequence[str] | None = None,
+    uncovered_padding: bool | None = None,
 ) -> str:
     """Writes the ledger of a private run into the exported SavedModel; returns its path.
 
@@ -111,6 +113,9 @@ def write_run_ledger(
         validation metrics or wrote them to disk (`privacy.keras.monitoring.validation_decisions`): listed outside
         the guarantee; without it (None: not reported) the ledger lists that it is unknown whether callbacks acted
         on them.
+      uncovered_padding: `privacy.keras.PrivateTraining.uncovered_padding`, whether steps left their batch's padding
+        out without noisy padding (``skip_padding``), so that their durations follow the batch sizes drawn: listed
+        outside the guarantee; without it (None: not reported) the ledger lists that it is unknown.
     """
     ledger = plan.ledger(
         steps_taken=steps_taken,
@@ -119,6 +124,7 @@ def write_run_ledger(
         truncated_batches=truncated_batches,
         noise_draws=noise_draws,
         validation_decisions=validation_decisions,
+        uncovered_padding=uncovered_padding,
     )
     return privacy_ledger.write_ledger(fn_args.serving_model_dir, ledger)
 

@@ -392,6 +392,7 @@ class DpTrainingPlan:
         truncated_batches: int | None = None,
         noise_draws: NoiseDraws | None = None,
         validation_decisions: Sequence[str] | None = None,
+        uncovered_padding: bool | None = None,
     ) -> PrivacyLedger:
         """The ledger of the run after ``steps_taken`` steps (default: all planned steps); one that stopped before
         its planned steps lists what decided the stop outside the guarantee (`privacy_ledger.stopped_early`).
@@ -403,6 +404,9 @@ class DpTrainingPlan:
           validation_decisions: the run's callbacks that acted on validation metrics or wrote them to disk
             (`privacy.keras.PrivateTraining.validation_decisions`), listed outside the guarantee
             (`privacy_ledger.validation_decided`); None (not reported) lists them as unknown.
+          uncovered_padding: whether steps left their padding out without noisy padding, so that their durations
+            follow the batch sizes drawn (`privacy.keras.PrivateTraining.uncovered_padding`), listed outside the
+            guarantee (`privacy_ledger.padding_left_out`); None (not reported) lists it as unknown.
         """
         if self.mechanism is None:
             raise ValueError("a non-private run has no privacy ledger")
@@ -425,4 +429,5 @@ class DpTrainingPlan:
             outside_guarantee=outside,
             noise_draws=noise_draws,
             validation_decisions=validation_decisions,
+            uncovered_padding=uncovered_padding,
         )

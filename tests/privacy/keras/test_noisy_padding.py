@@ -320,3 +320,65 @@ def test_a_state_is_resumed_only_with_the_batch_size_noise_multiplier_its_steps_
     with pytest.raises(DPConfigurationError, match=rf"ran with batch_size_noise_multiplier={SIGMA_C!r}, this training"):
         model_with(resumed).fit(x, y, epochs=1, verbose=0)
     assert json.load(open(state))["steps"] == 10
+
+
+def test_the_runs_privacy_ledger_lists_uncovered_durations_and_adds_noisy_paddings_clamp():
+    """A fitted model's privacy ledger (`PrivacyLedger.for_dp_sgd` from its training, as a run_fn writes it): plain
+    skip_padding's steps are listed outside the guarantee with the report's reason, padded steps are not; noisy
+    padding's ledger has the report's epsilon (dp-accounting's, for the joint Gaussian) and delta, clamp included."""
+    from pipelines import privacy_ledger as pl
+
+    def ledger(model):
+        private = private_training(model)
+        report = private.report()
+        return report, pl.PrivacyLedger.for_dp_sgd(
+            report.mechanism,
+            l2_norm_clip=0.05,
+            delta=report.delta,
+            budget=private.budget,
+            noise_draws=private.noise.draws,
+            validation_decisions=private.validation_decisions,
+            uncovered_padding=private.uncovered_padding,
+        )
+
+    report, plain = ledger(_fit(epochs=1, skip_padding=True))
+    reason = plain.parameters["outside_guarantee"][pl.UNCOVERED_PADDING_NAME]
+    assert f"skip_padding: {reason}." in report.notes and "batch sizes to within 32 rows" in reason
+    assert pl.UNCOVERED_PADDING_NAME not in ledger(_fit(epochs=1))[1].parameters["outside_guarantee"]
+    report, noisy = ledger(_fit(skip_padding=True, batch_size_noise_multiplier=SIGMA_C))
+    steps = report.mechanism.steps
+    event = dpa.SelfComposedDpEvent(
+        dpa.PoissonSampledDpEvent(30 / 300, dpa.GaussianDpEvent((1.1**-2 + SIGMA_C**-2) ** -0.5)), steps
+    )
+    rdp = dpa.rdp.RdpAccountant().compose(event).get_epsilon(report.delta)
+    pld = dpa.pld.PLDAccountant(value_discretization_interval=1e-4).compose(event).get_epsilon(report.delta)
+    assert noisy.epsilons == {"rdp": pytest.approx(rdp, rel=1e-12), "pld": pytest.approx(pld, rel=1e-9)}
+    clamp = steps * 2.0**-50 * (1 + 2.0**-40) * (1 + math.exp(noisy.epsilon))
+    assert noisy.clamp_delta == pytest.approx(clamp, rel=1e-12) and noisy.cutoff_delta > 0
+    assert (noisy.epsilon, noisy.delta) == (report.guarantee_epsilon, report.guarantee_delta)
+    assert pl.UNCOVERED_PADDING_NAME not in noisy.parameters["outside_guarantee"]
+
+
+def test_a_state_saved_before_padding_was_recorded_resumes_it_as_unknown(tmp_path):
+    """A training state without 'uncovered_padding' (an older ppml) cannot say whether its steps left their padding
+    out: resumed, the training reports it unknown (None), its ledger lists it as such, and so does its next state."""
+    from pipelines import privacy_ledger as pl
+
+    x, y = _data(300)
+    path = tmp_path / "state.json"
+    _compiled(seed=0, state_path=str(path)).fit(x, y, epochs=1, verbose=0)
+    state = json.loads(path.read_text())
+    assert state.pop("uncovered_padding") is False
+    path.write_text(json.dumps(state))
+    model = _compiled(seed=0, state_path=str(path))
+    model.fit(x, y, epochs=1, verbose=0)
+    private = private_training(model)
+    assert private.steps > state["steps"] and private.uncovered_padding is None
+    assert json.loads(path.read_text())["uncovered_padding"] is None
+    report = private.report()
+    (note,) = [note for note in report.notes if note.startswith("skip_padding:")]  # no skip_padding now, but before?
+    assert note.startswith("skip_padding: unknown whether the resumed steps") and "within 32 rows" in note
+    ledger = pl.PrivacyLedger.for_dp_sgd(
+        report.mechanism, l2_norm_clip=1.0, delta=report.delta, budget=private.budget, uncovered_padding=None
+    )
+    assert ledger.parameters["outside_guarantee"][pl.UNCOVERED_PADDING_NAME].startswith("unknown: ")
