@@ -268,11 +268,15 @@ def sum_rounding(a_norms, g_norms, dtype):
     """A bound on ||fl(sum_t (s a_t) g_t^T) - s sum_t a_t g_t^T||_F / s for each unit's T positions (``a_norms``,
     ``g_norms``: (U, T)): the scaling rounds once, the products and their sum T times, gamma_{T+1} sum_t |a_t| |g_t|
     (each entry's error is within gamma_{T+1} sum_t |a_td| |g_te|, a sum of rank-one matrices of Frobenius norms
-    |a_t| |g_t|). The float32 sum over units adds its own rounding, which no unit's bound holds."""
+    |a_t| |g_t|). The float32 sum over units adds its own rounding, which no unit's bound holds. Relative only: a
+    scaled value, product or partial sum below ``dtype``'s smallest normal is flushed to 0 on TensorFlow's CPU kernels
+    (FTZ and DAZ), an absolute error up to 2^-126 each for float32 that no multiple of s covers (s g_1 = 1.5 2^-66,
+    s g_2 = -0.75 2^-66, a = 2^-60: the term's computed sum is twice its exact one); not covered yet."""
     return gamma(dim_size(a_norms, 1) + 1, dtype) * tf.reduce_sum(a_norms * g_norms, 1) * (1 + FLOAT64_MARGIN)
 
 
 def scaling_rounding(squared_bounds, dtype):
     """The same for materialised gradients W (the very values whose squares ``squared_bounds`` bounds): the scaling
-    s W rounds each entry once, gamma_1 ||W||."""
+    s W rounds each entry once, gamma_1 ||W|| (where s W is a normal number: flushed to 0 below, an error of up to
+    2^-126 per entry for float32, not covered; it only shrinks the entry)."""
     return gamma(1, dtype) * tf.sqrt(squared_bounds) * (1 + FLOAT64_MARGIN)
