@@ -239,14 +239,18 @@ def case_fit_with_xla_through_a_recurrent_loop_takes_the_steps_it_takes_without(
     """`fit` of a model compiled with jit_compile=True whose per-example gradients run through a recurrent loop, at a
     binding clip without noise, ends at the weights that the same fit without XLA reaches (whose clipping the case
     above checks against the naive one), by training the SimpleRNN (the fallback) without XLA, with a warning naming
-    the layer (tf-keras fails to compile it: tf2xla UnimplementedError). A model without such a loop, and an LSTM
-    (whose rule runs its own loop), keep XLA on both flavours."""
+    the layer (tf-keras fails to compile it: tf2xla UnimplementedError). A model without such a loop, an LSTM
+    (whose rule runs its own loop) and convolutions (whose patches `fit` traces with the batch size unknown) keep XLA
+    on both flavours."""
     rng = np.random.default_rng(2)
     x, y = rng.normal(size=(20, 4, 3)).astype("float32"), rng.normal(size=(20, 2)).astype("float32")
-    for name, layer in (
-        ("recurrent", lambda: L.SimpleRNN(3, name="rnn")),
-        ("LSTM", lambda: L.LSTM(3, name="lstm")),
-        ("plain", Scale),
+    for name, layer, sampling in (
+        ("recurrent", lambda: L.SimpleRNN(3, name="rnn"), None),
+        ("LSTM", lambda: L.LSTM(3, name="lstm"), None),
+        ("plain", Scale, None),
+        # Keras' own batches: `fit` traces them with the batch size unknown (space-to-depth, and sliced patches)
+        ("strided convolution", lambda: L.Conv1D(2, 2, strides=2), "shuffle"),
+        ("convolution", lambda: L.Conv1D(2, 2), "shuffle"),
     ):
         ran, start = {}, None
         for jit_compile in (False, True):
@@ -256,6 +260,7 @@ def case_fit_with_xla_through_a_recurrent_loop_takes_the_steps_it_takes_without(
                 noise_multiplier=0.0,
                 expected_batch_size=4,
                 dataset_size=20,
+                sampling=sampling,
                 seed=3,
             )
             model.compile(optimizer=K.optimizers.SGD(1.0), loss="mse", jit_compile=jit_compile)
