@@ -272,7 +272,8 @@ def _patches(layer, inputs):
     if one_d:
         inputs = inputs[:, None]
     channels, offsets = inputs.shape[-1], size[0] * size[1]
-    static, strided = None not in inputs.shape[1:], set(strides) != {1}  # strided: undilated (Keras refuses both)
+    static = None not in inputs.shape[1:]
+    strided = set(strides) != {1} and set(rates) == {1}  # Keras 3's DepthwiseConv2D takes strides with dilation
     if static and strided:
         patches = _patches_by_space_to_depth(inputs, size, strides, padding)
     elif static and compat.in_xla_context():
