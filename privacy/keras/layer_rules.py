@@ -254,11 +254,12 @@ def _patches(layer, inputs):
     ``positions``: None where the n offsets are the kernel's (kh * kw, row-major), else a tuple of kh * kw indices
     along n, one per kernel offset in that order (a permutation of the n = kh * kw offsets).
 
-    A strided convolution's patches (static shapes) come from its space-to-depth input (`_patches_by_space_to_depth`),
-    with and without XLA; an unstrided one's from `tf.image.extract_patches`, or under XLA from slices
-    (`_patches_by_slicing`). On 2 CPU cores, per-example kernel gradients X^T G of the tutorial CNN's first convolution
-    (8x8, stride 2, 28x28x1 inputs, batch 256) took less time from space-to-depth patches than from extracted or
-    strided-sliced ones or from TensorFlow's depthwise filter-gradient op (benchmarks/README.md, Dec 6 2026).
+    An undilated strided convolution's patches (static shapes) come from its space-to-depth input
+    (`_patches_by_space_to_depth`), with and without XLA; any other's from `tf.image.extract_patches`, or under XLA
+    from slices (`_patches_by_slicing`). On 2 CPU cores, per-example kernel gradients X^T G of the tutorial CNN's
+    first convolution (8x8, stride 2, 28x28x1 inputs, batch 256) took less time from space-to-depth patches than from
+    extracted or strided-sliced ones or from TensorFlow's depthwise filter-gradient op (benchmarks/README.md, Dec 6
+    2026).
     """
     inputs = tf.stop_gradient(inputs)
     one_d = len(layer.kernel_size) == 1
