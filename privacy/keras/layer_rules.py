@@ -73,7 +73,7 @@ class LayerRule:
 
 def _combine(factors):
     """One factor for the per-example gradients of a layer called several times: their sum (materialised where
-    the calls' factors differ in kind, e.g. a convolution's depthwise and outer-product calls)."""
+    the calls' factors differ in kind, e.g. a Dense bias's one-position and several-position calls)."""
     if len(factors) == 1:
         return factors[0]
     first = factors[0]
