@@ -29,7 +29,6 @@ from privacy.keras.factors import (
     OutputRows,
     PerExample,
     dim,
-    ghost_is_cheaper,
 )
 from privacy.keras.recording import Call
 
@@ -74,7 +73,7 @@ class LayerRule:
 
 def _combine(factors):
     """One factor for the per-example gradients of a layer called several times: their sum (materialised where
-    the calls' factors differ in kind, e.g. a convolution's depthwise and outer-product calls)."""
+    the calls' factors differ in kind, e.g. a Dense bias's one-position and several-position calls)."""
     if len(factors) == 1:
         return factors[0]
     first = factors[0]
@@ -90,8 +89,10 @@ def _combine(factors):
 
 
 def _positions(t, last: int):
-    """(b, ..., last) -> (b, T, last)."""
-    return tf.reshape(t, [dim(t), -1, last])
+    """(b, ..., last) -> (b, T, last), with T static wherever t's shape past the batch is, also when the batch size is
+    not (as in `fit`): the cost model (`ghost_is_cheaper`) decides from it, and takes ghost norms where T is unknown."""
+    rest = t.shape[1:]
+    return tf.reshape(t, [dim(t), rest.num_elements() // last if rest.is_fully_defined() else -1, last])
 
 
 def _plain(layer, *flags) -> bool:
@@ -190,12 +191,9 @@ class EmbeddingRule(LayerRule):
 
 
 class ConvRule(LayerRule):
-    """Conv1D / Conv2D (channels_last, groups=1): the kernel gradient is patches^T G.
-
-    Where materialising per-example kernel gradients beats ghost norms (`ghost_is_cheaper`) and the
-    output gradient tiled over the input channels is smaller than the patches (filters < kernel
-    positions), they come from one depthwise filter-gradient op instead of patches (`_per_example_by_depthwise`).
-    """
+    """Conv1D / Conv2D (channels_last, groups=1): the kernel gradient is patches^T G, an `OuterProduct` (ghost norms
+    or materialised per-example gradients, whichever `ghost_is_cheaper`) of the input patches (`_patches`) with the
+    output gradient."""
 
     def applies(self, layer):
         layers = compat.keras_of(layer).layers
@@ -208,12 +206,16 @@ class ConvRule(LayerRule):
 
     def call_factors(self, layer, kept, grad):
         kernel = layer.kernel
-        g = _positions(grad, kernel.shape[-1])
-        if _depthwise_is_cheaper(layer, kept["inputs"], grad):
-            out = {id(kernel): PerExample(_per_example_by_depthwise(layer, kept["inputs"], grad))}
-        else:
-            patches = _patches(layer, kept["inputs"])
-            out = {id(kernel): OuterProduct(patches, g, lambda m: tf.reshape(m, kernel.shape))}
+        *_, channels, filters = kernel.shape
+        g = _positions(grad, filters)
+        patches, positions = _patches(layer, kept["inputs"])
+
+        def to_variable(m):  # (offsets * C_in, C_out) in the patches' order -> the kernel
+            if positions is not None:
+                m = tf.gather(tf.reshape(m, [-1, channels, filters]), positions)
+            return tf.reshape(m, kernel.shape)
+
+        out = {id(kernel): OuterProduct(_positions(patches, patches.shape[2] * channels), g, to_variable)}
         if layer.bias is not None:
             out[id(layer.bias)] = PerExample(tf.reduce_sum(g, 1))
         return out
@@ -232,73 +234,15 @@ class DepthwiseConv2DRule(LayerRule):
     def call_factors(self, layer, kept, grad):
         kernel = _depthwise_kernel(layer)
         kh, kw, channels, multiplier = kernel.shape
-        patches = tf.reshape(_patches(layer, kept["inputs"]), [dim(grad), -1, kh * kw, channels])
+        patches, positions = _patches(layer, kept["inputs"])
         g = tf.reshape(grad, [dim(grad), -1, channels, multiplier])
-        per_example = tf.einsum("bpkc,bpcm->bkcm", tf.cast(tf.stop_gradient(patches), g.dtype), g)
+        per_example = tf.einsum("bpkc,bpcm->bkcm", tf.cast(patches, g.dtype), g)
+        if positions is not None:
+            per_example = tf.gather(per_example, positions, axis=1)
         out = {id(kernel): PerExample(tf.reshape(per_example, [dim(grad), *kernel.shape]))}
         if layer.bias is not None:
             out[id(layer.bias)] = PerExample(tf.reduce_sum(_positions(grad, channels * multiplier), 1))
         return out
-
-
-def _depthwise_is_cheaper(layer, inputs, grad) -> bool:
-    """Whether ConvRule should materialise per-example gradients with `_per_example_by_depthwise`: outside XLA
-    (which fuses sliced patches instead), for equal strides in both spatial dimensions and no dilation (what
-    TensorFlow's depthwise filter gradient supports), static spatial shapes, materialising cheaper than ghost
-    norms, and fewer filters than kernel positions (the tiled output gradient, B T C_in C_out values, is smaller
-    than the patches, B T k C_in)."""
-    kernel = layer.kernel
-    *size, channels, filters = kernel.shape
-    positions, window = 1, 1
-    for d in grad.shape[1:-1]:
-        positions = None if d is None or positions is None else positions * d
-    for k in size:
-        window *= k
-    strides = (1, *layer.strides) if len(size) == 1 else tuple(layer.strides)
-    return (
-        not compat.in_xla_context()
-        and None not in inputs.shape[1:]
-        and len(set(strides)) == 1
-        and set(layer.dilation_rate) == {1}
-        and filters < window
-        and not ghost_is_cheaper(positions, window * channels, filters)
-    )
-
-
-def _per_example_by_depthwise(layer, inputs, grad):
-    """(b, *kernel.shape) per-example kernel gradients of a Conv1D/Conv2D without patches.
-
-    Example b's input channels become channels b * C_in + c of one image, and its output gradient, tiled over
-    c, channels (b * C_in + c) * C_out + o; the gradient of a depthwise convolution with multiplier C_out of
-    that image is then every example's kernel gradient (Rochette et al. 2019, "Efficient per-example gradient
-    computations in convolutional neural networks"), in one op that needs neither patches nor a loop.
-    """
-    kernel = layer.kernel
-    *size, channels, filters = kernel.shape
-    x = tf.cast(tf.stop_gradient(inputs), grad.dtype)
-    padding = layer.padding.upper()
-    if padding == "CAUSAL":  # no dilation here: pad k - 1 on the left
-        x = tf.pad(x, [[0, 0], [size[0] - 1, 0], [0, 0]])
-        padding = "VALID"
-    if len(size) == 1:
-        x, grad, size = x[:, None], grad[:, None], [1, *size]
-    batch = dim(x)
-    height, width = x.shape[1], x.shape[2]
-    out_height, out_width = grad.shape[1], grad.shape[2]
-    image = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [1, height, width, -1])
-    tiled = tf.broadcast_to(
-        tf.transpose(grad, [1, 2, 0, 3])[:, :, :, None, :], [out_height, out_width, batch, channels, filters]
-    )
-    stride = layer.strides[0]
-    per_channel = tf.nn.depthwise_conv2d_backprop_filter(
-        image,
-        tf.stack([*size, batch * channels, filters]),
-        tf.reshape(tiled, [1, out_height, out_width, -1]),
-        [1, stride, stride, 1],
-        padding,
-    )
-    per_example = tf.transpose(tf.reshape(per_channel, [*size, batch, channels, filters]), [2, 0, 1, 3, 4])
-    return tf.reshape(per_example, [batch, *kernel.shape])
 
 
 def _depthwise_kernel(layer):
@@ -306,7 +250,17 @@ def _depthwise_kernel(layer):
 
 
 def _patches(layer, inputs):
-    """(b, P, prod(kernel_size) * channels) input patches in the kernel's (spatial..., channel) order."""
+    """A convolution's input patches, (b, P, n, C_in) at its P output positions and n kernel offsets, and
+    ``positions``: None where the n offsets are the kernel's (kh * kw, row-major), else a tuple of kh * kw indices
+    along n, one per kernel offset in that order (a permutation of the n = kh * kw offsets).
+
+    An undilated strided convolution's patches (static shapes) come from its space-to-depth input
+    (`_patches_by_space_to_depth`), with and without XLA; any other's from `tf.image.extract_patches`, or under XLA
+    from slices (`_patches_by_slicing`). On 2 CPU cores, per-example kernel gradients X^T G of the tutorial CNN's
+    first convolution (8x8, stride 2, 28x28x1 inputs, batch 256) took less time from space-to-depth patches than from
+    extracted or strided-sliced ones or from TensorFlow's depthwise filter-gradient op (benchmarks/README.md, Dec 6
+    2026).
+    """
     inputs = tf.stop_gradient(inputs)
     one_d = len(layer.kernel_size) == 1
     size = (1, *layer.kernel_size) if one_d else tuple(layer.kernel_size)
@@ -318,27 +272,96 @@ def _patches(layer, inputs):
         padding = "VALID"
     if one_d:
         inputs = inputs[:, None]
-    if compat.in_xla_context() and None not in inputs.shape[1:]:
+    channels, offsets = inputs.shape[-1], size[0] * size[1]
+    static = None not in inputs.shape[1:]
+    strided = set(strides) != {1} and set(rates) == {1}  # Keras 3's DepthwiseConv2D takes strides with dilation
+    if static and strided:
+        patches = _patches_by_space_to_depth(inputs, size, strides, padding)
+    elif static and compat.in_xla_context():
         patches = _patches_by_slicing(inputs, size, strides, rates, padding)
     else:
         patches = tf.image.extract_patches(
             inputs, sizes=[1, *size, 1], strides=[1, *strides, 1], rates=[1, *rates, 1], padding=padding
         )
-    return tf.reshape(patches, [dim(inputs), -1, patches.shape[-1]])
+    count = dim(_positions(patches, offsets * channels), 1)  # static where the output's size is
+    patches = tf.reshape(patches, [dim(inputs), count, offsets, channels])
+    positions = _space_to_depth_positions(size, strides) if strided else None
+    if positions is not None and not static:  # the offsets in the order of the layer's calls of static shape
+        patches = tf.gather(patches, sorted(range(offsets), key=positions.__getitem__), axis=2)
+    return patches, positions
+
+
+def _space_to_depth_positions(size, strides):
+    """Where a strided convolution's space-to-depth patches (`_patches_by_space_to_depth`) hold each of its kernel
+    offsets (kh * kw, row-major), if they hold exactly those (s_i divides k_i), else None."""
+    count, positions = _space_to_depth_offsets(size, strides)
+    return positions if count == len(positions) else None
+
+
+def _space_to_depth_offsets(size, strides):
+    """(q_h q_w s_h s_w, the index of each kernel offset (kh * kw, row-major) among them): with q_i = ceil(k_i / s_i)
+    blocks per axis, offset (i, j) is block (i // s_h, j // s_w), phase (i % s_h, j % s_w), in the space-to-depth
+    patches' order (block row, block column, phase row, phase column)."""
+    blocks = [-(-k // stride) for k, stride in zip(size, strides, strict=True)]
+    positions = tuple(
+        ((i // strides[0] * blocks[1] + j // strides[1]) * strides[0] + i % strides[0]) * strides[1] + j % strides[1]
+        for i in range(size[0])
+        for j in range(size[1])
+    )
+    return blocks[0] * blocks[1] * strides[0] * strides[1], positions
+
+
+def _padded(length: int, k: int, stride: int, rate: int, padding: str):
+    """(output length, [zeros before, zeros after]) of a convolution along one axis, padded as TensorFlow pads."""
+    span = (k - 1) * rate + 1
+    out = -(-length // stride) if padding == "SAME" else (length - span) // stride + 1
+    total = max((out - 1) * stride + span - length, 0) if padding == "SAME" else 0
+    return out, [total // 2, total - total // 2]
+
+
+def _patches_by_space_to_depth(inputs, size, strides, padding):
+    """The patches of an undilated, strided convolution of a (b, h, w, c) batch, (b, oh, ow, offsets * c): the
+    kernel's offsets in the order of `_space_to_depth_positions` where it gives one, else in the kernel's order.
+
+    With the kernel padded up to q_i = ceil(k_i / s_i) blocks of s_i offsets per axis, input row s o + s q + r is row
+    o + q of the space-to-depth input's phase r (r < s): the patches are the q_h q_w unstrided slices of that input
+    (b, oh + q_h - 1, ow + q_w - 1, s_h s_w c), in offset order (q_h, q_w, s_h, s_w). Where s_i divides k_i those are
+    exactly the kernel's offsets (kh = q_h s_h), permuted; elsewhere the padded offsets are dropped by a gather.
+    """
+    batch, channels = dim(inputs), inputs.shape[-1]
+    blocks, outs, pads = [], [], []
+    for length, k, stride in zip(inputs.shape[1:3], size, strides, strict=True):
+        out, (before, _) = _padded(length, k, stride, 1, padding)
+        q = -(-k // stride)
+        blocks.append(q)
+        outs.append(out)
+        pads.append([before, stride * (out + q - 1) - length - before])  # may be < 0: rows no offset reaches
+    inputs = tf.pad(inputs, [[0, 0], *[[p[0], max(p[1], 0)] for p in pads], [0, 0]])
+    rows, cols = (o + q - 1 for o, q in zip(outs, blocks, strict=True))
+    inputs = tf.reshape(
+        inputs[:, : rows * strides[0], : cols * strides[1]], [batch, rows, strides[0], cols, strides[1], channels]
+    )
+    phases = tf.reshape(
+        tf.transpose(inputs, [0, 1, 3, 2, 4, 5]), [batch, rows, cols, strides[0] * strides[1] * channels]
+    )
+    parts = [phases[:, i : i + outs[0], j : j + outs[1]] for i in range(blocks[0]) for j in range(blocks[1])]
+    patches = tf.stack(parts, axis=3)  # (b, oh, ow, q_h q_w, s_h s_w c): offsets (q_h, q_w, s_h, s_w)
+    count, positions = _space_to_depth_offsets(size, strides)
+    if count == len(positions):
+        return patches
+    return tf.gather(tf.reshape(patches, [batch, outs[0], outs[1], count, channels]), positions, axis=3)
 
 
 def _patches_by_slicing(inputs, size, strides, rates, padding):
-    """`tf.image.extract_patches` of a (b, h, w, c) batch as one strided slice per kernel offset.
+    """`tf.image.extract_patches` of a (b, h, w, c) batch as one (strided, dilated) slice per kernel offset.
 
     XLA on CPU fuses the slices, but compiles ExtractImagePatches into a slow convolution (the
     patches of the TF Privacy tutorial CNN: ~6x slower); without XLA the TensorFlow kernel is faster.
     """
     pads, outs = [], []
     for length, k, stride, rate in zip(inputs.shape[1:3], size, strides, rates, strict=True):
-        span = (k - 1) * rate + 1
-        out = -(-length // stride) if padding == "SAME" else (length - span) // stride + 1
-        total = max((out - 1) * stride + span - length, 0) if padding == "SAME" else 0
-        pads.append([total // 2, total - total // 2])
+        out, pad = _padded(length, k, stride, rate, padding)
+        pads.append(pad)
         outs.append(out)
     inputs = tf.pad(inputs, [[0, 0], *pads, [0, 0]])
     parts = [
@@ -351,7 +374,7 @@ def _patches_by_slicing(inputs, size, strides, rates, padding):
         for i in range(size[0])
         for j in range(size[1])
     ]
-    return tf.reshape(tf.stack(parts, axis=3), [dim(inputs), outs[0], outs[1], -1])
+    return tf.reshape(tf.stack(parts, axis=3), [dim(inputs), outs[0], outs[1], size[0] * size[1] * inputs.shape[-1]])
 
 
 class LayerNormalizationRule(LayerRule):

@@ -1,10 +1,11 @@
 """Mixed ghost clipping cases: per layer kind, the clipped sum at a binding clip against a naive per-example one.
 
 `OuterProduct` decides once per layer, at trace time, between the ghost norm (cost T^2 (d_in + d_out) in the
-T positions) and the materialised per-example gradient (T d_in d_out) (Bu et al. 2022); a convolution that
-materialises does so without patches where `ConvRule` finds that cheaper (one depthwise filter-gradient op).
-Each layer kind runs here with shapes on both sides of those choices, so every branch is checked, without and
-with XLA (whose convolutions slice their patches instead of extracting them) on both Keras flavours. The
+T positions) and the materialised per-example gradient (T d_in d_out) (Bu et al. 2022); a strided convolution takes
+its patches from its space-to-depth input (`layer_rules._patches_by_space_to_depth`, offsets permuted or, where the
+stride does not divide the kernel, gathered). Each layer kind runs here with shapes on both sides of those choices, so
+every branch is checked, without and with XLA (whose unstrided convolutions slice their patches instead of extracting
+them) on both Keras flavours. The
 exception: the recurrent layers that take the vectorized fallback (SimpleRNN), whose per-example gradients
 through the RNN loop fail to trace under XLA here on both flavours (tf2xla: UnimplementedError), are checked without
 XLA; `fit` with XLA is checked against `fit` without it instead (it trains such a model without XLA). The LSTM's and
@@ -54,14 +55,28 @@ def _cases():
         ("Dense, per-example", (16, 3), "float32", L.Dense(2, activation="tanh"), True),
         ("EinsumDense, ghost", (2, 64), "float32", L.EinsumDense("abc,cd->abd", (2, 64), bias_axes="d"), True),
         ("EinsumDense, per-example", (16, 3), "float32", L.EinsumDense("abc,cd->abd", (16, 2), bias_axes="d"), True),
-        ("Conv1D, ghost", (8, 24), "float32", L.Conv1D(16, 3, strides=2, padding="same"), True),  # T 4, d_in 72
-        ("Conv1D, per-example, depthwise", (64, 3), "float32", L.Conv1D(2, 3, padding="same", activation="relu"), True),
-        ("Conv1D, per-example, causal depthwise", (64, 3), "float32", L.Conv1D(2, 3, padding="causal"), True),
-        ("Conv1D, per-example, patches", (64, 3), "float32", L.Conv1D(2, 3, strides=2, padding="same"), True),
-        ("Conv2D, ghost", (4, 4, 8), "float32", L.Conv2D(16, 3, strides=2, padding="same"), True),
-        ("Conv2D, per-example, depthwise", (8, 8, 2), "float32", L.Conv2D(3, 3, strides=2, padding="same"), True),
+        (
+            "Conv1D, ghost, space-to-depth",
+            (8, 24),
+            "float32",
+            L.Conv1D(16, 3, strides=2, padding="same"),
+            True,
+        ),  # T 4, d_in 72
+        ("Conv1D, per-example, patches", (64, 3), "float32", L.Conv1D(2, 3, padding="same", activation="relu"), True),
+        ("Conv1D, per-example, causal patches", (64, 3), "float32", L.Conv1D(2, 3, padding="causal"), True),
+        ("Conv1D, per-example, space-to-depth", (64, 3), "float32", L.Conv1D(2, 3, strides=2, padding="same"), True),
+        ("Conv2D, ghost, space-to-depth", (4, 4, 8), "float32", L.Conv2D(16, 3, strides=2, padding="same"), True),
+        ("Conv2D, per-example, space-to-depth", (8, 8, 2), "float32", L.Conv2D(3, 3, strides=2, padding="same"), True),
+        ("Conv2D, per-example, permuted space-to-depth", (9, 9, 1), "float32", L.Conv2D(3, 4, strides=2), True),
         ("Conv2D, per-example, patches", (8, 8, 1), "float32", L.Conv2D(16, 2, padding="same"), True),
         ("DepthwiseConv2D", (6, 6, 3), "float32", L.DepthwiseConv2D(3, depth_multiplier=2, padding="same"), True),
+        (
+            "DepthwiseConv2D, space-to-depth",
+            (7, 7, 2),
+            "float32",
+            L.DepthwiseConv2D(4, strides=2, padding="same"),
+            True,
+        ),
         ("Embedding", (7,), "int32", L.Embedding(4, 3), True),
         ("LayerNormalization", (3, 4), "float32", L.LayerNormalization(), True),
         ("MultiHeadAttention (EinsumDense)", (3, 4), "float32", _attention, True),
@@ -83,27 +98,26 @@ def _naive_clipped_sum(model, x, y, clip):
     return [np.reshape(scale @ g, v.shape) for g, v in zip(per_example, model.trainable_variables, strict=True)], norms
 
 
-def _traced(step, x, y):
-    """``step(x, y, ones)`` and the decisions taken while it was traced: (T > 1 positions?, ghost?) for each
-    `OuterProduct`, and "depthwise" for each convolution whose per-example gradients `ConvRule` materialised
-    without patches."""
-    decisions, decide, depthwise = [], factors.OuterProduct._use_ghost, layer_rules._per_example_by_depthwise
+def _traced(step, *args):
+    """``step(*args)`` and the decisions taken while it was traced: (T != 1 positions?, ghost?) for each
+    `OuterProduct`, and "space-to-depth" for each convolution whose patches came from its space-to-depth input."""
+    decisions, decide, space_to_depth = [], factors.OuterProduct._use_ghost, layer_rules._patches_by_space_to_depth
 
     def spy(self):
-        decisions.append((self.a.shape[1] > 1, decide(self)))
+        decisions.append((self.a.shape[1] != 1, decide(self)))  # T unknown: True
         return decisions[-1][1]
 
-    def depthwise_spy(*args):
-        decisions.append("depthwise")
-        return depthwise(*args)
+    def space_to_depth_spy(*args):
+        decisions.append("space-to-depth")
+        return space_to_depth(*args)
 
     factors.OuterProduct._use_ghost = spy
-    layer_rules._per_example_by_depthwise = depthwise_spy
+    layer_rules._patches_by_space_to_depth = space_to_depth_spy
     try:
-        return step(x, y, tf.ones([BATCH])), decisions
+        return step(*args), decisions
     finally:
         factors.OuterProduct._use_ghost = decide
-        layer_rules._per_example_by_depthwise = depthwise
+        layer_rules._patches_by_space_to_depth = space_to_depth
 
 
 def _model(shape, dtype, layer):
@@ -128,99 +142,117 @@ def case_clipped_sum_equals_naive_per_example_clipping_per_layer_kind():
             if "ghost" in name:  # the layer's (T > 1 positions; the output Dense has one)
                 assert (True, True) in decisions, (name, decisions)
             if "per-example" in name:
-                assert (True, False) in decisions or "depthwise" in decisions, (name, decisions)
-            if "depthwise" in name:  # outside XLA; under XLA the convolution's patches are sliced and materialised
-                assert ("depthwise" in decisions) != jit_compile, (name, jit_compile, decisions)
-            if "patches" in name:
-                assert "depthwise" not in decisions, (name, decisions)
+                assert (True, False) in decisions, (name, decisions)
+            assert ("space-to-depth" in decisions) == ("space-to-depth" in name), (name, jit_compile, decisions)
 
 
-def _clips_like_naive(model, x, y, xla: bool, label: str = "") -> dict:
+def case_cost_model_decides_alike_with_the_batch_size_unknown_at_trace_time():
+    """`fit` traces the step with the batch size unknown: every layer of `_cases` takes the branches (positions,
+    ghost norms or materialised gradients, space-to-depth patches) that it takes with the batch size known (the
+    positions T stay static: `layer_rules._positions`)."""
+    for name, shape, dtype, layer, _ in _cases():
+        model = _model(shape, dtype, layer)
+        units = recording.find_units(model, layer_rules.rule_for)
+        decided = {}
+        for batch in (BATCH, None):
+            step = tf.function(
+                lambda x, y, w: clipped_gradient_sum(
+                    model, units, x, y, w, DPParams(1.0, 0.0, None), expected_batch_size=BATCH
+                ),
+                autograph=False,
+            )
+            specs = [tf.TensorSpec([batch, *shape], dtype), tf.TensorSpec([batch, 2]), tf.TensorSpec([batch])]
+            _, decided[batch] = _traced(step.get_concrete_function, *specs)
+        assert decided[None] == decided[BATCH], (name, decided)
+
+
+def _clips_like_naive(model, x, y, xla: bool, label: str = "", signature=None) -> dict:
     """Checks ``model``'s clipped gradient sum and norms on (x, y) against the naive per-example loop, at a clip norm
-    that binds for about half the examples, without XLA and, if ``xla``, with it. Returns {jit_compile: the traced
-    per-layer decisions}."""
+    that binds for about half the examples, without XLA and, if ``xla``, with it, traced for ``signature`` ((x, y,
+    weights) specs; default: the arguments' shapes); float32 sums agree to 1e-4 relative, 1e-5 of the variable's
+    largest entry (at least 1) absolute. Returns {jit_compile: the traced per-layer decisions}."""
     units = recording.find_units(model, layer_rules.rule_for)
     _, norms = _naive_clipped_sum(model, x, y, np.inf)
     clip = float(np.median(norms))
     want, _ = _naive_clipped_sum(model, x, y, clip)
+    rows = int(y.shape[0])
     decided = {}
     for jit_compile in (False, True) if xla else (False,):
         step = tf.function(
             lambda x, y, w: clipped_gradient_sum(
-                model, units, x, y, w, DPParams(clip, 0.0, None), expected_batch_size=BATCH
+                model, units, x, y, w, DPParams(clip, 0.0, None), expected_batch_size=rows
             ),
             autograph=False,
             jit_compile=jit_compile,
+            input_signature=signature,
         )
-        got, decided[jit_compile] = _traced(step, x, y)
+        got, decided[jit_compile] = _traced(step, x, y, tf.ones([rows]))
         np.testing.assert_allclose(got.norms.numpy(), norms, rtol=1e-4, err_msg=f"{label}XLA {jit_compile}")
         for g, w in zip(got.sums, want, strict=True):
-            np.testing.assert_allclose(g.numpy(), w, rtol=1e-4, atol=1e-5, err_msg=f"{label}XLA {jit_compile}")
+            atol = 1e-5 * max(1.0, float(np.abs(w).max()))
+            np.testing.assert_allclose(g.numpy(), w, rtol=1e-4, atol=atol, err_msg=f"{label}XLA {jit_compile}")
     return decided
 
 
-def case_depthwise_convolution_gradients_match_naive_clipping_over_paddings_strides_and_shapes():
-    """Convolutions that `ConvRule` sends to the depthwise op (outside XLA), one per feature of that path: valid
-    and same padding with even, odd and non-square kernels (same pads one more row after than before), strides
-    that do not divide the input, causal Conv1D, no bias, one example, and a batch size unknown at trace time.
-    Each clips as the naive per-example clipping does; dilated or unequally strided ones take the patches."""
+def case_strided_convolution_gradients_match_naive_clipping_over_paddings_strides_and_shapes():
+    """Strided convolutions take their patches from their space-to-depth input (with and without XLA), one case per
+    feature of that path: strides 2 and 3, equal and not, dividing the kernel (offsets permuted) or not (gathered),
+    valid, same and causal padding with even, odd and non-square kernels (same pads one more row after than before),
+    input sizes the strides do not divide, one input channel and several, ghost norms and materialised gradients, no
+    bias, one example, and a batch size unknown at trace time. Each clips as the naive per-example clipping does;
+    unstrided or dilated ones take extracted (or, under XLA, sliced) patches."""
     rng = np.random.default_rng(4)
-    depthwise = [
+    space_to_depth = [
         ((9, 6, 2), L.Conv2D(2, (2, 3), strides=2), 5),
         ((7, 7, 2), L.Conv2D(2, 4, strides=3, padding="same"), 5),
+        ((13, 13, 1), L.Conv2D(3, 8, strides=2, padding="same"), 5),  # the tutorial CNN's first layer, smaller
+        ((11, 10, 1), L.Conv2D(2, 6, strides=3, padding="same", use_bias=False), 5),
+        ((10, 9, 3), L.Conv2D(2, (3, 2), strides=(3, 1)), 5),
+        ((8, 8, 2), L.Conv2D(2, 3, strides=(1, 2), padding="same"), 5),
+        ((7, 7, 4), L.Conv2D(16, 3, strides=2), 5),  # ghost norms of gathered offsets
+        ((9, 3), L.Conv1D(2, 4, strides=2), 5),
+        ((11, 1), L.Conv1D(3, 5, strides=3, padding="same"), 5),
+        ((7, 2), L.Conv1D(3, 5, strides=2, padding="causal"), 5),
+        ((8, 8, 2), L.Conv2D(2, 3, strides=2, padding="same"), 1),
+        ((8, 8, 2), L.Conv2D(2, 4, strides=2, padding="same"), None),
+        ((9, 9, 2), L.DepthwiseConv2D(3, strides=2, depth_multiplier=2), 5),
+    ]
+    patches = [
         ((5, 11, 3), L.Conv2D(2, (1, 5), padding="same", use_bias=False), 5),
         ((9, 3), L.Conv1D(2, 4), 5),
         ((7, 2), L.Conv1D(3, 5, padding="causal"), 5),
-        ((8, 8, 2), L.Conv2D(2, 3, strides=2, padding="same"), 1),
-        ((8, 8, 2), L.Conv2D(2, 3, strides=2, padding="same"), None),
-    ]
-    patches = [
         ((9, 9, 2), L.Conv2D(2, 3, dilation_rate=2, padding="same"), 5),
         ((9, 2), L.Conv1D(2, 3, dilation_rate=2, padding="causal"), 5),
-        ((8, 8, 2), L.Conv2D(2, 3, strides=(1, 2), padding="same"), 5),
     ]
-    for (shape, layer, batch), expect_depthwise in [(c, True) for c in depthwise] + [(c, False) for c in patches]:
+    if not compat.is_tf_keras(L.Dense(1)):  # Keras 3 takes strides with dilation here (tf-keras refuses them)
+        patches.append(((12, 12, 2), L.DepthwiseConv2D(3, strides=2, dilation_rate=2), 5))
+    for (shape, layer, batch), expected in [(c, True) for c in space_to_depth] + [(c, False) for c in patches]:
         name = f"{layer.__class__.__name__} {layer.get_config()}, input {shape}, batch {batch}"
         model = _model(shape, "float32", layer)
         size = batch or 3
         x = tf.constant(rng.normal(size=(size, *shape)), tf.float32)
         y = tf.constant(rng.normal(size=(size, 2)), tf.float32)
-        units = recording.find_units(model, layer_rules.rule_for)
-        _, norms = _naive_clipped_sum(model, x, y, np.inf)
-        clip = float(np.median(norms))
-        want, _ = _naive_clipped_sum(model, x, y, clip)
         spec = [tf.TensorSpec([batch, *shape]), tf.TensorSpec([batch, 2]), tf.TensorSpec([batch])]
-        step = tf.function(
-            lambda x, y, w: clipped_gradient_sum(
-                model, units, x, y, w, DPParams(clip, 0.0, None), expected_batch_size=size
-            ),
-            autograph=False,
-            input_signature=spec,
-        )
-        used, rule = [], layer_rules._per_example_by_depthwise
-        layer_rules._per_example_by_depthwise = lambda *args: used.append(1) or rule(*args)
-        try:
-            got = step(x, y, tf.ones([size]))
-        finally:
-            layer_rules._per_example_by_depthwise = rule
-        assert bool(used) == expect_depthwise, name
-        np.testing.assert_allclose(got.norms.numpy(), norms, rtol=1e-4, err_msg=name)
-        for g, w in zip(got.sums, want, strict=True):
-            np.testing.assert_allclose(g.numpy(), w, rtol=1e-4, atol=1e-5, err_msg=name)
+        for jit_compile, decisions in _clips_like_naive(model, x, y, True, f"{name}, ", spec).items():
+            assert ("space-to-depth" in decisions) == expected, (name, jit_compile, decisions)
 
 
 def case_fit_with_xla_through_a_recurrent_loop_takes_the_steps_it_takes_without():
     """`fit` of a model compiled with jit_compile=True whose per-example gradients run through a recurrent loop, at a
     binding clip without noise, ends at the weights that the same fit without XLA reaches (whose clipping the case
     above checks against the naive one), by training the SimpleRNN (the fallback) without XLA, with a warning naming
-    the layer (tf-keras fails to compile it: tf2xla UnimplementedError). A model without such a loop, and an LSTM
-    (whose rule runs its own loop), keep XLA on both flavours."""
+    the layer (tf-keras fails to compile it: tf2xla UnimplementedError). A model without such a loop, an LSTM
+    (whose rule runs its own loop) and convolutions (whose patches `fit` traces with the batch size unknown) keep XLA
+    on both flavours."""
     rng = np.random.default_rng(2)
     x, y = rng.normal(size=(20, 4, 3)).astype("float32"), rng.normal(size=(20, 2)).astype("float32")
-    for name, layer in (
-        ("recurrent", lambda: L.SimpleRNN(3, name="rnn")),
-        ("LSTM", lambda: L.LSTM(3, name="lstm")),
-        ("plain", Scale),
+    for name, layer, sampling in (
+        ("recurrent", lambda: L.SimpleRNN(3, name="rnn"), None),
+        ("LSTM", lambda: L.LSTM(3, name="lstm"), None),
+        ("plain", Scale, None),
+        # Keras' own batches: `fit` traces them with the batch size unknown (space-to-depth, and sliced patches)
+        ("strided convolution", lambda: L.Conv1D(2, 2, strides=2), "shuffle"),
+        ("convolution", lambda: L.Conv1D(2, 2), "shuffle"),
     ):
         ran, start = {}, None
         for jit_compile in (False, True):
@@ -230,6 +262,7 @@ def case_fit_with_xla_through_a_recurrent_loop_takes_the_steps_it_takes_without(
                 noise_multiplier=0.0,
                 expected_batch_size=4,
                 dataset_size=20,
+                sampling=sampling,
                 seed=3,
             )
             model.compile(optimizer=K.optimizers.SGD(1.0), loss="mse", jit_compile=jit_compile)
@@ -258,16 +291,27 @@ def case_fit_with_xla_through_a_recurrent_loop_takes_the_steps_it_takes_without(
 
 
 def case_convolution_shared_by_inputs_of_two_sizes_clips_like_naive():
-    """One Conv2D called on an 8x8 and a 3x3 input: the first call's per-example gradients come from the depthwise
-    op (outside XLA), the second's (one output position) from an outer product; the layer's combined per-example
-    gradient is their sum, clipped as the naive per-example clipping clips it, with and without XLA."""
+    """One Conv2D called on an 8x8 and a 3x3 input: the per-example gradients of the first call (36 positions) and
+    of the second (one) are one outer product over both calls' positions, materialised, clipped as the naive
+    per-example clipping clips it, with and without XLA. A strided one called on an 8x8 input and on one of unknown
+    size (space-to-depth patches, and extracted ones put in their order) does the same."""
+    rng = np.random.default_rng(3)
+    y = tf.constant(rng.normal(size=(BATCH, 2)), tf.float32)
     tf.random.set_seed(0)
     conv = L.Conv2D(2, 3)
     big, small = K.Input((8, 8, 2)), K.Input((3, 3, 2))
     model = K.Model([big, small], L.Dense(2)(L.Concatenate()([L.Flatten()(conv(big)), L.Flatten()(conv(small))])))
     model.compile(optimizer=K.optimizers.SGD(0.1), loss="mse")
-    rng = np.random.default_rng(3)
     x = [tf.constant(rng.normal(size=(BATCH, *s, 2)), tf.float32) for s in ((8, 8), (3, 3))]
-    y = tf.constant(rng.normal(size=(BATCH, 2)), tf.float32)
-    for jit_compile, decisions in _clips_like_naive(model, x, y, xla=True).items():
-        assert ("depthwise" in decisions) != jit_compile, (jit_compile, decisions)
+    for decisions in _clips_like_naive(model, x, y, xla=True).values():
+        assert (True, False) in decisions and "space-to-depth" not in decisions, decisions
+
+    conv = L.Conv2D(2, 4, strides=2, padding="same")
+    known, unknown = K.Input((8, 8, 2)), K.Input((None, None, 2))
+    pooled = L.GlobalAveragePooling2D()(conv(unknown))
+    model = K.Model([known, unknown], L.Dense(2)(L.Concatenate()([L.Flatten()(conv(known)), pooled])))
+    model.compile(optimizer=K.optimizers.SGD(0.1), loss="mse")
+    x = [tf.constant(rng.normal(size=(BATCH, *s, 2)), tf.float32) for s in ((8, 8), (7, 9))]
+    spec = [[tf.TensorSpec([None, 8, 8, 2]), tf.TensorSpec([None, None, None, 2])], tf.TensorSpec([None, 2])]
+    decisions = _clips_like_naive(model, x, y, False, signature=[*spec, tf.TensorSpec([None])])[False]
+    assert decisions.count("space-to-depth") == 1, decisions
