@@ -45,7 +45,7 @@ def dim(tensor, axis: int = 0):
 
 def _group(tensor, units, merge_positions: bool):
     """(b, T, ...) -> (units, b/units * T, ...) when merging positions, else sums (b, ...) -> (units, ...)."""
-    rest = tensor.shape[2:] if merge_positions else tensor.shape[1:]
+    rest = [dim(tensor, axis) for axis in range(2 if merge_positions else 1, tensor.shape.rank)]
     if merge_positions:
         return tf.reshape(tensor, [units, -1, *rest])
     return tf.reduce_sum(tf.reshape(tensor, [units, -1, *rest]), axis=1)
