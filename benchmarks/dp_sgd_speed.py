@@ -1,4 +1,5 @@
-"""DP-SGD speed and memory: non-private Keras vs ppml vs TF Privacy 0.9.0, ms per step at batch 256.
+"""DP-SGD speed and memory: non-private Keras vs ppml vs TF Privacy 0.9.0, ms per step at batch 256
+(``--batch-size``).
 
 Models: an MLP 784-512-512-10 and the TF Privacy tutorial CNN on MNIST-shaped random data; with ``--models``
 also a Transformer encoder block on 32 tokens (Embedding, 4-head MultiHeadAttention, LayerNormalization, a
@@ -60,7 +61,7 @@ from results_io import step_timings, write_results
 
 TARGETS = {"mlp": 1.5, "cnn": 2.0}  # fixed batches; Poisson within 10 % of them (benchmarks/README.md, dp_sgd_speed.py)
 ANCHORS = {"mlp": 2.2, "cnn": 2.3}  # TF Privacy's best ratios on this machine kind (all of them: benchmarks/README.md)
-BATCH = 256
+BATCH = 256  # the default expected batch size (--batch-size)
 NOISY_PADDING = 4.0  # sigma_c of the noisy-padding row (privacy.accounting.noisy_padding)
 NOISE_SEED = 5  # the noisy-padding row's noise seed, so that `step_rows` can replay its padding draws
 HORIZON = 200  # steps past warm-up + timed ones in which a Poisson row may extend its warm-up (`steady_warmup`)
@@ -115,7 +116,7 @@ def worker(spec: dict) -> dict:
     if spec["flavour"] == "torch":
         import dp_sgd_speed_opacus
 
-        return dp_sgd_speed_opacus.worker(spec, BATCH)
+        return dp_sgd_speed_opacus.worker(spec, spec["batch_size"])
     os.environ["TF_USE_LEGACY_KERAS"] = "1" if spec["flavour"] == "tf_keras" else "0"
     import numpy as np
     import tensorflow as tf
@@ -126,8 +127,8 @@ def worker(spec: dict) -> dict:
         import keras
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
-    n = 60000
-    x, y = examples(rng, spec["model"], BATCH)
+    n, batch = 60000, spec["batch_size"]
+    x, y = examples(rng, spec["model"], batch)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     method = spec["method"]
     batches = tf.data.Dataset.from_tensors((x, y)).repeat()
@@ -162,17 +163,19 @@ def worker(spec: dict) -> dict:
                 # What fit(xs, ys) builds from arrays (rows gathered in place), seeded so that the twin below,
                 # drawn from the same seed, tells the batch sizes the steps will see.
                 batches = poisson_batches(
-                    source, dataset_size=n, expected_batch_size=BATCH, truncated_batch_size=cap, seed=0
+                    source, dataset_size=n, expected_batch_size=batch, truncated_batch_size=cap, seed=0
                 ).prefetch(2)
                 sigma_c = spec.get("noisy")
                 count = spec["warmup"] + spec["steps"] + HORIZON
-                rows = step_rows(n, cap, bool(spec.get("skip_padding")), count, sigma_c, len(model.trainable_weights))
+                rows = step_rows(
+                    n, batch, cap, bool(spec.get("skip_padding")), count, sigma_c, len(model.trainable_weights)
+                )
                 warmup = steady_warmup(rows, spec["warmup"], spec["steps"])
                 make_private(
                     model,
                     l2_norm_clip=1.0,
                     noise_multiplier=1.1,
-                    expected_batch_size=BATCH,
+                    expected_batch_size=batch,
                     dataset_size=n,
                     truncated_batch_size=cap,
                     skip_padding=bool(spec.get("skip_padding")),
@@ -180,14 +183,14 @@ def worker(spec: dict) -> dict:
                     seed=NOISE_SEED if sigma_c else None,
                 )
             else:
-                if spec.get("shuffled"):  # fit's shuffled batches of exactly BATCH rows from the arrays
+                if spec.get("shuffled"):  # fit's shuffled batches of exactly `batch` rows from the arrays
                     xs, ys = examples(rng, spec["model"], n)
                     data_mb = (xs.nbytes + ys.nbytes) / 2**20
                 make_private(
                     model,
                     l2_norm_clip=1.0,
                     noise_multiplier=1.1,
-                    expected_batch_size=BATCH,
+                    expected_batch_size=batch,
                     dataset_size=n,
                     sampling="shuffle",
                 )
@@ -201,15 +204,15 @@ def worker(spec: dict) -> dict:
 
     steps = warmup + spec["steps"]
     if spec.get("shuffled"):
-        model.fit(xs, ys, batch_size=BATCH, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[StepClock()])
+        model.fit(xs, ys, batch_size=batch, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[StepClock()])
     else:
         model.fit(batches, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[StepClock()])
     result = step_timings(ends, cpu_ends, warmup, data_mb)
-    rows = rows[:steps] or [BATCH] * steps  # the non-Poisson rows: one shape
+    rows = rows[:steps] or [batch] * steps  # the non-Poisson rows: one shape
     return {**result, "warmup_steps": warmup, **shape_costs(rows, np.diff(cpu_ends) * 1000, warmup)}
 
 
-def step_rows(n: int, cap, skip_padding: bool, count: int, sigma_c=None, tensors: int = 0) -> list[int]:
+def step_rows(n: int, batch: int, cap, skip_padding: bool, count: int, sigma_c=None, tensors: int = 0) -> list[int]:
     """The rows each of the first ``count`` steps computes with the workers' seeded Poisson batches: the padded
     size, or with ``skip_padding`` the realised size (with noisy padding's ``sigma_c``, plus its padding rows)
     rounded up as the step rounds it (`PADDED_ROWS_MULTIPLE`). Drawn from a twin sampler with the same seed (the
@@ -223,7 +226,7 @@ def step_rows(n: int, cap, skip_padding: bool, count: int, sigma_c=None, tensors
     from privacy.keras.train_step import PADDED_ROWS_MULTIPLE as m
 
     blank = np.zeros(n, "int8")
-    twin = poisson_batches((blank, blank), dataset_size=n, expected_batch_size=BATCH, truncated_batch_size=cap, seed=0)
+    twin = poisson_batches((blank, blank), dataset_size=n, expected_batch_size=batch, truncated_batch_size=cap, seed=0)
     limit = sampling_of(twin).max_batch_size
     sizes = [int(w.numpy().sum()) for _, _, w in twin.take(count)]
     if sigma_c:
@@ -392,6 +395,12 @@ def main(argv=None):
         help="steps before timing (tracing, XLA compilation); a Poisson row warms up longer, until every batch "
         "shape its timed steps use has been seen",
     )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=BATCH,
+        help="expected batch size (fixed batches take exactly this many rows; the targets and anchors are at 256)",
+    )
     parser.add_argument("--rounds", type=int, default=1, help="runs of every configuration, interleaved")
     parser.add_argument(
         "--only",
@@ -415,7 +424,7 @@ def main(argv=None):
     runs: dict[tuple, list] = {}
     for round_ in range(args.rounds):
         for model, label, python, spec in chosen:
-            spec.update(steps=args.steps, warmup=args.warmup)
+            spec.update(steps=args.steps, warmup=args.warmup, batch_size=args.batch_size)
             result = run_worker(python, spec)
             runs.setdefault((model, label), []).append(result)
             print(f"  round {round_} {model:<4} {label:<52} {result}", file=sys.stderr)
@@ -436,7 +445,7 @@ def main(argv=None):
         args.out,
         {
             "benchmark": "dp_sgd_speed",
-            "batch_size": BATCH,
+            "batch_size": args.batch_size,
             "steps": args.steps,
             "rounds": args.rounds,
             **machine,
