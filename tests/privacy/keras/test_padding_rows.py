@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from privacy.keras import poisson_batches
 from privacy.keras.masking import is_padding, padding_weights
-from privacy.keras.train_step import PADDED_ROWS_MULTIPLE, _without_padding
+from privacy.keras.train_step import NOISY_ROWS_MULTIPLE, PADDED_ROWS_MULTIPLE, _without_padding
 
 N, STEPS = 200, 12
 
@@ -37,6 +37,22 @@ def test_real_examples_of_weight_0_do_not_change_the_rows_kept():
         rounded = -(-drawn // PADDED_ROWS_MULTIPLE) * PADDED_ROWS_MULTIPLE
         assert len(kept) == rounded and np.count_nonzero(kept) == drawn, (len(kept), drawn)
     assert len({len(kept) for _, kept in plain}) > 1  # the rows follow the draw (so the test can see a change)
+
+
+def test_plain_skip_padding_rounds_to_32_rows_and_noisy_padding_to_its_own_multiple():
+    """A padded batch of 100 rows holding 33 drawn examples: plain skip_padding keeps 64 rows (its multiple stays 32,
+    which the READMEs' epsilon of the uncovered sizes prices); noisy padding with 5 padding rows drawn keeps 38
+    rounded up to `NOISY_ROWS_MULTIPLE` (1: 38), finer than 32; with 70 drawn, K = min(100, 103) = the whole
+    batch."""
+    drawn = tf.range(100) < 33
+    ids = tf.where(drawn, tf.range(1, 101, dtype=tf.float32), 0.0)  # the sampler's padding rows are zeros
+    weights = padding_weights(drawn, tf.ones(100))
+    assert PADDED_ROWS_MULTIPLE == 32 and NOISY_ROWS_MULTIPLE < 32
+    for extra, want in ((None, 64), (5, -(-38 // NOISY_ROWS_MULTIPLE) * NOISY_ROWS_MULTIPLE), (70, 100)):
+        x, _, w = _without_padding(ids, None, weights, None if extra is None else tf.constant(extra))
+        assert len(w) == want, (extra, len(w), want)
+        np.testing.assert_array_equal(x.numpy()[:33], np.arange(1, 34))  # the drawn examples, in order
+        assert not np.any(x.numpy()[33:]) and np.all(is_padding(w[33:]).numpy())
 
 
 def test_padding_is_weight_minus_0_and_a_real_weight_0_is_plus_0():
