@@ -215,15 +215,16 @@ def worker(spec: dict) -> dict:
 def step_rows(n: int, batch: int, cap, skip_padding: bool, count: int, sigma_c=None, tensors: int = 0) -> list[int]:
     """The rows each of the first ``count`` steps computes with the workers' seeded Poisson batches: the padded
     size, or with ``skip_padding`` the realised size (with noisy padding's ``sigma_c``, plus its padding rows)
-    rounded up as the step rounds it (`PADDED_ROWS_MULTIPLE`). Drawn from a twin sampler with the same seed (the
-    sizes depend on n, B, the cap and the seed alone); noisy padding's rows from a twin of the noise generator
-    seeded `NOISE_SEED`, advanced per step as the step advances it (Z, then one seed per gradient tensor)."""
+    rounded up as the step rounds it (`PADDED_ROWS_MULTIPLE`, with noisy padding `NOISY_ROWS_MULTIPLE`). Drawn from
+    a twin sampler with the same seed (the sizes depend on n, B, the cap and the seed alone); noisy padding's rows
+    from a twin of the noise generator seeded `NOISE_SEED`, advanced per step as the step advances it (Z, then one
+    seed per gradient tensor)."""
     import numpy as np
 
     from privacy.accounting import noisy_padding
     from privacy.keras import poisson_batches, sampling_of
     from privacy.keras.noise import GaussianNoise
-    from privacy.keras.train_step import PADDED_ROWS_MULTIPLE as m
+    from privacy.keras.train_step import NOISY_ROWS_MULTIPLE, PADDED_ROWS_MULTIPLE
 
     blank = np.zeros(n, "int8")
     twin = poisson_batches((blank, blank), dataset_size=n, expected_batch_size=batch, truncated_batch_size=cap, seed=0)
@@ -239,6 +240,7 @@ def step_rows(n: int, batch: int, cap, skip_padding: bool, count: int, sigma_c=N
             padded.append(min(limit, s + int(noise.padding_rows(sigma_c, offset))))
             noise.add([tf.zeros([1])] * tensors, 1.0)  # the step's seeds for its gradient tensors
         sizes = padded
+    m = NOISY_ROWS_MULTIPLE if sigma_c else PADDED_ROWS_MULTIPLE
     return [min(limit, max(1, -(-s // m)) * m) if skip_padding else limit for s in sizes]
 
 

@@ -2,8 +2,8 @@ r"""Noisy padding: Poisson batches padded by a Gaussian number of rows, the padd
 
 A Poisson step of m drawn examples runs on K = min(cap, m + max(0, ceil(mu + Z))) rows, Z ~ N(0, sigma_c^2) drawn
 fresh each step (sigma_c, the *batch-size noise multiplier*, in rows), mu = sigma_c z_p - 1 with
-P(N(0, 1) < -z_p) = p = `CLAMP_PROBABILITY`, and cap the sampler's padded batch size (public). K rounded up to a
-multiple of rows is post-processing of K.
+P(N(0, 1) < -z_p) = p = `CLAMP_PROBABILITY`, and cap the sampler's padded batch size (public). The step rounds K up
+to a multiple of `NOISY_ROWS_MULTIPLE` rows (at most cap; 1: not at all): post-processing of K.
 
 Why the row count K is covered (and with it the step's duration, where that is a function of K: rows whose cost
 does not depend on their content; not the input pipeline's time to gather the m examples):
@@ -40,7 +40,12 @@ CLAMP_BOUND = CLAMP_PROBABILITY * (1 + 2.0**-40)
 MAX_CLAMP_SHARE = 0.01
 """Largest accepted `clamp_delta`, as a fraction of the accountants' delta."""
 PADDED_ROWS_MULTIPLE = 32
-"""With ``skip_padding``, outside XLA a step drops its batch's padding down to a multiple of this many rows."""
+"""With ``skip_padding`` alone, outside XLA a step drops its batch's padding down to a multiple of this many rows
+(coarse: its row count, hence its duration, is outside the guarantee, and a finer multiple shows it more finely)."""
+NOISY_ROWS_MULTIPLE = 1
+"""With noisy padding, a step rounds its K rows up to a multiple of this many (at most cap). 1: not rounded, the
+fewest rows; the more distinct batch shapes cost no measurable set-up or retrace without XLA on the machine measured
+(benchmarks/README.md, dp_sgd_speed.py, "Noisy padding's row multiple")."""
 UNCOVERED_PADDING = (
     f"steps without XLA or microbatches left their batch's padding out down to a multiple of {PADDED_ROWS_MULTIPLE} "
     "rows (the sampler's padding only: real examples of sample weight 0 stay), so each step's duration follows the "
@@ -53,9 +58,10 @@ UNCOVERED_PADDING = (
 def covered_rows(batch_size_noise_multiplier: float, effective_noise_multiplier: float) -> str:
     """What a noisy-padding report (a run's, its ledger's, ``ppml epsilon``'s) says the row count adds to the
     guarantee."""
+    rounded = "" if NOISY_ROWS_MULTIPLE == 1 else f", rounded up to a multiple of {NOISY_ROWS_MULTIPLE} rows"
     return (
         f"each step runs on its drawn examples plus max(0, ceil(mu + Z)) padding rows, Z ~ "
-        f"N(0, {batch_size_noise_multiplier:g}^2), rounded up to a multiple of {PADDED_ROWS_MULTIPLE} rows; the row "
+        f"N(0, {batch_size_noise_multiplier:g}^2){rounded}; the row "
         f"count is covered by epsilon (accounted as one Gaussian of noise multiplier {effective_noise_multiplier:.4g}, "
         "its delta plus clamp_delta for the clamp at 0), and so the step's duration where a row's cost does not "
         "depend on its content (not ragged inputs), not the input pipeline's time to gather the drawn examples"

@@ -135,8 +135,9 @@ def make_private(
         the whole padded batch.
       batch_size_noise_multiplier: sigma_c, in rows (noisy padding; needs ``skip_padding=True``, untruncated Poisson
         batches, per-example clipping, add-remove, one replica, no XLA): each step keeps its m drawn examples plus
-        max(0, ceil(mu + Z)) padding rows, Z ~ N(0, sigma_c^2) from the gradient noise's generator, so its row
-        count is covered by epsilon (its duration too where a row's cost does not depend on its content, not the
+        max(0, ceil(mu + Z)) padding rows (Z ~ N(0, sigma_c^2) from the gradient noise's generator), in all rounded
+        up to a multiple of `privacy.accounting.noisy_padding.NOISY_ROWS_MULTIPLE` rows, so its row count is covered by
+        epsilon (its duration too where a row's cost does not depend on its content, not the
         input pipeline's gathering of the drawn examples: README); each step is accounted as one Gaussian of noise
         multiplier (sigma^-2 + sigma_c^-2)^-1/2, and the guarantee's delta gains T 2^-50 (1 + 2^-40)
         (1 + e^eps) (`privacy.accounting.noisy_padding.clamp_delta`). None: padding as ``skip_padding`` says.

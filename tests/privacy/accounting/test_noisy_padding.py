@@ -45,6 +45,32 @@ def test_epsilon_is_dp_accountings_for_the_joint_gaussian_plus_the_clamp(sigma_c
     assert "noisy padding" in report.format_text()
 
 
+@pytest.mark.parametrize(
+    "batch, sigma_c, stated",
+    [(256, 2.0, 3.028), (256, 3.0, 2.660), (256, 4.0, 2.537), (1024, None, 5.347), (1024, 4.0, 5.712)],
+)
+def test_the_epsilons_benchmarks_readme_quotes_for_noisy_padding(batch, sigma_c, stated):
+    """benchmarks/README.md's noisy-padding trade-off (section dp_sgd_speed.py): PLD epsilon at delta 1e-5 after
+    60 epochs of n = 60 000 at sigma 1.1, each step one Gaussian of (sigma^-2 + sigma_c^-2)^-1/2 (sigma without
+    noisy padding), from dp-accounting directly (the untruncated 2.382 at B = 256: test_epsilon.py)."""
+    steps = math.ceil(EPOCHS * N / batch)
+    sigma = SIGMA if sigma_c is None else (SIGMA**-2 + sigma_c**-2) ** -0.5
+    event = dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(batch / N, dpa.GaussianDpEvent(sigma)), steps)
+    pld = dpa.pld.PLDAccountant(value_discretization_interval=1e-4).compose(event).get_epsilon(DELTA)
+    assert round(pld, 3) == stated, pld
+
+
+@pytest.mark.parametrize("multiple", [1, 32])
+def test_the_covered_rows_text_states_the_rounding_of_the_multiple_the_step_uses(monkeypatch, multiple):
+    """What a report says about the row count follows `NOISY_ROWS_MULTIPLE` (read when the text is made): no
+    rounding at 1, a multiple of 32 rows at 32."""
+    monkeypatch.setattr(npad, "NOISY_ROWS_MULTIPLE", multiple)
+    text = npad.covered_rows(4.0, 1.05)
+    assert text.startswith("each step runs on its drawn examples plus max(0, ceil(mu + Z)) padding rows, Z ~ N(0, 4^2)")
+    rounded = ", rounded up to a multiple of 32 rows; the row count" if multiple == 32 else "^2); the row count"
+    assert rounded in text and ("rounded" in text) == (multiple == 32), text
+
+
 def test_without_it_the_event_is_todays_bit_for_bit():
     m = _mechanism()
     assert m.unit_event() == dpa.PoissonSampledDpEvent(B / N, dpa.GaussianDpEvent(SIGMA))

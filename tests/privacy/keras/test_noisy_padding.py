@@ -59,33 +59,37 @@ def test_padding_rows_are_ceil_mu_plus_z_clamped_at_0():
 
 
 def test_rows_kept_are_m_plus_the_padding_drawn_and_k_minus_m_is_independent_of_m(monkeypatch):
-    """Without the rounding to a row multiple (patched to 1) a step keeps exactly min(cap, m + padding) rows: its
-    m drawn examples first, in order, then padding (weight -0.0, zeros); K - m does not follow m (Spearman and a
-    two-sample KS test over 400 Poisson batches of widely varying m). With the rounding, K rounded up."""
+    """Without rounding to a row multiple (noisy padding's multiple 1) a step keeps exactly min(cap, m + padding)
+    rows: its m drawn examples first, in order, then padding (weight -0.0, zeros); K - m does not follow m (Spearman
+    and a two-sample KS test over 400 Poisson batches of widely varying m). With a multiple patched in (plain
+    skip_padding's 32, noisy padding's before), K rounded up, the same rows first."""
     n, steps = 400, 400
     ids = np.arange(1, n + 1, dtype="float32")[:, None]
     batches = poisson_batches((ids, ids[:, 0]), dataset_size=n, expected_batch_size=40, seed=5)
-    noise, replay = _noise(3), _noise(3)
-    ms, pads = [], []
+    multiples = sorted({1, train_step.NOISY_ROWS_MULTIPLE, train_step.PADDED_ROWS_MULTIPLE})
+    sources = [_noise(3) for _ in multiples]  # one generator of the same seed per multiple: the same draws
+    ms, pads, rounded = [], [], set()
     for x, _, w in batches.take(steps):
         m = int(np.count_nonzero(x.numpy()))
         cap = int(w.shape[0])
-        for multiple in (1, train_step.PADDED_ROWS_MULTIPLE):
-            monkeypatch.setattr(train_step, "PADDED_ROWS_MULTIPLE", multiple)
-            source = noise if multiple == 1 else replay  # the same draw both times
+        for multiple, source in zip(multiples, sources, strict=True):
+            monkeypatch.setattr(train_step, "NOISY_ROWS_MULTIPLE", multiple)
             kept_x, _, kept_w = train_step._without_padding(x, None, w, source.padding_rows(SIGMA_C, MU))
             rows = len(kept_w)
+            np.testing.assert_array_equal(kept_x.numpy()[:m, 0], x.numpy()[:m, 0])
+            assert np.all(is_padding(kept_w[m:]).numpy()) and not np.any(kept_x.numpy()[m:])
             if multiple == 1:
                 extra = rows - m
                 assert rows == min(cap, m + extra) and extra >= 0
-                np.testing.assert_array_equal(kept_x.numpy()[:m, 0], x.numpy()[:m, 0])
-                assert np.all(is_padding(kept_w[m:]).numpy()) and not np.any(kept_x.numpy()[m:])
                 if rows < cap:
                     ms.append(m)
                     pads.append(extra)
             else:
                 want = min(cap, m + extra)
                 assert rows == min(cap, -(-want // multiple) * multiple), (rows, want)
+                if rows != want:
+                    rounded.add(multiple)
+    assert rounded == set(multiples[1:])  # each multiple rounded some steps up: the test sees which one ran
     assert len(ms) > 300 and max(ms) - min(ms) > 20
     assert stats.spearmanr(ms, pads).pvalue > 1e-3
     median = np.median(ms)
@@ -166,7 +170,8 @@ def test_a_run_is_accounted_as_the_joint_gaussian():
         m.steps * 2.0**-50 * (1 + 2.0**-40) * (1 + math.exp(report.guarantee_epsilon)), rel=1e-12
     )
     assert report.guarantee_delta >= report.delta + report.clamp_delta
-    assert any(note.startswith("noisy padding:") for note in report.notes), report.notes
+    (note,) = [note for note in report.notes if note.startswith("noisy padding:")]
+    assert npad.covered_rows(SIGMA_C, joint) in note, note
     assert not any(note.startswith("skip_padding:") for note in report.notes), report.notes
 
 
@@ -233,10 +238,13 @@ def test_target_epsilon_stops_where_the_clamp_delta_still_fits_and_report_refuse
         free.report()
 
 
-def test_fit_steps_keep_their_m_examples_plus_the_padding_drawn_for_them(monkeypatch):
+@pytest.mark.parametrize("multiple", [npad.NOISY_ROWS_MULTIPLE, npad.PADDED_ROWS_MULTIPLE])
+def test_fit_steps_keep_their_m_examples_plus_the_padding_drawn_for_them(monkeypatch, multiple):
     """Through fit (eagerly, to see every step): each step's padding is max(0, ceil(mu + Z)) for the Z that a twin
     of the seeded noise generator replays (one draw, then the gradients' seeds, per step), and the step keeps
-    min(cap, m + padding) rows rounded up to the row multiple."""
+    min(cap, m + padding) rows rounded up to noisy padding's row multiple (and to plain skip_padding's 32, noisy
+    padding's before, where that is patched in)."""
+    monkeypatch.setattr(train_step, "NOISY_ROWS_MULTIPLE", multiple)
     seen = []
     without_padding = train_step._without_padding
 
@@ -252,7 +260,6 @@ def test_fit_steps_keep_their_m_examples_plus_the_padding_drawn_for_them(monkeyp
     model.fit(x, y, epochs=1, verbose=0)
     assert len(seen) == private_training(model).steps == 10
     replay, tensors = _noise(0), len(model.trainable_variables)
-    multiple = train_step.PADDED_ROWS_MULTIPLE
     for m, extra, rows, cap in seen:
         z = float(normal([1], replay._generator.make_seeds(1)[:, 0], tf.float64, SIGMA_C).numpy()[0])
         replay._generator.make_seeds(tensors)
