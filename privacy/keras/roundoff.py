@@ -160,9 +160,15 @@ def last_axis_squares(tensor):
 
 def _float64_squares(tensor):
     """The sums of squares over the last axis in float64 (exact squares of float32 and narrower values), bounded by
-    `sum_of_squares_bound` (its absolute term covers float64 underflow)."""
+    `sum_of_squares_bound` (its absolute term covers float64 underflow). The cast to float64 may read a value below
+    its dtype's lambda as 0 (DAZ), losing below lambda^2: n lambda^2 more for n values (exact in float64; one more
+    term of the sum)."""
+    count = dim_size(tensor, -1)
     computed = tf.reduce_sum(tf.square(float64(tensor)), -1)
-    return sum_of_squares_bound(computed, dim_size(tensor, -1), tf.float64)
+    if tensor.dtype != tf.float64:
+        computed += _float(count) * _smallest_normal(tensor.dtype) ** 2
+        count += 1
+    return sum_of_squares_bound(computed, count, tf.float64)
 
 
 def dim_size(tensor, axis: int):

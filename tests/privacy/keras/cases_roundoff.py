@@ -554,6 +554,22 @@ def case_quadratic_forms_cover_subnormal_entries():
         _form_holds(np.full((1, 3), scale), values, m)
 
 
+def case_one_position_bounds_cover_subnormal_inputs():
+    """A one-position product's bound is |a|^2 |g|^2 from float64 sums of squares (`roundoff.row_norms`, tight),
+    whose cast to float64 may read a float32 subnormal as 0 (DAZ): inputs whose only nonzero values are 2^-130
+    against gradients 2^60, an exact squared norm of 6 2^-140 far above the float64 sums' own underflow term: the
+    bound is at least it (Fractions of the numpy values, read without TensorFlow)."""
+    a = np.zeros((1, 1, 4), np.float32)
+    a[0, 0, :2] = 2.0**-130
+    g = np.full((1, 1, 3), 2.0**60, np.float32)
+    product = factors.OuterProduct(tf.constant(a), tf.constant(g), lambda m: m)
+    assert product._use_ghost()
+    exact = _exact_squares(a, g)[0]
+    assert exact == 6 * Fraction(2) ** -140
+    bound = product.squared_norm_bounds().numpy()[0]
+    assert Fraction(float(bound)) >= exact, (bound, float(exact))
+
+
 def case_quadratic_forms_round_their_inputs_up():
     """x just below half a float32 ulp above a float32 X (x rounds to nearest down to X) whose square rounds down
     by nearly half an ulp (X = 1 + 2047 2^-23; X^2 is 2^22 - 4095 units of 2^-46 above a float32), m = 1, T = 1:
