@@ -102,7 +102,8 @@ def pairs_gamma(tensor, dtype):
 
 
 def float64(tensor):
-    """``tensor`` in float64 (exact for float32, float16 and bfloat16 values)."""
+    """``tensor`` (or a count) in float64: exact for float32, float16 and bfloat16 values, but for subnormals, which
+    the CPU cast may read as 0 (`_float64_squares`)."""
     return tf.cast(tensor, tf.float64)
 
 
@@ -166,7 +167,7 @@ def _float64_squares(tensor):
     count = dim_size(tensor, -1)
     computed = tf.reduce_sum(tf.square(float64(tensor)), -1)
     if tensor.dtype != tf.float64:
-        computed += _float(count) * _smallest_normal(tensor.dtype) ** 2
+        computed += float64(count) * _smallest_normal(tensor.dtype) ** 2
         count += 1
     return sum_of_squares_bound(computed, count, tf.float64)
 
@@ -192,7 +193,7 @@ def dot_error(length, dtype) -> tuple:
     at most 2 length operations may flush a result below the smallest normal tiny to 0, an error below tiny, later
     magnified by at most 1 + gamma)."""
     gamma_n = gamma(length, dtype)
-    return gamma_n, 2 * length * _SMALLEST_NORMAL[tf.as_dtype(dtype)] * (1 + gamma_n)
+    return gamma_n, 2 * length * _smallest_normal(dtype) * (1 + gamma_n)
 
 
 def ghost_bound(computed, p, q, a_norms, g_norms, error_p: tuple, error_q: tuple):
@@ -300,8 +301,8 @@ def sum_rounding(a_norms, g_norms, d_in, d_out, dtype):
     (no float64 underflow); float64 arithmetic: FLOAT64_MARGIN."""
     positions = dim_size(a_norms, 1)
     relative = gamma(positions + 1, dtype) * tf.reduce_sum(a_norms * g_norms, 1)
-    sides = tf.sqrt(_float(d_out)) * tf.reduce_sum(a_norms, 1) + tf.sqrt(_float(d_in)) * tf.reduce_sum(g_norms, 1)
-    steps = 3 * _float(positions) * tf.sqrt(_float(d_in) * _float(d_out))
+    sides = tf.sqrt(float64(d_out)) * tf.reduce_sum(a_norms, 1) + tf.sqrt(float64(d_in)) * tf.reduce_sum(g_norms, 1)
+    steps = 3 * float64(positions) * tf.sqrt(float64(d_in) * float64(d_out))
     absolute = _smallest_normal(dtype) * (1 + gamma(positions + 1, dtype)) * (sides + steps)
     return relative * (1 + FLOAT64_MARGIN), absolute * (1 + FLOAT64_MARGIN)
 
@@ -314,7 +315,7 @@ def segment_rounding(g_norms, width, dtype):
     sum_t |g_t|, e = 2 T lambda (1 + gamma_T) sqrt(d)."""
     positions = dim_size(g_norms, 1)
     gamma_t = gamma(positions, dtype)
-    absolute = 2 * _float(positions) * _smallest_normal(dtype) * (1 + gamma_t) * tf.sqrt(_float(width))
+    absolute = 2 * float64(positions) * _smallest_normal(dtype) * (1 + gamma_t) * tf.sqrt(float64(width))
     relative = gamma_t * tf.reduce_sum(g_norms, 1) * (1 + FLOAT64_MARGIN)
     return relative, tf.fill(tf.shape(relative), absolute * (1 + FLOAT64_MARGIN))
 
@@ -324,15 +325,10 @@ def scaling_rounding(squared_bounds, entries, dtype):
     W's squares) with ``entries`` values: fl(s W) rounds each once, within u s |W_i| where normal, else within lambda
     (flushed, or W_i read as 0): r = gamma_1 ||W||, e = lambda sqrt(entries)."""
     relative = gamma(1, dtype) * tf.sqrt(squared_bounds) * (1 + FLOAT64_MARGIN)
-    absolute = _smallest_normal(dtype) * tf.sqrt(_float(entries)) * (1 + FLOAT64_MARGIN)
+    absolute = _smallest_normal(dtype) * tf.sqrt(float64(entries)) * (1 + FLOAT64_MARGIN)
     return relative, tf.fill(tf.shape(relative), absolute)
 
 
 def _smallest_normal(dtype) -> float:
     """lambda, ``dtype``'s smallest normal."""
     return _SMALLEST_NORMAL[tf.as_dtype(dtype)]
-
-
-def _float(count):
-    """A count (int, or an int scalar tensor) as a float64 tensor."""
-    return tf.cast(count, tf.float64)
