@@ -16,6 +16,7 @@ example i is the gradient of loss_i alone, because the validator rejects layers 
 from __future__ import annotations
 
 import inspect
+import math
 import string
 from typing import Callable
 
@@ -29,6 +30,7 @@ from privacy.keras.factors import (
     OutputRows,
     PerExample,
     dim,
+    ghost_is_cheaper,
 )
 from privacy.keras.recording import Call
 
@@ -191,9 +193,10 @@ class EmbeddingRule(LayerRule):
 
 
 class ConvRule(LayerRule):
-    """Conv1D / Conv2D (channels_last, groups=1): the kernel gradient is patches^T G, an `OuterProduct` (ghost norms
-    or materialised per-example gradients, whichever `ghost_is_cheaper`) of the input patches (`_patches`) with the
-    output gradient."""
+    """Conv1D / Conv2D (channels_last, groups=1): the kernel gradient is patches^T G. `_conv_path` picks, per layer
+    call at trace time, how: an `OuterProduct` of the input patches (`_patches`) with the output gradient (ghost norms
+    or materialised per-example gradients, whichever `ghost_is_cheaper`), or materialised per-example gradients
+    without a patch tensor, from one product per kernel offset (`_per_example_by_offsets`)."""
 
     def applies(self, layer):
         layers = compat.keras_of(layer).layers
@@ -208,17 +211,56 @@ class ConvRule(LayerRule):
         kernel = layer.kernel
         *_, channels, filters = kernel.shape
         g = _positions(grad, filters)
-        patches, positions = _patches(layer, kept["inputs"])
+        path = _conv_path(layer, kept["inputs"], grad)
+        if path == "offsets":
+            out = {id(kernel): PerExample(_per_example_by_offsets(layer, kept["inputs"], grad))}
+        else:
+            patches, positions = _patches(layer, kept["inputs"])
 
-        def to_variable(m):  # (offsets * C_in, C_out) in the patches' order -> the kernel
-            if positions is not None:
-                m = tf.gather(tf.reshape(m, [-1, channels, filters]), positions)
-            return tf.reshape(m, kernel.shape)
+            def to_variable(m):  # (offsets * C_in, C_out) in the patches' order -> the kernel
+                if positions is not None:
+                    m = tf.gather(tf.reshape(m, [-1, channels, filters]), positions)
+                return tf.reshape(m, kernel.shape)
 
-        out = {id(kernel): OuterProduct(_positions(patches, patches.shape[2] * channels), g, to_variable)}
+            out = {id(kernel): OuterProduct(_positions(patches, patches.shape[2] * channels), g, to_variable)}
         if layer.bias is not None:
             out[id(layer.bias)] = PerExample(tf.reduce_sum(g, 1))
         return out
+
+
+def _conv_path(layer, inputs, grad) -> str:
+    """How `ConvRule` writes a call's kernel gradients, decided from static shapes: "offsets"
+    (`_per_example_by_offsets`) for an unstrided convolution of static spatial shape, outside XLA, with at most
+    16 C_in filters, whose `OuterProduct` would materialise (not `ghost_is_cheaper` for its T output positions,
+    kernel positions times C_in, C_out); else "patches" (that `OuterProduct`; a strided convolution's from its
+    space-to-depth input; under XLA from slices, which XLA fuses).
+
+    Measured on 2 AMD EPYC cores (clipped sum alone of Conv + Flatten + Dense(10), batch 256, Keras 3; benchmarks/
+    README.md, Dec 7 2026): offsets took 0.5-0.9x the CPU time of patches for 8-16 filters on 28x28x1 and 32x32x3
+    inputs and for a Conv1D over 128 steps of 64 channels up to 128 filters, about as long for 64 filters of 28x28x1
+    inputs and 1.07x for 128 filters of 32x32x3 ones; strided, 1.9-2.2x (space-to-depth patches stay)."""
+    *size, channels, filters = layer.kernel.shape
+    return (
+        "offsets"
+        if None not in inputs.shape[1:]
+        and set(layer.strides) == {1}
+        and not compat.in_xla_context()
+        and filters <= 16 * channels
+        and not ghost_is_cheaper(grad.shape[1:-1].num_elements(), math.prod(size) * channels, filters)
+        else "patches"
+    )
+
+
+def _per_example_by_offsets(layer, inputs, grad):
+    """(b, *kernel.shape) per-example kernel gradients of a Conv1D/Conv2D (static spatial shapes) without patches:
+    for each kernel offset, the product of the input slice that offset sees at every output position (`_slices`)
+    with the output gradient, summed over the positions (b, C_in, C_out)."""
+    x, size, strides, rates, padding = _geometry(layer, inputs)
+    g = grad if grad.shape.rank == 4 else grad[:, None]
+    parts = [
+        tf.einsum("bhwc,bhwo->bco", part, g) for part in _slices(tf.cast(x, g.dtype), size, strides, rates, padding)
+    ]
+    return tf.reshape(tf.stack(parts, 1), [dim(grad), *layer.kernel.shape])
 
 
 class DepthwiseConv2DRule(LayerRule):
@@ -256,29 +298,19 @@ def _patches(layer, inputs):
 
     An undilated strided convolution's patches (static shapes) come from its space-to-depth input
     (`_patches_by_space_to_depth`), with and without XLA; any other's from `tf.image.extract_patches`, or under XLA
-    from slices (`_patches_by_slicing`). On 2 CPU cores, per-example kernel gradients X^T G of the tutorial CNN's
+    from slices (`_slices`). On 2 CPU cores, per-example kernel gradients X^T G of the tutorial CNN's
     first convolution (8x8, stride 2, 28x28x1 inputs, batch 256) took less time from space-to-depth patches than from
     extracted or strided-sliced ones or from TensorFlow's depthwise filter-gradient op (benchmarks/README.md, Dec 6
     2026).
     """
-    inputs = tf.stop_gradient(inputs)
-    one_d = len(layer.kernel_size) == 1
-    size = (1, *layer.kernel_size) if one_d else tuple(layer.kernel_size)
-    strides = (1, *layer.strides) if one_d else tuple(layer.strides)
-    rates = (1, *layer.dilation_rate) if one_d else tuple(layer.dilation_rate)
-    padding = layer.padding.upper()
-    if padding == "CAUSAL":
-        inputs = tf.pad(inputs, [[0, 0], [(layer.kernel_size[0] - 1) * layer.dilation_rate[0], 0], [0, 0]])
-        padding = "VALID"
-    if one_d:
-        inputs = inputs[:, None]
+    inputs, size, strides, rates, padding = _geometry(layer, inputs)
     channels, offsets = inputs.shape[-1], size[0] * size[1]
     static = None not in inputs.shape[1:]
     strided = set(strides) != {1} and set(rates) == {1}  # Keras 3's DepthwiseConv2D takes strides with dilation
     if static and strided:
         patches = _patches_by_space_to_depth(inputs, size, strides, padding)
     elif static and compat.in_xla_context():
-        patches = _patches_by_slicing(inputs, size, strides, rates, padding)
+        patches = tf.stack(_slices(inputs, size, strides, rates, padding), axis=3)  # (b, oh, ow, offsets, c)
     else:
         patches = tf.image.extract_patches(
             inputs, sizes=[1, *size, 1], strides=[1, *strides, 1], rates=[1, *rates, 1], padding=padding
@@ -289,6 +321,21 @@ def _patches(layer, inputs):
     if positions is not None and not static:  # the offsets in the order of the layer's calls of static shape
         patches = tf.gather(patches, sorted(range(offsets), key=positions.__getitem__), axis=2)
     return patches, positions
+
+
+def _geometry(layer, inputs):
+    """A convolution call's input as a (b, h, w, c) batch without a gradient path (a Conv1D's with h = 1, causal
+    padding applied), with its kernel size, strides and dilation rates over (h, w) and TensorFlow's padding."""
+    inputs = tf.stop_gradient(inputs)
+    one_d = len(layer.kernel_size) == 1
+    size = (1, *layer.kernel_size) if one_d else tuple(layer.kernel_size)
+    strides = (1, *layer.strides) if one_d else tuple(layer.strides)
+    rates = (1, *layer.dilation_rate) if one_d else tuple(layer.dilation_rate)
+    padding = layer.padding.upper()
+    if padding == "CAUSAL":
+        inputs = tf.pad(inputs, [[0, 0], [(layer.kernel_size[0] - 1) * layer.dilation_rate[0], 0], [0, 0]])
+        padding = "VALID"
+    return (inputs[:, None] if one_d else inputs), size, strides, rates, padding
 
 
 def _space_to_depth_positions(size, strides):
@@ -352,8 +399,9 @@ def _patches_by_space_to_depth(inputs, size, strides, padding):
     return tf.gather(tf.reshape(patches, [batch, outs[0], outs[1], count, channels]), positions, axis=3)
 
 
-def _patches_by_slicing(inputs, size, strides, rates, padding):
-    """`tf.image.extract_patches` of a (b, h, w, c) batch as one (strided, dilated) slice per kernel offset.
+def _slices(inputs, size, strides, rates, padding):
+    """The (strided, dilated) slice of a (b, h, w, c) batch that each kernel offset (kh * kw, row-major) sees at the
+    convolution's output positions, (b, oh, ow, c) each: stacked, `tf.image.extract_patches`' patches.
 
     XLA on CPU fuses the slices, but compiles ExtractImagePatches into a slow convolution (the
     patches of the TF Privacy tutorial CNN: ~6x slower); without XLA the TensorFlow kernel is faster.
@@ -364,7 +412,7 @@ def _patches_by_slicing(inputs, size, strides, rates, padding):
         pads.append(pad)
         outs.append(out)
     inputs = tf.pad(inputs, [[0, 0], *pads, [0, 0]])
-    parts = [
+    return [
         inputs[
             :,
             i * rates[0] : i * rates[0] + (outs[0] - 1) * strides[0] + 1 : strides[0],
@@ -374,7 +422,6 @@ def _patches_by_slicing(inputs, size, strides, rates, padding):
         for i in range(size[0])
         for j in range(size[1])
     ]
-    return tf.reshape(tf.stack(parts, axis=3), [dim(inputs), outs[0], outs[1], size[0] * size[1] * inputs.shape[-1]])
 
 
 class LayerNormalizationRule(LayerRule):

@@ -62,13 +62,14 @@ def _cases():
             L.Conv1D(16, 3, strides=2, padding="same"),
             True,
         ),  # T 4, d_in 72
-        ("Conv1D, per-example, patches", (64, 3), "float32", L.Conv1D(2, 3, padding="same", activation="relu"), True),
-        ("Conv1D, per-example, causal patches", (64, 3), "float32", L.Conv1D(2, 3, padding="causal"), True),
+        ("Conv1D, offsets", (64, 3), "float32", L.Conv1D(2, 3, padding="same", activation="relu"), True),
+        ("Conv1D, causal offsets", (64, 3), "float32", L.Conv1D(2, 3, padding="causal"), True),
         ("Conv1D, per-example, space-to-depth", (64, 3), "float32", L.Conv1D(2, 3, strides=2, padding="same"), True),
         ("Conv2D, ghost, space-to-depth", (4, 4, 8), "float32", L.Conv2D(16, 3, strides=2, padding="same"), True),
         ("Conv2D, per-example, space-to-depth", (8, 8, 2), "float32", L.Conv2D(3, 3, strides=2, padding="same"), True),
         ("Conv2D, per-example, permuted space-to-depth", (9, 9, 1), "float32", L.Conv2D(3, 4, strides=2), True),
-        ("Conv2D, per-example, patches", (8, 8, 1), "float32", L.Conv2D(16, 2, padding="same"), True),
+        ("Conv2D, offsets", (8, 8, 1), "float32", L.Conv2D(16, 2, padding="same"), True),
+        ("Conv2D, per-example, patches", (8, 8, 1), "float32", L.Conv2D(32, 2, padding="same"), True),  # > 16 C_in
         ("DepthwiseConv2D", (6, 6, 3), "float32", L.DepthwiseConv2D(3, depth_multiplier=2, padding="same"), True),
         (
             "DepthwiseConv2D, space-to-depth",
@@ -100,8 +101,10 @@ def _naive_clipped_sum(model, x, y, clip):
 
 def _traced(step, *args):
     """``step(*args)`` and the decisions taken while it was traced: (T != 1 positions?, ghost?) for each
-    `OuterProduct`, and "space-to-depth" for each convolution whose patches came from its space-to-depth input."""
-    decisions, decide, space_to_depth = [], factors.OuterProduct._use_ghost, layer_rules._patches_by_space_to_depth
+    `OuterProduct`, each convolution's path (`layer_rules._conv_path`: "patches" or "offsets"), and
+    "space-to-depth" for each convolution whose patches came from its space-to-depth input."""
+    decisions, decide = [], factors.OuterProduct._use_ghost
+    space_to_depth, path = layer_rules._patches_by_space_to_depth, layer_rules._conv_path
 
     def spy(self):
         decisions.append((self.a.shape[1] != 1, decide(self)))  # T unknown: True
@@ -111,13 +114,19 @@ def _traced(step, *args):
         decisions.append("space-to-depth")
         return space_to_depth(*args)
 
+    def path_spy(*args):
+        decisions.append(path(*args))
+        return decisions[-1]
+
     factors.OuterProduct._use_ghost = spy
     layer_rules._patches_by_space_to_depth = space_to_depth_spy
+    layer_rules._conv_path = path_spy
     try:
         return step(*args), decisions
     finally:
         factors.OuterProduct._use_ghost = decide
         layer_rules._patches_by_space_to_depth = space_to_depth
+        layer_rules._conv_path = path
 
 
 def _model(shape, dtype, layer):
@@ -141,8 +150,9 @@ def case_clipped_sum_equals_naive_per_example_clipping_per_layer_kind():
         for jit_compile, decisions in _clips_like_naive(model, x, y, with_xla, f"{name}, ").items():
             if "ghost" in name:  # the layer's (T > 1 positions; the output Dense has one)
                 assert (True, True) in decisions, (name, decisions)
-            if "per-example" in name:
+            if "per-example" in name or ("offsets" in name and jit_compile):  # XLA: patches, materialised
                 assert (True, False) in decisions, (name, decisions)
+            assert ("offsets" in decisions) == ("offsets" in name and not jit_compile), (name, jit_compile, decisions)
             assert ("space-to-depth" in decisions) == ("space-to-depth" in name), (name, jit_compile, decisions)
 
 
@@ -291,9 +301,10 @@ def case_fit_with_xla_through_a_recurrent_loop_takes_the_steps_it_takes_without(
 
 
 def case_convolution_shared_by_inputs_of_two_sizes_clips_like_naive():
-    """One Conv2D called on an 8x8 and a 3x3 input: the per-example gradients of the first call (36 positions) and
-    of the second (one) are one outer product over both calls' positions, materialised, clipped as the naive
-    per-example clipping clips it, with and without XLA. A strided one called on an 8x8 input and on one of unknown
+    """One Conv2D called on an 8x8 and a 3x3 input: the per-example gradients of the first call (36 positions; one
+    product per kernel offset, or under XLA patches) and of the second (one position: patches) add up, and under XLA
+    are one outer product over both calls' positions, materialised; clipped, with and without XLA, as the naive
+    per-example clipping clips them. A strided one called on an 8x8 input and on one of unknown
     size (space-to-depth patches, and extracted ones put in their order) does the same."""
     rng = np.random.default_rng(3)
     y = tf.constant(rng.normal(size=(BATCH, 2)), tf.float32)
@@ -303,8 +314,9 @@ def case_convolution_shared_by_inputs_of_two_sizes_clips_like_naive():
     model = K.Model([big, small], L.Dense(2)(L.Concatenate()([L.Flatten()(conv(big)), L.Flatten()(conv(small))])))
     model.compile(optimizer=K.optimizers.SGD(0.1), loss="mse")
     x = [tf.constant(rng.normal(size=(BATCH, *s, 2)), tf.float32) for s in ((8, 8), (3, 3))]
-    for decisions in _clips_like_naive(model, x, y, xla=True).values():
-        assert (True, False) in decisions and "space-to-depth" not in decisions, decisions
+    for jit_compile, decisions in _clips_like_naive(model, x, y, xla=True).items():
+        assert decisions.count("offsets") == (0 if jit_compile else 1), decisions
+        assert ((True, False) in decisions) == jit_compile and "space-to-depth" not in decisions, decisions
 
     conv = L.Conv2D(2, 4, strides=2, padding="same")
     known, unknown = K.Input((8, 8, 2)), K.Input((None, None, 2))
@@ -315,3 +327,50 @@ def case_convolution_shared_by_inputs_of_two_sizes_clips_like_naive():
     spec = [[tf.TensorSpec([None, 8, 8, 2]), tf.TensorSpec([None, None, None, 2])], tf.TensorSpec([None, 2])]
     decisions = _clips_like_naive(model, x, y, False, signature=[*spec, tf.TensorSpec([None])])[False]
     assert decisions.count("space-to-depth") == 1, decisions
+
+
+def case_every_convolution_path_clips_like_naive_and_drops_a_non_finite_example_alone():
+    """Both ways `ConvRule` can write a convolution's kernel gradients (`layer_rules._conv_path`: patches into an
+    `OuterProduct`, or one product per kernel offset), forced on every layer below whatever `_conv_path` picks, clip
+    as the naive per-example clipping does,
+    with and without XLA; and with one example's features inf, its sum without XLA equals the naive clipped sum of the
+    other examples. The layers: Conv1D and Conv2D, strides 1, 2 and 3 dividing the kernel or not, valid, same and
+    causal padding, one input channel and several, odd input sizes, dilation, ghost norms and materialised patches."""
+    rng = np.random.default_rng(5)
+    layers = [
+        ((9, 7, 1), L.Conv2D(3, 3, padding="same")),
+        ((7, 9, 2), L.Conv2D(2, (2, 3))),
+        ((5, 5, 8), L.Conv2D(16, 2)),  # ghost norms from patches (T 16, d_in 32)
+        ((9, 9, 2), L.Conv2D(2, 4, strides=2, padding="same")),
+        ((11, 10, 1), L.Conv2D(2, 5, strides=3)),
+        ((8, 7, 3), L.Conv2D(2, 3, strides=(1, 2), padding="same", use_bias=False)),
+        ((9, 9, 2), L.Conv2D(2, 3, dilation_rate=2, padding="same")),
+        ((11, 3), L.Conv1D(2, 4, padding="same")),
+        ((9, 1), L.Conv1D(3, 5, padding="causal")),
+        ((10, 2), L.Conv1D(2, 3, strides=3)),
+        ((9, 2), L.Conv1D(2, 4, strides=2, padding="same")),
+        ((11, 2), L.Conv1D(2, 3, dilation_rate=2, padding="causal")),
+    ]
+    chosen = layer_rules._conv_path
+    try:
+        for shape, layer in layers:
+            model = _model(shape, "float32", layer)
+            x = tf.constant(rng.normal(size=(BATCH, *shape)), tf.float32)
+            y = tf.constant(rng.normal(size=(BATCH, 2)), tf.float32)
+            poisoned = tf.tensor_scatter_nd_update(x, [[2]], [tf.fill(shape, np.inf)])
+            others = [0, 1, 3, 4]
+            for path in ("patches", "offsets"):
+                layer_rules._conv_path = lambda *_, path=path: path
+                name = f"{path}: {layer.__class__.__name__} {layer.get_config()}, input {shape}, "
+                for decisions in _clips_like_naive(model, x, y, True, name).values():
+                    assert path in decisions, (name, decisions)
+                want, _ = _naive_clipped_sum(model, tf.gather(x, others), tf.gather(y, others), 0.5)
+                units = recording.find_units(model, layer_rules.rule_for)
+                got = clipped_gradient_sum(
+                    model, units, poisoned, y, tf.ones([BATCH]), DPParams(0.5, 0.0, None), expected_batch_size=BATCH
+                )
+                assert got.kept.numpy().tolist() == [True, True, False, True, True], name
+                for g, w in zip(got.sums, want, strict=True):
+                    np.testing.assert_allclose(g.numpy(), w, rtol=1e-4, atol=1e-6, err_msg=f"{name}non-finite")
+    finally:
+        layer_rules._conv_path = chosen
