@@ -295,7 +295,7 @@ def predict_share(party: Party, model, x: AShare, output: str = OUTPUTS[0], *, c
             "the model owner allows only labels to be revealed (share-model --allow-logits allows logits)"
         )
     bounds = model.ranges.server_bounds
-    check = InputCheck(party, x, *model.encoded_server_bounds) if check_input else None
+    check = InputCheck(party, x, model.checked_bounds) if check_input else None
     x = AShare(bounds.to_model(x.a, model.fixed), bounds.to_model(x.b, model.fixed))  # local: times 2^(f - f_in)
     backend = SecureBackend(party, model.fixed, model.ranges.ops_for(output))
     y = evaluate(model.architecture, model.weights, Value(x), backend, model.fixed)

@@ -42,6 +42,7 @@ residues).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import numpy as np
@@ -57,33 +58,63 @@ OPENER = 0
 """The party that learns W: the helper of both comparisons (its pair is parties 1 and 2)."""
 
 
-def _digest(component: np.ndarray) -> np.ndarray:
+def _digest(component: np.ndarray) -> bytes:
     digest = hashlib.sha256(b"ppml input component\0")
     digest.update(np.ascontiguousarray(component).data)  # the same bytes as tobytes(), without copying them
-    return np.frombuffer(digest.digest(), np.uint8)
+    return digest.digest()
 
 
-def _window(lo: np.ndarray, hi: np.ndarray) -> tuple[int, bool]:
+def _spans(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    return np.asarray(hi, dtype=DTYPE) - np.asarray(lo, dtype=DTYPE)
+
+
+def _window(spans: np.ndarray) -> tuple[int, bool]:
     """`bound_bits` and `power_of_two_span`, from one pass over the spans."""
-    spans = (np.asarray(hi, dtype=DTYPE) - np.asarray(lo, dtype=DTYPE)).view(np.int64)
-    k = max(int(spans.max()).bit_length(), 1)
-    return k, bool(np.all(spans == (1 << k) - 1))
+    signed = spans.view(np.int64)
+    k = max(int(signed.max()).bit_length(), 1)
+    return k, bool(np.all(signed == (1 << k) - 1))
 
 
 def bound_bits(lo: np.ndarray, hi: np.ndarray) -> int:
     """k with hi - lo < 2^k for every feature (encoded bounds)."""
-    return _window(lo, hi)[0]
+    return _window(_spans(lo, hi))[0]
 
 
 def power_of_two_span(lo: np.ndarray, hi: np.ndarray) -> bool:
     """Whether hi - lo = 2^k - 1 for every feature (encoded bounds), with k = `bound_bits`: one comparison."""
-    return _window(lo, hi)[1]
+    return _window(_spans(lo, hi))[1]
 
 
 def residues_per_value(lo: np.ndarray, hi: np.ndarray) -> int:
     """Residues mod 127 per input value in each of the check's three comparison messages."""
-    k, one_comparison = _window(lo, hi)
+    k, one_comparison = _window(_spans(lo, hi))
     return k if one_comparison else 2 * k + 1
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class CheckedBounds:
+    """The encoded bounds the parties check, [lo, lo + span] per feature (ring elements, input shape, read-only),
+    and the check's parameters: what depends on the model alone, derived once per model
+    (`PartyModel.checked_bounds`), not per query.
+
+    Attributes:
+        k: `bound_bits`: span < 2^k for every feature.
+        one_comparison: `power_of_two_span`: span = 2^k - 1 for every feature (the bound comparison is left out).
+    """
+
+    lo: np.ndarray
+    span: np.ndarray
+    k: int
+    one_comparison: bool
+
+    @classmethod
+    def of(cls, lo: np.ndarray, hi: np.ndarray) -> "CheckedBounds":
+        """From the encoded bounds (copied)."""
+        lo = np.array(lo, dtype=DTYPE)
+        span = _spans(lo, hi)
+        for bound in (lo, span):
+            bound.setflags(write=False)
+        return cls(lo, span, *_window(span))
 
 
 class InputCheck:
@@ -91,23 +122,23 @@ class InputCheck:
 
     Args:
         x: this party's share of the encoded input, (batch,) + input shape.
-        lo, hi: the encoded bounds (ring elements, input shape).
+        bounds: the checked bounds (`PartyModel.checked_bounds`).
     """
 
-    def __init__(self, p: Party, x: AShare, lo: np.ndarray, hi: np.ndarray):
+    def __init__(self, p: Party, x: AShare, bounds: CheckedBounds):
         self.p, self.x = p, x
-        self.k, self.one_comparison = _window(lo, hi)
-        self.lo, self.span = (np.broadcast_to(np.asarray(b, dtype=DTYPE), x.shape) for b in (lo, hi - lo))
+        self.k, self.one_comparison, self.lo, self.span = bounds.k, bounds.one_comparison, bounds.lo, bounds.span
         self._verdict = None
         p.add_rider(self._steps())
 
-    def _splits(self, rnd) -> tuple[list[Split], np.ndarray]:
+    def _splits(self, rnd) -> tuple[list[Split], np.ndarray | np.uint64]:
         """The comparisons' splits (carry, then bound unless `one_comparison`) and this party's term of
         d - (A mod 2^k) - (B mod 2^k)."""
         p, x, k = self.p, self.x, self.k
         low = DTYPE((1 << k) - 1)
         if p.index == OPENER:
-            big = x.a + x.b - self.lo  # B
+            big = x.a + x.b
+            big -= self.lo  # B
             splits = [Split(rnd, OPENER, x.shape, helper_part=(big & low) - DTYPE(1 << k))]
             if not self.one_comparison:
                 splits.append(Split(rnd, OPENER, x.shape, helper_part=self.span - big))
@@ -116,17 +147,17 @@ class InputCheck:
         splits = [Split(rnd, OPENER, x.shape, pair_part=lambda: common & low)]
         if not self.one_comparison:
             splits.append(Split(rnd, OPENER, x.shape, pair_part=lambda: -common))
-        return splits, common & ~low if p.index == OPENER + 1 else np.zeros_like(common)
+        return splits, common & ~low if p.index == OPENER + 1 else DTYPE(0)
 
     def _steps(self):
         p, x, k = self.p, self.x, self.k
         rnd = yield
-        rnd.send(p.next, _digest(x.b))
+        rnd.send(p.next, np.frombuffer(_digest(x.b), np.uint8))
         theirs = rnd.receive(p.prev, (32,), np.uint8)
         splits, high = self._splits(rnd)
         comparisons = [Comparison(p, split, k + i) for i, split in enumerate(splits)]  # k bits, then k + 1
         rnd = yield
-        inconsistent = not np.array_equal(theirs.value, _digest(x.a))
+        inconsistent = theirs.value.tobytes() != _digest(x.a)
         for comparison in comparisons:
             comparison.send(rnd)
         rnd = yield

@@ -169,3 +169,22 @@ def masked_draws(values, bits_mask, modulus):  # pragma: no cover - compiled
             positions[found] = i
             found += 1
     return positions
+
+
+@compiled(
+    types.int64[::1](
+        _array(_U8, 1, aligned=False), _array(types.int64, 1, True), _array(_U8, 1, True), types.uint8, types.int64
+    )
+)
+def redraw(values, redo, fresh, bits_mask, modulus):  # pragma: no cover - compiled
+    """values[redo[i]] = fresh[i] & bits_mask for every i; returns the positions of `redo` (in its order) where
+    that is >= modulus: one pass of `randomness.Prf.residues`' redraws (fresh: the next len(redo) stream bytes)."""
+    kept = np.empty(len(redo), np.int64)
+    count = 0
+    for i in range(len(redo)):
+        value = fresh[i] & bits_mask
+        values[redo[i]] = value
+        if value >= modulus:
+            kept[count] = redo[i]
+            count += 1
+    return kept[:count].copy()

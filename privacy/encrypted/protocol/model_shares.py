@@ -26,6 +26,7 @@ from privacy.encrypted.model.plan import Architecture, EncodedLayer, ModelPlan
 from privacy.encrypted.model.ranges import InputBounds, ModelRangeError, RangePlan, analyse
 from privacy.encrypted.model.ring import FixedPoint
 from privacy.encrypted.protocol.arithmetic import reshare
+from privacy.encrypted.protocol.input_check import CheckedBounds
 from privacy.encrypted.protocol.shares import NUM_PARTIES, AShare, Terms, reconstruct, share
 
 FORMAT = "ppml-encrypted-model-share/4"
@@ -62,12 +63,10 @@ class PartyModel:
             self.ranges.check_logits_release()
 
     @functools.cached_property
-    def encoded_server_bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        """The bounds the parties check, encoded (`InputBounds.encoded`, read-only): computed once, not per query."""
-        bounds = self.ranges.server_bounds.encoded(self.fixed)
-        for bound in bounds:
-            bound.setflags(write=False)
-        return bounds
+    def checked_bounds(self) -> CheckedBounds:
+        """The bounds the parties check, encoded (`InputBounds.encoded`), with the check's parameters
+        (`input_check.CheckedBounds`, read-only): computed once per model, not per query."""
+        return CheckedBounds.of(*self.ranges.server_bounds.encoded(self.fixed))
 
     def public_info(self) -> dict:
         """What any party may tell a client: id, shapes, output activation, fixed-point format, range plan,

@@ -126,8 +126,8 @@ class Prf:
 
         redo = kernels.masked_draws(values, bits_mask, modulus)
         while len(redo):
-            values[redo] = np.frombuffer(self._encryptor.update(bytes(len(redo))), np.uint8) & bits_mask
-            redo = redo[values[redo] >= modulus]
+            fresh = np.frombuffer(self._encryptor.update(bytes(len(redo))), np.uint8)
+            redo = kernels.redraw(values, redo, fresh, bits_mask, modulus)
         return values.reshape(shape)
 
     def _stream(self, count: int) -> np.ndarray:

@@ -197,6 +197,21 @@ def test_prf_residues_equal_the_numpy_rejection_sampling_and_stay_in_step(modulu
     assert np.array_equal(prf.words((4,)), np.frombuffer(reference.update(bytes(32)), "<u8"))
 
 
+def test_redraw_writes_the_masked_fresh_bytes_in_order_and_keeps_the_positions_still_rejected():
+    """One pass of the residues' redraws (`kernels.redraw`) against numpy's fancy indexing, for every modulus and
+    its mask: redrawn positions in any order (it keeps theirs), none, and every byte value as a fresh byte."""
+    for modulus in range(2, 257):
+        bits_mask = np.uint8((1 << (modulus - 1).bit_length()) - 1)
+        values = RNG.integers(0, 256, size=300, dtype=np.uint8)
+        for redo in (RNG.permutation(300)[:256], np.sort(RNG.permutation(300)[:40]), np.zeros(0, np.int64)):
+            fresh = np.arange(len(redo), dtype=np.uint8)[::-1].copy()
+            expected = values.copy()
+            expected[redo] = fresh & bits_mask
+            kept = kernels.redraw(values, redo.astype(np.int64), fresh, bits_mask, modulus)
+            assert np.array_equal(values, expected), modulus
+            assert np.array_equal(kept, redo[expected[redo] >= modulus]), modulus
+
+
 def test_masked_draws_finds_every_byte_at_or_above_the_modulus_whatever_its_place_in_a_word():
     """The kernel tests eight bytes at a time (a carry per byte): every byte value at every place in a word
     (over the eight starts, arrays that start off an 8-byte boundary, tails of every length), for every modulus

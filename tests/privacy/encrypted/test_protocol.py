@@ -331,21 +331,33 @@ def test_the_benchmark_switch_really_skips_the_input_check():
     assert not any(r.refused for r in cluster.run_shares(share(encoded), "logits"))
 
 
-def test_each_party_model_encodes_the_checked_bounds_once_and_read_only():
-    """The input check's encoded bounds are computed once per model, not per query, and cannot be written through
-    (a write would change every later query's check)."""
+def test_each_party_model_derives_the_checked_bounds_once_read_only_and_anew_for_a_changed_model():
+    """The input check's encoded bounds, spans and window are computed once per model, not per query, cannot be
+    written through (a write would change every later query's check), and a model with other bounds (a new
+    `PartyModel`, as `dataclasses.replace` or loading a bundle makes) derives its own."""
+    import dataclasses
+
     from privacy.encrypted.in_process import InProcessCluster
     from privacy.encrypted.model.plan import Architecture, Dense, ModelPlan
 
     plan = ModelPlan(Architecture((2,), (Dense("out", 1),)), {"out": (np.ones((2, 1)), np.zeros(1))})
-    cluster = InProcessCluster(plan, InputBounds.declared([0, -1], [1, 3], (2,)), allow_logits=True)
-    for model in cluster.models:
-        lo, hi = model.encoded_server_bounds
-        assert model.encoded_server_bounds[0] is lo
-        expected = model.ranges.server_bounds.encoded(model.fixed)
-        assert np.array_equal(lo, expected[0]) and np.array_equal(hi, expected[1])
-        with pytest.raises(ValueError, match="read-only"):
-            hi[0] = 0
+    cluster = InProcessCluster(
+        plan, InputBounds.declared([0, -1], [1, 3], (2,), input_check="exact"), allow_logits=True
+    )
+    other = InProcessCluster(plan, InputBounds.declared([0, 0], [2 - 2**-16, 2 - 2**-16], (2,)), allow_logits=True)
+    for model, changed in zip(cluster.models, other.models, strict=True):
+        bounds = model.checked_bounds
+        assert model.checked_bounds is bounds
+        lo, hi = (as_signed(b) for b in model.ranges.server_bounds.encoded(model.fixed))
+        assert np.array_equal(as_signed(bounds.lo), lo) and np.array_equal(as_signed(bounds.span), hi - lo)
+        assert list(hi - lo) == [2**16, 2**18] and (bounds.k, bounds.one_comparison) == (19, False)
+        for array in (bounds.lo, bounds.span):
+            with pytest.raises(ValueError, match="read-only"):
+                array[0] = 0
+        replaced = dataclasses.replace(model, ranges=changed.ranges)
+        assert replaced.checked_bounds is not bounds
+        assert list(as_signed(replaced.checked_bounds.span)) == [2**17 - 1] * 2
+        assert (replaced.checked_bounds.k, replaced.checked_bounds.one_comparison) == (17, True)
 
 
 @pytest.mark.parametrize("span", ["power of two", "other"])

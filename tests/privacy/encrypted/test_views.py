@@ -22,7 +22,7 @@ from privacy.encrypted.model.ring import as_ring
 from privacy.encrypted.protocol import arithmetic
 from privacy.encrypted.protocol.backend import SecureBackend, Value
 from privacy.encrypted.protocol.comparison import MODULUS
-from privacy.encrypted.protocol.input_check import InputCheck
+from privacy.encrypted.protocol.input_check import CheckedBounds, InputCheck
 
 N = 4000
 ALPHA = 1e-4  # per test; about 100 tests, so a false alarm has probability < 1 % (and keys are fixed)
@@ -76,7 +76,7 @@ def test_views_of_two_different_inputs_are_indistinguishable(run_parties, fixed,
     a, b = fixed.encode(-3.0), fixed.encode(1234.5)
     secret = np.concatenate([np.full(N, a), np.full(N, b)])
     weight = fixed.encode(np.full(2 * N, 0.75))
-    lo, hi = fixed.encode(-4.0), fixed.encode(2000.0)
+    bounds = CheckedBounds.of(as_ring(np.int64(fixed.encode(-4.0))), as_ring(np.int64(fixed.encode(2000.0))))
     intervals = IntervalBackend(fixed)
     model(intervals, Interval.exact(secret * weight, wide=True))  # the range plan of the two products
     ops = tuple(intervals.ops)
@@ -88,7 +88,7 @@ def test_views_of_two_different_inputs_are_indistinguishable(run_parties, fixed,
             p.channel.links = {j: Recording(link, log, j) for j, link in p.channel.links.items()}
             views.append(log)
             log.extend((None, None, c) for c in (x.a, x.b))
-        check = InputCheck(p, x, as_ring(np.int64(lo)), as_ring(np.int64(hi)))
+        check = InputCheck(p, x, bounds)
         backend = SecureBackend(p, fixed, ops)
         out = model(backend, Value(arithmetic.mul_local(x, w), wide=True))
         p.finish_riders()
