@@ -271,11 +271,18 @@ def test_fit_steps_keep_their_m_examples_plus_the_padding_drawn_for_them(monkeyp
 
 def test_fit_counts_z_pair_before_the_first_step_is_traced():
     """fit accounts the noise's cut-off before its first step (for target_epsilon's stopping point): with noisy
-    padding that count includes Z's Box-Muller pair, as the traced step's does (fit for 0 epochs traces none)."""
-    model = _fit(epochs=0, skip_padding=True, batch_size_noise_multiplier=SIGMA_C)
-    private = private_training(model)
-    assert private.steps == 0
-    assert private.noise.draws.pairs == sum(pairs_of(v.shape) for v in model.trainable_variables) + 1
+    padding that count includes Z's Box-Muller pair, as the traced step's does. Read when training begins (not by
+    fit(epochs=0), which tf-keras refuses)."""
+    model = _compiled(seed=0, skip_padding=True, batch_size_noise_multiplier=SIGMA_C)
+    private, begun = private_training(model), []
+
+    class Begin(K.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            begun.append((private.steps, private.noise.draws.pairs))
+
+    model.fit(*_data(300), epochs=1, verbose=0, callbacks=[Begin()])
+    pairs = sum(pairs_of(v.shape) for v in model.trainable_variables) + 1
+    assert begun == [(0, pairs)] and private.steps == 10 and private.noise.draws.pairs == pairs, begun
 
 
 def test_a_seeded_run_resumed_from_its_state_draws_new_noise(tmp_path):
