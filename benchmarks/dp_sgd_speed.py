@@ -224,7 +224,6 @@ def step_rows(n: int, batch: int, cap, skip_padding: bool, count: int, sigma_c=N
     from privacy.accounting import noisy_padding
     from privacy.keras import poisson_batches, sampling_of
     from privacy.keras.noise import GaussianNoise
-    from privacy.keras.train_step import NOISY_ROWS_MULTIPLE, PADDED_ROWS_MULTIPLE
 
     blank = np.zeros(n, "int8")
     twin = poisson_batches((blank, blank), dataset_size=n, expected_batch_size=batch, truncated_batch_size=cap, seed=0)
@@ -240,7 +239,7 @@ def step_rows(n: int, batch: int, cap, skip_padding: bool, count: int, sigma_c=N
             padded.append(min(limit, s + int(noise.padding_rows(sigma_c, offset))))
             noise.add([tf.zeros([1])] * tensors, 1.0)  # the step's seeds for its gradient tensors
         sizes = padded
-    m = NOISY_ROWS_MULTIPLE if sigma_c else PADDED_ROWS_MULTIPLE
+    m = noisy_padding.NOISY_ROWS_MULTIPLE if sigma_c else noisy_padding.PADDED_ROWS_MULTIPLE
     return [min(limit, max(1, -(-s // m)) * m) if skip_padding else limit for s in sizes]
 
 

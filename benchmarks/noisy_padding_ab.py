@@ -4,7 +4,7 @@ One model of dp_sgd_speed.py (``--model``, its `build_model`, random MNIST-shape
 batch ``--batch-size``), made private once per configuration: fixed batches drawn from the arrays (``sampling=
 "shuffle"``, what `fit(x, y, batch_size=B)` runs: dp_sgd_speed's "fixed from arrays") and Poisson batches from the
 same arrays with noisy padding (``skip_padding=True``, ``batch_size_noise_multiplier=sigma_c``) for each sigma_c of
-``--sigma-cs`` and each row multiple of ``--multiples`` (`train_step.NOISY_ROWS_MULTIPLE`, set before the
+``--sigma-cs`` and each row multiple of ``--multiples`` (`noisy_padding.NOISY_ROWS_MULTIPLE`, set before the
 configuration's step is traced). After a warm-up `fit` that traces each, every round fits every configuration
 ``--steps`` + 1 steps in turn; a step's time is from Keras' batch begin to its end (wall, and the process's CPU
 time), the first step of each fit left out (its input pipeline starts). Each step's rows are read from the step
@@ -56,6 +56,7 @@ def main() -> None:
     from dp_sgd_speed import build_model, examples, processor
     from poisson_padding import rows_pmf
 
+    from privacy.accounting import noisy_padding
     from privacy.keras import compat, make_private, train_step
 
     keras = compat.default_keras()
@@ -122,7 +123,7 @@ def main() -> None:
     def fit(name, steps, round_):
         current.update(state[name])
         if state[name]["multiple"] is not None:
-            train_step.NOISY_ROWS_MULTIPLE = state[name]["multiple"]
+            noisy_padding.NOISY_ROWS_MULTIPLE = state[name]["multiple"]
         models[name].fit(
             xs, ys, batch_size=batch, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[Clock(name, round_)]
         )

@@ -31,7 +31,6 @@ from privacy.keras.masking import is_padding, select_rows
 from privacy.keras.params import DPConfigurationError
 
 PADDED_ROWS_MULTIPLE = noisy_padding.PADDED_ROWS_MULTIPLE
-NOISY_ROWS_MULTIPLE = noisy_padding.NOISY_ROWS_MULTIPLE
 
 
 def dp_train_step(model, private, data):
@@ -293,8 +292,8 @@ def _without_padding(x, y, weights, extra=None):
     """The rows that are not the sampler's padding (`masking.is_padding`: weight -0.0), in order, then padding rows
     up to the next multiple of `PADDED_ROWS_MULTIPLE` (at most the batch; so an empty batch still runs). With
     ``extra`` (noisy padding's max(0, ceil(mu + Z)), an int32 scalar), ``extra`` more padding rows first: K =
-    min(batch, m + extra) rows, then rounded up to a multiple of `NOISY_ROWS_MULTIPLE` instead (at most the batch;
-    `privacy.accounting.noisy_padding`).
+    min(batch, m + extra) rows, then rounded up to a multiple of `noisy_padding.NOISY_ROWS_MULTIPLE` instead (at most
+    the batch; read when the step is traced, the one value `noisy_padding.covered_rows` states).
 
     Padding rows contribute exactly 0 to the clipped sum, the loss and the metrics, so leaving them out changes no
     result, only the work, which then follows the realised batch size instead of the padded one; the multiple keeps
@@ -308,7 +307,7 @@ def _without_padding(x, y, weights, extra=None):
     multiple = PADDED_ROWS_MULTIPLE
     if extra is not None:
         kept = tf.minimum(tf.size(weights), kept + extra)  # K
-        multiple = NOISY_ROWS_MULTIPLE
+        multiple = noisy_padding.NOISY_ROWS_MULTIPLE
     size = tf.minimum(tf.size(weights), tf.maximum(1, (kept + multiple - 1) // multiple) * multiple)
     rows = tf.argsort(padding, stable=True)[:size]
 

@@ -66,14 +66,14 @@ def test_rows_kept_are_m_plus_the_padding_drawn_and_k_minus_m_is_independent_of_
     n, steps = 400, 400
     ids = np.arange(1, n + 1, dtype="float32")[:, None]
     batches = poisson_batches((ids, ids[:, 0]), dataset_size=n, expected_batch_size=40, seed=5)
-    multiples = sorted({1, train_step.NOISY_ROWS_MULTIPLE, train_step.PADDED_ROWS_MULTIPLE})
+    multiples = sorted({1, npad.NOISY_ROWS_MULTIPLE, npad.PADDED_ROWS_MULTIPLE})
     sources = [_noise(3) for _ in multiples]  # one generator of the same seed per multiple: the same draws
     ms, pads, rounded = [], [], set()
     for x, _, w in batches.take(steps):
         m = int(np.count_nonzero(x.numpy()))
         cap = int(w.shape[0])
         for multiple, source in zip(multiples, sources, strict=True):
-            monkeypatch.setattr(train_step, "NOISY_ROWS_MULTIPLE", multiple)
+            monkeypatch.setattr(npad, "NOISY_ROWS_MULTIPLE", multiple)
             kept_x, _, kept_w = train_step._without_padding(x, None, w, source.padding_rows(SIGMA_C, MU))
             rows = len(kept_w)
             np.testing.assert_array_equal(kept_x.numpy()[:m, 0], x.numpy()[:m, 0])
@@ -243,8 +243,8 @@ def test_fit_steps_keep_their_m_examples_plus_the_padding_drawn_for_them(monkeyp
     """Through fit (eagerly, to see every step): each step's padding is max(0, ceil(mu + Z)) for the Z that a twin
     of the seeded noise generator replays (one draw, then the gradients' seeds, per step), and the step keeps
     min(cap, m + padding) rows rounded up to noisy padding's row multiple (and to plain skip_padding's 32, noisy
-    padding's before, where that is patched in)."""
-    monkeypatch.setattr(train_step, "NOISY_ROWS_MULTIPLE", multiple)
+    padding's before, where that is patched in), the multiple the run's report states."""
+    monkeypatch.setattr(npad, "NOISY_ROWS_MULTIPLE", multiple)
     seen = []
     without_padding = train_step._without_padding
 
@@ -265,15 +265,24 @@ def test_fit_steps_keep_their_m_examples_plus_the_padding_drawn_for_them(monkeyp
         replay._generator.make_seeds(tensors)
         assert extra == max(0, math.ceil(MU + z)), (extra, z)
         assert rows == min(cap, -(-min(cap, m + extra) // multiple) * multiple), (m, extra, rows, cap)
+    (note,) = [note for note in private_training(model).report().notes if note.startswith("noisy padding:")]
+    assert ("rounded up to a multiple of 32 rows" in note) == (multiple == 32), note  # the multiple the steps used
 
 
 def test_fit_counts_z_pair_before_the_first_step_is_traced():
     """fit accounts the noise's cut-off before its first step (for target_epsilon's stopping point): with noisy
-    padding that count includes Z's Box-Muller pair, as the traced step's does (fit for 0 epochs traces none)."""
-    model = _fit(epochs=0, skip_padding=True, batch_size_noise_multiplier=SIGMA_C)
-    private = private_training(model)
-    assert private.steps == 0
-    assert private.noise.draws.pairs == sum(pairs_of(v.shape) for v in model.trainable_variables) + 1
+    padding that count includes Z's Box-Muller pair, as the traced step's does. Read when training begins (not by
+    fit(epochs=0), which tf-keras refuses)."""
+    model = _compiled(seed=0, skip_padding=True, batch_size_noise_multiplier=SIGMA_C)
+    private, begun = private_training(model), []
+
+    class Begin(K.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            begun.append((private.steps, private.noise.draws.pairs))
+
+    model.fit(*_data(300), epochs=1, verbose=0, callbacks=[Begin()])
+    pairs = sum(pairs_of(v.shape) for v in model.trainable_variables) + 1
+    assert begun == [(0, pairs)] and private.steps == 10 and private.noise.draws.pairs == pairs, begun
 
 
 def test_a_seeded_run_resumed_from_its_state_draws_new_noise(tmp_path):

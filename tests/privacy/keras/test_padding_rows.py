@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from privacy.accounting.noisy_padding import NOISY_ROWS_MULTIPLE
 from privacy.keras import poisson_batches
 from privacy.keras.masking import is_padding, padding_weights
-from privacy.keras.train_step import NOISY_ROWS_MULTIPLE, PADDED_ROWS_MULTIPLE, _without_padding
+from privacy.keras.train_step import PADDED_ROWS_MULTIPLE, _without_padding
 
 N, STEPS = 200, 12
 
