@@ -1,5 +1,6 @@
 """Protocol primitives on shares against exact cleartext computation in the same ring."""
 
+import dataclasses
 import re
 
 import numpy as np
@@ -335,8 +336,6 @@ def test_each_party_model_derives_the_checked_bounds_once_read_only_and_anew_for
     """The input check's encoded bounds, spans and window are computed once per model, not per query, cannot be
     written through (a write would change every later query's check), and a model with other bounds (a new
     `PartyModel`, as `dataclasses.replace` or loading a bundle makes) derives its own."""
-    import dataclasses
-
     from privacy.encrypted.in_process import InProcessCluster
     from privacy.encrypted.model.plan import Architecture, Dense, ModelPlan
 
@@ -403,6 +402,30 @@ def test_the_servers_input_check_accepts_exactly_the_bounds(span):
     cluster.run_shares(share(as_ring(np.asarray([inside[0]]))), "logits")
     residues, comparisons = (k, 1) if span == "power of two" else (2 * k + 1, 2)
     assert checked - cluster.last_cost.bytes == 3 * (3 * residues + 8 * comparisons + 16) + 3 * 32
+
+
+def test_the_input_check_applies_each_features_bounds_to_every_example_of_a_batch():
+    """The cached bounds (input shape) meet a batch of inputs: each example's values are checked against their own
+    feature's bounds, and the refusal counts exactly the examples and values past them."""
+    from privacy.encrypted.in_process import InProcessCluster
+    from privacy.encrypted.model.plan import Architecture, Dense, ModelPlan
+
+    fixed = FixedPoint(16)
+    lo = np.array([-3.0, 0.0, 0.5, 7.0])
+    plan = ModelPlan(Architecture((4,), (Dense("d", 2),)), {"d": (np.ones((4, 2)), np.zeros(2))})
+    cluster = InProcessCluster(
+        plan, InputBounds.declared(lo, lo + 1.0, (4,), input_check="exact"), fixed, allow_logits=True
+    )
+    lo_enc = as_signed(fixed.encode(lo, what="input"))
+    hi_enc = lo_enc + 2**16
+    rows = np.stack([lo_enc, hi_enc, lo_enc, hi_enc, lo_enc])  # every example inside
+    assert not any(r.refused for r in cluster.run_shares(share(as_ring(rows)), "logits"))
+    rows[1, 2] = hi_enc[2] + 1  # past feature 2's top, inside feature 1's and 3's
+    rows[3, 0], rows[3, 3] = lo_enc[0] - 1, lo_enc[0]  # below feature 0's bottom; feature 0's bottom for feature 3
+    refusals = {r.refused for r in cluster.run_shares(share(as_ring(rows)), "logits") if r.refused}
+    assert refusals == {
+        "2 example(s) hold values outside the bounds the model was shared with (3 values); nothing was released"
+    }
 
 
 def test_rerun_flags_reach_the_client_and_withhold_the_example(monkeypatch):
