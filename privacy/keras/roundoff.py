@@ -191,9 +191,7 @@ def dot_error(length, dtype) -> tuple:
     """(gamma, alpha) for a dot product of ``length`` terms computed in ``dtype``: its error is within
     gamma sum|x_i y_i| + alpha, gamma = gamma_length, and alpha = 2 length tiny (1 + gamma) the underflow (each of its
     at most 2 length operations may flush a result below the smallest normal tiny to 0, an error below tiny, later
-    magnified by at most 1 + gamma). An operand read as 0 (DAZ: x_i below tiny) moves a Gram entry P_ts by below
-    tiny sqrt(length) |x_s|, not counted here: in `ghost_bound` its term 2 tiny sqrt(d) |a_s| |g_s| |g_t| is below
-    gamma_p a_s^2 |Q_ss| + alpha_p G^2 >= 2 sqrt(2 d gamma_p tiny) |a_s| |g_s| |g_t| (AM-GM), both in its bound."""
+    magnified by at most 1 + gamma)."""
     gamma_n = gamma(length, dtype)
     return gamma_n, 2 * length * _smallest_normal(dtype) * (1 + gamma_n)
 

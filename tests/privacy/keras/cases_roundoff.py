@@ -738,35 +738,6 @@ def case_rounding_bounds_cover_flushed_subnormals():
         assert "multiplier=Fraction(3, 2)" in str(error), error
 
 
-def case_rounding_bounds_hold_for_random_units_about_the_smallest_normal():
-    """Seeded random units, entries +-2^-3..2^3 and zeros, a normal float32 scale 2^-126..2^-118, so that the scaled
-    terms and partial sums fall on both sides of 2^-126 and cancel: an outer product (1 to 4 positions, widths 4 to
-    12: ghost or materialised, as it chooses), an embedding's rows of 3 ids (up to 32 positions: up to 32 rows
-    summed into one) and materialised gradients: each term is within s r + e of s grad (`_check_rounding`)."""
-    rng = np.random.default_rng(5)
-
-    def values(shape):
-        v = np.exp2(rng.uniform(-3, 3, shape)) * rng.choice([-1, 1], shape)
-        return np.where(rng.random(shape) < 0.2, 0, v).astype(np.float32)
-
-    for _ in range(40):
-        scale = np.float32(np.exp2(rng.uniform(-126, -118)))
-        positions, d_in, d_out = int(rng.integers(1, 5)), int(rng.integers(4, 13)), int(rng.integers(4, 13))
-        a, g = values((1, positions, d_in)), values((1, positions, d_out))
-        product = factors.OuterProduct(tf.constant(a), tf.constant(g), lambda m: m)
-        own = [Fraction(float(v)) for v in product.per_unit().numpy().ravel()]
-        _check_rounding(product, [_exact_terms(a, g)[0] if product._use_ghost() else own], [scale])
-        positions = int(rng.integers(1, 33))
-        ids, g = rng.integers(0, 3, (1, positions)).astype(np.int32), values((1, positions, d_out))
-        table = [[Fraction(0)] * d_out for _ in range(3)]
-        for t, row in enumerate(ids[0]):
-            table[row] = [v + Fraction(float(w)) for v, w in zip(table[row], g[0, t], strict=True)]
-        rows = factors.EmbeddingRows(tf.constant(ids), tf.constant(g), 3)
-        _check_rounding(rows, [[v for row in table for v in row]], [scale])
-        grads = values((1, d_in, d_out))
-        _check_rounding(factors.PerExample(tf.constant(grads)), [[Fraction(float(v)) for v in grads.ravel()]], [scale])
-
-
 def _clipped_at_the_smallest_normal():
     """A ghost unit of T = 2, a = 2^-20, g = (1.5, -0.75) 2^-20 (P and Q far above 2^-126: a tight bound, D about its
     exact norm N = 0.75 2^-40) clipped at C = 0.75 2^-116 with m = 2^-10: s about 2^-86, its terms s a g = (1.5,
