@@ -8,7 +8,7 @@ same arrays with noisy padding (``skip_padding=True``, ``batch_size_noise_multip
 configuration's step is traced). After a warm-up `fit` that traces each, every round fits every configuration
 ``--steps`` + 1 steps in turn; a step's time is from Keras' batch begin to its end (wall, and the process's CPU
 time), the first step of each fit left out (its input pipeline starts). Each step's rows are read from the step
-itself (a wrapper of `train_step._without_padding` that stores the row count in a variable: one scalar assignment
+itself (a wrapper of `train_step.without_padding` that stores the row count in a variable: one scalar assignment
 per step), so that steps at a row count this process has not run before (a first use: kernels set up for the shape)
 are told from steady ones. Printed per configuration: expected rows over B (exact, `poisson_padding.rows_pmf`), the
 round medians of steady steps as ratios to the fixed configuration's in the same round (median and range over the
@@ -64,7 +64,7 @@ def main() -> None:
     xs, ys = examples(rng, args.model, N)
     run_steps = math.ceil(EPOCHS * N / batch)  # a Poisson run's steps (`DpSgdMechanism.from_epochs`)
     current = {}  # the configuration whose step is being traced: its rows variable, and its traces counted
-    unpadded = train_step._without_padding
+    unpadded = train_step.without_padding
 
     def counted(x, y, w, extra=None):  # runs when a step is traced; the assignment, every step
         current["traces"][0] += 1
@@ -72,7 +72,7 @@ def main() -> None:
         current["rows"].assign(tf.size(w))
         return x, y, w
 
-    train_step._without_padding = counted
+    train_step.without_padding = counted
 
     configurations = {"fixed": dict(sampling="shuffle")}
     for sigma_c in args.sigma_cs:

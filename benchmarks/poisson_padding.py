@@ -44,7 +44,7 @@ def rows_pmf(batch: float, sigma_c: float | None, multiple: int) -> tuple[np.nda
     """The rows a step with ``skip_padding`` runs at expected batch size ``batch`` and their probabilities (exact,
     from the pmfs of m and of the padding): min(limit, roundup(m, ``multiple``)) alone, with noisy padding's
     ``sigma_c`` min(limit, roundup(m + max(0, ceil(mu + Z)), ``multiple``)), at least ``multiple`` rows (as
-    `privacy.keras.train_step._without_padding`), limit the sampler's padded size."""
+    `privacy.keras.train_step.without_padding`), limit the sampler's padded size."""
     q = batch / N
     limit = default_max_batch_size(N, batch)
     m = np.arange(limit + 1)

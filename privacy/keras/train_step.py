@@ -57,7 +57,7 @@ def dp_train_step(model, private, data):
     if leave_out:
         private.note_padding_left_out()
         extra = None if sigma_c is None else private.noise.padding_rows(sigma_c, noisy_padding.padding_offset(sigma_c))
-        x, y, weights = _without_padding(x, y, weights, extra)
+        x, y, weights = without_padding(x, y, weights, extra)
     denominator = params.num_microbatches or expected_batch
     # The division by the denominator is folded into the clip factors and the noise's standard deviation (no pass
     # over the gradients for it): (sum_i clip_C(g_i) + N(0, (sigma C')^2 I)) / B = sum_i clip_C(g_i) / B + N(0,
@@ -288,7 +288,7 @@ def _weights(x, sample_weight):
     return weights
 
 
-def _without_padding(x, y, weights, extra=None):
+def without_padding(x, y, weights, extra=None):
     """The rows that are not the sampler's padding (`masking.is_padding`: weight -0.0), in order, then padding rows
     up to the next multiple of `PADDED_ROWS_MULTIPLE` (at most the batch; so an empty batch still runs). With
     ``extra`` (noisy padding's max(0, ceil(mu + Z)), an int32 scalar), ``extra`` more padding rows first: K =

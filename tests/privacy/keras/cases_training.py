@@ -434,7 +434,7 @@ def case_empty_poisson_batches_still_step_and_count():
 
 def case_padding_left_out_without_xla_steps_like_every_row_under_xla():
     """With ``skip_padding`` a step outside XLA leaves most of a Poisson batch's padding (weight -0.0) out
-    (`train_step._without_padding`: the forward pass sees the drawn examples, those of weight 0 included, rounded
+    (`train_step.without_padding`: the forward pass sees the drawn examples, those of weight 0 included, rounded
     up to a multiple of 32);
     by default, and with ``skip_padding`` under XLA, it computes on every padded row (no row left out). On the same
     batches, with a binding clip, real examples of weight 0 and of weight NaN, all three take the same steps and
@@ -453,7 +453,7 @@ def case_padding_left_out_without_xla_steps_like_every_row_under_xla():
     kept_rows = sum(min(len(w), max(1, -(-d // multiple)) * multiple) for d, w in zip(drawn, padded, strict=True))
     assert kept_rows < sum(len(w) for w in padded), (kept_rows, [len(w) for w in padded])
     rows = tf.Variable(0, dtype=tf.int64)
-    without_padding = train_step._without_padding
+    without_padding = train_step.without_padding
 
     def counted(x, y, w, extra=None):
         x, y, w = without_padding(x, y, w, extra)
@@ -461,7 +461,7 @@ def case_padding_left_out_without_xla_steps_like_every_row_under_xla():
         return x, y, w
 
     results = []
-    train_step._without_padding = counted
+    train_step.without_padding = counted
     try:
         for skip_padding, jit_compile in ((True, False), (False, False), (True, True)):
             options = {} if not skip_padding else {"skip_padding": True}  # the default: every padded row
@@ -480,7 +480,7 @@ def case_padding_left_out_without_xla_steps_like_every_row_under_xla():
             model.fit(batches(), epochs=1, steps_per_epoch=steps, verbose=0)
             results.append((model.get_weights(), private_training(model).dropped_examples, int(rows.numpy()) - before))
     finally:
-        train_step._without_padding = without_padding
+        train_step.without_padding = without_padding
     (skip_weights, skip_dropped, skip_rows), *others = results
     assert skip_rows == kept_rows and [rows for _, _, rows in others] == [0, 0], (kept_rows, results)
     for weights_, dropped, _ in others:

@@ -74,7 +74,7 @@ def test_rows_kept_are_m_plus_the_padding_drawn_and_k_minus_m_is_independent_of_
         cap = int(w.shape[0])
         for multiple, source in zip(multiples, sources, strict=True):
             monkeypatch.setattr(npad, "NOISY_ROWS_MULTIPLE", multiple)
-            kept_x, _, kept_w = train_step._without_padding(x, None, w, source.padding_rows(SIGMA_C, MU))
+            kept_x, _, kept_w = train_step.without_padding(x, None, w, source.padding_rows(SIGMA_C, MU))
             rows = len(kept_w)
             np.testing.assert_array_equal(kept_x.numpy()[:m, 0], x.numpy()[:m, 0])
             assert np.all(is_padding(kept_w[m:]).numpy()) and not np.any(kept_x.numpy()[m:])
@@ -246,7 +246,7 @@ def test_fit_steps_keep_their_m_examples_plus_the_padding_drawn_for_them(monkeyp
     padding's before, where that is patched in), the multiple the run's report states."""
     monkeypatch.setattr(npad, "NOISY_ROWS_MULTIPLE", multiple)
     seen = []
-    without_padding = train_step._without_padding
+    without_padding = train_step.without_padding
 
     def spy(x, y, w, extra=None):
         out = without_padding(x, y, w, extra)
@@ -254,7 +254,7 @@ def test_fit_steps_keep_their_m_examples_plus_the_padding_drawn_for_them(monkeyp
         seen.append((m, None if extra is None else int(extra), int(tf.size(out[2])), int(tf.size(w))))
         return out
 
-    monkeypatch.setattr(train_step, "_without_padding", spy)
+    monkeypatch.setattr(train_step, "without_padding", spy)
     x, y = _data(300)
     model = _compiled(run_eagerly=True, seed=0, skip_padding=True, batch_size_noise_multiplier=SIGMA_C)
     model.fit(x, y, epochs=1, verbose=0)

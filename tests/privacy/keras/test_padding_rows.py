@@ -11,19 +11,19 @@ import tensorflow as tf
 from privacy.accounting.noisy_padding import NOISY_ROWS_MULTIPLE
 from privacy.keras import poisson_batches
 from privacy.keras.masking import is_padding, padding_weights
-from privacy.keras.train_step import PADDED_ROWS_MULTIPLE, _without_padding
+from privacy.keras.train_step import PADDED_ROWS_MULTIPLE, without_padding
 
 N, STEPS = 200, 12
 
 
 def _steps(weights, extra=None):
     """Per step of Poisson batches (seed 3): (examples drawn, the padded batch's rows, the example ids
-    `_without_padding` keeps, in order), with noisy padding's ``extra`` rows where given."""
+    `without_padding` keeps, in order), with noisy padding's ``extra`` rows where given."""
     ids = np.arange(1, N + 1, dtype="float32")[:, None]  # padding rows are zeros
     batches = poisson_batches((ids, ids[:, 0], weights), dataset_size=N, expected_batch_size=32, seed=3)
     out = []
     for x, _, w in batches.take(STEPS):
-        kept, _, _ = _without_padding(x, None, w, None if extra is None else tf.constant(extra))
+        kept, _, _ = without_padding(x, None, w, None if extra is None else tf.constant(extra))
         out.append((int(np.sum(x.numpy() != 0)), int(w.shape[0]), kept.numpy()[:, 0]))
     return out
 
@@ -57,7 +57,7 @@ def test_plain_skip_padding_rounds_to_32_rows_and_noisy_padding_to_its_own_multi
     weights = padding_weights(drawn, tf.ones(100))
     assert PADDED_ROWS_MULTIPLE == 32 and NOISY_ROWS_MULTIPLE < 32
     for extra, want in ((None, 64), (5, -(-38 // NOISY_ROWS_MULTIPLE) * NOISY_ROWS_MULTIPLE), (70, 100)):
-        x, _, w = _without_padding(ids, None, weights, None if extra is None else tf.constant(extra))
+        x, _, w = without_padding(ids, None, weights, None if extra is None else tf.constant(extra))
         assert len(w) == want, (extra, len(w), want)
         np.testing.assert_array_equal(x.numpy()[:33], np.arange(1, 34))  # the drawn examples, in order
         assert not np.any(x.numpy()[33:]) and np.all(is_padding(w[33:]).numpy())
