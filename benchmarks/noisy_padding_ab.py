@@ -1,39 +1,64 @@
-"""Noisy padding's row multiple: Poisson steps with noisy padding against fixed batches, interleaved in one process.
+"""Noisy padding's cost: Poisson steps with noisy padding against fixed batches, alternated in one process.
 
 One model of dp_sgd_speed.py (``--model``, its `build_model`, random MNIST-shaped data of 60 000 examples, expected
 batch ``--batch-size``), made private once per configuration: fixed batches drawn from the arrays (``sampling=
 "shuffle"``, what `fit(x, y, batch_size=B)` runs: dp_sgd_speed's "fixed from arrays") and Poisson batches from the
 same arrays with noisy padding (``skip_padding=True``, ``batch_size_noise_multiplier=sigma_c``) for each sigma_c of
 ``--sigma-cs`` and each row multiple of ``--multiples`` (`noisy_padding.NOISY_ROWS_MULTIPLE`, set before the
-configuration's step is traced). After a warm-up `fit` that traces each, every round fits every configuration
-``--steps`` + 1 steps in turn; a step's time is from Keras' batch begin to its end (wall, and the process's CPU
-time), the first step of each fit left out (its input pipeline starts). Each step's rows are read from the step
-itself (a wrapper of `train_step.without_padding` that stores the row count in a variable: one scalar assignment
-per step), so that steps at a row count this process has not run before (a first use: kernels set up for the shape)
-are told from steady ones. Printed per configuration: expected rows over B (exact, `poisson_padding.rows_pmf`), the
-round medians of steady steps as ratios to the fixed configuration's in the same round (median and range over the
-rounds, CPU and wall), the mean cost of a first use above the configuration's steady median, the distinct shapes
-expected in a 60-epoch run (n = 60 000) and that run's first uses spread over its steps. The Keras flavour is
-``--flavour``'s; the processor and the load averages before, per round and after are printed. Run:
+configuration's step is traced). A warm-up `fit` traces each step; then each configuration's own Keras train function
+runs on a live iterator of the batches `fit` would draw (the same sampler and prefetch: the input pipeline runs beside
+the step as in `fit`), in short visits of ``--chunk`` steps, every configuration once per round in an order shuffled
+per round (seeded), ``--rounds`` rounds. A step's time is the train function's call up to its loss on the host (wall,
+and the process's CPU time), with the process's minor page faults and system CPU time beside it; the first step of a
+visit is left out (it follows another configuration's step). Each step's rows are read from the step itself (a wrapper
+of `train_step.without_padding` that stores the row count in a variable: one scalar assignment per step), so that
+steps at a row count this process has not run before (a first use: kernels set up for the shape) are told from steady
+ones. Printed per configuration: expected rows over B (exact, `poisson_padding.rows_pmf`) and the mean measured, the
+per-round median of steady steps as a ratio to the fixed configuration's in the same round: the median over rounds
+with a 95 % bootstrap interval (rounds resampled), CPU and wall; page faults and system ms per step; the mean cost of
+a first use above the configuration's steady median, the distinct shapes expected in a 60-epoch run (n = 60 000) and
+that run's first uses spread over its steps. ``--keep-freed-memory`` sets glibc's malloc to keep freed memory
+(`mallopt`: mmap threshold 32 MiB, no trimming) instead of returning TensorFlow's large buffers to the system and
+faulting them in again next step; A/B it across processes. The Keras flavour is ``--flavour``'s; the processor and
+the load averages before, per round and after are printed. Run:
 
-    make run ARGS='python benchmarks/noisy_padding_ab.py --model cnn --sigma-cs 2 3 4 --multiples 1 8 32'
+    make run ARGS='python benchmarks/noisy_padding_ab.py --model cnn --sigma-cs 2 4 --multiples 1'
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import math
 import os
+import random
+import resource
 import statistics
 import time
 
 N, EPOCHS = 60000, 60
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+MMAP_THRESHOLD_MAX = 32 << 20  # glibc's largest mmap threshold on 64-bit systems
 
 
 def _uptime() -> str:
     """The load averages as `uptime` prints them (the runtime's root may have no `uptime`)."""
     return "load average: " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def _keep_freed_memory() -> None:
+    """glibc's malloc keeps freed blocks below 32 MiB in its heap and never trims it (process-wide, from now on)."""
+    libc = ctypes.CDLL("libc.so.6")
+    if not (libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX) and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)):
+        raise SystemExit("--keep-freed-memory: glibc's mallopt refused the settings")
+
+
+def _bootstrap(values: list[float], draws: int = 2000) -> tuple[float, float]:
+    """95 % interval of the median of ``values`` (percentile bootstrap, seeded)."""
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(draws))
+    return medians[int(0.025 * draws)], medians[int(0.975 * draws) - 1]
 
 
 def main() -> None:
@@ -42,14 +67,19 @@ def main() -> None:
     parser.add_argument("--flavour", choices=("keras3", "tf_keras"), default="keras3")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--sigma-cs", type=float, nargs="+", default=[4.0])
-    parser.add_argument("--multiples", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--rounds", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=12, help="timed steps per configuration and round")
+    parser.add_argument("--multiples", type=int, nargs="+", default=[1])
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--chunk", type=int, default=4, help="steps per visit of a configuration (the first not timed)")
     parser.add_argument("--warmup", type=int, default=4, help="steps of the warm-up fit (it traces the step)")
+    parser.add_argument("--keep-freed-memory", action="store_true", help="glibc malloc keeps freed memory (mallopt)")
     parser.add_argument("--out", help="JSON of every step's rows and times")
     args = parser.parse_args()
+    if args.chunk < 2:
+        parser.error(f"--chunk must be at least 2 (the first step of a visit is not timed), got {args.chunk}")
     os.environ["TF_USE_LEGACY_KERAS"] = "1" if args.flavour == "tf_keras" else "0"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.keep_freed_memory:
+        _keep_freed_memory()
 
     import numpy as np
     import tensorflow as tf
@@ -57,13 +87,13 @@ def main() -> None:
     from poisson_padding import rows_pmf
 
     from privacy.accounting import noisy_padding
-    from privacy.keras import compat, make_private, train_step
+    from privacy.keras import compat, make_private, private_training, sampling, train_step
 
     keras = compat.default_keras()
     batch, rng = args.batch_size, np.random.default_rng(0)
     xs, ys = examples(rng, args.model, N)
     run_steps = math.ceil(EPOCHS * N / batch)  # a Poisson run's steps (`DpSgdMechanism.from_epochs`)
-    current = {}  # the configuration whose step is being traced: its rows variable, and its traces counted
+    current = {}  # the configuration whose step runs: its rows variable, and its traces counted
     unpadded = train_step.without_padding
 
     def counted(x, y, w, extra=None):  # runs when a step is traced; the assignment, every step
@@ -101,55 +131,75 @@ def main() -> None:
         models[name] = model
         state[name] = dict(multiple=multiple, rows=tf.Variable(batch), traces=[0], steps=[])
 
-    seen = set()  # row counts this process has run: a later use of one finds its kernels set up
-
-    class Clock(keras.callbacks.Callback):
-        def __init__(self, name, round_):
-            super().__init__()
-            self.name, self.round = name, round_
-
-        def on_train_batch_begin(self, step, logs=None):
-            self.began = (time.perf_counter(), time.process_time())
-
-        def on_train_batch_end(self, step, logs=None):
-            wall, cpu = time.perf_counter() - self.began[0], time.process_time() - self.began[1]
-            rows = int(state[self.name]["rows"].numpy())
-            first = step == 0
-            state[self.name]["steps"].append(
-                dict(round=self.round, rows=rows, wall=wall * 1e3, cpu=cpu * 1e3, fit_start=first, new=rows not in seen)
-            )
-            seen.add(rows)
-
-    def fit(name, steps, round_):
+    def select(name):
         current.update(state[name])
         if state[name]["multiple"] is not None:
             noisy_padding.NOISY_ROWS_MULTIPLE = state[name]["multiple"]
-        models[name].fit(
-            xs, ys, batch_size=batch, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[Clock(name, round_)]
+
+    for name, model in models.items():  # traces the step, builds the optimizer
+        select(name)
+        model.fit(xs, ys, batch_size=batch, epochs=1, steps_per_epoch=args.warmup, verbose=0)
+    # The batches `fit` draws from the arrays (model.py's `_shuffle_arrays` and Poisson sampling), prefetched as there.
+    iterators = {}
+    for name, model in models.items():
+        if name == "fixed":
+            batches = sampling.shuffled_batches((xs, ys), dataset_size=N, batch_size=batch, seed=1)
+        else:
+            batches = sampling.poisson_batches((xs, ys), dataset_size=N, expected_batch_size=batch, seed=1)
+        iterators[name] = iter(model.distribute_strategy.experimental_distribute_dataset(batches.prefetch(2)))
+        model.make_train_function()
+
+    seen = set()  # row counts this process has run: a later use of one finds its kernels set up
+
+    def step(name, round_, timed):
+        model = models[name]
+        with private_training(model).fitting(None):
+            before = resource.getrusage(resource.RUSAGE_SELF)
+            began = (time.perf_counter(), time.process_time())
+            logs = model.train_function(iterators[name])
+            logs = logs.get_value() if hasattr(logs, "get_value") else logs  # Keras 3: an Optional
+            float(logs["loss"])
+            wall, cpu = time.perf_counter() - began[0], time.process_time() - began[1]
+            after = resource.getrusage(resource.RUSAGE_SELF)
+        rows = int(state[name]["rows"].numpy())
+        state[name]["steps"].append(
+            dict(
+                round=round_,
+                rows=rows,
+                wall=wall * 1e3,
+                cpu=cpu * 1e3,
+                faults=after.ru_minflt - before.ru_minflt,
+                system=(after.ru_stime - before.ru_stime) * 1e3,
+                timed=timed,
+                new=rows not in seen,
+            )
         )
+        seen.add(rows)
 
     began = (_uptime(), os.getloadavg())
-    for name in models:
-        fit(name, args.warmup, -1)
-    loads = []
+    loads, order = [], list(models)
     for round_ in range(args.rounds):
-        for name in models:
-            fit(name, args.steps + 1, round_)
+        random.Random(round_).shuffle(order)
+        for name in order:
+            select(name)
+            for k in range(args.chunk):
+                step(name, round_, timed=k > 0)
         loads.append(os.getloadavg()[0])
     ended = _uptime()
 
     def steady(name, round_, key):
-        return [s[key] for s in state[name]["steps"] if s["round"] == round_ and not s["fit_start"] and not s["new"]]
+        return [s[key] for s in state[name]["steps"] if s["round"] == round_ and s["timed"] and not s["new"]]
 
     base = {(r, k): statistics.median(steady("fixed", r, k)) for r in range(args.rounds) for k in ("cpu", "wall")}
     print(
-        f"{args.model}, {args.flavour}, B = {batch}, {args.rounds} rounds x {args.steps} steps; {processor()}, "
-        f"{os.cpu_count()} cores; uptime before: {began[0]}; after: {ended}; load (1 min) per round "
-        f"{' '.join(f'{v:.1f}' for v in loads)}"
+        f"{args.model}, {args.flavour}, B = {batch}, {args.rounds} rounds x {args.chunk} steps per visit "
+        f"(first untimed){', freed memory kept' if args.keep_freed_memory else ''}; "
+        f"{processor()}, {os.cpu_count()} cores; uptime "
+        f"before: {began[0]}; after: {ended}; load (1 min) per round {' '.join(f'{v:.1f}' for v in loads)}"
     )
     print(
-        f"{'configuration':<28} {'rows/B':>7} {'CPU ms':>7} {'CPU ratio (range)':>20} {'wall ratio (range)':>20} "
-        f"{'shapes':>6} {'1st use ms':>10} {'run shapes':>10} {'ms/step':>7} {'traces':>6}"
+        f"{'configuration':<26} {'rows/B':>13} {'CPU ms':>6} {'CPU ratio [95 % CI]':>20} {'wall ratio [95 % CI]':>20} "
+        f"{'faults':>6} {'sys ms':>6} {'shapes':>6} {'1st use ms':>10} {'run shapes':>10} {'ms/step':>7} {'traces':>6}"
     )
     summary = {}
     for name, s in state.items():
@@ -161,9 +211,9 @@ def main() -> None:
             ]
             for k in ("cpu", "wall")
         }
-        everything = [x for x in s["steps"] if not x["fit_start"]]
-        steady_cpu = statistics.median(x["cpu"] for x in everything if not x["new"])
-        new = [x["cpu"] - steady_cpu for x in everything if x["new"]]
+        timed = [x for x in s["steps"] if x["timed"]]
+        steady_cpu = statistics.median(x["cpu"] for x in timed if not x["new"])
+        new = [x["cpu"] - steady_cpu for x in timed if x["new"]]
         first_use = statistics.mean(new) if new else 0.0
         if s["multiple"] is None:
             rows, shapes = float(batch), 1.0
@@ -172,11 +222,16 @@ def main() -> None:
             rows, shapes = float(np.sum(values * probs)), float(np.sum(1 - (1 - probs) ** run_steps))
         summary[name] = dict(
             rows_over_batch=rows / batch,
+            measured_rows_over_batch=statistics.mean(x["rows"] for x in timed) / batch,
             cpu_ms=steady_cpu,
             cpu_ratio=statistics.median(ratios["cpu"]),
+            cpu_ratio_ci=_bootstrap(ratios["cpu"]),
             cpu_ratios=ratios["cpu"],
             wall_ratio=statistics.median(ratios["wall"]),
+            wall_ratio_ci=_bootstrap(ratios["wall"]),
             wall_ratios=ratios["wall"],
+            faults_per_step=statistics.mean(x["faults"] for x in timed),
+            system_ms_per_step=statistics.mean(x["system"] for x in timed),
             first_uses=len(new),
             first_use_cpu_ms=first_use,
             run_shapes=shapes,
@@ -185,9 +240,10 @@ def main() -> None:
         )
         r = summary[name]
         print(
-            f"{name:<28} {r['rows_over_batch']:>7.3f} {steady_cpu:>7.1f} "
-            f"{r['cpu_ratio']:>6.3f} ({min(ratios['cpu']):.2f}-{max(ratios['cpu']):.2f}) "
-            f"{r['wall_ratio']:>8.3f} ({min(ratios['wall']):.2f}-{max(ratios['wall']):.2f}) {len(new):>6} "
+            f"{name:<26} {r['rows_over_batch']:>6.3f}/{r['measured_rows_over_batch']:.3f} {steady_cpu:>6.1f} "
+            f"{r['cpu_ratio']:>6.3f} [{r['cpu_ratio_ci'][0]:.3f}-{r['cpu_ratio_ci'][1]:.3f}] "
+            f"{r['wall_ratio']:>6.3f} [{r['wall_ratio_ci'][0]:.3f}-{r['wall_ratio_ci'][1]:.3f}] "
+            f"{r['faults_per_step']:>6.0f} {r['system_ms_per_step']:>6.1f} {len(new):>6} "
             f"{first_use:>10.1f} {shapes:>10.1f} {r['first_use_cpu_ms_per_run_step']:>7.3f} {r['traces']:>6}"
         )
     if args.out:
