@@ -49,7 +49,10 @@ def _uptime() -> str:
 
 def _keep_freed_memory() -> None:
     """glibc's malloc keeps freed blocks below 32 MiB in its heap and never trims it (process-wide, from now on)."""
-    libc = ctypes.CDLL("libc.so.6")
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError as err:
+        raise SystemExit(f"--keep-freed-memory needs glibc's libc.so.6: {err}") from None
     if not (libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX) and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)):
         raise SystemExit("--keep-freed-memory: glibc's mallopt refused the settings")
 
