@@ -2,25 +2,27 @@
 
 One model of dp_sgd_speed.py (``--model``, its `build_model`, random MNIST-shaped data of 60 000 examples, expected
 batch ``--batch-size``), made private once per configuration: fixed batches drawn from the arrays (``sampling=
-"shuffle"``, what `fit(x, y, batch_size=B)` runs: dp_sgd_speed's "fixed from arrays") and Poisson batches from the
-same arrays with noisy padding (``skip_padding=True``, ``batch_size_noise_multiplier=sigma_c``) for each sigma_c of
+"shuffle"``, what `fit(x, y, batch_size=B)` runs: dp_sgd_speed's "fixed from arrays") and Poisson batches from the same
+arrays with noisy padding (``skip_padding=True``, ``batch_size_noise_multiplier=sigma_c``) for each sigma_c of
 ``--sigma-cs`` and each row multiple of ``--multiples`` (`noisy_padding.NOISY_ROWS_MULTIPLE`, set before the
 configuration's step is traced). A warm-up `fit` traces each step; then each configuration's own Keras train function
 runs on a live iterator of the batches `fit` would draw (the same sampler and prefetch: the input pipeline runs beside
-the step as in `fit`), in short visits of ``--chunk`` steps, every configuration once per round in an order shuffled
-per round (seeded), ``--rounds`` rounds. A step's time is the train function's call up to its loss on the host (wall,
-and the process's CPU time), with the process's minor page faults and system CPU time beside it; the first step of a
-visit is left out (it follows another configuration's step). Each step's rows are read from the step itself (a wrapper
-of `train_step.without_padding` that stores the row count in a variable: one scalar assignment per step), so that
-steps at a row count this process has not run before (a first use: kernels set up for the shape) are told from steady
-ones. Printed per configuration: expected rows over B (exact, `poisson_padding.rows_pmf`) and the mean measured, the
-per-round median of steady steps as a ratio to the fixed configuration's in the same round: the median over rounds
-with a 95 % bootstrap interval (rounds resampled), CPU and wall; page faults and system ms per step; the mean cost of
-a first use above the configuration's steady median, the distinct shapes expected in a 60-epoch run (n = 60 000) and
-that run's first uses spread over its steps. ``--keep-freed-memory`` sets glibc's malloc to keep freed memory
-(`mallopt`: mmap threshold 32 MiB, no trimming) instead of returning TensorFlow's large buffers to the system and
-faulting them in again next step; A/B it across processes. The Keras flavour is ``--flavour``'s; the processor and
-the load averages before, per round and after are printed. Run:
+the step as in `fit`; fit's callbacks, the same host work for every configuration, do not run), in short visits of
+``--chunk`` steps, every configuration once per round, ``--rounds`` rounds: each block of as many rounds as
+configurations rotates an order shuffled for the block (seeded), so each runs once in every position (the batches drawn
+are seeded too: runs of one model see the same rows). A step's time is the train function's call up to its loss on the
+host (wall, and the process's CPU time), with the process's minor page faults and system CPU time beside it; the first
+step of a visit is left out (it follows another configuration's step). Each step's rows are read from the step itself (a
+wrapper of `train_step.without_padding` that stores the row count in a variable: one scalar assignment per step), so
+that steps at a row count this process has not run before (a first use: kernels set up for the shape) are told from
+steady ones. Printed per configuration: expected rows over B (exact, `poisson_padding.rows_pmf`) and the mean measured
+over the steady steps, the per-round median of steady steps as a ratio to the fixed configuration's in the same round:
+the median over rounds with a 95 % bootstrap interval (rounds resampled), CPU and wall; page faults and system ms per
+step; the mean cost of a first use above the configuration's steady median, the distinct shapes expected in a 60-epoch
+run (n = 60 000) and that run's first uses spread over its steps. ``--keep-freed-memory`` sets glibc's malloc to keep
+freed memory (`mallopt`: mmap threshold 32 MiB, no trimming) instead of returning TensorFlow's large buffers to the
+system and faulting them in again next step; A/B it across processes. The Keras flavour is ``--flavour``'s; the
+processor and the load averages before, per round and after are printed. Run:
 
     make run ARGS='python benchmarks/noisy_padding_ab.py --model cnn --sigma-cs 2 4 --multiples 1'
 """
@@ -182,8 +184,11 @@ def main() -> None:
     began = (_uptime(), os.getloadavg())
     loads, order = [], list(models)
     for round_ in range(args.rounds):
-        random.Random(round_).shuffle(order)
-        for name in order:
+        # Balanced: each block of len(models) rounds rotates an order shuffled for the block (seeded), so every
+        # configuration runs once in every position of a round and an effect of the position falls on all alike.
+        if round_ % len(order) == 0:
+            random.Random(round_).shuffle(order)
+        for name in order[round_ % len(order) :] + order[: round_ % len(order)]:
             select(name)
             for k in range(args.chunk):
                 step(name, round_, timed=k > 0)
@@ -225,7 +230,7 @@ def main() -> None:
             rows, shapes = float(np.sum(values * probs)), float(np.sum(1 - (1 - probs) ** run_steps))
         summary[name] = dict(
             rows_over_batch=rows / batch,
-            measured_rows_over_batch=statistics.mean(x["rows"] for x in timed) / batch,
+            measured_rows_over_batch=statistics.mean(x["rows"] for x in timed if not x["new"]) / batch,
             cpu_ms=steady_cpu,
             cpu_ratio=statistics.median(ratios["cpu"]),
             cpu_ratio_ci=_bootstrap(ratios["cpu"]),
