@@ -81,6 +81,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.chunk < 2:
         parser.error(f"--chunk must be at least 2 (the first step of a visit is not timed), got {args.chunk}")
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     os.environ["TF_USE_LEGACY_KERAS"] = "1" if args.flavour == "tf_keras" else "0"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.keep_freed_memory:
