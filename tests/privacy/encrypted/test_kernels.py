@@ -449,3 +449,48 @@ def test_kernels_keep_the_gil_below_their_size_and_release_it_from_there_with_th
                 result = call(*fresh)
                 assert np.array_equal(result if out is None else fresh[out], expected), (name, size, runs)
                 assert ran == [runs], (name, size)
+
+
+_GIL_PROBE = """
+import threading, time
+import numpy as np
+from privacy.encrypted.protocol import kernels
+
+shares = np.zeros((1 << 21, 16), np.uint8)  # a call of ~20-100 ms
+other, out = np.zeros(len(shares), np.uint64), np.empty_like(shares)
+
+
+def ran_beside(twin):
+    # how often this thread ran Python while another ran the twin, in the middle half of its run (a switch
+    # interval, 5 ms, may pass before the call)
+    span, done = [], threading.Event()
+
+    def call():
+        start = time.perf_counter()
+        twin(other, shares, out)
+        span.extend([start, time.perf_counter()])
+        done.set()
+
+    stamps, thread = [], threading.Thread(target=call)
+    thread.start()
+    while not done.is_set():
+        stamps.append(time.perf_counter())
+    thread.join()
+    start, end = span
+    return sum(start + (end - start) / 4 < s < end - (end - start) / 4 for s in stamps)
+
+
+print(ran_beside(kernels.helper_message.held), ran_beside(kernels.helper_message.free))
+"""
+
+
+def test_the_twin_that_keeps_the_gil_keeps_it_and_the_other_releases_it_when_both_come_from_the_cache(
+    python_subprocess, tmp_path
+):
+    """numba's cache tells code apart by signature and bytecode, not by nogil: the twins are cached apart, so a
+    process that loads them from the cache (the second here) gets each its own. Seen from another thread: it runs
+    no Python while the twin that keeps the GIL runs, and does while the other one runs."""
+    env = {"XDG_CACHE_HOME": str(tmp_path), "NUMBA_CACHE_DIR": ""}
+    for _ in range(2):
+        held, free = map(int, python_subprocess(_GIL_PROBE, env=env).stdout.split()[-2:])
+        assert held == 0 and free > 0, (held, free)
