@@ -8,11 +8,12 @@ docstring (and `randomness.Prf.residues`) defines, from the same inputs; `tests/
 checks them bit for bit against the numpy computation they replaced, at every width.
 
 Compilation: the kernels have fixed signatures and compile when this module is imported, twice (releasing the
-GIL and keeping it), about 1.5 times the CPU of compiling them once on a clean cache. It is imported where the
-kernels are used and by `randomness.self_test`, which every process runs before its first key (so a server compiles
-at start-up, never on a client's request), not by ``import privacy.encrypted``: commands that never run the protocol
-(`ppml report`, the TFX glue) do not compile them (nor import numba, unless they add training noise:
-`privacy.keras.noise_kernel`). The machine code is cached in a directory private to the user (`privacy._numba`).
+GIL and keeping it): on a clean cache about twice the CPU of compiling them once, a few seconds; from the cache
+about a tenth more than loading one copy (benchmarks/README.md). It is imported where the kernels are used and by
+`randomness.self_test`, which every process runs before its first key (so a server compiles at start-up, never on
+a client's request), not by ``import privacy.encrypted``: commands that never run the protocol (`ppml report`, the
+TFX glue) do not compile them (nor import numba, unless they add training noise: `privacy.keras.noise_kernel`). The
+machine code is cached in a directory private to the user (`privacy._numba`).
 """
 
 from __future__ import annotations
