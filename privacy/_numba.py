@@ -59,23 +59,26 @@ def _owned_and_closed(directory: str, leaf: bool) -> bool:
     return not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or bool(info.st_mode & stat.S_ISVTX)
 
 
-def compiled(*signatures, depends: tuple = ()):
-    """numba.njit with these signatures (compiled now), nogil, cached in the private directory if there is one.
+def compiled(*signatures, depends: tuple = (), nogil: bool = True):
+    """numba.njit with these signatures (compiled now), cached in the private directory if there is one.
 
     ``depends``: the values from other modules that the kernel bakes into its machine code (numba treats globals
     as constants and checks only the kernel's own file for changes): the code is cached apart for each set of
-    values (in a subdirectory named by their hash), so changing one of them never loads code made with another."""
+    values (in a subdirectory named by their hash), so changing one of them never loads code made with another.
+    ``nogil``: whether a call releases the GIL; code that keeps it is cached apart too (numba's cache does not tell
+    the two apart)."""
     base = numba.config.CACHE_DIR or private_cache_dir()
     directory = base
-    if base and depends:
-        directory = os.path.join(base, hashlib.sha256(repr(depends).encode()).hexdigest()[:16])
+    key = depends if nogil else depends + ("keeps the GIL",)
+    if base and key:
+        directory = os.path.join(base, hashlib.sha256(repr(key).encode()).hexdigest()[:16])
 
     def decorate(fn):
         if directory is None:
-            return numba.njit(list(signatures), nogil=True, cache=False)(fn)
+            return numba.njit(list(signatures), nogil=nogil, cache=False)(fn)
         saved, numba.config.CACHE_DIR = numba.config.CACHE_DIR, directory
         try:  # the cache's location is fixed when the dispatcher is made
-            return numba.njit(list(signatures), nogil=True, cache=True)(fn)
+            return numba.njit(list(signatures), nogil=nogil, cache=True)(fn)
         finally:
             numba.config.CACHE_DIR = saved
 

@@ -1,21 +1,24 @@
 """Compiled loops of the comparison's test vectors and of the PRF's residues (numba), without temporaries.
 
 A comparison's work is a few operations on each of R residues per compared value (`comparison`): numpy
-makes a full pass, and an array, for each of them. These kernels do them row by row in registers and
-release the GIL (`nogil`), so the three party threads of an in-process cluster run them at the same
-time. Each computes exactly what the comparison's docstring (and `randomness.Prf.residues`) defines,
-from the same inputs; `tests/privacy/encrypted/test_kernels.py` checks them bit for bit against the numpy
-computation they replaced, at every width.
+makes a full pass, and an array, for each of them. These kernels do them row by row in registers. On large
+arrays they release the GIL (`nogil`), so the three party threads of an in-process cluster run them at the
+same time; on small ones they keep it (`KEEP_GIL_BELOW`). Each computes exactly what the comparison's
+docstring (and `randomness.Prf.residues`) defines, from the same inputs; `tests/privacy/encrypted/test_kernels.py`
+checks them bit for bit against the numpy computation they replaced, at every width.
 
-Compilation: the kernels have fixed signatures and compile when this module is imported, about a second
-per process on a clean cache. It is imported where the kernels are used and by `randomness.self_test`,
-which every process runs before its first key (so a server compiles at start-up, never on a client's
-request), not by ``import privacy.encrypted``: commands that never run the protocol (`ppml report`, the
+Compilation: the kernels have fixed signatures and compile when this module is imported, twice (releasing the
+GIL and keeping it): on a clean cache about twice the CPU of compiling them once, a few seconds; from the cache
+about a tenth more than loading one copy (benchmarks/README.md). It is imported where the kernels are used and by
+`randomness.self_test`, which every process runs before its first key (so a server compiles at start-up, never on
+a client's request), not by ``import privacy.encrypted``: commands that never run the protocol (`ppml report`, the
 TFX glue) do not compile them (nor import numba, unless they add training noise: `privacy.keras.noise_kernel`). The
 machine code is cached in a directory private to the user (`privacy._numba`).
 """
 
 from __future__ import annotations
+
+import functools
 
 import numba
 import numpy as np
@@ -32,6 +35,31 @@ def _array(dtype, dims: int, readonly: bool = False, aligned: bool = True):
 _U8, _U64 = types.uint8, types.uint64
 
 
+KEEP_GIL_BELOW = 1 << 16
+"""Entries of a call's work array (residues, or bytes of a draw) below which a kernel keeps the GIL. Where other
+threads wait for the GIL (the three parties of an in-process cluster), a release hands it to one of them, and
+taking it back waits for that thread's next release: below this size that costs more than the call runs
+(benchmarks/README.md, encrypted_inference, Dec 7 2026)."""
+
+
+def _twins(*signatures, work: int, depends: tuple = ()):
+    """`compiled` twice from one function, releasing the GIL (``.free``) and keeping it (``.held``); a call runs
+    ``.free`` where its argument number `work` has at least `KEEP_GIL_BELOW` entries, ``.held`` below."""
+
+    def decorate(fn):
+        free = compiled(*signatures, depends=depends)(fn)
+        held = compiled(*signatures, depends=depends, nogil=False)(fn)
+
+        @functools.wraps(fn)
+        def call(*args):
+            return (call.free if args[work].size >= KEEP_GIL_BELOW else call.held)(*args)
+
+        call.free, call.held = free, held
+        return call
+
+    return decorate
+
+
 _P = numba.uint32(MODULUS)
 _LIFT = 64 * MODULUS
 """A multiple of p above every |w_i| (at most 63 residues of at most p - 1, plus 1): w + LIFT is unsigned."""
@@ -39,7 +67,7 @@ _DEPENDS = (MODULUS,)
 """The value from `modulus` compiled into the kernels that use p: their machine code is cached per value."""
 
 
-@compiled(types.void(_array(_U64, 1), _array(_U8, 2, True), _array(_U8, 2)), depends=_DEPENDS)
+@_twins(types.void(_array(_U64, 1), _array(_U8, 2, True), _array(_U8, 2)), work=1, depends=_DEPENDS)
 def helper_message(other, shares, out):  # pragma: no cover - compiled
     """out[r, j] = (bit j of other[r], most significant first, minus shares[r, j]) mod p: the helper's
     additive shares for u of the bits of c' (v's are `shares`)."""
@@ -52,7 +80,7 @@ def helper_message(other, shares, out):  # pragma: no cover - compiled
             out[r, j] = numba.uint32(bit + _P - numba.uint32(shares[r, j])) % _P
 
 
-@compiled(
+@_twins(
     types.void(
         _array(_U64, 1),
         _array(_U64, 1, True),
@@ -62,6 +90,7 @@ def helper_message(other, shares, out):  # pragma: no cover - compiled
         types.boolean,
         _array(_U8, 2),
     ),
+    work=2,
     depends=_DEPENDS,
 )
 def pair_vectors(a, coins, shares, rho, mask, first, out):  # pragma: no cover - compiled
@@ -108,7 +137,7 @@ def pair_vectors(a, coins, shares, rho, mask, first, out):  # pragma: no cover -
             out[r, j] = blinded[offset + j]
 
 
-@compiled(types.void(_array(_U8, 2, True), _array(_U8, 2, True), _array(_U64, 1)), depends=_DEPENDS)
+@_twins(types.void(_array(_U8, 2, True), _array(_U8, 2, True), _array(_U64, 1)), work=0, depends=_DEPENDS)
 def any_zero_sum(u, v, out):  # pragma: no cover - compiled
     """out[r] = 1 if u[r, j] + v[r, j] = 0 mod p for some j, else 0: the helper's delta (entries below p,
     so the sum is 0 or p)."""
@@ -125,7 +154,7 @@ _BYTES = numba.uint64(0x0101010101010101)
 """1 in every byte of a word: times a byte value, that value in every byte."""
 
 
-@compiled(types.int64[::1](_array(_U8, 1, aligned=False), types.uint8, types.int64))
+@_twins(types.int64[::1](_array(_U8, 1, aligned=False), types.uint8, types.int64), work=0)
 def masked_draws(values, bits_mask, modulus):  # pragma: no cover - compiled
     """values &= bits_mask in place; returns the positions (ascending) where that is >= modulus (to draw again).
 
@@ -171,10 +200,11 @@ def masked_draws(values, bits_mask, modulus):  # pragma: no cover - compiled
     return positions
 
 
-@compiled(
+@_twins(
     types.int64[::1](
         _array(_U8, 1, aligned=False), _array(types.int64, 1, True), _array(_U8, 1, True), types.uint8, types.int64
-    )
+    ),
+    work=1,
 )
 def redraw(values, redo, fresh, bits_mask, modulus):  # pragma: no cover - compiled
     """values[redo[i]] = fresh[i] & bits_mask for every i; returns the positions of `redo` (in its order) where

@@ -250,8 +250,8 @@ def test_masked_draws_promises_no_alignment_for_the_words_it_reads_through_a_vie
     above passes them off an 8-byte boundary): its byte array is typed possibly unaligned, so the compiled
     word loads and stores claim no alignment (an ``align 8`` access at an odd address is undefined behaviour
     in LLVM, which x86 happens to forgive); checked on the type and on the vector accesses LLVM makes of it."""
-    assert kernels.masked_draws.nopython_signatures[0].args[0].aligned is False
-    fresh = numba.njit(kernels.masked_draws.nopython_signatures)(kernels.masked_draws.py_func)
+    assert kernels.masked_draws.free.nopython_signatures[0].args[0].aligned is False
+    fresh = numba.njit(kernels.masked_draws.free.nopython_signatures)(kernels.masked_draws.free.py_func)
     accesses = re.findall(r"(?:load|store) <\d+ x i64>.*align (\d+)", next(iter(fresh.inspect_llvm().values())))
     assert set(accesses) <= {"1"}, accesses
 
@@ -312,11 +312,16 @@ def test_kernels_import_without_a_cache_where_the_private_directory_cannot_be_wr
         script = (
             "import os, privacy.encrypted.protocol.kernels as k; "
             f"print(os.access({str(cache)!r}, os.R_OK | os.X_OK), os.access({str(cache)!r}, os.W_OK), "
-            "type(k.pair_vectors._cache).__name__)"
+            "type(k.pair_vectors.free._cache).__name__, type(k.pair_vectors.held._cache).__name__)"
         )
         run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, **user)
         assert run.returncode == 0, run.stderr[-500:]
-        assert run.stdout.split() == ["True", "False", "NullCache"]  # it reached the directory, could not write
+        assert run.stdout.split() == [
+            "True",
+            "False",
+            "NullCache",
+            "NullCache",
+        ]  # it reached the directory, could not write
     finally:
         for d in (home, cache.parent.parent, cache.parent, cache):
             os.chmod(d, 0o700)
@@ -362,7 +367,7 @@ from privacy.encrypted.protocol import comparison, randomness
 assert "numba" not in sys.modules and "privacy.encrypted.protocol.kernels" not in sys.modules
 randomness.self_test()
 kernels = sys.modules["privacy.encrypted.protocol.kernels"]
-assert kernels.pair_vectors.signatures and kernels.masked_draws.signatures
+assert all(k.free.signatures and k.held.signatures for k in (kernels.pair_vectors, kernels.masked_draws))
 print("ok")
 """
     assert python_subprocess(code).stdout.strip().endswith("ok")
@@ -375,7 +380,7 @@ from privacy.encrypted.protocol import modulus
 from privacy.encrypted.protocol import kernels
 out = np.zeros(1, np.uint64)
 kernels.any_zero_sum(np.array([[100]], np.uint8), np.array([[13]], np.uint8), out)
-print(int(out[0]), sum(kernels.any_zero_sum.stats.cache_hits.values()))
+print(int(out[0]), sum(kernels.any_zero_sum.held.stats.cache_hits.values()))
 """
 
 
@@ -392,3 +397,94 @@ def test_a_changed_modulus_is_never_served_from_the_cache_of_the_old_one(python_
     assert zero_sum() == (0, 0)
     assert zero_sum("modulus.MODULUS = 113") == (1, 0)
     assert zero_sum() == (0, 1)
+
+
+TWINS = ("helper_message", "pair_vectors", "any_zero_sum", "masked_draws", "redraw")
+
+
+def _twin_calls(size):
+    """Each kernel's arguments with `size` entries in its work array (a multiple of 16: rows of 16 residues), the
+    index of its output argument (None: it returns it) and the reference's result."""
+    bits = 16
+    a, coins, shares, rho, mask = inputs(bits, size // bits)
+    other = a ^ np.uint64((1 << bits) - 1)
+    u = RNG.integers(0, P, size=shares.shape, dtype=np.uint8)
+    v = (P - u) % P
+    v[::2] = (v[::2] + 1) % P  # a zero sum in every other row
+    stream = RNG.integers(0, 256, size=size, dtype=np.uint8)
+    redo = RNG.permutation(size).astype(np.int64)
+    fresh = RNG.integers(0, 256, size=size, dtype=np.uint8)
+    redrawn = stream.copy()
+    redrawn[redo] = fresh & np.uint8(127)
+    return {
+        "helper_message": ((other, shares, np.empty_like(shares)), 2, ref_helper_message(other, shares)),
+        "pair_vectors": (
+            (a, coins, shares, rho, mask, True, np.empty_like(shares)),
+            6,
+            ref_pair_vectors(a, coins, shares, rho, mask, True),
+        ),
+        "any_zero_sum": ((u, v, np.empty(len(u), np.uint64)), 2, ref_any_zero_sum(u, v)),
+        "masked_draws": ((stream.copy(), np.uint8(127), 127), None, np.flatnonzero((stream & np.uint8(127)) >= 127)),
+        "redraw": ((stream.copy(), redo, fresh, np.uint8(127), 127), None, redo[redrawn[redo] >= 127]),
+    }
+
+
+def test_kernels_keep_the_gil_below_their_size_and_release_it_from_there_with_the_same_results(monkeypatch):
+    """Each kernel runs its twin compiled to keep the GIL where its work array has fewer than `KEEP_GIL_BELOW`
+    entries and the twin that releases it from there (numba's nogil); at the sizes either side of that boundary
+    (rows of 16 residues) the kernel and both twins give the numpy reference's result."""
+    ran = []
+    for name in TWINS:
+        kernel = getattr(kernels, name)
+        assert (kernel.free.targetoptions["nogil"], kernel.held.targetoptions["nogil"]) == (True, False), name
+        for twin in ("free", "held"):
+            real = getattr(kernel, twin)
+            monkeypatch.setattr(kernel, twin, lambda *args, real=real, twin=twin: ran.append(twin) or real(*args))
+    for size, twin in ((kernels.KEEP_GIL_BELOW - 16, "held"), (kernels.KEEP_GIL_BELOW, "free")):
+        for name, (args, out, expected) in _twin_calls(size).items():
+            kernel = getattr(kernels, name)
+            for call, runs in ((kernel, twin), (kernel.held, "held"), (kernel.free, "free")):
+                fresh = [x.copy() if isinstance(x, np.ndarray) else x for x in args]
+                ran.clear()
+                result = call(*fresh)
+                assert np.array_equal(result if out is None else fresh[out], expected), (name, size, runs)
+                assert ran == [runs], (name, size)
+
+
+_GIL_PROBE = """
+import threading
+import numpy as np
+from privacy.encrypted.protocol import kernels
+
+shares = np.zeros((1 << 21, 16), np.uint8)  # a call of ~20-100 ms
+other = np.zeros(len(shares), np.uint64)
+
+
+def seen_half_written(twin):
+    # whether this thread ran Python while another ran the twin: it saw the output written in its first row and not
+    # yet in its last (the kernel writes row by row; 255 is no residue). No timing: where the twin keeps the GIL,
+    # this thread only runs before the call or after it, however the threads are scheduled
+    out = np.full_like(shares, 255)
+    thread, seen = threading.Thread(target=twin, args=(other, shares, out)), False
+    thread.start()
+    while thread.is_alive():
+        seen = seen or bool(out[0, 0] != 255 and out[-1, -1] == 255)
+    thread.join()
+    assert (out == 0).all()  # it ran: c' = 0 and shares 0 give 0 everywhere
+    return seen
+
+
+held, free = kernels.helper_message.held, kernels.helper_message.free
+print(seen_half_written(held), any(seen_half_written(free) for _ in range(5)))
+"""
+
+
+def test_the_twin_that_keeps_the_gil_keeps_it_and_the_other_releases_it_when_both_come_from_the_cache(
+    python_subprocess, tmp_path
+):
+    """numba's cache tells code apart by signature and bytecode, not by nogil: the twins are cached apart, so a
+    process that loads them from the cache (the second here) gets each its own. Seen from another thread: it runs
+    no Python while the twin that keeps the GIL runs, and does while the other one runs."""
+    env = {"XDG_CACHE_HOME": str(tmp_path), "NUMBA_CACHE_DIR": ""}
+    for _ in range(2):
+        assert python_subprocess(_GIL_PROBE, env=env).stdout.split()[-2:] == ["False", "True"]
