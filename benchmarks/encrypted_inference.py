@@ -42,13 +42,10 @@ Besides the median wall time, the in-process and rtt rows give the median CPU ti
 prediction (`cpu ms`: the three party threads together), and `cpu x` the check's ratio of it: on a shared
 machine other jobs disturb it less than the wall time.
 
-Goals: the input check costs at most 20 % latency (met for the CNN and at batch 1 with a 10 ms RTT; for the
-MLP at batch 100 only with a 10 ms RTT and [0, 2 - 2^-16] or [0, 2 - 2^-8] in 8-bit inputs, and at the edge
-with [0, 1) half-open: at 10 ms RTT in 3 runs of 4, in-process in 1 of 4, or 3 of 4 in 8-bit inputs; and for
-[0, 1] as shared by default since its check is widened: at 10 ms RTT in 3 runs of 4, in-process in 1 of 4; see
-benchmarks/README.md); the MLP at batch 1 needs at most 16 rounds (CrypTen 0.4.1 needs 22; its figures, measured
-on this machine kind and not re-run, are in benchmarks/README.md: it cannot be installed next to TF 2.21).
-Measured figures and how to rerun are in benchmarks/README.md.
+Goals (issue 14): the input check costs at most 20 % latency, and the MLP at batch 1 needs at most 16 rounds
+(CrypTen 0.4.1 needs 22; its figures, measured on this machine kind and not re-run, are in benchmarks/README.md: it
+cannot be installed next to TF 2.21). Which rows meet them, measured when, is in benchmarks/README.md (the script
+prints the ratios; it states no verdict of its own), with how to rerun.
 
     git archive c03d14f privacy | tar -x -C /tmp/ppml-before     # outside the runtime (no git inside)
     make run ARGS='python benchmarks/encrypted_inference.py [--repeats 30] [--output label] [--skip-processes]
