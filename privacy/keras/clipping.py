@@ -12,11 +12,12 @@ unit's contribution within norm C, and the caller counts it.
 The clip factor divides by a rigorous bound, not by the computed norm (`roundoff`): a ghost norm is a sum of signed
 terms that an adversarial record can make cancel to 0 in float32 while its gradient, summed by a separate matmul, is
 huge. Each unit's factor is C / max(D_u, C) (`divisors`: D_u bounds the exact norm and leaves room for the clipped
-sum's rounding, relative and underflow), in float64, then multiplied by the folded m = 1 / B and rounded down to the
-gradients' dtype: the unit's term of the released sum is within s_u (||grad_u|| + r_u) + e_u <= m C (1 + SLACK) of
-zero (the sum over units adds its own float32 rounding), which the noise covers (`DPParams.exact_noise_stddev`). A
-unit whose bound is not finite (an overflow), or whose underflow bound alone fills the slack, is dropped like a
-non-finite one.
+sum's rounding, relative and underflow), in float64, then multiplied by the folded m = 1 / B (2^-k / B <= 1 where
+B < 1: the step multiplies its noisy sums by 2^k, `train_step`) and rounded down to the gradients' dtype:
+the unit's term of the released sum is within s_u (||grad_u|| + r_u) + e_u <= m C (1 + SLACK) of zero (the sum
+over units adds its own float32 rounding), which the noise covers (`DPParams.exact_noise_stddev`). A unit whose
+bound is not finite (an overflow), or whose underflow bound alone fills the slack, is dropped like a non-finite
+one.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def divisors(squared_bounds: list, roundings: list, l2_norm_clip: float, multipl
     final (1 + FLOAT64_MARGIN)."""
     if not 0 < multiplier <= 1:
         raise ValueError(
-            f"multiplier={multiplier!r} must be in (0, 1]: the clipped sum's rounding bounds hold for scales up to 1"
+            f"multiplier={multiplier!r} must be in (0, 1]: the clipped sum's rounding bounds hold for scales up to 1 "
+            "(the step multiplies its noisy sums by the rest of a larger 1 / B)"
         )
     budget = float(rounded_down(Fraction(float(l2_norm_clip)) * Fraction(multiplier), tf.float64))
     norm = tf.sqrt(tf.add_n(squared_bounds))
