@@ -15,8 +15,9 @@ from fractions import Fraction
 import numpy as np
 import tensorflow as tf
 
-from privacy.keras import clipping, compat, factors, layer_rules, recording, roundoff
+from privacy.keras import clipping, compat, factors, layer_rules, recording, roundoff, train_step
 from privacy.keras import params as privacy_params
+from privacy.keras.noise import GaussianNoise
 from privacy.keras.params import DPConfigurationError, DPParams
 from privacy.keras.train_step import clipped_gradient_sum
 
@@ -300,6 +301,52 @@ def case_records_flushed_below_the_smallest_normal_move_the_release_by_at_most_t
     released sum's norm is at most C (1 + SLACK); at C = 1 each record is kept."""
     for _, model, x, y, norm in _flushed_records():
         _check_flushed_record(model, x, y, norm)
+
+
+def _released_by_a_step(model, x, y, w, clip, batch):
+    """The sums a noiseless private step of expected batch size ``batch`` releases (`train_step.released_sums`, traced
+    as the step is), float64 arrays."""
+    units = recording.find_units(model, layer_rules.rule_for)
+    params, noise = DPParams(clip, 0.0), GaussianNoise()
+    step = tf.function(
+        lambda x, y, w: train_step.released_sums(model, units, x, y, w, params, noise, expected_batch_size=batch),
+        autograph=False,
+    )
+    return [s.numpy().astype(np.float64) for s in step(tf.constant(x), tf.constant(y), tf.constant(w))[1]]
+
+
+def _huge_side_record():
+    """A one-position Dense (2 -> 3: ghost, A the scaled side) of zero kernel, its record's input 2^63 e_1 (its
+    float32 square finite: the unit is kept) and output gradient about 2^-100 e_1 (mse), the rest zeros: D = |a| |g|
+    about 2^-37, so a clip factor m C / max(D, C) = m (C = 1) would scale a to m 2^63, inf for m = 2^66."""
+    inputs = K.Input((2,))
+    model = _model(inputs, L.Dense(3, use_bias=False, kernel_initializer="zeros")(inputs))
+    x, y = np.zeros((4, 2), np.float32), np.zeros((4, 3), np.float32)
+    x[0, 0], y[0, 0] = 2.0**63, -1.5 * 2.0**-100
+    return model, x, y
+
+
+def case_expected_batch_sizes_below_one_release_a_multiple_of_the_step_at_one():
+    """1 / B > 1 (B < 1): the step folds m = 2^-k / B <= 1 into the clip factors and multiplies the noisy sums by
+    2^k (`train_step`). A record alone among three rows of padding, in a noiseless step (`_released_by_a_step`), for
+    B = 1/2, 2^-10, 2^-66 and 0.3: its release is exactly 2^k times the release at 2^k B (1, or 1.2 for 0.3), and its
+    norm at most C (1 + SLACK) / B (Fractions). The records: `_huge_side_record` at C = 1, kept (folded whole,
+    1 / B = 2^66 would overflow its scaled side to inf), and the ghost Dense whose scaled terms straddle 2^-126 at
+    `FLUSHED_CLIP` (`_flushed_records`; dropped, its underflow term e filling the slack: without e the kernels'
+    flushing releases twice the exact term)."""
+    w = np.array([1, 0, 0, 0], np.float32)
+    for (model, x, y), clip, kept in (
+        (_huge_side_record(), 1, True),
+        (_flushed_records()[0][1:4], FLUSHED_CLIP, False),
+    ):
+        references = {batch: _released_by_a_step(model, x, y, w, clip, batch) for batch in (1.0, 1.2)}
+        for batch, reference, doublings in ((0.5, 1.0, 1), (2.0**-10, 1.0, 10), (2.0**-66, 1.0, 66), (0.3, 1.2, 2)):
+            got = _released_by_a_step(model, x, y, w, clip, batch)
+            assert any(np.any(g) for g in got) == kept, (batch, clip)
+            for g, r in zip(got, references[reference], strict=True):
+                np.testing.assert_array_equal(g, r * 2.0**doublings)
+            norm = sum((Fraction(float(v)) ** 2 for g in got for v in g.ravel()), Fraction(0))
+            assert norm <= (Fraction(clip) * (1 + SLACK) / Fraction(batch)) ** 2, (batch, float(norm))
 
 
 def _exact_terms(a, g, start=0, stop=None):
