@@ -96,7 +96,7 @@ def released_sums(
     """(`clipped_gradient_sum` at the folded multiplier, this replica's part of the step's release (sum_i
     clip_C(g_i) + N(0, (sigma C')^2 I)) / B aligned with ``model.trainable_variables``), B the denominator
     (``params.num_microbatches`` or ``expected_batch_size``), the noise from ``noise`` (a `GaussianNoise`; on
-    replica 0 only)."""
+    replica 0 only). Refuses a B < 1 whose 2^k (`_folded`) is beyond the gradients' dtype."""
     folded, doublings = _folded(Fraction(1) / Fraction(params.num_microbatches or expected_batch_size))
     # The division by the denominator is folded into the clip factors and the noise's standard deviation (no pass
     # over the gradients for it): (sum_i clip_C(g_i) + N(0, (sigma C')^2 I)) / B = sum_i clip_C(g_i) / B + N(0,
@@ -115,8 +115,15 @@ def released_sums(
         multiplier=folded,
     )
     sums = noise.add(clipped.sums, params.exact_noise_stddev * folded)
-    sums = [g * rounded_down(2**doublings, g.dtype) for g in sums] if doublings else sums
-    return clipped, sums
+    if not doublings:
+        return clipped, sums
+    beyond = {g.dtype.name for g in sums if 2**doublings > float(g.dtype.max)}
+    if beyond:
+        raise DPConfigurationError(
+            f"expected_batch_size={expected_batch_size!r} is too small: the step multiplies its noisy sums by "
+            f"2^{doublings} (1 / B = m 2^{doublings}, m <= 1), beyond the largest {', '.join(sorted(beyond))}"
+        )
+    return clipped, [g * rounded_down(2**doublings, g.dtype) for g in sums]
 
 
 def _folded(multiplier: Fraction) -> tuple[Fraction, int]:

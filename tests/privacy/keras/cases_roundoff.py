@@ -303,11 +303,12 @@ def case_records_flushed_below_the_smallest_normal_move_the_release_by_at_most_t
         _check_flushed_record(model, x, y, norm)
 
 
-def _released_by_a_step(model, x, y, w, clip, batch):
-    """The sums a noiseless private step of expected batch size ``batch`` releases (`train_step.released_sums`, traced
-    as the step is), float64 arrays."""
+def _released_by_a_step(model, x, y, w, clip, batch, sigma=0.0):
+    """The sums a private step of expected batch size ``batch`` releases (`train_step.released_sums`, traced as the
+    step is; noise multiplier ``sigma``, the noise seeded the same at every call), float64 arrays."""
     units = recording.find_units(model, layer_rules.rule_for)
-    params, noise = DPParams(clip, 0.0), GaussianNoise()
+    params, noise = DPParams(clip, sigma), GaussianNoise(seed=0)
+    noise.build()
     step = tf.function(
         lambda x, y, w: train_step.released_sums(model, units, x, y, w, params, noise, expected_batch_size=batch),
         autograph=False,
@@ -333,20 +334,33 @@ def case_expected_batch_sizes_below_one_release_a_multiple_of_the_step_at_one():
     norm at most C (1 + SLACK) / B (Fractions). The records: `_huge_side_record` at C = 1, kept (folded whole,
     1 / B = 2^66 would overflow its scaled side to inf), and the ghost Dense whose scaled terms straddle 2^-126 at
     `FLUSHED_CLIP` (`_flushed_records`; dropped, its underflow term e filling the slack: without e the kernels'
-    flushing releases twice the exact term)."""
+    flushing releases twice the exact term). With noise too (sigma = 0.7, the same seed; the huge-side record), the
+    release is exactly 2^k times the step's at 2^k B: the noise's standard deviation is sigma C (1 + SLACK) / B, as
+    at B >= 1. A B whose 2^k is beyond float32 (2^-128; 2^-1074, beyond float64 too) is refused, naming it."""
     w = np.array([1, 0, 0, 0], np.float32)
-    for (model, x, y), clip, kept in (
-        (_huge_side_record(), 1, True),
-        (_flushed_records()[0][1:4], FLUSHED_CLIP, False),
+    multiples = ((0.5, 1.0, 1), (2.0**-10, 1.0, 10), (2.0**-66, 1.0, 66), (0.3, 1.2, 2))
+    for (model, x, y), clip, kept, sigma in (
+        (_huge_side_record(), 1, True, 0.0),
+        (_flushed_records()[0][1:4], FLUSHED_CLIP, False, 0.0),
+        (_huge_side_record(), 1, True, 0.7),
     ):
-        references = {batch: _released_by_a_step(model, x, y, w, clip, batch) for batch in (1.0, 1.2)}
-        for batch, reference, doublings in ((0.5, 1.0, 1), (2.0**-10, 1.0, 10), (2.0**-66, 1.0, 66), (0.3, 1.2, 2)):
-            got = _released_by_a_step(model, x, y, w, clip, batch)
+        references = {batch: _released_by_a_step(model, x, y, w, clip, batch, sigma) for batch in (1.0, 1.2)}
+        for batch, reference, doublings in multiples:
+            got = _released_by_a_step(model, x, y, w, clip, batch, sigma)
             assert any(np.any(g) for g in got) == kept, (batch, clip)
+            if sigma:
+                assert all(np.all(g) for g in got), batch  # noise on every entry, not only the record's
             for g, r in zip(got, references[reference], strict=True):
                 np.testing.assert_array_equal(g, r * 2.0**doublings)
             norm = sum((Fraction(float(v)) ** 2 for g in got for v in g.ravel()), Fraction(0))
-            assert norm <= (Fraction(clip) * (1 + SLACK) / Fraction(batch)) ** 2, (batch, float(norm))
+            assert sigma or norm <= (Fraction(clip) * (1 + SLACK) / Fraction(batch)) ** 2, (batch, float(norm))
+    for batch, doublings in ((2.0**-128, 128), (5e-324, 1074)):
+        try:
+            _released_by_a_step(model, x, y, w, 1, batch)
+        except DPConfigurationError as error:
+            assert f"expected_batch_size={batch!r}" in str(error) and f"2^{doublings} " in str(error), str(error)
+        else:
+            raise AssertionError(f"B = {batch!r} was not refused")
 
 
 def _exact_terms(a, g, start=0, stop=None):
