@@ -11,12 +11,13 @@ unit's contribution within norm C, and the caller counts it.
 
 The clip factor divides by a rigorous bound, not by the computed norm (`roundoff`): a ghost norm is a sum of signed
 terms that an adversarial record can make cancel to 0 in float32 while its gradient, summed by a separate matmul, is
-huge. Each unit's factor is C / max(D_u, C) with D_u = max(sqrt(sum over variables of the factors'
-``squared_norm_bounds``), sum of their ``rounding`` / SLACK) (1 + FLOAT64_MARGIN), in float64 (the margin covers its
-add_n, sqrt, max and division), then multiplied by the folded 1 / B and rounded down to the gradients' dtype: the
-unit's term of the released sum is within s_u (||grad_u|| + rounding_u) <= C (1 + SLACK) of zero (the sum over units
-adds its own float32 rounding), which the noise covers (`DPParams.exact_noise_stddev`). A unit whose bound is not
-finite (an overflow) is dropped like a non-finite one.
+huge. Each unit's factor is C / max(D_u, C) (`divisors`: D_u bounds the exact norm and leaves room for the clipped
+sum's rounding, relative and underflow), in float64, then multiplied by the folded m = 1 / B (2^-k / B <= 1 where
+B < 1: the step multiplies its noisy sums by 2^k, `train_step`) and rounded down to the gradients' dtype:
+the unit's term of the released sum is within s_u (||grad_u|| + r_u) + e_u <= m C (1 + SLACK) of zero (the sum
+over units adds its own float32 rounding), which the noise covers (`DPParams.exact_noise_stddev`). A unit whose
+bound is not finite (an overflow), or whose underflow bound alone fills the slack, is dropped like a non-finite
+one.
 """
 
 from __future__ import annotations
@@ -31,11 +32,26 @@ from privacy.keras.params import SLACK
 from privacy.keras.rounding import cast_down, rounded_down
 
 
-def divisors(squared_bounds: list, roundings: list):
-    """D_u (float64, (U,)) from every variable's factor's ``squared_norm_bounds`` and ``rounding``: at least both the
-    exact norm of the unit's gradient and its clipped term's rounding bound / SLACK."""
+def divisors(squared_bounds: list, roundings: list, l2_norm_clip: float, multiplier: float | Fraction = 1.0):
+    """D_u (float64, (U,)) from every variable's factor's ``squared_norm_bounds`` and ``rounding`` (r, e), so that any
+    scale s_u <= m C / max(D_u, C) (C = ``l2_norm_clip``, m = ``multiplier`` <= 1: the e hold for scales up to 1)
+    keeps the unit's term within s_u (||grad_u|| + r_u) + e_u <= m C (1 + SLACK), r_u and e_u summed over variables:
+    D_u >= ||grad_u|| (sqrt of the summed squared bounds) and D_u >= r_u / (SLACK - e_u / (m C)), so s_u r_u <=
+    m C SLACK - e_u (also where D_u <= C and s_u <= m); inf (the unit dropped) where e_u >= m C SLACK. In float64:
+    e_u / (m C) rounded up (m C rounded down, the add_n and division covered by FLOAT64_MARGIN), the rest by the
+    final (1 + FLOAT64_MARGIN)."""
+    if not 0 < multiplier <= 1:
+        raise ValueError(
+            f"multiplier={multiplier!r} must be in (0, 1]: the clipped sum's rounding bounds hold for scales up to 1 "
+            "(the step multiplies its noisy sums by the rest of a larger 1 / B)"
+        )
+    budget = float(rounded_down(Fraction(float(l2_norm_clip)) * Fraction(multiplier), tf.float64))
     norm = tf.sqrt(tf.add_n(squared_bounds))
-    return tf.maximum(norm, tf.add_n(roundings) / float(SLACK)) * (1 + roundoff.FLOAT64_MARGIN)
+    underflow = tf.add_n([e for _, e in roundings]) * (1 + roundoff.FLOAT64_MARGIN) / budget
+    room = float(SLACK) - underflow
+    relative = tf.add_n([r for r, _ in roundings])
+    needed = tf.where(room > 0, relative / room, float("inf"))
+    return tf.maximum(norm, needed) * (1 + roundoff.FLOAT64_MARGIN)
 
 
 def clip_scale(divisor, l2_norm_clip: float, keep, dtype, multiplier: float | Fraction = 1.0):
@@ -97,7 +113,12 @@ def clipped_gradient_sum(
     if not factors:
         raise ValueError("no trainable layer of the model was called in the forward pass")
     norms = tf.sqrt(tf.add_n([f.squared_norms() for f in factors.values()]))
-    divisor = divisors([f.squared_norm_bounds() for f in factors.values()], [f.rounding() for f in factors.values()])
+    divisor = divisors(
+        [f.squared_norm_bounds() for f in factors.values()],
+        [f.rounding() for f in factors.values()],
+        l2_norm_clip,
+        multiplier,
+    )
     kept = tf.math.is_finite(norms) & tf.math.is_finite(divisor)
     kept = kept if finite_losses is None else kept & finite_losses
     scales = {}

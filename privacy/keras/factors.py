@@ -7,8 +7,10 @@ describes the gradient of every unit u with respect to one variable and answers 
   norm where a ghost norm's terms cancel);
 * ``squared_norm_bounds()``: float64 (U,), an upper bound on the exact ||grad_u||^2 (real arithmetic on the float
   inputs the factor holds; `roundoff`), which the clipping divides by;
-* ``rounding()``: float64 (U,), a bound on how far the unit's term of ``clipped_sum(scale)`` is from scale_u grad_u
-  exactly, over scale_u (`roundoff.sum_rounding`, `roundoff.scaling_rounding`);
+* ``rounding()``: (r, e), float64 (U,) each: the unit's term of ``clipped_sum(scale)`` is within scale_u r_u + e_u
+  of scale_u grad_u exactly for every scale_u in [0, 1], r the relative rounding and e the underflow (flushed
+  subnormals; `roundoff.sum_rounding`, `roundoff.segment_rounding`, `roundoff.scaling_rounding`); a subnormal
+  scale_u that a kernel reads as 0 makes the term 0 instead;
 * ``clipped_sum(scale)``: sum_u scale_u * grad_u, shaped like the variable;
 * ``kept(keep)``: the same with the units where ``keep`` is False set to zero by selection (so that a
   non-finite unit contributes 0, not 0 x inf = NaN) in ``clipped_sum`` and ``materialized``; `OuterProduct` and
@@ -49,6 +51,12 @@ def _group(tensor, units, merge_positions: bool):
     if merge_positions:
         return tf.reshape(tensor, [units, -1, *rest])
     return tf.reduce_sum(tf.reshape(tensor, [units, -1, *rest]), axis=1)
+
+
+def _entries(tensor):
+    """The number of values in each row of ``tensor``: an int where known at trace time, else a scalar tensor."""
+    count = tensor.shape[1:].num_elements()
+    return count if count is not None else tf.reduce_prod(tf.shape(tensor)[1:])
 
 
 def ghost_is_cheaper(positions, d_in, d_out) -> bool:
@@ -119,8 +127,9 @@ class OuterProduct:
 
     def rounding(self):
         if not self._use_ghost():
-            return roundoff.scaling_rounding(self.squared_norm_bounds(), self.g.dtype)
-        return roundoff.sum_rounding(*self.row_norms(), self.g.dtype)
+            return roundoff.scaling_rounding(self.squared_norm_bounds(), _entries(self.per_unit()), self.g.dtype)
+        widths = roundoff.dim_size(self.a, 2), roundoff.dim_size(self.g, 2)
+        return roundoff.sum_rounding(*self.row_norms(), *widths, self.g.dtype)
 
     def ghost(self):
         """(sum_ts P_ts (G G^T)_ts in float64 (`roundoff.pair_sum`), P = fl(A A^T)) per unit, computed once."""
@@ -217,7 +226,7 @@ class OutputRows:
         return tf.square(self.kernel.row_norms()[1][:, 0]) * (1 + roundoff.FLOAT64_MARGIN)
 
     def rounding(self):
-        return roundoff.scaling_rounding(self.squared_norm_bounds(), self.g.dtype)
+        return roundoff.scaling_rounding(self.squared_norm_bounds(), _entries(self.g), self.g.dtype)
 
     def clipped_sum(self, scale):
         if not self.kernel._use_ghost():
@@ -268,9 +277,11 @@ class FeatureSlice:
 
     def rounding(self):
         """The product's matmul, sliced: each of this slice's entries sums over the T positions."""
+        d_out = roundoff.dim_size(self.g, 2)
         if not self.whole._use_ghost():
-            return roundoff.scaling_rounding(self.squared_norm_bounds(), self.g.dtype)
-        return roundoff.sum_rounding(self.ghost()[2], self.whole.row_norms()[1], self.g.dtype)
+            return roundoff.scaling_rounding(self.squared_norm_bounds(), (self.stop - self.start) * d_out, self.g.dtype)
+        g_norms = self.whole.row_norms()[1]
+        return roundoff.sum_rounding(self.ghost()[2], g_norms, self.stop - self.start, d_out, self.g.dtype)
 
     def ghost(self):
         if self._ghost is None:
@@ -305,7 +316,7 @@ class PerExample:
         return roundoff.squares(self.grads)
 
     def rounding(self):
-        return roundoff.scaling_rounding(self.squared_norm_bounds(), self.grads.dtype)
+        return roundoff.scaling_rounding(self.squared_norm_bounds(), _entries(self.grads), self.grads.dtype)
 
     def clipped_sum(self, scale):
         return tf.tensordot(scale, self.grads, axes=1)
@@ -347,8 +358,7 @@ class EmbeddingRows:
 
     def rounding(self):
         """The scaled rows of one id, summed: within a unit, T of them at most."""
-        g_norms = self.g_norms()
-        return roundoff.sum_rounding(tf.ones_like(g_norms), g_norms, self.g.dtype)
+        return roundoff.segment_rounding(self.g_norms(), roundoff.dim_size(self.g, 2), self.g.dtype)
 
     def g_norms(self):
         """Upper bounds on |g_ut|, float64 (U, T) (`roundoff.row_norms`); computed once for the bound and the

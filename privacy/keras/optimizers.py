@@ -169,7 +169,9 @@ def dp_gradients(params: DPParams, noise: GaussianNoise, loss, var_list, tape=No
         tf.zeros([count, *v.shape], loss.dtype) if j is None else j for j, v in zip(jacobians, var_list, strict=True)
     ]
     per_unit = [PerExample(j) for j in jacobians]
-    divisor = clipping.divisors([f.squared_norm_bounds() for f in per_unit], [f.rounding() for f in per_unit])
+    divisor = clipping.divisors(
+        [f.squared_norm_bounds() for f in per_unit], [f.rounding() for f in per_unit], params.l2_norm_clip
+    )
     finite = tf.math.is_finite(divisor) & tf.math.is_finite(microbatch_losses)
     scale = clipping.clip_scale(divisor, params.l2_norm_clip, finite, jacobians[0].dtype)
     sums = [tf.tensordot(scale, select_rows(finite, j), axes=1) for j in jacobians]

@@ -8,6 +8,16 @@ ghost norms compute ||A^T G||^2 = sum_ts (A A^T)_ts (G G^T)_ts, a sum of signed 
 (positions whose terms cancel) can make the computed norm 0 while A^T G, summed by a separate matmul, is huge. The
 factors (`privacy.keras.factors`) answer rigorous upper bounds on their units' exact squared norms from these
 gammas, and the clipping divides by those (`privacy.keras.clipping`).
+
+Underflow: TensorFlow's CPU kernels flush subnormals (FTZ and DAZ): a result below the dtype's smallest normal lambda
+(2^-126 for float32 and bfloat16, 2^-14 for float16, 2^-1022 for float64) comes out 0 and a subnormal operand is read
+as 0 (1e-30 * 1e-10 and 1e-40 * 1 are 0 in float32); other kernels round among the subnormals (within half their
+spacing, lambda u: 2^-25 for float16). Either way a result that is not normal is within lambda of its exact value,
+which no relative gamma covers, and an operand read as 0 moves a product x y by below lambda |y|: the bounds add
+absolute terms for both, and a unit's term of the clipped sum is within s r + e of s grad for its scale s <= 1 (r and
+e from the factor's ``rounding``: `sum_rounding`); the clipping sizes its divisor for both (`clipping.divisors`).
+Float16 and bfloat16 factors get their own lambda (float16's 2^-14 also covers kernels that flush it); the private
+step itself computes in float32 or float64 only (`validator` refuses half-precision layers).
 """
 
 from __future__ import annotations
@@ -23,9 +33,9 @@ FLOAT64_MARGIN = 2.0**-26
 """Covers the bounds' own float64 arithmetic: sums of n non-negative terms (products of the inputs, exact in float64
 for float32 ones) round by at most gamma_{n+4} < 2^-27 relative for n < 2^25 (`last_axis_squares`' block bounds,
 `quadratic_form`'s x); a few roundings each in `sum_of_squares_bound` and `row_norms`; the clipping's add_n over
-variables, sqrt, max and division by at most (V + 4) 2^-53 for V < 2^25 variables. Bounds and divisors are multiplied
-by (1 + FLOAT64_MARGIN) where they are not exact (the addition of a computed norm c to its error bound is covered by
-a term 2^-52 |c| of its own: `ghost_bound`)."""
+variables, sqrt, max, the room SLACK - e / (m C) and the division by it by at most (V + 5) 2^-53 for V < 2^25
+variables (`clipping.divisors`). Bounds and divisors are multiplied by (1 + FLOAT64_MARGIN) where they are not exact
+(the addition of a computed norm c to its error bound is covered by a term 2^-52 |c| of its own: `ghost_bound`)."""
 
 _UNIT_ROUNDOFF = {tf.float64: 2.0**-53, tf.float32: 2.0**-24, tf.float16: 2.0**-11, tf.bfloat16: 2.0**-8}
 _SMALLEST_NORMAL = {tf.float64: 2.0**-1022, tf.float32: 2.0**-126, tf.float16: 2.0**-14, tf.bfloat16: 2.0**-126}
@@ -92,7 +102,8 @@ def pairs_gamma(tensor, dtype):
 
 
 def float64(tensor):
-    """``tensor`` in float64 (exact for float32, float16 and bfloat16 values)."""
+    """``tensor`` (or a count) in float64: exact for float32, float16 and bfloat16 values, but for subnormals, which
+    the CPU cast may read as 0 (`_float64_squares`)."""
     return tf.cast(tensor, tf.float64)
 
 
@@ -150,9 +161,15 @@ def last_axis_squares(tensor):
 
 def _float64_squares(tensor):
     """The sums of squares over the last axis in float64 (exact squares of float32 and narrower values), bounded by
-    `sum_of_squares_bound` (its absolute term covers float64 underflow)."""
+    `sum_of_squares_bound` (its absolute term covers float64 underflow). The cast to float64 may read a value below
+    its dtype's lambda as 0 (DAZ), losing below lambda^2: n lambda^2 more for n values (exact in float64; one more
+    term of the sum)."""
+    count = dim_size(tensor, -1)
     computed = tf.reduce_sum(tf.square(float64(tensor)), -1)
-    return sum_of_squares_bound(computed, dim_size(tensor, -1), tf.float64)
+    if tensor.dtype != tf.float64:
+        computed += float64(count) * _smallest_normal(tensor.dtype) ** 2
+        count += 1
+    return sum_of_squares_bound(computed, count, tf.float64)
 
 
 def dim_size(tensor, axis: int):
@@ -174,9 +191,11 @@ def dot_error(length, dtype) -> tuple:
     """(gamma, alpha) for a dot product of ``length`` terms computed in ``dtype``: its error is within
     gamma sum|x_i y_i| + alpha, gamma = gamma_length, and alpha = 2 length tiny (1 + gamma) the underflow (each of its
     at most 2 length operations may flush a result below the smallest normal tiny to 0, an error below tiny, later
-    magnified by at most 1 + gamma)."""
+    magnified by at most 1 + gamma). An operand read as 0 (DAZ: x_i below tiny) moves a Gram entry P_ts by below
+    tiny sqrt(length) |x_s|, not counted here: in `ghost_bound` its term 2 tiny sqrt(d) |a_s| |g_s| |g_t| is below
+    gamma_p a_s^2 |Q_ss| + alpha_p G^2 >= 2 sqrt(2 d gamma_p tiny) |a_s| |g_s| |g_t| (AM-GM), both in its bound."""
     gamma_n = gamma(length, dtype)
-    return gamma_n, 2 * length * _SMALLEST_NORMAL[tf.as_dtype(dtype)] * (1 + gamma_n)
+    return gamma_n, 2 * length * _smallest_normal(dtype) * (1 + gamma_n)
 
 
 def ghost_bound(computed, p, q, a_norms, g_norms, error_p: tuple, error_q: tuple):
@@ -264,19 +283,54 @@ def _rounded_up(x):
     return tf.cast(x * (1 + 2.0**-23), tf.float32) + 2.0**-126
 
 
-def sum_rounding(a_norms, g_norms, dtype):
-    """A bound on ||fl(sum_t (s a_t) g_t^T) - s sum_t a_t g_t^T||_F / s for each unit's T positions (``a_norms``,
-    ``g_norms``: (U, T)): the scaling rounds once, the products and their sum T times, gamma_{T+1} sum_t |a_t| |g_t|
-    (each entry's error is within gamma_{T+1} sum_t |a_td| |g_te|, a sum of rank-one matrices of Frobenius norms
-    |a_t| |g_t|). The float32 sum over units adds its own rounding, which no unit's bound holds. Relative only: a
-    scaled value, product or partial sum below ``dtype``'s smallest normal is flushed to 0 on TensorFlow's CPU kernels
-    (FTZ and DAZ), an absolute error up to 2^-126 each for float32 that no multiple of s covers (s g_1 = 1.5 2^-66,
-    s g_2 = -0.75 2^-66, a = 2^-60: the term's computed sum is twice its exact one); not covered yet."""
-    return gamma(dim_size(a_norms, 1) + 1, dtype) * tf.reduce_sum(a_norms * g_norms, 1) * (1 + FLOAT64_MARGIN)
+def sum_rounding(a_norms, g_norms, d_in, d_out, dtype):
+    """(r, e), float64 (U,) each, for the clipped sum of an outer product over T positions (``a_norms``, ``g_norms``:
+    (U, T) bounds on the rows' norms, ``d_in`` and ``d_out`` wide): the unit's term R of fl(sum_t y'_t z_t^T), y'_t =
+    fl(s y_t) the scaled side (a or g; the bound is symmetric) and z the other, the other units scaled 0 (exact
+    zeros; the float32 sum over units adds its own rounding, which no unit's bound holds), is within s r + e of
+    s sum_t a_t g_t^T (Frobenius) for every scale 0 <= s <= 1. Entry (d, e) is a dot
+    product of T terms z_td y'_te (any order, FMA): y'_te is within u s |y_te| of s y_te where normal, else within
+    lambda (flushed, or y_te read as 0: s |y_te| < lambda); each of the T products and T - 1 additions rounds
+    within u or, below lambda, within lambda, magnified by at most 1 + gamma_T later; a z_td read as 0 moves its
+    product by below lambda |y'_te| <= lambda ((1 + u) s |y_te| + lambda). So
+
+        |R_de - s sum_t z_td y_te| <= gamma_{T+1} s sum_t |z_td| |y_te| + lambda (1 + gamma_T) sum_t |z_td|
+                                      + lambda sum_t ((1 + u) |y_te| + lambda) + (2T - 1) lambda (1 + gamma_T),
+
+    and by Minkowski over t, r = gamma_{T+1} sum_t |a_t| |g_t| and e = lambda (1 + gamma_{T+1}) (sqrt(d_out)
+    sum_t |a_t| + sqrt(d_in) sum_t |g_t| + 3 T sqrt(d_in d_out)). E.g. float32, T = 2, a = 2^-60, s g = (1.5,
+    -0.75) 2^-66: R = 1.5 2^-126, twice s a^T g, its second product flushed. e is lambda times a sum of at least 1
+    (no float64 underflow); float64 arithmetic: FLOAT64_MARGIN."""
+    positions = dim_size(a_norms, 1)
+    relative = gamma(positions + 1, dtype) * tf.reduce_sum(a_norms * g_norms, 1)
+    sides = tf.sqrt(float64(d_out)) * tf.reduce_sum(a_norms, 1) + tf.sqrt(float64(d_in)) * tf.reduce_sum(g_norms, 1)
+    steps = 3 * float64(positions) * tf.sqrt(float64(d_in) * float64(d_out))
+    absolute = _smallest_normal(dtype) * (1 + gamma(positions + 1, dtype)) * (sides + steps)
+    return relative * (1 + FLOAT64_MARGIN), absolute * (1 + FLOAT64_MARGIN)
 
 
-def scaling_rounding(squared_bounds, dtype):
-    """The same for materialised gradients W (the very values whose squares ``squared_bounds`` bounds): the scaling
-    s W rounds each entry once, gamma_1 ||W|| (where s W is a normal number: flushed to 0 below, an error of up to
-    2^-126 per entry for float32, not covered; it only shrinks the entry)."""
-    return gamma(1, dtype) * tf.sqrt(squared_bounds) * (1 + FLOAT64_MARGIN)
+def segment_rounding(g_norms, width, dtype):
+    """(r, e) as `sum_rounding`'s for `factors.EmbeddingRows`: row v of the unit's term sums the n_v scaled rows
+    fl(s g_t) of its id (n_v - 1 additions, any order), so each entry is within gamma_{n_v} s sum_t |g_te| +
+    lambda (1 + gamma_T) (2 n_v - 1) of s sum_t g_te (n_v scalings and n_v - 1 additions flushed within lambda each;
+    s <= 1: a g_te read as 0 moves s g_te by below lambda), and over the rows, ``width`` d wide: r = gamma_T
+    sum_t |g_t|, e = 2 T lambda (1 + gamma_T) sqrt(d)."""
+    positions = dim_size(g_norms, 1)
+    gamma_t = gamma(positions, dtype)
+    absolute = 2 * float64(positions) * _smallest_normal(dtype) * (1 + gamma_t) * tf.sqrt(float64(width))
+    relative = gamma_t * tf.reduce_sum(g_norms, 1) * (1 + FLOAT64_MARGIN)
+    return relative, tf.fill(tf.shape(relative), absolute * (1 + FLOAT64_MARGIN))
+
+
+def scaling_rounding(squared_bounds, entries, dtype):
+    """(r, e) as `sum_rounding`'s for a materialised W, one value per unit of ``squared_bounds`` (bounds on the very
+    W's squares) with ``entries`` values: fl(s W) rounds each once, within u s |W_i| where normal, else within lambda
+    (flushed, or W_i read as 0): r = gamma_1 ||W||, e = lambda sqrt(entries)."""
+    relative = gamma(1, dtype) * tf.sqrt(squared_bounds) * (1 + FLOAT64_MARGIN)
+    absolute = _smallest_normal(dtype) * tf.sqrt(float64(entries)) * (1 + FLOAT64_MARGIN)
+    return relative, tf.fill(tf.shape(relative), absolute)
+
+
+def _smallest_normal(dtype) -> float:
+    """lambda, ``dtype``'s smallest normal."""
+    return _SMALLEST_NORMAL[tf.as_dtype(dtype)]

@@ -29,6 +29,7 @@ from privacy.keras import clipping, compat, optimizers, recording
 from privacy.keras.factors import dim
 from privacy.keras.masking import is_padding, select_rows
 from privacy.keras.params import DPConfigurationError
+from privacy.keras.rounding import rounded_down
 
 PADDED_ROWS_MULTIPLE = noisy_padding.PADDED_ROWS_MULTIPLE
 
@@ -58,24 +59,18 @@ def dp_train_step(model, private, data):
         private.note_padding_left_out()
         extra = None if sigma_c is None else private.noise.padding_rows(sigma_c, noisy_padding.padding_offset(sigma_c))
         x, y, weights = without_padding(x, y, weights, extra)
-    denominator = params.num_microbatches or expected_batch
-    # The division by the denominator is folded into the clip factors and the noise's standard deviation (no pass
-    # over the gradients for it): (sum_i clip_C(g_i) + N(0, (sigma C')^2 I)) / B = sum_i clip_C(g_i) / B + N(0,
-    # (sigma C' / B)^2 I), the same noise draws times sigma C' / B (exact rationals: the noise's stddev rounds up in the
-    # gradients' dtype, 1 / B down, so their rounding never lowers the noise against the clipped contributions).
-    clipped = clipped_gradient_sum(
+    clipped, grads = released_sums(
         model,
         private.units(model),
         x,
         y,
         weights,
         params,
+        private.noise,
         expected_batch_size=expected_batch,
         replicas=replicas,
-        multiplier=Fraction(1) / Fraction(denominator),
     )
     y_pred, weighted_losses = clipped.predictions, clipped.weighted_losses
-    grads = private.noise.add(clipped.sums, params.exact_noise_stddev / Fraction(denominator))
     variables = model.trainable_variables
     regularization = _add_regularization_gradients(model, variables, grads, replicas)
     with optimizers.private_step(), tf.control_dependencies(checks):
@@ -93,6 +88,55 @@ def dp_train_step(model, private, data):
         mean_loss += regularization
     compat.update_loss_metric(model, y_pred, mean_loss, count)
     return model.compute_metrics(x, _rows(ok, y), _rows(ok, y_pred), select_rows(ok, weights))
+
+
+def released_sums(
+    model, units, x, y, weights, params, noise, *, expected_batch_size: float, replicas: int = 1
+) -> tuple[ClippedSum, list]:
+    """(`clipped_gradient_sum` at the folded multiplier, this replica's part of the step's release (sum_i
+    clip_C(g_i) + N(0, (sigma C')^2 I)) / B aligned with ``model.trainable_variables``), B the denominator
+    (``params.num_microbatches`` or ``expected_batch_size``), the noise from ``noise`` (a `GaussianNoise`; on
+    replica 0 only). Refuses a B < 1 whose 2^k (`_folded`) is beyond the gradients' dtype."""
+    folded, doublings = _folded(Fraction(1) / Fraction(params.num_microbatches or expected_batch_size))
+    # The division by the denominator is folded into the clip factors and the noise's standard deviation (no pass
+    # over the gradients for it): (sum_i clip_C(g_i) + N(0, (sigma C')^2 I)) / B = sum_i clip_C(g_i) / B + N(0,
+    # (sigma C' / B)^2 I), the same noise draws times sigma C' / B (exact rationals: the noise's stddev rounds up in the
+    # gradients' dtype, 1 / B down, so their rounding never lowers the noise against the clipped contributions).
+    # Where 1 / B > 1 (B < 1), 1 / B = m 2^k: m folds in, and the noisy sums are multiplied by 2^k (`_folded`).
+    clipped = clipped_gradient_sum(
+        model,
+        units,
+        x,
+        y,
+        weights,
+        params,
+        expected_batch_size=expected_batch_size,
+        replicas=replicas,
+        multiplier=folded,
+    )
+    sums = noise.add(clipped.sums, params.exact_noise_stddev * folded)
+    if not doublings:
+        return clipped, sums
+    beyond = {g.dtype.name for g in sums if 2**doublings > float(g.dtype.max)}
+    if beyond:
+        raise DPConfigurationError(
+            f"expected_batch_size={expected_batch_size!r} is too small: the step multiplies its noisy sums by "
+            f"2^{doublings} (1 / B = m 2^{doublings}, m <= 1), beyond the largest {', '.join(sorted(beyond))}"
+        )
+    return clipped, [g * rounded_down(2**doublings, g.dtype) for g in sums]
+
+
+def _folded(multiplier: Fraction) -> tuple[Fraction, int]:
+    """(m, k) with ``multiplier`` = m 2^k, k >= 0 the least making m <= 1. The clip factors take m: the clipped sums'
+    rounding bounds hold for scales s <= 1 (`clipping.divisors`; above 1 an operand read as 0 loses s |y| < s lambda,
+    and the scaled side can overflow: a one-position product keeps |a| up to 2^64 at D = |a| |g| <= C, and s = m
+    scales it to inf from m = 2^64). The noisy sums are multiplied by 2^k afterwards: the release is a post-processing
+    of a step of expected batch size 2^k B (on several replicas too: a power of two scales each replica's part and
+    their sum exactly, barring overflow and subnormals)."""
+    doublings = 0
+    while multiplier > 1:
+        multiplier, doublings = multiplier / 2, doublings + 1
+    return multiplier, doublings
 
 
 class ClippedSum(NamedTuple):

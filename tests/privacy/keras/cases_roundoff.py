@@ -6,6 +6,8 @@ the released sum, is huge. Each affected layer kind gets adversarial records fro
 the record whose computed norm is the smallest against its exact norm (float64, from the same float32 inputs and
 output gradients) is put alone into a batch of padding (weight 0): its neighbour without it releases exactly 0, so
 the released sum's norm must be at most C (1 + SLACK) (the other rows add exact zeros: no cross-unit rounding).
+Underflow too: records and factors whose scaled terms straddle float32's smallest normal, where TensorFlow's CPU
+kernels flush results and operands to 0 (`roundoff`'s absolute terms e).
 """
 
 from fractions import Fraction
@@ -13,8 +15,9 @@ from fractions import Fraction
 import numpy as np
 import tensorflow as tf
 
-from privacy.keras import compat, factors, layer_rules, recording, roundoff
+from privacy.keras import clipping, compat, factors, layer_rules, recording, roundoff, train_step
 from privacy.keras import params as privacy_params
+from privacy.keras.noise import GaussianNoise
 from privacy.keras.params import DPConfigurationError, DPParams
 from privacy.keras.train_step import clipped_gradient_sum
 
@@ -31,9 +34,9 @@ def _model(inputs, outputs):
     return model
 
 
-def _released(model, x, y, w, microbatches=None, xla=False):
+def _released(model, x, y, w, microbatches=None, xla=False, clip=CLIP):
     units = recording.find_units(model, layer_rules.rule_for)
-    params = DPParams(CLIP, 0.0, microbatches)
+    params = DPParams(clip, 0.0, microbatches)
     batch = len(w)
     step = tf.function(
         lambda x, y, w: clipped_gradient_sum(model, units, x, y, w, params, expected_batch_size=batch),
@@ -83,25 +86,26 @@ def _worst(norms, exact, count=3):
     return np.lexsort((ratio, ~below))[:count]
 
 
-def _check_alone(model, x, y, chosen, exact, microbatches=None, pair=1):
-    """Each chosen record (``pair`` consecutive rows) alone among padding: the released sum's norm <= C (1 + SLACK)
-    (times 2 where a microbatch holds two examples and its neighbour keeps one, so both sums count); without and
-    with XLA."""
-    bound = float(CLIP * (1 + SLACK))
+def _check_alone(model, x, y, chosen, exact, microbatches=None, pair=1, clip=CLIP, last=False):
+    """Each chosen record (``pair`` consecutive rows) alone among padding, in the first rows (the ``last`` ones): the
+    released sum's norm <= C (1 + SLACK) (times 2 where a microbatch holds two examples and its neighbour keeps one, so
+    both sums count); without and with XLA."""
+    bound = float(clip * (1 + SLACK))
+    place = slice(len(x) - pair, len(x)) if last else slice(0, pair)  # one microbatch
     for index in chosen:
         rows = slice(index * pair, (index + 1) * pair)
         xs, ys = x.copy(), y.copy()
-        xs[:pair], ys[:pair] = x[rows], y[rows]  # the first rows: one microbatch
+        xs[place], ys[place] = x[rows], y[rows]
         w = np.zeros(len(x), np.float32)
-        w[:pair] = 1
+        w[place] = 1
         for xla in (False, True):
-            released = _released(model, xs, ys, w, microbatches, xla)
+            released = _released(model, xs, ys, w, microbatches, xla, clip)
             norm = _norm(released.sums)
-            assert norm <= bound * (1 + 1e-6), (index, xla, norm, exact[index], released.norms.numpy()[0])
+            assert norm <= bound * (1 + 1e-6), (index, xla, norm, exact[index], released.norms.numpy()[place])
             if pair > 1:
                 w_one = w.copy()
-                w_one[1:pair] = 0
-                neighbour = _released(model, xs, ys, w_one, microbatches, xla)
+                w_one[place.start + 1 : place.stop] = 0
+                neighbour = _released(model, xs, ys, w_one, microbatches, xla, clip)
                 distance = _norm([a - b for a, b in zip(released.sums, neighbour.sums, strict=True)])
                 assert distance <= 2 * bound * (1 + 1e-6), (index, xla, distance)
 
@@ -248,17 +252,136 @@ def case_microbatches_merging_one_position_clip_cancelling_pairs():
     _check_alone(model, flat_x, flat_y, chosen, exact, CANDIDATES, pair=2)
 
 
-def _exact_squares(a, g, start=0, stop=None):
-    """sum_de (sum_t a_td g_te)^2 per unit, in Fractions from the float32 values (a[..., start:stop])."""
+FLUSHED_CLIP = 0.75 * 2.0**-126
+
+
+def _flushed_records():
+    """(name, model, x, y, exact gradient norm N) for each layer kind of
+    `case_records_flushed_below_the_smallest_normal_move_the_release_by_at_most_the_clip`: a batch of 4 rows, the
+    record first (the rest zeros). A layer of zero weights gives output gradients g = -y 2 / (T d_out) exactly
+    (mse); the record's inputs and gradients are 2^-20, equal over its positions, g = (1.5, -0.75) 2^-20 on the
+    first output (one position, 0.75 2^-20, for the materialised Dense)."""
+    out = []
+    for name, inputs, layer, d_out, norm in (
+        ("ghost Dense, G scaled", K.Input((2, 8)), L.Dense(4, use_bias=False, kernel_initializer="zeros"), 4, 2.0**-40),
+        ("ghost Dense, A scaled", K.Input((2, 4)), L.Dense(8, use_bias=False, kernel_initializer="zeros"), 8, 2.0**-40),
+        ("embedding", K.Input((2,), dtype="int32"), L.Embedding(5, 4, embeddings_initializer="zeros"), 4, 2.0**-20),
+        ("materialised Dense", K.Input((16, 3)), L.Dense(2, use_bias=False, kernel_initializer="zeros"), 2, 2.0**-40),
+    ):
+        model = _model(inputs, layer(inputs))
+        positions = inputs.shape[1]
+        if name == "embedding":
+            x = np.full((4, 2), 3, np.int32)
+        else:
+            x = np.zeros((4, *inputs.shape[1:]), np.float32)
+            x[0, : positions if positions == 2 else 1, 0] = 2.0**-20
+        y = np.zeros((4, positions, d_out), np.float32)
+        values = (1.5, -0.75) if positions == 2 else (0.75,)
+        y[0, : len(values), 0] = [-v * 2.0**-20 * positions * d_out / 2 for v in values]
+        out.append((name, model, x, y, 0.75 * norm))
+    return out
+
+
+def _check_flushed_record(model, x, y, norm):
+    """At C = 1 the record is kept (its underflow bound is far below C SLACK); alone at `FLUSHED_CLIP`, first or
+    last, the released sum's norm is at most C (1 + SLACK) (`_check_alone`)."""
+    kept = _released(model, x, y, np.array([1, 0, 0, 0], np.float32), clip=1.0).kept.numpy()
+    assert kept[0], kept
+    for last in (False, True):
+        _check_alone(model, x, y, [0], [norm], clip=FLUSHED_CLIP, last=last)
+
+
+def case_records_flushed_below_the_smallest_normal_move_the_release_by_at_most_the_clip():
+    """Adversarial neighbours in float32's underflow (`_flushed_records`): one record among three rows of padding,
+    first or last, at C = 0.75 2^-126 (its exact term clipped to C has its scaled terms about 2^-126), without and
+    with XLA: a ghost Dense with G scaled (d_out < d_in) and one with A scaled, whose two products come to
+    (1.5, -0.75) 2^-126 times about 1 (the kernels flush the second: twice the exact term, above C (1 + SLACK)); an
+    embedding's two rows of one id (the second scaled row flushed); a materialised Dense (16 positions, s W =
+    0.75 2^-126: one rounding per entry, which flushing only shrinks, so no kernel that flushes lets it pass C). The
+    released sum's norm is at most C (1 + SLACK); at C = 1 each record is kept."""
+    for _, model, x, y, norm in _flushed_records():
+        _check_flushed_record(model, x, y, norm)
+
+
+def _released_by_a_step(model, x, y, w, clip, batch, sigma=0.0):
+    """The sums a private step of expected batch size ``batch`` releases (`train_step.released_sums`, traced as the
+    step is; noise multiplier ``sigma``, the noise seeded the same at every call), float64 arrays."""
+    units = recording.find_units(model, layer_rules.rule_for)
+    params, noise = DPParams(clip, sigma), GaussianNoise(seed=0)
+    noise.build()
+    step = tf.function(
+        lambda x, y, w: train_step.released_sums(model, units, x, y, w, params, noise, expected_batch_size=batch),
+        autograph=False,
+    )
+    return [s.numpy().astype(np.float64) for s in step(tf.constant(x), tf.constant(y), tf.constant(w))[1]]
+
+
+def _huge_side_record():
+    """A one-position Dense (2 -> 3: ghost, A the scaled side) of zero kernel, its record's input 2^63 e_1 (its
+    float32 square finite: the unit is kept) and output gradient about 2^-100 e_1 (mse), the rest zeros: D = |a| |g|
+    about 2^-37, so a clip factor m C / max(D, C) = m (C = 1) would scale a to m 2^63, inf for m = 2^66."""
+    inputs = K.Input((2,))
+    model = _model(inputs, L.Dense(3, use_bias=False, kernel_initializer="zeros")(inputs))
+    x, y = np.zeros((4, 2), np.float32), np.zeros((4, 3), np.float32)
+    x[0, 0], y[0, 0] = 2.0**63, -1.5 * 2.0**-100
+    return model, x, y
+
+
+def case_expected_batch_sizes_below_one_release_a_multiple_of_the_step_at_one():
+    """1 / B > 1 (B < 1): the step folds m = 2^-k / B <= 1 into the clip factors and multiplies the noisy sums by
+    2^k (`train_step`). A record alone among three rows of padding, in a noiseless step (`_released_by_a_step`), for
+    B = 1/2, 2^-10, 2^-66 and 0.3: its release is exactly 2^k times the release at 2^k B (1, or 1.2 for 0.3), and its
+    norm at most C (1 + SLACK) / B (Fractions). The records: `_huge_side_record` at C = 1, kept (folded whole,
+    1 / B = 2^66 would overflow its scaled side to inf), and the ghost Dense whose scaled terms straddle 2^-126 at
+    `FLUSHED_CLIP` (`_flushed_records`; dropped, its underflow term e filling the slack: without e the kernels'
+    flushing releases twice the exact term). With noise too (sigma = 0.7, the same seed; the huge-side record), the
+    release is exactly 2^k times the step's at 2^k B: the noise's standard deviation is sigma C (1 + SLACK) / B, as
+    at B >= 1. A B whose 2^k is beyond float32 (2^-128; 2^-1074, beyond float64 too) is refused, naming it."""
+    w = np.array([1, 0, 0, 0], np.float32)
+    multiples = ((0.5, 1.0, 1), (2.0**-10, 1.0, 10), (2.0**-66, 1.0, 66), (0.3, 1.2, 2))
+    for (model, x, y), clip, kept, sigma in (
+        (_huge_side_record(), 1, True, 0.0),
+        (_flushed_records()[0][1:4], FLUSHED_CLIP, False, 0.0),
+        (_huge_side_record(), 1, True, 0.7),
+    ):
+        references = {batch: _released_by_a_step(model, x, y, w, clip, batch, sigma) for batch in (1.0, 1.2)}
+        for batch, reference, doublings in multiples:
+            got = _released_by_a_step(model, x, y, w, clip, batch, sigma)
+            assert any(np.any(g) for g in got) == kept, (batch, clip)
+            if sigma:
+                assert all(np.all(g) for g in got), batch  # noise on every entry, not only the record's
+            for g, r in zip(got, references[reference], strict=True):
+                np.testing.assert_array_equal(g, r * 2.0**doublings)
+            norm = sum((Fraction(float(v)) ** 2 for g in got for v in g.ravel()), Fraction(0))
+            assert sigma or norm <= (Fraction(clip) * (1 + SLACK) / Fraction(batch)) ** 2, (batch, float(norm))
+    for batch, doublings in ((2.0**-128, 128), (5e-324, 1074)):
+        try:
+            _released_by_a_step(model, x, y, w, 1, batch)
+        except DPConfigurationError as error:
+            assert f"expected_batch_size={batch!r}" in str(error) and f"2^{doublings} " in str(error), str(error)
+        else:
+            raise AssertionError(f"B = {batch!r} was not refused")
+
+
+def _exact_terms(a, g, start=0, stop=None):
+    """sum_t a_td g_te per unit, in Fractions from the float32 values (a[..., start:stop]): a list over (d, e), d
+    major."""
     a = a[..., start:stop]
     out = []
     for au, gu in zip(a.astype(np.float64), g.astype(np.float64), strict=True):
-        total = Fraction(0)
-        for d in range(au.shape[1]):
-            for e in range(gu.shape[1]):
-                total += sum((Fraction(au[t, d]) * Fraction(gu[t, e]) for t in range(len(au))), Fraction(0)) ** 2
-        out.append(total)
+        out.append(
+            [
+                sum((Fraction(au[t, d]) * Fraction(gu[t, e]) for t in range(len(au))), Fraction(0))
+                for d in range(au.shape[1])
+                for e in range(gu.shape[1])
+            ]
+        )
     return out
+
+
+def _exact_squares(a, g, start=0, stop=None):
+    """sum_de (sum_t a_td g_te)^2 per unit, in Fractions from the float32 values (a[..., start:stop])."""
+    return [sum((v * v for v in unit), Fraction(0)) for unit in _exact_terms(a, g, start, stop)]
 
 
 def _inputs(rng, units, positions, d_in, d_out, adversarial):
@@ -295,7 +418,11 @@ def case_bounds_are_upper_bounds_on_the_exact_squared_norms():
                 exact = [sum(Fraction(float(v)) ** 2 for v in w.ravel()) for w in per_unit]
             for u, want in enumerate(exact):
                 assert Fraction(float(bounds[u])) >= want, (adversarial, positions, u, bounds[u], float(want))
-            _check_rounding(product, a, g, rng)
+            if ghost:
+                terms = _exact_terms(a, g)
+            else:  # the product's own materialised W (`_check_rounding`)
+                terms = [[Fraction(float(v)) for v in w.ravel()] for w in product.per_unit().numpy()]
+            _check_rounding(product, terms, np.float32(10 ** rng.uniform(-12, 0, len(a))))
             whole = factors.OuterProduct(tf.constant(a), tf.constant(g), lambda m: m)
             for start, stop in ((0, 1), (1, d_in)):
                 piece = factors.FeatureSlice(whole, start, stop, lambda m: m)
@@ -488,6 +615,22 @@ def case_quadratic_forms_cover_subnormal_entries():
         _form_holds(np.full((1, 3), scale), values, m)
 
 
+def case_one_position_bounds_cover_subnormal_inputs():
+    """A one-position product's bound is |a|^2 |g|^2 from float64 sums of squares (`roundoff.row_norms`, tight),
+    whose cast to float64 may read a float32 subnormal as 0 (DAZ): inputs whose only nonzero values are 2^-130
+    against gradients 2^60, an exact squared norm of 6 2^-140 far above the float64 sums' own underflow term: the
+    bound is at least it (Fractions of the numpy values, read without TensorFlow)."""
+    a = np.zeros((1, 1, 4), np.float32)
+    a[0, 0, :2] = 2.0**-130
+    g = np.full((1, 1, 3), 2.0**60, np.float32)
+    product = factors.OuterProduct(tf.constant(a), tf.constant(g), lambda m: m)
+    assert product._use_ghost()
+    exact = _exact_squares(a, g)[0]
+    assert exact == 6 * Fraction(2) ** -140
+    bound = product.squared_norm_bounds().numpy()[0]
+    assert Fraction(float(bound)) >= exact, (bound, float(exact))
+
+
 def case_quadratic_forms_round_their_inputs_up():
     """x just below half a float32 ulp above a float32 X (x rounds to nearest down to X) whose square rounds down
     by nearly half an ulp (X = 1 + 2047 2^-23; X^2 is 2^22 - 4095 units of 2^-46 above a float32), m = 1, T = 1:
@@ -575,34 +718,135 @@ def case_bounds_from_computed_squares_cover_underflow_and_overflow():
                     assert np.isinf(computed).all(), (dtype, computed)
 
 
-def _check_rounding(product, a, g, rng):
-    """Each unit alone with a random scale (the others' scale 0, as the clipping drops or pads them: they add exact
-    zeros): the product's computed clipped sum against the exact s A^T G, or s W for the product's own materialised
-    W (the values its ``rounding`` is taken from; an einsum over another batch, e.g. of the unit alone, may sum the
-    T positions in another order, which on cancelling positions gives another W: with oneDNN off, TensorFlow's
-    default on CPUs without AVX-512 VNNI, batches of 1 and 12 differ)."""
-    rounding = product.rounding().numpy()
-    for u in range(len(a)):
-        s = np.float32(10 ** rng.uniform(-12, 0))
-        scale = np.zeros(len(a), np.float32)
+def _check_rounding(factor, exact, scales):
+    """Each unit alone with its float32 scale s (the others' scale 0, as the clipping drops or pads them: they add
+    exact zeros): the factor's computed clipped sum is within s r + e (its ``rounding``) of s grad (Fractions),
+    ``exact`` each unit's gradient (Fractions, in the order of the flattened clipped sum: for a materialised product
+    its own W, the values its ``rounding`` is taken from; an einsum over another batch, e.g. of the unit alone, may
+    sum the T positions in another order, which on cancelling positions gives another W: with oneDNN off,
+    TensorFlow's default on CPUs without AVX-512 VNNI, batches of 1 and 12 differ)."""
+    relative, absolute = (bound.numpy() for bound in factor.rounding())
+    for u, s in enumerate(scales):
+        scale = np.zeros(len(scales), np.float32)
         scale[u] = s
-        got = product.clipped_sum(tf.constant(scale)).numpy().astype(np.float64)
-        if product._use_ghost():
-            exact = [
-                [
-                    sum(Fraction(float(a[u, t, d])) * Fraction(float(g[u, t, e])) for t in range(a.shape[1]))
-                    for e in range(g.shape[2])
-                ]
-                for d in range(a.shape[2])
-            ]
-        else:
-            exact = product.per_unit().numpy()[u].astype(np.float64)
-        error = sum(
-            (Fraction(float(got[d, e])) - Fraction(float(s)) * Fraction(float(exact[d][e]))) ** 2
-            for d in range(a.shape[2])
-            for e in range(g.shape[2])
-        )
-        assert error <= (Fraction(float(s)) * Fraction(float(rounding[u]))) ** 2, (u, float(error), rounding[u])
+        got = factor.clipped_sum(tf.constant(scale)).numpy().astype(np.float64).ravel()
+        s = Fraction(float(s))
+        error = sum((Fraction(float(v)) - s * want) ** 2 for v, want in zip(got, exact[u], strict=True))
+        allowed = s * Fraction(float(relative[u])) + Fraction(float(absolute[u]))
+        assert error <= allowed**2, (u, float(error), relative[u], absolute[u])
+
+
+def _straddling(d_in, d_out, a_value, g_value):
+    """One unit of T = 2 equal positions a = ``a_value`` e_1 and g = (1.5, -0.75) ``g_value`` e_1, float32."""
+    a = np.zeros((1, 2, d_in), np.float32)
+    g = np.zeros((1, 2, d_out), np.float32)
+    a[0, :, 0] = a_value
+    g[0, :, 0] = 1.5 * g_value, -0.75 * g_value
+    return a, g
+
+
+def _flushed_factors():
+    """(name, factor, exact gradient (Fractions, as `_check_rounding` takes it), float32 scale s) for one unit of
+    each factor kind whose scaled terms straddle float32's smallest normal 2^-126, its values large enough (2^-60 and
+    up) that their row norms' and squares' bounds are tight (below about 2^-63 their float32 squares underflow, and
+    the bounds' absolute terms, about 2^-63 on a norm, would cover the flushed terms through r)."""
+    out = []
+    for d_in, d_out, a_value, g_value in ((8, 6, 2.0**-60, 2.0**-56), (6, 8, 2.0**-56, 2.0**-60)):
+        a, g = _straddling(d_in, d_out, a_value, g_value)
+        product = factors.OuterProduct(tf.constant(a), tf.constant(g), lambda m: m)
+        scaled = "G" if product.clipped_sides(tf.constant([1.0]))[3] else "A"
+        assert product._use_ghost() and scaled == ("G" if d_out < d_in else "A")
+        out.append((f"ghost, {scaled} scaled", product, _exact_terms(a, g)[0], 2.0**-10))
+        for start, stop in ((0, 1), (1, d_in)):
+            piece = factors.FeatureSlice(product, start, stop, lambda m: m)
+            out.append((f"slice {start}:{stop}, {scaled} scaled", piece, _exact_terms(a, g, start, stop)[0], 2.0**-10))
+    a = np.zeros((1, 16, 3), np.float32)
+    g = np.zeros((1, 16, 2), np.float32)
+    a[0, 0, 0], g[0, 0, :] = 2.0**-20, 0.75 * 2.0**-20
+    product = factors.OuterProduct(tf.constant(a), tf.constant(g), lambda m: m)
+    assert not product._use_ghost()
+    out.append(("materialised product", product, _exact_terms(a, g)[0], 2.0**-86))
+    g = np.zeros((1, 2, 4), np.float32)
+    g[0, :, 0] = 1.5 * 2.0**-20, -0.75 * 2.0**-20
+    rows = factors.EmbeddingRows(tf.zeros((1, 2), tf.int32), tf.constant(g), 3)
+    table = [sum((Fraction(float(v)) for v in g[0, :, e]), Fraction(0)) for e in range(4)] + [Fraction(0)] * 8
+    out.append(("embedding rows", rows, table, 2.0**-106))
+    grads = np.full((1, 3, 2), 0.75 * 2.0**-20, np.float32)
+    exact = [Fraction(float(v)) for v in grads.ravel()]
+    out.append(("materialised gradients", factors.PerExample(tf.constant(grads)), exact, 2.0**-106))
+    kernel = factors.OuterProduct(tf.ones((1, 1, 4)), tf.constant(grads[:, :1]), lambda m: m)
+    out.append(("one-position bias", factors.OutputRows(kernel), exact[:2], 2.0**-106))
+    return out
+
+
+def case_rounding_bounds_cover_flushed_subnormals():
+    """TensorFlow's CPU kernels flush results below float32's smallest normal 2^-126 to 0 (FTZ) and read subnormal
+    operands as 0 (DAZ), an absolute error no multiple of the scale covers. Units whose scaled terms straddle
+    2^-126 (`_flushed_factors`): ghost products with G or A scaled (T = 2, s a g = (1.5, -0.75) 2^-126: the
+    computed term 1.5 2^-126 where the kernels flush the second, twice the exact one) and their slices, a
+    materialised product, an embedding's two rows of one id (the second scaled row flushed), materialised gradients
+    and a one-position bias (s W = 0.75 2^-126, flushed): each term is within s r + e of s grad (Fractions). And
+    the clipping of such a ghost unit (`_clipped_at_the_smallest_normal`); a multiplier above 1 (scales beyond the
+    bounds' e) is refused."""
+    for _, factor, exact, scale in _flushed_factors():
+        _check_rounding(factor, [exact], [scale])
+    _clipped_at_the_smallest_normal()
+    bounds = [tf.ones([1], tf.float64)], [(tf.ones([1], tf.float64), tf.ones([1], tf.float64))]
+    try:
+        clipping.divisors(*bounds, 1.0, Fraction(3, 2))
+        raise AssertionError("a multiplier above 1 was accepted")
+    except ValueError as error:
+        assert "multiplier=Fraction(3, 2)" in str(error), error
+
+
+def case_rounding_bounds_hold_for_random_units_about_the_smallest_normal():
+    """Seeded random units, entries +-2^-3..2^3 and zeros, a normal float32 scale 2^-126..2^-118, so that the scaled
+    terms and partial sums fall on both sides of 2^-126 and cancel: an outer product (1 to 4 positions, widths 4 to
+    12: ghost or materialised, as it chooses), an embedding's rows of 3 ids (up to 32 positions: up to 32 rows
+    summed into one) and materialised gradients: each term is within s r + e of s grad (`_check_rounding`)."""
+    rng = np.random.default_rng(5)
+
+    def values(shape):
+        v = np.exp2(rng.uniform(-3, 3, shape)) * rng.choice([-1, 1], shape)
+        return np.where(rng.random(shape) < 0.2, 0, v).astype(np.float32)
+
+    for _ in range(40):
+        scale = np.float32(np.exp2(rng.uniform(-126, -118)))
+        positions, d_in, d_out = int(rng.integers(1, 5)), int(rng.integers(4, 13)), int(rng.integers(4, 13))
+        a, g = values((1, positions, d_in)), values((1, positions, d_out))
+        product = factors.OuterProduct(tf.constant(a), tf.constant(g), lambda m: m)
+        own = [Fraction(float(v)) for v in product.per_unit().numpy().ravel()]
+        _check_rounding(product, [_exact_terms(a, g)[0] if product._use_ghost() else own], [scale])
+        positions = int(rng.integers(1, 33))
+        ids, g = rng.integers(0, 3, (1, positions)).astype(np.int32), values((1, positions, d_out))
+        table = [[Fraction(0)] * d_out for _ in range(3)]
+        for t, row in enumerate(ids[0]):
+            table[row] = [v + Fraction(float(w)) for v, w in zip(table[row], g[0, t], strict=True)]
+        rows = factors.EmbeddingRows(tf.constant(ids), tf.constant(g), 3)
+        _check_rounding(rows, [[v for row in table for v in row]], [scale])
+        grads = values((1, d_in, d_out))
+        _check_rounding(factors.PerExample(tf.constant(grads)), [[Fraction(float(v)) for v in grads.ravel()]], [scale])
+
+
+def _clipped_at_the_smallest_normal():
+    """A ghost unit of T = 2, a = 2^-20, g = (1.5, -0.75) 2^-20 (P and Q far above 2^-126: a tight bound, D about its
+    exact norm N = 0.75 2^-40) clipped at C = 0.75 2^-116 with m = 2^-10: s about 2^-86, its terms s a g = (1.5,
+    -0.75) 2^-126 as in `_flushed_factors`. The released term's norm is at most m C (1 + SLACK) (Fractions), though
+    the exact s grad is m C and the term the kernels compute twice that (the unit's underflow bound e fills the
+    slack: it is dropped)."""
+    multiplier, clip = Fraction(1, 1024), 0.75 * 2.0**-116
+    a, g = _straddling(8, 6, 2.0**-20, 2.0**-20)
+    grad = _exact_terms(a, g)[0]
+    assert sum(v * v for v in grad) == Fraction(0.75 * 2.0**-40) ** 2
+    product = factors.OuterProduct(tf.constant(a), tf.constant(g), lambda m: m)
+    divisor = clipping.divisors([product.squared_norm_bounds()], [product.rounding()], clip, multiplier)
+    keep = tf.math.is_finite(divisor)
+    scale = clipping.clip_scale(divisor, clip, keep, tf.float32, multiplier)
+    released = product.kept(keep).clipped_sum(scale).numpy().astype(np.float64).ravel()
+    exact = [Fraction(float(scale.numpy()[0])) * v for v in grad]
+    assert sum(v * v for v in exact) <= (multiplier * Fraction(clip)) ** 2
+    bound = (multiplier * Fraction(clip) * (1 + SLACK)) ** 2
+    assert sum(Fraction(float(v)) ** 2 for v in released) <= bound, (released.max(), float(exact[0]), keep.numpy())
 
 
 def case_an_overflowing_bound_drops_the_unit():
