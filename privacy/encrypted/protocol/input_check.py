@@ -93,9 +93,9 @@ def residues_per_value(lo: np.ndarray, hi: np.ndarray) -> int:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class CheckedBounds:
-    """The encoded bounds the parties check, [lo, lo + span] per feature (ring elements, input shape, read-only),
-    and the check's parameters: what depends on the model alone, derived once per model
-    (`PartyModel.checked_bounds`), not per query.
+    """The encoded bounds the parties check, [lo, lo + span] per feature (ring elements, input shape; copies, made
+    read-only against accidental writes), and the check's parameters derived from them: what depends on the model
+    alone, derived once per model (`PartyModel.checked_bounds`), not per query.
 
     Attributes:
         k: `bound_bits`: span < 2^k for every feature.
@@ -104,17 +104,22 @@ class CheckedBounds:
 
     lo: np.ndarray
     span: np.ndarray
-    k: int
-    one_comparison: bool
+    k: int = dataclasses.field(init=False)
+    one_comparison: bool = dataclasses.field(init=False)
+
+    def __post_init__(self):
+        for name in ("lo", "span"):
+            bound = np.array(getattr(self, name), dtype=DTYPE)
+            bound.setflags(write=False)
+            object.__setattr__(self, name, bound)
+        k, one_comparison = _window(self.span)
+        object.__setattr__(self, "k", k)
+        object.__setattr__(self, "one_comparison", one_comparison)
 
     @classmethod
     def of(cls, lo: np.ndarray, hi: np.ndarray) -> "CheckedBounds":
-        """From the encoded bounds (copied)."""
-        lo = np.array(lo, dtype=DTYPE)
-        span = _spans(lo, hi)
-        for bound in (lo, span):
-            bound.setflags(write=False)
-        return cls(lo, span, *_window(span))
+        """From the encoded bounds."""
+        return cls(lo, _spans(lo, hi))
 
 
 class InputCheck:

@@ -12,7 +12,7 @@ from privacy.encrypted.model.intervals import Interval, IntervalBackend
 from privacy.encrypted.model.layers import PAIRWISE_CLASSES, argmax, maximum, one_hot_argmax, relu, sigmoid
 from privacy.encrypted.model.ranges import InputBounds, RangePlan
 from privacy.encrypted.model.ring import FixedPoint, arithmetic_shift, as_ring, as_signed
-from privacy.encrypted.protocol import arithmetic, comparison, kernels
+from privacy.encrypted.protocol import arithmetic, comparison, input_check, kernels
 from privacy.encrypted.protocol.arithmetic import Pending
 from privacy.encrypted.protocol.backend import OutputShare, SecureBackend, Value
 from privacy.encrypted.protocol.client import ResultRejected, predict_with_retries
@@ -357,6 +357,11 @@ def test_each_party_model_derives_the_checked_bounds_once_read_only_and_anew_for
         assert replaced.checked_bounds is not bounds
         assert list(as_signed(replaced.checked_bounds.span)) == [2**17 - 1] * 2
         assert (replaced.checked_bounds.k, replaced.checked_bounds.one_comparison) == (17, True)
+    # The window is derived from the spans, never given: a span below 2^k - 1 cannot be declared one comparison.
+    direct = input_check.CheckedBounds(np.zeros(2, np.uint64), np.array([5, 7], np.uint64))
+    assert (direct.k, direct.one_comparison) == (3, False)
+    with pytest.raises(TypeError):
+        input_check.CheckedBounds(np.zeros(2, np.uint64), np.array([5, 7], np.uint64), 3, True)
 
 
 @pytest.mark.parametrize("span", ["power of two", "other"])
