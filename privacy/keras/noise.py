@@ -63,6 +63,7 @@ import math
 import os
 from fractions import Fraction
 
+import ml_dtypes
 import numpy as np
 import tensorflow as tf
 
@@ -183,7 +184,7 @@ def normal(shape, seed, dtype, stddev: float | Fraction = 1.0) -> tf.Tensor:
     """
     size = tf.reduce_prod(shape)
     pairs = tf.stack([3, (size + 1) // 2])
-    scale = tf.constant(rounded_up(stddev, dtype), dtype)  # never below stddev (not tf.cast: no float32 on the way)
+    scale = tf.constant(checked_scale(stddev, dtype), dtype)  # never below stddev (not tf.cast: no float32 on the way)
     if dtype == tf.float64:
         u = tf.random.stateless_uniform(pairs, seed=seed, dtype=tf.float64, alg=tf.random.Algorithm.PHILOX)
         z = box_muller(u)[:size]
@@ -200,6 +201,28 @@ def normal(shape, seed, dtype, stddev: float | Fraction = 1.0) -> tf.Tensor:
         )
         z = box_muller_words(words)[:size]
     return tf.cast(tf.reshape(z, shape), dtype) * scale
+
+
+def checked_scale(stddev: float | Fraction, dtype):
+    """``stddev`` rounded up to ``dtype`` (`rounded_up`), refused where its draws would not be the Gaussian the
+    accountant assumes up to rounding: TensorFlow's CPU kernels flush subnormal results to 0, so a standard deviation
+    s zeroes every N(0, 1) draw below tiny / s in magnitude (tiny the dtype's smallest normal number); s >= tiny / eps
+    (eps its machine epsilon) keeps that below eps, the size of the draws' own rounding error near 1 (not covered,
+    as README says of the noise's rounding). Above (largest value) / `cutoff_radius`, draws overflow.
+
+    Raises:
+      DPConfigurationError: in one line naming ``stddev``, the dtype and the accepted range.
+    """
+    dtype = tf.as_dtype(dtype)
+    info = ml_dtypes.finfo(dtype.as_numpy_dtype)
+    smallest, largest = float(info.tiny) / float(info.eps), float(info.max) / cutoff_radius(dtype)
+    if stddev != 0 and not smallest <= stddev <= largest:
+        raise DPConfigurationError(
+            f"the noise's standard deviation {float(stddev)!r} in {dtype.name} (noise_multiplier * l2_norm_clip / "
+            f"batch size, for gradients) must be 0 or in [{smallest!r}, {largest!r}]: below, its draws are flushed "
+            "to 0; above, they overflow"
+        )
+    return rounded_up(stddev, dtype)
 
 
 def compiled_kernel_applies() -> bool:
