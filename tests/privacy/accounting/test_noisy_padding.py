@@ -131,3 +131,37 @@ def test_mean_padding_of_the_largest_sigma_c_is_computed_in_seconds():
     assert time.process_time() - start < 20
     want = mu * stats.norm.cdf(mu / sigma_c) + sigma_c * stats.norm.pdf(mu / sigma_c) + 0.5
     assert got == pytest.approx(want, abs=0.05)
+
+
+def _readme_trade_off_rows() -> list[tuple[float, float, float, float]]:
+    """README's noisy-padding table (header "sigma for epsilon 2.382"): (sigma_c, mean padding rows, epsilon at
+    sigma 1.1, sigma for epsilon 2.382) per sigma_c row."""
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).parents[3] / "README.md").read_text()
+    table = text[text.index("| sigma_c | mean padding rows | epsilon at sigma 1.1 | sigma for epsilon 2.382 |") :]
+    table = table[: table.index("\n\n")]
+    rows = re.findall(r"^\| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$", table, re.MULTILINE)
+    return [tuple(float(v) for v in row) for row in rows]
+
+
+def test_readme_trade_off_table_recomputed_from_dp_accounting():
+    """Each row of README's table: the mean padding rows, the PLD epsilon at sigma 1.1 (60 epochs of n = 60 000 at
+    B = 256, delta 1e-5, one Gaussian of (sigma^-2 + sigma_c^-2)^-1/2 per step) and the sigma stated, the smallest
+    multiple of 0.001 whose epsilon is at most the 2.3818 of sigma 1.1 without noisy padding."""
+    rows = _readme_trade_off_rows()
+    assert [row[0] for row in rows] == [2, 3, 4, 6, 8]
+    steps = math.ceil(EPOCHS * N / 256)
+
+    def epsilon(sigma, sigma_c=None):
+        joint = sigma if sigma_c is None else (sigma**-2 + sigma_c**-2) ** -0.5
+        event = dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(256 / N, dpa.GaussianDpEvent(joint)), steps)
+        return dpa.pld.PLDAccountant(value_discretization_interval=1e-4).compose(event).get_epsilon(DELTA)
+
+    target = epsilon(SIGMA)
+    assert round(target, 4) == 2.3818
+    for sigma_c, padding, at_sigma, sigma in rows:
+        assert round(npad.mean_padding(sigma_c), 1) == padding, sigma_c
+        assert round(epsilon(SIGMA, sigma_c), 3) == at_sigma, sigma_c
+        assert epsilon(sigma, sigma_c) <= target < epsilon(round(sigma - 0.001, 3), sigma_c), sigma_c
