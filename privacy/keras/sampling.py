@@ -450,10 +450,10 @@ def _poisson_indices(seed_pair, n: int, threshold: int):
     its uniform 64-bit variate U_i = H_i 2^56 + R_i is below ``threshold`` t (probability t / 2^64, independently).
 
     The high bytes H_i are drawn for all n examples (the bytes of n / 4 Philox words of the seed pair: an eighth of
-    the words that 64-bit variates take), the low 56 bits R_i only for the candidates, H_i <= (t - 1) >> 56 (about
-    B + n / 256 of them; all n as q nears 1), from stream 3 of the seed pair, one per candidate in index order (the
-    top 56 bits of a uniform 64-bit word). R is independent of H, so every U_i is a uniform 64-bit variate,
-    independent of the others, and the rule is U_i <= t - 1 exactly.
+    the words that 64-bit variates take), the low 56 bits R_i only for the candidates, H_i <= (t - 1) >> 56 (at most
+    B + n / 256 of them on average; all n as q nears 1), from stream 3 of the seed pair, one per candidate in index
+    order (the top 56 bits of a uniform 64-bit word). R is independent of H, so every U_i is a uniform 64-bit
+    variate, independent of the others, and the rule is U_i <= t - 1 exactly.
     """
     below = threshold - 1
     high, low = tf.constant(below >> 56, tf.uint8), tf.constant(below & (2**56 - 1), tf.uint64)
