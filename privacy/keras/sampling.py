@@ -451,9 +451,11 @@ def _poisson_indices(seed_pair, n: int, threshold: int):
 
     The high bytes H_i are drawn for all n examples (the bytes of n / 4 Philox words of the seed pair: an eighth of
     the words that 64-bit variates take), the low 56 bits R_i only for the candidates, H_i <= (t - 1) >> 56 (at most
-    B + n / 256 of them on average; all n as q nears 1), from stream 3 of the seed pair, one per candidate in index
-    order (the top 56 bits of a uniform 64-bit word). R is independent of H, so every U_i is a uniform 64-bit
-    variate, independent of the others, and the rule is U_i <= t - 1 exactly.
+    B + n / 256 of them on average; all n as q nears 1), one per candidate in index order (the top 56 bits of a
+    uniform 64-bit word) from stream 3 of the seed pair, folded in as int64 (a seed of the pair's first 64 bits and 3:
+    two steps share it with probability 2^-64, where an int32 fold-in's 32 bits would repeat in a long run). R is
+    independent of H, so every U_i is a uniform 64-bit variate, independent of the others, and the rule is
+    U_i <= t - 1 exactly.
     """
     below = threshold - 1
     high, low = tf.constant(below >> 56, tf.uint8), tf.constant(below & (2**56 - 1), tf.uint64)
@@ -463,7 +465,7 @@ def _poisson_indices(seed_pair, n: int, threshold: int):
     rest = tf.bitwise.right_shift(
         tf.random.stateless_uniform(
             tf.shape(candidates),
-            seed=tf.random.experimental.stateless_fold_in(seed_pair, 3),
+            seed=tf.random.experimental.stateless_fold_in(seed_pair, tf.constant(3, tf.int64)),
             minval=None,
             maxval=None,
             dtype=tf.uint64,

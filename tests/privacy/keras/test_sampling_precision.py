@@ -125,7 +125,7 @@ def _variates(seed_pair, n, below):
     candidates = np.flatnonzero(high <= below >> 56)
     low = tf.random.stateless_uniform(
         [len(candidates)],
-        seed=tf.random.experimental.stateless_fold_in(seed_pair, 3),
+        seed=tf.random.experimental.stateless_fold_in(seed_pair, tf.constant(3, tf.int64)),
         minval=None,
         maxval=None,
         dtype=tf.uint64,
