@@ -119,7 +119,8 @@ def test_interleaved_iterators_of_one_seeded_dataset_keep_their_own_streams():
 def _variates(seed_pair, n, below):
     """The uniform 64-bit variates U_i <= ``below``'s high byte plus all ones, reconstructed in numpy from the
     sampler's two Philox draws (its high bytes: the little-endian bytes of n / 4 uint32 words; the candidates'
-    low 56 bits: the top bits of one uint64 each, stream 3): {index: U_i} for the candidates, H_i <= below >> 56."""
+    low 56 bits: the top bits of one uint64 each, stream 3 folded in as int64): {index: U_i} for the candidates,
+    H_i <= below >> 56."""
     words = tf.random.stateless_uniform([(n + 3) // 4], seed=seed_pair, minval=None, maxval=None, dtype=tf.uint32)
     high = words.numpy().astype("<u4").view(np.uint8)[:n]
     candidates = np.flatnonzero(high <= below >> 56)
@@ -135,13 +136,15 @@ def _variates(seed_pair, n, below):
 
 def test_a_batch_is_the_examples_whose_variate_is_below_the_threshold():
     """Thresholds at a candidate's exact variate U_k (k excluded: U_k < t fails) and U_k + 1 (included), for
-    examples whose high byte ties the threshold's, one below it, and thresholds whose low bits are 0 or all ones:
-    the batch is exactly {i : U_i < t} of the variates reconstructed independently of the sampler's comparison."""
+    examples whose high byte ties the threshold's (3, and the extremes 0 and 255), one below it, and thresholds whose
+    low bits are 0 or all ones: the batch is exactly {i : U_i < t} of the variates reconstructed independently of the
+    sampler's comparison; also for n = 1."""
     n, seed_pair = 5000, tf.constant([3, 14], tf.int64)
-    probe = _variates(seed_pair, n, (4 << 56) - 1)  # high bytes 0-3: ~80 candidates
-    ties = [k for k, u in probe.items() if u >> 56 == 3]
-    assert len(ties) >= 5
-    thresholds = [probe[k] + d for k in ties[:3] + [next(k for k, u in probe.items() if u >> 56 == 2)] for d in (0, 1)]
+    ties = []  # (k, U_k) as drawn at thresholds of k's high byte (the candidates, so each one's low bits, depend on it)
+    for byte, count in ((3, 3), (0, 1), (255, 1)):
+        ties += [(k, u) for k, u in _variates(seed_pair, n, ((byte + 1) << 56) - 1).items() if u >> 56 == byte][:count]
+    lower = next(u for u in _variates(seed_pair, n, (4 << 56) - 1).values() if u >> 56 == 2)  # byte 2, below 3
+    thresholds = [u + d for u in [u for _, u in ties] + [lower] for d in (0, 1)]
     thresholds += [3 << 56, (3 << 56) + 1, 4 << 56, 2**64 - 1, 2**64, 1]
     included = set()
     for t in thresholds:
@@ -150,9 +153,12 @@ def test_a_batch_is_the_examples_whose_variate_is_below_the_threshold():
         got = sampling._poisson_indices(seed_pair, n, t).numpy()
         np.testing.assert_array_equal(got, expected, err_msg=f"t = {t}")
         included.update((t, int(i)) for i in got)
-    for k in ties[:3]:  # the boundary itself: U_k = t - 1 joins, U_k = t does not
-        assert (probe[k] + 1, k) in included and (probe[k], k) not in included
+    assert len(ties) == 5
+    for k, u in ties:  # the boundary itself: U_k = t - 1 joins, U_k = t does not
+        assert (u + 1, k) in included and (u, k) not in included
     assert len(sampling._poisson_indices(seed_pair, n, 2**64)) == n
+    (only,) = _variates(seed_pair, 1, 2**64 - 1).values()
+    assert [sampling._poisson_indices(seed_pair, 1, t).numpy().tolist() for t in (only, only + 1)] == [[], [0]]
 
 
 @pytest.mark.parametrize("truncated", [None, 31])
@@ -183,13 +189,12 @@ def test_batch_sizes_follow_the_binomial_and_examples_join_independently(n, batc
     4j + 1 (high bytes of one Philox word) joining together p^2 of the time."""
     steps, t = 4000, inclusion_threshold(n, batch)
     p = t / 2**64
-    draws = tf.data.Dataset.range(steps).map(
-        lambda i: tf.scatter_nd(
-            tf.expand_dims(sampling._poisson_indices(tf.stack([i, tf.constant(77, tf.int64)]), n, t), 1),
-            tf.ones_like(sampling._poisson_indices(tf.stack([i, tf.constant(77, tf.int64)]), n, t)),
-            [n],
-        )
-    )
+
+    def joins(i):
+        index = sampling._poisson_indices(tf.stack([i, tf.constant(77, tf.int64)]), n, t)
+        return tf.scatter_nd(tf.expand_dims(index, 1), tf.ones_like(index), [n])
+
+    draws = tf.data.Dataset.range(steps).map(joins)
     joined = np.stack([d.numpy() for d in draws.batch(500)]).reshape(steps, n).astype(bool)
     sizes = joined.sum(axis=1)
     pmf = stats.binom.pmf(np.arange(n + 1), n, p)
