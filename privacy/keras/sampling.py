@@ -477,9 +477,11 @@ def _poisson_indices(seed_pair, n: int, threshold: int):
 
 
 def _permuted(values, seed_pair, stream: int):
-    """``values`` in a uniformly random order (Philox stream ``stream`` of the batch's seed pair; no ties)."""
+    """``values`` in a uniformly random order (Philox stream ``stream`` of the batch's seed pair, folded in as int64:
+    a key of 64 bits from the pair and ``stream``, so two steps share it with probability 2^-64, where an int32
+    fold-in's 32 bits would repeat among the steps of a long run; no ties)."""
     return tf.random.experimental.stateless_shuffle(
-        values, seed=tf.random.experimental.stateless_fold_in(seed_pair, stream)
+        values, seed=tf.random.experimental.stateless_fold_in(seed_pair, tf.constant(stream, tf.int64))
     )
 
 

@@ -213,3 +213,17 @@ def test_batch_sizes_follow_the_binomial_and_examples_join_independently(n, batc
     pairs = np.sum(joined[:, 0::4][:, : n // 4] & joined[:, 1::4][:, : n // 4])
     trials = steps * (n // 4)
     assert abs(pairs - trials * p * p) < 5 * math.sqrt(trials * p * p * (1 - p * p)) + 1
+
+
+def test_shuffles_are_keyed_by_64_bits_of_the_seed_pair():
+    """`_permuted` (fixed-size batches, truncation's random subset, random slots) keys its shuffle with a 64-bit word
+    of the batch's seed pair and the stream, as this reconstruction does: folded in as an int32 the word had 32 bits,
+    so about S^2 / 2^33 pairs of a run's S steps shared a permutation (~100 pairs in a million steps)."""
+    values = tf.range(50)
+    for first in range(4):
+        pair = tf.constant([first, 99], tf.int64)
+        for stream in (1, 2):
+            key = tf.random.experimental.stateless_fold_in(pair, tf.constant(stream, tf.int64))
+            assert key.dtype == tf.int64
+            expected = tf.random.experimental.stateless_shuffle(values, seed=key)
+            np.testing.assert_array_equal(sampling._permuted(values, pair, stream), expected)
