@@ -52,3 +52,106 @@ def test_refusals_exit_2_with_one_line_naming_the_value(args, named):
     assert result.exit_code == 2, result.output
     assert "--batch-size-noise-multiplier" in result.output and named in result.output, result.output
     assert "Traceback" not in result.output
+
+
+TARGET, SIGMA_C = 2.0, 4.0
+PADDED = ["--batch-size-noise-multiplier", str(SIGMA_C), "--target-delta", str(DELTA), "--json"]
+
+
+def joint_epsilon(sigma, steps, accountant, sigma_c=SIGMA_C):
+    """dp-accounting's epsilon at DELTA of ``steps`` Poisson steps (q = B/N) of one Gaussian of sigma_eff."""
+    effective = (sigma**-2 + sigma_c**-2) ** -0.5
+    event = dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(B / N, dpa.GaussianDpEvent(effective)), steps)
+    if accountant == "pld":
+        return dpa.pld.PLDAccountant(value_discretization_interval=1e-4).compose(event).get_epsilon(DELTA)
+    return dpa.rdp.RdpAccountant().compose(event).get_epsilon(DELTA)
+
+
+def clamp(steps, epsilon):
+    return steps * 2.0**-50 * (1 + 2.0**-40) * (1 + math.exp(epsilon))
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.mark.parametrize("accountant", ["rdp", "pld"])
+def test_noise_calibrates_sigma_of_the_joint_gaussian_and_round_trips_through_epsilon(accountant):
+    size = ["--n", str(N), "--batch-size", str(B), "--steps", str(STEPS), "--accountant", accountant]
+    result = invoke("noise", "--target-epsilon", str(TARGET), *size, *PADDED)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    sigma, eps = data[f"noise_multiplier_{accountant}"], data[f"epsilon_{accountant}"]
+    assert data["batch_size_noise_multiplier"] == SIGMA_C
+    assert data[f"effective_noise_multiplier_{accountant}"] == pytest.approx((sigma**-2 + SIGMA_C**-2) ** -0.5)
+    assert eps == pytest.approx(joint_epsilon(sigma, STEPS, accountant), rel=1e-12) and eps <= TARGET
+    assert joint_epsilon(sigma - 2e-4, STEPS, accountant) > TARGET  # the smallest such sigma (tolerance 1e-4)
+    assert data[f"clamp_delta_{accountant}"] == pytest.approx(clamp(STEPS, eps), rel=1e-12)
+    assert data[f"guarantee_delta_{accountant}"] == DELTA + data[f"clamp_delta_{accountant}"]
+    back = invoke("epsilon", "--noise-multiplier", repr(sigma), *size, *PADDED)
+    assert back.exit_code == 0, back.output
+    report = json.loads(back.output)
+    assert report[f"epsilon_{accountant}"] == eps and report["guarantee_delta"] == data[f"guarantee_delta_{accountant}"]
+
+
+@pytest.mark.parametrize("accountant", ["rdp", "pld"])
+def test_epochs_affords_the_steps_of_the_joint_gaussian(accountant):
+    size = ["--n", str(N), "--batch-size", str(B), "--noise-multiplier", str(SIGMA), "--accountant", accountant]
+    result = invoke("epochs", "--target-epsilon", str(TARGET), *size, *PADDED)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    steps = data[f"steps_{accountant}"]
+    assert data["effective_noise_multiplier"] == (SIGMA**-2 + SIGMA_C**-2) ** -0.5
+    assert joint_epsilon(SIGMA, steps, accountant) <= TARGET < joint_epsilon(SIGMA, steps + 1, accountant)
+    assert data[f"epochs_{accountant}"] == math.floor(steps * B / N)
+    assert data[f"epsilon_{accountant}"] == pytest.approx(joint_epsilon(SIGMA, steps, accountant), rel=1e-12)
+    assert data[f"clamp_delta_{accountant}"] == pytest.approx(clamp(steps, data[f"epsilon_{accountant}"]), rel=1e-12)
+    assert data[f"guarantee_delta_{accountant}"] == DELTA + data[f"clamp_delta_{accountant}"]
+
+
+def test_text_output_says_what_the_row_count_covers():
+    result = invoke(
+        "noise", "--target-epsilon", str(TARGET), "--n", str(N), "--batch-size", str(B), "--steps", str(STEPS),
+        "--accountant", "rdp", *PADDED[:-1],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    sigma = float(result.output.split("RDP")[1].split()[0])
+    assert f"Z ~ N(0, {SIGMA_C:g}^2)" in result.output and "the row count is covered by epsilon" in result.output
+    eps = joint_epsilon(sigma, STEPS, "rdp")
+    assert f"guarantee delta (the accountant's plus the clamp's): RDP {DELTA:g} + {clamp(STEPS, eps):.3g}." in (
+        result.output
+    )
+
+
+def test_a_batch_size_noise_too_small_for_the_target_is_refused_naming_both():
+    result = invoke(
+        "noise", "--target-epsilon", "1", "--n", str(N), "--batch-size", str(B), "--steps", str(STEPS),
+        "--batch-size-noise-multiplier", "0.5", "--target-delta", str(DELTA),
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    limit = dpa.rdp.RdpAccountant().compose(
+        dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(B / N, dpa.GaussianDpEvent(0.5)), STEPS)
+    )
+    error = result.output.strip().splitlines()[-1]
+    assert error.startswith("Error: Invalid value for '--batch-size-noise-multiplier': batch_size_noise_multiplier 0.5")
+    assert "epsilon 1 at delta 1e-05" in error and f"epsilon {limit.get_epsilon(DELTA):.4g} (rdp)" in error
+
+
+@pytest.mark.parametrize("command", ["noise", "epochs"])
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["--batch-size-noise-multiplier", "0"], "got 0.0"),
+        (["--batch-size-noise-multiplier", "nan"], "got nan"),
+        (["--batch-size-noise-multiplier", "3", "--sampling", "shuffle"], "sampling='shuffle'"),
+        (["--batch-size-noise-multiplier", "3", "--truncated-batch-size", "50"], "truncated_batch_size=50"),
+        (["--batch-size-noise-multiplier", "3", "--adjacency", "replace-one"], "adjacency='replace-one'"),
+        (["--batch-size-noise-multiplier", "3", "--num-microbatches", "4"], "num_microbatches=4"),
+    ],
+)
+def test_calibration_refuses_what_epsilon_refuses(command, args, named):
+    length = ["--steps", str(STEPS)] if command == "noise" else ["--noise-multiplier", str(SIGMA)]
+    result = invoke(command, "--target-epsilon", "2", "--n", str(N), "--batch-size", str(B), *length, *args)
+    assert result.exit_code == 2, result.output
+    error = result.output.strip().splitlines()[-1]
+    assert error.startswith("Error: Invalid value for '--batch-size-noise-multiplier'") and named in error, error
