@@ -37,23 +37,6 @@ def test_epsilon_is_the_joint_gaussians_and_delta_gains_the_clamp():
     assert plain["clamp_delta"] == 0.0 and plain["epsilon_pld"] < data["epsilon_pld"]
 
 
-@pytest.mark.parametrize(
-    "args, named",
-    [
-        (["--batch-size-noise-multiplier", "0"], "got 0.0"),
-        (["--batch-size-noise-multiplier", "nan"], "got nan"),
-        (["--batch-size-noise-multiplier", "3", "--sampling", "shuffle"], "sampling='shuffle'"),
-        (["--batch-size-noise-multiplier", "3", "--truncated-batch-size", "50"], "truncated_batch_size=50"),
-        (["--batch-size-noise-multiplier", "3", "--adjacency", "replace-one"], "adjacency='replace-one'"),
-    ],
-)
-def test_refusals_exit_2_with_one_line_naming_the_value(args, named):
-    result = run(*args)
-    assert result.exit_code == 2, result.output
-    assert "--batch-size-noise-multiplier" in result.output and named in result.output, result.output
-    assert "Traceback" not in result.output
-
-
 TARGET, SIGMA_C = 2.0, 4.0
 PADDED = ["--batch-size-noise-multiplier", str(SIGMA_C), "--target-delta", str(DELTA), "--json"]
 
@@ -67,27 +50,37 @@ def joint_epsilon(sigma, steps, accountant, sigma_c=SIGMA_C):
     return dpa.rdp.RdpAccountant().compose(event).get_epsilon(DELTA)
 
 
-def clamp(steps, epsilon):
-    return steps * 2.0**-50 * (1 + 2.0**-40) * (1 + math.exp(epsilon))
-
-
 def invoke(*args):
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
+def calibrated(command, *args):
+    """``ppml <command> --target-epsilon TARGET`` with noisy padding of SIGMA_C rows, as JSON."""
+    result = invoke(command, "--target-epsilon", str(TARGET), "--n", str(N), "--batch-size", str(B), *args, *PADDED)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def clamp(steps, epsilon):
+    return steps * 2.0**-50 * (1 + 2.0**-40) * (1 + math.exp(epsilon))
+
+
+def assert_deltas(data, accountant, steps):
+    """The row's clamp delta at its own epsilon, and its guarantee delta: DELTA plus that."""
+    assert data[f"clamp_delta_{accountant}"] == pytest.approx(clamp(steps, data[f"epsilon_{accountant}"]), rel=1e-12)
+    assert data[f"guarantee_delta_{accountant}"] == DELTA + data[f"clamp_delta_{accountant}"]
+
+
 @pytest.mark.parametrize("accountant", ["rdp", "pld"])
 def test_noise_calibrates_sigma_of_the_joint_gaussian_and_round_trips_through_epsilon(accountant):
-    size = ["--n", str(N), "--batch-size", str(B), "--steps", str(STEPS), "--accountant", accountant]
-    result = invoke("noise", "--target-epsilon", str(TARGET), *size, *PADDED)
-    assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = calibrated("noise", "--steps", str(STEPS), "--accountant", accountant)
     sigma, eps = data[f"noise_multiplier_{accountant}"], data[f"epsilon_{accountant}"]
     assert data["batch_size_noise_multiplier"] == SIGMA_C
     assert data[f"effective_noise_multiplier_{accountant}"] == pytest.approx((sigma**-2 + SIGMA_C**-2) ** -0.5)
     assert eps == pytest.approx(joint_epsilon(sigma, STEPS, accountant), rel=1e-12) and eps <= TARGET
     assert joint_epsilon(sigma - 2e-4, STEPS, accountant) > TARGET  # the smallest such sigma (tolerance 1e-4)
-    assert data[f"clamp_delta_{accountant}"] == pytest.approx(clamp(STEPS, eps), rel=1e-12)
-    assert data[f"guarantee_delta_{accountant}"] == DELTA + data[f"clamp_delta_{accountant}"]
+    assert_deltas(data, accountant, STEPS)
+    size = ["--n", str(N), "--batch-size", str(B), "--steps", str(STEPS), "--accountant", accountant]
     back = invoke("epsilon", "--noise-multiplier", repr(sigma), *size, *PADDED)
     assert back.exit_code == 0, back.output
     report = json.loads(back.output)
@@ -96,17 +89,13 @@ def test_noise_calibrates_sigma_of_the_joint_gaussian_and_round_trips_through_ep
 
 @pytest.mark.parametrize("accountant", ["rdp", "pld"])
 def test_epochs_affords_the_steps_of_the_joint_gaussian(accountant):
-    size = ["--n", str(N), "--batch-size", str(B), "--noise-multiplier", str(SIGMA), "--accountant", accountant]
-    result = invoke("epochs", "--target-epsilon", str(TARGET), *size, *PADDED)
-    assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = calibrated("epochs", "--noise-multiplier", str(SIGMA), "--accountant", accountant)
     steps = data[f"steps_{accountant}"]
     assert data["effective_noise_multiplier"] == (SIGMA**-2 + SIGMA_C**-2) ** -0.5
     assert joint_epsilon(SIGMA, steps, accountant) <= TARGET < joint_epsilon(SIGMA, steps + 1, accountant)
     assert data[f"epochs_{accountant}"] == math.floor(steps * B / N)
     assert data[f"epsilon_{accountant}"] == pytest.approx(joint_epsilon(SIGMA, steps, accountant), rel=1e-12)
-    assert data[f"clamp_delta_{accountant}"] == pytest.approx(clamp(steps, data[f"epsilon_{accountant}"]), rel=1e-12)
-    assert data[f"guarantee_delta_{accountant}"] == DELTA + data[f"clamp_delta_{accountant}"]
+    assert_deltas(data, accountant, steps)
 
 
 def test_text_output_says_what_the_row_count_covers():
@@ -137,7 +126,14 @@ def test_a_batch_size_noise_too_small_for_the_target_is_refused_naming_both():
     assert "epsilon 1 at delta 1e-05" in error and f"epsilon {limit.get_epsilon(DELTA):.4g} (rdp)" in error
 
 
-@pytest.mark.parametrize("command", ["noise", "epochs"])
+LENGTHS = {
+    "epsilon": ["--noise-multiplier", str(SIGMA), "--steps", str(STEPS)],
+    "noise": ["--target-epsilon", "2", "--steps", str(STEPS)],
+    "epochs": ["--target-epsilon", "2", "--noise-multiplier", str(SIGMA)],
+}
+
+
+@pytest.mark.parametrize("command", list(LENGTHS))
 @pytest.mark.parametrize(
     "args, named",
     [
@@ -149,9 +145,10 @@ def test_a_batch_size_noise_too_small_for_the_target_is_refused_naming_both():
         (["--batch-size-noise-multiplier", "3", "--num-microbatches", "4"], "num_microbatches=4"),
     ],
 )
-def test_calibration_refuses_what_epsilon_refuses(command, args, named):
-    length = ["--steps", str(STEPS)] if command == "noise" else ["--noise-multiplier", str(SIGMA)]
-    result = invoke(command, "--target-epsilon", "2", "--n", str(N), "--batch-size", str(B), *length, *args)
+def test_refusals_exit_2_with_one_line_naming_the_value(command, args, named):
+    """The same refusals from each accounting command."""
+    result = invoke(command, "--n", str(N), "--batch-size", str(B), *LENGTHS[command], *args)
     assert result.exit_code == 2, result.output
     error = result.output.strip().splitlines()[-1]
     assert error.startswith("Error: Invalid value for '--batch-size-noise-multiplier'") and named in error, error
+    assert "Traceback" not in result.output
