@@ -562,9 +562,10 @@ def epochs(target_epsilon, as_json, accountant, delta, sigma_c, **options):
         result[f"steps_{kind.value}"] = steps
         if steps == 0 and mechanism.sampling is not Sampling.SHUFFLE:
             result.setdefault("one_step_epsilon", {})[kind.value] = compute_epsilon(mechanism, delta, kind, steps=1)
-        spent = compute_epsilon(mechanism.replace(steps=steps), delta, kind) if steps else None
-        result[f"epsilon_{kind.value}"] = spent
-        _clamp_deltas(result, mechanism, kind, steps, 0.0 if steps == 0 else spent)
+        if sigma_c is not None:  # the clamp's delta needs the epsilon the steps afforded spend
+            spent = compute_epsilon(mechanism.replace(steps=steps), delta, kind) if steps else None
+            result[f"epsilon_{kind.value}"] = spent
+            _clamp_deltas(result, mechanism, kind, steps, 0.0 if steps == 0 else spent)
     if as_json:
         _emit_json(result)
         return
