@@ -126,6 +126,26 @@ def test_a_batch_size_noise_too_small_for_the_target_is_refused_naming_both():
     assert "epsilon 1 at delta 1e-05" in error and f"epsilon {limit.get_epsilon(DELTA):.4g} (rdp)" in error
 
 
+@pytest.mark.parametrize("accountant", ["rdp", "pld"])
+def test_the_refusal_is_exactly_where_the_target_is_out_of_reach(accountant):
+    """sigma_eff < sigma_c for every sigma: a target at or below the epsilon of steps of sigma_c itself (the limit,
+    recomputed here) is refused; one just above it is reached (by a large sigma), not refused as merely slow."""
+    limit = float(joint_epsilon(math.inf, STEPS, accountant, sigma_c=2.0))
+    args = ["--n", str(N), "--batch-size", str(B), "--steps", str(STEPS), "--accountant", accountant]
+    args += ["--batch-size-noise-multiplier", "2", "--target-delta", str(DELTA), "--json"]
+    below = invoke("noise", "--target-epsilon", repr(limit * (1 - 1e-6)), *args)
+    assert below.exit_code == 2 and "is too small for epsilon" in below.output, below.output
+    target = limit * 1.001
+    above = invoke("noise", "--target-epsilon", repr(target), *args)
+    assert above.exit_code == 0, above.output
+    sigma = json.loads(above.output)[f"noise_multiplier_{accountant}"]
+    assert (
+        joint_epsilon(sigma, STEPS, accountant, sigma_c=2.0)
+        <= target
+        < joint_epsilon(sigma / 1.01, STEPS, accountant, sigma_c=2.0)
+    )
+
+
 LENGTHS = {
     "epsilon": ["--noise-multiplier", str(SIGMA), "--steps", str(STEPS)],
     "noise": ["--target-epsilon", "2", "--steps", str(STEPS)],
