@@ -477,6 +477,7 @@ def noise(target_epsilon, as_json, accountant, delta, sigma_c, **options):
     delta = default_delta(mechanism.dataset_size) if delta is None else delta
     result = _config_dict(mechanism, delta, target_epsilon)
     result["steps"] = mechanism.steps
+    out_of_reach = []  # PaddingNoiseTooSmall: refused only where no accountant reaches the target
     for kind in _ACCOUNTANTS[accountant]:
         try:
             sigma = calibrate_noise_multiplier(
@@ -487,7 +488,9 @@ def noise(target_epsilon, as_json, accountant, delta, sigma_c, **options):
             sigma = eps = None
             result.setdefault("unavailable", {})[kind.value] = str(err)
         except PaddingNoiseTooSmall as err:
-            raise _bad(_NOISY_PADDING, str(err)) from None
+            sigma = eps = None
+            result.setdefault("unavailable", {})[kind.value] = str(err)
+            out_of_reach.append(err)
         except ValueError as err:
             raise _bad("--target-epsilon", str(err)) from None
         result[f"noise_multiplier_{kind.value}"] = sigma
@@ -496,6 +499,8 @@ def noise(target_epsilon, as_json, accountant, delta, sigma_c, **options):
         )
         result[f"epsilon_{kind.value}"] = eps
         _clamp_deltas(result, mechanism, kind, mechanism.steps, eps)
+    if out_of_reach and all(result[f"noise_multiplier_{k.value}"] is None for k in _ACCOUNTANTS[accountant]):
+        raise _bad(_NOISY_PADDING, str(out_of_reach[-1]))
     if as_json:
         _emit_json(result)
         return

@@ -117,13 +117,11 @@ def test_a_batch_size_noise_too_small_for_the_target_is_refused_naming_both():
         "noise", "--target-epsilon", "1", "--n", str(N), "--batch-size", str(B), "--steps", str(STEPS),
         "--batch-size-noise-multiplier", "0.5", "--target-delta", str(DELTA),
     )  # fmt: skip
-    assert result.exit_code == 2, result.output
-    limit = dpa.rdp.RdpAccountant().compose(
-        dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(B / N, dpa.GaussianDpEvent(0.5)), STEPS)
-    )
+    assert result.exit_code == 2, result.output  # out of both accountants' reach: the error gives PLD's (tighter) limit
+    limit = joint_epsilon(math.inf, STEPS, "pld", sigma_c=0.5)
     error = result.output.strip().splitlines()[-1]
     assert error.startswith("Error: Invalid value for '--batch-size-noise-multiplier': batch_size_noise_multiplier 0.5")
-    assert "epsilon 1 at delta 1e-05" in error and f"epsilon {limit.get_epsilon(DELTA):.4g} (rdp)" in error
+    assert "epsilon 1 at delta 1e-05" in error and f"epsilon {limit:.4g} (pld)" in error
 
 
 @pytest.mark.parametrize("accountant", ["rdp", "pld"])
@@ -144,6 +142,24 @@ def test_the_refusal_is_exactly_where_the_target_is_out_of_reach(accountant):
         <= target
         < joint_epsilon(sigma / 1.01, STEPS, accountant, sigma_c=2.0)
     )
+
+
+def test_with_both_accountants_a_target_only_pld_reaches_leaves_rdp_out_and_pld_answers():
+    """A target between PLD's and RDP's limit (steps of sigma_c itself): RDP's row says why it has no sigma, PLD's
+    sigma meets the target (recomputed); exit 0, not a refusal of the whole command."""
+    limits = {kind: float(joint_epsilon(math.inf, STEPS, kind, sigma_c=2.0)) for kind in ("rdp", "pld")}
+    assert limits["pld"] < limits["rdp"]
+    target = (limits["pld"] + limits["rdp"]) / 2
+    result = invoke(
+        "noise", "--target-epsilon", repr(target), "--n", str(N), "--batch-size", str(B), "--steps", str(STEPS),
+        "--batch-size-noise-multiplier", "2", "--target-delta", str(DELTA), "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["noise_multiplier_rdp"] is None and "is too small for epsilon" in data["unavailable"]["rdp"]
+    assert data["clamp_delta_rdp"] is None and "pld" not in data["unavailable"]
+    assert joint_epsilon(data["noise_multiplier_pld"], STEPS, "pld", sigma_c=2.0) <= target
+    assert_deltas(data, "pld", STEPS)
 
 
 LENGTHS = {
