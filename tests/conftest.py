@@ -99,6 +99,7 @@ TFX_TESTS = {
 }
 """Tests outside TFX_MODULES that import TFX in a fresh interpreter; tests named *beam* run Beam too."""
 SLOW_TESTS = {
+    "test_a_batch_size_noise_too_small_for_the_target_is_refused_naming_both",
     "test_a_budget_per_example_calibrates_a_keyed_poisson_run_for_the_record_level_figure",
     "test_a_budget_per_example_meets_a_keyed_poisson_ledger_at_its_record_level_figure",
     "test_a_changed_radius_cap_is_never_served_from_the_cache_of_the_old_one",
@@ -157,6 +158,7 @@ SLOW_TESTS = {
     "test_the_push_decision_is_reserved_and_composed_between_preprocessing_and_training",
     "test_the_push_decision_is_the_noisy_accuracy_and_exact_thresholds_are_refused",
     "test_the_record_level_figures_delta_is_judged_against_a_public_bound_on_the_records",
+    "test_the_refusal_is_exactly_where_the_target_is_out_of_reach",
     "test_under_dp_metrics_of_held_out_rows_are_labelled_outside_the_guarantee",
     "test_under_dp_no_csv_cell_decides_a_column_type_the_features_the_clients_or_the_run",
     "test_under_dp_no_csv_line_reaches_another_line_or_decides_the_run",
@@ -167,6 +169,7 @@ SLOW_TESTS = {
     "test_user_level_dp_releases_the_number_of_users_only_where_the_adjacency_holds_it_fixed",
     "test_valid_extremes_run",
     "test_verbose_is_refused_where_a_library_record_could_quote_a_training_record",
+    "test_with_both_accountants_a_target_only_pld_reaches_leaves_rdp_out_and_pld_answers",
     "test_with_few_answered_labels_self_training_beats_the_supervised_student_and_labels_only_unanswered_rows",
     "test_without_a_metadata_path_the_lineage_check_fails_closed_unless_declared_skipped",
 }
