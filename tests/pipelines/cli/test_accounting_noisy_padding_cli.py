@@ -98,6 +98,16 @@ def test_epochs_affords_the_steps_of_the_joint_gaussian(accountant):
     assert_deltas(data, accountant, steps)
 
 
+def test_epochs_without_noisy_padding_spends_no_extra_accounting():
+    """The afforded steps' epsilon is computed only for the clamp: without the option, epochs' JSON is as before."""
+    args = ["--target-epsilon", str(TARGET), "--n", str(N), "--batch-size", str(B), "--noise-multiplier", str(SIGMA)]
+    result = invoke("epochs", *args, "--accountant", "rdp", "--target-delta", str(DELTA), "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["batch_size_noise_multiplier"] is None and data["effective_noise_multiplier"] == SIGMA
+    assert not {"epsilon_rdp", "clamp_delta_rdp", "guarantee_delta_rdp"} & set(data)
+
+
 def test_text_output_says_what_the_row_count_covers():
     result = invoke(
         "noise", "--target-epsilon", str(TARGET), "--n", str(N), "--batch-size", str(B), "--steps", str(STEPS),
