@@ -499,8 +499,10 @@ def noise(target_epsilon, as_json, accountant, delta, sigma_c, **options):
         )
         result[f"epsilon_{kind.value}"] = eps
         _clamp_deltas(result, mechanism, kind, mechanism.steps, eps)
-    if out_of_reach and all(result[f"noise_multiplier_{k.value}"] is None for k in _ACCOUNTANTS[accountant]):
-        raise _bad(_NOISY_PADDING, str(out_of_reach[-1]))
+    if all(result[f"noise_multiplier_{k.value}"] is None for k in _ACCOUNTANTS[accountant]):  # no answer at all
+        if out_of_reach:
+            raise _bad(_NOISY_PADDING, str(out_of_reach[-1]))
+        raise _bad("--accountant", "; ".join(result["unavailable"].values()))
     if as_json:
         _emit_json(result)
         return

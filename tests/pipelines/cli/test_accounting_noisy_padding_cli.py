@@ -198,3 +198,16 @@ def test_refusals_exit_2_with_one_line_naming_the_value(command, args, named):
     error = result.output.strip().splitlines()[-1]
     assert error.startswith("Error: Invalid value for '--batch-size-noise-multiplier'") and named in error, error
     assert "Traceback" not in result.output
+
+
+def test_a_sigma_c_below_plds_step_floor_with_pld_alone_is_refused_naming_the_accountant():
+    """PLD is not asked below its per-step noise floor, and with sigma_c under it every step's sigma_eff is: with
+    --accountant pld no accountant answers, so the command exits 2 (it printed an n/a row and exited 0)."""
+    result = invoke(
+        "noise", "--target-epsilon", "3", "--n", str(N), "--batch-size", str(B), "--steps", str(STEPS),
+        "--accountant", "pld", "--batch-size-noise-multiplier", "0.1",
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    error = result.output.strip().splitlines()[-1]
+    assert error.startswith("Error: Invalid value for '--accountant'") and "batch_size_noise_multiplier 0.1" in error
+    assert "the RDP accountant covers it" in error and "Traceback" not in result.output
