@@ -453,9 +453,10 @@ def _poisson_indices(seed_pair, n: int, threshold: int):
     the words that 64-bit variates take), the low 56 bits R_i only for the candidates, H_i <= (t - 1) >> 56 (at most
     B + n / 256 of them on average; all n as q nears 1), one per candidate in index order (the top 56 bits of a
     uniform 64-bit word) from stream 3 of the seed pair, folded in as int64 (a seed of the pair's first 64 bits and 3:
-    two steps share it with probability 2^-64, where an int32 fold-in's 32 bits would repeat in a long run). R is
-    independent of H, so every U_i is a uniform 64-bit variate, independent of the others, and the rule is
-    U_i <= t - 1 exactly.
+    two steps share it with probability 2^-64, where an int32 fold-in's 32 bits would repeat in a long run; that word
+    is the first 64 bits of H's own stream). With Philox taken as a random function, as for every draw of the
+    sampler, R is independent of H, so every U_i is a uniform 64-bit variate, independent of the others, and the rule
+    is U_i <= t - 1 exactly.
     """
     below = threshold - 1
     high, low = tf.constant(below >> 56, tf.uint8), tf.constant(below & (2**56 - 1), tf.uint64)
