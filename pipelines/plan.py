@@ -41,7 +41,15 @@ DEFAULT_EPSILON_BUDGET = 3.0
 """The Evaluator's default epsilon budget (``--epsilon-budget``)."""
 DEFAULT_MIN_ACCURACY = 0.85
 """The Evaluator's default least noisy held-out accuracy (``--min-accuracy``)."""
-PRIVACY_KEYS = ("target_epsilon", "noise_multiplier", "max_epsilon", "decision_epsilon", "truncated_batch_size")
+PRIVACY_KEYS = (
+    "target_epsilon",
+    "noise_multiplier",
+    "max_epsilon",
+    "decision_epsilon",
+    "truncated_batch_size",
+    "skip_padding",
+    "batch_size_noise_multiplier",
+)
 """Settings a non-private DP Trainer of a side-by-side comparison drops (the Federated Trainer's: its spec's
 PRIVACY_SETTINGS)."""
 TRAINERS = ("dp", "federated", "pate")

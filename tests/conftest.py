@@ -99,6 +99,7 @@ TFX_TESTS = {
 }
 """Tests outside TFX_MODULES that import TFX in a fresh interpreter; tests named *beam* run Beam too."""
 SLOW_TESTS = {
+    "test_a_batch_size_noise_too_small_for_the_target_is_refused_naming_both",
     "test_a_budget_per_example_calibrates_a_keyed_poisson_run_for_the_record_level_figure",
     "test_a_budget_per_example_meets_a_keyed_poisson_ledger_at_its_record_level_figure",
     "test_a_changed_radius_cap_is_never_served_from_the_cache_of_the_old_one",
@@ -117,6 +118,7 @@ SLOW_TESTS = {
     "test_a_tf1_graph_without_coverage_record_is_refused_by_the_trainer_and_the_gate",
     "test_a_trainer_module_that_takes_a_non_private_step_is_accounting_inconsistent",
     "test_default_is_b_plus_four_sd_and_the_table_names_the_event",
+    "test_epochs_affords_the_steps_of_the_joint_gaussian",
     "test_epochs_says_why_not_one_step_fits_under_a_tight_cap",
     "test_epsilon_is_dp_accountings_for_the_truncated_event",
     "test_epsilon_is_the_truncated_events_and_rdp_says_why_not",
@@ -132,6 +134,7 @@ SLOW_TESTS = {
     "test_neighbouring_data_sets_move_the_quantile_trees_by_their_stated_sensitivity",
     "test_neighbouring_data_sets_move_the_releases_by_at_most_the_stated_sensitivity",
     "test_noise_and_epochs_calibrate_the_truncated_event",
+    "test_noise_calibrates_sigma_of_the_joint_gaussian_and_round_trips_through_epsilon",
     "test_parties_keep_serving_through_mixed_faults",
     "test_per_record_multi_valued_and_ragged_inputs_stay_within_the_recorded_sensitivity",
     "test_private_training_on_transformed_examples_without_their_transform_graph_is_refused",
@@ -139,6 +142,7 @@ SLOW_TESTS = {
     "test_real_subprocess_and_no_tensorflow_import",
     "test_seeded_noise_is_an_explicit_research_option_and_says_so",
     "test_setup_share_serve_predict",
+    "test_target_epsilon_calibrates_the_gradient_noise_of_the_joint_gaussian",
     "test_target_epsilon_calibrates_the_noise_for_the_planned_rounds",
     "test_target_epsilon_is_calibrated_with_pld_on_the_truncated_event",
     "test_tf_keras_sequential_and_functional_models",
@@ -154,6 +158,7 @@ SLOW_TESTS = {
     "test_the_push_decision_is_reserved_and_composed_between_preprocessing_and_training",
     "test_the_push_decision_is_the_noisy_accuracy_and_exact_thresholds_are_refused",
     "test_the_record_level_figures_delta_is_judged_against_a_public_bound_on_the_records",
+    "test_the_refusal_is_exactly_where_the_target_is_out_of_reach",
     "test_under_dp_metrics_of_held_out_rows_are_labelled_outside_the_guarantee",
     "test_under_dp_no_csv_cell_decides_a_column_type_the_features_the_clients_or_the_run",
     "test_under_dp_no_csv_line_reaches_another_line_or_decides_the_run",
@@ -164,6 +169,7 @@ SLOW_TESTS = {
     "test_user_level_dp_releases_the_number_of_users_only_where_the_adjacency_holds_it_fixed",
     "test_valid_extremes_run",
     "test_verbose_is_refused_where_a_library_record_could_quote_a_training_record",
+    "test_with_both_accountants_a_target_only_pld_reaches_leaves_rdp_out_and_pld_answers",
     "test_with_few_answered_labels_self_training_beats_the_supervised_student_and_labels_only_unanswered_rows",
     "test_without_a_metadata_path_the_lineage_check_fails_closed_unless_declared_skipped",
 }

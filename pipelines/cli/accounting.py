@@ -25,6 +25,7 @@ from privacy.accounting import (
     Adjacency,
     DpSgdMechanism,
     NoiseCutoffError,
+    PaddingNoiseTooSmall,
     Sampling,
     UnsupportedAccounting,
     calibrate_noise_multiplier,
@@ -40,6 +41,7 @@ from privacy.accounting import (
     steps_per_epoch,
     truncation,
 )
+from privacy.accounting.report import added_deltas
 from privacy.compared import compared
 
 _ACCOUNTANTS = {
@@ -168,6 +170,48 @@ def _mechanism_options(*, noise: bool, length: bool):
         return fn
 
     return decorate
+
+
+_NOISY_PADDING = "--batch-size-noise-multiplier"
+_noisy_padding_option = click.option(
+    _NOISY_PADDING,
+    "sigma_c",
+    type=float,
+    help="Noisy padding (make_private's batch_size_noise_multiplier, in rows): each Poisson step is accounted as "
+    "one Gaussian of noise multiplier (sigma^-2 + sigma_c^-2)^-1/2, and the guarantee's delta gains T 2^-50 "
+    "(1 + 2^-40) (1 + e^eps) for the clamp at 0 rows. Untruncated Poisson sampling, add-remove, per-example "
+    "clipping only.",
+)
+"""``--batch-size-noise-multiplier`` of `epsilon`, `noise` and `epochs` (checked by `_with_noisy_padding`)."""
+
+
+def _with_noisy_padding(mechanism: DpSgdMechanism, sigma_c: float | None) -> DpSgdMechanism:
+    """``mechanism`` with noisy padding of ``sigma_c`` rows (unchanged for None); a refusal names the option."""
+    if sigma_c is None:
+        return mechanism
+    try:
+        return mechanism.replace(batch_size_noise_multiplier=sigma_c)
+    except ValueError as err:
+        raise _bad(_NOISY_PADDING, str(err)) from None
+
+
+def _clamp_deltas(result: dict, mechanism: DpSgdMechanism, kind: AccountantKind, steps, epsilon) -> None:
+    """Adds what noisy padding's clamp adds to ``kind``'s row's delta after ``steps`` steps at ``epsilon``
+    ('clamp_delta_<kind>', 0 without noisy padding) and the row's guarantee delta ('guarantee_delta_<kind>'), as a
+    report does (`added_deltas`); None where the row has no figure. Over its share of delta: refused."""
+    if epsilon is None:
+        result[f"clamp_delta_{kind.value}"] = result[f"guarantee_delta_{kind.value}"] = None
+        return
+    try:
+        clamp = (
+            added_deltas(mechanism.replace(steps=steps), result["delta"], epsilon, None)["clamp_delta"]
+            if steps
+            else 0.0
+        )
+    except noisy_padding.ClampDeltaError as err:
+        raise _bad(_NOISY_PADDING, str(err)) from None
+    result[f"clamp_delta_{kind.value}"] = clamp
+    result[f"guarantee_delta_{kind.value}"] = result["delta"] + clamp
 
 
 def _build_mechanism(
@@ -309,17 +353,10 @@ def _progress(label: str):
     callback=checked("--weights", validation.integer, minimum=1),
     help="The model's trainable weights (noise coordinates per step): the guarantee then adds the delta of ppml's "
     "noise sampler's cut-off (9.42 sigma in float32), counted as one Box-Muller pair per weight (at least the pairs "
-    "drawn), and refuses a cut-off adding more than 1% of delta. Without it: the untruncated Gaussian's delta.",
+    "drawn; with --batch-size-noise-multiplier, Z's pair counts as one more weight), and refuses a cut-off adding more "
+    "than 1% of delta. Without it: the untruncated Gaussian's delta.",
 )
-@click.option(
-    "--batch-size-noise-multiplier",
-    "sigma_c",
-    type=float,
-    help="Noisy padding (make_private's batch_size_noise_multiplier, in rows): each Poisson step is accounted as "
-    "one Gaussian of noise multiplier (sigma^-2 + sigma_c^-2)^-1/2, and the guarantee's delta gains T 2^-50 "
-    "(1 + 2^-40) (1 + e^eps) for the clamp at 0 rows; with --weights, Z's Box-Muller pair counts as one more weight. "
-    "Untruncated Poisson sampling, add-remove, per-example clipping only.",
-)
+@_noisy_padding_option
 def epsilon(as_json, accountant, delta, per_epoch, plot, weights, sigma_c, **options):
     """Epsilon of a DP-SGD configuration under RDP and PLD accounting.
 
@@ -329,12 +366,7 @@ def epsilon(as_json, accountant, delta, per_epoch, plot, weights, sigma_c, **opt
     """
     if plot is not None:
         check_plot_path(plot)
-    mechanism = _build_mechanism(accountant=accountant, **options)
-    if sigma_c is not None:
-        try:
-            mechanism = mechanism.replace(batch_size_noise_multiplier=sigma_c)
-        except ValueError as err:
-            raise _bad("--batch-size-noise-multiplier", str(err)) from None
+    mechanism = _with_noisy_padding(_build_mechanism(accountant=accountant, **options), sigma_c)
     want_rows = per_epoch or plot is not None
     if want_rows and mechanism.passes > MAX_PER_EPOCH_ROWS:
         raise _bad(
@@ -355,7 +387,7 @@ def epsilon(as_json, accountant, delta, per_epoch, plot, weights, sigma_c, **opt
     except NoiseCutoffError as err:
         raise _bad("--weights", str(err)) from None
     except noisy_padding.ClampDeltaError as err:
-        raise _bad("--batch-size-noise-multiplier", str(err)) from None
+        raise _bad(_NOISY_PADDING, str(err)) from None
     if plot is not None:
         _plot_epsilon(report, plot)
     if as_json:
@@ -433,17 +465,19 @@ def save_plot(fig, ax, path: str) -> None:
     help="Epsilon to reach at --target-delta.",
 )
 @_mechanism_options(noise=False, length=True)
-def noise(target_epsilon, as_json, accountant, delta, **options):
+@_noisy_padding_option
+def noise(target_epsilon, as_json, accountant, delta, sigma_c, **options):
     """Noise multiplier that reaches a target epsilon (dp-accounting calibration).
 
     \b
     Example:
       ppml noise --target-epsilon 3 --n 60000 --batch-size 256 --epochs 60 --target-delta 1e-5
     """
-    mechanism = _build_mechanism(accountant=accountant, **options)
+    mechanism = _with_noisy_padding(_build_mechanism(accountant=accountant, **options), sigma_c)
     delta = default_delta(mechanism.dataset_size) if delta is None else delta
     result = _config_dict(mechanism, delta, target_epsilon)
     result["steps"] = mechanism.steps
+    out_of_reach = []  # PaddingNoiseTooSmall: refused only where no accountant reaches the target
     for kind in _ACCOUNTANTS[accountant]:
         try:
             sigma = calibrate_noise_multiplier(
@@ -453,10 +487,20 @@ def noise(target_epsilon, as_json, accountant, delta, **options):
         except UnsupportedAccounting as err:
             sigma = eps = None
             result.setdefault("unavailable", {})[kind.value] = str(err)
+        except PaddingNoiseTooSmall as err:
+            sigma = eps = None
+            result.setdefault("unavailable", {})[kind.value] = str(err)
+            out_of_reach.append(err)
         except ValueError as err:
             raise _bad("--target-epsilon", str(err)) from None
         result[f"noise_multiplier_{kind.value}"] = sigma
+        result[f"effective_noise_multiplier_{kind.value}"] = (
+            None if sigma is None else mechanism.replace(noise_multiplier=sigma).effective_noise_multiplier
+        )
         result[f"epsilon_{kind.value}"] = eps
+        _clamp_deltas(result, mechanism, kind, mechanism.steps, eps)
+    if out_of_reach and all(result[f"noise_multiplier_{k.value}"] is None for k in _ACCOUNTANTS[accountant]):
+        raise _bad(_NOISY_PADDING, str(out_of_reach[-1]))
     if as_json:
         _emit_json(result)
         return
@@ -465,18 +509,25 @@ def noise(target_epsilon, as_json, accountant, delta, **options):
         f"  {mechanism.steps} steps = {mechanism.epochs:.4g} epochs, n = {mechanism.dataset_size}, "
         f"B = {mechanism.batch_size:g}, {_sampling_text(mechanism)}, {mechanism.adjacency.value}"
     )
+    padded = sigma_c is not None
     click.echo("")
-    click.echo(f"  {'accountant':<11} {'sigma':>9} {'epsilon':>9}")
+    click.echo(f"  {'accountant':<11} {'sigma':>9}" + (f" {'sigma_eff':>9}" if padded else "") + f" {'epsilon':>9}")
     for kind in _ACCOUNTANTS[accountant]:
         sigma, eps = result[f"noise_multiplier_{kind.value}"], result[f"epsilon_{kind.value}"]
         if sigma is None:
             click.echo(f"  {kind.value.upper():<11} {'n/a':>9}  {result['unavailable'][kind.value]}")
+        elif padded:
+            click.echo(
+                f"  {kind.value.upper():<11} {sigma:>9.4f} {result[f'effective_noise_multiplier_{kind.value}']:>9.4f} "
+                f"{eps:>9.4f}"
+            )
         else:
             click.echo(f"  {kind.value.upper():<11} {sigma:>9.4f} {eps:>9.4f}")
     click.echo(
         f"\n  {result['accountant_version']}; sigma is the noise std on the summed clipped gradients / C "
         f"(/ C (1 + {SLACK_TEXT}) in ppml's DP-SGD)."
     )
+    _echo_noisy_padding(result, accountant)
     _echo_warnings(result)
 
 
@@ -489,17 +540,19 @@ def noise(target_epsilon, as_json, accountant, delta, **options):
     help="Epsilon budget at --target-delta.",
 )
 @_mechanism_options(noise=True, length=False)
-def epochs(target_epsilon, as_json, accountant, delta, **options):
+@_noisy_padding_option
+def epochs(target_epsilon, as_json, accountant, delta, sigma_c, **options):
     """Epochs (and steps) a noise multiplier affords within a target epsilon.
 
     \b
     Example:
       ppml epochs --target-epsilon 3 --n 60000 --batch-size 256 --noise-multiplier 1.1 --target-delta 1e-5
     """
-    mechanism = _build_mechanism(accountant=accountant, **options, need_length=False)
+    mechanism = _with_noisy_padding(_build_mechanism(accountant=accountant, **options, need_length=False), sigma_c)
     delta = default_delta(mechanism.dataset_size) if delta is None else delta
     result = _config_dict(mechanism, delta, target_epsilon)
     result["noise_multiplier"] = mechanism.noise_multiplier
+    result["effective_noise_multiplier"] = mechanism.effective_noise_multiplier
     for kind in _ACCOUNTANTS[accountant]:
         try:
             whole_epochs, steps = max_epochs(
@@ -514,6 +567,10 @@ def epochs(target_epsilon, as_json, accountant, delta, **options):
         result[f"steps_{kind.value}"] = steps
         if steps == 0 and mechanism.sampling is not Sampling.SHUFFLE:
             result.setdefault("one_step_epsilon", {})[kind.value] = compute_epsilon(mechanism, delta, kind, steps=1)
+        if sigma_c is not None:  # the clamp's delta needs the epsilon the steps afforded spend
+            spent = compute_epsilon(mechanism.replace(steps=steps), delta, kind) if steps else None
+            result[f"epsilon_{kind.value}"] = spent
+            _clamp_deltas(result, mechanism, kind, steps, 0.0 if steps == 0 else spent)
     if as_json:
         _emit_json(result)
         return
@@ -540,6 +597,7 @@ def epochs(target_epsilon, as_json, accountant, delta, **options):
             + (" or --truncated-batch-size" if mechanism.truncated_batch_size else "")
         )
     click.echo(f"\n  whole epochs; {result['accountant_version']}")
+    _echo_noisy_padding(result, accountant)
     _echo_warnings(result)
 
 
@@ -551,6 +609,24 @@ def _sampling_text(mechanism: DpSgdMechanism) -> str:
         f"{mechanism.sampling.value} sampling cut to {mechanism.truncated_batch_size} "
         f"({mechanism.unit_event().__class__.__name__})"
     )
+
+
+def _echo_noisy_padding(result: dict, accountant: str) -> None:
+    """With noisy padding: what it covers (`noisy_padding.covered_rows`, once per effective noise multiplier) and
+    each accountant's guarantee delta (its delta plus the clamp's)."""
+    sigma_c = result["batch_size_noise_multiplier"]
+    if sigma_c is None:
+        return
+    kinds = [k.value for k in _ACCOUNTANTS[accountant] if result[f"clamp_delta_{k.value}"] is not None]
+    by_effective: dict[float, list[str]] = {}
+    for kind in kinds:
+        effective = result.get(f"effective_noise_multiplier_{kind}", result.get("effective_noise_multiplier"))
+        by_effective.setdefault(effective, []).append(kind.upper())
+    for effective, names in by_effective.items():
+        click.echo(f"  noisy padding ({', '.join(names)}): {noisy_padding.covered_rows(sigma_c, effective)}.")
+    if kinds:
+        deltas = ", ".join(f"{k.upper()} {result['delta']:g} + {result[f'clamp_delta_{k}']:.3g}" for k in kinds)
+        click.echo(f"  guarantee delta (the accountant's plus the clamp's): {deltas}.")
 
 
 def _echo_warnings(result: dict) -> None:
@@ -571,6 +647,7 @@ def _config_dict(mechanism: DpSgdMechanism, delta: float, target_epsilon: float)
         "num_microbatches": mechanism.num_microbatches,
         "max_examples_per_user": mechanism.max_examples_per_user,
         "truncated_batch_size": mechanism.truncated_batch_size,
+        "batch_size_noise_multiplier": mechanism.batch_size_noise_multiplier,
         "unit_event": mechanism.unit_event().__class__.__name__,
         "accountant_version": f"dp-accounting {dp_accounting_version()}",
         "warnings": [warning] if warning else [],

@@ -177,7 +177,9 @@ def fit_private(
 
     Poisson and fixed-size batches are drawn by `privacy.keras` from the arrays (exactly ``plan.steps``
     of them; Poisson batches padded to a multiple of the microbatches, or to ``truncated_batch_size`` with
-    larger draws cut to a random subset of that size); shuffled ones are whole epochs
+    larger draws cut to a random subset of that size; with the config's ``skip_padding`` the padding is left out of
+    each step, and with its ``batch_size_noise_multiplier`` a Gaussian number of rows is kept, as make_private
+    does: compiled without XLA, which noisy padding needs); shuffled ones are whole epochs
     of Keras' own batching, accounted by the once-per-epoch bound. The noise generator is seeded from
     the OS CSPRNG (``noise_seed`` seeds it instead, for benchmarks: such a model is not private to whoever
     knows the seed, and ``run_fn`` never passes one). Keras prints nothing (verbose=0): its per-epoch
@@ -192,6 +194,7 @@ def fit_private(
         mechanism,
         l2_norm_clip=plan.config.l2_norm_clip,
         target_delta=plan.delta,
+        skip_padding=plan.config.skip_padding,
         secure_noise=noise_seed is None,
         seed=noise_seed,
     )

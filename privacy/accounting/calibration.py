@@ -28,6 +28,11 @@ MIN_NOISE_MULTIPLIER = 0.05
 """Calibration searches sigma in [MIN_NOISE_MULTIPLIER, inf)."""
 
 
+class PaddingNoiseTooSmall(ValueError):
+    """With noisy padding each step's noise multiplier stays below sigma_c however large sigma is: a target that
+    steps of sigma_c itself miss is out of reach (`calibrate_noise_multiplier`)."""
+
+
 def calibrate_noise_multiplier(
     mechanism: DpSgdMechanism,
     *,
@@ -43,8 +48,13 @@ def calibrate_noise_multiplier(
     releases of private preprocessing) are composed before the run, under the mechanism's relation, so
     that the returned sigma makes everything together meet the target.
 
+    With noisy padding (``mechanism.batch_size_noise_multiplier``, sigma_c) the steps are accounted at
+    sigma_eff = (sigma^-2 + sigma_c^-2)^-1/2 (`DpSgdMechanism.effective_noise_multiplier`); the returned sigma is the
+    gradient noise's, and the clamp's delta (`noisy_padding.clamp_delta`) comes on top of ``target_delta``.
+
     Raises:
-      ValueError: when the target is out of reach (e.g. the prior events alone exceed it).
+      ValueError: when the target is out of reach (e.g. the prior events alone exceed it);
+        `PaddingNoiseTooSmall` where steps of noise multiplier sigma_c alone miss it.
     """
     kind = _check(mechanism, target_epsilon, target_delta, accountant)
     _check_pld_target(mechanism, kind, target_epsilon)
@@ -54,6 +64,9 @@ def calibrate_noise_multiplier(
             f"the {len(prior)} prior events alone spend epsilon >= {target_epsilon} at delta "
             f"{target_delta:g}; nothing is left for training"
         )
+    floor = _lowest_noise_multiplier(mechanism, kind)
+    if mechanism.batch_size_noise_multiplier is not None:
+        _check_padding_noise(mechanism, kind, target_epsilon, target_delta, prior)
 
     def run(sigma: float) -> dp_event.DpEvent:
         event = mechanism.replace(noise_multiplier=sigma).dp_event()
@@ -62,7 +75,6 @@ def calibrate_noise_multiplier(
     def epsilon_gap(sigma: float) -> float:
         return _epsilon(run(sigma), mechanism, kind, target_delta) - target_epsilon
 
-    floor = _lowest_noise_multiplier(mechanism, kind)
     lo = hi = max(
         floor,
         _rdp_hint(
@@ -196,10 +208,42 @@ def _check_pld_target(mechanism: DpSgdMechanism, kind: AccountantKind, target_ep
 
 
 def _lowest_noise_multiplier(mechanism: DpSgdMechanism, kind: AccountantKind) -> float:
-    """Where the search stops going down: MIN_NOISE_MULTIPLIER, or PLD's floor for Poisson-sampled steps."""
-    if kind is AccountantKind.PLD and mechanism.sampling is Sampling.POISSON:
-        return max(MIN_NOISE_MULTIPLIER, PLD_MIN_STEP_NOISE * mechanism.pld_step_move)  # see pld_step_noise_reason
-    return MIN_NOISE_MULTIPLIER
+    """Where the search stops going down: MIN_NOISE_MULTIPLIER, or PLD's floor for Poisson-sampled steps (the sigma
+    whose step noise, sigma_eff with noisy padding, is PLD's least: see pld_step_noise_reason)."""
+    if kind is not AccountantKind.PLD or mechanism.sampling is not Sampling.POISSON:
+        return MIN_NOISE_MULTIPLIER
+    step_floor = PLD_MIN_STEP_NOISE * mechanism.pld_step_move
+    sigma_c = mechanism.batch_size_noise_multiplier
+    if sigma_c is None:
+        return max(MIN_NOISE_MULTIPLIER, step_floor)
+    if sigma_c <= step_floor:
+        raise UnsupportedAccounting(
+            f"PLD is not asked to account a noise multiplier below {step_floor:g} per step, and with "
+            f"batch_size_noise_multiplier {sigma_c:g} every step's is below {sigma_c:g}; the RDP accountant covers it"
+        )
+    return max(MIN_NOISE_MULTIPLIER, (step_floor**-2 - sigma_c**-2) ** -0.5 * (1 + 1e-9))
+
+
+def _check_padding_noise(mechanism: DpSgdMechanism, kind: AccountantKind, target_epsilon, target_delta, prior):
+    """Refuses (`PaddingNoiseTooSmall`) a target that the run with steps of noise multiplier sigma_c, the limit of
+    sigma_eff as sigma grows, does not undercut. RDP (milliseconds) first: below the target there, PLD is taken to
+    reach it too (otherwise the search itself says no sigma reaches it); above it, PLD decides unless RDP's epsilon
+    is beyond `PLD_MAX_EPSILON`."""
+    sigma_c = mechanism.batch_size_noise_multiplier
+    limit = mechanism.replace(noise_multiplier=sigma_c, batch_size_noise_multiplier=None).dp_event()
+    event = dp_event.ComposedDpEvent(prior + [limit]) if prior else limit
+    try:
+        epsilon, by = _epsilon(event, mechanism, AccountantKind.RDP, target_delta), AccountantKind.RDP
+    except UnsupportedAccounting:  # RDP's numerical floor: an epsilon near 0
+        return
+    if epsilon >= target_epsilon and kind is AccountantKind.PLD and epsilon <= PLD_MAX_EPSILON:
+        epsilon, by = _epsilon(event, mechanism, kind, target_delta), kind
+    if epsilon >= target_epsilon:
+        raise PaddingNoiseTooSmall(
+            f"batch_size_noise_multiplier {sigma_c:g} is too small for epsilon {target_epsilon:g} at delta "
+            f"{target_delta:g}: however large sigma, each step's noise multiplier stays below {sigma_c:g}, where "
+            f"the {mechanism.steps} steps already spend epsilon {epsilon:.4g} ({by.value}); raise it, or the target"
+        )
 
 
 def _rdp_hint(kind: AccountantKind, mechanism: DpSgdMechanism, rdp_answer):
@@ -207,7 +251,7 @@ def _rdp_hint(kind: AccountantKind, mechanism: DpSgdMechanism, rdp_answer):
     if kind is AccountantKind.PLD and mechanism.unsupported_reason("rdp") is None:
         try:
             return rdp_answer()
-        except UnsupportedAccounting:  # beyond RDP's numerical reach: PLD searches on its own
+        except (UnsupportedAccounting, PaddingNoiseTooSmall):  # beyond RDP's reach: PLD searches on its own
             return None
     return None
 

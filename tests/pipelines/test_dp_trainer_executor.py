@@ -57,6 +57,8 @@ TRAINING_RUNS = {
     "fixed": {"sampling": "fixed", "epochs": 1, "target_epsilon": 8.0},
     # Truncated Poisson batches cut at K = B (about 45 % of the batches drawn are cut), 3 epochs at sigma 2.
     "truncated": {"truncated_batch_size": 32, "epochs": 3, "noise_multiplier": 2.0},
+    # Noisy padding (sigma_c 3 rows), sigma calibrated with the Transform graph's releases to epsilon 8 by RDP.
+    "noisy_padding": {"skip_padding": True, "batch_size_noise_multiplier": 3.0, "epochs": 1, "target_epsilon": 8.0},
 }
 
 EXECUTOR_RUNS = """
@@ -265,3 +267,27 @@ except RuntimeError as err:
     [line] = [line for line in out.splitlines() if line.startswith("REFUSED ")]
     assert "wrote 1 checkpoint(s) outside the guarantee" in line, line
     assert f"{tmp_path}/run/checkpoints/epoch_1/variables/variables holds Keras metric state" in line, line
+
+
+def test_noisy_padding_training_records_sigma_c_its_joint_gaussian_and_the_clamp(executor_runs):
+    """skip_padding with batch_size_noise_multiplier=3 through the executor and the bundled run_fn: sigma calibrated
+    so that the Transform graph's releases and one Poisson Gaussian of (sigma^-2 + 3^-2)^-1/2 per step meet epsilon
+    8 (RDP, at the accountant's delta); the ledger's delta adds the clamp's, and the padding is covered, not listed
+    outside the guarantee."""
+    n, (props, ledger) = executor_runs["n"], executor_runs["noisy_padding"]
+    steps = math.ceil(n / 32)
+    assert props["dp_steps"] == steps and ledger["parameters"]["batch_size_noise_multiplier"] == 3.0
+    sigma = ledger["parameters"]["noise_multiplier"]
+    effective = (sigma**-2 + 3.0**-2) ** -0.5
+    unit = dp_event.PoissonSampledDpEvent(32 / n, dp_event.GaussianDpEvent(effective))
+    composed = dp_event.ComposedDpEvent(_preprocessing(ledger, factor=1) + [dp_event.SelfComposedDpEvent(unit, steps)])
+    composition = ledger["composition"]
+    exact = dp_accounting.rdp.RdpAccountant().compose(composed).get_epsilon(composition["accountant_delta"])
+    assert 7.99 < exact <= 8.0 and ledger["epsilon"]["rdp"] == pytest.approx(exact, rel=1e-12)
+    clamp = steps * 2.0**-50 * (1 + 2.0**-40) * (1 + math.exp(min(e for e in ledger["epsilon"].values() if e)))
+    assert composition["clamp_delta"] == pytest.approx(clamp, rel=1e-12) and composition["cutoff_delta"] > 0
+    added = composition["cutoff_delta"] + composition["clamp_delta"]
+    assert ledger["delta"] == pytest.approx(composition["accountant_delta"] + added, rel=1e-15)
+    # Steps left their padding out with noisy padding: their row counts are covered, nothing listed outside.
+    assert ledger["parameters"]["uncovered_padding"] is False
+    assert UNCOVERED_PADDING_NAME not in ledger["parameters"]["outside_guarantee"]

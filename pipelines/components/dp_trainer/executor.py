@@ -94,6 +94,8 @@ def _describe(plan: DpTrainingPlan) -> str:
         "" if plan.preprocessing is None else (f", after {len(plan.preprocessing.events())} preprocessing releases")
     )
     sampling = m.sampling.value + ("" if m.truncated_batch_size is None else f", cut to {m.truncated_batch_size}")
+    if m.batch_size_noise_multiplier is not None:
+        sampling += f", noisy padding of {m.batch_size_noise_multiplier:g} rows"
     return (
         f"DP-SGD, n={m.dataset_size}, B={m.batch_size:g} ({sampling}), {m.steps} steps, "
         f"C={plan.config.l2_norm_clip:g}, sigma={m.noise_multiplier:.4g}, delta={plan.delta:g}{releases}"

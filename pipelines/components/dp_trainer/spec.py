@@ -22,6 +22,15 @@ truncated_batch_size   K or "default" (B + 4 standard deviations): truncated Poi
                        records the batches cut
 accountant             rdp or pld: the accountant that calibrates target_epsilon (fixed: rdp only; truncated
                        Poisson: pld only)
+skip_padding           true: a Poisson step leaves the sampler's padding rows out before the forward pass
+                       (make_private's skip_padding); alone, each step's duration follows the batch size drawn,
+                       outside the guarantee (the ledger lists it)
+batch_size_noise_multiplier
+                       sigma_c in rows, with skip_padding (noisy padding, make_private's): each step runs on its
+                       drawn examples plus a Gaussian number of padding rows, its row count covered by epsilon;
+                       accounted (and target_epsilon calibrated) as one Gaussian of (sigma^-2 + sigma_c^-2)^-1/2 per
+                       step, the ledger's delta adding the clamp's T 2^-50 (1 + 2^-40) (1 + e^eps). Poisson
+                       sampling, per-example clipping, untruncated batches only; the run_fn's step refuses XLA
 decision_epsilon       the push decision's budget: the Private Evaluator releases the held-out accuracy
                        with Gaussian noise calibrated to spend this alone (`privacy.decision`); the
                        ledger reserves it and sigma is calibrated so that everything composed meets
@@ -65,18 +74,22 @@ from pipelines.privacy_ledger import (
 from pipelines.transform.artifact import NO_COVERAGE_RECORD
 from privacy import validation
 from privacy.accounting import (
+    NOISE_MULTIPLIER_RANGE,
     AccountantKind,
     DpSgdMechanism,
     NoiseDraws,
+    PaddingNoiseTooSmall,
     PrivacyBudget,
     Sampling,
     UnsupportedAccounting,
     calibrate_noise_multiplier,
     default_delta,
     delta_below_one_over_n,
+    resolve_adjacency,
     steps_for_epochs,
     truncation,
 )
+from privacy.accounting.mechanism import noisy_padding_uncovered
 from privacy.compared import compared
 from privacy.decision import DecisionError, NoisyAccuracy
 from privacy.preprocessing import PreprocessingAccount, PreprocessingPart, RecordError
@@ -114,6 +127,8 @@ class DpTrainingConfig:
     accountant: str = AccountantKind.RDP.value
     decision_epsilon: float | None = None
     public_schema: bool = False
+    skip_padding: bool = False
+    batch_size_noise_multiplier: float | None = None
 
     @classmethod
     def from_custom_config(cls, custom_config: Mapping[str, Any] | None) -> "DpTrainingConfig":
@@ -133,7 +148,7 @@ class DpTrainingConfig:
             if key not in names and close:
                 raise InvalidPrivacySetting(key, f"unknown setting; did you mean {close[0]!r}?")
         values = {k: custom_config[k] for k in names if k in custom_config}
-        for key in ("private", "public_schema"):
+        for key in ("private", "public_schema", "skip_padding"):
             if key in values and not isinstance(values[key], bool):
                 raise InvalidPrivacySetting(key, f"must be true or false, got {values[key]!r}")
         for key in ("batch_size", "num_microbatches"):
@@ -148,6 +163,7 @@ class DpTrainingConfig:
         settings.choice(InvalidPrivacySetting, "sampling", config.sampling, SUPPORTED_SAMPLING)
         settings.choice(InvalidPrivacySetting, "accountant", config.accountant, [a.value for a in AccountantKind])
         config._check_truncation()
+        config._check_padding()
         if (
             config.private
             and config.target_epsilon is not None
@@ -209,6 +225,34 @@ class DpTrainingConfig:
                 "calibrate target_epsilon; use 'pld'",
             )
 
+    def _check_padding(self) -> None:
+        """``skip_padding`` and ``batch_size_noise_multiplier`` alone: private training only, and noisy padding where
+        make_private takes it (with skip_padding, on the runs `noisy_padding_uncovered` does not name)."""
+        if self.skip_padding and not self.private:
+            raise InvalidPrivacySetting("skip_padding", "applies to private training only")
+        sigma_c = self.batch_size_noise_multiplier
+        if sigma_c is None:
+            return
+        low, high = NOISE_MULTIPLIER_RANGE
+        try:
+            validation.number("batch_size_noise_multiplier", sigma_c, low=low, high=high)
+        except ValueError as err:
+            raise InvalidPrivacySetting("batch_size_noise_multiplier", str(err)) from None
+        sampling = Sampling(self.sampling)
+        why = (
+            ("private=false (noisy padding is of private steps)" if not self.private else None)
+            or ("skip_padding=false" if not self.skip_padding else None)
+            or noisy_padding_uncovered(
+                sampling, resolve_adjacency(sampling), self.truncated_batch_size, self.num_microbatches
+            )
+        )
+        if why:
+            raise InvalidPrivacySetting(
+                "batch_size_noise_multiplier",
+                f"{sigma_c!r} needs private training with skip_padding=true, untruncated Poisson batches and "
+                f"per-example clipping; got {why}",
+            )
+
     def to_custom_config(self) -> dict[str, Any]:
         """The settings as ``custom_config`` entries (JSON values)."""
         return dataclasses.asdict(self)
@@ -262,6 +306,7 @@ class DpTrainingConfig:
                 truncated_batch_size=truncation.resolve_truncated_batch_size(
                     self.truncated_batch_size, n, self.batch_size
                 ),
+                batch_size_noise_multiplier=self.batch_size_noise_multiplier,
             )
         except ValueError as err:
             setting = next(
@@ -280,6 +325,8 @@ class DpTrainingConfig:
                     accountant=self.accountant,
                     prior_events=prior,
                 )
+            except PaddingNoiseTooSmall as err:
+                raise InvalidPrivacySetting("batch_size_noise_multiplier", f"cannot calibrate: {err}") from None
             except (ValueError, UnsupportedAccounting) as err:
                 raise InvalidPrivacySetting("target_epsilon", f"cannot calibrate: {err}") from None
             mechanism = mechanism.replace(noise_multiplier=sigma)

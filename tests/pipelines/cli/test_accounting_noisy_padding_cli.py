@@ -37,6 +37,149 @@ def test_epsilon_is_the_joint_gaussians_and_delta_gains_the_clamp():
     assert plain["clamp_delta"] == 0.0 and plain["epsilon_pld"] < data["epsilon_pld"]
 
 
+TARGET, SIGMA_C = 2.0, 4.0
+PADDED = ["--batch-size-noise-multiplier", str(SIGMA_C), "--target-delta", str(DELTA), "--json"]
+
+
+def joint_epsilon(sigma, steps, accountant, sigma_c=SIGMA_C):
+    """dp-accounting's epsilon at DELTA of ``steps`` Poisson steps (q = B/N) of one Gaussian of sigma_eff."""
+    effective = (sigma**-2 + sigma_c**-2) ** -0.5
+    event = dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(B / N, dpa.GaussianDpEvent(effective)), steps)
+    if accountant == "pld":
+        return dpa.pld.PLDAccountant(value_discretization_interval=1e-4).compose(event).get_epsilon(DELTA)
+    return dpa.rdp.RdpAccountant().compose(event).get_epsilon(DELTA)
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def calibrated(command, *args):
+    """``ppml <command> --target-epsilon TARGET`` with noisy padding of SIGMA_C rows, as JSON."""
+    result = invoke(command, "--target-epsilon", str(TARGET), "--n", str(N), "--batch-size", str(B), *args, *PADDED)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def clamp(steps, epsilon):
+    return steps * 2.0**-50 * (1 + 2.0**-40) * (1 + math.exp(epsilon))
+
+
+def assert_deltas(data, accountant, steps):
+    """The row's clamp delta at its own epsilon, and its guarantee delta: DELTA plus that."""
+    assert data[f"clamp_delta_{accountant}"] == pytest.approx(clamp(steps, data[f"epsilon_{accountant}"]), rel=1e-12)
+    assert data[f"guarantee_delta_{accountant}"] == DELTA + data[f"clamp_delta_{accountant}"]
+
+
+@pytest.mark.parametrize("accountant", ["rdp", "pld"])
+def test_noise_calibrates_sigma_of_the_joint_gaussian_and_round_trips_through_epsilon(accountant):
+    data = calibrated("noise", "--steps", str(STEPS), "--accountant", accountant)
+    sigma, eps = data[f"noise_multiplier_{accountant}"], data[f"epsilon_{accountant}"]
+    assert data["batch_size_noise_multiplier"] == SIGMA_C
+    assert data[f"effective_noise_multiplier_{accountant}"] == pytest.approx((sigma**-2 + SIGMA_C**-2) ** -0.5)
+    assert eps == pytest.approx(joint_epsilon(sigma, STEPS, accountant), rel=1e-12) and eps <= TARGET
+    assert joint_epsilon(sigma - 2e-4, STEPS, accountant) > TARGET  # the smallest such sigma (tolerance 1e-4)
+    assert_deltas(data, accountant, STEPS)
+    size = ["--n", str(N), "--batch-size", str(B), "--steps", str(STEPS), "--accountant", accountant]
+    back = invoke("epsilon", "--noise-multiplier", repr(sigma), *size, *PADDED)
+    assert back.exit_code == 0, back.output
+    report = json.loads(back.output)
+    assert report[f"epsilon_{accountant}"] == eps and report["guarantee_delta"] == data[f"guarantee_delta_{accountant}"]
+
+
+@pytest.mark.parametrize("accountant", ["rdp", "pld"])
+def test_epochs_affords_the_steps_of_the_joint_gaussian(accountant):
+    data = calibrated("epochs", "--noise-multiplier", str(SIGMA), "--accountant", accountant)
+    steps = data[f"steps_{accountant}"]
+    assert data["effective_noise_multiplier"] == (SIGMA**-2 + SIGMA_C**-2) ** -0.5
+    assert joint_epsilon(SIGMA, steps, accountant) <= TARGET < joint_epsilon(SIGMA, steps + 1, accountant)
+    assert data[f"epochs_{accountant}"] == math.floor(steps * B / N)
+    assert data[f"epsilon_{accountant}"] == pytest.approx(joint_epsilon(SIGMA, steps, accountant), rel=1e-12)
+    assert_deltas(data, accountant, steps)
+
+
+def test_epochs_without_noisy_padding_spends_no_extra_accounting():
+    """The afforded steps' epsilon is computed only for the clamp: without the option, epochs' JSON is as before."""
+    args = ["--target-epsilon", str(TARGET), "--n", str(N), "--batch-size", str(B), "--noise-multiplier", str(SIGMA)]
+    result = invoke("epochs", *args, "--accountant", "rdp", "--target-delta", str(DELTA), "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["batch_size_noise_multiplier"] is None and data["effective_noise_multiplier"] == SIGMA
+    assert not {"epsilon_rdp", "clamp_delta_rdp", "guarantee_delta_rdp"} & set(data)
+
+
+def test_text_output_says_what_the_row_count_covers():
+    result = invoke(
+        "noise", "--target-epsilon", str(TARGET), "--n", str(N), "--batch-size", str(B), "--steps", str(STEPS),
+        "--accountant", "rdp", *PADDED[:-1],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    sigma = float(result.output.split("RDP")[1].split()[0])
+    assert f"Z ~ N(0, {SIGMA_C:g}^2)" in result.output and "the row count is covered by epsilon" in result.output
+    eps = joint_epsilon(sigma, STEPS, "rdp")
+    assert f"guarantee delta (the accountant's plus the clamp's): RDP {DELTA:g} + {clamp(STEPS, eps):.3g}." in (
+        result.output
+    )
+
+
+def test_a_batch_size_noise_too_small_for_the_target_is_refused_naming_both():
+    result = invoke(
+        "noise", "--target-epsilon", "1", "--n", str(N), "--batch-size", str(B), "--steps", str(STEPS),
+        "--batch-size-noise-multiplier", "0.5", "--target-delta", str(DELTA),
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output  # out of both accountants' reach: the error gives PLD's (tighter) limit
+    limit = joint_epsilon(math.inf, STEPS, "pld", sigma_c=0.5)
+    error = result.output.strip().splitlines()[-1]
+    assert error.startswith("Error: Invalid value for '--batch-size-noise-multiplier': batch_size_noise_multiplier 0.5")
+    assert "epsilon 1 at delta 1e-05" in error and f"epsilon {limit:.4g} (pld)" in error
+
+
+@pytest.mark.parametrize("accountant", ["rdp", "pld"])
+def test_the_refusal_is_exactly_where_the_target_is_out_of_reach(accountant):
+    """sigma_eff < sigma_c for every sigma: a target at or below the epsilon of steps of sigma_c itself (the limit,
+    recomputed here) is refused; one just above it is reached (by a large sigma), not refused as merely slow."""
+    limit = float(joint_epsilon(math.inf, STEPS, accountant, sigma_c=2.0))
+    args = ["--n", str(N), "--batch-size", str(B), "--steps", str(STEPS), "--accountant", accountant]
+    args += ["--batch-size-noise-multiplier", "2", "--target-delta", str(DELTA), "--json"]
+    below = invoke("noise", "--target-epsilon", repr(limit * (1 - 1e-6)), *args)
+    assert below.exit_code == 2 and "is too small for epsilon" in below.output, below.output
+    target = limit * 1.001
+    above = invoke("noise", "--target-epsilon", repr(target), *args)
+    assert above.exit_code == 0, above.output
+    sigma = json.loads(above.output)[f"noise_multiplier_{accountant}"]
+    assert (
+        joint_epsilon(sigma, STEPS, accountant, sigma_c=2.0)
+        <= target
+        < joint_epsilon(sigma / 1.01, STEPS, accountant, sigma_c=2.0)
+    )
+
+
+def test_with_both_accountants_a_target_only_pld_reaches_leaves_rdp_out_and_pld_answers():
+    """A target between PLD's and RDP's limit (steps of sigma_c itself): RDP's row says why it has no sigma, PLD's
+    sigma meets the target (recomputed); exit 0, not a refusal of the whole command."""
+    limits = {kind: float(joint_epsilon(math.inf, STEPS, kind, sigma_c=2.0)) for kind in ("rdp", "pld")}
+    assert limits["pld"] < limits["rdp"]
+    target = (limits["pld"] + limits["rdp"]) / 2
+    result = invoke(
+        "noise", "--target-epsilon", repr(target), "--n", str(N), "--batch-size", str(B), "--steps", str(STEPS),
+        "--batch-size-noise-multiplier", "2", "--target-delta", str(DELTA), "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["noise_multiplier_rdp"] is None and "is too small for epsilon" in data["unavailable"]["rdp"]
+    assert data["clamp_delta_rdp"] is None and "pld" not in data["unavailable"]
+    assert joint_epsilon(data["noise_multiplier_pld"], STEPS, "pld", sigma_c=2.0) <= target
+    assert_deltas(data, "pld", STEPS)
+
+
+LENGTHS = {
+    "epsilon": ["--noise-multiplier", str(SIGMA), "--steps", str(STEPS)],
+    "noise": ["--target-epsilon", "2", "--steps", str(STEPS)],
+    "epochs": ["--target-epsilon", "2", "--noise-multiplier", str(SIGMA)],
+}
+
+
+@pytest.mark.parametrize("command", list(LENGTHS))
 @pytest.mark.parametrize(
     "args, named",
     [
@@ -45,10 +188,13 @@ def test_epsilon_is_the_joint_gaussians_and_delta_gains_the_clamp():
         (["--batch-size-noise-multiplier", "3", "--sampling", "shuffle"], "sampling='shuffle'"),
         (["--batch-size-noise-multiplier", "3", "--truncated-batch-size", "50"], "truncated_batch_size=50"),
         (["--batch-size-noise-multiplier", "3", "--adjacency", "replace-one"], "adjacency='replace-one'"),
+        (["--batch-size-noise-multiplier", "3", "--num-microbatches", "4"], "num_microbatches=4"),
     ],
 )
-def test_refusals_exit_2_with_one_line_naming_the_value(args, named):
-    result = run(*args)
+def test_refusals_exit_2_with_one_line_naming_the_value(command, args, named):
+    """The same refusals from each accounting command."""
+    result = invoke(command, "--n", str(N), "--batch-size", str(B), *LENGTHS[command], *args)
     assert result.exit_code == 2, result.output
-    assert "--batch-size-noise-multiplier" in result.output and named in result.output, result.output
+    error = result.output.strip().splitlines()[-1]
+    assert error.startswith("Error: Invalid value for '--batch-size-noise-multiplier'") and named in error, error
     assert "Traceback" not in result.output

@@ -2,6 +2,7 @@
 importing TFX, bad input in one line naming the option, the flag glossary's old spellings, one run per root."""
 
 import inspect
+import json
 import os
 import subprocess
 import sys
@@ -116,6 +117,12 @@ BAD_RUN_OPTIONS = [
     (["--truncated-batch-size", "40", "--no-dp"], "--truncated-batch-size"),
     (["--truncated-batch-size", "40", "--trainer-config", '{"accountant": "rdp"}'], "--trainer-config"),
     (["--trainer", "federated", "--truncated-batch-size", "40"], "--truncated-batch-size"),
+    (["--trainer-config", '{"batch_size_noise_multiplier": 3}'], "'batch_size_noise_multiplier'"),  # no skip_padding
+    (
+        ["--trainer-config", '{"skip_padding": true, "batch_size_noise_multiplier": 3}', "--sampling", "fixed"],
+        "'batch_size_noise_multiplier'",
+    ),
+    (["--trainer-config", '{"skip_padding": true}', "--no-dp"], "'skip_padding'"),
     (["--trainer", "pate", "--target-epsilon", "3"], "--target-epsilon"),
     (["--trainer", "pate", "--noise-multiplier", "1"], "--noise-multiplier"),
     (["--trainer", "pate", "--preprocessing-share", "0.5"], "--preprocessing-share"),
@@ -151,6 +158,17 @@ def test_truncated_batch_size_reaches_the_trainer_config_with_the_pld_accountant
     plan = pipeline_cli._plan(**{k: v for k, v in context.params.items() if k in plan_options})
     assert plan.trainer_config["truncated_batch_size"] == "default" and plan.trainer_config["accountant"] == "pld"
     assert "truncated_batch_size" not in plan.non_private_trainer_config
+
+
+def test_noisy_padding_reaches_the_private_trainer_config_only():
+    """Through --trainer-config, as make_private names it; the side-by-side non-private Trainer drops both keys."""
+    padding = {"skip_padding": True, "batch_size_noise_multiplier": 3.0}
+    args = ["--trainer-config", json.dumps(padding), "--compare-non-private"]
+    context = pipeline_cli.run.make_context("run", args)
+    plan_options = inspect.signature(pipeline_cli._plan).parameters
+    plan = pipeline_cli._plan(**{k: v for k, v in context.params.items() if k in plan_options})
+    assert {k: plan.trainer_config[k] for k in padding} == padding
+    assert not set(padding) & set(plan.non_private_trainer_config)
 
 
 def test_the_budget_adjacency_reaches_the_gate_and_a_per_example_federated_trainer_calibrates_for_it():
