@@ -225,9 +225,10 @@ def redraw(values, redo, fresh, bits_mask, modulus):  # pragma: no cover - compi
 # Ring-word steps (uint64, wrapping like numpy's): several numpy passes over a comparison's values or a gate's terms
 # in one call each. At batch 1 their arrays are a few hundred words; numpy releases the GIL around each pass over
 # more than 500 elements, and in an in-process cluster each release is a hand-off between the party threads.
+_IN, _OUT = _array(_U64, 1, True), _array(_U64, 1)
 
 
-@_twins(types.void(_array(_U64, 1, True), _U64, _U64, _array(_U64, 1), _array(_U64, 1)), work=0)
+@_twins(types.void(_IN, _U64, _U64, _OUT, _OUT), work=0)
 def helper_split(part, offset, low, big, other):  # pragma: no cover - compiled
     """big = part + offset; other = low - (big & low): the helper's B' and c' (`comparison.Comparison`)."""
     for i in range(len(part)):
@@ -236,7 +237,7 @@ def helper_split(part, offset, low, big, other):  # pragma: no cover - compiled
         other[i] = low - (value & low)
 
 
-@_twins(types.void(_array(_U64, 1, True), _U64, _array(_U64, 1, True), _array(_U64, 1)), work=0)
+@_twins(types.void(_IN, _U64, _IN, _OUT), work=0)
 def top_bit_xor(big, shift, flips, out):  # pragma: no cover - compiled
     """out = ((big >> shift) xor flips) & 1: a comparison's result bit from bit `shift` of B' (or A) and delta (or
     the coin whose bit 0 is beta)."""
@@ -244,10 +245,7 @@ def top_bit_xor(big, shift, flips, out):  # pragma: no cover - compiled
         out[i] = ((big[i] >> shift) ^ flips[i]) & numba.uint64(1)
 
 
-@_twins(
-    types.void(_array(_U64, 1, True), _array(_U64, 1, True), _array(_U64, 1, True), types.boolean, _array(_U64, 1)),
-    work=0,
-)
+@_twins(types.void(_IN, _IN, _IN, types.boolean, _OUT), work=0)
 def gate_pair_term(pair, beta, delta, first, out):  # pragma: no cover - compiled
     """out = (1 - 2 beta) pair delta + [first] pair beta: a pair member's term of pair * bit before the helper's
     other factors (`comparison.gate_in`); beta in {0, 1}."""
@@ -259,19 +257,7 @@ def gate_pair_term(pair, beta, delta, first, out):  # pragma: no cover - compile
         out[i] = term
 
 
-@_twins(
-    types.void(
-        _array(_U64, 1, True),
-        _array(_U64, 1, True),
-        _array(_U64, 1, True),
-        _array(_U64, 1, True),
-        types.int64,
-        _array(_U64, 1),
-        _array(_U64, 1),
-        _array(_U64, 1),
-    ),
-    work=0,
-)
+@_twins(types.void(_IN, _IN, _IN, _IN, types.int64, _OUT, _OUT, _OUT), work=0)
 def opener_split(a, b, lo, span, bits, carry, high, bound):  # pragma: no cover - compiled
     """The input check's helper parts from its copies a, b of the input (`input_check`): with B = a + b - lo
     (lo, span of one example, repeated over the batch), carry = (B mod 2^bits) - 2^bits, high = B - (B mod
@@ -286,7 +272,7 @@ def opener_split(a, b, lo, span, bits, carry, high, bound):  # pragma: no cover 
             bound[i] = span[i % width] - value
 
 
-@_twins(types.void(_array(_U64, 1), types.int64, _array(_U64, 1, True), _array(_U64, 1, True), types.boolean), work=0)
+@_twins(types.void(_OUT, types.int64, _IN, _IN, types.boolean), work=0)
 def check_word(term, bits, high, mask, add):  # pragma: no cover - compiled
     """term = high + (term << bits) + mask (or - mask where not `add`), in place: a pair member's masked word of W
     (`input_check`)."""
