@@ -58,20 +58,9 @@ OPENER = 0
 """The party that learns W: the helper of both comparisons (its pair is parties 1 and 2)."""
 
 
-_HELD_CHUNK = 2047
-"""Bytes per SHA-256 update of a component under `kernels.KEEP_GIL_BELOW` bytes: CPython's hashlib keeps the GIL for
-updates under 2 KiB and releases it for larger ones, and in an in-process cluster a release costs the party threads
-more than hashing a few KB does. The digest is the same whatever the chunks."""
-
-
 def _digest(component: np.ndarray) -> bytes:
-    from privacy.encrypted.protocol.kernels import KEEP_GIL_BELOW
-
     digest = hashlib.sha256(b"ppml input component\0")
-    data = np.ascontiguousarray(component).data.cast("B")  # the same bytes as tobytes(), without copying them
-    step = _HELD_CHUNK if len(data) < KEEP_GIL_BELOW else max(len(data), 1)
-    for start in range(0, len(data), step):
-        digest.update(data[start : start + step])
+    digest.update(np.ascontiguousarray(component).data)  # the same bytes as tobytes(), without copying them
     return digest.digest()
 
 

@@ -1,7 +1,6 @@
 """Protocol primitives on shares against exact cleartext computation in the same ring."""
 
 import dataclasses
-import hashlib
 import re
 
 import numpy as np
@@ -958,14 +957,3 @@ def test_a_party_that_dies_mid_refresh_leaves_the_others_with_a_transport_error(
     assert isinstance(outcomes[1], TransportError)
     assert all(isinstance(outcomes[i], (TransportError, type(models[i]))) for i in (0, 2)), outcomes
     assert any(isinstance(outcomes[i], TransportError) for i in (0, 2))  # someone waited for party 1
-
-
-@pytest.mark.parametrize("count", [0, 1, 255, 256, 784, 8191, 8192, 78_400])
-def test_the_input_checks_digest_is_sha256_of_the_components_bytes_whatever_the_chunks_it_hashes(count):
-    """Small components are hashed in updates under 2 KiB (CPython keeps the GIL for those) and large ones at once
-    (`kernels.KEEP_GIL_BELOW` bytes): the digest is SHA-256 of the prefix and the component's bytes either way, at
-    chunk boundaries (2047 bytes), either side of the size limit and for a non-contiguous component."""
-    words = np.random.default_rng(count).integers(0, 2**64, size=(2, count), dtype=np.uint64)
-    for component in (words[0], words[:, ::2][0] if count else words[0], words.T[:, 0]):
-        expected = hashlib.sha256(b"ppml input component\0" + np.ascontiguousarray(component).tobytes()).digest()
-        assert input_check._digest(component) == expected
