@@ -136,7 +136,7 @@ class InputCheck:
         self._verdict = None
         p.add_rider(self._steps())
 
-    def _splits(self, rnd) -> tuple[list[Split], np.ndarray | np.uint64]:
+    def _splits(self, rnd) -> tuple[list[Split], np.ndarray]:
         """The comparisons' splits (carry, then bound unless `one_comparison`) and this party's term of
         d - (A mod 2^k) - (B mod 2^k)."""
         from privacy.encrypted.protocol import kernels  # imported where used: see kernels' docstring
