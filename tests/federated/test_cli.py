@@ -14,6 +14,8 @@ from pipelines.cli.main import cli
 from pipelines.components.federated_trainer.spec import FederatedTrainingConfig, InvalidFederatedSetting
 from pipelines.privacy_ledger import FEDAVG_FLOATING_POINT_NOISE, SEPARATE_RUNS, public_dataset_size
 
+pytestmark = pytest.mark.usefixtures("memoized_calibration")
+
 
 def test_federated_run_dp_secure_aggregation(tmp_path):
     out = tmp_path / "run"
