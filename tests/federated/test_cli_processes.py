@@ -22,6 +22,7 @@ def test_killed_runs_resume_from_their_checkpoint_to_the_uninterrupted_result(tm
 
     from pipelines import privacy_ledger
 
+    rounds = 12  # stopped after round 3, killed 3 or more rounds later, resumed for the rest
     args = [
         "--dp",
         "--seeded-noise",
@@ -36,7 +37,7 @@ def test_killed_runs_resume_from_their_checkpoint_to_the_uninterrupted_result(tm
         "--model",
         "2nn",
         "--rounds",
-        "24",
+        str(rounds),
         "--seed",
         "3",
     ]
@@ -88,22 +89,22 @@ def test_killed_runs_resume_from_their_checkpoint_to_the_uninterrupted_result(tm
         interrupted_at = rounds_done(checkpoint)
         killed = start("resumed", checkpoint)
         stop_after(killed, checkpoint, interrupted_at + 3, signal.SIGKILL)
-        assert killed.returncode == -signal.SIGKILL and 0 < rounds_done(checkpoint) < 24
+        assert killed.returncode == -signal.SIGKILL and 0 < rounds_done(checkpoint) < rounds
         resumed = start("resumed", checkpoint)
         for proc in (straight, resumed):
             stdout, stderr = proc.communicate(timeout=900)
             assert proc.returncode == 0, stderr[-3000:]
         histories = [json.loads((tmp_path / name / "history.json").read_text()) for name in ("straight", "resumed")]
         without_time = [[{k: v for k, v in r.items() if k != "seconds"} for r in h["rounds"]] for h in histories]
-        assert len(without_time[0]) == 24 and without_time[0] == without_time[1]
+        assert len(without_time[0]) == rounds and without_time[0] == without_time[1]
         ledgers = [
             privacy_ledger.read_ledger_file(str(tmp_path / name / "privacy_ledger.json"))
             for name in ("straight", "resumed")
         ]
-        assert ledgers[0].epsilons == ledgers[1].epsilons and ledgers[1].budget.units == 24
+        assert ledgers[0].epsilons == ledgers[1].epsilons and ledgers[1].budget.units == rounds
         event = dp_event.PoissonSampledDpEvent(0.5, dp_event.GaussianDpEvent(1.0))
         assert ledgers[1].epsilons["rdp"] == pytest.approx(
-            dp_accounting.rdp.RdpAccountant().compose(event, 24).get_epsilon(0.01), rel=1e-12
+            dp_accounting.rdp.RdpAccountant().compose(event, rounds).get_epsilon(0.01), rel=1e-12
         )
     finally:  # a failed assertion leaves no run behind (its Popen would warn in a later test)
         for proc in started:
