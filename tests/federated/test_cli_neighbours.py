@@ -179,6 +179,19 @@ def _dp_outputs(result, out):
     )
 
 
+def _clean_and_bad_by_user(tmp_path, clean: str):
+    """{"clean", "bad"}: the releases (`_dp_outputs`) and the clients (`_cli_rows`) of --dp runs on ``clean`` and on
+    tmp_path/bad.csv, one client per user, half of them in each of two rounds, the linear model."""
+    common = ["--dp", "--rounds", "2", "-C", "0.5", "--model", "linear", "--execution", "numpy", *_BINARY_BY_USER]
+    runs, clients = {}, {}
+    for name, dataset in (("clean", clean), ("bad", str(tmp_path / "bad.csv"))):
+        result = _run([*common, "--dataset", dataset, "--out", str(tmp_path / name)], tmp_path)
+        assert result.exit_code == 0, result.output
+        runs[name] = _dp_outputs(result, tmp_path / name)
+        clients[name] = _cli_rows([*common, "--dataset", dataset])[0]
+    return runs, clients
+
+
 @pytest.mark.parametrize("bad", ["feature abc", "feature empty", "label 1.5", "user 1.5", "fields extra"])
 def test_under_dp_no_csv_cell_decides_a_column_type_the_features_the_clients_or_the_run(tmp_path, bad):
     """Replace-one-user neighbours of a clean CSV with integer user ids: the last user is replaced by one row with
@@ -199,24 +212,7 @@ def test_under_dp_no_csv_cell_decides_a_column_type_the_features_the_clients_or_
     kept = [line for line in lines[1:] if line.split(",")[4] != "9"]
     last = ",".join(row.values()) + (",extra" if kind == "fields" else "")
     (tmp_path / "bad.csv").write_text("\n".join([lines[0], *kept, last]) + "\n")
-    common = [
-        "--dp",
-        "--rounds",
-        "2",
-        "-C",
-        "0.5",
-        "--model",
-        "linear",
-        "--execution",
-        "numpy",
-        *_BINARY_BY_USER,
-    ]
-    runs, clients = {}, {}
-    for name, dataset in (("clean", clean), ("bad", str(tmp_path / "bad.csv"))):
-        result = _run([*common, "--dataset", dataset, "--out", str(tmp_path / name)], tmp_path)
-        assert result.exit_code == 0, result.output
-        runs[name] = _dp_outputs(result, tmp_path / name)
-        clients[name] = _cli_rows([*common, "--dataset", dataset])[0]
+    runs, clients = _clean_and_bad_by_user(tmp_path, clean)
     assert runs["clean"] == runs["bad"] and runs["clean"][0]["num_parameters"] == 4 * 2 + 2
     newcomer = "1.5" if kind == "user" else "9"
     assert sorted(clients["bad"]) == sorted([*map(str, range(9)), newcomer])
@@ -247,24 +243,7 @@ def test_under_dp_no_csv_line_reaches_another_line_or_decides_the_run(tmp_path, 
     line, at = BAD_LINES[bad]
     lines = (tmp_path / "clean.csv").read_bytes().splitlines()
     (tmp_path / "bad.csv").write_bytes(b"\n".join([*lines[: at + 1], line, *lines[at + 1 :]]) + b"\n")
-    common = [
-        "--dp",
-        "--rounds",
-        "2",
-        "-C",
-        "0.5",
-        "--model",
-        "linear",
-        "--execution",
-        "numpy",
-        *_BINARY_BY_USER,
-    ]
-    runs, clients = {}, {}
-    for name, dataset in (("clean", clean), ("bad", str(tmp_path / "bad.csv"))):
-        result = _run([*common, "--dataset", dataset, "--out", str(tmp_path / name)], tmp_path)
-        assert result.exit_code == 0, result.output
-        runs[name] = _dp_outputs(result, tmp_path / name)
-        clients[name] = _cli_rows([*common, "--dataset", dataset])[0]
+    runs, clients = _clean_and_bad_by_user(tmp_path, clean)
     assert runs["clean"] == runs["bad"] and runs["clean"][2]["parameters"]["dataset_size"] == 10
     assert clients["bad"] == clients["clean"]
 
