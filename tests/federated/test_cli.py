@@ -209,21 +209,7 @@ def test_under_dp_metrics_of_held_out_rows_are_labelled_outside_the_guarantee(tm
     x = rng.normal(size=(300, 4)).astype(np.float32)
     y = (x[:, 0] > 0).astype(np.int64)
     np.savez(tmp_path / "split.npz", x=x[:240], y=y[:240], x_test=x[240:], y_test=y[240:])
-    common = [
-        "--dp",
-        "--rounds",
-        "2",
-        "--clients",
-        "10",
-        "-C",
-        "0.5",
-        "--model",
-        "linear",
-        "--execution",
-        "numpy",
-        "--num-classes",
-        "2",
-    ]
+    common = ["--dp", *_SMALL_RUN, "--num-classes", "2"]
     tag = "held-out private rows, not DP"
     result = _run(common + ["--dataset", _write_csv(tmp_path / "d.csv", x, y)], tmp_path)
     assert result.exit_code == 0, result.output
@@ -323,6 +309,10 @@ def test_csv_and_tfrecord_datasets_take_every_numeric_column_but_label_and_clien
 
 def _run(args, tmp_path, **kwargs):
     return CliRunner(**kwargs).invoke(cli, ["federated", "run", "--out", str(tmp_path / "run")] + list(args))
+
+
+_SMALL_RUN = ["--rounds", "2", "--clients", "10", "-C", "0.5", "--model", "linear", "--execution", "numpy"]
+"""Flags of a small run: two rounds of half of 10 clients, the linear model, numpy execution."""
 
 
 def _history(result):

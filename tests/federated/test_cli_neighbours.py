@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from dp_accounting import dp_event
 
-from .test_cli import _cli_rows, _run, _write_csv
+from .test_cli import _SMALL_RUN, _cli_rows, _run, _write_csv
 
 pytestmark = pytest.mark.usefixtures("memoized_calibration")
 
@@ -136,20 +136,7 @@ def test_under_dp_one_bad_record_does_not_decide_whether_the_run_happens(tmp_pat
         row[2] = float(bad)
     clean = _write_csv(tmp_path / "clean.csv", x, y)
     plus = _write_csv(tmp_path / "plus.csv", np.vstack([x, row]), np.append(y, label))
-    common = [
-        "--rounds",
-        "2",
-        "--clients",
-        "10",
-        "-C",
-        "0.5",
-        "--model",
-        "linear",
-        "--execution",
-        "numpy",
-        "--num-classes",
-        "3",
-    ]
+    common = [*_SMALL_RUN, "--num-classes", "3"]
     public = _run([*common, "--dataset", plus], tmp_path)
     assert public.exit_code == 2 and public.stderr.count("\n") == 1 and re.search(refusal, public.stderr), public.output
     runs = {}
@@ -327,20 +314,7 @@ def test_under_dp_no_tfrecord_decides_the_features_their_kinds_or_the_run(tmp_pa
         with tf.io.TFRecordWriter(str(tmp_path / f"{name}.tfrecord")) as writer:
             for record in rows:
                 writer.write(record)
-    common = [
-        "--rounds",
-        "2",
-        "--clients",
-        "10",
-        "-C",
-        "0.5",
-        "--model",
-        "linear",
-        "--execution",
-        "numpy",
-        "--num-classes",
-        "2",
-    ]
+    common = [*_SMALL_RUN, "--num-classes", "2"]
     public = _run([*common, "--dataset", str(tmp_path / "bad.tfrecord")], tmp_path)
     assert public.exit_code == 2 and public.stderr.count("\n") == 1, public.output
     features = [arg for j in range(4) for arg in ("--feature-column", f"f{j}")]
