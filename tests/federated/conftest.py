@@ -42,9 +42,8 @@ _CALIBRATIONS: dict = {}
 def memoized_calibration():
     """The federated trainer's plan calibrates z through one cache per process: a pure function of its arguments
     (dp-accounting's Brent search over the event family), so an identical call returns the value the first one
-    computed; any other call computes, and an error is raised each time. Sampling-without-replacement RDP took
-    about 0.9 s an evaluation and 9 s a calibration (profiled on the loaded 2-core EPYC), repeated identically by the
-    command-line tests' runs."""
+    computed; any other call computes, and an error is raised each time. A sampling-without-replacement RDP
+    calibration costs seconds of CPU, and the command-line tests' runs repeat identical ones."""
     from pipelines.components.federated_trainer import spec
 
     calibrate = spec.calibrate_noise_multiplier
