@@ -137,7 +137,8 @@ def poisson_batches(
         keeps the first K of a uniformly random permutation of those drawn (a uniformly random K-subset, drawn
         independently of which examples were drawn). Accounted as `TruncatedSubsampledGaussianDpEvent`;
         ``sampling_of(dataset).truncated_batches`` counts the batches cut. Per-example clipping only.
-      seed: seed of the sampling randomness for reproducible runs; default: drawn from `secrets`.
+      seed: seed of the sampling randomness for reproducible runs (the same batches for a seed within one version
+        of ppml: `_poisson_indices`' high-byte draw changed them from earlier versions'); default: from `secrets`.
       random_slots: put the sampled examples and the padding in uniformly random slots instead of
         examples first (in dataset order). Required when the batch is clipped in microbatches of
         consecutive slots: an added example then takes one free slot and changes one microbatch (2C),
@@ -157,11 +158,10 @@ def poisson_batches(
     limit = validation.integer("max_batch_size", limit, minimum=1, error=DPConfigurationError)
     cut = None if cap is None else tf.Variable(0, dtype=tf.int64, trainable=False, name="ppml_truncated_batches")
 
-    below = tf.constant(inclusion_threshold(n, expected_batch_size) - 1, tf.uint64)
+    threshold = inclusion_threshold(n, expected_batch_size)
 
     def draw(seed_pair):
-        bits = tf.random.stateless_uniform([n], seed=seed_pair, minval=None, maxval=None, dtype=tf.uint64)
-        index = tf.cast(tf.where(bits <= below)[:, 0], tf.int32)
+        index = _poisson_indices(seed_pair, n, threshold)
         count = tf.size(index)
         if cut is None:
             checks = [
@@ -443,6 +443,37 @@ def _seed_pairs(seed):
         return stream, tf.random.experimental.stateless_fold_in(tf.stack([key, stream]), step)
 
     return tf.data.Dataset.counter().scan(tf.constant(-1, tf.int64), pair)
+
+
+def _poisson_indices(seed_pair, n: int, threshold: int):
+    """The examples (int32 indices in [0, n), ascending) that join the batch of ``seed_pair``: example i joins when
+    its uniform 64-bit variate U_i = H_i 2^56 + R_i is below ``threshold`` t (probability t / 2^64, independently).
+
+    The high bytes H_i are drawn for all n examples (the bytes of n / 4 Philox words of the seed pair: an eighth of
+    the words that 64-bit variates take), the low 56 bits R_i only for the candidates, H_i <= (t - 1) >> 56 (at most
+    B + n / 256 of them on average; all n as q nears 1), one per candidate in index order (the top 56 bits of a
+    uniform 64-bit word) from stream 3 of the seed pair, folded in as int64 (a seed of the pair's first 64 bits and 3:
+    two steps share it with probability 2^-64, where an int32 fold-in's 32 bits would repeat in a long run). R is
+    independent of H, so every U_i is a uniform 64-bit variate, independent of the others, and the rule is
+    U_i <= t - 1 exactly.
+    """
+    below = threshold - 1
+    high, low = tf.constant(below >> 56, tf.uint8), tf.constant(below & (2**56 - 1), tf.uint64)
+    words = tf.random.stateless_uniform([(n + 3) // 4], seed=seed_pair, minval=None, maxval=None, dtype=tf.uint32)
+    bytes_ = tf.reshape(tf.bitcast(words, tf.uint8), [-1])[:n]
+    candidates = tf.where(bytes_ <= high)[:, 0]
+    rest = tf.bitwise.right_shift(
+        tf.random.stateless_uniform(
+            tf.shape(candidates),
+            seed=tf.random.experimental.stateless_fold_in(seed_pair, tf.constant(3, tf.int64)),
+            minval=None,
+            maxval=None,
+            dtype=tf.uint64,
+        ),
+        tf.constant(8, tf.uint64),
+    )
+    joins = (tf.gather(bytes_, candidates) < high) | (rest <= low)
+    return tf.cast(tf.boolean_mask(candidates, joins), tf.int32)
 
 
 def _permuted(values, seed_pair, stream: int):

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 from scipy import stats
 
-from privacy.keras import DPConfigurationError, poisson_batches, sampling_of
+from privacy.keras import DPConfigurationError, poisson_batches, sampling, sampling_of
 from privacy.keras.sampling import inclusion_threshold
 
 N = 2**22
@@ -114,3 +114,102 @@ def test_interleaved_iterators_of_one_seeded_dataset_keep_their_own_streams():
     for mine, expected in zip(a, alone, strict=True):
         np.testing.assert_array_equal(mine, expected)
     assert not any(np.array_equal(p, q) for p, q in zip(a, b, strict=True))
+
+
+def _variates(seed_pair, n, below):
+    """The uniform 64-bit variates U_i <= ``below``'s high byte plus all ones, reconstructed in numpy from the
+    sampler's two Philox draws (its high bytes: the little-endian bytes of n / 4 uint32 words; the candidates'
+    low 56 bits: the top bits of one uint64 each, stream 3 folded in as int64): {index: U_i} for the candidates,
+    H_i <= below >> 56."""
+    words = tf.random.stateless_uniform([(n + 3) // 4], seed=seed_pair, minval=None, maxval=None, dtype=tf.uint32)
+    high = words.numpy().astype("<u4").view(np.uint8)[:n]
+    candidates = np.flatnonzero(high <= below >> 56)
+    low = tf.random.stateless_uniform(
+        [len(candidates)],
+        seed=tf.random.experimental.stateless_fold_in(seed_pair, tf.constant(3, tf.int64)),
+        minval=None,
+        maxval=None,
+        dtype=tf.uint64,
+    ).numpy()
+    return {int(i): (int(high[i]) << 56) | (int(u) >> 8) for i, u in zip(candidates, low, strict=True)}
+
+
+def test_a_batch_is_the_examples_whose_variate_is_below_the_threshold():
+    """Thresholds at a candidate's exact variate U_k (k excluded: U_k < t fails) and U_k + 1 (included), for
+    examples whose high byte ties the threshold's (3, and the extremes 0 and 255), one below it, and thresholds whose
+    low bits are 0 or all ones: the batch is exactly {i : U_i < t} of the variates reconstructed independently of the
+    sampler's comparison; also for n = 1."""
+    n, seed_pair = 5000, tf.constant([3, 14], tf.int64)
+    ties = []  # (k, U_k) as drawn at thresholds of k's high byte (the candidates, so each one's low bits, depend on it)
+    for byte, count in ((3, 3), (0, 1), (255, 1)):
+        ties += [(k, u) for k, u in _variates(seed_pair, n, ((byte + 1) << 56) - 1).items() if u >> 56 == byte][:count]
+    lower = next(u for u in _variates(seed_pair, n, (4 << 56) - 1).values() if u >> 56 == 2)  # byte 2, below 3
+    thresholds = [u + d for u in [u for _, u in ties] + [lower] for d in (0, 1)]
+    thresholds += [3 << 56, (3 << 56) + 1, 4 << 56, 2**64 - 1, 2**64, 1]
+    included = set()
+    for t in thresholds:
+        variates = _variates(seed_pair, n, t - 1)
+        expected = sorted(i for i, u in variates.items() if u < t)
+        got = sampling._poisson_indices(seed_pair, n, t).numpy()
+        np.testing.assert_array_equal(got, expected, err_msg=f"t = {t}")
+        included.update((t, int(i)) for i in got)
+    assert len(ties) == 5
+    for k, u in ties:  # the boundary itself: U_k = t - 1 joins, U_k = t does not
+        assert (u + 1, k) in included and (u, k) not in included
+    assert len(sampling._poisson_indices(seed_pair, n, 2**64)) == n
+    (only,) = _variates(seed_pair, 1, 2**64 - 1).values()
+    assert [sampling._poisson_indices(seed_pair, 1, t).numpy().tolist() for t in (only, only + 1)] == [[], [0]]
+
+
+@pytest.mark.parametrize("truncated", [None, 31])
+def test_poisson_batches_hold_the_examples_of_the_reconstructed_rule(truncated):
+    """The first steps of a seeded `poisson_batches` hold exactly the examples whose reconstructed variate is below
+    `inclusion_threshold` (step k's seed pair: `stateless_fold_in((seed, 0), k)`); truncated to K = 31 at an
+    expected 30, a batch holds those when they are at most 31, else 31 of them."""
+    n, batch, seed = 3000, 30, 21
+    x = np.arange(n, dtype=np.int32)
+    t = inclusion_threshold(n, batch)
+    dataset = poisson_batches(
+        (x, x), dataset_size=n, expected_batch_size=batch, seed=seed, truncated_batch_size=truncated
+    )
+    for step, (features, _, weight) in enumerate(dataset.take(6)):
+        pair = tf.random.experimental.stateless_fold_in(tf.constant([seed, 0], tf.int64), tf.constant(step, tf.int64))
+        expected = sorted(i for i, u in _variates(pair, n, t - 1).items() if u < t)
+        got = features.numpy()[weight.numpy() != 0]
+        if truncated is None or len(expected) <= truncated:
+            np.testing.assert_array_equal(got, expected)
+        else:
+            assert len(got) == truncated and set(got) <= set(expected)
+
+
+@pytest.mark.parametrize("n, batch", [(1000, 40), (300, 271.5), (2000, 0.7)])
+def test_batch_sizes_follow_the_binomial_and_examples_join_independently(n, batch):
+    """4 000 seeded draws: the batch sizes against Binomial(n, t / 2^64) (chi-square over bins of expected count >= 20),
+    each example's joins against Binomial(4 000, p) (chi-square over the n examples), and the examples 4j and
+    4j + 1 (high bytes of one Philox word) joining together p^2 of the time."""
+    steps, t = 4000, inclusion_threshold(n, batch)
+    p = t / 2**64
+
+    def joins(i):
+        index = sampling._poisson_indices(tf.stack([i, tf.constant(77, tf.int64)]), n, t)
+        return tf.scatter_nd(tf.expand_dims(index, 1), tf.ones_like(index), [n])
+
+    draws = tf.data.Dataset.range(steps).map(joins)
+    joined = np.stack([d.numpy() for d in draws.batch(500)]).reshape(steps, n).astype(bool)
+    sizes = joined.sum(axis=1)
+    pmf = stats.binom.pmf(np.arange(n + 1), n, p)
+    edges, mass = [0], 0.0
+    for k in range(n + 1):  # bins of expected count >= 20, the last one open
+        mass += pmf[k]
+        if mass * steps >= 20 and stats.binom.sf(k, n, p) * steps >= 20:
+            edges.append(k + 1)
+            mass = 0.0
+    observed = np.add.reduceat(np.bincount(sizes, minlength=n + 1), edges)
+    expected = np.add.reduceat(pmf, edges) * steps
+    assert stats.chisquare(observed, expected * observed.sum() / expected.sum()).pvalue > 1e-4
+    per_example = joined.sum(axis=0)
+    statistic = np.sum((per_example - steps * p) ** 2) / (steps * p * (1 - p))
+    assert stats.chi2.sf(statistic, n) > 1e-4 and stats.chi2.cdf(statistic, n) > 1e-4
+    pairs = np.sum(joined[:, 0::4][:, : n // 4] & joined[:, 1::4][:, : n // 4])
+    trials = steps * (n // 4)
+    assert abs(pairs - trials * p * p) < 5 * math.sqrt(trials * p * p * (1 - p * p)) + 1
