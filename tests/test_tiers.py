@@ -51,7 +51,7 @@ def test_deprecation_warnings_of_other_packages_stay_warnings(module):
             {"keras_flavours", "slow"},
         ),
         (
-            "tests/federated/test_cli.py",
+            "tests/federated/test_cli_processes.py",
             "test_killed_runs_resume_from_their_checkpoint_to_the_uninterrupted_result",
             (),
             {},

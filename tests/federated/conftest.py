@@ -32,3 +32,28 @@ def digits_dirichlet():
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+_CALIBRATIONS: dict = {}
+"""calibrate_noise_multiplier's results by its arguments, kept for the test session's process."""
+
+
+@pytest.fixture(scope="module")
+def memoized_calibration():
+    """The federated trainer's plan calibrates z through one cache per process: a pure function of its arguments
+    (dp-accounting's Brent search over the event family), so an identical call returns the value the first one
+    computed; any other call computes, and an error is raised each time. A sampling-without-replacement RDP
+    calibration costs seconds of CPU, and the command-line tests' runs repeat identical ones."""
+    from pipelines.components.federated_trainer import spec
+
+    calibrate = spec.calibrate_noise_multiplier
+
+    def memoized(mechanism, **settings):
+        key = (mechanism, *sorted((k, tuple(v) if k == "prior_events" else v) for k, v in settings.items()))
+        if key not in _CALIBRATIONS:
+            _CALIBRATIONS[key] = calibrate(mechanism, **settings)
+        return _CALIBRATIONS[key]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(spec, "calibrate_noise_multiplier", memoized)
+        yield

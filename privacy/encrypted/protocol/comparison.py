@@ -56,6 +56,14 @@ MAX_BITS = 63
 """Largest R: with R = 63 a comparison decides the sign of any ring element (signed 64-bit reading)."""
 
 
+def flat(x, shape: tuple) -> np.ndarray:
+    """x (a ring array of `shape`, or one that broadcasts to it) as a contiguous 1-D ring array, for the kernels:
+    a view where it already is one."""
+    if not (isinstance(x, np.ndarray) and x.dtype == DTYPE and x.shape == shape and x.flags.c_contiguous):
+        x = np.ascontiguousarray(np.broadcast_to(np.asarray(x, dtype=DTYPE), shape))
+    return x.reshape(-1)
+
+
 @dataclasses.dataclass(frozen=True)
 class Bit:
     """A secret bit b = beta' xor delta': `value` is beta' at the helper's pair, delta' at the helper."""
@@ -115,12 +123,14 @@ class Comparison:
         self._low = DTYPE((1 << bits) - 1)
         self._sent: Round | None = None
         if p.index == h:
-            self._big = split.helper_part + DTYPE((1 << bits) - (1 if strict else 0))  # B'
-            shares = p.prf_with(v).residues(shape, MODULUS).reshape(-1, bits)
-            other = (self._low - (self._big & self._low)).reshape(-1)  # c'
-            message = np.empty_like(shares)
             from privacy.encrypted.protocol import kernels  # imported where used: see kernels' docstring
 
+            self._big = np.empty(split.shape, dtype=DTYPE)  # B'
+            other = np.empty(self._big.size, dtype=DTYPE)  # c'
+            offset = DTYPE((1 << bits) - (1 if strict else 0))
+            kernels.helper_split(flat(split.helper_part, split.shape), offset, self._low, self._big.reshape(-1), other)
+            shares = p.prf_with(v).residues(shape, MODULUS).reshape(-1, bits)
+            message = np.empty_like(shares)
             kernels.helper_message(other, shares, message)
             self._first.send(u, message.reshape(shape))
         elif p.index == u:
@@ -147,14 +157,14 @@ class Comparison:
             raise TransportError(f"party {h} sent a comparison residue of {shares.max()}, not below {MODULUS}")
         pair = p.prf_with(v if first else u)
         coins = pair.words(self.split.shape)  # bit 0: beta; the other 63 bits mod `bits`: the left rotation
-        self._beta = coins & DTYPE(1)
+        self._coins = coins.reshape(-1)
         rho = pair.residues(shape, MODULUS - 1).reshape(-1, bits)  # multipliers rho - 1
         mask = pair.residues(shape, MODULUS).reshape(-1, bits)
         a = (self._big & self._low).reshape(-1)
         out = np.empty(shares.shape, dtype=np.uint8)
         from privacy.encrypted.protocol import kernels
 
-        kernels.pair_vectors(a, coins.reshape(-1), shares, rho, mask, first, out)
+        kernels.pair_vectors(a, self._coins, shares, rho, mask, first, out)
         rnd.send(h, out.reshape(shape))
 
     def bit(self) -> Bit:
@@ -162,14 +172,17 @@ class Comparison:
         if self._sent is None:
             raise RuntimeError("the comparison's test vectors were not sent")
         self._sent.run()
+        from privacy.encrypted.protocol import kernels
+
         if self.p.index == self.helper:
             u_vec, v_vec = (s.value.reshape(-1, self.bits) for s in self._vectors)
-            delta = np.empty(len(u_vec), dtype=DTYPE)
-            from privacy.encrypted.protocol import kernels
-
-            kernels.any_zero_sum(u_vec, v_vec, delta)
-            return Bit(self.helper, ((self._big >> DTYPE(self.bits)) & DTYPE(1)) ^ delta.reshape(self.split.shape))
-        return Bit(self.helper, ((self._big >> DTYPE(self.bits)) & DTYPE(1)) ^ self._beta)
+            flips = np.empty(len(u_vec), dtype=DTYPE)  # delta
+            kernels.any_zero_sum(u_vec, v_vec, flips)
+        else:
+            flips = self._coins  # bit 0: beta
+        out = np.empty(self.split.shape, dtype=DTYPE)
+        kernels.top_bit_xor(flat(self._big, self.split.shape), DTYPE(self.bits), flips, out.reshape(-1))
+        return Bit(self.helper, out)
 
 
 def compare(p: Party, split: Split, bits: int, *, strict: bool = False) -> Bit:
@@ -229,7 +242,6 @@ def gate_in(p: Party, bit: Bit, values: list, rnd: Round) -> Callable[[], list[T
                 rnd.send(u, factor - key.words(shape))
         return lambda: [Terms(np.zeros(shape, dtype=DTYPE), h) for _ in values]
     beta = bit.value
-    sigma = DTYPE(1) - DTYPE(2) * beta
     first = p.index == u
     if first:
         delta = rnd.receive(h, shape)
@@ -240,14 +252,18 @@ def gate_in(p: Party, bit: Bit, values: list, rnd: Round) -> Callable[[], list[T
         factors = [[key.words(shape) for _ in range(part.factors)] for part in parts]
 
     def finish() -> list[Terms]:
+        from privacy.encrypted.protocol import kernels
+
         got = (lambda f: f.value) if first else (lambda f: f)
+        sigma = None if all(part.helper_zero and part.carry is None for part in parts) else DTYPE(1) - DTYPE(2) * beta
         out = []
         for part, received in zip(parts, factors, strict=True):
             carry_beta = DTYPE(0) if part.carry is None else part.carry.value
             pair = part.pair if part.carry is None else part.pair + carry_beta  # A + beta_c
-            term = sigma * pair * got(delta)  # a new array: the sums below go into it in place
-            if first:
-                term += pair * beta
+            term = np.empty(shape, dtype=DTYPE)  # sigma pair delta + [u] pair beta; the sums below go into it
+            kernels.gate_pair_term(
+                flat(pair, shape), flat(beta, shape), flat(got(delta), shape), first, term.reshape(-1)
+            )
             if not part.helper_zero:
                 both, product = got(received[0]), got(received[1])
                 term += beta * both

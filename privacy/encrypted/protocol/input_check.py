@@ -48,7 +48,7 @@ import hashlib
 import numpy as np
 
 from privacy.encrypted.model.ring import DTYPE
-from privacy.encrypted.protocol.comparison import Comparison, GateParts, Split, gate_in
+from privacy.encrypted.protocol.comparison import Comparison, GateParts, Split, flat, gate_in
 from privacy.encrypted.protocol.party import Party
 from privacy.encrypted.protocol.shares import AShare
 
@@ -136,23 +136,35 @@ class InputCheck:
         self._verdict = None
         p.add_rider(self._steps())
 
-    def _splits(self, rnd) -> tuple[list[Split], np.ndarray | np.uint64]:
+    def _splits(self, rnd) -> tuple[list[Split], np.ndarray]:
         """The comparisons' splits (carry, then bound unless `one_comparison`) and this party's term of
         d - (A mod 2^k) - (B mod 2^k)."""
+        from privacy.encrypted.protocol import kernels  # imported where used: see kernels' docstring
+
         p, x, k = self.p, self.x, self.k
-        low = DTYPE((1 << k) - 1)
-        if p.index == OPENER:
-            big = x.a + x.b
-            big -= self.lo  # B
-            splits = [Split(rnd, OPENER, x.shape, helper_part=(big & low) - DTYPE(1 << k))]
+        if p.index == OPENER:  # B = c_0 + c_1 - lo
+            carry, high = np.empty(x.shape, dtype=DTYPE), np.empty(x.shape, dtype=DTYPE)
+            bound = np.empty(x.shape if not self.one_comparison else (0,), dtype=DTYPE)
+            kernels.opener_split(
+                flat(x.a, x.shape),
+                flat(x.b, x.shape),
+                self.lo.reshape(-1),
+                self.span.reshape(-1),
+                k,
+                carry.reshape(-1),
+                high.reshape(-1),
+                bound.reshape(-1),
+            )
+            splits = [Split(rnd, OPENER, x.shape, helper_part=carry)]  # (B mod 2^k) - 2^k
             if not self.one_comparison:
-                splits.append(Split(rnd, OPENER, x.shape, helper_part=self.span - big))
-            return splits, big & ~low
+                splits.append(Split(rnd, OPENER, x.shape, helper_part=bound))  # span - B
+            return splits, high  # B - (B mod 2^k)
         common = x.b if p.index == OPENER + 1 else x.a  # A = c_2
+        low = DTYPE((1 << k) - 1)
         splits = [Split(rnd, OPENER, x.shape, pair_part=lambda: common & low)]
         if not self.one_comparison:
             splits.append(Split(rnd, OPENER, x.shape, pair_part=lambda: -common))
-        return splits, common & ~low if p.index == OPENER + 1 else DTYPE(0)
+        return splits, common & ~low if p.index == OPENER + 1 else np.zeros(x.shape, dtype=DTYPE)
 
     def _steps(self):
         p, x, k = self.p, self.x, self.k
@@ -173,12 +185,15 @@ class InputCheck:
             received = [rnd.receive(j, x.shape) for j in (1, 2)]
             self._verdict = lambda: (inconsistent, high + received[0].value + received[1].value)
             return
+        from privacy.encrypted.protocol import kernels
+
         (carry_term,), *bound = (finish() for finish in gated)
-        term = high + (carry_term.term << DTYPE(k))
         if bound:  # 1 - g
-            term = term - bound[0][0].term + (DTYPE(1) if p.index == OPENER + 1 else DTYPE(0))
+            high = high - bound[0][0].term + (DTYPE(1) if p.index == OPENER + 1 else DTYPE(0))
         mask = p.prf_with(3 - p.index).words(x.shape)  # parties 1 and 2: a mask party 0 does not know
-        rnd.send(OPENER, term + mask if p.index == 1 else term - mask)
+        word = flat(carry_term.term, x.shape)  # becomes high + 2^k carry_term + mask (party 1) or - mask (party 2)
+        kernels.check_word(word, k, flat(high, x.shape), flat(mask, x.shape), p.index == 1)
+        rnd.send(OPENER, word.reshape(x.shape))
         self._verdict = lambda: (inconsistent, None)
 
     def refused(self) -> str | None:

@@ -1,7 +1,9 @@
-"""Compiled loops of the comparison's test vectors and of the PRF's residues (numba), without temporaries.
+"""Compiled loops of the comparison's test vectors and of the PRF's residues (numba), without temporaries, and of
+the ring-word steps around them (the comparison's splits and result bits, a gate's terms, the input check's parts).
 
 A comparison's work is a few operations on each of R residues per compared value (`comparison`): numpy
-makes a full pass, and an array, for each of them. These kernels do them row by row in registers. On large
+makes a full pass, and an array, for each of them. These kernels do them row by row in registers; the ring-word
+kernels do several numpy passes over the compared values in one. On large
 arrays they release the GIL (`nogil`), so the three party threads of an in-process cluster run them at the
 same time; on small ones they keep it (`KEEP_GIL_BELOW`). Each computes exactly what the comparison's
 docstring (and `randomness.Prf.residues`) defines, from the same inputs; `tests/privacy/encrypted/test_kernels.py`
@@ -36,9 +38,9 @@ _U8, _U64 = types.uint8, types.uint64
 
 
 KEEP_GIL_BELOW = 1 << 16
-"""Entries of a call's work array (residues, or bytes of a draw) below which a kernel keeps the GIL. Where other
-threads wait for the GIL (the three parties of an in-process cluster), a release hands it to one of them, and
-taking it back waits for that thread's next release: below this size that costs more than the call runs
+"""Entries of a call's work array (residues, bytes of a draw, or ring words) below which a kernel keeps the GIL.
+Where other threads wait for the GIL (the three parties of an in-process cluster), a release hands it to one of
+them, and taking it back waits for that thread's next release: below this size that costs more than the call runs
 (benchmarks/README.md, encrypted_inference, Dec 7 2026)."""
 
 
@@ -218,3 +220,62 @@ def redraw(values, redo, fresh, bits_mask, modulus):  # pragma: no cover - compi
             kept[count] = redo[i]
             count += 1
     return kept[:count].copy()
+
+
+# Ring-word steps (uint64, wrapping like numpy's): several numpy passes over a comparison's values or a gate's terms
+# in one call each. At batch 1 their arrays are a few hundred words; numpy releases the GIL around each pass over
+# more than 500 elements, and in an in-process cluster each release is a hand-off between the party threads.
+_IN, _OUT = _array(_U64, 1, True), _array(_U64, 1)
+
+
+@_twins(types.void(_IN, _U64, _U64, _OUT, _OUT), work=0)
+def helper_split(part, offset, low, big, other):  # pragma: no cover - compiled
+    """big = part + offset; other = low - (big & low): the helper's B' and c' (`comparison.Comparison`)."""
+    for i in range(len(part)):
+        value = part[i] + offset
+        big[i] = value
+        other[i] = low - (value & low)
+
+
+@_twins(types.void(_IN, _U64, _IN, _OUT), work=0)
+def top_bit_xor(big, shift, flips, out):  # pragma: no cover - compiled
+    """out = ((big >> shift) xor flips) & 1: a comparison's result bit from bit `shift` of B' (or A) and delta (or
+    the coin whose bit 0 is beta)."""
+    for i in range(len(big)):
+        out[i] = ((big[i] >> shift) ^ flips[i]) & numba.uint64(1)
+
+
+@_twins(types.void(_IN, _IN, _IN, types.boolean, _OUT), work=0)
+def gate_pair_term(pair, beta, delta, first, out):  # pragma: no cover - compiled
+    """out = (1 - 2 beta) pair delta + [first] pair beta: a pair member's term of pair * bit before the helper's
+    other factors (`comparison.gate_in`); beta in {0, 1}."""
+    for i in range(len(pair)):
+        b = beta[i]
+        term = (numba.uint64(1) - numba.uint64(2) * b) * pair[i] * delta[i]
+        if first:
+            term += pair[i] * b
+        out[i] = term
+
+
+@_twins(types.void(_IN, _IN, _IN, _IN, types.int64, _OUT, _OUT, _OUT), work=0)
+def opener_split(a, b, lo, span, bits, carry, high, bound):  # pragma: no cover - compiled
+    """The input check's helper parts from its copies a, b of the input (`input_check`): with B = a + b - lo
+    (lo, span of one example, repeated over the batch), carry = (B mod 2^bits) - 2^bits, high = B - (B mod
+    2^bits), and bound = span - B where `bound` is not empty (the exact check's second comparison)."""
+    low = (numba.uint64(1) << numba.uint64(bits)) - numba.uint64(1)
+    width = len(lo)
+    for i in range(len(a)):
+        value = a[i] + b[i] - lo[i % width]
+        carry[i] = (value & low) - (low + numba.uint64(1))
+        high[i] = value & ~low
+        if len(bound):
+            bound[i] = span[i % width] - value
+
+
+@_twins(types.void(_OUT, types.int64, _IN, _IN, types.boolean), work=0)
+def check_word(term, bits, high, mask, add):  # pragma: no cover - compiled
+    """term = high + (term << bits) + mask (or - mask where not `add`), in place: a pair member's masked word of W
+    (`input_check`)."""
+    for i in range(len(term)):
+        value = high[i] + (term[i] << numba.uint64(bits))
+        term[i] = value + mask[i] if add else value - mask[i]

@@ -109,6 +109,86 @@ def ref_any_zero_sum(u, v):
     return np.any(np.minimum(total, total - np.uint8(P)) == 0, axis=1).astype(np.uint64)
 
 
+def ring_words(*shape):
+    """Random uint64 words with the ring's edges first: 0, 1, 2^63 - 1, 2^63, 2^64 - 1 (test data only)."""
+    words = RNG.integers(0, 2**64, size=shape, dtype=np.uint64, endpoint=False)
+    flat = words.reshape(-1)
+    edges = np.array([0, 1, 2**63 - 1, 2**63, 2**64 - 1], dtype=np.uint64)
+    flat[: min(len(flat), 5)] = edges[: len(flat)]
+    return words
+
+
+# The numpy steps of the comparison and of the input check that the ring-word kernels replaced
+# (privacy/encrypted/protocol/comparison.py and input_check.py at 9a2f375), unchanged but for names.
+
+
+def ref_helper_split(part, offset, low):
+    big = part + offset
+    return big, low - (big & low)
+
+
+def ref_top_bit_xor(big, shift, flips):  # the helper's flips are delta in {0, 1}, the pair's its coins
+    return ((big >> shift) & np.uint64(1)) ^ (flips & np.uint64(1))
+
+
+def ref_gate_pair_term(pair, beta, delta, first):
+    sigma = np.uint64(1) - np.uint64(2) * beta
+    term = sigma * pair * delta
+    if first:
+        term += pair * beta
+    return term
+
+
+def ref_opener_split(a, b, lo, span, bits):
+    low = np.uint64((1 << bits) - 1)
+    big = a + b
+    big -= lo
+    return (big & low) - np.uint64(1 << bits), big & ~low, span - big
+
+
+def ref_check_word(term, bits, high, mask, add):
+    term = high + (term << np.uint64(bits))
+    return term + mask if add else term - mask
+
+
+@pytest.mark.parametrize("count", [0, 1, 784, 78_400])
+def test_the_ring_word_kernels_equal_the_numpy_steps_they_replaced(count):
+    """Every shift or width 1..63, both pair members, random words with the ring's edges (0, 1, 2^63 - 1, 2^63,
+    2^64 - 1), bits in {0, 1}, a batch of one 784-value example and of 100; the input check's bounds repeated over
+    the batch, and its bound part left out where its array is empty."""
+    part, big, other_words, pair, delta, mask = (ring_words(count) for _ in range(6))
+    beta = RNG.integers(0, 2, size=count, dtype=np.uint64)
+    beta[:2] = [0, 1][: min(count, 2)]
+    width = min(count, 784)
+    lo, span = ring_words(width), ring_words(width)
+    repeat = count // width if width else 0
+    for bits in range(1, 64):
+        offset, low = np.uint64((1 << bits) - 1), np.uint64((1 << bits) - 1)
+        out_big, out_other = np.empty(count, np.uint64), np.empty(count, np.uint64)
+        kernels.helper_split(part, offset, low, out_big, out_other)
+        expected = ref_helper_split(part, offset, low)
+        assert np.array_equal(out_big, expected[0]) and np.array_equal(out_other, expected[1]), bits
+        out = np.empty(count, np.uint64)
+        for flips in (beta, other_words):  # delta, or the pair's coins (bit 0: beta)
+            kernels.top_bit_xor(big, np.uint64(bits), flips, out)
+            assert np.array_equal(out, ref_top_bit_xor(big, np.uint64(bits), flips)), bits
+        carry, high, bound = (np.empty(count, np.uint64) for _ in range(3))
+        kernels.opener_split(part, big, lo, span, bits, carry, high, bound)
+        expected = ref_opener_split(part.reshape(repeat, width), big.reshape(repeat, width), lo, span, bits)
+        for got, want in zip((carry, high, bound), expected, strict=True):
+            assert np.array_equal(got, want.reshape(-1)), bits
+        kernels.opener_split(part, big, lo, span, bits, carry, high, np.empty(0, np.uint64))
+        assert np.array_equal(carry, expected[0].reshape(-1)) and np.array_equal(high, expected[1].reshape(-1))
+        for add in (True, False):
+            term = other_words.copy()
+            kernels.check_word(term, bits, high, mask, add)
+            assert np.array_equal(term, ref_check_word(other_words, bits, high, mask, add)), (bits, add)
+    for first in (True, False):
+        out = np.empty(count, np.uint64)
+        kernels.gate_pair_term(pair, beta, delta, first, out)
+        assert np.array_equal(out, ref_gate_pair_term(pair, beta, delta, first)), first
+
+
 def test_the_references_reductions_and_rotation_are_exact_over_their_whole_domain():
     """The reference's table-free reductions mod p against numpy's remainder for every value they are given, and
     its rotation against np.roll."""
@@ -399,7 +479,18 @@ def test_a_changed_modulus_is_never_served_from_the_cache_of_the_old_one(python_
     assert zero_sum() == (0, 1)
 
 
-TWINS = ("helper_message", "pair_vectors", "any_zero_sum", "masked_draws", "redraw")
+TWINS = (
+    "helper_message",
+    "pair_vectors",
+    "any_zero_sum",
+    "masked_draws",
+    "redraw",
+    "helper_split",
+    "top_bit_xor",
+    "gate_pair_term",
+    "opener_split",
+    "check_word",
+)
 
 
 def _twin_calls(size):
@@ -416,7 +507,36 @@ def _twin_calls(size):
     fresh = RNG.integers(0, 256, size=size, dtype=np.uint8)
     redrawn = stream.copy()
     redrawn[redo] = fresh & np.uint8(127)
+    words, flips, bounds = ring_words(size), ring_words(size), ring_words(size // 16)
+    beta = flips & np.uint64(1)
+    split = ref_opener_split(words.reshape(16, -1), flips.reshape(16, -1), bounds, bounds, bits)
+    empty = np.empty(0, np.uint64)
     return {
+        "helper_split": (
+            (words, np.uint64(9), np.uint64(7), np.empty_like(words), np.empty_like(words)),
+            4,
+            ref_helper_split(words, np.uint64(9), np.uint64(7))[1],
+        ),
+        "top_bit_xor": (
+            (words, np.uint64(bits), flips, np.empty_like(words)),
+            3,
+            ref_top_bit_xor(words, np.uint64(bits), flips),
+        ),
+        "gate_pair_term": (
+            (words, beta, flips, True, np.empty_like(words)),
+            4,
+            ref_gate_pair_term(words, beta, flips, True),
+        ),
+        "opener_split": (
+            (words, flips, bounds, bounds, bits, np.empty_like(words), np.empty_like(words), empty),
+            6,
+            split[1].reshape(-1),
+        ),
+        "check_word": (
+            (words, bits, flips, bounds.repeat(16), False),
+            0,
+            ref_check_word(words, bits, flips, bounds.repeat(16), False),
+        ),
         "helper_message": ((other, shares, np.empty_like(shares)), 2, ref_helper_message(other, shares)),
         "pair_vectors": (
             (a, coins, shares, rho, mask, True, np.empty_like(shares)),
