@@ -636,15 +636,7 @@ def test_a_private_trainer_reads_each_record_against_a_declared_spec(tmp_path, b
     import tensorflow as tf
 
     from pipelines.trainers.federated import client_data, declared_spec, read_split, resolve_feature_keys
-
-    def example(**features):
-        lists = {
-            float: lambda v: tf.train.Feature(float_list=tf.train.FloatList(value=v)),
-            int: lambda v: tf.train.Feature(int64_list=tf.train.Int64List(value=v)),
-            bytes: lambda v: tf.train.Feature(bytes_list=tf.train.BytesList(value=v)),
-        }
-        feature = {k: lists[type(v[0])](v) for k, v in features.items()}
-        return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    from tests.federated.test_cli_neighbours import _example as example
 
     rng = np.random.default_rng(0)
     records = [
