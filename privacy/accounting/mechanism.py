@@ -68,6 +68,7 @@ from dp_accounting import dp_event
 from privacy import validation
 from privacy.accounting import noisy_padding, truncation
 from privacy.accounting.accountants import UnsupportedAccounting, epsilon_of
+from privacy.accounting.noise_cutoff import check_noise_scale
 from privacy.compared import compared
 
 NeighboringRelation = dp_accounting.NeighboringRelation
@@ -522,3 +523,36 @@ def steps_per_epoch(dataset_size: int, batch_size: float, sampling: Sampling | s
 def steps_for_epochs(epochs: float, dataset_size: int, batch_size: float) -> int:
     """T = ceil(epochs * n / B), the convention of TF Privacy's statements."""
     return max(1, math.ceil(epochs * dataset_size / batch_size - 1e-9))
+
+
+def folded_multiplier(multiplier: Fraction) -> tuple[Fraction, int]:
+    """(m, k) with ``multiplier`` = m 2^k, k >= 0 the least making m <= 1: how ppml's DP-SGD step
+    (`privacy.keras.train_step.released_sums`) applies 1 / B. The clip factors take m: the clipped sums'
+    rounding bounds hold for scales s <= 1 (`privacy.keras.clipping.divisors`; above 1 an operand read as 0 loses
+    s |y| < s lambda, and the scaled side can overflow: a one-position product keeps |a| up to 2^64 at D = |a| |g| <= C,
+    and s = m scales it to inf from m = 2^64). The noisy sums are multiplied by 2^k afterwards: the release is a
+    post-processing of a step of expected batch size 2^k B (on several replicas too: a power of two scales each
+    replica's part and their sum exactly, barring overflow and subnormals)."""
+    doublings = 0
+    while multiplier > 1:
+        multiplier, doublings = multiplier / 2, doublings + 1
+    return multiplier, doublings
+
+
+def check_step_noise(noise_multiplier: float, l2_norm_clip: float, denominator: float, *, error=ValueError) -> None:
+    """Refuses, before any model is built, a DP-SGD step whose noise's standard deviation sigma C (1 + SLACK) m
+    (1 / ``denominator`` = m 2^k, `folded_multiplier`; the denominator is the step's B: ``num_microbatches``, else the
+    expected batch size) is outside float32's `noise_cutoff.noise_scale_range`. The private step takes float32 and
+    float64 weights, and float32's range lies within float64's, so float32's is the one that holds whatever the
+    model's dtype (a float64 model is refused between the two ranges too); the first step checks the model's own
+    dtype again (`privacy.keras.noise.checked_scale`).
+
+    Raises:
+      ``error``: in one line naming ``l2_norm_clip`` (with sigma and B), the standard deviation and the range.
+    """
+    multiplier, _ = folded_multiplier(1 / Fraction(denominator))
+    stddev = Fraction(noise_multiplier) * Fraction(l2_norm_clip) * (1 + SLACK) * multiplier
+    context = (
+        f"l2_norm_clip={l2_norm_clip!r} (with noise_multiplier {noise_multiplier!r} and batch size {denominator!r}): "
+    )
+    check_noise_scale(stddev, "float32", context=context, error=error)

@@ -109,6 +109,7 @@ import dataclasses
 import functools
 import math
 
+import ml_dtypes
 import numpy as np
 
 from privacy import validation
@@ -123,6 +124,39 @@ DEFAULT_RADIUS_BITS = 64
 def sampler_radius(dtype_name: str = "float32") -> float:
     """The cut-off of ppml's sampler for tensors of ``dtype_name``: sqrt(2 bits ln 2) (9.42 float32, 12.0 float64)."""
     return math.sqrt(2.0 * RADIUS_BITS.get(dtype_name, DEFAULT_RADIUS_BITS) * math.log(2.0))
+
+
+def noise_scale_range(dtype_name: str = "float32") -> tuple[float, float]:
+    """[smallest, largest]: the standard deviations (besides 0) at which ppml's sampler (`privacy.keras.noise.normal`)
+    draws the Gaussian the accountant assumes, up to rounding, in tensors of ``dtype_name``. TensorFlow's CPU kernels
+    flush subnormal results to 0, so a standard deviation s zeroes every N(0, 1) draw below tiny / s in magnitude
+    (tiny the dtype's smallest normal number); s >= tiny / eps (eps its machine epsilon) keeps that below eps, the
+    size of the draws' own rounding error near 1. Above largest = max / (R' (1 + eps)^2) draws could overflow: R' is
+    `sampler_radius` rounded up to the dtype, one eps covers a draw's rounding above it, one the scale's rounding up
+    (exact for 16-bit dtypes too, where max / R alone is not: float16's rounds up to a scale that overflows)."""
+    dtype = np.dtype(getattr(ml_dtypes, dtype_name, dtype_name))
+    info = ml_dtypes.finfo(dtype)
+    radius = sampler_radius(dtype_name)
+    rounded = dtype.type(radius)
+    if float(rounded) < radius:
+        rounded = np.nextafter(rounded, dtype.type(np.inf))
+    eps = float(info.eps)
+    return float(info.tiny) / eps, float(info.max) / (float(rounded) * (1 + eps) ** 2)
+
+
+def check_noise_scale(stddev, dtype_name: str = "float32", *, context: str = "", error=ValueError) -> None:
+    """Refuses a noise standard deviation ``stddev`` (a float or Fraction) outside `noise_scale_range` (0 passes).
+
+    Raises:
+      ``error``: in one line, ``context`` first, naming ``stddev``, the dtype and the accepted range.
+    """
+    smallest, largest = noise_scale_range(dtype_name)
+    if stddev != 0 and not smallest <= stddev <= largest:
+        raise error(
+            f"{context}the noise's standard deviation {float(stddev)!r} in {dtype_name} (noise_multiplier * "
+            f"l2_norm_clip * (1 + 2^-10) / batch size, for gradients) must be 0 or in [{smallest!r}, {largest!r}]: "
+            "below, its draws are flushed to 0; above, they overflow"
+        )
 
 
 MAX_ADDED_FRACTION = 0.01

@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from privacy.accounting import DpSgdMechanism, Sampling, delta_warning
+from privacy.accounting.mechanism import check_step_noise
 from privacy.keras import callback, compat, monitoring, optimizers, recording, roundoff, sampling, validator
 from privacy.keras.params import DPConfigurationError, DPParams
 from privacy.keras.private_training import (
@@ -152,7 +153,9 @@ def make_private(
     `DPConfigurationError`: ppml cannot check how the caller's batch was sampled, so it cannot account it.
 
     Raises:
-      DPConfigurationError: for layers, losses or settings DP-SGD cannot handle, naming what to use instead.
+      DPConfigurationError: for layers, losses or settings DP-SGD cannot handle, naming what to use instead; for
+        an ``l2_norm_clip`` whose noise, sigma C (1 + 2^-10) / B, float32 cannot draw (`check_step_noise`; where B
+        is known here, else at the first step).
     """
     if mechanism is not None:
         _check_mechanism(
@@ -200,6 +203,9 @@ def make_private(
         skip_padding=skip_padding,
         batch_size_noise_multiplier=batch_size_noise_multiplier,
     )
+    denominator = None if params is None else params.num_microbatches or private.expected_batch_size
+    if denominator is not None and params.noise_multiplier != 0:  # else the first step checks it
+        check_step_noise(params.noise_multiplier, params.l2_norm_clip, denominator, error=DPConfigurationError)
     attach(model, private)
     object.__setattr__(model, "train_step", types.MethodType(_train_step, model))
     object.__setattr__(model, "fit", types.MethodType(_fit_with(type(model).fit), model))

@@ -63,7 +63,6 @@ import math
 import os
 from fractions import Fraction
 
-import ml_dtypes
 import numpy as np
 import tensorflow as tf
 
@@ -204,24 +203,16 @@ def normal(shape, seed, dtype, stddev: float | Fraction = 1.0) -> tf.Tensor:
 
 
 def checked_scale(stddev: float | Fraction, dtype):
-    """``stddev`` rounded up to ``dtype`` (`rounded_up`), refused where its draws would not be the Gaussian the
-    accountant assumes up to rounding: TensorFlow's CPU kernels flush subnormal results to 0, so a standard deviation
-    s zeroes every N(0, 1) draw below tiny / s in magnitude (tiny the dtype's smallest normal number); s >= tiny / eps
-    (eps its machine epsilon) keeps that below eps, the size of the draws' own rounding error near 1 (not covered,
-    as README says of the noise's rounding). Above (largest value) / `cutoff_radius`, draws overflow.
+    """``stddev`` rounded up to ``dtype`` (`rounded_up`), refused outside `noise_cutoff.noise_scale_range`, where
+    its draws would not be the Gaussian the accountant assumes up to rounding (flushed to 0 below, overflowing above).
+    `make_private` and the DP Trainer check float32's range first (`privacy.accounting.mechanism.check_step_noise`);
+    this is the last check, in the dtype drawn.
 
     Raises:
       DPConfigurationError: in one line naming ``stddev``, the dtype and the accepted range.
     """
     dtype = tf.as_dtype(dtype)
-    info = ml_dtypes.finfo(dtype.as_numpy_dtype)
-    smallest, largest = float(info.tiny) / float(info.eps), float(info.max) / cutoff_radius(dtype)
-    if stddev != 0 and not smallest <= stddev <= largest:
-        raise DPConfigurationError(
-            f"the noise's standard deviation {float(stddev)!r} in {dtype.name} (noise_multiplier * l2_norm_clip / "
-            f"batch size, for gradients) must be 0 or in [{smallest!r}, {largest!r}]: below, its draws are flushed "
-            "to 0; above, they overflow"
-        )
+    noise_cutoff.check_noise_scale(stddev, dtype.name, error=DPConfigurationError)
     return rounded_up(stddev, dtype)
 
 

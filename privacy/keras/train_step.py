@@ -25,6 +25,7 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from privacy.accounting import noisy_padding
+from privacy.accounting.mechanism import folded_multiplier
 from privacy.keras import clipping, compat, optimizers, recording
 from privacy.keras.factors import dim
 from privacy.keras.masking import is_padding, select_rows
@@ -96,13 +97,13 @@ def released_sums(
     """(`clipped_gradient_sum` at the folded multiplier, this replica's part of the step's release (sum_i
     clip_C(g_i) + N(0, (sigma C')^2 I)) / B aligned with ``model.trainable_variables``), B the denominator
     (``params.num_microbatches`` or ``expected_batch_size``), the noise from ``noise`` (a `GaussianNoise`; on
-    replica 0 only). Refuses a B < 1 whose 2^k (`_folded`) is beyond the gradients' dtype."""
-    folded, doublings = _folded(Fraction(1) / Fraction(params.num_microbatches or expected_batch_size))
+    replica 0 only). Refuses a B < 1 whose 2^k (`folded_multiplier`) is beyond the gradients' dtype."""
+    folded, doublings = folded_multiplier(Fraction(1) / Fraction(params.num_microbatches or expected_batch_size))
     # The division by the denominator is folded into the clip factors and the noise's standard deviation (no pass
     # over the gradients for it): (sum_i clip_C(g_i) + N(0, (sigma C')^2 I)) / B = sum_i clip_C(g_i) / B + N(0,
     # (sigma C' / B)^2 I), the same noise draws times sigma C' / B (exact rationals: the noise's stddev rounds up in the
     # gradients' dtype, 1 / B down, so their rounding never lowers the noise against the clipped contributions).
-    # Where 1 / B > 1 (B < 1), 1 / B = m 2^k: m folds in, and the noisy sums are multiplied by 2^k (`_folded`).
+    # Where 1 / B > 1 (B < 1), 1 / B = m 2^k: m folds in, the noisy sums are multiplied by 2^k (`folded_multiplier`).
     clipped = clipped_gradient_sum(
         model,
         units,
@@ -124,19 +125,6 @@ def released_sums(
             f"2^{doublings} (1 / B = m 2^{doublings}, m <= 1), beyond the largest {', '.join(sorted(beyond))}"
         )
     return clipped, [g * rounded_down(2**doublings, g.dtype) for g in sums]
-
-
-def _folded(multiplier: Fraction) -> tuple[Fraction, int]:
-    """(m, k) with ``multiplier`` = m 2^k, k >= 0 the least making m <= 1. The clip factors take m: the clipped sums'
-    rounding bounds hold for scales s <= 1 (`clipping.divisors`; above 1 an operand read as 0 loses s |y| < s lambda,
-    and the scaled side can overflow: a one-position product keeps |a| up to 2^64 at D = |a| |g| <= C, and s = m
-    scales it to inf from m = 2^64). The noisy sums are multiplied by 2^k afterwards: the release is a post-processing
-    of a step of expected batch size 2^k B (on several replicas too: a power of two scales each replica's part and
-    their sum exactly, barring overflow and subnormals)."""
-    doublings = 0
-    while multiplier > 1:
-        multiplier, doublings = multiplier / 2, doublings + 1
-    return multiplier, doublings
 
 
 class ClippedSum(NamedTuple):

@@ -1,9 +1,11 @@
 """DP Trainer settings: every bad value is rejected with the key named, before any training."""
 
+import math
 import re
 import types
 
 import dp_accounting
+import numpy as np
 import pytest
 from dp_accounting import dp_event
 
@@ -40,6 +42,48 @@ def test_bad_settings_name_the_key(change, setting):
         DpTrainingConfig.from_custom_config({**GOOD, **change})
     assert info.value.setting == setting
     assert str(info.value).startswith(f"custom_config[{setting!r}]")
+
+
+def test_a_clip_whose_noise_float32_cannot_draw_is_refused_before_any_data():
+    """sigma C (1 + 2^-10) / B outside float32's range [2^-103, max / (R' (1 + eps)^2)] (recomputed here from numpy's
+    float32 and R = sqrt(128 ln 2)), at the noise_multiplier given or at any a target_epsilon may calibrate to (1e-3
+    to 1e6): refused naming l2_norm_clip by from_custom_config, and by plan for a config built directly."""
+    info = np.finfo(np.float32)
+    radius = np.nextafter(np.float32(math.sqrt(128 * math.log(2))), np.float32(np.inf))
+    low, high = float(info.tiny / info.eps), float(info.max) / (float(radius) * (1 + float(info.eps)) ** 2)
+    assert low == 2.0**-103
+
+    def stddev(sigma, clip, denominator):
+        return sigma * clip * (1 + 2**-10) / denominator
+
+    given = {**GOOD, "target_epsilon": None}
+    cases = [  # (change, whether the noise is out of range), the batch size B = 32 unless microbatches divide
+        ({**given, "noise_multiplier": 1.1, "l2_norm_clip": 1e-33}, stddev(1.1, 1e-33, 32) < low),
+        ({**given, "noise_multiplier": 1e3, "l2_norm_clip": 1e36, "batch_size": 8}, stddev(1e3, 1e36, 8) > high),
+        ({**given, "noise_multiplier": 1e3, "l2_norm_clip": 1e36, "num_microbatches": 8}, True),
+        ({**given, "noise_multiplier": 1e3, "l2_norm_clip": 1e36}, stddev(1e3, 1e36, 32) > high),
+        ({**GOOD, "l2_norm_clip": 1e-33}, stddev(1e-3, 1e-33, 32) < low),  # sigma = 1e-3 might be calibrated
+        ({**GOOD, "l2_norm_clip": 4e-27}, stddev(1e-3, 4e-27, 32) < low),
+        ({**GOOD, "l2_norm_clip": 1e33}, stddev(1e6, 1e33, 32) > high),
+        ({**GOOD, "l2_norm_clip": 1e-33, "private": False}, False),
+    ]
+    assert [refused for _, refused in cases] == [True, True, True, False, True, False, False, False]
+    for config, refused in cases:
+        if not refused:
+            DpTrainingConfig.from_custom_config(config)
+            continue
+        with pytest.raises(InvalidPrivacySetting) as info_:
+            DpTrainingConfig.from_custom_config(config)
+        message = str(info_.value)
+        assert info_.value.setting == "l2_norm_clip" and len(message.splitlines()) == 1, message
+        assert f"l2_norm_clip={config['l2_norm_clip']!r}" in message and "in float32" in message, message
+        assert f"[{low!r}, {high!r}]" in message, message
+        assert ("target_epsilon calibrates" in message) == (
+            "target_epsilon" in config and config["target_epsilon"] is not None
+        )
+    direct = DpTrainingConfig(l2_norm_clip=1e-33, target_epsilon=3.0)
+    with pytest.raises(InvalidPrivacySetting, match="l2_norm_clip=1e-33"):
+        direct.plan(dataset_size=1000)
 
 
 def test_unrelated_keys_are_left_to_the_module():

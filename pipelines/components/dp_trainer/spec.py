@@ -89,7 +89,7 @@ from privacy.accounting import (
     steps_for_epochs,
     truncation,
 )
-from privacy.accounting.mechanism import noisy_padding_uncovered
+from privacy.accounting.mechanism import check_step_noise, noisy_padding_uncovered
 from privacy.compared import compared
 from privacy.decision import DecisionError, NoisyAccuracy
 from privacy.preprocessing import PreprocessingAccount, PreprocessingPart, RecordError
@@ -193,7 +193,29 @@ class DpTrainingConfig:
                 "noise_multiplier",
                 f"private training needs exactly one of 'noise_multiplier' and 'target_epsilon' ({both} set)",
             )
+        config._check_noise()
         return config
+
+    def _check_noise(self) -> None:
+        """Refuses, before TFX runs, an ``l2_norm_clip`` whose step noise float32 cannot draw (`check_step_noise`)
+        at the ``noise_multiplier`` given or, for a ``target_epsilon`` (calibrated once n is known), at any noise
+        multiplier calibration may return (`NOISE_MULTIPLIER_RANGE`)."""
+        if not self.private:
+            return
+        sigmas = NOISE_MULTIPLIER_RANGE if self.noise_multiplier is None else (self.noise_multiplier,)
+        for sigma in sigmas:
+            try:
+                check_step_noise(sigma, self.l2_norm_clip, self.num_microbatches or self.batch_size)
+            except ValueError as err:
+                why = (
+                    ""
+                    if self.noise_multiplier is not None
+                    else (
+                        f"; target_epsilon calibrates noise_multiplier within {list(NOISE_MULTIPLIER_RANGE)}, all "
+                        "of it must be drawable"
+                    )
+                )
+                raise InvalidPrivacySetting("l2_norm_clip", f"{err}{why}") from None
 
     def _check_truncation(self) -> None:
         """``truncated_batch_size`` alone: K or "default", for private Poisson sampling clipped per example and
@@ -274,6 +296,7 @@ class DpTrainingConfig:
             be reached.
         """
         n = validation.integer("dataset_size", dataset_size, minimum=1)
+        self._check_noise()  # a config built directly, not by from_custom_config
         if self.batch_size > n:
             raise InvalidPrivacySetting("batch_size", f"must be <= the {n} training examples, got {self.batch_size}")
         if self.sampling == Sampling.SHUFFLE.value:

@@ -60,6 +60,12 @@ BAD_RUN_OPTIONS = [
     (["--batch-size", "1.5"], "--batch-size"),
     (["--l2-norm-clip", "nan"], "--l2-norm-clip"),
     (["--l2-norm-clip", "-1"], "--l2-norm-clip"),
+    (["--l2-norm-clip", "1e-33"], "--l2-norm-clip"),  # sigma C / B below float32's noise range at sigma = 1e-3
+    (["--trainer-config", '{"l2_norm_clip": 1e-33}'], "--l2-norm-clip"),
+    (
+        ["--l2-norm-clip", "1e36", "--noise-multiplier", "1000", "--batch-size", "8", "--preprocessing-epsilon", "1"],
+        "--l2-norm-clip",
+    ),
     (["--num-microbatches", "0"], "--num-microbatches"),
     (["--sampling", "random"], "--sampling"),
     (["--trainer", "sgd"], "--trainer"),

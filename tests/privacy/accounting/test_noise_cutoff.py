@@ -6,12 +6,13 @@ import math
 import re
 
 import dp_accounting as dpa
+import ml_dtypes
 import numpy as np
 import pytest
 from scipy import integrate, stats
 
 from privacy.accounting import DpSgdMechanism, NoiseCutoff, NoiseCutoffError, NoiseDraws, dp_sgd_report
-from privacy.accounting.noise_cutoff import MAX_ADDED_FRACTION, escape_bound
+from privacy.accounting.noise_cutoff import MAX_ADDED_FRACTION, escape_bound, noise_scale_range, sampler_radius
 
 
 def _inside_both(radius, b):
@@ -306,3 +307,27 @@ def test_a_large_radius_does_not_overflow():
     """f(b) = exp(-(R - b)^2 / 2) (1 - exp(-b (2R - b) / 2)) is computed without exp(R b) (OverflowError at R = 1000
     before); its values elsewhere are checked against exact integrals above."""
     assert 0 <= NoiseCutoff(radius=1000.0, pairs=3, steps=2, unit_shift=1.0).added_delta(1e-5) < 1e-300
+
+
+@pytest.mark.parametrize("name", ["float16", "bfloat16", "float32"])
+def test_the_largest_noise_scale_cannot_overflow_in_16_bit_dtypes_either(name):
+    """The non-float64 sampler's draws are float32 of magnitude at most R = sqrt(128 ln 2) rounded up to float32, plus
+    a float32 ulp of its own rounding, cast to the dtype and multiplied there by the standard deviation rounded up
+    to the dtype: at the range's top the largest such product is finite. max / R alone is not an upper bound in
+    float16 (it rounds up to 6956, and 9.42 x 6956 overflows) nor in bfloat16, even for a draw of float32(R)."""
+    dtype = np.dtype(getattr(ml_dtypes, name, name))
+    top = np.nextafter(np.nextafter(np.float32(sampler_radius(name)), np.float32(np.inf)), np.float32(np.inf))
+    draw = top.astype(dtype)  # the cast of the largest float32 draw, rounded to nearest
+
+    def rounded_up(value):
+        near = np.array(value).astype(dtype)
+        return near if float(near) >= value else np.nextafter(near, dtype.type(np.inf))
+
+    smallest, largest = noise_scale_range(name)
+    info = ml_dtypes.finfo(dtype)
+    assert smallest == float(info.tiny) / float(info.eps)
+    with np.errstate(over="ignore"):
+        assert np.isfinite(draw * rounded_up(largest)), (name, largest)
+        old = float(info.max) / sampler_radius(name)
+        if name != "float32":
+            assert not np.isfinite(np.float32(sampler_radius(name)).astype(dtype) * rounded_up(old)), (name, old)

@@ -11,6 +11,7 @@ from sklearn.datasets import load_digits
 from tensorflow.python.ops import gen_stateless_random_ops_v2
 
 from privacy.accounting import DpSgdMechanism, NoiseCutoff, NoiseDraws
+from privacy.accounting.noise_cutoff import noise_scale_range
 from privacy.keras import (
     DPConfigurationError,
     DPKerasAdamOptimizer,
@@ -131,15 +132,21 @@ def case_noise_multipliers_the_accountants_cannot_take_are_refused_up_front():
 
 def case_noise_that_would_flush_or_overflow_is_refused():
     """TensorFlow's CPU kernels flush subnormal results to 0: noise of standard deviation 2^-130 in float32 (sigma C / B
-    for C = 1e-37) came out all zeros, a step released without noise under the accountant's sigma. `normal` now
-    refuses a standard deviation below tiny / eps (every draw below eps in magnitude flushed at most; 2^-103 in
-    float32, 2^-970 in float64) or above the largest value over the sampler's radius (draws overflow), and a
-    private fit whose sigma C (1 + SLACK) / B is outside that range stops at its first step, naming it."""
+    for C = 1e-37) came out all zeros, a step released without noise under the accountant's sigma. `normal` refuses a
+    standard deviation below tiny / eps (every draw below eps in magnitude flushed at most; 2^-103 in float32, 2^-970
+    in float64) or above max / (R' (1 + eps)^2) (R' the sampler's radius rounded up to the dtype: draws overflow
+    beyond). make_private refuses a sigma C (1 + SLACK) / B outside float32's range when B is known there, naming
+    l2_norm_clip; a fit whose B comes from its batch_size stops at its first step (the last check), in the dtype."""
     seed = tf.constant([3, 4], tf.int64)
     flushed = normal([1000], seed, tf.float32, 1.0).numpy() * np.float32(2.0**-130)  # what the old product gave
     assert np.count_nonzero(tf.constant(flushed) * tf.constant(np.float32(1.0))) < 10  # the kernels flush it
     for dtype, smallest in ((tf.float32, 2.0**-103), (tf.float64, 2.0**-970)):
-        largest = float(dtype.max) / cutoff_radius(dtype)
+        info = np.finfo(dtype.as_numpy_dtype)
+        radius = np.nextafter(dtype.as_numpy_dtype(cutoff_radius(dtype)), np.inf)  # above R either way
+        largest = float(info.max) / (float(radius) * (1 + float(info.eps)) ** 2)
+        low, high = noise_scale_range(dtype.name)
+        assert low == smallest and abs(high / largest - 1) <= 4 * float(info.eps), (dtype, high, largest)
+        largest = high
         below = np.nextafter(smallest, 0)
         above = float(np.nextafter(np.array(largest, dtype.as_numpy_dtype), np.inf))
         for stddev in (below, above, Fraction(smallest) - Fraction(1, 2**1100)):
@@ -147,15 +154,26 @@ def case_noise_that_would_flush_or_overflow_is_refused():
         for stddev in (smallest, Fraction(smallest)):
             z = normal([1000], seed, dtype, stddev).numpy()
             assert np.all(np.isfinite(z)) and np.count_nonzero(z) == 1000, dtype
-            assert np.all(np.abs(z) >= np.finfo(dtype.as_numpy_dtype).tiny), dtype
-        assert np.all(np.isfinite(normal([1000], seed, dtype, np.nextafter(largest, 0)).numpy())), dtype
+            assert np.all(np.abs(z) >= info.tiny), dtype
+        assert np.all(np.isfinite(normal([1000], seed, dtype, largest).numpy())), dtype
     x, y = _data()
     for clip, sigma in ((1e-33, 1.1), (1e36, 1e3)):  # sigma C (1 + SLACK) / B: 1.1e-34, 1.0e38 (float32)
-        model = make_private(
-            K.Sequential([K.Input((4,)), L.Dense(2)]), l2_norm_clip=clip, noise_multiplier=sigma, expected_batch_size=10
+        _raises(
+            lambda: make_private(
+                K.Sequential([K.Input((4,)), L.Dense(2)]),
+                l2_norm_clip=clip,
+                noise_multiplier=sigma,
+                expected_batch_size=10,
+            ),
+            f"l2_norm_clip={clip!r}",
+            "the noise's standard deviation",
+            "in float32",
         )
+        model = make_private(K.Sequential([K.Input((4,)), L.Dense(2)]), l2_norm_clip=clip, noise_multiplier=sigma)
         model.compile(optimizer="sgd", loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
-        _raises(lambda: model.fit(x, y, epochs=1, verbose=0), "the noise's standard deviation", "in float32")
+        _raises(
+            lambda: model.fit(x, y, batch_size=10, epochs=1, verbose=0), "the noise's standard deviation", "in float32"
+        )
         assert private_training(model).steps == 0
 
 
