@@ -25,6 +25,7 @@ from privacy.accounting import (
     Adjacency,
     DpSgdMechanism,
     NoiseCutoffError,
+    PaddingBelowPldFloor,
     PaddingNoiseTooSmall,
     Sampling,
     UnsupportedAccounting,
@@ -484,13 +485,13 @@ def noise(target_epsilon, as_json, accountant, delta, sigma_c, **options):
                 mechanism, target_epsilon=target_epsilon, target_delta=delta, accountant=kind
             )
             eps = compute_epsilon(mechanism.replace(noise_multiplier=sigma), delta, kind)
-        except UnsupportedAccounting as err:
-            sigma = eps = None
-            result.setdefault("unavailable", {})[kind.value] = str(err)
-        except PaddingNoiseTooSmall as err:
+        except (PaddingNoiseTooSmall, PaddingBelowPldFloor) as err:
             sigma = eps = None
             result.setdefault("unavailable", {})[kind.value] = str(err)
             out_of_reach.append(err)
+        except UnsupportedAccounting as err:
+            sigma = eps = None
+            result.setdefault("unavailable", {})[kind.value] = str(err)
         except ValueError as err:
             raise _bad("--target-epsilon", str(err)) from None
         result[f"noise_multiplier_{kind.value}"] = sigma

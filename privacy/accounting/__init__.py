@@ -12,7 +12,13 @@ from privacy.accounting.accountants import (
     make_accountant,
 )
 from privacy.accounting.budget import PrivacyBudget
-from privacy.accounting.calibration import PaddingNoiseTooSmall, calibrate_noise_multiplier, max_epochs, max_units
+from privacy.accounting.calibration import (
+    PaddingBelowPldFloor,
+    PaddingNoiseTooSmall,
+    calibrate_noise_multiplier,
+    max_epochs,
+    max_units,
+)
 from privacy.accounting.events import event_from_json, event_to_json
 from privacy.accounting.mechanism import (
     MAX_STEPS,
@@ -56,6 +62,7 @@ __all__ = [
     "NoiseCutoff",
     "NoiseCutoffError",
     "NoiseDraws",
+    "PaddingBelowPldFloor",
     "PaddingNoiseTooSmall",
     "PrivacyBudget",
     "PrivacyReport",

@@ -33,6 +33,12 @@ class PaddingNoiseTooSmall(ValueError):
     steps of sigma_c itself miss is out of reach (`calibrate_noise_multiplier`)."""
 
 
+class PaddingBelowPldFloor(UnsupportedAccounting):
+    """With noisy padding of ``batch_size_noise_multiplier`` sigma_c at or below PLD's per-step floor, every step's
+    noise multiplier is below it however large sigma is: PLD is not asked (`calibrate_noise_multiplier`); the
+    setting to change is sigma_c (or the accountant)."""
+
+
 def calibrate_noise_multiplier(
     mechanism: DpSgdMechanism,
     *,
@@ -55,6 +61,8 @@ def calibrate_noise_multiplier(
     Raises:
       ValueError: when the target is out of reach (e.g. the prior events alone exceed it);
         `PaddingNoiseTooSmall` where steps of noise multiplier sigma_c alone miss it.
+      UnsupportedAccounting: where the accountant has no analysis of the mechanism; `PaddingBelowPldFloor` where
+        PLD is asked with a sigma_c at or below its per-step floor.
     """
     kind = _check(mechanism, target_epsilon, target_delta, accountant)
     _check_pld_target(mechanism, kind, target_epsilon)
@@ -217,7 +225,7 @@ def _lowest_noise_multiplier(mechanism: DpSgdMechanism, kind: AccountantKind) ->
     if sigma_c is None:
         return max(MIN_NOISE_MULTIPLIER, step_floor)
     if sigma_c <= step_floor:
-        raise UnsupportedAccounting(
+        raise PaddingBelowPldFloor(
             f"PLD is not asked to account a noise multiplier below {step_floor:g} per step, and with "
             f"batch_size_noise_multiplier {sigma_c:g} every step's is below {sigma_c:g}; the RDP accountant covers it"
         )

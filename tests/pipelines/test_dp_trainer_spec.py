@@ -86,6 +86,18 @@ def test_a_clip_whose_noise_float32_cannot_draw_is_refused_before_any_data():
         direct.plan(dataset_size=1000)
 
 
+def test_a_sigma_c_at_or_below_plds_step_floor_names_batch_size_noise_multiplier():
+    """With accountant pld, noisy padding of sigma_c 0.1 (below PLD's floor 0.2 per step) leaves every step's noise
+    multiplier below the floor: calibration cannot ask PLD, and the setting to change is sigma_c, not the target."""
+    padded = {**GOOD, "accountant": "pld", "skip_padding": True}
+    config = DpTrainingConfig.from_custom_config({**padded, "batch_size_noise_multiplier": 0.1})
+    with pytest.raises(InvalidPrivacySetting) as info_:
+        config.plan(dataset_size=2000)
+    assert info_.value.setting == "batch_size_noise_multiplier" and "batch_size_noise_multiplier 0.1" in str(
+        info_.value
+    )
+
+
 def test_unrelated_keys_are_left_to_the_module():
     config = DpTrainingConfig.from_custom_config({**GOOD, "learning_rate": 0.1, "hidden_units": 16})
     assert config.target_epsilon == 3.0 and config.batch_size == 32

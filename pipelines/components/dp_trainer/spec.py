@@ -78,6 +78,7 @@ from privacy.accounting import (
     AccountantKind,
     DpSgdMechanism,
     NoiseDraws,
+    PaddingBelowPldFloor,
     PaddingNoiseTooSmall,
     PrivacyBudget,
     Sampling,
@@ -348,7 +349,7 @@ class DpTrainingConfig:
                     accountant=self.accountant,
                     prior_events=prior,
                 )
-            except PaddingNoiseTooSmall as err:
+            except (PaddingNoiseTooSmall, PaddingBelowPldFloor) as err:
                 raise InvalidPrivacySetting("batch_size_noise_multiplier", f"cannot calibrate: {err}") from None
             except (ValueError, UnsupportedAccounting) as err:
                 raise InvalidPrivacySetting("target_epsilon", f"cannot calibrate: {err}") from None

@@ -200,14 +200,16 @@ def test_refusals_exit_2_with_one_line_naming_the_value(command, args, named):
     assert "Traceback" not in result.output
 
 
-def test_a_sigma_c_below_plds_step_floor_with_pld_alone_is_refused_naming_the_accountant():
+def test_a_sigma_c_below_plds_step_floor_with_pld_alone_is_refused_naming_it():
     """PLD is not asked below its per-step noise floor, and with sigma_c under it every step's sigma_eff is: with
-    --accountant pld no accountant answers, so the command exits 2 (it printed an n/a row and exited 0)."""
+    --accountant pld no accountant answers, so the command exits 2 naming --batch-size-noise-multiplier (the setting
+    to change; it exited 0 with an n/a row, then 2 naming --accountant)."""
     result = invoke(
         "noise", "--target-epsilon", "3", "--n", str(N), "--batch-size", str(B), "--steps", str(STEPS),
         "--accountant", "pld", "--batch-size-noise-multiplier", "0.1",
     )  # fmt: skip
     assert result.exit_code == 2, result.output
     error = result.output.strip().splitlines()[-1]
-    assert error.startswith("Error: Invalid value for '--accountant'") and "batch_size_noise_multiplier 0.1" in error
-    assert "the RDP accountant covers it" in error and "Traceback" not in result.output
+    assert error.startswith("Error: Invalid value for '--batch-size-noise-multiplier'"), error
+    assert "batch_size_noise_multiplier 0.1" in error and "the RDP accountant covers it" in error
+    assert "Traceback" not in result.output
