@@ -199,18 +199,17 @@ def _with_noisy_padding(mechanism: DpSgdMechanism, sigma_c: float | None) -> DpS
 def _clamp_deltas(result: dict, mechanism: DpSgdMechanism, kind: AccountantKind, steps, epsilon) -> None:
     """Adds what noisy padding's clamp adds to ``kind``'s row's delta after ``steps`` steps at ``epsilon``
     ('clamp_delta_<kind>', 0 without noisy padding) and the row's guarantee delta ('guarantee_delta_<kind>'), as a
-    report does (`added_deltas`); None where the row has no figure. Over its share of delta: refused."""
+    report does (`added_deltas`); None where the row has no figure.
+
+    Raises:
+      ClampDeltaError: where the clamp's delta is over its share of delta.
+    """
     if epsilon is None:
         result[f"clamp_delta_{kind.value}"] = result[f"guarantee_delta_{kind.value}"] = None
         return
-    try:
-        clamp = (
-            added_deltas(mechanism.replace(steps=steps), result["delta"], epsilon, None)["clamp_delta"]
-            if steps
-            else 0.0
-        )
-    except noisy_padding.ClampDeltaError as err:
-        raise _bad(_NOISY_PADDING, str(err)) from None
+    clamp = (
+        added_deltas(mechanism.replace(steps=steps), result["delta"], epsilon, None)["clamp_delta"] if steps else 0.0
+    )
     result[f"clamp_delta_{kind.value}"] = clamp
     result[f"guarantee_delta_{kind.value}"] = result["delta"] + clamp
 
@@ -494,12 +493,18 @@ def noise(target_epsilon, as_json, accountant, delta, sigma_c, **options):
             result.setdefault("unavailable", {})[kind.value] = str(err)
         except ValueError as err:
             raise _bad("--target-epsilon", str(err)) from None
+        if sigma_c is not None:  # without noisy padding the JSON and its work are as before it
+            try:
+                _clamp_deltas(result, mechanism, kind, mechanism.steps, eps)
+            except noisy_padding.ClampDeltaError as err:  # as a target out of reach: this row only
+                sigma = eps = result[f"clamp_delta_{kind.value}"] = result[f"guarantee_delta_{kind.value}"] = None
+                result.setdefault("unavailable", {})[kind.value] = str(err)
+                out_of_reach.append(err)
+            result[f"effective_noise_multiplier_{kind.value}"] = (
+                None if sigma is None else mechanism.replace(noise_multiplier=sigma).effective_noise_multiplier
+            )
         result[f"noise_multiplier_{kind.value}"] = sigma
-        result[f"effective_noise_multiplier_{kind.value}"] = (
-            None if sigma is None else mechanism.replace(noise_multiplier=sigma).effective_noise_multiplier
-        )
         result[f"epsilon_{kind.value}"] = eps
-        _clamp_deltas(result, mechanism, kind, mechanism.steps, eps)
     if all(result[f"noise_multiplier_{k.value}"] is None for k in _ACCOUNTANTS[accountant]):  # no answer at all
         if out_of_reach:
             raise _bad(_NOISY_PADDING, str(out_of_reach[-1]))
@@ -573,7 +578,10 @@ def epochs(target_epsilon, as_json, accountant, delta, sigma_c, **options):
         if sigma_c is not None:  # the clamp's delta needs the epsilon the steps afforded spend
             spent = compute_epsilon(mechanism.replace(steps=steps), delta, kind) if steps else None
             result[f"epsilon_{kind.value}"] = spent
-            _clamp_deltas(result, mechanism, kind, steps, 0.0 if steps == 0 else spent)
+            try:
+                _clamp_deltas(result, mechanism, kind, steps, 0.0 if steps == 0 else spent)
+            except noisy_padding.ClampDeltaError as err:
+                raise _bad(_NOISY_PADDING, str(err)) from None
     if as_json:
         _emit_json(result)
         return

@@ -8,7 +8,9 @@ import dp_accounting as dpa
 import pytest
 from click.testing import CliRunner
 
+from pipelines.cli import accounting as accounting_cli
 from pipelines.cli.main import cli
+from privacy.accounting import noisy_padding
 
 N, B, SIGMA, STEPS, DELTA = 2000, 40, 1.0, 300, 1e-5
 BASE = ["epsilon", "--n", str(N), "--batch-size", str(B), "--noise-multiplier", str(SIGMA), "--steps", str(STEPS)]
@@ -213,3 +215,42 @@ def test_a_sigma_c_below_plds_step_floor_with_pld_alone_is_refused_naming_it():
     assert error.startswith("Error: Invalid value for '--batch-size-noise-multiplier'"), error
     assert "batch_size_noise_multiplier 0.1" in error and "the RDP accountant covers it" in error
     assert "Traceback" not in result.output
+
+
+def test_noise_without_noisy_padding_spends_no_extra_accounting(monkeypatch):
+    """The clamp's delta is computed only with noisy padding: without the option, noise's JSON is as before it."""
+    monkeypatch.setattr(accounting_cli, "added_deltas", None)  # a call would fail
+    args = ["--target-epsilon", str(TARGET), "--n", str(N), "--batch-size", str(B), "--steps", str(STEPS)]
+    result = invoke("noise", *args, "--target-delta", str(DELTA), "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    for kind in ("rdp", "pld"):
+        assert data[f"epsilon_{kind}"] <= TARGET and data[f"noise_multiplier_{kind}"] > 0
+        assert not {f"{key}_{kind}" for key in ("effective_noise_multiplier", "clamp_delta", "guarantee_delta")} & set(
+            data
+        )
+
+
+def test_with_both_accountants_a_row_whose_clamp_is_refused_says_why_and_the_other_answers(monkeypatch):
+    """The clamp's refusal is a row's, as a target out of reach is: with a clamp share between the two rows'
+    (calibrated epsilons differ within the search's tolerance), the larger epsilon's row says why it has no sigma
+    and the other answers (exit 0); with a share below both, exit 2 naming --batch-size-noise-multiplier."""
+    args = ["--target-epsilon", str(TARGET), "--n", str(N), "--batch-size", str(B), "--steps", str(STEPS), *PADDED]
+    first = json.loads(invoke("noise", *args).output)
+    shares = {kind: clamp(STEPS, first[f"epsilon_{kind}"]) / DELTA for kind in ("rdp", "pld")}
+    refused, kept = sorted(shares, key=shares.get, reverse=True)
+    assert shares[refused] > shares[kept]
+    monkeypatch.setattr(noisy_padding, "MAX_CLAMP_SHARE", (shares[refused] + shares[kept]) / 2)
+    result = invoke("noise", *args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data[f"noise_multiplier_{refused}"] is None and data[f"clamp_delta_{refused}"] is None
+    assert "noisy padding's clamp adds delta" in data["unavailable"][refused] and kept not in data["unavailable"]
+    assert data[f"noise_multiplier_{kept}"] == first[f"noise_multiplier_{kept}"]
+    assert_deltas(data, kept, STEPS)
+    monkeypatch.setattr(noisy_padding, "MAX_CLAMP_SHARE", shares[kept] / 2)
+    result = invoke("noise", *args[:-1])
+    assert result.exit_code == 2, result.output
+    error = result.output.strip().splitlines()[-1]
+    assert error.startswith("Error: Invalid value for '--batch-size-noise-multiplier'"), error
+    assert "noisy padding's clamp adds delta" in error and "Traceback" not in result.output
