@@ -128,9 +128,17 @@ class InputCheck:
     Args:
         x: this party's share of the encoded input, (batch,) + input shape.
         bounds: the checked bounds (`PartyModel.checked_bounds`).
+
+    Raises:
+        ValueError: where ``x``'s example shape is not the bounds' (the kernel repeats the bounds over the flat
+            batch, so it would not notice; the network server and the client check the shares' shape before).
     """
 
     def __init__(self, p: Party, x: AShare, bounds: CheckedBounds):
+        if x.shape[1:] != bounds.lo.shape:
+            raise ValueError(
+                f"the input share's example shape {x.shape[1:]} is not the checked bounds' {bounds.lo.shape}"
+            )
         self.p, self.x = p, x
         self.k, self.one_comparison, self.lo, self.span = bounds.k, bounds.one_comparison, bounds.lo, bounds.span
         self._verdict = None

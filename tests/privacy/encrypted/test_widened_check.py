@@ -9,6 +9,7 @@ are checked on their declared bounds exactly.
 """
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -24,9 +25,10 @@ from privacy.encrypted import (
 from privacy.encrypted.model.plan import Activation, Architecture, Dense, ModelPlan
 from privacy.encrypted.model.ranges import RangePlan, analyse
 from privacy.encrypted.model.ring import FixedPoint, as_ring, as_signed
+from privacy.encrypted.protocol import kernels
 from privacy.encrypted.protocol.client import encode_input
-from privacy.encrypted.protocol.input_check import bound_bits, power_of_two_span
-from privacy.encrypted.protocol.shares import reconstruct, share
+from privacy.encrypted.protocol.input_check import CheckedBounds, InputCheck, bound_bits, power_of_two_span
+from privacy.encrypted.protocol.shares import AShare, reconstruct, share
 from tests.privacy.encrypted.test_properties import random_plan
 
 
@@ -283,3 +285,20 @@ def test_a_logits_fallback_says_which_limit_not_the_windows_bits():
     ranges = InProcessCluster(plan, bounds, allow_logits=True).ranges
     assert ranges.checked_bounds is None and ranges.output_bits == 63
     assert ranges.fallback == "over the widened bounds the logits could need more than 63 bits"
+
+
+def test_an_input_share_of_another_example_shape_is_refused_before_the_kernel():
+    """The opener's kernel repeats the bounds over the flat batch (lo[i % width]), so a (4, 3) share against (2, 3)
+    bounds would pass it silently (shown below); InputCheck refuses the shape first, naming both."""
+    lo = as_ring(np.arange(6, dtype=np.int64).reshape(2, 3))
+    bounds = CheckedBounds.of(lo, lo + np.uint64(7))
+    zeros = np.zeros((4, 3), np.uint64)
+    out = [np.empty(12, np.uint64) for _ in range(3)]
+    kernels.opener_split(zeros.reshape(-1), zeros.reshape(-1), bounds.lo.reshape(-1), bounds.span.reshape(-1), 3, *out)
+    riders = []
+    party = type("Party", (), {"add_rider": lambda self, rider: riders.append(rider)})()
+    with pytest.raises(ValueError, match=re.escape("example shape (3,) is not the checked bounds' (2, 3)")):
+        InputCheck(party, AShare(zeros, zeros), bounds)
+    assert riders == []
+    InputCheck(party, AShare(np.zeros((4, 2, 3), np.uint64), np.zeros((4, 2, 3), np.uint64)), bounds)
+    assert len(riders) == 1
