@@ -35,15 +35,18 @@ def rng():
 
 
 _CALIBRATIONS: dict = {}
-"""calibrate_noise_multiplier's results by its arguments, kept for the test session's process."""
+"""calibrate_noise_multiplier's results by its arguments, kept while one module's tests run (`memoized_calibration`)."""
 
 
 @pytest.fixture(scope="module")
 def memoized_calibration():
-    """The federated trainer's plan calibrates z through one cache per process: a pure function of its arguments
+    """The federated trainer's plan calibrates z through one cache per module: a pure function of its arguments
     (dp-accounting's Brent search over the event family), so an identical call returns the value the first one
     computed; any other call computes, and an error is raised each time. A sampling-without-replacement RDP
-    calibration costs seconds of CPU, and the command-line tests' runs repeat identical ones."""
+    calibration costs seconds of CPU, and the command-line tests' runs repeat identical ones. The key is the
+    arguments alone: a test in a module using this fixture must not patch what calibration reads (its constants,
+    the accountants, PLD's discretisation), or must call the unmemoized `calibrate_noise_multiplier` itself. The
+    cache is cleared when the module's tests end."""
     from pipelines.components.federated_trainer import spec
 
     calibrate = spec.calibrate_noise_multiplier
@@ -54,6 +57,9 @@ def memoized_calibration():
             _CALIBRATIONS[key] = calibrate(mechanism, **settings)
         return _CALIBRATIONS[key]
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(spec, "calibrate_noise_multiplier", memoized)
-        yield
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(spec, "calibrate_noise_multiplier", memoized)
+            yield
+    finally:
+        _CALIBRATIONS.clear()
