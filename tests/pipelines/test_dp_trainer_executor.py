@@ -290,4 +290,8 @@ def test_noisy_padding_training_records_sigma_c_its_joint_gaussian_and_the_clamp
     assert ledger["delta"] == pytest.approx(composition["accountant_delta"] + added, rel=1e-15)
     # Steps left their padding out with noisy padding: their row counts are covered, nothing listed outside.
     assert ledger["parameters"]["uncovered_padding"] is False
+    # Noisy padding ran: each step drew Z's Box-Muller pair beside the same model's gradient pairs (a run_fn that
+    # stopped passing it would draw only the weights', as the shuffled run does; uncovered_padding alone would not say).
+    plain = executor_runs["shuffle"][1]["parameters"]["noise_cutoff"]
+    assert ledger["parameters"]["noise_cutoff"] == {"radius": plain["radius"], "pairs": plain["pairs"] + 1}
     assert UNCOVERED_PADDING_NAME not in ledger["parameters"]["outside_guarantee"]
